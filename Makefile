@@ -1,0 +1,34 @@
+# fedorch — the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test proto proto-check lint bench soak clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the dependency list changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fedorch demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agent tests scripts
+
+bench: $(STAMP)
+	$(VENV)/bin/fedorch bench all
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

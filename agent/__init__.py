@@ -1,0 +1,1 @@
+"""fedorch: a federated orchestrator with no centre."""

@@ -1,0 +1,105 @@
+"""A small async wrapper around the agent's Client gRPC service.
+
+It returns protobuf messages and lets grpc errors through untouched; commands map them
+to exit codes with `errors.rpc_errors`. Every unary call carries a deadline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import grpc
+
+from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
+
+DEFAULT_PEER = "127.0.0.1:7101"
+DEFAULT_RPC_TIMEOUT_S = 10.0
+
+_PEER_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
+
+# Agents are addressed directly; an HTTP proxy from the environment would only get in
+# the way (and would turn "connection refused" into a slow failure).
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.enable_http_proxy", 0),)
+
+
+def parse_peer(value: str) -> str:
+    """Check a HOST:PORT address; return it stripped. Raises ValueError."""
+    value = value.strip()
+    match = _PEER_RE.match(value)
+    if not match or not 0 < int(match.group("port")) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:7101)")
+    return value
+
+
+class AgentClient:
+    """`async with AgentClient(peer) as c: await c.get_workflow(id)`."""
+
+    def __init__(self, peer: str, rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+        self.peer = peer
+        self.rpc_timeout = rpc_timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: client_pb2_grpc.ClientStub | None = None
+
+    async def __aenter__(self) -> AgentClient:
+        self._channel = grpc.aio.insecure_channel(self.peer, options=CHANNEL_OPTIONS)
+        self._stub = client_pb2_grpc.ClientStub(self._channel)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel, self._stub = self._channel, None, None
+            await channel.close(grace=None)
+
+    @property
+    def stub(self) -> client_pb2_grpc.ClientStub:
+        if self._stub is None:
+            raise RuntimeError("AgentClient used outside 'async with'")
+        return self._stub
+
+    async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str) -> str:
+        request = client_pb2.SubmitRequest(spec=spec, request_id=request_id)
+        reply = await self.stub.Submit(request, timeout=self.rpc_timeout)
+        return reply.id
+
+    async def get_workflow(self, workflow_id: str) -> status_pb2.WorkflowStatus:
+        request = client_pb2.GetWorkflowRequest(id=workflow_id)
+        return await self.stub.GetWorkflow(request, timeout=self.rpc_timeout)
+
+    async def watch(
+        self, workflow_id: str, stream_deadline_s: float
+    ) -> AsyncIterator[status_pb2.WorkflowStatus]:
+        """Stream status updates; the stream as a whole is bounded by stream_deadline_s."""
+        request = client_pb2.GetWorkflowRequest(id=workflow_id)
+        call = self.stub.Watch(request, timeout=stream_deadline_s)
+        try:
+            async for status in call:
+                yield status
+        finally:
+            call.cancel()
+
+    async def cancel(self, workflow_id: str, reason: str = "") -> status_pb2.WorkflowStatus:
+        request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
+        reply = await self.stub.Cancel(request, timeout=self.rpc_timeout)
+        return reply.status
+
+    async def list_workflows(self) -> list[status_pb2.WorkflowStatus]:
+        reply = await self.stub.ListWorkflows(
+            client_pb2.ListWorkflowsRequest(), timeout=self.rpc_timeout
+        )
+        return list(reply.workflows)
+
+    async def list_members(self) -> list[client_pb2.MemberInfo]:
+        reply = await self.stub.ListMembers(
+            client_pb2.ListMembersRequest(), timeout=self.rpc_timeout
+        )
+        return list(reply.members)

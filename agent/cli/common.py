@@ -1,0 +1,67 @@
+"""Shared CLI plumbing: settings on the click context, the --peer option, running async."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from agent.cli.client import DEFAULT_PEER, DEFAULT_RPC_TIMEOUT_S, AgentClient, parse_peer
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Settings:
+    rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context()
+    found = ctx.find_object(Settings)
+    return found if found is not None else Settings()
+
+
+def client_for(peer: str) -> AgentClient:
+    return AgentClient(peer, settings().rpc_timeout)
+
+
+def _check_peer(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return parse_peer(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def peer_option(func: F) -> F:
+    return click.option(
+        "--peer",
+        envvar="FEDORCH_PEER",
+        default=DEFAULT_PEER,
+        show_default=True,
+        metavar="HOST:PORT",
+        callback=_check_peer,
+        help="Agent to talk to (env FEDORCH_PEER).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def console() -> Console:
+    """A console on the current stdout (click's test runner swaps it)."""
+    return Console(highlight=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False)

@@ -1,0 +1,121 @@
+"""Follow a workflow to a terminal state: Watch stream first, GetWorkflow polling after.
+
+Used by `submit --wait`, `watch` and `demo`. The caller bounds the whole wait (see
+`wait_for_terminal`); grpc errors that are not worth retrying propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from agent.cli.client import AgentClient
+from agent.cli.errors import EXIT_FAILED, UNREACHABLE_CODES, CliError
+from agent.cli.render import is_terminal, status_to_dict, workflow_state_name
+from agent.gen.fedorch.v1 import status_pb2
+
+OnUpdate = Callable[[status_pb2.WorkflowStatus], None]
+
+# Errors after which retrying the same question cannot help.
+_FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+@dataclass
+class Follower:
+    """Tracks the last status seen and reports each distinct one once."""
+
+    on_update: OnUpdate | None = None
+    last: status_pb2.WorkflowStatus | None = None
+    _last_key: object = field(default=None, repr=False)
+
+    def see(self, status: status_pb2.WorkflowStatus) -> None:
+        self.last = status
+        key = status_to_dict(status)
+        if key != self._last_key:
+            self._last_key = key
+            if self.on_update is not None:
+                self.on_update(status)
+
+
+async def follow(
+    client: AgentClient,
+    workflow_id: str,
+    follower: Follower,
+    *,
+    poll_interval_s: float = 0.5,
+    stream_deadline_s: float = 300.0,
+    unreachable_grace_s: float = 30.0,
+) -> status_pb2.WorkflowStatus:
+    """Return the workflow's terminal status, reporting every change to `follower`."""
+    status = await client.get_workflow(workflow_id)
+    follower.see(status)
+    if is_terminal(status):
+        return status
+
+    # 1. The server stream. A stream that hits its own deadline is simply reopened.
+    while True:
+        try:
+            async with contextlib.aclosing(client.watch(workflow_id, stream_deadline_s)) as stream:
+                async for status in stream:
+                    follower.see(status)
+                    if is_terminal(status):
+                        return status
+        except grpc.RpcError as exc:
+            if exc.code() in _FATAL_CODES:
+                raise
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                continue
+        break  # the stream ended or broke before a terminal state: poll instead
+
+    # 2. Polling, tolerating a briefly unreachable agent (e.g. a restart).
+    unreachable_since: float | None = None
+    while True:
+        await asyncio.sleep(poll_interval_s)
+        try:
+            status = await client.get_workflow(workflow_id)
+        except grpc.RpcError as exc:
+            if exc.code() not in UNREACHABLE_CODES:
+                raise
+            now = time.monotonic()
+            if unreachable_since is None:
+                unreachable_since = now
+            if now - unreachable_since > unreachable_grace_s:
+                raise
+            continue
+        unreachable_since = None
+        follower.see(status)
+        if is_terminal(status):
+            return status
+
+
+async def wait_for_terminal(
+    client: AgentClient,
+    workflow_id: str,
+    limit_s: float | None,
+    on_update: OnUpdate | None = None,
+    **kwargs: float,
+) -> status_pb2.WorkflowStatus:
+    """`follow`, bounded by limit_s seconds (None: no bound); on expiry exit 1."""
+    follower = Follower(on_update)
+    try:
+        async with asyncio.timeout(limit_s):
+            return await follow(client, workflow_id, follower, **kwargs)
+    except TimeoutError:
+        last = workflow_state_name(follower.last.state) if follower.last else "unknown"
+        raise CliError(
+            f"timed out waiting for workflow {workflow_id} to finish after {limit_s:g}s "
+            f"(last state: {last})",
+            EXIT_FAILED,
+        ) from None

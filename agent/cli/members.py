@@ -1,0 +1,28 @@
+"""`fedorch members`: the federation as one agent sees it."""
+
+from __future__ import annotations
+
+import click
+
+from agent.cli.common import client_for, console, json_option, peer_option, run
+from agent.cli.errors import rpc_errors
+from agent.cli.render import members_table, members_to_list, to_json
+from agent.gen.fedorch.v1 import client_pb2
+
+
+@click.command()
+@peer_option
+@json_option
+def members(peer: str, as_json: bool) -> None:
+    """List the federation's members as this agent sees them."""
+
+    async def go() -> list[client_pb2.MemberInfo]:
+        async with client_for(peer) as client:
+            with rpc_errors(peer):
+                return await client.list_members()
+
+    found = run(go())
+    if as_json:
+        click.echo(to_json(members_to_list(found)))
+    else:
+        console().print(members_table(found))

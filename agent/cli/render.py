@@ -1,0 +1,328 @@
+"""Status and members as JSON-ready dicts (ARCHITECTURE §6) and as rich tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from agent.gen.fedorch.v1 import client_pb2, status_pb2
+
+WorkflowState = status_pb2.WorkflowState
+TERMINAL_STATES = frozenset(
+    {
+        status_pb2.WORKFLOW_STATE_SUCCEEDED,
+        status_pb2.WORKFLOW_STATE_FAILED,
+        status_pb2.WORKFLOW_STATE_ABORTED,
+        status_pb2.WORKFLOW_STATE_CANCELLED,
+    }
+)
+TERMINAL_NAMES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
+
+_STYLES = {
+    "SUCCEEDED": "green",
+    "RUNNING": "cyan",
+    "NEGOTIATING": "magenta",
+    "WAITING": "blue",
+    "PENDING": "dim",
+    "FAILED": "red",
+    "ABORTED": "red",
+    "CANCELLED": "yellow",
+    "SKIPPED": "yellow",
+    "ALIVE": "green",
+    "SUSPECT": "yellow",
+    "DEAD": "red",
+    "LEFT": "dim",
+}
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    try:
+        name: str = enum.Name(value)
+    except ValueError:
+        return f"UNKNOWN_{value}"
+    return name.removeprefix(prefix)
+
+
+def workflow_state_name(value: int) -> str:
+    """WORKFLOW_STATE_SUCCEEDED -> "SUCCEEDED"."""
+    return _enum_name(status_pb2.WorkflowState, value, "WORKFLOW_STATE_")
+
+
+def step_state_name(value: int) -> str:
+    """STEP_STATE_RUNNING -> "RUNNING"."""
+    return _enum_name(status_pb2.StepState, value, "STEP_STATE_")
+
+
+def member_state_name(value: int) -> str:
+    """MEMBER_STATE_ALIVE -> "ALIVE"."""
+    return _enum_name(client_pb2.MemberState, value, "MEMBER_STATE_")
+
+
+def is_terminal(status: status_pb2.WorkflowStatus) -> bool:
+    return status.state in TERMINAL_STATES
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as a plain dict; an empty or unset Struct is {}."""
+    return json_format.MessageToDict(struct)
+
+
+# ---- JSON --------------------------------------------------------------------------
+
+
+def step_to_dict(step: status_pb2.StepStatus) -> dict[str, Any]:
+    return {
+        "id": step.id,
+        "domain": step.domain,
+        "state": step_state_name(step.state),
+        "attempts": step.attempts,
+        "outputs": struct_to_dict(step.outputs),
+        "error": step.error,
+    }
+
+
+def refusal_to_dict(refusal: status_pb2.Refusal) -> dict[str, Any]:
+    return {
+        "round": refusal.round,
+        "domain": refusal.domain,
+        "steps": list(refusal.steps),
+        "reason": refusal.reason,
+    }
+
+
+def status_to_dict(status: status_pb2.WorkflowStatus) -> dict[str, Any]:
+    """The status JSON of ARCHITECTURE §6, plus "refusals" and "rounds"."""
+    return {
+        "id": status.id,
+        "name": status.name,
+        "state": workflow_state_name(status.state),
+        "coordinator": status.coordinator,
+        "reason": status.reason,
+        "steps": [step_to_dict(step) for step in status.steps],
+        "refusals": [refusal_to_dict(r) for r in status.refusals],
+        "rounds": status.rounds,
+    }
+
+
+def member_to_dict(member: client_pb2.MemberInfo) -> dict[str, Any]:
+    """The members JSON of ARCHITECTURE §6, plus "version", "last_heard_ms", "self"."""
+    return {
+        "domain": member.domain,
+        "address": member.address,
+        "state": member_state_name(member.state),
+        "labels": dict(sorted(member.labels.items())),
+        "capabilities": [
+            {"name": c.name, "capacity": c.capacity, "available": c.available}
+            for c in member.capabilities
+        ],
+        "version": member.version,
+        "last_heard_ms": member.last_heard_ms,
+        "self": member.self,
+    }
+
+
+def members_to_list(members: list[client_pb2.MemberInfo]) -> list[dict[str, Any]]:
+    return [member_to_dict(m) for m in members]
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2)
+
+
+# ---- text helpers --------------------------------------------------------------------
+
+
+def compact_json(value: Any) -> str:
+    if not value:
+        return ""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def state_text(name: str) -> Text:
+    return Text(name, style=_STYLES.get(name, ""))
+
+
+def _text(value: Any) -> Text:
+    """User data as Text, so that brackets in it are never read as rich markup."""
+    return Text("" if value is None else str(value))
+
+
+def last_heard_seconds(last_heard_ms: int, now_ms: int | None = None) -> float | None:
+    """Seconds since a member was last heard from, or None when unknown.
+
+    Values that look like a wall-clock timestamp (after 2001) are read as epoch ms;
+    smaller values as an age in ms.
+    """
+    if last_heard_ms <= 0:
+        return None
+    if last_heard_ms < 1_000_000_000_000:
+        return last_heard_ms / 1000.0
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    return max(0.0, (now_ms - last_heard_ms) / 1000.0)
+
+
+# ---- tables --------------------------------------------------------------------------
+
+
+def steps_table(status: status_pb2.WorkflowStatus, title: str | None = None) -> Table:
+    table = Table(title=title, show_lines=False, expand=False)
+    for column in ("step", "capability", "domain", "state", "attempts", "outputs", "error"):
+        table.add_column(column, overflow="fold")
+    for step in status.steps:
+        state = step_state_name(step.state)
+        table.add_row(
+            _text(step.id),
+            _text(step.capability),
+            _text(step.domain or "-"),
+            state_text(state),
+            _text(step.attempts),
+            _text(compact_json(struct_to_dict(step.outputs))),
+            Text(step.error, style="red") if step.error else _text(""),
+        )
+    return table
+
+
+def refusals_table(status: status_pb2.WorkflowStatus) -> Table:
+    table = Table(title="refusals")
+    for column in ("round", "domain", "steps", "reason"):
+        table.add_column(column, overflow="fold")
+    for refusal in status.refusals:
+        table.add_row(
+            _text(refusal.round),
+            _text(refusal.domain),
+            _text(", ".join(refusal.steps)),
+            _text(refusal.reason),
+        )
+    return table
+
+
+def status_header(status: status_pb2.WorkflowStatus) -> Text:
+    state = workflow_state_name(status.state)
+    header = Text()
+    header.append("workflow ", style="bold")
+    header.append(status.id, style="bold")
+    if status.name:
+        header.append(f"  ({status.name})")
+    header.append("  ")
+    header.append_text(state_text(state))
+    if status.coordinator:
+        header.append(f"  coordinator {status.coordinator}")
+    if status.rounds:
+        header.append(f"  rounds {status.rounds}")
+    if status.reason:
+        header.append("\nreason: ")
+        header.append(status.reason)
+    return header
+
+
+def status_renderable(status: status_pb2.WorkflowStatus) -> RenderableType:
+    parts: list[RenderableType] = [status_header(status)]
+    if status.steps:
+        parts.append(steps_table(status))
+    if status.refusals:
+        parts.append(refusals_table(status))
+    return Group(*parts)
+
+
+def steps_done(status: status_pb2.WorkflowStatus) -> int:
+    return sum(1 for s in status.steps if s.state == status_pb2.STEP_STATE_SUCCEEDED)
+
+
+def workflows_table(workflows: list[status_pb2.WorkflowStatus]) -> Table:
+    table = Table(title="workflows")
+    for column in ("id", "name", "state", "coordinator", "steps done/total"):
+        table.add_column(column, overflow="fold")
+    for status in workflows:
+        table.add_row(
+            _text(status.id),
+            _text(status.name),
+            state_text(workflow_state_name(status.state)),
+            _text(status.coordinator),
+            _text(f"{steps_done(status)}/{len(status.steps)}"),
+        )
+    return table
+
+
+def members_table(members: list[client_pb2.MemberInfo], now_ms: int | None = None) -> Table:
+    table = Table(title="members")
+    for column in ("domain", "address", "state", "version", "last heard", "labels"):
+        table.add_column(column, overflow="fold")
+    table.add_column("capabilities (avail/cap)", overflow="fold")
+    for member in members:
+        age = last_heard_seconds(member.last_heard_ms, now_ms)
+        if member.self:
+            heard = "self"
+        elif age is None:
+            heard = "-"
+        else:
+            heard = f"{age:.1f}s ago"
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(member.labels.items()))
+        caps = "\n".join(f"{c.name} {c.available}/{c.capacity}" for c in member.capabilities)
+        domain = Text(member.domain, style="bold" if member.self else "")
+        table.add_row(
+            domain,
+            _text(member.address),
+            state_text(member_state_name(member.state)),
+            _text(member.version),
+            _text(heard),
+            _text(labels),
+            _text(caps),
+        )
+    return table
+
+
+# ---- change lines (non-TTY watch, demo) -------------------------------------------------
+
+
+def change_lines(previous: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """Human lines describing what changed between two status dicts (status_to_dict)."""
+    lines: list[str] = []
+    prev = previous or {}
+    if current["state"] != prev.get("state"):
+        line = f"workflow {current['id']} {current['state']}"
+        if current["state"] in TERMINAL_NAMES and current.get("reason"):
+            line += f": {current['reason']}"
+        lines.append(line)
+    if current.get("rounds", 0) > prev.get("rounds", 0):
+        lines.append(f"negotiation round {current['rounds']}")
+    seen = {json.dumps(r, sort_keys=True) for r in prev.get("refusals", [])}
+    for refusal in current.get("refusals", []):
+        if json.dumps(refusal, sort_keys=True) not in seen:
+            lines.append(refusal_line(refusal))
+    prev_steps = {s["id"]: s for s in prev.get("steps", [])}
+    for step in current.get("steps", []):
+        before = prev_steps.get(step["id"], {})
+        old_domain, new_domain = before.get("domain", ""), step["domain"]
+        if new_domain and new_domain != old_domain:
+            if old_domain:
+                lines.append(f"step {step['id']} re-placed: {old_domain} -> {new_domain}")
+            else:
+                lines.append(f"step {step['id']} placed on {new_domain}")
+        if step["state"] != before.get("state") or step["attempts"] != before.get("attempts"):
+            lines.append(step_line(step))
+    return lines
+
+
+def step_line(step: dict[str, Any]) -> str:
+    line = f"step {step['id']} {step['state']}"
+    if step["domain"]:
+        line += f" on {step['domain']}"
+    if step["attempts"]:
+        line += f" (attempt {step['attempts']})"
+    if step["state"] == "SUCCEEDED" and step["outputs"]:
+        line += f" outputs {compact_json(step['outputs'])}"
+    if step["error"]:
+        line += f": {step['error']}"
+    return line
+
+
+def refusal_line(refusal: dict[str, Any]) -> str:
+    steps = ", ".join(refusal["steps"]) or "its steps"
+    return f"round {refusal['round']}: {refusal['domain']} refused {steps}: {refusal['reason']}"

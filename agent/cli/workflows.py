@@ -1,0 +1,215 @@
+"""Workflow commands: submit, status, watch, cancel, list."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.live import Live
+
+from agent.cli.common import client_for, console, json_option, peer_option, run
+from agent.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError, one_line, rpc_errors
+from agent.cli.follow import wait_for_terminal
+from agent.cli.render import (
+    change_lines,
+    status_renderable,
+    status_to_dict,
+    to_json,
+    workflow_state_name,
+    workflows_table,
+)
+from agent.gen.fedorch.v1 import spec_pb2, status_pb2
+
+DEFAULT_WAIT_S = 300.0
+_POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def load_spec(path: Path) -> spec_pb2.WorkflowSpec:
+    """Load and validate a spec file; an invalid one is a usage error (exit 2)."""
+    try:
+        from agent.workflow.spec import load_spec_file
+    except ImportError as exc:  # pragma: no cover - only while the package is incomplete
+        raise CliError(f"workflow spec support is not available: {exc}", EXIT_FAILED) from exc
+    import yaml
+
+    try:
+        return load_spec_file(path)
+    except (ValueError, OSError, yaml.YAMLError) as exc:
+        message = one_line(str(exc)) or type(exc).__name__
+        if str(path) not in message and path.name not in message:
+            message = f"{path}: {message}"
+        raise CliError(message, EXIT_USAGE) from exc
+
+
+def print_status(status: status_pb2.WorkflowStatus, as_json: bool) -> None:
+    if as_json:
+        click.echo(to_json(status_to_dict(status)))
+    else:
+        console().print(status_renderable(status))
+
+
+def fail_unless_succeeded(status: status_pb2.WorkflowStatus) -> None:
+    if status.state == status_pb2.WORKFLOW_STATE_SUCCEEDED:
+        return
+    message = f"workflow {status.id} ended {workflow_state_name(status.state)}"
+    if status.reason:
+        message += f": {status.reason}"
+    raise CliError(message, EXIT_FAILED)
+
+
+# ---- submit ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@peer_option
+@click.option("--wait", is_flag=True, help="Wait for a terminal state and print the status.")
+@click.option(
+    "--timeout",
+    "limit_s",
+    type=_POSITIVE,
+    default=DEFAULT_WAIT_S,
+    show_default=True,
+    metavar="S",
+    help="With --wait: give up after S seconds (exit 1).",
+)
+@json_option
+def submit(file: Path, peer: str, wait: bool, limit_s: float, as_json: bool) -> None:
+    """Submit the workflow spec FILE; print its id, or with --wait its final status."""
+    spec = load_spec(file)
+    request_id = uuid.uuid4().hex
+
+    async def go() -> tuple[str, status_pb2.WorkflowStatus | None]:
+        async with client_for(peer) as client:
+            with rpc_errors(peer):
+                workflow_id = await client.submit(spec, request_id)
+                if not wait:
+                    return workflow_id, None
+                return workflow_id, await wait_for_terminal(client, workflow_id, limit_s)
+
+    workflow_id, status = run(go())
+    if status is None:
+        click.echo(json.dumps({"id": workflow_id}) if as_json else workflow_id)
+        return
+    print_status(status, as_json)
+    fail_unless_succeeded(status)
+
+
+# ---- status ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@peer_option
+@json_option
+def status(workflow_id: str, peer: str, as_json: bool) -> None:
+    """Show a workflow's status (any agent can answer)."""
+
+    async def go() -> status_pb2.WorkflowStatus:
+        async with client_for(peer) as client:
+            with rpc_errors(peer):
+                return await client.get_workflow(workflow_id)
+
+    print_status(run(go()), as_json)
+
+
+# ---- watch -----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@peer_option
+@click.option(
+    "--timeout",
+    "limit_s",
+    type=_POSITIVE,
+    default=None,
+    metavar="S",
+    help="Give up after S seconds (exit 1). Default: no limit.",
+)
+@json_option
+def watch(workflow_id: str, peer: str, limit_s: float | None, as_json: bool) -> None:
+    """Follow a workflow live until it ends; exit 0 if it SUCCEEDED, else 1.
+
+    On a terminal, a live table; otherwise one line per change (--json: one JSON
+    object per line per update).
+    """
+    con = console()
+
+    async def go(on_update: Any) -> status_pb2.WorkflowStatus:
+        async with client_for(peer) as client:
+            with rpc_errors(peer):
+                return await wait_for_terminal(client, workflow_id, limit_s, on_update)
+
+    if as_json:
+
+        def emit_json(status: status_pb2.WorkflowStatus) -> None:
+            click.echo(json.dumps(status_to_dict(status)))
+
+        final = run(go(emit_json))
+    elif con.is_terminal:
+        with Live(console=con, auto_refresh=False, transient=False) as live:
+
+            def redraw(status: status_pb2.WorkflowStatus) -> None:
+                live.update(status_renderable(status), refresh=True)
+
+            final = run(go(redraw))
+    else:
+        previous: dict[str, Any] | None = None
+
+        def print_changes(status: status_pb2.WorkflowStatus) -> None:
+            nonlocal previous
+            current = status_to_dict(status)
+            stamp = time.strftime("%H:%M:%S")
+            for line in change_lines(previous, current):
+                click.echo(f"{stamp} {line}")
+            previous = current
+
+        final = run(go(print_changes))
+    fail_unless_succeeded(final)
+
+
+# ---- cancel ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@peer_option
+@click.option("--reason", default="cancelled by user", show_default=True)
+@json_option
+def cancel(workflow_id: str, peer: str, reason: str, as_json: bool) -> None:
+    """Cancel a workflow and print the resulting status."""
+
+    async def go() -> status_pb2.WorkflowStatus:
+        async with client_for(peer) as client:
+            with rpc_errors(peer):
+                return await client.cancel(workflow_id, reason)
+
+    print_status(run(go()), as_json)
+
+
+# ---- list ------------------------------------------------------------------------------
+
+
+@click.command(name="list")
+@peer_option
+@json_option
+def list_workflows(peer: str, as_json: bool) -> None:
+    """List the workflows this agent knows."""
+
+    async def go() -> list[status_pb2.WorkflowStatus]:
+        async with client_for(peer) as client:
+            with rpc_errors(peer):
+                return await client.list_workflows()
+
+    workflows = run(go())
+    if as_json:
+        click.echo(to_json([status_to_dict(w) for w in workflows]))
+    elif not workflows:
+        click.echo("no workflows")
+    else:
+        console().print(workflows_table(workflows))

@@ -1,0 +1,254 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from agent.gen.fedorch.v1 import spec_pb2 as _spec_pb2
+from agent.gen.fedorch.v1 import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_COMMIT: _ClassVar[Outcome]
+    OUTCOME_ABORT: _ClassVar[Outcome]
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_COMMIT: Outcome
+OUTCOME_ABORT: Outcome
+
+class Envelope(_message.Message):
+    __slots__ = ("body", "signature")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    signature: bytes
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class Body(_message.Message):
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "record", "gossip", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    GOSSIP_FIELD_NUMBER: _ClassVar[int]
+    PREPARE_FIELD_NUMBER: _ClassVar[int]
+    VOTE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_NOTICE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_QUERY_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    STEP_RESULT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    recipient: str
+    nonce: bytes
+    sent_at_ms: int
+    record: DomainRecord
+    gossip: GossipExchange
+    prepare: PrepareRequest
+    vote: Vote
+    decision: Decision
+    decision_notice: DecisionNotice
+    decision_query: DecisionQuery
+    decision_answer: DecisionAnswer
+    step_result: StepResult
+    cancel: CancelNotice
+    ack: Ack
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., record: _Optional[_Union[DomainRecord, _Mapping]] = ..., gossip: _Optional[_Union[GossipExchange, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class CapabilityInfo(_message.Message):
+    __slots__ = ("name", "capacity", "available", "cost")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capacity: int
+    available: int
+    cost: float
+    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., available: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
+
+class PolicySummary(_message.Message):
+    __slots__ = ("published", "accept_from", "residency_accept")
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_FROM_FIELD_NUMBER: _ClassVar[int]
+    RESIDENCY_ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    published: bool
+    accept_from: _containers.RepeatedScalarFieldContainer[str]
+    residency_accept: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DomainRecord(_message.Message):
+    __slots__ = ("domain", "version", "endpoint", "labels", "capabilities", "policy", "leaving")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    version: int
+    endpoint: str
+    labels: _containers.ScalarMap[str, str]
+    capabilities: _containers.RepeatedCompositeFieldContainer[CapabilityInfo]
+    policy: PolicySummary
+    leaving: bool
+    def __init__(self, domain: _Optional[str] = ..., version: _Optional[int] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
+
+class GossipExchange(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[Envelope]
+    def __init__(self, records: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint")
+    class PlacementEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    spec: _spec_pb2.WorkflowSpec
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    placement: _containers.ScalarMap[str, str]
+    lease_ms: int
+    coordinator_endpoint: str
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ...) -> None: ...
+
+class Vote(_message.Message):
+    __slots__ = ("workflow_id", "round", "domain", "yes", "reason", "steps", "lease_expires_at_ms")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    YES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    domain: str
+    yes: bool
+    reason: str
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    lease_expires_at_ms: int
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., domain: _Optional[str] = ..., yes: _Optional[bool] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., lease_expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("workflow_id", "round", "outcome", "coordinator", "placement", "votes", "spec", "reason", "endpoints")
+    class PlacementEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class EndpointsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    outcome: Outcome
+    coordinator: str
+    placement: _containers.ScalarMap[str, str]
+    votes: _containers.RepeatedCompositeFieldContainer[Envelope]
+    spec: _spec_pb2.WorkflowSpec
+    reason: str
+    endpoints: _containers.ScalarMap[str, str]
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coordinator: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., reason: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DecisionNotice(_message.Message):
+    __slots__ = ("decision",)
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    decision: Envelope
+    def __init__(self, decision: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+
+class DecisionQuery(_message.Message):
+    __slots__ = ("workflow_id", "round")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
+
+class DecisionAnswer(_message.Message):
+    __slots__ = ("workflow_id", "known", "decision")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    known: bool
+    decision: Envelope
+    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+
+class StepResult(_message.Message):
+    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step_id: str
+    attempt: int
+    domain: str
+    state: _status_pb2.StepState
+    outputs: _struct_pb2.Struct
+    error: str
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CancelNotice(_message.Message):
+    __slots__ = ("workflow_id", "reason", "final_state")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    reason: str
+    final_state: _status_pb2.WorkflowState
+    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("ok", "error")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    error: str
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...

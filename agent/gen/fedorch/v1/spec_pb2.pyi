@@ -1,0 +1,66 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WorkflowSpec(_message.Message):
+    __slots__ = ("name", "data", "steps")
+    class DataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    data: _containers.ScalarMap[str, str]
+    steps: _containers.RepeatedCompositeFieldContainer[StepSpec]
+    def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
+
+class StepSpec(_message.Message):
+    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    capability: str
+    params: _struct_pb2.Struct
+    constraints: Constraints
+    needs: _containers.RepeatedScalarFieldContainer[str]
+    retries: int
+    timeout_s: float
+    compensate: Compensation
+    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ...) -> None: ...
+
+class Constraints(_message.Message):
+    __slots__ = ("labels", "domains")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Compensation(_message.Message):
+    __slots__ = ("params",)
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    params: _struct_pb2.Struct
+    def __init__(self, params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,136 @@
+"""gRPC Client service: what the CLI calls, on any agent.
+
+A workflow's id names its coordinator; an agent asked about a workflow that
+another agent coordinates forwards the call there (and falls back to what it
+knows itself when the coordinator cannot be reached).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+
+from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, status_pb2
+from agent.server.agent import TERMINAL_WORKFLOW_STATES
+from agent.workflow.spec import SpecError
+
+if TYPE_CHECKING:
+    from agent.server.agent import Agent
+
+log = logging.getLogger("fedorch.client")
+FORWARD_TIMEOUT_S = 5.0
+WATCH_HEARTBEAT_S = 5.0
+
+
+def _coordinator_of(workflow_id: str) -> str:
+    return workflow_id.rpartition(".")[0]
+
+
+def _terminal(status: status_pb2.WorkflowStatus) -> bool:
+    name = status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
+    return name in TERMINAL_WORKFLOW_STATES
+
+
+class ClientService(client_pb2_grpc.ClientServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def _remote(self, workflow_id: str, local_only: bool) -> client_pb2_grpc.ClientStub | None:
+        """A stub for the workflow's coordinator when that is another agent."""
+        coordinator = _coordinator_of(workflow_id)
+        if local_only or not coordinator or coordinator == self.agent.domain:
+            return None
+        endpoint = self.agent.endpoint_of(coordinator)
+        if endpoint is None:
+            return None
+        return client_pb2_grpc.ClientStub(self.agent.peers.channel(endpoint))
+
+    async def Submit(self, request, context):
+        try:
+            workflow_id = await self.agent.coordination.submit(request.spec, request.request_id)
+        except SpecError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return client_pb2.SubmitReply(id=workflow_id)
+
+    async def _status(self, workflow_id: str, local_only: bool, context):
+        remote = self._remote(workflow_id, local_only)
+        if remote is not None:
+            try:
+                return await remote.GetWorkflow(
+                    client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                    timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                log.info("coordinator of %s unreachable (%s); answering locally",
+                         workflow_id, e.code().name)
+        status = await self.agent.status(workflow_id)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
+        return status
+
+    async def GetWorkflow(self, request, context):
+        return await self._status(request.id, request.local_only, context)
+
+    async def Watch(self, request, context):
+        remote = self._remote(request.id, request.local_only)
+        if remote is not None:
+            try:
+                async for status in remote.Watch(
+                        client_pb2.GetWorkflowRequest(id=request.id, local_only=True),
+                        timeout=24 * 3600):
+                    yield status
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                log.info("watch of %s: coordinator unreachable; following locally", request.id)
+        changes = self.agent.changes
+        seen = -1
+        while True:
+            version = changes.version(request.id)
+            if version != seen:
+                status = await self.agent.status(request.id)
+                if status is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
+                yield status
+                if _terminal(status):
+                    return
+                seen = version
+            await changes.wait_past(request.id, seen, WATCH_HEARTBEAT_S)
+            if self.agent.stopping:
+                return
+
+    async def Cancel(self, request, context):
+        remote = self._remote(request.id, False)
+        if remote is not None:
+            try:
+                return await remote.Cancel(request, timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:
+                await context.abort(e.code(), e.details())
+        known = await self.agent.coordination.cancel(request.id, request.reason or "by request")
+        if not known:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
+        return client_pb2.CancelReply(status=await self.agent.status(request.id))
+
+    async def ListWorkflows(self, request, context):
+        rows = await self.agent.store.list_workflows()
+        statuses = [await self.agent.status(r.id) for r in rows]
+        return client_pb2.ListWorkflowsReply(workflows=[s for s in statuses if s is not None])
+
+    async def ListMembers(self, request, context):
+        a = self.agent
+        now = a.now()
+        reply = client_pb2.ListMembersReply()
+        for m in a.membership.members():
+            state = a.membership.state(m, now)
+            reply.members.append(client_pb2.MemberInfo(
+                domain=m.domain, address=m.record.endpoint,
+                state=client_pb2.MemberState.Value(f"MEMBER_STATE_{state.value}"),
+                labels=dict(m.record.labels), capabilities=list(m.record.capabilities),
+                version=m.record.version, last_heard_ms=int(m.last_heard * 1000),
+                policy=m.record.policy, self=m.domain == a.domain,
+            ))
+        return reply

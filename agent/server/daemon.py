@@ -1,0 +1,123 @@
+"""`fedorch agent run`: one gRPC port, the agent, and an orderly shutdown.
+
+Shutdown on SIGTERM/SIGINT: health goes NOT_SERVING first (load balancers and
+the demo stop sending), the server drains in-flight RPCs, then the agent's
+tasks end and the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agent.config import ConfigError, load_config
+from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
+from agent.identity.keys import KeyFileError
+from agent.server.agent import Agent, run_until_stopped
+from agent.server.client_service import ClientService
+from agent.server.peer_service import PeerService
+from agent.store.store import Store, StoreError
+
+log = logging.getLogger("fedorch.daemon")
+
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),  # two agents must never share a port by accident
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+]
+DRAIN_GRACE_S = 5.0
+
+
+class StartupError(Exception):
+    pass
+
+
+def main(config_path: str) -> int:
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        print(f"fedorch: error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s {config.domain} %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(serve(config))
+    except (StartupError, KeyFileError, StoreError) as e:
+        print(f"fedorch: error: {e}", file=sys.stderr)
+        return 2
+
+
+async def serve(config) -> int:
+    store = await Store.open(config.data_dir)
+    try:
+        agent = Agent(config, store)
+    except BaseException:
+        await store.close()
+        raise
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
+    peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection([
+        client_pb2.DESCRIPTOR.services_by_name["Client"].full_name,
+        peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    ], server)
+    try:
+        port = server.add_insecure_port(config.listen)
+    except RuntimeError as e:
+        await store.close()
+        raise StartupError(f"cannot listen on {config.listen}: {e}") from None
+    if port == 0:
+        await store.close()
+        raise StartupError(f"cannot listen on {config.listen}")
+    metrics_server = _start_metrics(config.metrics_listen, agent)
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, shutdown.set)
+    await server.start()
+    ready = asyncio.Event()
+    runner = asyncio.create_task(run_until_stopped(agent, ready), name="agent")
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait([runner, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set():
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("agent %s serving on %s", config.domain, config.listen)
+        stop = asyncio.create_task(shutdown.wait())
+        await asyncio.wait([runner, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+    waiter.cancel()
+    log.info("shutting down")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(DRAIN_GRACE_S)
+    agent.stop()
+    try:
+        await runner
+    finally:
+        await agent.peers.close()
+        await store.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+    return 0
+
+
+def _start_metrics(listen: str, agent: Agent):
+    if not listen:
+        return None
+    from prometheus_client import start_http_server
+
+    host, _, port = listen.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"),
+                                        registry=agent.metrics.registry)
+    return server

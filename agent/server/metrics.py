@@ -1,0 +1,50 @@
+"""Prometheus metrics of one agent, in a registry of its own.
+
+A registry per agent (not the process-global default) keeps several agents in
+one test process from colliding, and lets `metrics_listen` serve exactly this
+agent's numbers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.rejected_messages = Counter(
+            "fedorch_rejected_messages", "Peer messages refused at the input boundary",
+            ["reason"], registry=r)
+        self.rpc_errors = Counter(
+            "fedorch_peer_rpc_errors", "Outgoing peer RPCs that failed", ["method", "code"],
+            registry=r)
+        self.gossip_exchanges = Counter(
+            "fedorch_gossip_exchanges", "Push-pull exchanges completed", ["direction"],
+            registry=r)
+        self.gossip_bytes = Counter(
+            "fedorch_gossip_bytes", "Bytes of gossip sent and received", ["direction"],
+            registry=r)
+        self.members = Gauge(
+            "fedorch_members", "Members by state as this agent sees them", ["state"],
+            registry=r)
+        self.votes = Counter(
+            "fedorch_votes", "Votes this domain cast at PREPARE", ["vote"], registry=r)
+        self.decisions = Counter(
+            "fedorch_decisions", "Round decisions this agent made as coordinator",
+            ["outcome"], registry=r)
+        self.workflows = Counter(
+            "fedorch_workflows_finished", "Workflows coordinated here, by final state",
+            ["state"], registry=r)
+        self.steps = Counter(
+            "fedorch_step_attempts", "Step attempts run here, by result", ["result"],
+            registry=r)
+        self.in_doubt_queries = Counter(
+            "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations",
+            registry=r)
+        self.admission_seconds = Histogram(
+            "fedorch_admission_seconds", "Submit to decision", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.reserved_slots = Gauge(
+            "fedorch_reserved_slots", "Capability slots held by reservations", ["capability"],
+            registry=r)

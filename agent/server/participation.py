@@ -1,0 +1,358 @@
+"""The participant half of an agent: votes, decisions, step runs, results.
+
+The I/O shell around agent.negotiation.participant.Participant (votes and
+reservations) and agent.workflow.progress.Progress (which steps may run). A
+YES vote's reservation and a step attempt's start are on disk before anyone
+hears of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from google.protobuf import json_format
+
+from agent.executor.base import StepInvocation
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from agent.identity.envelope import AuthError, open_evidence
+from agent.negotiation.errors import RemoteProtocolError
+from agent.negotiation.participant import DecisionEffect, Hold, HoldState
+from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
+from agent.server.convert import step_state, step_state_name, struct
+from agent.server.peers import PeerCallError
+from agent.store.store import ReservationRow, StepRow, WorkflowRow
+from agent.workflow.progress import TERMINAL_STEP_STATES, Progress, StartAttempt, StepState
+from agent.workflow.spec import SpecError, validate_spec
+
+if TYPE_CHECKING:
+    from agent.server.agent import Agent
+
+log = logging.getLogger("fedorch.participant")
+
+
+def _reservation_row(h: Hold) -> ReservationRow:
+    return ReservationRow(h.workflow_id, h.round, h.coordinator, h.state.value, list(h.steps),
+                          int(h.lease_expires * 1000), h.coordinator_endpoint)
+
+
+class Participation:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self._wake = asyncio.Event()
+
+    # ---- PREPARE ------------------------------------------------------------------
+
+    async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
+        """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
+        a = self.agent
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps)
+        try:
+            asked = self._check_prepare(coordinator, req)
+            out = a.participant.prepare(
+                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
+                data_labels=dict(req.spec.data), steps=asked,
+                coordinator_endpoint=req.coordinator_endpoint,
+            )
+        except (SpecError, RemoteProtocolError) as e:
+            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
+        else:
+            if out.hold is not None:
+                await a.store.save_reservation(_reservation_row(out.hold))
+                self._wake.set()
+            vote.yes, vote.reason = out.yes, out.reason
+            vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        if not vote.yes:
+            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                     vote.reason)
+        return a.seal(coordinator, vote=vote)
+
+    def _check_prepare(self, coordinator: str, req: peer_pb2.PrepareRequest):
+        a = self.agent
+        if not req.workflow_id.startswith(coordinator + "."):
+            raise RemoteProtocolError(
+                f"workflow id {req.workflow_id!r} does not belong to coordinator {coordinator!r}")
+        if req.round < 1:
+            raise RemoteProtocolError("round must be at least 1")
+        validate_spec(req.spec, "PREPARE spec")
+        capability = {s.id: s.capability for s in req.spec.steps}
+        asked = []
+        for step_id in req.steps:
+            if step_id not in capability:
+                raise RemoteProtocolError(f"step {step_id!r} is not in the spec")
+            if req.placement.get(step_id) != a.domain:
+                raise RemoteProtocolError(f"step {step_id!r} is not placed on {a.domain}")
+            asked.append((step_id, capability[step_id]))
+        return asked
+
+    # ---- decisions --------------------------------------------------------------
+
+    async def decide(self, sender: str, envelope: peer_pb2.Envelope) -> peer_pb2.Ack:
+        """Apply a signed decision, after checking it (and, for COMMIT, its certificate)."""
+        a = self.agent
+        try:
+            decision = self._verified_decision(envelope)
+            if sender != decision.coordinator:
+                raise RemoteProtocolError(f"{sender} relayed a decision of {decision.coordinator}")
+            commit = decision.outcome == peer_pb2.OUTCOME_COMMIT
+            effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
+        except (AuthError, RemoteProtocolError) as e:
+            log.warning("refused decision from %s: %s", sender, e)
+            return peer_pb2.Ack(ok=False, error=str(e))
+        key = (decision.workflow_id, decision.round)
+        if effect is DecisionEffect.RELEASED:
+            await a.store.delete_reservation(*key)
+        elif effect is DecisionEffect.COMMITTED:
+            hold = next(h for h in a.participant.holds() if h.key == key)
+            await a.store.save_reservation(_reservation_row(hold))
+            await self._committed(decision)
+        return peer_pb2.Ack(ok=True)
+
+    def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
+        a = self.agent
+        body = open_evidence(envelope, a.trust, expect="decision")
+        decision = body.decision
+        if body.sender != decision.coordinator:
+            raise RemoteProtocolError("decision not signed by its coordinator")
+        if decision.outcome != peer_pb2.OUTCOME_COMMIT:
+            return decision
+        # A commit certificate: a signed YES from every domain in the placement.
+        voters = set()
+        for raw in decision.votes:
+            vote_body = open_evidence(raw, a.trust, expect="vote")
+            v = vote_body.vote
+            if vote_body.sender != v.domain or not v.yes or v.workflow_id != decision.workflow_id \
+                    or v.round != decision.round:
+                raise RemoteProtocolError(f"certificate holds a bad vote from {vote_body.sender}")
+            voters.add(v.domain)
+        missing = set(decision.placement.values()) - voters
+        if missing:
+            raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
+        return decision
+
+    async def _committed(self, decision: peer_pb2.Decision) -> None:
+        a = self.agent
+        active = a.active.get(decision.workflow_id)
+        if active is None:
+            row = await a.store.get_workflow(decision.workflow_id)
+            if row is None:
+                row = WorkflowRow(
+                    id=decision.workflow_id, name=decision.spec.name,
+                    coordinator=decision.coordinator, state="RUNNING",
+                    spec=decision.spec.SerializeToString(deterministic=True),
+                    placement=dict(decision.placement), endpoints=dict(decision.endpoints),
+                    round=decision.round, created_ms=a.now_ms(), updated_ms=a.now_ms(),
+                )
+            elif row.state in TERMINAL_WORKFLOW_STATES:
+                return
+            active = Active(row)
+            a.active[row.id] = active
+        active.row.endpoints.update({k: v for k, v in decision.endpoints.items() if v})
+        self.ensure_progress(active, decision.spec)
+        await self.restore_steps(active)
+        await a.save(active)
+        await self.start_ready(active)
+
+    def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:
+        if active.progress is None:
+            active.progress = Progress(spec, active.row.placement, self.agent.domain)
+        return active.progress
+
+    async def restore_steps(self, active: Active) -> None:
+        """Fold in step results already on disk (including ones that came before the COMMIT)."""
+        for s in await self.agent.store.get_steps(active.row.id):
+            if s.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.RUNNING):
+                active.progress.apply_result(s.step_id, s.attempts, StepState(s.state),
+                                             s.outputs, s.error)
+
+    # ---- running steps ------------------------------------------------------------
+
+    async def start_ready(self, active: Active) -> None:
+        a = self.agent
+        progress = active.progress
+        if progress is None or active.row.state in TERMINAL_WORKFLOW_STATES:
+            return
+        while True:
+            ready = progress.start_ready()
+            if not ready:
+                return
+            for attempt in ready:
+                if not await a.store.start_run(active.row.id, attempt.step_id, attempt.attempt,
+                                               a.now_ms()):
+                    # This attempt number was started before a crash: never run it again.
+                    progress.attempt_ended(attempt.step_id, attempt.attempt, False, {},
+                                           "interrupted by an agent restart")
+                    continue
+                await a.save(active, [attempt.step_id])
+                self._report(active, attempt.step_id, reliable=False)
+                task = a.spawn(self._run(active, attempt),
+                               name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
+                if task is not None:
+                    active.running[attempt.step_id] = task
+
+    async def _run(self, active: Active, attempt: StartAttempt) -> None:
+        a = self.agent
+        row = active.row
+        step = active.progress.steps[attempt.step_id]
+        executor = a.executors.get(step.capability)
+        invocation = StepInvocation(row.id, attempt.step_id, attempt.attempt, attempt.params,
+                                    attempt.inputs, attempt.timeout_s)
+        try:
+            outcome = await executor.run(invocation)
+        finally:
+            active.running.pop(attempt.step_id, None)
+        state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
+                                              outcome.outputs, outcome.error)
+        await a.store.end_run(row.id, attempt.step_id, attempt.attempt,
+                              "succeeded" if outcome.ok else "failed", a.now_ms())
+        a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
+        await self._after_step(active, attempt.step_id, state)
+
+    async def _after_step(self, active: Active, step_id: str, state: StepState) -> None:
+        a = self.agent
+        if state in TERMINAL_STEP_STATES:
+            hold = a.participant.step_ended(active.row.id, step_id)
+            if hold is not None:
+                if hold.steps:
+                    await a.store.save_reservation(_reservation_row(hold))
+                else:
+                    await a.store.delete_reservation(hold.workflow_id, hold.round)
+        await a.save(active)  # skipped downstream steps change too
+        if state in TERMINAL_STEP_STATES:
+            self._report(active, step_id, reliable=True)
+        if active.row.coordinator == a.domain:
+            await a.coordination.after_progress(active)
+        await self.start_ready(active)
+
+    def _report(self, active: Active, step_id: str, *, reliable: bool) -> None:
+        """Send a step's state to the coordinator and the owners of downstream steps."""
+        a = self.agent
+        step = active.progress.steps[step_id]
+        result = peer_pb2.StepResult(
+            workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
+            state=step_state(step.state.value), outputs=struct(step.outputs), error=step.error,
+        )
+        targets = active.progress.result_recipients(step_id, active.row.coordinator)
+        if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
+            targets = [t for t in targets if t == active.row.coordinator]
+        for domain in targets:
+            a.spawn(a.deliver(domain, "ReportStep", endpoints=active.row.endpoints,
+                              give_up_after=a.config.negotiation.lease_s if reliable else 2.0,
+                              step_result=result),
+                    name=f"result {active.row.id}/{step_id} to {domain}")
+
+    async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
+        """A step's state from the domain that runs it."""
+        a = self.agent
+        if sender != result.domain:
+            return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
+        state = StepState(step_state_name(result.state))
+        outputs = json_format.MessageToDict(result.outputs)
+        active = a.active.get(result.workflow_id)
+        if active is None or active.progress is None:
+            # Not committed here yet (reordering) or over: keep it for when it is.
+            row = await a.store.get_workflow(result.workflow_id)
+            if row is None or row.state not in TERMINAL_WORKFLOW_STATES:
+                await a.store.save_steps([StepRow(result.workflow_id, result.step_id, sender,
+                                                  state.value, result.attempt, outputs,
+                                                  result.error)])
+            return peer_pb2.Ack(ok=True)
+        if active.row.placement.get(result.step_id) != sender:
+            return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
+        if active.progress.apply_result(result.step_id, result.attempt, state, outputs,
+                                        result.error):
+            await a.save(active)
+            if active.row.coordinator == a.domain:
+                await a.coordination.after_progress(active)
+            await self.start_ready(active)
+        return peer_pb2.Ack(ok=True)
+
+    async def on_cancel(self, sender: str, notice: peer_pb2.CancelNotice) -> peer_pb2.Ack:
+        a = self.agent
+        active = a.active.get(notice.workflow_id)
+        if active is None:
+            return peer_pb2.Ack(ok=True)
+        if sender != active.row.coordinator:
+            return peer_pb2.Ack(ok=False, error="only the coordinator cancels a workflow")
+        if active.progress is not None:
+            for step_id in active.progress.cancel(notice.reason):
+                task = active.running.get(step_id)
+                if task is not None:
+                    task.cancel()
+        for hold in a.participant.release_workflow(notice.workflow_id):
+            await a.store.delete_reservation(hold.workflow_id, hold.round)
+        final = status_pb2.WorkflowState.Name(notice.final_state).removeprefix("WORKFLOW_STATE_")
+        active.row.state = final if final in ("FAILED", "CANCELLED") else "CANCELLED"
+        active.row.reason = notice.reason
+        await a.save(active)
+        a.finished(notice.workflow_id)
+        return peer_pb2.Ack(ok=True)
+
+    # ---- in doubt ---------------------------------------------------------------------
+
+    async def timer_loop(self) -> None:
+        """Ask coordinators about reservations whose lease passed without a decision."""
+        a = self.agent
+        while not a.stopping:
+            for hold in a.participant.due_queries(a.now()):
+                a.spawn(self._ask(hold), name=f"in-doubt {hold.workflow_id}/{hold.round}")
+            timer = a.participant.get_timer()
+            wait = 1.0 if timer is None else min(1.0, max(0.05, timer - a.now()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def _ask(self, hold: Hold) -> None:
+        a = self.agent
+        a.metrics.in_doubt_queries.inc()
+        endpoint = a.endpoint_of(hold.coordinator) or hold.coordinator_endpoint
+        if hold.coordinator == a.domain:
+            answer = await a.coordination.answer_query(hold.workflow_id, hold.round)
+        else:
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=hold.coordinator,
+                    expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=hold.workflow_id,
+                                                          round=hold.round),
+                )
+            except PeerCallError as e:
+                log.info("in doubt on %s round %d: coordinator unreachable (%s)",
+                         hold.workflow_id, hold.round, e.code)
+                return
+            answer = body.decision_answer
+        if answer.known:
+            await self.decide(hold.coordinator, answer.decision)
+
+    # ---- recovery ---------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Reload reservations and running workflows; interrupted attempts count as failed."""
+        a = self.agent
+        holds = []
+        for r in await a.store.list_reservations():
+            lease = r.lease_expires_ms / 1000
+            holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),
+                              list(r.steps), lease, r.coordinator_endpoint, next_query=lease))
+        a.participant.restore(holds)
+        for row in await a.store.list_workflows():
+            if row.state != "RUNNING":
+                continue
+            active = Active(row)
+            a.active[row.id] = active
+            self.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
+            await self.restore_steps(active)
+            for step in active.progress.local_steps():
+                if step.state is StepState.RUNNING:
+                    state = active.progress.interrupted(step.id, "interrupted by an agent restart")
+                    await a.store.end_run(row.id, step.id, step.attempts, "failed", a.now_ms())
+                    await self._after_step(active, step.id, state)
+                elif step.state in (StepState.SUCCEEDED, StepState.FAILED):
+                    self._report(active, step.id, reliable=True)  # it may not have arrived
+            await a.save(active)
+            await self.start_ready(active)

@@ -1,0 +1,73 @@
+"""gRPC Peer service: the one input boundary for messages from other agents.
+
+Every request is opened (signature over the bytes as received, trust, recipient,
+kind, replay window) before anything looks at it; a refused message is
+answered UNAUTHENTICATED, counted, logged, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+
+from agent.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from agent.identity.envelope import AuthError, open_message
+
+if TYPE_CHECKING:
+    from agent.server.agent import Agent
+
+log = logging.getLogger("fedorch.peer")
+
+
+class PeerService(peer_pb2_grpc.PeerServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    async def _open(self, request: peer_pb2.Envelope, context, expect: str,
+                    allow_unaddressed: bool = False) -> peer_pb2.Body:
+        a = self.agent
+        try:
+            return open_message(request, a.trust, a.guard, me=a.domain, now_ms=a.now_ms(),
+                                expect=expect, allow_unaddressed=allow_unaddressed)
+        except AuthError as e:
+            a.metrics.rejected_messages.labels(expect).inc()
+            peer = context.peer() if context is not None else "?"
+            log.warning("refused %s message from %s: %s", expect, peer, e.reason)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, e.reason)
+            raise  # abort raises; this keeps type checkers honest
+
+    async def Gossip(self, request, context):
+        body = await self._open(request, context, "gossip", allow_unaddressed=True)
+        reply = self.agent.receive_gossip(body.gossip)
+        return self.agent.seal(body.sender, gossip=reply)
+
+    async def Prepare(self, request, context):
+        body = await self._open(request, context, "prepare")
+        return await self.agent.participation.prepare(body.sender, body.prepare)
+
+    async def Decide(self, request, context):
+        body = await self._open(request, context, "decision_notice")
+        ack = await self.agent.participation.decide(body.sender, body.decision_notice.decision)
+        return self.agent.seal(body.sender, ack=ack)
+
+    async def QueryDecision(self, request, context):
+        body = await self._open(request, context, "decision_query")
+        q = body.decision_query
+        a = self.agent
+        if q.workflow_id.rpartition(".")[0] != a.domain:
+            answer = peer_pb2.DecisionAnswer(workflow_id=q.workflow_id, known=False)
+        else:
+            answer = await a.coordination.answer_query(q.workflow_id, q.round)
+        return a.seal(body.sender, decision_answer=answer)
+
+    async def ReportStep(self, request, context):
+        body = await self._open(request, context, "step_result")
+        ack = await self.agent.participation.on_result(body.sender, body.step_result)
+        return self.agent.seal(body.sender, ack=ack)
+
+    async def CancelWorkflow(self, request, context):
+        body = await self._open(request, context, "cancel")
+        ack = await self.agent.participation.on_cancel(body.sender, body.cancel)
+        return self.agent.seal(body.sender, ack=ack)

@@ -1,0 +1,291 @@
+"""Durable state of one agent: aiosqlite over one SQLite file in WAL mode.
+
+Peers rely on what this file says (a YES vote, a decision, a step start), so it
+runs with `synchronous=FULL`: a write is on disk before the call returns, and
+callers only tell anyone about it after that. Each method is one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+from dataclasses import dataclass, field
+
+import aiosqlite
+
+from agent.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+class StoreError(RuntimeError):
+    """The data dir cannot be used (newer schema, corrupt file)."""
+
+
+@dataclass
+class WorkflowRow:
+    id: str
+    name: str
+    coordinator: str
+    state: str
+    spec: bytes
+    reason: str = ""
+    placement: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    round: int = 0
+    refusals: list[dict] = field(default_factory=list)
+    request_id: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+
+
+@dataclass
+class StepRow:
+    workflow_id: str
+    step_id: str
+    domain: str
+    state: str
+    attempts: int = 0
+    outputs: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class ReservationRow:
+    workflow_id: str
+    round: int
+    coordinator: str
+    state: str
+    steps: list[tuple[str, str]]
+    lease_expires_ms: int
+    coordinator_endpoint: str = ""
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        # One connection, many tasks: transactions must not interleave.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, data_dir: str | pathlib.Path) -> Store:
+        path = pathlib.Path(data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path / "agent.db", isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        has_meta = await self._one(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'"
+        )
+        version = 0
+        if has_meta:
+            row = await self._one("SELECT value FROM meta WHERE key='schema_version'")
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"data dir has schema version {version}, this agent knows up to {SCHEMA_VERSION}"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            await self._db.executescript(
+                "BEGIN;" + MIGRATIONS[target] + ";"
+                f"INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '{target + 1}');"
+                "COMMIT;"
+            )
+
+    async def _one(self, sql: str, args: tuple = ()) -> tuple | None:
+        async with self._db.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        async with self._db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def _write(self, statements: list[tuple[str, tuple]]) -> int:
+        """Run statements in one transaction; returns how many rows they changed."""
+        async with self._write_lock:
+            before = self._db.total_changes
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    await self._db.execute(sql, args)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+            return self._db.total_changes - before
+
+    # ---- meta ----------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write([("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))])
+
+    # ---- workflows and steps ---------------------------------------------------
+
+    _WF_COLS = (
+        "id, name, coordinator, state, spec, reason, placement, endpoints, round, refusals, "
+        "request_id, created_ms, updated_ms"
+    )
+
+    @staticmethod
+    def _wf_args(w: WorkflowRow) -> tuple:
+        return (
+            w.id, w.name, w.coordinator, w.state, w.spec, w.reason, json.dumps(w.placement),
+            json.dumps(w.endpoints), w.round, json.dumps(w.refusals), w.request_id,
+            w.created_ms, w.updated_ms,
+        )
+
+    @staticmethod
+    def _wf_from(row: tuple) -> WorkflowRow:
+        return WorkflowRow(
+            id=row[0], name=row[1], coordinator=row[2], state=row[3], spec=bytes(row[4]),
+            reason=row[5], placement=json.loads(row[6]), endpoints=json.loads(row[7]),
+            round=row[8], refusals=json.loads(row[9]), request_id=row[10],
+            created_ms=row[11], updated_ms=row[12],
+        )
+
+    @staticmethod
+    def _step_stmt(s: StepRow) -> tuple[str, tuple]:
+        return (
+            "INSERT OR REPLACE INTO steps(workflow_id, step_id, domain, state, attempts, outputs,"
+            " error) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
+             s.error),
+        )
+
+    async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = ()) -> None:
+        """Insert or replace a workflow and (some of) its steps in one transaction."""
+        stmts = [(f"INSERT OR REPLACE INTO workflows({self._WF_COLS}) VALUES"
+                  f"({', '.join('?' * 13)})", self._wf_args(w))]
+        stmts += [self._step_stmt(s) for s in steps]
+        await self._write(stmts)
+
+    async def save_steps(self, steps: list[StepRow]) -> None:
+        if steps:
+            await self._write([self._step_stmt(s) for s in steps])
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        row = await self._one(f"SELECT {self._WF_COLS} FROM workflows WHERE id=?", (workflow_id,))
+        return self._wf_from(row) if row else None
+
+    async def find_by_request_id(self, request_id: str) -> WorkflowRow | None:
+        row = await self._one(
+            f"SELECT {self._WF_COLS} FROM workflows WHERE request_id=?", (request_id,)
+        )
+        return self._wf_from(row) if row else None
+
+    async def list_workflows(self) -> list[WorkflowRow]:
+        rows = await self._all(f"SELECT {self._WF_COLS} FROM workflows ORDER BY created_ms, id")
+        return [self._wf_from(r) for r in rows]
+
+    async def get_steps(self, workflow_id: str) -> list[StepRow]:
+        rows = await self._all(
+            "SELECT workflow_id, step_id, domain, state, attempts, outputs, error FROM steps"
+            " WHERE workflow_id=?",
+            (workflow_id,),
+        )
+        return [StepRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    # ---- decisions (write-once) ---------------------------------------------
+
+    async def record_decision(
+        self, workflow_id: str, round_: int, outcome: str, envelope: bytes
+    ) -> tuple[str, bytes]:
+        """Compare-and-set: the first decision for (workflow, round) wins.
+
+        Returns the decision that holds after the call, which may be an
+        earlier one: a caller must act on what this returns, not on what it asked.
+        """
+        await self._write([(
+            "INSERT OR IGNORE INTO decisions(workflow_id, round, outcome, envelope)"
+            " VALUES(?, ?, ?, ?)",
+            (workflow_id, round_, outcome, envelope),
+        )])
+        held = await self.get_decision(workflow_id, round_)
+        assert held is not None
+        return held
+
+    async def get_decision(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        row = await self._one(
+            "SELECT outcome, envelope FROM decisions WHERE workflow_id=? AND round=?",
+            (workflow_id, round_),
+        )
+        return (row[0], bytes(row[1])) if row else None
+
+    async def get_commit(self, workflow_id: str) -> tuple[int, bytes] | None:
+        row = await self._one(
+            "SELECT round, envelope FROM decisions WHERE workflow_id=? AND outcome='COMMIT'",
+            (workflow_id,),
+        )
+        return (row[0], bytes(row[1])) if row else None
+
+    # ---- reservations ------------------------------------------------------------
+
+    async def save_reservation(self, r: ReservationRow) -> None:
+        await self._write([(
+            "INSERT OR REPLACE INTO reservations(workflow_id, round, coordinator, state, steps,"
+            " lease_expires_ms, coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (r.workflow_id, r.round, r.coordinator, r.state, json.dumps(r.steps),
+             r.lease_expires_ms, r.coordinator_endpoint),
+        )])
+
+    async def delete_reservation(self, workflow_id: str, round_: int) -> None:
+        await self._write([(
+            "DELETE FROM reservations WHERE workflow_id=? AND round=?", (workflow_id, round_)
+        )])
+
+    async def list_reservations(self) -> list[ReservationRow]:
+        rows = await self._all(
+            "SELECT workflow_id, round, coordinator, state, steps, lease_expires_ms,"
+            " coordinator_endpoint FROM reservations"
+        )
+        return [
+            ReservationRow(r[0], r[1], r[2], r[3], [tuple(x) for x in json.loads(r[4])], r[5], r[6])
+            for r in rows
+        ]
+
+    # ---- step runs (idempotency keys) ---------------------------------------------
+
+    async def start_run(self, workflow_id: str, step_id: str, attempt: int, now_ms: int) -> bool:
+        """Record an attempt's start; False if that attempt was already started (never run it)."""
+        changed = await self._write([(
+            "INSERT OR IGNORE INTO step_runs(workflow_id, step_id, attempt, state, started_ms)"
+            " VALUES(?, ?, ?, 'running', ?)",
+            (workflow_id, step_id, attempt, now_ms),
+        )])
+        return changed > 0
+
+    async def end_run(
+        self, workflow_id: str, step_id: str, attempt: int, state: str, now_ms: int
+    ) -> None:
+        await self._write([(
+            "UPDATE step_runs SET state=?, ended_ms=? WHERE workflow_id=? AND step_id=?"
+            " AND attempt=?",
+            (state, now_ms, workflow_id, step_id, attempt),
+        )])
+
+    async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in await self._all(
+                "SELECT step_id, attempt, state FROM step_runs WHERE workflow_id=?"
+                " ORDER BY step_id, attempt",
+                (workflow_id,),
+            )
+        ]
