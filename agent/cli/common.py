@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,9 +59,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+# Width for output that is not a terminal (pipes, files, CI logs): rich's default of 80
+# columns folds tables badly, and nobody reads those lines on an 80-column screen.
+PIPE_WIDTH = 160
+
+
 def console() -> Console:
     """A console on the current stdout (click's test runner swaps it)."""
-    return Console(highlight=False)
+    con = Console(highlight=False)
+    if not con.is_terminal and not os.environ.get("COLUMNS"):
+        con = Console(highlight=False, width=PIPE_WIDTH)
+    return con
 
 
 def err_console() -> Console:

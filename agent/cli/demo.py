@@ -20,11 +20,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import grpc
@@ -36,7 +36,7 @@ from rich.text import Text
 import agent
 from agent.cli.client import CHANNEL_OPTIONS, AgentClient
 from agent.cli.common import console, settings
-from agent.cli.errors import EXIT_FAILED, rpc_errors
+from agent.cli.errors import EXIT_FAILED, CliError, one_line, rpc_errors
 from agent.cli.follow import wait_for_terminal
 from agent.cli.render import (
     change_lines,
@@ -48,6 +48,8 @@ from agent.cli.render import (
 )
 from agent.cli.workflows import load_spec
 from agent.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+
+T = TypeVar("T")
 
 DOMAINS: tuple[str, ...] = ("eu-west", "us-east", "partner")
 COORDINATOR = "eu-west"
@@ -396,6 +398,32 @@ async def wait_members_alive(
             await asyncio.sleep(0.25)
 
 
+async def _first_exit(agents: Sequence[AgentProcess], interval_s: float) -> None:
+    while True:
+        for proc in agents:
+            if (error := _exited(proc)) is not None:
+                raise error
+        await asyncio.sleep(interval_s)
+
+
+async def until_an_agent_exits(
+    work: Coroutine[Any, Any, T], agents: Sequence[AgentProcess], interval_s: float = 0.5
+) -> T:
+    """Await `work`, but raise DemoError as soon as one of the agents exits."""
+    task = asyncio.ensure_future(work)
+    guard = asyncio.ensure_future(_first_exit(agents, interval_s))
+    try:
+        await asyncio.wait({task, guard}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        guard.result()  # raises the DemoError
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        for pending in (task, guard):
+            pending.cancel()
+        await asyncio.gather(task, guard, return_exceptions=True)
+
+
 # ---- the show ------------------------------------------------------------------------
 
 
@@ -416,7 +444,7 @@ def refusal_summary(status: status_pb2.WorkflowStatus) -> list[str]:
 
 
 def _say(con: Console, text: str, style: str = "") -> None:
-    con.print(Text(text, style=style))
+    con.print(Text(text, style=style), soft_wrap=True)
 
 
 async def _drive(
@@ -448,11 +476,15 @@ async def _drive(
             _say(con, f"  {line}", style)
         previous = current
 
-    async with AgentClient(coordinator.address, rpc_timeout) as client:
-        with rpc_errors(coordinator.address):
-            workflow_id = await client.submit(spec, uuid.uuid4().hex)
-            _say(con, f"submitted {spec.name or 'workflow'} as {workflow_id} to {COORDINATOR}")
-            final = await wait_for_terminal(client, workflow_id, limit_s, show)
+    async def submit_and_follow() -> status_pb2.WorkflowStatus:
+        async with AgentClient(coordinator.address, rpc_timeout) as client:
+            with rpc_errors(coordinator.address):
+                workflow_id = await client.submit(spec, uuid.uuid4().hex)
+                name = spec.name or "workflow"
+                _say(con, f"submitted {name} as {workflow_id} to {COORDINATOR}")
+                return await wait_for_terminal(client, workflow_id, limit_s, show)
+
+    final = await until_an_agent_exits(submit_and_follow(), agents)
 
     con.print(Rule("result"))
     _say(con, f"negotiation took {final.rounds} round(s)")
@@ -517,8 +549,10 @@ def run_demo(
                 code = 0 if final.state == status_pb2.WORKFLOW_STATE_SUCCEEDED else EXIT_FAILED
             finally:
                 stop_agents(agents)
-    except DemoError as exc:
-        click.echo(f"fedorch: error: {exc}", err=True)
+    except (DemoError, CliError) as exc:
+        # Whatever went wrong (no federation, agent unreachable, bad spec), the demo failed.
+        message = exc.format_message() if isinstance(exc, CliError) else one_line(str(exc))
+        click.echo(f"fedorch: error: {message}", err=True)
     except KeyboardInterrupt:
         interrupted = True
         raise

@@ -138,10 +138,22 @@ def to_json(value: Any) -> str:
 # ---- text helpers --------------------------------------------------------------------
 
 
+def _tidy_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: show 1.0 as 1 to people (JSON output keeps them)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _tidy_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tidy_numbers(v) for v in value]
+    return value
+
+
 def compact_json(value: Any) -> str:
+    """One-line JSON for humans (tables, change lines)."""
     if not value:
         return ""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return json.dumps(_tidy_numbers(value), separators=(",", ":"), sort_keys=True)
 
 
 def state_text(name: str) -> Text:
@@ -173,8 +185,10 @@ def last_heard_seconds(last_heard_ms: int, now_ms: int | None = None) -> float |
 
 def steps_table(status: status_pb2.WorkflowStatus, title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False, expand=False)
-    for column in ("step", "capability", "domain", "state", "attempts", "outputs", "error"):
-        table.add_column(column, overflow="fold")
+    for column in ("step", "capability", "domain", "state", "attempts"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("outputs", overflow="fold")
+    table.add_column("error", overflow="fold")
     for step in status.steps:
         state = step_state_name(step.state)
         table.add_row(
@@ -252,9 +266,10 @@ def workflows_table(workflows: list[status_pb2.WorkflowStatus]) -> Table:
 
 def members_table(members: list[client_pb2.MemberInfo], now_ms: int | None = None) -> Table:
     table = Table(title="members")
-    for column in ("domain", "address", "state", "version", "last heard", "labels"):
-        table.add_column(column, overflow="fold")
-    table.add_column("capabilities (avail/cap)", overflow="fold")
+    for column in ("domain", "address", "state", "version", "last heard"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("labels", overflow="fold")
+    table.add_column("capabilities avail/cap", overflow="fold")
     for member in members:
         age = last_heard_seconds(member.last_heard_ms, now_ms)
         if member.self:
@@ -263,7 +278,7 @@ def members_table(members: list[client_pb2.MemberInfo], now_ms: int | None = Non
             heard = "-"
         else:
             heard = f"{age:.1f}s ago"
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(member.labels.items()))
+        labels = "\n".join(f"{k}={v}" for k, v in sorted(member.labels.items()))
         caps = "\n".join(f"{c.name} {c.available}/{c.capacity}" for c in member.capabilities)
         domain = Text(member.domain, style="bold" if member.self else "")
         table.add_row(
@@ -305,7 +320,9 @@ def change_lines(previous: dict[str, Any] | None, current: dict[str, Any]) -> li
                 lines.append(f"step {step['id']} re-placed: {old_domain} -> {new_domain}")
             else:
                 lines.append(f"step {step['id']} placed on {new_domain}")
-        if step["state"] != before.get("state") or step["attempts"] != before.get("attempts"):
+        changed = step["state"] != before.get("state") or step["attempts"] != before.get("attempts")
+        just_placed = bool(new_domain) and not before.get("domain")
+        if changed and not (just_placed and step["state"] == "PENDING"):
             lines.append(step_line(step))
     return lines
 

@@ -53,13 +53,15 @@ class Member:
     __slots__ = ("name", "state", "incarnation", "address", "alive_claim", "status_claim",
                  "last_heard", "since", "reaped_at", "suspicion")
 
-    def __init__(self, name: str, now: float) -> None:
+    def __init__(self, name: str, now: float, state: MemberState, incarnation: int,
+                 address: str = "", alive_claim: Claim | None = None,
+                 status_claim: Claim | None = None) -> None:
         self.name = name
-        self.state = MemberState.DEAD
-        self.incarnation = 0
-        self.address = ""
-        self.alive_claim: Claim | None = None  # its newest own alive claim: address, record
-        self.status_claim: Claim | None = None  # the claim behind the current state
+        self.state = state
+        self.incarnation = incarnation
+        self.address = address
+        self.alive_claim = alive_claim  # its newest own alive claim: address, record
+        self.status_claim = status_claim  # the claim behind the current state
         self.last_heard: float | None = None
         self.since = now
         self.reaped_at: float | None = None  # set once it is only a tombstone
@@ -173,12 +175,17 @@ class MemberTable:
 
     def _become_alive(self, now: float, member: Member | None, claim: Claim) -> None:
         body = claim.parsed
-        if member is None:
-            member = Member(body.subject, now)
+        if member is None:  # the common case while joining: kept short
+            member = Member(body.subject, now, MemberState.ALIVE, body.incarnation,
+                            body.address, claim, claim)
             self.members[body.subject] = member
-            previous = None
-        else:
-            previous = member.state
+            self.live += 1
+            self._add_to_probe_order(member.name)
+            self._emit(EventKind.ALIVE, member, now)
+            if body.record_version:
+                self._emit(EventKind.RECORD_UPDATED, member, now, version=body.record_version)
+            return
+        previous = member.state
         old_version = member.alive_claim.parsed.record_version if member.alive_claim else 0
         member.state = MemberState.ALIVE
         member.incarnation = body.incarnation
@@ -219,7 +226,7 @@ class MemberTable:
                      state: MemberState) -> None:
         body = claim.parsed
         if member is None:  # remembered so that an older alive claim cannot revive it
-            member = Member(body.subject, now)
+            member = Member(body.subject, now, state, body.incarnation)
             self.members[body.subject] = member
             previous = None
         else:

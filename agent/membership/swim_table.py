@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from agent.membership.swim_types import ClaimKind, RemoteProtocolError
 
 
-class Standing(enum.Enum):
+class _FastEnum(enum.Enum):
+    # Members are singletons, so identity hashing is exact; it is also done in C, which
+    # matters because every merged claim looks the table up.
+    __hash__ = object.__hash__
+
+
+class Standing(_FastEnum):
     """What the observer holds about the claim's subject."""
 
     UNKNOWN = "unknown"  # never heard of it (or its tombstone expired)
@@ -35,13 +41,13 @@ class Standing(enum.Enum):
     SELF = "self"  # the claim is about the observer itself
 
 
-class Age(enum.Enum):
+class Age(_FastEnum):
     OLDER = "older"
     SAME = "same"
     NEWER = "newer"
 
 
-class Outcome(enum.Enum):
+class Outcome(_FastEnum):
     IGNORE = "ignore"  # no news
     BECOME_ALIVE = "become-alive"
     BECOME_SUSPECT = "become-suspect"

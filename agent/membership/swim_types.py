@@ -16,7 +16,7 @@ import enum
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class LocalProtocolError(Exception):
@@ -28,6 +28,8 @@ class RemoteProtocolError(Exception):
 
 
 class MemberState(enum.Enum):
+    __hash__ = object.__hash__  # singletons: identity hashing is exact and runs in C
+
     ALIVE = "ALIVE"
     SUSPECT = "SUSPECT"
     DEAD = "DEAD"
@@ -304,8 +306,7 @@ class EventKind(enum.Enum):
     INPUT_REJECTED = "input-rejected"  # a peer message was dropped; ``detail`` says why
 
 
-@dataclass(frozen=True, slots=True)
-class MemberEvent:
+class MemberEvent(NamedTuple):  # a tuple: cheap to make, as every change makes one
     kind: EventKind
     name: str  # the member concerned (for INPUT_REJECTED: the claimed sender)
     incarnation: int

@@ -248,16 +248,13 @@ class Coordination:
             return
         if outcome is Outcome.FAILED:
             failed = [s for s in progress.steps.values() if s.state.value == "FAILED"]
-            row.reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
-            await self._end(active, "FAILED", row.reason)
+            reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
+            await self._end(active, "FAILED", reason)
         else:
-            row.state = "SUCCEEDED"
-            await a.save(active)
-            a.metrics.workflows.labels("SUCCEEDED").inc()
-            a.finished(row.id)
+            await self._end(active, "SUCCEEDED", "")
 
     async def _end(self, active: Active, state: str, reason: str) -> None:
-        """End a running workflow early (FAILED or CANCELLED): stop every domain's steps."""
+        """End a running workflow: stop what still runs anywhere, tell every participant."""
         a = self.agent
         row = active.row
         row.state, row.reason = state, reason
@@ -291,7 +288,8 @@ class Coordination:
                 seen = await a.changes.wait_past(workflow_id, seen, 1.0)
             return True
         active = a.active.get(workflow_id)
-        if active is not None and active.row.coordinator == a.domain:
+        if active is not None and active.row.coordinator == a.domain \
+                and active.row.state not in TERMINAL_WORKFLOW_STATES:
             await self._end(active, "CANCELLED", f"cancelled: {reason}")
             return True
         return await a.store.get_workflow(workflow_id) is not None

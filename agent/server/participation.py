@@ -271,6 +271,7 @@ class Participation:
         return peer_pb2.Ack(ok=True)
 
     async def on_cancel(self, sender: str, notice: peer_pb2.CancelNotice) -> peer_pb2.Ack:
+        """The coordinator ended the workflow (any terminal state): stop and release."""
         a = self.agent
         active = a.active.get(notice.workflow_id)
         if active is None:
@@ -285,7 +286,7 @@ class Participation:
         for hold in a.participant.release_workflow(notice.workflow_id):
             await a.store.delete_reservation(hold.workflow_id, hold.round)
         final = status_pb2.WorkflowState.Name(notice.final_state).removeprefix("WORKFLOW_STATE_")
-        active.row.state = final if final in ("FAILED", "CANCELLED") else "CANCELLED"
+        active.row.state = final if final in TERMINAL_WORKFLOW_STATES else "CANCELLED"
         active.row.reason = notice.reason
         await a.save(active)
         a.finished(notice.workflow_id)

@@ -18,6 +18,11 @@ from agent.identity.trust import TrustStore
 
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
+    # gRPC's default reconnect backoff grows to two minutes; a peer that was
+    # down while we first dialled it must be usable again within seconds.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
 
@@ -80,7 +85,9 @@ class PeerChannels:
                        **payload)
         rpc = getattr(self.stub(endpoint), method)
         try:
-            reply = await rpc(request, timeout=timeout)
+            # wait_for_ready: ride out a reconnect instead of failing fast;
+            # the deadline still bounds the call.
+            reply = await rpc(request, timeout=timeout, wait_for_ready=True)
         except grpc.aio.AioRpcError as e:
             if self._on_error:
                 self._on_error(method, e.code().name)

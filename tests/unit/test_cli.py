@@ -17,6 +17,7 @@ import threading
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+
 import click
 import grpc
 import pytest
@@ -102,13 +103,13 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
             self.never = asyncio.Event()
         return self.never
 
-    async def Submit(self, request, context):  # noqa: N802 - generated name
+    async def Submit(self, request, context):
         self.submits.append(request)
         if self.invalid_submit:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "steps[0].capability: bad")
         return client_pb2.SubmitReply(id=f"wf-{request.spec.name}")
 
-    async def GetWorkflow(self, request, context):  # noqa: N802
+    async def GetWorkflow(self, request, context):
         if self.hang_get:
             await self._never().wait()
         queue = self.gets.get(request.id)
@@ -116,7 +117,7 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    async def Watch(self, request, context) -> AsyncIterator[status_pb2.WorkflowStatus]:  # noqa: N802
+    async def Watch(self, request, context) -> AsyncIterator[status_pb2.WorkflowStatus]:
         updates = self.watches.get(request.id)
         if updates is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
@@ -128,18 +129,18 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
         if mode == "hang":
             await self._never().wait()
 
-    async def Cancel(self, request, context):  # noqa: N802
+    async def Cancel(self, request, context):
         self.cancels.append(request)
         status = make_status(request.id, WS.WORKFLOW_STATE_CANCELLED, reason=request.reason)
         return client_pb2.CancelReply(status=status)
 
-    async def ListWorkflows(self, request, context):  # noqa: N802
+    async def ListWorkflows(self, request, context):
         reply = client_pb2.ListWorkflowsReply()
         reply.workflows.append(make_status("wf-a", WS.WORKFLOW_STATE_RUNNING))
         reply.workflows.append(make_status("wf-b", WS.WORKFLOW_STATE_SUCCEEDED))
         return reply
 
-    async def ListMembers(self, request, context):  # noqa: N802
+    async def ListMembers(self, request, context):
         return client_pb2.ListMembersReply(members=self.members)
 
 
@@ -783,3 +784,28 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
 def test_cli_error_is_a_click_exception() -> None:
     assert issubclass(CliError, click.ClickException)
     assert CliError("boom", 2).exit_code == 2
+
+
+def test_until_an_agent_exits_stops_waiting_for_a_dead_federation(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+    gone.wait(timeout=30)
+    proc = demo_mod.AgentProcess("eu-west", "127.0.0.1:1", tmp_path / "c", tmp_path / "l", gone)
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    async def answer() -> int:
+        return 42
+
+    with pytest.raises(demo_mod.DemoError, match="eu-west exited with code 4"):
+        asyncio.run(demo_mod.until_an_agent_exits(never(), [proc], interval_s=0.01))
+    assert asyncio.run(demo_mod.until_an_agent_exits(answer(), [], interval_s=0.01)) == 42
+
+
+def test_compact_json_shows_whole_numbers_as_integers() -> None:
+    status = make_status("w", WS.WORKFLOW_STATE_SUCCEEDED)
+    outputs = render.struct_to_dict(status.steps[0].outputs)
+    assert outputs == {"rows": 3.0, "table": "sales"}  # JSON keeps what protobuf says
+    assert render.compact_json(outputs) == '{"rows":3,"table":"sales"}'
+    assert render.compact_json({"x": [1.5, {"y": 2.0}]}) == '{"x":[1.5,{"y":2}]}'
+    assert render.compact_json({}) == ""

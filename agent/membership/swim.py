@@ -1,0 +1,654 @@
+"""Sans-I/O SWIM membership core with Lifeguard refinements.
+
+Theory of operation
+-------------------
+Every member runs one :class:`Swim`. It never reads a clock, opens a socket or draws
+unseeded randomness: the shell feeds it messages (:meth:`Swim.handle_message`), wakes it
+at the deadline it asks for (:meth:`Swim.get_timer` / :meth:`Swim.handle_timer`), and
+sends what :meth:`Swim.datagrams_to_send` returns. :meth:`Swim.events` reports membership
+changes, :meth:`Swim.members` the current view.
+
+*Failure detection.* Each probe period the core pings the next member of a shuffled
+round-robin order. No ack within the probe timeout: it asks ``indirect_checks`` others
+to ping the target for it (PingReq). Those answer with an IndirectAck, or with a Nack
+when they could not reach it either. Still nothing at the end of the period: the target
+becomes SUSPECT, never directly DEAD. A suspicion names the target's incarnation and is
+signed by the accuser. The suspected member refutes it by signing a new ALIVE claim with
+a higher incarnation; only the member itself can do that. A suspicion that nobody
+refutes in time turns into a DEAD verdict, signed by whoever's timer ran out first.
+
+*Lifeguard.* (1) Local health: a score that rises when our own probes fail without the
+expected Nacks (the fault is likely ours), when we must refute a suspicion of ourselves,
+or when our timers fire late (our loop stalled), and falls with each successful probe.
+Probe interval and timeouts are multiplied by score + 1, so a sick member slows down
+instead of accusing healthy ones. A stall also voids the probe it interrupted and pushes
+back suspicion deadlines by a period: a member that just woke up judges nobody.
+(2) Dynamic suspicion: the timeout starts at beta times the shortest (alpha * log10 N
+probe periods) and shrinks logarithmically with each independent accuser. (3) Buddy
+system: any message to a member we suspect (or think dead) carries that claim first,
+so the member hears of it and refutes within one round trip.
+
+*Dissemination.* Accepted changes are queued and piggy-backed on every outgoing message,
+each about ``retransmit_mult * ceil(log10(N+1))`` times, least-sent first, within the
+byte bound. Every ``push_pull_interval`` (stretched above 32 members) the core exchanges
+its full state with a random member (PushPull), which repairs anything gossip lost.
+
+*Lifecycle.* :meth:`Swim.join` push-pulls with seeds. :meth:`Swim.leave` signs LEFT at a
+higher incarnation and tells a few members directly. DEAD and LEFT members are listed for
+``dead_retention``, then kept as tombstones for ``tombstone_ttl``: a tombstone ignores
+every claim but a higher incarnation signed by the member, so no ghost comes back. Every
+``rejoin_interval`` the core push-pulls with a seed it does not see alive and with a member
+it holds DEAD, so that the halves of a healed partition find each other again.
+
+*Trust.* Every claim is verified against its issuer's key before it can change anything;
+only changes are queued for relay, so nothing untrusted is ever passed on. Bad peer input
+raises :class:`RemoteProtocolError` inside, is counted in :attr:`Swim.stats` and dropped;
+misuse by the shell raises :class:`LocalProtocolError`. State transitions live in one
+table, :data:`agent.membership.swim_table.TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable
+
+from agent.membership.swim_dissemination import DisseminationQueue
+from agent.membership.swim_members import Member, MemberTable, UntrustedClaim
+from agent.membership.swim_profiles import SwimProfile, push_pull_interval, retransmit_limit
+from agent.membership.swim_table import Age, Outcome, Standing, compare, transition
+from agent.membership.swim_types import (
+    MAX_ADDRESS_BYTES,
+    MAX_NAME_BYTES,
+    MESSAGE_TYPES,
+    Ack,
+    Claim,
+    ClaimBody,
+    ClaimKind,
+    EventKind,
+    Gossip,
+    IndirectAck,
+    LocalProtocolError,
+    MemberEvent,
+    MemberState,
+    MemberView,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    PushPull,
+    RemoteProtocolError,
+    Signer,
+    Verifier,
+    estimate_size,
+    sign_claim,
+)
+
+STAT_NAMES = (
+    "probes_sent", "indirect_probes", "suspicions_raised", "refutations", "deaths_declared",
+    "messages_sent", "bytes_sent", "push_pulls", "invalid_messages", "invalid_claims",
+    "untrusted_claims", "late_acks", "stalls",
+)
+_MAX_RELAYS = 64  # outstanding indirect probes we run for others; more is abuse
+_SEQ_LIMIT = 1 << 64
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+class _ProbeRound:
+    __slots__ = ("target", "address", "seq", "indirect_at", "acked", "indirect_done",
+                 "expected_nacks", "nacks")
+
+    def __init__(self, target: str, address: str, seq: int, indirect_at: float) -> None:
+        self.target = target
+        self.address = address
+        self.seq = seq
+        self.indirect_at = indirect_at
+        self.acked = False
+        self.indirect_done = False
+        self.expected_nacks = 0  # one per PingReq sent
+        self.nacks: set[str] = set()
+
+
+class _Relay:
+    """An indirect probe we run for another member."""
+
+    __slots__ = ("origin_address", "origin_seq", "target", "nack_at", "expires_at", "nacked")
+
+    def __init__(self, origin_address: str, origin_seq: int, target: str, nack_at: float,
+                 expires_at: float) -> None:
+        self.origin_address = origin_address
+        self.origin_seq = origin_seq
+        self.target = target
+        self.nack_at = nack_at
+        self.expires_at = expires_at
+        self.nacked = False
+
+
+class Swim:
+    """One member's membership state machine. See the module docstring."""
+
+    def __init__(self, name: str, address: str, profile: SwimProfile, signer: Signer,
+                 verifier: Verifier, rng: random.Random, now: float, *,
+                 record: bytes = b"", incarnation: int = 0) -> None:
+        """``incarnation`` should exceed any this member used before (a shell without a
+        persisted counter can pass a wall-clock second count)."""
+        _check_text("name", name, MAX_NAME_BYTES)
+        _check_text("address", address, MAX_ADDRESS_BYTES)
+        if not isinstance(incarnation, int) or incarnation < 0:
+            raise LocalProtocolError("incarnation must be a non-negative int")
+        self.name = name
+        self.address = address
+        self.profile = profile
+        self._signer = signer
+        self._rng = rng
+        self._now = _check_time(now)
+        self._incarnation = incarnation
+        self._record = b""
+        self._record_version = 0
+        self._leaving = False
+        self._stopped = False
+        self._leave_deadline: float | None = None
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        self._events: list[MemberEvent] = []
+        self._outbox: list[tuple[str, Message]] = []
+        self._queue = DisseminationQueue()
+        self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
+        self._seq = 0
+        self._health = 0
+        self._probe: _ProbeRound | None = None
+        self._relays: dict[int, _Relay] = {}
+        self._seeds: tuple[str, ...] = ()
+        # Random phases keep members from probing and exchanging state in lockstep.
+        self._next_probe_at = now + rng.random() * profile.probe_interval
+        self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
+        self._next_rejoin_at = now + (0.5 + 0.5 * rng.random()) * profile.rejoin_interval
+        self._reap_period = min(profile.dead_retention, profile.tombstone_ttl) / 4
+        self._next_reap_at = now + self._reap_period
+        if record:
+            self._check_record(record)
+            self._record, self._record_version = record, 1
+        self._self_claim = self._sign_alive()
+        self._queue.push(self._self_claim)
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def join(self, now: float, seeds: Iterable[str]) -> None:
+        """Exchange full state with every seed address (any existing members)."""
+        self._advance(now)
+        self._require_running("join")
+        seeds = tuple(seeds)
+        for seed in seeds:
+            _check_text("seed address", seed, MAX_ADDRESS_BYTES)
+        self._seeds = tuple(dict.fromkeys(self._seeds + seeds))
+        for seed in seeds:
+            if seed != self.address:
+                self._push_pull(seed)
+
+    def leave(self, now: float) -> None:
+        """Announce a graceful leave; the core goes quiet after ``leave_grace``."""
+        self._advance(now)
+        if self._stopped:
+            raise LocalProtocolError("leave() after the member stopped")
+        if self._leaving:
+            return
+        self._leaving = True
+        self._incarnation += 1
+        self._self_claim = sign_claim(
+            ClaimBody(ClaimKind.LEFT, self.name, self._incarnation, self.name),
+            self.name, self._signer)
+        self._queue.push(self._self_claim)
+        self._events.append(MemberEvent(EventKind.LEFT, self.name, self._incarnation, now))
+        for member in self._table.random_live(self.profile.leave_fanout, (self.name,), _LIVE):
+            self._send_gossip(member)
+        self._leave_deadline = now + self.profile.leave_grace
+
+    def publish_record(self, now: float, record: bytes) -> int:
+        """Replace the local domain record; returns its version (monotonic)."""
+        self._advance(now)
+        self._require_running("publish_record")
+        self._check_record(record)
+        if record != self._record:
+            self._record = record
+            self._record_version += 1
+            # A new incarnation makes the new record win everywhere over the old claim.
+            self._incarnation += 1
+            self._self_claim = self._sign_alive()
+            self._queue.push(self._self_claim)
+            self._events.append(MemberEvent(EventKind.RECORD_UPDATED, self.name,
+                                            self._incarnation, now, "", self._record_version))
+        return self._record_version
+
+    def handle_message(self, now: float, source: str, msg: Message) -> None:
+        """One message from ``source``, the address replies go to. Never raises for bad
+        peer input: that is counted in ``stats`` and reported as an INPUT_REJECTED event."""
+        self._advance(now)
+        if not isinstance(msg, MESSAGE_TYPES):
+            raise LocalProtocolError(f"not a membership message: {type(msg).__name__}")
+        if not isinstance(source, str):
+            raise LocalProtocolError("source must be an address string")
+        if self._stopped:
+            return
+        try:
+            _check_message(msg, self.profile.max_claims_per_message)
+            self._table.heard(msg.sender, now)
+            self._HANDLERS[type(msg)](self, now, source, msg)
+        except RemoteProtocolError as exc:
+            self.stats["invalid_messages"] += 1
+            self._reject(now, getattr(msg, "sender", ""), str(exc))
+
+    def handle_timer(self, now: float) -> None:
+        """Run everything due at ``now``. Calling it early or twice is harmless."""
+        self._advance(now)
+        if self._stopped:
+            return
+        due = self.get_timer()
+        if due is None or due > now:
+            return
+        # A timer served much later than asked means this member itself was stalled.
+        stalled = now - due > self.profile.probe_interval
+        if stalled:
+            self.stats["stalls"] += 1
+            self._change_health(+1)
+        if self._leave_deadline is not None and now >= self._leave_deadline:
+            self._stopped = True
+            self._probe = None
+            self._relays.clear()
+            return
+        self._run_relays(now)
+        self._run_probe(now, stalled)
+        self._run_suspicions(now, stalled)
+        if now >= self._next_push_pull_at:
+            self._next_push_pull_at = now + push_pull_interval(self.profile, self._table.live)
+            for peer in self._table.random_live(1, (self.name,)):
+                self._push_pull(peer.address)
+        if now >= self._next_rejoin_at:
+            self._next_rejoin_at = now + self.profile.rejoin_interval
+            self._rejoin()
+        if now >= self._next_reap_at:
+            self._next_reap_at = now + self._reap_period
+            self._table.reap(now)
+
+    # ---- outputs and queries ------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The next deadline at which :meth:`handle_timer` must be called."""
+        if self._stopped:
+            return None
+        deadline = min(self._next_probe_at, self._next_push_pull_at, self._next_rejoin_at,
+                       self._next_reap_at)
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.indirect_done:
+            deadline = min(deadline, probe.indirect_at)
+        for relay in self._relays.values():
+            deadline = min(deadline, relay.expires_at if relay.nacked else relay.nack_at)
+        suspicion = self._table.next_suspicion_deadline()
+        if suspicion is not None:
+            deadline = min(deadline, suspicion)
+        if self._leave_deadline is not None:
+            deadline = min(deadline, self._leave_deadline)
+        return deadline
+
+    def datagrams_to_send(self) -> list[tuple[str, Message]]:
+        """(destination address, message) pairs; a PushPull goes on a stream, not UDP."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def events(self) -> list[MemberEvent]:
+        out = self._events[:]
+        self._events.clear()
+        return out
+
+    def members(self) -> list[MemberView]:
+        """Every member we list (tombstones excluded), ourselves first."""
+        state = MemberState.LEFT if self._leaving else MemberState.ALIVE
+        me = MemberView(self.name, self.address, state, self._incarnation, self._now,
+                        self._record, self._record_version)
+        return [me, *self._table.views()]
+
+    def member(self, name: str) -> MemberView | None:
+        if name == self.name:
+            return self.members()[0]
+        found = self._table.members.get(name)
+        return found.view() if found is not None and found.reaped_at is None else None
+
+    @property
+    def own_claim(self) -> Claim:
+        """Our current signed ALIVE (or LEFT) claim: what a shell hands to a joiner."""
+        return self._self_claim
+
+    @property
+    def incarnation(self) -> int:
+        return self._incarnation
+
+    @property
+    def health(self) -> int:
+        """Lifeguard local health score: 0 is healthy; timings stretch by health + 1."""
+        return self._health
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    # ---- message handlers ---------------------------------------------------------------
+
+    def _on_ping(self, now: float, source: str, msg: Ping) -> None:
+        if msg.target != self.name:
+            raise RemoteProtocolError(f"ping meant for {msg.target!r}")
+        self._merge(now, msg.claims)  # first, so a refutation rides on this very ack
+        self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims))
+
+    def _on_ack(self, now: float, source: str, msg: Ack) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.sender:
+            self._probe_succeeded(probe)
+            return
+        relay = self._relays.get(msg.seq)
+        if relay is not None and relay.target == msg.sender:
+            del self._relays[msg.seq]
+            self._send(relay.origin_address, None, lambda claims: IndirectAck(
+                relay.origin_seq, self.name, relay.target, claims))
+            return
+        self.stats["late_acks"] += 1
+
+    def _on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
+        if msg.target == self.name or msg.target == msg.sender:
+            raise RemoteProtocolError("indirect probe of the requester or of ourselves")
+        self._merge(now, msg.claims)
+        if len(self._relays) >= _MAX_RELAYS:
+            raise RemoteProtocolError("too many indirect probes outstanding")
+        scale = self._health + 1
+        seq = self._next_seq()
+        self._relays[seq] = _Relay(
+            source, msg.seq, msg.target,
+            nack_at=now + self.profile.probe_timeout * scale * self.profile.nack_fraction,
+            expires_at=now + self.profile.probe_interval * scale)
+        self._send(msg.target_address, msg.target,
+                   lambda claims: Ping(seq, self.name, msg.target, claims))
+
+    def _on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
+            self._probe_succeeded(probe)
+        else:
+            self.stats["late_acks"] += 1
+
+    def _on_nack(self, now: float, source: str, msg: Nack) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
+            probe.nacks.add(msg.sender)
+
+    def _on_gossip(self, now: float, source: str, msg: Gossip) -> None:
+        self._merge(now, msg.claims)
+
+    def _on_push_pull(self, now: float, source: str, msg: PushPull) -> None:
+        incarnation_before = self._incarnation
+        self._merge(now, msg.claims, bulk_from=msg.sender)
+        if not msg.reply:
+            self._push_pull(source, reply=True)
+        elif self._incarnation != incarnation_before and not self._leaving:
+            # Their state held a claim against us: tell them our answer straight away, as
+            # they may not probe us (after a partition they hold us DEAD).
+            self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
+                       first=(self._self_claim,))
+
+    _HANDLERS: dict[type, Callable[[Swim, float, str, Message], None]] = {
+        Ping: _on_ping, Ack: _on_ack, PingReq: _on_ping_req, IndirectAck: _on_indirect_ack,
+        Nack: _on_nack, Gossip: _on_gossip, PushPull: _on_push_pull,
+    }
+
+    # ---- claims -----------------------------------------------------------------------
+
+    def _merge(self, now: float, claims: tuple[Claim, ...], bulk_from: str | None = None
+               ) -> None:
+        table = self._table
+        for claim in claims:
+            try:
+                if not isinstance(claim, Claim):
+                    raise RemoteProtocolError("claim of the wrong type")
+                body = claim.parsed
+                if body.subject == self.name:
+                    self._judge_claim_about_us(now, claim, body)
+                elif bulk_from is not None and body.kind is ClaimKind.DEAD:
+                    self._merge_bulk_death(now, claim, body)
+                else:
+                    table.apply(now, claim,
+                                relay_if_new=bulk_from is None or body.subject == bulk_from)
+            except UntrustedClaim as exc:
+                self.stats["untrusted_claims"] += 1
+                self._reject(now, getattr(claim, "signer", ""), str(exc))
+            except RemoteProtocolError as exc:
+                self.stats["invalid_claims"] += 1
+                self._reject(now, getattr(claim, "signer", ""), str(exc))
+
+    def _merge_bulk_death(self, now: float, claim: Claim, body: ClaimBody) -> None:
+        """A DEAD claim in someone's full state about a member we see live becomes our own
+        suspicion: the member gets a suspicion's time to refute instead of dying at once
+        (after a partition heals, each side holds the other DEAD)."""
+        standing, member = self._table.standing(body.subject)
+        if standing in (Standing.ALIVE, Standing.SUSPECT) and member is not None:
+            if compare(body.incarnation, member.incarnation) is not Age.OLDER:
+                self._table.verify(claim)
+                self._accuse(now, member, body.incarnation)
+            return
+        self._table.apply(now, claim, relay_if_new=False)
+
+    def _judge_claim_about_us(self, now: float, claim: Claim, body: ClaimBody) -> None:
+        if self._leaving or claim is self._self_claim:
+            return
+        outcome = transition(Standing.SELF, body.kind, compare(body.incarnation,
+                                                              self._incarnation))
+        if outcome is Outcome.IGNORE:
+            return
+        if outcome is Outcome.REFUTE_IF_DIFFERENT and claim.body == self._self_claim.body:
+            return
+        self._table.verify(claim)
+        self._incarnation = max(self._incarnation, body.incarnation) + 1
+        if body.kind is ClaimKind.ALIVE and body.record_version >= self._record_version:
+            # An earlier life of ours published further: keep versions monotonic.
+            self._record_version = body.record_version + 1
+        if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
+            self._change_health(+1)  # being doubted hints that we are the slow one
+        self.stats["refutations"] += 1
+        self._self_claim = self._sign_alive()
+        self._queue.push(self._self_claim)
+
+    def _accuse(self, now: float, member: Member, incarnation: int) -> None:
+        suspicion = member.suspicion
+        if (suspicion is not None and member.incarnation == incarnation
+                and self.name in suspicion.accusers):
+            return
+        claim = sign_claim(ClaimBody(ClaimKind.SUSPECT, member.name, incarnation, self.name),
+                           self.name, self._signer)
+        if self._table.apply(now, claim, own=True) is not Outcome.IGNORE:
+            self.stats["suspicions_raised"] += 1
+
+    def _sign_alive(self) -> Claim:
+        return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,
+                                    self.address, self._record_version, self._record),
+                          self.name, self._signer)
+
+    # ---- probing and timers -------------------------------------------------------------
+
+    def _run_probe(self, now: float, stalled: bool) -> None:
+        probe = self._probe
+        if (probe is not None and not probe.acked and not probe.indirect_done
+                and now >= probe.indirect_at):
+            if stalled:
+                self._probe = probe = None  # we cannot tell who was slow: judge nobody
+            else:
+                self._ask_for_indirect_probes(probe)
+        if now < self._next_probe_at:
+            return
+        if probe is not None and not probe.acked and not stalled and not self._leaving:
+            self._probe_failed(now, probe)
+        self._probe = None
+        scale = self._health + 1
+        self._next_probe_at = now + self.profile.probe_interval * scale
+        target = self._table.next_probe_target()
+        if target is None:
+            return
+        if self._leaving:  # spread the leave instead of judging anyone
+            self._send_gossip(target)
+            return
+        seq = self._next_seq()
+        self._probe = _ProbeRound(target.name, target.address, seq,
+                                  now + self.profile.probe_timeout * scale)
+        self.stats["probes_sent"] += 1
+        self._send(target.address, target.name,
+                   lambda claims: Ping(seq, self.name, target.name, claims))
+
+    def _ask_for_indirect_probes(self, probe: _ProbeRound) -> None:
+        helpers = self._table.random_live(self.profile.indirect_checks,
+                                          (self.name, probe.target))
+        probe.indirect_done = True
+        probe.expected_nacks = len(helpers)
+        for helper in helpers:
+            self.stats["indirect_probes"] += 1
+            self._send(helper.address, helper.name, lambda claims: PingReq(
+                probe.seq, self.name, probe.target, probe.address, claims))
+
+    def _probe_succeeded(self, probe: _ProbeRound) -> None:
+        if not probe.acked:
+            probe.acked = True
+            self._change_health(-1)
+
+    def _probe_failed(self, now: float, probe: _ProbeRound) -> None:
+        # Helpers that did not even nack suggest our own network or loop is the problem.
+        self._change_health(probe.expected_nacks - len(probe.nacks))
+        member = self._table.members.get(probe.target)
+        if member is not None and member.state in _LIVE:
+            self._accuse(now, member, member.incarnation)
+
+    def _run_relays(self, now: float) -> None:
+        for seq, relay in list(self._relays.items()):
+            if not relay.nacked and now >= relay.nack_at:
+                relay.nacked = True
+                self._send(relay.origin_address, None, lambda claims, r=relay: Nack(
+                    r.origin_seq, self.name, r.target, claims))
+            if now >= relay.expires_at:
+                del self._relays[seq]
+
+    def _run_suspicions(self, now: float, stalled: bool) -> None:
+        for member in self._table.due_suspicions(now):
+            assert member.suspicion is not None
+            if stalled:  # refutations may be in flight to us: give them one period
+                member.suspicion.deadline = now + self.profile.probe_interval * (
+                    self._health + 1)
+                continue
+            claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
+                                         self.name), self.name, self._signer)
+            self._table.apply(now, claim, own=True)
+            self.stats["deaths_declared"] += 1
+
+    def _rejoin(self) -> None:
+        live = self._table.live_addresses()
+        unseen_seeds = [s for s in self._seeds if s != self.address and s not in live]
+        targets = []
+        if unseen_seeds:
+            targets.append(unseen_seeds[int(self._rng.random() * len(unseen_seeds))])
+        dead = self._table.rejoin_candidates()
+        if dead:
+            targets.append(dead[int(self._rng.random() * len(dead))].address)
+        for address in dict.fromkeys(targets):
+            self._push_pull(address)
+
+    def _change_health(self, delta: int) -> None:
+        self._health = min(self.profile.max_health, max(0, self._health + delta))
+
+    # ---- sending ------------------------------------------------------------------------
+
+    def _push_pull(self, address: str, reply: bool = False) -> None:
+        claims = (*self._table.full_state(), self._self_claim)
+        if not reply:
+            self.stats["push_pulls"] += 1
+        self._emit(address, PushPull(self.name, reply, claims))
+
+    def _send_gossip(self, member: Member) -> None:
+        self._send(member.address, member.name, lambda claims: Gossip(self.name, claims),
+                   first=(self._self_claim,))
+
+    def _send(self, address: str, dest_name: str | None,
+              build: Callable[[tuple[Claim, ...]], Message], first: tuple[Claim, ...] = ()
+              ) -> None:
+        """Build a datagram with as much gossip as fits in ``max_message_bytes``.
+
+        Buddy system: a destination we suspect or hold dead gets our claim about it first.
+        """
+        if dest_name is not None:
+            dest = self._table.members.get(dest_name)
+            if dest is not None and dest.state in (MemberState.SUSPECT, MemberState.DEAD):
+                first = (dest.status_claim, *first) if dest.status_claim else first
+        # Slack for the length prefixes that grow as claims are added.
+        budget = self.profile.max_message_bytes - estimate_size(build(())) - 8
+        priority = []
+        for claim in first:
+            if claim.wire_size <= budget:
+                priority.append(claim)
+                budget -= claim.wire_size
+        limit = retransmit_limit(self.profile, self._table.live)
+        gossip = self._queue.select(budget, limit, tuple(priority))
+        self._emit(address, build((*priority, *gossip)))
+
+    def _emit(self, address: str, msg: Message) -> None:
+        self._outbox.append((address, msg))
+        self.stats["messages_sent"] += 1
+        self.stats["bytes_sent"] += estimate_size(msg)
+
+    # ---- checks -------------------------------------------------------------------------
+
+    def _advance(self, now: float) -> None:
+        now = _check_time(now)
+        if now < self._now:
+            raise LocalProtocolError(f"time went backwards: {now} < {self._now}")
+        self._now = now
+
+    def _require_running(self, what: str) -> None:
+        if self._leaving or self._stopped:
+            raise LocalProtocolError(f"{what}() after leave()")
+
+    def _check_record(self, record: bytes) -> None:
+        if not isinstance(record, bytes):
+            raise LocalProtocolError("record must be bytes")
+        if len(record) > self.profile.max_record_bytes:
+            raise LocalProtocolError(f"record of {len(record)} bytes exceeds "
+                                     f"max_record_bytes={self.profile.max_record_bytes}")
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % _SEQ_LIMIT
+        return self._seq
+
+    def _reject(self, now: float, sender: str, reason: str) -> None:
+        self._events.append(MemberEvent(EventKind.INPUT_REJECTED,
+                                        sender if isinstance(sender, str) else "", 0, now,
+                                        detail=reason))
+
+
+def _check_time(now: float) -> float:
+    if not isinstance(now, (int, float)) or isinstance(now, bool) or math.isnan(now):
+        raise LocalProtocolError(f"now must be a number of seconds, got {now!r}")
+    return float(now)
+
+
+def _check_text(what: str, value: str, limit: int) -> None:
+    if not isinstance(value, str) or not value or len(value.encode()) > limit:
+        raise LocalProtocolError(f"{what} must be a non-empty string of at most {limit} bytes")
+
+
+def _check_message(msg: Message, max_claims: int) -> None:
+    """Structure of a peer message; the shell decoded it, but a peer chose the values."""
+    sender = msg.sender
+    if not isinstance(sender, str) or not sender or len(sender) > MAX_NAME_BYTES:
+        raise RemoteProtocolError("message without a valid sender name")
+    claims = msg.claims
+    if not isinstance(claims, (tuple, list)) or len(claims) > max_claims:
+        raise RemoteProtocolError("claims missing or too many")
+    seq = getattr(msg, "seq", 0)
+    if not isinstance(seq, int) or not 0 <= seq < _SEQ_LIMIT:
+        raise RemoteProtocolError("sequence number out of range")
+    for field in ("target", "target_address"):
+        value = getattr(msg, field, "x")
+        if not isinstance(value, str) or not value or len(value) > MAX_ADDRESS_BYTES:
+            raise RemoteProtocolError(f"message without a valid {field}")

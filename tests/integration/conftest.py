@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.federation import Federation
+
+# eu-west and partner hold EU data; us-east takes only US data and keeps that
+# private, so coordinators learn it by refusal (as in the demo).
+DOMAINS = {
+    "eu-west": {
+        "labels": {"jurisdiction": "EU", "cloud": "aws"},
+        "capabilities": [
+            {"name": "data.extract", "capacity": 4, "executor": {"type": "builtin", "name": "echo"}},
+            {"name": "ml.train", "capacity": 2, "cost": 5,
+             "executor": {"type": "builtin", "name": "echo"}},
+            {"name": "test.flaky", "capacity": 4, "executor": {"type": "builtin", "name": "fail"}},
+            {"name": "test.sleep", "capacity": 4, "executor": {"type": "builtin", "name": "sleep"}},
+        ],
+        "policy": {"residency": {"accept": ["EU"]}},
+    },
+    "us-east": {
+        "labels": {"jurisdiction": "US", "cloud": "aws"},
+        "capabilities": [
+            {"name": "ml.train", "capacity": 8, "cost": 1,
+             "executor": {"type": "builtin", "name": "echo"}},
+        ],
+        "policy": {"residency": {"accept": ["US"]}, "publish": False},
+    },
+    "partner": {
+        "labels": {"jurisdiction": "EU", "cloud": "onprem"},
+        "capabilities": [
+            {"name": "report.publish", "capacity": 2,
+             "executor": {"type": "builtin", "name": "echo"}},
+            {"name": "test.sleep", "capacity": 2, "executor": {"type": "builtin", "name": "sleep"}},
+        ],
+        "policy": {"accept_from": ["eu-west", "us-east"], "residency": {"accept": ["EU"]}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    fed = Federation(tmp_path_factory.mktemp("federation"), DOMAINS)
+    fed.write_configs()
+    try:
+        asyncio.run(fed.start())
+        asyncio.run(fed.wait_converged())
+        yield fed
+    finally:
+        fed.stop()
+
+
+@pytest.fixture
+async def fed(federation):
+    """The module's federation, with gRPC channels bound to this test's event loop."""
+    yield federation
+    await federation.close_channels()

@@ -1,0 +1,210 @@
+"""Workflows across three real agent processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import grpc
+import pytest
+
+from agent.gen.fedorch.v1 import client_pb2
+from agent.workflow.spec import parse_spec_text
+from tests.integration.federation import state_name, step_states, wait_for
+
+pytestmark = pytest.mark.integration
+
+DEMO = """
+name: eu-sales-model
+data: {jurisdiction: EU}
+steps:
+  - id: extract
+    capability: data.extract
+    params: {table: sales}
+  - id: train
+    capability: ml.train
+    needs: [extract]
+  - id: report
+    capability: report.publish
+    needs: [train]
+"""
+
+
+async def test_workflow_across_three_domains_with_refusal_and_replacement(fed):
+    wid = await fed.submit("eu-west", DEMO)
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "SUCCEEDED", status
+    steps = step_states(status)
+    assert steps == {
+        "extract": ("SUCCEEDED", "eu-west", 1),
+        "train": ("SUCCEEDED", "eu-west", 1),
+        "report": ("SUCCEEDED", "partner", 1),
+    }
+    # us-east is cheaper for ml.train but its private residency policy refuses EU data.
+    assert [(r.round, r.domain, list(r.steps)) for r in status.refusals] == \
+        [(1, "us-east", ["train"])]
+    assert "residency" in status.refusals[0].reason
+    assert status.rounds == 2
+    # Outputs flowed downstream across domains: report saw train's outputs as its input.
+    report = next(s for s in status.steps if s.id == "report")
+    assert list(report.outputs["inputs"]) == ["train"]
+
+
+async def test_status_from_any_agent(fed):
+    wid = await fed.submit("eu-west", DEMO)
+    final = await fed.wait_state("eu-west", wid)
+    for domain in ("us-east", "partner"):
+        seen = await fed.status(domain, wid)
+        assert seen.id == wid and seen.coordinator == "eu-west"
+        assert step_states(seen) == step_states(final)
+
+    async def partner_knows_the_end():
+        listed = await fed.client("partner").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                           timeout=5)
+        return any(w.id == wid and state_name(w) == "SUCCEEDED" for w in listed.workflows)
+
+    await wait_for(partner_knows_the_end, 10, "partner to learn the workflow succeeded")
+
+
+async def test_watch_streams_until_terminal_from_a_participant(fed):
+    wid = await fed.submit("eu-west", DEMO)
+    seen = []
+    async for status in fed.client("partner").Watch(
+            client_pb2.GetWorkflowRequest(id=wid), timeout=60):
+        seen.append(state_name(status))
+    assert seen[-1] == "SUCCEEDED"
+    assert len(seen) >= 1
+
+
+async def test_step_retries_then_succeeds(fed):
+    wid = await fed.submit("eu-west", """
+name: flaky
+steps:
+  - id: flaky
+    capability: test.flaky
+    params: {times: 1, message: first attempt fails}
+    retries: 1
+""")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "SUCCEEDED", status
+    assert step_states(status)["flaky"] == ("SUCCEEDED", "eu-west", 2)
+
+
+async def test_step_fails_after_retries_and_skips_downstream(fed):
+    wid = await fed.submit("eu-west", """
+name: broken
+steps:
+  - id: flaky
+    capability: test.flaky
+    params: {message: always broken}
+    retries: 2
+  - id: report
+    capability: report.publish
+    needs: [flaky]
+""")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "FAILED"
+    steps = step_states(status)
+    assert steps["flaky"] == ("FAILED", "eu-west", 3)
+    assert steps["report"][0] in ("SKIPPED", "CANCELLED")
+    assert "always broken" in status.reason
+
+
+async def test_step_timeout_counts_as_failure(fed):
+    wid = await fed.submit("eu-west", """
+name: slow
+steps:
+  - id: slow
+    capability: test.sleep
+    params: {seconds: 30}
+    timeout_s: 0.3
+    constraints: {domains: [eu-west]}
+""")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "FAILED"
+    assert "timed out" in status.steps[0].error
+
+
+async def test_cancel_stops_a_running_workflow(fed):
+    wid = await fed.submit("eu-west", """
+name: long
+steps:
+  - id: wait
+    capability: test.sleep
+    params: {seconds: 60}
+    constraints: {domains: [partner]}
+""")
+    await fed.wait_state("eu-west", wid, states={"RUNNING"})
+
+    async def partner_running():
+        s = await fed.status("partner", wid)
+        return step_states(s)["wait"][0] == "RUNNING"
+
+    await wait_for(partner_running, 20, "the step to run at partner")
+    # Cancel through a participant: it forwards to the coordinator.
+    reply = await fed.client("partner").Cancel(client_pb2.CancelRequest(id=wid), timeout=10)
+    assert state_name(reply.status) == "CANCELLED"
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "CANCELLED"
+
+
+async def test_unplaceable_workflow_is_aborted_with_reasons(fed):
+    wid = await fed.submit("eu-west", """
+name: nowhere
+data: {jurisdiction: EU}
+steps:
+  - id: train
+    capability: ml.train
+    constraints: {domains: [us-east]}
+""")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "ABORTED"
+    assert "us-east" in status.reason and "residency" in status.reason
+
+
+async def test_invalid_spec_is_refused_and_changes_nothing(fed):
+    before = await fed.client("eu-west").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                       timeout=5)
+    spec = parse_spec_text(DEMO, "test")
+    spec.steps[0].needs.append("report")  # a cycle: extract -> report -> train -> extract
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await fed.client("eu-west").Submit(client_pb2.SubmitRequest(spec=spec), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cycle" in err.value.details()
+    huge = parse_spec_text(DEMO, "test")
+    huge.steps[0].params.update({"blob": "x" * (1024 * 1024 + 10)})
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await fed.client("eu-west").Submit(client_pb2.SubmitRequest(spec=huge), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    after = await fed.client("eu-west").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                      timeout=5)
+    assert len(after.workflows) == len(before.workflows)
+
+
+async def test_idempotent_submit(fed):
+    spec = parse_spec_text(DEMO, "test")
+    request = client_pb2.SubmitRequest(spec=spec, request_id="retry-me-1")
+    first = await fed.client("eu-west").Submit(request, timeout=5)
+    second = await fed.client("eu-west").Submit(request, timeout=5)
+    assert first.id == second.id
+    await fed.wait_state("eu-west", first.id)
+
+
+async def test_unknown_workflow_is_not_found(fed):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await fed.status("us-east", "eu-west.doesnotexist")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_members_and_metrics(fed):
+    reply = await fed.client("us-east").ListMembers(client_pb2.ListMembersRequest(), timeout=5)
+    assert {m.domain for m in reply.members} == {"eu-west", "us-east", "partner"}
+    assert all(m.state == client_pb2.MEMBER_STATE_ALIVE for m in reply.members)
+    partner = next(m for m in reply.members if m.domain == "partner")
+    assert {c.name for c in partner.capabilities} == {"report.publish", "test.sleep"}
+    # us-east keeps its policy private: nothing but "not published" is gossiped.
+    us = next(m for m in reply.members if m.domain == "us-east")
+    assert not us.policy.published and not us.policy.residency_accept
+    text = urllib.request.urlopen(f"http://{fed.metrics_address('us-east')}/metrics",
+                                  timeout=5).read().decode()
+    assert 'fedorch_votes_total{vote="no"}' in text
+    assert "fedorch_gossip_exchanges_total" in text
