@@ -155,6 +155,7 @@ class Swim:
         self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
         self._seq = 0
         self._health = 0
+        self._stale_doubt = False  # set while handling a message that doubts our past self
         self._probe: _ProbeRound | None = None
         self._relays: dict[int, _Relay] = {}
         self._seeds: tuple[str, ...] = ()
@@ -231,10 +232,18 @@ class Swim:
         try:
             _check_message(msg, self.profile.max_claims_per_message)
             self._table.heard(msg.sender, now)
+            self._stale_doubt = False
             self._HANDLERS[type(msg)](self, now, source, msg)
         except RemoteProtocolError as exc:
             self.stats["invalid_messages"] += 1
             self._reject(now, getattr(msg, "sender", ""), str(exc))
+            return
+        if self._stale_doubt and not self._leaving:
+            # The sender still doubts an incarnation we have moved past: our refutation
+            # missed it. Answer now rather than let its suspicion run out.
+            self._stale_doubt = False
+            self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
+                       first=(self._self_claim,))
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``. Calling it early or twice is harmless."""
@@ -335,7 +344,9 @@ class Swim:
         if msg.target != self.name:
             raise RemoteProtocolError(f"ping meant for {msg.target!r}")
         self._merge(now, msg.claims)  # first, so a refutation rides on this very ack
-        self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims))
+        first = (self._self_claim,) if self._stale_doubt else ()
+        self._stale_doubt = False
+        self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims), first)
 
     def _on_ack(self, now: float, source: str, msg: Ack) -> None:
         self._merge(now, msg.claims)
@@ -387,6 +398,7 @@ class Swim:
         incarnation_before = self._incarnation
         self._merge(now, msg.claims, bulk_from=msg.sender)
         if not msg.reply:
+            self._stale_doubt = False  # the reply carries our claim anyway
             self._push_pull(source, reply=True)
         elif self._incarnation != incarnation_before and not self._leaving:
             # Their state held a claim against us: tell them our answer straight away, as
@@ -438,9 +450,11 @@ class Swim:
     def _judge_claim_about_us(self, now: float, claim: Claim, body: ClaimBody) -> None:
         if self._leaving or claim is self._self_claim:
             return
-        outcome = transition(Standing.SELF, body.kind, compare(body.incarnation,
-                                                              self._incarnation))
+        age = compare(body.incarnation, self._incarnation)
+        outcome = transition(Standing.SELF, body.kind, age)
         if outcome is Outcome.IGNORE:
+            if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
+                self._stale_doubt = True
             return
         if outcome is Outcome.REFUTE_IF_DIFFERENT and claim.body == self._self_claim.body:
             return
@@ -532,11 +546,22 @@ class Swim:
                 del self._relays[seq]
 
     def _run_suspicions(self, now: float, stalled: bool) -> None:
+        period = self.profile.probe_interval * (self._health + 1)
         for member in self._table.due_suspicions(now):
-            assert member.suspicion is not None
+            suspicion = member.suspicion
+            assert suspicion is not None
             if stalled:  # refutations may be in flight to us: give them one period
-                member.suspicion.deadline = now + self.profile.probe_interval * (
-                    self._health + 1)
+                suspicion.deadline = now + period
+                continue
+            if not suspicion.last_chance_given:
+                # Before a verdict, ping the suspect once more with the suspicion attached:
+                # if it is alive and our copy of its refutation was lost, it answers.
+                suspicion.last_chance_given = True
+                suspicion.deadline = now + period
+                seq = self._next_seq()
+                self.stats["probes_sent"] += 1
+                self._send(member.address, member.name,
+                           lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
                 continue
             claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
                                          self.name), self.name, self._signer)

@@ -41,12 +41,13 @@ _GONE_EVENT = {MemberState.DEAD: EventKind.DEAD, MemberState.LEFT: EventKind.LEF
 
 
 class Suspicion:
-    __slots__ = ("started", "accusers", "deadline")
+    __slots__ = ("started", "accusers", "deadline", "last_chance_given")
 
     def __init__(self, started: float, first_accuser: str) -> None:
         self.started = started
         self.accusers = {first_accuser}
         self.deadline = started
+        self.last_chance_given = False  # the final buddy ping before a verdict was sent
 
 
 class Member:

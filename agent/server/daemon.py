@@ -21,6 +21,7 @@ from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2
 from agent.identity.keys import KeyFileError
 from agent.server.agent import Agent, run_until_stopped
 from agent.server.client_service import ClientService
+from agent.server.interceptors import MalformedRequestInterceptor
 from agent.server.peer_service import PeerService
 from agent.store.store import Store, StoreError
 
@@ -61,7 +62,8 @@ async def serve(config) -> int:
     except BaseException:
         await store.close()
         raise
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS,
+                             interceptors=[MalformedRequestInterceptor()])
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
     health_servicer = health.aio.HealthServicer()

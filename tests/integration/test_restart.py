@@ -1,0 +1,129 @@
+"""Agents restarted from their data dirs: committed work carries on, undecided work aborts."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from agent.gen.fedorch.v1 import client_pb2
+from tests.integration.conftest import DOMAINS
+from tests.integration.federation import Federation, state_name, step_states, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def fresh(tmp_path):
+    fed = Federation(tmp_path, DOMAINS)
+    fed.write_configs()
+    try:
+        await fed.start()
+        await fed.wait_converged()
+        yield fed
+    finally:
+        for proc in fed.procs.values():  # a SIGSTOPped agent must be able to stop
+            if proc.popen.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+        await fed.close_channels()
+        fed.stop()
+
+
+async def _local_step_state(fed, domain, wid, step):
+    try:
+        status = await fed.client(domain).GetWorkflow(
+            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
+    except Exception:
+        return None
+    return step_states(status)[step]
+
+
+async def _held(fed, domain: str) -> int:
+    reply = await fed.client(domain).ListMembers(client_pb2.ListMembersRequest(), timeout=5)
+    me = next(m for m in reply.members if m.self)
+    return sum(c.capacity - c.available for c in me.capabilities)
+
+
+SLEEPY = """
+name: sleepy
+steps:
+  - id: nap
+    capability: test.sleep
+    params: {seconds: 1.5}
+    retries: 1
+    constraints: {domains: [partner]}
+"""
+
+
+async def test_participant_killed_mid_step_retries_after_restart(fresh):
+    wid = await fresh.submit("eu-west", SLEEPY)
+
+    async def running_at_partner():
+        s = await _local_step_state(fresh, "partner", wid, "nap")
+        return s is not None and s[0] == "RUNNING"
+
+    await wait_for(running_at_partner, 20, "nap to run at partner")
+    fresh.kill("partner")
+    await fresh.close_channels()
+    await fresh.start("partner")
+    status = await fresh.wait_state("eu-west", wid)
+    assert state_name(status) == "SUCCEEDED", status
+    # The interrupted attempt counts; the retry is attempt 2, never attempt 1 again.
+    assert step_states(status)["nap"] == ("SUCCEEDED", "partner", 2)
+
+
+async def test_coordinator_killed_after_commit_finishes_after_restart(fresh):
+    wid = await fresh.submit("eu-west", SLEEPY)
+
+    async def running_at_partner():
+        s = await _local_step_state(fresh, "partner", wid, "nap")
+        return s is not None and s[0] == "RUNNING"
+
+    await wait_for(running_at_partner, 20, "nap to run at partner")
+    fresh.kill("eu-west")
+    await fresh.close_channels()
+    await fresh.start("eu-west")
+    status = await fresh.wait_state("eu-west", wid)
+    assert state_name(status) == "SUCCEEDED", status
+    assert step_states(status)["nap"] == ("SUCCEEDED", "partner", 1)
+    # The restarted agent rejoined: the others see it alive again.
+    await fresh.wait_converged()
+
+
+async def test_coordinator_crash_before_decision_is_presumed_abort(fresh):
+    partner = fresh.procs["partner"]
+    os.kill(partner.pid, signal.SIGSTOP)  # partner will not vote in time
+    wid = await fresh.submit("eu-west", SLEEPY)
+
+    async def round_one_on_disk():
+        s = await fresh.status("eu-west", wid)
+        return state_name(s) == "NEGOTIATING" and s.rounds == 1
+
+    await wait_for(round_one_on_disk, 10, "round 1 to start")
+    fresh.kill("eu-west")
+    os.kill(partner.pid, signal.SIGCONT)
+    await fresh.close_channels()
+    await fresh.start("eu-west")
+    status = await fresh.wait_state("eu-west", wid)
+    assert state_name(status) == "ABORTED"
+    assert "presumed abort" in status.reason
+
+    async def partner_holds_nothing():
+        return await _held(fresh, "partner") == 0
+
+    # Whatever partner reserved (if the PREPARE reached it) ends: it asks, hears ABORT.
+    await wait_for(partner_holds_nothing, 30, "partner to release its reservation")
+
+
+async def test_graceful_restart_keeps_history_and_serves(fresh):
+    wid = await fresh.submit("eu-west", SLEEPY.replace("1.5", "0.1"))
+    await fresh.wait_state("eu-west", wid)
+    fresh.stop("eu-west")
+    await fresh.close_channels()
+    await fresh.start("eu-west")
+    status = await fresh.status("eu-west", wid)
+    assert state_name(status) == "SUCCEEDED"
+    await fresh.wait_converged()
+    again = await fresh.submit("eu-west", SLEEPY.replace("1.5", "0.1"))
+    assert state_name(await fresh.wait_state("eu-west", again)) == "SUCCEEDED"

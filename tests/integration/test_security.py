@@ -1,0 +1,123 @@
+"""Nothing unsigned, forged, replayed or untrusted changes any state; garbage never crashes."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from agent.identity.envelope import Signer, new_nonce, seal
+from agent.identity.keys import init_keys, load_private_key
+from agent.workflow.spec import parse_spec_text
+
+pytestmark = pytest.mark.integration
+
+SPEC = parse_spec_text("""
+name: sneaky
+steps:
+  - id: report
+    capability: report.publish
+""", "test")
+
+
+def _signer(fed, domain: str) -> Signer:
+    return Signer(domain, load_private_key(fed.workdir / "keys" / f"{domain}.key"))
+
+
+def _prepare(signer: Signer, recipient: str, workflow_id: str) -> peer_pb2.Envelope:
+    request = peer_pb2.PrepareRequest(workflow_id=workflow_id, round=1, spec=SPEC,
+                                      steps=["report"], placement={"report": recipient})
+    return seal(signer, recipient=recipient, now_ms=int(time.time() * 1000), nonce=new_nonce(),
+                prepare=request)
+
+
+async def _reserved(fed, domain: str) -> dict[str, int]:
+    reply = await fed.client(domain).ListMembers(client_pb2.ListMembersRequest(), timeout=5)
+    me = next(m for m in reply.members if m.self)
+    return {c.name: c.capacity - c.available for c in me.capabilities}
+
+
+async def _peer_call(fed, domain: str, method: str, envelope: peer_pb2.Envelope):
+    async with grpc.aio.insecure_channel(fed.address(domain)) as channel:
+        return await getattr(peer_pb2_grpc.PeerStub(channel), method)(envelope, timeout=5)
+
+
+async def test_untrusted_key_is_refused(fed, tmp_path):
+    init_keys("mallory", tmp_path)
+    mallory = Signer("mallory", load_private_key(tmp_path / "mallory.key"))
+    before = await _reserved(fed, "partner")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Prepare", _prepare(mallory, "partner", "mallory.x1"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "untrusted" in err.value.details()
+    assert await _reserved(fed, "partner") == before
+
+
+async def test_forged_sender_is_refused(fed, tmp_path):
+    # Signed with an unknown key while claiming to be eu-west, a trusted domain.
+    init_keys("eu-west", tmp_path)
+    forger = Signer("eu-west", load_private_key(tmp_path / "eu-west.key"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Prepare", _prepare(forger, "partner", "eu-west.x2"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "signature" in err.value.details()
+
+
+async def test_tampered_body_is_refused(fed):
+    envelope = _prepare(_signer(fed, "eu-west"), "partner", "eu-west.x3")
+    body = bytearray(envelope.body)
+    body[-1] ^= 0x01
+    tampered = peer_pb2.Envelope(body=bytes(body), signature=envelope.signature)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Prepare", tampered)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_replayed_message_is_refused_and_wrong_recipient_too(fed):
+    envelope = _prepare(_signer(fed, "eu-west"), "partner", "eu-west.x4")
+    vote = await _peer_call(fed, "partner", "Prepare", envelope)  # genuine: a signed vote
+    assert peer_pb2.Body.FromString(vote.body).vote.yes
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Prepare", envelope)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "replay" in err.value.details()
+    misdelivered = _prepare(_signer(fed, "eu-west"), "partner", "eu-west.x5")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "us-east", "Prepare", misdelivered)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_stale_timestamp_is_refused(fed):
+    request = peer_pb2.DecisionQuery(workflow_id="partner.x6", round=1)
+    old = seal(_signer(fed, "eu-west"), recipient="partner",
+               now_ms=int(time.time() * 1000) - 3_600_000, nonce=new_nonce(),
+               decision_query=request)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "QueryDecision", old)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "window" in err.value.details()
+
+
+@pytest.mark.parametrize("method", ["Gossip", "Prepare", "Decide", "QueryDecision",
+                                    "ReportStep", "CancelWorkflow"])
+async def test_garbage_bytes_never_crash_an_agent(fed, method):
+    async with grpc.aio.insecure_channel(fed.address("us-east")) as channel:
+        raw = channel.unary_unary(f"/fedorch.v1.Peer/{method}",
+                                  request_serializer=None, response_deserializer=None)
+        for garbage in (b"\xff\xfe\x00garbage", b"", bytes(range(256)) * 4):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await raw(garbage, timeout=5)
+            # Empty bytes parse as an empty Envelope, which fails authentication.
+            assert err.value.code() in (grpc.StatusCode.UNAUTHENTICATED,
+                                        grpc.StatusCode.INVALID_ARGUMENT), err.value
+            assert "Traceback" not in (err.value.details() or "")
+        client_raw = channel.unary_unary("/fedorch.v1.Client/Submit",
+                                         request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await client_raw(b"\xff\xff\xff\xff", timeout=5)
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
