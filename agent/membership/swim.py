@@ -49,10 +49,11 @@ table, :data:`agent.membership.swim_table.TRANSITIONS`.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Iterable
 
+from agent.membership.swim_checks import SEQ_LIMIT, check_message, check_text, check_time
+from agent.membership.swim_detector import FailureDetector, ProbeRound, Relay
 from agent.membership.swim_dissemination import DisseminationQueue
 from agent.membership.swim_members import Member, MemberTable, UntrustedClaim
 from agent.membership.swim_profiles import SwimProfile, push_pull_interval, retransmit_limit
@@ -89,51 +90,21 @@ STAT_NAMES = (
     "messages_sent", "bytes_sent", "push_pulls", "invalid_messages", "invalid_claims",
     "untrusted_claims", "late_acks", "stalls",
 )
-_MAX_RELAYS = 64  # outstanding indirect probes we run for others; more is abuse
-_SEQ_LIMIT = 1 << 64
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 
-class _ProbeRound:
-    __slots__ = ("target", "address", "seq", "indirect_at", "acked", "indirect_done",
-                 "expected_nacks", "nacks")
-
-    def __init__(self, target: str, address: str, seq: int, indirect_at: float) -> None:
-        self.target = target
-        self.address = address
-        self.seq = seq
-        self.indirect_at = indirect_at
-        self.acked = False
-        self.indirect_done = False
-        self.expected_nacks = 0  # one per PingReq sent
-        self.nacks: set[str] = set()
-
-
-class _Relay:
-    """An indirect probe we run for another member."""
-
-    __slots__ = ("origin_address", "origin_seq", "target", "nack_at", "expires_at", "nacked")
-
-    def __init__(self, origin_address: str, origin_seq: int, target: str, nack_at: float,
-                 expires_at: float) -> None:
-        self.origin_address = origin_address
-        self.origin_seq = origin_seq
-        self.target = target
-        self.nack_at = nack_at
-        self.expires_at = expires_at
-        self.nacked = False
-
-
-class Swim:
+class Swim(FailureDetector):
     """One member's membership state machine. See the module docstring."""
+
+    _HANDLERS: dict[type, Callable[[Swim, float, str, Message], None]]
 
     def __init__(self, name: str, address: str, profile: SwimProfile, signer: Signer,
                  verifier: Verifier, rng: random.Random, now: float, *,
                  record: bytes = b"", incarnation: int = 0) -> None:
         """``incarnation`` should exceed any this member used before (a shell without a
         persisted counter can pass a wall-clock second count)."""
-        _check_text("name", name, MAX_NAME_BYTES)
-        _check_text("address", address, MAX_ADDRESS_BYTES)
+        check_text("name", name, MAX_NAME_BYTES)
+        check_text("address", address, MAX_ADDRESS_BYTES)
         if not isinstance(incarnation, int) or incarnation < 0:
             raise LocalProtocolError("incarnation must be a non-negative int")
         self.name = name
@@ -141,7 +112,7 @@ class Swim:
         self.profile = profile
         self._signer = signer
         self._rng = rng
-        self._now = _check_time(now)
+        self._now = check_time(now)
         self._incarnation = incarnation
         self._record = b""
         self._record_version = 0
@@ -156,8 +127,8 @@ class Swim:
         self._seq = 0
         self._health = 0
         self._stale_doubt = False  # set while handling a message that doubts our past self
-        self._probe: _ProbeRound | None = None
-        self._relays: dict[int, _Relay] = {}
+        self._probe: ProbeRound | None = None
+        self._relays: dict[int, Relay] = {}
         self._seeds: tuple[str, ...] = ()
         # Random phases keep members from probing and exchanging state in lockstep.
         self._next_probe_at = now + rng.random() * profile.probe_interval
@@ -179,7 +150,7 @@ class Swim:
         self._require_running("join")
         seeds = tuple(seeds)
         for seed in seeds:
-            _check_text("seed address", seed, MAX_ADDRESS_BYTES)
+            check_text("seed address", seed, MAX_ADDRESS_BYTES)
         self._seeds = tuple(dict.fromkeys(self._seeds + seeds))
         for seed in seeds:
             if seed != self.address:
@@ -230,7 +201,7 @@ class Swim:
         if self._stopped:
             return
         try:
-            _check_message(msg, self.profile.max_claims_per_message)
+            check_message(msg, self.profile.max_claims_per_message)
             self._table.heard(msg.sender, now)
             self._stale_doubt = False
             self._HANDLERS[type(msg)](self, now, source, msg)
@@ -348,49 +319,6 @@ class Swim:
         self._stale_doubt = False
         self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims), first)
 
-    def _on_ack(self, now: float, source: str, msg: Ack) -> None:
-        self._merge(now, msg.claims)
-        probe = self._probe
-        if probe is not None and probe.seq == msg.seq and probe.target == msg.sender:
-            self._probe_succeeded(probe)
-            return
-        relay = self._relays.get(msg.seq)
-        if relay is not None and relay.target == msg.sender:
-            del self._relays[msg.seq]
-            self._send(relay.origin_address, None, lambda claims: IndirectAck(
-                relay.origin_seq, self.name, relay.target, claims))
-            return
-        self.stats["late_acks"] += 1
-
-    def _on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
-        if msg.target == self.name or msg.target == msg.sender:
-            raise RemoteProtocolError("indirect probe of the requester or of ourselves")
-        self._merge(now, msg.claims)
-        if len(self._relays) >= _MAX_RELAYS:
-            raise RemoteProtocolError("too many indirect probes outstanding")
-        scale = self._health + 1
-        seq = self._next_seq()
-        self._relays[seq] = _Relay(
-            source, msg.seq, msg.target,
-            nack_at=now + self.profile.probe_timeout * scale * self.profile.nack_fraction,
-            expires_at=now + self.profile.probe_interval * scale)
-        self._send(msg.target_address, msg.target,
-                   lambda claims: Ping(seq, self.name, msg.target, claims))
-
-    def _on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
-        self._merge(now, msg.claims)
-        probe = self._probe
-        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
-            self._probe_succeeded(probe)
-        else:
-            self.stats["late_acks"] += 1
-
-    def _on_nack(self, now: float, source: str, msg: Nack) -> None:
-        self._merge(now, msg.claims)
-        probe = self._probe
-        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
-            probe.nacks.add(msg.sender)
-
     def _on_gossip(self, now: float, source: str, msg: Gossip) -> None:
         self._merge(now, msg.claims)
 
@@ -406,10 +334,6 @@ class Swim:
             self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
                        first=(self._self_claim,))
 
-    _HANDLERS: dict[type, Callable[[Swim, float, str, Message], None]] = {
-        Ping: _on_ping, Ack: _on_ack, PingReq: _on_ping_req, IndirectAck: _on_indirect_ack,
-        Nack: _on_nack, Gossip: _on_gossip, PushPull: _on_push_pull,
-    }
 
     # ---- claims -----------------------------------------------------------------------
 
@@ -484,90 +408,6 @@ class Swim:
                                     self.address, self._record_version, self._record),
                           self.name, self._signer)
 
-    # ---- probing and timers -------------------------------------------------------------
-
-    def _run_probe(self, now: float, stalled: bool) -> None:
-        probe = self._probe
-        if (probe is not None and not probe.acked and not probe.indirect_done
-                and now >= probe.indirect_at):
-            if stalled:
-                self._probe = probe = None  # we cannot tell who was slow: judge nobody
-            else:
-                self._ask_for_indirect_probes(probe)
-        if now < self._next_probe_at:
-            return
-        if probe is not None and not probe.acked and not stalled and not self._leaving:
-            self._probe_failed(now, probe)
-        self._probe = None
-        scale = self._health + 1
-        self._next_probe_at = now + self.profile.probe_interval * scale
-        target = self._table.next_probe_target()
-        if target is None:
-            return
-        if self._leaving:  # spread the leave instead of judging anyone
-            self._send_gossip(target)
-            return
-        seq = self._next_seq()
-        self._probe = _ProbeRound(target.name, target.address, seq,
-                                  now + self.profile.probe_timeout * scale)
-        self.stats["probes_sent"] += 1
-        self._send(target.address, target.name,
-                   lambda claims: Ping(seq, self.name, target.name, claims))
-
-    def _ask_for_indirect_probes(self, probe: _ProbeRound) -> None:
-        helpers = self._table.random_live(self.profile.indirect_checks,
-                                          (self.name, probe.target))
-        probe.indirect_done = True
-        probe.expected_nacks = len(helpers)
-        for helper in helpers:
-            self.stats["indirect_probes"] += 1
-            self._send(helper.address, helper.name, lambda claims: PingReq(
-                probe.seq, self.name, probe.target, probe.address, claims))
-
-    def _probe_succeeded(self, probe: _ProbeRound) -> None:
-        if not probe.acked:
-            probe.acked = True
-            self._change_health(-1)
-
-    def _probe_failed(self, now: float, probe: _ProbeRound) -> None:
-        # Helpers that did not even nack suggest our own network or loop is the problem.
-        self._change_health(probe.expected_nacks - len(probe.nacks))
-        member = self._table.members.get(probe.target)
-        if member is not None and member.state in _LIVE:
-            self._accuse(now, member, member.incarnation)
-
-    def _run_relays(self, now: float) -> None:
-        for seq, relay in list(self._relays.items()):
-            if not relay.nacked and now >= relay.nack_at:
-                relay.nacked = True
-                self._send(relay.origin_address, None, lambda claims, r=relay: Nack(
-                    r.origin_seq, self.name, r.target, claims))
-            if now >= relay.expires_at:
-                del self._relays[seq]
-
-    def _run_suspicions(self, now: float, stalled: bool) -> None:
-        period = self.profile.probe_interval * (self._health + 1)
-        for member in self._table.due_suspicions(now):
-            suspicion = member.suspicion
-            assert suspicion is not None
-            if stalled:  # refutations may be in flight to us: give them one period
-                suspicion.deadline = now + period
-                continue
-            if not suspicion.last_chance_given:
-                # Before a verdict, ping the suspect once more with the suspicion attached:
-                # if it is alive and our copy of its refutation was lost, it answers.
-                suspicion.last_chance_given = True
-                suspicion.deadline = now + period
-                seq = self._next_seq()
-                self.stats["probes_sent"] += 1
-                self._send(member.address, member.name,
-                           lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
-                continue
-            claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
-                                         self.name), self.name, self._signer)
-            self._table.apply(now, claim, own=True)
-            self.stats["deaths_declared"] += 1
-
     def _rejoin(self) -> None:
         live = self._table.live_addresses()
         unseen_seeds = [s for s in self._seeds if s != self.address and s not in live]
@@ -579,9 +419,6 @@ class Swim:
             targets.append(dead[int(self._rng.random() * len(dead))].address)
         for address in dict.fromkeys(targets):
             self._push_pull(address)
-
-    def _change_health(self, delta: int) -> None:
-        self._health = min(self.profile.max_health, max(0, self._health + delta))
 
     # ---- sending ------------------------------------------------------------------------
 
@@ -625,7 +462,7 @@ class Swim:
     # ---- checks -------------------------------------------------------------------------
 
     def _advance(self, now: float) -> None:
-        now = _check_time(now)
+        now = check_time(now)
         if now < self._now:
             raise LocalProtocolError(f"time went backwards: {now} < {self._now}")
         self._now = now
@@ -642,7 +479,7 @@ class Swim:
                                      f"max_record_bytes={self.profile.max_record_bytes}")
 
     def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % _SEQ_LIMIT
+        self._seq = (self._seq + 1) % SEQ_LIMIT
         return self._seq
 
     def _reject(self, now: float, sender: str, reason: str) -> None:
@@ -651,29 +488,8 @@ class Swim:
                                         detail=reason))
 
 
-def _check_time(now: float) -> float:
-    if not isinstance(now, (int, float)) or isinstance(now, bool) or math.isnan(now):
-        raise LocalProtocolError(f"now must be a number of seconds, got {now!r}")
-    return float(now)
-
-
-def _check_text(what: str, value: str, limit: int) -> None:
-    if not isinstance(value, str) or not value or len(value.encode()) > limit:
-        raise LocalProtocolError(f"{what} must be a non-empty string of at most {limit} bytes")
-
-
-def _check_message(msg: Message, max_claims: int) -> None:
-    """Structure of a peer message; the shell decoded it, but a peer chose the values."""
-    sender = msg.sender
-    if not isinstance(sender, str) or not sender or len(sender) > MAX_NAME_BYTES:
-        raise RemoteProtocolError("message without a valid sender name")
-    claims = msg.claims
-    if not isinstance(claims, (tuple, list)) or len(claims) > max_claims:
-        raise RemoteProtocolError("claims missing or too many")
-    seq = getattr(msg, "seq", 0)
-    if not isinstance(seq, int) or not 0 <= seq < _SEQ_LIMIT:
-        raise RemoteProtocolError("sequence number out of range")
-    for field in ("target", "target_address"):
-        value = getattr(msg, field, "x")
-        if not isinstance(value, str) or not value or len(value) > MAX_ADDRESS_BYTES:
-            raise RemoteProtocolError(f"message without a valid {field}")
+Swim._HANDLERS = {
+    Ping: Swim._on_ping, Ack: Swim._on_ack, PingReq: Swim._on_ping_req,
+    IndirectAck: Swim._on_indirect_ack, Nack: Swim._on_nack, Gossip: Swim._on_gossip,
+    PushPull: Swim._on_push_pull,
+}

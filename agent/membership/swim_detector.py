@@ -1,0 +1,209 @@
+"""The failure-detector half of :class:`~agent.membership.swim.Swim`: probes, indirect
+probes, Nacks, local health and suspicion deadlines (SWIM with Lifeguard).
+
+It is a mixin so that the core stays one object with one state; it only uses the
+attributes that ``Swim.__init__`` sets, listed below.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from agent.membership.swim_members import Member, MemberTable
+from agent.membership.swim_profiles import SwimProfile
+from agent.membership.swim_types import (
+    Ack,
+    ClaimBody,
+    ClaimKind,
+    IndirectAck,
+    MemberState,
+    Nack,
+    Ping,
+    PingReq,
+    RemoteProtocolError,
+    sign_claim,
+)
+
+MAX_RELAYS = 64  # outstanding indirect probes we run for others; more is abuse
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+class ProbeRound:
+    __slots__ = ("target", "address", "seq", "indirect_at", "acked", "indirect_done",
+                 "expected_nacks", "nacks")
+
+    def __init__(self, target: str, address: str, seq: int, indirect_at: float) -> None:
+        self.target = target
+        self.address = address
+        self.seq = seq
+        self.indirect_at = indirect_at
+        self.acked = False
+        self.indirect_done = False
+        self.expected_nacks = 0  # one per PingReq sent
+        self.nacks: set[str] = set()
+
+
+class Relay:
+    """An indirect probe we run for another member."""
+
+    __slots__ = ("origin_address", "origin_seq", "target", "nack_at", "expires_at", "nacked")
+
+    def __init__(self, origin_address: str, origin_seq: int, target: str, nack_at: float,
+                 expires_at: float) -> None:
+        self.origin_address = origin_address
+        self.origin_seq = origin_seq
+        self.target = target
+        self.nack_at = nack_at
+        self.expires_at = expires_at
+        self.nacked = False
+
+
+class FailureDetector:
+    """Probing state and handlers, mixed into Swim."""
+
+    name: str
+    profile: SwimProfile
+    stats: dict[str, int]
+    _table: MemberTable
+    _rng: random.Random
+    _signer: object
+    _health: int
+    _leaving: bool
+    _probe: ProbeRound | None
+    _relays: dict[int, Relay]
+    _next_probe_at: float
+
+    # Provided by Swim.
+    _merge: Callable[..., None]
+    _send: Callable[..., None]
+    _send_gossip: Callable[[Member], None]
+    _next_seq: Callable[[], int]
+    _accuse: Callable[[float, Member, int], None]
+
+    def _on_ack(self, now: float, source: str, msg: Ack) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.sender:
+            self._probe_succeeded(probe)
+            return
+        relay = self._relays.get(msg.seq)
+        if relay is not None and relay.target == msg.sender:
+            del self._relays[msg.seq]
+            self._send(relay.origin_address, None, lambda claims: IndirectAck(
+                relay.origin_seq, self.name, relay.target, claims))
+            return
+        self.stats["late_acks"] += 1
+
+    def _on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
+        if msg.target == self.name or msg.target == msg.sender:
+            raise RemoteProtocolError("indirect probe of the requester or of ourselves")
+        self._merge(now, msg.claims)
+        if len(self._relays) >= MAX_RELAYS:
+            raise RemoteProtocolError("too many indirect probes outstanding")
+        scale = self._health + 1
+        seq = self._next_seq()
+        self._relays[seq] = Relay(
+            source, msg.seq, msg.target,
+            nack_at=now + self.profile.probe_timeout * scale * self.profile.nack_fraction,
+            expires_at=now + self.profile.probe_interval * scale)
+        self._send(msg.target_address, msg.target,
+                   lambda claims: Ping(seq, self.name, msg.target, claims))
+
+    def _on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
+            self._probe_succeeded(probe)
+        else:
+            self.stats["late_acks"] += 1
+
+    def _on_nack(self, now: float, source: str, msg: Nack) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
+            probe.nacks.add(msg.sender)
+
+    def _run_probe(self, now: float, stalled: bool) -> None:
+        probe = self._probe
+        if (probe is not None and not probe.acked and not probe.indirect_done
+                and now >= probe.indirect_at):
+            if stalled:
+                self._probe = probe = None  # we cannot tell who was slow: judge nobody
+            else:
+                self._ask_for_indirect_probes(probe)
+        if now < self._next_probe_at:
+            return
+        if probe is not None and not probe.acked and not stalled and not self._leaving:
+            self._probe_failed(now, probe)
+        self._probe = None
+        scale = self._health + 1
+        self._next_probe_at = now + self.profile.probe_interval * scale
+        target = self._table.next_probe_target()
+        if target is None:
+            return
+        if self._leaving:  # spread the leave instead of judging anyone
+            self._send_gossip(target)
+            return
+        seq = self._next_seq()
+        self._probe = ProbeRound(target.name, target.address, seq,
+                                  now + self.profile.probe_timeout * scale)
+        self.stats["probes_sent"] += 1
+        self._send(target.address, target.name,
+                   lambda claims: Ping(seq, self.name, target.name, claims))
+
+    def _ask_for_indirect_probes(self, probe: ProbeRound) -> None:
+        helpers = self._table.random_live(self.profile.indirect_checks,
+                                          (self.name, probe.target))
+        probe.indirect_done = True
+        probe.expected_nacks = len(helpers)
+        for helper in helpers:
+            self.stats["indirect_probes"] += 1
+            self._send(helper.address, helper.name, lambda claims: PingReq(
+                probe.seq, self.name, probe.target, probe.address, claims))
+
+    def _probe_succeeded(self, probe: ProbeRound) -> None:
+        if not probe.acked:
+            probe.acked = True
+            self._change_health(-1)
+
+    def _probe_failed(self, now: float, probe: ProbeRound) -> None:
+        # Helpers that did not even nack suggest our own network or loop is the problem.
+        self._change_health(probe.expected_nacks - len(probe.nacks))
+        member = self._table.members.get(probe.target)
+        if member is not None and member.state in _LIVE:
+            self._accuse(now, member, member.incarnation)
+
+    def _run_relays(self, now: float) -> None:
+        for seq, relay in list(self._relays.items()):
+            if not relay.nacked and now >= relay.nack_at:
+                relay.nacked = True
+                self._send(relay.origin_address, None, lambda claims, r=relay: Nack(
+                    r.origin_seq, self.name, r.target, claims))
+            if now >= relay.expires_at:
+                del self._relays[seq]
+
+    def _run_suspicions(self, now: float, stalled: bool) -> None:
+        period = self.profile.probe_interval * (self._health + 1)
+        for member in self._table.due_suspicions(now):
+            suspicion = member.suspicion
+            assert suspicion is not None
+            if stalled:  # refutations may be in flight to us: give them one period
+                suspicion.deadline = now + period
+                continue
+            if not suspicion.last_chance_given:
+                # Before a verdict, ping the suspect once more with the suspicion attached:
+                # if it is alive and our copy of its refutation was lost, it answers.
+                suspicion.last_chance_given = True
+                suspicion.deadline = now + period
+                seq = self._next_seq()
+                self.stats["probes_sent"] += 1
+                self._send(member.address, member.name,
+                           lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
+                continue
+            claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
+                                         self.name), self.name, self._signer)
+            self._table.apply(now, claim, own=True)
+            self.stats["deaths_declared"] += 1
+    def _change_health(self, delta: int) -> None:
+        self._health = min(self.profile.max_health, max(0, self._health + delta))
