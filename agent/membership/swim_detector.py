@@ -22,6 +22,7 @@ from agent.membership.swim_types import (
     Ping,
     PingReq,
     RemoteProtocolError,
+    Signer,
     sign_claim,
 )
 
@@ -67,7 +68,7 @@ class FailureDetector:
     stats: dict[str, int]
     _table: MemberTable
     _rng: random.Random
-    _signer: object
+    _signer: Signer
     _health: int
     _leaving: bool
     _probe: ProbeRound | None

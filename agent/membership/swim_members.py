@@ -150,7 +150,7 @@ class MemberTable:
             if body.issuer in member.suspicion.accusers:
                 return Outcome.IGNORE
             member.suspicion.accusers.add(body.issuer)
-            self._arm_suspicion(member)
+            self._arm_suspicion(member, now)
         else:  # BECOME_DEAD or BECOME_LEFT
             gone_state = MemberState.DEAD if outcome is Outcome.BECOME_DEAD else MemberState.LEFT
             self._become_gone(now, member, claim, gone_state)
@@ -213,15 +213,18 @@ class MemberTable:
         member.since = now
         member.suspicion = Suspicion(now, body.issuer)
         self.suspects[member.name] = member
-        self._arm_suspicion(member)
+        self._arm_suspicion(member, now)
         self._emit(EventKind.SUSPECT, member, now, accuser=body.issuer)
 
-    def _arm_suspicion(self, member: Member) -> None:
+    def _arm_suspicion(self, member: Member, now: float) -> None:
         suspicion = member.suspicion
         assert suspicion is not None
+        if suspicion.last_chance_given:  # the final ping's answer is awaited, not shortened
+            return
         confirmations = len(suspicion.accusers) - 1
-        suspicion.deadline = suspicion.started + suspicion_timeout(
-            self._profile, self.live, confirmations)
+        # Never in the past: a deadline served late is how the core notices its own stalls.
+        suspicion.deadline = max(now, suspicion.started + suspicion_timeout(
+            self._profile, self.live, confirmations))
 
     def _become_gone(self, now: float, member: Member | None, claim: Claim,
                      state: MemberState) -> None:

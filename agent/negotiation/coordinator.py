@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import AbstractSet, Protocol
+from typing import Protocol
 
 from agent.negotiation.errors import LocalProtocolError, RemoteProtocolError
 

@@ -27,7 +27,7 @@ from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.peers import PeerCallError
 from agent.store.store import WorkflowRow
 from agent.workflow.placement import Candidate, place
-from agent.workflow.progress import Outcome, Progress
+from agent.workflow.progress import Outcome
 from agent.workflow.spec import validate_spec
 
 if TYPE_CHECKING:
@@ -238,7 +238,6 @@ class Coordination:
 
     async def after_progress(self, active: Active) -> None:
         """Called whenever the coordinator's progress changed: is the workflow over?"""
-        a = self.agent
         row = active.row
         progress = active.progress
         if progress is None or row.state in TERMINAL_WORKFLOW_STATES:

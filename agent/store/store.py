@@ -69,7 +69,7 @@ class Store:
     @classmethod
     async def open(cls, data_dir: str | pathlib.Path) -> Store:
         path = pathlib.Path(data_dir)
-        path.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         db = await aiosqlite.connect(path / "agent.db", isolation_level=None)
         try:
             await db.execute("PRAGMA journal_mode=WAL")

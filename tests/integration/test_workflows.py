@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 
 import grpc
@@ -204,7 +205,8 @@ async def test_members_and_metrics(fed):
     # us-east keeps its policy private: nothing but "not published" is gossiped.
     us = next(m for m in reply.members if m.domain == "us-east")
     assert not us.policy.published and not us.policy.residency_accept
-    text = urllib.request.urlopen(f"http://{fed.metrics_address('us-east')}/metrics",
-                                  timeout=5).read().decode()
+    url = f"http://{fed.metrics_address('us-east')}/metrics"
+    text = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     assert 'fedorch_votes_total{vote="no"}' in text
     assert "fedorch_gossip_exchanges_total" in text

@@ -1,0 +1,1 @@
+"""Benchmarks run by ``fedorch bench``; each returns a plain dict of measurements."""
