@@ -17,8 +17,9 @@ The round's decision moves the reservation on:
     (PREPARED, abort)    -> none         slots released
     (COMMITTED, commit)  -> COMMITTED    duplicate
     (COMMITTED, abort)   -> error        a coordinator contradicting itself
-    (none,     abort)    -> none         we voted NO, or already released
-    (none,     commit)   -> error        we never voted YES in that round
+    (none,     abort)    -> none         we voted NO, released, or the ABORT overtook
+                                         its PREPARE (remembered: it cannot reserve later)
+    (none,     commit)   -> error        we never voted YES in that round (or it aborted)
     (COMMITTED, step end)-> COMMITTED    slot released; none when the last ends
 
 A YES voter never releases on a timer: when its lease passes without a
@@ -98,8 +99,10 @@ class Participant:
         self._lease_s = lease_s
         self._query_interval_s = query_interval_s
         self._holds: dict[Key, Hold] = {}
-        # Decided or refused rounds, oldest first, so late PREPAREs cannot reserve.
-        self._closed: OrderedDict[Key, tuple[bool, str]] = OrderedDict()
+        # How each closed round ended ("refused" with our reason, "aborted" or
+        # "committed"), oldest first: late PREPAREs cannot reserve, and a decision
+        # contradicting an earlier one is detected.
+        self._closed: OrderedDict[Key, tuple[str, str]] = OrderedDict()
 
     # ---- state restored from disk ---------------------------------------------
 
@@ -140,10 +143,10 @@ class Participant:
             return VoteOut(True, "", held.lease_expires, None, fresh=False)
         closed = self._closed.get(key)
         if closed is not None:
-            yes, reason = closed
-            if yes:  # decided (committed and finished, or aborted): never reserve again
-                return VoteOut(False, "round already decided", now, None, fresh=False)
-            return VoteOut(False, reason, now, None, fresh=False)
+            how, reason = closed
+            if how == "refused":
+                return VoteOut(False, reason, now, None, fresh=False)
+            return VoteOut(False, "round already decided", now, None, fresh=False)
         if not steps:
             raise RemoteProtocolError("PREPARE asks this domain for no steps")
         coordinator_in_use = sum(
@@ -159,7 +162,7 @@ class Participant:
             coordinator_in_use=coordinator_in_use,
         )
         if not verdict.yes:
-            self._close(key, False, verdict.reason)
+            self._close(key, "refused", verdict.reason)
             return VoteOut(False, verdict.reason, now, None, fresh=True)
         lease = now + self._lease_s
         hold = Hold(
@@ -173,11 +176,15 @@ class Participant:
         key = (workflow_id, round)
         held = self._holds.get(key)
         if held is None:
-            closed = self._closed.get(key)
-            if commit and (closed is None or not closed[0]):
+            how = self._closed.get(key, ("", ""))[0]
+            if commit and how != "committed":
                 raise RemoteProtocolError(
                     f"COMMIT for {workflow_id} round {round}, where this domain holds no YES vote"
                 )
+            if not commit and how == "committed":
+                raise RemoteProtocolError(f"ABORT after COMMIT for {workflow_id} round {round}")
+            if not commit and not how:
+                self._close(key, "aborted", "aborted before its PREPARE arrived")
             return DecisionEffect.NOTHING
         if held.state is HoldState.COMMITTED:
             if not commit:
@@ -187,7 +194,7 @@ class Participant:
             held.state = HoldState.COMMITTED
             return DecisionEffect.COMMITTED
         del self._holds[key]
-        self._close(key, True, "aborted")
+        self._close(key, "aborted", "aborted")
         return DecisionEffect.RELEASED
 
     def step_ended(self, workflow_id: str, step_id: str) -> Hold | None:
@@ -199,7 +206,7 @@ class Participant:
                 if len(h.steps) != before:
                     if not h.steps:
                         del self._holds[h.key]
-                        self._close(h.key, True, "finished")
+                        self._close(h.key, "committed", "finished")
                     return h
         return None
 
@@ -209,7 +216,7 @@ class Participant:
                 and h.state is HoldState.COMMITTED]
         for h in gone:
             del self._holds[h.key]
-            self._close(h.key, True, "finished")
+            self._close(h.key, "committed", "finished")
         return gone
 
     # ---- timers ------------------------------------------------------------------
@@ -227,8 +234,8 @@ class Participant:
                 due.append(h)
         return due
 
-    def _close(self, key: Key, decided: bool, reason: str) -> None:
-        self._closed[key] = (decided, reason)
+    def _close(self, key: Key, how: str, reason: str) -> None:
+        self._closed[key] = (how, reason)
         self._closed.move_to_end(key)
         while len(self._closed) > _DECIDED_MEMORY:
             self._closed.popitem(last=False)

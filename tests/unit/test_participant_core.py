@@ -201,10 +201,6 @@ def test_late_prepare_after_abort_cannot_reserve_again() -> None:
     assert prepare(p, 3.0, rnd=2).yes  # a new round is a new transaction
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "participant.decide returns NOTHING for a COMMIT of a round this domain released on "
-    "ABORT: the flag stored by _close is True for both 'aborted' and 'finished', so the "
-    "contradiction is not detected (the mirror case, ABORT after COMMIT, raises)"))
 def test_commit_after_abort_of_the_same_round_is_a_remote_error() -> None:
     p = make()
     prepare(p)
@@ -213,9 +209,6 @@ def test_commit_after_abort_of_the_same_round_is_a_remote_error() -> None:
         p.decide(2.0, "wf-1", 1, True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "participant.decide(commit=False) for a round with no hold returns NOTHING without "
-    "remembering the round, so a PREPARE that the ABORT overtook still reserves"))
 def test_abort_that_overtakes_its_prepare_closes_the_round() -> None:
     p = make()
     assert p.decide(1.0, "wf-1", 1, False) is DecisionEffect.NOTHING

@@ -1,0 +1,211 @@
+"""Store: schema and pragmas, round trips, write-once decisions, run keys, reopen, versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.store.schema import SCHEMA_VERSION
+from agent.store.store import ReservationRow, StepRow, Store, StoreError, WorkflowRow
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "data")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def workflow(wf_id: str = "wf-1", **overrides: object) -> WorkflowRow:
+    fields: dict[str, object] = dict(
+        id=wf_id, name="eu-sales-model", coordinator="eu-west", state="RUNNING",
+        spec=b"\x0a\x0eeu-sales-model\x00\xff", reason="",
+        placement={"extract": "eu-west", "train": "eu-west"},
+        endpoints={"eu-west": "127.0.0.1:7101"}, round=2,
+        refusals=[{"round": 1, "domain": "us-east", "steps": ["train"], "reason": "residency"}],
+        request_id=None, created_ms=1_000, updated_ms=2_000,
+    )
+    fields.update(overrides)
+    return WorkflowRow(**fields)  # type: ignore[arg-type]
+
+
+async def pragma(store: Store, name: str) -> object:
+    async with store._db.execute(f"PRAGMA {name}") as cur:
+        row = await cur.fetchone()
+    return row[0]
+
+
+# ---- schema -------------------------------------------------------------------------------
+
+
+async def test_schema_is_created_with_wal_and_full_sync(store: Store, tmp_path: Path) -> None:
+    assert await pragma(store, "journal_mode") == "wal"
+    assert await pragma(store, "synchronous") == 2  # FULL
+    assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    async with store._db.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
+    ) as cur:
+        tables = {r[0] for r in await cur.fetchall()}
+    assert {"meta", "workflows", "steps", "decisions", "reservations", "step_runs"} <= tables
+    assert (tmp_path / "data" / "agent.db").exists()
+
+
+async def test_meta_round_trip(store: Store) -> None:
+    assert await store.get_meta("missing") is None
+    await store.set_meta("node", "a")
+    await store.set_meta("node", "b")
+    assert await store.get_meta("node") == "b"
+
+
+# ---- workflows and steps -------------------------------------------------------------------
+
+
+async def test_workflow_and_steps_round_trip(store: Store) -> None:
+    w = workflow()
+    steps = [
+        StepRow("wf-1", "extract", "eu-west", "SUCCEEDED", 1, {"rows": 3, "nested": {"a": [1]}}),
+        StepRow("wf-1", "train", "eu-west", "FAILED", 2, {}, "exit 1"),
+    ]
+    await store.save_workflow(w, steps)
+    assert await store.get_workflow("wf-1") == w
+    assert sorted(await store.get_steps("wf-1"), key=lambda s: s.step_id) == steps
+    assert await store.get_workflow("nope") is None
+    assert await store.get_steps("nope") == []
+
+    # Replacing: the workflow row and one step change, the other step stays.
+    w.state, w.reason, w.updated_ms = "FAILED", "train failed", 3_000
+    await store.save_workflow(w, [StepRow("wf-1", "train", "eu-west", "FAILED", 2, {}, "exit 2")])
+    assert (await store.get_workflow("wf-1")).state == "FAILED"
+    got = {s.step_id: s for s in await store.get_steps("wf-1")}
+    assert got["train"].error == "exit 2"
+    assert got["extract"] == steps[0]
+
+    await store.save_steps([StepRow("wf-1", "report", "partner", "SKIPPED")])
+    await store.save_steps([])
+    assert len(await store.get_steps("wf-1")) == 3
+
+
+async def test_list_workflows_in_creation_order(store: Store) -> None:
+    await store.save_workflow(workflow("wf-b", created_ms=2))
+    await store.save_workflow(workflow("wf-a", created_ms=3))
+    await store.save_workflow(workflow("wf-c", created_ms=1))
+    assert [w.id for w in await store.list_workflows()] == ["wf-c", "wf-b", "wf-a"]
+
+
+async def test_request_id_lookup_and_uniqueness(store: Store) -> None:
+    await store.save_workflow(workflow("wf-1", request_id="req-1"))
+    await store.save_workflow(workflow("wf-2"))
+    await store.save_workflow(workflow("wf-3"))  # several rows without a request id is fine
+    found = await store.find_by_request_id("req-1")
+    assert found is not None and found.id == "wf-1"
+    assert await store.find_by_request_id("req-2") is None
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.save_workflow(workflow("wf-4", request_id="req-1"))
+    assert await store.get_workflow("wf-4") is None  # the failed transaction left nothing
+    await store.save_workflow(workflow("wf-5"))  # and the store keeps working
+
+
+# ---- decisions --------------------------------------------------------------------------
+
+
+async def test_record_decision_is_write_once(store: Store) -> None:
+    assert await store.get_decision("wf-1", 1) is None
+    assert await store.record_decision("wf-1", 1, "ABORT", b"abort-env") == ("ABORT", b"abort-env")
+    # The other outcome for the same round loses: the caller gets what holds.
+    assert await store.record_decision("wf-1", 1, "COMMIT", b"commit-env") == (
+        "ABORT", b"abort-env")
+    assert await store.get_decision("wf-1", 1) == ("ABORT", b"abort-env")
+    assert await store.get_commit("wf-1") is None
+    # Another round is another cell.
+    assert await store.record_decision("wf-1", 2, "COMMIT", b"c2") == ("COMMIT", b"c2")
+    assert await store.get_commit("wf-1") == (2, b"c2")
+    assert await store.get_commit("wf-2") is None
+
+
+# ---- reservations -----------------------------------------------------------------------
+
+
+async def test_reservations_save_list_delete(store: Store) -> None:
+    a = ReservationRow("wf-1", 1, "eu-west", "prepared",
+                       [("train", "ml.train"), ("extract", "data.extract")], 31_000,
+                       "127.0.0.1:7101")
+    b = ReservationRow("wf-2", 3, "us-east", "committed", [("x", "ml.train")], 40_000)
+    await store.save_reservation(a)
+    await store.save_reservation(b)
+    got = sorted(await store.list_reservations(), key=lambda r: r.workflow_id)
+    assert got == [a, b]
+    assert all(isinstance(s, tuple) for s in got[0].steps)
+    # Saving again replaces (the state moves on, slots are released one by one).
+    a.state, a.steps = "committed", [("extract", "data.extract")]
+    await store.save_reservation(a)
+    assert sorted(await store.list_reservations(), key=lambda r: r.workflow_id) == [a, b]
+    await store.delete_reservation("wf-1", 1)
+    await store.delete_reservation("wf-1", 1)  # idempotent
+    await store.delete_reservation("wf-2", 4)  # another round: untouched
+    assert await store.list_reservations() == [b]
+
+
+# ---- step runs --------------------------------------------------------------------------
+
+
+async def test_start_run_is_true_once_per_attempt(store: Store) -> None:
+    assert await store.start_run("wf-1", "train", 1, 100) is True
+    assert await store.start_run("wf-1", "train", 1, 200) is False
+    assert await store.start_run("wf-1", "train", 2, 300) is True
+    assert await store.start_run("wf-1", "report", 1, 300) is True
+    assert await store.start_run("wf-2", "train", 1, 300) is True
+    await store.end_run("wf-1", "train", 1, "failed", 150)
+    assert await store.start_run("wf-1", "train", 1, 400) is False  # even after it ended
+    assert await store.runs_of("wf-1") == [
+        ("report", 1, "running"), ("train", 1, "failed"), ("train", 2, "running"),
+    ]
+
+
+# ---- durability ---------------------------------------------------------------------------
+
+
+async def test_reopen_finds_everything(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    s = await Store.open(data)
+    w = workflow(request_id="req-9")
+    await s.save_workflow(w, [StepRow("wf-1", "extract", "eu-west", "RUNNING", 1)])
+    await s.record_decision("wf-1", 2, "COMMIT", b"cert")
+    r = ReservationRow("wf-1", 2, "eu-west", "committed", [("extract", "data.extract")], 9)
+    await s.save_reservation(r)
+    assert await s.start_run("wf-1", "extract", 1, 5)
+    await s.set_meta("incarnation", "4")
+    await s.close()
+
+    s = await Store.open(data)
+    try:
+        assert await s.get_workflow("wf-1") == w
+        assert (await s.find_by_request_id("req-9")).id == "wf-1"
+        assert await s.get_steps("wf-1") == [
+            StepRow("wf-1", "extract", "eu-west", "RUNNING", 1)
+        ]
+        assert await s.get_commit("wf-1") == (2, b"cert")
+        assert await s.list_reservations() == [r]
+        assert await s.start_run("wf-1", "extract", 1, 6) is False
+        assert await s.runs_of("wf-1") == [("extract", 1, "running")]
+        assert await s.get_meta("incarnation") == "4"
+        assert await s.get_meta("schema_version") == str(SCHEMA_VERSION)
+    finally:
+        await s.close()
+
+
+async def test_a_newer_schema_version_refuses_to_open(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    s = await Store.open(data)
+    await s.set_meta("schema_version", str(SCHEMA_VERSION + 1))
+    await s.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        await Store.open(data)
+    # Refusing changed nothing: the newer version is still recorded.
+    with sqlite3.connect(data / "agent.db") as db:
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    assert row == (str(SCHEMA_VERSION + 1),)
