@@ -38,6 +38,13 @@ log = logging.getLogger("fedorch.coordinator")
 _CANCEL = object()
 
 
+def _refusal_rows(core: Coordinator) -> list[dict]:
+    return [
+        {"round": r.round, "domain": r.domain, "steps": list(r.steps), "reason": r.reason}
+        for r in core.refusals
+    ]
+
+
 class Coordination:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -135,6 +142,7 @@ class Coordination:
                 row.endpoints = {
                     d: a.endpoint_of(d) or "" for d in set(action.placement.values())
                 }
+                row.refusals = _refusal_rows(core)  # watchers see why a round was redone
                 await a.save(active)
             calls.append(tg.create_task(self._prepare(active, spec, action, votes)))
         elif isinstance(action, PersistDecision):
@@ -219,10 +227,7 @@ class Coordination:
     async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
         a = self.agent
         row = active.row
-        row.refusals = [
-            {"round": r.round, "domain": r.domain, "steps": list(r.steps), "reason": r.reason}
-            for r in core.refusals
-        ]
+        row.refusals = _refusal_rows(core)
         if fin.committed:
             row.state, row.placement = "RUNNING", dict(fin.placement)
             a.participation.ensure_progress(active, spec)

@@ -18,7 +18,8 @@ from grpc_reflection.v1alpha import reflection
 
 from agent.config import ConfigError, load_config
 from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
-from agent.identity.keys import KeyFileError
+from agent.identity.keys import KeyFileError, load_private_key
+from agent.identity.trust import TrustStore
 from agent.server.agent import Agent, run_until_stopped
 from agent.server.client_service import ClientService
 from agent.server.interceptors import MalformedRequestInterceptor
@@ -56,6 +57,9 @@ def main(config_path: str) -> int:
 
 
 async def serve(config) -> int:
+    # Keys and trust first: a bad key file must fail before the data dir is touched.
+    load_private_key(config.key_file)
+    TrustStore.from_files(config.trust.key_files)
     store = await Store.open(config.data_dir)
     try:
         agent = Agent(config, store)

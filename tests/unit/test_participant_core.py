@@ -240,6 +240,8 @@ def test_step_ended_releases_slots_one_by_one_and_the_last_removes_the_hold() ->
     # The round is over: a duplicate COMMIT is harmless, a late PREPARE cannot reserve.
     assert p.decide(5.0, "wf-1", 1, True) is DecisionEffect.NOTHING
     assert not prepare(p, 6.0).yes
+    with pytest.raises(RemoteProtocolError):
+        p.decide(7.0, "wf-1", 1, False)  # ABORT after COMMIT, even once the hold is gone
 
 
 def test_step_ended_ignores_prepared_holds() -> None:

@@ -1,0 +1,201 @@
+"""Single cores driven by hand: refutation, the buddy system, Lifeguard suspicion,
+profiles and the fair piggy-back queue."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agent.membership.sim import HmacKeyring
+from agent.membership.swim import Swim
+from agent.membership.swim_dissemination import DisseminationQueue
+from agent.membership.swim_members import MemberTable
+from agent.membership.swim_profiles import (
+    make_profile,
+    push_pull_interval,
+    retransmit_limit,
+    suspicion_bounds,
+    suspicion_timeout,
+)
+from agent.membership.swim_types import (
+    Ack,
+    Claim,
+    ClaimBody,
+    ClaimKind,
+    EventKind,
+    Gossip,
+    MemberState,
+    Ping,
+    PushPull,
+    sign_claim,
+)
+
+NAMES = ["a", "b", "c", "d", "e", "f"]
+
+
+def make_members(names: list[str]) -> tuple[HmacKeyring, dict[str, Swim]]:
+    """Members that already know each other (as after a push-pull)."""
+    keyring = HmacKeyring(names)
+    members = {n: Swim(n, f"{n}:1", make_profile("lan"), keyring.signer_for(n),
+                       keyring.verifier_for(n), random.Random(n), 0.0) for n in names}
+    claims = tuple(m.own_claim for m in members.values())
+    for member in members.values():
+        member.handle_message(0.0, "seed:1", PushPull("seed", True, claims))
+        member.events()
+        member.datagrams_to_send()
+    return keyring, members
+
+
+def accusation(keyring: HmacKeyring, accuser: str, subject: str, incarnation: int,
+               kind: ClaimKind = ClaimKind.SUSPECT) -> Claim:
+    return sign_claim(ClaimBody(kind, subject, incarnation, accuser), accuser,
+                      keyring.signer_for(accuser))
+
+
+def run_until_sent(member: Swim, wanted, now: float, limit: float = 30.0):
+    """Serve the member's timers from ``now`` until it sends a message matching ``wanted``."""
+    while True:
+        deadline = max(now, member.get_timer())
+        assert deadline < limit, "nothing matching was sent"
+        member.handle_timer(deadline)
+        now = deadline
+        for destination, msg in member.datagrams_to_send():
+            if wanted(destination, msg):
+                return deadline, destination, msg
+
+
+def test_suspected_member_refutes_with_a_higher_incarnation():
+    keyring, m = make_members(["a", "b", "c"])
+    suspicion = accusation(keyring, "c", "b", 0)
+    m["a"].handle_message(1.0, "c:1", Gossip("c", (suspicion,)))
+    assert m["a"].member("b").state is MemberState.SUSPECT
+
+    m["b"].handle_message(1.0, "c:1", Gossip("c", (suspicion,)))
+    assert m["b"].incarnation == 1 and m["b"].stats["refutations"] == 1
+    # b's refutation rides on its next message; a accepts it and clears the suspicion.
+    _, _, ping = run_until_sent(m["b"], lambda dest, msg: isinstance(msg, Ping), 1.0)
+    assert any(c.parsed.kind is ClaimKind.ALIVE and c.parsed.incarnation == 1
+               for c in ping.claims)
+    m["a"].handle_message(2.0, "b:1", Gossip("b", ping.claims))
+    view = m["a"].member("b")
+    assert view.state is MemberState.ALIVE and view.incarnation == 1
+
+    # The old suspicion, replayed, no longer matters anywhere.
+    m["a"].handle_message(3.0, "c:1", Gossip("c", (suspicion,)))
+    assert m["a"].member("b").state is MemberState.ALIVE
+    assert m["b"].incarnation == 1
+
+
+def test_buddy_system_puts_the_suspicion_first_and_the_ack_refutes():
+    keyring, m = make_members(["a", "b", "c"])
+    suspicion = accusation(keyring, "c", "b", 0)
+    m["a"].handle_message(0.5, "c:1", Gossip("c", (suspicion,)))
+    when, destination, ping = run_until_sent(
+        m["a"], lambda dest, msg: isinstance(msg, Ping) and msg.target == "b", 0.5)
+    assert destination == "b:1" and ping.claims[0] == suspicion
+
+    m["b"].handle_message(when + 0.01, "a:1", ping)
+    [(reply_to, ack)] = m["b"].datagrams_to_send()
+    assert reply_to == "a:1" and isinstance(ack, Ack)
+    assert ack.claims[0].parsed.kind is ClaimKind.ALIVE and ack.claims[0].parsed.subject == "b"
+
+    m["a"].handle_message(when + 0.02, "b:1", ack)
+    assert m["a"].member("b").state is MemberState.ALIVE
+    assert m["a"].member("b").incarnation == 1
+
+
+def test_stale_doubt_is_answered_with_the_current_claim():
+    keyring, m = make_members(["a", "b", "c"])
+    m["b"].handle_message(1.0, "c:1", Gossip("c", (accusation(keyring, "c", "b", 0),)))
+    m["b"].datagrams_to_send()
+    # a missed the refutation and still pings b with the old suspicion attached.
+    old = accusation(keyring, "a", "b", 0)
+    m["b"].handle_message(2.0, "a:1", Ping(9, "a", "b", (old,)))
+    [(_, ack)] = m["b"].datagrams_to_send()
+    assert ack.claims[0] == m["b"].own_claim and m["b"].incarnation == 1
+
+
+def test_unrefuted_suspicion_becomes_dead_after_a_last_chance_ping():
+    keyring, m = make_members(["a", "b", "c"])
+    a = m["a"]
+    a.handle_message(0.5, "c:1", Gossip("c", (accusation(keyring, "c", "b", 0),)))
+    sent_to_b_after_timeout = []
+    deadline = 0.5
+    while not any(e.kind is EventKind.DEAD for e in a.events()):
+        deadline = max(deadline, a.get_timer())
+        assert deadline < 120
+        a.handle_timer(deadline)
+        sent_to_b_after_timeout += [msg for dest, msg in a.datagrams_to_send()
+                                    if dest == "b:1" and deadline > 10]
+    shortest, longest = suspicion_bounds(a.profile, 3)
+    assert longest <= deadline <= longest + 3 * a.profile.probe_interval
+    assert a.member("b").state is MemberState.DEAD
+    assert any(isinstance(msg, Ping) for msg in sent_to_b_after_timeout)
+
+
+def test_suspicion_timeout_shrinks_with_independent_confirmations():
+    profile = make_profile("lan")
+    shortest, longest = suspicion_bounds(profile, 100)
+    timeouts = [suspicion_timeout(profile, 100, c) for c in range(6)]
+    assert timeouts[0] == pytest.approx(longest)
+    assert all(x > y for x, y in zip(timeouts[:3], timeouts[1:4], strict=True))
+    assert timeouts[3] == pytest.approx(shortest) and timeouts[5] == pytest.approx(shortest)
+    assert longest == pytest.approx(profile.suspicion_beta * shortest)
+
+    keyring = HmacKeyring(NAMES)
+    table = MemberTable("a", profile, keyring.verifier_for("a"), DisseminationQueue(), [],
+                        random.Random(1))
+    for name in NAMES[1:]:
+        body = ClaimBody(ClaimKind.ALIVE, name, 0, name, f"{name}:1")
+        table.apply(0.0, sign_claim(body, name, keyring.signer_for(name)))
+    deadlines = []
+    for accuser in ("c", "d", "d", "e", "f"):
+        table.apply(10.0, accusation(keyring, accuser, "b", 0))
+        deadlines.append(table.members["b"].suspicion.deadline)
+    n = table.live
+    assert deadlines[0] == pytest.approx(10.0 + suspicion_timeout(profile, n, 0))
+    assert deadlines[0] > deadlines[1] == deadlines[2] > deadlines[3]  # a repeat is no news
+    assert deadlines[4] == pytest.approx(10.0 + suspicion_bounds(profile, n)[0])
+
+
+def test_profiles_are_overridable_field_by_field():
+    wan = make_profile("wan", probe_interval=4.0)
+    assert wan.probe_interval == 4.0 and wan.suspicion_alpha == make_profile("wan").suspicion_alpha
+    assert make_profile().probe_interval < make_profile("wan").probe_interval
+    with pytest.raises(ValueError):
+        make_profile("lan", no_such_field=1)
+    with pytest.raises(ValueError):
+        make_profile("moon")
+    with pytest.raises(ValueError):
+        make_profile("lan", probe_timeout=2.0)  # longer than the interval
+    lan = make_profile("lan")
+    assert push_pull_interval(lan, 32) == lan.push_pull_interval
+    assert push_pull_interval(lan, 64) == 2 * lan.push_pull_interval
+    assert push_pull_interval(lan, 1024) == 6 * lan.push_pull_interval
+    assert retransmit_limit(lan, 9) == 4 and retransmit_limit(lan, 1000) == 16
+
+
+def test_piggyback_prefers_least_sent_and_never_exceeds_the_budget():
+    keyring = HmacKeyring([f"n{i}" for i in range(10)])
+    queue = DisseminationQueue()
+    claims = []
+    for i in range(10):
+        name = f"n{i}"
+        body = ClaimBody(ClaimKind.ALIVE, name, 1, name, f"{name}:1", 1, bytes(100))
+        claims.append(sign_claim(body, name, keyring.signer_for(name)))
+        queue.push(claims[-1])
+    size = claims[0].wire_size
+    sent_counts = {c: 0 for c in claims}
+    for _ in range(10):
+        chosen = queue.select(3 * size + size // 2, limit=100)
+        assert len(chosen) == 3 and sum(c.wire_size for c in chosen) <= 3.5 * size
+        for claim in chosen:
+            sent_counts[claim] += 1
+    assert set(sent_counts.values()) == {3}  # fair: everyone sent equally often
+    # A newer claim about a member replaces the queued one.
+    newer = sign_claim(ClaimBody(ClaimKind.ALIVE, "n0", 2, "n0", "n0:1"), "n0",
+                       keyring.signer_for("n0"))
+    queue.push(newer)
+    assert queue.contains(newer) and not queue.contains(claims[0])
+    assert queue.select(size, limit=100) == [newer]  # least sent goes first
