@@ -174,6 +174,11 @@ class Simulation:
         self._stalled_until[i] = max(self._stalled_until[i], self.now + duration)
         self._push(self._stalled_until[i], _RESUME, i, None)
 
+    def leave(self, name: str) -> None:
+        i = self.index[name]
+        self.nodes[i].leave(self.now)
+        self._after(i)
+
     def at(self, when: float, action: Callable[[], None]) -> None:
         """Run ``action`` at virtual time ``when`` (faults, publications, checks)."""
         self._push(when, _CALL, -1, action)

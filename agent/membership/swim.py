@@ -126,10 +126,12 @@ class Swim(FailureDetector):
         self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
         self._seq = 0
         self._health = 0
-        self._stale_doubt = False  # set while handling a message that doubts our past self
+        self._doubted = False  # set while handling a message that doubts us
         self._probe: ProbeRound | None = None
         self._relays: dict[int, Relay] = {}
         self._seeds: tuple[str, ...] = ()
+        self._lonely_attempts = 0
+        self._next_lonely_retry = now
         # Random phases keep members from probing and exchanging state in lockstep.
         self._next_probe_at = now + rng.random() * profile.probe_interval
         self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
@@ -203,16 +205,17 @@ class Swim(FailureDetector):
         try:
             check_message(msg, self.profile.max_claims_per_message)
             self._table.heard(msg.sender, now)
-            self._stale_doubt = False
+            self._doubted = False
             self._HANDLERS[type(msg)](self, now, source, msg)
         except RemoteProtocolError as exc:
             self.stats["invalid_messages"] += 1
             self._reject(now, getattr(msg, "sender", ""), str(exc))
             return
-        if self._stale_doubt and not self._leaving:
-            # The sender still doubts an incarnation we have moved past: our refutation
-            # missed it. Answer now rather than let its suspicion run out.
-            self._stale_doubt = False
+        if self._doubted and not self._leaving:
+            # The message doubted us (a suspicion we just refuted, or one about an
+            # incarnation we have moved past, so our refutation missed the sender):
+            # answer the sender now rather than let its suspicion run out.
+            self._doubted = False
             self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
                        first=(self._self_claim,))
 
@@ -315,24 +318,20 @@ class Swim(FailureDetector):
         if msg.target != self.name:
             raise RemoteProtocolError(f"ping meant for {msg.target!r}")
         self._merge(now, msg.claims)  # first, so a refutation rides on this very ack
-        first = (self._self_claim,) if self._stale_doubt else ()
-        self._stale_doubt = False
+        first = (self._self_claim,) if self._doubted else ()
+        self._doubted = False
         self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims), first)
 
     def _on_gossip(self, now: float, source: str, msg: Gossip) -> None:
         self._merge(now, msg.claims)
 
     def _on_push_pull(self, now: float, source: str, msg: PushPull) -> None:
-        incarnation_before = self._incarnation
+        # A doubt about us in a reply is answered by handle_message with a Gossip: the
+        # peer may never probe us (after a partition it holds us DEAD).
         self._merge(now, msg.claims, bulk_from=msg.sender)
         if not msg.reply:
-            self._stale_doubt = False  # the reply carries our claim anyway
+            self._doubted = False  # the reply carries our claim anyway
             self._push_pull(source, reply=True)
-        elif self._incarnation != incarnation_before and not self._leaving:
-            # Their state held a claim against us: tell them our answer straight away, as
-            # they may not probe us (after a partition they hold us DEAD).
-            self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
-                       first=(self._self_claim,))
 
 
     # ---- claims -----------------------------------------------------------------------
@@ -378,11 +377,13 @@ class Swim(FailureDetector):
         outcome = transition(Standing.SELF, body.kind, age)
         if outcome is Outcome.IGNORE:
             if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
-                self._stale_doubt = True
+                self._table.verify(claim)  # a forged doubt earns no answer
+                self._doubted = True
             return
         if outcome is Outcome.REFUTE_IF_DIFFERENT and claim.body == self._self_claim.body:
             return
         self._table.verify(claim)
+        self._doubted = True  # whoever sent this holds an outdated view of us
         self._incarnation = max(self._incarnation, body.incarnation) + 1
         if body.kind is ClaimKind.ALIVE and body.record_version >= self._record_version:
             # An earlier life of ours published further: keep versions monotonic.
@@ -407,6 +408,17 @@ class Swim(FailureDetector):
         return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,
                                     self.address, self._record_version, self._record),
                           self.name, self._signer)
+
+    def _retry_seeds_while_alone(self, now: float) -> None:
+        """Knowing nobody (our join was lost, or every seed was down), retry the seeds
+        with a doubling backoff rather than wait a whole rejoin interval."""
+        seeds = [s for s in self._seeds if s != self.address]
+        if not seeds or self._leaving or now < self._next_lonely_retry:
+            return
+        self._push_pull(seeds[self._lonely_attempts % len(seeds)])
+        backoff = self.profile.probe_interval * 2 ** min(self._lonely_attempts, 16)
+        self._next_lonely_retry = now + min(self.profile.rejoin_interval, backoff)
+        self._lonely_attempts += 1
 
     def _rejoin(self) -> None:
         live = self._table.live_addresses()

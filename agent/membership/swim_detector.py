@@ -80,6 +80,8 @@ class FailureDetector:
     _send: Callable[..., None]
     _send_gossip: Callable[[Member], None]
     _next_seq: Callable[[], int]
+    _retry_seeds_while_alone: Callable[[float], None]
+    _lonely_attempts: int
     _accuse: Callable[[float, Member, int], None]
 
     def _on_ack(self, now: float, source: str, msg: Ack) -> None:
@@ -142,7 +144,9 @@ class FailureDetector:
         self._next_probe_at = now + self.profile.probe_interval * scale
         target = self._table.next_probe_target()
         if target is None:
+            self._retry_seeds_while_alone(now)
             return
+        self._lonely_attempts = 0
         if self._leaving:  # spread the leave instead of judging anyone
             self._send_gossip(target)
             return

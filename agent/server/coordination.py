@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
@@ -70,8 +71,15 @@ class Coordination:
             created_ms=now_ms, updated_ms=now_ms,
         )
         active = Active(row)
+        try:
+            await a.save(active)
+        except sqlite3.IntegrityError:
+            # A concurrent submit with the same request id won the race: same answer.
+            winner = await a.store.find_by_request_id(request_id)
+            if winner is None:
+                raise
+            return winner.id
         a.active[workflow_id] = active
-        await a.save(active)
         a.spawn(self._negotiate(active, spec), name=f"negotiate {workflow_id}")
         return workflow_id
 

@@ -170,9 +170,15 @@ class Store:
         )
 
     async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = ()) -> None:
-        """Insert or replace a workflow and (some of) its steps in one transaction."""
-        stmts = [(f"INSERT OR REPLACE INTO workflows({self._WF_COLS}) VALUES"
-                  f"({', '.join('?' * 13)})", self._wf_args(w))]
+        """Insert or update a workflow and (some of) its steps in one transaction.
+
+        Raises sqlite3.IntegrityError when another workflow holds w.request_id.
+        """
+        # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
+        # workflow that holds the same request_id instead of failing on the index.
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
+        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 13)})"
+                  f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
         stmts += [self._step_stmt(s) for s in steps]
         await self._write(stmts)
 

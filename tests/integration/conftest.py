@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import sys
 
 import pytest
 
@@ -34,6 +36,9 @@ DOMAINS = {
             {"name": "report.publish", "capacity": 2,
              "executor": {"type": "builtin", "name": "echo"}},
             {"name": "test.sleep", "capacity": 2, "executor": {"type": "builtin", "name": "sleep"}},
+            {"name": "test.double", "capacity": 2,
+             "executor": {"type": "command", "argv": [
+                 sys.executable, str(pathlib.Path(__file__).parent / "steps" / "double.py")]}},
         ],
         "policy": {"accept_from": ["eu-west", "us-east"], "residency": {"accept": ["EU"]}},
     },

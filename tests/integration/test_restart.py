@@ -119,7 +119,10 @@ async def test_coordinator_crash_before_decision_is_presumed_abort(fresh):
 async def test_graceful_restart_keeps_history_and_serves(fresh):
     wid = await fresh.submit("eu-west", SLEEPY.replace("1.5", "0.1"))
     await fresh.wait_state("eu-west", wid)
-    fresh.stop("eu-west")
+    proc = fresh.procs["eu-west"]
+    fresh.stop("eu-west")  # SIGTERM: drain and close, exit 0
+    assert proc.popen.returncode == 0
+    assert "shutting down" in proc.log_path.read_text()
     await fresh.close_channels()
     await fresh.start("eu-west")
     status = await fresh.status("eu-west", wid)

@@ -101,6 +101,18 @@ async def test_stale_timestamp_is_refused(fed):
     assert "window" in err.value.details()
 
 
+async def test_reflection_lists_the_services(fed):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(fed.address("partner")) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for reply in stub.ServerReflectionInfo(iter([request]), timeout=5):
+            names = {s.name for s in reply.list_services_response.service}
+            break
+    assert {"fedorch.v1.Client", "fedorch.v1.Peer", "grpc.health.v1.Health"} <= names
+
+
 @pytest.mark.parametrize("method", ["Gossip", "Prepare", "Decide", "QueryDecision",
                                     "ReportStep", "CancelWorkflow"])
 async def test_garbage_bytes_never_crash_an_agent(fed, method):

@@ -76,6 +76,39 @@ async def test_watch_streams_until_terminal_from_a_participant(fed):
     assert len(seen) >= 1
 
 
+async def test_command_executor_steps_pass_outputs_across_domains(fed):
+    wid = await fed.submit("eu-west", """
+name: numbers
+steps:
+  - id: first
+    capability: test.double
+    params: {n: 5}
+  - id: second
+    capability: test.double
+    params: {n: 3}
+    needs: [first]
+""")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "SUCCEEDED", status
+    steps = {s.id: s for s in status.steps}
+    assert steps["first"].outputs["n"] == 10
+    assert steps["second"].outputs["n"] == 2 * 3 + 10  # the upstream's output arrived
+    assert steps["second"].outputs["workflow"] == wid and steps["second"].domain == "partner"
+
+
+async def test_command_executor_failure_reports_stderr(fed):
+    wid = await fed.submit("eu-west", """
+name: negative
+steps:
+  - id: broken
+    capability: test.double
+    params: {n: -1}
+""")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "FAILED"
+    assert "negative n is not allowed" in status.steps[0].error
+
+
 async def test_step_retries_then_succeeds(fed):
     wid = await fed.submit("eu-west", """
 name: flaky
@@ -188,6 +221,14 @@ async def test_idempotent_submit(fed):
     second = await fed.client("eu-west").Submit(request, timeout=5)
     assert first.id == second.id
     await fed.wait_state("eu-west", first.id)
+    # Concurrent retries (the first still in flight) also get one workflow.
+    racing = client_pb2.SubmitRequest(spec=spec, request_id="retry-me-2")
+    replies = await asyncio.gather(*(fed.client("eu-west").Submit(racing, timeout=5)
+                                     for _ in range(5)))
+    assert len({r.id for r in replies}) == 1
+    listed = await fed.client("eu-west").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                       timeout=5)
+    assert sum(w.id == replies[0].id for w in listed.workflows) == 1
 
 
 async def test_unknown_workflow_is_not_found(fed):
@@ -201,7 +242,8 @@ async def test_members_and_metrics(fed):
     assert {m.domain for m in reply.members} == {"eu-west", "us-east", "partner"}
     assert all(m.state == client_pb2.MEMBER_STATE_ALIVE for m in reply.members)
     partner = next(m for m in reply.members if m.domain == "partner")
-    assert {c.name for c in partner.capabilities} == {"report.publish", "test.sleep"}
+    assert {c.name for c in partner.capabilities} == {"report.publish", "test.sleep",
+                                                      "test.double"}
     # us-east keeps its policy private: nothing but "not published" is gossiped.
     us = next(m for m in reply.members if m.domain == "us-east")
     assert not us.policy.published and not us.policy.residency_accept

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -112,13 +111,9 @@ async def test_request_id_lookup(store: Store) -> None:
     assert len(await store.list_workflows()) == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Store.save_workflow uses INSERT OR REPLACE: a second workflow with an existing "
-    "request_id makes SQLite's REPLACE delete the first workflow row instead of failing "
-    "on the unique index workflows_request_id"))
 async def test_another_workflow_cannot_take_a_request_id(store: Store) -> None:
     await store.save_workflow(workflow("wf-1", request_id="req-1"))
-    with contextlib.suppress(sqlite3.IntegrityError):
+    with pytest.raises(sqlite3.IntegrityError):
         await store.save_workflow(workflow("wf-2", request_id="req-1"))
     assert await store.get_workflow("wf-1") is not None
     found = await store.find_by_request_id("req-1")
