@@ -104,6 +104,11 @@ class Participant:
         # contradicting an earlier one is detected.
         self._closed: OrderedDict[Key, tuple[str, str]] = OrderedDict()
 
+    def reconfigure(self, policy: config_pb2.Policy, capacities: Mapping[str, int]) -> None:
+        """New policy and capacities (config reload); holds already granted stay valid."""
+        self._policy = policy
+        self._capacities = dict(capacities)
+
     # ---- state restored from disk ---------------------------------------------
 
     def restore(self, holds: Sequence[Hold]) -> None:

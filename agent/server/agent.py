@@ -75,6 +75,7 @@ class Agent:
     def __init__(self, config: config_pb2.AgentConfig, store: Store, *,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None):
         self.config = config
+        self.config_path = ""  # set by the daemon; SIGHUP re-reads it
         self.domain = config.domain
         self.endpoint = config.advertise or config.listen
         self.store = store
@@ -95,15 +96,7 @@ class Agent:
             self.domain, self._verify_record,
             suspect_after=g.suspect_after_s, dead_after=g.dead_after_s,
         )
-        self.capacities = {c.name: c.capacity for c in config.capabilities}
-        self.costs = {c.name: c.cost for c in config.capabilities}
-        self.executors: dict[str, Executor] = {
-            c.name: build_executor(
-                c.executor.type, argv=list(c.executor.argv), env=dict(c.executor.env),
-                name=c.executor.name, cwd=c.executor.cwd or None,
-            )
-            for c in config.capabilities
-        }
+        self._set_capabilities(config)
         self.participant = Participant(
             self.domain, config.policy, self.capacities,
             lease_s=neg.lease_s, query_interval_s=max(0.5, neg.prepare_timeout_s),
@@ -120,6 +113,39 @@ class Agent:
 
         self.coordination = Coordination(self)
         self.participation = Participation(self)
+
+    def _set_capabilities(self, config: config_pb2.AgentConfig) -> None:
+        self.capacities = {c.name: c.capacity for c in config.capabilities}
+        self.costs = {c.name: c.cost for c in config.capabilities}
+        self.executors: dict[str, Executor] = {
+            c.name: build_executor(
+                c.executor.type, argv=list(c.executor.argv), env=dict(c.executor.env),
+                name=c.executor.name, cwd=c.executor.cwd or None,
+            )
+            for c in config.capabilities
+        }
+
+    RELOADABLE = ("labels", "capabilities", "policy", "log_level")
+
+    async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
+        """Apply a re-read config (SIGHUP): labels, capabilities, policy.
+
+        Returns the fields that changed but need a restart (they are left as they were).
+        Steps already running keep the executor they started with.
+        """
+        fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields
+                 if f.name not in self.RELOADABLE
+                 and getattr(config, f.name) != getattr(self.config, f.name)]
+        self._set_capabilities(config)
+        self.participant.reconfigure(config.policy, self.capacities)
+        self.config.labels.clear()
+        self.config.labels.update(config.labels)
+        del self.config.capabilities[:]
+        self.config.capabilities.extend(config.capabilities)
+        self.config.policy.CopyFrom(config.policy)
+        await self.publish_record()
+        log.info("configuration reloaded: %d capabilities", len(self.capacities))
+        return fixed
 
     # ---- time and signing -------------------------------------------------------
 

@@ -50,19 +50,20 @@ def main(config_path: str) -> int:
         format=f"%(asctime)s %(levelname)s {config.domain} %(name)s: %(message)s",
     )
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, config_path))
     except (StartupError, KeyFileError, StoreError) as e:
         print(f"fedorch: error: {e}", file=sys.stderr)
         return 2
 
 
-async def serve(config) -> int:
+async def serve(config, config_path: str = "") -> int:
     # Keys and trust first: a bad key file must fail before the data dir is touched.
     load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
     store = await Store.open(config.data_dir)
     try:
         agent = Agent(config, store)
+        agent.config_path = config_path
     except BaseException:
         await store.close()
         raise
@@ -92,6 +93,8 @@ async def serve(config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.set)
+    reload_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     await server.start()
     ready = asyncio.Event()
     runner = asyncio.create_task(run_until_stopped(agent, ready), name="agent")
@@ -100,9 +103,11 @@ async def serve(config) -> int:
     if ready.is_set():
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("agent %s serving on %s", config.domain, config.listen)
+        reloader = asyncio.create_task(_reload_on_sighup(agent, reload_requested))
         stop = asyncio.create_task(shutdown.wait())
         await asyncio.wait([runner, stop], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
+        reloader.cancel()
     waiter.cancel()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
@@ -116,6 +121,22 @@ async def serve(config) -> int:
         if metrics_server is not None:
             metrics_server.shutdown()
     return 0
+
+
+async def _reload_on_sighup(agent: Agent, requested: asyncio.Event) -> None:
+    """SIGHUP: re-read the config file; a bad file is logged and changes nothing."""
+    while True:
+        await requested.wait()
+        requested.clear()
+        try:
+            config = load_config(agent.config_path)
+        except ConfigError as e:
+            log.error("reload refused, keeping the running config: %s", e)
+            continue
+        needs_restart = await agent.reload(config)
+        if needs_restart:
+            log.warning("reload: %s changed; these take effect after a restart",
+                        ", ".join(needs_restart))
 
 
 def _start_metrics(listen: str, agent: Agent):

@@ -6,6 +6,7 @@ import os
 import signal
 
 import pytest
+import yaml
 
 from agent.gen.fedorch.v1 import client_pb2
 from tests.integration.conftest import DOMAINS
@@ -130,3 +131,41 @@ async def test_graceful_restart_keeps_history_and_serves(fresh):
     await fresh.wait_converged()
     again = await fresh.submit("eu-west", SLEEPY.replace("1.5", "0.1"))
     assert state_name(await fresh.wait_state("eu-west", again)) == "SUCCEEDED"
+
+
+async def test_sighup_reload_publishes_a_new_capability(fresh):
+    config = yaml.safe_load(fresh.configs["partner"].read_text())
+    config["capabilities"].append(
+        {"name": "bench.fresh", "capacity": 3, "executor": {"type": "builtin", "name": "echo"}})
+    config["listen"] = "127.0.0.1:1"  # needs a restart: logged, not applied
+    fresh.configs["partner"].write_text(yaml.safe_dump(config))
+    os.kill(fresh.procs["partner"].pid, signal.SIGHUP)
+
+    async def eu_west_sees_it():
+        reply = await fresh.client("eu-west").ListMembers(client_pb2.ListMembersRequest(),
+                                                          timeout=5)
+        partner = next(m for m in reply.members if m.domain == "partner")
+        return any(c.name == "bench.fresh" and c.capacity == 3 for c in partner.capabilities)
+
+    await wait_for(eu_west_sees_it, 20, "the new capability to reach eu-west")
+    wid = await fresh.submit("eu-west", """
+name: fresh
+steps:
+  - id: a
+    capability: bench.fresh
+""")
+    assert state_name(await fresh.wait_state("eu-west", wid)) == "SUCCEEDED"
+    log = fresh.procs["partner"].log_path.read_text()
+    assert "reload: listen changed" in log
+
+
+async def test_sighup_with_a_broken_config_keeps_the_running_one(fresh):
+    fresh.configs["partner"].write_text("domain: [not, a, name]\n")
+    os.kill(fresh.procs["partner"].pid, signal.SIGHUP)
+
+    async def refused_in_log():
+        return "reload refused" in fresh.procs["partner"].log_path.read_text()
+
+    await wait_for(refused_in_log, 10, "the reload to be refused")
+    wid = await fresh.submit("eu-west", SLEEPY.replace("1.5", "0.1"))
+    assert state_name(await fresh.wait_state("eu-west", wid)) == "SUCCEEDED"
