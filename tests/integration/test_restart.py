@@ -156,7 +156,7 @@ steps:
 """)
     assert state_name(await fresh.wait_state("eu-west", wid)) == "SUCCEEDED"
     log = fresh.procs["partner"].log_path.read_text()
-    assert "reload: listen changed" in log
+    assert "reload: listen, advertise changed" in log
 
 
 async def test_sighup_with_a_broken_config_keeps_the_running_one(fresh):

@@ -202,3 +202,28 @@ def test_piggyback_prefers_least_sent_and_never_exceeds_the_budget():
     queue.push(newer)
     assert queue.contains(newer) and not queue.contains(claims[0])
     assert queue.select(size, limit=100) == [newer]  # least sent goes first
+
+
+def test_local_health_stretches_probing_when_our_own_probes_go_unanswered():
+    _, m = make_members(["a", "b", "c", "d", "e"])
+    a = m["a"]
+    ping_times, now = [], 0.0
+    while now < 20.0:  # nothing is ever delivered: no acks, no nacks
+        now = max(now, a.get_timer())
+        a.handle_timer(now)
+        ping_times += [now for _, msg in a.datagrams_to_send() if isinstance(msg, Ping)]
+    assert a.health > 0
+    gaps = [later - earlier for earlier, later in zip(ping_times, ping_times[1:], strict=False)]
+    assert max(gaps) > 2 * a.profile.probe_interval  # probing slowed down
+
+
+def test_a_stalled_member_judges_nobody_for_the_probe_it_missed():
+    _, m = make_members(["a", "b", "c"])
+    a = m["a"]
+    now = a.get_timer()
+    a.handle_timer(now)  # a probe starts
+    assert any(isinstance(msg, Ping) for _, msg in a.datagrams_to_send())
+    a.handle_timer(now + 3.0)  # the loop stalled past the probe's whole period
+    assert a.stats["stalls"] == 1 and a.health == 1
+    assert a.stats["suspicions_raised"] == 0
+    assert all(v.state is MemberState.ALIVE for v in a.members())
