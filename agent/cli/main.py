@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from agent.cli.bench import bench
 from agent.cli.client import DEFAULT_RPC_TIMEOUT_S
 from agent.cli.common import Settings
 from agent.cli.demo import demo
@@ -33,7 +34,8 @@ def cli(ctx: click.Context, rpc_timeout: float) -> None:
     ctx.obj = Settings(rpc_timeout=rpc_timeout)
 
 
-for command in (keys, agent_group, submit, status, watch, cancel, list_workflows, members, demo):
+for command in (keys, agent_group, submit, status, watch, cancel, list_workflows, members, demo,
+                bench):
     cli.add_command(command)
 
 

@@ -1,0 +1,84 @@
+"""`fedorch bench`: benchmarks that print their numbers (never asserted in tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import click
+from rich.table import Table
+
+from agent.cli.common import console
+
+
+def _gossip(agents: int, sim: bool, real: bool, seed: int) -> dict:
+    result: dict = {}
+    if sim:
+        from agent.bench.gossip_sim import run_gossip_sim_bench
+
+        result.update(run_gossip_sim_bench(seed=seed))
+    if real:
+        from agent.bench.gossip_real import run_real_gossip_bench
+
+        result["real"] = asyncio.run(run_real_gossip_bench(agents=agents))
+    return result
+
+
+def _print_gossip(result: dict) -> None:
+    con = console()
+    if "simulation" in result:
+        table = Table(title="gossip dissemination (simulation, lan profile)")
+        for col in ("members", "loss", "rounds", "⌈log₃ N⌉", "target ⌈log₃ N⌉+4",
+                    "simulated s"):
+            table.add_column(col, justify="right")
+        for row in result["simulation"]:
+            table.add_row(str(row["n"]), f"{row['loss']:.0%}", str(row["rounds"]),
+                          str(row["log3_n"]), str(row["log3_n"] + 4), f"{row['seconds']:.2f}")
+        con.print(table)
+        con.print(f"simulated detection of a crashed member: {result['sim_detection_s']:.2f} s; "
+                  f"false DEAD verdicts with 10% of members stalling 2 s: "
+                  f"{result['sim_false_dead']}")
+    if "real" in result:
+        r = result["real"]
+        table = Table(title=f"real agents on 127.0.0.1 ({r['agents']} processes)")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_column("target", justify="right")
+        table.add_row("new capability held by all (s)", str(r["dissemination_s"]), "")
+        table.add_row("SIGKILLed agent DEAD at all (s)", str(r["detection_s"]), "≤ 5")
+        table.add_row("gossip bytes/s per agent at rest", str(r["bytes_per_s_per_agent"]),
+                      "< 4000")
+        table.add_row("false DEAD verdicts", str(r["false_dead"]), "0")
+        con.print(table)
+
+
+@click.group(name="bench")
+def bench() -> None:
+    """Benchmarks: they print numbers; targets are shown beside them."""
+
+
+@bench.command(name="gossip")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.option("--agents", default=30, show_default=True, help="Real agent processes.")
+@click.option("--sim/--no-sim", default=True, help="Run the simulation part.")
+@click.option("--real/--no-real", default=True, help="Run the real-process part.")
+@click.option("--seed", default=1, show_default=True)
+def gossip(as_json: bool, agents: int, sim: bool, real: bool, seed: int) -> None:
+    """Membership: dissemination, detection, bandwidth, false DEAD verdicts."""
+    result = _gossip(agents, sim, real, seed)
+    if as_json:
+        click.echo(json.dumps(result, default=lambda x: None if x is math.inf else x))
+    else:
+        _print_gossip(result)
+
+
+@bench.command(name="all")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per benchmark.")
+def bench_all(as_json: bool) -> None:
+    """Every benchmark, one after the other."""
+    result = {"gossip": _gossip(30, True, True, 1)}
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        _print_gossip(result["gossip"])
