@@ -38,7 +38,7 @@ RPC_TIMEOUT_S = 5.0
 class RealNet:
     workdir: Path
     names: list[str]
-    capabilities: dict[str, list[dict]] = field(default_factory=dict)
+    bodies: dict[str, dict] = field(default_factory=dict)  # per agent: merged into its config
     extra: dict = field(default_factory=dict)  # merged into every config (gossip, ...)
     seed: int = 1
     ports: dict[str, int] = field(default_factory=dict)
@@ -68,10 +68,10 @@ class RealNet:
                                         for o in others]},
                 "metrics_listen": f"{HOST}:{self.metrics_ports[name]}",
                 "log_level": "warning",
-                "capabilities": self.capabilities.get(name) or [
-                    {"name": "bench.echo", "capacity": 64,
-                     "executor": {"type": "builtin", "name": "echo"}}],
+                "capabilities": [{"name": "bench.echo", "capacity": 64,
+                                  "executor": {"type": "builtin", "name": "echo"}}],
                 **self.extra,
+                **self.bodies.get(name, {}),
             }
             path = self.workdir / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -84,9 +84,9 @@ class RealNet:
         self.procs.update({p.domain: p for p in procs})
         await wait_healthy(procs, deadline_s=deadline_s)
 
-    def stop(self) -> None:
-        stop_agents(list(self.procs.values()))
-        self.procs.clear()
+    def stop(self, *names: str) -> None:
+        chosen = list(names or self.procs)
+        stop_agents([self.procs.pop(n) for n in chosen if n in self.procs])
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
@@ -102,6 +102,9 @@ class RealNet:
         if channel is None:
             channel = self._channels[name] = grpc.aio.insecure_channel(self.address(name))
         return client_pb2_grpc.ClientStub(channel)
+
+    def metrics_address(self, name: str) -> str:
+        return f"{HOST}:{self.metrics_ports[name]}"
 
     async def close(self) -> None:
         for channel in self._channels.values():
