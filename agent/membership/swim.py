@@ -26,7 +26,11 @@ back suspicion deadlines by a period: a member that just woke up judges nobody.
 (2) Dynamic suspicion: the timeout starts at beta times the shortest (alpha * log10 N
 probe periods) and shrinks logarithmically with each independent accuser. (3) Buddy
 system: any message to a member we suspect (or think dead) carries that claim first,
-so the member hears of it and refutes within one round trip.
+so the member hears of it and refutes within one round trip. Two additions of ours
+close the gap left when a refutation is lost on its way to one member: whoever sends us
+a doubt about ourselves, current or already refuted, gets our current claim back at
+once; and before its own DEAD verdict a member pings the suspect one last time, with
+the suspicion attached, and waits one more period.
 
 *Dissemination.* Accepted changes are queued and piggy-backed on every outgoing message,
 each about ``retransmit_mult * ceil(log10(N+1))`` times, least-sent first, within the
@@ -88,7 +92,7 @@ from agent.membership.swim_types import (
 STAT_NAMES = (
     "probes_sent", "indirect_probes", "suspicions_raised", "refutations", "deaths_declared",
     "messages_sent", "bytes_sent", "push_pulls", "invalid_messages", "invalid_claims",
-    "untrusted_claims", "late_acks", "stalls",
+    "untrusted_claims", "unmatched_acks", "stalls",
 )
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
@@ -204,6 +208,8 @@ class Swim(FailureDetector):
             return
         try:
             check_message(msg, self.profile.max_claims_per_message)
+            if msg.sender == self.name:
+                raise RemoteProtocolError("message claims to come from ourselves")
             self._table.heard(msg.sender, now)
             self._doubted = False
             self._HANDLERS[type(msg)](self, now, source, msg)
@@ -333,7 +339,6 @@ class Swim(FailureDetector):
             self._doubted = False  # the reply carries our claim anyway
             self._push_pull(source, reply=True)
 
-
     # ---- claims -----------------------------------------------------------------------
 
     def _merge(self, now: float, claims: tuple[Claim, ...], bulk_from: str | None = None
@@ -408,29 +413,6 @@ class Swim(FailureDetector):
         return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,
                                     self.address, self._record_version, self._record),
                           self.name, self._signer)
-
-    def _retry_seeds_while_alone(self, now: float) -> None:
-        """Knowing nobody (our join was lost, or every seed was down), retry the seeds
-        with a doubling backoff rather than wait a whole rejoin interval."""
-        seeds = [s for s in self._seeds if s != self.address]
-        if not seeds or self._leaving or now < self._next_lonely_retry:
-            return
-        self._push_pull(seeds[self._lonely_attempts % len(seeds)])
-        backoff = self.profile.probe_interval * 2 ** min(self._lonely_attempts, 16)
-        self._next_lonely_retry = now + min(self.profile.rejoin_interval, backoff)
-        self._lonely_attempts += 1
-
-    def _rejoin(self) -> None:
-        live = self._table.live_addresses()
-        unseen_seeds = [s for s in self._seeds if s != self.address and s not in live]
-        targets = []
-        if unseen_seeds:
-            targets.append(unseen_seeds[int(self._rng.random() * len(unseen_seeds))])
-        dead = self._table.rejoin_candidates()
-        if dead:
-            targets.append(dead[int(self._rng.random() * len(dead))].address)
-        for address in dict.fromkeys(targets):
-            self._push_pull(address)
 
     # ---- sending ------------------------------------------------------------------------
 

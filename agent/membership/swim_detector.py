@@ -1,5 +1,6 @@
 """The failure-detector half of :class:`~agent.membership.swim.Swim`: probes, indirect
-probes, Nacks, local health and suspicion deadlines (SWIM with Lifeguard).
+probes, Nacks, local health and suspicion deadlines (SWIM with Lifeguard), and reaching
+members again (seeds while alone, seeds and DEAD members after a partition).
 
 It is a mixin so that the core stays one object with one state; it only uses the
 attributes that ``Swim.__init__`` sets, listed below.
@@ -80,8 +81,11 @@ class FailureDetector:
     _send: Callable[..., None]
     _send_gossip: Callable[[Member], None]
     _next_seq: Callable[[], int]
-    _retry_seeds_while_alone: Callable[[float], None]
+    _push_pull: Callable[..., None]
+    _seeds: tuple[str, ...]
     _lonely_attempts: int
+    _next_lonely_retry: float
+    address: str
     _accuse: Callable[[float, Member, int], None]
 
     def _on_ack(self, now: float, source: str, msg: Ack) -> None:
@@ -96,7 +100,7 @@ class FailureDetector:
             self._send(relay.origin_address, None, lambda claims: IndirectAck(
                 relay.origin_seq, self.name, relay.target, claims))
             return
-        self.stats["late_acks"] += 1
+        self.stats["unmatched_acks"] += 1
 
     def _on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
         if msg.target == self.name or msg.target == msg.sender:
@@ -104,14 +108,17 @@ class FailureDetector:
         self._merge(now, msg.claims)
         if len(self._relays) >= MAX_RELAYS:
             raise RemoteProtocolError("too many indirect probes outstanding")
+        # Ping the address we know for the target, if we know it: the requester's copy
+        # matters only for a member that joined too recently for us to have heard of it.
+        known = self._table.members.get(msg.target)
+        address = known.address if known is not None and known.address else msg.target_address
         scale = self._health + 1
         seq = self._next_seq()
         self._relays[seq] = Relay(
             source, msg.seq, msg.target,
             nack_at=now + self.profile.probe_timeout * scale * self.profile.nack_fraction,
             expires_at=now + self.profile.probe_interval * scale)
-        self._send(msg.target_address, msg.target,
-                   lambda claims: Ping(seq, self.name, msg.target, claims))
+        self._send(address, msg.target, lambda claims: Ping(seq, self.name, msg.target, claims))
 
     def _on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
         self._merge(now, msg.claims)
@@ -119,7 +126,7 @@ class FailureDetector:
         if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
             self._probe_succeeded(probe)
         else:
-            self.stats["late_acks"] += 1
+            self.stats["unmatched_acks"] += 1
 
     def _on_nack(self, now: float, source: str, msg: Nack) -> None:
         self._merge(now, msg.claims)
@@ -210,5 +217,33 @@ class FailureDetector:
                                          self.name), self.name, self._signer)
             self._table.apply(now, claim, own=True)
             self.stats["deaths_declared"] += 1
+
     def _change_health(self, delta: int) -> None:
         self._health = min(self.profile.max_health, max(0, self._health + delta))
+
+    # ---- reaching members again ------------------------------------------------------
+
+    def _retry_seeds_while_alone(self, now: float) -> None:
+        """Knowing nobody (our join was lost, or every seed was down), retry the seeds
+        with a doubling backoff rather than wait a whole rejoin interval."""
+        seeds = [s for s in self._seeds if s != self.address]
+        if not seeds or self._leaving or now < self._next_lonely_retry:
+            return
+        self._push_pull(seeds[self._lonely_attempts % len(seeds)])
+        backoff = self.profile.probe_interval * 2 ** min(self._lonely_attempts, 16)
+        self._next_lonely_retry = now + min(self.profile.rejoin_interval, backoff)
+        self._lonely_attempts += 1
+
+    def _rejoin(self) -> None:
+        """Push-pull with a seed we do not see alive and with a member we hold DEAD: once
+        a partition heals, its halves find each other this way without an operator."""
+        live = self._table.live_addresses()
+        unseen_seeds = [s for s in self._seeds if s != self.address and s not in live]
+        targets = []
+        if unseen_seeds:
+            targets.append(unseen_seeds[int(self._rng.random() * len(unseen_seeds))])
+        dead = self._table.rejoin_candidates()
+        if dead:
+            targets.append(dead[int(self._rng.random() * len(dead))].address)
+        for address in dict.fromkeys(targets):
+            self._push_pull(address)

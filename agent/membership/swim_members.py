@@ -137,6 +137,10 @@ class MemberTable:
             self.verify(claim)  # only a proven contradiction is held against the member
             raise RemoteProtocolError(f"{body.subject} signed two different "
                                       f"{body.kind.name} claims at one incarnation")
+        if outcome is Outcome.CONFIRM:
+            assert member is not None and member.suspicion is not None
+            if body.issuer in member.suspicion.accusers:
+                return Outcome.IGNORE  # this accuser was counted already
         if not own:
             self.verify(claim)
         relay = relay_if_new or member is not None
@@ -147,8 +151,6 @@ class MemberTable:
             self._become_suspect(now, member, claim)
         elif outcome is Outcome.CONFIRM:
             assert member is not None and member.suspicion is not None
-            if body.issuer in member.suspicion.accusers:
-                return Outcome.IGNORE
             member.suspicion.accusers.add(body.issuer)
             self._arm_suspicion(member, now)
         else:  # BECOME_DEAD or BECOME_LEFT
