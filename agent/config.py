@@ -412,17 +412,14 @@ def _is_unspecified(host: str) -> bool:
 _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.CapabilityConfig.capacity": positive("a positive integer"),
     "fedorch.v1.CapabilityConfig.cost": at_least(0, "a non-negative number"),
-    "fedorch.v1.GossipConfig.interval_s": positive("a positive number of seconds"),
-    "fedorch.v1.GossipConfig.fanout": positive("a positive integer"),
-    "fedorch.v1.GossipConfig.suspect_after_s": positive("a positive number of seconds"),
-    "fedorch.v1.GossipConfig.dead_after_s": positive("a positive number of seconds"),
+    "fedorch.v1.GossipConfig.publish_interval_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.prepare_timeout_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.max_rounds": between(1, 20, "an integer from 1 to 20"),
     "fedorch.v1.NegotiationConfig.lease_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.replay_window_s": positive("a positive number of seconds"),
 }
 
-GOSSIP_DEFAULTS = {"interval_s": 0.5, "fanout": 2, "suspect_after_s": 3.0, "dead_after_s": 10.0}
+GOSSIP_DEFAULTS = {"profile": "lan", "publish_interval_s": 1.0}
 NEGOTIATION_DEFAULTS = {
     "prepare_timeout_s": 3.0,
     "max_rounds": 3,
@@ -609,15 +606,34 @@ def _apply_defaults(config: config_pb2.AgentConfig) -> None:
 
 def _check_relations(config: config_pb2.AgentConfig, source: str) -> None:
     """Checks between fields, once defaults have made every value explicit."""
-    if config.gossip.dead_after_s <= config.gossip.suspect_after_s:
-        raise ConfigError(
-            source,
-            "gossip.dead_after_s",
-            f"must be greater than suspect_after_s "
-            f"({config.gossip.suspect_after_s:g}), got {config.gossip.dead_after_s:g}",
-        )
+    _check_membership_profile(config.gossip, source)
     if config.metrics_listen and config.metrics_listen == config.listen:
         raise ConfigError(source, "metrics_listen", "must differ from listen")
+
+
+def _check_membership_profile(gossip: config_pb2.GossipConfig, source: str) -> None:
+    """The profile name and its overrides must make a valid SWIM profile."""
+    import dataclasses
+
+    from agent.membership.swim_profiles import PROFILES, SwimProfile, make_profile
+
+    if gossip.profile not in PROFILES:
+        raise ConfigError(source, "gossip.profile",
+                          f"must be one of {', '.join(sorted(PROFILES))}, got {gossip.profile!r}")
+    fields = {f.name: f.type for f in dataclasses.fields(SwimProfile)}
+    overrides: dict[str, float | int] = {}
+    for name, value in sorted(gossip.tuning.items()):
+        if name not in fields:
+            raise ConfigError(source, f"gossip.tuning.{name}",
+                              f"unknown key (valid keys: {', '.join(sorted(fields))})")
+        overrides[name] = int(value) if fields[name] in ("int", int) else value
+        if fields[name] in ("int", int) and value != int(value):
+            raise ConfigError(source, f"gossip.tuning.{name}",
+                              f"must be a whole number, got {value:g}")
+    try:
+        make_profile(gossip.profile, **overrides)
+    except ValueError as e:
+        raise ConfigError(source, "gossip.tuning", str(e)) from None
 
 
 def _absolute(path: str, base_dir: str) -> str:

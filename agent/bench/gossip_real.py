@@ -21,6 +21,11 @@ from agent.bench.realnet import RealNet, poll_until
 FRESH = "bench.fresh"
 
 
+def _swim_bytes_sent(net: RealNet, name: str) -> float:
+    """Membership bytes an agent put on the wire: its requests and its replies."""
+    return net.metric(name, "fedorch_peer_bytes_total", rpc="Swim", direction="out")
+
+
 async def run_real_gossip_bench(agents: int = 30, rest_s: float = 10.0,
                                 workdir: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-") as tmp:
@@ -44,13 +49,11 @@ async def run_real_gossip_bench(agents: int = 30, rest_s: float = 10.0,
             if converged is None:
                 raise RuntimeError("the federation did not converge within 120 s")
             # At rest: gossip bytes sent per agent per second, from each agent's counter.
-            before = {n: net.metric(n, "fedorch_gossip_bytes_total", 'direction="out"')
-                      for n in net.names}
+            before = {n: _swim_bytes_sent(net, n) for n in net.names}
             t0 = time.monotonic()
             await asyncio.sleep(rest_s)  # a measurement window, not synchronisation
             elapsed = time.monotonic() - t0
-            after = {n: net.metric(n, "fedorch_gossip_bytes_total", 'direction="out"')
-                     for n in net.names}
+            after = {n: _swim_bytes_sent(net, n) for n in net.names}
             bytes_per_s = sum(after[n] - before[n] for n in net.names) / elapsed / agents
             # Dissemination of a newly published capability.
             publisher = net.names[0]

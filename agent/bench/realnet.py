@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.cli.demo import (
     AgentProcess,
@@ -125,14 +126,15 @@ class RealNet:
         lists = await asyncio.gather(*(self.members(n) for n in running))
         return dict(zip(running, lists, strict=True))
 
-    def metric(self, name: str, metric: str, labels: str = "") -> float:
+    def metric(self, name: str, metric: str, **labels: str) -> float:
         """One sample from an agent's Prometheus endpoint (0 when absent)."""
         url = f"http://{HOST}:{self.metrics_ports[name]}/metrics"
         text = urllib.request.urlopen(url, timeout=RPC_TIMEOUT_S).read().decode()
-        wanted = f"{metric}{{{labels}}}" if labels else metric
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.split()[-1])
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and all(sample.labels.get(k) == v
+                                                 for k, v in labels.items()):
+                    return float(sample.value)
         return 0.0
 
 

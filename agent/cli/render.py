@@ -111,7 +111,8 @@ def status_to_dict(status: status_pb2.WorkflowStatus) -> dict[str, Any]:
 
 
 def member_to_dict(member: client_pb2.MemberInfo) -> dict[str, Any]:
-    """The members JSON of ARCHITECTURE §6, plus "version", "last_heard_ms", "self"."""
+    """The members JSON of ARCHITECTURE §6, plus "incarnation", "version" (of the record),
+    "last_heard_ms" and "self"."""
     return {
         "domain": member.domain,
         "address": member.address,
@@ -121,6 +122,7 @@ def member_to_dict(member: client_pb2.MemberInfo) -> dict[str, Any]:
             {"name": c.name, "capacity": c.capacity, "available": c.available}
             for c in member.capabilities
         ],
+        "incarnation": member.incarnation,
         "version": member.version,
         "last_heard_ms": member.last_heard_ms,
         "self": member.self,
@@ -266,7 +268,7 @@ def workflows_table(workflows: list[status_pb2.WorkflowStatus]) -> Table:
 
 def members_table(members: list[client_pb2.MemberInfo], now_ms: int | None = None) -> Table:
     table = Table(title="members")
-    for column in ("domain", "address", "state", "version", "last heard"):
+    for column in ("domain", "address", "state", "incarnation", "last heard"):
         table.add_column(column, no_wrap=True)
     table.add_column("labels", overflow="fold")
     table.add_column("capabilities avail/cap", overflow="fold")
@@ -285,7 +287,7 @@ def members_table(members: list[client_pb2.MemberInfo], now_ms: int | None = Non
             domain,
             _text(member.address),
             state_text(member_state_name(member.state)),
-            _text(member.version),
+            _text(member.incarnation),
             _text(heard),
             _text(labels),
             _text(caps),

@@ -120,7 +120,7 @@ def open_message(
 
 
 def open_evidence(envelope: peer_pb2.Envelope, trust: TrustStore, *, expect: str) -> peer_pb2.Body:
-    """Authenticate a relayed or stored signed object (record, decision, vote): signature,
+    """Authenticate a relayed or stored signed object (a decision, a vote): signature,
     trust and payload kind only; it may be old and was not addressed to us."""
     body = _authenticate(envelope, trust)
     _check_kind(body, expect)

@@ -408,6 +408,9 @@ class Swim(FailureDetector):
                            self.name, self._signer)
         if self._table.apply(now, claim, own=True) is not Outcome.IGNORE:
             self.stats["suspicions_raised"] += 1
+            # Buddy system: tell the suspect now (the fresh claim leads the piggy-back
+            # queue), so a live member refutes within a round trip, not at the deadline.
+            self._send_gossip(member)
 
     def _sign_alive(self) -> Claim:
         return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,

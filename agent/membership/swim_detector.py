@@ -204,14 +204,21 @@ class FailureDetector:
                 suspicion.deadline = now + period
                 continue
             if not suspicion.last_chance_given:
-                # Before a verdict, ping the suspect once more with the suspicion attached:
-                # if it is alive and our copy of its refutation was lost, it answers.
+                # Before a verdict, probe the suspect once more with the suspicion attached,
+                # directly and through k helpers: if it is alive and our copy of its
+                # refutation was lost, one of k+1 paths brings the refutation back.
                 suspicion.last_chance_given = True
                 suspicion.deadline = now + period
                 seq = self._next_seq()
                 self.stats["probes_sent"] += 1
                 self._send(member.address, member.name,
                            lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
+                for helper in self._table.random_live(self.profile.indirect_checks,
+                                                      (self.name, member.name)):
+                    self.stats["indirect_probes"] += 1
+                    self._send(helper.address, helper.name,
+                               lambda claims, m=member, s=seq: PingReq(
+                                   s, self.name, m.name, m.address, claims))
                 continue
             claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
                                          self.name), self.name, self._signer)

@@ -68,10 +68,12 @@ class SwimProfile:
 _COMMON = dict(nack_fraction=0.8, push_pull_scale_from=32, max_claims_per_message=100_000)
 
 PROFILES: dict[str, SwimProfile] = {
+    # Faster than memberlist's LAN defaults (1 s probes, alpha 4): a refutation reaches
+    # a live member within one probe, so a short suspicion costs no false verdicts.
     "lan": SwimProfile(
-        probe_interval=1.0, probe_timeout=0.5, indirect_checks=3, retransmit_mult=4,
-        suspicion_alpha=4.0, suspicion_beta=6.0, suspicion_confirmations=3, max_health=8,
-        push_pull_interval=30.0, rejoin_interval=30.0, dead_retention=60.0,
+        probe_interval=0.5, probe_timeout=0.25, indirect_checks=3, retransmit_mult=4,
+        suspicion_alpha=5.0, suspicion_beta=3.0, suspicion_confirmations=3, max_health=8,
+        push_pull_interval=20.0, rejoin_interval=30.0, dead_retention=60.0,
         tombstone_ttl=3600.0, leave_grace=2.0, leave_fanout=3, max_message_bytes=1400,
         max_record_bytes=1000, **_COMMON),
     # Long round trips: slower probes, longer suspicion, more indirect probers.

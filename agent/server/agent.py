@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from agent.executor import build_executor
 from agent.executor.base import Executor
 from agent.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
-from agent.identity.envelope import Signer, new_nonce, open_evidence, seal
+from agent.identity.envelope import Signer, new_nonce, seal
 from agent.identity.keys import load_private_key
 from agent.identity.replay import ReplayGuard
 from agent.identity.trust import TrustStore
-from agent.membership.table import MembershipTable, MemberState
 from agent.negotiation.participant import Participant
 from agent.policy.engine import summarize
+from agent.server.membership import Membership
 from agent.server.metrics import AgentMetrics
 from agent.server.peers import PeerCallError, PeerChannels
 from agent.store.store import StepRow, Store, WorkflowRow
@@ -90,11 +90,7 @@ class Agent:
         self.peers = PeerChannels(
             self.signer, self.trust, self.guard, clock,
             on_error=lambda m, c: self.metrics.rpc_errors.labels(m, c).inc(),
-        )
-        g = config.gossip
-        self.membership = MembershipTable(
-            self.domain, self._verify_record,
-            suspect_after=g.suspect_after_s, dead_after=g.dead_after_s,
+            on_bytes=lambda m, d, n: self.metrics.peer_bytes.labels(m, d).inc(n),
         )
         self._set_capabilities(config)
         self.participant = Participant(
@@ -103,7 +99,7 @@ class Agent:
         )
         self.active: dict[str, Active] = {}
         self.changes = Changes()
-        self._record_version = 0
+        self.membership: Membership | None = None  # made in run(): it needs the stored incarnation
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
         self._wake_timers = asyncio.Event()
@@ -143,7 +139,7 @@ class Agent:
         del self.config.capabilities[:]
         self.config.capabilities.extend(config.capabilities)
         self.config.policy.CopyFrom(config.policy)
-        await self.publish_record()
+        self.publish_record_if_changed(force=True)
         log.info("configuration reloaded: %d capabilities", len(self.capacities))
         return fixed
 
@@ -159,25 +155,22 @@ class Agent:
         return seal(self.signer, recipient=recipient, now_ms=self.now_ms(), nonce=new_nonce(),
                     **payload)
 
-    def _verify_record(self, envelope: peer_pb2.Envelope, domain: str) -> bool:
-        try:
-            body = open_evidence(envelope, self.trust, expect="record")
-        except Exception:  # AuthError
-            return False
-        return body.sender == domain
-
     # ---- lifecycle ---------------------------------------------------------------
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Run until stop(): recovery, then the background loops, all owned here."""
-        stored = await self.store.get_meta("record_version")
-        self._record_version = int(stored) if stored else 0
+        # A restarted member must outrank its own earlier claims at once, so its
+        # incarnation starts above anything it can have used before (see README).
+        stored = await self.store.get_meta("incarnation")
+        incarnation = max(int(stored or 0) + 1, self.now_ms())
+        await self.store.set_meta("incarnation", str(incarnation))
+        self.membership = Membership(self, incarnation)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            await self.publish_record()
             await self.participation.recover()
             await self.coordination.recover()
-            tg.create_task(self._gossip_loop(), name="gossip")
+            self.publish_record_if_changed(force=True)
+            tg.create_task(self.membership.run(), name="membership")
             tg.create_task(self.participation.timer_loop(), name="in-doubt")
             if ready is not None:
                 ready.set()
@@ -219,79 +212,32 @@ class Agent:
             return True
         return False
 
-    # ---- gossip --------------------------------------------------------------------
+    # ---- this domain's record ------------------------------------------------------
 
-    async def publish_record(self, leaving: bool = False) -> None:
-        # Versions are millisecond timestamps (kept monotonic), so a restarted
-        # agent's record outranks the one it published before it stopped.
-        self._record_version = max(self._record_version + 1, self.now_ms())
+    def current_record(self) -> peer_pb2.DomainRecord:
         available = self.participant.available()
-        record = peer_pb2.DomainRecord(
-            domain=self.domain, version=self._record_version, endpoint=self.endpoint,
-            labels=dict(self.config.labels), policy=summarize(self.config.policy),
-            leaving=leaving,
+        return peer_pb2.DomainRecord(
+            domain=self.domain, endpoint=self.endpoint, labels=dict(self.config.labels),
+            policy=summarize(self.config.policy),
             capabilities=[
                 peer_pb2.CapabilityInfo(name=name, capacity=cap, available=available[name],
                                         cost=self.costs[name])
                 for name, cap in sorted(self.capacities.items())
             ],
         )
-        envelope = self.seal("", record=record)
-        self.membership.publish_self(envelope, record, self.now())
-        await self.store.set_meta("record_version", str(self._record_version))
+
+    def publish_record_if_changed(self, force: bool = False) -> None:
+        """Offer the current record to membership (it publishes on change, rate-limited)."""
+        if self.membership is not None:
+            self.membership.publish(self.current_record(), force=force)
         for cap, used in self.participant.in_use().items():
             self.metrics.reserved_slots.labels(cap).set(used)
-
-    async def _gossip_loop(self) -> None:
-        interval = self.config.gossip.interval_s
-        fanout = self.config.gossip.fanout
-        while not self.stopping:
-            await self.publish_record()
-            targets = self.membership.gossip_targets(self.rng, fanout, self.now())
-            if len(targets) < fanout:
-                # Seeds until the federation is known: how a new agent joins,
-                # and how a restarted one finds its way back.
-                known = set(targets) | {self.endpoint}
-                targets += [s for s in self.config.seeds if s not in known]
-            await asyncio.gather(*(self.exchange(t) for t in targets))
-            self._count_members()
-            if not await self.sleep(interval * (0.75 + 0.5 * self.rng.random())):
-                return
-
-    async def exchange(self, endpoint: str) -> None:
-        """One push-pull with a peer at `endpoint` (its domain may be unknown: a seed)."""
-        mine = self.membership.envelopes()
-        try:
-            body, _ = await self.peers.call(
-                endpoint, "Gossip", recipient="", expect="gossip",
-                timeout=min(PEER_RPC_TIMEOUT_S, max(1.0, self.config.gossip.interval_s * 2)),
-                gossip=peer_pb2.GossipExchange(records=mine),
-            )
-        except PeerCallError as e:
-            log.debug("gossip with %s failed: %s", endpoint, e)
-            return
-        self.metrics.gossip_exchanges.labels("out").inc()
-        self.metrics.gossip_bytes.labels("out").inc(sum(e.ByteSize() for e in mine))
-        self.metrics.gossip_bytes.labels("in").inc(body.gossip.ByteSize())
-        self.membership.merge(body.gossip.records, self.now())
-
-    def receive_gossip(self, exchange: peer_pb2.GossipExchange) -> peer_pb2.GossipExchange:
-        self.metrics.gossip_exchanges.labels("in").inc()
-        self.membership.merge(exchange.records, self.now())
-        return peer_pb2.GossipExchange(records=self.membership.envelopes())
-
-    def _count_members(self) -> None:
-        now = self.now()
-        counts = {s: 0 for s in MemberState}
-        for m in self.membership.members():
-            counts[self.membership.state(m, now)] += 1
-        for state, n in counts.items():
-            self.metrics.members.labels(state.value).set(n)
 
     def endpoint_of(self, domain: str, known: dict[str, str] | None = None) -> str | None:
         if domain == self.domain:
             return self.endpoint
-        return self.membership.endpoint(domain) or (known or {}).get(domain)
+        found = self.membership.endpoint(domain) if self.membership is not None else None
+        return found or (known or {}).get(domain)
 
     # ---- reliable delivery ---------------------------------------------------------
 

@@ -125,12 +125,13 @@ class ClientService(client_pb2_grpc.ClientServicer):
         now = a.now()
         reply = client_pb2.ListMembersReply()
         for m in a.membership.members():
-            state = a.membership.state(m, now)
+            heard = now if m.domain == a.domain else m.last_heard
             reply.members.append(client_pb2.MemberInfo(
-                domain=m.domain, address=m.record.endpoint,
-                state=client_pb2.MemberState.Value(f"MEMBER_STATE_{state.value}"),
+                domain=m.domain, address=m.address,
+                state=client_pb2.MemberState.Value(f"MEMBER_STATE_{m.state}"),
                 labels=dict(m.record.labels), capabilities=list(m.record.capabilities),
-                version=m.record.version, last_heard_ms=int(m.last_heard * 1000),
+                version=m.record_version, incarnation=m.incarnation,
+                last_heard_ms=int(heard * 1000) if heard is not None else 0,
                 policy=m.record.policy, self=m.domain == a.domain,
             ))
         return reply

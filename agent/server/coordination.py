@@ -87,11 +87,8 @@ class Coordination:
         a = self.agent
 
         def placer(excluded):
-            now = a.now()
-            candidates = [
-                Candidate(m.record, a.membership.state(m, now).value in ("ALIVE",))
-                for m in a.membership.members()
-            ]
+            candidates = [Candidate(m.record, m.state == "ALIVE")
+                          for m in a.membership.members() if m.record.domain]
             return place(spec, candidates, coordinator=a.domain, excluded=excluded)
 
         return placer

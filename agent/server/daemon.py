@@ -33,6 +33,7 @@ SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
 ]
 DRAIN_GRACE_S = 5.0
+LEAVE_GRACE_S = 1.0
 
 
 class StartupError(Exception):
@@ -111,6 +112,8 @@ async def serve(config, config_path: str = "") -> int:
     waiter.cancel()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
+    if ready.is_set() and agent.membership is not None:
+        await agent.membership.leave(LEAVE_GRACE_S)  # members see LEFT, not DEAD
     await server.stop(DRAIN_GRACE_S)
     agent.stop()
     try:

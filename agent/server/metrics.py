@@ -19,12 +19,9 @@ class AgentMetrics:
         self.rpc_errors = Counter(
             "fedorch_peer_rpc_errors", "Outgoing peer RPCs that failed", ["method", "code"],
             registry=r)
-        self.gossip_exchanges = Counter(
-            "fedorch_gossip_exchanges", "Push-pull exchanges completed", ["direction"],
-            registry=r)
-        self.gossip_bytes = Counter(
-            "fedorch_gossip_bytes", "Bytes of gossip sent and received", ["direction"],
-            registry=r)
+        self.peer_bytes = Counter(
+            "fedorch_peer_bytes", "Envelope bytes of peer RPCs sent and received, by RPC",
+            ["rpc", "direction"], registry=r)
         self.members = Gauge(
             "fedorch_members", "Members by state as this agent sees them", ["state"],
             registry=r)

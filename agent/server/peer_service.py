@@ -7,6 +7,7 @@ answered UNAUTHENTICATED, counted, logged, and changes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,20 @@ if TYPE_CHECKING:
     from agent.server.agent import Agent
 
 log = logging.getLogger("fedorch.peer")
+
+
+def _counted(handler):
+    """Count the envelope bytes each RPC receives and sends (fedorch_peer_bytes_total)."""
+    rpc = handler.__name__
+
+    @functools.wraps(handler)
+    async def counted(self, request, context):
+        self.agent.metrics.peer_bytes.labels(rpc, "in").inc(request.ByteSize())
+        reply = await handler(self, request, context)
+        self.agent.metrics.peer_bytes.labels(rpc, "out").inc(reply.ByteSize())
+        return reply
+
+    return counted
 
 
 class PeerService(peer_pb2_grpc.PeerServicer):
@@ -38,20 +53,25 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, e.reason)
             raise  # abort raises; this keeps type checkers honest
 
-    async def Gossip(self, request, context):
-        body = await self._open(request, context, "gossip", allow_unaddressed=True)
-        reply = self.agent.receive_gossip(body.gossip)
-        return self.agent.seal(body.sender, gossip=reply)
+    @_counted
+    async def Swim(self, request, context):
+        # Unaddressed allowed: a joining agent knows a seed's address, not its domain.
+        body = await self._open(request, context, "swim", allow_unaddressed=True)
+        reply = self.agent.membership.handle_batch(body.sender, body.swim)
+        return self.agent.seal(body.sender, swim=reply)
 
+    @_counted
     async def Prepare(self, request, context):
         body = await self._open(request, context, "prepare")
         return await self.agent.participation.prepare(body.sender, body.prepare)
 
+    @_counted
     async def Decide(self, request, context):
         body = await self._open(request, context, "decision_notice")
         ack = await self.agent.participation.decide(body.sender, body.decision_notice.decision)
         return self.agent.seal(body.sender, ack=ack)
 
+    @_counted
     async def QueryDecision(self, request, context):
         body = await self._open(request, context, "decision_query")
         q = body.decision_query
@@ -62,11 +82,13 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             answer = await a.coordination.answer_query(q.workflow_id, q.round)
         return a.seal(body.sender, decision_answer=answer)
 
+    @_counted
     async def ReportStep(self, request, context):
         body = await self._open(request, context, "step_result")
         ack = await self.agent.participation.on_result(body.sender, body.step_result)
         return self.agent.seal(body.sender, ack=ack)
 
+    @_counted
     async def CancelWorkflow(self, request, context):
         body = await self._open(request, context, "cancel")
         ack = await self.agent.participation.on_cancel(body.sender, body.cancel)

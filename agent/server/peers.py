@@ -44,12 +44,14 @@ class PeerChannels:
         guard: ReplayGuard,
         clock: Callable[[], float] = time.time,
         on_error: Callable[[str, str], None] | None = None,
+        on_bytes: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self._signer = signer
         self._trust = trust
         self._guard = guard
         self._clock = clock
         self._on_error = on_error
+        self._on_bytes = on_bytes or (lambda rpc, direction, n: None)
         self._channels: dict[str, tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]] = {}
 
     def channel(self, endpoint: str) -> grpc.aio.Channel:
@@ -74,6 +76,7 @@ class PeerChannels:
         recipient: str,
         expect: str,
         timeout: float,
+        wait_for_ready: bool = True,
         **payload: object,
     ) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
         """Seal, send with a deadline, verify the signed reply; PeerCallError on any failure.
@@ -84,14 +87,16 @@ class PeerChannels:
         request = seal(self._signer, recipient=recipient, now_ms=now_ms, nonce=new_nonce(),
                        **payload)
         rpc = getattr(self.stub(endpoint), method)
+        self._on_bytes(method, "out", request.ByteSize())
         try:
             # wait_for_ready: ride out a reconnect instead of failing fast;
             # the deadline still bounds the call.
-            reply = await rpc(request, timeout=timeout, wait_for_ready=True)
+            reply = await rpc(request, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.aio.AioRpcError as e:
             if self._on_error:
                 self._on_error(method, e.code().name)
             raise PeerCallError(e.code().name, e.details() or "") from None
+        self._on_bytes(method, "in", reply.ByteSize())
         try:
             body = open_message(reply, self._trust, self._guard, me=self._signer.domain,
                                 now_ms=int(self._clock() * 1000), expect=expect)

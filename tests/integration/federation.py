@@ -21,7 +21,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"}
 # Fast timings so that tests about liveness and leases finish quickly.
 TEST_TIMINGS = {
     "log_level": "info",
-    "gossip": {"interval_s": 0.2, "suspect_after_s": 2, "dead_after_s": 4},
+    "gossip": {"profile": "local"},
     "negotiation": {"prepare_timeout_s": 2, "lease_s": 4, "max_rounds": 3},
 }
 

@@ -113,7 +113,7 @@ async def test_reflection_lists_the_services(fed):
     assert {"fedorch.v1.Client", "fedorch.v1.Peer", "grpc.health.v1.Health"} <= names
 
 
-@pytest.mark.parametrize("method", ["Gossip", "Prepare", "Decide", "QueryDecision",
+@pytest.mark.parametrize("method", ["Swim", "Prepare", "Decide", "QueryDecision",
                                     "ReportStep", "CancelWorkflow"])
 async def test_garbage_bytes_never_crash_an_agent(fed, method):
     async with grpc.aio.insecure_channel(fed.address("us-east")) as channel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 
 import grpc
 import pytest
@@ -247,8 +246,13 @@ async def test_members_and_metrics(fed):
     # us-east keeps its policy private: nothing but "not published" is gossiped.
     us = next(m for m in reply.members if m.domain == "us-east")
     assert not us.policy.published and not us.policy.residency_accept
-    url = f"http://{fed.metrics_address('us-east')}/metrics"
-    text = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-    assert 'fedorch_votes_total{vote="no"}' in text
-    assert "fedorch_gossip_exchanges_total" in text
+    await fed.wait_state("eu-west", await fed.submit("eu-west", DEMO))  # us-east refuses
+
+    def sample(metric, **labels):
+        return fed.metric("us-east", metric, **labels)
+
+    assert await asyncio.to_thread(sample, "fedorch_votes_total", vote="no") >= 1
+    assert await asyncio.to_thread(sample, "fedorch_peer_bytes_total", rpc="Swim",
+                                   direction="out") > 0
+    assert await asyncio.to_thread(sample, "fedorch_swim_probes_sent_total") > 0
+    assert await asyncio.to_thread(sample, "fedorch_members", state="ALIVE") == 3

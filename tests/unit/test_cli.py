@@ -73,6 +73,7 @@ def member(domain: str, port: int, *, me: bool = False) -> client_pb2.MemberInfo
         address=f"127.0.0.1:{port}",
         state=client_pb2.MEMBER_STATE_ALIVE,
         version=4,
+        incarnation=7,
         last_heard_ms=1_500,
         self=me,
     )
@@ -304,6 +305,7 @@ def test_member_to_dict_shape() -> None:
             "state": "ALIVE",
             "labels": {"jurisdiction": "EU"},
             "capabilities": [{"name": "ml.train", "capacity": 2, "available": 1}],
+            "incarnation": 7,
             "version": 4,
             "last_heard_ms": 1500,
             "self": True,

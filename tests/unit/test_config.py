@@ -43,7 +43,7 @@ policy:
   quotas: {max_steps_per_coordinator: 3}
   publish: false
 metrics_listen: 127.0.0.1:9101
-gossip: {interval_s: 1, fanout: 3, suspect_after_s: 4, dead_after_s: 12}
+gossip: {profile: wan, tuning: {probe_interval: 4, indirect_checks: 5}, publish_interval_s: 3}
 negotiation: {prepare_timeout_s: 5, max_rounds: 5, lease_s: 60, replay_window_s: 120}
 log_level: debug
 """
@@ -101,8 +101,8 @@ def test_defaults_applied() -> None:
     assert config.advertise == "127.0.0.1:7101"
     assert list(config.policy.accept_from) == ["*"]
     assert config.policy.publish is True
-    assert (config.gossip.interval_s, config.gossip.fanout) == (0.5, 2)
-    assert (config.gossip.suspect_after_s, config.gossip.dead_after_s) == (3, 10)
+    assert (config.gossip.profile, config.gossip.publish_interval_s) == ("lan", 1.0)
+    assert not config.gossip.tuning
     n = config.negotiation
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
     assert config.log_level == "info"
@@ -112,7 +112,8 @@ def test_defaults_applied() -> None:
 def test_explicit_values_kept() -> None:
     config = _parse(FULL)
     assert list(config.seeds) == ["127.0.0.1:7102", "[::1]:7103", "us-east.example.com:7100"]
-    assert (config.gossip.interval_s, config.gossip.fanout) == (1, 3)
+    assert config.gossip.profile == "wan" and config.gossip.publish_interval_s == 3
+    assert dict(config.gossip.tuning) == {"probe_interval": 4, "indirect_checks": 5}
     assert config.negotiation.max_rounds == 5
     assert config.policy.publish is False
     assert config.policy.quotas.max_steps_per_coordinator == 3
@@ -292,13 +293,23 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
             ["policy.residency.accept: must be a list"],
         ),
         (MINIMAL + "policy: {publish: maybe}\n", ["policy.publish: must be true or false"]),
-        (MINIMAL + "gossip: {interval_s: 0}\n", ["gossip.interval_s: must be a positive"]),
-        (MINIMAL + "gossip: {fanout: -2}\n", ["gossip.fanout: must be a positive integer"]),
+        (MINIMAL + "gossip: {profile: moon}\n", ["gossip.profile: must be one of lan, local, wan"]),
         (
-            MINIMAL + "gossip: {suspect_after_s: 20}\n",
-            ["gossip.dead_after_s: must be greater than suspect_after_s"],
+            MINIMAL + "gossip: {tuning: {probe_intervall: 1}}\n",
+            ["gossip.tuning.probe_intervall: unknown key", "probe_interval"],
         ),
-        (MINIMAL + "gossip: {dead_after_s: .nan}\n", ["gossip.dead_after_s: must be a positive"]),
+        (
+            MINIMAL + "gossip: {tuning: {indirect_checks: 1.5}}\n",
+            ["gossip.tuning.indirect_checks: must be a whole number"],
+        ),
+        (
+            MINIMAL + "gossip: {tuning: {probe_timeout: 5}}\n",
+            ["gossip.tuning: probe_timeout must be shorter than probe_interval"],
+        ),
+        (
+            MINIMAL + "gossip: {publish_interval_s: 0}\n",
+            ["gossip.publish_interval_s: must be a positive"],
+        ),
         (
             MINIMAL + "negotiation: {max_rounds: 21}\n",
             ["negotiation.max_rounds: must be an integer from 1 to 20, got 21"],

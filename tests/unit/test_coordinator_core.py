@@ -410,7 +410,7 @@ steps:
 def _record(domain: str, caps: dict[str, tuple[int, float]], *, labels: dict[str, str],
             policy: peer_pb2.PolicySummary) -> peer_pb2.DomainRecord:
     return peer_pb2.DomainRecord(
-        domain=domain, version=1, endpoint=f"{domain}:7100", labels=labels,
+        domain=domain, endpoint=f"{domain}:7100", labels=labels,
         capabilities=[peer_pb2.CapabilityInfo(name=n, capacity=c, available=c, cost=cost)
                       for n, (c, cost) in caps.items()],
         policy=policy,

@@ -344,19 +344,21 @@ def test_forged_or_misdirected_messages_do_not_burn_the_nonce():
 
 
 def test_open_evidence_ignores_window_and_recipient_but_checks_signature():
-    record = peer_pb2.DomainRecord(domain="eu-west", version=3, endpoint="127.0.0.1:7101")
-    env = seal(EU, recipient="", now_ms=NOW - 30 * 86_400_000, nonce=new_nonce(), record=record)
-    body = open_evidence(env, trust(), expect="record")
-    assert body.record == record
-    assert open_evidence(env, trust(), expect="record") == body  # no replay guard either
-    with pytest.raises(AuthError, match="expected decision, got record"):
-        open_evidence(env, trust(), expect="decision")
+    decision = peer_pb2.Decision(workflow_id="eu-west.1", round=3, coordinator="eu-west",
+                                 outcome=peer_pb2.OUTCOME_ABORT)
+    env = seal(EU, recipient="", now_ms=NOW - 30 * 86_400_000, nonce=new_nonce(),
+               decision=decision)
+    body = open_evidence(env, trust(), expect="decision")
+    assert body.decision == decision
+    assert open_evidence(env, trust(), expect="decision") == body  # no replay guard either
+    with pytest.raises(AuthError, match="expected vote, got decision"):
+        open_evidence(env, trust(), expect="vote")
     forged = peer_pb2.Envelope(body=env.body, signature=MALLORY_KEY.sign(env.body))
     with pytest.raises(AuthError, match="bad signature from 'eu-west'"):
-        open_evidence(forged, trust(), expect="record")
-    untrusted = seal(MALLORY, recipient="", now_ms=NOW, nonce=new_nonce(), record=record)
+        open_evidence(forged, trust(), expect="decision")
+    untrusted = seal(MALLORY, recipient="", now_ms=NOW, nonce=new_nonce(), decision=decision)
     with pytest.raises(AuthError, match="untrusted sender 'mallory'"):
-        open_evidence(untrusted, trust(), expect="record")
+        open_evidence(untrusted, trust(), expect="decision")
 
 
 PROPERTY_ENV = sealed_vote(nonce=bytes(range(16)))

@@ -29,7 +29,7 @@ def _member(
 ) -> Candidate:
     record = peer_pb2.DomainRecord(
         domain=domain,
-        version=1,
+
         endpoint=f"{domain}:7100",
         labels=labels or {},
         capabilities=[

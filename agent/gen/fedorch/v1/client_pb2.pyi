@@ -70,7 +70,7 @@ class ListWorkflowsReply(_message.Message):
     def __init__(self, workflows: _Optional[_Iterable[_Union[_status_pb2.WorkflowStatus, _Mapping]]] = ...) -> None: ...
 
 class MemberInfo(_message.Message):
-    __slots__ = ("domain", "address", "state", "labels", "capabilities", "version", "last_heard_ms", "policy", "self")
+    __slots__ = ("domain", "address", "state", "labels", "capabilities", "version", "last_heard_ms", "policy", "self", "incarnation")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class MemberInfo(_message.Message):
     LAST_HEARD_MS_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     SELF_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     domain: str
     address: str
     state: MemberState
@@ -96,7 +97,8 @@ class MemberInfo(_message.Message):
     last_heard_ms: int
     policy: _peer_pb2.PolicySummary
     self: bool
-    def __init__(self_, domain: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[_Union[MemberState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[_peer_pb2.CapabilityInfo, _Mapping]]] = ..., version: _Optional[int] = ..., last_heard_ms: _Optional[int] = ..., policy: _Optional[_Union[_peer_pb2.PolicySummary, _Mapping]] = ..., self: _Optional[bool] = ...) -> None: ...
+    incarnation: int
+    def __init__(self_, domain: _Optional[str] = ..., address: _Optional[str] = ..., state: _Optional[_Union[MemberState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[_peer_pb2.CapabilityInfo, _Mapping]]] = ..., version: _Optional[int] = ..., last_heard_ms: _Optional[int] = ..., policy: _Optional[_Union[_peer_pb2.PolicySummary, _Mapping]] = ..., self: _Optional[bool] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class ListMembersRequest(_message.Message):
     __slots__ = ()

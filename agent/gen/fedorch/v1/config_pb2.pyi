@@ -109,16 +109,21 @@ class Quotas(_message.Message):
     def __init__(self, max_steps_per_coordinator: _Optional[int] = ...) -> None: ...
 
 class GossipConfig(_message.Message):
-    __slots__ = ("interval_s", "fanout", "suspect_after_s", "dead_after_s")
-    INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
-    FANOUT_FIELD_NUMBER: _ClassVar[int]
-    SUSPECT_AFTER_S_FIELD_NUMBER: _ClassVar[int]
-    DEAD_AFTER_S_FIELD_NUMBER: _ClassVar[int]
-    interval_s: float
-    fanout: int
-    suspect_after_s: float
-    dead_after_s: float
-    def __init__(self, interval_s: _Optional[float] = ..., fanout: _Optional[int] = ..., suspect_after_s: _Optional[float] = ..., dead_after_s: _Optional[float] = ...) -> None: ...
+    __slots__ = ("profile", "tuning", "publish_interval_s")
+    class TuningEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    TUNING_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    profile: str
+    tuning: _containers.ScalarMap[str, float]
+    publish_interval_s: float
+    def __init__(self, profile: _Optional[str] = ..., tuning: _Optional[_Mapping[str, float]] = ..., publish_interval_s: _Optional[float] = ...) -> None: ...
 
 class NegotiationConfig(_message.Message):
     __slots__ = ("prepare_timeout_s", "max_rounds", "lease_s", "replay_window_s")

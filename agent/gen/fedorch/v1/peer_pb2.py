@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from agent.gen.fedorch.v1 import spec_pb2 as fedorch_dot_v1_dot_spec__pb2
 from agent.gen.fedorch.v1 import status_pb2 as fedorch_dot_v1_dot_status__pb2
+from agent.gen.fedorch.v1 import swim_pb2 as fedorch_dot_v1_dot_swim__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64orch/v1/peer.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15\x66\x65\x64orch/v1/spec.proto\x1a\x17\x66\x65\x64orch/v1/status.proto\"+\n\x08\x45nvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xca\x04\n\x04\x42ody\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12*\n\x06record\x18\n \x01(\x0b\x32\x18.fedorch.v1.DomainRecordH\x00\x12,\n\x06gossip\x18\x0b \x01(\x0b\x32\x1a.fedorch.v1.GossipExchangeH\x00\x12-\n\x07prepare\x18\x0c \x01(\x0b\x32\x1a.fedorch.v1.PrepareRequestH\x00\x12 \n\x04vote\x18\r \x01(\x0b\x32\x10.fedorch.v1.VoteH\x00\x12(\n\x08\x64\x65\x63ision\x18\x0e \x01(\x0b\x32\x14.fedorch.v1.DecisionH\x00\x12\x35\n\x0f\x64\x65\x63ision_notice\x18\x0f \x01(\x0b\x32\x1a.fedorch.v1.DecisionNoticeH\x00\x12\x33\n\x0e\x64\x65\x63ision_query\x18\x10 \x01(\x0b\x32\x19.fedorch.v1.DecisionQueryH\x00\x12\x35\n\x0f\x64\x65\x63ision_answer\x18\x11 \x01(\x0b\x32\x1a.fedorch.v1.DecisionAnswerH\x00\x12-\n\x0bstep_result\x18\x12 \x01(\x0b\x32\x16.fedorch.v1.StepResultH\x00\x12*\n\x06\x63\x61ncel\x18\x13 \x01(\x0b\x32\x18.fedorch.v1.CancelNoticeH\x00\x12\x1e\n\x03\x61\x63k\x18\x14 \x01(\x0b\x32\x0f.fedorch.v1.AckH\x00\x42\t\n\x07payload\"Q\n\x0e\x43\x61pabilityInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12\x11\n\tavailable\x18\x03 \x01(\r\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"Q\n\rPolicySummary\x12\x11\n\tpublished\x18\x01 \x01(\x08\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x02 \x03(\t\x12\x18\n\x10residency_accept\x18\x03 \x03(\t\"\x94\x02\n\x0c\x44omainRecord\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x34\n\x06labels\x18\x04 \x03(\x0b\x32$.fedorch.v1.DomainRecord.LabelsEntry\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x1a.fedorch.v1.CapabilityInfo\x12)\n\x06policy\x18\x06 \x01(\x0b\x32\x19.fedorch.v1.PolicySummary\x12\x0f\n\x07leaving\x18\x07 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\x0eGossipExchange\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.fedorch.v1.Envelope\"\x8b\x02\n\x0ePrepareRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12&\n\x04spec\x18\x03 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\r\n\x05steps\x18\x04 \x03(\t\x12<\n\tplacement\x18\x05 \x03(\x0b\x32).fedorch.v1.PrepareRequest.PlacementEntry\x12\x10\n\x08lease_ms\x18\x06 \x01(\x03\x12\x1c\n\x14\x63oordinator_endpoint\x18\x07 \x01(\t\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x04Vote\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0b\n\x03yes\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05steps\x18\x06 \x03(\t\x12\x1b\n\x13lease_expires_at_ms\x18\x07 \x01(\x03\"\x9a\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.fedorch.v1.Outcome\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x36\n\tplacement\x18\x05 \x03(\x0b\x32#.fedorch.v1.Decision.PlacementEntry\x12#\n\x05votes\x18\x06 \x03(\x0b\x32\x14.fedorch.v1.Envelope\x12&\n\x04spec\x18\x07 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x36\n\tendpoints\x18\t \x03(\x0b\x32#.fedorch.v1.Decision.EndpointsEntry\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x0e\x44\x65\x63isionNotice\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.fedorch.v1.Envelope\"3\n\rDecisionQuery\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\"\\\n\x0e\x44\x65\x63isionAnswer\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12&\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x14.fedorch.v1.Envelope\"\xb2\x01\n\nStepResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.fedorch.v1.StepState\x12(\n\x07outputs\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"c\n\x0c\x43\x61ncelNotice\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\x0b\x66inal_state\x18\x03 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\" \n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t*I\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_COMMIT\x10\x01\x12\x11\n\rOUTCOME_ABORT\x10\x02\x32\xde\x02\n\x04Peer\x12\x34\n\x06Gossip\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x35\n\x07Prepare\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x34\n\x06\x44\x65\x63ide\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12;\n\rQueryDecision\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x38\n\nReportStep\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12<\n\x0e\x43\x61ncelWorkflow\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64orch/v1/peer.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15\x66\x65\x64orch/v1/spec.proto\x1a\x17\x66\x65\x64orch/v1/status.proto\x1a\x15\x66\x65\x64orch/v1/swim.proto\"+\n\x08\x45nvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xa3\x04\n\x04\x42ody\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12-\n\x07prepare\x18\x0c \x01(\x0b\x32\x1a.fedorch.v1.PrepareRequestH\x00\x12 \n\x04vote\x18\r \x01(\x0b\x32\x10.fedorch.v1.VoteH\x00\x12(\n\x08\x64\x65\x63ision\x18\x0e \x01(\x0b\x32\x14.fedorch.v1.DecisionH\x00\x12\x35\n\x0f\x64\x65\x63ision_notice\x18\x0f \x01(\x0b\x32\x1a.fedorch.v1.DecisionNoticeH\x00\x12\x33\n\x0e\x64\x65\x63ision_query\x18\x10 \x01(\x0b\x32\x19.fedorch.v1.DecisionQueryH\x00\x12\x35\n\x0f\x64\x65\x63ision_answer\x18\x11 \x01(\x0b\x32\x1a.fedorch.v1.DecisionAnswerH\x00\x12-\n\x0bstep_result\x18\x12 \x01(\x0b\x32\x16.fedorch.v1.StepResultH\x00\x12*\n\x06\x63\x61ncel\x18\x13 \x01(\x0b\x32\x18.fedorch.v1.CancelNoticeH\x00\x12\x1e\n\x03\x61\x63k\x18\x14 \x01(\x0b\x32\x0f.fedorch.v1.AckH\x00\x12%\n\x04swim\x18\x15 \x01(\x0b\x32\x15.fedorch.v1.SwimBatchH\x00\x42\t\n\x07payloadJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0c\"Q\n\x0e\x43\x61pabilityInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12\x11\n\tavailable\x18\x03 \x01(\r\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"Q\n\rPolicySummary\x12\x11\n\tpublished\x18\x01 \x01(\x08\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x02 \x03(\t\x12\x18\n\x10residency_accept\x18\x03 \x03(\t\"\x89\x02\n\x0c\x44omainRecord\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x34\n\x06labels\x18\x04 \x03(\x0b\x32$.fedorch.v1.DomainRecord.LabelsEntry\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x1a.fedorch.v1.CapabilityInfo\x12)\n\x06policy\x18\x06 \x01(\x0b\x32\x19.fedorch.v1.PolicySummary\x12\x0f\n\x07leaving\x18\x07 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03\"\x8b\x02\n\x0ePrepareRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12&\n\x04spec\x18\x03 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\r\n\x05steps\x18\x04 \x03(\t\x12<\n\tplacement\x18\x05 \x03(\x0b\x32).fedorch.v1.PrepareRequest.PlacementEntry\x12\x10\n\x08lease_ms\x18\x06 \x01(\x03\x12\x1c\n\x14\x63oordinator_endpoint\x18\x07 \x01(\t\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x04Vote\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0b\n\x03yes\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05steps\x18\x06 \x03(\t\x12\x1b\n\x13lease_expires_at_ms\x18\x07 \x01(\x03\"\x9a\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.fedorch.v1.Outcome\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x36\n\tplacement\x18\x05 \x03(\x0b\x32#.fedorch.v1.Decision.PlacementEntry\x12#\n\x05votes\x18\x06 \x03(\x0b\x32\x14.fedorch.v1.Envelope\x12&\n\x04spec\x18\x07 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x36\n\tendpoints\x18\t \x03(\x0b\x32#.fedorch.v1.Decision.EndpointsEntry\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x0e\x44\x65\x63isionNotice\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.fedorch.v1.Envelope\"3\n\rDecisionQuery\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\"\\\n\x0e\x44\x65\x63isionAnswer\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12&\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x14.fedorch.v1.Envelope\"\xb2\x01\n\nStepResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.fedorch.v1.StepState\x12(\n\x07outputs\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"c\n\x0c\x43\x61ncelNotice\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\x0b\x66inal_state\x18\x03 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\" \n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t*I\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_COMMIT\x10\x01\x12\x11\n\rOUTCOME_ABORT\x10\x02\x32\xdc\x02\n\x04Peer\x12\x32\n\x04Swim\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x35\n\x07Prepare\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x34\n\x06\x44\x65\x63ide\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12;\n\rQueryDecision\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x38\n\nReportStep\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12<\n\x0e\x43\x61ncelWorkflow\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,46 +43,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISION_PLACEMENTENTRY']._serialized_options = b'8\001'
   _globals['_DECISION_ENDPOINTSENTRY']._loaded_options = None
   _globals['_DECISION_ENDPOINTSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=2589
-  _globals['_OUTCOME']._serialized_end=2662
-  _globals['_ENVELOPE']._serialized_start=115
-  _globals['_ENVELOPE']._serialized_end=158
-  _globals['_BODY']._serialized_start=161
-  _globals['_BODY']._serialized_end=747
-  _globals['_CAPABILITYINFO']._serialized_start=749
-  _globals['_CAPABILITYINFO']._serialized_end=830
-  _globals['_POLICYSUMMARY']._serialized_start=832
-  _globals['_POLICYSUMMARY']._serialized_end=913
-  _globals['_DOMAINRECORD']._serialized_start=916
-  _globals['_DOMAINRECORD']._serialized_end=1192
-  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_start=1147
-  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_end=1192
-  _globals['_GOSSIPEXCHANGE']._serialized_start=1194
-  _globals['_GOSSIPEXCHANGE']._serialized_end=1249
-  _globals['_PREPAREREQUEST']._serialized_start=1252
-  _globals['_PREPAREREQUEST']._serialized_end=1519
-  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_start=1471
-  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_end=1519
-  _globals['_VOTE']._serialized_start=1522
-  _globals['_VOTE']._serialized_end=1653
-  _globals['_DECISION']._serialized_start=1656
-  _globals['_DECISION']._serialized_end=2066
-  _globals['_DECISION_PLACEMENTENTRY']._serialized_start=1471
-  _globals['_DECISION_PLACEMENTENTRY']._serialized_end=1519
-  _globals['_DECISION_ENDPOINTSENTRY']._serialized_start=2018
-  _globals['_DECISION_ENDPOINTSENTRY']._serialized_end=2066
-  _globals['_DECISIONNOTICE']._serialized_start=2068
-  _globals['_DECISIONNOTICE']._serialized_end=2124
-  _globals['_DECISIONQUERY']._serialized_start=2126
-  _globals['_DECISIONQUERY']._serialized_end=2177
-  _globals['_DECISIONANSWER']._serialized_start=2179
-  _globals['_DECISIONANSWER']._serialized_end=2271
-  _globals['_STEPRESULT']._serialized_start=2274
-  _globals['_STEPRESULT']._serialized_end=2452
-  _globals['_CANCELNOTICE']._serialized_start=2454
-  _globals['_CANCELNOTICE']._serialized_end=2553
-  _globals['_ACK']._serialized_start=2555
-  _globals['_ACK']._serialized_end=2587
-  _globals['_PEER']._serialized_start=2665
-  _globals['_PEER']._serialized_end=3015
+  _globals['_OUTCOME']._serialized_start=2505
+  _globals['_OUTCOME']._serialized_end=2578
+  _globals['_ENVELOPE']._serialized_start=138
+  _globals['_ENVELOPE']._serialized_end=181
+  _globals['_BODY']._serialized_start=184
+  _globals['_BODY']._serialized_end=731
+  _globals['_CAPABILITYINFO']._serialized_start=733
+  _globals['_CAPABILITYINFO']._serialized_end=814
+  _globals['_POLICYSUMMARY']._serialized_start=816
+  _globals['_POLICYSUMMARY']._serialized_end=897
+  _globals['_DOMAINRECORD']._serialized_start=900
+  _globals['_DOMAINRECORD']._serialized_end=1165
+  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_start=1114
+  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_end=1159
+  _globals['_PREPAREREQUEST']._serialized_start=1168
+  _globals['_PREPAREREQUEST']._serialized_end=1435
+  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_start=1387
+  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_end=1435
+  _globals['_VOTE']._serialized_start=1438
+  _globals['_VOTE']._serialized_end=1569
+  _globals['_DECISION']._serialized_start=1572
+  _globals['_DECISION']._serialized_end=1982
+  _globals['_DECISION_PLACEMENTENTRY']._serialized_start=1387
+  _globals['_DECISION_PLACEMENTENTRY']._serialized_end=1435
+  _globals['_DECISION_ENDPOINTSENTRY']._serialized_start=1934
+  _globals['_DECISION_ENDPOINTSENTRY']._serialized_end=1982
+  _globals['_DECISIONNOTICE']._serialized_start=1984
+  _globals['_DECISIONNOTICE']._serialized_end=2040
+  _globals['_DECISIONQUERY']._serialized_start=2042
+  _globals['_DECISIONQUERY']._serialized_end=2093
+  _globals['_DECISIONANSWER']._serialized_start=2095
+  _globals['_DECISIONANSWER']._serialized_end=2187
+  _globals['_STEPRESULT']._serialized_start=2190
+  _globals['_STEPRESULT']._serialized_end=2368
+  _globals['_CANCELNOTICE']._serialized_start=2370
+  _globals['_CANCELNOTICE']._serialized_end=2469
+  _globals['_ACK']._serialized_start=2471
+  _globals['_ACK']._serialized_end=2503
+  _globals['_PEER']._serialized_start=2581
+  _globals['_PEER']._serialized_end=2929
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from agent.gen.fedorch.v1 import spec_pb2 as _spec_pb2
 from agent.gen.fedorch.v1 import status_pb2 as _status_pb2
+from agent.gen.fedorch.v1 import swim_pb2 as _swim_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -28,13 +29,11 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "record", "gossip", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
-    RECORD_FIELD_NUMBER: _ClassVar[int]
-    GOSSIP_FIELD_NUMBER: _ClassVar[int]
     PREPARE_FIELD_NUMBER: _ClassVar[int]
     VOTE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
@@ -44,12 +43,11 @@ class Body(_message.Message):
     STEP_RESULT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    SWIM_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
     sent_at_ms: int
-    record: DomainRecord
-    gossip: GossipExchange
     prepare: PrepareRequest
     vote: Vote
     decision: Decision
@@ -59,7 +57,8 @@ class Body(_message.Message):
     step_result: StepResult
     cancel: CancelNotice
     ack: Ack
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., record: _Optional[_Union[DomainRecord, _Mapping]] = ..., gossip: _Optional[_Union[GossipExchange, _Mapping]] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    swim: _swim_pb2.SwimBatch
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ...) -> None: ...
 
 class CapabilityInfo(_message.Message):
     __slots__ = ("name", "capacity", "available", "cost")
@@ -84,7 +83,7 @@ class PolicySummary(_message.Message):
     def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DomainRecord(_message.Message):
-    __slots__ = ("domain", "version", "endpoint", "labels", "capabilities", "policy", "leaving")
+    __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -93,26 +92,18 @@ class DomainRecord(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     LEAVING_FIELD_NUMBER: _ClassVar[int]
     domain: str
-    version: int
     endpoint: str
     labels: _containers.ScalarMap[str, str]
     capabilities: _containers.RepeatedCompositeFieldContainer[CapabilityInfo]
     policy: PolicySummary
     leaving: bool
-    def __init__(self, domain: _Optional[str] = ..., version: _Optional[int] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
-
-class GossipExchange(_message.Message):
-    __slots__ = ("records",)
-    RECORDS_FIELD_NUMBER: _ClassVar[int]
-    records: _containers.RepeatedCompositeFieldContainer[Envelope]
-    def __init__(self, records: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
+    def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint")

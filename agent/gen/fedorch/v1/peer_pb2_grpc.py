@@ -34,8 +34,8 @@ class PeerStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Gossip = channel.unary_unary(
-                '/fedorch.v1.Peer/Gossip',
+        self.Swim = channel.unary_unary(
+                '/fedorch.v1.Peer/Swim',
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
@@ -69,8 +69,9 @@ class PeerStub:
 class PeerServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Gossip(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+    def Swim(self, request, context):
+        """Membership (SWIM): a batch of datagrams; the reply carries the answers.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -108,8 +109,8 @@ class PeerServicer:
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Gossip': grpc.unary_unary_rpc_method_handler(
-                    servicer.Gossip,
+            'Swim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Swim,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
@@ -150,7 +151,7 @@ class Peer:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Gossip(request,
+    def Swim(request,
             target,
             options=(),
             channel_credentials=None,
@@ -163,7 +164,7 @@ class Peer:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedorch.v1.Peer/Gossip',
+            '/fedorch.v1.Peer/Swim',
             fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
             options,
