@@ -73,12 +73,48 @@ def gossip(as_json: bool, agents: int, sim: bool, real: bool, seed: int) -> None
         _print_gossip(result)
 
 
+def _commit(total: int, concurrency: int) -> dict:
+    from agent.bench.commit import run_commit_bench
+
+    return asyncio.run(run_commit_bench(total=total, concurrency=concurrency))
+
+
+def _print_commit(r: dict) -> None:
+    table = Table(title="two-phase commit, three-domain workflows on 127.0.0.1")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("raw gRPC unary echo calls/s (baseline)", str(r["echo_calls_per_s"]), "")
+    table.add_row("committed workflows/s", str(r["commits_per_s"]), "≥ 1000")
+    table.add_row("end-to-end workflows/s", str(r["workflows_per_s"]), "")
+    table.add_row("submit→committed p50, unloaded (ms)", str(r["p50_ms_unloaded"]), "≤ 5")
+    table.add_row("submit→committed p99, unloaded (ms)", str(r["p99_ms_unloaded"]), "")
+    table.add_row("submit→committed p50 at half peak (ms)", str(r["p50_ms_half_load"]), "")
+    table.add_row("submit→committed p99 at half peak (ms)", str(r["p99_ms_half_load"]), "")
+    table.add_row("workflows/s ÷ echo calls/s", str(r["ratio"]), "≥ 0.4")
+    console().print(table)
+
+
+@bench.command(name="commit")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.option("--workflows", default=600, show_default=True, help="Workflows at full load.")
+@click.option("--concurrency", default=64, show_default=True, help="Submitters at full load.")
+def commit(as_json: bool, workflows: int, concurrency: int) -> None:
+    """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
+    result = _commit(workflows, concurrency)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        _print_commit(result)
+
+
 @bench.command(name="all")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per benchmark.")
 def bench_all(as_json: bool) -> None:
     """Every benchmark, one after the other."""
-    result = {"gossip": _gossip(30, True, True, 1)}
+    result = {"gossip": _gossip(30, True, True, 1), "commit": _commit(600, 64)}
     if as_json:
         click.echo(json.dumps(result))
     else:
         _print_gossip(result["gossip"])
+        _print_commit(result["commit"])

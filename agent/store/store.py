@@ -2,7 +2,12 @@
 
 Peers rely on what this file says (a YES vote, a decision, a step start), so it
 runs with `synchronous=FULL`: a write is on disk before the call returns, and
-callers only tell anyone about it after that. Each method is one transaction.
+callers only tell anyone about it after that.
+
+Group commit: writes that arrive while a transaction is being committed wait
+and then share the next one, so one fsync covers many of them. Each writer's
+statements run in a savepoint of their own: a write that fails (a unique
+index) is rolled back alone and its caller gets the error; the others commit.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import sqlite3
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -63,8 +69,11 @@ class ReservationRow:
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
-        # One connection, many tasks: transactions must not interleave.
-        self._write_lock = asyncio.Lock()
+        # Writes waiting for the next group commit: (statements, caller's future).
+        self._queue: list[tuple[list[tuple[str, tuple]], asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
+        self.commits = 0  # transactions committed (writes / commits = group size)
+        self.writes = 0
 
     @classmethod
     async def open(cls, data_dir: str | pathlib.Path) -> Store:
@@ -84,6 +93,8 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer  # it ends once the queue is empty
         await self._db.close()
 
     async def _migrate(self) -> None:
@@ -114,18 +125,49 @@ class Store:
             return list(await cur.fetchall())
 
     async def _write(self, statements: list[tuple[str, tuple]]) -> int:
-        """Run statements in one transaction; returns how many rows they changed."""
-        async with self._write_lock:
-            before = self._db.total_changes
-            await self._db.execute("BEGIN IMMEDIATE")
+        """Run statements atomically and durably; returns how many rows they changed."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((statements, future))
+        if self._committer is None or self._committer.done():
+            # Owned by the store: it drains the queue, then ends; close() awaits it.
+            self._committer = asyncio.create_task(self._commit_queued(), name="group commit")
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            results: list[tuple[asyncio.Future, int | BaseException]] = []
             try:
-                for sql, args in statements:
-                    await self._db.execute(sql, args)
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-            return self._db.total_changes - before
+                await self._db.execute("BEGIN IMMEDIATE")
+                for statements, future in batch:
+                    before = self._db.total_changes
+                    await self._db.execute("SAVEPOINT write")
+                    try:
+                        for sql, args in statements:
+                            await self._db.execute(sql, args)
+                    except sqlite3.Error as e:
+                        await self._db.execute("ROLLBACK TO write")
+                        results.append((future, e))
+                    else:
+                        results.append((future, self._db.total_changes - before))
+                    await self._db.execute("RELEASE write")
+                await self._db.execute("COMMIT")
+            except BaseException as e:  # the commit itself failed: nobody's write is durable
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
+                results = [(future, e) for _, future in batch]
+                if not isinstance(e, Exception):
+                    raise
+            finally:
+                self.commits += 1
+                self.writes += len(batch)
+                for future, outcome in results:
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
 
     # ---- meta ----------------------------------------------------------------
 

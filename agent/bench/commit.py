@@ -1,0 +1,179 @@
+"""Commit benchmark: admission and end-to-end throughput of three-domain workflows.
+
+On agents it starts on 127.0.0.1, it prints in one run:
+- a baseline: raw gRPC unary echo calls/s between two processes on this machine;
+- committed three-domain workflows/s (submit until the decision: RUNNING) and
+  end-to-end workflows/s (until SUCCEEDED), builtin no-op steps;
+- p50/p99 submit-to-committed latency unloaded, and at half the peak rate;
+- the ratio of workflows/s to echo calls/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from agent.bench.realnet import RealNet
+from agent.cli.demo import pick_free_ports
+from agent.gen.fedorch.v1 import client_pb2, status_pb2
+from agent.workflow.spec import parse_spec_text
+
+DOMAINS = ["c1", "c2", "c3"]
+SPEC = parse_spec_text("""
+name: bench
+steps:
+  - {id: a, capability: bench.noop, constraints: {domains: [c1]}}
+  - {id: b, capability: bench.noop, constraints: {domains: [c2]}, needs: [a]}
+  - {id: c, capability: bench.noop, constraints: {domains: [c3]}, needs: [b]}
+""", "bench")
+RUNNING = status_pb2.WORKFLOW_STATE_RUNNING
+TERMINAL = {status_pb2.WORKFLOW_STATE_SUCCEEDED, status_pb2.WORKFLOW_STATE_FAILED,
+            status_pb2.WORKFLOW_STATE_ABORTED, status_pb2.WORKFLOW_STATE_CANCELLED}
+
+_ECHO_SERVER = r"""
+import asyncio, sys, grpc
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    async def echo(request, context):
+        return request
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(sys.argv[1])
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+async def echo_calls_per_s(seconds: float = 3.0, concurrency: int = 32) -> float:
+    """Raw unary calls/s to a second process: the machine's own gRPC ceiling."""
+    port = pick_free_ports(1)[0]
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ready"
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/bench.Echo/Echo", request_serializer=None,
+                                       response_deserializer=None)
+            payload = b"x" * 64
+            await call(payload, timeout=5, wait_for_ready=True)
+            done = 0
+            deadline = time.monotonic() + seconds
+
+            async def worker():
+                nonlocal done
+                while time.monotonic() < deadline:
+                    await call(payload, timeout=5)
+                    done += 1
+
+            start = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return done / (time.monotonic() - start)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+class _Run:
+    """One workflow's timestamps, followed through a Watch stream."""
+
+    def __init__(self) -> None:
+        self.submitted = 0.0
+        self.committed: float | None = None
+        self.finished: float | None = None
+
+
+async def _one(net: RealNet, run: _Run) -> None:
+    client = net.client(DOMAINS[0])
+    run.submitted = time.monotonic()
+    reply = await client.Submit(client_pb2.SubmitRequest(spec=SPEC), timeout=30)
+    async for status in client.Watch(client_pb2.GetWorkflowRequest(id=reply.id), timeout=120):
+        if run.committed is None and status.state in (RUNNING, *TERMINAL):
+            run.committed = time.monotonic()
+        if status.state in TERMINAL:
+            run.finished = time.monotonic()
+            return
+
+
+async def _closed_loop(net: RealNet, total: int, concurrency: int) -> list[_Run]:
+    runs = [_Run() for _ in range(total)]
+    queue = list(runs)
+
+    async def worker():
+        while queue:
+            await _one(net, queue.pop())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return runs
+
+
+async def _open_loop(net: RealNet, rate: float, seconds: float) -> list[_Run]:
+    runs: list[_Run] = []
+    async with asyncio.TaskGroup() as tg:
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            run = _Run()
+            runs.append(run)
+            tg.create_task(_one(net, run))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+    return runs
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def run_commit_bench(total: int = 300, concurrency: int = 32,
+                           workdir: Path | None = None) -> dict:
+    echo = await echo_calls_per_s()
+    with tempfile.TemporaryDirectory(prefix="fedorch-bench-") as tmp:
+        net = RealNet(Path(workdir or tmp), DOMAINS, bodies={d: {"capabilities": [
+            {"name": "bench.noop", "capacity": 100_000,
+             "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
+            extra={"gossip": {"profile": "local"}})
+        net.write_configs()
+        try:
+            await net.start()
+            from agent.cli.demo import wait_members_alive
+            for d in DOMAINS:
+                await wait_members_alive(net.procs[d], DOMAINS, 5.0, 30)
+            unloaded = await _closed_loop(net, 30, 1)
+            start = time.monotonic()
+            loaded = await _closed_loop(net, total, concurrency)
+            committed_at = [r.committed for r in loaded if r.committed is not None]
+            finished_at = [r.finished for r in loaded if r.finished is not None]
+            commits_per_s = len(committed_at) / (max(committed_at) - start)
+            workflows_per_s = len(finished_at) / (max(finished_at) - start)
+            half = await _open_loop(net, max(1.0, commits_per_s / 2), 5.0)
+        finally:
+            await net.close()
+            net.stop()
+    lat = [(r.committed - r.submitted) * 1000 for r in unloaded if r.committed]
+    half_lat = [(r.committed - r.submitted) * 1000 for r in half if r.committed]
+    return {
+        "echo_calls_per_s": round(echo, 1),
+        "commits_per_s": round(commits_per_s, 1),
+        "workflows_per_s": round(workflows_per_s, 1),
+        "p50_ms_unloaded": round(statistics.median(lat), 2),
+        "p99_ms_unloaded": round(_pct(lat, 0.99), 2),
+        "p50_ms_half_load": round(_pct(half_lat, 0.5), 2),
+        "p99_ms_half_load": round(_pct(half_lat, 0.99), 2),
+        "ratio": round(workflows_per_s / echo, 4),
+        "workflows": total,
+        "concurrency": concurrency,
+    }
