@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,11 +56,12 @@ asyncio.run(main())
 async def echo_calls_per_s(seconds: float = 3.0, concurrency: int = 32) -> float:
     """Raw unary calls/s to a second process: the machine's own gRPC ceiling."""
     port = pick_free_ports(1)[0]
-    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ECHO_SERVER, f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
-        proc.stdout.readline()  # "ready"
+        await asyncio.wait_for(proc.stdout.readline(), 30)  # "ready"
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_unary("/bench.Echo/Echo", request_serializer=None,
                                        response_deserializer=None)
@@ -81,7 +81,7 @@ async def echo_calls_per_s(seconds: float = 3.0, concurrency: int = 32) -> float
             return done / (time.monotonic() - start)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        await asyncio.wait_for(proc.wait(), 10)
 
 
 class _Run:
