@@ -30,5 +30,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/fedorch bench all
 
+# 100,000 seeded runs of the negotiation simulator (make test runs 2,000).
+soak: $(STAMP)
+	$(PY) -m agent.negotiation.sim --seeds 100000 --jobs 2
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -469,3 +469,37 @@ def test_demo_us_east_is_cheaper_but_refuses_and_round_two_picks_eu_west() -> No
     core.receive_vote(0.5, yes("partner", 2))
     core.receive_vote(0.6, yes("eu-west", 2))
     assert core.next_actions()[-1] == Finished(True, 2, ROUND2, "")
+
+
+# ---- decision queries and records (classic mode) ------------------------------------------
+
+
+def test_queries_are_answered_from_the_log() -> None:
+    from agent.negotiation.messages import AnswerStatus
+    core, _, _ = started()
+    assert core.answer_query(1.0, 1).status is AnswerStatus.UNKNOWN  # still voting
+    core.receive_vote(1.0, no("us-east", "no"))
+    core.next_actions()
+    aborted = core.answer_query(2.0, 1)
+    assert aborted.status is AnswerStatus.DECIDED and not aborted.value.commit
+    with pytest.raises(RemoteProtocolError):
+        core.answer_query(2.0, 7)  # a round that never existed
+    core.receive_vote(3.0, yes("eu-west", 2))
+    core.receive_vote(3.0, yes("partner", 2))
+    core.next_actions()
+    committed = core.answer_query(4.0, 2)
+    assert committed.value.commit and len(committed.value.votes) == 2
+    assert core.collectable() == [("wf-1", 1)]  # ABORT: never needed (presumed abort)
+    core.receive_ack(5.0, "eu-west", 2)
+    core.receive_ack(5.0, "partner", 2)
+    assert core.collectable() == [("wf-1", 1), ("wf-1", 2)]
+
+
+def test_peer_inputs_out_of_phase_are_remote_errors() -> None:
+    core = Coordinator("wf", placer=FakePlacer(DEMO_PREFS), max_rounds=1, prepare_timeout_s=1.0)
+    for call in (lambda: core.receive_paxos(0.0, object()),
+                 lambda: core.receive_ack(0.0, "x", 1),
+                 lambda: core.answer_query(0.0, 1)):
+        with pytest.raises(RemoteProtocolError):
+            call()
+    assert core.phase is Phase.IDLE

@@ -329,3 +329,84 @@ def test_available_never_goes_negative() -> None:
                     [("a", "ml.train"), ("b", "ml.train")], 0.0)])
     assert p.in_use() == {"ml.train": 2}
     assert p.available() == {"ml.train": 0}
+
+
+# ---- two-record YES, leases of reservations that never voted, restore of decisions -------
+
+
+def reserve(p: Participant, now: float = 0.0, **kw):
+    return p.reserve(now, workflow_id=kw.get("wf", "wf-1"), round=kw.get("rnd", 1),
+                     coordinator="eu-west", data_labels=EU, steps=TRAIN)
+
+
+def test_reserve_then_confirm_yes_makes_the_prepare_record() -> None:
+    p = make()
+    out = reserve(p, 10.0)
+    assert out.yes and out.fresh and out.hold.state is HoldState.RESERVED
+    assert p.available()["ml.train"] == 1  # the reservation holds its slot already
+    assert p.status(("wf-1", 1)) == "reserved"
+    hold = p.confirm_yes(11.0, ("wf-1", 1))
+    assert hold is out.hold and hold.state is HoldState.PREPARED
+    again = reserve(p, 12.0)  # a duplicate PREPARE repeats the YES, nothing to persist
+    assert again.yes and again.hold is None and not again.fresh
+
+
+def test_a_reservation_that_never_voted_yes_ends_with_its_lease() -> None:
+    p = make()
+    reserve(p, 0.0)
+    assert p.expiry_timer() == LEASE and p.get_timer() == LEASE
+    assert p.expire(LEASE - 0.01) == []
+    gone = p.expire(LEASE)
+    assert [h.key for h in gone] == [("wf-1", 1)]
+    assert p.holds() == [] and p.status(("wf-1", 1)) == "expired"
+    late = reserve(p, LEASE + 1)  # its round cannot reserve again
+    assert not late.yes and late.reason == "round already decided"
+    with pytest.raises(RemoteProtocolError):
+        p.decide(LEASE + 2, "wf-1", 1, True)  # no YES ever left: a COMMIT is impossible
+
+
+def test_confirming_after_the_lease_releases_instead() -> None:
+    p = make()
+    reserve(p, 0.0)
+    assert p.confirm_yes(LEASE, ("wf-1", 1)) is None
+    assert p.holds() == []
+
+
+def test_a_yes_voter_never_expires() -> None:
+    p = make()
+    prepare(p, 0.0)
+    assert p.expire(10 * LEASE) == [] and p.expiry_timer() is None
+    assert p.holds()[0].state is HoldState.PREPARED
+
+
+def test_an_unconfirmed_reservation_is_released_by_abort_and_refuses_commit() -> None:
+    p = make()
+    reserve(p, 0.0)
+    with pytest.raises(RemoteProtocolError, match="sent no YES"):
+        p.decide(1.0, "wf-1", 1, True)
+    assert p.decide(1.0, "wf-1", 1, False) is DecisionEffect.RELEASED
+
+
+def test_restore_remembers_decided_rounds() -> None:
+    p = make()
+    p.restore([], {("wf-1", 1): False, ("wf-2", 1): True})
+    assert p.status(("wf-1", 1)) == "aborted"
+    assert not prepare(p, wf="wf-1").yes  # a late PREPARE after a restart cannot reserve
+    assert p.decide(1.0, "wf-2", 1, True) is DecisionEffect.NOTHING
+    with pytest.raises(RemoteProtocolError, match="ABORT after COMMIT"):
+        p.decide(1.0, "wf-2", 1, False)
+
+
+def test_prepare_with_a_transaction_that_does_not_match_is_refused() -> None:
+    from agent.negotiation.messages import TxInfo
+    p = make()
+    tx = TxInfo("wf-1", 2, "eu-west", ("partner",), ("eu-west", "partner", "x"))
+    with pytest.raises(RemoteProtocolError, match="does not match"):
+        p.prepare(0.0, workflow_id="wf-1", round=1, coordinator="eu-west", data_labels=EU,
+                  steps=TRAIN, tx=tx)
+    assert p.holds() == []
+    ok = p.prepare(0.0, workflow_id="wf-1", round=2, coordinator="eu-west", data_labels=EU,
+                   steps=TRAIN, tx=tx)
+    assert ok.yes and ok.hold.tx == tx and ok.hold.state is HoldState.PREPARED
+    assert p.get_timer() is None  # an in-doubt hold with a TxInfo is Termination's, not ours
+    assert p.due_queries(100.0) == []
