@@ -88,6 +88,7 @@ class _Run:
     """One workflow's timestamps, followed through a Watch stream."""
 
     def __init__(self) -> None:
+        self.id = ""
         self.submitted = 0.0
         self.committed: float | None = None
         self.finished: float | None = None
@@ -97,6 +98,7 @@ async def _one(net: RealNet, run: _Run) -> None:
     client = net.client(DOMAINS[0])
     run.submitted = time.monotonic()
     reply = await client.Submit(client_pb2.SubmitRequest(spec=SPEC), timeout=30)
+    run.id = reply.id
     async for status in client.Watch(client_pb2.GetWorkflowRequest(id=reply.id), timeout=120):
         if run.committed is None and status.state in (RUNNING, *TERMINAL):
             run.committed = time.monotonic()

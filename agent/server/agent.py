@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ log = logging.getLogger("fedorch.agent")
 
 TERMINAL_WORKFLOW_STATES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
 PEER_RPC_TIMEOUT_S = 5.0
+RECENTLY_FINISHED_MEMORY = 100_000
 
 
 @dataclass
@@ -98,6 +100,8 @@ class Agent:
             lease_s=neg.lease_s, query_interval_s=max(0.5, neg.prepare_timeout_s),
         )
         self.active: dict[str, Active] = {}
+        # Ended here lately: late messages about them need no buffering.
+        self.recently_finished: OrderedDict[str, None] = OrderedDict()
         self.changes = Changes()
         self.membership: Membership | None = None  # made in run(): it needs the stored incarnation
         self._tg: asyncio.TaskGroup | None = None
@@ -311,6 +315,9 @@ class Agent:
         if active is not None:
             for task in active.running.values():
                 task.cancel()
+        self.recently_finished[workflow_id] = None
+        while len(self.recently_finished) > RECENTLY_FINISHED_MEMORY:
+            self.recently_finished.popitem(last=False)
 
 
 class _Stop(Exception):

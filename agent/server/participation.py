@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from agent.server.agent import Agent
 
 log = logging.getLogger("fedorch.participant")
+EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders retry later
 
 
 def _reservation_row(h: Hold) -> ReservationRow:
@@ -41,6 +42,10 @@ class Participation:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._wake = asyncio.Event()
+        # Results that arrived before their workflow's COMMIT (messages reorder). Kept
+        # in memory, filled and drained with no await in between, so none is lost to a
+        # COMMIT handled concurrently; also on disk, for a crash in the meantime.
+        self._early: dict[str, list[tuple[str, int, StepState, dict, str]]] = {}
 
     # ---- PREPARE ------------------------------------------------------------------
 
@@ -153,6 +158,8 @@ class Participation:
         active.row.endpoints.update({k: v for k, v in decision.endpoints.items() if v})
         self.ensure_progress(active, decision.spec)
         await self.restore_steps(active)
+        for early in self._early.pop(active.row.id, ()):
+            active.progress.apply_result(*early)
         await a.save(active)
         await self.start_ready(active)
 
@@ -252,13 +259,17 @@ class Participation:
         state = StepState(step_state_name(result.state))
         outputs = json_format.MessageToDict(result.outputs)
         active = a.active.get(result.workflow_id)
+        if result.workflow_id in a.recently_finished:
+            return peer_pb2.Ack(ok=True)
         if active is None or active.progress is None:
-            # Not committed here yet (reordering) or over: keep it for when it is.
-            row = await a.store.get_workflow(result.workflow_id)
-            if row is None or row.state not in TERMINAL_WORKFLOW_STATES:
-                await a.store.save_steps([StepRow(result.workflow_id, result.step_id, sender,
-                                                  state.value, result.attempt, outputs,
-                                                  result.error)])
+            # Not committed here yet (reordering): keep it for the COMMIT.
+            if len(self._early) >= EARLY_RESULTS_MEMORY:
+                return peer_pb2.Ack(ok=False, error="too many results for unknown workflows")
+            self._early.setdefault(result.workflow_id, []).append(
+                (result.step_id, result.attempt, state, outputs, result.error))
+            await a.store.save_steps([StepRow(result.workflow_id, result.step_id, sender,
+                                              state.value, result.attempt, outputs,
+                                              result.error)])
             return peer_pb2.Ack(ok=True)
         if active.row.placement.get(result.step_id) != sender:
             return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
