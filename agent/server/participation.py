@@ -112,8 +112,11 @@ class Participation:
             await a.store.delete_reservation(*key)
         elif effect is DecisionEffect.COMMITTED:
             hold = next(h for h in a.participant.holds() if h.key == key)
-            await a.store.save_reservation(_reservation_row(hold))
-            await self._committed(decision)
+            await self._committed(decision, _reservation_row(hold))
+        elif commit:
+            # A repeated COMMIT: harmless, and it re-establishes the workflow should an
+            # earlier one have been cut short (the steps it sets up are idempotent).
+            await self._committed(decision, None)
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
@@ -138,7 +141,11 @@ class Participation:
             raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
         return decision
 
-    async def _committed(self, decision: peer_pb2.Decision) -> None:
+    async def _committed(self, decision: peer_pb2.Decision,
+                         reservation: ReservationRow | None) -> None:
+        """Set the committed workflow up here. The COMMITTED reservation and the workflow
+        row are written in one transaction: a crash leaves both or neither (then the
+        PREPARED reservation is in doubt and asks again)."""
         a = self.agent
         active = a.active.get(decision.workflow_id)
         if active is None:
@@ -160,7 +167,7 @@ class Participation:
         await self.restore_steps(active)
         for early in self._early.pop(active.row.id, ()):
             active.progress.apply_result(*early)
-        await a.save(active)
+        await a.save(active, reservation=reservation)
         await self.start_ready(active)
 
     def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:

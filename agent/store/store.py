@@ -211,7 +211,8 @@ class Store:
              s.error),
         )
 
-    async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = ()) -> None:
+    async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
+                            reservation: ReservationRow | None = None) -> None:
         """Insert or update a workflow and (some of) its steps in one transaction.
 
         Raises sqlite3.IntegrityError when another workflow holds w.request_id.
@@ -222,6 +223,8 @@ class Store:
         stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 13)})"
                   f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
         stmts += [self._step_stmt(s) for s in steps]
+        if reservation is not None:
+            stmts.append(self._reservation_stmt(reservation))
         await self._write(stmts)
 
     async def save_steps(self, steps: list[StepRow]) -> None:
@@ -285,13 +288,17 @@ class Store:
 
     # ---- reservations ------------------------------------------------------------
 
-    async def save_reservation(self, r: ReservationRow) -> None:
-        await self._write([(
+    @staticmethod
+    def _reservation_stmt(r: ReservationRow) -> tuple[str, tuple]:
+        return (
             "INSERT OR REPLACE INTO reservations(workflow_id, round, coordinator, state, steps,"
             " lease_expires_ms, coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?, ?)",
             (r.workflow_id, r.round, r.coordinator, r.state, json.dumps(r.steps),
              r.lease_expires_ms, r.coordinator_endpoint),
-        )])
+        )
+
+    async def save_reservation(self, r: ReservationRow) -> None:
+        await self._write([self._reservation_stmt(r)])
 
     async def delete_reservation(self, workflow_id: str, round_: int) -> None:
         await self._write([(
