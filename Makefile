@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test proto proto-check lint bench soak clean
+.PHONY: demo test proto proto-check lint bench soak chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/fedorch bench all
+
+# Real agents SIGKILLed at random moments, then every invariant checked on disk.
+chaos: $(STAMP)
+	$(PY) -m pytest -q -m chaos tests/integration/test_chaos.py
 
 # 100,000 seeded runs of the negotiation simulator (make test runs 2,000).
 soak: $(STAMP)

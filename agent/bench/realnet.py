@@ -30,6 +30,7 @@ from agent.cli.demo import (
     wait_healthy,
 )
 from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc
+from agent.server.peers import CHANNEL_OPTIONS
 
 HOST = "127.0.0.1"
 RPC_TIMEOUT_S = 5.0
@@ -101,7 +102,9 @@ class RealNet:
     def client(self, name: str) -> client_pb2_grpc.ClientStub:
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = grpc.aio.insecure_channel(self.address(name))
+            # Short reconnect backoff: agents here are killed and restarted on purpose.
+            channel = self._channels[name] = grpc.aio.insecure_channel(
+                self.address(name), options=CHANNEL_OPTIONS)
         return client_pb2_grpc.ClientStub(channel)
 
     def metrics_address(self, name: str) -> str:

@@ -191,6 +191,29 @@ class Agent:
             return None
         return self._tg.create_task(self._guarded(coro, name), name=name)
 
+    async def run_owned(self, coro: Awaitable, name: str):
+        """Run `coro` as a task the agent owns and return its result.
+
+        RPC handlers use it for anything that changes state: gRPC cancels a handler
+        when its caller goes away (a peer killed mid-call), and a change cut short
+        half-way (an attempt recorded as started, its run never begun) would stay so.
+        The handler waits on the task shielded; the task finishes regardless.
+        """
+        result: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def runner() -> None:
+            try:
+                result.set_result(await coro)
+            except asyncio.CancelledError:
+                result.cancel()
+                raise
+            except Exception as e:  # the caller sees it; the agent's other tasks do not
+                result.set_exception(e)
+
+        if self.spawn(runner(), name) is None:
+            raise RuntimeError("the agent is stopping")
+        return await asyncio.shield(result)
+
     async def _guarded(self, coro: Awaitable, name: str) -> None:
         # A bug in one workflow's task must not take the whole agent down
         # (the TaskGroup would cancel everything): log it loudly and go on.

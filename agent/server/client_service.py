@@ -49,7 +49,8 @@ class ClientService(client_pb2_grpc.ClientServicer):
 
     async def Submit(self, request, context):
         try:
-            workflow_id = await self.agent.coordination.submit(request.spec, request.request_id)
+            workflow_id = await self.agent.run_owned(
+                self.agent.coordination.submit(request.spec, request.request_id), "submit")
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         return client_pb2.SubmitReply(id=workflow_id)
@@ -110,7 +111,9 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 return await remote.Cancel(request, timeout=FORWARD_TIMEOUT_S)
             except grpc.aio.AioRpcError as e:
                 await context.abort(e.code(), e.details())
-        known = await self.agent.coordination.cancel(request.id, request.reason or "by request")
+        known = await self.agent.run_owned(
+            self.agent.coordination.cancel(request.id, request.reason or "by request"),
+            "cancel")
         if not known:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
         return client_pb2.CancelReply(status=await self.agent.status(request.id))

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.coordinator")
 
 _CANCEL = object()
+END_NOTICE_PATIENCE_S = 24 * 3600.0
 
 
 def _refusal_rows(core: Coordinator) -> list[dict]:
@@ -281,8 +282,10 @@ class Coordination:
             final_state=status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{state}"),
         )
         for domain in sorted(set(row.placement.values()) - {a.domain}):
+            # Until acknowledged: a participant that misses it keeps its slots (it also
+            # asks, see Participation.timer_loop, in case this agent stops first).
             a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,
-                              give_up_after=a.config.negotiation.lease_s, cancel=notice),
+                              give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
                     name=f"cancel {row.id} at {domain}")
         a.finished(row.id)
 
@@ -313,7 +316,12 @@ class Coordination:
             if stored is not None:
                 held = peer_pb2.Envelope.FromString(stored[1])
         if held is not None:
-            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
+            answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
+            row = await a.store.get_workflow(workflow_id)
+            if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
+                answer.final_state = status_pb2.WorkflowState.Value(
+                    f"WORKFLOW_STATE_{row.state}")
+            return answer
         negotiating = self._negotiating.get(workflow_id)
         if negotiating is not None and negotiating[0].phase is Phase.PREPARING \
                 and negotiating[0].round == round_:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedorch.participant")
 EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders retry later
+RESULT_PATIENCE_S = 24 * 3600.0
 
 
 def _reservation_row(h: Hold) -> ReservationRow:
@@ -46,6 +47,9 @@ class Participation:
         # in memory, filled and drained with no await in between, so none is lost to a
         # COMMIT handled concurrently; also on disk, for a crash in the meantime.
         self._early: dict[str, list[tuple[str, int, StepState, dict, str]]] = {}
+        # One COMMIT application at a time per workflow: a repeated COMMIT (or an
+        # "ended?" answer) must not set up a second copy while the first is awaiting.
+        self._committing: dict[str, asyncio.Lock] = {}
 
     # ---- PREPARE ------------------------------------------------------------------
 
@@ -146,6 +150,16 @@ class Participation:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
         row are written in one transaction: a crash leaves both or neither (then the
         PREPARED reservation is in doubt and asks again)."""
+        lock = self._committing.setdefault(decision.workflow_id, asyncio.Lock())
+        try:
+            async with lock:
+                await self._set_up_committed(decision, reservation)
+        finally:
+            if not lock.locked():
+                self._committing.pop(decision.workflow_id, None)
+
+    async def _set_up_committed(self, decision: peer_pb2.Decision,
+                                reservation: ReservationRow | None) -> None:
         a = self.agent
         active = a.active.get(decision.workflow_id)
         if active is None:
@@ -196,9 +210,13 @@ class Participation:
             for attempt in ready:
                 if not await a.store.start_run(active.row.id, attempt.step_id, attempt.attempt,
                                                a.now_ms()):
-                    # This attempt number was started before a crash: never run it again.
-                    progress.attempt_ended(attempt.step_id, attempt.attempt, False, {},
-                                           "interrupted by an agent restart")
+                    # This attempt was started before a crash: never run it again. It ends
+                    # as failed, through the same path as any attempt (save, release, tell).
+                    state = progress.attempt_ended(attempt.step_id, attempt.attempt, False, {},
+                                                   "interrupted by an agent restart")
+                    await a.store.end_run(active.row.id, attempt.step_id, attempt.attempt,
+                                          "failed", a.now_ms())
+                    await self._after_step(active, attempt.step_id, state)
                     continue
                 await a.save(active, [attempt.step_id])
                 self._report(active, attempt.step_id, reliable=False)
@@ -254,7 +272,9 @@ class Participation:
             targets = [t for t in targets if t == active.row.coordinator]
         for domain in targets:
             a.spawn(a.deliver(domain, "ReportStep", endpoints=active.row.endpoints,
-                              give_up_after=a.config.negotiation.lease_s if reliable else 2.0,
+                              # Final results until acknowledged: the receiver may be
+                              # restarting, and nothing else would tell it.
+                              give_up_after=RESULT_PATIENCE_S if reliable else 2.0,
                               step_result=result),
                     name=f"result {active.row.id}/{step_id} to {domain}")
 
@@ -290,34 +310,56 @@ class Participation:
 
     async def on_cancel(self, sender: str, notice: peer_pb2.CancelNotice) -> peer_pb2.Ack:
         """The coordinator ended the workflow (any terminal state): stop and release."""
+        if notice.workflow_id.rpartition(".")[0] != sender:
+            return peer_pb2.Ack(ok=False, error="only the coordinator ends a workflow")
+        await self._ended(notice.workflow_id, notice.final_state, notice.reason)
+        return peer_pb2.Ack(ok=True)
+
+    async def _ended(self, workflow_id: str, final_state: int, reason: str) -> None:
+        """Apply a workflow's end here, whether or not this agent has it loaded (the
+        notice may come before the COMMIT, or while recovery has not reached it)."""
         a = self.agent
-        active = a.active.get(notice.workflow_id)
+        final = status_pb2.WorkflowState.Name(final_state).removeprefix("WORKFLOW_STATE_")
+        final = final if final in TERMINAL_WORKFLOW_STATES else "CANCELLED"
+        active = a.active.get(workflow_id)
         if active is None:
-            return peer_pb2.Ack(ok=True)
-        if sender != active.row.coordinator:
-            return peer_pb2.Ack(ok=False, error="only the coordinator cancels a workflow")
+            for hold in a.participant.release_workflow(workflow_id):
+                await a.store.delete_reservation(hold.workflow_id, hold.round)
+            row = await a.store.get_workflow(workflow_id)
+            if row is None:  # remembered, so that a late COMMIT cannot start it here
+                row = WorkflowRow(id=workflow_id, name="", spec=b"",
+                                  coordinator=workflow_id.rpartition(".")[0], state=final,
+                                  created_ms=a.now_ms(), updated_ms=a.now_ms())
+            if row.state not in TERMINAL_WORKFLOW_STATES:
+                row.state, row.reason = final, reason
+            await a.store.save_workflow(row)
+            a.finished(workflow_id)
+            return
         if active.progress is not None:
-            for step_id in active.progress.cancel(notice.reason):
+            for step_id in active.progress.cancel(reason):
                 task = active.running.get(step_id)
                 if task is not None:
                     task.cancel()
-        for hold in a.participant.release_workflow(notice.workflow_id):
+        for hold in a.participant.release_workflow(workflow_id):
             await a.store.delete_reservation(hold.workflow_id, hold.round)
-        final = status_pb2.WorkflowState.Name(notice.final_state).removeprefix("WORKFLOW_STATE_")
-        active.row.state = final if final in TERMINAL_WORKFLOW_STATES else "CANCELLED"
-        active.row.reason = notice.reason
+        active.row.state, active.row.reason = final, reason
         await a.save(active)
-        a.finished(notice.workflow_id)
-        return peer_pb2.Ack(ok=True)
+        a.finished(workflow_id)
 
     # ---- in doubt ---------------------------------------------------------------------
 
     async def timer_loop(self) -> None:
-        """Ask coordinators about reservations whose lease passed without a decision."""
+        """Ask coordinators about reservations whose lease passed without a decision, and
+        (every lease period) about committed ones with nothing left to run here."""
         a = self.agent
+        next_idle_check = a.now() + a.config.negotiation.lease_s
         while not a.stopping:
             for hold in a.participant.due_queries(a.now()):
                 a.spawn(self._ask(hold), name=f"in-doubt {hold.workflow_id}/{hold.round}")
+            if a.now() >= next_idle_check:
+                next_idle_check = a.now() + a.config.negotiation.lease_s
+                for hold in self._idle_holds():
+                    a.spawn(self._ask(hold), name=f"ended? {hold.workflow_id}")
             timer = a.participant.get_timer()
             wait = 1.0 if timer is None else min(1.0, max(0.05, timer - a.now()))
             self._wake.clear()
@@ -325,6 +367,21 @@ class Participation:
                 await asyncio.wait_for(self._wake.wait(), wait)
             except TimeoutError:
                 pass
+
+    def _idle_holds(self) -> list[Hold]:
+        """Committed holds of other coordinators' workflows with nothing to run here: the
+        end notice may have been missed."""
+        a = self.agent
+        idle = []
+        for hold in a.participant.holds():
+            if hold.state is not HoldState.COMMITTED or hold.coordinator == a.domain \
+                    or hold.workflow_id in self._committing:
+                continue
+            active = a.active.get(hold.workflow_id)
+            if active is None or active.progress is None or all(
+                    s.state in TERMINAL_STEP_STATES for s in active.progress.local_steps()):
+                idle.append(hold)
+        return idle
 
     async def _ask(self, hold: Hold) -> None:
         a = self.agent
@@ -347,6 +404,8 @@ class Participation:
             answer = body.decision_answer
         if answer.known:
             await self.decide(hold.coordinator, answer.decision)
+        if answer.final_state:
+            await self._ended(hold.workflow_id, answer.final_state, "ended (asked)")
 
     # ---- recovery ---------------------------------------------------------------------
 

@@ -63,12 +63,15 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     @_counted
     async def Prepare(self, request, context):
         body = await self._open(request, context, "prepare")
-        return await self.agent.participation.prepare(body.sender, body.prepare)
+        return await self.agent.run_owned(
+            self.agent.participation.prepare(body.sender, body.prepare), "prepare")
 
     @_counted
     async def Decide(self, request, context):
         body = await self._open(request, context, "decision_notice")
-        ack = await self.agent.participation.decide(body.sender, body.decision_notice.decision)
+        ack = await self.agent.run_owned(
+            self.agent.participation.decide(body.sender, body.decision_notice.decision),
+            "decide")
         return self.agent.seal(body.sender, ack=ack)
 
     @_counted
@@ -79,17 +82,20 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         if q.workflow_id.rpartition(".")[0] != a.domain:
             answer = peer_pb2.DecisionAnswer(workflow_id=q.workflow_id, known=False)
         else:
-            answer = await a.coordination.answer_query(q.workflow_id, q.round)
+            answer = await a.run_owned(a.coordination.answer_query(q.workflow_id, q.round),
+                                       "answer query")
         return a.seal(body.sender, decision_answer=answer)
 
     @_counted
     async def ReportStep(self, request, context):
         body = await self._open(request, context, "step_result")
-        ack = await self.agent.participation.on_result(body.sender, body.step_result)
+        ack = await self.agent.run_owned(
+            self.agent.participation.on_result(body.sender, body.step_result), "step result")
         return self.agent.seal(body.sender, ack=ack)
 
     @_counted
     async def CancelWorkflow(self, request, context):
         body = await self._open(request, context, "cancel")
-        ack = await self.agent.participation.on_cancel(body.sender, body.cancel)
+        ack = await self.agent.run_owned(
+            self.agent.participation.on_cancel(body.sender, body.cancel), "end notice")
         return self.agent.seal(body.sender, ack=ack)

@@ -199,14 +199,16 @@ class DecisionQuery(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class DecisionAnswer(_message.Message):
-    __slots__ = ("workflow_id", "known", "decision")
+    __slots__ = ("workflow_id", "known", "decision", "final_state")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     known: bool
     decision: Envelope
-    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+    final_state: _status_pb2.WorkflowState
+    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ...) -> None: ...
 
 class StepResult(_message.Message):
     __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error")
