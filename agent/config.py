@@ -33,6 +33,7 @@ CAPABILITY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 EXECUTOR_TYPES = ("command", "builtin")
 BUILTIN_EXECUTORS = ("echo", "sleep", "fail")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+COMMIT_PROTOCOLS = ("paxos", "2pc")
 
 # Aliases let a small YAML file describe a huge tree; the walk gives up past this many values.
 _MAX_VALUES = 2_000_000
@@ -425,6 +426,7 @@ NEGOTIATION_DEFAULTS = {
     "max_rounds": 3,
     "lease_s": 30.0,
     "replay_window_s": 60.0,
+    "commit": "paxos",
 }
 
 
@@ -513,6 +515,12 @@ def _check(config: config_pb2.AgentConfig, source: str) -> None:
         _not_empty(key_file, source, f"trust.key_files[{index}]")
     _check_capabilities(config, source)
     _check_policy(config.policy, source)
+    if config.negotiation.commit and config.negotiation.commit not in COMMIT_PROTOCOLS:
+        raise ConfigError(
+            source,
+            "negotiation.commit",
+            f"must be one of: {', '.join(COMMIT_PROTOCOLS)}, got {config.negotiation.commit!r}",
+        )
     if config.log_level and config.log_level not in LOG_LEVELS:
         raise ConfigError(
             source,

@@ -88,10 +88,12 @@ def _authenticate(envelope: peer_pb2.Envelope, trust: TrustStore) -> peer_pb2.Bo
     return body
 
 
-def _check_kind(body: peer_pb2.Body, expect: str) -> None:
+def _check_kind(body: peer_pb2.Body, expect: str | frozenset[str]) -> None:
+    """`expect`: the one payload kind allowed, or a set of them."""
     kind = body.WhichOneof("payload")
-    if kind != expect:
-        raise AuthError(f"expected {expect}, got {kind or 'no payload'}")
+    if kind != expect and not (isinstance(expect, frozenset) and kind in expect):
+        wanted = expect if isinstance(expect, str) else " or ".join(sorted(expect))
+        raise AuthError(f"expected {wanted}, got {kind or 'no payload'}")
 
 
 def open_message(
@@ -101,7 +103,7 @@ def open_message(
     *,
     me: str,
     now_ms: int,
-    expect: str,
+    expect: str | frozenset[str],
     allow_unaddressed: bool = False,
 ) -> peer_pb2.Body:
     """Authenticate a peer message addressed to `me`; AuthError on any failure.

@@ -108,11 +108,13 @@ class Agent:
         self._stopping = asyncio.Event()
         self._wake_timers = asyncio.Event()
         # Set by the daemon: the two protocol halves (kept separate for size).
+        from agent.server.consensus import Consensus
         from agent.server.coordination import Coordination
         from agent.server.participation import Participation
 
         self.coordination = Coordination(self)
         self.participation = Participation(self)
+        self.consensus = Consensus(self)  # Paxos Commit: acceptor and in-doubt termination
 
     def _set_capabilities(self, config: config_pb2.AgentConfig) -> None:
         self.capacities = {c.name: c.capacity for c in config.capabilities}
@@ -173,6 +175,7 @@ class Agent:
             self._tg = tg
             await self.participation.recover()
             await self.coordination.recover()
+            await self.participation.resolve_own_holds()
             self.publish_record_if_changed(force=True)
             tg.create_task(self.membership.run(), name="membership")
             tg.create_task(self.participation.timer_loop(), name="in-doubt")

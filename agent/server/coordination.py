@@ -2,7 +2,15 @@
 
 This is the I/O shell around agent.negotiation.coordinator.Coordinator: it
 runs the core's actions in order (persist before announce), turns RPC replies
-into votes, and keeps one task per workflow under negotiation.
+into votes, and keeps one task per workflow whose core still has work: its
+admission, then (Paxos Commit) resending COMMIT until every participant has it.
+
+With `negotiation.commit: paxos` the core runs in consensus mode: each round's
+PREPARE carries its acceptors (the participants, this agent, and ALIVE members
+up to three); on all YES the proposal cell is compare-and-set to COMMIT before
+Accept(ballot 0) goes to the acceptors (ours directly, the others through the
+Paxos RPC, agent.server.consensus); COMMIT is announced only once the core says
+a majority accepted it. An ABORT is set in the cell and announced at once.
 """
 
 from __future__ import annotations
@@ -15,16 +23,25 @@ from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from agent.negotiation.coordinator import (
+    ConsensusOptions,
     Coordinator,
     Finished,
+    PersistBallot,
     PersistDecision,
+    PersistProposal,
     Phase,
+    Refusal,
+    RoundRecord,
+    Send,
     SendDecision,
     SendPrepare,
     VoteIn,
 )
-from agent.negotiation.errors import ProtocolError
+from agent.negotiation.errors import LocalProtocolError, ProtocolError
+from agent.negotiation.messages import ABORT, AnswerStatus, Ballot, Key, TxInfo
+from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
+from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, PAXOS_RPC_TIMEOUT_S, RESEND_S
 from agent.server.peers import PeerCallError
 from agent.store.store import WorkflowRow
 from agent.workflow.placement import Candidate, place
@@ -37,7 +54,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.coordinator")
 
 _CANCEL = object()
+_NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had)
 END_NOTICE_PATIENCE_S = 24 * 3600.0
+ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
 
 
 def _refusal_rows(core: Coordinator) -> list[dict]:
@@ -50,8 +69,46 @@ def _refusal_rows(core: Coordinator) -> list[dict]:
 class Coordination:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        # Workflows whose core is being driven (admission, then COMMIT resends), and the
+        # subset still in admission; each with the core's event queue.
+        self._cores: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
+        self._started: dict[str, float] = {}
+
+    def _consensus(self) -> ConsensusOptions:
+        """Paxos Commit options: extra acceptors are ALIVE members, in random order."""
+        a = self.agent
+
+        def extras() -> list[str]:
+            alive = [m.domain for m in a.membership.members()
+                     if m.state == "ALIVE" and m.domain and m.domain != a.domain]
+            a.rng.shuffle(alive)
+            return alive
+
+        return ConsensusOptions(a.domain, a.rng, extras, resend_s=RESEND_S,
+                                backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S)
+
+    # ---- routing from agent.server.consensus -----------------------------------------
+
+    def route(self, workflow_id: str, msg: object) -> bool:
+        """A Promise/Accepted/Reject/Decision for a workflow coordinated here: to its core."""
+        entry = self._cores.get(workflow_id)
+        if entry is None:
+            return False
+        entry[1].put_nowait(("paxos", msg))
+        return True
+
+    def ack(self, domain: str, key: Key) -> None:
+        """`domain` holds the COMMIT of `key`."""
+        entry = self._cores.get(key[0])
+        if entry is not None:
+            entry[1].put_nowait(("ack", domain, key[1]))
+
+    def tx_of(self, key: Key) -> TxInfo | None:
+        entry = self._cores.get(key[0])
+        tx = entry[0].tx() if entry is not None else None
+        return tx if tx is not None and tx.key == key else None
 
     # ---- submit --------------------------------------------------------------------
 
@@ -99,45 +156,99 @@ class Coordination:
     async def _negotiate(self, active: Active, spec: spec_pb2.WorkflowSpec) -> None:
         a = self.agent
         neg = a.config.negotiation
+        paxos = neg.commit != "2pc"
         core = Coordinator(
             active.row.id, placer=self._placer(spec), max_rounds=neg.max_rounds,
             prepare_timeout_s=neg.prepare_timeout_s,
+            consensus=self._consensus() if paxos else None,
         )
-        votes: asyncio.Queue = asyncio.Queue()
-        self._negotiating[active.row.id] = (core, votes)
-        started = a.now()
-        calls: list[asyncio.Task] = []
+        self._started[active.row.id] = a.now()
+        entry = self._register(core)
+        core.start(a.now())
+        await self._drive(active, spec, core, entry, paxos=paxos)
+
+    def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]:
+        entry = (core, asyncio.Queue())
+        self._cores[core.workflow_id] = entry
+        if core.phase in ADMITTING:
+            self._negotiating[core.workflow_id] = entry
+        return entry
+
+    async def _drive(self, active: Active, spec, core: Coordinator,
+                     entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool) -> None:
+        """Run the core until it has nothing left to do: its actions in order, its
+        timer, and its inputs (votes, consensus replies, acks, queries, cancel)."""
+        a = self.agent
+        wf = active.row.id
+        events = entry[1]
+        answers: list[tuple[asyncio.Future, object]] = []
+        calls: dict[tuple[str, int], asyncio.Task] = {}  # PREPAREs in flight
         try:
             async with asyncio.TaskGroup() as tg:
-                core.start(a.now())
-                done = False
-                while not done:
+                while True:
                     for action in core.next_actions():
-                        done = await self._act(active, spec, core, action, tg, votes, calls) \
-                            or done
-                    if done:
+                        await self._act(active, spec, core, action, tg, events, calls, paxos)
+                    for future, answer in answers:  # only once what they say is on disk
+                        if not future.done():
+                            future.set_result(answer)
+                    answers.clear()
+                    if core.phase not in ADMITTING:
+                        self._negotiating.pop(wf, None)
+                    if self._over(core, wf):
                         break
                     timer = core.get_timer()
                     wait = max(0.0, timer - a.now()) if timer is not None else None
+                    if core.phase is Phase.COMMITTED:  # notice when the workflow ends
+                        wait = 1.0 if wait is None else min(wait, 1.0)
                     try:
-                        event = await asyncio.wait_for(votes.get(), wait)
+                        event = await asyncio.wait_for(events.get(), wait)
                     except TimeoutError:
                         core.handle_timer(a.now())
                         continue
                     try:
-                        if event is _CANCEL:
-                            core.cancel(a.now(), "by request")
-                        else:
-                            core.receive_vote(a.now(), event)
+                        answer = self._apply(core, event)
                     except ProtocolError as e:
-                        log.warning("%s: %s", active.row.id, e)
-                for call in calls:  # late replies can only be for a decided round
+                        log.warning("%s: %s", wf, e)
+                        answer = _NO_ANSWER
+                    if isinstance(event, tuple) and event[0] == "query":
+                        answers.append((event[2], answer))
+                for call in calls.values():  # late replies can only be for a decided round
                     call.cancel()
         finally:
-            self._negotiating.pop(active.row.id, None)
-        a.metrics.admission_seconds.observe(a.now() - started)
+            self._negotiating.pop(wf, None)
+            if self._cores.get(wf) is entry:
+                del self._cores[wf]
+            while not events.empty():  # queries that came too late: the log answers them
+                event = events.get_nowait()
+                if isinstance(event, tuple) and event[0] == "query":
+                    answers.append((event[2], None))
+            for future, _ in answers:
+                if not future.done():
+                    future.set_result(None)
 
-    async def _act(self, active, spec, core, action, tg, votes, calls) -> bool:
+    def _over(self, core: Coordinator, workflow_id: str) -> bool:
+        if core.phase is Phase.ABORTED:
+            return True
+        if core.phase is Phase.COMMITTED:
+            # Every participant holds the COMMIT, or the workflow ended meanwhile.
+            return core.get_timer() is None or workflow_id not in self.agent.active
+        return False
+
+    def _apply(self, core: Coordinator, event: object) -> object:
+        now = self.agent.now()
+        if event is _CANCEL:
+            core.cancel(now, "by request")
+        elif isinstance(event, VoteIn):
+            core.receive_vote(now, event)
+        elif event[0] == "paxos":  # type: ignore[index]
+            core.receive_paxos(now, event[1])  # type: ignore[index]
+        elif event[0] == "ack":  # type: ignore[index]
+            core.receive_ack(now, event[1], event[2])  # type: ignore[index]
+        elif event[0] == "query":  # type: ignore[index]
+            return core.answer_query(now, event[1])  # type: ignore[index]
+        return None
+
+    async def _act(self, active, spec, core, action, tg, events, calls, paxos) -> None:
         a = self.agent
         row = active.row
         if isinstance(action, SendPrepare):
@@ -145,20 +256,42 @@ class Coordination:
                 # On disk before any PREPARE of the round leaves: a restarted
                 # coordinator knows which round (and whom) to presume aborted.
                 row.round, row.placement = action.round, dict(action.placement)
+                row.acceptors = list(action.acceptors)
                 row.endpoints = {
                     d: a.endpoint_of(d) or "" for d in set(action.placement.values())
                 }
                 row.refusals = _refusal_rows(core)  # watchers see why a round was redone
                 await a.save(active)
-            calls.append(tg.create_task(self._prepare(active, spec, action, votes)))
+            in_flight = calls.get((action.domain, action.round))
+            if in_flight is None or in_flight.done():  # a resend waits for the first call
+                calls[(action.domain, action.round)] = tg.create_task(
+                    self._prepare(active, spec, action, events))
+        elif isinstance(action, PersistProposal):
+            outcome = "COMMIT" if action.value.commit else "ABORT"
+            held, _ = await a.store.propose(row.id, action.round, outcome,
+                                            wire.value_bytes(action.value))
+            if held != outcome:  # the core never asks twice with different values
+                raise LocalProtocolError(
+                    f"{row.id} round {action.round}: proposal cell holds {held}, not {outcome}")
+        elif isinstance(action, PersistBallot):
+            await a.store.save_ballot(row.id, action.key[1], action.ballot.n,
+                                      action.ballot.proposer)
+        elif isinstance(action, Send):
+            a.consensus.send(action.to, action.msg)
         elif isinstance(action, PersistDecision):
             await self._persist_decision(active, spec, action)
+            if paxos and core.phase is Phase.COMMITTED:  # the proposal cell is spent
+                await a.store.delete_proposal(row.id, action.round)
         elif isinstance(action, SendDecision):
-            self._send_decision(row, action.domain, action.round)
+            envelope = self._decisions.get((row.id, action.round))
+            if paxos and core.phase is Phase.COMMITTED and envelope is not None:
+                # One attempt; the core resends until this participant acknowledges.
+                a.spawn(self._notify_commit(row, action.domain, action.round, envelope, events),
+                        name=f"commit {row.id}/{action.round} to {action.domain}")
+            else:
+                self._send_decision(row, action.domain, action.round)
         elif isinstance(action, Finished):
             await self._finished(active, spec, core, action)
-            return True
-        return False
 
     async def _prepare(self, active: Active, spec, action: SendPrepare, votes) -> None:
         a = self.agent
@@ -166,10 +299,10 @@ class Coordination:
         request = peer_pb2.PrepareRequest(
             workflow_id=row.id, round=action.round, spec=spec, steps=action.steps,
             placement=action.placement, coordinator_endpoint=a.endpoint,
-            lease_ms=int(a.config.negotiation.lease_s * 1000),
+            lease_ms=int(a.config.negotiation.lease_s * 1000), acceptors=action.acceptors,
         )
         if action.domain == a.domain:
-            envelope = await a.participation.prepare(a.domain, request)
+            envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")
             body = peer_pb2.Body.FromString(envelope.body)
         else:
             endpoint = a.endpoint_of(action.domain, row.endpoints)
@@ -190,8 +323,9 @@ class Coordination:
             await votes.put(VoteIn(action.round, action.domain, False,
                                    "vote does not match the PREPARE", b""))
             return
+        # The vote as received (canonical bytes): it goes into the commit certificate.
         await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
-                               envelope.SerializeToString()))
+                               wire.canonical(envelope)))
 
     async def _persist_decision(self, active: Active, spec, action: PersistDecision) -> None:
         a = self.agent
@@ -216,12 +350,19 @@ class Coordination:
         a.metrics.decisions.labels(held.lower()).inc()
 
     def _send_decision(self, row: WorkflowRow, domain: str, round_: int) -> None:
-        envelope = self._decisions[(row.id, round_)]
-        self.agent.spawn(self._deliver_decision(row, domain, envelope),
+        """Announce a decision until the participant acknowledges it (or the lease)."""
+        self.agent.spawn(self._deliver_decision(row, domain, round_),
                          name=f"decision {row.id}/{round_} to {domain}")
 
-    async def _deliver_decision(self, row: WorkflowRow, domain: str, envelope) -> None:
+    async def _deliver_decision(self, row: WorkflowRow, domain: str, round_: int) -> None:
         a = self.agent
+        envelope = self._decisions.get((row.id, round_))
+        if envelope is None:  # an earlier round's ABORT, from before a restart
+            stored = await a.store.get_decision(row.id, round_)
+            if stored is None:
+                return
+            envelope = self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(
+                stored[1])
         if domain == a.domain:
             await a.participation.decide(a.domain, envelope)
             return
@@ -230,14 +371,44 @@ class Coordination:
             decision_notice=peer_pb2.DecisionNotice(decision=envelope),
         )
 
+    async def _notify_commit(self, row: WorkflowRow, domain: str, round_: int,
+                             envelope: peer_pb2.Envelope, events: asyncio.Queue) -> None:
+        a = self.agent
+        if domain == a.domain:
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            endpoint = a.endpoint_of(domain, row.endpoints)
+            if endpoint is None:
+                return
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "Decide", recipient=domain, expect="ack",
+                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
+                    decision_notice=peer_pb2.DecisionNotice(decision=envelope))
+            except PeerCallError as e:
+                log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
+                return
+            ack = body.ack
+        if ack.ok:
+            events.put_nowait(("ack", domain, round_))
+        else:
+            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+
     async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
         a = self.agent
         row = active.row
         row.refusals = _refusal_rows(core)
+        started = self._started.pop(row.id, None)
+        if started is not None:
+            a.metrics.admission_seconds.observe(a.now() - started)
         if fin.committed:
+            if row.state in TERMINAL_WORKFLOW_STATES:
+                return  # every step reported before the core heard its COMMIT was chosen
             row.state, row.placement = "RUNNING", dict(fin.placement)
             a.participation.ensure_progress(active, spec)
+            await a.participation.fold_in_results(active)
             await a.save(active)
+            await self.after_progress(active)
             return
         row.state = "CANCELLED" if fin.reason.startswith("cancelled") else "ABORTED"
         row.reason = fin.reason
@@ -298,36 +469,57 @@ class Coordination:
             await negotiating[1].put(_CANCEL)
             while workflow_id in self._negotiating:
                 seen = await a.changes.wait_past(workflow_id, seen, 1.0)
-            return True
+        # Committed (before the cancel, or while a COMMIT being decided could not be
+        # taken back): end it like any running workflow.
         active = a.active.get(workflow_id)
         if active is not None and active.row.coordinator == a.domain \
                 and active.row.state not in TERMINAL_WORKFLOW_STATES:
             await self._end(active, "CANCELLED", f"cancelled: {reason}")
             return True
-        return await a.store.get_workflow(workflow_id) is not None
+        return negotiating is not None or await a.store.get_workflow(workflow_id) is not None
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
     async def answer_query(self, workflow_id: str, round_: int) -> peer_pb2.DecisionAnswer:
+        """Answer from the live core when there is one (after what it says is on disk),
+        else from the log: a decision on record, or presumed abort, written first."""
+        entry = self._cores.get(workflow_id)
+        if entry is not None:
+            future = asyncio.get_running_loop().create_future()
+            entry[1].put_nowait(("query", round_, future))
+            answer = await future
+            if answer is _NO_ANSWER:
+                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            if answer is not None and answer.status in (AnswerStatus.UNKNOWN,
+                                                        AnswerStatus.NOT_PREPARED):
+                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            # DECIDED: its record is on disk now; the log has it.
+        return await self._answer_from_log(workflow_id, round_)
+
+    async def _answer_from_log(self, workflow_id: str,
+                               round_: int) -> peer_pb2.DecisionAnswer:
         a = self.agent
         held = self._decisions.get((workflow_id, round_))
         if held is None:
             stored = await a.store.get_decision(workflow_id, round_)
             if stored is not None:
                 held = peer_pb2.Envelope.FromString(stored[1])
+        row = await a.store.get_workflow(workflow_id)
         if held is not None:
             answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
-            row = await a.store.get_workflow(workflow_id)
             if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
                 answer.final_state = status_pb2.WorkflowState.Value(
                     f"WORKFLOW_STATE_{row.state}")
             return answer
-        negotiating = self._negotiating.get(workflow_id)
-        if negotiating is not None and negotiating[0].phase is Phase.PREPARING \
-                and negotiating[0].round == round_:
+        if row is not None and row.state not in TERMINAL_WORKFLOW_STATES \
+                and round_ > row.round:
+            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)  # not begun
+        # Presumed abort: no decision on record means abort. The proposal cell is set
+        # first: if it holds COMMIT, only a ballot can settle the round (the restarted
+        # core runs one), so the answer is "unknown".
+        cell, _ = await a.store.propose(workflow_id, round_, "ABORT", wire.value_bytes(ABORT))
+        if cell != "ABORT":
             return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
-        # Presumed abort: no decision on record means abort, and writing it
-        # first (write-once) makes sure no later COMMIT can contradict it.
         envelope = await self._presume_abort(workflow_id, round_, {}, "no decision on record")
         return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=envelope)
 
@@ -348,10 +540,15 @@ class Coordination:
     # ---- recovery -------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Finish what the log says: resend commits, presume abort for undecided rounds."""
+        """Finish what the log says. Paxos Commit rounds: the core is rebuilt from its
+        round record (Coordinator.restore) and driven again. Classic rounds: resend
+        commits, presume abort for undecided rounds."""
         a = self.agent
         for row in await a.store.list_workflows():
             if row.coordinator != a.domain or row.state in TERMINAL_WORKFLOW_STATES:
+                continue
+            if row.acceptors:
+                await self._restore(row)
                 continue
             commit = await a.store.get_commit(row.id)
             if commit is not None:
@@ -364,7 +561,7 @@ class Coordination:
                     a.active[row.id] = active
                     a.participation.ensure_progress(
                         active, spec_pb2.WorkflowSpec.FromString(row.spec))
-                    await a.participation.restore_steps(active)
+                    await a.participation.fold_in_results(active)
                     await a.save(active)
                 for domain in sorted(set(row.placement.values())):
                     self._send_decision(row, domain, round_)
@@ -386,3 +583,43 @@ class Coordination:
             row.reason = "coordinator restarted before a decision: presumed abort"
             await a.store.save_workflow(row)
             a.metrics.workflows.labels("ABORTED").inc()
+
+    async def _restore(self, row: WorkflowRow) -> None:
+        """A Paxos Commit round on record: rebuild its core and drive it again."""
+        a = self.agent
+        neg = a.config.negotiation
+        key = (row.id, row.round)
+        proposal = await a.store.get_proposal(*key)
+        stored = await a.store.get_decision(*key)
+        decision = None
+        if stored is not None:
+            envelope = peer_pb2.Envelope.FromString(stored[1])
+            self._decisions[key] = envelope
+            decision = ABORT
+            if stored[0] == "COMMIT":
+                body = peer_pb2.Body.FromString(envelope.body)  # our own, signed by us
+                decision = wire.value_of(peer_pb2.PaxosValue(
+                    outcome=peer_pb2.OUTCOME_COMMIT, votes=body.decision.votes), key, None)
+        ballot = await a.store.get_ballot(*key)
+        record = RoundRecord(
+            row.round, dict(row.placement), tuple(row.acceptors),
+            proposal=wire.value_from_bytes(proposal[1], key) if proposal else None,
+            decision=decision,
+            committed=row.state == "RUNNING" or (decision is not None and decision.commit),
+            finished=row.state != "NEGOTIATING",
+            refusals=tuple(Refusal(r["round"], r["domain"], tuple(r["steps"]), r["reason"])
+                           for r in row.refusals),
+            ballot=Ballot(*ballot) if ballot else None)
+        spec = spec_pb2.WorkflowSpec.FromString(row.spec)
+        core = Coordinator.restore(row.id, record, now=a.now(), placer=self._placer(spec),
+                                   max_rounds=neg.max_rounds,
+                                   prepare_timeout_s=neg.prepare_timeout_s,
+                                   consensus=self._consensus())
+        active = a.active.get(row.id)
+        if active is None:
+            active = a.active[row.id] = Active(row)
+        log.info("%s round %d restored: %s", row.id, row.round, core.phase.value)
+        entry = self._register(core)
+        a.spawn(self._drive(active, spec, core, entry, paxos=True), name=f"restored {row.id}")
+        if active.progress is not None:
+            await self.after_progress(active)

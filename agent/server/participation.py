@@ -4,11 +4,19 @@ The I/O shell around agent.negotiation.participant.Participant (votes and
 reservations) and agent.workflow.progress.Progress (which steps may run). A
 YES vote's reservation and a step attempt's start are on disk before anyone
 hears of them.
+
+A PREPARE that carries acceptors (Paxos Commit) makes a two-record YES: the
+RESERVED reservation together with the PREPARE it answers (its TxInfo, spec and
+placement), then the PREPARED record, both durable before the vote leaves; the
+hold is then in doubt (agent.server.consensus) until a decision is learned. A
+PREPARE without acceptors is classic 2PC: one PREPARED record, and the
+coordinator is asked when the lease passes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -18,11 +26,13 @@ from agent.executor.base import StepInvocation
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from agent.identity.envelope import AuthError, open_evidence
 from agent.negotiation.errors import RemoteProtocolError
+from agent.negotiation.messages import Ballot, Key, TxInfo, Value, check_tx
 from agent.negotiation.participant import DecisionEffect, Hold, HoldState
+from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.convert import step_state, step_state_name, struct
 from agent.server.peers import PeerCallError
-from agent.store.store import ReservationRow, StepRow, WorkflowRow
+from agent.store.store import HoldTxRow, ReservationRow, StepRow, WorkflowRow
 from agent.workflow.progress import TERMINAL_STEP_STATES, Progress, StartAttempt, StepState
 from agent.workflow.spec import SpecError, validate_spec
 
@@ -32,6 +42,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.participant")
 EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders retry later
 RESULT_PATIENCE_S = 24 * 3600.0
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}  # lock, users
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._locks
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object):
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 def _reservation_row(h: Hold) -> ReservationRow:
@@ -49,12 +83,22 @@ class Participation:
         self._early: dict[str, list[tuple[str, int, StepState, dict, str]]] = {}
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
-        self._committing: dict[str, asyncio.Lock] = {}
+        self._committing = KeyedLocks()  # by workflow id
+        # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
+        # never answers YES before the first one's record is durable.
+        self._voting = KeyedLocks()  # by (workflow, round)
+
+    def wake(self) -> None:
+        """A timer may have moved earlier: let the timer loop look again."""
+        self._wake.set()
 
     # ---- PREPARE ------------------------------------------------------------------
 
     async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
         """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
+        if req.acceptors:
+            async with self._voting.hold((req.workflow_id, req.round)):
+                return await self._prepare_paxos(coordinator, req)
         a = self.agent
         vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
                              steps=req.steps)
@@ -73,6 +117,54 @@ class Participation:
                 self._wake.set()
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        if not vote.yes:
+            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                     vote.reason)
+        return a.seal(coordinator, vote=vote)
+
+    async def _prepare_paxos(self, coordinator: str,
+                             req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
+        """The two-record YES of a Paxos Commit transaction (see the module docstring)."""
+        a = self.agent
+        key = (req.workflow_id, req.round)
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps)
+        try:
+            asked = self._check_prepare(coordinator, req)
+            tx = TxInfo(req.workflow_id, req.round, coordinator,
+                        tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
+            check_tx(tx)
+            out = a.participant.reserve(
+                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
+                data_labels=dict(req.spec.data), steps=asked,
+                coordinator_endpoint=req.coordinator_endpoint, tx=tx,
+            )
+        except (SpecError, RemoteProtocolError) as e:
+            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
+            out = None
+        if out is not None:
+            vote.yes, vote.reason = out.yes, out.reason
+            vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+            if out.hold is not None and out.hold.state is HoldState.RESERVED:
+                # Record 1: capacity held, and what we would be voting YES to.
+                await a.store.save_reservation(_reservation_row(out.hold), tx=HoldTxRow(
+                    req.workflow_id, req.round, wire.tx_bytes(tx),
+                    req.spec.SerializeToString(deterministic=True), dict(req.placement),
+                    req.coordinator_endpoint))
+                self.wake()
+                hold = None
+                if a.participant.hold(key) is not None:  # a decision may have come meanwhile
+                    hold = a.participant.confirm_yes(a.now(), key)
+                if hold is None:
+                    await a.store.delete_reservation(*key)
+                    vote.yes, vote.reason = False, "lease expired before the vote"
+                else:
+                    # Record 2: the YES itself. Only now may the vote leave.
+                    await a.store.save_reservation(_reservation_row(hold))
+                    vote.lease_expires_at_ms = int(hold.lease_expires * 1000)
+                    if coordinator != a.domain:
+                        a.consensus.track(tx, hold.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         if not vote.yes:
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
@@ -99,8 +191,29 @@ class Participation:
 
     # ---- decisions --------------------------------------------------------------
 
-    async def decide(self, sender: str, envelope: peer_pb2.Envelope) -> peer_pb2.Ack:
-        """Apply a signed decision, after checking it (and, for COMMIT, its certificate)."""
+    async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
+                     from_coordinator: bool = True) -> peer_pb2.Ack:
+        """Apply a signed decision notice after checking it.
+
+        Paxos Commit transactions: from any trusted sender, when the decision proves
+        itself (a COMMIT by its certificate, an ABORT by its signer: the coordinator
+        or a participant). Classic ones: only from the coordinator that signed it,
+        and a COMMIT with a certificate too. Nothing changes before the check passes.
+        """
+        a = self.agent
+        try:
+            opened = await a.consensus.open_decision(envelope)
+            if opened is None:
+                return await self._decide_classic(sender, envelope)
+            signer, value, tx = opened
+        except (AuthError, RemoteProtocolError) as e:
+            log.warning("refused decision from %s: %s", sender, e)
+            return peer_pb2.Ack(ok=False, error=str(e))
+        direct = from_coordinator and sender == signer == tx.coordinator
+        await a.consensus.on_decision(signer, value, tx, from_coordinator=direct)
+        return peer_pb2.Ack(ok=True)
+
+    async def _decide_classic(self, sender: str, envelope: peer_pb2.Envelope) -> peer_pb2.Ack:
         a = self.agent
         try:
             decision = self._verified_decision(envelope)
@@ -114,13 +227,15 @@ class Participation:
         key = (decision.workflow_id, decision.round)
         if effect is DecisionEffect.RELEASED:
             await a.store.delete_reservation(*key)
-        elif effect is DecisionEffect.COMMITTED:
-            hold = next(h for h in a.participant.holds() if h.key == key)
-            await self._committed(decision, _reservation_row(hold))
-        elif commit:
-            # A repeated COMMIT: harmless, and it re-establishes the workflow should an
-            # earlier one have been cut short (the steps it sets up are idempotent).
-            await self._committed(decision, None)
+        elif effect is DecisionEffect.COMMITTED or commit:
+            # A repeated COMMIT (no reservation to write) is harmless, and it re-establishes
+            # the workflow should an earlier one have been cut short (the steps it sets up
+            # are idempotent).
+            hold = a.participant.hold(key) if effect is DecisionEffect.COMMITTED else None
+            await self._committed(
+                decision.workflow_id, decision.round, decision.coordinator, decision.spec,
+                dict(decision.placement), dict(decision.endpoints),
+                _reservation_row(hold) if hold is not None else None)
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
@@ -145,42 +260,71 @@ class Participation:
             raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
         return decision
 
-    async def _committed(self, decision: peer_pb2.Decision,
-                         reservation: ReservationRow | None) -> None:
+    async def apply_decision(self, key: Key, value: Value, tx: TxInfo) -> None:
+        """Apply a learned (durable) Paxos Commit decision to this participant's hold."""
+        a = self.agent
+        if a.participant.status(key) is None:
+            if not value.commit:  # remembered: a late PREPARE of this round cannot reserve
+                a.participant.decide(a.now(), key[0], key[1], False)
+            return  # a NO voter, or the PREPARE never came
+        try:
+            effect = a.participant.decide(a.now(), key[0], key[1], value.commit)
+        except RemoteProtocolError as e:
+            log.error("decision of %s round %d: %s", key[0], key[1], e)
+            return
+        if effect is DecisionEffect.RELEASED:
+            await a.store.delete_reservation(*key)
+            self.wake()
+        elif effect is DecisionEffect.COMMITTED:
+            hold = a.participant.hold(key)
+            info = await a.store.get_hold_tx(*key)
+            if hold is None or info is None:  # pragma: no cover - written with the hold
+                log.error("%s round %d committed, but its PREPARE is not on record", *key)
+                return
+            endpoints = {tx.coordinator: info.coordinator_endpoint}
+            await self._committed(key[0], key[1], tx.coordinator,
+                                  spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
+                                  endpoints, _reservation_row(hold))
+
+    async def _committed(self, workflow_id: str, round_: int, coordinator: str,
+                         spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
+                         endpoints: dict[str, str], reservation: ReservationRow | None) -> None:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
         row are written in one transaction: a crash leaves both or neither (then the
-        PREPARED reservation is in doubt and asks again)."""
-        lock = self._committing.setdefault(decision.workflow_id, asyncio.Lock())
-        try:
-            async with lock:
-                await self._set_up_committed(decision, reservation)
-        finally:
-            if not lock.locked():
-                self._committing.pop(decision.workflow_id, None)
+        PREPARED reservation is in doubt and asks again). One at a time per workflow: a
+        repeated COMMIT must not set up a second copy while the first is awaiting."""
+        async with self._committing.hold(workflow_id):
+            await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
+                               reservation)
 
-    async def _set_up_committed(self, decision: peer_pb2.Decision,
-                                reservation: ReservationRow | None) -> None:
+    async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
+                      spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
+                      endpoints: dict[str, str], reservation: ReservationRow | None) -> None:
         a = self.agent
-        active = a.active.get(decision.workflow_id)
+        active = a.active.get(workflow_id)
         if active is None:
-            row = await a.store.get_workflow(decision.workflow_id)
+            row = await a.store.get_workflow(workflow_id)
             if row is None:
                 row = WorkflowRow(
-                    id=decision.workflow_id, name=decision.spec.name,
-                    coordinator=decision.coordinator, state="RUNNING",
-                    spec=decision.spec.SerializeToString(deterministic=True),
-                    placement=dict(decision.placement), endpoints=dict(decision.endpoints),
-                    round=decision.round, created_ms=a.now_ms(), updated_ms=a.now_ms(),
+                    id=workflow_id, name=spec.name, coordinator=coordinator, state="RUNNING",
+                    spec=spec.SerializeToString(deterministic=True), placement=dict(placement),
+                    endpoints=dict(endpoints), round=round_, created_ms=a.now_ms(),
+                    updated_ms=a.now_ms(),
                 )
             elif row.state in TERMINAL_WORKFLOW_STATES:
+                if reservation is not None:  # it ended (notice first): nothing to hold
+                    for hold in a.participant.release_workflow(workflow_id):
+                        await a.store.delete_reservation(hold.workflow_id, hold.round)
                 return
             active = Active(row)
             a.active[row.id] = active
-        active.row.endpoints.update({k: v for k, v in decision.endpoints.items() if v})
-        self.ensure_progress(active, decision.spec)
-        await self.restore_steps(active)
-        for early in self._early.pop(active.row.id, ()):
-            active.progress.apply_result(*early)
+        active.row.endpoints.update({k: v for k, v in endpoints.items() if v})
+        self.ensure_progress(active, spec)
+        await self.fold_in_results(active)
+        if reservation is not None:  # as it is now: steps may have ended meanwhile
+            hold = a.participant.hold((reservation.workflow_id, reservation.round))
+            committed = hold is not None and hold.state is HoldState.COMMITTED
+            reservation = _reservation_row(hold) if committed else None
         await a.save(active, reservation=reservation)
         await self.start_ready(active)
 
@@ -188,6 +332,15 @@ class Participation:
         if active.progress is None:
             active.progress = Progress(spec, active.row.placement, self.agent.domain)
         return active.progress
+
+    async def fold_in_results(self, active: Active) -> None:
+        """Results that came before this agent had the workflow's progress (on disk, and
+        those kept in memory): with Paxos Commit a participant may learn the COMMIT, run
+        and report before its coordinator has heard that it was chosen; and peers are
+        answered while a restarted agent is still reloading its workflows."""
+        await self.restore_steps(active)
+        for early in self._early.pop(active.row.id, ()):
+            active.progress.apply_result(*early)
 
     async def restore_steps(self, active: Active) -> None:
         """Fold in step results already on disk (including ones that came before the COMMIT)."""
@@ -202,6 +355,10 @@ class Participation:
         a = self.agent
         progress = active.progress
         if progress is None or active.row.state in TERMINAL_WORKFLOW_STATES:
+            return
+        if a.participant.status((active.row.id, active.row.round)) in ("reserved", "prepared"):
+            # Our own vote is not committed here yet (a coordinator restarted between its
+            # COMMIT and applying it to its own reservation): applying it starts the steps.
             return
         while True:
             ready = progress.start_ready()
@@ -294,9 +451,9 @@ class Participation:
                 return peer_pb2.Ack(ok=False, error="too many results for unknown workflows")
             self._early.setdefault(result.workflow_id, []).append(
                 (result.step_id, result.attempt, state, outputs, result.error))
-            await a.store.save_steps([StepRow(result.workflow_id, result.step_id, sender,
-                                              state.value, result.attempt, outputs,
-                                              result.error)])
+            await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
+                                                   state.value, result.attempt, outputs,
+                                                   result.error))
             return peer_pb2.Ack(ok=True)
         if active.row.placement.get(result.step_id) != sender:
             return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
@@ -312,10 +469,10 @@ class Participation:
         """The coordinator ended the workflow (any terminal state): stop and release."""
         if notice.workflow_id.rpartition(".")[0] != sender:
             return peer_pb2.Ack(ok=False, error="only the coordinator ends a workflow")
-        await self._ended(notice.workflow_id, notice.final_state, notice.reason)
+        await self.ended(notice.workflow_id, notice.final_state, notice.reason)
         return peer_pb2.Ack(ok=True)
 
-    async def _ended(self, workflow_id: str, final_state: int, reason: str) -> None:
+    async def ended(self, workflow_id: str, final_state: int, reason: str) -> None:
         """Apply a workflow's end here, whether or not this agent has it loaded (the
         notice may come before the COMMIT, or while recovery has not reached it)."""
         a = self.agent
@@ -350,7 +507,9 @@ class Participation:
 
     async def timer_loop(self) -> None:
         """Ask coordinators about reservations whose lease passed without a decision, and
-        (every lease period) about committed ones with nothing left to run here."""
+        (every lease period) about committed ones with nothing left to run here; drive
+        the in-doubt Paxos Commit transactions (agent.server.consensus); end RESERVED
+        reservations whose lease passed before their YES was recorded."""
         a = self.agent
         next_idle_check = a.now() + a.config.negotiation.lease_s
         while not a.stopping:
@@ -360,8 +519,15 @@ class Participation:
                 next_idle_check = a.now() + a.config.negotiation.lease_s
                 for hold in self._idle_holds():
                     a.spawn(self._ask(hold), name=f"ended? {hold.workflow_id}")
-            timer = a.participant.get_timer()
-            wait = 1.0 if timer is None else min(1.0, max(0.05, timer - a.now()))
+            for hold in a.participant.expire(a.now()):
+                await a.store.delete_reservation(hold.workflow_id, hold.round)
+            try:
+                await a.consensus.on_timer()
+            except Exception:  # one transaction's trouble must not stop the loop
+                log.exception("in-doubt termination")
+            timers = [t for t in (a.participant.get_timer(), a.consensus.termination.get_timer())
+                      if t is not None]
+            wait = 1.0 if not timers else min(1.0, max(0.05, min(timers) - a.now()))
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -405,26 +571,32 @@ class Participation:
         if answer.known:
             await self.decide(hold.coordinator, answer.decision)
         if answer.final_state:
-            await self._ended(hold.workflow_id, answer.final_state, "ended (asked)")
+            await self.ended(hold.workflow_id, answer.final_state, "ended (asked)")
 
     # ---- recovery ---------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Reload reservations and running workflows; interrupted attempts count as failed."""
+        """Reload reservations and running workflows; interrupted attempts count as failed.
+        Paxos Commit reservations: a decision learned before the crash is applied now;
+        a YES without one is in doubt again (with the last ballot it used, if any)."""
         a = self.agent
+        learned = await a.consensus.recover()
         holds = []
         for r in await a.store.list_reservations():
             lease = r.lease_expires_ms / 1000
+            info = await a.store.get_hold_tx(r.workflow_id, r.round)
+            tx = wire.tx_from_bytes(info.tx) if info is not None else None
             holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),
-                              list(r.steps), lease, r.coordinator_endpoint, next_query=lease))
-        a.participant.restore(holds)
+                              list(r.steps), lease, r.coordinator_endpoint, next_query=lease,
+                              tx=tx))
+        a.participant.restore(holds, {k: v.commit for k, v in learned.items()})
         for row in await a.store.list_workflows():
             if row.state != "RUNNING":
                 continue
             active = Active(row)
             a.active[row.id] = active
             self.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
-            await self.restore_steps(active)
+            await self.fold_in_results(active)  # and any that came during recovery
             for step in active.progress.local_steps():
                 if step.state is StepState.RUNNING:
                     state = active.progress.interrupted(step.id, "interrupted by an agent restart")
@@ -434,3 +606,23 @@ class Participation:
                     self._report(active, step.id, reliable=True)  # it may not have arrived
             await a.save(active)
             await self.start_ready(active)
+        for h in holds:
+            if h.tx is None:
+                continue
+            value = learned.get(h.key)
+            if value is not None:  # learned, then the agent stopped before applying it
+                await a.consensus.learn(h.key, value, h.tx)
+            elif h.state is HoldState.PREPARED and h.tx.coordinator != a.domain:
+                ballot = await a.store.get_ballot(*h.key)
+                a.consensus.track(h.tx, h.lease_expires, Ballot(*ballot) if ballot else None)
+
+    async def resolve_own_holds(self) -> None:
+        """After the coordinator's recovery: our own YES votes in rounds we coordinate
+        (Paxos Commit) are settled by our log, or by the coordinator core still deciding."""
+        a = self.agent
+        for h in a.participant.holds():
+            if h.tx is not None and h.tx.coordinator == a.domain \
+                    and h.state is HoldState.PREPARED:
+                answer = await a.coordination.answer_query(h.workflow_id, h.round)
+                if answer.known:
+                    await self.decide(a.domain, answer.decision)

@@ -15,6 +15,7 @@ import grpc
 
 from agent.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from agent.identity.envelope import AuthError, open_message
+from agent.server.paxos_wire import PAXOS_REQUESTS
 
 if TYPE_CHECKING:
     from agent.server.agent import Agent
@@ -40,13 +41,14 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    async def _open(self, request: peer_pb2.Envelope, context, expect: str,
+    async def _open(self, request: peer_pb2.Envelope, context, expect: str | frozenset[str],
                     allow_unaddressed: bool = False) -> peer_pb2.Body:
         a = self.agent
         try:
             return open_message(request, a.trust, a.guard, me=a.domain, now_ms=a.now_ms(),
                                 expect=expect, allow_unaddressed=allow_unaddressed)
         except AuthError as e:
+            expect = expect if isinstance(expect, str) else "paxos"
             a.metrics.rejected_messages.labels(expect).inc()
             peer = context.peer() if context is not None else "?"
             log.warning("refused %s message from %s: %s", expect, peer, e.reason)
@@ -80,11 +82,19 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         q = body.decision_query
         a = self.agent
         if q.workflow_id.rpartition(".")[0] != a.domain:
-            answer = peer_pb2.DecisionAnswer(workflow_id=q.workflow_id, known=False)
+            # Another agent's workflow: a participant in doubt asks its peers too (Paxos
+            # Commit); we answer with the decision we learned, if any.
+            answer = await a.consensus.answer((q.workflow_id, q.round))
         else:
             answer = await a.run_owned(a.coordination.answer_query(q.workflow_id, q.round),
                                        "answer query")
         return a.seal(body.sender, decision_answer=answer)
+
+    @_counted
+    async def Paxos(self, request, context):
+        body = await self._open(request, context, PAXOS_REQUESTS)
+        kind, reply = await self.agent.run_owned(self.agent.consensus.on_rpc(body), "paxos")
+        return self.agent.seal(body.sender, **{kind: reply})
 
     @_counted
     async def ReportStep(self, request, context):

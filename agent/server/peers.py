@@ -74,7 +74,7 @@ class PeerChannels:
         method: str,
         *,
         recipient: str,
-        expect: str,
+        expect: str | frozenset[str],
         timeout: float,
         wait_for_ready: bool = True,
         **payload: object,

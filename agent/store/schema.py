@@ -75,6 +75,66 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, step_id, attempt)
     );
     """,
+    # 1 -> 2: Paxos Commit (negotiation.commit: paxos). Values (PaxosValue) and
+    # transactions (PaxosTx) are stored as the serialized protobuf messages.
+    """
+    -- The round's acceptors, written with its round and placement (before any PREPARE).
+    ALTER TABLE workflows ADD COLUMN acceptors TEXT NOT NULL DEFAULT '[]';
+
+    -- This agent as an acceptor: one record per transaction, replaced on every change,
+    -- durable before any reply leaves.
+    CREATE TABLE acceptor_records (
+        workflow_id     TEXT NOT NULL,
+        round           INTEGER NOT NULL,
+        tx              BLOB NOT NULL,
+        promised_n      INTEGER,
+        promised_by     TEXT,
+        accepted_n      INTEGER,
+        accepted_by     TEXT,
+        accepted_value  BLOB,
+        decided         BLOB,
+        PRIMARY KEY (workflow_id, round)
+    );
+
+    -- The coordinator's proposal cell per round: write-once (compare-and-set).
+    CREATE TABLE proposals (
+        workflow_id  TEXT NOT NULL,
+        round        INTEGER NOT NULL,
+        outcome      TEXT NOT NULL,
+        value        BLOB NOT NULL,
+        PRIMARY KEY (workflow_id, round)
+    );
+
+    -- The highest ballot this agent used as a proposer per transaction (only grows).
+    CREATE TABLE ballots (
+        workflow_id  TEXT NOT NULL,
+        round        INTEGER NOT NULL,
+        n            INTEGER NOT NULL,
+        proposer     TEXT NOT NULL,
+        PRIMARY KEY (workflow_id, round)
+    );
+
+    -- Decisions this agent learned to be chosen (write-once).
+    CREATE TABLE learned (
+        workflow_id  TEXT NOT NULL,
+        round        INTEGER NOT NULL,
+        outcome      TEXT NOT NULL,
+        value        BLOB NOT NULL,
+        PRIMARY KEY (workflow_id, round)
+    );
+
+    -- The PREPARE behind a participant's reservation: who decides (PaxosTx) and what
+    -- to run once committed. Written with the reservation's first record.
+    CREATE TABLE hold_txs (
+        workflow_id           TEXT NOT NULL,
+        round                 INTEGER NOT NULL,
+        tx                    BLOB NOT NULL,
+        spec                  BLOB NOT NULL,
+        placement             TEXT NOT NULL,
+        coordinator_endpoint  TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (workflow_id, round)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -42,6 +42,7 @@ class WorkflowRow:
     request_id: str | None = None
     created_ms: int = 0
     updated_ms: int = 0
+    acceptors: list[str] = field(default_factory=list)  # Paxos Commit: of `round`
 
 
 @dataclass
@@ -64,6 +65,31 @@ class ReservationRow:
     steps: list[tuple[str, str]]
     lease_expires_ms: int
     coordinator_endpoint: str = ""
+
+
+@dataclass
+class HoldTxRow:
+    """The PREPARE behind a Paxos Commit reservation (serialized PaxosTx and spec)."""
+
+    workflow_id: str
+    round: int
+    tx: bytes
+    spec: bytes
+    placement: dict[str, str]
+    coordinator_endpoint: str = ""
+
+
+@dataclass
+class AcceptorRow:
+    """One acceptor record; ballots are (n, proposer), values serialized PaxosValues."""
+
+    workflow_id: str
+    round: int
+    tx: bytes
+    promised: tuple[int, str] | None = None
+    accepted: tuple[int, str] | None = None
+    accepted_value: bytes | None = None
+    decided: bytes | None = None
 
 
 class Store:
@@ -182,7 +208,7 @@ class Store:
 
     _WF_COLS = (
         "id, name, coordinator, state, spec, reason, placement, endpoints, round, refusals, "
-        "request_id, created_ms, updated_ms"
+        "request_id, created_ms, updated_ms, acceptors"
     )
 
     @staticmethod
@@ -190,7 +216,7 @@ class Store:
         return (
             w.id, w.name, w.coordinator, w.state, w.spec, w.reason, json.dumps(w.placement),
             json.dumps(w.endpoints), w.round, json.dumps(w.refusals), w.request_id,
-            w.created_ms, w.updated_ms,
+            w.created_ms, w.updated_ms, json.dumps(w.acceptors),
         )
 
     @staticmethod
@@ -199,7 +225,7 @@ class Store:
             id=row[0], name=row[1], coordinator=row[2], state=row[3], spec=bytes(row[4]),
             reason=row[5], placement=json.loads(row[6]), endpoints=json.loads(row[7]),
             round=row[8], refusals=json.loads(row[9]), request_id=row[10],
-            created_ms=row[11], updated_ms=row[12],
+            created_ms=row[11], updated_ms=row[12], acceptors=json.loads(row[13]),
         )
 
     @staticmethod
@@ -220,7 +246,7 @@ class Store:
         # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
         # workflow that holds the same request_id instead of failing on the index.
         updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
-        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 13)})"
+        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 14)})"
                   f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
         stmts += [self._step_stmt(s) for s in steps]
         if reservation is not None:
@@ -230,6 +256,21 @@ class Store:
     async def save_steps(self, steps: list[StepRow]) -> None:
         if steps:
             await self._write([self._step_stmt(s) for s in steps])
+
+    async def save_step_result(self, s: StepRow) -> None:
+        """Keep a step result that came before its workflow is known here, unless what is
+        kept is newer: a later attempt, or the same attempt already ended (results are
+        resent and overtake each other, so a RUNNING note can arrive after the end)."""
+        await self._write([(
+            "INSERT INTO steps(workflow_id, step_id, domain, state, attempts, outputs, error)"
+            " VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(workflow_id, step_id) DO UPDATE SET"
+            " domain = excluded.domain, state = excluded.state, attempts = excluded.attempts,"
+            " outputs = excluded.outputs, error = excluded.error"
+            " WHERE excluded.attempts > steps.attempts OR (excluded.attempts = steps.attempts"
+            " AND steps.state NOT IN ('SUCCEEDED', 'FAILED', 'SKIPPED', 'CANCELLED'))",
+            (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
+             s.error),
+        )])
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         row = await self._one(f"SELECT {self._WF_COLS} FROM workflows WHERE id=?", (workflow_id,))
@@ -297,8 +338,26 @@ class Store:
              r.lease_expires_ms, r.coordinator_endpoint),
         )
 
-    async def save_reservation(self, r: ReservationRow) -> None:
-        await self._write([self._reservation_stmt(r)])
+    async def save_reservation(self, r: ReservationRow, tx: HoldTxRow | None = None) -> None:
+        """Save a reservation and, in the same transaction, the PREPARE behind it."""
+        stmts = [self._reservation_stmt(r)]
+        if tx is not None:
+            stmts.append((
+                "INSERT OR REPLACE INTO hold_txs(workflow_id, round, tx, spec, placement,"
+                " coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?)",
+                (tx.workflow_id, tx.round, tx.tx, tx.spec, json.dumps(tx.placement),
+                 tx.coordinator_endpoint),
+            ))
+        await self._write(stmts)
+
+    async def get_hold_tx(self, workflow_id: str, round_: int) -> HoldTxRow | None:
+        row = await self._one(
+            "SELECT workflow_id, round, tx, spec, placement, coordinator_endpoint FROM hold_txs"
+            " WHERE workflow_id=? AND round=?", (workflow_id, round_))
+        if row is None:
+            return None
+        return HoldTxRow(row[0], row[1], bytes(row[2]), bytes(row[3]), json.loads(row[4]),
+                         row[5])
 
     async def delete_reservation(self, workflow_id: str, round_: int) -> None:
         await self._write([(
@@ -314,6 +373,95 @@ class Store:
             ReservationRow(r[0], r[1], r[2], r[3], [tuple(x) for x in json.loads(r[4])], r[5], r[6])
             for r in rows
         ]
+
+    # ---- Paxos Commit ----------------------------------------------------------------
+
+    async def save_acceptor(self, r: AcceptorRow) -> None:
+        """Replace this transaction's acceptor record (durable before the acceptor replies)."""
+        promised = r.promised or (None, None)
+        accepted = r.accepted or (None, None)
+        await self._write([(
+            "INSERT OR REPLACE INTO acceptor_records(workflow_id, round, tx, promised_n,"
+            " promised_by, accepted_n, accepted_by, accepted_value, decided)"
+            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.workflow_id, r.round, r.tx, promised[0], promised[1], accepted[0], accepted[1],
+             r.accepted_value, r.decided),
+        )])
+
+    async def list_acceptor_records(self) -> list[AcceptorRow]:
+        rows = await self._all(
+            "SELECT workflow_id, round, tx, promised_n, promised_by, accepted_n, accepted_by,"
+            " accepted_value, decided FROM acceptor_records ORDER BY workflow_id, round")
+        return [
+            AcceptorRow(r[0], r[1], bytes(r[2]),
+                        (r[3], r[4]) if r[3] is not None else None,
+                        (r[5], r[6]) if r[5] is not None else None,
+                        bytes(r[7]) if r[7] is not None else None,
+                        bytes(r[8]) if r[8] is not None else None)
+            for r in rows
+        ]
+
+    async def _write_once(self, table: str, workflow_id: str, round_: int, outcome: str,
+                          value: bytes) -> tuple[str, bytes]:
+        await self._write([(
+            f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, value)"
+            " VALUES(?, ?, ?, ?)", (workflow_id, round_, outcome, value),
+        )])
+        held = await self._get_once(table, workflow_id, round_)
+        assert held is not None
+        return held
+
+    async def _get_once(self, table: str, workflow_id: str,
+                        round_: int) -> tuple[str, bytes] | None:
+        row = await self._one(
+            f"SELECT outcome, value FROM {table} WHERE workflow_id=? AND round=?",
+            (workflow_id, round_))
+        return (row[0], bytes(row[1])) if row else None
+
+    async def propose(self, workflow_id: str, round_: int, outcome: str,
+                      value: bytes) -> tuple[str, bytes]:
+        """Compare-and-set the coordinator's write-once proposal cell for (workflow, round).
+
+        Returns what the cell holds after the call: act on that, not on what was asked.
+        """
+        return await self._write_once("proposals", workflow_id, round_, outcome, value)
+
+    async def get_proposal(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        return await self._get_once("proposals", workflow_id, round_)
+
+    async def delete_proposal(self, workflow_id: str, round_: int) -> None:
+        """Collect a proposal cell (and the ballot) once the round's decision is on record."""
+        await self._write([
+            ("DELETE FROM proposals WHERE workflow_id=? AND round=?", (workflow_id, round_)),
+            ("DELETE FROM ballots WHERE workflow_id=? AND round=?", (workflow_id, round_)),
+        ])
+
+    async def learn(self, workflow_id: str, round_: int, outcome: str,
+                    value: bytes) -> tuple[str, bytes]:
+        """Record a decision learned to be chosen; write-once: returns the one that holds."""
+        return await self._write_once("learned", workflow_id, round_, outcome, value)
+
+    async def get_learned(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        return await self._get_once("learned", workflow_id, round_)
+
+    async def list_learned(self) -> list[tuple[str, int, str, bytes]]:
+        rows = await self._all("SELECT workflow_id, round, outcome, value FROM learned")
+        return [(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def save_ballot(self, workflow_id: str, round_: int, n: int, proposer: str) -> None:
+        """The highest ballot used as proposer (durable before its PaxosPrepare); it only
+        grows, whatever order concurrent writes land in."""
+        await self._write([(
+            "INSERT INTO ballots(workflow_id, round, n, proposer) VALUES(?, ?, ?, ?)"
+            " ON CONFLICT(workflow_id, round) DO UPDATE SET n = excluded.n,"
+            " proposer = excluded.proposer WHERE excluded.n > ballots.n",
+            (workflow_id, round_, n, proposer),
+        )])
+
+    async def get_ballot(self, workflow_id: str, round_: int) -> tuple[int, str] | None:
+        row = await self._one("SELECT n, proposer FROM ballots WHERE workflow_id=? AND round=?",
+                              (workflow_id, round_))
+        return (row[0], row[1]) if row else None
 
     # ---- step runs (idempotency keys) ---------------------------------------------
 

@@ -7,6 +7,7 @@ stopped by pid), with the workflow helpers tests need.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -18,11 +19,14 @@ from agent.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from agent.workflow.spec import parse_spec_text
 
 TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"}
+# The commit protocol the federations run (FEDORCH_TEST_COMMIT=2pc runs the suite with
+# classic two-phase commit; the default is the daemon's, Paxos Commit).
+COMMIT = os.environ.get("FEDORCH_TEST_COMMIT", "paxos")
 # Fast timings so that tests about liveness and leases finish quickly.
 TEST_TIMINGS = {
     "log_level": "info",
     "gossip": {"profile": "local"},
-    "negotiation": {"prepare_timeout_s": 2, "lease_s": 4, "max_rounds": 3},
+    "negotiation": {"prepare_timeout_s": 2, "lease_s": 4, "max_rounds": 3, "commit": COMMIT},
 }
 
 

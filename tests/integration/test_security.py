@@ -114,7 +114,7 @@ async def test_reflection_lists_the_services(fed):
 
 
 @pytest.mark.parametrize("method", ["Swim", "Prepare", "Decide", "QueryDecision",
-                                    "ReportStep", "CancelWorkflow"])
+                                    "ReportStep", "CancelWorkflow", "Paxos"])
 async def test_garbage_bytes_never_crash_an_agent(fed, method):
     async with grpc.aio.insecure_channel(fed.address("us-east")) as channel:
         raw = channel.unary_unary(f"/fedorch.v1.Peer/{method}",

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.store.schema import SCHEMA_VERSION
-from agent.store.store import ReservationRow, StepRow, Store, StoreError, WorkflowRow
+from agent.store.schema import MIGRATIONS, SCHEMA_VERSION
+from agent.store.store import (
+    AcceptorRow,
+    HoldTxRow,
+    ReservationRow,
+    StepRow,
+    Store,
+    StoreError,
+    WorkflowRow,
+)
 
 
 @pytest.fixture
@@ -219,3 +227,126 @@ async def test_a_newer_schema_version_refuses_to_open(tmp_path: Path) -> None:
     with sqlite3.connect(data / "agent.db") as db:
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     assert row == (str(SCHEMA_VERSION + 1),)
+
+
+# ---- Paxos Commit ---------------------------------------------------------------------------
+
+
+async def test_paxos_tables_exist_and_a_workflow_keeps_its_acceptors(store: Store) -> None:
+    async with store._db.execute("SELECT name FROM sqlite_master WHERE type='table'") as cur:
+        tables = {r[0] for r in await cur.fetchall()}
+    assert {"acceptor_records", "proposals", "ballots", "learned", "hold_txs"} <= tables
+    w = workflow(acceptors=["eu-west", "partner", "us-east"])
+    await store.save_workflow(w)
+    assert (await store.get_workflow("wf-1")).acceptors == ["eu-west", "partner", "us-east"]
+    assert workflow().acceptors == []  # classic rounds have none
+
+
+async def test_a_version_1_data_dir_is_upgraded_in_place(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    with sqlite3.connect(data / "agent.db") as db:
+        db.executescript(MIGRATIONS[0] + ";INSERT INTO meta VALUES('schema_version', '1');"
+                         "INSERT INTO workflows(id, name, coordinator, state, spec, created_ms,"
+                         " updated_ms) VALUES('wf-old', 'n', 'eu-west', 'RUNNING', x'00', 1, 2);")
+    s = await Store.open(data)
+    try:
+        assert await s.get_meta("schema_version") == str(SCHEMA_VERSION)
+        old = await s.get_workflow("wf-old")
+        assert old is not None and old.acceptors == [] and old.state == "RUNNING"
+        assert await s.get_proposal("wf-old", 1) is None
+    finally:
+        await s.close()
+
+
+async def test_proposal_cell_is_compare_and_set(store: Store) -> None:
+    assert await store.get_proposal("wf-1", 1) is None
+    assert await store.propose("wf-1", 1, "COMMIT", b"v-commit") == ("COMMIT", b"v-commit")
+    # A later ABORT (a timeout, a presumed abort) finds COMMIT there and must act on it.
+    assert await store.propose("wf-1", 1, "ABORT", b"v-abort") == ("COMMIT", b"v-commit")
+    assert await store.get_proposal("wf-1", 1) == ("COMMIT", b"v-commit")
+    assert await store.propose("wf-1", 2, "ABORT", b"a") == ("ABORT", b"a")
+    await store.save_ballot("wf-1", 1, 3, "partner")
+    await store.delete_proposal("wf-1", 1)  # collected with its ballot; round 2 stays
+    assert await store.get_proposal("wf-1", 1) is None
+    assert await store.get_ballot("wf-1", 1) is None
+    assert await store.get_proposal("wf-1", 2) == ("ABORT", b"a")
+
+
+async def test_learned_decision_is_write_once(store: Store) -> None:
+    assert await store.get_learned("wf-1", 1) is None
+    assert await store.learn("wf-1", 1, "ABORT", b"abort") == ("ABORT", b"abort")
+    assert await store.learn("wf-1", 1, "COMMIT", b"commit") == ("ABORT", b"abort")
+    assert await store.learn("wf-1", 2, "COMMIT", b"cert") == ("COMMIT", b"cert")
+    assert sorted(await store.list_learned()) == [
+        ("wf-1", 1, "ABORT", b"abort"), ("wf-1", 2, "COMMIT", b"cert")]
+
+
+async def test_ballot_only_grows(store: Store) -> None:
+    assert await store.get_ballot("wf-1", 1) is None
+    await store.save_ballot("wf-1", 1, 2, "partner")
+    await store.save_ballot("wf-1", 1, 1, "partner")  # an older write landing late
+    assert await store.get_ballot("wf-1", 1) == (2, "partner")
+    await store.save_ballot("wf-1", 1, 5, "partner")
+    assert await store.get_ballot("wf-1", 1) == (5, "partner")
+    assert await store.get_ballot("wf-1", 2) is None
+
+
+async def test_acceptor_records_are_replaced_and_listed(store: Store) -> None:
+    fresh = AcceptorRow("wf-1", 1, b"tx", promised=(2, "partner"))
+    await store.save_acceptor(fresh)
+    accepted = AcceptorRow("wf-1", 1, b"tx", promised=(3, "us-east"), accepted=(3, "us-east"),
+                           accepted_value=b"abort")
+    await store.save_acceptor(accepted)
+    other = AcceptorRow("wf-2", 4, b"tx2", decided=b"commit")
+    await store.save_acceptor(other)
+    assert await store.list_acceptor_records() == [accepted, other]
+
+
+async def test_reservation_and_its_prepare_are_written_together(store: Store) -> None:
+    r = ReservationRow("wf-1", 2, "eu-west", "reserved", [("x", "ml.train")], 9_000)
+    tx = HoldTxRow("wf-1", 2, b"paxos-tx", b"spec", {"x": "partner"}, "127.0.0.1:7101")
+    assert await store.get_hold_tx("wf-1", 2) is None
+    await store.save_reservation(r, tx=tx)
+    assert await store.get_hold_tx("wf-1", 2) == tx
+    r.state = "prepared"
+    await store.save_reservation(r)  # the second record: the TxInfo stays
+    assert await store.list_reservations() == [r]
+    assert await store.get_hold_tx("wf-1", 2) == tx
+    # Atomic: a reservation whose PREPARE cannot be written is not written either.
+    bad = HoldTxRow("wf-3", 1, None, b"", {}, "")  # type: ignore[arg-type]  # tx is NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.save_reservation(ReservationRow("wf-3", 1, "c", "reserved", [], 1), tx=bad)
+    assert [x.workflow_id for x in await store.list_reservations()] == ["wf-1"]
+
+
+async def test_paxos_state_survives_a_reopen(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    s = await Store.open(data)
+    await s.propose("wf-1", 1, "COMMIT", b"v")
+    await s.learn("wf-1", 1, "COMMIT", b"v")
+    await s.save_ballot("wf-1", 1, 7, "partner")
+    rec = AcceptorRow("wf-1", 1, b"tx", (0, "eu-west"), (0, "eu-west"), b"v")
+    await s.save_acceptor(rec)
+    await s.close()
+    s = await Store.open(data)
+    try:
+        assert await s.get_proposal("wf-1", 1) == ("COMMIT", b"v")
+        assert await s.get_learned("wf-1", 1) == ("COMMIT", b"v")
+        assert await s.get_ballot("wf-1", 1) == (7, "partner")
+        assert await s.list_acceptor_records() == [rec]
+    finally:
+        await s.close()
+
+
+async def test_an_early_step_result_never_goes_back(store: Store) -> None:
+    done = StepRow("wf-1", "s", "k3", "SUCCEEDED", 1, {"x": 1})
+    await store.save_step_result(StepRow("wf-1", "s", "k3", "RUNNING", 1))
+    await store.save_step_result(done)
+    await store.save_step_result(StepRow("wf-1", "s", "k3", "RUNNING", 1))  # overtaken note
+    assert await store.get_steps("wf-1") == [done]
+    retry = StepRow("wf-1", "t", "k3", "RUNNING", 2)
+    await store.save_step_result(StepRow("wf-1", "t", "k3", "FAILED", 1, {}, "boom"))
+    await store.save_step_result(retry)  # a later attempt wins
+    await store.save_step_result(StepRow("wf-1", "t", "k3", "FAILED", 1, {}, "boom"))
+    assert sorted(await store.get_steps("wf-1"), key=lambda s: s.step_id) == [done, retry]

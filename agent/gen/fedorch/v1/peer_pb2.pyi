@@ -29,7 +29,7 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,12 @@ class Body(_message.Message):
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     SWIM_FIELD_NUMBER: _ClassVar[int]
+    PAXOS_PREPARE_FIELD_NUMBER: _ClassVar[int]
+    PAXOS_PROMISE_FIELD_NUMBER: _ClassVar[int]
+    PAXOS_ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    PAXOS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PAXOS_REJECT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ACK_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
@@ -58,7 +64,13 @@ class Body(_message.Message):
     cancel: CancelNotice
     ack: Ack
     swim: _swim_pb2.SwimBatch
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ...) -> None: ...
+    paxos_prepare: PaxosPrepare
+    paxos_promise: PaxosPromise
+    paxos_accept: PaxosAccept
+    paxos_accepted: PaxosAccepted
+    paxos_reject: PaxosReject
+    decision_ack: DecisionAck
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ...) -> None: ...
 
 class CapabilityInfo(_message.Message):
     __slots__ = ("name", "capacity", "available", "cost")
@@ -106,7 +118,7 @@ class DomainRecord(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint")
+    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +133,7 @@ class PrepareRequest(_message.Message):
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     round: int
     spec: _spec_pb2.WorkflowSpec
@@ -128,7 +141,8 @@ class PrepareRequest(_message.Message):
     placement: _containers.ScalarMap[str, str]
     lease_ms: int
     coordinator_endpoint: str
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ...) -> None: ...
+    acceptors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Vote(_message.Message):
     __slots__ = ("workflow_id", "round", "domain", "yes", "reason", "steps", "lease_expires_at_ms")
@@ -209,6 +223,106 @@ class DecisionAnswer(_message.Message):
     decision: Envelope
     final_state: _status_pb2.WorkflowState
     def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ...) -> None: ...
+
+class Ballot(_message.Message):
+    __slots__ = ("n", "proposer")
+    N_FIELD_NUMBER: _ClassVar[int]
+    PROPOSER_FIELD_NUMBER: _ClassVar[int]
+    n: int
+    proposer: str
+    def __init__(self, n: _Optional[int] = ..., proposer: _Optional[str] = ...) -> None: ...
+
+class PaxosTx(_message.Message):
+    __slots__ = ("workflow_id", "round", "coordinator", "participants", "acceptors")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    coordinator: str
+    participants: _containers.RepeatedScalarFieldContainer[str]
+    acceptors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., coordinator: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., acceptors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PaxosValue(_message.Message):
+    __slots__ = ("outcome", "votes")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    votes: _containers.RepeatedCompositeFieldContainer[Envelope]
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
+
+class PaxosPrepare(_message.Message):
+    __slots__ = ("tx", "ballot")
+    TX_FIELD_NUMBER: _ClassVar[int]
+    BALLOT_FIELD_NUMBER: _ClassVar[int]
+    tx: PaxosTx
+    ballot: Ballot
+    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ...) -> None: ...
+
+class PaxosPromise(_message.Message):
+    __slots__ = ("workflow_id", "round", "ballot", "acceptor", "accepted_ballot", "accepted_value")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    BALLOT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTOR_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_BALLOT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    ballot: Ballot
+    acceptor: str
+    accepted_ballot: Ballot
+    accepted_value: PaxosValue
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., accepted_ballot: _Optional[_Union[Ballot, _Mapping]] = ..., accepted_value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
+
+class PaxosAccept(_message.Message):
+    __slots__ = ("tx", "ballot", "value")
+    TX_FIELD_NUMBER: _ClassVar[int]
+    BALLOT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    tx: PaxosTx
+    ballot: Ballot
+    value: PaxosValue
+    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
+
+class PaxosAccepted(_message.Message):
+    __slots__ = ("workflow_id", "round", "ballot", "acceptor", "value")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    BALLOT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTOR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    ballot: Ballot
+    acceptor: str
+    value: PaxosValue
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
+
+class PaxosReject(_message.Message):
+    __slots__ = ("workflow_id", "round", "ballot", "acceptor", "promised")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    BALLOT_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTOR_FIELD_NUMBER: _ClassVar[int]
+    PROMISED_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    ballot: Ballot
+    acceptor: str
+    promised: Ballot
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., promised: _Optional[_Union[Ballot, _Mapping]] = ...) -> None: ...
+
+class DecisionAck(_message.Message):
+    __slots__ = ("workflow_id", "round")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    round: int
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class StepResult(_message.Message):
     __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error")

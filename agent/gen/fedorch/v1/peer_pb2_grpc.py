@@ -64,6 +64,11 @@ class PeerStub:
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Paxos = channel.unary_unary(
+                '/fedorch.v1.Peer/Paxos',
+                request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -106,6 +111,16 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Paxos(self, request, context):
+        """Paxos Commit: PaxosPrepare and PaxosAccept are answered with the
+        acceptor's PaxosPromise / PaxosAccepted / PaxosReject (or a DecisionNotice
+        once it knows the decision); PaxosAccepted, PaxosPromise, PaxosReject and
+        DecisionAck sent on their own are answered with an Ack.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +151,11 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'CancelWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelWorkflow,
+                    request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                    response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            ),
+            'Paxos': grpc.unary_unary_rpc_method_handler(
+                    servicer.Paxos,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
@@ -300,6 +320,33 @@ class Peer:
             request,
             target,
             '/fedorch.v1.Peer/CancelWorkflow',
+            fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Paxos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedorch.v1.Peer/Paxos',
             fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
             options,

@@ -1,0 +1,277 @@
+"""Paxos Commit on real agents: a dead coordinator blocks nobody; forged decisions change nothing.
+
+Four agents: c coordinates, p1 and p2 each run one step, x is a trusted bystander.
+The acceptors of every round are {c, p1, p2}: with c gone, p1 and p2 are a majority.
+
+Timing is made deterministic with signals, never with sleeps: p2 is SIGSTOPped
+before the submit, so the coordinator waits for its vote; once p1's YES is on
+disk, c is SIGSTOPped and p2 resumed, so p2 votes YES into a coordinator that
+cannot read it; every participant has then voted YES and the coordinator knows
+only some of the votes, or (resumed for a moment) all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import time
+
+import grpc
+import pytest
+
+from agent.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from agent.identity.envelope import Signer, new_nonce, seal
+from agent.identity.keys import load_private_key
+from tests.integration.federation import (
+    TEST_TIMINGS,
+    Federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+LEASE_S = TEST_TIMINGS["negotiation"]["lease_s"]
+SPEC = """
+name: nonblocking
+steps:
+  - id: a
+    capability: nb.work
+    constraints: {domains: [p1]}
+  - id: b
+    capability: nb.work
+    constraints: {domains: [p2]}
+"""
+
+
+def _domains(**negotiation: float) -> dict[str, dict]:
+    # A long prepare timeout: the coordinator must still be waiting for p2's vote when
+    # it is stopped, however slow the machine is.
+    timings = {**TEST_TIMINGS["negotiation"], "prepare_timeout_s": 20, "commit": "paxos",
+               **negotiation}
+    work = [{"name": "nb.work", "capacity": 2, "executor": {"type": "builtin", "name": "echo"}}]
+    other = [{"name": "nb.other", "capacity": 1, "executor": {"type": "builtin", "name": "echo"}}]
+    return {name: {"capabilities": work if name.startswith("p") else other,
+                   "negotiation": timings} for name in ("c", "p1", "p2", "x")}
+
+
+@contextlib.asynccontextmanager
+async def _federation(tmp_path, **negotiation: float):
+    fed = Federation(tmp_path, _domains(**negotiation))
+    fed.write_configs()
+    try:
+        await fed.start()
+        await fed.wait_converged()
+        yield fed
+    finally:
+        for proc in fed.procs.values():  # a SIGSTOPped agent must be able to stop
+            if proc.popen.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+        await fed.close_channels()
+        fed.stop()
+
+
+def _rows(fed: Federation, name: str, sql: str, args: tuple = ()) -> list[tuple]:
+    """Read an agent's SQLite file (read-only; WAL lets it go on writing)."""
+    path = fed.workdir / "data" / name / "agent.db"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def _signal(fed: Federation, name: str, sig: signal.Signals) -> None:
+    os.kill(fed.procs[name].pid, sig)
+
+
+async def _prepared(fed: Federation, name: str, wid: str) -> bool:
+    """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
+    rows = _rows(fed, name, "SELECT state FROM reservations WHERE workflow_id=?", (wid,))
+    return rows == [("prepared",)]
+
+
+def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
+    return _rows(fed, name, "SELECT round, outcome FROM learned WHERE workflow_id=?", (wid,))
+
+
+async def _local_step(fed: Federation, name: str, wid: str, step: str):
+    try:
+        status = await fed.client(name).GetWorkflow(
+            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
+    except grpc.aio.AioRpcError:
+        return None
+    return step_states(status)[step]
+
+
+async def _everyone_voted_yes(fed: Federation, wid: str) -> None:
+    """Submitted with p2 stopped; returns with c stopped, holding p2's YES unread."""
+    await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
+    _signal(fed, "c", signal.SIGSTOP)
+    _signal(fed, "p2", signal.SIGCONT)
+    await wait_for(lambda: _prepared(fed, "p2", wid), 20, "p2 to vote YES")
+
+
+async def test_coordinator_dead_before_deciding_participants_abort_without_it(tmp_path):
+    async with _federation(tmp_path) as fed:
+        _signal(fed, "p2", signal.SIGSTOP)
+        wid = await fed.submit("c", SPEC)
+        await _everyone_voted_yes(fed, wid)
+        fed.kill("c")  # never restarted; it never read p2's vote, so it proposed nothing
+        killed = time.monotonic()
+
+        async def both_learned():
+            return all(_learned(fed, p, wid) for p in ("p1", "p2"))
+
+        await wait_for(both_learned, 4 * LEASE_S, "p1 and p2 to learn the decision")
+        elapsed = time.monotonic() - killed
+        # The same decision at both; nobody but the coordinator proposes COMMIT: ABORT.
+        assert _learned(fed, "p1", wid) == _learned(fed, "p2", wid) == [(1, "ABORT")]
+        assert elapsed <= 2 * LEASE_S, f"decided {elapsed:.1f}s after the coordinator died"
+        for p in ("p1", "p2"):  # released, and nothing ran
+            assert _rows(fed, p, "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
+            assert _rows(fed, p, "SELECT * FROM step_runs WHERE workflow_id=?", (wid,)) == []
+
+
+async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_its_step(
+        tmp_path):
+    async with _federation(tmp_path) as fed:
+        _signal(fed, "p2", signal.SIGSTOP)
+        wid = await fed.submit("c", SPEC)
+        await _everyone_voted_yes(fed, wid)
+        # p2 stops again before c reads its vote: c collects all YES, proposes COMMIT, and
+        # c and p1 accept it (a majority: chosen); p2 hears none of it.
+        _signal(fed, "p2", signal.SIGSTOP)
+        _signal(fed, "c", signal.SIGCONT)
+
+        async def p1_ran_a():
+            s = await _local_step(fed, "p1", wid, "a")
+            return s is not None and s[0] == "SUCCEEDED"
+
+        await wait_for(p1_ran_a, 20, "p1 to commit and run a")
+        # Both die; whatever c sent p2 dies with p2. p2 comes back in doubt, c never does.
+        fed.kill("c")
+        fed.kill("p2")
+        assert _rows(fed, "p2", "SELECT state FROM reservations WHERE workflow_id=?",
+                     (wid,)) == [("prepared",)]
+        assert _learned(fed, "p2", wid) == []
+        await fed.close_channels()
+        await fed.start("p2")
+        back = time.monotonic()
+
+        async def p2_ran_b():
+            s = await _local_step(fed, "p2", wid, "b")
+            return s is not None and s[0] == "SUCCEEDED"
+
+        await wait_for(p2_ran_b, 4 * LEASE_S, "p2 to learn the COMMIT and run b")
+        elapsed = time.monotonic() - back
+        assert _learned(fed, "p1", wid) == _learned(fed, "p2", wid) == [(1, "COMMIT")]
+        assert elapsed <= 2 * LEASE_S, f"p2 ran b {elapsed:.1f}s after it came back"
+        # Each step ran once, where it was placed.
+        assert _rows(fed, "p1", "SELECT step_id, attempt FROM step_runs") == [("a", 1)]
+        assert _rows(fed, "p2", "SELECT step_id, attempt FROM step_runs") == [("b", 1)]
+
+
+async def test_with_2pc_the_same_participants_wait_for_the_coordinator(tmp_path):
+    """The contrast (negotiation.commit: 2pc): in doubt they ask the coordinator and wait;
+    its restart presumes abort and releases them."""
+    async with _federation(tmp_path, commit="2pc") as fed:
+        _signal(fed, "p2", signal.SIGSTOP)
+        wid = await fed.submit("c", SPEC)
+        await _everyone_voted_yes(fed, wid)
+        fed.kill("c")
+
+        async def both_asked():
+            return all(fed.metric(p, "fedorch_in_doubt_queries_total") >= 1
+                       for p in ("p1", "p2"))
+
+        await wait_for(both_asked, 4 * LEASE_S, "p1 and p2 to ask the coordinator")
+        for p in ("p1", "p2"):  # still in doubt: nobody else may decide in 2PC
+            assert await _prepared(fed, p, wid)
+            assert _learned(fed, p, wid) == []
+        await fed.close_channels()
+        await fed.start("c")
+        status = await fed.wait_state("c", wid)
+        assert state_name(status) == "ABORTED" and "presumed abort" in status.reason
+
+        async def released():
+            return not any(_rows(fed, p, "SELECT * FROM reservations") for p in ("p1", "p2"))
+
+        await wait_for(released, 4 * LEASE_S, "p1 and p2 to release")
+
+
+def _signer(fed: Federation, domain: str) -> Signer:
+    return Signer(domain, load_private_key(fed.workdir / "keys" / f"{domain}.key"))
+
+
+def _envelope(signer: Signer, recipient: str, **payload) -> peer_pb2.Envelope:
+    return seal(signer, recipient=recipient, now_ms=int(time.time() * 1000), nonce=new_nonce(),
+                **payload)
+
+
+async def _peer(fed: Federation, domain: str, method: str, envelope: peer_pb2.Envelope):
+    async with grpc.aio.insecure_channel(fed.address(domain)) as channel:
+        reply = await getattr(peer_pb2_grpc.PeerStub(channel), method)(envelope, timeout=5)
+    return peer_pb2.Body.FromString(reply.body)
+
+
+async def test_forged_decisions_from_trusted_domains_are_refused_and_change_nothing(tmp_path):
+    # A long lease: p1 stays in doubt (c waits for p2's vote) while it is lied to.
+    async with _federation(tmp_path, lease_s=60) as fed:
+        _signal(fed, "p2", signal.SIGSTOP)
+        wid = await fed.submit("c", SPEC)
+        await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
+        x, c, p2 = _signer(fed, "x"), _signer(fed, "c"), _signer(fed, "p2")
+        p2_yes = _envelope(p2, "c", vote=peer_pb2.Vote(workflow_id=wid, round=1, domain="p2",
+                                                       yes=True, steps=["b"]))
+        x_says_p1_yes = _envelope(x, "c", vote=peer_pb2.Vote(
+            workflow_id=wid, round=1, domain="p1", yes=True, steps=["a"]))
+
+        def decision(signer, outcome, votes):
+            return _envelope(signer, "", decision=peer_pb2.Decision(
+                workflow_id=wid, round=1, coordinator="c", outcome=outcome,
+                placement={"a": "p1", "b": "p2"}, votes=votes))
+
+        forgeries = {
+            # COMMIT without a full certificate: p1's YES is missing.
+            "no p1 vote": decision(x, peer_pb2.OUTCOME_COMMIT, [p2_yes]),
+            # ... even signed by the coordinator itself.
+            "coordinator, no p1 vote": decision(c, peer_pb2.OUTCOME_COMMIT, [p2_yes]),
+            # A vote "of p1" signed by another domain.
+            "p1 vote signed by x": decision(x, peer_pb2.OUTCOME_COMMIT, [x_says_p1_yes, p2_yes]),
+            "no votes": decision(x, peer_pb2.OUTCOME_COMMIT, []),
+            # ABORT from a domain that is neither the coordinator nor a participant.
+            "abort by x": decision(x, peer_pb2.OUTCOME_ABORT, []),
+        }
+        for what, forged in forgeries.items():
+            body = await _peer(fed, "p1", "Decide", _envelope(
+                x, "p1", decision_notice=peer_pb2.DecisionNotice(decision=forged)))
+            assert not body.ack.ok, what
+            assert "certificate" in body.ack.error or "neither" in body.ack.error, \
+                (what, body.ack.error)
+        # The same partial certificate offered to p1's acceptor in a recovery ballot, by
+        # a participant; and any ballot at all by a domain that takes no part.
+        tx = peer_pb2.PaxosTx(workflow_id=wid, round=1, coordinator="c",
+                              participants=["p1", "p2"], acceptors=["c", "p1", "p2"])
+        partial = peer_pb2.PaxosValue(outcome=peer_pb2.OUTCOME_COMMIT, votes=[p2_yes])
+        for signer, n in ((p2, 1), (x, 2)):
+            accept = peer_pb2.PaxosAccept(
+                tx=tx, ballot=peer_pb2.Ballot(n=n, proposer=signer.domain), value=partial)
+            body = await _peer(fed, "p1", "Paxos", _envelope(signer, "p1", paxos_accept=accept))
+            assert not body.ack.ok
+            assert "lacks a YES vote" in body.ack.error or "takes no part" in body.ack.error
+        # Nothing changed at p1: still in doubt, nothing learned, accepted or started.
+        assert await _prepared(fed, "p1", wid)
+        assert _learned(fed, "p1", wid) == []
+        assert _rows(fed, "p1", "SELECT * FROM acceptor_records WHERE workflow_id=?",
+                     (wid,)) == []
+        assert _rows(fed, "p1", "SELECT * FROM workflows WHERE id=?", (wid,)) == []
+        assert _rows(fed, "p1", "SELECT * FROM step_runs") == []
+        # And the genuine protocol goes on: p2 votes, the workflow commits and runs once.
+        _signal(fed, "p2", signal.SIGCONT)
+        status = await fed.wait_state("c", wid)
+        assert state_name(status) == "SUCCEEDED", status
+        assert step_states(status) == {"a": ("SUCCEEDED", "p1", 1), "b": ("SUCCEEDED", "p2", 1)}
