@@ -623,23 +623,27 @@ def _check_membership_profile(gossip: config_pb2.GossipConfig, source: str) -> N
     """The profile name and its overrides must make a valid SWIM profile."""
     import dataclasses
 
-    from agent.membership.swim_profiles import PROFILES, SwimProfile, make_profile
+    from agent.membership.swim_profiles import (
+        INTEGER_FIELDS,
+        PROFILES,
+        SwimProfile,
+        make_profile,
+        typed_overrides,
+    )
 
     if gossip.profile not in PROFILES:
         raise ConfigError(source, "gossip.profile",
                           f"must be one of {', '.join(sorted(PROFILES))}, got {gossip.profile!r}")
-    fields = {f.name: f.type for f in dataclasses.fields(SwimProfile)}
-    overrides: dict[str, float | int] = {}
+    fields = {f.name for f in dataclasses.fields(SwimProfile)}
     for name, value in sorted(gossip.tuning.items()):
         if name not in fields:
             raise ConfigError(source, f"gossip.tuning.{name}",
                               f"unknown key (valid keys: {', '.join(sorted(fields))})")
-        overrides[name] = int(value) if fields[name] in ("int", int) else value
-        if fields[name] in ("int", int) and value != int(value):
+        if name in INTEGER_FIELDS and value != int(value):
             raise ConfigError(source, f"gossip.tuning.{name}",
                               f"must be a whole number, got {value:g}")
     try:
-        make_profile(gossip.profile, **overrides)
+        make_profile(gossip.profile, **typed_overrides(dict(gossip.tuning)))
     except ValueError as e:
         raise ConfigError(source, "gossip.tuning", str(e)) from None
 

@@ -93,6 +93,15 @@ PROFILES: dict[str, SwimProfile] = {
 }
 
 
+INTEGER_FIELDS = frozenset(
+    f.name for f in dataclasses.fields(SwimProfile) if f.type in ("int", int))
+
+
+def typed_overrides(tuning: dict[str, float]) -> dict[str, float | int]:
+    """Overrides read from config (all numbers arrive as floats) with integer fields as int."""
+    return {k: int(v) if k in INTEGER_FIELDS else v for k, v in tuning.items()}
+
+
 def make_profile(name: str = "lan", **overrides: float | int) -> SwimProfile:
     """A named profile with some fields replaced; unknown names or fields raise ValueError."""
     try:

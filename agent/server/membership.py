@@ -23,7 +23,7 @@ from agent.identity.envelope import Signer
 from agent.identity.trust import TrustStore
 from agent.membership import swim_codec
 from agent.membership.swim import Swim
-from agent.membership.swim_profiles import make_profile
+from agent.membership.swim_profiles import make_profile, typed_overrides
 from agent.membership.swim_types import (
     EventKind,
     MemberState,
@@ -75,7 +75,7 @@ class Membership:
     def __init__(self, agent: Agent, incarnation: int) -> None:
         self.agent = agent
         g = agent.config.gossip
-        self.profile = make_profile(g.profile or "lan", **_typed_tuning(g.tuning))
+        self.profile = make_profile(g.profile or "lan", **typed_overrides(dict(g.tuning)))
         self.swim = Swim(
             agent.domain, agent.endpoint, self.profile, ClaimSigner(agent.signer),
             ClaimVerifier(agent.trust), agent.rng, agent.now(), incarnation=incarnation,
@@ -231,15 +231,6 @@ class Membership:
             counts[view.state.value] += 1
         for state, n in counts.items():
             self.agent.metrics.members.labels(state).set(n)
-
-
-def _typed_tuning(tuning) -> dict[str, float | int]:
-    import dataclasses
-
-    from agent.membership.swim_profiles import SwimProfile
-
-    kinds = {f.name: f.type for f in dataclasses.fields(SwimProfile)}
-    return {k: int(v) if kinds.get(k) in ("int", int) else v for k, v in tuning.items()}
 
 
 class _SwimCollector:

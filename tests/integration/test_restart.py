@@ -57,14 +57,17 @@ steps:
 """
 
 
-async def test_participant_killed_mid_step_retries_after_restart(fresh):
-    wid = await fresh.submit("eu-west", SLEEPY)
-
+async def _wait_running_at_partner(fed, wid):
     async def running_at_partner():
-        s = await _local_step_state(fresh, "partner", wid, "nap")
+        s = await _local_step_state(fed, "partner", wid, "nap")
         return s is not None and s[0] == "RUNNING"
 
     await wait_for(running_at_partner, 20, "nap to run at partner")
+
+
+async def test_participant_killed_mid_step_retries_after_restart(fresh):
+    wid = await fresh.submit("eu-west", SLEEPY)
+    await _wait_running_at_partner(fresh, wid)
     fresh.kill("partner")
     await fresh.close_channels()
     await fresh.start("partner")
@@ -76,12 +79,7 @@ async def test_participant_killed_mid_step_retries_after_restart(fresh):
 
 async def test_coordinator_killed_after_commit_finishes_after_restart(fresh):
     wid = await fresh.submit("eu-west", SLEEPY)
-
-    async def running_at_partner():
-        s = await _local_step_state(fresh, "partner", wid, "nap")
-        return s is not None and s[0] == "RUNNING"
-
-    await wait_for(running_at_partner, 20, "nap to run at partner")
+    await _wait_running_at_partner(fresh, wid)
     fresh.kill("eu-west")
     await fresh.close_channels()
     await fresh.start("eu-west")
