@@ -131,8 +131,12 @@ async def test_coordinator_dead_before_deciding_participants_abort_without_it(tm
         # The same decision at both; nobody but the coordinator proposes COMMIT: ABORT.
         assert _learned(fed, "p1", wid) == _learned(fed, "p2", wid) == [(1, "ABORT")]
         assert elapsed <= 2 * LEASE_S, f"decided {elapsed:.1f}s after the coordinator died"
-        for p in ("p1", "p2"):  # released, and nothing ran
-            assert _rows(fed, p, "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
+        async def released():  # applying the decision follows learning it
+            return all(_rows(fed, p, "SELECT * FROM reservations WHERE workflow_id=?",
+                             (wid,)) == [] for p in ("p1", "p2"))
+
+        await wait_for(released, 2 * LEASE_S, "p1 and p2 to release their reservations")
+        for p in ("p1", "p2"):  # and nothing ran
             assert _rows(fed, p, "SELECT * FROM step_runs WHERE workflow_id=?", (wid,)) == []
 
 
