@@ -8,6 +8,7 @@ can treat every failure the same way.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -21,11 +22,19 @@ def _raw(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+# Signed evidence travels many times: each vote rides in every Paxos Accept and
+# Accepted of its round and in the decision, and each hop verifies it again.
+# Remembering the last few thousand good (domain, signature, bytes) triples saves
+# those repeats; a key is never replaced, so a triple that verified stays valid.
+VERIFIED_CACHE_SIZE = 8192
+
+
 class TrustStore:
     """Domain name -> Ed25519 public key."""
 
     def __init__(self, keys: Mapping[str, Ed25519PublicKey] = ()) -> None:  # type: ignore[assignment]
         self._keys: dict[str, Ed25519PublicKey] = {}
+        self._verified: OrderedDict[tuple[str, bytes, bytes], None] = OrderedDict()
         for domain, key in dict(keys).items():
             self.add(domain, key)
 
@@ -70,7 +79,14 @@ class TrustStore:
             key = self._keys.get(domain) if isinstance(domain, str) else None
             if key is None:
                 return False
-            key.verify(bytes(signature), bytes(data))
+            entry = (domain, bytes(signature), bytes(data))
+            if entry in self._verified:
+                self._verified.move_to_end(entry)
+                return True
+            key.verify(entry[1], entry[2])
+            self._verified[entry] = None
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
             return True
         except Exception:  # InvalidSignature, or junk arguments: never raise at the boundary
             return False

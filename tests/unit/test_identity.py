@@ -196,6 +196,25 @@ def test_trust_store_add_and_verify_never_raises():
     assert not store.verify(["unhashable"], b"data", sig)  # type: ignore[arg-type]
 
 
+def test_trust_store_remembers_only_good_verifications(monkeypatch):
+    from agent.identity import trust as trust_module
+
+    monkeypatch.setattr(trust_module, "VERIFIED_CACHE_SIZE", 2)
+    store = TrustStore({"eu-west": EU_KEY.public_key(), "us-east": US_KEY.public_key()})
+    sig = EU_KEY.sign(b"data")
+    assert store.verify("eu-west", b"data", sig)
+    assert store.verify("eu-west", b"data", sig)  # again, from memory
+    # What was remembered is the exact triple: other bytes, another domain, or a
+    # bad signature never pass because a good one was seen.
+    assert not store.verify("eu-west", b"datA", sig)
+    assert not store.verify("us-east", b"data", sig)
+    assert not store.verify("eu-west", b"data", bytes(64))
+    for i in range(5):  # the memory stays bounded
+        assert store.verify("eu-west", bytes([i]), EU_KEY.sign(bytes([i])))
+    assert len(store._verified) == 2
+    assert store.verify("eu-west", b"data", sig)  # forgotten, checked afresh: still good
+
+
 # ---- replay guard -------------------------------------------------------------------------
 
 
