@@ -602,6 +602,8 @@ def _apply_defaults(config: config_pb2.AgentConfig) -> None:
         config.policy.accept_from.append("*")
     if not config.policy.HasField("publish"):
         config.policy.publish = True
+    if not config.negotiation.HasField("batching"):
+        config.negotiation.batching = True
     for name, value in GOSSIP_DEFAULTS.items():
         if not getattr(config.gossip, name):
             setattr(config.gossip, name, value)

@@ -97,8 +97,13 @@ class FailureDetector:
         relay = self._relays.get(msg.seq)
         if relay is not None and relay.target == msg.sender:
             del self._relays[msg.seq]
+            # The target's newest claim goes first: if the requester is about to judge
+            # it, that claim (a refutation) is what it lacks, and our queue may no
+            # longer hold it.
+            target = self._table.members.get(relay.target)
+            first = (target.alive_claim,) if target is not None and target.alive_claim else ()
             self._send(relay.origin_address, None, lambda claims: IndirectAck(
-                relay.origin_seq, self.name, relay.target, claims))
+                relay.origin_seq, self.name, relay.target, claims), first)
             return
         self.stats["unmatched_acks"] += 1
 
@@ -213,12 +218,15 @@ class FailureDetector:
                 self.stats["probes_sent"] += 1
                 self._send(member.address, member.name,
                            lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
+                # The suspicion rides on each PingReq too: a helper that had not heard of
+                # it passes it on to the suspect, whose ack then carries its refutation.
+                doubt = (member.status_claim,) if member.status_claim else ()
                 for helper in self._table.random_live(self.profile.indirect_checks,
                                                       (self.name, member.name)):
                     self.stats["indirect_probes"] += 1
                     self._send(helper.address, helper.name,
                                lambda claims, m=member, s=seq: PingReq(
-                                   s, self.name, m.name, m.address, claims))
+                                   s, self.name, m.name, m.address, claims), doubt)
                 continue
             claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
                                          self.name), self.name, self._signer)

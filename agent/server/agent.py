@@ -93,6 +93,8 @@ class Agent:
             self.signer, self.trust, self.guard, clock,
             on_error=lambda m, c: self.metrics.rpc_errors.labels(m, c).inc(),
             on_bytes=lambda m, d, n: self.metrics.peer_bytes.labels(m, d).inc(n),
+            spawn=self.spawn if config.negotiation.batching else None,
+            on_batch=lambda n: self.metrics.batch_items.labels("out").observe(n),
         )
         self._set_capabilities(config)
         self.participant = Participant(

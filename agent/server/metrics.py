@@ -22,6 +22,9 @@ class AgentMetrics:
         self.peer_bytes = Counter(
             "fedorch_peer_bytes", "Envelope bytes of peer RPCs sent and received, by RPC",
             ["rpc", "direction"], registry=r)
+        self.batch_items = Histogram(
+            "fedorch_peer_batch_items", "Requests per Batch call, sent and received",
+            ["direction"], registry=r, buckets=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
         self.members = Gauge(
             "fedorch_members", "Members by state as this agent sees them", ["state"],
             registry=r)

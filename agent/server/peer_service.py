@@ -3,10 +3,17 @@
 Every request is opened (signature over the bytes as received, trust, recipient,
 kind, replay window) before anything looks at it; a refused message is
 answered UNAUTHENTICATED, counted, logged, and changes nothing.
+
+Each request kind has one handler (`_HANDLERS`), used alike by its own RPC and
+by the Batch RPC, which carries the requests of many workflows for this agent
+in one signed message: the outer envelope is opened once, its items run
+concurrently, and each item is answered with the envelope its own RPC would
+have returned (see peer.proto, "batching").
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import TYPE_CHECKING
@@ -21,6 +28,10 @@ if TYPE_CHECKING:
     from agent.server.agent import Agent
 
 log = logging.getLogger("fedorch.peer")
+
+# A batch bigger than this is refused whole (INVALID_ARGUMENT): a sender's batcher
+# never builds one (agent.server.batching.MAX_BATCH_ITEMS is smaller).
+MAX_BATCH_ITEMS = 1024
 
 
 def _counted(handler):
@@ -40,6 +51,15 @@ def _counted(handler):
 class PeerService(peer_pb2_grpc.PeerServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        # Payload kind -> handler(body) -> signed reply; the kinds a batch may carry.
+        self._handlers = {
+            "prepare": self._prepare,
+            "decision_notice": self._decide,
+            "decision_query": self._query_decision,
+            "step_result": self._report_step,
+            "cancel": self._cancel_workflow,
+            **{kind: self._paxos for kind in PAXOS_REQUESTS},
+        }
 
     async def _open(self, request: peer_pb2.Envelope, context, expect: str | frozenset[str],
                     allow_unaddressed: bool = False) -> peer_pb2.Body:
@@ -55,30 +75,19 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, e.reason)
             raise  # abort raises; this keeps type checkers honest
 
-    @_counted
-    async def Swim(self, request, context):
-        # Unaddressed allowed: a joining agent knows a seed's address, not its domain.
-        body = await self._open(request, context, "swim", allow_unaddressed=True)
-        reply = self.agent.membership.handle_batch(body.sender, body.swim)
-        return self.agent.seal(body.sender, swim=reply)
+    # ---- the handlers, one per request kind ------------------------------------------
 
-    @_counted
-    async def Prepare(self, request, context):
-        body = await self._open(request, context, "prepare")
+    async def _prepare(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
         return await self.agent.run_owned(
             self.agent.participation.prepare(body.sender, body.prepare), "prepare")
 
-    @_counted
-    async def Decide(self, request, context):
-        body = await self._open(request, context, "decision_notice")
+    async def _decide(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
         ack = await self.agent.run_owned(
             self.agent.participation.decide(body.sender, body.decision_notice.decision),
             "decide")
         return self.agent.seal(body.sender, ack=ack)
 
-    @_counted
-    async def QueryDecision(self, request, context):
-        body = await self._open(request, context, "decision_query")
+    async def _query_decision(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
         q = body.decision_query
         a = self.agent
         if q.workflow_id.rpartition(".")[0] != a.domain:
@@ -90,22 +99,89 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                                        "answer query")
         return a.seal(body.sender, decision_answer=answer)
 
-    @_counted
-    async def Paxos(self, request, context):
-        body = await self._open(request, context, PAXOS_REQUESTS)
+    async def _paxos(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
         kind, reply = await self.agent.run_owned(self.agent.consensus.on_rpc(body), "paxos")
         return self.agent.seal(body.sender, **{kind: reply})
 
-    @_counted
-    async def ReportStep(self, request, context):
-        body = await self._open(request, context, "step_result")
+    async def _report_step(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
         ack = await self.agent.run_owned(
             self.agent.participation.on_result(body.sender, body.step_result), "step result")
         return self.agent.seal(body.sender, ack=ack)
 
-    @_counted
-    async def CancelWorkflow(self, request, context):
-        body = await self._open(request, context, "cancel")
+    async def _cancel_workflow(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
         ack = await self.agent.run_owned(
             self.agent.participation.on_cancel(body.sender, body.cancel), "end notice")
         return self.agent.seal(body.sender, ack=ack)
+
+    # ---- the RPCs --------------------------------------------------------------------
+
+    @_counted
+    async def Swim(self, request, context):
+        # Unaddressed allowed: a joining agent knows a seed's address, not its domain.
+        body = await self._open(request, context, "swim", allow_unaddressed=True)
+        reply = self.agent.membership.handle_batch(body.sender, body.swim)
+        return self.agent.seal(body.sender, swim=reply)
+
+    @_counted
+    async def Prepare(self, request, context):
+        return await self._prepare(await self._open(request, context, "prepare"))
+
+    @_counted
+    async def Decide(self, request, context):
+        return await self._decide(await self._open(request, context, "decision_notice"))
+
+    @_counted
+    async def QueryDecision(self, request, context):
+        return await self._query_decision(await self._open(request, context, "decision_query"))
+
+    @_counted
+    async def Paxos(self, request, context):
+        return await self._paxos(await self._open(request, context, PAXOS_REQUESTS))
+
+    @_counted
+    async def ReportStep(self, request, context):
+        return await self._report_step(await self._open(request, context, "step_result"))
+
+    @_counted
+    async def CancelWorkflow(self, request, context):
+        return await self._cancel_workflow(await self._open(request, context, "cancel"))
+
+    @_counted
+    async def Batch(self, request, context):
+        outer = await self._open(request, context, "batch")
+        items = outer.batch.items
+        if len(items) > MAX_BATCH_ITEMS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"batch of {len(items)} items; at most {MAX_BATCH_ITEMS}")
+        self.agent.metrics.batch_items.labels("in").observe(len(items))
+        results = [peer_pb2.BatchResult() for _ in items]
+        async with asyncio.TaskGroup() as tg:
+            for item, result in zip(items, results, strict=True):
+                tg.create_task(self._batch_item(outer, item, result))
+        return self.agent.seal(outer.sender, batch_reply=peer_pb2.BatchReply(results=results))
+
+    async def _batch_item(self, outer: peer_pb2.Body, item: peer_pb2.Body,
+                          result: peer_pb2.BatchResult) -> None:
+        """One item of a batch, answered as its own RPC would have been; a failure is
+        that item's alone."""
+        kind = item.WhichOneof("payload")
+        handler = self._handlers.get(kind or "")
+        if handler is None:
+            self.agent.metrics.rejected_messages.labels("batch").inc()
+            log.warning("refused a batch item from %s: %s cannot be batched",
+                        outer.sender, kind or "no payload")
+            result.error_code = grpc.StatusCode.INVALID_ARGUMENT.name
+            result.error = f"{kind or 'no payload'} cannot travel in a batch"
+            return
+        # The outer message was authenticated for all of its items.
+        item.sender, item.recipient, item.sent_at_ms = \
+            outer.sender, outer.recipient, outer.sent_at_ms
+        try:
+            result.reply.CopyFrom(await handler(item))
+        except Exception as e:  # as the single RPC: the caller sees an error status
+            if self.agent.stopping:
+                result.error_code = grpc.StatusCode.UNAVAILABLE.name
+            else:
+                log.exception("batch item %s from %s failed", kind, outer.sender)
+                result.error_code = grpc.StatusCode.INTERNAL.name
+            result.error = f"{type(e).__name__}: {e}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -9,8 +10,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc
-from agent.identity.envelope import Signer, new_nonce, seal
+from agent.identity.envelope import Signer, new_nonce, open_evidence, seal
 from agent.identity.keys import init_keys, load_private_key
+from agent.identity.trust import TrustStore
 from agent.workflow.spec import parse_spec_text
 
 pytestmark = pytest.mark.integration
@@ -113,8 +115,70 @@ async def test_reflection_lists_the_services(fed):
     assert {"fedorch.v1.Client", "fedorch.v1.Peer", "grpc.health.v1.Health"} <= names
 
 
+def _batch(signer: Signer, recipient: str, *items: peer_pb2.Body) -> peer_pb2.Envelope:
+    return seal(signer, recipient=recipient, now_ms=int(time.time() * 1000), nonce=new_nonce(),
+                batch=peer_pb2.BatchRequest(items=items))
+
+
+def _prepare_item(workflow_id: str, capability: str) -> peer_pb2.Body:
+    spec = parse_spec_text(f"name: b\nsteps:\n  - {{id: s, capability: {capability}}}\n", "t")
+    return peer_pb2.Body(prepare=peer_pb2.PrepareRequest(
+        workflow_id=workflow_id, round=1, spec=spec, steps=["s"], placement={"s": "partner"}))
+
+
+async def test_a_batch_is_opened_once_and_each_item_answered_on_its_own(fed):
+    before = await _reserved(fed, "partner")
+    envelope = _batch(_signer(fed, "eu-west"), "partner",
+                      _prepare_item("eu-west.b1", "test.double"),
+                      _prepare_item("eu-west.b2", "no.such.capability"),
+                      peer_pb2.Body(vote=peer_pb2.Vote(workflow_id="eu-west.b3", yes=True)))
+    reply = await _peer_call(fed, "partner", "Batch", envelope)
+    trust = TrustStore.from_files([fed.workdir / "keys" / "partner.pub"])
+    results = open_evidence(reply, trust, expect="batch_reply").batch_reply.results
+    assert len(results) == 3
+    # Each answer is a vote signed on its own: evidence without the rest of the batch.
+    yes, no = (open_evidence(r.reply, trust, expect="vote").vote for r in results[:2])
+    assert (yes.workflow_id, yes.yes) == ("eu-west.b1", True)
+    assert (no.workflow_id, no.yes) == ("eu-west.b2", False) and no.reason
+    assert results[2].error_code == "INVALID_ARGUMENT" and "vote" in results[2].error
+    assert not results[2].HasField("reply")
+    # The reservation shows in partner's published record (rate-limited, so wait).
+    deadline = time.monotonic() + 10
+    while (await _reserved(fed, "partner"))["test.double"] != before["test.double"] + 1:
+        assert time.monotonic() < deadline, "the reservation was never published"
+        await asyncio.sleep(0.05)
+    # The batch as a whole is replay-protected like any other message.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Batch", envelope)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "replay" in err.value.details()
+
+
+async def test_a_batch_from_an_untrusted_key_changes_nothing(fed, tmp_path):
+    init_keys("mallory", tmp_path)
+    mallory = Signer("mallory", load_private_key(tmp_path / "mallory.key"))
+    before = await _reserved(fed, "partner")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Batch",
+                         _batch(mallory, "partner", _prepare_item("mallory.b4", "report.publish")))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert await _reserved(fed, "partner") == before
+
+
+async def test_an_oversized_batch_is_refused_whole(fed):
+    from agent.server.peer_service import MAX_BATCH_ITEMS
+
+    # Refused as one (a status, not a BatchReply of per-item answers).
+    items = [peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(workflow_id=f"x.{i}", round=1))
+             for i in range(MAX_BATCH_ITEMS + 1)]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _peer_call(fed, "partner", "Batch", _batch(_signer(fed, "eu-west"), "partner",
+                                                         *items))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(MAX_BATCH_ITEMS) in err.value.details()
+
+
 @pytest.mark.parametrize("method", ["Swim", "Prepare", "Decide", "QueryDecision",
-                                    "ReportStep", "CancelWorkflow", "Paxos"])
+                                    "ReportStep", "CancelWorkflow", "Paxos", "Batch"])
 async def test_garbage_bytes_never_crash_an_agent(fed, method):
     async with grpc.aio.insecure_channel(fed.address("us-east")) as channel:
         raw = channel.unary_unary(f"/fedorch.v1.Peer/{method}",

@@ -44,7 +44,8 @@ policy:
   publish: false
 metrics_listen: 127.0.0.1:9101
 gossip: {profile: wan, tuning: {probe_interval: 4, indirect_checks: 5}, publish_interval_s: 3}
-negotiation: {prepare_timeout_s: 5, max_rounds: 5, lease_s: 60, replay_window_s: 120, commit: 2pc}
+negotiation: {prepare_timeout_s: 5, max_rounds: 5, lease_s: 60, replay_window_s: 120, commit: 2pc,
+              batching: false}
 log_level: debug
 """
 )
@@ -105,7 +106,7 @@ def test_defaults_applied() -> None:
     assert not config.gossip.tuning
     n = config.negotiation
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
-    assert n.commit == "paxos"
+    assert n.commit == "paxos" and n.batching is True
     assert config.log_level == "info"
     assert not config.seeds and not config.capabilities and not config.metrics_listen
 
@@ -117,6 +118,7 @@ def test_explicit_values_kept() -> None:
     assert dict(config.gossip.tuning) == {"probe_interval": 4, "indirect_checks": 5}
     assert config.negotiation.max_rounds == 5
     assert config.negotiation.commit == "2pc"
+    assert config.negotiation.batching is False  # an explicit false is not a missing value
     assert config.policy.publish is False
     assert config.policy.quotas.max_steps_per_coordinator == 3
     assert config.log_level == "debug"
@@ -328,6 +330,7 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
             ["negotiation.commit: must be one of: paxos, 2pc, got '3pc'"],
         ),
         (MINIMAL + "negotiation: {commit: [paxos]}\n", ["negotiation.commit"]),
+        (MINIMAL + "negotiation: {batching: sometimes}\n", ["negotiation.batching"]),
     ],
 )
 def test_invalid_config_names_file_and_field(text: str, fragments: list[str]) -> None:

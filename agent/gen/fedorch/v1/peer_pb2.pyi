@@ -29,7 +29,7 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,8 @@ class Body(_message.Message):
     PAXOS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     PAXOS_REJECT_FIELD_NUMBER: _ClassVar[int]
     DECISION_ACK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    BATCH_REPLY_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
@@ -70,7 +72,31 @@ class Body(_message.Message):
     paxos_accepted: PaxosAccepted
     paxos_reject: PaxosReject
     decision_ack: DecisionAck
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ...) -> None: ...
+    batch: BatchRequest
+    batch_reply: BatchReply
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Body]
+    def __init__(self, items: _Optional[_Iterable[_Union[Body, _Mapping]]] = ...) -> None: ...
+
+class BatchResult(_message.Message):
+    __slots__ = ("reply", "error_code", "error")
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    reply: Envelope
+    error_code: str
+    error: str
+    def __init__(self, reply: _Optional[_Union[Envelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class BatchReply(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class CapabilityInfo(_message.Message):
     __slots__ = ("name", "capacity", "available", "cost")

@@ -69,6 +69,11 @@ class PeerStub:
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/fedorch.v1.Peer/Batch',
+                request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -121,6 +126,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request, context):
+        """Several of the requests above for one peer in one signed BatchRequest;
+        answered with a BatchReply holding each item's own signed reply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +169,11 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'Paxos': grpc.unary_unary_rpc_method_handler(
                     servicer.Paxos,
+                    request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                    response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
@@ -347,6 +365,33 @@ class Peer:
             request,
             target,
             '/fedorch.v1.Peer/Paxos',
+            fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedorch.v1.Peer/Batch',
             fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
             options,

@@ -1,0 +1,202 @@
+"""PeerChannels batching: requests for one peer gather while calls are out, leave
+together in one signed Batch call, and each caller gets its own signed answer.
+
+A small Peer server runs in this process on 127.0.0.1; it signs every answer
+and records each call it receives, so the tests can see what went on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from agent.identity.envelope import Signer, new_nonce, open_message, seal
+from agent.identity.replay import ReplayGuard
+from agent.identity.trust import TrustStore
+from agent.server import peers as peers_module
+from agent.server.peers import PeerCallError, PeerChannels
+
+A_KEY, B_KEY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+A, B = Signer("alpha", A_KEY), Signer("beta", B_KEY)
+
+
+def _trust() -> TrustStore:
+    return TrustStore({"alpha": A_KEY.public_key(), "beta": B_KEY.public_key()})
+
+
+class FakePeer(peer_pb2_grpc.PeerServicer):
+    """Answers a DecisionQuery with a signed Ack naming the workflow; a workflow id
+    starting with "fail" fails (INTERNAL in a batch); "slow" holds until released."""
+
+    def __init__(self, batch: bool = True) -> None:
+        self.batch = batch
+        self.calls: list[tuple[str, int]] = []  # (rpc, items)
+        self.release = asyncio.Event()
+        self.guard = ReplayGuard(60_000)
+
+    def _open(self, envelope, expect):
+        return open_message(envelope, _trust(), self.guard, me="beta",
+                            now_ms=int(time.time() * 1000), expect=expect)
+
+    async def _answer(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
+        wf = body.decision_query.workflow_id
+        if wf.startswith("slow"):
+            await self.release.wait()
+        if wf.startswith("fail"):
+            raise RuntimeError("boom")
+        return seal(B, recipient=body.sender, now_ms=int(time.time() * 1000),
+                    nonce=new_nonce(), ack=peer_pb2.Ack(ok=True, error=wf))
+
+    async def QueryDecision(self, request, context):
+        self.calls.append(("QueryDecision", 1))
+        body = self._open(request, "decision_query")
+        try:
+            return await self._answer(body)
+        except RuntimeError as e:
+            await context.abort(grpc.StatusCode.INTERNAL, str(e))
+
+    async def Batch(self, request, context):
+        if not self.batch:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no Batch here")
+        outer = self._open(request, "batch")
+        self.calls.append(("Batch", len(outer.batch.items)))
+        results = []
+        for item in outer.batch.items:
+            item.sender = outer.sender
+            try:
+                results.append(peer_pb2.BatchResult(reply=await self._answer(item)))
+            except RuntimeError as e:
+                results.append(peer_pb2.BatchResult(error_code="INTERNAL", error=str(e)))
+        return seal(B, recipient=outer.sender, now_ms=int(time.time() * 1000),
+                    nonce=new_nonce(), batch_reply=peer_pb2.BatchReply(results=results))
+
+
+@pytest.fixture
+async def peer(request):
+    fake = FakePeer(batch=getattr(request, "param", True))
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    peer_pb2_grpc.add_PeerServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    fake.endpoint = f"127.0.0.1:{port}"
+    yield fake
+    await server.stop(None)
+
+
+@pytest.fixture
+async def channels():
+    async with asyncio.TaskGroup() as tg:
+        batches: list[int] = []
+        errors: list[tuple[str, str]] = []
+        ch = PeerChannels(A, _trust(), ReplayGuard(60_000),
+                          spawn=lambda coro, name: tg.create_task(coro, name=name),
+                          on_batch=batches.append,
+                          on_error=lambda m, c: errors.append((m, c)))
+        ch.batches, ch.errors = batches, errors
+        yield ch
+        await ch.close()
+
+
+def _query(ch: PeerChannels, endpoint: str, wf: str, timeout: float = 5.0):
+    return ch.call(endpoint, "QueryDecision", recipient="beta", expect="ack", timeout=timeout,
+                   decision_query=peer_pb2.DecisionQuery(workflow_id=wf, round=1))
+
+
+async def _wait(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def _occupy(ch: PeerChannels, peer: FakePeer) -> list[asyncio.Task]:
+    """Fill every call slot of the lane with a call the peer holds, one call each."""
+    held = []
+    for i in range(peers_module.MAX_IN_FLIGHT):
+        held.append(asyncio.create_task(_query(ch, peer.endpoint, f"slow{i}")))
+        await _wait(lambda n=i + 1: len(peer.calls) == n)
+    return held
+
+
+async def test_one_request_alone_goes_as_its_own_rpc(peer, channels):
+    body, envelope = await _query(channels, peer.endpoint, "w1")
+    assert body.sender == "beta" and body.ack.error == "w1"
+    assert peer.calls == [("QueryDecision", 1)] and channels.batches == []
+    B_KEY.public_key().verify(envelope.signature, envelope.body)  # as received, signed
+
+
+async def test_requests_gather_while_calls_are_out_and_each_gets_its_answer(peer, channels):
+    # The peer holds MAX_IN_FLIGHT calls: everything after them gathers.
+    held = await _occupy(channels, peer)
+    waiting = [asyncio.create_task(_query(channels, peer.endpoint, f"w{i}")) for i in range(40)]
+    await asyncio.sleep(0)  # let them queue (nothing can go out: both lanes are busy)
+    assert len(peer.calls) == peers_module.MAX_IN_FLIGHT
+    peer.release.set()
+    answers = await asyncio.gather(*waiting, *held)
+    assert [body.ack.error for body, _ in answers] == \
+        [f"w{i}" for i in range(40)] + [f"slow{i}" for i in range(len(held))]
+    batched = [n for rpc, n in peer.calls if rpc == "Batch"]
+    assert sum(batched) == 40 and len(batched) <= 2, peer.calls  # not 40 calls
+    assert channels.batches == batched
+    for _, envelope in answers:  # each answer is separately signed evidence
+        B_KEY.public_key().verify(envelope.signature, envelope.body)
+
+
+async def test_a_failed_item_fails_only_its_caller(peer, channels):
+    held = await _occupy(channels, peer)
+    good = asyncio.create_task(_query(channels, peer.endpoint, "ok"))
+    bad = asyncio.create_task(_query(channels, peer.endpoint, "fail-me"))
+    await asyncio.sleep(0)
+    peer.release.set()
+    with pytest.raises(PeerCallError) as err:
+        await bad
+    assert err.value.code == "INTERNAL" and "boom" in err.value.detail
+    assert (await good)[0].ack.error == "ok"
+    await asyncio.gather(*held)
+    assert ("QueryDecision", "INTERNAL") in channels.errors
+    assert ("Batch", 2) in peer.calls
+
+
+@pytest.mark.parametrize("peer", [False], indirect=True)
+async def test_a_peer_without_batch_gets_single_calls(peer, channels):
+    held = await _occupy(channels, peer)
+    waiting = [asyncio.create_task(_query(channels, peer.endpoint, f"w{i}")) for i in range(5)]
+    await asyncio.sleep(0)
+    peer.release.set()
+    answers = await asyncio.gather(*waiting, *held)
+    assert [b.ack.error for b, _ in answers[:5]] == [f"w{i}" for i in range(5)]
+    assert [rpc for rpc, _ in peer.calls].count("QueryDecision") == 5 + len(held)
+    # Once told UNIMPLEMENTED, it does not ask again.
+    await _query(channels, peer.endpoint, "later")
+    assert ("Batch", "UNIMPLEMENTED") in channels.errors
+    assert channels.errors.count(("Batch", "UNIMPLEMENTED")) == 1
+
+
+async def test_a_caller_whose_deadline_passes_gets_deadline_exceeded(peer, channels):
+    held = await _occupy(channels, peer)
+    with pytest.raises(PeerCallError) as err:
+        await _query(channels, peer.endpoint, "impatient", timeout=0.05)
+    assert err.value.code == "DEADLINE_EXCEEDED"
+    peer.release.set()
+    await asyncio.gather(*held)
+    # Given up before it could leave: it was never sent.
+    assert all(n == 1 for _, n in peer.calls) and len(peer.calls) == len(held)
+
+
+async def test_an_unreachable_peer_fails_every_caller_with_its_code(channels):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"127.0.0.1:{s.getsockname()[1]}"
+    results = await asyncio.gather(
+        *(channels.call(endpoint, "QueryDecision", recipient="beta", expect="ack",
+                        timeout=2.0, wait_for_ready=False,
+                        decision_query=peer_pb2.DecisionQuery(workflow_id=f"w{i}", round=1))
+          for i in range(6)), return_exceptions=True)
+    assert all(isinstance(r, PeerCallError) and r.code == "UNAVAILABLE" for r in results)
