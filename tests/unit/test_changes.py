@@ -1,0 +1,56 @@
+"""Change notification: a workflow's change wakes its own watchers, nobody else's."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.server.agent import Changes
+
+
+async def _until(condition) -> None:
+    """Yield to the loop until `condition` holds (the tasks are all local: a few turns)."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_a_change_wakes_the_watchers_of_that_workflow_only():
+    changes = Changes()
+    a1 = asyncio.create_task(changes.wait_past("a", 0, 10))
+    a2 = asyncio.create_task(changes.wait_past("a", 0, 10))
+    b = asyncio.create_task(changes.wait_past("b", 0, 10))
+    await _until(lambda: changes._waiting == {"a": 2, "b": 1})
+    await changes.bump("a")
+    assert await a1 == 1 and await a2 == 1
+    assert changes._waiting == {"b": 1} and not b.done()  # b still waits, unwoken
+    await changes.bump("b")
+    assert await b == 1
+    assert changes._next == {} and changes._waiting == {}  # nothing left behind
+
+
+async def test_a_version_already_past_returns_at_once_and_timeouts_return_the_version():
+    changes = Changes()
+    await changes.bump("a")
+    await changes.bump("a")
+    assert await changes.wait_past("a", 1, 10) == 2  # no wait: already past
+    assert await changes.wait_past("a", 2, 0.01) == 2  # nothing new: the timeout ends it
+    assert changes._next == {} and changes._waiting == {}
+
+
+async def test_a_watcher_that_gives_up_does_not_disturb_the_others():
+    changes = Changes()
+    patient = asyncio.create_task(changes.wait_past("a", 0, 10))
+    await _until(lambda: changes._waiting == {"a": 1})
+    assert await changes.wait_past("a", 0, 0.01) == 0
+    assert not patient.done()
+    await changes.bump("a")
+    assert await patient == 1
+
+
+async def test_forgotten_versions_start_again():
+    changes = Changes()
+    await changes.bump("a")
+    changes.forget("a")
+    assert changes.version("a") == 0
