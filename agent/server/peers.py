@@ -42,7 +42,7 @@ CHANNEL_OPTIONS = [
 
 BATCHED_METHODS = frozenset({"Prepare", "Decide", "QueryDecision", "Paxos", "ReportStep",
                              "CancelWorkflow"})
-MAX_IN_FLIGHT = 2      # calls out per lane before requests start to gather
+MAX_IN_FLIGHT = 4      # calls out per lane before requests start to gather
 MAX_BATCH_ITEMS = 256  # the receiver refuses more than 1024 (peer_service)
 
 Spawn = Callable[[Awaitable, str], object]
