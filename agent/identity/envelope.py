@@ -88,8 +88,8 @@ def _authenticate(envelope: peer_pb2.Envelope, trust: TrustStore) -> peer_pb2.Bo
     return body
 
 
-def _check_kind(body: peer_pb2.Body, expect: str | frozenset[str]) -> None:
-    """`expect`: the one payload kind allowed, or a set of them."""
+def check_kind(body: peer_pb2.Body, expect: str | frozenset[str]) -> None:
+    """AuthError unless the payload is of kind `expect` (one kind, or a set of them)."""
     kind = body.WhichOneof("payload")
     if kind != expect and not (isinstance(expect, frozenset) and kind in expect):
         wanted = expect if isinstance(expect, str) else " or ".join(sorted(expect))
@@ -114,7 +114,7 @@ def open_message(
     body = _authenticate(envelope, trust)
     if body.recipient != me and not (allow_unaddressed and body.recipient == ""):
         raise AuthError(f"message for {body.recipient!r} delivered to {me!r}")
-    _check_kind(body, expect)
+    check_kind(body, expect)
     reason = guard.check_and_remember(body.sender, body.nonce, body.sent_at_ms, now_ms)
     if reason is not None:
         raise AuthError(reason)
@@ -125,5 +125,5 @@ def open_evidence(envelope: peer_pb2.Envelope, trust: TrustStore, *, expect: str
     """Authenticate a relayed or stored signed object (a decision, a vote): signature,
     trust and payload kind only; it may be old and was not addressed to us."""
     body = _authenticate(envelope, trust)
-    _check_kind(body, expect)
+    check_kind(body, expect)
     return body

@@ -7,8 +7,9 @@ answered UNAUTHENTICATED, counted, logged, and changes nothing.
 Each request kind has one handler (`_HANDLERS`), used alike by its own RPC and
 by the Batch RPC, which carries the requests of many workflows for this agent
 in one signed message: the outer envelope is opened once, its items run
-concurrently, and each item is answered with the envelope its own RPC would
-have returned (see peer.proto, "batching").
+concurrently, and each item gets its own answer: a vote as the signed envelope
+its own RPC would have returned (it is evidence), anything else as a payload
+under the batch reply's one signature (see peer.proto, "batching").
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from agent.server.agent import Agent
 
 log = logging.getLogger("fedorch.peer")
+
+# What a handler returns: a signed envelope (a vote, which is evidence), or a
+# (payload kind, message) pair that the RPC signs, or a batch carries unsigned.
+Answer = peer_pb2.Envelope | tuple[str, object]
 
 # A batch bigger than this is refused whole (INVALID_ARGUMENT): a sender's batcher
 # never builds one (agent.server.batching.MAX_BATCH_ITEMS is smaller).
@@ -77,17 +82,17 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     # ---- the handlers, one per request kind ------------------------------------------
 
-    async def _prepare(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
+    async def _prepare(self, body: peer_pb2.Body) -> Answer:
         return await self.agent.run_owned(
             self.agent.participation.prepare(body.sender, body.prepare), "prepare")
 
-    async def _decide(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
+    async def _decide(self, body: peer_pb2.Body) -> Answer:
         ack = await self.agent.run_owned(
             self.agent.participation.decide(body.sender, body.decision_notice.decision),
             "decide")
-        return self.agent.seal(body.sender, ack=ack)
+        return "ack", ack
 
-    async def _query_decision(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
+    async def _query_decision(self, body: peer_pb2.Body) -> Answer:
         q = body.decision_query
         a = self.agent
         if q.workflow_id.rpartition(".")[0] != a.domain:
@@ -97,21 +102,27 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         else:
             answer = await a.run_owned(a.coordination.answer_query(q.workflow_id, q.round),
                                        "answer query")
-        return a.seal(body.sender, decision_answer=answer)
+        return "decision_answer", answer
 
-    async def _paxos(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
-        kind, reply = await self.agent.run_owned(self.agent.consensus.on_rpc(body), "paxos")
-        return self.agent.seal(body.sender, **{kind: reply})
+    async def _paxos(self, body: peer_pb2.Body) -> Answer:
+        return await self.agent.run_owned(self.agent.consensus.on_rpc(body), "paxos")
 
-    async def _report_step(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
+    async def _report_step(self, body: peer_pb2.Body) -> Answer:
         ack = await self.agent.run_owned(
             self.agent.participation.on_result(body.sender, body.step_result), "step result")
-        return self.agent.seal(body.sender, ack=ack)
+        return "ack", ack
 
-    async def _cancel_workflow(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
+    async def _cancel_workflow(self, body: peer_pb2.Body) -> Answer:
         ack = await self.agent.run_owned(
             self.agent.participation.on_cancel(body.sender, body.cancel), "end notice")
-        return self.agent.seal(body.sender, ack=ack)
+        return "ack", ack
+
+    def _signed(self, body: peer_pb2.Body, answer: Answer) -> peer_pb2.Envelope:
+        """The answer as its own RPC returns it: signed (a vote already is)."""
+        if isinstance(answer, peer_pb2.Envelope):
+            return answer
+        kind, msg = answer
+        return self.agent.seal(body.sender, **{kind: msg})
 
     # ---- the RPCs --------------------------------------------------------------------
 
@@ -122,29 +133,34 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         reply = self.agent.membership.handle_batch(body.sender, body.swim)
         return self.agent.seal(body.sender, swim=reply)
 
+    async def _single(self, request, context, expect: str | frozenset[str]):
+        body = await self._open(request, context, expect)
+        handler = self._handlers[body.WhichOneof("payload")]
+        return self._signed(body, await handler(body))
+
     @_counted
     async def Prepare(self, request, context):
-        return await self._prepare(await self._open(request, context, "prepare"))
+        return await self._single(request, context, "prepare")
 
     @_counted
     async def Decide(self, request, context):
-        return await self._decide(await self._open(request, context, "decision_notice"))
+        return await self._single(request, context, "decision_notice")
 
     @_counted
     async def QueryDecision(self, request, context):
-        return await self._query_decision(await self._open(request, context, "decision_query"))
+        return await self._single(request, context, "decision_query")
 
     @_counted
     async def Paxos(self, request, context):
-        return await self._paxos(await self._open(request, context, PAXOS_REQUESTS))
+        return await self._single(request, context, PAXOS_REQUESTS)
 
     @_counted
     async def ReportStep(self, request, context):
-        return await self._report_step(await self._open(request, context, "step_result"))
+        return await self._single(request, context, "step_result")
 
     @_counted
     async def CancelWorkflow(self, request, context):
-        return await self._cancel_workflow(await self._open(request, context, "cancel"))
+        return await self._single(request, context, "cancel")
 
     @_counted
     async def Batch(self, request, context):
@@ -177,7 +193,12 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         item.sender, item.recipient, item.sent_at_ms = \
             outer.sender, outer.recipient, outer.sent_at_ms
         try:
-            result.reply.CopyFrom(await handler(item))
+            answer = await handler(item)
+            if isinstance(answer, peer_pb2.Envelope):  # a vote: evidence, signed alone
+                result.reply.CopyFrom(answer)
+            else:  # covered by the BatchReply's signature
+                kind, msg = answer
+                result.body.CopyFrom(peer_pb2.Body(**{kind: msg}))
         except Exception as e:  # as the single RPC: the caller sees an error status
             if self.agent.stopping:
                 result.error_code = grpc.StatusCode.UNAVAILABLE.name

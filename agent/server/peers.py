@@ -10,7 +10,9 @@ one returns, then sends them together in one signed Batch call. So an idle
 agent pays no delay (one request goes out as its own RPC), and a busy one
 sends one message per peer per round trip instead of one per workflow: the
 prepares (and commits, Paxos messages, step results) of many workflows bound
-for one peer share one signature, one replay check and one gRPC call. A peer
+for one peer share one signature, one replay check and one gRPC call. The
+answers come back the same way; only votes are signed one by one, since each
+goes into commit certificates on its own. A peer
 that does not know the Batch RPC (UNIMPLEMENTED) is sent single calls from
 then on.
 """
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from agent.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
-from agent.identity.envelope import Signer, new_nonce, open_message, seal
+from agent.identity.envelope import AuthError, Signer, check_kind, new_nonce, open_message, seal
 from agent.identity.replay import ReplayGuard
 from agent.identity.trust import TrustStore
 
@@ -130,8 +132,9 @@ class PeerChannels:
     ) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
         """Seal, send with a deadline, verify the signed reply; PeerCallError on any failure.
 
-        Returns the reply's body and the envelope as received (votes go into
-        commit certificates byte for byte)."""
+        Returns the reply's body and the envelope as received: the reply's own,
+        or for an answer that came unsigned in a batch, the batch reply's (votes
+        always come signed alone: they go into commit certificates byte for byte)."""
         if (self._spawn is None or method not in BATCHED_METHODS or not recipient
                 or endpoint in self._no_batch):
             return await self._call_one(endpoint, method, recipient, expect, timeout,
@@ -214,9 +217,9 @@ class PeerChannels:
         batch = peer_pb2.BatchRequest(items=[peer_pb2.Body(**{r.kind: r.msg}) for r in requests])
         timeout = max(0.001, max(r.deadline for r in requests) - time.monotonic())
         try:
-            body, _ = await self._call_one(lane.endpoint, "Batch", lane.recipient,
-                                           "batch_reply", timeout, lane.wait_for_ready,
-                                           {"batch": batch})
+            body, envelope = await self._call_one(lane.endpoint, "Batch", lane.recipient,
+                                                  "batch_reply", timeout, lane.wait_for_ready,
+                                                  {"batch": batch})
         except PeerCallError as e:
             if e.code == grpc.StatusCode.UNIMPLEMENTED.name:  # an agent without batching
                 self._no_batch.add(lane.endpoint)
@@ -237,12 +240,22 @@ class PeerChannels:
                 _fail(r, PeerCallError(result.error_code, result.error))
                 continue
             try:
-                item = self._open_reply(r.method, lane.recipient, r.expect, result.reply)
+                if result.HasField("body"):  # vouched for by the BatchReply's signature
+                    item, item_envelope = result.body, envelope
+                    item.sender, item.recipient = body.sender, body.recipient
+                    try:
+                        check_kind(item, r.expect)
+                    except AuthError as e:
+                        self._on_error(r.method, "BAD_REPLY")
+                        raise PeerCallError("BAD_REPLY", e.reason) from None
+                else:  # signed alone (a vote): evidence as received
+                    item_envelope = result.reply
+                    item = self._open_reply(r.method, lane.recipient, r.expect, item_envelope)
             except PeerCallError as e:
                 _fail(r, e)
                 continue
             if not r.future.done():
-                r.future.set_result((item, result.reply))
+                r.future.set_result((item, item_envelope))
 
     # ---- one RPC ---------------------------------------------------------------------
 

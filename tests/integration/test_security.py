@@ -131,17 +131,26 @@ async def test_a_batch_is_opened_once_and_each_item_answered_on_its_own(fed):
     envelope = _batch(_signer(fed, "eu-west"), "partner",
                       _prepare_item("eu-west.b1", "test.double"),
                       _prepare_item("eu-west.b2", "no.such.capability"),
-                      peer_pb2.Body(vote=peer_pb2.Vote(workflow_id="eu-west.b3", yes=True)))
+                      peer_pb2.Body(vote=peer_pb2.Vote(workflow_id="eu-west.b3", yes=True)),
+                      peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(
+                          workflow_id="partner.unknown", round=1)))
     reply = await _peer_call(fed, "partner", "Batch", envelope)
     trust = TrustStore.from_files([fed.workdir / "keys" / "partner.pub"])
     results = open_evidence(reply, trust, expect="batch_reply").batch_reply.results
-    assert len(results) == 3
+    assert len(results) == 4
     # Each answer is a vote signed on its own: evidence without the rest of the batch.
     yes, no = (open_evidence(r.reply, trust, expect="vote").vote for r in results[:2])
     assert (yes.workflow_id, yes.yes) == ("eu-west.b1", True)
     assert (no.workflow_id, no.yes) == ("eu-west.b2", False) and no.reason
     assert results[2].error_code == "INVALID_ARGUMENT" and "vote" in results[2].error
     assert not results[2].HasField("reply")
+    # An answer that is not evidence comes unsigned, under the batch reply's signature.
+    assert not results[3].HasField("reply")
+    answer = results[3].body.decision_answer
+    assert answer.workflow_id == "partner.unknown" and answer.known
+    # Its own workflow that it never heard of: presumed abort, in a signed decision.
+    decision = open_evidence(answer.decision, trust, expect="decision").decision
+    assert decision.outcome == peer_pb2.OUTCOME_ABORT
     # The reservation shows in partner's published record (rate-limited, so wait).
     deadline = time.monotonic() + 10
     while (await _reserved(fed, "partner"))["test.double"] != before["test.double"] + 1:

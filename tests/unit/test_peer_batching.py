@@ -69,6 +69,16 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
         for item in outer.batch.items:
             item.sender = outer.sender
             try:
+                if item.decision_query.workflow_id.startswith("plain"):
+                    # An answer that is not evidence: payload only, under the batch's
+                    # signature (the sender field inside is not believed).
+                    results.append(peer_pb2.BatchResult(body=peer_pb2.Body(
+                        sender="mallory", ack=peer_pb2.Ack(ok=True, error="plain"))))
+                    continue
+                if item.decision_query.workflow_id.startswith("odd"):
+                    results.append(peer_pb2.BatchResult(body=peer_pb2.Body(
+                        vote=peer_pb2.Vote(workflow_id="odd"))))
+                    continue
                 results.append(peer_pb2.BatchResult(reply=await self._answer(item)))
             except RuntimeError as e:
                 results.append(peer_pb2.BatchResult(error_code="INTERNAL", error=str(e)))
@@ -200,3 +210,24 @@ async def test_an_unreachable_peer_fails_every_caller_with_its_code(channels):
                         decision_query=peer_pb2.DecisionQuery(workflow_id=f"w{i}", round=1))
           for i in range(6)), return_exceptions=True)
     assert all(isinstance(r, PeerCallError) and r.code == "UNAVAILABLE" for r in results)
+
+
+async def test_answers_under_the_batch_signature_and_answers_of_the_wrong_kind(peer, channels):
+    held = await _occupy(channels, peer)
+    plain = asyncio.create_task(_query(channels, peer.endpoint, "plain"))
+    odd = asyncio.create_task(_query(channels, peer.endpoint, "odd"))
+    signed = asyncio.create_task(_query(channels, peer.endpoint, "signed"))
+    await asyncio.sleep(0)
+    peer.release.set()
+    body, envelope = await plain
+    assert body.ack.error == "plain"
+    assert body.sender == "beta"  # from the signed batch reply, not the item
+    outer = peer_pb2.Body.FromString(envelope.body)  # the batch reply, signed by beta
+    assert outer.WhichOneof("payload") == "batch_reply"
+    B_KEY.public_key().verify(envelope.signature, envelope.body)
+    with pytest.raises(PeerCallError) as err:
+        await odd
+    assert err.value.code == "BAD_REPLY" and "expected ack" in err.value.detail
+    body, envelope = await signed
+    assert peer_pb2.Body.FromString(envelope.body).ack.error == "signed"  # signed alone
+    await asyncio.gather(*held)

@@ -83,14 +83,16 @@ class BatchRequest(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Body, _Mapping]]] = ...) -> None: ...
 
 class BatchResult(_message.Message):
-    __slots__ = ("reply", "error_code", "error")
+    __slots__ = ("reply", "error_code", "error", "body")
     REPLY_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
     reply: Envelope
     error_code: str
     error: str
-    def __init__(self, reply: _Optional[_Union[Envelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    body: Body
+    def __init__(self, reply: _Optional[_Union[Envelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ..., body: _Optional[_Union[Body, _Mapping]] = ...) -> None: ...
 
 class BatchReply(_message.Message):
     __slots__ = ("results",)
