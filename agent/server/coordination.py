@@ -129,6 +129,15 @@ class Coordination:
             created_ms=now_ms, updated_ms=now_ms,
         )
         active = Active(row)
+        core = self._new_core(workflow_id, spec)
+        core.start(a.now())
+        first = core.next_actions()
+        # Round 1 is placed before the first write, so that one forced write holds
+        # both the submission and the round (its placement and acceptors) that must
+        # be on disk before any PREPARE leaves; _act then finds the round saved.
+        prepare = next((x for x in first if isinstance(x, SendPrepare)), None)
+        if prepare is not None:
+            self._note_round(row, core, prepare)
         try:
             await a.save(active)
         except sqlite3.IntegrityError:
@@ -138,8 +147,24 @@ class Coordination:
                 raise
             return winner.id
         a.active[workflow_id] = active
-        a.spawn(self._negotiate(active, spec), name=f"negotiate {workflow_id}")
+        a.spawn(self._negotiate(active, spec, core, first), name=f"negotiate {workflow_id}")
         return workflow_id
+
+    def _new_core(self, workflow_id: str, spec: spec_pb2.WorkflowSpec) -> Coordinator:
+        neg = self.agent.config.negotiation
+        return Coordinator(
+            workflow_id, placer=self._placer(spec), max_rounds=neg.max_rounds,
+            prepare_timeout_s=neg.prepare_timeout_s,
+            consensus=self._consensus() if neg.commit != "2pc" else None,
+        )
+
+    def _note_round(self, row: WorkflowRow, core: Coordinator, action: SendPrepare) -> None:
+        """Put the round a PREPARE belongs to into the row (the caller saves it)."""
+        a = self.agent
+        row.round, row.placement = action.round, dict(action.placement)
+        row.acceptors = list(action.acceptors)
+        row.endpoints = {d: a.endpoint_of(d) or "" for d in set(action.placement.values())}
+        row.refusals = _refusal_rows(core)  # watchers see why a round was redone
 
     def _placer(self, spec: spec_pb2.WorkflowSpec):
         a = self.agent
@@ -153,19 +178,13 @@ class Coordination:
 
     # ---- the admission driver ----------------------------------------------------
 
-    async def _negotiate(self, active: Active, spec: spec_pb2.WorkflowSpec) -> None:
-        a = self.agent
-        neg = a.config.negotiation
-        paxos = neg.commit != "2pc"
-        core = Coordinator(
-            active.row.id, placer=self._placer(spec), max_rounds=neg.max_rounds,
-            prepare_timeout_s=neg.prepare_timeout_s,
-            consensus=self._consensus() if paxos else None,
-        )
-        self._started[active.row.id] = a.now()
+    async def _negotiate(self, active: Active, spec: spec_pb2.WorkflowSpec,
+                         core: Coordinator, first: list) -> None:
+        """Drive a started core; `first`: the actions its start produced."""
+        self._started[active.row.id] = self.agent.now()
         entry = self._register(core)
-        core.start(a.now())
-        await self._drive(active, spec, core, entry, paxos=paxos)
+        await self._drive(active, spec, core, entry,
+                          paxos=self.agent.config.negotiation.commit != "2pc", first=first)
 
     def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]:
         entry = (core, asyncio.Queue())
@@ -175,7 +194,8 @@ class Coordination:
         return entry
 
     async def _drive(self, active: Active, spec, core: Coordinator,
-                     entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool) -> None:
+                     entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool,
+                     first: list | None = None) -> None:
         """Run the core until it has nothing left to do: its actions in order, its
         timer, and its inputs (votes, consensus replies, acks, queries, cancel)."""
         a = self.agent
@@ -185,9 +205,11 @@ class Coordination:
         calls: dict[tuple[str, int], asyncio.Task] = {}  # PREPAREs in flight
         try:
             async with asyncio.TaskGroup() as tg:
+                pending = list(first or ())
                 while True:
-                    for action in core.next_actions():
+                    for action in [*pending, *core.next_actions()]:
                         await self._act(active, spec, core, action, tg, events, calls, paxos)
+                    pending.clear()
                     for future, answer in answers:  # only once what they say is on disk
                         if not future.done():
                             future.set_result(answer)
@@ -255,12 +277,7 @@ class Coordination:
             if action.round != row.round:
                 # On disk before any PREPARE of the round leaves: a restarted
                 # coordinator knows which round (and whom) to presume aborted.
-                row.round, row.placement = action.round, dict(action.placement)
-                row.acceptors = list(action.acceptors)
-                row.endpoints = {
-                    d: a.endpoint_of(d) or "" for d in set(action.placement.values())
-                }
-                row.refusals = _refusal_rows(core)  # watchers see why a round was redone
+                self._note_round(row, core, action)
                 await a.save(active)
             in_flight = calls.get((action.domain, action.round))
             if in_flight is None or in_flight.done():  # a resend waits for the first call
