@@ -11,6 +11,9 @@ up to three); on all YES the proposal cell is compare-and-set to COMMIT before
 Accept(ballot 0) goes to the acceptors (ours directly, the others through the
 Paxos RPC, agent.server.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
+
+Answers to in-doubt participants and recovery after a restart are in
+agent.server.coordination_log (mixed in).
 """
 
 from __future__ import annotations
@@ -30,18 +33,17 @@ from agent.negotiation.coordinator import (
     PersistDecision,
     PersistProposal,
     Phase,
-    Refusal,
-    RoundRecord,
     Send,
     SendDecision,
     SendPrepare,
     VoteIn,
 )
 from agent.negotiation.errors import LocalProtocolError, ProtocolError
-from agent.negotiation.messages import ABORT, AnswerStatus, Ballot, Key, TxInfo
+from agent.negotiation.messages import Key, TxInfo
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, PAXOS_RPC_TIMEOUT_S, RESEND_S
+from agent.server.coordination_log import NO_ANSWER, CoordinatorLog
 from agent.server.peers import PeerCallError
 from agent.store.store import WorkflowRow
 from agent.workflow.placement import Candidate, place
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.coordinator")
 
 _CANCEL = object()
-_NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had)
 END_NOTICE_PATIENCE_S = 24 * 3600.0
 ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
 
@@ -66,7 +67,7 @@ def _refusal_rows(core: Coordinator) -> list[dict]:
     ]
 
 
-class Coordination:
+class Coordination(CoordinatorLog):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -231,7 +232,7 @@ class Coordination:
                         answer = self._apply(core, event)
                     except ProtocolError as e:
                         log.warning("%s: %s", wf, e)
-                        answer = _NO_ANSWER
+                        answer = NO_ANSWER
                     if isinstance(event, tuple) and event[0] == "query":
                         answers.append((event[2], answer))
                 for call in calls.values():  # late replies can only be for a decided round
@@ -494,149 +495,3 @@ class Coordination:
             await self._end(active, "CANCELLED", f"cancelled: {reason}")
             return True
         return negotiating is not None or await a.store.get_workflow(workflow_id) is not None
-
-    # ---- decision queries (in-doubt participants) ---------------------------------
-
-    async def answer_query(self, workflow_id: str, round_: int) -> peer_pb2.DecisionAnswer:
-        """Answer from the live core when there is one (after what it says is on disk),
-        else from the log: a decision on record, or presumed abort, written first."""
-        entry = self._cores.get(workflow_id)
-        if entry is not None:
-            future = asyncio.get_running_loop().create_future()
-            entry[1].put_nowait(("query", round_, future))
-            answer = await future
-            if answer is _NO_ANSWER:
-                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
-            if answer is not None and answer.status in (AnswerStatus.UNKNOWN,
-                                                        AnswerStatus.NOT_PREPARED):
-                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
-            # DECIDED: its record is on disk now; the log has it.
-        return await self._answer_from_log(workflow_id, round_)
-
-    async def _answer_from_log(self, workflow_id: str,
-                               round_: int) -> peer_pb2.DecisionAnswer:
-        a = self.agent
-        held = self._decisions.get((workflow_id, round_))
-        if held is None:
-            stored = await a.store.get_decision(workflow_id, round_)
-            if stored is not None:
-                held = peer_pb2.Envelope.FromString(stored[1])
-        row = await a.store.get_workflow(workflow_id)
-        if held is not None:
-            answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
-            if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
-                answer.final_state = status_pb2.WorkflowState.Value(
-                    f"WORKFLOW_STATE_{row.state}")
-            return answer
-        if row is not None and row.state not in TERMINAL_WORKFLOW_STATES \
-                and round_ > row.round:
-            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)  # not begun
-        # Presumed abort: no decision on record means abort. The proposal cell is set
-        # first: if it holds COMMIT, only a ballot can settle the round (the restarted
-        # core runs one), so the answer is "unknown".
-        cell, _ = await a.store.propose(workflow_id, round_, "ABORT", wire.value_bytes(ABORT))
-        if cell != "ABORT":
-            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
-        envelope = await self._presume_abort(workflow_id, round_, {}, "no decision on record")
-        return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=envelope)
-
-    async def _presume_abort(self, workflow_id: str, round_: int, placement: dict,
-                             reason: str) -> peer_pb2.Envelope:
-        a = self.agent
-        decision = peer_pb2.Decision(
-            workflow_id=workflow_id, round=round_, coordinator=a.domain,
-            outcome=peer_pb2.OUTCOME_ABORT, placement=placement, reason=reason,
-        )
-        _, raw = await a.store.record_decision(
-            workflow_id, round_, "ABORT", a.seal("", decision=decision).SerializeToString()
-        )
-        envelope = peer_pb2.Envelope.FromString(raw)
-        self._decisions[(workflow_id, round_)] = envelope
-        return envelope
-
-    # ---- recovery -------------------------------------------------------------------
-
-    async def recover(self) -> None:
-        """Finish what the log says. Paxos Commit rounds: the core is rebuilt from its
-        round record (Coordinator.restore) and driven again. Classic rounds: resend
-        commits, presume abort for undecided rounds."""
-        a = self.agent
-        for row in await a.store.list_workflows():
-            if row.coordinator != a.domain or row.state in TERMINAL_WORKFLOW_STATES:
-                continue
-            if row.acceptors:
-                await self._restore(row)
-                continue
-            commit = await a.store.get_commit(row.id)
-            if commit is not None:
-                round_, raw = commit
-                self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(raw)
-                active = a.active.get(row.id)
-                if active is None:  # crashed between the decision and the state change
-                    row.state = "RUNNING"
-                    active = Active(row)
-                    a.active[row.id] = active
-                    a.participation.ensure_progress(
-                        active, spec_pb2.WorkflowSpec.FromString(row.spec))
-                    await a.participation.fold_in_results(active)
-                    await a.save(active)
-                for domain in sorted(set(row.placement.values())):
-                    self._send_decision(row, domain, round_)
-                await self.after_progress(active)
-                continue
-            if row.round > 0:
-                envelope = await self._presume_abort(
-                    row.id, row.round, row.placement, "coordinator restarted before deciding")
-                for domain in sorted(set(row.placement.values())):
-                    if domain == a.domain:
-                        await a.participation.decide(a.domain, envelope)
-                    else:
-                        a.spawn(a.deliver(
-                            domain, "Decide", endpoints=row.endpoints,
-                            give_up_after=a.config.negotiation.lease_s,
-                            decision_notice=peer_pb2.DecisionNotice(decision=envelope)),
-                            name=f"abort {row.id} at {domain}")
-            row.state = "ABORTED"
-            row.reason = "coordinator restarted before a decision: presumed abort"
-            await a.store.save_workflow(row)
-            a.metrics.workflows.labels("ABORTED").inc()
-
-    async def _restore(self, row: WorkflowRow) -> None:
-        """A Paxos Commit round on record: rebuild its core and drive it again."""
-        a = self.agent
-        neg = a.config.negotiation
-        key = (row.id, row.round)
-        proposal = await a.store.get_proposal(*key)
-        stored = await a.store.get_decision(*key)
-        decision = None
-        if stored is not None:
-            envelope = peer_pb2.Envelope.FromString(stored[1])
-            self._decisions[key] = envelope
-            decision = ABORT
-            if stored[0] == "COMMIT":
-                body = peer_pb2.Body.FromString(envelope.body)  # our own, signed by us
-                decision = wire.value_of(peer_pb2.PaxosValue(
-                    outcome=peer_pb2.OUTCOME_COMMIT, votes=body.decision.votes), key, None)
-        ballot = await a.store.get_ballot(*key)
-        record = RoundRecord(
-            row.round, dict(row.placement), tuple(row.acceptors),
-            proposal=wire.value_from_bytes(proposal[1], key) if proposal else None,
-            decision=decision,
-            committed=row.state == "RUNNING" or (decision is not None and decision.commit),
-            finished=row.state != "NEGOTIATING",
-            refusals=tuple(Refusal(r["round"], r["domain"], tuple(r["steps"]), r["reason"])
-                           for r in row.refusals),
-            ballot=Ballot(*ballot) if ballot else None)
-        spec = spec_pb2.WorkflowSpec.FromString(row.spec)
-        core = Coordinator.restore(row.id, record, now=a.now(), placer=self._placer(spec),
-                                   max_rounds=neg.max_rounds,
-                                   prepare_timeout_s=neg.prepare_timeout_s,
-                                   consensus=self._consensus())
-        active = a.active.get(row.id)
-        if active is None:
-            active = a.active[row.id] = Active(row)
-        log.info("%s round %d restored: %s", row.id, row.round, core.phase.value)
-        entry = self._register(core)
-        a.spawn(self._drive(active, spec, core, entry, paxos=True), name=f"restored {row.id}")
-        if active.progress is not None:
-            await self.after_progress(active)

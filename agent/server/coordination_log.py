@@ -1,0 +1,193 @@
+"""The coordinator's log: answers to in-doubt participants, and recovery after a restart.
+
+Part of Coordination (agent/server/coordination.py), kept apart for size: a
+participant whose lease ran out asks the coordinator; the answer comes from the
+live core when there is one, else from the log — a decision on record, or
+presumed abort, written first. After a restart, `recover` finishes what the log
+says: Paxos Commit rounds get their core rebuilt and driven again; classic rounds
+get their COMMIT re-sent or, undecided, presumed aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from agent.negotiation.coordinator import Coordinator, Refusal, RoundRecord
+from agent.negotiation.messages import ABORT, AnswerStatus, Ballot
+from agent.server import paxos_wire as wire
+from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
+from agent.store.store import WorkflowRow
+
+if TYPE_CHECKING:
+    from agent.server.agent import Agent
+
+log = logging.getLogger("fedorch.coordinator")
+
+NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had)
+
+
+class CoordinatorLog:
+    """Mixed into Coordination, whose state and driver these methods use."""
+
+    agent: Agent
+    _cores: dict[str, tuple[Coordinator, asyncio.Queue]]
+    _decisions: dict[tuple[str, int], peer_pb2.Envelope]
+
+    if TYPE_CHECKING:  # provided by Coordination
+        def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]: ...
+        async def _drive(self, active: Active, spec, core: Coordinator,
+                         entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool,
+                         first: list | None = None) -> None: ...
+        def _placer(self, spec: spec_pb2.WorkflowSpec): ...
+        def _consensus(self): ...
+        def _send_decision(self, row: WorkflowRow, domain: str, round_: int) -> None: ...
+        async def after_progress(self, active: Active) -> None: ...
+
+    # ---- decision queries (in-doubt participants) ---------------------------------
+
+    async def answer_query(self, workflow_id: str, round_: int) -> peer_pb2.DecisionAnswer:
+        """Answer from the live core when there is one (after what it says is on disk),
+        else from the log: a decision on record, or presumed abort, written first."""
+        entry = self._cores.get(workflow_id)
+        if entry is not None:
+            future = asyncio.get_running_loop().create_future()
+            entry[1].put_nowait(("query", round_, future))
+            answer = await future
+            if answer is NO_ANSWER:
+                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            if answer is not None and answer.status in (AnswerStatus.UNKNOWN,
+                                                        AnswerStatus.NOT_PREPARED):
+                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            # DECIDED: its record is on disk now; the log has it.
+        return await self._answer_from_log(workflow_id, round_)
+
+    async def _answer_from_log(self, workflow_id: str,
+                               round_: int) -> peer_pb2.DecisionAnswer:
+        a = self.agent
+        held = self._decisions.get((workflow_id, round_))
+        if held is None:
+            stored = await a.store.get_decision(workflow_id, round_)
+            if stored is not None:
+                held = peer_pb2.Envelope.FromString(stored[1])
+        row = await a.store.get_workflow(workflow_id)
+        if held is not None:
+            answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
+            if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
+                answer.final_state = status_pb2.WorkflowState.Value(
+                    f"WORKFLOW_STATE_{row.state}")
+            return answer
+        if row is not None and row.state not in TERMINAL_WORKFLOW_STATES \
+                and round_ > row.round:
+            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)  # not begun
+        # Presumed abort: no decision on record means abort. The proposal cell is set
+        # first: if it holds COMMIT, only a ballot can settle the round (the restarted
+        # core runs one), so the answer is "unknown".
+        cell, _ = await a.store.propose(workflow_id, round_, "ABORT", wire.value_bytes(ABORT))
+        if cell != "ABORT":
+            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+        envelope = await self._presume_abort(workflow_id, round_, {}, "no decision on record")
+        return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=envelope)
+
+    async def _presume_abort(self, workflow_id: str, round_: int, placement: dict,
+                             reason: str) -> peer_pb2.Envelope:
+        a = self.agent
+        decision = peer_pb2.Decision(
+            workflow_id=workflow_id, round=round_, coordinator=a.domain,
+            outcome=peer_pb2.OUTCOME_ABORT, placement=placement, reason=reason,
+        )
+        _, raw = await a.store.record_decision(
+            workflow_id, round_, "ABORT", a.seal("", decision=decision).SerializeToString()
+        )
+        envelope = peer_pb2.Envelope.FromString(raw)
+        self._decisions[(workflow_id, round_)] = envelope
+        return envelope
+
+    # ---- recovery -------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Finish what the log says. Paxos Commit rounds: the core is rebuilt from its
+        round record (Coordinator.restore) and driven again. Classic rounds: resend
+        commits, presume abort for undecided rounds."""
+        a = self.agent
+        for row in await a.store.list_workflows():
+            if row.coordinator != a.domain or row.state in TERMINAL_WORKFLOW_STATES:
+                continue
+            if row.acceptors:
+                await self._restore(row)
+                continue
+            commit = await a.store.get_commit(row.id)
+            if commit is not None:
+                round_, raw = commit
+                self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(raw)
+                active = a.active.get(row.id)
+                if active is None:  # crashed between the decision and the state change
+                    row.state = "RUNNING"
+                    active = Active(row)
+                    a.active[row.id] = active
+                    a.participation.ensure_progress(
+                        active, spec_pb2.WorkflowSpec.FromString(row.spec))
+                    await a.participation.fold_in_results(active)
+                    await a.save(active)
+                for domain in sorted(set(row.placement.values())):
+                    self._send_decision(row, domain, round_)
+                await self.after_progress(active)
+                continue
+            if row.round > 0:
+                envelope = await self._presume_abort(
+                    row.id, row.round, row.placement, "coordinator restarted before deciding")
+                for domain in sorted(set(row.placement.values())):
+                    if domain == a.domain:
+                        await a.participation.decide(a.domain, envelope)
+                    else:
+                        a.spawn(a.deliver(
+                            domain, "Decide", endpoints=row.endpoints,
+                            give_up_after=a.config.negotiation.lease_s,
+                            decision_notice=peer_pb2.DecisionNotice(decision=envelope)),
+                            name=f"abort {row.id} at {domain}")
+            row.state = "ABORTED"
+            row.reason = "coordinator restarted before a decision: presumed abort"
+            await a.store.save_workflow(row)
+            a.metrics.workflows.labels("ABORTED").inc()
+
+    async def _restore(self, row: WorkflowRow) -> None:
+        """A Paxos Commit round on record: rebuild its core and drive it again."""
+        a = self.agent
+        neg = a.config.negotiation
+        key = (row.id, row.round)
+        proposal = await a.store.get_proposal(*key)
+        stored = await a.store.get_decision(*key)
+        decision = None
+        if stored is not None:
+            envelope = peer_pb2.Envelope.FromString(stored[1])
+            self._decisions[key] = envelope
+            decision = ABORT
+            if stored[0] == "COMMIT":
+                body = peer_pb2.Body.FromString(envelope.body)  # our own, signed by us
+                decision = wire.value_of(peer_pb2.PaxosValue(
+                    outcome=peer_pb2.OUTCOME_COMMIT, votes=body.decision.votes), key, None)
+        ballot = await a.store.get_ballot(*key)
+        record = RoundRecord(
+            row.round, dict(row.placement), tuple(row.acceptors),
+            proposal=wire.value_from_bytes(proposal[1], key) if proposal else None,
+            decision=decision,
+            committed=row.state == "RUNNING" or (decision is not None and decision.commit),
+            finished=row.state != "NEGOTIATING",
+            refusals=tuple(Refusal(r["round"], r["domain"], tuple(r["steps"]), r["reason"])
+                           for r in row.refusals),
+            ballot=Ballot(*ballot) if ballot else None)
+        spec = spec_pb2.WorkflowSpec.FromString(row.spec)
+        core = Coordinator.restore(row.id, record, now=a.now(), placer=self._placer(spec),
+                                   max_rounds=neg.max_rounds,
+                                   prepare_timeout_s=neg.prepare_timeout_s,
+                                   consensus=self._consensus())
+        active = a.active.get(row.id)
+        if active is None:
+            active = a.active[row.id] = Active(row)
+        log.info("%s round %d restored: %s", row.id, row.round, core.phase.value)
+        entry = self._register(core)
+        a.spawn(self._drive(active, spec, core, entry, paxos=True), name=f"restored {row.id}")
+        if active.progress is not None:
+            await self.after_progress(active)
