@@ -29,13 +29,18 @@ system: any message to a member we suspect (or think dead) carries that claim fi
 so the member hears of it and refutes within one round trip. Two additions of ours
 close the gap left when a refutation is lost on its way to one member: whoever sends us
 a doubt about ourselves, current or already refuted, gets our current claim back at
-once; and before its own DEAD verdict a member pings the suspect one last time, with
-the suspicion attached, and waits one more period.
+once; and before its own DEAD verdict a member checks the suspect twice, one probe period
+apart, the last when the suspicion timeout runs out: a ping and ``indirect_checks``
+PingReqs, all with the suspicion attached, so the suspect's ack carries its refutation
+and a helper answers with the suspect's newest claim first. The verdict comes one period
+after the last check.
 
 *Dissemination.* Accepted changes are queued and piggy-backed on every outgoing message,
 each about ``retransmit_mult * ceil(log10(N+1))`` times, least-sent first, within the
 byte bound. Every ``push_pull_interval`` (stretched above 32 members) the core exchanges
 its full state with a random member (PushPull), which repairs anything gossip lost.
+A DEAD verdict does not wait for the next probe: its signer, and every member that first
+learns of it from gossip, sends it at once to ``indirect_checks`` random members.
 
 *Lifecycle.* :meth:`Swim.join` push-pulls with seeds. :meth:`Swim.leave` signs LEFT at a
 higher incarnation and tells a few members directly. DEAD and LEFT members are listed for
@@ -95,6 +100,7 @@ STAT_NAMES = (
     "untrusted_claims", "unmatched_acks", "stalls",
 )
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+_LIVE_STANDINGS = (Standing.ALIVE, Standing.SUSPECT)
 
 
 class Swim(FailureDetector):
@@ -353,6 +359,10 @@ class Swim(FailureDetector):
                     self._judge_claim_about_us(now, claim, body)
                 elif bulk_from is not None and body.kind is ClaimKind.DEAD:
                     self._merge_bulk_death(now, claim, body)
+                elif bulk_from is None and body.kind is ClaimKind.DEAD:
+                    was_live = table.standing(body.subject)[0] in _LIVE_STANDINGS
+                    if table.apply(now, claim) is Outcome.BECOME_DEAD and was_live:
+                        self._spread_death(claim)
                 else:
                     table.apply(now, claim,
                                 relay_if_new=bulk_from is None or body.subject == bulk_from)
@@ -411,6 +421,16 @@ class Swim(FailureDetector):
             # Buddy system: tell the suspect now (the fresh claim leads the piggy-back
             # queue), so a live member refutes within a round trip, not at the deadline.
             self._send_gossip(member)
+
+    def _spread_death(self, claim: Claim) -> None:
+        """A verdict travels at once to ``indirect_checks`` members: whoever first learns
+        of a death from gossip forwards it the same way, so the verdict floods the
+        federation within a few round trips instead of a few probe periods (bounded:
+        each member forwards each death once, when the member stops being live)."""
+        exclude = (self.name, claim.signer, claim.parsed.subject)
+        for peer in self._table.random_live(self.profile.indirect_checks, exclude):
+            self._send(peer.address, peer.name, lambda claims: Gossip(self.name, claims),
+                       first=(claim,))
 
     def _sign_alive(self) -> Claim:
         return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,

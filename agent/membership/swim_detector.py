@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from agent.membership.swim_members import Member, MemberTable
+from agent.membership.swim_members import LAST_CHANCE_CHECKS, Member, MemberTable
 from agent.membership.swim_profiles import SwimProfile
 from agent.membership.swim_types import (
     Ack,
@@ -87,6 +87,7 @@ class FailureDetector:
     _next_lonely_retry: float
     address: str
     _accuse: Callable[[float, Member, int], None]
+    _spread_death: Callable[..., None]
 
     def _on_ack(self, now: float, source: str, msg: Ack) -> None:
         self._merge(now, msg.claims)
@@ -208,11 +209,12 @@ class FailureDetector:
             if stalled:  # refutations may be in flight to us: give them one period
                 suspicion.deadline = now + period
                 continue
-            if not suspicion.last_chance_given:
-                # Before a verdict, probe the suspect once more with the suspicion attached,
-                # directly and through k helpers: if it is alive and our copy of its
-                # refutation was lost, one of k+1 paths brings the refutation back.
-                suspicion.last_chance_given = True
+            if suspicion.checks < LAST_CHANCE_CHECKS:
+                # Before a verdict, probe the suspect again with the suspicion attached,
+                # directly and through k helpers, twice one period apart: if it is alive
+                # and our copy of its refutation was lost, one of 2(k+1) paths brings the
+                # refutation back.
+                suspicion.checks += 1
                 suspicion.deadline = now + period
                 seq = self._next_seq()
                 self.stats["probes_sent"] += 1
@@ -232,6 +234,7 @@ class FailureDetector:
                                          self.name), self.name, self._signer)
             self._table.apply(now, claim, own=True)
             self.stats["deaths_declared"] += 1
+            self._spread_death(claim)  # at once, not on our next probe
 
     def _change_health(self, delta: int) -> None:
         self._health = min(self.profile.max_health, max(0, self._health + delta))

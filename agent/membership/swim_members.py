@@ -40,14 +40,19 @@ _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _GONE_EVENT = {MemberState.DEAD: EventKind.DEAD, MemberState.LEFT: EventKind.LEFT}
 
 
+# Checks of the suspect before a verdict, one probe period apart; the last one is
+# answered within the period that follows the suspicion timeout (see _arm_suspicion).
+LAST_CHANCE_CHECKS = 2
+
+
 class Suspicion:
-    __slots__ = ("started", "accusers", "deadline", "last_chance_given")
+    __slots__ = ("started", "accusers", "deadline", "checks")
 
     def __init__(self, started: float, first_accuser: str) -> None:
         self.started = started
         self.accusers = {first_accuser}
-        self.deadline = started
-        self.last_chance_given = False  # the final buddy ping before a verdict was sent
+        self.deadline = started  # when the next check (or, after the last, the verdict) is due
+        self.checks = 0  # last-chance checks of the suspect sent so far
 
 
 class Member:
@@ -221,12 +226,15 @@ class MemberTable:
     def _arm_suspicion(self, member: Member, now: float) -> None:
         suspicion = member.suspicion
         assert suspicion is not None
-        if suspicion.last_chance_given:  # the final ping's answer is awaited, not shortened
+        if suspicion.checks:  # the checks' answers are awaited, not shortened
             return
         confirmations = len(suspicion.accusers) - 1
-        # Never in the past: a deadline served late is how the core notices its own stalls.
-        suspicion.deadline = max(now, suspicion.started + suspicion_timeout(
-            self._profile, self.live, confirmations))
+        # The checks start so that the last falls when the timeout runs out and the verdict
+        # one probe period later. Never in the past: a deadline served late is how the
+        # core notices its own stalls.
+        timeout = suspicion_timeout(self._profile, self.live, confirmations)
+        early = (LAST_CHANCE_CHECKS - 1) * self._profile.probe_interval
+        suspicion.deadline = max(now, suspicion.started + max(0.0, timeout - early))
 
     def _become_gone(self, now: float, member: Member | None, claim: Claim,
                      state: MemberState) -> None:

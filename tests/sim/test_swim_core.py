@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from agent.membership.sim import HmacKeyring
+from agent.membership.sim import HmacKeyring, Simulation
 from agent.membership.swim import Swim
 from agent.membership.swim_dissemination import DisseminationQueue
-from agent.membership.swim_members import MemberTable
+from agent.membership.swim_members import LAST_CHANCE_CHECKS, MemberTable
 from agent.membership.swim_profiles import (
     make_profile,
     push_pull_interval,
@@ -23,10 +23,11 @@ from agent.membership.swim_types import (
     Claim,
     ClaimBody,
     ClaimKind,
-    EventKind,
     Gossip,
+    IndirectAck,
     MemberState,
     Ping,
+    PingReq,
     PushPull,
     sign_claim,
 )
@@ -116,26 +117,76 @@ def test_stale_doubt_is_answered_with_the_current_claim():
     assert ack.claims[0] == m["b"].own_claim and m["b"].incarnation == 1
 
 
-def test_unrefuted_suspicion_becomes_dead_after_a_last_chance_ping():
-    keyring, m = make_members(["a", "b", "c"])
+def test_unrefuted_suspicion_becomes_dead_after_two_last_chance_checks():
+    sim = Simulation(3, seed=3)
+    sim.bootstrap()
+    sent: list[tuple[float, str, str, object]] = []
+    sim.send_hook = lambda sender, dest, msg: sent.append((sim.now, sender, dest, msg))
+    sim.run_for(2.0)
+    crashed_at = sim.now
+    sim.crash("m0001")
+    sim.run_for(20.0)
+    judge = next(v for v in sim.dead_verdicts if v.observer == v.accuser)
+    assert judge.subject == "m0001"
+    mine = [(t, dest, msg) for t, sender, dest, msg in sent
+            if sender == judge.observer and t <= judge.at]
+    victim = sim.addresses[1]
+    # A check pings the suspect and asks helpers to at one instant, the suspicion first
+    # in each (a regular probe asks helpers only after its probe timeout).
+    checks = sorted({t for t, dest, msg in mine if dest == victim and isinstance(msg, Ping)
+                     and any(u == t and isinstance(m, PingReq) for u, _, m in mine)})
+    assert len(checks) == LAST_CHANCE_CHECKS == 2
+    for t, dest, msg in mine:
+        if t in checks and (dest == victim or isinstance(msg, PingReq)):
+            assert msg.claims[0].parsed.kind is ClaimKind.SUSPECT
+    period = sim.profile.probe_interval
+    shortest, _ = suspicion_bounds(sim.profile, 3)
+    slack = 1e-9  # float sums of virtual time
+    assert checks[1] - checks[0] >= period - slack
+    assert judge.at - checks[1] >= period - slack
+    assert judge.at - crashed_at >= shortest + period
+    # The verdict goes out at once, not on the next probe.
+    assert any(t == judge.at and isinstance(msg, Gossip)
+               and msg.claims[0].parsed.kind is ClaimKind.DEAD for t, _, msg in mine)
+
+
+def test_a_helper_brings_back_the_refutation_the_accuser_missed():
+    keyring, m = make_members(["a", "b", "c", "d"])
+    a, b, d = m["a"], m["b"], m["d"]
+    suspicion = accusation(keyring, "c", "b", 0)
+    a.handle_message(0.5, "c:1", Gossip("c", (suspicion,)))
+    b.handle_message(0.5, "c:1", Gossip("c", (suspicion,)))  # b refutes; a never hears it
+    b.datagrams_to_send()
+    assert b.incarnation == 1
+    # a's last-chance check through d; d had heard of neither the suspicion nor the
+    # refutation, so it passes the suspicion on with its ping ...
+    d.handle_message(1.0, "a:1", PingReq(7, "a", "b", "b:1", (suspicion,)))
+    [(dest, ping)] = [(x, msg) for x, msg in d.datagrams_to_send() if isinstance(msg, Ping)]
+    assert dest == "b:1" and ping.claims[0] == suspicion
+    # ... so b's ack carries its refutation, which d puts first in its answer to a.
+    b.handle_message(1.01, "d:1", ping)
+    [(_, ack)] = b.datagrams_to_send()
+    d.handle_message(1.02, "b:1", ack)
+    [(dest, answer)] = d.datagrams_to_send()
+    assert dest == "a:1" and isinstance(answer, IndirectAck)
+    assert answer.claims[0] == b.own_claim
+    a.handle_message(1.03, "d:1", answer)
+    view = a.member("b")
+    assert view.state is MemberState.ALIVE and view.incarnation == 1
+
+
+def test_a_verdict_heard_from_gossip_is_forwarded_at_once_and_only_once():
+    keyring, m = make_members(NAMES)
     a = m["a"]
-    a.handle_message(0.5, "c:1", Gossip("c", (accusation(keyring, "c", "b", 0),)))
-    pings_to_b = []
-    now = 0.5
-    while not any(e.kind is EventKind.DEAD for e in a.events()):
-        now = max(now, a.get_timer())
-        assert now < 120
-        a.handle_timer(now)
-        pings_to_b += [now for dest, msg in a.datagrams_to_send()
-                       if dest == "b:1" and isinstance(msg, Ping)]
-    # b never answers (nothing is delivered), so a's own failed probe confirms the
-    # suspicion and it runs for the shortest timeout, then a last-chance ping, then DEAD.
-    shortest, _ = suspicion_bounds(a.profile, 3)
-    # (a regular probe of b may fall at the verdict's own instant: not the last chance)
-    last_chance = max(t for t in pings_to_b if t < now)
-    assert last_chance >= 0.5 + shortest
-    assert now >= last_chance + a.profile.probe_interval
+    death = accusation(keyring, "c", "b", 0, ClaimKind.DEAD)
+    a.handle_message(1.0, "c:1", Gossip("c", (death,)))
     assert a.member("b").state is MemberState.DEAD
+    sent = a.datagrams_to_send()
+    assert len(sent) == a.profile.indirect_checks
+    assert all(isinstance(msg, Gossip) and msg.claims[0] == death for _, msg in sent)
+    assert not {dest for dest, _ in sent} & {"a:1", "b:1", "c:1"}
+    a.handle_message(1.1, "d:1", Gossip("d", (death,)))  # old news: not forwarded again
+    assert a.datagrams_to_send() == []
 
 
 def test_suspicion_timeout_shrinks_with_independent_confirmations():
@@ -158,9 +209,11 @@ def test_suspicion_timeout_shrinks_with_independent_confirmations():
         table.apply(10.0, accusation(keyring, accuser, "b", 0))
         deadlines.append(table.members["b"].suspicion.deadline)
     n = table.live
-    assert deadlines[0] == pytest.approx(10.0 + suspicion_timeout(profile, n, 0))
+    # The deadline is that of the first last-chance check; the last falls at the timeout.
+    early = (LAST_CHANCE_CHECKS - 1) * profile.probe_interval
+    assert deadlines[0] == pytest.approx(10.0 + suspicion_timeout(profile, n, 0) - early)
     assert deadlines[0] > deadlines[1] == deadlines[2] > deadlines[3]  # a repeat is no news
-    assert deadlines[4] == pytest.approx(10.0 + suspicion_bounds(profile, n)[0])
+    assert deadlines[4] == pytest.approx(10.0 + suspicion_bounds(profile, n)[0] - early)
 
 
 def test_profiles_are_overridable_field_by_field():
