@@ -105,6 +105,7 @@ class Agent:
         self.clock = clock
         self.rng = rng or random.Random()
         self.metrics = AgentMetrics()
+        self.metrics.watch_store(lambda: (store.writes, store.commits))
         self.signer = Signer(self.domain, load_private_key(config.key_file))
         self.trust = TrustStore.from_files(config.trust.key_files)
         self.trust.add(self.domain, self.signer.public_key())

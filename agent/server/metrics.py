@@ -7,7 +7,11 @@ agent's numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class AgentMetrics:
@@ -48,3 +52,22 @@ class AgentMetrics:
         self.reserved_slots = Gauge(
             "fedorch_reserved_slots", "Capability slots held by reservations", ["capability"],
             registry=r)
+
+    def watch_store(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Expose the store's (writes, group commits): writes per commit is how many
+        writers one fsync served."""
+        self.registry.register(_StoreCollector(counts))
+
+
+class _StoreCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        writes, commits = self._counts()
+        yield CounterMetricFamily("fedorch_store_writes", "Durable writes to the store",
+                                  value=writes)
+        yield CounterMetricFamily(
+            "fedorch_store_commits", "SQLite transactions (fsyncs) that committed them; "
+            "writes / commits is the group-commit size", value=commits)
+

@@ -1,5 +1,5 @@
-"""Batching on real agents: a burst of workflows shares Batch calls, and every
-workflow still commits and runs exactly as it would one by one."""
+"""Batching on real agents: a burst of workflows shares Batch calls and group
+commits, and every workflow still commits and runs exactly as it would one by one."""
 
 from __future__ import annotations
 
@@ -64,3 +64,7 @@ async def test_a_burst_of_workflows_shares_batch_calls_and_all_succeed(bfed):
         assert calls >= 1 and items > calls, (peer, calls, items)
     sent_calls, sent_items = _batches(bfed, "b1", "out")
     assert sent_items > sent_calls >= 1
+    # And on disk: writes that arrived together shared a transaction (one fsync).
+    writes = bfed.metric("b1", "fedorch_store_writes_total")
+    commits = bfed.metric("b1", "fedorch_store_commits_total")
+    assert writes > commits >= 1, (writes, commits)
