@@ -31,8 +31,12 @@ bench: $(STAMP)
 	$(VENV)/bin/fedorch bench all
 
 # Real agents SIGKILLed at random moments, then every invariant checked on disk.
+CHAOS_RUNS ?= 10
 chaos: $(STAMP)
-	$(PY) -m pytest -q -m chaos tests/integration/test_chaos.py
+	@for i in $$(seq 1 $(CHAOS_RUNS)); do \
+		echo "chaos run $$i of $(CHAOS_RUNS)"; \
+		$(PY) -m pytest -q -m chaos tests/integration/test_chaos.py || exit 1; \
+	done
 
 # 100,000 seeded runs of the negotiation simulator (make test runs 2,000).
 soak: $(STAMP)
