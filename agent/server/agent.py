@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent.executor import build_executor
@@ -28,7 +28,7 @@ from agent.policy.engine import summarize
 from agent.server.membership import Membership
 from agent.server.metrics import AgentMetrics
 from agent.server.peers import PeerCallError, PeerChannels
-from agent.store.store import ReservationRow, StepRow, Store, WorkflowRow
+from agent.store.store import ReservationRow, Statement, StepRow, Store, WorkflowRow
 from agent.workflow.progress import Progress
 
 log = logging.getLogger("fedorch.agent")
@@ -336,15 +336,16 @@ class Agent:
     # ---- workflow status -----------------------------------------------------------
 
     async def save(self, active: Active, steps: list[str] | None = None,
-                   reservation: ReservationRow | None = None) -> None:
+                   reservation: ReservationRow | None = None,
+                   also: Sequence[Statement] = ()) -> None:
         """Persist the row and the named steps (all when None), and with them the given
-        reservation, in one transaction; then wake watchers."""
+        reservation and statements, in one transaction; then wake watchers."""
         active.row.updated_ms = self.now_ms()
         rows = []
         if active.progress is not None:
             ids = list(active.progress.steps) if steps is None else steps
             rows = [self._step_row(active, sid) for sid in ids]
-        await self.store.save_workflow(active.row, rows, reservation=reservation)
+        await self.store.save_workflow(active.row, rows, reservation=reservation, also=also)
         await self.changes.bump(active.row.id)
 
     @staticmethod

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
@@ -35,7 +36,7 @@ from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.convert import step_state, step_state_name, struct
 from agent.server.in_doubt import InDoubt
-from agent.store.store import HoldTxRow, ReservationRow, StepRow, WorkflowRow
+from agent.store.store import HoldTxRow, ReservationRow, StepRow, Store, WorkflowRow
 from agent.workflow.progress import TERMINAL_STEP_STATES, Progress, StartAttempt, StepState
 from agent.workflow.spec import SpecError, validate_spec
 
@@ -368,17 +369,19 @@ class Participation(InDoubt):
             if not ready:
                 return
             for attempt in ready:
-                if not await a.store.start_run(active.row.id, attempt.step_id, attempt.attempt,
-                                               a.now_ms()):
+                # The attempt's start and the step's RUNNING state in one transaction,
+                # before it runs; the start record is the attempt's idempotency key.
+                try:
+                    await a.save(active, [attempt.step_id], also=[Store.start_run_statement(
+                        active.row.id, attempt.step_id, attempt.attempt, a.now_ms())])
+                except sqlite3.IntegrityError:
                     # This attempt was started before a crash: never run it again. It ends
                     # as failed, through the same path as any attempt (save, release, tell).
                     state = progress.attempt_ended(attempt.step_id, attempt.attempt, False, {},
                                                    "interrupted by an agent restart")
-                    await a.store.end_run(active.row.id, attempt.step_id, attempt.attempt,
-                                          "failed", a.now_ms())
-                    await self._after_step(active, attempt.step_id, state)
+                    await self._after_step(active, attempt.step_id, state,
+                                           ended_run=(attempt.attempt, "failed"))
                     continue
-                await a.save(active, [attempt.step_id])
                 self._report(active, attempt.step_id, reliable=False)
                 task = a.spawn(self._run(active, attempt),
                                name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
@@ -398,21 +401,28 @@ class Participation(InDoubt):
             active.running.pop(attempt.step_id, None)
         state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
                                               outcome.outputs, outcome.error)
-        await a.store.end_run(row.id, attempt.step_id, attempt.attempt,
-                              "succeeded" if outcome.ok else "failed", a.now_ms())
         a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
-        await self._after_step(active, attempt.step_id, state)
+        await self._after_step(active, attempt.step_id, state,
+                               ended_run=(attempt.attempt, "succeeded" if outcome.ok
+                                          else "failed"))
 
-    async def _after_step(self, active: Active, step_id: str, state: StepState) -> None:
+    async def _after_step(self, active: Active, step_id: str, state: StepState, *,
+                          ended_run: tuple[int, str] | None = None) -> None:
+        """A step's state changed here. One transaction records the attempt's end
+        (`ended_run`: attempt, "succeeded" or "failed"), the reservation it frees and
+        the workflow's steps (skipped downstream steps change too)."""
         a = self.agent
+        also = []
+        if ended_run is not None:
+            also.append(Store.end_run_statement(active.row.id, step_id, ended_run[0],
+                                                ended_run[1], a.now_ms()))
         if state in TERMINAL_STEP_STATES:
             hold = a.participant.step_ended(active.row.id, step_id)
             if hold is not None:
-                if hold.steps:
-                    await a.store.save_reservation(_reservation_row(hold))
-                else:
-                    await a.store.delete_reservation(hold.workflow_id, hold.round)
-        await a.save(active)  # skipped downstream steps change too
+                also.append(Store.reservation_statement(_reservation_row(hold)) if hold.steps
+                            else Store.delete_reservation_statement(hold.workflow_id,
+                                                                    hold.round))
+        await a.save(active, also=also)
         if state in TERMINAL_STEP_STATES:
             self._report(active, step_id, reliable=True)
         if active.row.coordinator == a.domain:

@@ -19,6 +19,7 @@ import asyncio
 import json
 import pathlib
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -52,6 +53,9 @@ def _apply_group(db: aiosqlite.Connection,
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+Statement = tuple[str, tuple]
 
 
 class StoreError(RuntimeError):
@@ -260,10 +264,13 @@ class Store:
         )
 
     async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
-                            reservation: ReservationRow | None = None) -> None:
-        """Insert or update a workflow and (some of) its steps in one transaction.
+                            reservation: ReservationRow | None = None,
+                            also: Sequence[Statement] = ()) -> None:
+        """Insert or update a workflow and (some of) its steps in one transaction, with the
+        statements in `also` (a step attempt's start or end, a reservation's change).
 
-        Raises sqlite3.IntegrityError when another workflow holds w.request_id.
+        Raises sqlite3.IntegrityError when another workflow holds w.request_id, or when
+        `also` starts an attempt that was started before (nothing is written then).
         """
         # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
         # workflow that holds the same request_id instead of failing on the index.
@@ -273,7 +280,7 @@ class Store:
         stmts += [self._step_stmt(s) for s in steps]
         if reservation is not None:
             stmts.append(self._reservation_stmt(reservation))
-        await self._write(stmts)
+        await self._write([*stmts, *also])
 
     async def save_steps(self, steps: list[StepRow]) -> None:
         if steps:
@@ -382,9 +389,7 @@ class Store:
                          row[5])
 
     async def delete_reservation(self, workflow_id: str, round_: int) -> None:
-        await self._write([(
-            "DELETE FROM reservations WHERE workflow_id=? AND round=?", (workflow_id, round_)
-        )])
+        await self._write([self.delete_reservation_statement(workflow_id, round_)])
 
     async def list_reservations(self) -> list[ReservationRow]:
         rows = await self._all(
@@ -487,6 +492,32 @@ class Store:
 
     # ---- step runs (idempotency keys) ---------------------------------------------
 
+    # Statements for save_workflow(also=...): a step's run and its reservation change in
+    # the same transaction as the step's new state.
+
+    @staticmethod
+    def start_run_statement(workflow_id: str, step_id: str, attempt: int,
+                            now_ms: int) -> Statement:
+        """An attempt's start; fails the whole write (IntegrityError) if it was started
+        before: the attempt idempotency key."""
+        return ("INSERT INTO step_runs(workflow_id, step_id, attempt, state, started_ms)"
+                " VALUES(?, ?, ?, 'running', ?)", (workflow_id, step_id, attempt, now_ms))
+
+    @staticmethod
+    def end_run_statement(workflow_id: str, step_id: str, attempt: int, state: str,
+                          now_ms: int) -> Statement:
+        return ("UPDATE step_runs SET state=?, ended_ms=? WHERE workflow_id=? AND step_id=?"
+                " AND attempt=?", (state, now_ms, workflow_id, step_id, attempt))
+
+    @classmethod
+    def reservation_statement(cls, r: ReservationRow) -> Statement:
+        return cls._reservation_stmt(r)
+
+    @staticmethod
+    def delete_reservation_statement(workflow_id: str, round_: int) -> Statement:
+        return ("DELETE FROM reservations WHERE workflow_id=? AND round=?",
+                (workflow_id, round_))
+
     async def start_run(self, workflow_id: str, step_id: str, attempt: int, now_ms: int) -> bool:
         """Record an attempt's start; False if that attempt was already started (never run it)."""
         changed = await self._write([(
@@ -499,11 +530,7 @@ class Store:
     async def end_run(
         self, workflow_id: str, step_id: str, attempt: int, state: str, now_ms: int
     ) -> None:
-        await self._write([(
-            "UPDATE step_runs SET state=?, ended_ms=? WHERE workflow_id=? AND step_id=?"
-            " AND attempt=?",
-            (state, now_ms, workflow_id, step_id, attempt),
-        )])
+        await self._write([self.end_run_statement(workflow_id, step_id, attempt, state, now_ms)])
 
     async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
         return [

@@ -184,6 +184,30 @@ async def test_start_run_is_true_once_per_attempt(store: Store) -> None:
     ]
 
 
+async def test_an_attempt_starts_with_its_step_state_once_and_ends_with_its_release(
+        store: Store) -> None:
+    w = workflow()
+    r = ReservationRow("wf-1", 1, "eu-west", "committed", [("extract", "data.extract")], 9)
+    await store.save_reservation(r)
+    running = StepRow("wf-1", "extract", "eu-west", "RUNNING", 1)
+    start = Store.start_run_statement("wf-1", "extract", 1, 100)
+    await store.save_workflow(w, [running], also=[start])
+    # The same attempt again: refused whole, the step state with it.
+    again = StepRow("wf-1", "extract", "eu-west", "RUNNING", 7)
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.save_workflow(w, [again], also=[start])
+    assert await store.get_steps("wf-1") == [running]
+    assert await store.runs_of("wf-1") == [("extract", 1, "running")]
+    # Its end, the reservation it frees and the step's new state: one transaction.
+    done = StepRow("wf-1", "extract", "eu-west", "SUCCEEDED", 1, {"rows": 3})
+    await store.save_workflow(w, [done], also=[
+        Store.end_run_statement("wf-1", "extract", 1, "succeeded", 200),
+        Store.delete_reservation_statement("wf-1", 1)])
+    assert await store.runs_of("wf-1") == [("extract", 1, "succeeded")]
+    assert await store.list_reservations() == []
+    assert await store.get_steps("wf-1") == [done]
+
+
 # ---- durability ---------------------------------------------------------------------------
 
 
