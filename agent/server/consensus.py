@@ -23,6 +23,7 @@ that carries acceptors makes the participant's reservation a Paxos Commit one.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2
@@ -62,6 +63,7 @@ RESEND_S = 1.0            # a proposer resends to silent acceptors this often
 BACKOFF_S = 0.5           # base of a rejected proposer's random backoff
 DECISION_RESEND_S = 4.0   # the coordinator resends an unacknowledged COMMIT this often
 PAXOS_RPC_TIMEOUT_S = 2.0  # one attempt; the cores resend
+LEARNED_MEMORY = 10_000   # decisions remembered in memory (all are on disk)
 
 
 class Consensus:
@@ -76,6 +78,10 @@ class Consensus:
             agent.domain, rng=agent.rng, query_timeout_s=patience, query_interval_s=patience,
             resend_s=RESEND_S, backoff_s=BACKOFF_S)
         self._past_lease: set[Key] = set()  # in doubt after the lease: asking, recovering
+        # Decisions lately learned and on disk: a participant usually learns each twice
+        # (from a majority of Accepted, then from the coordinator's notice), and the
+        # second needs no write.
+        self._learned: OrderedDict[Key, str] = OrderedDict()
 
     # ---- state ----------------------------------------------------------------------
 
@@ -285,7 +291,12 @@ class Consensus:
         """A decision known to be chosen: on disk first (write-once), then applied."""
         a = self.agent
         outcome = "COMMIT" if value.commit else "ABORT"
-        held, _ = await a.store.learn(key[0], key[1], outcome, wire.value_bytes(value))
+        held = self._learned.get(key)
+        if held is None:
+            held, _ = await a.store.learn(key[0], key[1], outcome, wire.value_bytes(value))
+            self._learned[key] = held
+            while len(self._learned) > LEARNED_MEMORY:
+                self._learned.popitem(last=False)
         if held != outcome:
             log.error("%s round %d: %s contradicts the %s learned before", key[0], key[1],
                       outcome, held)
