@@ -12,9 +12,8 @@ sends one message per peer per round trip instead of one per workflow: the
 prepares (and commits, Paxos messages, step results) of many workflows bound
 for one peer share one signature, one replay check and one gRPC call. The
 answers come back the same way; only votes are signed one by one, since each
-goes into commit certificates on its own. A peer
-that does not know the Batch RPC (UNIMPLEMENTED) is sent single calls from
-then on.
+goes into commit certificates on its own. A peer that does not know the Batch
+RPC (UNIMPLEMENTED) is sent single calls from then on.
 """
 
 from __future__ import annotations

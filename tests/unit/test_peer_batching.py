@@ -124,6 +124,11 @@ async def _wait(condition, seconds: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def _queued(ch: PeerChannels) -> int:
+    """Requests waiting in the lanes for a free call slot."""
+    return sum(len(lane.pending) for lane in ch._lanes.values())
+
+
 async def _occupy(ch: PeerChannels, peer: FakePeer) -> list[asyncio.Task]:
     """Fill every call slot of the lane with a call the peer holds, one call each."""
     held = []
@@ -144,7 +149,7 @@ async def test_requests_gather_while_calls_are_out_and_each_gets_its_answer(peer
     # The peer holds MAX_IN_FLIGHT calls: everything after them gathers.
     held = await _occupy(channels, peer)
     waiting = [asyncio.create_task(_query(channels, peer.endpoint, f"w{i}")) for i in range(40)]
-    await asyncio.sleep(0)  # let them queue (nothing can go out: both lanes are busy)
+    await _wait(lambda: _queued(channels) == 40)  # every call slot is taken: they wait
     assert len(peer.calls) == peers_module.MAX_IN_FLIGHT
     peer.release.set()
     answers = await asyncio.gather(*waiting, *held)
@@ -161,7 +166,7 @@ async def test_a_failed_item_fails_only_its_caller(peer, channels):
     held = await _occupy(channels, peer)
     good = asyncio.create_task(_query(channels, peer.endpoint, "ok"))
     bad = asyncio.create_task(_query(channels, peer.endpoint, "fail-me"))
-    await asyncio.sleep(0)
+    await _wait(lambda: _queued(channels) == 2)
     peer.release.set()
     with pytest.raises(PeerCallError) as err:
         await bad
@@ -176,7 +181,7 @@ async def test_a_failed_item_fails_only_its_caller(peer, channels):
 async def test_a_peer_without_batch_gets_single_calls(peer, channels):
     held = await _occupy(channels, peer)
     waiting = [asyncio.create_task(_query(channels, peer.endpoint, f"w{i}")) for i in range(5)]
-    await asyncio.sleep(0)
+    await _wait(lambda: _queued(channels) == 5)
     peer.release.set()
     answers = await asyncio.gather(*waiting, *held)
     assert [b.ack.error for b, _ in answers[:5]] == [f"w{i}" for i in range(5)]
@@ -217,7 +222,7 @@ async def test_answers_under_the_batch_signature_and_answers_of_the_wrong_kind(p
     plain = asyncio.create_task(_query(channels, peer.endpoint, "plain"))
     odd = asyncio.create_task(_query(channels, peer.endpoint, "odd"))
     signed = asyncio.create_task(_query(channels, peer.endpoint, "signed"))
-    await asyncio.sleep(0)
+    await _wait(lambda: _queued(channels) == 3)
     peer.release.set()
     body, envelope = await plain
     assert body.ack.error == "plain"
