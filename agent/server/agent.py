@@ -307,9 +307,10 @@ class Agent:
         """Send one message until the peer acknowledges it, with backoff.
 
         Each attempt is a freshly sealed envelope (new nonce), and receivers are
-        idempotent, so a retry after a lost reply is harmless. Returns False when
-        it gives up (the receiver then asks on its own: in-doubt queries) or the
-        agent stops.
+        idempotent, so a retry after a lost reply is harmless. A refusal for good
+        ends it; one that asks to be sent later (`retry_later`) is retried like a
+        failed call. Returns False when it gives up (the receiver then asks on its
+        own: in-doubt queries) or the agent stops.
         """
         deadline = self.now() + give_up_after
         backoff = 0.1
@@ -321,9 +322,12 @@ class Agent:
                         endpoint, method, recipient=domain, expect="ack",
                         timeout=PEER_RPC_TIMEOUT_S, **payload,
                     )
-                    if not body.ack.ok:
+                    if body.ack.ok:
+                        return True
+                    if not body.ack.retry_later:
                         log.warning("%s refused %s: %s", domain, method, body.ack.error)
-                    return True
+                        return True
+                    log.info("%s asks for %s later: %s", domain, method, body.ack.error)
                 except PeerCallError as e:
                     log.debug("%s to %s failed: %s", method, domain, e)
             if self.now() + backoff > deadline:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from agent.server.agent import Agent
 
 log = logging.getLogger("fedorch.participant")
-EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders retry later
+EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders are asked to retry later
 RESULT_PATIENCE_S = 24 * 3600.0
 
 
@@ -460,8 +460,9 @@ class Participation(InDoubt):
             return peer_pb2.Ack(ok=True)
         if active is None or active.progress is None:
             # Not committed here yet (reordering): keep it for the COMMIT.
-            if len(self._early) >= EARLY_RESULTS_MEMORY:
-                return peer_pb2.Ack(ok=False, error="too many results for unknown workflows")
+            if len(self._early) >= EARLY_RESULTS_MEMORY:  # the sender retries
+                return peer_pb2.Ack(ok=False, retry_later=True,
+                                    error="too many results for unknown workflows")
             self._early.setdefault(result.workflow_id, []).append(
                 (result.step_id, result.attempt, state, outputs, result.error))
             await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
