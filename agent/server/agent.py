@@ -78,7 +78,8 @@ class Changes:
             future = self._next[workflow_id] = asyncio.get_running_loop().create_future()
         self._waiting[workflow_id] = self._waiting.get(workflow_id, 0) + 1
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):  # shielded: the future is shared
+                await asyncio.shield(future)
         except TimeoutError:
             pass
         finally:

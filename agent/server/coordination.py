@@ -224,7 +224,8 @@ class Coordination(CoordinatorLog):
                     if core.phase is Phase.COMMITTED:  # notice when the workflow ends
                         wait = 1.0 if wait is None else min(wait, 1.0)
                     try:
-                        event = await asyncio.wait_for(events.get(), wait)
+                        async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                            event = await events.get()
                     except TimeoutError:
                         core.handle_timer(a.now())
                         continue

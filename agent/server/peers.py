@@ -150,8 +150,10 @@ class PeerChannels:
         lane.pending.append(request)
         self._schedule_flush(lane)
         try:
-            # Shielded: a caller that gives up does not cancel the others' shared call.
-            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
+            # The future is this caller's alone (the shared call sets it, never awaits
+            # it): a caller that gives up cancels only its own request.
+            async with asyncio.timeout(timeout):
+                return await request.future
         except TimeoutError:
             self._on_error(method, "DEADLINE_EXCEEDED")
             raise PeerCallError("DEADLINE_EXCEEDED", "deadline exceeded") from None
