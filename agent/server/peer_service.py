@@ -82,15 +82,15 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     # ---- the handlers, one per request kind ------------------------------------------
 
+    # They change state, so they run in a task the agent owns (Agent.run_owned), never in
+    # the gRPC handler's own: a single RPC owns one per request, a batch one for all.
+
     async def _prepare(self, body: peer_pb2.Body) -> Answer:
-        return await self.agent.run_owned(
-            self.agent.participation.prepare(body.sender, body.prepare), "prepare")
+        return await self.agent.participation.prepare(body.sender, body.prepare)
 
     async def _decide(self, body: peer_pb2.Body) -> Answer:
-        ack = await self.agent.run_owned(
-            self.agent.participation.decide(body.sender, body.decision_notice.decision),
-            "decide")
-        return "ack", ack
+        return "ack", await self.agent.participation.decide(
+            body.sender, body.decision_notice.decision)
 
     async def _query_decision(self, body: peer_pb2.Body) -> Answer:
         q = body.decision_query
@@ -100,22 +100,17 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             # Commit); we answer with the decision we learned, if any.
             answer = await a.consensus.answer((q.workflow_id, q.round))
         else:
-            answer = await a.run_owned(a.coordination.answer_query(q.workflow_id, q.round),
-                                       "answer query")
+            answer = await a.coordination.answer_query(q.workflow_id, q.round)
         return "decision_answer", answer
 
     async def _paxos(self, body: peer_pb2.Body) -> Answer:
-        return await self.agent.run_owned(self.agent.consensus.on_rpc(body), "paxos")
+        return await self.agent.consensus.on_rpc(body)
 
     async def _report_step(self, body: peer_pb2.Body) -> Answer:
-        ack = await self.agent.run_owned(
-            self.agent.participation.on_result(body.sender, body.step_result), "step result")
-        return "ack", ack
+        return "ack", await self.agent.participation.on_result(body.sender, body.step_result)
 
     async def _cancel_workflow(self, body: peer_pb2.Body) -> Answer:
-        ack = await self.agent.run_owned(
-            self.agent.participation.on_cancel(body.sender, body.cancel), "end notice")
-        return "ack", ack
+        return "ack", await self.agent.participation.on_cancel(body.sender, body.cancel)
 
     def _signed(self, body: peer_pb2.Body, answer: Answer) -> peer_pb2.Envelope:
         """The answer as its own RPC returns it: signed (a vote already is)."""
@@ -135,8 +130,9 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     async def _single(self, request, context, expect: str | frozenset[str]):
         body = await self._open(request, context, expect)
-        handler = self._handlers[body.WhichOneof("payload")]
-        return self._signed(body, await handler(body))
+        kind = body.WhichOneof("payload")
+        answer = await self.agent.run_owned(self._handlers[kind](body), kind)
+        return self._signed(body, answer)
 
     @_counted
     async def Prepare(self, request, context):
@@ -171,10 +167,18 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                                 f"batch of {len(items)} items; at most {MAX_BATCH_ITEMS}")
         self.agent.metrics.batch_items.labels("in").observe(len(items))
         results = [peer_pb2.BatchResult() for _ in items]
-        async with asyncio.TaskGroup() as tg:
-            for item, result in zip(items, results, strict=True):
-                tg.create_task(self._batch_item(outer, item, result))
+        try:
+            await self.agent.run_owned(self._run_batch(outer, results), "batch")
+        except RuntimeError:
+            if not self.agent.stopping:
+                raise
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is stopping")
         return self.agent.seal(outer.sender, batch_reply=peer_pb2.BatchReply(results=results))
+
+    async def _run_batch(self, outer: peer_pb2.Body, results: list[peer_pb2.BatchResult]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for item, result in zip(outer.batch.items, results, strict=True):
+                tg.create_task(self._batch_item(outer, item, result))
 
     async def _batch_item(self, outer: peer_pb2.Body, item: peer_pb2.Body,
                           result: peer_pb2.BatchResult) -> None:
