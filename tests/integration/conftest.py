@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import asyncio
 import pathlib
 import sys
 
 import pytest
 
-from tests.integration.federation import Federation
+from tests.integration.federation import running_federation
 
 # eu-west and partner hold EU data; us-east takes only US data and keeps that
 # private, so coordinators learn it by refusal (as in the demo).
@@ -47,14 +46,8 @@ DOMAINS = {
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    fed = Federation(tmp_path_factory.mktemp("federation"), DOMAINS)
-    fed.write_configs()
-    try:
-        asyncio.run(fed.start())
-        asyncio.run(fed.wait_converged())
+    with running_federation(tmp_path_factory.mktemp("federation"), DOMAINS) as fed:
         yield fed
-    finally:
-        fed.stop()
 
 
 @pytest.fixture

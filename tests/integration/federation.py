@@ -7,8 +7,10 @@ stopped by pid), with the workflow helpers tests need.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -82,6 +84,19 @@ class Federation(RealNet):
                 raise AssertionError(f"{workflow_id} not in {states} within {deadline_s}s: "
                                      f"{status}")
             await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_federation(workdir: Path, domains: dict[str, dict]) -> Iterator[Federation]:
+    """Start the agents, wait until they all see each other; stop them (by pid) after."""
+    fed = Federation(workdir, domains)
+    fed.write_configs()
+    try:
+        asyncio.run(fed.start())
+        asyncio.run(fed.wait_converged())
+        yield fed
+    finally:
+        fed.stop()
 
 
 async def wait_for(predicate, deadline_s: float, what: str, interval: float = 0.1):

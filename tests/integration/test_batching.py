@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.integration.federation import Federation, state_name
+from tests.integration.federation import Federation, running_federation, state_name
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,8 @@ steps:
 
 @pytest.fixture(scope="module")
 def batching_federation(tmp_path_factory):
-    fed = Federation(tmp_path_factory.mktemp("batching"), DOMAINS)
-    fed.write_configs()
-    try:
-        asyncio.run(fed.start())
-        asyncio.run(fed.wait_converged())
+    with running_federation(tmp_path_factory.mktemp("batching"), DOMAINS) as fed:
         yield fed
-    finally:
-        fed.stop()
 
 
 @pytest.fixture
