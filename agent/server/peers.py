@@ -6,7 +6,8 @@ goes through the same input boundary (open_message) as a request would.
 Batching and pipelining. Requests of the kinds in BATCHED_METHODS wait in a
 lane per (endpoint, recipient); a lane sends at once while fewer than
 MAX_IN_FLIGHT of its calls are out, and otherwise lets requests gather until
-one returns, then sends them together in one signed Batch call. So an idle
+one returns, then sends them together in one signed Batch call (at most
+MAX_BATCH_ITEMS requests and MAX_BATCH_BYTES of them). So an idle
 agent pays no delay (one request goes out as its own RPC), and a busy one
 sends one message per peer per round trip instead of one per workflow: the
 prepares (and commits, Paxos messages, step results) of many workflows bound
@@ -41,10 +42,14 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
 
-BATCHED_METHODS = frozenset({"Prepare", "Decide", "QueryDecision", "Paxos", "ReportStep",
-                             "CancelWorkflow"})
+# QueryDecision stays a single call: its answer may carry a whole decision (spec and
+# certificate), and a batch reply must stay small.
+BATCHED_METHODS = frozenset({"Prepare", "Decide", "Paxos", "ReportStep", "CancelWorkflow"})
 MAX_IN_FLIGHT = 4      # calls out per lane before requests start to gather
 MAX_BATCH_ITEMS = 256  # the receiver refuses more than 1024 (peer_service)
+# Request bytes in one batch: well under the 4 MiB a server accepts (daemon.py), since
+# a PREPARE or a decision carries its workflow's spec (up to 1 MiB each).
+MAX_BATCH_BYTES = 1024 * 1024
 
 Spawn = Callable[[Awaitable, str], object]
 
@@ -66,6 +71,7 @@ class _Request:
     expect: str | frozenset[str]
     deadline: float  # time.monotonic()
     future: asyncio.Future
+    size: int  # the payload's serialized bytes
 
 
 @dataclass
@@ -146,7 +152,7 @@ class PeerChannels:
         if lane is None:
             lane = self._lanes[key] = _Lane(endpoint, recipient, wait_for_ready)
         request = _Request(method, kind, msg, expect, time.monotonic() + timeout,
-                           asyncio.get_running_loop().create_future())
+                           asyncio.get_running_loop().create_future(), msg.ByteSize())
         lane.pending.append(request)
         self._schedule_flush(lane)
         try:
@@ -175,10 +181,15 @@ class PeerChannels:
         now = time.monotonic()
         while lane.pending and lane.in_flight < MAX_IN_FLIGHT:
             requests: list[_Request] = []
+            size = 0
             while lane.pending and len(requests) < MAX_BATCH_ITEMS:
-                r = lane.pending.popleft()
+                r = lane.pending[0]
+                if requests and size + r.size > MAX_BATCH_BYTES:
+                    break  # the next batch takes it (one request alone always goes)
+                lane.pending.popleft()
                 if not r.future.done() and r.deadline > now:  # else its caller gave up
                     requests.append(r)
+                    size += r.size
             if not requests:
                 break
             assert self._spawn is not None

@@ -30,7 +30,7 @@ def _trust() -> TrustStore:
 
 
 class FakePeer(peer_pb2_grpc.PeerServicer):
-    """Answers a DecisionQuery with a signed Ack naming the workflow; a workflow id
+    """Answers a step result with a signed Ack naming its workflow; a workflow id
     starting with "fail" fails (INTERNAL in a batch); "slow" holds until released."""
 
     def __init__(self, batch: bool = True) -> None:
@@ -44,7 +44,7 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
                             now_ms=int(time.time() * 1000), expect=expect)
 
     async def _answer(self, body: peer_pb2.Body) -> peer_pb2.Envelope:
-        wf = body.decision_query.workflow_id
+        wf = body.step_result.workflow_id
         if wf.startswith("slow"):
             await self.release.wait()
         if wf.startswith("fail"):
@@ -52,9 +52,9 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
         return seal(B, recipient=body.sender, now_ms=int(time.time() * 1000),
                     nonce=new_nonce(), ack=peer_pb2.Ack(ok=True, error=wf))
 
-    async def QueryDecision(self, request, context):
-        self.calls.append(("QueryDecision", 1))
-        body = self._open(request, "decision_query")
+    async def ReportStep(self, request, context):
+        self.calls.append(("ReportStep", 1))
+        body = self._open(request, "step_result")
         try:
             return await self._answer(body)
         except RuntimeError as e:
@@ -69,13 +69,13 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
         for item in outer.batch.items:
             item.sender = outer.sender
             try:
-                if item.decision_query.workflow_id.startswith("plain"):
+                if item.step_result.workflow_id.startswith("plain"):
                     # An answer that is not evidence: payload only, under the batch's
                     # signature (the sender field inside is not believed).
                     results.append(peer_pb2.BatchResult(body=peer_pb2.Body(
                         sender="mallory", ack=peer_pb2.Ack(ok=True, error="plain"))))
                     continue
-                if item.decision_query.workflow_id.startswith("odd"):
+                if item.step_result.workflow_id.startswith("odd"):
                     results.append(peer_pb2.BatchResult(body=peer_pb2.Body(
                         vote=peer_pb2.Vote(workflow_id="odd"))))
                     continue
@@ -112,9 +112,9 @@ async def channels():
         await ch.close()
 
 
-def _query(ch: PeerChannels, endpoint: str, wf: str, timeout: float = 5.0):
-    return ch.call(endpoint, "QueryDecision", recipient="beta", expect="ack", timeout=timeout,
-                   decision_query=peer_pb2.DecisionQuery(workflow_id=wf, round=1))
+def _query(ch: PeerChannels, endpoint: str, wf: str, timeout: float = 5.0, pad: int = 0):
+    return ch.call(endpoint, "ReportStep", recipient="beta", expect="ack", timeout=timeout,
+                   step_result=peer_pb2.StepResult(workflow_id=wf, step_id="s" * (pad + 1)))
 
 
 async def _wait(condition, seconds: float = 5.0) -> None:
@@ -141,7 +141,7 @@ async def _occupy(ch: PeerChannels, peer: FakePeer) -> list[asyncio.Task]:
 async def test_one_request_alone_goes_as_its_own_rpc(peer, channels):
     body, envelope = await _query(channels, peer.endpoint, "w1")
     assert body.sender == "beta" and body.ack.error == "w1"
-    assert peer.calls == [("QueryDecision", 1)] and channels.batches == []
+    assert peer.calls == [("ReportStep", 1)] and channels.batches == []
     B_KEY.public_key().verify(envelope.signature, envelope.body)  # as received, signed
 
 
@@ -173,7 +173,7 @@ async def test_a_failed_item_fails_only_its_caller(peer, channels):
     assert err.value.code == "INTERNAL" and "boom" in err.value.detail
     assert (await good)[0].ack.error == "ok"
     await asyncio.gather(*held)
-    assert ("QueryDecision", "INTERNAL") in channels.errors
+    assert ("ReportStep", "INTERNAL") in channels.errors
     assert ("Batch", 2) in peer.calls
 
 
@@ -185,7 +185,7 @@ async def test_a_peer_without_batch_gets_single_calls(peer, channels):
     peer.release.set()
     answers = await asyncio.gather(*waiting, *held)
     assert [b.ack.error for b, _ in answers[:5]] == [f"w{i}" for i in range(5)]
-    assert [rpc for rpc, _ in peer.calls].count("QueryDecision") == 5 + len(held)
+    assert [rpc for rpc, _ in peer.calls].count("ReportStep") == 5 + len(held)
     # Once told UNIMPLEMENTED, it does not ask again.
     await _query(channels, peer.endpoint, "later")
     assert ("Batch", "UNIMPLEMENTED") in channels.errors
@@ -210,9 +210,9 @@ async def test_an_unreachable_peer_fails_every_caller_with_its_code(channels):
         s.bind(("127.0.0.1", 0))
         endpoint = f"127.0.0.1:{s.getsockname()[1]}"
     results = await asyncio.gather(
-        *(channels.call(endpoint, "QueryDecision", recipient="beta", expect="ack",
+        *(channels.call(endpoint, "ReportStep", recipient="beta", expect="ack",
                         timeout=2.0, wait_for_ready=False,
-                        decision_query=peer_pb2.DecisionQuery(workflow_id=f"w{i}", round=1))
+                        step_result=peer_pb2.StepResult(workflow_id=f"w{i}"))
           for i in range(6)), return_exceptions=True)
     assert all(isinstance(r, PeerCallError) and r.code == "UNAVAILABLE" for r in results)
 
@@ -236,3 +236,16 @@ async def test_answers_under_the_batch_signature_and_answers_of_the_wrong_kind(p
     body, envelope = await signed
     assert peer_pb2.Body.FromString(envelope.body).ack.error == "signed"  # signed alone
     await asyncio.gather(*held)
+
+
+async def test_a_batch_stays_under_its_byte_bound(peer, channels, monkeypatch):
+    monkeypatch.setattr(peers_module, "MAX_BATCH_BYTES", 3000)
+    held = await _occupy(channels, peer)
+    big = [asyncio.create_task(_query(channels, peer.endpoint, f"b{i}", pad=1000))
+           for i in range(6)]  # just over 1 KB each: two fit in 3,000 bytes
+    await _wait(lambda: _queued(channels) == 6)
+    peer.release.set()
+    answers = await asyncio.gather(*big, *held)
+    assert [b.ack.error for b, _ in answers[:6]] == [f"b{i}" for i in range(6)]
+    batched = [n for rpc, n in peer.calls if rpc == "Batch"]
+    assert sum(batched) == 6 and max(batched) <= 2 and len(batched) >= 3, peer.calls
