@@ -197,7 +197,9 @@ class Participant:
         coordinator_endpoint: str = "",
         tx: TxInfo | None = None,
     ) -> VoteOut:
-        """First half of a two-record YES: a RESERVED hold to persist, then confirm_yes()."""
+        """First half of a YES: a RESERVED hold; confirm_yes() makes it PREPARED. The
+        daemon persists once after both (no await between them); the simulator persists
+        each, so that a crash can fall between them."""
         key = (workflow_id, round)
         if tx is not None and (tx.key != key or tx.coordinator != coordinator
                                or self.domain not in tx.participants):

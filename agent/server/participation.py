@@ -5,12 +5,14 @@ reservations) and agent.workflow.progress.Progress (which steps may run). A
 YES vote's reservation and a step attempt's start are on disk before anyone
 hears of them.
 
-A PREPARE that carries acceptors (Paxos Commit) makes a two-record YES: the
-RESERVED reservation together with the PREPARE it answers (its TxInfo, spec and
-placement), then the PREPARED record, both durable before the vote leaves; the
-hold is then in doubt (agent.server.consensus) until a decision is learned. A
-PREPARE without acceptors is classic 2PC: one PREPARED record, and the
-coordinator is asked when the lease passes.
+A PREPARE that carries acceptors (Paxos Commit) makes a YES of one record: the
+reservation, already PREPARED, together with the PREPARE it answers (its
+TxInfo, spec and placement), durable before the vote leaves (the core's reserve
+and confirm_yes run with no await between them; the simulator also crashes
+agents between the two, a superset of what can happen here). The hold is then
+in doubt (agent.server.consensus) until a decision is learned. A PREPARE
+without acceptors is classic 2PC: one PREPARED record, and the coordinator is
+asked when the lease passes.
 
 What a participant does about reservations in doubt, and its recovery after a
 restart, are in agent.server.in_doubt (mixed in).
@@ -129,7 +131,7 @@ class Participation(InDoubt):
 
     async def _prepare_paxos(self, coordinator: str,
                              req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
-        """The two-record YES of a Paxos Commit transaction (see the module docstring)."""
+        """The YES of a Paxos Commit transaction (see the module docstring)."""
         a = self.agent
         key = (req.workflow_id, req.round)
         vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
@@ -151,21 +153,19 @@ class Participation(InDoubt):
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = int(out.lease_expires * 1000)
             if out.hold is not None and out.hold.state is HoldState.RESERVED:
-                # Record 1: capacity held, and what we would be voting YES to.
-                await a.store.save_reservation(_reservation_row(out.hold), tx=HoldTxRow(
-                    req.workflow_id, req.round, wire.tx_bytes(tx),
-                    req.spec.SerializeToString(deterministic=True), dict(req.placement),
-                    req.coordinator_endpoint))
-                self.wake()
-                hold = None
-                if a.participant.hold(key) is not None:  # a decision may have come meanwhile
-                    hold = a.participant.confirm_yes(a.now(), key)
-                if hold is None:
+                # The YES, with no await since the reservation: one record holds the
+                # capacity, the PREPARED state and what it says YES to. Only once it is
+                # durable may the vote leave.
+                hold = a.participant.confirm_yes(a.now(), key)
+                if hold is None:  # a RESERVED hold from before a restart, its lease past
                     await a.store.delete_reservation(*key)
                     vote.yes, vote.reason = False, "lease expired before the vote"
                 else:
-                    # Record 2: the YES itself. Only now may the vote leave.
-                    await a.store.save_reservation(_reservation_row(hold))
+                    await a.store.save_reservation(_reservation_row(hold), tx=HoldTxRow(
+                        req.workflow_id, req.round, wire.tx_bytes(tx),
+                        req.spec.SerializeToString(deterministic=True), dict(req.placement),
+                        req.coordinator_endpoint))
+                    self.wake()
                     vote.lease_expires_at_ms = int(hold.lease_expires * 1000)
                     if coordinator != a.domain:
                         a.consensus.track(tx, hold.lease_expires)
