@@ -279,7 +279,7 @@ class Store:
                   f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
         stmts += [self._step_stmt(s) for s in steps]
         if reservation is not None:
-            stmts.append(self._reservation_stmt(reservation))
+            stmts.append(self.reservation_statement(reservation))
         await self._write([*stmts, *also])
 
     async def save_steps(self, steps: list[StepRow]) -> None:
@@ -359,7 +359,7 @@ class Store:
     # ---- reservations ------------------------------------------------------------
 
     @staticmethod
-    def _reservation_stmt(r: ReservationRow) -> tuple[str, tuple]:
+    def reservation_statement(r: ReservationRow) -> Statement:
         return (
             "INSERT OR REPLACE INTO reservations(workflow_id, round, coordinator, state, steps,"
             " lease_expires_ms, coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?, ?)",
@@ -369,7 +369,7 @@ class Store:
 
     async def save_reservation(self, r: ReservationRow, tx: HoldTxRow | None = None) -> None:
         """Save a reservation and, in the same transaction, the PREPARE behind it."""
-        stmts = [self._reservation_stmt(r)]
+        stmts = [self.reservation_statement(r)]
         if tx is not None:
             stmts.append((
                 "INSERT OR REPLACE INTO hold_txs(workflow_id, round, tx, spec, placement,"
@@ -493,7 +493,8 @@ class Store:
     # ---- step runs (idempotency keys) ---------------------------------------------
 
     # Statements for save_workflow(also=...): a step's run and its reservation change in
-    # the same transaction as the step's new state.
+    # the same transaction as the step's new state (the reservation one serves
+    # save_reservation and save_workflow too).
 
     @staticmethod
     def start_run_statement(workflow_id: str, step_id: str, attempt: int,
@@ -509,28 +510,10 @@ class Store:
         return ("UPDATE step_runs SET state=?, ended_ms=? WHERE workflow_id=? AND step_id=?"
                 " AND attempt=?", (state, now_ms, workflow_id, step_id, attempt))
 
-    @classmethod
-    def reservation_statement(cls, r: ReservationRow) -> Statement:
-        return cls._reservation_stmt(r)
-
     @staticmethod
     def delete_reservation_statement(workflow_id: str, round_: int) -> Statement:
         return ("DELETE FROM reservations WHERE workflow_id=? AND round=?",
                 (workflow_id, round_))
-
-    async def start_run(self, workflow_id: str, step_id: str, attempt: int, now_ms: int) -> bool:
-        """Record an attempt's start; False if that attempt was already started (never run it)."""
-        changed = await self._write([(
-            "INSERT OR IGNORE INTO step_runs(workflow_id, step_id, attempt, state, started_ms)"
-            " VALUES(?, ?, ?, 'running', ?)",
-            (workflow_id, step_id, attempt, now_ms),
-        )])
-        return changed > 0
-
-    async def end_run(
-        self, workflow_id: str, step_id: str, attempt: int, state: str, now_ms: int
-    ) -> None:
-        await self._write([self.end_run_statement(workflow_id, step_id, attempt, state, now_ms)])
 
     async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
         return [

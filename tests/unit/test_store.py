@@ -171,14 +171,27 @@ async def test_reservations_save_list_delete(store: Store) -> None:
 # ---- step runs --------------------------------------------------------------------------
 
 
-async def test_start_run_is_true_once_per_attempt(store: Store) -> None:
-    assert await store.start_run("wf-1", "train", 1, 100) is True
-    assert await store.start_run("wf-1", "train", 1, 200) is False
-    assert await store.start_run("wf-1", "train", 2, 300) is True
-    assert await store.start_run("wf-1", "report", 1, 300) is True
-    assert await store.start_run("wf-2", "train", 1, 300) is True
-    await store.end_run("wf-1", "train", 1, "failed", 150)
-    assert await store.start_run("wf-1", "train", 1, 400) is False  # even after it ended
+async def _start(store: Store, workflow_id: str, step_id: str, attempt: int,
+                 now_ms: int, row: WorkflowRow | None = None) -> bool:
+    """Start an attempt as the participant does (with its workflow's row); False if it
+    was started before."""
+    try:
+        await store.save_workflow(row or workflow(workflow_id), also=[
+            Store.start_run_statement(workflow_id, step_id, attempt, now_ms)])
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
+async def test_an_attempt_starts_once(store: Store) -> None:
+    assert await _start(store, "wf-1", "train", 1, 100) is True
+    assert await _start(store, "wf-1", "train", 1, 200) is False
+    assert await _start(store, "wf-1", "train", 2, 300) is True
+    assert await _start(store, "wf-1", "report", 1, 300) is True
+    assert await _start(store, "wf-2", "train", 1, 300) is True
+    await store.save_workflow(workflow(), also=[
+        Store.end_run_statement("wf-1", "train", 1, "failed", 150)])
+    assert await _start(store, "wf-1", "train", 1, 400) is False  # even after it ended
     assert await store.runs_of("wf-1") == [
         ("report", 1, "running"), ("train", 1, "failed"), ("train", 2, "running"),
     ]
@@ -219,7 +232,7 @@ async def test_reopen_finds_everything(tmp_path: Path) -> None:
     await s.record_decision("wf-1", 2, "COMMIT", b"cert")
     r = ReservationRow("wf-1", 2, "eu-west", "committed", [("extract", "data.extract")], 9)
     await s.save_reservation(r)
-    assert await s.start_run("wf-1", "extract", 1, 5)
+    assert await _start(s, "wf-1", "extract", 1, 5, row=w)
     await s.set_meta("incarnation", "4")
     await s.close()
 
@@ -232,7 +245,7 @@ async def test_reopen_finds_everything(tmp_path: Path) -> None:
         ]
         assert await s.get_commit("wf-1") == (2, b"cert")
         assert await s.list_reservations() == [r]
-        assert await s.start_run("wf-1", "extract", 1, 6) is False
+        assert await _start(s, "wf-1", "extract", 1, 6, row=w) is False
         assert await s.runs_of("wf-1") == [("extract", 1, "running")]
         assert await s.get_meta("incarnation") == "4"
         assert await s.get_meta("schema_version") == str(SCHEMA_VERSION)
