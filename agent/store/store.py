@@ -28,24 +28,21 @@ from agent.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
 def _apply_group(db: aiosqlite.Connection,
-                 groups: list[list[tuple[str, tuple]]]) -> list[int | sqlite3.Error]:
+                 groups: list[list[tuple[str, tuple]]]) -> list[list[int] | sqlite3.Error]:
     """On the connection's thread: one transaction, a savepoint per writer; returns
-    each writer's changed-row count, or the error that rolled its savepoint back."""
+    each writer's changed-row count per statement, or the error that rolled its
+    savepoint back."""
     conn = db._conn
-    outcomes: list[int | sqlite3.Error] = []
+    outcomes: list[list[int] | sqlite3.Error] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statements in groups:
-            before = conn.total_changes
             conn.execute("SAVEPOINT write")
             try:
-                for sql, args in statements:
-                    conn.execute(sql, args)
+                outcomes.append([conn.execute(sql, args).rowcount for sql, args in statements])
             except sqlite3.Error as e:
                 conn.execute("ROLLBACK TO write")
                 outcomes.append(e)
-            else:
-                outcomes.append(conn.total_changes - before)
             conn.execute("RELEASE write")
         conn.execute("COMMIT")
     except BaseException:
@@ -186,8 +183,8 @@ class Store:
     async def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
         return list(await self._db.execute_fetchall(sql, args))
 
-    async def _write(self, statements: list[tuple[str, tuple]]) -> int:
-        """Run statements atomically and durably; returns how many rows they changed."""
+    async def _write(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        """Run statements atomically and durably; returns how many rows each changed."""
         future = asyncio.get_running_loop().create_future()
         self._queue.append((statements, future))
         if self._committer is None or self._committer.done():
@@ -198,7 +195,7 @@ class Store:
     async def _commit_queued(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
-            results: list[tuple[asyncio.Future, int | BaseException]]
+            results: list[tuple[asyncio.Future, list[int] | BaseException]]
             try:
                 # aiosqlite runs a callable on its connection thread with _execute
                 # (the same path as its own execute; the version range is pinned).
@@ -305,6 +302,19 @@ class Store:
         row = await self._one(f"SELECT {self._WF_COLS} FROM workflows WHERE id=?", (workflow_id,))
         return self._wf_from(row) if row else None
 
+    async def get_workflow_with_steps(
+            self, workflow_id: str) -> tuple[WorkflowRow | None, dict[str, StepRow]]:
+        """A workflow and its steps in one hop to the connection's thread."""
+        def read(db: aiosqlite.Connection) -> tuple[list, list]:
+            conn = db._conn
+            return (conn.execute(f"SELECT {Store._WF_COLS} FROM workflows WHERE id=?",
+                                 (workflow_id,)).fetchall(),
+                    conn.execute(Store._STEPS_OF, (workflow_id,)).fetchall())
+
+        rows, steps = await self._db._execute(read, self._db)
+        return (self._wf_from(rows[0]) if rows else None,
+                {r[1]: self._step_from(r) for r in steps})
+
     async def find_by_request_id(self, request_id: str) -> WorkflowRow | None:
         row = await self._one(
             f"SELECT {self._WF_COLS} FROM workflows WHERE request_id=?", (request_id,)
@@ -315,32 +325,30 @@ class Store:
         rows = await self._all(f"SELECT {self._WF_COLS} FROM workflows ORDER BY created_ms, id")
         return [self._wf_from(r) for r in rows]
 
+    _STEPS_OF = ("SELECT workflow_id, step_id, domain, state, attempts, outputs, error"
+                 " FROM steps WHERE workflow_id=?")
+
+    @staticmethod
+    def _step_from(r: tuple) -> StepRow:
+        return StepRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+
     async def get_steps(self, workflow_id: str) -> list[StepRow]:
-        rows = await self._all(
-            "SELECT workflow_id, step_id, domain, state, attempts, outputs, error FROM steps"
-            " WHERE workflow_id=?",
-            (workflow_id,),
-        )
-        return [StepRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [self._step_from(r) for r in await self._all(self._STEPS_OF, (workflow_id,))]
 
     # ---- decisions (write-once) ---------------------------------------------
 
     async def record_decision(
-        self, workflow_id: str, round_: int, outcome: str, envelope: bytes
+        self, workflow_id: str, round_: int, outcome: str, envelope: bytes,
+        also: Sequence[Statement] = (),
     ) -> tuple[str, bytes]:
-        """Compare-and-set: the first decision for (workflow, round) wins.
+        """Compare-and-set: the first decision for (workflow, round) wins; the statements
+        in `also` are written in the same transaction, whoever won.
 
         Returns the decision that holds after the call, which may be an
         earlier one: a caller must act on what this returns, not on what it asked.
         """
-        await self._write([(
-            "INSERT OR IGNORE INTO decisions(workflow_id, round, outcome, envelope)"
-            " VALUES(?, ?, ?, ?)",
-            (workflow_id, round_, outcome, envelope),
-        )])
-        held = await self.get_decision(workflow_id, round_)
-        assert held is not None
-        return held
+        return await self._write_once("decisions", workflow_id, round_, outcome, envelope,
+                                      also, column="envelope")
 
     async def get_decision(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
         row = await self._one(
@@ -429,19 +437,22 @@ class Store:
         ]
 
     async def _write_once(self, table: str, workflow_id: str, round_: int, outcome: str,
-                          value: bytes) -> tuple[str, bytes]:
-        await self._write([(
-            f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, value)"
+                          value: bytes, also: Sequence[Statement] = (),
+                          column: str = "value") -> tuple[str, bytes]:
+        changed = await self._write([(
+            f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, {column})"
             " VALUES(?, ?, ?, ?)", (workflow_id, round_, outcome, value),
-        )])
-        held = await self._get_once(table, workflow_id, round_)
+        ), *also])
+        if changed[0]:  # the cell was empty: it holds what we wrote (no read-back needed)
+            return outcome, value
+        held = await self._get_once(table, workflow_id, round_, column)
         assert held is not None
         return held
 
-    async def _get_once(self, table: str, workflow_id: str,
-                        round_: int) -> tuple[str, bytes] | None:
+    async def _get_once(self, table: str, workflow_id: str, round_: int,
+                        column: str = "value") -> tuple[str, bytes] | None:
         row = await self._one(
-            f"SELECT outcome, value FROM {table} WHERE workflow_id=? AND round=?",
+            f"SELECT outcome, {column} FROM {table} WHERE workflow_id=? AND round=?",
             (workflow_id, round_))
         return (row[0], bytes(row[1])) if row else None
 
@@ -456,12 +467,17 @@ class Store:
     async def get_proposal(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
         return await self._get_once("proposals", workflow_id, round_)
 
-    async def delete_proposal(self, workflow_id: str, round_: int) -> None:
-        """Collect a proposal cell (and the ballot) once the round's decision is on record."""
-        await self._write([
-            ("DELETE FROM proposals WHERE workflow_id=? AND round=?", (workflow_id, round_)),
-            ("DELETE FROM ballots WHERE workflow_id=? AND round=?", (workflow_id, round_)),
-        ])
+    @staticmethod
+    def spent_proposal_statements(workflow_id: str, round_: int) -> list[Statement]:
+        """Collect a proposal cell (and the ballot) once COMMIT is the round's decision on
+        record (in the decision's own transaction: the statements check it)."""
+        committed = ("EXISTS(SELECT 1 FROM decisions WHERE workflow_id=? AND round=?"
+                     " AND outcome='COMMIT')")
+        key = (workflow_id, round_)
+        return [
+            (f"DELETE FROM proposals WHERE workflow_id=? AND round=? AND {committed}", key * 2),
+            (f"DELETE FROM ballots WHERE workflow_id=? AND round=? AND {committed}", key * 2),
+        ]
 
     async def learn(self, workflow_id: str, round_: int, outcome: str,
                     value: bytes) -> tuple[str, bytes]:

@@ -304,7 +304,17 @@ async def test_proposal_cell_is_compare_and_set(store: Store) -> None:
     assert await store.get_proposal("wf-1", 1) == ("COMMIT", b"v-commit")
     assert await store.propose("wf-1", 2, "ABORT", b"a") == ("ABORT", b"a")
     await store.save_ballot("wf-1", 1, 3, "partner")
-    await store.delete_proposal("wf-1", 1)  # collected with its ballot; round 2 stays
+    await store.save_ballot("wf-1", 2, 1, "partner")
+    # Spent only once COMMIT is the decision on record: an ABORT decision keeps them.
+    assert await store.record_decision(
+        "wf-1", 2, "ABORT", b"d-abort",
+        also=Store.spent_proposal_statements("wf-1", 2)) == ("ABORT", b"d-abort")
+    assert await store.get_proposal("wf-1", 2) == ("ABORT", b"a")
+    assert await store.get_ballot("wf-1", 2) == (1, "partner")
+    # The COMMIT decision and the collection of its cell and ballot: one transaction.
+    assert await store.record_decision(
+        "wf-1", 1, "COMMIT", b"d-commit",
+        also=Store.spent_proposal_statements("wf-1", 1)) == ("COMMIT", b"d-commit")
     assert await store.get_proposal("wf-1", 1) is None
     assert await store.get_ballot("wf-1", 1) is None
     assert await store.get_proposal("wf-1", 2) == ("ABORT", b"a")
@@ -387,3 +397,17 @@ async def test_an_early_step_result_never_goes_back(store: Store) -> None:
     await store.save_step_result(retry)  # a later attempt wins
     await store.save_step_result(StepRow("wf-1", "t", "k3", "FAILED", 1, {}, "boom"))
     assert sorted(await store.get_steps("wf-1"), key=lambda s: s.step_id) == [done, retry]
+
+
+async def test_workflow_with_steps_in_one_read(store: Store) -> None:
+    assert await store.get_workflow_with_steps("wf-1") == (None, {})
+    # Results that came before their workflow: steps without a workflow row.
+    await store.save_step_result(StepRow("wf-1", "train", "us-east", "SUCCEEDED", 1, {"k": 2}))
+    assert await store.get_workflow_with_steps("wf-1") == (
+        None, {"train": StepRow("wf-1", "train", "us-east", "SUCCEEDED", 1, {"k": 2})})
+    w = workflow()
+    await store.save_workflow(w, [StepRow("wf-1", "extract", "eu-west", "RUNNING", 1)])
+    row, steps = await store.get_workflow_with_steps("wf-1")
+    assert row == await store.get_workflow("wf-1") and row is not None and row.name == w.name
+    assert sorted(steps) == ["extract", "train"]
+    assert steps["extract"] == StepRow("wf-1", "extract", "eu-west", "RUNNING", 1)
