@@ -14,7 +14,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.executor import build_executor
 from agent.executor.base import Executor
@@ -45,6 +45,9 @@ class Active:
     row: WorkflowRow
     progress: Progress | None = None
     running: dict[str, asyncio.Task] = field(default_factory=dict)  # local step attempts
+    # Created in this incarnation: any step row it has on disk was written by this
+    # process, and results that came early are in memory too (no need to read them).
+    fresh: bool = False
 
 
 class Changes:
@@ -125,6 +128,10 @@ class Agent:
             lease_s=neg.lease_s, query_interval_s=max(0.5, neg.prepare_timeout_s),
         )
         self.active: dict[str, Active] = {}
+        # What the last saves of each active workflow wrote (row, steps): watchers and
+        # status reads are answered from it instead of from SQLite. An entry exists only
+        # while it holds every step row on disk (see save), and only while active.
+        self._saved: dict[str, tuple[WorkflowRow, dict[str, StepRow], bool]] = {}
         # Ended here lately: late messages about them need no buffering.
         self.recently_finished: OrderedDict[str, None] = OrderedDict()
         self.changes = Changes()
@@ -345,13 +352,29 @@ class Agent:
                    also: Sequence[Statement] = ()) -> None:
         """Persist the row and the named steps (all when None), and with them the given
         reservation and statements, in one transaction; then wake watchers."""
-        active.row.updated_ms = self.now_ms()
+        row = active.row
+        row.updated_ms = self.now_ms()
         rows = []
         if active.progress is not None:
             ids = list(active.progress.steps) if steps is None else steps
             rows = [self._step_row(active, sid) for sid in ids]
-        await self.store.save_workflow(active.row, rows, reservation=reservation, also=also)
-        await self.changes.bump(active.row.id)
+        await self.store.save_workflow(row, rows, reservation=reservation, also=also)
+        if self.active.get(row.id) is active:
+            # A copy of what is now on disk. Saving every step makes a complete entry, and
+            # so does saving the row before there is any progress (results that came early
+            # stay in SQLite, unseen, until folded in and saved with every step); saving
+            # some steps only updates an entry that already holds every step.
+            saved = self._saved.get(row.id)
+            if active.progress is None:
+                self._saved[row.id] = (replace(row), {}, False)
+            elif steps is None:
+                self._saved[row.id] = (replace(row), {r.step_id: r for r in rows}, True)
+            elif saved is not None and saved[2]:
+                saved[1].update((r.step_id, r) for r in rows)
+                self._saved[row.id] = (replace(row), saved[1], True)
+            else:
+                self._saved.pop(row.id, None)
+        await self.changes.bump(row.id)
 
     @staticmethod
     def _step_row(active: Active, step_id: str) -> StepRow:
@@ -360,16 +383,20 @@ class Agent:
                        s.error)
 
     async def status(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
-        row = await self.store.get_workflow(workflow_id)
+        from agent.server.convert import status_message
+
+        saved = self._saved.get(workflow_id)
+        if saved is not None:
+            return status_message(saved[0], saved[1])
+        row, steps = await self.store.get_workflow_with_steps(workflow_id)
         if row is None:
             return None
-        steps = {s.step_id: s for s in await self.store.get_steps(workflow_id)}
-        from agent.server.convert import status_message
 
         return status_message(row, steps)
 
     def finished(self, workflow_id: str) -> None:
         active = self.active.pop(workflow_id, None)
+        self._saved.pop(workflow_id, None)
         if active is not None:
             for task in active.running.values():
                 task.cancel()

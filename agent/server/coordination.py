@@ -129,7 +129,7 @@ class Coordination(CoordinatorLog):
             spec=spec.SerializeToString(deterministic=True), request_id=request_id or None,
             created_ms=now_ms, updated_ms=now_ms,
         )
-        active = Active(row)
+        active = Active(row, fresh=True)
         core = self._new_core(workflow_id, spec)
         core.start(a.now())
         first = core.next_actions()
@@ -139,15 +139,21 @@ class Coordination(CoordinatorLog):
         prepare = next((x for x in first if isinstance(x, SendPrepare)), None)
         if prepare is not None:
             self._note_round(row, core, prepare)
+        # Active before its first save, so that the save leaves its status in memory
+        # for the watcher the client opens next.
+        a.active[workflow_id] = active
         try:
             await a.save(active)
         except sqlite3.IntegrityError:
             # A concurrent submit with the same request id won the race: same answer.
+            del a.active[workflow_id]  # never saved, never seen
             winner = await a.store.find_by_request_id(request_id)
             if winner is None:
                 raise
             return winner.id
-        a.active[workflow_id] = active
+        except BaseException:
+            del a.active[workflow_id]
+            raise
         a.spawn(self._negotiate(active, spec, core, first), name=f"negotiate {workflow_id}")
         return workflow_id
 
@@ -298,9 +304,9 @@ class Coordination(CoordinatorLog):
         elif isinstance(action, Send):
             a.consensus.send(action.to, action.msg)
         elif isinstance(action, PersistDecision):
-            await self._persist_decision(active, spec, action)
-            if paxos and core.phase is Phase.COMMITTED:  # the proposal cell is spent
-                await a.store.delete_proposal(row.id, action.round)
+            # A COMMIT on record spends the proposal cell: collected in the same write.
+            spent = paxos and core.phase is Phase.COMMITTED
+            await self._persist_decision(active, spec, action, spent)
         elif isinstance(action, SendDecision):
             envelope = self._decisions.get((row.id, action.round))
             if paxos and core.phase is Phase.COMMITTED and envelope is not None:
@@ -346,7 +352,8 @@ class Coordination(CoordinatorLog):
         await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
                                wire.canonical(envelope)))
 
-    async def _persist_decision(self, active: Active, spec, action: PersistDecision) -> None:
+    async def _persist_decision(self, active: Active, spec, action: PersistDecision,
+                                spent_proposal: bool = False) -> None:
         a = self.agent
         row = active.row
         decision = peer_pb2.Decision(
@@ -360,7 +367,8 @@ class Coordination(CoordinatorLog):
         envelope = a.seal("", decision=decision)
         outcome = "COMMIT" if action.commit else "ABORT"
         held, raw = await a.store.record_decision(
-            row.id, action.round, outcome, envelope.SerializeToString()
+            row.id, action.round, outcome, envelope.SerializeToString(),
+            also=a.store.spent_proposal_statements(row.id, action.round) if spent_proposal else (),
         )
         if held != outcome:  # the write-once cell already held the other outcome
             log.error("%s round %d: decision cell holds %s, not %s", row.id, action.round,

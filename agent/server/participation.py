@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
@@ -306,8 +307,9 @@ class Participation(InDoubt):
                       endpoints: dict[str, str], reservation: ReservationRow | None) -> None:
         a = self.agent
         active = a.active.get(workflow_id)
+        on_disk = None
         if active is None:
-            row = await a.store.get_workflow(workflow_id)
+            row, on_disk = await a.store.get_workflow_with_steps(workflow_id)
             if row is None:
                 row = WorkflowRow(
                     id=workflow_id, name=spec.name, coordinator=coordinator, state="RUNNING",
@@ -324,7 +326,7 @@ class Participation(InDoubt):
             a.active[row.id] = active
         active.row.endpoints.update({k: v for k, v in endpoints.items() if v})
         self.ensure_progress(active, spec)
-        await self.fold_in_results(active)
+        await self.fold_in_results(active, on_disk)
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED
@@ -337,18 +339,24 @@ class Participation(InDoubt):
             active.progress = Progress(spec, active.row.placement, self.agent.domain)
         return active.progress
 
-    async def fold_in_results(self, active: Active) -> None:
+    async def fold_in_results(self, active: Active,
+                              on_disk: dict[str, StepRow] | None = None) -> None:
         """Results that came before this agent had the workflow's progress (on disk, and
         those kept in memory): with Paxos Commit a participant may learn the COMMIT, run
         and report before its coordinator has heard that it was chosen; and peers are
-        answered while a restarted agent is still reloading its workflows."""
-        await self.restore_steps(active)
+        answered while a restarted agent is still reloading its workflows. `on_disk`:
+        the workflow's step rows, if the caller has just read them."""
+        if not active.fresh:  # rows from before a restart may be on disk only
+            if on_disk is None:
+                on_disk = {s.step_id: s for s in await self.agent.store.get_steps(active.row.id)}
+            self._apply_rows(active, on_disk.values())
+            active.fresh = True
         for early in self._early.pop(active.row.id, ()):
             active.progress.apply_result(*early)
 
-    async def restore_steps(self, active: Active) -> None:
-        """Fold in step results already on disk (including ones that came before the COMMIT)."""
-        for s in await self.agent.store.get_steps(active.row.id):
+    @staticmethod
+    def _apply_rows(active: Active, rows: Iterable[StepRow]) -> None:
+        for s in rows:
             if s.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.RUNNING):
                 active.progress.apply_result(s.step_id, s.attempts, StepState(s.state),
                                              s.outputs, s.error)

@@ -1,0 +1,113 @@
+"""Agent.status answers active workflows from what their last saves wrote, never from
+state that is not on disk yet, and falls back to SQLite when memory does not hold every
+step row (an in-process agent on a temporary data dir; no network)."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import json_format
+
+from agent.config import parse_config_text
+from agent.gen.fedorch.v1 import spec_pb2, status_pb2
+from agent.identity.keys import init_keys
+from agent.server.agent import Active, Agent
+from agent.store.store import StepRow, Store, WorkflowRow
+from agent.workflow.progress import Progress, StepState
+
+SPEC = json_format.ParseDict({"name": "two", "steps": [
+    {"id": "a", "capability": "x"}, {"id": "b", "capability": "x", "needs": ["a"]}]},
+    spec_pb2.WorkflowSpec())
+
+
+@pytest.fixture
+async def agent(tmp_path):
+    init_keys("alpha", tmp_path / "keys")
+    config = parse_config_text(
+        "domain: alpha\nlisten: 127.0.0.1:1\ndata_dir: data\nkey_file: keys/alpha.key\n",
+        "alpha.yaml", tmp_path)
+    store = await Store.open(tmp_path / "data")
+    try:
+        yield Agent(config, store)
+    finally:
+        await store.close()
+
+
+def _active(agent: Agent, wf: str = "alpha.1") -> Active:
+    row = WorkflowRow(id=wf, name="two", coordinator="alpha", state="NEGOTIATING",
+                      spec=SPEC.SerializeToString(), placement={"a": "alpha", "b": "alpha"},
+                      created_ms=1, updated_ms=1)
+    active = Active(row)
+    agent.active[wf] = active
+    return active
+
+
+def _states(status: status_pb2.WorkflowStatus) -> tuple[str, list[str]]:
+    return (status_pb2.WorkflowState.Name(status.state),
+            [status_pb2.StepState.Name(s.state) for s in status.steps])
+
+
+async def _reads(agent: Agent, wf: str) -> int:
+    """How many times status() read SQLite for `wf` (0 or 1)."""
+    calls = []
+    original = agent.store.get_workflow_with_steps
+
+    async def counting(workflow_id):
+        calls.append(workflow_id)
+        return await original(workflow_id)
+
+    agent.store.get_workflow_with_steps = counting  # type: ignore[method-assign]
+    try:
+        await agent.status(wf)
+    finally:
+        agent.store.get_workflow_with_steps = original  # type: ignore[method-assign]
+    return len(calls)
+
+
+async def test_status_comes_from_the_last_save_not_from_unsaved_memory(agent: Agent) -> None:
+    active = _active(agent)
+    await agent.save(active)
+    assert _states(await agent.status("alpha.1")) == (
+        "WORKFLOW_STATE_NEGOTIATING", ["STEP_STATE_PENDING", "STEP_STATE_PENDING"])
+    assert await _reads(agent, "alpha.1") == 0
+
+    active.row.state = "RUNNING"
+    active.progress = Progress(SPEC, active.row.placement, "alpha")
+    # Changed in memory, not saved: status still says what is on disk.
+    assert _states(await agent.status("alpha.1"))[0] == "WORKFLOW_STATE_NEGOTIATING"
+    await agent.save(active)
+    active.progress.apply_result("a", 1, StepState.SUCCEEDED, {"n": 1}, "")
+    assert _states(await agent.status("alpha.1")) == (
+        "WORKFLOW_STATE_RUNNING", ["STEP_STATE_WAITING", "STEP_STATE_WAITING"])
+    await agent.save(active, steps=["a"])  # a partial save updates a complete entry
+    status = await agent.status("alpha.1")
+    assert _states(status) == ("WORKFLOW_STATE_RUNNING",
+                               ["STEP_STATE_SUCCEEDED", "STEP_STATE_WAITING"])
+    assert json_format.MessageToDict(status.steps[0].outputs) == {"n": 1}
+    assert await _reads(agent, "alpha.1") == 0
+    # Memory and disk agree.
+    agent.finished("alpha.1")
+    assert await agent.status("alpha.1") == status
+    assert await _reads(agent, "alpha.1") == 1
+
+
+async def test_a_partial_first_save_leaves_status_to_sqlite(agent: Agent) -> None:
+    # A workflow reloaded after a restart: step b's row is on disk, not in memory.
+    active = _active(agent, "alpha.2")
+    active.row.state = "RUNNING"
+    await agent.store.save_workflow(active.row, [StepRow("alpha.2", "b", "alpha", "FAILED", 1,
+                                                         {}, "boom")])
+    active.progress = Progress(SPEC, active.row.placement, "alpha")
+    active.progress.apply_result("a", 1, StepState.SUCCEEDED, {}, "")
+    await agent.save(active, steps=["a"])
+    assert await _reads(agent, "alpha.2") == 1
+    assert _states(await agent.status("alpha.2"))[1] == [
+        "STEP_STATE_SUCCEEDED", "STEP_STATE_FAILED"]
+
+
+async def test_finished_and_inactive_workflows_are_not_kept(agent: Agent) -> None:
+    active = _active(agent, "alpha.3")
+    await agent.save(active)
+    agent.finished("alpha.3")
+    await agent.save(active)  # a save landing after the end: not kept in memory
+    assert await _reads(agent, "alpha.3") == 1
+    assert await agent.status("alpha.9") is None
