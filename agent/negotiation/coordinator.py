@@ -173,6 +173,10 @@ class Coordinator:
             keys.append((self.workflow_id, rnd.number))
         return keys
 
+    def awaiting_acks(self) -> bool:
+        """COMMITTED, with a participant that has not acknowledged the COMMIT yet."""
+        return self.phase is Phase.COMMITTED and bool(self._unacked())
+
     def collected(self, key: Key) -> None:
         """The shell dropped this COMMIT record (the fact that it committed stays)."""
         rnd = self._round

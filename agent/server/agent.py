@@ -48,6 +48,8 @@ class Active:
     # Created in this incarnation: any step row it has on disk was written by this
     # process, and results that came early are in memory too (no need to read them).
     fresh: bool = False
+    # COMMIT records every participant acknowledged: collected with the next save.
+    collect: list[tuple[str, int]] = field(default_factory=list)
 
 
 class Changes:
@@ -311,14 +313,15 @@ class Agent:
         endpoints: dict[str, str] | None = None,
         give_up_after: float,
         **payload: object,
-    ) -> bool:
+    ) -> peer_pb2.Ack | None:
         """Send one message until the peer acknowledges it, with backoff.
 
         Each attempt is a freshly sealed envelope (new nonce), and receivers are
         idempotent, so a retry after a lost reply is harmless. A refusal for good
         ends it; one that asks to be sent later (`retry_later`) is retried like a
-        failed call. Returns False when it gives up (the receiver then asks on its
-        own: in-doubt queries) or the agent stops.
+        failed call. Returns the peer's answer (ok, or refused for good), or None
+        when it gives up (the receiver then asks on its own: in-doubt queries) or
+        the agent stops.
         """
         deadline = self.now() + give_up_after
         backoff = 0.1
@@ -331,19 +334,19 @@ class Agent:
                         timeout=PEER_RPC_TIMEOUT_S, **payload,
                     )
                     if body.ack.ok:
-                        return True
+                        return body.ack
                     if not body.ack.retry_later:
                         log.warning("%s refused %s: %s", domain, method, body.ack.error)
-                        return True
+                        return body.ack
                     log.info("%s asks for %s later: %s", domain, method, body.ack.error)
                 except PeerCallError as e:
                     log.debug("%s to %s failed: %s", method, domain, e)
             if self.now() + backoff > deadline:
-                return False
+                return None
             if not await self.sleep(backoff):
-                return False
+                return None
             backoff = min(backoff * 2, 5.0)
-        return False
+        return None
 
     # ---- workflow status -----------------------------------------------------------
 
@@ -358,7 +361,16 @@ class Agent:
         if active.progress is not None:
             ids = list(active.progress.steps) if steps is None else steps
             rows = [self._step_row(active, sid) for sid in ids]
-        await self.store.save_workflow(row, rows, reservation=reservation, also=also)
+        collect, active.collect = active.collect, []
+        try:
+            await self.store.save_workflow(
+                row, rows, reservation=reservation,
+                also=[*also, *(self.store.collect_commit_statement(*k) for k in collect)])
+        except BaseException:
+            active.collect[:0] = collect
+            raise
+        if collect:
+            self.metrics.collected_decisions.inc(len(collect))
         if self.active.get(row.id) is active:
             # A copy of what is now on disk. Saving every step makes a complete entry, and
             # so does saving the row before there is any progress (results that came early

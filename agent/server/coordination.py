@@ -242,12 +242,16 @@ class Coordination(CoordinatorLog):
                         answer = NO_ANSWER
                     if isinstance(event, tuple) and event[0] == "query":
                         answers.append((event[2], answer))
+                    elif isinstance(event, tuple) and event[0] == "ack":
+                        await self._collect(active, core)
                 for call in calls.values():  # late replies can only be for a decided round
                     call.cancel()
         finally:
             self._negotiating.pop(wf, None)
             if self._cores.get(wf) is entry:
                 del self._cores[wf]
+            for round_ in range(1, core.round + 1):  # the log answers from now on
+                self._decisions.pop((wf, round_), None)
             while not events.empty():  # queries that came too late: the log answers them
                 event = events.get_nowait()
                 if isinstance(event, tuple) and event[0] == "query":
@@ -261,8 +265,26 @@ class Coordination(CoordinatorLog):
             return True
         if core.phase is Phase.COMMITTED:
             # Every participant holds the COMMIT, or the workflow ended meanwhile.
-            return core.get_timer() is None or workflow_id not in self.agent.active
+            return not core.awaiting_acks() or workflow_id not in self.agent.active
         return False
+
+    async def _collect(self, active: Active, core: Coordinator) -> None:
+        """Presumed abort's rule for the log: a COMMIT record is kept until every
+        participant has acknowledged it; then its certificate is dropped, with the
+        workflow's next save (or at once if it has ended). ABORT records are kept:
+        with no record the answer would be ABORT anyway, so dropping one saves little."""
+        a = self.agent
+        for key in core.collectable():
+            value = core.decision(key[1])
+            if value is None or not value.commit:
+                continue
+            core.collected(key)
+            self._decisions.pop(key, None)
+            if a.active.get(key[0]) is active:
+                active.collect.append(key)
+            else:
+                await a.store.collect_commit(*key)
+                a.metrics.collected_decisions.inc()
 
     def _apply(self, core: Coordinator, event: object) -> object:
         now = self.agent.now()
@@ -314,7 +336,7 @@ class Coordination(CoordinatorLog):
                 a.spawn(self._notify_commit(row, action.domain, action.round, envelope, events),
                         name=f"commit {row.id}/{action.round} to {action.domain}")
             else:
-                self._send_decision(row, action.domain, action.round)
+                self._send_decision(row, action.domain, action.round, events)
         elif isinstance(action, Finished):
             await self._finished(active, spec, core, action)
 
@@ -376,27 +398,32 @@ class Coordination(CoordinatorLog):
         self._decisions[(row.id, action.round)] = peer_pb2.Envelope.FromString(raw)
         a.metrics.decisions.labels(held.lower()).inc()
 
-    def _send_decision(self, row: WorkflowRow, domain: str, round_: int) -> None:
-        """Announce a decision until the participant acknowledges it (or the lease)."""
-        self.agent.spawn(self._deliver_decision(row, domain, round_),
+    def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
+                       acks: asyncio.Queue | None = None) -> None:
+        """Announce a decision until the participant acknowledges it (or the lease);
+        an acknowledgement goes to the core's queue `acks`, if given."""
+        self.agent.spawn(self._deliver_decision(row, domain, round_, acks),
                          name=f"decision {row.id}/{round_} to {domain}")
 
-    async def _deliver_decision(self, row: WorkflowRow, domain: str, round_: int) -> None:
+    async def _deliver_decision(self, row: WorkflowRow, domain: str, round_: int,
+                                acks: asyncio.Queue | None) -> None:
         a = self.agent
         envelope = self._decisions.get((row.id, round_))
-        if envelope is None:  # an earlier round's ABORT, from before a restart
+        if envelope is None:  # the core is done with it, or from before a restart
             stored = await a.store.get_decision(row.id, round_)
-            if stored is None:
+            if stored is None or not stored[1]:  # none, or collected: everyone has it
                 return
-            envelope = self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(
-                stored[1])
+            envelope = peer_pb2.Envelope.FromString(stored[1])
         if domain == a.domain:
-            await a.participation.decide(a.domain, envelope)
-            return
-        await a.deliver(
-            domain, "Decide", endpoints=row.endpoints, give_up_after=a.config.negotiation.lease_s,
-            decision_notice=peer_pb2.DecisionNotice(decision=envelope),
-        )
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            ack = await a.deliver(
+                domain, "Decide", endpoints=row.endpoints,
+                give_up_after=a.config.negotiation.lease_s,
+                decision_notice=peer_pb2.DecisionNotice(decision=envelope),
+            )
+        if acks is not None and ack is not None and ack.ok:
+            acks.put_nowait(("ack", domain, round_))
 
     async def _notify_commit(self, row: WorkflowRow, domain: str, round_: int,
                              envelope: peer_pb2.Envelope, events: asyncio.Queue) -> None:

@@ -43,7 +43,8 @@ class CoordinatorLog:
                          first: list | None = None) -> None: ...
         def _placer(self, spec: spec_pb2.WorkflowSpec): ...
         def _consensus(self): ...
-        def _send_decision(self, row: WorkflowRow, domain: str, round_: int) -> None: ...
+        def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
+                           acks: asyncio.Queue | None = None) -> None: ...
         async def after_progress(self, active: Active) -> None: ...
 
     # ---- decision queries (in-doubt participants) ---------------------------------
@@ -68,11 +69,20 @@ class CoordinatorLog:
                                round_: int) -> peer_pb2.DecisionAnswer:
         a = self.agent
         held = self._decisions.get((workflow_id, round_))
+        stored = None
         if held is None:
             stored = await a.store.get_decision(workflow_id, round_)
-            if stored is not None:
+            if stored is not None and stored[1]:
                 held = peer_pb2.Envelope.FromString(stored[1])
         row = await a.store.get_workflow(workflow_id)
+        if stored is not None and not stored[1]:
+            # A COMMIT whose certificate was collected: every participant acknowledged
+            # it, so whoever asks has it already. Never presume abort here.
+            answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
+                answer.final_state = status_pb2.WorkflowState.Value(
+                    f"WORKFLOW_STATE_{row.state}")
+            return answer
         if held is not None:
             answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
             if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
@@ -121,7 +131,8 @@ class CoordinatorLog:
             commit = await a.store.get_commit(row.id)
             if commit is not None:
                 round_, raw = commit
-                self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(raw)
+                if raw:  # else collected: every participant has it
+                    self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(raw)
                 active = a.active.get(row.id)
                 if active is None:  # crashed between the decision and the state change
                     row.state = "RUNNING"
@@ -131,8 +142,9 @@ class CoordinatorLog:
                         active, spec_pb2.WorkflowSpec.FromString(row.spec))
                     await a.participation.fold_in_results(active)
                     await a.save(active)
-                for domain in sorted(set(row.placement.values())):
-                    self._send_decision(row, domain, round_)
+                if raw:
+                    for domain in sorted(set(row.placement.values())):
+                        self._send_decision(row, domain, round_)
                 await self.after_progress(active)
                 continue
             if row.round > 0:
@@ -160,7 +172,8 @@ class CoordinatorLog:
         proposal = await a.store.get_proposal(*key)
         stored = await a.store.get_decision(*key)
         decision = None
-        if stored is not None:
+        collected = stored is not None and stored[0] == "COMMIT" and not stored[1]
+        if stored is not None and not collected:
             envelope = peer_pb2.Envelope.FromString(stored[1])
             self._decisions[key] = envelope
             decision = ABORT
@@ -173,7 +186,8 @@ class CoordinatorLog:
             row.round, dict(row.placement), tuple(row.acceptors),
             proposal=wire.value_from_bytes(proposal[1], key) if proposal else None,
             decision=decision,
-            committed=row.state == "RUNNING" or (decision is not None and decision.commit),
+            committed=row.state == "RUNNING" or collected
+            or (decision is not None and decision.commit),
             finished=row.state != "NEGOTIATING",
             refusals=tuple(Refusal(r["round"], r["domain"], tuple(r["steps"]), r["reason"])
                            for r in row.refusals),

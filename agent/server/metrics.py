@@ -37,6 +37,10 @@ class AgentMetrics:
         self.decisions = Counter(
             "fedorch_decisions", "Round decisions this agent made as coordinator",
             ["outcome"], registry=r)
+        self.collected_decisions = Counter(
+            "fedorch_decision_records_collected",
+            "COMMIT certificates dropped from the coordinator's log once every participant"
+            " acknowledged them", registry=r)
         self.workflows = Counter(
             "fedorch_workflows_finished", "Workflows coordinated here, by final state",
             ["state"], registry=r)

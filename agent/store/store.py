@@ -350,7 +350,19 @@ class Store:
         return await self._write_once("decisions", workflow_id, round_, outcome, envelope,
                                       also, column="envelope")
 
+    @staticmethod
+    def collect_commit_statement(workflow_id: str, round_: int) -> Statement:
+        """Drop a COMMIT decision's envelope (its certificate and spec) once every
+        participant acknowledged it. The row stays, with empty bytes, so the write-once
+        cell still holds COMMIT: no ABORT can ever be recorded for that round."""
+        return ("UPDATE decisions SET envelope = x'' WHERE workflow_id=? AND round=?"
+                " AND outcome='COMMIT'", (workflow_id, round_))
+
+    async def collect_commit(self, workflow_id: str, round_: int) -> None:
+        await self._write([self.collect_commit_statement(workflow_id, round_)])
+
     async def get_decision(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        """The decision on record: (outcome, envelope); a collected COMMIT has no bytes."""
         row = await self._one(
             "SELECT outcome, envelope FROM decisions WHERE workflow_id=? AND round=?",
             (workflow_id, round_),

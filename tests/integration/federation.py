@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ import grpc
 
 from agent.bench.realnet import RPC_TIMEOUT_S, RealNet
 from agent.cli.demo import wait_members_alive
-from agent.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from agent.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc, spec_pb2, status_pb2
+from agent.identity.envelope import Signer
+from agent.identity.keys import load_private_key
 from agent.workflow.spec import parse_spec_text
 
 TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"}
@@ -55,6 +58,26 @@ class Federation(RealNet):
 
     async def close_channels(self) -> None:
         await self.close()
+
+    def rows(self, name: str, sql: str, args: tuple = ()) -> list[tuple]:
+        """Read an agent's SQLite file (read-only; WAL lets it go on writing)."""
+        path = self.workdir / "data" / name / "agent.db"
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def signer(self, domain: str) -> Signer:
+        """Sign as `domain` (its key from this federation's key dir)."""
+        return Signer(domain, load_private_key(self.workdir / "keys" / f"{domain}.key"))
+
+    async def peer_call(self, domain: str, method: str,
+                        envelope: peer_pb2.Envelope) -> peer_pb2.Envelope:
+        """One Peer RPC to `domain`, as a peer would make it; the signed reply."""
+        async with grpc.aio.insecure_channel(self.address(domain)) as channel:
+            return await getattr(peer_pb2_grpc.PeerStub(channel), method)(
+                envelope, timeout=RPC_TIMEOUT_S)
 
     async def submit(self, domain: str, spec: spec_pb2.WorkflowSpec | str) -> str:
         if isinstance(spec, str):

@@ -15,15 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import time
 
 import grpc
 import pytest
 
-from agent.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from agent.gen.fedorch.v1 import client_pb2, peer_pb2
 from agent.identity.envelope import Signer, new_nonce, seal
-from agent.identity.keys import load_private_key
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
@@ -74,28 +72,18 @@ async def _federation(tmp_path, **negotiation: float):
         fed.stop()
 
 
-def _rows(fed: Federation, name: str, sql: str, args: tuple = ()) -> list[tuple]:
-    """Read an agent's SQLite file (read-only; WAL lets it go on writing)."""
-    path = fed.workdir / "data" / name / "agent.db"
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
 def _signal(fed: Federation, name: str, sig: signal.Signals) -> None:
     os.kill(fed.procs[name].pid, sig)
 
 
 async def _prepared(fed: Federation, name: str, wid: str) -> bool:
     """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
-    rows = _rows(fed, name, "SELECT state FROM reservations WHERE workflow_id=?", (wid,))
+    rows = fed.rows(name, "SELECT state FROM reservations WHERE workflow_id=?", (wid,))
     return rows == [("prepared",)]
 
 
 def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
-    return _rows(fed, name, "SELECT round, outcome FROM learned WHERE workflow_id=?", (wid,))
+    return fed.rows(name, "SELECT round, outcome FROM learned WHERE workflow_id=?", (wid,))
 
 
 async def _local_step(fed: Federation, name: str, wid: str, step: str):
@@ -132,12 +120,12 @@ async def test_coordinator_dead_before_deciding_participants_abort_without_it(tm
         assert _learned(fed, "p1", wid) == _learned(fed, "p2", wid) == [(1, "ABORT")]
         assert elapsed <= 2 * LEASE_S, f"decided {elapsed:.1f}s after the coordinator died"
         async def released():  # applying the decision follows learning it
-            return all(_rows(fed, p, "SELECT * FROM reservations WHERE workflow_id=?",
+            return all(fed.rows(p, "SELECT * FROM reservations WHERE workflow_id=?",
                              (wid,)) == [] for p in ("p1", "p2"))
 
         await wait_for(released, 2 * LEASE_S, "p1 and p2 to release their reservations")
         for p in ("p1", "p2"):  # and nothing ran
-            assert _rows(fed, p, "SELECT * FROM step_runs WHERE workflow_id=?", (wid,)) == []
+            assert fed.rows(p, "SELECT * FROM step_runs WHERE workflow_id=?", (wid,)) == []
 
 
 async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_its_step(
@@ -159,7 +147,7 @@ async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_i
         # Both die; whatever c sent p2 dies with p2. p2 comes back in doubt, c never does.
         fed.kill("c")
         fed.kill("p2")
-        assert _rows(fed, "p2", "SELECT state FROM reservations WHERE workflow_id=?",
+        assert fed.rows("p2", "SELECT state FROM reservations WHERE workflow_id=?",
                      (wid,)) == [("prepared",)]
         assert _learned(fed, "p2", wid) == []
         await fed.close_channels()
@@ -175,8 +163,8 @@ async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_i
         assert _learned(fed, "p1", wid) == _learned(fed, "p2", wid) == [(1, "COMMIT")]
         assert elapsed <= 2 * LEASE_S, f"p2 ran b {elapsed:.1f}s after it came back"
         # Each step ran once, where it was placed.
-        assert _rows(fed, "p1", "SELECT step_id, attempt FROM step_runs") == [("a", 1)]
-        assert _rows(fed, "p2", "SELECT step_id, attempt FROM step_runs") == [("b", 1)]
+        assert fed.rows("p1", "SELECT step_id, attempt FROM step_runs") == [("a", 1)]
+        assert fed.rows("p2", "SELECT step_id, attempt FROM step_runs") == [("b", 1)]
 
 
 async def test_with_2pc_the_same_participants_wait_for_the_coordinator(tmp_path):
@@ -202,13 +190,9 @@ async def test_with_2pc_the_same_participants_wait_for_the_coordinator(tmp_path)
         assert state_name(status) == "ABORTED" and "presumed abort" in status.reason
 
         async def released():
-            return not any(_rows(fed, p, "SELECT * FROM reservations") for p in ("p1", "p2"))
+            return not any(fed.rows(p, "SELECT * FROM reservations") for p in ("p1", "p2"))
 
         await wait_for(released, 4 * LEASE_S, "p1 and p2 to release")
-
-
-def _signer(fed: Federation, domain: str) -> Signer:
-    return Signer(domain, load_private_key(fed.workdir / "keys" / f"{domain}.key"))
 
 
 def _envelope(signer: Signer, recipient: str, **payload) -> peer_pb2.Envelope:
@@ -217,9 +201,7 @@ def _envelope(signer: Signer, recipient: str, **payload) -> peer_pb2.Envelope:
 
 
 async def _peer(fed: Federation, domain: str, method: str, envelope: peer_pb2.Envelope):
-    async with grpc.aio.insecure_channel(fed.address(domain)) as channel:
-        reply = await getattr(peer_pb2_grpc.PeerStub(channel), method)(envelope, timeout=5)
-    return peer_pb2.Body.FromString(reply.body)
+    return peer_pb2.Body.FromString((await fed.peer_call(domain, method, envelope)).body)
 
 
 async def test_forged_decisions_from_trusted_domains_are_refused_and_change_nothing(tmp_path):
@@ -228,7 +210,7 @@ async def test_forged_decisions_from_trusted_domains_are_refused_and_change_noth
         _signal(fed, "p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
-        x, c, p2 = _signer(fed, "x"), _signer(fed, "c"), _signer(fed, "p2")
+        x, c, p2 = fed.signer("x"), fed.signer("c"), fed.signer("p2")
         p2_yes = _envelope(p2, "c", vote=peer_pb2.Vote(workflow_id=wid, round=1, domain="p2",
                                                        yes=True, steps=["b"]))
         x_says_p1_yes = _envelope(x, "c", vote=peer_pb2.Vote(
@@ -270,10 +252,10 @@ async def test_forged_decisions_from_trusted_domains_are_refused_and_change_noth
         # Nothing changed at p1: still in doubt, nothing learned, accepted or started.
         assert await _prepared(fed, "p1", wid)
         assert _learned(fed, "p1", wid) == []
-        assert _rows(fed, "p1", "SELECT * FROM acceptor_records WHERE workflow_id=?",
+        assert fed.rows("p1", "SELECT * FROM acceptor_records WHERE workflow_id=?",
                      (wid,)) == []
-        assert _rows(fed, "p1", "SELECT * FROM workflows WHERE id=?", (wid,)) == []
-        assert _rows(fed, "p1", "SELECT * FROM step_runs") == []
+        assert fed.rows("p1", "SELECT * FROM workflows WHERE id=?", (wid,)) == []
+        assert fed.rows("p1", "SELECT * FROM step_runs") == []
         # And the genuine protocol goes on: p2 votes, the workflow commits and runs once.
         _signal(fed, "p2", signal.SIGCONT)
         status = await fed.wait_state("c", wid)

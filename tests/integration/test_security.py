@@ -9,7 +9,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from agent.gen.fedorch.v1 import client_pb2, peer_pb2
 from agent.identity.envelope import Signer, new_nonce, open_evidence, seal
 from agent.identity.keys import init_keys, load_private_key
 from agent.identity.trust import TrustStore
@@ -25,10 +25,6 @@ steps:
 """, "test")
 
 
-def _signer(fed, domain: str) -> Signer:
-    return Signer(domain, load_private_key(fed.workdir / "keys" / f"{domain}.key"))
-
-
 def _prepare(signer: Signer, recipient: str, workflow_id: str) -> peer_pb2.Envelope:
     request = peer_pb2.PrepareRequest(workflow_id=workflow_id, round=1, spec=SPEC,
                                       steps=["report"], placement={"report": recipient})
@@ -42,17 +38,12 @@ async def _reserved(fed, domain: str) -> dict[str, int]:
     return {c.name: c.capacity - c.available for c in me.capabilities}
 
 
-async def _peer_call(fed, domain: str, method: str, envelope: peer_pb2.Envelope):
-    async with grpc.aio.insecure_channel(fed.address(domain)) as channel:
-        return await getattr(peer_pb2_grpc.PeerStub(channel), method)(envelope, timeout=5)
-
-
 async def test_untrusted_key_is_refused(fed, tmp_path):
     init_keys("mallory", tmp_path)
     mallory = Signer("mallory", load_private_key(tmp_path / "mallory.key"))
     before = await _reserved(fed, "partner")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Prepare", _prepare(mallory, "partner", "mallory.x1"))
+        await fed.peer_call("partner", "Prepare", _prepare(mallory, "partner", "mallory.x1"))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "untrusted" in err.value.details()
     assert await _reserved(fed, "partner") == before
@@ -63,42 +54,42 @@ async def test_forged_sender_is_refused(fed, tmp_path):
     init_keys("eu-west", tmp_path)
     forger = Signer("eu-west", load_private_key(tmp_path / "eu-west.key"))
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Prepare", _prepare(forger, "partner", "eu-west.x2"))
+        await fed.peer_call("partner", "Prepare", _prepare(forger, "partner", "eu-west.x2"))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "signature" in err.value.details()
 
 
 async def test_tampered_body_is_refused(fed):
-    envelope = _prepare(_signer(fed, "eu-west"), "partner", "eu-west.x3")
+    envelope = _prepare(fed.signer("eu-west"), "partner", "eu-west.x3")
     body = bytearray(envelope.body)
     body[-1] ^= 0x01
     tampered = peer_pb2.Envelope(body=bytes(body), signature=envelope.signature)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Prepare", tampered)
+        await fed.peer_call("partner", "Prepare", tampered)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_replayed_message_is_refused_and_wrong_recipient_too(fed):
-    envelope = _prepare(_signer(fed, "eu-west"), "partner", "eu-west.x4")
-    vote = await _peer_call(fed, "partner", "Prepare", envelope)  # genuine: a signed vote
+    envelope = _prepare(fed.signer("eu-west"), "partner", "eu-west.x4")
+    vote = await fed.peer_call("partner", "Prepare", envelope)  # genuine: a signed vote
     assert peer_pb2.Body.FromString(vote.body).vote.yes
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Prepare", envelope)
+        await fed.peer_call("partner", "Prepare", envelope)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "replay" in err.value.details()
-    misdelivered = _prepare(_signer(fed, "eu-west"), "partner", "eu-west.x5")
+    misdelivered = _prepare(fed.signer("eu-west"), "partner", "eu-west.x5")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "us-east", "Prepare", misdelivered)
+        await fed.peer_call("us-east", "Prepare", misdelivered)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_stale_timestamp_is_refused(fed):
     request = peer_pb2.DecisionQuery(workflow_id="partner.x6", round=1)
-    old = seal(_signer(fed, "eu-west"), recipient="partner",
+    old = seal(fed.signer("eu-west"), recipient="partner",
                now_ms=int(time.time() * 1000) - 3_600_000, nonce=new_nonce(),
                decision_query=request)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "QueryDecision", old)
+        await fed.peer_call("partner", "QueryDecision", old)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "window" in err.value.details()
 
@@ -128,13 +119,13 @@ def _prepare_item(workflow_id: str, capability: str) -> peer_pb2.Body:
 
 async def test_a_batch_is_opened_once_and_each_item_answered_on_its_own(fed):
     before = await _reserved(fed, "partner")
-    envelope = _batch(_signer(fed, "eu-west"), "partner",
+    envelope = _batch(fed.signer("eu-west"), "partner",
                       _prepare_item("eu-west.b1", "test.double"),
                       _prepare_item("eu-west.b2", "no.such.capability"),
                       peer_pb2.Body(vote=peer_pb2.Vote(workflow_id="eu-west.b3", yes=True)),
                       peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(
                           workflow_id="partner.unknown", round=1)))
-    reply = await _peer_call(fed, "partner", "Batch", envelope)
+    reply = await fed.peer_call("partner", "Batch", envelope)
     trust = TrustStore.from_files([fed.workdir / "keys" / "partner.pub"])
     results = open_evidence(reply, trust, expect="batch_reply").batch_reply.results
     assert len(results) == 4
@@ -158,7 +149,7 @@ async def test_a_batch_is_opened_once_and_each_item_answered_on_its_own(fed):
         await asyncio.sleep(0.05)
     # The batch as a whole is replay-protected like any other message.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Batch", envelope)
+        await fed.peer_call("partner", "Batch", envelope)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "replay" in err.value.details()
 
 
@@ -167,7 +158,7 @@ async def test_a_batch_from_an_untrusted_key_changes_nothing(fed, tmp_path):
     mallory = Signer("mallory", load_private_key(tmp_path / "mallory.key"))
     before = await _reserved(fed, "partner")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Batch",
+        await fed.peer_call("partner", "Batch",
                          _batch(mallory, "partner", _prepare_item("mallory.b4", "report.publish")))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert await _reserved(fed, "partner") == before
@@ -180,7 +171,7 @@ async def test_an_oversized_batch_is_refused_whole(fed):
     items = [peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(workflow_id=f"x.{i}", round=1))
              for i in range(MAX_BATCH_ITEMS + 1)]
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await _peer_call(fed, "partner", "Batch", _batch(_signer(fed, "eu-west"), "partner",
+        await fed.peer_call("partner", "Batch", _batch(fed.signer("eu-west"), "partner",
                                                          *items))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert str(MAX_BATCH_ITEMS) in err.value.details()

@@ -74,16 +74,18 @@ async def test_a_refusal_for_now_is_sent_again_until_acknowledged(setup):
     agent, peer = setup
     later = peer_pb2.Ack(ok=False, retry_later=True, error="too many results")
     servicer, endpoint = await peer([later, later, peer_pb2.Ack(ok=True)])
-    assert await agent.deliver("beta", "ReportStep", endpoints={"beta": endpoint},
-                               give_up_after=30, step_result=RESULT)
+    ack = await agent.deliver("beta", "ReportStep", endpoints={"beta": endpoint},
+                              give_up_after=30, step_result=RESULT)
+    assert ack is not None and ack.ok
     assert servicer.calls == 3
 
 
 async def test_a_refusal_for_good_ends_at_once(setup):
     agent, peer = setup
     servicer, endpoint = await peer([peer_pb2.Ack(ok=False, error="not placed there")])
-    assert await agent.deliver("beta", "ReportStep", endpoints={"beta": endpoint},
-                               give_up_after=30, step_result=RESULT)
+    ack = await agent.deliver("beta", "ReportStep", endpoints={"beta": endpoint},
+                              give_up_after=30, step_result=RESULT)
+    assert ack is not None and not ack.ok and ack.error == "not placed there"
     assert servicer.calls == 1
 
 
@@ -91,6 +93,6 @@ async def test_refusals_for_now_past_the_patience_give_up(setup):
     agent, peer = setup
     later = peer_pb2.Ack(ok=False, retry_later=True, error="busy")
     servicer, endpoint = await peer([later])
-    assert not await agent.deliver("beta", "ReportStep", endpoints={"beta": endpoint},
-                                   give_up_after=0.5, step_result=RESULT)
+    assert await agent.deliver("beta", "ReportStep", endpoints={"beta": endpoint},
+                               give_up_after=0.5, step_result=RESULT) is None
     assert servicer.calls >= 2

@@ -411,3 +411,15 @@ async def test_workflow_with_steps_in_one_read(store: Store) -> None:
     assert row == await store.get_workflow("wf-1") and row is not None and row.name == w.name
     assert sorted(steps) == ["extract", "train"]
     assert steps["extract"] == StepRow("wf-1", "extract", "eu-west", "RUNNING", 1)
+
+
+async def test_a_collected_commit_keeps_its_cell(store: Store) -> None:
+    await store.record_decision("wf-1", 1, "ABORT", b"abort-env")
+    await store.record_decision("wf-1", 2, "COMMIT", b"certificate")
+    await store.collect_commit("wf-1", 2)
+    await store.collect_commit("wf-1", 1)  # an ABORT record is not collected this way
+    assert await store.get_decision("wf-1", 1) == ("ABORT", b"abort-env")
+    assert await store.get_decision("wf-1", 2) == ("COMMIT", b"")
+    assert await store.get_commit("wf-1") == (2, b"")
+    # The write-once cell still holds COMMIT: a presumed abort cannot take its place.
+    assert await store.record_decision("wf-1", 2, "ABORT", b"late") == ("COMMIT", b"")

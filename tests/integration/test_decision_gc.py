@@ -1,0 +1,93 @@
+"""Presumed abort's rule for the coordinator's log, on real agents: a COMMIT record is
+kept until every participant has acknowledged it, then its certificate is dropped; the
+fact that the round committed stays, so no later query or restart can turn it into an
+ABORT. Run for both commit protocols."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+
+from agent.gen.fedorch.v1 import peer_pb2
+from agent.identity.envelope import new_nonce, seal
+from tests.integration.federation import TEST_TIMINGS, Federation, state_name, wait_for
+
+pytestmark = pytest.mark.integration
+
+SPEC = """
+name: collected
+steps:
+  - id: a
+    capability: gc.work
+    constraints: {domains: [p1]}
+  - id: b
+    capability: gc.work
+    constraints: {domains: [p2]}
+    needs: [a]
+"""
+
+
+def _domains(commit: str) -> dict[str, dict]:
+    work = [{"name": "gc.work", "capacity": 4, "executor": {"type": "builtin", "name": "echo"}}]
+    return {name: {"capabilities": work if name != "c" else [],
+                   "negotiation": {**TEST_TIMINGS["negotiation"], "commit": commit}}
+            for name in ("c", "p1", "p2")}
+
+
+def _collected_metric(fed: Federation, name: str) -> float:
+    url = f"http://{fed.metrics_address(name)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("fedorch_decision_records_collected_total"))
+
+
+async def _ask(fed: Federation, asker: str, workflow_id: str) -> peer_pb2.DecisionAnswer:
+    query = seal(fed.signer(asker), recipient="c", now_ms=int(time.time() * 1000),
+                 nonce=new_nonce(),
+                 decision_query=peer_pb2.DecisionQuery(workflow_id=workflow_id, round=1))
+    reply = await fed.peer_call("c", "QueryDecision", query)
+    return peer_pb2.Body.FromString(reply.body).decision_answer
+
+
+@pytest.mark.parametrize("commit", ["paxos", "2pc"])
+async def test_commit_certificate_is_collected_once_everyone_has_it(tmp_path, commit):
+    fed = Federation(tmp_path, _domains(commit))
+    fed.write_configs()
+    try:
+        await fed.start()
+        await fed.wait_converged()
+        wid = await fed.submit("c", SPEC)
+        status = await fed.wait_state("c", wid)
+        assert state_name(status) == "SUCCEEDED", status
+
+        def decisions() -> list[tuple[int, str, int]]:
+            return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
+                                 " WHERE workflow_id=?", (wid,))
+
+        async def collected() -> bool:
+            return decisions() == [(1, "COMMIT", 0)]
+
+        await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
+        assert _collected_metric(fed, "c") >= 1
+        assert fed.rows("c", "SELECT count(*) FROM proposals WHERE workflow_id=?",
+                        (wid,)) == [(0,)]
+        # A participant asking now (it has the decision) is told the workflow's end, and
+        # nothing is presumed: the round stays COMMIT.
+        answer = await _ask(fed, "p1", wid)
+        assert not answer.known and answer.final_state, answer
+        assert decisions() == [(1, "COMMIT", 0)]
+
+        # After a restart the workflow is still SUCCEEDED, with no ABORT written.
+        fed.stop("c")
+        await fed.start("c")
+        await fed.wait_converged()
+        assert state_name(await fed.status("c", wid)) == "SUCCEEDED"
+        answer = await _ask(fed, "p2", wid)
+        assert not answer.known and answer.final_state
+        assert decisions() == [(1, "COMMIT", 0)]
+    finally:
+        await fed.close_channels()
+        fed.stop()
