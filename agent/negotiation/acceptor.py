@@ -29,8 +29,9 @@ A COMMIT value is accepted only when it carries a YES of every participant of
 the transaction (the participant list comes with the transaction); ballot 0
 belongs to the coordinator and has no phase 1. Anything else is a
 RemoteProtocolError: a refusal on the wire, never a state change. A decided
-record is kept (compacted to its decision), never dropped: a late Accept of
-ballot 0 must not find a blank record.
+record is kept (with its decision), never dropped: a late Accept of ballot 0 must
+not find a blank record. The shell bounds memory by evicting durable records and
+restoring them from disk before any input about them (`evict`, `restore`).
 """
 
 from __future__ import annotations
@@ -95,8 +96,15 @@ class Acceptor:
     # ---- state ---------------------------------------------------------------------
 
     def restore(self, records: Iterable[AcceptorRecord]) -> None:
+        """Take records back from disk (at start, or one that was evicted)."""
         for r in records:
             self._records[r.tx.key] = r
+
+    def evict(self, key: Key) -> None:
+        """Drop a record from memory. Only for a record the shell knows is durable in its
+        latest state, and which it will `restore` before passing on any input about that
+        transaction: a blank record in its place could accept what it promised not to."""
+        self._records.pop(key, None)
 
     def record(self, key: Key) -> AcceptorRecord | None:
         return self._records.get(key)

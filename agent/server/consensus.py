@@ -64,6 +64,7 @@ BACKOFF_S = 0.5           # base of a rejected proposer's random backoff
 DECISION_RESEND_S = 4.0   # the coordinator resends an unacknowledged COMMIT this often
 PAXOS_RPC_TIMEOUT_S = 2.0  # one attempt; the cores resend
 LEARNED_MEMORY = 10_000   # decisions remembered in memory (all are on disk)
+ACCEPTOR_MEMORY = 4_096   # acceptor records kept in memory (all are on disk)
 
 
 class Consensus:
@@ -82,16 +83,44 @@ class Consensus:
         # (from a majority of Accepted, then from the coordinator's notice), and the
         # second needs no write.
         self._learned: OrderedDict[Key, str] = OrderedDict()
+        # The acceptor's records in memory, least recently written first, and how many
+        # writes of each are still on their way to disk: only a durable record may be
+        # evicted. Once any record may be on disk only (evicted, or from before a
+        # restart), an input about an unknown transaction first looks on disk.
+        self._resident: OrderedDict[Key, None] = OrderedDict()
+        self._persisting: dict[Key, int] = {}
+        self._on_disk_only = False
 
     # ---- state ----------------------------------------------------------------------
 
     async def recover(self) -> dict[Key, Value]:
-        """Restore the acceptor's records; returns the decisions learned before."""
+        """Returns the decisions learned before. The acceptor's records stay on disk,
+        read back one at a time when an input needs one."""
         a = self.agent
-        self.acceptor.restore([wire.acceptor_record(r)
-                               for r in await a.store.list_acceptor_records()])
+        self._on_disk_only = await a.store.has_acceptor_records()
         return {(wf, r): wire.value_from_bytes(raw, (wf, r))
                 for wf, r, _, raw in await a.store.list_learned()}
+
+    async def _resident_record(self, key: Key) -> None:
+        """Bring the acceptor's record of `key` back from disk if it is not in memory."""
+        if not self._on_disk_only or self.acceptor.record(key) is not None:
+            return
+        row = await self.agent.store.get_acceptor_record(*key)
+        # Checked again after the read: a record made meanwhile is newer than the disk's.
+        if row is not None and self.acceptor.record(key) is None:
+            self.acceptor.restore([wire.acceptor_record(row)])
+            self._resident[key] = None
+            self._evict()
+
+    def _evict(self) -> None:
+        """Keep at most ACCEPTOR_MEMORY records in memory; evict the oldest durable ones."""
+        while len(self._resident) > ACCEPTOR_MEMORY:
+            key = next((k for k in self._resident if not self._persisting.get(k)), None)
+            if key is None:
+                return
+            del self._resident[key]
+            self.acceptor.evict(key)
+            self._on_disk_only = True
 
     def tx_known(self, key: Key) -> TxInfo | None:
         """The transaction as this agent knows it in memory (participant, acceptor,
@@ -113,6 +142,10 @@ class Consensus:
         info = await a.store.get_hold_tx(*key)
         if info is not None:
             return wire.tx_from_bytes(info.tx)
+        if self._on_disk_only:
+            row = await a.store.get_acceptor_record(*key)
+            if row is not None:
+                return wire.tx_from_bytes(row.tx)
         if wire.coordinator_of(key[0]) == a.domain:
             row = await a.store.get_workflow(key[0])
             if row is not None and row.round == key[1] and row.acceptors:
@@ -189,6 +222,7 @@ class Consensus:
         a = self.agent
         if isinstance(msg, PaxosPrepare | Accept):
             self._check_proposer(sender, msg.tx)
+            await self._resident_record(msg.tx.key)
             self.acceptor.receive(sender, msg)
             # No await before the record's write is queued: records reach the disk in
             # the order the acceptor made them.
@@ -258,6 +292,21 @@ class Consensus:
     async def run(self, actions: list, reply_to: str | None = None) -> object | None:
         """Run core actions in order; `reply_to`: the first Send to it is returned (the
         RPC's reply), not sent."""
+        persists = [x.key for x in actions if isinstance(x, PersistAcceptor)]
+        for key in persists:  # counted before the first await: none may be evicted
+            self._persisting[key] = self._persisting.get(key, 0) + 1
+        try:
+            return await self._run(actions, reply_to)
+        finally:
+            for key in persists:
+                left = self._persisting.pop(key) - 1
+                if left:
+                    self._persisting[key] = left
+                self._resident[key] = None
+                self._resident.move_to_end(key)
+            self._evict()
+
+    async def _run(self, actions: list, reply_to: str | None) -> object | None:
         a = self.agent
         reply = None
         for action in actions:
@@ -304,6 +353,7 @@ class Consensus:
         self.termination.forget(key)
         self._past_lease.discard(key)
         if a.domain in tx.acceptors:
+            await self._resident_record(key)
             try:
                 self.acceptor.learn(tx, value)
             except RemoteProtocolError as e:

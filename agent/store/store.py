@@ -435,18 +435,24 @@ class Store:
              r.accepted_value, r.decided),
         )])
 
-    async def list_acceptor_records(self) -> list[AcceptorRow]:
-        rows = await self._all(
-            "SELECT workflow_id, round, tx, promised_n, promised_by, accepted_n, accepted_by,"
-            " accepted_value, decided FROM acceptor_records ORDER BY workflow_id, round")
-        return [
-            AcceptorRow(r[0], r[1], bytes(r[2]),
-                        (r[3], r[4]) if r[3] is not None else None,
-                        (r[5], r[6]) if r[5] is not None else None,
-                        bytes(r[7]) if r[7] is not None else None,
-                        bytes(r[8]) if r[8] is not None else None)
-            for r in rows
-        ]
+    _ACCEPTOR_COLS = ("workflow_id, round, tx, promised_n, promised_by, accepted_n,"
+                      " accepted_by, accepted_value, decided")
+
+    @staticmethod
+    def _acceptor_from(r: tuple) -> AcceptorRow:
+        return AcceptorRow(r[0], r[1], bytes(r[2]),
+                           (r[3], r[4]) if r[3] is not None else None,
+                           (r[5], r[6]) if r[5] is not None else None,
+                           bytes(r[7]) if r[7] is not None else None,
+                           bytes(r[8]) if r[8] is not None else None)
+
+    async def has_acceptor_records(self) -> bool:
+        return await self._one("SELECT 1 FROM acceptor_records LIMIT 1") is not None
+
+    async def get_acceptor_record(self, workflow_id: str, round_: int) -> AcceptorRow | None:
+        row = await self._one(f"SELECT {self._ACCEPTOR_COLS} FROM acceptor_records"
+                              " WHERE workflow_id=? AND round=?", (workflow_id, round_))
+        return self._acceptor_from(row) if row else None
 
     async def _write_once(self, table: str, workflow_id: str, round_: int, outcome: str,
                           value: bytes, also: Sequence[Statement] = (),

@@ -339,15 +339,20 @@ async def test_ballot_only_grows(store: Store) -> None:
     assert await store.get_ballot("wf-1", 2) is None
 
 
-async def test_acceptor_records_are_replaced_and_listed(store: Store) -> None:
+async def test_acceptor_records_are_replaced_and_read_back(store: Store) -> None:
+    assert not await store.has_acceptor_records()
+    assert await store.get_acceptor_record("wf-1", 1) is None
     fresh = AcceptorRow("wf-1", 1, b"tx", promised=(2, "partner"))
     await store.save_acceptor(fresh)
+    assert await store.has_acceptor_records()
+    assert await store.get_acceptor_record("wf-1", 1) == fresh
     accepted = AcceptorRow("wf-1", 1, b"tx", promised=(3, "us-east"), accepted=(3, "us-east"),
                            accepted_value=b"abort")
     await store.save_acceptor(accepted)
     other = AcceptorRow("wf-2", 4, b"tx2", decided=b"commit")
     await store.save_acceptor(other)
-    assert await store.list_acceptor_records() == [accepted, other]
+    assert await store.get_acceptor_record("wf-1", 1) == accepted
+    assert await store.get_acceptor_record("wf-2", 4) == other
 
 
 async def test_reservation_and_its_prepare_are_written_together(store: Store) -> None:
@@ -381,7 +386,7 @@ async def test_paxos_state_survives_a_reopen(tmp_path: Path) -> None:
         assert await s.get_proposal("wf-1", 1) == ("COMMIT", b"v")
         assert await s.get_learned("wf-1", 1) == ("COMMIT", b"v")
         assert await s.get_ballot("wf-1", 1) == (7, "partner")
-        assert await s.list_acceptor_records() == [rec]
+        assert await s.get_acceptor_record("wf-1", 1) == rec
     finally:
         await s.close()
 
