@@ -126,12 +126,16 @@ async def _one(net: RealNet, run: _Run) -> None:
     run.submitted = time.monotonic()
     reply = await client.Submit(client_pb2.SubmitRequest(spec=SPEC), timeout=30)
     run.id = reply.id
-    async for status in client.Watch(client_pb2.GetWorkflowRequest(id=reply.id), timeout=120):
-        if run.committed is None and status.state in (RUNNING, *TERMINAL):
-            run.committed = time.monotonic()
-        if status.state in TERMINAL:
-            run.finished = time.monotonic()
-            return
+    watch = client.Watch(client_pb2.GetWorkflowRequest(id=reply.id), timeout=120)
+    try:
+        async for status in watch:
+            if run.committed is None and status.state in (RUNNING, *TERMINAL):
+                run.committed = time.monotonic()
+            if status.state in TERMINAL:
+                run.finished = time.monotonic()
+                return
+    finally:
+        watch.cancel()  # the stream ends with the workflow; do not leave it to the GC
 
 
 async def _closed_loop(net: RealNet, total: int, concurrency: int) -> list[_Run]:
