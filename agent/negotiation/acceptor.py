@@ -19,7 +19,8 @@ Transitions (one table, `_TABLE`); b is the incoming ballot, p the promise:
     (OPEN,    Accept b>=p, v)     -> OPEN     accept (p := b)
     (OPEN,    Accept b<p, v)      -> OPEN     reject, telling p
     (DECIDED, PaxosPrepare|Accept)-> DECIDED  answer with the Decision instead
-    (any,     learn v)            -> DECIDED  remember the decision (compaction)
+    (any,     learn v)            -> DECIDED  remember the decision (not persisted:
+                                              the learner's log holds it, see restore)
 
 An Accepted goes to the proposer and, with `notify_learners`, to every
 participant too: each counts them and learns a value the moment a majority
@@ -37,7 +38,7 @@ restoring them from disk before any input about them (`evict`, `restore`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from agent.negotiation.errors import LocalProtocolError, RemoteProtocolError
@@ -95,10 +96,14 @@ class Acceptor:
 
     # ---- state ---------------------------------------------------------------------
 
-    def restore(self, records: Iterable[AcceptorRecord]) -> None:
-        """Take records back from disk (at start, or one that was evicted)."""
+    def restore(self, records: Iterable[AcceptorRecord],
+                learned: Mapping[Key, Value] | None = None) -> None:
+        """Take records back from disk (at start, or one that was evicted), with the
+        decisions this agent learned: `learn` keeps a decision in memory only, since the
+        shell wrote it to its learned log before telling the acceptor."""
         for r in records:
-            self._records[r.tx.key] = r
+            decided = learned.get(r.tx.key) if learned and r.decided is None else None
+            self._records[r.tx.key] = r if decided is None else replace(r, decided=decided)
 
     def evict(self, key: Key) -> None:
         """Drop a record from memory. Only for a record the shell knows is durable in its
@@ -150,8 +155,11 @@ class Acceptor:
             if current.decided != value:
                 raise RemoteProtocolError(f"{tx.key}: a decision contradicting the known one")
             return
+        # In memory only: the caller's log of learned decisions is durable already, and
+        # `restore` merges it back. A record is not needed for safety once decided; its
+        # promise and accepted value, which are, were persisted when they changed.
         base = current if current is not None else AcceptorRecord(tx)
-        self._store(replace(base, decided=value))
+        self._records[tx.key] = replace(base, decided=value)
 
     # ---- handlers ------------------------------------------------------------------
 

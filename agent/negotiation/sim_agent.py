@@ -118,7 +118,7 @@ class SimAgent(StepRunner):
         holds = [copy_hold(h) for h in d.holds.values()]
         self.participant.restore(holds, {k: v.commit for k, v in d.learned.items()})
         self.acceptor = Acceptor(self.name)
-        self.acceptor.restore(d.acceptor.values())
+        self.acceptor.restore(d.acceptor.values(), d.learned)
         self.termination = Termination(
             self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,
             query_interval_s=t.query_interval_s, resend_s=t.resend_s, backoff_s=t.backoff_s,

@@ -435,9 +435,6 @@ class Store:
              r.accepted_value, r.decided),
         )])
 
-    _ACCEPTOR_COLS = ("workflow_id, round, tx, promised_n, promised_by, accepted_n,"
-                      " accepted_by, accepted_value, decided")
-
     @staticmethod
     def _acceptor_from(r: tuple) -> AcceptorRow:
         return AcceptorRow(r[0], r[1], bytes(r[2]),
@@ -450,8 +447,14 @@ class Store:
         return await self._one("SELECT 1 FROM acceptor_records LIMIT 1") is not None
 
     async def get_acceptor_record(self, workflow_id: str, round_: int) -> AcceptorRow | None:
-        row = await self._one(f"SELECT {self._ACCEPTOR_COLS} FROM acceptor_records"
-                              " WHERE workflow_id=? AND round=?", (workflow_id, round_))
+        """The acceptor's record, its decision taken from the learned log when the record
+        has none (an acceptor does not write the decisions it learns twice)."""
+        row = await self._one(
+            "SELECT a.workflow_id, a.round, a.tx, a.promised_n, a.promised_by, a.accepted_n,"
+            " a.accepted_by, a.accepted_value, COALESCE(a.decided, l.value)"
+            " FROM acceptor_records a LEFT JOIN learned l"
+            " ON l.workflow_id = a.workflow_id AND l.round = a.round"
+            " WHERE a.workflow_id=? AND a.round=?", (workflow_id, round_))
         return self._acceptor_from(row) if row else None
 
     async def _write_once(self, table: str, workflow_id: str, round_: int, outcome: str,

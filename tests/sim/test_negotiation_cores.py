@@ -123,11 +123,25 @@ def test_illegal_inputs_are_remote_errors_that_change_nothing(sender, msg, why) 
 def test_a_decided_acceptor_answers_with_the_decision() -> None:
     a = Acceptor("p1")
     a.learn(TX, ABORT)
-    assert isinstance(a.next_actions()[0], PersistAcceptor)
+    assert a.next_actions() == []  # the learner's log holds it: nothing to write
     a.receive("c", Accept(TX, B0, COMMIT))
     assert a.next_actions() == [Send("c", Decision(TX.key, ABORT, "p1"))]
     with pytest.raises(RemoteProtocolError):
         a.learn(TX, COMMIT)
+
+
+def test_a_restored_acceptor_takes_its_decision_from_the_learned_log() -> None:
+    a = Acceptor("p1")
+    a.receive("c", Accept(TX, B0, ABORT))
+    records = [x.record for x in a.next_actions() if isinstance(x, PersistAcceptor)]
+    b = Acceptor("p1")
+    b.restore(records, {TX.key: ABORT})
+    b.receive("p2", PaxosPrepare(TX, Ballot(3, "p2")))
+    assert b.next_actions() == [Send("p2", Decision(TX.key, ABORT, "p1"))]
+    c = Acceptor("p1")
+    c.restore(records)  # without it the record is open again: it promises, reporting
+    c.receive("p2", PaxosPrepare(TX, Ballot(3, "p2")))  # what it accepted
+    assert isinstance(c.next_actions()[-1].msg, Promise)
 
 
 def test_a_restored_acceptor_keeps_its_promise() -> None:
