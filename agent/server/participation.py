@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.participant")
 EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders are asked to retry later
 RESULT_PATIENCE_S = 24 * 3600.0
+# A step still running this long after it started is reported RUNNING to its
+# coordinator (a progress note); a quicker one reports only its result, which spares
+# the coordinator a message and a write per step.
+RUNNING_NOTE_AFTER_S = 0.2
 
 
 class KeyedLocks:
@@ -390,7 +394,6 @@ class Participation(InDoubt):
                     await self._after_step(active, attempt.step_id, state,
                                            ended_run=(attempt.attempt, "failed"))
                     continue
-                self._report(active, attempt.step_id, reliable=False)
                 task = a.spawn(self._run(active, attempt),
                                name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
                 if task is not None:
@@ -403,9 +406,12 @@ class Participation(InDoubt):
         executor = a.executors.get(step.capability)
         invocation = StepInvocation(row.id, attempt.step_id, attempt.attempt, attempt.params,
                                     attempt.inputs, attempt.timeout_s)
+        note = asyncio.get_running_loop().call_later(
+            RUNNING_NOTE_AFTER_S, self._report, active, attempt.step_id, False)
         try:
             outcome = await executor.run(invocation)
         finally:
+            note.cancel()
             active.running.pop(attempt.step_id, None)
         state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
                                               outcome.outputs, outcome.error)
@@ -437,10 +443,13 @@ class Participation(InDoubt):
             await a.coordination.after_progress(active)
         await self.start_ready(active)
 
-    def _report(self, active: Active, step_id: str, *, reliable: bool) -> None:
+    def _report(self, active: Active, step_id: str, reliable: bool) -> None:
         """Send a step's state to the coordinator and the owners of downstream steps."""
         a = self.agent
         step = active.progress.steps[step_id]
+        if not reliable and (step.state is not StepState.RUNNING or a.active.get(
+                active.row.id) is not active):
+            return  # a progress note that is out of date
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
             state=step_state(step.state.value), outputs=struct(step.outputs), error=step.error,
