@@ -22,8 +22,9 @@ acceptors (participants + coordinator + extra live members up to
 `min_acceptors`). On all YES the coordinator compare-and-sets its write-once
 proposal cell to COMMIT (PersistProposal), then sends Accept(ballot 0, COMMIT
 with the YES votes) to every acceptor (phase DECIDING) and announces only once a
-majority accepted: the value is chosen (PersistDecision, SendDecision,
-Finished). A Reject (a participant's recovery got there first) turns it into an
+majority accepted: the value is chosen (PersistDecision, Finished; the
+participants learn it from the acceptors' Accepted and acknowledge it, and only
+one still silent after `commit_notice_s` is sent the COMMIT). A Reject (a participant's recovery got there first) turns it into an
 ordinary proposer with a higher ballot, still preferring its COMMIT; if ABORT was
 chosen instead, the round is aborted and the workflow placed again. On a NO, a
 timeout or a cancel the cell is set to ABORT first; since only the coordinator
@@ -47,8 +48,11 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
     (DECIDING,  paxos)  -> COMMITTED   COMMIT chosen: persist, announce
                         -> PREPARING   ABORT chosen: next round (or ABORTED)
     (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot
+    (DECIDING,  ack)    -> DECIDING    a participant learned COMMIT first: count it
     (COMMITTED, ack)    -> COMMITTED   count; every participant: collectable
-    (COMMITTED, timer)  -> COMMITTED   resend COMMIT to the unacknowledged
+    (COMMITTED, timer)  -> COMMITTED   send COMMIT to the unacknowledged (consensus
+                                       mode: first after commit_notice_s, since each
+                                       learns it from the acceptors), then resend
     (any,       query)  -> same        answer from the log (presumed abort)
     (later,     vote)   -> same        late YES of an aborted round: its ABORT again
 """
@@ -435,9 +439,15 @@ class Coordinator:
         self._decided[rnd.number] = value
         votes = tuple(v.raw for v in value.votes)
         self._outbox.append(PersistDecision(rnd.number, True, dict(rnd.placement), votes, ""))
-        self._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
-        if self._consensus is not None:
-            rnd.next_resend = now + self._consensus.decision_resend_s
+        c = self._consensus
+        if c is None:
+            self._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
+        else:
+            # The participants learn it from the acceptors and acknowledge; the COMMIT
+            # goes now only to ourselves, to the others if they are silent (timer).
+            self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked()
+                                if d == c.me)
+            rnd.next_resend = now + c.commit_notice_s
         self._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
 
     def _unacked(self) -> list[str]:
@@ -545,7 +555,7 @@ _TRANSITIONS: dict[tuple[Phase, str], _Handler] = {
     (Phase.DECIDING, "timer"): Coordinator._on_timer_deciding,
     (Phase.DECIDING, "cancel"): Coordinator._ignore,   # COMMIT proposed: it cannot be taken back
     (Phase.DECIDING, "paxos"): Coordinator._on_paxos_deciding,
-    (Phase.DECIDING, "ack"): Coordinator._ignore,
+    (Phase.DECIDING, "ack"): Coordinator._on_ack,  # it learned COMMIT before we did
     (Phase.DECIDING, "query"): Coordinator._on_query,
     (Phase.COMMITTED, "vote"): Coordinator._on_late_vote,
     (Phase.COMMITTED, "timer"): Coordinator._on_timer_committed,

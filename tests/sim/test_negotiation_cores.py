@@ -350,23 +350,40 @@ def test_commit_is_announced_only_once_a_majority_accepted() -> None:
     core.receive_paxos(2.0, Accepted(("c.wf", 1), B0, "c", value))  # a duplicate
     assert core.next_actions() == []
     core.receive_paxos(2.1, Accepted(("c.wf", 1), B0, "x", value))
+    # p1 learns it from the acceptors: the COMMIT is not sent to it at once.
     assert core.next_actions() == [
         PersistDecision(1, True, {"s1": "p1"}, (b"p1/1",), ""),
-        SendDecision("p1", 1),
         Finished(True, 1, {"s1": "p1"}, ""),
     ]
     assert core.answer_query(3.0, 1) == DecisionAnswer(("c.wf", 1), "c", AnswerStatus.DECIDED,
                                                        value)
-    # Unacknowledged: resent; acknowledged: the record may be collected.
+    # Unacknowledged after commit_notice_s: sent; acknowledged: the record may be collected.
     assert core.collectable() == []
+    assert core.get_timer() == pytest.approx(2.1 + ConsensusOptions("c", None).commit_notice_s)
     core.handle_timer(core.get_timer())
     assert core.next_actions() == [SendDecision("p1", 1)]
+    core.handle_timer(core.get_timer())
+    assert core.next_actions() == [SendDecision("p1", 1)]  # and again, until acknowledged
     core.receive_ack(9.0, "p1", 1)
     assert core.collectable() == [("c.wf", 1)] and core.get_timer() is None
     core.collected(("c.wf", 1))
     assert core.answer_query(9.0, 1).status is AnswerStatus.FORGOTTEN  # never ABORT
     with pytest.raises(RemoteProtocolError):
         core.receive_ack(9.0, "mallory", 1)
+
+
+def test_a_participant_that_learned_first_is_not_sent_the_commit() -> None:
+    core = _coordinator()
+    core.next_actions()
+    core.receive_vote(1.0, yes("p1"))
+    value = Value(True, (yes("p1"),))
+    core.next_actions()
+    core.receive_paxos(2.0, Accepted(("c.wf", 1), B0, "c", value))
+    core.receive_ack(2.0, "p1", 1)  # from a majority of the acceptors' Accepted, before us
+    assert core.phase is Phase.DECIDING
+    core.receive_paxos(2.1, Accepted(("c.wf", 1), B0, "x", value))
+    assert [type(a).__name__ for a in core.next_actions()] == ["PersistDecision", "Finished"]
+    assert core.get_timer() is None and core.collectable() == [("c.wf", 1)]
 
 
 def test_recovery_choosing_abort_aborts_the_coordinators_round() -> None:
