@@ -90,3 +90,10 @@ class TrustStore:
             return True
         except Exception:  # InvalidSignature, or junk arguments: never raise at the boundary
             return False
+
+    def signed_here(self, domain: str, data: bytes, signature: bytes) -> None:
+        """Remember a signature this agent made itself (its vote, which comes back inside
+        every Accept and decision of its round): it verifies by construction."""
+        self._verified[(domain, bytes(signature), bytes(data))] = None
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
