@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import parse_config_text
-from agent.identity.keys import init_keys
 from agent.negotiation.messages import (
     ABORT,
     Accept,
@@ -22,21 +20,11 @@ from agent.negotiation.messages import (
 )
 from agent.server import consensus
 from agent.server.agent import Agent
-from agent.store.store import Store
 
 
-@pytest.fixture
-async def agent(tmp_path, monkeypatch):
+@pytest.fixture(autouse=True)
+def small_memory(monkeypatch):
     monkeypatch.setattr(consensus, "ACCEPTOR_MEMORY", 2)
-    init_keys("alpha", tmp_path / "keys")
-    config = parse_config_text(
-        "domain: alpha\nlisten: 127.0.0.1:1\ndata_dir: data\nkey_file: keys/alpha.key\n",
-        "alpha.yaml", tmp_path)
-    store = await Store.open(tmp_path / "data")
-    try:
-        yield Agent(config, store)
-    finally:
-        await store.close()
 
 
 def tx(n: int) -> TxInfo:

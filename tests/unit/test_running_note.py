@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 from google.protobuf import json_format
 
-from agent.config import parse_config_text
 from agent.executor.base import StepInvocation, StepOutcome
 from agent.gen.fedorch.v1 import spec_pb2, status_pb2
-from agent.identity.keys import init_keys
 from agent.server import participation
 from agent.server.agent import Active, Agent
-from agent.store.store import Store, WorkflowRow
+from agent.store.store import WorkflowRow
 from agent.workflow.progress import Progress
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s", "capability": "x"}]},
@@ -34,19 +31,6 @@ class Gate:
     async def run(self, inv: StepInvocation) -> StepOutcome:
         await self.opened.wait()
         return StepOutcome.success({"done": 1})
-
-
-@pytest.fixture
-async def agent(tmp_path):
-    init_keys("alpha", tmp_path / "keys")
-    config = parse_config_text(
-        "domain: alpha\nlisten: 127.0.0.1:1\ndata_dir: data\nkey_file: keys/alpha.key\n",
-        "alpha.yaml", tmp_path)
-    store = await Store.open(tmp_path / "data")
-    try:
-        yield Agent(config, store)
-    finally:
-        await store.close()
 
 
 async def _start_step(agent: Agent, gate: Gate) -> tuple[asyncio.Task, list[str]]:

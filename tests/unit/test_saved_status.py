@@ -4,32 +4,16 @@ step row (an in-process agent on a temporary data dir; no network)."""
 
 from __future__ import annotations
 
-import pytest
 from google.protobuf import json_format
 
-from agent.config import parse_config_text
 from agent.gen.fedorch.v1 import spec_pb2, status_pb2
-from agent.identity.keys import init_keys
 from agent.server.agent import Active, Agent
-from agent.store.store import StepRow, Store, WorkflowRow
+from agent.store.store import StepRow, WorkflowRow
 from agent.workflow.progress import Progress, StepState
 
 SPEC = json_format.ParseDict({"name": "two", "steps": [
     {"id": "a", "capability": "x"}, {"id": "b", "capability": "x", "needs": ["a"]}]},
     spec_pb2.WorkflowSpec())
-
-
-@pytest.fixture
-async def agent(tmp_path):
-    init_keys("alpha", tmp_path / "keys")
-    config = parse_config_text(
-        "domain: alpha\nlisten: 127.0.0.1:1\ndata_dir: data\nkey_file: keys/alpha.key\n",
-        "alpha.yaml", tmp_path)
-    store = await Store.open(tmp_path / "data")
-    try:
-        yield Agent(config, store)
-    finally:
-        await store.close()
 
 
 def _active(agent: Agent, wf: str = "alpha.1") -> Active:
