@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -107,6 +108,24 @@ class Federation(RealNet):
                 raise AssertionError(f"{workflow_id} not in {states} within {deadline_s}s: "
                                      f"{status}")
             await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def started_federation(workdir: Path, domains: dict[str, dict]):
+    """Start the agents and wait until they all see each other; after, stop every one of
+    them by pid (resuming any the test left SIGSTOPped, so that it can stop)."""
+    fed = Federation(workdir, domains)
+    fed.write_configs()
+    try:
+        await fed.start()
+        await fed.wait_converged()
+        yield fed
+    finally:
+        for proc in fed.procs.values():
+            if proc.popen.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+        await fed.close_channels()
+        fed.stop()
 
 
 @contextlib.contextmanager

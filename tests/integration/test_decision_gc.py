@@ -12,7 +12,13 @@ import pytest
 
 from agent.gen.fedorch.v1 import peer_pb2
 from agent.identity.envelope import new_nonce, seal
-from tests.integration.federation import TEST_TIMINGS, Federation, state_name, wait_for
+from tests.integration.federation import (
+    TEST_TIMINGS,
+    Federation,
+    started_federation,
+    state_name,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,11 +60,7 @@ async def _ask(fed: Federation, asker: str, workflow_id: str) -> peer_pb2.Decisi
 
 @pytest.mark.parametrize("commit", ["paxos", "2pc"])
 async def test_commit_certificate_is_collected_once_everyone_has_it(tmp_path, commit):
-    fed = Federation(tmp_path, _domains(commit))
-    fed.write_configs()
-    try:
-        await fed.start()
-        await fed.wait_converged()
+    async with started_federation(tmp_path, _domains(commit)) as fed:
         wid = await fed.submit("c", SPEC)
         status = await fed.wait_state("c", wid)
         assert state_name(status) == "SUCCEEDED", status
@@ -88,6 +90,3 @@ async def test_commit_certificate_is_collected_once_everyone_has_it(tmp_path, co
         answer = await _ask(fed, "p2", wid)
         assert not answer.known and answer.final_state
         assert decisions() == [(1, "COMMIT", 0)]
-    finally:
-        await fed.close_channels()
-        fed.stop()

@@ -12,7 +12,6 @@ only some of the votes, or (resumed for a moment) all of them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -25,6 +24,7 @@ from agent.identity.envelope import Signer, new_nonce, seal
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
+    started_federation,
     state_name,
     step_states,
     wait_for,
@@ -56,20 +56,8 @@ def _domains(**negotiation: float) -> dict[str, dict]:
                    "negotiation": timings} for name in ("c", "p1", "p2", "x")}
 
 
-@contextlib.asynccontextmanager
-async def _federation(tmp_path, **negotiation: float):
-    fed = Federation(tmp_path, _domains(**negotiation))
-    fed.write_configs()
-    try:
-        await fed.start()
-        await fed.wait_converged()
-        yield fed
-    finally:
-        for proc in fed.procs.values():  # a SIGSTOPped agent must be able to stop
-            if proc.popen.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-        await fed.close_channels()
-        fed.stop()
+def _federation(tmp_path, **negotiation: float):
+    return started_federation(tmp_path, _domains(**negotiation))
 
 
 def _signal(fed: Federation, name: str, sig: signal.Signals) -> None:

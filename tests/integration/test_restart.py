@@ -10,25 +10,15 @@ import yaml
 
 from agent.gen.fedorch.v1 import client_pb2
 from tests.integration.conftest import DOMAINS
-from tests.integration.federation import Federation, state_name, step_states, wait_for
+from tests.integration.federation import started_federation, state_name, step_states, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def fresh(tmp_path):
-    fed = Federation(tmp_path, DOMAINS)
-    fed.write_configs()
-    try:
-        await fed.start()
-        await fed.wait_converged()
+    async with started_federation(tmp_path, DOMAINS) as fed:
         yield fed
-    finally:
-        for proc in fed.procs.values():  # a SIGSTOPped agent must be able to stop
-            if proc.popen.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-        await fed.close_channels()
-        fed.stop()
 
 
 async def _local_step_state(fed, domain, wid, step):
