@@ -24,10 +24,11 @@ proposal cell to COMMIT (PersistProposal), then sends Accept(ballot 0, COMMIT
 with the YES votes) to every acceptor (phase DECIDING) and announces only once a
 majority accepted: the value is chosen (PersistDecision, Finished; the
 participants learn it from the acceptors' Accepted and acknowledge it, and only
-one still silent after `commit_notice_s` is sent the COMMIT). A Reject (a participant's recovery got there first) turns it into an
-ordinary proposer with a higher ballot, still preferring its COMMIT; if ABORT was
-chosen instead, the round is aborted and the workflow placed again. On a NO, a
-timeout or a cancel the cell is set to ABORT first; since only the coordinator
+one still silent after `commit_notice_s` is sent the COMMIT). A Reject (a
+participant's recovery got there first) turns it into an ordinary proposer with
+a higher ballot, still preferring its COMMIT; if ABORT was chosen instead, the
+round is aborted and the workflow placed again. On a NO, a timeout or a cancel
+the cell is set to ABORT first; since only the coordinator
 ever proposes COMMIT, and only with that cell holding COMMIT, an ABORT in the
 cell can never be contradicted, so it is announced at once without a ballot.
 Unacknowledged COMMITs are resent; `collectable()` says which decision records

@@ -358,6 +358,12 @@ class Consensus:
                 self.acceptor.learn(tx, value)
             except RemoteProtocolError as e:
                 log.error("%s", e)
+            # Counted in memory even if it was never written here (an acceptor that missed
+            # the Accept): evicted, it is blank again, which is safe for one that never
+            # promised nor accepted anything; the decision stays in the learned log.
+            self._resident[key] = None
+            self._resident.move_to_end(key)
+            self._evict()
             await self.run(self.acceptor.next_actions())
         if a.domain not in tx.participants:
             return

@@ -61,6 +61,9 @@ async def test_evicted_records_keep_their_promises_and_decisions(agent: Agent) -
     assert isinstance(promise, Promise)
     assert promise.accepted_ballot == Ballot(0, "beta") and promise.accepted_value == ABORT
     assert len(resident(agent)) <= 2
+    # A decision learned for a transaction this acceptor never voted in counts too.
+    await c.learn(tx(5).key, ABORT, tx(5))
+    assert "beta.5" in resident(agent) and len(resident(agent)) == 2
 
 
 async def test_a_restarted_agent_reads_its_records_back(agent: Agent, tmp_path) -> None:
