@@ -223,6 +223,11 @@ class Coordination(CoordinatorLog):
                     answers.clear()
                     if core.phase not in ADMITTING:
                         self._negotiating.pop(wf, None)
+                    if core.awaiting_acks() and wf not in a.active:
+                        # It ended before every acknowledgement came: a participant
+                        # whose step succeeded had learned the COMMIT to run it.
+                        self._acks_from_results(active, core)
+                        await self._collect(active, core)
                     if self._over(core, wf):
                         break
                     timer = core.get_timer()
@@ -267,24 +272,6 @@ class Coordination(CoordinatorLog):
             # Every participant holds the COMMIT, or the workflow ended meanwhile.
             return not core.awaiting_acks() or workflow_id not in self.agent.active
         return False
-
-    async def _collect(self, active: Active, core: Coordinator) -> None:
-        """Presumed abort's rule for the log: a COMMIT record is kept until every
-        participant has acknowledged it; then its certificate is dropped, with the
-        workflow's next save (or at once if it has ended). ABORT records are kept:
-        with no record the answer would be ABORT anyway, so dropping one saves little."""
-        a = self.agent
-        for key in core.collectable():
-            value = core.decision(key[1])
-            if value is None or not value.commit:
-                continue
-            core.collected(key)
-            self._decisions.pop(key, None)
-            if a.active.get(key[0]) is active:
-                active.collect.append(key)
-            else:
-                await a.store.collect_commit(*key)
-                a.metrics.collected_decisions.inc()
 
     def _apply(self, core: Coordinator, event: object) -> object:
         now = self.agent.now()

@@ -1,11 +1,13 @@
-"""The coordinator's log: answers to in-doubt participants, and recovery after a restart.
+"""The coordinator's log: answers to in-doubt participants, its collection, and
+recovery after a restart.
 
 Part of Coordination (agent/server/coordination.py), kept apart for size: a
 participant whose lease ran out asks the coordinator; the answer comes from the
 live core when there is one, else from the log — a decision on record, or
-presumed abort, written first. After a restart, `recover` finishes what the log
-says: Paxos Commit rounds get their core rebuilt and driven again; classic rounds
-get their COMMIT re-sent or, undecided, presumed aborted.
+presumed abort, written first. A COMMIT's certificate leaves the log once every
+participant has it. After a restart, `recover` finishes what the log says: Paxos
+Commit rounds get their core rebuilt and driven again; classic rounds get their
+COMMIT re-sent or, undecided, presumed aborted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from agent.negotiation.messages import ABORT, AnswerStatus, Ballot
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.store.store import WorkflowRow
+from agent.workflow.progress import StepState
 
 if TYPE_CHECKING:
     from agent.server.agent import Agent
@@ -114,6 +117,35 @@ class CoordinatorLog:
         envelope = peer_pb2.Envelope.FromString(raw)
         self._decisions[(workflow_id, round_)] = envelope
         return envelope
+
+    # ---- collecting the log ----------------------------------------------------------
+
+    def _acks_from_results(self, active: Active, core: Coordinator) -> None:
+        """A participant whose step succeeded learned the COMMIT first: count it."""
+        if active.progress is None:
+            return
+        now = self.agent.now()
+        for step in active.progress.steps.values():
+            if step.state is StepState.SUCCEEDED:
+                core.receive_ack(now, step.domain, core.round)
+
+    async def _collect(self, active: Active, core: Coordinator) -> None:
+        """Presumed abort's rule for the log: a COMMIT record is kept until every
+        participant has acknowledged it; then its certificate is dropped, with the
+        workflow's next save (or at once if it has ended). ABORT records are kept:
+        with no record the answer would be ABORT anyway, so dropping one saves little."""
+        a = self.agent
+        for key in core.collectable():
+            value = core.decision(key[1])
+            if value is None or not value.commit:
+                continue
+            core.collected(key)
+            self._decisions.pop(key, None)
+            if a.active.get(key[0]) is active:
+                active.collect.append(key)
+            else:
+                await a.store.collect_commit(*key)
+                a.metrics.collected_decisions.inc()
 
     # ---- recovery -------------------------------------------------------------------
 

@@ -1,0 +1,62 @@
+"""The coordinator's log keeps a COMMIT certificate until every participant has the
+COMMIT, then drops it; a participant whose step succeeded counts as having it, since it
+learned the COMMIT to run the step (an in-process agent; a core driven by hand)."""
+
+from __future__ import annotations
+
+import random
+
+from google.protobuf import json_format
+
+from agent.gen.fedorch.v1 import spec_pb2
+from agent.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
+from agent.negotiation.messages import Accepted, Ballot, Value, VoteIn
+from agent.server.agent import Active, Agent
+from agent.store.store import WorkflowRow
+from agent.workflow.placement import Placement
+from agent.workflow.progress import Progress, StepState
+
+SPEC = json_format.ParseDict({"name": "two", "steps": [
+    {"id": "s1", "capability": "x"}, {"id": "s2", "capability": "x"}]}, spec_pb2.WorkflowSpec())
+PLACEMENT = {"s1": "p1", "s2": "p2"}
+KEY = ("alpha.wf", 1)
+
+
+def committed_core() -> Coordinator:
+    core = Coordinator("alpha.wf", placer=lambda excluded: Placement(dict(PLACEMENT), {}),
+                       max_rounds=1, prepare_timeout_s=5.0,
+                       consensus=ConsensusOptions("alpha", random.Random(1)))
+    core.start(0.0)
+    votes = tuple(VoteIn(1, d, True, "", d.encode()) for d in ("p1", "p2"))
+    for v in votes:
+        core.receive_vote(1.0, v)
+    for acceptor in ("alpha", "p1"):
+        core.receive_paxos(2.0, Accepted(KEY, Ballot(0, "alpha"), acceptor, Value(True, votes)))
+    core.next_actions()
+    assert core.phase is Phase.COMMITTED and core.awaiting_acks()
+    return core
+
+
+async def test_a_certificate_goes_once_every_participant_ran_or_acknowledged(
+        agent: Agent) -> None:
+    core = committed_core()
+    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
+    row = WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state="SUCCEEDED",
+                      spec=SPEC.SerializeToString(), placement=PLACEMENT,
+                      created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, PLACEMENT, "alpha"))  # ended: not in agent.active
+    progress = active.progress
+    progress.apply_result("s1", 1, StepState.SUCCEEDED, {}, "")
+    c = agent.coordination
+
+    c._acks_from_results(active, core)
+    await c._collect(active, core)  # p2 has not shown that it has the COMMIT
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"certificate")
+    assert core.awaiting_acks()
+
+    progress.apply_result("s2", 1, StepState.SUCCEEDED, {}, "")
+    c._acks_from_results(active, core)
+    await c._collect(active, core)
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
+    assert not core.awaiting_acks()
+    assert agent.metrics.collected_decisions._value.get() == 1
