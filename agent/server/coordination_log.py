@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from agent.negotiation.coordinator import Coordinator, Refusal, RoundRecord
+from agent.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_from_log
 from agent.negotiation.messages import ABORT, AnswerStatus, Ballot
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
@@ -70,39 +71,33 @@ class CoordinatorLog:
 
     async def _answer_from_log(self, workflow_id: str,
                                round_: int) -> peer_pb2.DecisionAnswer:
+        """The log's answer (agent.negotiation.log_answer has the rules)."""
         a = self.agent
         held = self._decisions.get((workflow_id, round_))
-        stored = None
+        collected = False
         if held is None:
             stored = await a.store.get_decision(workflow_id, round_)
             if stored is not None and stored[1]:
                 held = peer_pb2.Envelope.FromString(stored[1])
+            collected = stored is not None and not stored[1]
         row = await a.store.get_workflow(workflow_id)
-        if stored is not None and not stored[1]:
-            # A COMMIT whose certificate was collected: every participant acknowledged
-            # it, so whoever asks has it already. Never presume abort here.
-            answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
-            if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
-                answer.final_state = status_pb2.WorkflowState.Value(
-                    f"WORKFLOW_STATE_{row.state}")
-            return answer
-        if held is not None:
-            answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=held)
-            if row is not None and row.state in TERMINAL_WORKFLOW_STATES:
-                answer.final_state = status_pb2.WorkflowState.Value(
-                    f"WORKFLOW_STATE_{row.state}")
-            return answer
-        if row is not None and row.state not in TERMINAL_WORKFLOW_STATES \
-                and round_ > row.round:
-            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)  # not begun
-        # Presumed abort: no decision on record means abort. The proposal cell is set
-        # first: if it holds COMMIT, only a ballot can settle the round (the restarted
-        # core runs one), so the answer is "unknown".
-        cell, _ = await a.store.propose(workflow_id, round_, "ABORT", wire.value_bytes(ABORT))
-        if cell != "ABORT":
-            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
-        envelope = await self._presume_abort(workflow_id, round_, {}, "no decision on record")
-        return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=True, decision=envelope)
+        over = row is not None and row.state in TERMINAL_WORKFLOW_STATES
+        verdict = answer_from_log(held is not None, collected, round_,
+                                  row.round if row is not None else None, over)
+        if verdict is LogAnswer.PRESUME_ABORT:
+            cell, _ = await a.store.propose(workflow_id, round_, "ABORT",
+                                            wire.value_bytes(ABORT))
+            verdict = after_presumed_cell(cell)
+            if verdict is LogAnswer.DECIDED:
+                held = await self._presume_abort(workflow_id, round_, {},
+                                                  "no decision on record")
+        answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id,
+                                         known=verdict is LogAnswer.DECIDED)
+        if verdict is LogAnswer.DECIDED:
+            answer.decision.CopyFrom(held)
+        if over and verdict in (LogAnswer.DECIDED, LogAnswer.FORGOTTEN):
+            answer.final_state = status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{row.state}")
+        return answer
 
     async def _presume_abort(self, workflow_id: str, round_: int, placement: dict,
                              reason: str) -> peer_pb2.Envelope:
