@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from agent.executor import build_executor
 from agent.executor.base import Executor
@@ -50,6 +51,15 @@ class Active:
     fresh: bool = False
     # COMMIT records every participant acknowledged: collected with the next save.
     collect: list[tuple[str, int]] = field(default_factory=list)
+
+
+class SavedStatus(NamedTuple):
+    """What the last saves of an active workflow wrote: its row, its step rows, and
+    whether those are every step row it has on disk (a save of every step made them so)."""
+
+    row: WorkflowRow
+    steps: dict[str, StepRow]
+    every_step: bool
 
 
 class Changes:
@@ -133,7 +143,7 @@ class Agent:
         # What the last saves of each active workflow wrote (row, steps): watchers and
         # status reads are answered from it instead of from SQLite. An entry exists only
         # while it holds every step row on disk (see save), and only while active.
-        self._saved: dict[str, tuple[WorkflowRow, dict[str, StepRow], bool]] = {}
+        self._saved: dict[str, SavedStatus] = {}
         # Ended here lately: late messages about them need no buffering.
         self.recently_finished: OrderedDict[str, None] = OrderedDict()
         self.changes = Changes()
@@ -381,12 +391,13 @@ class Agent:
             # some steps only updates an entry that already holds every step.
             saved = self._saved.get(row.id)
             if active.progress is None:
-                self._saved[row.id] = (replace(row), {}, False)
+                self._saved[row.id] = SavedStatus(replace(row), {}, False)
             elif steps is None:
-                self._saved[row.id] = (replace(row), {r.step_id: r for r in rows}, True)
-            elif saved is not None and saved[2]:
-                saved[1].update((r.step_id, r) for r in rows)
-                self._saved[row.id] = (replace(row), saved[1], True)
+                self._saved[row.id] = SavedStatus(replace(row), {r.step_id: r for r in rows},
+                                                  True)
+            elif saved is not None and saved.every_step:
+                saved.steps.update((r.step_id, r) for r in rows)
+                self._saved[row.id] = SavedStatus(replace(row), saved.steps, True)
             else:
                 self._saved.pop(row.id, None)
         await self.changes.bump(row.id)
@@ -402,7 +413,7 @@ class Agent:
 
         saved = self._saved.get(workflow_id)
         if saved is not None:
-            return status_message(saved[0], saved[1])
+            return status_message(saved.row, saved.steps)
         row, steps = await self.store.get_workflow_with_steps(workflow_id)
         if row is None:
             return None
