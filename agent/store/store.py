@@ -55,6 +55,13 @@ def _apply_group(db: aiosqlite.Connection,
 Statement = tuple[str, tuple]
 
 
+def _once_statement(table: str, column: str, workflow_id: str, round_: int, outcome: str,
+                    value: bytes) -> Statement:
+    """Fill a write-once cell if it is empty (one row changed), else leave it (none)."""
+    return (f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, {column})"
+            " VALUES(?, ?, ?, ?)", (workflow_id, round_, outcome, value))
+
+
 class StoreError(RuntimeError):
     """The data dir cannot be used (newer schema, corrupt file)."""
 
@@ -262,9 +269,10 @@ class Store:
 
     async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
                             reservation: ReservationRow | None = None,
-                            also: Sequence[Statement] = ()) -> None:
+                            also: Sequence[Statement] = ()) -> list[int]:
         """Insert or update a workflow and (some of) its steps in one transaction, with the
-        statements in `also` (a step attempt's start or end, a reservation's change).
+        statements in `also` (a step attempt's start or end, a reservation's change, a
+        decision); returns how many rows each statement of `also` changed.
 
         Raises sqlite3.IntegrityError when another workflow holds w.request_id, or when
         `also` starts an attempt that was started before (nothing is written then).
@@ -277,7 +285,8 @@ class Store:
         stmts += [self._step_stmt(s) for s in steps]
         if reservation is not None:
             stmts.append(self.reservation_statement(reservation))
-        await self._write([*stmts, *also])
+        counts = await self._write([*stmts, *also])
+        return counts[len(stmts):]
 
     async def save_steps(self, steps: list[StepRow]) -> None:
         if steps:
@@ -336,6 +345,18 @@ class Store:
         return [self._step_from(r) for r in await self._all(self._STEPS_OF, (workflow_id,))]
 
     # ---- decisions (write-once) ---------------------------------------------
+
+    @staticmethod
+    def decision_statement(workflow_id: str, round_: int, outcome: str,
+                           envelope: bytes) -> Statement:
+        """The compare-and-set of record_decision, for a caller's own transaction: it
+        changes one row if it won the cell, none if the cell already held a decision."""
+        return _once_statement("decisions", "envelope", workflow_id, round_, outcome, envelope)
+
+    async def apply(self, statements: Sequence[Statement]) -> list[int]:
+        """Write statements made by this class's *_statement helpers in one transaction;
+        returns how many rows each changed."""
+        return await self._write(list(statements))
 
     async def record_decision(
         self, workflow_id: str, round_: int, outcome: str, envelope: bytes,
@@ -460,10 +481,8 @@ class Store:
     async def _write_once(self, table: str, workflow_id: str, round_: int, outcome: str,
                           value: bytes, also: Sequence[Statement] = (),
                           column: str = "value") -> tuple[str, bytes]:
-        changed = await self._write([(
-            f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, {column})"
-            " VALUES(?, ?, ?, ?)", (workflow_id, round_, outcome, value),
-        ), *also])
+        changed = await self._write(
+            [_once_statement(table, column, workflow_id, round_, outcome, value), *also])
         if changed[0]:  # the cell was empty: it holds what we wrote (no read-back needed)
             return outcome, value
         held = await self._get_once(table, workflow_id, round_, column)
@@ -504,6 +523,11 @@ class Store:
                     value: bytes) -> tuple[str, bytes]:
         """Record a decision learned to be chosen; write-once: returns the one that holds."""
         return await self._write_once("learned", workflow_id, round_, outcome, value)
+
+    @staticmethod
+    def learn_statement(workflow_id: str, round_: int, outcome: str, value: bytes) -> Statement:
+        """learn's compare-and-set, for a caller's own transaction (one row if it won)."""
+        return _once_statement("learned", "value", workflow_id, round_, outcome, value)
 
     async def get_learned(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
         return await self._get_once("learned", workflow_id, round_)

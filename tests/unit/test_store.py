@@ -146,6 +146,22 @@ async def test_record_decision_is_write_once(store: Store) -> None:
     assert await store.get_commit("wf-2") is None
 
 
+async def test_write_once_cells_in_a_callers_own_transaction(store: Store) -> None:
+    """The statements say whether they won their cell: one row changed, or none."""
+    w = workflow(state="RUNNING")
+    counts = await store.save_workflow(w, also=[
+        store.decision_statement("wf-1", 1, "COMMIT", b"cert"),
+        store.learn_statement("wf-1", 1, "COMMIT", b"value")])
+    assert counts == [1, 1]
+    assert await store.get_decision("wf-1", 1) == ("COMMIT", b"cert")
+    assert await store.get_learned("wf-1", 1) == ("COMMIT", b"value")
+    assert (await store.get_workflow("wf-1")).state == "RUNNING"
+    assert await store.apply([store.decision_statement("wf-1", 1, "ABORT", b"late"),
+                              store.learn_statement("wf-1", 1, "ABORT", b"late")]) == [0, 0]
+    assert await store.get_decision("wf-1", 1) == ("COMMIT", b"cert")
+    assert await store.get_learned("wf-1", 1) == ("COMMIT", b"value")
+
+
 # ---- reservations -----------------------------------------------------------------------
 
 
