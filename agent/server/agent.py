@@ -365,9 +365,10 @@ class Agent:
 
     async def save(self, active: Active, steps: list[str] | None = None,
                    reservation: ReservationRow | None = None,
-                   also: Sequence[Statement] = ()) -> None:
+                   also: Sequence[Statement] = ()) -> list[int]:
         """Persist the row and the named steps (all when None), and with them the given
-        reservation and statements, in one transaction; then wake watchers."""
+        reservation and statements, in one transaction; then wake watchers. Returns how
+        many rows each statement of `also` changed."""
         row = active.row
         row.updated_ms = self.now_ms()
         rows = []
@@ -376,7 +377,7 @@ class Agent:
             rows = [self._step_row(active, sid) for sid in ids]
         collect, active.collect = active.collect, []
         try:
-            await self.store.save_workflow(
+            counts = await self.store.save_workflow(
                 row, rows, reservation=reservation,
                 also=[*also, *(self.store.collect_commit_statement(*k) for k in collect)])
         except BaseException:
@@ -401,6 +402,7 @@ class Agent:
             else:
                 self._saved.pop(row.id, None)
         await self.changes.bump(row.id)
+        return counts[:len(also)]
 
     @staticmethod
     def _step_row(active: Active, step_id: str) -> StepRow:

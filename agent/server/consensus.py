@@ -335,6 +335,13 @@ class Consensus:
 
     # ---- decisions -------------------------------------------------------------------
 
+    def learned_here(self, key: Key, outcome: str) -> None:
+        """`outcome` of `key` is in the learned log on disk (written by learn, or by this
+        agent's coordinator with its decision record): learning it again needs no write."""
+        self._learned[key] = outcome
+        while len(self._learned) > LEARNED_MEMORY:
+            self._learned.popitem(last=False)
+
     async def learn(self, key: Key, value: Value, tx: TxInfo, *,
                     from_coordinator: bool = False) -> None:
         """A decision known to be chosen: on disk first (write-once), then applied."""
@@ -343,9 +350,7 @@ class Consensus:
         held = self._learned.get(key)
         if held is None:
             held, _ = await a.store.learn(key[0], key[1], outcome, wire.value_bytes(value))
-            self._learned[key] = held
-            while len(self._learned) > LEARNED_MEMORY:
-                self._learned.popitem(last=False)
+            self.learned_here(key, held)
         if held != outcome:
             log.error("%s round %d: %s contradicts the %s learned before", key[0], key[1],
                       outcome, held)

@@ -12,8 +12,9 @@ Accept(ballot 0) goes to the acceptors (ours directly, the others through the
 Paxos RPC, agent.server.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
 
-Answers to in-doubt participants and recovery after a restart are in
-agent.server.coordination_log (mixed in).
+Recording and announcing decisions is in agent.server.coordination_decisions;
+answers to in-doubt participants and recovery after a restart are in
+agent.server.coordination_log (both mixed in).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from agent.negotiation.errors import LocalProtocolError, ProtocolError
 from agent.negotiation.messages import Key, TxInfo
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
-from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, PAXOS_RPC_TIMEOUT_S, RESEND_S
+from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
+from agent.server.coordination_decisions import CoordinatorDecisions, refusal_rows
 from agent.server.coordination_log import NO_ANSWER, CoordinatorLog
 from agent.server.peers import PeerCallError
 from agent.store.store import WorkflowRow
@@ -60,14 +62,7 @@ END_NOTICE_PATIENCE_S = 24 * 3600.0
 ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
 
 
-def _refusal_rows(core: Coordinator) -> list[dict]:
-    return [
-        {"round": r.round, "domain": r.domain, "steps": list(r.steps), "reason": r.reason}
-        for r in core.refusals
-    ]
-
-
-class Coordination(CoordinatorLog):
+class Coordination(CoordinatorDecisions, CoordinatorLog):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -171,7 +166,7 @@ class Coordination(CoordinatorLog):
         row.round, row.placement = action.round, dict(action.placement)
         row.acceptors = list(action.acceptors)
         row.endpoints = {d: a.endpoint_of(d) or "" for d in set(action.placement.values())}
-        row.refusals = _refusal_rows(core)  # watchers see why a round was redone
+        row.refusals = refusal_rows(core)  # watchers see why a round was redone
 
     def _placer(self, spec: spec_pb2.WorkflowSpec):
         a = self.agent
@@ -313,12 +308,17 @@ class Coordination(CoordinatorLog):
         elif isinstance(action, Send):
             a.consensus.send(action.to, action.msg)
         elif isinstance(action, PersistDecision):
-            # A COMMIT on record spends the proposal cell: collected in the same write.
-            spent = paxos and core.phase is Phase.COMMITTED
-            await self._persist_decision(active, spec, action, spent)
+            await self._persist_decision(active, spec, core, action, paxos=paxos)
         elif isinstance(action, SendDecision):
             envelope = self._decisions.get((row.id, action.round))
-            if paxos and core.phase is Phase.COMMITTED and envelope is not None:
+            value, tx = core.decision(action.round), core.tx()
+            if paxos and core.phase is Phase.COMMITTED and action.domain == a.domain \
+                    and value is not None and tx is not None and tx.round == action.round:
+                # Our own steps: the core's decision as it stands, not our envelope
+                # opened and its signatures checked again.
+                a.spawn(self._commit_here(tx, value, events),
+                        name=f"commit {row.id}/{action.round} here")
+            elif paxos and core.phase is Phase.COMMITTED and envelope is not None:
                 # One attempt; the core resends until this participant acknowledges.
                 a.spawn(self._notify_commit(row, action.domain, action.round, envelope, events),
                         name=f"commit {row.id}/{action.round} to {action.domain}")
@@ -361,94 +361,20 @@ class Coordination(CoordinatorLog):
         await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
                                wire.canonical(envelope)))
 
-    async def _persist_decision(self, active: Active, spec, action: PersistDecision,
-                                spent_proposal: bool = False) -> None:
-        a = self.agent
-        row = active.row
-        decision = peer_pb2.Decision(
-            workflow_id=row.id, round=action.round, coordinator=a.domain,
-            outcome=peer_pb2.OUTCOME_COMMIT if action.commit else peer_pb2.OUTCOME_ABORT,
-            placement=action.placement, spec=spec, reason=action.reason,
-            votes=[peer_pb2.Envelope.FromString(v) for v in action.votes],
-            endpoints={d: a.endpoint_of(d, row.endpoints) or ""
-                       for d in set(action.placement.values())},
-        )
-        envelope = a.seal("", decision=decision)
-        outcome = "COMMIT" if action.commit else "ABORT"
-        held, raw = await a.store.record_decision(
-            row.id, action.round, outcome, envelope.SerializeToString(),
-            also=a.store.spent_proposal_statements(row.id, action.round) if spent_proposal else (),
-        )
-        if held != outcome:  # the write-once cell already held the other outcome
-            log.error("%s round %d: decision cell holds %s, not %s", row.id, action.round,
-                      held, outcome)
-        self._decisions[(row.id, action.round)] = peer_pb2.Envelope.FromString(raw)
-        a.metrics.decisions.labels(held.lower()).inc()
-
-    def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
-                       acks: asyncio.Queue | None = None) -> None:
-        """Announce a decision until the participant acknowledges it (or the lease);
-        an acknowledgement goes to the core's queue `acks`, if given."""
-        self.agent.spawn(self._deliver_decision(row, domain, round_, acks),
-                         name=f"decision {row.id}/{round_} to {domain}")
-
-    async def _deliver_decision(self, row: WorkflowRow, domain: str, round_: int,
-                                acks: asyncio.Queue | None) -> None:
-        a = self.agent
-        envelope = self._decisions.get((row.id, round_))
-        if envelope is None:  # the core is done with it, or from before a restart
-            stored = await a.store.get_decision(row.id, round_)
-            if stored is None or not stored[1]:  # none, or collected: everyone has it
-                return
-            envelope = peer_pb2.Envelope.FromString(stored[1])
-        if domain == a.domain:
-            ack = await a.participation.decide(a.domain, envelope)
-        else:
-            ack = await a.deliver(
-                domain, "Decide", endpoints=row.endpoints,
-                give_up_after=a.config.negotiation.lease_s,
-                decision_notice=peer_pb2.DecisionNotice(decision=envelope),
-            )
-        if acks is not None and ack is not None and ack.ok:
-            acks.put_nowait(("ack", domain, round_))
-
-    async def _notify_commit(self, row: WorkflowRow, domain: str, round_: int,
-                             envelope: peer_pb2.Envelope, events: asyncio.Queue) -> None:
-        a = self.agent
-        if domain == a.domain:
-            ack = await a.participation.decide(a.domain, envelope)
-        else:
-            endpoint = a.endpoint_of(domain, row.endpoints)
-            if endpoint is None:
-                return
-            try:
-                body, _ = await a.peers.call(
-                    endpoint, "Decide", recipient=domain, expect="ack",
-                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
-                    decision_notice=peer_pb2.DecisionNotice(decision=envelope))
-            except PeerCallError as e:
-                log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
-                return
-            ack = body.ack
-        if ack.ok:
-            events.put_nowait(("ack", domain, round_))
-        else:
-            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
-
     async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
         a = self.agent
         row = active.row
-        row.refusals = _refusal_rows(core)
+        row.refusals = refusal_rows(core)
         started = self._started.pop(row.id, None)
         if started is not None:
             a.metrics.admission_seconds.observe(a.now() - started)
         if fin.committed:
             if row.state in TERMINAL_WORKFLOW_STATES:
                 return  # every step reported before the core heard its COMMIT was chosen
-            row.state, row.placement = "RUNNING", dict(fin.placement)
-            a.participation.ensure_progress(active, spec)
-            await a.participation.fold_in_results(active)
-            await a.save(active)
+            if row.state == "NEGOTIATING":  # restored from a COMMIT on record
+                self._enter_running(active, spec, core, fin.placement)
+                await a.participation.fold_in_results(active)
+                await a.save(active)
             await self.after_progress(active)
             return
         row.state = "CANCELLED" if fin.reason.startswith("cancelled") else "ABORTED"
