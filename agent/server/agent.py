@@ -376,9 +376,12 @@ class Agent:
             ids = list(active.progress.steps) if steps is None else steps
             rows = [self._step_row(active, sid) for sid in ids]
         collect, active.collect = active.collect, []
+        # What this write holds: the row may change while it is on its way (another task
+        # ending the workflow), and the copy kept for status must not run ahead of its steps.
+        written = replace(row)
         try:
             counts = await self.store.save_workflow(
-                row, rows, reservation=reservation,
+                written, rows, reservation=reservation,
                 also=[*also, *(self.store.collect_commit_statement(*k) for k in collect)])
         except BaseException:
             active.collect[:0] = collect
@@ -392,13 +395,12 @@ class Agent:
             # some steps only updates an entry that already holds every step.
             saved = self._saved.get(row.id)
             if active.progress is None:
-                self._saved[row.id] = SavedStatus(replace(row), {}, False)
+                self._saved[row.id] = SavedStatus(written, {}, False)
             elif steps is None:
-                self._saved[row.id] = SavedStatus(replace(row), {r.step_id: r for r in rows},
-                                                  True)
+                self._saved[row.id] = SavedStatus(written, {r.step_id: r for r in rows}, True)
             elif saved is not None and saved.every_step:
                 saved.steps.update((r.step_id, r) for r in rows)
-                self._saved[row.id] = SavedStatus(replace(row), saved.steps, True)
+                self._saved[row.id] = SavedStatus(written, saved.steps, True)
             else:
                 self._saved.pop(row.id, None)
         await self.changes.bump(row.id)

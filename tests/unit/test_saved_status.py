@@ -4,6 +4,8 @@ step row (an in-process agent on a temporary data dir; no network)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from google.protobuf import json_format
 
 from agent.gen.fedorch.v1 import spec_pb2, status_pb2
@@ -95,3 +97,33 @@ async def test_finished_and_inactive_workflows_are_not_kept(agent: Agent) -> Non
     await agent.save(active)  # a save landing after the end: not kept in memory
     assert await _reads(agent, "alpha.3") == 1
     assert await agent.status("alpha.9") is None
+
+
+async def test_a_save_keeps_the_row_it_wrote_when_the_row_changes_meanwhile(
+        agent: Agent) -> None:
+    """Another task may change the row (end the workflow) while a save is on its way to
+    disk: the status copy that save leaves must be what it wrote, not a newer row state
+    with its older steps."""
+    active = _active(agent)
+    active.row.state = "RUNNING"
+    active.progress = Progress(SPEC, active.row.placement, "alpha")
+    writing, release = asyncio.Event(), asyncio.Event()
+    original = agent.store.save_workflow
+
+    async def held(*args, **kwargs):
+        writing.set()
+        await release.wait()
+        return await original(*args, **kwargs)
+
+    agent.store.save_workflow = held  # type: ignore[method-assign]
+    try:
+        first = asyncio.create_task(agent.save(active))
+        await asyncio.wait_for(writing.wait(), 5)
+        active.row.state = "SUCCEEDED"  # as _end does before its own save
+        release.set()
+        await first
+    finally:
+        agent.store.save_workflow = original  # type: ignore[method-assign]
+    assert _states(await agent.status("alpha.1")) == (
+        "WORKFLOW_STATE_RUNNING", ["STEP_STATE_WAITING", "STEP_STATE_WAITING"])
+    assert (await agent.store.get_workflow("alpha.1")).state == "RUNNING"
