@@ -23,6 +23,7 @@ import asyncio
 import logging
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
@@ -47,7 +48,7 @@ from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from agent.server.coordination_decisions import CoordinatorDecisions, refusal_rows
 from agent.server.coordination_log import NO_ANSWER, CoordinatorLog
 from agent.server.peers import PeerCallError
-from agent.store.store import WorkflowRow
+from agent.store.store import Statement, Store, WorkflowRow
 from agent.workflow.placement import Candidate, place
 from agent.workflow.progress import Outcome
 from agent.workflow.spec import validate_spec
@@ -385,24 +386,29 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
 
     # ---- outcomes -----------------------------------------------------------------
 
-    async def after_progress(self, active: Active) -> None:
-        """Called whenever the coordinator's progress changed: is the workflow over?"""
+    async def after_progress(self, active: Active, also: Sequence[Statement] = ()) -> bool:
+        """Called whenever the coordinator's progress changed: is the workflow over? If
+        so it ends, and its end is written with the statements in `also` (a caller may
+        hand over the write it would have made); True then, else nothing is written."""
         row = active.row
         progress = active.progress
         if progress is None or row.state in TERMINAL_WORKFLOW_STATES:
-            return
+            return False
         outcome = progress.outcome()
         if outcome is None:
-            return
+            return False
         if outcome is Outcome.FAILED:
             failed = [s for s in progress.steps.values() if s.state.value == "FAILED"]
             reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
-            await self._end(active, "FAILED", reason)
+            await self._end(active, "FAILED", reason, also)
         else:
-            await self._end(active, "SUCCEEDED", "")
+            await self._end(active, "SUCCEEDED", "", also)
+        return True
 
-    async def _end(self, active: Active, state: str, reason: str) -> None:
-        """End a running workflow: stop what still runs anywhere, tell every participant."""
+    async def _end(self, active: Active, state: str, reason: str,
+                   also: Sequence[Statement] = ()) -> None:
+        """End a running workflow: stop what still runs anywhere, tell every participant.
+        One write: the final state, every step, the holds released here, and `also`."""
         a = self.agent
         row = active.row
         row.state, row.reason = state, reason
@@ -411,9 +417,9 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                 task = active.running.get(step_id)
                 if task is not None:
                     task.cancel()
-        for hold in a.participant.release_workflow(row.id):
-            await a.store.delete_reservation(hold.workflow_id, hold.round)
-        await a.save(active)
+        released = [Store.delete_reservation_statement(hold.workflow_id, hold.round)
+                    for hold in a.participant.release_workflow(row.id)]
+        await a.save(active, also=[*also, *released])
         a.metrics.workflows.labels(state).inc()
         notice = peer_pb2.CancelNotice(
             workflow_id=row.id, reason=reason,

@@ -14,8 +14,9 @@ in doubt (agent.server.consensus) until a decision is learned. A PREPARE
 without acceptors is classic 2PC: one PREPARED record, and the coordinator is
 asked when the lease passes.
 
-What a participant does about reservations in doubt, and its recovery after a
-restart, are in agent.server.in_doubt (mixed in).
+Running the steps and passing on their results are in agent.server.step_runs;
+what a participant does about reservations in doubt, and its recovery after a
+restart, are in agent.server.in_doubt (both mixed in).
 """
 
 from __future__ import annotations
@@ -23,36 +24,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from google.protobuf import json_format
-
-from agent.executor.base import StepInvocation
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from agent.identity.envelope import AuthError, open_evidence
 from agent.negotiation.errors import RemoteProtocolError
 from agent.negotiation.messages import Key, TxInfo, Value, check_tx
-from agent.negotiation.participant import DecisionEffect, Hold, HoldState
+from agent.negotiation.participant import DecisionEffect, HoldState
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
-from agent.server.convert import step_state, step_state_name, struct
 from agent.server.in_doubt import InDoubt
-from agent.store.store import HoldTxRow, ReservationRow, StepRow, Store, WorkflowRow
-from agent.workflow.progress import TERMINAL_STEP_STATES, Progress, StartAttempt, StepState
+from agent.server.step_runs import StepRuns, reservation_row
+from agent.store.store import HoldTxRow, ReservationRow, StepRow, WorkflowRow
+from agent.workflow.progress import Progress, StepState
 from agent.workflow.spec import SpecError, validate_spec
 
 if TYPE_CHECKING:
     from agent.server.agent import Agent
 
 log = logging.getLogger("fedorch.participant")
-EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders are asked to retry later
-RESULT_PATIENCE_S = 24 * 3600.0
-# A step still running this long after it started is reported RUNNING to its
-# coordinator (a progress note); a quicker one reports only its result, which spares
-# the coordinator a message and a write per step.
-RUNNING_NOTE_AFTER_S = 0.2
 
 
 class KeyedLocks:
@@ -79,12 +70,7 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
-def _reservation_row(h: Hold) -> ReservationRow:
-    return ReservationRow(h.workflow_id, h.round, h.coordinator, h.state.value, list(h.steps),
-                          int(h.lease_expires * 1000), h.coordinator_endpoint)
-
-
-class Participation(InDoubt):
+class Participation(StepRuns, InDoubt):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self._wake = asyncio.Event()
@@ -124,7 +110,7 @@ class Participation(InDoubt):
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
         else:
             if out.hold is not None:
-                await a.store.save_reservation(_reservation_row(out.hold))
+                await a.store.save_reservation(reservation_row(out.hold))
                 self._wake.set()
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = int(out.lease_expires * 1000)
@@ -166,7 +152,7 @@ class Participation(InDoubt):
                     await a.store.delete_reservation(*key)
                     vote.yes, vote.reason = False, "lease expired before the vote"
                 else:
-                    await a.store.save_reservation(_reservation_row(hold), tx=HoldTxRow(
+                    await a.store.save_reservation(reservation_row(hold), tx=HoldTxRow(
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
                         req.coordinator_endpoint))
@@ -244,7 +230,7 @@ class Participation(InDoubt):
             await self._committed(
                 decision.workflow_id, decision.round, decision.coordinator, decision.spec,
                 dict(decision.placement), dict(decision.endpoints),
-                _reservation_row(hold) if hold is not None else None)
+                reservation_row(hold) if hold is not None else None)
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
@@ -293,7 +279,7 @@ class Participation(InDoubt):
             endpoints = {tx.coordinator: info.coordinator_endpoint}
             await self._committed(key[0], key[1], tx.coordinator,
                                   spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
-                                  endpoints, _reservation_row(hold))
+                                  endpoints, reservation_row(hold))
 
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
@@ -334,8 +320,8 @@ class Participation(InDoubt):
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED
-            reservation = _reservation_row(hold) if committed else None
-        await a.save(active, reservation=reservation)
+            reservation = reservation_row(hold) if committed else None
+        await self._save_starting(active, reservation=reservation)
         await self.start_ready(active)
 
     def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:
@@ -364,137 +350,6 @@ class Participation(InDoubt):
             if s.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.RUNNING):
                 active.progress.apply_result(s.step_id, s.attempts, StepState(s.state),
                                              s.outputs, s.error)
-
-    # ---- running steps ------------------------------------------------------------
-
-    async def start_ready(self, active: Active) -> None:
-        a = self.agent
-        progress = active.progress
-        if progress is None or active.row.state in TERMINAL_WORKFLOW_STATES:
-            return
-        if a.participant.status((active.row.id, active.row.round)) in ("reserved", "prepared"):
-            # Our own vote is not committed here yet (a coordinator restarted between its
-            # COMMIT and applying it to its own reservation): applying it starts the steps.
-            return
-        while True:
-            ready = progress.start_ready()
-            if not ready:
-                return
-            for attempt in ready:
-                # The attempt's start and the step's RUNNING state in one transaction,
-                # before it runs; the start record is the attempt's idempotency key.
-                try:
-                    await a.save(active, [attempt.step_id], also=[Store.start_run_statement(
-                        active.row.id, attempt.step_id, attempt.attempt, a.now_ms())])
-                except sqlite3.IntegrityError:
-                    # This attempt was started before a crash: never run it again. It ends
-                    # as failed, through the same path as any attempt (save, release, tell).
-                    state = progress.attempt_ended(attempt.step_id, attempt.attempt, False, {},
-                                                   "interrupted by an agent restart")
-                    await self._after_step(active, attempt.step_id, state,
-                                           ended_run=(attempt.attempt, "failed"))
-                    continue
-                task = a.spawn(self._run(active, attempt),
-                               name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
-                if task is not None:
-                    active.running[attempt.step_id] = task
-
-    async def _run(self, active: Active, attempt: StartAttempt) -> None:
-        a = self.agent
-        row = active.row
-        step = active.progress.steps[attempt.step_id]
-        executor = a.executors.get(step.capability)
-        invocation = StepInvocation(row.id, attempt.step_id, attempt.attempt, attempt.params,
-                                    attempt.inputs, attempt.timeout_s)
-        note = asyncio.get_running_loop().call_later(
-            RUNNING_NOTE_AFTER_S, self._report, active, attempt.step_id, False)
-        try:
-            outcome = await executor.run(invocation)
-        finally:
-            note.cancel()
-            active.running.pop(attempt.step_id, None)
-        state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
-                                              outcome.outputs, outcome.error)
-        a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
-        await self._after_step(active, attempt.step_id, state,
-                               ended_run=(attempt.attempt, "succeeded" if outcome.ok
-                                          else "failed"))
-
-    async def _after_step(self, active: Active, step_id: str, state: StepState, *,
-                          ended_run: tuple[int, str] | None = None) -> None:
-        """A step's state changed here. One transaction records the attempt's end
-        (`ended_run`: attempt, "succeeded" or "failed"), the reservation it frees and
-        the workflow's steps (skipped downstream steps change too)."""
-        a = self.agent
-        also = []
-        if ended_run is not None:
-            also.append(Store.end_run_statement(active.row.id, step_id, ended_run[0],
-                                                ended_run[1], a.now_ms()))
-        if state in TERMINAL_STEP_STATES:
-            hold = a.participant.step_ended(active.row.id, step_id)
-            if hold is not None:
-                also.append(Store.reservation_statement(_reservation_row(hold)) if hold.steps
-                            else Store.delete_reservation_statement(hold.workflow_id,
-                                                                    hold.round))
-        await a.save(active, also=also)
-        if state in TERMINAL_STEP_STATES:
-            self._report(active, step_id, reliable=True)
-        if active.row.coordinator == a.domain:
-            await a.coordination.after_progress(active)
-        await self.start_ready(active)
-
-    def _report(self, active: Active, step_id: str, reliable: bool) -> None:
-        """Send a step's state to the coordinator and the owners of downstream steps."""
-        a = self.agent
-        step = active.progress.steps[step_id]
-        if not reliable and (step.state is not StepState.RUNNING or a.active.get(
-                active.row.id) is not active):
-            return  # a progress note that is out of date
-        result = peer_pb2.StepResult(
-            workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
-            state=step_state(step.state.value), outputs=struct(step.outputs), error=step.error,
-        )
-        targets = active.progress.result_recipients(step_id, active.row.coordinator)
-        if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
-            targets = [t for t in targets if t == active.row.coordinator]
-        for domain in targets:
-            a.spawn(a.deliver(domain, "ReportStep", endpoints=active.row.endpoints,
-                              # Final results until acknowledged: the receiver may be
-                              # restarting, and nothing else would tell it.
-                              give_up_after=RESULT_PATIENCE_S if reliable else 2.0,
-                              step_result=result),
-                    name=f"result {active.row.id}/{step_id} to {domain}")
-
-    async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
-        """A step's state from the domain that runs it."""
-        a = self.agent
-        if sender != result.domain:
-            return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
-        state = StepState(step_state_name(result.state))
-        outputs = json_format.MessageToDict(result.outputs)
-        active = a.active.get(result.workflow_id)
-        if result.workflow_id in a.recently_finished:
-            return peer_pb2.Ack(ok=True)
-        if active is None or active.progress is None:
-            # Not committed here yet (reordering): keep it for the COMMIT.
-            if len(self._early) >= EARLY_RESULTS_MEMORY:  # the sender retries
-                return peer_pb2.Ack(ok=False, retry_later=True,
-                                    error="too many results for unknown workflows")
-            self._early.setdefault(result.workflow_id, []).append(
-                (result.step_id, result.attempt, state, outputs, result.error))
-            await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
-                                                   state.value, result.attempt, outputs,
-                                                   result.error))
-            return peer_pb2.Ack(ok=True)
-        if active.row.placement.get(result.step_id) != sender:
-            return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
-        if active.progress.apply_result(result.step_id, result.attempt, state, outputs,
-                                        result.error):
-            await a.save(active)
-            if active.row.coordinator == a.domain:
-                await a.coordination.after_progress(active)
-            await self.start_ready(active)
-        return peer_pb2.Ack(ok=True)
 
     async def on_cancel(self, sender: str, notice: peer_pb2.CancelNotice) -> peer_pb2.Ack:
         """The coordinator ended the workflow (any terminal state): stop and release."""

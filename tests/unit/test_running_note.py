@@ -11,7 +11,7 @@ from google.protobuf import json_format
 
 from agent.executor.base import StepInvocation, StepOutcome
 from agent.gen.fedorch.v1 import spec_pb2, status_pb2
-from agent.server import participation
+from agent.server import step_runs
 from agent.server.agent import Active, Agent
 from agent.store.store import WorkflowRow
 from agent.workflow.progress import Progress
@@ -67,7 +67,7 @@ async def test_a_quick_step_reports_only_its_result(agent: Agent) -> None:
 
 
 async def test_a_long_step_is_reported_running_first(agent: Agent, monkeypatch) -> None:
-    monkeypatch.setattr(participation, "RUNNING_NOTE_AFTER_S", 0.0)
+    monkeypatch.setattr(step_runs, "RUNNING_NOTE_AFTER_S", 0.0)
     gate = Gate(open_=False)
     async with asyncio.TaskGroup() as tg:
         agent._tg = tg
