@@ -135,9 +135,15 @@ class RoundState:
     votes: dict[str, VoteIn] = field(default_factory=dict)
     next_resend: float = 0.0
     acked: set[str] = field(default_factory=set)
+    _participants: dict[str, tuple[str, ...]] | None = field(default=None, init=False,
+                                                             repr=False, compare=False)
 
     def participants(self) -> dict[str, tuple[str, ...]]:
-        by_domain: dict[str, list[str]] = {}
-        for step, domain in self.placement.items():
-            by_domain.setdefault(domain, []).append(step)
-        return {d: tuple(s) for d, s in sorted(by_domain.items())}
+        """Each participant domain (sorted) with its steps. Worked out once: a round's
+        placement never changes, and the driver asks on every turn."""
+        if self._participants is None:
+            by_domain: dict[str, list[str]] = {}
+            for step, domain in self.placement.items():
+                by_domain.setdefault(domain, []).append(step)
+            self._participants = {d: tuple(s) for d, s in sorted(by_domain.items())}
+        return self._participants
