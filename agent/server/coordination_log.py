@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
@@ -22,7 +23,7 @@ from agent.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_
 from agent.negotiation.messages import ABORT, AnswerStatus, Ballot
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
-from agent.store.store import WorkflowRow
+from agent.store.store import Statement, WorkflowRow
 from agent.workflow.progress import StepState
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class CoordinatorLog:
         def _consensus(self): ...
         def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
                            acks: asyncio.Queue | None = None) -> None: ...
-        async def after_progress(self, active: Active, also=()) -> bool: ...
+        async def after_progress(self, active: Active,
+                                 also: Sequence[Statement] = ()) -> bool: ...
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
