@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.gen.fedorch.v1 import client_pb2
-from tests.integration.federation import Federation, wait_for
+from tests.integration.federation import started_federation, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -16,15 +16,8 @@ NAMES = ["m1", "m2", "m3", "m4"]
 
 @pytest.fixture
 async def four(tmp_path):
-    fed = Federation(tmp_path, {n: {} for n in NAMES})
-    fed.write_configs()
-    try:
-        await fed.start()
-        await fed.wait_converged()
+    async with started_federation(tmp_path, {n: {} for n in NAMES}) as fed:
         yield fed
-    finally:
-        await fed.close_channels()
-        fed.stop()
 
 
 async def _views(fed, subject):
