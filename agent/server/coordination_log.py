@@ -138,7 +138,10 @@ class CoordinatorLog:
                 continue
             core.collected(key)
             self._decisions.pop(key, None)
-            if a.active.get(key[0]) is active:
+            # With the next save of a running workflow; an ended one has made its last
+            # save (its end may still be on its way to disk, without this key).
+            if a.active.get(key[0]) is active \
+                    and active.row.state not in TERMINAL_WORKFLOW_STATES:
                 active.collect.append(key)
             else:
                 await a.store.collect_commit(*key)

@@ -60,3 +60,23 @@ async def test_a_certificate_goes_once_every_participant_ran_or_acknowledged(
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
     assert not core.awaiting_acks()
     assert agent.metrics.collected_decisions._value.get() == 1
+
+
+async def test_a_workflow_ending_meanwhile_has_its_certificate_collected_at_once(
+        agent: Agent) -> None:
+    """The last acknowledgement may come while the workflow's end is being written (it
+    is still loaded, its state already final): no later save would carry the key."""
+    core = committed_core()
+    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
+    row = WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state="SUCCEEDED",
+                      spec=SPEC.SerializeToString(), placement=PLACEMENT,
+                      created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, PLACEMENT, "alpha"))
+    agent.active[row.id] = active  # a.finished() comes after the end's save
+    for domain in ("p1", "p2"):
+        core.receive_ack(3.0, domain, 1)
+
+    await agent.coordination._collect(active, core)
+
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
+    assert active.collect == []
