@@ -376,8 +376,8 @@ class Consensus:
         if value.commit:
             if tx.coordinator == a.domain:
                 a.coordination.ack(a.domain, key)
-            elif not from_coordinator:
-                self.send(tx.coordinator, DecisionAck(key, a.domain))
+            elif not from_coordinator:  # the coordinator's notice was answered already
+                a.participation.acknowledge_later(tx.coordinator, key)
 
     # ---- output ----------------------------------------------------------------------
 

@@ -102,6 +102,13 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         if entry is not None:
             entry[1].put_nowait(("ack", domain, key[1]))
 
+    def result_from(self, domain: str, workflow_id: str) -> None:
+        """`domain` reported a step of a workflow coordinated here: it holds the COMMIT
+        (only a committed round runs steps), so it counts as its acknowledgement."""
+        entry = self._cores.get(workflow_id)
+        if entry is not None and entry[0].phase in (Phase.DECIDING, Phase.COMMITTED):
+            entry[1].put_nowait(("ack", domain, entry[0].round))
+
     def tx_of(self, key: Key) -> TxInfo | None:
         entry = self._cores.get(key[0])
         tx = entry[0].tx() if entry is not None else None

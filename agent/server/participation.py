@@ -81,6 +81,8 @@ class Participation(StepRuns, InDoubt):
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
         self._committing = KeyedLocks()  # by workflow id
+        # COMMITs learned from the acceptors whose DecisionAck may still be due.
+        self._acks_due: dict[str, asyncio.TimerHandle] = {}
         # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
         # never answers YES before the first one's record is durable.
         self._voting = KeyedLocks()  # by (workflow, round)

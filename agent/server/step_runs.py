@@ -24,6 +24,7 @@ from google.protobuf import json_format
 
 from agent.executor.base import StepInvocation
 from agent.gen.fedorch.v1 import peer_pb2
+from agent.negotiation.messages import DecisionAck, Key
 from agent.negotiation.participant import Hold
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.convert import step_state, step_state_name, struct
@@ -40,6 +41,11 @@ RESULT_PATIENCE_S = 24 * 3600.0
 # coordinator (a progress note); a quicker one reports only its result, which spares
 # the coordinator a message and a write per step.
 RUNNING_NOTE_AFTER_S = 0.2
+# A participant that learned a COMMIT from the acceptors acknowledges it to the
+# coordinator only if no result of its steps has reached the coordinator this long
+# after: a result (or a RUNNING note) says as much, and spares a message per workflow.
+# Well under the coordinator's commit_notice_s, so a slow workflow draws no notice.
+ACK_AFTER_S = 0.5
 
 
 def reservation_row(h: Hold) -> ReservationRow:
@@ -52,6 +58,7 @@ class StepRuns:
 
     agent: Agent
     _early: dict[str, list[tuple[str, int, StepState, dict, str]]]
+    _acks_due: dict[str, asyncio.TimerHandle]  # workflow id -> its DecisionAck, if needed
 
     async def start_ready(self, active: Active) -> None:
         while ready := self._take_ready(active):
@@ -178,18 +185,42 @@ class StepRuns:
         if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
             targets = [t for t in targets if t == active.row.coordinator]
         for domain in targets:
-            a.spawn(a.deliver(domain, "ReportStep", endpoints=active.row.endpoints,
-                              # Final results until acknowledged: the receiver may be
-                              # restarting, and nothing else would tell it.
-                              give_up_after=RESULT_PATIENCE_S if reliable else 2.0,
-                              step_result=result),
+            a.spawn(self._send_result(active, domain, result, reliable),
                     name=f"result {active.row.id}/{step_id} to {domain}")
+
+    async def _send_result(self, active: Active, domain: str, result: peer_pb2.StepResult,
+                           reliable: bool) -> None:
+        ack = await self.agent.deliver(
+            domain, "ReportStep", endpoints=active.row.endpoints,
+            # Final results until acknowledged: the receiver may be restarting, and
+            # nothing else would tell it.
+            give_up_after=RESULT_PATIENCE_S if reliable else 2.0, step_result=result)
+        if ack is not None and ack.ok and domain == active.row.coordinator:
+            # The coordinator counts it as our acknowledgement of the COMMIT.
+            handle = self._acks_due.pop(active.row.id, None)
+            if handle is not None:
+                handle.cancel()
+
+    def acknowledge_later(self, coordinator: str, key: Key) -> None:
+        """We learned a COMMIT without the coordinator's notice. Any result of ours that
+        reaches the coordinator tells it we hold the COMMIT; a DecisionAck goes only if
+        none has after ACK_AFTER_S while the workflow still runs here."""
+        if key[0] not in self._acks_due:
+            self._acks_due[key[0]] = asyncio.get_running_loop().call_later(
+                ACK_AFTER_S, self._acknowledge, coordinator, key)
+
+    def _acknowledge(self, coordinator: str, key: Key) -> None:
+        self._acks_due.pop(key[0], None)
+        if key[0] in self.agent.active:
+            self.agent.consensus.send(coordinator, DecisionAck(key, self.agent.domain))
 
     async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
         """A step's state from the domain that runs it."""
         a = self.agent
         if sender != result.domain:
             return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
+        # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
+        a.coordination.result_from(sender, result.workflow_id)
         state = StepState(step_state_name(result.state))
         outputs = json_format.MessageToDict(result.outputs)
         active = a.active.get(result.workflow_id)
