@@ -60,6 +60,10 @@ log = logging.getLogger("fedorch.coordinator")
 
 _CANCEL = object()
 END_NOTICE_PATIENCE_S = 24 * 3600.0
+# How long a committed workflow's core outlives the workflow while participants have not
+# acknowledged the COMMIT: past a participant's delayed DecisionAck (ACK_AFTER_S) and the
+# first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe).
+ACK_GRACE_S = 2.0
 ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
 
 
@@ -213,6 +217,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         events = entry[1]
         answers: list[tuple[asyncio.Future, object]] = []
         calls: dict[tuple[str, int], asyncio.Task] = {}  # PREPAREs in flight
+        ended_at: float | None = None  # when the committed workflow was seen ended
         try:
             async with asyncio.TaskGroup() as tg:
                 pending = list(first or ())
@@ -231,7 +236,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                         # whose step succeeded had learned the COMMIT to run it.
                         self._acks_from_results(active, core)
                         await self._collect(active, core)
-                    if self._over(core, wf):
+                        ended_at = a.now() if ended_at is None else ended_at
+                    if self._over(core, wf, ended_at):
                         break
                     timer = core.get_timer()
                     wait = max(0.0, timer - a.now()) if timer is not None else None
@@ -268,12 +274,16 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                 if not future.done():
                     future.set_result(None)
 
-    def _over(self, core: Coordinator, workflow_id: str) -> bool:
+    def _over(self, core: Coordinator, workflow_id: str, ended_at: float | None) -> bool:
         if core.phase is Phase.ABORTED:
             return True
         if core.phase is Phase.COMMITTED:
-            # Every participant holds the COMMIT, or the workflow ended meanwhile.
-            return not core.awaiting_acks() or workflow_id not in self.agent.active
+            # Every participant holds the COMMIT; or the workflow ended and those that
+            # have not said so (their steps never ran) had ACK_GRACE_S to do it: their
+            # DecisionAck, or their answer to the COMMIT notice, lets the record go.
+            return not core.awaiting_acks() or (
+                workflow_id not in self.agent.active and ended_at is not None
+                and self.agent.now() - ended_at >= ACK_GRACE_S)
         return False
 
     def _apply(self, core: Coordinator, event: object) -> object:

@@ -44,7 +44,8 @@ RUNNING_NOTE_AFTER_S = 0.2
 # A participant that learned a COMMIT from the acceptors acknowledges it to the
 # coordinator only if no result of its steps has reached the coordinator this long
 # after: a result (or a RUNNING note) says as much, and spares a message per workflow.
-# Well under the coordinator's commit_notice_s, so a slow workflow draws no notice.
+# Well under the coordinator's commit_notice_s (a slow workflow draws no notice) and its
+# ACK_GRACE_S (the core of an ended workflow still counts it).
 ACK_AFTER_S = 0.5
 
 
@@ -204,15 +205,14 @@ class StepRuns:
     def acknowledge_later(self, coordinator: str, key: Key) -> None:
         """We learned a COMMIT without the coordinator's notice. Any result of ours that
         reaches the coordinator tells it we hold the COMMIT; a DecisionAck goes only if
-        none has after ACK_AFTER_S while the workflow still runs here."""
+        none has after ACK_AFTER_S (our steps may never run: skipped after a failure)."""
         if key[0] not in self._acks_due:
             self._acks_due[key[0]] = asyncio.get_running_loop().call_later(
                 ACK_AFTER_S, self._acknowledge, coordinator, key)
 
     def _acknowledge(self, coordinator: str, key: Key) -> None:
         self._acks_due.pop(key[0], None)
-        if key[0] in self.agent.active:
-            self.agent.consensus.send(coordinator, DecisionAck(key, self.agent.domain))
+        self.agent.consensus.send(coordinator, DecisionAck(key, self.agent.domain))
 
     async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
         """A step's state from the domain that runs it."""

@@ -35,8 +35,22 @@ steps:
 """
 
 
+FAILING = """
+name: failing
+steps:
+  - id: a
+    capability: gc.fail
+    constraints: {domains: [p1]}
+  - id: b
+    capability: gc.work
+    constraints: {domains: [p2]}
+    needs: [a]
+"""
+
+
 def _domains(commit: str) -> dict[str, dict]:
-    work = [{"name": "gc.work", "capacity": 4, "executor": {"type": "builtin", "name": "echo"}}]
+    work = [{"name": "gc.work", "capacity": 4, "executor": {"type": "builtin", "name": "echo"}},
+            {"name": "gc.fail", "capacity": 4, "executor": {"type": "builtin", "name": "fail"}}]
     return {name: {"capabilities": work if name != "c" else [],
                    "negotiation": {**TEST_TIMINGS["negotiation"], "commit": commit}}
             for name in ("c", "p1", "p2")}
@@ -90,3 +104,21 @@ async def test_commit_certificate_is_collected_once_everyone_has_it(tmp_path, co
         answer = await _ask(fed, "p2", wid)
         assert not answer.known and answer.final_state
         assert decisions() == [(1, "COMMIT", 0)]
+
+
+@pytest.mark.parametrize("commit", ["paxos", "2pc"])
+async def test_a_participant_whose_steps_never_ran_still_lets_the_certificate_go(
+        tmp_path, commit):
+    """p1's step fails, so p2's is skipped and p2 never reports a result: its
+    acknowledgement of the COMMIT (a DecisionAck, or its answer to the COMMIT notice)
+    still reaches the coordinator after the workflow ended, and the record goes."""
+    async with started_federation(tmp_path, _domains(commit)) as fed:
+        wid = await fed.submit("c", FAILING)
+        status = await fed.wait_state("c", wid)
+        assert state_name(status) == "FAILED", status
+
+        async def collected() -> bool:
+            return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
+                                 " WHERE workflow_id=?", (wid,)) == [(1, "COMMIT", 0)]
+
+        await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")

@@ -88,14 +88,16 @@ async def test_a_decision_ack_when_no_result_came_in_time(agent: Agent, monkeypa
     assert consensus == [("beta", DecisionAck(KEY, "alpha"))]
 
 
-async def test_no_decision_ack_for_a_workflow_that_ended_here(
+async def test_a_decision_ack_also_when_the_workflow_ended_here_first(
         agent: Agent, monkeypatch) -> None:
+    """Its steps never ran (skipped after an upstream failure, say): only the
+    DecisionAck tells the coordinator that this participant holds the COMMIT."""
     monkeypatch.setattr(step_runs, "ACK_AFTER_S", 0.0)
     consensus, _ = _recording(agent)
     fired = _timer_watched(agent)
     agent.participation.acknowledge_later("beta", KEY)  # not active here (ended)
     await asyncio.wait_for(fired.wait(), 5)
-    assert consensus == []
+    assert consensus == [("beta", DecisionAck(KEY, "alpha"))]
 
 
 async def test_the_coordinator_counts_a_result_as_an_acknowledgement(agent: Agent) -> None:
