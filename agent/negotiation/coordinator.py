@@ -50,6 +50,7 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                         -> PREPARING   ABORT chosen: next round (or ABORTED)
     (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot
     (DECIDING,  ack)    -> DECIDING    a participant learned COMMIT first: count it
+                                       (a step result it reports is one, too)
     (COMMITTED, ack)    -> COMMITTED   count; every participant: collectable
     (COMMITTED, timer)  -> COMMITTED   send COMMIT to the unacknowledged (consensus
                                        mode: first after commit_notice_s, since each
@@ -210,6 +211,12 @@ class Coordinator:
 
     def receive_ack(self, now: float, domain: str, round: int) -> None:
         self._dispatch("ack", now, (domain, round))
+
+    def receive_result(self, now: float, domain: str) -> None:
+        """`domain` reported one of its steps. Only a committed round runs steps, so it
+        holds the COMMIT: its acknowledgement, while one is of use (else ignored)."""
+        if self.phase in (Phase.DECIDING, Phase.COMMITTED) and self._round is not None:
+            self._dispatch("ack", now, (domain, self._round.number))
 
     def answer_query(self, now: float, round: int) -> DecisionAnswer:
         """A decision query: answered from the log; no decision on record means abort."""

@@ -107,11 +107,11 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             entry[1].put_nowait(("ack", domain, key[1]))
 
     def result_from(self, domain: str, workflow_id: str) -> None:
-        """`domain` reported a step of a workflow coordinated here: it holds the COMMIT
-        (only a committed round runs steps), so it counts as its acknowledgement."""
+        """`domain` reported a step of a workflow coordinated here (to its core, which
+        counts it as an acknowledgement of the COMMIT)."""
         entry = self._cores.get(workflow_id)
-        if entry is not None and entry[0].phase in (Phase.DECIDING, Phase.COMMITTED):
-            entry[1].put_nowait(("ack", domain, entry[0].round))
+        if entry is not None:
+            entry[1].put_nowait(("result", domain))
 
     def tx_of(self, key: Key) -> TxInfo | None:
         entry = self._cores.get(key[0])
@@ -256,7 +256,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                         answer = NO_ANSWER
                     if isinstance(event, tuple) and event[0] == "query":
                         answers.append((event[2], answer))
-                    elif isinstance(event, tuple) and event[0] == "ack":
+                    elif isinstance(event, tuple) and event[0] in ("ack", "result"):
                         await self._collect(active, core)
                 for call in calls.values():  # late replies can only be for a decided round
                     call.cancel()
@@ -296,6 +296,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             core.receive_paxos(now, event[1])  # type: ignore[index]
         elif event[0] == "ack":  # type: ignore[index]
             core.receive_ack(now, event[1], event[2])  # type: ignore[index]
+        elif event[0] == "result":  # type: ignore[index]
+            core.receive_result(now, event[1])  # type: ignore[index]
         elif event[0] == "query":  # type: ignore[index]
             return core.answer_query(now, event[1])  # type: ignore[index]
         return None
@@ -329,16 +331,10 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             await self._persist_decision(active, spec, core, action, paxos=paxos)
         elif isinstance(action, SendDecision):
             envelope = self._decisions.get((row.id, action.round))
-            value, tx = core.decision(action.round), core.tx()
-            if paxos and core.phase is Phase.COMMITTED and action.domain == a.domain \
-                    and value is not None and tx is not None and tx.round == action.round:
-                # Our own steps: the core's decision as it stands, not our envelope
-                # opened and its signatures checked again.
-                a.spawn(self._commit_here(tx, value, events),
-                        name=f"commit {row.id}/{action.round} here")
-            elif paxos and core.phase is Phase.COMMITTED and envelope is not None:
+            if paxos and core.phase is Phase.COMMITTED and envelope is not None:
                 # One attempt; the core resends until this participant acknowledges.
-                a.spawn(self._notify_commit(row, action.domain, action.round, envelope, events),
+                a.spawn(self._notify_commit(row, action.domain, action.round, envelope,
+                                            events, core),
                         name=f"commit {row.id}/{action.round} to {action.domain}")
             else:
                 self._send_decision(row, action.domain, action.round, events)

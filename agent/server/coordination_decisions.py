@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2
 from agent.negotiation.coordinator import Coordinator, PersistDecision
-from agent.negotiation.messages import TxInfo, Value
 from agent.server import paxos_wire as wire
 from agent.server.agent import Active
 from agent.server.consensus import PAXOS_RPC_TIMEOUT_S
@@ -126,16 +125,19 @@ class CoordinatorDecisions:
         if acks is not None and ack is not None and ack.ok:
             acks.put_nowait(("ack", domain, round_))
 
-    async def _commit_here(self, tx: TxInfo, value: Value, events: asyncio.Queue) -> None:
-        await self.agent.consensus.on_decision(self.agent.domain, value, tx,
-                                               from_coordinator=True)
-        events.put_nowait(("ack", self.agent.domain, tx.round))
-
     async def _notify_commit(self, row: WorkflowRow, domain: str, round_: int,
-                             envelope: peer_pb2.Envelope, events: asyncio.Queue) -> None:
+                             envelope: peer_pb2.Envelope, events: asyncio.Queue,
+                             core: Coordinator) -> None:
         a = self.agent
         if domain == a.domain:
-            ack = await a.participation.decide(a.domain, envelope)
+            # Our own steps: the core's decision as it stands, not our envelope opened
+            # and its signatures checked again.
+            value, tx = core.decision(round_), core.tx()
+            if value is not None and tx is not None and tx.round == round_:
+                await a.consensus.on_decision(a.domain, value, tx, from_coordinator=True)
+                ack = peer_pb2.Ack(ok=True)
+            else:
+                ack = await a.participation.decide(a.domain, envelope)
         else:
             endpoint = a.endpoint_of(domain, row.endpoints)
             if endpoint is None:

@@ -22,30 +22,18 @@ from tests.integration.federation import (
 
 pytestmark = pytest.mark.integration
 
-SPEC = """
-name: collected
+def _spec(name: str, first: str) -> str:
+    """Step a (capability `first`) on p1, then step b on p2."""
+    return f"""
+name: {name}
 steps:
-  - id: a
-    capability: gc.work
-    constraints: {domains: [p1]}
-  - id: b
-    capability: gc.work
-    constraints: {domains: [p2]}
-    needs: [a]
+  - {{id: a, capability: {first}, constraints: {{domains: [p1]}}}}
+  - {{id: b, capability: gc.work, constraints: {{domains: [p2]}}, needs: [a]}}
 """
 
 
-FAILING = """
-name: failing
-steps:
-  - id: a
-    capability: gc.fail
-    constraints: {domains: [p1]}
-  - id: b
-    capability: gc.work
-    constraints: {domains: [p2]}
-    needs: [a]
-"""
+SPEC = _spec("collected", "gc.work")
+FAILING = _spec("failing", "gc.fail")  # a fails, so b is skipped and never runs
 
 
 def _domains(commit: str) -> dict[str, dict]:

@@ -145,6 +145,22 @@ def test_all_yes_persists_the_certificate_before_telling_anyone() -> None:
     assert core.refusals == []
 
 
+def test_a_step_result_counts_as_an_acknowledgement_once_committed() -> None:
+    core, _, _ = started()
+    core.receive_result(0.5, "partner")  # no COMMIT yet: nothing to acknowledge
+    for domain in ("us-east", "partner", "eu-west"):
+        core.receive_vote(1.0, yes(domain))
+    core.next_actions()
+    assert core.awaiting_acks()
+    for domain in ("us-east", "partner"):
+        core.receive_result(2.0, domain)
+    assert core.awaiting_acks()  # eu-west has not shown it holds the COMMIT
+    core.receive_result(2.0, "eu-west")
+    assert not core.awaiting_acks()
+    with pytest.raises(RemoteProtocolError):
+        core.receive_result(3.0, "elsewhere")  # ran no step of it
+
+
 def test_duplicate_vote_is_ignored() -> None:
     core, _, _ = started({"a": ["x"], "b": ["y"]})
     core.receive_vote(1.0, yes("x"))
