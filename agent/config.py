@@ -418,6 +418,7 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.max_rounds": between(1, 20, "an integer from 1 to 20"),
     "fedorch.v1.NegotiationConfig.lease_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.replay_window_s": positive("a positive number of seconds"),
+    "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
 }
 
 GOSSIP_DEFAULTS = {"profile": "lan", "publish_interval_s": 1.0}
@@ -426,6 +427,7 @@ NEGOTIATION_DEFAULTS = {
     "max_rounds": 3,
     "lease_s": 30.0,
     "replay_window_s": 60.0,
+    "certificate_sweep_s": 30.0,
     "commit": "paxos",
 }
 

@@ -226,6 +226,7 @@ class Agent:
             self.publish_record_if_changed(force=True)
             tg.create_task(self.membership.run(), name="membership")
             tg.create_task(self.participation.timer_loop(), name="in-doubt")
+            tg.create_task(self.coordination.sweep_loop(), name="certificate sweep")
             if ready is not None:
                 ready.set()
             await self._stopping.wait()

@@ -62,7 +62,8 @@ _CANCEL = object()
 END_NOTICE_PATIENCE_S = 24 * 3600.0
 # How long a committed workflow's core outlives the workflow while participants have not
 # acknowledged the COMMIT: past a participant's delayed DecisionAck (ACK_AFTER_S) and the
-# first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe).
+# first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe) and
+# the certificate sweep (CoordinatorLog.sweep_certificates) offers it to them again.
 ACK_GRACE_S = 2.0
 ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
 

@@ -139,19 +139,28 @@ class CoordinatorDecisions:
             else:
                 ack = await a.participation.decide(a.domain, envelope)
         else:
-            endpoint = a.endpoint_of(domain, row.endpoints)
-            if endpoint is None:
+            ack = await self._commit_notice(row, domain, envelope)
+            if ack is None:
                 return
-            try:
-                body, _ = await a.peers.call(
-                    endpoint, "Decide", recipient=domain, expect="ack",
-                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
-                    decision_notice=peer_pb2.DecisionNotice(decision=envelope))
-            except PeerCallError as e:
-                log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
-                return
-            ack = body.ack
         if ack.ok:
             events.put_nowait(("ack", domain, round_))
         else:
             log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+
+    async def _commit_notice(self, row: WorkflowRow, domain: str,
+                             envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None:
+        """One COMMIT notice to another participant, answered by its Ack (None: no
+        answer). A participant that holds the COMMIT already just says so."""
+        a = self.agent
+        endpoint = a.endpoint_of(domain, row.endpoints)
+        if endpoint is None:
+            return None
+        try:
+            body, _ = await a.peers.call(
+                endpoint, "Decide", recipient=domain, expect="ack",
+                timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
+                decision_notice=peer_pb2.DecisionNotice(decision=envelope))
+        except PeerCallError as e:
+            log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
+            return None
+        return body.ack

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.coordinator")
 
 NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had)
+SWEEP_BATCH = 100  # kept certificates offered again per pass, oldest workflows first
 
 
 class CoordinatorLog:
@@ -52,6 +53,8 @@ class CoordinatorLog:
                            acks: asyncio.Queue | None = None) -> None: ...
         async def after_progress(self, active: Active,
                                  also: Sequence[Statement] = ()) -> bool: ...
+        async def _commit_notice(self, row: WorkflowRow, domain: str,
+                                 envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None: ...
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
@@ -146,6 +149,57 @@ class CoordinatorLog:
             else:
                 await a.store.collect_commit(*key)
                 a.metrics.collected_decisions.inc()
+
+    async def sweep_certificates(self) -> int:
+        """Offer the COMMIT again to the participants of ended workflows whose record
+        outlived the core (a participant was silent past ACK_GRACE_S, or the agent
+        restarted): each answers with an Ack, and once all have, the certificate goes.
+        One notice per participant and pass; a participant still silent is asked again
+        next pass, so a domain gone for good costs one call per pass, and its record is
+        kept (keeping is what presumed abort asks). Returns how many were collected."""
+        a = self.agent
+        collected = 0
+        for key in await a.store.kept_certificates(SWEEP_BATCH):
+            if key[0] in self._cores or key[0] in a.active:
+                continue  # its core still collects it
+            row = await a.store.get_workflow(key[0])
+            stored = await a.store.get_decision(*key)
+            if row is None or stored is None or not stored[1]:
+                continue
+            envelope = peer_pb2.Envelope.FromString(stored[1])
+            placement = peer_pb2.Body.FromString(envelope.body).decision.placement
+            acks = await asyncio.gather(*(self._offer_commit(row, domain, envelope)
+                                          for domain in sorted(set(placement.values()))))
+            if all(acks) and key[0] not in self._cores:
+                await a.store.collect_commit(*key)
+                a.metrics.collected_decisions.inc()
+                collected += 1
+                log.info("%s round %d: every participant has the COMMIT; certificate"
+                         " collected", *key)
+        a.metrics.kept_certificates.set(await a.store.count_kept_certificates())
+        return collected
+
+    async def _offer_commit(self, row: WorkflowRow, domain: str,
+                            envelope: peer_pb2.Envelope) -> bool:
+        a = self.agent
+        if domain == a.domain:
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            ack = await self._commit_notice(row, domain, envelope)
+        answer = "unanswered" if ack is None else "acknowledged" if ack.ok else "refused"
+        a.metrics.commit_offers.labels(answer).inc()
+        if ack is not None and not ack.ok:
+            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+        return answer == "acknowledged"
+
+    async def sweep_loop(self) -> None:
+        """Run sweep_certificates every negotiation.certificate_sweep_s until stopped."""
+        a = self.agent
+        while await a.sleep(a.config.negotiation.certificate_sweep_s):
+            try:
+                await self.sweep_certificates()
+            except Exception:  # a failed pass is retried by the next one
+                log.exception("certificate sweep failed")
 
     # ---- recovery -------------------------------------------------------------------
 

@@ -41,6 +41,14 @@ class AgentMetrics:
             "fedorch_decision_records_collected",
             "COMMIT certificates dropped from the coordinator's log once every participant"
             " acknowledged them", registry=r)
+        self.kept_certificates = Gauge(
+            "fedorch_commit_certificates_kept",
+            "COMMIT certificates in the coordinator's log, as the last sweep counted them:"
+            " those of live workflows, and those awaiting a silent participant", registry=r)
+        self.commit_offers = Counter(
+            "fedorch_commit_offers",
+            "COMMITs offered again by the certificate sweep to participants of ended"
+            " workflows, by answer", ["answer"], registry=r)
         self.workflows = Counter(
             "fedorch_workflows_finished", "Workflows coordinated here, by final state",
             ["state"], registry=r)

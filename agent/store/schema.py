@@ -135,6 +135,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, round)
     );
     """,
+    # 2 -> 3: the COMMIT certificates still kept, found without reading every decision
+    # (the sweep that offers them again to silent participants looks for these).
+    """
+    CREATE INDEX decisions_kept ON decisions(workflow_id, round)
+        WHERE outcome = 'COMMIT' AND envelope != x'';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -382,6 +382,24 @@ class Store:
     async def collect_commit(self, workflow_id: str, round_: int) -> None:
         await self._write([self.collect_commit_statement(workflow_id, round_)])
 
+    # The WHERE of the partial index decisions_kept, word for word, so SQLite uses it.
+    _KEPT = "d.outcome = 'COMMIT' AND d.envelope != x''"
+
+    async def kept_certificates(self, limit: int) -> list[tuple[str, int]]:
+        """COMMIT records whose certificate is still kept although their workflow has
+        ended here: (workflow_id, round), oldest workflow first, at most `limit`."""
+        ended = ", ".join(f"'{s}'" for s in ("SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"))
+        rows = await self._all(
+            f"SELECT d.workflow_id, d.round FROM decisions d JOIN workflows w"
+            f" ON w.id = d.workflow_id WHERE {self._KEPT} AND w.state IN ({ended})"
+            f" ORDER BY w.created_ms LIMIT ?", (limit,))
+        return [(r[0], r[1]) for r in rows]
+
+    async def count_kept_certificates(self) -> int:
+        """Every COMMIT certificate kept, live workflows' included."""
+        row = await self._one(f"SELECT count(*) FROM decisions d WHERE {self._KEPT}")
+        return int(row[0]) if row else 0
+
     async def get_decision(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
         """The decision on record: (outcome, envelope); a collected COMMIT has no bytes."""
         row = await self._one(

@@ -5,12 +5,14 @@ ABORT. Run for both commit protocols."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import urllib.request
 
 import pytest
 
-from agent.gen.fedorch.v1 import peer_pb2
+from agent.gen.fedorch.v1 import client_pb2, peer_pb2
 from agent.identity.envelope import new_nonce, seal
 from tests.integration.federation import (
     TEST_TIMINGS,
@@ -110,3 +112,55 @@ async def test_a_participant_whose_steps_never_ran_still_lets_the_certificate_go
                                  " WHERE workflow_id=?", (wid,)) == [(1, "COMMIT", 0)]
 
         await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
+
+
+def _metric(fed: Federation, name: str, sample: str) -> float:
+    url = f"http://{fed.metrics_address(name)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(sample))
+
+
+@pytest.mark.parametrize("commit", ["paxos", "2pc"])
+async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp_path, commit):
+    """p2 (its step skipped after p1's fails) is frozen from the moment the workflow
+    commits, before its delayed acknowledgement leaves, until the coordinator's core has
+    stopped waiting for it: the record is kept. Once p2 is back, the certificate sweep
+    offers it the COMMIT again, p2 acknowledges it, and the certificate goes."""
+    domains = _domains(commit)
+    domains["c"]["negotiation"]["certificate_sweep_s"] = 0.5
+    async with started_federation(tmp_path, domains) as fed:
+        wid = await fed.submit("c", FAILING)
+        watch = fed.client("c").Watch(client_pb2.GetWorkflowRequest(id=wid), timeout=60)
+        try:
+            async for status in watch:
+                if state_name(status) not in ("PENDING", "NEGOTIATING"):
+                    break
+        finally:
+            watch.cancel()
+        os.kill(fed.procs["p2"].pid, signal.SIGSTOP)
+        assert state_name(status) in ("RUNNING", "FAILED"), status
+        assert state_name(await fed.wait_state("c", wid)) == "FAILED"
+
+        def kept() -> bool:
+            return fed.rows("c", "SELECT length(envelope) > 0 FROM decisions"
+                                 " WHERE workflow_id=? AND outcome='COMMIT'", (wid,)) == [(1,)]
+
+        async def offered_in_vain() -> bool:  # only once the core has let the record go
+            return _metric(fed, "c", 'fedorch_commit_offers_total{answer="unanswered"}') >= 1
+
+        await wait_for(offered_in_vain, 30, "the sweep to offer the COMMIT to frozen p2")
+        assert kept(), "the certificate went while p2 could not have acknowledged it"
+
+        os.kill(fed.procs["p2"].pid, signal.SIGCONT)
+
+        async def collected() -> bool:
+            return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
+                                 " WHERE workflow_id=?", (wid,)) == [(1, "COMMIT", 0)]
+
+        await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
+        assert _metric(fed, "c", 'fedorch_commit_offers_total{answer="acknowledged"}') >= 1
+        assert _metric(fed, "c", "fedorch_commit_certificates_kept") == 0
+        # The late COMMIT brought nothing back to life at p2: its step never ran.
+        assert fed.rows("p2", "SELECT * FROM step_runs WHERE workflow_id=?", (wid,)) == []

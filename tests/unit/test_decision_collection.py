@@ -4,11 +4,12 @@ learned the COMMIT to run the step (an in-process agent; a core driven by hand).
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from google.protobuf import json_format
 
-from agent.gen.fedorch.v1 import spec_pb2
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
 from agent.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
 from agent.negotiation.messages import Accepted, Ballot, Value, VoteIn
 from agent.server.agent import Active, Agent
@@ -80,3 +81,67 @@ async def test_a_workflow_ending_meanwhile_has_its_certificate_collected_at_once
 
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
     assert active.collect == []
+
+
+def _ended_row(state: str = "FAILED") -> WorkflowRow:
+    return WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state=state,
+                       spec=SPEC.SerializeToString(), placement=PLACEMENT,
+                       created_ms=1, updated_ms=1)
+
+
+async def _kept_commit(agent: Agent) -> None:
+    decision = peer_pb2.Decision(workflow_id=KEY[0], round=KEY[1], coordinator="alpha",
+                                 outcome=peer_pb2.OUTCOME_COMMIT, placement=PLACEMENT)
+    await agent.store.record_decision(
+        *KEY, "COMMIT", agent.seal("", decision=decision).SerializeToString())
+
+
+async def test_the_sweep_drops_a_certificate_that_outlived_its_core_once_all_have_it(
+        agent: Agent, monkeypatch) -> None:
+    """The core of an ended workflow stopped waiting (ACK_GRACE_S) while p2 was silent:
+    the record was kept; the sweep offers the COMMIT to each participant again and drops
+    the certificate only when every one of them has acknowledged it."""
+    await agent.store.save_workflow(_ended_row())
+    await _kept_commit(agent)
+    has_it = {"p1": True, "p2": False}
+    offered: list[str] = []
+
+    async def offer(row: WorkflowRow, domain: str, envelope: peer_pb2.Envelope) -> bool:
+        assert row.id == KEY[0] and peer_pb2.Body.FromString(envelope.body).decision.round == 1
+        offered.append(domain)
+        return has_it[domain]
+
+    monkeypatch.setattr(agent.coordination, "_offer_commit", offer)
+    sweep = agent.coordination.sweep_certificates
+
+    assert await sweep() == 0  # p2 is still silent: kept
+    assert sorted(offered) == ["p1", "p2"]
+    outcome, envelope = await agent.store.get_decision(*KEY)
+    assert outcome == "COMMIT" and envelope
+    assert agent.metrics.kept_certificates._value.get() == 1
+
+    has_it["p2"] = True  # p2 is back
+    assert await sweep() == 1
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
+    assert agent.metrics.collected_decisions._value.get() == 1
+    assert agent.metrics.kept_certificates._value.get() == 0
+    offered.clear()
+    assert await sweep() == 0 and offered == []  # nothing left to offer
+
+
+async def test_the_sweep_leaves_live_workflows_to_their_core(agent: Agent,
+                                                              monkeypatch) -> None:
+    async def offer(row: WorkflowRow, domain: str, envelope: peer_pb2.Envelope) -> bool:
+        raise AssertionError(f"offered the COMMIT of a live workflow to {domain}")
+
+    monkeypatch.setattr(agent.coordination, "_offer_commit", offer)
+    await _kept_commit(agent)
+    await agent.store.save_workflow(_ended_row("RUNNING"))  # not ended
+    assert await agent.coordination.sweep_certificates() == 0
+
+    await agent.store.save_workflow(_ended_row("SUCCEEDED"))  # ended, its core still up
+    agent.coordination._cores[KEY[0]] = (committed_core(), asyncio.Queue())
+    assert await agent.coordination.sweep_certificates() == 0
+    outcome, envelope = await agent.store.get_decision(*KEY)
+    assert outcome == "COMMIT" and envelope
+    assert agent.metrics.kept_certificates._value.get() == 1
