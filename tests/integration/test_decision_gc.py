@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from agent.gen.fedorch.v1 import client_pb2, peer_pb2
+from agent.gen.fedorch.v1 import peer_pb2
 from agent.identity.envelope import new_nonce, seal
 from tests.integration.federation import (
     TEST_TIMINGS,
@@ -122,25 +122,37 @@ def _metric(fed: Federation, name: str, sample: str) -> float:
                if line.startswith(sample))
 
 
+async def _prepared(fed: Federation, name: str, wid: str) -> bool:
+    """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
+    rows = fed.rows(name, "SELECT state FROM reservations WHERE workflow_id=?", (wid,))
+    return rows == [("prepared",)]
+
+
+def _signal(fed: Federation, name: str, sig: signal.Signals) -> None:
+    os.kill(fed.procs[name].pid, sig)
+
+
 @pytest.mark.parametrize("commit", ["paxos", "2pc"])
 async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp_path, commit):
-    """p2 (its step skipped after p1's fails) is frozen from the moment the workflow
-    commits, before its delayed acknowledgement leaves, until the coordinator's core has
-    stopped waiting for it: the record is kept. Once p2 is back, the certificate sweep
-    offers it the COMMIT again, p2 acknowledges it, and the certificate goes."""
+    """p2 (its step skipped after p1's fails) votes YES and is frozen before the decision
+    reaches it, until the coordinator's core has stopped waiting for its acknowledgement:
+    the record is kept. Once p2 is back, the certificate sweep offers it the COMMIT
+    again, p2 acknowledges it, and the certificate goes. Timing by signals: p2 is
+    stopped before the submit; c is stopped while p2 votes, and p2 again before c reads
+    the vote."""
     domains = _domains(commit)
+    for name in domains:  # c must still wait for p2's vote after p2 was stopped
+        domains[name]["negotiation"]["prepare_timeout_s"] = 20
     domains["c"]["negotiation"]["certificate_sweep_s"] = 0.5
     async with started_federation(tmp_path, domains) as fed:
+        _signal(fed, "p2", signal.SIGSTOP)
         wid = await fed.submit("c", FAILING)
-        watch = fed.client("c").Watch(client_pb2.GetWorkflowRequest(id=wid), timeout=60)
-        try:
-            async for status in watch:
-                if state_name(status) not in ("PENDING", "NEGOTIATING"):
-                    break
-        finally:
-            watch.cancel()
-        os.kill(fed.procs["p2"].pid, signal.SIGSTOP)
-        assert state_name(status) in ("RUNNING", "FAILED"), status
+        await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
+        _signal(fed, "c", signal.SIGSTOP)
+        _signal(fed, "p2", signal.SIGCONT)
+        await wait_for(lambda: _prepared(fed, "p2", wid), 20, "p2 to vote YES")
+        _signal(fed, "p2", signal.SIGSTOP)
+        _signal(fed, "c", signal.SIGCONT)
         assert state_name(await fed.wait_state("c", wid)) == "FAILED"
 
         def kept() -> bool:
@@ -153,7 +165,7 @@ async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp
         await wait_for(offered_in_vain, 30, "the sweep to offer the COMMIT to frozen p2")
         assert kept(), "the certificate went while p2 could not have acknowledged it"
 
-        os.kill(fed.procs["p2"].pid, signal.SIGCONT)
+        _signal(fed, "p2", signal.SIGCONT)
 
         async def collected() -> bool:
             return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
