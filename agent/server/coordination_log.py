@@ -159,7 +159,7 @@ class CoordinatorLog:
         kept (keeping is what presumed abort asks). Returns how many were collected."""
         a = self.agent
         collected = 0
-        for key in await a.store.kept_certificates(SWEEP_BATCH):
+        for key in await a.store.kept_certificates(TERMINAL_WORKFLOW_STATES, SWEEP_BATCH):
             if key[0] in self._cores or key[0] in a.active:
                 continue  # its core still collects it
             row = await a.store.get_workflow(key[0])
@@ -170,7 +170,7 @@ class CoordinatorLog:
             placement = peer_pb2.Body.FromString(envelope.body).decision.placement
             acks = await asyncio.gather(*(self._offer_commit(row, domain, envelope)
                                           for domain in sorted(set(placement.values()))))
-            if all(acks) and key[0] not in self._cores:
+            if all(acks):
                 await a.store.collect_commit(*key)
                 a.metrics.collected_decisions.inc()
                 collected += 1

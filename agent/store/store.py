@@ -19,7 +19,7 @@ import asyncio
 import json
 import pathlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -385,14 +385,17 @@ class Store:
     # The WHERE of the partial index decisions_kept, word for word, so SQLite uses it.
     _KEPT = "d.outcome = 'COMMIT' AND d.envelope != x''"
 
-    async def kept_certificates(self, limit: int) -> list[tuple[str, int]]:
-        """COMMIT records whose certificate is still kept although their workflow has
-        ended here: (workflow_id, round), oldest workflow first, at most `limit`."""
-        ended = ", ".join(f"'{s}'" for s in ("SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"))
+    async def kept_certificates(self, ended: Collection[str],
+                                limit: int) -> list[tuple[str, int]]:
+        """COMMIT records whose certificate is still kept although their workflow is in
+        one of the states `ended`: (workflow_id, round), oldest workflow first, at most
+        `limit`."""
+        states = tuple(sorted(ended))
         rows = await self._all(
             f"SELECT d.workflow_id, d.round FROM decisions d JOIN workflows w"
-            f" ON w.id = d.workflow_id WHERE {self._KEPT} AND w.state IN ({ended})"
-            f" ORDER BY w.created_ms LIMIT ?", (limit,))
+            f" ON w.id = d.workflow_id WHERE {self._KEPT}"
+            f" AND w.state IN ({', '.join('?' * len(states))})"
+            f" ORDER BY w.created_ms LIMIT ?", (*states, limit))
         return [(r[0], r[1]) for r in rows]
 
     async def count_kept_certificates(self) -> int:

@@ -69,6 +69,15 @@ class Federation(RealNet):
         finally:
             db.close()
 
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        """Signal agent `name` by its pid: SIGSTOP freezes it, SIGCONT resumes it."""
+        os.kill(self.procs[name].pid, sig)
+
+    async def prepared(self, name: str, workflow_id: str) -> bool:
+        """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
+        return self.rows(name, "SELECT state FROM reservations WHERE workflow_id=?",
+                         (workflow_id,)) == [("prepared",)]
+
     def signer(self, domain: str) -> Signer:
         """Sign as `domain` (its key from this federation's key dir)."""
         return Signer(domain, load_private_key(self.workdir / "keys" / f"{domain}.key"))

@@ -5,10 +5,8 @@ ABORT. Run for both commit protocols."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-import urllib.request
 
 import pytest
 
@@ -46,14 +44,6 @@ def _domains(commit: str) -> dict[str, dict]:
             for name in ("c", "p1", "p2")}
 
 
-def _collected_metric(fed: Federation, name: str) -> float:
-    url = f"http://{fed.metrics_address(name)}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("fedorch_decision_records_collected_total"))
-
-
 async def _ask(fed: Federation, asker: str, workflow_id: str) -> peer_pb2.DecisionAnswer:
     query = seal(fed.signer(asker), recipient="c", now_ms=int(time.time() * 1000),
                  nonce=new_nonce(),
@@ -77,7 +67,7 @@ async def test_commit_certificate_is_collected_once_everyone_has_it(tmp_path, co
             return decisions() == [(1, "COMMIT", 0)]
 
         await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
-        assert _collected_metric(fed, "c") >= 1
+        assert fed.metric("c", "fedorch_decision_records_collected_total") >= 1
         assert fed.rows("c", "SELECT count(*) FROM proposals WHERE workflow_id=?",
                         (wid,)) == [(0,)]
         # A participant asking now (it has the decision) is told the workflow's end, and
@@ -114,24 +104,6 @@ async def test_a_participant_whose_steps_never_ran_still_lets_the_certificate_go
         await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
 
 
-def _metric(fed: Federation, name: str, sample: str) -> float:
-    url = f"http://{fed.metrics_address(name)}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(sample))
-
-
-async def _prepared(fed: Federation, name: str, wid: str) -> bool:
-    """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
-    rows = fed.rows(name, "SELECT state FROM reservations WHERE workflow_id=?", (wid,))
-    return rows == [("prepared",)]
-
-
-def _signal(fed: Federation, name: str, sig: signal.Signals) -> None:
-    os.kill(fed.procs[name].pid, sig)
-
-
 @pytest.mark.parametrize("commit", ["paxos", "2pc"])
 async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp_path, commit):
     """p2 (its step skipped after p1's fails) votes YES and is frozen before the decision
@@ -145,14 +117,14 @@ async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp
         domains[name]["negotiation"]["prepare_timeout_s"] = 20
     domains["c"]["negotiation"]["certificate_sweep_s"] = 0.5
     async with started_federation(tmp_path, domains) as fed:
-        _signal(fed, "p2", signal.SIGSTOP)
+        fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", FAILING)
-        await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
-        _signal(fed, "c", signal.SIGSTOP)
-        _signal(fed, "p2", signal.SIGCONT)
-        await wait_for(lambda: _prepared(fed, "p2", wid), 20, "p2 to vote YES")
-        _signal(fed, "p2", signal.SIGSTOP)
-        _signal(fed, "c", signal.SIGCONT)
+        await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")
+        fed.signal("c", signal.SIGSTOP)
+        fed.signal("p2", signal.SIGCONT)
+        await wait_for(lambda: fed.prepared("p2", wid), 20, "p2 to vote YES")
+        fed.signal("p2", signal.SIGSTOP)
+        fed.signal("c", signal.SIGCONT)
         assert state_name(await fed.wait_state("c", wid)) == "FAILED"
 
         def kept() -> bool:
@@ -160,19 +132,19 @@ async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp
                                  " WHERE workflow_id=? AND outcome='COMMIT'", (wid,)) == [(1,)]
 
         async def offered_in_vain() -> bool:  # only once the core has let the record go
-            return _metric(fed, "c", 'fedorch_commit_offers_total{answer="unanswered"}') >= 1
+            return fed.metric("c", "fedorch_commit_offers_total", answer="unanswered") >= 1
 
         await wait_for(offered_in_vain, 30, "the sweep to offer the COMMIT to frozen p2")
         assert kept(), "the certificate went while p2 could not have acknowledged it"
 
-        _signal(fed, "p2", signal.SIGCONT)
+        fed.signal("p2", signal.SIGCONT)
 
         async def collected() -> bool:
             return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
                                  " WHERE workflow_id=?", (wid,)) == [(1, "COMMIT", 0)]
 
         await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
-        assert _metric(fed, "c", 'fedorch_commit_offers_total{answer="acknowledged"}') >= 1
-        assert _metric(fed, "c", "fedorch_commit_certificates_kept") == 0
+        assert fed.metric("c", "fedorch_commit_offers_total", answer="acknowledged") >= 1
+        assert fed.metric("c", "fedorch_commit_certificates_kept") == 0
         # The late COMMIT brought nothing back to life at p2: its step never ran.
         assert fed.rows("p2", "SELECT * FROM step_runs WHERE workflow_id=?", (wid,)) == []

@@ -12,7 +12,6 @@ only some of the votes, or (resumed for a moment) all of them.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -60,16 +59,6 @@ def _federation(tmp_path, **negotiation: float):
     return started_federation(tmp_path, _domains(**negotiation))
 
 
-def _signal(fed: Federation, name: str, sig: signal.Signals) -> None:
-    os.kill(fed.procs[name].pid, sig)
-
-
-async def _prepared(fed: Federation, name: str, wid: str) -> bool:
-    """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
-    rows = fed.rows(name, "SELECT state FROM reservations WHERE workflow_id=?", (wid,))
-    return rows == [("prepared",)]
-
-
 def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
     return fed.rows(name, "SELECT round, outcome FROM learned WHERE workflow_id=?", (wid,))
 
@@ -85,15 +74,15 @@ async def _local_step(fed: Federation, name: str, wid: str, step: str):
 
 async def _everyone_voted_yes(fed: Federation, wid: str) -> None:
     """Submitted with p2 stopped; returns with c stopped, holding p2's YES unread."""
-    await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
-    _signal(fed, "c", signal.SIGSTOP)
-    _signal(fed, "p2", signal.SIGCONT)
-    await wait_for(lambda: _prepared(fed, "p2", wid), 20, "p2 to vote YES")
+    await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")
+    fed.signal("c", signal.SIGSTOP)
+    fed.signal("p2", signal.SIGCONT)
+    await wait_for(lambda: fed.prepared("p2", wid), 20, "p2 to vote YES")
 
 
 async def test_coordinator_dead_before_deciding_participants_abort_without_it(tmp_path):
     async with _federation(tmp_path) as fed:
-        _signal(fed, "p2", signal.SIGSTOP)
+        fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await _everyone_voted_yes(fed, wid)
         fed.kill("c")  # never restarted; it never read p2's vote, so it proposed nothing
@@ -119,13 +108,13 @@ async def test_coordinator_dead_before_deciding_participants_abort_without_it(tm
 async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_its_step(
         tmp_path):
     async with _federation(tmp_path) as fed:
-        _signal(fed, "p2", signal.SIGSTOP)
+        fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await _everyone_voted_yes(fed, wid)
         # p2 stops again before c reads its vote: c collects all YES, proposes COMMIT, and
         # c and p1 accept it (a majority: chosen); p2 hears none of it.
-        _signal(fed, "p2", signal.SIGSTOP)
-        _signal(fed, "c", signal.SIGCONT)
+        fed.signal("p2", signal.SIGSTOP)
+        fed.signal("c", signal.SIGCONT)
 
         async def p1_ran_a():
             s = await _local_step(fed, "p1", wid, "a")
@@ -159,7 +148,7 @@ async def test_with_2pc_the_same_participants_wait_for_the_coordinator(tmp_path)
     """The contrast (negotiation.commit: 2pc): in doubt they ask the coordinator and wait;
     its restart presumes abort and releases them."""
     async with _federation(tmp_path, commit="2pc") as fed:
-        _signal(fed, "p2", signal.SIGSTOP)
+        fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await _everyone_voted_yes(fed, wid)
         fed.kill("c")
@@ -170,7 +159,7 @@ async def test_with_2pc_the_same_participants_wait_for_the_coordinator(tmp_path)
 
         await wait_for(both_asked, 4 * LEASE_S, "p1 and p2 to ask the coordinator")
         for p in ("p1", "p2"):  # still in doubt: nobody else may decide in 2PC
-            assert await _prepared(fed, p, wid)
+            assert await fed.prepared(p, wid)
             assert _learned(fed, p, wid) == []
         await fed.close_channels()
         await fed.start("c")
@@ -195,9 +184,9 @@ async def _peer(fed: Federation, domain: str, method: str, envelope: peer_pb2.En
 async def test_forged_decisions_from_trusted_domains_are_refused_and_change_nothing(tmp_path):
     # A long lease: p1 stays in doubt (c waits for p2's vote) while it is lied to.
     async with _federation(tmp_path, lease_s=60) as fed:
-        _signal(fed, "p2", signal.SIGSTOP)
+        fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
-        await wait_for(lambda: _prepared(fed, "p1", wid), 20, "p1 to vote YES")
+        await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")
         x, c, p2 = fed.signer("x"), fed.signer("c"), fed.signer("p2")
         p2_yes = _envelope(p2, "c", vote=peer_pb2.Vote(workflow_id=wid, round=1, domain="p2",
                                                        yes=True, steps=["b"]))
@@ -238,14 +227,14 @@ async def test_forged_decisions_from_trusted_domains_are_refused_and_change_noth
             assert not body.ack.ok
             assert "lacks a YES vote" in body.ack.error or "takes no part" in body.ack.error
         # Nothing changed at p1: still in doubt, nothing learned, accepted or started.
-        assert await _prepared(fed, "p1", wid)
+        assert await fed.prepared("p1", wid)
         assert _learned(fed, "p1", wid) == []
         assert fed.rows("p1", "SELECT * FROM acceptor_records WHERE workflow_id=?",
                      (wid,)) == []
         assert fed.rows("p1", "SELECT * FROM workflows WHERE id=?", (wid,)) == []
         assert fed.rows("p1", "SELECT * FROM step_runs") == []
         # And the genuine protocol goes on: p2 votes, the workflow commits and runs once.
-        _signal(fed, "p2", signal.SIGCONT)
+        fed.signal("p2", signal.SIGCONT)
         status = await fed.wait_state("c", wid)
         assert state_name(status) == "SUCCEEDED", status
         assert step_states(status) == {"a": ("SUCCEEDED", "p1", 1), "b": ("SUCCEEDED", "p2", 1)}
