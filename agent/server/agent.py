@@ -51,6 +51,8 @@ class Active:
     fresh: bool = False
     # COMMIT records every participant acknowledged: collected with the next save.
     collect: list[tuple[str, int]] = field(default_factory=list)
+    # Those a save has taken (written, or on their way): nobody need collect them again.
+    collected: set[tuple[str, int]] = field(default_factory=set)
 
 
 class SavedStatus(NamedTuple):
@@ -377,6 +379,7 @@ class Agent:
             ids = list(active.progress.steps) if steps is None else steps
             rows = [self._step_row(active, sid) for sid in ids]
         collect, active.collect = active.collect, []
+        active.collected.update(collect)
         # What this write holds: the row may change while it is on its way (another task
         # ending the workflow), and the copy kept for status must not run ahead of its steps.
         written = replace(row)
@@ -386,6 +389,7 @@ class Agent:
                 also=[*also, *(self.store.collect_commit_statement(*k) for k in collect)])
         except BaseException:
             active.collect[:0] = collect
+            active.collected.difference_update(collect)
             raise
         if collect:
             self.metrics.collected_decisions.inc(len(collect))

@@ -46,7 +46,7 @@ from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from agent.server.coordination_decisions import CoordinatorDecisions, refusal_rows
-from agent.server.coordination_log import NO_ANSWER, CoordinatorLog
+from agent.server.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
 from agent.server.peers import PeerCallError
 from agent.store.store import Statement, Store, WorkflowRow
 from agent.workflow.placement import Candidate, place
@@ -433,6 +433,12 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                     task.cancel()
         released = [Store.delete_reservation_statement(hold.workflow_id, hold.round)
                     for hold in a.participant.release_workflow(row.id)]
+        key = (row.id, row.round)
+        if key in self._decisions and key not in active.collect \
+                and set(row.placement.values()) <= ran_a_step(active):
+            # Each participant learned the COMMIT to run a step: its certificate goes in
+            # this write, not in one of its own once the results have reached the core.
+            active.collect.append(key)
         await a.save(active, also=[*also, *released])
         a.metrics.workflows.labels(state).inc()
         notice = peer_pb2.CancelNotice(

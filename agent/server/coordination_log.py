@@ -35,6 +35,13 @@ NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had
 SWEEP_BATCH = 100  # kept certificates offered again per pass, oldest workflows first
 
 
+def ran_a_step(active: Active) -> set[str]:
+    """The participants with a step that succeeded: each learned the COMMIT to run it."""
+    if active.progress is None:
+        return set()
+    return {s.domain for s in active.progress.steps.values() if s.state is StepState.SUCCEEDED}
+
+
 class CoordinatorLog:
     """Mixed into Coordination, whose state and driver these methods use."""
 
@@ -122,12 +129,9 @@ class CoordinatorLog:
 
     def _acks_from_results(self, active: Active, core: Coordinator) -> None:
         """A participant whose step succeeded learned the COMMIT first: count it."""
-        if active.progress is None:
-            return
         now = self.agent.now()
-        for step in active.progress.steps.values():
-            if step.state is StepState.SUCCEEDED:
-                core.receive_ack(now, step.domain, core.round)
+        for domain in sorted(ran_a_step(active)):
+            core.receive_ack(now, domain, core.round)
 
     async def _collect(self, active: Active, core: Coordinator) -> None:
         """Presumed abort's rule for the log: a COMMIT record is kept until every
@@ -141,6 +145,8 @@ class CoordinatorLog:
                 continue
             core.collected(key)
             self._decisions.pop(key, None)
+            if key in active.collected:  # its end took it (everyone ran a step)
+                continue
             # With the next save of a running workflow; an ended one has made its last
             # save (its end may still be on its way to disk, without this key).
             if a.active.get(key[0]) is active \

@@ -145,3 +145,50 @@ async def test_the_sweep_leaves_live_workflows_to_their_core(agent: Agent,
     outcome, envelope = await agent.store.get_decision(*KEY)
     assert outcome == "COMMIT" and envelope
     assert agent.metrics.kept_certificates._value.get() == 1
+
+
+async def test_a_workflow_whose_every_participant_ran_drops_its_certificate_as_it_ends(
+        agent: Agent) -> None:
+    """Both participants ran a step, so both learned the COMMIT: the write that ends the
+    workflow drops the certificate too, and the core, when the results reach it later,
+    writes nothing more."""
+    core = committed_core()
+    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
+    row = WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement=PLACEMENT, round=1,
+                      created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, PLACEMENT, "alpha"))
+    agent.active[row.id] = active
+    c = agent.coordination
+    c._decisions[KEY] = peer_pb2.Envelope()
+    for step in ("s1", "s2"):
+        active.progress.apply_result(step, 1, StepState.SUCCEEDED, {}, "")
+
+    assert await c.after_progress(active)  # the end: one write
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
+    assert agent.metrics.collected_decisions._value.get() == 1
+
+    writes = agent.store.writes
+    c._acks_from_results(active, core)  # the results reach the core
+    await c._collect(active, core)
+    assert not core.awaiting_acks()
+    assert agent.store.writes == writes  # nothing written again
+    assert agent.metrics.collected_decisions._value.get() == 1
+
+
+async def test_a_participant_without_a_succeeded_step_leaves_the_certificate_at_the_end(
+        agent: Agent) -> None:
+    """p1's step failed and p2's never ran: neither is known to hold the COMMIT, so the
+    end keeps the certificate (the core, then the sweep, wait for their answers)."""
+    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
+    row = WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement=PLACEMENT, round=1,
+                      created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, PLACEMENT, "alpha"))
+    agent.active[row.id] = active
+    agent.coordination._decisions[KEY] = peer_pb2.Envelope()
+    active.progress.apply_result("s1", 1, StepState.FAILED, {}, "boom")
+
+    assert await agent.coordination.after_progress(active)
+    assert (await agent.store.get_workflow(row.id)).state == "FAILED"
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"certificate")
