@@ -382,14 +382,23 @@ class SimAgent(StepRunner):
         if known is not None and known.commit != value.commit:
             self.sim.checker.learned(self.name, key, value, now)
             raise RemoteProtocolError(f"{key}: a decision contradicting the one on record")
-        if known is None:
+        # As the shell does: a COMMIT of our prepared hold is learned in the write that
+        # commits the hold (one write); anything else is learned on its own first.
+        with_hold = known is None and value.commit and tx is not None \
+            and self.name in tx.participants and self.participant.status(key) == "prepared"
+        if known is None and not with_hold:
             self._point("learned")
-            d.learned[key] = value
-            self.sim.checker.learned(self.name, key, value, now)
+            self._write_learned(now, key, value)
         self.termination.forget(key)
-        self._apply(now, key, value, tx)
+        self._apply(now, key, value, tx, learning=with_hold)
 
-    def _apply(self, now: float, key: Key, value: Value, tx: TxInfo | None) -> None:
+    def _write_learned(self, now: float, key: Key, value: Value) -> None:
+        self.disk.learned[key] = value
+        self.sim.checker.learned(self.name, key, value, now)
+
+    def _apply(self, now: float, key: Key, value: Value, tx: TxInfo | None, *,
+               learning: bool = False) -> None:
+        """`learning`: the decision is not on disk yet; it goes with the hold's commit."""
         d = self.disk
         if tx is not None and self.name in tx.acceptors:
             self.acceptor.learn(tx, value)
@@ -402,6 +411,7 @@ class SimAgent(StepRunner):
                 self.participant.decide(now, key[0], key[1], False)  # closed: no late reserve
             return  # an acceptor only, a NO voter, or the PREPARE never came
         effect = self.participant.decide(now, key[0], key[1], value.commit)
+        assert not learning or effect is DecisionEffect.COMMITTED  # a prepared hold commits
         if effect is DecisionEffect.RELEASED:
             self._point("hold released")
             d.holds.pop(key, None)
@@ -409,6 +419,8 @@ class SimAgent(StepRunner):
             hold = self.participant.hold(key)
             assert hold is not None
             self._point("hold committed")
+            if learning:
+                self._write_learned(now, key, value)
             d.holds[key] = copy_hold(hold)
             d.committed[key[0]] = key[1]
             if key[0] in d.final:

@@ -53,6 +53,7 @@ from agent.negotiation.messages import (
 from agent.negotiation.termination import DoubtState, Termination
 from agent.server import paxos_wire as wire
 from agent.server.peers import PeerCallError
+from agent.store.store import Statement
 
 if TYPE_CHECKING:
     from agent.server.agent import Agent
@@ -348,7 +349,15 @@ class Consensus:
         a = self.agent
         outcome = "COMMIT" if value.commit else "ABORT"
         held = self._learned.get(key)
-        if held is None:
+        learning: list[Statement] = []
+        if held is None and value.commit and a.domain in tx.participants \
+                and a.participant.status(key) == "prepared":
+            # Our YES committed: the learned record goes in the write that sets our steps
+            # up (one write, not two; nothing of it is acted on before that write).
+            learning.append(a.store.learn_statement(key[0], key[1], outcome,
+                                                    wire.value_bytes(value)))
+            held = outcome
+        elif held is None:
             held, _ = await a.store.learn(key[0], key[1], outcome, wire.value_bytes(value))
             self.learned_here(key, held)
         if held != outcome:
@@ -372,7 +381,11 @@ class Consensus:
             await self.run(self.acceptor.next_actions())
         if a.domain not in tx.participants:
             return
-        await a.participation.apply_decision(key, value, tx)
+        written = await a.participation.apply_decision(key, value, tx, also=learning)
+        if learning:
+            if not written:
+                await a.store.apply(learning)
+            self.learned_here(key, outcome)
         if value.commit:
             if tx.coordinator == a.domain:
                 a.coordination.ack(a.domain, key)

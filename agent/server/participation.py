@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
@@ -36,12 +37,14 @@ from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.in_doubt import InDoubt
 from agent.server.step_runs import StepRuns, reservation_row
-from agent.store.store import HoldTxRow, ReservationRow, StepRow, WorkflowRow
+from agent.store.store import HoldTxRow, ReservationRow, Statement, StepRow, Store, WorkflowRow
 from agent.workflow.progress import Progress, StepState
 from agent.workflow.spec import SpecError, validate_spec
 
 if TYPE_CHECKING:
     from agent.server.agent import Agent
+
+HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decision
 
 log = logging.getLogger("fedorch.participant")
 
@@ -86,6 +89,10 @@ class Participation(StepRuns, InDoubt):
         # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
         # never answers YES before the first one's record is durable.
         self._voting = KeyedLocks()  # by (workflow, round)
+        # The PREPAREs behind our YES votes, as written with them: applying the COMMIT
+        # needs them, and reading them back cost a round trip to the store's thread on
+        # every participant's path to its first step. Bounded; a miss reads the disk.
+        self._hold_txs: OrderedDict[Key, HoldTxRow] = OrderedDict()
 
     def wake(self) -> None:
         """A timer may have moved earlier: let the timer loop look again."""
@@ -154,10 +161,14 @@ class Participation(StepRuns, InDoubt):
                     await a.store.delete_reservation(*key)
                     vote.yes, vote.reason = False, "lease expired before the vote"
                 else:
-                    await a.store.save_reservation(reservation_row(hold), tx=HoldTxRow(
+                    info = HoldTxRow(
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
-                        req.coordinator_endpoint))
+                        req.coordinator_endpoint)
+                    await a.store.save_reservation(reservation_row(hold), tx=info)
+                    self._hold_txs[key] = info
+                    while len(self._hold_txs) > HOLD_TX_MEMORY:
+                        self._hold_txs.popitem(last=False)
                     self.wake()
                     vote.lease_expires_at_ms = int(hold.lease_expires * 1000)
                     if coordinator != a.domain:
@@ -257,46 +268,56 @@ class Participation(StepRuns, InDoubt):
             raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
         return decision
 
-    async def apply_decision(self, key: Key, value: Value, tx: TxInfo) -> None:
-        """Apply a learned (durable) Paxos Commit decision to this participant's hold."""
+    async def apply_decision(self, key: Key, value: Value, tx: TxInfo,
+                             also: Sequence[Statement] = ()) -> bool:
+        """Apply a learned Paxos Commit decision to this participant's hold. The caller
+        hands over, in `also`, the write that makes the decision durable here when a
+        COMMIT sets up our steps: it goes in the set-up's write (True then; False: not
+        written, the caller writes it). Otherwise the decision is durable already."""
         a = self.agent
         if a.participant.status(key) is None:
             if not value.commit:  # remembered: a late PREPARE of this round cannot reserve
                 a.participant.decide(a.now(), key[0], key[1], False)
-            return  # a NO voter, or the PREPARE never came
+            return False  # a NO voter, or the PREPARE never came
         try:
             effect = a.participant.decide(a.now(), key[0], key[1], value.commit)
         except RemoteProtocolError as e:
             log.error("decision of %s round %d: %s", key[0], key[1], e)
-            return
+            return False
         if effect is DecisionEffect.RELEASED:
+            self._hold_txs.pop(key, None)
             await a.store.delete_reservation(*key)
             self.wake()
         elif effect is DecisionEffect.COMMITTED:
             hold = a.participant.hold(key)
-            info = await a.store.get_hold_tx(*key)
+            info = self._hold_txs.pop(key, None) or await a.store.get_hold_tx(*key)
             if hold is None or info is None:  # pragma: no cover - written with the hold
                 log.error("%s round %d committed, but its PREPARE is not on record", *key)
-                return
+                return False
             endpoints = {tx.coordinator: info.coordinator_endpoint}
             await self._committed(key[0], key[1], tx.coordinator,
                                   spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
-                                  endpoints, reservation_row(hold))
+                                  endpoints, reservation_row(hold), also)
+            return True
+        return False
 
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
-                         endpoints: dict[str, str], reservation: ReservationRow | None) -> None:
+                         endpoints: dict[str, str], reservation: ReservationRow | None,
+                         also: Sequence[Statement] = ()) -> None:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
-        row are written in one transaction: a crash leaves both or neither (then the
-        PREPARED reservation is in doubt and asks again). One at a time per workflow: a
-        repeated COMMIT must not set up a second copy while the first is awaiting."""
+        row are written in one transaction (with `also`): a crash leaves both or neither
+        (then the PREPARED reservation is in doubt and asks again). One at a time per
+        workflow: a repeated COMMIT must not set up a second copy while the first is
+        awaiting."""
         async with self._committing.hold(workflow_id):
             await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
-                               reservation)
+                               reservation, also)
 
     async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
                       spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
-                      endpoints: dict[str, str], reservation: ReservationRow | None) -> None:
+                      endpoints: dict[str, str], reservation: ReservationRow | None,
+                      also: Sequence[Statement] = ()) -> None:
         a = self.agent
         active = a.active.get(workflow_id)
         on_disk = None
@@ -310,9 +331,12 @@ class Participation(StepRuns, InDoubt):
                     updated_ms=a.now_ms(),
                 )
             elif row.state in TERMINAL_WORKFLOW_STATES:
+                statements = list(also)
                 if reservation is not None:  # it ended (notice first): nothing to hold
-                    for hold in a.participant.release_workflow(workflow_id):
-                        await a.store.delete_reservation(hold.workflow_id, hold.round)
+                    statements += [Store.delete_reservation_statement(h.workflow_id, h.round)
+                                   for h in a.participant.release_workflow(workflow_id)]
+                if statements:
+                    await a.store.apply(statements)
                 return
             active = Active(row)
             a.active[row.id] = active
@@ -323,7 +347,7 @@ class Participation(StepRuns, InDoubt):
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED
             reservation = reservation_row(hold) if committed else None
-        await self._save_starting(active, reservation=reservation)
+        await self._save_starting(active, reservation=reservation, also=also)
         await self.start_ready(active)
 
     def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:

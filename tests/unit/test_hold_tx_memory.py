@@ -1,0 +1,117 @@
+"""A participant applies a learned COMMIT with the PREPARE it voted YES on from memory,
+not read back from its store (a PREPARE no longer in memory still comes from disk), and
+writes the COMMIT it learned in the same write as the set-up of its steps (an in-process
+agent; its vote and the decision are driven by hand)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from google.protobuf import json_format
+
+from agent.config import parse_config_text
+from agent.executor.base import StepInvocation, StepOutcome
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
+from agent.identity.keys import init_keys
+from agent.negotiation.messages import TxInfo, Value
+from agent.server import participation as participation_module
+from agent.server.agent import Agent
+from agent.store.store import Store
+
+SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
+                             spec_pb2.WorkflowSpec())
+
+
+@pytest.fixture
+async def worker(tmp_path):
+    """Domain alpha with one slot of capability x (a builtin echo step)."""
+    init_keys("alpha", tmp_path / "keys")
+    config = parse_config_text(
+        "domain: alpha\nlisten: 127.0.0.1:1\ndata_dir: data\nkey_file: keys/alpha.key\n"
+        "capabilities:\n  - {name: x, capacity: 4, executor: {type: builtin, name: echo}}\n",
+        "alpha.yaml", tmp_path)
+    store = await Store.open(tmp_path / "data")
+    try:
+        yield Agent(config, store)
+    finally:
+        await store.close()
+
+
+async def _vote_yes(agent: Agent, workflow_id: str) -> TxInfo:
+    request = peer_pb2.PrepareRequest(
+        workflow_id=workflow_id, round=1, spec=SPEC, steps=["s1"], placement={"s1": "alpha"},
+        coordinator_endpoint="127.0.0.1:2", lease_ms=30_000, acceptors=["alpha", "beta", "gamma"])
+    envelope = await agent.participation.prepare("beta", request)
+    assert peer_pb2.Body.FromString(envelope.body).vote.yes
+    return TxInfo(workflow_id, 1, "beta", ("alpha",), ("alpha", "beta", "gamma"))
+
+
+def _no_delivery(agent: Agent) -> None:
+    def deliver(domain, method, **payload):  # the step's result is not sent anywhere
+        async def nothing():
+            return None
+        return nothing()
+
+    agent.deliver = deliver  # type: ignore[method-assign]
+
+
+async def _apply_commit(agent: Agent, tx: TxInfo) -> None:
+    _no_delivery(agent)
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg  # the step run the set-up starts is this test's
+        await agent.participation.apply_decision(tx.key, Value(True, ()), tx)
+    assert (await agent.store.get_workflow(tx.workflow_id)).state == "RUNNING"
+    assert await agent.store.runs_of(tx.workflow_id) != []  # s1 was started
+
+
+async def test_the_commit_is_set_up_from_the_prepare_in_memory(worker: Agent,
+                                                               monkeypatch) -> None:
+    tx = await _vote_yes(worker, "beta.1")
+
+    async def no_read(workflow_id: str, round_: int):
+        raise AssertionError("the PREPARE was read back from the store")
+
+    monkeypatch.setattr(worker.store, "get_hold_tx", no_read)
+    await _apply_commit(worker, tx)
+    assert worker.participation._hold_txs == {}  # used once, then let go
+
+
+async def test_a_prepare_no_longer_in_memory_is_read_from_disk(worker: Agent,
+                                                              monkeypatch) -> None:
+    monkeypatch.setattr(participation_module, "HOLD_TX_MEMORY", 1)
+    first = await _vote_yes(worker, "beta.1")
+    await _vote_yes(worker, "beta.2")  # pushes beta.1 out of memory
+    assert list(worker.participation._hold_txs) == [("beta.2", 1)]
+    await _apply_commit(worker, first)
+
+
+class _Parked:
+    """An executor whose step runs until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.begun = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def run(self, inv: StepInvocation) -> StepOutcome:
+        self.begun.set()
+        await self.release.wait()
+        return StepOutcome.success({})
+
+
+async def test_a_learned_commit_is_written_with_the_set_up_of_our_steps(worker: Agent) -> None:
+    """One write makes the COMMIT durable here and sets our step up (its start record
+    with it): the learned log and the committed reservation land together or not at all."""
+    tx = await _vote_yes(worker, "beta.1")
+    _no_delivery(worker)
+    executor = _Parked()
+    worker.executors["x"] = executor  # type: ignore[assignment]
+    before = worker.store.writes
+    async with asyncio.TaskGroup() as tg:
+        worker._tg = tg
+        await worker.consensus.learn(tx.key, Value(True, ()), tx)
+        assert worker.store.writes == before + 1
+        assert await worker.store.get_learned(*tx.key) is not None
+        assert await worker.store.runs_of("beta.1") == [("s1", 1, "running")]
+        await asyncio.wait_for(executor.begun.wait(), 10)
+        executor.release.set()
