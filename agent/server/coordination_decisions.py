@@ -49,7 +49,8 @@ class CoordinatorDecisions:
         """Record the round's decision (write-once). A COMMIT takes with it, in the same
         forced write: the workflow's move to RUNNING (so watchers see it the moment it is
         true, at the cost of no second write), the proposal cell it spends (Paxos Commit),
-        and, when this agent runs steps of it, the decision in its learned log."""
+        and, when this agent runs steps of it, the decision in its learned log, its own
+        reservation committed and the starts of its steps now ready."""
         a = self.agent
         row = active.row
         decision = peer_pb2.Decision(
@@ -75,7 +76,10 @@ class CoordinatorDecisions:
         if action.commit and row.state == "NEGOTIATING":
             self._enter_running(active, spec, core, action.placement)
             await a.participation.fold_in_results(active)
-            counts = await a.save(active, also=statements)
+            if learned is not None:  # and our own steps set up in the same write
+                counts = await a.participation.commit_own_steps(active, key, statements)
+            else:
+                counts = await a.save(active, also=statements)
         else:
             counts = await a.store.apply(statements)
         held = outcome

@@ -301,6 +301,21 @@ class Participation(StepRuns, InDoubt):
             return True
         return False
 
+    async def commit_own_steps(self, active: Active, key: Key,
+                               also: Sequence[Statement]) -> list[int]:
+        """At the coordinator, the write of its own COMMIT decision (`also`, with the
+        workflow's move to RUNNING): our YES of that round commits in it, and our steps
+        now ready start in it, instead of in a set-up write of their own once the
+        decision is applied here. Returns how many rows each statement of `also` changed."""
+        a = self.agent
+        reservation = None
+        if a.participant.status(key) == "prepared":
+            a.participant.decide(a.now(), key[0], key[1], True)
+            hold = a.participant.hold(key)
+            reservation = reservation_row(hold) if hold is not None else None
+            self._hold_txs.pop(key, None)
+        return await self._save_starting(active, reservation=reservation, also=also)
+
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                          endpoints: dict[str, str], reservation: ReservationRow | None,

@@ -66,27 +66,29 @@ class StepRuns:
             await self._start_each(active, ready)
 
     async def _save_starting(self, active: Active, *, reservation: ReservationRow | None = None,
-                             also: Sequence[Statement] = ()) -> None:
+                             also: Sequence[Statement] = ()) -> list[int]:
         """Save the workflow here and, in the same write, start the steps now ready: each
-        attempt's start record goes with its step's RUNNING state, as in _start_each."""
+        attempt's start record goes with its step's RUNNING state, as in _start_each.
+        Returns how many rows each statement of `also` changed."""
         a = self.agent
         ready = self._take_ready(active)
         starts = [Store.start_run_statement(active.row.id, x.step_id, x.attempt, a.now_ms())
                   for x in ready]
         try:
-            await a.save(active, reservation=reservation, also=[*also, *starts])
+            counts = await a.save(active, reservation=reservation, also=[*also, *starts])
         except sqlite3.IntegrityError:
             if not starts:
                 raise
             # One of them was started before a crash (nothing was written): the rest
             # first, without those steps, then the attempts one at a time.
             taken = {x.step_id for x in ready}
-            await a.save(active, [s for s in active.progress.steps if s not in taken],
-                         reservation=reservation, also=also)
+            counts = await a.save(active, [s for s in active.progress.steps if s not in taken],
+                                  reservation=reservation, also=also)
             await self._start_each(active, ready)
-            return
+            return counts
         for attempt in ready:
             self._spawn_run(active, attempt)
+        return counts[:len(also)]
 
     def _take_ready(self, active: Active) -> list[StartAttempt]:
         """The attempts to start now (marked started in the progress), if any may start."""

@@ -18,6 +18,7 @@ from agent.negotiation.messages import TxInfo, Value
 from agent.server import participation as participation_module
 from agent.server.agent import Agent
 from agent.store.store import Store
+from tests.unit import test_commit_write as commit_write
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
                              spec_pb2.WorkflowSpec())
@@ -115,3 +116,33 @@ async def test_a_learned_commit_is_written_with_the_set_up_of_our_steps(worker: 
         assert await worker.store.runs_of("beta.1") == [("s1", 1, "running")]
         await asyncio.wait_for(executor.begun.wait(), 10)
         executor.release.set()
+
+
+async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
+        worker: Agent) -> None:
+    """alpha coordinates alpha.wf and runs s1 of it: its COMMIT decision's one write also
+    commits its own reservation and starts s1 (no set-up write of its own after it)."""
+    placement = {"s1": "alpha", "s2": "p2"}
+    request = peer_pb2.PrepareRequest(
+        workflow_id="alpha.wf", round=1, spec=commit_write.SPEC, steps=["s1"],
+        placement=placement, coordinator_endpoint="127.0.0.1:1", lease_ms=30_000,
+        acceptors=["alpha", "p2"])
+    envelope = await worker.participation.prepare("alpha", request)
+    assert peer_pb2.Body.FromString(envelope.body).vote.yes
+    core, action = commit_write.committed_core(placement)
+    active = commit_write.negotiating(worker, placement)
+    _no_delivery(worker)
+    executor = _Parked()
+    worker.executors["x"] = executor  # type: ignore[assignment]
+    before = worker.store.writes
+    async with asyncio.TaskGroup() as tg:
+        worker._tg = tg
+        await worker.coordination._persist_decision(active, commit_write.SPEC, core, action,
+                                                    paxos=True)
+        assert worker.store.writes == before + 1
+        assert [r.state for r in await worker.store.list_reservations()] == ["committed"]
+        assert await worker.store.runs_of("alpha.wf") == [("s1", 1, "running")]
+        assert (await worker.store.get_workflow("alpha.wf")).state == "RUNNING"
+        await asyncio.wait_for(executor.begun.wait(), 10)
+        executor.release.set()
+    assert worker.participation._hold_txs == {}
