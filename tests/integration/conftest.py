@@ -52,6 +52,9 @@ def federation(tmp_path_factory):
 
 @pytest.fixture
 async def fed(federation):
-    """The module's federation, with gRPC channels bound to this test's event loop."""
+    """The module's federation, with gRPC channels bound to this test's event loop, and
+    with every slot the previous test used free again everywhere (else a test submitting
+    right after another could be refused on capacity that only looks taken)."""
+    await federation.wait_capacity_free()
     yield federation
     await federation.close_channels()

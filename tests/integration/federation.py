@@ -69,6 +69,18 @@ class Federation(RealNet):
         finally:
             db.close()
 
+    async def wait_capacity_free(self, deadline_s: float = 30) -> None:
+        """Until every agent sees every capability of every member free again. The slots
+        an earlier test's workflows held are released as their steps end, but a member
+        republishes its free capacity at most once per gossip.publish_interval_s: until
+        then, placement elsewhere still counts those slots as taken."""
+        async def free() -> bool:
+            views = await self.views()
+            return all(c.available == c.capacity for members in views.values()
+                       for m in members for c in m.capabilities)
+
+        await wait_for(free, deadline_s, "every capability to be free at every agent")
+
     def signal(self, name: str, sig: signal.Signals) -> None:
         """Signal agent `name` by its pid: SIGSTOP freezes it, SIGCONT resumes it."""
         os.kill(self.procs[name].pid, sig)
