@@ -95,7 +95,7 @@ async def test_coordinator_crash_before_decision_is_presumed_abort(fresh):
     await fresh.close_channels()
     await fresh.start("eu-west")
     status = await fresh.wait_state("eu-west", wid)
-    assert state_name(status) == "ABORTED"
+    assert state_name(status) == "ABORTED", status
     assert "presumed abort" in status.reason
 
     async def partner_holds_nothing():
@@ -115,7 +115,7 @@ async def test_graceful_restart_keeps_history_and_serves(fresh):
     await fresh.close_channels()
     await fresh.start("eu-west")
     status = await fresh.status("eu-west", wid)
-    assert state_name(status) == "SUCCEEDED"
+    assert state_name(status) == "SUCCEEDED", status
     await fresh.wait_converged()
     again = await fresh.submit("eu-west", SLEEPY.replace("1.5", "0.1"))
     assert state_name(await fresh.wait_state("eu-west", again)) == "SUCCEEDED"

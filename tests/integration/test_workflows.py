@@ -104,7 +104,7 @@ steps:
     params: {n: -1}
 """)
     status = await fed.wait_state("eu-west", wid)
-    assert state_name(status) == "FAILED"
+    assert state_name(status) == "FAILED", status
     assert "negative n is not allowed" in status.steps[0].error
 
 
@@ -135,7 +135,7 @@ steps:
     needs: [flaky]
 """)
     status = await fed.wait_state("eu-west", wid)
-    assert state_name(status) == "FAILED"
+    assert state_name(status) == "FAILED", status
     steps = step_states(status)
     assert steps["flaky"] == ("FAILED", "eu-west", 3)
     assert steps["report"][0] in ("SKIPPED", "CANCELLED")
@@ -153,7 +153,7 @@ steps:
     constraints: {domains: [eu-west]}
 """)
     status = await fed.wait_state("eu-west", wid)
-    assert state_name(status) == "FAILED"
+    assert state_name(status) == "FAILED", status
     assert "timed out" in status.steps[0].error
 
 
@@ -177,7 +177,7 @@ steps:
     reply = await fed.client("partner").Cancel(client_pb2.CancelRequest(id=wid), timeout=10)
     assert state_name(reply.status) == "CANCELLED"
     status = await fed.wait_state("eu-west", wid)
-    assert state_name(status) == "CANCELLED"
+    assert state_name(status) == "CANCELLED", status
 
 
 async def test_unplaceable_workflow_is_aborted_with_reasons(fed):
@@ -190,7 +190,7 @@ steps:
     constraints: {domains: [us-east]}
 """)
     status = await fed.wait_state("eu-west", wid)
-    assert state_name(status) == "ABORTED"
+    assert state_name(status) == "ABORTED", status
     assert "us-east" in status.reason and "residency" in status.reason
 
 
