@@ -106,7 +106,7 @@ def test_defaults_applied() -> None:
     assert not config.gossip.tuning
     n = config.negotiation
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
-    assert n.commit == "paxos" and n.batching is True
+    assert n.commit == "paxos" and n.batching is True and n.certificate_sweep_s == 30
     assert config.log_level == "info"
     assert not config.seeds and not config.capabilities and not config.metrics_listen
 
@@ -320,6 +320,8 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
         ),
         (MINIMAL + "negotiation: {max_rounds: 0}\n", ["negotiation.max_rounds"]),
         (MINIMAL + "negotiation: {lease_s: -1}\n", ["negotiation.lease_s: must be a positive"]),
+        (MINIMAL + "negotiation: {certificate_sweep_s: 0}\n",
+         ["negotiation.certificate_sweep_s: must be a positive"]),
         (
             MINIMAL + "negotiation: {prepare_timeout_s: '3'}\n",
             ["negotiation.prepare_timeout_s: must be a positive number", "string"],
