@@ -85,8 +85,17 @@ async def test_a_workflow_ending_meanwhile_has_its_certificate_collected_at_once
 
 def _ended_row(state: str = "FAILED") -> WorkflowRow:
     return WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state=state,
-                       spec=SPEC.SerializeToString(), placement=PLACEMENT,
+                       spec=SPEC.SerializeToString(), placement=PLACEMENT, round=1,
                        created_ms=1, updated_ms=1)
+
+
+async def _running_with_certificate(agent: Agent) -> Active:
+    """alpha.wf RUNNING here, its COMMIT record with the certificate, its core's copy."""
+    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
+    active = Active(_ended_row("RUNNING"), Progress(SPEC, PLACEMENT, "alpha"))
+    agent.active[active.row.id] = active
+    agent.coordination._decisions[KEY] = peer_pb2.Envelope()
+    return active
 
 
 async def _kept_commit(agent: Agent) -> None:
@@ -153,14 +162,8 @@ async def test_a_workflow_whose_every_participant_ran_drops_its_certificate_as_i
     workflow drops the certificate too, and the core, when the results reach it later,
     writes nothing more."""
     core = committed_core()
-    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
-    row = WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement=PLACEMENT, round=1,
-                      created_ms=1, updated_ms=1)
-    active = Active(row, Progress(SPEC, PLACEMENT, "alpha"))
-    agent.active[row.id] = active
+    active = await _running_with_certificate(agent)
     c = agent.coordination
-    c._decisions[KEY] = peer_pb2.Envelope()
     for step in ("s1", "s2"):
         active.progress.apply_result(step, 1, StepState.SUCCEEDED, {}, "")
 
@@ -180,15 +183,9 @@ async def test_a_participant_without_a_succeeded_step_leaves_the_certificate_at_
         agent: Agent) -> None:
     """p1's step failed and p2's never ran: neither is known to hold the COMMIT, so the
     end keeps the certificate (the core, then the sweep, wait for their answers)."""
-    await agent.store.record_decision(*KEY, "COMMIT", b"certificate")
-    row = WorkflowRow(id="alpha.wf", name="two", coordinator="alpha", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement=PLACEMENT, round=1,
-                      created_ms=1, updated_ms=1)
-    active = Active(row, Progress(SPEC, PLACEMENT, "alpha"))
-    agent.active[row.id] = active
-    agent.coordination._decisions[KEY] = peer_pb2.Envelope()
+    active = await _running_with_certificate(agent)
     active.progress.apply_result("s1", 1, StepState.FAILED, {}, "boom")
 
     assert await agent.coordination.after_progress(active)
-    assert (await agent.store.get_workflow(row.id)).state == "FAILED"
+    assert (await agent.store.get_workflow(active.row.id)).state == "FAILED"
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"certificate")

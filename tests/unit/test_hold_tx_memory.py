@@ -6,37 +6,19 @@ agent; its vote and the decision are driven by hand)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-import pytest
 from google.protobuf import json_format
 
-from agent.config import parse_config_text
 from agent.executor.base import StepInvocation, StepOutcome
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
-from agent.identity.keys import init_keys
 from agent.negotiation.messages import TxInfo, Value
 from agent.server import participation as participation_module
 from agent.server.agent import Agent
-from agent.store.store import Store
 from tests.unit import test_commit_write as commit_write
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
                              spec_pb2.WorkflowSpec())
-
-
-@pytest.fixture
-async def worker(tmp_path):
-    """Domain alpha with one slot of capability x (a builtin echo step)."""
-    init_keys("alpha", tmp_path / "keys")
-    config = parse_config_text(
-        "domain: alpha\nlisten: 127.0.0.1:1\ndata_dir: data\nkey_file: keys/alpha.key\n"
-        "capabilities:\n  - {name: x, capacity: 4, executor: {type: builtin, name: echo}}\n",
-        "alpha.yaml", tmp_path)
-    store = await Store.open(tmp_path / "data")
-    try:
-        yield Agent(config, store)
-    finally:
-        await store.close()
 
 
 async def _vote_yes(agent: Agent, workflow_id: str) -> TxInfo:
@@ -100,22 +82,30 @@ class _Parked:
         return StepOutcome.success({})
 
 
+@contextlib.asynccontextmanager
+async def _parked_steps(agent: Agent):
+    """The agent's step runs belong to this block; the one step that starts in it is
+    parked until the block's body is done (so it writes nothing meanwhile)."""
+    _no_delivery(agent)
+    executor = _Parked()
+    agent.executors["x"] = executor  # type: ignore[assignment]
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg
+        yield
+        await asyncio.wait_for(executor.begun.wait(), 10)
+        executor.release.set()
+
+
 async def test_a_learned_commit_is_written_with_the_set_up_of_our_steps(worker: Agent) -> None:
     """One write makes the COMMIT durable here and sets our step up (its start record
     with it): the learned log and the committed reservation land together or not at all."""
     tx = await _vote_yes(worker, "beta.1")
-    _no_delivery(worker)
-    executor = _Parked()
-    worker.executors["x"] = executor  # type: ignore[assignment]
     before = worker.store.writes
-    async with asyncio.TaskGroup() as tg:
-        worker._tg = tg
+    async with _parked_steps(worker):
         await worker.consensus.learn(tx.key, Value(True, ()), tx)
         assert worker.store.writes == before + 1
         assert await worker.store.get_learned(*tx.key) is not None
         assert await worker.store.runs_of("beta.1") == [("s1", 1, "running")]
-        await asyncio.wait_for(executor.begun.wait(), 10)
-        executor.release.set()
 
 
 async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
@@ -131,18 +121,12 @@ async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
     assert peer_pb2.Body.FromString(envelope.body).vote.yes
     core, action = commit_write.committed_core(placement)
     active = commit_write.negotiating(worker, placement)
-    _no_delivery(worker)
-    executor = _Parked()
-    worker.executors["x"] = executor  # type: ignore[assignment]
     before = worker.store.writes
-    async with asyncio.TaskGroup() as tg:
-        worker._tg = tg
+    async with _parked_steps(worker):
         await worker.coordination._persist_decision(active, commit_write.SPEC, core, action,
                                                     paxos=True)
         assert worker.store.writes == before + 1
         assert [r.state for r in await worker.store.list_reservations()] == ["committed"]
         assert await worker.store.runs_of("alpha.wf") == [("s1", 1, "running")]
         assert (await worker.store.get_workflow("alpha.wf")).state == "RUNNING"
-        await asyncio.wait_for(executor.begun.wait(), 10)
-        executor.release.set()
     assert worker.participation._hold_txs == {}
