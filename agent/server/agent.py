@@ -310,8 +310,9 @@ class Agent:
         """Offer the current record to membership (it publishes on change, rate-limited)."""
         if self.membership is not None:
             self.membership.publish(self.current_record(), force=force)
-        for cap, used in self.participant.in_use().items():
-            self.metrics.reserved_slots.labels(cap).set(used)
+        used = self.participant.in_use()
+        for cap in self.capacities.keys() | used.keys():  # a freed capability reads 0
+            self.metrics.reserved_slots.labels(cap).set(used.get(cap, 0))
 
     def endpoint_of(self, domain: str, known: dict[str, str] | None = None) -> str | None:
         if domain == self.domain:
