@@ -15,8 +15,17 @@ Steps are placed one at a time in topological order (a step after the steps it
 - when its record publishes its policy summary: its ``accept_from`` takes the coordinator
   and its ``residency_accept`` allows the workflow's data labels (a private policy is not
   guessed at; the domain's PREPARE vote enforces it);
-- it has free capacity: a capability gossiped with ``available = N`` takes at most N steps
-  of this workflow, counting the steps this placement already put there.
+- it offers the capability at all (``capacity`` is at least 1 by configuration).
+
+Free capacity is a preference, not a rule. A capability gossiped with ``available = N``
+takes N steps of this workflow, counting the steps this placement already put there, as
+a *free* candidate; past that the domain is a *full* candidate, used for a step only
+when the step has no free candidate at all. Gossip is late by design: a domain
+republishes freed slots at most once per ``gossip.publish_interval_s``. Refusing a step
+because a record said "full" a moment ago would abort a workflow the domain would have
+taken. The domain's PREPARE vote checks its real free slots. A NO vote there excludes the
+domain from that step in the next round, and the final refusal carries the domain's own
+reason.
 
 Candidates are ranked by a score; the lowest wins, ties go to the smaller domain name::
 
@@ -131,7 +140,6 @@ def _rejection(
     data: Mapping[str, str],
     coordinator: str,
     excluded: AbstractSet[str],
-    taken: int,
 ) -> str | None:
     """Why ``cand`` cannot take ``step`` (a short phrase), or None when it can."""
     record = cand.record
@@ -156,11 +164,12 @@ def _rejection(
             return f"does not accept coordinator '{coordinator}'"
         if not residency_allows(record.policy.residency_accept, data):
             return f"residency {data[JURISDICTION]} not accepted"
-    if info.available <= taken:
-        if taken:
-            return f"no free capacity ({info.available} available, {taken} taken by this workflow)"
-        return f"no free capacity (0 of {info.capacity} available)"
     return None
+
+
+def _full(info: peer_pb2.CapabilityInfo, taken: int) -> bool:
+    """Has this workflow's placement used up the free slots the record gossips?"""
+    return info.available <= taken
 
 
 def _score(info: peer_pb2.CapabilityInfo, taken: int, colocated: int) -> float:
@@ -204,11 +213,12 @@ def place(
     for step in topological_order(spec.steps):
         refused = excluded.get(step.id, frozenset())
         best: tuple[float, str] | None = None
+        best_full: tuple[float, str] | None = None  # the last resort: see the docstring
         rejections: dict[str, str] = {}
         for cand in members:
             domain = cand.record.domain
             used = taken.get((domain, step.capability), 0)
-            why = _rejection(cand, step, data, coordinator, refused, used)
+            why = _rejection(cand, step, data, coordinator, refused)
             if why is not None:
                 rejections.setdefault(domain, why)
                 continue
@@ -216,12 +226,16 @@ def place(
             assert info is not None  # checked by _rejection
             colocated = sum(1 for need in step.needs if assignment.get(need) == domain)
             key = (_score(info, used, colocated), domain)
-            if best is None or key < best:
+            if _full(info, used):
+                if best_full is None or key < best_full:
+                    best_full = key
+            elif best is None or key < best:
                 best = key
-        if best is None:
+        chosen = best or best_full
+        if chosen is None:
             unplaceable[step.id] = _explain(step.capability, rejections)
             continue
-        domain = best[1]
+        domain = chosen[1]
         assignment[step.id] = domain
         taken[(domain, step.capability)] = taken.get((domain, step.capability), 0) + 1
 

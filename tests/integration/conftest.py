@@ -54,7 +54,7 @@ def federation(tmp_path_factory):
 async def fed(federation):
     """The module's federation, with gRPC channels bound to this test's event loop, and
     with every slot the previous test used free again everywhere (else a test submitting
-    right after another could be refused on capacity that only looks taken)."""
+    right after another would be placed by records that still count those slots)."""
     await federation.wait_capacity_free()
     yield federation
     await federation.close_channels()

@@ -73,7 +73,8 @@ class Federation(RealNet):
         """Until every agent sees every capability of every member free again. The slots
         an earlier test's workflows held are released as their steps end, but a member
         republishes its free capacity at most once per gossip.publish_interval_s: until
-        then, placement elsewhere still counts those slots as taken."""
+        then, placement elsewhere still counts those slots as taken, scores that domain
+        as loaded, and may put a step somewhere other than where a test expects it."""
         async def free() -> bool:
             views = await self.views()
             return all(c.available == c.capacity for members in views.values()

@@ -232,21 +232,27 @@ def test_capacity_counted_within_one_workflow() -> None:
     result = place(spec, members, coordinator="a")
     assert result.ok
     assert Counter(result.assignment.values()) == {"a": 2, "b": 2}
+    # Past every free slot the record gossips, a step goes to the cheapest full domain:
+    # the domain's vote, not a record that may be late, has the last word.
     spec = _spec(*[_step(f"s{i}", "x") for i in range(7)])
     result = place(spec, members, coordinator="a")
-    assert len(result.assignment) == 6
-    assert result.unplaceable == {
-        "s6": "no eligible domain for 'x' (a: no free capacity (2 available, 2 taken by this "
-        "workflow); b: no free capacity (4 available, 4 taken by this workflow))"
-    }
+    assert result.ok
+    assert Counter(result.assignment.values()) == {"a": 3, "b": 4}
+    assert result.assignment["s6"] == "a"
 
 
-def test_zero_available_is_not_a_candidate() -> None:
-    members = [_member("a", {"x": (2, 0, 1.0)})]
-    result = place(_spec(_step("s", "x")), members, coordinator="a")
-    assert result.unplaceable == {
-        "s": "no eligible domain for 'x' (a: no free capacity (0 of 2 available))"
-    }
+def test_a_full_domain_is_a_last_resort() -> None:
+    full = _member("a", {"x": (2, 0, 1.0)})
+    free = _member("b", {"x": (2, 1, 5.0)})  # far more expensive, but has a free slot
+    assert place(_spec(_step("s", "x")), [full], coordinator="a").assignment == {"s": "a"}
+    assert place(_spec(_step("s", "x")), [full, free], coordinator="a").assignment == {"s": "b"}
+    # Co-location does not beat a free slot either.
+    spec = _spec(_step("up", "y"), _step("s", "x", needs=["up"]))
+    full_with_up = _member("a", {"x": (2, 0, 1.0), "y": (1, 1, 1.0)})
+    assert place(spec, [full_with_up, free], coordinator="a").assignment == {"up": "a", "s": "b"}
+    # A full domain that refused the step is not asked again.
+    result = place(_spec(_step("s", "x")), [full], coordinator="a", excluded={"s": {"a"}})
+    assert result.unplaceable == {"s": "no eligible domain for 'x' (a: refused earlier)"}
 
 
 def test_dead_and_leaving_members_skipped() -> None:
@@ -331,7 +337,7 @@ def test_topological_order_and_invalid_graphs() -> None:
         topological_order([_step("a", "x"), _step("a", "x")])
 
 
-# ---- property: every assignment satisfies the constraints and capacity ----------------
+# ---- property: every assignment satisfies the constraints; capacity is a preference ----------------
 
 DOMAINS = ["d0", "d1", "d2", "d3", "d4"]
 CAPS = ["x", "y", "z"]
@@ -382,6 +388,22 @@ def _scenario(draw: st.DrawFn) -> tuple[spec_pb2.WorkflowSpec, list[Candidate], 
     return _spec(*steps, data=data), members, excluded
 
 
+def _eligible(member: Candidate, step: spec_pb2.StepSpec, spec: spec_pb2.WorkflowSpec,
+              coordinator: str, excluded: dict) -> bool:
+    """The placement rules other than free capacity, restated independently."""
+    record = member.record
+    return (
+        member.alive and not record.leaving
+        and record.domain not in excluded.get(step.id, ())
+        and (not step.constraints.domains or record.domain in step.constraints.domains)
+        and all(record.labels.get(k) == v for k, v in step.constraints.labels.items())
+        and (not record.policy.published
+             or (accept_from_allows(record.policy.accept_from, coordinator)
+                 and residency_allows(record.policy.residency_accept, spec.data)))
+        and any(c.name == step.capability for c in record.capabilities)
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(_scenario(), st.sampled_from(["d0", "d1", "d9"]))
 def test_every_assignment_satisfies_constraints(scenario: tuple, coordinator: str) -> None:
@@ -393,23 +415,25 @@ def test_every_assignment_satisfies_constraints(scenario: tuple, coordinator: st
     assert result.ok == (set(result.assignment) == ids)
     assert all(reason for reason in result.unplaceable.values())
 
-    by_domain = {m.record.domain: m for m in members}
     steps = {s.id: s for s in spec.steps}
     load: Counter[tuple[str, str]] = Counter()
+
+    def free(member: Candidate, capability: str) -> int:
+        info = next(c for c in member.record.capabilities if c.name == capability)
+        return info.available - load[(member.record.domain, capability)]
+
+    # The assignment lists steps in the order they were placed, so `load` replays it.
     for step_id, domain in result.assignment.items():
-        step, member = steps[step_id], by_domain[domain]
-        record = member.record
-        assert member.alive and not record.leaving
-        assert domain not in excluded.get(step_id, ())
-        assert not step.constraints.domains or domain in step.constraints.domains
-        assert all(record.labels.get(k) == v for k, v in step.constraints.labels.items())
-        if record.policy.published:
-            assert accept_from_allows(record.policy.accept_from, coordinator)
-            assert residency_allows(record.policy.residency_accept, spec.data)
-        infos = [c for c in record.capabilities if c.name == step.capability]
-        assert infos
+        step = steps[step_id]
+        eligible = [m for m in members if _eligible(m, step, spec, coordinator, excluded)]
+        chosen = next(m for m in eligible if m.record.domain == domain)
+        # A domain past its gossiped free slots only when no eligible domain has one.
+        if free(chosen, step.capability) <= 0:
+            assert all(free(m, step.capability) <= 0 for m in eligible)
         load[(domain, step.capability)] += 1
-        assert load[(domain, step.capability)] <= infos[0].available
+    for step_id in result.unplaceable:
+        step = steps[step_id]
+        assert not [m for m in members if _eligible(m, step, spec, coordinator, excluded)]
 
     # Same inputs, same answer.
     assert place(spec, list(reversed(members)), coordinator=coordinator, excluded=excluded) == (
