@@ -8,6 +8,7 @@ tasks end and the store closes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -34,6 +35,13 @@ SERVER_OPTIONS = [
 ]
 DRAIN_GRACE_S = 5.0
 LEAVE_GRACE_S = 1.0
+# The cyclic garbage collector's first threshold. Python's default (700 new container
+# objects) makes a busy agent run a young-generation pass every few hundred microseconds:
+# the messages, rows, futures and tasks of one workflow are thousands of short-lived
+# objects, which reference counting frees, not the collector. On the commit benchmark the
+# default thresholds cost the coordinator about a fifth of its CPU. With these, cycles are
+# still collected, only in larger and rarer passes.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class StartupError(Exception):
@@ -50,6 +58,7 @@ def main(config_path: str) -> int:
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format=f"%(asctime)s %(levelname)s {config.domain} %(name)s: %(message)s",
     )
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         return asyncio.run(serve(config, config_path))
     except (StartupError, KeyFileError, StoreError) as e:
