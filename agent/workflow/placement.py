@@ -14,8 +14,7 @@ Steps are placed one at a time in topological order (a step after the steps it
 - every label in ``constraints.labels`` equals the domain's label;
 - when its record publishes its policy summary: its ``accept_from`` takes the coordinator
   and its ``residency_accept`` allows the workflow's data labels (a private policy is not
-  guessed at; the domain's PREPARE vote enforces it);
-- it offers the capability at all (``capacity`` is at least 1 by configuration).
+  guessed at; the domain's PREPARE vote enforces it).
 
 Free capacity is a preference, not a rule. A capability gossiped with ``available = N``
 takes N steps of this workflow, counting the steps this placement already put there, as

@@ -337,7 +337,7 @@ def test_topological_order_and_invalid_graphs() -> None:
         topological_order([_step("a", "x"), _step("a", "x")])
 
 
-# ---- property: every assignment satisfies the constraints; capacity is a preference ----------------
+# ---- property: every assignment meets the constraints; capacity is a preference ----
 
 DOMAINS = ["d0", "d1", "d2", "d3", "d4"]
 CAPS = ["x", "y", "z"]
