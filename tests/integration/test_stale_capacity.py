@@ -39,9 +39,9 @@ steps:
 async def _gossiped_free(fed, at: str) -> int | None:
     """`holder`'s free test.sleep slots in `at`'s view (None before it has a record)."""
     for member in await fed.members(at):
-        for cap in member.capabilities if member.domain == "holder" else ():
-            if cap.name == "test.sleep":
-                return cap.available
+        if member.domain == "holder":
+            return next((c.available for c in member.capabilities if c.name == "test.sleep"),
+                        None)
     return None
 
 
