@@ -37,6 +37,9 @@ log = logging.getLogger("fedorch.agent")
 TERMINAL_WORKFLOW_STATES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
 PEER_RPC_TIMEOUT_S = 5.0
 RECENTLY_FINISHED_MEMORY = 100_000
+# Final statuses kept in memory after a workflow ends: its watchers ask for it right
+# then. Older ones are read from SQLite.
+FINAL_STATUS_MEMORY = 1024
 
 
 @dataclass
@@ -146,6 +149,9 @@ class Agent:
         # status reads are answered from it instead of from SQLite. An entry exists only
         # while it holds every step row on disk (see save), and only while active.
         self._saved: dict[str, SavedStatus] = {}
+        # The last entry of each workflow that ended lately, until something else writes
+        # it (see finished and save).
+        self._final: OrderedDict[str, SavedStatus] = OrderedDict()
         # Ended here lately: late messages about them need no buffering.
         self.recently_finished: OrderedDict[str, None] = OrderedDict()
         self.changes = Changes()
@@ -409,6 +415,8 @@ class Agent:
                 self._saved[row.id] = SavedStatus(written, saved.steps, True)
             else:
                 self._saved.pop(row.id, None)
+        else:  # written after its end: the entry kept at the end is out of date
+            self._final.pop(row.id, None)
         await self.changes.bump(row.id)
         return counts[:len(also)]
 
@@ -422,6 +430,8 @@ class Agent:
         from agent.server.convert import status_message
 
         saved = self._saved.get(workflow_id)
+        if saved is None:
+            saved = self._final.get(workflow_id)
         if saved is not None:
             return status_message(saved.row, saved.steps)
         row, steps = await self.store.get_workflow_with_steps(workflow_id)
@@ -432,7 +442,13 @@ class Agent:
 
     def finished(self, workflow_id: str) -> None:
         active = self.active.pop(workflow_id, None)
-        self._saved.pop(workflow_id, None)
+        saved = self._saved.pop(workflow_id, None)
+        if saved is not None:
+            self._final[workflow_id] = saved
+            while len(self._final) > FINAL_STATUS_MEMORY:
+                self._final.popitem(last=False)
+        else:  # ended without a save through here (written to SQLite directly): read it
+            self._final.pop(workflow_id, None)
         if active is not None:
             for task in active.running.values():
                 task.cancel()

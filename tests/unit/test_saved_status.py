@@ -9,6 +9,7 @@ import asyncio
 from google.protobuf import json_format
 
 from agent.gen.fedorch.v1 import spec_pb2, status_pb2
+from agent.server import agent as agent_module
 from agent.server.agent import Active, Agent
 from agent.store.store import StepRow, WorkflowRow
 from agent.workflow.progress import Progress, StepState
@@ -70,8 +71,11 @@ async def test_status_comes_from_the_last_save_not_from_unsaved_memory(agent: Ag
                                ["STEP_STATE_SUCCEEDED", "STEP_STATE_WAITING"])
     assert json_format.MessageToDict(status.steps[0].outputs) == {"n": 1}
     assert await _reads(agent, "alpha.1") == 0
-    # Memory and disk agree.
+    # Memory and disk agree, and the final entry stays for the watchers that come next.
     agent.finished("alpha.1")
+    assert await agent.status("alpha.1") == status
+    assert await _reads(agent, "alpha.1") == 0
+    agent._final.clear()
     assert await agent.status("alpha.1") == status
     assert await _reads(agent, "alpha.1") == 1
 
@@ -90,13 +94,36 @@ async def test_a_partial_first_save_leaves_status_to_sqlite(agent: Agent) -> Non
         "STEP_STATE_SUCCEEDED", "STEP_STATE_FAILED"]
 
 
-async def test_finished_and_inactive_workflows_are_not_kept(agent: Agent) -> None:
+async def test_a_write_after_the_end_leaves_status_to_sqlite(agent: Agent) -> None:
     active = _active(agent, "alpha.3")
     await agent.save(active)
     agent.finished("alpha.3")
+    assert await _reads(agent, "alpha.3") == 0
+    active.row.state = "CANCELLED"
     await agent.save(active)  # a save landing after the end: not kept in memory
     assert await _reads(agent, "alpha.3") == 1
+    assert _states(await agent.status("alpha.3"))[0] == "WORKFLOW_STATE_CANCELLED"
     assert await agent.status("alpha.9") is None
+
+    # Written to SQLite directly (an end notice for a workflow no longer active), then
+    # ended again: the entry kept at the first end is dropped.
+    active = _active(agent, "alpha.4")
+    await agent.save(active)
+    agent.finished("alpha.4")
+    row = await agent.store.get_workflow("alpha.4")
+    row.state = "SUCCEEDED"
+    await agent.store.save_workflow(row)
+    agent.finished("alpha.4")
+    assert _states(await agent.status("alpha.4"))[0] == "WORKFLOW_STATE_SUCCEEDED"
+    assert await _reads(agent, "alpha.4") == 1
+
+
+async def test_final_statuses_kept_are_bounded(agent: Agent, monkeypatch) -> None:
+    monkeypatch.setattr(agent_module, "FINAL_STATUS_MEMORY", 2)
+    for n in range(3):
+        await agent.save(_active(agent, f"alpha.{n}"))
+        agent.finished(f"alpha.{n}")
+    assert [await _reads(agent, f"alpha.{n}") for n in range(3)] == [1, 0, 0]
 
 
 async def test_a_save_keeps_the_row_it_wrote_when_the_row_changes_meanwhile(
