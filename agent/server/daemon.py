@@ -154,8 +154,13 @@ async def _reload_on_sighup(agent: Agent, requested: asyncio.Event) -> None:
 def _start_metrics(listen: str, agent: Agent):
     if not listen:
         return None
-    from prometheus_client import start_http_server
+    from prometheus_client import GCCollector, ProcessCollector, start_http_server
 
+    # The process's CPU, memory and file descriptors, and the collector's passes per
+    # generation (GC_THRESHOLDS sets how often they run): one agent per daemon process,
+    # so its registry can carry them.
+    ProcessCollector(registry=agent.metrics.registry)
+    GCCollector(registry=agent.metrics.registry)
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host.strip("[]"),
                                         registry=agent.metrics.registry)

@@ -256,3 +256,8 @@ async def test_members_and_metrics(fed):
                                    direction="out") > 0
     assert await asyncio.to_thread(sample, "fedorch_swim_probes_sent_total") > 0
     assert await asyncio.to_thread(sample, "fedorch_members", state="ALIVE") == 3
+    # The daemon's process and its garbage collector, beside the agent's own numbers.
+    assert await asyncio.to_thread(sample, "process_resident_memory_bytes") > 0
+    assert await asyncio.to_thread(sample, "process_cpu_seconds_total") > 0
+    assert await asyncio.to_thread(sample, "python_gc_collections_total",
+                                   generation="0") > 0
