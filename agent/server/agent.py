@@ -430,7 +430,7 @@ class Agent:
         from agent.server.convert import status_message
 
         saved = self._saved.get(workflow_id)
-        if saved is None:
+        if saved is None and workflow_id not in self.active:  # not begun again since
             saved = self._final.get(workflow_id)
         if saved is not None:
             return status_message(saved.row, saved.steps)

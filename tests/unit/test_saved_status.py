@@ -117,6 +117,13 @@ async def test_a_write_after_the_end_leaves_status_to_sqlite(agent: Agent) -> No
     assert _states(await agent.status("alpha.4"))[0] == "WORKFLOW_STATE_SUCCEEDED"
     assert await _reads(agent, "alpha.4") == 1
 
+    # Active again, not saved yet: the entry kept at its end is not the answer.
+    active = _active(agent, "alpha.5")
+    await agent.save(active)
+    agent.finished("alpha.5")
+    _active(agent, "alpha.5")
+    assert await _reads(agent, "alpha.5") == 1
+
 
 async def test_final_statuses_kept_are_bounded(agent: Agent, monkeypatch) -> None:
     monkeypatch.setattr(agent_module, "FINAL_STATUS_MEMORY", 2)
