@@ -39,8 +39,8 @@ LEAVE_GRACE_S = 1.0
 # objects) makes a busy agent run a young-generation pass every few hundred microseconds:
 # the messages, rows, futures and tasks of one workflow are thousands of short-lived
 # objects, which reference counting frees, not the collector. On the commit benchmark the
-# default thresholds cost the coordinator about a fifth of its CPU. With these, cycles are
-# still collected, only in larger and rarer passes.
+# default thresholds cost the coordinator 5-20% of its CPU, depending on the run. With
+# these, cycles are still collected, only in larger and rarer passes.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
