@@ -133,38 +133,39 @@ class CoordinatorDecisions:
                              envelope: peer_pb2.Envelope, events: asyncio.Queue,
                              core: Coordinator) -> None:
         a = self.agent
-        if domain == a.domain:
+        value, tx = core.decision(round_), core.tx()
+        if domain == a.domain and value is not None and tx is not None \
+                and tx.round == round_:
             # Our own steps: the core's decision as it stands, not our envelope opened
             # and its signatures checked again.
-            value, tx = core.decision(round_), core.tx()
-            if value is not None and tx is not None and tx.round == round_:
-                await a.consensus.on_decision(a.domain, value, tx, from_coordinator=True)
-                ack = peer_pb2.Ack(ok=True)
-            else:
-                ack = await a.participation.decide(a.domain, envelope)
-        else:
-            ack = await self._commit_notice(row, domain, envelope)
-            if ack is None:
-                return
-        if ack.ok:
+            await a.consensus.on_decision(a.domain, value, tx, from_coordinator=True)
             events.put_nowait(("ack", domain, round_))
-        else:
-            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+            return
+        ack = await self._commit_notice(row, domain, envelope)
+        if ack is not None and ack.ok:
+            events.put_nowait(("ack", domain, round_))
 
     async def _commit_notice(self, row: WorkflowRow, domain: str,
                              envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None:
-        """One COMMIT notice to another participant, answered by its Ack (None: no
-        answer). A participant that holds the COMMIT already just says so."""
+        """One COMMIT notice to a participant (this agent's own, directly), answered by
+        its Ack (None: no answer). A participant that holds the COMMIT already just says
+        so; a refusal is logged here."""
         a = self.agent
-        endpoint = a.endpoint_of(domain, row.endpoints)
-        if endpoint is None:
-            return None
-        try:
-            body, _ = await a.peers.call(
-                endpoint, "Decide", recipient=domain, expect="ack",
-                timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
-                decision_notice=peer_pb2.DecisionNotice(decision=envelope))
-        except PeerCallError as e:
-            log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
-            return None
-        return body.ack
+        if domain == a.domain:
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            endpoint = a.endpoint_of(domain, row.endpoints)
+            if endpoint is None:
+                return None
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "Decide", recipient=domain, expect="ack",
+                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
+                    decision_notice=peer_pb2.DecisionNotice(decision=envelope))
+            except PeerCallError as e:
+                log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
+                return None
+            ack = body.ack
+        if not ack.ok:
+            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+        return ack

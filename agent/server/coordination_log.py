@@ -187,15 +187,9 @@ class CoordinatorLog:
 
     async def _offer_commit(self, row: WorkflowRow, domain: str,
                             envelope: peer_pb2.Envelope) -> bool:
-        a = self.agent
-        if domain == a.domain:
-            ack = await a.participation.decide(a.domain, envelope)
-        else:
-            ack = await self._commit_notice(row, domain, envelope)
+        ack = await self._commit_notice(row, domain, envelope)
         answer = "unanswered" if ack is None else "acknowledged" if ack.ok else "refused"
-        a.metrics.commit_offers.labels(answer).inc()
-        if ack is not None and not ack.ok:
-            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+        self.agent.metrics.commit_offers.labels(answer).inc()
         return answer == "acknowledged"
 
     async def sweep_loop(self) -> None:
