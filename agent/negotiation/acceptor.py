@@ -24,7 +24,15 @@ Transitions (one table, `_TABLE`); b is the incoming ballot, p the promise:
 
 An Accepted goes to the proposer and, with `notify_learners`, to every
 participant too: each counts them and learns a value the moment a majority
-accepted it in one ballot, even if the proposer dies right then.
+accepted it in one ballot, even if the proposer dies right then. Two messages
+are spared on the way. A proposer is always an acceptor of its transaction: it
+sends its Accept to its own acceptor first, and to the others only once that
+accepted, saying so (`Accept.proposer_accepted`); its own acceptor therefore
+answers only the proposer. A receiver counts that statement as the proposer's
+Accepted, and when the two of them are a majority (three acceptors or fewer)
+each participant learns from its own Accept and sends no Accepted to the
+others. A participant that misses its Accept (the proposer died first) is left
+in doubt and ends it by the termination protocol, as if no Accept had left.
 
 A COMMIT value is accepted only when it carries a YES of every participant of
 the transaction (the participant list comes with the transaction); ballot 0
@@ -191,10 +199,22 @@ class Acceptor:
             self._store(rec)
         accepted = Accepted(msg.tx.key, msg.ballot, self.me, msg.value)
         self._reply(sender, accepted)
-        if self.notify_learners:  # every participant learns the moment a majority accepted
-            for learner in msg.tx.participants:
-                if learner != sender:
-                    self._reply(learner, accepted)
+        if not self.notify_learners:
+            return
+        if sender == self.me:
+            return  # our own proposal: the proposer vouches for this in its Accepts
+        me_learning = self.me in msg.tx.participants
+        if msg.proposer_accepted and me_learning:
+            # The proposer's signed word that it accepted too: its Accepted, by this Accept.
+            self._reply(self.me, Accepted(msg.tx.key, msg.ballot, sender, msg.value))
+        if msg.proposer_accepted and 2 >= msg.tx.majority:
+            # The proposer and we are a majority: every participant that gets this Accept
+            # learns the value from it and its own acceptance, with no Accepted from us.
+            learners = [self.me] if me_learning else []
+        else:  # every participant learns the moment a majority accepted
+            learners = [p for p in msg.tx.participants if p != sender]
+        for learner in learners:
+            self._reply(learner, accepted)
 
     def _on_decided(self, sender: str, msg: PaxosPrepare | Accept,
                     cur: AcceptorRecord | None) -> None:

@@ -21,10 +21,12 @@ Consensus mode (Paxos Commit, non-blocking): each PREPARE carries the round's
 acceptors (participants + coordinator + extra live members up to
 `min_acceptors`). On all YES the coordinator compare-and-sets its write-once
 proposal cell to COMMIT (PersistProposal), then sends Accept(ballot 0, COMMIT
-with the YES votes) to every acceptor (phase DECIDING) and announces only once a
-majority accepted: the value is chosen (PersistDecision, Finished; the
-participants learn it from the acceptors' Accepted and acknowledge it, and only
-one still silent after `commit_notice_s` is sent the COMMIT). A Reject (a
+with the YES votes) to its own acceptor and, once that accepted, to every other
+(phase DECIDING), and announces only once a majority accepted: the value is chosen
+(PersistDecision, Finished; the participants learn it from their Accept, which
+says that the coordinator accepted, or from the acceptors' Accepted, and
+acknowledge it, and only one still silent after `commit_notice_s` is sent the
+COMMIT). A Reject (a
 participant's recovery got there first) turns it into an ordinary proposer with
 a higher ballot, still preferring its COMMIT; if ABORT was chosen instead, the
 round is aborted and the workflow placed again. On a NO, a timeout or a cancel

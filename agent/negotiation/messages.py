@@ -133,11 +133,17 @@ class Promise:
 
 @dataclass(frozen=True)
 class Accept:
-    """Phase 2a: accept `value` in `ballot`."""
+    """Phase 2a: accept `value` in `ballot`.
+
+    `proposer_accepted`: the proposer (always an acceptor of the transaction) has
+    accepted `value` in `ballot` itself, durably, before sending this. Signed by the
+    proposer, that statement counts at the receiver as the proposer acceptor's Accepted.
+    """
 
     tx: TxInfo
     ballot: Ballot
     value: Value
+    proposer_accepted: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,9 @@ class ConsensusOptions:
     resend_s: float = 1.0
     backoff_s: float = 0.5
     decision_resend_s: float = 4.0
-    # The acceptors tell every participant what they accepted, so a participant learns
-    # a chosen COMMIT from them and acknowledges it; the coordinator sends the COMMIT
-    # itself only to a participant that has not acknowledged it this long after.
+    # A participant learns a chosen COMMIT from its Accept or from the acceptors'
+    # Accepted (agent.negotiation.acceptor) and acknowledges it; the coordinator sends
+    # the COMMIT itself only to a participant that has not acknowledged it this long after.
     commit_notice_s: float = 1.0
 
 

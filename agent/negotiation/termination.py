@@ -42,7 +42,7 @@ coordinator.
     (WAITING,    timer at lease)     -> ASKING      DecisionQuery to the coordinator
     (ASKING,     timer, +query_t/o)  -> RECOVERING  queries to the participants; Proposer
                                                     (participants start in turn, by rank)
-    (any,        majority Accepted)  -> (gone)      Learned (acceptors tell participants)
+    (any,        majority Accepted)  -> (gone)      Learned (from the acceptors, ours too)
     (RECOVERING, timer)              -> RECOVERING  proposer resends; queries repeat
     (any,        decided answer)     -> (gone)      Learned
     (any,        Decision)           -> (gone)      Learned
@@ -102,6 +102,8 @@ class Proposer:
     ) -> None:
         if fast and me != tx.coordinator:
             raise RemoteProtocolError("only the coordinator owns ballot 0")
+        if me not in tx.acceptors:  # check_tx: coordinator and participants are acceptors
+            raise RemoteProtocolError(f"{me} proposes in {tx.key} but is not its acceptor")
         self.me = me
         self.tx = tx
         self.preferred = preferred
@@ -118,6 +120,7 @@ class Proposer:
         self._accepts: dict[tuple[Ballot, Value], set[str]] = {}
         self._next_at = 0.0
         self._rejections = 0
+        self._vouched = False  # our own acceptor accepted our current phase 2
         self._outbox: list[Send | PersistBallot] = []
 
     @property
@@ -162,6 +165,11 @@ class Proposer:
             if msg.value != self._value:
                 raise RemoteProtocolError(f"{msg.acceptor} accepted another value in our ballot")
             self._replies[msg.acceptor] = msg
+            if msg.acceptor == self.me and not self._vouched:
+                # Ours is durable: the others' Accept can say so (see _phase2).
+                self._vouched = True
+                self._outbox.extend(Send(a, self._message()) for a in self.tx.acceptors
+                                    if a not in self._replies)
         # Learner: a majority accepting one value in one ballot chose it, whoever proposed.
         voters = self._accepts.setdefault((msg.ballot, msg.value), set())
         voters.add(msg.acceptor)
@@ -187,7 +195,9 @@ class Proposer:
             self._phase1(now)
             return
         self._next_at = now + self._resend_s
-        for acceptor in self.tx.acceptors:
+        waiting = self.tx.acceptors if self._vouched or self.phase is ProposerPhase.PHASE1 \
+            else (self.me,)  # phase 2 goes to the others once ours accepted
+        for acceptor in waiting:
             if acceptor not in self._replies:
                 self._outbox.append(Send(acceptor, self._message()))
 
@@ -204,12 +214,15 @@ class Proposer:
         self._outbox.extend(Send(a, msg) for a in self.tx.acceptors)
 
     def _phase2(self, now: float, ballot: Ballot, value: Value) -> None:
+        # Our own acceptor first; the others once it accepted, told so in their Accept:
+        # each counts it as our Accepted, so with three acceptors a participant learns
+        # the value from its Accept alone (see agent.negotiation.acceptor).
         self.phase = ProposerPhase.PHASE2
         self._value = value
         self._replies = {}
+        self._vouched = False
         self._next_at = now + self._resend_s
-        msg = Accept(self.tx, ballot, value)
-        self._outbox.extend(Send(a, msg) for a in self.tx.acceptors)
+        self._outbox.append(Send(self.me, Accept(self.tx, ballot, value)))
 
     def _adopt(self) -> Value:
         best: tuple[Ballot, Value] | None = None
@@ -233,7 +246,7 @@ class Proposer:
     def _message(self) -> PaxosPrepare | Accept:
         if self.phase is ProposerPhase.PHASE1:
             return PaxosPrepare(self.tx, self._ballot)
-        return Accept(self.tx, self._ballot, self._value)
+        return Accept(self.tx, self._ballot, self._value, proposer_accepted=self._vouched)
 
 
 _P = ProposerPhase
@@ -354,7 +367,7 @@ class Termination:
         if isinstance(msg, Decision):
             self._learned(d, msg.value, announce=False)
             return
-        if isinstance(msg, Accepted):  # acceptors tell every participant: learn from them
+        if isinstance(msg, Accepted):  # from the acceptors (see Acceptor): learn from them
             voters = d.accepts.setdefault((msg.ballot, msg.value), set())
             voters.add(msg.acceptor)
             if len(voters) >= d.tx.majority:  # announce what our own ballot chose

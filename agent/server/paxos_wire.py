@@ -149,7 +149,8 @@ def encode(msg: object) -> tuple[str, object]:
         return "paxos_prepare", peer_pb2.PaxosPrepare(tx=tx_pb(msg.tx), ballot=ballot_pb(msg.ballot))
     if isinstance(msg, Accept):
         return "paxos_accept", peer_pb2.PaxosAccept(tx=tx_pb(msg.tx), ballot=ballot_pb(msg.ballot),
-                                                    value=value_pb(msg.value))
+                                                    value=value_pb(msg.value),
+                                                    proposer_accepted=msg.proposer_accepted)
     if isinstance(msg, Promise):
         pb = peer_pb2.PaxosPromise(workflow_id=msg.key[0], round=msg.key[1],
                                    ballot=ballot_pb(msg.ballot), acceptor=msg.acceptor)
@@ -181,7 +182,8 @@ def decode(body: peer_pb2.Body, trust: TrustStore) -> object:
     if kind == "paxos_accept":
         m = body.paxos_accept
         tx = tx_of(m.tx)
-        return Accept(tx, ballot_of(m.ballot), value_of(m.value, tx.key, trust))
+        return Accept(tx, ballot_of(m.ballot), value_of(m.value, tx.key, trust),
+                      m.proposer_accepted)
     if kind == "decision_ack":
         return DecisionAck((body.decision_ack.workflow_id, body.decision_ack.round), sender)
     m = getattr(body, kind) if kind in ("paxos_promise", "paxos_accepted", "paxos_reject") \

@@ -91,10 +91,46 @@ def test_acceptor_duplicates_are_idempotent() -> None:
     assert a.next_actions() == first[1:]  # same reply, nothing new to persist
 
 
-def test_accepted_goes_to_every_participant_as_learner() -> None:
-    a = Acceptor("c")
+def test_an_accept_without_the_proposers_word_goes_to_every_participant_as_learner() -> None:
+    a = Acceptor("p1")
     a.receive("c", Accept(TX, B0, COMMIT))
     assert [to for to, _ in sends(a.next_actions())] == ["c", "p1", "p2"]
+
+
+def test_our_own_proposal_is_answered_to_the_proposer_alone() -> None:
+    a = Acceptor("c")
+    a.receive("c", Accept(TX, B0, COMMIT))
+    assert sends(a.next_actions()) == [("c", Accepted(TX.key, B0, "c", COMMIT))]
+
+
+def test_a_vouched_accept_teaches_its_participant_and_spares_the_others() -> None:
+    a = Acceptor("p1")
+    a.receive("c", Accept(TX, B0, COMMIT, proposer_accepted=True))
+    actions = a.next_actions()
+    assert isinstance(actions[0], PersistAcceptor)  # durable before any of the replies
+    assert sends(actions) == [
+        ("c", Accepted(TX.key, B0, "p1", COMMIT)),   # the RPC's reply
+        ("p1", Accepted(TX.key, B0, "c", COMMIT)),   # the proposer's word, to our learner
+        ("p1", Accepted(TX.key, B0, "p1", COMMIT)),  # our own acceptance, to our learner
+    ]
+    # Those two alone are a majority of three: p1 learns with no message from p2.
+    t = _termination("p1")
+    t.track(TX, 10.0)
+    for _, msg in sends(actions)[1:]:
+        t.receive(1.0, msg)
+    assert t.next_actions() == [Learned(TX.key, COMMIT, TX)]
+
+
+def test_a_vouched_accept_among_five_acceptors_still_tells_every_participant() -> None:
+    tx = TxInfo("c.wf", 1, "c", ("p1", "p2", "p3"), ("c", "m", "p1", "p2", "p3"))
+    value = Value(True, (yes("p1"), yes("p2"), yes("p3")))
+    a = Acceptor("m")  # an acceptor that is no participant: it has no learner to tell
+    a.receive("c", Accept(tx, B0, value, proposer_accepted=True))
+    assert [to for to, _ in sends(a.next_actions())] == ["c", "p1", "p2", "p3"]
+    b = Acceptor("p2")
+    b.receive("c", Accept(tx, B0, value, proposer_accepted=True))
+    assert [(to, m.acceptor) for to, m in sends(b.next_actions())] == [
+        ("c", "p2"), ("p2", "c"), ("p1", "p2"), ("p2", "p2"), ("p3", "p2")]
 
 
 @pytest.mark.parametrize(("sender", "msg", "why"), [
@@ -231,6 +267,35 @@ def test_recovery_proposer_adopts_the_highest_accepted_value() -> None:
     assert p.chosen == COMMIT and p.phase is ProposerPhase.DONE
 
 
+def test_a_proposer_asks_its_own_acceptor_first_then_the_others_with_its_word() -> None:
+    p = Proposer("c", TX, preferred=COMMIT, rng=random.Random(1), resend_s=1.0,
+                 backoff_s=0.5, fast=True)
+    p.start(0.0)
+    assert p.next_actions() == [Send("c", Accept(TX, B0, COMMIT))]
+    p.handle_timer(1.0)  # ours not accepted yet: resent to ourselves alone
+    assert p.next_actions() == [Send("c", Accept(TX, B0, COMMIT))]
+    p.receive(1.1, Accepted(TX.key, B0, "c", COMMIT))
+    vouched = Accept(TX, B0, COMMIT, proposer_accepted=True)
+    assert p.next_actions() == [Send("p1", vouched), Send("p2", vouched)]
+    p.receive(1.2, Accepted(TX.key, B0, "c", COMMIT))  # a duplicate sends nothing again
+    assert p.next_actions() == []
+    p.handle_timer(2.1)  # the silent ones get it again, still vouched for
+    assert p.next_actions() == [Send("p1", vouched), Send("p2", vouched)]
+    p.receive(2.2, Accepted(TX.key, B0, "p2", COMMIT))
+    assert p.chosen == COMMIT
+
+
+def test_a_proposer_whose_own_acceptor_refuses_tells_no_one_else() -> None:
+    p = Proposer("c", TX, preferred=COMMIT, rng=random.Random(1), resend_s=1.0,
+                 backoff_s=0.5, fast=True)
+    p.start(0.0)
+    p.next_actions()
+    p.receive(0.1, Reject(TX.key, B0, "c", Ballot(1, "p1")))
+    assert p.phase is ProposerPhase.BACKOFF and p.next_actions() == []
+    with pytest.raises(RemoteProtocolError, match="not its acceptor"):
+        Proposer("x", TX, preferred=ABORT, rng=random.Random(1), resend_s=1.0, backoff_s=0.5)
+
+
 def test_a_rejected_proposer_backs_off_then_goes_higher_and_a_restart_starts_above() -> None:
     p = Proposer("p1", TX, preferred=ABORT, rng=random.Random(2), resend_s=1.0, backoff_s=0.5)
     p.start(0.0)
@@ -299,9 +364,11 @@ def test_recovery_that_chooses_announces_to_everyone_after_learning() -> None:
     prepare = next(m for _, m in sends(t.next_actions()) if isinstance(m, PaxosPrepare))
     for acc in ("p1", "p2"):
         t.receive(5.0, Promise(TX.key, prepare.ballot, acc, None, None))
-    t.next_actions()
-    for acc in ("p1", "c"):
-        t.receive(5.1, Accepted(TX.key, prepare.ballot, acc, ABORT))
+    assert [to for to, _ in sends(t.next_actions())] == ["p1"]  # our own acceptor first
+    t.receive(5.1, Accepted(TX.key, prepare.ballot, "p1", ABORT))
+    vouched = Accept(TX, prepare.ballot, ABORT, proposer_accepted=True)
+    assert sends(t.next_actions()) == [("c", vouched), ("p2", vouched)]
+    t.receive(5.1, Accepted(TX.key, prepare.ballot, "c", ABORT))
     actions = t.next_actions()
     assert actions[0] == Learned(TX.key, ABORT, TX)
     assert sends(actions[1:]) == [("c", Decision(TX.key, ABORT, "p1")),
@@ -343,10 +410,12 @@ def test_commit_is_announced_only_once_a_majority_accepted() -> None:
     actions = core.next_actions()
     value = Value(True, (yes("p1"),))
     assert actions[0] == PersistProposal(1, value)  # the write-once cell, before any Accept
-    assert [to for to, _ in sends(actions)] == ["c", "p1", "x"]
+    assert [to for to, _ in sends(actions)] == ["c"]  # its own acceptor first
     assert core.phase is Phase.DECIDING
     assert core.answer_query(1.5, 1).status is AnswerStatus.UNKNOWN
     core.receive_paxos(2.0, Accepted(("c.wf", 1), B0, "c", value))
+    assert [(to, m.proposer_accepted) for to, m in sends(core.next_actions())] == [
+        ("p1", True), ("x", True)]
     core.receive_paxos(2.0, Accepted(("c.wf", 1), B0, "c", value))  # a duplicate
     assert core.next_actions() == []
     core.receive_paxos(2.1, Accepted(("c.wf", 1), B0, "x", value))
@@ -379,6 +448,7 @@ def test_a_participant_that_learned_first_is_not_sent_the_commit() -> None:
     value = Value(True, (yes("p1"),))
     core.next_actions()
     core.receive_paxos(2.0, Accepted(("c.wf", 1), B0, "c", value))
+    core.next_actions()  # the Accepts to the others
     core.receive_ack(2.0, "p1", 1)  # from a majority of the acceptors' Accepted, before us
     assert core.phase is Phase.DECIDING
     core.receive_paxos(2.1, Accepted(("c.wf", 1), B0, "x", value))

@@ -45,6 +45,19 @@ def crash_d0_forever_at(what: str):
     return hook
 
 
+def pause_d0_at_its_accepts_to_the_others():
+    """Stall d0 for 20 s as its ballot-0 Accepts leave for the other acceptors (its first
+    Accept goes to its own acceptor)."""
+    seen = []
+
+    def hook(agent, now, what):
+        if agent.name == "d0" and what == "send Accept":
+            seen.append(now)
+            if len(seen) == 2:
+                agent.paused_until = now + 20.0
+    return hook
+
+
 def learned(sim: Simulation, name: str, key=KEY):
     value = sim.agents[name].disk.learned.get(key)
     return None if value is None else value.commit
@@ -97,6 +110,32 @@ def test_coordinator_dies_after_commit_is_chosen_participants_learn_commit(broad
         assert sim.stats["PaxosPrepare"] > 0 and sim.stats["termination learned COMMIT"] == 2
 
 
+def test_with_three_acceptors_each_participant_learns_from_its_own_accept() -> None:
+    sim = scenario({"s1": "d1", "s2": "d2"})
+    sent = []
+    sim.intercept = lambda src, dst, msg, now: sent.append((src, dst, msg)) and None
+    assert_clean(sim)
+    accepted = [(src, dst) for src, dst, msg in sent if isinstance(msg, Accepted)]
+    # Each acceptor answers the proposer d0, and hands its own learner its acceptance and
+    # d0's word; no Accepted travels between the participants.
+    assert sorted(accepted) == [("d0", "d0"), ("d1", "d0"), ("d1", "d1"), ("d1", "d1"),
+                                ("d2", "d0"), ("d2", "d2"), ("d2", "d2")]
+    assert sim.stats["termination learned COMMIT"] == 2
+    assert learned(sim, "d1") is True and learned(sim, "d2") is True
+
+
+def test_a_participant_that_missed_its_accept_recovers_the_commit() -> None:
+    sim = scenario({"s1": "d1", "s2": "d2"})
+    sim.crash_hook = crash_d0_forever_at("PersistDecision")
+    sim.intercept = lambda src, dst, msg, now: (
+        "drop" if type(msg).__name__ == "Accept" and src == "d0" and dst == "d2" else None)
+    assert_clean(sim)
+    assert learned(sim, "d1") is True and learned(sim, "d2") is True
+    assert sim.stats["PaxosPrepare"] > 0  # d2 was in doubt: a recovery ballot found it
+    last_lease = max(sim.checker.yes[KEY].values())
+    assert sim.checker.learned_at[("d2", KEY)] <= last_lease + 2 * LEASE
+
+
 def test_duelling_recovery_proposers_agree() -> None:
     # Four participants start their recovery ballots at the same moment.
     timing = Timing(max_rounds=1, stagger_s=0.0, backoff_s=0.05)
@@ -145,14 +184,11 @@ def test_a_late_prepare_after_the_abort_cannot_reserve() -> None:
 
 
 def test_a_paused_coordinator_cannot_overturn_the_participants_abort() -> None:
-    # d0 stalls for 20 s just as its Accept(ballot 0, COMMIT) leaves; meanwhile d1 (whose
-    # lease passes) and d2 (an extra acceptor) choose ABORT. The late Accepts are refused.
+    # d0's own acceptor takes COMMIT in ballot 0; d0 stalls for 20 s just as its Accepts
+    # to the others leave; meanwhile d1 (whose lease passes) and d2 (an extra acceptor)
+    # choose ABORT. The late Accepts are refused.
     sim = scenario({"s1": "d1"})
-
-    def pause(agent, now, what):
-        if agent.name == "d0" and what == "send Accept" and not agent.paused_until:
-            agent.paused_until = now + 20.0
-    sim.crash_hook = pause
+    sim.crash_hook = pause_d0_at_its_accepts_to_the_others()
     assert_clean(sim)
     assert learned(sim, "d1") is False
     assert sim.stats["coordinator proposed commit, abort chosen"] == 1
@@ -231,11 +267,7 @@ def test_an_acceptor_that_accepts_a_lower_ballot_is_caught(monkeypatch) -> None:
     monkeypatch.setattr(acceptor_module.Acceptor, "_may_accept",
                         staticmethod(lambda record, ballot: True))
     sim = scenario({"s1": "d1"})
-
-    def pause(agent, now, what):
-        if agent.name == "d0" and what == "send Accept" and not agent.paused_until:
-            agent.paused_until = now + 20.0
-    sim.crash_hook = pause
+    sim.crash_hook = pause_d0_at_its_accepts_to_the_others()
     report = sim.run()
     assert any(v.startswith("consensus:") for v in report.violations), report.violations
     # Random runs find it too, and the failure names the seed that replays it.
@@ -279,7 +311,7 @@ def test_a_proposer_that_ignores_accepted_values_is_caught(monkeypatch) -> None:
     monkeypatch.setattr(termination.Proposer, "_adopt", lambda self: self.preferred)
     sim = scenario({"s1": "d1", "s2": "d2"})
     sim.crash_hook = crash_d0_forever_at("PersistDecision")
-    sim.intercept = lambda src, dst, msg, now: (
-        "drop" if isinstance(msg, Accepted) and dst != "d0" else None)
+    sim.intercept = lambda src, dst, msg, now: (  # nobody but d0 learns ballot 0's COMMIT
+        "drop" if isinstance(msg, Accepted) and msg.ballot.n == 0 and dst != "d0" else None)
     report = sim.run()
     assert any(v.startswith(("consensus:", "atomicity:")) for v in report.violations)

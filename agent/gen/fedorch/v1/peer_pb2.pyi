@@ -307,14 +307,16 @@ class PaxosPromise(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., accepted_ballot: _Optional[_Union[Ballot, _Mapping]] = ..., accepted_value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
 
 class PaxosAccept(_message.Message):
-    __slots__ = ("tx", "ballot", "value")
+    __slots__ = ("tx", "ballot", "value", "proposer_accepted")
     TX_FIELD_NUMBER: _ClassVar[int]
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    PROPOSER_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     tx: PaxosTx
     ballot: Ballot
     value: PaxosValue
-    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
+    proposer_accepted: bool
+    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ..., proposer_accepted: _Optional[bool] = ...) -> None: ...
 
 class PaxosAccepted(_message.Message):
     __slots__ = ("workflow_id", "round", "ballot", "acceptor", "value")
