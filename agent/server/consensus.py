@@ -22,8 +22,10 @@ that carries acceptors makes the participant's reservation a Paxos Commit one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2
@@ -53,7 +55,7 @@ from agent.negotiation.messages import (
 from agent.negotiation.termination import DoubtState, Termination
 from agent.server import paxos_wire as wire
 from agent.server.peers import PeerCallError
-from agent.store.store import Statement
+from agent.store.store import Statement, Store
 
 if TYPE_CHECKING:
     from agent.server.agent import Agent
@@ -293,11 +295,39 @@ class Consensus:
     async def run(self, actions: list, reply_to: str | None = None) -> object | None:
         """Run core actions in order; `reply_to`: the first Send to it is returned (the
         RPC's reply), not sent."""
+        with self._writing(actions):
+            return await self._run(actions, reply_to)
+
+    async def accept_own(self, msg: Accept, cell: Statement) -> bool:
+        """This coordinator's Accept to its own acceptor, right after its COMMIT proposal
+        cell: one transaction writes the cell and the acceptor's record, the record only
+        where the cell holds COMMIT, so the acceptor never takes a COMMIT that its
+        coordinator could still abort. One forced write on the path, not two. The
+        acceptor's answers then go as usual. True if the cell was empty; otherwise the
+        caller reads what it holds."""
+        await self._resident_record(msg.tx.key)
+        try:
+            self.acceptor.receive(self.agent.domain, msg)
+        except ProtocolError as e:  # never for our own core's Accept; the cell still goes
+            log.error("our own Accept of %s refused: %s", msg.tx.key, e)
+        actions = self.acceptor.next_actions()
+        records = [x for x in actions if isinstance(x, PersistAcceptor)]
+        with self._writing(records):
+            changed = await self.agent.store.apply([cell, *(
+                Store.acceptor_statement(wire.acceptor_row(x.record), if_proposed_commit=True)
+                for x in records)])
+        await self.run([x for x in actions if not isinstance(x, PersistAcceptor)])
+        return bool(changed[0])
+
+    @contextlib.contextmanager
+    def _writing(self, actions: list) -> Iterator[None]:
+        """The acceptor records among `actions` are being written: none may be evicted
+        until the write is done (counted before the first await)."""
         persists = [x.key for x in actions if isinstance(x, PersistAcceptor)]
-        for key in persists:  # counted before the first await: none may be evicted
+        for key in persists:
             self._persisting[key] = self._persisting.get(key, 0) + 1
         try:
-            return await self._run(actions, reply_to)
+            yield
         finally:
             for key in persists:
                 left = self._persisting.pop(key) - 1

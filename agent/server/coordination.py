@@ -24,6 +24,7 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
@@ -41,7 +42,7 @@ from agent.negotiation.coordinator import (
     VoteIn,
 )
 from agent.negotiation.errors import LocalProtocolError, ProtocolError
-from agent.negotiation.messages import Key, TxInfo
+from agent.negotiation.messages import Accept, Key, TxInfo
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
@@ -66,6 +67,28 @@ END_NOTICE_PATIENCE_S = 24 * 3600.0
 # the certificate sweep (CoordinatorLog.sweep_certificates) offers it to them again.
 ACK_GRACE_S = 2.0
 ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
+
+
+@dataclass(frozen=True)
+class _ProposeAndAccept:
+    """The core's COMMIT proposal cell and its Accept to our own acceptor, which follows
+    it: written in one transaction (Consensus.accept_own)."""
+
+    proposal: PersistProposal
+    accept: Accept
+
+
+def _own_accepts(actions: list, me: str) -> list:
+    """`actions` with each PersistProposal(COMMIT) that is followed by the Send of its
+    Accept to our own acceptor (the proposer asks its own acceptor first) made one."""
+    out: list = []
+    for action in actions:
+        if isinstance(action, Send) and action.to == me and isinstance(action.msg, Accept) \
+                and out and isinstance(out[-1], PersistProposal) and out[-1].value.commit:
+            out[-1] = _ProposeAndAccept(out[-1], action.msg)
+        else:
+            out.append(action)
+    return out
 
 
 class Coordination(CoordinatorDecisions, CoordinatorLog):
@@ -223,7 +246,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             async with asyncio.TaskGroup() as tg:
                 pending = list(first or ())
                 while True:
-                    for action in [*pending, *core.next_actions()]:
+                    for action in _own_accepts([*pending, *core.next_actions()], a.domain):
                         await self._act(active, spec, core, action, tg, events, calls, paxos)
                     pending.clear()
                     for future, answer in answers:  # only once what they say is on disk
@@ -316,6 +339,14 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             if in_flight is None or in_flight.done():  # a resend waits for the first call
                 calls[(action.domain, action.round)] = tg.create_task(
                     self._prepare(active, spec, action, events))
+        elif isinstance(action, _ProposeAndAccept):
+            p = action.proposal
+            if not await a.consensus.accept_own(action.accept, Store.proposal_statement(
+                    row.id, p.round, "COMMIT", wire.value_bytes(p.value))):
+                held = await a.store.get_proposal(row.id, p.round)
+                if held is None or held[0] != "COMMIT":
+                    raise LocalProtocolError(
+                        f"{row.id} round {p.round}: proposal cell holds ABORT, not COMMIT")
         elif isinstance(action, PersistProposal):
             outcome = "COMMIT" if action.value.commit else "ABORT"
             held, _ = await a.store.propose(row.id, action.round, outcome,

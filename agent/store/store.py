@@ -467,15 +467,23 @@ class Store:
 
     async def save_acceptor(self, r: AcceptorRow) -> None:
         """Replace this transaction's acceptor record (durable before the acceptor replies)."""
+        await self._write([self.acceptor_statement(r)])
+
+    @staticmethod
+    def acceptor_statement(r: AcceptorRow, *, if_proposed_commit: bool = False) -> Statement:
+        """Replace an acceptor record; with `if_proposed_commit`, only where this agent's
+        proposal cell of the transaction holds COMMIT (see proposal_statement)."""
         promised = r.promised or (None, None)
         accepted = r.accepted or (None, None)
-        await self._write([(
-            "INSERT OR REPLACE INTO acceptor_records(workflow_id, round, tx, promised_n,"
-            " promised_by, accepted_n, accepted_by, accepted_value, decided)"
-            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (r.workflow_id, r.round, r.tx, promised[0], promised[1], accepted[0], accepted[1],
-             r.accepted_value, r.decided),
-        )])
+        args = (r.workflow_id, r.round, r.tx, promised[0], promised[1], accepted[0],
+                accepted[1], r.accepted_value, r.decided)
+        sql = ("INSERT OR REPLACE INTO acceptor_records(workflow_id, round, tx, promised_n,"
+               " promised_by, accepted_n, accepted_by, accepted_value, decided)")
+        if not if_proposed_commit:
+            return f"{sql} VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", args
+        return (f"{sql} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS(SELECT 1 FROM proposals"
+                " WHERE workflow_id=? AND round=? AND outcome='COMMIT')",
+                (*args, r.workflow_id, r.round))
 
     @staticmethod
     def _acceptor_from(r: tuple) -> AcceptorRow:
@@ -524,6 +532,12 @@ class Store:
         Returns what the cell holds after the call: act on that, not on what was asked.
         """
         return await self._write_once("proposals", workflow_id, round_, outcome, value)
+
+    @staticmethod
+    def proposal_statement(workflow_id: str, round_: int, outcome: str,
+                           value: bytes) -> Statement:
+        """`propose` as a statement for `apply`: changes one row if the cell was empty."""
+        return _once_statement("proposals", "value", workflow_id, round_, outcome, value)
 
     async def get_proposal(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
         return await self._get_once("proposals", workflow_id, round_)

@@ -1,6 +1,7 @@
 """A COMMIT decision is one forced write at its coordinator: the decision record, the
 workflow's move to RUNNING, the spent proposal cell and, when the coordinator runs steps
-of it, its learned log (an in-process agent; a core driven by hand)."""
+of it, its learned log; so is a COMMIT proposal with its own acceptor's acceptance (an
+in-process agent; a core driven by hand)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from google.protobuf import json_format
 
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
 from agent.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
-from agent.negotiation.messages import Accepted, Ballot, Value, VoteIn
+from agent.negotiation.messages import Accepted, Ballot, PersistProposal, Send, Value, VoteIn
 from agent.negotiation.rounds import Finished, PersistDecision
+from agent.server import paxos_wire as wire
 from agent.server.agent import Active, Agent
-from agent.store.store import WorkflowRow
+from agent.server.coordination import _own_accepts
+from agent.store.store import Store, WorkflowRow
 from agent.workflow.placement import Placement
 
 SPEC = json_format.ParseDict({"name": "two", "steps": [
@@ -125,3 +128,55 @@ async def test_a_restored_commit_enters_running_when_finished(agent: Agent) -> N
     row = await agent.store.get_workflow(KEY[0])
     assert row.state == "RUNNING" and row.placement == placement
     assert active.progress is not None
+
+
+def voted_core(placement: dict[str, str]) -> Coordinator:
+    """A consensus-mode core that has every YES of round 1 and nothing else done."""
+    core = Coordinator("alpha.wf", placer=lambda excluded: _placement(placement),
+                       max_rounds=1, prepare_timeout_s=5.0,
+                       consensus=ConsensusOptions("alpha", random.Random(1)))
+    core.start(0.0)
+    core.next_actions()
+    for d in sorted(set(placement.values())):
+        core.receive_vote(1.0, VoteIn(1, d, True, "", _envelope(d)))
+    return core
+
+
+async def test_a_commit_proposal_and_our_own_acceptance_are_one_write(agent: Agent) -> None:
+    core = voted_core({"s1": "alpha", "s2": "p2"})
+    actions = _own_accepts(core.next_actions(), "alpha")
+    assert [type(x).__name__ for x in actions] == ["_ProposeAndAccept"]
+    proposal, accept = actions[0].proposal, actions[0].accept
+    assert proposal.value.commit and accept.ballot == Ballot(0, "alpha")
+    before = agent.store.writes
+
+    assert await agent.consensus.accept_own(accept, Store.proposal_statement(
+        *KEY, "COMMIT", wire.value_bytes(proposal.value)))
+
+    assert agent.store.writes == before + 1
+    assert (await agent.store.get_proposal(*KEY))[0] == "COMMIT"
+    record = await agent.store.get_acceptor_record(*KEY)
+    assert record is not None and record.accepted == (0, "alpha")
+    assert agent.consensus.acceptor.record(KEY).accepted_value == proposal.value
+
+
+async def test_our_acceptor_takes_no_commit_that_the_cell_refused(agent: Agent) -> None:
+    core = voted_core({"s1": "alpha", "s2": "p2"})
+    own = _own_accepts(core.next_actions(), "alpha")[0]
+    await agent.store.propose(*KEY, "ABORT", b"")  # (a state no core reaches: the guard)
+
+    assert not await agent.consensus.accept_own(own.accept, Store.proposal_statement(
+        *KEY, "COMMIT", wire.value_bytes(own.proposal.value)))
+
+    assert await agent.store.get_proposal(*KEY) == ("ABORT", b"")
+    assert await agent.store.get_acceptor_record(*KEY) is None
+
+
+def test_only_a_commit_proposal_followed_by_our_own_accept_is_merged() -> None:
+    core = voted_core({"s1": "alpha", "s2": "p2"})
+    proposal, send = core.next_actions()
+    other = Send("p2", send.msg)
+    assert _own_accepts([proposal, other], "alpha") == [proposal, other]
+    assert _own_accepts([send, proposal], "alpha") == [send, proposal]
+    abort = PersistProposal(1, Value(False))
+    assert _own_accepts([abort, send], "alpha") == [abort, send]

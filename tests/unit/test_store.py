@@ -372,6 +372,26 @@ async def test_acceptor_records_are_replaced_and_read_back(store: Store) -> None
     assert await store.get_acceptor_record("wf-2", 4) == other
 
 
+async def test_own_acceptor_record_goes_with_a_commit_proposal_only(store: Store) -> None:
+    commit = AcceptorRow("wf-1", 1, b"tx", promised=(0, "us"), accepted=(0, "us"),
+                         accepted_value=b"commit")
+    # The cell was empty: cell and record in one transaction.
+    assert await store.apply([Store.proposal_statement("wf-1", 1, "COMMIT", b"commit"),
+                              Store.acceptor_statement(commit, if_proposed_commit=True)]) \
+        == [1, 1]
+    assert await store.get_proposal("wf-1", 1) == ("COMMIT", b"commit")
+    assert await store.get_acceptor_record("wf-1", 1) == commit
+    # The cell held ABORT already: neither the cell nor the acceptor's COMMIT is written.
+    await store.propose("wf-1", 2, "ABORT", b"abort")
+    late = AcceptorRow("wf-1", 2, b"tx", promised=(0, "us"), accepted=(0, "us"),
+                       accepted_value=b"commit")
+    assert await store.apply([Store.proposal_statement("wf-1", 2, "COMMIT", b"commit"),
+                              Store.acceptor_statement(late, if_proposed_commit=True)]) \
+        == [0, 0]
+    assert await store.get_proposal("wf-1", 2) == ("ABORT", b"abort")
+    assert await store.get_acceptor_record("wf-1", 2) is None
+
+
 async def test_reservation_and_its_prepare_are_written_together(store: Store) -> None:
     r = ReservationRow("wf-1", 2, "eu-west", "reserved", [("x", "ml.train")], 9_000)
     tx = HoldTxRow("wf-1", 2, b"paxos-tx", b"spec", {"x": "partner"}, "127.0.0.1:7101")
