@@ -290,14 +290,19 @@ class Participation(StepRuns, InDoubt):
             self.wake()
         elif effect is DecisionEffect.COMMITTED:
             hold = a.participant.hold(key)
-            info = self._hold_txs.pop(key, None) or await a.store.get_hold_tx(*key)
+            info = self._hold_txs.pop(key, None)
+            # The PREPARE came in this incarnation: whatever this agent wrote of the
+            # workflow since, it wrote in this process and keeps in memory (see fresh).
+            fresh = info is not None
+            if info is None:
+                info = await a.store.get_hold_tx(*key)
             if hold is None or info is None:  # pragma: no cover - written with the hold
                 log.error("%s round %d committed, but its PREPARE is not on record", *key)
                 return False
             endpoints = {tx.coordinator: info.coordinator_endpoint}
             await self._committed(key[0], key[1], tx.coordinator,
                                   spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
-                                  endpoints, reservation_row(hold), also)
+                                  endpoints, reservation_row(hold), also, fresh=fresh)
             return True
         return False
 
@@ -319,25 +324,28 @@ class Participation(StepRuns, InDoubt):
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                          endpoints: dict[str, str], reservation: ReservationRow | None,
-                         also: Sequence[Statement] = ()) -> None:
+                         also: Sequence[Statement] = (), *, fresh: bool = False) -> None:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
         row are written in one transaction (with `also`): a crash leaves both or neither
         (then the PREPARED reservation is in doubt and asks again). One at a time per
         workflow: a repeated COMMIT must not set up a second copy while the first is
-        awaiting."""
+        awaiting. `fresh`: its PREPARE came in this incarnation, so no row of the
+        workflow is on disk (an end notice that came first released the hold, and this
+        is not reached) and its early results are in memory: nothing is read."""
         async with self._committing.hold(workflow_id):
             await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
-                               reservation, also)
+                               reservation, also, fresh)
 
     async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
                       spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                       endpoints: dict[str, str], reservation: ReservationRow | None,
-                      also: Sequence[Statement] = ()) -> None:
+                      also: Sequence[Statement] = (), fresh: bool = False) -> None:
         a = self.agent
         active = a.active.get(workflow_id)
         on_disk = None
         if active is None:
-            row, on_disk = await a.store.get_workflow_with_steps(workflow_id)
+            row, on_disk = (None, None) if fresh \
+                else await a.store.get_workflow_with_steps(workflow_id)
             if row is None:
                 row = WorkflowRow(
                     id=workflow_id, name=spec.name, coordinator=coordinator, state="RUNNING",
@@ -353,7 +361,7 @@ class Participation(StepRuns, InDoubt):
                 if statements:
                     await a.store.apply(statements)
                 return
-            active = Active(row)
+            active = Active(row, fresh=fresh)
             a.active[row.id] = active
         active.row.endpoints.update({k: v for k, v in endpoints.items() if v})
         self.ensure_progress(active, spec)

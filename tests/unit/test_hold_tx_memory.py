@@ -1,5 +1,6 @@
 """A participant applies a learned COMMIT with the PREPARE it voted YES on from memory,
-not read back from its store (a PREPARE no longer in memory still comes from disk), and
+not read back from its store, and reads nothing else of the workflow either (a PREPARE no
+longer in memory still comes from disk, and the workflow with it), and
 writes the COMMIT it learned in the same write as the set-up of its steps (an in-process
 agent; its vote and the decision are driven by hand)."""
 
@@ -11,7 +12,7 @@ import contextlib
 from google.protobuf import json_format
 
 from agent.executor.base import StepInvocation, StepOutcome
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from agent.negotiation.messages import TxInfo, Value
 from agent.server import participation as participation_module
 from agent.server.agent import Agent
@@ -48,16 +49,52 @@ async def _apply_commit(agent: Agent, tx: TxInfo) -> None:
     assert await agent.store.runs_of(tx.workflow_id) != []  # s1 was started
 
 
+def _forbid_reads(agent: Agent, monkeypatch) -> None:
+    """The set-up of a COMMIT whose PREPARE came in this incarnation reads nothing."""
+    for name in ("get_hold_tx", "get_workflow_with_steps", "get_workflow", "get_steps"):
+        async def no_read(*args, name=name):
+            raise AssertionError(f"{name} read the store")
+        monkeypatch.setattr(agent.store, name, no_read)
+
+
 async def test_the_commit_is_set_up_from_the_prepare_in_memory(worker: Agent,
                                                                monkeypatch) -> None:
     tx = await _vote_yes(worker, "beta.1")
-
-    async def no_read(workflow_id: str, round_: int):
-        raise AssertionError("the PREPARE was read back from the store")
-
-    monkeypatch.setattr(worker.store, "get_hold_tx", no_read)
-    await _apply_commit(worker, tx)
+    with monkeypatch.context() as m:
+        _forbid_reads(worker, m)
+        _no_delivery(worker)
+        async with asyncio.TaskGroup() as tg:
+            worker._tg = tg
+            await worker.participation.apply_decision(tx.key, Value(True, ()), tx)
+    await _apply_commit(worker, tx)  # a repeated COMMIT changes nothing; the step started
     assert worker.participation._hold_txs == {}  # used once, then let go
+
+
+async def test_a_result_that_came_before_the_commit_is_taken_from_memory(
+        worker: Agent, monkeypatch) -> None:
+    """s1 runs at beta, s2 here after it: s1's result comes before our COMMIT. The
+    set-up reads nothing and still finds it, so s2 starts."""
+    spec = json_format.ParseDict({"name": "two", "steps": [
+        {"id": "s1", "capability": "x"},
+        {"id": "s2", "capability": "x", "needs": ["s1"]}]}, spec_pb2.WorkflowSpec())
+    placement = {"s1": "beta", "s2": "alpha"}
+    request = peer_pb2.PrepareRequest(
+        workflow_id="beta.7", round=1, spec=spec, steps=["s2"], placement=placement,
+        coordinator_endpoint="127.0.0.1:2", lease_ms=30_000,
+        acceptors=["alpha", "beta", "gamma"])
+    assert peer_pb2.Body.FromString(
+        (await worker.participation.prepare("beta", request)).body).vote.yes
+    tx = TxInfo("beta.7", 1, "beta", ("alpha", "beta"), ("alpha", "beta", "gamma"))
+    result = peer_pb2.StepResult(workflow_id="beta.7", step_id="s1", attempt=1, domain="beta",
+                                 state=status_pb2.STEP_STATE_SUCCEEDED)
+    assert (await worker.participation.on_result("beta", result)).ok
+    with monkeypatch.context() as m:
+        _forbid_reads(worker, m)
+        _no_delivery(worker)
+        async with asyncio.TaskGroup() as tg:
+            worker._tg = tg
+            await worker.participation.apply_decision(tx.key, Value(True, ()), tx)
+    assert await worker.store.runs_of("beta.7") != []  # s2 was started
 
 
 async def test_a_prepare_no_longer_in_memory_is_read_from_disk(worker: Agent,
