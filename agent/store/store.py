@@ -8,6 +8,8 @@ Group commit: writes that arrive while a transaction is being committed wait
 and then share the next one, so one fsync covers many of them. Each writer's
 statements run in a savepoint of their own: a write that fails (a unique
 index) is rolled back alone and its caller gets the error; the others commit.
+A writer alone in its group needs no savepoint, and a lone statement no
+explicit transaction (`_apply_alone`): the usual case on an idle agent.
 A group runs as one call on the connection's thread (`_apply_group`), not one
 hop per statement: cheaper, and no read queued meanwhile can run inside the
 open transaction and see a write that is not yet committed.
@@ -33,6 +35,8 @@ def _apply_group(db: aiosqlite.Connection,
     each writer's changed-row count per statement, or the error that rolled its
     savepoint back."""
     conn = db._conn
+    if len(groups) == 1:
+        return [_apply_alone(conn, groups[0])]
     outcomes: list[list[int] | sqlite3.Error] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -50,6 +54,35 @@ def _apply_group(db: aiosqlite.Connection,
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _apply_alone(conn: sqlite3.Connection,
+                 statements: list[tuple[str, tuple]]) -> list[int] | sqlite3.Error:
+    """A writer alone in its group: its own transaction, with no savepoint, and a lone
+    statement as an autocommit one. Each call into SQLite gives up the GIL and must win
+    it back from a busy event loop, so fewer calls finish the write sooner."""
+    if len(statements) == 1:
+        sql, args = statements[0]
+        try:
+            return [conn.execute(sql, args).rowcount]
+        except sqlite3.Error as e:  # rolled back with its statement; the commit's error too
+            return e
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        counts = [conn.execute(sql, args).rowcount for sql, args in statements]
+    except sqlite3.Error as e:
+        conn.execute("ROLLBACK")
+        return e
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return counts
 
 
 Statement = tuple[str, tuple]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
@@ -62,6 +63,35 @@ async def test_schema_is_created_with_wal_and_full_sync(store: Store, tmp_path: 
         tables = {r[0] for r in await cur.fetchall()}
     assert {"meta", "workflows", "steps", "decisions", "reservations", "step_runs"} <= tables
     assert (tmp_path / "data" / "agent.db").exists()
+
+
+_PUT = "INSERT INTO meta(key, value) VALUES(?, ?)"  # a second put of a key fails
+
+
+async def test_a_lone_write_that_fails_leaves_nothing(store: Store) -> None:
+    await store.apply([(_PUT, ("k", "1"))])
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.apply([(_PUT, ("k", "2"))])  # one statement: its own transaction
+    with pytest.raises(sqlite3.IntegrityError):  # two: the first is rolled back with it
+        await store.apply([(_PUT, ("j", "1")), (_PUT, ("k", "3"))])
+    assert await store.get_meta("k") == "1" and await store.get_meta("j") is None
+    await store.apply([(_PUT, ("j", "1")), (_PUT, ("i", "1"))])
+    assert await store.get_meta("j") == "1" and await store.get_meta("i") == "1"
+    assert store.commits == store.writes == 4  # each alone in its group
+
+
+async def test_writes_that_arrive_together_share_a_commit_and_fail_alone(store: Store) -> None:
+    await store.apply([(_PUT, ("k", "1"))])
+    commits = store.commits
+    outcomes = await asyncio.gather(
+        store.apply([(_PUT, ("a", "1"))]),
+        store.apply([(_PUT, ("b", "1")), (_PUT, ("k", "2"))]),  # fails: rolled back alone
+        store.apply([(_PUT, ("c", "1")), (_PUT, ("d", "1"))]),
+        return_exceptions=True)
+    assert outcomes[0] == [1] and outcomes[2] == [1, 1]
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert store.commits == commits + 1  # one transaction for the three
+    assert [await store.get_meta(k) for k in "abcdk"] == ["1", None, "1", "1", "1"]
 
 
 async def test_meta_round_trip(store: Store) -> None:
