@@ -426,12 +426,16 @@ class Agent:
         return StepRow(active.row.id, s.id, s.domain, s.state.value, s.attempts, s.outputs,
                        s.error)
 
+    def saved_final(self, workflow_id: str) -> SavedStatus | None:
+        """What the write that ended a workflow put on disk, if it ended lately here."""
+        return self._final.get(workflow_id) if workflow_id not in self.active else None
+
     async def status(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
         from agent.server.convert import status_message
 
         saved = self._saved.get(workflow_id)
-        if saved is None and workflow_id not in self.active:  # not begun again since
-            saved = self._final.get(workflow_id)
+        if saved is None:  # not begun again since it ended
+            saved = self.saved_final(workflow_id)
         if saved is not None:
             return status_message(saved.row, saved.steps)
         row, steps = await self.store.get_workflow_with_steps(workflow_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import struct_pb2
 
-from agent.gen.fedorch.v1 import spec_pb2, status_pb2
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from agent.store.store import StepRow, WorkflowRow
 
 
@@ -49,3 +49,9 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
             error=known.error if known else "",
         ))
     return out
+
+
+def end_notice_of(row: WorkflowRow) -> peer_pb2.CancelNotice:
+    """The end notice of an ended workflow, from its row."""
+    return peer_pb2.CancelNotice(workflow_id=row.id, reason=row.reason,
+                                 final_state=workflow_state(row.state))

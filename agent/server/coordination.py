@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
 from agent.negotiation.coordinator import (
     ConsensusOptions,
     Coordinator,
@@ -46,6 +46,7 @@ from agent.negotiation.messages import Accept, Key, TxInfo
 from agent.server import paxos_wire as wire
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
 from agent.server.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
+from agent.server.convert import end_notice_of
 from agent.server.coordination_decisions import CoordinatorDecisions, refusal_rows
 from agent.server.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
 from agent.server.peers import PeerCallError
@@ -431,10 +432,13 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
 
     # ---- outcomes -----------------------------------------------------------------
 
-    async def after_progress(self, active: Active, also: Sequence[Statement] = ()) -> bool:
+    async def after_progress(self, active: Active, also: Sequence[Statement] = (),
+                             told: str | None = None) -> bool:
         """Called whenever the coordinator's progress changed: is the workflow over? If
         so it ends, and its end is written with the statements in `also` (a caller may
-        hand over the write it would have made); True then, else nothing is written."""
+        hand over the write it would have made); True then, else nothing is written.
+        `told`: a participant that learns the end from the answer to its step result
+        (see end_notice), and is sent no end notice."""
         row = active.row
         progress = active.progress
         if progress is None or row.state in TERMINAL_WORKFLOW_STATES:
@@ -445,13 +449,26 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         if outcome is Outcome.FAILED:
             failed = [s for s in progress.steps.values() if s.state.value == "FAILED"]
             reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
-            await self._end(active, "FAILED", reason, also)
+            await self._end(active, "FAILED", reason, also, told)
         else:
-            await self._end(active, "SUCCEEDED", "", also)
+            await self._end(active, "SUCCEEDED", "", also, told)
         return True
 
+    async def end_notice(self, workflow_id: str) -> peer_pb2.CancelNotice | None:
+        """The end of a workflow coordinated here that has ended, as its end notice; None
+        if it has not. A step result of an ended workflow is answered with it: the
+        participant whose result ended it is sent no notice (`told`), and should that
+        answer be lost, the result comes again and its answer carries the end again."""
+        a = self.agent
+        saved = a.saved_final(workflow_id)
+        row = saved.row if saved is not None else await a.store.get_workflow(workflow_id)
+        if row is None or row.coordinator != a.domain \
+                or row.state not in TERMINAL_WORKFLOW_STATES:
+            return None
+        return end_notice_of(row)
+
     async def _end(self, active: Active, state: str, reason: str,
-                   also: Sequence[Statement] = ()) -> None:
+                   also: Sequence[Statement] = (), told: str | None = None) -> None:
         """End a running workflow: stop what still runs anywhere, tell every participant.
         One write: the final state, every step, the holds released here, and `also`."""
         a = self.agent
@@ -472,11 +489,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             active.collect.append(key)
         await a.save(active, also=[*also, *released])
         a.metrics.workflows.labels(state).inc()
-        notice = peer_pb2.CancelNotice(
-            workflow_id=row.id, reason=reason,
-            final_state=status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{state}"),
-        )
-        for domain in sorted(set(row.placement.values()) - {a.domain}):
+        notice = end_notice_of(row)
+        for domain in sorted(set(row.placement.values()) - {a.domain, told}):
             # Until acknowledged: a participant that misses it keeps its slots (it also
             # asks, see Participation.timer_loop, in case this agent stops first).
             a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,

@@ -27,7 +27,8 @@ from agent.gen.fedorch.v1 import peer_pb2
 from agent.negotiation.messages import DecisionAck, Key
 from agent.negotiation.participant import Hold
 from agent.server.agent import TERMINAL_WORKFLOW_STATES, Active
-from agent.server.convert import step_state, step_state_name, struct
+from agent.server.convert import end_notice_of, step_state, step_state_name, struct
+from agent.server.paxos_wire import coordinator_of
 from agent.store.store import ReservationRow, Statement, StepRow, Store
 from agent.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
 
@@ -203,6 +204,10 @@ class StepRuns:
             handle = self._acks_due.pop(active.row.id, None)
             if handle is not None:
                 handle.cancel()
+            if ack.HasField("end") and ack.end.workflow_id == active.row.id:
+                # The workflow has ended (our result ended it, or came after): its end
+                # notice is this, the coordinator sends no other.
+                await self.ended(active.row.id, ack.end.final_state, ack.end.reason)
 
     def acknowledge_later(self, coordinator: str, key: Key) -> None:
         """We learned a COMMIT without the coordinator's notice. Any result of ours that
@@ -226,6 +231,11 @@ class StepRuns:
         state = StepState(step_state_name(result.state))
         outputs = json_format.MessageToDict(result.outputs)
         active = a.active.get(result.workflow_id)
+        if active is None and coordinator_of(result.workflow_id) == a.domain:
+            # Ended here: the answer carries the end (see Coordination.end_notice).
+            end = await a.coordination.end_notice(result.workflow_id)
+            if end is not None:
+                return peer_pb2.Ack(ok=True, end=end)
         if result.workflow_id in a.recently_finished:
             return peer_pb2.Ack(ok=True)
         if active is None or active.progress is None:
@@ -243,9 +253,11 @@ class StepRuns:
             return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
         if active.progress.apply_result(result.step_id, result.attempt, state, outputs,
                                         result.error):
-            # At the coordinator, the result that ends the workflow is written with its end.
-            if not (active.row.coordinator == a.domain
-                    and await a.coordination.after_progress(active)):
-                await self._save_starting(active)
+            # At the coordinator, the result that ends the workflow is written with its end,
+            # and the answer to it tells its sender the end (no end notice of its own).
+            if active.row.coordinator == a.domain \
+                    and await a.coordination.after_progress(active, told=sender):
+                return peer_pb2.Ack(ok=True, end=end_notice_of(active.row))
+            await self._save_starting(active)
             await self.start_ready(active)
         return peer_pb2.Ack(ok=True)

@@ -1,6 +1,7 @@
 """Steps that a save makes ready start in that same write; an attempt started before a
 crash is still never run again; at the coordinator, the result that ends a workflow is
-written with its end (an in-process agent; messages are recorded, not sent)."""
+written with its end, and the answer to it carries the end to its sender (an in-process
+agent; messages are recorded, not sent)."""
 
 from __future__ import annotations
 
@@ -106,12 +107,41 @@ async def test_the_result_that_ends_a_workflow_is_written_with_its_end(agent: Ag
         await agent.participation.on_result(domain, _result("alpha.1", step, domain))
     before = agent.store.writes
 
-    await agent.participation.on_result("gamma", _result("alpha.1", "c", "gamma"))
+    ack = await agent.participation.on_result("gamma", _result("alpha.1", "c", "gamma"))
 
     assert agent.store.writes == before + 1
     row, steps = await agent.store.get_workflow_with_steps("alpha.1")
     assert row.state == "SUCCEEDED"
     assert {s.step_id: (s.state, s.attempts) for s in steps.values()} == {
         "a": ("SUCCEEDED", 1), "b": ("SUCCEEDED", 1), "c": ("SUCCEEDED", 1)}
-    assert sorted(d for d, method in sent if method == "CancelWorkflow") == ["beta", "gamma"]
+    # gamma, whose result ended it, learns the end from the answer: no notice of its own.
+    assert ack.ok and ack.end.workflow_id == "alpha.1"
+    assert ack.end.final_state == status_pb2.WORKFLOW_STATE_SUCCEEDED
+    assert sorted(d for d, method in sent if method == "CancelWorkflow") == ["beta"]
     assert "alpha.1" not in agent.active
+    # Its answer lost, gamma sends the result again: the answer carries the end again,
+    # also once it is read from disk, and nothing is written.
+    for forget in (False, True):
+        if forget:
+            agent._final.clear()
+        again = await agent.participation.on_result("gamma", _result("alpha.1", "c", "gamma"))
+        assert again.ok and again.end == ack.end
+    assert agent.store.writes == before + 1
+
+
+async def test_a_participant_applies_the_end_that_answers_its_result(agent: Agent) -> None:
+    active, _ = _setup(agent, "beta", {"a": "beta", "b": "alpha", "c": "alpha"})
+    await agent.save(active)
+    end = peer_pb2.CancelNotice(workflow_id="beta.1", reason="",
+                                final_state=status_pb2.WORKFLOW_STATE_SUCCEEDED)
+
+    def deliver(domain, method, **payload):
+        async def answer():
+            return peer_pb2.Ack(ok=True, end=end)
+        return answer()
+
+    agent.deliver = deliver  # type: ignore[method-assign]
+    await agent.participation._send_result(active, "beta", _result("beta.1", "b", "alpha"),
+                                           True)
+    assert "beta.1" not in agent.active
+    assert (await agent.store.get_workflow("beta.1")).state == "SUCCEEDED"

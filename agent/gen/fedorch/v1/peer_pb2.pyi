@@ -383,11 +383,13 @@ class CancelNotice(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("ok", "error", "retry_later")
+    __slots__ = ("ok", "error", "retry_later", "end")
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RETRY_LATER_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     error: str
     retry_later: bool
-    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., retry_later: _Optional[bool] = ...) -> None: ...
+    end: CancelNotice
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., retry_later: _Optional[bool] = ..., end: _Optional[_Union[CancelNotice, _Mapping]] = ...) -> None: ...
