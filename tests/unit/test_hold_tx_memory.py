@@ -13,7 +13,7 @@ from google.protobuf import json_format
 
 from agent.executor.base import StepInvocation, StepOutcome
 from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
-from agent.negotiation.messages import TxInfo, Value
+from agent.negotiation.messages import Accept, Accepted, Ballot, TxInfo, Value, VoteIn
 from agent.server import participation as participation_module
 from agent.server.agent import Agent
 from tests.unit import test_commit_write as commit_write
@@ -167,3 +167,39 @@ async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
         assert await worker.store.runs_of("alpha.wf") == [("s1", 1, "running")]
         assert (await worker.store.get_workflow("alpha.wf")).state == "RUNNING"
     assert worker.participation._hold_txs == {}
+
+
+async def test_a_commit_learned_from_its_accept_is_one_write_with_the_acceptor_record(
+        worker: Agent) -> None:
+    """With three acceptors, the coordinator's word and our own acceptance are a
+    majority: the acceptor record, the learned COMMIT and the set-up of our step are one
+    write, and the answer to the coordinator leaves after it."""
+    tx = await _vote_yes(worker, "beta.1")
+    value = Value(True, (VoteIn(1, "alpha", True, "", commit_write._envelope("alpha")),))
+    accept = Accept(tx, Ballot(0, "beta"), value, proposer_accepted=True)
+    before = worker.store.writes
+    async with _parked_steps(worker):
+        reply = await worker.consensus.receive("beta", accept, rpc=True)
+        assert reply == Accepted(tx.key, Ballot(0, "beta"), "alpha", value)
+        # Learned and on disk before the answer leaves, in the record's own write.
+        assert worker.consensus._learned.get(tx.key) == "COMMIT"
+        assert worker.store.writes == before + 1
+        record = await worker.store.get_acceptor_record(*tx.key)
+        assert record is not None and record.accepted == (0, "beta")
+        assert (await worker.store.get_learned(*tx.key))[0] == "COMMIT"
+        assert await worker.store.runs_of("beta.1") == [("s1", 1, "running")]
+    assert worker.consensus.termination.in_doubt() == []
+
+
+async def test_an_accept_that_teaches_nothing_yet_writes_the_record_alone(
+        worker: Agent) -> None:
+    tx = await _vote_yes(worker, "beta.1")
+    value = Value(True, (VoteIn(1, "alpha", True, "", commit_write._envelope("alpha")),))
+    before = worker.store.writes
+    reply = await worker.consensus.receive("beta", Accept(tx, Ballot(0, "beta"), value),
+                                           rpc=True)
+    assert reply == Accepted(tx.key, Ballot(0, "beta"), "alpha", value)
+    assert worker.store.writes == before + 1
+    assert await worker.store.get_acceptor_record(*tx.key) is not None
+    assert await worker.store.get_learned(*tx.key) is None  # one acceptance of three
+    assert worker.consensus.termination.in_doubt() == [tx.key]
