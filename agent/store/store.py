@@ -70,19 +70,14 @@ def _apply_alone(conn: sqlite3.Connection,
     conn.execute("BEGIN IMMEDIATE")
     try:
         counts = [conn.execute(sql, args).rowcount for sql, args in statements]
-    except sqlite3.Error as e:
-        conn.execute("ROLLBACK")
-        return e
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    try:
         conn.execute("COMMIT")
-    except BaseException:
+        return counts
+    except BaseException as e:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if isinstance(e, sqlite3.Error):  # this writer's error, the commit's too
+            return e
         raise
-    return counts
 
 
 Statement = tuple[str, tuple]

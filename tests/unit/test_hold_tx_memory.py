@@ -40,13 +40,18 @@ def _no_delivery(agent: Agent) -> None:
     agent.deliver = deliver  # type: ignore[method-assign]
 
 
-async def _apply_commit(agent: Agent, tx: TxInfo) -> None:
+async def _apply_commit(agent: Agent, tx: TxInfo, no_reads=None) -> None:
+    """Apply a learned COMMIT of `tx`; with `no_reads` (pytest's monkeypatch), any read
+    of the store meanwhile fails the test."""
     _no_delivery(agent)
-    async with asyncio.TaskGroup() as tg:
-        agent._tg = tg  # the step run the set-up starts is this test's
-        await agent.participation.apply_decision(tx.key, Value(True, ()), tx)
+    with no_reads.context() if no_reads else contextlib.nullcontext() as patch:
+        if patch is not None:
+            _forbid_reads(agent, patch)
+        async with asyncio.TaskGroup() as tg:
+            agent._tg = tg  # the step run the set-up starts is this test's
+            await agent.participation.apply_decision(tx.key, Value(True, ()), tx)
     assert (await agent.store.get_workflow(tx.workflow_id)).state == "RUNNING"
-    assert await agent.store.runs_of(tx.workflow_id) != []  # s1 was started
+    assert await agent.store.runs_of(tx.workflow_id) != []  # its step here was started
 
 
 def _forbid_reads(agent: Agent, monkeypatch) -> None:
@@ -60,13 +65,7 @@ def _forbid_reads(agent: Agent, monkeypatch) -> None:
 async def test_the_commit_is_set_up_from_the_prepare_in_memory(worker: Agent,
                                                                monkeypatch) -> None:
     tx = await _vote_yes(worker, "beta.1")
-    with monkeypatch.context() as m:
-        _forbid_reads(worker, m)
-        _no_delivery(worker)
-        async with asyncio.TaskGroup() as tg:
-            worker._tg = tg
-            await worker.participation.apply_decision(tx.key, Value(True, ()), tx)
-    await _apply_commit(worker, tx)  # a repeated COMMIT changes nothing; the step started
+    await _apply_commit(worker, tx, no_reads=monkeypatch)
     assert worker.participation._hold_txs == {}  # used once, then let go
 
 
@@ -88,13 +87,7 @@ async def test_a_result_that_came_before_the_commit_is_taken_from_memory(
     result = peer_pb2.StepResult(workflow_id="beta.7", step_id="s1", attempt=1, domain="beta",
                                  state=status_pb2.STEP_STATE_SUCCEEDED)
     assert (await worker.participation.on_result("beta", result)).ok
-    with monkeypatch.context() as m:
-        _forbid_reads(worker, m)
-        _no_delivery(worker)
-        async with asyncio.TaskGroup() as tg:
-            worker._tg = tg
-            await worker.participation.apply_decision(tx.key, Value(True, ()), tx)
-    assert await worker.store.runs_of("beta.7") != []  # s2 was started
+    await _apply_commit(worker, tx, no_reads=monkeypatch)  # s2 was started
 
 
 async def test_a_prepare_no_longer_in_memory_is_read_from_disk(worker: Agent,

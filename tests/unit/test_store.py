@@ -403,21 +403,19 @@ async def test_acceptor_records_are_replaced_and_read_back(store: Store) -> None
 
 
 async def test_own_acceptor_record_goes_with_a_commit_proposal_only(store: Store) -> None:
-    commit = AcceptorRow("wf-1", 1, b"tx", promised=(0, "us"), accepted=(0, "us"),
-                         accepted_value=b"commit")
+    def propose_and_accept(round_: int) -> list:
+        record = AcceptorRow("wf-1", round_, b"tx", promised=(0, "us"), accepted=(0, "us"),
+                             accepted_value=b"commit")
+        return [Store.proposal_statement("wf-1", round_, "COMMIT", b"commit"),
+                Store.acceptor_statement(record, if_proposed_commit=True)]
+
     # The cell was empty: cell and record in one transaction.
-    assert await store.apply([Store.proposal_statement("wf-1", 1, "COMMIT", b"commit"),
-                              Store.acceptor_statement(commit, if_proposed_commit=True)]) \
-        == [1, 1]
+    assert await store.apply(propose_and_accept(1)) == [1, 1]
     assert await store.get_proposal("wf-1", 1) == ("COMMIT", b"commit")
-    assert await store.get_acceptor_record("wf-1", 1) == commit
+    assert (await store.get_acceptor_record("wf-1", 1)).accepted == (0, "us")
     # The cell held ABORT already: neither the cell nor the acceptor's COMMIT is written.
     await store.propose("wf-1", 2, "ABORT", b"abort")
-    late = AcceptorRow("wf-1", 2, b"tx", promised=(0, "us"), accepted=(0, "us"),
-                       accepted_value=b"commit")
-    assert await store.apply([Store.proposal_statement("wf-1", 2, "COMMIT", b"commit"),
-                              Store.acceptor_statement(late, if_proposed_commit=True)]) \
-        == [0, 0]
+    assert await store.apply(propose_and_accept(2)) == [0, 0]
     assert await store.get_proposal("wf-1", 2) == ("ABORT", b"abort")
     assert await store.get_acceptor_record("wf-1", 2) is None
 
