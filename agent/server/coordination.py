@@ -345,9 +345,10 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             if not await a.consensus.accept_own(action.accept, Store.proposal_statement(
                     row.id, p.round, "COMMIT", wire.value_bytes(p.value))):
                 held = await a.store.get_proposal(row.id, p.round)
-                if held is None or held[0] != "COMMIT":
+                if held is None or held[0] != "COMMIT":  # the core never asks that
                     raise LocalProtocolError(
-                        f"{row.id} round {p.round}: proposal cell holds ABORT, not COMMIT")
+                        f"{row.id} round {p.round}: proposal cell holds {held and held[0]},"
+                        " not COMMIT")
         elif isinstance(action, PersistProposal):
             outcome = "COMMIT" if action.value.commit else "ABORT"
             held, _ = await a.store.propose(row.id, action.round, outcome,
@@ -469,7 +470,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
 
     async def _end(self, active: Active, state: str, reason: str,
                    also: Sequence[Statement] = (), told: str | None = None) -> None:
-        """End a running workflow: stop what still runs anywhere, tell every participant.
+        """End a running workflow: stop what still runs anywhere, tell every participant
+        (but `told`, which has the end in the answer to its result: see end_notice).
         One write: the final state, every step, the holds released here, and `also`."""
         a = self.agent
         row = active.row
