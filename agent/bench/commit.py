@@ -126,7 +126,8 @@ async def _one(net: RealNet, run: _Run) -> None:
     run.submitted = time.monotonic()
     reply = await client.Submit(client_pb2.SubmitRequest(spec=SPEC), timeout=30)
     run.id = reply.id
-    watch = client.Watch(client_pb2.GetWorkflowRequest(id=reply.id), timeout=120)
+    watch = client.Watch(client_pb2.GetWorkflowRequest(id=reply.id, state_changes_only=True),
+                         timeout=120)
     try:
         async for status in watch:
             if run.committed is None and status.state in (RUNNING, *TERMINAL):

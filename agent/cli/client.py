@@ -76,10 +76,12 @@ class AgentClient:
         return await self.stub.GetWorkflow(request, timeout=self.rpc_timeout)
 
     async def watch(
-        self, workflow_id: str, stream_deadline_s: float
+        self, workflow_id: str, stream_deadline_s: float, state_changes_only: bool = False
     ) -> AsyncIterator[status_pb2.WorkflowStatus]:
-        """Stream status updates; the stream as a whole is bounded by stream_deadline_s."""
-        request = client_pb2.GetWorkflowRequest(id=workflow_id)
+        """Stream status updates; the stream as a whole is bounded by stream_deadline_s.
+        `state_changes_only`: updates when the workflow's state changes, not on each step."""
+        request = client_pb2.GetWorkflowRequest(
+            id=workflow_id, state_changes_only=state_changes_only)
         call = self.stub.Watch(request, timeout=stream_deadline_s)
         try:
             async for status in call:

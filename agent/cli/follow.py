@@ -64,10 +64,13 @@ async def follow(
     if is_terminal(status):
         return status
 
-    # 1. The server stream. A stream that hits its own deadline is simply reopened.
+    # 1. The server stream. A stream that hits its own deadline is simply reopened. With
+    # nobody to show each update to, only the state matters: the agent sends no step news.
+    only_states = follower.on_update is None
     while True:
         try:
-            async with contextlib.aclosing(client.watch(workflow_id, stream_deadline_s)) as stream:
+            async with contextlib.aclosing(
+                    client.watch(workflow_id, stream_deadline_s, only_states)) as stream:
                 async for status in stream:
                     follower.see(status)
                     if is_terminal(status):

@@ -444,6 +444,15 @@ class Agent:
 
         return status_message(row, steps)
 
+    def saved_state(self, workflow_id: str) -> str | None:
+        """The state of a workflow as its last save here wrote it, if that is in memory
+        (None: ask `status`). A watcher that follows states only reads this on each change
+        instead of building a whole status."""
+        saved = self._saved.get(workflow_id)
+        if saved is None:
+            saved = self.saved_final(workflow_id)
+        return None if saved is None else saved.row.state
+
     def finished(self, workflow_id: str) -> None:
         active = self.active.pop(workflow_id, None)
         saved = self._saved.pop(workflow_id, None)

@@ -80,7 +80,9 @@ class ClientService(client_pb2_grpc.ClientServicer):
         if remote is not None:
             try:
                 async for status in remote.Watch(
-                        client_pb2.GetWorkflowRequest(id=request.id, local_only=True),
+                        client_pb2.GetWorkflowRequest(
+                            id=request.id, local_only=True,
+                            state_changes_only=request.state_changes_only),
                         timeout=24 * 3600):
                     yield status
                 return
@@ -90,8 +92,12 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 log.info("watch of %s: coordinator unreachable; following locally", request.id)
         changes = self.agent.changes
         seen = -1
+        sent_state: str | None = None  # with state_changes_only: the state last sent
         while True:
             version = changes.version(request.id)
+            if version != seen and sent_state is not None \
+                    and self.agent.saved_state(request.id) == sent_state:
+                seen = version  # only steps moved: nothing this watcher asked for
             if version != seen:
                 status = await self.agent.status(request.id)
                 if status is None:
@@ -100,6 +106,9 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 if _terminal(status):
                     return
                 seen = version
+                if request.state_changes_only:
+                    sent_state = status_pb2.WorkflowState.Name(status.state).removeprefix(
+                        "WORKFLOW_STATE_")
             await changes.wait_past(request.id, seen, WATCH_HEARTBEAT_S)
             if self.agent.stopping:
                 return

@@ -75,6 +75,21 @@ async def test_watch_streams_until_terminal_from_a_participant(fed):
     assert len(seen) >= 1
 
 
+async def test_a_state_only_watch_through_a_participant_sends_each_state_once(fed):
+    wid = await fed.submit("eu-west", DEMO)
+    seen, last = [], None
+    async for status in fed.client("partner").Watch(
+            client_pb2.GetWorkflowRequest(id=wid, state_changes_only=True), timeout=60):
+        seen.append(state_name(status))
+        last = status
+    assert seen[-1] == "SUCCEEDED"
+    # The flag went along to the coordinator: no state comes twice in a row.
+    assert all(a != b for a, b in zip(seen, seen[1:])), seen
+    # The status sent is whole all the same: every step, as it ended.
+    assert {s: st for s, (st, _, _) in step_states(last).items()} == \
+        {"extract": "SUCCEEDED", "train": "SUCCEEDED", "report": "SUCCEEDED"}
+
+
 async def test_command_executor_steps_pass_outputs_across_domains(fed):
     wid = await fed.submit("eu-west", """
 name: numbers

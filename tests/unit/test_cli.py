@@ -94,6 +94,7 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
         self.gets: dict[str, list[status_pb2.WorkflowStatus]] = {}  # popped until one left
         self.watches: dict[str, list[status_pb2.WorkflowStatus]] = {}
         self.watch_mode: dict[str, str] = {}  # "stream" (default) | "break" | "hang"
+        self.watch_requests: list[client_pb2.GetWorkflowRequest] = []
         self.members: list[client_pb2.MemberInfo] = []
         self.hang_get = False
         self.invalid_submit = False
@@ -119,6 +120,7 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     async def Watch(self, request, context) -> AsyncIterator[status_pb2.WorkflowStatus]:
+        self.watch_requests.append(request)
         updates = self.watches.get(request.id)
         if updates is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
@@ -391,6 +393,8 @@ def test_submit_wait_json_succeeded_exits_0(fake, spec_file) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == render.status_to_dict(done)
     assert result.stderr == ""
+    # Only the end is printed: the agent is asked for changes of state, not step news.
+    assert [r.state_changes_only for r in agent.watch_requests] == [True]
 
 
 def test_submit_wait_json_aborted_exits_1(fake, spec_file) -> None:
@@ -557,6 +561,7 @@ def test_watch_prints_one_line_per_change_off_a_tty(fake) -> None:
     assert "workflow wf-w FAILED: train failed" in out
     assert out.count("workflow wf-w RUNNING") == 1  # repeated updates print nothing
     assert_one_error_line(result, "FAILED")
+    assert [r.state_changes_only for r in agent.watch_requests] == [False]  # steps shown
 
 
 def test_watch_json_lines_and_success(fake) -> None:

@@ -38,12 +38,14 @@ class SubmitReply(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
-    __slots__ = ("id", "local_only")
+    __slots__ = ("id", "local_only", "state_changes_only")
     ID_FIELD_NUMBER: _ClassVar[int]
     LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHANGES_ONLY_FIELD_NUMBER: _ClassVar[int]
     id: str
     local_only: bool
-    def __init__(self, id: _Optional[str] = ..., local_only: _Optional[bool] = ...) -> None: ...
+    state_changes_only: bool
+    def __init__(self, id: _Optional[str] = ..., local_only: _Optional[bool] = ..., state_changes_only: _Optional[bool] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("id", "reason")
