@@ -176,9 +176,10 @@ def _pct(values: list[float], q: float) -> float:
 
 # Submitters of the closed loops that find the peak. Batching makes the cost of a
 # workflow fall as more are in flight (its messages share calls, signatures and fsyncs),
-# so the peak is found by climbing: on 2 cores, 64 submitters reached about three
-# quarters of what 512 did.
+# so the peak is found by climbing: on 2 cores, 64 submitters reached about four fifths
+# of the peak, which came at 256 or 512.
 CONCURRENCY = (64, 256, 512)
+WORKFLOWS_PER_LOOP = 3000
 
 
 async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
@@ -192,7 +193,8 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
             "workflows_per_s": round(len(finished_at) / (max(finished_at) - start), 1)}
 
 
-async def run_commit_bench(total: int = 300, concurrency: Sequence[int] = (32,),
+async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
+                           concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
                            batching: bool = True) -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in

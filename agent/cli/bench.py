@@ -9,6 +9,7 @@ import math
 import click
 from rich.table import Table
 
+from agent.bench.commit import CONCURRENCY, WORKFLOWS_PER_LOOP
 from agent.cli.common import console
 
 
@@ -73,16 +74,12 @@ def gossip(as_json: bool, agents: int, sim: bool, real: bool, seed: int) -> None
         _print_gossip(result)
 
 
-DEFAULT_WORKFLOWS = 3000  # per closed loop
-
-
-def _commit(total: int = DEFAULT_WORKFLOWS, concurrency: tuple[int, ...] | None = None,
+def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
             data_dir: str | None = None, commit: str = "paxos", batching: bool = True) -> dict:
     from pathlib import Path
 
-    from agent.bench.commit import CONCURRENCY, run_commit_bench
+    from agent.bench.commit import run_commit_bench
 
-    concurrency = concurrency or CONCURRENCY
     if data_dir:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
@@ -115,18 +112,18 @@ def _print_commit(r: dict) -> None:
 
 @bench.command(name="commit")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-@click.option("--workflows", type=click.IntRange(min=1), default=DEFAULT_WORKFLOWS,
+@click.option("--workflows", type=click.IntRange(min=1), default=WORKFLOWS_PER_LOOP,
               show_default=True, help="Workflows in each closed loop.")
-@click.option("--concurrency", default=None, metavar="N[,N...]",
-              help="Submitters of each closed loop, the peak being the best loop "
-                   "[default: 64,256,512].")
+@click.option("--concurrency", default=",".join(map(str, CONCURRENCY)), show_default=True,
+              metavar="N[,N...]",
+              help="Submitters of each closed loop, the peak being the best loop.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where the agents keep their data (default: a temporary directory); "
                    "its forced-write time is printed.")
 @click.option("--commit", "protocol", type=click.Choice(["paxos", "2pc"]), default="paxos",
               show_default=True, help="negotiation.commit of the agents.")
 @click.option("--no-batching", is_flag=True, help="negotiation.batching: false.")
-def commit(as_json: bool, workflows: int, concurrency: str | None, data_dir: str | None,
+def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
            protocol: str, no_batching: bool) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
     result = _commit(workflows, _submitters(concurrency), data_dir, protocol, not no_batching)
@@ -136,9 +133,7 @@ def commit(as_json: bool, workflows: int, concurrency: str | None, data_dir: str
         _print_commit(result)
 
 
-def _submitters(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
+def _submitters(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:

@@ -28,9 +28,9 @@ def _coordinator_of(workflow_id: str) -> str:
     return workflow_id.rpartition(".")[0]
 
 
-def _terminal(status: status_pb2.WorkflowStatus) -> bool:
-    name = status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
-    return name in TERMINAL_WORKFLOW_STATES
+def _state(status: status_pb2.WorkflowStatus) -> str:
+    """The workflow's state as the agent names it (RUNNING, SUCCEEDED, ...)."""
+    return status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
 
 
 class ClientService(client_pb2_grpc.ClientServicer):
@@ -103,12 +103,11 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 if status is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
                 yield status
-                if _terminal(status):
+                if _state(status) in TERMINAL_WORKFLOW_STATES:
                     return
                 seen = version
                 if request.state_changes_only:
-                    sent_state = status_pb2.WorkflowState.Name(status.state).removeprefix(
-                        "WORKFLOW_STATE_")
+                    sent_state = _state(status)
             await changes.wait_past(request.id, seen, WATCH_HEARTBEAT_S)
             if self.agent.stopping:
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import grpc
 import pytest
@@ -84,7 +85,7 @@ async def test_a_state_only_watch_through_a_participant_sends_each_state_once(fe
         last = status
     assert seen[-1] == "SUCCEEDED"
     # The flag went along to the coordinator: no state comes twice in a row.
-    assert all(a != b for a, b in zip(seen, seen[1:])), seen
+    assert all(a != b for a, b in itertools.pairwise(seen)), seen
     # The status sent is whole all the same: every step, as it ended.
     assert {s: st for s, (st, _, _) in step_states(last).items()} == \
         {"extract": "SUCCEEDED", "train": "SUCCEEDED", "report": "SUCCEEDED"}

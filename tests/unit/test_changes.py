@@ -5,15 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from agent.server.agent import Changes
-
-
-async def _until(condition) -> None:
-    """Yield to the loop until `condition` holds (the tasks are all local: a few turns)."""
-    for _ in range(100):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
+from tests.unit.loop_turns import until
 
 
 async def test_a_change_wakes_the_watchers_of_that_workflow_only():
@@ -21,7 +13,7 @@ async def test_a_change_wakes_the_watchers_of_that_workflow_only():
     a1 = asyncio.create_task(changes.wait_past("a", 0, 10))
     a2 = asyncio.create_task(changes.wait_past("a", 0, 10))
     b = asyncio.create_task(changes.wait_past("b", 0, 10))
-    await _until(lambda: changes._waiting == {"a": 2, "b": 1})
+    await until(lambda: changes._waiting == {"a": 2, "b": 1})
     await changes.bump("a")
     assert await a1 == 1 and await a2 == 1
     assert changes._waiting == {"b": 1} and not b.done()  # b still waits, unwoken
@@ -42,7 +34,7 @@ async def test_a_version_already_past_returns_at_once_and_timeouts_return_the_ve
 async def test_a_watcher_that_gives_up_does_not_disturb_the_others():
     changes = Changes()
     patient = asyncio.create_task(changes.wait_past("a", 0, 10))
-    await _until(lambda: changes._waiting == {"a": 1})
+    await until(lambda: changes._waiting == {"a": 1})
     assert await changes.wait_past("a", 0, 0.01) == 0
     assert not patient.done()
     await changes.bump("a")

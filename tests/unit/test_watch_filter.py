@@ -9,6 +9,7 @@ from agent.gen.fedorch.v1 import client_pb2, status_pb2
 from agent.server.agent import Changes
 from agent.server.client_service import ClientService
 from agent.server.convert import workflow_state as state_value
+from tests.unit.loop_turns import until
 
 WID = "c1.w"
 
@@ -46,14 +47,6 @@ class _Agent:
         await self.changes.bump(WID)
 
 
-async def _until(condition) -> None:
-    """Yield to the loop until `condition` holds (the tasks are all local: a few turns)."""
-    for _ in range(100):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
-
 
 async def _follow(only_states: bool) -> tuple[list[tuple[str, int]], int]:
     agent = _Agent()
@@ -69,11 +62,11 @@ async def _follow(only_states: bool) -> tuple[list[tuple[str, int]], int]:
     # A change takes the future its watchers wait on; a watcher waits anew on a new one.
     waiting = lambda: WID in agent.changes._next  # noqa: E731
     following = asyncio.ensure_future(_drain(stream, got))
-    await _until(waiting)
+    await until(waiting)
     await agent.change()  # a step ended: the state is still RUNNING
-    await _until(waiting)
+    await until(waiting)
     await agent.change()
-    await _until(waiting)
+    await until(waiting)
     await agent.change("SUCCEEDED")
     await asyncio.wait_for(following, 5)
     return seen, agent.status_builds
@@ -104,7 +97,7 @@ async def test_a_state_only_watcher_without_a_saved_state_is_sent_each_change():
         client_pb2.GetWorkflowRequest(id=WID, state_changes_only=True), None)
     first = await anext(stream)
     pending = asyncio.ensure_future(anext(stream))
-    await _until(lambda: agent.changes._waiting.get(WID) == 1)
+    await until(lambda: agent.changes._waiting.get(WID) == 1)
     await agent.change()
     second = await asyncio.wait_for(pending, 5)
     assert (first.state, len(second.steps)) == (state_value("RUNNING"), 1)
