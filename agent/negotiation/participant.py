@@ -114,6 +114,12 @@ class Participant:
         self._lease_s = lease_s
         self._query_interval_s = query_interval_s
         self._holds: dict[Key, Hold] = {}
+        # Counts kept as holds come, shrink and go (only through _add, _shrink and _drop),
+        # so that a PREPARE or a step's end does not walk every hold: at the peak an agent
+        # holds hundreds, and those walks were a tenth of a participant's CPU.
+        self._used: dict[str, int] = {}            # capability -> slots held
+        self._held_for: dict[str, int] = {}        # coordinator -> slots held for it
+        self._keys_of: dict[str, set[Key]] = {}    # workflow -> its holds' keys
         # How each closed round ended ("refused" with our reason, "aborted",
         # "expired" or "committed"), oldest first: late PREPAREs cannot reserve,
         # and a decision contradicting an earlier one is detected.
@@ -132,7 +138,7 @@ class Participant:
             if key not in self._holds:
                 self._close(key, "committed" if commit else "aborted", "restored")
         for h in holds:
-            self._holds[h.key] = h
+            self._add(h)
             self._closed.pop(h.key, None)
 
     def holds(self) -> list[Hold]:
@@ -150,11 +156,7 @@ class Participant:
         return closed[0] if closed is not None else None
 
     def in_use(self) -> dict[str, int]:
-        used: dict[str, int] = {}
-        for h in self._holds.values():
-            for _, cap in h.steps:
-                used[cap] = used.get(cap, 0) + 1
-        return used
+        return {cap: n for cap, n in self._used.items() if n}
 
     def available(self) -> dict[str, int]:
         used = self.in_use()
@@ -220,17 +222,14 @@ class Participant:
             return VoteOut(False, "round already decided", now, None, fresh=False)
         if not steps:
             raise RemoteProtocolError("PREPARE asks this domain for no steps")
-        coordinator_in_use = sum(
-            len(h.steps) for h in self._holds.values() if h.coordinator == coordinator
-        )
         verdict = evaluate_prepare(
             self._policy,
             coordinator=coordinator,
             data_labels=data_labels,
             steps=list(steps),
             capacities=self._capacities,
-            in_use=self.in_use(),
-            coordinator_in_use=coordinator_in_use,
+            in_use=self._used,
+            coordinator_in_use=self._held_for.get(coordinator, 0),
         )
         if not verdict.yes:
             self._close(key, "refused", verdict.reason)
@@ -240,7 +239,7 @@ class Participant:
             workflow_id, round, coordinator, HoldState.RESERVED, list(steps), lease,
             coordinator_endpoint, next_query=lease, tx=tx,
         )
-        self._holds[key] = hold
+        self._add(hold)
         return VoteOut(True, "", lease, hold, fresh=True)
 
     def confirm_yes(self, now: float, key: Key) -> Hold | None:
@@ -267,23 +266,24 @@ class Participant:
 
     def step_ended(self, workflow_id: str, step_id: str) -> Hold | None:
         """Release one step's slot. Returns the hold (possibly with no steps left)."""
-        for h in self._holds.values():
-            if h.workflow_id == workflow_id and h.state is HoldState.COMMITTED:
-                before = len(h.steps)
-                h.steps = [(s, c) for s, c in h.steps if s != step_id]
-                if len(h.steps) != before:
+        for key in sorted(self._keys_of.get(workflow_id, ())):
+            h = self._holds[key]
+            if h.state is HoldState.COMMITTED:
+                kept = [(s, c) for s, c in h.steps if s != step_id]
+                if len(kept) != len(h.steps):
+                    self._shrink(h, kept)
                     if not h.steps:
-                        del self._holds[h.key]
+                        self._drop(h)
                         self._close(h.key, "committed", "finished")
                     return h
         return None
 
     def release_workflow(self, workflow_id: str) -> list[Hold]:
         """The workflow ended (cancelled, failed): release whatever it still holds."""
-        gone = [h for h in self._holds.values() if h.workflow_id == workflow_id
-                and h.state is HoldState.COMMITTED]
+        gone = [self._holds[key] for key in sorted(self._keys_of.get(workflow_id, ()))
+                if self._holds[key].state is HoldState.COMMITTED]
         for h in gone:
-            del self._holds[h.key]
+            self._drop(h)
             self._close(h.key, "committed", "finished")
         return gone
 
@@ -295,7 +295,8 @@ class Participant:
         return DecisionEffect.COMMITTED
 
     def _release(self, key: Key, held: Hold | None) -> DecisionEffect:
-        del self._holds[key]
+        assert held is not None
+        self._drop(held)
         self._close(key, "aborted", "aborted")
         return DecisionEffect.RELEASED
 
@@ -360,8 +361,38 @@ class Participant:
         return due
 
     def _expire(self, held: Hold) -> None:
-        del self._holds[held.key]
+        self._drop(held)
         self._close(held.key, "expired", "lease expired before the vote")
+
+    # ---- the holds and their counts ---------------------------------------------
+
+    def _count(self, h: Hold, sign: int) -> None:
+        for _, cap in h.steps:
+            self._used[cap] = self._used.get(cap, 0) + sign
+        self._held_for[h.coordinator] = self._held_for.get(h.coordinator, 0) + sign * len(h.steps)
+        if not self._held_for[h.coordinator]:
+            del self._held_for[h.coordinator]
+
+    def _add(self, h: Hold) -> None:
+        old = self._holds.get(h.key)
+        if old is not None:
+            self._drop(old)
+        self._holds[h.key] = h
+        self._count(h, +1)
+        self._keys_of.setdefault(h.workflow_id, set()).add(h.key)
+
+    def _shrink(self, h: Hold, kept: list[tuple[str, str]]) -> None:
+        self._count(h, -1)
+        h.steps = kept
+        self._count(h, +1)
+
+    def _drop(self, h: Hold) -> None:
+        del self._holds[h.key]
+        self._count(h, -1)
+        keys = self._keys_of[h.workflow_id]
+        keys.discard(h.key)
+        if not keys:
+            del self._keys_of[h.workflow_id]
 
     def _close(self, key: Key, how: str, reason: str) -> None:
         self._closed[key] = (how, reason)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.gen.fedorch.v1 import config_pb2
 from agent.negotiation.errors import RemoteProtocolError
@@ -410,3 +412,61 @@ def test_prepare_with_a_transaction_that_does_not_match_is_refused() -> None:
     assert ok.yes and ok.hold.tx == tx and ok.hold.state is HoldState.PREPARED
     assert p.get_timer() is None  # an in-doubt hold with a TxInfo is Termination's, not ours
     assert p.due_queries(100.0) == []
+
+
+# ---- the kept counts ---------------------------------------------------------------------
+
+_OPS = st.lists(st.tuples(
+    st.sampled_from(["prepare", "reserve", "confirm", "commit", "abort", "step_end",
+                     "release", "expire", "restore"]),
+    st.integers(0, 3),              # which workflow
+    st.integers(1, 2),              # which round
+    st.sampled_from(["eu-west", "us-east"]),
+    st.sampled_from(["train", "extract", "load"]),
+), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_OPS)
+def test_the_kept_counts_always_match_the_holds(ops) -> None:
+    """in_use() and the per-coordinator quota count are kept as holds come and go; after
+    any sequence of inputs they equal what walking every hold gives."""
+    p = make(max_steps=5, capacities={"ml.train": 3, "data.extract": 3, "etl.load": 2})
+    caps = {"train": "ml.train", "extract": "data.extract", "load": "etl.load"}
+    now = 0.0
+    for op, w, rnd, coordinator, step in ops:
+        now += 7.0
+        wf = f"wf-{w}"
+        steps = [(step, caps[step]), ("train", "ml.train")] if step != "train" \
+            else [("train", "ml.train")]
+        try:
+            if op in ("prepare", "reserve"):
+                getattr(p, op)(now, workflow_id=wf, round=rnd, coordinator=coordinator,
+                               data_labels=EU, steps=steps)
+            elif op == "confirm" and p.hold((wf, rnd)) is not None:
+                p.confirm_yes(now, (wf, rnd))
+            elif op in ("commit", "abort"):
+                p.decide(now, wf, rnd, op == "commit")
+            elif op == "step_end":
+                p.step_ended(wf, step)
+            elif op == "release":
+                p.release_workflow(wf)
+            elif op == "expire":
+                p.expire(now)
+            elif op == "restore":  # a hold read back from disk replaces the one in memory
+                held = p.hold((wf, rnd))
+                if held is not None:
+                    p.restore([Hold(held.workflow_id, held.round, held.coordinator,
+                                    held.state, held.steps[:1], held.lease_expires)])
+        except RemoteProtocolError:
+            pass  # a refused input changes nothing
+        walked: dict[str, int] = {}
+        for h in p.holds():
+            for _, cap in h.steps:
+                walked[cap] = walked.get(cap, 0) + 1
+        assert p.in_use() == walked
+        for c in ("eu-west", "us-east"):
+            assert p._held_for.get(c, 0) == sum(len(h.steps) for h in p.holds()
+                                                if h.coordinator == c)
+        assert {k for keys in p._keys_of.values() for k in keys} == \
+            {h.key for h in p.holds()}
