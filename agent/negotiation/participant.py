@@ -114,9 +114,10 @@ class Participant:
         self._lease_s = lease_s
         self._query_interval_s = query_interval_s
         self._holds: dict[Key, Hold] = {}
-        # Counts kept as holds come, shrink and go (only through _add, _shrink and _drop),
-        # so that a PREPARE or a step's end does not walk every hold: at the peak an agent
-        # holds hundreds, and those walks were a tenth of a participant's CPU.
+        # Counts kept as holds come, shrink and go (only through _add, _shrink and _drop;
+        # a hold's steps change nowhere else), so that a PREPARE or a step's end does not
+        # walk every hold: at the peak an agent holds hundreds, and at 512 submitters
+        # those walks drew a tenth of a participant's samples of Python code.
         self._used: dict[str, int] = {}            # capability -> slots held
         self._held_for: dict[str, int] = {}        # coordinator -> slots held for it
         self._keys_of: dict[str, set[Key]] = {}    # workflow -> its holds' keys
@@ -156,7 +157,7 @@ class Participant:
         return closed[0] if closed is not None else None
 
     def in_use(self) -> dict[str, int]:
-        return {cap: n for cap, n in self._used.items() if n}
+        return dict(self._used)
 
     def available(self) -> dict[str, int]:
         used = self.in_use()
@@ -368,10 +369,8 @@ class Participant:
 
     def _count(self, h: Hold, sign: int) -> None:
         for _, cap in h.steps:
-            self._used[cap] = self._used.get(cap, 0) + sign
-        self._held_for[h.coordinator] = self._held_for.get(h.coordinator, 0) + sign * len(h.steps)
-        if not self._held_for[h.coordinator]:
-            del self._held_for[h.coordinator]
+            _bump(self._used, cap, sign)
+        _bump(self._held_for, h.coordinator, sign * len(h.steps))
 
     def _add(self, h: Hold) -> None:
         old = self._holds.get(h.key)
@@ -399,6 +398,15 @@ class Participant:
         self._closed.move_to_end(key)
         while len(self._closed) > _DECIDED_MEMORY:
             self._closed.popitem(last=False)
+
+
+def _bump(counts: dict[str, int], name: str, by: int) -> None:
+    """Add `by` to a count; a count that reaches zero leaves the map."""
+    n = counts.get(name, 0) + by
+    if n:
+        counts[name] = n
+    else:
+        counts.pop(name, None)
 
 
 _Decide = Callable[[Participant, Key, "Hold | None"], DecisionEffect]
