@@ -114,7 +114,7 @@ def forced_write_ms(directory: Path, writes: int = 30) -> float:
 
 
 class _Run:
-    """One workflow's timestamps, followed through a Watch stream."""
+    """One workflow's timestamps, followed through its SubmitAndWatch stream."""
 
     def __init__(self) -> None:
         self.id = ""
@@ -126,12 +126,11 @@ class _Run:
 async def _one(net: RealNet, run: _Run) -> None:
     client = net.client(DOMAINS[0])
     run.submitted = time.monotonic()
-    reply = await client.Submit(client_pb2.SubmitRequest(spec=SPEC), timeout=30)
-    run.id = reply.id
-    watch = client.Watch(client_pb2.GetWorkflowRequest(id=reply.id, state_changes_only=True),
-                         timeout=120)
+    watch = client.SubmitAndWatch(client_pb2.SubmitAndWatchRequest(
+        submit=client_pb2.SubmitRequest(spec=SPEC), state_changes_only=True), timeout=120)
     try:
         async for status in watch:
+            run.id = status.id
             if run.committed is None and status.state in (RUNNING, *TERMINAL):
                 run.committed = time.monotonic()
             if status.state in TERMINAL:

@@ -89,6 +89,21 @@ class AgentClient:
         finally:
             call.cancel()
 
+    async def submit_and_watch(
+        self, spec: spec_pb2.WorkflowSpec, request_id: str, stream_deadline_s: float
+    ) -> AsyncIterator[status_pb2.WorkflowStatus]:
+        """Submit, then stream the workflow's changes of state (SubmitAndWatch); the
+        first status names the workflow."""
+        request = client_pb2.SubmitAndWatchRequest(
+            submit=client_pb2.SubmitRequest(spec=spec, request_id=request_id),
+            state_changes_only=True)
+        call = self.stub.SubmitAndWatch(request, timeout=stream_deadline_s)
+        try:
+            async for status in call:
+                yield status
+        finally:
+            call.cancel()
+
     async def cancel(self, workflow_id: str, reason: str = "") -> status_pb2.WorkflowStatus:
         request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
         reply = await self.stub.Cancel(request, timeout=self.rpc_timeout)

@@ -17,7 +17,7 @@ import grpc
 from agent.cli.client import AgentClient
 from agent.cli.errors import EXIT_FAILED, UNREACHABLE_CODES, CliError
 from agent.cli.render import is_terminal, status_to_dict, workflow_state_name
-from agent.gen.fedorch.v1 import status_pb2
+from agent.gen.fedorch.v1 import spec_pb2, status_pb2
 
 OnUpdate = Callable[[status_pb2.WorkflowStatus], None]
 
@@ -116,9 +116,49 @@ async def wait_for_terminal(
         async with asyncio.timeout(limit_s):
             return await follow(client, workflow_id, follower, **kwargs)
     except TimeoutError:
-        last = workflow_state_name(follower.last.state) if follower.last else "unknown"
-        raise CliError(
-            f"timed out waiting for workflow {workflow_id} to finish after {limit_s:g}s "
-            f"(last state: {last})",
-            EXIT_FAILED,
-        ) from None
+        raise _timed_out(workflow_id, limit_s, follower) from None
+
+
+async def submit_and_wait(
+    client: AgentClient,
+    spec: spec_pb2.WorkflowSpec,
+    request_id: str,
+    limit_s: float | None,
+    stream_deadline_s: float = 300.0,
+) -> status_pb2.WorkflowStatus:
+    """Submit and follow to a terminal state in one call (SubmitAndWatch), bounded by
+    limit_s seconds; on expiry exit 1.
+
+    An agent without that call (UNIMPLEMENTED), or a call that breaks before its first
+    status, is sent a plain Submit with the same request_id (a repeated request_id
+    starts nothing new), and the workflow is followed by its id; so is one that breaks
+    later."""
+    follower = Follower()
+    workflow_id = ""
+    try:
+        async with asyncio.timeout(limit_s):
+            try:
+                async with contextlib.aclosing(
+                        client.submit_and_watch(spec, request_id, stream_deadline_s)) as stream:
+                    async for status in stream:
+                        workflow_id = status.id
+                        follower.see(status)
+                        if is_terminal(status):
+                            return status
+            except grpc.RpcError as exc:
+                if exc.code() in _FATAL_CODES:
+                    raise
+            if not workflow_id:
+                workflow_id = await client.submit(spec, request_id)
+            return await follow(client, workflow_id, follower)
+    except TimeoutError:
+        raise _timed_out(workflow_id or "(id not yet known)", limit_s, follower) from None
+
+
+def _timed_out(workflow_id: str, limit_s: float | None, follower: Follower) -> CliError:
+    last = workflow_state_name(follower.last.state) if follower.last else "unknown"
+    return CliError(
+        f"timed out waiting for workflow {workflow_id} to finish after {limit_s:g}s "
+        f"(last state: {last})",
+        EXIT_FAILED,
+    )

@@ -13,7 +13,7 @@ from rich.live import Live
 
 from agent.cli.common import client_for, console, json_option, peer_option, run
 from agent.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError, one_line, rpc_errors
-from agent.cli.follow import wait_for_terminal
+from agent.cli.follow import submit_and_wait, wait_for_terminal
 from agent.cli.render import (
     change_lines,
     status_renderable,
@@ -86,10 +86,10 @@ def submit(file: Path, peer: str, wait: bool, limit_s: float, as_json: bool) -> 
     async def go() -> tuple[str, status_pb2.WorkflowStatus | None]:
         async with client_for(peer) as client:
             with rpc_errors(peer):
-                workflow_id = await client.submit(spec, request_id)
-                if not wait:
-                    return workflow_id, None
-                return workflow_id, await wait_for_terminal(client, workflow_id, limit_s)
+                if wait:
+                    final = await submit_and_wait(client, spec, request_id, limit_s)
+                    return final.id, final
+                return await client.submit(spec, request_id), None
 
     workflow_id, status = run(go())
     if status is None:

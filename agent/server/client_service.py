@@ -48,12 +48,21 @@ class ClientService(client_pb2_grpc.ClientServicer):
         return client_pb2_grpc.ClientStub(self.agent.peers.channel(endpoint))
 
     async def Submit(self, request, context):
+        return client_pb2.SubmitReply(id=await self._submit(request, context))
+
+    async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
         try:
-            workflow_id = await self.agent.run_owned(
+            return await self.agent.run_owned(
                 self.agent.coordination.submit(request.spec, request.request_id), "submit")
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        return client_pb2.SubmitReply(id=workflow_id)
+            raise  # not reached: abort raises
+
+    async def SubmitAndWatch(self, request, context):
+        """Submit, then follow here (the agent submitted to coordinates the workflow)."""
+        workflow_id = await self._submit(request.submit, context)
+        async for status in self._follow(workflow_id, request.state_changes_only, context):
+            yield status
 
     async def _status(self, workflow_id: str, local_only: bool, context):
         remote = self._remote(workflow_id, local_only)
@@ -90,25 +99,31 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 if e.code() == grpc.StatusCode.NOT_FOUND:
                     await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
                 log.info("watch of %s: coordinator unreachable; following locally", request.id)
+        async for status in self._follow(request.id, request.state_changes_only, context):
+            yield status
+
+    async def _follow(self, workflow_id: str, state_changes_only: bool, context):
+        """The statuses of a workflow this agent holds, from the current one to the end
+        (or until the agent stops); with state_changes_only, at changes of state only."""
         changes = self.agent.changes
         seen = -1
         sent_state: str | None = None  # with state_changes_only: the state last sent
         while True:
-            version = changes.version(request.id)
+            version = changes.version(workflow_id)
             if version != seen and sent_state is not None \
-                    and self.agent.saved_state(request.id) == sent_state:
+                    and self.agent.saved_state(workflow_id) == sent_state:
                 seen = version  # only steps moved: nothing this watcher asked for
             if version != seen:
-                status = await self.agent.status(request.id)
+                status = await self.agent.status(workflow_id)
                 if status is None:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
                 yield status
                 if _state(status) in TERMINAL_WORKFLOW_STATES:
                     return
                 seen = version
-                if request.state_changes_only:
+                if state_changes_only:
                     sent_state = _state(status)
-            await changes.wait_past(request.id, seen, WATCH_HEARTBEAT_S)
+            await changes.wait_past(workflow_id, seen, WATCH_HEARTBEAT_S)
             if self.agent.stopping:
                 return
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import sys
 
 import grpc
 import pytest
@@ -227,6 +229,61 @@ async def test_invalid_spec_is_refused_and_changes_nothing(fed):
     after = await fed.client("eu-west").ListWorkflows(client_pb2.ListWorkflowsRequest(),
                                                       timeout=5)
     assert len(after.workflows) == len(before.workflows)
+
+
+async def test_submit_and_watch_follows_the_workflow_it_started_to_its_end(fed):
+    spec = parse_spec_text(DEMO, "test")
+    request = client_pb2.SubmitAndWatchRequest(
+        submit=client_pb2.SubmitRequest(spec=spec, request_id="run-and-follow-1"),
+        state_changes_only=True)
+    statuses = [s async for s in fed.client("eu-west").SubmitAndWatch(request, timeout=60)]
+    ids = {s.id for s in statuses}
+    assert len(ids) == 1 and ids.pop().startswith("eu-west.")
+    states = [state_name(s) for s in statuses]
+    assert states[-1] == "SUCCEEDED" and "RUNNING" in states
+    assert all(a != b for a, b in itertools.pairwise(states)), states
+    assert step_states(statuses[-1])["report"] == ("SUCCEEDED", "partner", 1)
+    # The same request_id again starts nothing: it follows the same workflow, now ended.
+    again = [s async for s in fed.client("eu-west").SubmitAndWatch(request, timeout=60)]
+    assert [(s.id, state_name(s)) for s in again] == [(statuses[-1].id, "SUCCEEDED")]
+
+
+async def test_submit_and_watch_refuses_an_invalid_spec_and_changes_nothing(fed):
+    before = await fed.client("eu-west").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                       timeout=5)
+    spec = parse_spec_text(DEMO, "test")
+    spec.steps[0].needs.append("report")  # a cycle
+    call = fed.client("eu-west").SubmitAndWatch(
+        client_pb2.SubmitAndWatchRequest(submit=client_pb2.SubmitRequest(spec=spec)),
+        timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        async for _ in call:
+            pass
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cycle" in err.value.details()
+    after = await fed.client("eu-west").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                      timeout=5)
+    assert len(after.workflows) == len(before.workflows)
+
+
+async def test_cli_submit_wait_runs_a_workflow_in_one_call(fed, tmp_path):
+    spec_file = tmp_path / "wf.yaml"
+    spec_file.write_text(DEMO)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli.main", "submit", str(spec_file), "--peer",
+        fed.address("eu-west"), "--wait", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    final = json.loads(out)
+    assert final["state"] == "SUCCEEDED" and final["id"].startswith("eu-west.")
+    assert {s["id"]: s["state"] for s in final["steps"]} == \
+        {"extract": "SUCCEEDED", "train": "SUCCEEDED", "report": "SUCCEEDED"}
 
 
 async def test_idempotent_submit(fed):

@@ -95,6 +95,10 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
         self.watches: dict[str, list[status_pb2.WorkflowStatus]] = {}
         self.watch_mode: dict[str, str] = {}  # "stream" (default) | "break" | "hang"
         self.watch_requests: list[client_pb2.GetWorkflowRequest] = []
+        self.submit_watches: list[client_pb2.SubmitAndWatchRequest] = []
+        # SubmitAndWatch: "stream" (default: like Watch, after the submit), "unimplemented"
+        # (an agent without it), "break-first" (submits, then breaks before any status)
+        self.submit_watch_mode = "stream"
         self.members: list[client_pb2.MemberInfo] = []
         self.hang_get = False
         self.invalid_submit = False
@@ -121,10 +125,24 @@ class FakeAgent(client_pb2_grpc.ClientServicer):
 
     async def Watch(self, request, context) -> AsyncIterator[status_pb2.WorkflowStatus]:
         self.watch_requests.append(request)
-        updates = self.watches.get(request.id)
+        async for update in self._stream(request.id, context):
+            yield update
+
+    async def SubmitAndWatch(self, request, context) -> AsyncIterator[status_pb2.WorkflowStatus]:
+        if self.submit_watch_mode == "unimplemented":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        self.submit_watches.append(request)
+        reply = await self.Submit(request.submit, context)
+        if self.submit_watch_mode == "break-first":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "stream lost")
+        async for update in self._stream(reply.id, context):
+            yield update
+
+    async def _stream(self, workflow_id: str, context) -> AsyncIterator[status_pb2.WorkflowStatus]:
+        updates = self.watches.get(workflow_id)
         if updates is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
-        mode = self.watch_mode.get(request.id, "stream")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
+        mode = self.watch_mode.get(workflow_id, "stream")
         for update in updates:
             yield update
             if mode == "break":
@@ -393,7 +411,28 @@ def test_submit_wait_json_succeeded_exits_0(fake, spec_file) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == render.status_to_dict(done)
     assert result.stderr == ""
-    # Only the end is printed: the agent is asked for changes of state, not step news.
+    # One call submits and follows; only the end is printed, so the agent is asked for
+    # changes of state, not step news.
+    assert [r.state_changes_only for r in agent.submit_watches] == [True]
+    assert len(agent.submits) == 1 and agent.watch_requests == []
+
+
+@pytest.mark.parametrize("mode", ["unimplemented", "break-first"])
+def test_submit_wait_submits_again_with_the_same_request_id_and_follows(
+        fake, spec_file, mode) -> None:
+    """An agent without SubmitAndWatch, or a call that breaks before its first status:
+    a plain Submit with the same request_id (it starts nothing new), then a Watch."""
+    agent, address = fake
+    agent.submit_watch_mode = mode
+    running = make_status("wf-again", WS.WORKFLOW_STATE_RUNNING)
+    done = make_status("wf-again", WS.WORKFLOW_STATE_SUCCEEDED)
+    agent.gets["wf-again"] = [running]
+    agent.watches["wf-again"] = [running, done]
+    result = invoke("submit", str(spec_file("again")), "--peer", address, "--wait", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "SUCCEEDED"
+    assert len(agent.submits) == (1 if mode == "unimplemented" else 2)
+    assert len({r.request_id for r in agent.submits}) == 1
     assert [r.state_changes_only for r in agent.watch_requests] == [True]
 
 

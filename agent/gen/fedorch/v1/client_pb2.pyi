@@ -37,6 +37,14 @@ class SubmitReply(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class SubmitAndWatchRequest(_message.Message):
+    __slots__ = ("submit", "state_changes_only")
+    SUBMIT_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHANGES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    submit: SubmitRequest
+    state_changes_only: bool
+    def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., state_changes_only: _Optional[bool] = ...) -> None: ...
+
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("id", "local_only", "state_changes_only")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class ClientStub:
                 request_serializer=fedorch_dot_v1_dot_client__pb2.GetWorkflowRequest.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_status__pb2.WorkflowStatus.FromString,
                 _registered_method=True)
+        self.SubmitAndWatch = channel.unary_stream(
+                '/fedorch.v1.Client/SubmitAndWatch',
+                request_serializer=fedorch_dot_v1_dot_client__pb2.SubmitAndWatchRequest.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_status__pb2.WorkflowStatus.FromString,
+                _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/fedorch.v1.Client/Cancel',
                 request_serializer=fedorch_dot_v1_dot_client__pb2.CancelRequest.SerializeToString,
@@ -83,6 +88,12 @@ class ClientServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitAndWatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +133,11 @@ def add_ClientServicer_to_server(servicer, server):
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
                     request_deserializer=fedorch_dot_v1_dot_client__pb2.GetWorkflowRequest.FromString,
+                    response_serializer=fedorch_dot_v1_dot_status__pb2.WorkflowStatus.SerializeToString,
+            ),
+            'SubmitAndWatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubmitAndWatch,
+                    request_deserializer=fedorch_dot_v1_dot_client__pb2.SubmitAndWatchRequest.FromString,
                     response_serializer=fedorch_dot_v1_dot_status__pb2.WorkflowStatus.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
@@ -220,6 +236,33 @@ class Client:
             target,
             '/fedorch.v1.Client/Watch',
             fedorch_dot_v1_dot_client__pb2.GetWorkflowRequest.SerializeToString,
+            fedorch_dot_v1_dot_status__pb2.WorkflowStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAndWatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedorch.v1.Client/SubmitAndWatch',
+            fedorch_dot_v1_dot_client__pb2.SubmitAndWatchRequest.SerializeToString,
             fedorch_dot_v1_dot_status__pb2.WorkflowStatus.FromString,
             options,
             channel_credentials,
