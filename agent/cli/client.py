@@ -75,21 +75,16 @@ class AgentClient:
         request = client_pb2.GetWorkflowRequest(id=workflow_id)
         return await self.stub.GetWorkflow(request, timeout=self.rpc_timeout)
 
-    async def watch(
+    def watch(
         self, workflow_id: str, stream_deadline_s: float, state_changes_only: bool = False
     ) -> AsyncIterator[status_pb2.WorkflowStatus]:
         """Stream status updates; the stream as a whole is bounded by stream_deadline_s.
         `state_changes_only`: updates when the workflow's state changes, not on each step."""
         request = client_pb2.GetWorkflowRequest(
             id=workflow_id, state_changes_only=state_changes_only)
-        call = self.stub.Watch(request, timeout=stream_deadline_s)
-        try:
-            async for status in call:
-                yield status
-        finally:
-            call.cancel()
+        return _statuses(self.stub.Watch(request, timeout=stream_deadline_s))
 
-    async def submit_and_watch(
+    def submit_and_watch(
         self, spec: spec_pb2.WorkflowSpec, request_id: str, stream_deadline_s: float
     ) -> AsyncIterator[status_pb2.WorkflowStatus]:
         """Submit, then stream the workflow's changes of state (SubmitAndWatch); the
@@ -97,12 +92,7 @@ class AgentClient:
         request = client_pb2.SubmitAndWatchRequest(
             submit=client_pb2.SubmitRequest(spec=spec, request_id=request_id),
             state_changes_only=True)
-        call = self.stub.SubmitAndWatch(request, timeout=stream_deadline_s)
-        try:
-            async for status in call:
-                yield status
-        finally:
-            call.cancel()
+        return _statuses(self.stub.SubmitAndWatch(request, timeout=stream_deadline_s))
 
     async def cancel(self, workflow_id: str, reason: str = "") -> status_pb2.WorkflowStatus:
         request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
@@ -120,3 +110,12 @@ class AgentClient:
             client_pb2.ListMembersRequest(), timeout=self.rpc_timeout
         )
         return list(reply.members)
+
+
+async def _statuses(call) -> AsyncIterator[status_pb2.WorkflowStatus]:
+    """A server stream's statuses; the call is cancelled when the reader stops early."""
+    try:
+        async for status in call:
+            yield status
+    finally:
+        call.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -69,12 +69,10 @@ async def follow(
     only_states = follower.on_update is None
     while True:
         try:
-            async with contextlib.aclosing(
-                    client.watch(workflow_id, stream_deadline_s, only_states)) as stream:
-                async for status in stream:
-                    follower.see(status)
-                    if is_terminal(status):
-                        return status
+            final = await _to_the_end(
+                client.watch(workflow_id, stream_deadline_s, only_states), follower)
+            if final is not None:
+                return final
         except grpc.RpcError as exc:
             if exc.code() in _FATAL_CODES:
                 raise
@@ -134,25 +132,34 @@ async def submit_and_wait(
     starts nothing new), and the workflow is followed by its id; so is one that breaks
     later."""
     follower = Follower()
-    workflow_id = ""
     try:
         async with asyncio.timeout(limit_s):
             try:
-                async with contextlib.aclosing(
-                        client.submit_and_watch(spec, request_id, stream_deadline_s)) as stream:
-                    async for status in stream:
-                        workflow_id = status.id
-                        follower.see(status)
-                        if is_terminal(status):
-                            return status
+                final = await _to_the_end(
+                    client.submit_and_watch(spec, request_id, stream_deadline_s), follower)
+                if final is not None:
+                    return final
             except grpc.RpcError as exc:
                 if exc.code() in _FATAL_CODES:
                     raise
-            if not workflow_id:
-                workflow_id = await client.submit(spec, request_id)
-            return await follow(client, workflow_id, follower)
+            if follower.last is not None:  # the first status named the workflow
+                return await follow(client, follower.last.id, follower)
+            return await follow(client, await client.submit(spec, request_id), follower)
     except TimeoutError:
-        raise _timed_out(workflow_id or "(id not yet known)", limit_s, follower) from None
+        named = follower.last.id if follower.last is not None else "(id not yet known)"
+        raise _timed_out(named, limit_s, follower) from None
+
+
+async def _to_the_end(stream: AsyncIterator[status_pb2.WorkflowStatus],
+                      follower: Follower) -> status_pb2.WorkflowStatus | None:
+    """Show a status stream to the follower: its terminal status, or None if the
+    stream ended before one."""
+    async with contextlib.aclosing(stream) as statuses:
+        async for status in statuses:
+            follower.see(status)
+            if is_terminal(status):
+                return status
+    return None
 
 
 def _timed_out(workflow_id: str, limit_s: float | None, follower: Follower) -> CliError:
