@@ -430,12 +430,16 @@ class Agent:
         """What the write that ended a workflow put on disk, if it ended lately here."""
         return self._final.get(workflow_id) if workflow_id not in self.active else None
 
+    def _in_memory(self, workflow_id: str) -> SavedStatus | None:
+        """What the last write of a workflow put on disk, if memory still holds it: its
+        last save while active, else (not begun again since) the write that ended it."""
+        saved = self._saved.get(workflow_id)
+        return saved if saved is not None else self.saved_final(workflow_id)
+
     async def status(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
         from agent.server.convert import status_message
 
-        saved = self._saved.get(workflow_id)
-        if saved is None:  # not begun again since it ended
-            saved = self.saved_final(workflow_id)
+        saved = self._in_memory(workflow_id)
         if saved is not None:
             return status_message(saved.row, saved.steps)
         row, steps = await self.store.get_workflow_with_steps(workflow_id)
@@ -448,9 +452,7 @@ class Agent:
         """The state of a workflow as its last save here wrote it, if that is in memory
         (None: ask `status`). A watcher that follows states only reads this on each change
         instead of building a whole status."""
-        saved = self._saved.get(workflow_id)
-        if saved is None:
-            saved = self.saved_final(workflow_id)
+        saved = self._in_memory(workflow_id)
         return None if saved is None else saved.row.state
 
     def finished(self, workflow_id: str) -> None:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, status_pb2
+from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc
 from agent.server.agent import TERMINAL_WORKFLOW_STATES
+from agent.server.convert import workflow_state_name
 from agent.workflow.spec import SpecError
 
 if TYPE_CHECKING:
@@ -26,11 +27,6 @@ WATCH_HEARTBEAT_S = 5.0
 
 def _coordinator_of(workflow_id: str) -> str:
     return workflow_id.rpartition(".")[0]
-
-
-def _state(status: status_pb2.WorkflowStatus) -> str:
-    """The workflow's state as the agent names it (RUNNING, SUCCEEDED, ...)."""
-    return status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
 
 
 class ClientService(client_pb2_grpc.ClientServicer):
@@ -118,11 +114,11 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 if status is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
                 yield status
-                if _state(status) in TERMINAL_WORKFLOW_STATES:
+                if workflow_state_name(status.state) in TERMINAL_WORKFLOW_STATES:
                     return
                 seen = version
                 if state_changes_only:
-                    sent_state = _state(status)
+                    sent_state = workflow_state_name(status.state)
             await changes.wait_past(workflow_id, seen, WATCH_HEARTBEAT_S)
             if self.agent.stopping:
                 return

@@ -401,12 +401,18 @@ def test_submit_prints_the_id_with_a_request_id(fake, spec_file) -> None:
     assert agent.submits[0].spec.steps[1].needs == ["extract"]
 
 
+def will_succeed(agent: FakeAgent, workflow_id: str) -> status_pb2.WorkflowStatus:
+    """Canned answers for a workflow that is RUNNING and then SUCCEEDED; the last."""
+    running = make_status(workflow_id, WS.WORKFLOW_STATE_RUNNING)
+    done = make_status(workflow_id, WS.WORKFLOW_STATE_SUCCEEDED)
+    agent.gets[workflow_id] = [running]
+    agent.watches[workflow_id] = [running, done]
+    return done
+
+
 def test_submit_wait_json_succeeded_exits_0(fake, spec_file) -> None:
     agent, address = fake
-    running = make_status("wf-good", WS.WORKFLOW_STATE_RUNNING)
-    done = make_status("wf-good", WS.WORKFLOW_STATE_SUCCEEDED)
-    agent.gets["wf-good"] = [running]
-    agent.watches["wf-good"] = [running, done]
+    done = will_succeed(agent, "wf-good")
     result = invoke("submit", str(spec_file("good")), "--peer", address, "--wait", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == render.status_to_dict(done)
@@ -424,10 +430,7 @@ def test_submit_wait_submits_again_with_the_same_request_id_and_follows(
     a plain Submit with the same request_id (it starts nothing new), then a Watch."""
     agent, address = fake
     agent.submit_watch_mode = mode
-    running = make_status("wf-again", WS.WORKFLOW_STATE_RUNNING)
-    done = make_status("wf-again", WS.WORKFLOW_STATE_SUCCEEDED)
-    agent.gets["wf-again"] = [running]
-    agent.watches["wf-again"] = [running, done]
+    will_succeed(agent, "wf-again")
     result = invoke("submit", str(spec_file("again")), "--peer", address, "--wait", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["state"] == "SUCCEEDED"
