@@ -10,7 +10,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall when the dependency list changes.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -40,7 +40,7 @@ chaos: $(STAMP)
 
 # 100,000 seeded runs of the negotiation simulator (make test runs 2,000).
 soak: $(STAMP)
-	$(PY) -m agent.negotiation.sim --seeds 100000 --jobs 2
+	$(PY) -m fedorch.sim.negotiation.run --seeds 100000 --jobs 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

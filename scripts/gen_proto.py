@@ -4,7 +4,7 @@
 The generated modules are committed (so a checkout imports without a compiler)
 and tests/unit/test_proto_fresh.py fails when they differ from what this script
 produces. protoc writes absolute imports (`from fedorch.v1 import ...`); we
-rewrite them to `agent.gen.fedorch.v1` so the code imports as part of `agent`.
+rewrite them to `fedorch.gen.fedorch.v1` so the code imports as part of `agent`.
 
 Usage: gen_proto.py [OUT_DIR]   (default: agent/gen)
 """
@@ -47,7 +47,7 @@ def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
         if path.suffix not in (".py", ".pyi"):
             continue
         text = path.read_text()
-        fixed = IMPORT_RE.sub("from agent.gen.fedorch.v1 import", text)
+        fixed = IMPORT_RE.sub("from fedorch.gen.fedorch.v1 import", text)
         if fixed != text:
             path.write_text(fixed)
         written.append(path)

@@ -25,11 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-
-from agent.bench.realnet import RealNet
-from agent.cli.demo import pick_free_ports
-from agent.gen.fedorch.v1 import client_pb2, status_pb2
-from agent.workflow.spec import parse_spec_text
+from fedorch.bench.realnet import RealNet
+from fedorch.cli.demo import pick_free_ports
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
 DOMAINS = ["c1", "c2", "c3"]
 SPEC = parse_spec_text("""
@@ -213,7 +212,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         net.write_configs()
         try:
             await net.start()
-            from agent.cli.demo import wait_members_alive
+            from fedorch.cli.demo import wait_members_alive
             for d in DOMAINS:
                 await wait_members_alive(net.procs[d], DOMAINS, 5.0, 30)
             unloaded = await _closed_loop(net, 30, 1)

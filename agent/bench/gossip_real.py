@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import yaml
-
-from agent.bench.realnet import RealNet, poll_until
+from fedorch.bench.realnet import RealNet, poll_until
 
 FRESH = "bench.fresh"
 

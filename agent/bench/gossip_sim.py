@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import random
 
-from agent.membership.sim import Simulation
-from agent.membership.swim_profiles import make_profile
-from agent.membership.swim_types import MemberState
+from fedorch.core.membership.swim_profiles import make_profile
+from fedorch.core.membership.swim_types import MemberState
+from fedorch.sim.membership import Simulation
 
 SIZES = (16, 64, 256, 1024)
 LOSSES = (0.0, 0.05)

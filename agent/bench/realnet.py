@@ -19,9 +19,7 @@ from pathlib import Path
 
 import grpc
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
-
-from agent.cli.demo import (
+from fedorch.cli.demo import (
     AgentProcess,
     ensure_keys,
     pick_free_ports,
@@ -29,8 +27,9 @@ from agent.cli.demo import (
     stop_agents,
     wait_healthy,
 )
-from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc
-from agent.server.peers import CHANNEL_OPTIONS
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
+from fedorch.runtime.peers import CHANNEL_OPTIONS
+from prometheus_client.parser import text_string_to_metric_families
 
 HOST = "127.0.0.1"
 RPC_TIMEOUT_S = 5.0

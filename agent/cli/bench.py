@@ -7,20 +7,19 @@ import json
 import math
 
 import click
+from fedorch.bench.commit import CONCURRENCY, WORKFLOWS_PER_LOOP
+from fedorch.cli.common import console
 from rich.table import Table
-
-from agent.bench.commit import CONCURRENCY, WORKFLOWS_PER_LOOP
-from agent.cli.common import console
 
 
 def _gossip(agents: int, sim: bool, real: bool, seed: int) -> dict:
     result: dict = {}
     if sim:
-        from agent.bench.gossip_sim import run_gossip_sim_bench
+        from fedorch.bench.gossip_sim import run_gossip_sim_bench
 
         result.update(run_gossip_sim_bench(seed=seed))
     if real:
-        from agent.bench.gossip_real import run_real_gossip_bench
+        from fedorch.bench.gossip_real import run_real_gossip_bench
 
         result["real"] = asyncio.run(run_real_gossip_bench(agents=agents))
     return result
@@ -78,7 +77,7 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
             data_dir: str | None = None, commit: str = "paxos", batching: bool = True) -> dict:
     from pathlib import Path
 
-    from agent.bench.commit import run_commit_bench
+    from fedorch.bench.commit import run_commit_bench
 
     if data_dir:
         Path(data_dir).mkdir(parents=True, exist_ok=True)

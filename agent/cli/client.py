@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import grpc
-
-from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
 
 DEFAULT_PEER = "127.0.0.1:7101"
 DEFAULT_RPC_TIMEOUT_S = 10.0

@@ -27,18 +27,14 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import click
+import fedorch
 import grpc
 import yaml
-from rich.console import Console
-from rich.rule import Rule
-from rich.text import Text
-
-import agent
-from agent.cli.client import CHANNEL_OPTIONS, AgentClient
-from agent.cli.common import console, settings
-from agent.cli.errors import EXIT_FAILED, CliError, one_line, rpc_errors
-from agent.cli.follow import wait_for_terminal
-from agent.cli.render import (
+from fedorch.cli.client import CHANNEL_OPTIONS, AgentClient
+from fedorch.cli.common import console, settings
+from fedorch.cli.errors import EXIT_FAILED, CliError, one_line, rpc_errors
+from fedorch.cli.follow import wait_for_terminal
+from fedorch.cli.render import (
     change_lines,
     member_state_name,
     members_table,
@@ -46,8 +42,11 @@ from agent.cli.render import (
     steps_table,
     workflow_state_name,
 )
-from agent.cli.workflows import load_spec
-from agent.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from fedorch.cli.workflows import load_spec
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from rich.console import Console
+from rich.rule import Rule
+from rich.text import Text
 
 T = TypeVar("T")
 
@@ -64,7 +63,7 @@ class DemoError(Exception):
 
 
 def repo_root() -> Path:
-    return Path(agent.__file__).resolve().parent.parent
+    return Path(fedorch.__file__).resolve().parent.parent
 
 
 def scenario_dir() -> Path:
@@ -76,7 +75,7 @@ def scenario_dir() -> Path:
 
 def ensure_keys(domains: Sequence[str], keys_dir: Path) -> dict[str, Path]:
     """Each domain's private key path; makes missing key pairs, reuses complete ones."""
-    from agent.identity.keys import init_keys
+    from fedorch.core.identity.keys import init_keys
 
     found: dict[str, Path] = {}
     try:
@@ -252,7 +251,7 @@ class AgentProcess:
 
 
 def agent_command(config: Path) -> list[str]:
-    return [sys.executable, "-m", "agent.cli.main", "agent", "run", "--config", str(config)]
+    return [sys.executable, "-m", "fedorch.cli.main", "agent", "run", "--config", str(config)]
 
 
 def _child_env() -> dict[str, str]:

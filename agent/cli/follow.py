@@ -13,11 +13,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
-
-from agent.cli.client import AgentClient
-from agent.cli.errors import EXIT_FAILED, UNREACHABLE_CODES, CliError
-from agent.cli.render import is_terminal, status_to_dict, workflow_state_name
-from agent.gen.fedorch.v1 import spec_pb2, status_pb2
+from fedorch.cli.client import AgentClient
+from fedorch.cli.errors import EXIT_FAILED, UNREACHABLE_CODES, CliError
+from fedorch.cli.render import is_terminal, status_to_dict, workflow_state_name
+from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
 
 OnUpdate = Callable[[status_pb2.WorkflowStatus], None]
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import click
-
-from agent.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError
+from fedorch.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError
 
 
 @click.group()
@@ -27,7 +26,7 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def init(domain: str, directory: Path, as_json: bool) -> None:
     """Write DIR/NAME.key and DIR/NAME.pub; never overwrites an existing key."""
-    from agent.identity.keys import init_keys
+    from fedorch.core.identity.keys import init_keys
 
     try:
         private, public = init_keys(domain, directory)

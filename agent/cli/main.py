@@ -7,15 +7,14 @@ Errors are one stderr line starting with "fedorch: error: " (see errors.CliError
 from __future__ import annotations
 
 import click
-
-from agent.cli.bench import bench
-from agent.cli.client import DEFAULT_RPC_TIMEOUT_S
-from agent.cli.common import Settings
-from agent.cli.demo import demo
-from agent.cli.keys import keys
-from agent.cli.members import members
-from agent.cli.run_agent import agent_group
-from agent.cli.workflows import cancel, list_workflows, status, submit, watch
+from fedorch.cli.bench import bench
+from fedorch.cli.client import DEFAULT_RPC_TIMEOUT_S
+from fedorch.cli.common import Settings
+from fedorch.cli.demo import demo
+from fedorch.cli.keys import keys
+from fedorch.cli.members import members
+from fedorch.cli.run_agent import agent_group
+from fedorch.cli.workflows import cancel, list_workflows, status, submit, watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-
-from agent.cli.common import client_for, console, json_option, peer_option, run
-from agent.cli.errors import rpc_errors
-from agent.cli.render import members_table, members_to_list, to_json
-from agent.gen.fedorch.v1 import client_pb2
+from fedorch.cli.common import client_for, console, json_option, peer_option, run
+from fedorch.cli.errors import rpc_errors
+from fedorch.cli.render import members_table, members_to_list, to_json
+from fedorch.gen.fedorch.v1 import client_pb2
 
 
 @click.command()

@@ -6,12 +6,11 @@ import json
 import time
 from typing import Any
 
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 from google.protobuf import json_format, struct_pb2
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-
-from agent.gen.fedorch.v1 import client_pb2, status_pb2
 
 WorkflowState = status_pb2.WorkflowState
 TERMINAL_STATES = frozenset(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-
-from agent.cli.errors import EXIT_FAILED, CliError
+from fedorch.cli.errors import EXIT_FAILED, CliError
 
 
 @click.group(name="agent")
@@ -25,7 +24,7 @@ def agent_group() -> None:
 def run_agent(config_path: str) -> None:
     """Run the agent daemon in the foreground until SIGTERM/SIGINT."""
     try:
-        from agent.server.daemon import main as daemon_main
+        from fedorch.runtime.daemon import main as daemon_main
     except ImportError as exc:
         raise CliError(f"the agent daemon is not available: {exc}", EXIT_FAILED) from exc
     sys.exit(daemon_main(config_path))

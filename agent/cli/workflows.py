@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.live import Live
-
-from agent.cli.common import client_for, console, json_option, peer_option, run
-from agent.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError, one_line, rpc_errors
-from agent.cli.follow import submit_and_wait, wait_for_terminal
-from agent.cli.render import (
+from fedorch.cli.common import client_for, console, json_option, peer_option, run
+from fedorch.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError, one_line, rpc_errors
+from fedorch.cli.follow import submit_and_wait, wait_for_terminal
+from fedorch.cli.render import (
     change_lines,
     status_renderable,
     status_to_dict,
@@ -22,7 +20,8 @@ from agent.cli.render import (
     workflow_state_name,
     workflows_table,
 )
-from agent.gen.fedorch.v1 import spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
+from rich.live import Live
 
 DEFAULT_WAIT_S = 300.0
 _POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -31,7 +30,7 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
 def load_spec(path: Path) -> spec_pb2.WorkflowSpec:
     """Load and validate a spec file; an invalid one is a usage error (exit 2)."""
     try:
-        from agent.workflow.spec import load_spec_file
+        from fedorch.core.workflow.spec import load_spec_file
     except ImportError as exc:  # pragma: no cover - only while the package is incomplete
         raise CliError(f"workflow spec support is not available: {exc}", EXIT_FAILED) from exc
     import yaml

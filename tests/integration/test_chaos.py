@@ -19,9 +19,9 @@ import time
 import grpc
 import pytest
 import yaml
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2
 
-from agent.gen.fedorch.v1 import client_pb2
-from agent.workflow.spec import parse_spec_text
 from tests.integration.federation import TERMINAL, Federation, state_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]

@@ -8,15 +8,14 @@ import sys
 
 import pytest
 import yaml
-
-from agent.identity.keys import init_keys
+from fedorch.core.identity.keys import init_keys
 
 pytestmark = pytest.mark.integration
 
 
 def _run_agent(config_path, timeout=30):
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "agent", "run", "--config", str(config_path)],
+        [sys.executable, "-m", "fedorch.cli.main", "agent", "run", "--config", str(config_path)],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
 
@@ -76,7 +75,7 @@ def test_cli_against_an_unreachable_agent_exits_3(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nobody listens there
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "--rpc-timeout", "2", "members", "--peer",
+        [sys.executable, "-m", "fedorch.cli.main", "--rpc-timeout", "2", "members", "--peer",
          f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 3
     assert result.stderr.startswith("fedorch: error: ")
@@ -86,7 +85,7 @@ def test_cli_submit_of_a_malformed_file_exits_2(tmp_path):
     bad = tmp_path / "wf.yaml"
     bad.write_text("name: x\nsteps:\n  - id: a\n    capability: c\n    needs: [a]\n")
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "submit", str(bad), "--peer", "127.0.0.1:1"],
+        [sys.executable, "-m", "fedorch.cli.main", "submit", str(bad), "--peer", "127.0.0.1:1"],
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "wf.yaml" in result.stderr and "needs" in result.stderr

@@ -9,9 +9,9 @@ import signal
 import time
 
 import pytest
+from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.gen.fedorch.v1 import peer_pb2
 
-from agent.gen.fedorch.v1 import peer_pb2
-from agent.identity.envelope import new_nonce, seal
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,

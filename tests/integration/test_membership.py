@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from fedorch.gen.fedorch.v1 import client_pb2
 
-from agent.gen.fedorch.v1 import client_pb2
 from tests.integration.federation import started_federation, wait_for
 
 pytestmark = pytest.mark.integration

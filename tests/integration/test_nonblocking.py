@@ -17,9 +17,9 @@ import time
 
 import grpc
 import pytest
+from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
 
-from agent.gen.fedorch.v1 import client_pb2, peer_pb2
-from agent.identity.envelope import Signer, new_nonce, seal
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 import yaml
+from fedorch.gen.fedorch.v1 import client_pb2
 
-from agent.gen.fedorch.v1 import client_pb2
 from tests.integration.conftest import DOMAINS
 from tests.integration.federation import started_federation, state_name, step_states, wait_for
 

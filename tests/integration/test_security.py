@@ -7,13 +7,12 @@ import time
 
 import grpc
 import pytest
+from fedorch.core.identity.envelope import Signer, new_nonce, open_evidence, seal
+from fedorch.core.identity.keys import init_keys, load_private_key
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from agent.gen.fedorch.v1 import client_pb2, peer_pb2
-from agent.identity.envelope import Signer, new_nonce, open_evidence, seal
-from agent.identity.keys import init_keys, load_private_key
-from agent.identity.trust import TrustStore
-from agent.workflow.spec import parse_spec_text
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +164,7 @@ async def test_a_batch_from_an_untrusted_key_changes_nothing(fed, tmp_path):
 
 
 async def test_an_oversized_batch_is_refused_whole(fed):
-    from agent.server.peer_service import MAX_BATCH_ITEMS
+    from fedorch.runtime.peer_service import MAX_BATCH_ITEMS
 
     # Refused as one (a status, not a BatchReply of per-item answers).
     items = [peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(workflow_id=f"x.{i}", round=1))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fedorch.gen.fedorch.v1 import client_pb2
 
-from agent.gen.fedorch.v1 import client_pb2
 from tests.integration.federation import started_federation, state_name, wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import sys
 
 import grpc
 import pytest
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2
 
-from agent.gen.fedorch.v1 import client_pb2
-from agent.workflow.spec import parse_spec_text
 from tests.integration.federation import state_name, step_states, wait_for
 
 pytestmark = pytest.mark.integration
@@ -270,7 +270,7 @@ async def test_cli_submit_wait_runs_a_workflow_in_one_call(fed, tmp_path):
     spec_file = tmp_path / "wf.yaml"
     spec_file.write_text(DEMO)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli.main", "submit", str(spec_file), "--peer",
+        sys.executable, "-m", "fedorch.cli.main", "submit", str(spec_file), "--peer",
         fed.address("eu-west"), "--wait", "--json",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from agent.negotiation.acceptor import Acceptor, AcceptorRecord, PersistAcceptor
-from agent.negotiation.coordinator import (
+from fedorch.core.negotiation.acceptor import Acceptor, AcceptorRecord, PersistAcceptor
+from fedorch.core.negotiation.coordinator import (
     ConsensusOptions,
     Coordinator,
     Finished,
@@ -17,8 +16,8 @@ from agent.negotiation.coordinator import (
     SendDecision,
     SendPrepare,
 )
-from agent.negotiation.errors import RemoteProtocolError
-from agent.negotiation.messages import (
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import (
     ABORT,
     Accept,
     Accepted,
@@ -38,7 +37,7 @@ from agent.negotiation.messages import (
     Value,
     VoteIn,
 )
-from agent.negotiation.termination import DoubtState, Proposer, ProposerPhase, Termination
+from fedorch.core.negotiation.termination import DoubtState, Proposer, ProposerPhase, Termination
 
 TX = TxInfo("c.wf", 1, "c", ("p1", "p2"), ("c", "p1", "p2"))
 B0 = Ballot(0, "c")
@@ -383,7 +382,7 @@ class _Placer:
         self.assignment = assignment
 
     def __call__(self, excluded):
-        from agent.workflow.placement import Placement
+        from fedorch.core.workflow.placement import Placement
         left = {s: d for s, d in self.assignment.items() if d not in excluded.get(s, ())}
         missing = {s: "refused" for s in self.assignment if s not in left}
         return Placement(left, missing)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.gen.fedorch.v1 import config_pb2, spec_pb2
-from agent.negotiation import acceptor as acceptor_module
-from agent.negotiation import coordinator as coordinator_module
-from agent.negotiation.messages import (
+from fedorch.core.negotiation import acceptor as acceptor_module
+from fedorch.core.negotiation import coordinator as coordinator_module
+from fedorch.core.negotiation.messages import (
     Accepted,
     AnswerStatus,
     DecisionAnswer,
     DecisionQuery,
 )
-from agent.negotiation.participant import HoldState
-from agent.negotiation.sim import Config, Simulation, SimulationFailure, Workflow, run
-from agent.negotiation.sim_disk import PrepareMsg, Timing, VoteMsg
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.disk import PrepareMsg, Timing, VoteMsg
+from fedorch.sim.negotiation.run import Config, Simulation, SimulationFailure, Workflow, run
 
 WF = "d0.w0"
 KEY = (WF, 1)
@@ -307,7 +306,7 @@ def test_a_coordinator_that_announces_before_a_majority_accepted_is_caught(monke
 
 
 def test_a_proposer_that_ignores_accepted_values_is_caught(monkeypatch) -> None:
-    from agent.negotiation import termination
+    from fedorch.core.negotiation import termination
     monkeypatch.setattr(termination.Proposer, "_adopt", lambda self: self.preferred)
     sim = scenario({"s1": "d1", "s2": "d2"})
     sim.crash_hook = crash_d0_forever_at("PersistDecision")

@@ -1,7 +1,7 @@
 """2,000 seeded simulation runs of the commit protocol, each checked for every invariant.
 
-A failure names its seed; `python -m agent.negotiation.sim --seed N` replays it exactly.
-`python -m agent.negotiation.sim --seeds 100000` is the soak.
+A failure names its seed; `python -m fedorch.sim.negotiation.run --seed N` replays it exactly.
+`python -m fedorch.sim.negotiation.run --seeds 100000` is the soak.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
-from agent.negotiation.sim import Simulation, run
+from fedorch.sim.negotiation.run import Simulation, run
 
 RUNS = 2_000
 BLOCK = 100

@@ -6,19 +6,17 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from agent.membership.sim import HmacKeyring, Simulation
-from agent.membership.swim import Swim
-from agent.membership.swim_dissemination import DisseminationQueue
-from agent.membership.swim_members import LAST_CHANCE_CHECKS, MemberTable
-from agent.membership.swim_profiles import (
+from fedorch.core.membership.swim import Swim
+from fedorch.core.membership.swim_dissemination import DisseminationQueue
+from fedorch.core.membership.swim_members import LAST_CHANCE_CHECKS, MemberTable
+from fedorch.core.membership.swim_profiles import (
     make_profile,
     push_pull_interval,
     retransmit_limit,
     suspicion_bounds,
     suspicion_timeout,
 )
-from agent.membership.swim_types import (
+from fedorch.core.membership.swim_types import (
     Ack,
     Claim,
     ClaimBody,
@@ -31,6 +29,7 @@ from agent.membership.swim_types import (
     PushPull,
     sign_claim,
 )
+from fedorch.sim.membership import HmacKeyring, Simulation
 
 NAMES = ["a", "b", "c", "d", "e", "f"]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from agent.membership.sim import Simulation
-from agent.membership.swim_profiles import make_profile, suspicion_bounds
-from agent.membership.swim_types import MemberState
+from fedorch.core.membership.swim_profiles import make_profile, suspicion_bounds
+from fedorch.core.membership.swim_types import MemberState
+from fedorch.sim.membership import Simulation
 
 ALIVE, DEAD, LEFT = MemberState.ALIVE, MemberState.DEAD, MemberState.LEFT
 

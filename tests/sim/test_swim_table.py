@@ -5,20 +5,16 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from agent.membership.sim import HmacKeyring
-from agent.membership.swim import Swim
-from agent.membership.swim_profiles import make_profile
-from agent.membership.swim_table import (
+from fedorch.core.membership.swim import Swim
+from fedorch.core.membership.swim_profiles import make_profile
+from fedorch.core.membership.swim_table import (
     TRANSITIONS,
     Age,
     Outcome,
     Standing,
     transition,
 )
-from agent.membership.swim_types import (
+from fedorch.core.membership.swim_types import (
     Ack,
     Claim,
     ClaimBody,
@@ -32,6 +28,9 @@ from agent.membership.swim_types import (
     RemoteProtocolError,
     sign_claim,
 )
+from fedorch.sim.membership import HmacKeyring
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NAMES = ["a", "b", "c"]
 

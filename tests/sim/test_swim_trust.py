@@ -10,10 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-
-from agent.membership.sim import Simulation
-from agent.membership.swim_profiles import make_profile
-from agent.membership.swim_types import (
+from fedorch.core.membership.swim_profiles import make_profile
+from fedorch.core.membership.swim_types import (
     Claim,
     ClaimBody,
     ClaimKind,
@@ -24,6 +22,7 @@ from agent.membership.swim_types import (
     estimate_size,
     sign_claim,
 )
+from fedorch.sim.membership import Simulation
 
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
 ATTACKER = "6.6.6.6:1"

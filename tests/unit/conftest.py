@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.config import parse_config_text
-from agent.identity.keys import init_keys
-from agent.server.agent import Agent
-from agent.store.store import Store
+from fedorch.core.identity.keys import init_keys
+from fedorch.runtime.agent import Agent
+from fedorch.runtime.config import parse_config_text
+from fedorch.runtime.store.store import Store
 
 
 async def _agent(tmp_path, extra: str = ""):

@@ -6,8 +6,7 @@ consensus shell is driven directly, no network)."""
 from __future__ import annotations
 
 import pytest
-
-from agent.negotiation.messages import (
+from fedorch.core.negotiation.messages import (
     ABORT,
     Accept,
     Accepted,
@@ -18,8 +17,8 @@ from agent.negotiation.messages import (
     Reject,
     TxInfo,
 )
-from agent.server import consensus
-from agent.server.agent import Agent
+from fedorch.runtime import consensus
+from fedorch.runtime.agent import Agent
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
-from agent.bench.commit import forced_write_ms, run_commit_bench
-from agent.cli.main import cli
+from fedorch.bench.commit import forced_write_ms, run_commit_bench
+from fedorch.cli.main import cli
 
 
 def test_forced_write_probe_measures_and_leaves_nothing_behind(tmp_path):
@@ -18,7 +17,7 @@ def test_forced_write_probe_measures_and_leaves_nothing_behind(tmp_path):
 @pytest.mark.parametrize("given", ["0", "64,-1", "many", "64,,512", ""])
 def test_bench_commit_refuses_submitter_counts_that_are_not_positive(given, monkeypatch):
     started = []
-    monkeypatch.setattr("agent.bench.commit.run_commit_bench",
+    monkeypatch.setattr("fedorch.bench.commit.run_commit_bench",
                         lambda *a, **k: started.append(a))  # must never be reached
     result = CliRunner().invoke(cli, ["bench", "commit", "--concurrency", given])
     assert result.exit_code == 2
@@ -33,7 +32,7 @@ def test_bench_commit_passes_each_submitter_count_on(monkeypatch):
         seen.update(kwargs)
         return {}
 
-    monkeypatch.setattr("agent.bench.commit.run_commit_bench", fake_bench)
+    monkeypatch.setattr("fedorch.bench.commit.run_commit_bench", fake_bench)
     result = CliRunner().invoke(cli, ["bench", "commit", "--json", "--workflows", "50",
                                       "--concurrency", "8,32"])
     assert result.exit_code == 0, result.output

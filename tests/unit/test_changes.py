@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.server.agent import Changes
+from fedorch.runtime.agent import Changes
+
 from tests.unit.loop_turns import until
 
 

@@ -22,14 +22,13 @@ import click
 import grpc
 import pytest
 from click.testing import CliRunner, Result
+from fedorch.cli import demo as demo_mod
+from fedorch.cli import render
+from fedorch.cli.client import parse_peer
+from fedorch.cli.errors import EXIT_UNREACHABLE, CliError, rpc_error
+from fedorch.cli.main import cli
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, status_pb2
 from google.protobuf import struct_pb2
-
-from agent.cli import demo as demo_mod
-from agent.cli import render
-from agent.cli.client import parse_peer
-from agent.cli.errors import EXIT_UNREACHABLE, CliError, rpc_error
-from agent.cli.main import cli
-from agent.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, status_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 WS = status_pb2  # enum values live on the module
@@ -238,7 +237,7 @@ def spec_file(tmp_path: Path) -> Callable[[str], Path]:
         )
         return path
 
-    pytest.importorskip("agent.workflow.spec")
+    pytest.importorskip("fedorch.core.workflow.spec")
     return write
 
 
@@ -480,7 +479,7 @@ def test_submit_wait_times_out_with_exit_1(fake, spec_file) -> None:
 
 
 def test_submit_bad_spec_exits_2_and_sends_nothing(fake, tmp_path: Path) -> None:
-    pytest.importorskip("agent.workflow.spec")
+    pytest.importorskip("fedorch.core.workflow.spec")
     agent, address = fake
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: broken\nsteps: []\n")
@@ -629,7 +628,7 @@ def test_watch_unknown_id_exits_2(fake) -> None:
 
 
 def test_keys_init(tmp_path: Path) -> None:
-    pytest.importorskip("agent.identity.keys")
+    pytest.importorskip("fedorch.core.identity.keys")
     result = invoke("keys", "init", "--domain", "eu-west", "--dir", str(tmp_path), "--json")
     assert result.exit_code == 0, result.stderr
     got = json.loads(result.stdout)
@@ -660,9 +659,9 @@ def test_agent_run_exits_with_the_daemons_code(tmp_path: Path, monkeypatch) -> N
         seen.append(config_path)
         return 7
 
-    daemon = types.ModuleType("agent.server.daemon")
+    daemon = types.ModuleType("fedorch.runtime.daemon")
     daemon.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "agent.server.daemon", daemon)
+    monkeypatch.setitem(sys.modules, "fedorch.runtime.daemon", daemon)
     result = invoke("agent", "run", "--config", str(config))
     assert result.exit_code == 7
     assert seen == [str(config)]
@@ -672,7 +671,7 @@ def test_agent_run_exits_with_the_daemons_code(tmp_path: Path, monkeypatch) -> N
 def test_python_dash_m_runs_the_cli() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "--help"],
+        [sys.executable, "-m", "fedorch.cli.main", "--help"],
         capture_output=True,
         text=True,
         env=env,
@@ -715,8 +714,8 @@ def test_write_configs_moves_templates_onto_the_run(tmp_path: Path) -> None:
         assert str(keys / f"{domain}.pub") not in config["trust"]["key_files"]
         assert "metrics_listen" not in config
         assert (tmp_path / "data" / domain).is_dir()
-    if importable("agent.config") and importable("agent.identity.keys"):
-        from agent.config import load_config
+    if importable("fedorch.runtime.config") and importable("fedorch.core.identity.keys"):
+        from fedorch.runtime.config import load_config
 
         demo_mod.ensure_keys(demo_mod.DOMAINS, keys)
         for domain, path in written.items():
@@ -821,7 +820,7 @@ def importable(name: str) -> bool:
 @pytest.mark.integration
 def test_demo_end_to_end(tmp_path: Path) -> None:
     """The whole demo: three real agent processes. Needs the daemon."""
-    pytest.importorskip("agent.server.daemon")
+    pytest.importorskip("fedorch.runtime.daemon")
     result = invoke("demo", "--workdir", str(tmp_path / "run"), "--timeout", "60")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "round 1: us-east refused train" in result.stdout

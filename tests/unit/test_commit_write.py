@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import random
 
+from fedorch.core.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
+from fedorch.core.negotiation.messages import Accepted, Ballot, PersistProposal, Send, Value, VoteIn
+from fedorch.core.negotiation.rounds import Finished, PersistDecision
+from fedorch.core.workflow.placement import Placement
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.agent import Active, Agent
+from fedorch.runtime.coordination import _own_accepts
+from fedorch.runtime.store.store import Store, WorkflowRow
 from google.protobuf import json_format
-
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
-from agent.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
-from agent.negotiation.messages import Accepted, Ballot, PersistProposal, Send, Value, VoteIn
-from agent.negotiation.rounds import Finished, PersistDecision
-from agent.server import paxos_wire as wire
-from agent.server.agent import Active, Agent
-from agent.server.coordination import _own_accepts
-from agent.store.store import Store, WorkflowRow
-from agent.workflow.placement import Placement
 
 SPEC = json_format.ParseDict({"name": "two", "steps": [
     {"id": "s1", "capability": "x"}, {"id": "s2", "capability": "x", "needs": ["s1"]}]},

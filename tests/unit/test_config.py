@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from agent.config import ConfigError, load_config, parse_config_text, parse_host_port
+from fedorch.runtime.config import ConfigError, load_config, parse_config_text, parse_host_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scenarios" / "demo"

@@ -7,9 +7,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import pytest
-
-from agent.gen.fedorch.v1 import config_pb2, peer_pb2
-from agent.negotiation.coordinator import (
+from fedorch.core.negotiation.coordinator import (
     Coordinator,
     Finished,
     PersistDecision,
@@ -19,10 +17,11 @@ from agent.negotiation.coordinator import (
     SendPrepare,
     VoteIn,
 )
-from agent.negotiation.errors import LocalProtocolError, RemoteProtocolError
-from agent.negotiation.participant import Participant
-from agent.workflow.placement import Candidate, place
-from agent.workflow.spec import parse_spec_text
+from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.participant import Participant
+from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
 
 TIMEOUT = 5.0
 
@@ -491,7 +490,7 @@ def test_demo_us_east_is_cheaper_but_refuses_and_round_two_picks_eu_west() -> No
 
 
 def test_queries_are_answered_from_the_log() -> None:
-    from agent.negotiation.messages import AnswerStatus
+    from fedorch.core.negotiation.messages import AnswerStatus
     core, _, _ = started()
     assert core.answer_query(1.0, 1).status is AnswerStatus.UNKNOWN  # still voting
     core.receive_vote(1.0, no("us-east", "no"))

@@ -7,15 +7,14 @@ from __future__ import annotations
 import asyncio
 import random
 
+from fedorch.core.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
+from fedorch.core.negotiation.messages import Accepted, Ballot, Value, VoteIn
+from fedorch.core.workflow.placement import Placement
+from fedorch.core.workflow.progress import Progress, StepState
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime.agent import Active, Agent
+from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf import json_format
-
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
-from agent.negotiation.coordinator import ConsensusOptions, Coordinator, Phase
-from agent.negotiation.messages import Accepted, Ballot, Value, VoteIn
-from agent.server.agent import Active, Agent
-from agent.store.store import WorkflowRow
-from agent.workflow.placement import Placement
-from agent.workflow.progress import Progress, StepState
 
 SPEC = json_format.ParseDict({"name": "two", "steps": [
     {"id": "s1", "capability": "x"}, {"id": "s2", "capability": "x"}]}, spec_pb2.WorkflowSpec())

@@ -8,15 +8,14 @@ import time
 
 import grpc
 import pytest
-
-from agent.config import parse_config_text
-from agent.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
-from agent.identity.envelope import Signer, new_nonce, open_message, seal
-from agent.identity.keys import init_keys, load_private_key
-from agent.identity.replay import ReplayGuard
-from agent.identity.trust import TrustStore
-from agent.server.agent import Agent
-from agent.store.store import Store
+from fedorch.core.identity.envelope import Signer, new_nonce, open_message, seal
+from fedorch.core.identity.keys import init_keys, load_private_key
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.trust import TrustStore
+from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from fedorch.runtime.agent import Agent
+from fedorch.runtime.config import parse_config_text
+from fedorch.runtime.store.store import Store
 
 
 class Refusing(peer_pb2_grpc.PeerServicer):

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from agent.config import load_config, parse_host_port
-from agent.gen.fedorch.v1 import config_pb2
+from fedorch.gen.fedorch.v1 import config_pb2
+from fedorch.runtime.config import load_config, parse_host_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONFIG_TARGET = "/etc/fedorch/agent.yaml"

@@ -12,15 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from agent.executor import (
+from fedorch.runtime.executors import (
     MAX_ERROR_CHARS,
     ExecutorConfigError,
     StepInvocation,
     StepOutcome,
     build_executor,
 )
-from agent.executor.command import TailBuffer
+from fedorch.runtime.executors.command import TailBuffer
 
 
 def invocation(**overrides: object) -> StepInvocation:

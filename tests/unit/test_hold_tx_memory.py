@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from fedorch.core.negotiation.messages import Accept, Accepted, Ballot, TxInfo, Value, VoteIn
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime import participation as participation_module
+from fedorch.runtime.agent import Agent
+from fedorch.runtime.executors.base import StepInvocation, StepOutcome
 from google.protobuf import json_format
 
-from agent.executor.base import StepInvocation, StepOutcome
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
-from agent.negotiation.messages import Accept, Accepted, Ballot, TxInfo, Value, VoteIn
-from agent.server import participation as participation_module
-from agent.server.agent import Agent
 from tests.unit import test_commit_write as commit_write
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},

@@ -10,11 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from agent.gen.fedorch.v1 import peer_pb2
-from agent.identity import (
+from fedorch.core.identity import (
     AuthError,
     KeyFileError,
     ReplayGuard,
@@ -28,6 +24,9 @@ from agent.identity import (
     open_message,
     seal,
 )
+from fedorch.gen.fedorch.v1 import peer_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NOW = 1_700_000_000_000
 WINDOW = 60_000
@@ -197,7 +196,7 @@ def test_trust_store_add_and_verify_never_raises():
 
 
 def test_trust_store_remembers_only_good_verifications(monkeypatch):
-    from agent.identity import trust as trust_module
+    from fedorch.core.identity import trust as trust_module
 
     monkeypatch.setattr(trust_module, "VERIFIED_CACHE_SIZE", 2)
     store = TrustStore({"eu-west": EU_KEY.public_key(), "us-east": US_KEY.public_key()})

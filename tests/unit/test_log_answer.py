@@ -4,8 +4,7 @@ agent.negotiation.log_answer, row by row."""
 from __future__ import annotations
 
 import pytest
-
-from agent.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_from_log
+from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_from_log
 
 
 @pytest.mark.parametrize(("on_record", "collected", "round_", "workflow_round", "over",

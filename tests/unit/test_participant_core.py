@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.participant import DecisionEffect, Hold, HoldState, Participant
+from fedorch.gen.fedorch.v1 import config_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from agent.gen.fedorch.v1 import config_pb2
-from agent.negotiation.errors import RemoteProtocolError
-from agent.negotiation.participant import DecisionEffect, Hold, HoldState, Participant
 
 LEASE = 30.0
 QUERY = 5.0
@@ -400,7 +399,7 @@ def test_restore_remembers_decided_rounds() -> None:
 
 
 def test_prepare_with_a_transaction_that_does_not_match_is_refused() -> None:
-    from agent.negotiation.messages import TxInfo
+    from fedorch.core.negotiation.messages import TxInfo
     p = make()
     tx = TxInfo("wf-1", 2, "eu-west", ("partner",), ("eu-west", "partner", "x"))
     with pytest.raises(RemoteProtocolError, match="does not match"):

@@ -13,13 +13,12 @@ import time
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from agent.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
-from agent.identity.envelope import Signer, new_nonce, open_message, seal
-from agent.identity.replay import ReplayGuard
-from agent.identity.trust import TrustStore
-from agent.server import peers as peers_module
-from agent.server.peers import PeerCallError, PeerChannels
+from fedorch.core.identity.envelope import Signer, new_nonce, open_message, seal
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.trust import TrustStore
+from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from fedorch.runtime import peers as peers_module
+from fedorch.runtime.peers import PeerCallError, PeerChannels
 
 A_KEY, B_KEY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 A, B = Signer("alpha", A_KEY), Signer("beta", B_KEY)

@@ -6,12 +6,11 @@ import random
 from collections import Counter
 
 import pytest
+from fedorch.core.policy.engine import accept_from_allows, residency_allows
+from fedorch.core.workflow.placement import Candidate, Placement, place, topological_order
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2
-from agent.policy.engine import accept_from_allows, residency_allows
-from agent.workflow.placement import Candidate, Placement, place, topological_order
 
 Cap = tuple[int, int, float]  # capacity, available, cost
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from agent.gen.fedorch.v1 import config_pb2, peer_pb2
-from agent.policy import (
+from fedorch.core.policy import (
     Verdict,
     accept_from_allows,
     evaluate_prepare,
     residency_allows,
     summarize,
 )
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
 
 
 def _policy(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from fedorch.core.workflow.progress import Outcome, Progress, StartAttempt, StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
 from google.protobuf import struct_pb2
-
-from agent.gen.fedorch.v1 import spec_pb2
-from agent.workflow.progress import Outcome, Progress, StartAttempt, StepState
 
 ME = "eu-west"
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from fedorch.core.workflow.progress import Progress
+from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
+from fedorch.runtime import step_runs
+from fedorch.runtime.agent import Active, Agent
+from fedorch.runtime.executors.base import StepInvocation, StepOutcome
+from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf import json_format
-
-from agent.executor.base import StepInvocation, StepOutcome
-from agent.gen.fedorch.v1 import spec_pb2, status_pb2
-from agent.server import step_runs
-from agent.server.agent import Active, Agent
-from agent.store.store import WorkflowRow
-from agent.workflow.progress import Progress
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s", "capability": "x"}]},
                              spec_pb2.WorkflowSpec())

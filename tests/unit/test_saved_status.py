@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
+from fedorch.core.workflow.progress import Progress, StepState
+from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
+from fedorch.runtime import agent as agent_module
+from fedorch.runtime.agent import Active, Agent
+from fedorch.runtime.store.store import StepRow, WorkflowRow
 from google.protobuf import json_format
-
-from agent.gen.fedorch.v1 import spec_pb2, status_pb2
-from agent.server import agent as agent_module
-from agent.server.agent import Active, Agent
-from agent.store.store import StepRow, WorkflowRow
-from agent.workflow.progress import Progress, StepState
 
 SPEC = json_format.ParseDict({"name": "two", "steps": [
     {"id": "a", "capability": "x"}, {"id": "b", "capability": "x", "needs": ["a"]}]},

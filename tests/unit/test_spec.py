@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agent.gen.fedorch.v1 import spec_pb2
-from agent.workflow.dag import downstream, find_cycle, topological_order
-from agent.workflow.spec import (
+from fedorch.core.workflow.dag import downstream, find_cycle, topological_order
+from fedorch.core.workflow.spec import (
     MAX_SPEC_BYTES,
     SpecError,
     load_spec_file,
     parse_spec_text,
     validate_spec,
 )
+from fedorch.gen.fedorch.v1 import spec_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scenarios" / "demo" / "workflow.yaml"

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 
+from fedorch.core.workflow.progress import Progress
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime.agent import Active, Agent
+from fedorch.runtime.executors.base import StepInvocation, StepOutcome
+from fedorch.runtime.store.store import Store, WorkflowRow
 from google.protobuf import json_format
-
-from agent.executor.base import StepInvocation, StepOutcome
-from agent.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
-from agent.server.agent import Active, Agent
-from agent.store.store import Store, WorkflowRow
-from agent.workflow.progress import Progress
 
 SPEC = json_format.ParseDict({"name": "three", "steps": [
     {"id": "a", "capability": "x"},

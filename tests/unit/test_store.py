@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from agent.store.schema import MIGRATIONS, SCHEMA_VERSION
-from agent.store.store import (
+from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from fedorch.runtime.store.store import (
     AcceptorRow,
     HoldTxRow,
     ReservationRow,

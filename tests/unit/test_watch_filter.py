@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.gen.fedorch.v1 import client_pb2, status_pb2
-from agent.server.agent import Changes
-from agent.server.client_service import ClientService
-from agent.server.convert import workflow_state as state_value
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
+from fedorch.runtime.agent import Changes
+from fedorch.runtime.client_service import ClientService
+from fedorch.runtime.convert import workflow_state as state_value
+
 from tests.unit.loop_turns import until
 
 WID = "c1.w"

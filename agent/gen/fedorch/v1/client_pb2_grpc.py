@@ -3,8 +3,8 @@
 import grpc
 import warnings
 
-from agent.gen.fedorch.v1 import client_pb2 as fedorch_dot_v1_dot_client__pb2
-from agent.gen.fedorch.v1 import status_pb2 as fedorch_dot_v1_dot_status__pb2
+from fedorch.gen.fedorch.v1 import client_pb2 as fedorch_dot_v1_dot_client__pb2
+from fedorch.gen.fedorch.v1 import status_pb2 as fedorch_dot_v1_dot_status__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

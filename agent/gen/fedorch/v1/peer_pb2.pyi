@@ -1,7 +1,7 @@
 from google.protobuf import struct_pb2 as _struct_pb2
-from agent.gen.fedorch.v1 import spec_pb2 as _spec_pb2
-from agent.gen.fedorch.v1 import status_pb2 as _status_pb2
-from agent.gen.fedorch.v1 import swim_pb2 as _swim_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2 as _spec_pb2
+from fedorch.gen.fedorch.v1 import status_pb2 as _status_pb2
+from fedorch.gen.fedorch.v1 import swim_pb2 as _swim_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor

@@ -1,0 +1,1 @@
+"""Pure protocol cores: no asyncio, gRPC, SQLite, clock or randomness of their own."""

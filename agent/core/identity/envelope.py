@@ -1,0 +1,128 @@
+"""Signed envelopes: the one way a peer message enters or leaves an agent.
+
+`seal` serialises the Body once and signs exactly those bytes. `open_message` verifies
+the signature over `envelope.body` *as received* and never re-serialises: protobuf
+encoding is not canonical (field order, unknown fields), so re-encoding could change the
+bytes and break, or worse fake, a signature check. The replay guard runs last, so a
+message that fails any other check cannot burn a genuine message's nonce.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from fedorch.core.identity.keys import check_domain
+from fedorch.core.identity.replay import NONCE_BYTES, ReplayGuard
+from fedorch.core.identity.trust import TrustStore
+from fedorch.gen.fedorch.v1 import peer_pb2
+
+SIGNATURE_BYTES = 64
+PAYLOAD_FIELDS = frozenset(
+    f.name for f in peer_pb2.Body.DESCRIPTOR.oneofs_by_name["payload"].fields
+)
+
+
+class AuthError(Exception):
+    """A peer message is refused; `reason` goes back as UNAUTHENTICATED."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Signer:
+    """A domain's private key, with the domain it signs as."""
+
+    def __init__(self, domain: str, key: Ed25519PrivateKey) -> None:
+        self.domain = check_domain(domain)
+        self._key = key
+
+    def sign(self, data: bytes) -> bytes:
+        return self._key.sign(data)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    def __repr__(self) -> str:  # never show key material
+        return f"Signer({self.domain!r})"
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_BYTES)
+
+
+def seal(
+    signer: Signer, *, recipient: str, now_ms: int, nonce: bytes, **payload
+) -> peer_pb2.Envelope:
+    """Build and sign a Body carrying exactly one payload (e.g. `prepare=PrepareRequest(...)`)."""
+    if len(payload) != 1:
+        raise TypeError(f"seal() takes exactly one payload keyword, got {sorted(payload)}")
+    ((kind, msg),) = payload.items()
+    if kind not in PAYLOAD_FIELDS:
+        raise TypeError(f"seal() got unknown payload {kind!r}; one of {sorted(PAYLOAD_FIELDS)}")
+    body = peer_pb2.Body(
+        sender=signer.domain, recipient=recipient, nonce=nonce, sent_at_ms=now_ms, **{kind: msg}
+    )
+    data = body.SerializeToString(deterministic=True)
+    return peer_pb2.Envelope(body=data, signature=signer.sign(data))
+
+
+def _authenticate(envelope: peer_pb2.Envelope, trust: TrustStore) -> peer_pb2.Body:
+    """Signature length, parse, trusted sender, signature over the received bytes."""
+    signature = envelope.signature
+    if len(signature) != SIGNATURE_BYTES:
+        raise AuthError(f"signature must be {SIGNATURE_BYTES} bytes, got {len(signature)}")
+    try:
+        body = peer_pb2.Body.FromString(envelope.body)
+    except Exception:  # DecodeError, or anything else the parser throws at junk
+        raise AuthError("malformed message body") from None
+    if body.sender not in trust:
+        raise AuthError(f"untrusted sender {body.sender!r}")
+    if not trust.verify(body.sender, envelope.body, signature):
+        raise AuthError(f"bad signature from {body.sender!r}")
+    return body
+
+
+def check_kind(body: peer_pb2.Body, expect: str | frozenset[str]) -> None:
+    """AuthError unless the payload is of kind `expect` (one kind, or a set of them)."""
+    kind = body.WhichOneof("payload")
+    if kind != expect and not (isinstance(expect, frozenset) and kind in expect):
+        wanted = expect if isinstance(expect, str) else " or ".join(sorted(expect))
+        raise AuthError(f"expected {wanted}, got {kind or 'no payload'}")
+
+
+def open_message(
+    envelope: peer_pb2.Envelope,
+    trust: TrustStore,
+    guard: ReplayGuard,
+    *,
+    me: str,
+    now_ms: int,
+    expect: str | frozenset[str],
+    allow_unaddressed: bool = False,
+) -> peer_pb2.Body:
+    """Authenticate a peer message addressed to `me`; AuthError on any failure.
+
+    `allow_unaddressed` admits recipient "" too: only for gossip, where a joining
+    agent knows a seed's address but not yet its domain.
+    """
+    body = _authenticate(envelope, trust)
+    if body.recipient != me and not (allow_unaddressed and body.recipient == ""):
+        raise AuthError(f"message for {body.recipient!r} delivered to {me!r}")
+    check_kind(body, expect)
+    reason = guard.check_and_remember(body.sender, body.nonce, body.sent_at_ms, now_ms)
+    if reason is not None:
+        raise AuthError(reason)
+    return body
+
+
+def open_evidence(envelope: peer_pb2.Envelope, trust: TrustStore, *, expect: str) -> peer_pb2.Body:
+    """Authenticate a relayed or stored signed object (a decision, a vote): signature,
+    trust and payload kind only; it may be old and was not addressed to us."""
+    body = _authenticate(envelope, trust)
+    check_kind(body, expect)
+    return body

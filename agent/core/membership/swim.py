@@ -1,0 +1,512 @@
+"""Sans-I/O SWIM membership core with Lifeguard refinements.
+
+Theory of operation
+-------------------
+Every member runs one :class:`Swim`. It never reads a clock, opens a socket or draws
+unseeded randomness: the shell feeds it messages (:meth:`Swim.handle_message`), wakes it
+at the deadline it asks for (:meth:`Swim.get_timer` / :meth:`Swim.handle_timer`), and
+sends what :meth:`Swim.datagrams_to_send` returns. :meth:`Swim.events` reports membership
+changes, :meth:`Swim.members` the current view.
+
+*Failure detection.* Each probe period the core pings the next member of a shuffled
+round-robin order. No ack within the probe timeout: it asks ``indirect_checks`` others
+to ping the target for it (PingReq). Those answer with an IndirectAck, or with a Nack
+when they could not reach it either. Still nothing at the end of the period: the target
+becomes SUSPECT, never directly DEAD. A suspicion names the target's incarnation and is
+signed by the accuser. The suspected member refutes it by signing a new ALIVE claim with
+a higher incarnation; only the member itself can do that. A suspicion that nobody
+refutes in time turns into a DEAD verdict, signed by whoever's timer ran out first.
+
+*Lifeguard.* (1) Local health: a score that rises when our own probes fail without the
+expected Nacks (the fault is likely ours), when we must refute a suspicion of ourselves,
+or when our timers fire late (our loop stalled), and falls with each successful probe.
+Probe interval and timeouts are multiplied by score + 1, so a sick member slows down
+instead of accusing healthy ones. A stall also voids the probe it interrupted and pushes
+back suspicion deadlines by a period: a member that just woke up judges nobody.
+(2) Dynamic suspicion: the timeout starts at beta times the shortest (alpha * log10 N
+probe periods) and shrinks logarithmically with each independent accuser. (3) Buddy
+system: any message to a member we suspect (or think dead) carries that claim first,
+so the member hears of it and refutes within one round trip. Two additions of ours
+close the gap left when a refutation is lost on its way to one member: whoever sends us
+a doubt about ourselves, current or already refuted, gets our current claim back at
+once; and before its own DEAD verdict a member checks the suspect twice, one probe period
+apart, the last when the suspicion timeout runs out: a ping and ``indirect_checks``
+PingReqs, all with the suspicion attached, so the suspect's ack carries its refutation
+and a helper answers with the suspect's newest claim first. The verdict comes one period
+after the last check.
+
+*Dissemination.* Accepted changes are queued and piggy-backed on every outgoing message,
+each about ``retransmit_mult * ceil(log10(N+1))`` times, least-sent first, within the
+byte bound. Every ``push_pull_interval`` (stretched above 32 members) the core exchanges
+its full state with a random member (PushPull), which repairs anything gossip lost.
+A DEAD verdict does not wait for the next probe: its signer, and every member that first
+learns of it from gossip, sends it at once to ``indirect_checks`` random members.
+
+*Lifecycle.* :meth:`Swim.join` push-pulls with seeds. :meth:`Swim.leave` signs LEFT at a
+higher incarnation and tells a few members directly. DEAD and LEFT members are listed for
+``dead_retention``, then kept as tombstones for ``tombstone_ttl``: a tombstone ignores
+every claim but a higher incarnation signed by the member, so no ghost comes back. Every
+``rejoin_interval`` the core push-pulls with a seed it does not see alive and with a member
+it holds DEAD, so that the halves of a healed partition find each other again.
+
+*Trust.* Every claim is verified against its issuer's key before it can change anything;
+only changes are queued for relay, so nothing untrusted is ever passed on. Bad peer input
+raises :class:`RemoteProtocolError` inside, is counted in :attr:`Swim.stats` and dropped;
+misuse by the shell raises :class:`LocalProtocolError`. State transitions live in one
+table, :data:`fedorch.core.membership.swim_table.TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+
+from fedorch.core.membership.swim_checks import SEQ_LIMIT, check_message, check_text, check_time
+from fedorch.core.membership.swim_detector import FailureDetector, ProbeRound, Relay
+from fedorch.core.membership.swim_dissemination import DisseminationQueue
+from fedorch.core.membership.swim_members import Member, MemberTable, UntrustedClaim
+from fedorch.core.membership.swim_profiles import SwimProfile, push_pull_interval, retransmit_limit
+from fedorch.core.membership.swim_table import Age, Outcome, Standing, compare, transition
+from fedorch.core.membership.swim_types import (
+    MAX_ADDRESS_BYTES,
+    MAX_NAME_BYTES,
+    MESSAGE_TYPES,
+    Ack,
+    Claim,
+    ClaimBody,
+    ClaimKind,
+    EventKind,
+    Gossip,
+    IndirectAck,
+    LocalProtocolError,
+    MemberEvent,
+    MemberState,
+    MemberView,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    PushPull,
+    RemoteProtocolError,
+    Signer,
+    Verifier,
+    estimate_size,
+    sign_claim,
+)
+
+STAT_NAMES = (
+    "probes_sent", "indirect_probes", "suspicions_raised", "refutations", "deaths_declared",
+    "messages_sent", "bytes_sent", "push_pulls", "invalid_messages", "invalid_claims",
+    "untrusted_claims", "unmatched_acks", "stalls",
+)
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+_LIVE_STANDINGS = (Standing.ALIVE, Standing.SUSPECT)
+
+
+class Swim(FailureDetector):
+    """One member's membership state machine. See the module docstring."""
+
+    _HANDLERS: dict[type, Callable[[Swim, float, str, Message], None]]
+
+    def __init__(self, name: str, address: str, profile: SwimProfile, signer: Signer,
+                 verifier: Verifier, rng: random.Random, now: float, *,
+                 record: bytes = b"", incarnation: int = 0) -> None:
+        """``incarnation`` should exceed any this member used before (a shell without a
+        persisted counter can pass a wall-clock second count)."""
+        check_text("name", name, MAX_NAME_BYTES)
+        check_text("address", address, MAX_ADDRESS_BYTES)
+        if not isinstance(incarnation, int) or incarnation < 0:
+            raise LocalProtocolError("incarnation must be a non-negative int")
+        self.name = name
+        self.address = address
+        self.profile = profile
+        self._signer = signer
+        self._rng = rng
+        self._now = check_time(now)
+        self._incarnation = incarnation
+        self._record = b""
+        self._record_version = 0
+        self._leaving = False
+        self._stopped = False
+        self._leave_deadline: float | None = None
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        self._events: list[MemberEvent] = []
+        self._outbox: list[tuple[str, Message]] = []
+        self._queue = DisseminationQueue()
+        self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
+        self._seq = 0
+        self._health = 0
+        self._doubted = False  # set while handling a message that doubts us
+        self._probe: ProbeRound | None = None
+        self._relays: dict[int, Relay] = {}
+        self._seeds: tuple[str, ...] = ()
+        self._lonely_attempts = 0
+        self._next_lonely_retry = now
+        # Random phases keep members from probing and exchanging state in lockstep.
+        self._next_probe_at = now + rng.random() * profile.probe_interval
+        self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
+        self._next_rejoin_at = now + (0.5 + 0.5 * rng.random()) * profile.rejoin_interval
+        self._reap_period = min(profile.dead_retention, profile.tombstone_ttl) / 4
+        self._next_reap_at = now + self._reap_period
+        if record:
+            self._check_record(record)
+            self._record, self._record_version = record, 1
+        self._self_claim = self._sign_alive()
+        self._queue.push(self._self_claim)
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def join(self, now: float, seeds: Iterable[str]) -> None:
+        """Exchange full state with every seed address (any existing members)."""
+        self._advance(now)
+        self._require_running("join")
+        seeds = tuple(seeds)
+        for seed in seeds:
+            check_text("seed address", seed, MAX_ADDRESS_BYTES)
+        self._seeds = tuple(dict.fromkeys(self._seeds + seeds))
+        for seed in seeds:
+            if seed != self.address:
+                self._push_pull(seed)
+
+    def leave(self, now: float) -> None:
+        """Announce a graceful leave; the core goes quiet after ``leave_grace``."""
+        self._advance(now)
+        if self._stopped:
+            raise LocalProtocolError("leave() after the member stopped")
+        if self._leaving:
+            return
+        self._leaving = True
+        self._incarnation += 1
+        self._self_claim = sign_claim(
+            ClaimBody(ClaimKind.LEFT, self.name, self._incarnation, self.name),
+            self.name, self._signer)
+        self._queue.push(self._self_claim)
+        self._events.append(MemberEvent(EventKind.LEFT, self.name, self._incarnation, now))
+        for member in self._table.random_live(self.profile.leave_fanout, (self.name,), _LIVE):
+            self._send_gossip(member)
+        self._leave_deadline = now + self.profile.leave_grace
+
+    def publish_record(self, now: float, record: bytes) -> int:
+        """Replace the local domain record; returns its version (monotonic)."""
+        self._advance(now)
+        self._require_running("publish_record")
+        self._check_record(record)
+        if record != self._record:
+            self._record = record
+            self._record_version += 1
+            # A new incarnation makes the new record win everywhere over the old claim.
+            self._incarnation += 1
+            self._self_claim = self._sign_alive()
+            self._queue.push(self._self_claim)
+            self._events.append(MemberEvent(EventKind.RECORD_UPDATED, self.name,
+                                            self._incarnation, now, "", self._record_version))
+        return self._record_version
+
+    def handle_message(self, now: float, source: str, msg: Message) -> None:
+        """One message from ``source``, the address replies go to. Never raises for bad
+        peer input: that is counted in ``stats`` and reported as an INPUT_REJECTED event."""
+        self._advance(now)
+        if not isinstance(msg, MESSAGE_TYPES):
+            raise LocalProtocolError(f"not a membership message: {type(msg).__name__}")
+        if not isinstance(source, str):
+            raise LocalProtocolError("source must be an address string")
+        if self._stopped:
+            return
+        try:
+            check_message(msg, self.profile.max_claims_per_message)
+            if msg.sender == self.name:
+                raise RemoteProtocolError("message claims to come from ourselves")
+            self._table.heard(msg.sender, now)
+            self._doubted = False
+            self._HANDLERS[type(msg)](self, now, source, msg)
+        except RemoteProtocolError as exc:
+            self.stats["invalid_messages"] += 1
+            self._reject(now, getattr(msg, "sender", ""), str(exc))
+            return
+        if self._doubted and not self._leaving:
+            # The message doubted us (a suspicion we just refuted, or one about an
+            # incarnation we have moved past, so our refutation missed the sender):
+            # answer the sender now rather than let its suspicion run out.
+            self._doubted = False
+            self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
+                       first=(self._self_claim,))
+
+    def handle_timer(self, now: float) -> None:
+        """Run everything due at ``now``. Calling it early or twice is harmless."""
+        self._advance(now)
+        if self._stopped:
+            return
+        due = self.get_timer()
+        if due is None or due > now:
+            return
+        # A timer served much later than asked means this member itself was stalled.
+        stalled = now - due > self.profile.probe_interval
+        if stalled:
+            self.stats["stalls"] += 1
+            self._change_health(+1)
+        if self._leave_deadline is not None and now >= self._leave_deadline:
+            self._stopped = True
+            self._probe = None
+            self._relays.clear()
+            return
+        self._run_relays(now)
+        self._run_probe(now, stalled)
+        self._run_suspicions(now, stalled)
+        if now >= self._next_push_pull_at:
+            self._next_push_pull_at = now + push_pull_interval(self.profile, self._table.live)
+            for peer in self._table.random_live(1, (self.name,)):
+                self._push_pull(peer.address)
+        if now >= self._next_rejoin_at:
+            self._next_rejoin_at = now + self.profile.rejoin_interval
+            self._rejoin()
+        if now >= self._next_reap_at:
+            self._next_reap_at = now + self._reap_period
+            self._table.reap(now)
+
+    # ---- outputs and queries ------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The next deadline at which :meth:`handle_timer` must be called."""
+        if self._stopped:
+            return None
+        deadline = min(self._next_probe_at, self._next_push_pull_at, self._next_rejoin_at,
+                       self._next_reap_at)
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.indirect_done:
+            deadline = min(deadline, probe.indirect_at)
+        for relay in self._relays.values():
+            deadline = min(deadline, relay.expires_at if relay.nacked else relay.nack_at)
+        suspicion = self._table.next_suspicion_deadline()
+        if suspicion is not None:
+            deadline = min(deadline, suspicion)
+        if self._leave_deadline is not None:
+            deadline = min(deadline, self._leave_deadline)
+        return deadline
+
+    def datagrams_to_send(self) -> list[tuple[str, Message]]:
+        """(destination address, message) pairs; a PushPull goes on a stream, not UDP."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def events(self) -> list[MemberEvent]:
+        out = self._events[:]
+        self._events.clear()
+        return out
+
+    def members(self) -> list[MemberView]:
+        """Every member we list (tombstones excluded), ourselves first."""
+        state = MemberState.LEFT if self._leaving else MemberState.ALIVE
+        me = MemberView(self.name, self.address, state, self._incarnation, self._now,
+                        self._record, self._record_version)
+        return [me, *self._table.views()]
+
+    def member(self, name: str) -> MemberView | None:
+        if name == self.name:
+            return self.members()[0]
+        found = self._table.members.get(name)
+        return found.view() if found is not None and found.reaped_at is None else None
+
+    @property
+    def own_claim(self) -> Claim:
+        """Our current signed ALIVE (or LEFT) claim: what a shell hands to a joiner."""
+        return self._self_claim
+
+    @property
+    def incarnation(self) -> int:
+        return self._incarnation
+
+    @property
+    def health(self) -> int:
+        """Lifeguard local health score: 0 is healthy; timings stretch by health + 1."""
+        return self._health
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    # ---- message handlers ---------------------------------------------------------------
+
+    def _on_ping(self, now: float, source: str, msg: Ping) -> None:
+        if msg.target != self.name:
+            raise RemoteProtocolError(f"ping meant for {msg.target!r}")
+        self._merge(now, msg.claims)  # first, so a refutation rides on this very ack
+        first = (self._self_claim,) if self._doubted else ()
+        self._doubted = False
+        self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims), first)
+
+    def _on_gossip(self, now: float, source: str, msg: Gossip) -> None:
+        self._merge(now, msg.claims)
+
+    def _on_push_pull(self, now: float, source: str, msg: PushPull) -> None:
+        # A doubt about us in a reply is answered by handle_message with a Gossip: the
+        # peer may never probe us (after a partition it holds us DEAD).
+        self._merge(now, msg.claims, bulk_from=msg.sender)
+        if not msg.reply:
+            self._doubted = False  # the reply carries our claim anyway
+            self._push_pull(source, reply=True)
+
+    # ---- claims -----------------------------------------------------------------------
+
+    def _merge(self, now: float, claims: tuple[Claim, ...], bulk_from: str | None = None
+               ) -> None:
+        table = self._table
+        for claim in claims:
+            try:
+                if not isinstance(claim, Claim):
+                    raise RemoteProtocolError("claim of the wrong type")
+                body = claim.parsed
+                if body.subject == self.name:
+                    self._judge_claim_about_us(now, claim, body)
+                elif bulk_from is not None and body.kind is ClaimKind.DEAD:
+                    self._merge_bulk_death(now, claim, body)
+                elif bulk_from is None and body.kind is ClaimKind.DEAD:
+                    was_live = table.standing(body.subject)[0] in _LIVE_STANDINGS
+                    if table.apply(now, claim) is Outcome.BECOME_DEAD and was_live:
+                        self._spread_death(claim)
+                else:
+                    table.apply(now, claim,
+                                relay_if_new=bulk_from is None or body.subject == bulk_from)
+            except UntrustedClaim as exc:
+                self.stats["untrusted_claims"] += 1
+                self._reject(now, getattr(claim, "signer", ""), str(exc))
+            except RemoteProtocolError as exc:
+                self.stats["invalid_claims"] += 1
+                self._reject(now, getattr(claim, "signer", ""), str(exc))
+
+    def _merge_bulk_death(self, now: float, claim: Claim, body: ClaimBody) -> None:
+        """A DEAD claim in someone's full state about a member we see live becomes our own
+        suspicion: the member gets a suspicion's time to refute instead of dying at once
+        (after a partition heals, each side holds the other DEAD)."""
+        standing, member = self._table.standing(body.subject)
+        if standing in (Standing.ALIVE, Standing.SUSPECT) and member is not None:
+            if compare(body.incarnation, member.incarnation) is not Age.OLDER:
+                self._table.verify(claim)
+                self._accuse(now, member, body.incarnation)
+            return
+        self._table.apply(now, claim, relay_if_new=False)
+
+    def _judge_claim_about_us(self, now: float, claim: Claim, body: ClaimBody) -> None:
+        if self._leaving or claim is self._self_claim:
+            return
+        age = compare(body.incarnation, self._incarnation)
+        outcome = transition(Standing.SELF, body.kind, age)
+        if outcome is Outcome.IGNORE:
+            if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
+                self._table.verify(claim)  # a forged doubt earns no answer
+                self._doubted = True
+            return
+        if outcome is Outcome.REFUTE_IF_DIFFERENT and claim.body == self._self_claim.body:
+            return
+        self._table.verify(claim)
+        self._doubted = True  # whoever sent this holds an outdated view of us
+        self._incarnation = max(self._incarnation, body.incarnation) + 1
+        if body.kind is ClaimKind.ALIVE and body.record_version >= self._record_version:
+            # An earlier life of ours published further: keep versions monotonic.
+            self._record_version = body.record_version + 1
+        if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
+            self._change_health(+1)  # being doubted hints that we are the slow one
+        self.stats["refutations"] += 1
+        self._self_claim = self._sign_alive()
+        self._queue.push(self._self_claim)
+
+    def _accuse(self, now: float, member: Member, incarnation: int) -> None:
+        suspicion = member.suspicion
+        if (suspicion is not None and member.incarnation == incarnation
+                and self.name in suspicion.accusers):
+            return
+        claim = sign_claim(ClaimBody(ClaimKind.SUSPECT, member.name, incarnation, self.name),
+                           self.name, self._signer)
+        if self._table.apply(now, claim, own=True) is not Outcome.IGNORE:
+            self.stats["suspicions_raised"] += 1
+            # Buddy system: tell the suspect now (the fresh claim leads the piggy-back
+            # queue), so a live member refutes within a round trip, not at the deadline.
+            self._send_gossip(member)
+
+    def _spread_death(self, claim: Claim) -> None:
+        """A verdict travels at once to ``indirect_checks`` members: whoever first learns
+        of a death from gossip forwards it the same way, so the verdict floods the
+        federation within a few round trips instead of a few probe periods (bounded:
+        each member forwards each death once, when the member stops being live)."""
+        exclude = (self.name, claim.signer, claim.parsed.subject)
+        for peer in self._table.random_live(self.profile.indirect_checks, exclude):
+            self._send(peer.address, peer.name, lambda claims: Gossip(self.name, claims),
+                       first=(claim,))
+
+    def _sign_alive(self) -> Claim:
+        return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,
+                                    self.address, self._record_version, self._record),
+                          self.name, self._signer)
+
+    # ---- sending ------------------------------------------------------------------------
+
+    def _push_pull(self, address: str, reply: bool = False) -> None:
+        claims = (*self._table.full_state(), self._self_claim)
+        if not reply:
+            self.stats["push_pulls"] += 1
+        self._emit(address, PushPull(self.name, reply, claims))
+
+    def _send_gossip(self, member: Member) -> None:
+        self._send(member.address, member.name, lambda claims: Gossip(self.name, claims),
+                   first=(self._self_claim,))
+
+    def _send(self, address: str, dest_name: str | None,
+              build: Callable[[tuple[Claim, ...]], Message], first: tuple[Claim, ...] = ()
+              ) -> None:
+        """Build a datagram with as much gossip as fits in ``max_message_bytes``.
+
+        Buddy system: a destination we suspect or hold dead gets our claim about it first.
+        """
+        if dest_name is not None:
+            dest = self._table.members.get(dest_name)
+            if dest is not None and dest.state in (MemberState.SUSPECT, MemberState.DEAD):
+                first = (dest.status_claim, *first) if dest.status_claim else first
+        # Slack for the length prefixes that grow as claims are added.
+        budget = self.profile.max_message_bytes - estimate_size(build(())) - 8
+        priority = []
+        for claim in first:
+            if claim.wire_size <= budget:
+                priority.append(claim)
+                budget -= claim.wire_size
+        limit = retransmit_limit(self.profile, self._table.live)
+        gossip = self._queue.select(budget, limit, tuple(priority))
+        self._emit(address, build((*priority, *gossip)))
+
+    def _emit(self, address: str, msg: Message) -> None:
+        self._outbox.append((address, msg))
+        self.stats["messages_sent"] += 1
+        self.stats["bytes_sent"] += estimate_size(msg)
+
+    # ---- checks -------------------------------------------------------------------------
+
+    def _advance(self, now: float) -> None:
+        now = check_time(now)
+        if now < self._now:
+            raise LocalProtocolError(f"time went backwards: {now} < {self._now}")
+        self._now = now
+
+    def _require_running(self, what: str) -> None:
+        if self._leaving or self._stopped:
+            raise LocalProtocolError(f"{what}() after leave()")
+
+    def _check_record(self, record: bytes) -> None:
+        if not isinstance(record, bytes):
+            raise LocalProtocolError("record must be bytes")
+        if len(record) > self.profile.max_record_bytes:
+            raise LocalProtocolError(f"record of {len(record)} bytes exceeds "
+                                     f"max_record_bytes={self.profile.max_record_bytes}")
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % SEQ_LIMIT
+        return self._seq
+
+    def _reject(self, now: float, sender: str, reason: str) -> None:
+        self._events.append(MemberEvent(EventKind.INPUT_REJECTED,
+                                        sender if isinstance(sender, str) else "", 0, now,
+                                        detail=reason))
+
+
+Swim._HANDLERS = {
+    Ping: Swim._on_ping, Ack: Swim._on_ack, PingReq: Swim._on_ping_req,
+    IndirectAck: Swim._on_indirect_ack, Nack: Swim._on_nack, Gossip: Swim._on_gossip,
+    PushPull: Swim._on_push_pull,
+}

@@ -1,0 +1,267 @@
+"""The failure-detector half of :class:`~agent.membership.swim.Swim`: probes, indirect
+probes, Nacks, local health and suspicion deadlines (SWIM with Lifeguard), and reaching
+members again (seeds while alone, seeds and DEAD members after a partition).
+
+It is a mixin so that the core stays one object with one state; it only uses the
+attributes that ``Swim.__init__`` sets, listed below.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from fedorch.core.membership.swim_members import LAST_CHANCE_CHECKS, Member, MemberTable
+from fedorch.core.membership.swim_profiles import SwimProfile
+from fedorch.core.membership.swim_types import (
+    Ack,
+    ClaimBody,
+    ClaimKind,
+    IndirectAck,
+    MemberState,
+    Nack,
+    Ping,
+    PingReq,
+    RemoteProtocolError,
+    Signer,
+    sign_claim,
+)
+
+MAX_RELAYS = 64  # outstanding indirect probes we run for others; more is abuse
+_LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+class ProbeRound:
+    __slots__ = ("target", "address", "seq", "indirect_at", "acked", "indirect_done",
+                 "expected_nacks", "nacks")
+
+    def __init__(self, target: str, address: str, seq: int, indirect_at: float) -> None:
+        self.target = target
+        self.address = address
+        self.seq = seq
+        self.indirect_at = indirect_at
+        self.acked = False
+        self.indirect_done = False
+        self.expected_nacks = 0  # one per PingReq sent
+        self.nacks: set[str] = set()
+
+
+class Relay:
+    """An indirect probe we run for another member."""
+
+    __slots__ = ("origin_address", "origin_seq", "target", "nack_at", "expires_at", "nacked")
+
+    def __init__(self, origin_address: str, origin_seq: int, target: str, nack_at: float,
+                 expires_at: float) -> None:
+        self.origin_address = origin_address
+        self.origin_seq = origin_seq
+        self.target = target
+        self.nack_at = nack_at
+        self.expires_at = expires_at
+        self.nacked = False
+
+
+class FailureDetector:
+    """Probing state and handlers, mixed into Swim."""
+
+    name: str
+    profile: SwimProfile
+    stats: dict[str, int]
+    _table: MemberTable
+    _rng: random.Random
+    _signer: Signer
+    _health: int
+    _leaving: bool
+    _probe: ProbeRound | None
+    _relays: dict[int, Relay]
+    _next_probe_at: float
+
+    # Provided by Swim.
+    _merge: Callable[..., None]
+    _send: Callable[..., None]
+    _send_gossip: Callable[[Member], None]
+    _next_seq: Callable[[], int]
+    _push_pull: Callable[..., None]
+    _seeds: tuple[str, ...]
+    _lonely_attempts: int
+    _next_lonely_retry: float
+    address: str
+    _accuse: Callable[[float, Member, int], None]
+    _spread_death: Callable[..., None]
+
+    def _on_ack(self, now: float, source: str, msg: Ack) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.sender:
+            self._probe_succeeded(probe)
+            return
+        relay = self._relays.get(msg.seq)
+        if relay is not None and relay.target == msg.sender:
+            del self._relays[msg.seq]
+            # The target's newest claim goes first: if the requester is about to judge
+            # it, that claim (a refutation) is what it lacks, and our queue may no
+            # longer hold it.
+            target = self._table.members.get(relay.target)
+            first = (target.alive_claim,) if target is not None and target.alive_claim else ()
+            self._send(relay.origin_address, None, lambda claims: IndirectAck(
+                relay.origin_seq, self.name, relay.target, claims), first)
+            return
+        self.stats["unmatched_acks"] += 1
+
+    def _on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
+        if msg.target == self.name or msg.target == msg.sender:
+            raise RemoteProtocolError("indirect probe of the requester or of ourselves")
+        self._merge(now, msg.claims)
+        if len(self._relays) >= MAX_RELAYS:
+            raise RemoteProtocolError("too many indirect probes outstanding")
+        # Ping the address we know for the target, if we know it: the requester's copy
+        # matters only for a member that joined too recently for us to have heard of it.
+        known = self._table.members.get(msg.target)
+        address = known.address if known is not None and known.address else msg.target_address
+        scale = self._health + 1
+        seq = self._next_seq()
+        self._relays[seq] = Relay(
+            source, msg.seq, msg.target,
+            nack_at=now + self.profile.probe_timeout * scale * self.profile.nack_fraction,
+            expires_at=now + self.profile.probe_interval * scale)
+        self._send(address, msg.target, lambda claims: Ping(seq, self.name, msg.target, claims))
+
+    def _on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
+            self._probe_succeeded(probe)
+        else:
+            self.stats["unmatched_acks"] += 1
+
+    def _on_nack(self, now: float, source: str, msg: Nack) -> None:
+        self._merge(now, msg.claims)
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
+            probe.nacks.add(msg.sender)
+
+    def _run_probe(self, now: float, stalled: bool) -> None:
+        probe = self._probe
+        if (probe is not None and not probe.acked and not probe.indirect_done
+                and now >= probe.indirect_at):
+            if stalled:
+                self._probe = probe = None  # we cannot tell who was slow: judge nobody
+            else:
+                self._ask_for_indirect_probes(probe)
+        if now < self._next_probe_at:
+            return
+        if probe is not None and not probe.acked and not stalled and not self._leaving:
+            self._probe_failed(now, probe)
+        self._probe = None
+        scale = self._health + 1
+        self._next_probe_at = now + self.profile.probe_interval * scale
+        target = self._table.next_probe_target()
+        if target is None:
+            self._retry_seeds_while_alone(now)
+            return
+        self._lonely_attempts = 0
+        if self._leaving:  # spread the leave instead of judging anyone
+            self._send_gossip(target)
+            return
+        seq = self._next_seq()
+        self._probe = ProbeRound(target.name, target.address, seq,
+                                  now + self.profile.probe_timeout * scale)
+        self.stats["probes_sent"] += 1
+        self._send(target.address, target.name,
+                   lambda claims: Ping(seq, self.name, target.name, claims))
+
+    def _ask_for_indirect_probes(self, probe: ProbeRound) -> None:
+        helpers = self._table.random_live(self.profile.indirect_checks,
+                                          (self.name, probe.target))
+        probe.indirect_done = True
+        probe.expected_nacks = len(helpers)
+        for helper in helpers:
+            self.stats["indirect_probes"] += 1
+            self._send(helper.address, helper.name, lambda claims: PingReq(
+                probe.seq, self.name, probe.target, probe.address, claims))
+
+    def _probe_succeeded(self, probe: ProbeRound) -> None:
+        if not probe.acked:
+            probe.acked = True
+            self._change_health(-1)
+
+    def _probe_failed(self, now: float, probe: ProbeRound) -> None:
+        # Helpers that did not even nack suggest our own network or loop is the problem.
+        self._change_health(probe.expected_nacks - len(probe.nacks))
+        member = self._table.members.get(probe.target)
+        if member is not None and member.state in _LIVE:
+            self._accuse(now, member, member.incarnation)
+
+    def _run_relays(self, now: float) -> None:
+        for seq, relay in list(self._relays.items()):
+            if not relay.nacked and now >= relay.nack_at:
+                relay.nacked = True
+                self._send(relay.origin_address, None, lambda claims, r=relay: Nack(
+                    r.origin_seq, self.name, r.target, claims))
+            if now >= relay.expires_at:
+                del self._relays[seq]
+
+    def _run_suspicions(self, now: float, stalled: bool) -> None:
+        period = self.profile.probe_interval * (self._health + 1)
+        for member in self._table.due_suspicions(now):
+            suspicion = member.suspicion
+            assert suspicion is not None
+            if stalled:  # refutations may be in flight to us: give them one period
+                suspicion.deadline = now + period
+                continue
+            if suspicion.checks < LAST_CHANCE_CHECKS:
+                # Before a verdict, probe the suspect again with the suspicion attached,
+                # directly and through k helpers, twice one period apart: if it is alive
+                # and our copy of its refutation was lost, one of 2(k+1) paths brings the
+                # refutation back.
+                suspicion.checks += 1
+                suspicion.deadline = now + period
+                seq = self._next_seq()
+                self.stats["probes_sent"] += 1
+                self._send(member.address, member.name,
+                           lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
+                # The suspicion rides on each PingReq too: a helper that had not heard of
+                # it passes it on to the suspect, whose ack then carries its refutation.
+                doubt = (member.status_claim,) if member.status_claim else ()
+                for helper in self._table.random_live(self.profile.indirect_checks,
+                                                      (self.name, member.name)):
+                    self.stats["indirect_probes"] += 1
+                    self._send(helper.address, helper.name,
+                               lambda claims, m=member, s=seq: PingReq(
+                                   s, self.name, m.name, m.address, claims), doubt)
+                continue
+            claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
+                                         self.name), self.name, self._signer)
+            self._table.apply(now, claim, own=True)
+            self.stats["deaths_declared"] += 1
+            self._spread_death(claim)  # at once, not on our next probe
+
+    def _change_health(self, delta: int) -> None:
+        self._health = min(self.profile.max_health, max(0, self._health + delta))
+
+    # ---- reaching members again ------------------------------------------------------
+
+    def _retry_seeds_while_alone(self, now: float) -> None:
+        """Knowing nobody (our join was lost, or every seed was down), retry the seeds
+        with a doubling backoff rather than wait a whole rejoin interval."""
+        seeds = [s for s in self._seeds if s != self.address]
+        if not seeds or self._leaving or now < self._next_lonely_retry:
+            return
+        self._push_pull(seeds[self._lonely_attempts % len(seeds)])
+        backoff = self.profile.probe_interval * 2 ** min(self._lonely_attempts, 16)
+        self._next_lonely_retry = now + min(self.profile.rejoin_interval, backoff)
+        self._lonely_attempts += 1
+
+    def _rejoin(self) -> None:
+        """Push-pull with a seed we do not see alive and with a member we hold DEAD: once
+        a partition heals, its halves find each other this way without an operator."""
+        live = self._table.live_addresses()
+        unseen_seeds = [s for s in self._seeds if s != self.address and s not in live]
+        targets = []
+        if unseen_seeds:
+            targets.append(unseen_seeds[int(self._rng.random() * len(unseen_seeds))])
+        dead = self._table.rejoin_candidates()
+        if dead:
+            targets.append(dead[int(self._rng.random() * len(dead))].address)
+        for address in dict.fromkeys(targets):
+            self._push_pull(address)

@@ -1,0 +1,247 @@
+"""Acceptor core: this agent's votes in every transaction's consensus instance, sans I/O.
+
+Theory of operation
+-------------------
+Every agent runs one Acceptor. For each transaction (workflow, round) it keeps
+one record: the highest ballot it promised, the ballot and value it accepted
+last, and, once known, the chosen decision. The record must be durable before
+any reply leaves: every state change is emitted as PersistAcceptor *before* the
+Send that answers (the shell runs actions in order). A restarted agent restores
+its records and answers exactly as before.
+
+Transitions (one table, `_TABLE`); b is the incoming ballot, p the promise:
+
+    (state,   input)              -> state    effect
+    (NEW,     PaxosPrepare b)     -> OPEN     promise b (nothing accepted)
+    (OPEN,    PaxosPrepare b>=p)  -> OPEN     promise b, with the accepted ballot/value
+    (OPEN,    PaxosPrepare b<p)   -> OPEN     reject, telling p
+    (NEW,     Accept b, v)        -> OPEN     accept
+    (OPEN,    Accept b>=p, v)     -> OPEN     accept (p := b)
+    (OPEN,    Accept b<p, v)      -> OPEN     reject, telling p
+    (DECIDED, PaxosPrepare|Accept)-> DECIDED  answer with the Decision instead
+    (any,     learn v)            -> DECIDED  remember the decision (not persisted:
+                                              the learner's log holds it, see restore)
+
+An Accepted goes to the proposer and, with `notify_learners`, to every
+participant too: each counts them and learns a value the moment a majority
+accepted it in one ballot, even if the proposer dies right then. Two messages
+are spared on the way. A proposer is always an acceptor of its transaction: it
+sends its Accept to its own acceptor first, and to the others only once that
+accepted, saying so (`Accept.proposer_accepted`); its own acceptor therefore
+answers only the proposer. A receiver counts that statement as the proposer's
+Accepted, and when the two of them are a majority (three acceptors or fewer)
+each participant learns from its own Accept and sends no Accepted to the
+others. A participant that misses its Accept (the proposer died first) is left
+in doubt and ends it by the termination protocol, as if no Accept had left.
+
+A COMMIT value is accepted only when it carries a YES of every participant of
+the transaction (the participant list comes with the transaction); ballot 0
+belongs to the coordinator and has no phase 1. Anything else is a
+RemoteProtocolError: a refusal on the wire, never a state change. A decided
+record is kept (with its decision), never dropped: a late Accept of ballot 0 must
+not find a blank record. The shell bounds memory by evicting durable records and
+restoring them from disk before any input about them (`evict`, `restore`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.messages import (
+    Accept,
+    Accepted,
+    Ballot,
+    Decision,
+    Key,
+    PaxosPrepare,
+    Promise,
+    Reject,
+    Send,
+    TxInfo,
+    Value,
+    check_tx,
+    check_value,
+)
+
+
+@dataclass(frozen=True)
+class AcceptorRecord:
+    """What an acceptor knows of one transaction; immutable, replaced on change."""
+
+    tx: TxInfo
+    promised: Ballot | None = None
+    accepted_ballot: Ballot | None = None
+    accepted_value: Value | None = None
+    decided: Value | None = None
+
+
+@dataclass(frozen=True)
+class PersistAcceptor:
+    """Make this record durable before the replies that follow it."""
+
+    key: Key
+    record: AcceptorRecord
+
+
+class AcceptorState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    DECIDED = "decided"
+
+
+AcceptorAction = PersistAcceptor | Send
+
+
+class Acceptor:
+    def __init__(self, me: str, *, notify_learners: bool = True) -> None:
+        self.me = me
+        self.notify_learners = notify_learners
+        self._records: dict[Key, AcceptorRecord] = {}
+        self._outbox: list[AcceptorAction] = []
+
+    # ---- state ---------------------------------------------------------------------
+
+    def restore(self, records: Iterable[AcceptorRecord],
+                learned: Mapping[Key, Value] | None = None) -> None:
+        """Take records back from disk (at start, or one that was evicted), with the
+        decisions this agent learned: `learn` keeps a decision in memory only, since the
+        shell wrote it to its learned log before telling the acceptor."""
+        for r in records:
+            decided = learned.get(r.tx.key) if learned and r.decided is None else None
+            self._records[r.tx.key] = r if decided is None else replace(r, decided=decided)
+
+    def evict(self, key: Key) -> None:
+        """Drop a record from memory. Only for a record the shell knows is durable in its
+        latest state, and which it will `restore` before passing on any input about that
+        transaction: a blank record in its place could accept what it promised not to."""
+        self._records.pop(key, None)
+
+    def record(self, key: Key) -> AcceptorRecord | None:
+        return self._records.get(key)
+
+    def records(self) -> list[AcceptorRecord]:
+        return list(self._records.values())
+
+    def state(self, key: Key) -> AcceptorState:
+        r = self._records.get(key)
+        if r is None:
+            return AcceptorState.NEW
+        return AcceptorState.DECIDED if r.decided is not None else AcceptorState.OPEN
+
+    def next_actions(self) -> list[AcceptorAction]:
+        actions, self._outbox = self._outbox, []
+        return actions
+
+    # ---- inputs --------------------------------------------------------------------
+
+    def receive(self, sender: str, msg: PaxosPrepare | Accept) -> None:
+        """A phase 1a or 2a message from `sender` (the proposer, as authenticated)."""
+        check_tx(msg.tx)
+        if self.me not in msg.tx.acceptors:
+            raise RemoteProtocolError(f"{self.me} is not an acceptor of {msg.tx.key}")
+        if msg.ballot.proposer != sender:
+            raise RemoteProtocolError(f"{sender} sent a ballot of {msg.ballot.proposer}")
+        if msg.ballot.n == 0 and msg.ballot.proposer != msg.tx.coordinator:
+            raise RemoteProtocolError("ballot 0 belongs to the coordinator")
+        if msg.ballot.n < 0:
+            raise RemoteProtocolError("ballots are not negative")
+        current = self._records.get(msg.tx.key)
+        if current is not None and current.tx != msg.tx:
+            raise RemoteProtocolError(f"{msg.tx.key}: the transaction differs from the one known")
+        handler = _TABLE.get((self.state(msg.tx.key), type(msg)))
+        if handler is None:  # pragma: no cover - the table is total over its inputs
+            raise LocalProtocolError(f"no transition for {type(msg).__name__}")
+        handler(self, sender, msg, current)
+
+    def learn(self, tx: TxInfo, value: Value) -> None:
+        """A decision is known to be chosen: keep it, answer with it from now on."""
+        current = self._records.get(tx.key)
+        if current is not None and current.decided is not None:
+            if current.decided != value:
+                raise RemoteProtocolError(f"{tx.key}: a decision contradicting the known one")
+            return
+        # In memory only: the caller's log of learned decisions is durable already, and
+        # `restore` merges it back. A record is not needed for safety once decided; its
+        # promise and accepted value, which are, were persisted when they changed.
+        base = current if current is not None else AcceptorRecord(tx)
+        self._records[tx.key] = replace(base, decided=value)
+
+    # ---- handlers ------------------------------------------------------------------
+
+    def _on_prepare(self, sender: str, msg: PaxosPrepare, cur: AcceptorRecord | None) -> None:
+        if msg.ballot.n == 0:
+            raise RemoteProtocolError("ballot 0 has no phase 1")
+        rec = cur if cur is not None else AcceptorRecord(msg.tx)
+        if rec.promised is not None and msg.ballot < rec.promised:
+            self._reply(sender, Reject(msg.tx.key, msg.ballot, self.me, rec.promised))
+            return
+        if rec.promised != msg.ballot:
+            rec = replace(rec, promised=msg.ballot)
+            self._store(rec)
+        self._reply(sender, Promise(msg.tx.key, msg.ballot, self.me, rec.accepted_ballot,
+                                    rec.accepted_value))
+
+    def _on_accept(self, sender: str, msg: Accept, cur: AcceptorRecord | None) -> None:
+        check_value(msg.tx, msg.value)
+        rec = cur if cur is not None else AcceptorRecord(msg.tx)
+        if not self._may_accept(rec, msg.ballot):
+            assert rec.promised is not None
+            self._reply(sender, Reject(msg.tx.key, msg.ballot, self.me, rec.promised))
+            return
+        if rec.accepted_ballot != msg.ballot or rec.accepted_value != msg.value:
+            if rec.accepted_ballot == msg.ballot:
+                raise RemoteProtocolError(f"two values proposed in ballot {msg.ballot}")
+            rec = replace(rec, promised=msg.ballot, accepted_ballot=msg.ballot,
+                          accepted_value=msg.value)
+            self._store(rec)
+        accepted = Accepted(msg.tx.key, msg.ballot, self.me, msg.value)
+        self._reply(sender, accepted)
+        if not self.notify_learners:
+            return
+        if sender == self.me:
+            return  # our own proposal: the proposer vouches for this in its Accepts
+        me_learning = self.me in msg.tx.participants
+        if msg.proposer_accepted and me_learning:
+            # The proposer's signed word that it accepted too: its Accepted, by this Accept.
+            self._reply(self.me, Accepted(msg.tx.key, msg.ballot, sender, msg.value))
+        if msg.proposer_accepted and 2 >= msg.tx.majority:
+            # The proposer and we are a majority: every participant that gets this Accept
+            # learns the value from it and its own acceptance, with no Accepted from us.
+            learners = [self.me] if me_learning else []
+        else:  # every participant learns the moment a majority accepted
+            learners = [p for p in msg.tx.participants if p != sender]
+        for learner in learners:
+            self._reply(learner, accepted)
+
+    def _on_decided(self, sender: str, msg: PaxosPrepare | Accept,
+                    cur: AcceptorRecord | None) -> None:
+        assert cur is not None and cur.decided is not None
+        self._reply(sender, Decision(msg.tx.key, cur.decided, self.me))
+
+    @staticmethod
+    def _may_accept(rec: AcceptorRecord, ballot: Ballot) -> bool:
+        return rec.promised is None or ballot >= rec.promised
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _store(self, rec: AcceptorRecord) -> None:
+        self._records[rec.tx.key] = rec
+        self._outbox.append(PersistAcceptor(rec.tx.key, rec))
+
+    def _reply(self, to: str, msg: object) -> None:
+        self._outbox.append(Send(to, msg))
+
+
+_Handler = Callable[[Acceptor, str, object, "AcceptorRecord | None"], None]
+
+_TABLE: dict[tuple[AcceptorState, type], _Handler] = {
+    (AcceptorState.NEW, PaxosPrepare): Acceptor._on_prepare,
+    (AcceptorState.OPEN, PaxosPrepare): Acceptor._on_prepare,
+    (AcceptorState.DECIDED, PaxosPrepare): Acceptor._on_decided,
+    (AcceptorState.NEW, Accept): Acceptor._on_accept,
+    (AcceptorState.OPEN, Accept): Acceptor._on_accept,
+    (AcceptorState.DECIDED, Accept): Acceptor._on_decided,
+}

@@ -1,0 +1,582 @@
+"""Coordinator core: one workflow's admission, a commit protocol per round, sans I/O.
+
+Theory of operation
+-------------------
+The agent that takes a submission coordinates it. Admission runs in numbered
+rounds; each round is its own transaction, identified by (workflow, round) and
+never reused. A round places every step (through the injected Placer), sends
+PREPARE to each participant domain with the steps asked of it, and collects
+signed votes until all are in or the prepare timeout passes.
+
+Classic mode (no ConsensusOptions): all YES makes the round's decision COMMIT;
+the core emits PersistDecision first and only then SendDecision to each
+participant (the shell runs actions in order). The COMMIT carries the votes: a
+commit certificate. Any NO, or a missing vote at the timeout, makes it ABORT
+(persisted, then sent to the participants that may hold a reservation); the
+refusers are excluded for the steps they were asked and the workflow is placed
+again, up to `max_rounds`; then the workflow is ABORTED, its reason listing
+every refusal. This blocks while the coordinator is down after all YES votes.
+
+Consensus mode (Paxos Commit, non-blocking): each PREPARE carries the round's
+acceptors (participants + coordinator + extra live members up to
+`min_acceptors`). On all YES the coordinator compare-and-sets its write-once
+proposal cell to COMMIT (PersistProposal), then sends Accept(ballot 0, COMMIT
+with the YES votes) to its own acceptor and, once that accepted, to every other
+(phase DECIDING), and announces only once a majority accepted: the value is chosen
+(PersistDecision, Finished; the participants learn it from their Accept, which
+says that the coordinator accepted, or from the acceptors' Accepted, and
+acknowledge it, and only one still silent after `commit_notice_s` is sent the
+COMMIT). A Reject (a
+participant's recovery got there first) turns it into an ordinary proposer with
+a higher ballot, still preferring its COMMIT; if ABORT was chosen instead, the
+round is aborted and the workflow placed again. On a NO, a timeout or a cancel
+the cell is set to ABORT first; since only the coordinator
+ever proposes COMMIT, and only with that cell holding COMMIT, an ABORT in the
+cell can never be contradicted, so it is announced at once without a ballot.
+Unacknowledged COMMITs are resent; `collectable()` says which decision records
+may be dropped (presumed abort: an ABORT record never needs keeping; a COMMIT
+record once every participant acknowledged it). A restarted coordinator is
+rebuilt with `restore()` from its round record and finishes what its log says.
+
+Transitions (one table, `_TRANSITIONS`; any pair missing from it is a protocol
+error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
+
+    (phase,     input)  -> phase       effect
+    (IDLE,      start)  -> PREPARING   place, PREPARE to every participant
+    (PREPARING, vote)   -> PREPARING   count; NO -> ABORT, next round or ABORTED
+                        -> COMMITTED   classic: all YES
+                        -> DECIDING    consensus: all YES, Accept(0, COMMIT)
+    (PREPARING, timer)  -> PREPARING   deadline: silent domains refused; resend
+    (PREPARING, cancel) -> ABORTED     ABORT the round
+    (DECIDING,  paxos)  -> COMMITTED   COMMIT chosen: persist, announce
+                        -> PREPARING   ABORT chosen: next round (or ABORTED)
+    (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot
+    (DECIDING,  ack)    -> DECIDING    a participant learned COMMIT first: count it
+                                       (a step result it reports is one, too)
+    (COMMITTED, ack)    -> COMMITTED   count; every participant: collectable
+    (COMMITTED, timer)  -> COMMITTED   send COMMIT to the unacknowledged (consensus
+                                       mode: first after commit_notice_s, since each
+                                       learns it from the acceptors), then resend
+    (any,       query)  -> same        answer from the log (presumed abort)
+    (later,     vote)   -> same        late YES of an aborted round: its ABORT again
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+
+from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.messages import (
+    ABORT,
+    AnswerStatus,
+    DecisionAnswer,
+    Key,
+    PersistBallot,
+    PersistProposal,
+    Send,
+    TxInfo,
+    Value,
+    VoteIn,
+)
+from fedorch.core.negotiation.rounds import (
+    Action,
+    ConsensusOptions,
+    Finished,
+    PersistDecision,
+    Phase,
+    PlacementResult,
+    Placer,
+    Refusal,
+    RoundRecord,
+    RoundState,
+    SendDecision,
+    SendPrepare,
+)
+from fedorch.core.negotiation.termination import Proposer
+
+__all__ = [
+    "Action", "ConsensusOptions", "Coordinator", "Finished", "PersistBallot", "PersistDecision",
+    "PersistProposal", "Phase", "PlacementResult", "Placer", "Refusal", "RoundRecord",
+    "Send", "SendDecision", "SendPrepare", "VoteIn",
+]
+
+
+class Coordinator:
+    def __init__(
+        self,
+        workflow_id: str,
+        *,
+        placer: Placer | Callable[[Mapping[str, AbstractSet[str]]], PlacementResult],
+        max_rounds: int,
+        prepare_timeout_s: float,
+        consensus: ConsensusOptions | None = None,
+    ) -> None:
+        if max_rounds < 1:
+            raise LocalProtocolError("max_rounds must be at least 1")
+        self.workflow_id = workflow_id
+        self.phase = Phase.IDLE
+        self.refusals: list[Refusal] = []
+        self._placer = placer
+        self._max_rounds = max_rounds
+        self._timeout = prepare_timeout_s
+        self._consensus = consensus
+        self._excluded: dict[str, set[str]] = {}
+        self._round: RoundState | None = None
+        self._aborted_rounds: dict[int, set[str]] = {}  # round -> domains told ABORT
+        self._cells: dict[int, Value] = {}     # write-once proposal cells
+        self._decided: dict[int, Value] = {}   # decisions on record
+        self._collected: set[int] = set()      # COMMIT records dropped after every ack
+        self._proposer: Proposer | None = None
+        self._restored = False
+        self._outbox: list[Action] = []
+
+    # ---- outputs -------------------------------------------------------------
+
+    def next_actions(self) -> list[Action]:
+        actions, self._outbox = self._outbox, []
+        return actions
+
+    def get_timer(self) -> float | None:
+        rnd = self._round
+        if rnd is None:
+            return None
+        if self.phase is Phase.PREPARING:
+            return min(rnd.deadline, rnd.next_resend) if self._consensus else rnd.deadline
+        if self.phase is Phase.DECIDING and self._proposer is not None:
+            return self._proposer.get_timer()
+        if self.phase is Phase.COMMITTED and self._consensus and self._unacked():
+            return rnd.next_resend
+        return None
+
+    @property
+    def round(self) -> int:
+        return self._round.number if self._round else 0
+
+    @property
+    def placement(self) -> dict[str, str]:
+        return dict(self._round.placement) if self._round else {}
+
+    def decision(self, round: int) -> Value | None:
+        """The decision on record for `round` (what SendDecision announces)."""
+        return self._decided.get(round)
+
+    def tx(self) -> TxInfo | None:
+        """The current round as a transaction (consensus mode)."""
+        rnd = self._round
+        if rnd is None or self._consensus is None:
+            return None
+        return TxInfo(self.workflow_id, rnd.number, self._consensus.me,
+                      tuple(rnd.participants()), rnd.acceptors)
+
+    def collectable(self) -> list[Key]:
+        """Decision records the shell may drop: an ABORT (unless COMMIT was proposed in
+        its round: the record spares a recovery ballot after a restart); a COMMIT once
+        every participant acknowledged it."""
+        keys = [(self.workflow_id, r) for r, v in sorted(self._decided.items())
+                if not v.commit and not self._cells.get(r, v).commit]
+        rnd = self._round
+        if self.phase is Phase.COMMITTED and rnd is not None and rnd.number in self._decided \
+                and not self._unacked():
+            keys.append((self.workflow_id, rnd.number))
+        return keys
+
+    def awaiting_acks(self) -> bool:
+        """COMMITTED, with a participant that has not acknowledged the COMMIT yet."""
+        return self.phase is Phase.COMMITTED and bool(self._unacked())
+
+    def collected(self, key: Key) -> None:
+        """The shell dropped this COMMIT record (the fact that it committed stays)."""
+        rnd = self._round
+        if rnd is not None and key == (self.workflow_id, rnd.number) \
+                and self.phase is Phase.COMMITTED:
+            self._decided.pop(rnd.number, None)
+            self._collected.add(rnd.number)
+
+    # ---- inputs: one table of transitions ------------------------------------
+
+    def start(self, now: float) -> None:
+        self._dispatch("start", now, None)
+
+    def receive_vote(self, now: float, vote: VoteIn) -> None:
+        self._dispatch("vote", now, vote)
+
+    def handle_timer(self, now: float) -> None:
+        self._dispatch("timer", now, None)
+
+    def cancel(self, now: float, reason: str) -> None:
+        self._dispatch("cancel", now, reason)
+
+    def receive_paxos(self, now: float, msg: object) -> None:
+        """Promise / Accepted / Reject / Decision for one of this workflow's rounds."""
+        self._dispatch("paxos", now, msg)
+
+    def receive_ack(self, now: float, domain: str, round: int) -> None:
+        self._dispatch("ack", now, (domain, round))
+
+    def receive_result(self, now: float, domain: str) -> None:
+        """`domain` reported one of its steps. Only a committed round runs steps, so it
+        holds the COMMIT: its acknowledgement, while one is of use (else ignored)."""
+        if self.phase in (Phase.DECIDING, Phase.COMMITTED) and self._round is not None:
+            self._dispatch("ack", now, (domain, self._round.number))
+
+    def answer_query(self, now: float, round: int) -> DecisionAnswer:
+        """A decision query: answered from the log; no decision on record means abort."""
+        return self._dispatch("query", now, round)
+
+    def _dispatch(self, event: str, now: float, arg: object):
+        handler = _TRANSITIONS.get((self.phase, event))
+        if handler is None:
+            if event in ("vote", "paxos", "ack", "query"):
+                raise RemoteProtocolError(f"{event} not expected while {self.phase.value}")
+            raise LocalProtocolError(f"{event} not allowed while {self.phase.value}")
+        return handler(self, now, arg)
+
+    # ---- handlers ------------------------------------------------------------
+
+    def _on_start(self, now: float, _: object) -> None:
+        self._begin_round(now, 1)
+
+    def _on_vote(self, now: float, vote: VoteIn) -> None:
+        current = self._round
+        assert current is not None
+        if vote.round != current.number:
+            self._late_vote(vote)
+            return
+        asked = current.participants()
+        if vote.domain not in asked:
+            raise RemoteProtocolError(
+                f"{vote.domain} voted in round {vote.round} but was not asked"
+            )
+        if vote.domain in current.votes:
+            return  # duplicate
+        current.votes[vote.domain] = vote
+        if not vote.yes:
+            self._fail_round(now, current, timed_out=False)
+        elif len(current.votes) == len(asked):
+            self._commit(now, current)
+
+    def _on_late_vote(self, now: float, vote: VoteIn) -> None:
+        self._late_vote(vote)
+
+    def _on_timer(self, now: float, _: object) -> None:
+        current = self._round
+        assert current is not None
+        if now >= current.deadline:
+            self._fail_round(now, current, timed_out=True)
+        elif self._consensus is not None and now >= current.next_resend:
+            current.next_resend = now + self._consensus.resend_s
+            for domain, steps in current.participants().items():
+                if domain not in current.votes:
+                    self._outbox.append(SendPrepare(domain, current.number, steps,
+                                                    dict(current.placement), current.acceptors))
+
+    def _on_cancel_preparing(self, now: float, reason: object) -> None:
+        current = self._round
+        assert current is not None
+        self._abort_round(current, f"cancelled: {reason}")
+        self.phase = Phase.ABORTED
+        self._outbox.append(Finished(False, current.number, {}, f"cancelled: {reason}"))
+
+    def _on_paxos_deciding(self, now: float, msg: object) -> None:
+        assert self._proposer is not None
+        if getattr(msg, "key", None) == self._proposer.tx.key:
+            self._proposer.receive(now, msg)
+            self._after_proposer(now)
+
+    def _on_timer_deciding(self, now: float, _: object) -> None:
+        assert self._proposer is not None
+        self._proposer.handle_timer(now)
+        self._after_proposer(now)
+
+    def _on_ack(self, now: float, arg: object) -> None:
+        domain, round_ = arg  # type: ignore[misc]
+        rnd = self._round
+        assert rnd is not None
+        if round_ != rnd.number:
+            return
+        if domain not in rnd.participants():
+            raise RemoteProtocolError(f"{domain} acknowledged round {round_} but was not asked")
+        rnd.acked.add(domain)
+
+    def _on_timer_committed(self, now: float, _: object) -> None:
+        rnd = self._round
+        if rnd is None or self._consensus is None or now < rnd.next_resend:
+            return
+        rnd.next_resend = now + self._consensus.decision_resend_s
+        self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked())
+
+    def _on_query(self, now: float, round_: object) -> DecisionAnswer:
+        assert isinstance(round_, int)
+        me = self._consensus.me if self._consensus else ""
+        key = (self.workflow_id, round_)
+        if round_ < 1 or round_ > self.round:
+            raise RemoteProtocolError(f"{self.workflow_id} has no round {round_}")
+        value = self._decided.get(round_)
+        if value is not None:
+            return DecisionAnswer(key, me, AnswerStatus.DECIDED, value)
+        if round_ in self._collected:
+            return DecisionAnswer(key, me, AnswerStatus.FORGOTTEN)
+        if round_ == self.round and self.phase in (Phase.PREPARING, Phase.DECIDING):
+            return DecisionAnswer(key, me, AnswerStatus.UNKNOWN)
+        # No decision on record: presumed abort, written (compare-and-set) first.
+        self._cas(round_, ABORT)
+        self._decided[round_] = ABORT
+        self._outbox.append(PersistDecision(round_, False, {}, (), "no decision on record"))
+        return DecisionAnswer(key, me, AnswerStatus.DECIDED, ABORT)
+
+    def _ignore(self, now: float, arg: object) -> None:
+        pass
+
+    # ---- helpers -------------------------------------------------------------
+
+    def _late_vote(self, vote: VoteIn) -> None:
+        told = self._aborted_rounds.get(vote.round)
+        if vote.yes and told is not None:
+            # It may have missed the ABORT: tell it again so it releases.
+            self._outbox.append(SendDecision(vote.domain, vote.round))
+
+    def _acceptors(self, participants: Sequence[str]) -> tuple[str, ...]:
+        c = self._consensus
+        assert c is not None
+        chosen = set(participants) | {c.me}
+        extras = c.extra_acceptors() if callable(c.extra_acceptors) else c.extra_acceptors
+        for member in extras:
+            if len(chosen) >= c.min_acceptors:
+                break
+            chosen.add(member)
+        return tuple(sorted(chosen))
+
+    def _begin_round(self, now: float, number: int) -> None:
+        result = self._placer({k: frozenset(v) for k, v in self._excluded.items()})
+        if not result.ok:
+            why = "; ".join(f"{s}: {r}" for s, r in sorted(result.unplaceable.items()))
+            self._finish_aborted(number - 1, f"no placement: {why}")
+            return
+        rnd = RoundState(number, dict(result.assignment), now + self._timeout)
+        if self._consensus is not None:
+            rnd.acceptors = self._acceptors(list(rnd.participants()))
+            rnd.next_resend = now + self._consensus.resend_s
+        self._round = rnd
+        self.phase = Phase.PREPARING
+        for domain, steps in rnd.participants().items():
+            self._outbox.append(
+                SendPrepare(domain, number, steps, dict(rnd.placement), rnd.acceptors))
+
+    def _fail_round(self, now: float, rnd: RoundState, *, timed_out: bool) -> None:
+        # A NO ends the round at once; domains still to vote are not refusers
+        # (they only hear ABORT). At the deadline, silence counts as refusal.
+        asked = rnd.participants()
+        for domain, steps in asked.items():
+            vote = rnd.votes.get(domain)
+            if vote is None and not timed_out or vote is not None and vote.yes:
+                continue
+            reason = vote.reason if vote is not None else f"no vote within {self._timeout:g}s"
+            self.refusals.append(Refusal(rnd.number, domain, steps, reason))
+            for step in steps:
+                self._excluded.setdefault(step, set()).add(domain)
+        self._abort_round(rnd, "a participant refused or did not vote")
+        self._next_round(now, rnd)
+
+    def _next_round(self, now: float, rnd: RoundState) -> None:
+        if rnd.number >= self._max_rounds:
+            self._finish_aborted(
+                rnd.number, f"no placement agreed after {rnd.number} round(s)"
+            )
+        else:
+            self._begin_round(now, rnd.number + 1)
+
+    def _cas(self, round_: int, value: Value) -> None:
+        """Compare-and-set the write-once proposal cell (consensus mode)."""
+        if self._consensus is None:
+            return
+        held = self._cells.get(round_)
+        if held is not None:
+            if held != value:
+                raise LocalProtocolError(f"round {round_}: proposal cell already holds another")
+            return
+        self._cells[round_] = value
+        self._outbox.append(PersistProposal(round_, value))
+
+    def _abort_round(self, rnd: RoundState, reason: str, *, everyone: bool = False) -> None:
+        # NO voters hold nothing; everyone else may hold a reservation.
+        holders = [
+            d for d in rnd.participants()
+            if everyone or d not in rnd.votes or rnd.votes[d].yes
+        ]
+        if not self._cells.get(rnd.number, ABORT).commit:
+            self._cas(rnd.number, ABORT)
+        self._decided[rnd.number] = ABORT
+        self._outbox.append(PersistDecision(rnd.number, False, dict(rnd.placement), (), reason))
+        self._aborted_rounds[rnd.number] = set(holders)
+        self._outbox.extend(SendDecision(d, rnd.number) for d in holders)
+
+    def _commit(self, now: float, rnd: RoundState) -> None:
+        value = Value(True, tuple(rnd.votes[d] for d in sorted(rnd.votes)))
+        if self._consensus is None:
+            self._announce_commit(now, rnd, value)
+            return
+        self._cas(rnd.number, value)
+        self.phase = Phase.DECIDING
+        c = self._consensus
+        tx = self.tx()
+        assert tx is not None
+        self._proposer = Proposer(c.me, tx, preferred=value, rng=c.rng, resend_s=c.resend_s,
+                                  backoff_s=c.backoff_s, fast=True)
+        self._proposer.start(now)
+        self._after_proposer(now)
+
+    def _after_proposer(self, now: float) -> None:
+        p = self._proposer
+        assert p is not None and self._round is not None
+        self._outbox.extend(p.next_actions())
+        if p.chosen is None:
+            return
+        rnd = self._round
+        self._proposer = None
+        if p.chosen.commit:
+            self._announce_commit(now, rnd, p.chosen)
+            return
+        # The participants' recovery chose ABORT before our COMMIT was chosen.
+        self._abort_round(rnd, "the participants' recovery chose ABORT", everyone=True)
+        if self._restored:
+            self._finish_aborted(rnd.number, "coordinator restarted before deciding: aborted")
+        else:
+            self._next_round(now, rnd)
+
+    def _announce_commit(self, now: float, rnd: RoundState, value: Value) -> None:
+        self.phase = Phase.COMMITTED
+        self._decided[rnd.number] = value
+        votes = tuple(v.raw for v in value.votes)
+        self._outbox.append(PersistDecision(rnd.number, True, dict(rnd.placement), votes, ""))
+        c = self._consensus
+        if c is None:
+            self._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
+        else:
+            # The participants learn it from the acceptors and acknowledge; the COMMIT
+            # goes now only to ourselves, to the others if they are silent (timer).
+            self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked()
+                                if d == c.me)
+            rnd.next_resend = now + c.commit_notice_s
+        self._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
+
+    def _unacked(self) -> list[str]:
+        rnd = self._round
+        if rnd is None or rnd.number in self._collected:
+            return []
+        return [d for d in rnd.participants() if d not in rnd.acked]
+
+    def _finish_aborted(self, last_round: int, reason: str) -> None:
+        self.phase = Phase.ABORTED
+        if self.refusals:
+            reason += "; refusals: " + "; ".join(
+                f"round {r.round} {r.domain} ({', '.join(r.steps)}): {r.reason}"
+                for r in self.refusals
+            )
+        self._outbox.append(Finished(False, last_round, {}, reason))
+
+    # ---- recovery ------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        workflow_id: str,
+        record: RoundRecord | None,
+        *,
+        now: float,
+        placer: Placer | Callable[[Mapping[str, AbstractSet[str]]], PlacementResult],
+        max_rounds: int,
+        prepare_timeout_s: float,
+        consensus: ConsensusOptions | None = None,
+    ) -> Coordinator:
+        """Rebuild a coordinator from its log and finish what the log says.
+
+        A COMMIT on record is resent (until acknowledged); an ABORT on record,
+        or no decision and no COMMIT proposal, ends the workflow ABORTED
+        (presumed abort, written first); a COMMIT proposal without a decision
+        is settled by a recovery ballot, since a participant may have chosen
+        ABORT meanwhile.
+        """
+        core = cls(workflow_id, placer=placer, max_rounds=max_rounds,
+                   prepare_timeout_s=prepare_timeout_s, consensus=consensus)
+        core._restored = True
+        presumed = "coordinator restarted before deciding: presumed abort"
+        if record is None or record.round < 1:
+            core.phase = Phase.ABORTED
+            if record is None or not record.finished:
+                core._outbox.append(Finished(False, 0, {}, presumed))
+            return core
+        core.refusals = list(record.refusals)
+        rnd = RoundState(record.round, dict(record.placement), now, record.acceptors,
+                     next_resend=now)
+        core._round = rnd
+        for r in range(1, record.round):
+            core._decided[r] = ABORT  # an earlier round is never the one that commits
+            core._aborted_rounds[r] = set()
+        if record.proposal is not None:
+            core._cells[record.round] = record.proposal
+        decision = record.decision
+        if record.committed or decision is not None and decision.commit:
+            core.phase = Phase.COMMITTED
+            if decision is not None:
+                core._decided[record.round] = decision
+            else:
+                core._collected.add(record.round)
+            if not record.finished:
+                if consensus is None:
+                    core._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
+                core._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
+        elif decision is None and consensus is not None and record.proposal is not None \
+                and record.proposal.commit:
+            core.phase = Phase.DECIDING
+            tx = core.tx()
+            assert tx is not None
+            core._proposer = Proposer(consensus.me, tx, preferred=record.proposal,
+                                      rng=consensus.rng, resend_s=consensus.resend_s,
+                                      backoff_s=consensus.backoff_s, floor=record.ballot)
+            core._proposer.start(now)
+            core._after_proposer(now)
+        else:
+            core.phase = Phase.ABORTED
+            if decision is None:
+                core._abort_round(rnd, presumed, everyone=True)
+            else:
+                core._decided[rnd.number] = ABORT
+                core._aborted_rounds[rnd.number] = set(rnd.participants())
+                if not record.finished:
+                    core._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
+            if not record.finished:
+                core._finish_aborted(rnd.number, presumed)
+        return core
+
+
+_Handler = Callable[[Coordinator, float, object], object]
+
+_TRANSITIONS: dict[tuple[Phase, str], _Handler] = {
+    (Phase.IDLE, "start"): Coordinator._on_start,
+    (Phase.IDLE, "cancel"): Coordinator._ignore,
+    (Phase.PREPARING, "vote"): Coordinator._on_vote,
+    (Phase.PREPARING, "timer"): Coordinator._on_timer,
+    (Phase.PREPARING, "cancel"): Coordinator._on_cancel_preparing,
+    (Phase.PREPARING, "paxos"): Coordinator._ignore,    # replies for an earlier round
+    (Phase.PREPARING, "ack"): Coordinator._ignore,
+    (Phase.PREPARING, "query"): Coordinator._on_query,
+    (Phase.DECIDING, "vote"): Coordinator._on_late_vote,
+    (Phase.DECIDING, "timer"): Coordinator._on_timer_deciding,
+    (Phase.DECIDING, "cancel"): Coordinator._ignore,   # COMMIT proposed: it cannot be taken back
+    (Phase.DECIDING, "paxos"): Coordinator._on_paxos_deciding,
+    (Phase.DECIDING, "ack"): Coordinator._on_ack,  # it learned COMMIT before we did
+    (Phase.DECIDING, "query"): Coordinator._on_query,
+    (Phase.COMMITTED, "vote"): Coordinator._on_late_vote,
+    (Phase.COMMITTED, "timer"): Coordinator._on_timer_committed,
+    (Phase.COMMITTED, "cancel"): Coordinator._ignore,
+    (Phase.COMMITTED, "paxos"): Coordinator._ignore,
+    (Phase.COMMITTED, "ack"): Coordinator._on_ack,
+    (Phase.COMMITTED, "query"): Coordinator._on_query,
+    (Phase.ABORTED, "vote"): Coordinator._on_late_vote,
+    (Phase.ABORTED, "timer"): Coordinator._ignore,
+    (Phase.ABORTED, "cancel"): Coordinator._ignore,
+    (Phase.ABORTED, "paxos"): Coordinator._ignore,
+    (Phase.ABORTED, "ack"): Coordinator._ignore,
+    (Phase.ABORTED, "query"): Coordinator._on_query,
+}

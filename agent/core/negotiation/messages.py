@@ -1,0 +1,254 @@
+"""Messages and actions of the commit protocol, as plain data (no I/O, no crypto).
+
+Theory of operation
+-------------------
+Each admission round of a workflow is one transaction, keyed (workflow_id, round)
+and never reused. Its outcome is decided by one consensus instance (Paxos Commit,
+Gray & Lamport, with a single instance per transaction): the *acceptors* are a
+list fixed by the coordinator when it sends PREPARE and carried in every PREPARE
+(:class:`TxInfo`): the participant domains, the coordinator, and extra live
+members until there are at least three when the federation has them. A value is
+*chosen* once a majority of the acceptors accepted it in the same ballot.
+
+A value is COMMIT (carrying the YES vote of every participant: the commit
+certificate) or ABORT. Ballot 0 belongs to the coordinator and skips phase 1;
+every other ballot is (n, proposer) and needs a majority of promises first.
+
+In the cores, votes and decisions are plain dataclasses; the shell signs what it
+sends and verifies what it receives (a VoteIn's ``raw`` is the signed envelope,
+so a certificate can be shown to a third party). The cores never trust a COMMIT
+without the certificate: :func:`certifies` is the check every role applies.
+
+Outputs are actions, run by the shell in the order given: a Persist* action
+must be durable before any later Send leaves the agent.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from fedorch.core.negotiation.errors import RemoteProtocolError
+
+Key = tuple[str, int]  # (workflow_id, round): one transaction, never reused
+
+
+@dataclass(frozen=True, order=True)
+class Ballot:
+    """A Paxos ballot, ordered by (n, proposer); ballot 0 is the coordinator's."""
+
+    n: int
+    proposer: str
+
+
+@dataclass(frozen=True)
+class VoteIn:
+    """A verified vote, as the shell parsed it from a signed envelope."""
+
+    round: int
+    domain: str
+    yes: bool
+    reason: str
+    raw: bytes  # the envelope as received: it goes into the commit certificate
+
+
+@dataclass(frozen=True)
+class Value:
+    """What the consensus instance decides: COMMIT with its certificate, or ABORT."""
+
+    commit: bool
+    votes: tuple[VoteIn, ...] = ()  # every participant's YES (COMMIT only), by domain
+
+
+ABORT = Value(False)
+
+
+@dataclass(frozen=True)
+class TxInfo:
+    """A transaction as the coordinator fixed it at PREPARE time."""
+
+    workflow_id: str
+    round: int
+    coordinator: str
+    participants: tuple[str, ...]  # sorted
+    acceptors: tuple[str, ...]     # sorted; fixed for the life of the transaction
+
+    @property
+    def key(self) -> Key:
+        return (self.workflow_id, self.round)
+
+    @property
+    def majority(self) -> int:
+        return len(self.acceptors) // 2 + 1
+
+
+def certifies(tx: TxInfo, value: Value) -> bool:
+    """ABORT always; COMMIT when it carries a YES of this round from every participant."""
+    if not value.commit:
+        return True
+    voters = {v.domain for v in value.votes if v.yes and v.round == tx.round}
+    return voters >= set(tx.participants)
+
+
+def check_value(tx: TxInfo, value: Value) -> None:
+    if not certifies(tx, value):
+        raise RemoteProtocolError(
+            f"COMMIT of {tx.workflow_id} round {tx.round} lacks a YES vote of a participant"
+        )
+
+
+def check_tx(tx: TxInfo) -> None:
+    """The shape every TxInfo from the wire must have."""
+    if tx.round < 1:
+        raise RemoteProtocolError("round must be at least 1")
+    if not tx.participants or not tx.acceptors:
+        raise RemoteProtocolError("a transaction needs participants and acceptors")
+    if tx.coordinator not in tx.acceptors or not set(tx.participants) <= set(tx.acceptors):
+        raise RemoteProtocolError("acceptors must include the coordinator and the participants")
+    if list(tx.acceptors) != sorted(set(tx.acceptors)):
+        raise RemoteProtocolError("acceptors must be sorted and distinct")
+
+
+# ---- consensus messages (Paxos) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaxosPrepare:
+    """Phase 1a: ask an acceptor to promise `ballot` (never ballot 0)."""
+
+    tx: TxInfo
+    ballot: Ballot
+
+
+@dataclass(frozen=True)
+class Promise:
+    """Phase 1b: the promise, with what this acceptor accepted before (if anything)."""
+
+    key: Key
+    ballot: Ballot
+    acceptor: str
+    accepted_ballot: Ballot | None
+    accepted_value: Value | None
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Phase 2a: accept `value` in `ballot`.
+
+    `proposer_accepted`: the proposer (always an acceptor of the transaction) has
+    accepted `value` in `ballot` itself, durably, before sending this. Signed by the
+    proposer, that statement counts at the receiver as the proposer acceptor's Accepted.
+    """
+
+    tx: TxInfo
+    ballot: Ballot
+    value: Value
+    proposer_accepted: bool = False
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Phase 2b."""
+
+    key: Key
+    ballot: Ballot
+    acceptor: str
+    value: Value
+
+
+@dataclass(frozen=True)
+class Reject:
+    """The acceptor promised a higher ballot; `promised` tells the proposer how high."""
+
+    key: Key
+    ballot: Ballot
+    acceptor: str
+    promised: Ballot
+
+
+# ---- decisions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision notice. `chosen`: this value is the transaction's outcome."""
+
+    key: Key
+    value: Value
+    sender: str
+    chosen: bool = True
+
+
+@dataclass(frozen=True)
+class DecisionQuery:
+    key: Key
+    sender: str
+
+
+class AnswerStatus(enum.Enum):
+    DECIDED = "decided"            # value holds the decision
+    UNKNOWN = "unknown"            # in progress, or in doubt itself
+    NOT_PREPARED = "not_prepared"  # never voted YES here (NO voter, or no PREPARE seen)
+    FORGOTTEN = "forgotten"        # committed; the certificate was collected (all acked)
+
+
+@dataclass(frozen=True)
+class DecisionAnswer:
+    key: Key
+    sender: str
+    status: AnswerStatus
+    value: Value | None = None
+
+
+@dataclass(frozen=True)
+class DecisionAck:
+    """A participant holds the COMMIT: the coordinator may collect its record."""
+
+    key: Key
+    sender: str
+
+
+ConsensusMessage = PaxosPrepare | Promise | Accept | Accepted | Reject | Decision
+
+
+# ---- actions shared by the consensus cores --------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    to: str
+    msg: object
+
+
+@dataclass(frozen=True)
+class PersistProposal:
+    """The coordinator's write-once proposal cell (compare-and-set) for one round.
+
+    COMMIT is only ever proposed by the coordinator, and only after this cell
+    holds COMMIT; a timeout or presumed abort must set it to ABORT first. Once
+    set it never changes, so one coordinator never proposes both values.
+    """
+
+    round: int
+    value: Value
+
+
+@dataclass(frozen=True)
+class PersistBallot:
+    """The highest ballot this proposer used for `key`: durable before its PaxosPrepare.
+
+    A restarted proposer starts above it (pass it back as `floor`), so no ballot
+    is ever used twice, with two different values, across a crash.
+    """
+
+    key: Key
+    ballot: Ballot
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A chosen decision this agent learned: persist it, apply it, then send what follows."""
+
+    key: Key
+    value: Value
+    tx: TxInfo

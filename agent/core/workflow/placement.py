@@ -1,0 +1,241 @@
+"""Placement: the coordinator's choice of a domain for each step, from gossiped records.
+
+A pure function of the workflow spec, the members as the coordinator sees them, and the
+domains that refused (or timed out on) each step in earlier negotiation rounds. No I/O,
+no clock, no randomness: the same inputs always give the same placement.
+
+Steps are placed one at a time in topological order (a step after the steps it
+``needs``; among ready steps, spec order). For each step a domain is a *candidate* when:
+
+- it is alive (a DEAD/SUSPECT member, or one whose record says ``leaving``, is not);
+- it has not refused this step in an earlier round (``excluded``);
+- when ``constraints.domains`` is non-empty, it is one of them;
+- it offers the step's capability;
+- every label in ``constraints.labels`` equals the domain's label;
+- when its record publishes its policy summary: its ``accept_from`` takes the coordinator
+  and its ``residency_accept`` allows the workflow's data labels (a private policy is not
+  guessed at; the domain's PREPARE vote enforces it).
+
+Free capacity is a preference, not a rule. A capability gossiped with ``available = N``
+takes N steps of this workflow, counting the steps this placement already put there, as
+a *free* candidate; past that the domain is a *full* candidate, used for a step only
+when the step has no free candidate at all. Gossip is late by design: a domain
+republishes freed slots at most once per ``gossip.publish_interval_s``. Refusing a step
+because a record said "full" a moment ago would abort a workflow the domain would have
+taken. The domain's PREPARE vote checks its real free slots. A NO vote there excludes the
+domain from that step in the next round, and the final refusal carries the domain's own
+reason.
+
+Candidates are ranked by a score; the lowest wins, ties go to the smaller domain name::
+
+    score = cost                                  # the capability's declared cost
+          - 2.0 * (upstream steps on this domain) # co-location: data stays local
+          + 1.0 * (1 - available / capacity)      # load, 0 (idle) .. 1 (full)
+
+``available`` in the load term is what is left after this placement's own earlier
+assignments, so the steps of one workflow spread over equally cheap domains. Because the
+load term lies in [0, 1], one co-located upstream step outweighs any cost difference
+below 1.0 (cost 1 vs 2: the co-located domain wins) but not a large one (cost 1 vs 5: the
+cheaper domain wins and the data moves).
+
+A step with no candidate is *unplaceable*; its reason lists, compactly, why each member
+failed, e.g. ``no eligible domain for 'ml.train' (us-east: refused earlier; eu-west:
+residency EU not accepted)``. Steps after it are still placed so that every problem is
+reported at once, but the placement is not ``ok``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from fedorch.core.policy.engine import JURISDICTION, accept_from_allows, residency_allows
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+
+__all__ = [
+    "COLOCATION_BONUS",
+    "LOAD_WEIGHT",
+    "Candidate",
+    "Placement",
+    "place",
+    "topological_order",
+]
+
+#: Subtracted from the score for each upstream step already placed on the same domain.
+COLOCATION_BONUS = 2.0
+#: Weight of the load term ``1 - available / capacity``.
+LOAD_WEIGHT = 1.0
+
+_NO_EXCLUSIONS: Mapping[str, AbstractSet[str]] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One member as the coordinator sees it: its latest record and liveness."""
+
+    record: peer_pb2.DomainRecord
+    alive: bool
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The result of :func:`place`.
+
+    ``assignment`` maps step id to domain; when ``ok`` it holds every step, otherwise the
+    steps that could be placed. ``unplaceable`` maps each other step to its reason.
+    """
+
+    assignment: dict[str, str] = field(default_factory=dict)
+    unplaceable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unplaceable
+
+
+def topological_order(steps: Sequence[spec_pb2.StepSpec]) -> list[spec_pb2.StepSpec]:
+    """Steps ordered so each comes after the steps it needs; spec order among ready ones.
+
+    Raises ValueError on a duplicate id, an unknown ``needs`` entry or a cycle (a
+    validated spec has none of them).
+    """
+    index: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if step.id in index:
+            raise ValueError(f"duplicate step id '{step.id}'")
+        index[step.id] = i
+    for step in steps:
+        for need in step.needs:
+            if need not in index:
+                raise ValueError(f"step '{step.id}' needs unknown step '{need}'")
+
+    done: set[str] = set()
+    order: list[spec_pb2.StepSpec] = []
+    remaining = list(steps)
+    while remaining:
+        ready = [s for s in remaining if all(n in done for n in s.needs)]
+        if not ready:
+            cycle = ", ".join(sorted(s.id for s in remaining))
+            raise ValueError(f"steps form a dependency cycle: {cycle}")
+        for step in ready:
+            done.add(step.id)
+            order.append(step)
+        remaining = [s for s in remaining if s.id not in done]
+    return order
+
+
+def _capability(record: peer_pb2.DomainRecord, name: str) -> peer_pb2.CapabilityInfo | None:
+    for info in record.capabilities:
+        if info.name == name:
+            return info
+    return None
+
+
+def _rejection(
+    cand: Candidate,
+    step: spec_pb2.StepSpec,
+    data: Mapping[str, str],
+    coordinator: str,
+    excluded: AbstractSet[str],
+) -> str | None:
+    """Why ``cand`` cannot take ``step`` (a short phrase), or None when it can."""
+    record = cand.record
+    if record.leaving:
+        return "leaving"
+    if not cand.alive:
+        return "not alive"
+    if record.domain in excluded:
+        return "refused earlier"
+    if step.constraints.domains and record.domain not in step.constraints.domains:
+        return "not in the step's domains"
+    info = _capability(record, step.capability)
+    if info is None:
+        return f"does not offer '{step.capability}'"
+    for key, want in sorted(step.constraints.labels.items()):
+        if key not in record.labels:
+            return f"no label {key} (step wants {want})"
+        if record.labels[key] != want:
+            return f"label {key} is {record.labels[key]} (step wants {want})"
+    if record.policy.published:
+        if not accept_from_allows(record.policy.accept_from, coordinator):
+            return f"does not accept coordinator '{coordinator}'"
+        if not residency_allows(record.policy.residency_accept, data):
+            return f"residency {data[JURISDICTION]} not accepted"
+    return None
+
+
+def _full(info: peer_pb2.CapabilityInfo, taken: int) -> bool:
+    """Has this workflow's placement used up the free slots the record gossips?"""
+    return info.available <= taken
+
+
+def _score(info: peer_pb2.CapabilityInfo, taken: int, colocated: int) -> float:
+    available = info.available - taken
+    if info.capacity > 0:
+        load = 1.0 - min(1.0, max(0.0, available / info.capacity))
+    else:
+        load = 1.0
+    return info.cost - COLOCATION_BONUS * colocated + LOAD_WEIGHT * load
+
+
+def _explain(capability: str, rejections: Mapping[str, str]) -> str:
+    """Compact reason: domains grouped by the phrase that rejected them."""
+    if not rejections:
+        return f"no eligible domain for '{capability}' (no members known)"
+    groups: dict[str, list[str]] = {}
+    for domain in sorted(rejections):
+        groups.setdefault(rejections[domain], []).append(domain)
+    parts = [f"{', '.join(domains)}: {why}" for why, domains in groups.items()]
+    return f"no eligible domain for '{capability}' ({'; '.join(parts)})"
+
+
+def place(
+    spec: spec_pb2.WorkflowSpec,
+    candidates: Sequence[Candidate],
+    *,
+    coordinator: str,
+    excluded: Mapping[str, AbstractSet[str]] = _NO_EXCLUSIONS,
+) -> Placement:
+    """Choose a domain for every step of ``spec``; see the module docstring for the rules.
+
+    ``excluded`` maps a step id to the domains that refused it (or timed out) in earlier
+    rounds. Raises ValueError when the steps' ``needs`` are not a DAG of known steps.
+    """
+    members = sorted(candidates, key=lambda c: c.record.domain)
+    data = dict(spec.data)
+    assignment: dict[str, str] = {}
+    unplaceable: dict[str, str] = {}
+    taken: dict[tuple[str, str], int] = {}  # (domain, capability) -> steps placed there
+
+    for step in topological_order(spec.steps):
+        refused = excluded.get(step.id, frozenset())
+        best: tuple[float, str] | None = None
+        best_full: tuple[float, str] | None = None  # the last resort: see the docstring
+        rejections: dict[str, str] = {}
+        for cand in members:
+            domain = cand.record.domain
+            used = taken.get((domain, step.capability), 0)
+            why = _rejection(cand, step, data, coordinator, refused)
+            if why is not None:
+                rejections.setdefault(domain, why)
+                continue
+            info = _capability(cand.record, step.capability)
+            assert info is not None  # checked by _rejection
+            colocated = sum(1 for need in step.needs if assignment.get(need) == domain)
+            key = (_score(info, used, colocated), domain)
+            if _full(info, used):
+                if best_full is None or key < best_full:
+                    best_full = key
+            elif best is None or key < best:
+                best = key
+        chosen = best or best_full
+        if chosen is None:
+            unplaceable[step.id] = _explain(step.capability, rejections)
+            continue
+        domain = chosen[1]
+        assignment[step.id] = domain
+        taken[(domain, step.capability)] = taken.get((domain, step.capability), 0) + 1
+
+    return Placement(assignment=assignment, unplaceable=unplaceable)

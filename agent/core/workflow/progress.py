@@ -1,0 +1,190 @@
+"""Workflow progress core: which steps may run, and how the workflow ends.
+
+Theory of operation
+-------------------
+Every agent that knows a committed workflow keeps one Progress for it: the
+coordinator (which decides the workflow's outcome) and each participant (which
+runs its own steps). Progress learns step results from anywhere through
+apply_result; it is monotone, so duplicated, reordered and late results are
+harmless: a terminal step never changes, and an older attempt never overrides
+a newer one.
+
+A local step is WAITING until every step it needs has SUCCEEDED; start_ready
+then moves it to RUNNING with the next attempt number (the shell records that
+attempt durably before running it: an attempt is never started twice). When
+an attempt ends, a failure with attempts left sends the step back to WAITING;
+otherwise the step is final. A FAILED step skips everything downstream of it.
+The workflow SUCCEEDS when every step has, and FAILS as soon as any step has
+FAILED: the coordinator then cancels what is still running elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fedorch.gen.fedorch.v1 import spec_pb2
+from google.protobuf import json_format
+
+
+class StepState(enum.StrEnum):
+    PENDING = "PENDING"
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STEP_STATES = frozenset(
+    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
+)
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+@dataclass
+class StepProgress:
+    id: str
+    capability: str
+    needs: tuple[str, ...]
+    domain: str
+    max_attempts: int
+    timeout_s: float | None
+    params: dict
+    state: StepState = StepState.WAITING
+    attempts: int = 0
+    outputs: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class StartAttempt:
+    step_id: str
+    attempt: int
+    params: dict
+    inputs: dict[str, dict]
+    timeout_s: float | None
+
+
+class Progress:
+    def __init__(self, spec: spec_pb2.WorkflowSpec, placement: Mapping[str, str], me: str) -> None:
+        self.me = me
+        self.steps: dict[str, StepProgress] = {}
+        for s in spec.steps:
+            self.steps[s.id] = StepProgress(
+                id=s.id,
+                capability=s.capability,
+                needs=tuple(s.needs),
+                domain=placement.get(s.id, ""),
+                max_attempts=1 + s.retries,
+                timeout_s=s.timeout_s or None,
+                params=json_format.MessageToDict(s.params) if s.HasField("params") else {},
+            )
+        self._downstream: dict[str, list[str]] = {k: [] for k in self.steps}
+        for s in self.steps.values():
+            for n in s.needs:
+                self._downstream[n].append(s.id)
+
+    # ---- inputs ----------------------------------------------------------------
+
+    def apply_result(
+        self, step_id: str, attempt: int, state: StepState, outputs: dict, error: str
+    ) -> bool:
+        """Fold in a result reported by the step's domain. Returns whether anything changed."""
+        step = self.steps.get(step_id)
+        if step is None or step.state in TERMINAL_STEP_STATES or attempt < step.attempts:
+            return False
+        if state is StepState.RUNNING and attempt == step.attempts and step.state is state:
+            return False
+        step.attempts = max(step.attempts, attempt)
+        step.state = state
+        step.outputs = dict(outputs) if state is StepState.SUCCEEDED else {}
+        step.error = error
+        if state is StepState.FAILED:
+            self._skip_downstream(step_id)
+        return True
+
+    def start_ready(self) -> list[StartAttempt]:
+        """Local steps whose inputs are ready move to RUNNING with their next attempt."""
+        started = []
+        for step in self.steps.values():
+            if step.domain != self.me or step.state is not StepState.WAITING:
+                continue
+            if any(self.steps[n].state is not StepState.SUCCEEDED for n in step.needs):
+                continue
+            step.state = StepState.RUNNING
+            step.attempts += 1
+            step.error = ""
+            started.append(StartAttempt(
+                step.id, step.attempts, dict(step.params),
+                {n: dict(self.steps[n].outputs) for n in step.needs}, step.timeout_s,
+            ))
+        return started
+
+    def attempt_ended(
+        self, step_id: str, attempt: int, ok: bool, outputs: dict, error: str
+    ) -> StepState:
+        """Record a local attempt's end; returns the step's state afterwards."""
+        step = self.steps[step_id]
+        if step.state is not StepState.RUNNING or step.attempts != attempt:
+            return step.state  # cancelled meanwhile, or a stale attempt
+        if ok:
+            step.state, step.outputs, step.error = StepState.SUCCEEDED, dict(outputs), ""
+        elif attempt < step.max_attempts:
+            step.state, step.error = StepState.WAITING, error
+        else:
+            step.state, step.error = StepState.FAILED, error
+            self._skip_downstream(step_id)
+        return step.state
+
+    def interrupted(self, step_id: str, reason: str) -> StepState:
+        """A local attempt was running when the agent stopped: it counts as failed."""
+        step = self.steps[step_id]
+        return self.attempt_ended(step_id, step.attempts, False, {}, reason)
+
+    def cancel(self, reason: str) -> list[str]:
+        """Cancel every step not yet terminal; returns the ids that were RUNNING here."""
+        running_here = []
+        for step in self.steps.values():
+            if step.state in TERMINAL_STEP_STATES:
+                continue
+            if step.state is StepState.RUNNING and step.domain == self.me:
+                running_here.append(step.id)
+            step.state, step.error = StepState.CANCELLED, reason
+        return running_here
+
+    # ---- queries -----------------------------------------------------------------
+
+    def outcome(self) -> Outcome | None:
+        states = [s.state for s in self.steps.values()]
+        if any(s is StepState.FAILED for s in states):
+            return Outcome.FAILED
+        if all(s is StepState.SUCCEEDED for s in states):
+            return Outcome.SUCCEEDED
+        return None
+
+    def local_steps(self) -> list[StepProgress]:
+        return [s for s in self.steps.values() if s.domain == self.me]
+
+    def result_recipients(self, step_id: str, coordinator: str) -> list[str]:
+        """Domains that must hear a step's result: the coordinator and downstream owners."""
+        targets = {coordinator}
+        targets.update(self.steps[d].domain for d in self._downstream[step_id])
+        targets.discard(self.me)
+        targets.discard("")
+        return sorted(targets)
+
+    def _skip_downstream(self, step_id: str) -> None:
+        pending = list(self._downstream[step_id])
+        while pending:
+            sid = pending.pop()
+            step = self.steps[sid]
+            if step.state in (StepState.WAITING, StepState.PENDING):
+                step.state, step.error = StepState.SKIPPED, f"upstream step {step_id} failed"
+                pending.extend(self._downstream[sid])

@@ -1,0 +1,172 @@
+"""Workflow specs: YAML files mapped onto ``spec_pb2.WorkflowSpec``, and their checks.
+
+A spec is checked twice: by the client that loads the YAML (so a typo is reported with the
+file and the field before anything is sent) and by every agent that receives one over
+gRPC (:func:`validate_spec`), because participants verify rather than trust. Each problem
+is one line naming the source, the field path and the fix, e.g.
+``workflow.yaml: steps[2].needs[0]: 'trian' names no step (known steps: extract, train)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+
+from fedorch.core.workflow.dag import find_cycle
+from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.runtime.config import (
+    CAPABILITY_RE,
+    DOMAIN_RE,
+    SourceError,
+    at_least,
+    between,
+    check_fields,
+    load_yaml_mapping,
+    read_source,
+    to_message,
+)
+
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_STEPS = 1000
+MAX_RETRIES = 100
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+STEP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class SpecError(SourceError):
+    """A workflow spec is unreadable or invalid; the message is one line."""
+
+
+_BOUNDS = {
+    "fedorch.v1.StepSpec.retries": between(0, MAX_RETRIES, f"an integer from 0 to {MAX_RETRIES}"),
+    "fedorch.v1.StepSpec.timeout_s": at_least(
+        0, "a non-negative number of seconds (0 means no limit)"
+    ),
+}
+
+
+def load_spec_file(path: str | os.PathLike[str]) -> spec_pb2.WorkflowSpec:
+    """Read and check a YAML spec file; messages name the path as given."""
+    return parse_spec_text(read_source(path, MAX_SPEC_BYTES, SpecError), str(path))
+
+
+def parse_spec_text(text: str, source: str) -> spec_pb2.WorkflowSpec:
+    """Parse YAML text into a checked WorkflowSpec; ``source`` names it in errors."""
+    if len(text.encode("utf-8")) > MAX_SPEC_BYTES:
+        raise SpecError(source, "", f"spec is over {MAX_SPEC_BYTES} bytes (1 MiB)")
+    data = load_yaml_mapping(text, source, SpecError)
+    check_fields(data, spec_pb2.WorkflowSpec.DESCRIPTOR, source, SpecError, _BOUNDS)
+    spec = spec_pb2.WorkflowSpec()
+    to_message(data, spec, source, SpecError)
+    validate_spec(spec, source)
+    return spec
+
+
+def validate_spec(spec: spec_pb2.WorkflowSpec, source: str = "<spec>") -> None:
+    """Semantic checks on a parsed spec, wherever it came from; raises SpecError.
+
+    Works on the message alone (no YAML), so the agent runs it on specs received over
+    gRPC before it coordinates or votes on them.
+    """
+    size = spec.ByteSize()
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(source, "", f"spec is {size} bytes, at most {MAX_SPEC_BYTES} (1 MiB)")
+    if not spec.name:
+        raise SpecError(source, "name", "required: the workflow's name, e.g. eu-sales-model")
+    if not NAME_RE.fullmatch(spec.name):
+        raise SpecError(source, "name", f"must be 1 to 128 of [A-Za-z0-9._-], got {spec.name!r}")
+    for key in spec.data:
+        if not key:
+            raise SpecError(source, "data", "label names must not be empty")
+    if not spec.steps:
+        raise SpecError(source, "steps", "required: at least one step")
+    if len(spec.steps) > MAX_STEPS:
+        raise SpecError(source, "steps", f"{len(spec.steps)} steps, at most {MAX_STEPS} allowed")
+    first: dict[str, int] = {}
+    for index, step in enumerate(spec.steps):
+        _check_step(step, f"steps[{index}]", source)
+        if step.id in first:
+            raise SpecError(
+                source,
+                f"steps[{index}].id",
+                f"duplicate step id {step.id!r} (first at steps[{first[step.id]}])",
+            )
+        first[step.id] = index
+    for index, step in enumerate(spec.steps):
+        _check_needs(step, f"steps[{index}]", list(first), source)
+    cycle = find_cycle({step.id: list(step.needs) for step in spec.steps})
+    if cycle:
+        raise SpecError(
+            source,
+            f"steps[{first[cycle[0]]}].needs",
+            f"needs form a cycle: {' -> '.join(cycle)} (each step needs the next)",
+        )
+
+
+def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
+    if not step.id:
+        raise SpecError(source, f"{path}.id", "required: a step id, e.g. train")
+    if not STEP_ID_RE.fullmatch(step.id):
+        raise SpecError(source, f"{path}.id", f"must be 1 to 64 of [A-Za-z0-9_-], got {step.id!r}")
+    if not step.capability:
+        raise SpecError(
+            source,
+            f"{path}.capability",
+            "required: the capability that runs this step, e.g. ml.train",
+        )
+    if not CAPABILITY_RE.fullmatch(step.capability):
+        raise SpecError(
+            source,
+            f"{path}.capability",
+            f"must be 1 to 128 of [A-Za-z0-9._-], got {step.capability!r}",
+        )
+    if step.retries > MAX_RETRIES:
+        raise SpecError(
+            source,
+            f"{path}.retries",
+            f"must be an integer from 0 to {MAX_RETRIES}, got {step.retries}",
+        )
+    if not math.isfinite(step.timeout_s) or step.timeout_s < 0:
+        raise SpecError(
+            source,
+            f"{path}.timeout_s",
+            f"must be a non-negative number of seconds (0 means no limit), got {step.timeout_s}",
+        )
+    for key in step.constraints.labels:
+        if not key:
+            raise SpecError(source, f"{path}.constraints.labels", "label names must not be empty")
+    for index, domain in enumerate(step.constraints.domains):
+        if not DOMAIN_RE.fullmatch(domain):
+            raise SpecError(
+                source,
+                f"{path}.constraints.domains[{index}]",
+                f"must be a domain name ([a-z0-9][a-z0-9.-]{{0,62}}), got {domain!r}",
+            )
+
+
+def _check_needs(step: spec_pb2.StepSpec, path: str, known: list[str], source: str) -> None:
+    seen: set[str] = set()
+    known_set = set(known)
+    for index, need in enumerate(step.needs):
+        where = f"{path}.needs[{index}]"
+        if need == step.id:
+            raise SpecError(source, where, f"step {step.id!r} needs itself; remove it")
+        if need not in known_set:
+            guess = difflib.get_close_matches(need, known, 1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else ""
+            shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+            raise SpecError(source, where, f"{need!r} names no step (known steps: {shown}){hint}")
+        if need in seen:
+            raise SpecError(source, where, f"{need!r} is listed twice; remove one")
+        seen.add(need)
+
+
+__all__ = [
+    "MAX_SPEC_BYTES",
+    "SpecError",
+    "load_spec_file",
+    "parse_spec_text",
+    "validate_spec",
+]

@@ -1,0 +1,158 @@
+"""gRPC Client service: what the CLI calls, on any agent.
+
+A workflow's id names its coordinator; an agent asked about a workflow that
+another agent coordinates forwards the call there (and falls back to what it
+knows itself when the coordinator cannot be reached).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+from fedorch.core.workflow.spec import SpecError
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
+from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES
+from fedorch.runtime.convert import workflow_state_name
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.client")
+FORWARD_TIMEOUT_S = 5.0
+WATCH_HEARTBEAT_S = 5.0
+
+
+def _coordinator_of(workflow_id: str) -> str:
+    return workflow_id.rpartition(".")[0]
+
+
+class ClientService(client_pb2_grpc.ClientServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def _remote(self, workflow_id: str, local_only: bool) -> client_pb2_grpc.ClientStub | None:
+        """A stub for the workflow's coordinator when that is another agent."""
+        coordinator = _coordinator_of(workflow_id)
+        if local_only or not coordinator or coordinator == self.agent.domain:
+            return None
+        endpoint = self.agent.endpoint_of(coordinator)
+        if endpoint is None:
+            return None
+        return client_pb2_grpc.ClientStub(self.agent.peers.channel(endpoint))
+
+    async def Submit(self, request, context):
+        return client_pb2.SubmitReply(id=await self._submit(request, context))
+
+    async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
+        try:
+            return await self.agent.run_owned(
+                self.agent.coordination.submit(request.spec, request.request_id), "submit")
+        except SpecError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise  # not reached: abort raises
+
+    async def SubmitAndWatch(self, request, context):
+        """Submit, then follow here (the agent submitted to coordinates the workflow)."""
+        workflow_id = await self._submit(request.submit, context)
+        async for status in self._follow(workflow_id, request.state_changes_only, context):
+            yield status
+
+    async def _status(self, workflow_id: str, local_only: bool, context):
+        remote = self._remote(workflow_id, local_only)
+        if remote is not None:
+            try:
+                return await remote.GetWorkflow(
+                    client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                    timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                log.info("coordinator of %s unreachable (%s); answering locally",
+                         workflow_id, e.code().name)
+        status = await self.agent.status(workflow_id)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
+        return status
+
+    async def GetWorkflow(self, request, context):
+        return await self._status(request.id, request.local_only, context)
+
+    async def Watch(self, request, context):
+        remote = self._remote(request.id, request.local_only)
+        if remote is not None:
+            try:
+                async for status in remote.Watch(
+                        client_pb2.GetWorkflowRequest(
+                            id=request.id, local_only=True,
+                            state_changes_only=request.state_changes_only),
+                        timeout=24 * 3600):
+                    yield status
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                log.info("watch of %s: coordinator unreachable; following locally", request.id)
+        async for status in self._follow(request.id, request.state_changes_only, context):
+            yield status
+
+    async def _follow(self, workflow_id: str, state_changes_only: bool, context):
+        """The statuses of a workflow this agent holds, from the current one to the end
+        (or until the agent stops); with state_changes_only, at changes of state only."""
+        changes = self.agent.changes
+        seen = -1
+        sent_state: str | None = None  # with state_changes_only: the state last sent
+        while True:
+            version = changes.version(workflow_id)
+            if version != seen and sent_state is not None \
+                    and self.agent.saved_state(workflow_id) == sent_state:
+                seen = version  # only steps moved: nothing this watcher asked for
+            if version != seen:
+                status = await self.agent.status(workflow_id)
+                if status is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
+                yield status
+                if workflow_state_name(status.state) in TERMINAL_WORKFLOW_STATES:
+                    return
+                seen = version
+                if state_changes_only:
+                    sent_state = workflow_state_name(status.state)
+            await changes.wait_past(workflow_id, seen, WATCH_HEARTBEAT_S)
+            if self.agent.stopping:
+                return
+
+    async def Cancel(self, request, context):
+        remote = self._remote(request.id, False)
+        if remote is not None:
+            try:
+                return await remote.Cancel(request, timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:
+                await context.abort(e.code(), e.details())
+        known = await self.agent.run_owned(
+            self.agent.coordination.cancel(request.id, request.reason or "by request"),
+            "cancel")
+        if not known:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
+        return client_pb2.CancelReply(status=await self.agent.status(request.id))
+
+    async def ListWorkflows(self, request, context):
+        rows = await self.agent.store.list_workflows()
+        statuses = [await self.agent.status(r.id) for r in rows]
+        return client_pb2.ListWorkflowsReply(workflows=[s for s in statuses if s is not None])
+
+    async def ListMembers(self, request, context):
+        a = self.agent
+        now = a.now()
+        reply = client_pb2.ListMembersReply()
+        for m in a.membership.members():
+            heard = now if m.domain == a.domain else m.last_heard
+            reply.members.append(client_pb2.MemberInfo(
+                domain=m.domain, address=m.address,
+                state=client_pb2.MemberState.Value(f"MEMBER_STATE_{m.state}"),
+                labels=dict(m.record.labels), capabilities=list(m.record.capabilities),
+                version=m.record_version, incarnation=m.incarnation,
+                last_heard_ms=int(heard * 1000) if heard is not None else 0,
+                policy=m.record.policy, self=m.domain == a.domain,
+            ))
+        return reply

@@ -1,0 +1,60 @@
+"""Rows and cores to wire messages (status), in one place."""
+
+from __future__ import annotations
+
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime.store.store import StepRow, WorkflowRow
+from google.protobuf import struct_pb2
+
+
+def struct(d: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(d)
+    return s
+
+
+def workflow_state(name: str) -> int:
+    return status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{name}")
+
+
+def workflow_state_name(value: int) -> str:
+    return status_pb2.WorkflowState.Name(value).removeprefix("WORKFLOW_STATE_")
+
+
+def step_state(name: str) -> int:
+    return status_pb2.StepState.Value(f"STEP_STATE_{name}")
+
+
+def step_state_name(value: int) -> str:
+    return status_pb2.StepState.Name(value).removeprefix("STEP_STATE_")
+
+
+def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.WorkflowStatus:
+    spec = spec_pb2.WorkflowSpec.FromString(row.spec)
+    out = status_pb2.WorkflowStatus(
+        id=row.id, name=row.name, state=workflow_state(row.state), coordinator=row.coordinator,
+        reason=row.reason, rounds=row.round, created_at_ms=row.created_ms,
+        updated_at_ms=row.updated_ms,
+        refusals=[
+            status_pb2.Refusal(round=r["round"], domain=r["domain"], steps=r["steps"],
+                               reason=r["reason"])
+            for r in row.refusals
+        ],
+    )
+    for s in spec.steps:
+        known = steps.get(s.id)
+        out.steps.append(status_pb2.StepStatus(
+            id=s.id, capability=s.capability,
+            domain=known.domain if known else row.placement.get(s.id, ""),
+            state=step_state(known.state if known else "PENDING"),
+            attempts=known.attempts if known else 0,
+            outputs=struct(known.outputs if known else {}),
+            error=known.error if known else "",
+        ))
+    return out
+
+
+def end_notice_of(row: WorkflowRow) -> peer_pb2.CancelNotice:
+    """The end notice of an ended workflow, from its row."""
+    return peer_pb2.CancelNotice(workflow_id=row.id, reason=row.reason,
+                                 final_state=workflow_state(row.state))

@@ -1,0 +1,519 @@
+"""The coordinator half of an agent: submissions, admission rounds, outcomes.
+
+This is the I/O shell around agent.negotiation.coordinator.Coordinator: it
+runs the core's actions in order (persist before announce), turns RPC replies
+into votes, and keeps one task per workflow whose core still has work: its
+admission, then (Paxos Commit) resending COMMIT until every participant has it.
+
+With `negotiation.commit: paxos` the core runs in consensus mode: each round's
+PREPARE carries its acceptors (the participants, this agent, and ALIVE members
+up to three); on all YES the proposal cell is compare-and-set to COMMIT before
+Accept(ballot 0) goes to the acceptors (ours directly, the others through the
+Paxos RPC, agent.server.consensus); COMMIT is announced only once the core says
+a majority accepted it. An ABORT is set in the cell and announced at once.
+
+Recording and announcing decisions is in agent.server.coordination_decisions;
+answers to in-doubt participants and recovery after a restart are in
+agent.server.coordination_log (both mixed in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.coordinator import (
+    ConsensusOptions,
+    Coordinator,
+    Finished,
+    PersistBallot,
+    PersistDecision,
+    PersistProposal,
+    Phase,
+    Send,
+    SendDecision,
+    SendPrepare,
+    VoteIn,
+)
+from fedorch.core.negotiation.errors import LocalProtocolError, ProtocolError
+from fedorch.core.negotiation.messages import Accept, Key, TxInfo
+from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.progress import Outcome
+from fedorch.core.workflow.spec import validate_spec
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
+from fedorch.runtime.convert import end_notice_of
+from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
+from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
+from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.store.store import Statement, Store, WorkflowRow
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.coordinator")
+
+_CANCEL = object()
+END_NOTICE_PATIENCE_S = 24 * 3600.0
+# How long a committed workflow's core outlives the workflow while participants have not
+# acknowledged the COMMIT: past a participant's delayed DecisionAck (ACK_AFTER_S) and the
+# first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe) and
+# the certificate sweep (CoordinatorLog.sweep_certificates) offers it to them again.
+ACK_GRACE_S = 2.0
+ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
+
+
+@dataclass(frozen=True)
+class _ProposeAndAccept:
+    """The core's COMMIT proposal cell and its Accept to our own acceptor, which follows
+    it: written in one transaction (Consensus.accept_own)."""
+
+    proposal: PersistProposal
+    accept: Accept
+
+
+def _own_accepts(actions: list, me: str) -> list:
+    """`actions` with each PersistProposal(COMMIT) that is followed by the Send of its
+    Accept to our own acceptor (the proposer asks its own acceptor first) made one."""
+    out: list = []
+    for action in actions:
+        if isinstance(action, Send) and action.to == me and isinstance(action.msg, Accept) \
+                and out and isinstance(out[-1], PersistProposal) and out[-1].value.commit:
+            out[-1] = _ProposeAndAccept(out[-1], action.msg)
+        else:
+            out.append(action)
+    return out
+
+
+class Coordination(CoordinatorDecisions, CoordinatorLog):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        # Workflows whose core is being driven (admission, then COMMIT resends), and the
+        # subset still in admission; each with the core's event queue.
+        self._cores: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
+        self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
+        self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
+        self._started: dict[str, float] = {}
+
+    def _consensus(self) -> ConsensusOptions:
+        """Paxos Commit options: extra acceptors are ALIVE members, in random order."""
+        a = self.agent
+
+        def extras() -> list[str]:
+            alive = [m.domain for m in a.membership.members()
+                     if m.state == "ALIVE" and m.domain and m.domain != a.domain]
+            a.rng.shuffle(alive)
+            return alive
+
+        return ConsensusOptions(a.domain, a.rng, extras, resend_s=RESEND_S,
+                                backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S)
+
+    # ---- routing from fedorch.runtime.consensus -----------------------------------------
+
+    def route(self, workflow_id: str, msg: object) -> bool:
+        """A Promise/Accepted/Reject/Decision for a workflow coordinated here: to its core."""
+        entry = self._cores.get(workflow_id)
+        if entry is None:
+            return False
+        entry[1].put_nowait(("paxos", msg))
+        return True
+
+    def ack(self, domain: str, key: Key) -> None:
+        """`domain` holds the COMMIT of `key`."""
+        entry = self._cores.get(key[0])
+        if entry is not None:
+            entry[1].put_nowait(("ack", domain, key[1]))
+
+    def result_from(self, domain: str, workflow_id: str) -> None:
+        """`domain` reported a step of a workflow coordinated here (to its core, which
+        counts it as an acknowledgement of the COMMIT)."""
+        entry = self._cores.get(workflow_id)
+        if entry is not None:
+            entry[1].put_nowait(("result", domain))
+
+    def tx_of(self, key: Key) -> TxInfo | None:
+        entry = self._cores.get(key[0])
+        tx = entry[0].tx() if entry is not None else None
+        return tx if tx is not None and tx.key == key else None
+
+    # ---- submit --------------------------------------------------------------------
+
+    async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str = "") -> str:
+        """Validate (SpecError on bad input, nothing stored) and start admission."""
+        a = self.agent
+        validate_spec(spec, "request")
+        if request_id:
+            existing = await a.store.find_by_request_id(request_id)
+            if existing is not None:
+                return existing.id
+        # The id names its coordinator, so any agent can route a status query.
+        workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
+        now_ms = a.now_ms()
+        row = WorkflowRow(
+            id=workflow_id, name=spec.name, coordinator=a.domain, state="NEGOTIATING",
+            spec=spec.SerializeToString(deterministic=True), request_id=request_id or None,
+            created_ms=now_ms, updated_ms=now_ms,
+        )
+        active = Active(row, fresh=True)
+        core = self._new_core(workflow_id, spec)
+        core.start(a.now())
+        first = core.next_actions()
+        # Round 1 is placed before the first write, so that one forced write holds
+        # both the submission and the round (its placement and acceptors) that must
+        # be on disk before any PREPARE leaves; _act then finds the round saved.
+        prepare = next((x for x in first if isinstance(x, SendPrepare)), None)
+        if prepare is not None:
+            self._note_round(row, core, prepare)
+        # Active before its first save, so that the save leaves its status in memory
+        # for the watcher the client opens next.
+        a.active[workflow_id] = active
+        try:
+            await a.save(active)
+        except sqlite3.IntegrityError:
+            # A concurrent submit with the same request id won the race: same answer.
+            del a.active[workflow_id]  # never saved, never seen
+            winner = await a.store.find_by_request_id(request_id)
+            if winner is None:
+                raise
+            return winner.id
+        except BaseException:
+            del a.active[workflow_id]
+            raise
+        a.spawn(self._negotiate(active, spec, core, first), name=f"negotiate {workflow_id}")
+        return workflow_id
+
+    def _new_core(self, workflow_id: str, spec: spec_pb2.WorkflowSpec) -> Coordinator:
+        neg = self.agent.config.negotiation
+        return Coordinator(
+            workflow_id, placer=self._placer(spec), max_rounds=neg.max_rounds,
+            prepare_timeout_s=neg.prepare_timeout_s,
+            consensus=self._consensus() if neg.commit != "2pc" else None,
+        )
+
+    def _note_round(self, row: WorkflowRow, core: Coordinator, action: SendPrepare) -> None:
+        """Put the round a PREPARE belongs to into the row (the caller saves it)."""
+        a = self.agent
+        row.round, row.placement = action.round, dict(action.placement)
+        row.acceptors = list(action.acceptors)
+        row.endpoints = {d: a.endpoint_of(d) or "" for d in set(action.placement.values())}
+        row.refusals = refusal_rows(core)  # watchers see why a round was redone
+
+    def _placer(self, spec: spec_pb2.WorkflowSpec):
+        a = self.agent
+
+        def placer(excluded):
+            candidates = [Candidate(m.record, m.state == "ALIVE")
+                          for m in a.membership.members() if m.record.domain]
+            return place(spec, candidates, coordinator=a.domain, excluded=excluded)
+
+        return placer
+
+    # ---- the admission driver ----------------------------------------------------
+
+    async def _negotiate(self, active: Active, spec: spec_pb2.WorkflowSpec,
+                         core: Coordinator, first: list) -> None:
+        """Drive a started core; `first`: the actions its start produced."""
+        self._started[active.row.id] = self.agent.now()
+        entry = self._register(core)
+        await self._drive(active, spec, core, entry,
+                          paxos=self.agent.config.negotiation.commit != "2pc", first=first)
+
+    def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]:
+        entry = (core, asyncio.Queue())
+        self._cores[core.workflow_id] = entry
+        if core.phase in ADMITTING:
+            self._negotiating[core.workflow_id] = entry
+        return entry
+
+    async def _drive(self, active: Active, spec, core: Coordinator,
+                     entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool,
+                     first: list | None = None) -> None:
+        """Run the core until it has nothing left to do: its actions in order, its
+        timer, and its inputs (votes, consensus replies, acks, queries, cancel)."""
+        a = self.agent
+        wf = active.row.id
+        events = entry[1]
+        answers: list[tuple[asyncio.Future, object]] = []
+        calls: dict[tuple[str, int], asyncio.Task] = {}  # PREPAREs in flight
+        ended_at: float | None = None  # when the committed workflow was seen ended
+        try:
+            async with asyncio.TaskGroup() as tg:
+                pending = list(first or ())
+                while True:
+                    for action in _own_accepts([*pending, *core.next_actions()], a.domain):
+                        await self._act(active, spec, core, action, tg, events, calls, paxos)
+                    pending.clear()
+                    for future, answer in answers:  # only once what they say is on disk
+                        if not future.done():
+                            future.set_result(answer)
+                    answers.clear()
+                    if core.phase not in ADMITTING:
+                        self._negotiating.pop(wf, None)
+                    if core.awaiting_acks() and wf not in a.active:
+                        # It ended before every acknowledgement came: a participant
+                        # whose step succeeded had learned the COMMIT to run it.
+                        self._acks_from_results(active, core)
+                        await self._collect(active, core)
+                        ended_at = a.now() if ended_at is None else ended_at
+                    if self._over(core, wf, ended_at):
+                        break
+                    timer = core.get_timer()
+                    wait = max(0.0, timer - a.now()) if timer is not None else None
+                    if core.phase is Phase.COMMITTED:  # notice when the workflow ends
+                        wait = 1.0 if wait is None else min(wait, 1.0)
+                    try:
+                        async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                            event = await events.get()
+                    except TimeoutError:
+                        core.handle_timer(a.now())
+                        continue
+                    try:
+                        answer = self._apply(core, event)
+                    except ProtocolError as e:
+                        log.warning("%s: %s", wf, e)
+                        answer = NO_ANSWER
+                    if isinstance(event, tuple) and event[0] == "query":
+                        answers.append((event[2], answer))
+                    elif isinstance(event, tuple) and event[0] in ("ack", "result"):
+                        await self._collect(active, core)
+                for call in calls.values():  # late replies can only be for a decided round
+                    call.cancel()
+        finally:
+            self._negotiating.pop(wf, None)
+            if self._cores.get(wf) is entry:
+                del self._cores[wf]
+            for round_ in range(1, core.round + 1):  # the log answers from now on
+                self._decisions.pop((wf, round_), None)
+            while not events.empty():  # queries that came too late: the log answers them
+                event = events.get_nowait()
+                if isinstance(event, tuple) and event[0] == "query":
+                    answers.append((event[2], None))
+            for future, _ in answers:
+                if not future.done():
+                    future.set_result(None)
+
+    def _over(self, core: Coordinator, workflow_id: str, ended_at: float | None) -> bool:
+        if core.phase is Phase.ABORTED:
+            return True
+        if core.phase is Phase.COMMITTED:
+            # Every participant holds the COMMIT; or the workflow ended and those that
+            # have not said so (their steps never ran) had ACK_GRACE_S to do it: their
+            # DecisionAck, or their answer to the COMMIT notice, lets the record go.
+            return not core.awaiting_acks() or (
+                workflow_id not in self.agent.active and ended_at is not None
+                and self.agent.now() - ended_at >= ACK_GRACE_S)
+        return False
+
+    def _apply(self, core: Coordinator, event: object) -> object:
+        now = self.agent.now()
+        if event is _CANCEL:
+            core.cancel(now, "by request")
+        elif isinstance(event, VoteIn):
+            core.receive_vote(now, event)
+        elif event[0] == "paxos":  # type: ignore[index]
+            core.receive_paxos(now, event[1])  # type: ignore[index]
+        elif event[0] == "ack":  # type: ignore[index]
+            core.receive_ack(now, event[1], event[2])  # type: ignore[index]
+        elif event[0] == "result":  # type: ignore[index]
+            core.receive_result(now, event[1])  # type: ignore[index]
+        elif event[0] == "query":  # type: ignore[index]
+            return core.answer_query(now, event[1])  # type: ignore[index]
+        return None
+
+    async def _act(self, active, spec, core, action, tg, events, calls, paxos) -> None:
+        a = self.agent
+        row = active.row
+        if isinstance(action, SendPrepare):
+            if action.round != row.round:
+                # On disk before any PREPARE of the round leaves: a restarted
+                # coordinator knows which round (and whom) to presume aborted.
+                self._note_round(row, core, action)
+                await a.save(active)
+            in_flight = calls.get((action.domain, action.round))
+            if in_flight is None or in_flight.done():  # a resend waits for the first call
+                calls[(action.domain, action.round)] = tg.create_task(
+                    self._prepare(active, spec, action, events))
+        elif isinstance(action, _ProposeAndAccept):
+            p = action.proposal
+            if not await a.consensus.accept_own(action.accept, Store.proposal_statement(
+                    row.id, p.round, "COMMIT", wire.value_bytes(p.value))):
+                held = await a.store.get_proposal(row.id, p.round)
+                if held is None or held[0] != "COMMIT":  # the core never asks that
+                    raise LocalProtocolError(
+                        f"{row.id} round {p.round}: proposal cell holds {held and held[0]},"
+                        " not COMMIT")
+        elif isinstance(action, PersistProposal):
+            outcome = "COMMIT" if action.value.commit else "ABORT"
+            held, _ = await a.store.propose(row.id, action.round, outcome,
+                                            wire.value_bytes(action.value))
+            if held != outcome:  # the core never asks twice with different values
+                raise LocalProtocolError(
+                    f"{row.id} round {action.round}: proposal cell holds {held}, not {outcome}")
+        elif isinstance(action, PersistBallot):
+            await a.store.save_ballot(row.id, action.key[1], action.ballot.n,
+                                      action.ballot.proposer)
+        elif isinstance(action, Send):
+            a.consensus.send(action.to, action.msg)
+        elif isinstance(action, PersistDecision):
+            await self._persist_decision(active, spec, core, action, paxos=paxos)
+        elif isinstance(action, SendDecision):
+            envelope = self._decisions.get((row.id, action.round))
+            if paxos and core.phase is Phase.COMMITTED and envelope is not None:
+                # One attempt; the core resends until this participant acknowledges.
+                a.spawn(self._notify_commit(row, action.domain, action.round, envelope,
+                                            events, core),
+                        name=f"commit {row.id}/{action.round} to {action.domain}")
+            else:
+                self._send_decision(row, action.domain, action.round, events)
+        elif isinstance(action, Finished):
+            await self._finished(active, spec, core, action)
+
+    async def _prepare(self, active: Active, spec, action: SendPrepare, votes) -> None:
+        a = self.agent
+        row = active.row
+        request = peer_pb2.PrepareRequest(
+            workflow_id=row.id, round=action.round, spec=spec, steps=action.steps,
+            placement=action.placement, coordinator_endpoint=a.endpoint,
+            lease_ms=int(a.config.negotiation.lease_s * 1000), acceptors=action.acceptors,
+        )
+        if action.domain == a.domain:
+            envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")
+            body = peer_pb2.Body.FromString(envelope.body)
+        else:
+            endpoint = a.endpoint_of(action.domain, row.endpoints)
+            try:
+                if endpoint is None:
+                    raise PeerCallError("UNKNOWN", "no endpoint known")
+                body, envelope = await a.peers.call(
+                    endpoint, "Prepare", recipient=action.domain, expect="vote",
+                    timeout=a.config.negotiation.prepare_timeout_s, prepare=request,
+                )
+            except PeerCallError as e:
+                await votes.put(VoteIn(action.round, action.domain, False,
+                                       f"unreachable ({e.code})", b""))
+                return
+        vote = body.vote
+        if vote.workflow_id != row.id or vote.round != action.round \
+                or vote.domain != action.domain:
+            await votes.put(VoteIn(action.round, action.domain, False,
+                                   "vote does not match the PREPARE", b""))
+            return
+        # The vote as received (canonical bytes): it goes into the commit certificate.
+        await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
+                               wire.canonical(envelope)))
+
+    async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
+        a = self.agent
+        row = active.row
+        row.refusals = refusal_rows(core)
+        started = self._started.pop(row.id, None)
+        if started is not None:
+            a.metrics.admission_seconds.observe(a.now() - started)
+        if fin.committed:
+            if row.state in TERMINAL_WORKFLOW_STATES:
+                return  # every step reported before the core heard its COMMIT was chosen
+            if row.state == "NEGOTIATING":  # restored from a COMMIT on record
+                self._enter_running(active, spec, core, fin.placement)
+                await a.participation.fold_in_results(active)
+                await a.save(active)
+            await self.after_progress(active)
+            return
+        row.state = "CANCELLED" if fin.reason.startswith("cancelled") else "ABORTED"
+        row.reason = fin.reason
+        await a.save(active)
+        a.metrics.workflows.labels(row.state).inc()
+        a.finished(row.id)
+
+    # ---- outcomes -----------------------------------------------------------------
+
+    async def after_progress(self, active: Active, also: Sequence[Statement] = (),
+                             told: str | None = None) -> bool:
+        """Called whenever the coordinator's progress changed: is the workflow over? If
+        so it ends, and its end is written with the statements in `also` (a caller may
+        hand over the write it would have made); True then, else nothing is written.
+        `told`: a participant that learns the end from the answer to its step result
+        (see end_notice), and is sent no end notice."""
+        row = active.row
+        progress = active.progress
+        if progress is None or row.state in TERMINAL_WORKFLOW_STATES:
+            return False
+        outcome = progress.outcome()
+        if outcome is None:
+            return False
+        if outcome is Outcome.FAILED:
+            failed = [s for s in progress.steps.values() if s.state.value == "FAILED"]
+            reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
+            await self._end(active, "FAILED", reason, also, told)
+        else:
+            await self._end(active, "SUCCEEDED", "", also, told)
+        return True
+
+    async def end_notice(self, workflow_id: str) -> peer_pb2.CancelNotice | None:
+        """The end of a workflow coordinated here that has ended, as its end notice; None
+        if it has not. A step result of an ended workflow is answered with it: the
+        participant whose result ended it is sent no notice (`told`), and should that
+        answer be lost, the result comes again and its answer carries the end again."""
+        a = self.agent
+        saved = a.saved_final(workflow_id)
+        row = saved.row if saved is not None else await a.store.get_workflow(workflow_id)
+        if row is None or row.coordinator != a.domain \
+                or row.state not in TERMINAL_WORKFLOW_STATES:
+            return None
+        return end_notice_of(row)
+
+    async def _end(self, active: Active, state: str, reason: str,
+                   also: Sequence[Statement] = (), told: str | None = None) -> None:
+        """End a running workflow: stop what still runs anywhere, tell every participant
+        (but `told`, which has the end in the answer to its result: see end_notice).
+        One write: the final state, every step, the holds released here, and `also`."""
+        a = self.agent
+        row = active.row
+        row.state, row.reason = state, reason
+        if active.progress is not None:
+            for step_id in active.progress.cancel(reason):
+                task = active.running.get(step_id)
+                if task is not None:
+                    task.cancel()
+        released = [Store.delete_reservation_statement(hold.workflow_id, hold.round)
+                    for hold in a.participant.release_workflow(row.id)]
+        key = (row.id, row.round)
+        if key in self._decisions and key not in active.collect \
+                and set(row.placement.values()) <= ran_a_step(active):
+            # Each participant learned the COMMIT to run a step: its certificate goes in
+            # this write, not in one of its own once the results have reached the core.
+            active.collect.append(key)
+        await a.save(active, also=[*also, *released])
+        a.metrics.workflows.labels(state).inc()
+        notice = end_notice_of(row)
+        for domain in sorted(set(row.placement.values()) - {a.domain, told}):
+            # Until acknowledged: a participant that misses it keeps its slots (it also
+            # asks, see Participation.timer_loop, in case this agent stops first).
+            a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,
+                              give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
+                    name=f"cancel {row.id} at {domain}")
+        a.finished(row.id)
+
+    async def cancel(self, workflow_id: str, reason: str) -> bool:
+        """Cancel a workflow coordinated here; False if it is not known here."""
+        a = self.agent
+        negotiating = self._negotiating.get(workflow_id)
+        if negotiating is not None:
+            seen = a.changes.version(workflow_id)
+            await negotiating[1].put(_CANCEL)
+            while workflow_id in self._negotiating:
+                seen = await a.changes.wait_past(workflow_id, seen, 1.0)
+        # Committed (before the cancel, or while a COMMIT being decided could not be
+        # taken back): end it like any running workflow.
+        active = a.active.get(workflow_id)
+        if active is not None and active.row.coordinator == a.domain \
+                and active.row.state not in TERMINAL_WORKFLOW_STATES:
+            await self._end(active, "CANCELLED", f"cancelled: {reason}")
+            return True
+        return negotiating is not None or await a.store.get_workflow(workflow_id) is not None

@@ -1,0 +1,171 @@
+"""The coordinator's decisions: recorded, then announced.
+
+Part of Coordination (agent/runtime/coordination.py), kept apart for size. A
+decision is recorded in its write-once cell before anyone hears of it. A COMMIT
+takes with it, in that one forced write, the workflow's move to RUNNING, the
+proposal cell it spends and, when this agent runs steps of it, the decision in
+its own learned log. Announcing: classic 2PC sends the decision until each
+participant acknowledges it; with Paxos Commit the participants learn a COMMIT
+from the acceptors, so it goes at once only to this agent's own steps (as the
+core's value, not as our envelope opened again), and to the others only when
+they stay silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.coordinator import Coordinator, PersistDecision
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.agent import Active
+from fedorch.runtime.consensus import PAXOS_RPC_TIMEOUT_S
+from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.store.store import WorkflowRow
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.coordinator")
+
+
+def refusal_rows(core: Coordinator) -> list[dict]:
+    return [
+        {"round": r.round, "domain": r.domain, "steps": list(r.steps), "reason": r.reason}
+        for r in core.refusals
+    ]
+
+
+class CoordinatorDecisions:
+    """Mixed into Coordination, whose state these methods use."""
+
+    agent: Agent
+    _decisions: dict[tuple[str, int], peer_pb2.Envelope]
+
+    async def _persist_decision(self, active: Active, spec, core: Coordinator,
+                                action: PersistDecision, *, paxos: bool) -> None:
+        """Record the round's decision (write-once). A COMMIT takes with it, in the same
+        forced write: the workflow's move to RUNNING (so watchers see it the moment it is
+        true, at the cost of no second write), the proposal cell it spends (Paxos Commit),
+        and, when this agent runs steps of it, the decision in its learned log, its own
+        reservation committed and the starts of its steps now ready."""
+        a = self.agent
+        row = active.row
+        decision = peer_pb2.Decision(
+            workflow_id=row.id, round=action.round, coordinator=a.domain,
+            outcome=peer_pb2.OUTCOME_COMMIT if action.commit else peer_pb2.OUTCOME_ABORT,
+            placement=action.placement, spec=spec, reason=action.reason,
+            votes=[peer_pb2.Envelope.FromString(v) for v in action.votes],
+            endpoints={d: a.endpoint_of(d, row.endpoints) or ""
+                       for d in set(action.placement.values())},
+        )
+        raw = a.seal("", decision=decision).SerializeToString()
+        outcome = "COMMIT" if action.commit else "ABORT"
+        key = (row.id, action.round)
+        statements = [a.store.decision_statement(*key, outcome, raw)]
+        learned = None
+        if action.commit and paxos:
+            statements += a.store.spent_proposal_statements(*key)
+            tx, value = core.tx(), core.decision(action.round)
+            if tx is not None and tx.key == key and value is not None \
+                    and a.domain in tx.participants:
+                learned = len(statements)
+                statements.append(a.store.learn_statement(*key, outcome, wire.value_bytes(value)))
+        if action.commit and row.state == "NEGOTIATING":
+            self._enter_running(active, spec, core, action.placement)
+            await a.participation.fold_in_results(active)
+            if learned is not None:  # and our own steps set up in the same write
+                counts = await a.participation.commit_own_steps(active, key, statements)
+            else:
+                counts = await a.save(active, also=statements)
+        else:
+            counts = await a.store.apply(statements)
+        held = outcome
+        if not counts[0]:  # the write-once cell already held a decision
+            stored = await a.store.get_decision(*key)
+            assert stored is not None
+            held, raw = stored
+            if held != outcome:
+                log.error("%s round %d: decision cell holds %s, not %s", row.id, action.round,
+                          held, outcome)
+        if learned is not None and counts[learned]:
+            a.consensus.learned_here(key, outcome)
+        self._decisions[key] = peer_pb2.Envelope.FromString(raw)
+        a.metrics.decisions.labels(held.lower()).inc()
+
+    def _enter_running(self, active: Active, spec, core: Coordinator,
+                       placement: dict[str, str]) -> None:
+        row = active.row
+        row.refusals = refusal_rows(core)
+        row.state, row.placement = "RUNNING", dict(placement)
+        self.agent.participation.ensure_progress(active, spec)
+
+    def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
+                       acks: asyncio.Queue | None = None) -> None:
+        """Announce a decision until the participant acknowledges it (or the lease);
+        an acknowledgement goes to the core's queue `acks`, if given."""
+        self.agent.spawn(self._deliver_decision(row, domain, round_, acks),
+                         name=f"decision {row.id}/{round_} to {domain}")
+
+    async def _deliver_decision(self, row: WorkflowRow, domain: str, round_: int,
+                                acks: asyncio.Queue | None) -> None:
+        a = self.agent
+        envelope = self._decisions.get((row.id, round_))
+        if envelope is None:  # the core is done with it, or from before a restart
+            stored = await a.store.get_decision(row.id, round_)
+            if stored is None or not stored[1]:  # none, or collected: everyone has it
+                return
+            envelope = peer_pb2.Envelope.FromString(stored[1])
+        if domain == a.domain:
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            ack = await a.deliver(
+                domain, "Decide", endpoints=row.endpoints,
+                give_up_after=a.config.negotiation.lease_s,
+                decision_notice=peer_pb2.DecisionNotice(decision=envelope),
+            )
+        if acks is not None and ack is not None and ack.ok:
+            acks.put_nowait(("ack", domain, round_))
+
+    async def _notify_commit(self, row: WorkflowRow, domain: str, round_: int,
+                             envelope: peer_pb2.Envelope, events: asyncio.Queue,
+                             core: Coordinator) -> None:
+        a = self.agent
+        value, tx = core.decision(round_), core.tx()
+        if domain == a.domain and value is not None and tx is not None \
+                and tx.round == round_:
+            # Our own steps: the core's decision as it stands, not our envelope opened
+            # and its signatures checked again.
+            await a.consensus.on_decision(a.domain, value, tx, from_coordinator=True)
+            events.put_nowait(("ack", domain, round_))
+            return
+        ack = await self._commit_notice(row, domain, envelope)
+        if ack is not None and ack.ok:
+            events.put_nowait(("ack", domain, round_))
+
+    async def _commit_notice(self, row: WorkflowRow, domain: str,
+                             envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None:
+        """One COMMIT notice to a participant (this agent's own, directly), answered by
+        its Ack (None: no answer). A participant that holds the COMMIT already just says
+        so; a refusal is logged here."""
+        a = self.agent
+        if domain == a.domain:
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            endpoint = a.endpoint_of(domain, row.endpoints)
+            if endpoint is None:
+                return None
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "Decide", recipient=domain, expect="ack",
+                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
+                    decision_notice=peer_pb2.DecisionNotice(decision=envelope))
+            except PeerCallError as e:
+                log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
+                return None
+            ack = body.ack
+        if not ack.ok:
+            log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
+        return ack

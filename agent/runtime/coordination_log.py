@@ -1,0 +1,293 @@
+"""The coordinator's log: answers to in-doubt participants, its collection, and
+recovery after a restart.
+
+Part of Coordination (agent/runtime/coordination.py), kept apart for size: a
+participant whose lease ran out asks the coordinator; the answer comes from the
+live core when there is one, else from the log — a decision on record, or
+presumed abort, written first. A COMMIT's certificate leaves the log once every
+participant has it. After a restart, `recover` finishes what the log says: Paxos
+Commit rounds get their core rebuilt and driven again; classic rounds get their
+COMMIT re-sent or, undecided, presumed aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.coordinator import Coordinator, Refusal, RoundRecord
+from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_from_log
+from fedorch.core.negotiation.messages import ABORT, AnswerStatus, Ballot
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.store.store import Statement, WorkflowRow
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.coordinator")
+
+NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had)
+SWEEP_BATCH = 100  # kept certificates offered again per pass, oldest workflows first
+
+
+def ran_a_step(active: Active) -> set[str]:
+    """The participants with a step that succeeded: each learned the COMMIT to run it."""
+    if active.progress is None:
+        return set()
+    return {s.domain for s in active.progress.steps.values() if s.state is StepState.SUCCEEDED}
+
+
+class CoordinatorLog:
+    """Mixed into Coordination, whose state and driver these methods use."""
+
+    agent: Agent
+    _cores: dict[str, tuple[Coordinator, asyncio.Queue]]
+    _decisions: dict[tuple[str, int], peer_pb2.Envelope]
+
+    if TYPE_CHECKING:  # provided by Coordination
+        def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]: ...
+        async def _drive(self, active: Active, spec, core: Coordinator,
+                         entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool,
+                         first: list | None = None) -> None: ...
+        def _placer(self, spec: spec_pb2.WorkflowSpec): ...
+        def _consensus(self): ...
+        def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
+                           acks: asyncio.Queue | None = None) -> None: ...
+        async def after_progress(self, active: Active,
+                                 also: Sequence[Statement] = ()) -> bool: ...
+        async def _commit_notice(self, row: WorkflowRow, domain: str,
+                                 envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None: ...
+
+    # ---- decision queries (in-doubt participants) ---------------------------------
+
+    async def answer_query(self, workflow_id: str, round_: int) -> peer_pb2.DecisionAnswer:
+        """Answer from the live core when there is one (after what it says is on disk),
+        else from the log: a decision on record, or presumed abort, written first."""
+        entry = self._cores.get(workflow_id)
+        if entry is not None:
+            future = asyncio.get_running_loop().create_future()
+            entry[1].put_nowait(("query", round_, future))
+            answer = await future
+            if answer is NO_ANSWER:
+                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            if answer is not None and answer.status in (AnswerStatus.UNKNOWN,
+                                                        AnswerStatus.NOT_PREPARED):
+                return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
+            # DECIDED: its record is on disk now; the log has it.
+        return await self._answer_from_log(workflow_id, round_)
+
+    async def _answer_from_log(self, workflow_id: str,
+                               round_: int) -> peer_pb2.DecisionAnswer:
+        """The log's answer (agent.negotiation.log_answer has the rules)."""
+        a = self.agent
+        held = self._decisions.get((workflow_id, round_))
+        collected = False
+        if held is None:
+            stored = await a.store.get_decision(workflow_id, round_)
+            if stored is not None and stored[1]:
+                held = peer_pb2.Envelope.FromString(stored[1])
+            collected = stored is not None and not stored[1]
+        row = await a.store.get_workflow(workflow_id)
+        over = row is not None and row.state in TERMINAL_WORKFLOW_STATES
+        verdict = answer_from_log(held is not None, collected, round_,
+                                  row.round if row is not None else None, over)
+        if verdict is LogAnswer.PRESUME_ABORT:
+            cell, _ = await a.store.propose(workflow_id, round_, "ABORT",
+                                            wire.value_bytes(ABORT))
+            verdict = after_presumed_cell(cell)
+            if verdict is LogAnswer.DECIDED:
+                held = await self._presume_abort(workflow_id, round_, {},
+                                                  "no decision on record")
+        answer = peer_pb2.DecisionAnswer(workflow_id=workflow_id,
+                                         known=verdict is LogAnswer.DECIDED)
+        if verdict is LogAnswer.DECIDED:
+            answer.decision.CopyFrom(held)
+        if over and verdict in (LogAnswer.DECIDED, LogAnswer.FORGOTTEN):
+            answer.final_state = status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{row.state}")
+        return answer
+
+    async def _presume_abort(self, workflow_id: str, round_: int, placement: dict,
+                             reason: str) -> peer_pb2.Envelope:
+        a = self.agent
+        decision = peer_pb2.Decision(
+            workflow_id=workflow_id, round=round_, coordinator=a.domain,
+            outcome=peer_pb2.OUTCOME_ABORT, placement=placement, reason=reason,
+        )
+        _, raw = await a.store.record_decision(
+            workflow_id, round_, "ABORT", a.seal("", decision=decision).SerializeToString()
+        )
+        envelope = peer_pb2.Envelope.FromString(raw)
+        self._decisions[(workflow_id, round_)] = envelope
+        return envelope
+
+    # ---- collecting the log ----------------------------------------------------------
+
+    def _acks_from_results(self, active: Active, core: Coordinator) -> None:
+        """A participant whose step succeeded learned the COMMIT first: count it."""
+        now = self.agent.now()
+        for domain in sorted(ran_a_step(active)):
+            core.receive_ack(now, domain, core.round)
+
+    async def _collect(self, active: Active, core: Coordinator) -> None:
+        """Presumed abort's rule for the log: a COMMIT record is kept until every
+        participant has acknowledged it; then its certificate is dropped, with the
+        workflow's next save (or at once if it has ended). ABORT records are kept:
+        with no record the answer would be ABORT anyway, so dropping one saves little."""
+        a = self.agent
+        for key in core.collectable():
+            value = core.decision(key[1])
+            if value is None or not value.commit:
+                continue
+            core.collected(key)
+            self._decisions.pop(key, None)
+            if key in active.collected:  # its end took it (everyone ran a step)
+                continue
+            # With the next save of a running workflow; an ended one has made its last
+            # save (its end may still be on its way to disk, without this key).
+            if a.active.get(key[0]) is active \
+                    and active.row.state not in TERMINAL_WORKFLOW_STATES:
+                active.collect.append(key)
+            else:
+                await a.store.collect_commit(*key)
+                a.metrics.collected_decisions.inc()
+
+    async def sweep_certificates(self) -> int:
+        """Offer the COMMIT again to the participants of ended workflows whose record
+        outlived the core (a participant was silent past ACK_GRACE_S, or the agent
+        restarted): each answers with an Ack, and once all have, the certificate goes.
+        One notice per participant and pass; a participant still silent is asked again
+        next pass, so a domain gone for good costs one call per pass, and its record is
+        kept (keeping is what presumed abort asks). Returns how many were collected."""
+        a = self.agent
+        collected = 0
+        for key in await a.store.kept_certificates(TERMINAL_WORKFLOW_STATES, SWEEP_BATCH):
+            if key[0] in self._cores or key[0] in a.active:
+                continue  # its core still collects it
+            row = await a.store.get_workflow(key[0])
+            stored = await a.store.get_decision(*key)
+            if row is None or stored is None or not stored[1]:
+                continue
+            envelope = peer_pb2.Envelope.FromString(stored[1])
+            placement = peer_pb2.Body.FromString(envelope.body).decision.placement
+            acks = await asyncio.gather(*(self._offer_commit(row, domain, envelope)
+                                          for domain in sorted(set(placement.values()))))
+            if all(acks):
+                await a.store.collect_commit(*key)
+                a.metrics.collected_decisions.inc()
+                collected += 1
+                log.info("%s round %d: every participant has the COMMIT; certificate"
+                         " collected", *key)
+        a.metrics.kept_certificates.set(await a.store.count_kept_certificates())
+        return collected
+
+    async def _offer_commit(self, row: WorkflowRow, domain: str,
+                            envelope: peer_pb2.Envelope) -> bool:
+        ack = await self._commit_notice(row, domain, envelope)
+        answer = "unanswered" if ack is None else "acknowledged" if ack.ok else "refused"
+        self.agent.metrics.commit_offers.labels(answer).inc()
+        return answer == "acknowledged"
+
+    async def sweep_loop(self) -> None:
+        """Run sweep_certificates every negotiation.certificate_sweep_s until stopped."""
+        a = self.agent
+        while await a.sleep(a.config.negotiation.certificate_sweep_s):
+            try:
+                await self.sweep_certificates()
+            except Exception:  # a failed pass is retried by the next one
+                log.exception("certificate sweep failed")
+
+    # ---- recovery -------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Finish what the log says. Paxos Commit rounds: the core is rebuilt from its
+        round record (Coordinator.restore) and driven again. Classic rounds: resend
+        commits, presume abort for undecided rounds."""
+        a = self.agent
+        for row in await a.store.list_workflows():
+            if row.coordinator != a.domain or row.state in TERMINAL_WORKFLOW_STATES:
+                continue
+            if row.acceptors:
+                await self._restore(row)
+                continue
+            commit = await a.store.get_commit(row.id)
+            if commit is not None:
+                round_, raw = commit
+                if raw:  # else collected: every participant has it
+                    self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(raw)
+                active = a.active.get(row.id)
+                if active is None:  # crashed between the decision and the state change
+                    row.state = "RUNNING"
+                    active = Active(row)
+                    a.active[row.id] = active
+                    a.participation.ensure_progress(
+                        active, spec_pb2.WorkflowSpec.FromString(row.spec))
+                    await a.participation.fold_in_results(active)
+                    await a.save(active)
+                if raw:
+                    for domain in sorted(set(row.placement.values())):
+                        self._send_decision(row, domain, round_)
+                await self.after_progress(active)
+                continue
+            if row.round > 0:
+                envelope = await self._presume_abort(
+                    row.id, row.round, row.placement, "coordinator restarted before deciding")
+                for domain in sorted(set(row.placement.values())):
+                    if domain == a.domain:
+                        await a.participation.decide(a.domain, envelope)
+                    else:
+                        a.spawn(a.deliver(
+                            domain, "Decide", endpoints=row.endpoints,
+                            give_up_after=a.config.negotiation.lease_s,
+                            decision_notice=peer_pb2.DecisionNotice(decision=envelope)),
+                            name=f"abort {row.id} at {domain}")
+            row.state = "ABORTED"
+            row.reason = "coordinator restarted before a decision: presumed abort"
+            await a.store.save_workflow(row)
+            a.metrics.workflows.labels("ABORTED").inc()
+
+    async def _restore(self, row: WorkflowRow) -> None:
+        """A Paxos Commit round on record: rebuild its core and drive it again."""
+        a = self.agent
+        neg = a.config.negotiation
+        key = (row.id, row.round)
+        proposal = await a.store.get_proposal(*key)
+        stored = await a.store.get_decision(*key)
+        decision = None
+        collected = stored is not None and stored[0] == "COMMIT" and not stored[1]
+        if stored is not None and not collected:
+            envelope = peer_pb2.Envelope.FromString(stored[1])
+            self._decisions[key] = envelope
+            decision = ABORT
+            if stored[0] == "COMMIT":
+                body = peer_pb2.Body.FromString(envelope.body)  # our own, signed by us
+                decision = wire.value_of(peer_pb2.PaxosValue(
+                    outcome=peer_pb2.OUTCOME_COMMIT, votes=body.decision.votes), key, None)
+        ballot = await a.store.get_ballot(*key)
+        record = RoundRecord(
+            row.round, dict(row.placement), tuple(row.acceptors),
+            proposal=wire.value_from_bytes(proposal[1], key) if proposal else None,
+            decision=decision,
+            committed=row.state == "RUNNING" or collected
+            or (decision is not None and decision.commit),
+            finished=row.state != "NEGOTIATING",
+            refusals=tuple(Refusal(r["round"], r["domain"], tuple(r["steps"]), r["reason"])
+                           for r in row.refusals),
+            ballot=Ballot(*ballot) if ballot else None)
+        spec = spec_pb2.WorkflowSpec.FromString(row.spec)
+        core = Coordinator.restore(row.id, record, now=a.now(), placer=self._placer(spec),
+                                   max_rounds=neg.max_rounds,
+                                   prepare_timeout_s=neg.prepare_timeout_s,
+                                   consensus=self._consensus())
+        active = a.active.get(row.id)
+        if active is None:
+            active = a.active[row.id] = Active(row)
+        log.info("%s round %d restored: %s", row.id, row.round, core.phase.value)
+        entry = self._register(core)
+        a.spawn(self._drive(active, spec, core, entry, paxos=True), name=f"restored {row.id}")
+        if active.progress is not None:
+            await self.after_progress(active)

@@ -1,0 +1,173 @@
+"""A participant's reservations in doubt, and its recovery after a restart.
+
+Part of Participation (agent/runtime/participation.py), kept apart for size. A
+YES voter never releases on a timer: when a lease passes without a decision it
+asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
+(agent.server.consensus) drives a recovery ballot; a RESERVED reservation whose
+YES never became durable ends with its lease. After a restart, `recover`
+reloads reservations and running workflows, counts interrupted attempts as
+failed, and puts YES votes without a learned decision back in doubt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.messages import Ballot
+from fedorch.core.negotiation.participant import Hold, HoldState
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.agent import Active
+from fedorch.runtime.peers import PeerCallError
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.participation import KeyedLocks
+
+log = logging.getLogger("fedorch.participant")
+
+
+class InDoubt:
+    """Mixed into Participation, whose state and step driver these methods use."""
+
+    agent: Agent
+    _wake: asyncio.Event
+    _committing: KeyedLocks
+
+    if TYPE_CHECKING:  # provided by Participation
+        async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
+                         from_coordinator: bool = True) -> peer_pb2.Ack: ...
+        async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
+        def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress: ...
+        async def fold_in_results(self, active: Active) -> None: ...
+        async def _after_step(self, active: Active, step_id: str, state: StepState, *,
+                              ended_run: tuple[int, str] | None = None) -> None: ...
+        def _report(self, active: Active, step_id: str, reliable: bool) -> None: ...
+        async def start_ready(self, active: Active) -> None: ...
+
+    # ---- in doubt ---------------------------------------------------------------------
+
+    async def timer_loop(self) -> None:
+        """Ask coordinators about reservations whose lease passed without a decision, and
+        (every lease period) about committed ones with nothing left to run here; drive
+        the in-doubt Paxos Commit transactions (agent.server.consensus); end RESERVED
+        reservations whose lease passed before their YES was recorded."""
+        a = self.agent
+        next_idle_check = a.now() + a.config.negotiation.lease_s
+        while not a.stopping:
+            for hold in a.participant.due_queries(a.now()):
+                a.spawn(self._ask(hold), name=f"in-doubt {hold.workflow_id}/{hold.round}")
+            if a.now() >= next_idle_check:
+                next_idle_check = a.now() + a.config.negotiation.lease_s
+                for hold in self._idle_holds():
+                    a.spawn(self._ask(hold), name=f"ended? {hold.workflow_id}")
+            for hold in a.participant.expire(a.now()):
+                await a.store.delete_reservation(hold.workflow_id, hold.round)
+            try:
+                await a.consensus.on_timer()
+            except Exception:  # one transaction's trouble must not stop the loop
+                log.exception("in-doubt termination")
+            timers = [t for t in (a.participant.get_timer(), a.consensus.termination.get_timer())
+                      if t is not None]
+            wait = 1.0 if not timers else min(1.0, max(0.05, min(timers) - a.now()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    def _idle_holds(self) -> list[Hold]:
+        """Committed holds of other coordinators' workflows with nothing to run here: the
+        end notice may have been missed."""
+        a = self.agent
+        idle = []
+        for hold in a.participant.holds():
+            if hold.state is not HoldState.COMMITTED or hold.coordinator == a.domain \
+                    or hold.workflow_id in self._committing:
+                continue
+            active = a.active.get(hold.workflow_id)
+            if active is None or active.progress is None or all(
+                    s.state in TERMINAL_STEP_STATES for s in active.progress.local_steps()):
+                idle.append(hold)
+        return idle
+
+    async def _ask(self, hold: Hold) -> None:
+        a = self.agent
+        a.metrics.in_doubt_queries.inc()
+        endpoint = a.endpoint_of(hold.coordinator) or hold.coordinator_endpoint
+        if hold.coordinator == a.domain:
+            answer = await a.coordination.answer_query(hold.workflow_id, hold.round)
+        else:
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=hold.coordinator,
+                    expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=hold.workflow_id,
+                                                          round=hold.round),
+                )
+            except PeerCallError as e:
+                log.info("in doubt on %s round %d: coordinator unreachable (%s)",
+                         hold.workflow_id, hold.round, e.code)
+                return
+            answer = body.decision_answer
+        if answer.known:
+            await self.decide(hold.coordinator, answer.decision)
+        if answer.final_state:
+            await self.ended(hold.workflow_id, answer.final_state, "ended (asked)")
+
+    # ---- recovery ---------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Reload reservations and running workflows; interrupted attempts count as failed.
+        Paxos Commit reservations: a decision learned before the crash is applied now;
+        a YES without one is in doubt again (with the last ballot it used, if any)."""
+        a = self.agent
+        learned = await a.consensus.recover()
+        holds = []
+        for r in await a.store.list_reservations():
+            lease = r.lease_expires_ms / 1000
+            info = await a.store.get_hold_tx(r.workflow_id, r.round)
+            tx = wire.tx_from_bytes(info.tx) if info is not None else None
+            holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),
+                              list(r.steps), lease, r.coordinator_endpoint, next_query=lease,
+                              tx=tx))
+        a.participant.restore(holds, {k: v.commit for k, v in learned.items()})
+        for row in await a.store.list_workflows():
+            if row.state != "RUNNING":
+                continue
+            active = Active(row)
+            a.active[row.id] = active
+            self.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
+            await self.fold_in_results(active)  # and any that came during recovery
+            for step in active.progress.local_steps():
+                if step.state is StepState.RUNNING:
+                    state = active.progress.interrupted(step.id, "interrupted by an agent restart")
+                    await self._after_step(active, step.id, state,
+                                           ended_run=(step.attempts, "failed"))
+                elif step.state in (StepState.SUCCEEDED, StepState.FAILED):
+                    self._report(active, step.id, reliable=True)  # it may not have arrived
+            await a.save(active)
+            await self.start_ready(active)
+        for h in holds:
+            if h.tx is None:
+                continue
+            value = learned.get(h.key)
+            if value is not None:  # learned, then the agent stopped before applying it
+                await a.consensus.learn(h.key, value, h.tx)
+            elif h.state is HoldState.PREPARED and h.tx.coordinator != a.domain:
+                ballot = await a.store.get_ballot(*h.key)
+                a.consensus.track(h.tx, h.lease_expires, Ballot(*ballot) if ballot else None)
+
+    async def resolve_own_holds(self) -> None:
+        """After the coordinator's recovery: our own YES votes in rounds we coordinate
+        (Paxos Commit) are settled by our log, or by the coordinator core still deciding."""
+        a = self.agent
+        for h in a.participant.holds():
+            if h.tx is not None and h.tx.coordinator == a.domain \
+                    and h.state is HoldState.PREPARED:
+                answer = await a.coordination.answer_query(h.workflow_id, h.round)
+                if answer.known:
+                    await self.decide(a.domain, answer.decision)

@@ -1,0 +1,257 @@
+"""Membership shell: drives the SWIM core (agent.membership.swim) over gRPC.
+
+Datagrams to one address travel as one signed Swim call; the reply carries
+whatever the receiver produced for the caller while handling them (the Ack to
+a Ping, most often), so a probe costs one round trip. The core's claims are
+signed with the domain key under a context prefix, so a claim can never be
+mistaken for an envelope body or the reverse. Every task is owned by the
+agent's TaskGroup; the core's clock is the agent's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fedorch.core.identity.envelope import Signer
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.membership import swim_codec
+from fedorch.core.membership.swim import Swim
+from fedorch.core.membership.swim_profiles import make_profile, typed_overrides
+from fedorch.core.membership.swim_types import (
+    EventKind,
+    MemberState,
+    Message,
+    PushPull,
+    RemoteProtocolError,
+)
+from fedorch.gen.fedorch.v1 import peer_pb2, swim_pb2
+from fedorch.runtime.peers import PeerCallError
+from prometheus_client.core import CounterMetricFamily
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.membership")
+
+CLAIM_CONTEXT = b"fedorch/v1 swim claim\x00"
+PUSH_PULL_TIMEOUT_S = 5.0
+
+
+class ClaimSigner:
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def sign(self, body: bytes) -> bytes:
+        return self._signer.sign(CLAIM_CONTEXT + body)
+
+
+class ClaimVerifier:
+    def __init__(self, trust: TrustStore) -> None:
+        self._trust = trust
+
+    def verify(self, signer: str, body: bytes, signature: bytes) -> bool:
+        return self._trust.verify(signer, CLAIM_CONTEXT + body, signature)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member as the rest of the agent sees it."""
+
+    domain: str
+    address: str
+    state: str  # ALIVE | SUSPECT | DEAD | LEFT
+    incarnation: int
+    last_heard: float | None
+    record: peer_pb2.DomainRecord
+    record_version: int
+
+
+class Membership:
+    def __init__(self, agent: Agent, incarnation: int) -> None:
+        self.agent = agent
+        g = agent.config.gossip
+        self.profile = make_profile(g.profile or "lan", **typed_overrides(dict(g.tuning)))
+        self.swim = Swim(
+            agent.domain, agent.endpoint, self.profile, ClaimSigner(agent.signer),
+            ClaimVerifier(agent.trust), agent.rng, agent.now(), incarnation=incarnation,
+        )
+        self._wake = asyncio.Event()
+        self._records: dict[tuple[str, int], peer_pb2.DomainRecord] = {}
+        self._published: bytes | None = None
+        self._published_at = float("-inf")
+        self._leaving = False
+        agent.metrics.registry.register(_SwimCollector(self.swim))
+
+    # ---- what the agent reads ----------------------------------------------------
+
+    def members(self) -> list[Member]:
+        out = []
+        for view in self.swim.members():
+            record = self._record(view.name, view.record_version, view.record)
+            out.append(Member(view.name, view.address, view.state.value, view.incarnation,
+                              view.last_heard, record, view.record_version))
+        return out
+
+    def get(self, domain: str) -> Member | None:
+        return next((m for m in self.members() if m.domain == domain), None)
+
+    def endpoint(self, domain: str) -> str | None:
+        view = self.swim.member(domain)
+        return view.address if view is not None and view.address else None
+
+    def _record(self, name: str, version: int, raw: bytes) -> peer_pb2.DomainRecord:
+        key = (name, version)
+        record = self._records.get(key)
+        if record is None:
+            record = peer_pb2.DomainRecord()
+            try:
+                record.ParseFromString(raw)
+            except Exception:  # signed by its owner, but not a record: show it as empty
+                record = peer_pb2.DomainRecord(domain=name)
+            if len(self._records) > 4096:
+                self._records.clear()
+            self._records[key] = record
+        return record
+
+    # ---- publishing this domain's record -----------------------------------------
+
+    def publish(self, record: peer_pb2.DomainRecord, *, force: bool = False) -> None:
+        """Publish when the record changed; capacity-only changes at most every publish
+        interval (each publication is disseminated to every member)."""
+        raw = record.SerializeToString(deterministic=True)
+        if raw == self._published or self._leaving:
+            return
+        now = self.agent.now()
+        interval = self.agent.config.gossip.publish_interval_s
+        if not force and now - self._published_at < interval:
+            return
+        self.swim.publish_record(now, raw)
+        self._published, self._published_at = raw, now
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ---- the driver ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        a = self.agent
+        self.swim.join(a.now(), [s for s in a.config.seeds if s != a.endpoint])
+        while not a.stopping:
+            self._flush()
+            self._observe()
+            timer = self.swim.get_timer()
+            wait = 1.0 if timer is None else min(1.0, max(0.0, timer - a.now()))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+            if self.swim.stopped:
+                return
+            a.publish_record_if_changed()
+            self.swim.handle_timer(a.now())
+
+    async def leave(self, grace_s: float) -> None:
+        """Announce a graceful leave and give it a moment to spread."""
+        self._leaving = True
+        self.swim.leave(self.agent.now())
+        self._flush()
+        await asyncio.sleep(min(grace_s, self.profile.leave_grace))
+
+    def _flush(self) -> None:
+        by_address: dict[str, list[Message]] = {}
+        for address, msg in self.swim.datagrams_to_send():
+            by_address.setdefault(address, []).append(msg)
+        for address, msgs in by_address.items():
+            self.agent.spawn(self._send(address, msgs), name=f"swim to {address}")
+
+    async def _send(self, address: str, msgs: list[Message]) -> None:
+        a = self.agent
+        batch = swim_pb2.SwimBatch(reply_to=a.endpoint,
+                                   messages=[swim_codec.encode(m) for m in msgs])
+        bulky = any(isinstance(m, PushPull) for m in msgs)
+        timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout)
+        recipient = self._name_at(address)
+        try:
+            body, envelope = await a.peers.call(
+                address, "Swim", recipient=recipient, expect="swim", timeout=timeout,
+                wait_for_ready=False, swim=batch)
+        except PeerCallError as e:
+            log.debug("swim to %s failed: %s", address, e)
+            return
+        self._receive(address, body.sender, body.swim)
+
+    def _name_at(self, address: str) -> str:
+        for view in self.swim.members():
+            if view.address == address:
+                return view.name
+        return ""  # a seed we have not heard from yet
+
+    def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch) -> swim_pb2.SwimBatch:
+        """An incoming Swim call: feed the core, answer with what it has for the caller."""
+        reply_to = batch.reply_to
+        self._receive(reply_to, sender, batch)
+        mine, others = [], []
+        for address, msg in self.swim.datagrams_to_send():
+            (mine if address == reply_to else others).append((address, msg))
+        for address, msg in others:
+            self.agent.spawn(self._send(address, [msg]), name=f"swim to {address}")
+        self.wake()
+        return swim_pb2.SwimBatch(reply_to=self.agent.endpoint,
+                                  messages=[swim_codec.encode(m) for _, m in mine])
+
+    def _receive(self, address: str, sender: str, batch: swim_pb2.SwimBatch) -> None:
+        now = self.agent.now()
+        for wire in batch.messages:
+            try:
+                msg = swim_codec.decode(wire)
+                if msg.sender != sender:
+                    raise RemoteProtocolError(f"{sender} sent a message as {msg.sender}")
+            except RemoteProtocolError as e:
+                self.agent.metrics.rejected_messages.labels("swim").inc()
+                log.warning("refused SWIM message from %s: %s", sender, e)
+                continue
+            self.swim.handle_message(now, address, msg)
+
+    def _observe(self) -> None:
+        for event in self.swim.events():
+            if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
+                log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
+                         event.incarnation, f", by {event.accuser}" if event.accuser else "")
+            elif event.kind is EventKind.ALIVE:
+                log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
+        counts = {s.value: 0 for s in MemberState}
+        for view in self.swim.members():
+            counts[view.state.value] += 1
+        for state, n in counts.items():
+            self.agent.metrics.members.labels(state).set(n)
+
+
+class _SwimCollector:
+    """Exposes the core's counters at scrape time (no copying on the hot path)."""
+
+    NAMES = {
+        "probes_sent": "Direct probes sent",
+        "indirect_probes": "Indirect probes requested",
+        "suspicions_raised": "Suspicions this agent raised",
+        "refutations": "Suspicions about this agent it refuted",
+        "deaths_declared": "Members this agent declared DEAD",
+        "bytes_sent": "SWIM bytes sent (message estimate, before envelopes)",
+        "messages_sent": "SWIM datagrams sent",
+        "push_pulls": "Push-pull exchanges",
+        "invalid_messages": "SWIM messages refused",
+        "untrusted_claims": "Claims from untrusted keys refused",
+    }
+
+    def __init__(self, swim: Swim) -> None:
+        self._swim = swim
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        stats = self._swim.stats
+        for key, doc in self.NAMES.items():
+            yield CounterMetricFamily(f"fedorch_swim_{key}", doc, value=stats.get(key, 0))

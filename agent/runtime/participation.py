@@ -1,0 +1,446 @@
+"""The participant half of an agent: votes, decisions, step runs, results.
+
+The I/O shell around agent.negotiation.participant.Participant (votes and
+reservations) and agent.workflow.progress.Progress (which steps may run). A
+YES vote's reservation and a step attempt's start are on disk before anyone
+hears of them.
+
+A PREPARE that carries acceptors (Paxos Commit) makes a YES of one record: the
+reservation, already PREPARED, together with the PREPARE it answers (its
+TxInfo, spec and placement), durable before the vote leaves (the core's reserve
+and confirm_yes run with no await between them; the simulator also crashes
+agents between the two, a superset of what can happen here). The hold is then
+in doubt (agent.server.consensus) until a decision is learned. A PREPARE
+without acceptors is classic 2PC: one PREPARED record, and the coordinator is
+asked when the lease passes.
+
+Running the steps and passing on their results are in agent.server.step_runs;
+what a participant does about reservations in doubt, and its recovery after a
+restart, are in agent.server.in_doubt (both mixed in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import Key, TxInfo, Value, check_tx
+from fedorch.core.negotiation.participant import DecisionEffect, HoldState
+from fedorch.core.workflow.progress import Progress, StepState
+from fedorch.core.workflow.spec import SpecError, validate_spec
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.in_doubt import InDoubt
+from fedorch.runtime.step_runs import StepRuns, reservation_row
+from fedorch.runtime.store.store import (
+    HoldTxRow,
+    ReservationRow,
+    Statement,
+    StepRow,
+    Store,
+    WorkflowRow,
+)
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decision
+
+log = logging.getLogger("fedorch.participant")
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}  # lock, users
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._locks
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object):
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Participation(StepRuns, InDoubt):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self._wake = asyncio.Event()
+        # Results that arrived before their workflow's COMMIT (messages reorder). Kept
+        # in memory, filled and drained with no await in between, so none is lost to a
+        # COMMIT handled concurrently; also on disk, for a crash in the meantime.
+        self._early: dict[str, list[tuple[str, int, StepState, dict, str]]] = {}
+        # One COMMIT application at a time per workflow: a repeated COMMIT (or an
+        # "ended?" answer) must not set up a second copy while the first is awaiting.
+        self._committing = KeyedLocks()  # by workflow id
+        # COMMITs learned from the acceptors whose DecisionAck may still be due.
+        self._acks_due: dict[str, asyncio.TimerHandle] = {}
+        # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
+        # never answers YES before the first one's record is durable.
+        self._voting = KeyedLocks()  # by (workflow, round)
+        # The PREPAREs behind our YES votes, as written with them: applying the COMMIT
+        # needs them, and reading them back cost a round trip to the store's thread on
+        # every participant's path to its first step. Bounded; a miss reads the disk.
+        self._hold_txs: OrderedDict[Key, HoldTxRow] = OrderedDict()
+
+    def wake(self) -> None:
+        """A timer may have moved earlier: let the timer loop look again."""
+        self._wake.set()
+
+    # ---- PREPARE ------------------------------------------------------------------
+
+    async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
+        """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
+        if req.acceptors:
+            async with self._voting.hold((req.workflow_id, req.round)):
+                return await self._prepare_paxos(coordinator, req)
+        a = self.agent
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps)
+        try:
+            asked = self._check_prepare(coordinator, req)
+            out = a.participant.prepare(
+                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
+                data_labels=dict(req.spec.data), steps=asked,
+                coordinator_endpoint=req.coordinator_endpoint,
+            )
+        except (SpecError, RemoteProtocolError) as e:
+            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
+        else:
+            if out.hold is not None:
+                await a.store.save_reservation(reservation_row(out.hold))
+                self._wake.set()
+            vote.yes, vote.reason = out.yes, out.reason
+            vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        if not vote.yes:
+            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                     vote.reason)
+        return a.seal(coordinator, vote=vote)
+
+    async def _prepare_paxos(self, coordinator: str,
+                             req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
+        """The YES of a Paxos Commit transaction (see the module docstring)."""
+        a = self.agent
+        key = (req.workflow_id, req.round)
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps)
+        try:
+            asked = self._check_prepare(coordinator, req)
+            tx = TxInfo(req.workflow_id, req.round, coordinator,
+                        tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
+            check_tx(tx)
+            out = a.participant.reserve(
+                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
+                data_labels=dict(req.spec.data), steps=asked,
+                coordinator_endpoint=req.coordinator_endpoint, tx=tx,
+            )
+        except (SpecError, RemoteProtocolError) as e:
+            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
+            out = None
+        if out is not None:
+            vote.yes, vote.reason = out.yes, out.reason
+            vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+            if out.hold is not None and out.hold.state is HoldState.RESERVED:
+                # The YES, with no await since the reservation: one record holds the
+                # capacity, the PREPARED state and what it says YES to. Only once it is
+                # durable may the vote leave.
+                hold = a.participant.confirm_yes(a.now(), key)
+                if hold is None:  # a RESERVED hold from before a restart, its lease past
+                    await a.store.delete_reservation(*key)
+                    vote.yes, vote.reason = False, "lease expired before the vote"
+                else:
+                    info = HoldTxRow(
+                        req.workflow_id, req.round, wire.tx_bytes(tx),
+                        req.spec.SerializeToString(deterministic=True), dict(req.placement),
+                        req.coordinator_endpoint)
+                    await a.store.save_reservation(reservation_row(hold), tx=info)
+                    self._hold_txs[key] = info
+                    while len(self._hold_txs) > HOLD_TX_MEMORY:
+                        self._hold_txs.popitem(last=False)
+                    self.wake()
+                    vote.lease_expires_at_ms = int(hold.lease_expires * 1000)
+                    if coordinator != a.domain:
+                        a.consensus.track(tx, hold.lease_expires)
+        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        if not vote.yes:
+            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                     vote.reason)
+        return a.seal(coordinator, vote=vote)
+
+    def _check_prepare(self, coordinator: str, req: peer_pb2.PrepareRequest):
+        a = self.agent
+        if not req.workflow_id.startswith(coordinator + "."):
+            raise RemoteProtocolError(
+                f"workflow id {req.workflow_id!r} does not belong to coordinator {coordinator!r}")
+        if req.round < 1:
+            raise RemoteProtocolError("round must be at least 1")
+        validate_spec(req.spec, "PREPARE spec")
+        capability = {s.id: s.capability for s in req.spec.steps}
+        asked = []
+        for step_id in req.steps:
+            if step_id not in capability:
+                raise RemoteProtocolError(f"step {step_id!r} is not in the spec")
+            if req.placement.get(step_id) != a.domain:
+                raise RemoteProtocolError(f"step {step_id!r} is not placed on {a.domain}")
+            asked.append((step_id, capability[step_id]))
+        return asked
+
+    # ---- decisions --------------------------------------------------------------
+
+    async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
+                     from_coordinator: bool = True) -> peer_pb2.Ack:
+        """Apply a signed decision notice after checking it.
+
+        Paxos Commit transactions: from any trusted sender, when the decision proves
+        itself (a COMMIT by its certificate, an ABORT by its signer: the coordinator
+        or a participant). Classic ones: only from the coordinator that signed it,
+        and a COMMIT with a certificate too. Nothing changes before the check passes.
+        """
+        a = self.agent
+        try:
+            opened = await a.consensus.open_decision(envelope)
+            if opened is None:
+                return await self._decide_classic(sender, envelope)
+            signer, value, tx = opened
+        except (AuthError, RemoteProtocolError) as e:
+            log.warning("refused decision from %s: %s", sender, e)
+            return peer_pb2.Ack(ok=False, error=str(e))
+        direct = from_coordinator and sender == signer == tx.coordinator
+        await a.consensus.on_decision(signer, value, tx, from_coordinator=direct)
+        return peer_pb2.Ack(ok=True)
+
+    async def _decide_classic(self, sender: str, envelope: peer_pb2.Envelope) -> peer_pb2.Ack:
+        a = self.agent
+        try:
+            decision = self._verified_decision(envelope)
+            if sender != decision.coordinator:
+                raise RemoteProtocolError(f"{sender} relayed a decision of {decision.coordinator}")
+            commit = decision.outcome == peer_pb2.OUTCOME_COMMIT
+            effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
+        except (AuthError, RemoteProtocolError) as e:
+            log.warning("refused decision from %s: %s", sender, e)
+            return peer_pb2.Ack(ok=False, error=str(e))
+        key = (decision.workflow_id, decision.round)
+        if effect is DecisionEffect.RELEASED:
+            await a.store.delete_reservation(*key)
+        elif effect is DecisionEffect.COMMITTED or commit:
+            # A repeated COMMIT (no reservation to write) is harmless, and it re-establishes
+            # the workflow should an earlier one have been cut short (the steps it sets up
+            # are idempotent).
+            hold = a.participant.hold(key) if effect is DecisionEffect.COMMITTED else None
+            await self._committed(
+                decision.workflow_id, decision.round, decision.coordinator, decision.spec,
+                dict(decision.placement), dict(decision.endpoints),
+                reservation_row(hold) if hold is not None else None)
+        return peer_pb2.Ack(ok=True)
+
+    def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
+        a = self.agent
+        body = open_evidence(envelope, a.trust, expect="decision")
+        decision = body.decision
+        if body.sender != decision.coordinator:
+            raise RemoteProtocolError("decision not signed by its coordinator")
+        if decision.outcome != peer_pb2.OUTCOME_COMMIT:
+            return decision
+        # A commit certificate: a signed YES from every domain in the placement.
+        voters = set()
+        for raw in decision.votes:
+            vote_body = open_evidence(raw, a.trust, expect="vote")
+            v = vote_body.vote
+            if vote_body.sender != v.domain or not v.yes or v.workflow_id != decision.workflow_id \
+                    or v.round != decision.round:
+                raise RemoteProtocolError(f"certificate holds a bad vote from {vote_body.sender}")
+            voters.add(v.domain)
+        missing = set(decision.placement.values()) - voters
+        if missing:
+            raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
+        return decision
+
+    async def apply_decision(self, key: Key, value: Value, tx: TxInfo,
+                             also: Sequence[Statement] = ()) -> bool:
+        """Apply a learned Paxos Commit decision to this participant's hold. The caller
+        hands over, in `also`, the write that makes the decision durable here when a
+        COMMIT sets up our steps: it goes in the set-up's write (True then; False: not
+        written, the caller writes it). Otherwise the decision is durable already."""
+        a = self.agent
+        if a.participant.status(key) is None:
+            if not value.commit:  # remembered: a late PREPARE of this round cannot reserve
+                a.participant.decide(a.now(), key[0], key[1], False)
+            return False  # a NO voter, or the PREPARE never came
+        try:
+            effect = a.participant.decide(a.now(), key[0], key[1], value.commit)
+        except RemoteProtocolError as e:
+            log.error("decision of %s round %d: %s", key[0], key[1], e)
+            return False
+        if effect is DecisionEffect.RELEASED:
+            self._hold_txs.pop(key, None)
+            await a.store.delete_reservation(*key)
+            self.wake()
+        elif effect is DecisionEffect.COMMITTED:
+            hold = a.participant.hold(key)
+            info = self._hold_txs.pop(key, None)
+            # The PREPARE came in this incarnation: whatever this agent wrote of the
+            # workflow since, it wrote in this process and keeps in memory (see fresh).
+            fresh = info is not None
+            if info is None:
+                info = await a.store.get_hold_tx(*key)
+            if hold is None or info is None:  # pragma: no cover - written with the hold
+                log.error("%s round %d committed, but its PREPARE is not on record", *key)
+                return False
+            endpoints = {tx.coordinator: info.coordinator_endpoint}
+            await self._committed(key[0], key[1], tx.coordinator,
+                                  spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
+                                  endpoints, reservation_row(hold), also, fresh=fresh)
+            return True
+        return False
+
+    async def commit_own_steps(self, active: Active, key: Key,
+                               also: Sequence[Statement]) -> list[int]:
+        """At the coordinator, the write of its own COMMIT decision (`also`, with the
+        workflow's move to RUNNING): our YES of that round commits in it, and our steps
+        now ready start in it, instead of in a set-up write of their own once the
+        decision is applied here. Returns how many rows each statement of `also` changed."""
+        a = self.agent
+        reservation = None
+        if a.participant.status(key) == "prepared":
+            a.participant.decide(a.now(), key[0], key[1], True)
+            hold = a.participant.hold(key)
+            reservation = reservation_row(hold) if hold is not None else None
+            self._hold_txs.pop(key, None)
+        return await self._save_starting(active, reservation=reservation, also=also)
+
+    async def _committed(self, workflow_id: str, round_: int, coordinator: str,
+                         spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
+                         endpoints: dict[str, str], reservation: ReservationRow | None,
+                         also: Sequence[Statement] = (), *, fresh: bool = False) -> None:
+        """Set the committed workflow up here. The COMMITTED reservation and the workflow
+        row are written in one transaction (with `also`): a crash leaves both or neither
+        (then the PREPARED reservation is in doubt and asks again). One at a time per
+        workflow: a repeated COMMIT must not set up a second copy while the first is
+        awaiting. `fresh`: its PREPARE came in this incarnation, so no row of the
+        workflow is on disk (an end notice that came first released the hold, and this
+        is not reached) and its early results are in memory: nothing is read."""
+        async with self._committing.hold(workflow_id):
+            await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
+                               reservation, also, fresh)
+
+    async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
+                      spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
+                      endpoints: dict[str, str], reservation: ReservationRow | None,
+                      also: Sequence[Statement] = (), fresh: bool = False) -> None:
+        a = self.agent
+        active = a.active.get(workflow_id)
+        on_disk = None
+        if active is None:
+            row, on_disk = (None, None) if fresh \
+                else await a.store.get_workflow_with_steps(workflow_id)
+            if row is None:
+                row = WorkflowRow(
+                    id=workflow_id, name=spec.name, coordinator=coordinator, state="RUNNING",
+                    spec=spec.SerializeToString(deterministic=True), placement=dict(placement),
+                    endpoints=dict(endpoints), round=round_, created_ms=a.now_ms(),
+                    updated_ms=a.now_ms(),
+                )
+            elif row.state in TERMINAL_WORKFLOW_STATES:
+                statements = list(also)
+                if reservation is not None:  # it ended (notice first): nothing to hold
+                    statements += [Store.delete_reservation_statement(h.workflow_id, h.round)
+                                   for h in a.participant.release_workflow(workflow_id)]
+                if statements:
+                    await a.store.apply(statements)
+                return
+            active = Active(row, fresh=fresh)
+            a.active[row.id] = active
+        active.row.endpoints.update({k: v for k, v in endpoints.items() if v})
+        self.ensure_progress(active, spec)
+        await self.fold_in_results(active, on_disk)
+        if reservation is not None:  # as it is now: steps may have ended meanwhile
+            hold = a.participant.hold((reservation.workflow_id, reservation.round))
+            committed = hold is not None and hold.state is HoldState.COMMITTED
+            reservation = reservation_row(hold) if committed else None
+        await self._save_starting(active, reservation=reservation, also=also)
+        await self.start_ready(active)
+
+    def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:
+        if active.progress is None:
+            active.progress = Progress(spec, active.row.placement, self.agent.domain)
+        return active.progress
+
+    async def fold_in_results(self, active: Active,
+                              on_disk: dict[str, StepRow] | None = None) -> None:
+        """Results that came before this agent had the workflow's progress (on disk, and
+        those kept in memory): with Paxos Commit a participant may learn the COMMIT, run
+        and report before its coordinator has heard that it was chosen; and peers are
+        answered while a restarted agent is still reloading its workflows. `on_disk`:
+        the workflow's step rows, if the caller has just read them."""
+        if not active.fresh:  # rows from before a restart may be on disk only
+            if on_disk is None:
+                on_disk = {s.step_id: s for s in await self.agent.store.get_steps(active.row.id)}
+            self._apply_rows(active, on_disk.values())
+            active.fresh = True
+        for early in self._early.pop(active.row.id, ()):
+            active.progress.apply_result(*early)
+
+    @staticmethod
+    def _apply_rows(active: Active, rows: Iterable[StepRow]) -> None:
+        for s in rows:
+            if s.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.RUNNING):
+                active.progress.apply_result(s.step_id, s.attempts, StepState(s.state),
+                                             s.outputs, s.error)
+
+    async def on_cancel(self, sender: str, notice: peer_pb2.CancelNotice) -> peer_pb2.Ack:
+        """The coordinator ended the workflow (any terminal state): stop and release."""
+        if notice.workflow_id.rpartition(".")[0] != sender:
+            return peer_pb2.Ack(ok=False, error="only the coordinator ends a workflow")
+        await self.ended(notice.workflow_id, notice.final_state, notice.reason)
+        return peer_pb2.Ack(ok=True)
+
+    async def ended(self, workflow_id: str, final_state: int, reason: str) -> None:
+        """Apply a workflow's end here, whether or not this agent has it loaded (the
+        notice may come before the COMMIT, or while recovery has not reached it)."""
+        a = self.agent
+        final = status_pb2.WorkflowState.Name(final_state).removeprefix("WORKFLOW_STATE_")
+        final = final if final in TERMINAL_WORKFLOW_STATES else "CANCELLED"
+        active = a.active.get(workflow_id)
+        if active is None:
+            for hold in a.participant.release_workflow(workflow_id):
+                await a.store.delete_reservation(hold.workflow_id, hold.round)
+            row = await a.store.get_workflow(workflow_id)
+            if row is None:  # remembered, so that a late COMMIT cannot start it here
+                row = WorkflowRow(id=workflow_id, name="", spec=b"",
+                                  coordinator=workflow_id.rpartition(".")[0], state=final,
+                                  created_ms=a.now_ms(), updated_ms=a.now_ms())
+            if row.state not in TERMINAL_WORKFLOW_STATES:
+                row.state, row.reason = final, reason
+            await a.store.save_workflow(row)
+            a.finished(workflow_id)
+            return
+        if active.progress is not None:
+            for step_id in active.progress.cancel(reason):
+                task = active.running.get(step_id)
+                if task is not None:
+                    task.cancel()
+        for hold in a.participant.release_workflow(workflow_id):
+            await a.store.delete_reservation(hold.workflow_id, hold.round)
+        active.row.state, active.row.reason = final, reason
+        await a.save(active)
+        a.finished(workflow_id)

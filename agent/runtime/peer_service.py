@@ -1,0 +1,211 @@
+"""gRPC Peer service: the one input boundary for messages from other agents.
+
+Every request is opened (signature over the bytes as received, trust, recipient,
+kind, replay window) before anything looks at it; a refused message is
+answered UNAUTHENTICATED, counted, logged, and changes nothing.
+
+Each request kind has one handler (`_HANDLERS`), used alike by its own RPC and
+by the Batch RPC, which carries the requests of many workflows for this agent
+in one signed message: the outer envelope is opened once, its items run
+concurrently, and each item gets its own answer: a vote as the signed envelope
+its own RPC would have returned (it is evidence), anything else as a payload
+under the batch reply's one signature (see peer.proto, "batching").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+from fedorch.core.identity.envelope import AuthError, open_message
+from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.peer")
+
+# What a handler returns: a signed envelope (a vote, which is evidence), or a
+# (payload kind, message) pair that the RPC signs, or a batch carries unsigned.
+Answer = peer_pb2.Envelope | tuple[str, object]
+
+# A batch bigger than this is refused whole (INVALID_ARGUMENT): a sender's batcher
+# never builds one (agent.server.batching.MAX_BATCH_ITEMS is smaller).
+MAX_BATCH_ITEMS = 1024
+
+
+def _counted(handler):
+    """Count the envelope bytes each RPC receives and sends (fedorch_peer_bytes_total)."""
+    rpc = handler.__name__
+
+    @functools.wraps(handler)
+    async def counted(self, request, context):
+        self.agent.metrics.peer_bytes.labels(rpc, "in").inc(request.ByteSize())
+        reply = await handler(self, request, context)
+        self.agent.metrics.peer_bytes.labels(rpc, "out").inc(reply.ByteSize())
+        return reply
+
+    return counted
+
+
+class PeerService(peer_pb2_grpc.PeerServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        # Payload kind -> handler(body) -> signed reply; the kinds a batch may carry.
+        self._handlers = {
+            "prepare": self._prepare,
+            "decision_notice": self._decide,
+            "decision_query": self._query_decision,
+            "step_result": self._report_step,
+            "cancel": self._cancel_workflow,
+            **{kind: self._paxos for kind in PAXOS_REQUESTS},
+        }
+
+    async def _open(self, request: peer_pb2.Envelope, context, expect: str | frozenset[str],
+                    allow_unaddressed: bool = False) -> peer_pb2.Body:
+        a = self.agent
+        try:
+            return open_message(request, a.trust, a.guard, me=a.domain, now_ms=a.now_ms(),
+                                expect=expect, allow_unaddressed=allow_unaddressed)
+        except AuthError as e:
+            expect = expect if isinstance(expect, str) else "paxos"
+            a.metrics.rejected_messages.labels(expect).inc()
+            peer = context.peer() if context is not None else "?"
+            log.warning("refused %s message from %s: %s", expect, peer, e.reason)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, e.reason)
+            raise  # abort raises; this keeps type checkers honest
+
+    # ---- the handlers, one per request kind ------------------------------------------
+
+    # They change state, so they run in a task the agent owns (Agent.run_owned), never in
+    # the gRPC handler's own: a single RPC owns one per request, a batch one for all.
+
+    async def _prepare(self, body: peer_pb2.Body) -> Answer:
+        return await self.agent.participation.prepare(body.sender, body.prepare)
+
+    async def _decide(self, body: peer_pb2.Body) -> Answer:
+        return "ack", await self.agent.participation.decide(
+            body.sender, body.decision_notice.decision)
+
+    async def _query_decision(self, body: peer_pb2.Body) -> Answer:
+        q = body.decision_query
+        a = self.agent
+        if q.workflow_id.rpartition(".")[0] != a.domain:
+            # Another agent's workflow: a participant in doubt asks its peers too (Paxos
+            # Commit); we answer with the decision we learned, if any.
+            answer = await a.consensus.answer((q.workflow_id, q.round))
+        else:
+            answer = await a.coordination.answer_query(q.workflow_id, q.round)
+        return "decision_answer", answer
+
+    async def _paxos(self, body: peer_pb2.Body) -> Answer:
+        return await self.agent.consensus.on_rpc(body)
+
+    async def _report_step(self, body: peer_pb2.Body) -> Answer:
+        return "ack", await self.agent.participation.on_result(body.sender, body.step_result)
+
+    async def _cancel_workflow(self, body: peer_pb2.Body) -> Answer:
+        return "ack", await self.agent.participation.on_cancel(body.sender, body.cancel)
+
+    def _signed(self, body: peer_pb2.Body, answer: Answer) -> peer_pb2.Envelope:
+        """The answer as its own RPC returns it: signed (a vote already is)."""
+        if isinstance(answer, peer_pb2.Envelope):
+            return answer
+        kind, msg = answer
+        return self.agent.seal(body.sender, **{kind: msg})
+
+    # ---- the RPCs --------------------------------------------------------------------
+
+    @_counted
+    async def Swim(self, request, context):
+        # Unaddressed allowed: a joining agent knows a seed's address, not its domain.
+        body = await self._open(request, context, "swim", allow_unaddressed=True)
+        reply = self.agent.membership.handle_batch(body.sender, body.swim)
+        return self.agent.seal(body.sender, swim=reply)
+
+    async def _single(self, request, context, expect: str | frozenset[str]):
+        body = await self._open(request, context, expect)
+        kind = body.WhichOneof("payload")
+        answer = await self.agent.run_owned(self._handlers[kind](body), kind)
+        return self._signed(body, answer)
+
+    @_counted
+    async def Prepare(self, request, context):
+        return await self._single(request, context, "prepare")
+
+    @_counted
+    async def Decide(self, request, context):
+        return await self._single(request, context, "decision_notice")
+
+    @_counted
+    async def QueryDecision(self, request, context):
+        return await self._single(request, context, "decision_query")
+
+    @_counted
+    async def Paxos(self, request, context):
+        return await self._single(request, context, PAXOS_REQUESTS)
+
+    @_counted
+    async def ReportStep(self, request, context):
+        return await self._single(request, context, "step_result")
+
+    @_counted
+    async def CancelWorkflow(self, request, context):
+        return await self._single(request, context, "cancel")
+
+    @_counted
+    async def Batch(self, request, context):
+        outer = await self._open(request, context, "batch")
+        items = outer.batch.items
+        if len(items) > MAX_BATCH_ITEMS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"batch of {len(items)} items; at most {MAX_BATCH_ITEMS}")
+        self.agent.metrics.batch_items.labels("in").observe(len(items))
+        results = [peer_pb2.BatchResult() for _ in items]
+        try:
+            await self.agent.run_owned(self._run_batch(outer, results), "batch")
+        except RuntimeError:
+            if not self.agent.stopping:
+                raise
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is stopping")
+        return self.agent.seal(outer.sender, batch_reply=peer_pb2.BatchReply(results=results))
+
+    async def _run_batch(self, outer: peer_pb2.Body, results: list[peer_pb2.BatchResult]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for item, result in zip(outer.batch.items, results, strict=True):
+                tg.create_task(self._batch_item(outer, item, result))
+
+    async def _batch_item(self, outer: peer_pb2.Body, item: peer_pb2.Body,
+                          result: peer_pb2.BatchResult) -> None:
+        """One item of a batch, answered as its own RPC would have been; a failure is
+        that item's alone."""
+        kind = item.WhichOneof("payload")
+        handler = self._handlers.get(kind or "")
+        if handler is None:
+            self.agent.metrics.rejected_messages.labels("batch").inc()
+            log.warning("refused a batch item from %s: %s cannot be batched",
+                        outer.sender, kind or "no payload")
+            result.error_code = grpc.StatusCode.INVALID_ARGUMENT.name
+            result.error = f"{kind or 'no payload'} cannot travel in a batch"
+            return
+        # The outer message was authenticated for all of its items.
+        item.sender, item.recipient, item.sent_at_ms = \
+            outer.sender, outer.recipient, outer.sent_at_ms
+        try:
+            answer = await handler(item)
+            if isinstance(answer, peer_pb2.Envelope):  # a vote: evidence, signed alone
+                result.reply.CopyFrom(answer)
+            else:  # covered by the BatchReply's signature
+                kind, msg = answer
+                result.body.CopyFrom(peer_pb2.Body(**{kind: msg}))
+        except Exception as e:  # as the single RPC: the caller sees an error status
+            if self.agent.stopping:
+                result.error_code = grpc.StatusCode.UNAVAILABLE.name
+            else:
+                log.exception("batch item %s from %s failed", kind, outer.sender)
+                result.error_code = grpc.StatusCode.INTERNAL.name
+            result.error = f"{type(e).__name__}: {e}"

@@ -1,0 +1,262 @@
+"""A participant's step runs: starting the steps that are ready, running them, and
+passing their results on.
+
+Part of Participation (agent/runtime/participation.py), kept apart for size. An
+attempt's start record is written with its step's RUNNING state before it runs
+(the record is the attempt's idempotency key: a start that is already on disk is
+never run again). Where a write is due anyway (a workflow set up here, a result
+or a step's end saved), the steps it makes ready start in that same write. A
+step's end, the reservation it frees and the workflow's steps are one write;
+then its result goes, until acknowledged, to the coordinator and to the owners
+of the steps that need it. At the coordinator, the result that ends the
+workflow is written with the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.messages import DecisionAck, Key
+from fedorch.core.negotiation.participant import Hold
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.convert import end_notice_of, step_state, step_state_name, struct
+from fedorch.runtime.executors.base import StepInvocation
+from fedorch.runtime.paxos_wire import coordinator_of
+from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
+from google.protobuf import json_format
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.participant")
+EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders are asked to retry later
+RESULT_PATIENCE_S = 24 * 3600.0
+# A step still running this long after it started is reported RUNNING to its
+# coordinator (a progress note); a quicker one reports only its result, which spares
+# the coordinator a message and a write per step.
+RUNNING_NOTE_AFTER_S = 0.2
+# A participant that learned a COMMIT from the acceptors acknowledges it to the
+# coordinator only if no result of its steps has reached the coordinator this long
+# after: a result (or a RUNNING note) says as much, and spares a message per workflow.
+# Well under the coordinator's commit_notice_s (a slow workflow draws no notice) and its
+# ACK_GRACE_S (the core of an ended workflow still counts it).
+ACK_AFTER_S = 0.5
+
+
+def reservation_row(h: Hold) -> ReservationRow:
+    return ReservationRow(h.workflow_id, h.round, h.coordinator, h.state.value, list(h.steps),
+                          int(h.lease_expires * 1000), h.coordinator_endpoint)
+
+
+class StepRuns:
+    """Mixed into Participation, whose state these methods use."""
+
+    agent: Agent
+    _early: dict[str, list[tuple[str, int, StepState, dict, str]]]
+    _acks_due: dict[str, asyncio.TimerHandle]  # workflow id -> its DecisionAck, if needed
+
+    async def start_ready(self, active: Active) -> None:
+        while ready := self._take_ready(active):
+            await self._start_each(active, ready)
+
+    async def _save_starting(self, active: Active, *, reservation: ReservationRow | None = None,
+                             also: Sequence[Statement] = ()) -> list[int]:
+        """Save the workflow here and, in the same write, start the steps now ready: each
+        attempt's start record goes with its step's RUNNING state, as in _start_each.
+        Returns how many rows each statement of `also` changed."""
+        a = self.agent
+        ready = self._take_ready(active)
+        starts = [Store.start_run_statement(active.row.id, x.step_id, x.attempt, a.now_ms())
+                  for x in ready]
+        try:
+            counts = await a.save(active, reservation=reservation, also=[*also, *starts])
+        except sqlite3.IntegrityError:
+            if not starts:
+                raise
+            # One of them was started before a crash (nothing was written): the rest
+            # first, without those steps, then the attempts one at a time.
+            taken = {x.step_id for x in ready}
+            counts = await a.save(active, [s for s in active.progress.steps if s not in taken],
+                                  reservation=reservation, also=also)
+            await self._start_each(active, ready)
+            return counts
+        for attempt in ready:
+            self._spawn_run(active, attempt)
+        return counts[:len(also)]
+
+    def _take_ready(self, active: Active) -> list[StartAttempt]:
+        """The attempts to start now (marked started in the progress), if any may start."""
+        a = self.agent
+        progress = active.progress
+        if progress is None or active.row.state in TERMINAL_WORKFLOW_STATES:
+            return []
+        if a.participant.status((active.row.id, active.row.round)) in ("reserved", "prepared"):
+            # Our own vote is not committed here yet (a coordinator restarted between its
+            # COMMIT and applying it to its own reservation): applying it starts the steps.
+            return []
+        return progress.start_ready()
+
+    async def _start_each(self, active: Active, ready: list[StartAttempt]) -> None:
+        a = self.agent
+        for attempt in ready:
+            # The attempt's start and the step's RUNNING state in one transaction,
+            # before it runs; the start record is the attempt's idempotency key.
+            try:
+                await a.save(active, [attempt.step_id], also=[Store.start_run_statement(
+                    active.row.id, attempt.step_id, attempt.attempt, a.now_ms())])
+            except sqlite3.IntegrityError:
+                # This attempt was started before a crash: never run it again. It ends
+                # as failed, through the same path as any attempt (save, release, tell).
+                state = active.progress.attempt_ended(attempt.step_id, attempt.attempt,
+                                                      False, {},
+                                                      "interrupted by an agent restart")
+                await self._after_step(active, attempt.step_id, state,
+                                       ended_run=(attempt.attempt, "failed"))
+                continue
+            self._spawn_run(active, attempt)
+
+    def _spawn_run(self, active: Active, attempt: StartAttempt) -> None:
+        task = self.agent.spawn(
+            self._run(active, attempt),
+            name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
+        if task is not None:
+            active.running[attempt.step_id] = task
+
+    async def _run(self, active: Active, attempt: StartAttempt) -> None:
+        a = self.agent
+        row = active.row
+        step = active.progress.steps[attempt.step_id]
+        executor = a.executors.get(step.capability)
+        invocation = StepInvocation(row.id, attempt.step_id, attempt.attempt, attempt.params,
+                                    attempt.inputs, attempt.timeout_s)
+        note = asyncio.get_running_loop().call_later(
+            RUNNING_NOTE_AFTER_S, self._report, active, attempt.step_id, False)
+        try:
+            outcome = await executor.run(invocation)
+        finally:
+            note.cancel()
+            active.running.pop(attempt.step_id, None)
+        state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
+                                              outcome.outputs, outcome.error)
+        a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
+        await self._after_step(active, attempt.step_id, state,
+                               ended_run=(attempt.attempt, "succeeded" if outcome.ok
+                                          else "failed"))
+
+    async def _after_step(self, active: Active, step_id: str, state: StepState, *,
+                          ended_run: tuple[int, str] | None = None) -> None:
+        """A step's state changed here. One transaction records the attempt's end
+        (`ended_run`: attempt, "succeeded" or "failed"), the reservation it frees and
+        the workflow's steps (skipped downstream steps change too)."""
+        a = self.agent
+        also = []
+        if ended_run is not None:
+            also.append(Store.end_run_statement(active.row.id, step_id, ended_run[0],
+                                                ended_run[1], a.now_ms()))
+        if state in TERMINAL_STEP_STATES:
+            hold = a.participant.step_ended(active.row.id, step_id)
+            if hold is not None:
+                also.append(Store.reservation_statement(reservation_row(hold)) if hold.steps
+                            else Store.delete_reservation_statement(hold.workflow_id,
+                                                                    hold.round))
+        # At the coordinator, the step that ends the workflow is written with its end.
+        if not (active.row.coordinator == a.domain
+                and await a.coordination.after_progress(active, also)):
+            await self._save_starting(active, also=also)
+        if state in TERMINAL_STEP_STATES:
+            self._report(active, step_id, reliable=True)
+        await self.start_ready(active)
+
+    def _report(self, active: Active, step_id: str, reliable: bool) -> None:
+        """Send a step's state to the coordinator and the owners of downstream steps."""
+        a = self.agent
+        step = active.progress.steps[step_id]
+        if not reliable and (step.state is not StepState.RUNNING or a.active.get(
+                active.row.id) is not active):
+            return  # a progress note that is out of date
+        result = peer_pb2.StepResult(
+            workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
+            state=step_state(step.state.value), outputs=struct(step.outputs), error=step.error,
+        )
+        targets = active.progress.result_recipients(step_id, active.row.coordinator)
+        if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
+            targets = [t for t in targets if t == active.row.coordinator]
+        for domain in targets:
+            a.spawn(self._send_result(active, domain, result, reliable),
+                    name=f"result {active.row.id}/{step_id} to {domain}")
+
+    async def _send_result(self, active: Active, domain: str, result: peer_pb2.StepResult,
+                           reliable: bool) -> None:
+        ack = await self.agent.deliver(
+            domain, "ReportStep", endpoints=active.row.endpoints,
+            # Final results until acknowledged: the receiver may be restarting, and
+            # nothing else would tell it.
+            give_up_after=RESULT_PATIENCE_S if reliable else 2.0, step_result=result)
+        if ack is not None and ack.ok and domain == active.row.coordinator:
+            # The coordinator counts it as our acknowledgement of the COMMIT.
+            handle = self._acks_due.pop(active.row.id, None)
+            if handle is not None:
+                handle.cancel()
+            if ack.HasField("end") and ack.end.workflow_id == active.row.id:
+                # The workflow has ended (our result ended it, or came after): its end
+                # notice is this, the coordinator sends no other.
+                await self.ended(active.row.id, ack.end.final_state, ack.end.reason)
+
+    def acknowledge_later(self, coordinator: str, key: Key) -> None:
+        """We learned a COMMIT without the coordinator's notice. Any result of ours that
+        reaches the coordinator tells it we hold the COMMIT; a DecisionAck goes only if
+        none has after ACK_AFTER_S (our steps may never run: skipped after a failure)."""
+        if key[0] not in self._acks_due:
+            self._acks_due[key[0]] = asyncio.get_running_loop().call_later(
+                ACK_AFTER_S, self._acknowledge, coordinator, key)
+
+    def _acknowledge(self, coordinator: str, key: Key) -> None:
+        self._acks_due.pop(key[0], None)
+        self.agent.consensus.send(coordinator, DecisionAck(key, self.agent.domain))
+
+    async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
+        """A step's state from the domain that runs it."""
+        a = self.agent
+        if sender != result.domain:
+            return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
+        # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
+        a.coordination.result_from(sender, result.workflow_id)
+        state = StepState(step_state_name(result.state))
+        outputs = json_format.MessageToDict(result.outputs)
+        active = a.active.get(result.workflow_id)
+        if active is None and coordinator_of(result.workflow_id) == a.domain:
+            # Ended here: the answer carries the end (see Coordination.end_notice).
+            end = await a.coordination.end_notice(result.workflow_id)
+            if end is not None:
+                return peer_pb2.Ack(ok=True, end=end)
+        if result.workflow_id in a.recently_finished:
+            return peer_pb2.Ack(ok=True)
+        if active is None or active.progress is None:
+            # Not committed here yet (reordering): keep it for the COMMIT.
+            if len(self._early) >= EARLY_RESULTS_MEMORY:  # the sender retries
+                return peer_pb2.Ack(ok=False, retry_later=True,
+                                    error="too many results for unknown workflows")
+            self._early.setdefault(result.workflow_id, []).append(
+                (result.step_id, result.attempt, state, outputs, result.error))
+            await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
+                                                   state.value, result.attempt, outputs,
+                                                   result.error))
+            return peer_pb2.Ack(ok=True)
+        if active.row.placement.get(result.step_id) != sender:
+            return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
+        if active.progress.apply_result(result.step_id, result.attempt, state, outputs,
+                                        result.error):
+            # At the coordinator, the result that ends the workflow is written with its end,
+            # and the answer to it tells its sender the end (no end notice of its own).
+            if active.row.coordinator == a.domain \
+                    and await a.coordination.after_progress(active, told=sender):
+                return peer_pb2.Ack(ok=True, end=end_notice_of(active.row))
+            await self._save_starting(active)
+            await self.start_ready(active)
+        return peer_pb2.Ack(ok=True)

@@ -1,0 +1,649 @@
+"""Durable state of one agent: aiosqlite over one SQLite file in WAL mode.
+
+Peers rely on what this file says (a YES vote, a decision, a step start), so it
+runs with `synchronous=FULL`: a write is on disk before the call returns, and
+callers only tell anyone about it after that.
+
+Group commit: writes that arrive while a transaction is being committed wait
+and then share the next one, so one fsync covers many of them. Each writer's
+statements run in a savepoint of their own: a write that fails (a unique
+index) is rolled back alone and its caller gets the error; the others commit.
+A writer alone in its group needs no savepoint, and a lone statement no
+explicit transaction (`_apply_alone`): the usual case on an idle agent.
+A group runs as one call on the connection's thread (`_apply_group`), not one
+hop per statement: cheaper, and no read queued meanwhile can run inside the
+open transaction and see a write that is not yet committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import sqlite3
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import aiosqlite
+from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+def _apply_group(db: aiosqlite.Connection,
+                 groups: list[list[tuple[str, tuple]]]) -> list[list[int] | sqlite3.Error]:
+    """On the connection's thread: one transaction, a savepoint per writer; returns
+    each writer's changed-row count per statement, or the error that rolled its
+    savepoint back."""
+    conn = db._conn
+    if len(groups) == 1:
+        return [_apply_alone(conn, groups[0])]
+    outcomes: list[list[int] | sqlite3.Error] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statements in groups:
+            conn.execute("SAVEPOINT write")
+            try:
+                outcomes.append([conn.execute(sql, args).rowcount for sql, args in statements])
+            except sqlite3.Error as e:
+                conn.execute("ROLLBACK TO write")
+                outcomes.append(e)
+            conn.execute("RELEASE write")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _apply_alone(conn: sqlite3.Connection,
+                 statements: list[tuple[str, tuple]]) -> list[int] | sqlite3.Error:
+    """A writer alone in its group: its own transaction, with no savepoint, and a lone
+    statement as an autocommit one. Each call into SQLite gives up the GIL and must win
+    it back from a busy event loop, so fewer calls finish the write sooner."""
+    if len(statements) == 1:
+        sql, args = statements[0]
+        try:
+            return [conn.execute(sql, args).rowcount]
+        except sqlite3.Error as e:  # rolled back with its statement; the commit's error too
+            return e
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        counts = [conn.execute(sql, args).rowcount for sql, args in statements]
+        conn.execute("COMMIT")
+        return counts
+    except BaseException as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(e, sqlite3.Error):  # this writer's error, the commit's too
+            return e
+        raise
+
+
+Statement = tuple[str, tuple]
+
+
+def _once_statement(table: str, column: str, workflow_id: str, round_: int, outcome: str,
+                    value: bytes) -> Statement:
+    """Fill a write-once cell if it is empty (one row changed), else leave it (none)."""
+    return (f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, {column})"
+            " VALUES(?, ?, ?, ?)", (workflow_id, round_, outcome, value))
+
+
+class StoreError(RuntimeError):
+    """The data dir cannot be used (newer schema, corrupt file)."""
+
+
+@dataclass
+class WorkflowRow:
+    id: str
+    name: str
+    coordinator: str
+    state: str
+    spec: bytes
+    reason: str = ""
+    placement: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+    round: int = 0
+    refusals: list[dict] = field(default_factory=list)
+    request_id: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+    acceptors: list[str] = field(default_factory=list)  # Paxos Commit: of `round`
+
+
+@dataclass
+class StepRow:
+    workflow_id: str
+    step_id: str
+    domain: str
+    state: str
+    attempts: int = 0
+    outputs: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class ReservationRow:
+    workflow_id: str
+    round: int
+    coordinator: str
+    state: str
+    steps: list[tuple[str, str]]
+    lease_expires_ms: int
+    coordinator_endpoint: str = ""
+
+
+@dataclass
+class HoldTxRow:
+    """The PREPARE behind a Paxos Commit reservation (serialized PaxosTx and spec)."""
+
+    workflow_id: str
+    round: int
+    tx: bytes
+    spec: bytes
+    placement: dict[str, str]
+    coordinator_endpoint: str = ""
+
+
+@dataclass
+class AcceptorRow:
+    """One acceptor record; ballots are (n, proposer), values serialized PaxosValues."""
+
+    workflow_id: str
+    round: int
+    tx: bytes
+    promised: tuple[int, str] | None = None
+    accepted: tuple[int, str] | None = None
+    accepted_value: bytes | None = None
+    decided: bytes | None = None
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        # Writes waiting for the next group commit: (statements, caller's future).
+        self._queue: list[tuple[list[tuple[str, tuple]], asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
+        self.commits = 0  # transactions committed (writes / commits = group size)
+        self.writes = 0
+
+    @classmethod
+    async def open(cls, data_dir: str | pathlib.Path) -> Store:
+        path = pathlib.Path(data_dir)
+        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path / "agent.db", isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer  # it ends once the queue is empty
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        has_meta = await self._one(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'"
+        )
+        version = 0
+        if has_meta:
+            row = await self._one("SELECT value FROM meta WHERE key='schema_version'")
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"data dir has schema version {version}, this agent knows up to {SCHEMA_VERSION}"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            await self._db.executescript(
+                "BEGIN;" + MIGRATIONS[target] + ";"
+                f"INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '{target + 1}');"
+                "COMMIT;"
+            )
+
+    # Reads by key return a row or a few: one hop to the connection's thread each
+    # (execute_fetchall), not three (execute, fetch, close the cursor).
+    async def _one(self, sql: str, args: tuple = ()) -> tuple | None:
+        rows = await self._db.execute_fetchall(sql, args)
+        return tuple(rows[0]) if rows else None
+
+    async def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return list(await self._db.execute_fetchall(sql, args))
+
+    async def _write(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        """Run statements atomically and durably; returns how many rows each changed."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((statements, future))
+        if self._committer is None or self._committer.done():
+            # Owned by the store: it drains the queue, then ends; close() awaits it.
+            self._committer = asyncio.create_task(self._commit_queued(), name="group commit")
+        return await future
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            results: list[tuple[asyncio.Future, list[int] | BaseException]]
+            try:
+                # aiosqlite runs a callable on its connection thread with _execute
+                # (the same path as its own execute; the version range is pinned).
+                outcomes = await self._db._execute(
+                    _apply_group, self._db, [statements for statements, _ in batch])
+                results = [(future, outcome)
+                           for (_, future), outcome in zip(batch, outcomes, strict=True)]
+            except BaseException as e:  # the commit itself failed: nobody's write is durable
+                results = [(future, e) for _, future in batch]
+                if not isinstance(e, Exception):
+                    raise
+            finally:
+                self.commits += 1
+                self.writes += len(batch)
+                for future, outcome in results:
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+
+    # ---- meta ----------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._write([("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))])
+
+    # ---- workflows and steps ---------------------------------------------------
+
+    _WF_COLS = (
+        "id, name, coordinator, state, spec, reason, placement, endpoints, round, refusals, "
+        "request_id, created_ms, updated_ms, acceptors"
+    )
+
+    @staticmethod
+    def _wf_args(w: WorkflowRow) -> tuple:
+        return (
+            w.id, w.name, w.coordinator, w.state, w.spec, w.reason, json.dumps(w.placement),
+            json.dumps(w.endpoints), w.round, json.dumps(w.refusals), w.request_id,
+            w.created_ms, w.updated_ms, json.dumps(w.acceptors),
+        )
+
+    @staticmethod
+    def _wf_from(row: tuple) -> WorkflowRow:
+        return WorkflowRow(
+            id=row[0], name=row[1], coordinator=row[2], state=row[3], spec=bytes(row[4]),
+            reason=row[5], placement=json.loads(row[6]), endpoints=json.loads(row[7]),
+            round=row[8], refusals=json.loads(row[9]), request_id=row[10],
+            created_ms=row[11], updated_ms=row[12], acceptors=json.loads(row[13]),
+        )
+
+    @staticmethod
+    def _step_stmt(s: StepRow) -> tuple[str, tuple]:
+        return (
+            "INSERT OR REPLACE INTO steps(workflow_id, step_id, domain, state, attempts, outputs,"
+            " error) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
+             s.error),
+        )
+
+    async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
+                            reservation: ReservationRow | None = None,
+                            also: Sequence[Statement] = ()) -> list[int]:
+        """Insert or update a workflow and (some of) its steps in one transaction, with the
+        statements in `also` (a step attempt's start or end, a reservation's change, a
+        decision); returns how many rows each statement of `also` changed.
+
+        Raises sqlite3.IntegrityError when another workflow holds w.request_id, or when
+        `also` starts an attempt that was started before (nothing is written then).
+        """
+        # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
+        # workflow that holds the same request_id instead of failing on the index.
+        updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
+        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 14)})"
+                  f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
+        stmts += [self._step_stmt(s) for s in steps]
+        if reservation is not None:
+            stmts.append(self.reservation_statement(reservation))
+        counts = await self._write([*stmts, *also])
+        return counts[len(stmts):]
+
+    async def save_steps(self, steps: list[StepRow]) -> None:
+        if steps:
+            await self._write([self._step_stmt(s) for s in steps])
+
+    async def save_step_result(self, s: StepRow) -> None:
+        """Keep a step result that came before its workflow is known here, unless what is
+        kept is newer: a later attempt, or the same attempt already ended (results are
+        resent and overtake each other, so a RUNNING note can arrive after the end)."""
+        await self._write([(
+            "INSERT INTO steps(workflow_id, step_id, domain, state, attempts, outputs, error)"
+            " VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(workflow_id, step_id) DO UPDATE SET"
+            " domain = excluded.domain, state = excluded.state, attempts = excluded.attempts,"
+            " outputs = excluded.outputs, error = excluded.error"
+            " WHERE excluded.attempts > steps.attempts OR (excluded.attempts = steps.attempts"
+            " AND steps.state NOT IN ('SUCCEEDED', 'FAILED', 'SKIPPED', 'CANCELLED'))",
+            (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
+             s.error),
+        )])
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        row = await self._one(f"SELECT {self._WF_COLS} FROM workflows WHERE id=?", (workflow_id,))
+        return self._wf_from(row) if row else None
+
+    async def get_workflow_with_steps(
+            self, workflow_id: str) -> tuple[WorkflowRow | None, dict[str, StepRow]]:
+        """A workflow and its steps in one hop to the connection's thread."""
+        def read(db: aiosqlite.Connection) -> tuple[list, list]:
+            conn = db._conn
+            return (conn.execute(f"SELECT {Store._WF_COLS} FROM workflows WHERE id=?",
+                                 (workflow_id,)).fetchall(),
+                    conn.execute(Store._STEPS_OF, (workflow_id,)).fetchall())
+
+        rows, steps = await self._db._execute(read, self._db)
+        return (self._wf_from(rows[0]) if rows else None,
+                {r[1]: self._step_from(r) for r in steps})
+
+    async def find_by_request_id(self, request_id: str) -> WorkflowRow | None:
+        row = await self._one(
+            f"SELECT {self._WF_COLS} FROM workflows WHERE request_id=?", (request_id,)
+        )
+        return self._wf_from(row) if row else None
+
+    async def list_workflows(self) -> list[WorkflowRow]:
+        rows = await self._all(f"SELECT {self._WF_COLS} FROM workflows ORDER BY created_ms, id")
+        return [self._wf_from(r) for r in rows]
+
+    _STEPS_OF = ("SELECT workflow_id, step_id, domain, state, attempts, outputs, error"
+                 " FROM steps WHERE workflow_id=?")
+
+    @staticmethod
+    def _step_from(r: tuple) -> StepRow:
+        return StepRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+
+    async def get_steps(self, workflow_id: str) -> list[StepRow]:
+        return [self._step_from(r) for r in await self._all(self._STEPS_OF, (workflow_id,))]
+
+    # ---- decisions (write-once) ---------------------------------------------
+
+    @staticmethod
+    def decision_statement(workflow_id: str, round_: int, outcome: str,
+                           envelope: bytes) -> Statement:
+        """The compare-and-set of record_decision, for a caller's own transaction: it
+        changes one row if it won the cell, none if the cell already held a decision."""
+        return _once_statement("decisions", "envelope", workflow_id, round_, outcome, envelope)
+
+    async def apply(self, statements: Sequence[Statement]) -> list[int]:
+        """Write statements made by this class's *_statement helpers in one transaction;
+        returns how many rows each changed."""
+        return await self._write(list(statements))
+
+    async def record_decision(
+        self, workflow_id: str, round_: int, outcome: str, envelope: bytes,
+        also: Sequence[Statement] = (),
+    ) -> tuple[str, bytes]:
+        """Compare-and-set: the first decision for (workflow, round) wins; the statements
+        in `also` are written in the same transaction, whoever won.
+
+        Returns the decision that holds after the call, which may be an
+        earlier one: a caller must act on what this returns, not on what it asked.
+        """
+        return await self._write_once("decisions", workflow_id, round_, outcome, envelope,
+                                      also, column="envelope")
+
+    @staticmethod
+    def collect_commit_statement(workflow_id: str, round_: int) -> Statement:
+        """Drop a COMMIT decision's envelope (its certificate and spec) once every
+        participant acknowledged it. The row stays, with empty bytes, so the write-once
+        cell still holds COMMIT: no ABORT can ever be recorded for that round."""
+        return ("UPDATE decisions SET envelope = x'' WHERE workflow_id=? AND round=?"
+                " AND outcome='COMMIT'", (workflow_id, round_))
+
+    async def collect_commit(self, workflow_id: str, round_: int) -> None:
+        await self._write([self.collect_commit_statement(workflow_id, round_)])
+
+    # The WHERE of the partial index decisions_kept, word for word, so SQLite uses it.
+    _KEPT = "d.outcome = 'COMMIT' AND d.envelope != x''"
+
+    async def kept_certificates(self, ended: Collection[str],
+                                limit: int) -> list[tuple[str, int]]:
+        """COMMIT records whose certificate is still kept although their workflow is in
+        one of the states `ended`: (workflow_id, round), oldest workflow first, at most
+        `limit`."""
+        states = tuple(sorted(ended))
+        rows = await self._all(
+            f"SELECT d.workflow_id, d.round FROM decisions d JOIN workflows w"
+            f" ON w.id = d.workflow_id WHERE {self._KEPT}"
+            f" AND w.state IN ({', '.join('?' * len(states))})"
+            f" ORDER BY w.created_ms LIMIT ?", (*states, limit))
+        return [(r[0], r[1]) for r in rows]
+
+    async def count_kept_certificates(self) -> int:
+        """Every COMMIT certificate kept, live workflows' included."""
+        row = await self._one(f"SELECT count(*) FROM decisions d WHERE {self._KEPT}")
+        return int(row[0]) if row else 0
+
+    async def get_decision(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        """The decision on record: (outcome, envelope); a collected COMMIT has no bytes."""
+        row = await self._one(
+            "SELECT outcome, envelope FROM decisions WHERE workflow_id=? AND round=?",
+            (workflow_id, round_),
+        )
+        return (row[0], bytes(row[1])) if row else None
+
+    async def get_commit(self, workflow_id: str) -> tuple[int, bytes] | None:
+        row = await self._one(
+            "SELECT round, envelope FROM decisions WHERE workflow_id=? AND outcome='COMMIT'",
+            (workflow_id,),
+        )
+        return (row[0], bytes(row[1])) if row else None
+
+    # ---- reservations ------------------------------------------------------------
+
+    @staticmethod
+    def reservation_statement(r: ReservationRow) -> Statement:
+        return (
+            "INSERT OR REPLACE INTO reservations(workflow_id, round, coordinator, state, steps,"
+            " lease_expires_ms, coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            (r.workflow_id, r.round, r.coordinator, r.state, json.dumps(r.steps),
+             r.lease_expires_ms, r.coordinator_endpoint),
+        )
+
+    async def save_reservation(self, r: ReservationRow, tx: HoldTxRow | None = None) -> None:
+        """Save a reservation and, in the same transaction, the PREPARE behind it."""
+        stmts = [self.reservation_statement(r)]
+        if tx is not None:
+            stmts.append((
+                "INSERT OR REPLACE INTO hold_txs(workflow_id, round, tx, spec, placement,"
+                " coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?)",
+                (tx.workflow_id, tx.round, tx.tx, tx.spec, json.dumps(tx.placement),
+                 tx.coordinator_endpoint),
+            ))
+        await self._write(stmts)
+
+    async def get_hold_tx(self, workflow_id: str, round_: int) -> HoldTxRow | None:
+        row = await self._one(
+            "SELECT workflow_id, round, tx, spec, placement, coordinator_endpoint FROM hold_txs"
+            " WHERE workflow_id=? AND round=?", (workflow_id, round_))
+        if row is None:
+            return None
+        return HoldTxRow(row[0], row[1], bytes(row[2]), bytes(row[3]), json.loads(row[4]),
+                         row[5])
+
+    async def delete_reservation(self, workflow_id: str, round_: int) -> None:
+        await self._write([self.delete_reservation_statement(workflow_id, round_)])
+
+    async def list_reservations(self) -> list[ReservationRow]:
+        rows = await self._all(
+            "SELECT workflow_id, round, coordinator, state, steps, lease_expires_ms,"
+            " coordinator_endpoint FROM reservations"
+        )
+        return [
+            ReservationRow(r[0], r[1], r[2], r[3], [tuple(x) for x in json.loads(r[4])], r[5], r[6])
+            for r in rows
+        ]
+
+    # ---- Paxos Commit ----------------------------------------------------------------
+
+    async def save_acceptor(self, r: AcceptorRow) -> None:
+        """Replace this transaction's acceptor record (durable before the acceptor replies)."""
+        await self._write([self.acceptor_statement(r)])
+
+    @staticmethod
+    def acceptor_statement(r: AcceptorRow, *, if_proposed_commit: bool = False) -> Statement:
+        """Replace an acceptor record; with `if_proposed_commit`, only where this agent's
+        proposal cell of the transaction holds COMMIT (see proposal_statement)."""
+        promised = r.promised or (None, None)
+        accepted = r.accepted or (None, None)
+        args = (r.workflow_id, r.round, r.tx, promised[0], promised[1], accepted[0],
+                accepted[1], r.accepted_value, r.decided)
+        sql = ("INSERT OR REPLACE INTO acceptor_records(workflow_id, round, tx, promised_n,"
+               " promised_by, accepted_n, accepted_by, accepted_value, decided)")
+        if not if_proposed_commit:
+            return f"{sql} VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", args
+        return (f"{sql} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS(SELECT 1 FROM proposals"
+                " WHERE workflow_id=? AND round=? AND outcome='COMMIT')",
+                (*args, r.workflow_id, r.round))
+
+    @staticmethod
+    def _acceptor_from(r: tuple) -> AcceptorRow:
+        return AcceptorRow(r[0], r[1], bytes(r[2]),
+                           (r[3], r[4]) if r[3] is not None else None,
+                           (r[5], r[6]) if r[5] is not None else None,
+                           bytes(r[7]) if r[7] is not None else None,
+                           bytes(r[8]) if r[8] is not None else None)
+
+    async def has_acceptor_records(self) -> bool:
+        return await self._one("SELECT 1 FROM acceptor_records LIMIT 1") is not None
+
+    async def get_acceptor_record(self, workflow_id: str, round_: int) -> AcceptorRow | None:
+        """The acceptor's record, its decision taken from the learned log when the record
+        has none (an acceptor does not write the decisions it learns twice)."""
+        row = await self._one(
+            "SELECT a.workflow_id, a.round, a.tx, a.promised_n, a.promised_by, a.accepted_n,"
+            " a.accepted_by, a.accepted_value, COALESCE(a.decided, l.value)"
+            " FROM acceptor_records a LEFT JOIN learned l"
+            " ON l.workflow_id = a.workflow_id AND l.round = a.round"
+            " WHERE a.workflow_id=? AND a.round=?", (workflow_id, round_))
+        return self._acceptor_from(row) if row else None
+
+    async def _write_once(self, table: str, workflow_id: str, round_: int, outcome: str,
+                          value: bytes, also: Sequence[Statement] = (),
+                          column: str = "value") -> tuple[str, bytes]:
+        changed = await self._write(
+            [_once_statement(table, column, workflow_id, round_, outcome, value), *also])
+        if changed[0]:  # the cell was empty: it holds what we wrote (no read-back needed)
+            return outcome, value
+        held = await self._get_once(table, workflow_id, round_, column)
+        assert held is not None
+        return held
+
+    async def _get_once(self, table: str, workflow_id: str, round_: int,
+                        column: str = "value") -> tuple[str, bytes] | None:
+        row = await self._one(
+            f"SELECT outcome, {column} FROM {table} WHERE workflow_id=? AND round=?",
+            (workflow_id, round_))
+        return (row[0], bytes(row[1])) if row else None
+
+    async def propose(self, workflow_id: str, round_: int, outcome: str,
+                      value: bytes) -> tuple[str, bytes]:
+        """Compare-and-set the coordinator's write-once proposal cell for (workflow, round).
+
+        Returns what the cell holds after the call: act on that, not on what was asked.
+        """
+        return await self._write_once("proposals", workflow_id, round_, outcome, value)
+
+    @staticmethod
+    def proposal_statement(workflow_id: str, round_: int, outcome: str,
+                           value: bytes) -> Statement:
+        """`propose` as a statement for `apply`: changes one row if the cell was empty."""
+        return _once_statement("proposals", "value", workflow_id, round_, outcome, value)
+
+    async def get_proposal(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        return await self._get_once("proposals", workflow_id, round_)
+
+    @staticmethod
+    def spent_proposal_statements(workflow_id: str, round_: int) -> list[Statement]:
+        """Collect a proposal cell (and the ballot) once COMMIT is the round's decision on
+        record (in the decision's own transaction: the statements check it)."""
+        committed = ("EXISTS(SELECT 1 FROM decisions WHERE workflow_id=? AND round=?"
+                     " AND outcome='COMMIT')")
+        key = (workflow_id, round_)
+        return [
+            (f"DELETE FROM proposals WHERE workflow_id=? AND round=? AND {committed}", key * 2),
+            (f"DELETE FROM ballots WHERE workflow_id=? AND round=? AND {committed}", key * 2),
+        ]
+
+    async def learn(self, workflow_id: str, round_: int, outcome: str,
+                    value: bytes) -> tuple[str, bytes]:
+        """Record a decision learned to be chosen; write-once: returns the one that holds."""
+        return await self._write_once("learned", workflow_id, round_, outcome, value)
+
+    @staticmethod
+    def learn_statement(workflow_id: str, round_: int, outcome: str, value: bytes) -> Statement:
+        """learn's compare-and-set, for a caller's own transaction (one row if it won)."""
+        return _once_statement("learned", "value", workflow_id, round_, outcome, value)
+
+    async def get_learned(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
+        return await self._get_once("learned", workflow_id, round_)
+
+    async def list_learned(self) -> list[tuple[str, int, str, bytes]]:
+        rows = await self._all("SELECT workflow_id, round, outcome, value FROM learned")
+        return [(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def save_ballot(self, workflow_id: str, round_: int, n: int, proposer: str) -> None:
+        """The highest ballot used as proposer (durable before its PaxosPrepare); it only
+        grows, whatever order concurrent writes land in."""
+        await self._write([(
+            "INSERT INTO ballots(workflow_id, round, n, proposer) VALUES(?, ?, ?, ?)"
+            " ON CONFLICT(workflow_id, round) DO UPDATE SET n = excluded.n,"
+            " proposer = excluded.proposer WHERE excluded.n > ballots.n",
+            (workflow_id, round_, n, proposer),
+        )])
+
+    async def get_ballot(self, workflow_id: str, round_: int) -> tuple[int, str] | None:
+        row = await self._one("SELECT n, proposer FROM ballots WHERE workflow_id=? AND round=?",
+                              (workflow_id, round_))
+        return (row[0], row[1]) if row else None
+
+    # ---- step runs (idempotency keys) ---------------------------------------------
+
+    # Statements for save_workflow(also=...): a step's run and its reservation change in
+    # the same transaction as the step's new state (the reservation one serves
+    # save_reservation and save_workflow too).
+
+    @staticmethod
+    def start_run_statement(workflow_id: str, step_id: str, attempt: int,
+                            now_ms: int) -> Statement:
+        """An attempt's start; fails the whole write (IntegrityError) if it was started
+        before: the attempt idempotency key."""
+        return ("INSERT INTO step_runs(workflow_id, step_id, attempt, state, started_ms)"
+                " VALUES(?, ?, ?, 'running', ?)", (workflow_id, step_id, attempt, now_ms))
+
+    @staticmethod
+    def end_run_statement(workflow_id: str, step_id: str, attempt: int, state: str,
+                          now_ms: int) -> Statement:
+        return ("UPDATE step_runs SET state=?, ended_ms=? WHERE workflow_id=? AND step_id=?"
+                " AND attempt=?", (state, now_ms, workflow_id, step_id, attempt))
+
+    @staticmethod
+    def delete_reservation_statement(workflow_id: str, round_: int) -> Statement:
+        return ("DELETE FROM reservations WHERE workflow_id=? AND round=?",
+                (workflow_id, round_))
+
+    async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in await self._all(
+                "SELECT step_id, attempt, state FROM step_runs WHERE workflow_id=?"
+                " ORDER BY step_id, attempt",
+                (workflow_id,),
+            )
+        ]

@@ -1,0 +1,1 @@
+"""The simulator: fake ports and invariant checkers that drive the production cores."""

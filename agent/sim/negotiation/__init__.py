@@ -1,0 +1,1 @@
+"""The negotiation simulator (seeded faults, invariant checks)."""

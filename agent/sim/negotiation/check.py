@@ -1,0 +1,155 @@
+"""The invariant checker of the negotiation simulation.
+
+Theory of operation
+-------------------
+The checker watches a run from outside the agents (nothing it holds is lost in a
+crash) through hooks the simulated shells call, and checks:
+
+* consensus: for each transaction, never two different values chosen, where a
+  value is chosen when a majority of the acceptors durably accepted it in one
+  ballot (computed from every acceptor's persisted records, not from what
+  anyone learned);
+* atomicity: all decisions anyone made, learned or saw chosen for one
+  (workflow, round) agree; at most one round of a workflow commits;
+* no duplicate step start: the idempotency key (workflow, step, attempt) is
+  started at most once in the whole federation, and only after COMMIT;
+* after healing and quiescence (`finish`): no reservation leaked (every hold
+  left belongs to a committed workflow that is still running, and none is in
+  doubt), every workflow whose domains are all up again is terminal, and
+  non-blocking: for a transaction whose coordinator died forever, every live
+  YES voter learned the decision within two lease periods after the last lease
+  (counted from when the network had healed and the acceptors were up).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.acceptor import AcceptorRecord
+from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.sim.negotiation.disk import TERMINAL
+
+if TYPE_CHECKING:
+    from fedorch.sim.negotiation.run import Simulation
+
+
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.refusals: Counter[str] = Counter()
+        self._decisions: dict[Key, set[bool]] = {}
+        self._chosen: dict[Key, set[Value]] = {}
+        self._accepts: dict[Key, dict[tuple[Ballot, Value], set[str]]] = {}
+        self._committed_rounds: dict[str, set[int]] = {}
+        self._commit_known: set[tuple[str, str]] = set()  # (agent, workflow)
+        self.learned_at: dict[tuple[str, Key], float] = {}
+        self.yes: dict[Key, dict[str, float]] = {}  # key -> YES voter -> lease
+        self.txs: dict[Key, TxInfo] = {}
+        self.runs: dict[tuple[str, str, int], str] = {}
+
+    def fail(self, what: str) -> None:
+        if len(self.violations) < 20:
+            self.violations.append(what)
+
+    # ---- hooks the simulated shells call ------------------------------------------
+
+    def acceptor_state(self, agent: str, rec: AcceptorRecord) -> None:
+        if rec.accepted_ballot is None or rec.accepted_value is None:
+            return
+        key = rec.tx.key
+        pair = (rec.accepted_ballot, rec.accepted_value)
+        voters = self._accepts.setdefault(key, {}).setdefault(pair, set())
+        voters.add(agent)
+        if len(voters) >= rec.tx.majority:
+            chosen = self._chosen.setdefault(key, set())
+            if rec.accepted_value not in chosen:
+                chosen.add(rec.accepted_value)
+                if len(chosen) > 1:
+                    self.fail(f"consensus: {key} has two chosen values")
+                self._decide(key, rec.accepted_value.commit, f"chosen in ballot {pair[0]}")
+
+    def decided(self, agent: str, key: Key, value: Value, now: float) -> None:
+        self._decide(key, value.commit, f"coordinator {agent} at {now:.3f}")
+        if value.commit:
+            self._commit_known.add((agent, key[0]))
+
+    def learned(self, agent: str, key: Key, value: Value, now: float) -> None:
+        self._decide(key, value.commit, f"learned by {agent} at {now:.3f}")
+        self.learned_at.setdefault((agent, key), now)
+        if value.commit:
+            self._commit_known.add((agent, key[0]))
+
+    def yes_voted(self, agent: str, tx: TxInfo, lease: float, now: float) -> None:
+        self.yes.setdefault(tx.key, {})[agent] = lease
+        self.txs[tx.key] = tx
+
+    def step_started(self, agent: str, run: tuple[str, str, int], now: float) -> None:
+        if run in self.runs:
+            self.fail(f"step attempt {run} started twice ({self.runs[run]}, then {agent})")
+        self.runs[run] = agent
+        if (agent, run[0]) not in self._commit_known:
+            self.fail(f"{agent} started {run} without knowing a COMMIT of {run[0]}")
+
+    def refused(self, agent: str, error: Exception) -> None:
+        self.refusals[type(error).__name__] += 1
+
+    def _decide(self, key: Key, commit: bool, who: str) -> None:
+        seen = self._decisions.setdefault(key, set())
+        seen.add(commit)
+        if len(seen) > 1:
+            self.fail(f"atomicity: {key} decided both COMMIT and ABORT ({who})")
+        if commit:
+            rounds = self._committed_rounds.setdefault(key[0], set())
+            rounds.add(key[1])
+            if len(rounds) > 1:
+                self.fail(f"atomicity: {key[0]} committed in rounds {sorted(rounds)}")
+
+    # ---- after healing and quiescence ---------------------------------------------
+
+    def committed(self, wf: str) -> int | None:
+        rounds = self._committed_rounds.get(wf)
+        return min(rounds) if rounds else None
+
+    def finish(self, sim: Simulation) -> None:
+        dead = sim.dead_forever
+        lease = sim.config.timing.lease_s
+        for name, agent in sim.agents.items():
+            if not agent.alive:
+                continue
+            for h in agent.participant.holds():
+                if h.state is not HoldState.COMMITTED:
+                    self.fail(f"leak: {name} still holds {h.key} {h.state.value} at the end")
+                    continue
+                coord = h.coordinator
+                if coord in dead:
+                    continue
+                row = sim.agents[coord].disk.rows.get(h.workflow_id)
+                if row is not None and row.state in TERMINAL:
+                    self.fail(f"leak: {name} holds {h.key} after it ended {row.state}")
+        for wf, coord in sim.workflows.items():
+            if coord in dead:
+                continue
+            row = sim.agents[coord].disk.rows.get(wf)
+            if row is None or row.state in TERMINAL:
+                continue
+            if set(row.info.placement.values()) & dead and row.committed:
+                continue  # a domain it needs is gone for good
+            self.fail(f"terminal: {wf} is still {row.state} at {coord} after healing")
+        for key, voters in self.yes.items():
+            tx = self.txs[key]
+            if tx.coordinator not in dead:
+                continue
+            calm = sim.calm_since(tx.acceptors)
+            deadline = max(max(voters.values()), calm) + 2 * lease
+            for voter in voters:
+                if voter in dead or not sim.agents[voter].alive:
+                    continue
+                at = self.learned_at.get((voter, key))
+                if at is None or at > deadline:
+                    when = "never" if at is None else f"at {at:.2f}"
+                    self.fail(f"blocking: {voter} learned {key} {when}, "
+                              f"deadline {deadline:.2f} (coordinator dead)")

@@ -1,0 +1,122 @@
+"""What a simulated agent keeps on disk, and the shell-level messages it sends.
+
+The negotiation cores define the consensus and decision messages; the rest of
+the wire protocol (PREPARE and votes, step results, the final state of a
+workflow, acknowledgements) is the shell's, and these are the simulator's
+stand-ins for it. `Disk` is what survives a crash (SQLite in a real agent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from fedorch.core.negotiation.acceptor import AcceptorRecord
+from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
+from fedorch.core.negotiation.participant import Hold
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+
+class Crash(Exception):
+    """Raised at a crash point: the agent stops here; only its disk survives."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease_s: float = 8.0
+    prepare_timeout_s: float = 2.0
+    query_timeout_s: float = 2.0
+    query_interval_s: float = 2.0
+    resend_s: float = 1.0
+    backoff_s: float = 0.5
+    decision_resend_s: float = 3.0
+    reliable_resend_s: float = 1.0
+    stagger_s: float = 1.0   # participants start recovery ballots in turn, this far apart
+    max_rounds: int = 2
+
+
+# ---- shell-level messages: what the cores leave to the wire protocol ---------------
+
+
+@dataclass(frozen=True, eq=False)
+class WfInfo:
+    spec: spec_pb2.WorkflowSpec
+    placement: dict[str, str]
+    coordinator: str
+
+
+@dataclass(frozen=True, eq=False)
+class PrepareMsg:
+    tx: TxInfo
+    steps: tuple[tuple[str, str], ...]
+    info: WfInfo
+
+
+@dataclass(frozen=True)
+class VoteMsg:
+    key: Key
+    domain: str
+    yes: bool
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class ResultMsg:
+    workflow_id: str
+    step_id: str
+    attempt: int
+    state: StepState
+    outputs: dict
+    error: str
+
+
+@dataclass(frozen=True)
+class FinalMsg:
+    workflow_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class AckMsg:
+    msg_id: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class CoordRow:
+    """The coordinator's workflow row: written before any PREPARE of a round."""
+
+    workflow_id: str
+    info: WfInfo          # spec, and the placement of `round`
+    state: str = "NEGOTIATING"
+    round: int = 0
+    acceptors: tuple[str, ...] = ()
+    committed: bool = False
+    finished: bool = False
+    reason: str = ""
+
+
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "ABORTED"})
+
+
+@dataclass
+class Disk:
+    """What survives a crash (SQLite in a real agent)."""
+
+    rows: dict[str, CoordRow] = field(default_factory=dict)
+    cells: dict[Key, Value] = field(default_factory=dict)        # proposal cells, write-once
+    records: dict[Key, Value] = field(default_factory=dict)      # coordinator decision records
+    learned: dict[Key, Value] = field(default_factory=dict)      # decisions known here
+    acceptor: dict[Key, AcceptorRecord] = field(default_factory=dict)
+    holds: dict[Key, Hold] = field(default_factory=dict)
+    info: dict[Key, WfInfo] = field(default_factory=dict)        # PREPAREs taken part in
+    committed: dict[str, int] = field(default_factory=dict)      # workflow -> committed round
+    runs: set[tuple[str, str, int]] = field(default_factory=set)
+    results: dict[str, dict[str, tuple]] = field(default_factory=dict)
+    final: dict[str, str] = field(default_factory=dict)
+    final_acked: dict[str, set[str]] = field(default_factory=dict)
+    ballots: dict[Key, Ballot] = field(default_factory=dict)     # last ballot per recovery
+
+
+def copy_hold(h: Hold) -> Hold:
+    """A hold as written to disk: never aliased with the core's own object."""
+    return replace(h, steps=list(h.steps))

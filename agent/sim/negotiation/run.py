@@ -1,0 +1,418 @@
+"""Deterministic simulation of the commit protocol: real cores, simulated faults.
+
+Theory of operation
+-------------------
+One seed gives one run, event for event: N agents (agent.negotiation.sim_agent,
+each holding the real Coordinator / Participant / Acceptor / Termination /
+Progress cores and a disk that survives crashes), a handful of workflows of 1-4
+steps submitted at random agents, random policies and capacities (so some votes
+are NO), and a simulated network with seeded loss, duplication, delay (hence
+reordering) and a partition that heals. Agents crash at random crash points (at
+every disk write and every send, so at every point of every path) and restart
+from their disk; one coordinator may die forever at its k-th point.
+
+Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
+heals and every crashed agent (bar the dead-forever one) restarts; the run goes
+on until nothing is left to do or `end`. Then the checker
+(agent.negotiation.sim_check) verifies the invariants; `run(seed)` raises
+SimulationFailure naming the seed, and the seed replays the run exactly.
+
+    python -m fedorch.sim.negotiation.run --seeds 100000 [--start 0] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.agent import SimAgent
+from fedorch.sim.negotiation.check import Checker
+from fedorch.sim.negotiation.disk import TERMINAL, Crash, Timing
+
+_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH = range(6)
+MAX_EVENTS = 200_000
+
+
+class SimulationFailure(AssertionError):
+    """An invariant failed; the message starts with the seed that replays it."""
+
+
+@dataclass
+class Workflow:
+    workflow_id: str
+    coordinator: str
+    at: float
+    spec: spec_pb2.WorkflowSpec
+    placement: dict[str, str] | None = None  # first choice of the placer (targeted tests)
+
+
+@dataclass
+class Config:
+    names: list[str]
+    policies: dict[str, config_pb2.Policy]
+    capacities: dict[str, dict[str, int]]
+    workflows: list[Workflow]
+    timing: Timing = field(default_factory=Timing)
+    loss: float = 0.0
+    duplicate: float = 0.0
+    slow: float = 0.0            # share of messages delayed up to max_delay (reordering)
+    max_delay: float = 3.0
+    partition: tuple[float, float, frozenset[str]] | None = None
+    # (agent, its k-th crash point, seconds): the process pauses there (a long GC, a VM
+    # migration): what it sends is held and nothing reaches it until it resumes.
+    pause: tuple[str, int, float] | None = None
+    crash_rate: float = 0.0      # chance of a crash at each crash point
+    max_crashes: int = 0
+    forever: tuple[str, int] | None = None  # (agent, its k-th crash point): dies for good
+    chaos_end: float = 40.0
+    end: float = 110.0
+
+    @classmethod
+    def random(cls, rng: random.Random) -> Config:
+        n = rng.randint(3, 5)
+        names = [f"d{i}" for i in range(n)]
+        policies, capacities = {}, {}
+        for name in names:
+            accept_from = ["*"] if rng.random() < 0.85 else rng.sample(names, 2)
+            residency = [] if rng.random() < 0.75 else ["US"]
+            policies[name] = config_pb2.Policy(
+                accept_from=accept_from, residency=config_pb2.Residency(accept=residency))
+            capacities[name] = {c: rng.randint(1, 2) for c in ("a", "b") if rng.random() < 0.85}
+        workflows = [_workflow(rng, i, names) for i in range(rng.randint(1, 6))]
+        partition = None
+        if rng.random() < 0.3:
+            start = rng.uniform(0.0, 25.0)
+            group = frozenset(rng.sample(names, rng.randint(1, n - 1)))
+            partition = (start, start + rng.uniform(1.0, 20.0), group)
+        forever = None
+        if rng.random() < 0.35:
+            forever = (workflows[0].coordinator, rng.randint(1, 40))
+        pause = None
+        if rng.random() < 0.2:
+            who = workflows[-1].coordinator if rng.random() < 0.8 else rng.choice(names)
+            pause = (who, rng.randint(1, 30), rng.uniform(5.0, 25.0))
+        return cls(
+            names, policies, capacities, workflows,
+            timing=Timing(max_rounds=rng.randint(1, 3)),
+            loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
+            duplicate=rng.choice((0.0, 0.05, 0.2)),
+            slow=rng.choice((0.0, 0.05, 0.2)),
+            max_delay=rng.choice((3.0, 12.0)),
+            partition=partition,
+            pause=pause,
+            crash_rate=rng.choice((0.0, 0.005, 0.02, 0.05)),
+            max_crashes=rng.randint(0, 6),
+            forever=forever,
+        )
+
+
+def _workflow(rng: random.Random, i: int, names: list[str]) -> Workflow:
+    steps = []
+    for j in range(rng.randint(1, 4)):
+        needs = [f"s{rng.randrange(j)}"] if j and rng.random() < 0.6 else []
+        steps.append(spec_pb2.StepSpec(id=f"s{j}", capability=rng.choice("ab"), needs=needs,
+                                       retries=rng.randint(0, 1)))
+    data = {"jurisdiction": "EU"} if rng.random() < 0.5 else {}
+    coordinator = rng.choice(names)
+    spec = spec_pb2.WorkflowSpec(name=f"w{i}", data=data, steps=steps)
+    return Workflow(f"{coordinator}.w{i}", coordinator, rng.uniform(0.0, 15.0), spec)
+
+
+@dataclass
+class Report:
+    seed: int
+    events: int
+    sim_time: float
+    workflows: int
+    committed: int
+    aborted: int
+    crashes: int
+    dead_forever: list[str]
+    refusals: int
+    violations: list[str]
+    stats: Counter[str] = field(default_factory=Counter)
+
+
+class Simulation:
+    def __init__(self, seed: int, config: Config | None = None) -> None:
+        self.seed = seed
+        self.config = config if config is not None else Config.random(random.Random(seed))
+        c = self.config
+        self.names = list(c.names)
+        self.now = 0.0
+        self.checker = Checker()
+        self.dead_forever: set[str] = set()
+        self.crashes = 0
+        self.events = 0
+        self.workflows = {w.workflow_id: w.coordinator for w in c.workflows}
+        self.last_restart: dict[str, float] = {}
+        self.stats: Counter[str] = Counter()  # messages sent by type, and notable paths
+        # Targeted tests steer the run with these: intercept(src, dst, msg, now) returns
+        # None (normal), "drop", or a delay; crash_hook(agent, now, what) returns None,
+        # "crash" or "forever" at the crash point before `what` is written or sent.
+        self.intercept: Callable[[str, str, object, float], object] | None = None
+        self.crash_hook: Callable[[SimAgent, float, str], str | None] | None = None
+        self._net = random.Random(seed * 7_919 + 17)
+        self._faults = random.Random(seed * 104_729 + 3)
+        self._heap: list[tuple[float, int, int, SimAgent, object]] = []
+        self._seq = 0
+        self._points: dict[str, int] = {}
+        self.agents = {n: SimAgent(self, n, c.policies[n], c.capacities[n], c.timing)
+                       for n in self.names}
+        for w in c.workflows:
+            self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
+
+    # ---- services the agents use -------------------------------------------------
+
+    def agent_seed(self, name: str, incarnation: int) -> int:
+        return self.seed * 1_000_003 + self.names.index(name) * 1_009 + incarnation
+
+    def send(self, src: str, dst: str, msg: object) -> None:
+        now = self.now
+        self.stats[type(msg).__name__] += 1
+        if self.intercept is not None:
+            verdict = self.intercept(src, dst, msg, now)
+            if verdict == "drop":
+                return
+            if isinstance(verdict, (int, float)):
+                self._push(now + verdict, _DELIVER, self.agents[dst], (src, msg))
+                return
+        if src == dst:
+            self._push(now + 0.001, _DELIVER, self.agents[dst], (src, msg))
+            return
+        c, net = self.config, self._net
+        chaos = now < c.chaos_end
+        if chaos and c.partition is not None:
+            start, end, group = c.partition
+            if start <= now < end and (src in group) != (dst in group):
+                return
+        if chaos and c.loss and net.random() < c.loss:
+            return
+        copies = 2 if chaos and c.duplicate and net.random() < c.duplicate else 1
+        for _ in range(copies):
+            delay = net.uniform(0.005, 0.08)
+            if chaos and c.slow and net.random() < c.slow:
+                delay += net.uniform(0.0, c.max_delay)
+            paused = self.agents[src].paused_until
+            if paused > now:
+                delay += paused - now
+            self._push(now + delay, _DELIVER, self.agents[dst], (src, msg))
+
+    def crash_point(self, agent: SimAgent, what: str) -> None:
+        c = self.config
+        if self.crash_hook is not None:
+            verdict = self.crash_hook(agent, self.now, what)
+            if verdict is not None:
+                raise Crash(verdict)
+        count = self._points.get(agent.name, 0) + 1
+        self._points[agent.name] = count
+        if c.forever is not None and agent.name == c.forever[0] and count == c.forever[1]:
+            raise Crash("forever")
+        if c.pause is not None and agent.name == c.pause[0] and count == c.pause[1]:
+            agent.paused_until = self.now + c.pause[2]
+        if self.crashes < c.max_crashes and self.now < c.chaos_end \
+                and self._faults.random() < c.crash_rate:
+            raise Crash("crash")
+
+    def schedule_step(self, agent: SimAgent, run: tuple[str, str, int], delay: float) -> None:
+        self._push(self.now + delay, _STEP, agent, (agent.incarnation, run))
+
+    def calm_since(self, agents: tuple[str, ...]) -> float:
+        """When the network had healed and these agents were up for the last time."""
+        calm = 0.0
+        p = self.config.partition
+        if p is not None:
+            calm = p[1]
+        for a in agents:
+            calm = max(calm, self.agents[a].paused_until)
+        for a in agents:
+            calm = max(calm, self.last_restart.get(a, 0.0))
+        return calm
+
+    # ---- the event loop ------------------------------------------------------------
+
+    def run(self) -> Report:
+        c = self.config
+        self._push(c.chaos_end, _RESTART, self.agents[self.names[0]], "heal")
+        heap = self._heap
+        while heap and self.events < MAX_EVENTS:
+            at, _, kind, agent, payload = heapq.heappop(heap)
+            if at > c.end:
+                break
+            if agent.paused_until > at and kind != _RESTART:
+                self._push(agent.paused_until, kind, agent, payload)  # it resumes then
+                continue
+            self.now = at
+            self.events += 1
+            if kind == _DELIVER:
+                if agent.alive:
+                    self._handle(agent, agent.deliver, *payload)
+            elif kind == _WAKE:
+                if agent.alive and payload == agent.wake_token:
+                    agent.wake_at = None
+                    self._handle(agent, agent.wake)
+            elif kind == _STEP:
+                incarnation, (wf, step, attempt) = payload
+                if agent.alive and agent.incarnation == incarnation:
+                    self._handle(agent, agent.step_done, wf, step, attempt)
+            elif kind == _SUBMIT:
+                if agent.alive:
+                    self._handle(agent, agent.submit, payload.workflow_id, payload.spec,
+                                 payload.placement)
+            elif kind == _RESTART:
+                if payload == "heal":
+                    for a in self.agents.values():
+                        if not a.alive and a.name not in self.dead_forever:
+                            self._restart(a)
+                elif not agent.alive and agent.incarnation == payload \
+                        and agent.name not in self.dead_forever:
+                    self._restart(agent)
+        if self.events >= MAX_EVENTS:
+            self.checker.fail(f"livelock: {MAX_EVENTS} events by t={self.now:.2f}")
+        else:
+            self.checker.finish(self)
+        return self.report()
+
+    def report(self) -> Report:
+        committed = aborted = 0
+        for wf, coord in self.workflows.items():
+            if self.checker.committed(wf) is not None:
+                committed += 1
+            else:
+                row = self.agents[coord].disk.rows.get(wf)
+                aborted += row is not None and row.state in TERMINAL
+        return Report(self.seed, self.events, self.now, len(self.workflows), committed, aborted,
+                      self.crashes, sorted(self.dead_forever),
+                      sum(self.checker.refusals.values()), list(self.checker.violations),
+                      self.stats)
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _push(self, at: float, kind: int, agent: SimAgent, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, kind, agent, payload))
+
+    def _handle(self, agent: SimAgent, fn: Callable, *args: object) -> None:
+        try:
+            fn(self.now, *args)
+        except Crash as crash:
+            self._crash(agent, forever=crash.args[0] == "forever")
+            return
+        except RemoteProtocolError as e:
+            self.checker.refused(agent.name, e)
+        except Exception as e:  # a bug in a core or the shell: a violation, then a crash
+            self.checker.fail(f"{agent.name} at {self.now:.3f}: {type(e).__name__}: {e}")
+            self._crash(agent, forever=False)
+            return
+        self._reschedule(agent)
+
+    def _crash(self, agent: SimAgent, *, forever: bool) -> None:
+        agent.crash()
+        self.crashes += 1
+        if forever:
+            self.dead_forever.add(agent.name)
+            return
+        c = self.config
+        downtime = self._faults.uniform(0.5, 2 * c.timing.lease_s)
+        at = max(self.now + 0.01, min(self.now + downtime, c.chaos_end))
+        self._push(at, _RESTART, agent, agent.incarnation)
+
+    def _restart(self, agent: SimAgent) -> None:
+        self.last_restart[agent.name] = self.now
+        self._handle(agent, agent.boot)
+
+    def _reschedule(self, agent: SimAgent) -> None:
+        if not agent.alive:
+            return
+        t = agent.next_timer()
+        if t is None or agent.wake_at is not None and agent.wake_at <= t:
+            return
+        agent.wake_token += 1
+        agent.wake_at = t
+        self._push(max(t, self.now), _WAKE, agent, agent.wake_token)
+
+
+def run(seed: int, config: Config | None = None) -> Report:
+    """One seeded run; raises SimulationFailure (naming the seed) on any violation."""
+    report = Simulation(seed, config).run()
+    if report.violations:
+        raise SimulationFailure(
+            f"seed {seed}: " + "; ".join(report.violations)
+            + f" (replay: python -m fedorch.sim.negotiation.run --seed {seed})")
+    return report
+
+
+def _run_range(bounds: tuple[int, int]) -> tuple[list[Report], list[str]]:
+    reports, failures = [], []
+    for seed in range(*bounds):
+        try:
+            reports.append(run(seed))
+        except SimulationFailure as e:
+            failures.append(str(e))
+    return reports, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fedorch.sim.negotiation.run",
+                                     description="Soak the commit protocol in simulation.")
+    parser.add_argument("--seeds", type=int, default=1000, help="how many seeded runs")
+    parser.add_argument("--start", type=int, default=0, help="first seed")
+    parser.add_argument("--seed", type=int, help="replay one seed and print its report")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    if args.seed is not None:
+        report = Simulation(args.seed).run()
+        print(report)
+        return 1 if report.violations else 0
+    started = time.perf_counter()
+    chunk = max(1, min(1000, args.seeds // max(1, args.jobs * 8)))
+    ranges = [(s, min(s + chunk, args.start + args.seeds))
+              for s in range(args.start, args.start + args.seeds, chunk)]
+    reports: list[Report] = []
+    failures: list[str] = []
+    if args.jobs > 1:
+        import multiprocessing
+
+        with multiprocessing.Pool(args.jobs) as pool:
+            for r, f in pool.imap_unordered(_run_range, ranges):
+                reports.extend(r)
+                failures.extend(f)
+    else:
+        for bounds in ranges:
+            r, f = _run_range(bounds)
+            reports.extend(r)
+            failures.extend(f)
+    elapsed = time.perf_counter() - started
+    total = len(reports) + len(failures)
+    print(f"runs {total}  failed {len(failures)}  {elapsed:.1f}s  "
+          f"{total / elapsed:.0f} runs/s ({args.jobs} jobs)")
+    print(f"workflows {sum(r.workflows for r in reports)}  "
+          f"committed {sum(r.committed for r in reports)}  "
+          f"aborted {sum(r.aborted for r in reports)}  "
+          f"crashes {sum(r.crashes for r in reports)}  "
+          f"coordinators dead forever {sum(len(r.dead_forever) for r in reports)}  "
+          f"events {sum(r.events for r in reports)}  "
+          f"refusals {sum(r.refusals for r in reports)}")
+    stats: Counter[str] = Counter()
+    for r in reports:
+        stats.update(r.stats)
+    print("paths: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())
+                                if not k[0].isupper()))
+    print("messages: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())
+                                   if k[0].isupper() and " " not in k))
+    for f in sorted(failures)[:20]:
+        print(f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
