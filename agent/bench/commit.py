@@ -6,7 +6,8 @@ On agents it starts on 127.0.0.1, it prints in one run:
   end-to-end workflows/s (until SUCCEEDED), builtin no-op steps, at the peak: the best
   of closed loops with more and more submitters (each loop's rates are printed too);
 - p50/p99 submit-to-committed latency unloaded, and at half the peak rate;
-- the ratio of workflows/s to echo calls/s;
+- the CPU time the three agents and the client spent per workflow at the peak
+  (`cpu_ms_per_workflow`, from /proc): steadier than rates on a shared machine;
 - the cost of one forced write (SQLite WAL, synchronous=FULL) where the agents
   keep their data: a YES vote, an acceptor's record and a decision each wait
   for one, so it bounds the unloaded latency from below (about three of them
@@ -16,6 +17,8 @@ On agents it starts on 127.0.0.1, it prints in one run:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import statistics
 import sys
@@ -180,15 +183,105 @@ CONCURRENCY = (64, 256, 512)
 WORKFLOWS_PER_LOOP = 3000
 
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name (field 2) may hold spaces; the fields after its ")" are fixed.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime
+
+
+def process_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def cpu_now(net: RealNet) -> dict[str, float]:
+    """CPU seconds so far of each agent and of this process (the client)."""
+    cpu = {d: process_cpu_s(proc.pid) for d, proc in net.procs.items()}
+    cpu["client"] = time.process_time()
+    return cpu
+
+
+def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
+                        workflows: int) -> dict[str, float]:
+    """Each process's CPU per workflow between two readings, and their total."""
+    per = {name: round((after[name] - before[name]) * 1000 / max(1, workflows), 3)
+           for name in after}
+    per["total"] = round(sum(per.values()), 3)
+    return per
+
+
 async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
-    """One closed loop of `total` workflows with `concurrency` submitters: its rates."""
+    """One closed loop of `total` workflows with `concurrency` submitters: its rates and
+    the CPU the agents and the client spent per workflow."""
+    cpu_before = cpu_now(net)
     start = time.monotonic()
     loaded = await _closed_loop(net, total, concurrency)
+    cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
     committed_at = [r.committed for r in loaded if r.committed is not None]
     finished_at = [r.finished for r in loaded if r.finished is not None]
     return {"concurrency": concurrency,
             "commits_per_s": round(len(committed_at) / (max(committed_at) - start), 1),
-            "workflows_per_s": round(len(finished_at) / (max(finished_at) - start), 1)}
+            "workflows_per_s": round(len(finished_at) / (max(finished_at) - start), 1),
+            "cpu_ms_per_workflow": cpu["total"],
+            "cpu_ms_by_process": cpu}
+
+
+@contextlib.asynccontextmanager
+async def _federation(tmp: Path, commit: str, batching: bool):
+    """The bench's three agents, started, converged, and stopped by pid at the end."""
+    net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
+        {"name": "bench.noop", "capacity": 100_000,
+         "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
+        extra={"gossip": {"profile": "local"},
+               "negotiation": {"commit": commit, "batching": batching}})
+    net.write_configs()
+    try:
+        await net.start()
+        from fedorch.cli.demo import wait_members_alive
+        for d in DOMAINS:
+            await wait_members_alive(net.procs[d], DOMAINS, 5.0, 30)
+        yield net
+    finally:
+        await net.close()
+        net.stop()
+
+
+def data_mb(tmp: Path, domain: str) -> float:
+    """The size of one agent's SQLite database with its WAL."""
+    base = tmp / "data" / domain / "agent.db"
+    total = sum(Path(f"{base}{s}").stat().st_size
+                for s in ("", "-wal") if Path(f"{base}{s}").exists())
+    return round(total / 2**20, 1)
+
+
+async def run_long_bench(total: int = 30_000, concurrency: int = 256, parts: int = 3,
+                         workdir: Path | None = None) -> dict:
+    """`total` workflows on the same agents in `parts` consecutive closed loops: whether
+    the cost of a workflow stays flat as work grows, and the agents' memory and data."""
+    if total < parts or parts < 2 or concurrency < 1:
+        raise ValueError("the long bench needs parts >= 2, a submitter, and a workflow a part")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
+        async with _federation(Path(tmp), "paxos", True) as net:
+            done = 0
+            for i in range(parts):
+                n = total // parts + (1 if i < total % parts else 0)
+                loop = await _peak(net, n, concurrency)
+                done += n
+                rows.append({"after_workflows": done, **loop,
+                             "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
+                             "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
+    first, last = rows[0]["cpu_ms_per_workflow"], rows[-1]["cpu_ms_per_workflow"]
+    return {"workflows": total, "concurrency": concurrency, "parts": rows,
+            "cpu_growth": round(last / first, 3) if first else None}
 
 
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
@@ -204,24 +297,11 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
     echo = await echo_calls_per_s()
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
-        net = RealNet(Path(tmp), DOMAINS, bodies={d: {"capabilities": [
-            {"name": "bench.noop", "capacity": 100_000,
-             "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
-            extra={"gossip": {"profile": "local"},
-                   "negotiation": {"commit": commit, "batching": batching}})
-        net.write_configs()
-        try:
-            await net.start()
-            from fedorch.cli.demo import wait_members_alive
-            for d in DOMAINS:
-                await wait_members_alive(net.procs[d], DOMAINS, 5.0, 30)
+        async with _federation(Path(tmp), commit, batching) as net:
             unloaded = await _closed_loop(net, 30, 1)
             loops = [await _peak(net, total, n) for n in concurrency]
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
             half = await _open_loop(net, max(1.0, peak["commits_per_s"] / 2), 5.0)
-        finally:
-            await net.close()
-            net.stop()
     lat = [(r.committed - r.submitted) * 1000 for r in unloaded if r.committed]
     half_lat = [(r.committed - r.submitted) * 1000 for r in half if r.committed]
     return {
@@ -232,7 +312,8 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "p99_ms_unloaded": round(_pct(lat, 0.99), 2),
         "p50_ms_half_load": round(_pct(half_lat, 0.5), 2),
         "p99_ms_half_load": round(_pct(half_lat, 0.99), 2),
-        "ratio": round(peak["workflows_per_s"] / echo, 4),
+        "cpu_ms_per_workflow": peak["cpu_ms_per_workflow"],
+        "cpu_ms_by_process": peak["cpu_ms_by_process"],
         "workflows": total,
         "concurrency": peak["concurrency"],
         "closed_loops": loops,

@@ -42,3 +42,45 @@ def test_bench_commit_passes_each_submitter_count_on(monkeypatch):
 async def test_the_commit_bench_refuses_an_empty_climb_before_starting_anything():
     with pytest.raises(ValueError, match="at least one"):
         await run_commit_bench(concurrency=())
+
+
+def test_process_cpu_reads_a_busy_child_more_than_an_idle_one():
+    import subprocess
+    import sys
+
+    from fedorch.bench.commit import process_cpu_s
+
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.process_time() + 0.3\n"
+                             "while time.process_time() < end: pass\ninput()"],
+                            stdin=subprocess.PIPE)
+    idle = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE)
+    try:
+        import time
+        deadline = time.monotonic() + 30
+        while process_cpu_s(busy.pid) < 0.3 and time.monotonic() < deadline:
+            busy.poll()
+            time.sleep(0.05)
+        assert process_cpu_s(busy.pid) >= 0.3
+        assert process_cpu_s(idle.pid) < process_cpu_s(busy.pid)
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
+
+
+def test_cpu_per_workflow_is_each_process_share_and_their_total():
+    from fedorch.bench.commit import cpu_ms_per_workflow
+
+    per = cpu_ms_per_workflow({"c1": 1.0, "client": 2.0}, {"c1": 1.5, "client": 2.25}, 250)
+    assert per == {"c1": 2.0, "client": 1.0, "total": 3.0}
+
+
+def test_bench_long_refuses_fewer_workflows_than_parts(monkeypatch):
+    started = []
+    monkeypatch.setattr("fedorch.bench.commit.run_long_bench",
+                        lambda *a, **k: started.append(a))  # must never be reached
+    result = CliRunner().invoke(cli, ["bench", "long", "--workflows", "2", "--parts", "3"])
+    assert result.exit_code == 2
+    assert "--workflows" in result.stderr
+    assert started == []
