@@ -255,3 +255,28 @@ def test_readme_tour_matches_the_demo_files() -> None:
     demo = ROOT / "scenarios" / "demo"
     assert shown["config"] == yaml.safe_load((demo / "eu-west.yaml").read_text())
     assert shown["spec"] == yaml.safe_load((demo / "workflow.yaml").read_text())
+
+
+# ---- paths named in code spans --------------------------------------------------------
+
+_REPO_PATH = re.compile(r"`((?:agent|tests|scripts|scenarios|deploy|proto|docs)/[^`\s]*)`")
+
+
+def missing_paths(path: Path) -> list[str]:
+    """Repository paths written as `agent/...` (etc.) in a page that do not exist: the
+    docs name modules and files, and a file moved without its docs is a stale page."""
+    text = path.read_text(encoding="utf-8")
+    return sorted({p for p in _REPO_PATH.findall(text)
+                   if not (ROOT / p.rstrip("/")).exists()
+                   and (ROOT / p.rstrip("/")) not in PAGES_TO_COME})
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_paths_exist(path: Path) -> None:
+    assert missing_paths(path) == []
+
+
+def test_missing_paths_are_found(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("`agent/core/` `agent/core/nowhere.py` `scripts/gen_docs.py` `x/y.py`\n")
+    assert missing_paths(page) == ["agent/core/nowhere.py"]
