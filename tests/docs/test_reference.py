@@ -54,3 +54,30 @@ def test_an_undocumented_field_is_found() -> None:
     missing = undocumented(config_pb2.AgentConfig.DESCRIPTOR, page)
     assert "listen" in missing and "policy.residency.accept" in missing
     assert "domain" not in missing and "seeds" not in missing
+
+
+def _json_blocks(page: str) -> list[object]:
+    import json
+
+    return [json.loads(body) for body in re.findall(r"^```json\n(.*?)^```", page, re.M | re.S)]
+
+
+def test_cli_json_examples_have_the_shapes_the_cli_prints() -> None:
+    """The status and members examples in docs/cli.md carry exactly the keys that
+    fedorch.cli.render produces, at every level."""
+    from fedorch.cli.render import member_to_dict, status_to_dict
+    from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
+
+    status_example, members_example = _json_blocks(
+        (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"))
+    status = status_pb2.WorkflowStatus(
+        steps=[status_pb2.StepStatus()], refusals=[status_pb2.Refusal()])
+    printed = status_to_dict(status)
+    assert set(status_example) == set(printed)
+    assert set(status_example["steps"][0]) == set(printed["steps"][0])
+    assert set(status_example["refusals"][0]) == set(printed["refusals"][0])
+    member = client_pb2.MemberInfo()
+    member.capabilities.add()
+    printed_member = member_to_dict(member)
+    assert set(members_example[0]) == set(printed_member)
+    assert set(members_example[0]["capabilities"][0]) == set(printed_member["capabilities"][0])
