@@ -28,6 +28,12 @@ from fedorch.client.errors import (
 )
 from fedorch.client.follow import statuses
 from fedorch.client.models import Member, WorkflowStatus
+from fedorch.core.workflow.spec import (
+    SpecError,
+    load_spec_file,
+    spec_from_mapping,
+    validate_spec,
+)
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 SpecLike = spec_pb2.WorkflowSpec | Mapping[str, Any] | str | os.PathLike[str]
@@ -36,12 +42,8 @@ SpecLike = spec_pb2.WorkflowSpec | Mapping[str, Any] | str | os.PathLike[str]
 
 def load_spec(spec: SpecLike) -> spec_pb2.WorkflowSpec:
     """The checked WorkflowSpec for any SpecLike; InvalidSpec (code None) if it is not."""
-    from fedorch.core.workflow.spec import SpecError, load_spec_file, spec_from_mapping
-
     try:
         if isinstance(spec, spec_pb2.WorkflowSpec):
-            from fedorch.core.workflow.spec import validate_spec
-
             validate_spec(spec)
             return spec
         if isinstance(spec, Mapping):

@@ -3,10 +3,11 @@
 Params and outputs are data that organisations hand each other, so they must arrive as
 they were sent: an integer stays an integer (``1`` is not ``1.0``), integers past 2**53
 keep every digit, nested lists and objects and unicode text are untouched. A protobuf
-``Struct`` cannot promise that (its numbers are doubles), so the wire and the store carry
-these values as canonical JSON text, and this module is the one place that turns values
-into that text and back: the spec loader, the executors' stdin and stdout, step results
-between agents, the status that clients read, the CLI and the Python client all use it.
+``Struct`` cannot promise that (its numbers are doubles), so the wire carries these
+values as canonical JSON text (the store already kept outputs as JSON text, and keeps
+specs as the wire messages), and this module is the one place that turns values into that
+text and back: the spec loader, the executors' stdin and stdout, step results between
+agents, the status that clients read, the CLI and the Python client all use it.
 
 Wire compatibility: the text travels in ``*_json`` string fields (field numbers from 40)
 beside the older ``Struct`` fields, which stay in the schema only so that specs and
@@ -134,6 +135,7 @@ def write_object(message: Message, name: str, value: dict[str, JsonValue]) -> No
     legacy Struct, so that only one of them speaks)."""
     if not isinstance(value, dict):
         raise JsonValueError(f"{name}: must be a JSON object, got {type(value).__name__}")
+    check(value, name)
     message.ClearField(name)
     setattr(message, f"{name}_json", dumps(value) if value else "")
 
