@@ -39,6 +39,8 @@ from google.protobuf import struct_pb2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_step_starts import _result, _setup
+
 BIG = 2**60
 SCALARS = (
     st.none()
@@ -229,3 +231,24 @@ def test_the_wire_form_is_not_written_by_hand() -> None:
     with pytest.raises(SpecError, match=r"steps\[0\]\.params_json: write params:"):
         spec_from_mapping({"name": "w", "steps": [
             {"id": "s", "capability": "c", "params_json": "{}"}]}, "w.yaml")
+
+
+async def test_a_peer_result_keeps_integers_and_bad_text_changes_nothing(agent) -> None:
+    """A step result from the step's domain, through the agent's handler: exact outputs in
+    the progress and the status; outputs that are not a JSON object are refused."""
+    active, _ = _setup(agent, "alpha", {"a": "beta", "b": "gamma", "c": "gamma"})
+    await agent.save(active)
+    bad = _result("alpha.1", "a", "beta")
+    bad.outputs_json = '{"n": NaN}'
+    before = agent.store.writes
+    ack = await agent.participation.on_result("beta", bad)
+    assert not ack.ok and "outputs of a" in ack.error and "NaN" in ack.error
+    assert agent.store.writes == before and active.progress.steps["a"].state.value != "SUCCEEDED"
+
+    good = _result("alpha.1", "a", "beta")
+    values.write_object(good, "outputs", {"n": 1, "big": BIG})
+    good = peer_pb2.StepResult.FromString(good.SerializeToString())
+    assert (await agent.participation.on_result("beta", good)).ok
+    assert same(active.progress.steps["a"].outputs, {"n": 1, "big": BIG})
+    status = await agent.status("alpha.1")
+    assert same(values.read_object(status.steps[0], "outputs"), {"n": 1, "big": BIG})
