@@ -1,4 +1,4 @@
-"""Follow a workflow to a terminal state: Watch stream first, GetWorkflow polling after.
+"""Follow a workflow to a terminal state (fedorch.client.follow), reporting each change.
 
 Used by `submit --wait`, `watch` and `demo`. The caller bounds the whole wait (see
 `wait_for_terminal`); grpc errors that are not worth retrying propagate unchanged.
@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
 from fedorch.cli.client import AgentClient
-from fedorch.cli.errors import EXIT_FAILED, UNREACHABLE_CODES, CliError
+from fedorch.cli.errors import EXIT_FAILED, CliError
 from fedorch.cli.render import is_terminal, status_to_dict, workflow_state_name
+from fedorch.client.follow import FATAL_CODES, statuses
 from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
 
 OnUpdate = Callable[[status_pb2.WorkflowStatus], None]
-
-# Errors after which retrying the same question cannot help.
-_FATAL_CODES = frozenset(
-    {
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-    }
-)
 
 
 @dataclass
@@ -57,47 +47,17 @@ async def follow(
     stream_deadline_s: float = 300.0,
     unreachable_grace_s: float = 30.0,
 ) -> status_pb2.WorkflowStatus:
-    """Return the workflow's terminal status, reporting every change to `follower`."""
-    status = await client.get_workflow(workflow_id)
-    follower.see(status)
-    if is_terminal(status):
-        return status
+    """Return the workflow's terminal status, reporting every change to `follower`.
 
-    # 1. The server stream. A stream that hits its own deadline is simply reopened. With
-    # nobody to show each update to, only the state matters: the agent sends no step news.
-    only_states = follower.on_update is None
-    while True:
-        try:
-            final = await _to_the_end(
-                client.watch(workflow_id, stream_deadline_s, only_states), follower)
-            if final is not None:
-                return final
-        except grpc.RpcError as exc:
-            if exc.code() in _FATAL_CODES:
-                raise
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                continue
-        break  # the stream ended or broke before a terminal state: poll instead
-
-    # 2. Polling, tolerating a briefly unreachable agent (e.g. a restart).
-    unreachable_since: float | None = None
-    while True:
-        await asyncio.sleep(poll_interval_s)
-        try:
-            status = await client.get_workflow(workflow_id)
-        except grpc.RpcError as exc:
-            if exc.code() not in UNREACHABLE_CODES:
-                raise
-            now = time.monotonic()
-            if unreachable_since is None:
-                unreachable_since = now
-            if now - unreachable_since > unreachable_grace_s:
-                raise
-            continue
-        unreachable_since = None
-        follower.see(status)
-        if is_terminal(status):
-            return status
+    With nobody to show each update to, only the state matters: the agent sends no step
+    news."""
+    updates = statuses(client, workflow_id, state_changes_only=follower.on_update is None,
+                       poll_interval_s=poll_interval_s, stream_deadline_s=stream_deadline_s,
+                       unreachable_grace_s=unreachable_grace_s)
+    async with contextlib.aclosing(updates) as each:
+        async for status in each:
+            follower.see(status)
+    return status  # the terminal one: statuses ends there (or raises)
 
 
 async def wait_for_terminal(
@@ -139,7 +99,7 @@ async def submit_and_wait(
                 if final is not None:
                     return final
             except grpc.RpcError as exc:
-                if exc.code() in _FATAL_CODES:
+                if exc.code() in FATAL_CODES:
                     raise
             if follower.last is not None:  # the first status named the workflow
                 return await follow(client, follower.last.id, follower)

@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 from google.protobuf import json_format, struct_pb2
 from rich.console import Group, RenderableType
@@ -72,6 +73,12 @@ def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(struct)
 
 
+def step_outputs(step: status_pb2.StepStatus) -> dict[str, Any]:
+    """A step's outputs exactly as the step gave them (integers stay integers); from the
+    legacy Struct only for an agent that predates exact values."""
+    return values.read_object(step, "outputs")
+
+
 # ---- JSON --------------------------------------------------------------------------
 
 
@@ -81,7 +88,7 @@ def step_to_dict(step: status_pb2.StepStatus) -> dict[str, Any]:
         "domain": step.domain,
         "state": step_state_name(step.state),
         "attempts": step.attempts,
-        "outputs": struct_to_dict(step.outputs),
+        "outputs": step_outputs(step),
         "error": step.error,
     }
 
@@ -140,7 +147,8 @@ def to_json(value: Any) -> str:
 
 
 def _tidy_numbers(value: Any) -> Any:
-    """Struct numbers are doubles: show 1.0 as 1 to people (JSON output keeps them)."""
+    """Show 1.0 as 1 to people, as outputs from before exact values (a Struct's numbers
+    are doubles) were meant; JSON output keeps every value as it is."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     if isinstance(value, dict):
@@ -198,7 +206,7 @@ def steps_table(status: status_pb2.WorkflowStatus, title: str | None = None) -> 
             _text(step.domain or "-"),
             state_text(state),
             _text(step.attempts),
-            _text(compact_json(struct_to_dict(step.outputs))),
+            _text(compact_json(step_outputs(step))),
             Text(step.error, style="red") if step.error else _text(""),
         )
     return table

@@ -38,8 +38,6 @@ COMMIT_PROTOCOLS = ("paxos", "2pc")
 _MAX_VALUES = 2_000_000
 # Deeper than this is a mistake, and deep enough to trouble recursive code downstream.
 _MAX_DEPTH = 32
-# Struct numbers are doubles: integers past this lose digits silently.
-_MAX_JSON_INT = 2**53
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,11 +304,8 @@ class _Walk:
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 self.json_value(item, f"{path}[{index}]", depth + 1)
-        elif isinstance(value, bool) or value is None or isinstance(value, str):
-            pass
-        elif isinstance(value, int):
-            if abs(value) > _MAX_JSON_INT:
-                self.fail(path, f"integer {value} is too large for JSON numbers; quote it")
+        elif isinstance(value, bool | int | str) or value is None:
+            pass  # integers of any size: JSON values travel as text (core/workflow/values.py)
         elif isinstance(value, float):
             if not math.isfinite(value):
                 self.fail(path, f"must be a finite number, got {value}")

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime.store.store import StepRow, WorkflowRow
-from google.protobuf import struct_pb2
-
-
-def struct(d: dict) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(d)
-    return s
 
 
 def workflow_state(name: str) -> int:
@@ -43,14 +37,15 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
     )
     for s in spec.steps:
         known = steps.get(s.id)
-        out.steps.append(status_pb2.StepStatus(
+        step = out.steps.add(
             id=s.id, capability=s.capability,
             domain=known.domain if known else row.placement.get(s.id, ""),
             state=step_state(known.state if known else "PENDING"),
             attempts=known.attempts if known else 0,
-            outputs=struct(known.outputs if known else {}),
             error=known.error if known else "",
-        ))
+        )
+        # Exact JSON (integers stay integers); rows keep outputs as JSON text already.
+        values.write_object(step, "outputs", known.outputs if known else {})
     return out
 
 

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.messages import DecisionAck, Key
 from fedorch.core.negotiation.participant import Hold
+from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
-from fedorch.runtime.convert import end_notice_of, step_state, step_state_name, struct
+from fedorch.runtime.convert import end_notice_of, step_state, step_state_name
 from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.paxos_wire import coordinator_of
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
-from google.protobuf import json_format
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
@@ -182,8 +182,9 @@ class StepRuns:
             return  # a progress note that is out of date
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
-            state=step_state(step.state.value), outputs=struct(step.outputs), error=step.error,
+            state=step_state(step.state.value), error=step.error,
         )
+        values.write_object(result, "outputs", step.outputs)
         targets = active.progress.result_recipients(step_id, active.row.coordinator)
         if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
             targets = [t for t in targets if t == active.row.coordinator]
@@ -228,7 +229,10 @@ class StepRuns:
         # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
         a.coordination.result_from(sender, result.workflow_id)
         state = StepState(step_state_name(result.state))
-        outputs = json_format.MessageToDict(result.outputs)
+        try:
+            outputs = values.read_object(result, "outputs")
+        except values.JsonValueError as exc:
+            return peer_pb2.Ack(ok=False, error=f"outputs of {result.step_id}: {exc}")
         active = a.active.get(result.workflow_id)
         if active is None and coordinator_of(result.workflow_id) == a.domain:
             # Ended here: the answer carries the end (see Coordination.end_notice).

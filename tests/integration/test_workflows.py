@@ -9,6 +9,7 @@ import sys
 
 import grpc
 import pytest
+from fedorch.core.workflow import values
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2
 
@@ -49,7 +50,7 @@ async def test_workflow_across_three_domains_with_refusal_and_replacement(fed):
     assert status.rounds == 2
     # Outputs flowed downstream across domains: report saw train's outputs as its input.
     report = next(s for s in status.steps if s.id == "report")
-    assert list(report.outputs["inputs"]) == ["train"]
+    assert list(values.read_object(report, "outputs")["inputs"]) == ["train"]
 
 
 async def test_status_from_any_agent(fed):
@@ -108,9 +109,10 @@ steps:
     status = await fed.wait_state("eu-west", wid)
     assert state_name(status) == "SUCCEEDED", status
     steps = {s.id: s for s in status.steps}
-    assert steps["first"].outputs["n"] == 10
-    assert steps["second"].outputs["n"] == 2 * 3 + 10  # the upstream's output arrived
-    assert steps["second"].outputs["workflow"] == wid and steps["second"].domain == "partner"
+    first, second = (values.read_object(steps[k], "outputs") for k in ("first", "second"))
+    assert first["n"] == 10
+    assert second["n"] == 2 * 3 + 10  # the upstream's output arrived
+    assert second["workflow"] == wid and steps["second"].domain == "partner"
 
 
 async def test_command_executor_failure_reports_stderr(fed):

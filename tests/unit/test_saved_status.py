@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
 from fedorch.runtime import agent as agent_module
@@ -68,7 +69,7 @@ async def test_status_comes_from_the_last_save_not_from_unsaved_memory(agent: Ag
     status = await agent.status("alpha.1")
     assert _states(status) == ("WORKFLOW_STATE_RUNNING",
                                ["STEP_STATE_SUCCEEDED", "STEP_STATE_WAITING"])
-    assert json_format.MessageToDict(status.steps[0].outputs) == {"n": 1}
+    assert values.read_object(status.steps[0], "outputs") == {"n": 1}
     assert await _reads(agent, "alpha.1") == 0
     # Memory and disk agree, and the final entry stays for the watchers that come next.
     agent.finished("alpha.1")

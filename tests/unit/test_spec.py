@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fedorch.core.workflow import values
 from fedorch.core.workflow.dag import downstream, find_cycle, topological_order
 from fedorch.core.workflow.spec import (
     MAX_SPEC_BYTES,
@@ -53,7 +54,7 @@ def test_demo_workflow_parses() -> None:
     assert dict(spec.data) == {"jurisdiction": "EU"}
     assert [s.id for s in spec.steps] == ["extract", "train", "report"]
     assert [s.capability for s in spec.steps] == ["data.extract", "ml.train", "report.publish"]
-    assert spec.steps[0].params["table"] == "sales"
+    assert values.read_object(spec.steps[0], "params")["table"] == "sales"
     assert list(spec.steps[1].needs) == ["extract"]
     assert spec.steps[1].retries == 1
     assert spec.steps[1].timeout_s == 30
@@ -64,11 +65,11 @@ def test_demo_workflow_parses() -> None:
 def test_full_spec_maps_every_field() -> None:
     spec = parse_spec_text(GOOD, "wf.yaml")
     extract, train, _ = spec.steps
-    assert extract.params["nested"]["a"][1] == 2.5
+    assert values.read_object(extract, "params")["nested"]["a"] == [1, 2.5, None, True]
     assert dict(extract.constraints.labels) == {"cloud": "aws"}
     assert list(extract.constraints.domains) == ["eu-west"]
     assert train.retries == 2 and train.timeout_s == 600
-    assert train.compensate.params["action"] == "delete-model"
+    assert values.read_object(train.compensate, "params") == {"action": "delete-model"}
 
 
 @pytest.mark.parametrize(

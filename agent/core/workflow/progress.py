@@ -24,8 +24,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import spec_pb2
-from google.protobuf import json_format
 
 
 class StepState(enum.StrEnum):
@@ -84,7 +84,7 @@ class Progress:
                 domain=placement.get(s.id, ""),
                 max_attempts=1 + s.retries,
                 timeout_s=s.timeout_s or None,
-                params=json_format.MessageToDict(s.params) if s.HasField("params") else {},
+                params=values.read_object(s, "params"),
             )
         self._downstream: dict[str, list[str]] = {k: [] for k in self.steps}
         for s in self.steps.values():

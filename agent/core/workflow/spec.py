@@ -13,7 +13,10 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Mapping
+from typing import Any
 
+from fedorch.core.workflow import values
 from fedorch.core.workflow.dag import find_cycle
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.runtime.config import (
@@ -23,6 +26,7 @@ from fedorch.runtime.config import (
     at_least,
     between,
     check_fields,
+    describe,
     load_yaml_mapping,
     read_source,
     to_message,
@@ -56,12 +60,49 @@ def parse_spec_text(text: str, source: str) -> spec_pb2.WorkflowSpec:
     """Parse YAML text into a checked WorkflowSpec; ``source`` names it in errors."""
     if len(text.encode("utf-8")) > MAX_SPEC_BYTES:
         raise SpecError(source, "", f"spec is over {MAX_SPEC_BYTES} bytes (1 MiB)")
-    data = load_yaml_mapping(text, source, SpecError)
+    return spec_from_mapping(load_yaml_mapping(text, source, SpecError), source)
+
+
+def spec_from_mapping(data: Mapping[str, Any], source: str = "<spec>") -> spec_pb2.WorkflowSpec:
+    """A checked WorkflowSpec from a parsed spec (YAML's or JSON's shape, e.g. a dict a
+    program built); ``source`` names it in errors."""
+    if not isinstance(data, Mapping):
+        raise SpecError(source, "", f"a spec must be a mapping of keys, got {describe(data)}")
     check_fields(data, spec_pb2.WorkflowSpec.DESCRIPTOR, source, SpecError, _BOUNDS)
+    # Params go into the message as exact JSON text, not through json_format's Struct
+    # (whose numbers are doubles); the rest maps onto the message field by field.
+    steps = data.get("steps") or []
+    for index, step in enumerate(steps):
+        for path, holder in (("", step), ("compensate.", step.get("compensate") or {})):
+            if "params_json" in holder:
+                raise SpecError(source, f"steps[{index}].{path}params_json",
+                                "write params: as a mapping (params_json is the wire form)")
+    plain = {**data, "steps": [_without_params(step) for step in steps]}
     spec = spec_pb2.WorkflowSpec()
-    to_message(data, spec, source, SpecError)
+    to_message(plain, spec, source, SpecError)
+    for index, (step, message) in enumerate(zip(steps, spec.steps, strict=True)):
+        _set_params(message, step.get("params"), f"steps[{index}].params", source)
+        compensate = step.get("compensate") or {}
+        _set_params(message.compensate, compensate.get("params"),
+                    f"steps[{index}].compensate.params", source)
     validate_spec(spec, source)
     return spec
+
+
+def _without_params(step: Mapping[str, Any]) -> dict[str, Any]:
+    plain = {key: value for key, value in step.items() if key != "params"}
+    if isinstance(step.get("compensate"), Mapping):
+        plain["compensate"] = {k: v for k, v in step["compensate"].items() if k != "params"}
+    return plain
+
+
+def _set_params(message: Any, params: Any, path: str, source: str) -> None:
+    if params is None:
+        return
+    try:
+        values.write_object(message, "params", params)
+    except values.JsonValueError as exc:
+        raise SpecError(source, path, str(exc)) from None
 
 
 def validate_spec(spec: spec_pb2.WorkflowSpec, source: str = "<spec>") -> None:
@@ -134,6 +175,11 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
             f"{path}.timeout_s",
             f"must be a non-negative number of seconds (0 means no limit), got {step.timeout_s}",
         )
+    for name, holder in (("params", step), ("compensate.params", step.compensate)):
+        try:
+            values.read_object(holder, "params")
+        except values.JsonValueError as exc:
+            raise SpecError(source, f"{path}.{name}", str(exc)) from None
     for key in step.constraints.labels:
         if not key:
             raise SpecError(source, f"{path}.constraints.labels", "label names must not be empty")
@@ -168,5 +214,6 @@ __all__ = [
     "SpecError",
     "load_spec_file",
     "parse_spec_text",
+    "spec_from_mapping",
     "validate_spec",
 ]

@@ -96,7 +96,8 @@ def _param(inv: StepInvocation, key: str, default: object) -> object:
 
 
 def _is_integer(value: object) -> bool:
-    # Params may have come through a protobuf Struct, where every number is a float.
+    # 2.0 counts too: params from a spec stored before params kept JSON types (a
+    # protobuf Struct's numbers are doubles), or written 2.0 by hand.
     if isinstance(value, float):
         return value.is_integer()
     return isinstance(value, int) and not isinstance(value, bool)

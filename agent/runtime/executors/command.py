@@ -14,11 +14,11 @@ sees the exit directly and keeps only a bounded tail of each output stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from collections.abc import Mapping, Sequence
 
+from fedorch.core.workflow import values
 from fedorch.runtime.executors.base import (
     StepInvocation,
     StepOutcome,
@@ -172,7 +172,9 @@ def _stdin_document(inv: StepInvocation) -> bytes:
         "step": inv.step_id,
         "attempt": inv.attempt,
     }
-    return json.dumps(document, allow_nan=False).encode() + b"\n"
+    # Exact JSON (core/workflow/values.py): integers reach the program as integers. ASCII
+    # only, so that a program reads it right whatever its locale's encoding.
+    return values.dumps(document, ascii_only=True).encode() + b"\n"
 
 
 def _outcome_from(returncode: int | None, stdout: TailBuffer, stderr: TailBuffer) -> StepOutcome:
@@ -190,8 +192,9 @@ def _outcome_from(returncode: int | None, stdout: TailBuffer, stderr: TailBuffer
             "stdout is empty; a step must print a JSON object as its last stdout line"
         )
     try:
-        outputs = json.loads(last_line)
-    except ValueError:
+        # values.loads refuses NaN and Infinity, which no other agent could read back.
+        outputs = values.loads(last_line)
+    except values.JsonValueError:
         outputs = None
     if isinstance(outputs, dict):
         return StepOutcome.success(outputs)
@@ -206,7 +209,9 @@ def _outcome_from(returncode: int | None, stdout: TailBuffer, stderr: TailBuffer
 
 
 def _last_non_empty_line(text: str) -> str | None:
-    for line in reversed(text.splitlines()):
+    # Lines end at "\n" alone: str.splitlines would also split at U+2028, U+0085 and
+    # the like, which JSON text may hold unescaped inside its strings.
+    for line in reversed(text.split("\n")):
         if line.strip():
             return line.strip()
     return None

@@ -355,7 +355,7 @@ class DecisionAck(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class StepResult(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error")
+    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error", "outputs_json")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -363,6 +363,7 @@ class StepResult(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     attempt: int
@@ -370,7 +371,8 @@ class StepResult(_message.Message):
     state: _status_pb2.StepState
     outputs: _struct_pb2.Struct
     error: str
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    outputs_json: str
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ...) -> None: ...
 
 class CancelNotice(_message.Message):
     __slots__ = ("workflow_id", "reason", "final_state")

@@ -25,7 +25,7 @@ class WorkflowSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
 
 class StepSpec(_message.Message):
-    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate")
+    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "params_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class StepSpec(_message.Message):
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     COMPENSATE_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     capability: str
     params: _struct_pb2.Struct
@@ -42,7 +43,8 @@ class StepSpec(_message.Message):
     retries: int
     timeout_s: float
     compensate: Compensation
-    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ...) -> None: ...
+    params_json: str
+    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., params_json: _Optional[str] = ...) -> None: ...
 
 class Constraints(_message.Message):
     __slots__ = ("labels", "domains")
@@ -60,7 +62,9 @@ class Constraints(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Compensation(_message.Message):
-    __slots__ = ("params",)
+    __slots__ = ("params", "params_json")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     params: _struct_pb2.Struct
-    def __init__(self, params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    params_json: str
+    def __init__(self, params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., params_json: _Optional[str] = ...) -> None: ...

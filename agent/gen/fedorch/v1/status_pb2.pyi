@@ -59,7 +59,7 @@ class Refusal(_message.Message):
     def __init__(self, round: _Optional[int] = ..., domain: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StepStatus(_message.Message):
-    __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability")
+    __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability", "outputs_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class StepStatus(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     domain: str
     state: StepState
@@ -74,7 +75,8 @@ class StepStatus(_message.Message):
     outputs: _struct_pb2.Struct
     error: str
     capability: str
-    def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ...) -> None: ...
+    outputs_json: str
+    def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ...) -> None: ...
 
 class WorkflowStatus(_message.Message):
     __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms")

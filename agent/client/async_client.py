@@ -1,0 +1,188 @@
+"""The asynchronous Python client: ``async with AsyncClient("127.0.0.1:7101") as c: ...``.
+
+It speaks the agent's Client gRPC service (the same calls the CLI makes) and returns
+plain dataclasses (fedorch.client.models); failures are the typed exceptions of
+fedorch.client.errors, never raw grpc errors. Every unary call carries a deadline
+(``rpc_timeout``); a watch's server stream carries one too and is reopened when it
+runs out, so a long wait costs no long-lived deadline-less call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, overload
+
+import grpc
+from fedorch.cli.client import DEFAULT_PEER, DEFAULT_RPC_TIMEOUT_S, AgentClient, parse_peer
+from fedorch.client.errors import (
+    FedorchError,
+    InvalidSpec,
+    WaitTimedOut,
+    from_rpc_error,
+)
+from fedorch.client.follow import statuses
+from fedorch.client.models import Member, WorkflowStatus
+from fedorch.core.workflow.spec import (
+    SpecError,
+    load_spec_file,
+    spec_from_mapping,
+    validate_spec,
+)
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+SpecLike = spec_pb2.WorkflowSpec | Mapping[str, Any] | str | os.PathLike[str]
+"""A spec: a YAML file's path, a mapping in the YAML file's shape, or the message."""
+
+
+def load_spec(spec: SpecLike) -> spec_pb2.WorkflowSpec:
+    """The checked WorkflowSpec for any SpecLike; InvalidSpec (code None) if it is not."""
+    try:
+        if isinstance(spec, spec_pb2.WorkflowSpec):
+            validate_spec(spec)
+            return spec
+        if isinstance(spec, Mapping):
+            return spec_from_mapping(spec, "<spec>")
+        if isinstance(spec, str | os.PathLike):
+            return load_spec_file(Path(spec))
+    except SpecError as exc:
+        raise InvalidSpec(str(exc)) from None
+    raise InvalidSpec(f"a spec is a path, a mapping or a WorkflowSpec, got {type(spec).__name__}")
+
+
+class AsyncClient:
+    """A client of one agent (any agent of the federation answers for all of it).
+
+    ``peer``: the agent's HOST:PORT (default: $FEDORCH_PEER, else 127.0.0.1:7101).
+    ``rpc_timeout``: the deadline of each call, in seconds.
+    """
+
+    def __init__(self, peer: str | None = None, *,
+                 rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+        try:
+            self.peer = parse_peer(peer or os.environ.get("FEDORCH_PEER") or DEFAULT_PEER)
+        except ValueError as exc:
+            raise InvalidSpec(f"peer: {exc}") from None
+        if not rpc_timeout > 0:
+            raise InvalidSpec(f"rpc_timeout must be a positive number of seconds, "
+                              f"got {rpc_timeout!r}")
+        self.rpc_timeout = rpc_timeout
+        # Client identities (the CLI's --identity) and TLS are not part of the agent's
+        # protocol yet. When they are, they go here: channel credentials for TLS, and a
+        # signature per call for the identity, both given to this constructor.
+        self._agent = AgentClient(self.peer, rpc_timeout)
+        self._open = False
+
+    async def __aenter__(self) -> AsyncClient:
+        await self._ensure_open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _ensure_open(self) -> AgentClient:
+        if not self._open:
+            await self._agent.__aenter__()
+            self._open = True
+        return self._agent
+
+    async def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        if self._open:
+            self._open = False
+            await self._agent.close()
+
+    @contextlib.asynccontextmanager
+    async def _calling(self) -> AsyncIterator[AgentClient]:
+        agent = await self._ensure_open()
+        try:
+            yield agent
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.peer) from None
+
+    # ---- calls -------------------------------------------------------------------------
+
+    @overload
+    async def submit(self, spec: SpecLike, *, wait: Literal[False] = False,
+                     timeout: float | None = None, request_id: str | None = None) -> str: ...
+
+    @overload
+    async def submit(self, spec: SpecLike, *, wait: Literal[True],
+                     timeout: float | None = None,
+                     request_id: str | None = None) -> WorkflowStatus: ...
+
+    async def submit(self, spec: SpecLike, *, wait: bool = False, timeout: float | None = None,
+                     request_id: str | None = None) -> str | WorkflowStatus:
+        """Submit a workflow. Returns its id; with ``wait=True``, its final status
+        (whatever the outcome: check ``.state``), waiting at most ``timeout`` seconds
+        (None: no bound) before WaitTimedOut.
+
+        ``request_id`` makes a retried submit idempotent: the agent answers a repeated
+        one with the workflow it started the first time (a fresh one is made if unset)."""
+        message = load_spec(spec)
+        request_id = request_id or uuid.uuid4().hex
+        async with self._calling() as agent:
+            workflow_id = await agent.submit(message, request_id)
+        if not wait:
+            return workflow_id
+        return await self.wait(workflow_id, timeout=timeout)
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """The workflow's status, from any agent (it asks the coordinator if need be)."""
+        async with self._calling() as agent:
+            return WorkflowStatus.from_proto(await agent.get_workflow(workflow_id))
+
+    async def watch(self, workflow_id: str, *,
+                    state_changes_only: bool = False) -> AsyncIterator[WorkflowStatus]:
+        """Each new status of the workflow as it changes, until and including its
+        terminal one. Bound it yourself if you must (e.g. ``asyncio.timeout``)."""
+        agent = await self._ensure_open()
+        updates = statuses(agent, workflow_id, state_changes_only=state_changes_only)
+        try:
+            async with contextlib.aclosing(updates) as each:
+                async for status in each:
+                    yield WorkflowStatus.from_proto(status)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.peer) from None
+
+    async def wait(self, workflow_id: str, *, timeout: float | None = None) -> WorkflowStatus:
+        """The workflow's terminal status, waiting at most ``timeout`` seconds (None: no
+        bound); WaitTimedOut after that, with the last status seen as ``.last``."""
+        last: WorkflowStatus | None = None
+        try:
+            async with asyncio.timeout(timeout), contextlib.aclosing(
+                    self.watch(workflow_id, state_changes_only=True)) as updates:
+                async for status in updates:
+                    last = status
+        except TimeoutError:
+            state = last.state if last is not None else "unknown"
+            raise WaitTimedOut(f"workflow {workflow_id} did not end within {timeout:g}s "
+                               f"(last state: {state})", last) from None
+        if last is None:  # statuses always yields at least once, or raises
+            raise FedorchError(f"no status for workflow {workflow_id}")
+        return last
+
+    async def cancel(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
+        """Cancel a workflow; returns its status after the cancel (it may take a moment
+        to reach CANCELLED: `wait` for it)."""
+        async with self._calling() as agent:
+            return WorkflowStatus.from_proto(await agent.cancel(workflow_id, reason))
+
+    async def list_workflows(self) -> list[WorkflowStatus]:
+        """The workflows the agent knows."""
+        async with self._calling() as agent:
+            return [WorkflowStatus.from_proto(s) for s in await agent.list_workflows()]
+
+    async def members(self) -> list[Member]:
+        """The federation as the agent sees it."""
+        async with self._calling() as agent:
+            return [Member.from_proto(m) for m in await agent.list_members()]
+
+
+__all__ = ["AsyncClient", "SpecLike", "load_spec"]

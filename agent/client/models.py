@@ -1,0 +1,146 @@
+"""What the Python client returns: plain, frozen dataclasses built from the agent's answers.
+
+States are plain strings ("SUCCEEDED", "ALIVE", ...), outputs plain JSON values with
+their types kept (an integer output is an ``int``). ``to_dict()`` gives the same JSON
+shapes as the CLI's ``--json`` (ARCHITECTURE §6), so scripts can switch between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedorch.core.workflow import values
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
+
+TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
+
+
+def _name(enum: Any, value: int, prefix: str) -> str:
+    try:
+        return str(enum.Name(value)).removeprefix(prefix)
+    except ValueError:  # a newer agent's state this client does not know
+        return f"UNKNOWN_{value}"
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    id: str
+    domain: str
+    state: str  # PENDING, WAITING, RUNNING, SUCCEEDED, FAILED, SKIPPED, CANCELLED, ...
+    attempts: int
+    outputs: dict[str, Any]
+    error: str
+    capability: str
+
+    @classmethod
+    def from_proto(cls, step: status_pb2.StepStatus) -> StepStatus:
+        return cls(id=step.id, domain=step.domain,
+                   state=_name(status_pb2.StepState, step.state, "STEP_STATE_"),
+                   attempts=step.attempts, outputs=values.read_object(step, "outputs"),
+                   error=step.error, capability=step.capability)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "domain": self.domain, "state": self.state,
+                "attempts": self.attempts, "outputs": self.outputs, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    round: int
+    domain: str
+    steps: list[str]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.round, "domain": self.domain, "steps": list(self.steps),
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class WorkflowStatus:
+    id: str
+    name: str
+    state: str  # PENDING, NEGOTIATING, RUNNING, SUCCEEDED, FAILED, ABORTED, CANCELLED
+    coordinator: str
+    reason: str
+    steps: list[StepStatus] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    rounds: int = 0
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        """The workflow has ended (SUCCEEDED, FAILED, ABORTED or CANCELLED)."""
+        return self.state in TERMINAL_STATES
+
+    def step(self, step_id: str) -> StepStatus:
+        """The step named ``step_id``; KeyError if the workflow has none."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @classmethod
+    def from_proto(cls, status: status_pb2.WorkflowStatus) -> WorkflowStatus:
+        return cls(
+            id=status.id, name=status.name,
+            state=_name(status_pb2.WorkflowState, status.state, "WORKFLOW_STATE_"),
+            coordinator=status.coordinator, reason=status.reason,
+            steps=[StepStatus.from_proto(s) for s in status.steps],
+            refusals=[Refusal(r.round, r.domain, list(r.steps), r.reason)
+                      for r in status.refusals],
+            rounds=status.rounds, created_at_ms=status.created_at_ms,
+            updated_at_ms=status.updated_at_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status JSON of `fedorch status --json`."""
+        return {"id": self.id, "name": self.name, "state": self.state,
+                "coordinator": self.coordinator, "reason": self.reason,
+                "steps": [s.to_dict() for s in self.steps],
+                "refusals": [r.to_dict() for r in self.refusals], "rounds": self.rounds}
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    capacity: int
+    available: int
+
+
+@dataclass(frozen=True)
+class Member:
+    domain: str
+    address: str
+    state: str  # ALIVE, SUSPECT, DEAD, LEFT
+    labels: dict[str, str]
+    capabilities: list[Capability]
+    incarnation: int
+    version: int
+    last_heard_ms: int
+    is_self: bool  # the agent that answered ("self" in the JSON)
+
+    @classmethod
+    def from_proto(cls, member: client_pb2.MemberInfo) -> Member:
+        return cls(
+            domain=member.domain, address=member.address,
+            state=_name(client_pb2.MemberState, member.state, "MEMBER_STATE_"),
+            labels=dict(sorted(member.labels.items())),
+            capabilities=[Capability(c.name, c.capacity, c.available)
+                          for c in member.capabilities],
+            incarnation=member.incarnation, version=member.version,
+            last_heard_ms=member.last_heard_ms, is_self=member.self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The members JSON of `fedorch members --json` (one member)."""
+        return {"domain": self.domain, "address": self.address, "state": self.state,
+                "labels": dict(self.labels),
+                "capabilities": [{"name": c.name, "capacity": c.capacity,
+                                  "available": c.available} for c in self.capabilities],
+                "incarnation": self.incarnation, "version": self.version,
+                "last_heard_ms": self.last_heard_ms, "self": self.is_self}
+
+
+__all__ = ["Capability", "Member", "Refusal", "StepStatus", "TERMINAL_STATES",
+           "WorkflowStatus"]

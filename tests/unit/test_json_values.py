@@ -1,0 +1,254 @@
+"""Exact JSON values: params and outputs keep their JSON types through every conversion.
+
+The property test sends arbitrary JSON values (integers past 2**53, floats, nested lists
+and objects, unicode) along the whole path a value takes between organisations: a spec
+built from a mapping, its wire bytes, the workflow's progress, the command executor's
+stdin document, a program's last stdout line, a signed-size step result on the wire, the
+status message and the CLI's status JSON; and checks that what comes out is what went in,
+type for type (1 stays 1, never 1.0).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fedorch.cli import render
+from fedorch.core.workflow import values
+from fedorch.core.workflow.progress import Progress
+from fedorch.core.workflow.spec import (
+    SpecError,
+    parse_spec_text,
+    spec_from_mapping,
+    validate_spec,
+)
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime.convert import status_message
+from fedorch.runtime.executors.base import StepInvocation
+from fedorch.runtime.executors.command import (
+    CommandExecutor,
+    TailBuffer,
+    _outcome_from,
+    _stdin_document,
+)
+from fedorch.runtime.store.store import StepRow, Store, WorkflowRow
+from google.protobuf import struct_pb2
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tests.unit.test_step_starts import _result, _setup
+
+BIG = 2**60
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded: Hypothesis draws far past 2**53 too
+    | st.sampled_from([2**53 + 1, -(2**63), 2**64 + 7, BIG])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=25,
+)
+OBJECTS = st.dictionaries(st.text(), JSON, max_size=6)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of the same JSON types all the way down (1 == 1.0 in Python; not here)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and str(a) == str(b)  # -0.0 stays -0.0
+    return a == b
+
+
+def test_same_tells_integers_from_floats() -> None:
+    assert same({"n": 1}, {"n": 1})
+    assert not same({"n": 1}, {"n": 1.0})
+    assert not same([0.0], [-0.0])
+    assert not same({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2.0}]})
+
+
+@given(JSON)
+def test_text_round_trip(value: Any) -> None:
+    text = values.dumps(value)
+    assert same(values.loads(text), value)
+    assert values.dumps(values.loads(text)) == text  # canonical: one text per value
+
+
+@given(params=OBJECTS, outputs=OBJECTS)
+# Unicode line separators inside strings once split a program's last stdout line.
+@example(params={"n": 1, "big": BIG}, outputs={"\x85": None, "s": "a\u2028b", "n": 1})
+@settings(max_examples=150, deadline=None)
+def test_params_and_outputs_keep_their_types_along_the_whole_path(params, outputs) -> None:
+    # 1. A spec a program built (the Python client's dict form; YAML takes the same road).
+    spec = spec_from_mapping({"name": "exact", "steps": [
+        {"id": "up", "capability": "c", "params": params},
+        {"id": "down", "capability": "c", "needs": ["up"], "params": {"k": params}},
+    ]}, "prop")
+    spec = spec_pb2.WorkflowSpec.FromString(spec.SerializeToString())  # the wire
+    progress = Progress(spec, {"up": "me", "down": "me"}, "me")
+    (first,) = progress.start_ready()
+    assert same(first.params, params)
+
+    # 2. The command executor's stdin document, as the program parses it.
+    inv = StepInvocation("w.1", "up", first.attempt, first.params, first.inputs, None)
+    received = json.loads(_stdin_document(inv))
+    assert same(received["params"], params)
+
+    # 3. The program's last stdout line back into outputs.
+    stdout = TailBuffer(1 << 24)
+    stdout.append(b"progress...\n" + values.dumps(outputs).encode() + b"\n")
+    outcome = _outcome_from(0, stdout, TailBuffer(1024))
+    assert outcome.ok and same(outcome.outputs, outputs)
+
+    # 4. A step result between agents.
+    result = peer_pb2.StepResult(workflow_id="w.1", step_id="up", attempt=1)
+    values.write_object(result, "outputs", outcome.outputs)
+    result = peer_pb2.StepResult.FromString(result.SerializeToString())
+    carried = values.read_object(result, "outputs")
+    assert same(carried, outputs)
+
+    # 5. Downstream receives it as its input.
+    progress.attempt_ended("up", 1, True, carried, "")
+    (second,) = progress.start_ready()
+    assert same(second.inputs, {"up": outputs}) and same(second.params, {"k": params})
+    inv = StepInvocation("w.1", "down", 1, second.params, second.inputs, None)
+    assert same(json.loads(_stdin_document(inv))["inputs"], {"up": outputs})
+
+    # 6. The status a client reads, and the CLI's status JSON.
+    row = WorkflowRow("w.1", "exact", "me", "RUNNING", spec.SerializeToString(),
+                      placement={"up": "me", "down": "me"})
+    status = status_message(row, {"up": StepRow("w.1", "up", "me", "SUCCEEDED", 1, carried)})
+    status = status_pb2.WorkflowStatus.FromString(status.SerializeToString())
+    shown = json.loads(render.to_json(render.status_to_dict(status)))
+    assert same(shown["steps"][0]["outputs"], outputs)
+    assert shown["steps"][1]["outputs"] == {}
+
+
+async def test_store_keeps_output_types(tmp_path: Path) -> None:
+    outputs = {"n": 1, "big": BIG, "f": 1.0, "neg": -(2**70), "deep": [{"x": [2, 2.5]}],
+               "text": "zürich ✓ 東京"}
+    store = await Store.open(tmp_path / "data")
+    try:
+        await store.save_step_result(StepRow("w.1", "up", "me", "SUCCEEDED", 1, outputs))
+        (row,) = await store.get_steps("w.1")
+    finally:
+        await store.close()
+    assert same(row.outputs, outputs)
+
+
+async def test_a_real_program_receives_and_returns_integers(tmp_path: Path) -> None:
+    program = tmp_path / "types.py"
+    program.write_text(
+        "import json, sys\n"
+        "doc = json.load(sys.stdin)\n"
+        "p = doc['params']\n"
+        "print(json.dumps({'types': {k: type(v).__name__ for k, v in p.items()},"
+        " 'back': p, 'plus_one': p['big'] + 1}))\n")
+    executor = CommandExecutor([sys.executable, str(program)])
+    params = {"n": 1, "big": BIG, "f": 1.0}
+    outcome = await executor.run(StepInvocation("w.1", "s", 1, params, {}, 30.0))
+    assert outcome.ok, outcome.error
+    assert outcome.outputs["types"] == {"n": "int", "big": "int", "f": "float"}
+    assert same(outcome.outputs["back"], params)
+    assert outcome.outputs["plus_one"] == BIG + 1
+
+
+def test_yaml_spec_keeps_big_integers() -> None:
+    spec = parse_spec_text(
+        "name: w\nsteps:\n  - id: s\n    capability: c\n"
+        f"    params: {{n: 1, big: {BIG}, f: 1.0, list: [1, 2.0]}}\n"
+        "    compensate: {params: {undo: 3}}\n", "w.yaml")
+    params = values.read_object(spec.steps[0], "params")
+    assert same(params, {"n": 1, "big": BIG, "f": 1.0, "list": [1, 2.0]})
+    assert same(values.read_object(spec.steps[0].compensate, "params"), {"undo": 3})
+    assert not spec.steps[0].HasField("params")  # only the exact text speaks
+
+
+def test_specs_written_before_exact_values_still_read() -> None:
+    """A stored spec (or a peer's) with params in the legacy Struct reads as before."""
+    old = spec_pb2.WorkflowSpec(name="old")
+    step = old.steps.add(id="s", capability="c")
+    step.params.update({"table": "sales", "n": 3})
+    old = spec_pb2.WorkflowSpec.FromString(old.SerializeToString())
+    assert values.read_object(old.steps[0], "params") == {"table": "sales", "n": 3.0}
+    progress = Progress(old, {"s": "me"}, "me")
+    assert progress.steps["s"].params == {"table": "sales", "n": 3.0}
+    legacy = status_pb2.StepStatus(id="s", outputs=struct_pb2.Struct())
+    legacy.outputs.update({"rows": 2})
+    assert render.step_outputs(legacy) == {"rows": 2.0}
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"x": NaN}', "NaN"),
+    ('{"x": Infinity}', "Infinity"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"x": 1', "not JSON"),
+    ('{"x": "\\ud800"}', "surrogate"),
+    ("[" * 70 + "]" * 70, "nested"),
+])
+def test_bad_text_is_refused_with_a_reason(text: str, problem: str) -> None:
+    with pytest.raises(values.JsonValueError, match=problem):
+        values.loads_object(text)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ({"x": float("nan")}, "not a JSON number"),
+    ({"x": {1, 2}}, "set is not JSON data"),
+    ({1: "a"}, "keys must be strings"),
+    ({"x": b"raw"}, "bytes is not JSON data"),
+])
+def test_values_that_are_not_json_are_refused(value: Any, problem: str) -> None:
+    with pytest.raises(values.JsonValueError, match=problem):
+        values.dumps(value)
+
+
+def test_a_program_printing_nan_fails_instead_of_poisoning_results() -> None:
+    stdout = TailBuffer(4096)
+    stdout.append(b'{"x": NaN}\n')
+    outcome = _outcome_from(0, stdout, TailBuffer(1024))
+    assert not outcome.ok and "not a JSON object" in outcome.error
+
+
+def test_a_peer_spec_with_bad_params_text_is_refused() -> None:
+    spec = spec_from_mapping({"name": "w", "steps": [{"id": "s", "capability": "c"}]})
+    spec.steps[0].params_json = "[1]"
+    with pytest.raises(SpecError, match=r"steps\[0\]\.params: must be a JSON object"):
+        validate_spec(spec, "from-peer")
+
+
+def test_the_wire_form_is_not_written_by_hand() -> None:
+    with pytest.raises(SpecError, match=r"steps\[0\]\.params_json: write params:"):
+        spec_from_mapping({"name": "w", "steps": [
+            {"id": "s", "capability": "c", "params_json": "{}"}]}, "w.yaml")
+
+
+async def test_a_peer_result_keeps_integers_and_bad_text_changes_nothing(agent) -> None:
+    """A step result from the step's domain, through the agent's handler: exact outputs in
+    the progress and the status; outputs that are not a JSON object are refused."""
+    active, _ = _setup(agent, "alpha", {"a": "beta", "b": "gamma", "c": "gamma"})
+    await agent.save(active)
+    bad = _result("alpha.1", "a", "beta")
+    bad.outputs_json = '{"n": NaN}'
+    before = agent.store.writes
+    ack = await agent.participation.on_result("beta", bad)
+    assert not ack.ok and "outputs of a" in ack.error and "NaN" in ack.error
+    assert agent.store.writes == before and active.progress.steps["a"].state.value != "SUCCEEDED"
+
+    good = _result("alpha.1", "a", "beta")
+    values.write_object(good, "outputs", {"n": 1, "big": BIG})
+    good = peer_pb2.StepResult.FromString(good.SerializeToString())
+    assert (await agent.participation.on_result("beta", good)).ok
+    assert same(active.progress.steps["a"].outputs, {"n": 1, "big": BIG})
+    status = await agent.status("alpha.1")
+    assert same(values.read_object(status.steps[0], "outputs"), {"n": 1, "big": BIG})
