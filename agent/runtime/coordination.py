@@ -54,7 +54,7 @@ from fedorch.core.workflow.lifecycle import (
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import Outcome, StepState
 from fedorch.core.workflow.spec import validate_spec
-from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
@@ -205,7 +205,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         return Coordinator(
             workflow_id, placer=self._placer(spec), max_rounds=neg.max_rounds,
             prepare_timeout_s=neg.prepare_timeout_s,
-            consensus=self._consensus() if neg.commit != "2pc" else None,
+            consensus=self._consensus() if neg.commit != config_pb2.COMMIT_PROTOCOL_2PC else None,
         )
 
     def _note_round(self, row: WorkflowRow, core: Coordinator, action: SendPrepare) -> None:
@@ -234,7 +234,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         self._started[active.row.id] = self.agent.now()
         entry = self._register(core)
         await self._drive(active, spec, core, entry,
-                          paxos=self.agent.config.negotiation.commit != "2pc", first=first)
+                          paxos=self.agent.config.negotiation.commit != config_pb2.COMMIT_PROTOCOL_2PC, first=first)
 
     def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]:
         entry = (core, asyncio.Queue())
