@@ -110,3 +110,11 @@ def test_an_end_notice_carries_its_state_and_reason() -> None:
     event = lc.Ended.from_wire(status_pb2.WORKFLOW_STATE_FAILED, "step a failed")
     assert event.final is S.FAILED and event.reason == "step a failed"
     assert lc.step(S.RUNNING, event) is S.FAILED
+
+
+def test_step_states_are_the_protos_names() -> None:
+    from fedorch.core.workflow.progress import StepState
+
+    proto = {n.removeprefix("STEP_STATE_") for n, v in status_pb2.StepState.items()
+             if v != status_pb2.STEP_STATE_UNSPECIFIED}
+    assert {s.value for s in StepState} == proto
