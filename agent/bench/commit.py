@@ -30,6 +30,7 @@ from pathlib import Path
 import grpc
 from fedorch.bench.realnet import RealNet
 from fedorch.cli.demo import pick_free_ports
+from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
@@ -42,8 +43,6 @@ steps:
   - {id: c, capability: bench.noop, constraints: {domains: [c3]}, needs: [b]}
 """, "bench")
 RUNNING = status_pb2.WORKFLOW_STATE_RUNNING
-TERMINAL = {status_pb2.WORKFLOW_STATE_SUCCEEDED, status_pb2.WORKFLOW_STATE_FAILED,
-            status_pb2.WORKFLOW_STATE_ABORTED, status_pb2.WORKFLOW_STATE_CANCELLED}
 
 _ECHO_SERVER = r"""
 import asyncio, sys, grpc

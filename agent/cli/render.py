@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from fedorch.core.workflow import values
+from fedorch.core.workflow.lifecycle import TERMINAL, TERMINAL_NAMES
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 from google.protobuf import json_format, struct_pb2
 from rich.console import Group, RenderableType
@@ -14,15 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 WorkflowState = status_pb2.WorkflowState
-TERMINAL_STATES = frozenset(
-    {
-        status_pb2.WORKFLOW_STATE_SUCCEEDED,
-        status_pb2.WORKFLOW_STATE_FAILED,
-        status_pb2.WORKFLOW_STATE_ABORTED,
-        status_pb2.WORKFLOW_STATE_CANCELLED,
-    }
-)
-TERMINAL_NAMES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
 
 _STYLES = {
     "SUCCEEDED": "green",
@@ -65,7 +57,7 @@ def member_state_name(value: int) -> str:
 
 
 def is_terminal(status: status_pb2.WorkflowStatus) -> bool:
-    return status.state in TERMINAL_STATES
+    return status.state in TERMINAL
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:

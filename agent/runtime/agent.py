@@ -34,7 +34,6 @@ from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Stor
 
 log = logging.getLogger("fedorch.agent")
 
-TERMINAL_WORKFLOW_STATES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
 PEER_RPC_TIMEOUT_S = 5.0
 RECENTLY_FINISHED_MEMORY = 100_000
 # Final statuses kept in memory after a workflow ends: its watchers ask for it right

@@ -11,9 +11,9 @@ import logging
 from typing import TYPE_CHECKING
 
 import grpc
+from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
-from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES
 from fedorch.runtime.convert import workflow_state_name
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 if status is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
                 yield status
-                if workflow_state_name(status.state) in TERMINAL_WORKFLOW_STATES:
+                if status.state in TERMINAL:
                     return
                 seen = version
                 if state_changes_only:

@@ -8,6 +8,8 @@ The first half of this module is the YAML-onto-protobuf machinery that the workf
 loader (``fedorch.core.workflow.spec``) shares: strict YAML loading, a walk of the parsed data
 against a message descriptor (so an unknown key or a wrong type gets a one-line error that
 names the file and the field, instead of json_format's terse message), and ``ParseDict``.
+An enum is written by its short lower-case name (``commit: 2pc`` for COMMIT_PROTOCOL_2PC);
+the walk turns it into the proto's name before ``ParseDict``, so code compares values.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, NoReturn
 import yaml
 from fedorch.gen.fedorch.v1 import config_pb2
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -32,7 +34,6 @@ CAPABILITY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 EXECUTOR_TYPES = ("command", "builtin")
 BUILTIN_EXECUTORS = ("echo", "sleep", "fail")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-COMMIT_PROTOCOLS = ("paxos", "2pc")
 
 # Aliases let a small YAML file describe a huge tree; the walk gives up past this many values.
 _MAX_VALUES = 2_000_000
@@ -155,6 +156,19 @@ def describe(value: Any) -> str:
     return f"a {type(value).__name__} ({value})"
 
 
+def enum_choices(enum: EnumDescriptor) -> dict[str, str]:
+    """An enum's names as YAML gives them (COMMIT_PROTOCOL_2PC: 2pc), to the proto's
+    names; its UNSPECIFIED value is not a choice (unset is)."""
+    prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return {v.name.removeprefix(prefix).lower(): v.name for v in enum.values if v.number}
+
+
+def enum_short_name(enum: EnumDescriptor, number: int) -> str:
+    """The YAML name of an enum value (2 of CommitProtocol: 2pc)."""
+    prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return enum.values_by_number[number].name.removeprefix(prefix).lower()
+
+
 def _key_problem(key: Any) -> str:
     if isinstance(key, bool):
         return (
@@ -232,6 +246,9 @@ class _Walk:
                 self.unknown_key(key, desc, path)
             if item is not None:  # `key:` with no value leaves the field unset
                 self.field(item, field, join_path(path, key), depth + 1)
+                if field.type == FieldDescriptor.TYPE_ENUM and not field.is_repeated:
+                    # As ParseDict takes it (our schemas have no enums in lists or maps).
+                    value[key] = enum_choices(field.enum_type)[item.lower()]
 
     def unknown_key(self, key: str, desc: Descriptor, path: str) -> NoReturn:
         names = [f.name for f in desc.fields]
@@ -287,7 +304,12 @@ class _Walk:
                 self.fail(path, f"must be {what}, got {describe(value)}")
             if not math.isfinite(value) or not check(value):
                 self.fail(path, f"must be {what}, got {value}")
-        # Enums and other kinds do not occur in our schemas; ParseDict judges them.
+        elif kind == FieldDescriptor.TYPE_ENUM:
+            choices = enum_choices(field.enum_type)
+            if not isinstance(value, str) or value.lower() not in choices:
+                got = repr(value) if isinstance(value, str) else describe(value)
+                self.fail(path, f"must be one of: {', '.join(choices)}, got {got}")
+        # Other kinds do not occur in our schemas; ParseDict judges them.
 
     def json_value(self, value: Any, path: str, depth: int, top: bool = False) -> None:
         """Struct content must be JSON data: YAML dates, sets and the like cannot go in."""
@@ -415,14 +437,14 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
 }
 
-GOSSIP_DEFAULTS = {"profile": "lan", "publish_interval_s": 1.0}
+GOSSIP_DEFAULTS = {"profile": config_pb2.GOSSIP_PROFILE_LAN, "publish_interval_s": 1.0}
 NEGOTIATION_DEFAULTS = {
     "prepare_timeout_s": 3.0,
     "max_rounds": 3,
     "lease_s": 30.0,
     "replay_window_s": 60.0,
     "certificate_sweep_s": 30.0,
-    "commit": "paxos",
+    "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,
 }
 
 
@@ -511,12 +533,6 @@ def _check(config: config_pb2.AgentConfig, source: str) -> None:
         _not_empty(key_file, source, f"trust.key_files[{index}]")
     _check_capabilities(config, source)
     _check_policy(config.policy, source)
-    if config.negotiation.commit and config.negotiation.commit not in COMMIT_PROTOCOLS:
-        raise ConfigError(
-            source,
-            "negotiation.commit",
-            f"must be one of: {', '.join(COMMIT_PROTOCOLS)}, got {config.negotiation.commit!r}",
-        )
     if config.log_level and config.log_level not in LOG_LEVELS:
         raise ConfigError(
             source,
@@ -617,21 +633,23 @@ def _check_relations(config: config_pb2.AgentConfig, source: str) -> None:
         raise ConfigError(source, "metrics_listen", "must differ from listen")
 
 
+def gossip_profile_name(profile: int) -> str:
+    """The swim_profiles name of a GossipProfile value (unset: lan)."""
+    return enum_short_name(config_pb2.GossipProfile.DESCRIPTOR,
+                           profile or config_pb2.GOSSIP_PROFILE_LAN)
+
+
 def _check_membership_profile(gossip: config_pb2.GossipConfig, source: str) -> None:
-    """The profile name and its overrides must make a valid SWIM profile."""
+    """The profile's overrides must make a valid SWIM profile."""
     import dataclasses
 
     from fedorch.core.membership.swim_profiles import (
         INTEGER_FIELDS,
-        PROFILES,
         SwimProfile,
         make_profile,
         typed_overrides,
     )
 
-    if gossip.profile not in PROFILES:
-        raise ConfigError(source, "gossip.profile",
-                          f"must be one of {', '.join(sorted(PROFILES))}, got {gossip.profile!r}")
     fields = {f.name for f in dataclasses.fields(SwimProfile)}
     for name, value in sorted(gossip.tuning.items()):
         if name not in fields:
@@ -641,7 +659,7 @@ def _check_membership_profile(gossip: config_pb2.GossipConfig, source: str) -> N
             raise ConfigError(source, f"gossip.tuning.{name}",
                               f"must be a whole number, got {value:g}")
     try:
-        make_profile(gossip.profile, **typed_overrides(dict(gossip.tuning)))
+        make_profile(gossip_profile_name(gossip.profile), **typed_overrides(dict(gossip.tuning)))
     except ValueError as e:
         raise ConfigError(source, "gossip.tuning", str(e)) from None
 

@@ -1,14 +1,39 @@
-"""Rows and cores to wire messages (status), in one place."""
+"""Rows and cores to wire messages (status), in one place; and the one boundary between
+a workflow row's state (its name, as stored) and the lifecycle core's WorkflowState."""
 
 from __future__ import annotations
 
-from fedorch.core.workflow import values
+from fedorch.core.workflow import lifecycle, values
+from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime.store.store import StepRow, WorkflowRow
 
 
 def workflow_state(name: str) -> int:
     return status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{name}")
+
+
+def state_of(row: WorkflowRow) -> WorkflowState:
+    """A row's state as the lifecycle's value (rows store its name)."""
+    return WorkflowState[row.state]
+
+
+def is_over(row: WorkflowRow) -> bool:
+    return state_of(row) in TERMINAL
+
+
+def advance(row: WorkflowRow, event: lifecycle.Event) -> bool:
+    """Apply a lifecycle input to a row: its new state, and the input's reason, written
+    into it; True if the state changed. A ProtocolError leaves the row as it was.
+    Every change of a workflow row's state goes through here."""
+    before = state_of(row)
+    after = lifecycle.step(before, event)
+    if after is before:
+        return False
+    row.state = after.name
+    if event.reason is not None:
+        row.reason = event.reason
+    return True
 
 
 def workflow_state_name(value: int) -> str:
@@ -26,7 +51,7 @@ def step_state_name(value: int) -> str:
 def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.WorkflowStatus:
     spec = spec_pb2.WorkflowSpec.FromString(row.spec)
     out = status_pb2.WorkflowStatus(
-        id=row.id, name=row.name, state=workflow_state(row.state), coordinator=row.coordinator,
+        id=row.id, name=row.name, state=state_of(row), coordinator=row.coordinator,
         reason=row.reason, rounds=row.round, created_at_ms=row.created_ms,
         updated_at_ms=row.updated_ms,
         refusals=[
@@ -52,4 +77,4 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
 def end_notice_of(row: WorkflowRow) -> peer_pb2.CancelNotice:
     """The end notice of an ended workflow, from its row."""
     return peer_pb2.CancelNotice(workflow_id=row.id, reason=row.reason,
-                                 final_state=workflow_state(row.state))
+                                 final_state=state_of(row))

@@ -42,14 +42,23 @@ from fedorch.core.negotiation.coordinator import (
 )
 from fedorch.core.negotiation.errors import LocalProtocolError, ProtocolError
 from fedorch.core.negotiation.messages import Accept, Key, TxInfo
+from fedorch.core.workflow.lifecycle import (
+    Aborted,
+    Cancelled,
+    Event,
+    Failed,
+    Submitted,
+    Succeeded,
+    WorkflowState,
+)
 from fedorch.core.workflow.placement import Candidate, place
-from fedorch.core.workflow.progress import Outcome
+from fedorch.core.workflow.progress import Outcome, StepState
 from fedorch.core.workflow.spec import validate_spec
-from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.agent import Active
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
-from fedorch.runtime.convert import end_notice_of
+from fedorch.runtime.convert import advance, end_notice_of, is_over
 from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
 from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
 from fedorch.runtime.peers import PeerCallError
@@ -157,10 +166,12 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
         now_ms = a.now_ms()
         row = WorkflowRow(
-            id=workflow_id, name=spec.name, coordinator=a.domain, state="NEGOTIATING",
+            id=workflow_id, name=spec.name, coordinator=a.domain,
+            state=WorkflowState.PENDING.name,
             spec=spec.SerializeToString(deterministic=True), request_id=request_id or None,
             created_ms=now_ms, updated_ms=now_ms,
         )
+        advance(row, Submitted())
         active = Active(row, fresh=True)
         core = self._new_core(workflow_id, spec)
         core.start(a.now())
@@ -194,7 +205,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         return Coordinator(
             workflow_id, placer=self._placer(spec), max_rounds=neg.max_rounds,
             prepare_timeout_s=neg.prepare_timeout_s,
-            consensus=self._consensus() if neg.commit != "2pc" else None,
+            consensus=self._consensus() if neg.commit != config_pb2.COMMIT_PROTOCOL_2PC else None,
         )
 
     def _note_round(self, row: WorkflowRow, core: Coordinator, action: SendPrepare) -> None:
@@ -223,7 +234,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         self._started[active.row.id] = self.agent.now()
         entry = self._register(core)
         await self._drive(active, spec, core, entry,
-                          paxos=self.agent.config.negotiation.commit != "2pc", first=first)
+                          paxos=self.agent.config.negotiation.commit != config_pb2.COMMIT_PROTOCOL_2PC, first=first)
 
     def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]:
         entry = (core, asyncio.Queue())
@@ -417,16 +428,15 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         if started is not None:
             a.metrics.admission_seconds.observe(a.now() - started)
         if fin.committed:
-            if row.state in TERMINAL_WORKFLOW_STATES:
+            if is_over(row):
                 return  # every step reported before the core heard its COMMIT was chosen
-            if row.state == "NEGOTIATING":  # restored from a COMMIT on record
-                self._enter_running(active, spec, core, fin.placement)
+            # Still NEGOTIATING here: restored from a COMMIT on record.
+            if self._enter_running(active, spec, core, fin.placement):
                 await a.participation.fold_in_results(active)
                 await a.save(active)
             await self.after_progress(active)
             return
-        row.state = "CANCELLED" if fin.reason.startswith("cancelled") else "ABORTED"
-        row.reason = fin.reason
+        advance(row, Cancelled(fin.reason) if fin.cancelled else Aborted(fin.reason))
         await a.save(active)
         a.metrics.workflows.labels(row.state).inc()
         a.finished(row.id)
@@ -440,20 +450,17 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         hand over the write it would have made); True then, else nothing is written.
         `told`: a participant that learns the end from the answer to its step result
         (see end_notice), and is sent no end notice."""
-        row = active.row
         progress = active.progress
-        if progress is None or row.state in TERMINAL_WORKFLOW_STATES:
+        if progress is None or is_over(active.row):
             return False
         outcome = progress.outcome()
         if outcome is None:
             return False
         if outcome is Outcome.FAILED:
-            failed = [s for s in progress.steps.values() if s.state.value == "FAILED"]
+            failed = [s for s in progress.steps.values() if s.state is StepState.FAILED]
             reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
-            await self._end(active, "FAILED", reason, also, told)
-        else:
-            await self._end(active, "SUCCEEDED", "", also, told)
-        return True
+            return await self._end(active, Failed(reason), also, told)
+        return await self._end(active, Succeeded(), also, told)
 
     async def end_notice(self, workflow_id: str) -> peer_pb2.CancelNotice | None:
         """The end of a workflow coordinated here that has ended, as its end notice; None
@@ -463,21 +470,22 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         a = self.agent
         saved = a.saved_final(workflow_id)
         row = saved.row if saved is not None else await a.store.get_workflow(workflow_id)
-        if row is None or row.coordinator != a.domain \
-                or row.state not in TERMINAL_WORKFLOW_STATES:
+        if row is None or row.coordinator != a.domain or not is_over(row):
             return None
         return end_notice_of(row)
 
-    async def _end(self, active: Active, state: str, reason: str,
-                   also: Sequence[Statement] = (), told: str | None = None) -> None:
-        """End a running workflow: stop what still runs anywhere, tell every participant
-        (but `told`, which has the end in the answer to its result: see end_notice).
-        One write: the final state, every step, the holds released here, and `also`."""
+    async def _end(self, active: Active, event: Event,
+                   also: Sequence[Statement] = (), told: str | None = None) -> bool:
+        """End a running workflow by `event` (False, nothing done, if it has ended): stop
+        what still runs anywhere, tell every participant (but `told`, which has the end
+        in the answer to its result: see end_notice). One write: the final state, every
+        step, the holds released here, and `also`."""
         a = self.agent
         row = active.row
-        row.state, row.reason = state, reason
+        if not advance(row, event):
+            return False
         if active.progress is not None:
-            for step_id in active.progress.cancel(reason):
+            for step_id in active.progress.cancel(row.reason):
                 task = active.running.get(step_id)
                 if task is not None:
                     task.cancel()
@@ -490,7 +498,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             # this write, not in one of its own once the results have reached the core.
             active.collect.append(key)
         await a.save(active, also=[*also, *released])
-        a.metrics.workflows.labels(state).inc()
+        a.metrics.workflows.labels(row.state).inc()
         notice = end_notice_of(row)
         for domain in sorted(set(row.placement.values()) - {a.domain, told}):
             # Until acknowledged: a participant that misses it keeps its slots (it also
@@ -499,6 +507,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                               give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
                     name=f"cancel {row.id} at {domain}")
         a.finished(row.id)
+        return True
 
     async def cancel(self, workflow_id: str, reason: str) -> bool:
         """Cancel a workflow coordinated here; False if it is not known here."""
@@ -513,7 +522,6 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         # taken back): end it like any running workflow.
         active = a.active.get(workflow_id)
         if active is not None and active.row.coordinator == a.domain \
-                and active.row.state not in TERMINAL_WORKFLOW_STATES:
-            await self._end(active, "CANCELLED", f"cancelled: {reason}")
+                and await self._end(active, Cancelled(f"cancelled: {reason}")):
             return True
         return negotiating is not None or await a.store.get_workflow(workflow_id) is not None

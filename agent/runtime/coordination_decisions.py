@@ -18,10 +18,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.coordinator import Coordinator, PersistDecision
+from fedorch.core.workflow.lifecycle import Committed
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
 from fedorch.runtime.consensus import PAXOS_RPC_TIMEOUT_S
+from fedorch.runtime.convert import advance
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 
@@ -73,8 +75,7 @@ class CoordinatorDecisions:
                     and a.domain in tx.participants:
                 learned = len(statements)
                 statements.append(a.store.learn_statement(*key, outcome, wire.value_bytes(value)))
-        if action.commit and row.state == "NEGOTIATING":
-            self._enter_running(active, spec, core, action.placement)
+        if action.commit and self._enter_running(active, spec, core, action.placement):
             await a.participation.fold_in_results(active)
             if learned is not None:  # and our own steps set up in the same write
                 counts = await a.participation.commit_own_steps(active, key, statements)
@@ -96,11 +97,16 @@ class CoordinatorDecisions:
         a.metrics.decisions.labels(held.lower()).inc()
 
     def _enter_running(self, active: Active, spec, core: Coordinator,
-                       placement: dict[str, str]) -> None:
+                       placement: dict[str, str]) -> bool:
+        """The COMMIT is on record: the workflow runs (True), unless it already did or
+        has ended (False, nothing changed)."""
         row = active.row
+        if not advance(row, Committed()):
+            return False
         row.refusals = refusal_rows(core)
-        row.state, row.placement = "RUNNING", dict(placement)
+        row.placement = dict(placement)
         self.agent.participation.ensure_progress(active, spec)
+        return True
 
     def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
                        acks: asyncio.Queue | None = None) -> None:

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING
 from fedorch.core.negotiation.coordinator import Coordinator, Refusal, RoundRecord
 from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_from_log
 from fedorch.core.negotiation.messages import ABORT, AnswerStatus, Ballot
+from fedorch.core.workflow.lifecycle import TERMINAL_NAMES, Aborted, Committed, WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.agent import Active
+from fedorch.runtime.convert import advance, is_over, state_of
 from fedorch.runtime.store.store import Statement, WorkflowRow
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ class CoordinatorLog:
                 held = peer_pb2.Envelope.FromString(stored[1])
             collected = stored is not None and not stored[1]
         row = await a.store.get_workflow(workflow_id)
-        over = row is not None and row.state in TERMINAL_WORKFLOW_STATES
+        over = row is not None and is_over(row)
         verdict = answer_from_log(held is not None, collected, round_,
                                   row.round if row is not None else None, over)
         if verdict is LogAnswer.PRESUME_ABORT:
@@ -108,7 +110,7 @@ class CoordinatorLog:
         if verdict is LogAnswer.DECIDED:
             answer.decision.CopyFrom(held)
         if over and verdict in (LogAnswer.DECIDED, LogAnswer.FORGOTTEN):
-            answer.final_state = status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{row.state}")
+            answer.final_state = state_of(row)
         return answer
 
     async def _presume_abort(self, workflow_id: str, round_: int, placement: dict,
@@ -149,8 +151,7 @@ class CoordinatorLog:
                 continue
             # With the next save of a running workflow; an ended one has made its last
             # save (its end may still be on its way to disk, without this key).
-            if a.active.get(key[0]) is active \
-                    and active.row.state not in TERMINAL_WORKFLOW_STATES:
+            if a.active.get(key[0]) is active and not is_over(active.row):
                 active.collect.append(key)
             else:
                 await a.store.collect_commit(*key)
@@ -165,7 +166,7 @@ class CoordinatorLog:
         kept (keeping is what presumed abort asks). Returns how many were collected."""
         a = self.agent
         collected = 0
-        for key in await a.store.kept_certificates(TERMINAL_WORKFLOW_STATES, SWEEP_BATCH):
+        for key in await a.store.kept_certificates(TERMINAL_NAMES, SWEEP_BATCH):
             if key[0] in self._cores or key[0] in a.active:
                 continue  # its core still collects it
             row = await a.store.get_workflow(key[0])
@@ -209,7 +210,7 @@ class CoordinatorLog:
         commits, presume abort for undecided rounds."""
         a = self.agent
         for row in await a.store.list_workflows():
-            if row.coordinator != a.domain or row.state in TERMINAL_WORKFLOW_STATES:
+            if row.coordinator != a.domain or is_over(row):
                 continue
             if row.acceptors:
                 await self._restore(row)
@@ -221,7 +222,7 @@ class CoordinatorLog:
                     self._decisions[(row.id, round_)] = peer_pb2.Envelope.FromString(raw)
                 active = a.active.get(row.id)
                 if active is None:  # crashed between the decision and the state change
-                    row.state = "RUNNING"
+                    advance(row, Committed())
                     active = Active(row)
                     a.active[row.id] = active
                     a.participation.ensure_progress(
@@ -245,8 +246,7 @@ class CoordinatorLog:
                             give_up_after=a.config.negotiation.lease_s,
                             decision_notice=peer_pb2.DecisionNotice(decision=envelope)),
                             name=f"abort {row.id} at {domain}")
-            row.state = "ABORTED"
-            row.reason = "coordinator restarted before a decision: presumed abort"
+            advance(row, Aborted("coordinator restarted before a decision: presumed abort"))
             await a.store.save_workflow(row)
             a.metrics.workflows.labels("ABORTED").inc()
 
@@ -272,9 +272,9 @@ class CoordinatorLog:
             row.round, dict(row.placement), tuple(row.acceptors),
             proposal=wire.value_from_bytes(proposal[1], key) if proposal else None,
             decision=decision,
-            committed=row.state == "RUNNING" or collected
+            committed=state_of(row) is WorkflowState.RUNNING or collected
             or (decision is not None and decision.commit),
-            finished=row.state != "NEGOTIATING",
+            finished=state_of(row) is not WorkflowState.NEGOTIATING,
             refusals=tuple(Refusal(r["round"], r["domain"], tuple(r["steps"]), r["reason"])
                            for r in row.refusals),
             ballot=Ballot(*ballot) if ballot else None)

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.messages import Ballot
 from fedorch.core.negotiation.participant import Hold, HoldState
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
+from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 
 if TYPE_CHECKING:
@@ -136,7 +138,7 @@ class InDoubt:
                               tx=tx))
         a.participant.restore(holds, {k: v.commit for k, v in learned.items()})
         for row in await a.store.list_workflows():
-            if row.state != "RUNNING":
+            if state_of(row) is not WorkflowState.RUNNING:
                 continue
             active = Active(row)
             a.active[row.id] = active

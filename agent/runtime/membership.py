@@ -29,6 +29,7 @@ from fedorch.core.membership.swim_types import (
     RemoteProtocolError,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2, swim_pb2
+from fedorch.runtime.config import gossip_profile_name
 from fedorch.runtime.peers import PeerCallError
 from prometheus_client.core import CounterMetricFamily
 
@@ -74,7 +75,8 @@ class Membership:
     def __init__(self, agent: Agent, incarnation: int) -> None:
         self.agent = agent
         g = agent.config.gossip
-        self.profile = make_profile(g.profile or "lan", **typed_overrides(dict(g.tuning)))
+        self.profile = make_profile(gossip_profile_name(g.profile),
+                                    **typed_overrides(dict(g.tuning)))
         self.swim = Swim(
             agent.domain, agent.endpoint, self.profile, ClaimSigner(agent.signer),
             ClaimVerifier(agent.trust), agent.rng, agent.now(), incarnation=incarnation,

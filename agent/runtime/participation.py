@@ -32,11 +32,13 @@ from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value, check_tx
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
+from fedorch.core.workflow.lifecycle import Committed, Ended, WorkflowState
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.core.workflow.spec import SpecError, validate_spec
-from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
+from fedorch.runtime.agent import Active
+from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import (
@@ -355,12 +357,14 @@ class Participation(StepRuns, InDoubt):
                 else await a.store.get_workflow_with_steps(workflow_id)
             if row is None:
                 row = WorkflowRow(
-                    id=workflow_id, name=spec.name, coordinator=coordinator, state="RUNNING",
+                    id=workflow_id, name=spec.name, coordinator=coordinator,
+                    state=WorkflowState.PENDING.name,
                     spec=spec.SerializeToString(deterministic=True), placement=dict(placement),
                     endpoints=dict(endpoints), round=round_, created_ms=a.now_ms(),
                     updated_ms=a.now_ms(),
                 )
-            elif row.state in TERMINAL_WORKFLOW_STATES:
+                advance(row, Committed())
+            elif is_over(row):
                 statements = list(also)
                 if reservation is not None:  # it ended (notice first): nothing to hold
                     statements += [Store.delete_reservation_statement(h.workflow_id, h.round)
@@ -411,36 +415,47 @@ class Participation(StepRuns, InDoubt):
         """The coordinator ended the workflow (any terminal state): stop and release."""
         if notice.workflow_id.rpartition(".")[0] != sender:
             return peer_pb2.Ack(ok=False, error="only the coordinator ends a workflow")
-        await self.ended(notice.workflow_id, notice.final_state, notice.reason)
+        try:
+            await self._end_here(notice.workflow_id,
+                                 Ended.from_wire(notice.final_state, notice.reason))
+        except RemoteProtocolError as e:  # refused, nothing changed
+            return peer_pb2.Ack(ok=False, error=str(e))
         return peer_pb2.Ack(ok=True)
 
     async def ended(self, workflow_id: str, final_state: int, reason: str) -> None:
+        """Apply a workflow's end (its coordinator's word, as received) here; an end
+        without a terminal state is logged and changes nothing."""
+        try:
+            await self._end_here(workflow_id, Ended.from_wire(final_state, reason))
+        except RemoteProtocolError as e:
+            log.warning("%s: end refused: %s", workflow_id, e)
+
+    async def _end_here(self, workflow_id: str, end: Ended) -> None:
         """Apply a workflow's end here, whether or not this agent has it loaded (the
-        notice may come before the COMMIT, or while recovery has not reached it)."""
+        notice may come before the COMMIT, or while recovery has not reached it).
+        RemoteProtocolError, before anything changes, if the workflow cannot end so."""
         a = self.agent
-        final = status_pb2.WorkflowState.Name(final_state).removeprefix("WORKFLOW_STATE_")
-        final = final if final in TERMINAL_WORKFLOW_STATES else "CANCELLED"
         active = a.active.get(workflow_id)
         if active is None:
-            for hold in a.participant.release_workflow(workflow_id):
-                await a.store.delete_reservation(hold.workflow_id, hold.round)
             row = await a.store.get_workflow(workflow_id)
             if row is None:  # remembered, so that a late COMMIT cannot start it here
                 row = WorkflowRow(id=workflow_id, name="", spec=b"",
-                                  coordinator=workflow_id.rpartition(".")[0], state=final,
+                                  coordinator=workflow_id.rpartition(".")[0],
+                                  state=WorkflowState.PENDING.name,
                                   created_ms=a.now_ms(), updated_ms=a.now_ms())
-            if row.state not in TERMINAL_WORKFLOW_STATES:
-                row.state, row.reason = final, reason
+            advance(row, end)  # a repeated end leaves the first
+            for hold in a.participant.release_workflow(workflow_id):
+                await a.store.delete_reservation(hold.workflow_id, hold.round)
             await a.store.save_workflow(row)
             a.finished(workflow_id)
             return
+        advance(active.row, end)
         if active.progress is not None:
-            for step_id in active.progress.cancel(reason):
+            for step_id in active.progress.cancel(end.reason):
                 task = active.running.get(step_id)
                 if task is not None:
                     task.cancel()
         for hold in a.participant.release_workflow(workflow_id):
             await a.store.delete_reservation(hold.workflow_id, hold.round)
-        active.row.state, active.row.reason = final, reason
         await a.save(active)
         a.finished(workflow_id)

@@ -25,8 +25,8 @@ from fedorch.core.negotiation.participant import Hold
 from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
-from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
-from fedorch.runtime.convert import end_notice_of, step_state, step_state_name
+from fedorch.runtime.agent import Active
+from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
 from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.paxos_wire import coordinator_of
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
@@ -94,7 +94,7 @@ class StepRuns:
         """The attempts to start now (marked started in the progress), if any may start."""
         a = self.agent
         progress = active.progress
-        if progress is None or active.row.state in TERMINAL_WORKFLOW_STATES:
+        if progress is None or is_over(active.row):
             return []
         if a.participant.status((active.row.id, active.row.round)) in ("reserved", "prepared"):
             # Our own vote is not committed here yet (a coordinator restarted between its

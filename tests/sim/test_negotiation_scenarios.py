@@ -12,6 +12,7 @@ from fedorch.core.negotiation.messages import (
     DecisionQuery,
 )
 from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.disk import PrepareMsg, Timing, VoteMsg
 from fedorch.sim.negotiation.run import Config, Simulation, SimulationFailure, Workflow, run
@@ -175,7 +176,7 @@ def test_a_late_prepare_after_the_abort_cannot_reserve() -> None:
         return inner(src, dst, msg, now)
     sim.intercept = spy
     assert_clean(sim)
-    assert sim.agents["d0"].disk.rows[WF].state == "ABORTED"
+    assert sim.agents["d0"].disk.rows[WF].state is WorkflowState.ABORTED
     assert votes and not any(v.yes for v in votes)
     assert {v.reason for v in votes} == {"round already decided"}
     assert sim.agents["d2"].participant.holds() == []
@@ -192,7 +193,7 @@ def test_a_paused_coordinator_cannot_overturn_the_participants_abort() -> None:
     assert learned(sim, "d1") is False
     assert sim.stats["coordinator proposed commit, abort chosen"] == 1
     assert sim.stats["Reject"] > 0
-    assert sim.agents["d0"].disk.rows[WF].state == "ABORTED"
+    assert sim.agents["d0"].disk.rows[WF].state is WorkflowState.ABORTED
 
 
 # ---- restarts ----------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def ask(sim: Simulation, name: str, key) -> DecisionAnswer:
 def test_a_restarted_agent_answers_decision_queries_from_its_log() -> None:
     sim = scenario({"s1": "d1", "s2": "d2"})
     assert_clean(sim)
-    assert sim.agents["d0"].disk.rows[WF].state == "SUCCEEDED"
+    assert sim.agents["d0"].disk.rows[WF].state is WorkflowState.SUCCEEDED
     for name in ("d0", "d1"):
         agent = sim.agents[name]
         agent.crash()
@@ -234,7 +235,7 @@ def test_a_coordinator_restarted_before_deciding_presumes_abort_first() -> None:
     assert_clean(sim)
     d0 = sim.agents["d0"]
     assert d0.disk.cells[KEY].commit is False  # the cell holds ABORT: no COMMIT can follow
-    assert d0.disk.rows[WF].state == "ABORTED"
+    assert d0.disk.rows[WF].state is WorkflowState.ABORTED
     assert learned(sim, "d1") is False and learned(sim, "d2") is False
 
 

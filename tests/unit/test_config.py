@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import ConfigError, load_config, parse_config_text, parse_host_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,11 +102,13 @@ def test_defaults_applied() -> None:
     assert config.advertise == "127.0.0.1:7101"
     assert list(config.policy.accept_from) == ["*"]
     assert config.policy.publish is True
-    assert (config.gossip.profile, config.gossip.publish_interval_s) == ("lan", 1.0)
+    assert (config.gossip.profile, config.gossip.publish_interval_s) == (
+        config_pb2.GOSSIP_PROFILE_LAN, 1.0)
     assert not config.gossip.tuning
     n = config.negotiation
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
-    assert n.commit == "paxos" and n.batching is True and n.certificate_sweep_s == 30
+    assert n.commit == config_pb2.COMMIT_PROTOCOL_PAXOS
+    assert n.batching is True and n.certificate_sweep_s == 30
     assert config.log_level == "info"
     assert not config.seeds and not config.capabilities and not config.metrics_listen
 
@@ -113,10 +116,11 @@ def test_defaults_applied() -> None:
 def test_explicit_values_kept() -> None:
     config = _parse(FULL)
     assert list(config.seeds) == ["127.0.0.1:7102", "[::1]:7103", "us-east.example.com:7100"]
-    assert config.gossip.profile == "wan" and config.gossip.publish_interval_s == 3
+    assert config.gossip.profile == config_pb2.GOSSIP_PROFILE_WAN
+    assert config.gossip.publish_interval_s == 3
     assert dict(config.gossip.tuning) == {"probe_interval": 4, "indirect_checks": 5}
     assert config.negotiation.max_rounds == 5
-    assert config.negotiation.commit == "2pc"
+    assert config.negotiation.commit == config_pb2.COMMIT_PROTOCOL_2PC
     assert config.negotiation.batching is False  # an explicit false is not a missing value
     assert config.policy.publish is False
     assert config.policy.quotas.max_steps_per_coordinator == 3
@@ -296,7 +300,7 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
             ["policy.residency.accept: must be a list"],
         ),
         (MINIMAL + "policy: {publish: maybe}\n", ["policy.publish: must be true or false"]),
-        (MINIMAL + "gossip: {profile: moon}\n", ["gossip.profile: must be one of lan, local, wan"]),
+        (MINIMAL + "gossip: {profile: moon}\n", ["gossip.profile: must be one of: lan, wan, local, got 'moon'"]),
         (
             MINIMAL + "gossip: {tuning: {probe_intervall: 1}}\n",
             ["gossip.tuning.probe_intervall: unknown key", "probe_interval"],
@@ -331,6 +335,15 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
             ["negotiation.commit: must be one of: paxos, 2pc, got '3pc'"],
         ),
         (MINIMAL + "negotiation: {commit: [paxos]}\n", ["negotiation.commit"]),
+        (
+            MINIMAL + "negotiation: {commit: 2}\n",
+            ["negotiation.commit: must be one of: paxos, 2pc, got an integer (2)"],
+        ),
+        (
+            MINIMAL + "negotiation: {commit: COMMIT_PROTOCOL_2PC}\n",
+            ["negotiation.commit: must be one of: paxos, 2pc, got 'COMMIT_PROTOCOL_2PC'"],
+        ),
+        (MINIMAL + "gossip: {profile: ''}\n", ["gossip.profile: must be one of: lan, wan"]),
         (MINIMAL + "negotiation: {batching: sometimes}\n", ["negotiation.batching"]),
     ],
 )
@@ -360,3 +373,25 @@ def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
 def test_parse_host_port_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_host_port(text)
+
+
+@pytest.mark.parametrize(
+    ("commit", "profile", "expected"),
+    [
+        ("paxos", "lan", (config_pb2.COMMIT_PROTOCOL_PAXOS, config_pb2.GOSSIP_PROFILE_LAN)),
+        ("2pc", "wan", (config_pb2.COMMIT_PROTOCOL_2PC, config_pb2.GOSSIP_PROFILE_WAN)),
+        ("2PC", "Local", (config_pb2.COMMIT_PROTOCOL_2PC, config_pb2.GOSSIP_PROFILE_LOCAL)),
+    ],
+)
+def test_enums_are_written_by_their_short_names(commit, profile, expected) -> None:
+    config = _parse(MINIMAL + f"negotiation: {{commit: {commit}}}\ngossip: {{profile: {profile}}}\n")
+    assert (config.negotiation.commit, config.gossip.profile) == expected
+
+
+def test_every_gossip_profile_is_a_swim_profile() -> None:
+    from fedorch.core.membership.swim_profiles import PROFILES
+    from fedorch.runtime.config import enum_choices, gossip_profile_name
+
+    assert set(enum_choices(config_pb2.GossipProfile.DESCRIPTOR)) == set(PROFILES)
+    assert gossip_profile_name(config_pb2.GOSSIP_PROFILE_WAN) == "wan"
+    assert gossip_profile_name(config_pb2.GOSSIP_PROFILE_UNSPECIFIED) == "lan"

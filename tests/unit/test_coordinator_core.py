@@ -378,7 +378,7 @@ def test_cancel_while_preparing_aborts_the_round() -> None:
         SendDecision("eu-west", 1),
         SendDecision("partner", 1),
         SendDecision("us-east", 1),
-        Finished(False, 1, {}, "cancelled: by request"),
+        Finished(False, 1, {}, "cancelled: by request", cancelled=True),
     ]
     assert core.phase is Phase.ABORTED
     assert core.get_timer() is None

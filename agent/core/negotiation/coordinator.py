@@ -276,7 +276,8 @@ class Coordinator:
         assert current is not None
         self._abort_round(current, f"cancelled: {reason}")
         self.phase = Phase.ABORTED
-        self._outbox.append(Finished(False, current.number, {}, f"cancelled: {reason}"))
+        self._outbox.append(Finished(False, current.number, {}, f"cancelled: {reason}",
+                                     cancelled=True))
 
     def _on_paxos_deciding(self, now: float, msg: object) -> None:
         assert self._proposer is not None

@@ -118,6 +118,8 @@ class Finished:
     round: int
     placement: dict[str, str]
     reason: str
+    # Aborted because a cancel request ended the round (the workflow is CANCELLED).
+    cancelled: bool = False
 
 
 Action = (SendPrepare | PersistProposal | PersistBallot | Send | PersistDecision | SendDecision

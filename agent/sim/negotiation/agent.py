@@ -61,6 +61,8 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState, Participant
 from fedorch.core.negotiation.termination import Termination, answer_query
+from fedorch.core.workflow import lifecycle
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -145,7 +147,7 @@ class SimAgent(StepRunner):
             self.coordinators[wf] = core
             self.sim.stats[f"coordinator restored {core.phase.value}"] += 1
             self._run(now, core.next_actions(), core)
-            if row.state in ("SUCCEEDED", "FAILED"):
+            if row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED):
                 if wf not in d.final:  # crashed between the outcome and its release
                     self._end_here(wf, row.state)
                 acked = d.final_acked.get(wf, set())
@@ -169,7 +171,9 @@ class SimAgent(StepRunner):
     def submit(self, now: float, workflow_id: str, spec: spec_pb2.WorkflowSpec,
                placement: dict[str, str] | None = None) -> None:
         self._point("workflow row")
-        self.disk.rows[workflow_id] = CoordRow(workflow_id, WfInfo(spec, {}, self.name))
+        self.disk.rows[workflow_id] = CoordRow(
+            workflow_id, WfInfo(spec, {}, self.name),
+            state=lifecycle.step(WorkflowState.PENDING, lifecycle.Submitted()))
         core = Coordinator(workflow_id, placer=self._placer(spec, placement),
                            max_rounds=self.t.max_rounds,
                            prepare_timeout_s=self.t.prepare_timeout_s,
@@ -360,8 +364,10 @@ class SimAgent(StepRunner):
                 self._send(a.domain, Decision((wf, a.round), value, self.name))
         elif isinstance(a, Finished):
             self._point("Finished")
-            state = "RUNNING" if a.committed else "ABORTED"
-            d.rows[wf] = replace(row, state=state, finished=True, reason=a.reason)
+            event = lifecycle.Committed() if a.committed else lifecycle.Cancelled(a.reason) \
+                if a.cancelled else lifecycle.Aborted(a.reason)
+            d.rows[wf] = replace(row, state=lifecycle.step(row.state, event), finished=True,
+                                 reason=a.reason)
             if a.committed:
                 self._resume(now, wf)
             self._collect(core)

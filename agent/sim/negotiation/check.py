@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.sim.negotiation.disk import TERMINAL
+from fedorch.core.workflow.lifecycle import TERMINAL
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.run import Simulation
@@ -129,7 +129,7 @@ class Checker:
                     continue
                 row = sim.agents[coord].disk.rows.get(h.workflow_id)
                 if row is not None and row.state in TERMINAL:
-                    self.fail(f"leak: {name} holds {h.key} after it ended {row.state}")
+                    self.fail(f"leak: {name} holds {h.key} after it ended {row.state.name}")
         for wf, coord in sim.workflows.items():
             if coord in dead:
                 continue
@@ -138,7 +138,7 @@ class Checker:
                 continue
             if set(row.info.placement.values()) & dead and row.committed:
                 continue  # a domain it needs is gone for good
-            self.fail(f"terminal: {wf} is still {row.state} at {coord} after healing")
+            self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         for key, voters in self.yes.items():
             tx = self.txs[key]
             if tx.coordinator not in dead:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import Hold
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
@@ -73,7 +74,7 @@ class ResultMsg:
 @dataclass(frozen=True)
 class FinalMsg:
     workflow_id: str
-    state: str
+    state: WorkflowState
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,12 @@ class CoordRow:
 
     workflow_id: str
     info: WfInfo          # spec, and the placement of `round`
-    state: str = "NEGOTIATING"
+    state: WorkflowState = WorkflowState.PENDING
     round: int = 0
     acceptors: tuple[str, ...] = ()
     committed: bool = False
     finished: bool = False
     reason: str = ""
-
-
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "ABORTED"})
 
 
 @dataclass
@@ -112,7 +110,7 @@ class Disk:
     committed: dict[str, int] = field(default_factory=dict)      # workflow -> committed round
     runs: set[tuple[str, str, int]] = field(default_factory=set)
     results: dict[str, dict[str, tuple]] = field(default_factory=dict)
-    final: dict[str, str] = field(default_factory=dict)
+    final: dict[str, WorkflowState] = field(default_factory=dict)
     final_acked: dict[str, set[str]] = field(default_factory=dict)
     ballots: dict[Key, Ballot] = field(default_factory=dict)     # last ballot per recovery
 

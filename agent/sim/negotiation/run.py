@@ -33,10 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
-from fedorch.sim.negotiation.disk import TERMINAL, Crash, Timing
+from fedorch.sim.negotiation.disk import Crash, Timing
 
 _DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH = range(6)
 MAX_EVENTS = 200_000

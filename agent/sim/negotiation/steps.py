@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
+from fedorch.core.workflow import lifecycle
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
 from fedorch.sim.negotiation.disk import (
     AckMsg,
     FinalMsg,
@@ -157,24 +159,26 @@ class StepRunner:
     def _check_outcome(self, now: float, wf: str) -> None:
         row = self.disk.rows.get(wf)
         p = self.progress.get(wf)
-        if row is None or p is None or row.state != "RUNNING":
+        if row is None or p is None or row.state is not WorkflowState.RUNNING:
             return
         outcome = p.outcome()
         if outcome is None:
             return
         self._point("workflow outcome")
-        self.disk.rows[wf] = replace(row, state=outcome.value)
-        self._end_here(wf, outcome.value)
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        state = lifecycle.step(row.state, event)
+        self.disk.rows[wf] = replace(row, state=state)
+        self._end_here(wf, state)
         for dst in sorted(set(row.info.placement.values()) - {self.name}):
-            self._reliable(dst, ("final", wf, dst), FinalMsg(wf, outcome.value))
+            self._reliable(dst, ("final", wf, dst), FinalMsg(wf, state))
 
-    def _end_here(self, wf: str, state: str) -> None:
+    def _end_here(self, wf: str, state: WorkflowState) -> None:
         """The workflow is over: stop its steps, release what it holds here."""
         self._point("workflow over")
         self.disk.final[wf] = state
         p = self.progress.pop(wf, None)
         if p is not None:
-            p.cancel(f"workflow {state}")
+            p.cancel(f"workflow {state.name}")
         for h in self.participant.release_workflow(wf):
             self.disk.holds.pop(h.key, None)
         self.pending = {k: v for k, v in self.pending.items()

@@ -1,10 +1,31 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class GossipProfile(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GOSSIP_PROFILE_UNSPECIFIED: _ClassVar[GossipProfile]
+    GOSSIP_PROFILE_LAN: _ClassVar[GossipProfile]
+    GOSSIP_PROFILE_WAN: _ClassVar[GossipProfile]
+    GOSSIP_PROFILE_LOCAL: _ClassVar[GossipProfile]
+
+class CommitProtocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMMIT_PROTOCOL_UNSPECIFIED: _ClassVar[CommitProtocol]
+    COMMIT_PROTOCOL_PAXOS: _ClassVar[CommitProtocol]
+    COMMIT_PROTOCOL_2PC: _ClassVar[CommitProtocol]
+GOSSIP_PROFILE_UNSPECIFIED: GossipProfile
+GOSSIP_PROFILE_LAN: GossipProfile
+GOSSIP_PROFILE_WAN: GossipProfile
+GOSSIP_PROFILE_LOCAL: GossipProfile
+COMMIT_PROTOCOL_UNSPECIFIED: CommitProtocol
+COMMIT_PROTOCOL_PAXOS: CommitProtocol
+COMMIT_PROTOCOL_2PC: CommitProtocol
 
 class AgentConfig(_message.Message):
     __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level")
@@ -120,10 +141,10 @@ class GossipConfig(_message.Message):
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     TUNING_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
-    profile: str
+    profile: GossipProfile
     tuning: _containers.ScalarMap[str, float]
     publish_interval_s: float
-    def __init__(self, profile: _Optional[str] = ..., tuning: _Optional[_Mapping[str, float]] = ..., publish_interval_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, profile: _Optional[_Union[GossipProfile, str]] = ..., tuning: _Optional[_Mapping[str, float]] = ..., publish_interval_s: _Optional[float] = ...) -> None: ...
 
 class NegotiationConfig(_message.Message):
     __slots__ = ("prepare_timeout_s", "max_rounds", "lease_s", "replay_window_s", "commit", "batching", "certificate_sweep_s")
@@ -138,7 +159,7 @@ class NegotiationConfig(_message.Message):
     max_rounds: int
     lease_s: float
     replay_window_s: float
-    commit: str
+    commit: CommitProtocol
     batching: bool
     certificate_sweep_s: float
-    def __init__(self, prepare_timeout_s: _Optional[float] = ..., max_rounds: _Optional[int] = ..., lease_s: _Optional[float] = ..., replay_window_s: _Optional[float] = ..., commit: _Optional[str] = ..., batching: _Optional[bool] = ..., certificate_sweep_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, prepare_timeout_s: _Optional[float] = ..., max_rounds: _Optional[int] = ..., lease_s: _Optional[float] = ..., replay_window_s: _Optional[float] = ..., commit: _Optional[_Union[CommitProtocol, str]] = ..., batching: _Optional[bool] = ..., certificate_sweep_s: _Optional[float] = ...) -> None: ...

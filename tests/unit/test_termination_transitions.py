@@ -1,0 +1,166 @@
+"""Proposer and termination cores: every (state, input) pair, in the h2 style.
+
+Any sequence of timers and of Promise, Accepted, Reject, Decision and DecisionAnswer
+with arbitrary ballots, senders and values is fed to a recovery proposer, and to a
+participant's termination of one in-doubt transaction. Every input either moves as
+the module's tables say or is refused with RemoteProtocolError and changes nothing;
+DONE (a proposer) and learned (termination) never leave, and what is learned is
+certified and learned once.
+"""
+
+from __future__ import annotations
+
+import random
+
+from fedorch.core.negotiation import termination as termination_module
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import (
+    ABORT,
+    Accepted,
+    AnswerStatus,
+    Ballot,
+    Decision,
+    DecisionAnswer,
+    Learned,
+    Promise,
+    Reject,
+    TxInfo,
+    Value,
+    VoteIn,
+    certifies,
+)
+from fedorch.core.negotiation.termination import (
+    DoubtState,
+    Proposer,
+    ProposerPhase,
+    Termination,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+TX = TxInfo("c.wf", 1, "c", ("p1", "p2"), ("c", "p1", "p2"))
+KEY = TX.key
+LEASE = 10.0
+COMMIT = Value(True, tuple(VoteIn(1, d, True, "", b"v") for d in ("p1", "p2")))
+UNCERTIFIED = Value(True, (VoteIn(1, "p1", True, "", b"v"),))
+P1, P2, B, DONE = (ProposerPhase.PHASE1, ProposerPhase.PHASE2, ProposerPhase.BACKOFF,
+                   ProposerPhase.DONE)
+W, ASK, REC = DoubtState.WAITING, DoubtState.ASKING, DoubtState.RECOVERING
+
+PROPOSER_EXPECTED: dict[tuple[ProposerPhase, str], set[ProposerPhase]] = {
+    (P1, "Promise"): {P1, P2},             # P2 with a majority of promises
+    (P1, "Accepted"): {P1, DONE},          # DONE: a learner saw a majority in one ballot
+    (P1, "Reject"): {P1, B},
+    (P1, "Decision"): {DONE},
+    (P1, "timer"): {P1},
+    (P2, "Promise"): {P2},
+    (P2, "Accepted"): {P2, DONE},
+    (P2, "Reject"): {P2, B},
+    (P2, "Decision"): {DONE},
+    (P2, "timer"): {P2},
+    (B, "Promise"): {B},
+    (B, "Accepted"): {B, DONE},
+    (B, "Reject"): {B},
+    (B, "Decision"): {DONE},
+    (B, "timer"): {B, P1},
+    **{(DONE, kind): {DONE} for kind in ("Promise", "Accepted", "Reject", "Decision", "timer")},
+}
+# None: nothing in doubt any more (learned, and gone).
+TERMINATION_EXPECTED: dict[tuple[DoubtState | None, str], set[DoubtState | None]] = {
+    (W, "timer"): {W, ASK},
+    (ASK, "timer"): {ASK, REC},
+    (REC, "timer"): {REC, None},           # None: our own ballot chose a value
+    **{(s, kind): {s, None} for s in (W, ASK, REC)
+       for kind in ("Accepted", "Decision", "DecisionAnswer")},
+    (W, "Promise"): {W}, (ASK, "Promise"): {ASK}, (REC, "Promise"): {REC, None},
+    (W, "Reject"): {W}, (ASK, "Reject"): {ASK}, (REC, "Reject"): {REC},
+    **{(None, kind): {None} for kind in ("timer", "Accepted", "Decision", "DecisionAnswer",
+                                         "Promise", "Reject")},
+}
+
+acceptors = st.sampled_from(["c", "p1", "p2", "x"])
+ballots = st.builds(Ballot, st.integers(0, 4), st.sampled_from(["c", "p1", "p2"]))
+values = st.sampled_from([ABORT, COMMIT, UNCERTIFIED])
+keys = st.sampled_from([KEY, KEY, KEY, ("c.wf", 2)])
+messages = st.one_of(
+    st.builds(Promise, keys, ballots, acceptors, st.none() | ballots, st.none() | values),
+    st.builds(Accepted, keys, ballots, acceptors, values),
+    st.builds(Reject, keys, ballots, acceptors, ballots),
+    st.builds(Decision, keys, values, acceptors, st.booleans()),
+    st.builds(DecisionAnswer, keys, acceptors, st.sampled_from(list(AnswerStatus)),
+              st.none() | values),
+)
+# The proposer's own ballots are (n, "p1"): replies that name them reach every move.
+own = st.sampled_from([Ballot(1, "p1"), Ballot(1, "p1"), Ballot(2, "p1"), Ballot(5, "p1")])
+fitting = st.one_of(
+    st.builds(Promise, st.just(KEY), own, acceptors, st.none(), st.none()),
+    st.builds(Accepted, st.just(KEY), own, acceptors, st.just(ABORT)),
+    st.builds(Reject, st.just(KEY), own, acceptors, st.builds(Ballot, st.just(4), st.just("c"))),
+)
+timers = st.tuples(st.just("timer"), st.sampled_from([0.0, 0.5, 2.0, LEASE]))
+inputs = st.one_of(timers, st.tuples(st.just("msg"), messages | fitting))
+steps_of = st.lists(inputs, min_size=1, max_size=12) | st.lists(
+    timers | st.tuples(st.just("msg"), fitting), min_size=1, max_size=12)
+
+
+def _kind(step) -> str:
+    return "timer" if step[0] == "timer" else type(step[1]).__name__
+
+
+@settings(max_examples=250, deadline=None)
+@given(steps=steps_of)
+def test_every_proposer_phase_and_input_moves_as_the_table_says(steps) -> None:
+    p = Proposer("p1", TX, preferred=ABORT, rng=random.Random(3), resend_s=1.0, backoff_s=1.0)
+    p.start(0.0)
+    p.next_actions()
+    now = 0.0
+    for step in steps:
+        before, chosen = p.phase, p.chosen
+        if step[0] == "timer":
+            now += step[1]
+            p.handle_timer(now)
+        else:
+            try:
+                p.receive(now, step[1])
+            except RemoteProtocolError:
+                assert (p.phase, p.chosen, p.next_actions()) == (before, chosen, [])
+                continue
+        assert p.phase in PROPOSER_EXPECTED[(before, _kind(step))], (before, step)
+        assert (p.chosen is not None) == (p.phase is DONE)
+        if before is DONE:
+            assert p.chosen is chosen
+        p.next_actions()
+
+
+@settings(max_examples=250, deadline=None)
+@given(steps=steps_of)
+def test_every_doubt_state_and_input_moves_as_the_table_says(steps) -> None:
+    t = Termination("p1", rng=random.Random(5), query_timeout_s=2.0, query_interval_s=2.0,
+                    resend_s=1.0, backoff_s=1.0)
+    t.track(TX, LEASE)
+    now = 0.0
+    learned: list[Learned] = []
+    for step in steps:
+        before = t.state(KEY)
+        if step[0] == "timer":
+            now += step[1]
+            t.handle_timer(now)
+        else:
+            try:
+                t.receive(now, step[1])
+            except RemoteProtocolError:
+                assert t.state(KEY) is before and t.next_actions() == []
+                continue
+        after = t.state(KEY)
+        assert after in TERMINATION_EXPECTED[(before, _kind(step))], (before, step, after)
+        actions = t.next_actions()
+        now_learned = [x for x in actions if isinstance(x, Learned)]
+        assert (after is None and before is not None) == bool(now_learned)
+        learned += now_learned
+    assert len(learned) <= 1
+    assert all(x.key == KEY and certifies(TX, x.value) for x in learned)
+
+
+def test_the_proposer_table_covers_exactly_the_expected_pairs() -> None:
+    table = {(phase, kind.__name__) for phase, kind in termination_module._PROPOSER_TABLE}
+    assert table == {pair for pair in PROPOSER_EXPECTED if pair[1] != "timer"}
