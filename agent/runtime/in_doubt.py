@@ -22,12 +22,27 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
 from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.ports import monotonic_at
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
     from fedorch.runtime.participation import KeyedLocks
 
 log = logging.getLogger("fedorch.participant")
+
+
+def lease_after_restart(a: Agent, lease_expires_ms: int) -> float:
+    """A stored lease expiry (wall ms, see reservation_row) as monotonic time now.
+
+    Monotonic readings do not survive a restart, so the expiry is stored as wall time and
+    re-based here. The wall clock may have stepped while the agent was down; the lease
+    then ends early or late by the step. Neither is unsafe: an expired RESERVED hold had
+    not said YES (it is released), and a PREPARED one is only asked about, never released
+    on a timer. It is capped at one full lease from now, so a step back cannot make a
+    reservation outlive its lease by more than the time the agent was down.
+    """
+    now = a.now()
+    return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
 
 
 class InDoubt:
@@ -68,8 +83,8 @@ class InDoubt:
                 await a.store.delete_reservation(hold.workflow_id, hold.round)
             try:
                 await a.consensus.on_timer()
-            except Exception:  # one transaction's trouble must not stop the loop
-                log.exception("in-doubt termination")
+            except Exception as e:  # one transaction's trouble must not stop the loop
+                a.task_failed("in-doubt termination", e)  # (a broken invariant does)
             timers = [t for t in (a.participant.get_timer(), a.consensus.termination.get_timer())
                       if t is not None]
             wait = 1.0 if not timers else min(1.0, max(0.05, min(timers) - a.now()))
@@ -128,7 +143,7 @@ class InDoubt:
         learned = await a.consensus.recover()
         holds = []
         for r in await a.store.list_reservations():
-            lease = r.lease_expires_ms / 1000
+            lease = lease_after_restart(a, r.lease_expires_ms)
             info = await a.store.get_hold_tx(r.workflow_id, r.round)
             tx = wire.tx_from_bytes(info.tx) if info is not None else None
             holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),
