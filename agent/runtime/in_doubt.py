@@ -69,10 +69,17 @@ class InDoubt:
         """Ask coordinators about reservations whose lease passed without a decision, and
         (every lease period) about committed ones with nothing left to run here; drive
         the in-doubt Paxos Commit transactions (agent.server.consensus); end RESERVED
-        reservations whose lease passed before their YES was recorded."""
+        reservations whose lease passed before their YES was recorded.
+
+        It sleeps until the earliest of the cores' timers and the next idle check, no
+        polling: whatever moves a timer earlier wakes it (Participation.wake, on a vote,
+        a tracked transaction or a termination message)."""
         a = self.agent
         next_idle_check = a.now() + a.config.negotiation.lease_s
         while not a.stopping:
+            # Cleared before looking, not after: a wake that comes while this turn awaits
+            # the store or the termination core is then not lost.
+            self._wake.clear()
             for hold in a.participant.due_queries(a.now()):
                 a.spawn(self._ask(hold), name=f"in-doubt {hold.workflow_id}/{hold.round}")
             if a.now() >= next_idle_check:
@@ -87,10 +94,12 @@ class InDoubt:
                 a.task_failed("in-doubt termination", e)  # (a broken invariant does)
             timers = [t for t in (a.participant.get_timer(), a.consensus.termination.get_timer())
                       if t is not None]
-            wait = 1.0 if not timers else min(1.0, max(0.05, min(timers) - a.now()))
-            self._wake.clear()
+            # Not sooner than 50 ms: a timer that is due but left armed (a query whose
+            # coordinator is unreachable) must not spin the loop.
+            wait = max(0.05, min([next_idle_check, *timers]) - a.now())
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
