@@ -210,7 +210,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         except Exception as e:  # as the single RPC: the caller sees an error status
             if self.agent.stopping:
                 result.error_code = grpc.StatusCode.UNAVAILABLE.name
-            else:
-                log.exception("batch item %s from %s failed", kind, outer.sender)
+            else:  # logged and counted; a broken invariant stops the agent
+                self.agent.task_failed(f"batch {kind} from {outer.sender}", e)
                 result.error_code = grpc.StatusCode.INTERNAL.name
             result.error = f"{type(e).__name__}: {e}"

@@ -11,8 +11,10 @@ import logging
 
 from fedorch.core.membership.swim_types import LocalProtocolError as SwimMisuse
 from fedorch.core.negotiation.errors import LocalProtocolError
+from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import membership as membership_module
 from fedorch.runtime.agent import Agent, run_until_stopped
+from fedorch.runtime.peer_service import PeerService
 
 
 def task_errors(agent: Agent, kind: str) -> float:
@@ -98,3 +100,27 @@ async def test_any_exception_in_one_of_the_agents_loops_ends_run(agent: Agent,
         await run_until_stopped(agent)
     assert agent.fatal == "the in-doubt loop failed: KeyError: 'hold'"
     assert task_errors(agent, "in-doubt") == 1
+
+
+async def test_a_failed_batch_item_is_counted_and_a_broken_invariant_in_one_stops_the_agent(
+        agent: Agent) -> None:
+    service = PeerService(agent)
+    outer = peer_pb2.Body(sender="beta", recipient="alpha", sent_at_ms=1)
+
+    async def broken(body):
+        raise ValueError("bad row")
+
+    async def broken_core(body):
+        raise LocalProtocolError("no transition for Accept")
+
+    service._handlers["step_result"] = broken
+    result = peer_pb2.BatchResult()
+    await service._batch_item(outer, peer_pb2.Body(step_result=peer_pb2.StepResult()), result)
+    assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 1
+    assert not agent.stopping
+
+    service._handlers["step_result"] = broken_core
+    result = peer_pb2.BatchResult()
+    await service._batch_item(outer, peer_pb2.Body(step_result=peer_pb2.StepResult()), result)
+    assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 2
+    assert agent.fatal.startswith("broken invariant in task 'batch step_result from beta'")
