@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test proto proto-check lint bench soak chaos clean
+.PHONY: demo test faketime proto proto-check lint bench soak chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,21 @@ $(STAMP): pyproject.toml setup.py | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/fedorch demo
 
-test: $(STAMP)
+test: $(STAMP) faketime
 	$(PY) -m pytest -q
+
+# The clock-step integration test runs agents under libfaketime (Debian package
+# faketime). Installed here when missing and we are root with apt; otherwise that test
+# is skipped and says why.
+FAKETIME_LIB := $(firstword $(wildcard /usr/lib/*/faketime/libfaketime.so.1))
+faketime:
+	@if [ -z "$(FAKETIME_LIB)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing faketime (for tests/integration/test_clock_steps.py)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q faketime >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q faketime >/dev/null 2>&1; } || \
+		echo "faketime could not be installed: the clock-step tests will be skipped"; \
+	fi
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

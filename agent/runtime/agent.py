@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -21,24 +20,40 @@ from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.keys import load_private_key
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
+from fedorch.core.membership.swim_types import LocalProtocolError as SwimMisuse
+from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.policy.engine import summarize
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
+from fedorch.runtime.changes import Changes
 from fedorch.runtime.executors import build_executor
 from fedorch.runtime.executors.base import Executor
 from fedorch.runtime.membership import Membership
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.peers import PeerCallError, PeerChannels
+from fedorch.runtime.ports import Clock, SystemClock, wall_ms_at
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store, WorkflowRow
 
 log = logging.getLogger("fedorch.agent")
+
+__all__ = ["Active", "Agent", "Changes", "SavedStatus", "run_until_stopped"]
 
 PEER_RPC_TIMEOUT_S = 5.0
 RECENTLY_FINISHED_MEMORY = 100_000
 # Final statuses kept in memory after a workflow ends: its watchers ask for it right
 # then. Older ones are read from SQLite.
 FINAL_STATUS_MEMORY = 1024
+# A core raises these when this agent's own code drove it wrongly: its state can no longer
+# be trusted, so the agent stops (a restart recovers from SQLite) rather than live on
+# half-dead with a core that may have half-applied an input.
+BROKEN_INVARIANTS = (LocalProtocolError, SwimMisuse)
+
+
+def task_kind(name: str) -> str:
+    """The kind of a task, from its name ("in-doubt wf-1/2" -> "in-doubt"): a metric
+    label must not carry workflow ids or addresses (one series each, without end)."""
+    return name.split(" ", 1)[0].rstrip("?") or "task"
 
 
 @dataclass
@@ -66,63 +81,15 @@ class SavedStatus(NamedTuple):
     every_step: bool
 
 
-class Changes:
-    """Wakes the watchers of a workflow when its status changes (no polling).
-
-    Each workflow has a version number and, while anyone waits on it, one future
-    that its next change resolves: a change wakes that workflow's watchers only
-    (one shared condition woke every watcher of every workflow on each change).
-    """
-
-    def __init__(self) -> None:
-        self._version: dict[str, int] = {}
-        self._next: dict[str, asyncio.Future] = {}  # workflow -> resolved by its next bump
-        self._waiting: dict[str, int] = {}
-
-    def version(self, workflow_id: str) -> int:
-        return self._version.get(workflow_id, 0)
-
-    async def bump(self, workflow_id: str) -> None:
-        self._version[workflow_id] = self.version(workflow_id) + 1
-        future = self._next.pop(workflow_id, None)
-        if future is not None and not future.done():
-            future.set_result(None)
-
-    async def wait_past(self, workflow_id: str, seen: int, timeout: float) -> int:
-        """Wait until the version is past `seen` or `timeout` passes; the version."""
-        if self.version(workflow_id) > seen:
-            return self.version(workflow_id)
-        future = self._next.get(workflow_id)
-        if future is None:
-            future = self._next[workflow_id] = asyncio.get_running_loop().create_future()
-        self._waiting[workflow_id] = self._waiting.get(workflow_id, 0) + 1
-        try:
-            async with asyncio.timeout(timeout):  # shielded: the future is shared
-                await asyncio.shield(future)
-        except TimeoutError:
-            pass
-        finally:
-            left = self._waiting.pop(workflow_id) - 1
-            if left:
-                self._waiting[workflow_id] = left
-            elif self._next.get(workflow_id) is future:  # nobody waits on it any more
-                del self._next[workflow_id]
-        return self.version(workflow_id)
-
-    def forget(self, workflow_id: str) -> None:
-        """Drop a long-finished workflow's version (a late watcher reads its status)."""
-        self._version.pop(workflow_id, None)
-
-
 class Agent:
     def __init__(self, config: config_pb2.AgentConfig, store: Store, *,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None):
+                 clock: Clock | None = None, rng: random.Random | None = None):
         self.config = config
         self.config_path = ""  # set by the daemon; SIGHUP re-reads it
         self.domain = config.domain
         self.endpoint = config.advertise or config.listen
         self.store = store
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.rng = rng or random.Random()
         self.metrics = AgentMetrics()
         self.metrics.watch_store(lambda: (store.writes, store.commits))
@@ -132,7 +99,7 @@ class Agent:
         neg = config.negotiation
         self.guard = ReplayGuard(int(neg.replay_window_s * 1000))
         self.peers = PeerChannels(
-            self.signer, self.trust, self.guard, clock,
+            self.signer, self.trust, self.guard, self.clock,
             on_error=lambda m, c: self.metrics.rpc_errors.labels(m, c).inc(),
             on_bytes=lambda m, d, n: self.metrics.peer_bytes.labels(m, d).inc(n),
             spawn=self.spawn if config.negotiation.batching else None,
@@ -154,9 +121,16 @@ class Agent:
         # Ended here lately: late messages about them need no buffering.
         self.recently_finished: OrderedDict[str, None] = OrderedDict()
         self.changes = Changes()
-        self.membership: Membership | None = None  # made in run(): it needs the stored incarnation
+        # Made by open(), before the daemon's port serves: it needs the stored incarnation.
+        self.membership: Membership | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
+        # Set once recovery is done and the loops run: until then the peer service answers
+        # UNAVAILABLE (a peer retries), so no message reaches a half-built agent.
+        self.ready = asyncio.Event()
+        # Why the agent stopped on its own (a broken invariant, a loop that died); None
+        # while it runs or after an ordinary stop. The daemon exits non-zero with it.
+        self.fatal: str | None = None
         self._wake_timers = asyncio.Event()
         # Set by the daemon: the two protocol halves (kept separate for size).
         from fedorch.runtime.consensus import Consensus
@@ -203,10 +177,16 @@ class Agent:
     # ---- time and signing -------------------------------------------------------
 
     def now(self) -> float:
-        return self.clock()
+        """Monotonic seconds: every core's `now`, timers, leases, timeouts (see ports)."""
+        return self.clock.monotonic()
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        """Wall milliseconds: envelope timestamps, incarnations, ids, times for people."""
+        return self.clock.wall_ms()
+
+    def wall_ms_at(self, monotonic: float) -> int:
+        """A monotonic instant (a lease's expiry) as wall milliseconds, to show or store."""
+        return wall_ms_at(self.clock, monotonic)
 
     def seal(self, recipient: str, **payload: object) -> peer_pb2.Envelope:
         envelope = seal(self.signer, recipient=recipient, now_ms=self.now_ms(),
@@ -217,23 +197,36 @@ class Agent:
 
     # ---- lifecycle ---------------------------------------------------------------
 
-    async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Run until stop(): recovery, then the background loops, all owned here."""
+    async def open(self) -> None:
+        """Build what a peer message needs (membership), before any port serves."""
+        if self.membership is not None:
+            return
         # A restarted member must outrank its own earlier claims at once, so its
-        # incarnation starts above anything it can have used before (see README).
+        # incarnation starts above anything it can have used before (see README). Wall
+        # time, since it must survive restarts; the stored one keeps it rising when the
+        # wall clock was set back meanwhile.
         stored = await self.store.get_meta("incarnation")
         incarnation = max(int(stored or 0) + 1, self.now_ms())
         await self.store.set_meta("incarnation", str(incarnation))
         self.membership = Membership(self, incarnation)
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Run until stop(): recovery, then the background loops, all owned here."""
+        await self.open()
+        assert self.membership is not None
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             await self.participation.recover()
             await self.coordination.recover()
             await self.participation.resolve_own_holds()
             self.publish_record_if_changed(force=True)
-            tg.create_task(self.membership.run(), name="membership")
-            tg.create_task(self.participation.timer_loop(), name="in-doubt")
-            tg.create_task(self.coordination.sweep_loop(), name="certificate sweep")
+            tg.create_task(self._essential(self.membership.run(), "membership"),
+                           name="membership")
+            tg.create_task(self._essential(self.participation.timer_loop(), "in-doubt"),
+                           name="in-doubt")
+            tg.create_task(self._essential(self.coordination.sweep_loop(), "certificate sweep"),
+                           name="certificate sweep")
+            self.ready.set()
             if ready is not None:
                 ready.set()
             await self._stopping.wait()
@@ -266,6 +259,8 @@ class Agent:
                 result.cancel()
                 raise
             except Exception as e:  # the caller sees it; the agent's other tasks do not
+                if isinstance(e, BROKEN_INVARIANTS):  # ... but a broken core stops the agent
+                    self.task_failed(name, e)
                 result.set_exception(e)
 
         if self.spawn(runner(), name) is None:
@@ -273,14 +268,43 @@ class Agent:
         return await asyncio.shield(result)
 
     async def _guarded(self, coro: Awaitable, name: str) -> None:
-        # A bug in one workflow's task must not take the whole agent down
-        # (the TaskGroup would cancel everything): log it loudly and go on.
+        # A bug in one workflow's task must not take the whole agent down (the TaskGroup
+        # would cancel everything): it is logged and counted, and the agent goes on,
+        # unless it broke a core's invariant (task_failed).
         try:
             await coro
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("task %r failed", name)
+        except Exception as e:
+            self.task_failed(name, e)
+
+    async def _essential(self, coro: Awaitable, name: str) -> None:
+        """Run one of the agent's own loops: without it the agent would live on half-dead
+        (no gossip, no in-doubt queries), so any exception in it stops the agent."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.task_failed(name, e)
+            self.fail(f"the {name} loop failed: {type(e).__name__}: {e}")
+
+    def task_failed(self, name: str, error: BaseException) -> None:
+        """An exception in a task: logged once with its traceback and counted
+        (fedorch_task_errors_total{task}); a broken invariant stops the agent."""
+        self.metrics.task_errors.labels(task_kind(name)).inc()
+        if isinstance(error, BROKEN_INVARIANTS):
+            log.critical("broken invariant in task %r; stopping the agent", name,
+                         exc_info=error)
+            self.fail(f"broken invariant in task {name!r}: {type(error).__name__}: {error}")
+        else:
+            log.error("task %r failed", name, exc_info=error)
+
+    def fail(self, reason: str) -> None:
+        """Stop the agent for a reason the daemon reports (non-zero exit); the first wins."""
+        if self.fatal is None:
+            self.fatal = reason
+        self.stop()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -477,7 +501,12 @@ class _Stop(Exception):
 
 
 async def run_until_stopped(agent: Agent, ready: asyncio.Event | None = None) -> None:
+    """Run the agent until it stops; `agent.fatal` says why when it stopped on its own."""
     try:
         await agent.run(ready)
     except* _Stop:
         pass
+    except* BROKEN_INVARIANTS as group:  # during recovery, before any task owned it
+        error = group.exceptions[0]
+        log.critical("broken invariant while starting; stopping the agent", exc_info=error)
+        agent.fail(f"broken invariant while starting: {type(error).__name__}: {error}")

@@ -143,7 +143,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
 
     async def ListMembers(self, request, context):
         a = self.agent
-        now = a.now()
+        now = a.now_ms() / 1000  # wall: shown to people
         reply = client_pb2.ListMembersReply()
         for m in a.membership.members():
             heard = now if m.domain == a.domain else m.last_heard

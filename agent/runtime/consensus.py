@@ -237,6 +237,7 @@ class Consensus:
         if isinstance(msg, Promise | Accepted | Reject):
             if not a.coordination.route(msg.key[0], msg):
                 self.termination.receive(a.now(), msg)
+                a.participation.wake()  # its timer may have moved (the in-doubt loop)
                 await self.run(self.termination.next_actions())
             return None
         if isinstance(msg, Decision):
@@ -269,6 +270,7 @@ class Consensus:
             return await self.run(actions, reply_to=reply_to)
         for x in local:  # what the tasks of these Sends would do, at once
             self.termination.receive(a.now(), x.msg)
+        a.participation.wake()  # the termination core's timer may have moved
         after = self.termination.next_actions()
         rest = [x for x in actions if all(x is not y for y in local)]
         learned = next((x for x in after if isinstance(x, Learned)), None)

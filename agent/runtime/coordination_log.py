@@ -199,8 +199,8 @@ class CoordinatorLog:
         while await a.sleep(a.config.negotiation.certificate_sweep_s):
             try:
                 await self.sweep_certificates()
-            except Exception:  # a failed pass is retried by the next one
-                log.exception("certificate sweep failed")
+            except Exception as e:  # a failed pass is retried by the next one
+                a.task_failed("certificate sweep", e)  # logged, counted (or fatal)
 
     # ---- recovery -------------------------------------------------------------------
 

@@ -3,6 +3,10 @@
 Shutdown on SIGTERM/SIGINT: health goes NOT_SERVING first (load balancers and
 the demo stop sending), the server drains in-flight RPCs, then the agent's
 tasks end and the store closes.
+
+An agent that stops on its own (a broken invariant in a core, one of its loops
+dead) goes through the same shutdown, then the process exits 1 with one line on
+stderr saying why: a supervisor restarts it, and recovery starts from SQLite.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class StartupError(Exception):
     pass
 
 
+class AgentFailed(Exception):
+    """The agent stopped on its own; the message says why (Agent.fatal)."""
+
+
 def main(config_path: str) -> int:
     try:
         config = load_config(config_path)
@@ -63,6 +71,9 @@ def main(config_path: str) -> int:
     except (StartupError, KeyFileError, StoreError) as e:
         print(f"fedorch: error: {e}", file=sys.stderr)
         return 2
+    except AgentFailed as e:
+        print(f"fedorch: agent {config.domain} stopped: {e}", file=sys.stderr)
+        return 1
 
 
 async def serve(config, config_path: str = "") -> int:
@@ -73,6 +84,8 @@ async def serve(config, config_path: str = "") -> int:
     try:
         agent = Agent(config, store)
         agent.config_path = config_path
+        # Membership before the port serves: the first gossip may come at once.
+        await agent.open()
     except BaseException:
         await store.close()
         raise
@@ -120,7 +133,7 @@ async def serve(config, config_path: str = "") -> int:
     waiter.cancel()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
-    if ready.is_set() and agent.membership is not None:
+    if ready.is_set() and agent.membership is not None and agent.fatal is None:
         await agent.membership.leave(LEAVE_GRACE_S)  # members see LEFT, not DEAD
     await server.stop(DRAIN_GRACE_S)
     agent.stop()
@@ -131,6 +144,8 @@ async def serve(config, config_path: str = "") -> int:
         await store.close()
         if metrics_server is not None:
             metrics_server.shutdown()
+    if agent.fatal is not None:
+        raise AgentFailed(agent.fatal)
     return 0
 
 

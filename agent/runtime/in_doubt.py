@@ -24,12 +24,27 @@ from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.ports import monotonic_at
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
     from fedorch.runtime.participation import KeyedLocks
 
 log = logging.getLogger("fedorch.participant")
+
+
+def lease_after_restart(a: Agent, lease_expires_ms: int) -> float:
+    """A stored lease expiry (wall ms, see reservation_row) as monotonic time now.
+
+    Monotonic readings do not survive a restart, so the expiry is stored as wall time and
+    re-based here. The wall clock may have stepped while the agent was down; the lease
+    then ends early or late by the step. Neither is unsafe: an expired RESERVED hold had
+    not said YES (it is released), and a PREPARED one is only asked about, never released
+    on a timer. It is capped at one full lease from now, so a step back cannot make a
+    reservation outlive its lease by more than the time the agent was down.
+    """
+    now = a.now()
+    return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
 
 
 class InDoubt:
@@ -56,10 +71,17 @@ class InDoubt:
         """Ask coordinators about reservations whose lease passed without a decision, and
         (every lease period) about committed ones with nothing left to run here; drive
         the in-doubt Paxos Commit transactions (agent.server.consensus); end RESERVED
-        reservations whose lease passed before their YES was recorded."""
+        reservations whose lease passed before their YES was recorded.
+
+        It sleeps until the earliest of the cores' timers and the next idle check, no
+        polling: whatever moves a timer earlier wakes it (Participation.wake, on a vote,
+        a tracked transaction or a termination message)."""
         a = self.agent
         next_idle_check = a.now() + a.config.negotiation.lease_s
         while not a.stopping:
+            # Cleared before looking, not after: a wake that comes while this turn awaits
+            # the store or the termination core is then not lost.
+            self._wake.clear()
             for hold in a.participant.due_queries(a.now()):
                 a.spawn(self._ask(hold), name=f"in-doubt {hold.workflow_id}/{hold.round}")
             if a.now() >= next_idle_check:
@@ -70,14 +92,16 @@ class InDoubt:
                 await a.store.delete_reservation(hold.workflow_id, hold.round)
             try:
                 await a.consensus.on_timer()
-            except Exception:  # one transaction's trouble must not stop the loop
-                log.exception("in-doubt termination")
+            except Exception as e:  # one transaction's trouble must not stop the loop
+                a.task_failed("in-doubt termination", e)  # (a broken invariant does)
             timers = [t for t in (a.participant.get_timer(), a.consensus.termination.get_timer())
                       if t is not None]
-            wait = 1.0 if not timers else min(1.0, max(0.05, min(timers) - a.now()))
-            self._wake.clear()
+            # Not sooner than 50 ms: a timer that is due but left armed (a query whose
+            # coordinator is unreachable) must not spin the loop.
+            wait = max(0.05, min([next_idle_check, *timers]) - a.now())
             try:
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
@@ -130,7 +154,7 @@ class InDoubt:
         learned = await a.consensus.recover()
         holds = []
         for r in await a.store.list_reservations():
-            lease = r.lease_expires_ms / 1000
+            lease = lease_after_restart(a, r.lease_expires_ms)
             info = await a.store.get_hold_tx(r.workflow_id, r.round)
             tx = wire.tx_from_bytes(info.tx) if info is not None else None
             holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),

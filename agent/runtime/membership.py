@@ -5,7 +5,9 @@ whatever the receiver produced for the caller while handling them (the Ack to
 a Ping, most often), so a probe costs one round trip. The core's claims are
 signed with the domain key under a context prefix, so a claim can never be
 mistaken for an envelope body or the reverse. Every task is owned by the
-agent's TaskGroup; the core's clock is the agent's.
+agent's TaskGroup; the core's clock is the agent's monotonic one (a wall clock
+step must neither stall nor hurry probes and suspicions), and times shown to
+people (`last_heard`) are turned into wall time on the way out.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Member:
     address: str
     state: str  # ALIVE | SUSPECT | DEAD | LEFT
     incarnation: int
-    last_heard: float | None
+    last_heard: float | None  # wall seconds (since the epoch)
     record: peer_pb2.DomainRecord
     record_version: int
 
@@ -92,10 +94,12 @@ class Membership:
 
     def members(self) -> list[Member]:
         out = []
+        to_wall = self.agent.now_ms() / 1000 - self.agent.now()  # the core's clock is monotonic
         for view in self.swim.members():
             record = self._record(view.name, view.record_version, view.record)
+            heard = None if view.last_heard is None else view.last_heard + to_wall
             out.append(Member(view.name, view.address, view.state.value, view.incarnation,
-                              view.last_heard, record, view.record_version))
+                              heard, record, view.record_version))
         return out
 
     def get(self, domain: str) -> Member | None:

@@ -61,6 +61,9 @@ class AgentMetrics:
         self.admission_seconds = Histogram(
             "fedorch_admission_seconds", "Submit to decision", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.task_errors = Counter(
+            "fedorch_task_errors", "Exceptions that ended one of the agent's tasks, by kind"
+            " of task (each is logged with its traceback)", ["task"], registry=r)
         self.reserved_slots = Gauge(
             "fedorch_reserved_slots", "Capability slots held by reservations", ["capability"],
             registry=r)

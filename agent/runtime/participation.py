@@ -128,10 +128,10 @@ class Participation(StepRuns, InDoubt):
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
         else:
             if out.hold is not None:
-                await a.store.save_reservation(reservation_row(out.hold))
+                await a.store.save_reservation(reservation_row(out.hold, a.clock))
                 self._wake.set()
             vote.yes, vote.reason = out.yes, out.reason
-            vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+            vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         if not vote.yes:
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
@@ -160,7 +160,7 @@ class Participation(StepRuns, InDoubt):
             out = None
         if out is not None:
             vote.yes, vote.reason = out.yes, out.reason
-            vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+            vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
             if out.hold is not None and out.hold.state is HoldState.RESERVED:
                 # The YES, with no await since the reservation: one record holds the
                 # capacity, the PREPARED state and what it says YES to. Only once it is
@@ -174,12 +174,12 @@ class Participation(StepRuns, InDoubt):
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
                         req.coordinator_endpoint)
-                    await a.store.save_reservation(reservation_row(hold), tx=info)
+                    await a.store.save_reservation(reservation_row(hold, a.clock), tx=info)
                     self._hold_txs[key] = info
                     while len(self._hold_txs) > HOLD_TX_MEMORY:
                         self._hold_txs.popitem(last=False)
                     self.wake()
-                    vote.lease_expires_at_ms = int(hold.lease_expires * 1000)
+                    vote.lease_expires_at_ms = a.wall_ms_at(hold.lease_expires)
                     if coordinator != a.domain:
                         a.consensus.track(tx, hold.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
@@ -252,7 +252,7 @@ class Participation(StepRuns, InDoubt):
             await self._committed(
                 decision.workflow_id, decision.round, decision.coordinator, decision.spec,
                 dict(decision.placement), dict(decision.endpoints),
-                reservation_row(hold) if hold is not None else None)
+                reservation_row(hold, a.clock) if hold is not None else None)
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
@@ -311,7 +311,7 @@ class Participation(StepRuns, InDoubt):
             endpoints = {tx.coordinator: info.coordinator_endpoint}
             await self._committed(key[0], key[1], tx.coordinator,
                                   spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
-                                  endpoints, reservation_row(hold), also, fresh=fresh)
+                                  endpoints, reservation_row(hold, a.clock), also, fresh=fresh)
             return True
         return False
 
@@ -326,7 +326,7 @@ class Participation(StepRuns, InDoubt):
         if a.participant.status(key) == "prepared":
             a.participant.decide(a.now(), key[0], key[1], True)
             hold = a.participant.hold(key)
-            reservation = reservation_row(hold) if hold is not None else None
+            reservation = reservation_row(hold, a.clock) if hold is not None else None
             self._hold_txs.pop(key, None)
         return await self._save_starting(active, reservation=reservation, also=also)
 
@@ -380,7 +380,7 @@ class Participation(StepRuns, InDoubt):
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED
-            reservation = reservation_row(hold) if committed else None
+            reservation = reservation_row(hold, a.clock) if committed else None
         await self._save_starting(active, reservation=reservation, also=also)
         await self.start_ready(active)
 

@@ -68,9 +68,14 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     async def _open(self, request: peer_pb2.Envelope, context, expect: str | frozenset[str],
                     allow_unaddressed: bool = False) -> peer_pb2.Body:
         a = self.agent
+        if not a.ready.is_set():
+            # Recovery has not finished (or membership is not built yet): nothing may
+            # look at a peer's message now. UNAVAILABLE is what a peer retries on.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting")
         try:
             return open_message(request, a.trust, a.guard, me=a.domain, now_ms=a.now_ms(),
-                                expect=expect, allow_unaddressed=allow_unaddressed)
+                                mono_ms=int(a.now() * 1000), expect=expect,
+                                allow_unaddressed=allow_unaddressed)
         except AuthError as e:
             expect = expect if isinstance(expect, str) else "paxos"
             a.metrics.rejected_messages.labels(expect).inc()
@@ -205,7 +210,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         except Exception as e:  # as the single RPC: the caller sees an error status
             if self.agent.stopping:
                 result.error_code = grpc.StatusCode.UNAVAILABLE.name
-            else:
-                log.exception("batch item %s from %s failed", kind, outer.sender)
+            else:  # logged and counted; a broken invariant stops the agent
+                self.agent.task_failed(f"batch {kind} from {outer.sender}", e)
                 result.error_code = grpc.StatusCode.INTERNAL.name
             result.error = f"{type(e).__name__}: {e}"

@@ -37,6 +37,7 @@ from fedorch.core.identity.envelope import (
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from fedorch.runtime.ports import Clock, SystemClock
 
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -100,18 +101,19 @@ class PeerChannels:
         signer: Signer,
         trust: TrustStore,
         guard: ReplayGuard,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         on_error: Callable[[str, str], None] | None = None,
         on_bytes: Callable[[str, str, int], None] | None = None,
         spawn: Spawn | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         """`spawn` (start a task its owner keeps; returns None when it will not) turns
-        batching on; without it every request is its own RPC."""
+        batching on; without it every request is its own RPC. `clock` stamps envelopes
+        (wall) and tells the replay guard how long it has held each nonce (monotonic)."""
         self._signer = signer
         self._trust = trust
         self._guard = guard
-        self._clock = clock
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._on_error = on_error or (lambda method, code: None)
         self._on_bytes = on_bytes or (lambda rpc, direction, n: None)
         self._spawn = spawn
@@ -286,8 +288,8 @@ class PeerChannels:
     async def _call_one(self, endpoint: str, method: str, recipient: str,
                         expect: str | frozenset[str], timeout: float, wait_for_ready: bool,
                         payload: dict[str, object]) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
-        now_ms = int(self._clock() * 1000)
-        request = seal(self._signer, recipient=recipient, now_ms=now_ms, nonce=new_nonce(),
+        request = seal(self._signer, recipient=recipient, now_ms=self._clock.wall_ms(),
+                       nonce=new_nonce(),
                        **payload)
         rpc = getattr(self.stub(endpoint), method)
         self._on_bytes(method, "out", request.ByteSize())
@@ -305,7 +307,8 @@ class PeerChannels:
                     reply: peer_pb2.Envelope) -> peer_pb2.Body:
         try:
             body = open_message(reply, self._trust, self._guard, me=self._signer.domain,
-                                now_ms=int(self._clock() * 1000), expect=expect)
+                                now_ms=self._clock.wall_ms(), expect=expect,
+                                mono_ms=int(self._clock.monotonic() * 1000))
         except Exception as e:  # AuthError: a reply we cannot trust counts as no reply
             self._on_error(method, "BAD_REPLY")
             raise PeerCallError("BAD_REPLY", str(e)) from None

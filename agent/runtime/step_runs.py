@@ -29,6 +29,7 @@ from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
 from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.paxos_wire import coordinator_of
+from fedorch.runtime.ports import Clock, wall_ms_at
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
 
 if TYPE_CHECKING:
@@ -49,9 +50,11 @@ RUNNING_NOTE_AFTER_S = 0.2
 ACK_AFTER_S = 0.5
 
 
-def reservation_row(h: Hold) -> ReservationRow:
+def reservation_row(h: Hold, clock: Clock) -> ReservationRow:
+    # The core's lease expiry is monotonic time, which means nothing after a restart: it
+    # is stored as wall time and re-based when read back (in_doubt.lease_after_restart).
     return ReservationRow(h.workflow_id, h.round, h.coordinator, h.state.value, list(h.steps),
-                          int(h.lease_expires * 1000), h.coordinator_endpoint)
+                          wall_ms_at(clock, h.lease_expires), h.coordinator_endpoint)
 
 
 class StepRuns:
@@ -162,7 +165,7 @@ class StepRuns:
         if state in TERMINAL_STEP_STATES:
             hold = a.participant.step_ended(active.row.id, step_id)
             if hold is not None:
-                also.append(Store.reservation_statement(reservation_row(hold)) if hold.steps
+                also.append(Store.reservation_statement(reservation_row(hold, a.clock)) if hold.steps
                             else Store.delete_reservation_statement(hold.workflow_id,
                                                                     hold.round))
         # At the coordinator, the step that ends the workflow is written with its end.

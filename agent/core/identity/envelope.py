@@ -104,17 +104,20 @@ def open_message(
     now_ms: int,
     expect: str | frozenset[str],
     allow_unaddressed: bool = False,
+    mono_ms: int | None = None,
 ) -> peer_pb2.Body:
     """Authenticate a peer message addressed to `me`; AuthError on any failure.
 
     `allow_unaddressed` admits recipient "" too: only for gossip, where a joining
-    agent knows a seed's address but not yet its domain.
+    agent knows a seed's address but not yet its domain. `now_ms` is the wall clock,
+    `mono_ms` the monotonic one (see ReplayGuard).
     """
     body = _authenticate(envelope, trust)
     if body.recipient != me and not (allow_unaddressed and body.recipient == ""):
         raise AuthError(f"message for {body.recipient!r} delivered to {me!r}")
     check_kind(body, expect)
-    reason = guard.check_and_remember(body.sender, body.nonce, body.sent_at_ms, now_ms)
+    reason = guard.check_and_remember(body.sender, body.nonce, body.sent_at_ms, now_ms,
+                                    mono_ms)
     if reason is not None:
         raise AuthError(reason)
     return body

@@ -481,7 +481,8 @@ class Swim(FailureDetector):
     def _advance(self, now: float) -> None:
         now = check_time(now)
         if now < self._now:
-            raise LocalProtocolError(f"time went backwards: {now} < {self._now}")
+            raise LocalProtocolError(f"time went backwards: {now} < {self._now} "
+                                     "(the shell must feed a monotonic clock)")
         self._now = now
 
     def _require_running(self, what: str) -> None:

@@ -1,0 +1,123 @@
+"""Real agents whose wall clock steps (as NTP makes it) while a workflow runs: back 2 s
+(one agent alone), back 1 h and forward 1 h (the whole federation). libfaketime shifts
+CLOCK_REALTIME from a file read on every call, and leaves CLOCK_MONOTONIC alone, as an
+NTP step does. Every agent keeps serving, gossip goes on, and the workflows succeed.
+
+`make test` installs the Debian package faketime where it is missing (as root); without
+it these tests are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fedorch.cli.demo import agent_command, start_agents, wait_healthy
+
+from tests.integration.federation import Federation, state_name, step_states, wait_for
+
+LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+LIB = os.environ.get("FEDORCH_FAKETIME_LIB") or (LIBS[0] if LIBS else "")
+
+pytestmark = pytest.mark.skipif(
+    not LIB or not Path(LIB).exists(),
+    reason="libfaketime is not installed (Debian package faketime; `make test` installs it "
+           "when run as root)")
+
+NAMES = ("a", "b", "c")
+SLEEP = {"name": "t.sleep", "capacity": 4, "executor": {"type": "builtin", "name": "sleep"}}
+DOMAINS = {name: {"capabilities": [SLEEP]} for name in NAMES}
+STEP_S = 1.5
+
+
+def faked_env(offset_file: Path) -> list[str]:
+    return [f"LD_PRELOAD={LIB}", f"FAKETIME_TIMESTAMP_FILE={offset_file}",
+            "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1"]
+
+
+def set_offset(offset_file: Path, seconds: int) -> None:
+    """Step the wall clock of whoever reads `offset_file` (atomically: it is read on every
+    clock call)."""
+    tmp = offset_file.with_suffix(".tmp")
+    tmp.write_text(f"{seconds:+d}\n")
+    os.replace(tmp, offset_file)
+
+
+def test_faketime_steps_the_wall_clock_of_a_child_python_and_not_its_monotonic_one(
+        tmp_path) -> None:
+    offset_file = tmp_path / "offset"
+    set_offset(offset_file, -3600)
+    probe = ("import time, pathlib, sys; t, m = time.time(), time.monotonic(); "
+             "pathlib.Path(sys.argv[1]).write_text('+7200'); "
+             "print(t, m, time.time(), time.monotonic())")
+    out = subprocess.run(["env", *faked_env(offset_file), sys.executable, "-c", probe,
+                          str(offset_file)], capture_output=True, text=True, timeout=30,
+                         check=True)
+    wall, mono, wall_after, mono_after = map(float, out.stdout.split())
+    assert abs(wall - time.time() + 3600) < 30  # an hour behind ours
+    assert abs(mono - time.monotonic()) < 30  # the monotonic clock is not faked
+    assert 10800 - 30 < wall_after - wall < 10800 + 30  # the file is read on every call
+    assert 0 <= mono_after - mono < 30
+
+
+def _spec() -> str:
+    chain = [("s1", "a"), ("s2", "b"), ("s3", "c"), ("s4", "a"), ("s5", "b")]
+    lines = ["name: clock-steps", "steps:"]
+    for i, (sid, domain) in enumerate(chain):
+        lines += [f"  - id: {sid}", "    capability: t.sleep",
+                  f"    params: {{seconds: {STEP_S}}}", f"    constraints: {{domains: [{domain}]}}"]
+        if i:
+            lines.append(f"    needs: [{chain[i - 1][0]}]")
+    return "\n".join(lines) + "\n"
+
+
+async def test_agents_keep_serving_and_workflows_succeed_across_wall_clock_steps(
+        tmp_path) -> None:
+    fed = Federation(tmp_path, DOMAINS)
+    fed.write_configs()
+    offsets = {name: tmp_path / f"{name}.offset" for name in NAMES}
+    for path in offsets.values():
+        set_offset(path, 0)
+    try:
+        procs = start_agents(
+            {n: fed.configs[n] for n in NAMES}, {n: fed.address(n) for n in NAMES}, tmp_path,
+            command=lambda config: ["env", *faked_env(offsets[Path(config).stem]),
+                                    *agent_command(config)])
+        fed.procs.update({p.domain: p for p in procs})
+        await wait_healthy(procs, deadline_s=60)
+        await fed.wait_converged()
+
+        workflow_id = await fed.submit("a", _spec())
+        # Each phase once the workflow has reached the step named: (a, b, c) offsets.
+        phases = [("s1", (-2, 0, 0)),  # a alone, back 2 s (within the replay window)
+                  ("s2", (-3600, -3600, -3600)),  # all back 1 h
+                  ("s3", (0, 0, 0)),  # all forward 1 h
+                  ("s4", (3600, 3600, 3600))]  # and forward 1 h again
+        for step_id, phase in phases:
+            async def reached(step_id=step_id):
+                status = await fed.status("a", workflow_id)
+                return step_states(status)[step_id][0] in ("RUNNING", "SUCCEEDED")
+
+            await wait_for(reached, 60, f"{workflow_id} to reach {step_id}")
+            for name, seconds in zip(NAMES, phase, strict=True):
+                set_offset(offsets[name], seconds)
+        status = await fed.wait_state("a", workflow_id, deadline_s=90)
+        assert state_name(status) == "SUCCEEDED", status
+
+        # Still a federation: everyone ALIVE to everyone, and a new workflow succeeds.
+        await fed.wait_converged()
+        again = await fed.submit("c", _spec())
+        status = await fed.wait_state("c", again, deadline_s=90)
+        assert state_name(status) == "SUCCEEDED", status
+        for name, proc in fed.procs.items():
+            assert proc.popen.poll() is None, f"agent {name} exited"
+            log = proc.log_path.read_text()
+            assert "Traceback" not in log and "went backwards" not in log, log[-3000:]
+    finally:
+        await fed.close_channels()
+        fed.stop()
