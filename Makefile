@@ -44,3 +44,12 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+# The scenario library (scenarios/*/scenario.yaml) with the process runner; every one
+# runs, and the target fails when any expectation of any scenario did not hold.
+.PHONY: scenarios
+scenarios: $(STAMP)
+	@failed=""; for f in scenarios/*/scenario.yaml; do \
+		echo "== $$f"; $(VENV)/bin/fedorch scenario run "$$f" || failed="$$failed $$f"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi

@@ -15,7 +15,7 @@ METRICS = {
     "convergence_s": "every agent seeing every other ALIVE with its capabilities, "
                      "seconds after the last one served",
 }
-STYLES = {"fault": "yellow", "error": "bold red", "start": "cyan"}
+STYLES = {"fault": "yellow", "error": "bold red", "start": "cyan", "member": "magenta"}
 
 
 def event_text(event: Event) -> Text:

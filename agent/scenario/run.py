@@ -24,6 +24,7 @@ from fedorch.runtime.supervisor import list_members, member_state
 from fedorch.scenario.loader import LoadedScenario, Workflow
 
 POLL_S = 0.1
+WATCH_ALL_UP_TO = 10  # member views are watched from every agent up to this many domains
 
 
 class Federation(Protocol):
@@ -42,7 +43,7 @@ class Federation(Protocol):
 @dataclass
 class Event:
     t: float
-    kind: str  # start | fault | workflow | error
+    kind: str  # start | fault | workflow | member | error
     text: str
 
 
@@ -249,7 +250,8 @@ async def run_fault(state: RunState, index: int, fault: scenario_pb2.Fault) -> N
         await asyncio.sleep(fault.at_s)
     else:
         await asyncio.sleep(max(0.0, state.schedule_at + fault.at_s - state.now()))
-    state.say("fault", f"{fault.action} {', '.join(fault.domains)}".rstrip())
+    if fault.action == "restart":
+        state.say("fault", f"restarting {', '.join(fault.domains)}")
     try:
         note = await state.fed.apply(fault.action, list(fault.domains),
                                      state.loaded.converge_timeout_s)
@@ -260,18 +262,43 @@ async def run_fault(state: RunState, index: int, fault: scenario_pb2.Fault) -> N
     state.say("fault", note)
 
 
+# ---- member views ---------------------------------------------------------------------
+
+
+async def watch_members(state: RunState, interval_s: float = 0.5) -> None:
+    """Report each change of a member's state in the agents' views, until cancelled. A
+    small federation is watched from every agent; a large one from its first domain."""
+    fed = state.fed
+    seen: dict[tuple[str, str], str] = {}
+    while True:
+        awake = fed.awake()
+        observers = awake if len(fed.names) <= WATCH_ALL_UP_TO else awake[:1]
+        found = await views(fed, observers, state.rpc_timeout)
+        changes: dict[tuple[str, str], list[str]] = {}
+        for observer, members in found.items():
+            for member in members:
+                key, now = (observer, member.domain), member_state(member)
+                if member.domain != observer and seen.get(key, "ALIVE") != now:
+                    changes.setdefault((member.domain, now), []).append(observer)
+                seen[key] = now
+        for (domain, now), by in sorted(changes.items()):
+            state.say("member", f"{domain} {now} in the view of {', '.join(sorted(by))}")
+        await asyncio.sleep(interval_s)
+
+
 async def run_schedule(state: RunState) -> None:
     """Every submission and fault, bounded by the scenario's timeout."""
     planned = make_copies(state)
     jobs = [run_copy(state, copy, at) for copy, at in planned]
     jobs += [run_fault(state, i, f) for i, f in enumerate(state.loaded.scenario.faults)]
     tasks = [asyncio.ensure_future(job) for job in jobs]
+    watcher = asyncio.ensure_future(watch_members(state))
     try:
         async with asyncio.timeout(state.loaded.timeout_s):
             await asyncio.gather(*tasks)
     except TimeoutError:
         state.say("error", f"the schedule did not finish within {state.loaded.timeout_s:g}s")
     finally:
-        for task in tasks:
+        for task in (*tasks, watcher):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, watcher, return_exceptions=True)

@@ -81,7 +81,7 @@ def test_a_small_scenario_holds(tmp_path: Path) -> None:
     assert report["passed"] is True
     assert [e["ok"] for e in report["expectations"]] == [True, True, True]
     events = [e["event"] for e in report["timeline"]]
-    assert "kill c" in events and "c SIGKILLed" in events
+    assert "c SIGKILLed" in events
     assert any(e.endswith("SUCCEEDED") and e.startswith("w: workflow") for e in events)
     (run,) = report["workflows"]
     assert run["status"]["state"] == "SUCCEEDED"
