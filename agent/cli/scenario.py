@@ -100,3 +100,23 @@ def check_command(file: Path) -> None:
     click.echo(f"{file}: ok ({len(loaded.domains)} domains, {len(loaded.workflows)} "
                f"submissions, {len(loaded.scenario.faults)} faults, "
                f"{len(loaded.scenario.expect)} expectations)")
+
+
+@scenario.command("compose")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write the project into (made if missing).")
+@click.option("--context", default=None, metavar="PATH",
+              help="Docker build context as seen from --out (default: this checkout).")
+def compose_command(file: Path, out: Path, context: str | None) -> None:
+    """Write the scenario as a docker-compose project (services, networks, volumes,
+    configs, healthchecks, a one-shot submitter, a README)."""
+    from fedorch.scenario.compose import write_project
+
+    loaded = _load(file)
+    try:
+        written = write_project(loaded, out, context)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc}", EXIT_USAGE) from None
+    click.echo(f"wrote {len(written)} files to {out}: docker compose -f "
+               f"{out / 'docker-compose.yml'} up --build (see {out / 'README.md'})")

@@ -85,7 +85,7 @@ def agent_config(
     if defaults.log_level:
         config["log_level"] = defaults.log_level
     if domain.labels:
-        config["labels"] = dict(domain.labels)
+        config["labels"] = dict(sorted(domain.labels.items()))  # proto maps have no order
     capabilities = [_plain(c) for c in domain.capabilities]
     for capability in capabilities:
         _rewrite_executor(capability.get("executor", {}), python, resolve, env, cwd)
@@ -95,6 +95,8 @@ def agent_config(
         config["policy"] = _plain(domain.policy)
     for key in ("gossip", "negotiation"):
         merged = {**_plain(getattr(defaults, key)), **_plain(getattr(domain, key))}
+        if "tuning" in merged:
+            merged["tuning"] = dict(sorted(merged["tuning"].items()))
         if merged:
             config[key] = merged
     return config
@@ -118,6 +120,8 @@ def _rewrite_executor(
     ]
     if env:
         executor["env"] = {**executor.get("env", {}), **env}
+    if executor.get("env"):
+        executor["env"] = dict(sorted(executor["env"].items()))
     if cwd and not executor.get("cwd"):
         executor["cwd"] = cwd
 
