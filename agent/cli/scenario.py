@@ -42,9 +42,12 @@ def _load(path: Path):
 @click.option("--keep", is_flag=True, help="Keep the work dir (configs, keys, logs, data).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work dir to use (default: a new temporary dir).")
+@click.option("--skip-unsupported", is_flag=True,
+              help="Skip (exit 0) a scenario whose faults this runner cannot apply, "
+              "instead of refusing it (exit 2).")
 @json_option
 def run_command(file: Path, runner: str, keep: bool, workdir: Path | None,
-                as_json: bool) -> None:
+                skip_unsupported: bool, as_json: bool) -> None:
     """Run a scenario; exit 0 when every expectation holds, 1 when one fails."""
     from fedorch.scenario import report
     from fedorch.scenario.netns_check import NetnsUnavailable
@@ -61,6 +64,9 @@ def run_command(file: Path, runner: str, keep: bool, workdir: Path | None,
     except (UnsupportedFault, NetnsUnavailable) as exc:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
+        if skip_unsupported:
+            click.echo(f"skipped {file}: {exc}")
+            return
         raise CliError(str(exc), EXIT_USAGE) from None
     con = console()
     if not as_json:

@@ -112,20 +112,25 @@ def check_step_runs(state: RunState, e: scenario_pb2.StepRunsExpectation,
     return Outcome(name, ok, seen)
 
 
+def check_members_name(e: scenario_pb2.MembersExpectation) -> str:
+    want = ", ".join(e.alive)
+    name = f"at +{e.at_s:g}s, " if e.at_s else ""
+    name += f"{', '.join(e.seen_by) or 'every running agent'} sees"
+    if e.alive:
+        name += f" {'every running domain' if want == '*' else want} ALIVE"
+        name += " with capabilities" if e.with_capabilities else ""
+    if e.not_alive:
+        name += f"{' and' if e.alive else ''} {', '.join(e.not_alive)} not ALIVE"
+    return name + f" within {e.within_s or DEFAULT_MEMBERS_WITHIN_S:g}s"
+
+
 async def check_members(state: RunState, e: scenario_pb2.MembersExpectation) -> Outcome:
     fed = state.fed
     within = e.within_s or DEFAULT_MEMBERS_WITHIN_S
     deadline = time.monotonic() + within
     observers = list(e.seen_by) or fed.awake()
     alive_names = fed.awake() if "*" in e.alive else list(e.alive)
-    want = ", ".join(e.alive)
-    name = f"{', '.join(e.seen_by) or 'every running agent'} sees"
-    if e.alive:
-        name += f" {'every running domain' if want == '*' else want} ALIVE"
-        name += " with capabilities" if e.with_capabilities else ""
-    if e.not_alive:
-        name += f"{' and' if e.alive else ''} {', '.join(e.not_alive)} not ALIVE"
-    name += f" within {within:g}s"
+    name = check_members_name(e)
     problem = ""
     while True:
         seen = await views(fed, observers, state.rpc_timeout)
@@ -155,11 +160,30 @@ def _members_problem(seen: dict[str, list], alive: list[str], not_alive: list[st
     return ""
 
 
-async def check_all(state: RunState, runs_dir: Path) -> list[Outcome]:
+def timed_checks(state: RunState, done: dict[int, Outcome]) -> list:
+    """Coroutines for the member checks that happen during the schedule (`at_s`); each
+    puts its outcome in `done` under its expectation's index."""
+    async def check(index: int, e: scenario_pb2.MembersExpectation) -> None:
+        await asyncio.sleep(max(0.0, state.schedule_at + e.at_s - state.now()))
+        outcome = await check_members(state, e)
+        done[index] = outcome
+        state.say("check", f"{'✓' if outcome.ok else '✗'} {outcome.name}")
+
+    return [check(i, x.members) for i, x in enumerate(state.loaded.scenario.expect)
+            if x.HasField("members") and x.members.at_s]
+
+
+async def check_all(state: RunState, runs_dir: Path,
+                    timed: dict[int, Outcome] | None = None) -> list[Outcome]:
     runs = read_runs(runs_dir)
+    timed = timed or {}
     outcomes = []
-    for expectation in state.loaded.scenario.expect:
-        if expectation.HasField("workflow"):
+    for index, expectation in enumerate(state.loaded.scenario.expect):
+        if expectation.HasField("members") and expectation.members.at_s:
+            outcome = timed.get(index) or Outcome(
+                check_members_name(expectation.members), False,
+                "not checked: the schedule ended before its time")
+        elif expectation.HasField("workflow"):
             outcome = check_workflow(state, expectation.workflow)
         elif expectation.HasField("step_runs"):
             outcome = check_step_runs(state, expectation.step_runs, runs)

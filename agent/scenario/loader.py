@@ -67,6 +67,7 @@ _BOUNDS = {
     "fedorch.v1.Fault.at_s": at_least(0, "a non-negative number of seconds"),
     "fedorch.v1.WorkflowExpectation.within_s": positive("a positive number of seconds"),
     "fedorch.v1.MembersExpectation.within_s": positive("a positive number of seconds"),
+    "fedorch.v1.MembersExpectation.at_s": at_least(0, "a non-negative number of seconds"),
     "fedorch.v1.CapabilityConfig.capacity": positive("a positive integer"),
     "fedorch.v1.StepSpec.timeout_s": at_least(0, "a non-negative number of seconds"),
 }

@@ -65,8 +65,7 @@ class ProcessFederation:
         names = self.names
         keys_dir = self.workdir / "keys"
         ensure_keys(names, keys_dir)
-        ports = pick_free_ports(len(names))
-        self.addresses = {n: f"{HOST}:{p}" for n, p in zip(names, ports, strict=True)}
+        self.addresses = self.assign_addresses()
         (self.workdir / "runs").mkdir(parents=True, exist_ok=True)
         for name in names:
             data_dir = self.workdir / "data" / name
@@ -79,6 +78,15 @@ class ProcessFederation:
             path = self.workdir / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
             self.configs[name] = path
+
+    def assign_addresses(self) -> dict[str, str]:
+        """Each domain's address: 127.0.0.1 and a port that was free a moment ago."""
+        ports = pick_free_ports(len(self.names))
+        return {n: f"{HOST}:{p}" for n, p in zip(self.names, ports, strict=True)}
+
+    def wrap(self, name: str) -> list[str]:
+        """What the agent's command runs under (nothing: it runs as it is)."""
+        return []
 
     def address(self, name: str) -> str:
         return self.addresses[name]
@@ -93,7 +101,8 @@ class ProcessFederation:
     def start(self, names: list[str]) -> list[AgentProcess]:
         started = []
         for name in names:
-            proc = start_agent(name, self.configs[name], self.addresses[name], self.workdir)
+            proc = start_agent(name, self.configs[name], self.addresses[name], self.workdir,
+                               wrap=self.wrap(name))
             self.procs[name] = proc
             self.pids.setdefault(name, []).append(proc.pid)
             started.append(proc)
@@ -104,8 +113,10 @@ class ProcessFederation:
 
     # ---- faults --------------------------------------------------------------------
 
-    async def apply(self, action: str, names: list[str], deadline_s: float) -> str:
-        """Apply one fault to each domain; a short note of what was done."""
+    async def apply(self, action: str, names: list[str], deadline_s: float,
+                    others: list[str] | None = None) -> str:
+        """Apply one fault to each domain (`others`: a partition's other side); a short
+        note of what was done."""
         if action not in self.supported:
             raise UnsupportedFault(f"the {self.name} runner cannot apply {action!r}")
         notes = []

@@ -15,7 +15,8 @@ METRICS = {
     "convergence_s": "every agent seeing every other ALIVE with its capabilities, "
                      "seconds after the last one served",
 }
-STYLES = {"fault": "yellow", "error": "bold red", "start": "cyan", "member": "magenta"}
+STYLES = {"fault": "yellow", "error": "bold red", "start": "cyan", "member": "magenta",
+          "check": "blue"}
 
 
 def event_text(event: Event) -> Text:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,7 +37,8 @@ class Federation(Protocol):
     def address(self, name: str) -> str: ...
     def awake(self) -> list[str]: ...
     def running(self) -> list[str]: ...
-    async def apply(self, action: str, names: list[str], deadline_s: float) -> str: ...
+    async def apply(self, action: str, names: list[str], deadline_s: float,
+                    others: list[str] | None = None) -> str: ...
 
 
 @dataclass
@@ -254,7 +255,7 @@ async def run_fault(state: RunState, index: int, fault: scenario_pb2.Fault) -> N
         state.say("fault", f"restarting {', '.join(fault.domains)}")
     try:
         note = await state.fed.apply(fault.action, list(fault.domains),
-                                     state.loaded.converge_timeout_s)
+                                     state.loaded.converge_timeout_s, list(fault.from_domains))
     except Exception as exc:  # noqa: BLE001 - any failure to apply is reported, not raised
         state.outcomes.append(Outcome(f"{label} applied", False, str(exc)))
         state.say("error", f"{label}: {exc}")
@@ -286,10 +287,11 @@ async def watch_members(state: RunState, interval_s: float = 0.5) -> None:
         await asyncio.sleep(interval_s)
 
 
-async def run_schedule(state: RunState) -> None:
-    """Every submission and fault, bounded by the scenario's timeout."""
+async def run_schedule(state: RunState, checks: Sequence[Coroutine[Any, Any, None]] = ()
+                       ) -> None:
+    """Every submission, fault and timed check, bounded by the scenario's timeout."""
     planned = make_copies(state)
-    jobs = [run_copy(state, copy, at) for copy, at in planned]
+    jobs = [run_copy(state, copy, at) for copy, at in planned] + list(checks)
     jobs += [run_fault(state, i, f) for i, f in enumerate(state.loaded.scenario.faults)]
     tasks = [asyncio.ensure_future(job) for job in jobs]
     watcher = asyncio.ensure_future(watch_members(state))

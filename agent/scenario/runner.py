@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from fedorch.runtime.supervisor import SupervisorError, log_tail, sigterm_as_interrupt
-from fedorch.scenario.expect import check_all
+from fedorch.scenario.expect import check_all, timed_checks
 from fedorch.scenario.loader import LoadedScenario
-from fedorch.scenario.netns_check import NetnsUnavailable, netns_problem
+from fedorch.scenario.netns_check import NetnsUnavailable
 from fedorch.scenario.process import ProcessFederation
 from fedorch.scenario.run import (
     Event,
@@ -47,8 +47,9 @@ class RunResult:
 
 def make_federation(loaded: LoadedScenario, runner: str, workdir: Path):
     if runner == "netns":
-        raise NetnsUnavailable(netns_problem() or "the netns runner is not built yet; "
-                               "use --runner process")
+        from fedorch.scenario.netns import NetnsFederation
+
+        return NetnsFederation(loaded, workdir)
     return ProcessFederation(loaded, workdir)
 
 
@@ -59,8 +60,9 @@ def check_runner(loaded: LoadedScenario, runner: str, workdir: Path) -> None:
 
 async def _run(state: RunState, runs_dir: Path) -> None:
     await start_federation(state)
-    await run_schedule(state)
-    state.outcomes.extend(await check_all(state, runs_dir))
+    timed: dict[int, Outcome] = {}
+    await run_schedule(state, timed_checks(state, timed))
+    state.outcomes.extend(await check_all(state, runs_dir, timed))
 
 
 def execute(
@@ -80,7 +82,7 @@ def execute(
             try:
                 fed.prepare()
                 asyncio.run(_run(state, workdir / "runs"))
-            except (SupervisorError, StartupError) as exc:
+            except (SupervisorError, StartupError, NetnsUnavailable) as exc:
                 result.error = str(exc)
                 state.say("error", str(exc))
             finally:

@@ -144,3 +144,13 @@ def test_a_fault_the_process_runner_cannot_apply_exits_2_before_starting(
     assert result.exit_code == 2
     assert "faults[0].action: the process runner cannot apply 'clock_jump'" in result.stderr
     assert not (workdir / "a.yaml").exists()  # nothing was prepared, let alone started
+
+
+def test_skip_unsupported_skips_instead_of_refusing(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("{action: kill, domains: [b], at_s: 1}",
+                                        "{action: partition, domains: [a], from_domains: [b]}"))
+    result = invoke("scenario", "run", str(path), "--skip-unsupported",
+                    "--workdir", str(tmp_path / "run"))
+    assert result.exit_code == 0
+    assert "skipped" in result.stdout and "cannot apply 'partition'" in result.stdout
+    assert not (tmp_path / "run" / "a.yaml").exists()

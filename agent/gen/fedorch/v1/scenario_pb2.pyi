@@ -167,15 +167,17 @@ class StepRunsExpectation(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., step: _Optional[str] = ..., equals: _Optional[int] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., domain: _Optional[str] = ...) -> None: ...
 
 class MembersExpectation(_message.Message):
-    __slots__ = ("seen_by", "alive", "not_alive", "within_s", "with_capabilities")
+    __slots__ = ("seen_by", "alive", "not_alive", "within_s", "with_capabilities", "at_s")
     SEEN_BY_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     NOT_ALIVE_FIELD_NUMBER: _ClassVar[int]
     WITHIN_S_FIELD_NUMBER: _ClassVar[int]
     WITH_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    AT_S_FIELD_NUMBER: _ClassVar[int]
     seen_by: _containers.RepeatedScalarFieldContainer[str]
     alive: _containers.RepeatedScalarFieldContainer[str]
     not_alive: _containers.RepeatedScalarFieldContainer[str]
     within_s: float
     with_capabilities: bool
-    def __init__(self, seen_by: _Optional[_Iterable[str]] = ..., alive: _Optional[_Iterable[str]] = ..., not_alive: _Optional[_Iterable[str]] = ..., within_s: _Optional[float] = ..., with_capabilities: _Optional[bool] = ...) -> None: ...
+    at_s: float
+    def __init__(self, seen_by: _Optional[_Iterable[str]] = ..., alive: _Optional[_Iterable[str]] = ..., not_alive: _Optional[_Iterable[str]] = ..., within_s: _Optional[float] = ..., with_capabilities: _Optional[bool] = ..., at_s: _Optional[float] = ...) -> None: ...
