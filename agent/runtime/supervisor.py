@@ -136,6 +136,31 @@ def start_agent(
     return AgentProcess(domain, address, config, log_path, popen)
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is over, then raise KeyboardInterrupt.
+
+    Around starting a process and recording it: an interrupt between the fork and the
+    record would leave a process nobody knows to stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def start_agents(
     configs: dict[str, Path],
     addresses: dict[str, str],
@@ -149,7 +174,9 @@ def start_agents(
     started: list[AgentProcess] = []
     try:
         for domain, config in configs.items():
-            started.append(start_agent(domain, config, addresses[domain], workdir, command))
+            with deferred_interrupts():
+                started.append(start_agent(domain, config, addresses[domain], workdir,
+                                           command))
     except BaseException:
         stop_agents(started)
         raise

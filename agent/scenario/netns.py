@@ -20,7 +20,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from fedorch.runtime.supervisor import stop_agents
+from fedorch.runtime.supervisor import deferred_interrupts, stop_agents
 from fedorch.scenario.loader import LoadedScenario
 from fedorch.scenario.netns_check import NetnsUnavailable, netns_problem
 from fedorch.scenario.process import ProcessFederation, UnsupportedFault
@@ -80,8 +80,9 @@ class NetnsFederation(ProcessFederation):
         return random.choice(free)
 
     def _netns(self, name: str) -> str:
-        ip("netns", "add", name)
-        self.made.append(name)
+        with deferred_interrupts():  # recorded before any Ctrl-C can unwind
+            self.made.append(name)
+            ip("netns", "add", name)
         ip("-n", name, "link", "set", "lo", "up")
         return name
 
@@ -126,7 +127,7 @@ class NetnsFederation(ProcessFederation):
         return ["ip", "netns", "exec", self.spaces[name]]
 
     def remove_network(self) -> None:
-        for space in reversed(self.made):
+        for space in reversed(self.made):  # one not made after all: nothing to delete
             subprocess.run(["ip", "netns", "del", space], capture_output=True,
                            timeout=IP_TIMEOUT_S)
         self.made.clear()

@@ -16,6 +16,7 @@ import yaml
 from fedorch.runtime.supervisor import (
     HOST,
     AgentProcess,
+    deferred_interrupts,
     ensure_keys,
     kill_agent,
     pick_free_ports,
@@ -101,10 +102,11 @@ class ProcessFederation:
     def start(self, names: list[str]) -> list[AgentProcess]:
         started = []
         for name in names:
-            proc = start_agent(name, self.configs[name], self.addresses[name], self.workdir,
-                               wrap=self.wrap(name))
-            self.procs[name] = proc
-            self.pids.setdefault(name, []).append(proc.pid)
+            with deferred_interrupts():  # recorded before any Ctrl-C can unwind
+                proc = start_agent(name, self.configs[name], self.addresses[name],
+                                   self.workdir, wrap=self.wrap(name))
+                self.procs[name] = proc
+                self.pids.setdefault(name, []).append(proc.pid)
             started.append(proc)
         return started
 

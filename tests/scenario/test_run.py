@@ -111,3 +111,47 @@ def test_a_failing_expectation_exits_1_and_says_what_was_seen(tmp_path: Path) ->
     assert "(seen: runs 1)" in out
     assert "✓ a, b sees a, b ALIVE and c not ALIVE" in out
     assert "scenario small-kill FAILED: 1 of 3 expectation(s) held" in out
+
+
+def processes_naming(text: str) -> list[int]:
+    """Pids of live processes whose command line contains `text` (read-only check)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def test_sigterm_mid_run_stops_every_agent(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workdir = tmp_path / "run"
+    out = tmp_path / "out.txt"
+    slow = SMALL.replace("at_s: 0.5", "at_s: 60")  # nothing happens before the signal
+    with open(out, "wb") as sink:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "fedorch.cli.main", "scenario", "run",
+             str(write(tmp_path, slow)), "--workdir", str(workdir)],
+            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "converged" not in out.read_text() and runner.poll() is None:
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        assert len(processes_naming(str(workdir))) == 3  # a, b and c are running
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=60) != 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert processes_naming(str(workdir)) == []
