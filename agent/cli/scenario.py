@@ -65,7 +65,7 @@ def run_command(file: Path, runner: str, keep: bool, workdir: Path | None,
         if temporary:
             shutil.rmtree(root, ignore_errors=True)
         if skip_unsupported:
-            click.echo(f"skipped {file}: {exc}")
+            click.echo(f"skipped: {exc}")
             return
         raise CliError(str(exc), EXIT_USAGE) from None
     con = console()

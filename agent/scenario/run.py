@@ -93,6 +93,28 @@ class RunState:
     outcomes: list[Outcome] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
+    clients: dict[str, AgentClient] = field(default_factory=dict)
+
+    async def client(self, name: str) -> AgentClient:
+        """One client (one channel) per agent for the whole schedule; a channel to a
+        restarted agent reconnects by itself."""
+        if name not in self.clients:
+            self.clients[name] = await AgentClient(
+                self.fed.address(name), self.rpc_timeout).__aenter__()
+        return self.clients[name]
+
+    async def forget(self, name: str) -> None:
+        """Drop the agent's channel after it failed to connect: a fresh one connects at
+        once when the agent is back, where the old one may still be backing off."""
+        client = self.clients.pop(name, None)
+        if client is not None:
+            await client.close()
+
+    async def close_clients(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        self.clients.clear()
+
     def now(self) -> float:
         return time.monotonic() - self.t0
 
@@ -171,9 +193,11 @@ async def _status(state: RunState, copy: Copy) -> dict[str, Any] | None:
     candidates = [to] + [n for n in state.fed.awake() if n != to]
     for name in candidates:
         try:
-            async with AgentClient(state.fed.address(name), state.rpc_timeout) as client:
-                return status_to_dict(await client.get_workflow(copy.id))
-        except grpc.RpcError:
+            client = await state.client(name)
+            return status_to_dict(await client.get_workflow(copy.id))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                await state.forget(name)
             continue
     return None
 
@@ -181,11 +205,11 @@ async def _status(state: RunState, copy: Copy) -> dict[str, Any] | None:
 async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
     submission = copy.workflow.submission
     await asyncio.sleep(max(0.0, state.schedule_at + delay_s - state.now()))
-    address = state.fed.address(submission.to)
     try:
-        async with AgentClient(address, state.rpc_timeout) as client:
-            copy.id = await client.submit(copy.workflow.spec, uuid.uuid4().hex)
+        client = await state.client(submission.to)
+        copy.id = await client.submit(copy.workflow.spec, uuid.uuid4().hex)
     except grpc.RpcError as exc:
+        await state.forget(submission.to)
         copy.error = f"submit to {submission.to} failed: {exc.code().name}: {exc.details()}"
         state.say("error", f"{copy.label}: {copy.error}")
         return
@@ -304,3 +328,4 @@ async def run_schedule(state: RunState, checks: Sequence[Coroutine[Any, Any, Non
         for task in (*tasks, watcher):
             task.cancel()
         await asyncio.gather(*tasks, watcher, return_exceptions=True)
+        await state.close_clients()
