@@ -227,7 +227,11 @@ class _Checks:
         try:
             parse_config_text(text, "<built>", self.loaded.base_dir)
         except ConfigError as exc:
-            self.fail(f"{domain.path}.{exc.path}".rstrip("."), exc.problem)
+            top = exc.path.split(".")[0].split("[")[0]
+            from_defaults = top == "log_level" or (
+                top in ("gossip", "negotiation") and not domain.spec.HasField(top))
+            where = "defaults" if from_defaults else domain.path
+            self.fail(f"{where}.{exc.path}".rstrip("."), exc.problem)
 
     def domain_name(self, name: str, path: str, allow_star: bool = False) -> None:
         if allow_star and name == "*":
