@@ -25,6 +25,7 @@ from fedorch.scenario.run import (
 )
 
 RUNNERS = ("process", "netns")
+LOG_TAILS_SHOWN = 5
 
 
 @dataclass
@@ -98,9 +99,9 @@ def execute(
              "submitted_at_s": _round(copy.submitted_at), "ended_at_s": _round(copy.ended_at),
              "error": copy.error, "status": copy.last}
             for copies in state.copies.values() for copy in copies]
-    if not result.passed:
-        result.logs = {name: log_tail(workdir / f"{name}.log", 8) for name in fed.names
-                       if (workdir / f"{name}.log").exists()}
+    if not result.passed:  # a few agents' last lines; every log stays in the work dir
+        shown = [n for n in fed.names if (workdir / f"{n}.log").exists()][:LOG_TAILS_SHOWN]
+        result.logs = {name: log_tail(workdir / f"{name}.log", 8) for name in shown}
     return result
 
 
