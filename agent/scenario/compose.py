@@ -24,7 +24,6 @@ from typing import Any
 import yaml
 from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config, scripts_used
 from fedorch.scenario.loader import LoadedScenario
-from google.protobuf import json_format
 
 AGENT_PORT = 7100
 METRICS_PORT = 9100
@@ -62,8 +61,8 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def dump(data: Any, sort: bool = False) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=sort, width=100,
+def dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100,
                      default_flow_style=False)
 
 
@@ -215,10 +214,12 @@ def write_project(loaded: LoadedScenario, out: Path, context: str | None = None
         put(f"config/{name}.yaml", _config_header(loaded, name)
             + dump(domain_config(loaded, name)))
     for workflow in loaded.workflows.values():
-        spec = json_format.MessageToDict(workflow.spec, preserving_proto_field_name=True)
-        # Keys sorted: the spec's maps (data, labels, params) come out in no fixed order.
-        put(f"workflows/{workflow.id}.yaml",
-            f"# Workflow {workflow.id} of scenario {loaded.name}.\n" + dump(spec, sort=True))
+        # The spec as the scenario has it (a file's text, comments and all), so that the
+        # submitter's `fedorch submit` reads exactly what `scenario run` read.
+        as_written = workflow.written
+        text = as_written if isinstance(as_written, str) else (
+            f"# Workflow {workflow.id} of scenario {loaded.name}.\n" + dump(as_written))
+        put(f"workflows/{workflow.id}.yaml", text)
     if loaded.workflows:
         put("submit.sh", submit_script(loaded))
     for arg, source in scripts_used(loaded).items():

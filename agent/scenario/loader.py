@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fedorch.core.workflow.spec import SpecError, load_spec_file, validate_spec
+from fedorch.core.workflow.spec import SpecError, load_spec_file, parse_spec_text
 from fedorch.gen.fedorch.v1 import scenario_pb2, spec_pb2, status_pb2
 from fedorch.runtime.config import (
     DOMAIN_RE,
@@ -89,6 +89,8 @@ class Workflow:
     submission: scenario_pb2.Submission
     spec: spec_pb2.WorkflowSpec
     path: str
+    # The spec as written: its file's text, or the inline mapping (for compose to write).
+    written: str | dict[str, Any] = ""
 
     @property
     def id(self) -> str:
@@ -129,13 +131,27 @@ def load_scenario(path: str | os.PathLike[str]) -> LoadedScenario:
 
 def parse_scenario_text(text: str, source: str, base_dir: Path) -> LoadedScenario:
     data = load_yaml_mapping(text, source, ScenarioError)
+    inline = _take_inline_specs(data)
     check_fields(data, scenario_pb2.Scenario.DESCRIPTOR, source, ScenarioError, _BOUNDS)
     _check_explicit_empty(data, source)
     scenario = scenario_pb2.Scenario()
     to_message(data, scenario, source, ScenarioError)
     loaded = LoadedScenario(source, base_dir, scenario)
-    _Checks(loaded).run()
+    _Checks(loaded, inline).run()
     return loaded
+
+
+def _take_inline_specs(data: dict[str, Any]) -> dict[int, Any]:
+    """Inline workflow specs, taken out of the data: each is read by the workflow spec
+    loader itself, exactly as a spec file would be, rather than mapped onto the message
+    here (the spec loader has rules of its own, e.g. how params are kept)."""
+    taken: dict[int, Any] = {}
+    workflows = data.get("workflows")
+    if isinstance(workflows, list):
+        for index, item in enumerate(workflows):
+            if isinstance(item, dict) and "spec" in item:
+                taken[index] = item.pop("spec")
+    return taken
 
 
 def _check_explicit_empty(data: dict[str, Any], source: str) -> None:
@@ -162,8 +178,9 @@ def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
 
 
 class _Checks:
-    def __init__(self, loaded: LoadedScenario) -> None:
+    def __init__(self, loaded: LoadedScenario, inline: dict[int, Any]) -> None:
         self.loaded = loaded
+        self.inline = inline
         self.s = loaded.scenario
         self.source = loaded.source
 
@@ -251,16 +268,17 @@ class _Checks:
                           f"{submission.id!r}")
             if submission.id in self.loaded.workflows:
                 self.fail(f"{path}.id", f"duplicate submission id {submission.id!r}")
-            has_spec = submission.HasField("spec")
+            has_spec = index in self.inline
             if bool(submission.file) == has_spec:
                 self.fail(path, "give exactly one of file (a spec file next to the scenario) "
                           "or spec (the spec inline)")
-            spec = self.spec(submission, path) if submission.file else submission.spec
             if has_spec:
-                try:
-                    validate_spec(spec, self.source)
-                except SpecError as exc:
-                    self.fail(f"{path}.spec.{exc.path}".rstrip("."), exc.problem)
+                written = self.inline[index]
+                spec = self.inline_spec(written, path)
+                submission.spec.CopyFrom(spec)
+            else:
+                spec = self.spec(submission, path)
+                written = (self.loaded.base_dir / submission.file).read_text()
             if not submission.to:
                 self.fail(f"{path}.to", "required: the domain to submit to, e.g. eu-west")
             self.domain_name(submission.to, f"{path}.to")
@@ -272,7 +290,16 @@ class _Checks:
                     elif name not in self.loaded.domains:
                         self.fail(f"{path}.file", f"{submission.file}: {where}: "
                                   + _unknown("domain", name, list(self.loaded.domains)))
-            self.loaded.workflows[submission.id] = Workflow(submission, spec, path)
+            self.loaded.workflows[submission.id] = Workflow(submission, spec, path, written)
+
+    def inline_spec(self, raw: Any, path: str) -> spec_pb2.WorkflowSpec:
+        if not isinstance(raw, dict):
+            self.fail(f"{path}.spec", "must be a mapping: a workflow spec, e.g. "
+                      "{name: w, steps: [{id: s1, capability: work}]}")
+        try:
+            return parse_spec_text(yaml.safe_dump(raw, sort_keys=False), self.source)
+        except SpecError as exc:
+            self.fail(f"{path}.spec.{exc.path}".rstrip("."), exc.problem)
 
     def spec(self, submission: scenario_pb2.Submission, path: str) -> spec_pb2.WorkflowSpec:
         spec_path = self.loaded.base_dir / submission.file
