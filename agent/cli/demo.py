@@ -1,69 +1,70 @@
 """`fedorch demo`: a local federation of three agents and one workflow across it.
 
 The steps are plain functions so that tests can drive them one at a time:
-`ensure_keys`, `pick_free_ports`, `write_configs` (from scenarios/demo/<domain>.yaml),
-`start_agents`, `wait_healthy`, `wait_members_alive`, `stop_agents`, `log_tail`.
+`write_configs` (from scenarios/demo/<domain>.yaml) here, and the process supervisor's
+`ensure_keys`, `pick_free_ports`, `start_agents`, `wait_healthy`, `wait_members_alive`,
+`stop_agents`, `log_tail` (fedorch.runtime.supervisor, re-exported for callers of this
+module).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-import fedorch
-import grpc
 import yaml
-from fedorch.cli.client import CHANNEL_OPTIONS, AgentClient
+from fedorch.cli.client import AgentClient
 from fedorch.cli.common import console, settings
 from fedorch.cli.errors import EXIT_FAILED, CliError, one_line, rpc_errors
 from fedorch.cli.follow import wait_for_terminal
 from fedorch.cli.render import (
+    TERMINAL_NAMES,
     change_lines,
-    member_state_name,
     members_table,
     status_to_dict,
     steps_table,
     workflow_state_name,
 )
 from fedorch.cli.workflows import load_spec
-from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
+from fedorch.runtime.supervisor import (  # noqa: F401 - re-exported, see the docstring
+    STARTUP_DEADLINE_S,
+    STOP_GRACE_S,
+    AgentProcess,
+    SupervisorError,
+    agent_command,
+    ensure_keys,
+    log_tail,
+    pick_free_ports,
+    repo_root,
+    sigterm_as_interrupt,
+    start_agents,
+    stop_agents,
+    until_an_agent_exits,
+    wait_healthy,
+    wait_members_alive,
+)
 from rich.console import Console
 from rich.rule import Rule
 from rich.text import Text
 
-T = TypeVar("T")
-
 DOMAINS: tuple[str, ...] = ("eu-west", "us-east", "partner")
 COORDINATOR = "eu-west"
 HOST = "127.0.0.1"
-STARTUP_DEADLINE_S = 20.0
-STOP_GRACE_S = 10.0
 DEFAULT_WORKFLOW_WAIT_S = 120.0
 
 
-class DemoError(Exception):
-    """The demo could not get its federation going."""
-
-
-def repo_root() -> Path:
-    return Path(fedorch.__file__).resolve().parent.parent
+# The demo's errors are the supervisor's: agents that would not start or that exited.
+DemoError = SupervisorError
 
 
 def scenario_dir() -> Path:
@@ -71,37 +72,6 @@ def scenario_dir() -> Path:
 
 
 # ---- keys, ports, configs ------------------------------------------------------------
-
-
-def ensure_keys(domains: Sequence[str], keys_dir: Path) -> dict[str, Path]:
-    """Each domain's private key path; makes missing key pairs, reuses complete ones."""
-    from fedorch.core.identity.keys import init_keys
-
-    found: dict[str, Path] = {}
-    try:
-        keys_dir.mkdir(parents=True, exist_ok=True)
-        for domain in domains:
-            private, public = keys_dir / f"{domain}.key", keys_dir / f"{domain}.pub"
-            if not (private.exists() and public.exists()):
-                private, public = init_keys(domain, keys_dir)
-            found[domain] = Path(private)
-    except (OSError, ValueError) as exc:
-        raise DemoError(f"cannot make demo keys in {keys_dir}: {exc}") from exc
-    return found
-
-
-def pick_free_ports(count: int, host: str = HOST) -> list[int]:
-    """`count` distinct ports that were free a moment ago (bind port 0, read, close)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _port(address: str) -> str:
@@ -234,195 +204,6 @@ def write_configs(template_dir: Path, workdir: Path, ports: dict[str, int]) -> d
     return written
 
 
-# ---- processes -----------------------------------------------------------------------
-
-
-@dataclass
-class AgentProcess:
-    domain: str
-    address: str
-    config: Path
-    log_path: Path
-    popen: subprocess.Popen[bytes]
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-
-def agent_command(config: Path) -> list[str]:
-    return [sys.executable, "-m", "fedorch.cli.main", "agent", "run", "--config", str(config)]
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(repo_root())
-    existing = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = root if not existing else os.pathsep.join([root, existing])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def start_agents(
-    configs: dict[str, Path],
-    addresses: dict[str, str],
-    workdir: Path,
-    command: Any = agent_command,
-) -> list[AgentProcess]:
-    """Start one agent per config, output to WORKDIR/<domain>.log.
-
-    If one fails to start, the ones already started are stopped before raising.
-    """
-    env = _child_env()
-    started: list[AgentProcess] = []
-    try:
-        for domain, config in configs.items():
-            log_path = workdir / f"{domain}.log"
-            with open(log_path, "ab") as log:
-                popen = subprocess.Popen(
-                    command(config),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=workdir,
-                    env=env,
-                    start_new_session=True,  # our Ctrl-C is ours; agents get SIGTERM from us
-                )
-            started.append(AgentProcess(domain, addresses[domain], config, log_path, popen))
-    except BaseException:
-        stop_agents(started)
-        raise
-    return started
-
-
-def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:
-    if popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(popen.pid, signum)
-
-
-def stop_agents(agents: Sequence[AgentProcess], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM every agent still running, wait up to grace_s in all, then SIGKILL."""
-    try:
-        for proc in agents:
-            _signal(proc.popen, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for proc in agents:
-            try:
-                proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal(proc.popen, signal.SIGKILL)
-                proc.popen.wait()
-    except BaseException:  # e.g. a second Ctrl-C: no more patience, but nothing left behind
-        for proc in agents:
-            _signal(proc.popen, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                proc.popen.wait(timeout=5)
-        raise
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"(cannot read {path}: {exc})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _exited(proc: AgentProcess) -> DemoError | None:
-    code = proc.popen.poll()
-    if code is None:
-        return None
-    return DemoError(f"agent {proc.domain} exited with code {code} (log: {proc.log_path})")
-
-
-async def wait_healthy(
-    agents: Sequence[AgentProcess], deadline_s: float = STARTUP_DEADLINE_S
-) -> None:
-    """Poll each agent's gRPC health service until it answers SERVING."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + deadline_s
-    for proc in agents:
-        async with grpc.aio.insecure_channel(proc.address, options=CHANNEL_OPTIONS) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if (error := _exited(proc)) is not None:
-                    raise error
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise DemoError(
-                        f"agent {proc.domain} at {proc.address} was not SERVING "
-                        f"within {deadline_s:g}s (log: {proc.log_path})"
-                    )
-                try:
-                    reply = await stub.Check(
-                        health_pb2.HealthCheckRequest(service=""), timeout=min(1.0, remaining)
-                    )
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                await asyncio.sleep(0.2)
-
-
-async def wait_members_alive(
-    proc: AgentProcess,
-    domains: Sequence[str],
-    rpc_timeout: float,
-    deadline_s: float = STARTUP_DEADLINE_S,
-    others: Sequence[AgentProcess] = (),
-) -> list[client_pb2.MemberInfo]:
-    """Poll proc's ListMembers until every domain is ALIVE; return that member list."""
-    deadline = time.monotonic() + deadline_s
-    seen: dict[str, str] = {}
-    async with AgentClient(proc.address, rpc_timeout) as client:
-        while True:
-            for p in (proc, *others):
-                if (error := _exited(p)) is not None:
-                    raise error
-            try:
-                members = await client.list_members()
-            except grpc.RpcError:
-                members = []
-            seen = {m.domain: member_state_name(m.state) for m in members}
-            if all(seen.get(d) == "ALIVE" for d in domains):
-                return members
-            if time.monotonic() >= deadline:
-                view = ", ".join(f"{d}={s}" for d, s in sorted(seen.items())) or "nothing"
-                raise DemoError(
-                    f"{proc.domain} did not see {', '.join(domains)} ALIVE within "
-                    f"{deadline_s:g}s (it sees {view})"
-                )
-            await asyncio.sleep(0.25)
-
-
-async def _first_exit(agents: Sequence[AgentProcess], interval_s: float) -> None:
-    while True:
-        for proc in agents:
-            if (error := _exited(proc)) is not None:
-                raise error
-        await asyncio.sleep(interval_s)
-
-
-async def until_an_agent_exits(
-    work: Coroutine[Any, Any, T], agents: Sequence[AgentProcess], interval_s: float = 0.5
-) -> T:
-    """Await `work`, but raise DemoError as soon as one of the agents exits."""
-    task = asyncio.ensure_future(work)
-    guard = asyncio.ensure_future(_first_exit(agents, interval_s))
-    try:
-        await asyncio.wait({task, guard}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            return task.result()
-        guard.result()  # raises the DemoError
-        raise AssertionError("unreachable")  # pragma: no cover
-    finally:
-        for pending in (task, guard):
-            pending.cancel()
-        await asyncio.gather(task, guard, return_exceptions=True)
-
-
 # ---- the show ------------------------------------------------------------------------
 
 
@@ -440,6 +221,16 @@ def refusal_summary(status: status_pb2.WorkflowStatus) -> list[str]:
             if now and now != refusal.domain:
                 lines.append(f"  -> {step_id} was re-placed on {now}")
     return lines
+
+
+def terminal_last(lines: list[str], current: dict[str, Any]) -> list[str]:
+    """The lines of one status change with the workflow's terminal state moved last: the
+    update that ends a workflow also carries its last step's end, which happened first."""
+    if current.get("state") not in TERMINAL_NAMES:
+        return lines
+    ending = f"workflow {current.get('id', '')} {current['state']}"
+    ends = [line for line in lines if line.startswith(ending)]
+    return [line for line in lines if not line.startswith(ending)] + ends
 
 
 def _say(con: Console, text: str, style: str = "") -> None:
@@ -470,7 +261,7 @@ async def _drive(
     def show(status: status_pb2.WorkflowStatus) -> None:
         nonlocal previous
         current = status_to_dict(status)
-        for line in change_lines(previous, current):
+        for line in terminal_last(change_lines(previous, current), current):
             style = "yellow" if " refused " in line or "re-placed" in line else ""
             _say(con, f"  {line}", style)
         previous = current
@@ -498,23 +289,6 @@ async def _drive(
     return final
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let a SIGTERM to the demo unwind like Ctrl-C, so its agents are stopped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_demo(
     workdir: Path | None,
     keep: bool,
@@ -534,7 +308,7 @@ def run_demo(
     code = EXIT_FAILED
     interrupted = False
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             try:
                 con.print(Rule("fedorch demo"))
                 _say(con, f"work dir {root}")

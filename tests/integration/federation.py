@@ -17,12 +17,12 @@ from pathlib import Path
 
 import grpc
 from fedorch.bench.realnet import RPC_TIMEOUT_S, RealNet
-from fedorch.cli.demo import wait_members_alive
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.keys import load_private_key
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc, spec_pb2, status_pb2
+from fedorch.runtime.supervisor import wait_members_alive
 
 TERMINAL = TERMINAL_NAMES
 # The commit protocol the federations run (FEDORCH_TEST_COMMIT=2pc runs the suite with

@@ -23,7 +23,10 @@ def _compose() -> dict[str, Any]:
 
 
 def _services() -> dict[str, dict[str, Any]]:
-    return _compose()["services"]
+    """The agent services (each mounts an agent config); the one-shot submitter is
+    checked with the rest of the generated project in tests/scenario/test_compose.py."""
+    return {name: service for name, service in _compose()["services"].items()
+            if any(str(v).split(":")[1:2] == [CONFIG_TARGET] for v in service.get("volumes", []))}
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,151 @@
+"""The process runner: every domain an agent process on 127.0.0.1, a free port each.
+
+Keys are made per run in the work dir; each agent's config is written there too, with
+its data dir and its side-effect file (runs/<domain>.jsonl). Faults are signals to the
+agent's pid: kill (SIGKILL), stop/cont (SIGSTOP/SIGCONT), restart (stop, then start the
+same config on the same port and data dir). Partitions, clock jumps and slow disks need
+more than one process can do to another: they are refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import yaml
+from fedorch.runtime.supervisor import (
+    HOST,
+    AgentProcess,
+    deferred_interrupts,
+    ensure_keys,
+    kill_agent,
+    pick_free_ports,
+    send_signal,
+    start_agent,
+    stop_agents,
+    wait_healthy,
+)
+from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config
+from fedorch.scenario.loader import LoadedScenario
+
+
+class UnsupportedFault(Exception):
+    """This runner cannot apply that kind of fault."""
+
+
+class ProcessFederation:
+    name = "process"
+    supported = frozenset({"kill", "stop", "cont", "restart"})
+
+    def __init__(self, loaded: LoadedScenario, workdir: Path) -> None:
+        self.loaded = loaded
+        self.workdir = workdir
+        self.addresses: dict[str, str] = {}
+        self.configs: dict[str, Path] = {}
+        self.procs: dict[str, AgentProcess] = {}
+        self.stopped: set[str] = set()  # SIGSTOPped, not yet resumed
+        self.pids: dict[str, list[int]] = {}  # every process started, restarts included
+
+    def check_supported(self) -> None:
+        for index, fault in enumerate(self.loaded.scenario.faults):
+            if fault.action not in self.supported:
+                raise UnsupportedFault(
+                    f"{self.loaded.source}: faults[{index}].action: the {self.name} runner "
+                    f"cannot apply {fault.action!r} (it can: "
+                    f"{', '.join(sorted(self.supported))}); run it with --runner netns as root")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.loaded.domains)
+
+    def runs_file(self, name: str) -> Path:
+        return self.workdir / "runs" / f"{name}.jsonl"
+
+    def prepare(self) -> None:
+        """Keys, ports, data dirs and configs for every domain; nothing runs yet."""
+        names = self.names
+        keys_dir = self.workdir / "keys"
+        ensure_keys(names, keys_dir)
+        self.addresses = self.assign_addresses()
+        (self.workdir / "runs").mkdir(parents=True, exist_ok=True)
+        for name in names:
+            data_dir = self.workdir / "data" / name
+            data_dir.mkdir(parents=True, exist_ok=True)
+            config = agent_config(
+                self.loaded, name, addresses=self.addresses, data_dir=str(data_dir),
+                keys_dir=str(keys_dir), metrics_listen=None,
+                env={RUNS_ENV: str(self.runs_file(name)), DOMAIN_ENV: name},
+                cwd=str(self.loaded.base_dir))
+            path = self.workdir / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            self.configs[name] = path
+
+    def assign_addresses(self) -> dict[str, str]:
+        """Each domain's address: 127.0.0.1 and a port that was free a moment ago."""
+        ports = pick_free_ports(len(self.names))
+        return {n: f"{HOST}:{p}" for n, p in zip(self.names, ports, strict=True)}
+
+    def wrap(self, name: str) -> list[str]:
+        """What the agent's command runs under (nothing: it runs as it is)."""
+        return []
+
+    def address(self, name: str) -> str:
+        return self.addresses[name]
+
+    def running(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.popen.poll() is None]
+
+    def awake(self) -> list[str]:
+        """Running and not paused: the agents that can answer."""
+        return [n for n in self.running() if n not in self.stopped]
+
+    def start(self, names: list[str]) -> list[AgentProcess]:
+        started = []
+        for name in names:
+            with deferred_interrupts():  # recorded before any Ctrl-C can unwind
+                proc = start_agent(name, self.configs[name], self.addresses[name],
+                                   self.workdir, wrap=self.wrap(name))
+                self.procs[name] = proc
+                self.pids.setdefault(name, []).append(proc.pid)
+            started.append(proc)
+        return started
+
+    async def wait_serving(self, names: list[str], deadline_s: float) -> None:
+        await wait_healthy([self.procs[n] for n in names], deadline_s=deadline_s)
+
+    # ---- faults --------------------------------------------------------------------
+
+    async def apply(self, action: str, names: list[str], deadline_s: float,
+                    others: list[str] | None = None) -> str:
+        """Apply one fault to each domain (`others`: a partition's other side); a short
+        note of what was done."""
+        if action not in self.supported:
+            raise UnsupportedFault(f"the {self.name} runner cannot apply {action!r}")
+        notes = []
+        for name in names:
+            proc = self.procs.get(name)
+            if action == "kill":
+                if proc is not None:
+                    kill_agent(proc)
+                self.stopped.discard(name)
+                notes.append(f"{name} SIGKILLed")
+            elif action == "stop":
+                if proc is not None and send_signal(proc, signal.SIGSTOP):
+                    self.stopped.add(name)
+                notes.append(f"{name} paused (SIGSTOP)")
+            elif action == "cont":
+                if proc is not None:
+                    send_signal(proc, signal.SIGCONT)
+                self.stopped.discard(name)
+                notes.append(f"{name} resumed (SIGCONT)")
+            elif action == "restart":
+                if proc is not None:
+                    stop_agents([proc])
+                self.stopped.discard(name)
+                self.start([name])
+                await self.wait_serving([name], deadline_s)
+                notes.append(f"{name} restarted (pid {self.procs[name].pid}) and serving")
+        return "; ".join(notes)
+
+    def stop_all(self) -> None:
+        stop_agents(list(self.procs.values()))

@@ -1,0 +1,109 @@
+"""One scenario run from start to stop: pick the runner, start the federation, run the
+schedule, check the expectations, stop every agent that was started (on every path,
+Ctrl-C included), and return what happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedorch.runtime.supervisor import SupervisorError, log_tail, sigterm_as_interrupt
+from fedorch.scenario.expect import check_all, timed_checks
+from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.netns_check import NetnsUnavailable
+from fedorch.scenario.process import ProcessFederation
+from fedorch.scenario.run import (
+    Event,
+    Outcome,
+    RunState,
+    StartupError,
+    run_schedule,
+    start_federation,
+)
+
+RUNNERS = ("process", "netns")
+LOG_TAILS_SHOWN = 5
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    runner: str
+    workdir: Path
+    events: list[Event] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    workflows: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+    logs: dict[str, str] = field(default_factory=dict)
+    pids: dict[str, list[int]] = field(default_factory=dict)  # all started, all stopped
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and bool(self.outcomes) and all(o.ok for o in self.outcomes)
+
+
+def make_federation(loaded: LoadedScenario, runner: str, workdir: Path):
+    if runner == "netns":
+        from fedorch.scenario.netns import NetnsFederation
+
+        return NetnsFederation(loaded, workdir)
+    return ProcessFederation(loaded, workdir)
+
+
+def check_runner(loaded: LoadedScenario, runner: str, workdir: Path) -> None:
+    """Raise UnsupportedFault (or NetnsUnavailable) before anything starts."""
+    make_federation(loaded, runner, workdir).check_supported()
+
+
+async def _run(state: RunState, runs_dir: Path) -> None:
+    await start_federation(state)
+    timed: dict[int, Outcome] = {}
+    await run_schedule(state, timed_checks(state, timed))
+    state.outcomes.extend(await check_all(state, runs_dir, timed))
+
+
+def execute(
+    loaded: LoadedScenario,
+    runner: str,
+    workdir: Path,
+    rpc_timeout: float,
+    emit: Callable[[Event], None] = lambda event: None,
+) -> RunResult:
+    """Run the scenario; the result says whether every expectation held."""
+    fed = make_federation(loaded, runner, workdir)
+    fed.check_supported()
+    state = RunState(loaded, fed, rpc_timeout, emit)
+    result = RunResult(loaded.name, runner, workdir)
+    try:
+        with sigterm_as_interrupt():
+            try:
+                fed.prepare()
+                asyncio.run(_run(state, workdir / "runs"))
+            except (SupervisorError, StartupError, NetnsUnavailable) as exc:
+                result.error = str(exc)
+                state.say("error", str(exc))
+            finally:
+                fed.stop_all()
+    finally:
+        result.events = state.events
+        # A fault that could not be applied is an outcome of its own (state.outcomes).
+        result.outcomes = state.outcomes
+        result.metrics = state.metrics
+        result.pids = fed.pids
+        result.workflows = [
+            {"submission": copy.workflow.id, "copy": copy.index, "id": copy.id,
+             "submitted_at_s": _round(copy.submitted_at), "ended_at_s": _round(copy.ended_at),
+             "error": copy.error, "status": copy.last}
+            for copies in state.copies.values() for copy in copies]
+    if not result.passed:  # a few agents' last lines; every log stays in the work dir
+        shown = [n for n in fed.names if (workdir / f"{n}.log").exists()][:LOG_TAILS_SHOWN]
+        result.logs = {name: log_tail(workdir / f"{name}.log", 8) for name in shown}
+    return result
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
