@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import record_is_own
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership import swim_codec
@@ -111,6 +112,12 @@ class Membership:
             try:
                 record.ParseFromString(raw)
             except Exception:  # signed by its owner, but not a record: show it as empty
+                record = peer_pb2.DomainRecord(domain=name)
+            if record.domain and not record_is_own(name, record.domain):
+                # Signed by `name` about another domain: it speaks for nobody (authority).
+                self.agent.metrics.rejected_messages.labels("record_not_own").inc()
+                log.warning("refused the record %s published for domain %r", name,
+                            record.domain)
                 record = peer_pb2.DomainRecord(domain=name)
             if len(self._records) > 4096:
                 self._records.clear()

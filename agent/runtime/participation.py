@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value, check_tx
@@ -87,7 +88,7 @@ class Participation(StepRuns, InDoubt):
         # Results that arrived before their workflow's COMMIT (messages reorder). Kept
         # in memory, filled and drained with no await in between, so none is lost to a
         # COMMIT handled concurrently; also on disk, for a crash in the meantime.
-        self._early: dict[str, list[tuple[str, int, StepState, dict, str]]] = {}
+        self._early: dict[str, list[tuple[str, int, StepState, dict, str, str]]] = {}
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
         self._committing = KeyedLocks()  # by workflow id
@@ -188,9 +189,10 @@ class Participation(StepRuns, InDoubt):
 
     def _check_prepare(self, coordinator: str, req: peer_pb2.PrepareRequest):
         a = self.agent
-        if not req.workflow_id.startswith(coordinator + "."):
-            raise RemoteProtocolError(
-                f"workflow id {req.workflow_id!r} does not belong to coordinator {coordinator!r}")
+        try:  # the peer service checked this already; a PREPARE may come other ways too
+            authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
+        except Refused as e:
+            raise RemoteProtocolError(e.detail) from None
         if req.round < 1:
             raise RemoteProtocolError("round must be at least 1")
         validate_spec(req.spec, "PREPARE spec")
@@ -392,13 +394,31 @@ class Participation(StepRuns, InDoubt):
         and report before its coordinator has heard that it was chosen; and peers are
         answered while a restarted agent is still reloading its workflows. `on_disk`:
         the workflow's step rows, if the caller has just read them."""
+        placement = active.row.placement
         if not active.fresh:  # rows from before a restart may be on disk only
             if on_disk is None:
                 on_disk = {s.step_id: s for s in await self.agent.store.get_steps(active.row.id)}
-            self._apply_rows(active, on_disk.values())
+            # Kept before the placement was known here: only a step's own domain counts.
+            self._apply_rows(active, [s for s in on_disk.values()
+                                      if placement.get(s.step_id) == s.domain])
             active.fresh = True
-        for early in self._early.pop(active.row.id, ()):
-            active.progress.apply_result(*early)
+        for *early, sender in self._early.pop(active.row.id, ()):
+            if placement.get(early[0]) == sender:
+                active.progress.apply_result(*early)
+            else:
+                self.agent.metrics.rejected_messages.labels("not_step_domain").inc()
+                log.warning("dropped a result of %s step %s from %s: placed on %s",
+                            active.row.id, early[0], sender, placement.get(early[0]))
+
+    async def placed_on(self, workflow_id: str, step_id: str) -> str | None:
+        """The domain `step_id` is placed on as this agent knows the workflow ("" if
+        it is not placed), or None when the workflow is not known here yet."""
+        a = self.agent
+        active = a.active.get(workflow_id)
+        row = active.row if active is not None else await a.store.get_workflow(workflow_id)
+        if row is None:
+            return None
+        return row.placement.get(step_id, "")
 
     @staticmethod
     def _apply_rows(active: Active, rows: Iterable[StepRow]) -> None:

@@ -146,6 +146,9 @@ class Proposer:
         """A Promise, Accepted, Reject or Decision for this transaction."""
         if getattr(msg, "key", None) != self.tx.key:
             raise RemoteProtocolError("a reply for another transaction")
+        if isinstance(msg, Promise | Accepted | Reject) and msg.acceptor not in self.tx.acceptors:
+            # Only the round's acceptors count towards its majorities (authority table).
+            raise RemoteProtocolError(f"{msg.acceptor} is not an acceptor of {self.tx.key}")
         handler = _PROPOSER_TABLE.get((self.phase, type(msg)))
         if handler is None:
             raise RemoteProtocolError(f"{type(msg).__name__} is not a proposer's input")
@@ -367,6 +370,9 @@ class Termination:
         if isinstance(msg, Decision):
             self._learned(d, msg.value, announce=False)
             return
+        if isinstance(msg, Promise | Accepted | Reject) and msg.acceptor not in d.tx.acceptors:
+            # An outsider's Accepted(ABORT) must not make a majority (authority table).
+            raise RemoteProtocolError(f"{msg.acceptor} is not an acceptor of {d.tx.key}")
         if isinstance(msg, Accepted):  # from the acceptors (see Acceptor): learn from them
             voters = d.accepts.setdefault((msg.ballot, msg.value), set())
             voters.add(msg.acceptor)
