@@ -162,13 +162,17 @@ class Consensus:
     # ---- proofs ----------------------------------------------------------------------
 
     def proven(self, body: peer_pb2.Body, tx: TxInfo) -> Value:
-        """The value of an opened, signed Decision about `tx`, if it proves itself: a
-        COMMIT by a certificate with a signed YES of every participant (each signature
-        verified); an ABORT by its signer, the coordinator or a participant (a recovery
-        proposer). RemoteProtocolError / AuthError otherwise."""
+        """The value of an opened, signed Decision about `tx`, if it proves itself: signed
+        by the coordinator or a participant (a recovery proposer), and a COMMIT by a
+        certificate with a signed YES of every participant (each signature verified).
+        Refused / RemoteProtocolError / AuthError otherwise."""
         d = body.decision
         if (d.workflow_id, d.round) != tx.key or d.coordinator != tx.coordinator:
             raise RemoteProtocolError(f"a decision about another transaction than {tx.key}")
+        # Signed by a party, COMMIT too: YES votes alone do not prove COMMIT was chosen.
+        authorize("decision_notice", body.sender, Facts(
+            workflow_id=tx.workflow_id, coordinator=tx.coordinator,
+            participants=tx.participants))
         if d.outcome == peer_pb2.OUTCOME_COMMIT:
             value = wire.commit_decision_value(d, self.agent.trust)
             if not certifies(tx, value):
@@ -177,10 +181,6 @@ class Consensus:
             return value
         if d.outcome != peer_pb2.OUTCOME_ABORT:
             raise RemoteProtocolError("a decision must be COMMIT or ABORT")
-        if body.sender != tx.coordinator and body.sender not in tx.participants:
-            raise RemoteProtocolError(
-                f"an ABORT of {tx.workflow_id} round {tx.round} signed by {body.sender}, "
-                "neither its coordinator nor a participant")
         return ABORT
 
     async def open_decision(self, envelope: peer_pb2.Envelope,

@@ -39,6 +39,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import TERMINAL_WORKFLOW_STATES, Active
 from fedorch.runtime.in_doubt import InDoubt
+from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import (
     HoldTxRow,
@@ -223,6 +224,9 @@ class Participation(StepRuns, InDoubt):
             if opened is None:
                 return await self._decide_classic(sender, envelope)
             signer, value, tx = opened
+        except Refused as e:
+            count_refusal(a, sender, "decision_notice", e)
+            return peer_pb2.Ack(ok=False, error=e.detail)
         except (AuthError, RemoteProtocolError) as e:
             log.warning("refused decision from %s: %s", sender, e)
             return peer_pb2.Ack(ok=False, error=str(e))

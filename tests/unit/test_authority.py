@@ -36,8 +36,7 @@ ROWS = {
                 ("acme", Facts(workflow_id=WF)), "not_coordinator"),
     "cancel": (("acme.eu", Facts(workflow_id=WF)),
                ("mallory", Facts(workflow_id=WF)), "not_coordinator"),
-    "decision_notice": (("mallory", Facts()),
-                        ("mallory", Facts(workflow_id="acme.eu.x/../y")), "bad_workflow_id"),
+    "decision_notice": (("gamma", Facts(**TX)), ("mallory", Facts(**TX)), "not_party"),
     "decision_query": (("mallory", Facts(workflow_id=WF)),
                        ("mallory", Facts(workflow_id="acme.eu.a\nb")), "bad_workflow_id"),
     "step_result": (("beta", Facts(workflow_id=WF, named="beta", placed_on="beta")),
@@ -54,6 +53,9 @@ ROWS = {
     "paxos_reject": (("acme.eu", Facts(named="acme.eu", **TX)),
                      ("mallory", Facts(named="gamma", **TX)), "impersonation"),
     "decision_ack": (("beta", Facts(**TX)), ("mallory", Facts(**TX)), "not_participant"),
+    "vote": (("beta", Facts(named="beta", **TX)), ("mallory", Facts(named="mallory", **TX)),
+             "not_participant"),
+    "decision_answer": (("acme.eu", Facts(**TX)), ("mallory", Facts(**TX)), "not_party"),
     "swim": (("beta", Facts()), ("beta", Facts(workflow_id="..")), "bad_workflow_id"),
     "batch": (("beta", Facts()), ("beta", Facts(workflow_id="a.\x00")), "bad_workflow_id"),
 }
@@ -62,7 +64,7 @@ ROWS = {
 def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
     handled = {"prepare", "decision_notice", "decision_query", "step_result", "cancel",
                "swim", "batch"} | PAXOS_REQUESTS
-    assert set(RULES) == handled
+    assert set(RULES) == handled | {"vote", "decision_answer"}  # and the replies checked
     assert set(ROWS) == set(RULES)
 
 
@@ -77,7 +79,7 @@ def test_row(kind):
 
 def test_a_kind_without_a_row_is_refused():
     with pytest.raises(Refused) as refused:
-        authorize("vote", "beta", Facts())
+        authorize("ack", "beta", Facts())
     assert refused.value.reason == "unknown_kind"
 
 

@@ -69,6 +69,7 @@ class Who(enum.Enum):
     PROPOSER = "the transaction's coordinator or one of its participants"
     ACCEPTOR = "an acceptor of the transaction, in its own name"
     PARTICIPANT = "a participant of the transaction"
+    PARTY = "the transaction's coordinator or one of its participants (those asked)"
     STEP_DOMAIN = "the domain the step is placed on, in its own name"
     PROVEN = "any trusted domain: what it carries proves itself"
     ANY = "any trusted domain, about its own knowledge only"
@@ -88,10 +89,13 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
          "a workflow of the sender's, with steps placed on the recipient",
          "round >= 1; a round already decided here is refused (Participant)"),
     Rule("cancel", Who.COORDINATOR, "a workflow of the sender's", "any: an end is final"),
-    Rule("decision_notice", Who.PROVEN,
-         "a transaction known here: COMMIT with a signed YES of every participant; ABORT"
-         " signed by its coordinator or a participant; classic 2PC: signed by the"
-         " coordinator and sent by it", "the round the decision names"),
+    # Signed by a party, whoever relays it: a full set of YES votes is no proof that
+    # COMMIT was chosen (a recovery ballot may have chosen ABORT over the coordinator's
+    # proposal), so an outsider who saw the votes must not announce COMMIT with them.
+    Rule("decision_notice", Who.PARTY,
+         "a transaction known here, the decision signed by its coordinator or a"
+         " participant: COMMIT with a signed YES of every participant; classic 2PC (not"
+         " known here): signed and sent by the coordinator", "the round the decision names"),
     Rule("decision_query", Who.ANY, "a well-formed workflow id", "any round"),
     Rule("step_result", Who.STEP_DOMAIN,
          "a step the recipient's placement puts on the sender", "the committed round"),
@@ -111,6 +115,12 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
          "ALIVE/LEFT claims and domain records by their own domain; SUSPECT/DEAD by any",
          "accusations at most ACCUSATION_LEAD above the incarnation held for the subject"),
     Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
+    # Replies: taken only as the answer of the domain asked, and checked as these rows say.
+    Rule("vote", Who.PARTICIPANT, "a round the recipient coordinates, in the voter's name",
+         "the round asked; a later round's vote is late"),
+    Rule("decision_answer", Who.PARTY,
+         "a transaction the sender was asked about: a COMMIT with its certificate",
+         "the round asked"),
 )}
 
 
@@ -142,6 +152,8 @@ def facts_of(body: peer_pb2.Body) -> Facts:
     msg = getattr(body, kind) if kind else None
     if kind in ("prepare", "cancel", "decision_query", "decision_ack"):
         return Facts(workflow_id=msg.workflow_id)
+    if kind == "vote":
+        return Facts(workflow_id=msg.workflow_id, named=msg.domain)
     if kind == "step_result":
         return Facts(workflow_id=msg.workflow_id, named=msg.domain)
     if kind in ("paxos_prepare", "paxos_accept"):
@@ -188,6 +200,15 @@ def _proposer(kind: str, sender: str, facts: Facts) -> None:
                       f"{sender} proposes in {facts.workflow_id!r} but takes no part in it")
 
 
+def _party(kind: str, sender: str, facts: Facts) -> None:
+    coordinator = facts.coordinator or (
+        coordinator_of(facts.workflow_id) if facts.workflow_id else None)
+    if facts.participants is not None and sender != coordinator \
+            and sender not in facts.participants:
+        raise Refused("not_party",
+                      f"{sender} answers about {facts.workflow_id!r}, where it takes no part")
+
+
 def _acceptor(kind: str, sender: str, facts: Facts) -> None:
     if facts.acceptors is not None and sender not in facts.acceptors:
         raise Refused("not_acceptor",
@@ -217,6 +238,7 @@ _CHECKS = {
     Who.PROPOSER: _proposer,
     Who.ACCEPTOR: _acceptor,
     Who.PARTICIPANT: _participant,
+    Who.PARTY: _party,
     Who.STEP_DOMAIN: _step_domain,
     Who.PROVEN: _nothing_more,   # the proof is checked where it is opened (paxos_wire)
     Who.ANY: _nothing_more,
