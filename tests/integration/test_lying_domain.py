@@ -120,7 +120,7 @@ async def test_outsiders_cannot_abort_a_round_nor_end_a_workflow(fed):
         reply = await fed.peer_call("partner", "Decide", _seal(
             liar, "partner", decision_notice=peer_pb2.DecisionNotice(decision=decision)))
         ack = peer_pb2.Body.FromString(reply.body).ack
-        assert not ack.ok and "takes no part" in ack.error
+        assert not ack.ok and "neither its coordinator nor a participant" in ack.error
     await _refused(fed, "partner", "CancelWorkflow", _seal(
         liar, "partner", cancel=peer_pb2.CancelNotice(workflow_id=workflow_id, reason="lie")))
     assert _reservations(fed, "partner", workflow_id) == [("prepared",)]

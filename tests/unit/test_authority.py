@@ -154,3 +154,29 @@ def test_termination_counts_no_outsider_towards_a_majority():
     term.receive(0.6, Accepted(tx.key, Ballot(1, "gamma"), "gamma", ABORT))
     term.receive(0.7, Accepted(tx.key, Ballot(1, "gamma"), "acme.eu", ABORT))
     assert [type(a).__name__ for a in term.next_actions()] == ["Learned"]
+
+
+def test_one_prepare_at_the_top_of_the_range_cannot_exhaust_the_ballots():
+    from fedorch.core.identity.authority import BALLOT_LEAD, ballot_in_reach
+    from fedorch.core.negotiation.acceptor import Acceptor
+    from fedorch.core.negotiation.messages import PaxosPrepare, Promise, Reject
+    from fedorch.core.negotiation.termination import Proposer
+
+    assert ballot_in_reach(BALLOT_LEAD, 0) and not ballot_in_reach(BALLOT_LEAD + 1, 0)
+    tx = TxInfo(WF, 1, "acme.eu", ("beta", "gamma"), ("acme.eu", "beta", "gamma"))
+    acceptor = Acceptor("gamma")
+    with pytest.raises(RemoteProtocolError):
+        acceptor.receive("beta", PaxosPrepare(tx, Ballot(2**64 - 1, "beta")))
+    assert acceptor.record(tx.key) is None and acceptor.next_actions() == []
+    acceptor.receive("beta", PaxosPrepare(tx, Ballot(3, "beta")))  # an honest step is taken
+    assert acceptor.record(tx.key).promised == Ballot(3, "beta")
+    # A proposer does not climb to a promise nobody could have asked for.
+    proposer = Proposer("beta", tx, preferred=ABORT, rng=random.Random(1), resend_s=1,
+                        backoff_s=1)
+    proposer.start(0.0)
+    proposer.next_actions()
+    first = proposer.ballot
+    proposer.receive(0.1, Reject(tx.key, first, "gamma", Ballot(2**64 - 1, "gamma")))
+    proposer.receive(0.2, Promise(tx.key, first, "gamma", None, None))
+    proposer.receive(0.3, Promise(tx.key, first, "acme.eu", None, None))
+    assert proposer.ballot == first and proposer.phase.value == "phase2"

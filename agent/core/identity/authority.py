@@ -206,7 +206,8 @@ def _party(kind: str, sender: str, facts: Facts) -> None:
     if facts.participants is not None and sender != coordinator \
             and sender not in facts.participants:
         raise Refused("not_party",
-                      f"{sender} answers about {facts.workflow_id!r}, where it takes no part")
+                      f"{sender} sent a {kind} of {facts.workflow_id!r}, being neither its"
+                      " coordinator nor a participant")
 
 
 def _acceptor(kind: str, sender: str, facts: Facts) -> None:
@@ -271,3 +272,17 @@ def record_is_own(subject: str, record_domain: str) -> bool:
     """A domain record is believed only as its own domain's: the claim that carries it
     is signed by `subject`, so the record must name `subject` and no other domain."""
     return record_domain == subject
+
+
+# How far above the highest ballot an acceptor holds for a transaction (promised or
+# accepted; 0 for none) a proposer's ballot may be, and how far above its own ballot
+# a proposer believes an acceptor's promise. An honest proposer goes one above the
+# highest it has seen, so ballots climb in small steps. Without a bound one PaxosPrepare
+# at the top of the uint64 range leaves no higher ballot for anyone: that transaction
+# could never be decided again by a recovery ballot.
+BALLOT_LEAD = 1024
+
+
+def ballot_in_reach(n: int, held: int) -> bool:
+    """May a ballot `n` be taken where the highest ballot held is `held`?"""
+    return 0 <= n <= held + BALLOT_LEAD

@@ -57,6 +57,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fedorch.core.identity.authority import ballot_in_reach
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
@@ -180,6 +181,8 @@ class Proposer:
             self._learn(msg.value)
 
     def _on_reject(self, now: float, msg: Reject) -> None:
+        if not ballot_in_reach(msg.promised.n, self._ballot.n):
+            return  # a promise no proposer could have asked for: ballots are not exhausted
         self._highest_seen = max(self._highest_seen, msg.promised)
         if msg.ballot == self._ballot and self.phase is not ProposerPhase.BACKOFF \
                 and msg.promised > self._ballot:
