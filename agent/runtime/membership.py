@@ -223,7 +223,14 @@ class Membership:
                 self.agent.metrics.rejected_messages.labels("swim").inc()
                 log.warning("refused SWIM message from %s: %s", sender, e)
                 continue
+            refused = self.swim.stats["unauthorised_claims"]
             self.swim.handle_message(now, address, msg)
+            refused = self.swim.stats["unauthorised_claims"] - refused
+            if refused:  # accusations at incarnations their subject never published
+                self.agent.metrics.rejected_messages.labels(
+                    "accusation_out_of_reach").inc(refused)
+                log.warning("refused %d accusation(s) from %s beyond the incarnations"
+                            " their subjects published", refused, sender)
 
     def _observe(self) -> None:
         for event in self.swim.events():

@@ -420,9 +420,14 @@ class Participation(StepRuns, InDoubt):
         a = self.agent
         active = a.active.get(workflow_id)
         row = active.row if active is not None else await a.store.get_workflow(workflow_id)
-        if row is None:
-            return None
-        return row.placement.get(step_id, "")
+        if row is not None:
+            return row.placement.get(step_id, "")
+        # Voted YES, the COMMIT not applied yet: the placement of the PREPARE voted on.
+        for key in reversed(a.participant.keys_of(workflow_id)):
+            info = self._hold_txs.get(key) or await a.store.get_hold_tx(*key)
+            if info is not None:
+                return info.placement.get(step_id, "")
+        return None
 
     @staticmethod
     def _apply_rows(active: Active, rows: Iterable[StepRow]) -> None:

@@ -123,6 +123,15 @@ async def test_outsiders_cannot_abort_a_round_nor_end_a_workflow(fed):
         assert not ack.ok and "neither its coordinator nor a participant" in ack.error
     await _refused(fed, "partner", "CancelWorkflow", _seal(
         liar, "partner", cancel=peer_pb2.CancelNotice(workflow_id=workflow_id, reason="lie")))
+    # A result for partner's own step, before partner has the COMMIT: the placement of
+    # the PREPARE it voted on says whose step it is; nothing is kept for later.
+    reply = await fed.peer_call("partner", "ReportStep", _seal(
+        liar, "partner", step_result=peer_pb2.StepResult(
+            workflow_id=workflow_id, step_id="report", attempt=999, domain=LIAR,
+            state=status_pb2.STEP_STATE_FAILED, error="forged by the liar")))
+    ack = peer_pb2.Body.FromString(reply.body).ack
+    assert not ack.ok and "placed on 'partner'" in ack.error
+    assert fed.rows("partner", "SELECT * FROM steps WHERE workflow_id=?", (workflow_id,)) == []
     assert _reservations(fed, "partner", workflow_id) == [("prepared",)]
     assert await asyncio.to_thread(_rejected, fed, "partner", "not_acceptor") >= 2
     # The genuine decision of its coordinator is taken.
@@ -182,6 +191,7 @@ async def test_liveness_claims_and_records_speak_only_for_their_own_domain(fed):
     partner = await _member(fed, "eu-west", "partner")
     assert partner.state == client_pb2.MEMBER_STATE_ALIVE and partner.incarnation < top
     assert (await _member(fed, "partner", "eu-west")).state == client_pb2.MEMBER_STATE_ALIVE
+    assert await asyncio.to_thread(_rejected, fed, "eu-west", "accusation_out_of_reach") >= 2
     # The liar's own record, naming partner with a label partner does not have.
     held = (await _member(fed, "eu-west", LIAR)).incarnation
     record = peer_pb2.DomainRecord(domain="partner", labels={"zone": "vault"},
