@@ -59,6 +59,13 @@ def count_refusal(agent: Agent, sender: str, kind: str, refused: Refused) -> Non
     log.warning("refused %s from %s (%s): %s", kind, sender, refused.reason, refused.detail)
 
 
+def _status_of(refused: Refused) -> grpc.StatusCode:
+    """A malformed id is bad input; anything else the sender may not say."""
+    if refused.reason == "bad_workflow_id":
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.PERMISSION_DENIED
+
+
 class PeerService(peer_pb2_grpc.PeerServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -151,7 +158,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         try:
             self._authorize(body)
         except Refused as e:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, e.detail)
+            await context.abort(_status_of(e), e.detail)
         answer = await self.agent.run_owned(self._handlers[kind](body), kind)
         return self._signed(body, answer)
 
@@ -231,7 +238,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         try:
             self._authorize(item)
         except Refused as e:
-            result.error_code = grpc.StatusCode.PERMISSION_DENIED.name
+            result.error_code = _status_of(e).name
             result.error = e.detail
             return
         try:

@@ -49,10 +49,11 @@ def _reservations(fed, domain: str, workflow_id: str) -> list[tuple]:
                     (workflow_id,))
 
 
-async def _refused(fed, domain: str, method: str, envelope: peer_pb2.Envelope) -> str:
+async def _refused(fed, domain: str, method: str, envelope: peer_pb2.Envelope,
+                   code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED) -> str:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await fed.peer_call(domain, method, envelope)
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value
+    assert err.value.code() == code, err.value
     return err.value.details()
 
 
@@ -70,7 +71,8 @@ async def test_prepares_for_another_coordinators_workflow_or_a_bad_id_are_refuse
         assert _reservations(fed, "partner", workflow_id) == []
     for workflow_id in (f"{LIAR}.../../etc", f"{LIAR}.a\x00b", f"{LIAR}.a\nb", f"{LIAR}."):
         details = await _refused(fed, "partner", "Prepare",
-                                 _seal(liar, "partner", prepare=_prepare(workflow_id)))
+                                 _seal(liar, "partner", prepare=_prepare(workflow_id)),
+                                 grpc.StatusCode.INVALID_ARGUMENT)
         assert "invalid workflow id" in details
         assert _reservations(fed, "partner", workflow_id) == []
     after = await asyncio.to_thread(_rejected, fed, "partner", "not_coordinator")
