@@ -71,7 +71,6 @@ class Who(enum.Enum):
     PARTICIPANT = "a participant of the transaction"
     PARTY = "the transaction's coordinator or one of its participants (those asked)"
     STEP_DOMAIN = "the domain the step is placed on, in its own name"
-    PROVEN = "any trusted domain: what it carries proves itself"
     ANY = "any trusted domain, about its own knowledge only"
     SUBJECT = "the domain a claim is about (accusers: at incarnations it published)"
 
@@ -100,15 +99,16 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
     Rule("step_result", Who.STEP_DOMAIN,
          "a step the recipient's placement puts on the sender", "the committed round"),
     Rule("paxos_prepare", Who.PROPOSER, "the transaction of its PREPARE, if known here",
-         "a ballot owned by the sender; ballot 0 is the coordinator's"),
+         "a ballot owned by the sender, at most BALLOT_LEAD above the highest held;"
+         " ballot 0 is the coordinator's"),
     Rule("paxos_accept", Who.PROPOSER, "the transaction of its PREPARE, if known here",
-         "a ballot owned by the sender; a COMMIT carries its certificate"),
+         "as paxos_prepare; a COMMIT carries its certificate"),
     Rule("paxos_promise", Who.ACCEPTOR, "a transaction whose acceptors include the sender",
          "the ballot it answers"),
     Rule("paxos_accepted", Who.ACCEPTOR, "a transaction whose acceptors include the sender",
          "the ballot it answers"),
     Rule("paxos_reject", Who.ACCEPTOR, "a transaction whose acceptors include the sender",
-         "the ballot it answers"),
+         "the ballot it answers; a promise at most BALLOT_LEAD above it"),
     Rule("decision_ack", Who.PARTICIPANT, "a transaction the recipient coordinates",
          "the round it acknowledges"),
     Rule("swim", Who.SUBJECT,
@@ -241,7 +241,6 @@ _CHECKS = {
     Who.PARTICIPANT: _participant,
     Who.PARTY: _party,
     Who.STEP_DOMAIN: _step_domain,
-    Who.PROVEN: _nothing_more,   # the proof is checked where it is opened (paxos_wire)
     Who.ANY: _nothing_more,
     Who.SUBJECT: _nothing_more,  # per claim: see record_is_own and accusation_in_reach
 }
