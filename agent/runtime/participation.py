@@ -242,6 +242,9 @@ class Participation(StepRuns, InDoubt):
                 raise RemoteProtocolError(f"{sender} relayed a decision of {decision.coordinator}")
             commit = decision.outcome == peer_pb2.OUTCOME_COMMIT
             effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
+        except Refused as e:
+            count_refusal(a, sender, "decision_notice", e)
+            return peer_pb2.Ack(ok=False, error=e.detail)
         except (AuthError, RemoteProtocolError) as e:
             log.warning("refused decision from %s: %s", sender, e)
             return peer_pb2.Ack(ok=False, error=str(e))
@@ -263,6 +266,10 @@ class Participation(StepRuns, InDoubt):
         a = self.agent
         body = open_evidence(envelope, a.trust, expect="decision")
         decision = body.decision
+        # Classic 2PC: only the coordinator the workflow id names decides it.
+        authorize("decision_notice", body.sender, Facts(
+            workflow_id=decision.workflow_id, coordinator=decision.coordinator,
+            participants=()))
         if body.sender != decision.coordinator:
             raise RemoteProtocolError("decision not signed by its coordinator")
         if decision.outcome != peer_pb2.OUTCOME_COMMIT:

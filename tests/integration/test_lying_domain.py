@@ -123,6 +123,15 @@ async def test_outsiders_cannot_abort_a_round_nor_end_a_workflow(fed):
             liar, "partner", decision_notice=peer_pb2.DecisionNotice(decision=decision)))
         ack = peer_pb2.Body.FromString(reply.body).ack
         assert not ack.ok and "neither its coordinator nor a participant" in ack.error
+    # A decision of a workflow partner knows no transaction of (classic 2PC), signed by
+    # the liar as if it were the coordinator.
+    classic = _seal(liar, "", decision=peer_pb2.Decision(
+        workflow_id="eu-west.00aa00bb00cc00dd00ee", round=1, outcome=peer_pb2.OUTCOME_ABORT,
+        coordinator=LIAR))
+    reply = await fed.peer_call("partner", "Decide", _seal(
+        liar, "partner", decision_notice=peer_pb2.DecisionNotice(decision=classic)))
+    ack = peer_pb2.Body.FromString(reply.body).ack
+    assert not ack.ok and "does not belong to coordinator" in ack.error
     await _refused(fed, "partner", "CancelWorkflow", _seal(
         liar, "partner", cancel=peer_pb2.CancelNotice(workflow_id=workflow_id, reason="lie")))
     # A result for partner's own step, before partner has the COMMIT: the placement of
