@@ -39,6 +39,7 @@ from fedorch.core.membership.swim_types import (
 )
 
 _DELIVER, _TIMER, _RESUME, _CALL = 0, 1, 2, 3
+FORGED_RECORD = b"a record in another member's name"
 
 
 class _HmacSigner:
@@ -203,8 +204,9 @@ class Simulation:
     def lie(self, liar: str, victims: Iterable[str], every: float, until: float) -> None:
         """Make ``liar`` (a trusted member, with its own key) lie about ``victims`` every
         ``every`` seconds until ``until``: DEAD and SUSPECT claims at the top of the
-        incarnation range, ALIVE and LEFT claims in the victims' names, all signed with
-        the liar's real key, gossiped and pushed to every other member."""
+        incarnation range, ALIVE claims (with a record, FORGED_RECORD) and LEFT claims in
+        the victims' names, all signed with the liar's real key, gossiped and pushed to
+        every other member."""
         signer = self.keyring.signer_for(liar)
         source = self.addresses[self.index[liar]]
         top = MAX_INCARNATION - 1
@@ -213,7 +215,8 @@ class Simulation:
             for kind in (ClaimKind.DEAD, ClaimKind.SUSPECT):
                 claims.append(sign_claim(ClaimBody(kind, victim, top, liar), liar, signer))
             address = self.addresses[self.index[victim]]
-            for body in (ClaimBody(ClaimKind.ALIVE, victim, top, liar, address),
+            for body in (ClaimBody(ClaimKind.ALIVE, victim, top, liar, address,
+                                   record_version=top, record=FORGED_RECORD),
                          ClaimBody(ClaimKind.LEFT, victim, top, liar)):
                 raw = body.encode()  # signed by the liar in the victim's name
                 claims.append(Claim(liar, raw, signer.sign(raw)))

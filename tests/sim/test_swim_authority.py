@@ -5,7 +5,7 @@ believes them and every honest member stays ALIVE everywhere."""
 from __future__ import annotations
 
 from fedorch.core.membership.swim_types import MemberState
-from fedorch.sim.membership import Simulation
+from fedorch.sim.membership import FORGED_RECORD, Simulation
 
 ALIVE = MemberState.ALIVE
 
@@ -24,6 +24,9 @@ def test_a_lying_member_cannot_take_others_down_or_exhaust_their_incarnations():
         seen_down += [(o, v) for o in sim.live_names() for v in victims
                       if o != v and sim.state_of(o, v) is not ALIVE]
     assert seen_down == []
+    # Nobody holds the record forged in a victim's name.
+    for node in sim.nodes:
+        assert all(view.record != FORGED_RECORD for view in node.members())
     # The victims never had to refute above what they published themselves.
     for v in victims:
         assert sim.nodes[sim.index[v]].incarnation < before[v] + 1024
