@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import grpc
+from fedorch.core.identity.authority import InvalidWorkflowId, check_workflow_id, coordinator_of
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
@@ -24,8 +25,12 @@ FORWARD_TIMEOUT_S = 5.0
 WATCH_HEARTBEAT_S = 5.0
 
 
-def _coordinator_of(workflow_id: str) -> str:
-    return workflow_id.rpartition(".")[0]
+async def _check_id(workflow_id: str, context) -> None:
+    """Ids from clients are checked as ids from peers are (one function for both)."""
+    try:
+        check_workflow_id(workflow_id)
+    except InvalidWorkflowId as e:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
 
 class ClientService(client_pb2_grpc.ClientServicer):
@@ -34,7 +39,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
 
     def _remote(self, workflow_id: str, local_only: bool) -> client_pb2_grpc.ClientStub | None:
         """A stub for the workflow's coordinator when that is another agent."""
-        coordinator = _coordinator_of(workflow_id)
+        coordinator = coordinator_of(workflow_id)
         if local_only or not coordinator or coordinator == self.agent.domain:
             return None
         endpoint = self.agent.endpoint_of(coordinator)
@@ -77,9 +82,11 @@ class ClientService(client_pb2_grpc.ClientServicer):
         return status
 
     async def GetWorkflow(self, request, context):
+        await _check_id(request.id, context)
         return await self._status(request.id, request.local_only, context)
 
     async def Watch(self, request, context):
+        await _check_id(request.id, context)
         remote = self._remote(request.id, request.local_only)
         if remote is not None:
             try:
@@ -123,6 +130,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 return
 
     async def Cancel(self, request, context):
+        await _check_id(request.id, context)
         remote = self._remote(request.id, False)
         if remote is not None:
             try:

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.negotiation.acceptor import Acceptor, PersistAcceptor
 from fedorch.core.negotiation.errors import ProtocolError, RemoteProtocolError
@@ -54,6 +55,7 @@ from fedorch.core.negotiation.messages import (
 from fedorch.core.negotiation.termination import DoubtState, Termination
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store
 
@@ -66,6 +68,7 @@ RESEND_S = 1.0            # a proposer resends to silent acceptors this often
 BACKOFF_S = 0.5           # base of a rejected proposer's random backoff
 DECISION_RESEND_S = 4.0   # the coordinator resends an unacknowledged COMMIT this often
 PAXOS_RPC_TIMEOUT_S = 2.0  # one attempt; the cores resend
+_KINDS = {Promise: "paxos_promise", Accepted: "paxos_accepted", Reject: "paxos_reject"}
 LEARNED_MEMORY = 10_000   # decisions remembered in memory (all are on disk)
 ACCEPTOR_MEMORY = 4_096   # acceptor records kept in memory (all are on disk)
 
@@ -159,13 +162,17 @@ class Consensus:
     # ---- proofs ----------------------------------------------------------------------
 
     def proven(self, body: peer_pb2.Body, tx: TxInfo) -> Value:
-        """The value of an opened, signed Decision about `tx`, if it proves itself: a
-        COMMIT by a certificate with a signed YES of every participant (each signature
-        verified); an ABORT by its signer, the coordinator or a participant (a recovery
-        proposer). RemoteProtocolError / AuthError otherwise."""
+        """The value of an opened, signed Decision about `tx`, if it proves itself: signed
+        by the coordinator or a participant (a recovery proposer), and a COMMIT by a
+        certificate with a signed YES of every participant (each signature verified).
+        Refused / RemoteProtocolError / AuthError otherwise."""
         d = body.decision
         if (d.workflow_id, d.round) != tx.key or d.coordinator != tx.coordinator:
             raise RemoteProtocolError(f"a decision about another transaction than {tx.key}")
+        # Signed by a party, COMMIT too: YES votes alone do not prove COMMIT was chosen.
+        authorize("decision_notice", body.sender, Facts(
+            workflow_id=tx.workflow_id, coordinator=tx.coordinator,
+            participants=tx.participants))
         if d.outcome == peer_pb2.OUTCOME_COMMIT:
             value = wire.commit_decision_value(d, self.agent.trust)
             if not certifies(tx, value):
@@ -174,10 +181,6 @@ class Consensus:
             return value
         if d.outcome != peer_pb2.OUTCOME_ABORT:
             raise RemoteProtocolError("a decision must be COMMIT or ABORT")
-        if body.sender != tx.coordinator and body.sender not in tx.participants:
-            raise RemoteProtocolError(
-                f"an ABORT of {tx.workflow_id} round {tx.round} signed by {body.sender}, "
-                "neither its coordinator nor a participant")
         return ABORT
 
     async def open_decision(self, envelope: peer_pb2.Envelope,
@@ -209,6 +212,9 @@ class Consensus:
         try:
             msg = wire.decode(body, self.agent.trust)
             reply = await self.receive(body.sender, msg, rpc=True)
+        except Refused as e:
+            count_refusal(self.agent, body.sender, body.WhichOneof("payload"), e)
+            return "ack", peer_pb2.Ack(ok=False, error=e.detail)
         except (AuthError, ProtocolError) as e:
             log.warning("refused %s from %s: %s", body.WhichOneof("payload"), body.sender, e)
             return "ack", peer_pb2.Ack(ok=False, error=str(e))
@@ -235,6 +241,12 @@ class Consensus:
             # the order the acceptor made them.
             return await self.run(actions, reply_to=reply_to)
         if isinstance(msg, Promise | Accepted | Reject):
+            # Only the round's acceptors answer in it: an Accepted(ABORT) counted from
+            # an outsider could make a participant learn an ABORT nobody chose.
+            tx = await self.tx_of(msg.key)
+            if tx is not None:
+                authorize(_KINDS[type(msg)], sender,
+                          Facts(workflow_id=msg.key[0], acceptors=tx.acceptors))
             if not a.coordination.route(msg.key[0], msg):
                 self.termination.receive(a.now(), msg)
                 a.participation.wake()  # its timer may have moved (the in-doubt loop)
@@ -248,6 +260,9 @@ class Consensus:
             await self.learn(msg.key, msg.value, tx)
             return None
         if isinstance(msg, DecisionAck):
+            tx = self.tx_known(msg.key)
+            authorize("decision_ack", sender, Facts(
+                workflow_id=msg.key[0], participants=tx.participants if tx else None))
             a.coordination.ack(sender, msg.key)
             return None
         raise RemoteProtocolError(f"{type(msg).__name__} is not a consensus message")
@@ -285,8 +300,9 @@ class Consensus:
     def _check_proposer(self, sender: str, tx: TxInfo) -> None:
         """Only a transaction's coordinator and participants propose in it, and the
         transaction must be the one this agent was given at PREPARE (if it was)."""
-        if sender != tx.coordinator and sender not in tx.participants:
-            raise RemoteProtocolError(f"{sender} proposes in {tx.key} but takes no part in it")
+        authorize("paxos_prepare", sender, Facts(
+            workflow_id=tx.workflow_id, coordinator=tx.coordinator,
+            participants=tx.participants))
         hold = self.agent.participant.hold(tx.key)
         own = hold.tx if hold is not None and hold.tx is not None \
             else self.agent.coordination.tx_of(tx.key)
@@ -493,6 +509,8 @@ class Consensus:
             await self._on_reply(to, body)
         except PeerCallError as e:
             log.debug("%s to %s: %s", type(msg).__name__, to, e)
+        except Refused as e:
+            count_refusal(a, to, type(msg).__name__, e)
         except (AuthError, ProtocolError) as e:
             log.warning("%s from %s refused: %s", type(msg).__name__, to, e)
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import record_is_own
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership import swim_codec
@@ -117,6 +118,12 @@ class Membership:
             try:
                 record.ParseFromString(raw)
             except Exception:  # signed by its owner, but not a record: show it as empty
+                record = peer_pb2.DomainRecord(domain=name)
+            if record.domain and not record_is_own(name, record.domain):
+                # Signed by `name` about another domain: it speaks for nobody (authority).
+                self.agent.metrics.rejected_messages.labels("record_not_own").inc()
+                log.warning("refused the record %s published for domain %r", name,
+                            record.domain)
                 record = peer_pb2.DomainRecord(domain=name)
             if len(self._records) > 4096:
                 self._records.clear()
@@ -222,7 +229,14 @@ class Membership:
                 self.agent.metrics.rejected_messages.labels("swim").inc()
                 log.warning("refused SWIM message from %s: %s", sender, e)
                 continue
+            refused = self.swim.stats["unauthorised_claims"]
             self.swim.handle_message(now, address, msg)
+            refused = self.swim.stats["unauthorised_claims"] - refused
+            if refused:  # accusations at incarnations their subject never published
+                self.agent.metrics.rejected_messages.labels(
+                    "accusation_out_of_reach").inc(refused)
+                log.warning("refused %d accusation(s) from %s beyond the incarnations"
+                            " their subjects published", refused, sender)
 
     def _observe(self) -> None:
         for event in self.swim.events():

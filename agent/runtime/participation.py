@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value, check_tx
@@ -40,6 +41,7 @@ from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
+from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import (
     HoldTxRow,
@@ -89,7 +91,7 @@ class Participation(StepRuns, InDoubt):
         # Results that arrived before their workflow's COMMIT (messages reorder). Kept
         # in memory, filled and drained with no await in between, so none is lost to a
         # COMMIT handled concurrently; also on disk, for a crash in the meantime.
-        self._early: dict[str, list[tuple[str, int, StepState, dict, str]]] = {}
+        self._early: dict[str, list[tuple[str, int, StepState, dict, str, str]]] = {}
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
         self._committing = KeyedLocks()  # by workflow id
@@ -190,9 +192,10 @@ class Participation(StepRuns, InDoubt):
 
     def _check_prepare(self, coordinator: str, req: peer_pb2.PrepareRequest):
         a = self.agent
-        if not req.workflow_id.startswith(coordinator + "."):
-            raise RemoteProtocolError(
-                f"workflow id {req.workflow_id!r} does not belong to coordinator {coordinator!r}")
+        try:  # the peer service checked this already; a PREPARE may come other ways too
+            authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
+        except Refused as e:
+            raise RemoteProtocolError(e.detail) from None
         if req.round < 1:
             raise RemoteProtocolError("round must be at least 1")
         validate_spec(req.spec, "PREPARE spec")
@@ -223,6 +226,9 @@ class Participation(StepRuns, InDoubt):
             if opened is None:
                 return await self._decide_classic(sender, envelope)
             signer, value, tx = opened
+        except Refused as e:
+            count_refusal(a, sender, "decision_notice", e)
+            return peer_pb2.Ack(ok=False, error=e.detail)
         except (AuthError, RemoteProtocolError) as e:
             log.warning("refused decision from %s: %s", sender, e)
             return peer_pb2.Ack(ok=False, error=str(e))
@@ -238,6 +244,9 @@ class Participation(StepRuns, InDoubt):
                 raise RemoteProtocolError(f"{sender} relayed a decision of {decision.coordinator}")
             commit = decision.outcome == peer_pb2.OUTCOME_COMMIT
             effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
+        except Refused as e:
+            count_refusal(a, sender, "decision_notice", e)
+            return peer_pb2.Ack(ok=False, error=e.detail)
         except (AuthError, RemoteProtocolError) as e:
             log.warning("refused decision from %s: %s", sender, e)
             return peer_pb2.Ack(ok=False, error=str(e))
@@ -259,6 +268,10 @@ class Participation(StepRuns, InDoubt):
         a = self.agent
         body = open_evidence(envelope, a.trust, expect="decision")
         decision = body.decision
+        # Classic 2PC: only the coordinator the workflow id names decides it.
+        authorize("decision_notice", body.sender, Facts(
+            workflow_id=decision.workflow_id, coordinator=decision.coordinator,
+            participants=()))
         if body.sender != decision.coordinator:
             raise RemoteProtocolError("decision not signed by its coordinator")
         if decision.outcome != peer_pb2.OUTCOME_COMMIT:
@@ -396,13 +409,36 @@ class Participation(StepRuns, InDoubt):
         and report before its coordinator has heard that it was chosen; and peers are
         answered while a restarted agent is still reloading its workflows. `on_disk`:
         the workflow's step rows, if the caller has just read them."""
+        placement = active.row.placement
         if not active.fresh:  # rows from before a restart may be on disk only
             if on_disk is None:
                 on_disk = {s.step_id: s for s in await self.agent.store.get_steps(active.row.id)}
-            self._apply_rows(active, on_disk.values())
+            # Kept before the placement was known here: only a step's own domain counts.
+            self._apply_rows(active, [s for s in on_disk.values()
+                                      if placement.get(s.step_id) == s.domain])
             active.fresh = True
-        for early in self._early.pop(active.row.id, ()):
-            active.progress.apply_result(*early)
+        for *early, sender in self._early.pop(active.row.id, ()):
+            if placement.get(early[0]) == sender:
+                active.progress.apply_result(*early)
+            else:
+                self.agent.metrics.rejected_messages.labels("not_step_domain").inc()
+                log.warning("dropped a result of %s step %s from %s: placed on %s",
+                            active.row.id, early[0], sender, placement.get(early[0]))
+
+    async def placed_on(self, workflow_id: str, step_id: str) -> str | None:
+        """The domain `step_id` is placed on as this agent knows the workflow ("" if
+        it is not placed), or None when the workflow is not known here yet."""
+        a = self.agent
+        active = a.active.get(workflow_id)
+        row = active.row if active is not None else await a.store.get_workflow(workflow_id)
+        if row is not None:
+            return row.placement.get(step_id, "")
+        # Voted YES, the COMMIT not applied yet: the placement of the PREPARE voted on.
+        for key in reversed(a.participant.keys_of(workflow_id)):
+            info = self._hold_txs.get(key) or await a.store.get_hold_tx(*key)
+            if info is not None:
+                return info.placement.get(step_id, "")
+        return None
 
     @staticmethod
     def _apply_rows(active: Active, rows: Iterable[StepRow]) -> None:

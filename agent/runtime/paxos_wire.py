@@ -14,6 +14,7 @@ the same value, whoever relays them: acceptors and proposers compare values.
 
 from __future__ import annotations
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.envelope import open_evidence
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.acceptor import AcceptorRecord
@@ -40,10 +41,6 @@ PAXOS_REQUESTS = frozenset({"paxos_prepare", "paxos_accept", "paxos_promise", "p
                             "paxos_reject", "decision_ack"})
 PAXOS_REPLIES = frozenset({"paxos_promise", "paxos_accepted", "paxos_reject", "decision_notice",
                            "ack"})
-
-
-def coordinator_of(workflow_id: str) -> str:
-    return workflow_id.rpartition(".")[0]
 
 
 def canonical(envelope: peer_pb2.Envelope) -> bytes:

@@ -20,6 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import grpc
+from fedorch.core.identity.authority import Facts, Refused, authorize, facts_of
 from fedorch.core.identity.envelope import AuthError, open_message
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
@@ -50,6 +51,19 @@ def _counted(handler):
         return reply
 
     return counted
+
+
+def count_refusal(agent: Agent, sender: str, kind: str, refused: Refused) -> None:
+    """A message its sender had no authority to send: counted by reason, logged."""
+    agent.metrics.rejected_messages.labels(refused.reason).inc()
+    log.warning("refused %s from %s (%s): %s", kind, sender, refused.reason, refused.detail)
+
+
+def _status_of(refused: Refused) -> grpc.StatusCode:
+    """A malformed id is bad input; anything else the sender may not say."""
+    if refused.reason == "bad_workflow_id":
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.PERMISSION_DENIED
 
 
 class PeerService(peer_pb2_grpc.PeerServicer):
@@ -111,7 +125,18 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         return await self.agent.consensus.on_rpc(body)
 
     async def _report_step(self, body: peer_pb2.Body) -> Answer:
-        return "ack", await self.agent.participation.on_result(body.sender, body.step_result)
+        r = body.step_result
+        # Only the domain the step is placed on reports it; a workflow not known here
+        # yet keeps its results for the COMMIT, which checks them against its placement
+        # (Participation.fold_in_results).
+        placed = await self.agent.participation.placed_on(r.workflow_id, r.step_id)
+        try:
+            authorize("step_result", body.sender,
+                      Facts(workflow_id=r.workflow_id, named=r.domain, placed_on=placed))
+        except Refused as e:
+            count_refusal(self.agent, body.sender, "step_result", e)
+            return "ack", peer_pb2.Ack(ok=False, error=e.detail)
+        return "ack", await self.agent.participation.on_result(body.sender, r)
 
     async def _cancel_workflow(self, body: peer_pb2.Body) -> Answer:
         return "ack", await self.agent.participation.on_cancel(body.sender, body.cancel)
@@ -135,8 +160,23 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     async def _single(self, request, context, expect: str | frozenset[str]):
         body = await self._open(request, context, expect)
         kind = body.WhichOneof("payload")
+        try:
+            self._authorize(body)
+        except Refused as e:
+            await context.abort(_status_of(e), e.detail)
         answer = await self.agent.run_owned(self._handlers[kind](body), kind)
         return self._signed(body, answer)
+
+    def _authorize(self, body: peer_pb2.Body) -> None:
+        """The authority table's row for this message, with what it says about itself
+        (agent.core.identity.authority); the shells check the rest once they have
+        looked the transaction or placement up. Refused is counted and logged here."""
+        kind = body.WhichOneof("payload") or ""
+        try:
+            authorize(kind, body.sender, facts_of(body))
+        except Refused as e:
+            count_refusal(self.agent, body.sender, kind, e)
+            raise
 
     @_counted
     async def Prepare(self, request, context):
@@ -200,6 +240,12 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         # The outer message was authenticated for all of its items.
         item.sender, item.recipient, item.sent_at_ms = \
             outer.sender, outer.recipient, outer.sent_at_ms
+        try:
+            self._authorize(item)
+        except Refused as e:
+            result.error_code = _status_of(e).name
+            result.error = e.detail
+            return
         try:
             answer = await handler(item)
             if isinstance(answer, peer_pb2.Envelope):  # a vote: evidence, signed alone

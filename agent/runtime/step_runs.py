@@ -61,7 +61,7 @@ class StepRuns:
     """Mixed into Participation, whose state these methods use."""
 
     agent: Agent
-    _early: dict[str, list[tuple[str, int, StepState, dict, str]]]
+    _early: dict[str, list[tuple[str, int, StepState, dict, str, str]]]
     _acks_due: dict[str, asyncio.TimerHandle]  # workflow id -> its DecisionAck, if needed
 
     async def start_ready(self, active: Active) -> None:
@@ -250,7 +250,7 @@ class StepRuns:
                 return peer_pb2.Ack(ok=False, retry_later=True,
                                     error="too many results for unknown workflows")
             self._early.setdefault(result.workflow_id, []).append(
-                (result.step_id, result.attempt, state, outputs, result.error))
+                (result.step_id, result.attempt, state, outputs, result.error, sender))
             await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
                                                    state.value, result.attempt, outputs,
                                                    result.error))

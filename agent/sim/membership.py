@@ -24,15 +24,22 @@ from heapq import heappop, heappush
 from fedorch.core.membership.swim import Swim
 from fedorch.core.membership.swim_profiles import SwimProfile, make_profile
 from fedorch.core.membership.swim_types import (
+    MAX_INCARNATION,
+    Claim,
+    ClaimBody,
+    ClaimKind,
     EventKind,
+    Gossip,
     MemberState,
     Message,
     PushPull,
     Signer,
     Verifier,
+    sign_claim,
 )
 
 _DELIVER, _TIMER, _RESUME, _CALL = 0, 1, 2, 3
+FORGED_RECORD = b"a record in another member's name"
 
 
 class _HmacSigner:
@@ -193,6 +200,37 @@ class Simulation:
     def inject(self, name: str, source_address: str, msg: Message, after: float = 0.0) -> None:
         """Deliver a message from outside the simulated members (an attacker)."""
         self._push(self.now + after, _DELIVER, self.index[name], (source_address, msg))
+
+    def lie(self, liar: str, victims: Iterable[str], every: float, until: float) -> None:
+        """Make ``liar`` (a trusted member, with its own key) lie about ``victims`` every
+        ``every`` seconds until ``until``: DEAD and SUSPECT claims at the top of the
+        incarnation range, ALIVE claims (with a record, FORGED_RECORD) and LEFT claims in
+        the victims' names, all signed with the liar's real key, gossiped and pushed to
+        every other member."""
+        signer = self.keyring.signer_for(liar)
+        source = self.addresses[self.index[liar]]
+        top = MAX_INCARNATION - 1
+        claims = []
+        for victim in victims:
+            for kind in (ClaimKind.DEAD, ClaimKind.SUSPECT):
+                claims.append(sign_claim(ClaimBody(kind, victim, top, liar), liar, signer))
+            address = self.addresses[self.index[victim]]
+            for body in (ClaimBody(ClaimKind.ALIVE, victim, top, liar, address,
+                                   record_version=top, record=FORGED_RECORD),
+                         ClaimBody(ClaimKind.LEFT, victim, top, liar)):
+                raw = body.encode()  # signed by the liar in the victim's name
+                claims.append(Claim(liar, raw, signer.sign(raw)))
+        lies = tuple(claims)
+
+        def tell() -> None:
+            for name in self.names:
+                if name != liar and not self.crashed[self.index[name]]:
+                    self.inject(name, source, Gossip(liar, lies))
+                    self.inject(name, source, PushPull(liar, True, lies))
+            if self.now + every < until:
+                self.at(self.now + every, tell)
+
+        self.at(self.now, tell)
 
     # ---- records ------------------------------------------------------------------------
 

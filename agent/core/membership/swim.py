@@ -61,6 +61,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 
+from fedorch.core.identity.authority import accusation_in_reach
 from fedorch.core.membership.swim_checks import SEQ_LIMIT, check_message, check_text, check_time
 from fedorch.core.membership.swim_detector import FailureDetector, ProbeRound, Relay
 from fedorch.core.membership.swim_dissemination import DisseminationQueue
@@ -97,7 +98,7 @@ from fedorch.core.membership.swim_types import (
 STAT_NAMES = (
     "probes_sent", "indirect_probes", "suspicions_raised", "refutations", "deaths_declared",
     "messages_sent", "bytes_sent", "push_pulls", "invalid_messages", "invalid_claims",
-    "untrusted_claims", "unmatched_acks", "stalls",
+    "untrusted_claims", "unmatched_acks", "stalls", "unauthorised_claims",
 )
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _LIVE_STANDINGS = (Standing.ALIVE, Standing.SUSPECT)
@@ -355,6 +356,8 @@ class Swim(FailureDetector):
                 if not isinstance(claim, Claim):
                     raise RemoteProtocolError("claim of the wrong type")
                 body = claim.parsed
+                if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
+                    self._check_accusation(body)
                 if body.subject == self.name:
                     self._judge_claim_about_us(now, claim, body)
                 elif bulk_from is not None and body.kind is ClaimKind.DEAD:
@@ -372,6 +375,21 @@ class Swim(FailureDetector):
             except RemoteProtocolError as exc:
                 self.stats["invalid_claims"] += 1
                 self._reject(now, getattr(claim, "signer", ""), str(exc))
+
+    def _check_accusation(self, body: ClaimBody) -> None:
+        """Only the subject raises its own incarnation: an accusation far above the one
+        held for it names a value the subject never published, and would leave it no
+        room to refute (see authority.ACCUSATION_LEAD). Refused before anything."""
+        if body.subject == self.name:
+            held: int | None = self._incarnation
+        else:
+            member = self._table.members.get(body.subject)
+            held = member.incarnation if member is not None else None
+        if not accusation_in_reach(body.incarnation, held):
+            self.stats["unauthorised_claims"] += 1
+            raise RemoteProtocolError(
+                f"{body.kind.name} of {body.subject} at incarnation {body.incarnation} by"
+                f" {body.issuer}: {body.subject} never published it (held: {held})")
 
     def _merge_bulk_death(self, now: float, claim: Claim, body: ClaimBody) -> None:
         """A DEAD claim in someone's full state about a member we see live becomes our own

@@ -49,6 +49,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from fedorch.core.identity.authority import ballot_in_reach
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     Accept,
@@ -151,6 +152,11 @@ class Acceptor:
         current = self._records.get(msg.tx.key)
         if current is not None and current.tx != msg.tx:
             raise RemoteProtocolError(f"{msg.tx.key}: the transaction differs from the one known")
+        held = max((b.n for b in (current.promised, current.accepted_ballot) if b is not None),
+                   default=0) if current is not None else 0
+        if not ballot_in_reach(msg.ballot.n, held):
+            raise RemoteProtocolError(f"ballot {msg.ballot.n} of {msg.tx.key} is out of reach"
+                                      f" (held {held}): it would exhaust the ballots")
         handler = _TABLE.get((self.state(msg.tx.key), type(msg)))
         if handler is None:  # pragma: no cover - the table is total over its inputs
             raise LocalProtocolError(f"no transition for {type(msg).__name__}")

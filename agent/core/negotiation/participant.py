@@ -148,6 +148,10 @@ class Participant:
     def hold(self, key: Key) -> Hold | None:
         return self._holds.get(key)
 
+    def keys_of(self, workflow_id: str) -> list[Key]:
+        """The keys of the holds this domain has in `workflow_id` (any round)."""
+        return sorted(self._keys_of.get(workflow_id, ()))
+
     def status(self, key: Key) -> str | None:
         """The hold's state (reserved, prepared, committed), or how the round closed, or None."""
         held = self._holds.get(key)

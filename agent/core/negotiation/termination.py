@@ -57,6 +57,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fedorch.core.identity.authority import ballot_in_reach
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
@@ -146,6 +147,9 @@ class Proposer:
         """A Promise, Accepted, Reject or Decision for this transaction."""
         if getattr(msg, "key", None) != self.tx.key:
             raise RemoteProtocolError("a reply for another transaction")
+        if isinstance(msg, Promise | Accepted | Reject) and msg.acceptor not in self.tx.acceptors:
+            # Only the round's acceptors count towards its majorities (authority table).
+            raise RemoteProtocolError(f"{msg.acceptor} is not an acceptor of {self.tx.key}")
         handler = _PROPOSER_TABLE.get((self.phase, type(msg)))
         if handler is None:
             raise RemoteProtocolError(f"{type(msg).__name__} is not a proposer's input")
@@ -177,6 +181,8 @@ class Proposer:
             self._learn(msg.value)
 
     def _on_reject(self, now: float, msg: Reject) -> None:
+        if not ballot_in_reach(msg.promised.n, self._ballot.n):
+            return  # a promise no proposer could have asked for: ballots are not exhausted
         self._highest_seen = max(self._highest_seen, msg.promised)
         if msg.ballot == self._ballot and self.phase is not ProposerPhase.BACKOFF \
                 and msg.promised > self._ballot:
@@ -367,6 +373,9 @@ class Termination:
         if isinstance(msg, Decision):
             self._learned(d, msg.value, announce=False)
             return
+        if isinstance(msg, Promise | Accepted | Reject) and msg.acceptor not in d.tx.acceptors:
+            # An outsider's Accepted(ABORT) must not make a majority (authority table).
+            raise RemoteProtocolError(f"{msg.acceptor} is not an acceptor of {d.tx.key}")
         if isinstance(msg, Accepted):  # from the acceptors (see Acceptor): learn from them
             voters = d.accepts.setdefault((msg.ballot, msg.value), set())
             voters.add(msg.acceptor)

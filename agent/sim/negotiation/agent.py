@@ -66,6 +66,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.boundary import check_input, vote_raw
 from fedorch.sim.negotiation.disk import (
     AckMsg,
     CoordRow,
@@ -186,6 +187,7 @@ class SimAgent(StepRunner):
         handler = _HANDLERS.get(type(msg))
         if handler is None:
             raise RemoteProtocolError(f"unknown message {type(msg).__name__}")
+        check_input(self, src, msg)  # the authority table, before any core sees it
         handler(self, now, src, msg)
 
     def wake(self, now: float) -> None:
@@ -250,7 +252,7 @@ class SimAgent(StepRunner):
         core = self.coordinators.get(msg.key[0])
         if core is None or src != msg.domain:
             raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
-        raw = f"{msg.key[0]}/{msg.key[1]}/{src}/{'yes' if msg.yes else 'no'}".encode()
+        raw = vote_raw(msg.key, src, msg.yes)
         core.receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason, raw))
         self._run(now, core.next_actions(), core)
 

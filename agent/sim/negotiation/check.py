@@ -13,6 +13,9 @@ crash) through hooks the simulated shells call, and checks:
   (workflow, round) agree; at most one round of a workflow commits;
 * no duplicate step start: the idempotency key (workflow, step, attempt) is
   started at most once in the whole federation, and only after COMMIT;
+* results and ends come from their authority (a trusted domain may lie, see
+  agent.sim.negotiation.liar): every step result any agent holds is of an attempt
+  that was started, and every participant ended a workflow as its coordinator did;
 * after healing and quiescence (`finish`): no reservation leaked (every hold
   left belongs to a committed workflow that is still running, and none is in
   doubt), every workflow whose domains are all up again is terminal, and
@@ -139,6 +142,7 @@ class Checker:
             if set(row.info.placement.values()) & dead and row.committed:
                 continue  # a domain it needs is gone for good
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
+        self._check_results_and_ends(sim)
         for key, voters in self.yes.items():
             tx = self.txs[key]
             if tx.coordinator not in dead:
@@ -153,3 +157,20 @@ class Checker:
                     when = "never" if at is None else f"at {at:.2f}"
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
+
+    def _check_results_and_ends(self, sim: Simulation) -> None:
+        """Every result an agent holds is of an attempt that ran, and every participant
+        ended a workflow as its coordinator did: nobody else's word counts."""
+        for name, agent in sim.agents.items():
+            for wf, steps in agent.disk.results.items():
+                for step, (attempt, state, _, _) in steps.items():
+                    if state.value in ("SUCCEEDED", "FAILED") and attempt >= 1 \
+                            and (wf, step, attempt) not in self.runs:
+                        self.fail(f"result: {name} holds {wf} {step} attempt {attempt}"
+                                  f" {state.value}, an attempt that never ran")
+            for wf, state in agent.disk.final.items():
+                coord = sim.workflows.get(wf)
+                row = sim.agents[coord].disk.rows.get(wf) if coord in sim.agents else None
+                if name != coord and (row is None or row.state != state):
+                    self.fail(f"end: {name} ended {wf} {state}, its coordinator"
+                              f" {row.state if row else 'never had it'}")

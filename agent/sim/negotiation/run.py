@@ -38,6 +38,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.disk import Crash, Timing
+from fedorch.sim.negotiation.liar import Liar
 
 _DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH = range(6)
 MAX_EVENTS = 200_000
@@ -76,6 +77,7 @@ class Config:
     forever: tuple[str, int] | None = None  # (agent, its k-th crash point): dies for good
     chaos_end: float = 40.0
     end: float = 110.0
+    liar: str | None = None      # a trusted domain that lies (agent.sim.negotiation.liar)
 
     @classmethod
     def random(cls, rng: random.Random) -> Config:
@@ -101,8 +103,9 @@ class Config:
         if rng.random() < 0.2:
             who = workflows[-1].coordinator if rng.random() < 0.8 else rng.choice(names)
             pause = (who, rng.randint(1, 30), rng.uniform(5.0, 25.0))
+        liar = "liar" if rng.random() < 0.5 else None  # drawn last: the rest is as before
         return cls(
-            names, policies, capacities, workflows,
+            names, policies, capacities, workflows, liar=liar,
             timing=Timing(max_rounds=rng.randint(1, 3)),
             loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
             duplicate=rng.choice((0.0, 0.05, 0.2)),
@@ -171,14 +174,29 @@ class Simulation:
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
+        self.liar = Liar(self, c.liar, random.Random(seed * 15_485_863 + 5)) \
+            if c.liar is not None else None
 
     # ---- services the agents use -------------------------------------------------
 
     def agent_seed(self, name: str, incarnation: int) -> int:
         return self.seed * 1_000_003 + self.names.index(name) * 1_009 + incarnation
 
+    def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None:
+        return next((w.spec for w in self.config.workflows if w.workflow_id == workflow_id),
+                    None)
+
     def send(self, src: str, dst: str, msg: object) -> None:
         now = self.now
+        liar = self.liar
+        if liar is not None:
+            if dst == liar.name:
+                liar.receive(src, msg)
+                return
+            if src != liar.name:
+                liar.overhear(src, dst, msg)
+            else:
+                self.stats["lie"] += 1
         self.stats[type(msg).__name__] += 1
         if self.intercept is not None:
             verdict = self.intercept(src, dst, msg, now)
@@ -203,7 +221,7 @@ class Simulation:
             delay = net.uniform(0.005, 0.08)
             if chaos and c.slow and net.random() < c.slow:
                 delay += net.uniform(0.0, c.max_delay)
-            paused = self.agents[src].paused_until
+            paused = self.agents[src].paused_until if src in self.agents else 0.0
             if paused > now:
                 delay += paused - now
             self._push(now + delay, _DELIVER, self.agents[dst], (src, msg))

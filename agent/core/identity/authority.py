@@ -1,0 +1,287 @@
+"""Authority: who may say what, about what, in which round. One table, pure.
+
+A signature (agent.core.identity.envelope) proves who spoke; it does not make the
+speaker right. A trusted domain may send anything it can sign, so every claim is
+taken only from the domain with authority over it (the fault model, ARCHITECTURE.md
+section 5): a coordinator for its own workflows, a round's acceptors for that round,
+a step's domain for that step's result, a domain for its own record and liveness.
+
+`RULES` holds one row per peer payload kind. `authorize(kind, sender, facts)`
+checks a message against its row with the facts the receiver has: the message's
+own fields first (at the peer service, before anything else looks at it), and the
+transaction or placement the receiver knows as soon as it has looked it up (the
+consensus and participation shells, and the simulator's shell, call the same
+function). A refusal raises `Refused`, whose `reason` is a short fixed word: it
+labels `fedorch_rejected_messages_total{reason}`, so the label set stays bounded.
+
+Workflow ids are checked here too, by the one function the client service uses
+for ids from clients: `<coordinator domain>.<local part>`, the local part without
+dots, so the coordinator an id names is never in doubt (`rpartition(".")` and a
+prefix test must agree), and nothing a command executor or a log line could
+misread ("../", NUL, newlines) gets through.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from fedorch.core.identity.keys import is_valid_domain
+from fedorch.gen.fedorch.v1 import peer_pb2
+
+# The local part: what Coordination.submit makes (hex), and what tests and the
+# simulator use (letters, digits, '_', '-'); never a dot, a slash or a control byte.
+_LOCAL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_WORKFLOW_ID_CHARS = 63 + 1 + 64
+
+
+class InvalidWorkflowId(ValueError):
+    """A workflow id that no coordinator makes; the message says what is wrong."""
+
+
+def check_workflow_id(workflow_id: object) -> str:
+    """Return `workflow_id` if well formed, else raise InvalidWorkflowId.
+
+    The one check for ids from clients and from peers alike."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        raise InvalidWorkflowId("a workflow id is required")
+    if len(workflow_id) > MAX_WORKFLOW_ID_CHARS:
+        raise InvalidWorkflowId(f"workflow id longer than {MAX_WORKFLOW_ID_CHARS} characters")
+    coordinator, dot, local = workflow_id.rpartition(".")
+    if not dot or not is_valid_domain(coordinator) or not _LOCAL_ID_RE.fullmatch(local):
+        raise InvalidWorkflowId(
+            f"invalid workflow id {workflow_id!r}: expected <coordinator domain>.<id>, the id"
+            " of 1-64 characters from A-Z, a-z, 0-9, '_', '-'")
+    return workflow_id
+
+
+def coordinator_of(workflow_id: str) -> str:
+    """The domain that coordinates a (well-formed) workflow id."""
+    return workflow_id.rpartition(".")[0]
+
+
+class Who(enum.Enum):
+    """Who has authority over a kind of message."""
+
+    COORDINATOR = "the coordinator its workflow id names"
+    PROPOSER = "the transaction's coordinator or one of its participants"
+    ACCEPTOR = "an acceptor of the transaction, in its own name"
+    PARTICIPANT = "a participant of the transaction"
+    PARTY = "the transaction's coordinator or one of its participants (those asked)"
+    STEP_DOMAIN = "the domain the step is placed on, in its own name"
+    ANY = "any trusted domain, about its own knowledge only"
+    SUBJECT = "the domain a claim is about (accusers: at incarnations it published)"
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str    # the Body payload field
+    who: Who
+    about: str   # what the message may concern
+    epoch: str   # which round / incarnation it may name
+
+
+RULES: dict[str, Rule] = {r.kind: r for r in (
+    Rule("prepare", Who.COORDINATOR,
+         "a workflow of the sender's, with steps placed on the recipient",
+         "round >= 1; a round already decided here is refused (Participant)"),
+    Rule("cancel", Who.COORDINATOR, "a workflow of the sender's", "any: an end is final"),
+    # Signed by a party, whoever relays it: a full set of YES votes is no proof that
+    # COMMIT was chosen (a recovery ballot may have chosen ABORT over the coordinator's
+    # proposal), so an outsider who saw the votes must not announce COMMIT with them.
+    Rule("decision_notice", Who.PARTY,
+         "a transaction known here, the decision signed by its coordinator or a"
+         " participant: COMMIT with a signed YES of every participant; classic 2PC (not"
+         " known here): signed and sent by the coordinator", "the round the decision names"),
+    Rule("decision_query", Who.ANY, "a well-formed workflow id", "any round"),
+    Rule("step_result", Who.STEP_DOMAIN,
+         "a step the recipient's placement puts on the sender", "the committed round"),
+    Rule("paxos_prepare", Who.PROPOSER, "the transaction of its PREPARE, if known here",
+         "a ballot owned by the sender, at most BALLOT_LEAD above the highest held;"
+         " ballot 0 is the coordinator's"),
+    Rule("paxos_accept", Who.PROPOSER, "the transaction of its PREPARE, if known here",
+         "as paxos_prepare; a COMMIT carries its certificate"),
+    Rule("paxos_promise", Who.ACCEPTOR, "a transaction whose acceptors include the sender",
+         "the ballot it answers"),
+    Rule("paxos_accepted", Who.ACCEPTOR, "a transaction whose acceptors include the sender",
+         "the ballot it answers"),
+    Rule("paxos_reject", Who.ACCEPTOR, "a transaction whose acceptors include the sender",
+         "the ballot it answers; a promise at most BALLOT_LEAD above it"),
+    Rule("decision_ack", Who.PARTICIPANT, "a transaction the recipient coordinates",
+         "the round it acknowledges"),
+    Rule("swim", Who.SUBJECT,
+         "ALIVE/LEFT claims and domain records by their own domain; SUSPECT/DEAD by any",
+         "accusations at most ACCUSATION_LEAD above the incarnation held for the subject"),
+    Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
+    # Replies: taken only as the answer of the domain asked, and checked as these rows say.
+    Rule("vote", Who.PARTICIPANT, "a round the recipient coordinates, in the voter's name",
+         "the round asked; a later round's vote is late"),
+    Rule("decision_answer", Who.PARTY,
+         "a transaction the sender was asked about: a COMMIT with its certificate",
+         "the round asked"),
+)}
+
+
+class Refused(Exception):
+    """A message whose sender has no authority over what it says."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason  # a fixed word: the metric's label
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the receiver knows when it checks a message. Fields left empty are not
+    known yet (the message's own fields come first, the receiver's state later)."""
+
+    workflow_id: str | None = None
+    named: str | None = None           # the author the payload names (vote, acceptor, result)
+    coordinator: str | None = None     # the coordinator a transaction in the payload names
+    acceptors: Collection[str] | None = None     # the transaction as known here
+    participants: Collection[str] | None = None  # the transaction as known here
+    placed_on: str | None = None       # step results: the step's domain as placed here
+
+
+def facts_of(body: peer_pb2.Body) -> Facts:
+    """What a message says about itself: checked before the receiver looks anything up."""
+    kind = body.WhichOneof("payload")
+    msg = getattr(body, kind) if kind else None
+    if kind in ("prepare", "cancel", "decision_query", "decision_ack"):
+        return Facts(workflow_id=msg.workflow_id)
+    if kind == "vote":
+        return Facts(workflow_id=msg.workflow_id, named=msg.domain)
+    if kind == "step_result":
+        return Facts(workflow_id=msg.workflow_id, named=msg.domain)
+    if kind in ("paxos_prepare", "paxos_accept"):
+        return Facts(workflow_id=msg.tx.workflow_id, coordinator=msg.tx.coordinator)
+    if kind in ("paxos_promise", "paxos_accepted", "paxos_reject"):
+        return Facts(workflow_id=msg.workflow_id, named=msg.acceptor)
+    return Facts()  # decision_notice: opened as evidence; swim, batch: per claim / item
+
+
+def authorize(kind: str, sender: str, facts: Facts = Facts()) -> Rule:  # noqa: B008
+    """The rule of `kind` if `sender` may send it with these facts; Refused otherwise."""
+    rule = RULES.get(kind)
+    if rule is None:
+        raise Refused("unknown_kind", f"{kind or 'no payload'} is no peer message")
+    wf = facts.workflow_id
+    if wf is not None:
+        try:
+            check_workflow_id(wf)
+        except InvalidWorkflowId as e:
+            raise Refused("bad_workflow_id", str(e)) from None
+    if facts.named is not None and facts.named != sender:
+        raise Refused("impersonation", f"{sender} sent a {kind} in the name of {facts.named!r}")
+    if facts.coordinator is not None and wf is not None \
+            and facts.coordinator != coordinator_of(wf):
+        raise Refused("foreign_workflow",
+                      f"{wf!r} does not belong to coordinator {facts.coordinator!r}")
+    check = _CHECKS[rule.who]
+    check(kind, sender, facts)
+    return rule
+
+
+def _coordinator(kind: str, sender: str, facts: Facts) -> None:
+    if facts.workflow_id is None or coordinator_of(facts.workflow_id) != sender:
+        raise Refused("not_coordinator",
+                      f"{sender} sent a {kind} about {facts.workflow_id!r}, not its workflow")
+
+
+def _proposer(kind: str, sender: str, facts: Facts) -> None:
+    coordinator = facts.coordinator or (
+        coordinator_of(facts.workflow_id) if facts.workflow_id else None)
+    if facts.participants is not None and sender != coordinator \
+            and sender not in facts.participants:
+        raise Refused("not_proposer",
+                      f"{sender} proposes in {facts.workflow_id!r} but takes no part in it")
+
+
+def _party(kind: str, sender: str, facts: Facts) -> None:
+    coordinator = facts.coordinator or (
+        coordinator_of(facts.workflow_id) if facts.workflow_id else None)
+    if facts.participants is not None and sender != coordinator \
+            and sender not in facts.participants:
+        raise Refused("not_party",
+                      f"{sender} sent a {kind} of {facts.workflow_id!r}, being neither its"
+                      " coordinator nor a participant")
+
+
+def _acceptor(kind: str, sender: str, facts: Facts) -> None:
+    if facts.acceptors is not None and sender not in facts.acceptors:
+        raise Refused("not_acceptor",
+                      f"{sender} answers as an acceptor of {facts.workflow_id!r}, which it"
+                      " is not")
+
+
+def _participant(kind: str, sender: str, facts: Facts) -> None:
+    if facts.participants is not None and sender not in facts.participants:
+        raise Refused("not_participant",
+                      f"{sender} sent a {kind} of {facts.workflow_id!r}, where it takes no part")
+
+
+def _step_domain(kind: str, sender: str, facts: Facts) -> None:
+    if facts.placed_on is not None and facts.placed_on != sender:
+        raise Refused("not_step_domain",
+                      f"{sender} reported a step of {facts.workflow_id!r} placed on"
+                      f" {facts.placed_on!r}")
+
+
+def _nothing_more(kind: str, sender: str, facts: Facts) -> None:
+    pass
+
+
+_CHECKS = {
+    Who.COORDINATOR: _coordinator,
+    Who.PROPOSER: _proposer,
+    Who.ACCEPTOR: _acceptor,
+    Who.PARTICIPANT: _participant,
+    Who.PARTY: _party,
+    Who.STEP_DOMAIN: _step_domain,
+    Who.ANY: _nothing_more,
+    Who.SUBJECT: _nothing_more,  # per claim: see record_is_own and accusation_in_reach
+}
+
+
+# ---- membership claims --------------------------------------------------------------
+
+# How far above the incarnation this member holds for a subject an accusation (SUSPECT,
+# DEAD, signed by another member) may name. Only the subject raises its incarnation
+# (a refutation, a new record, a restart); an honest accuser names the one it holds,
+# which may be a few ahead of ours (a refutation or record we have not heard yet).
+# Without a bound one signed DEAD at the top of the range leaves the subject nothing
+# to refute with (its refutation must be higher, and the range is exhausted), and it
+# is dead everywhere for good. With it a liar moves the subject at most this far per
+# message the subject must answer: 2**63 / 1024 messages, never exhausted. A restarted
+# subject (its incarnation jumps to the clock) is accused at the old value until its
+# new ALIVE claim arrives; our own probes cover the gap.
+ACCUSATION_LEAD = 1024
+
+
+def accusation_in_reach(incarnation: int, held: int | None) -> bool:
+    """May an accusation at `incarnation` be believed about a member held at `held`
+    (None: not known here; its own ALIVE claim comes first, so none is believed)?"""
+    return held is not None and incarnation <= held + ACCUSATION_LEAD
+
+
+def record_is_own(subject: str, record_domain: str) -> bool:
+    """A domain record is believed only as its own domain's: the claim that carries it
+    is signed by `subject`, so the record must name `subject` and no other domain."""
+    return record_domain == subject
+
+
+# How far above the highest ballot an acceptor holds for a transaction (promised or
+# accepted; 0 for none) a proposer's ballot may be, and how far above its own ballot
+# a proposer believes an acceptor's promise. An honest proposer goes one above the
+# highest it has seen, so ballots climb in small steps. Without a bound one PaxosPrepare
+# at the top of the uint64 range leaves no higher ballot for anyone: that transaction
+# could never be decided again by a recovery ballot.
+BALLOT_LEAD = 1024
+
+
+def ballot_in_reach(n: int, held: int) -> bool:
+    """May a ballot `n` be taken where the highest ballot held is `held`?"""
+    return 0 <= n <= held + BALLOT_LEAD

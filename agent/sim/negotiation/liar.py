@@ -1,0 +1,176 @@
+"""A trusted domain that lies: it overhears the federation and forges what it can sign.
+
+The liar holds a trusted domain's identity (its messages arrive with `src` = its
+name, as a verified envelope's sender would) but takes part in no workflow: it is
+never placed, never an acceptor. It overhears every message (a stronger attacker
+than a partner who sees only its own traffic) and, at random (its own seeded
+Random, so runs replay), answers with a forgery:
+
+* acceptor messages for rounds it is no acceptor of (Accepted/Promise/Reject,
+  in its own name and in an acceptor's), ABORT decisions and decision answers;
+* votes in a participant's name and its own, PREPAREs of other coordinators'
+  workflows (replayed to other domains), end notices and acknowledgements for others;
+* step results for steps it never ran (attempt 999, FAILED or SUCCEEDED);
+* replays across workflows: a COMMIT value (its certificate) of one transaction
+  offered as another's decision and in an Accept.
+
+The invariant checker must hold for every honest domain all the same.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from fedorch.core.negotiation.messages import (
+    ABORT,
+    Accept,
+    Accepted,
+    AnswerStatus,
+    Ballot,
+    Decision,
+    DecisionAck,
+    DecisionAnswer,
+    DecisionQuery,
+    PaxosPrepare,
+    Promise,
+    Reject,
+    TxInfo,
+    Value,
+)
+from fedorch.core.workflow.progress import StepState
+from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
+
+if TYPE_CHECKING:
+    from fedorch.sim.negotiation.run import Simulation
+
+LIES_PER_RUN = 400  # bounded, so a run's length stays that of an honest one
+
+
+class Liar:
+    def __init__(self, sim: Simulation, name: str, rng: random.Random,
+                 rate: float = 0.3) -> None:
+        self.sim = sim
+        self.name = name
+        self.rng = rng
+        self.rate = rate
+        self.lies = 0
+        self.txs: dict[str, TxInfo] = {}           # workflow -> its latest transaction seen
+        self.prepares: list[PrepareMsg] = []
+        self.commits: list[tuple[TxInfo, Value]] = []
+        self.results: list[ResultMsg] = []
+
+    # ---- what it hears --------------------------------------------------------------
+
+    def overhear(self, src: str, dst: str, msg: object) -> None:
+        self._learn(msg)
+        if self.lies >= LIES_PER_RUN or not self.txs or self.rng.random() >= self.rate:
+            return
+        self.lies += 1
+        forge = self.rng.choice(_FORGERIES)
+        forge(self)
+
+    def receive(self, src: str, msg: object) -> None:
+        """Whatever is sent to it (answers to its queries, refusals): it just learns."""
+        self._learn(msg)
+
+    def _learn(self, msg: object) -> None:
+        tx = getattr(msg, "tx", None)
+        if isinstance(tx, TxInfo):
+            self.txs[tx.workflow_id] = tx
+        if isinstance(msg, PrepareMsg):
+            self.prepares.append(msg)
+            del self.prepares[:-50]
+        value = getattr(msg, "value", None)
+        if isinstance(value, Value) and value.commit:
+            key = getattr(msg, "key", None) or (tx.key if isinstance(tx, TxInfo) else None)
+            known = self.txs.get(key[0]) if key else None
+            if known is not None and known.key == key:
+                self.commits.append((known, value))
+                del self.commits[:-20]
+        if isinstance(msg, ResultMsg):
+            self.results.append(msg)
+            del self.results[:-50]
+
+    # ---- forgeries ----------------------------------------------------------------
+
+    def _tx(self) -> TxInfo:
+        return self.txs[self.rng.choice(sorted(self.txs))]
+
+    def _to(self, dst: str, msg: object) -> None:
+        if dst != self.name and dst in self.sim.agents:
+            self.sim.send(self.name, dst, msg)
+
+    def _to_all(self, tx: TxInfo, msg: object) -> None:
+        for dst in sorted({tx.coordinator, *tx.participants, *tx.acceptors}):
+            self._to(dst, msg)
+
+    def _accepted_abort(self) -> None:
+        tx = self._tx()
+        ballot = Ballot(self.rng.randint(0, 5), self.name)
+        self._to_all(tx, Accepted(tx.key, ballot, self.name, ABORT))
+        victim = self.rng.choice(tx.acceptors)  # in an acceptor's name
+        self._to_all(tx, Accepted(tx.key, Ballot(ballot.n, victim), victim, ABORT))
+
+    def _promise_and_reject(self) -> None:
+        tx = self._tx()
+        for proposer in (tx.coordinator, *tx.participants):
+            b = Ballot(self.rng.randint(0, 5), proposer)
+            self._to(proposer, Promise(tx.key, b, self.name, b, ABORT))
+            self._to(proposer, Reject(tx.key, b, self.name, Ballot(10**6, self.name)))
+
+    def _decide_abort(self) -> None:
+        tx = self._tx()
+        self._to_all(tx, Decision(tx.key, ABORT, self.name))
+        for p in tx.participants:
+            self._to(p, DecisionAnswer(tx.key, self.name, AnswerStatus.DECIDED, ABORT))
+
+    def _votes(self) -> None:
+        tx = self._tx()
+        victim = self.rng.choice(tx.participants)
+        self._to(tx.coordinator, VoteMsg(tx.key, victim, False, f"forged by {self.name}"))
+        self._to(tx.coordinator, VoteMsg(tx.key, self.name, False, "not asked"))
+
+    def _replay_prepare(self) -> None:
+        if not self.prepares:
+            return
+        msg = self.rng.choice(self.prepares)
+        self._to(self.rng.choice(sorted(self.sim.agents)), msg)
+
+    def _results(self) -> None:
+        tx = self._tx()
+        spec = self.sim.config_spec(tx.workflow_id)
+        if spec is None:
+            return
+        step = self.rng.choice(spec.steps).id
+        state = self.rng.choice((StepState.FAILED, StepState.SUCCEEDED))
+        self._to_all(tx, ResultMsg(tx.workflow_id, step, 999, state,
+                                   {"forged by": self.name}, "forged"))
+        if self.results:  # an honest result replayed into another workflow
+            r = self.rng.choice(self.results)
+            self._to_all(tx, ResultMsg(tx.workflow_id, r.step_id, r.attempt, r.state,
+                                       r.outputs, r.error))
+
+    def _end_and_acks(self) -> None:
+        tx = self._tx()
+        for p in tx.participants:
+            self._to(p, FinalMsg(tx.workflow_id, self.rng.choice(("FAILED", "SUCCEEDED"))))
+            self._to(tx.coordinator, AckMsg(("final", tx.workflow_id, p)))
+            self._to(tx.coordinator, DecisionAck(tx.key, p))
+        self._to(tx.coordinator, DecisionAck(tx.key, self.name))
+        self._to(tx.coordinator, DecisionQuery(tx.key, self.name))
+
+    def _replay_commit(self) -> None:
+        if not self.commits:
+            return
+        _, value = self.rng.choice(self.commits)
+        tx = self._tx()
+        self._to_all(tx, Decision(tx.key, value, self.name))
+        for a in tx.acceptors:
+            self._to(a, Accept(tx, Ballot(self.rng.randint(1, 5), self.name), value))
+        self._to_all(tx, PaxosPrepare(tx, Ballot(self.rng.randint(1, 5), self.name)))
+
+
+_FORGERIES = (Liar._accepted_abort, Liar._promise_and_reject, Liar._decide_abort,
+              Liar._votes, Liar._replay_prepare, Liar._results, Liar._end_and_acks,
+              Liar._replay_commit)

@@ -1,0 +1,36 @@
+"""A trusted domain that lies (agent.sim.negotiation.liar) in the seeded simulation:
+every invariant holds for the honest domains; without the authority checks at the
+simulated input boundary the same lies break them (so the checker can see them)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import fedorch.sim.negotiation.agent as sim_agent
+from fedorch.sim.negotiation.run import Config, Simulation, run
+
+
+def _with_liar(seed: int) -> Config:
+    config = Config.random(random.Random(seed))
+    config.liar = "liar"
+    return config
+
+
+def test_every_invariant_holds_for_honest_domains_with_a_liar_in_every_run():
+    stats: Counter[str] = Counter()
+    for seed in range(300):
+        stats.update(run(seed, _with_liar(seed)).stats)  # raises on any violation
+    assert stats["lie"] > 1000
+    for reason in ("not_acceptor", "not_proposer", "not_party", "not_coordinator",
+                   "not_step_domain", "not_participant", "impersonation"):
+        assert stats[f"refused {reason}"] > 0, reason
+
+
+def test_without_the_authority_checks_the_same_lies_break_the_invariants(monkeypatch):
+    monkeypatch.setattr(sim_agent, "check_input", lambda agent, src, msg: None)
+    broken: Counter[str] = Counter()
+    for seed in range(40):
+        report = Simulation(seed, _with_liar(seed)).run()
+        broken.update(v.split(":")[0] for v in report.violations)
+    assert broken["atomicity"] > 0 and broken["result"] > 0 and broken["end"] > 0

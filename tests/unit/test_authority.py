@@ -1,0 +1,182 @@
+"""The authority table: one test per row (the sender with authority passes, one
+without is refused with the row's reason), the shared workflow id check, the
+bound on accusations and the record's own domain."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fedorch.core.identity.authority import (
+    ACCUSATION_LEAD,
+    RULES,
+    Facts,
+    InvalidWorkflowId,
+    Refused,
+    accusation_in_reach,
+    authorize,
+    check_workflow_id,
+    coordinator_of,
+    facts_of,
+    record_is_own,
+)
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import ABORT, Accepted, Ballot, TxInfo
+from fedorch.core.negotiation.termination import Termination
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
+
+WF = "acme.eu.0123456789abcdef0123"  # coordinator "acme.eu"
+TX = dict(workflow_id=WF, acceptors=("acme.eu", "beta", "gamma"),
+          participants=("beta", "gamma"))
+
+# kind -> (sender with authority, facts), (sender without, facts), the refusal's reason
+ROWS = {
+    "prepare": (("acme.eu", Facts(workflow_id=WF)),
+                ("acme", Facts(workflow_id=WF)), "not_coordinator"),
+    "cancel": (("acme.eu", Facts(workflow_id=WF)),
+               ("mallory", Facts(workflow_id=WF)), "not_coordinator"),
+    "decision_notice": (("gamma", Facts(**TX)), ("mallory", Facts(**TX)), "not_party"),
+    "decision_query": (("mallory", Facts(workflow_id=WF)),
+                       ("mallory", Facts(workflow_id="acme.eu.a\nb")), "bad_workflow_id"),
+    "step_result": (("beta", Facts(workflow_id=WF, named="beta", placed_on="beta")),
+                    ("mallory", Facts(workflow_id=WF, named="mallory", placed_on="beta")),
+                    "not_step_domain"),
+    "paxos_prepare": (("gamma", Facts(coordinator="acme.eu", **TX)),
+                      ("mallory", Facts(coordinator="acme.eu", **TX)), "not_proposer"),
+    "paxos_accept": (("acme.eu", Facts(coordinator="acme.eu", **TX)),
+                     ("mallory", Facts(coordinator="acme.eu", **TX)), "not_proposer"),
+    "paxos_promise": (("beta", Facts(named="beta", **TX)),
+                      ("mallory", Facts(named="mallory", **TX)), "not_acceptor"),
+    "paxos_accepted": (("gamma", Facts(named="gamma", **TX)),
+                       ("mallory", Facts(named="mallory", **TX)), "not_acceptor"),
+    "paxos_reject": (("acme.eu", Facts(named="acme.eu", **TX)),
+                     ("mallory", Facts(named="gamma", **TX)), "impersonation"),
+    "decision_ack": (("beta", Facts(**TX)), ("mallory", Facts(**TX)), "not_participant"),
+    "vote": (("beta", Facts(named="beta", **TX)), ("mallory", Facts(named="mallory", **TX)),
+             "not_participant"),
+    "decision_answer": (("acme.eu", Facts(**TX)), ("mallory", Facts(**TX)), "not_party"),
+    "swim": (("beta", Facts()), ("beta", Facts(workflow_id="..")), "bad_workflow_id"),
+    "batch": (("beta", Facts()), ("beta", Facts(workflow_id="a.\x00")), "bad_workflow_id"),
+}
+
+
+def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
+    handled = {"prepare", "decision_notice", "decision_query", "step_result", "cancel",
+               "swim", "batch"} | PAXOS_REQUESTS
+    assert set(RULES) == handled | {"vote", "decision_answer"}  # and the replies checked
+    assert set(ROWS) == set(RULES)
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_row(kind):
+    (good, good_facts), (bad, bad_facts), reason = ROWS[kind]
+    assert authorize(kind, good, good_facts) is RULES[kind]
+    with pytest.raises(Refused) as refused:
+        authorize(kind, bad, bad_facts)
+    assert refused.value.reason == reason
+
+
+def test_a_kind_without_a_row_is_refused():
+    with pytest.raises(Refused) as refused:
+        authorize("ack", "beta", Facts())
+    assert refused.value.reason == "unknown_kind"
+
+
+def test_a_transaction_naming_another_coordinator_than_its_id_is_refused():
+    with pytest.raises(Refused) as refused:
+        authorize("paxos_accept", "mallory", Facts(workflow_id=WF, coordinator="mallory"))
+    assert refused.value.reason == "foreign_workflow"
+
+
+def test_a_prefix_of_the_coordinator_is_not_the_coordinator():
+    # "acme" is a prefix of "acme.eu"; the id's coordinator is what rpartition says.
+    assert coordinator_of(WF) == "acme.eu"
+    for kind in ("prepare", "cancel"):
+        with pytest.raises(Refused):
+            authorize(kind, "acme", Facts(workflow_id=WF))
+    with pytest.raises(Refused):
+        authorize("prepare", "mallory", Facts(workflow_id="mallory.eu-west.abc"))
+
+
+@pytest.mark.parametrize("good", [WF, "d0.w1", "eu-west.0193ab12cd34ef567890", "a.b_c-D"])
+def test_well_formed_ids_pass(good):
+    assert check_workflow_id(good) == good
+
+
+@pytest.mark.parametrize("bad", [
+    "", "nodot", ".abc", "eu-west.", "eu-west.../etc", "eu-west.a/../b", "eu-west.a\x00b",
+    "eu-west.a\nb", "eu-west.abc\n", "Eu-West.abc", "eu-west.a b", "eu-west." + "a" * 65,
+    "x" * 64 + ".a", None, 7,
+])
+def test_malformed_ids_are_refused(bad):
+    with pytest.raises(InvalidWorkflowId):
+        check_workflow_id(bad)
+
+
+def test_facts_of_reads_each_payload_kind():
+    body = peer_pb2.Body(sender="m", prepare=peer_pb2.PrepareRequest(workflow_id=WF))
+    assert facts_of(body).workflow_id == WF
+    body = peer_pb2.Body(sender="m", step_result=peer_pb2.StepResult(workflow_id=WF,
+                                                                     domain="beta"))
+    assert facts_of(body) == Facts(workflow_id=WF, named="beta")
+    body = peer_pb2.Body(sender="m", paxos_accepted=peer_pb2.PaxosAccepted(
+        workflow_id=WF, acceptor="gamma"))
+    assert facts_of(body) == Facts(workflow_id=WF, named="gamma")
+    body = peer_pb2.Body(sender="m", paxos_prepare=peer_pb2.PaxosPrepare(
+        tx=peer_pb2.PaxosTx(workflow_id=WF, coordinator="acme.eu")))
+    assert facts_of(body) == Facts(workflow_id=WF, coordinator="acme.eu")
+
+
+def test_accusations_are_bounded_by_what_the_subject_published():
+    assert accusation_in_reach(5, 5) and accusation_in_reach(5 + ACCUSATION_LEAD, 5)
+    assert not accusation_in_reach(6 + ACCUSATION_LEAD, 5)
+    assert not accusation_in_reach(2**63 - 2, 1_700_000_000_000)
+    assert not accusation_in_reach(1, None)  # about a member never heard from
+
+
+def test_a_record_speaks_only_for_its_own_domain():
+    assert record_is_own("vault", "vault")
+    assert not record_is_own("mallory", "vault")
+
+
+def test_termination_counts_no_outsider_towards_a_majority():
+    """Two outsiders' Accepted(ABORT) in one ballot would be a majority of three; they
+    are refused and the participant stays in doubt."""
+    tx = TxInfo(WF, 1, "acme.eu", ("beta", "gamma"), ("acme.eu", "beta", "gamma"))
+    term = Termination("beta", rng=random.Random(1), query_timeout_s=1, query_interval_s=1,
+                       resend_s=1, backoff_s=1)
+    term.track(tx, lease_expires=10.0)
+    for outsider in ("mallory", "eve"):
+        with pytest.raises(RemoteProtocolError):
+            term.receive(0.5, Accepted(tx.key, Ballot(1, outsider), outsider, ABORT))
+    assert term.next_actions() == [] and term.in_doubt() == [tx.key]
+    term.receive(0.6, Accepted(tx.key, Ballot(1, "gamma"), "gamma", ABORT))
+    term.receive(0.7, Accepted(tx.key, Ballot(1, "gamma"), "acme.eu", ABORT))
+    assert [type(a).__name__ for a in term.next_actions()] == ["Learned"]
+
+
+def test_one_prepare_at_the_top_of_the_range_cannot_exhaust_the_ballots():
+    from fedorch.core.identity.authority import BALLOT_LEAD, ballot_in_reach
+    from fedorch.core.negotiation.acceptor import Acceptor
+    from fedorch.core.negotiation.messages import PaxosPrepare, Promise, Reject
+    from fedorch.core.negotiation.termination import Proposer
+
+    assert ballot_in_reach(BALLOT_LEAD, 0) and not ballot_in_reach(BALLOT_LEAD + 1, 0)
+    tx = TxInfo(WF, 1, "acme.eu", ("beta", "gamma"), ("acme.eu", "beta", "gamma"))
+    acceptor = Acceptor("gamma")
+    with pytest.raises(RemoteProtocolError):
+        acceptor.receive("beta", PaxosPrepare(tx, Ballot(2**64 - 1, "beta")))
+    assert acceptor.record(tx.key) is None and acceptor.next_actions() == []
+    acceptor.receive("beta", PaxosPrepare(tx, Ballot(3, "beta")))  # an honest step is taken
+    assert acceptor.record(tx.key).promised == Ballot(3, "beta")
+    # A proposer does not climb to a promise nobody could have asked for.
+    proposer = Proposer("beta", tx, preferred=ABORT, rng=random.Random(1), resend_s=1,
+                        backoff_s=1)
+    proposer.start(0.0)
+    proposer.next_actions()
+    first = proposer.ballot
+    proposer.receive(0.1, Reject(tx.key, first, "gamma", Ballot(2**64 - 1, "gamma")))
+    proposer.receive(0.2, Promise(tx.key, first, "gamma", None, None))
+    proposer.receive(0.3, Promise(tx.key, first, "acme.eu", None, None))
+    assert proposer.ballot == first and proposer.phase.value == "phase2"
