@@ -638,6 +638,18 @@ class Store:
         return ("DELETE FROM reservations WHERE workflow_id=? AND round=?",
                 (workflow_id, round_))
 
+    async def set_run_pgid(self, workflow_id: str, step_id: str, attempt: int,
+                           pgid: int) -> None:
+        """The process group an attempt runs in (written once its processes exist)."""
+        await self._write([("UPDATE step_runs SET pgid=? WHERE workflow_id=? AND step_id=?"
+                            " AND attempt=?", (pgid, workflow_id, step_id, attempt))])
+
+    async def unfinished_runs(self) -> list[tuple[str, str, int, int | None]]:
+        """Attempts recorded as started without an end: (workflow, step, attempt, pgid)."""
+        rows = await self._all("SELECT workflow_id, step_id, attempt, pgid FROM step_runs"
+                               " WHERE state = 'running'")
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
         return [
             (r[0], r[1], r[2])
