@@ -280,11 +280,13 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids.json"
     argv = python_step(tmp_path, SPAWNS_GRANDCHILD, str(pid_file), "hang")
     started = time.monotonic()
-    outcome = await run_command(argv, timeout_s=1.0)
+    # Long enough for three interpreters to start on a busy machine (the step guard, the
+    # step, its grandchild), far below the step's 60 s hang.
+    outcome = await run_command(argv, timeout_s=3.0)
     elapsed = time.monotonic() - started
 
-    assert outcome == StepOutcome(ok=False, outputs={}, error="timed out after 1.0s")
-    assert elapsed < 4.0, "the executor waited on the grandchild instead of killing it"
+    assert outcome == StepOutcome(ok=False, outputs={}, error="timed out after 3.0s")
+    assert elapsed < 30.0, "the executor waited on the grandchild instead of killing it"
     assert pid_file.exists(), "the step did not get to record its pids within the timeout"
     child, grandchild = read_pids(pid_file)
     # The program is the step guard's child (the guard, the group's leader, is reaped
