@@ -6,7 +6,8 @@ asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
 (agent.server.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
 stops what is left of interrupted attempts, reloads reservations and running
-workflows, resolves interrupted attempts (retried only when idempotent), and puts YES votes without a learned decision back in doubt.
+workflows, resolves interrupted attempts (retried only when idempotent), and
+puts YES votes without a learned decision back in doubt.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ class StepRuns:
         for x in killed:
             log.warning("stopped process %d (group %d) left by attempt %s of an earlier run"
                         " of this agent", x.pid, x.pgid, x.marker)
-        log.info("%d attempts were running when this agent stopped; %d leftover processes"
+        log.info("%d attempts recorded as started without an end; %d leftover processes"
                  " stopped", len(runs), len(killed))
 
     async def _after_step(self, active: Active, step_id: str, state: StepState, *,

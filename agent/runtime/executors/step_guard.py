@@ -33,8 +33,10 @@ def _kill_group(_signum: int, _frame: object) -> None:
 
 
 def _die_with_parent(agent_pid: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
     signal.signal(signal.SIGTERM, _kill_group)
+    if not sys.platform.startswith("linux"):
+        return  # no parent-death signal: a restarted agent stops the leftovers instead
+    libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         sys.stderr.write(f"step guard: prctl failed: {os.strerror(ctypes.get_errno())}\n")
         sys.exit(CANNOT_START_EXIT)
