@@ -210,3 +210,11 @@ async def test_a_newer_schema_is_not_moved_aside(tmp_path: Path) -> None:
         await _open(data, start_fresh=True)
     assert not isinstance(info.value, BadDatabase)
     assert not [n for n in _files(data) if n.startswith("agent.db.bad-")]
+
+
+async def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError) as info:
+        await _open(blocker / "data")
+    assert "cannot use the data dir" in str(info.value) and "\n" not in str(info.value)

@@ -196,16 +196,19 @@ class Store:
         without, only the file itself. `start_fresh` moves a refused database aside
         and starts with an empty one."""
         path = pathlib.Path(data_dir)
-        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
         try:
-            return await cls._open_checked(path, domain, key)
-        except BadDatabase as e:
-            if not start_fresh:
-                raise
-            moved = await asyncio.to_thread(ident.move_aside, path)
-            log.warning("%s; moved it aside to %s and starting with an empty database",
-                        e.problem, moved)
-            return await cls._open_checked(path, domain, key)
+            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            try:
+                return await cls._open_checked(path, domain, key)
+            except BadDatabase as e:
+                if not start_fresh:
+                    raise
+                moved = await asyncio.to_thread(ident.move_aside, path)
+                log.warning("%s; moved it aside to %s and starting with an empty database",
+                            e.problem, moved)
+                return await cls._open_checked(path, domain, key)
+        except OSError as e:  # permissions, a read-only or full file system: one line
+            raise StoreError(f"{path}: cannot use the data dir: {e.strerror or e}") from None
 
     @classmethod
     async def _open_checked(cls, path: pathlib.Path, domain: str | None,
