@@ -1,4 +1,4 @@
-"""`fedorch agent run`: the daemon in the foreground (implemented in agent.server.daemon)."""
+"""`fedorch agent run`: the daemon in the foreground (implemented in fedorch.runtime.daemon)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,16 @@ def agent_group() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Agent config YAML (ARCHITECTURE §6).",
 )
-def run_agent(config_path: str) -> None:
+@click.option(
+    "--start-fresh",
+    is_flag=True,
+    help="If the data dir's agent.db is refused (missing, empty, corrupt or another's),"
+    " move it aside (agent.db.bad-TIME) and start with an empty database.",
+)
+def run_agent(config_path: str, start_fresh: bool) -> None:
     """Run the agent daemon in the foreground until SIGTERM/SIGINT."""
     try:
         from fedorch.runtime.daemon import main as daemon_main
     except ImportError as exc:
         raise CliError(f"the agent daemon is not available: {exc}", EXIT_FAILED) from exc
-    sys.exit(daemon_main(config_path))
+    sys.exit(daemon_main(config_path, start_fresh=start_fresh))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.client")
 FORWARD_TIMEOUT_S = 5.0
 WATCH_HEARTBEAT_S = 5.0
+REJOIN_RETRY_S = 1.0  # the retry hint with a refused submission
 
 
 async def _check_id(workflow_id: str, context) -> None:
@@ -50,7 +51,24 @@ class ClientService(client_pb2_grpc.ClientServicer):
     async def Submit(self, request, context):
         return client_pb2.SubmitReply(id=await self._submit(request, context))
 
+    def _refuses_work(self) -> str | None:
+        """Why this agent takes no new workflow now (it would only fail it), if it does
+        not: the caller is told UNAVAILABLE, which clients retry."""
+        a = self.agent
+        if a.store.write_fault is not None:
+            return (f"this agent cannot write its database ({a.store.write_fault}), so it"
+                    " takes no new work until it can; retry later or submit elsewhere")
+        if a.membership is None or not a.membership.rejoined():
+            return ("this agent has not rejoined its federation yet (it has heard from no"
+                    f" member since it started); retry in {REJOIN_RETRY_S:g} s")
+        return None
+
     async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
+        refusal = self._refuses_work()
+        if refusal is not None:
+            context.set_trailing_metadata((("retry-after-ms",
+                                            str(int(REJOIN_RETRY_S * 1000))),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
         try:
             return await self.agent.run_owned(
                 self.agent.coordination.submit(request.spec, request.request_id), "submit")

@@ -26,6 +26,7 @@ from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.config import ConfigError, load_config
 from fedorch.runtime.interceptors import MalformedRequestInterceptor
 from fedorch.runtime.peer_service import PeerService
+from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -55,7 +56,7 @@ class AgentFailed(Exception):
     """The agent stopped on its own; the message says why (Agent.fatal)."""
 
 
-def main(config_path: str) -> int:
+def main(config_path: str, start_fresh: bool = False) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as e:
@@ -67,7 +68,7 @@ def main(config_path: str) -> int:
     )
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        return asyncio.run(serve(config, config_path))
+        return asyncio.run(serve(config, config_path, start_fresh=start_fresh))
     except (StartupError, KeyFileError, StoreError) as e:
         print(f"fedorch: error: {e}", file=sys.stderr)
         return 2
@@ -76,11 +77,14 @@ def main(config_path: str) -> int:
         return 1
 
 
-async def serve(config, config_path: str = "") -> int:
+async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> int:
     # Keys and trust first: a bad key file must fail before the data dir is touched.
-    load_private_key(config.key_file)
+    key = load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
-    store = await Store.open(config.data_dir)
+    # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
+    # with the refused file moved aside).
+    store = await Store.open(config.data_dir, domain=config.domain,
+                             key=key_fingerprint(key.public_key()), start_fresh=start_fresh)
     try:
         agent = Agent(config, store)
         agent.config_path = config_path

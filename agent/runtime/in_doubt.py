@@ -5,8 +5,9 @@ YES voter never releases on a timer: when a lease passes without a decision it
 asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
 (agent.server.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
-reloads reservations and running workflows, counts interrupted attempts as
-failed, and puts YES votes without a learned decision back in doubt.
+stops what is left of interrupted attempts, reloads reservations and running
+workflows, resolves interrupted attempts (retried only when idempotent), and
+puts YES votes without a learned decision back in doubt.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
+from fedorch.runtime.step_runs import INTERRUPTED
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
@@ -63,6 +65,7 @@ class InDoubt:
         async def _after_step(self, active: Active, step_id: str, state: StepState, *,
                               ended_run: tuple[int, str] | None = None) -> None: ...
         def _report(self, active: Active, step_id: str, reliable: bool) -> None: ...
+        async def stop_leftovers(self) -> None: ...
         async def start_ready(self, active: Active) -> None: ...
 
     # ---- in doubt ---------------------------------------------------------------------
@@ -151,6 +154,7 @@ class InDoubt:
         Paxos Commit reservations: a decision learned before the crash is applied now;
         a YES without one is in doubt again (with the last ballot it used, if any)."""
         a = self.agent
+        await self.stop_leftovers()  # nothing of an interrupted attempt runs on
         learned = await a.consensus.recover()
         holds = []
         for r in await a.store.list_reservations():
@@ -170,7 +174,7 @@ class InDoubt:
             await self.fold_in_results(active)  # and any that came during recovery
             for step in active.progress.local_steps():
                 if step.state is StepState.RUNNING:
-                    state = active.progress.interrupted(step.id, "interrupted by an agent restart")
+                    state = active.progress.interrupted(step.id, INTERRUPTED)
                     await self._after_step(active, step.id, state,
                                            ended_run=(step.attempts, "failed"))
                 elif step.state in (StepState.SUCCEEDED, StepState.FAILED):

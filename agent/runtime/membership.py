@@ -43,6 +43,9 @@ log = logging.getLogger("fedorch.membership")
 
 CLAIM_CONTEXT = b"fedorch/v1 swim claim\x00"
 PUSH_PULL_TIMEOUT_S = 5.0
+# An agent whose seeds all stay silent this long after it started takes work anyway,
+# with what it knows (itself at least): it may be the first of its federation up.
+JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
 
 
 class ClaimSigner:
@@ -85,10 +88,12 @@ class Membership:
             ClaimVerifier(agent.trust), agent.rng, agent.now(), incarnation=incarnation,
         )
         self._wake = asyncio.Event()
-        self._records: dict[tuple[str, int], peer_pb2.DomainRecord] = {}
+        self._records: dict[tuple[str, int], tuple[bytes, peer_pb2.DomainRecord]] = {}
         self._published: bytes | None = None
         self._published_at = float("-inf")
         self._leaving = False
+        self._started = agent.now()
+        self._rejoined = False
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -103,6 +108,23 @@ class Membership:
                               heard, record, view.record_version))
         return out
 
+    def rejoined(self) -> bool:
+        """May this agent place work yet? Once its own record is out and it has heard
+        from another live member (or has no seeds, or they stayed silent past
+        JOIN_PATIENCE_S). Before that, a just-restarted agent knows no one, and every
+        workflow it took would be refused for "no members known"."""
+        if self._rejoined:
+            return True
+        a = self.agent
+        if self._published is None:
+            return False
+        seeds = [s for s in a.config.seeds if s != a.endpoint]
+        heard = any(v.name != a.domain and v.state in (MemberState.ALIVE, MemberState.SUSPECT)
+                    for v in self.swim.members())
+        if heard or not seeds or a.now() - self._started >= JOIN_PATIENCE_S:
+            self._rejoined = True
+        return self._rejoined
+
     def get(self, domain: str) -> Member | None:
         return next((m for m in self.members() if m.domain == domain), None)
 
@@ -111,23 +133,27 @@ class Membership:
         return view.address if view is not None and view.address else None
 
     def _record(self, name: str, version: int, raw: bytes) -> peer_pb2.DomainRecord:
+        # Parsed once per (domain, version); the bytes are compared too (by identity
+        # first, the usual case), so a record is never shown for another one that
+        # carries the same version (as an older agent's new life could).
         key = (name, version)
-        record = self._records.get(key)
-        if record is None:
-            record = peer_pb2.DomainRecord()
-            try:
-                record.ParseFromString(raw)
-            except Exception:  # signed by its owner, but not a record: show it as empty
-                record = peer_pb2.DomainRecord(domain=name)
-            if record.domain and not record_is_own(name, record.domain):
-                # Signed by `name` about another domain: it speaks for nobody (authority).
-                self.agent.metrics.rejected_messages.labels("record_not_own").inc()
-                log.warning("refused the record %s published for domain %r", name,
-                            record.domain)
-                record = peer_pb2.DomainRecord(domain=name)
-            if len(self._records) > 4096:
-                self._records.clear()
-            self._records[key] = record
+        cached = self._records.get(key)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            return cached[1]
+        record = peer_pb2.DomainRecord()
+        try:
+            record.ParseFromString(raw)
+        except Exception:  # signed by its owner, but not a record: show it as empty
+            record = peer_pb2.DomainRecord(domain=name)
+        if record.domain and not record_is_own(name, record.domain):
+            # Signed by `name` about another domain: it speaks for nobody (authority).
+            self.agent.metrics.rejected_messages.labels("record_not_own").inc()
+            log.warning("refused the record %s published for domain %r", name,
+                        record.domain)
+            record = peer_pb2.DomainRecord(domain=name)
+        if len(self._records) > 4096:
+            self._records.clear()
+        self._records[key] = (raw, record)
         return record
 
     # ---- publishing this domain's record -----------------------------------------

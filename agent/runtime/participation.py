@@ -113,6 +113,10 @@ class Participation(StepRuns, InDoubt):
 
     async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
         """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
+        if (fault := self.agent.store.write_fault) is not None:
+            # No YES can be made durable now: NO at once (nothing to write for a NO).
+            return self._vote_no(coordinator, req, f"{self.agent.domain} cannot write its"
+                                                   f" database ({fault})")
         if req.acceptors:
             async with self._voting.hold((req.workflow_id, req.round)):
                 return await self._prepare_paxos(coordinator, req)
@@ -139,6 +143,16 @@ class Participation(StepRuns, InDoubt):
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)
         return a.seal(coordinator, vote=vote)
+
+    def _vote_no(self, coordinator: str, req: peer_pb2.PrepareRequest,
+                 reason: str) -> peer_pb2.Envelope:
+        a = self.agent
+        a.metrics.votes.labels("no").inc()
+        log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                 reason)
+        return a.seal(coordinator, vote=peer_pb2.Vote(
+            workflow_id=req.workflow_id, round=req.round, domain=a.domain, steps=req.steps,
+            yes=False, reason=reason))
 
     async def _prepare_paxos(self, coordinator: str,
                              req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:

@@ -28,6 +28,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
 from fedorch.runtime.executors.base import StepInvocation
+from fedorch.runtime.executors.leftovers import kill_leftovers, run_marker
 from fedorch.runtime.paxos_wire import coordinator_of
 from fedorch.runtime.ports import Clock, wall_ms_at
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
@@ -48,6 +49,7 @@ RUNNING_NOTE_AFTER_S = 0.2
 # Well under the coordinator's commit_notice_s (a slow workflow draws no notice) and its
 # ACK_GRACE_S (the core of an ended workflow still counts it).
 ACK_AFTER_S = 0.5
+INTERRUPTED = "interrupted by an agent restart"
 
 
 def reservation_row(h: Hold, clock: Clock) -> ReservationRow:
@@ -115,10 +117,10 @@ class StepRuns:
                     active.row.id, attempt.step_id, attempt.attempt, a.now_ms())])
             except sqlite3.IntegrityError:
                 # This attempt was started before a crash: never run it again. It ends
-                # as failed, through the same path as any attempt (save, release, tell).
-                state = active.progress.attempt_ended(attempt.step_id, attempt.attempt,
-                                                      False, {},
-                                                      "interrupted by an agent restart")
+                # as interrupted (retried only if idempotent), through the same path as
+                # any attempt (save, release, tell).
+                state = active.progress.interrupted(attempt.step_id, INTERRUPTED,
+                                                    attempt.attempt)
                 await self._after_step(active, attempt.step_id, state,
                                        ended_run=(attempt.attempt, "failed"))
                 continue
@@ -136,8 +138,12 @@ class StepRuns:
         row = active.row
         step = active.progress.steps[attempt.step_id]
         executor = a.executors.get(step.capability)
-        invocation = StepInvocation(row.id, attempt.step_id, attempt.attempt, attempt.params,
-                                    attempt.inputs, attempt.timeout_s)
+        invocation = StepInvocation(
+            row.id, attempt.step_id, attempt.attempt, attempt.params, attempt.inputs,
+            attempt.timeout_s, run_marker=run_marker(a.domain, row.id, attempt.step_id,
+                                                     attempt.attempt),
+            on_started=lambda pgid: self._record_group(row.id, attempt.step_id,
+                                                       attempt.attempt, pgid))
         note = asyncio.get_running_loop().call_later(
             RUNNING_NOTE_AFTER_S, self._report, active, attempt.step_id, False)
         try:
@@ -151,6 +157,30 @@ class StepRuns:
         await self._after_step(active, attempt.step_id, state,
                                ended_run=(attempt.attempt, "succeeded" if outcome.ok
                                           else "failed"))
+
+    def _record_group(self, workflow_id: str, step_id: str, attempt: int, pgid: int) -> None:
+        """Keep an attempt's process group with its start record, for a restart to stop
+        what is left of it. Not awaited by the run: the run marker finds the processes
+        even if this write never lands."""
+        self.agent.spawn(self.agent.store.set_run_pgid(workflow_id, step_id, attempt, pgid),
+                         name=f"group of {workflow_id}/{step_id}#{attempt}")
+
+    async def stop_leftovers(self) -> None:
+        """At start-up, before anything runs: stop whatever is left of every attempt
+        recorded as started without an end (its processes outlived the last life).
+        Recovery then resolves those attempts (Progress.interrupted)."""
+        a = self.agent
+        runs = await a.store.unfinished_runs()
+        if not runs:
+            return
+        groups = {run_marker(a.domain, wf, step, attempt): pgid
+                  for wf, step, attempt, pgid in runs}
+        killed = await asyncio.to_thread(kill_leftovers, groups)
+        for x in killed:
+            log.warning("stopped process %d (group %d) left by attempt %s of an earlier run"
+                        " of this agent", x.pid, x.pgid, x.marker)
+        log.info("%d attempts recorded as started without an end; %d leftover processes"
+                 " stopped", len(runs), len(killed))
 
     async def _after_step(self, active: Active, step_id: str, state: StepState, *,
                           ended_run: tuple[int, str] | None = None) -> None:

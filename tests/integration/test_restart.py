@@ -43,6 +43,7 @@ steps:
     capability: test.sleep
     params: {seconds: 1.5}
     retries: 1
+    idempotent: true  # an interrupted attempt may run again
     constraints: {domains: [partner]}
 """
 

@@ -653,10 +653,10 @@ def test_keys_init(tmp_path: Path) -> None:
 def test_agent_run_exits_with_the_daemons_code(tmp_path: Path, monkeypatch) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text("domain: x\n")
-    seen: list[str] = []
+    seen: list[tuple[str, bool]] = []
 
-    def fake_main(config_path: str) -> int:
-        seen.append(config_path)
+    def fake_main(config_path: str, start_fresh: bool = False) -> int:
+        seen.append((config_path, start_fresh))
         return 7
 
     daemon = types.ModuleType("fedorch.runtime.daemon")
@@ -664,7 +664,8 @@ def test_agent_run_exits_with_the_daemons_code(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setitem(sys.modules, "fedorch.runtime.daemon", daemon)
     result = invoke("agent", "run", "--config", str(config))
     assert result.exit_code == 7
-    assert seen == [str(config)]
+    assert invoke("agent", "run", "--config", str(config), "--start-fresh").exit_code == 7
+    assert seen == [(str(config), False), (str(config), True)]
     assert invoke("agent", "run", "--config", str(tmp_path / "missing.yaml")).exit_code == 2
 
 

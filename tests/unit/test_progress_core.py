@@ -10,9 +10,10 @@ ME = "eu-west"
 
 
 def step(step_id: str, *needs: str, retries: int = 0, timeout_s: float = 0.0,
-         params: dict | None = None, capability: str = "cap") -> spec_pb2.StepSpec:
+         params: dict | None = None, capability: str = "cap",
+         idempotent: bool = False) -> spec_pb2.StepSpec:
     s = spec_pb2.StepSpec(id=step_id, capability=capability, needs=list(needs),
-                          retries=retries, timeout_s=timeout_s)
+                          retries=retries, timeout_s=timeout_s, idempotent=idempotent)
     if params is not None:
         struct = struct_pb2.Struct()
         struct.update(params)
@@ -119,8 +120,9 @@ def test_stale_attempt_end_changes_nothing() -> None:
     assert p.steps["a"].attempts == 2
 
 
-def test_interrupted_counts_as_a_failed_attempt() -> None:
-    p = progress([step("a", retries=1), step("b"), step("c", "b")])
+def test_interrupted_idempotent_step_counts_as_a_failed_attempt() -> None:
+    p = progress([step("a", retries=1, idempotent=True), step("b", idempotent=True),
+                  step("c", "b")])
     p.start_ready()
     assert p.interrupted("a", "agent restart") is StepState.WAITING
     assert p.steps["a"].error == "agent restart"
@@ -128,6 +130,26 @@ def test_interrupted_counts_as_a_failed_attempt() -> None:
     assert p.steps["c"].state is StepState.SKIPPED
     assert p.interrupted("a", "again") is StepState.WAITING  # not running: unchanged
     assert p.steps["a"].attempts == 1
+
+
+def test_interrupted_step_that_is_not_idempotent_fails_with_retries_left() -> None:
+    p = progress([step("a", retries=3), step("b", "a")])
+    p.start_ready()
+    assert p.interrupted("a", "interrupted by an agent restart") is StepState.FAILED
+    assert p.steps["a"].error == ("interrupted by an agent restart; not run again: the step"
+                                  " is not idempotent (idempotent: false)")
+    assert p.steps["b"].state is StepState.SKIPPED
+    assert p.outcome() is Outcome.FAILED
+    assert p.start_ready() == []
+
+
+def test_interrupted_names_a_stale_attempt_changes_nothing() -> None:
+    p = progress([step("a", retries=1)])
+    p.start_ready()
+    p.attempt_ended("a", 1, False, {}, "x")
+    p.start_ready()  # attempt 2 running
+    assert p.interrupted("a", "restart", attempt=1) is StepState.RUNNING
+    assert p.steps["a"].attempts == 2
 
 
 # ---- results from elsewhere ------------------------------------------------------------

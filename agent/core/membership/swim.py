@@ -151,7 +151,7 @@ class Swim(FailureDetector):
         self._next_reap_at = now + self._reap_period
         if record:
             self._check_record(record)
-            self._record, self._record_version = record, 1
+            self._record, self._record_version = record, max(1, incarnation)
         self._self_claim = self._sign_alive()
         self._queue.push(self._self_claim)
 
@@ -188,15 +188,20 @@ class Swim(FailureDetector):
         self._leave_deadline = now + self.profile.leave_grace
 
     def publish_record(self, now: float, record: bytes) -> int:
-        """Replace the local domain record; returns its version (monotonic)."""
+        """Replace the local domain record; returns its version (monotonic, across this
+        member's lives too)."""
         self._advance(now)
         self._require_running("publish_record")
         self._check_record(record)
         if record != self._record:
             self._record = record
-            self._record_version += 1
             # A new incarnation makes the new record win everywhere over the old claim.
             self._incarnation += 1
+            # The record's version is the incarnation it is published in: monotonic
+            # across lives too (a restarted member's incarnation exceeds any it used
+            # before), so a new life's record replaces the old one's wherever versions
+            # are compared or records cached by version, never mistaken for it.
+            self._record_version = max(self._record_version + 1, self._incarnation)
             self._self_claim = self._sign_alive()
             self._queue.push(self._self_claim)
             self._events.append(MemberEvent(EventKind.RECORD_UPDATED, self.name,

@@ -57,6 +57,7 @@ class StepProgress:
     max_attempts: int
     timeout_s: float | None
     params: dict
+    idempotent: bool = False
     state: StepState = StepState.WAITING
     attempts: int = 0
     outputs: dict = field(default_factory=dict)
@@ -85,6 +86,7 @@ class Progress:
                 max_attempts=1 + s.retries,
                 timeout_s=s.timeout_s or None,
                 params=values.read_object(s, "params"),
+                idempotent=s.idempotent,
             )
         self._downstream: dict[str, list[str]] = {k: [] for k in self.steps}
         for s in self.steps.values():
@@ -143,10 +145,20 @@ class Progress:
             self._skip_downstream(step_id)
         return step.state
 
-    def interrupted(self, step_id: str, reason: str) -> StepState:
-        """A local attempt was running when the agent stopped: it counts as failed."""
+    def interrupted(self, step_id: str, reason: str, attempt: int | None = None) -> StepState:
+        """A local attempt (the latest, unless named) was running when the agent stopped.
+        It may have had side effects, so it runs again only if the step is idempotent
+        and has attempts left (as a failed attempt would); otherwise the step FAILS."""
         step = self.steps[step_id]
-        return self.attempt_ended(step_id, step.attempts, False, {}, reason)
+        attempt = step.attempts if attempt is None else attempt
+        if step.idempotent:
+            return self.attempt_ended(step_id, attempt, False, {}, reason)
+        if step.state is not StepState.RUNNING or step.attempts != attempt:
+            return step.state
+        step.state = StepState.FAILED
+        step.error = f"{reason}; not run again: the step is not idempotent (idempotent: false)"
+        self._skip_downstream(step_id)
+        return step.state
 
     def cancel(self, reason: str) -> list[str]:
         """Cancel every step not yet terminal; returns the ids that were RUNNING here."""

@@ -37,6 +37,9 @@ MAX_STEPS = 1000
 MAX_RETRIES = 100
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 STEP_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# StepSpec.on_domain_loss: what failover does with a step whose domain is lost ("" is
+# the default, replace).
+ON_DOMAIN_LOSS = ("replace", "fail")
 
 
 class SpecError(SourceError):
@@ -180,6 +183,13 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
             values.read_object(holder, "params")
         except values.JsonValueError as exc:
             raise SpecError(source, f"{path}.{name}", str(exc)) from None
+    if step.on_domain_loss and step.on_domain_loss not in ON_DOMAIN_LOSS:
+        raise SpecError(
+            source,
+            f"{path}.on_domain_loss",
+            f"must be one of {', '.join(ON_DOMAIN_LOSS)} (default replace),"
+            f" got {step.on_domain_loss!r}",
+        )
     for key in step.constraints.labels:
         if not key:
             raise SpecError(source, f"{path}.constraints.labels", "label names must not be empty")
@@ -209,8 +219,15 @@ def _check_needs(step: spec_pb2.StepSpec, path: str, known: list[str], source: s
         seen.add(need)
 
 
+def on_domain_loss(step: spec_pb2.StepSpec) -> str:
+    """The step's on_domain_loss with its default filled in."""
+    return step.on_domain_loss or "replace"
+
+
 __all__ = [
     "MAX_SPEC_BYTES",
+    "ON_DOMAIN_LOSS",
+    "on_domain_loss",
     "SpecError",
     "load_spec_file",
     "parse_spec_text",

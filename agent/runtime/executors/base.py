@@ -8,7 +8,8 @@ Only a bad executor *configuration* raises, and it does so when the executor is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 MAX_ERROR_CHARS = 2000
@@ -25,6 +26,14 @@ class StepInvocation:
     params: dict  # JSON-like
     inputs: dict  # {upstream_step_id: outputs_dict}
     timeout_s: float | None  # per attempt; None = no limit
+    # Names this attempt among processes (the command executor puts it in the step's
+    # environment as STEP_RUN_ENV), so a restarted agent can find what is left of it.
+    run_marker: str = ""
+    # Told the process group id once the attempt's processes exist (command executor).
+    on_started: Callable[[int], None] | None = field(default=None, compare=False)
+
+
+STEP_RUN_ENV = "FEDORCH_STEP_RUN"
 
 
 @dataclass(frozen=True)

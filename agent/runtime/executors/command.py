@@ -1,7 +1,10 @@
 """Runs a step as a local program: JSON in on stdin, a JSON object out on stdout.
 
 The program runs in its own session (a new process group), so a timeout or a cancel can
-kill everything it started with one signal. Once the program exits, whatever it left
+kill everything it started with one signal. The group's leader is a small guard
+(step_guard.py) that kills the group when the agent dies, even by SIGKILL; the attempt's
+run marker is in the group's environment (STEP_RUN_ENV) and its group id is told to
+`on_started`, so a restarted agent can find and stop what is left of it. Once the program exits, whatever it left
 behind in that group is killed too: a step owns its processes, and a background child
 holding stdout open must not keep the step (or the agent) waiting.
 
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 
 from fedorch.core.workflow import values
 from fedorch.runtime.executors.base import (
+    STEP_RUN_ENV,
     StepInvocation,
     StepOutcome,
     clip_error,
@@ -34,6 +40,10 @@ PIPE_DRAIN_GRACE_S = 1.0
 """How long to wait for output still in the pipes once the program has exited."""
 KILL_REAP_GRACE_S = 5.0
 """How long to wait for the kernel to report a SIGKILLed program gone."""
+
+STEP_GUARD = str(pathlib.Path(__file__).with_name("step_guard.py"))
+# -I: none of the environment's Python settings; -S: no site (a faster start).
+GUARD_ARGV = (sys.executable, "-I", "-S", STEP_GUARD)
 
 _STDOUT_FD = 1
 _STDERR_FD = 2
@@ -113,23 +123,30 @@ class CommandExecutor:
             return StepOutcome.failure(f"params or inputs are not JSON-serialisable: {exc}")
 
         loop = asyncio.get_running_loop()
+        env = {**os.environ, **self.env}
+        if inv.run_marker:
+            env[STEP_RUN_ENV] = inv.run_marker
         try:
+            # Forked from the event loop's thread (the guard's parent-death signal follows
+            # that thread, which lives as long as the agent).
             transport, protocol = await loop.subprocess_exec(
                 lambda: _StepProcessProtocol(
                     loop, self.stdout_limit_bytes, self.stderr_limit_bytes
                 ),
-                *self.argv,
+                *GUARD_ARGV, str(os.getpid()), *self.argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, **self.env},
+                env=env,
                 cwd=self.cwd,
                 start_new_session=True,
             )
-        except (OSError, ValueError) as exc:  # missing program or cwd, no permission, NUL byte
+        except (OSError, ValueError) as exc:  # missing cwd, no permission, NUL byte
             return StepOutcome.failure(f"cannot start {self.argv[0]!r}: {exc}")
 
         try:
+            if inv.on_started is not None:
+                inv.on_started(transport.get_pid())  # the group's id: its leader's pid
             return await self._supervise(inv, transport, protocol, stdin_bytes)
         finally:
             # Runs on every path, cancellation included: nothing of the step survives it.

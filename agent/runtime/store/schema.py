@@ -141,6 +141,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX decisions_kept ON decisions(workflow_id, round)
         WHERE outcome = 'COMMIT' AND envelope != x'';
     """,
+    # 3 -> 4: the process group of a running attempt, so a restarted agent can stop
+    # what is left of it (NULL: not known yet, or run in process).
+    """
+    ALTER TABLE step_runs ADD COLUMN pgid INTEGER;
+    CREATE INDEX step_runs_unfinished ON step_runs(workflow_id) WHERE state = 'running';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

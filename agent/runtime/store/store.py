@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import pathlib
 import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import aiosqlite
+from fedorch.runtime.store import identity as ident
+from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger("fedorch.store")
+__all__ = ["BadDatabase", "Store", "StoreError"]  # and the row classes
 
 
 def _apply_group(db: aiosqlite.Connection,
@@ -81,16 +87,25 @@ def _apply_alone(conn: sqlite3.Connection,
 
 Statement = tuple[str, tuple]
 
+# SQLite result codes that say the storage failed, not the statement: the disk is full,
+# an I/O error, the file went read-only (a filesystem remounted after errors). A write
+# that meets one is kept and tried again; see Store._commit_queued.
+STORAGE_FAULTS = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                            sqlite3.SQLITE_CANTOPEN})
+WRITE_RETRY_FIRST_S = 0.2
+WRITE_RETRY_MAX_S = 2.0
+
+
+def is_storage_fault(e: BaseException) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, sqlite3.Error) and code is not None and code & 0xFF in STORAGE_FAULTS
+
 
 def _once_statement(table: str, column: str, workflow_id: str, round_: int, outcome: str,
                     value: bytes) -> Statement:
     """Fill a write-once cell if it is empty (one row changed), else leave it (none)."""
     return (f"INSERT OR IGNORE INTO {table}(workflow_id, round, outcome, {column})"
             " VALUES(?, ?, ?, ?)", (workflow_id, round_, outcome, value))
-
-
-class StoreError(RuntimeError):
-    """The data dir cannot be used (newer schema, corrupt file)."""
 
 
 @dataclass
@@ -166,25 +181,84 @@ class Store:
         self._committer: asyncio.Task | None = None
         self.commits = 0  # transactions committed (writes / commits = group size)
         self.writes = 0
+        # While writes fail for the storage (disk full, I/O errors): what SQLite said.
+        # The agent takes no new work meanwhile; the writes already asked for are kept
+        # and retried until they succeed, so nothing acknowledged is lost.
+        self.write_fault: str | None = None
+        self._closing = asyncio.Event()
 
     @classmethod
-    async def open(cls, data_dir: str | pathlib.Path) -> Store:
+    async def open(cls, data_dir: str | pathlib.Path, *, domain: str | None = None,
+                   key: str | None = None, start_fresh: bool = False) -> Store:
+        """Open (or create) the data dir's database, refusing one that is not the one
+        this agent wrote or is damaged (BadDatabase; see store/identity.py). With
+        `domain` and `key` (its fingerprint) the identity record is checked and kept;
+        without, only the file itself. `start_fresh` moves a refused database aside
+        and starts with an empty one."""
         path = pathlib.Path(data_dir)
-        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path / "agent.db", isolation_level=None)
+        try:
+            await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            try:
+                return await cls._open_checked(path, domain, key)
+            except BadDatabase as e:
+                if not start_fresh:
+                    raise
+                moved = await asyncio.to_thread(ident.move_aside, path)
+                log.warning("%s; moved it aside to %s and starting with an empty database",
+                            e.problem, moved)
+                return await cls._open_checked(path, domain, key)
+        except OSError as e:  # permissions, a read-only or full file system: one line
+            raise StoreError(f"{path}: cannot use the data dir: {e.strerror or e}") from None
+
+    @classmethod
+    async def _open_checked(cls, path: pathlib.Path, domain: str | None,
+                            key: str | None) -> Store:
+        recorded = await asyncio.to_thread(ident.check_before_open, path)
+        db_path = path / ident.DB_FILE
+        try:
+            db = await aiosqlite.connect(db_path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise BadDatabase(db_path, f"cannot be opened ({e})") from None
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
+            # Every page read once: a truncated or corrupt file shows here, not later
+            # in the middle of some peer's request.
+            problems = [r[0] for r in await db.execute_fetchall("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise BadDatabase(db_path, f"fails SQLite's integrity check ({problems[0]})")
             store = cls(db)
             await store._migrate()
+            if domain is not None and key is not None:
+                await store._check_identity(path, recorded, domain, key)
+        except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
+            await db.close()
+            raise BadDatabase(db_path, f"is not a readable SQLite database ({e})") from None
         except BaseException:
             await db.close()
             raise
         return store
 
+    async def _check_identity(self, data_dir: pathlib.Path, recorded: Identity | None,
+                              domain: str, key: str) -> None:
+        fields = {k: await self.get_meta(f"identity.{k}") for k in ("domain", "key", "database")}
+        in_db = Identity(**fields) if all(fields.values()) else None  # type: ignore[arg-type]
+        new = ident.check_identity(data_dir / ident.DB_FILE, recorded, in_db, domain, key)
+        if new is None:
+            return
+        if in_db is None:  # the database's record first: it is the one that decides
+            await self._write([("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                                (f"identity.{k}", v)) for k, v in vars(new).items()])
+        await asyncio.to_thread(ident.write_identity, data_dir, new)
+
+    @property
+    def writable(self) -> bool:
+        return self.write_fault is None
+
     async def close(self) -> None:
+        self._closing.set()  # writes still failing then are given up (their callers told)
         if self._committer is not None:
             await self._committer  # it ends once the queue is empty
         await self._db.close()
@@ -227,20 +301,30 @@ class Store:
         return await future
 
     async def _commit_queued(self) -> None:
+        delay = WRITE_RETRY_FIRST_S
         while self._queue:
             batch, self._queue = self._queue, []
-            results: list[tuple[asyncio.Future, list[int] | BaseException]]
+            results: list[tuple[asyncio.Future, list[int] | BaseException]] = []
+            retry: list[tuple[list[Statement], asyncio.Future]] = []
+            fault: BaseException | None = None
             try:
                 # aiosqlite runs a callable on its connection thread with _execute
                 # (the same path as its own execute; the version range is pinned).
                 outcomes = await self._db._execute(
                     _apply_group, self._db, [statements for statements, _ in batch])
-                results = [(future, outcome)
-                           for (_, future), outcome in zip(batch, outcomes, strict=True)]
+                for (statements, future), outcome in zip(batch, outcomes, strict=True):
+                    if is_storage_fault(outcome) and not self._closing.is_set():
+                        retry.append((statements, future))
+                        fault = outcome
+                    else:
+                        results.append((future, outcome))
             except BaseException as e:  # the commit itself failed: nobody's write is durable
-                results = [(future, e) for _, future in batch]
-                if not isinstance(e, Exception):
-                    raise
+                if is_storage_fault(e) and not self._closing.is_set():
+                    retry, fault = batch, e
+                else:
+                    results = [(future, e) for _, future in batch]
+                    if not isinstance(e, Exception):
+                        raise
             finally:
                 self.commits += 1
                 self.writes += len(batch)
@@ -251,6 +335,24 @@ class Store:
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
+            if fault is None:
+                if self.write_fault is not None:
+                    log.warning("writes to the database succeed again; taking new work")
+                    self.write_fault = None
+                delay = WRITE_RETRY_FIRST_S
+                continue
+            # The storage failed these writes: they wait (first in line, in their order)
+            # and are tried again until they succeed or the store closes.
+            if self.write_fault is None:
+                log.error("cannot write the database (%s): taking no new work, keeping %d"
+                          " writes to retry until the storage takes them", fault, len(retry))
+            self.write_fault = str(fault)
+            self._queue = retry + self._queue
+            try:
+                await asyncio.wait_for(self._closing.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(2 * delay, WRITE_RETRY_MAX_S)
 
     # ---- meta ----------------------------------------------------------------
 
@@ -637,6 +739,18 @@ class Store:
     def delete_reservation_statement(workflow_id: str, round_: int) -> Statement:
         return ("DELETE FROM reservations WHERE workflow_id=? AND round=?",
                 (workflow_id, round_))
+
+    async def set_run_pgid(self, workflow_id: str, step_id: str, attempt: int,
+                           pgid: int) -> None:
+        """The process group an attempt runs in (written once its processes exist)."""
+        await self._write([("UPDATE step_runs SET pgid=? WHERE workflow_id=? AND step_id=?"
+                            " AND attempt=?", (pgid, workflow_id, step_id, attempt))])
+
+    async def unfinished_runs(self) -> list[tuple[str, str, int, int | None]]:
+        """Attempts recorded as started without an end: (workflow, step, attempt, pgid)."""
+        rows = await self._all("SELECT workflow_id, step_id, attempt, pgid FROM step_runs"
+                               " WHERE state = 'running'")
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
         return [

@@ -25,7 +25,7 @@ class WorkflowSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
 
 class StepSpec(_message.Message):
-    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "params_json")
+    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class StepSpec(_message.Message):
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     COMPENSATE_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENT_FIELD_NUMBER: _ClassVar[int]
+    ON_DOMAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     capability: str
@@ -43,8 +45,10 @@ class StepSpec(_message.Message):
     retries: int
     timeout_s: float
     compensate: Compensation
+    idempotent: bool
+    on_domain_loss: str
     params_json: str
-    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., params_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., idempotent: _Optional[bool] = ..., on_domain_loss: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
 
 class Constraints(_message.Message):
     __slots__ = ("labels", "domains")
