@@ -54,6 +54,20 @@ steps:
 """
 
 
+REMOTE_SPEC = """
+name: coordinated-elsewhere
+data: {jurisdiction: EU}
+steps:
+  - id: extract
+    capability: data.extract
+  - id: hold
+    capability: test.sleep
+    params: {seconds: 2}
+    needs: [extract]
+    constraints: {domains: [partner]}
+"""
+
+
 @pytest.fixture
 async def console_fed(tmp_path):
     domains = copy.deepcopy(DOMAINS)
@@ -195,3 +209,29 @@ async def test_console_pages_and_live_updates(console_fed, browser):
         "the finished workflow in the filtered list")
     assert not browser.find_elements(By.CSS_SELECTOR, "tr.workflow:not([data-state='SUCCEEDED'])")
     _screenshot(browser, "workflows")
+
+    # A workflow that another agent (us-east) coordinates: eu-west's console shows it as
+    # us-east has it, and follows us-east's Watch stream to its end.
+    other = await fed.submit("us-east", REMOTE_SPEC)
+    browser.get(f"{fed.console_url}/workflows/{other}")
+    _mark_page(browser)
+    _until(browser, lambda d: _placement_drawn(d) == {"extract": "eu-west", "hold": "partner"},
+           "the us-east-coordinated DAG")
+    assert "coordinator us-east" in browser.find_element(By.CSS_SELECTOR, ".summary").text
+    final = await fed.wait_state("us-east", other)
+    assert state_name(final) == "SUCCEEDED", final
+    _until(browser, lambda d: d.find_element(By.ID, "workflow-state").text == "SUCCEEDED",
+           "the us-east-coordinated workflow to show SUCCEEDED")
+    assert _not_reloaded(browser)
+
+    # The map is live too: a member that leaves turns LEFT (or DEAD) without a reload.
+    browser.get(fed.console_url + "/")
+    _until(browser, lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"),
+           "the map's event stream to open")
+    _mark_page(browser)
+    fed.stop("us-east")  # by its pid, SIGTERM: it announces its leave
+    _until(browser, lambda d: _members(d).get("us-east") in ("LEFT", "DEAD"),
+           "us-east to be shown as gone")
+    assert _members(browser)["partner"] == "ALIVE"
+    assert _not_reloaded(browser)
+

@@ -188,9 +188,10 @@ async def federation_events(request: web.Request) -> web.StreamResponse:
             await stream.send(feed.render_members(views.members(request.app[AGENT])),
                               event="members")
             await stream.send("connected", event="workflows")
-            while not closing.is_set() and stream.is_connected():
-                for kind, data in (await listener.take(STREAM_WAKE_S)).items():
-                    await stream.send(data, event=kind)
+            with contextlib.suppress(ConnectionResetError):  # the browser went away
+                while not closing.is_set() and stream.is_connected():
+                    for kind, data in (await listener.take(STREAM_WAKE_S)).items():
+                        await stream.send(data, event=kind)
             return stream
     finally:
         feed.leave(listener)
@@ -216,22 +217,29 @@ async def workflow_events(request: web.Request) -> web.StreamResponse:
     try:
         async with sse_response(request) as stream:
             stream.ping_interval = SSE_PING_S
-            ended = False
-            while not ended and not closing.is_set() and stream.is_connected():
-                got = await latest.take(STREAM_WAKE_S)
-                if "status" in got:
-                    view = await views.workflow_view(agent, got["status"])
-                    await stream.send(json.dumps(view.graph()), event="graph")
-                    await stream.send(_render(templates, "_workflow.html", w=view,
-                                              domain=agent.domain, can_write=False),
-                                      event="status")
-                ended = "end" in got
-            if ended:
-                # The page keeps what it shows; this tells it not to reconnect and replay
-                # the same last status again and again.
-                await stream.send("ended", event="ended")
+            with contextlib.suppress(ConnectionResetError):  # the browser went away
+                await _send_statuses(stream, latest, agent, templates, closing)
             return stream
     finally:
         pumping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pumping
+
+
+async def _send_statuses(stream, latest: Listener, agent: Agent,
+                         templates: jinja2.Environment, closing: asyncio.Event) -> None:
+    """A graph and a status fragment for each new status; "ended" once there is no more."""
+    ended = False
+    while not ended and not closing.is_set() and stream.is_connected():
+        got = await latest.take(STREAM_WAKE_S)
+        if "status" in got:
+            view = await views.workflow_view(agent, got["status"])
+            await stream.send(json.dumps(view.graph()), event="graph")
+            await stream.send(_render(templates, "_workflow.html", w=view,
+                                      domain=agent.domain, can_write=False),
+                              event="status")
+        ended = "end" in got
+    if ended:
+        # The page keeps what it shows; this tells it not to reconnect and replay
+        # the same last status again and again.
+        await stream.send("ended", event="ended")

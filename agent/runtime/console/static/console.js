@@ -43,7 +43,6 @@
       container: container,
       elements: elements(graph),
       autoungrabify: true,
-      wheelSensitivity: 0.2,
       style: [
         { selector: "node[kind = 'domain']", style: {
           "label": "data(label)", "text-valign": "top", "text-halign": "center",

@@ -7,5 +7,11 @@
   }
   document.addEventListener("htmx:sseOpen", function () { mark(true); });
   document.addEventListener("htmx:sseError", function () { mark(false); });
-  document.addEventListener("htmx:sseClose", function () { mark(false); });
+  document.addEventListener("htmx:sseClose", function () {
+    // The server closes a workflow's stream when the workflow has ended: nothing more
+    // will change on this page.
+    mark(false);
+    const live = document.getElementById("live");
+    if (live) live.textContent = "final";
+  });
 })();
