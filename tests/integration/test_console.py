@@ -28,7 +28,7 @@ if CHROMIUM is None or CHROMEDRIVER is None:
 
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 WAIT_S = 60
 # Slow enough that the browser sees the workflow running before it ends.
@@ -111,11 +111,13 @@ def _not_reloaded(driver) -> bool:
     return driver.execute_script("return window.fedorchNoReload === true;")
 
 
-def _screenshot(driver, name: str) -> None:
+def _screenshot(driver, name: str, height: int) -> None:
     where = os.environ.get("FEDORCH_CONSOLE_SCREENSHOTS")
     if where:
+        driver.set_window_size(1400, height)  # the page, without a sea of white below
         Path(where).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(where) / f"{name}.png"))
+        driver.set_window_size(1400, 1000)
 
 
 def _members(driver) -> dict[str, str]:
@@ -153,7 +155,7 @@ async def test_console_pages_and_live_updates(console_fed, browser):
     assert caps == {"report.publish", "test.sleep", "test.double"}
     _until(browser, lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"),
            "the map's event stream to open")
-    _screenshot(browser, "federation")
+    _screenshot(browser, "federation", 520)
 
     # The workflow list: a workflow submitted now appears without a reload.
     browser.get(fed.console_url + "/workflows")
@@ -185,8 +187,7 @@ async def test_console_pages_and_live_updates(console_fed, browser):
         "return window.fedorchGraph.nodes(\"[kind = 'step']\").map(n => n.data('state'));"))
         == {"SUCCEEDED"}, "every node of the DAG to turn SUCCEEDED")
     assert _not_reloaded(browser)
-    browser.set_window_size(1400, 1500)  # the whole page in the screenshot
-    _screenshot(browser, "workflow")
+    _screenshot(browser, "workflow", 1400)
     # Round 1: us-east's refusal (residency) and the ABORT decision, its signature checked.
     # (Read through _until: a late status may swap the section while it is read.)
     def round_text(number):
@@ -202,14 +203,6 @@ async def test_console_pages_and_live_updates(console_fed, browser):
     assert f"Round {final.rounds} COMMIT" in last
     assert "collected" in last or all(f"{d} YES" in last for d in set(placed.values()))
 
-    # The list again, filtered by state: the workflow is there as SUCCEEDED.
-    browser.get(fed.console_url + "/workflows?state=SUCCEEDED")
-    _until(browser, lambda d: d.find_elements(
-        By.CSS_SELECTOR, f"tr.workflow[data-id='{wid}'][data-state='SUCCEEDED']"),
-        "the finished workflow in the filtered list")
-    assert not browser.find_elements(By.CSS_SELECTOR, "tr.workflow:not([data-state='SUCCEEDED'])")
-    _screenshot(browser, "workflows")
-
     # A workflow that another agent (us-east) coordinates: eu-west's console shows it as
     # us-east has it, and follows us-east's Watch stream to its end.
     other = await fed.submit("us-east", REMOTE_SPEC)
@@ -223,6 +216,18 @@ async def test_console_pages_and_live_updates(console_fed, browser):
     _until(browser, lambda d: d.find_element(By.ID, "workflow-state").text == "SUCCEEDED",
            "the us-east-coordinated workflow to show SUCCEEDED")
     assert _not_reloaded(browser)
+
+    # The list, filtered in the page: by state, then by coordinator too.
+    browser.get(fed.console_url + "/workflows")
+    _until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.workflow")) == 2,
+           "both workflows in the list")
+    _screenshot(browser, "workflows", 480)
+    Select(browser.find_element(By.NAME, "state")).select_by_value("SUCCEEDED")
+    browser.find_element(By.NAME, "coordinator").send_keys("us-east")
+    _until(browser, lambda d: [r.get_attribute("data-id") for r in d.find_elements(
+        By.CSS_SELECTOR, "tr.workflow")] == [other], "the list filtered to us-east's workflow")
+    assert browser.find_element(By.CSS_SELECTOR, "tr.workflow").get_attribute(
+        "data-state") == "SUCCEEDED"
 
     # The map is live too: a member that leaves turns LEFT (or DEAD) without a reload.
     browser.get(fed.console_url + "/")
