@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from fedorch.cli.demo import pick_free_ports
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.config import ConfigError, parse_config_text
 from fedorch.runtime.console import ConsoleError, start_console
 from fedorch.runtime.console.app import FEED, make_app
 from fedorch.runtime.console.views import ListFilter, WorkflowSummary
+from fedorch.runtime.membership import Member
 from fedorch.runtime.store.store import StepRow, WorkflowRow
 
 BASE = "domain: alpha\nlisten: 127.0.0.1:7101\ndata_dir: data\nkey_file: k.key\n"
@@ -160,3 +161,36 @@ async def test_console_starts_and_stops(agent):
         port = taken.getsockname()[1]
         with pytest.raises(ConsoleError, match="cannot listen"):
             await start_console(f"127.0.0.1:{port}", agent)
+
+
+class _Membership:
+    """What the console reads of membership: the member list."""
+
+    def __init__(self, members: list) -> None:
+        self.list = members
+
+    def members(self) -> list:
+        return list(self.list)
+
+
+def _member(domain: str, state: str, free: int) -> Member:
+    record = peer_pb2.DomainRecord(domain=domain, labels={"zone": "a"}, capabilities=[
+        peer_pb2.CapabilityInfo(name="x", capacity=2, available=free)])
+    return Member(domain, f"127.0.0.1:{7100 + len(domain)}", state, 1, 0.0, record, 1)
+
+
+async def test_feed_sends_the_map_when_a_member_changes(agent):
+    agent.membership = _Membership([_member("alpha", "ALIVE", 0), _member("beta", "ALIVE", 2)])
+    feed = make_app(agent)[FEED]
+    listener = feed.listen()
+    feed.check()
+    assert listener.pending == {}
+    agent.membership.list[1] = _member("beta", "ALIVE", 1)  # a free slot fewer, by gossip
+    feed.check()
+    html = (await listener.take(1.0))["members"]
+    assert 'data-capability="x" data-free="1"' in html
+    agent.membership.list[1] = _member("beta", "SUSPECT", 1)
+    feed.check()
+    assert 'data-domain="beta" data-state="SUSPECT"' in (await listener.take(1.0))["members"]
+    feed.check()  # nothing new
+    assert listener.pending == {}
