@@ -194,3 +194,14 @@ async def test_feed_sends_the_map_when_a_member_changes(agent):
     assert 'data-domain="beta" data-state="SUSPECT"' in (await listener.take(1.0))["members"]
     feed.check()  # nothing new
     assert listener.pending == {}
+
+
+async def test_a_loopback_console_answers_loopback_hosts_only(agent, client):
+    for host in ("127.0.0.1:9201", "localhost:8080", "[::1]:9201", "localhost"):
+        assert (await client.get("/workflows", headers={"Host": host})).status == 200, host
+    for host in ("attacker.example:9201", "10.1.2.3:9201", "attacker.example"):
+        refused = await client.get("/workflows", headers={"Host": host})
+        assert refused.status == 421, host
+        assert "listens on loopback" in await refused.text()
+    async with TestClient(TestServer(make_app(agent, loopback=False), host="127.0.0.1")) as c:
+        assert (await c.get("/workflows", headers={"Host": "console.example"})).status == 200

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -75,8 +76,41 @@ def _static_urls() -> Callable[[str], str]:
     return lambda name: f"/static/{name}?v={versions[name]}"
 
 
-def make_app(agent: Agent, authorize: Authorize | None = None) -> web.Application:
-    app = web.Application()
+def is_loopback(host: str) -> bool:
+    """`host` (a name or an address, IPv6 with or without brackets) is this machine."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another host name: it may resolve anywhere
+        return False
+
+
+def _host_of(header: str) -> str:
+    """The host part of a Host header (`name:port`, `[v6]:port`, or no port)."""
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rpartition(":")[0] if ":" in header else header
+
+
+@web.middleware
+async def loopback_hosts_only(request: web.Request, handler):
+    """A console on loopback answers only requests addressed to a loopback name. A web
+    page the operator visits could otherwise point its own host name at 127.0.0.1 (DNS
+    rebinding) and read the console from the operator's browser."""
+    if not is_loopback(_host_of(request.host or "")):
+        raise web.HTTPMisdirectedRequest(
+            text="this console listens on loopback: open it as http://127.0.0.1:PORT or "
+                 "http://localhost:PORT (or set console_listen to the address you use)")
+    return await handler(request)
+
+
+def make_app(agent: Agent, authorize: Authorize | None = None, *,
+             loopback: bool = True) -> web.Application:
+    """The console. `loopback`: it listens on a loopback address, so requests must name
+    a loopback host too (see loopback_hosts_only)."""
+    app = web.Application(middlewares=[loopback_hosts_only] if loopback else [])
     templates = make_templates()
     app[AGENT] = agent
     app[TEMPLATES] = templates

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from fedorch.runtime.config import parse_host_port
 from fedorch.runtime.console import ConsoleError
-from fedorch.runtime.console.app import CLOSING, FEED, make_app
+from fedorch.runtime.console.app import CLOSING, FEED, is_loopback, make_app
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
@@ -26,7 +25,7 @@ class Console:
     def __init__(self, agent: Agent, listen: str) -> None:
         self.agent = agent
         self.listen = listen
-        self.app = make_app(agent)
+        self.app = make_app(agent, loopback=is_loopback(parse_host_port(listen)[0]))
         self._runner: web.AppRunner | None = None
         self._feed_task: asyncio.Task | None = None
         self.port = 0  # the bound port, once started
@@ -45,7 +44,7 @@ class Console:
         self._runner = runner
         self.port = runner.addresses[0][1]
         self._feed_task = asyncio.create_task(self.app[FEED].run(), name="console feed")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             log.warning("the console listens on %s, beyond this host: it shows the whole "
                         "federation to whoever reaches it", self.listen)
         log.info("console on http://%s", self.listen)
@@ -61,12 +60,3 @@ class Console:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feed_task
             self._feed_task = None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: say so, it may resolve anywhere
-        return False
