@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test faketime proto proto-check lint bench soak chaos clean
+.PHONY: demo test faketime browser proto proto-check lint bench soak chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/fedorch demo
 
-test: $(STAMP) faketime
+test: $(STAMP) faketime browser
 	$(PY) -m pytest -q
 
 # The clock-step integration test runs agents under libfaketime (Debian package
@@ -32,6 +32,19 @@ faketime:
 		apt-get install -y -q faketime >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q faketime >/dev/null 2>&1; } || \
 		echo "faketime could not be installed: the clock-step tests will be skipped"; \
+	fi
+
+# The console's browser tests drive Debian's Chromium: install it when we are root and
+# it is missing (elsewhere those tests skip and say why).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -q chromium chromium-driver \
+				|| echo "could not install chromium: the browser tests will skip"; \
+		else \
+			echo "chromium/chromium-driver missing and not root: the browser tests will skip"; \
+		fi; \
 	fi
 
 proto: $(STAMP)

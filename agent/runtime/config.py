@@ -527,6 +527,8 @@ def _check(config: config_pb2.AgentConfig, source: str) -> None:
         _check_address(seed, source, f"seeds[{index}]")
     if config.metrics_listen:
         _check_address(config.metrics_listen, source, "metrics_listen")
+    if config.console_listen:
+        _check_address(config.console_listen, source, "console_listen")
     _require(config.data_dir, source, "data_dir", "the directory for this agent's state")
     _require(config.key_file, source, "key_file", "the private key from `fedorch keys init`")
     for index, key_file in enumerate(config.trust.key_files):
@@ -631,6 +633,8 @@ def _check_relations(config: config_pb2.AgentConfig, source: str) -> None:
     _check_membership_profile(config.gossip, source)
     if config.metrics_listen and config.metrics_listen == config.listen:
         raise ConfigError(source, "metrics_listen", "must differ from listen")
+    if config.console_listen and config.console_listen in (config.listen, config.metrics_listen):
+        raise ConfigError(source, "console_listen", "must differ from listen and metrics_listen")
 
 
 def gossip_profile_name(profile: int) -> str:

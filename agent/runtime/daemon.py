@@ -24,6 +24,7 @@ from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_p
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.config import ConfigError, load_config
+from fedorch.runtime.console import ConsoleError, start_console
 from fedorch.runtime.interceptors import MalformedRequestInterceptor
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.identity import key_fingerprint
@@ -115,6 +116,13 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         await store.close()
         raise StartupError(f"cannot listen on {config.listen}")
     metrics_server = _start_metrics(config.metrics_listen, agent)
+    try:
+        console = await start_console(config.console_listen, agent)
+    except ConsoleError as e:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        await store.close()
+        raise StartupError(str(e)) from None
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,6 +147,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     await health_servicer.enter_graceful_shutdown()
     if ready.is_set() and agent.membership is not None and agent.fatal is None:
         await agent.membership.leave(LEAVE_GRACE_S)  # members see LEFT, not DEAD
+    if console is not None:
+        await console.stop()
     await server.stop(DRAIN_GRACE_S)
     agent.stop()
     try:

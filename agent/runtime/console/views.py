@@ -1,0 +1,310 @@
+"""What the console shows, read from the agent the way its Client service reads it.
+
+Members come from the membership view, the workflow list from the store, a
+workflow's status from its coordinator (forwarded there as `fedorch status` is,
+with this agent's own copy when the coordinator cannot be reached). Nothing here
+writes: the console is a reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import grpc
+from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime.convert import step_state_name, workflow_state_name
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.console")
+
+FORWARD_TIMEOUT_S = 5.0
+FOLLOW_HEARTBEAT_S = 5.0
+WORKFLOW_STATES = ("PENDING", "NEGOTIATING", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED",
+                   "CANCELLED")
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
+LIST_LIMIT = 200
+UNPLACED = ""  # the domain of a step not placed yet
+
+
+# ---- the federation map ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CapabilityView:
+    name: str
+    capacity: int
+    available: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class MemberView:
+    domain: str
+    address: str
+    state: str
+    labels: tuple[tuple[str, str], ...]
+    capabilities: tuple[CapabilityView, ...]
+    incarnation: int
+    is_self: bool
+
+
+def members(agent: Agent) -> list[MemberView]:
+    """Every member this agent knows, itself included, sorted by domain. The values are
+    hashable and leave out when each was last heard: two equal lists mean the map has
+    nothing new to show."""
+    if agent.membership is None:  # not started yet
+        return []
+    out = []
+    for m in agent.membership.members():
+        # Its own record is the one it would publish now: free slots without gossip delay.
+        record = agent.current_record() if m.domain == agent.domain else m.record
+        out.append(MemberView(
+            domain=m.domain, address=m.address, state=m.state,
+            labels=tuple(sorted(record.labels.items())),
+            capabilities=tuple(CapabilityView(c.name, c.capacity, c.available, c.cost)
+                               for c in record.capabilities),
+            incarnation=m.incarnation, is_self=m.domain == agent.domain,
+        ))
+    return sorted(out, key=lambda v: v.domain)
+
+
+# ---- the workflow list -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    id: str
+    name: str
+    state: str
+    coordinator: str
+    rounds: int
+    reason: str
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    state: str = ""
+    text: str = ""  # a part of the id or the name
+    coordinator: str = ""
+
+    @classmethod
+    def of(cls, query: dict[str, str]) -> ListFilter:
+        state = query.get("state", "").strip().upper()
+        if state and state not in WORKFLOW_STATES:
+            raise ValueError(f"state must be one of {', '.join(WORKFLOW_STATES)}, got {state!r}")
+        return cls(state=state, text=query.get("q", "").strip(),
+                    coordinator=query.get("coordinator", "").strip())
+
+    def matches(self, w: WorkflowSummary) -> bool:
+        return ((not self.state or w.state == self.state)
+                and (not self.coordinator or w.coordinator == self.coordinator)
+                and (not self.text or self.text in w.id or self.text in w.name))
+
+
+async def workflows(agent: Agent, wanted: ListFilter,
+                    limit: int = LIST_LIMIT) -> tuple[list[WorkflowSummary], int]:
+    """The workflows this agent knows that match, newest first (at most `limit`), and how
+    many matched in all."""
+    rows = await agent.store.list_workflows()
+    found = [s for s in (WorkflowSummary(r.id, r.name, r.state, r.coordinator, r.round,
+                                         r.reason, r.created_ms, r.updated_ms) for r in rows)
+             if wanted.matches(s)]
+    found.reverse()  # the store lists oldest first
+    return found[:limit], len(found)
+
+
+# ---- one workflow ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepView:
+    id: str
+    capability: str
+    domain: str
+    state: str
+    attempts: int
+    outputs: str  # JSON text, "" when none
+    error: str
+    needs: tuple[str, ...]
+    retries: int
+    compensate: str  # the declared compensation's params as JSON text, "" when none
+
+
+@dataclass(frozen=True)
+class VoteView:
+    domain: str
+    yes: bool
+    reason: str
+    steps: tuple[str, ...]
+    verified: bool
+
+
+@dataclass
+class RoundView:
+    round: int
+    outcome: str = ""  # COMMIT | ABORT | "" (no decision on record here)
+    decided_by: str = ""
+    verified: bool = False
+    collected: bool = False  # a COMMIT whose certificate was collected keeps no votes
+    votes: list[VoteView] = field(default_factory=list)
+    refusals: list[status_pb2.Refusal] = field(default_factory=list)
+
+
+@dataclass
+class WorkflowView:
+    id: str
+    name: str
+    state: str
+    coordinator: str
+    reason: str
+    created_ms: int
+    updated_ms: int
+    steps: list[StepView]
+    rounds: list[RoundView]
+    spec_known: bool  # the dependencies are known (this agent holds the spec)
+
+    @property
+    def domains(self) -> list[str]:
+        return sorted({s.domain for s in self.steps})
+
+    def graph(self) -> dict:
+        """The DAG as the page's graph library takes it: steps inside their domains."""
+        return {
+            "workflow": self.id,
+            "state": self.state,
+            "domains": self.domains,
+            "steps": [{"id": s.id, "domain": s.domain, "state": s.state,
+                       "capability": s.capability, "attempts": s.attempts}
+                      for s in self.steps],
+            "edges": [[need, s.id] for s in self.steps for need in s.needs],
+        }
+
+
+def _coordinator_of(workflow_id: str) -> str:
+    return workflow_id.rpartition(".")[0]
+
+
+def _remote_stub(agent: Agent, workflow_id: str) -> client_pb2_grpc.ClientStub | None:
+    """A Client stub for the workflow's coordinator when that is another agent."""
+    coordinator = _coordinator_of(workflow_id)
+    if not coordinator or coordinator == agent.domain:
+        return None
+    endpoint = agent.endpoint_of(coordinator)
+    if endpoint is None:
+        return None
+    return client_pb2_grpc.ClientStub(agent.peers.channel(endpoint))
+
+
+async def status(agent: Agent, workflow_id: str) -> status_pb2.WorkflowStatus | None:
+    """The workflow's status as its coordinator has it (this agent's own copy when the
+    coordinator cannot be reached); None when nobody knows it."""
+    remote = _remote_stub(agent, workflow_id)
+    if remote is not None:
+        try:
+            return await remote.GetWorkflow(
+                client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                timeout=FORWARD_TIMEOUT_S)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                log.info("coordinator of %s unreachable (%s); showing this agent's copy",
+                         workflow_id, e.code().name)
+    return await agent.status(workflow_id)
+
+
+async def follow(agent: Agent, workflow_id: str) -> AsyncIterator[status_pb2.WorkflowStatus]:
+    """The workflow's statuses as they change, until it ends or the agent stops: from its
+    coordinator's Watch stream, or from this agent's change notification (as the Client
+    service's Watch does) when this agent coordinates it or the coordinator is gone."""
+    remote = _remote_stub(agent, workflow_id)
+    if remote is not None:
+        try:
+            async for s in remote.Watch(client_pb2.GetWorkflowRequest(id=workflow_id,
+                                                                      local_only=True),
+                                        timeout=24 * 3600):
+                yield s
+            return
+        except grpc.aio.AioRpcError as e:
+            log.info("watch of %s: coordinator unreachable (%s); following locally",
+                     workflow_id, e.code().name)
+    changes = agent.changes
+    seen = -1
+    while not agent.stopping:
+        version = changes.version(workflow_id)
+        if version != seen:
+            seen = version
+            s = await agent.status(workflow_id)
+            if s is None:
+                return
+            yield s
+            if workflow_state_name(s.state) in TERMINAL:
+                return
+        await changes.wait_past(workflow_id, seen, FOLLOW_HEARTBEAT_S)
+
+
+async def workflow_view(agent: Agent, s: status_pb2.WorkflowStatus) -> WorkflowView:
+    """A status with what this agent's store adds: dependencies and declared compensation
+    from the spec, and the signed decision of each round with its votes."""
+    row = await agent.store.get_workflow(s.id)
+    spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
+    specs = {st.id: st for st in spec.steps} if spec is not None else {}
+    steps = []
+    for st in s.steps:
+        declared = specs.get(st.id)
+        outputs = json_format.MessageToDict(st.outputs)
+        compensate = (json_format.MessageToDict(declared.compensate.params)
+                      if declared is not None and declared.HasField("compensate") else None)
+        steps.append(StepView(
+            id=st.id, capability=st.capability, domain=st.domain or UNPLACED,
+            state=step_state_name(st.state), attempts=st.attempts,
+            outputs=json.dumps(outputs, sort_keys=True) if outputs else "", error=st.error,
+            needs=tuple(declared.needs) if declared is not None else (),
+            retries=declared.retries if declared is not None else 0,
+            compensate=json.dumps(compensate, sort_keys=True) if compensate is not None else "",
+        ))
+    rounds = {r: RoundView(r) for r in range(1, s.rounds + 1)}
+    for refusal in s.refusals:
+        rounds.setdefault(refusal.round, RoundView(refusal.round)).refusals.append(refusal)
+    if _coordinator_of(s.id) == agent.domain:
+        for view in rounds.values():
+            await _read_decision(agent, s.id, view)
+    return WorkflowView(
+        id=s.id, name=s.name, state=workflow_state_name(s.state), coordinator=s.coordinator,
+        reason=s.reason, created_ms=s.created_at_ms, updated_ms=s.updated_at_ms,
+        steps=steps, rounds=[rounds[r] for r in sorted(rounds)], spec_known=spec is not None,
+    )
+
+
+async def _read_decision(agent: Agent, workflow_id: str, view: RoundView) -> None:
+    """The round's decision as recorded here, its signature and its votes' checked over
+    the bytes as stored."""
+    recorded = await agent.store.get_decision(workflow_id, view.round)
+    if recorded is None:
+        return
+    view.outcome, raw = recorded
+    if not raw:
+        view.collected = True
+        return
+    try:
+        body = open_evidence(peer_pb2.Envelope.FromString(raw), agent.trust,
+                             expect="decision")
+    except (AuthError, DecodeError) as e:
+        log.warning("decision of %s round %d does not verify: %s", workflow_id, view.round, e)
+        return
+    view.decided_by, view.verified = body.sender, True
+    for envelope in body.decision.votes:
+        try:
+            vote_body = open_evidence(envelope, agent.trust, expect="vote")
+        except AuthError:
+            continue  # shown as missing: only verified votes are evidence
+        v = vote_body.vote
+        view.votes.append(VoteView(domain=vote_body.sender, yes=v.yes, reason=v.reason,
+                                   steps=tuple(v.steps), verified=True))
+    view.votes.sort(key=lambda v: v.domain)
