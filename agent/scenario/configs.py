@@ -13,8 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fedorch.runtime.config import enum_short_name
 from fedorch.scenario.loader import LoadedScenario
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 SEEDS_PER_DOMAIN = 3
@@ -25,7 +27,23 @@ DOMAIN_ENV = "FEDORCH_SCENARIO_DOMAIN"
 
 
 def _plain(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """A message as an agent config's YAML says it: enum values by their short names
+    (`profile: local`, not GOSSIP_PROFILE_LOCAL), as users write them."""
+    plain = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    _short_enums(message, plain)
+    return plain
+
+
+def _short_enums(message: Message, plain: dict[str, Any]) -> None:
+    for field, value in message.ListFields():
+        if field.name not in plain:
+            continue
+        if field.type == FieldDescriptor.TYPE_ENUM and not field.is_repeated:
+            plain[field.name] = enum_short_name(field.enum_type, value)
+        elif (field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated
+              and isinstance(plain[field.name], dict)
+              and not field.message_type.GetOptions().map_entry):
+            _short_enums(value, plain[field.name])
 
 
 def seeds_for(name: str, names: list[str]) -> list[str]:
