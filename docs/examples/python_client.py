@@ -57,7 +57,7 @@ def blocking(peer: str) -> str:
         print("status " + json.dumps(client.status(workflow_id).to_dict(), sort_keys=True))
 
         try:
-            client.status("no-such-workflow")
+            client.status("eu-west.no-such-workflow")
         except NotFound as exc:
             print(f"not found: {exc.code.name}")
         return workflow_id
