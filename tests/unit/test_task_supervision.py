@@ -113,14 +113,17 @@ async def test_a_failed_batch_item_is_counted_and_a_broken_invariant_in_one_stop
     async def broken_core(body):
         raise LocalProtocolError("no transition for Accept")
 
+    # A result that passes the authority check at the boundary (a well-formed id, in its
+    # sender's own name), so that the handler itself is what fails.
+    item = peer_pb2.Body(step_result=peer_pb2.StepResult(workflow_id="alpha.wf1", domain="beta"))
     service._handlers["step_result"] = broken
     result = peer_pb2.BatchResult()
-    await service._batch_item(outer, peer_pb2.Body(step_result=peer_pb2.StepResult()), result)
+    await service._batch_item(outer, item, result)
     assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 1
     assert not agent.stopping
 
     service._handlers["step_result"] = broken_core
     result = peer_pb2.BatchResult()
-    await service._batch_item(outer, peer_pb2.Body(step_result=peer_pb2.StepResult()), result)
+    await service._batch_item(outer, item, result)
     assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 2
     assert agent.fatal.startswith("broken invariant in task 'batch step_result from beta'")
