@@ -167,6 +167,9 @@ class Agent:
         self.coordination = Coordination(self)
         self.participation = Participation(self)
         self.consensus = Consensus(self)  # Paxos Commit: acceptor and in-doubt termination
+        from fedorch.runtime.audit import Audit
+
+        self.audit = Audit(self)
 
     def _set_capabilities(self, config: config_pb2.AgentConfig) -> None:
         self.capacities = {c.name: c.capacity for c in config.capabilities}
@@ -228,6 +231,7 @@ class Agent:
         self.membership = Membership(self, incarnation)
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            await self.audit.started(incarnation)
             await self.participation.recover()
             await self.coordination.recover()
             await self.participation.resolve_own_holds()

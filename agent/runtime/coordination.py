@@ -175,7 +175,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         # for the watcher the client opens next.
         a.active[workflow_id] = active
         try:
-            await a.save(active)
+            await a.save(active, also=[a.audit.submitted(workflow_id, row.spec, "", request_id)])
         except sqlite3.IntegrityError:
             # A concurrent submit with the same request id won the race: same answer.
             del a.active[workflow_id]  # never saved, never seen
@@ -427,7 +427,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             return
         row.state = "CANCELLED" if fin.reason.startswith("cancelled") else "ABORTED"
         row.reason = fin.reason
-        await a.save(active)
+        await a.save(active, also=[a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         a.finished(row.id)
 
@@ -489,7 +489,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             # Each participant learned the COMMIT to run a step: its certificate goes in
             # this write, not in one of its own once the results have reached the core.
             active.collect.append(key)
-        await a.save(active, also=[*also, *released])
+        await a.save(active, also=[*also, *released, a.audit.ended(active)])
         a.metrics.workflows.labels(state).inc()
         notice = end_notice_of(row)
         for domain in sorted(set(row.placement.values()) - {a.domain, told}):

@@ -126,6 +126,7 @@ async def serve(config, config_path: str = "") -> int:
     agent.stop()
     try:
         await runner
+        await agent.audit.checkpoint()  # the log's last records signed before it stops
     finally:
         await agent.peers.close()
         await store.close()

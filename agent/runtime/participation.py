@@ -125,13 +125,15 @@ class Participation(StepRuns, InDoubt):
         except (SpecError, RemoteProtocolError) as e:
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
         else:
-            if out.hold is not None:
-                await a.store.save_reservation(reservation_row(out.hold))
-                self._wake.set()
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = int(out.lease_expires * 1000)
+            if out.hold is not None:
+                await a.store.save_reservation(reservation_row(out.hold),
+                                               also=[a.audit.vote(coordinator, req, vote)])
+                self._wake.set()
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         if not vote.yes:
+            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)
         return a.seal(coordinator, vote=vote)
@@ -172,7 +174,8 @@ class Participation(StepRuns, InDoubt):
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
                         req.coordinator_endpoint)
-                    await a.store.save_reservation(reservation_row(hold), tx=info)
+                    await a.store.save_reservation(reservation_row(hold), tx=info,
+                                                   also=[a.audit.vote(coordinator, req, vote)])
                     self._hold_txs[key] = info
                     while len(self._hold_txs) > HOLD_TX_MEMORY:
                         self._hold_txs.popitem(last=False)
@@ -182,6 +185,7 @@ class Participation(StepRuns, InDoubt):
                         a.consensus.track(tx, hold.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         if not vote.yes:
+            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)
         return a.seal(coordinator, vote=vote)

@@ -7,6 +7,8 @@ it in place and one opening a newer data dir refuses to start.
 
 from __future__ import annotations
 
+from fedorch.runtime.store import audit_table
+
 MIGRATIONS: list[str] = [
     # 0 -> 1: the walking skeleton.
     """
@@ -141,6 +143,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX decisions_kept ON decisions(workflow_id, round)
         WHERE outcome = 'COMMIT' AND envelope != x'';
     """,
+    # 3 -> 4: the audit log (agent/runtime/store/audit_table.py).
+    audit_table.MIGRATION,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
