@@ -149,6 +149,10 @@ class Audit:
         return self.record("learned", workflow_id, if_changed=True, round=round_,
                            outcome=outcome)
 
+    def decided(self, workflow_id: str, round_: int, outcome: str) -> Statement:
+        """A classic 2PC decision applied to this participant's hold (no learned log)."""
+        return self.record("learned", workflow_id, round=round_, outcome=outcome)
+
     def step_started(self, workflow_id: str, step_id: str, attempt: int) -> Statement:
         return self.record("step_started", workflow_id, step=step_id, attempt=attempt)
 

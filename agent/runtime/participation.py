@@ -245,7 +245,8 @@ class Participation(StepRuns, InDoubt):
             return peer_pb2.Ack(ok=False, error=str(e))
         key = (decision.workflow_id, decision.round)
         if effect is DecisionEffect.RELEASED:
-            await a.store.delete_reservation(*key)
+            await a.store.apply([Store.delete_reservation_statement(*key),
+                                 a.audit.decided(*key, "ABORT")])
         elif effect is DecisionEffect.COMMITTED or commit:
             # A repeated COMMIT (no reservation to write) is harmless, and it re-establishes
             # the workflow should an earlier one have been cut short (the steps it sets up
@@ -254,7 +255,8 @@ class Participation(StepRuns, InDoubt):
             await self._committed(
                 decision.workflow_id, decision.round, decision.coordinator, decision.spec,
                 dict(decision.placement), dict(decision.endpoints),
-                reservation_row(hold) if hold is not None else None)
+                reservation_row(hold) if hold is not None else None,
+                [a.audit.decided(*key, "COMMIT")] if hold is not None else ())
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:

@@ -313,3 +313,33 @@ def test_a_proof_fails_without_the_key_of_a_domain_that_signed_in_it(ran, proof,
         shutil.copy(ran["keys"] / f"{name}.pub", partial)
     code, _, err = _check(tmp_path, proof, partial)
     assert code == 1 and "p1" in err, err
+
+
+def test_a_workflow_that_never_committed_has_a_proof_without_certificate(ran, proof, tmp_path):
+    import asyncio
+
+    refused = SPEC.replace("name: audited", "name: refused").replace(
+        "{id: b, capability: au.work, constraints: {domains: [p2]}",
+        "{id: b, capability: au.work, constraints: {domains: [nowhere]}")
+
+    async def go() -> str:
+        async with started_federation(tmp_path / "fed", _domains()) as fed:
+            wid = await fed.submit("c", refused)
+            status = await fed.wait_state("c", wid)
+            assert state_name(status) == "ABORTED", status
+            fed.stop()
+            return wid
+
+    wid = asyncio.run(go())
+    data = tmp_path / "fed" / "data" / "c"
+    assert _verify(data)[0] == 0
+    code, out, err = _run("audit", "proof", wid, "--data-dir", str(data))
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["certificate"] is None and document["results"] == {}
+    code, out, err = _check(tmp_path, document, tmp_path / "fed" / "keys")
+    assert code == 0 and json.loads(out)["state"] == "ABORTED", err
+    # Another workflow's end, signed by another coordinator named c, does not fit in.
+    document["final"] = proof["final"]
+    code, _, err = _check(tmp_path, document, tmp_path / "fed" / "keys")
+    assert code == 1 and "proof does not hold" in err, err

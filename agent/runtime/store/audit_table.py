@@ -125,8 +125,3 @@ class LogReader:
 
     def checkpoints(self) -> list[Checkpoint]:
         return [checkpoint_from(r) for r in self._conn.execute(f"{CHECKPOINTS} ORDER BY seq")]
-
-    def spec_of(self, workflow_id: str) -> bytes | None:
-        row = self._conn.execute("SELECT spec FROM workflows WHERE id=?",
-                                 (workflow_id,)).fetchone()
-        return bytes(row[0]) if row else None
