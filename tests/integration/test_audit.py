@@ -343,3 +343,27 @@ def test_a_workflow_that_never_committed_has_a_proof_without_certificate(ran, pr
     document["final"] = proof["final"]
     code, _, err = _check(tmp_path, document, tmp_path / "fed" / "keys")
     assert code == 1 and "proof does not hold" in err, err
+
+
+async def test_a_log_stays_whole_across_a_crash_and_a_restart(tmp_path):
+    async with started_federation(tmp_path, _domains()) as fed:
+        first = await fed.submit("c", SPEC)
+        assert state_name(await fed.wait_state("c", first)) == "SUCCEEDED"
+        fed.kill("p1")  # SIGKILL: no last checkpoint
+        code, err = _verify(tmp_path / "data" / "p1")
+        assert code == 0, err
+        await fed.start("p1")
+        await fed.wait_converged()
+        second = await fed.submit("c", SPEC)
+        assert state_name(await fed.wait_state("c", second)) == "SUCCEEDED"
+        fed.stop()
+    data = tmp_path / "data" / "p1"
+    code, out, err = _run("audit", "verify", "--data-dir", str(data), "--trust",
+                          str(tmp_path / "keys"), "--json")
+    assert code == 0 and json.loads(out)["unsigned_tail"] == 0, err
+    with sqlite3.connect(data / "agent.db") as db:
+        starts = db.execute("SELECT count(*) FROM audit WHERE kind='agent_started'").fetchone()
+    assert starts == (2,)
+    for wid in (first, second):
+        code, out, _ = _run("audit", "show", wid, "--data-dir", str(data), "--json")
+        assert code == 0 and "step_ended" in [r["kind"] for r in json.loads(out)]
