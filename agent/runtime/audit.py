@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.audit")
 
 CHECKPOINT_EVERY = 256
-_NOT_FINAL = frozenset(step_state(s) for s in ("PENDING", "WAITING", "RUNNING"))
 CHECKPOINT_INTERVAL_S = 5.0
+# Step states of progress notes: only final results are evidence worth a record.
+_NOT_FINAL = frozenset(step_state(s) for s in ("PENDING", "WAITING", "RUNNING"))
 
 
 def sha256_hex(data: bytes) -> str:
