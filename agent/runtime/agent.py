@@ -200,6 +200,7 @@ class Agent:
         del self.config.capabilities[:]
         self.config.capabilities.extend(config.capabilities)
         self.config.policy.CopyFrom(config.policy)
+        await self.audit.policy_reloaded()
         self.publish_record_if_changed(force=True)
         log.info("configuration reloaded: %d capabilities", len(self.capacities))
         return fixed

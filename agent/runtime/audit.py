@@ -29,6 +29,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.convert import step_state, step_state_name
 from fedorch.runtime.store import audit_table
 from fedorch.runtime.store.store import Statement
+from google.protobuf import json_format
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Active, Agent
@@ -76,7 +77,7 @@ class Audit:
         a = self.agent
         raw = public_key_line(a.domain, a.signer.public_key()).split()[2]
         await self.append(STARTED, "", domain=a.domain, public_key=raw,
-                          incarnation=incarnation)
+                          incarnation=incarnation, **self._policy())
         await self.checkpoint()
         a.spawn(self._checkpoint_loop(), name="audit checkpoints")
 
@@ -106,6 +107,15 @@ class Audit:
 
     def policy_hash(self) -> str:
         return sha256_hex(self.agent.config.policy.SerializeToString(deterministic=True))
+
+    def _policy(self) -> dict[str, object]:
+        """The policy in force and its hash: what a vote's `policy_sha256` refers to."""
+        return {"policy_sha256": self.policy_hash(),
+                "policy": json_format.MessageToDict(self.agent.config.policy)}
+
+    async def policy_reloaded(self) -> None:
+        """The policy may have changed (SIGHUP): record the one in force from now on."""
+        await self.append("policy_loaded", "", **self._policy())
 
     def vote(self, coordinator: str, req: peer_pb2.PrepareRequest,
              vote: peer_pb2.Vote) -> Statement:

@@ -5,8 +5,10 @@ proof of the workflow checks with public keys only, and every edit of it fails."
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from fedorch.core.audit.chain import (
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
 
-from tests.integration.federation import TEST_TIMINGS, started_federation, state_name
+from tests.integration.federation import TEST_TIMINGS, started_federation, state_name, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +87,11 @@ def test_every_domains_log_verifies_and_shows_the_workflow(ran):
     votes = [r for r in json.loads(_run("audit", "show", ran["wid"], "--data-dir",
                                         str(ran["data"]["p1"]), "--json")[1])
              if r["kind"] == "vote"]
-    assert votes and votes[0]["data"]["yes"] and len(votes[0]["data"]["policy_sha256"]) == 64
+    assert votes and votes[0]["data"]["yes"]
+    # The vote names the policy in force, which the agent's start recorded.
+    with sqlite3.connect(ran["data"]["p1"] / "agent.db") as db:
+        (body,) = db.execute("SELECT body FROM audit WHERE kind='agent_started'").fetchone()
+    assert votes[0]["data"]["policy_sha256"] == json.loads(body)["data"]["policy_sha256"]
 
 
 # ---- edits to a copy of a real log ----------------------------------------------------
@@ -356,6 +362,13 @@ async def test_a_log_stays_whole_across_a_crash_and_a_restart(tmp_path):
         await fed.wait_converged()
         second = await fed.submit("c", SPEC)
         assert state_name(await fed.wait_state("c", second)) == "SUCCEEDED"
+        fed.signal("p1", signal.SIGHUP)  # a reload records the policy in force
+
+        async def reloaded() -> bool:
+            with contextlib.closing(sqlite3.connect(tmp_path / "data" / "p1" / "agent.db")) as db:
+                return db.execute("SELECT 1 FROM audit WHERE kind='policy_loaded'").fetchone()
+
+        await wait_for(reloaded, 30, "the reload's audit record")
         fed.stop()
     data = tmp_path / "data" / "p1"
     code, out, err = _run("audit", "verify", "--data-dir", str(data), "--trust",
