@@ -312,6 +312,35 @@ def test_every_edit_of_a_proof_fails_its_check(ran, proof, tmp_path, edit):
     assert code == 1 and "proof does not hold" in err, (edit, err)
 
 
+def test_random_edits_of_a_proof_all_fail(ran, proof):
+    """Seeded single-character edits anywhere in the file: each one that still parses
+    and changes the content fails the check (the rest are not JSON, which fails too)."""
+    import random
+
+    from fedorch.core.audit.chain import canonical
+    from fedorch.core.audit.proof import ProofError, check_proof
+    from fedorch.core.identity.trust import TrustStore
+
+    trust = TrustStore.from_files(sorted(ran["keys"].glob("*.pub")))
+    text = json.dumps(proof, indent=1, sort_keys=True)
+    check_proof(json.loads(text), trust)
+    rng = random.Random(16)
+    checked = 0
+    for _ in range(400):
+        i = rng.randrange(len(text))
+        edited = text[:i] + rng.choice("0123456789abcAB+/=\"{}:,.-eE ") + text[i + 1:]
+        try:
+            document = json.loads(edited)
+        except ValueError:
+            continue
+        if canonical(document) == canonical(proof):
+            continue  # whitespace or the same character: not an edit of the content
+        checked += 1
+        with pytest.raises(ProofError):
+            check_proof(document, trust)
+    assert checked > 200
+
+
 def test_a_proof_fails_without_the_key_of_a_domain_that_signed_in_it(ran, proof, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()

@@ -53,9 +53,12 @@ def unb64(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise ValueError(f"{what}: expected base64 text")
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except ValueError:
         raise ValueError(f"{what}: not valid base64") from None
+    if b64(data) != text:  # other padding bits would decode to the same bytes
+        raise ValueError(f"{what}: not canonical base64")
+    return data
 
 
 def sha256_hex(data: bytes) -> str:
@@ -252,5 +255,5 @@ def open_attestation(attestation: object, verifier: Verifier, what: str) -> dict
     domain = statement.get("domain")
     if not isinstance(domain, str) or not verifier(domain, ATTESTATION_PREFIX + payload,
                                                    signature):
-        raise ValueError(f"{what}: bad signature of {statement['domain']!r}")
+        raise ValueError(f"{what}: bad signature of {domain!r}")
     return statement

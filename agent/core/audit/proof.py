@@ -26,7 +26,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
-from fedorch.core.audit.chain import b64, open_attestation, sha256_hex, unb64
+from fedorch.core.audit.chain import b64, canonical, open_attestation, sha256_hex, unb64
 from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.workflow import values
@@ -92,7 +92,8 @@ def check_proof(proof: object, trust: TrustStore) -> dict:
     if proof["format"] != FORMAT:
         raise ProofError(f"unknown format {proof['format']!r}")
     summary = _summary(proof, trust)
-    if proof["summary"] != summary:
+    # As canonical text, not ==: 1.0 == 1 and True == 1 in Python, not in the file.
+    if not isinstance(proof["summary"], dict) or canonical(proof["summary"]) != canonical(summary):
         raise ProofError("summary does not match the signed evidence")
     return summary
 
@@ -159,7 +160,7 @@ def _certificate(certificate: object, trust: TrustStore | None, workflow_id: str
     if certificate is None:
         return None
     try:
-        envelope = peer_pb2.Envelope.FromString(unb64(certificate, "certificate"))
+        envelope = _envelope(certificate, "certificate")
         body = _open(envelope, trust, "decision")
     except (ValueError, AuthError) as e:
         raise ProofError(f"certificate: {e}") from None
@@ -188,6 +189,14 @@ def _certificate(certificate: object, trust: TrustStore | None, workflow_id: str
     return decision
 
 
+def _envelope(text: object, what: str) -> peer_pb2.Envelope:
+    data = unb64(text, what)
+    try:
+        return peer_pb2.Envelope.FromString(data)
+    except Exception:  # DecodeError, or anything the parser throws at junk
+        raise ValueError(f"{what}: not a signed message") from None
+
+
 def _open(envelope: peer_pb2.Envelope, trust: TrustStore | None, kind: str) -> peer_pb2.Body:
     if trust is not None:
         return open_evidence(envelope, trust, expect=kind)
@@ -213,7 +222,7 @@ def _check_step(workflow_id: str, step_id: str, claimed: object, evidence: objec
             raise ProofError(f"results: no signed result of step {step_id}")
         return
     try:
-        envelope = peer_pb2.Envelope.FromString(unb64(evidence, f"results.{step_id}"))
+        envelope = _envelope(evidence, f"results.{step_id}")
         body = _open(envelope, trust, "step_result")
         result = body.step_result
         digest = outputs_hash(result)
