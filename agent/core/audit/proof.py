@@ -26,7 +26,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
-from fedorch.core.audit.chain import b64, canonical, open_attestation, sha256_hex, unb64
+from fedorch.core.audit.chain import canonical, open_attestation, sha256_hex, unb64
 from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.workflow import values
@@ -244,5 +244,4 @@ def dumps(proof: dict) -> str:
     return json.dumps(proof, indent=2, sort_keys=True) + "\n"
 
 
-__all__ = ["FORMAT", "ProofError", "b64", "build_proof", "check_proof", "dumps",
-           "outputs_hash"]
+__all__ = ["FORMAT", "ProofError", "build_proof", "check_proof", "dumps", "outputs_hash"]
