@@ -7,6 +7,7 @@ Errors are one stderr line starting with "fedorch: error: " (see errors.CliError
 from __future__ import annotations
 
 import click
+from fedorch.cli.audit import audit
 from fedorch.cli.bench import bench
 from fedorch.cli.client import DEFAULT_RPC_TIMEOUT_S
 from fedorch.cli.common import Settings
@@ -35,7 +36,7 @@ def cli(ctx: click.Context, rpc_timeout: float) -> None:
 
 
 for command in (keys, agent_group, submit, status, watch, cancel, list_workflows, members, demo,
-                bench, scenario):
+                bench, scenario, audit):
     cli.add_command(command)
 
 

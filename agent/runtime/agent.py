@@ -140,6 +140,9 @@ class Agent:
         self.coordination = Coordination(self)
         self.participation = Participation(self)
         self.consensus = Consensus(self)  # Paxos Commit: acceptor and in-doubt termination
+        from fedorch.runtime.audit import Audit
+
+        self.audit = Audit(self)
 
     def _set_capabilities(self, config: config_pb2.AgentConfig) -> None:
         self.capacities = {c.name: c.capacity for c in config.capabilities}
@@ -170,6 +173,7 @@ class Agent:
         del self.config.capabilities[:]
         self.config.capabilities.extend(config.capabilities)
         self.config.policy.CopyFrom(config.policy)
+        await self.audit.policy_reloaded()
         self.publish_record_if_changed(force=True)
         log.info("configuration reloaded: %d capabilities", len(self.capacities))
         return fixed
@@ -208,6 +212,7 @@ class Agent:
         stored = await self.store.get_meta("incarnation")
         incarnation = max(int(stored or 0) + 1, self.now_ms())
         await self.store.set_meta("incarnation", str(incarnation))
+        self.incarnation = incarnation  # this life's: the audit log's start record names it
         self.membership = Membership(self, incarnation)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -216,6 +221,7 @@ class Agent:
         assert self.membership is not None
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            await self.audit.started(self.incarnation)
             await self.participation.recover()
             await self.coordination.recover()
             await self.participation.resolve_own_holds()

@@ -73,6 +73,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
             return await self.agent.run_owned(
                 self.agent.coordination.submit(request.spec, request.request_id), "submit")
         except SpecError as e:
+            await self.agent.audit.refused("submit", str(e), peer=context.peer())
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise  # not reached: abort raises
 
@@ -155,6 +156,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 return await remote.Cancel(request, timeout=FORWARD_TIMEOUT_S)
             except grpc.aio.AioRpcError as e:
                 await context.abort(e.code(), e.details())
+        await self.agent.audit.client_request("cancel", request.id, peer=context.peer())
         known = await self.agent.run_owned(
             self.agent.coordination.cancel(request.id, request.reason or "by request"),
             "cancel")

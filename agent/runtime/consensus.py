@@ -439,12 +439,14 @@ class Consensus:
             # up (one write, not two; nothing of it is acted on before that write).
             learning.append(a.store.learn_statement(key[0], key[1], outcome,
                                                     wire.value_bytes(value)))
+            learning.append(a.audit.learned(key[0], key[1], outcome))
             held = outcome
         elif learning:  # the acceptor record, before the rest
             await a.store.apply(learning)
             learning = []
         if held is None:
-            held, _ = await a.store.learn(key[0], key[1], outcome, wire.value_bytes(value))
+            held, _ = await a.store.learn(key[0], key[1], outcome, wire.value_bytes(value),
+                                          also=[a.audit.learned(key[0], key[1], outcome)])
             self.learned_here(key, held)
         if held != outcome:
             log.error("%s round %d: %s contradicts the %s learned before", key[0], key[1],

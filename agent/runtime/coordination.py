@@ -186,7 +186,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         # for the watcher the client opens next.
         a.active[workflow_id] = active
         try:
-            await a.save(active)
+            await a.save(active, also=[a.audit.submitted(workflow_id, row.spec, "", request_id)])
         except sqlite3.IntegrityError:
             # A concurrent submit with the same request id won the race: same answer.
             del a.active[workflow_id]  # never saved, never seen
@@ -437,7 +437,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             await self.after_progress(active)
             return
         advance(row, Cancelled(fin.reason) if fin.cancelled else Aborted(fin.reason))
-        await a.save(active)
+        await a.save(active, also=[a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         a.finished(row.id)
 
@@ -497,7 +497,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             # Each participant learned the COMMIT to run a step: its certificate goes in
             # this write, not in one of its own once the results have reached the core.
             active.collect.append(key)
-        await a.save(active, also=[*also, *released])
+        await a.save(active, also=[*also, *released, a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         notice = end_notice_of(row)
         for domain in sorted(set(row.placement.values()) - {a.domain, told}):

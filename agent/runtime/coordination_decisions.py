@@ -66,7 +66,8 @@ class CoordinatorDecisions:
         raw = a.seal("", decision=decision).SerializeToString()
         outcome = "COMMIT" if action.commit else "ABORT"
         key = (row.id, action.round)
-        statements = [a.store.decision_statement(*key, outcome, raw)]
+        statements = [a.store.decision_statement(*key, outcome, raw),
+                      a.audit.decision(*key, outcome, raw, action.reason)]
         learned = None
         if action.commit and paxos:
             statements += a.store.spent_proposal_statements(*key)
@@ -75,6 +76,7 @@ class CoordinatorDecisions:
                     and a.domain in tx.participants:
                 learned = len(statements)
                 statements.append(a.store.learn_statement(*key, outcome, wire.value_bytes(value)))
+                statements.append(a.audit.learned(*key, outcome))
         if action.commit and self._enter_running(active, spec, core, action.placement):
             await a.participation.fold_in_results(active)
             if learned is not None:  # and our own steps set up in the same write

@@ -153,6 +153,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     agent.stop()
     try:
         await runner
+        await agent.audit.checkpoint()  # the log's last records signed before it stops
     finally:
         await agent.peers.close()
         await store.close()

@@ -133,13 +133,15 @@ class Participation(StepRuns, InDoubt):
         except (SpecError, RemoteProtocolError) as e:
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
         else:
-            if out.hold is not None:
-                await a.store.save_reservation(reservation_row(out.hold, a.clock))
-                self._wake.set()
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
+            if out.hold is not None:
+                await a.store.save_reservation(reservation_row(out.hold, a.clock),
+                                               also=[a.audit.vote(coordinator, req, vote)])
+                self._wake.set()
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         if not vote.yes:
+            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)
         return a.seal(coordinator, vote=vote)
@@ -190,7 +192,8 @@ class Participation(StepRuns, InDoubt):
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
                         req.coordinator_endpoint)
-                    await a.store.save_reservation(reservation_row(hold, a.clock), tx=info)
+                    await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
+                                                   also=[a.audit.vote(coordinator, req, vote)])
                     self._hold_txs[key] = info
                     while len(self._hold_txs) > HOLD_TX_MEMORY:
                         self._hold_txs.popitem(last=False)
@@ -200,6 +203,7 @@ class Participation(StepRuns, InDoubt):
                         a.consensus.track(tx, hold.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         if not vote.yes:
+            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)
         return a.seal(coordinator, vote=vote)
@@ -266,7 +270,8 @@ class Participation(StepRuns, InDoubt):
             return peer_pb2.Ack(ok=False, error=str(e))
         key = (decision.workflow_id, decision.round)
         if effect is DecisionEffect.RELEASED:
-            await a.store.delete_reservation(*key)
+            await a.store.apply([Store.delete_reservation_statement(*key),
+                                 a.audit.decided(*key, "ABORT")])
         elif effect is DecisionEffect.COMMITTED or commit:
             # A repeated COMMIT (no reservation to write) is harmless, and it re-establishes
             # the workflow should an earlier one have been cut short (the steps it sets up
@@ -275,7 +280,8 @@ class Participation(StepRuns, InDoubt):
             await self._committed(
                 decision.workflow_id, decision.round, decision.coordinator, decision.spec,
                 dict(decision.placement), dict(decision.endpoints),
-                reservation_row(hold, a.clock) if hold is not None else None)
+                reservation_row(hold, a.clock) if hold is not None else None,
+                [a.audit.decided(*key, "COMMIT")] if hold is not None else ())
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:

@@ -77,8 +77,9 @@ class StepRuns:
         Returns how many rows each statement of `also` changed."""
         a = self.agent
         ready = self._take_ready(active)
-        starts = [Store.start_run_statement(active.row.id, x.step_id, x.attempt, a.now_ms())
-                  for x in ready]
+        starts = [s for x in ready for s in (
+            Store.start_run_statement(active.row.id, x.step_id, x.attempt, a.now_ms()),
+            a.audit.step_started(active.row.id, x.step_id, x.attempt))]
         try:
             counts = await a.save(active, reservation=reservation, also=[*also, *starts])
         except sqlite3.IntegrityError:
@@ -114,7 +115,8 @@ class StepRuns:
             # before it runs; the start record is the attempt's idempotency key.
             try:
                 await a.save(active, [attempt.step_id], also=[Store.start_run_statement(
-                    active.row.id, attempt.step_id, attempt.attempt, a.now_ms())])
+                    active.row.id, attempt.step_id, attempt.attempt, a.now_ms()),
+                    a.audit.step_started(active.row.id, attempt.step_id, attempt.attempt)])
             except sqlite3.IntegrityError:
                 # This attempt was started before a crash: never run it again. It ends
                 # as interrupted (retried only if idempotent), through the same path as
@@ -192,6 +194,7 @@ class StepRuns:
         if ended_run is not None:
             also.append(Store.end_run_statement(active.row.id, step_id, ended_run[0],
                                                 ended_run[1], a.now_ms()))
+            also.append(a.audit.step_ended(active, step_id, ended_run[0], ended_run[1].upper()))
         if state in TERMINAL_STEP_STATES:
             hold = a.participant.step_ended(active.row.id, step_id)
             if hold is not None:
@@ -218,6 +221,8 @@ class StepRuns:
             state=step_state(step.state.value), error=step.error,
         )
         values.write_object(result, "outputs", step.outputs)
+        if reliable:  # a final result: also signed alone, evidence for audit proofs
+            a.audit.attest_result(result)
         targets = active.progress.result_recipients(step_id, active.row.coordinator)
         if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
             targets = [t for t in targets if t == active.row.coordinator]
@@ -284,16 +289,18 @@ class StepRuns:
             await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
                                                    state.value, result.attempt, outputs,
                                                    result.error))
+            await a.store.apply(a.audit.result_records(sender, result))  # its own write
             return peer_pb2.Ack(ok=True)
         if active.row.placement.get(result.step_id) != sender:
             return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
         if active.progress.apply_result(result.step_id, result.attempt, state, outputs,
                                         result.error):
+            audit = a.audit.result_records(sender, result)
             # At the coordinator, the result that ends the workflow is written with its end,
             # and the answer to it tells its sender the end (no end notice of its own).
             if active.row.coordinator == a.domain \
-                    and await a.coordination.after_progress(active, told=sender):
+                    and await a.coordination.after_progress(active, audit, told=sender):
                 return peer_pb2.Ack(ok=True, end=end_notice_of(active.row))
-            await self._save_starting(active)
+            await self._save_starting(active, also=audit)
             await self.start_ready(active)
         return peer_pb2.Ack(ok=True)

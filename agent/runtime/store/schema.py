@@ -7,6 +7,8 @@ it in place and one opening a newer data dir refuses to start.
 
 from __future__ import annotations
 
+from fedorch.runtime.store import audit_table
+
 MIGRATIONS: list[str] = [
     # 0 -> 1: the walking skeleton.
     """
@@ -147,6 +149,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE step_runs ADD COLUMN pgid INTEGER;
     CREATE INDEX step_runs_unfinished ON step_runs(workflow_id) WHERE state = 'running';
     """,
+    # 4 -> 5: the audit log (agent/runtime/store/audit_table.py).
+    audit_table.MIGRATION,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -26,6 +26,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import aiosqlite
+from fedorch.core.audit.chain import Checkpoint, Record
+from fedorch.runtime.store import audit_table
 from fedorch.runtime.store import identity as ident
 from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -229,6 +231,8 @@ class Store:
             problems = [r[0] for r in await db.execute_fetchall("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise BadDatabase(db_path, f"fails SQLite's integrity check ({problems[0]})")
+            await db.create_function(audit_table.HASH_FUNCTION, 3, audit_table.hash_function,
+                                     deterministic=True)
             store = cls(db)
             await store._migrate()
             if domain is not None and key is not None:
@@ -558,9 +562,11 @@ class Store:
              r.lease_expires_ms, r.coordinator_endpoint),
         )
 
-    async def save_reservation(self, r: ReservationRow, tx: HoldTxRow | None = None) -> None:
-        """Save a reservation and, in the same transaction, the PREPARE behind it."""
-        stmts = [self.reservation_statement(r)]
+    async def save_reservation(self, r: ReservationRow, tx: HoldTxRow | None = None,
+                               also: Sequence[Statement] = ()) -> None:
+        """Save a reservation and, in the same transaction, the PREPARE behind it and the
+        statements in `also`."""
+        stmts = [self.reservation_statement(r), *also]
         if tx is not None:
             stmts.append((
                 "INSERT OR REPLACE INTO hold_txs(workflow_id, round, tx, spec, placement,"
@@ -684,9 +690,10 @@ class Store:
         ]
 
     async def learn(self, workflow_id: str, round_: int, outcome: str,
-                    value: bytes) -> tuple[str, bytes]:
-        """Record a decision learned to be chosen; write-once: returns the one that holds."""
-        return await self._write_once("learned", workflow_id, round_, outcome, value)
+                    value: bytes, also: Sequence[Statement] = ()) -> tuple[str, bytes]:
+        """Record a decision learned to be chosen; write-once: returns the one that holds.
+        `also` goes in the same transaction, right after the compare-and-set."""
+        return await self._write_once("learned", workflow_id, round_, outcome, value, also)
 
     @staticmethod
     def learn_statement(workflow_id: str, round_: int, outcome: str, value: bytes) -> Statement:
@@ -761,3 +768,21 @@ class Store:
                 (workflow_id,),
             )
         ]
+
+    # ---- audit log (statements: audit_table.append_statement) -----------------------
+
+    async def audit_head(self) -> tuple[int, bytes]:
+        """(seq, hash) of the log's last record; (0, b"") when it is empty."""
+        row = await self._one(audit_table.HEAD)
+        return (int(row[0]), bytes(row[1])) if row else (0, b"")
+
+    async def last_audit_checkpoint(self) -> int:
+        row = await self._one(audit_table.LAST_CHECKPOINT)
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def save_audit_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._write([audit_table.checkpoint_statement(checkpoint)])
+
+    async def audit_records(self, workflow_id: str) -> list[Record]:
+        return [audit_table.record_from(r) for r in await self._all(
+            f"{audit_table.RECORDS} WHERE workflow_id=? ORDER BY seq", (workflow_id,))]

@@ -1,0 +1,247 @@
+"""A self-contained proof of one workflow, built from its coordinator's audit records
+and checked offline with public keys only.
+
+What it holds, each piece signed by the domain with authority over it:
+
+- `submission`: the coordinator's attestation of the submission (the spec's SHA-256,
+  the submitting principal as the coordinator knew it, the request id) and the spec's
+  bytes. `client_signature` is the submitter's own signature over the spec; clients do
+  not sign yet, so it is null and the principal is the coordinator's word alone.
+- `certificate`: the COMMIT decision as the coordinator signed it (the spec, the
+  placement, and every participant's signed YES vote), or null for a workflow that was
+  never committed.
+- `results`: per step, the result as the domain that ran it signed it (state, attempt,
+  outputs).
+- `final`: the coordinator's attestation of how the workflow ended, with each step's
+  state, attempt and the SHA-256 of its outputs.
+- `summary`: what the above says, in plain JSON; `check` recomputes it and refuses a
+  proof whose summary differs, so that nothing in the file is unchecked.
+
+`check_proof` raises ProofError naming the first thing that does not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+
+from fedorch.core.audit.chain import canonical, open_attestation, sha256_hex, unb64
+from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.workflow import values
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+
+FORMAT = "fedorch-audit-proof/1"
+_KEYS = {"format", "workflow", "summary", "submission", "certificate", "results", "final"}
+
+# Audit record kinds the proof is built from (written by agent/runtime/audit.py).
+SUBMITTED = "submitted"
+DECISION = "decision"
+RESULT = "result_received"
+STEP_ENDED = "step_ended"
+ENDED = "workflow_ended"
+
+
+class ProofError(ValueError):
+    """The proof does not hold; the message says where."""
+
+
+def outputs_hash(result: peer_pb2.StepResult) -> str:
+    """SHA-256 of a result's outputs as canonical JSON text."""
+    return sha256_hex(values.dumps(values.read_object(result, "outputs")).encode("utf-8"))
+
+
+def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
+    """A proof from the decoded audit records of one workflow at its coordinator (in log
+    order); ProofError when they lack what a proof needs."""
+    submission = certificate = final = None
+    results: dict[str, tuple[int, str]] = {}  # step -> (attempt, evidence)
+    for body in records:
+        if body.get("workflow") != workflow_id:
+            continue
+        kind, data = body.get("kind"), body.get("data", {})
+        if kind == SUBMITTED:
+            submission = {"attestation": data["attestation"], "spec": data["spec"],
+                          "client_signature": data.get("client_signature")}
+        elif kind == DECISION and data.get("outcome") == "COMMIT" and data.get("certificate"):
+            certificate = data["certificate"]
+        elif kind in (RESULT, STEP_ENDED) and data.get("evidence"):
+            step, attempt = data["step"], int(data["attempt"])
+            if attempt >= results.get(step, (0, ""))[0]:
+                results[step] = (attempt, data["evidence"])
+        elif kind == ENDED:
+            final = data["attestation"]
+    if submission is None:
+        raise ProofError(f"no submission of {workflow_id} in this log: is this domain its"
+                         " coordinator?")
+    if final is None:
+        raise ProofError(f"{workflow_id} has not ended (or its end is not in this log)")
+    proof = {"format": FORMAT, "workflow": workflow_id, "submission": submission,
+             "certificate": certificate,
+             "results": {step: evidence for step, (_, evidence) in sorted(results.items())},
+             "final": final, "summary": {}}
+    proof["summary"] = _summary(proof, None)
+    return proof
+
+
+def check_proof(proof: object, trust: TrustStore) -> dict:
+    """Check a proof with the public keys in `trust`; returns its summary."""
+    if not isinstance(proof, dict) or set(proof) != _KEYS:
+        raise ProofError(f"not a proof: expected exactly the keys {sorted(_KEYS)}")
+    if proof["format"] != FORMAT:
+        raise ProofError(f"unknown format {proof['format']!r}")
+    summary = _summary(proof, trust)
+    # As canonical text, not ==: 1.0 == 1 and True == 1 in Python, not in the file.
+    if not isinstance(proof["summary"], dict) or canonical(proof["summary"]) != canonical(summary):
+        raise ProofError("summary does not match the signed evidence")
+    return summary
+
+
+def _summary(proof: dict, trust: TrustStore | None) -> dict:
+    """What the proof's evidence says; checks every signature when `trust` is given."""
+    verifier = trust.verify if trust is not None else (lambda *_: True)
+    workflow_id = proof["workflow"]
+    if not isinstance(workflow_id, str):
+        raise ProofError("workflow: expected text")
+    coordinator = workflow_id.rpartition(".")[0]
+    try:
+        sub = proof["submission"]
+        if not isinstance(sub, dict) or set(sub) != {"attestation", "spec", "client_signature"}:
+            raise ProofError("submission: expected {attestation, spec, client_signature}")
+        submitted = open_attestation(sub["attestation"], verifier, "submission")
+        final = open_attestation(proof["final"], verifier, "final")
+        spec_bytes = unb64(sub["spec"], "submission.spec")
+    except ValueError as e:
+        raise ProofError(str(e)) from None
+    for name, statement, kind in (("submission", submitted, "submission"),
+                                  ("final", final, "final")):
+        if statement.get("kind") != kind or statement.get("workflow") != workflow_id:
+            raise ProofError(f"{name}: not the {kind} of {workflow_id}")
+        if statement["domain"] != coordinator:
+            raise ProofError(f"{name}: signed by {statement['domain']}, not the coordinator"
+                             f" {coordinator}")
+    if sub["client_signature"] is not None:
+        raise ProofError("submission: client signatures are not supported by this version")
+    if hashlib.sha256(spec_bytes).hexdigest() != submitted.get("spec_sha256"):
+        raise ProofError("submission: the spec's hash differs from the signed one")
+    try:
+        spec = spec_pb2.WorkflowSpec.FromString(spec_bytes)
+    except Exception:  # DecodeError or anything the parser throws at junk
+        raise ProofError("submission: the spec does not parse") from None
+    decision = _certificate(proof["certificate"], trust, workflow_id, coordinator, spec)
+    placement = dict(decision.placement) if decision is not None else {}
+    steps = final.get("steps")
+    if not isinstance(steps, dict) or set(steps) != {s.id for s in spec.steps}:
+        raise ProofError("final: does not list exactly the spec's steps")
+    results = proof["results"]
+    if not isinstance(results, dict) or not set(results) <= set(steps):
+        raise ProofError("results: not a map of the spec's steps")
+    if decision is None and (results or final.get("state") not in ("ABORTED", "CANCELLED")):
+        raise ProofError("certificate: missing for a workflow that ran")
+    for step_id, claimed in sorted(steps.items()):
+        _check_step(workflow_id, step_id, claimed, results.get(step_id), placement, trust)
+    if final.get("state") == "SUCCEEDED" and any(
+            s.get("state") != "SUCCEEDED" for s in steps.values()):
+        raise ProofError("final: SUCCEEDED with a step that did not succeed")
+    return {
+        "workflow": workflow_id, "coordinator": coordinator,
+        "principal": submitted.get("principal", ""), "spec_sha256": submitted["spec_sha256"],
+        "round": decision.round if decision is not None else None,
+        "placement": placement,
+        "voters": sorted(set(placement.values())),
+        "state": final.get("state"), "reason": final.get("reason", ""),
+        "steps": {k: dict(v) for k, v in sorted(steps.items())},
+    }
+
+
+def _certificate(certificate: object, trust: TrustStore | None, workflow_id: str,
+                 coordinator: str, spec: spec_pb2.WorkflowSpec) -> peer_pb2.Decision | None:
+    if certificate is None:
+        return None
+    try:
+        envelope = _envelope(certificate, "certificate")
+        body = _open(envelope, trust, "decision")
+    except (ValueError, AuthError) as e:
+        raise ProofError(f"certificate: {e}") from None
+    decision = body.decision
+    if body.sender != coordinator or decision.coordinator != coordinator \
+            or decision.workflow_id != workflow_id:
+        raise ProofError(f"certificate: not {coordinator}'s decision on {workflow_id}")
+    if decision.outcome != peer_pb2.OUTCOME_COMMIT:
+        raise ProofError("certificate: not a COMMIT")
+    if decision.spec != spec:
+        raise ProofError("certificate: commits another spec than the one submitted")
+    voters = set()
+    for raw in decision.votes:
+        try:
+            vote_body = _open(raw, trust, "vote")
+        except AuthError as e:
+            raise ProofError(f"certificate: vote: {e}") from None
+        v = vote_body.vote
+        if vote_body.sender != v.domain or not v.yes or v.workflow_id != workflow_id \
+                or v.round != decision.round:
+            raise ProofError(f"certificate: a bad vote from {vote_body.sender}")
+        voters.add(v.domain)
+    missing = set(decision.placement.values()) - voters
+    if missing:
+        raise ProofError(f"certificate: no YES vote of {sorted(missing)}")
+    return decision
+
+
+def _envelope(text: object, what: str) -> peer_pb2.Envelope:
+    data = unb64(text, what)
+    try:
+        return peer_pb2.Envelope.FromString(data)
+    except Exception:  # DecodeError, or anything the parser throws at junk
+        raise ValueError(f"{what}: not a signed message") from None
+
+
+def _open(envelope: peer_pb2.Envelope, trust: TrustStore | None, kind: str) -> peer_pb2.Body:
+    if trust is not None:
+        return open_evidence(envelope, trust, expect=kind)
+    try:
+        return peer_pb2.Body.FromString(envelope.body)
+    except Exception:
+        raise AuthError("malformed message body") from None
+
+
+_RAN = frozenset({"SUCCEEDED", "FAILED"})
+
+
+def _check_step(workflow_id: str, step_id: str, claimed: object, evidence: object,
+                placement: dict[str, str], trust: TrustStore | None) -> None:
+    if not isinstance(claimed, dict) or set(claimed) != {"state", "attempt", "domain",
+                                                          "outputs_sha256"}:
+        raise ProofError(f"final: step {step_id}: expected state, attempt, domain,"
+                         " outputs_sha256")
+    if placement and claimed["domain"] != placement.get(step_id):
+        raise ProofError(f"final: step {step_id} is not placed on {claimed['domain']}")
+    if evidence is None:
+        if claimed["state"] == "SUCCEEDED":
+            raise ProofError(f"results: no signed result of step {step_id}")
+        return
+    try:
+        envelope = _envelope(evidence, f"results.{step_id}")
+        body = _open(envelope, trust, "step_result")
+        result = body.step_result
+        digest = outputs_hash(result)
+    except (ValueError, AuthError) as e:
+        raise ProofError(f"results: step {step_id}: {e}") from None
+    state = status_pb2.StepState.Name(result.state).removeprefix("STEP_STATE_")
+    if body.sender != result.domain or result.domain != placement.get(step_id) \
+            or result.step_id != step_id:
+        raise ProofError(f"results: step {step_id}: not signed by the domain it ran on")
+    if state not in _RAN or result.workflow_id != workflow_id:
+        raise ProofError(f"results: step {step_id}: not a final result")
+    if (state, result.attempt, digest) != (claimed["state"], claimed["attempt"],
+                                           claimed["outputs_sha256"]):
+        raise ProofError(f"results: step {step_id}: the signed result differs from the"
+                         " final state")
+
+
+def dumps(proof: dict) -> str:
+    return json.dumps(proof, indent=2, sort_keys=True) + "\n"
+
+
+__all__ = ["FORMAT", "ProofError", "build_proof", "check_proof", "dumps", "outputs_hash"]

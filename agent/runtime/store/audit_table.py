@@ -1,0 +1,127 @@
+"""The audit log's two tables (`audit`, `audit_checkpoints`): the statements that
+append to them, and the reads.
+
+An append is a statement for a caller's own transaction (Store.apply, save_workflow's
+`also`), so a record is on disk exactly when the change it records is. Its seq and
+`prev` are taken inside that transaction from the head of the log, and its hash is
+computed there by the SQL function `fedorch_audit_hash` (the pure core's
+record_hash): a write rolled back in its savepoint takes its record with it and leaves
+no gap, and records of concurrent writes chain in the order they commit.
+
+The sync reads (`read_log`) serve the CLI, which opens a data dir read-only and
+offline, even while its agent runs (WAL).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+from collections.abc import Iterator, Mapping
+
+from fedorch.core.audit.chain import Checkpoint, Record, record_body, record_hash
+
+HASH_FUNCTION = "fedorch_audit_hash"
+
+MIGRATION = """
+    -- The audit log: append-only, hash-chained (agent/core/audit/chain.py).
+    CREATE TABLE audit (
+        seq          INTEGER PRIMARY KEY,
+        workflow_id  TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        prev         BLOB NOT NULL,
+        body         BLOB NOT NULL,
+        hash         BLOB NOT NULL
+    );
+    CREATE INDEX audit_workflow ON audit(workflow_id, seq);
+
+    -- Signed checkpoints of the log's head.
+    CREATE TABLE audit_checkpoints (
+        seq        INTEGER PRIMARY KEY,
+        domain     TEXT NOT NULL,
+        hash       BLOB NOT NULL,
+        time_ms    INTEGER NOT NULL,
+        signature  BLOB NOT NULL
+    );
+"""
+
+Statement = tuple[str, tuple]
+
+
+def hash_function(seq: int, prev: bytes, body: bytes) -> bytes:
+    """`fedorch_audit_hash` as SQLite calls it."""
+    return record_hash(seq, prev, body)
+
+
+def append_statement(kind: str, workflow_id: str, time_ms: int,
+                     data: Mapping[str, object], *, if_changed: bool = False) -> Statement:
+    """Append one record after the log's head, inside the caller's transaction.
+    `if_changed`: only if the statement just before it changed a row (a write-once
+    cell this record tells of was won, not found full)."""
+    body = record_body(kind, workflow_id, time_ms, data)
+    return (
+        f"INSERT INTO audit(seq, workflow_id, kind, prev, body, hash)"
+        f" SELECT s, ?, ?, p, ?, {HASH_FUNCTION}(s, p, ?) FROM (SELECT"
+        " COALESCE((SELECT max(seq) FROM audit), 0) + 1 AS s,"
+        " COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS p)"
+        + (" WHERE changes() > 0" if if_changed else ""),
+        (workflow_id, kind, body, body),
+    )
+
+
+HEAD = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+LAST_CHECKPOINT = "SELECT max(seq) FROM audit_checkpoints"
+RECORDS = "SELECT seq, workflow_id, kind, prev, body, hash FROM audit"
+CHECKPOINTS = "SELECT domain, seq, hash, time_ms, signature FROM audit_checkpoints"
+
+
+def checkpoint_statement(cp: Checkpoint) -> Statement:
+    return ("INSERT OR IGNORE INTO audit_checkpoints(seq, domain, hash, time_ms, signature)"
+            " VALUES(?, ?, ?, ?, ?)", (cp.seq, cp.domain, cp.hash, cp.time_ms, cp.signature))
+
+
+def record_from(row: tuple) -> Record:
+    return Record(int(row[0]), row[1], row[2], bytes(row[3]), bytes(row[4]), bytes(row[5]))
+
+
+def checkpoint_from(row: tuple) -> Checkpoint:
+    return Checkpoint(row[0], int(row[1]), bytes(row[2]), int(row[3]), bytes(row[4]))
+
+
+class NoLog(Exception):
+    """The data dir has no agent database or no audit log."""
+
+
+class LogReader:
+    """A data dir's audit log, opened read-only (the CLI's offline reads)."""
+
+    def __init__(self, data_dir: str | pathlib.Path) -> None:
+        path = pathlib.Path(data_dir) / "agent.db"
+        if not path.is_file():
+            raise NoLog(f"{path}: no agent database there")
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            self._conn.execute("SELECT 1 FROM audit LIMIT 1")
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise NoLog(f"{path}: no audit log ({e})") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> LogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def records(self, workflow_id: str | None = None) -> Iterator[Record]:
+        if workflow_id is None:
+            cursor = self._conn.execute(f"{RECORDS} ORDER BY seq")
+        else:
+            cursor = self._conn.execute(f"{RECORDS} WHERE workflow_id=? ORDER BY seq",
+                                        (workflow_id,))
+        for row in cursor:
+            yield record_from(row)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [checkpoint_from(r) for r in self._conn.execute(f"{CHECKPOINTS} ORDER BY seq")]

@@ -1,0 +1,56 @@
+"""The audit table: records chain in commit order, a write rolled back takes its record
+with it (no gap), and a record of a write-once cell is written only if the cell was won."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.audit.chain import Verified, make_checkpoint, verify
+from fedorch.runtime.store.audit_table import LogReader, append_statement
+from fedorch.runtime.store.store import Store
+
+
+async def test_records_chain_and_a_failed_write_leaves_no_gap(tmp_path):
+    store = await Store.open(tmp_path)
+    try:
+        start = store.start_run_statement("w.1", "a", 1, 1)
+        await store.apply([start, append_statement("step_started", "w.1", 1, {"step": "a"})])
+        # The same attempt again fails on its key: its record must not stay.
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.apply([start, append_statement("step_started", "w.1", 2, {"step": "a"})])
+        # Writes that share one group commit, one of them failing.
+        import asyncio
+        results = await asyncio.gather(
+            store.apply([append_statement("vote", "w.2", 3, {"yes": True})]),
+            store.apply([start, append_statement("step_started", "w.1", 4, {})]),
+            store.apply([append_statement("vote", "w.3", 5, {"yes": False})]),
+            return_exceptions=True)
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        seq, head = await store.audit_head()
+        assert seq == 3
+        await store.save_audit_checkpoint(
+            make_checkpoint("eu", seq, head, 9, Ed25519PrivateKey.generate().sign))
+    finally:
+        await store.close()
+    with LogReader(tmp_path) as reader:
+        records = list(reader.records())
+        assert [r.seq for r in records] == [1, 2, 3]
+        assert [r.workflow for r in records] == ["w.1", "w.2", "w.3"]
+        # Signed by a key the log does not name: the chain itself is whole.
+        outcome = verify(records, [], trusted=None)
+        assert outcome == Verified(3, 0, "", 3)
+
+
+async def test_a_write_once_record_is_kept_only_if_the_cell_was_won(tmp_path):
+    store = await Store.open(tmp_path)
+    try:
+        for outcome in ("COMMIT", "ABORT"):
+            await store.apply([
+                store.decision_statement("w.1", 1, outcome, b"x"),
+                append_statement("decision", "w.1", 1, {"outcome": outcome}, if_changed=True)])
+        records = await store.audit_records("w.1")
+    finally:
+        await store.close()
+    assert [r.decoded()["data"]["outcome"] for r in records] == ["COMMIT"]
