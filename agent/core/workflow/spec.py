@@ -180,6 +180,9 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
             values.read_object(holder, "params")
         except values.JsonValueError as exc:
             raise SpecError(source, f"{path}.{name}", str(exc)) from None
+    for key in step.data:  # labels this step adds to its outputs (core/workflow/dataflow.py)
+        if not key:
+            raise SpecError(source, f"{path}.data", "label names must not be empty")
     for key in step.constraints.labels:
         if not key:
             raise SpecError(source, f"{path}.constraints.labels", "label names must not be empty")
