@@ -21,7 +21,7 @@ def domain_records(agent: Agent, domains: Iterable[str]) -> dict[str, peer_pb2.D
     """The latest records of ``domains`` that this agent knows (its own current one for
     itself); a domain without a record is left out."""
     records = {}
-    membership = agent.membership
+    membership = agent.membership  # its cached parse of each gossiped record
     for domain in set(domains):
         if domain == agent.domain:
             records[domain] = agent.current_record()
@@ -35,8 +35,13 @@ def domain_records(agent: Agent, domains: Iterable[str]) -> dict[str, peer_pb2.D
 
 
 def prepare_context(agent: Agent, req: peer_pb2.PrepareRequest,
-                    asked: Sequence[tuple[str, str]]) -> PolicyContext:
-    """What the vote on ``req`` checks residency and egress against."""
+                    asked: Sequence[tuple[str, str]]) -> PolicyContext | None:
+    """What the vote on ``req`` checks residency, egress and rules against; None when the
+    policy has none of them (nothing to compute on every PREPARE then)."""
+    policy = agent.config.policy
+    if not (policy.residency.accept or policy.egress.to_labels or policy.egress.to_domains
+            or policy.rules):
+        return None
     return vote_context(req.spec, req.placement, [step for step, _ in asked],
                         domain_records(agent, req.placement.values()), domain=agent.domain,
                         wall_time_s=agent.now_ms() / 1000)

@@ -297,3 +297,22 @@ def test_a_result_sent_where_egress_refuses_travels_without_its_outputs() -> Non
     assert values.read_object(result, "outputs") == {"rows": 42}  # the original is intact
     agent.config.policy.ClearField("egress")
     assert egress_checked(agent, "us", result) is result
+
+
+def test_a_voter_that_lacks_an_upstream_record_refuses_under_residency() -> None:
+    spec = parse_spec_text(SPEC, "flow.yaml")
+    placement = {"extract": "eu", "clean": "mid", "other": "us", "train": "us"}
+    flows = label_flow(spec, placement, _produces({}))
+    assert flows["train"].sources == {"eu", "mid", "us"}
+    assert flows["extract"].sources == frozenset()
+    records = {"us": _record("us", {"ml.train": {}}), "mid": _record("mid", {})}
+    context = vote_context(spec, placement, ["train"], records, domain="us")
+    assert context.unknown_sources == {"train": ["eu"]}
+    args = {"coordinator": "eu", "data_labels": {}, "steps": [("train", "ml.train")],
+            "capacities": {"ml.train": 1}, "in_use": {}, "coordinator_in_use": 0,
+            "context": context}
+    strict = config_pb2.Policy(residency=config_pb2.Residency(accept=["US"]))
+    verdict = evaluate_prepare(strict, **args)
+    assert verdict.reason == ("residency: step 'train' would receive data from eu, whose "
+                              "record is unknown here")
+    assert evaluate_prepare(config_pb2.Policy(), **args).yes  # no residency: no matter

@@ -115,10 +115,13 @@ class PolicyContext:
 
     ``receives`` maps each asked step to the labels it would receive; ``sends_to`` maps it
     to the domains its outputs go to (downstream steps' domains) with their labels (None
-    when unknown). ``wall_time_s`` is the voting domain's wall clock (for rules).
+    when unknown). ``unknown_sources`` maps it to the upstream domains whose records (and
+    so the labels they add) the voter does not know. ``wall_time_s`` is the voting
+    domain's wall clock (for rules).
     """
 
     receives: Mapping[str, Labels]
+    unknown_sources: Mapping[str, Sequence[str]] = field(default_factory=dict)
     sends_to: Mapping[str, Mapping[str, Mapping[str, str] | None]] = field(default_factory=dict)
     domain: str = ""
     workflow: str = ""
@@ -178,6 +181,12 @@ def evaluate_prepare(
                 return Verdict.refuse(
                     f"residency: step '{step_id}' would receive jurisdiction {refused}, "
                     f"not accepted here (accepts: {_listing(residency)})"
+                )
+            unknown = context.unknown_sources.get(step_id, ())
+            if residency and unknown:  # fail closed: their labels cannot be told
+                return Verdict.refuse(
+                    f"residency: step '{step_id}' would receive data from "
+                    f"{_listing(sorted(unknown))}, whose record is unknown here"
                 )
 
     # Capabilities in the order the steps ask for them, so reasons are deterministic.

@@ -28,16 +28,23 @@ def vote_context(
 ) -> PolicyContext:
     """The context for voting on ``asked`` steps of ``spec`` placed as ``placement``.
 
-    A destination whose record is unknown gets labels None (egress by label refuses it).
+    A destination whose record is unknown gets labels None (egress by label refuses it);
+    an upstream domain whose record is unknown is listed in ``unknown_sources`` (residency
+    refuses then, since the labels it adds cannot be told).
     """
     flows = label_flow(spec, placement, produces_from_records(records))
     receives = {}
+    unknown: dict[str, list[str]] = {}
     sends_to: dict[str, dict[str, Mapping[str, str] | None]] = {}
     for step_id in asked:
         receives[step_id] = flows[step_id].receives
+        missing = sorted(flows[step_id].sources - records.keys())
+        if missing:
+            unknown[step_id] = missing
         sends_to[step_id] = {
             target: (dict(records[target].labels) if target in records else None)
             for target in destinations(spec, placement, step_id)
         }
-    return PolicyContext(receives=receives, sends_to=sends_to, domain=domain,
+    return PolicyContext(receives=receives, unknown_sources=unknown, sends_to=sends_to,
+                         domain=domain,
                          workflow=spec.name, principal=principal, wall_time_s=wall_time_s)

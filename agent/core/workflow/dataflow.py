@@ -40,10 +40,15 @@ Produces = Callable[[str, str], Mapping[str, str]]
 
 @dataclass(frozen=True)
 class Flow:
-    """One step's labels for a placement: what it receives and what its outputs carry."""
+    """One step's labels for a placement: what it receives and what its outputs carry.
+
+    ``sources`` are the domains where the steps upstream of it (transitively) are placed:
+    a voter that lacks one's record cannot know the labels that domain adds.
+    """
 
     receives: Labels
     carries: Labels
+    sources: frozenset[str] = frozenset()
 
 
 def merge(*sources: Mapping[str, str] | Labels) -> dict[str, frozenset[str]]:
@@ -79,9 +84,14 @@ def label_flow(
     for step_id in topological_order(spec):
         step = by_id[step_id]
         receives = merge(spec.data, *(flows[need].carries for need in step.needs))
+        sources: set[str] = set()
+        for need in step.needs:
+            sources |= flows[need].sources
+            if need in placement:
+                sources.add(placement[need])
         domain = placement.get(step_id)
         declared = produces(domain, step.capability) if domain else {}
-        flows[step_id] = Flow(receives, merge(receives, step.data, declared))
+        flows[step_id] = Flow(receives, merge(receives, step.data, declared), frozenset(sources))
     return flows
 
 
