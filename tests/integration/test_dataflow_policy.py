@@ -24,7 +24,8 @@ ECHO = {"type": "builtin", "name": "echo"}
 # eu-west extracts (its data.extract outputs carry jurisdiction EU wherever they go), loads
 # (data.load adds no label) and can train, dearly. us-east trains cheaply and alone offers us.score; it takes only US data and
 # keeps that private, so coordinators learn it when it votes. partner holds a vault whose
-# outputs may go only to EU-labelled domains, and publishes that.
+# outputs may go only to EU-labelled domains, and publishes that; a CEL rule of its own
+# refuses one workflow name.
 DOMAINS = {
     "eu-west": {
         "labels": {"jurisdiction": "EU"},
@@ -46,7 +47,9 @@ DOMAINS = {
     "partner": {
         "labels": {"jurisdiction": "EU"},
         "capabilities": [{"name": "vault.read", "capacity": 4, "executor": ECHO}],
-        "policy": {"egress": {"to_labels": {"jurisdiction": ["EU"]}}},
+        "policy": {"egress": {"to_labels": {"jurisdiction": ["EU"]}},
+                   "rules": [{"name": "no-forbidden", "expression": 'workflow != "forbidden"',
+                              "message": "this workflow is not taken here"}]},
     },
 }
 
@@ -157,6 +160,15 @@ async def test_egress_refuses_at_the_vote_a_placement_sending_outputs_to_a_us_do
     assert vote.vote.yes, vote.vote.reason
 
 
+async def test_a_cel_rule_refuses_at_the_vote_with_its_message(fed):
+    wid = await fed.submit("eu-west", "name: forbidden\nsteps: [{id: read, capability: vault.read}]\n")
+    status = await fed.wait_state("eu-west", wid)
+    assert state_name(status) == "ABORTED", status
+    assert [(r.domain, list(r.steps), r.reason) for r in status.refusals] == [
+        ("partner", ["read"], "rule no-forbidden: this workflow is not taken here (step 'read')")]
+    assert _runs(fed, "partner", wid) == []
+
+
 def _explain(fed, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FEDORCH_PEER": fed.address("eu-west")}
     return subprocess.run([sys.executable, "-m", "fedorch.cli.main", "policy", "explain", *args],
@@ -180,6 +192,7 @@ async def test_policy_explain_shows_verdicts_and_reserves_nothing(fed, tmp_path)
                for r in us["reasons"]), us
     assert us["basis"] == "policy private; decided at PREPARE"
     assert verdicts[("read", "partner")]["chosen"]
+    assert verdicts[("read", "partner")]["basis"] == "summary; private rules decide at PREPARE"
     for domain in DOMAINS:  # a dry run: no reservation made anywhere
         assert fed.rows(domain, "SELECT * FROM reservations") == held[domain], domain
     spec_file.write_text("name: x\nsteps: [{id: a, capability: c, needs: [zz]}]\n")
