@@ -58,8 +58,8 @@ def egress_checked(agent: Agent, recipient: str,
     records = domain_records(agent, [recipient])
     labels = dict(records[recipient].labels) if recipient in records else None
     why = egress_refusal(egress, agent.domain, recipient, labels)
-    if why is None or not result.outputs_json and not result.HasField("outputs"):
-        return result
+    if why is None or result.outputs_json in ("", "{}") and not result.HasField("outputs"):
+        return result  # allowed, or no outputs to withhold (a progress note, a failure)
     log.warning("outputs of %s/%s withheld from %s: egress: %s", result.workflow_id,
                 result.step_id, recipient, why)
     withheld = peer_pb2.StepResult()

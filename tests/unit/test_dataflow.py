@@ -295,6 +295,9 @@ def test_a_result_sent_where_egress_refuses_travels_without_its_outputs() -> Non
     assert withheld.state == result.state and withheld.step_id == "s"
     assert withheld.error == "outputs withheld by eu: egress: us's labels are unknown"
     assert values.read_object(result, "outputs") == {"rows": 42}  # the original is intact
+    empty = peer_pb2.StepResult(workflow_id="eu.w", step_id="s", domain="eu", state=2)
+    values.write_object(empty, "outputs", {})
+    assert egress_checked(agent, "us", empty) is empty  # nothing to withhold
     agent.config.policy.ClearField("egress")
     assert egress_checked(agent, "us", result) is result
 
