@@ -11,15 +11,30 @@ import sys
 import time
 
 import pytest
+import yaml
 from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.core.workflow import values
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import peer_pb2
 
-from tests.integration.federation import running_federation, state_name, step_states
+from tests.integration.federation import (
+    running_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
 ECHO = {"type": "builtin", "name": "echo"}
+GATED_STEP = """
+import json, os, sys, time
+job = json.load(sys.stdin)
+deadline = time.monotonic() + 60
+while not os.path.exists(job["params"]["gate"]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"secret": 42}))
+"""
 
 # eu-west extracts (its data.extract outputs carry jurisdiction EU wherever they go), loads
 # (data.load adds no label) and can train, dearly. us-east trains cheaply and alone offers us.score; it takes only US data and
@@ -46,7 +61,13 @@ DOMAINS = {
     },
     "partner": {
         "labels": {"jurisdiction": "EU"},
-        "capabilities": [{"name": "vault.read", "capacity": 4, "executor": ECHO}],
+        "capabilities": [
+            {"name": "vault.read", "capacity": 4, "executor": ECHO},
+            # Runs until the test creates the file named by params.gate: lets a test change
+            # the policy while the step runs, with no timing involved.
+            {"name": "vault.gated", "capacity": 2, "executor": {
+                "type": "command", "argv": [sys.executable, "-c", GATED_STEP]}},
+        ],
         "policy": {"egress": {"to_labels": {"jurisdiction": ["EU"]}},
                    "rules": [{"name": "no-forbidden", "expression": 'workflow != "forbidden"',
                               "message": "this workflow is not taken here"}]},
@@ -167,6 +188,49 @@ async def test_a_cel_rule_refuses_at_the_vote_with_its_message(fed):
     assert [(r.domain, list(r.steps), r.reason) for r in status.refusals] == [
         ("partner", ["read"], "rule no-forbidden: this workflow is not taken here (step 'read')")]
     assert _runs(fed, "partner", wid) == []
+
+
+async def _egress_published(fed, domain: str, values: list[str]) -> bool:
+    me = next((m for m in await fed.members(domain) if m.self), None)
+    return me is not None and \
+        list(me.policy.egress.to_labels["jurisdiction"].values) == values
+
+
+def _set_egress(fed, domain: str, values: list[str]) -> None:
+    config = yaml.safe_load(fed.configs[domain].read_text())
+    config["policy"]["egress"]["to_labels"]["jurisdiction"] = values
+    fed.configs[domain].write_text(yaml.safe_dump(config, sort_keys=False))
+    fed.sighup(domain)
+
+
+async def test_egress_holds_when_a_result_is_sent_after_the_policy_changed(fed, tmp_path):
+    gate = tmp_path / "gate"
+    spec = ("name: gated\nsteps:\n"
+            f"  - {{id: read, capability: vault.gated, params: {{gate: '{gate}'}}}}\n"
+            "  - {id: train, capability: ml.train, needs: [read]}\n")
+    wid = await fed.submit("eu-west", spec)
+
+    async def read_running():
+        status = await fed.status("eu-west", wid)
+        return step_states(status).get("read", ("",))[0] == "RUNNING"
+
+    await wait_for(read_running, 30, "the gated step to run on partner")
+    try:
+        # Voted under "EU may receive"; now partner lets nothing leave for EU domains.
+        _set_egress(fed, "partner", ["NOWHERE"])
+        await wait_for(lambda: _egress_published(fed, "partner", ["NOWHERE"]), 30,
+                       "partner to apply its new egress policy")
+        gate.write_text("go")
+        status = await fed.wait_state("eu-west", wid)
+    finally:
+        _set_egress(fed, "partner", ["EU"])
+        await wait_for(lambda: _egress_published(fed, "partner", ["EU"]), 30,
+                       "partner to restore its egress policy")
+    read = next(s for s in status.steps if s.id == "read")
+    assert values.read_object(read, "outputs") == {}  # the secret never left partner
+    assert read.error.startswith("outputs withheld by partner: egress: eu-west has "
+                                 "jurisdiction=EU"), read.error
+    assert step_states(status)["read"][0] == "SUCCEEDED"
 
 
 def _explain(fed, *args: str) -> subprocess.CompletedProcess:
