@@ -14,6 +14,7 @@ from fedorch.cli.common import Settings
 from fedorch.cli.demo import demo
 from fedorch.cli.keys import keys
 from fedorch.cli.members import members
+from fedorch.cli.policy import policy
 from fedorch.cli.run_agent import agent_group
 from fedorch.cli.scenario import scenario
 from fedorch.cli.workflows import cancel, list_workflows, status, submit, watch
@@ -36,7 +37,7 @@ def cli(ctx: click.Context, rpc_timeout: float) -> None:
 
 
 for command in (keys, agent_group, submit, status, watch, cancel, list_workflows, members, demo,
-                bench, scenario, audit):
+                bench, scenario, audit, policy):
     cli.add_command(command)
 
 

@@ -331,12 +331,13 @@ class Agent:
 
     def current_record(self) -> peer_pb2.DomainRecord:
         available = self.participant.available()
+        produces = {c.name: dict(c.produces) for c in self.config.capabilities}
         return peer_pb2.DomainRecord(
             domain=self.domain, endpoint=self.endpoint, labels=dict(self.config.labels),
             policy=summarize(self.config.policy),
             capabilities=[
                 peer_pb2.CapabilityInfo(name=name, capacity=cap, available=available[name],
-                                        cost=self.costs[name])
+                                        cost=self.costs[name], produces=produces.get(name, {}))
                 for name, cap in sorted(self.capacities.items())
             ],
         )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import yaml
+from fedorch.core.policy import rules as policy_rules
 from fedorch.gen.fedorch.v1 import config_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
@@ -462,6 +463,7 @@ def parse_config_text(
     if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
         raise ConfigError(source, "", f"config is over {MAX_CONFIG_BYTES} bytes")
     data = load_yaml_mapping(text, source, ConfigError)
+    _expand_egress_labels(data, source)
     check_fields(data, config_pb2.AgentConfig.DESCRIPTOR, source, ConfigError, _BOUNDS)
     _check_explicit_empty(data, source)
     config = config_pb2.AgentConfig()
@@ -471,6 +473,24 @@ def parse_config_text(
     _check_relations(config, source)
     _resolve_paths(config, os.path.abspath(base_dir))
     return config
+
+
+def _expand_egress_labels(data: Mapping[str, Any], source: str) -> None:
+    """``to_labels: {jurisdiction: [EU]}`` (or ``: EU``) is YAML's form of the proto's
+    ``{jurisdiction: {values: [EU]}}``: rewrite it in place before the schema check."""
+    policy = data.get("policy")
+    egress = policy.get("egress") if isinstance(policy, dict) else None
+    to_labels = egress.get("to_labels") if isinstance(egress, dict) else None
+    if not isinstance(to_labels, dict):
+        return  # absent, or the schema check names what is wrong
+    for key, allowed in list(to_labels.items()):
+        if isinstance(allowed, str):
+            allowed = [allowed]
+        if not isinstance(allowed, list) or not allowed:
+            raise ConfigError(source, join_path("policy.egress.to_labels", str(key)),
+                              f"must be a non-empty list of values, e.g. [EU], "
+                              f"got {describe(allowed)}")
+        to_labels[key] = {"values": allowed}
 
 
 def _check_explicit_empty(data: Mapping[str, Any], source: str) -> None:
@@ -566,6 +586,8 @@ def _check_capabilities(config: config_pb2.AgentConfig, source: str) -> None:
                 source, f"{path}.executor", "required, e.g. {type: builtin, name: echo}"
             )
         _check_executor(cap.executor, source, f"{path}.executor")
+        for key, value in cap.produces.items():
+            _not_empty(value, source, join_path(f"{path}.produces", key))
 
 
 def _check_executor(executor: config_pb2.ExecutorConfig, source: str, path: str) -> None:
@@ -606,6 +628,38 @@ def _check_policy(policy: config_pb2.Policy, source: str) -> None:
             )
     for index, jurisdiction in enumerate(policy.residency.accept):
         _not_empty(jurisdiction, source, f"policy.residency.accept[{index}]")
+    for key, allowed in policy.egress.to_labels.items():
+        for index, value in enumerate(allowed.values):
+            _not_empty(value, source, f"{join_path('policy.egress.to_labels', key)}[{index}]")
+    for index, name in enumerate(policy.egress.to_domains):
+        if not DOMAIN_RE.fullmatch(name):
+            raise ConfigError(source, f"policy.egress.to_domains[{index}]",
+                              f"must be a domain name, got {name!r}")
+    _check_rules(policy, source)
+
+
+def _check_rules(policy: config_pb2.Policy, source: str) -> None:
+    """Each CEL rule compiles and can be evaluated (a bad rule names itself)."""
+    if len(policy.rules) > policy_rules.MAX_RULES:
+        raise ConfigError(source, "policy.rules",
+                          f"{len(policy.rules)} rules, at most {policy_rules.MAX_RULES}")
+    first: dict[str, int] = {}
+    for index, rule in enumerate(policy.rules):
+        path = f"policy.rules[{index}]"
+        if not policy_rules.RULE_NAME_RE.fullmatch(rule.name):
+            raise ConfigError(source, f"{path}.name",
+                              f"required: 1 to 64 of [A-Za-z0-9._-], got {rule.name!r}")
+        if rule.name in first:
+            raise ConfigError(source, f"{path}.name", f"duplicate rule {rule.name!r} "
+                              f"(first at policy.rules[{first[rule.name]}])")
+        first[rule.name] = index
+        if len(rule.message) > policy_rules.MAX_MESSAGE_CHARS:
+            raise ConfigError(source, f"{path}.message",
+                              f"at most {policy_rules.MAX_MESSAGE_CHARS} characters")
+        try:
+            policy_rules.check_rule(rule)
+        except policy_rules.RuleError as exc:
+            raise ConfigError(source, f"{path}.expression", f"rule {rule.name}: {exc}") from None
 
 
 def _apply_defaults(config: config_pb2.AgentConfig) -> None:

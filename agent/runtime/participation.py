@@ -40,6 +40,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import advance, is_over
+from fedorch.runtime.dataflow_policy import prepare_context
 from fedorch.runtime.in_doubt import InDoubt
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.step_runs import StepRuns, reservation_row
@@ -129,6 +130,7 @@ class Participation(StepRuns, InDoubt):
                 a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
                 data_labels=dict(req.spec.data), steps=asked,
                 coordinator_endpoint=req.coordinator_endpoint,
+                context=prepare_context(a, req, asked),
             )
         except (SpecError, RemoteProtocolError) as e:
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
@@ -172,6 +174,7 @@ class Participation(StepRuns, InDoubt):
                 a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
                 data_labels=dict(req.spec.data), steps=asked,
                 coordinator_endpoint=req.coordinator_endpoint, tx=tx,
+                context=prepare_context(a, req, asked),
             )
         except (SpecError, RemoteProtocolError) as e:
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"

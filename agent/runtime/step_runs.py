@@ -27,6 +27,7 @@ from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, S
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
+from fedorch.runtime.dataflow_policy import egress_checked
 from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.executors.leftovers import kill_leftovers, run_marker
 from fedorch.runtime.paxos_wire import coordinator_of
@@ -227,7 +228,8 @@ class StepRuns:
         if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
             targets = [t for t in targets if t == active.row.coordinator]
         for domain in targets:
-            a.spawn(self._send_result(active, domain, result, reliable),
+            sent = egress_checked(a, domain, result)  # outputs leave only where egress allows
+            a.spawn(self._send_result(active, domain, sent, reliable),
                     name=f"result {active.row.id}/{step_id} to {domain}")
 
     async def _send_result(self, active: Active, domain: str, result: peer_pb2.StepResult,

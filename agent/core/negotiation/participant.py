@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo
-from fedorch.core.policy.engine import evaluate_prepare
+from fedorch.core.policy.engine import PolicyContext, evaluate_prepare
 from fedorch.gen.fedorch.v1 import config_pb2
 
 
@@ -180,11 +180,12 @@ class Participant:
         steps: Sequence[tuple[str, str]],
         coordinator_endpoint: str = "",
         tx: TxInfo | None = None,
+        context: PolicyContext | None = None,
     ) -> VoteOut:
         """Vote; a YES hold is PREPARED at once (persist it, then send the vote)."""
         out = self.reserve(now, workflow_id=workflow_id, round=round, coordinator=coordinator,
                            data_labels=data_labels, steps=steps,
-                           coordinator_endpoint=coordinator_endpoint, tx=tx)
+                           coordinator_endpoint=coordinator_endpoint, tx=tx, context=context)
         if out.hold is None or out.hold.state is not HoldState.RESERVED:
             return out
         hold = self.confirm_yes(now, out.hold.key)
@@ -203,6 +204,7 @@ class Participant:
         steps: Sequence[tuple[str, str]],
         coordinator_endpoint: str = "",
         tx: TxInfo | None = None,
+        context: PolicyContext | None = None,
     ) -> VoteOut:
         """First half of a YES: a RESERVED hold; confirm_yes() makes it PREPARED. The
         daemon persists once after both (no await between them); the simulator persists
@@ -235,6 +237,7 @@ class Participant:
             capacities=self._capacities,
             in_use=self._used,
             coordinator_in_use=self._held_for.get(coordinator, 0),
+            context=context,  # the data-flow checks: labels along the DAG, egress
         )
         if not verdict.yes:
             self._close(key, "refused", verdict.reason)

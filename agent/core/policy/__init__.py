@@ -2,8 +2,10 @@
 
 from fedorch.core.policy.engine import (
     JURISDICTION,
+    PolicyContext,
     Verdict,
     accept_from_allows,
+    egress_refusal,
     evaluate_prepare,
     residency_allows,
     summarize,
@@ -11,8 +13,10 @@ from fedorch.core.policy.engine import (
 
 __all__ = [
     "JURISDICTION",
+    "PolicyContext",
     "Verdict",
     "accept_from_allows",
+    "egress_refusal",
     "evaluate_prepare",
     "residency_allows",
     "summarize",

@@ -13,8 +13,15 @@ Steps are placed one at a time in topological order (a step after the steps it
 - it offers the step's capability;
 - every label in ``constraints.labels`` equals the domain's label;
 - when its record publishes its policy summary: its ``accept_from`` takes the coordinator
-  and its ``residency_accept`` allows the workflow's data labels (a private policy is not
-  guessed at; the domain's PREPARE vote enforces it).
+  and its ``residency_accept`` allows every jurisdiction the step would receive there:
+  the workflow's ``data`` and the labels of the upstream steps' outputs as placed so far
+  (agent/core/workflow/dataflow.py); a private policy is not guessed at, the domain's
+  PREPARE vote enforces it;
+- for every upstream step placed on another domain that publishes its policy: that
+  domain's ``egress`` lets the upstream outputs come here.
+
+Avoiding what residency and egress would refuse at the vote is what lets a workflow be
+placed on a compliant domain at once rather than aborted after refusals.
 
 Free capacity is a preference, not a rule. A capability gossiped with ``available = N``
 takes N steps of this workflow, counting the steps this placement already put there, as
@@ -51,7 +58,8 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from fedorch.core.policy.engine import JURISDICTION, accept_from_allows, residency_allows
+from fedorch.core.policy.engine import accept_from_allows, egress_refusal, residency_refusal
+from fedorch.core.workflow.dataflow import Labels, merge
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 
 __all__ = [
@@ -136,9 +144,10 @@ def _capability(record: peer_pb2.DomainRecord, name: str) -> peer_pb2.Capability
 def _rejection(
     cand: Candidate,
     step: spec_pb2.StepSpec,
-    data: Mapping[str, str],
+    received: Labels,
     coordinator: str,
     excluded: AbstractSet[str],
+    upstream: Sequence[peer_pb2.DomainRecord] = (),
 ) -> str | None:
     """Why ``cand`` cannot take ``step`` (a short phrase), or None when it can."""
     record = cand.record
@@ -161,8 +170,15 @@ def _rejection(
     if record.policy.published:
         if not accept_from_allows(record.policy.accept_from, coordinator):
             return f"does not accept coordinator '{coordinator}'"
-        if not residency_allows(record.policy.residency_accept, data):
-            return f"residency {data[JURISDICTION]} not accepted"
+        refused = residency_refusal(record.policy.residency_accept, received)
+        if refused is not None:
+            return f"residency {refused} not accepted"
+    for source in upstream:
+        if source.policy.published:
+            why = egress_refusal(source.policy.egress, source.domain, record.domain,
+                                 record.labels)
+            if why is not None:
+                return f"egress of {source.domain} refuses: {why}"
     return None
 
 
@@ -204,8 +220,9 @@ def place(
     rounds. Raises ValueError when the steps' ``needs`` are not a DAG of known steps.
     """
     members = sorted(candidates, key=lambda c: c.record.domain)
-    data = dict(spec.data)
+    records = {c.record.domain: c.record for c in members}
     assignment: dict[str, str] = {}
+    carries: dict[str, Labels] = {}  # step id -> the labels its outputs carry as placed
     unplaceable: dict[str, str] = {}
     taken: dict[tuple[str, str], int] = {}  # (domain, capability) -> steps placed there
 
@@ -214,10 +231,13 @@ def place(
         best: tuple[float, str] | None = None
         best_full: tuple[float, str] | None = None  # the last resort: see the docstring
         rejections: dict[str, str] = {}
+        received = merge(spec.data, *(carries[need] for need in step.needs))
+        upstream = [records[assignment[need]] for need in dict.fromkeys(step.needs)
+                    if need in assignment and assignment[need] in records]
         for cand in members:
             domain = cand.record.domain
             used = taken.get((domain, step.capability), 0)
-            why = _rejection(cand, step, data, coordinator, refused)
+            why = _rejection(cand, step, received, coordinator, refused, upstream)
             if why is not None:
                 rejections.setdefault(domain, why)
                 continue
@@ -233,9 +253,13 @@ def place(
         chosen = best or best_full
         if chosen is None:
             unplaceable[step.id] = _explain(step.capability, rejections)
+            carries[step.id] = merge(received, step.data)
             continue
         domain = chosen[1]
         assignment[step.id] = domain
+        produced = _capability(records[domain], step.capability)
+        carries[step.id] = merge(received, step.data,
+                                 produced.produces if produced is not None else {})
         taken[(domain, step.capability)] = taken.get((domain, step.capability), 0) + 1
 
     return Placement(assignment=assignment, unplaceable=unplaceable)

@@ -190,6 +190,9 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
             f"must be one of {', '.join(ON_DOMAIN_LOSS)} (default replace),"
             f" got {step.on_domain_loss!r}",
         )
+    for key in step.data:  # labels this step adds to its outputs (core/workflow/dataflow.py)
+        if not key:
+            raise SpecError(source, f"{path}.data", "label names must not be empty")
     for key in step.constraints.labels:
         if not key:
             raise SpecError(source, f"{path}.constraints.labels", "label names must not be empty")

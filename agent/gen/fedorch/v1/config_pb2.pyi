@@ -75,16 +75,25 @@ class Trust(_message.Message):
     def __init__(self, key_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CapabilityConfig(_message.Message):
-    __slots__ = ("name", "capacity", "executor", "cost")
+    __slots__ = ("name", "capacity", "executor", "cost", "produces")
+    class ProducesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    PRODUCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     capacity: int
     executor: ExecutorConfig
     cost: float
-    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., executor: _Optional[_Union[ExecutorConfig, _Mapping]] = ..., cost: _Optional[float] = ...) -> None: ...
+    produces: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., executor: _Optional[_Union[ExecutorConfig, _Mapping]] = ..., cost: _Optional[float] = ..., produces: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExecutorConfig(_message.Message):
     __slots__ = ("type", "argv", "env", "name", "cwd")
@@ -108,16 +117,51 @@ class ExecutorConfig(_message.Message):
     def __init__(self, type: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("accept_from", "residency", "quotas", "publish")
+    __slots__ = ("accept_from", "residency", "quotas", "publish", "egress", "rules")
     ACCEPT_FROM_FIELD_NUMBER: _ClassVar[int]
     RESIDENCY_FIELD_NUMBER: _ClassVar[int]
     QUOTAS_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
     accept_from: _containers.RepeatedScalarFieldContainer[str]
     residency: Residency
     quotas: Quotas
     publish: bool
-    def __init__(self, accept_from: _Optional[_Iterable[str]] = ..., residency: _Optional[_Union[Residency, _Mapping]] = ..., quotas: _Optional[_Union[Quotas, _Mapping]] = ..., publish: _Optional[bool] = ...) -> None: ...
+    egress: Egress
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    def __init__(self, accept_from: _Optional[_Iterable[str]] = ..., residency: _Optional[_Union[Residency, _Mapping]] = ..., quotas: _Optional[_Union[Quotas, _Mapping]] = ..., publish: _Optional[bool] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+
+class Egress(_message.Message):
+    __slots__ = ("to_labels", "to_domains")
+    class ToLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: LabelValues
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[LabelValues, _Mapping]] = ...) -> None: ...
+    TO_LABELS_FIELD_NUMBER: _ClassVar[int]
+    TO_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    to_labels: _containers.MessageMap[str, LabelValues]
+    to_domains: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, to_labels: _Optional[_Mapping[str, LabelValues]] = ..., to_domains: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LabelValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PolicyRule(_message.Message):
+    __slots__ = ("name", "expression", "message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expression: str
+    message: str
+    def __init__(self, name: _Optional[str] = ..., expression: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Residency(_message.Message):
     __slots__ = ("accept",)

@@ -23,18 +23,21 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from fedorch.gen.fedorch.v1 import config_pb2 as fedorch_dot_v1_dot_config__pb2
 from fedorch.gen.fedorch.v1 import spec_pb2 as fedorch_dot_v1_dot_spec__pb2
 from fedorch.gen.fedorch.v1 import status_pb2 as fedorch_dot_v1_dot_status__pb2
 from fedorch.gen.fedorch.v1 import swim_pb2 as fedorch_dot_v1_dot_swim__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64orch/v1/peer.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15\x66\x65\x64orch/v1/spec.proto\x1a\x17\x66\x65\x64orch/v1/status.proto\x1a\x15\x66\x65\x64orch/v1/swim.proto\"+\n\x08\x45nvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xab\x07\n\x04\x42ody\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12-\n\x07prepare\x18\x0c \x01(\x0b\x32\x1a.fedorch.v1.PrepareRequestH\x00\x12 \n\x04vote\x18\r \x01(\x0b\x32\x10.fedorch.v1.VoteH\x00\x12(\n\x08\x64\x65\x63ision\x18\x0e \x01(\x0b\x32\x14.fedorch.v1.DecisionH\x00\x12\x35\n\x0f\x64\x65\x63ision_notice\x18\x0f \x01(\x0b\x32\x1a.fedorch.v1.DecisionNoticeH\x00\x12\x33\n\x0e\x64\x65\x63ision_query\x18\x10 \x01(\x0b\x32\x19.fedorch.v1.DecisionQueryH\x00\x12\x35\n\x0f\x64\x65\x63ision_answer\x18\x11 \x01(\x0b\x32\x1a.fedorch.v1.DecisionAnswerH\x00\x12-\n\x0bstep_result\x18\x12 \x01(\x0b\x32\x16.fedorch.v1.StepResultH\x00\x12*\n\x06\x63\x61ncel\x18\x13 \x01(\x0b\x32\x18.fedorch.v1.CancelNoticeH\x00\x12\x1e\n\x03\x61\x63k\x18\x14 \x01(\x0b\x32\x0f.fedorch.v1.AckH\x00\x12%\n\x04swim\x18\x15 \x01(\x0b\x32\x15.fedorch.v1.SwimBatchH\x00\x12\x31\n\rpaxos_prepare\x18\x16 \x01(\x0b\x32\x18.fedorch.v1.PaxosPrepareH\x00\x12\x31\n\rpaxos_promise\x18\x17 \x01(\x0b\x32\x18.fedorch.v1.PaxosPromiseH\x00\x12/\n\x0cpaxos_accept\x18\x18 \x01(\x0b\x32\x17.fedorch.v1.PaxosAcceptH\x00\x12\x33\n\x0epaxos_accepted\x18\x19 \x01(\x0b\x32\x19.fedorch.v1.PaxosAcceptedH\x00\x12/\n\x0cpaxos_reject\x18\x1a \x01(\x0b\x32\x17.fedorch.v1.PaxosRejectH\x00\x12/\n\x0c\x64\x65\x63ision_ack\x18\x1b \x01(\x0b\x32\x17.fedorch.v1.DecisionAckH\x00\x12)\n\x05\x62\x61tch\x18\x1c \x01(\x0b\x32\x18.fedorch.v1.BatchRequestH\x00\x12-\n\x0b\x62\x61tch_reply\x18\x1d \x01(\x0b\x32\x16.fedorch.v1.BatchReplyH\x00\x42\t\n\x07payloadJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0c\"/\n\x0c\x42\x61tchRequest\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.fedorch.v1.Body\"u\n\x0b\x42\x61tchResult\x12#\n\x05reply\x18\x01 \x01(\x0b\x32\x14.fedorch.v1.Envelope\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x1e\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x10.fedorch.v1.Body\"6\n\nBatchReply\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.fedorch.v1.BatchResult\"Q\n\x0e\x43\x61pabilityInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12\x11\n\tavailable\x18\x03 \x01(\r\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"Q\n\rPolicySummary\x12\x11\n\tpublished\x18\x01 \x01(\x08\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x02 \x03(\t\x12\x18\n\x10residency_accept\x18\x03 \x03(\t\"\x89\x02\n\x0c\x44omainRecord\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x34\n\x06labels\x18\x04 \x03(\x0b\x32$.fedorch.v1.DomainRecord.LabelsEntry\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x1a.fedorch.v1.CapabilityInfo\x12)\n\x06policy\x18\x06 \x01(\x0b\x32\x19.fedorch.v1.PolicySummary\x12\x0f\n\x07leaving\x18\x07 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03\"\x9e\x02\n\x0ePrepareRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12&\n\x04spec\x18\x03 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\r\n\x05steps\x18\x04 \x03(\t\x12<\n\tplacement\x18\x05 \x03(\x0b\x32).fedorch.v1.PrepareRequest.PlacementEntry\x12\x10\n\x08lease_ms\x18\x06 \x01(\x03\x12\x1c\n\x14\x63oordinator_endpoint\x18\x07 \x01(\t\x12\x11\n\tacceptors\x18\x08 \x03(\t\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x04Vote\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0b\n\x03yes\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05steps\x18\x06 \x03(\t\x12\x1b\n\x13lease_expires_at_ms\x18\x07 \x01(\x03\"\x9a\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.fedorch.v1.Outcome\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x36\n\tplacement\x18\x05 \x03(\x0b\x32#.fedorch.v1.Decision.PlacementEntry\x12#\n\x05votes\x18\x06 \x03(\x0b\x32\x14.fedorch.v1.Envelope\x12&\n\x04spec\x18\x07 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x36\n\tendpoints\x18\t \x03(\x0b\x32#.fedorch.v1.Decision.EndpointsEntry\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x0e\x44\x65\x63isionNotice\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.fedorch.v1.Envelope\"3\n\rDecisionQuery\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\"\x8c\x01\n\x0e\x44\x65\x63isionAnswer\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12&\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x14.fedorch.v1.Envelope\x12.\n\x0b\x66inal_state\x18\x04 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\"%\n\x06\x42\x61llot\x12\t\n\x01n\x18\x01 \x01(\x04\x12\x10\n\x08proposer\x18\x02 \x01(\t\"k\n\x07PaxosTx\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\x11\n\tacceptors\x18\x05 \x03(\t\"W\n\nPaxosValue\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.fedorch.v1.Outcome\x12#\n\x05votes\x18\x02 \x03(\x0b\x32\x14.fedorch.v1.Envelope\"S\n\x0cPaxosPrepare\x12\x1f\n\x02tx\x18\x01 \x01(\x0b\x32\x13.fedorch.v1.PaxosTx\x12\"\n\x06\x62\x61llot\x18\x02 \x01(\x0b\x32\x12.fedorch.v1.Ballot\"\xc5\x01\n\x0cPaxosPromise\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\"\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12\x10\n\x08\x61\x63\x63\x65ptor\x18\x04 \x01(\t\x12+\n\x0f\x61\x63\x63\x65pted_ballot\x18\x05 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12.\n\x0e\x61\x63\x63\x65pted_value\x18\x06 \x01(\x0b\x32\x16.fedorch.v1.PaxosValue\"\x94\x01\n\x0bPaxosAccept\x12\x1f\n\x02tx\x18\x01 \x01(\x0b\x32\x13.fedorch.v1.PaxosTx\x12\"\n\x06\x62\x61llot\x18\x02 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.fedorch.v1.PaxosValue\x12\x19\n\x11proposer_accepted\x18\x04 \x01(\x08\"\x90\x01\n\rPaxosAccepted\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\"\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12\x10\n\x08\x61\x63\x63\x65ptor\x18\x04 \x01(\t\x12%\n\x05value\x18\x05 \x01(\x0b\x32\x16.fedorch.v1.PaxosValue\"\x8d\x01\n\x0bPaxosReject\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\"\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12\x10\n\x08\x61\x63\x63\x65ptor\x18\x04 \x01(\t\x12$\n\x08promised\x18\x05 \x01(\x0b\x32\x12.fedorch.v1.Ballot\"1\n\x0b\x44\x65\x63isionAck\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\"\xf3\x01\n\nStepResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.fedorch.v1.StepState\x12(\n\x07outputs\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x14\n\x0coutputs_json\x18( \x01(\t\x12)\n\x0b\x61ttestation\x18) \x01(\x0b\x32\x14.fedorch.v1.Envelope\"c\n\x0c\x43\x61ncelNotice\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\x0b\x66inal_state\x18\x03 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\"\\\n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x13\n\x0bretry_later\x18\x03 \x01(\x08\x12%\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x18.fedorch.v1.CancelNotice*I\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_COMMIT\x10\x01\x12\x11\n\rOUTCOME_ABORT\x10\x02\x32\xc6\x03\n\x04Peer\x12\x32\n\x04Swim\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x35\n\x07Prepare\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x34\n\x06\x44\x65\x63ide\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12;\n\rQueryDecision\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x38\n\nReportStep\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12<\n\x0e\x43\x61ncelWorkflow\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x33\n\x05Paxos\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x33\n\x05\x42\x61tch\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64orch/v1/peer.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17\x66\x65\x64orch/v1/config.proto\x1a\x15\x66\x65\x64orch/v1/spec.proto\x1a\x17\x66\x65\x64orch/v1/status.proto\x1a\x15\x66\x65\x64orch/v1/swim.proto\"+\n\x08\x45nvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\xab\x07\n\x04\x42ody\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12-\n\x07prepare\x18\x0c \x01(\x0b\x32\x1a.fedorch.v1.PrepareRequestH\x00\x12 \n\x04vote\x18\r \x01(\x0b\x32\x10.fedorch.v1.VoteH\x00\x12(\n\x08\x64\x65\x63ision\x18\x0e \x01(\x0b\x32\x14.fedorch.v1.DecisionH\x00\x12\x35\n\x0f\x64\x65\x63ision_notice\x18\x0f \x01(\x0b\x32\x1a.fedorch.v1.DecisionNoticeH\x00\x12\x33\n\x0e\x64\x65\x63ision_query\x18\x10 \x01(\x0b\x32\x19.fedorch.v1.DecisionQueryH\x00\x12\x35\n\x0f\x64\x65\x63ision_answer\x18\x11 \x01(\x0b\x32\x1a.fedorch.v1.DecisionAnswerH\x00\x12-\n\x0bstep_result\x18\x12 \x01(\x0b\x32\x16.fedorch.v1.StepResultH\x00\x12*\n\x06\x63\x61ncel\x18\x13 \x01(\x0b\x32\x18.fedorch.v1.CancelNoticeH\x00\x12\x1e\n\x03\x61\x63k\x18\x14 \x01(\x0b\x32\x0f.fedorch.v1.AckH\x00\x12%\n\x04swim\x18\x15 \x01(\x0b\x32\x15.fedorch.v1.SwimBatchH\x00\x12\x31\n\rpaxos_prepare\x18\x16 \x01(\x0b\x32\x18.fedorch.v1.PaxosPrepareH\x00\x12\x31\n\rpaxos_promise\x18\x17 \x01(\x0b\x32\x18.fedorch.v1.PaxosPromiseH\x00\x12/\n\x0cpaxos_accept\x18\x18 \x01(\x0b\x32\x17.fedorch.v1.PaxosAcceptH\x00\x12\x33\n\x0epaxos_accepted\x18\x19 \x01(\x0b\x32\x19.fedorch.v1.PaxosAcceptedH\x00\x12/\n\x0cpaxos_reject\x18\x1a \x01(\x0b\x32\x17.fedorch.v1.PaxosRejectH\x00\x12/\n\x0c\x64\x65\x63ision_ack\x18\x1b \x01(\x0b\x32\x17.fedorch.v1.DecisionAckH\x00\x12)\n\x05\x62\x61tch\x18\x1c \x01(\x0b\x32\x18.fedorch.v1.BatchRequestH\x00\x12-\n\x0b\x62\x61tch_reply\x18\x1d \x01(\x0b\x32\x16.fedorch.v1.BatchReplyH\x00\x42\t\n\x07payloadJ\x04\x08\n\x10\x0bJ\x04\x08\x0b\x10\x0c\"/\n\x0c\x42\x61tchRequest\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.fedorch.v1.Body\"u\n\x0b\x42\x61tchResult\x12#\n\x05reply\x18\x01 \x01(\x0b\x32\x14.fedorch.v1.Envelope\x12\x12\n\nerror_code\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x1e\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x10.fedorch.v1.Body\"6\n\nBatchReply\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.fedorch.v1.BatchResult\"\xbe\x01\n\x0e\x43\x61pabilityInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12\x11\n\tavailable\x18\x03 \x01(\r\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\x12:\n\x08produces\x18\x32 \x03(\x0b\x32(.fedorch.v1.CapabilityInfo.ProducesEntry\x1a/\n\rProducesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\rPolicySummary\x12\x11\n\tpublished\x18\x01 \x01(\x08\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x02 \x03(\t\x12\x18\n\x10residency_accept\x18\x03 \x03(\t\x12\"\n\x06\x65gress\x18\x32 \x01(\x0b\x32\x12.fedorch.v1.Egress\x12\x15\n\rprivate_rules\x18\x33 \x01(\r\"\x89\x02\n\x0c\x44omainRecord\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x34\n\x06labels\x18\x04 \x03(\x0b\x32$.fedorch.v1.DomainRecord.LabelsEntry\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x1a.fedorch.v1.CapabilityInfo\x12)\n\x06policy\x18\x06 \x01(\x0b\x32\x19.fedorch.v1.PolicySummary\x12\x0f\n\x07leaving\x18\x07 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x02\x10\x03\"\x9e\x02\n\x0ePrepareRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12&\n\x04spec\x18\x03 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\r\n\x05steps\x18\x04 \x03(\t\x12<\n\tplacement\x18\x05 \x03(\x0b\x32).fedorch.v1.PrepareRequest.PlacementEntry\x12\x10\n\x08lease_ms\x18\x06 \x01(\x03\x12\x1c\n\x14\x63oordinator_endpoint\x18\x07 \x01(\t\x12\x11\n\tacceptors\x18\x08 \x03(\t\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\x04Vote\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0b\n\x03yes\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05steps\x18\x06 \x03(\t\x12\x1b\n\x13lease_expires_at_ms\x18\x07 \x01(\x03\"\x9a\x03\n\x08\x44\x65\x63ision\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.fedorch.v1.Outcome\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x36\n\tplacement\x18\x05 \x03(\x0b\x32#.fedorch.v1.Decision.PlacementEntry\x12#\n\x05votes\x18\x06 \x03(\x0b\x32\x14.fedorch.v1.Envelope\x12&\n\x04spec\x18\x07 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x36\n\tendpoints\x18\t \x03(\x0b\x32#.fedorch.v1.Decision.EndpointsEntry\x1a\x30\n\x0ePlacementEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x45ndpointsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x0e\x44\x65\x63isionNotice\x12&\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x14.fedorch.v1.Envelope\"3\n\rDecisionQuery\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\"\x8c\x01\n\x0e\x44\x65\x63isionAnswer\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05known\x18\x02 \x01(\x08\x12&\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x14.fedorch.v1.Envelope\x12.\n\x0b\x66inal_state\x18\x04 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\"%\n\x06\x42\x61llot\x12\t\n\x01n\x18\x01 \x01(\x04\x12\x10\n\x08proposer\x18\x02 \x01(\t\"k\n\x07PaxosTx\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x13\n\x0b\x63oordinator\x18\x03 \x01(\t\x12\x14\n\x0cparticipants\x18\x04 \x03(\t\x12\x11\n\tacceptors\x18\x05 \x03(\t\"W\n\nPaxosValue\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.fedorch.v1.Outcome\x12#\n\x05votes\x18\x02 \x03(\x0b\x32\x14.fedorch.v1.Envelope\"S\n\x0cPaxosPrepare\x12\x1f\n\x02tx\x18\x01 \x01(\x0b\x32\x13.fedorch.v1.PaxosTx\x12\"\n\x06\x62\x61llot\x18\x02 \x01(\x0b\x32\x12.fedorch.v1.Ballot\"\xc5\x01\n\x0cPaxosPromise\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\"\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12\x10\n\x08\x61\x63\x63\x65ptor\x18\x04 \x01(\t\x12+\n\x0f\x61\x63\x63\x65pted_ballot\x18\x05 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12.\n\x0e\x61\x63\x63\x65pted_value\x18\x06 \x01(\x0b\x32\x16.fedorch.v1.PaxosValue\"\x94\x01\n\x0bPaxosAccept\x12\x1f\n\x02tx\x18\x01 \x01(\x0b\x32\x13.fedorch.v1.PaxosTx\x12\"\n\x06\x62\x61llot\x18\x02 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.fedorch.v1.PaxosValue\x12\x19\n\x11proposer_accepted\x18\x04 \x01(\x08\"\x90\x01\n\rPaxosAccepted\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\"\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12\x10\n\x08\x61\x63\x63\x65ptor\x18\x04 \x01(\t\x12%\n\x05value\x18\x05 \x01(\x0b\x32\x16.fedorch.v1.PaxosValue\"\x8d\x01\n\x0bPaxosReject\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\"\n\x06\x62\x61llot\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Ballot\x12\x10\n\x08\x61\x63\x63\x65ptor\x18\x04 \x01(\t\x12$\n\x08promised\x18\x05 \x01(\x0b\x32\x12.fedorch.v1.Ballot\"1\n\x0b\x44\x65\x63isionAck\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\"\xf3\x01\n\nStepResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.fedorch.v1.StepState\x12(\n\x07outputs\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x14\n\x0coutputs_json\x18( \x01(\t\x12)\n\x0b\x61ttestation\x18) \x01(\x0b\x32\x14.fedorch.v1.Envelope\"c\n\x0c\x43\x61ncelNotice\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\x0b\x66inal_state\x18\x03 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\"\\\n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x13\n\x0bretry_later\x18\x03 \x01(\x08\x12%\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x18.fedorch.v1.CancelNotice*I\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x12\n\x0eOUTCOME_COMMIT\x10\x01\x12\x11\n\rOUTCOME_ABORT\x10\x02\x32\xc6\x03\n\x04Peer\x12\x32\n\x04Swim\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x35\n\x07Prepare\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x34\n\x06\x44\x65\x63ide\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12;\n\rQueryDecision\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x38\n\nReportStep\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12<\n\x0e\x43\x61ncelWorkflow\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x33\n\x05Paxos\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelope\x12\x33\n\x05\x42\x61tch\x12\x14.fedorch.v1.Envelope\x1a\x14.fedorch.v1.Envelopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedorch.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CAPABILITYINFO_PRODUCESENTRY']._loaded_options = None
+  _globals['_CAPABILITYINFO_PRODUCESENTRY']._serialized_options = b'8\001'
   _globals['_DOMAINRECORD_LABELSENTRY']._loaded_options = None
   _globals['_DOMAINRECORD_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_PREPAREREQUEST_PLACEMENTENTRY']._loaded_options = None
@@ -43,68 +46,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISION_PLACEMENTENTRY']._serialized_options = b'8\001'
   _globals['_DECISION_ENDPOINTSENTRY']._loaded_options = None
   _globals['_DECISION_ENDPOINTSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=4329
-  _globals['_OUTCOME']._serialized_end=4402
-  _globals['_ENVELOPE']._serialized_start=138
-  _globals['_ENVELOPE']._serialized_end=181
-  _globals['_BODY']._serialized_start=184
-  _globals['_BODY']._serialized_end=1123
-  _globals['_BATCHREQUEST']._serialized_start=1125
-  _globals['_BATCHREQUEST']._serialized_end=1172
-  _globals['_BATCHRESULT']._serialized_start=1174
-  _globals['_BATCHRESULT']._serialized_end=1291
-  _globals['_BATCHREPLY']._serialized_start=1293
-  _globals['_BATCHREPLY']._serialized_end=1347
-  _globals['_CAPABILITYINFO']._serialized_start=1349
-  _globals['_CAPABILITYINFO']._serialized_end=1430
-  _globals['_POLICYSUMMARY']._serialized_start=1432
-  _globals['_POLICYSUMMARY']._serialized_end=1513
-  _globals['_DOMAINRECORD']._serialized_start=1516
-  _globals['_DOMAINRECORD']._serialized_end=1781
-  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_start=1730
-  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_end=1775
-  _globals['_PREPAREREQUEST']._serialized_start=1784
-  _globals['_PREPAREREQUEST']._serialized_end=2070
-  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_start=2022
-  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_end=2070
-  _globals['_VOTE']._serialized_start=2073
-  _globals['_VOTE']._serialized_end=2204
-  _globals['_DECISION']._serialized_start=2207
-  _globals['_DECISION']._serialized_end=2617
-  _globals['_DECISION_PLACEMENTENTRY']._serialized_start=2022
-  _globals['_DECISION_PLACEMENTENTRY']._serialized_end=2070
-  _globals['_DECISION_ENDPOINTSENTRY']._serialized_start=2569
-  _globals['_DECISION_ENDPOINTSENTRY']._serialized_end=2617
-  _globals['_DECISIONNOTICE']._serialized_start=2619
-  _globals['_DECISIONNOTICE']._serialized_end=2675
-  _globals['_DECISIONQUERY']._serialized_start=2677
-  _globals['_DECISIONQUERY']._serialized_end=2728
-  _globals['_DECISIONANSWER']._serialized_start=2731
-  _globals['_DECISIONANSWER']._serialized_end=2871
-  _globals['_BALLOT']._serialized_start=2873
-  _globals['_BALLOT']._serialized_end=2910
-  _globals['_PAXOSTX']._serialized_start=2912
-  _globals['_PAXOSTX']._serialized_end=3019
-  _globals['_PAXOSVALUE']._serialized_start=3021
-  _globals['_PAXOSVALUE']._serialized_end=3108
-  _globals['_PAXOSPREPARE']._serialized_start=3110
-  _globals['_PAXOSPREPARE']._serialized_end=3193
-  _globals['_PAXOSPROMISE']._serialized_start=3196
-  _globals['_PAXOSPROMISE']._serialized_end=3393
-  _globals['_PAXOSACCEPT']._serialized_start=3396
-  _globals['_PAXOSACCEPT']._serialized_end=3544
-  _globals['_PAXOSACCEPTED']._serialized_start=3547
-  _globals['_PAXOSACCEPTED']._serialized_end=3691
-  _globals['_PAXOSREJECT']._serialized_start=3694
-  _globals['_PAXOSREJECT']._serialized_end=3835
-  _globals['_DECISIONACK']._serialized_start=3837
-  _globals['_DECISIONACK']._serialized_end=3886
-  _globals['_STEPRESULT']._serialized_start=3889
-  _globals['_STEPRESULT']._serialized_end=4132
-  _globals['_CANCELNOTICE']._serialized_start=4134
-  _globals['_CANCELNOTICE']._serialized_end=4233
-  _globals['_ACK']._serialized_start=4235
-  _globals['_ACK']._serialized_end=4327
-  _globals['_PEER']._serialized_start=4405
-  _globals['_PEER']._serialized_end=4859
+  _globals['_OUTCOME']._serialized_start=4524
+  _globals['_OUTCOME']._serialized_end=4597
+  _globals['_ENVELOPE']._serialized_start=163
+  _globals['_ENVELOPE']._serialized_end=206
+  _globals['_BODY']._serialized_start=209
+  _globals['_BODY']._serialized_end=1148
+  _globals['_BATCHREQUEST']._serialized_start=1150
+  _globals['_BATCHREQUEST']._serialized_end=1197
+  _globals['_BATCHRESULT']._serialized_start=1199
+  _globals['_BATCHRESULT']._serialized_end=1316
+  _globals['_BATCHREPLY']._serialized_start=1318
+  _globals['_BATCHREPLY']._serialized_end=1372
+  _globals['_CAPABILITYINFO']._serialized_start=1375
+  _globals['_CAPABILITYINFO']._serialized_end=1565
+  _globals['_CAPABILITYINFO_PRODUCESENTRY']._serialized_start=1518
+  _globals['_CAPABILITYINFO_PRODUCESENTRY']._serialized_end=1565
+  _globals['_POLICYSUMMARY']._serialized_start=1568
+  _globals['_POLICYSUMMARY']._serialized_end=1708
+  _globals['_DOMAINRECORD']._serialized_start=1711
+  _globals['_DOMAINRECORD']._serialized_end=1976
+  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_start=1925
+  _globals['_DOMAINRECORD_LABELSENTRY']._serialized_end=1970
+  _globals['_PREPAREREQUEST']._serialized_start=1979
+  _globals['_PREPAREREQUEST']._serialized_end=2265
+  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_start=2217
+  _globals['_PREPAREREQUEST_PLACEMENTENTRY']._serialized_end=2265
+  _globals['_VOTE']._serialized_start=2268
+  _globals['_VOTE']._serialized_end=2399
+  _globals['_DECISION']._serialized_start=2402
+  _globals['_DECISION']._serialized_end=2812
+  _globals['_DECISION_PLACEMENTENTRY']._serialized_start=2217
+  _globals['_DECISION_PLACEMENTENTRY']._serialized_end=2265
+  _globals['_DECISION_ENDPOINTSENTRY']._serialized_start=2764
+  _globals['_DECISION_ENDPOINTSENTRY']._serialized_end=2812
+  _globals['_DECISIONNOTICE']._serialized_start=2814
+  _globals['_DECISIONNOTICE']._serialized_end=2870
+  _globals['_DECISIONQUERY']._serialized_start=2872
+  _globals['_DECISIONQUERY']._serialized_end=2923
+  _globals['_DECISIONANSWER']._serialized_start=2926
+  _globals['_DECISIONANSWER']._serialized_end=3066
+  _globals['_BALLOT']._serialized_start=3068
+  _globals['_BALLOT']._serialized_end=3105
+  _globals['_PAXOSTX']._serialized_start=3107
+  _globals['_PAXOSTX']._serialized_end=3214
+  _globals['_PAXOSVALUE']._serialized_start=3216
+  _globals['_PAXOSVALUE']._serialized_end=3303
+  _globals['_PAXOSPREPARE']._serialized_start=3305
+  _globals['_PAXOSPREPARE']._serialized_end=3388
+  _globals['_PAXOSPROMISE']._serialized_start=3391
+  _globals['_PAXOSPROMISE']._serialized_end=3588
+  _globals['_PAXOSACCEPT']._serialized_start=3591
+  _globals['_PAXOSACCEPT']._serialized_end=3739
+  _globals['_PAXOSACCEPTED']._serialized_start=3742
+  _globals['_PAXOSACCEPTED']._serialized_end=3886
+  _globals['_PAXOSREJECT']._serialized_start=3889
+  _globals['_PAXOSREJECT']._serialized_end=4030
+  _globals['_DECISIONACK']._serialized_start=4032
+  _globals['_DECISIONACK']._serialized_end=4081
+  _globals['_STEPRESULT']._serialized_start=4084
+  _globals['_STEPRESULT']._serialized_end=4327
+  _globals['_CANCELNOTICE']._serialized_start=4329
+  _globals['_CANCELNOTICE']._serialized_end=4428
+  _globals['_ACK']._serialized_start=4430
+  _globals['_ACK']._serialized_end=4522
+  _globals['_PEER']._serialized_start=4600
+  _globals['_PEER']._serialized_end=5054
 # @@protoc_insertion_point(module_scope)

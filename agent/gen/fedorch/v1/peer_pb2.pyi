@@ -1,4 +1,5 @@
 from google.protobuf import struct_pb2 as _struct_pb2
+from fedorch.gen.fedorch.v1 import config_pb2 as _config_pb2
 from fedorch.gen.fedorch.v1 import spec_pb2 as _spec_pb2
 from fedorch.gen.fedorch.v1 import status_pb2 as _status_pb2
 from fedorch.gen.fedorch.v1 import swim_pb2 as _swim_pb2
@@ -101,26 +102,39 @@ class BatchReply(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class CapabilityInfo(_message.Message):
-    __slots__ = ("name", "capacity", "available", "cost")
+    __slots__ = ("name", "capacity", "available", "cost", "produces")
+    class ProducesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
+    PRODUCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     capacity: int
     available: int
     cost: float
-    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., available: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
+    produces: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., available: _Optional[int] = ..., cost: _Optional[float] = ..., produces: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PolicySummary(_message.Message):
-    __slots__ = ("published", "accept_from", "residency_accept")
+    __slots__ = ("published", "accept_from", "residency_accept", "egress", "private_rules")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_FROM_FIELD_NUMBER: _ClassVar[int]
     RESIDENCY_ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_RULES_FIELD_NUMBER: _ClassVar[int]
     published: bool
     accept_from: _containers.RepeatedScalarFieldContainer[str]
     residency_accept: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ...) -> None: ...
+    egress: _config_pb2.Egress
+    private_rules: int
+    def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ..., egress: _Optional[_Union[_config_pb2.Egress, _Mapping]] = ..., private_rules: _Optional[int] = ...) -> None: ...
 
 class DomainRecord(_message.Message):
     __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving")

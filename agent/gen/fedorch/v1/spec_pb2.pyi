@@ -25,7 +25,14 @@ class WorkflowSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
 
 class StepSpec(_message.Message):
-    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json")
+    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json", "data")
+    class DataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +44,7 @@ class StepSpec(_message.Message):
     IDEMPOTENT_FIELD_NUMBER: _ClassVar[int]
     ON_DOMAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     capability: str
     params: _struct_pb2.Struct
@@ -48,7 +56,8 @@ class StepSpec(_message.Message):
     idempotent: bool
     on_domain_loss: str
     params_json: str
-    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., idempotent: _Optional[bool] = ..., on_domain_loss: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
+    data: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., idempotent: _Optional[bool] = ..., on_domain_loss: _Optional[str] = ..., params_json: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Constraints(_message.Message):
     __slots__ = ("labels", "domains")
