@@ -246,7 +246,11 @@ class Compensations:
             "SELECT state, error FROM compensation_runs WHERE workflow_id=? AND step_id=?"
             " AND attempt=?", key)
         if recorded:  # asked again after it ended (resolved at start-up if interrupted)
-            return answer(recorded[0][0] == "succeeded", recorded[0][1])
+            state, error = recorded[0]
+            # "running" here would be a run of an earlier life that recover() missed:
+            # never run it again under the same attempt number.
+            return answer(state == "succeeded", error or (
+                INTERRUPTED if state == "running" else "failed"))
         row, steps = await a.store.get_workflow_with_steps(wf)
         mine = steps.get(step_id)
         spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
