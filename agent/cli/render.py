@@ -26,6 +26,9 @@ _STYLES = {
     "ABORTED": "red",
     "CANCELLED": "yellow",
     "SKIPPED": "yellow",
+    "COMPENSATED": "yellow",
+    "COMPENSATION_FAILED": "red",
+    "DONE": "green",
     "ALIVE": "green",
     "SUSPECT": "yellow",
     "DEAD": "red",
@@ -44,6 +47,13 @@ def _enum_name(enum: Any, value: int, prefix: str) -> str:
 def workflow_state_name(value: int) -> str:
     """WORKFLOW_STATE_SUCCEEDED -> "SUCCEEDED"."""
     return _enum_name(status_pb2.WorkflowState, value, "WORKFLOW_STATE_")
+
+
+def compensation_name(value: int) -> str:
+    """COMPENSATION_SUMMARY_DONE -> "DONE"; unset (an agent without sagas) -> "NONE"."""
+    if value == status_pb2.COMPENSATION_SUMMARY_UNSPECIFIED:
+        return "NONE"
+    return _enum_name(status_pb2.CompensationSummary, value, "COMPENSATION_SUMMARY_")
 
 
 def step_state_name(value: int) -> str:
@@ -102,6 +112,7 @@ def status_to_dict(status: status_pb2.WorkflowStatus) -> dict[str, Any]:
         "state": workflow_state_name(status.state),
         "coordinator": status.coordinator,
         "reason": status.reason,
+        "compensation": compensation_name(status.compensation),
         "steps": [step_to_dict(step) for step in status.steps],
         "refusals": [refusal_to_dict(r) for r in status.refusals],
         "rounds": status.rounds,
@@ -231,6 +242,10 @@ def status_header(status: status_pb2.WorkflowStatus) -> Text:
         header.append(f"  coordinator {status.coordinator}")
     if status.rounds:
         header.append(f"  rounds {status.rounds}")
+    compensation = compensation_name(status.compensation)
+    if compensation != "NONE":
+        header.append("  compensation ")
+        header.append_text(state_text(compensation))
     if status.reason:
         header.append("\nreason: ")
         header.append(status.reason)

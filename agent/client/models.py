@@ -69,6 +69,8 @@ class WorkflowStatus:
     rounds: int = 0
     created_at_ms: int = 0
     updated_at_ms: int = 0
+    # Sagas: NONE, RUNNING, DONE or FAILED (docs/sagas.md).
+    compensation: str = "NONE"
 
     @property
     def terminal(self) -> bool:
@@ -92,12 +94,15 @@ class WorkflowStatus:
             refusals=[Refusal(r.round, r.domain, list(r.steps), r.reason)
                       for r in status.refusals],
             rounds=status.rounds, created_at_ms=status.created_at_ms,
-            updated_at_ms=status.updated_at_ms)
+            updated_at_ms=status.updated_at_ms,
+            compensation="NONE" if not status.compensation else _name(
+                status_pb2.CompensationSummary, status.compensation, "COMPENSATION_SUMMARY_"))
 
     def to_dict(self) -> dict[str, Any]:
         """The status JSON of `fedorch status --json`."""
         return {"id": self.id, "name": self.name, "state": self.state,
                 "coordinator": self.coordinator, "reason": self.reason,
+                "compensation": self.compensation,
                 "steps": [s.to_dict() for s in self.steps],
                 "refusals": [r.to_dict() for r in self.refusals], "rounds": self.rounds}
 

@@ -133,12 +133,14 @@ class Agent:
         self.fatal: str | None = None
         self._wake_timers = asyncio.Event()
         # Set by the daemon: the two protocol halves (kept separate for size).
+        from fedorch.runtime.compensation import Compensations
         from fedorch.runtime.consensus import Consensus
         from fedorch.runtime.coordination import Coordination
         from fedorch.runtime.participation import Participation
 
         self.coordination = Coordination(self)
         self.participation = Participation(self)
+        self.compensation = Compensations(self)
         self.consensus = Consensus(self)  # Paxos Commit: acceptor and in-doubt termination
         from fedorch.runtime.audit import Audit
 
@@ -224,6 +226,7 @@ class Agent:
             await self.audit.started(self.incarnation)
             await self.participation.recover()
             await self.coordination.recover()
+            await self.compensation.recover()
             await self.participation.resolve_own_holds()
             self.publish_record_if_changed(force=True)
             tg.create_task(self._essential(self.membership.run(), "membership"),
@@ -471,12 +474,11 @@ class Agent:
 
         saved = self._in_memory(workflow_id)
         if saved is not None:
-            return status_message(saved.row, saved.steps)
+            return await self.compensation.overlay(status_message(saved.row, saved.steps))
         row, steps = await self.store.get_workflow_with_steps(workflow_id)
         if row is None:
             return None
-
-        return status_message(row, steps)
+        return await self.compensation.overlay(status_message(row, steps))
 
     def saved_state(self, workflow_id: str) -> str | None:
         """The state of a workflow as its last save here wrote it, if that is in memory

@@ -497,7 +497,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             # Each participant learned the COMMIT to run a step: its certificate goes in
             # this write, not in one of its own once the results have reached the core.
             active.collect.append(key)
-        await a.save(active, also=[*also, *released, a.audit.ended(active)])
+        owed = a.compensation.owed(row, active.progress)  # sagas: written with the end
+        await a.save(active, also=[*also, *released, *owed, a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         notice = end_notice_of(row)
         for domain in sorted(set(row.placement.values()) - {a.domain, told}):
@@ -507,6 +508,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
                               give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
                     name=f"cancel {row.id} at {domain}")
         a.finished(row.id)
+        if owed:
+            a.compensation.begin(row.id)
         return True
 
     async def cancel(self, workflow_id: str, reason: str) -> bool:

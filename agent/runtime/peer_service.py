@@ -76,6 +76,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             "decision_query": self._query_decision,
             "step_result": self._report_step,
             "cancel": self._cancel_workflow,
+            "compensate": self._compensate,
             **{kind: self._paxos for kind in PAXOS_REQUESTS},
         }
 
@@ -141,6 +142,12 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     async def _cancel_workflow(self, body: peer_pb2.Body) -> Answer:
         return "ack", await self.agent.participation.on_cancel(body.sender, body.cancel)
 
+    async def _compensate(self, body: peer_pb2.Body) -> Answer:
+        # The authority row was checked (the sender coordinates the workflow); whether
+        # this domain ran the step and it SUCCEEDED is checked where the run is.
+        return "compensation_result", await self.agent.compensation.run_here(
+            body.sender, body.compensate)
+
     def _signed(self, body: peer_pb2.Body, answer: Answer) -> peer_pb2.Envelope:
         """The answer as its own RPC returns it: signed (a vote already is)."""
         if isinstance(answer, peer_pb2.Envelope):
@@ -201,6 +208,10 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     @_counted
     async def CancelWorkflow(self, request, context):
         return await self._single(request, context, "cancel")
+
+    @_counted
+    async def Compensate(self, request, context):
+        return await self._single(request, context, "compensate")
 
     @_counted
     async def Batch(self, request, context):

@@ -269,6 +269,9 @@ class StepRuns:
         # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
         a.coordination.result_from(sender, result.workflow_id)
         state = StepState(step_state_name(result.state))
+        if state in (StepState.COMPENSATED, StepState.COMPENSATION_FAILED):
+            # Only the coordinator's compensation sets these (runtime/compensation.py).
+            return peer_pb2.Ack(ok=False, error=f"{state.value} is no step result")
         try:
             outputs = values.read_object(result, "outputs")
         except values.JsonValueError as exc:

@@ -58,13 +58,17 @@ ROWS = {
     "decision_answer": (("acme.eu", Facts(**TX)), ("mallory", Facts(**TX)), "not_party"),
     "swim": (("beta", Facts()), ("beta", Facts(workflow_id="..")), "bad_workflow_id"),
     "batch": (("beta", Facts()), ("beta", Facts(workflow_id="a.\x00")), "bad_workflow_id"),
+    "compensate": (("acme.eu", Facts(workflow_id=WF)), ("beta", Facts(workflow_id=WF)),
+                   "not_coordinator"),
+    "compensation_result": (("beta", Facts(workflow_id=WF, named="beta", placed_on="beta")),
+                            ("mallory", Facts(workflow_id=WF, named="beta")), "impersonation"),
 }
 
 
 def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
     handled = {"prepare", "decision_notice", "decision_query", "step_result", "cancel",
-               "swim", "batch"} | PAXOS_REQUESTS
-    assert set(RULES) == handled | {"vote", "decision_answer"}  # and the replies checked
+               "swim", "batch", "compensate"} | PAXOS_REQUESTS
+    assert set(RULES) == handled | {"vote", "decision_answer", "compensation_result"}  # and the replies checked
     assert set(ROWS) == set(RULES)
 
 

@@ -29,6 +29,7 @@ from fedorch.cli.errors import EXIT_UNREACHABLE, CliError, rpc_error
 from fedorch.cli.main import cli
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, status_pb2
 from google.protobuf import struct_pb2
+from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[2]
 WS = status_pb2  # enum values live on the module
@@ -270,6 +271,7 @@ def test_status_to_dict_follows_the_contract() -> None:
         "state": "SUCCEEDED",
         "coordinator": "eu-west",
         "reason": "",
+        "compensation": "NONE",
         "steps": [
             {
                 "id": "extract",
@@ -298,6 +300,20 @@ def test_status_to_dict_follows_the_contract() -> None:
         ],
         "rounds": 2,
     }
+
+
+def test_status_shows_compensation_states() -> None:
+    status = make_status("wf-2", WS.WORKFLOW_STATE_FAILED)
+    status.steps[0].state = status_pb2.STEP_STATE_COMPENSATED
+    status.steps[1].state = status_pb2.STEP_STATE_COMPENSATION_FAILED
+    status.compensation = status_pb2.COMPENSATION_SUMMARY_FAILED
+    printed = render.status_to_dict(status)
+    assert printed["compensation"] == "FAILED"
+    assert [s["state"] for s in printed["steps"]] == ["COMPENSATED", "COMPENSATION_FAILED"]
+    console = Console(width=200, record=True)
+    console.print(render.status_renderable(status))
+    text = console.export_text()
+    assert "compensation FAILED" in text and "COMPENSATION_FAILED" in text
 
 
 def test_status_dict_empty_outputs_and_enum_names() -> None:

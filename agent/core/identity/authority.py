@@ -115,9 +115,17 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
          "ALIVE/LEFT claims and domain records by their own domain; SUSPECT/DEAD by any",
          "accusations at most ACCUSATION_LEAD above the incarnation held for the subject"),
     Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
+    # Sagas: the recipient also checks that it ran the step and that it SUCCEEDED there
+    # (agent/runtime/compensation.py), and that the step has a compensate block.
+    Rule("compensate", Who.COORDINATOR,
+         "a step of the sender's workflow that the recipient ran and that SUCCEEDED there",
+         "the attempt it names: (workflow, step, attempt) is the idempotency key"),
     # Replies: taken only as the answer of the domain asked, and checked as these rows say.
     Rule("vote", Who.PARTICIPANT, "a round the recipient coordinates, in the voter's name",
          "the round asked; a later round's vote is late"),
+    Rule("compensation_result", Who.STEP_DOMAIN,
+         "the compensation the recipient asked of the sender, in the sender's name",
+         "the attempt asked"),
     Rule("decision_answer", Who.PARTY,
          "a transaction the sender was asked about: a COMMIT with its certificate",
          "the round asked"),
@@ -150,11 +158,11 @@ def facts_of(body: peer_pb2.Body) -> Facts:
     """What a message says about itself: checked before the receiver looks anything up."""
     kind = body.WhichOneof("payload")
     msg = getattr(body, kind) if kind else None
-    if kind in ("prepare", "cancel", "decision_query", "decision_ack"):
+    if kind in ("prepare", "cancel", "decision_query", "decision_ack", "compensate"):
         return Facts(workflow_id=msg.workflow_id)
     if kind == "vote":
         return Facts(workflow_id=msg.workflow_id, named=msg.domain)
-    if kind == "step_result":
+    if kind in ("step_result", "compensation_result"):
         return Facts(workflow_id=msg.workflow_id, named=msg.domain)
     if kind in ("paxos_prepare", "paxos_accept"):
         return Facts(workflow_id=msg.tx.workflow_id, coordinator=msg.tx.coordinator)

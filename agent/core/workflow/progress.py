@@ -36,10 +36,15 @@ class StepState(enum.StrEnum):
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
     CANCELLED = "CANCELLED"
+    # Sagas: set only by a workflow's compensation (core/workflow/compensation.py) on a
+    # step that SUCCEEDED, after the workflow ended; Progress itself never moves to them.
+    COMPENSATED = "COMPENSATED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 
 TERMINAL_STEP_STATES = frozenset(
-    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
+    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED,
+     StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
 )
 
 

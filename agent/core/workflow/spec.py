@@ -183,6 +183,7 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
             values.read_object(holder, "params")
         except values.JsonValueError as exc:
             raise SpecError(source, f"{path}.{name}", str(exc)) from None
+    _check_compensate(step.compensate, f"{path}.compensate", source)
     if step.on_domain_loss and step.on_domain_loss not in ON_DOMAIN_LOSS:
         raise SpecError(
             source,
@@ -203,6 +204,19 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
                 f"{path}.constraints.domains[{index}]",
                 f"must be a domain name ([a-z0-9][a-z0-9.-]{{0,62}}), got {domain!r}",
             )
+
+
+def _check_compensate(c: spec_pb2.Compensation, path: str, source: str) -> None:
+    """Sagas (docs/sagas.md): the compensation's own capability, retries and timeout."""
+    if c.capability and not CAPABILITY_RE.fullmatch(c.capability):
+        raise SpecError(source, f"{path}.capability",
+                        f"must be 1 to 128 of [A-Za-z0-9._-], got {c.capability!r}")
+    if c.retries > MAX_RETRIES:
+        raise SpecError(source, f"{path}.retries",
+                        f"must be an integer from 0 to {MAX_RETRIES}, got {c.retries}")
+    if not math.isfinite(c.timeout_s) or c.timeout_s < 0:
+        raise SpecError(source, f"{path}.timeout_s", "must be a non-negative number of"
+                        f" seconds (0 means no limit), got {c.timeout_s}")
 
 
 def _check_needs(step: spec_pb2.StepSpec, path: str, known: list[str], source: str) -> None:

@@ -31,6 +31,8 @@ class StepInvocation:
     run_marker: str = ""
     # Told the process group id once the attempt's processes exist (command executor).
     on_started: Callable[[int], None] | None = field(default=None, compare=False)
+    # A compensation (docs/sagas.md): the compensated step's outputs; None for a step.
+    compensating: dict | None = None
 
 
 STEP_RUN_ENV = "FEDORCH_STEP_RUN"

@@ -189,6 +189,9 @@ def _stdin_document(inv: StepInvocation) -> bytes:
         "step": inv.step_id,
         "attempt": inv.attempt,
     }
+    if inv.compensating is not None:  # a compensation: the step's outputs, no inputs
+        del document["inputs"]
+        document.update(outputs=inv.compensating, compensation=True)
     # Exact JSON (core/workflow/values.py): integers reach the program as integers. ASCII
     # only, so that a program reads it right whatever its locale's encoding.
     return values.dumps(document, ascii_only=True).encode() + b"\n"

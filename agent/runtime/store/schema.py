@@ -151,6 +151,36 @@ MIGRATIONS: list[str] = [
     """,
     # 4 -> 5: the audit log (agent/runtime/store/audit_table.py).
     audit_table.MIGRATION,
+    # 5 -> 6: sagas (docs/sagas.md).
+    """
+    -- Coordinator: the compensations a FAILED or CANCELLED workflow owes, written in the
+    -- write that ends it, each change before it is acted on; a restart resumes them.
+    CREATE TABLE compensations (
+        workflow_id   TEXT NOT NULL,
+        step_id       TEXT NOT NULL,
+        domain        TEXT NOT NULL,              -- where the step ran: it compensates there
+        state         TEXT NOT NULL,              -- PENDING | RUNNING | COMPENSATED | COMPENSATION_FAILED
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        max_attempts  INTEGER NOT NULL,
+        error         TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (workflow_id, step_id)
+    );
+    CREATE INDEX compensations_open ON compensations(workflow_id)
+        WHERE state IN ('PENDING', 'RUNNING');
+
+    -- Participant: one row per compensation attempt run here, written before it runs:
+    -- the attempt's idempotency key (as step_runs for steps).
+    CREATE TABLE compensation_runs (
+        workflow_id  TEXT NOT NULL,
+        step_id      TEXT NOT NULL,
+        attempt      INTEGER NOT NULL,
+        state        TEXT NOT NULL,               -- running | succeeded | failed
+        error        TEXT NOT NULL DEFAULT '',
+        started_ms   INTEGER NOT NULL,
+        ended_ms     INTEGER,
+        PRIMARY KEY (workflow_id, step_id, attempt)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -295,6 +295,10 @@ class Store:
     async def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
         return list(await self._db.execute_fetchall(sql, args))
 
+    async def select(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of a read made by a table's own module (e.g. runtime/compensation.py)."""
+        return await self._all(sql, args)
+
     async def _write(self, statements: list[tuple[str, tuple]]) -> list[int]:
         """Run statements atomically and durably; returns how many rows each changed."""
         future = asyncio.get_running_loop().create_future()

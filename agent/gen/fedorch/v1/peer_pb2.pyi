@@ -30,7 +30,7 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,8 @@ class Body(_message.Message):
     DECISION_ACK_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     BATCH_REPLY_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATE_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_RESULT_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
@@ -75,7 +77,9 @@ class Body(_message.Message):
     decision_ack: DecisionAck
     batch: BatchRequest
     batch_reply: BatchReply
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ...) -> None: ...
+    compensate: CompensateRequest
+    compensation_result: CompensationResult
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ..., compensate: _Optional[_Union[CompensateRequest, _Mapping]] = ..., compensation_result: _Optional[_Union[CompensationResult, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("items",)
@@ -411,3 +415,29 @@ class Ack(_message.Message):
     retry_later: bool
     end: CancelNotice
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., retry_later: _Optional[bool] = ..., end: _Optional[_Union[CancelNotice, _Mapping]] = ...) -> None: ...
+
+class CompensateRequest(_message.Message):
+    __slots__ = ("workflow_id", "step_id", "attempt")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step_id: str
+    attempt: int
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class CompensationResult(_message.Message):
+    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "ok", "error")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step_id: str
+    attempt: int
+    domain: str
+    ok: bool
+    error: str
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...

@@ -74,6 +74,11 @@ class PeerStub:
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Compensate = channel.unary_unary(
+                '/fedorch.v1.Peer/Compensate',
+                request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -134,6 +139,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compensate(self, request, context):
+        """Sagas: a CompensateRequest from the workflow's coordinator, answered with the
+        CompensationResult once the attempt has ended (never batched: it may run long).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +187,11 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
+                    request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                    response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            ),
+            'Compensate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compensate,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
@@ -392,6 +410,33 @@ class Peer:
             request,
             target,
             '/fedorch.v1.Peer/Batch',
+            fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compensate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedorch.v1.Peer/Compensate',
             fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
             options,

@@ -75,9 +75,15 @@ class Constraints(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Compensation(_message.Message):
-    __slots__ = ("params", "params_json")
+    __slots__ = ("params", "params_json", "capability", "retries", "timeout_s")
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     params: _struct_pb2.Struct
     params_json: str
-    def __init__(self, params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., params_json: _Optional[str] = ...) -> None: ...
+    capability: str
+    retries: int
+    timeout_s: float
+    def __init__(self, params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., params_json: _Optional[str] = ..., capability: _Optional[str] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ...) -> None: ...

@@ -29,6 +29,16 @@ class StepState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_STATE_FAILED: _ClassVar[StepState]
     STEP_STATE_SKIPPED: _ClassVar[StepState]
     STEP_STATE_CANCELLED: _ClassVar[StepState]
+    STEP_STATE_COMPENSATED: _ClassVar[StepState]
+    STEP_STATE_COMPENSATION_FAILED: _ClassVar[StepState]
+
+class CompensationSummary(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPENSATION_SUMMARY_UNSPECIFIED: _ClassVar[CompensationSummary]
+    COMPENSATION_SUMMARY_NONE: _ClassVar[CompensationSummary]
+    COMPENSATION_SUMMARY_RUNNING: _ClassVar[CompensationSummary]
+    COMPENSATION_SUMMARY_DONE: _ClassVar[CompensationSummary]
+    COMPENSATION_SUMMARY_FAILED: _ClassVar[CompensationSummary]
 WORKFLOW_STATE_UNSPECIFIED: WorkflowState
 WORKFLOW_STATE_PENDING: WorkflowState
 WORKFLOW_STATE_NEGOTIATING: WorkflowState
@@ -45,6 +55,13 @@ STEP_STATE_SUCCEEDED: StepState
 STEP_STATE_FAILED: StepState
 STEP_STATE_SKIPPED: StepState
 STEP_STATE_CANCELLED: StepState
+STEP_STATE_COMPENSATED: StepState
+STEP_STATE_COMPENSATION_FAILED: StepState
+COMPENSATION_SUMMARY_UNSPECIFIED: CompensationSummary
+COMPENSATION_SUMMARY_NONE: CompensationSummary
+COMPENSATION_SUMMARY_RUNNING: CompensationSummary
+COMPENSATION_SUMMARY_DONE: CompensationSummary
+COMPENSATION_SUMMARY_FAILED: CompensationSummary
 
 class Refusal(_message.Message):
     __slots__ = ("round", "domain", "steps", "reason")
@@ -79,7 +96,7 @@ class StepStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ...) -> None: ...
 
 class WorkflowStatus(_message.Message):
-    __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms")
+    __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms", "compensation")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +107,7 @@ class WorkflowStatus(_message.Message):
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: WorkflowState
@@ -100,4 +118,5 @@ class WorkflowStatus(_message.Message):
     rounds: int
     created_at_ms: int
     updated_at_ms: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., coordinator: _Optional[str] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepStatus, _Mapping]]] = ..., refusals: _Optional[_Iterable[_Union[Refusal, _Mapping]]] = ..., rounds: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+    compensation: CompensationSummary
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., coordinator: _Optional[str] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepStatus, _Mapping]]] = ..., refusals: _Optional[_Iterable[_Union[Refusal, _Mapping]]] = ..., rounds: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., compensation: _Optional[_Union[CompensationSummary, str]] = ...) -> None: ...

@@ -1,0 +1,240 @@
+"""Sagas on three real agents: a workflow that fails or is cancelled compensates what had
+succeeded, in reverse dependency order, in the domains that ran it (docs/sagas.md).
+
+Steps and compensations run tests/integration/steps/saga.py, which appends one line per
+run to a log file shared by the agents: the order of its lines is the order of the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import signal
+import sys
+import time
+
+import grpc
+import pytest
+from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
+
+from tests.integration.federation import (
+    RPC_TIMEOUT_S,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+from tests.integration.test_orphan_steps import _naps
+
+pytestmark = pytest.mark.integration
+
+SAGA = pathlib.Path(__file__).parent / "steps" / "saga.py"
+_COMMAND = {"type": "command", "argv": [sys.executable, str(SAGA)]}
+DOMAINS = {
+    "alpha": {"capabilities": [{"name": "saga.step", "capacity": 4, "executor": _COMMAND}]},
+    "beta": {"capabilities": [{"name": "saga.step", "capacity": 4, "executor": _COMMAND}]},
+    "gamma": {"capabilities": [
+        {"name": "saga.fail", "capacity": 4,
+         "executor": {"type": "builtin", "name": "fail"}},
+        {"name": "saga.nap", "capacity": 4, "executor": {"type": "builtin", "name": "sleep"}},
+    ]},
+}
+
+
+def _spec(log: pathlib.Path, *, last: str = "fail", second_compensate: str = "",
+          second_nap: float = 0) -> str:
+    second_nap_param = f", nap: {second_nap}" if second_nap else ""
+    last_step = ("capability: saga.fail\n    params: {message: third step broke}" if
+                 last == "fail" else "capability: saga.nap\n    params: {seconds: 120}")
+    return f"""
+name: saga
+steps:
+  - id: first
+    capability: saga.step
+    params: {{log: "{log}"}}
+    constraints: {{domains: [alpha]}}
+    compensate: {{params: {{log: "{log}"}}}}
+  - id: second
+    capability: saga.step
+    needs: [first]
+    params: {{log: "{log}"{second_nap_param}}}
+    constraints: {{domains: [beta]}}
+    compensate: {{params: {{log: "{log}"{second_compensate}}}, retries: 1}}
+  - id: third
+    needs: [second]
+    {last_step}
+    constraints: {{domains: [gamma]}}
+"""
+
+
+def _log(path: pathlib.Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _compensations(path: pathlib.Path) -> list[tuple[str, str, int]]:
+    return [(e["step"], e["domain"], e["attempt"]) for e in _log(path)
+            if e["kind"] == "compensate"]
+
+
+async def _compensation_ended(fed, wid: str) -> status_pb2.WorkflowStatus:
+    """Poll the coordinator until the workflow's compensation has ended."""
+    async def ended():
+        status = await fed.status("alpha", wid)
+        return status if status.compensation in (
+            status_pb2.COMPENSATION_SUMMARY_DONE,
+            status_pb2.COMPENSATION_SUMMARY_FAILED) else None
+
+    return await wait_for(ended, 60, f"the compensation of {wid} to end")
+
+
+@pytest.fixture
+async def fed(tmp_path):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        yield fed
+
+
+async def test_a_failed_third_step_compensates_the_first_two_in_reverse(fed, tmp_path):
+    log = tmp_path / "saga.log"
+    wid = await fed.submit("alpha", _spec(log))
+    status = await _compensation_ended(fed, wid)
+    assert state_name(status) == "FAILED", status
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+    states = step_states(status)
+    assert states["first"][0] == "COMPENSATED" and states["second"][0] == "COMPENSATED"
+    assert states["third"][0] == "FAILED", states
+    # The second first, then the first, each in the domain that ran it.
+    assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]
+    entry = next(e for e in _log(log) if e["kind"] == "compensate")
+    assert entry["outputs"] == {"made": "second", "n": 7}  # its step's outputs, typed
+    assert entry["keys"] == ["attempt", "compensation", "outputs", "params", "step",
+                             "workflow"]
+    # Durable at both ends: the coordinator's plan, each domain's run record.
+    assert sorted(fed.rows("alpha", "SELECT step_id, state, attempts FROM compensations"
+                                    " WHERE workflow_id=?", (wid,))) == [
+        ("first", "COMPENSATED", 1), ("second", "COMPENSATED", 1)]
+    assert fed.rows("beta", "SELECT step_id, attempt, state FROM compensation_runs") == [
+        ("second", 1, "succeeded")]
+    # Any agent answers the same (a non-coordinator forwards to the coordinator).
+    assert (await fed.status("gamma", wid)).compensation == \
+        status_pb2.COMPENSATION_SUMMARY_DONE
+    await _duplicates_and_strangers_change_nothing(fed, wid, log)
+
+
+def _seal(fed, sender: str, recipient: str, **payload) -> peer_pb2.Envelope:
+    return seal(fed.signer(sender), recipient=recipient, now_ms=int(time.time() * 1000),
+                nonce=new_nonce(), **payload)
+
+
+async def _duplicates_and_strangers_change_nothing(fed, wid: str, log: pathlib.Path):
+    before = _log(log)
+    # A duplicate of an attempt that ended: its recorded answer, nothing runs again.
+    reply = await fed.peer_call("beta", "Compensate", _seal(
+        fed, "alpha", "beta",
+        compensate=peer_pb2.CompensateRequest(workflow_id=wid, step_id="second", attempt=1)))
+    result = peer_pb2.Body.FromString(reply.body).compensation_result
+    assert (result.ok, result.domain, result.attempt) == (True, "beta", 1), result
+    # The coordinator, about a step beta did not run: refused in the answer.
+    reply = await fed.peer_call("beta", "Compensate", _seal(
+        fed, "alpha", "beta",
+        compensate=peer_pb2.CompensateRequest(workflow_id=wid, step_id="third", attempt=1)))
+    result = peer_pb2.Body.FromString(reply.body).compensation_result
+    assert not result.ok and "did not run here" in result.error, result
+    # Another domain, not the workflow's coordinator: refused at the boundary.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await fed.peer_call("beta", "Compensate", _seal(
+            fed, "gamma", "beta", compensate=peer_pb2.CompensateRequest(
+                workflow_id=wid, step_id="second", attempt=2)))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value
+    assert _log(log) == before
+    assert fed.rows("beta", "SELECT step_id, attempt, state FROM compensation_runs") == [
+        ("second", 1, "succeeded")]
+
+
+async def test_a_compensation_that_fails_after_its_retries(fed, tmp_path):
+    log = tmp_path / "saga.log"
+    wid = await fed.submit("alpha", _spec(log, second_compensate=", fail: true"))
+    status = await _compensation_ended(fed, wid)
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_FAILED, status
+    second = next(s for s in status.steps if s.id == "second")
+    assert status_pb2.StepState.Name(second.state) == "STEP_STATE_COMPENSATION_FAILED"
+    assert "cannot undo second" in second.error, second.error
+    assert step_states(status)["first"][0] == "COMPENSATED"
+    # Two attempts (retries: 1), and the first step only after both had ended.
+    assert _compensations(log) == [("second", "beta", 1), ("second", "beta", 2),
+                                   ("first", "alpha", 1)]
+
+
+async def test_a_cancel_mid_run_compensates_what_succeeded(fed, tmp_path):
+    log = tmp_path / "saga.log"
+    wid = await fed.submit("alpha", _spec(log, last="nap"))
+
+    async def third_running():
+        return step_states(await fed.status("alpha", wid))["third"][0] == "RUNNING"
+
+    await wait_for(third_running, 30, "the third step to run")
+    await fed.client("alpha").Cancel(client_pb2.CancelRequest(id=wid, reason="enough"),
+                                     timeout=RPC_TIMEOUT_S)
+    status = await _compensation_ended(fed, wid)
+    assert state_name(status) == "CANCELLED", status
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+    states = step_states(status)
+    assert (states["first"][0], states["second"][0], states["third"][0]) == (
+        "COMPENSATED", "COMPENSATED", "CANCELLED"), states
+    assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]
+
+
+@pytest.fixture
+def nap():
+    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
+    yield value
+    for pid in _naps(value):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp_path, nap):
+    log = tmp_path / "saga.log"
+    wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{nap}\""))
+
+    async def compensating():
+        return len(_naps(nap)) == 1
+
+    await wait_for(compensating, 60, "the second step's compensation to run")
+    assert fed.rows("beta", "SELECT attempt, state FROM compensation_runs") == [
+        (1, "running")]
+    fed.kill("beta")
+    await fed.close_channels()
+    await fed.start("beta")
+    status = await _compensation_ended(fed, wid)
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+    # Attempt 1 was resolved as interrupted; attempt 2 ran; then the first step.
+    assert _compensations(log) == [("second", "beta", 2), ("first", "alpha", 1)]
+    runs = sorted(fed.rows("beta", "SELECT attempt, state, error FROM compensation_runs"))
+    assert runs == [(1, "failed", "interrupted by an agent restart"), (2, "succeeded", "")]
+    assert not _naps(nap)
+
+
+async def test_a_restarted_coordinator_resumes_unfinished_compensation(fed, tmp_path, nap):
+    log = tmp_path / "saga.log"
+    wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{nap}\""))
+
+    async def compensating():
+        return len(_naps(nap)) == 1
+
+    await wait_for(compensating, 60, "the second step's compensation to run")
+    fed.kill("alpha")
+    await fed.close_channels()
+    # beta's attempt 1 runs on; kill its nap so it ends (failed), as a slow undo might.
+    for pid in _naps(nap):
+        os.kill(pid, signal.SIGKILL)
+    await fed.start("alpha")
+    status = await _compensation_ended(fed, wid)
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+    assert _compensations(log) == [("second", "beta", 2), ("first", "alpha", 1)]
