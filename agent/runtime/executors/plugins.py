@@ -78,7 +78,7 @@ def load_factory(kind: str) -> ExecutorFactory:
             f"({', '.join(sorted(entries))}); uninstall all but one",
             field="type",
         )
-    entry = next(e for e in installed_types().values() if e.name == kind)
+    entry = installed_types()[kind]
     try:
         factory = entry.load()
     except Exception as exc:  # a broken plugin must not take the agent down with a trace
@@ -99,7 +99,15 @@ def load_factory(kind: str) -> ExecutorFactory:
 def build(settings: ExecutorSettings) -> Executor:
     """Build the executor ``settings`` describe; ExecutorConfigError says what to fix."""
     factory = load_factory(settings.type)
-    executor = factory(settings)
+    try:
+        executor = factory(settings)
+    except ExecutorConfigError:
+        raise
+    except Exception as exc:  # a plugin's bug, reported as a config problem, not a trace
+        raise ExecutorConfigError(
+            f"executor type {settings.type!r} failed to build: {type(exc).__name__}: {exc}",
+            field="type",
+        ) from exc
     if not callable(getattr(executor, "run", None)):
         raise ExecutorConfigError(
             f"executor type {settings.type!r}: its factory returned {type(executor).__name__}, "
