@@ -1,4 +1,5 @@
-"""The http executor against a real HTTP service on 127.0.0.1 (aiohttp's web server).
+"""The http executor against a real HTTP service on 127.0.0.1 (aiohttp's web server),
+alone and inside real agents.
 
 The service is the kind a domain would put in front of its own engine: it answers a step
 at once, or starts a job and lets the executor poll it; a DELETE cancels the job, and the
@@ -15,7 +16,12 @@ import time
 
 import pytest
 from aiohttp import web
+from fedorch.bench.realnet import RPC_TIMEOUT_S
+from fedorch.core.workflow import values
+from fedorch.gen.fedorch.v1 import client_pb2
 from fedorch.runtime.executors import StepInvocation, build_executor
+
+from tests.integration.federation import started_federation, state_name, step_states
 
 BIG = 2**70  # past a double's 53 bits: arrives intact only if JSON stays exact
 
@@ -202,3 +208,72 @@ async def test_an_unreachable_service_is_a_failed_step() -> None:
     )
     assert not outcome.ok
     assert f"POST http://127.0.0.1:{port}/steps failed" in outcome.error
+
+
+# --- on real agents -----------------------------------------------------------------------
+# Two agents: partner extracts (builtin echo), eu-west scores through its own HTTP service.
+
+
+def federation_domains(url: str) -> dict[str, dict]:
+    return {
+        "partner": {"capabilities": [
+            {"name": "data.extract", "capacity": 2,
+             "executor": {"type": "builtin", "name": "echo"}},
+        ]},
+        "eu-west": {"capabilities": [
+            {"name": "ml.score", "capacity": 2,
+             "executor": {"type": "http", "options": {
+                 "url": url, "poll_interval_s": 0.05, "poll_max_interval_s": 0.2}}},
+        ]},
+    }
+
+
+def scoring_spec(score_params: str) -> str:
+    return f"""
+name: scoring
+steps:
+  - id: extract
+    capability: data.extract
+    params: {{n: 1, big: {BIG}}}
+    constraints: {{domains: [partner]}}
+  - id: score
+    capability: ml.score
+    needs: [extract]
+    params: {score_params}
+    constraints: {{domains: [eu-west]}}
+"""
+
+
+@pytest.mark.integration
+async def test_agents_run_a_step_through_a_domains_http_service(service, tmp_path) -> None:
+    svc, url = service
+    async with started_federation(tmp_path, federation_domains(url)) as fed:
+        wid = await fed.submit("partner", scoring_spec("{mode: job, seconds: 0.2}"))
+        status = await fed.wait_state("partner", wid)
+        assert state_name(status) == "SUCCEEDED", status
+        assert step_states(status)["score"][:2] == ("SUCCEEDED", "eu-west")
+        score = next(s for s in status.steps if s.id == "score")
+        assert values.loads_object(score.outputs_json) == {"rows": 3, "big": BIG}
+    # What the service was sent: the upstream step's outputs, exactly.
+    upstream = svc.requests[0]["inputs"]["extract"]["echo"]
+    assert upstream == {"n": 1, "big": BIG} and type(upstream["n"]) is int
+    assert svc.idempotency_keys[0].startswith("eu-west/")
+
+
+@pytest.mark.integration
+async def test_cancelling_a_workflow_cancels_the_job_on_the_service(service, tmp_path) -> None:
+    svc, url = service
+    async with started_federation(tmp_path, federation_domains(url)) as fed:
+        wid = await fed.submit("partner", scoring_spec("{mode: job, seconds: 600}"))
+        deadline = time.monotonic() + 60
+        while svc.polls == 0:  # the job runs on the service and eu-west follows it
+            assert time.monotonic() < deadline, "the score step never reached the service"
+            await asyncio.sleep(0.05)
+        await fed.client("partner").Cancel(client_pb2.CancelRequest(id=wid, reason="test"),
+                                           timeout=RPC_TIMEOUT_S)
+        status = await fed.wait_state("partner", wid)
+        assert state_name(status) == "CANCELLED", status
+        while not svc.cancelled:
+            assert time.monotonic() < deadline, "the service never received the cancel"
+            await asyncio.sleep(0.05)
+    assert svc.cancelled == ["1"] and svc.stopped_work == ["1"]
