@@ -235,3 +235,30 @@ async def test_a_timed_out_step_is_cancelled_in_slurm(slurm, tmp_path) -> None:
     pid = read_pid(tmp_path)
     assert pid is not None, "the job never started within the timeout"
     await wait_until(lambda: process_gone(pid), "the job's process to be killed")
+
+
+async def test_a_job_whose_id_never_came_back_is_cancelled_by_its_name(slurm, tmp_path) -> None:
+    """sbatch submits the job but hangs before it prints the id (a slow controller, say):
+    the attempt is cancelled meanwhile, and the job must not be left running."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\n{_find('sbatch')} \"$@\" >/dev/null\nexec sleep 300\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    for command in ("scontrol", "scancel"):
+        (bin_dir / command).symlink_to(_find(command))
+    executor = build_executor(
+        "slurm", argv=[sys.executable, str(STEP)], env=slurm,
+        options={"work_dir": str(tmp_path / "jobs"), "bin_dir": str(bin_dir)},
+    )
+    before = set(job_states(slurm))
+    task = asyncio.create_task(executor.run(
+        invocation({"mode": "wait", "marks": str(tmp_path)}, timeout_s=None)
+    ))
+    await wait_until(lambda: read_pid(tmp_path) is not None, "the job to start")
+    pid = read_pid(tmp_path)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_until(lambda: process_gone(pid), "the job's process to be killed")
+    new_jobs = {job: state for job, state in job_states(slurm).items() if job not in before}
+    assert list(new_jobs.values()) == ["CANCELLED"]

@@ -10,7 +10,8 @@ It drives Slurm through its own commands (``sbatch``, ``scontrol``, ``scancel``;
 PATH, or in ``options.bin_dir``), the interface every Slurm site has. ``executor.env`` is
 added to their environment (``SLURM_CONF``, say) and sbatch exports it to the job. On a
 timeout or a cancel the job is ``scancel``ed and the executor waits until Slurm reports
-it ended; the job also gets ``--time`` from the step's timeout, so Slurm stops it even
+it ended (each job has a unique name, ``fedorch-<random>``, and its ``--comment`` is the
+run marker); the job also gets ``--time`` from the step's timeout, so Slurm stops it even
 if the agent is gone.
 """
 
@@ -120,6 +121,9 @@ class SlurmExecutor:
             return StepOutcome.failure(f"params or inputs are not JSON data: {exc}")
         name = re.sub(r"[^A-Za-z0-9._-]", "_", inv.run_marker or inv.step_id)
         attempt_dir = self.work_dir / f"{name}-{uuid.uuid4().hex[:12]}"
+        # Unique, so that a job whose id never came back (sbatch cut short by a cancel)
+        # can still be found and cancelled by its name.
+        job_name = f"fedorch-{uuid.uuid4().hex}"
         job_id = ""
         try:
             try:
@@ -129,26 +133,26 @@ class SlurmExecutor:
                 return StepOutcome.failure(f"cannot write the job's files in {attempt_dir}: {exc}")
             try:
                 async with asyncio.timeout(inv.timeout_s):
-                    job_id = await self._submit(inv, attempt_dir)
+                    job_id = await self._submit(inv, attempt_dir, job_name)
                     state, exit_code = await self._wait(job_id)
-                    job_id = ""  # ended: nothing to cancel
+                    job_name = job_id = ""  # ended: nothing to cancel
             except TimeoutError:
-                await self._cancel(job_id)
+                await self._cancel(job_id, job_name)
                 return StepOutcome.failure(timed_out_error(inv.timeout_s or 0.0))
             except asyncio.CancelledError:
-                await asyncio.shield(self._cancel(job_id))
+                await asyncio.shield(self._cancel(job_id, job_name))
                 raise
             except _SlurmError as exc:
-                await self._cancel(job_id)
+                await self._cancel(job_id, job_name)
                 return StepOutcome.failure(str(exc))
             return await asyncio.to_thread(_outcome, state, exit_code, attempt_dir)
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, attempt_dir, True))
 
-    async def _submit(self, inv: StepInvocation, attempt_dir: pathlib.Path) -> str:
+    async def _submit(self, inv: StepInvocation, attempt_dir: pathlib.Path, job_name: str) -> str:
         args = [
             "--parsable",
-            f"--job-name=fedorch-{inv.step_id}"[:100],
+            f"--job-name={job_name}",
             f"--input={attempt_dir / 'input.json'}",
             f"--output={attempt_dir / 'stdout'}",
             f"--error={attempt_dir / 'stderr'}",
@@ -182,14 +186,16 @@ class SlurmExecutor:
         fields = dict(_FIELD_RE.findall(out))
         return fields.get("JobState", "UNKNOWN"), fields.get("ExitCode", "")
 
-    async def _cancel(self, job_id: str) -> None:
-        """scancel the job and wait (bounded) until Slurm says it ended."""
-        if not job_id:
-            return
+    async def _cancel(self, job_id: str, job_name: str) -> None:
+        """scancel the job and wait (bounded) until Slurm says it ended. Without an id
+        (sbatch did not answer), cancel by the attempt's unique job name."""
         try:
             async with asyncio.timeout(CANCEL_WAIT_S):
-                await self._slurm("scancel", job_id)
-                await self._wait(job_id)
+                if job_id:
+                    await self._slurm("scancel", job_id)
+                    await self._wait(job_id)
+                elif job_name:
+                    await self._slurm("scancel", f"--name={job_name}")
         except (TimeoutError, _SlurmError):
             pass  # the step has failed already; --time stops the job in the end
 
