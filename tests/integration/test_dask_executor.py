@@ -17,7 +17,10 @@ import sys
 import time
 
 import pytest
+from fedorch.core.workflow import values
 from fedorch.runtime.executors import StepInvocation, build_executor
+
+from tests.integration.federation import started_federation, state_name
 
 distributed = pytest.importorskip("distributed", reason="pip install 'fedorch[dask]'")
 
@@ -165,3 +168,42 @@ async def test_an_unreachable_scheduler_is_a_failed_step() -> None:
     outcome = await executor.run(invocation({"a": 1, "b": 2, "big": 0}))
     assert not outcome.ok
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in outcome.error
+
+
+@pytest.mark.integration
+async def test_agents_run_a_workflow_step_on_the_dask_cluster(cluster, tmp_path) -> None:
+    """Two real agents: partner extracts, eu-west's capability runs on the Dask cluster."""
+    domains = {
+        "partner": {"capabilities": [
+            {"name": "data.extract", "capacity": 2,
+             "executor": {"type": "builtin", "name": "echo"}},
+        ]},
+        "eu-west": {"capabilities": [
+            {"name": "ml.sum", "capacity": 2,
+             "executor": {"type": "dask", "options": {"scheduler": cluster,
+                                                      "function": "dask_steps:add"}}},
+        ]},
+    }
+    spec = f"""
+name: dask-sum
+steps:
+  - id: extract
+    capability: data.extract
+    params: {{n: 1}}
+    constraints: {{domains: [partner]}}
+  - id: sum
+    capability: ml.sum
+    needs: [extract]
+    params: {{a: 40, b: 2, big: {BIG}}}
+    constraints: {{domains: [eu-west]}}
+"""
+    async with started_federation(tmp_path, domains) as fed:
+        wid = await fed.submit("partner", spec)
+        status = await fed.wait_state("partner", wid, deadline_s=120)
+    assert state_name(status) == "SUCCEEDED", status
+    step = next(s for s in status.steps if s.id == "sum")
+    assert step.domain == "eu-west"
+    outputs = values.loads_object(step.outputs_json)
+    assert outputs["sum"] == 42 and outputs["big"] == BIG
+    assert outputs["upstream"]["extract"]["echo"] == {"n": 1}
+    assert outputs["worker_pid"] not in {proc.pid for proc in fed.procs.values()}
