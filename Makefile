@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test faketime browser proto proto-check lint bench soak chaos clean
+.PHONY: demo test faketime browser slurm proto proto-check lint bench soak chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/fedorch demo
 
-test: $(STAMP) faketime browser
+test: $(STAMP) faketime browser slurm
 	$(PY) -m pytest -q
 
 # The clock-step integration test runs agents under libfaketime (Debian package
@@ -45,6 +45,18 @@ browser:
 		else \
 			echo "chromium/chromium-driver missing and not root: the browser tests will skip"; \
 		fi; \
+	fi
+
+# The slurm executor's tests start a one-node Slurm cluster (Debian packages slurm-wlm
+# and munge). Installed here when missing and we are root with apt; otherwise those
+# tests are skipped and say why.
+slurm:
+	@if ! command -v slurmd >/dev/null && ! [ -x /usr/sbin/slurmd ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing slurm-wlm and munge (for tests/integration/test_slurm_executor.py)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null 2>&1; } || \
+		echo "Slurm could not be installed: the slurm executor tests will be skipped"; \
 	fi
 
 proto: $(STAMP)

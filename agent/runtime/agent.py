@@ -27,7 +27,7 @@ from fedorch.core.policy.engine import summarize
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
 from fedorch.runtime.changes import Changes
-from fedorch.runtime.executors import build_executor
+from fedorch.runtime.executors import build_from_config
 from fedorch.runtime.executors.base import Executor
 from fedorch.runtime.membership import Membership
 from fedorch.runtime.metrics import AgentMetrics
@@ -150,10 +150,7 @@ class Agent:
         self.capacities = {c.name: c.capacity for c in config.capabilities}
         self.costs = {c.name: c.cost for c in config.capabilities}
         self.executors: dict[str, Executor] = {
-            c.name: build_executor(
-                c.executor.type, argv=list(c.executor.argv), env=dict(c.executor.env),
-                name=c.executor.name, cwd=c.executor.cwd or None,
-            )
+            c.name: build_from_config(c.executor)
             for c in config.capabilities
         }
 

@@ -32,7 +32,6 @@ from google.protobuf.message import Message
 MAX_CONFIG_BYTES = 1024 * 1024
 DOMAIN_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
 CAPABILITY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
-EXECUTOR_TYPES = ("command", "builtin")
 BUILTIN_EXECUTORS = ("echo", "sleep", "fail")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -591,19 +590,28 @@ def _check_capabilities(config: config_pb2.AgentConfig, source: str) -> None:
 
 
 def _check_executor(executor: config_pb2.ExecutorConfig, source: str, path: str) -> None:
-    if executor.type not in EXECUTOR_TYPES:
-        got = f", got {executor.type!r}" if executor.type else ""
-        raise ConfigError(source, f"{path}.type", f"must be one of: command, builtin{got}")
+    """Build the executor once, without running anything: its type must be installed and
+    its factory must accept the settings (each type checks its own fields and options)."""
+    from fedorch.runtime.executors import ExecutorConfigError, build_from_config, installed_types
+
+    for key in executor.env:
+        if not key or "=" in key:
+            raise ConfigError(
+                source, join_path(f"{path}.env", key), "must be a non-empty name without '='"
+            )
+    for index, arg in enumerate(executor.argv):
+        _not_empty(arg, source, f"{path}.argv[{index}]")
+    if not executor.type:
+        installed = ", ".join(sorted(installed_types())) or "none"
+        raise ConfigError(source, f"{path}.type", f"must be one of: {installed}")
     if executor.type == "command":
         if not executor.argv:
             raise ConfigError(
                 source, f"{path}.argv", "required for type command, e.g. [python3, step.py]"
             )
-        for index, arg in enumerate(executor.argv):
-            _not_empty(arg, source, f"{path}.argv[{index}]")
         if executor.name:
             raise ConfigError(source, f"{path}.name", "only for type builtin; remove it")
-    else:
+    elif executor.type == "builtin":
         if executor.name not in BUILTIN_EXECUTORS:
             got = f", got {executor.name!r}" if executor.name else ""
             raise ConfigError(
@@ -611,11 +619,16 @@ def _check_executor(executor: config_pb2.ExecutorConfig, source: str, path: str)
             )
         if executor.argv:
             raise ConfigError(source, f"{path}.argv", "only for type command; remove it")
-    for key in executor.env:
-        if not key or "=" in key:
-            raise ConfigError(
-                source, join_path(f"{path}.env", key), "must be a non-empty name without '='"
-            )
+    try:
+        build_from_config(executor)
+    except ExecutorConfigError as e:
+        where = f"{path}.{e.field}" if e.field else path
+        # The factory's message starts with the field it names; the path says it already.
+        problem = str(e)
+        prefix = f"executor.{e.field}:" if e.field else ""
+        if prefix and problem.startswith(prefix):
+            problem = problem[len(prefix):]
+        raise ConfigError(source, where, problem) from None
 
 
 def _check_policy(policy: config_pb2.Policy, source: str) -> None:

@@ -250,7 +250,7 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
         (MINIMAL + CAP, ["capabilities[0].executor: required"]),
         (
             MINIMAL + CAP + "    executor: {type: docker}\n",
-            ["capabilities[0].executor.type: must be one of: command, builtin, got 'docker'"],
+            ["capabilities[0].executor.type: must be one of the installed types: builtin, command", "got 'docker'"],
         ),
         (
             MINIMAL + CAP + "    executor: {name: echo}\n",

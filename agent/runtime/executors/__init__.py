@@ -2,13 +2,17 @@
 
 ``build_executor`` turns a capability's executor config into an ``Executor``, and is the
 one place a bad config is caught (as ``ExecutorConfigError``), so the agent refuses it at
-start-up rather than when a step first runs.
+start-up rather than when a step first runs. Every executor type, fedorch's own
+included, is a plugin found through the ``fedorch.executors`` entry point group
+(plugins.py); docs/executors.md says how to write one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from fedorch.runtime.executors import plugins
 from fedorch.runtime.executors.base import (
     MAX_ERROR_CHARS,
     Executor,
@@ -16,21 +20,30 @@ from fedorch.runtime.executors.base import (
     StepInvocation,
     StepOutcome,
 )
-from fedorch.runtime.executors.builtin import BUILTINS, build_builtin
+from fedorch.runtime.executors.builtin import BUILTINS
 from fedorch.runtime.executors.command import CommandExecutor
-
-EXECUTOR_KINDS = ("builtin", "command")
+from fedorch.runtime.executors.plugins import (
+    ENTRY_POINT_GROUP,
+    ExecutorFactory,
+    ExecutorSettings,
+    installed_types,
+    settings_from_config,
+)
 
 __all__ = [
     "BUILTINS",
-    "EXECUTOR_KINDS",
+    "ENTRY_POINT_GROUP",
     "MAX_ERROR_CHARS",
     "CommandExecutor",
     "Executor",
     "ExecutorConfigError",
+    "ExecutorFactory",
+    "ExecutorSettings",
     "StepInvocation",
     "StepOutcome",
     "build_executor",
+    "build_from_config",
+    "installed_types",
 ]
 
 
@@ -41,49 +54,22 @@ def build_executor(
     env: Mapping[str, str] | None = None,
     name: str = "",
     cwd: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Executor:
     """The executor for one capability, or ExecutorConfigError saying what to fix."""
-    if kind == "command":
-        return CommandExecutor(_checked_argv(argv), env=_checked_env(env), cwd=_checked_cwd(cwd))
-    if kind == "builtin":
-        return build_builtin(name)
-    raise ExecutorConfigError(
-        f"executor.type {kind!r} is not known; set it to one of: {', '.join(EXECUTOR_KINDS)}"
+    return plugins.build(
+        ExecutorSettings(
+            type=kind,
+            # A string stays a string here so that the command factory can say so.
+            argv=argv if isinstance(argv, str | bytes) else tuple(argv),  # type: ignore[arg-type]
+            env=env if env is not None else {},
+            name=name,
+            cwd=cwd,
+            options=options if options is not None else {},
+        )
     )
 
 
-def _checked_argv(argv: Sequence[str]) -> list[str]:
-    if isinstance(argv, str | bytes):
-        raise ExecutorConfigError(
-            "executor.argv must be a list of strings, not one string; "
-            "e.g. argv: [python3, extract.py]"
-        )
-    argv = list(argv)
-    if not argv:
-        raise ExecutorConfigError(
-            "executor.argv is required for type 'command': give the program and its "
-            "arguments, e.g. argv: [python3, extract.py]"
-        )
-    if not all(isinstance(arg, str) for arg in argv) or not argv[0]:
-        raise ExecutorConfigError(
-            f"executor.argv must be a list of strings starting with the program, got {argv!r}"
-        )
-    return argv
-
-
-def _checked_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    env = dict(env or {})
-    bad = [
-        key for key, value in env.items() if not isinstance(key, str) or not isinstance(value, str)
-    ]
-    if bad:
-        raise ExecutorConfigError(
-            f"executor.env values must be strings (quote them in YAML); check {bad!r}"
-        )
-    return env
-
-
-def _checked_cwd(cwd: str | None) -> str | None:
-    if cwd is not None and (not isinstance(cwd, str) or not cwd):
-        raise ExecutorConfigError(f"executor.cwd must be a directory path, got {cwd!r}")
-    return cwd
+def build_from_config(executor: Any) -> Executor:
+    """The executor a ``config_pb2.ExecutorConfig`` describes."""
+    return plugins.build(settings_from_config(executor))

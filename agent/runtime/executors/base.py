@@ -60,7 +60,15 @@ class Executor(Protocol):
 
 
 class ExecutorConfigError(ValueError):
-    """A bad executor configuration; the message names the field and the fix."""
+    """A bad executor configuration; the message names the field and the fix.
+
+    ``field`` is the offending field under the capability's ``executor`` block (e.g.
+    ``options.url``), so the config loader can point at it; "" when the message says it.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def clip_error(text: str) -> str:
@@ -73,3 +81,17 @@ def clip_error(text: str) -> str:
 
 def timed_out_error(timeout_s: float) -> str:
     return f"timed out after {float(timeout_s)}s"
+
+
+def invocation_document(inv: StepInvocation) -> dict:
+    """The step as JSON data, as every executor hands it over (the command executor's
+    stdin, the http executor's request body, the argument of a Dask function)."""
+    return {
+        "params": inv.params,
+        "inputs": inv.inputs,
+        "workflow": inv.workflow_id,
+        "step": inv.step_id,
+        "attempt": inv.attempt,
+        "timeout_s": inv.timeout_s,
+        "run": inv.run_marker,
+    }

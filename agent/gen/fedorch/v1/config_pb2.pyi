@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -96,7 +97,7 @@ class CapabilityConfig(_message.Message):
     def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., executor: _Optional[_Union[ExecutorConfig, _Mapping]] = ..., cost: _Optional[float] = ..., produces: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ExecutorConfig(_message.Message):
-    __slots__ = ("type", "argv", "env", "name", "cwd")
+    __slots__ = ("type", "argv", "env", "name", "cwd", "options")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -109,12 +110,14 @@ class ExecutorConfig(_message.Message):
     ENV_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
     type: str
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     name: str
     cwd: str
-    def __init__(self, type: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., cwd: _Optional[str] = ...) -> None: ...
+    options: _struct_pb2.Struct
+    def __init__(self, type: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., cwd: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("accept_from", "residency", "quotas", "publish", "egress", "rules")
