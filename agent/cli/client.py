@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import grpc
-from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
+from fedorch.core.identity.clients import ClientIdentity
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from fedorch.runtime.client_calls import SignedClientStub
 
 DEFAULT_PEER = "127.0.0.1:7101"
 DEFAULT_RPC_TIMEOUT_S = 10.0
@@ -35,15 +37,21 @@ def parse_peer(value: str) -> str:
 class AgentClient:
     """`async with AgentClient(peer) as c: await c.get_workflow(id)`."""
 
-    def __init__(self, peer: str, rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+    def __init__(self, peer: str, rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S,
+                 identity: ClientIdentity | None = None) -> None:
+        """`identity` signs every call (agents other than a loopback development one
+        refuse unsigned calls)."""
         self.peer = peer
         self.rpc_timeout = rpc_timeout
+        self.identity = identity
         self._channel: grpc.aio.Channel | None = None
-        self._stub: client_pb2_grpc.ClientStub | None = None
+        self._stub: SignedClientStub | None = None
 
     async def __aenter__(self) -> AgentClient:
         self._channel = grpc.aio.insecure_channel(self.peer, options=CHANNEL_OPTIONS)
-        self._stub = client_pb2_grpc.ClientStub(self._channel)
+        identity = self.identity
+        self._stub = SignedClientStub(self._channel, identity.principal if identity else "",
+                                      identity.key.sign if identity else None)
         return self
 
     async def __aexit__(
@@ -60,7 +68,7 @@ class AgentClient:
             await channel.close(grace=None)
 
     @property
-    def stub(self) -> client_pb2_grpc.ClientStub:
+    def stub(self) -> SignedClientStub:
         if self._stub is None:
             raise RuntimeError("AgentClient used outside 'async with'")
         return self._stub

@@ -14,13 +14,18 @@ import signal
 import sys
 
 import grpc
+from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.config import ConfigError, load_config
-from fedorch.runtime.interceptors import MalformedRequestInterceptor
+from fedorch.runtime.interceptors import (
+    ClientAuthInterceptor,
+    MalformedRequestInterceptor,
+    client_auth_from_config,
+)
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.store import Store, StoreError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -69,6 +74,7 @@ async def serve(config, config_path: str = "") -> int:
     # Keys and trust first: a bad key file must fail before the data dir is touched.
     load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
+    ClientKeys.from_files(config.clients.key_files)
     store = await Store.open(config.data_dir)
     try:
         agent = Agent(config, store)
@@ -76,8 +82,15 @@ async def serve(config, config_path: str = "") -> int:
     except BaseException:
         await store.close()
         raise
+    try:
+        auth = client_auth_from_config(config, agent.trust, agent.now)
+    except BaseException:
+        await store.close()
+        raise
+    # Authentication first: a caller that is not allowed learns nothing more.
     server = grpc.aio.server(options=SERVER_OPTIONS,
-                             interceptors=[MalformedRequestInterceptor()])
+                             interceptors=[ClientAuthInterceptor(auth),
+                                           MalformedRequestInterceptor()])
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
     health_servicer = health.aio.HealthServicer()
