@@ -38,18 +38,29 @@ class AgentClient:
     """`async with AgentClient(peer) as c: await c.get_workflow(id)`."""
 
     def __init__(self, peer: str, rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S,
-                 identity: ClientIdentity | None = None) -> None:
+                 identity: ClientIdentity | None = None, agent_key: str = "") -> None:
         """`identity` signs every call (agents other than a loopback development one
-        refuse unsigned calls)."""
+        refuse unsigned calls); `agent_key` (the agent domain's `.pub`) turns on mutual
+        TLS, accepting only a certificate that key certified."""
         self.peer = peer
         self.rpc_timeout = rpc_timeout
         self.identity = identity
+        self.agent_key = agent_key
         self._channel: grpc.aio.Channel | None = None
         self._stub: SignedClientStub | None = None
 
     async def __aenter__(self) -> AgentClient:
-        self._channel = grpc.aio.insecure_channel(self.peer, options=CHANNEL_OPTIONS)
         identity = self.identity
+        if self.agent_key:
+            from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS, client_channel_credentials
+
+            credentials = client_channel_credentials(
+                self.agent_key, identity.key if identity else None,
+                identity.principal if identity else "")
+            self._channel = grpc.aio.secure_channel(
+                self.peer, credentials, options=CHANNEL_OPTIONS + TLS_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.peer, options=CHANNEL_OPTIONS)
         self._stub = SignedClientStub(self._channel, identity.principal if identity else "",
                                       identity.key.sign if identity else None)
         return self

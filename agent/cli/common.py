@@ -23,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Settings:
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S
     identity: ClientIdentity | None = None
+    agent_key: str = ""
 
 
 def settings() -> Settings:
@@ -33,7 +34,7 @@ def settings() -> Settings:
 
 def client_for(peer: str) -> AgentClient:
     current = settings()
-    return AgentClient(peer, current.rpc_timeout, current.identity)
+    return AgentClient(peer, current.rpc_timeout, current.identity, current.agent_key)
 
 
 def _load_identity(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -53,7 +54,31 @@ def _load_identity(ctx: click.Context, param: click.Parameter, value: str | None
     found.identity = identity
 
 
+def _check_agent_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if not value:
+        return
+    from fedorch.core.identity.keys import KeyFileError, load_public_key_file
+
+    try:
+        load_public_key_file(value)
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    found = ctx.find_object(Settings)
+    if found is None:
+        found = ctx.ensure_object(Settings)
+    found.agent_key = value
+
+
 def identity_option(func: F) -> F:
+    func = click.option(
+        "--agent-key",
+        envvar="FEDORCH_AGENT_KEY",
+        metavar="FILE",
+        expose_value=False,
+        callback=_check_agent_key,
+        help="The agent's domain key (.pub): talk mutual TLS and accept only a certificate "
+             "that key certified (env FEDORCH_AGENT_KEY).",
+    )(func)
     return click.option(
         "--identity",
         envvar="FEDORCH_IDENTITY",

@@ -24,10 +24,12 @@ from fedorch.runtime.config import ConfigError, load_config
 from fedorch.runtime.interceptors import (
     ClientAuthInterceptor,
     MalformedRequestInterceptor,
+    PeerTlsInterceptor,
     client_auth_from_config,
 )
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.store import Store, StoreError
+from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS, agent_tls, tls_enabled
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -84,13 +86,17 @@ async def serve(config, config_path: str = "") -> int:
         raise
     try:
         auth = client_auth_from_config(config, agent.trust, agent.now)
+        tls = (agent_tls(config, agent.domain, load_private_key(config.key_file), auth.clients,
+                         agent.now) if tls_enabled(config) else None)
     except BaseException:
         await store.close()
         raise
     # Authentication first: a caller that is not allowed learns nothing more.
-    server = grpc.aio.server(options=SERVER_OPTIONS,
-                             interceptors=[ClientAuthInterceptor(auth),
-                                           MalformedRequestInterceptor()])
+    interceptors = [ClientAuthInterceptor(auth), MalformedRequestInterceptor()]
+    if tls is not None:
+        agent.peers.use_tls(tls.channel_credentials, TLS_CHANNEL_OPTIONS)
+        interceptors.insert(1, PeerTlsInterceptor(agent.trust))
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
     health_servicer = health.aio.HealthServicer()
@@ -103,7 +109,8 @@ async def serve(config, config_path: str = "") -> int:
         reflection.SERVICE_NAME,
     ], server)
     try:
-        port = server.add_insecure_port(config.listen)
+        port = (server.add_secure_port(config.listen, tls.server_credentials())
+                if tls is not None else server.add_insecure_port(config.listen))
     except RuntimeError as e:
         await store.close()
         raise StartupError(f"cannot listen on {config.listen}: {e}") from None
@@ -124,7 +131,8 @@ async def serve(config, config_path: str = "") -> int:
     await asyncio.wait([runner, waiter], return_when=asyncio.FIRST_COMPLETED)
     if ready.is_set():
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.info("agent %s serving on %s", config.domain, config.listen)
+        log.info("agent %s serving on %s (%s)", config.domain, config.listen,
+                 "mutual TLS" if tls is not None else "plaintext")
         reloader = asyncio.create_task(_reload_on_sighup(agent, reload_requested))
         stop = asyncio.create_task(shutdown.wait())
         await asyncio.wait([runner, stop], return_when=asyncio.FIRST_COMPLETED)

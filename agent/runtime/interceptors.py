@@ -30,7 +30,9 @@ from fedorch.core.identity.clients import (
     verify_call,
 )
 from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.tls import peer_domain
 from fedorch.core.identity.trust import TrustStore
+from fedorch.gen.fedorch.v1 import peer_pb2
 
 log = logging.getLogger("fedorch.auth")
 
@@ -219,3 +221,61 @@ def client_auth_from_config(config, trust: TrustStore,
                     "other agents forward (see docs/security.md)")
     return ClientAuth(clients, trust, AccessPolicy(rules, open_access=open_access),
                       int(config.negotiation.replay_window_s * 1000), clock)
+
+
+# ---- TLS identity of peers -------------------------------------------------------------
+
+PEER_SERVICE_PREFIX = "/fedorch.v1.Peer/"
+_TLS_CACHE_SIZE = 1024
+
+
+class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
+    """With mutual TLS: a peer message must come over a connection whose certificate is
+    its sender's (certified by that domain's own trusted key); anything else is refused
+    with UNAUTHENTICATED before the handler runs. Bytes that do not parse as an envelope
+    pass on, to be refused by the handler as before."""
+
+    def __init__(self, trust: TrustStore) -> None:
+        self.trust = trust
+        self._domains: dict[bytes, str | None] = {}  # certificate PEM -> domain
+
+    def tls_domain(self, context) -> str | None:
+        pems = (context.auth_context() or {}).get("x509_pem_cert") or [b""]
+        pem = bytes(pems[0])
+        if pem not in self._domains:
+            if len(self._domains) >= _TLS_CACHE_SIZE:
+                self._domains.clear()
+            self._domains[pem] = peer_domain(pem, self.trust) if pem else None
+        return self._domains[pem]
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None \
+                or not handler_call_details.method.startswith(PEER_SERVICE_PREFIX):
+            return handler
+        behavior = handler.unary_unary
+        check = self
+
+        async def unary(received: _Received, context):
+            sender = _claimed_sender(received.raw)
+            if sender is not None:
+                domain = check.tls_domain(context)
+                if domain != sender:
+                    log.warning("peer message from %s claims %r over a TLS connection of %r",
+                                context.peer(), sender, domain)
+                    await context.abort(
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        f"TLS identity {domain or 'unknown'!r} is not the sender {sender!r}")
+            return await behavior(received.parsed, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=_keep_bytes(handler.request_deserializer),
+            response_serializer=handler.response_serializer)
+
+
+def _claimed_sender(raw: bytes) -> str | None:
+    try:
+        envelope = peer_pb2.Envelope.FromString(raw)
+        return peer_pb2.Body.FromString(envelope.body).sender
+    except Exception:  # not an envelope: the handler refuses it
+        return None

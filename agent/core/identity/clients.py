@@ -216,6 +216,9 @@ class ClientKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def items(self) -> list[tuple[str, Ed25519PublicKey]]:
+        return sorted(self._keys.items(), key=lambda item: item[0])
+
     def verify(self, principal: str, data: bytes, signature: bytes) -> bool:
         key = self._keys.get(principal)
         if key is None:

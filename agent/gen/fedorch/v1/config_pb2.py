@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/config.proto\x12\nfedorch.v1\"\xa8\x04\n\x0b\x41gentConfig\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0e\n\x06listen\x18\x02 \x01(\t\x12\x11\n\tadvertise\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x04 \x01(\t\x12\x10\n\x08key_file\x18\x05 \x01(\t\x12\r\n\x05seeds\x18\x06 \x03(\t\x12 \n\x05trust\x18\x07 \x01(\x0b\x32\x11.fedorch.v1.Trust\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.fedorch.v1.AgentConfig.LabelsEntry\x12\x32\n\x0c\x63\x61pabilities\x18\t \x03(\x0b\x32\x1c.fedorch.v1.CapabilityConfig\x12\"\n\x06policy\x18\n \x01(\x0b\x32\x12.fedorch.v1.Policy\x12\x16\n\x0emetrics_listen\x18\x0b \x01(\t\x12(\n\x06gossip\x18\x0c \x01(\x0b\x32\x18.fedorch.v1.GossipConfig\x12\x32\n\x0bnegotiation\x18\r \x01(\x0b\x32\x1d.fedorch.v1.NegotiationConfig\x12\x11\n\tlog_level\x18\x0e \x01(\t\x12$\n\x07\x63lients\x18\x64 \x01(\x0b\x32\x13.fedorch.v1.Clients\x12&\n\x06\x61\x63\x63\x65ss\x18\x65 \x03(\x0b\x32\x16.fedorch.v1.AccessRule\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1c\n\x07\x43lients\x12\x11\n\tkey_files\x18\x01 \x03(\t\"/\n\nAccessRule\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\r\n\x05\x61llow\x18\x02 \x03(\t\"\x1a\n\x05Trust\x12\x11\n\tkey_files\x18\x01 \x03(\t\"n\n\x10\x43\x61pabilityConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12,\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1a.fedorch.v1.ExecutorConfig\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"\xa5\x01\n\x0e\x45xecutorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x30\n\x03\x65nv\x18\x03 \x03(\x0b\x32#.fedorch.v1.ExecutorConfig.EnvEntry\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x06Policy\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x01 \x03(\t\x12(\n\tresidency\x18\x02 \x01(\x0b\x32\x15.fedorch.v1.Residency\x12\"\n\x06quotas\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Quotas\x12\x14\n\x07publish\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_publish\"\x1b\n\tResidency\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x01 \x03(\t\"+\n\x06Quotas\x12!\n\x19max_steps_per_coordinator\x18\x01 \x01(\r\"\xa6\x01\n\x0cGossipConfig\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x34\n\x06tuning\x18\x06 \x03(\x0b\x32$.fedorch.v1.GossipConfig.TuningEntry\x12\x1a\n\x12publish_interval_s\x18\x07 \x01(\x01\x1a-\n\x0bTuningEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x01\x10\x05\"\xbd\x01\n\x11NegotiationConfig\x12\x19\n\x11prepare_timeout_s\x18\x01 \x01(\x01\x12\x12\n\nmax_rounds\x18\x02 \x01(\r\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x17\n\x0freplay_window_s\x18\x04 \x01(\x01\x12\x0e\n\x06\x63ommit\x18\x05 \x01(\t\x12\x15\n\x08\x62\x61tching\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x13\x63\x65rtificate_sweep_s\x18\x07 \x01(\x01\x42\x0b\n\t_batchingb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/config.proto\x12\nfedorch.v1\"\xcc\x04\n\x0b\x41gentConfig\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0e\n\x06listen\x18\x02 \x01(\t\x12\x11\n\tadvertise\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x04 \x01(\t\x12\x10\n\x08key_file\x18\x05 \x01(\t\x12\r\n\x05seeds\x18\x06 \x03(\t\x12 \n\x05trust\x18\x07 \x01(\x0b\x32\x11.fedorch.v1.Trust\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.fedorch.v1.AgentConfig.LabelsEntry\x12\x32\n\x0c\x63\x61pabilities\x18\t \x03(\x0b\x32\x1c.fedorch.v1.CapabilityConfig\x12\"\n\x06policy\x18\n \x01(\x0b\x32\x12.fedorch.v1.Policy\x12\x16\n\x0emetrics_listen\x18\x0b \x01(\t\x12(\n\x06gossip\x18\x0c \x01(\x0b\x32\x18.fedorch.v1.GossipConfig\x12\x32\n\x0bnegotiation\x18\r \x01(\x0b\x32\x1d.fedorch.v1.NegotiationConfig\x12\x11\n\tlog_level\x18\x0e \x01(\t\x12$\n\x07\x63lients\x18\x64 \x01(\x0b\x32\x13.fedorch.v1.Clients\x12&\n\x06\x61\x63\x63\x65ss\x18\x65 \x03(\x0b\x32\x16.fedorch.v1.AccessRule\x12\"\n\x03tls\x18\x66 \x01(\x0b\x32\x15.fedorch.v1.TlsConfig\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\tTlsConfig\x12\x14\n\x07\x65nabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"\x1c\n\x07\x43lients\x12\x11\n\tkey_files\x18\x01 \x03(\t\"/\n\nAccessRule\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\r\n\x05\x61llow\x18\x02 \x03(\t\"\x1a\n\x05Trust\x12\x11\n\tkey_files\x18\x01 \x03(\t\"n\n\x10\x43\x61pabilityConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12,\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1a.fedorch.v1.ExecutorConfig\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"\xa5\x01\n\x0e\x45xecutorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x30\n\x03\x65nv\x18\x03 \x03(\x0b\x32#.fedorch.v1.ExecutorConfig.EnvEntry\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x06Policy\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x01 \x03(\t\x12(\n\tresidency\x18\x02 \x01(\x0b\x32\x15.fedorch.v1.Residency\x12\"\n\x06quotas\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Quotas\x12\x14\n\x07publish\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_publish\"\x1b\n\tResidency\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x01 \x03(\t\"+\n\x06Quotas\x12!\n\x19max_steps_per_coordinator\x18\x01 \x01(\r\"\xa6\x01\n\x0cGossipConfig\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x34\n\x06tuning\x18\x06 \x03(\x0b\x32$.fedorch.v1.GossipConfig.TuningEntry\x12\x1a\n\x12publish_interval_s\x18\x07 \x01(\x01\x1a-\n\x0bTuningEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x01\x10\x05\"\xbd\x01\n\x11NegotiationConfig\x12\x19\n\x11prepare_timeout_s\x18\x01 \x01(\x01\x12\x12\n\nmax_rounds\x18\x02 \x01(\r\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x17\n\x0freplay_window_s\x18\x04 \x01(\x01\x12\x0e\n\x06\x63ommit\x18\x05 \x01(\t\x12\x15\n\x08\x62\x61tching\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x13\x63\x65rtificate_sweep_s\x18\x07 \x01(\x01\x42\x0b\n\t_batchingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,31 +38,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GOSSIPCONFIG_TUNINGENTRY']._loaded_options = None
   _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_options = b'8\001'
   _globals['_AGENTCONFIG']._serialized_start=40
-  _globals['_AGENTCONFIG']._serialized_end=592
-  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_start=547
-  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_end=592
-  _globals['_CLIENTS']._serialized_start=594
-  _globals['_CLIENTS']._serialized_end=622
-  _globals['_ACCESSRULE']._serialized_start=624
-  _globals['_ACCESSRULE']._serialized_end=671
-  _globals['_TRUST']._serialized_start=673
-  _globals['_TRUST']._serialized_end=699
-  _globals['_CAPABILITYCONFIG']._serialized_start=701
-  _globals['_CAPABILITYCONFIG']._serialized_end=811
-  _globals['_EXECUTORCONFIG']._serialized_start=814
-  _globals['_EXECUTORCONFIG']._serialized_end=979
-  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_start=937
-  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_end=979
-  _globals['_POLICY']._serialized_start=982
-  _globals['_POLICY']._serialized_end=1123
-  _globals['_RESIDENCY']._serialized_start=1125
-  _globals['_RESIDENCY']._serialized_end=1152
-  _globals['_QUOTAS']._serialized_start=1154
-  _globals['_QUOTAS']._serialized_end=1197
-  _globals['_GOSSIPCONFIG']._serialized_start=1200
-  _globals['_GOSSIPCONFIG']._serialized_end=1366
-  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_start=1315
-  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_end=1360
-  _globals['_NEGOTIATIONCONFIG']._serialized_start=1369
-  _globals['_NEGOTIATIONCONFIG']._serialized_end=1558
+  _globals['_AGENTCONFIG']._serialized_end=628
+  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_start=583
+  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_end=628
+  _globals['_TLSCONFIG']._serialized_start=630
+  _globals['_TLSCONFIG']._serialized_end=675
+  _globals['_CLIENTS']._serialized_start=677
+  _globals['_CLIENTS']._serialized_end=705
+  _globals['_ACCESSRULE']._serialized_start=707
+  _globals['_ACCESSRULE']._serialized_end=754
+  _globals['_TRUST']._serialized_start=756
+  _globals['_TRUST']._serialized_end=782
+  _globals['_CAPABILITYCONFIG']._serialized_start=784
+  _globals['_CAPABILITYCONFIG']._serialized_end=894
+  _globals['_EXECUTORCONFIG']._serialized_start=897
+  _globals['_EXECUTORCONFIG']._serialized_end=1062
+  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_start=1020
+  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_end=1062
+  _globals['_POLICY']._serialized_start=1065
+  _globals['_POLICY']._serialized_end=1206
+  _globals['_RESIDENCY']._serialized_start=1208
+  _globals['_RESIDENCY']._serialized_end=1235
+  _globals['_QUOTAS']._serialized_start=1237
+  _globals['_QUOTAS']._serialized_end=1280
+  _globals['_GOSSIPCONFIG']._serialized_start=1283
+  _globals['_GOSSIPCONFIG']._serialized_end=1449
+  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_start=1398
+  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_end=1443
+  _globals['_NEGOTIATIONCONFIG']._serialized_start=1452
+  _globals['_NEGOTIATIONCONFIG']._serialized_end=1641
 # @@protoc_insertion_point(module_scope)

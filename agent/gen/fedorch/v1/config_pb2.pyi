@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AgentConfig(_message.Message):
-    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "clients", "access")
+    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "clients", "access", "tls")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class AgentConfig(_message.Message):
     LOG_LEVEL_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     ACCESS_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     domain: str
     listen: str
     advertise: str
@@ -47,7 +48,14 @@ class AgentConfig(_message.Message):
     log_level: str
     clients: Clients
     access: _containers.RepeatedCompositeFieldContainer[AccessRule]
-    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ...) -> None: ...
+    tls: TlsConfig
+    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ...) -> None: ...
+
+class TlsConfig(_message.Message):
+    __slots__ = ("enabled",)
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
 
 class Clients(_message.Message):
     __slots__ = ("key_files",)
