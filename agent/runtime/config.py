@@ -450,6 +450,7 @@ def parse_config_text(
     config = config_pb2.AgentConfig()
     to_message(data, config, source, ConfigError)
     _check(config, source)
+    _check_clients(config, source)
     _apply_defaults(config)
     _check_relations(config, source)
     _resolve_paths(config, os.path.abspath(base_dir))
@@ -516,7 +517,6 @@ def _check(config: config_pb2.AgentConfig, source: str) -> None:
         _not_empty(key_file, source, f"trust.key_files[{index}]")
     _check_capabilities(config, source)
     _check_policy(config.policy, source)
-    _check_clients(config, source)
     if config.negotiation.commit and config.negotiation.commit not in COMMIT_PROTOCOLS:
         raise ConfigError(
             source,
