@@ -48,7 +48,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
         return SignedClientStub(self.agent.peers.channel(endpoint),
                                 DOMAIN_PRINCIPAL_PREFIX + self.agent.domain,
                                 self.agent.signer.sign, on_behalf=caller.principal,
-                                clock=self.agent.now)
+                                clock=lambda: self.agent.now_ms() / 1000)  # wall clock
 
     async def Submit(self, request, context):
         return client_pb2.SubmitReply(id=await self._submit(request, context))

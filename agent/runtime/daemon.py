@@ -84,10 +84,14 @@ async def serve(config, config_path: str = "") -> int:
     except BaseException:
         await store.close()
         raise
+    def wall_clock() -> float:
+        # Client calls and certificates carry wall-clock times (seconds since the epoch).
+        return agent.now_ms() / 1000
+
     try:
-        auth = client_auth_from_config(config, agent.trust, agent.now)
+        auth = client_auth_from_config(config, agent.trust, wall_clock)
         tls = (agent_tls(config, agent.domain, load_private_key(config.key_file), auth.clients,
-                         agent.now) if tls_enabled(config) else None)
+                         wall_clock) if tls_enabled(config) else None)
     except BaseException:
         await store.close()
         raise
