@@ -51,7 +51,7 @@ def _cli(*args: str, identity: Path | None = None) -> subprocess.CompletedProces
 def keyring(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clients")
     return {name: init_client_keys(name, folder)[0]
-            for name in ("alice@eu-west", "bob", "mallory")}
+            for name in ("alice@eu-west", "bob", "mallory", "carol@us-east")}
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +62,17 @@ def federation(tmp_path_factory, keyring):
             "capabilities": [SLEEP],
             "clients": {"key_files": [str(clients / "alice@eu-west.pub"),
                                       str(clients / "bob.pub")]},
+            # carol's key is not listed here: us-east, her home domain, vouches for her.
             "access": [{"principals": ["alice@eu-west"], "allow": ["submit", "read", "cancel"]},
-                       {"principals": ["bob"], "allow": ["submit", "read"]}],
+                       {"principals": ["bob"], "allow": ["submit", "read"]},
+                       {"principals": ["carol@us-east"], "allow": ["cancel"]}],
         },
         "us-east": {
             "capabilities": [SLEEP],
-            "clients": {"key_files": [str(clients / "alice@eu-west.pub")]},
-            "access": [{"principals": ["alice@eu-west"], "allow": ["read", "cancel"]}],
+            "clients": {"key_files": [str(clients / "alice@eu-west.pub"),
+                                      str(clients / "carol@us-east.pub")]},
+            "access": [{"principals": ["alice@eu-west", "carol@us-east"],
+                        "allow": ["read", "cancel"]}],
         },
     }
     alice = load_identity(keyring["alice@eu-west"])
@@ -140,7 +144,8 @@ async def test_refusals_exit_4_and_change_nothing(fed, keyring):
 async def test_forwarded_calls_act_for_the_caller(fed, keyring):
     """us-east forwards alice's status call to eu-west (trusted domains may read); a
     cancel it forwards for alice@eu-west is refused, since only eu-west vouches for its
-    own principals, and nothing changes."""
+    own principals, and nothing changes; a cancel it forwards for its own carol@us-east,
+    whom eu-west's rules allow, is done."""
     workflow_id = await _running_workflow(fed)
     via = fed.address("us-east")
     alice = keyring["alice@eu-west"]
@@ -149,8 +154,14 @@ async def test_forwarded_calls_act_for_the_caller(fed, keyring):
     _refused(_cli("cancel", workflow_id, "--peer", via, identity=alice),
              "alice@eu-west", "via domain us-east", "'cancel'")
     assert state_name(await fed.status("eu-west", workflow_id)) == "RUNNING"
-    assert _cli("cancel", workflow_id, "--peer", fed.address("eu-west"),
-                identity=alice).returncode == 0
+    # carol@us-east, forwarded by her home domain, is allowed to cancel at eu-west.
+    carol = _cli("cancel", workflow_id, "--peer", via, "--json",
+                 identity=keyring["carol@us-east"])
+    assert carol.returncode == 0, carol.stderr
+    assert state_name(await fed.wait_state("eu-west", workflow_id)) == "CANCELLED"
+    # Asked of eu-west directly, carol is unknown there (no key): refused.
+    _refused(_cli("status", workflow_id, "--peer", fed.address("eu-west"),
+                  identity=keyring["carol@us-east"]), "unknown client 'carol@us-east'")
 
 
 # ---- replay and fuzzing of the authentication metadata -----------------------------------
