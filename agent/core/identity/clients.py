@@ -315,9 +315,9 @@ def verify_call(metadata: Sequence[tuple[str, str | bytes]], method: str, reques
     if principal.startswith(DOMAIN_PRINCIPAL_PREFIX):
         domain = principal.removeprefix(DOMAIN_PRINCIPAL_PREFIX)
         if domain not in trust:
-            raise ClientAuthError(f"untrusted domain {domain!r}", unauthenticated=True)
+            raise ClientAuthError(f"untrusted domain {domain[:80]!r}", unauthenticated=True)
         if on_behalf and not is_valid_principal(on_behalf) and on_behalf != ANONYMOUS.principal:
-            raise ClientAuthError(f"invalid principal {on_behalf!r} in {MD_ON_BEHALF}",
+            raise ClientAuthError(f"invalid principal {on_behalf[:80]!r} in {MD_ON_BEHALF}",
                                   unauthenticated=True)
         if not trust.verify(domain, payload, signature):
             raise ClientAuthError(f"bad signature from domain {domain!r}", unauthenticated=True)
