@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import grpc
-from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
+from fedorch.core.identity.clients import ClientIdentity
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from fedorch.runtime.client_calls import SignedClientStub
 
 DEFAULT_PEER = "127.0.0.1:7101"
 DEFAULT_RPC_TIMEOUT_S = 10.0
@@ -35,15 +37,32 @@ def parse_peer(value: str) -> str:
 class AgentClient:
     """`async with AgentClient(peer) as c: await c.get_workflow(id)`."""
 
-    def __init__(self, peer: str, rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+    def __init__(self, peer: str, rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S,
+                 identity: ClientIdentity | None = None, agent_key: str = "") -> None:
+        """`identity` signs every call (agents other than a loopback development one
+        refuse unsigned calls); `agent_key` (the agent domain's `.pub`) turns on mutual
+        TLS, accepting only a certificate that key certified."""
         self.peer = peer
         self.rpc_timeout = rpc_timeout
+        self.identity = identity
+        self.agent_key = agent_key
         self._channel: grpc.aio.Channel | None = None
-        self._stub: client_pb2_grpc.ClientStub | None = None
+        self._stub: SignedClientStub | None = None
 
     async def __aenter__(self) -> AgentClient:
-        self._channel = grpc.aio.insecure_channel(self.peer, options=CHANNEL_OPTIONS)
-        self._stub = client_pb2_grpc.ClientStub(self._channel)
+        identity = self.identity
+        if self.agent_key:
+            from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS, client_channel_credentials
+
+            credentials = client_channel_credentials(
+                self.agent_key, identity.key if identity else None,
+                identity.principal if identity else "")
+            self._channel = grpc.aio.secure_channel(
+                self.peer, credentials, options=CHANNEL_OPTIONS + TLS_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.peer, options=CHANNEL_OPTIONS)
+        self._stub = SignedClientStub(self._channel, identity.principal if identity else "",
+                                      identity.key.sign if identity else None)
         return self
 
     async def __aexit__(
@@ -60,7 +79,7 @@ class AgentClient:
             await channel.close(grace=None)
 
     @property
-    def stub(self) -> client_pb2_grpc.ClientStub:
+    def stub(self) -> SignedClientStub:
         if self._stub is None:
             raise RuntimeError("AgentClient used outside 'async with'")
         return self._stub

@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: settings on the click context, the --peer option, running async."""
+"""Shared CLI plumbing: settings on the click context, the --peer and --identity options,
+running async."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 from fedorch.cli.client import DEFAULT_PEER, DEFAULT_RPC_TIMEOUT_S, AgentClient, parse_peer
+from fedorch.cli.errors import EXIT_USAGE, CliError
+from fedorch.core.identity.clients import ClientIdentity
 from rich.console import Console
 
 T = TypeVar("T")
@@ -19,6 +22,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass
 class Settings:
     rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S
+    identity: ClientIdentity | None = None
+    agent_key: str = ""
 
 
 def settings() -> Settings:
@@ -28,7 +33,62 @@ def settings() -> Settings:
 
 
 def client_for(peer: str) -> AgentClient:
-    return AgentClient(peer, settings().rpc_timeout)
+    current = settings()
+    return AgentClient(peer, current.rpc_timeout, current.identity, current.agent_key)
+
+
+def _load_identity(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Load --identity (or $FEDORCH_IDENTITY) into the settings; a bad file is bad usage."""
+    if not value:
+        return
+    from fedorch.core.identity.clients import load_identity
+    from fedorch.core.identity.keys import KeyFileError
+
+    try:
+        identity = load_identity(value)
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    found = ctx.find_object(Settings)
+    if found is None:
+        found = ctx.ensure_object(Settings)
+    found.identity = identity
+
+
+def _check_agent_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if not value:
+        return
+    from fedorch.core.identity.keys import KeyFileError, load_public_key_file
+
+    try:
+        load_public_key_file(value)
+    except KeyFileError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    found = ctx.find_object(Settings)
+    if found is None:
+        found = ctx.ensure_object(Settings)
+    found.agent_key = value
+
+
+def identity_option(func: F) -> F:
+    func = click.option(
+        "--agent-key",
+        envvar="FEDORCH_AGENT_KEY",
+        metavar="FILE",
+        expose_value=False,
+        callback=_check_agent_key,
+        help="The agent's domain key (.pub): talk mutual TLS and accept only a certificate "
+             "that key certified (env FEDORCH_AGENT_KEY).",
+    )(func)
+    return click.option(
+        "--identity",
+        envvar="FEDORCH_IDENTITY",
+        metavar="FILE",
+        expose_value=False,
+        is_eager=True,
+        callback=_load_identity,
+        help="Client identity to sign calls with, from `fedorch keys init --client` "
+             "(env FEDORCH_IDENTITY).",
+    )(func)
 
 
 def _check_peer(ctx: click.Context, param: click.Parameter, value: str) -> str:

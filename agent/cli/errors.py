@@ -12,6 +12,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the operation ran and failed
 EXIT_USAGE = 2  # bad usage or invalid input
 EXIT_UNREACHABLE = 3  # agent unreachable
+EXIT_DENIED = 4  # not authenticated or not allowed
 
 # Status codes that mean "your input is wrong" rather than "it ran and failed".
 _INPUT_CODES = frozenset(
@@ -49,6 +50,10 @@ def rpc_error(exc: grpc.RpcError, peer: str) -> CliError:
         return CliError(
             f"agent at {peer} did not answer in time (deadline exceeded)", EXIT_UNREACHABLE
         )
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return CliError(f"not authenticated by {peer}: {details or 'no identity'}", EXIT_DENIED)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return CliError(f"not allowed by {peer}: {details or 'permission denied'}", EXIT_DENIED)
     name = code.name if code is not None else "UNKNOWN"
     message = f"{details} ({name})" if details else name
     if code in _INPUT_CODES:

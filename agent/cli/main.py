@@ -1,6 +1,7 @@
 """The `fedorch` command: a click group; exit codes per ARCHITECTURE §6.
 
-0 ok; 1 the operation ran and failed; 2 bad usage or invalid input; 3 agent unreachable.
+0 ok; 1 the operation ran and failed; 2 bad usage or invalid input; 3 agent unreachable;
+4 not authenticated or not allowed.
 Errors are one stderr line starting with "fedorch: error: " (see errors.CliError).
 """
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import click
-from fedorch.cli.common import client_for, console, json_option, peer_option, run
+from fedorch.cli.common import (
+    client_for,
+    console,
+    identity_option,
+    json_option,
+    peer_option,
+    run,
+)
 from fedorch.cli.errors import rpc_errors
 from fedorch.cli.render import members_table, members_to_list, to_json
 from fedorch.gen.fedorch.v1 import client_pb2
@@ -11,6 +18,7 @@ from fedorch.gen.fedorch.v1 import client_pb2
 
 @click.command()
 @peer_option
+@identity_option
 @json_option
 def members(peer: str, as_json: bool) -> None:
     """List the federation's members as this agent sees them."""

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from fedorch.cli.common import client_for, console, json_option, peer_option, run
+from fedorch.cli.common import (
+    client_for,
+    console,
+    identity_option,
+    json_option,
+    peer_option,
+    run,
+)
 from fedorch.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError, one_line, rpc_errors
 from fedorch.cli.follow import submit_and_wait, wait_for_terminal
 from fedorch.cli.render import (
@@ -66,6 +73,7 @@ def fail_unless_succeeded(status: status_pb2.WorkflowStatus) -> None:
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @peer_option
+@identity_option
 @click.option("--wait", is_flag=True, help="Wait for a terminal state and print the status.")
 @click.option(
     "--timeout",
@@ -104,6 +112,7 @@ def submit(file: Path, peer: str, wait: bool, limit_s: float, as_json: bool) -> 
 @click.command()
 @click.argument("workflow_id", metavar="ID")
 @peer_option
+@identity_option
 @json_option
 def status(workflow_id: str, peer: str, as_json: bool) -> None:
     """Show a workflow's status (any agent can answer)."""
@@ -122,6 +131,7 @@ def status(workflow_id: str, peer: str, as_json: bool) -> None:
 @click.command()
 @click.argument("workflow_id", metavar="ID")
 @peer_option
+@identity_option
 @click.option(
     "--timeout",
     "limit_s",
@@ -178,6 +188,7 @@ def watch(workflow_id: str, peer: str, limit_s: float | None, as_json: bool) -> 
 @click.command()
 @click.argument("workflow_id", metavar="ID")
 @peer_option
+@identity_option
 @click.option("--reason", default="cancelled by user", show_default=True)
 @json_option
 def cancel(workflow_id: str, peer: str, reason: str, as_json: bool) -> None:
@@ -196,6 +207,7 @@ def cancel(workflow_id: str, peer: str, reason: str, as_json: bool) -> None:
 
 @click.command(name="list")
 @peer_option
+@identity_option
 @json_option
 def list_workflows(peer: str, as_json: bool) -> None:
     """List the workflows this agent knows."""

@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 from fedorch.core.identity.authority import InvalidWorkflowId, check_workflow_id, coordinator_of
+from fedorch.core.identity.clients import ANONYMOUS, DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
+from fedorch.runtime.client_calls import SignedClientStub
 from fedorch.runtime.convert import workflow_state_name
+from fedorch.runtime.interceptors import CURRENT_CALLER
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
@@ -38,15 +41,20 @@ class ClientService(client_pb2_grpc.ClientServicer):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    def _remote(self, workflow_id: str, local_only: bool) -> client_pb2_grpc.ClientStub | None:
-        """A stub for the workflow's coordinator when that is another agent."""
+    def _remote(self, workflow_id: str, local_only: bool) -> SignedClientStub | None:
+        """A stub for the workflow's coordinator when that is another agent. Its calls are
+        signed with this domain's key, acting for the caller this agent verified."""
         coordinator = coordinator_of(workflow_id)
         if local_only or not coordinator or coordinator == self.agent.domain:
             return None
         endpoint = self.agent.endpoint_of(coordinator)
         if endpoint is None:
             return None
-        return client_pb2_grpc.ClientStub(self.agent.peers.channel(endpoint))
+        caller = CURRENT_CALLER.get() or ANONYMOUS
+        return SignedClientStub(self.agent.peers.channel(endpoint),
+                                DOMAIN_PRINCIPAL_PREFIX + self.agent.domain,
+                                self.agent.signer.sign, on_behalf=caller.principal,
+                                clock=lambda: self.agent.now_ms() / 1000)  # wall clock
 
     async def Submit(self, request, context):
         return client_pb2.SubmitReply(id=await self._submit(request, context))

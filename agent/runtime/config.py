@@ -468,6 +468,7 @@ def parse_config_text(
     config = config_pb2.AgentConfig()
     to_message(data, config, source, ConfigError)
     _check(config, source)
+    _check_clients(config, source)
     _apply_defaults(config)
     _check_relations(config, source)
     _resolve_paths(config, os.path.abspath(base_dir))
@@ -675,6 +676,40 @@ def _check_rules(policy: config_pb2.Policy, source: str) -> None:
             raise ConfigError(source, f"{path}.expression", f"rule {rule.name}: {exc}") from None
 
 
+def _check_clients(config: config_pb2.AgentConfig, source: str) -> None:
+    """`clients.key_files` and the `access` rules (who may do what through this agent)."""
+    from fedorch.core.identity.clients import (
+        ANY_PRINCIPAL,
+        DOMAIN_PRINCIPAL_PREFIX,
+        PERMISSIONS,
+        is_valid_principal,
+    )
+
+    for index, key_file in enumerate(config.clients.key_files):
+        _not_empty(key_file, source, f"clients.key_files[{index}]")
+    for index, rule in enumerate(config.access):
+        path = f"access[{index}]"
+        if not rule.principals:
+            raise ConfigError(source, f"{path}.principals",
+                              "required: who this rule is for, e.g. [alice@eu-west]")
+        for p_index, name in enumerate(rule.principals):
+            domain = name.removeprefix(DOMAIN_PRINCIPAL_PREFIX)
+            if name == ANY_PRINCIPAL or is_valid_principal(name) or (
+                    name.startswith(DOMAIN_PRINCIPAL_PREFIX) and DOMAIN_RE.fullmatch(domain)):
+                continue
+            raise ConfigError(
+                source, f"{path}.principals[{p_index}]",
+                f"must be a client name (alice or alice@eu-west), domain:NAME or '*', "
+                f"got {name!r}")
+        if not rule.allow:
+            raise ConfigError(source, f"{path}.allow",
+                              f"required: a list of permissions from {', '.join(PERMISSIONS)}")
+        for a_index, permission in enumerate(rule.allow):
+            if permission not in PERMISSIONS:
+                raise ConfigError(source, f"{path}.allow[{a_index}]",
+                                  f"must be one of: {', '.join(PERMISSIONS)}, got {permission!r}")
+
+
 def _apply_defaults(config: config_pb2.AgentConfig) -> None:
     """Fill unset fields. Zero means unset here: explicit zeros were refused by the bounds."""
     if not config.advertise:
@@ -748,6 +783,9 @@ def _resolve_paths(config: config_pb2.AgentConfig, base_dir: str) -> None:
     key_files = [_absolute(p, base_dir) for p in config.trust.key_files]
     del config.trust.key_files[:]
     config.trust.key_files.extend(key_files)
+    client_files = [_absolute(p, base_dir) for p in config.clients.key_files]
+    del config.clients.key_files[:]
+    config.clients.key_files.extend(client_files)
     for cap in config.capabilities:
         if cap.executor.type == "command":
             cap.executor.cwd = _absolute(cap.executor.cwd or ".", base_dir)

@@ -18,6 +18,7 @@ import signal
 import sys
 
 import grpc
+from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
@@ -25,10 +26,16 @@ from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.config import ConfigError, load_config
 from fedorch.runtime.console import ConsoleError, start_console
-from fedorch.runtime.interceptors import MalformedRequestInterceptor
+from fedorch.runtime.interceptors import (
+    ClientAuthInterceptor,
+    MalformedRequestInterceptor,
+    PeerTlsInterceptor,
+    client_auth_from_config,
+)
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
+from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS, agent_tls, tls_enabled
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -82,6 +89,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     # Keys and trust first: a bad key file must fail before the data dir is touched.
     key = load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
+    ClientKeys.from_files(config.clients.key_files)
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     store = await Store.open(config.data_dir, domain=config.domain,
@@ -94,8 +102,23 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     except BaseException:
         await store.close()
         raise
-    server = grpc.aio.server(options=SERVER_OPTIONS,
-                             interceptors=[MalformedRequestInterceptor()])
+    def wall_clock() -> float:
+        # Client calls and certificates carry wall-clock times (seconds since the epoch).
+        return agent.now_ms() / 1000
+
+    try:
+        auth = client_auth_from_config(config, agent.trust, wall_clock)
+        tls = (agent_tls(config, agent.domain, load_private_key(config.key_file), auth.clients,
+                         wall_clock) if tls_enabled(config) else None)
+    except BaseException:
+        await store.close()
+        raise
+    # Authentication first: a caller that is not allowed learns nothing more.
+    interceptors = [ClientAuthInterceptor(auth), MalformedRequestInterceptor()]
+    if tls is not None:
+        agent.peers.use_tls(tls.channel_credentials, TLS_CHANNEL_OPTIONS)
+        interceptors.insert(1, PeerTlsInterceptor(agent.trust))
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
     health_servicer = health.aio.HealthServicer()
@@ -108,7 +131,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         reflection.SERVICE_NAME,
     ], server)
     try:
-        port = server.add_insecure_port(config.listen)
+        port = (server.add_secure_port(config.listen, tls.server_credentials())
+                if tls is not None else server.add_insecure_port(config.listen))
     except RuntimeError as e:
         await store.close()
         raise StartupError(f"cannot listen on {config.listen}: {e}") from None
@@ -136,7 +160,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     await asyncio.wait([runner, waiter], return_when=asyncio.FIRST_COMPLETED)
     if ready.is_set():
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.info("agent %s serving on %s", config.domain, config.listen)
+        log.info("agent %s serving on %s (%s)", config.domain, config.listen,
+                 "mutual TLS" if tls is not None else "plaintext")
         reloader = asyncio.create_task(_reload_on_sighup(agent, reload_requested))
         stop = asyncio.create_task(shutdown.wait())
         await asyncio.wait([runner, stop], return_when=asyncio.FIRST_COMPLETED)

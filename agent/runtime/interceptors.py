@@ -1,4 +1,8 @@
-"""Server interceptor: undecodable request bytes become INVALID_ARGUMENT.
+"""Server interceptors: client authentication, and undecodable requests.
+
+ClientAuthInterceptor authenticates and authorises every Client-service call
+(UNAUTHENTICATED / PERMISSION_DENIED, before the handler runs, so nothing changes).
+MalformedRequestInterceptor: undecodable request bytes become INVALID_ARGUMENT.
 
 Left alone, grpc reports a request that fails to parse as UNKNOWN with a
 Python exception in its details. We wrap each handler's deserializer so that
@@ -8,9 +12,29 @@ agent keeps serving either way.
 
 from __future__ import annotations
 
+import contextvars
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from fedorch.core.identity.clients import (
+    METHOD_PERMISSIONS,
+    AccessPolicy,
+    AccessRule,
+    Caller,
+    ClientAuthError,
+    ClientKeys,
+    verify_call,
+)
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.tls import peer_domain
+from fedorch.core.identity.trust import TrustStore
+from fedorch.gen.fedorch.v1 import peer_pb2
+
+log = logging.getLogger("fedorch.auth")
 
 
 @dataclass(frozen=True)
@@ -68,3 +92,190 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=_safe(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         return handler
+
+
+# ---- client authentication -------------------------------------------------------------
+
+CLIENT_SERVICE_PREFIX = "/fedorch.v1.Client/"
+# The verified caller of the Client call being served (None: unsigned, in open mode).
+# The Client service reads it to forward a call on that caller's behalf.
+CURRENT_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "fedorch_client_caller", default=None)
+
+
+class ClientAuth:
+    """Authenticates and authorises each Client call (see core/identity/clients.py)."""
+
+    def __init__(self, clients: ClientKeys, trust: TrustStore, policy: AccessPolicy,
+                 replay_window_ms: int, clock: Callable[[], float] = time.time) -> None:
+        self.clients = clients
+        self.trust = trust
+        self.policy = policy
+        self.guard = ReplayGuard(replay_window_ms)
+        self.clock = clock
+
+    def check(self, method: str, metadata, request: bytes) -> Caller | None:
+        """The caller, if allowed `method`; ClientAuthError otherwise (changes nothing)."""
+        permission = METHOD_PERMISSIONS.get(method)
+        if permission is None:  # a method added to the service without a rule: refuse
+            raise ClientAuthError(f"no permission is defined for {method}",
+                                  unauthenticated=False)
+        try:
+            caller = verify_call(list(metadata or ()), method, request, clients=self.clients,
+                                 trust=self.trust, guard=self.guard,
+                                 now_ms=int(self.clock() * 1000))
+        except ClientAuthError:
+            if not self.policy.open:
+                raise
+            caller = None  # open mode: a bad signature earns nothing, but costs nothing
+        self.policy.authorize(caller, permission)
+        return caller
+
+
+@dataclass(frozen=True)
+class _Received:
+    raw: bytes
+    parsed: object
+
+
+def _keep_bytes(deserializer):
+    def parse(data: bytes):
+        return _Received(bytes(data), deserializer(data) if deserializer else data)
+
+    return parse
+
+
+async def _admit(auth: ClientAuth, method: str, received: _Received, context) -> None:
+    try:
+        caller = auth.check(method, context.invocation_metadata(), received.raw)
+    except ClientAuthError as e:
+        log.warning("client call %s from %s refused: %s", method, context.peer(), e.reason)
+        code = (grpc.StatusCode.UNAUTHENTICATED if e.unauthenticated
+                else grpc.StatusCode.PERMISSION_DENIED)
+        await context.abort(code, e.reason)
+    CURRENT_CALLER.set(caller)
+
+
+class ClientAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks every Client-service call before its handler runs, over the request bytes
+    exactly as received. Put it before MalformedRequestInterceptor: a caller that is not
+    allowed learns nothing, not even whether its request parsed."""
+
+    def __init__(self, auth: ClientAuth) -> None:
+        self.auth = auth
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        path = handler_call_details.method
+        if handler is None or not path.startswith(CLIENT_SERVICE_PREFIX):
+            return handler
+        method = path.removeprefix(CLIENT_SERVICE_PREFIX)
+        auth = self.auth
+        if handler.unary_unary is not None:
+            behavior = handler.unary_unary
+
+            async def unary(received: _Received, context):
+                await _admit(auth, method, received, context)
+                return await behavior(received.parsed, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=_keep_bytes(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+
+            async def streaming(received: _Received, context):
+                await _admit(auth, method, received, context)
+                async for item in stream(received.parsed, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                streaming, request_deserializer=_keep_bytes(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
+        return handler  # the Client service has no client-streaming methods
+
+
+def is_loopback_listen(listen: str) -> bool:
+    """True when `listen` binds a loopback address only (127.0.0.0/8, ::1, localhost)."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def client_auth_from_config(config, trust: TrustStore,
+                            clock: Callable[[], float] = time.time) -> ClientAuth:
+    """The agent's ClientAuth. With no `clients:` and a loopback `listen` the client API is
+    open (development and `fedorch demo`); anywhere else unsigned calls are refused."""
+    clients = ClientKeys.from_files(config.clients.key_files)
+    rules = [AccessRule(frozenset(r.principals), frozenset(r.allow)) for r in config.access]
+    open_access = not config.clients.key_files and is_loopback_listen(config.listen)
+    if open_access:
+        log.warning("no clients configured and listening on loopback: the client API is "
+                    "open to every local caller (development mode; see docs/security.md)")
+    elif not config.clients.key_files:
+        log.warning("no clients configured: every client call is refused, except calls "
+                    "other agents forward (see docs/security.md)")
+    return ClientAuth(clients, trust, AccessPolicy(rules, open_access=open_access),
+                      int(config.negotiation.replay_window_s * 1000), clock)
+
+
+# ---- TLS identity of peers -------------------------------------------------------------
+
+PEER_SERVICE_PREFIX = "/fedorch.v1.Peer/"
+_TLS_CACHE_SIZE = 1024
+
+
+class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
+    """With mutual TLS: a peer message must come over a connection whose certificate is
+    its sender's (certified by that domain's own trusted key); anything else is refused
+    with UNAUTHENTICATED before the handler runs. Bytes that do not parse as an envelope
+    pass on, to be refused by the handler as before."""
+
+    def __init__(self, trust: TrustStore) -> None:
+        self.trust = trust
+        self._domains: dict[bytes, str | None] = {}  # certificate PEM -> domain
+
+    def tls_domain(self, context) -> str | None:
+        pems = (context.auth_context() or {}).get("x509_pem_cert") or [b""]
+        pem = bytes(pems[0])
+        if pem not in self._domains:
+            if len(self._domains) >= _TLS_CACHE_SIZE:
+                self._domains.clear()
+            self._domains[pem] = peer_domain(pem, self.trust) if pem else None
+        return self._domains[pem]
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None \
+                or not handler_call_details.method.startswith(PEER_SERVICE_PREFIX):
+            return handler
+        behavior = handler.unary_unary
+        check = self
+
+        async def unary(received: _Received, context):
+            sender = _claimed_sender(received.raw)
+            if sender is not None:
+                domain = check.tls_domain(context)
+                if domain != sender:
+                    log.warning("peer message from %s claims %r over a TLS connection of %r",
+                                context.peer(), sender, domain)
+                    await context.abort(
+                        grpc.StatusCode.UNAUTHENTICATED,
+                        f"TLS identity {domain or 'unknown'!r} is not the sender {sender!r}")
+            return await behavior(received.parsed, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=_keep_bytes(handler.request_deserializer),
+            response_serializer=handler.response_serializer)
+
+
+def _claimed_sender(raw: bytes) -> str | None:
+    try:
+        envelope = peer_pb2.Envelope.FromString(raw)
+        return peer_pb2.Body.FromString(envelope.body).sender
+    except Exception:  # not an envelope: the handler refuses it
+        return None

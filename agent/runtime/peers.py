@@ -121,6 +121,19 @@ class PeerChannels:
         self._channels: dict[str, tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]] = {}
         self._lanes: dict[tuple[str, str, bool], _Lane] = {}
         self._no_batch: set[str] = set()  # endpoints that answered Batch with UNIMPLEMENTED
+        # Mutual TLS: a source of (generation, credentials); None means plaintext.
+        self._tls: Callable[[], tuple[int, grpc.ChannelCredentials]] | None = None
+        self._tls_options: tuple[tuple[str, str], ...] = ()
+        self._tls_generation = 0
+        self._retired: list[grpc.aio.Channel] = []  # opened with a renewed-away certificate
+
+    def use_tls(self, credentials: Callable[[], tuple[int, grpc.ChannelCredentials]],
+                options: tuple[tuple[str, str], ...] = ()) -> None:
+        """Open every channel from now on with mutual TLS. `credentials` gives the current
+        (generation, credentials); when the generation changes (the certificate was
+        renewed), channels are reopened with the new one."""
+        self._tls = credentials
+        self._tls_options = options
 
     def channel(self, endpoint: str) -> grpc.aio.Channel:
         return self._entry(endpoint)[0]
@@ -129,9 +142,20 @@ class PeerChannels:
         return self._entry(endpoint)[1]
 
     def _entry(self, endpoint: str) -> tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]:
+        credentials = None
+        if self._tls is not None:
+            generation, credentials = self._tls()
+            if generation != self._tls_generation:  # renewed: calls in flight finish
+                self._tls_generation = generation
+                self._retired.extend(channel for channel, _ in self._channels.values())
+                self._channels.clear()
         entry = self._channels.get(endpoint)
         if entry is None:
-            channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            if credentials is None:
+                channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.secure_channel(endpoint, credentials,
+                                                  options=CHANNEL_OPTIONS + list(self._tls_options))
             entry = (channel, peer_pb2_grpc.PeerStub(channel))
             self._channels[endpoint] = entry
         return entry
@@ -320,6 +344,9 @@ class PeerChannels:
         for channel, _ in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for channel in self._retired:
+            await channel.close()
+        self._retired.clear()
 
 
 def _fail(request: _Request, error: Exception) -> None:

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import grpc
 from fedorch.bench.realnet import RPC_TIMEOUT_S, RealNet
+from fedorch.core.identity.clients import ClientIdentity
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.keys import load_private_key
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc, spec_pb2, status_pb2
+from fedorch.runtime.client_calls import SignedClientStub
 from fedorch.runtime.supervisor import wait_members_alive
 
 TERMINAL = TERMINAL_NAMES
@@ -49,11 +51,30 @@ def step_states(status: status_pb2.WorkflowStatus) -> dict[str, tuple[str, str, 
 
 
 class Federation(RealNet):
-    def __init__(self, workdir: Path, domains: dict[str, dict]) -> None:
+    def __init__(self, workdir: Path, domains: dict[str, dict],
+                 identity: ClientIdentity | None = None) -> None:
         super().__init__(workdir, list(domains), bodies=domains, extra=TEST_TIMINGS)
+        # Signs the test's client calls, for agents that have `clients:` configured.
+        self.identity = identity
+
+    def client(self, name: str):
+        if self.identity is None:
+            return super().client(name)
+        super().client(name)  # opens (and keeps) the channel
+        return SignedClientStub(self._channels[name], self.identity.principal,
+                                self.identity.key.sign)
 
     async def wait_converged(self, deadline_s: float = 30) -> None:
         running = list(self.procs)
+        if self.identity is not None:
+            async def all_alive() -> bool:
+                views = await self.views()
+                return all({m.domain for m in members
+                            if m.state == client_pb2.MEMBER_STATE_ALIVE} >= set(running)
+                           for members in views.values())
+
+            await wait_for(all_alive, deadline_s, "every agent to see every other ALIVE")
+            return
         for d in running:
             await wait_members_alive(self.procs[d], running, RPC_TIMEOUT_S, deadline_s)
 
@@ -133,10 +154,11 @@ class Federation(RealNet):
 
 
 @contextlib.asynccontextmanager
-async def started_federation(workdir: Path, domains: dict[str, dict]):
+async def started_federation(workdir: Path, domains: dict[str, dict],
+                             identity: ClientIdentity | None = None):
     """Start the agents and wait until they all see each other; after, stop every one of
     them by pid (resuming any the test left SIGSTOPped, so that it can stop)."""
-    fed = Federation(workdir, domains)
+    fed = Federation(workdir, domains, identity)
     fed.write_configs()
     try:
         await fed.start()
@@ -151,13 +173,15 @@ async def started_federation(workdir: Path, domains: dict[str, dict]):
 
 
 @contextlib.contextmanager
-def running_federation(workdir: Path, domains: dict[str, dict]) -> Iterator[Federation]:
+def running_federation(workdir: Path, domains: dict[str, dict],
+                       identity: ClientIdentity | None = None) -> Iterator[Federation]:
     """Start the agents, wait until they all see each other; stop them (by pid) after."""
-    fed = Federation(workdir, domains)
+    fed = Federation(workdir, domains, identity)
     fed.write_configs()
     try:
         asyncio.run(fed.start())
         asyncio.run(fed.wait_converged())
+        asyncio.run(fed.close_channels())  # channels belong to the loop that made them
         yield fed
     finally:
         fed.stop()

@@ -51,7 +51,7 @@ def public_key_line(domain: str, key: Ed25519PublicKey) -> str:
     return f"{PUB_PREFIX} {check_domain(domain)} {base64.b64encode(raw).decode('ascii')}\n"
 
 
-def _write_new(path: pathlib.Path, data: bytes, mode: int) -> None:
+def write_new(path: pathlib.Path, data: bytes, mode: int) -> None:
     # O_EXCL: fail rather than overwrite, and no window where the file exists with looser mode.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -78,9 +78,9 @@ def init_keys(domain: str, directory: pathlib.Path) -> tuple[pathlib.Path, pathl
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_new(key_path, pem, 0o600)
+    write_new(key_path, pem, 0o600)
     try:
-        _write_new(pub_path, public_key_line(domain, key.public_key()).encode("ascii"), 0o644)
+        write_new(pub_path, public_key_line(domain, key.public_key()).encode("ascii"), 0o644)
     except BaseException:
         key_path.unlink(missing_ok=True)  # do not leave half an identity behind
         raise
