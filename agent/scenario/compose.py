@@ -36,13 +36,11 @@ WORKFLOWS_TARGET = "/etc/fedorch/workflows"
 DATA_TARGET = "/var/lib/fedorch"
 SHARED_NETWORK = "federation"
 
-HEALTH_PROBE = (
-    "import sys, grpc;\n"
-    "from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g;\n"
-    f"r = g.HealthStub(grpc.insecure_channel('127.0.0.1:{AGENT_PORT}'))"
-    ".Check(h.HealthCheckRequest(), timeout=3);\n"
-    "sys.exit(0 if r.status == h.HealthCheckResponse.SERVING else 1)"
-)
+# The agents listen on 0.0.0.0 in their containers, so they speak mutual TLS and take
+# only signed client calls: the health check presents a certificate from the agent's own
+# key, and the submitter signs as this client, whose key the agents are told to accept.
+HEALTH_CHECK = ["CMD", "fedorch", "agent", "health", "--config", CONFIG_TARGET]
+SUBMITTER = "submitter"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -116,7 +114,7 @@ def _agent_service(name: str, index: int, networks: list[str], context: str,
         "networks": networks,
         # The agent serves the standard gRPC health service on its one port.
         "healthcheck": {
-            "test": ["CMD", "python", "-c", HEALTH_PROBE],
+            "test": HEALTH_CHECK,
             "interval": "10s", "timeout": "5s", "start_period": "10s", "retries": 3,
         },
     }
@@ -137,7 +135,9 @@ def submit_script(loaded: LoadedScenario) -> str:
         for index in range(workflow.copies):
             at = submission.at_s + (index / submission.rate_per_s if submission.rate_per_s
                                     else 0.0)
-            command = ["fedorch", "submit", spec, "--peer", peer, "--wait"]
+            command = ["fedorch", "submit", spec, "--peer", peer, "--wait",
+                       "--identity", f"{KEYS_TARGET}/{SUBMITTER}.key",
+                       "--agent-key", f"{KEYS_TARGET}/{submission.to}.pub"]
             lines.append(f"(sleep {at:g}; {shlex.join(command)}) & pids=\"$pids $!\"")
     lines += ["status=0", "for pid in $pids; do wait \"$pid\" || status=1; done",
               "exit \"$status\""]
@@ -159,7 +159,7 @@ def compose_file(loaded: LoadedScenario, context: str, header: str) -> str:
             "entrypoint": ["sh", "/etc/fedorch/submit.sh"],
             "restart": "no",
             "volumes": ["./submit.sh:/etc/fedorch/submit.sh:ro",
-                        f"./workflows:{WORKFLOWS_TARGET}:ro"],
+                        f"./workflows:{WORKFLOWS_TARGET}:ro", f"./keys:{KEYS_TARGET}:ro"],
             "networks": [SHARED_NETWORK],
             "depends_on": {name: {"condition": "service_healthy"} for name in names},
         }
@@ -193,6 +193,15 @@ def _config_header(loaded: LoadedScenario, name: str) -> str:
             "# `fedorch keys init` into keys/.\n")
 
 
+def _with_submitter(config: dict[str, Any]) -> dict[str, Any]:
+    """A domain's config that also takes the submitter's signed calls."""
+    clients = config.setdefault("clients", {}).setdefault("key_files", [])
+    clients.append(f"{KEYS_TARGET}/{SUBMITTER}.pub")
+    config.setdefault("access", []).append(
+        {"principals": [SUBMITTER], "allow": ["submit", "read", "cancel"]})
+    return config
+
+
 def write_project(loaded: LoadedScenario, out: Path, context: str | None = None
                   ) -> list[Path]:
     """Write the project into `out`; the files written. `context`: the Docker build
@@ -212,7 +221,7 @@ def write_project(loaded: LoadedScenario, out: Path, context: str | None = None
     put("docker-compose.yml", compose_file(loaded, context, _compose_header(loaded)))
     for name in loaded.domains:
         put(f"config/{name}.yaml", _config_header(loaded, name)
-            + dump(domain_config(loaded, name)))
+            + dump(_with_submitter(domain_config(loaded, name))))
     for workflow in loaded.workflows.values():
         # The spec as the scenario has it (a file's text, comments and all), so that the
         # submitter's `fedorch submit` reads exactly what `scenario run` read.

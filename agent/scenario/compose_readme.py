@@ -28,10 +28,12 @@ docker-compose.yml):
 for d in {" ".join(names)}; do
   fedorch keys init --domain "$d" --dir keys
 done
+fedorch keys init --client submitter --dir keys   # the client the agents accept
 sudo chown 10001:10001 keys/*.key      # the image runs as uid 10001; keys are 0600
 docker compose up --build -d
 docker compose logs -f submitter       # exits 0 when every workflow succeeded
-fedorch members --peer 127.0.0.1:7101
+fedorch members --peer 127.0.0.1:7101 --identity keys/submitter.key \
+  --agent-key keys/{names[0]}.pub
 docker compose down -v                 # -v forgets each agent's state
 ```
 
