@@ -269,6 +269,12 @@ class Membership:
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
                          event.incarnation, f", by {event.accuser}" if event.accuser else "")
+            if event.kind is EventKind.DEAD and event.name != self.agent.domain:
+                # The one place a death reaches the rest of the agent (never a SUSPECT:
+                # a suspect may be only slow): its steps are resolved where this agent
+                # coordinates, and its in-doubt transactions recover without it.
+                self.agent.coordination.domain_dead(event.name)
+                self.agent.consensus.coordinator_dead(event.name)
             elif event.kind is EventKind.ALIVE:
                 log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
         counts = {s.value: 0 for s in MemberState}

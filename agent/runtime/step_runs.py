@@ -215,7 +215,7 @@ class StepRuns:
             return  # a progress note that is out of date
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
-            state=step_state(step.state.value), error=step.error,
+            state=step_state(step.state.value), error=step.error, placement_epoch=step.epoch,
         )
         values.write_object(result, "outputs", step.outputs)
         targets = active.progress.result_recipients(step_id, active.row.coordinator)
@@ -261,6 +261,12 @@ class StepRuns:
             return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
         # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
         a.coordination.result_from(sender, result.workflow_id)
+        fenced = a.coordination.refuse_fenced(sender, result)
+        if fenced is not None:  # from a placement that is over: never applied
+            end = await a.coordination.end_notice(result.workflow_id)
+            # An ended workflow's end goes back, so the sender stops and sends no more.
+            return peer_pb2.Ack(ok=True, end=end) if end is not None \
+                else peer_pb2.Ack(ok=False, error=fenced)
         state = StepState(step_state_name(result.state))
         try:
             outputs = values.read_object(result, "outputs")

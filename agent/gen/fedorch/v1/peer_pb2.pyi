@@ -355,7 +355,7 @@ class DecisionAck(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class StepResult(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error", "outputs_json")
+    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error", "outputs_json", "placement_epoch")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -364,6 +364,7 @@ class StepResult(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     attempt: int
@@ -372,7 +373,8 @@ class StepResult(_message.Message):
     outputs: _struct_pb2.Struct
     error: str
     outputs_json: str
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ...) -> None: ...
+    placement_epoch: int
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ..., placement_epoch: _Optional[int] = ...) -> None: ...
 
 class CancelNotice(_message.Message):
     __slots__ = ("workflow_id", "reason", "final_state")
