@@ -66,15 +66,28 @@ class CoordinatorDomainLoss:
         """Membership: `domain` is DEAD. Resolve its unfinished steps in every RUNNING
         workflow coordinated here (Progress.domain_lost), then let each workflow move on
         (FAILED end, skipped downstream steps, end notices) as after a step result."""
+        self.domains_dead({domain})
+
+    def domains_dead(self, domains: set[str]) -> None:
+        """As domain_dead, for each of `domains`. Membership also calls it now and then
+        with every member that is DEAD: a workflow committed after the death (the domain
+        voted YES, then died) or restored after a restart of this agent missed the event."""
         a = self.agent
+        domains = domains - {a.domain}
+        if not domains:
+            return
         for active in list(a.active.values()):
             row = active.row
-            if row.coordinator != a.domain or active.progress is None or is_over(row) \
-                    or domain not in row.placement.values():
+            if row.coordinator != a.domain or active.progress is None or is_over(row):
                 continue
-            resolved = active.progress.domain_lost(domain)
-            if not resolved:
-                continue
+            for domain in sorted(domains.intersection(row.placement.values())):
+                self._lose(active, domain)
+
+    def _lose(self, active: Active, domain: str) -> None:
+        a = self.agent
+        row = active.row
+        resolved = active.progress.domain_lost(domain)
+        if resolved:
             for step_id, action in resolved:
                 step = active.progress.steps[step_id]
                 self._fenced.note(row.id, step_id, domain, step.epoch)

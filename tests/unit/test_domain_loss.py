@@ -224,3 +224,80 @@ def test_a_recovering_transaction_is_left_as_it_is() -> None:
     t.next_actions()
     assert t.coordinator_lost(20.0, "co") == []
     assert t.next_actions() == []
+
+
+# ---- the coordinator's shell: which workflows a death reaches, and fencing after the end ----
+
+
+class _FakeAgent:
+    """What CoordinatorDomainLoss uses of an Agent: its domain, active workflows, spawn."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
+        self.domain = ME
+        self.active: dict = {}
+        self.spawned: list[str] = []
+        self.metrics = type("M", (), {})()
+        self.metrics.rejected_messages = Counter(
+            "rejected", "", ["reason"], registry=CollectorRegistry())
+
+    def spawn(self, coro, name: str):
+        coro.close()  # what it would do (end or save) is the outcome path's, tested elsewhere
+        self.spawned.append(name)
+
+
+def _loss_shell():
+    from fedorch.runtime.coordination_loss import CoordinatorDomainLoss, FencedSteps
+
+    shell = CoordinatorDomainLoss()
+    shell.agent = _FakeAgent()
+    shell._fenced = FencedSteps(limit=2)
+    return shell
+
+
+def _active(wid: str, coordinator: str, state: str, placement: dict[str, str],
+            committed: bool = True):
+    from fedorch.runtime.agent import Active
+    from fedorch.runtime.store.store import WorkflowRow
+
+    s = spec(*(step(sid) for sid in placement))
+    row = WorkflowRow(id=wid, name="wf", coordinator=coordinator, state=state,
+                      spec=s.SerializeToString(), placement=dict(placement))
+    return Active(row, Progress(s, placement, ME) if committed else None)
+
+
+def test_a_death_reaches_only_running_workflows_coordinated_here() -> None:
+    shell = _loss_shell()
+    a = shell.agent
+    a.active = {
+        "mine": _active("mine", ME, "RUNNING", {"x": LOST, "y": OTHER}),
+        "theirs": _active("theirs", OTHER, "RUNNING", {"x": LOST}),
+        "admitting": _active("admitting", ME, "NEGOTIATING", {"x": LOST}, committed=False),
+        "elsewhere": _active("elsewhere", ME, "RUNNING", {"x": OTHER}),
+    }
+    shell.domains_dead({LOST, ME})  # the periodic sweep names every DEAD member
+    assert a.spawned == ["domain loss mine"]
+    assert a.active["mine"].progress.steps["x"].state is StepState.FAILED
+    assert a.active["mine"].progress.steps["y"].state is StepState.WAITING
+    assert a.active["theirs"].progress.steps["x"].state is StepState.WAITING
+    shell.domains_dead({LOST})  # again (the sweep): nothing more to resolve
+    assert a.spawned == ["domain loss mine"]
+
+
+def test_a_lost_placement_report_is_refused_after_the_workflow_ended() -> None:
+    from fedorch.gen.fedorch.v1 import peer_pb2
+
+    shell = _loss_shell()
+    a = shell.agent
+    a.active = {"wf": _active("wf", ME, "RUNNING", {"x": LOST})}
+    shell.domain_dead(LOST)
+    report = peer_pb2.StepResult(workflow_id="wf", step_id="x", attempt=1, domain=LOST,
+                                 state=4)
+    assert "lost with domain us-east" in shell.refuse_fenced(LOST, report)
+    del a.active["wf"]  # ended and gone from memory: FencedSteps still knows
+    assert "lost with domain us-east" in shell.refuse_fenced(LOST, report)
+    assert shell.refuse_fenced(OTHER, report) is None
+    report.placement_epoch = 1
+    assert shell.refuse_fenced(LOST, report) is None  # the epoch after the loss passes
+    assert a.metrics.rejected_messages.labels("fenced_step_report")._value.get() == 2
