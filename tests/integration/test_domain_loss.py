@@ -132,6 +132,32 @@ async def test_a_lost_domain_fails_its_started_step_naming_it_and_never_runs_it_
         assert state_name(after) == "FAILED" and after.reason == status.reason
 
 
+async def test_an_idempotent_step_of_a_workflow_that_ended_meanwhile_is_not_retried(
+        tmp_path, seconds):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        spec = _spec(seconds, idempotent=True, retries=1)
+        wid = await _kill_worker_while_napping(fed, spec, seconds)
+        status = await fed.wait_state("home", wid, deadline_s=ENDED_WITHIN_S)
+        assert state_name(status) == "FAILED", status
+        error = next(s.error for s in status.steps if s.id == "nap")
+        assert "domain worker was lost (DEAD)" in error, error
+        assert "re-placement on another domain is not built yet" in error, error
+
+        # Back with an interrupted idempotent attempt and a retry left: it asks first,
+        # learns the end, and does not run attempt 2.
+        await fed.start("worker")
+
+        async def worker_knows():
+            s = await _local(fed, "worker", wid)
+            return s is not None and state_name(s) == "FAILED"
+
+        await wait_for(worker_knows, 30, "the restarted worker to learn the end")
+        assert fed.rows("worker", "SELECT attempt, state FROM step_runs WHERE workflow_id=?",
+                        (wid,)) == [(1, "failed")]
+        assert fed.rows("worker", "SELECT * FROM reservations WHERE workflow_id=?",
+                        (wid,)) == []
+
+
 async def test_on_domain_loss_fail_names_the_domain(tmp_path, seconds):
     spec = _spec(seconds, idempotent=True).replace(
         "    idempotent: true\n", "    idempotent: true\n    on_domain_loss: fail\n")
