@@ -6,8 +6,9 @@ asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
 (agent.server.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
 stops what is left of interrupted attempts, reloads reservations and running
-workflows, resolves interrupted attempts (retried only when idempotent), and
-puts YES votes without a learned decision back in doubt.
+workflows, resolves interrupted attempts (retried only when idempotent, and in
+another coordinator's workflow only once that coordinator has said it has not
+ended meanwhile), and puts YES votes without a learned decision back in doubt.
 """
 
 from __future__ import annotations
