@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.acceptor import Acceptor, PersistAcceptor
 from fedorch.core.negotiation.errors import ProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
@@ -84,7 +85,8 @@ class Consensus:
         self.termination = Termination(
             agent.domain, rng=agent.rng, query_timeout_s=patience, query_interval_s=patience,
             resend_s=RESEND_S, backoff_s=BACKOFF_S)
-        self._past_lease: set[Key] = set()  # in doubt after the lease: asking, recovering
+        # In doubt past the lease, or with a DEAD coordinator: asking, recovering.
+        self._past_lease: set[Key] = set()
         # Decisions lately learned and on disk: a participant usually learns each twice
         # (from a majority of Accepted, then from the coordinator's notice), and the
         # second needs no write.
@@ -330,7 +332,22 @@ class Consensus:
         """A YES vote in another coordinator's transaction is durable: it is in doubt
         until it learns the decision."""
         self.termination.track(tx, lease_expires, floor)
+        membership = self.agent.membership
+        view = membership.swim.member(tx.coordinator) if membership is not None else None
+        if view is not None and view.state is MemberState.DEAD:
+            self.coordinator_dead(tx.coordinator)  # it died before our YES was durable
         self.agent.participation.wake()
+
+    def coordinator_dead(self, domain: str) -> None:
+        """Membership: `domain` is DEAD. Transactions it coordinates that are in doubt
+        here start recovery now (Termination.coordinator_lost) rather than after the
+        lease; the in-doubt loop (Participation.timer_loop) sends the queries."""
+        moved = self.termination.coordinator_lost(self.agent.now(), domain)
+        if moved:
+            self._past_lease.update(moved)
+            log.info("coordinator %s is DEAD: %d transaction(s) in doubt here recover now",
+                     domain, len(moved))
+            self.agent.participation.wake()
 
     async def on_timer(self) -> None:
         a = self.agent
@@ -339,7 +356,8 @@ class Consensus:
             self.termination.handle_timer(a.now())
             self._past_lease.update(k for k in self.termination.in_doubt()
                                     if self.termination.state(k) is not DoubtState.WAITING)
-            await self.run(self.termination.next_actions())
+        # Also what an input other than the timer left (coordinator_dead's queries).
+        await self.run(self.termination.next_actions())
 
     # ---- running the cores' actions, in order ------------------------------------------
 
@@ -403,7 +421,7 @@ class Consensus:
                 log.log(logging.INFO if late else logging.DEBUG,
                         "learned %s of %s round %d %s",
                         "COMMIT" if action.value.commit else "ABORT", *action.key,
-                        "after its lease, without the coordinator" if late
+                        "without the coordinator (its lease passed, or it is DEAD)" if late
                         else "from the acceptors")
                 await self.learn(action.key, action.value, action.tx)
             elif isinstance(action, Send):

@@ -14,7 +14,8 @@ a majority accepted it. An ABORT is set in the cell and announced at once.
 
 Recording and announcing decisions is in agent.server.coordination_decisions;
 answers to in-doubt participants and recovery after a restart are in
-agent.server.coordination_log (both mixed in).
+agent.server.coordination_log; what a lost domain's steps become, in
+agent.runtime.coordination_loss (all mixed in).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.convert import advance, end_notice_of, is_over
 from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
 from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
+from fedorch.runtime.coordination_loss import CoordinatorDomainLoss, FencedSteps
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
@@ -101,7 +103,7 @@ def _own_accepts(actions: list, me: str) -> list:
     return out
 
 
-class Coordination(CoordinatorDecisions, CoordinatorLog):
+class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -110,6 +112,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
         self._started: dict[str, float] = {}
+        self._fenced = FencedSteps()
 
     def _consensus(self) -> ConsensusOptions:
         """Paxos Commit options: extra acceptors are ALIVE members, in random order."""

@@ -6,8 +6,9 @@ asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
 (agent.server.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
 stops what is left of interrupted attempts, reloads reservations and running
-workflows, resolves interrupted attempts (retried only when idempotent), and
-puts YES votes without a learned decision back in doubt.
+workflows, resolves interrupted attempts (retried only when idempotent, and in
+another coordinator's workflow only once that coordinator has said it has not
+ended meanwhile), and puts YES votes without a learned decision back in doubt.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
 from fedorch.runtime.step_runs import INTERRUPTED
+from fedorch.runtime.store.store import Store
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
@@ -172,15 +174,11 @@ class InDoubt:
             a.active[row.id] = active
             self.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
             await self.fold_in_results(active)  # and any that came during recovery
-            for step in active.progress.local_steps():
-                if step.state is StepState.RUNNING:
-                    state = active.progress.interrupted(step.id, INTERRUPTED)
-                    await self._after_step(active, step.id, state,
-                                           ended_run=(step.attempts, "failed"))
-                elif step.state in (StepState.SUCCEEDED, StepState.FAILED):
-                    self._report(active, step.id, reliable=True)  # it may not have arrived
-            await a.save(active)
-            await self.start_ready(active)
+            if self._may_have_ended_meanwhile(active):
+                # Resolved once its coordinator has said whether it ended meanwhile.
+                a.spawn(self._resolve_after_asking(active), name=f"ended? {row.id}")
+                continue
+            await self._resolve_interrupted(active)
         for h in holds:
             if h.tx is None:
                 continue
@@ -190,6 +188,62 @@ class InDoubt:
             elif h.state is HoldState.PREPARED and h.tx.coordinator != a.domain:
                 ballot = await a.store.get_ballot(*h.key)
                 a.consensus.track(h.tx, h.lease_expires, Ballot(*ballot) if ballot else None)
+
+    async def _resolve_interrupted(self, active: Active) -> None:
+        """Interrupted local attempts end (retried only when idempotent); results that
+        may not have arrived go again; what is ready starts."""
+        a = self.agent
+        for step in active.progress.local_steps():
+            if step.state is StepState.RUNNING:
+                state = active.progress.interrupted(step.id, INTERRUPTED)
+                await self._after_step(active, step.id, state,
+                                       ended_run=(step.attempts, "failed"))
+            elif step.state in (StepState.SUCCEEDED, StepState.FAILED):
+                self._report(active, step.id, reliable=True)  # it may not have arrived
+        await a.save(active)
+        await self.start_ready(active)
+
+    def _may_have_ended_meanwhile(self, active: Active) -> bool:
+        """Would recovery run an interrupted attempt again in a workflow another agent
+        coordinates? Then it asks first: while this agent was down it may have been
+        declared DEAD and the workflow ended without it (agent/runtime/coordination_loss.py),
+        and an attempt started now would run for nothing, its result refused."""
+        if active.row.coordinator == self.agent.domain:
+            return False
+        return any(s.state is StepState.RUNNING and s.idempotent
+                   and s.attempts < s.max_attempts for s in active.progress.local_steps())
+
+    async def _resolve_after_asking(self, active: Active) -> None:
+        a = self.agent
+        row = active.row
+        interrupted = [(s.id, s.attempts) for s in active.progress.local_steps()
+                       if s.state is StepState.RUNNING]
+        hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
+        endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
+            or (hold.coordinator_endpoint if hold is not None else None)
+        final_state = 0
+        if endpoint:
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=row.coordinator,
+                    expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=row.round))
+                final_state = body.decision_answer.final_state
+            except PeerCallError as e:  # it cannot say: go on as after any restart
+                log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
+        still_active = a.active.get(row.id) is active
+        if still_active and not final_state:
+            await self._resolve_interrupted(active)
+            return
+        # Ended while this agent was down (the coordinator says so, or its end notice
+        # came meanwhile): the interrupted attempts end here and none runs again.
+        await a.store.apply([Store.end_run_statement(row.id, step_id, attempt, "failed",
+                                                     a.now_ms())
+                             for step_id, attempt in interrupted])
+        log.info("%s ended while this agent was down: its interrupted steps do not run"
+                 " again", row.id)
+        if still_active:
+            await self.ended(row.id, final_state, "ended while this agent was down (asked)")
 
     async def resolve_own_holds(self) -> None:
         """After the coordinator's recovery: our own YES votes in rounds we coordinate

@@ -46,6 +46,8 @@ PUSH_PULL_TIMEOUT_S = 5.0
 # An agent whose seeds all stay silent this long after it started takes work anyway,
 # with what it knows (itself at least): it may be the first of its federation up.
 JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
+# How often the coordinator is told again of every member that is DEAD (see _observe).
+DEAD_SWEEP_S = 5.0
 
 
 class ClaimSigner:
@@ -94,6 +96,7 @@ class Membership:
         self._leaving = False
         self._started = agent.now()
         self._rejoined = False
+        self._dead_swept_at = float("-inf")
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -269,11 +272,25 @@ class Membership:
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
                          event.incarnation, f", by {event.accuser}" if event.accuser else "")
+            if event.kind is EventKind.DEAD and event.name != self.agent.domain:
+                # The one place a death reaches the rest of the agent (never a SUSPECT:
+                # a suspect may be only slow): its steps are resolved where this agent
+                # coordinates, and its in-doubt transactions recover without it.
+                self.agent.coordination.domain_dead(event.name)
+                self.agent.consensus.coordinator_dead(event.name)
             elif event.kind is EventKind.ALIVE:
                 log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
         counts = {s.value: 0 for s in MemberState}
+        dead = set()
         for view in self.swim.members():
             counts[view.state.value] += 1
+            if view.state is MemberState.DEAD:
+                dead.add(view.name)
+        now = self.agent.now()
+        if dead and now - self._dead_swept_at >= DEAD_SWEEP_S:
+            # Deaths whose event came before the workflow could act on it.
+            self._dead_swept_at = now
+            self.agent.coordination.domains_dead(dead)
         for state, n in counts.items():
             self.agent.metrics.members.labels(state).set(n)
 

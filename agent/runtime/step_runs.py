@@ -219,7 +219,7 @@ class StepRuns:
             return  # a progress note that is out of date
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
-            state=step_state(step.state.value), error=step.error,
+            state=step_state(step.state.value), error=step.error, placement_epoch=step.epoch,
         )
         values.write_object(result, "outputs", step.outputs)
         if reliable:  # a final result: also signed alone, evidence for audit proofs
@@ -268,6 +268,12 @@ class StepRuns:
             return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
         # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
         a.coordination.result_from(sender, result.workflow_id)
+        fenced = a.coordination.refuse_fenced(sender, result)
+        if fenced is not None:  # from a placement that is over: never applied
+            end = await a.coordination.end_notice(result.workflow_id)
+            # An ended workflow's end goes back, so the sender stops and sends no more.
+            return peer_pb2.Ack(ok=True, end=end) if end is not None \
+                else peer_pb2.Ack(ok=False, error=fenced)
         state = StepState(step_state_name(result.state))
         if state in (StepState.COMPENSATED, StepState.COMPENSATION_FAILED):
             # Only the coordinator's compensation sets these (runtime/compensation.py).

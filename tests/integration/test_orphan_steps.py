@@ -24,11 +24,16 @@ from tests.integration.federation import (
 pytestmark = pytest.mark.integration
 
 NAP = pathlib.Path(__file__).parent / "steps" / "nap.py"
+# These tests are about a restart resolving what its agent was running, not about the
+# loss of a domain: a long suspicion (30 s) keeps the worker from being declared DEAD
+# (its steps then fail at the coordinator: tests/integration/test_domain_loss.py)
+# while it restarts.
+PATIENT_GOSSIP = {"profile": "local", "tuning": {"suspicion_alpha": 60}}
 DOMAINS = {
-    "home": {"capabilities": [
+    "home": {"gossip": PATIENT_GOSSIP, "capabilities": [
         {"name": "test.echo", "capacity": 2, "executor": {"type": "builtin", "name": "echo"}},
     ]},
-    "worker": {"capabilities": [
+    "worker": {"gossip": PATIENT_GOSSIP, "capabilities": [
         {"name": "test.nap", "capacity": 2,
          "executor": {"type": "command", "argv": [sys.executable, str(NAP)]}},
     ]},

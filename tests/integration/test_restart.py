@@ -15,9 +15,16 @@ from tests.integration.federation import started_federation, state_name, step_st
 pytestmark = pytest.mark.integration
 
 
+# Restarts here are quick and must not be taken for losses: a long suspicion (30 s)
+# keeps a killed agent from being declared DEAD (which fails its started steps at the
+# coordinator: tests/integration/test_domain_loss.py) before it is back.
+PATIENT = {name: {**body, "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}}}
+           for name, body in DOMAINS.items()}
+
+
 @pytest.fixture
 async def fresh(tmp_path):
-    async with started_federation(tmp_path, DOMAINS) as fed:
+    async with started_federation(tmp_path, PATIENT) as fed:
         yield fed
 
 

@@ -48,6 +48,15 @@ coordinator.
     (any,        Decision)           -> (gone)      Learned
     (RECOVERING, proposer chosen)    -> (gone)      Learned, then Decision to everyone
     (any,        other answers)      -> same        ignored (unknown, not prepared)
+    (WAITING|ASKING, coordinator DEAD) -> ASKING    queries to everyone at once; recovery
+                                                    after this participant's turn (by rank),
+                                                    not after the lease
+
+A coordinator membership says is DEAD (`coordinator_lost`; never on SUSPECT) will
+not answer: waiting out the lease only delays the decision. Starting recovery
+early is safe whatever the truth: Paxos lets any participant propose at any
+time, and only one value is ever chosen (at worst a live coordinator's COMMIT
+loses to an early ABORT, never both).
 """
 
 from __future__ import annotations
@@ -357,6 +366,20 @@ class Termination:
         if tx.key not in self._doubts:
             self._doubts[tx.key] = _Doubt(tx, lease_expires, next_at=lease_expires, floor=floor)
 
+    def coordinator_lost(self, now: float, coordinator: str) -> list[Key]:
+        """Membership says `coordinator` is DEAD: its transactions in doubt here ask
+        everyone now, and recover after this participant's turn instead of after the
+        lease. Returns their keys."""
+        moved = []
+        for d in self._doubts.values():
+            if d.tx.coordinator != coordinator or d.state is DoubtState.RECOVERING:
+                continue
+            d.state = DoubtState.ASKING
+            self._ask(d, self._everyone(d.tx))
+            d.next_at = min(d.next_at, now + self._turn(d.tx))
+            moved.append(d.tx.key)
+        return moved
+
     def forget(self, key: Key) -> None:
         """The decision arrived by another way (and was applied)."""
         self._doubts.pop(key, None)
@@ -408,11 +431,7 @@ class Termination:
             if d.state is DoubtState.WAITING:
                 d.state = DoubtState.ASKING
                 self._ask(d, [d.tx.coordinator])
-                # Participants take turns (by rank) to start a ballot: fewer duels.
-                others = [p for p in d.tx.participants if p != d.tx.coordinator]
-                rank = others.index(self.me) if self.me in others else len(others)
-                d.next_at = d.lease_expires + self._query_timeout_s \
-                    + rank * self._stagger_s + self._rng.uniform(0.0, self._backoff_s)
+                d.next_at = d.lease_expires + self._query_timeout_s + self._turn(d.tx)
             elif d.state is DoubtState.ASKING:
                 d.state = DoubtState.RECOVERING
                 self._ask(d, self._everyone(d.tx))
@@ -428,6 +447,12 @@ class Termination:
                 d.next_at = now + self._query_interval_s
 
     # ---- helpers -------------------------------------------------------------------
+
+    def _turn(self, tx: TxInfo) -> float:
+        # Participants take turns (by rank) to start a ballot: fewer duels.
+        others = [p for p in tx.participants if p != tx.coordinator]
+        rank = others.index(self.me) if self.me in others else len(others)
+        return rank * self._stagger_s + self._rng.uniform(0.0, self._backoff_s)
 
     def _everyone(self, tx: TxInfo) -> list[str]:
         others = [p for p in tx.participants if p != self.me and p != tx.coordinator]

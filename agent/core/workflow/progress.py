@@ -16,6 +16,12 @@ an attempt ends, a failure with attempts left sends the step back to WAITING;
 otherwise the step is final. A FAILED step skips everything downstream of it.
 The workflow SUCCEEDS when every step has, and FAILS as soon as any step has
 FAILED: the coordinator then cancels what is still running elsewhere.
+
+Domain loss (the coordinator's input `domain_lost`, when membership says a domain
+is DEAD; never on SUSPECT) resolves each unfinished step placed there through one
+table, LOSS_TABLE in agent/core/workflow/domain_loss.py; the loss ends that
+placement (its epoch moves on), and `refuse_result` then turns away whatever the
+lost placement still reports (fencing).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fedorch.core.workflow import values
+from fedorch.core.workflow.domain_loss import LossAction, LossCase, loss_action, loss_reason
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 
@@ -63,6 +70,11 @@ class StepProgress:
     timeout_s: float | None
     params: dict
     idempotent: bool = False
+    # Domain loss: the spec's on_domain_loss, the placement's epoch (fencing token) and
+    # the domain a loss took the step from.
+    on_domain_loss: str = "replace"
+    epoch: int = 0
+    lost_to: str = ""
     state: StepState = StepState.WAITING
     attempts: int = 0
     outputs: dict = field(default_factory=dict)
@@ -92,6 +104,7 @@ class Progress:
                 timeout_s=s.timeout_s or None,
                 params=values.read_object(s, "params"),
                 idempotent=s.idempotent,
+                on_domain_loss=s.on_domain_loss or "replace",
             )
         self._downstream: dict[str, list[str]] = {k: [] for k in self.steps}
         for s in self.steps.values():
@@ -175,6 +188,52 @@ class Progress:
                 running_here.append(step.id)
             step.state, step.error = StepState.CANCELLED, reason
         return running_here
+
+    # ---- domain loss (the table: agent/core/workflow/domain_loss.py) ------------------
+
+    def domain_lost(self, domain: str, *,
+                    can_replace: bool = False) -> list[tuple[str, LossAction]]:
+        """`domain` is DEAD: resolve each of its steps that is not terminal, through
+        LOSS_TABLE. The lost placement ends (the step's epoch moves on, so what it still
+        reports is refused: refuse_result). FAIL_* and REPLACE without `can_replace`
+        (re-placement is not built) fail the step, skipping what is downstream; REPLACE
+        with it sends the step back to PENDING, unplaced, for a new negotiation round.
+        Returns the resolved step ids with their actions."""
+        if not domain or domain == self.me:
+            return []
+        resolved = []
+        for step in self.steps.values():
+            if step.domain != domain or step.state in TERMINAL_STEP_STATES:
+                continue
+            case = LossCase(self._may_have_started(step), step.idempotent,
+                            step.on_domain_loss == "fail")
+            action = loss_action(case)
+            step.epoch += 1
+            step.lost_to = domain
+            if action is LossAction.REPLACE and can_replace:
+                step.state, step.domain, step.error = StepState.PENDING, "", ""
+            else:
+                step.state = StepState.FAILED
+                step.error = loss_reason(domain, action, case, can_replace)
+                self._skip_downstream(step.id)
+            resolved.append((step.id, action))
+        return resolved
+
+    def refuse_result(self, step_id: str, sender: str, epoch: int) -> str | None:
+        """Why a result or RUNNING report from `sender` for `step_id` under placement
+        `epoch` must be refused (it comes from a placement that is over), or None."""
+        step = self.steps.get(step_id)
+        if step is None or epoch >= step.epoch:
+            return None
+        lost = f" (lost with domain {step.lost_to})" if step.lost_to else ""
+        return (f"step {step_id} placement epoch {epoch} from {sender} is over{lost};"
+                f" the step is at epoch {step.epoch}")
+
+    def _may_have_started(self, step: StepProgress) -> bool:
+        # Known to have started (a RUNNING report or an attempt), or ready to: a step
+        # starts without a word for its first 0.2 s, so ready counts as started.
+        return step.attempts > 0 or step.state is StepState.RUNNING or all(
+            self.steps[n].state is StepState.SUCCEEDED for n in step.needs)
 
     # ---- queries -----------------------------------------------------------------
 

@@ -1,0 +1,70 @@
+"""What becomes of a step whose domain is lost: one table, sans I/O.
+
+Theory of operation
+-------------------
+When membership says a domain is DEAD (never on SUSPECT: a suspect may be only
+slow, and nothing is re-placed on suspicion), the coordinator resolves each
+step placed there that is not yet terminal (Progress.domain_lost). Three facts
+decide, read from the step and the coordinator's view of the workflow:
+
+- `may_have_started`: the step reported RUNNING or a result, or every step it
+  needs had SUCCEEDED (a step starts without a word for its first 0.2 s, so a
+  ready step counts as started);
+- `idempotent`: the spec says running it again is harmless;
+- `fail_on_loss`: the spec says `on_domain_loss: fail`.
+
+    (fail_on_loss, may_have_started, idempotent) -> action
+    (True,  any,   any)                          -> FAIL_BY_SPEC
+    (False, True,  False)                        -> FAIL_STARTED  (at most once: never again)
+    (False, True,  True)                         -> REPLACE       (run again elsewhere)
+    (False, False, any)                          -> REPLACE       (it never ran)
+
+REPLACE needs a new negotiation round for the step, the lost domain excluded; while
+that is not built, Progress fails the step with a reason saying so. Every reason
+names the lost domain.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+
+class LossAction(enum.StrEnum):
+    FAIL_BY_SPEC = "FAIL_BY_SPEC"
+    FAIL_STARTED = "FAIL_STARTED"
+    REPLACE = "REPLACE"
+
+
+class LossCase(NamedTuple):
+    may_have_started: bool
+    idempotent: bool
+    fail_on_loss: bool
+
+
+LOSS_TABLE: dict[LossCase, LossAction] = {
+    LossCase(started, idempotent, fail): (
+        LossAction.FAIL_BY_SPEC if fail
+        else LossAction.FAIL_STARTED if started and not idempotent
+        else LossAction.REPLACE)
+    for started in (False, True) for idempotent in (False, True) for fail in (False, True)
+}
+
+
+def loss_action(case: LossCase) -> LossAction:
+    return LOSS_TABLE[case]
+
+
+def loss_reason(domain: str, action: LossAction, case: LossCase, can_replace: bool) -> str:
+    """The error a step FAILED by the loss of `domain` carries (it names the domain)."""
+    lost = f"domain {domain} was lost (DEAD)"
+    when = " while the step ran" if case.may_have_started else " before the step started"
+    if action is LossAction.FAIL_BY_SPEC:
+        return f"{lost}{when}; not placed again: on_domain_loss: fail"
+    if action is LossAction.FAIL_STARTED:
+        return (f"{lost} while the step ran (or could have started); not run again: the"
+                " step is not idempotent (idempotent: false)")
+    if can_replace:
+        return ""
+    return (f"{lost}{when}; the step may be re-placed, but re-placement on another"
+            " domain is not built yet")

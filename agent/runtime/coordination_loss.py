@@ -1,0 +1,121 @@
+"""The coordinator's answer to a lost domain: its steps resolved, its late reports refused.
+
+Mixed into Coordination (agent/runtime/coordination.py). Membership calls
+`domain_dead` when a member is DEAD (never on SUSPECT: a suspect may only be
+slow). Each RUNNING workflow coordinated here with unfinished steps on that
+domain has them resolved by the progress core (Progress.domain_lost, table in
+agent/core/workflow/domain_loss.py), then ends or goes on as after any step
+result: a FAILED step skips what is downstream and ends the workflow FAILED,
+with end notices to every participant (the lost one too, resent until it is
+back and acknowledges).
+
+Fencing: a loss ends the step's placement and moves its epoch on. A report
+(result, RUNNING note) the lost placement still sends carries the older epoch
+and is refused and logged (`refuse_fenced`), at the coordinator even after the
+workflow has ended (FencedSteps remembers the lost steps, bounded).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.agent import Active
+from fedorch.runtime.convert import is_over, step_state_name
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.coordinator")
+
+# Steps taken from a lost domain, remembered after their workflow ended. Past this
+# many, a late report of an ended workflow is still never applied (it is answered with
+# the end); only the log line of its refusal is lost.
+FENCED_MEMORY = 10_000
+
+
+class FencedSteps:
+    """(workflow, step) -> (lost domain, the step's epoch since the loss), bounded."""
+
+    def __init__(self, limit: int = FENCED_MEMORY) -> None:
+        self._limit = limit
+        self._steps: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+
+    def note(self, workflow_id: str, step_id: str, domain: str, epoch: int) -> None:
+        self._steps[(workflow_id, step_id)] = (domain, epoch)
+        while len(self._steps) > self._limit:
+            self._steps.popitem(last=False)
+
+    def get(self, workflow_id: str, step_id: str) -> tuple[str, int] | None:
+        return self._steps.get((workflow_id, step_id))
+
+
+class CoordinatorDomainLoss:
+    """Mixed into Coordination, whose state and outcome path these methods use."""
+
+    agent: Agent
+    _fenced: FencedSteps
+
+    if TYPE_CHECKING:  # provided by Coordination
+        async def after_progress(self, active: Active, also=(), told=None) -> bool: ...
+
+    def domain_dead(self, domain: str) -> None:
+        """Membership: `domain` is DEAD. Resolve its unfinished steps in every RUNNING
+        workflow coordinated here (Progress.domain_lost), then let each workflow move on
+        (FAILED end, skipped downstream steps, end notices) as after a step result."""
+        self.domains_dead({domain})
+
+    def domains_dead(self, domains: set[str]) -> None:
+        """As domain_dead, for each of `domains`. Membership also calls it now and then
+        with every member that is DEAD: a workflow committed after the death (the domain
+        voted YES, then died) or restored after a restart of this agent missed the event."""
+        a = self.agent
+        domains = domains - {a.domain}
+        if not domains:
+            return
+        for active in list(a.active.values()):
+            row = active.row
+            if row.coordinator != a.domain or active.progress is None or is_over(row):
+                continue
+            for domain in sorted(domains.intersection(row.placement.values())):
+                self._lose(active, domain)
+
+    def _lose(self, active: Active, domain: str) -> None:
+        a = self.agent
+        row = active.row
+        resolved = active.progress.domain_lost(domain)
+        if resolved:
+            for step_id, action in resolved:
+                step = active.progress.steps[step_id]
+                self._fenced.note(row.id, step_id, domain, step.epoch)
+                log.warning("%s: step %s lost with domain %s (%s): %s", row.id, step_id,
+                            domain, action.value, step.error)
+            a.spawn(self._after_loss(active), name=f"domain loss {row.id}")
+
+    async def _after_loss(self, active: Active) -> None:
+        if not await self.after_progress(active):
+            await self.agent.save(active)
+
+    def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:
+        """Why a step report must be refused as coming from a placement that is over
+        (logged and counted here), or None."""
+        a = self.agent
+        active = a.active.get(result.workflow_id)
+        reason = None
+        if active is not None and active.progress is not None:
+            reason = active.progress.refuse_result(result.step_id, sender,
+                                                   result.placement_epoch)
+        lost = self._fenced.get(result.workflow_id, result.step_id)
+        if reason is None and lost is not None and lost[0] == sender \
+                and result.placement_epoch < lost[1]:
+            reason = (f"step {result.step_id} placement epoch {result.placement_epoch} from"
+                      f" {sender} is over (lost with domain {sender}); the step is at"
+                      f" epoch {lost[1]}")
+        if reason is not None:
+            a.metrics.rejected_messages.labels("fenced_step_report").inc()
+            log.warning("%s: refused a %s report: %s", result.workflow_id,
+                        StepState(step_state_name(result.state)).value, reason)
+        return reason

@@ -1,0 +1,303 @@
+"""Domain loss in the progress core: the table, each step state × loss, fencing, and the
+termination core's early recovery when a coordinator is DEAD."""
+
+from __future__ import annotations
+
+import random
+
+from fedorch.core.negotiation.messages import DecisionQuery, PaxosPrepare, Send, TxInfo
+from fedorch.core.negotiation.termination import DoubtState, Termination
+from fedorch.core.workflow.domain_loss import LOSS_TABLE, LossAction, LossCase, loss_action
+from fedorch.core.workflow.progress import (
+    TERMINAL_STEP_STATES,
+    Outcome,
+    Progress,
+    StepState,
+)
+from fedorch.gen.fedorch.v1 import spec_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+
+ME, LOST, OTHER = "eu-west", "us-east", "ap-south"
+
+
+def spec(*steps: spec_pb2.StepSpec) -> spec_pb2.WorkflowSpec:
+    return spec_pb2.WorkflowSpec(name="wf", steps=list(steps))
+
+
+def step(step_id: str, *needs: str, idempotent: bool = False, on_loss: str = "",
+         retries: int = 0) -> spec_pb2.StepSpec:
+    return spec_pb2.StepSpec(id=step_id, capability="cap", needs=list(needs),
+                             idempotent=idempotent, on_domain_loss=on_loss, retries=retries)
+
+
+# ---- the table ------------------------------------------------------------------------
+
+
+def test_the_table_covers_every_case_once() -> None:
+    assert len(LOSS_TABLE) == 8
+    assert set(LOSS_TABLE) == {LossCase(s, i, f) for s in (False, True)
+                               for i in (False, True) for f in (False, True)}
+
+
+@given(st.booleans(), st.booleans(), st.booleans())
+def test_a_started_step_that_is_not_idempotent_never_runs_again(started, idempotent,
+                                                               fail) -> None:
+    action = loss_action(LossCase(started, idempotent, fail))
+    if fail:
+        assert action is LossAction.FAIL_BY_SPEC
+    elif started and not idempotent:
+        assert action is LossAction.FAIL_STARTED
+    else:
+        assert action is LossAction.REPLACE
+
+
+# ---- the coordinator's progress ----------------------------------------------------------
+
+
+def test_a_running_step_on_the_lost_domain_fails_naming_it_and_skips_downstream() -> None:
+    p = Progress(spec(step("a"), step("b", "a"), step("c", "b")),
+                 {"a": ME, "b": LOST, "c": OTHER}, ME)
+    p.start_ready()
+    p.attempt_ended("a", 1, True, {"x": 1}, "")
+    assert p.apply_result("b", 1, StepState.RUNNING, {}, "")
+    resolved = p.domain_lost(LOST)
+    assert resolved == [("b", LossAction.FAIL_STARTED)]
+    b = p.steps["b"]
+    assert b.state is StepState.FAILED and b.lost_to == LOST and b.epoch == 1
+    assert b.error.startswith("domain us-east was lost (DEAD) while the step ran")
+    assert "not idempotent" in b.error
+    assert p.steps["c"].state is StepState.SKIPPED
+    assert p.steps["a"].state is StepState.SUCCEEDED  # untouched: not on the lost domain
+    assert p.outcome() is Outcome.FAILED
+
+
+def test_suspect_or_another_domain_changes_nothing() -> None:
+    p = Progress(spec(step("a"), step("b", "a")), {"a": LOST, "b": OTHER}, ME)
+    assert p.domain_lost(OTHER) == [("b", LossAction.REPLACE)]  # b is on OTHER, not started
+    q = Progress(spec(step("a")), {"a": LOST}, ME)
+    assert q.domain_lost(ME) == []  # an agent never loses itself
+    assert q.domain_lost("") == []
+    assert q.steps["a"].state is StepState.WAITING and q.steps["a"].epoch == 0
+
+
+def test_a_succeeded_step_keeps_its_result() -> None:
+    p = Progress(spec(step("a"), step("b", "a")), {"a": LOST, "b": ME}, ME)
+    assert p.apply_result("a", 1, StepState.SUCCEEDED, {"rows": 3}, "")
+    assert p.domain_lost(LOST) == []
+    assert p.steps["a"].state is StepState.SUCCEEDED and p.steps["a"].outputs == {"rows": 3}
+    assert p.refuse_result("a", LOST, 0) is None  # its placement did not end
+
+
+def test_not_started_or_idempotent_needs_re_placement_which_is_not_built_yet() -> None:
+    p = Progress(spec(step("a"), step("b", "a"), step("c", idempotent=True)),
+                 {"a": OTHER, "b": LOST, "c": LOST}, ME)
+    assert p.apply_result("c", 1, StepState.RUNNING, {}, "")
+    resolved = dict(p.domain_lost(LOST))
+    assert resolved == {"b": LossAction.REPLACE, "c": LossAction.REPLACE}
+    for sid in ("b", "c"):
+        assert p.steps[sid].state is StepState.FAILED
+        assert "re-placement on another domain is not built yet" in p.steps[sid].error
+        assert "us-east" in p.steps[sid].error
+    assert "before the step started" in p.steps["b"].error
+
+
+def test_with_re_placement_a_replaceable_step_goes_back_to_pending_unplaced() -> None:
+    p = Progress(spec(step("a"), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
+    assert p.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    b = p.steps["b"]
+    assert (b.state, b.domain, b.epoch, b.lost_to) == (StepState.PENDING, "", 1, LOST)
+    assert p.outcome() is None
+
+
+def test_on_domain_loss_fail_fails_even_a_step_that_never_started() -> None:
+    p = Progress(spec(step("a"), step("b", "a", on_loss="fail", idempotent=True)),
+                 {"a": OTHER, "b": LOST}, ME)
+    assert p.domain_lost(LOST) == [("b", LossAction.FAIL_BY_SPEC)]
+    assert p.steps["b"].error == ("domain us-east was lost (DEAD) before the step started;"
+                                  " not placed again: on_domain_loss: fail")
+
+
+def test_a_ready_step_without_a_report_counts_as_started() -> None:
+    # It may have started in its first 0.2 s, before any RUNNING report.
+    p = Progress(spec(step("a"), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
+    assert p.apply_result("a", 1, StepState.SUCCEEDED, {}, "")
+    assert p.domain_lost(LOST) == [("b", LossAction.FAIL_STARTED)]
+
+
+def test_reports_from_the_lost_placement_are_refused_and_never_applied() -> None:
+    p = Progress(spec(step("a"), step("b")), {"a": LOST, "b": ME}, ME)
+    assert p.apply_result("a", 1, StepState.RUNNING, {}, "")
+    p.domain_lost(LOST)
+    reason = p.refuse_result("a", LOST, 0)
+    assert reason is not None and "lost with domain us-east" in reason and "epoch 1" in reason
+    assert p.refuse_result("a", OTHER, 1) is None  # the current epoch passes
+    assert p.refuse_result("nope", LOST, 0) is None
+    # Even if a shell applied it, a terminal step never changes.
+    assert not p.apply_result("a", 1, StepState.SUCCEEDED, {"late": True}, "")
+    assert p.steps["a"].state is StepState.FAILED
+
+
+# ---- every step state × every loss ----------------------------------------------------------
+
+REPORTS = st.sampled_from(["none", "running", "succeeded", "failed"])
+
+
+@given(upstream=REPORTS, target=REPORTS, idempotent=st.booleans(),
+       on_loss=st.sampled_from(["", "replace", "fail"]), can_replace=st.booleans(),
+       lost=st.sampled_from([LOST, OTHER, ME]))
+def test_any_state_any_loss(upstream, target, idempotent, on_loss, can_replace,
+                            lost) -> None:
+    """Upstream `a` on OTHER, target `b` on LOST, downstream `c` here: whatever each has
+    reported, a loss changes only unfinished steps of the lost domain, as the table says,
+    and what was SUCCEEDED stays so."""
+    p = Progress(spec(step("a"), step("b", "a", idempotent=idempotent, on_loss=on_loss),
+                      step("c", "b")), {"a": OTHER, "b": LOST, "c": ME}, ME)
+    for sid, report in (("a", upstream), ("b", target)):
+        if report != "none":
+            p.apply_result(sid, 1, StepState(report.upper()), {}, "boom")
+    before = {sid: (s.state, s.epoch) for sid, s in p.steps.items()}
+    resolved = dict(p.domain_lost(lost, can_replace=can_replace))
+    for sid, s in p.steps.items():
+        was_state, was_epoch = before[sid]
+        if sid not in resolved:
+            # Untouched, but for steps skipped because a resolved one failed.
+            assert s.epoch == was_epoch
+            assert s.state is was_state or (s.state is StepState.SKIPPED and resolved)
+            continue
+        assert s.domain in (lost, "") and lost != ME
+        assert was_state not in TERMINAL_STEP_STATES
+        assert s.epoch == was_epoch + 1 and s.lost_to == lost
+        started = (was_state is StepState.RUNNING
+                   or before["a"][0] is StepState.SUCCEEDED) if sid == "b" else True
+        action = loss_action(LossCase(started, s.idempotent, s.on_domain_loss == "fail"))
+        assert resolved[sid] is action
+        if action is LossAction.REPLACE and can_replace:
+            assert s.state is StepState.PENDING
+        else:
+            assert s.state is StepState.FAILED and lost in s.error
+            if sid == "b":
+                assert p.steps["c"].state is StepState.SKIPPED
+        assert p.refuse_result(sid, lost, was_epoch) is not None
+    for sid, (state, _) in before.items():
+        if state is StepState.SUCCEEDED:
+            assert p.steps[sid].state is StepState.SUCCEEDED
+    # A second loss of the same domain finds nothing more to do.
+    assert p.domain_lost(lost, can_replace=can_replace) == []
+
+
+# ---- Paxos Commit: a participant whose coordinator is DEAD ---------------------------------
+
+
+def termination(me: str = "b") -> Termination:
+    return Termination(me, rng=random.Random(1), query_timeout_s=5.0, query_interval_s=5.0,
+                       resend_s=0.5, backoff_s=0.2)
+
+
+def tx(round_: int = 1) -> TxInfo:
+    return TxInfo("co.1", round_, "co", ("b", "c"), ("b", "c", "co"))
+
+
+def test_a_dead_coordinator_starts_recovery_without_waiting_for_the_lease() -> None:
+    t = termination()
+    t.track(tx(), lease_expires=30.0)
+    assert t.get_timer() == 30.0
+    assert t.coordinator_lost(1.0, "somebody-else") == []
+    assert t.get_timer() == 30.0 and t.state(("co.1", 1)) is DoubtState.WAITING
+    assert t.coordinator_lost(1.0, "co") == [("co.1", 1)]
+    queries = t.next_actions()
+    assert {s.to for s in queries} == {"co", "c"}
+    assert all(isinstance(s, Send) and isinstance(s.msg, DecisionQuery) for s in queries)
+    timer = t.get_timer()
+    assert timer is not None and timer < 30.0  # its turn, not the lease
+    t.handle_timer(timer)
+    assert t.state(("co.1", 1)) is DoubtState.RECOVERING
+    assert any(isinstance(s, Send) and isinstance(s.msg, PaxosPrepare)
+               for s in t.next_actions())
+
+
+def test_a_recovering_transaction_is_left_as_it_is() -> None:
+    t = termination()
+    t.track(tx(), lease_expires=1.0)
+    t.handle_timer(1.0)  # ASKING
+    t.handle_timer(t.get_timer())  # RECOVERING
+    t.next_actions()
+    assert t.coordinator_lost(20.0, "co") == []
+    assert t.next_actions() == []
+
+
+# ---- the coordinator's shell: which workflows a death reaches, and fencing after the end ----
+
+
+class _FakeAgent:
+    """What CoordinatorDomainLoss uses of an Agent: its domain, active workflows, spawn."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
+        self.domain = ME
+        self.active: dict = {}
+        self.spawned: list[str] = []
+        self.metrics = type("M", (), {})()
+        self.metrics.rejected_messages = Counter(
+            "rejected", "", ["reason"], registry=CollectorRegistry())
+
+    def spawn(self, coro, name: str):
+        coro.close()  # what it would do (end or save) is the outcome path's, tested elsewhere
+        self.spawned.append(name)
+
+
+def _loss_shell():
+    from fedorch.runtime.coordination_loss import CoordinatorDomainLoss, FencedSteps
+
+    shell = CoordinatorDomainLoss()
+    shell.agent = _FakeAgent()
+    shell._fenced = FencedSteps(limit=2)
+    return shell
+
+
+def _active(wid: str, coordinator: str, state: str, placement: dict[str, str],
+            committed: bool = True):
+    from fedorch.runtime.agent import Active
+    from fedorch.runtime.store.store import WorkflowRow
+
+    s = spec(*(step(sid) for sid in placement))
+    row = WorkflowRow(id=wid, name="wf", coordinator=coordinator, state=state,
+                      spec=s.SerializeToString(), placement=dict(placement))
+    return Active(row, Progress(s, placement, ME) if committed else None)
+
+
+def test_a_death_reaches_only_running_workflows_coordinated_here() -> None:
+    shell = _loss_shell()
+    a = shell.agent
+    a.active = {
+        "mine": _active("mine", ME, "RUNNING", {"x": LOST, "y": OTHER}),
+        "theirs": _active("theirs", OTHER, "RUNNING", {"x": LOST}),
+        "admitting": _active("admitting", ME, "NEGOTIATING", {"x": LOST}, committed=False),
+        "elsewhere": _active("elsewhere", ME, "RUNNING", {"x": OTHER}),
+    }
+    shell.domains_dead({LOST, ME})  # the periodic sweep names every DEAD member
+    assert a.spawned == ["domain loss mine"]
+    assert a.active["mine"].progress.steps["x"].state is StepState.FAILED
+    assert a.active["mine"].progress.steps["y"].state is StepState.WAITING
+    assert a.active["theirs"].progress.steps["x"].state is StepState.WAITING
+    shell.domains_dead({LOST})  # again (the sweep): nothing more to resolve
+    assert a.spawned == ["domain loss mine"]
+
+
+def test_a_lost_placement_report_is_refused_after_the_workflow_ended() -> None:
+    from fedorch.gen.fedorch.v1 import peer_pb2
+
+    shell = _loss_shell()
+    a = shell.agent
+    a.active = {"wf": _active("wf", ME, "RUNNING", {"x": LOST})}
+    shell.domain_dead(LOST)
+    report = peer_pb2.StepResult(workflow_id="wf", step_id="x", attempt=1, domain=LOST,
+                                 state=4)
+    assert "lost with domain us-east" in shell.refuse_fenced(LOST, report)
+    del a.active["wf"]  # ended and gone from memory: FencedSteps still knows
+    assert "lost with domain us-east" in shell.refuse_fenced(LOST, report)
+    assert shell.refuse_fenced(OTHER, report) is None
+    report.placement_epoch = 1
+    assert shell.refuse_fenced(LOST, report) is None  # the epoch after the loss passes
+    assert a.metrics.rejected_messages.labels("fenced_step_report")._value.get() == 2
