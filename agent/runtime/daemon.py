@@ -21,6 +21,7 @@ import grpc
 from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
+from fedorch.runtime import logs, telemetry
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.config import ConfigError, load_config
@@ -61,19 +62,19 @@ def main(config_path: str) -> int:
     except ConfigError as e:
         print(f"fedorch: error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, config.log_level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s {config.domain} %(name)s: %(message)s",
-    )
+    logs.setup(config.domain, config.log_level, config.log_format)
     gc.set_threshold(*GC_THRESHOLDS)
     try:
+        telemetry.setup(config)  # off unless the config has `telemetry:`
         return asyncio.run(serve(config, config_path))
-    except (StartupError, KeyFileError, StoreError) as e:
-        print(f"fedorch: error: {e}", file=sys.stderr)
+    except (StartupError, KeyFileError, StoreError, telemetry.TelemetryError) as e:
+        logs.last_words(f"fedorch: error: {e}")
         return 2
     except AgentFailed as e:
-        print(f"fedorch: agent {config.domain} stopped: {e}", file=sys.stderr)
+        logs.last_words(f"fedorch: agent {config.domain} stopped: {e}")
         return 1
+    finally:
+        telemetry.shutdown()  # exports the spans still waiting
 
 
 async def serve(config, config_path: str = "") -> int:

@@ -37,6 +37,7 @@ from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime import telemetry
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
@@ -133,6 +134,7 @@ class Participation(StepRuns, InDoubt):
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        telemetry.voted(req, vote)
         if not vote.yes:
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)
@@ -183,6 +185,7 @@ class Participation(StepRuns, InDoubt):
                     if coordinator != a.domain:
                         a.consensus.track(tx, hold.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        telemetry.voted(req, vote)
         if not vote.yes:
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                      vote.reason)

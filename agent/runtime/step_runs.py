@@ -25,6 +25,7 @@ from fedorch.core.negotiation.participant import Hold
 from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime import logs, telemetry
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
 from fedorch.runtime.executors.base import StepInvocation
@@ -140,11 +141,14 @@ class StepRuns:
                                     attempt.inputs, attempt.timeout_s)
         note = asyncio.get_running_loop().call_later(
             RUNNING_NOTE_AFTER_S, self._report, active, attempt.step_id, False)
-        try:
-            outcome = await executor.run(invocation)
-        finally:
-            note.cancel()
-            active.running.pop(attempt.step_id, None)
+        with telemetry.step_attempt(row.id, attempt.step_id, attempt.attempt) as traced, \
+                logs.about(row.id, attempt.step_id):
+            try:
+                outcome = await executor.run(invocation)
+            finally:
+                note.cancel()
+                active.running.pop(attempt.step_id, None)
+            traced.ended(outcome.ok, outcome.error)
         state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
                                               outcome.outputs, outcome.error)
         a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
@@ -186,6 +190,7 @@ class StepRuns:
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
             state=step_state(step.state.value), error=step.error,
+            trace_parent=telemetry.result_parent(active.row.id, step_id),
         )
         values.write_object(result, "outputs", step.outputs)
         targets = active.progress.result_recipients(step_id, active.row.coordinator)
@@ -231,6 +236,7 @@ class StepRuns:
             return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
         # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
         a.coordination.result_from(sender, result.workflow_id)
+        telemetry.result_received(sender, result)
         state = StepState(step_state_name(result.state))
         try:
             outputs = values.read_object(result, "outputs")

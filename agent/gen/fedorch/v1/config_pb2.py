@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/config.proto\x12\nfedorch.v1\"\xda\x03\n\x0b\x41gentConfig\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0e\n\x06listen\x18\x02 \x01(\t\x12\x11\n\tadvertise\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x04 \x01(\t\x12\x10\n\x08key_file\x18\x05 \x01(\t\x12\r\n\x05seeds\x18\x06 \x03(\t\x12 \n\x05trust\x18\x07 \x01(\x0b\x32\x11.fedorch.v1.Trust\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.fedorch.v1.AgentConfig.LabelsEntry\x12\x32\n\x0c\x63\x61pabilities\x18\t \x03(\x0b\x32\x1c.fedorch.v1.CapabilityConfig\x12\"\n\x06policy\x18\n \x01(\x0b\x32\x12.fedorch.v1.Policy\x12\x16\n\x0emetrics_listen\x18\x0b \x01(\t\x12(\n\x06gossip\x18\x0c \x01(\x0b\x32\x18.fedorch.v1.GossipConfig\x12\x32\n\x0bnegotiation\x18\r \x01(\x0b\x32\x1d.fedorch.v1.NegotiationConfig\x12\x11\n\tlog_level\x18\x0e \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1a\n\x05Trust\x12\x11\n\tkey_files\x18\x01 \x03(\t\"n\n\x10\x43\x61pabilityConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12,\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1a.fedorch.v1.ExecutorConfig\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"\xa5\x01\n\x0e\x45xecutorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x30\n\x03\x65nv\x18\x03 \x03(\x0b\x32#.fedorch.v1.ExecutorConfig.EnvEntry\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x06Policy\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x01 \x03(\t\x12(\n\tresidency\x18\x02 \x01(\x0b\x32\x15.fedorch.v1.Residency\x12\"\n\x06quotas\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Quotas\x12\x14\n\x07publish\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_publish\"\x1b\n\tResidency\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x01 \x03(\t\"+\n\x06Quotas\x12!\n\x19max_steps_per_coordinator\x18\x01 \x01(\r\"\xc7\x01\n\x0cGossipConfig\x12*\n\x07profile\x18\x08 \x01(\x0e\x32\x19.fedorch.v1.GossipProfile\x12\x34\n\x06tuning\x18\x06 \x03(\x0b\x32$.fedorch.v1.GossipConfig.TuningEntry\x12\x1a\n\x12publish_interval_s\x18\x07 \x01(\x01\x1a-\n\x0bTuningEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x01\x10\x05J\x04\x08\x05\x10\x06\"\xdf\x01\n\x11NegotiationConfig\x12\x19\n\x11prepare_timeout_s\x18\x01 \x01(\x01\x12\x12\n\nmax_rounds\x18\x02 \x01(\r\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x17\n\x0freplay_window_s\x18\x04 \x01(\x01\x12*\n\x06\x63ommit\x18\x08 \x01(\x0e\x32\x1a.fedorch.v1.CommitProtocol\x12\x15\n\x08\x62\x61tching\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x13\x63\x65rtificate_sweep_s\x18\x07 \x01(\x01\x42\x0b\n\t_batchingJ\x04\x08\x05\x10\x06*y\n\rGossipProfile\x12\x1e\n\x1aGOSSIP_PROFILE_UNSPECIFIED\x10\x00\x12\x16\n\x12GOSSIP_PROFILE_LAN\x10\x01\x12\x16\n\x12GOSSIP_PROFILE_WAN\x10\x02\x12\x18\n\x14GOSSIP_PROFILE_LOCAL\x10\x03*e\n\x0e\x43ommitProtocol\x12\x1f\n\x1b\x43OMMIT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMIT_PROTOCOL_PAXOS\x10\x01\x12\x17\n\x13\x43OMMIT_PROTOCOL_2PC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/config.proto\x12\nfedorch.v1\"\x9e\x04\n\x0b\x41gentConfig\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0e\n\x06listen\x18\x02 \x01(\t\x12\x11\n\tadvertise\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x04 \x01(\t\x12\x10\n\x08key_file\x18\x05 \x01(\t\x12\r\n\x05seeds\x18\x06 \x03(\t\x12 \n\x05trust\x18\x07 \x01(\x0b\x32\x11.fedorch.v1.Trust\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.fedorch.v1.AgentConfig.LabelsEntry\x12\x32\n\x0c\x63\x61pabilities\x18\t \x03(\x0b\x32\x1c.fedorch.v1.CapabilityConfig\x12\"\n\x06policy\x18\n \x01(\x0b\x32\x12.fedorch.v1.Policy\x12\x16\n\x0emetrics_listen\x18\x0b \x01(\t\x12(\n\x06gossip\x18\x0c \x01(\x0b\x32\x18.fedorch.v1.GossipConfig\x12\x32\n\x0bnegotiation\x18\r \x01(\x0b\x32\x1d.fedorch.v1.NegotiationConfig\x12\x11\n\tlog_level\x18\x0e \x01(\t\x12.\n\ttelemetry\x18\x65 \x01(\x0b\x32\x1b.fedorch.v1.TelemetryConfig\x12\x12\n\nlog_format\x18\x66 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x0fTelemetryConfig\x12\x15\n\rotlp_endpoint\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\"\x1a\n\x05Trust\x12\x11\n\tkey_files\x18\x01 \x03(\t\"n\n\x10\x43\x61pabilityConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12,\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1a.fedorch.v1.ExecutorConfig\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"\xa5\x01\n\x0e\x45xecutorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x30\n\x03\x65nv\x18\x03 \x03(\x0b\x32#.fedorch.v1.ExecutorConfig.EnvEntry\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x06Policy\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x01 \x03(\t\x12(\n\tresidency\x18\x02 \x01(\x0b\x32\x15.fedorch.v1.Residency\x12\"\n\x06quotas\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Quotas\x12\x14\n\x07publish\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_publish\"\x1b\n\tResidency\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x01 \x03(\t\"+\n\x06Quotas\x12!\n\x19max_steps_per_coordinator\x18\x01 \x01(\r\"\xc7\x01\n\x0cGossipConfig\x12*\n\x07profile\x18\x08 \x01(\x0e\x32\x19.fedorch.v1.GossipProfile\x12\x34\n\x06tuning\x18\x06 \x03(\x0b\x32$.fedorch.v1.GossipConfig.TuningEntry\x12\x1a\n\x12publish_interval_s\x18\x07 \x01(\x01\x1a-\n\x0bTuningEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x01\x10\x05J\x04\x08\x05\x10\x06\"\xdf\x01\n\x11NegotiationConfig\x12\x19\n\x11prepare_timeout_s\x18\x01 \x01(\x01\x12\x12\n\nmax_rounds\x18\x02 \x01(\r\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x17\n\x0freplay_window_s\x18\x04 \x01(\x01\x12*\n\x06\x63ommit\x18\x08 \x01(\x0e\x32\x1a.fedorch.v1.CommitProtocol\x12\x15\n\x08\x62\x61tching\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x13\x63\x65rtificate_sweep_s\x18\x07 \x01(\x01\x42\x0b\n\t_batchingJ\x04\x08\x05\x10\x06*y\n\rGossipProfile\x12\x1e\n\x1aGOSSIP_PROFILE_UNSPECIFIED\x10\x00\x12\x16\n\x12GOSSIP_PROFILE_LAN\x10\x01\x12\x16\n\x12GOSSIP_PROFILE_WAN\x10\x02\x12\x18\n\x14GOSSIP_PROFILE_LOCAL\x10\x03*e\n\x0e\x43ommitProtocol\x12\x1f\n\x1b\x43OMMIT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMIT_PROTOCOL_PAXOS\x10\x01\x12\x17\n\x13\x43OMMIT_PROTOCOL_2PC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,32 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_options = b'8\001'
   _globals['_GOSSIPCONFIG_TUNINGENTRY']._loaded_options = None
   _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_options = b'8\001'
-  _globals['_GOSSIPPROFILE']._serialized_start=1470
-  _globals['_GOSSIPPROFILE']._serialized_end=1591
-  _globals['_COMMITPROTOCOL']._serialized_start=1593
-  _globals['_COMMITPROTOCOL']._serialized_end=1694
+  _globals['_GOSSIPPROFILE']._serialized_start=1594
+  _globals['_GOSSIPPROFILE']._serialized_end=1715
+  _globals['_COMMITPROTOCOL']._serialized_start=1717
+  _globals['_COMMITPROTOCOL']._serialized_end=1818
   _globals['_AGENTCONFIG']._serialized_start=40
-  _globals['_AGENTCONFIG']._serialized_end=514
-  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_start=469
-  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_end=514
-  _globals['_TRUST']._serialized_start=516
-  _globals['_TRUST']._serialized_end=542
-  _globals['_CAPABILITYCONFIG']._serialized_start=544
-  _globals['_CAPABILITYCONFIG']._serialized_end=654
-  _globals['_EXECUTORCONFIG']._serialized_start=657
-  _globals['_EXECUTORCONFIG']._serialized_end=822
-  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_start=780
-  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_end=822
-  _globals['_POLICY']._serialized_start=825
-  _globals['_POLICY']._serialized_end=966
-  _globals['_RESIDENCY']._serialized_start=968
-  _globals['_RESIDENCY']._serialized_end=995
-  _globals['_QUOTAS']._serialized_start=997
-  _globals['_QUOTAS']._serialized_end=1040
-  _globals['_GOSSIPCONFIG']._serialized_start=1043
-  _globals['_GOSSIPCONFIG']._serialized_end=1242
-  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_start=1185
-  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_end=1230
-  _globals['_NEGOTIATIONCONFIG']._serialized_start=1245
-  _globals['_NEGOTIATIONCONFIG']._serialized_end=1468
+  _globals['_AGENTCONFIG']._serialized_end=582
+  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_start=537
+  _globals['_AGENTCONFIG_LABELSENTRY']._serialized_end=582
+  _globals['_TELEMETRYCONFIG']._serialized_start=584
+  _globals['_TELEMETRYCONFIG']._serialized_end=638
+  _globals['_TRUST']._serialized_start=640
+  _globals['_TRUST']._serialized_end=666
+  _globals['_CAPABILITYCONFIG']._serialized_start=668
+  _globals['_CAPABILITYCONFIG']._serialized_end=778
+  _globals['_EXECUTORCONFIG']._serialized_start=781
+  _globals['_EXECUTORCONFIG']._serialized_end=946
+  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_start=904
+  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_end=946
+  _globals['_POLICY']._serialized_start=949
+  _globals['_POLICY']._serialized_end=1090
+  _globals['_RESIDENCY']._serialized_start=1092
+  _globals['_RESIDENCY']._serialized_end=1119
+  _globals['_QUOTAS']._serialized_start=1121
+  _globals['_QUOTAS']._serialized_end=1164
+  _globals['_GOSSIPCONFIG']._serialized_start=1167
+  _globals['_GOSSIPCONFIG']._serialized_end=1366
+  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_start=1309
+  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_end=1354
+  _globals['_NEGOTIATIONCONFIG']._serialized_start=1369
+  _globals['_NEGOTIATIONCONFIG']._serialized_end=1592
 # @@protoc_insertion_point(module_scope)
