@@ -111,7 +111,12 @@ async def serve(config, config_path: str = "") -> int:
     if port == 0:
         await store.close()
         raise StartupError(f"cannot listen on {config.listen}")
-    metrics_server = _start_metrics(config.metrics_listen, agent)
+    try:
+        metrics_server = _start_metrics(config.metrics_listen, agent)
+    except OSError as e:  # else the open store's thread keeps the failed process alive
+        await store.close()
+        raise StartupError(f"cannot serve metrics on {config.metrics_listen}: "
+                           f"{e.strerror or e}") from None
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -175,7 +175,7 @@ class Tracing:
                 span.set_attribute("fedorch.reason", reason)
             span.end()
 
-    def admission_ended(self, workflow_id: str, outcome: str, reason: str) -> None:
+    def admission_ended(self, workflow_id: str, outcome: str, reason: str = "") -> None:
         self._end_round(workflow_id, outcome, reason)
         self._submits.pop(workflow_id, None)
 
