@@ -241,6 +241,7 @@ class _NoAttempt:
 
 
 _NO_ATTEMPT = _NoAttempt()
+_NO_TRACE = contextlib.nullcontext(_NO_ATTEMPT)  # reusable: it holds no state
 
 
 def _format(context: SpanContext) -> str:
@@ -320,7 +321,7 @@ def voted(request: peer_pb2.PrepareRequest, vote: peer_pb2.Vote) -> None:
 def step_attempt(workflow_id: str, step_id: str, attempt: int):
     """A context manager around one attempt; ``.ended(ok, error)`` records its outcome."""
     if _tracing is None:
-        return contextlib.nullcontext(_NO_ATTEMPT)
+        return _NO_TRACE
     return _tracing.step_attempt(workflow_id, step_id, attempt)
 
 
