@@ -7,6 +7,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +22,7 @@ from tests.integration.test_workflows import DEMO
 
 pytestmark = pytest.mark.integration
 
+FAILING_TASK_AGENT = Path(__file__).parent / "agents" / "failing_task.py"
 FIELDS = {"time", "level", "logger", "message", "domain"}
 
 
@@ -55,39 +59,57 @@ async def test_agents_write_json_lines_naming_workflow_and_trace(tmp_path):
     assert refusals[0]["trace_id"] == trace_id_hex(wid)
 
 
-def _run_agent(tmp_path, **config) -> tuple[int, bytes, bytes]:
-    """Run agent `solo` in JSON mode until it exits (it cannot start); stopped by pid."""
+def _solo_config(tmp_path, **config):
     keys = ensure_keys(["solo"], tmp_path / "keys")
     port, = pick_free_ports(1)
     path = tmp_path / "solo.yaml"
     path.write_text(yaml.safe_dump({
         "domain": "solo", "listen": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "data"),
         "key_file": str(keys["solo"]), "log_format": "json", **config}))
-    proc = subprocess.Popen(agent_command(path), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=tmp_path, env=_child_env(), start_new_session=True)
+    return path
+
+
+def _start(command, tmp_path, stderr) -> subprocess.Popen:
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=stderr, cwd=tmp_path, env=_child_env(),
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
     try:
-        stdout, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_traceback_is_inside_one_json_record(tmp_path):
+    """A task of the agent fails (injected by tests/integration/agents/failing_task.py):
+    its traceback, multi-line message included, is one JSON record; the agent goes on
+    and stops cleanly on SIGTERM."""
+    config = _solo_config(tmp_path)
+    log_path = tmp_path / "solo.log"
+    with open(log_path, "wb") as log_file:
+        proc = _start([sys.executable, str(FAILING_TASK_AGENT), str(config)], tmp_path, log_file)
+    try:
+        deadline = time.monotonic() + 60
+        while "forced-failure" not in log_path.read_text():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "no record of the failed task"
+            time.sleep(0.1)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, stdout, stderr
-
-
-def test_a_crash_traceback_is_one_json_line(tmp_path):
-    """An agent whose data dir is a file dies of an uncaught exception: the traceback
-    comes out inside one JSON record, not over many lines."""
-    (tmp_path / "not-a-dir").write_text("")
-    code, stdout, stderr = _run_agent(tmp_path, data_dir=str(tmp_path / "not-a-dir"))
-    assert code == 1
-    assert stdout == b""
-    records = _records(stderr.decode(), "solo")
-    crashes = [r for r in records if "traceback" in r]
-    assert len(crashes) == 1, records
-    assert crashes[0]["level"] == "critical"
-    assert crashes[0]["traceback"].startswith("Traceback (most recent call last)")
-    assert "FileExistsError" in crashes[0]["traceback"]
+        _stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, log_path.read_text()
+    records = _records(log_path.read_text(), "solo")
+    failed = [r for r in records if "traceback" in r]
+    assert len(failed) == 1, records
+    assert failed[0]["level"] == "error"
+    assert failed[0]["message"] == "task 'forced-failure' failed"
+    assert failed[0]["traceback"].startswith("Traceback (most recent call last)")
+    assert failed[0]["traceback"].endswith("RuntimeError: forced failure\nover two lines")
+    assert any(r["message"] == "shutting down" for r in records)
 
 
 def test_a_startup_error_is_one_json_line(tmp_path):
@@ -95,9 +117,14 @@ def test_a_startup_error_is_one_json_line(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        code, stdout, stderr = _run_agent(
-            tmp_path, metrics_listen=f"127.0.0.1:{taken.getsockname()[1]}")
-    assert code == 2
+        config = _solo_config(tmp_path, metrics_listen=f"127.0.0.1:{taken.getsockname()[1]}")
+        proc = _start(agent_command(config), tmp_path, subprocess.PIPE)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            _stop(proc)
+    assert proc.returncode == 2
+    assert stdout == b""
     records = _records(stderr.decode(), "solo")
     assert records[-1]["level"] == "error"
     assert records[-1]["message"].startswith("fedorch: error: cannot serve metrics on")
