@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -202,3 +203,26 @@ def test_json_record_names_the_step_of_the_attempt_it_is_logged_in():
     assert "workflow" not in outside and "step" not in outside
     explicit = _format(_record("x", workflow="w.0123456789abcdef0123", step="s"))
     assert (explicit["workflow"], explicit["step"]) == ("w.0123456789abcdef0123", "s")
+
+
+def test_an_unwritable_span_file_is_a_telemetry_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    config = parse_config_text(BASE + "telemetry: {file: file/spans.jsonl}\n", "c.yaml", tmp_path)
+    with pytest.raises(telemetry.TelemetryError, match="telemetry.file: cannot open"):
+        telemetry.setup(config)
+    assert telemetry._tracing is None
+
+
+def test_an_uncaught_exception_in_json_mode_is_one_line():
+    """Python's own traceback printing goes through the JSON formatter once set up."""
+    code = ("from fedorch.runtime import logs\n"
+            "logs.setup('d1', 'info', 'json')\n"
+            "raise ValueError('first\\nsecond')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          check=False)
+    assert done.returncode == 1
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    record = json.loads(lines[0])
+    assert record["level"] == "critical" and record["domain"] == "d1"
+    assert record["traceback"].endswith("ValueError: first\nsecond")
