@@ -46,6 +46,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 # the top of the workflow's trace).
 REMEMBERED = 16_384
 EXPORT_DELAY_MS = 1000  # how long finished spans wait to leave together
+OTLP_TIMEOUT_S = 5.0  # one export to the collector, retries included
 _PROPAGATOR = TraceContextTextMapPropagator()
 _RUNNING = status_pb2.StepState.Value("STEP_STATE_RUNNING")
 
@@ -109,7 +110,9 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
         raise TelemetryError(
             "telemetry.otlp_endpoint needs the OTLP exporter: pip install 'fedorch[otlp]'"
         ) from None
-    return OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https://"))
+    # A collector that is down delays the agent's shutdown (the last export) by at most this.
+    return OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https://"),
+                            timeout=OTLP_TIMEOUT_S)
 
 
 class Tracing:
