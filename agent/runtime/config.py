@@ -34,6 +34,7 @@ DOMAIN_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
 CAPABILITY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 BUILTIN_EXECUTORS = ("echo", "sleep", "fail")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 # Aliases let a small YAML file describe a huge tree; the walk gives up past this many values.
 _MAX_VALUES = 2_000_000
@@ -561,6 +562,21 @@ def _check(config: config_pb2.AgentConfig, source: str) -> None:
             "log_level",
             f"must be one of: {', '.join(LOG_LEVELS)}, got {config.log_level!r}",
         )
+    if config.log_format and config.log_format not in LOG_FORMATS:
+        raise ConfigError(source, "log_format",
+                          f"must be one of: {', '.join(LOG_FORMATS)}, got {config.log_format!r}")
+    if config.HasField("telemetry"):
+        _check_telemetry(config.telemetry, source)
+
+
+def _check_telemetry(telemetry: config_pb2.TelemetryConfig, source: str) -> None:
+    if not telemetry.otlp_endpoint and not telemetry.file:
+        raise ConfigError(source, "telemetry",
+                          "set otlp_endpoint (a collector, e.g. 127.0.0.1:4317) and/or file; "
+                          "omit telemetry to turn tracing off")
+    if telemetry.otlp_endpoint:
+        address = re.sub(r"^https?://", "", telemetry.otlp_endpoint)
+        _check_address(address, source, "telemetry.otlp_endpoint")
 
 
 def _check_capabilities(config: config_pb2.AgentConfig, source: str) -> None:
@@ -728,6 +744,8 @@ def _apply_defaults(config: config_pb2.AgentConfig) -> None:
             setattr(config.negotiation, name, value)
     if not config.log_level:
         config.log_level = "info"
+    if not config.log_format:
+        config.log_format = "text"
 
 
 def _check_relations(config: config_pb2.AgentConfig, source: str) -> None:
@@ -780,6 +798,8 @@ def _resolve_paths(config: config_pb2.AgentConfig, base_dir: str) -> None:
     the config whatever directory the daemon was started from."""
     config.data_dir = _absolute(config.data_dir, base_dir)
     config.key_file = _absolute(config.key_file, base_dir)
+    if config.telemetry.file:
+        config.telemetry.file = _absolute(config.telemetry.file, base_dir)
     key_files = [_absolute(p, base_dir) for p in config.trust.key_files]
     del config.trust.key_files[:]
     config.trust.key_files.extend(key_files)

@@ -57,6 +57,7 @@ from fedorch.core.workflow.progress import Outcome, StepState
 from fedorch.core.workflow.spec import validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime import telemetry
 from fedorch.runtime.agent import Active
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.convert import advance, end_notice_of, is_over
@@ -167,6 +168,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
                 return existing.id
         # The id names its coordinator, so any agent can route a status query.
         workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
+        telemetry.submitted(workflow_id, spec.name)  # the root of the workflow's trace
         now_ms = a.now_ms()
         row = WorkflowRow(
             id=workflow_id, name=spec.name, coordinator=a.domain,
@@ -218,6 +220,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         row.acceptors = list(action.acceptors)
         row.endpoints = {d: a.endpoint_of(d) or "" for d in set(action.placement.values())}
         row.refusals = refusal_rows(core)  # watchers see why a round was redone
+        telemetry.round_started(row.id, action.round, action.placement)
 
     def _placer(self, spec: spec_pb2.WorkflowSpec):
         a = self.agent
@@ -396,6 +399,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
             workflow_id=row.id, round=action.round, spec=spec, steps=action.steps,
             placement=action.placement, coordinator_endpoint=a.endpoint,
             lease_ms=int(a.config.negotiation.lease_s * 1000), acceptors=action.acceptors,
+            trace_parent=telemetry.round_parent(row.id),
         )
         if action.domain == a.domain:
             envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")
@@ -427,6 +431,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         a = self.agent
         row = active.row
         row.refusals = refusal_rows(core)
+        telemetry.admission_ended(row.id, "committed" if fin.committed else
+                                  "cancelled" if fin.cancelled else "aborted", fin.reason)
         started = self._started.pop(row.id, None)
         if started is not None:
             a.metrics.admission_seconds.observe(a.now() - started)

@@ -22,6 +22,7 @@ from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
+from fedorch.runtime import logs, telemetry
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.config import ConfigError, load_config
@@ -70,19 +71,19 @@ def main(config_path: str, start_fresh: bool = False) -> int:
     except ConfigError as e:
         print(f"fedorch: error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, config.log_level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s {config.domain} %(name)s: %(message)s",
-    )
+    logs.setup(config.domain, config.log_level, config.log_format)
     gc.set_threshold(*GC_THRESHOLDS)
     try:
+        telemetry.setup(config)  # off unless the config has `telemetry:`
         return asyncio.run(serve(config, config_path, start_fresh=start_fresh))
-    except (StartupError, KeyFileError, StoreError) as e:
-        print(f"fedorch: error: {e}", file=sys.stderr)
+    except (StartupError, KeyFileError, StoreError, telemetry.TelemetryError) as e:
+        logs.last_words(f"fedorch: error: {e}")
         return 2
     except AgentFailed as e:
-        print(f"fedorch: agent {config.domain} stopped: {e}", file=sys.stderr)
+        logs.last_words(f"fedorch: agent {config.domain} stopped: {e}")
         return 1
+    finally:
+        telemetry.shutdown()  # exports the spans still waiting
 
 
 async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> int:
@@ -139,7 +140,12 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     if port == 0:
         await store.close()
         raise StartupError(f"cannot listen on {config.listen}")
-    metrics_server = _start_metrics(config.metrics_listen, agent)
+    try:
+        metrics_server = _start_metrics(config.metrics_listen, agent)
+    except OSError as e:  # else the open store's thread keeps the failed process alive
+        await store.close()
+        raise StartupError(f"cannot serve metrics on {config.metrics_listen}: "
+                           f"{e.strerror or e}") from None
     try:
         console = await start_console(config.console_listen, agent)
     except ConsoleError as e:

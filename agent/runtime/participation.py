@@ -38,6 +38,7 @@ from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime import telemetry
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.dataflow_policy import prepare_context
@@ -142,6 +143,7 @@ class Participation(StepRuns, InDoubt):
                                                also=[a.audit.vote(coordinator, req, vote)])
                 self._wake.set()
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        telemetry.voted(req, vote)
         if not vote.yes:
             await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
@@ -154,9 +156,10 @@ class Participation(StepRuns, InDoubt):
         a.metrics.votes.labels("no").inc()
         log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
                  reason)
-        return a.seal(coordinator, vote=peer_pb2.Vote(
-            workflow_id=req.workflow_id, round=req.round, domain=a.domain, steps=req.steps,
-            yes=False, reason=reason))
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps, yes=False, reason=reason)
+        telemetry.voted(req, vote)
+        return a.seal(coordinator, vote=vote)
 
     async def _prepare_paxos(self, coordinator: str,
                              req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
@@ -205,6 +208,7 @@ class Participation(StepRuns, InDoubt):
                     if coordinator != a.domain:
                         a.consensus.track(tx, hold.lease_expires)
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        telemetry.voted(req, vote)
         if not vote.yes:
             await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
             log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,

@@ -25,6 +25,7 @@ from fedorch.core.negotiation.participant import Hold
 from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime import logs, telemetry
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
 from fedorch.runtime.dataflow_policy import egress_checked
@@ -149,11 +150,14 @@ class StepRuns:
                                                        attempt.attempt, pgid))
         note = asyncio.get_running_loop().call_later(
             RUNNING_NOTE_AFTER_S, self._report, active, attempt.step_id, False)
-        try:
-            outcome = await executor.run(invocation)
-        finally:
-            note.cancel()
-            active.running.pop(attempt.step_id, None)
+        with telemetry.step_attempt(row.id, attempt.step_id, attempt.attempt) as traced, \
+                logs.about(row.id, attempt.step_id):
+            try:
+                outcome = await executor.run(invocation)
+            finally:
+                note.cancel()
+                active.running.pop(attempt.step_id, None)
+            traced.ended(outcome.ok, outcome.error)
         state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
                                               outcome.outputs, outcome.error)
         a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
@@ -220,6 +224,7 @@ class StepRuns:
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
             state=step_state(step.state.value), error=step.error, placement_epoch=step.epoch,
+            trace_parent=telemetry.result_parent(active.row.id, step_id),
         )
         values.write_object(result, "outputs", step.outputs)
         if reliable:  # a final result: also signed alone, evidence for audit proofs
@@ -274,6 +279,7 @@ class StepRuns:
             # An ended workflow's end goes back, so the sender stops and sends no more.
             return peer_pb2.Ack(ok=True, end=end) if end is not None \
                 else peer_pb2.Ack(ok=False, error=fenced)
+        telemetry.result_received(sender, result)
         state = StepState(step_state_name(result.state))
         if state in (StepState.COMPENSATED, StepState.COMPENSATION_FAILED):
             # Only the coordinator's compensation sets these (runtime/compensation.py).

@@ -29,7 +29,7 @@ COMMIT_PROTOCOL_PAXOS: CommitProtocol
 COMMIT_PROTOCOL_2PC: CommitProtocol
 
 class AgentConfig(_message.Message):
-    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "console_listen", "clients", "access", "tls")
+    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "console_listen", "clients", "access", "tls", "telemetry", "log_format")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class AgentConfig(_message.Message):
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     ACCESS_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_FIELD_NUMBER: _ClassVar[int]
+    LOG_FORMAT_FIELD_NUMBER: _ClassVar[int]
     domain: str
     listen: str
     advertise: str
@@ -73,7 +75,9 @@ class AgentConfig(_message.Message):
     clients: Clients
     access: _containers.RepeatedCompositeFieldContainer[AccessRule]
     tls: TlsConfig
-    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ...) -> None: ...
+    telemetry: TelemetryConfig
+    log_format: str
+    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryConfig, _Mapping]] = ..., log_format: _Optional[str] = ...) -> None: ...
 
 class TlsConfig(_message.Message):
     __slots__ = ("enabled",)
@@ -94,6 +98,14 @@ class AccessRule(_message.Message):
     principals: _containers.RepeatedScalarFieldContainer[str]
     allow: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, principals: _Optional[_Iterable[str]] = ..., allow: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TelemetryConfig(_message.Message):
+    __slots__ = ("otlp_endpoint", "file")
+    OTLP_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    otlp_endpoint: str
+    file: str
+    def __init__(self, otlp_endpoint: _Optional[str] = ..., file: _Optional[str] = ...) -> None: ...
 
 class Trust(_message.Message):
     __slots__ = ("key_files",)

@@ -164,7 +164,7 @@ class DomainRecord(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors")
+    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,7 @@ class PrepareRequest(_message.Message):
     LEASE_MS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     round: int
     spec: _spec_pb2.WorkflowSpec
@@ -188,7 +189,8 @@ class PrepareRequest(_message.Message):
     lease_ms: int
     coordinator_endpoint: str
     acceptors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ...) -> None: ...
+    trace_parent: str
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ..., trace_parent: _Optional[str] = ...) -> None: ...
 
 class Vote(_message.Message):
     __slots__ = ("workflow_id", "round", "domain", "yes", "reason", "steps", "lease_expires_at_ms")
@@ -373,7 +375,7 @@ class DecisionAck(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class StepResult(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error", "outputs_json", "attestation", "placement_epoch")
+    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error", "outputs_json", "attestation", "placement_epoch", "trace_parent")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
@@ -384,6 +386,7 @@ class StepResult(_message.Message):
     OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     attempt: int
@@ -394,7 +397,8 @@ class StepResult(_message.Message):
     outputs_json: str
     attestation: Envelope
     placement_epoch: int
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ..., attestation: _Optional[_Union[Envelope, _Mapping]] = ..., placement_epoch: _Optional[int] = ...) -> None: ...
+    trace_parent: str
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ..., attestation: _Optional[_Union[Envelope, _Mapping]] = ..., placement_epoch: _Optional[int] = ..., trace_parent: _Optional[str] = ...) -> None: ...
 
 class CancelNotice(_message.Message):
     __slots__ = ("workflow_id", "reason", "final_state")
