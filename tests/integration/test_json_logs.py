@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fedorch.cli.demo import _child_env, agent_command, ensure_keys, pick_free_ports
+from fedorch.runtime.supervisor import agent_command, child_env, ensure_keys, pick_free_ports
 from fedorch.runtime.telemetry import trace_id_hex
 
 from tests.integration.conftest import DOMAINS
@@ -71,7 +71,7 @@ def _solo_config(tmp_path, **config):
 
 def _start(command, tmp_path, stderr) -> subprocess.Popen:
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=stderr, cwd=tmp_path, env=_child_env(),
+                            stderr=stderr, cwd=tmp_path, env=child_env(),
                             start_new_session=True)
 
 
