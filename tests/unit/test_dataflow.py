@@ -246,7 +246,7 @@ def test_policy_explain_cli_prints_verdicts_and_refuses_a_bad_file(tmp_path, mon
     ]
 
     class FakeClient:
-        def __init__(self, peer, timeout):
+        def __init__(self, peer, timeout, *credentials):  # identity, agent key
             pass
 
         async def __aenter__(self):
