@@ -28,6 +28,8 @@ from fedorch.client.errors import (
 )
 from fedorch.client.follow import statuses
 from fedorch.client.models import Member, WorkflowStatus
+from fedorch.core.identity.clients import ClientIdentity, load_identity
+from fedorch.core.identity.keys import KeyFileError, load_public_key_file
 from fedorch.core.workflow.spec import (
     SpecError,
     load_spec_file,
@@ -36,8 +38,44 @@ from fedorch.core.workflow.spec import (
 )
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+IdentityLike = ClientIdentity | str | os.PathLike[str]
+"""A client identity: a key file made by `fedorch keys init --client`, or one loaded."""
+
 SpecLike = spec_pb2.WorkflowSpec | Mapping[str, Any] | str | os.PathLike[str]
 """A spec: a YAML file's path, a mapping in the YAML file's shape, or the message."""
+
+
+def _identity(identity: IdentityLike | None) -> ClientIdentity | None:
+    """The identity to sign calls with: the one given, else $FEDORCH_IDENTITY (as the CLI
+    does); an empty path means none. InvalidSpec if the file is not an identity."""
+    if identity is None:
+        identity = os.environ.get("FEDORCH_IDENTITY", "")
+    if isinstance(identity, ClientIdentity):
+        return identity
+    if not isinstance(identity, str | os.PathLike):
+        raise InvalidSpec(f"identity: a key file's path, got {type(identity).__name__}")
+    if not os.fspath(identity):
+        return None
+    try:
+        return load_identity(identity)
+    except KeyFileError as exc:
+        raise InvalidSpec(f"identity: {exc}") from None
+
+
+def _agent_key(agent_key: str | os.PathLike[str] | None) -> str:
+    """The agent domain's .pub file for TLS: the one given, else $FEDORCH_AGENT_KEY; an
+    empty path means plaintext. Checked now, so a wrong file fails here and not per call."""
+    if agent_key is None:
+        agent_key = os.environ.get("FEDORCH_AGENT_KEY", "")
+    if not isinstance(agent_key, str | os.PathLike):
+        raise InvalidSpec(f"agent_key: a .pub file's path, got {type(agent_key).__name__}")
+    path = os.fspath(agent_key)
+    if path:
+        try:
+            load_public_key_file(path)
+        except KeyFileError as exc:
+            raise InvalidSpec(f"agent_key: {exc}") from None
+    return path
 
 
 def load_spec(spec: SpecLike) -> spec_pb2.WorkflowSpec:
@@ -60,10 +98,18 @@ class AsyncClient:
 
     ``peer``: the agent's HOST:PORT (default: $FEDORCH_PEER, else 127.0.0.1:7101).
     ``rpc_timeout``: the deadline of each call, in seconds.
+    ``identity``: the client key file (``fedorch keys init --client``) every call is
+    signed with (default: $FEDORCH_IDENTITY; ``""``: unsigned, which only an open
+    loopback agent accepts).
+    ``agent_key``: the agent domain's ``.pub``; given, the client speaks mutual TLS and
+    accepts only a certificate that key certified (default: $FEDORCH_AGENT_KEY; ``""``:
+    plaintext).
     """
 
     def __init__(self, peer: str | None = None, *,
-                 rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+                 rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S,
+                 identity: IdentityLike | None = None,
+                 agent_key: str | os.PathLike[str] | None = None) -> None:
         try:
             self.peer = parse_peer(peer or os.environ.get("FEDORCH_PEER") or DEFAULT_PEER)
         except ValueError as exc:
@@ -72,10 +118,10 @@ class AsyncClient:
             raise InvalidSpec(f"rpc_timeout must be a positive number of seconds, "
                               f"got {rpc_timeout!r}")
         self.rpc_timeout = rpc_timeout
-        # Client identities (the CLI's --identity) and TLS are not part of the agent's
-        # protocol yet. When they are, they go here: channel credentials for TLS, and a
-        # signature per call for the identity, both given to this constructor.
-        self._agent = AgentClient(self.peer, rpc_timeout)
+        self.identity = _identity(identity)
+        self.agent_key = _agent_key(agent_key)
+        # The CLI's own connection: the same signed stub and TLS credentials.
+        self._agent = AgentClient(self.peer, rpc_timeout, self.identity, self.agent_key)
         self._open = False
 
     async def __aenter__(self) -> AsyncClient:
@@ -185,4 +231,4 @@ class AsyncClient:
             return [Member.from_proto(m) for m in await agent.list_members()]
 
 
-__all__ = ["AsyncClient", "SpecLike", "load_spec"]
+__all__ = ["AsyncClient", "IdentityLike", "SpecLike", "load_spec"]

@@ -59,6 +59,9 @@ _BY_CODE: dict[grpc.StatusCode, type[FedorchError]] = {
     grpc.StatusCode.UNAUTHENTICATED: NotAllowed,
 }
 
+_REFUSED_BY = {grpc.StatusCode.UNAUTHENTICATED: "not authenticated by",
+               grpc.StatusCode.PERMISSION_DENIED: "not allowed by"}
+
 
 def from_rpc_error(exc: grpc.RpcError, peer: str) -> FedorchError:
     """The typed error for a failed call to the agent at ``peer``."""
@@ -69,6 +72,11 @@ def from_rpc_error(exc: grpc.RpcError, peer: str) -> FedorchError:
         message = f"agent unreachable at {peer}: {details or 'unavailable'}"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         message = f"agent at {peer} did not answer in time (deadline exceeded)"
+    elif code in _REFUSED_BY:
+        # As the CLI says it: who refused, then the agent's line (the principal and the
+        # permission it lacks, or what was missing).
+        reason = f"{details} ({code.name})" if details else code.name
+        message = f"{_REFUSED_BY[code]} {peer}: {reason}"
     else:
         name = code.name if code is not None else "UNKNOWN"
         message = f"{details} ({name})" if details else f"agent at {peer}: {name}"

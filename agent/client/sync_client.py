@@ -8,6 +8,7 @@ threads. The thread starts with the client and is stopped (and joined) by ``clos
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -15,7 +16,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from fedorch.cli.client import DEFAULT_RPC_TIMEOUT_S
-from fedorch.client.async_client import AsyncClient, SpecLike
+from fedorch.client.async_client import AsyncClient, IdentityLike, SpecLike
 from fedorch.client.models import Member, WorkflowStatus
 
 T = TypeVar("T")
@@ -26,12 +27,20 @@ class Client:
 
     ``peer``: the agent's HOST:PORT (default: $FEDORCH_PEER, else 127.0.0.1:7101).
     ``rpc_timeout``: the deadline of each call, in seconds.
+    ``identity``: the client key file every call is signed with (default:
+    $FEDORCH_IDENTITY); ``agent_key``: the agent domain's ``.pub`` for mutual TLS
+    (default: $FEDORCH_AGENT_KEY). See AsyncClient.
     """
 
     def __init__(self, peer: str | None = None, *,
-                 rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S) -> None:
-        self._async = AsyncClient(peer, rpc_timeout=rpc_timeout)
+                 rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S,
+                 identity: IdentityLike | None = None,
+                 agent_key: str | os.PathLike[str] | None = None) -> None:
+        self._async = AsyncClient(peer, rpc_timeout=rpc_timeout, identity=identity,
+                                  agent_key=agent_key)
         self.peer = self._async.peer
+        self.identity = self._async.identity
+        self.agent_key = self._async.agent_key
         self.rpc_timeout = rpc_timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
