@@ -18,6 +18,7 @@ from fedorch.cli.members import members
 from fedorch.cli.policy import policy
 from fedorch.cli.run_agent import agent_group
 from fedorch.cli.scenario import scenario
+from fedorch.cli.trust import trust
 from fedorch.cli.workflows import cancel, list_workflows, status, submit, watch
 
 
@@ -38,7 +39,7 @@ def cli(ctx: click.Context, rpc_timeout: float) -> None:
 
 
 for command in (keys, agent_group, submit, status, watch, cancel, list_workflows, members, demo,
-                bench, scenario, audit, policy):
+                bench, scenario, audit, policy, trust):
     cli.add_command(command)
 
 

@@ -12,12 +12,12 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
-from fedorch.core.identity.keys import load_private_key
+from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership.swim_types import LocalProtocolError as SwimMisuse
@@ -96,6 +96,8 @@ class Agent:
         self.signer = Signer(self.domain, load_private_key(config.key_file))
         self.trust = TrustStore.from_files(config.trust.key_files)
         self.trust.add(self.domain, self.signer.public_key())
+        # Called after a live trust change (the daemon's TLS roots follow the trust store).
+        self.on_trust_change: list[Callable[[], None]] = []
         neg = config.negotiation
         self.guard = ReplayGuard(int(neg.replay_window_s * 1000))
         self.peers = PeerChannels(
@@ -154,14 +156,17 @@ class Agent:
             for c in config.capabilities
         }
 
-    RELOADABLE = ("labels", "capabilities", "policy", "log_level")
+    RELOADABLE = ("labels", "capabilities", "policy", "log_level", "trust")
 
     async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
         """Apply a re-read config (SIGHUP): labels, capabilities, policy.
 
         Returns the fields that changed but need a restart (they are left as they were).
         Steps already running keep the executor they started with.
+        Trust is applied first: a trust list that does not load (a bad file, a changed key)
+        is logged and leaves the running trust as it was, the rest still reloads.
         """
+        self.reload_trust(config)
         fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields
                  if f.name not in self.RELOADABLE
                  and getattr(config, f.name) != getattr(self.config, f.name)]
@@ -176,6 +181,33 @@ class Agent:
         self.publish_record_if_changed(force=True)
         log.info("configuration reloaded: %d capabilities", len(self.capacities))
         return fixed
+
+    def reload_trust(self, config: config_pb2.AgentConfig) -> tuple[list[str], list[str]]:
+        """Trust exactly the domains of `config.trust.key_files` (and this one) from now
+        on. A removed domain's next message fails its signature check (refused and
+        counted), its gossip no longer verifies, and work it coordinates here is refused
+        at its next message. Returns (added, removed); ([], []) when refused."""
+        try:
+            wanted = TrustStore.from_files(config.trust.key_files)
+            added, removed = self.trust.apply(wanted, keep=self.domain)
+        except (KeyFileError, ValueError) as e:
+            log.error("trust reload refused, keeping the trusted domains: %s", e)
+            return [], []
+        del self.config.trust.key_files[:]
+        self.config.trust.key_files.extend(config.trust.key_files)
+        if added or removed:
+            log.warning("trust changed: added %s, removed %s",
+                        ", ".join(added) or "none", ", ".join(removed) or "none")
+            for hook in self.on_trust_change:
+                hook()
+        if removed and self.membership is not None:
+            # Work it does for workflows coordinated here is lost as if it had died
+            # (its results would be refused anyway); transactions it coordinates that are
+            # in doubt here recover without it.
+            self.coordination.domains_dead(set(removed))
+            for domain in removed:
+                self.consensus.coordinator_dead(domain)
+        return added, removed
 
     # ---- time and signing -------------------------------------------------------
 

@@ -20,6 +20,7 @@ import sys
 import grpc
 from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.keys import KeyFileError, load_private_key
+from fedorch.core.identity.tls import trust_bundle
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
 from fedorch.runtime import logs, telemetry
@@ -118,7 +119,14 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     interceptors = [ClientAuthInterceptor(auth), MalformedRequestInterceptor()]
     if tls is not None:
         agent.peers.use_tls(tls.channel_credentials, TLS_CHANNEL_OPTIONS)
-        interceptors.insert(1, PeerTlsInterceptor(agent.trust))
+        peer_tls = PeerTlsInterceptor(agent.trust)
+        interceptors.insert(1, peer_tls)
+
+        def trust_changed() -> None:  # TLS roots follow the trust store (SIGHUP, trust add)
+            tls.set_domain_anchors(trust_bundle(
+                (d, k) for d in agent.trust.domains() if (k := agent.trust.key(d))))
+            peer_tls.forget()
+        agent.on_trust_change.append(trust_changed)
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)

@@ -239,6 +239,10 @@ class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
         self.trust = trust
         self._domains: dict[bytes, str | None] = {}  # certificate PEM -> domain
 
+    def forget(self) -> None:
+        """Trust changed: certificates are named again against the new store."""
+        self._domains.clear()
+
     def tls_domain(self, context) -> str | None:
         pems = (context.auth_context() or {}).get("x509_pem_cert") or [b""]
         pem = bytes(pems[0])

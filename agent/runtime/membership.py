@@ -104,7 +104,12 @@ class Membership:
     def members(self) -> list[Member]:
         out = []
         to_wall = self.agent.now_ms() / 1000 - self.agent.now()  # the core's clock is monotonic
+        trust = self.agent.trust
         for view in self.swim.members():
+            # A domain no longer trusted (removed live) is no member here, whatever
+            # others relay about it: no placement on it, nothing shown for it.
+            if view.name != self.agent.domain and view.name not in trust:
+                continue
             record = self._record(view.name, view.record_version, view.record)
             heard = None if view.last_heard is None else view.last_heard + to_wall
             out.append(Member(view.name, view.address, view.state.value, view.incarnation,

@@ -84,6 +84,14 @@ class AgentTls:
                      time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.leaf.not_after)))
         return self.leaf
 
+    def set_domain_anchors(self, domain_anchors: bytes) -> None:
+        """After a live trust change: new handshakes (either way) accept exactly the
+        domains now trusted. A fresh certificate bumps the generation, so the server hands
+        out the new roots and peer channels are reopened with them."""
+        with self._lock:
+            self.domain_anchors = domain_anchors
+            self._mint()
+
     def _server_configuration(self):
         return grpc.ssl_server_certificate_configuration(
             [(self.leaf.key_pem, self.leaf.cert_pem)],

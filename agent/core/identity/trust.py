@@ -24,7 +24,8 @@ def _raw(key: Ed25519PublicKey) -> bytes:
 # Signed evidence travels many times: each vote rides in every Paxos Accept and
 # Accepted of its round and in the decision, and each hop verifies it again.
 # Remembering the last few thousand good (domain, signature, bytes) triples saves
-# those repeats; a key is never replaced, so a triple that verified stays valid.
+# those repeats; a key is never replaced, so a triple that verified stays valid while its
+# domain stays trusted (remove forgets the domain's triples).
 VERIFIED_CACHE_SIZE = 8192
 
 
@@ -62,6 +63,35 @@ class TrustStore:
         if old is not None and _raw(old) != _raw(key):
             raise ValueError(f"domain {domain!r} is already trusted with a different key")
         self._keys[domain] = key
+
+    def remove(self, domain: str) -> bool:
+        """Stop trusting `domain`: its signatures no longer verify, cached ones included.
+        False when it was not trusted (removing twice is a no-op)."""
+        if self._keys.pop(domain, None) is None:
+            return False
+        for entry in [e for e in self._verified if e[0] == domain]:
+            del self._verified[entry]
+        return True
+
+    def apply(self, wanted: TrustStore, keep: str) -> tuple[list[str], list[str]]:
+        """Make this store trust exactly the domains of `wanted`, plus `keep` (this
+        agent's own domain, which is never removed). A listed domain whose key differs
+        from the one trusted raises ValueError before anything changes (a key is replaced
+        by a signed rotation, not by editing a list). Returns (added, removed)."""
+        for domain in wanted.domains():
+            old = self._keys.get(domain)
+            if old is not None and _raw(old) != _raw(wanted._keys[domain]):
+                raise ValueError(f"domain {domain!r} is already trusted with a different key")
+        added = [d for d in wanted.domains() if d not in self._keys]
+        removed = [d for d in self.domains() if d not in wanted and d != keep]
+        for domain in added:
+            self.add(domain, wanted._keys[domain])
+        for domain in removed:
+            self.remove(domain)
+        return added, removed
+
+    def key(self, domain: str) -> Ed25519PublicKey | None:
+        return self._keys.get(domain)
 
     def domains(self) -> list[str]:
         return sorted(self._keys)
