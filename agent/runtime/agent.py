@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
-from fedorch.core.identity.keys import KeyFileError, load_private_key
+from fedorch.core.identity.keys import load_private_key
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership.swim_types import LocalProtocolError as SwimMisuse
@@ -29,6 +29,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
 from fedorch.runtime.changes import Changes
 from fedorch.runtime.executors import build_from_config
 from fedorch.runtime.executors.base import Executor
+from fedorch.runtime.live_trust import reload_trust
 from fedorch.runtime.membership import Membership
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.peers import PeerCallError, PeerChannels
@@ -166,7 +167,7 @@ class Agent:
         Trust is applied first: a trust list that does not load (a bad file, a changed key)
         is logged and leaves the running trust as it was, the rest still reloads.
         """
-        self.reload_trust(config)
+        reload_trust(self, config)
         fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields
                  if f.name not in self.RELOADABLE
                  and getattr(config, f.name) != getattr(self.config, f.name)]
@@ -181,33 +182,6 @@ class Agent:
         self.publish_record_if_changed(force=True)
         log.info("configuration reloaded: %d capabilities", len(self.capacities))
         return fixed
-
-    def reload_trust(self, config: config_pb2.AgentConfig) -> tuple[list[str], list[str]]:
-        """Trust exactly the domains of `config.trust.key_files` (and this one) from now
-        on. A removed domain's next message fails its signature check (refused and
-        counted), its gossip no longer verifies, and work it coordinates here is refused
-        at its next message. Returns (added, removed); ([], []) when refused."""
-        try:
-            wanted = TrustStore.from_files(config.trust.key_files)
-            added, removed = self.trust.apply(wanted, keep=self.domain)
-        except (KeyFileError, ValueError) as e:
-            log.error("trust reload refused, keeping the trusted domains: %s", e)
-            return [], []
-        del self.config.trust.key_files[:]
-        self.config.trust.key_files.extend(config.trust.key_files)
-        if added or removed:
-            log.warning("trust changed: added %s, removed %s",
-                        ", ".join(added) or "none", ", ".join(removed) or "none")
-            for hook in self.on_trust_change:
-                hook()
-        if removed and self.membership is not None:
-            # Work it does for workflows coordinated here is lost as if it had died
-            # (its results would be refused anyway); transactions it coordinates that are
-            # in doubt here recover without it.
-            self.coordination.domains_dead(set(removed))
-            for domain in removed:
-                self.consensus.coordinator_dead(domain)
-        return added, removed
 
     # ---- time and signing -------------------------------------------------------
 

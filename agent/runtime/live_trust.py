@@ -1,0 +1,55 @@
+"""Live trust changes (SIGHUP, `fedorch trust`): which domains this agent trusts, now.
+
+The config's `trust.key_files` is the one source of truth; a reload makes the running
+trust store match it. What a removed domain loses, and where:
+- its signatures no longer verify (TrustStore.remove): every peer message it sends is
+  refused at the input boundary and counted in fedorch_rejected_messages_total, and its
+  gossip claims no longer count;
+- it leaves the members view (Membership.members), so nothing is placed on it;
+- work it does for workflows coordinated here is resolved as if it had died, and
+  transactions it coordinates that are in doubt here recover without it;
+- with mutual TLS, its certificate root leaves the server's and channels' roots for new
+  handshakes (the daemon's on_trust_change hook).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fedorch.core.identity.keys import KeyFileError
+from fedorch.core.identity.trust import TrustStore
+from fedorch.gen.fedorch.v1 import config_pb2
+
+if TYPE_CHECKING:
+    from fedorch.runtime.agent import Agent
+
+log = logging.getLogger("fedorch.agent")
+
+
+def reload_trust(agent: Agent, config: config_pb2.AgentConfig) -> tuple[list[str], list[str]]:
+    """Trust exactly the domains of `config.trust.key_files` (and this one) from now
+    on. A removed domain's next message fails its signature check (refused and
+    counted), its gossip no longer verifies, and work it coordinates here is refused
+    at its next message. Returns (added, removed); ([], []) when refused."""
+    try:
+        wanted = TrustStore.from_files(config.trust.key_files)
+        added, removed = agent.trust.apply(wanted, keep=agent.domain)
+    except (KeyFileError, ValueError) as e:
+        log.error("trust reload refused, keeping the trusted domains: %s", e)
+        return [], []
+    del agent.config.trust.key_files[:]
+    agent.config.trust.key_files.extend(config.trust.key_files)
+    if added or removed:
+        log.warning("trust changed: added %s, removed %s",
+                    ", ".join(added) or "none", ", ".join(removed) or "none")
+        for hook in agent.on_trust_change:
+            hook()
+    if removed and agent.membership is not None:
+        # Work it does for workflows coordinated here is lost as if it had died
+        # (its results would be refused anyway); transactions it coordinates that are
+        # in doubt here recover without it.
+        agent.coordination.domains_dead(set(removed))
+        for domain in removed:
+            agent.consensus.coordinator_dead(domain)
+    return added, removed
