@@ -133,3 +133,38 @@ def test_cli_signals_a_process_that_does_not_exist(conf: Path) -> None:
     code, out = _run("trust", "remove", "us-east", "--config", str(conf), "--pid", "2147483646")
     assert code == 2 and "no process" in out
     assert conf.read_text() == before
+
+
+def _agent_with(tmp_path: Path, listed: list[str]):
+    """The parts of an agent reload_trust touches: its store, domain, config and hooks."""
+    from types import SimpleNamespace
+
+    from fedorch.gen.fedorch.v1 import config_pb2
+    from fedorch.runtime.live_trust import reload_trust
+
+    keys = tmp_path / "keys"
+    for domain in ("eu-west", "us-east", "partner"):
+        init_keys(domain, keys)
+    store = TrustStore.from_files([keys / "eu-west.pub", keys / "us-east.pub"])
+    config = config_pb2.AgentConfig(domain="eu-west")
+    config.trust.key_files.extend([str(keys / "us-east.pub")])
+    calls: list[str] = []
+    agent = SimpleNamespace(trust=store, domain="eu-west", config=config, membership=None,
+                            on_trust_change=[lambda: calls.append("changed")])
+    wanted = config_pb2.AgentConfig(domain="eu-west")
+    wanted.trust.key_files.extend(str(keys / name) for name in listed)
+    return reload_trust(agent, wanted), agent, calls
+
+
+def test_reload_applies_the_listed_set(tmp_path: Path) -> None:
+    changed, agent, calls = _agent_with(tmp_path, ["partner.pub"])
+    assert changed == (["partner"], ["us-east"])
+    assert agent.trust.domains() == ["eu-west", "partner"] and calls == ["changed"]
+    assert [Path(p).name for p in agent.config.trust.key_files] == ["partner.pub"]
+
+
+def test_reload_of_a_bad_list_keeps_the_running_trust(tmp_path: Path) -> None:
+    changed, agent, calls = _agent_with(tmp_path, ["partner.pub", "missing.pub"])
+    assert changed == ([], [])
+    assert agent.trust.domains() == ["eu-west", "us-east"] and calls == []
+    assert [Path(p).name for p in agent.config.trust.key_files] == ["us-east.pub"]
