@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 
 import fedorch
 import grpc
-from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
+from fedorch.core.identity.clients import ClientIdentity
+from fedorch.gen.fedorch.v1 import client_pb2
 
 T = TypeVar("T")
 
@@ -274,12 +275,18 @@ async def wait_healthy(
                 await asyncio.sleep(0.2)
 
 
-async def list_members(address: str, rpc_timeout: float) -> list[client_pb2.MemberInfo]:
-    """One ListMembers call; [] when the agent does not answer."""
+async def list_members(address: str, rpc_timeout: float,
+                       identity: ClientIdentity | None = None) -> list[client_pb2.MemberInfo]:
+    """One ListMembers call, signed by `identity` if given; [] when the agent does not
+    answer."""
+    from fedorch.runtime.client_calls import SignedClientStub
+
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        stub = SignedClientStub(channel, identity.principal if identity else "",
+                                identity.key.sign if identity else None)
         try:
-            reply = await client_pb2_grpc.ClientStub(channel).ListMembers(
-                client_pb2.ListMembersRequest(), timeout=rpc_timeout)
+            reply = await stub.ListMembers(client_pb2.ListMembersRequest(),
+                                           timeout=rpc_timeout)
         except grpc.RpcError:
             return []
     return list(reply.members)

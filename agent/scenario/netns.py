@@ -50,6 +50,9 @@ def _used_subnets() -> set[ipaddress.IPv4Network]:
     return used
 
 
+RUNNER = "scenario-runner"
+
+
 class NetnsFederation(ProcessFederation):
     name = "netns"
     supported = frozenset({"kill", "stop", "cont", "restart", "partition", "heal"})
@@ -122,6 +125,21 @@ class NetnsFederation(ProcessFederation):
 
     def assign_addresses(self) -> dict[str, str]:
         return self._addresses
+
+    def client_settings(self, keys_dir: Path) -> dict:
+        """Agents on their own addresses take only signed client calls: the runner signs
+        as `scenario-runner`, whom every domain accepts. Peer traffic stays plaintext (the
+        namespaces are this run's own private network), so the runner's health and
+        member checks need no certificates."""
+        from fedorch.core.identity.clients import init_client_keys, load_identity
+
+        key, pub = keys_dir / f"{RUNNER}.key", keys_dir / f"{RUNNER}.pub"
+        if not (key.exists() and pub.exists()):
+            key, pub = init_client_keys(RUNNER, keys_dir)
+        self.identity = load_identity(key)
+        return {"clients": {"key_files": [str(pub)]},
+                "access": [{"principals": [RUNNER], "allow": ["submit", "read", "cancel"]}],
+                "tls": {"enabled": False}}
 
     def wrap(self, name: str) -> list[str]:
         return ["ip", "netns", "exec", self.spaces[name]]

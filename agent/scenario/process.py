@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 import yaml
+from fedorch.core.identity.clients import ClientIdentity
 from fedorch.runtime.supervisor import (
     HOST,
     AgentProcess,
@@ -45,6 +46,13 @@ class ProcessFederation:
         self.procs: dict[str, AgentProcess] = {}
         self.stopped: set[str] = set()  # SIGSTOPped, not yet resumed
         self.pids: dict[str, list[int]] = {}  # every process started, restarts included
+        # The client identity the runner signs its calls with, where the agents require
+        # signed calls (not on loopback, where an agent without `clients:` is open).
+        self.identity: ClientIdentity | None = None
+
+    def client_settings(self, keys_dir: Path) -> dict:
+        """Config fields every domain gets from this runner (none on loopback)."""
+        return {}
 
     def check_supported(self) -> None:
         for index, fault in enumerate(self.loaded.scenario.faults):
@@ -76,6 +84,7 @@ class ProcessFederation:
                 keys_dir=str(keys_dir), metrics_listen=None,
                 env={RUNS_ENV: str(self.runs_file(name)), DOMAIN_ENV: name},
                 cwd=str(self.loaded.base_dir))
+            config.update(self.client_settings(keys_dir))
             path = self.workdir / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
             self.configs[name] = path

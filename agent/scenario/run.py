@@ -19,6 +19,7 @@ import grpc
 from fedorch.cli.client import AgentClient
 from fedorch.cli.demo import terminal_last
 from fedorch.cli.render import TERMINAL_NAMES, change_lines, status_to_dict
+from fedorch.core.identity.clients import ClientIdentity
 from fedorch.gen.fedorch.v1 import client_pb2, scenario_pb2
 from fedorch.runtime.supervisor import list_members, member_state
 from fedorch.scenario.loader import LoadedScenario, Workflow
@@ -30,6 +31,7 @@ WATCH_ALL_UP_TO = 10  # member views are watched from every agent up to this man
 class Federation(Protocol):
     name: str
     names: list[str]
+    identity: ClientIdentity | None  # signs the runner's client calls where agents need it
 
     def prepare(self) -> None: ...
     def start(self, names: list[str]) -> Any: ...
@@ -100,7 +102,8 @@ class RunState:
         restarted agent reconnects by itself."""
         if name not in self.clients:
             self.clients[name] = await AgentClient(
-                self.fed.address(name), self.rpc_timeout).__aenter__()
+                self.fed.address(name), self.rpc_timeout,
+                self.fed.identity).__aenter__()
         return self.clients[name]
 
     async def forget(self, name: str) -> None:
@@ -133,7 +136,8 @@ class StartupError(Exception):
 
 async def views(fed: Federation, names: list[str], rpc_timeout: float
                 ) -> dict[str, list[client_pb2.MemberInfo]]:
-    lists = await asyncio.gather(*(list_members(fed.address(n), rpc_timeout) for n in names))
+    lists = await asyncio.gather(*(list_members(fed.address(n), rpc_timeout, fed.identity)
+                                   for n in names))
     return dict(zip(names, lists, strict=True))
 
 
