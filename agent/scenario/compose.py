@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config, scripts_used
-from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.model import LoadedScenario
 
 AGENT_PORT = 7100
 METRICS_PORT = 9100

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.model import LoadedScenario
 
 
 def readme(loaded: LoadedScenario, partitions: dict[str, list[str]]) -> str:

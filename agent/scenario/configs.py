@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fedorch.runtime.config import enum_short_name
-from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.model import LoadedScenario
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message

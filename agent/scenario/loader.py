@@ -15,7 +15,6 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,12 @@ from fedorch.runtime.config import (
     read_source,
     to_message,
 )
+from fedorch.scenario.model import Domain, LoadedScenario, Workflow
 
 MAX_SCENARIO_BYTES = 1024 * 1024
 MAX_DOMAINS = 200
 MAX_COPIES = 1000
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
-DEFAULT_TIMEOUT_S = 120.0
-DEFAULT_CONVERGE_TIMEOUT_S = 60.0
 
 ACTIONS = ("kill", "stop", "cont", "restart", "partition", "heal", "clock_jump", "slow_disk")
 WORKFLOW_END_STATES = ("SUCCEEDED", "FAILED", "ABORTED", "CANCELLED")
@@ -71,55 +69,6 @@ _BOUNDS = {
     "fedorch.v1.CapabilityConfig.capacity": positive("a positive integer"),
     "fedorch.v1.StepSpec.timeout_s": at_least(0, "a non-negative number of seconds"),
 }
-
-
-@dataclass
-class Domain:
-    """One agent of the scenario: a DomainSpec entry, expanded by its count."""
-
-    name: str
-    spec: scenario_pb2.DomainSpec
-    path: str  # where it is defined, e.g. "domains[2]"
-
-
-@dataclass
-class Workflow:
-    """One Submission with its spec loaded (from its file or inline)."""
-
-    submission: scenario_pb2.Submission
-    spec: spec_pb2.WorkflowSpec
-    path: str
-    # The spec as written: its file's text, or the inline mapping (for compose to write).
-    written: str | dict[str, Any] = ""
-
-    @property
-    def id(self) -> str:
-        return self.submission.id
-
-    @property
-    def copies(self) -> int:
-        return self.submission.count or 1
-
-
-@dataclass
-class LoadedScenario:
-    source: str
-    base_dir: Path
-    scenario: scenario_pb2.Scenario
-    domains: dict[str, Domain] = field(default_factory=dict)
-    workflows: dict[str, Workflow] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.scenario.name
-
-    @property
-    def timeout_s(self) -> float:
-        return self.scenario.timeout_s or DEFAULT_TIMEOUT_S
-
-    @property
-    def converge_timeout_s(self) -> float:
-        return self.scenario.converge_timeout_s or DEFAULT_CONVERGE_TIMEOUT_S
 
 
 def load_scenario(path: str | os.PathLike[str]) -> LoadedScenario:

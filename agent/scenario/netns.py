@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 from fedorch.runtime.supervisor import deferred_interrupts, stop_agents
-from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.model import LoadedScenario
 from fedorch.scenario.netns_check import NetnsUnavailable, netns_problem
 from fedorch.scenario.process import ProcessFederation, UnsupportedFault
 

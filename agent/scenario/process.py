@@ -27,7 +27,7 @@ from fedorch.runtime.supervisor import (
     wait_healthy,
 )
 from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config
-from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.model import LoadedScenario
 
 
 class UnsupportedFault(Exception):

@@ -22,7 +22,7 @@ from fedorch.cli.render import TERMINAL_NAMES, change_lines, status_to_dict
 from fedorch.core.identity.clients import ClientIdentity
 from fedorch.gen.fedorch.v1 import client_pb2, scenario_pb2
 from fedorch.runtime.supervisor import list_members, member_state
-from fedorch.scenario.loader import LoadedScenario, Workflow
+from fedorch.scenario.model import LoadedScenario, Workflow
 
 POLL_S = 0.1
 WATCH_ALL_UP_TO = 10  # member views are watched from every agent up to this many domains

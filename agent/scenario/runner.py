@@ -12,7 +12,7 @@ from typing import Any
 
 from fedorch.runtime.supervisor import SupervisorError, log_tail, sigterm_as_interrupt
 from fedorch.scenario.expect import check_all, timed_checks
-from fedorch.scenario.loader import LoadedScenario
+from fedorch.scenario.model import LoadedScenario
 from fedorch.scenario.netns_check import NetnsUnavailable
 from fedorch.scenario.process import ProcessFederation
 from fedorch.scenario.run import (

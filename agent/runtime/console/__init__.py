@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fedorch.runtime.console.errors import ConsoleError
+
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
     from fedorch.runtime.console.server import Console
 
-
-class ConsoleError(Exception):
-    """The console cannot start (its address is taken or cannot be bound)."""
+__all__ = ["ConsoleError", "start_console"]
 
 
 async def start_console(listen: str, agent: Agent) -> Console | None:

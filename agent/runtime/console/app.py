@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fedorch.runtime.console.views as views
 import jinja2
 import markupsafe
 from aiohttp import web
 from aiohttp_sse import sse_response
-from fedorch.runtime.console import views
 from fedorch.runtime.console.feed import Feed, Listener
 
 if TYPE_CHECKING:

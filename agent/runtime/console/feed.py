@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fedorch.runtime.console import views
+import fedorch.runtime.console.views as views
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent

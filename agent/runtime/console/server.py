@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from fedorch.runtime.config import parse_host_port
-from fedorch.runtime.console import ConsoleError
 from fedorch.runtime.console.app import CLOSING, FEED, is_loopback, make_app
+from fedorch.runtime.console.errors import ConsoleError
 
 if TYPE_CHECKING:
     from fedorch.runtime.agent import Agent
