@@ -82,11 +82,11 @@ from fedorch.sim.negotiation.disk import (
 from fedorch.sim.negotiation.steps import StepRunner
 
 if TYPE_CHECKING:
-    from fedorch.sim.negotiation.run import Simulation
+    from fedorch.sim.negotiation.world import World
 
 
 class SimAgent(StepRunner):
-    def __init__(self, sim: Simulation, name: str, policy: config_pb2.Policy,
+    def __init__(self, sim: World, name: str, policy: config_pb2.Policy,
                  capacities: dict[str, int], timing: Timing) -> None:
         self.sim = sim
         self.name = name

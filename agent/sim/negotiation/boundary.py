@@ -32,7 +32,7 @@ from fedorch.core.negotiation.messages import (
 from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
 
 if TYPE_CHECKING:
-    from fedorch.sim.negotiation.agent import SimAgent
+    from fedorch.sim.negotiation.world import Member
 
 _REPLIES = {Promise: "paxos_promise", Accepted: "paxos_accepted", Reject: "paxos_reject"}
 
@@ -51,7 +51,7 @@ def _bound(key: Key, value: Value | None) -> None:
             raise RemoteProtocolError(f"a vote of another transaction in a value of {key}")
 
 
-def check_input(agent: SimAgent, src: str, msg: object) -> None:
+def check_input(agent: Member, src: str, msg: object) -> None:
     """RemoteProtocolError unless `src` has authority over `msg` (see the table)."""
     try:
         _check(agent, src, msg)
@@ -60,7 +60,7 @@ def check_input(agent: SimAgent, src: str, msg: object) -> None:
         raise RemoteProtocolError(e.detail) from None
 
 
-def _check(agent: SimAgent, src: str, msg: object) -> None:
+def _check(agent: Member, src: str, msg: object) -> None:
     if isinstance(msg, PrepareMsg):
         authorize("prepare", src, Facts(workflow_id=msg.tx.workflow_id,
                                         coordinator=msg.tx.coordinator))
@@ -120,7 +120,7 @@ def _check(agent: SimAgent, src: str, msg: object) -> None:
             raise Refused("impersonation", f"{src} acknowledged {msg.msg_id!r}")
 
 
-def _placed_on(agent: SimAgent, msg: ResultMsg) -> str | None:
+def _placed_on(agent: Member, msg: ResultMsg) -> str | None:
     """The step's domain as this agent knows the committed placement. A result of a
     workflow not committed here yet is refused (unacknowledged, so it comes again);
     one of a workflow over here changes nothing and is let through to be acknowledged."""

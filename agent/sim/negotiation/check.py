@@ -35,7 +35,7 @@ from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
 
 if TYPE_CHECKING:
-    from fedorch.sim.negotiation.run import Simulation
+    from fedorch.sim.negotiation.world import World
 
 
 
@@ -117,7 +117,7 @@ class Checker:
         rounds = self._committed_rounds.get(wf)
         return min(rounds) if rounds else None
 
-    def finish(self, sim: Simulation) -> None:
+    def finish(self, sim: World) -> None:
         dead = sim.dead_forever
         lease = sim.config.timing.lease_s
         for name, agent in sim.agents.items():
@@ -158,7 +158,7 @@ class Checker:
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
 
-    def _check_results_and_ends(self, sim: Simulation) -> None:
+    def _check_results_and_ends(self, sim: World) -> None:
         """Every result an agent holds is of an attempt that ran, and every participant
         ended a workflow as its coordinator did: nobody else's word counts."""
         for name, agent in sim.agents.items():

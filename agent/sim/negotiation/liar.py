@@ -42,13 +42,13 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
 
 if TYPE_CHECKING:
-    from fedorch.sim.negotiation.run import Simulation
+    from fedorch.sim.negotiation.world import World
 
 LIES_PER_RUN = 400  # bounded, so a run's length stays that of an honest one
 
 
 class Liar:
-    def __init__(self, sim: Simulation, name: str, rng: random.Random,
+    def __init__(self, sim: World, name: str, rng: random.Random,
                  rate: float = 0.3) -> None:
         self.sim = sim
         self.name = name

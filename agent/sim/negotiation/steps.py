@@ -32,11 +32,11 @@ from fedorch.sim.negotiation.disk import (
 if TYPE_CHECKING:
     from fedorch.core.negotiation.participant import Participant
     from fedorch.sim.negotiation.disk import Disk, Timing
-    from fedorch.sim.negotiation.run import Simulation
+    from fedorch.sim.negotiation.world import World
 
 
 class StepRunner:
-    sim: Simulation
+    sim: World
     name: str
     disk: Disk
     t: Timing

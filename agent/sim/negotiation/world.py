@@ -1,0 +1,48 @@
+"""What the simulator's parts see of each other, as Protocols.
+
+The run (run.py) builds the agents, the checker and the liar, and they call back into
+it; the boundary checks an agent's inputs. Typing those call-backs against these
+Protocols, not against the classes, keeps the imports one way (run imports its parts,
+never the reverse).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+from fedorch.core.negotiation.coordinator import Coordinator
+from fedorch.core.negotiation.messages import Key, TxInfo
+from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.sim.negotiation.disk import Disk
+
+
+class World(Protocol):
+    """The simulation as its agents, checker and liar use it (run.Simulation)."""
+
+    names: list[str]
+    now: float
+    config: Any  # run.Config: the seed's federation, workflows and faults
+    agents: dict[str, Any]  # name -> agent.SimAgent
+    checker: Any  # check.Checker
+    workflows: dict[str, str]  # workflow id -> its coordinator
+    dead_forever: set[str]
+    stats: Counter[str]
+
+    def agent_seed(self, name: str, incarnation: int) -> int: ...
+    def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None: ...
+    def send(self, src: str, dst: str, msg: object) -> None: ...
+    def crash_point(self, agent: Any, what: str) -> None: ...
+    def schedule_step(self, agent: Any, run: tuple[str, str, int], delay: float) -> None: ...
+    def calm_since(self, agents: tuple[str, ...]) -> float: ...
+
+
+class Member(Protocol):
+    """A simulated agent as the input boundary checks it (agent.SimAgent)."""
+
+    name: str
+    sim: World
+    disk: Disk
+    coordinators: dict[str, Coordinator]
+
+    def _tx_of(self, key: Key) -> TxInfo | None: ...
