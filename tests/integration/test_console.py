@@ -150,8 +150,8 @@ async def test_console_pages_and_live_updates(console_fed, browser):
     browser.get(fed.console_url + "/")
     _until(browser, lambda d: _members(d) == {"eu-west": "ALIVE", "us-east": "ALIVE",
                                               "partner": "ALIVE"}, "three ALIVE members")
-    caps = {c.get_attribute("data-capability")
-            for c in browser.find_elements(By.CSS_SELECTOR, "tr.member[data-domain=partner] .cap")}
+    caps = _until(browser, lambda d: {c.get_attribute("data-capability") for c in d.find_elements(
+        By.CSS_SELECTOR, "tr.member[data-domain=partner] .cap")}, "partner's capabilities")
     assert caps == {"report.publish", "test.sleep", "test.double"}
     _until(browser, lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"),
            "the map's event stream to open")
@@ -210,7 +210,8 @@ async def test_console_pages_and_live_updates(console_fed, browser):
     _mark_page(browser)
     _until(browser, lambda d: _placement_drawn(d) == {"extract": "eu-west", "hold": "partner"},
            "the us-east-coordinated DAG")
-    assert "coordinator us-east" in browser.find_element(By.CSS_SELECTOR, ".summary").text
+    _until(browser, lambda d: "coordinator us-east" in d.find_element(By.CSS_SELECTOR, ".summary").text,
+           "the summary to name us-east as coordinator")
     final = await fed.wait_state("us-east", other)
     assert state_name(final) == "SUCCEEDED", final
     _until(browser, lambda d: d.find_element(By.ID, "workflow-state").text == "SUCCEEDED",
@@ -226,8 +227,8 @@ async def test_console_pages_and_live_updates(console_fed, browser):
     browser.find_element(By.NAME, "coordinator").send_keys("us-east")
     _until(browser, lambda d: [r.get_attribute("data-id") for r in d.find_elements(
         By.CSS_SELECTOR, "tr.workflow")] == [other], "the list filtered to us-east's workflow")
-    assert browser.find_element(By.CSS_SELECTOR, "tr.workflow").get_attribute(
-        "data-state") == "SUCCEEDED"
+    _until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "tr.workflow").get_attribute(
+        "data-state") == "SUCCEEDED", "the filtered row to show SUCCEEDED")
 
     # The map is live too: a member that leaves turns LEFT (or DEAD) without a reload.
     browser.get(fed.console_url + "/")
@@ -235,8 +236,8 @@ async def test_console_pages_and_live_updates(console_fed, browser):
            "the map's event stream to open")
     _mark_page(browser)
     fed.stop("us-east")  # by its pid, SIGTERM: it announces its leave
-    _until(browser, lambda d: _members(d).get("us-east") in ("LEFT", "DEAD"),
-           "us-east to be shown as gone")
-    assert _members(browser)["partner"] == "ALIVE"
+    gone = _until(browser, lambda d: (m := _members(d)).get("us-east") in ("LEFT", "DEAD") and m,
+                  "us-east to be shown as gone")
+    assert gone["partner"] == "ALIVE"
     assert _not_reloaded(browser)
 

@@ -84,12 +84,13 @@ class StepService:
 
     async def delete_job(self, request: web.Request) -> web.Response:
         job_id = request.match_info["id"]
-        self.cancelled.append(job_id)
         task = self.job_tasks.get(job_id)
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Recorded once the work has stopped, so a test that sees the cancel sees its effect.
+        self.cancelled.append(job_id)
         self.jobs[job_id] = {"state": "failed", "error": "cancelled"}
         return web.Response(status=204)
 
