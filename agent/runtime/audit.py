@@ -32,7 +32,7 @@ from fedorch.runtime.store.store import Statement
 from google.protobuf import json_format
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Active, Agent
+    from fedorch.runtime.context import Active, AgentContext
 
 log = logging.getLogger("fedorch.audit")
 
@@ -47,7 +47,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 class Audit:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._since_checkpoint = 0  # records made (perhaps not all written) since then
         self._due = asyncio.Event()

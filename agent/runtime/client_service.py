@@ -21,7 +21,7 @@ from fedorch.runtime.convert import workflow_state_name
 from fedorch.runtime.interceptors import CURRENT_CALLER
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.client")
 FORWARD_TIMEOUT_S = 5.0
@@ -38,7 +38,7 @@ async def _check_id(workflow_id: str, context) -> None:
 
 
 class ClientService(client_pb2_grpc.ClientServicer):
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
 
     def _remote(self, workflow_id: str, local_only: bool) -> SignedClientStub | None:

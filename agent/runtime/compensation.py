@@ -46,7 +46,7 @@ from fedorch.runtime.store.store import Statement, WorkflowRow
 
 if TYPE_CHECKING:
     from fedorch.core.workflow.progress import Progress
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.sagas")
 
@@ -71,7 +71,7 @@ def _comp_statement(workflow_id: str, s: CompStep) -> Statement:
 
 
 class Compensations:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._driven: set[str] = set()  # workflows whose driver runs
         # Participant: the compensation attempts running in this life, by idempotency key.

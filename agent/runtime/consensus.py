@@ -9,7 +9,7 @@ agent.negotiation.sim_agent drives them:
   Send that follows them leaves this agent;
 * a message from a peer arrives on the Paxos RPC (or as the reply to one we
   sent), is opened and checked at the input boundary, converted by
-  agent.server.paxos_wire, and routed: PaxosPrepare/Accept to the acceptor, whose
+  runtime.paxos_wire, and routed: PaxosPrepare/Accept to the acceptor, whose
   reply to the sender goes back as the RPC's reply; Promise/Accepted/Reject to
   the coordinator core of that workflow when this agent coordinates it (via
   Coordination.route), else to Termination; a Decision is learned;
@@ -61,7 +61,7 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.consensus")
 
@@ -75,7 +75,7 @@ ACCEPTOR_MEMORY = 4_096   # acceptor records kept in memory (all are on disk)
 
 
 class Consensus:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         neg = agent.config.negotiation
         # How long an in-doubt participant waits for the coordinator's answer before it

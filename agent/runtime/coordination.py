@@ -9,12 +9,12 @@ With `negotiation.commit: paxos` the core runs in consensus mode: each round's
 PREPARE carries its acceptors (the participants, this agent, and ALIVE members
 up to three); on all YES the proposal cell is compare-and-set to COMMIT before
 Accept(ballot 0) goes to the acceptors (ours directly, the others through the
-Paxos RPC, agent.server.consensus); COMMIT is announced only once the core says
+Paxos RPC, runtime.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
 
-Recording and announcing decisions is in agent.server.coordination_decisions;
+Recording and announcing decisions is in runtime.coordination_decisions;
 answers to in-doubt participants and recovery after a restart are in
-agent.server.coordination_log; what a lost domain's steps become, in
+runtime.coordination_log; what a lost domain's steps become, in
 agent.runtime.coordination_loss (all mixed in).
 """
 
@@ -58,8 +58,8 @@ from fedorch.core.workflow.spec import validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
-from fedorch.runtime.agent import Active
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, end_notice_of, is_over
 from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
 from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
@@ -68,7 +68,7 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.coordinator")
 
@@ -105,7 +105,7 @@ def _own_accepts(actions: list, me: str) -> list:
 
 
 class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
         # subset still in admission; each with the core's event queue.

@@ -21,14 +21,14 @@ from fedorch.core.negotiation.coordinator import Coordinator, PersistDecision
 from fedorch.core.workflow.lifecycle import Committed
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.agent import Active
 from fedorch.runtime.consensus import PAXOS_RPC_TIMEOUT_S
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.coordinator")
 
@@ -43,7 +43,7 @@ def refusal_rows(core: Coordinator) -> list[dict]:
 class CoordinatorDecisions:
     """Mixed into Coordination, whose state these methods use."""
 
-    agent: Agent
+    agent: AgentContext
     _decisions: dict[tuple[str, int], peer_pb2.Envelope]
 
     async def _persist_decision(self, active: Active, spec, core: Coordinator,

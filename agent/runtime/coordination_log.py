@@ -24,12 +24,12 @@ from fedorch.core.workflow.lifecycle import TERMINAL_NAMES, Aborted, Committed, 
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.agent import Active
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over, state_of
 from fedorch.runtime.store.store import Statement, WorkflowRow
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.coordinator")
 
@@ -47,7 +47,7 @@ def ran_a_step(active: Active) -> set[str]:
 class CoordinatorLog:
     """Mixed into Coordination, whose state and driver these methods use."""
 
-    agent: Agent
+    agent: AgentContext
     _cores: dict[str, tuple[Coordinator, asyncio.Queue]]
     _decisions: dict[tuple[str, int], peer_pb2.Envelope]
 

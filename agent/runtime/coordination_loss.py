@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
-from fedorch.runtime.agent import Active
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import is_over, step_state_name
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.coordinator")
 
@@ -56,7 +56,7 @@ class FencedSteps:
 class CoordinatorDomainLoss:
     """Mixed into Coordination, whose state and outcome path these methods use."""
 
-    agent: Agent
+    agent: AgentContext
     _fenced: FencedSteps
 
     if TYPE_CHECKING:  # provided by Coordination

@@ -12,12 +12,12 @@ from fedorch.core.policy.flow import vote_context
 from fedorch.gen.fedorch.v1 import peer_pb2
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.policy")
 
 
-def domain_records(agent: Agent, domains: Iterable[str]) -> dict[str, peer_pb2.DomainRecord]:
+def domain_records(agent: AgentContext, domains: Iterable[str]) -> dict[str, peer_pb2.DomainRecord]:
     """The latest records of ``domains`` that this agent knows (its own current one for
     itself); a domain without a record is left out."""
     records = {}
@@ -34,7 +34,7 @@ def domain_records(agent: Agent, domains: Iterable[str]) -> dict[str, peer_pb2.D
     return records
 
 
-def prepare_context(agent: Agent, req: peer_pb2.PrepareRequest,
+def prepare_context(agent: AgentContext, req: peer_pb2.PrepareRequest,
                     asked: Sequence[tuple[str, str]]) -> PolicyContext | None:
     """What the vote on ``req`` checks residency, egress and rules against; None when the
     policy has none of them (nothing to compute on every PREPARE then)."""
@@ -47,7 +47,7 @@ def prepare_context(agent: Agent, req: peer_pb2.PrepareRequest,
                         wall_time_s=agent.now_ms() / 1000)
 
 
-def egress_checked(agent: Agent, recipient: str,
+def egress_checked(agent: AgentContext, recipient: str,
                    result: peer_pb2.StepResult) -> peer_pb2.StepResult:
     """``result`` when this domain's egress policy lets its outputs go to ``recipient``;
     else a copy without the outputs, saying why (the state still travels, so the

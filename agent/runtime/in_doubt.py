@@ -3,7 +3,7 @@
 Part of Participation (agent/runtime/participation.py), kept apart for size. A
 YES voter never releases on a timer: when a lease passes without a decision it
 asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
-(agent.server.consensus) drives a recovery ballot; a RESERVED reservation whose
+(runtime.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
 stops what is left of interrupted attempts, reloads reservations and running
 workflows, resolves interrupted attempts (retried only when idempotent, and in
@@ -23,7 +23,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.agent import Active
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
@@ -31,13 +31,13 @@ from fedorch.runtime.step_runs import INTERRUPTED
 from fedorch.runtime.store.store import Store
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
-    from fedorch.runtime.participation import KeyedLocks
+    from fedorch.runtime.context import AgentContext
+    from fedorch.runtime.keyed_locks import KeyedLocks
 
 log = logging.getLogger("fedorch.participant")
 
 
-def lease_after_restart(a: Agent, lease_expires_ms: int) -> float:
+def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
     """A stored lease expiry (wall ms, see reservation_row) as monotonic time now.
 
     Monotonic readings do not survive a restart, so the expiry is stored as wall time and
@@ -54,7 +54,7 @@ def lease_after_restart(a: Agent, lease_expires_ms: int) -> float:
 class InDoubt:
     """Mixed into Participation, whose state and step driver these methods use."""
 
-    agent: Agent
+    agent: AgentContext
     _wake: asyncio.Event
     _committing: KeyedLocks
 
@@ -75,7 +75,7 @@ class InDoubt:
     async def timer_loop(self) -> None:
         """Ask coordinators about reservations whose lease passed without a decision, and
         (every lease period) about committed ones with nothing left to run here; drive
-        the in-doubt Paxos Commit transactions (agent.server.consensus); end RESERVED
+        the in-doubt Paxos Commit transactions (runtime.consensus); end RESERVED
         reservations whose lease passed before their YES was recorded.
 
         It sleeps until the earliest of the cores' timers and the next idle check, no

@@ -22,12 +22,12 @@ from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import config_pb2
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.agent")
 
 
-def reload_trust(agent: Agent, config: config_pb2.AgentConfig) -> tuple[list[str], list[str]]:
+def reload_trust(agent: AgentContext, config: config_pb2.AgentConfig) -> tuple[list[str], list[str]]:
     """Trust exactly the domains of `config.trust.key_files` (and this one) from now
     on. A removed domain's next message fails its signature check (refused and
     counted), its gossip no longer verifies, and work it coordinates here is refused

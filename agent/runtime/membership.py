@@ -37,7 +37,7 @@ from fedorch.runtime.peers import PeerCallError
 from prometheus_client.core import CounterMetricFamily
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.membership")
 
@@ -80,7 +80,7 @@ class Member:
 
 
 class Membership:
-    def __init__(self, agent: Agent, incarnation: int) -> None:
+    def __init__(self, agent: AgentContext, incarnation: int) -> None:
         self.agent = agent
         g = agent.config.gossip
         self.profile = make_profile(gossip_profile_name(g.profile),

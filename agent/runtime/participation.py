@@ -10,19 +10,18 @@ reservation, already PREPARED, together with the PREPARE it answers (its
 TxInfo, spec and placement), durable before the vote leaves (the core's reserve
 and confirm_yes run with no await between them; the simulator also crashes
 agents between the two, a superset of what can happen here). The hold is then
-in doubt (agent.server.consensus) until a decision is learned. A PREPARE
+in doubt (runtime.consensus) until a decision is learned. A PREPARE
 without acceptors is classic 2PC: one PREPARED record, and the coordinator is
 asked when the lease passes.
 
-Running the steps and passing on their results are in agent.server.step_runs;
+Running the steps and passing on their results are in runtime.step_runs;
 what a participant does about reservations in doubt, and its recovery after a
-restart, are in agent.server.in_doubt (both mixed in).
+restart, are in runtime.in_doubt (both mixed in).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -39,10 +38,11 @@ from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
-from fedorch.runtime.agent import Active
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.dataflow_policy import prepare_context
 from fedorch.runtime.in_doubt import InDoubt
+from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import (
@@ -55,39 +55,15 @@ from fedorch.runtime.store.store import (
 )
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decision
 
 log = logging.getLogger("fedorch.participant")
 
 
-class KeyedLocks:
-    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}  # lock, users
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._locks
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: object):
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class Participation(StepRuns, InDoubt):
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._wake = asyncio.Event()
         # Results that arrived before their workflow's COMMIT (messages reorder). Kept

@@ -26,7 +26,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.peer")
 
@@ -35,7 +35,7 @@ log = logging.getLogger("fedorch.peer")
 Answer = peer_pb2.Envelope | tuple[str, object]
 
 # A batch bigger than this is refused whole (INVALID_ARGUMENT): a sender's batcher
-# never builds one (agent.server.batching.MAX_BATCH_ITEMS is smaller).
+# never builds one (runtime.batching.MAX_BATCH_ITEMS is smaller).
 MAX_BATCH_ITEMS = 1024
 
 
@@ -53,7 +53,7 @@ def _counted(handler):
     return counted
 
 
-def count_refusal(agent: Agent, sender: str, kind: str, refused: Refused) -> None:
+def count_refusal(agent: AgentContext, sender: str, kind: str, refused: Refused) -> None:
     """A message its sender had no authority to send: counted by reason, logged."""
     agent.metrics.rejected_messages.labels(refused.reason).inc()
     log.warning("refused %s from %s (%s): %s", kind, sender, refused.reason, refused.detail)
@@ -67,7 +67,7 @@ def _status_of(refused: Refused) -> grpc.StatusCode:
 
 
 class PeerService(peer_pb2_grpc.PeerServicer):
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         # Payload kind -> handler(body) -> signed reply; the kinds a batch may carry.
         self._handlers = {

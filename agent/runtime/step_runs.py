@@ -26,7 +26,7 @@ from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import logs, telemetry
-from fedorch.runtime.agent import Active
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
 from fedorch.runtime.dataflow_policy import egress_checked
 from fedorch.runtime.executors.base import StepInvocation
@@ -36,7 +36,7 @@ from fedorch.runtime.ports import Clock, wall_ms_at
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.participant")
 EARLY_RESULTS_MEMORY = 10_000  # workflows; past it, senders are asked to retry later
@@ -64,7 +64,7 @@ def reservation_row(h: Hold, clock: Clock) -> ReservationRow:
 class StepRuns:
     """Mixed into Participation, whose state these methods use."""
 
-    agent: Agent
+    agent: AgentContext
     _early: dict[str, list[tuple[str, int, StepState, dict, str, str]]]
     _acks_due: dict[str, asyncio.TimerHandle]  # workflow id -> its DecisionAck, if needed
 

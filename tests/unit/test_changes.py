@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fedorch.runtime.agent import Changes
+from fedorch.runtime.changes import Changes
 
 from tests.unit.loop_turns import until
 

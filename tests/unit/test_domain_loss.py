@@ -258,7 +258,7 @@ def _loss_shell():
 
 def _active(wid: str, coordinator: str, state: str, placement: dict[str, str],
             committed: bool = True):
-    from fedorch.runtime.agent import Active
+    from fedorch.runtime.context import Active
     from fedorch.runtime.store.store import WorkflowRow
 
     s = spec(*(step(sid) for sid in placement))

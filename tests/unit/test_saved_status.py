@@ -9,7 +9,7 @@ import asyncio
 from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
-from fedorch.runtime import agent as agent_module
+from fedorch.runtime import context as context_module
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.store.store import StepRow, WorkflowRow
 from google.protobuf import json_format
@@ -126,7 +126,7 @@ async def test_a_write_after_the_end_leaves_status_to_sqlite(agent: Agent) -> No
 
 
 async def test_final_statuses_kept_are_bounded(agent: Agent, monkeypatch) -> None:
-    monkeypatch.setattr(agent_module, "FINAL_STATUS_MEMORY", 2)
+    monkeypatch.setattr(context_module, "FINAL_STATUS_MEMORY", 2)
     for n in range(3):
         await agent.save(_active(agent, f"alpha.{n}"))
         agent.finished(f"alpha.{n}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
-from fedorch.runtime.agent import Changes
+from fedorch.runtime.changes import Changes
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.convert import workflow_state as state_value
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from fedorch.runtime.console.errors import ConsoleError
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
     from fedorch.runtime.console.server import Console
+    from fedorch.runtime.context import AgentContext
 
 __all__ = ["ConsoleError", "start_console"]
 
 
-async def start_console(listen: str, agent: Agent) -> Console | None:
+async def start_console(listen: str, agent: AgentContext) -> Console | None:
     """The console when `listen` is set (None otherwise), started."""
     if not listen:
         return None

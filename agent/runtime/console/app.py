@@ -31,7 +31,7 @@ from aiohttp_sse import sse_response
 from fedorch.runtime.console.feed import Feed, Listener
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.console")
 HERE = Path(__file__).parent
@@ -106,7 +106,7 @@ async def loopback_hosts_only(request: web.Request, handler):
     return await handler(request)
 
 
-def make_app(agent: Agent, authorize: Authorize | None = None, *,
+def make_app(agent: AgentContext, authorize: Authorize | None = None, *,
              loopback: bool = True) -> web.Application:
     """The console. `loopback`: it listens on a loopback address, so requests must name
     a loopback host too (see loopback_hosts_only)."""
@@ -260,7 +260,7 @@ async def workflow_events(request: web.Request) -> web.StreamResponse:
             await pumping
 
 
-async def _send_statuses(stream, latest: Listener, agent: Agent,
+async def _send_statuses(stream, latest: Listener, agent: AgentContext,
                          templates: jinja2.Environment, closing: asyncio.Event) -> None:
     """A graph and a status fragment for each new status; "ended" once there is no more."""
     ended = False

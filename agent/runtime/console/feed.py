@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import fedorch.runtime.console.views as views
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 TICK_S = 0.5
 
@@ -51,7 +51,7 @@ class Feed:
     """Events `members` (the map's fragment, rendered once for everyone) and
     `workflows` (something in the store changed: pages fetch their own filtered list)."""
 
-    def __init__(self, agent: Agent, render_members: Callable[[list], str],
+    def __init__(self, agent: AgentContext, render_members: Callable[[list], str],
                  tick_s: float = TICK_S) -> None:
         self.agent = agent
         self.render_members = render_members

@@ -13,7 +13,7 @@ from fedorch.runtime.console.app import CLOSING, FEED, is_loopback, make_app
 from fedorch.runtime.console.errors import ConsoleError
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.console")
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -22,7 +22,7 @@ SHUTDOWN_TIMEOUT_S = 2.0
 class Console:
     """The console's HTTP server and its change feed, both owned here."""
 
-    def __init__(self, agent: Agent, listen: str) -> None:
+    def __init__(self, agent: AgentContext, listen: str) -> None:
         self.agent = agent
         self.listen = listen
         self.app = make_app(agent, loopback=is_loopback(parse_host_port(listen)[0]))

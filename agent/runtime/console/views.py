@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
-    from fedorch.runtime.agent import Agent
+    from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.console")
 
@@ -56,7 +56,7 @@ class MemberView:
     is_self: bool
 
 
-def members(agent: Agent) -> list[MemberView]:
+def members(agent: AgentContext) -> list[MemberView]:
     """Every member this agent knows, itself included, sorted by domain. The values are
     hashable and leave out when each was last heard: two equal lists mean the map has
     nothing new to show."""
@@ -110,7 +110,7 @@ class ListFilter:
                 and (not self.text or self.text in w.id or self.text in w.name))
 
 
-async def workflows(agent: Agent, wanted: ListFilter,
+async def workflows(agent: AgentContext, wanted: ListFilter,
                     limit: int = LIST_LIMIT) -> tuple[list[WorkflowSummary], int]:
     """The workflows this agent knows that match, newest first (at most `limit`), and how
     many matched in all."""
@@ -192,7 +192,7 @@ def _coordinator_of(workflow_id: str) -> str:
     return workflow_id.rpartition(".")[0]
 
 
-def _remote_stub(agent: Agent, workflow_id: str) -> client_pb2_grpc.ClientStub | None:
+def _remote_stub(agent: AgentContext, workflow_id: str) -> client_pb2_grpc.ClientStub | None:
     """A Client stub for the workflow's coordinator when that is another agent."""
     coordinator = _coordinator_of(workflow_id)
     if not coordinator or coordinator == agent.domain:
@@ -203,7 +203,7 @@ def _remote_stub(agent: Agent, workflow_id: str) -> client_pb2_grpc.ClientStub |
     return client_pb2_grpc.ClientStub(agent.peers.channel(endpoint))
 
 
-async def status(agent: Agent, workflow_id: str) -> status_pb2.WorkflowStatus | None:
+async def status(agent: AgentContext, workflow_id: str) -> status_pb2.WorkflowStatus | None:
     """The workflow's status as its coordinator has it (this agent's own copy when the
     coordinator cannot be reached); None when nobody knows it."""
     remote = _remote_stub(agent, workflow_id)
@@ -219,7 +219,7 @@ async def status(agent: Agent, workflow_id: str) -> status_pb2.WorkflowStatus | 
     return await agent.status(workflow_id)
 
 
-async def follow(agent: Agent, workflow_id: str) -> AsyncIterator[status_pb2.WorkflowStatus]:
+async def follow(agent: AgentContext, workflow_id: str) -> AsyncIterator[status_pb2.WorkflowStatus]:
     """The workflow's statuses as they change, until it ends or the agent stops: from its
     coordinator's Watch stream, or from this agent's change notification (as the Client
     service's Watch does) when this agent coordinates it or the coordinator is gone."""
@@ -249,7 +249,7 @@ async def follow(agent: Agent, workflow_id: str) -> AsyncIterator[status_pb2.Wor
         await changes.wait_past(workflow_id, seen, FOLLOW_HEARTBEAT_S)
 
 
-async def workflow_view(agent: Agent, s: status_pb2.WorkflowStatus) -> WorkflowView:
+async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> WorkflowView:
     """A status with what this agent's store adds: dependencies and declared compensation
     from the spec, and the signed decision of each round with its votes."""
     row = await agent.store.get_workflow(s.id)
@@ -282,7 +282,7 @@ async def workflow_view(agent: Agent, s: status_pb2.WorkflowStatus) -> WorkflowV
     )
 
 
-async def _read_decision(agent: Agent, workflow_id: str, view: RoundView) -> None:
+async def _read_decision(agent: AgentContext, workflow_id: str, view: RoundView) -> None:
     """The round's decision as recorded here, its signature and its votes' checked over
     the bytes as stored."""
     recorded = await agent.store.get_decision(workflow_id, view.round)
