@@ -55,7 +55,7 @@ RUNNER = "scenario-runner"
 
 class NetnsFederation(ProcessFederation):
     name = "netns"
-    supported = frozenset({"kill", "stop", "cont", "restart", "partition", "heal"})
+    supported = frozenset({"kill", "stop", "cont", "restart", "partition", "heal", "clock_jump"})
 
     def __init__(self, loaded: LoadedScenario, workdir: Path) -> None:
         super().__init__(loaded, workdir)
@@ -142,7 +142,7 @@ class NetnsFederation(ProcessFederation):
                 "tls": {"enabled": False}}
 
     def wrap(self, name: str) -> list[str]:
-        return ["ip", "netns", "exec", self.spaces[name]]
+        return ["ip", "netns", "exec", self.spaces[name], *super().wrap(name)]
 
     def remove_network(self) -> None:
         for space in reversed(self.made):  # one not made after all: nothing to delete
@@ -162,7 +162,7 @@ class NetnsFederation(ProcessFederation):
         return self.addresses[name].rsplit(":", 1)[0]
 
     async def apply(self, action: str, names: list[str], deadline_s: float,
-                    others: list[str] | None = None) -> str:
+                    others: list[str] | None = None, seconds: float = 0.0) -> str:
         if action == "partition":
             for a in names:
                 for c in others or []:
@@ -179,4 +179,4 @@ class NetnsFederation(ProcessFederation):
             return f"healed: {healed} blackhole route(s) removed"
         if action not in self.supported:
             raise UnsupportedFault(f"the {self.name} runner cannot apply {action!r}")
-        return await super().apply(action, names, deadline_s)
+        return await super().apply(action, names, deadline_s, seconds=seconds)

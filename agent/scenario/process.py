@@ -3,8 +3,10 @@
 Keys are made per run in the work dir; each agent's config is written there too, with
 its data dir and its side-effect file (runs/<domain>.jsonl). Faults are signals to the
 agent's pid: kill (SIGKILL), stop/cont (SIGSTOP/SIGCONT), restart (stop, then start the
-same config on the same port and data dir). Partitions, clock jumps and slow disks need
-more than one process can do to another: they are refused before anything starts.
+same config on the same port and data dir), clock_jump (rewrite the offset file of the
+libfaketime the agent was started under, when the scenario has clock jumps). Partitions
+and slow disks need more than one process can do to another: they are refused before
+anything starts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fedorch.runtime.supervisor import (
     stop_agents,
     wait_healthy,
 )
+from fedorch.scenario.clock import FaketimeMissing, faked_env, faketime_library, set_offset
 from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config
 from fedorch.scenario.model import LoadedScenario
 
@@ -36,7 +39,7 @@ class UnsupportedFault(Exception):
 
 class ProcessFederation:
     name = "process"
-    supported = frozenset({"kill", "stop", "cont", "restart"})
+    supported = frozenset({"kill", "stop", "cont", "restart", "clock_jump"})
 
     def __init__(self, loaded: LoadedScenario, workdir: Path) -> None:
         self.loaded = loaded
@@ -49,6 +52,9 @@ class ProcessFederation:
         # The client identity the runner signs its calls with, where the agents require
         # signed calls (not on loopback, where an agent without `clients:` is open).
         self.identity: ClientIdentity | None = None
+        # Each domain's wall-clock offset (seconds), where the scenario steps clocks: every
+        # agent then runs under libfaketime, reading its offset from clock/<domain>.
+        self.clock_offsets: dict[str, float] = {}
 
     def client_settings(self, keys_dir: Path) -> dict:
         """Config fields every domain gets from this runner (none on loopback)."""
@@ -61,6 +67,17 @@ class ProcessFederation:
                     f"{self.loaded.source}: faults[{index}].action: the {self.name} runner "
                     f"cannot apply {fault.action!r} (it can: "
                     f"{', '.join(sorted(self.supported))}); run it with --runner netns as root")
+            if fault.action == "clock_jump" and not faketime_library():
+                raise UnsupportedFault(
+                    f"{self.loaded.source}: faults[{index}].action: clock_jump needs "
+                    "libfaketime (Debian package faketime: apt-get install faketime)")
+
+    @property
+    def steps_clocks(self) -> bool:
+        return any(f.action == "clock_jump" for f in self.loaded.scenario.faults)
+
+    def clock_file(self, name: str) -> Path:
+        return self.workdir / "clock" / name
 
     @property
     def names(self) -> list[str]:
@@ -82,12 +99,25 @@ class ProcessFederation:
             config = agent_config(
                 self.loaded, name, addresses=self.addresses, data_dir=str(data_dir),
                 keys_dir=str(keys_dir), metrics_listen=None,
-                env={RUNS_ENV: str(self.runs_file(name)), DOMAIN_ENV: name},
+                env=self.step_env(name),
                 cwd=str(self.loaded.base_dir))
             config.update(self.client_settings(keys_dir))
             path = self.workdir / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
             self.configs[name] = path
+            if self.steps_clocks:
+                self.clock_file(name).parent.mkdir(parents=True, exist_ok=True)
+                set_offset(self.clock_file(name), 0)
+                self.clock_offsets[name] = 0.0
+
+    def step_env(self, name: str) -> dict[str, str]:
+        """The environment a domain's command steps get from the runner: where to record
+        their runs, and (where clocks are stepped) no libfaketime: it breaks Python's
+        time.sleep (EINVAL from clock_nanosleep), so steps keep the machine's clock."""
+        env = {RUNS_ENV: str(self.runs_file(name)), DOMAIN_ENV: name}
+        if self.steps_clocks:
+            env["LD_PRELOAD"] = ""
+        return env
 
     def assign_addresses(self) -> dict[str, str]:
         """Each domain's address: 127.0.0.1 and a port that was free a moment ago."""
@@ -95,8 +125,10 @@ class ProcessFederation:
         return {n: f"{HOST}:{p}" for n, p in zip(self.names, ports, strict=True)}
 
     def wrap(self, name: str) -> list[str]:
-        """What the agent's command runs under (nothing: it runs as it is)."""
-        return []
+        """What the agent's command runs under: libfaketime where clocks are stepped."""
+        if not self.steps_clocks:
+            return []
+        return ["env", *faked_env(self.clock_file(name))]
 
     def address(self, name: str) -> str:
         return self.addresses[name]
@@ -125,9 +157,9 @@ class ProcessFederation:
     # ---- faults --------------------------------------------------------------------
 
     async def apply(self, action: str, names: list[str], deadline_s: float,
-                    others: list[str] | None = None) -> str:
-        """Apply one fault to each domain (`others`: a partition's other side); a short
-        note of what was done."""
+                    others: list[str] | None = None, seconds: float = 0.0) -> str:
+        """Apply one fault to each domain (`others`: a partition's other side; `seconds`:
+        a clock jump's step); a short note of what was done."""
         if action not in self.supported:
             raise UnsupportedFault(f"the {self.name} runner cannot apply {action!r}")
         notes = []
@@ -154,6 +186,13 @@ class ProcessFederation:
                 self.start([name])
                 await self.wait_serving([name], deadline_s)
                 notes.append(f"{name} restarted (pid {self.procs[name].pid}) and serving")
+            elif action == "clock_jump":
+                if name not in self.clock_offsets:
+                    raise FaketimeMissing(f"{name} was not started under libfaketime")
+                self.clock_offsets[name] += seconds
+                set_offset(self.clock_file(name), self.clock_offsets[name])
+                notes.append(f"{name} wall clock stepped {seconds:+g} s "
+                             f"(now {self.clock_offsets[name]:+g} s from true time)")
         return "; ".join(notes)
 
     def stop_all(self) -> None:

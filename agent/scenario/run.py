@@ -40,7 +40,7 @@ class Federation(Protocol):
     def awake(self) -> list[str]: ...
     def running(self) -> list[str]: ...
     async def apply(self, action: str, names: list[str], deadline_s: float,
-                    others: list[str] | None = None) -> str: ...
+                    others: list[str] | None = None, seconds: float = 0.0) -> str: ...
 
 
 @dataclass
@@ -285,7 +285,8 @@ async def run_fault(state: RunState, index: int, fault: scenario_pb2.Fault) -> N
         state.say("fault", f"restarting {', '.join(fault.domains)}")
     try:
         note = await state.fed.apply(fault.action, list(fault.domains),
-                                     state.loaded.converge_timeout_s, list(fault.from_domains))
+                                     state.loaded.converge_timeout_s, list(fault.from_domains),
+                                     seconds=fault.seconds)
     except Exception as exc:  # noqa: BLE001 - any failure to apply is reported, not raised
         state.outcomes.append(Outcome(f"{label} applied", False, str(exc)))
         state.say("error", f"{label}: {exc}")

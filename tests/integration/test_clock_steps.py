@@ -9,8 +9,6 @@ it these tests are skipped, saying so.
 
 from __future__ import annotations
 
-import glob
-import os
 import subprocess
 import sys
 import time
@@ -18,14 +16,14 @@ from pathlib import Path
 
 import pytest
 from fedorch.cli.demo import agent_command, start_agents, wait_healthy
+from fedorch.scenario.clock import faked_env, faketime_library, set_offset
 
 from tests.integration.federation import Federation, state_name, step_states, wait_for
 
-LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-LIB = os.environ.get("FEDORCH_FAKETIME_LIB") or (LIBS[0] if LIBS else "")
+LIB = faketime_library()
 
 pytestmark = pytest.mark.skipif(
-    not LIB or not Path(LIB).exists(),
+    not LIB,
     reason="libfaketime is not installed (Debian package faketime; `make test` installs it "
            "when run as root)")
 
@@ -33,19 +31,6 @@ NAMES = ("a", "b", "c")
 SLEEP = {"name": "t.sleep", "capacity": 4, "executor": {"type": "builtin", "name": "sleep"}}
 DOMAINS = {name: {"capabilities": [SLEEP]} for name in NAMES}
 STEP_S = 1.5
-
-
-def faked_env(offset_file: Path) -> list[str]:
-    return [f"LD_PRELOAD={LIB}", f"FAKETIME_TIMESTAMP_FILE={offset_file}",
-            "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1"]
-
-
-def set_offset(offset_file: Path, seconds: int) -> None:
-    """Step the wall clock of whoever reads `offset_file` (atomically: it is read on every
-    clock call)."""
-    tmp = offset_file.with_suffix(".tmp")
-    tmp.write_text(f"{seconds:+d}\n")
-    os.replace(tmp, offset_file)
 
 
 def test_faketime_steps_the_wall_clock_of_a_child_python_and_not_its_monotonic_one(

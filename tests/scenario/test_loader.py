@@ -142,12 +142,24 @@ def test_not_yaml_and_missing_file_exit_2(tmp_path: Path) -> None:
 def test_a_fault_the_process_runner_cannot_apply_exits_2_before_starting(
         tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("{action: kill, domains: [b], at_s: 1}",
+                                        "{action: slow_disk, domains: [b]}"))
+    workdir = tmp_path / "run"
+    result = invoke("scenario", "run", str(path), "--workdir", str(workdir))
+    assert result.exit_code == 2
+    assert "faults[0].action: the process runner cannot apply 'slow_disk'" in result.stderr
+    assert not (workdir / "a.yaml").exists()  # nothing was prepared, let alone started
+
+
+def test_clock_jump_without_libfaketime_exits_2_before_starting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDORCH_FAKETIME_LIB", str(tmp_path / "no-such-libfaketime.so"))
+    path = write(tmp_path, GOOD.replace("{action: kill, domains: [b], at_s: 1}",
                                         "{action: clock_jump, domains: [b], seconds: 30}"))
     workdir = tmp_path / "run"
     result = invoke("scenario", "run", str(path), "--workdir", str(workdir))
     assert result.exit_code == 2
-    assert "faults[0].action: the process runner cannot apply 'clock_jump'" in result.stderr
-    assert not (workdir / "a.yaml").exists()  # nothing was prepared, let alone started
+    assert "faults[0].action: clock_jump needs libfaketime" in result.stderr
+    assert not (workdir / "a.yaml").exists()
 
 
 def test_skip_unsupported_skips_instead_of_refusing(tmp_path: Path) -> None:
