@@ -31,7 +31,7 @@ from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, status
 from google.protobuf import struct_pb2
 from rich.console import Console
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WS = status_pb2  # enum values live on the module
 
 # ---- canned statuses -----------------------------------------------------------------

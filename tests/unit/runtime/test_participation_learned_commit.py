@@ -16,7 +16,7 @@ from fedorch.runtime.agent import Agent
 from fedorch.runtime.executors.base import StepInvocation, StepOutcome
 from google.protobuf import json_format
 
-from tests.unit import test_commit_write as commit_write
+from tests.unit.runtime import test_coordination_decision_write as commit_write
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
                              spec_pb2.WorkflowSpec())

@@ -18,7 +18,7 @@ from fedorch.runtime.executors import (
     settings_from_config,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 EXAMPLE = ROOT / "docs" / "examples" / "executor_plugin"
 BUILT_IN_TYPES = {"builtin", "command", "dask", "http", "slurm"}
 CONFIG = """\

@@ -10,7 +10,7 @@ import pytest
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import ConfigError, load_config, parse_config_text, parse_host_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "scenarios" / "demo"
 DEPLOY = ROOT / "deploy" / "config"
 DOMAINS = ["eu-west", "us-east", "partner"]

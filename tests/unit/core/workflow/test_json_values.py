@@ -39,7 +39,7 @@ from google.protobuf import struct_pb2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_step_starts import _result, _setup
+from tests.unit.runtime.test_step_runs_on_result import _result, _setup
 
 BIG = 2**60
 SCALARS = (

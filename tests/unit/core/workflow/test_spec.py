@@ -16,7 +16,7 @@ from fedorch.core.workflow.spec import (
 )
 from fedorch.gen.fedorch.v1 import spec_pb2
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 DEMO = ROOT / "scenarios" / "demo" / "workflow.yaml"
 
 GOOD = """\
