@@ -258,3 +258,60 @@ def test_no_wave_starts_before_the_one_before_it_ended(n, max_parallel, keep_goi
         assert outcome is Outcome.SUCCEEDED
     if outcome is Outcome.FAILED and not keep_going:
         assert StepState.FAILED in states
+
+
+def test_policy_explain_judges_each_instance_as_the_coordinator_would_expand_it():
+    from fedorch.core.policy.explain import explain
+
+    members = [_member("d1"), _member("d2")]
+    result = explain(_spec({"max_parallel": 1}), members, coordinator="d1")
+    assert result.placement.ok
+    chosen = {(v.step, v.domain) for v in result.verdicts if v.chosen}
+    assert {("deploy@d1", "d1"), ("deploy@d2", "d2")} <= chosen
+    refused = next(v for v in result.verdicts if (v.step, v.domain) == ("deploy@d1", "d2"))
+    assert not refused.allowed
+
+
+# ---- status: JSON, the CLI's table, the client -------------------------------------
+
+
+def _rollout_status():
+    from fedorch.gen.fedorch.v1 import status_pb2
+
+    return status_pb2.WorkflowStatus(id="w", state=3, steps=[
+        status_pb2.StepStatus(id="deploy@d1", domain="d1", state=4, instance_of="deploy",
+                              wave=1, capability="app.deploy"),
+        status_pb2.StepStatus(id="deploy@d2", domain="d2", state=2, instance_of="deploy",
+                              wave=2, capability="app.deploy"),
+        status_pb2.StepStatus(id="verify", domain="d1", state=2, capability="ci.build"),
+    ])
+
+
+def test_status_json_and_the_cli_table_show_instances_and_waves():
+    from fedorch.cli import render
+    from rich.console import Console
+
+    status = _rollout_status()
+    steps = render.status_to_dict(status)["steps"]
+    assert [(s["id"], s.get("instance_of"), s.get("wave")) for s in steps] == [
+        ("deploy@d1", "deploy", 1), ("deploy@d2", "deploy", 2), ("verify", None, None)]
+    console = Console(width=200, record=True)
+    console.print(render.steps_table(status))
+    lines = console.export_text().splitlines()
+    assert "wave" in lines[1]
+    row = next(line for line in lines if "deploy@d2" in line)
+    assert "deploy 2" in row and "WAITING" in row
+    plain = Console(width=200, record=True)
+    del status.steps[:2]  # no fan-out: no wave column
+    plain.print(render.steps_table(status))
+    assert "wave" not in plain.export_text()
+
+
+def test_the_python_client_status_carries_instances_and_waves():
+    from fedorch.client.models import WorkflowStatus
+
+    status = WorkflowStatus.from_proto(_rollout_status())
+    assert status.step("deploy@d2").wave == 2
+    assert status.step("deploy@d2").instance_of == "deploy"
+    assert status.to_dict()["steps"][0]["instance_of"] == "deploy"
+    assert "wave" not in status.to_dict()["steps"][2]
