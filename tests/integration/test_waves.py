@@ -9,8 +9,11 @@ runs, so waves that overlapped would interleave their lines.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -85,6 +88,16 @@ async def test_a_rollout_one_domain_at_a_time_runs_its_waves_in_order(fed, tmp_p
     # Downstream: every instance's outputs, keyed by domain, with their JSON types.
     assert verify["outputs"] == {"got": {"deploy": {
         d: {"domain": d, "version": 2} for d in ("alpha", "beta", "gamma")}}}
+    # The CLI's status table, from another agent than the coordinator: a wave column.
+    shown_by_cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "fedorch.cli.main", "status", wid, "--peer",
+                         fed.address("gamma")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert shown_by_cli.returncode == 0, shown_by_cli.stderr
+    header = next(line for line in shown_by_cli.stdout.splitlines() if "capability" in line)
+    assert "wave" in header
+    assert "deploy 3" in next(line for line in shown_by_cli.stdout.splitlines()
+                              if "deploy@gamma" in line)
     # Each instance ran once, in its own domain (each domain's own run records).
     for name in ("alpha", "beta", "gamma"):
         assert fed.rows(name, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?"
@@ -127,3 +140,14 @@ async def test_on_failure_continue_goes_on_and_min_success_decides(fed, tmp_path
     # Only the instances that succeeded hand their outputs on.
     assert shown["verify"]["outputs"] == {"got": {"deploy": {
         d: {"domain": d, "version": 2} for d in ("alpha", "gamma")}}}
+
+
+async def test_a_fan_out_with_no_eligible_domain_is_aborted_with_the_reason(fed, tmp_path):
+    spec = _spec(tmp_path / "rollout.log", "{max_parallel: 1}").replace(
+        "{tier: prod}", "{tier: dev}")
+    wid = await fed.submit("alpha", spec)
+    status = await fed.wait_state("alpha", wid)
+    assert state_name(status) == "ABORTED", status
+    assert "fan-out step deploy: no eligible domain for 'app.deploy'" in status.reason
+    assert "alpha, beta, gamma: label tier is prod (each wants dev)" in status.reason
+    assert not (tmp_path / "rollout.log").exists()  # nothing ran anywhere
