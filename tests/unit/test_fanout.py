@@ -315,3 +315,17 @@ def test_the_python_client_status_carries_instances_and_waves():
     assert status.step("deploy@d2").instance_of == "deploy"
     assert status.to_dict()["steps"][0]["instance_of"] == "deploy"
     assert "wave" not in status.to_dict()["steps"][2]
+
+
+def test_compensation_undoes_the_later_wave_before_the_earlier_one():
+    from fedorch.core.workflow.compensation import Compensation, plan
+
+    spec = _expand(_spec({"max_parallel": 1}, compensate=True),
+                   [_member(d) for d in ("d1", "d2", "d3")])
+    states = {"build": "SUCCEEDED", "deploy@d1": "SUCCEEDED", "deploy@d2": "SUCCEEDED",
+              "deploy@d3": "FAILED", "verify": "SKIPPED"}
+    domains = {s.id: (s.constraints.domains[0] if s.instance_of else "d1") for s in spec.steps}
+    saga = Compensation(spec, plan(spec, states, domains))
+    assert [(a.step_id, a.domain) for a in saga.start_ready()] == [("deploy@d2", "d2")]
+    saga.attempt_ended("deploy@d2", 1, True, "")
+    assert [(a.step_id, a.domain) for a in saga.start_ready()] == [("deploy@d1", "d1")]
