@@ -76,6 +76,34 @@ def test_expansion_is_deterministic_whatever_the_member_order():
         second.SerializeToString(deterministic=True)
 
 
+@settings(max_examples=100, deadline=None)
+@given(alive=st.lists(st.booleans(), min_size=5, max_size=5),
+       prod=st.lists(st.booleans(), min_size=5, max_size=5),
+       max_parallel=st.integers(0, 6), order=st.permutations(range(5)))
+def test_expansion_property_one_instance_per_eligible_domain_waves_chained(
+        alive, prod, max_parallel, order):
+    members = [_member(d, alive=alive[i], labels={"tier": "prod" if prod[i] else "dev"})
+               for i, d in enumerate(DOMAINS)]
+    eligible = [d for i, d in enumerate(DOMAINS) if alive[i] and prod[i]]
+    spec = _expand(_spec({"max_parallel": max_parallel}), [members[i] for i in order])
+    instances = [s for s in spec.steps if s.instance_of]
+    if not eligible:
+        assert not instances and any(s.HasField("each") for s in spec.steps)
+        return
+    validate_spec(spec)
+    assert [s.constraints.domains[0] for s in instances] == eligible
+    per_wave = max_parallel or len(eligible)
+    waves = [s.wave for s in instances]
+    assert waves == sorted(waves) and waves[0] == 1
+    assert set(waves) == set(range(1, max(waves) + 1))
+    assert all(waves.count(w) <= per_wave for w in set(waves))
+    for s in instances:
+        before = [i.id for i in instances if i.wave == s.wave - 1]
+        assert [n for n in s.needs if n != "build"] == before
+    verify = next(s for s in spec.steps if s.id == "verify")
+    assert list(verify.needs) == [s.id for s in instances]
+
+
 def test_each_domains_names_the_domains():
     spec = _expand(_spec(each={"domains": ["d2", "d4"]}), [_member(d) for d in DOMAINS])
     assert [s.id for s in spec.steps if s.instance_of] == ["deploy@d2", "deploy@d4"]
