@@ -45,8 +45,10 @@ async def test_the_workflow_page_draws_each_instance_in_its_domain_with_its_wave
     assert {sid: (state, domain) for sid, (state, domain, _) in step_states(status).items()} \
         == {"train@eu-west": ("SUCCEEDED", "eu-west"), "train@us-east": ("SUCCEEDED", "us-east")}
     browser.get(f"{fed.console_url}/workflows/{wid}")
-    drawn = _until(browser, lambda d: _placement_drawn(d), "the DAG to be drawn")
-    assert drawn == {"train@eu-west": "eu-west", "train@us-east": "us-east"}
+    # Each instance inside its own domain's box, once the layout has settled.
+    expected = {"train@eu-west": "eu-west", "train@us-east": "us-east"}
+    _until(browser, lambda d: _placement_drawn(d) == expected,
+           "each instance drawn inside its domain")
     labels = _labels(browser)
     assert "wave 1" in labels["train@eu-west"] and "wave 2" in labels["train@us-east"]
     cells = {row.get_attribute("data-step"): row.find_element(By.CSS_SELECTOR, "td.wave").text
