@@ -85,7 +85,7 @@ def step_outputs(step: status_pb2.StepStatus) -> dict[str, Any]:
 
 
 def step_to_dict(step: status_pb2.StepStatus) -> dict[str, Any]:
-    return {
+    out = {
         "id": step.id,
         "domain": step.domain,
         "state": step_state_name(step.state),
@@ -93,6 +93,9 @@ def step_to_dict(step: status_pb2.StepStatus) -> dict[str, Any]:
         "outputs": step_outputs(step),
         "error": step.error,
     }
+    if step.instance_of:  # an instance of a fan-out step (docs/workflow-spec.md)
+        out["instance_of"], out["wave"] = step.instance_of, step.wave
+    return out
 
 
 def refusal_to_dict(refusal: status_pb2.Refusal) -> dict[str, Any]:
@@ -197,14 +200,20 @@ def last_heard_seconds(last_heard_ms: int, now_ms: int | None = None) -> float |
 
 def steps_table(status: status_pb2.WorkflowStatus, title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False, expand=False)
-    for column in ("step", "capability", "domain", "state", "attempts"):
+    # A wave column only when the workflow has fan-out steps: "deploy 2" is the second
+    # wave of fan-out step deploy.
+    waves = any(step.instance_of for step in status.steps)
+    for column in ("step", *(["wave"] if waves else []), "capability", "domain", "state",
+                   "attempts"):
         table.add_column(column, no_wrap=True)
     table.add_column("outputs", overflow="fold")
     table.add_column("error", overflow="fold")
     for step in status.steps:
         state = step_state_name(step.state)
+        wave = [_text(f"{step.instance_of} {step.wave}" if step.instance_of else "-")]
         table.add_row(
             _text(step.id),
+            *(wave if waves else []),
             _text(step.capability),
             _text(step.domain or "-"),
             state_text(state),

@@ -32,17 +32,25 @@ class StepStatus:
     outputs: dict[str, Any]
     error: str
     capability: str
+    # An instance of a fan-out step: the step it is an instance of and its wave (1, 2,
+    # ...); "" and 0 for other steps (docs/workflow-spec.md).
+    instance_of: str = ""
+    wave: int = 0
 
     @classmethod
     def from_proto(cls, step: status_pb2.StepStatus) -> StepStatus:
         return cls(id=step.id, domain=step.domain,
                    state=_name(status_pb2.StepState, step.state, "STEP_STATE_"),
                    attempts=step.attempts, outputs=values.read_object(step, "outputs"),
-                   error=step.error, capability=step.capability)
+                   error=step.error, capability=step.capability,
+                   instance_of=step.instance_of, wave=step.wave)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "domain": self.domain, "state": self.state,
-                "attempts": self.attempts, "outputs": self.outputs, "error": self.error}
+        out = {"id": self.id, "domain": self.domain, "state": self.state,
+               "attempts": self.attempts, "outputs": self.outputs, "error": self.error}
+        if self.instance_of:  # as the CLI's --json
+            out["instance_of"], out["wave"] = self.instance_of, self.wave
+        return out
 
 
 @dataclass(frozen=True)

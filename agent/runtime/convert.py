@@ -68,6 +68,7 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
             state=step_state(known.state if known else "PENDING"),
             attempts=known.attempts if known else 0,
             error=known.error if known else "",
+            instance_of=s.instance_of, wave=s.wave,  # fan-out instances only
         )
         # Exact JSON (integers stay integers); rows keep outputs as JSON text already.
         values.write_object(step, "outputs", known.outputs if known else {})

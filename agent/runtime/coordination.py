@@ -43,6 +43,7 @@ from fedorch.core.negotiation.coordinator import (
 )
 from fedorch.core.negotiation.errors import LocalProtocolError, ProtocolError
 from fedorch.core.negotiation.messages import Accept, Key, TxInfo
+from fedorch.core.workflow import fanout
 from fedorch.core.workflow.lifecycle import (
     Aborted,
     Cancelled,
@@ -53,8 +54,8 @@ from fedorch.core.workflow.lifecycle import (
     WorkflowState,
 )
 from fedorch.core.workflow.placement import Candidate, place
-from fedorch.core.workflow.progress import Outcome, StepState
-from fedorch.core.workflow.spec import validate_spec
+from fedorch.core.workflow.progress import Outcome
+from fedorch.core.workflow.spec import check_submitted, validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
@@ -161,7 +162,12 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
     async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str = "") -> str:
         """Validate (SpecError on bad input, nothing stored) and start admission."""
         a = self.agent
+        check_submitted(spec, "request")
         validate_spec(spec, "request")
+        # Fan-out steps become one instance per eligible domain, once, here: the row keeps
+        # the expanded spec and every PREPARE carries it (core/workflow/fanout.py).
+        spec = fanout.expand(spec, self._candidates(), coordinator=a.domain)
+        validate_spec(spec, "request (fan-out steps expanded)")
         if request_id:
             existing = await a.store.find_by_request_id(request_id)
             if existing is not None:
@@ -222,13 +228,15 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         row.refusals = refusal_rows(core)  # watchers see why a round was redone
         telemetry.round_started(row.id, action.round, action.placement)
 
+    def _candidates(self) -> list[Candidate]:
+        return [Candidate(m.record, m.state == "ALIVE")
+                for m in self.agent.membership.members() if m.record.domain]
+
     def _placer(self, spec: spec_pb2.WorkflowSpec):
         a = self.agent
 
         def placer(excluded):
-            candidates = [Candidate(m.record, m.state == "ALIVE")
-                          for m in a.membership.members() if m.record.domain]
-            return place(spec, candidates, coordinator=a.domain, excluded=excluded)
+            return place(spec, self._candidates(), coordinator=a.domain, excluded=excluded)
 
         return placer
 
@@ -466,8 +474,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         if outcome is None:
             return False
         if outcome is Outcome.FAILED:
-            failed = [s for s in progress.steps.values() if s.state is StepState.FAILED]
-            reason = "; ".join(f"step {s.id} failed: {s.error}" for s in failed)
+            reason = "; ".join(progress.failure_reasons())
             return await self._end(active, Failed(reason), also, told)
         return await self._end(active, Succeeded(), also, told)
 

@@ -75,6 +75,8 @@ class Participation(StepRuns, InDoubt):
         self._committing = KeyedLocks()  # by workflow id
         # COMMITs learned from the acceptors whose DecisionAck may still be due.
         self._acks_due: dict[str, asyncio.TimerHandle] = {}
+        # Fan-out waves here that wait out their pause_s (StepRuns._wake_for_next_wave).
+        self._waves_due: dict[str, asyncio.TimerHandle] = {}
         # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
         # never answers YES before the first one's record is durable.
         self._voting = KeyedLocks()  # by (workflow, round)

@@ -67,6 +67,7 @@ class StepRuns:
     agent: AgentContext
     _early: dict[str, list[tuple[str, int, StepState, dict, str, str]]]
     _acks_due: dict[str, asyncio.TimerHandle]  # workflow id -> its DecisionAck, if needed
+    _waves_due: dict[str, asyncio.TimerHandle]  # workflow id -> its next fan-out wave
 
     async def start_ready(self, active: Active) -> None:
         while ready := self._take_ready(active):
@@ -108,7 +109,25 @@ class StepRuns:
             # Our own vote is not committed here yet (a coordinator restarted between its
             # COMMIT and applying it to its own reservation): applying it starts the steps.
             return []
-        return progress.start_ready()
+        ready = progress.start_ready(a.now())
+        self._wake_for_next_wave(active)
+        return ready
+
+    def _wake_for_next_wave(self, active: Active) -> None:
+        """A fan-out wave here waits out its pause_s (core/workflow/progress.py): look
+        again when it is over. One timer per workflow; it ends with the workflow."""
+        due = active.progress.next_start_at()
+        if due is None or active.row.id in self._waves_due:
+            return
+        wf = active.row.id
+
+        def look_again() -> None:
+            self._waves_due.pop(wf, None)
+            if self.agent.active.get(wf) is active:
+                self.agent.spawn(self.start_ready(active), name=f"next wave of {wf}")
+
+        self._waves_due[wf] = asyncio.get_running_loop().call_later(
+            max(0.0, due - self.agent.now()), look_again)
 
     async def _start_each(self, active: Active, ready: list[StartAttempt]) -> None:
         a = self.agent

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fedorch.core.policy.engine import accept_from_allows, egress_refusal, residency_refusal
+from fedorch.core.workflow import fanout
 from fedorch.core.workflow.dataflow import (
     destinations,
     label_flow,
@@ -79,6 +80,8 @@ def explain(spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate], *,
     """Every step against every member (see the module docstring)."""
     members = sorted(candidates, key=lambda c: c.record.domain)
     records = {c.record.domain: c.record for c in members}
+    # Fan-out steps as the coordinator would expand them: one instance per domain.
+    spec = fanout.expand(spec, members, coordinator=coordinator)
     placement = place(spec, members, coordinator=coordinator)
     verdicts: list[StepVerdict] = []
     for step in spec.steps:

@@ -67,6 +67,7 @@ __all__ = [
     "LOAD_WEIGHT",
     "Candidate",
     "Placement",
+    "eligible_domains",
     "place",
     "topological_order",
 ]
@@ -167,6 +168,12 @@ def _rejection(
             return f"no label {key} (step wants {want})"
         if record.labels[key] != want:
             return f"label {key} is {record.labels[key]} (step wants {want})"
+    if step.HasField("each"):  # a fan-out step's own selector (core/workflow/fanout.py)
+        if step.each.domains and record.domain not in step.each.domains:
+            return "not in the step's each.domains"
+        for key, want in sorted(step.each.labels.items()):
+            if record.labels.get(key) != want:
+                return f"label {key} is {record.labels.get(key, 'unset')} (each wants {want})"
     if record.policy.published:
         if not accept_from_allows(record.policy.accept_from, coordinator):
             return f"does not accept coordinator '{coordinator}'"
@@ -207,6 +214,40 @@ def _explain(capability: str, rejections: Mapping[str, str]) -> str:
     return f"no eligible domain for '{capability}' ({'; '.join(parts)})"
 
 
+def eligible_domains(
+    step: spec_pb2.StepSpec,
+    candidates: Sequence[Candidate],
+    *,
+    coordinator: str,
+    data: Labels,
+) -> tuple[list[str], dict[str, str]]:
+    """The domains that may run an instance of a fan-out step, in name order, and why
+    each other member may not. ``data``: the labels the workflow's data carries (the
+    labels of upstream outputs are not known before placement; the PREPARE vote checks
+    them)."""
+    eligible: list[str] = []
+    rejections: dict[str, str] = {}
+    for cand in sorted(candidates, key=lambda c: c.record.domain):
+        why = _rejection(cand, step, data, coordinator, frozenset())
+        if why is None:
+            eligible.append(cand.record.domain)
+        else:
+            rejections.setdefault(cand.record.domain, why)
+    return eligible, rejections
+
+
+def _unexpanded(step: spec_pb2.StepSpec, candidates: Sequence[Candidate], coordinator: str,
+                data: Labels) -> str:
+    """Why a fan-out step was left unexpanded (core/workflow/fanout.py)."""
+    eligible, rejections = eligible_domains(step, candidates, coordinator=coordinator,
+                                            data=data)
+    if not eligible:
+        return _explain(step.capability, rejections).replace(
+            "no eligible domain", f"fan-out step {step.id}: no eligible domain", 1)
+    return (f"fan-out step {step.id}: {len(eligible)} eligible domains"
+            f" ({', '.join(eligible)}), fewer than min_success {step.waves.min_success}")
+
+
 def place(
     spec: spec_pb2.WorkflowSpec,
     candidates: Sequence[Candidate],
@@ -227,6 +268,10 @@ def place(
     taken: dict[tuple[str, str], int] = {}  # (domain, capability) -> steps placed there
 
     for step in topological_order(spec.steps):
+        if step.HasField("each"):  # left unexpanded: no domain can run it
+            unplaceable[step.id] = _unexpanded(step, members, coordinator, merge(spec.data))
+            carries[step.id] = merge(spec.data, step.data)
+            continue
         refused = excluded.get(step.id, frozenset())
         best: tuple[float, str] | None = None
         best_full: tuple[float, str] | None = None  # the last resort: see the docstring

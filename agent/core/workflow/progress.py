@@ -22,6 +22,16 @@ is DEAD; never on SUSPECT) resolves each unfinished step placed there through on
 table, LOSS_TABLE in agent/core/workflow/domain_loss.py; the loss ends that
 placement (its epoch moves on), and `refuse_result` then turns away whatever the
 lost placement still reports (fencing).
+
+Fan-out (agent/core/workflow/fanout.py): the instances of a fan-out step form a group.
+Within a group a need is a wave barrier: met when the instance of the earlier wave
+SUCCEEDED, or, with on_failure: continue, ended at all; the wave then waits pause_s from
+the moment this Progress saw its barrier met (time comes in as `now`). A step outside the
+group that needs its instances needs the group to have SUCCEEDED, and receives the
+instances' outputs as one input keyed by domain: {"deploy": {"eu-west": {...}, ...}}. A
+group SUCCEEDS when every instance has ended and enough of them (min_success, all by
+default) SUCCEEDED, and FAILS as soon as that is out of reach, or, with stop, at the
+first failure; only a group's failure fails the workflow and skips what is after it.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fedorch.core.workflow import values
+from fedorch.core.workflow import fanout, values
 from fedorch.core.workflow.domain_loss import LossAction, LossCase, loss_action, loss_reason
 from fedorch.gen.fedorch.v1 import spec_pb2
 
@@ -106,6 +116,10 @@ class Progress:
                 idempotent=s.idempotent,
                 on_domain_loss=s.on_domain_loss or "replace",
             )
+        self.groups = fanout.groups(spec)
+        self._group_of = {i: g.id for g in self.groups.values() for i in g.instances}
+        # Instance id -> when this Progress first saw its wave barrier met (for pause_s).
+        self._barrier_met_at: dict[str, float] = {}
         self._downstream: dict[str, list[str]] = {k: [] for k in self.steps}
         for s in self.steps.values():
             for n in s.needs:
@@ -127,25 +141,36 @@ class Progress:
         step.outputs = dict(outputs) if state is StepState.SUCCEEDED else {}
         step.error = error
         if state is StepState.FAILED:
-            self._skip_downstream(step_id)
+            self._failed(step_id)
         return True
 
-    def start_ready(self) -> list[StartAttempt]:
-        """Local steps whose inputs are ready move to RUNNING with their next attempt."""
+    def start_ready(self, now: float | None = None) -> list[StartAttempt]:
+        """Local steps whose inputs are ready move to RUNNING with their next attempt.
+        `now` (the caller's clock): a fan-out wave waits its pause_s from when it is first
+        seen ready; without `now` no pause is waited (for callers with no fan-out)."""
         started = []
         for step in self.steps.values():
             if step.domain != self.me or step.state is not StepState.WAITING:
                 continue
-            if any(self.steps[n].state is not StepState.SUCCEEDED for n in step.needs):
+            if not all(self._need_met(step.id, n) for n in step.needs):
+                continue
+            if now is not None and now < self._pause_ends(step.id, now):
                 continue
             step.state = StepState.RUNNING
             step.attempts += 1
             step.error = ""
             started.append(StartAttempt(
-                step.id, step.attempts, dict(step.params),
-                {n: dict(self.steps[n].outputs) for n in step.needs}, step.timeout_s,
+                step.id, step.attempts, dict(step.params), self._inputs(step), step.timeout_s,
             ))
         return started
+
+    def next_start_at(self) -> float | None:
+        """When a local instance that waits out its wave's pause_s may start (for the
+        caller's timer: call start_ready then), or None."""
+        due = [self._barrier_met_at[s.id] + self.groups[self._group_of[s.id]].pause_s
+               for s in self.local_steps()
+               if s.state is StepState.WAITING and s.id in self._barrier_met_at]
+        return min(due, default=None)
 
     def attempt_ended(
         self, step_id: str, attempt: int, ok: bool, outputs: dict, error: str
@@ -160,7 +185,7 @@ class Progress:
             step.state, step.error = StepState.WAITING, error
         else:
             step.state, step.error = StepState.FAILED, error
-            self._skip_downstream(step_id)
+            self._failed(step_id)
         return step.state
 
     def interrupted(self, step_id: str, reason: str, attempt: int | None = None) -> StepState:
@@ -175,7 +200,7 @@ class Progress:
             return step.state
         step.state = StepState.FAILED
         step.error = f"{reason}; not run again: the step is not idempotent (idempotent: false)"
-        self._skip_downstream(step_id)
+        self._failed(step_id)
         return step.state
 
     def cancel(self, reason: str) -> list[str]:
@@ -215,7 +240,7 @@ class Progress:
             else:
                 step.state = StepState.FAILED
                 step.error = loss_reason(domain, action, case, can_replace)
-                self._skip_downstream(step.id)
+                self._failed(step.id)
             resolved.append((step.id, action))
         return resolved
 
@@ -238,12 +263,41 @@ class Progress:
     # ---- queries -----------------------------------------------------------------
 
     def outcome(self) -> Outcome | None:
-        states = [s.state for s in self.steps.values()]
-        if any(s is StepState.FAILED for s in states):
+        states = [s.state for s in self.steps.values() if s.id not in self._group_of]
+        groups = [self.group_outcome(g) for g in self.groups]
+        if StepState.FAILED in states or Outcome.FAILED in groups:
             return Outcome.FAILED
-        if all(s is StepState.SUCCEEDED for s in states):
+        if all(s is StepState.SUCCEEDED for s in states) \
+                and all(g is Outcome.SUCCEEDED for g in groups):
             return Outcome.SUCCEEDED
         return None
+
+    def group_outcome(self, group_id: str) -> Outcome | None:
+        """A fan-out step's outcome from its instances' states, or None while open."""
+        group = self.groups[group_id]
+        states = [self.steps[i].state for i in group.instances]
+        succeeded = states.count(StepState.SUCCEEDED)
+        lost = sum(1 for s in states if s in TERMINAL_STEP_STATES) - succeeded
+        if lost and not group.keeps_going:
+            return Outcome.FAILED
+        if len(states) - lost < group.need:
+            return Outcome.FAILED  # out of reach even if every open instance succeeds
+        if succeeded + lost == len(states):
+            return Outcome.SUCCEEDED
+        return None
+
+    def failure_reasons(self) -> list[str]:
+        """Why the workflow failed: its failed steps, and its failed fan-out steps."""
+        reasons = [f"step {s.id} failed: {s.error}" for s in self.steps.values()
+                   if s.state is StepState.FAILED]
+        for group in self.groups.values():
+            if self.group_outcome(group.id) is Outcome.FAILED:
+                ok = sum(1 for i in group.instances
+                         if self.steps[i].state is StepState.SUCCEEDED)
+                reasons.append(f"fan-out step {group.id} failed: {ok} of"
+                               f" {len(group.instances)} instances succeeded, {group.need}"
+                               " needed")
+        return reasons
 
     def local_steps(self) -> list[StepProgress]:
         return [s for s in self.steps.values() if s.domain == self.me]
@@ -255,6 +309,60 @@ class Progress:
         targets.discard(self.me)
         targets.discard("")
         return sorted(targets)
+
+    # ---- fan-out ------------------------------------------------------------------
+
+    def _need_met(self, step_id: str, need: str) -> bool:
+        group = self._group_of.get(need)
+        if group is None:
+            return self.steps[need].state is StepState.SUCCEEDED
+        if self._group_of.get(step_id) == group:  # a wave barrier
+            state = self.steps[need].state
+            return state is StepState.SUCCEEDED or (
+                self.groups[group].keeps_going and state in TERMINAL_STEP_STATES)
+        return self.group_outcome(group) is Outcome.SUCCEEDED
+
+    def _pause_ends(self, step_id: str, now: float) -> float:
+        """When a ready step may start: at once, unless it is an instance of a later
+        wave, which waits pause_s from when its barrier was first seen met."""
+        group = self._group_of.get(step_id)
+        if group is None or not self.groups[group].pause_s:
+            return now
+        if not any(self._group_of.get(n) == group for n in self.steps[step_id].needs):
+            return now  # the first wave
+        met = self._barrier_met_at.setdefault(step_id, now)
+        return met + self.groups[group].pause_s
+
+    def _inputs(self, step: StepProgress) -> dict[str, dict]:
+        """A step's inputs: each need's outputs; a fan-out step's as {domain: outputs} of
+        its instances that SUCCEEDED; nothing from an instance's own wave barriers."""
+        inputs: dict[str, dict] = {}
+        own = self._group_of.get(step.id)
+        for need in step.needs:
+            group = self._group_of.get(need)
+            if group is None:
+                inputs[need] = dict(self.steps[need].outputs)
+            elif group != own and self.steps[need].state is StepState.SUCCEEDED:
+                domain = need.removeprefix(f"{group}@")
+                inputs.setdefault(group, {})[domain] = dict(self.steps[need].outputs)
+        return inputs
+
+    def _failed(self, step_id: str) -> None:
+        """A step FAILED: skip what is after it; for an instance, only once its fan-out
+        step has failed (then its instances not started are skipped too: the rollout
+        stops)."""
+        group_id = self._group_of.get(step_id)
+        if group_id is None:
+            self._skip_downstream(step_id)
+            return
+        if self.group_outcome(group_id) is not Outcome.FAILED:
+            return  # on_failure: continue, and min_success still within reach
+        reason = f"fan-out step {group_id} failed (instance {step_id} failed)"
+        for instance in self.groups[group_id].instances:
+            step = self.steps[instance]
+            if step.state in (StepState.WAITING, StepState.PENDING):
+                step.state, step.error = StepState.SKIPPED, reason
+            self._skip_downstream(instance)
 
     def _skip_downstream(self, step_id: str) -> None:
         pending = list(self._downstream[step_id])

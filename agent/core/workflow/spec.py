@@ -51,7 +51,10 @@ _BOUNDS = {
     "fedorch.v1.StepSpec.timeout_s": at_least(
         0, "a non-negative number of seconds (0 means no limit)"
     ),
+    "fedorch.v1.Waves.pause_s": at_least(0, "a non-negative number of seconds"),
 }
+# Fan-out (core/workflow/fanout.py): waves.on_failure values, "" meaning stop.
+ON_FAILURE = ("stop", "continue")
 
 
 def load_spec_file(path: str | os.PathLike[str]) -> spec_pb2.WorkflowSpec:
@@ -88,8 +91,20 @@ def spec_from_mapping(data: Mapping[str, Any], source: str = "<spec>") -> spec_p
         compensate = step.get("compensate") or {}
         _set_params(message.compensate, compensate.get("params"),
                     f"steps[{index}].compensate.params", source)
+    check_submitted(spec, source)
     validate_spec(spec, source)
     return spec
+
+
+def check_submitted(spec: spec_pb2.WorkflowSpec, source: str = "<spec>") -> None:
+    """A spec as a client submits it: the fields only a fan-out's expansion sets
+    (instance_of, wave) are not its to set."""
+    for index, step in enumerate(spec.steps):
+        if step.instance_of or step.wave:
+            field_name = "instance_of" if step.instance_of else "wave"
+            raise SpecError(source, f"steps[{index}].{field_name}",
+                            "set by the coordinator when it expands a fan-out step; write"
+                            " each: and waves: instead")
 
 
 def _without_params(step: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,8 +167,11 @@ def validate_spec(spec: spec_pb2.WorkflowSpec, source: str = "<spec>") -> None:
 def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
     if not step.id:
         raise SpecError(source, f"{path}.id", "required: a step id, e.g. train")
-    if not STEP_ID_RE.fullmatch(step.id):
+    if step.instance_of:
+        _check_instance(step, path, source)
+    elif not STEP_ID_RE.fullmatch(step.id):
         raise SpecError(source, f"{path}.id", f"must be 1 to 64 of [A-Za-z0-9_-], got {step.id!r}")
+    _check_fanout(step, path, source)
     if not step.capability:
         raise SpecError(
             source,
@@ -206,6 +224,57 @@ def _check_step(step: spec_pb2.StepSpec, path: str, source: str) -> None:
             )
 
 
+def _check_instance(step: spec_pb2.StepSpec, path: str, source: str) -> None:
+    """An instance of a fan-out step, as the coordinator's expansion writes it."""
+    if not STEP_ID_RE.fullmatch(step.instance_of):
+        raise SpecError(source, f"{path}.instance_of",
+                        f"must be 1 to 64 of [A-Za-z0-9_-], got {step.instance_of!r}")
+    if len(step.constraints.domains) != 1:
+        raise SpecError(source, f"{path}.constraints.domains",
+                        "an instance of a fan-out step is pinned to exactly one domain")
+    want = f"{step.instance_of}@{step.constraints.domains[0]}"
+    if step.id != want:
+        raise SpecError(source, f"{path}.id", f"an instance's id is {want!r}, got {step.id!r}")
+    if step.wave < 1:
+        raise SpecError(source, f"{path}.wave", "an instance's wave is 1 or more")
+    if step.HasField("each"):
+        raise SpecError(source, f"{path}.each", "an instance of a fan-out step has no each")
+
+
+def _check_fanout(step: spec_pb2.StepSpec, path: str, source: str) -> None:
+    """each: and waves: (core/workflow/fanout.py)."""
+    if step.HasField("waves") and not (step.HasField("each") or step.instance_of):
+        raise SpecError(source, f"{path}.waves",
+                        "waves apply to a fan-out step: add each: {labels: {...}} or"
+                        " each: {domains: [...]}")
+    if not step.instance_of and step.wave:
+        raise SpecError(source, f"{path}.wave", "only an instance of a fan-out step has a wave")
+    waves = step.waves
+    if waves.on_failure and waves.on_failure not in ON_FAILURE:
+        raise SpecError(source, f"{path}.waves.on_failure",
+                        f"must be one of {', '.join(ON_FAILURE)} (default stop),"
+                        f" got {waves.on_failure!r}")
+    if not math.isfinite(waves.pause_s) or waves.pause_s < 0:
+        raise SpecError(source, f"{path}.waves.pause_s",
+                        f"must be a non-negative number of seconds, got {waves.pause_s}")
+    if waves.min_success and waves.on_failure != "continue":
+        raise SpecError(source, f"{path}.waves.min_success",
+                        "applies with on_failure: continue (with stop, every instance must"
+                        " succeed)")
+    each = step.each
+    for key in each.labels:
+        if not key:
+            raise SpecError(source, f"{path}.each.labels", "label names must not be empty")
+    for index, domain in enumerate(each.domains):
+        if not DOMAIN_RE.fullmatch(domain):
+            raise SpecError(source, f"{path}.each.domains[{index}]",
+                            f"must be a domain name ([a-z0-9][a-z0-9.-]{{0,62}}), got {domain!r}")
+    if each.domains and waves.min_success > len(set(each.domains)):
+        raise SpecError(source, f"{path}.waves.min_success",
+                        f"{waves.min_success} is more than the {len(set(each.domains))}"
+                        " domains in each.domains")
+
+
 def _check_compensate(c: spec_pb2.Compensation, path: str, source: str) -> None:
     """Sagas (docs/sagas.md): the compensation's own capability, retries and timeout."""
     if c.capability and not CAPABILITY_RE.fullmatch(c.capability):
@@ -245,7 +314,9 @@ __all__ = [
     "MAX_SPEC_BYTES",
     "ON_DOMAIN_LOSS",
     "on_domain_loss",
+    "ON_FAILURE",
     "SpecError",
+    "check_submitted",
     "load_spec_file",
     "parse_spec_text",
     "spec_from_mapping",

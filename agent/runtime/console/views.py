@@ -136,6 +136,8 @@ class StepView:
     needs: tuple[str, ...]
     retries: int
     compensate: str  # the declared compensation's params as JSON text, "" when none
+    instance_of: str = ""  # an instance of a fan-out step: that step, and its wave
+    wave: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,11 @@ class WorkflowView:
     spec_known: bool  # the dependencies are known (this agent holds the spec)
 
     @property
+    def has_waves(self) -> bool:
+        """Has the workflow fan-out steps (a wave column is then shown)?"""
+        return any(s.instance_of for s in self.steps)
+
+    @property
     def domains(self) -> list[str]:
         return sorted({s.domain for s in self.steps})
 
@@ -182,7 +189,8 @@ class WorkflowView:
             "state": self.state,
             "domains": self.domains,
             "steps": [{"id": s.id, "domain": s.domain, "state": s.state,
-                       "capability": s.capability, "attempts": s.attempts}
+                       "capability": s.capability, "attempts": s.attempts,
+                       "wave": s.wave}
                       for s in self.steps],
             "edges": [[need, s.id] for s in self.steps for need in s.needs],
         }
@@ -268,6 +276,7 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
             needs=tuple(declared.needs) if declared is not None else (),
             retries=declared.retries if declared is not None else 0,
             compensate=json.dumps(compensate, sort_keys=True) if compensate is not None else "",
+            instance_of=st.instance_of, wave=st.wave,
         ))
     rounds = {r: RoundView(r) for r in range(1, s.rounds + 1)}
     for refusal in s.refusals:

@@ -25,7 +25,7 @@ class WorkflowSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
 
 class StepSpec(_message.Message):
-    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json", "data")
+    __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json", "data", "each", "waves", "instance_of", "wave")
     class DataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,10 @@ class StepSpec(_message.Message):
     ON_DOMAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    EACH_FIELD_NUMBER: _ClassVar[int]
+    WAVES_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_OF_FIELD_NUMBER: _ClassVar[int]
+    WAVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     capability: str
     params: _struct_pb2.Struct
@@ -57,7 +61,38 @@ class StepSpec(_message.Message):
     on_domain_loss: str
     params_json: str
     data: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., idempotent: _Optional[bool] = ..., on_domain_loss: _Optional[str] = ..., params_json: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    each: Each
+    waves: Waves
+    instance_of: str
+    wave: int
+    def __init__(self, id: _Optional[str] = ..., capability: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., constraints: _Optional[_Union[Constraints, _Mapping]] = ..., needs: _Optional[_Iterable[str]] = ..., retries: _Optional[int] = ..., timeout_s: _Optional[float] = ..., compensate: _Optional[_Union[Compensation, _Mapping]] = ..., idempotent: _Optional[bool] = ..., on_domain_loss: _Optional[str] = ..., params_json: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., each: _Optional[_Union[Each, _Mapping]] = ..., waves: _Optional[_Union[Waves, _Mapping]] = ..., instance_of: _Optional[str] = ..., wave: _Optional[int] = ...) -> None: ...
+
+class Each(_message.Message):
+    __slots__ = ("labels", "domains")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Waves(_message.Message):
+    __slots__ = ("max_parallel", "pause_s", "on_failure", "min_success")
+    MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_S_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    max_parallel: int
+    pause_s: float
+    on_failure: str
+    min_success: int
+    def __init__(self, max_parallel: _Optional[int] = ..., pause_s: _Optional[float] = ..., on_failure: _Optional[str] = ..., min_success: _Optional[int] = ...) -> None: ...
 
 class Constraints(_message.Message):
     __slots__ = ("labels", "domains")

@@ -76,7 +76,7 @@ class Refusal(_message.Message):
     def __init__(self, round: _Optional[int] = ..., domain: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StepStatus(_message.Message):
-    __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability", "outputs_json")
+    __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability", "outputs_json", "instance_of", "wave")
     ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,8 @@ class StepStatus(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_OF_FIELD_NUMBER: _ClassVar[int]
+    WAVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     domain: str
     state: StepState
@@ -93,7 +95,9 @@ class StepStatus(_message.Message):
     error: str
     capability: str
     outputs_json: str
-    def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ...) -> None: ...
+    instance_of: str
+    wave: int
+    def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ..., instance_of: _Optional[str] = ..., wave: _Optional[int] = ...) -> None: ...
 
 class WorkflowStatus(_message.Message):
     __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms", "compensation")

@@ -13,7 +13,10 @@
 
   function domainId(domain) { return "domain:" + (domain || UNPLACED); }
   function stepId(step) { return "step:" + step; }
-  function stepLabel(s) { return s.id + "\n" + s.capability + "\n" + s.state; }
+  // An instance of a fan-out step also says its wave.
+  function stepLabel(s) {
+    return s.id + "\n" + s.capability + (s.wave ? " · wave " + s.wave : "") + "\n" + s.state;
+  }
 
   function elements(graph) {
     const out = [];
