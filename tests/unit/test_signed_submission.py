@@ -21,6 +21,8 @@ from fedorch.core.identity.submission import (
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import spec_pb2
 from google.protobuf import json_format
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SPEC = json_format.ParseDict(
     {"name": "model", "data": {"jurisdiction": "EU"},
@@ -196,3 +198,38 @@ def test_the_stored_part_and_the_spec_bytes_make_the_signed_spec_again():
     kept = detached(signed)
     assert signed.spec not in kept
     assert attached(kept, signed.spec) == signed
+
+
+# ---- fuzzing: no change to a signed spec passes ---------------------------------------
+
+_FIELDS = ("principal", "spec", "signature", "public_key")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(_FIELDS), data=st.binary(max_size=200),
+       flip=st.integers(min_value=0, max_value=10_000))
+def test_any_change_to_a_vouched_signed_spec_is_refused_and_never_raises_otherwise(
+        field, data, flip):
+    """Replace a field with random bytes, or flip one bit of it: the participant's check
+    refuses with SubmissionError (never another exception), unless nothing changed."""
+    genuine = _vouched()
+    changed = spec_pb2.SignedSpec()
+    changed.CopyFrom(genuine)
+    value = getattr(genuine, field)
+    raw = value.encode() if isinstance(value, str) else value
+    if flip % 2 and raw:
+        index = (flip // 2) % len(raw)
+        raw = raw[:index] + bytes([raw[index] ^ (1 << (flip % 8))]) + raw[index + 1:]
+    else:
+        raw = data
+    if field == "principal":
+        try:
+            changed.principal = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return  # not a string protobuf can carry
+    else:
+        setattr(changed, field, raw)
+    if changed == genuine:
+        return
+    with pytest.raises(SubmissionError):
+        check_prepare_submission(changed, coordinator="eu-west", spec=SPEC, trust=_trust())
