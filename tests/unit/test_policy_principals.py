@@ -138,3 +138,16 @@ def test_the_dry_run_weighs_the_principal_it_is_given():
         assert result.to_dict()["principal"] == principal
         if not allowed:
             assert any(f"principal '{principal}'" in r for r in verdict.reasons)
+
+
+def test_cel_rules_see_the_verified_principal():
+    policy = config_pb2.Policy(rules=[config_pb2.PolicyRule(
+        name="only-alice", expression='principal == "alice@eu-west"',
+        message="only alice's work")])
+    for principal, allowed in (("alice@eu-west", True), ("bob@eu-west", False)):
+        verdict = evaluate_prepare(policy, coordinator="eu-west", data_labels={},
+                                   steps=[("a", "x")], capacities={"x": 1}, in_use={},
+                                   coordinator_in_use=0, principal=principal)
+        assert verdict.yes == allowed, verdict.reason
+        if not allowed:
+            assert "only alice's work" in verdict.reason
