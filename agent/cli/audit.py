@@ -175,6 +175,8 @@ def check(proof_file: Path, trust_dir: Path, as_json: bool) -> None:
     click.echo(f"proof holds: {summary['workflow']} {summary['state']}"
                f" (coordinator {summary['coordinator']}, round {summary['round']},"
                f" voters {', '.join(summary['voters']) or 'none'})")
+    signed = "signed by" if summary["signed"] else "unsigned, in the coordinator's word:"
+    click.echo(f"  spec {signed} {summary['principal'] or 'unknown'}")
     for step, s in summary["steps"].items():
         click.echo(f"  {step}: {s['state']} on {s['domain'] or '-'} attempt {s['attempt']}"
                    f" outputs sha256 {s['outputs_sha256'] or '-'}")

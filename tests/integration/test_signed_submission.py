@@ -228,6 +228,8 @@ async def test_a_proof_holds_the_submitters_signature_and_check_verifies_it(
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["principal"], summary["signed"]) == ("alice", True)
+    shown = _cli("audit", "check", str(tmp_path / "proof.json"), "--trust", str(public))
+    assert shown.returncode == 0 and "spec signed by alice" in shown.stdout, shown
     spec_bytes = base64.b64decode(proof["submission"]["spec"])
     signature = base64.b64decode(proof["submission"]["client_signature"])
     _, key = load_client_public_key_file(public / "alice.pub")
