@@ -25,11 +25,34 @@ def _trust(directory: Path):
     from fedorch.core.identity.keys import KeyFileError
     from fedorch.core.identity.trust import TrustStore
 
-    files = sorted(directory.glob("*.pub"))
+    files = [f for f in sorted(directory.glob("*.pub")) if not _is_client_key(f)]
     if not files:
-        raise CliError(f"{directory}: no public key files (*.pub) there", EXIT_USAGE)
+        raise CliError(f"{directory}: no public key files (*.pub) of domains there", EXIT_USAGE)
     try:
         return TrustStore.from_files(files)
+    except KeyFileError as e:
+        raise CliError(str(e), EXIT_USAGE) from e
+
+
+def _is_client_key(path: Path) -> bool:
+    from fedorch.core.identity.clients import CLIENT_PUB_PREFIX
+
+    try:
+        with path.open("rb") as f:
+            return f.read(len(CLIENT_PUB_PREFIX) + 1) == CLIENT_PUB_PREFIX.encode() + b" "
+    except OSError:
+        return False  # the domain key loader names the problem
+
+
+def _client_keys(directory: Path):
+    """Client keys (`fedorch keys init --client`) beside the domain keys: a proof's
+    submitter, when listed, must have signed with the key held here."""
+    from fedorch.core.identity.clients import ClientKeys
+    from fedorch.core.identity.keys import KeyFileError
+
+    try:
+        return ClientKeys.from_files(f for f in sorted(directory.glob("*.pub"))
+                                     if _is_client_key(f))
     except KeyFileError as e:
         raise CliError(str(e), EXIT_USAGE) from e
 
@@ -138,9 +161,10 @@ def check(proof_file: Path, trust_dir: Path, as_json: bool) -> None:
     from fedorch.core.audit.proof import ProofError, check_proof
 
     trust = _trust(trust_dir)
+    clients = _client_keys(trust_dir)
     try:
         document = json.loads(proof_file.read_bytes())
-        summary = check_proof(document, trust)
+        summary = check_proof(document, trust, clients)
     except (ValueError, ProofError) as e:  # JSONDecodeError is a ValueError
         raise CliError(f"proof does not hold: {e}", EXIT_FAILED) from e
     except OSError as e:
@@ -151,6 +175,8 @@ def check(proof_file: Path, trust_dir: Path, as_json: bool) -> None:
     click.echo(f"proof holds: {summary['workflow']} {summary['state']}"
                f" (coordinator {summary['coordinator']}, round {summary['round']},"
                f" voters {', '.join(summary['voters']) or 'none'})")
+    signed = "signed by" if summary["signed"] else "unsigned, in the coordinator's word:"
+    click.echo(f"  spec {signed} {summary['principal'] or 'unknown'}")
     for step, s in summary["steps"].items():
         click.echo(f"  {step}: {s['state']} on {s['domain'] or '-'} attempt {s['attempt']}"
                    f" outputs sha256 {s['outputs_sha256'] or '-'}")

@@ -12,6 +12,7 @@ from types import TracebackType
 
 import grpc
 from fedorch.core.identity.clients import ClientIdentity
+from fedorch.core.identity.submission import sign_spec
 from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.client_calls import SignedClientStub
 
@@ -84,8 +85,17 @@ class AgentClient:
             raise RuntimeError("AgentClient used outside 'async with'")
         return self._stub
 
+    def _submit_request(self, spec: spec_pb2.WorkflowSpec,
+                        request_id: str) -> client_pb2.SubmitRequest:
+        """With an identity, the spec travels signed (its bytes as signed, not `spec`):
+        every domain that votes on it verifies that this principal asked for exactly it."""
+        if self.identity is None:
+            return client_pb2.SubmitRequest(spec=spec, request_id=request_id)
+        signed = sign_spec(self.identity.principal, self.identity.key.sign, spec)
+        return client_pb2.SubmitRequest(signed_spec=signed, request_id=request_id)
+
     async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str) -> str:
-        request = client_pb2.SubmitRequest(spec=spec, request_id=request_id)
+        request = self._submit_request(spec, request_id)
         reply = await self.stub.Submit(request, timeout=self.rpc_timeout)
         return reply.id
 
@@ -108,7 +118,7 @@ class AgentClient:
         """Submit, then stream the workflow's changes of state (SubmitAndWatch); the
         first status names the workflow."""
         request = client_pb2.SubmitAndWatchRequest(
-            submit=client_pb2.SubmitRequest(spec=spec, request_id=request_id),
+            submit=self._submit_request(spec, request_id),
             state_changes_only=True)
         return _statuses(self.stub.SubmitAndWatch(request, timeout=stream_deadline_s))
 

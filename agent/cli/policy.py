@@ -11,10 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from fedorch.cli.common import client_for, console, json_option, peer_option, run
+from fedorch.cli.common import (
+    client_for,
+    console,
+    identity_option,
+    json_option,
+    peer_option,
+    run,
+    settings,
+)
 from fedorch.cli.errors import EXIT_FAILED, CliError, rpc_errors
 from fedorch.cli.render import to_json
 from fedorch.cli.workflows import load_spec
+from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
+from fedorch.core.identity.submission import qualified
 from fedorch.core.policy.explain import Explanation, explain
 from fedorch.core.workflow.placement import Candidate
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
@@ -39,7 +49,8 @@ def _candidates(found: list[client_pb2.MemberInfo]) -> tuple[list[Candidate], st
 
 
 def _table(result: Explanation) -> Table:
-    table = Table(title=f"coordinator {result.coordinator} (dry run: nothing reserved)")
+    table = Table(title=f"coordinator {result.coordinator}, principal {result.principal}"
+                        " (dry run: nothing reserved)")
     for column in ("step", "domain", "verdict", "receives", "reasons", "basis"):
         table.add_column(column)
     for v in result.verdicts:
@@ -52,10 +63,13 @@ def _table(result: Explanation) -> Table:
 @policy.command("explain")
 @click.argument("file", type=click.Path(path_type=Path))
 @peer_option
+@identity_option
 @json_option
 def explain_command(file: Path, peer: str, as_json: bool) -> None:
     """For every step of FILE and every member: the verdict and its reasons.
 
+    With --identity, accept_from entries naming principals judge that principal as the
+    coordinator would vouch for it; without, a submission without identity.
     Verdicts use the members' published records and policy summaries; a domain's private
     rules, quotas and exact free slots decide only when it votes, so a verdict marked
     as from a summary is a prediction.
@@ -70,7 +84,12 @@ def explain_command(file: Path, peer: str, as_json: bool) -> None:
     candidates, coordinator = _candidates(run(go()))
     if not coordinator:
         raise CliError(f"agent at {peer} did not name itself among its members", EXIT_FAILED)
-    result = explain(spec, candidates, coordinator=coordinator)
+    # The principal a submission of FILE would be voted on as: this identity as the
+    # coordinator vouches for it, or the coordinator itself for an unsigned one.
+    identity = settings().identity
+    principal = qualified(identity.principal, coordinator) if identity is not None \
+        else DOMAIN_PRINCIPAL_PREFIX + coordinator
+    result = explain(spec, candidates, coordinator=coordinator, principal=principal)
     if as_json:
         click.echo(to_json(result.to_dict()))
         return

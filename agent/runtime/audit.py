@@ -130,19 +130,22 @@ class Audit:
         """A vote that holds nothing (NO): written alone, before it leaves."""
         await self.agent.store.apply([self.vote(coordinator, req, vote)])
 
-    def submitted(self, workflow_id: str, spec_bytes: bytes, principal: str,
-                  request_id: str, peer: str = "") -> Statement:
-        """A submission taken here (as coordinator). `client_signature` stays null until
-        clients sign their specs; the principal is then the one the request named."""
+    def submitted(self, workflow_id: str, signed: spec_pb2.SignedSpec, request_id: str,
+                  peer: str = "") -> Statement:
+        """A submission taken here (as coordinator), with the submitter's signed spec:
+        the attestation vouches for the principal's key (`client_key`, "" for a spec this
+        domain signed as itself), and the signature travels beside it, so that a proof
+        shows the exact spec the principal asked for."""
         a = self.agent
-        digest = sha256_hex(spec_bytes)
+        digest = sha256_hex(signed.spec)
         attestation = attest(a.domain, {
             "kind": "submission", "workflow": workflow_id, "spec_sha256": digest,
-            "principal": principal, "request_id": request_id, "time_ms": a.now_ms()},
+            "principal": signed.principal, "client_key": b64(signed.public_key),
+            "request_id": request_id, "time_ms": a.now_ms()},
             a.signer.sign)
         return self.record(proofs.SUBMITTED, workflow_id, spec_sha256=digest,
-                           spec=b64(spec_bytes), principal=principal, peer=peer,
-                           request_id=request_id, client_signature=None,
+                           spec=b64(signed.spec), principal=signed.principal, peer=peer,
+                           request_id=request_id, client_signature=b64(signed.signature),
                            attestation=attestation)
 
     def decision(self, workflow_id: str, round_: int, outcome: str, envelope: bytes,

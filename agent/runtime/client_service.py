@@ -8,17 +8,19 @@ knows itself when the coordinator cannot be reached).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 from fedorch.core.identity.authority import InvalidWorkflowId, check_workflow_id, coordinator_of
 from fedorch.core.identity.clients import ANONYMOUS, DOMAIN_PRINCIPAL_PREFIX
+from fedorch.core.identity.submission import SubmissionError, check_submitted
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError
-from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2
 from fedorch.runtime.client_calls import SignedClientStub
 from fedorch.runtime.convert import workflow_state_name
-from fedorch.runtime.interceptors import CURRENT_CALLER
+from fedorch.runtime.interceptors import CURRENT_CALLER, ClientAuth
+from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -38,8 +40,54 @@ async def _check_id(workflow_id: str, context) -> None:
 
 
 class ClientService(client_pb2_grpc.ClientServicer):
-    def __init__(self, agent: AgentContext) -> None:
+    def __init__(self, agent: AgentContext, auth: ClientAuth | None = None) -> None:
+        """`auth`: what the interceptor checks calls with; its client keys check signed
+        specs. None (tests that call the service directly): open access."""
         self.agent = agent
+        self.auth = auth
+
+    async def _signed_spec(self, request: client_pb2.SubmitRequest, context
+                           ) -> tuple[spec_pb2.WorkflowSpec, spec_pb2.SignedSpec | None]:
+        """The spec to run and the submitter's signed spec (None: this domain signs it,
+        which only open access allows). A signature is checked over the spec bytes as
+        received, by the key this agent knows for the caller, who must be its principal."""
+        caller = CURRENT_CALLER.get()
+        if request.HasField("signed_spec") and request.HasField("spec"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "give spec or signed_spec, not both")
+        if self.auth is None or self.auth.policy.open and caller is None:
+            # Open access knows no client keys: a submitter's signature cannot be checked
+            # here, so the spec is taken as unsigned and this domain vouches for it.
+            if not request.HasField("signed_spec"):
+                return request.spec, None
+            try:
+                return spec_pb2.WorkflowSpec.FromString(request.signed_spec.spec), None
+            except DecodeError:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "signed_spec.spec: the spec bytes do not parse")
+        if not request.HasField("signed_spec"):
+            await self._refuse_submission(context, caller, (
+                "submission not signed: this agent requires the submitter to sign its spec"
+                " (submit with a client identity: --identity FILE or FEDORCH_IDENTITY)"))
+        if caller is None or caller.domain:
+            await self._refuse_submission(context, caller, (
+                "a signed spec must come in a call signed by its principal"))
+        try:
+            spec = check_submitted(request.signed_spec, caller.principal, self.auth.clients)
+        except SubmissionError as e:
+            await self._refuse_submission(context, caller, str(e))
+        signed = spec_pb2.SignedSpec()
+        signed.CopyFrom(request.signed_spec)
+        # The coordinator vouches for the key it checked: participants verify with it.
+        signed.public_key = self.auth.clients.public_bytes(caller.principal) or b""
+        return spec, signed
+
+    async def _refuse_submission(self, context, caller, reason: str) -> NoReturn:
+        principal = caller.principal if caller is not None else ""
+        await self.agent.audit.refused("submit", reason, principal=principal,
+                                       peer=context.peer())
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+        raise AssertionError("not reached: abort raises")
 
     def _remote(self, workflow_id: str, local_only: bool) -> SignedClientStub | None:
         """A stub for the workflow's coordinator when that is another agent. Its calls are
@@ -77,9 +125,10 @@ class ClientService(client_pb2_grpc.ClientServicer):
             context.set_trailing_metadata((("retry-after-ms",
                                             str(int(REJOIN_RETRY_S * 1000))),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+        spec, signed = await self._signed_spec(request, context)
         try:
             return await self.agent.run_owned(
-                self.agent.coordination.submit(request.spec, request.request_id), "submit")
+                self.agent.coordination.submit(spec, request.request_id, signed), "submit")
         except SpecError as e:
             await self.agent.audit.refused("submit", str(e), peer=context.peer())
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

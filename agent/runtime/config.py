@@ -464,8 +464,9 @@ def parse_config_text(
         raise ConfigError(source, "", f"config is over {MAX_CONFIG_BYTES} bytes")
     data = load_yaml_mapping(text, source, ConfigError)
     _expand_egress_labels(data, source)
-    check_fields(data, config_pb2.AgentConfig.DESCRIPTOR, source, ConfigError, _BOUNDS)
     _check_explicit_empty(data, source)
+    _split_accept_from(data, source)
+    check_fields(data, config_pb2.AgentConfig.DESCRIPTOR, source, ConfigError, _BOUNDS)
     config = config_pb2.AgentConfig()
     to_message(data, config, source, ConfigError)
     _check(config, source)
@@ -492,6 +493,30 @@ def _expand_egress_labels(data: Mapping[str, Any], source: str) -> None:
                               f"must be a non-empty list of values, e.g. [EU], "
                               f"got {describe(allowed)}")
         to_labels[key] = {"values": allowed}
+
+
+def _split_accept_from(data: Mapping[str, Any], source: str) -> None:
+    """``accept_from`` mixes names and ``{domain, principals}`` entries in YAML; the proto
+    keeps the latter in ``accept_from_principals``: move them there, in place, before the
+    schema check (which then names any unknown key of an entry)."""
+    policy = data.get("policy")
+    accept_from = policy.get("accept_from") if isinstance(policy, dict) else None
+    if not isinstance(accept_from, list):
+        return  # absent, or the schema check names what is wrong
+    names = [entry for entry in accept_from if not isinstance(entry, dict)]
+    entries = [entry for entry in accept_from if isinstance(entry, dict)]
+    if not entries:
+        return
+    for index, entry in enumerate(accept_from):
+        if isinstance(entry, dict) and not isinstance(entry.get("principals"), list):
+            raise ConfigError(source, f"policy.accept_from[{index}].principals",
+                              "required: a list of principals this domain takes work for "
+                              "from that coordinator, e.g. [alice]")
+    policy["accept_from_principals"] = [*policy.get("accept_from_principals", []), *entries]
+    if names:
+        policy["accept_from"] = names
+    else:
+        del policy["accept_from"]
 
 
 def _check_explicit_empty(data: Mapping[str, Any], source: str) -> None:
@@ -656,6 +681,7 @@ def _check_policy(policy: config_pb2.Policy, source: str) -> None:
                 f"policy.accept_from[{index}]",
                 f"must be '*' or a domain name, got {name!r}",
             )
+    _check_accept_principals(policy, source)
     for index, jurisdiction in enumerate(policy.residency.accept):
         _not_empty(jurisdiction, source, f"policy.residency.accept[{index}]")
     for key, allowed in policy.egress.to_labels.items():
@@ -666,6 +692,35 @@ def _check_policy(policy: config_pb2.Policy, source: str) -> None:
             raise ConfigError(source, f"policy.egress.to_domains[{index}]",
                               f"must be a domain name, got {name!r}")
     _check_rules(policy, source)
+
+
+def _check_accept_principals(policy: config_pb2.Policy, source: str) -> None:
+    """Each ``{domain, principals}`` entry names one domain, once, and principals that
+    domain may vouch for: ``alice``, ``alice@DOMAIN``, ``domain:DOMAIN`` or ``*``."""
+    from fedorch.core.identity.clients import home_domain, is_valid_principal
+
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(policy.accept_from_principals):
+        path = f"policy.accept_from_principals[{index}]"
+        if not DOMAIN_RE.fullmatch(entry.domain):
+            raise ConfigError(source, f"{path}.domain",
+                              f"must be a domain name, got {entry.domain!r}")
+        if entry.domain in seen:
+            raise ConfigError(source, f"{path}.domain", f"{entry.domain} is listed twice"
+                              f" (first at policy.accept_from_principals[{seen[entry.domain]}])")
+        seen[entry.domain] = index
+        if not entry.principals:
+            raise ConfigError(source, f"{path}.principals",
+                              "must not be empty: list the principals, or name the domain "
+                              "in accept_from to take all its work")
+        for p_index, name in enumerate(entry.principals):
+            own = name in ("*", f"domain:{entry.domain}") or (
+                is_valid_principal(name) and home_domain(name) in ("", entry.domain))
+            if not own:
+                raise ConfigError(
+                    source, f"{path}.principals[{p_index}]",
+                    f"must be a client name that {entry.domain} vouches for (alice or "
+                    f"alice@{entry.domain}), domain:{entry.domain} or '*', got {name!r}")
 
 
 def _check_rules(policy: config_pb2.Policy, source: str) -> None:
@@ -730,8 +785,8 @@ def _apply_defaults(config: config_pb2.AgentConfig) -> None:
     """Fill unset fields. Zero means unset here: explicit zeros were refused by the bounds."""
     if not config.advertise:
         config.advertise = config.listen
-    if not config.policy.accept_from:
-        config.policy.accept_from.append("*")
+    if not config.policy.accept_from and not config.policy.accept_from_principals:
+        config.policy.accept_from.append("*")  # with principal entries only: just those
     if not config.policy.HasField("publish"):
         config.policy.publish = True
     if not config.negotiation.HasField("batching"):

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
+from fedorch.core.identity.submission import attached, detached, sign_spec
 from fedorch.core.negotiation.coordinator import (
     ConsensusOptions,
     Coordinator,
@@ -159,15 +161,28 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
 
     # ---- submit --------------------------------------------------------------------
 
-    async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str = "") -> str:
-        """Validate (SpecError on bad input, nothing stored) and start admission."""
+    async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str = "",
+                     signed: spec_pb2.SignedSpec | None = None) -> str:
+        """Validate (SpecError on bad input, nothing stored) and start admission.
+
+        `signed`: the submitter's signed spec, checked by the caller, `spec` parsed from
+        its bytes; kept exactly so, since every PREPARE carries it. None (no submitter
+        identity): this domain signs the spec as its own principal."""
         a = self.agent
         check_submitted(spec, "request")
         validate_spec(spec, "request")
+        if signed is None:
+            signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec)
         # Fan-out steps become one instance per eligible domain, once, here: the row keeps
-        # the expanded spec and every PREPARE carries it (core/workflow/fanout.py).
-        spec = fanout.expand(spec, self._candidates(), coordinator=a.domain)
-        validate_spec(spec, "request (fan-out steps expanded)")
+        # the expanded spec and every PREPARE carries it (core/workflow/fanout.py), with
+        # the signed spec it was expanded from (kept whole then: its bytes differ).
+        expanded = fanout.expand(spec, self._candidates(), coordinator=a.domain)
+        if expanded is not spec:
+            validate_spec(expanded, "request (fan-out steps expanded)")
+        spec_bytes = signed.spec if expanded is spec else expanded.SerializeToString(
+            deterministic=True)
+        submission = detached(signed) if expanded is spec else signed.SerializeToString()
+        spec = expanded
         if request_id:
             existing = await a.store.find_by_request_id(request_id)
             if existing is not None:
@@ -179,8 +194,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         row = WorkflowRow(
             id=workflow_id, name=spec.name, coordinator=a.domain,
             state=WorkflowState.PENDING.name,
-            spec=spec.SerializeToString(deterministic=True), request_id=request_id or None,
-            created_ms=now_ms, updated_ms=now_ms,
+            spec=spec_bytes, request_id=request_id or None,
+            created_ms=now_ms, updated_ms=now_ms, submission=submission,
         )
         advance(row, Submitted())
         active = Active(row, fresh=True)
@@ -197,7 +212,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         # for the watcher the client opens next.
         a.active[workflow_id] = active
         try:
-            await a.save(active, also=[a.audit.submitted(workflow_id, row.spec, "", request_id)])
+            await a.save(active, also=[a.audit.submitted(workflow_id, signed, request_id)])
         except sqlite3.IntegrityError:
             # A concurrent submit with the same request id won the race: same answer.
             del a.active[workflow_id]  # never saved, never seen
@@ -407,7 +422,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
             workflow_id=row.id, round=action.round, spec=spec, steps=action.steps,
             placement=action.placement, coordinator_endpoint=a.endpoint,
             lease_ms=int(a.config.negotiation.lease_s * 1000), acceptors=action.acceptors,
-            trace_parent=telemetry.round_parent(row.id),
+            trace_parent=telemetry.round_parent(row.id), submission=attached(row.submission, row.spec),
         )
         if action.domain == a.domain:
             envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")

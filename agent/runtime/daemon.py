@@ -128,7 +128,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
             peer_tls.forget()
         agent.on_trust_change.append(trust_changed)
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-    client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
+    client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent, auth), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

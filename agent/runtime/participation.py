@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value, check_tx
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
@@ -104,12 +105,12 @@ class Participation(StepRuns, InDoubt):
         vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
                              steps=req.steps)
         try:
-            asked = self._check_prepare(coordinator, req)
+            asked, principal = self._check_prepare(coordinator, req)
             out = a.participant.prepare(
                 a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
                 data_labels=dict(req.spec.data), steps=asked,
                 coordinator_endpoint=req.coordinator_endpoint,
-                context=prepare_context(a, req, asked),
+                context=prepare_context(a, req, asked), principal=principal,
             )
         except (SpecError, RemoteProtocolError) as e:
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
@@ -147,7 +148,7 @@ class Participation(StepRuns, InDoubt):
         vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
                              steps=req.steps)
         try:
-            asked = self._check_prepare(coordinator, req)
+            asked, principal = self._check_prepare(coordinator, req)
             tx = TxInfo(req.workflow_id, req.round, coordinator,
                         tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
             check_tx(tx)
@@ -155,7 +156,7 @@ class Participation(StepRuns, InDoubt):
                 a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
                 data_labels=dict(req.spec.data), steps=asked,
                 coordinator_endpoint=req.coordinator_endpoint, tx=tx,
-                context=prepare_context(a, req, asked),
+                context=prepare_context(a, req, asked), principal=principal,
             )
         except (SpecError, RemoteProtocolError) as e:
             vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
@@ -193,7 +194,10 @@ class Participation(StepRuns, InDoubt):
                      vote.reason)
         return a.seal(coordinator, vote=vote)
 
-    def _check_prepare(self, coordinator: str, req: peer_pb2.PrepareRequest):
+    def _check_prepare(self, coordinator: str,
+                       req: peer_pb2.PrepareRequest) -> tuple[list[tuple[str, str]], str]:
+        """The (step, capability) pairs asked of this domain, and the submitter (qualified)
+        whose signed spec the PREPARE carries; RemoteProtocolError when it does not hold."""
         a = self.agent
         try:  # the peer service checked this already; a PREPARE may come other ways too
             authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
@@ -210,7 +214,15 @@ class Participation(StepRuns, InDoubt):
             if req.placement.get(step_id) != a.domain:
                 raise RemoteProtocolError(f"step {step_id!r} is not placed on {a.domain}")
             asked.append((step_id, capability[step_id]))
-        return asked
+        try:  # the exact spec a named principal asked for, vouched for by its coordinator
+            submitter = check_prepare_submission(req.submission, coordinator=coordinator,
+                                                 spec=req.spec, trust=a.trust)
+        except SubmissionError as e:
+            a.metrics.rejected_messages.labels("bad_submission").inc()
+            log.warning("PREPARE %s round %d from %s: %s", req.workflow_id, req.round,
+                        coordinator, e)
+            raise RemoteProtocolError(f"submission: {e}") from None
+        return asked, submitter.qualified
 
     # ---- decisions --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from fedorch.bench.realnet import RPC_TIMEOUT_S, RealNet
 from fedorch.core.identity.clients import ClientIdentity
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.keys import load_private_key
+from fedorch.core.identity.submission import sign_spec
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc, spec_pb2, status_pb2
@@ -126,8 +127,11 @@ class Federation(RealNet):
     async def submit(self, domain: str, spec: spec_pb2.WorkflowSpec | str) -> str:
         if isinstance(spec, str):
             spec = parse_spec_text(spec, "test")
-        reply = await self.client(domain).Submit(client_pb2.SubmitRequest(spec=spec),
-                                                 timeout=RPC_TIMEOUT_S)
+        request = client_pb2.SubmitRequest(spec=spec)
+        if self.identity is not None:  # agents with client identities take signed specs only
+            request = client_pb2.SubmitRequest(signed_spec=sign_spec(
+                self.identity.principal, self.identity.key.sign, spec))
+        reply = await self.client(domain).Submit(request, timeout=RPC_TIMEOUT_S)
         return reply.id
 
     async def status(self, domain: str, workflow_id: str) -> status_pb2.WorkflowStatus:

@@ -170,9 +170,11 @@ async def test_a_replayed_submit_is_refused(fed, keyring):
     alice = load_identity(keyring["alice@eu-west"])
     async with grpc.aio.insecure_channel(fed.address("eu-west")) as channel:
         stub = SignedClientStub(channel, alice.principal, alice.key.sign)
+        from fedorch.core.identity.submission import sign_spec
         from fedorch.core.workflow.spec import parse_spec_text
 
-        data = client_pb2.SubmitRequest(spec=parse_spec_text(LONG, "test")).SerializeToString()
+        signed = sign_spec(alice.principal, alice.key.sign, parse_spec_text(LONG, "test"))
+        data = client_pb2.SubmitRequest(signed_spec=signed).SerializeToString()
         metadata = stub.metadata("Submit", data)
         first = await stub._calls["Submit"](data, timeout=5, metadata=metadata)
         count = len((await stub.ListWorkflows(client_pb2.ListWorkflowsRequest(),

@@ -23,6 +23,7 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
+from tests.submissions import signed
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +163,8 @@ async def test_egress_refuses_at_the_vote_a_placement_sending_outputs_to_a_us_do
     spec = parse_spec_text(VAULT_TO_TRAIN, "test")
     request = peer_pb2.PrepareRequest(workflow_id=f"eu-west.egress-{new_nonce().hex()[:8]}",
                                       round=1, spec=spec, steps=["read"],
-                                      placement={"read": "partner", "train": "us-east"})
+                                      placement={"read": "partner", "train": "us-east"},
+                                      submission=signed(spec))
     envelope = seal(fed.signer("eu-west"), recipient="partner", now_ms=int(time.time() * 1000),
                     nonce=new_nonce(), prepare=request)
     reply = await fed.peer_call("partner", "Prepare", envelope)

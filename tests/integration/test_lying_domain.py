@@ -25,6 +25,7 @@ from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2, swim_pb2
 from fedorch.runtime.membership import ClaimSigner
 
 from tests.integration.federation import state_name, step_states
+from tests.submissions import signed
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def _seal(signer: Signer, recipient: str, **payload) -> peer_pb2.Envelope:
 def _prepare(workflow_id: str, acceptors: tuple[str, ...] = ()) -> peer_pb2.PrepareRequest:
     return peer_pb2.PrepareRequest(workflow_id=workflow_id, round=1, spec=SPEC,
                                    steps=["report"], placement={"report": "partner"},
-                                   acceptors=acceptors)
+                                   acceptors=acceptors, submission=signed(SPEC))
 
 
 def _reservations(fed, domain: str, workflow_id: str) -> list[tuple]:

@@ -14,6 +14,8 @@ from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.submissions import signed
+
 pytestmark = pytest.mark.integration
 
 SPEC = parse_spec_text("""
@@ -26,7 +28,8 @@ steps:
 
 def _prepare(signer: Signer, recipient: str, workflow_id: str) -> peer_pb2.Envelope:
     request = peer_pb2.PrepareRequest(workflow_id=workflow_id, round=1, spec=SPEC,
-                                      steps=["report"], placement={"report": recipient})
+                                      steps=["report"], placement={"report": recipient},
+                                      submission=signed(SPEC))
     return seal(signer, recipient=recipient, now_ms=int(time.time() * 1000), nonce=new_nonce(),
                 prepare=request)
 
@@ -113,7 +116,8 @@ def _batch(signer: Signer, recipient: str, *items: peer_pb2.Body) -> peer_pb2.En
 def _prepare_item(workflow_id: str, capability: str) -> peer_pb2.Body:
     spec = parse_spec_text(f"name: b\nsteps:\n  - {{id: s, capability: {capability}}}\n", "t")
     return peer_pb2.Body(prepare=peer_pb2.PrepareRequest(
-        workflow_id=workflow_id, round=1, spec=spec, steps=["s"], placement={"s": "partner"}))
+        workflow_id=workflow_id, round=1, spec=spec, steps=["s"], placement={"s": "partner"},
+        submission=signed(spec)))
 
 
 async def test_a_batch_is_opened_once_and_each_item_answered_on_its_own(fed):

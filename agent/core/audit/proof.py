@@ -4,9 +4,13 @@ and checked offline with public keys only.
 What it holds, each piece signed by the domain with authority over it:
 
 - `submission`: the coordinator's attestation of the submission (the spec's SHA-256,
-  the submitting principal as the coordinator knew it, the request id) and the spec's
-  bytes. `client_signature` is the submitter's own signature over the spec; clients do
-  not sign yet, so it is null and the principal is the coordinator's word alone.
+  the submitting principal, the public key it vouches for as that principal's, the
+  request id), the spec's bytes exactly as the submitter signed them, and
+  `client_signature`, the submitter's own Ed25519 signature over them
+  (agent/core/identity/submission.py). A spec submitted without identity is signed by
+  the coordinator's domain key as ``domain:NAME``. Logs from before signed submissions
+  have no `client_key` in the attestation and a null signature: the principal is then
+  the coordinator's word alone, and the summary says `"signed": false`.
 - `certificate`: the COMMIT decision as the coordinator signed it (the spec, the
   placement, and every participant's signed YES vote), or null for a workflow that was
   never committed.
@@ -27,10 +31,17 @@ import json
 from collections.abc import Iterable, Mapping
 
 from fedorch.core.audit.chain import canonical, open_attestation, sha256_hex, unb64
+from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.identity.submission import (
+    SubmissionError,
+    check_prepare_submission,
+    qualified,
+)
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from google.protobuf.message import DecodeError
 
 FORMAT = "fedorch-audit-proof/1"
 _KEYS = {"format", "workflow", "summary", "submission", "certificate", "results", "final"}
@@ -85,20 +96,22 @@ def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     return proof
 
 
-def check_proof(proof: object, trust: TrustStore) -> dict:
-    """Check a proof with the public keys in `trust`; returns its summary."""
+def check_proof(proof: object, trust: TrustStore, clients: ClientKeys | None = None) -> dict:
+    """Check a proof with the public keys in `trust`; returns its summary. `clients`:
+    client keys the checker holds; the key the coordinator vouched for a principal
+    listed there must be that one."""
     if not isinstance(proof, dict) or set(proof) != _KEYS:
         raise ProofError(f"not a proof: expected exactly the keys {sorted(_KEYS)}")
     if proof["format"] != FORMAT:
         raise ProofError(f"unknown format {proof['format']!r}")
-    summary = _summary(proof, trust)
+    summary = _summary(proof, trust, clients)
     # As canonical text, not ==: 1.0 == 1 and True == 1 in Python, not in the file.
     if not isinstance(proof["summary"], dict) or canonical(proof["summary"]) != canonical(summary):
         raise ProofError("summary does not match the signed evidence")
     return summary
 
 
-def _summary(proof: dict, trust: TrustStore | None) -> dict:
+def _summary(proof: dict, trust: TrustStore | None, clients: ClientKeys | None = None) -> dict:
     """What the proof's evidence says; checks every signature when `trust` is given."""
     verifier = trust.verify if trust is not None else (lambda *_: True)
     workflow_id = proof["workflow"]
@@ -121,10 +134,9 @@ def _summary(proof: dict, trust: TrustStore | None) -> dict:
         if statement["domain"] != coordinator:
             raise ProofError(f"{name}: signed by {statement['domain']}, not the coordinator"
                              f" {coordinator}")
-    if sub["client_signature"] is not None:
-        raise ProofError("submission: client signatures are not supported by this version")
     if hashlib.sha256(spec_bytes).hexdigest() != submitted.get("spec_sha256"):
         raise ProofError("submission: the spec's hash differs from the signed one")
+    signed = _submitter_signature(sub, submitted, spec_bytes, coordinator, trust, clients)
     try:
         spec = spec_pb2.WorkflowSpec.FromString(spec_bytes)
     except Exception:  # DecodeError or anything the parser throws at junk
@@ -146,13 +158,48 @@ def _summary(proof: dict, trust: TrustStore | None) -> dict:
         raise ProofError("final: SUCCEEDED with a step that did not succeed")
     return {
         "workflow": workflow_id, "coordinator": coordinator,
-        "principal": submitted.get("principal", ""), "spec_sha256": submitted["spec_sha256"],
+        "principal": submitted.get("principal", ""), "signed": signed,
+        "spec_sha256": submitted["spec_sha256"],
         "round": decision.round if decision is not None else None,
         "placement": placement,
         "voters": sorted(set(placement.values())),
         "state": final.get("state"), "reason": final.get("reason", ""),
         "steps": {k: dict(v) for k, v in sorted(steps.items())},
     }
+
+
+def _submitter_signature(sub: dict, submitted: Mapping, spec_bytes: bytes, coordinator: str,
+                         trust: TrustStore | None, clients: ClientKeys | None) -> bool:
+    """Check the submitter's signature over the spec bytes; whether there is one (a log
+    from before signed submissions has none, and its attestation no `client_key`)."""
+    if "client_key" not in submitted:
+        if sub["client_signature"] is not None:
+            raise ProofError("submission: a client signature the attestation does not cover")
+        return False
+    principal = submitted.get("principal")
+    if not isinstance(principal, str) or not principal:
+        raise ProofError("submission: no principal")
+    try:
+        signed = spec_pb2.SignedSpec(
+            principal=principal, spec=spec_bytes,
+            signature=unb64(sub["client_signature"], "submission.client_signature"),
+            public_key=unb64(submitted["client_key"], "submission.client_key"))
+    except ValueError as e:
+        raise ProofError(str(e)) from None
+    if trust is None:
+        return True  # building: the checker verifies
+    try:
+        check_prepare_submission(signed, coordinator=coordinator,
+                                 spec=spec_pb2.WorkflowSpec.FromString(spec_bytes), trust=trust)
+    except (SubmissionError, DecodeError) as e:
+        raise ProofError(f"submission: {e}") from None
+    if clients is not None:
+        for name in dict.fromkeys((principal, qualified(principal, coordinator))):
+            known = clients.public_bytes(name)
+            if known is not None and known != signed.public_key:
+                raise ProofError(f"submission: {coordinator} vouched for another key of"
+                                 f" {principal} than the one held here")
+    return True
 
 
 def _certificate(certificate: object, trust: TrustStore | None, workflow_id: str,

@@ -219,6 +219,11 @@ class ClientKeys:
     def items(self) -> list[tuple[str, Ed25519PublicKey]]:
         return sorted(self._keys.items(), key=lambda item: item[0])
 
+    def public_bytes(self, principal: str) -> bytes | None:
+        """The raw 32-byte key of `principal`, None when it is not known here."""
+        key = self._keys.get(principal)
+        return _raw(key) if key is not None else None
+
     def verify(self, principal: str, data: bytes, signature: bytes) -> bool:
         key = self._keys.get(principal)
         if key is None:

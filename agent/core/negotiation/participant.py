@@ -181,11 +181,13 @@ class Participant:
         coordinator_endpoint: str = "",
         tx: TxInfo | None = None,
         context: PolicyContext | None = None,
+        principal: str = "",
     ) -> VoteOut:
         """Vote; a YES hold is PREPARED at once (persist it, then send the vote)."""
         out = self.reserve(now, workflow_id=workflow_id, round=round, coordinator=coordinator,
                            data_labels=data_labels, steps=steps,
-                           coordinator_endpoint=coordinator_endpoint, tx=tx, context=context)
+                           coordinator_endpoint=coordinator_endpoint, tx=tx, context=context,
+                           principal=principal)
         if out.hold is None or out.hold.state is not HoldState.RESERVED:
             return out
         hold = self.confirm_yes(now, out.hold.key)
@@ -205,6 +207,7 @@ class Participant:
         coordinator_endpoint: str = "",
         tx: TxInfo | None = None,
         context: PolicyContext | None = None,
+        principal: str = "",
     ) -> VoteOut:
         """First half of a YES: a RESERVED hold; confirm_yes() makes it PREPARED. The
         daemon persists once after both (no await between them); the simulator persists
@@ -238,6 +241,7 @@ class Participant:
             in_use=self._used,
             coordinator_in_use=self._held_for.get(coordinator, 0),
             context=context,  # the data-flow checks: labels along the DAG, egress
+            principal=principal,  # the submitter, as its signed spec and coordinator say
         )
         if not verdict.yes:
             self._close(key, "refused", verdict.reason)

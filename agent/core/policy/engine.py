@@ -8,7 +8,10 @@ coordinator's placement uses to avoid asking domains that would refuse anyway.
 
 Checks run in this order; the first that fails gives the reason:
 
-1. ``accept_from``: is the coordinator a domain whose work this domain takes?
+1. ``accept_from``: is the coordinator a domain whose work this domain takes, and, when
+   an entry names principals for it (``{domain, principals}``), is the submitter one of
+   them? (The principal is the one whose signed spec the PREPARE carries, as its
+   coordinator vouches for it: agent/core/identity/submission.py.)
 2. ``residency``: is every jurisdiction a step would receive (the workflow's data and its
    upstream steps' outputs, along the DAG: agent/core/workflow/dataflow.py) one this
    domain accepts?
@@ -39,6 +42,8 @@ __all__ = [
     "PolicyContext",
     "Verdict",
     "accept_from_allows",
+    "accept_from_possible",
+    "accept_from_refusal",
     "egress_refusal",
     "evaluate_prepare",
     "residency_allows",
@@ -137,6 +142,51 @@ def accept_from_allows(accept_from: Sequence[str], coordinator: str) -> bool:
     return not accept_from or "*" in accept_from or coordinator in accept_from
 
 
+def _principal_matches(listed: str, domain: str, principal: str) -> bool:
+    """``listed`` (an accept_from entry's name for `domain`) names ``principal`` (qualified,
+    as `domain` vouched for it): "*", ``alice`` or ``alice@domain``, or ``domain:NAME``."""
+    if listed == "*":
+        return True
+    if listed.startswith("domain:") or "@" in listed:
+        return listed == principal
+    return f"{listed}@{domain}" == principal
+
+
+def accept_from_refusal(accept_from: Sequence[str],
+                        by_principal: Sequence[config_pb2.AcceptFrom],
+                        coordinator: str, principal: str) -> str | None:
+    """Why work that ``coordinator`` asks for on behalf of ``principal`` (qualified:
+    ``alice@eu-west``, or ``domain:eu-west``; "" when unknown) is not taken, or None.
+
+    Entries that name principals for the coordinator decide alone: the principal must
+    be listed in one of them. Otherwise the plain list decides ("*" or the name; with
+    both lists empty, any trusted coordinator).
+    """
+    entries = [e for e in by_principal if e.domain == coordinator]
+    if entries:
+        listed = [name for e in entries for name in e.principals]
+        if principal and any(_principal_matches(n, coordinator, principal) for n in listed):
+            return None
+        return (f"accept_from: principal '{principal or 'unknown'}' is not accepted from "
+                f"coordinator '{coordinator}' (accepts from it: {_listing(listed)})")
+    if not by_principal and accept_from_allows(accept_from, coordinator):
+        return None
+    if by_principal and ("*" in accept_from or coordinator in accept_from):
+        return None
+    named = list(accept_from) + [f"{e.domain} (principals {_listing(list(e.principals))})"
+                                 for e in by_principal]
+    return f"accept_from: coordinator '{coordinator}' is not accepted (accepts: {_listing(named)})"
+
+
+def accept_from_possible(accept_from: Sequence[str],
+                         by_principal: Sequence[config_pb2.AcceptFrom], coordinator: str) -> bool:
+    """Whether some principal's work from ``coordinator`` may be taken (for placement,
+    which does not weigh the principal: the vote does)."""
+    if any(e.domain == coordinator and e.principals for e in by_principal):
+        return True
+    return accept_from_refusal(accept_from, by_principal, coordinator, "") is None
+
+
 def _listing(values: Sequence[str]) -> str:
     return ", ".join(values) if values else "none"
 
@@ -151,6 +201,7 @@ def evaluate_prepare(
     in_use: Mapping[str, int],
     coordinator_in_use: int,
     context: PolicyContext | None = None,
+    principal: str = "",
 ) -> Verdict:
     """Decide whether this domain takes ``steps`` (pairs of step id and capability).
 
@@ -158,13 +209,12 @@ def evaluate_prepare(
     each capability to the slots reserved or running now, and ``coordinator_in_use`` is
     the number of steps ``coordinator`` already holds here (reserved or running).
     ``context`` (see :class:`PolicyContext`) enables the per-step data-flow checks.
+    ``principal`` is the submitter as the coordinator vouched for it (qualified).
     """
-    accept_from = list(policy.accept_from)
-    if not accept_from_allows(accept_from, coordinator):
-        return Verdict.refuse(
-            f"accept_from: coordinator '{coordinator}' is not accepted "
-            f"(accepts: {_listing(accept_from)})"
-        )
+    refusal = accept_from_refusal(policy.accept_from, policy.accept_from_principals,
+                                  coordinator, principal)
+    if refusal is not None:
+        return Verdict.refuse(refusal)
 
     residency = list(policy.residency.accept)
     if context is None:
@@ -208,7 +258,7 @@ def evaluate_prepare(
         load = {cap: (in_use.get(cap, 0) / n if n else 1.0) for cap, n in capacities.items()}
         ctx = context or PolicyContext(receives={})
         refusal = first_refusal(policy.rules, [
-            RuleInput(ctx.principal, coordinator, ctx.workflow, step_id, capability,
+            RuleInput(ctx.principal or principal, coordinator, ctx.workflow, step_id, capability,
                       ctx.receives.get(step_id, merge(data_labels)), load, ctx.wall_time_s)
             for step_id, capability in steps
         ])
@@ -245,6 +295,7 @@ def summarize(policy: config_pb2.Policy) -> peer_pb2.PolicySummary:
     summary = peer_pb2.PolicySummary(
         published=True,
         accept_from=list(policy.accept_from),
+        accept_from_principals=list(policy.accept_from_principals),
         residency_accept=list(policy.residency.accept),
         private_rules=len(policy.rules),  # the rules themselves stay private
     )

@@ -18,7 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fedorch.core.policy.engine import accept_from_allows, egress_refusal, residency_refusal
+from fedorch.core.policy.engine import (
+    accept_from_possible,
+    accept_from_refusal,
+    egress_refusal,
+    residency_refusal,
+)
 from fedorch.core.workflow import fanout
 from fedorch.core.workflow.dataflow import (
     destinations,
@@ -54,10 +59,12 @@ class Explanation:
     coordinator: str
     placement: Placement
     verdicts: list[StepVerdict]
+    principal: str = ""  # the submitter the verdicts weigh, as the coordinator vouches
 
     def to_dict(self) -> dict:
         return {
             "coordinator": self.coordinator,
+            "principal": self.principal,
             "placement": dict(sorted(self.placement.assignment.items())),
             "unplaceable": dict(sorted(self.placement.unplaceable.items())),
             "verdicts": [
@@ -76,8 +83,10 @@ def _basis(record: peer_pb2.DomainRecord) -> str:
 
 
 def explain(spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate], *,
-            coordinator: str) -> Explanation:
-    """Every step against every member (see the module docstring)."""
+            coordinator: str, principal: str = "") -> Explanation:
+    """Every step against every member (see the module docstring). ``principal``: the
+    submitter, qualified as the coordinator would vouch for it (``alice@eu-west``, or
+    ``domain:eu-west`` for a submission without identity); "" weighs no principal."""
     members = sorted(candidates, key=lambda c: c.record.domain)
     records = {c.record.domain: c.record for c in members}
     # Fan-out steps as the coordinator would expand them: one instance per domain.
@@ -90,14 +99,14 @@ def explain(spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate], *,
             trial = {**placement.assignment, step.id: domain}
             flows = label_flow(spec, trial, produces_from_records(records))
             reasons, notes = _judge(spec, step, cand, trial, records, flows[step.id].receives,
-                                    coordinator)
+                                    coordinator, principal)
             verdicts.append(StepVerdict(
                 step.id, domain, not reasons, placement.assignment.get(step.id) == domain,
                 reasons, show(flows[step.id].receives), _basis(cand.record), notes))
-    return Explanation(coordinator, placement, verdicts)
+    return Explanation(coordinator, placement, verdicts, principal)
 
 
-def _judge(spec, step, cand, trial, records, receives, coordinator):
+def _judge(spec, step, cand, trial, records, receives, coordinator, principal):
     record = cand.record
     domain = record.domain
     reasons: list[str] = []
@@ -118,7 +127,14 @@ def _judge(spec, step, cand, trial, records, receives, coordinator):
         if have != want:
             reasons.append(f"constraints.labels: {key} is {have or 'unset'}, step wants {want}")
     if record.policy.published:
-        if not accept_from_allows(record.policy.accept_from, coordinator):
+        summary = record.policy
+        if principal:
+            refusal = accept_from_refusal(summary.accept_from, summary.accept_from_principals,
+                                          coordinator, principal)
+            if refusal is not None:
+                reasons.append(refusal)
+        elif not accept_from_possible(summary.accept_from, summary.accept_from_principals,
+                                      coordinator):
             reasons.append(f"accept_from: coordinator '{coordinator}' not accepted")
         refused = residency_refusal(record.policy.residency_accept, receives)
         if refused is not None:

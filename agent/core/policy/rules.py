@@ -7,7 +7,8 @@ asked of this domain, over these variables:
 ============  ===============================  ==========================================
 variable      CEL type                         value
 ============  ===============================  ==========================================
-principal     string                           who submitted the workflow ("" if unknown)
+principal     string                           the submitter, verified from its signed spec
+                                               and qualified (alice@eu-west, domain:eu-west)
 coordinator   string                           the coordinating domain
 workflow      string                           the workflow's name
 step          string                           the step's id

@@ -84,20 +84,32 @@ def expand(spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate], *,
            coordinator: str) -> spec_pb2.WorkflowSpec:
     """The spec with each fan-out step replaced by its instances (see the module
     docstring); ``spec`` itself when it has none. Deterministic."""
-    if not any(step.HasField("each") for step in spec.steps):
+    chosen: dict[str, list[str]] = {}
+    for step in spec.steps:
+        if not step.HasField("each"):
+            continue
+        domains = eligible_domains(step, candidates, coordinator=coordinator,
+                                   data=merge(spec.data))[0]
+        if domains and len(domains) >= step.waves.min_success:
+            chosen[step.id] = domains  # else left whole: placement says why it cannot run
+    return expand_into(spec, chosen)
+
+
+def expand_into(spec: spec_pb2.WorkflowSpec,
+                chosen: dict[str, list[str]]) -> spec_pb2.WorkflowSpec:
+    """The spec with each fan-out step named in ``chosen`` replaced by one instance per
+    domain listed for it, in that order, ``waves.max_parallel`` per wave; ``spec`` itself
+    when nothing is to be expanded."""
+    if not any(step.HasField("each") and step.id in chosen for step in spec.steps):
         return spec
     expanded = spec_pb2.WorkflowSpec()
     expanded.CopyFrom(spec)
     del expanded.steps[:]
     instances: dict[str, list[str]] = {}  # fan-out step id -> its instance ids
     for step in spec.steps:
-        if not step.HasField("each"):
+        domains = chosen.get(step.id) if step.HasField("each") else None
+        if not domains:
             expanded.steps.append(step)
-            continue
-        domains = eligible_domains(step, candidates, coordinator=coordinator,
-                                   data=merge(spec.data))[0]
-        if not domains or len(domains) < step.waves.min_success:
-            expanded.steps.append(step)  # placement says why it cannot run
             continue
         per_wave = step.waves.max_parallel or len(domains)
         previous: list[str] = []
@@ -123,3 +135,24 @@ def expand(spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate], *,
             del step.needs[:]
             step.needs.extend(needs)
     return expanded
+
+
+def chosen_domains(expanded: spec_pb2.WorkflowSpec) -> dict[str, list[str]]:
+    """The domains an expanded spec gave each fan-out step, in its order."""
+    chosen: dict[str, list[str]] = {}
+    for step in expanded.steps:
+        if step.instance_of:
+            chosen.setdefault(step.instance_of, []).extend(step.constraints.domains[:1])
+    return chosen
+
+
+def is_expansion_of(expanded: spec_pb2.WorkflowSpec, original: spec_pb2.WorkflowSpec) -> bool:
+    """Is ``expanded`` what a coordinator makes of ``original`` for some choice of
+    domains? A participant asks it of a PREPARE's spec and the submitter's signed one: a
+    coordinator chooses the domains (from its view of the federation), nothing else."""
+    chosen = chosen_domains(expanded)
+    for step in original.steps:  # named domains bound the choice; labels each domain checks
+        listed = set(step.each.domains) if step.HasField("each") else set()
+        if listed and step.id in chosen and not set(chosen[step.id]) <= listed:
+            return False
+    return expand_into(original, chosen) == expanded

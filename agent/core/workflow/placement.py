@@ -58,7 +58,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from fedorch.core.policy.engine import accept_from_allows, egress_refusal, residency_refusal
+from fedorch.core.policy.engine import accept_from_possible, egress_refusal, residency_refusal
 from fedorch.core.workflow.dataflow import Labels, merge
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 
@@ -175,7 +175,8 @@ def _rejection(
             if record.labels.get(key) != want:
                 return f"label {key} is {record.labels.get(key, 'unset')} (each wants {want})"
     if record.policy.published:
-        if not accept_from_allows(record.policy.accept_from, coordinator):
+        if not accept_from_possible(record.policy.accept_from,
+                                    record.policy.accept_from_principals, coordinator):
             return f"does not accept coordinator '{coordinator}'"
         refused = residency_refusal(record.policy.residency_accept, received)
         if refused is not None:

@@ -181,6 +181,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, step_id, attempt)
     );
     """,
+    # 6 -> 7: the submitter's signed spec (agent/core/identity/submission.py).
+    """
+    -- Coordinator: the SignedSpec of the submission without its spec bytes (those are
+    -- `spec`, kept exactly as the submitter signed them): each PREPARE carries it.
+    ALTER TABLE workflows ADD COLUMN submission BLOB NOT NULL DEFAULT x'';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -126,6 +126,8 @@ class WorkflowRow:
     created_ms: int = 0
     updated_ms: int = 0
     acceptors: list[str] = field(default_factory=list)  # Paxos Commit: of `round`
+    # At the coordinator: the submitter's SignedSpec without its spec (that is `spec`).
+    submission: bytes = b""
 
 
 @dataclass
@@ -375,7 +377,7 @@ class Store:
 
     _WF_COLS = (
         "id, name, coordinator, state, spec, reason, placement, endpoints, round, refusals, "
-        "request_id, created_ms, updated_ms, acceptors"
+        "request_id, created_ms, updated_ms, acceptors, submission"
     )
 
     @staticmethod
@@ -383,7 +385,7 @@ class Store:
         return (
             w.id, w.name, w.coordinator, w.state, w.spec, w.reason, json.dumps(w.placement),
             json.dumps(w.endpoints), w.round, json.dumps(w.refusals), w.request_id,
-            w.created_ms, w.updated_ms, json.dumps(w.acceptors),
+            w.created_ms, w.updated_ms, json.dumps(w.acceptors), w.submission,
         )
 
     @staticmethod
@@ -393,6 +395,7 @@ class Store:
             reason=row[5], placement=json.loads(row[6]), endpoints=json.loads(row[7]),
             round=row[8], refusals=json.loads(row[9]), request_id=row[10],
             created_ms=row[11], updated_ms=row[12], acceptors=json.loads(row[13]),
+            submission=bytes(row[14]),
         )
 
     @staticmethod
@@ -417,7 +420,7 @@ class Store:
         # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
         # workflow that holds the same request_id instead of failing on the index.
         updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
-        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 14)})"
+        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 15)})"
                   f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
         stmts += [self._step_stmt(s) for s in steps]
         if reservation is not None:

@@ -20,6 +20,8 @@ from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.store import Store
 from google.protobuf import json_format
 
+from tests.submissions import signed
+
 STEPS_S = (-2.0, 2.0, -3600.0, 3600.0)
 LEASE_S = 30.0
 WALL_START_MS = 1_760_000_000_000
@@ -163,7 +165,8 @@ SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability"
 async def _vote_yes(agent: Agent, workflow_id: str) -> peer_pb2.Vote:
     request = peer_pb2.PrepareRequest(
         workflow_id=workflow_id, round=1, spec=SPEC, steps=["s1"], placement={"s1": "alpha"},
-        coordinator_endpoint="127.0.0.1:2", lease_ms=int(LEASE_S * 1000))
+        coordinator_endpoint="127.0.0.1:2", lease_ms=int(LEASE_S * 1000),
+        submission=signed(SPEC))
     envelope = await agent.participation.prepare("beta", request)
     vote = peer_pb2.Body.FromString(envelope.body).vote
     assert vote.yes, vote.reason

@@ -11,6 +11,8 @@ from fedorch.runtime.agent import Agent
 from fedorch.runtime.client_service import ClientService
 from google.protobuf import json_format
 
+from tests.submissions import signed
+
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
                              spec_pb2.WorkflowSpec())
 
@@ -18,7 +20,8 @@ SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability"
 def _request(workflow_id: str, acceptors: list[str]) -> peer_pb2.PrepareRequest:
     return peer_pb2.PrepareRequest(
         workflow_id=workflow_id, round=1, spec=SPEC, steps=["s1"], placement={"s1": "alpha"},
-        coordinator_endpoint="127.0.0.1:2", lease_ms=30_000, acceptors=acceptors)
+        coordinator_endpoint="127.0.0.1:2", lease_ms=30_000, acceptors=acceptors,
+        submission=signed(SPEC))
 
 
 async def _vote(agent: Agent, request: peer_pb2.PrepareRequest) -> peer_pb2.Vote:

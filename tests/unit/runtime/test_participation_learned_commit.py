@@ -16,6 +16,7 @@ from fedorch.runtime.agent import Agent
 from fedorch.runtime.executors.base import StepInvocation, StepOutcome
 from google.protobuf import json_format
 
+from tests.submissions import signed
 from tests.unit.runtime import test_coordination_decision_write as commit_write
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
@@ -25,7 +26,8 @@ SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability"
 async def _vote_yes(agent: Agent, workflow_id: str) -> TxInfo:
     request = peer_pb2.PrepareRequest(
         workflow_id=workflow_id, round=1, spec=SPEC, steps=["s1"], placement={"s1": "alpha"},
-        coordinator_endpoint="127.0.0.1:2", lease_ms=30_000, acceptors=["alpha", "beta", "gamma"])
+        coordinator_endpoint="127.0.0.1:2", lease_ms=30_000, acceptors=["alpha", "beta", "gamma"],
+        submission=signed(SPEC))
     envelope = await agent.participation.prepare("beta", request)
     assert peer_pb2.Body.FromString(envelope.body).vote.yes
     return TxInfo(workflow_id, 1, "beta", ("alpha",), ("alpha", "beta", "gamma"))
@@ -80,7 +82,7 @@ async def test_a_result_that_came_before_the_commit_is_taken_from_memory(
     request = peer_pb2.PrepareRequest(
         workflow_id="beta.7", round=1, spec=spec, steps=["s2"], placement=placement,
         coordinator_endpoint="127.0.0.1:2", lease_ms=30_000,
-        acceptors=["alpha", "beta", "gamma"])
+        acceptors=["alpha", "beta", "gamma"], submission=signed(spec))
     assert peer_pb2.Body.FromString(
         (await worker.participation.prepare("beta", request)).body).vote.yes
     tx = TxInfo("beta.7", 1, "beta", ("alpha", "beta"), ("alpha", "beta", "gamma"))
@@ -146,7 +148,7 @@ async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
     request = peer_pb2.PrepareRequest(
         workflow_id="alpha.wf", round=1, spec=commit_write.SPEC, steps=["s1"],
         placement=placement, coordinator_endpoint="127.0.0.1:1", lease_ms=30_000,
-        acceptors=["alpha", "p2"])
+        acceptors=["alpha", "p2"], submission=signed(commit_write.SPEC))
     envelope = await worker.participation.prepare("alpha", request)
     assert peer_pb2.Body.FromString(envelope.body).vote.yes
     core, action = commit_write.committed_core(placement)

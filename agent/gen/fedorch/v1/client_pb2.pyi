@@ -24,12 +24,14 @@ MEMBER_STATE_DEAD: MemberState
 MEMBER_STATE_LEFT: MemberState
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("spec", "request_id")
+    __slots__ = ("spec", "request_id", "signed_spec")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_SPEC_FIELD_NUMBER: _ClassVar[int]
     spec: _spec_pb2.WorkflowSpec
     request_id: str
-    def __init__(self, spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    signed_spec: _spec_pb2.SignedSpec
+    def __init__(self, spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., request_id: _Optional[str] = ..., signed_spec: _Optional[_Union[_spec_pb2.SignedSpec, _Mapping]] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
     __slots__ = ("id",)

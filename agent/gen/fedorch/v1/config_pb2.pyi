@@ -158,20 +158,30 @@ class ExecutorConfig(_message.Message):
     def __init__(self, type: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., cwd: _Optional[str] = ..., options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("accept_from", "residency", "quotas", "publish", "egress", "rules")
+    __slots__ = ("accept_from", "residency", "quotas", "publish", "egress", "rules", "accept_from_principals")
     ACCEPT_FROM_FIELD_NUMBER: _ClassVar[int]
     RESIDENCY_FIELD_NUMBER: _ClassVar[int]
     QUOTAS_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_FROM_PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
     accept_from: _containers.RepeatedScalarFieldContainer[str]
     residency: Residency
     quotas: Quotas
     publish: bool
     egress: Egress
     rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
-    def __init__(self, accept_from: _Optional[_Iterable[str]] = ..., residency: _Optional[_Union[Residency, _Mapping]] = ..., quotas: _Optional[_Union[Quotas, _Mapping]] = ..., publish: _Optional[bool] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ...) -> None: ...
+    accept_from_principals: _containers.RepeatedCompositeFieldContainer[AcceptFrom]
+    def __init__(self, accept_from: _Optional[_Iterable[str]] = ..., residency: _Optional[_Union[Residency, _Mapping]] = ..., quotas: _Optional[_Union[Quotas, _Mapping]] = ..., publish: _Optional[bool] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., accept_from_principals: _Optional[_Iterable[_Union[AcceptFrom, _Mapping]]] = ...) -> None: ...
+
+class AcceptFrom(_message.Message):
+    __slots__ = ("domain", "principals")
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
+    domain: str
+    principals: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, domain: _Optional[str] = ..., principals: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Egress(_message.Message):
     __slots__ = ("to_labels", "to_domains")

@@ -127,18 +127,20 @@ class CapabilityInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., capacity: _Optional[int] = ..., available: _Optional[int] = ..., cost: _Optional[float] = ..., produces: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PolicySummary(_message.Message):
-    __slots__ = ("published", "accept_from", "residency_accept", "egress", "private_rules")
+    __slots__ = ("published", "accept_from", "residency_accept", "egress", "private_rules", "accept_from_principals")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_FROM_FIELD_NUMBER: _ClassVar[int]
     RESIDENCY_ACCEPT_FIELD_NUMBER: _ClassVar[int]
     EGRESS_FIELD_NUMBER: _ClassVar[int]
     PRIVATE_RULES_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_FROM_PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
     published: bool
     accept_from: _containers.RepeatedScalarFieldContainer[str]
     residency_accept: _containers.RepeatedScalarFieldContainer[str]
     egress: _config_pb2.Egress
     private_rules: int
-    def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ..., egress: _Optional[_Union[_config_pb2.Egress, _Mapping]] = ..., private_rules: _Optional[int] = ...) -> None: ...
+    accept_from_principals: _containers.RepeatedCompositeFieldContainer[_config_pb2.AcceptFrom]
+    def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ..., egress: _Optional[_Union[_config_pb2.Egress, _Mapping]] = ..., private_rules: _Optional[int] = ..., accept_from_principals: _Optional[_Iterable[_Union[_config_pb2.AcceptFrom, _Mapping]]] = ...) -> None: ...
 
 class DomainRecord(_message.Message):
     __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving")
@@ -164,7 +166,7 @@ class DomainRecord(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent")
+    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent", "submission")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +183,7 @@ class PrepareRequest(_message.Message):
     COORDINATOR_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
     TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSION_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     round: int
     spec: _spec_pb2.WorkflowSpec
@@ -190,7 +193,8 @@ class PrepareRequest(_message.Message):
     coordinator_endpoint: str
     acceptors: _containers.RepeatedScalarFieldContainer[str]
     trace_parent: str
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ..., trace_parent: _Optional[str] = ...) -> None: ...
+    submission: _spec_pb2.SignedSpec
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ..., trace_parent: _Optional[str] = ..., submission: _Optional[_Union[_spec_pb2.SignedSpec, _Mapping]] = ...) -> None: ...
 
 class Vote(_message.Message):
     __slots__ = ("workflow_id", "round", "domain", "yes", "reason", "steps", "lease_expires_at_ms")

@@ -24,6 +24,18 @@ class WorkflowSpec(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[StepSpec]
     def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
 
+class SignedSpec(_message.Message):
+    __slots__ = ("principal", "spec", "signature", "public_key")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    spec: bytes
+    signature: bytes
+    public_key: bytes
+    def __init__(self, principal: _Optional[str] = ..., spec: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+
 class StepSpec(_message.Message):
     __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json", "data", "each", "waves", "instance_of", "wave")
     class DataEntry(_message.Message):

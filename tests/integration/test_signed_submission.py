@@ -1,0 +1,295 @@
+"""End-to-end signed submission on real agents.
+
+eu-west knows the clients alice and bob (both may submit and read). us-east takes
+eu-west's work only for alice (`accept_from: [{domain: eu-west, principals: [alice]}]`),
+and its own. The real CLI signs each spec with the caller's identity; every participant
+verifies it in the PREPARE; a coordinator that alters the spec meets a NO; a principal
+that a participant's policy does not take ends ABORTED with the refusal naming it; and
+the proof of a workflow carries the submitter's signature, checked offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.clients import (
+    init_client_keys,
+    load_client_public_key_file,
+    load_identity,
+)
+from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.core.identity.submission import sign_spec, submission_payload
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
+
+from tests.integration.federation import running_federation, wait_for
+
+pytestmark = pytest.mark.integration
+
+ECHO = {"name": "work.echo", "capacity": 4, "executor": {"type": "builtin", "name": "echo"}}
+ACROSS = """
+name: across
+steps:
+  - {id: here, capability: work.echo, params: {table: sales}, constraints: {domains: [eu-west]}}
+  - {id: there, capability: work.echo, needs: [here], constraints: {domains: [us-east]}}
+"""
+
+
+def _cli(*args: str, identity: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FEDORCH_IDENTITY"}
+    if identity is not None:
+        env["FEDORCH_IDENTITY"] = str(identity)
+    return subprocess.run([sys.executable, "-m", "fedorch.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=90)
+
+
+@pytest.fixture(scope="module")
+def keyring(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clients")
+    return {name: init_client_keys(name, folder)[0] for name in ("alice", "bob")}
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, keyring):
+    clients = keyring["alice"].parent
+    domains = {
+        "eu-west": {
+            "capabilities": [ECHO],
+            "clients": {"key_files": [str(clients / "alice.pub"), str(clients / "bob.pub")]},
+            "access": [{"principals": ["alice", "bob"], "allow": ["submit", "read"]}],
+        },
+        "us-east": {
+            "capabilities": [ECHO],
+            "clients": {"key_files": [str(clients / "alice.pub")]},
+            "access": [{"principals": ["alice"], "allow": ["read"]}],
+            "policy": {"accept_from": ["us-east", {"domain": "eu-west",
+                                                   "principals": ["alice"]}]},
+        },
+    }
+    alice = load_identity(keyring["alice"])
+    with running_federation(tmp_path_factory.mktemp("signed"), domains, identity=alice) as fed:
+        yield fed
+
+
+@pytest.fixture
+async def fed(federation):
+    yield federation
+    await federation.close_channels()
+
+
+def _submit(fed, identity: Path) -> subprocess.CompletedProcess[str]:
+    spec = fed.workdir / "across.yaml"
+    spec.write_text(ACROSS)
+    return _cli("submit", str(spec), "--peer", fed.address("eu-west"), "--wait",
+                "--timeout", "60", "--json", identity=identity)
+
+
+def _reservations(fed, domain: str, workflow_id: str) -> list[tuple]:
+    return fed.rows(domain, "SELECT state FROM reservations WHERE workflow_id=?",
+                    (workflow_id,))
+
+
+async def test_a_principal_a_participant_does_not_take_ends_aborted_naming_it(fed, keyring):
+    refused = _submit(fed, keyring["bob"])
+    assert refused.returncode == 1, (refused.stdout, refused.stderr)
+    status = json.loads(refused.stdout)
+    assert status["state"] == "ABORTED"
+    assert "principal 'bob@eu-west' is not accepted from coordinator 'eu-west'" in \
+        status["reason"], status["reason"]
+    assert all(step["state"] != "SUCCEEDED" for step in status["steps"])  # nothing ran
+    # The same spec from alice runs across both domains.
+    taken = _submit(fed, keyring["alice"])
+    assert taken.returncode == 0, (taken.stdout, taken.stderr)
+    status = json.loads(taken.stdout)
+    assert status["state"] == "SUCCEEDED"
+    assert {s["id"]: s["domain"] for s in status["steps"]} == {"here": "eu-west",
+                                                                "there": "us-east"}
+
+
+async def _prepare_to_us_east(fed, spec: spec_pb2.WorkflowSpec,
+                              submission: spec_pb2.SignedSpec, tag: str) -> peer_pb2.Vote:
+    """A PREPARE as eu-west (the test holds its key) would send it to us-east."""
+    request = peer_pb2.PrepareRequest(
+        workflow_id=f"eu-west.{tag}{new_nonce().hex()[:8]}", round=1, spec=spec,
+        steps=["there"], placement={"here": "eu-west", "there": "us-east"},
+        coordinator_endpoint=fed.address("eu-west"), lease_ms=4000, submission=submission)
+    envelope = seal(fed.signer("eu-west"), recipient="us-east",
+                    now_ms=int(time.time() * 1000), nonce=new_nonce(), prepare=request)
+    reply = await fed.peer_call("us-east", "Prepare", envelope)
+    return peer_pb2.Body.FromString(reply.body).vote
+
+
+def _rejected(fed, domain: str) -> float:
+    return fed.metric(domain, "fedorch_rejected_messages_total", reason="bad_submission") or 0.0
+
+
+async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(fed, keyring):
+    alice = load_identity(keyring["alice"])
+    spec = parse_spec_text(ACROSS, "test")
+    submission = sign_spec(alice.principal, alice.key.sign, spec,
+                           public_key=alice.key.public_key().public_bytes_raw())
+    before = _rejected(fed, "us-east")
+    # Altered: the params of a step changed after alice signed.
+    altered = spec_pb2.WorkflowSpec()
+    altered.CopyFrom(spec)
+    altered.steps[1].params["table"] = "wages"
+    vote = await _prepare_to_us_east(fed, altered, submission, "altered")
+    assert not vote.yes
+    assert "differs from the one alice signed" in vote.reason, vote.reason
+    assert _reservations(fed, "us-east", vote.workflow_id) == []
+    # Re-signed by the coordinator under a key of its own, claimed to be alice's.
+    mallory = Ed25519PrivateKey.generate()
+    forged = sign_spec("alice", mallory.sign, altered, public_key=submission.public_key)
+    vote = await _prepare_to_us_east(fed, altered, forged, "forged")
+    assert not vote.yes and "bad signature" in vote.reason, vote.reason
+    # Missing altogether.
+    vote = await _prepare_to_us_east(fed, spec, spec_pb2.SignedSpec(), "unsigned")
+    assert not vote.yes and "signed spec: no principal" in vote.reason, vote.reason
+    assert _rejected(fed, "us-east") == before + 3
+    # The genuine spec, as alice signed it: the same PREPARE is taken.
+    vote = await _prepare_to_us_east(fed, spec, submission, "genuine")
+    assert vote.yes, vote.reason
+    assert _reservations(fed, "us-east", vote.workflow_id) == [("prepared",)]
+
+
+async def test_the_agent_takes_only_a_spec_signed_by_the_caller(fed, keyring):
+    """Unsigned, or signed by another principal than the caller: UNAUTHENTICATED, and no
+    workflow starts."""
+    client = fed.client("eu-west")
+    count = len((await client.ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                            timeout=5)).workflows)
+    spec = parse_spec_text(ACROSS, "test")
+    with pytest.raises(grpc.aio.AioRpcError) as unsigned:
+        await client.Submit(client_pb2.SubmitRequest(spec=spec), timeout=5)
+    assert unsigned.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "submission not signed" in unsigned.value.details()
+    bob = load_identity(keyring["bob"])
+    as_bob = sign_spec(bob.principal, bob.key.sign, spec)
+    with pytest.raises(grpc.aio.AioRpcError) as other:  # alice's call, bob's signed spec
+        await client.Submit(client_pb2.SubmitRequest(signed_spec=as_bob), timeout=5)
+    assert other.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "names principal 'bob', but the call is from 'alice'" in other.value.details()
+    alice = load_identity(keyring["alice"])
+    edited = sign_spec(alice.principal, alice.key.sign, spec)
+    edited.spec = edited.spec.replace(b"sales", b"wages")
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await client.Submit(client_pb2.SubmitRequest(signed_spec=edited), timeout=5)
+    assert bad.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "bad signature" in bad.value.details()
+    after = (await client.ListWorkflows(client_pb2.ListWorkflowsRequest(), timeout=5)).workflows
+    assert len(after) == count
+
+
+# ---- the proof carries the submitter's signature -------------------------------------
+
+
+@pytest.fixture
+async def proven(fed, keyring, tmp_path) -> tuple[dict, Path]:
+    """A workflow alice submitted, ended; its proof, and a directory of public keys
+    (the domains' and alice's)."""
+    taken = _submit(fed, keyring["alice"])
+    assert taken.returncode == 0, taken.stderr
+    workflow_id = json.loads(taken.stdout)["id"]
+    data = fed.workdir / "data" / "eu-west"
+
+    async def built():
+        result = _cli("audit", "proof", workflow_id, "--data-dir", str(data))
+        return result if result.returncode == 0 else None
+
+    result = await wait_for(built, 20, "the proof of the ended workflow")
+    public = tmp_path / "public"
+    public.mkdir()
+    for pub in (fed.workdir / "keys").glob("*.pub"):
+        shutil.copy(pub, public)
+    shutil.copy(keyring["alice"].parent / "alice.pub", public)
+    return json.loads(result.stdout), public
+
+
+def _check(tmp_path: Path, proof: dict, trust: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    return _cli("audit", "check", str(path), "--trust", str(trust), "--json")
+
+
+async def test_a_proof_holds_the_submitters_signature_and_check_verifies_it(
+        fed, proven, tmp_path):
+    proof, public = proven
+    result = _check(tmp_path, proof, public)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["principal"], summary["signed"]) == ("alice", True)
+    shown = _cli("audit", "check", str(tmp_path / "proof.json"), "--trust", str(public))
+    assert shown.returncode == 0 and "spec signed by alice" in shown.stdout, shown
+    spec_bytes = base64.b64decode(proof["submission"]["spec"])
+    signature = base64.b64decode(proof["submission"]["client_signature"])
+    _, key = load_client_public_key_file(public / "alice.pub")
+    key.verify(signature, submission_payload("alice", spec_bytes))  # alice's, over those bytes
+
+
+def _edited_spec(proof: dict) -> dict:
+    edited = json.loads(json.dumps(proof))
+    spec = base64.b64decode(edited["submission"]["spec"]).replace(b"sales", b"wages")
+    edited["submission"]["spec"] = base64.b64encode(spec).decode()
+    return edited
+
+
+def _other_signature(proof: dict) -> dict:
+    """A well-formed signature over the same spec, by a key that is not alice's."""
+    edited = json.loads(json.dumps(proof))
+    spec = base64.b64decode(edited["submission"]["spec"])
+    forged = Ed25519PrivateKey.generate().sign(submission_payload("alice", spec))
+    edited["submission"]["client_signature"] = base64.b64encode(forged).decode()
+    return edited
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (_edited_spec, "spec's hash differs"),
+    (_other_signature, "bad signature"),
+    (lambda p: {**p, "submission": {**p["submission"], "client_signature": None}},
+     "submission.client_signature"),
+])
+async def test_a_proof_whose_submission_is_edited_fails_its_check(fed, proven, tmp_path,
+                                                                  edit, needle):
+    proof, public = proven
+    result = _check(tmp_path, edit(proof), public)
+    assert result.returncode == 1 and "proof does not hold" in result.stderr, result.stderr
+    assert needle in result.stderr, result.stderr
+
+
+async def test_a_proof_fails_when_the_checker_holds_another_key_for_the_principal(
+        fed, proven, tmp_path):
+    proof, public = proven
+    (public / "alice.pub").unlink()
+    impostor = init_client_keys("alice", tmp_path / "impostor")[1]
+    shutil.copy(impostor, public / "alice.pub")
+    result = _check(tmp_path, proof, public)
+    assert result.returncode == 1, result.stdout
+    assert "vouched for another key of alice" in result.stderr, result.stderr
+
+
+async def test_policy_explain_judges_the_principal_of_the_identity(fed, keyring):
+    spec = fed.workdir / "across.yaml"
+    spec.write_text(ACROSS)
+    verdicts = {}
+    for name in ("alice", "bob"):
+        shown = _cli("policy", "explain", str(spec), "--peer", fed.address("eu-west"),
+                     "--json", identity=keyring[name])
+        assert shown.returncode == 0, shown.stderr
+        result = json.loads(shown.stdout)
+        assert result["principal"] == f"{name}@eu-west"
+        verdicts[name] = next(v for v in result["verdicts"]
+                              if (v["step"], v["domain"]) == ("there", "us-east"))
+    assert verdicts["alice"]["verdict"] == "yes", verdicts["alice"]
+    assert verdicts["bob"]["verdict"] == "no"
+    assert any("principal 'bob@eu-west' is not accepted" in r
+               for r in verdicts["bob"]["reasons"]), verdicts["bob"]
