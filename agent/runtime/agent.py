@@ -145,6 +145,9 @@ class Agent:
         self.participation = Participation(self)
         self.compensation = Compensations(self)
         self.consensus = Consensus(self)  # Paxos Commit: acceptor and in-doubt termination
+        from fedorch.runtime.takeover import Takeovers
+
+        self.takeovers = Takeovers(self)  # a committed workflow outlives its coordinator
         from fedorch.runtime.audit import Audit
 
         self.audit = Audit(self)
@@ -238,6 +241,7 @@ class Agent:
                            name="in-doubt")
             tg.create_task(self._essential(self.coordination.sweep_loop(), "certificate sweep"),
                            name="certificate sweep")
+            tg.create_task(self._essential(self.takeovers.run(), "takeover"), name="takeover")
             self.ready.set()
             if ready is not None:
                 ready.set()

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.negotiation.coordinator import (
     ConsensusOptions,
     Coordinator,
@@ -510,7 +511,10 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         await a.save(active, also=[*also, *released, *owed, a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         notice = end_notice_of(row)
-        for domain in sorted(set(row.placement.values()) - {a.domain, told}):
+        # After a takeover the original coordinator is told too: should it come back,
+        # the end (of a later epoch than its own) makes it follow.
+        original = {coordinator_of(row.id)} if row.epoch > 0 else set()
+        for domain in sorted((set(row.placement.values()) | original) - {a.domain, told}):
             # Until acknowledged: a participant that misses it keeps its slots (it also
             # asks, see Participation.timer_loop, in case this agent stops first).
             a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,

@@ -146,7 +146,7 @@ class Takeover:
     def __init__(self, me: str, original: str, participants: Collection[str], *,
                  epoch: int = 0, coordinator: str | None = None,
                  takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
-                 claim_timeout_s: float = 5.0) -> None:
+                 claim_timeout_s: float = 5.0, claiming: bool = False) -> None:
         if not participants:
             raise ValueError("a committed workflow has participants")
         if epoch < 0:
@@ -166,6 +166,15 @@ class Takeover:
         self._claim_deadline: float | None = None
         self._dead: frozenset[str] = frozenset()
         self._rival: tuple[int, str] | None = None  # a domain that holds our claimed epoch
+        if claiming:
+            # Restarted with our own grant of `epoch` on record but no agreement that we
+            # won it: claim it again (granting it to us again is allowed), at once.
+            if self.coordinator != me or epoch < 1:
+                raise ValueError("only an epoch held by this domain can be claimed again")
+            self.role = Role.CLAIMING
+            self._grants = {me}
+            self._gone = True
+            self._claim_deadline = float("-inf")
 
     # ---- the table -------------------------------------------------------------------
 

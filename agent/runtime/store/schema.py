@@ -181,6 +181,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, step_id, attempt)
     );
     """,
+    # 6 -> 7: coordinator takeover (agent/core/workflow/takeover.py).
+    """
+    -- The epoch of the coordinator this domain follows or is (0: the one the id names),
+    -- and the epoch it granted to a claimant and to whom: granted once per epoch.
+    ALTER TABLE workflows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workflows ADD COLUMN granted_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workflows ADD COLUMN granted_to TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
