@@ -1,0 +1,111 @@
+"""Coordinator takeover on real agents: a committed workflow ends without its coordinator.
+
+The coordinator is SIGKILLed once every participant has the COMMIT and is never
+restarted. Its steps then finish; the lowest live participant claims epoch 1 from the
+electorate (the participants and the original coordinator), collects the results and
+ends the workflow SUCCEEDED; every surviving agent, the one outside the workflow too,
+answers `status` with the new coordinator and its epoch. The 20 s bound is the
+behaviour asked for (without a takeover the workflow stays RUNNING until the coordinator
+restarts), far above what it needs: DEAD after ~4 s with the `local` gossip profile.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+import grpc
+import pytest
+from fedorch.gen.fedorch.v1 import client_pb2
+
+from tests.integration.federation import (
+    Federation,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+GATE = pathlib.Path(__file__).parent / "steps" / "gate.py"
+WORK = [{"name": "test.gated", "capacity": 2,
+         "executor": {"type": "command", "argv": [sys.executable, str(GATE)]}}]
+DOMAINS = {
+    "coord": {},       # takes the submission; runs nothing
+    "p1": {"capabilities": WORK},
+    "p2": {"capabilities": WORK},
+    "outside": {},     # no part in the workflow
+}
+SUCCEEDED_WITHIN_S = 20
+
+
+def _spec(gate: pathlib.Path) -> str:
+    return f"""
+name: orphaned
+steps:
+  - id: first
+    capability: test.gated
+    params: {{gate: "{gate}"}}
+    constraints: {{domains: [p1]}}
+  - id: second
+    capability: test.gated
+    needs: [first]
+    params: {{gate: "{gate}"}}
+    constraints: {{domains: [p2]}}
+"""
+
+
+async def _local(fed: Federation, name: str, wid: str):
+    try:
+        return await fed.client(name).GetWorkflow(
+            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
+    except grpc.aio.AioRpcError:
+        return None
+
+
+async def test_a_dead_coordinator_is_taken_over_and_its_workflow_succeeds(tmp_path):
+    gate = tmp_path / "gate-open"
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        wid = await fed.submit("coord", _spec(gate))
+
+        async def committed_everywhere():
+            for name in ("p1", "p2"):
+                s = await _local(fed, name, wid)
+                if s is None or state_name(s) != "RUNNING":
+                    return False
+            return True
+
+        await wait_for(committed_everywhere, 30, "both participants to hold the COMMIT")
+        coord = fed.procs["coord"].popen
+        fed.kill("coord")  # SIGKILL, reaped; never restarted below
+        killed_at = time.monotonic()
+        await fed.close_channels()
+        gate.touch()  # the steps may finish now, with their coordinator gone
+
+        async def succeeded_at_p1():
+            s = await _local(fed, "p1", wid)
+            return s if s is not None and state_name(s) == "SUCCEEDED" else None
+
+        status = await wait_for(succeeded_at_p1, SUCCEEDED_WITHIN_S + 5,
+                                "the successor to end the workflow")
+        assert time.monotonic() - killed_at <= SUCCEEDED_WITHIN_S
+        assert coord.poll() is not None and "coord" not in fed.procs  # still dead
+        assert status.coordinator == "p1" and status.epoch == 1, status
+        assert {k: v[:2] for k, v in step_states(status).items()} == {
+            "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", "p2")}
+
+        for name in ("p1", "p2", "outside"):  # status from every surviving agent
+            answer = await fed.status(name, wid)
+            assert state_name(answer) == "SUCCEEDED", (name, answer)
+            assert (answer.coordinator, answer.epoch) == ("p1", 1), (name, answer)
+
+        async def p2_ended():  # the successor's end notice reached the other participant
+            s = await _local(fed, "p2", wid)
+            return s is not None and state_name(s) == "SUCCEEDED"
+
+        await wait_for(p2_ended, 10, "p2 to learn the end")
+        assert fed.rows("p2", "SELECT epoch, coordinator, granted_epoch, granted_to"
+                              " FROM workflows WHERE id=?", (wid,)) == [(1, "p1", 1, "p1")]
+        assert fed.rows("p2", "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
