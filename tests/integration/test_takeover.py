@@ -11,6 +11,7 @@ restarts), far above what it needs: DEAD after ~4 s with the `local` gossip prof
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import sys
 import time
@@ -65,37 +66,42 @@ async def _local(fed: Federation, name: str, wid: str):
         return None
 
 
+async def _taken_over(fed: Federation, gate: pathlib.Path) -> str:
+    """Submit to coord, SIGKILL it once both participants hold the COMMIT, open the gate;
+    returns the workflow's id once the successor ended it, checked as the issue asks."""
+    wid = await fed.submit("coord", _spec(gate))
+
+    async def committed_everywhere():
+        for name in ("p1", "p2"):
+            s = await _local(fed, name, wid)
+            if s is None or state_name(s) != "RUNNING":
+                return False
+        return True
+
+    await wait_for(committed_everywhere, 30, "both participants to hold the COMMIT")
+    coord = fed.procs["coord"].popen
+    fed.kill("coord")  # SIGKILL, reaped; not restarted while the successor works
+    killed_at = time.monotonic()
+    await fed.close_channels()
+    await asyncio.to_thread(gate.touch)  # the steps may finish now, with their coordinator gone
+
+    async def succeeded_at_p1():
+        s = await _local(fed, "p1", wid)
+        return s if s is not None and state_name(s) == "SUCCEEDED" else None
+
+    status = await wait_for(succeeded_at_p1, SUCCEEDED_WITHIN_S + 5,
+                            "the successor to end the workflow")
+    assert time.monotonic() - killed_at <= SUCCEEDED_WITHIN_S
+    assert coord.poll() is not None and "coord" not in fed.procs  # still dead
+    assert status.coordinator == "p1" and status.epoch == 1, status
+    assert {k: v[:2] for k, v in step_states(status).items()} == {
+        "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", "p2")}
+    return wid
+
+
 async def test_a_dead_coordinator_is_taken_over_and_its_workflow_succeeds(tmp_path):
-    gate = tmp_path / "gate-open"
     async with started_federation(tmp_path, DOMAINS) as fed:
-        wid = await fed.submit("coord", _spec(gate))
-
-        async def committed_everywhere():
-            for name in ("p1", "p2"):
-                s = await _local(fed, name, wid)
-                if s is None or state_name(s) != "RUNNING":
-                    return False
-            return True
-
-        await wait_for(committed_everywhere, 30, "both participants to hold the COMMIT")
-        coord = fed.procs["coord"].popen
-        fed.kill("coord")  # SIGKILL, reaped; never restarted below
-        killed_at = time.monotonic()
-        await fed.close_channels()
-        gate.touch()  # the steps may finish now, with their coordinator gone
-
-        async def succeeded_at_p1():
-            s = await _local(fed, "p1", wid)
-            return s if s is not None and state_name(s) == "SUCCEEDED" else None
-
-        status = await wait_for(succeeded_at_p1, SUCCEEDED_WITHIN_S + 5,
-                                "the successor to end the workflow")
-        assert time.monotonic() - killed_at <= SUCCEEDED_WITHIN_S
-        assert coord.poll() is not None and "coord" not in fed.procs  # still dead
-        assert status.coordinator == "p1" and status.epoch == 1, status
-        assert {k: v[:2] for k, v in step_states(status).items()} == {
-            "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", "p2")}
-
+        wid = await _taken_over(fed, tmp_path / "gate-open")
         for name in ("p1", "p2", "outside"):  # status from every surviving agent
             answer = await fed.status(name, wid)
             assert state_name(answer) == "SUCCEEDED", (name, answer)
@@ -109,3 +115,23 @@ async def test_a_dead_coordinator_is_taken_over_and_its_workflow_succeeds(tmp_pa
         assert fed.rows("p2", "SELECT epoch, coordinator, granted_epoch, granted_to"
                               " FROM workflows WHERE id=?", (wid,)) == [(1, "p1", 1, "p1")]
         assert fed.rows("p2", "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
+
+
+async def test_a_returning_coordinator_learns_its_epoch_is_over_and_follows(tmp_path):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        wid = await _taken_over(fed, tmp_path / "gate-open")
+        await fed.start("coord")
+
+        async def coord_follows():
+            s = await _local(fed, "coord", wid)
+            return s if s is not None and (s.coordinator, s.epoch) == ("p1", 1) else None
+
+        status = await wait_for(coord_follows, 30, "the old coordinator to follow p1")
+        assert state_name(status) == "SUCCEEDED", status
+        # Asked of the old coordinator, status is the successor's (forwarded there).
+        answer = await fed.status("coord", wid)
+        assert (state_name(answer), answer.coordinator, answer.epoch) == ("SUCCEEDED", "p1", 1)
+        # Nothing it did on its return moved the participants back to epoch 0.
+        for name in ("p1", "p2"):
+            assert fed.rows(name, "SELECT epoch, coordinator FROM workflows WHERE id=?",
+                            (wid,)) == [(1, "p1")], name
