@@ -18,7 +18,7 @@ import time
 
 import grpc
 import pytest
-from fedorch.gen.fedorch.v1 import client_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
 from tests.integration.federation import (
     Federation,
@@ -42,18 +42,21 @@ DOMAINS = {
 SUCCEEDED_WITHIN_S = 20
 
 
-def _spec(gate: pathlib.Path) -> str:
+def _spec(gate: pathlib.Path, *, fail_second: bool = False,
+          log: pathlib.Path | None = None) -> str:
+    compensate = f"""
+    compensate: {{params: {{gate: "{gate}", log: "{log}"}}}}""" if log else ""
     return f"""
 name: orphaned
 steps:
   - id: first
     capability: test.gated
     params: {{gate: "{gate}"}}
-    constraints: {{domains: [p1]}}
+    constraints: {{domains: [p1]}}{compensate}
   - id: second
     capability: test.gated
     needs: [first]
-    params: {{gate: "{gate}"}}
+    params: {{gate: "{gate}", fail: {str(fail_second).lower()}}}
     constraints: {{domains: [p2]}}
 """
 
@@ -66,10 +69,11 @@ async def _local(fed: Federation, name: str, wid: str):
         return None
 
 
-async def _taken_over(fed: Federation, gate: pathlib.Path) -> str:
+async def _taken_over(fed: Federation, gate: pathlib.Path, *, end: str = "SUCCEEDED",
+                      log: pathlib.Path | None = None) -> str:
     """Submit to coord, SIGKILL it once both participants hold the COMMIT, open the gate;
     returns the workflow's id once the successor ended it, checked as the issue asks."""
-    wid = await fed.submit("coord", _spec(gate))
+    wid = await fed.submit("coord", _spec(gate, fail_second=end == "FAILED", log=log))
 
     async def committed_everywhere():
         for name in ("p1", "p2"):
@@ -87,7 +91,7 @@ async def _taken_over(fed: Federation, gate: pathlib.Path) -> str:
 
     async def succeeded_at_p1():
         s = await _local(fed, "p1", wid)
-        return s if s is not None and state_name(s) == "SUCCEEDED" else None
+        return s if s is not None and state_name(s) == end else None
 
     status = await wait_for(succeeded_at_p1, SUCCEEDED_WITHIN_S + 5,
                             "the successor to end the workflow")
@@ -95,7 +99,7 @@ async def _taken_over(fed: Federation, gate: pathlib.Path) -> str:
     assert coord.poll() is not None and "coord" not in fed.procs  # still dead
     assert status.coordinator == "p1" and status.epoch == 1, status
     assert {k: v[:2] for k, v in step_states(status).items()} == {
-        "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", "p2")}
+        "first": ("SUCCEEDED", "p1"), "second": (end, "p2")}
     return wid
 
 
@@ -135,3 +139,20 @@ async def test_a_returning_coordinator_learns_its_epoch_is_over_and_follows(tmp_
         for name in ("p1", "p2"):
             assert fed.rows(name, "SELECT epoch, coordinator FROM workflows WHERE id=?",
                             (wid,)) == [(1, "p1")], name
+
+
+async def test_the_successor_compensates_a_workflow_that_failed(tmp_path):
+    log = tmp_path / "compensations.log"
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        wid = await _taken_over(fed, tmp_path / "gate-open", end="FAILED", log=log)
+
+        async def compensated():
+            s = await fed.status("p2", wid)  # routed to the successor
+            return s if status_pb2.CompensationSummary.Name(s.compensation).endswith(
+                "DONE") else None
+
+        status = await wait_for(compensated, 20, "the successor's compensation")
+        assert (status.coordinator, status.epoch) == ("p1", 1)
+        assert step_states(status)["first"][:2] == ("COMPENSATED", "p1")
+        lines = (await asyncio.to_thread(log.read_text)).splitlines()
+        assert lines == ['compensated first {"attempt": 1, "step": "first"}'], lines

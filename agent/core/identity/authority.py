@@ -128,7 +128,7 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
     Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
     # Sagas: the recipient also checks that it ran the step and that it SUCCEEDED there
     # (agent/runtime/compensation.py), and that the step has a compensate block.
-    Rule("compensate", Who.COORDINATOR,
+    Rule("compensate", Who.EPOCH_COORDINATOR,
          "a step of the sender's workflow that the recipient ran and that SUCCEEDED there",
          "the attempt it names: (workflow, step, attempt) is the idempotency key"),
     # Replies: taken only as the answer of the domain asked, and checked as these rows say.
@@ -171,9 +171,9 @@ def facts_of(body: peer_pb2.Body) -> Facts:
     """What a message says about itself: checked before the receiver looks anything up."""
     kind = body.WhichOneof("payload")
     msg = getattr(body, kind) if kind else None
-    if kind in ("prepare", "decision_query", "decision_ack", "compensate"):
+    if kind in ("prepare", "decision_query", "decision_ack"):
         return Facts(workflow_id=msg.workflow_id)
-    if kind in ("cancel", "takeover_claim"):
+    if kind in ("cancel", "takeover_claim", "compensate"):
         return Facts(workflow_id=msg.workflow_id, epoch=msg.epoch)
     if kind == "vote":
         return Facts(workflow_id=msg.workflow_id, named=msg.domain)

@@ -429,14 +429,16 @@ class Ack(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., retry_later: _Optional[bool] = ..., end: _Optional[_Union[CancelNotice, _Mapping]] = ...) -> None: ...
 
 class CompensateRequest(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt")
+    __slots__ = ("workflow_id", "step_id", "attempt", "epoch")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     attempt: int
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    epoch: int
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class CompensationResult(_message.Message):
     __slots__ = ("workflow_id", "step_id", "attempt", "domain", "ok", "error")
