@@ -47,6 +47,8 @@ class ClientService(client_pb2_grpc.ClientServicer):
         """A stub for the workflow's coordinator when that is another agent: the one known
         here (it changes on a takeover), else the one its id names. Its calls are signed
         with this domain's key, acting for the caller this agent verified."""
+        if local_only:
+            return None
         if coordinator is None:
             active = self.agent.active.get(workflow_id)
             coordinator = active.row.coordinator if active is not None \

@@ -43,7 +43,6 @@ from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.executors.leftovers import run_marker
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, WorkflowRow
-from fedorch.runtime.takeover import held
 
 if TYPE_CHECKING:
     from fedorch.core.workflow.progress import Progress
@@ -297,7 +296,7 @@ def _refusal(me: str, sender: str, wf: str, step_id: str, attempt: int,
         return f"workflow {wf} is not known here"
     try:
         authorize("compensate", sender, Facts(
-            workflow_id=wf, epoch=epoch, held=held(row),
+            workflow_id=wf, epoch=epoch, held=(row.epoch, row.coordinator),
             participants=set(row.placement.values())))
     except Refused as e:
         return e.detail

@@ -484,6 +484,11 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
             return None
         return end_notice_of(row)
 
+    async def end_with(self, active: Active, event: Event) -> bool:
+        """End a running workflow this agent now coordinates by `event` (a takeover's
+        successor that learned the end from a participant), as any end: notices, sagas."""
+        return await self._end(active, event)
+
     async def _end(self, active: Active, event: Event,
                    also: Sequence[Statement] = (), told: str | None = None) -> bool:
         """End a running workflow by `event` (False, nothing done, if it has ended): stop

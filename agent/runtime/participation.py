@@ -38,7 +38,7 @@ from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime import takeover, telemetry
+from fedorch.runtime import telemetry
 from fedorch.runtime.agent import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.dataflow_policy import prepare_context
@@ -486,7 +486,9 @@ class Participation(StepRuns, InDoubt):
         try:
             authorize("cancel", sender, Facts(
                 workflow_id=notice.workflow_id, epoch=notice.epoch,
-                held=takeover.held(row) if known else None,
+                # The coordinator followed: our own claim, not won yet, is none, so an
+                # end its predecessor made meanwhile is still taken.
+                held=(row.epoch, row.coordinator) if known else None,
                 participants=set(row.placement.values()) if known else None))
         except Refused as e:
             count_refusal(a, sender, "cancel", e)

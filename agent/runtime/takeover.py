@@ -24,6 +24,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.workflow.lifecycle import Ended
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
     Act,
@@ -38,9 +40,9 @@ from fedorch.core.workflow.takeover import (
     Watch,
     may_grant,
 )
-from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime.agent import PEER_RPC_TIMEOUT_S, Active
-from fedorch.runtime.convert import is_over
+from fedorch.runtime.convert import is_over, state_of
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
@@ -112,15 +114,16 @@ class Takeovers:
                 del self._cores[workflow_id]
             for active in list(a.active.values()):
                 core = self._core(active)
-                if core is None or core.role is Role.ACTING:
+                if core is None:
                     continue
                 now = a.now()
-                member = a.membership.get(core.coordinator) if a.membership else None
-                state = member.state if member is not None else ""
-                dead = frozenset(
-                    d for d in core.participants
-                    if (m := a.membership.get(d)) is not None and m.state in GONE)
-                await self._apply(active, core, core.step(now, Watch(state, dead)))
+                if core.role is not Role.ACTING:
+                    member = a.membership.get(core.coordinator) if a.membership else None
+                    state = member.state if member is not None else ""
+                    dead = frozenset(
+                        d for d in core.participants
+                        if (m := a.membership.get(d)) is not None and m.state in GONE)
+                    await self._apply(active, core, core.step(now, Watch(state, dead)))
                 timer = core.get_timer()
                 if timer is not None and timer <= now:
                     await self._apply(active, core, core.step(now, Timer()))
@@ -131,9 +134,12 @@ class Takeovers:
         for action in actions:
             if isinstance(action, Persist):
                 row.granted_epoch, row.granted_to = action.epoch, action.coordinator
-                if action.coordinator != a.domain:  # follow it
+                follows = action.coordinator != a.domain
+                if follows:
                     row.epoch, row.coordinator = action.epoch, action.coordinator
                 await a.save(active)
+                if follows:
+                    self._report_again(active)
             elif isinstance(action, SendClaim):
                 key = (row.id, action.to, action.epoch)
                 task = self._claims.get(key)
@@ -172,6 +178,10 @@ class Takeovers:
                         log.debug("takeover claim of %s to %s: %s", row.id, claim.to, e)
                     else:
                         answer = body.takeover_answer
+                        if answer.workflow_id == row.id and answer.final_state \
+                                and not answer.granted and claim.to in core.electorate:
+                            await self._ended_meanwhile(active, core, answer)
+                            return
                         if answer.workflow_id == row.id and answer.epoch == claim.epoch:
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
                                 claim.to, claim.epoch, answer.held_epoch, answer.holder)
@@ -183,6 +193,27 @@ class Takeovers:
                 backoff = min(backoff * 2, 5.0)
         finally:
             self._claims.pop((row.id, claim.to, claim.epoch), None)
+
+    async def _ended_meanwhile(self, active: Active, core: Takeover,
+                               answer: peer_pb2.TakeoverAnswer) -> None:
+        """A member of the workflow answered our claim with its end, as its coordinator
+        told it (a participant's word on its own work). Still claiming or acting, we make
+        that end ours and tell everyone, those that granted us and follow us too: there
+        is one end. Otherwise it only ends here."""
+        a = self.agent
+        try:
+            end = Ended.from_wire(answer.final_state, answer.reason)
+        except RemoteProtocolError as e:  # not a terminal state: nothing changes
+            log.warning("%s: claim answered with a bad end: %s", active.row.id, e)
+            return
+        if core.role is Role.FOLLOWING or is_over(active.row):
+            await a.participation.ended(active.row.id, answer.final_state, answer.reason)
+            return
+        active.row.epoch, active.row.coordinator = core.epoch, a.domain
+        log.warning("%s: ended before our claim of epoch %d won (%s says %s)",
+                    active.row.id, core.epoch, answer.holder or "a participant",
+                    status_pb2.WorkflowState.Name(answer.final_state))
+        await a.coordination.end_with(active, end)
 
     # ---- a claim received ---------------------------------------------------------------
 
@@ -203,12 +234,15 @@ class Takeovers:
             answer.error = e.detail
             return answer
         answer.held_epoch, answer.holder = held(row)
+        if is_over(row):  # an ended workflow is not taken over: its end instead
+            answer.final_state, answer.reason = state_of(row), row.reason
+            return answer
         if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
             return answer
         core = self._core(active) if active is not None else None
         if core is not None:
             await self._apply(active, core, core.step(a.now(), Adopted(claim.epoch, sender)))
-        else:  # ended here, or not running: the grant is all there is to keep
+        else:  # not running here yet (or not set up): the grant is all there is to keep
             row.granted_epoch, row.granted_to = claim.epoch, sender
             row.epoch, row.coordinator = claim.epoch, sender
             if active is not None:
@@ -218,13 +252,16 @@ class Takeovers:
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
         log.info("%s: granted coordinator epoch %d to %s", row.id, claim.epoch, sender)
-        if active is not None and active.progress is not None:
-            # The claimant collects the results: ours again, since the old coordinator
-            # may have been the only one to hear them.
-            for step in active.progress.steps.values():
-                if step.domain == a.domain and step.state in TERMINAL_STEP_STATES:
-                    a.participation.report(active, step.id)
         return answer
+
+    def _report_again(self, active: Active) -> None:
+        """A new coordinator is followed here: it collects the results, ours again (the
+        old coordinator may have been the only one to hear them)."""
+        if active.progress is None:
+            return
+        for step in active.progress.steps.values():
+            if step.domain == self.agent.domain and step.state in TERMINAL_STEP_STATES:
+                self.agent.participation.report(active, step.id)
 
     async def follow(self, active: Active | None, row: WorkflowRow, epoch: int,
                      coordinator: str) -> None:

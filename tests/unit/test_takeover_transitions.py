@@ -88,12 +88,28 @@ def test_an_old_coordinator_follows_a_later_epoch():
     assert a.epoch == 1
 
 
-def test_a_rival_claim_makes_the_loser_follow_after_its_claim_times_out():
+def test_a_rival_claim_makes_the_higher_name_follow_after_its_claim_times_out():
     c = core("c")
     c.step(0.0, Watch("DEAD", frozenset({"b"})))  # c thinks b is dead too
     assert c.step(0.1, Deny("d", 1, 1, "b")) == []  # b claimed epoch 1 at d
     assert c.step(5.0, Timer()) == [Persist(1, "b")]
     assert c.role is Role.FOLLOWING and c.coordinator == "b"
+
+
+def test_split_votes_the_lower_name_claims_the_next_epoch():
+    b = core("b")
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(0.1, Deny("c", 1, 1, "c")) == []  # c claimed epoch 1 too
+    out = b.step(5.0, Timer())
+    assert out[0] == Persist(2, "b") and b.role is Role.CLAIMING and b.epoch == 2
+
+
+def test_a_claimant_that_is_not_heard_from_is_passed_over():
+    c = core("c")  # b is due to claim (alive), but does not
+    assert c.step(0.0, Watch("DEAD")) == []
+    assert c.get_timer() == 10.0
+    out = c.step(10.0, Timer())
+    assert Persist(1, "c") in out and c.role is Role.CLAIMING
 
 
 def test_a_claim_nobody_answers_is_asked_again_at_the_same_epoch():

@@ -40,8 +40,12 @@ participants and the original coordinator dead, both must be up.
 Roles (`Role`) and the one transition table (`TABLE`):
 
     FOLLOWING --Watch/Timer: known coordinator gone, we are the successor--> CLAIMING
+              (the successor is next in line once those before it let
+              takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING
-    CLAIMING  --Timer: claim timed out, a rival holds the epoch--> FOLLOWING the rival
+    ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
+    CLAIMING  --Timer: claim timed out, a higher-named rival holds the epoch--> CLAIMING
+              the next epoch; a lower-named rival--> FOLLOWING the rival
     CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again)
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
@@ -165,7 +169,16 @@ class Takeover:
         self._grants: set[str] = set()
         self._claim_deadline: float | None = None
         self._dead: frozenset[str] = frozenset()
+        # Successors that were due to claim and did not (one that knows the workflow
+        # ended claims nothing), and since when we wait for the current one.
+        self._passed: set[str] = set()
+        self._waiting: tuple[str, float] | None = None
         self._rival: tuple[int, str] | None = None  # a domain that holds our claimed epoch
+        if self.role is Role.ACTING and epoch > 0:
+            # A successor restarted: whoever did not answer its claim before still needs
+            # telling (an old coordinator back meanwhile, a follower of it).
+            self._grants = {me}
+            self._claim_deadline = float("-inf")
         if claiming:
             # Restarted with our own grant of `epoch` on record but no agreement that we
             # won it: claim it again (granting it to us again is allowed), at once.
@@ -185,10 +198,12 @@ class Takeover:
         return handler(self, now, event)
 
     def get_timer(self) -> float | None:
-        if self.role is Role.CLAIMING:
+        if self.role in (Role.CLAIMING, Role.ACTING):
             return self._claim_deadline
         if self.role is Role.FOLLOWING and not self._gone and self._unseen_since is not None:
             return self._unseen_since + self.takeover_after_s
+        if self.role is Role.FOLLOWING and self._gone and self._waiting is not None:
+            return self._waiting[1] + self.takeover_after_s
         return None
 
     # ---- handlers ----------------------------------------------------------------------
@@ -212,8 +227,22 @@ class Takeover:
     def _maybe_claim(self, now: float) -> list[Action]:
         if not self._gone or self.me not in self.participants:
             return []
-        if successor(self.participants, self._dead | {self.coordinator}) != self.me:
-            return []  # another live participant claims; if it is gone too, we learn it
+        while True:
+            first = successor(self.participants,
+                              self._dead | {self.coordinator} | self._passed)
+            if first is None or first == self.me:
+                break
+            # Another live participant is due to claim. If no claim of it comes within
+            # takeover_after_s (it may know the workflow ended, and claims nothing), the
+            # next one in line claims: the grants keep that safe.
+            if self._waiting is None or self._waiting[0] != first:
+                self._waiting = (first, now)
+            if now - self._waiting[1] < self.takeover_after_s:
+                return []
+            self._passed.add(first)
+        if first is None:
+            return []
+        self._waiting = None
         return self._claim(now, self.epoch + 1)
 
     def _claim(self, now: float, epoch: int) -> list[Action]:
@@ -229,7 +258,9 @@ class Takeover:
     def _won(self) -> list[Action]:
         if len(self._grants & self.electorate) >= majority(self.electorate):
             self.role = Role.ACTING
-            self._claim_deadline = None
+            # The claim still goes, now and then, to the members that have not answered:
+            # a follower of the old coordinator (or the old coordinator itself, back)
+            # learns from it whom to send its results to.
             return [Act(self.epoch)]
         return []
 
@@ -238,6 +269,24 @@ class Takeover:
             return []
         self._grants.add(ev.voter)
         return self._won()
+
+    def _acting_grant(self, now: float, ev: Grant) -> list[Action]:
+        if ev.epoch == self.epoch and ev.voter in self.electorate:
+            self._grants.add(ev.voter)
+            if self._grants >= self.electorate:
+                self._claim_deadline = None  # everyone follows: nothing left to announce
+        return []
+
+    def _acting_timer(self, now: float, ev: Timer) -> list[Action]:
+        if self._claim_deadline is None or now < self._claim_deadline:
+            return []
+        self._claim_deadline = now + self.claim_timeout_s
+        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
+
+    def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
+        if ev.epoch == self.epoch and ev.held_epoch > self.epoch and ev.holder != self.me:
+            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
+        return []
 
     def _deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.holder == self.me:
@@ -252,10 +301,14 @@ class Takeover:
         if self._claim_deadline is None or now < self._claim_deadline:
             return []
         if self._rival is not None:
-            # Views differed and another claimed this epoch too: follow it, and claim a
-            # later epoch only if it in turn is seen gone. Never a second claim of ours
-            # at an epoch a rival may have won.
+            # Views differed and another claimed this epoch too (the votes may be
+            # split, so neither wins). Never a second claim of ours at this epoch. The
+            # lower name of the two claims the next epoch; the higher follows it (and
+            # grants it that epoch when asked), so they do not duel for ever.
             epoch, holder = self._rival
+            if self.me < holder:
+                self._rival = None
+                return self._claim(now, self.epoch + 1)
             return self._adopt(now, Adopted(epoch, holder), force=True)
         # No majority and no rival: the electorate did not answer; ask again (the same
         # epoch: granting it to us again is allowed, see may_grant).
@@ -274,6 +327,8 @@ class Takeover:
         self._claim_deadline = None
         self._rival = None
         self._unseen_since, self._gone = None, False  # a new coordinator: watch it anew
+        self._passed.clear()
+        self._waiting = None
         return [Persist(ev.epoch, ev.coordinator)]
 
     def _acting_adopt(self, now: float, ev: Adopted) -> list[Action]:
@@ -294,4 +349,7 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.CLAIMING, Timer): Takeover._claim_timer,
     (Role.CLAIMING, Adopted): Takeover._adopt,
     (Role.ACTING, Adopted): Takeover._acting_adopt,
+    (Role.ACTING, Grant): Takeover._acting_grant,
+    (Role.ACTING, Deny): Takeover._acting_deny,
+    (Role.ACTING, Timer): Takeover._acting_timer,
 }

@@ -465,17 +465,21 @@ class TakeoverClaim(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class TakeoverAnswer(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error")
+    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     HELD_EPOCH_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     granted: bool
     held_epoch: int
     holder: str
     error: str
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    final_state: _status_pb2.WorkflowState
+    reason: str
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
