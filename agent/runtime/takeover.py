@@ -72,6 +72,9 @@ class Takeovers:
         self.agent = agent
         self._cores: dict[str, Takeover] = {}
         self._claims: dict[tuple[str, str, int], asyncio.Task] = {}  # (wf, to, epoch)
+        # Successors restored acting (a restart): their outcome is looked at once, since
+        # every result may be in already and none comes to trigger it.
+        self._restored: set[str] = set()
 
     # ---- the cores ---------------------------------------------------------------------
 
@@ -97,6 +100,8 @@ class Takeovers:
                             # short by a restart; it is asked again, never assumed won.
                             claiming=holder == a.domain and row.coordinator != a.domain)
             self._cores[row.id] = core
+            if core.role is Role.ACTING and core.epoch > 0:
+                self._restored.add(row.id)
         return core
 
     def acting(self, active: Active) -> bool:
@@ -117,6 +122,10 @@ class Takeovers:
                 if core is None:
                     continue
                 now = a.now()
+                if active.row.id in self._restored:
+                    self._restored.discard(active.row.id)
+                    if await a.coordination.after_progress(active):
+                        continue  # it ended; else the next result looks again
                 if core.role is not Role.ACTING:
                     member = a.membership.get(core.coordinator) if a.membership else None
                     state = member.state if member is not None else ""
@@ -234,6 +243,7 @@ class Takeovers:
             answer.error = e.detail
             return answer
         answer.held_epoch, answer.holder = held(row)
+        again = (answer.held_epoch, answer.holder) == (claim.epoch, sender)
         if is_over(row):  # an ended workflow is not taken over: its end instead
             answer.final_state, answer.reason = state_of(row), row.reason
             return answer
@@ -252,6 +262,8 @@ class Takeovers:
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
         log.info("%s: granted coordinator epoch %d to %s", row.id, claim.epoch, sender)
+        if again and active is not None:  # asked again (it restarted, say): results again
+            self._report_again(active)
         return answer
 
     def _report_again(self, active: Active) -> None:

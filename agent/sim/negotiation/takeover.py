@@ -131,9 +131,14 @@ class SimTakeover:
             return
         self.tick_at = now + TICK_S
         for wf in list(self.progress):
+            restored = wf not in self.takeovers
             core = self._tk_core(now, wf)
             if core is None:
                 continue
+            if restored and core.role is Role.ACTING and core.epoch > 0:
+                self.successor_outcome(now, wf)  # every result may be in already
+                if wf not in self.progress:
+                    continue
             if core.role is not Role.ACTING:
                 dead = frozenset(p for p in core.participants
                                  if self.sim.member_state(self.name, p) == "DEAD")
