@@ -114,6 +114,7 @@ def status_to_dict(status: status_pb2.WorkflowStatus) -> dict[str, Any]:
         "name": status.name,
         "state": workflow_state_name(status.state),
         "coordinator": status.coordinator,
+        "epoch": status.epoch,
         "reason": status.reason,
         "compensation": compensation_name(status.compensation),
         "steps": [step_to_dict(step) for step in status.steps],

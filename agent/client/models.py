@@ -79,6 +79,8 @@ class WorkflowStatus:
     updated_at_ms: int = 0
     # Sagas: NONE, RUNNING, DONE or FAILED (docs/sagas.md).
     compensation: str = "NONE"
+    # The epoch of `coordinator`: 0 unless a participant took the workflow over.
+    epoch: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -104,12 +106,13 @@ class WorkflowStatus:
             rounds=status.rounds, created_at_ms=status.created_at_ms,
             updated_at_ms=status.updated_at_ms,
             compensation="NONE" if not status.compensation else _name(
-                status_pb2.CompensationSummary, status.compensation, "COMPENSATION_SUMMARY_"))
+                status_pb2.CompensationSummary, status.compensation, "COMPENSATION_SUMMARY_"),
+            epoch=status.epoch)
 
     def to_dict(self) -> dict[str, Any]:
         """The status JSON of `fedorch status --json`."""
         return {"id": self.id, "name": self.name, "state": self.state,
-                "coordinator": self.coordinator, "reason": self.reason,
+                "coordinator": self.coordinator, "epoch": self.epoch, "reason": self.reason,
                 "compensation": self.compensation,
                 "steps": [s.to_dict() for s in self.steps],
                 "refusals": [r.to_dict() for r in self.refusals], "rounds": self.rounds}

@@ -23,6 +23,7 @@ from fedorch.runtime.membership import Membership
 from fedorch.runtime.participation import Participation
 from fedorch.runtime.ports import Clock
 from fedorch.runtime.store.store import Store
+from fedorch.runtime.takeover import Takeovers
 
 log = logging.getLogger("fedorch.agent")
 
@@ -38,6 +39,7 @@ class Agent(AgentContext):
         self.participation = Participation(self)
         self.compensation = Compensations(self)
         self.consensus = Consensus(self)  # Paxos Commit: acceptor and in-doubt termination
+        self.takeovers = Takeovers(self)  # a committed workflow outlives its coordinator
         self.audit = Audit(self)
 
     async def open(self) -> None:

@@ -7,6 +7,7 @@ knows itself when the coordinator cannot be reached).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, NoReturn
 
@@ -89,13 +90,23 @@ class ClientService(client_pb2_grpc.ClientServicer):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
         raise AssertionError("not reached: abort raises")
 
-    def _remote(self, workflow_id: str, local_only: bool) -> SignedClientStub | None:
-        """A stub for the workflow's coordinator when that is another agent. Its calls are
-        signed with this domain's key, acting for the caller this agent verified."""
-        coordinator = coordinator_of(workflow_id)
+    def _remote(self, workflow_id: str, local_only: bool,
+                coordinator: str | None = None) -> SignedClientStub | None:
+        """A stub for the workflow's coordinator when that is another agent: the one known
+        here (it changes on a takeover), else the one its id names. Its calls are signed
+        with this domain's key, acting for the caller this agent verified."""
+        if local_only:
+            return None
+        if coordinator is None:
+            active = self.agent.active.get(workflow_id)
+            coordinator = active.row.coordinator if active is not None \
+                else coordinator_of(workflow_id)
         if local_only or not coordinator or coordinator == self.agent.domain:
             return None
-        endpoint = self.agent.endpoint_of(coordinator)
+        return self._stub(coordinator)
+
+    def _stub(self, domain: str) -> SignedClientStub | None:
+        endpoint = self.agent.endpoint_of(domain)
         if endpoint is None:
             return None
         caller = CURRENT_CALLER.get() or ANONYMOUS
@@ -141,7 +152,10 @@ class ClientService(client_pb2_grpc.ClientServicer):
             yield status
 
     async def _status(self, workflow_id: str, local_only: bool, context):
-        remote = self._remote(workflow_id, local_only)
+        row = None if local_only or workflow_id in self.agent.active \
+            else await self.agent.store.get_workflow(workflow_id)
+        remote = self._remote(workflow_id, local_only,
+                              row.coordinator if row is not None else None)
         if remote is not None:
             try:
                 return await remote.GetWorkflow(
@@ -153,9 +167,43 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 log.info("coordinator of %s unreachable (%s); answering locally",
                          workflow_id, e.code().name)
         status = await self.agent.status(workflow_id)
+        if status is None and not local_only:
+            # Not known here and its coordinator did not answer (gone: a takeover may
+            # have moved the workflow on): its participants know it.
+            status = await self._ask_members(workflow_id)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
         return status
+
+    async def _ask_members(self, workflow_id: str):
+        """The workflow's status from the live members that know it: the answer of the
+        highest coordinator epoch, asked again of the coordinator it names (whose view
+        is whole) when that is another member. None if no member knows it."""
+        a = self.agent
+        asked = [m.domain for m in a.membership.members()
+                 if m.state == "ALIVE" and m.domain and m.domain != a.domain]
+        answers: dict[str, object] = {}
+
+        async def ask(domain: str) -> None:
+            stub = self._stub(domain)
+            if stub is None:
+                return
+            try:
+                answers[domain] = await stub.GetWorkflow(
+                    client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                    timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError:
+                pass  # unknown there, or unreachable: the others answer
+
+        async with asyncio.TaskGroup() as tg:
+            for domain in asked:
+                tg.create_task(ask(domain))
+        if not answers:
+            return None
+        best = max(answers.values(), key=lambda s: s.epoch)
+        if best.coordinator in answers:
+            return answers[best.coordinator]
+        return best
 
     async def GetWorkflow(self, request, context):
         await _check_id(request.id, context)

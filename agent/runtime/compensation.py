@@ -152,7 +152,7 @@ class Compensations:
         timeout = (step.compensate.timeout_s + CALL_MARGIN_S) if step.compensate.timeout_s \
             else CALL_TIMEOUT_S
         request = peer_pb2.CompensateRequest(workflow_id=row.id, step_id=x.step_id,
-                                             attempt=x.attempt)
+                                             attempt=x.attempt, epoch=row.epoch)
         backoff = 0.2
         while not a.stopping:
             result = None
@@ -254,7 +254,8 @@ class Compensations:
         row, steps = await a.store.get_workflow_with_steps(wf)
         mine = steps.get(step_id)
         spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
-        refusal = _refusal(a.domain, sender, wf, step_id, attempt, row, mine, spec)
+        refusal = _refusal(a.domain, sender, wf, step_id, attempt, row, mine, spec,
+                           epoch=request.epoch)
         if refusal:
             log.warning("refused a compensation of %s/%s from %s: %s", wf, step_id, sender,
                         refusal)
@@ -286,13 +287,17 @@ class Compensations:
 
 
 def _refusal(me: str, sender: str, wf: str, step_id: str, attempt: int,
-             row: WorkflowRow | None, mine, spec: spec_pb2.WorkflowSpec | None) -> str:
+             row: WorkflowRow | None, mine, spec: spec_pb2.WorkflowSpec | None,
+             epoch: int = 0) -> str:
     """Why this compensation may not run here ("" if it may): the authority row of
-    `compensate` with what this domain knows of the step."""
+    `compensate` with what this domain knows of the step (and of its coordinator's
+    epoch: a successor after a takeover asks too)."""
     if row is None or spec is None:
         return f"workflow {wf} is not known here"
     try:
-        authorize("compensate", sender, Facts(workflow_id=wf))
+        authorize("compensate", sender, Facts(
+            workflow_id=wf, epoch=epoch, held=(row.epoch, row.coordinator),
+            participants=set(row.placement.values())))
     except Refused as e:
         return e.detail
     if row.placement.get(step_id) != me or mine is None or mine.domain not in ("", me):

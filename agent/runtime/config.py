@@ -436,6 +436,7 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.lease_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.replay_window_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
+    "fedorch.v1.NegotiationConfig.takeover_after_s": positive("a positive number of seconds"),
 }
 
 GOSSIP_DEFAULTS = {"profile": config_pb2.GOSSIP_PROFILE_LAN, "publish_interval_s": 1.0}
@@ -445,6 +446,7 @@ NEGOTIATION_DEFAULTS = {
     "lease_s": 30.0,
     "replay_window_s": 60.0,
     "certificate_sweep_s": 30.0,
+    "takeover_after_s": 10.0,
     "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,
 }
 

@@ -193,6 +193,7 @@ class AgentContext:
                            name="in-doubt")
             tg.create_task(self._essential(self.coordination.sweep_loop(), "certificate sweep"),
                            name="certificate sweep")
+            tg.create_task(self._essential(self.takeovers.run(), "takeover"), name="takeover")
             self.ready.set()
             if ready is not None:
                 ready.set()

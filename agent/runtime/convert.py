@@ -52,6 +52,7 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
     spec = spec_pb2.WorkflowSpec.FromString(row.spec)
     out = status_pb2.WorkflowStatus(
         id=row.id, name=row.name, state=state_of(row), coordinator=row.coordinator,
+        epoch=row.epoch,
         reason=row.reason, rounds=row.round, created_at_ms=row.created_ms,
         updated_at_ms=row.updated_ms,
         refusals=[
@@ -78,4 +79,4 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
 def end_notice_of(row: WorkflowRow) -> peer_pb2.CancelNotice:
     """The end notice of an ended workflow, from its row."""
     return peer_pb2.CancelNotice(workflow_id=row.id, reason=row.reason,
-                                 final_state=state_of(row))
+                                 final_state=state_of(row), epoch=row.epoch)

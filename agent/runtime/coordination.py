@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import attached, detached, sign_spec
 from fedorch.core.negotiation.coordinator import (
@@ -505,6 +506,11 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
             return None
         return end_notice_of(row)
 
+    async def end_with(self, active: Active, event: Event) -> bool:
+        """End a running workflow this agent now coordinates by `event` (a takeover's
+        successor that learned the end from a participant), as any end: notices, sagas."""
+        return await self._end(active, event)
+
     async def _end(self, active: Active, event: Event,
                    also: Sequence[Statement] = (), told: str | None = None) -> bool:
         """End a running workflow by `event` (False, nothing done, if it has ended): stop
@@ -532,7 +538,10 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         await a.save(active, also=[*also, *released, *owed, a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         notice = end_notice_of(row)
-        for domain in sorted(set(row.placement.values()) - {a.domain, told}):
+        # After a takeover the original coordinator is told too: should it come back,
+        # the end (of a later epoch than its own) makes it follow.
+        original = {coordinator_of(row.id)} if row.epoch > 0 else set()
+        for domain in sorted((set(row.placement.values()) | original) - {a.domain, told}):
             # Until acknowledged: a participant that misses it keeps its slots (it also
             # asks, see Participation.timer_loop, in case this agent stops first).
             a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,

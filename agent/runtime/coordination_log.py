@@ -210,7 +210,8 @@ class CoordinatorLog:
         commits, presume abort for undecided rounds."""
         a = self.agent
         for row in await a.store.list_workflows():
-            if row.coordinator != a.domain or is_over(row):
+            if row.coordinator != a.domain or is_over(row) \
+                    or wire.coordinator_of(row.id) != a.domain:  # a takeover's: nothing to decide
                 continue
             if row.acceptors:
                 await self._restore(row)

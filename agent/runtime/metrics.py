@@ -20,6 +20,10 @@ class AgentMetrics:
         self.rejected_messages = Counter(
             "fedorch_rejected_messages", "Peer messages refused at the input boundary",
             ["reason"], registry=r)
+        self.takeovers = Counter(
+            "fedorch_coordinator_takeovers",
+            "Committed workflows this agent took over as coordinator (its predecessor gone)",
+            registry=r)
         self.rpc_errors = Counter(
             "fedorch_peer_rpc_errors", "Outgoing peer RPCs that failed", ["method", "code"],
             registry=r)

@@ -465,9 +465,29 @@ class Participation(StepRuns, InDoubt):
                                              s.outputs, s.error)
 
     async def on_cancel(self, sender: str, notice: peer_pb2.CancelNotice) -> peer_pb2.Ack:
-        """The coordinator ended the workflow (any terminal state): stop and release."""
-        if notice.workflow_id.rpartition(".")[0] != sender:
-            return peer_pb2.Ack(ok=False, error="only the coordinator ends a workflow")
+        """The coordinator ended the workflow (any terminal state): stop and release. The
+        coordinator of the epoch the notice names, that is (coordinator takeover): an end
+        from an epoch that is over here is refused, one from a later epoch makes its
+        sender the coordinator followed here."""
+        a = self.agent
+        active = a.active.get(notice.workflow_id)
+        row = active.row if active is not None else await a.store.get_workflow(notice.workflow_id)
+        known = row is not None and bool(row.placement)
+        try:
+            authorize("cancel", sender, Facts(
+                workflow_id=notice.workflow_id, epoch=notice.epoch,
+                # The coordinator followed: our own claim, not won yet, is none, so an
+                # end its predecessor made meanwhile is still taken.
+                held=(row.epoch, row.coordinator) if known else None,
+                participants=set(row.placement.values()) if known else None))
+        except Refused as e:
+            count_refusal(a, sender, "cancel", e)
+            return peer_pb2.Ack(ok=False, error=e.detail)
+        if notice.epoch > 0 and not known:  # a successor's: checked once committed here
+            return peer_pb2.Ack(ok=False, retry_later=True,
+                                error="the workflow is not committed here yet")
+        if known:
+            await a.takeovers.follow(active, row, notice.epoch, sender)
         try:
             await self._end_here(notice.workflow_id,
                                  Ended.from_wire(notice.final_state, notice.reason))

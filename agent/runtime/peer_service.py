@@ -77,6 +77,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             "step_result": self._report_step,
             "cancel": self._cancel_workflow,
             "compensate": self._compensate,
+            "takeover_claim": self._takeover,
             **{kind: self._paxos for kind in PAXOS_REQUESTS},
         }
 
@@ -148,6 +149,10 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         return "compensation_result", await self.agent.compensation.run_here(
             body.sender, body.compensate)
 
+    async def _takeover(self, body: peer_pb2.Body) -> Answer:
+        return "takeover_answer", await self.agent.takeovers.on_claim(
+            body.sender, body.takeover_claim)
+
     def _signed(self, body: peer_pb2.Body, answer: Answer) -> peer_pb2.Envelope:
         """The answer as its own RPC returns it: signed (a vote already is)."""
         if isinstance(answer, peer_pb2.Envelope):
@@ -212,6 +217,10 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     @_counted
     async def Compensate(self, request, context):
         return await self._single(request, context, "compensate")
+
+    @_counted
+    async def Takeover(self, request, context):
+        return await self._single(request, context, "takeover_claim")
 
     @_counted
     async def Batch(self, request, context):

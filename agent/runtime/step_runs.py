@@ -233,6 +233,10 @@ class StepRuns:
             self._report(active, step_id, reliable=True)
         await self.start_ready(active)
 
+    def report(self, active: Active, step_id: str) -> None:
+        """Send a finished step's result again (to a coordinator that took over)."""
+        self._report(active, step_id, reliable=True)
+
     def _report(self, active: Active, step_id: str, reliable: bool) -> None:
         """Send a step's state to the coordinator and the owners of downstream steps."""
         a = self.agent
@@ -268,7 +272,8 @@ class StepRuns:
             handle = self._acks_due.pop(active.row.id, None)
             if handle is not None:
                 handle.cancel()
-            if ack.HasField("end") and ack.end.workflow_id == active.row.id:
+            if ack.HasField("end") and ack.end.workflow_id == active.row.id \
+                    and ack.end.epoch >= active.row.epoch:  # else from an epoch over here
                 # The workflow has ended (our result ended it, or came after): its end
                 # notice is this, the coordinator sends no other.
                 await self.ended(active.row.id, ack.end.final_state, ack.end.reason)

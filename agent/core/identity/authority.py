@@ -66,6 +66,9 @@ class Who(enum.Enum):
     """Who has authority over a kind of message."""
 
     COORDINATOR = "the coordinator its workflow id names"
+    EPOCH_COORDINATOR = ("the coordinator of the epoch it names: epoch 0 the one its workflow"
+                         " id names, a later one the participant that took the workflow over")
+    CLAIMANT = "a participant of the committed workflow, for itself"
     PROPOSER = "the transaction's coordinator or one of its participants"
     ACCEPTOR = "an acceptor of the transaction, in its own name"
     PARTICIPANT = "a participant of the transaction"
@@ -87,7 +90,15 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
     Rule("prepare", Who.COORDINATOR,
          "a workflow of the sender's, with steps placed on the recipient",
          "round >= 1; a round already decided here is refused (Participant)"),
-    Rule("cancel", Who.COORDINATOR, "a workflow of the sender's", "any: an end is final"),
+    # Coordinator takeover (agent/core/workflow/takeover.py): an end comes from the
+    # coordinator of the epoch it names; one below the epoch the recipient holds is over.
+    Rule("cancel", Who.EPOCH_COORDINATOR, "a workflow the sender coordinates in its epoch",
+         "the epoch held here or a later one; an end is final"),
+    Rule("takeover_claim", Who.CLAIMANT,
+         "a committed workflow the recipient takes part in, the claimant a participant",
+         "granted once per epoch (takeover.may_grant); below the held epoch: denied"),
+    Rule("takeover_answer", Who.ANY, "the claim the recipient sent, in the answerer's name",
+         "the epoch claimed"),
     # Signed by a party, whoever relays it: a full set of YES votes is no proof that
     # COMMIT was chosen (a recovery ballot may have chosen ABORT over the coordinator's
     # proposal), so an outsider who saw the votes must not announce COMMIT with them.
@@ -117,7 +128,7 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
     Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
     # Sagas: the recipient also checks that it ran the step and that it SUCCEEDED there
     # (agent/runtime/compensation.py), and that the step has a compensate block.
-    Rule("compensate", Who.COORDINATOR,
+    Rule("compensate", Who.EPOCH_COORDINATOR,
          "a step of the sender's workflow that the recipient ran and that SUCCEEDED there",
          "the attempt it names: (workflow, step, attempt) is the idempotency key"),
     # Replies: taken only as the answer of the domain asked, and checked as these rows say.
@@ -152,14 +163,18 @@ class Facts:
     acceptors: Collection[str] | None = None     # the transaction as known here
     participants: Collection[str] | None = None  # the transaction as known here
     placed_on: str | None = None       # step results: the step's domain as placed here
+    epoch: int | None = None           # the coordinator epoch the message names
+    held: tuple[int, str] | None = None  # the epoch and coordinator known here
 
 
 def facts_of(body: peer_pb2.Body) -> Facts:
     """What a message says about itself: checked before the receiver looks anything up."""
     kind = body.WhichOneof("payload")
     msg = getattr(body, kind) if kind else None
-    if kind in ("prepare", "cancel", "decision_query", "decision_ack", "compensate"):
+    if kind in ("prepare", "decision_query", "decision_ack"):
         return Facts(workflow_id=msg.workflow_id)
+    if kind in ("cancel", "takeover_claim", "compensate"):
+        return Facts(workflow_id=msg.workflow_id, epoch=msg.epoch)
     if kind == "vote":
         return Facts(workflow_id=msg.workflow_id, named=msg.domain)
     if kind in ("step_result", "compensation_result"):
@@ -197,6 +212,32 @@ def _coordinator(kind: str, sender: str, facts: Facts) -> None:
     if facts.workflow_id is None or coordinator_of(facts.workflow_id) != sender:
         raise Refused("not_coordinator",
                       f"{sender} sent a {kind} about {facts.workflow_id!r}, not its workflow")
+
+
+def _epoch_coordinator(kind: str, sender: str, facts: Facts) -> None:
+    epoch = facts.epoch or 0
+    if epoch == 0:
+        _coordinator(kind, sender, facts)
+    if facts.held is None:
+        return  # a later epoch: checked once the recipient has looked the workflow up
+    held_epoch, holder = facts.held
+    if epoch < held_epoch:
+        raise Refused("stale_epoch",
+                      f"{sender} sent a {kind} of {facts.workflow_id!r} as coordinator of"
+                      f" epoch {epoch}; {holder} coordinates it in epoch {held_epoch}")
+    if epoch == held_epoch and sender != holder:
+        raise Refused("not_coordinator",
+                      f"{sender} sent a {kind} of {facts.workflow_id!r} in epoch {epoch},"
+                      f" which {holder} holds")
+    if epoch > held_epoch:
+        _participant(kind, sender, facts)
+
+
+def _claimant(kind: str, sender: str, facts: Facts) -> None:
+    if facts.epoch is not None and facts.epoch < 1:
+        raise Refused("stale_epoch", f"{sender} claimed epoch 0 of {facts.workflow_id!r},"
+                                     " which is its original coordinator's")
+    _participant(kind, sender, facts)
 
 
 def _proposer(kind: str, sender: str, facts: Facts) -> None:
@@ -244,6 +285,8 @@ def _nothing_more(kind: str, sender: str, facts: Facts) -> None:
 
 _CHECKS = {
     Who.COORDINATOR: _coordinator,
+    Who.EPOCH_COORDINATOR: _epoch_coordinator,
+    Who.CLAIMANT: _claimant,
     Who.PROPOSER: _proposer,
     Who.ACCEPTOR: _acceptor,
     Who.PARTICIPANT: _participant,

@@ -187,6 +187,14 @@ MIGRATIONS: list[str] = [
     -- `spec`, kept exactly as the submitter signed them): each PREPARE carries it.
     ALTER TABLE workflows ADD COLUMN submission BLOB NOT NULL DEFAULT x'';
     """,
+    # 7 -> 8: coordinator takeover (agent/core/workflow/takeover.py).
+    """
+    -- The epoch of the coordinator this domain follows or is (0: the one the id names),
+    -- and the epoch it granted to a claimant and to whom: granted once per epoch.
+    ALTER TABLE workflows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workflows ADD COLUMN granted_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workflows ADD COLUMN granted_to TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

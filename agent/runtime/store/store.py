@@ -128,6 +128,12 @@ class WorkflowRow:
     acceptors: list[str] = field(default_factory=list)  # Paxos Commit: of `round`
     # At the coordinator: the submitter's SignedSpec without its spec (that is `spec`).
     submission: bytes = b""
+    # Coordinator takeover (agent/core/workflow/takeover.py): the epoch of `coordinator`
+    # (0: the one the id names), and the epoch this domain granted and to whom (its
+    # promise: never to two claimants of one epoch).
+    epoch: int = 0
+    granted_epoch: int = 0
+    granted_to: str = ""
 
 
 @dataclass
@@ -377,7 +383,8 @@ class Store:
 
     _WF_COLS = (
         "id, name, coordinator, state, spec, reason, placement, endpoints, round, refusals, "
-        "request_id, created_ms, updated_ms, acceptors, submission"
+        "request_id, created_ms, updated_ms, acceptors, submission, epoch, granted_epoch, "
+        "granted_to"
     )
 
     @staticmethod
@@ -385,7 +392,8 @@ class Store:
         return (
             w.id, w.name, w.coordinator, w.state, w.spec, w.reason, json.dumps(w.placement),
             json.dumps(w.endpoints), w.round, json.dumps(w.refusals), w.request_id,
-            w.created_ms, w.updated_ms, json.dumps(w.acceptors), w.submission,
+            w.created_ms, w.updated_ms, json.dumps(w.acceptors), w.submission, w.epoch,
+            w.granted_epoch, w.granted_to,
         )
 
     @staticmethod
@@ -395,7 +403,8 @@ class Store:
             reason=row[5], placement=json.loads(row[6]), endpoints=json.loads(row[7]),
             round=row[8], refusals=json.loads(row[9]), request_id=row[10],
             created_ms=row[11], updated_ms=row[12], acceptors=json.loads(row[13]),
-            submission=bytes(row[14]),
+            submission=bytes(row[14]), epoch=row[15], granted_epoch=row[16],
+            granted_to=row[17],
         )
 
     @staticmethod
@@ -420,7 +429,7 @@ class Store:
         # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
         # workflow that holds the same request_id instead of failing on the index.
         updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
-        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 15)})"
+        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 18)})"
                   f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
         stmts += [self._step_stmt(s) for s in steps]
         if reservation is not None:

@@ -69,6 +69,8 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.boundary import check_input, vote_raw
 from fedorch.sim.negotiation.disk import (
     AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
     CoordRow,
     Disk,
     FinalMsg,
@@ -110,6 +112,7 @@ class SimAgent(StepRunner):
         self.coordinators: dict[str, Coordinator] = {}
         self.progress: dict[str, Progress] = {}
         self.pending: dict[tuple, list] = {}
+        self.tk_reset()
 
     def boot(self, now: float) -> None:
         """Rebuild every core from the disk, as a restarted daemon does."""
@@ -129,6 +132,7 @@ class SimAgent(StepRunner):
         self.coordinators = {}
         self.progress = {}
         self.pending = {}
+        self.tk_reset()
         for h in holds:
             value = d.learned.get(h.key)
             if value is not None:  # learned, crashed before the hold followed
@@ -148,7 +152,8 @@ class SimAgent(StepRunner):
             self.coordinators[wf] = core
             self.sim.stats[f"coordinator restored {core.phase.value}"] += 1
             self._run(now, core.next_actions(), core)
-            if row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED):
+            if row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED) \
+                    and d.epochs.get(wf, (0, ""))[0] == 0:  # else a successor ended it
                 if wf not in d.final:  # crashed between the outcome and its release
                     self._end_here(wf, row.state)
                 acked = d.final_acked.get(wf, set())
@@ -166,6 +171,7 @@ class SimAgent(StepRunner):
         for wf in list(d.committed):
             if wf not in d.final:
                 self._resume(now, wf)
+        self.tk_boot()
 
     # ---- inputs ------------------------------------------------------------------
 
@@ -206,6 +212,7 @@ class SimAgent(StepRunner):
                 self.sim.stats["reservation expired unvoted"] += 1
                 self._point("reservation expired")
                 self.disk.holds.pop(h.key, None)
+        self.tk_wake(now)
         for entry in list(self.pending.values()):
             if entry[2] <= now:
                 entry[3] = min(entry[3] * 2, 8.0)
@@ -214,7 +221,8 @@ class SimAgent(StepRunner):
 
     def next_timer(self) -> float | None:
         times = [c.get_timer() for c in self.coordinators.values()]
-        times += [self.termination.get_timer(), self.participant.expiry_timer()]
+        times += [self.termination.get_timer(), self.participant.expiry_timer(),
+                  self.tk_timer()]
         times += [e[2] for e in self.pending.values()]
         live = [x for x in times if x is not None]
         return min(live) if live else None
@@ -503,4 +511,6 @@ _HANDLERS = {
     ResultMsg: SimAgent._on_result,
     FinalMsg: SimAgent._on_final,
     AckMsg: SimAgent._on_ack,
+    ClaimMsg: SimAgent._on_claim,
+    ClaimAnswerMsg: SimAgent._on_claim_answer,
 }

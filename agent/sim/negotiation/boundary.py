@@ -29,7 +29,15 @@ from fedorch.core.negotiation.messages import (
     Reject,
     Value,
 )
-from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
+from fedorch.sim.negotiation.disk import (
+    AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
+    FinalMsg,
+    PrepareMsg,
+    ResultMsg,
+    VoteMsg,
+)
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import Member
@@ -114,7 +122,17 @@ def _check(agent: Member, src: str, msg: object) -> None:
         authorize("step_result", src, Facts(workflow_id=msg.workflow_id,
                                             placed_on=_placed_on(agent, msg)))
     elif isinstance(msg, FinalMsg):
-        authorize("cancel", src, Facts(workflow_id=msg.workflow_id))
+        held, participants = _epoch_of(agent, msg.workflow_id)
+        if msg.epoch > 0 and held is None:
+            raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
+                                       " not committed here yet")
+        authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
+                                       held=held, participants=participants))
+    elif isinstance(msg, ClaimMsg):
+        authorize("takeover_claim", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
+                                               participants=_epoch_of(agent, msg.workflow_id)[1]))
+    elif isinstance(msg, ClaimAnswerMsg):
+        authorize("takeover_answer", src, Facts(workflow_id=msg.workflow_id))
     elif isinstance(msg, AckMsg):
         if not msg.msg_id or msg.msg_id[-1] != src:
             raise Refused("impersonation", f"{src} acknowledged {msg.msg_id!r}")
@@ -136,3 +154,16 @@ def _placed_on(agent: Member, msg: ResultMsg) -> str | None:
     else:
         raise Refused("not_known", f"a result of {wf}, not committed here yet")
     return placement.get(msg.step_id, "")
+
+
+def _epoch_of(agent: Member, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]:
+    """The coordinator epoch held here for `wf` and its participants, if committed here."""
+    d = agent.disk
+    row = d.rows.get(wf)
+    info = row.info if row is not None else d.info.get((wf, d.committed[wf])) \
+        if wf in d.committed else None
+    if info is None or not info.placement:
+        return None, None
+    # The coordinator followed (or acted as): our own claim, not yet won, is no
+    # coordinator, so the end its predecessor made meanwhile is still taken.
+    return d.epochs.get(wf, (0, info.coordinator)), set(info.placement.values())

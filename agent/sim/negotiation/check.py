@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 
 
 
+# A takeover's end: its claim round, then the steps left (each up to 0.6 s, retried) and
+# results resent with backoff to the successor; bounded by two leases of the simulation.
+TAKEOVER_SLACK_LEASES = 2
+
+
 class Checker:
     def __init__(self) -> None:
         self.violations: list[str] = []
@@ -53,6 +58,11 @@ class Checker:
         self.yes: dict[Key, dict[str, float]] = {}  # key -> YES voter -> lease
         self.txs: dict[Key, TxInfo] = {}
         self.runs: dict[tuple[str, str, int], str] = {}
+        # Coordinator takeover: who acted in which epoch, each coordinator's end, and
+        # when each agent ended each workflow.
+        self.acting_in: dict[tuple[str, int], str] = {}
+        self.ends: dict[str, dict[int, object]] = {}
+        self.ended_at: dict[tuple[str, str], float] = {}
 
     def fail(self, what: str) -> None:
         if len(self.violations) < 20:
@@ -96,6 +106,21 @@ class Checker:
         self.runs[run] = agent
         if (agent, run[0]) not in self._commit_known:
             self.fail(f"{agent} started {run} without knowing a COMMIT of {run[0]}")
+
+    def acting(self, agent: str, wf: str, epoch: int, now: float) -> None:
+        other = self.acting_in.setdefault((wf, epoch), agent)
+        if other != agent:
+            self.fail(f"takeover: {wf} has two coordinators in epoch {epoch}: {other} and"
+                      f" {agent} (at {now:.3f})")
+
+    def coordinator_ended(self, agent: str, wf: str, epoch: int, state: object) -> None:
+        ends = self.ends.setdefault(wf, {})
+        ends.setdefault(epoch, state)
+        if len(set(ends.values())) > 1:
+            self.fail(f"takeover: coordinators of {wf} ended it differently: {ends}")
+
+    def ended_here(self, agent: str, wf: str, now: float) -> None:
+        self.ended_at.setdefault((agent, wf), now)
 
     def refused(self, agent: str, error: Exception) -> None:
         self.refusals[type(error).__name__] += 1
@@ -143,6 +168,8 @@ class Checker:
                 continue  # a domain it needs is gone for good
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
+        if sim.config.timing.takeover_after_s is not None:
+            self._check_takeovers(sim)
         for key, voters in self.yes.items():
             tx = self.txs[key]
             if tx.coordinator not in dead:
@@ -158,6 +185,36 @@ class Checker:
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
 
+    def _check_takeovers(self, sim: World) -> None:
+        """A committed workflow whose coordinator died for good ends at every live
+        participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
+        leases after the last fault, if a majority of its electorate lives and no
+        participant died for good (the simulator has no step failover; a coordinator
+        that ran steps itself counts as a participant)."""
+        t = sim.config.timing
+        for wf, coord in sim.workflows.items():
+            round_ = self.committed(wf)
+            tx = self.txs.get((wf, round_)) if round_ is not None else None
+            if coord not in sim.dead_forever or tx is None:
+                continue
+            if set(tx.participants) & sim.dead_forever:
+                continue  # its steps there never end (the coordinator's own too)
+            electorate = set(tx.participants) | {coord}
+            live = tuple(sorted(electorate - sim.dead_forever))
+            if len(live) < len(electorate) // 2 + 1:
+                continue
+            calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0))
+            deadline = calm + t.takeover_after_s + t.dead_after_s \
+                + TAKEOVER_SLACK_LEASES * t.lease_s
+            for p in tx.participants:
+                if p == coord or not sim.agents[p].alive:
+                    continue
+                at = self.ended_at.get((p, wf))
+                if at is None or at > deadline:
+                    when = "never" if at is None else f"at {at:.2f}"
+                    self.fail(f"takeover: {p} ended {wf} {when}, deadline {deadline:.2f}"
+                              f" (coordinator {coord} dead for good)")
+
     def _check_results_and_ends(self, sim: World) -> None:
         """Every result an agent holds is of an attempt that ran, and every participant
         ended a workflow as its coordinator did: nobody else's word counts."""
@@ -171,6 +228,8 @@ class Checker:
             for wf, state in agent.disk.final.items():
                 coord = sim.workflows.get(wf)
                 row = sim.agents[coord].disk.rows.get(wf) if coord in sim.agents else None
-                if name != coord and (row is None or row.state != state):
-                    self.fail(f"end: {name} ended {wf} {state}, its coordinator"
-                              f" {row.state if row else 'never had it'}")
+                ends = set(self.ends.get(wf, {}).values())  # of every coordinator epoch
+                if name != coord and state not in ends and (row is None or row.state != state):
+                    self.fail(f"end: {name} ended {wf} {state}, its coordinators"
+                              f" {sorted(e.name for e in ends) if ends else None}, its"
+                              f" original {row.state if row else 'never had it'}")

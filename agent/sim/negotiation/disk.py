@@ -34,6 +34,9 @@ class Timing:
     reliable_resend_s: float = 1.0
     stagger_s: float = 1.0   # participants start recovery ballots in turn, this far apart
     max_rounds: int = 2
+    # Coordinator takeover (agent/core/workflow/takeover.py); None: off, as before it.
+    takeover_after_s: float | None = None
+    dead_after_s: float = 1.5  # membership: a crashed agent is DEAD this long after
 
 
 # ---- shell-level messages: what the cores leave to the wire protocol ---------------
@@ -75,6 +78,25 @@ class ResultMsg:
 class FinalMsg:
     workflow_id: str
     state: WorkflowState
+    epoch: int = 0  # the sender's coordinator epoch
+
+
+@dataclass(frozen=True)
+class ClaimMsg:
+    """A participant claims coordinator epoch `epoch` (TakeoverClaim)."""
+
+    workflow_id: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ClaimAnswerMsg:
+    workflow_id: str
+    epoch: int
+    granted: bool
+    held_epoch: int
+    holder: str
+    final: WorkflowState | None = None  # the answerer has ended it: how (no grant then)
 
 
 @dataclass(frozen=True)
@@ -113,6 +135,9 @@ class Disk:
     final: dict[str, WorkflowState] = field(default_factory=dict)
     final_acked: dict[str, set[str]] = field(default_factory=dict)
     ballots: dict[Key, Ballot] = field(default_factory=dict)     # last ballot per recovery
+    # Coordinator takeover: the (epoch, coordinator) followed or acted as, and granted.
+    epochs: dict[str, tuple[int, str]] = field(default_factory=dict)
+    granted: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

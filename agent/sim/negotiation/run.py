@@ -159,6 +159,7 @@ class Simulation:
         self.events = 0
         self.workflows = {w.workflow_id: w.coordinator for w in c.workflows}
         self.last_restart: dict[str, float] = {}
+        self.died_at: dict[str, float] = {}  # the last crash of each agent
         self.stats: Counter[str] = Counter()  # messages sent by type, and notable paths
         # Targeted tests steer the run with these: intercept(src, dst, msg, now) returns
         # None (normal), "drop", or a delay; crash_hook(agent, now, what) returns None,
@@ -257,6 +258,22 @@ class Simulation:
             calm = max(calm, self.last_restart.get(a, 0.0))
         return calm
 
+    def member_state(self, observer: str, name: str) -> str:
+        """`name` as `observer`'s membership sees it: DEAD a while after a crash (SWIM's
+        suspicion timeout), SUSPECT while crashed before that, paused, or cut off from
+        `observer` by the partition; ALIVE otherwise."""
+        agent = self.agents[name]
+        if not agent.alive:
+            since = self.now - self.died_at.get(name, self.now)
+            return "DEAD" if since >= self.config.timing.dead_after_s else "SUSPECT"
+        if agent.paused_until > self.now:
+            return "SUSPECT"
+        p = self.config.partition
+        if p is not None and self.now < self.config.chaos_end and p[0] <= self.now < p[1] \
+                and (observer in p[2]) != (name in p[2]):
+            return "SUSPECT"
+        return "ALIVE"
+
     # ---- the event loop ------------------------------------------------------------
 
     def run(self) -> Report:
@@ -337,6 +354,7 @@ class Simulation:
     def _crash(self, agent: SimAgent, *, forever: bool) -> None:
         agent.crash()
         self.crashes += 1
+        self.died_at[agent.name] = self.now
         if forever:
             self.dead_forever.add(agent.name)
             return

@@ -28,6 +28,7 @@ from fedorch.sim.negotiation.disk import (
     WfInfo,
     copy_hold,
 )
+from fedorch.sim.negotiation.takeover import SimTakeover
 
 if TYPE_CHECKING:
     from fedorch.core.negotiation.participant import Participant
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
 
-class StepRunner:
+class StepRunner(SimTakeover):
     sim: World
     name: str
     disk: Disk
@@ -77,6 +78,7 @@ class StepRunner:
 
     def _on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         if msg.workflow_id not in self.disk.final:
+            self.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state)
             self._end_here(msg.workflow_id, msg.state)
         self._send(src, AckMsg(("final", msg.workflow_id, self.name)))
 
@@ -153,13 +155,16 @@ class StepRunner:
             return
         s = p.steps[step]
         msg = ResultMsg(wf, step, s.attempts, s.state, dict(s.outputs), s.error)
-        for dst in p.result_recipients(step, self._info(wf).coordinator):
+        for dst in p.result_recipients(step, self.coordinator_now(wf)):
             self._reliable(dst, ("result", wf, step, dst), msg)
 
     def _check_outcome(self, now: float, wf: str) -> None:
         row = self.disk.rows.get(wf)
         p = self.progress.get(wf)
-        if row is None or p is None or row.state is not WorkflowState.RUNNING:
+        if row is None or self.disk.epochs.get(wf, (0, ""))[0] > 0:
+            self.successor_outcome(now, wf)  # a takeover's coordinator, if acting here
+            return
+        if p is None or row.state is not WorkflowState.RUNNING:
             return
         outcome = p.outcome()
         if outcome is None:
@@ -168,6 +173,7 @@ class StepRunner:
         event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
         state = lifecycle.step(row.state, event)
         self.disk.rows[wf] = replace(row, state=state)
+        self.sim.checker.coordinator_ended(self.name, wf, 0, state)
         self._end_here(wf, state)
         for dst in sorted(set(row.info.placement.values()) - {self.name}):
             self._reliable(dst, ("final", wf, dst), FinalMsg(wf, state))
@@ -176,6 +182,7 @@ class StepRunner:
         """The workflow is over: stop its steps, release what it holds here."""
         self._point("workflow over")
         self.disk.final[wf] = state
+        self.sim.checker.ended_here(self.name, wf, self.sim.now)
         p = self.progress.pop(wf, None)
         if p is not None:
             p.cancel(f"workflow {state.name}")

@@ -270,6 +270,7 @@ def test_status_to_dict_follows_the_contract() -> None:
         "name": "eu-sales-model",
         "state": "SUCCEEDED",
         "coordinator": "eu-west",
+        "epoch": 0,
         "reason": "",
         "compensation": "NONE",
         "steps": [

@@ -20,6 +20,7 @@ class _Agent:
 
     domain = "c1"
     stopping = False
+    active: dict = {}  # workflows in progress here: none (the coordinator they follow)
 
     def __init__(self) -> None:
         self.changes = Changes()

@@ -30,7 +30,7 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result", "takeover_claim", "takeover_answer")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class Body(_message.Message):
     BATCH_REPLY_FIELD_NUMBER: _ClassVar[int]
     COMPENSATE_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_RESULT_FIELD_NUMBER: _ClassVar[int]
+    TAKEOVER_CLAIM_FIELD_NUMBER: _ClassVar[int]
+    TAKEOVER_ANSWER_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
@@ -79,7 +81,9 @@ class Body(_message.Message):
     batch_reply: BatchReply
     compensate: CompensateRequest
     compensation_result: CompensationResult
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ..., compensate: _Optional[_Union[CompensateRequest, _Mapping]] = ..., compensation_result: _Optional[_Union[CompensationResult, _Mapping]] = ...) -> None: ...
+    takeover_claim: TakeoverClaim
+    takeover_answer: TakeoverAnswer
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ..., compensate: _Optional[_Union[CompensateRequest, _Mapping]] = ..., compensation_result: _Optional[_Union[CompensationResult, _Mapping]] = ..., takeover_claim: _Optional[_Union[TakeoverClaim, _Mapping]] = ..., takeover_answer: _Optional[_Union[TakeoverAnswer, _Mapping]] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("items",)
@@ -405,14 +409,16 @@ class StepResult(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ..., attestation: _Optional[_Union[Envelope, _Mapping]] = ..., placement_epoch: _Optional[int] = ..., trace_parent: _Optional[str] = ...) -> None: ...
 
 class CancelNotice(_message.Message):
-    __slots__ = ("workflow_id", "reason", "final_state")
+    __slots__ = ("workflow_id", "reason", "final_state", "epoch")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     reason: str
     final_state: _status_pb2.WorkflowState
-    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ...) -> None: ...
+    epoch: int
+    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("ok", "error", "retry_later", "end")
@@ -427,14 +433,16 @@ class Ack(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., retry_later: _Optional[bool] = ..., end: _Optional[_Union[CancelNotice, _Mapping]] = ...) -> None: ...
 
 class CompensateRequest(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt")
+    __slots__ = ("workflow_id", "step_id", "attempt", "epoch")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     step_id: str
     attempt: int
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    epoch: int
+    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class CompensationResult(_message.Message):
     __slots__ = ("workflow_id", "step_id", "attempt", "domain", "ok", "error")
@@ -451,3 +459,31 @@ class CompensationResult(_message.Message):
     ok: bool
     error: str
     def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class TakeoverClaim(_message.Message):
+    __slots__ = ("workflow_id", "epoch")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    epoch: int
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class TakeoverAnswer(_message.Message):
+    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    HELD_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    epoch: int
+    granted: bool
+    held_epoch: int
+    holder: str
+    error: str
+    final_state: _status_pb2.WorkflowState
+    reason: str
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ...) -> None: ...

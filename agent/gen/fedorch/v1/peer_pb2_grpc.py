@@ -79,6 +79,11 @@ class PeerStub:
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Takeover = channel.unary_unary(
+                '/fedorch.v1.Peer/Takeover',
+                request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -147,6 +152,13 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Takeover(self, request, context):
+        """Coordinator takeover: a TakeoverClaim, answered with a TakeoverAnswer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +204,11 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'Compensate': grpc.unary_unary_rpc_method_handler(
                     servicer.Compensate,
+                    request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                    response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            ),
+            'Takeover': grpc.unary_unary_rpc_method_handler(
+                    servicer.Takeover,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
@@ -437,6 +454,33 @@ class Peer:
             request,
             target,
             '/fedorch.v1.Peer/Compensate',
+            fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Takeover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedorch.v1.Peer/Takeover',
             fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
             options,

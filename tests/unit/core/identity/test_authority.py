@@ -60,6 +60,13 @@ ROWS = {
     "batch": (("beta", Facts()), ("beta", Facts(workflow_id="a.\x00")), "bad_workflow_id"),
     "compensate": (("acme.eu", Facts(workflow_id=WF)), ("beta", Facts(workflow_id=WF)),
                    "not_coordinator"),
+    "takeover_claim": (("beta", Facts(workflow_id=WF, epoch=1, **{
+        k: v for k, v in TX.items() if k != "workflow_id"})),
+                       ("mallory", Facts(workflow_id=WF, epoch=1, **{
+                           k: v for k, v in TX.items() if k != "workflow_id"})),
+                       "not_participant"),
+    "takeover_answer": (("beta", Facts(workflow_id=WF)),
+                        ("beta", Facts(workflow_id="a.\x00")), "bad_workflow_id"),
     "compensation_result": (("beta", Facts(workflow_id=WF, named="beta", placed_on="beta")),
                             ("mallory", Facts(workflow_id=WF, named="beta")), "impersonation"),
 }
@@ -67,8 +74,9 @@ ROWS = {
 
 def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
     handled = {"prepare", "decision_notice", "decision_query", "step_result", "cancel",
-               "swim", "batch", "compensate"} | PAXOS_REQUESTS
-    assert set(RULES) == handled | {"vote", "decision_answer", "compensation_result"}  # and the replies checked
+               "swim", "batch", "compensate", "takeover_claim"} | PAXOS_REQUESTS
+    assert set(RULES) == handled | {"vote", "decision_answer", "compensation_result",
+                                    "takeover_answer"}  # and the replies checked
     assert set(ROWS) == set(RULES)
 
 
@@ -184,3 +192,34 @@ def test_one_prepare_at_the_top_of_the_range_cannot_exhaust_the_ballots():
     proposer.receive(0.2, Promise(tx.key, first, "gamma", None, None))
     proposer.receive(0.3, Promise(tx.key, first, "acme.eu", None, None))
     assert proposer.ballot == first and proposer.phase.value == "phase2"
+
+
+# ---- coordinator epochs (takeover) -------------------------------------------------------
+
+def _refused(kind: str, sender: str, facts: Facts) -> str:
+    with pytest.raises(Refused) as refused:
+        authorize(kind, sender, facts)
+    return refused.value.reason
+
+
+def test_an_end_of_a_lower_epoch_than_the_one_held_is_refused():
+    # The original coordinator, back after beta took over in epoch 1.
+    assert _refused("cancel", "acme.eu", Facts(workflow_id=WF, epoch=0,
+                                               held=(1, "beta"))) == "stale_epoch"
+
+
+def test_an_end_of_the_held_epoch_comes_only_from_its_holder():
+    facts = Facts(workflow_id=WF, epoch=1, held=(1, "beta"), participants=("beta", "gamma"))
+    assert authorize("cancel", "beta", facts) is RULES["cancel"]
+    assert _refused("cancel", "gamma", facts) == "not_coordinator"
+
+
+def test_an_end_of_a_later_epoch_comes_only_from_a_participant():
+    facts = Facts(workflow_id=WF, epoch=2, held=(1, "beta"), participants=("beta", "gamma"))
+    assert authorize("cancel", "gamma", facts) is RULES["cancel"]
+    assert _refused("cancel", "mallory", facts) == "not_participant"
+
+
+def test_epoch_zero_is_the_coordinator_the_id_names():
+    assert _refused("cancel", "beta", Facts(workflow_id=WF, epoch=0)) == "not_coordinator"
+    assert _refused("takeover_claim", "beta", Facts(workflow_id=WF, epoch=0)) == "stale_epoch"

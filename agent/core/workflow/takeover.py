@@ -1,0 +1,355 @@
+"""Coordinator takeover: who finishes a committed workflow whose coordinator is gone.
+
+Theory of operation
+-------------------
+A committed workflow has a coordinator *epoch*: 0 is the coordinator its id names;
+each takeover moves it on by one. Every domain of the workflow's *electorate* (the
+domains its committed round placed steps on, plus the original coordinator) holds,
+durably, the highest epoch it has granted and the domain it granted it to: that pair
+is "the coordinator as known here".
+
+One `Takeover` per committed workflow per participant, fed by the shell:
+
+- `Watch(state)`: the membership state of the coordinator known here (ALIVE,
+  SUSPECT, DEAD, LEFT, or "" when unknown). DEAD or LEFT makes it *gone* at once;
+  anything but ALIVE for `takeover_after_s` (silent: a partition, a stall) too.
+- `Timer`: `now` passed `get_timer()`.
+- `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder)`: answers to our claim.
+- `Adopted(epoch, coordinator)`: this domain granted (or learned) a coordinator at
+  `epoch` (see `may_grant`), from another claimant, an end notice, or its own claim.
+
+When the known coordinator is gone, the *successor* is the lowest domain name among
+the live participants (`successor`): deterministic, so with one membership view
+everywhere exactly one domain claims. The successor claims `epoch + 1`: it grants
+itself, asks every other electorate member (`SendClaim`), and acts (`Act`) only
+once a majority of the electorate has granted that epoch to it.
+
+Safety (never two coordinators acting in one epoch) does not depend on views
+agreeing: a domain grants an epoch at most once (`may_grant`: a higher epoch, or the
+same epoch to the same claimant again), and two majorities of one electorate meet,
+so at most one claimant gathers a majority for an epoch. Views that disagree (a
+partition) can only make two domains claim: at most one wins, the other times out
+(`claim_timeout_s`) and follows the winner as soon as it hears of it (`Adopted`), or
+claims the next epoch once it sees that one gone in turn. A coordinator whose epoch
+is over (the old one returning, or a claimant that lost) learns it by `Adopted` and
+follows: the shell refuses every coordinator message of a lower epoch than it holds.
+
+Liveness needs a majority of the electorate alive and connected: with two
+participants and the original coordinator dead, both must be up.
+
+Roles (`Role`) and the one transition table (`TABLE`):
+
+    FOLLOWING --Watch/Timer: known coordinator gone, we are the successor--> CLAIMING
+              (the successor is next in line once those before it let
+              takeover_after_s pass without a claim)
+    CLAIMING  --Grant: majority--> ACTING
+    ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
+    CLAIMING  --Timer: claim timed out, a higher-named rival holds the epoch--> CLAIMING
+              the next epoch; a lower-named rival--> FOLLOWING the rival
+    CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again)
+    any       --Adopted(higher epoch, someone else)--> FOLLOWING
+    ACTING    --(nothing but a higher epoch ends it)
+
+Pure: no I/O, time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+GONE_AT_ONCE = frozenset({"DEAD", "LEFT"})
+DEFAULT_TAKEOVER_AFTER_S = 10.0
+
+
+class Role(enum.Enum):
+    FOLLOWING = "following"  # another domain is the coordinator known here
+    CLAIMING = "claiming"    # asked the electorate for the next epoch
+    ACTING = "acting"        # coordinator of the current epoch, agreed by a majority
+
+
+@dataclass(frozen=True)
+class Watch:
+    state: str  # membership state of the coordinator known here ("" if unknown)
+    dead: frozenset[str] = frozenset()  # participants membership holds DEAD or LEFT
+
+
+@dataclass(frozen=True)
+class Timer:
+    pass
+
+
+@dataclass(frozen=True)
+class Grant:
+    voter: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Deny:
+    voter: str
+    epoch: int
+    held_epoch: int
+    holder: str
+
+
+@dataclass(frozen=True)
+class Adopted:
+    epoch: int
+    coordinator: str
+
+
+Input = Watch | Timer | Grant | Deny | Adopted
+
+
+@dataclass(frozen=True)
+class SendClaim:
+    to: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write (epoch, coordinator) as the coordinator known here before anything leaves."""
+
+    epoch: int
+    coordinator: str
+
+
+@dataclass(frozen=True)
+class Act:
+    """This domain is the coordinator of `epoch`: collect results, end, notify."""
+
+    epoch: int
+
+
+Action = SendClaim | Persist | Act
+
+
+def majority(electorate: Collection[str]) -> int:
+    return len(electorate) // 2 + 1
+
+
+def may_grant(held_epoch: int, holder: str, epoch: int, claimant: str) -> bool:
+    """May a domain that holds (held_epoch, holder) grant `epoch` to `claimant`? At most
+    one claimant per epoch, and never an epoch below the one held."""
+    return epoch > held_epoch or (epoch == held_epoch and claimant == holder)
+
+
+def successor(participants: Collection[str], gone: Collection[str]) -> str | None:
+    """The live participant that claims next: the lowest name, so every domain with the
+    same view names the same one. None if none is live."""
+    live = sorted(set(participants) - set(gone))
+    return live[0] if live else None
+
+
+class Takeover:
+    """One committed workflow's coordinator epoch, as one domain of its electorate sees it."""
+
+    def __init__(self, me: str, original: str, participants: Collection[str], *,
+                 epoch: int = 0, coordinator: str | None = None,
+                 takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
+                 claim_timeout_s: float = 5.0, claiming: bool = False) -> None:
+        if not participants:
+            raise ValueError("a committed workflow has participants")
+        if epoch < 0:
+            raise ValueError("epochs start at 0")
+        self.me = me
+        self.original = original
+        self.participants = frozenset(participants)
+        self.electorate = self.participants | {original}
+        self.epoch = epoch
+        self.coordinator = coordinator if coordinator is not None else original
+        self.takeover_after_s = takeover_after_s
+        self.claim_timeout_s = claim_timeout_s
+        self.role = Role.ACTING if self.coordinator == me else Role.FOLLOWING
+        self._unseen_since: float | None = None  # coordinator not ALIVE since
+        self._gone = False
+        self._grants: set[str] = set()
+        self._claim_deadline: float | None = None
+        self._dead: frozenset[str] = frozenset()
+        # Successors that were due to claim and did not (one that knows the workflow
+        # ended claims nothing), and since when we wait for the current one.
+        self._passed: set[str] = set()
+        self._waiting: tuple[str, float] | None = None
+        self._rival: tuple[int, str] | None = None  # a domain that holds our claimed epoch
+        if self.role is Role.ACTING and epoch > 0:
+            # A successor restarted: whoever did not answer its claim before still needs
+            # telling (an old coordinator back meanwhile, a follower of it).
+            self._grants = {me}
+            self._claim_deadline = float("-inf")
+        if claiming:
+            # Restarted with our own grant of `epoch` on record but no agreement that we
+            # won it: claim it again (granting it to us again is allowed), at once.
+            if self.coordinator != me or epoch < 1:
+                raise ValueError("only an epoch held by this domain can be claimed again")
+            self.role = Role.CLAIMING
+            self._grants = {me}
+            self._gone = True
+            self._claim_deadline = float("-inf")
+
+    # ---- the table -------------------------------------------------------------------
+
+    def step(self, now: float, event: Input) -> list[Action]:
+        handler = TABLE.get((self.role, type(event)))
+        if handler is None:
+            return []  # not meaningful in this role (e.g. a Grant while FOLLOWING: late)
+        return handler(self, now, event)
+
+    def get_timer(self) -> float | None:
+        if self.role in (Role.CLAIMING, Role.ACTING):
+            return self._claim_deadline
+        if self.role is Role.FOLLOWING and not self._gone and self._unseen_since is not None:
+            return self._unseen_since + self.takeover_after_s
+        if self.role is Role.FOLLOWING and self._gone and self._waiting is not None:
+            return self._waiting[1] + self.takeover_after_s
+        return None
+
+    # ---- handlers ----------------------------------------------------------------------
+
+    def _watch(self, now: float, ev: Watch) -> list[Action]:
+        self._dead = frozenset(ev.dead)
+        if ev.state == "ALIVE":
+            self._unseen_since, self._gone = None, False
+            return []
+        if self._unseen_since is None:
+            self._unseen_since = now
+        if ev.state in GONE_AT_ONCE or now - self._unseen_since >= self.takeover_after_s:
+            self._gone = True
+        return self._maybe_claim(now)
+
+    def _follow_timer(self, now: float, ev: Timer) -> list[Action]:
+        if self._unseen_since is not None and now - self._unseen_since >= self.takeover_after_s:
+            self._gone = True
+        return self._maybe_claim(now)
+
+    def _maybe_claim(self, now: float) -> list[Action]:
+        if not self._gone or self.me not in self.participants:
+            return []
+        while True:
+            first = successor(self.participants,
+                              self._dead | {self.coordinator} | self._passed)
+            if first is None or first == self.me:
+                break
+            # Another live participant is due to claim. If no claim of it comes within
+            # takeover_after_s (it may know the workflow ended, and claims nothing), the
+            # next one in line claims: the grants keep that safe.
+            if self._waiting is None or self._waiting[0] != first:
+                self._waiting = (first, now)
+            if now - self._waiting[1] < self.takeover_after_s:
+                return []
+            self._passed.add(first)
+        if first is None:
+            return []
+        self._waiting = None
+        return self._claim(now, self.epoch + 1)
+
+    def _claim(self, now: float, epoch: int) -> list[Action]:
+        self.role = Role.CLAIMING
+        self.epoch, self.coordinator = epoch, self.me  # our own grant
+        self._grants = {self.me}
+        self._rival = None
+        self._claim_deadline = now + self.claim_timeout_s
+        out: list[Action] = [Persist(epoch, self.me)]
+        out += [SendClaim(d, epoch) for d in sorted(self.electorate - {self.me})]
+        return out + self._won()
+
+    def _won(self) -> list[Action]:
+        if len(self._grants & self.electorate) >= majority(self.electorate):
+            self.role = Role.ACTING
+            # The claim still goes, now and then, to the members that have not answered:
+            # a follower of the old coordinator (or the old coordinator itself, back)
+            # learns from it whom to send its results to.
+            return [Act(self.epoch)]
+        return []
+
+    def _grant(self, now: float, ev: Grant) -> list[Action]:
+        if ev.epoch != self.epoch or ev.voter not in self.electorate:
+            return []
+        self._grants.add(ev.voter)
+        return self._won()
+
+    def _acting_grant(self, now: float, ev: Grant) -> list[Action]:
+        if ev.epoch == self.epoch and ev.voter in self.electorate:
+            self._grants.add(ev.voter)
+            if self._grants >= self.electorate:
+                self._claim_deadline = None  # everyone follows: nothing left to announce
+        return []
+
+    def _acting_timer(self, now: float, ev: Timer) -> list[Action]:
+        if self._claim_deadline is None or now < self._claim_deadline:
+            return []
+        self._claim_deadline = now + self.claim_timeout_s
+        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
+
+    def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
+        if ev.epoch == self.epoch and ev.held_epoch > self.epoch and ev.holder != self.me:
+            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
+        return []
+
+    def _deny(self, now: float, ev: Deny) -> list[Action]:
+        if ev.epoch != self.epoch or ev.holder == self.me:
+            return []
+        if ev.held_epoch > self.epoch:  # a later epoch exists: ours is over
+            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
+        if ev.held_epoch == self.epoch:  # a rival claimed our epoch: it may win
+            self._rival = (ev.held_epoch, ev.holder)
+        return []
+
+    def _claim_timer(self, now: float, ev: Timer) -> list[Action]:
+        if self._claim_deadline is None or now < self._claim_deadline:
+            return []
+        if self._rival is not None:
+            # Views differed and another claimed this epoch too (the votes may be
+            # split, so neither wins). Never a second claim of ours at this epoch. The
+            # lower name of the two claims the next epoch; the higher follows it (and
+            # grants it that epoch when asked), so they do not duel for ever.
+            epoch, holder = self._rival
+            if self.me < holder:
+                self._rival = None
+                return self._claim(now, self.epoch + 1)
+            return self._adopt(now, Adopted(epoch, holder), force=True)
+        # No majority and no rival: the electorate did not answer; ask again (the same
+        # epoch: granting it to us again is allowed, see may_grant).
+        self._claim_deadline = now + self.claim_timeout_s
+        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
+
+    def _adopt(self, now: float, ev: Adopted, force: bool = False) -> list[Action]:
+        if ev.epoch < self.epoch or ev.coordinator == self.me or (
+                ev.epoch == self.epoch and ev.coordinator == self.coordinator):
+            return []
+        if ev.epoch == self.epoch and self.role is not Role.FOLLOWING and not force:
+            return []  # two claimants of one epoch: grants decide, not hearsay
+        self.role = Role.FOLLOWING
+        self.epoch, self.coordinator = ev.epoch, ev.coordinator
+        self._grants.clear()
+        self._claim_deadline = None
+        self._rival = None
+        self._unseen_since, self._gone = None, False  # a new coordinator: watch it anew
+        self._passed.clear()
+        self._waiting = None
+        return [Persist(ev.epoch, ev.coordinator)]
+
+    def _acting_adopt(self, now: float, ev: Adopted) -> list[Action]:
+        if ev.epoch <= self.epoch:
+            return []  # our epoch is agreed; nobody else holds it
+        return self._adopt(now, ev)
+
+
+_Handler = Callable[[Takeover, float, object], list[Action]]
+
+# (role, input) -> handler. Missing: the input changes nothing in that role.
+TABLE: dict[tuple[Role, type], _Handler] = {
+    (Role.FOLLOWING, Watch): Takeover._watch,
+    (Role.FOLLOWING, Timer): Takeover._follow_timer,
+    (Role.FOLLOWING, Adopted): Takeover._adopt,
+    (Role.CLAIMING, Grant): Takeover._grant,
+    (Role.CLAIMING, Deny): Takeover._deny,
+    (Role.CLAIMING, Timer): Takeover._claim_timer,
+    (Role.CLAIMING, Adopted): Takeover._adopt,
+    (Role.ACTING, Adopted): Takeover._acting_adopt,
+    (Role.ACTING, Grant): Takeover._acting_grant,
+    (Role.ACTING, Deny): Takeover._acting_deny,
+    (Role.ACTING, Timer): Takeover._acting_timer,
+}

@@ -1,0 +1,292 @@
+"""Coordinator takeover, the shell: a committed workflow finishes without its coordinator.
+
+The I/O around agent/core/workflow/takeover.py (one core per committed workflow this
+agent takes part in). Once a second (`TICK_S`) each core is told the membership
+state of the coordinator it follows; a core that claims has its claims sent through
+the Takeover RPC (`TakeoverClaim`), and their answers fed back. What a core asks to
+persist (the epoch granted, and to whom) is in the workflow's row before any claim
+or answer leaves (`granted_epoch`, `granted_to`; and `epoch`, `coordinator`: the
+coordinator this agent follows or is).
+
+A participant that grants a claim follows the claimant at once: it sends the results
+of its finished steps there again, and every later result goes there (its row's
+coordinator). Once a majority of the electorate has granted, the claimant acts: the
+workflow's outcome is worked out as at any coordinator (Coordination.after_progress)
+with each result that comes, and its end goes to every participant (and the original
+coordinator) as an end notice carrying the epoch. A returning old coordinator learns
+its epoch is over from the claim, which is resent to it until it answers, and follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.workflow.lifecycle import Ended
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.core.workflow.takeover import (
+    Act,
+    Adopted,
+    Deny,
+    Grant,
+    Persist,
+    Role,
+    SendClaim,
+    Takeover,
+    Timer,
+    Watch,
+    may_grant,
+)
+from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
+from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
+from fedorch.runtime.convert import is_over, state_of
+from fedorch.runtime.peer_service import count_refusal
+from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.store.store import WorkflowRow
+
+if TYPE_CHECKING:
+    from fedorch.runtime.context import AgentContext
+
+log = logging.getLogger("fedorch.takeover")
+
+TICK_S = 1.0
+# A claim is sent again to a member that does not answer until it does: a returning
+# old coordinator learns from it that its epoch is over.
+CLAIM_PATIENCE_S = 24 * 3600.0
+GONE = frozenset({"DEAD", "LEFT"})
+
+
+def held(row: WorkflowRow) -> tuple[int, str]:
+    """The epoch and coordinator this agent holds for a workflow: the highest of the one
+    it follows (or is) and the one it granted."""
+    if row.granted_epoch > row.epoch:
+        return row.granted_epoch, row.granted_to
+    return row.epoch, row.coordinator
+
+
+class Takeovers:
+    def __init__(self, agent: AgentContext) -> None:
+        self.agent = agent
+        self._cores: dict[str, Takeover] = {}
+        self._claims: dict[tuple[str, str, int], asyncio.Task] = {}  # (wf, to, epoch)
+        # Successors restored acting (a restart): their outcome is looked at once, since
+        # every result may be in already and none comes to trigger it.
+        self._restored: set[str] = set()
+
+    # ---- the cores ---------------------------------------------------------------------
+
+    def _core(self, active: Active) -> Takeover | None:
+        """The takeover core of a committed, running workflow this agent takes part in."""
+        a = self.agent
+        row = active.row
+        if active.progress is None or not row.placement or is_over(row):
+            self._cores.pop(row.id, None)
+            return None
+        core = self._cores.get(row.id)
+        if core is None:
+            participants = set(row.placement.values())
+            original = coordinator_of(row.id)
+            if a.domain not in participants | {original}:
+                return None
+            epoch, holder = held(row)
+            neg = a.config.negotiation
+            core = Takeover(a.domain, original, participants, epoch=epoch, coordinator=holder,
+                            takeover_after_s=neg.takeover_after_s or 10.0,
+                            claim_timeout_s=max(1.0, neg.prepare_timeout_s),
+                            # Our own grant on record, our acting not: the claim was cut
+                            # short by a restart; it is asked again, never assumed won.
+                            claiming=holder == a.domain and row.coordinator != a.domain)
+            self._cores[row.id] = core
+            if core.role is Role.ACTING and core.epoch > 0:
+                self._restored.add(row.id)
+        return core
+
+    def acting(self, active: Active) -> bool:
+        """Is this agent the coordinator of the workflow (original, or agreed successor)?"""
+        core = self._core(active)
+        if core is None:
+            return active.row.coordinator == self.agent.domain
+        return core.role is Role.ACTING
+
+    async def run(self) -> None:
+        """Watch the coordinators of the workflows this agent takes part in."""
+        a = self.agent
+        while await a.sleep(TICK_S):
+            for workflow_id in self._cores.keys() - a.active.keys():  # ended meanwhile
+                del self._cores[workflow_id]
+            for active in list(a.active.values()):
+                core = self._core(active)
+                if core is None:
+                    continue
+                now = a.now()
+                if active.row.id in self._restored:
+                    self._restored.discard(active.row.id)
+                    if await a.coordination.after_progress(active):
+                        continue  # it ended; else the next result looks again
+                if core.role is not Role.ACTING:
+                    member = a.membership.get(core.coordinator) if a.membership else None
+                    state = member.state if member is not None else ""
+                    dead = frozenset(
+                        d for d in core.participants
+                        if (m := a.membership.get(d)) is not None and m.state in GONE)
+                    await self._apply(active, core, core.step(now, Watch(state, dead)))
+                timer = core.get_timer()
+                if timer is not None and timer <= now:
+                    await self._apply(active, core, core.step(now, Timer()))
+
+    async def _apply(self, active: Active, core: Takeover, actions: list) -> None:
+        a = self.agent
+        row = active.row
+        for action in actions:
+            if isinstance(action, Persist):
+                row.granted_epoch, row.granted_to = action.epoch, action.coordinator
+                follows = action.coordinator != a.domain
+                if follows:
+                    row.epoch, row.coordinator = action.epoch, action.coordinator
+                await a.save(active)
+                if follows:
+                    self._report_again(active)
+            elif isinstance(action, SendClaim):
+                key = (row.id, action.to, action.epoch)
+                task = self._claims.get(key)
+                if task is None or task.done():
+                    task = a.spawn(self._claim(active, core, action),
+                                   name=f"takeover {row.id} claim to {action.to}")
+                    if task is not None:
+                        self._claims[key] = task
+            elif isinstance(action, Act):
+                row.epoch, row.coordinator = action.epoch, a.domain
+                await a.save(active)
+                a.metrics.takeovers.inc()
+                log.warning("%s: took over as coordinator in epoch %d (%s was gone)",
+                            row.id, action.epoch, coordinator_of(row.id) if action.epoch == 1
+                            else "the coordinator of the previous epoch")
+                if not await a.coordination.after_progress(active):
+                    await a.save(active)
+
+    async def _claim(self, active: Active, core: Takeover, claim: SendClaim) -> None:
+        """Send one claim until answered (or the claim is over), and feed in the answer."""
+        a = self.agent
+        row = active.row
+        deadline = a.now() + CLAIM_PATIENCE_S
+        backoff = 0.2
+        try:
+            while core.epoch == claim.epoch and core.coordinator == a.domain:
+                endpoint = a.endpoint_of(claim.to, row.endpoints)
+                if endpoint is not None:
+                    try:
+                        body, _ = await a.peers.call(
+                            endpoint, "Takeover", recipient=claim.to, expect="takeover_answer",
+                            timeout=PEER_RPC_TIMEOUT_S,
+                            takeover_claim=peer_pb2.TakeoverClaim(workflow_id=row.id,
+                                                                  epoch=claim.epoch))
+                    except PeerCallError as e:
+                        log.debug("takeover claim of %s to %s: %s", row.id, claim.to, e)
+                    else:
+                        answer = body.takeover_answer
+                        if answer.workflow_id == row.id and answer.final_state \
+                                and not answer.granted and claim.to in core.electorate:
+                            await self._ended_meanwhile(active, core, answer)
+                            return
+                        if answer.workflow_id == row.id and answer.epoch == claim.epoch:
+                            event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
+                                claim.to, claim.epoch, answer.held_epoch, answer.holder)
+                            if a.active.get(row.id) is active:
+                                await self._apply(active, core, core.step(a.now(), event))
+                            return
+                if a.now() + backoff > deadline or not await a.sleep(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+        finally:
+            self._claims.pop((row.id, claim.to, claim.epoch), None)
+
+    async def _ended_meanwhile(self, active: Active, core: Takeover,
+                               answer: peer_pb2.TakeoverAnswer) -> None:
+        """A member of the workflow answered our claim with its end, as its coordinator
+        told it (a participant's word on its own work). Still claiming or acting, we make
+        that end ours and tell everyone, those that granted us and follow us too: there
+        is one end. Otherwise it only ends here."""
+        a = self.agent
+        try:
+            end = Ended.from_wire(answer.final_state, answer.reason)
+        except RemoteProtocolError as e:  # not a terminal state: nothing changes
+            log.warning("%s: claim answered with a bad end: %s", active.row.id, e)
+            return
+        if core.role is Role.FOLLOWING or is_over(active.row):
+            await a.participation.ended(active.row.id, answer.final_state, answer.reason)
+            return
+        active.row.epoch, active.row.coordinator = core.epoch, a.domain
+        log.warning("%s: ended before our claim of epoch %d won (%s says %s)",
+                    active.row.id, core.epoch, answer.holder or "a participant",
+                    status_pb2.WorkflowState.Name(answer.final_state))
+        await a.coordination.end_with(active, end)
+
+    # ---- a claim received ---------------------------------------------------------------
+
+    async def on_claim(self, sender: str, claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
+        """Grant `claim` (and follow its sender) if no other claimant holds its epoch here."""
+        a = self.agent
+        answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch)
+        active = a.active.get(claim.workflow_id)
+        row = active.row if active is not None else await a.store.get_workflow(claim.workflow_id)
+        if row is None or not row.placement:
+            answer.error = "the workflow is not committed here"
+            return answer
+        try:
+            authorize("takeover_claim", sender, Facts(
+                workflow_id=row.id, epoch=claim.epoch, participants=set(row.placement.values())))
+        except Refused as e:
+            count_refusal(a, sender, "takeover_claim", e)
+            answer.error = e.detail
+            return answer
+        answer.held_epoch, answer.holder = held(row)
+        again = (answer.held_epoch, answer.holder) == (claim.epoch, sender)
+        if is_over(row):  # an ended workflow is not taken over: its end instead
+            answer.final_state, answer.reason = state_of(row), row.reason
+            return answer
+        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
+            return answer
+        core = self._core(active) if active is not None else None
+        if core is not None:
+            await self._apply(active, core, core.step(a.now(), Adopted(claim.epoch, sender)))
+        else:  # not running here yet (or not set up): the grant is all there is to keep
+            row.granted_epoch, row.granted_to = claim.epoch, sender
+            row.epoch, row.coordinator = claim.epoch, sender
+            if active is not None:
+                await a.save(active)
+            else:
+                await a.store.save_workflow(row)
+        answer.granted = True
+        answer.held_epoch, answer.holder = claim.epoch, sender
+        log.info("%s: granted coordinator epoch %d to %s", row.id, claim.epoch, sender)
+        if again and active is not None:  # asked again (it restarted, say): results again
+            self._report_again(active)
+        return answer
+
+    def _report_again(self, active: Active) -> None:
+        """A new coordinator is followed here: it collects the results, ours again (the
+        old coordinator may have been the only one to hear them)."""
+        if active.progress is None:
+            return
+        for step in active.progress.steps.values():
+            if step.domain == self.agent.domain and step.state in TERMINAL_STEP_STATES:
+                self.agent.participation.report(active, step.id)
+
+    async def follow(self, active: Active | None, row: WorkflowRow, epoch: int,
+                     coordinator: str) -> None:
+        """An end notice of a later epoch than held here: its sender coordinates now."""
+        if epoch <= held(row)[0]:
+            return
+        row.granted_epoch, row.granted_to = epoch, coordinator
+        row.epoch, row.coordinator = epoch, coordinator
+        core = self._cores.get(row.id)
+        if core is not None:
+            core.step(self.agent.now(), Adopted(epoch, coordinator))
+        if active is None:
+            await self.agent.store.save_workflow(row)
+
+    def forget(self, workflow_id: str) -> None:
+        self._cores.pop(workflow_id, None)

@@ -1,0 +1,269 @@
+"""Coordinator takeover in a simulated agent (Timing.takeover_after_s set; off otherwise).
+
+Theory of operation
+-------------------
+A mixin of SimAgent, the simulator's stand-in for agent/runtime/takeover.py around the
+same core (agent/core/workflow/takeover.py). Every agent with a committed, running
+workflow keeps one core for it, rebuilt from the disk after a crash. Once a second
+(`TICK_S`) each core is told how the simulation's membership sees the coordinator it
+follows (`Simulation.member_state`: DEAD a while after a crash, SUSPECT while paused
+or cut off by a partition). Claims and answers are messages (`ClaimMsg`,
+`ClaimAnswerMsg`); what a core persists is on the disk before anything leaves (a crash
+point first). A granter follows the claimant at once and sends it its results again;
+an acting successor ends the workflow from its progress and tells every participant
+and the original coordinator, with its epoch (`FinalMsg.epoch`); the boundary refuses
+an end of a lower epoch than held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.core.workflow.takeover import (
+    Act,
+    Adopted,
+    Deny,
+    Grant,
+    Persist,
+    Role,
+    SendClaim,
+    Takeover,
+    Timer,
+    Watch,
+    may_grant,
+)
+from fedorch.sim.negotiation.disk import ClaimAnswerMsg, ClaimMsg, FinalMsg
+
+if TYPE_CHECKING:
+    from fedorch.core.workflow.lifecycle import WorkflowState
+    from fedorch.core.workflow.progress import Progress
+    from fedorch.sim.negotiation.disk import Disk, Timing, WfInfo
+    from fedorch.sim.negotiation.world import World
+
+TICK_S = 1.0
+
+
+def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:
+    """The epoch and coordinator an agent holds: the higher of followed and granted."""
+    followed = disk.epochs.get(wf, (0, original))
+    granted = disk.granted.get(wf, (0, ""))
+    return granted if granted[0] > followed[0] else followed
+
+
+class SimTakeover:
+    sim: World
+    name: str
+    disk: Disk
+    t: Timing
+    progress: dict[str, Progress]
+    takeovers: dict[str, Takeover]
+    tick_at: float | None
+
+    def _point(self, what: str) -> None:
+        raise NotImplementedError
+
+    def _send(self, dst: str, msg: object) -> None:
+        raise NotImplementedError
+
+    def _info(self, wf: str) -> WfInfo:
+        raise NotImplementedError
+
+    def _report(self, wf: str, step: str) -> None:
+        raise NotImplementedError
+
+    def _reliable(self, dst: str, msg_id: tuple, msg: object) -> None:
+        raise NotImplementedError
+
+    def _end_here(self, wf: str, state: WorkflowState) -> None:
+        raise NotImplementedError
+
+    def tk_reset(self) -> None:
+        self.takeovers = {}
+        self.tick_at = None
+
+    def tk_boot(self) -> None:
+        """After a restart: the ends this agent made as a successor go again to whoever
+        has not acknowledged them (what it sent before was in memory only)."""
+        d = self.disk
+        for wf, state in d.final.items():
+            epoch, coordinator = d.epochs.get(wf, (0, ""))
+            if epoch < 1 or coordinator != self.name:
+                continue
+            info = self._info(wf)
+            acked = d.final_acked.get(wf, set())
+            for dst in sorted((set(info.placement.values()) | {info.coordinator})
+                              - {self.name} - acked):
+                self._reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch))
+
+    def coordinator_now(self, wf: str) -> str:
+        """The coordinator this agent follows (or is) for `wf`."""
+        return self.disk.epochs.get(wf, (0, self._info(wf).coordinator))[1]
+
+    def tk_timer(self) -> float | None:
+        if self.t.takeover_after_s is None or not self.progress:
+            return None
+        if self.tick_at is None:
+            self.tick_at = self.sim.now + TICK_S
+        return self.tick_at
+
+    def _tk_core(self, now: float, wf: str) -> Takeover | None:
+        if self.t.takeover_after_s is None or wf not in self.progress or wf in self.disk.final:
+            return None
+        core = self.takeovers.get(wf)
+        if core is None:
+            info = self._info(wf)
+            participants = set(info.placement.values())
+            if self.name not in participants | {info.coordinator}:
+                return None
+            epoch, holder = held_of(self.disk, wf, info.coordinator)
+            acting = self.coordinator_now(wf) == self.name
+            core = Takeover(self.name, info.coordinator, participants, epoch=epoch,
+                            coordinator=holder, takeover_after_s=self.t.takeover_after_s,
+                            claim_timeout_s=self.t.prepare_timeout_s,
+                            claiming=holder == self.name and not acting)
+            self.takeovers[wf] = core
+        return core
+
+    def tk_wake(self, now: float) -> None:
+        if self.tick_at is None or now < self.tick_at:
+            return
+        self.tick_at = now + TICK_S
+        for wf in list(self.progress):
+            restored = wf not in self.takeovers
+            core = self._tk_core(now, wf)
+            if core is None:
+                continue
+            if restored and core.role is Role.ACTING and core.epoch > 0:
+                self.successor_outcome(now, wf)  # every result may be in already
+                if wf not in self.progress:
+                    continue
+            if core.role is not Role.ACTING:
+                dead = frozenset(p for p in core.participants
+                                 if self.sim.member_state(self.name, p) == "DEAD")
+                self._tk_apply(now, wf, core, core.step(
+                    now, Watch(self.sim.member_state(self.name, core.coordinator), dead)))
+            timer = core.get_timer()
+            if timer is not None and timer <= now and wf in self.progress:
+                self._tk_apply(now, wf, core, core.step(now, Timer()))
+
+    def _tk_apply(self, now: float, wf: str, core: Takeover, actions: list) -> None:
+        for x in actions:
+            if isinstance(x, Persist):
+                self._point("takeover epoch")
+                self.disk.granted[wf] = (x.epoch, x.coordinator)
+                if x.coordinator != self.name:
+                    self.disk.epochs[wf] = (x.epoch, x.coordinator)
+                    self._report_again(wf)
+            elif isinstance(x, SendClaim):
+                self._send(x.to, ClaimMsg(wf, x.epoch))
+            elif isinstance(x, Act):
+                self._point("takeover act")
+                self.disk.epochs[wf] = (x.epoch, self.name)
+                self.sim.stats["takeover"] += 1
+                self.sim.checker.acting(self.name, wf, x.epoch, now)
+                self.successor_outcome(now, wf)
+
+    def _on_claim(self, now: float, src: str, msg: ClaimMsg) -> None:
+        wf = msg.workflow_id
+        d = self.disk
+        if wf not in d.committed and wf not in d.rows and wf not in d.final:
+            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
+            return
+        original = self._info(wf).coordinator if wf in d.committed or wf in d.rows \
+            else wf.rpartition(".")[0]
+        epoch, holder = held_of(d, wf, original)
+        if wf in d.final:  # an ended workflow is not taken over: its end instead
+            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
+            return
+        if not may_grant(epoch, holder, msg.epoch, src):
+            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder))
+            return
+        core = self._tk_core(now, wf)
+        if core is not None:
+            self._tk_apply(now, wf, core, core.step(now, Adopted(msg.epoch, src)))
+        else:
+            self._tk_follow(wf, msg.epoch, src)
+        self._send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
+
+    def _report_again(self, wf: str) -> None:
+        """A new coordinator is followed here: it collects the results, ours again."""
+        p = self.progress.get(wf)
+        if p is not None:
+            for s in p.local_steps():
+                if s.state in TERMINAL_STEP_STATES:
+                    self._report(wf, s.id)
+
+    def _on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
+        core = self.takeovers.get(msg.workflow_id)
+        if core is None or msg.workflow_id not in self.progress:
+            return
+        if msg.final is not None and src in core.electorate:
+            # Ended meanwhile: a member of the workflow says so, as its coordinator told
+            # it (a participant's word about its own workflow). A claimant (or acting
+            # successor) makes that end its own and tells everyone, those that granted
+            # its claim and follow it too: there is one end.
+            self.sim.stats["takeover found the end"] += 1
+            if core.role in (Role.CLAIMING, Role.ACTING):
+                self._end_as_successor(now, msg.workflow_id, core.epoch, msg.final)
+            else:
+                self.follow_end(now, msg.workflow_id, msg.held_epoch, src, msg.final)
+                self._end_here(msg.workflow_id, msg.final)
+            return
+        event = Grant(src, msg.epoch) if msg.granted \
+            else Deny(src, msg.epoch, msg.held_epoch, msg.holder)
+        self._tk_apply(now, msg.workflow_id, core, core.step(now, event))
+
+    def _tk_follow(self, wf: str, epoch: int, coordinator: str) -> None:
+        self._point("takeover epoch")
+        self.disk.granted[wf] = (epoch, coordinator)
+        self.disk.epochs[wf] = (epoch, coordinator)
+        self._report_again(wf)
+        row = self.disk.rows.get(wf)
+        if row is not None:  # the original coordinator: no longer acts for it
+            self.sim.stats["old coordinator follows"] += 1
+
+    def follow_end(self, now: float, wf: str, epoch: int, src: str,
+                   state: WorkflowState) -> None:
+        """An end of a later epoch than held (the boundary let it through): follow its
+        sender; the original coordinator's row ends as the successor ended it."""
+        d = self.disk
+        if epoch > 0 and epoch > held_of(d, wf, wf.rpartition(".")[0])[0]:
+            core = self.takeovers.get(wf)
+            if core is not None:
+                self._tk_apply(now, wf, core, core.step(now, Adopted(epoch, src)))
+            else:
+                self._tk_follow(wf, epoch, src)
+        row = d.rows.get(wf)
+        if row is not None and epoch > 0 and row.state is not state:
+            d.rows[wf] = replace(row, state=state)
+
+    def successor_outcome(self, now: float, wf: str) -> None:
+        """An acting successor ends the workflow once its progress has an outcome."""
+        from fedorch.core.workflow import lifecycle
+        from fedorch.core.workflow.lifecycle import WorkflowState
+        from fedorch.core.workflow.progress import Outcome
+
+        core = self.takeovers.get(wf)
+        p = self.progress.get(wf)
+        if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:
+            return
+        outcome = p.outcome()
+        if outcome is None:
+            return
+        self._point("workflow outcome")
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        self._end_as_successor(now, wf, core.epoch,
+                               lifecycle.step(WorkflowState.RUNNING, event))
+
+    def _end_as_successor(self, now: float, wf: str, epoch: int,
+                          state: WorkflowState) -> None:
+        self.sim.checker.coordinator_ended(self.name, wf, epoch, state)
+        row = self.disk.rows.get(wf)
+        if row is not None:  # the original coordinator, back and acting in a later epoch
+            self.disk.rows[wf] = replace(row, state=state)
+        info = self._info(wf)
+        self._end_here(wf, state)
+        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {self.name}):
+            self._reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch))

@@ -1,0 +1,112 @@
+"""Coordinator takeover in the negotiation simulator: targeted schedules and seeded runs.
+
+With `Timing.takeover_after_s` set, every committed workflow whose coordinator dies
+(for good, or until it returns) or stalls is taken over by a participant. The checker
+adds its invariants (agent/sim/negotiation/check.py): at most one coordinator acts per
+workflow and epoch; coordinators of different epochs never end a workflow differently;
+every participant ends it as a coordinator did; and a workflow whose coordinator died
+for good ends at every live participant within takeover_after_s + DEAD's delay + two
+leases after the last fault.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.disk import Timing
+from fedorch.sim.negotiation.run import Config, Simulation, Workflow
+
+WF = "d0.w0"
+TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
+
+
+def scenario(seed: int = 1) -> Simulation:
+    """d0 coordinates one workflow of three steps on d1, d2 and d3; no random faults."""
+    names = [f"d{i}" for i in range(4)]
+    steps = [spec_pb2.StepSpec(id="s1", capability="a"),
+             spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"]),
+             spec_pb2.StepSpec(id="s3", capability="a", needs=["s1"])]
+    config = Config(
+        names=names,
+        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
+        capacities={n: {"a": 4} for n in names},
+        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
+                            {"s1": "d1", "s2": "d2", "s3": "d3"})],
+        timing=TAKEOVER,
+    )
+    return Simulation(seed, config)
+
+
+def at_d0s_first(what: str, verdict: str):
+    fired = []
+
+    def hook(agent, now, label):
+        if agent.name == "d0" and label == what and not fired:
+            fired.append(now)
+            return verdict
+        return None
+    return hook
+
+
+def ends(sim: Simulation) -> dict[str, object]:
+    return {n: a.disk.final.get(WF) for n, a in sim.agents.items()}
+
+
+def test_a_coordinator_dead_for_good_after_the_commit_is_taken_over() -> None:
+    sim = scenario()
+    sim.crash_hook = at_d0s_first("step result", "forever")  # a result came: committed
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert sim.dead_forever == {"d0"}
+    assert sim.checker.acting_in == {(WF, 1): "d1"}  # the lowest live participant
+    finals = ends(sim)
+    assert finals["d0"] is None and finals["d1"] in TERMINAL
+    assert finals["d2"] == finals["d3"] == finals["d1"]
+    for name in ("d2", "d3"):
+        assert sim.agents[name].disk.epochs[WF] == (1, "d1")
+
+
+def test_a_returning_coordinator_follows_the_successor() -> None:
+    sim = scenario()
+    sim.crash_hook = at_d0s_first("step result", "crash")  # restarted before chaos_end
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert sim.checker.acting_in.get((WF, 1)) == "d1", sim.checker.acting_in
+    d0 = sim.agents["d0"]
+    assert d0.alive and d0.disk.epochs.get(WF) == (1, "d1")
+    assert d0.disk.rows[WF].state is sim.agents["d1"].disk.final[WF]
+    assert report.stats["old coordinator follows"] >= 1
+
+
+def test_a_stalled_coordinator_is_taken_over_and_its_late_end_refused() -> None:
+    sim = scenario()
+
+    def stall(agent, now, label):
+        if agent.name == "d0" and label == "step result" and not agent.paused_until:
+            agent.paused_until = now + 30.0  # silent, not dead: SUSPECT until it resumes
+        return None
+    sim.crash_hook = stall
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert sim.checker.acting_in.get((WF, 1)) == "d1", sim.checker.acting_in
+    assert {ends(sim)[n] for n in ("d1", "d2", "d3")} <= set(TERMINAL)
+
+
+RUNS = 300
+
+
+@pytest.mark.parametrize("first", range(0, RUNS, 100))
+def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
+    stats: Counter[str] = Counter()
+    for seed in range(first, first + 100):
+        config = Config.random(random.Random(seed))
+        config = replace(config, timing=replace(config.timing, takeover_after_s=3.0))
+        report = Simulation(seed, config).run()
+        assert report.violations == [], f"seed {seed}: {report.violations}"
+        stats.update(report.stats)
+    assert stats["takeover"] > 0  # the random faults do reach the path

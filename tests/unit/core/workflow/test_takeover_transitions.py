@@ -1,0 +1,242 @@
+"""Coordinator takeover core: the table, and safety over arbitrary schedules.
+
+One core per electorate member is driven by Hypothesis through any interleaving of
+membership views (each member its own, so views disagree), timers, claims delivered,
+lost or duplicated, and answers. The shell's grant rule (`may_grant`) is applied as
+the runtime applies it. Whatever the schedule: at most one member ever acts in an
+epoch, epochs never go back, a member acts only with a majority of grants for its
+epoch, and every (role, input) pair either moves as `TABLE` says or changes nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.core.workflow import takeover as tk
+from fedorch.core.workflow.takeover import (
+    Act,
+    Adopted,
+    Deny,
+    Grant,
+    Persist,
+    Role,
+    SendClaim,
+    Takeover,
+    Timer,
+    Watch,
+    may_grant,
+    successor,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ORIGINAL = "a"
+PARTICIPANTS = ("b", "c", "d")
+ELECTORATE = (ORIGINAL, *PARTICIPANTS)
+STATES = ["ALIVE", "SUSPECT", "DEAD", "LEFT", ""]
+
+
+def core(me: str, **kw) -> Takeover:
+    return Takeover(me, ORIGINAL, PARTICIPANTS, takeover_after_s=10.0,
+                    claim_timeout_s=5.0, **kw)
+
+
+# ---- single transitions -------------------------------------------------------------
+
+def test_the_lowest_live_participant_claims_the_next_epoch_when_the_coordinator_is_dead():
+    b = core("b")
+    out = b.step(0.0, Watch("DEAD"))
+    assert b.role is Role.CLAIMING and b.epoch == 1 and b.coordinator == "b"
+    assert out[0] == Persist(1, "b")  # its own grant is durable before any claim leaves
+    assert [x for x in out if isinstance(x, SendClaim)] == [
+        SendClaim("a", 1), SendClaim("c", 1), SendClaim("d", 1)]
+    assert b.step(0.1, Grant("c", 1)) == []  # two of four: no majority yet
+    assert b.step(0.2, Grant("d", 1)) == [Act(1)]
+    assert b.role is Role.ACTING
+
+
+def test_others_do_not_claim_while_a_lower_participant_lives():
+    c = core("c")
+    assert c.step(0.0, Watch("DEAD")) == []
+    assert c.role is Role.FOLLOWING and c.epoch == 0
+    # ... but do once that one is dead too
+    out = c.step(1.0, Watch("DEAD", frozenset({"b"})))
+    assert Persist(1, "c") in out and c.role is Role.CLAIMING
+
+
+def test_a_silent_coordinator_is_taken_over_only_after_takeover_after_s():
+    b = core("b")
+    assert b.step(0.0, Watch("SUSPECT")) == []
+    assert b.get_timer() == 10.0
+    assert b.step(9.9, Timer()) == []
+    assert b.step(5.0, Watch("ALIVE")) == [] and b.get_timer() is None  # it came back
+    b.step(20.0, Watch("SUSPECT"))
+    out = b.step(30.0, Timer())
+    assert Persist(1, "b") in out and b.role is Role.CLAIMING
+
+
+def test_a_non_participant_never_claims():
+    a = core("a", epoch=0)  # the original coordinator, acting
+    assert a.role is Role.ACTING
+    assert a.step(0.0, Watch("DEAD")) == []
+
+
+def test_an_old_coordinator_follows_a_later_epoch():
+    a = core("a")
+    assert a.step(0.0, Adopted(1, "b")) == [Persist(1, "b")]
+    assert a.role is Role.FOLLOWING and a.coordinator == "b" and a.epoch == 1
+    assert a.step(0.0, Adopted(0, "a")) == []  # never back
+    assert a.epoch == 1
+
+
+def test_a_rival_claim_makes_the_higher_name_follow_after_its_claim_times_out():
+    c = core("c")
+    c.step(0.0, Watch("DEAD", frozenset({"b"})))  # c thinks b is dead too
+    assert c.step(0.1, Deny("d", 1, 1, "b")) == []  # b claimed epoch 1 at d
+    assert c.step(5.0, Timer()) == [Persist(1, "b")]
+    assert c.role is Role.FOLLOWING and c.coordinator == "b"
+
+
+def test_split_votes_the_lower_name_claims_the_next_epoch():
+    b = core("b")
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(0.1, Deny("c", 1, 1, "c")) == []  # c claimed epoch 1 too
+    out = b.step(5.0, Timer())
+    assert out[0] == Persist(2, "b") and b.role is Role.CLAIMING and b.epoch == 2
+
+
+def test_a_claimant_that_is_not_heard_from_is_passed_over():
+    c = core("c")  # b is due to claim (alive), but does not
+    assert c.step(0.0, Watch("DEAD")) == []
+    assert c.get_timer() == 10.0
+    out = c.step(10.0, Timer())
+    assert Persist(1, "c") in out and c.role is Role.CLAIMING
+
+
+def test_a_claim_nobody_answers_is_asked_again_at_the_same_epoch():
+    b = core("b")
+    b.step(0.0, Watch("DEAD"))
+    out = b.step(5.0, Timer())
+    assert out == [SendClaim("a", 1), SendClaim("c", 1), SendClaim("d", 1)]
+    assert b.epoch == 1 and b.role is Role.CLAIMING
+
+
+def test_a_denial_naming_a_later_epoch_ends_the_claim():
+    b = core("b")
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(0.1, Deny("c", 1, 2, "d")) == [Persist(2, "d")]
+    assert b.role is Role.FOLLOWING and b.epoch == 2
+
+
+def test_may_grant_one_claimant_per_epoch():
+    assert may_grant(0, "a", 1, "b")
+    assert may_grant(1, "b", 1, "b")       # the same claim again
+    assert not may_grant(1, "b", 1, "c")   # another claimant of a held epoch
+    assert not may_grant(2, "c", 1, "b")   # an epoch below the one held
+
+
+def test_successor_is_the_lowest_live_name():
+    assert successor(["d", "c", "b"], {"b"}) == "c"
+    assert successor(["b"], {"b"}) is None
+
+
+def test_bad_construction_is_refused():
+    with pytest.raises(ValueError):
+        Takeover("b", "a", [])
+    with pytest.raises(ValueError):
+        Takeover("b", "a", ["b"], epoch=-1)
+
+
+# ---- every (role, input) pair over arbitrary schedules ---------------------------------
+
+inputs = st.one_of(
+    st.builds(Watch, st.sampled_from(STATES),
+              st.frozensets(st.sampled_from(PARTICIPANTS), max_size=2)),
+    st.just(Timer()),
+    st.builds(Grant, st.sampled_from(ELECTORATE), st.integers(0, 3)),
+    st.builds(Deny, st.sampled_from(ELECTORATE), st.integers(0, 3), st.integers(0, 3),
+              st.sampled_from(ELECTORATE)),
+    st.builds(Adopted, st.integers(0, 3), st.sampled_from(ELECTORATE)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(ELECTORATE), st.lists(st.tuples(st.floats(0, 3), inputs), max_size=40))
+def test_every_role_and_input(me, schedule):
+    c = core(me)
+    now = 0.0
+    for dt, event in schedule:
+        now += dt
+        before = (c.role, c.epoch, c.coordinator)
+        out = c.step(now, event)
+        if (before[0], type(event)) not in tk.TABLE:
+            assert out == [] and (c.role, c.epoch, c.coordinator) == before
+        assert c.epoch >= before[1]  # never back
+        if c.epoch != before[1] or c.coordinator != before[2]:
+            assert out and out[0] == Persist(c.epoch, c.coordinator)  # durable first
+        if any(isinstance(x, Act) for x in out):
+            assert c.role is Role.ACTING and c.coordinator == me
+        if c.role is Role.ACTING and me != ORIGINAL:
+            assert c.epoch >= 1
+
+
+# ---- many members, one network: at most one acting per epoch ---------------------------
+
+@st.composite
+def schedules(draw):
+    """Steps of a federation run: (kind, member, payload index)."""
+    kinds = st.sampled_from(["watch", "timer", "deliver", "drop", "dup"])
+    return draw(st.lists(st.tuples(kinds, st.sampled_from(ELECTORATE),
+                                   st.sampled_from(STATES),
+                                   st.frozensets(st.sampled_from(PARTICIPANTS), max_size=2),
+                                   st.integers(0, 50)), max_size=120))
+
+
+@settings(max_examples=400, deadline=None)
+@given(schedules())
+def test_at_most_one_member_acts_in_an_epoch(schedule):
+    cores = {m: core(m) for m in ELECTORATE}
+    acted: dict[int, set[str]] = {0: {ORIGINAL}}
+    received: dict[tuple[str, int], set[str]] = {}  # (claimant, epoch) -> voters heard
+    pool: list[tuple[str, str, object]] = []  # (from, to, message)
+    now = 0.0
+
+    def run(member: str, actions) -> None:
+        for x in actions:
+            if isinstance(x, SendClaim):
+                pool.append((member, x.to, x))
+            elif isinstance(x, Act):
+                acted.setdefault(x.epoch, set()).add(member)
+                voters = received.get((member, x.epoch), set()) | {member}
+                assert len(voters) >= tk.majority(ELECTORATE)
+
+    def receive(frm: str, to: str, msg) -> None:
+        c = cores[to]
+        if isinstance(msg, SendClaim):
+            if may_grant(c.epoch, c.coordinator, msg.epoch, frm):
+                run(to, c.step(now, Adopted(msg.epoch, frm)))
+                pool.append((to, frm, Grant(to, msg.epoch)))
+            else:
+                pool.append((to, frm, Deny(to, msg.epoch, c.epoch, c.coordinator)))
+        else:
+            if isinstance(msg, Grant):
+                received.setdefault((to, msg.epoch), set()).add(frm)
+            run(to, c.step(now, msg))
+
+    for kind, member, state, dead, index in schedule:
+        now += 1.0
+        c = cores[member]
+        if kind == "watch":
+            run(member, c.step(now, Watch(state, dead)))
+        elif kind == "timer":
+            timer = c.get_timer()
+            if timer is not None:
+                now = max(now, timer)
+                run(member, c.step(now, Timer()))
+        elif pool:
+            frm, to, msg = pool[index % len(pool)]
+            if kind != "dup":
+                pool.pop(index % len(pool))
+            if kind != "drop":
+                receive(frm, to, msg)
+        for epoch, who in acted.items():
+            assert len(who) == 1, f"epoch {epoch} acted by {sorted(who)}"
