@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/config.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa8\x05\n\x0b\x41gentConfig\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0e\n\x06listen\x18\x02 \x01(\t\x12\x11\n\tadvertise\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x04 \x01(\t\x12\x10\n\x08key_file\x18\x05 \x01(\t\x12\r\n\x05seeds\x18\x06 \x03(\t\x12 \n\x05trust\x18\x07 \x01(\x0b\x32\x11.fedorch.v1.Trust\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.fedorch.v1.AgentConfig.LabelsEntry\x12\x32\n\x0c\x63\x61pabilities\x18\t \x03(\x0b\x32\x1c.fedorch.v1.CapabilityConfig\x12\"\n\x06policy\x18\n \x01(\x0b\x32\x12.fedorch.v1.Policy\x12\x16\n\x0emetrics_listen\x18\x0b \x01(\t\x12(\n\x06gossip\x18\x0c \x01(\x0b\x32\x18.fedorch.v1.GossipConfig\x12\x32\n\x0bnegotiation\x18\r \x01(\x0b\x32\x1d.fedorch.v1.NegotiationConfig\x12\x11\n\tlog_level\x18\x0e \x01(\t\x12\x16\n\x0e\x63onsole_listen\x18( \x01(\t\x12$\n\x07\x63lients\x18\x64 \x01(\x0b\x32\x13.fedorch.v1.Clients\x12&\n\x06\x61\x63\x63\x65ss\x18\x65 \x03(\x0b\x32\x16.fedorch.v1.AccessRule\x12\"\n\x03tls\x18\x66 \x01(\x0b\x32\x15.fedorch.v1.TlsConfig\x12.\n\ttelemetry\x18n \x01(\x0b\x32\x1b.fedorch.v1.TelemetryConfig\x12\x12\n\nlog_format\x18o \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\tTlsConfig\x12\x14\n\x07\x65nabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"\x1c\n\x07\x43lients\x12\x11\n\tkey_files\x18\x01 \x03(\t\"/\n\nAccessRule\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\r\n\x05\x61llow\x18\x02 \x03(\t\"6\n\x0fTelemetryConfig\x12\x15\n\rotlp_endpoint\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\"\x1a\n\x05Trust\x12\x11\n\tkey_files\x18\x01 \x03(\t\"\xdd\x01\n\x10\x43\x61pabilityConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12,\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1a.fedorch.v1.ExecutorConfig\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\x12<\n\x08produces\x18\x32 \x03(\x0b\x32*.fedorch.v1.CapabilityConfig.ProducesEntry\x1a/\n\rProducesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcf\x01\n\x0e\x45xecutorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x30\n\x03\x65nv\x18\x03 \x03(\x0b\x32#.fedorch.v1.ExecutorConfig.EnvEntry\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x12(\n\x07options\x18P \x01(\x0b\x32\x17.google.protobuf.Struct\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd8\x01\n\x06Policy\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x01 \x03(\t\x12(\n\tresidency\x18\x02 \x01(\x0b\x32\x15.fedorch.v1.Residency\x12\"\n\x06quotas\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Quotas\x12\x14\n\x07publish\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\"\n\x06\x65gress\x18\x32 \x01(\x0b\x32\x12.fedorch.v1.Egress\x12%\n\x05rules\x18\x33 \x03(\x0b\x32\x16.fedorch.v1.PolicyRuleB\n\n\x08_publish\"\x9b\x01\n\x06\x45gress\x12\x33\n\tto_labels\x18\x01 \x03(\x0b\x32 .fedorch.v1.Egress.ToLabelsEntry\x12\x12\n\nto_domains\x18\x02 \x03(\t\x1aH\n\rToLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.fedorch.v1.LabelValues:\x02\x38\x01\"\x1d\n\x0bLabelValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"?\n\nPolicyRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexpression\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x1b\n\tResidency\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x01 \x03(\t\"+\n\x06Quotas\x12!\n\x19max_steps_per_coordinator\x18\x01 \x01(\r\"\xc7\x01\n\x0cGossipConfig\x12*\n\x07profile\x18\x08 \x01(\x0e\x32\x19.fedorch.v1.GossipProfile\x12\x34\n\x06tuning\x18\x06 \x03(\x0b\x32$.fedorch.v1.GossipConfig.TuningEntry\x12\x1a\n\x12publish_interval_s\x18\x07 \x01(\x01\x1a-\n\x0bTuningEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x01\x10\x05J\x04\x08\x05\x10\x06\"\xdf\x01\n\x11NegotiationConfig\x12\x19\n\x11prepare_timeout_s\x18\x01 \x01(\x01\x12\x12\n\nmax_rounds\x18\x02 \x01(\r\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x17\n\x0freplay_window_s\x18\x04 \x01(\x01\x12*\n\x06\x63ommit\x18\x08 \x01(\x0e\x32\x1a.fedorch.v1.CommitProtocol\x12\x15\n\x08\x62\x61tching\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x13\x63\x65rtificate_sweep_s\x18\x07 \x01(\x01\x42\x0b\n\t_batchingJ\x04\x08\x05\x10\x06*y\n\rGossipProfile\x12\x1e\n\x1aGOSSIP_PROFILE_UNSPECIFIED\x10\x00\x12\x16\n\x12GOSSIP_PROFILE_LAN\x10\x01\x12\x16\n\x12GOSSIP_PROFILE_WAN\x10\x02\x12\x18\n\x14GOSSIP_PROFILE_LOCAL\x10\x03*e\n\x0e\x43ommitProtocol\x12\x1f\n\x1b\x43OMMIT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMIT_PROTOCOL_PAXOS\x10\x01\x12\x17\n\x13\x43OMMIT_PROTOCOL_2PC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/config.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa8\x05\n\x0b\x41gentConfig\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0e\n\x06listen\x18\x02 \x01(\t\x12\x11\n\tadvertise\x18\x03 \x01(\t\x12\x10\n\x08\x64\x61ta_dir\x18\x04 \x01(\t\x12\x10\n\x08key_file\x18\x05 \x01(\t\x12\r\n\x05seeds\x18\x06 \x03(\t\x12 \n\x05trust\x18\x07 \x01(\x0b\x32\x11.fedorch.v1.Trust\x12\x33\n\x06labels\x18\x08 \x03(\x0b\x32#.fedorch.v1.AgentConfig.LabelsEntry\x12\x32\n\x0c\x63\x61pabilities\x18\t \x03(\x0b\x32\x1c.fedorch.v1.CapabilityConfig\x12\"\n\x06policy\x18\n \x01(\x0b\x32\x12.fedorch.v1.Policy\x12\x16\n\x0emetrics_listen\x18\x0b \x01(\t\x12(\n\x06gossip\x18\x0c \x01(\x0b\x32\x18.fedorch.v1.GossipConfig\x12\x32\n\x0bnegotiation\x18\r \x01(\x0b\x32\x1d.fedorch.v1.NegotiationConfig\x12\x11\n\tlog_level\x18\x0e \x01(\t\x12\x16\n\x0e\x63onsole_listen\x18( \x01(\t\x12$\n\x07\x63lients\x18\x64 \x01(\x0b\x32\x13.fedorch.v1.Clients\x12&\n\x06\x61\x63\x63\x65ss\x18\x65 \x03(\x0b\x32\x16.fedorch.v1.AccessRule\x12\"\n\x03tls\x18\x66 \x01(\x0b\x32\x15.fedorch.v1.TlsConfig\x12.\n\ttelemetry\x18n \x01(\x0b\x32\x1b.fedorch.v1.TelemetryConfig\x12\x12\n\nlog_format\x18o \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\tTlsConfig\x12\x14\n\x07\x65nabled\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\n\n\x08_enabled\"\x1c\n\x07\x43lients\x12\x11\n\tkey_files\x18\x01 \x03(\t\"/\n\nAccessRule\x12\x12\n\nprincipals\x18\x01 \x03(\t\x12\r\n\x05\x61llow\x18\x02 \x03(\t\"6\n\x0fTelemetryConfig\x12\x15\n\rotlp_endpoint\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\"S\n\x05Trust\x12\x11\n\tkey_files\x18\x01 \x03(\t\x12 \n\x12rotation_overlap_s\x18\x82\x01 \x01(\x01H\x00\x88\x01\x01\x42\x15\n\x13_rotation_overlap_s\"\xdd\x01\n\x10\x43\x61pabilityConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\r\x12,\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1a.fedorch.v1.ExecutorConfig\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\x12<\n\x08produces\x18\x32 \x03(\x0b\x32*.fedorch.v1.CapabilityConfig.ProducesEntry\x1a/\n\rProducesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcf\x01\n\x0e\x45xecutorConfig\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x30\n\x03\x65nv\x18\x03 \x03(\x0b\x32#.fedorch.v1.ExecutorConfig.EnvEntry\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0b\n\x03\x63wd\x18\x05 \x01(\t\x12(\n\x07options\x18P \x01(\x0b\x32\x17.google.protobuf.Struct\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd8\x01\n\x06Policy\x12\x13\n\x0b\x61\x63\x63\x65pt_from\x18\x01 \x03(\t\x12(\n\tresidency\x18\x02 \x01(\x0b\x32\x15.fedorch.v1.Residency\x12\"\n\x06quotas\x18\x03 \x01(\x0b\x32\x12.fedorch.v1.Quotas\x12\x14\n\x07publish\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\"\n\x06\x65gress\x18\x32 \x01(\x0b\x32\x12.fedorch.v1.Egress\x12%\n\x05rules\x18\x33 \x03(\x0b\x32\x16.fedorch.v1.PolicyRuleB\n\n\x08_publish\"\x9b\x01\n\x06\x45gress\x12\x33\n\tto_labels\x18\x01 \x03(\x0b\x32 .fedorch.v1.Egress.ToLabelsEntry\x12\x12\n\nto_domains\x18\x02 \x03(\t\x1aH\n\rToLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.fedorch.v1.LabelValues:\x02\x38\x01\"\x1d\n\x0bLabelValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"?\n\nPolicyRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexpression\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x1b\n\tResidency\x12\x0e\n\x06\x61\x63\x63\x65pt\x18\x01 \x03(\t\"+\n\x06Quotas\x12!\n\x19max_steps_per_coordinator\x18\x01 \x01(\r\"\xc7\x01\n\x0cGossipConfig\x12*\n\x07profile\x18\x08 \x01(\x0e\x32\x19.fedorch.v1.GossipProfile\x12\x34\n\x06tuning\x18\x06 \x03(\x0b\x32$.fedorch.v1.GossipConfig.TuningEntry\x12\x1a\n\x12publish_interval_s\x18\x07 \x01(\x01\x1a-\n\x0bTuningEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x01\x10\x05J\x04\x08\x05\x10\x06\"\xdf\x01\n\x11NegotiationConfig\x12\x19\n\x11prepare_timeout_s\x18\x01 \x01(\x01\x12\x12\n\nmax_rounds\x18\x02 \x01(\r\x12\x0f\n\x07lease_s\x18\x03 \x01(\x01\x12\x17\n\x0freplay_window_s\x18\x04 \x01(\x01\x12*\n\x06\x63ommit\x18\x08 \x01(\x0e\x32\x1a.fedorch.v1.CommitProtocol\x12\x15\n\x08\x62\x61tching\x18\x06 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x13\x63\x65rtificate_sweep_s\x18\x07 \x01(\x01\x42\x0b\n\t_batchingJ\x04\x08\x05\x10\x06*y\n\rGossipProfile\x12\x1e\n\x1aGOSSIP_PROFILE_UNSPECIFIED\x10\x00\x12\x16\n\x12GOSSIP_PROFILE_LAN\x10\x01\x12\x16\n\x12GOSSIP_PROFILE_WAN\x10\x02\x12\x18\n\x14GOSSIP_PROFILE_LOCAL\x10\x03*e\n\x0e\x43ommitProtocol\x12\x1f\n\x1b\x43OMMIT_PROTOCOL_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43OMMIT_PROTOCOL_PAXOS\x10\x01\x12\x17\n\x13\x43OMMIT_PROTOCOL_2PC\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,10 +42,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EGRESS_TOLABELSENTRY']._serialized_options = b'8\001'
   _globals['_GOSSIPCONFIG_TUNINGENTRY']._loaded_options = None
   _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_options = b'8\001'
-  _globals['_GOSSIPPROFILE']._serialized_start=2371
-  _globals['_GOSSIPPROFILE']._serialized_end=2492
-  _globals['_COMMITPROTOCOL']._serialized_start=2494
-  _globals['_COMMITPROTOCOL']._serialized_end=2595
+  _globals['_GOSSIPPROFILE']._serialized_start=2428
+  _globals['_GOSSIPPROFILE']._serialized_end=2549
+  _globals['_COMMITPROTOCOL']._serialized_start=2551
+  _globals['_COMMITPROTOCOL']._serialized_end=2652
   _globals['_AGENTCONFIG']._serialized_start=70
   _globals['_AGENTCONFIG']._serialized_end=750
   _globals['_AGENTCONFIG_LABELSENTRY']._serialized_start=705
@@ -59,33 +59,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TELEMETRYCONFIG']._serialized_start=878
   _globals['_TELEMETRYCONFIG']._serialized_end=932
   _globals['_TRUST']._serialized_start=934
-  _globals['_TRUST']._serialized_end=960
-  _globals['_CAPABILITYCONFIG']._serialized_start=963
-  _globals['_CAPABILITYCONFIG']._serialized_end=1184
-  _globals['_CAPABILITYCONFIG_PRODUCESENTRY']._serialized_start=1137
-  _globals['_CAPABILITYCONFIG_PRODUCESENTRY']._serialized_end=1184
-  _globals['_EXECUTORCONFIG']._serialized_start=1187
-  _globals['_EXECUTORCONFIG']._serialized_end=1394
-  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_start=1352
-  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_end=1394
-  _globals['_POLICY']._serialized_start=1397
-  _globals['_POLICY']._serialized_end=1613
-  _globals['_EGRESS']._serialized_start=1616
-  _globals['_EGRESS']._serialized_end=1771
-  _globals['_EGRESS_TOLABELSENTRY']._serialized_start=1699
-  _globals['_EGRESS_TOLABELSENTRY']._serialized_end=1771
-  _globals['_LABELVALUES']._serialized_start=1773
-  _globals['_LABELVALUES']._serialized_end=1802
-  _globals['_POLICYRULE']._serialized_start=1804
-  _globals['_POLICYRULE']._serialized_end=1867
-  _globals['_RESIDENCY']._serialized_start=1869
-  _globals['_RESIDENCY']._serialized_end=1896
-  _globals['_QUOTAS']._serialized_start=1898
-  _globals['_QUOTAS']._serialized_end=1941
-  _globals['_GOSSIPCONFIG']._serialized_start=1944
-  _globals['_GOSSIPCONFIG']._serialized_end=2143
-  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_start=2086
-  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_end=2131
-  _globals['_NEGOTIATIONCONFIG']._serialized_start=2146
-  _globals['_NEGOTIATIONCONFIG']._serialized_end=2369
+  _globals['_TRUST']._serialized_end=1017
+  _globals['_CAPABILITYCONFIG']._serialized_start=1020
+  _globals['_CAPABILITYCONFIG']._serialized_end=1241
+  _globals['_CAPABILITYCONFIG_PRODUCESENTRY']._serialized_start=1194
+  _globals['_CAPABILITYCONFIG_PRODUCESENTRY']._serialized_end=1241
+  _globals['_EXECUTORCONFIG']._serialized_start=1244
+  _globals['_EXECUTORCONFIG']._serialized_end=1451
+  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_start=1409
+  _globals['_EXECUTORCONFIG_ENVENTRY']._serialized_end=1451
+  _globals['_POLICY']._serialized_start=1454
+  _globals['_POLICY']._serialized_end=1670
+  _globals['_EGRESS']._serialized_start=1673
+  _globals['_EGRESS']._serialized_end=1828
+  _globals['_EGRESS_TOLABELSENTRY']._serialized_start=1756
+  _globals['_EGRESS_TOLABELSENTRY']._serialized_end=1828
+  _globals['_LABELVALUES']._serialized_start=1830
+  _globals['_LABELVALUES']._serialized_end=1859
+  _globals['_POLICYRULE']._serialized_start=1861
+  _globals['_POLICYRULE']._serialized_end=1924
+  _globals['_RESIDENCY']._serialized_start=1926
+  _globals['_RESIDENCY']._serialized_end=1953
+  _globals['_QUOTAS']._serialized_start=1955
+  _globals['_QUOTAS']._serialized_end=1998
+  _globals['_GOSSIPCONFIG']._serialized_start=2001
+  _globals['_GOSSIPCONFIG']._serialized_end=2200
+  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_start=2143
+  _globals['_GOSSIPCONFIG_TUNINGENTRY']._serialized_end=2188
+  _globals['_NEGOTIATIONCONFIG']._serialized_start=2203
+  _globals['_NEGOTIATIONCONFIG']._serialized_end=2426
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from fedorch.gen.fedorch.v1 import config_pb2 as _config_pb2
+from fedorch.gen.fedorch.v1 import keys_pb2 as _keys_pb2
 from fedorch.gen.fedorch.v1 import spec_pb2 as _spec_pb2
 from fedorch.gen.fedorch.v1 import status_pb2 as _status_pb2
 from fedorch.gen.fedorch.v1 import swim_pb2 as _swim_pb2
@@ -22,12 +23,14 @@ OUTCOME_COMMIT: Outcome
 OUTCOME_ABORT: Outcome
 
 class Envelope(_message.Message):
-    __slots__ = ("body", "signature")
+    __slots__ = ("body", "signature", "key_records")
     BODY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_RECORDS_FIELD_NUMBER: _ClassVar[int]
     body: bytes
     signature: bytes
-    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    key_records: _containers.RepeatedCompositeFieldContainer[_keys_pb2.KeyRecord]
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_records: _Optional[_Iterable[_Union[_keys_pb2.KeyRecord, _Mapping]]] = ...) -> None: ...
 
 class Body(_message.Message):
     __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result")
