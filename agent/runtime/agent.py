@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.identity.key_records import raw_key
 from fedorch.core.identity.keys import load_private_key
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
@@ -29,6 +30,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
 from fedorch.runtime.changes import Changes
 from fedorch.runtime.executors import build_from_config
 from fedorch.runtime.executors.base import Executor
+from fedorch.runtime.key_changes import KeyChanges, overlap_of
 from fedorch.runtime.live_trust import reload_trust
 from fedorch.runtime.membership import Membership
 from fedorch.runtime.metrics import AgentMetrics
@@ -95,8 +97,12 @@ class Agent:
         self.metrics = AgentMetrics()
         self.metrics.watch_store(lambda: (store.writes, store.commits))
         self.signer = Signer(self.domain, load_private_key(config.key_file))
-        self.trust = TrustStore.from_files(config.trust.key_files)
-        self.trust.add(self.domain, self.signer.public_key())
+        self.trust = TrustStore.from_files(config.trust.key_files,
+                                           overlap_s=overlap_of(config))
+        self.trust.advance(self.now_ms() / 1000)
+        # This domain's own key chain (after rotations) before anything is verified.
+        self.key_changes = KeyChanges(self)
+        self.key_changes.own_records_at_start()
         # Called after a live trust change (the daemon's TLS roots follow the trust store).
         self.on_trust_change: list[Callable[[], None]] = []
         neg = config.negotiation
@@ -157,7 +163,7 @@ class Agent:
             for c in config.capabilities
         }
 
-    RELOADABLE = ("labels", "capabilities", "policy", "log_level", "trust")
+    RELOADABLE = ("labels", "capabilities", "policy", "log_level", "trust", "key_file")
 
     async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
         """Apply a re-read config (SIGHUP): labels, capabilities, policy.
@@ -168,6 +174,7 @@ class Agent:
         is logged and leaves the running trust as it was, the rest still reloads.
         """
         reload_trust(self, config)
+        await self.key_changes.reload_own(config)
         fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields
                  if f.name not in self.RELOADABLE
                  and getattr(config, f.name) != getattr(self.config, f.name)]
@@ -218,6 +225,7 @@ class Agent:
         incarnation = max(int(stored or 0) + 1, self.now_ms())
         await self.store.set_meta("incarnation", str(incarnation))
         self.incarnation = incarnation  # this life's: the audit log's start record names it
+        await self.key_changes.load()
         self.membership = Membership(self, incarnation)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -238,6 +246,8 @@ class Agent:
                            name="in-doubt")
             tg.create_task(self._essential(self.coordination.sweep_loop(), "certificate sweep"),
                            name="certificate sweep")
+            tg.create_task(self._essential(self.key_changes.run(), "key records"),
+                           name="key records")
             self.ready.set()
             if ready is not None:
                 ready.set()
@@ -346,6 +356,7 @@ class Agent:
                                         cost=self.costs[name], produces=produces.get(name, {}))
                 for name, cap in sorted(self.capacities.items())
             ],
+            signing_key=raw_key(self.signer.public_key()),
         )
 
     def publish_record_if_changed(self, force: bool = False) -> None:

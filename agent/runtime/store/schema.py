@@ -181,6 +181,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, step_id, attempt)
     );
     """,
+    # 6 -> 7: key rotation and revocation records that changed a trusted domain's keys
+    # (agent/runtime/key_changes.py): a revoked key stays revoked across restarts.
+    """
+    CREATE TABLE key_records (
+        statement   BLOB PRIMARY KEY,             -- the signed KeyStatement's bytes
+        domain      TEXT NOT NULL,
+        record      BLOB NOT NULL,                -- the KeyRecord as received
+        learned_ms  INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -144,7 +144,7 @@ class PolicySummary(_message.Message):
     def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ..., egress: _Optional[_Union[_config_pb2.Egress, _Mapping]] = ..., private_rules: _Optional[int] = ...) -> None: ...
 
 class DomainRecord(_message.Message):
-    __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving")
+    __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving", "signing_key")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,13 +158,15 @@ class DomainRecord(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     LEAVING_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
     domain: str
     endpoint: str
     labels: _containers.ScalarMap[str, str]
     capabilities: _containers.RepeatedCompositeFieldContainer[CapabilityInfo]
     policy: PolicySummary
     leaving: bool
-    def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
+    signing_key: bytes
+    def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ..., signing_key: _Optional[bytes] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent")
