@@ -153,7 +153,7 @@ def derive(root: bytes, changes: Iterable[KeyChange], overlap_s: float) -> Domai
     """The keys a domain holds, from its root and its (verified) records; the same for
     any order or repetition of `changes`."""
     rotations: dict[bytes, dict[bytes, KeyChange]] = {}
-    revocations: list[KeyChange] = []
+    revocations: dict[bytes, KeyChange] = {}
     for c in changes:
         if c.kind == "rotation":
             rotations.setdefault(c.old, {})
@@ -162,7 +162,7 @@ def derive(root: bytes, changes: Iterable[KeyChange], overlap_s: float) -> Domai
             if held is None or c.ident < held.ident:
                 rotations[c.old][c.new] = c
         else:
-            revocations.append(c)
+            revocations[c.ident] = c
     chain = [root]
     used: list[KeyChange] = []
     ends: list[float] = []
@@ -184,7 +184,7 @@ def derive(root: bytes, changes: Iterable[KeyChange], overlap_s: float) -> Domai
         ends.append(step.issued_at_ms / 1000 + overlap_s)
     successor = {chain[i]: chain[i + 1] for i in range(len(chain) - 1)}
     revoked = set()
-    for r in revocations:
+    for r in revocations.values():
         # Signed by the revoked key itself, or by its successor in this chain.
         if r.old in chain and (r.new == r.old or successor.get(r.old) == r.new):
             revoked.add(r.old)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.key_records import (
     DEFAULT_OVERLAP_S,
     DomainKeys,
@@ -190,6 +191,14 @@ class TrustStore:
             domain = change.domain
             if domain not in self._roots or change.ident in self._changes[domain]:
                 continue
+            try:  # signed with another trusted domain's key: it speaks for no one else
+                for key in {change.old, change.new}:
+                    owner = self._owner_of(key)
+                    if owner is not None:
+                        authorize("key_record", owner, Facts(named=domain))
+            except Refused:
+                refused += 1
+                continue
             pending = self._pending.setdefault(domain, OrderedDict())
             if change.ident in pending:
                 continue
@@ -235,6 +244,10 @@ class TrustStore:
         self._derived[domain] = derived
         self._keys[domain] = (self._public[derived.current]
                               if derived.current is not None else None)
+
+    def _owner_of(self, key: bytes) -> str | None:
+        """The trusted domain whose chain holds `key`, if any."""
+        return next((d for d, derived in self._derived.items() if key in derived.chain), None)
 
     def _acceptable(self, domain: str, *, evidence: bool) -> list[bytes]:
         derived = self._derived.get(domain)
