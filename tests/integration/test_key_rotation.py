@@ -196,3 +196,71 @@ async def test_a_revoked_key_is_refused_on_every_agent(tmp_path):
         await fed.start("home")
         assert await _query(fed, old, "home") == grpc.StatusCode.UNAUTHENTICATED
         assert await _query(fed, new, "home") is None
+
+
+async def test_under_mutual_tls_peers_take_the_certificate_of_the_new_key(tmp_path):
+    from fedorch.core.identity.clients import init_client_keys, load_identity
+    from fedorch.core.identity.keys import load_public_key_file
+    from fedorch.core.identity.tls import DOMAIN_KIND, mint_leaf, trust_bundle
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tests.integration.test_mtls import TlsFederation
+
+    class Tls(TlsFederation):
+        def roots(self) -> bytes:  # this test's domains, their keys as the files say now
+            return trust_bundle([load_public_key_file(self.workdir / "keys" / f"{d}.pub")
+                                 for d in DOMAINS])
+
+    init_client_keys("alice", tmp_path / "clients")
+    alice = load_identity(tmp_path / "clients" / "alice.key")
+    body = {"tls": {"enabled": True},
+            "clients": {"key_files": [str(tmp_path / "clients" / "alice.pub")]},
+            "access": [{"principals": ["alice"], "allow": ["submit", "read"]}]}
+    fed = Tls(tmp_path, {n: {**body, **d} for n, d in DOMAINS.items()}, alice)
+    fed.write_configs()
+    for path in fed.configs.values():
+        config = yaml.safe_load(path.read_text())
+        config["trust"]["rotation_overlap_s"] = OVERLAP_S
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    keys = tmp_path / "keys"
+    try:
+        await fed.start()
+        await fed.wait_converged()
+        code, out = _fedorch("keys", "rotate", "--dir", str(keys), "--domain", "worker")
+        assert code == 0, out
+        fed.sighup("worker")
+        for peer in ("home", "third"):
+            await wait_for(lambda p=peer: _async(_learned(fed, p, "worker", "rotation")),
+                           30, f"{peer} to learn worker's rotation")
+
+        async def handshake(as_key: pathlib.Path) -> bool:
+            """A new connection to home with a certificate `as_key` certified as worker."""
+            leaf = mint_leaf(DOMAIN_KIND, "worker", load_private_key(as_key), time.time())
+            async with fed.channel("home", leaf.key_pem, leaf.cert_pem) as channel:
+                try:
+                    await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=5)
+                except grpc.aio.AioRpcError:
+                    return False
+            return True
+
+        # Past the overlap: a certificate certified by the old key fails its handshake,
+        # one certified by the new key is taken.
+        old_key = keys / "worker.retired-1.key"
+        await wait_for(lambda: _not(handshake(old_key)), 30, "home to refuse the old key's cert")
+        assert await handshake(keys / "worker.key")
+
+        # And worker's own agent (its certificate re-issued under the new key) still
+        # works with both peers: a workflow through it succeeds.
+        gate = tmp_path / "gate"
+        gate.touch()
+        wf = await fed.submit("home", _spec(gate))
+        status = await fed.wait_state("home", wf, deadline_s=60)
+        assert state_name(status) == "SUCCEEDED", status
+    finally:
+        await fed.close_channels()
+        fed.stop()
+
+
+async def _not(awaitable) -> bool:
+    return not await awaitable

@@ -319,3 +319,36 @@ def test_bad_input_changes_nothing(tmp_path, args, code):
     assert result.exit_code == code, result.output
     assert (tmp_path / "eu.key").read_bytes() == before
     assert not records_path(tmp_path / "eu.key").exists()
+
+
+# ---- config -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["0", "-5", "100000"])
+def test_a_rotation_overlap_out_of_range_is_refused(value):
+    from fedorch.runtime.config import ConfigError, parse_config_text
+
+    def text(overlap: str) -> str:
+        return ("domain: eu-west\nlisten: 127.0.0.1:7101\ndata_dir: d\nkey_file: k.key\n"
+                f"trust: {{rotation_overlap_s: {overlap}}}\n")
+    with pytest.raises(ConfigError, match="trust.rotation_overlap_s"):
+        parse_config_text(text(value), "eu.yaml", "/base")
+    ok = parse_config_text(text("2.5"), "eu.yaml", "/base")
+    assert ok.trust.rotation_overlap_s == 2.5
+
+
+# ---- the data dir -------------------------------------------------------------------------
+
+async def test_a_data_dir_written_under_an_earlier_key_is_taken_and_relabelled(tmp_path):
+    from fedorch.runtime.store.identity import BadDatabase, key_fingerprint, read_identity
+    from fedorch.runtime.store.store import Store
+
+    first, second = key_fingerprint(_pub(K1)), key_fingerprint(_pub(K2))
+    store = await Store.open(tmp_path, domain="eu", key=first)
+    await store.close()
+    with pytest.raises(BadDatabase, match="another key"):  # not on the chain: refused
+        await Store.open(tmp_path, domain="eu", key=second)
+    store = await Store.open(tmp_path, domain="eu", key=second, earlier_keys=[first])
+    await store.close()
+    assert read_identity(tmp_path).key == second
+    store = await Store.open(tmp_path, domain="eu", key=second)  # relabelled for good
+    await store.close()
