@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from fedorch.core.audit.chain import KEY_ROTATED
 from fedorch.core.identity.key_records import KeyChange, raw_key
 from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.rotation import own_chain, read_records, records_path
@@ -84,7 +85,12 @@ class KeyChanges:
         a = self.agent
         changes = self._read_own(a.config.key_file)
         root, mine = own_chain(a.domain, raw_key(a.signer.public_key()), changes)
-        a.trust.add(a.domain, Ed25519PublicKey.from_public_bytes(root))
+        try:
+            a.trust.add(a.domain, Ed25519PublicKey.from_public_bytes(root))
+        except ValueError:
+            # The trust list names this domain with a later key of its chain (not the
+            # oldest the records lead from): that one is the root, records go on from it.
+            a.trust.add(a.domain, a.signer.public_key())
         a.trust.learn([c.record for c in mine])
         self._refresh_attached()
 
@@ -165,6 +171,16 @@ class KeyChanges:
         into = [c for c in mine if c.kind == "rotation" and c.new == new_raw]
         issued = into[-1].issued_at_ms / 1000 if into else a.now_ms() / 1000
         self._tls_old = (old_key, issued + a.trust.overlap_s / 2)
+        # Before the first checkpoint under the new key: `audit verify` follows the log's
+        # key through these (each signed by its old and its new key), in chain order.
+        steps = [c for c in mine if c.kind == "rotation"]
+        held = raw_key(old_key.public_key())
+        start = next((i for i, c in enumerate(steps) if c.old == held), len(steps))
+        for step in steps[start:]:
+            await a.audit.append(KEY_ROTATED, "", domain=a.domain,
+                                 record=base64.b64encode(step.record.SerializeToString())
+                                 .decode(),
+                                 public_key=base64.b64encode(step.new).decode())
         a.signer.rekey(new_key)
         a.config.key_file = config.key_file
         self._refresh_attached()

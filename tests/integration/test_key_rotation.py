@@ -156,6 +156,12 @@ async def test_rotation_mid_workflow_keeps_it_running(tmp_path):
         assert await _query(fed, old, "third") == grpc.StatusCode.UNAUTHENTICATED
         assert await _query(fed, new, "third") is None
 
+        # worker's audit log, checkpointed under both keys, verifies (stopped: its last
+        # records are checkpointed under the new key as it stops).
+        fed.stop("worker")
+        code, out = _fedorch("audit", "verify", "--data-dir", str(tmp_path / "data" / "worker"))
+        assert code == 0, out
+
 
 async def _async(value):
     return value

@@ -352,3 +352,33 @@ async def test_a_data_dir_written_under_an_earlier_key_is_taken_and_relabelled(t
     assert read_identity(tmp_path).key == second
     store = await Store.open(tmp_path, domain="eu", key=second)  # relabelled for good
     await store.close()
+
+
+# ---- the audit log across a rotation ------------------------------------------------------
+
+def _audit_log(rotation: keys_pb2.KeyRecord):
+    """A log started under K1, rotated to K2 at record 3, checkpoints under each key."""
+    import base64
+
+    from fedorch.core.audit.chain import KEY_ROTATED, STARTED, make_checkpoint
+
+    from tests.unit.test_audit_chain import _chain, _raw
+
+    bodies = [(STARTED, "", {"domain": "eu", "public_key": _raw(K1), "incarnation": 1}),
+              ("vote", "eu.1", {"yes": True, "round": 1}),
+              (KEY_ROTATED, "", {"domain": "eu", "record":
+                                 base64.b64encode(rotation.SerializeToString()).decode()}),
+              ("vote", "eu.2", {"yes": True, "round": 1})]
+    records = _chain(bodies)
+    checkpoints = [make_checkpoint("eu", 2, records[1].hash, 5002, K1.sign),
+                   make_checkpoint("eu", 4, records[3].hash, 5004, K2.sign)]
+    return records, checkpoints
+
+
+def test_audit_verify_follows_the_log_key_through_a_rotation():
+    from fedorch.core.audit.chain import Problem, Verified, verify
+
+    assert verify(*_audit_log(R12)) == Verified(4, 2, "eu", 0)
+    # A rotation from a key the log never held (K2 -> K3) does not let K2 sign.
+    outcome = verify(*_audit_log(R23))
+    assert isinstance(outcome, Problem) and outcome.seq == 3
