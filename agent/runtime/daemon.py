@@ -132,6 +132,9 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
                 identity_key=agent.key_changes.tls_key())
             peer_tls.forget()
         agent.on_trust_change.append(trust_changed)
+        # The config's key files may name keys rotated away from since (records kept in
+        # the database): the anchors start from the trust store, not from the files.
+        trust_changed()
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)

@@ -62,6 +62,21 @@ def _fedorch(*args: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+def _configure(fed: Federation) -> None:
+    """A short rotation overlap everywhere; the peers trust a copy of worker's `.pub` as
+    it was at the start (the rotation rewrites the key dir's), as another operator's
+    host would hold it."""
+    copy = fed.workdir / "peers" / "worker.pub"
+    copy.parent.mkdir()
+    copy.write_bytes((fed.workdir / "keys" / "worker.pub").read_bytes())
+    for path in fed.configs.values():
+        config = yaml.safe_load(path.read_text())
+        config["trust"]["rotation_overlap_s"] = OVERLAP_S
+        config["trust"]["key_files"] = [str(copy) if f.endswith("/worker.pub") else f
+                                        for f in config["trust"]["key_files"]]
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 class _Started:
     """A federation whose configs carry a short rotation overlap; stopped by pid."""
 
@@ -71,10 +86,7 @@ class _Started:
     async def __aenter__(self) -> Federation:
         fed = self.fed
         fed.write_configs()
-        for path in fed.configs.values():
-            config = yaml.safe_load(path.read_text())
-            config["trust"]["rotation_overlap_s"] = OVERLAP_S
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
+        _configure(fed)
         await fed.start()
         await fed.wait_converged()
         return fed
@@ -224,10 +236,7 @@ async def test_under_mutual_tls_peers_take_the_certificate_of_the_new_key(tmp_pa
             "access": [{"principals": ["alice"], "allow": ["submit", "read"]}]}
     fed = Tls(tmp_path, {n: {**body, **d} for n, d in DOMAINS.items()}, alice)
     fed.write_configs()
-    for path in fed.configs.values():
-        config = yaml.safe_load(path.read_text())
-        config["trust"]["rotation_overlap_s"] = OVERLAP_S
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    _configure(fed)
     keys = tmp_path / "keys"
     try:
         await fed.start()
@@ -260,6 +269,17 @@ async def test_under_mutual_tls_peers_take_the_certificate_of_the_new_key(tmp_pa
         # works with both peers: a workflow through it succeeds.
         gate = tmp_path / "gate"
         gate.touch()
+        wf = await fed.submit("home", _spec(gate))
+        status = await fed.wait_state("home", wf, deadline_s=60)
+        assert state_name(status) == "SUCCEEDED", status
+
+        # home restarted: its trust list still names worker's old key, but its TLS anchors
+        # come from what it learned, so worker's new certificate is taken.
+        fed.stop("home")
+        await fed.close_channels()
+        await fed.start("home")
+        assert await handshake(keys / "worker.key")
+        assert not await handshake(old_key)
         wf = await fed.submit("home", _spec(gate))
         status = await fed.wait_state("home", wf, deadline_s=60)
         assert state_name(status) == "SUCCEEDED", status
