@@ -382,3 +382,27 @@ def test_audit_verify_follows_the_log_key_through_a_rotation():
     # A rotation from a key the log never held (K2 -> K3) does not let K2 sign.
     outcome = verify(*_audit_log(R23))
     assert isinstance(outcome, Problem) and outcome.seq == 3
+
+
+# ---- junk ----------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.binary(max_size=80), max_size=3),
+       st.sampled_from([None, "domain", "serial", "sig"]))
+def test_junk_records_are_refused_and_change_nothing(statement, signatures, mutate):
+    # Raw junk, and real records with one field re-written (so the signatures no
+    # longer cover them): refused, counted, trust unchanged, nothing raised.
+    if mutate is not None:
+        stmt = keys_pb2.KeyStatement.FromString(R12.statement)
+        if mutate == "domain":
+            stmt.domain = "beta"
+        elif mutate == "serial":
+            stmt.serial += 1
+        statement = stmt.SerializeToString() if mutate != "sig" else R12.statement
+        signatures = list(R12.signatures) if mutate != "sig" else [bytes(64), bytes(64)]
+    store = _store()
+    before = store.keys_of("eu"), store.keys_of("beta")
+    changed, refused = store.learn([keys_pb2.KeyRecord(statement=statement,
+                                                       signatures=signatures)])
+    assert changed == [] and refused == 1
+    assert (store.keys_of("eu"), store.keys_of("beta")) == before
