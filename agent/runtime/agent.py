@@ -31,7 +31,7 @@ from fedorch.runtime.changes import Changes
 from fedorch.runtime.executors import build_from_config
 from fedorch.runtime.executors.base import Executor
 from fedorch.runtime.key_changes import KeyChanges, overlap_of
-from fedorch.runtime.live_trust import reload_trust
+from fedorch.runtime.live_trust import audit_trust_list, reload_trust
 from fedorch.runtime.membership import Membership
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.peers import PeerCallError, PeerChannels
@@ -173,7 +173,7 @@ class Agent:
         Trust is applied first: a trust list that does not load (a bad file, a changed key)
         is logged and leaves the running trust as it was, the rest still reloads.
         """
-        reload_trust(self, config)
+        await audit_trust_list(self, *reload_trust(self, config))
         await self.key_changes.reload_own(config)
         fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields
                  if f.name not in self.RELOADABLE
