@@ -1,4 +1,4 @@
-"""`fedorch keys init`: a domain's or a client's Ed25519 key pair."""
+"""`fedorch keys init | rotate | revoke`: domain and client keys, and their rotation."""
 
 from __future__ import annotations
 
@@ -51,3 +51,97 @@ def init(domain: str | None, client: str | None, directory: Path, as_json: bool)
     else:
         click.echo(f"private key: {private}")
         click.echo(f"public key:  {public}")
+
+
+def _domain_in(directory: Path, domain: str | None) -> str:
+    """The domain whose key DIR holds: --domain, or the one NAME.key with a NAME.pub."""
+    if domain is not None:
+        return domain
+    found = sorted(p.stem for p in directory.glob("*.key")
+                   if (directory / f"{p.stem}.pub").exists())
+    if len(found) != 1:
+        raise CliError(f"{directory}: holds {len(found)} keys ({', '.join(found) or 'none'});"
+                       " name one with --domain NAME", EXIT_USAGE)
+    return found[0]
+
+
+@keys.command(name="rotate")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The domain's key directory (NAME.key, NAME.pub).")
+@click.option("--domain", default=None, help="Domain name (when DIR holds several keys).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rotate(directory: Path, domain: str | None, as_json: bool) -> None:
+    """Make a new domain key and a rotation record signed by the old and the new key.
+
+    Writes DIR/NAME.key (the new key), DIR/NAME.pub and DIR/NAME.keyrecords, and keeps
+    the old key as DIR/NAME.retired-SERIAL.key. Send the agent SIGHUP (or restart it):
+    it signs with the new key and gossips the record; peers that trusted the old key
+    move to the new one."""
+    import time
+
+    from fedorch.core.identity.key_records import KeyRecordError
+    from fedorch.core.identity.keys import KeyFileError
+    from fedorch.core.identity.rotation import rotate_keys
+    from fedorch.runtime.store.identity import key_fingerprint
+
+    name = _domain_in(directory, domain)
+    try:
+        done = rotate_keys(name, directory, int(time.time() * 1000))
+    except (KeyFileError, KeyRecordError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except OSError as exc:
+        raise CliError(f"cannot rotate the key in {directory}: {exc}", EXIT_FAILED) from exc
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    fingerprint = key_fingerprint(Ed25519PublicKey.from_public_bytes(done.change.new))
+    if as_json:
+        click.echo(json.dumps({"domain": name, "serial": done.change.serial,
+                               "key": str(done.key_file), "pub": str(done.pub_file),
+                               "records": str(done.records_file),
+                               "retired": str(done.retired_file),
+                               "fingerprint": fingerprint}))
+    else:
+        click.echo(f"rotated {name} to key {fingerprint} (serial {done.change.serial})")
+        click.echo(f"record: {done.records_file}; old key kept as {done.retired_file}")
+        click.echo("send the agent SIGHUP (or restart it) to start using the new key")
+
+
+@keys.command(name="revoke")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The domain's key directory (NAME.key, NAME.keyrecords).")
+@click.option("--domain", default=None, help="Domain name (when DIR holds several keys).")
+@click.option("--key", "key_file", default=None,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The key to revoke: a private key file (signs its own revocation) or a"
+                   " .pub. Default: the key the last rotation replaced.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def revoke(directory: Path, domain: str | None, key_file: Path | None, as_json: bool) -> None:
+    """Publish a revocation of a compromised key, signed by that key or by its successor.
+
+    Appends to DIR/NAME.keyrecords; send the agent SIGHUP (or restart it) and it gossips
+    the revocation: from then on every agent refuses messages signed with that key."""
+    import time
+
+    from fedorch.core.identity.key_records import KeyRecordError
+    from fedorch.core.identity.keys import KeyFileError
+    from fedorch.core.identity.rotation import revoke_key
+    from fedorch.runtime.store.identity import key_fingerprint
+
+    name = _domain_in(directory, domain)
+    try:
+        change = revoke_key(name, directory, int(time.time() * 1000), key_file)
+    except (KeyFileError, KeyRecordError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    except OSError as exc:
+        raise CliError(f"cannot write the revocation in {directory}: {exc}",
+                       EXIT_FAILED) from exc
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    revoked = key_fingerprint(Ed25519PublicKey.from_public_bytes(change.old))
+    if as_json:
+        click.echo(json.dumps({"domain": name, "serial": change.serial, "revoked": revoked}))
+    else:
+        click.echo(f"revoked key {revoked} of {name} (serial {change.serial})")
+        click.echo("send the agent SIGHUP (or restart it) to publish the revocation")

@@ -18,7 +18,8 @@ from fedorch.runtime.compensation import Compensations
 from fedorch.runtime.consensus import Consensus
 from fedorch.runtime.context import BROKEN_INVARIANTS, Active, AgentContext, SavedStatus, Stop
 from fedorch.runtime.coordination import Coordination
-from fedorch.runtime.live_trust import reload_trust
+from fedorch.runtime.key_changes import KeyChanges
+from fedorch.runtime.live_trust import audit_trust_list, reload_trust
 from fedorch.runtime.membership import Membership
 from fedorch.runtime.participation import Participation
 from fedorch.runtime.ports import Clock
@@ -34,6 +35,9 @@ class Agent(AgentContext):
     def __init__(self, config: config_pb2.AgentConfig, store: Store, *,
                  clock: Clock | None = None, rng: random.Random | None = None):
         super().__init__(config, store, clock=clock, rng=rng)
+        # This domain's own key chain (after rotations) before anything is verified.
+        self.key_changes = KeyChanges(self)
+        self.key_changes.own_records_at_start()
         self.membership: Membership | None = None
         self.coordination = Coordination(self)
         self.participation = Participation(self)
@@ -54,9 +58,10 @@ class Agent(AgentContext):
         incarnation = max(int(stored or 0) + 1, self.now_ms())
         await self.store.set_meta("incarnation", str(incarnation))
         self.incarnation = incarnation  # this life's: the audit log's start record names it
+        await self.key_changes.load()
         self.membership = Membership(self, incarnation)
 
-    RELOADABLE = ("labels", "capabilities", "policy", "log_level", "trust")
+    RELOADABLE = ("labels", "capabilities", "policy", "log_level", "trust", "key_file")
 
     async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
         """Apply a re-read config (SIGHUP): labels, capabilities, policy.
@@ -66,7 +71,8 @@ class Agent(AgentContext):
         Trust is applied first: a trust list that does not load (a bad file, a changed key)
         is logged and leaves the running trust as it was, the rest still reloads.
         """
-        reload_trust(self, config)
+        await audit_trust_list(self, *reload_trust(self, config))
+        await self.key_changes.reload_own(config)
         fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields
                  if f.name not in self.RELOADABLE
                  and getattr(config, f.name) != getattr(self.config, f.name)]

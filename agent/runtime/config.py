@@ -581,6 +581,10 @@ def _check(config: config_pb2.AgentConfig, source: str) -> None:
     _require(config.key_file, source, "key_file", "the private key from `fedorch keys init`")
     for index, key_file in enumerate(config.trust.key_files):
         _not_empty(key_file, source, f"trust.key_files[{index}]")
+    overlap = config.trust.rotation_overlap_s
+    if config.trust.HasField("rotation_overlap_s") and not 0 < overlap <= 86400:
+        raise ConfigError(source, "trust.rotation_overlap_s",
+                          "must be a number of seconds above 0, at most 86400")
     _check_capabilities(config, source)
     _check_policy(config.policy, source)
     if config.log_level and config.log_level not in LOG_LEVELS:
@@ -866,3 +870,10 @@ def _resolve_paths(config: config_pb2.AgentConfig, base_dir: str) -> None:
     for cap in config.capabilities:
         if cap.executor.type == "command":
             cap.executor.cwd = _absolute(cap.executor.cwd or ".", base_dir)
+
+
+def trust_overlap_s(config: config_pb2.AgentConfig) -> float:
+    """How long a rotated-away key still verifies live messages (trust.rotation_overlap_s;
+    60 s when unset)."""
+    t = config.trust
+    return t.rotation_overlap_s if t.HasField("rotation_overlap_s") else 60.0

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.identity.key_records import raw_key
 from fedorch.core.identity.keys import load_private_key
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
@@ -32,6 +33,7 @@ from fedorch.core.policy.engine import summarize
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
 from fedorch.runtime.changes import Changes
+from fedorch.runtime.config import trust_overlap_s
 from fedorch.runtime.executors import build_from_config
 from fedorch.runtime.executors.base import Executor
 from fedorch.runtime.metrics import AgentMetrics
@@ -104,8 +106,11 @@ class AgentContext:
         self.metrics = AgentMetrics()
         self.metrics.watch_store(lambda: (store.writes, store.commits))
         self.signer = Signer(self.domain, load_private_key(config.key_file))
-        self.trust = TrustStore.from_files(config.trust.key_files)
-        self.trust.add(self.domain, self.signer.public_key())
+        self.trust = TrustStore.from_files(config.trust.key_files,
+                                           overlap_s=trust_overlap_s(config))
+        self.trust.advance(self.now_ms() / 1000)
+        # This domain's own key (and its chain after rotations) is added by Agent, which
+        # builds the KeyChanges shell before anything is verified.
         # Called after a live trust change (the daemon's TLS roots follow the trust store).
         self.on_trust_change: list[Callable[[], None]] = []
         neg = config.negotiation
@@ -194,6 +199,8 @@ class AgentContext:
             tg.create_task(self._essential(self.coordination.sweep_loop(), "certificate sweep"),
                            name="certificate sweep")
             tg.create_task(self._essential(self.takeovers.run(), "takeover"), name="takeover")
+            tg.create_task(self._essential(self.key_changes.run(), "key records"),
+                           name="key records")
             self.ready.set()
             if ready is not None:
                 ready.set()
@@ -302,6 +309,7 @@ class AgentContext:
                                         cost=self.costs[name], produces=produces.get(name, {}))
                 for name, cap in sorted(self.capacities.items())
             ],
+            signing_key=raw_key(self.signer.public_key()),
         )
 
     def publish_record_if_changed(self, force: bool = False) -> None:

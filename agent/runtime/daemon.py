@@ -34,6 +34,7 @@ from fedorch.runtime.interceptors import (
     PeerTlsInterceptor,
     client_auth_from_config,
 )
+from fedorch.runtime.key_changes import earlier_key_fingerprints
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
@@ -95,7 +96,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     store = await Store.open(config.data_dir, domain=config.domain,
-                             key=key_fingerprint(key.public_key()), start_fresh=start_fresh)
+                             key=key_fingerprint(key.public_key()), start_fresh=start_fresh,
+                             earlier_keys=earlier_key_fingerprints(config, key))
     try:
         agent = Agent(config, store)
         agent.config_path = config_path
@@ -123,10 +125,16 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         interceptors.insert(1, peer_tls)
 
         def trust_changed() -> None:  # TLS roots follow the trust store (SIGHUP, trust add)
+            # Every key live now (an old one within its rotation's overlap too), and this
+            # agent's certificate under the key key_changes says.
             tls.set_domain_anchors(trust_bundle(
-                (d, k) for d in agent.trust.domains() if (k := agent.trust.key(d))))
+                (d, k) for d in agent.trust.domains() for k in agent.trust.live_keys(d)),
+                identity_key=agent.key_changes.tls_key())
             peer_tls.forget()
         agent.on_trust_change.append(trust_changed)
+        # The config's key files may name keys rotated away from since (records kept in
+        # the database): the anchors start from the trust store, not from the files.
+        trust_changed()
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent, auth), server)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)

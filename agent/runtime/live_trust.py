@@ -14,9 +14,11 @@ trust store match it. What a removed domain loses, and where:
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.key_records import raw_key
 from fedorch.core.identity.keys import KeyFileError
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import config_pb2
@@ -53,3 +55,15 @@ def reload_trust(agent: AgentContext, config: config_pb2.AgentConfig) -> tuple[l
         for domain in removed:
             agent.consensus.coordinator_dead(domain)
     return added, removed
+
+
+async def audit_trust_list(agent: Agent, added: list[str], removed: list[str]) -> None:
+    """One trust_changed record per domain a reload added or removed."""
+    statements = []
+    for change, domains in (("add", added), ("remove", removed)):
+        for domain in domains:
+            key = agent.trust.key(domain) if change == "add" else None
+            raw = base64.b64encode(raw_key(key)).decode() if key is not None else ""
+            statements.append(agent.audit.trust_changed(change, domain, raw))
+    if statements:
+        await agent.store.apply(statements)

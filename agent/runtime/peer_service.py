@@ -94,7 +94,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                                 allow_unaddressed=allow_unaddressed)
         except AuthError as e:
             expect = expect if isinstance(expect, str) else "paxos"
-            a.metrics.rejected_messages.labels(expect).inc()
+            a.metrics.rejected_messages.labels(e.label or expect).inc()
             peer = context.peer() if context is not None else "?"
             log.warning("refused %s message from %s: %s", expect, peer, e.reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, e.reason)

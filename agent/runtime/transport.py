@@ -84,12 +84,16 @@ class AgentTls:
                      time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.leaf.not_after)))
         return self.leaf
 
-    def set_domain_anchors(self, domain_anchors: bytes) -> None:
+    def set_domain_anchors(self, domain_anchors: bytes,
+                           identity_key: Ed25519PrivateKey | None = None) -> None:
         """After a live trust change: new handshakes (either way) accept exactly the
-        domains now trusted. A fresh certificate bumps the generation, so the server hands
-        out the new roots and peer channels are reopened with them."""
+        domains now trusted. A fresh certificate (under `identity_key`, after this
+        domain's key rotated) bumps the generation, so the server hands out the new
+        roots and peer channels are reopened with them."""
         with self._lock:
             self.domain_anchors = domain_anchors
+            if identity_key is not None:
+                self._key = identity_key
             self._mint()
 
     def _server_configuration(self):

@@ -100,6 +100,10 @@ async def test_trust_cli_remove_and_add_back_live(tmp_path):
         assert code == 0, out
         assert _trusted(fed, "a") == {"b", "c"}
         await _accepted_at(fed, "a", "c")
+        # Both changes are in a's audit log, in order.
+        rows = fed.rows("a", "SELECT body FROM audit WHERE kind='trust_changed' ORDER BY seq")
+        changes = [json.loads(bytes(r[0]))["data"] for r in rows]
+        assert [(c["change"], c["domain"]) for c in changes] == [("remove", "c"), ("add", "c")]
 
 
 async def test_sighup_trust_list_and_restart(tmp_path):

@@ -37,6 +37,9 @@ CHECKPOINT_PREFIX = b"fedorch-audit-checkpoint-v1\n"
 ATTESTATION_PREFIX = b"fedorch-audit-attestation-v1\n"
 # The record that carries the domain's public key (each agent start writes one).
 STARTED = "agent_started"
+# The domain's key rotated while the agent ran: the record carries the rotation record
+# (signed by the old and the new key), so checkpoints after it may be signed by the new.
+KEY_ROTATED = "key_rotated"
 
 
 def canonical(value: object) -> bytes:
@@ -147,6 +150,25 @@ def _started_key(record: Record) -> tuple[str, bytes] | None:
     return data.get("domain", ""), unb64(data.get("public_key", ""), "public_key")
 
 
+def _rotated_key(record: Record) -> tuple[str, bytes, bytes] | None:
+    """(domain, old key, new key) of a key_rotated record; ValueError when it is bad."""
+    if record.kind != KEY_ROTATED:
+        return None
+    from fedorch.core.identity.key_records import open_record
+    from fedorch.gen.fedorch.v1 import keys_pb2
+
+    raw = unb64(record.decoded().get("data", {}).get("record", ""), "record")
+    try:
+        change = open_record(keys_pb2.KeyRecord.FromString(raw))
+    except ValueError:
+        raise
+    except Exception:  # the protobuf parser's DecodeError
+        raise ValueError("not a key record") from None
+    if change.kind != "rotation":
+        raise ValueError("not a key rotation")
+    return change.domain, change.old, change.new
+
+
 Verifier = Callable[[str, bytes, bytes], bool]  # (domain, data, signature): valid?
 
 
@@ -182,8 +204,15 @@ def verify(records: Iterable[Record], checkpoints: Iterable[Checkpoint], *,
             if body.get("kind") != record.kind or body.get("workflow") != record.workflow:
                 return Problem(record.seq, "changed (its columns differ from its body)")
             started = _started_key(record)
-        except ValueError as e:  # JSON or base64
+            rotated = _rotated_key(record)
+        except ValueError as e:  # JSON or base64, a bad key record
             return Problem(record.seq, f"unreadable: {e}")
+        if rotated is not None:
+            held = [raw_public(k) for k in own_keys.get(rotated[0], ())]
+            if rotated[0] != domain or rotated[1] not in held:
+                return Problem(record.seq, "names a key rotation from a key this log's"
+                                           " domain never held")
+            own_keys[domain].append(Ed25519PublicKey.from_public_bytes(rotated[2]))
         if started is not None:
             try:
                 key = Ed25519PublicKey.from_public_bytes(started[1])
@@ -207,6 +236,12 @@ def verify(records: Iterable[Record], checkpoints: Iterable[Checkpoint], *,
         return Problem(expected, f"missing (a signed checkpoint names record {next_cp.seq},"
                                  f" the log ends at record {expected - 1})")
     return Verified(count, len(by_seq), domain, count - last_signed)
+
+
+def raw_public(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _keys_verifier(keys: Mapping[str, list[Ed25519PublicKey]]) -> Verifier:

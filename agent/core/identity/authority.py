@@ -126,6 +126,14 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
          "ALIVE/LEFT claims and domain records by their own domain; SUSPECT/DEAD by any",
          "accusations at most ACCUSATION_LEAD above the incarnation held for the subject"),
     Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
+    # Key rotation and revocation records ride outside the envelope's signature, relayed
+    # by anyone: the "sender" is the domain whose key signed the record. Only a domain's
+    # own keys (current or earlier, of its chain) rotate or revoke its key
+    # (TrustStore.learn; key_records.derive follows only its own chain).
+    Rule("key_record", Who.SUBJECT,
+         "a rotation or revocation of the signing domain's own key, signed by keys of its"
+         " chain (rotation: old and new; revocation: the key itself or its successor)",
+         "a rotation's serial above the one before it in the chain"),
     # Sagas: the recipient also checks that it ran the step and that it SUCCEEDED there
     # (agent/runtime/compensation.py), and that the step has a compensate block.
     Rule("compensate", Who.EPOCH_COORDINATOR,

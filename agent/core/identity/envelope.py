@@ -18,20 +18,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from fedorch.core.identity.keys import check_domain
 from fedorch.core.identity.replay import NONCE_BYTES, ReplayGuard
 from fedorch.core.identity.trust import TrustStore
-from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.gen.fedorch.v1 import keys_pb2, peer_pb2
 
 SIGNATURE_BYTES = 64
+# Key records one envelope may carry: a chain of rotations and revocations, and a few
+# relayed; more is junk, refused before any is looked at.
+MAX_KEY_RECORDS = 32
 PAYLOAD_FIELDS = frozenset(
     f.name for f in peer_pb2.Body.DESCRIPTOR.oneofs_by_name["payload"].fields
 )
 
 
 class AuthError(Exception):
-    """A peer message is refused; `reason` goes back as UNAUTHENTICATED."""
+    """A peer message is refused; `reason` goes back as UNAUTHENTICATED. `label`, when
+    set, is the fixed word that counts it (fedorch_rejected_messages_total{reason})."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, label: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.label = label
 
 
 class Signer:
@@ -40,12 +45,23 @@ class Signer:
     def __init__(self, domain: str, key: Ed25519PrivateKey) -> None:
         self.domain = check_domain(domain)
         self._key = key
+        # Rotation and revocation records every envelope carries (this domain's chain,
+        # and others' being relayed): see key_records.py.
+        self.key_records: list[keys_pb2.KeyRecord] = []
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
+
+    def private_key(self) -> Ed25519PrivateKey:
+        """For what must hold the key itself (minting TLS certificates, key records)."""
+        return self._key
+
+    def rekey(self, key: Ed25519PrivateKey) -> None:
+        """Sign with `key` from now on (after a rotation the trust store accepted)."""
+        self._key = key
 
     def __repr__(self) -> str:  # never show key material
         return f"Signer({self.domain!r})"
@@ -68,11 +84,18 @@ def seal(
         sender=signer.domain, recipient=recipient, nonce=nonce, sent_at_ms=now_ms, **{kind: msg}
     )
     data = body.SerializeToString(deterministic=True)
-    return peer_pb2.Envelope(body=data, signature=signer.sign(data))
+    return peer_pb2.Envelope(body=data, signature=signer.sign(data),
+                             key_records=signer.key_records)
 
 
-def _authenticate(envelope: peer_pb2.Envelope, trust: TrustStore) -> peer_pb2.Body:
-    """Signature length, parse, trusted sender, signature over the received bytes."""
+def _authenticate(envelope: peer_pb2.Envelope, trust: TrustStore, *,
+                  evidence: bool = False) -> peer_pb2.Body:
+    """Key records first (the sender's new key may sign this very message), then
+    signature length, parse, trusted sender, signature over the received bytes."""
+    if envelope.key_records:
+        if len(envelope.key_records) > MAX_KEY_RECORDS:
+            raise AuthError(f"more than {MAX_KEY_RECORDS} key records", "key_records")
+        trust.learn(envelope.key_records)
     signature = envelope.signature
     if len(signature) != SIGNATURE_BYTES:
         raise AuthError(f"signature must be {SIGNATURE_BYTES} bytes, got {len(signature)}")
@@ -82,7 +105,9 @@ def _authenticate(envelope: peer_pb2.Envelope, trust: TrustStore) -> peer_pb2.Bo
         raise AuthError("malformed message body") from None
     if body.sender not in trust:
         raise AuthError(f"untrusted sender {body.sender!r}")
-    if not trust.verify(body.sender, envelope.body, signature):
+    if not trust.verify(body.sender, envelope.body, signature, evidence=evidence):
+        if trust.signed_by_revoked(body.sender, envelope.body, signature):
+            raise AuthError(f"signed by a revoked key of {body.sender!r}", "revoked_key")
         raise AuthError(f"bad signature from {body.sender!r}")
     return body
 
@@ -112,6 +137,7 @@ def open_message(
     agent knows a seed's address but not yet its domain. `now_ms` is the wall clock,
     `mono_ms` the monotonic one (see ReplayGuard).
     """
+    trust.advance(now_ms / 1000)
     body = _authenticate(envelope, trust)
     if body.recipient != me and not (allow_unaddressed and body.recipient == ""):
         raise AuthError(f"message for {body.recipient!r} delivered to {me!r}")
@@ -126,6 +152,6 @@ def open_message(
 def open_evidence(envelope: peer_pb2.Envelope, trust: TrustStore, *, expect: str) -> peer_pb2.Body:
     """Authenticate a relayed or stored signed object (a decision, a vote): signature,
     trust and payload kind only; it may be old and was not addressed to us."""
-    body = _authenticate(envelope, trust)
+    body = _authenticate(envelope, trust, evidence=True)
     check_kind(body, expect)
     return body

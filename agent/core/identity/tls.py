@@ -64,6 +64,9 @@ def anchor_pem(kind: str, subject: str, key: Ed25519PublicKey) -> bytes:
         .not_valid_before(_ANCHOR_FROM)
         .not_valid_after(_ANCHOR_UNTIL)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # Two anchors share a name while a rotated domain's old key is in its overlap:
+        # key identifiers let path building pick the one whose key signed the leaf.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
                                      key_encipherment=False, data_encipherment=False,
                                      key_agreement=False, key_cert_sign=True, crl_sign=True,
@@ -103,6 +106,8 @@ def mint_leaf(kind: str, subject: str, identity_key: Ed25519PrivateKey, now: flo
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            identity_key.public_key()), critical=False)
     )
     if kind == DOMAIN_KIND:
         builder = builder.add_extension(

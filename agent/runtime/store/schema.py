@@ -195,6 +195,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE workflows ADD COLUMN granted_epoch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE workflows ADD COLUMN granted_to TEXT NOT NULL DEFAULT '';
     """,
+    # 8 -> 9: key rotation and revocation records that changed a trusted domain's keys
+    # (agent/runtime/key_changes.py): a revoked key stays revoked across restarts.
+    """
+    CREATE TABLE key_records (
+        statement   BLOB PRIMARY KEY,             -- the signed KeyStatement's bytes
+        domain      TEXT NOT NULL,
+        record      BLOB NOT NULL,                -- the KeyRecord as received
+        learned_ms  INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,10 +23,11 @@ import logging
 import pathlib
 import sqlite3
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiosqlite
 from fedorch.core.audit.chain import Checkpoint, Record
+from fedorch.gen.fedorch.v1 import keys_pb2
 from fedorch.runtime.store import audit_table
 from fedorch.runtime.store import identity as ident
 from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
@@ -199,30 +200,33 @@ class Store:
 
     @classmethod
     async def open(cls, data_dir: str | pathlib.Path, *, domain: str | None = None,
-                   key: str | None = None, start_fresh: bool = False) -> Store:
+                   key: str | None = None, start_fresh: bool = False,
+                   earlier_keys: Collection[str] = ()) -> Store:
         """Open (or create) the data dir's database, refusing one that is not the one
         this agent wrote or is damaged (BadDatabase; see store/identity.py). With
         `domain` and `key` (its fingerprint) the identity record is checked and kept;
         without, only the file itself. `start_fresh` moves a refused database aside
-        and starts with an empty one."""
+        and starts with an empty one. `earlier_keys`: fingerprints of keys this domain
+        rotated away from; a database written under one is this domain's, and is
+        re-labelled with `key`."""
         path = pathlib.Path(data_dir)
         try:
             await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
             try:
-                return await cls._open_checked(path, domain, key)
+                return await cls._open_checked(path, domain, key, earlier_keys)
             except BadDatabase as e:
                 if not start_fresh:
                     raise
                 moved = await asyncio.to_thread(ident.move_aside, path)
                 log.warning("%s; moved it aside to %s and starting with an empty database",
                             e.problem, moved)
-                return await cls._open_checked(path, domain, key)
+                return await cls._open_checked(path, domain, key, earlier_keys)
         except OSError as e:  # permissions, a read-only or full file system: one line
             raise StoreError(f"{path}: cannot use the data dir: {e.strerror or e}") from None
 
     @classmethod
     async def _open_checked(cls, path: pathlib.Path, domain: str | None,
-                            key: str | None) -> Store:
+                            key: str | None, earlier_keys: Collection[str] = ()) -> Store:
         recorded = await asyncio.to_thread(ident.check_before_open, path)
         db_path = path / ident.DB_FILE
         try:
@@ -244,7 +248,7 @@ class Store:
             store = cls(db)
             await store._migrate()
             if domain is not None and key is not None:
-                await store._check_identity(path, recorded, domain, key)
+                await store._check_identity(path, recorded, domain, key, earlier_keys)
         except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
             await db.close()
             raise BadDatabase(db_path, f"is not a readable SQLite database ({e})") from None
@@ -254,9 +258,14 @@ class Store:
         return store
 
     async def _check_identity(self, data_dir: pathlib.Path, recorded: Identity | None,
-                              domain: str, key: str) -> None:
+                              domain: str, key: str, earlier_keys: Collection[str] = ()) -> None:
         fields = {k: await self.get_meta(f"identity.{k}") for k in ("domain", "key", "database")}
         in_db = Identity(**fields) if all(fields.values()) else None  # type: ignore[arg-type]
+        if in_db is not None and in_db.domain == domain and in_db.key in earlier_keys:
+            # Written under a key this domain rotated away from (stopped, then rotated).
+            await self.rekey(data_dir, key)
+            in_db = replace(in_db, key=key)
+            recorded = recorded if recorded is None else replace(recorded, key=key)
         new = ident.check_identity(data_dir / ident.DB_FILE, recorded, in_db, domain, key)
         if new is None:
             return
@@ -371,6 +380,27 @@ class Store:
             delay = min(2 * delay, WRITE_RETRY_MAX_S)
 
     # ---- meta ----------------------------------------------------------------
+
+    # ---- key records (runtime/key_changes.py) ----------------------------------------
+
+    @staticmethod
+    def key_record_statement(domain: str, record: keys_pb2.KeyRecord,
+                             now_ms: int) -> Statement:
+        return ("INSERT OR IGNORE INTO key_records(statement, domain, record, learned_ms)"
+                " VALUES(?, ?, ?, ?)",
+                (record.statement, domain, record.SerializeToString(), now_ms))
+
+    async def key_records(self) -> list[keys_pb2.KeyRecord]:
+        rows = await self._all("SELECT record FROM key_records ORDER BY learned_ms")
+        return [keys_pb2.KeyRecord.FromString(r[0]) for r in rows]
+
+    async def rekey(self, data_dir: str | pathlib.Path, key: str) -> None:
+        """The domain's key rotated: its database and data dir name the new key."""
+        await self.set_meta("identity.key", key)
+        recorded = await asyncio.to_thread(ident.read_identity, pathlib.Path(data_dir))
+        if recorded is not None and recorded.key != key:
+            await asyncio.to_thread(ident.write_identity, pathlib.Path(data_dir),
+                                    replace(recorded, key=key))
 
     async def get_meta(self, key: str) -> str | None:
         row = await self._one("SELECT value FROM meta WHERE key=?", (key,))

@@ -108,10 +108,12 @@ class TelemetryConfig(_message.Message):
     def __init__(self, otlp_endpoint: _Optional[str] = ..., file: _Optional[str] = ...) -> None: ...
 
 class Trust(_message.Message):
-    __slots__ = ("key_files",)
+    __slots__ = ("key_files", "rotation_overlap_s")
     KEY_FILES_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_OVERLAP_S_FIELD_NUMBER: _ClassVar[int]
     key_files: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key_files: _Optional[_Iterable[str]] = ...) -> None: ...
+    rotation_overlap_s: float
+    def __init__(self, key_files: _Optional[_Iterable[str]] = ..., rotation_overlap_s: _Optional[float] = ...) -> None: ...
 
 class CapabilityConfig(_message.Message):
     __slots__ = ("name", "capacity", "executor", "cost", "produces")

@@ -1,5 +1,6 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from fedorch.gen.fedorch.v1 import config_pb2 as _config_pb2
+from fedorch.gen.fedorch.v1 import keys_pb2 as _keys_pb2
 from fedorch.gen.fedorch.v1 import spec_pb2 as _spec_pb2
 from fedorch.gen.fedorch.v1 import status_pb2 as _status_pb2
 from fedorch.gen.fedorch.v1 import swim_pb2 as _swim_pb2
@@ -22,12 +23,14 @@ OUTCOME_COMMIT: Outcome
 OUTCOME_ABORT: Outcome
 
 class Envelope(_message.Message):
-    __slots__ = ("body", "signature")
+    __slots__ = ("body", "signature", "key_records")
     BODY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_RECORDS_FIELD_NUMBER: _ClassVar[int]
     body: bytes
     signature: bytes
-    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    key_records: _containers.RepeatedCompositeFieldContainer[_keys_pb2.KeyRecord]
+    def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_records: _Optional[_Iterable[_Union[_keys_pb2.KeyRecord, _Mapping]]] = ...) -> None: ...
 
 class Body(_message.Message):
     __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result", "takeover_claim", "takeover_answer")
@@ -147,7 +150,7 @@ class PolicySummary(_message.Message):
     def __init__(self, published: _Optional[bool] = ..., accept_from: _Optional[_Iterable[str]] = ..., residency_accept: _Optional[_Iterable[str]] = ..., egress: _Optional[_Union[_config_pb2.Egress, _Mapping]] = ..., private_rules: _Optional[int] = ..., accept_from_principals: _Optional[_Iterable[_Union[_config_pb2.AcceptFrom, _Mapping]]] = ...) -> None: ...
 
 class DomainRecord(_message.Message):
-    __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving")
+    __slots__ = ("domain", "endpoint", "labels", "capabilities", "policy", "leaving", "signing_key")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,13 +164,15 @@ class DomainRecord(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     LEAVING_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_FIELD_NUMBER: _ClassVar[int]
     domain: str
     endpoint: str
     labels: _containers.ScalarMap[str, str]
     capabilities: _containers.RepeatedCompositeFieldContainer[CapabilityInfo]
     policy: PolicySummary
     leaving: bool
-    def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ...) -> None: ...
+    signing_key: bytes
+    def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ..., signing_key: _Optional[bytes] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent", "submission")

@@ -67,6 +67,9 @@ ROWS = {
                        "not_participant"),
     "takeover_answer": (("beta", Facts(workflow_id=WF)),
                         ("beta", Facts(workflow_id="a.\x00")), "bad_workflow_id"),
+    # A record naming acme.eu, signed with beta's key: beta speaks for itself only.
+    "key_record": (("beta", Facts(named="beta")), ("beta", Facts(named="acme.eu")),
+                   "impersonation"),
     "compensation_result": (("beta", Facts(workflow_id=WF, named="beta", placed_on="beta")),
                             ("mallory", Facts(workflow_id=WF, named="beta")), "impersonation"),
 }
@@ -75,8 +78,9 @@ ROWS = {
 def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
     handled = {"prepare", "decision_notice", "decision_query", "step_result", "cancel",
                "swim", "batch", "compensate", "takeover_claim"} | PAXOS_REQUESTS
+    # and the replies checked, and the key records every envelope may carry
     assert set(RULES) == handled | {"vote", "decision_answer", "compensation_result",
-                                    "takeover_answer"}  # and the replies checked
+                                    "takeover_answer", "key_record"}
     assert set(ROWS) == set(RULES)
 
 

@@ -217,14 +217,15 @@ def test_trust_store_remembers_only_good_verifications(monkeypatch):
 def test_a_signature_made_here_is_remembered_without_verifying(monkeypatch):
     store = TrustStore({"eu-west": EU_KEY.public_key()})
     calls = []
-    key = store._keys["eu-west"]
+    raw = store.keys_of("eu-west").current
+    key = store._public[raw]
 
     class Counting:
         def verify(self, signature, data):
             calls.append(data)
             return key.verify(signature, data)
 
-    store._keys["eu-west"] = Counting()  # type: ignore[assignment]
+    store._public[raw] = Counting()  # type: ignore[assignment]
     sig = EU_KEY.sign(b"vote")
     store.signed_here("eu-west", b"vote", sig)
     assert store.verify("eu-west", b"vote", sig) and calls == []
