@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -19,6 +20,7 @@ from fedorch.core.identity.keys import check_domain
 from fedorch.core.identity.replay import NONCE_BYTES, ReplayGuard
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import peer_pb2
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
 SIGNATURE_BYTES = 64
 PAYLOAD_FIELDS = frozenset(
@@ -40,9 +42,17 @@ class Signer:
     def __init__(self, domain: str, key: Ed25519PrivateKey) -> None:
         self.domain = check_domain(domain)
         self._key = key
+        # Signing runs through libsodium (PyNaCl): about half the CPU of `cryptography`'s
+        # Ed25519 on this project's machines, and every peer message is signed. Its
+        # secret key is the seed followed by the public key.
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        self._secret = crypto_sign_seed_keypair(seed)[1]
 
     def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
+        # crypto_sign returns signature + message; Ed25519 signatures are deterministic, so
+        # this is the same signature `cryptography` would make.
+        return crypto_sign(bytes(data), self._secret)[:SIGNATURE_BYTES]
 
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
