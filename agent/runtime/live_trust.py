@@ -57,7 +57,7 @@ def reload_trust(agent: AgentContext, config: config_pb2.AgentConfig) -> tuple[l
     return added, removed
 
 
-async def audit_trust_list(agent: Agent, added: list[str], removed: list[str]) -> None:
+async def audit_trust_list(agent: AgentContext, added: list[str], removed: list[str]) -> None:
     """One trust_changed record per domain a reload added or removed."""
     statements = []
     for change, domains in (("add", added), ("remove", removed)):

@@ -42,10 +42,15 @@ STARTED = "agent_started"
 KEY_ROTATED = "key_rotated"
 
 
+# Built once: json.dumps with options builds a new encoder on every call, and every
+# audit record and attestation is encoded here.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+
+
 def canonical(value: object) -> bytes:
     """Deterministic JSON bytes: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def b64(data: bytes) -> str:

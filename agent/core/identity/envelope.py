@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -19,6 +20,7 @@ from fedorch.core.identity.keys import check_domain
 from fedorch.core.identity.replay import NONCE_BYTES, ReplayGuard
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import keys_pb2, peer_pb2
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 
 SIGNATURE_BYTES = 64
 # Key records one envelope may carry: a chain of rotations and revocations, and a few
@@ -39,18 +41,30 @@ class AuthError(Exception):
         self.label = label
 
 
+def _libsodium_secret(key: Ed25519PrivateKey) -> bytes:
+    """The key as libsodium signs with it: the seed followed by the public key. Signing
+    runs through libsodium (PyNaCl): about half the CPU of `cryptography`'s Ed25519 on
+    this project's machines, and every peer message is signed."""
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+    return crypto_sign_seed_keypair(seed)[1]
+
+
 class Signer:
     """A domain's private key, with the domain it signs as."""
 
     def __init__(self, domain: str, key: Ed25519PrivateKey) -> None:
         self.domain = check_domain(domain)
         self._key = key
+        self._secret = _libsodium_secret(key)
         # Rotation and revocation records every envelope carries (this domain's chain,
         # and others' being relayed): see key_records.py.
         self.key_records: list[keys_pb2.KeyRecord] = []
 
     def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
+        # crypto_sign returns signature + message; Ed25519 signatures are deterministic, so
+        # this is the same signature `cryptography` would make.
+        return crypto_sign(bytes(data), self._secret)[:SIGNATURE_BYTES]
 
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
@@ -62,6 +76,7 @@ class Signer:
     def rekey(self, key: Ed25519PrivateKey) -> None:
         """Sign with `key` from now on (after a rotation the trust store accepted)."""
         self._key = key
+        self._secret = _libsodium_secret(key)
 
     def __repr__(self) -> str:  # never show key material
         return f"Signer({self.domain!r})"

@@ -47,7 +47,43 @@ def _refuse_constant(name: str) -> float:
 
 def check(value: JsonValue, path: str = "") -> None:
     """Raise JsonValueError unless ``value`` is JSON data; the message names the path."""
+    # Every value a workflow carries is checked on each conversion, and nearly all are
+    # good: the walk that names paths (a string built per item) runs only to say what
+    # is wrong once the plain walk found something.
+    if _is_json(value, 0):
+        return
     _check(value, path or "value", 0)
+    raise JsonValueError(f"{path or 'value'}: not JSON data")  # the two walks disagree
+
+
+def _is_json(value: JsonValue, depth: int) -> bool:
+    """Whether `_check` would accept ``value``: the same rules, no messages."""
+    if depth > MAX_DEPTH:
+        return False
+    if value is None or isinstance(value, bool | int):
+        return True
+    if isinstance(value, str):
+        if value.isascii():
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        for item in value:
+            if not _is_json(item, depth + 1):
+                return False
+        return True
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (isinstance(key, str) and _is_json(key, depth + 1)
+                    and _is_json(item, depth + 1)):
+                return False
+        return True
+    return False
 
 
 def _check(value: JsonValue, path: str, depth: int) -> None:
@@ -85,9 +121,20 @@ def dumps(value: JsonValue, *, ascii_only: bool = False) -> str:
     ``ascii_only`` escapes non-ASCII text as ``\\uXXXX`` (the same value), for readers
     of unknown encoding such as a step's program."""
     check(value)
+    return _encode(value, ascii_only)
+
+
+# Built once: json.dumps with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+_CANONICAL_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                                    allow_nan=False)
+
+
+def _encode(value: JsonValue, ascii_only: bool = False) -> str:
+    """Canonical text of a value already checked."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=ascii_only, allow_nan=False)
+        return (_CANONICAL_ASCII if ascii_only else _CANONICAL).encode(value)
     except ValueError as exc:  # an integer of more digits than Python converts to text
         raise JsonValueError(f"not JSON text: {exc}") from None
 
@@ -137,7 +184,7 @@ def write_object(message: Message, name: str, value: dict[str, JsonValue]) -> No
         raise JsonValueError(f"{name}: must be a JSON object, got {type(value).__name__}")
     check(value, name)
     message.ClearField(name)
-    setattr(message, f"{name}_json", dumps(value) if value else "")
+    setattr(message, f"{name}_json", _encode(value) if value else "")  # checked just above
 
 
 __all__ = [

@@ -47,3 +47,16 @@ async def test_forgotten_versions_start_again():
     await changes.bump("a")
     changes.forget("a")
     assert changes.version("a") == 0
+
+
+async def test_a_cancelled_watcher_leaves_nothing_behind_and_others_still_wake():
+    changes = Changes()
+    gone = asyncio.create_task(changes.wait_past("a", 0, 10))
+    stays = asyncio.create_task(changes.wait_past("a", 0, 10))
+    await until(lambda: changes._waiting == {"a": 2})
+    gone.cancel()
+    await until(lambda: gone.done())
+    assert gone.cancelled() and changes._waiting == {"a": 1} and len(changes._next["a"]) == 1
+    await changes.bump("a")
+    assert await stays == 1
+    assert changes._next == {} and changes._waiting == {}

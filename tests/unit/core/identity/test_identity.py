@@ -215,22 +215,53 @@ def test_trust_store_remembers_only_good_verifications(monkeypatch):
 
 
 def test_a_signature_made_here_is_remembered_without_verifying(monkeypatch):
+    from fedorch.core.identity import trust as trust_module
+
     store = TrustStore({"eu-west": EU_KEY.public_key()})
     calls = []
-    raw = store.keys_of("eu-west").current
-    key = store._public[raw]
+    real_open = trust_module.crypto_sign_open
 
-    class Counting:
-        def verify(self, signature, data):
-            calls.append(data)
-            return key.verify(signature, data)
+    def counting_open(signed, public_key):
+        calls.append(signed[64:])
+        return real_open(signed, public_key)
 
-    store._public[raw] = Counting()  # type: ignore[assignment]
+    monkeypatch.setattr(trust_module, "crypto_sign_open", counting_open)
     sig = EU_KEY.sign(b"vote")
     store.signed_here("eu-west", b"vote", sig)
     assert store.verify("eu-west", b"vote", sig) and calls == []
     # Only that exact triple: anything else is still checked.
     assert not store.verify("eu-west", b"votE", sig) and calls == [b"votE"]
+
+
+def test_signer_makes_the_signature_cryptography_makes_and_verifies():
+    # Signing and verifying run through libsodium; Ed25519 is deterministic, so the bytes
+    # are the ones `cryptography` makes, and either library verifies the other's.
+    signer = Signer("eu-west", EU_KEY)
+    for data in (b"", b"vote", bytes(range(256)) * 3):
+        sig = signer.sign(data)
+        assert sig == EU_KEY.sign(data)
+        EU_KEY.public_key().verify(sig, data)  # raises if bad
+        assert TrustStore({"eu-west": EU_KEY.public_key()}).verify("eu-west", data, sig)
+
+
+def test_a_short_signature_cannot_borrow_bytes_of_the_message():
+    # libsodium reads signature and message as one buffer: a 63-byte signature followed by
+    # data that starts with the missing byte must not pass for the rest of the data.
+    store = TrustStore({"eu-west": EU_KEY.public_key()})
+    sig = EU_KEY.sign(b"data")
+    assert not store.verify("eu-west", sig[63:] + b"data", sig[:63])
+    assert not store.verify("eu-west", b"data", sig + b"x")
+    assert store.verify("eu-west", b"data", sig)
+
+
+def test_a_removed_domain_no_longer_verifies_and_may_come_back_with_a_new_key():
+    store = TrustStore({"eu-west": EU_KEY.public_key()})
+    assert store.verify("eu-west", b"data", EU_KEY.sign(b"data"))
+    assert store.remove("eu-west")
+    assert not store.verify("eu-west", b"data2", EU_KEY.sign(b"data2"))
+    store.add("eu-west", US_KEY.public_key())
+    assert not store.verify("eu-west", b"data3", EU_KEY.sign(b"data3"))
+    assert store.verify("eu-west", b"data3", US_KEY.sign(b"data3"))
 
 
 # ---- replay guard -------------------------------------------------------------------------

@@ -252,3 +252,42 @@ async def test_a_peer_result_keeps_integers_and_bad_text_changes_nothing(agent) 
     assert same(active.progress.steps["a"].outputs, {"n": 1, "big": BIG})
     status = await agent.status("alpha.1")
     assert same(values.read_object(status.steps[0], "outputs"), {"n": 1, "big": BIG})
+
+
+MAX_NESTED = values.MAX_DEPTH
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+NOT_JSON = st.recursive(
+    SCALARS | st.sampled_from([float("nan"), float("inf"), "\ud800", b"raw", {1, 2}, 1j]),
+    lambda inner: (st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                   | st.dictionaries(st.text() | st.integers() | st.none(), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@given(NOT_JSON)
+@settings(max_examples=300)
+@example(_nested(MAX_NESTED))  # as deep as allowed
+@example(_nested(MAX_NESTED + 1))  # one level deeper
+@example({"k": _nested(MAX_NESTED)})
+def test_the_quick_check_and_the_one_that_names_paths_agree(value: Any) -> None:
+    # check() walks once without building paths, and again to name the path only when
+    # something is wrong: both walks must give the same verdict on every value.
+    try:
+        values._check(value, "value", 0)
+        named_ok = True
+    except values.JsonValueError:
+        named_ok = False
+    assert values._is_json(value, 0) is named_ok
+    if named_ok:
+        values.check(value)
+    else:
+        with pytest.raises(values.JsonValueError):
+            values.check(value)
