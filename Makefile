@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml setup.py | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/fedorch demo
 
+# Two workers, each taking whole test files (fixtures that start a cluster or a browser
+# stay in one process): most of the suite waits on real agents, so two share the cores.
+TEST_WORKERS ?= 2
 test: $(STAMP) faketime browser slurm
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The clock-step integration test runs agents under libfaketime (Debian package
 # faketime). Installed here when missing and we are root with apt; otherwise that test
