@@ -85,6 +85,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
 
     async def _refuse_submission(self, context, caller, reason: str) -> NoReturn:
         principal = caller.principal if caller is not None else ""
+        self.agent.metrics.client_refusals.labels("Submit", "UNAUTHENTICATED").inc()
         await self.agent.audit.refused("submit", reason, principal=principal,
                                        peer=context.peer())
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)

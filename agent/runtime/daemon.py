@@ -117,6 +117,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     except BaseException:
         await store.close()
         raise
+    auth.on_refused = lambda method, code: agent.metrics.client_refusals.labels(
+        method, code).inc()
     # Authentication first: a caller that is not allowed learns nothing more.
     interceptors = [ClientAuthInterceptor(auth), MalformedRequestInterceptor()]
     if tls is not None:

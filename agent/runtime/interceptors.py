@@ -113,6 +113,9 @@ class ClientAuth:
         self.policy = policy
         self.guard = ReplayGuard(replay_window_ms)
         self.clock = clock
+        # Told of each refusal (method name, gRPC code name): the daemon counts them in
+        # fedorch_client_refusals_total{method,code}.
+        self.on_refused: Callable[[str, str], None] = lambda method, code: None
 
     def check(self, method: str, metadata, request: bytes) -> Caller | None:
         """The caller, if allowed `method`; ClientAuthError otherwise (changes nothing)."""
@@ -152,6 +155,7 @@ async def _admit(auth: ClientAuth, method: str, received: _Received, context) ->
         log.warning("client call %s from %s refused: %s", method, context.peer(), e.reason)
         code = (grpc.StatusCode.UNAUTHENTICATED if e.unauthenticated
                 else grpc.StatusCode.PERMISSION_DENIED)
+        auth.on_refused(method.rsplit("/", 1)[-1], code.name)
         await context.abort(code, e.reason)
     CURRENT_CALLER.set(caller)
 

@@ -20,6 +20,10 @@ class AgentMetrics:
         self.rejected_messages = Counter(
             "fedorch_rejected_messages", "Peer messages refused at the input boundary",
             ["reason"], registry=r)
+        self.client_refusals = Counter(
+            "fedorch_client_refusals",
+            "Client calls refused: not authenticated, not allowed, or a submission whose "
+            "signed spec does not hold", ["method", "code"], registry=r)
         self.takeovers = Counter(
             "fedorch_coordinator_takeovers",
             "Committed workflows this agent took over as coordinator (its predecessor gone)",

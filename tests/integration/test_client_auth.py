@@ -130,6 +130,15 @@ async def test_refusals_exit_4_and_change_nothing(fed, keyring):
     after = (await fed.client("eu-west").ListWorkflows(
         client_pb2.ListWorkflowsRequest(), timeout=5)).workflows
     assert len(after) == before  # the refused submit started nothing
+    # Each refusal is counted by method and code (fedorch_client_refusals_total).
+    def refusals(method: str, code: str) -> float:
+        return fed.metric("eu-west", "fedorch_client_refusals_total", method=method,
+                          code=code) or 0.0
+
+    assert refusals("Cancel", "UNAUTHENTICATED") + refusals(
+        "Cancel", "PERMISSION_DENIED") == 3  # no identity, an unknown key, bob
+    assert refusals("Cancel", "PERMISSION_DENIED") >= 1  # bob is known, not allowed
+    assert refusals("Submit", "UNAUTHENTICATED") + refusals("Submit", "PERMISSION_DENIED") == 1
 
     # bob may read; alice may cancel.
     shown = _cli("status", workflow_id, "--peer", peer, "--json", identity=keyring["bob"])
