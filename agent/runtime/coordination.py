@@ -14,8 +14,8 @@ a majority accepted it. An ABORT is set in the cell and announced at once.
 
 Recording and announcing decisions is in runtime.coordination_decisions;
 answers to in-doubt participants and recovery after a restart are in
-runtime.coordination_log; what a lost domain's steps become, in
-agent.runtime.coordination_loss (all mixed in).
+runtime.coordination_log (both mixed in); what a lost domain's steps become, in
+runtime.coordination_loss (DomainLoss, built here and handed the outcome path).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, end_notice_of, is_over
 from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
 from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
-from fedorch.runtime.coordination_loss import CoordinatorDomainLoss, FencedSteps
+from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
@@ -108,7 +108,7 @@ def _own_accepts(actions: list, me: str) -> list:
     return out
 
 
-class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
+class Coordination(CoordinatorDecisions, CoordinatorLog):
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -117,7 +117,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
         self._started: dict[str, float] = {}
-        self._fenced = FencedSteps()
+        # What a lost domain's steps become, and the fence against its late reports.
+        self.loss = DomainLoss(agent, self.after_progress)
 
     def _consensus(self) -> ConsensusOptions:
         """Paxos Commit options: extra acceptors are ALIVE members, in random order."""
@@ -131,6 +132,20 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
 
         return ConsensusOptions(a.domain, a.rng, extras, resend_s=RESEND_S,
                                 backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S)
+
+    # ---- a lost domain (runtime.coordination_loss) --------------------------------------
+
+    def domain_dead(self, domain: str) -> None:
+        """Membership: `domain` is DEAD (see DomainLoss.domain_dead)."""
+        self.loss.domains_dead({domain})
+
+    def domains_dead(self, domains: set[str]) -> None:
+        """Membership's sweep: every member that is DEAD (see DomainLoss.domains_dead)."""
+        self.loss.domains_dead(domains)
+
+    def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:
+        """Why a step report comes from a placement that is over, or None."""
+        return self.loss.refuse_fenced(sender, result)
 
     # ---- routing from fedorch.runtime.consensus -----------------------------------------
 
