@@ -12,10 +12,11 @@ Accept(ballot 0) goes to the acceptors (ours directly, the others through the
 Paxos RPC, runtime.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
 
-Recording and announcing decisions is in runtime.coordination_decisions;
-answers to in-doubt participants and recovery after a restart are in
-runtime.coordination_log (both mixed in); what a lost domain's steps become, in
-runtime.coordination_loss (DomainLoss, built here and handed the outcome path).
+Recording and announcing decisions is in runtime.coordination_decisions
+(Decisions, built here); answers to in-doubt participants and recovery after a
+restart are in runtime.coordination_log (mixed in); what a lost domain's steps
+become, in runtime.coordination_loss (DomainLoss, built here and handed the
+outcome path).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from fedorch.runtime import telemetry
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, end_notice_of, is_over
-from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
+from fedorch.runtime.coordination_decisions import Decisions, refusal_rows
 from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
 from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.peers import PeerCallError
@@ -108,7 +109,7 @@ def _own_accepts(actions: list, me: str) -> list:
     return out
 
 
-class Coordination(CoordinatorDecisions, CoordinatorLog):
+class Coordination(CoordinatorLog):
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -116,6 +117,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         self._cores: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
+        self.decisions = Decisions(agent, self._decisions)  # recorded, then announced
         self._started: dict[str, float] = {}
         # What a lost domain's steps become, and the fence against its late reports.
         self.loss = DomainLoss(agent, self.after_progress)
@@ -418,16 +420,16 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
         elif isinstance(action, Send):
             a.consensus.send(action.to, action.msg)
         elif isinstance(action, PersistDecision):
-            await self._persist_decision(active, spec, core, action, paxos=paxos)
+            await self.decisions.persist(active, spec, core, action, paxos=paxos)
         elif isinstance(action, SendDecision):
             envelope = self._decisions.get((row.id, action.round))
             if paxos and core.phase is Phase.COMMITTED and envelope is not None:
                 # One attempt; the core resends until this participant acknowledges.
-                a.spawn(self._notify_commit(row, action.domain, action.round, envelope,
+                a.spawn(self.decisions.notify_commit(row, action.domain, action.round, envelope,
                                             events, core),
                         name=f"commit {row.id}/{action.round} to {action.domain}")
             else:
-                self._send_decision(row, action.domain, action.round, events)
+                self.decisions.send(row, action.domain, action.round, events)
         elif isinstance(action, Finished):
             await self._finished(active, spec, core, action)
 
@@ -479,7 +481,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog):
             if is_over(row):
                 return  # every step reported before the core heard its COMMIT was chosen
             # Still NEGOTIATING here: restored from a COMMIT on record.
-            if self._enter_running(active, spec, core, fin.placement):
+            if self.decisions.enter_running(active, spec, core, fin.placement):
                 await a.participation.fold_in_results(active)
                 await a.save(active)
             await self.after_progress(active)

@@ -30,6 +30,7 @@ from fedorch.runtime.store.store import Statement, WorkflowRow
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
+    from fedorch.runtime.coordination_decisions import Decisions
 
 log = logging.getLogger("fedorch.coordinator")
 
@@ -50,6 +51,7 @@ class CoordinatorLog:
     agent: AgentContext
     _cores: dict[str, tuple[Coordinator, asyncio.Queue]]
     _decisions: dict[tuple[str, int], peer_pb2.Envelope]
+    decisions: Decisions
 
     if TYPE_CHECKING:  # provided by Coordination
         def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]: ...
@@ -58,12 +60,8 @@ class CoordinatorLog:
                          first: list | None = None) -> None: ...
         def _placer(self, spec: spec_pb2.WorkflowSpec): ...
         def _consensus(self): ...
-        def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
-                           acks: asyncio.Queue | None = None) -> None: ...
         async def after_progress(self, active: Active,
                                  also: Sequence[Statement] = ()) -> bool: ...
-        async def _commit_notice(self, row: WorkflowRow, domain: str,
-                                 envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None: ...
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
@@ -188,7 +186,7 @@ class CoordinatorLog:
 
     async def _offer_commit(self, row: WorkflowRow, domain: str,
                             envelope: peer_pb2.Envelope) -> bool:
-        ack = await self._commit_notice(row, domain, envelope)
+        ack = await self.decisions.commit_notice(row, domain, envelope)
         answer = "unanswered" if ack is None else "acknowledged" if ack.ok else "refused"
         self.agent.metrics.commit_offers.labels(answer).inc()
         return answer == "acknowledged"
@@ -232,7 +230,7 @@ class CoordinatorLog:
                     await a.save(active)
                 if raw:
                     for domain in sorted(set(row.placement.values())):
-                        self._send_decision(row, domain, round_)
+                        self.decisions.send(row, domain, round_)
                 await self.after_progress(active)
                 continue
             if row.round > 0:

@@ -155,7 +155,7 @@ async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
     active = commit_write.negotiating(worker, placement)
     before = worker.store.writes
     async with _parked_steps(worker):
-        await worker.coordination._persist_decision(active, commit_write.SPEC, core, action,
+        await worker.coordination.decisions.persist(active, commit_write.SPEC, core, action,
                                                     paxos=True)
         assert worker.store.writes == before + 1
         assert [r.state for r in await worker.store.list_reservations()] == ["committed"]
