@@ -13,10 +13,10 @@ Paxos RPC, runtime.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
 
 Recording and announcing decisions is in runtime.coordination_decisions
-(Decisions, built here); answers to in-doubt participants and recovery after a
-restart are in runtime.coordination_log (mixed in); what a lost domain's steps
-become, in runtime.coordination_loss (DomainLoss, built here and handed the
-outcome path).
+(Decisions); answers to in-doubt participants and recovery after a restart are
+in runtime.coordination_log (DecisionLog); what a lost domain's steps become, in
+runtime.coordination_loss (DomainLoss). Each is a class of its own built here and
+given what it uses; the entry points other shells call stay here, delegating.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from fedorch.core.negotiation.coordinator import (
     PersistDecision,
     PersistProposal,
     Phase,
+    RoundRecord,
     Send,
     SendDecision,
     SendPrepare,
@@ -67,7 +68,7 @@ from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, end_notice_of, is_over
 from fedorch.runtime.coordination_decisions import Decisions, refusal_rows
-from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
+from fedorch.runtime.coordination_log import NO_ANSWER, DecisionLog, ran_a_step
 from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
@@ -109,7 +110,7 @@ def _own_accepts(actions: list, me: str) -> list:
     return out
 
 
-class Coordination(CoordinatorLog):
+class Coordination:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -118,6 +119,9 @@ class Coordination(CoordinatorLog):
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
         self.decisions = Decisions(agent, self._decisions)  # recorded, then announced
+        # Answers to in-doubt participants, collection, recovery after a restart.
+        self.decision_log = DecisionLog(agent, self, self._cores, self._decisions,
+                                        self.decisions)
         self._started: dict[str, float] = {}
         # What a lost domain's steps become, and the fence against its late reports.
         self.loss = DomainLoss(agent, self.after_progress)
@@ -134,6 +138,39 @@ class Coordination(CoordinatorLog):
 
         return ConsensusOptions(a.domain, a.rng, extras, resend_s=RESEND_S,
                                 backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S)
+
+    # ---- the log (runtime.coordination_log) -------------------------------------------
+
+    async def answer_query(self, workflow_id: str, round_: int) -> peer_pb2.DecisionAnswer:
+        """An in-doubt participant's question (see DecisionLog.answer_query)."""
+        return await self.decision_log.answer_query(workflow_id, round_)
+
+    async def sweep_certificates(self) -> int:
+        """Offer kept COMMITs again (see DecisionLog.sweep_certificates)."""
+        return await self.decision_log.sweep_certificates()
+
+    async def sweep_loop(self) -> None:
+        await self.decision_log.sweep_loop()
+
+    async def recover(self) -> None:
+        """Finish what the log says after a restart (see DecisionLog.recover)."""
+        await self.decision_log.recover()
+
+    def restored_core(self, record: RoundRecord, row: WorkflowRow,
+                      spec: spec_pb2.WorkflowSpec) -> Coordinator:
+        """A Paxos Commit core rebuilt from its round record (for DecisionLog)."""
+        neg = self.agent.config.negotiation
+        return Coordinator.restore(row.id, record, now=self.agent.now(),
+                                   placer=self._placer(spec), max_rounds=neg.max_rounds,
+                                   prepare_timeout_s=neg.prepare_timeout_s,
+                                   consensus=self._consensus())
+
+    def drive_restored(self, active: Active, spec: spec_pb2.WorkflowSpec,
+                       core: Coordinator) -> None:
+        """Drive a restored core again, as any other (for DecisionLog)."""
+        entry = self._register(core)
+        self.agent.spawn(self._drive(active, spec, core, entry, paxos=True),
+                         name=f"restored {active.row.id}")
 
     # ---- a lost domain (runtime.coordination_loss) --------------------------------------
 
@@ -317,8 +354,8 @@ class Coordination(CoordinatorLog):
                     if core.awaiting_acks() and wf not in a.active:
                         # It ended before every acknowledgement came: a participant
                         # whose step succeeded had learned the COMMIT to run it.
-                        self._acks_from_results(active, core)
-                        await self._collect(active, core)
+                        self.decision_log.acks_from_results(active, core)
+                        await self.decision_log.collect(active, core)
                         ended_at = a.now() if ended_at is None else ended_at
                     if self._over(core, wf, ended_at):
                         break
@@ -340,7 +377,7 @@ class Coordination(CoordinatorLog):
                     if isinstance(event, tuple) and event[0] == "query":
                         answers.append((event[2], answer))
                     elif isinstance(event, tuple) and event[0] in ("ack", "result"):
-                        await self._collect(active, core)
+                        await self.decision_log.collect(active, core)
                 for call in calls.values():  # late replies can only be for a decided round
                     call.cancel()
         finally:
