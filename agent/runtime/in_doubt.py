@@ -27,7 +27,7 @@ from fedorch.runtime.context import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
-from fedorch.runtime.step_runs import INTERRUPTED
+from fedorch.runtime.step_runs import INTERRUPTED, StepRuns
 from fedorch.runtime.store.store import Store
 
 if TYPE_CHECKING:
@@ -64,11 +64,7 @@ class InDoubt:
         async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
         def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress: ...
         async def fold_in_results(self, active: Active) -> None: ...
-        async def _after_step(self, active: Active, step_id: str, state: StepState, *,
-                              ended_run: tuple[int, str] | None = None) -> None: ...
-        def _report(self, active: Active, step_id: str, reliable: bool) -> None: ...
-        async def stop_leftovers(self) -> None: ...
-        async def start_ready(self, active: Active) -> None: ...
+        runs: StepRuns
 
     # ---- in doubt ---------------------------------------------------------------------
 
@@ -156,7 +152,7 @@ class InDoubt:
         Paxos Commit reservations: a decision learned before the crash is applied now;
         a YES without one is in doubt again (with the last ballot it used, if any)."""
         a = self.agent
-        await self.stop_leftovers()  # nothing of an interrupted attempt runs on
+        await self.runs.stop_leftovers()  # nothing of an interrupted attempt runs on
         learned = await a.consensus.recover()
         holds = []
         for r in await a.store.list_reservations():
@@ -196,12 +192,12 @@ class InDoubt:
         for step in active.progress.local_steps():
             if step.state is StepState.RUNNING:
                 state = active.progress.interrupted(step.id, INTERRUPTED)
-                await self._after_step(active, step.id, state,
+                await self.runs.after_step(active, step.id, state,
                                        ended_run=(step.attempts, "failed"))
             elif step.state in (StepState.SUCCEEDED, StepState.FAILED):
-                self._report(active, step.id, reliable=True)  # it may not have arrived
+                self.runs.report(active, step.id)  # it may not have arrived
         await a.save(active)
-        await self.start_ready(active)
+        await self.runs.start_ready(active)
 
     def _may_have_ended_meanwhile(self, active: Active) -> bool:
         """Would recovery run an interrupted attempt again in a workflow another agent

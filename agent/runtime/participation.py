@@ -14,9 +14,10 @@ in doubt (runtime.consensus) until a decision is learned. A PREPARE
 without acceptors is classic 2PC: one PREPARED record, and the coordinator is
 asked when the lease passes.
 
-Running the steps and passing on their results are in runtime.step_runs;
-what a participant does about reservations in doubt, and its recovery after a
-restart, are in runtime.in_doubt (both mixed in).
+Running the steps and passing on their results are in runtime.step_runs
+(StepRuns, a class of its own built here); what a participant does about
+reservations in doubt, and its recovery after a restart, are in runtime.in_doubt
+(mixed in).
 """
 
 from __future__ import annotations
@@ -63,21 +64,14 @@ HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decisi
 log = logging.getLogger("fedorch.participant")
 
 
-class Participation(StepRuns, InDoubt):
+class Participation(InDoubt):
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._wake = asyncio.Event()
-        # Results that arrived before their workflow's COMMIT (messages reorder). Kept
-        # in memory, filled and drained with no await in between, so none is lost to a
-        # COMMIT handled concurrently; also on disk, for a crash in the meantime.
-        self._early: dict[str, list[tuple[str, int, StepState, dict, str, str]]] = {}
+        self.runs = StepRuns(agent, self)  # step attempts and their results
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
         self._committing = KeyedLocks()  # by workflow id
-        # COMMITs learned from the acceptors whose DecisionAck may still be due.
-        self._acks_due: dict[str, asyncio.TimerHandle] = {}
-        # Fan-out waves here that wait out their pause_s (StepRuns._wake_for_next_wave).
-        self._waves_due: dict[str, asyncio.TimerHandle] = {}
         # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
         # never answers YES before the first one's record is durable.
         self._voting = KeyedLocks()  # by (workflow, round)
@@ -85,6 +79,24 @@ class Participation(StepRuns, InDoubt):
         # needs them, and reading them back cost a round trip to the store's thread on
         # every participant's path to its first step. Bounded; a miss reads the disk.
         self._hold_txs: OrderedDict[Key, HoldTxRow] = OrderedDict()
+
+    # ---- step runs (runtime.step_runs) --------------------------------------------------
+
+    async def start_ready(self, active: Active) -> None:
+        """Start the steps of `active` that are ready here."""
+        await self.runs.start_ready(active)
+
+    def report(self, active: Active, step_id: str) -> None:
+        """Send a finished step's result again (to a coordinator that took over)."""
+        self.runs.report(active, step_id)
+
+    def acknowledge_later(self, coordinator: str, key: Key) -> None:
+        """A COMMIT learned from the acceptors (see StepRuns.acknowledge_later)."""
+        self.runs.acknowledge_later(coordinator, key)
+
+    async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
+        """A step's state from the domain that runs it (see StepRuns.on_result)."""
+        return await self.runs.on_result(sender, result)
 
     def wake(self) -> None:
         """A timer may have moved earlier: let the timer loop look again."""
@@ -358,7 +370,7 @@ class Participation(StepRuns, InDoubt):
             hold = a.participant.hold(key)
             reservation = reservation_row(hold, a.clock) if hold is not None else None
             self._hold_txs.pop(key, None)
-        return await self._save_starting(active, reservation=reservation, also=also)
+        return await self.runs.save_starting(active, reservation=reservation, also=also)
 
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
@@ -411,8 +423,8 @@ class Participation(StepRuns, InDoubt):
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED
             reservation = reservation_row(hold, a.clock) if committed else None
-        await self._save_starting(active, reservation=reservation, also=also)
-        await self.start_ready(active)
+        await self.runs.save_starting(active, reservation=reservation, also=also)
+        await self.runs.start_ready(active)
 
     def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:
         if active.progress is None:
@@ -434,7 +446,7 @@ class Participation(StepRuns, InDoubt):
             self._apply_rows(active, [s for s in on_disk.values()
                                       if placement.get(s.step_id) == s.domain])
             active.fresh = True
-        for *early, sender in self._early.pop(active.row.id, ()):
+        for *early, sender in self.runs.early.pop(active.row.id, ()):
             if placement.get(early[0]) == sender:
                 active.progress.apply_result(*early)
             else:
