@@ -1,7 +1,9 @@
 """A participant's reservations in doubt, and its recovery after a restart.
 
-Part of Participation (agent/runtime/participation.py), kept apart for size. A
-YES voter never releases on a timer: when a lease passes without a decision it
+A class of its own, built by Participation (agent/runtime/participation.py) and
+handed what it uses of it (Settles: how a decision or an end is applied, how a
+reloaded workflow's progress is rebuilt), its StepRuns, and its per-workflow
+COMMIT locks. A YES voter never releases on a timer: when a lease passes without a decision it
 asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
 (runtime.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.negotiation.messages import Ballot
 from fedorch.core.negotiation.participant import Hold, HoldState
@@ -51,20 +53,35 @@ def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
     return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
 
 
+class Settles(Protocol):
+    """What InDoubt uses of Participation."""
+
+    async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
+                     from_coordinator: bool = True) -> peer_pb2.Ack: ...
+
+    async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
+
+    def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress: ...
+
+    async def fold_in_results(self, active: Active) -> None: ...
+
+
 class InDoubt:
-    """Mixed into Participation, whose state and step driver these methods use."""
+    """Reservations in doubt (the timer loop) and the participant's recovery.
+    `committing`: the workflows whose COMMIT is being applied (Participation's locks):
+    an idle check leaves them alone."""
 
-    agent: AgentContext
-    _wake: asyncio.Event
-    _committing: KeyedLocks
+    def __init__(self, agent: AgentContext, settles: Settles, runs: StepRuns,
+                 committing: KeyedLocks) -> None:
+        self.agent = agent
+        self._settles = settles
+        self.runs = runs
+        self._committing = committing
+        self._wake = asyncio.Event()
 
-    if TYPE_CHECKING:  # provided by Participation
-        async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
-                         from_coordinator: bool = True) -> peer_pb2.Ack: ...
-        async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
-        def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress: ...
-        async def fold_in_results(self, active: Active) -> None: ...
-        runs: StepRuns
+    def wake(self) -> None:
+        """A timer may have moved earlier: let the timer loop look again."""
+        self._wake.set()
 
     # ---- in doubt ---------------------------------------------------------------------
 
@@ -141,9 +158,9 @@ class InDoubt:
                 return
             answer = body.decision_answer
         if answer.known:
-            await self.decide(hold.coordinator, answer.decision)
+            await self._settles.decide(hold.coordinator, answer.decision)
         if answer.final_state:
-            await self.ended(hold.workflow_id, answer.final_state, "ended (asked)")
+            await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -168,8 +185,8 @@ class InDoubt:
                 continue
             active = Active(row)
             a.active[row.id] = active
-            self.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
-            await self.fold_in_results(active)  # and any that came during recovery
+            self._settles.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
+            await self._settles.fold_in_results(active)  # and any that came during recovery
             if self._may_have_ended_meanwhile(active):
                 # Resolved once its coordinator has said whether it ended meanwhile.
                 a.spawn(self._resolve_after_asking(active), name=f"ended? {row.id}")
@@ -239,7 +256,7 @@ class InDoubt:
         log.info("%s ended while this agent was down: its interrupted steps do not run"
                  " again", row.id)
         if still_active:
-            await self.ended(row.id, final_state, "ended while this agent was down (asked)")
+            await self._settles.ended(row.id, final_state, "ended while this agent was down (asked)")
 
     async def resolve_own_holds(self) -> None:
         """After the coordinator's recovery: our own YES votes in rounds we coordinate
@@ -250,4 +267,4 @@ class InDoubt:
                     and h.state is HoldState.PREPARED:
                 answer = await a.coordination.answer_query(h.workflow_id, h.round)
                 if answer.known:
-                    await self.decide(a.domain, answer.decision)
+                    await self._settles.decide(a.domain, answer.decision)

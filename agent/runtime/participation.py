@@ -15,14 +15,14 @@ without acceptors is classic 2PC: one PREPARED record, and the coordinator is
 asked when the lease passes.
 
 Running the steps and passing on their results are in runtime.step_runs
-(StepRuns, a class of its own built here); what a participant does about
-reservations in doubt, and its recovery after a restart, are in runtime.in_doubt
-(mixed in).
+(StepRuns); what a participant does about reservations in doubt, and its
+recovery after a restart, are in runtime.in_doubt (InDoubt). Each is a class of
+its own built here and given what it uses; the entry points other shells call
+stay here, delegating.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -64,14 +64,15 @@ HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decisi
 log = logging.getLogger("fedorch.participant")
 
 
-class Participation(InDoubt):
+class Participation:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
-        self._wake = asyncio.Event()
         self.runs = StepRuns(agent, self)  # step attempts and their results
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
         self._committing = KeyedLocks()  # by workflow id
+        # Reservations in doubt (the timer loop), and recovery after a restart.
+        self.in_doubt = InDoubt(agent, self, self.runs, self._committing)
         # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
         # never answers YES before the first one's record is durable.
         self._voting = KeyedLocks()  # by (workflow, round)
@@ -98,9 +99,23 @@ class Participation(InDoubt):
         """A step's state from the domain that runs it (see StepRuns.on_result)."""
         return await self.runs.on_result(sender, result)
 
+    # ---- in doubt (runtime.in_doubt) ---------------------------------------------------
+
     def wake(self) -> None:
         """A timer may have moved earlier: let the timer loop look again."""
-        self._wake.set()
+        self.in_doubt.wake()
+
+    async def timer_loop(self) -> None:
+        """The in-doubt loop (see InDoubt.timer_loop)."""
+        await self.in_doubt.timer_loop()
+
+    async def recover(self) -> None:
+        """Reload what the store holds after a restart (see InDoubt.recover)."""
+        await self.in_doubt.recover()
+
+    async def resolve_own_holds(self) -> None:
+        """After the coordinator's recovery (see InDoubt.resolve_own_holds)."""
+        await self.in_doubt.resolve_own_holds()
 
     # ---- PREPARE ------------------------------------------------------------------
 
@@ -132,7 +147,7 @@ class Participation(InDoubt):
             if out.hold is not None:
                 await a.store.save_reservation(reservation_row(out.hold, a.clock),
                                                also=[a.audit.vote(coordinator, req, vote)])
-                self._wake.set()
+                self.wake()
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         telemetry.voted(req, vote)
         if not vote.yes:
