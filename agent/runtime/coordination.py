@@ -15,7 +15,8 @@ a majority accepted it. An ABORT is set in the cell and announced at once.
 Recording and announcing decisions is in runtime.coordination_decisions
 (Decisions); answers to in-doubt participants and recovery after a restart are
 in runtime.coordination_log (DecisionLog); what a lost domain's steps become, in
-runtime.coordination_loss (DomainLoss). Each is a class of its own built here and
+runtime.coordination_loss (DomainLoss); when a workflow is over and its end, in
+runtime.coordination_outcomes (Outcomes). Each is a class of its own built here and
 given what it uses; the entry points other shells call stay here, delegating.
 """
 
@@ -29,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import attached, detached, sign_spec
 from fedorch.core.negotiation.coordinator import (
@@ -53,23 +53,21 @@ from fedorch.core.workflow.lifecycle import (
     Aborted,
     Cancelled,
     Event,
-    Failed,
     Submitted,
-    Succeeded,
     WorkflowState,
 )
 from fedorch.core.workflow.placement import Candidate, place
-from fedorch.core.workflow.progress import Outcome
 from fedorch.core.workflow.spec import check_submitted, validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.context import Active
-from fedorch.runtime.convert import advance, end_notice_of, is_over
+from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.coordination_decisions import Decisions, refusal_rows
-from fedorch.runtime.coordination_log import NO_ANSWER, DecisionLog, ran_a_step
+from fedorch.runtime.coordination_log import NO_ANSWER, DecisionLog
 from fedorch.runtime.coordination_loss import DomainLoss
+from fedorch.runtime.coordination_outcomes import Outcomes
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
@@ -79,7 +77,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.coordinator")
 
 _CANCEL = object()
-END_NOTICE_PATIENCE_S = 24 * 3600.0
 # How long a committed workflow's core outlives the workflow while participants have not
 # acknowledged the COMMIT: past a participant's delayed DecisionAck (ACK_AFTER_S) and the
 # first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe) and
@@ -119,12 +116,13 @@ class Coordination:
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
         self.decisions = Decisions(agent, self._decisions)  # recorded, then announced
+        self.outcomes = Outcomes(agent, self._decisions)  # over yet? and the end
         # Answers to in-doubt participants, collection, recovery after a restart.
         self.decision_log = DecisionLog(agent, self, self._cores, self._decisions,
                                         self.decisions)
         self._started: dict[str, float] = {}
         # What a lost domain's steps become, and the fence against its late reports.
-        self.loss = DomainLoss(agent, self.after_progress)
+        self.loss = DomainLoss(agent, self.outcomes.after_progress)
 
     def _consensus(self) -> ConsensusOptions:
         """Paxos Commit options: extra acceptors are ALIVE members, in random order."""
@@ -528,83 +526,21 @@ class Coordination:
         a.metrics.workflows.labels(row.state).inc()
         a.finished(row.id)
 
-    # ---- outcomes -----------------------------------------------------------------
+    # ---- outcomes (runtime.coordination_outcomes) ---------------------------------------
 
     async def after_progress(self, active: Active, also: Sequence[Statement] = (),
                              told: str | None = None) -> bool:
-        """Called whenever the coordinator's progress changed: is the workflow over? If
-        so it ends, and its end is written with the statements in `also` (a caller may
-        hand over the write it would have made); True then, else nothing is written.
-        `told`: a participant that learns the end from the answer to its step result
-        (see end_notice), and is sent no end notice."""
-        progress = active.progress
-        if progress is None or is_over(active.row):
-            return False
-        outcome = progress.outcome()
-        if outcome is None:
-            return False
-        if outcome is Outcome.FAILED:
-            reason = "; ".join(progress.failure_reasons())
-            return await self._end(active, Failed(reason), also, told)
-        return await self._end(active, Succeeded(), also, told)
+        """Is the workflow over now? If so it ends (see Outcomes.after_progress)."""
+        return await self.outcomes.after_progress(active, also, told)
 
     async def end_notice(self, workflow_id: str) -> peer_pb2.CancelNotice | None:
-        """The end of a workflow coordinated here that has ended, as its end notice; None
-        if it has not. A step result of an ended workflow is answered with it: the
-        participant whose result ended it is sent no notice (`told`), and should that
-        answer be lost, the result comes again and its answer carries the end again."""
-        a = self.agent
-        saved = a.saved_final(workflow_id)
-        row = saved.row if saved is not None else await a.store.get_workflow(workflow_id)
-        if row is None or row.coordinator != a.domain or not is_over(row):
-            return None
-        return end_notice_of(row)
+        """The end of a workflow ended here, as its end notice (Outcomes.end_notice)."""
+        return await self.outcomes.end_notice(workflow_id)
 
     async def end_with(self, active: Active, event: Event) -> bool:
         """End a running workflow this agent now coordinates by `event` (a takeover's
         successor that learned the end from a participant), as any end: notices, sagas."""
-        return await self._end(active, event)
-
-    async def _end(self, active: Active, event: Event,
-                   also: Sequence[Statement] = (), told: str | None = None) -> bool:
-        """End a running workflow by `event` (False, nothing done, if it has ended): stop
-        what still runs anywhere, tell every participant (but `told`, which has the end
-        in the answer to its result: see end_notice). One write: the final state, every
-        step, the holds released here, and `also`."""
-        a = self.agent
-        row = active.row
-        if not advance(row, event):
-            return False
-        if active.progress is not None:
-            for step_id in active.progress.cancel(row.reason):
-                task = active.running.get(step_id)
-                if task is not None:
-                    task.cancel()
-        released = [Store.delete_reservation_statement(hold.workflow_id, hold.round)
-                    for hold in a.participant.release_workflow(row.id)]
-        key = (row.id, row.round)
-        if key in self._decisions and key not in active.collect \
-                and set(row.placement.values()) <= ran_a_step(active):
-            # Each participant learned the COMMIT to run a step: its certificate goes in
-            # this write, not in one of its own once the results have reached the core.
-            active.collect.append(key)
-        owed = a.compensation.owed(row, active.progress)  # sagas: written with the end
-        await a.save(active, also=[*also, *released, *owed, a.audit.ended(active)])
-        a.metrics.workflows.labels(row.state).inc()
-        notice = end_notice_of(row)
-        # After a takeover the original coordinator is told too: should it come back,
-        # the end (of a later epoch than its own) makes it follow.
-        original = {coordinator_of(row.id)} if row.epoch > 0 else set()
-        for domain in sorted((set(row.placement.values()) | original) - {a.domain, told}):
-            # Until acknowledged: a participant that misses it keeps its slots (it also
-            # asks, see Participation.timer_loop, in case this agent stops first).
-            a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,
-                              give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
-                    name=f"cancel {row.id} at {domain}")
-        a.finished(row.id)
-        if owed:
-            a.compensation.begin(row.id)
-        return True
+        return await self.outcomes.end(active, event)
 
     async def cancel(self, workflow_id: str, reason: str) -> bool:
         """Cancel a workflow coordinated here; False if it is not known here."""
@@ -619,6 +555,6 @@ class Coordination:
         # taken back): end it like any running workflow.
         active = a.active.get(workflow_id)
         if active is not None and active.row.coordinator == a.domain \
-                and await self._end(active, Cancelled(f"cancelled: {reason}")):
+                and await self.outcomes.end(active, Cancelled(f"cancelled: {reason}")):
             return True
         return negotiating is not None or await a.store.get_workflow(workflow_id) is not None

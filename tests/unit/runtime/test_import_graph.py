@@ -14,6 +14,7 @@ from fedorch.runtime import (
     coordination_decisions,
     coordination_log,
     coordination_loss,
+    coordination_outcomes,
     in_doubt,
     participation,
     step_runs,
@@ -21,7 +22,7 @@ from fedorch.runtime import (
 
 ROOT = Path(fedorch.__file__).parent
 SHELLS = (coordination, coordination_decisions, coordination_log, coordination_loss,
-          participation, step_runs, in_doubt)
+          coordination_outcomes, participation, step_runs, in_doubt)
 
 
 def _module_name(path: Path) -> str:
