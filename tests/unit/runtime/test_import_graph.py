@@ -18,11 +18,12 @@ from fedorch.runtime import (
     in_doubt,
     participation,
     step_runs,
+    votes,
 )
 
 ROOT = Path(fedorch.__file__).parent
 SHELLS = (coordination, coordination_decisions, coordination_log, coordination_loss,
-          coordination_outcomes, participation, step_runs, in_doubt)
+          coordination_outcomes, participation, step_runs, in_doubt, votes)
 
 
 def _module_name(path: Path) -> str:
