@@ -12,10 +12,12 @@ Accept(ballot 0) goes to the acceptors (ours directly, the others through the
 Paxos RPC, runtime.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
 
-Recording and announcing decisions is in runtime.coordination_decisions;
-answers to in-doubt participants and recovery after a restart are in
-runtime.coordination_log; what a lost domain's steps become, in
-agent.runtime.coordination_loss (all mixed in).
+Recording and announcing decisions is in runtime.coordination_decisions
+(Decisions); answers to in-doubt participants and recovery after a restart are
+in runtime.coordination_log (DecisionLog); what a lost domain's steps become, in
+runtime.coordination_loss (DomainLoss); when a workflow is over and its end, in
+runtime.coordination_outcomes (Outcomes). Each is a class of its own built here and
+given what it uses; the entry points other shells call stay here, delegating.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import attached, detached, sign_spec
 from fedorch.core.negotiation.coordinator import (
@@ -39,6 +40,7 @@ from fedorch.core.negotiation.coordinator import (
     PersistDecision,
     PersistProposal,
     Phase,
+    RoundRecord,
     Send,
     SendDecision,
     SendPrepare,
@@ -51,23 +53,21 @@ from fedorch.core.workflow.lifecycle import (
     Aborted,
     Cancelled,
     Event,
-    Failed,
     Submitted,
-    Succeeded,
     WorkflowState,
 )
 from fedorch.core.workflow.placement import Candidate, place
-from fedorch.core.workflow.progress import Outcome
 from fedorch.core.workflow.spec import check_submitted, validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.context import Active
-from fedorch.runtime.convert import advance, end_notice_of, is_over
-from fedorch.runtime.coordination_decisions import CoordinatorDecisions, refusal_rows
-from fedorch.runtime.coordination_log import NO_ANSWER, CoordinatorLog, ran_a_step
-from fedorch.runtime.coordination_loss import CoordinatorDomainLoss, FencedSteps
+from fedorch.runtime.convert import advance, is_over
+from fedorch.runtime.coordination_decisions import Decisions, refusal_rows
+from fedorch.runtime.coordination_log import NO_ANSWER, DecisionLog
+from fedorch.runtime.coordination_loss import DomainLoss
+from fedorch.runtime.coordination_outcomes import Outcomes
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.coordinator")
 
 _CANCEL = object()
-END_NOTICE_PATIENCE_S = 24 * 3600.0
 # How long a committed workflow's core outlives the workflow while participants have not
 # acknowledged the COMMIT: past a participant's delayed DecisionAck (ACK_AFTER_S) and the
 # first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe) and
@@ -108,7 +107,7 @@ def _own_accepts(actions: list, me: str) -> list:
     return out
 
 
-class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
+class Coordination:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         # Workflows whose core is being driven (admission, then COMMIT resends), and the
@@ -116,8 +115,14 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         self._cores: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
+        self.decisions = Decisions(agent, self._decisions)  # recorded, then announced
+        self.outcomes = Outcomes(agent, self._decisions)  # over yet? and the end
+        # Answers to in-doubt participants, collection, recovery after a restart.
+        self.decision_log = DecisionLog(agent, self, self._cores, self._decisions,
+                                        self.decisions)
         self._started: dict[str, float] = {}
-        self._fenced = FencedSteps()
+        # What a lost domain's steps become, and the fence against its late reports.
+        self.loss = DomainLoss(agent, self.outcomes.after_progress)
 
     def _consensus(self) -> ConsensusOptions:
         """Paxos Commit options: extra acceptors are ALIVE members, in random order."""
@@ -131,6 +136,53 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
 
         return ConsensusOptions(a.domain, a.rng, extras, resend_s=RESEND_S,
                                 backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S)
+
+    # ---- the log (runtime.coordination_log) -------------------------------------------
+
+    async def answer_query(self, workflow_id: str, round_: int) -> peer_pb2.DecisionAnswer:
+        """An in-doubt participant's question (see DecisionLog.answer_query)."""
+        return await self.decision_log.answer_query(workflow_id, round_)
+
+    async def sweep_certificates(self) -> int:
+        """Offer kept COMMITs again (see DecisionLog.sweep_certificates)."""
+        return await self.decision_log.sweep_certificates()
+
+    async def sweep_loop(self) -> None:
+        await self.decision_log.sweep_loop()
+
+    async def recover(self) -> None:
+        """Finish what the log says after a restart (see DecisionLog.recover)."""
+        await self.decision_log.recover()
+
+    def restored_core(self, record: RoundRecord, row: WorkflowRow,
+                      spec: spec_pb2.WorkflowSpec) -> Coordinator:
+        """A Paxos Commit core rebuilt from its round record (for DecisionLog)."""
+        neg = self.agent.config.negotiation
+        return Coordinator.restore(row.id, record, now=self.agent.now(),
+                                   placer=self._placer(spec), max_rounds=neg.max_rounds,
+                                   prepare_timeout_s=neg.prepare_timeout_s,
+                                   consensus=self._consensus())
+
+    def drive_restored(self, active: Active, spec: spec_pb2.WorkflowSpec,
+                       core: Coordinator) -> None:
+        """Drive a restored core again, as any other (for DecisionLog)."""
+        entry = self._register(core)
+        self.agent.spawn(self._drive(active, spec, core, entry, paxos=True),
+                         name=f"restored {active.row.id}")
+
+    # ---- a lost domain (runtime.coordination_loss) --------------------------------------
+
+    def domain_dead(self, domain: str) -> None:
+        """Membership: `domain` is DEAD (see DomainLoss.domain_dead)."""
+        self.loss.domains_dead({domain})
+
+    def domains_dead(self, domains: set[str]) -> None:
+        """Membership's sweep: every member that is DEAD (see DomainLoss.domains_dead)."""
+        self.loss.domains_dead(domains)
+
+    def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:
+        """Why a step report comes from a placement that is over, or None."""
+        return self.loss.refuse_fenced(sender, result)
 
     # ---- routing from fedorch.runtime.consensus -----------------------------------------
 
@@ -300,8 +352,8 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
                     if core.awaiting_acks() and wf not in a.active:
                         # It ended before every acknowledgement came: a participant
                         # whose step succeeded had learned the COMMIT to run it.
-                        self._acks_from_results(active, core)
-                        await self._collect(active, core)
+                        self.decision_log.acks_from_results(active, core)
+                        await self.decision_log.collect(active, core)
                         ended_at = a.now() if ended_at is None else ended_at
                     if self._over(core, wf, ended_at):
                         break
@@ -323,7 +375,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
                     if isinstance(event, tuple) and event[0] == "query":
                         answers.append((event[2], answer))
                     elif isinstance(event, tuple) and event[0] in ("ack", "result"):
-                        await self._collect(active, core)
+                        await self.decision_log.collect(active, core)
                 for call in calls.values():  # late replies can only be for a decided round
                     call.cancel()
         finally:
@@ -403,16 +455,16 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         elif isinstance(action, Send):
             a.consensus.send(action.to, action.msg)
         elif isinstance(action, PersistDecision):
-            await self._persist_decision(active, spec, core, action, paxos=paxos)
+            await self.decisions.persist(active, spec, core, action, paxos=paxos)
         elif isinstance(action, SendDecision):
             envelope = self._decisions.get((row.id, action.round))
             if paxos and core.phase is Phase.COMMITTED and envelope is not None:
                 # One attempt; the core resends until this participant acknowledges.
-                a.spawn(self._notify_commit(row, action.domain, action.round, envelope,
+                a.spawn(self.decisions.notify_commit(row, action.domain, action.round, envelope,
                                             events, core),
                         name=f"commit {row.id}/{action.round} to {action.domain}")
             else:
-                self._send_decision(row, action.domain, action.round, events)
+                self.decisions.send(row, action.domain, action.round, events)
         elif isinstance(action, Finished):
             await self._finished(active, spec, core, action)
 
@@ -464,7 +516,7 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
             if is_over(row):
                 return  # every step reported before the core heard its COMMIT was chosen
             # Still NEGOTIATING here: restored from a COMMIT on record.
-            if self._enter_running(active, spec, core, fin.placement):
+            if self.decisions.enter_running(active, spec, core, fin.placement):
                 await a.participation.fold_in_results(active)
                 await a.save(active)
             await self.after_progress(active)
@@ -474,83 +526,21 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         a.metrics.workflows.labels(row.state).inc()
         a.finished(row.id)
 
-    # ---- outcomes -----------------------------------------------------------------
+    # ---- outcomes (runtime.coordination_outcomes) ---------------------------------------
 
     async def after_progress(self, active: Active, also: Sequence[Statement] = (),
                              told: str | None = None) -> bool:
-        """Called whenever the coordinator's progress changed: is the workflow over? If
-        so it ends, and its end is written with the statements in `also` (a caller may
-        hand over the write it would have made); True then, else nothing is written.
-        `told`: a participant that learns the end from the answer to its step result
-        (see end_notice), and is sent no end notice."""
-        progress = active.progress
-        if progress is None or is_over(active.row):
-            return False
-        outcome = progress.outcome()
-        if outcome is None:
-            return False
-        if outcome is Outcome.FAILED:
-            reason = "; ".join(progress.failure_reasons())
-            return await self._end(active, Failed(reason), also, told)
-        return await self._end(active, Succeeded(), also, told)
+        """Is the workflow over now? If so it ends (see Outcomes.after_progress)."""
+        return await self.outcomes.after_progress(active, also, told)
 
     async def end_notice(self, workflow_id: str) -> peer_pb2.CancelNotice | None:
-        """The end of a workflow coordinated here that has ended, as its end notice; None
-        if it has not. A step result of an ended workflow is answered with it: the
-        participant whose result ended it is sent no notice (`told`), and should that
-        answer be lost, the result comes again and its answer carries the end again."""
-        a = self.agent
-        saved = a.saved_final(workflow_id)
-        row = saved.row if saved is not None else await a.store.get_workflow(workflow_id)
-        if row is None or row.coordinator != a.domain or not is_over(row):
-            return None
-        return end_notice_of(row)
+        """The end of a workflow ended here, as its end notice (Outcomes.end_notice)."""
+        return await self.outcomes.end_notice(workflow_id)
 
     async def end_with(self, active: Active, event: Event) -> bool:
         """End a running workflow this agent now coordinates by `event` (a takeover's
         successor that learned the end from a participant), as any end: notices, sagas."""
-        return await self._end(active, event)
-
-    async def _end(self, active: Active, event: Event,
-                   also: Sequence[Statement] = (), told: str | None = None) -> bool:
-        """End a running workflow by `event` (False, nothing done, if it has ended): stop
-        what still runs anywhere, tell every participant (but `told`, which has the end
-        in the answer to its result: see end_notice). One write: the final state, every
-        step, the holds released here, and `also`."""
-        a = self.agent
-        row = active.row
-        if not advance(row, event):
-            return False
-        if active.progress is not None:
-            for step_id in active.progress.cancel(row.reason):
-                task = active.running.get(step_id)
-                if task is not None:
-                    task.cancel()
-        released = [Store.delete_reservation_statement(hold.workflow_id, hold.round)
-                    for hold in a.participant.release_workflow(row.id)]
-        key = (row.id, row.round)
-        if key in self._decisions and key not in active.collect \
-                and set(row.placement.values()) <= ran_a_step(active):
-            # Each participant learned the COMMIT to run a step: its certificate goes in
-            # this write, not in one of its own once the results have reached the core.
-            active.collect.append(key)
-        owed = a.compensation.owed(row, active.progress)  # sagas: written with the end
-        await a.save(active, also=[*also, *released, *owed, a.audit.ended(active)])
-        a.metrics.workflows.labels(row.state).inc()
-        notice = end_notice_of(row)
-        # After a takeover the original coordinator is told too: should it come back,
-        # the end (of a later epoch than its own) makes it follow.
-        original = {coordinator_of(row.id)} if row.epoch > 0 else set()
-        for domain in sorted((set(row.placement.values()) | original) - {a.domain, told}):
-            # Until acknowledged: a participant that misses it keeps its slots (it also
-            # asks, see Participation.timer_loop, in case this agent stops first).
-            a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,
-                              give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
-                    name=f"cancel {row.id} at {domain}")
-        a.finished(row.id)
-        if owed:
-            a.compensation.begin(row.id)
-        return True
+        return await self.outcomes.end(active, event)
 
     async def cancel(self, workflow_id: str, reason: str) -> bool:
         """Cancel a workflow coordinated here; False if it is not known here."""
@@ -565,6 +555,6 @@ class Coordination(CoordinatorDecisions, CoordinatorLog, CoordinatorDomainLoss):
         # taken back): end it like any running workflow.
         active = a.active.get(workflow_id)
         if active is not None and active.row.coordinator == a.domain \
-                and await self._end(active, Cancelled(f"cancelled: {reason}")):
+                and await self.outcomes.end(active, Cancelled(f"cancelled: {reason}")):
             return True
         return negotiating is not None or await a.store.get_workflow(workflow_id) is not None

@@ -1,6 +1,7 @@
 """The coordinator's decisions: recorded, then announced.
 
-Part of Coordination (agent/runtime/coordination.py), kept apart for size. A
+A class of its own, built by Coordination (agent/runtime/coordination.py), which
+hands it the map of decision envelopes it shares with the log. A
 decision is recorded in its write-once cell before anyone hears of it. A COMMIT
 takes with it, in that one forced write, the workflow's move to RUNNING, the
 proposal cell it spends and, when this agent runs steps of it, the decision in
@@ -40,13 +41,17 @@ def refusal_rows(core: Coordinator) -> list[dict]:
     ]
 
 
-class CoordinatorDecisions:
-    """Mixed into Coordination, whose state these methods use."""
+class Decisions:
+    """Records the coordinator's decisions and announces them. `envelopes`: the signed
+    decision of each round whose core is still driven, shared with Coordination and its
+    log (which answer from it before reading the store)."""
 
-    agent: AgentContext
-    _decisions: dict[tuple[str, int], peer_pb2.Envelope]
+    def __init__(self, agent: AgentContext,
+                 envelopes: dict[tuple[str, int], peer_pb2.Envelope]) -> None:
+        self.agent = agent
+        self._decisions = envelopes
 
-    async def _persist_decision(self, active: Active, spec, core: Coordinator,
+    async def persist(self, active: Active, spec, core: Coordinator,
                                 action: PersistDecision, *, paxos: bool) -> None:
         """Record the round's decision (write-once). A COMMIT takes with it, in the same
         forced write: the workflow's move to RUNNING (so watchers see it the moment it is
@@ -77,7 +82,7 @@ class CoordinatorDecisions:
                 learned = len(statements)
                 statements.append(a.store.learn_statement(*key, outcome, wire.value_bytes(value)))
                 statements.append(a.audit.learned(*key, outcome))
-        if action.commit and self._enter_running(active, spec, core, action.placement):
+        if action.commit and self.enter_running(active, spec, core, action.placement):
             await a.participation.fold_in_results(active)
             if learned is not None:  # and our own steps set up in the same write
                 counts = await a.participation.commit_own_steps(active, key, statements)
@@ -98,7 +103,7 @@ class CoordinatorDecisions:
         self._decisions[key] = peer_pb2.Envelope.FromString(raw)
         a.metrics.decisions.labels(held.lower()).inc()
 
-    def _enter_running(self, active: Active, spec, core: Coordinator,
+    def enter_running(self, active: Active, spec, core: Coordinator,
                        placement: dict[str, str]) -> bool:
         """The COMMIT is on record: the workflow runs (True), unless it already did or
         has ended (False, nothing changed)."""
@@ -110,14 +115,14 @@ class CoordinatorDecisions:
         self.agent.participation.ensure_progress(active, spec)
         return True
 
-    def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
+    def send(self, row: WorkflowRow, domain: str, round_: int,
                        acks: asyncio.Queue | None = None) -> None:
         """Announce a decision until the participant acknowledges it (or the lease);
         an acknowledgement goes to the core's queue `acks`, if given."""
-        self.agent.spawn(self._deliver_decision(row, domain, round_, acks),
+        self.agent.spawn(self._deliver(row, domain, round_, acks),
                          name=f"decision {row.id}/{round_} to {domain}")
 
-    async def _deliver_decision(self, row: WorkflowRow, domain: str, round_: int,
+    async def _deliver(self, row: WorkflowRow, domain: str, round_: int,
                                 acks: asyncio.Queue | None) -> None:
         a = self.agent
         envelope = self._decisions.get((row.id, round_))
@@ -137,7 +142,7 @@ class CoordinatorDecisions:
         if acks is not None and ack is not None and ack.ok:
             acks.put_nowait(("ack", domain, round_))
 
-    async def _notify_commit(self, row: WorkflowRow, domain: str, round_: int,
+    async def notify_commit(self, row: WorkflowRow, domain: str, round_: int,
                              envelope: peer_pb2.Envelope, events: asyncio.Queue,
                              core: Coordinator) -> None:
         a = self.agent
@@ -149,11 +154,11 @@ class CoordinatorDecisions:
             await a.consensus.on_decision(a.domain, value, tx, from_coordinator=True)
             events.put_nowait(("ack", domain, round_))
             return
-        ack = await self._commit_notice(row, domain, envelope)
+        ack = await self.commit_notice(row, domain, envelope)
         if ack is not None and ack.ok:
             events.put_nowait(("ack", domain, round_))
 
-    async def _commit_notice(self, row: WorkflowRow, domain: str,
+    async def commit_notice(self, row: WorkflowRow, domain: str,
                              envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None:
         """One COMMIT notice to a participant (this agent's own, directly), answered by
         its Ack (None: no answer). A participant that holds the COMMIT already just says

@@ -1,7 +1,9 @@
 """The coordinator's log: answers to in-doubt participants, its collection, and
 recovery after a restart.
 
-Part of Coordination (agent/runtime/coordination.py), kept apart for size: a
+A class of its own, built by Coordination (agent/runtime/coordination.py), which
+hands it the live cores, the decision envelopes and itself as the Driver that
+drives a restored core: a
 participant whose lease ran out asks the coordinator; the answer comes from the
 live core when there is one, else from the log — a decision on record, or
 presumed abort, written first. A COMMIT's certificate leaves the log once every
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.negotiation.coordinator import Coordinator, Refusal, RoundRecord
 from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, answer_from_log
@@ -30,6 +32,7 @@ from fedorch.runtime.store.store import Statement, WorkflowRow
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
+    from fedorch.runtime.coordination_decisions import Decisions
 
 log = logging.getLogger("fedorch.coordinator")
 
@@ -44,26 +47,33 @@ def ran_a_step(active: Active) -> set[str]:
     return {s.domain for s in active.progress.steps.values() if s.state is StepState.SUCCEEDED}
 
 
-class CoordinatorLog:
-    """Mixed into Coordination, whose state and driver these methods use."""
+class Driver(Protocol):
+    """What the log uses of Coordination: a core rebuilt from its round record, driven
+    again; and the outcome path."""
 
-    agent: AgentContext
-    _cores: dict[str, tuple[Coordinator, asyncio.Queue]]
-    _decisions: dict[tuple[str, int], peer_pb2.Envelope]
+    def restored_core(self, record: RoundRecord, row: WorkflowRow,
+                      spec: spec_pb2.WorkflowSpec) -> Coordinator: ...
 
-    if TYPE_CHECKING:  # provided by Coordination
-        def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]: ...
-        async def _drive(self, active: Active, spec, core: Coordinator,
-                         entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool,
-                         first: list | None = None) -> None: ...
-        def _placer(self, spec: spec_pb2.WorkflowSpec): ...
-        def _consensus(self): ...
-        def _send_decision(self, row: WorkflowRow, domain: str, round_: int,
-                           acks: asyncio.Queue | None = None) -> None: ...
-        async def after_progress(self, active: Active,
-                                 also: Sequence[Statement] = ()) -> bool: ...
-        async def _commit_notice(self, row: WorkflowRow, domain: str,
-                                 envelope: peer_pb2.Envelope) -> peer_pb2.Ack | None: ...
+    def drive_restored(self, active: Active, spec: spec_pb2.WorkflowSpec,
+                       core: Coordinator) -> None: ...
+
+    async def after_progress(self, active: Active,
+                             also: Sequence[Statement] = ()) -> bool: ...
+
+
+class DecisionLog:
+    """The coordinator's log. `cores`: the live cores by workflow (Coordination's; a
+    query goes to one first), `envelopes`: the decisions of rounds still driven."""
+
+    def __init__(self, agent: AgentContext, driver: Driver,
+                 cores: dict[str, tuple[Coordinator, asyncio.Queue]],
+                 envelopes: dict[tuple[str, int], peer_pb2.Envelope],
+                 decisions: Decisions) -> None:
+        self.agent = agent
+        self._driver = driver
+        self._cores = cores
+        self._decisions = envelopes
+        self.decisions = decisions
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
@@ -129,13 +139,13 @@ class CoordinatorLog:
 
     # ---- collecting the log ----------------------------------------------------------
 
-    def _acks_from_results(self, active: Active, core: Coordinator) -> None:
+    def acks_from_results(self, active: Active, core: Coordinator) -> None:
         """A participant whose step succeeded learned the COMMIT first: count it."""
         now = self.agent.now()
         for domain in sorted(ran_a_step(active)):
             core.receive_ack(now, domain, core.round)
 
-    async def _collect(self, active: Active, core: Coordinator) -> None:
+    async def collect(self, active: Active, core: Coordinator) -> None:
         """Presumed abort's rule for the log: a COMMIT record is kept until every
         participant has acknowledged it; then its certificate is dropped, with the
         workflow's next save (or at once if it has ended). ABORT records are kept:
@@ -188,7 +198,7 @@ class CoordinatorLog:
 
     async def _offer_commit(self, row: WorkflowRow, domain: str,
                             envelope: peer_pb2.Envelope) -> bool:
-        ack = await self._commit_notice(row, domain, envelope)
+        ack = await self.decisions.commit_notice(row, domain, envelope)
         answer = "unanswered" if ack is None else "acknowledged" if ack.ok else "refused"
         self.agent.metrics.commit_offers.labels(answer).inc()
         return answer == "acknowledged"
@@ -232,8 +242,8 @@ class CoordinatorLog:
                     await a.save(active)
                 if raw:
                     for domain in sorted(set(row.placement.values())):
-                        self._send_decision(row, domain, round_)
-                await self.after_progress(active)
+                        self.decisions.send(row, domain, round_)
+                await self._driver.after_progress(active)
                 continue
             if row.round > 0:
                 envelope = await self._presume_abort(
@@ -254,7 +264,6 @@ class CoordinatorLog:
     async def _restore(self, row: WorkflowRow) -> None:
         """A Paxos Commit round on record: rebuild its core and drive it again."""
         a = self.agent
-        neg = a.config.negotiation
         key = (row.id, row.round)
         proposal = await a.store.get_proposal(*key)
         stored = await a.store.get_decision(*key)
@@ -280,15 +289,11 @@ class CoordinatorLog:
                            for r in row.refusals),
             ballot=Ballot(*ballot) if ballot else None)
         spec = spec_pb2.WorkflowSpec.FromString(row.spec)
-        core = Coordinator.restore(row.id, record, now=a.now(), placer=self._placer(spec),
-                                   max_rounds=neg.max_rounds,
-                                   prepare_timeout_s=neg.prepare_timeout_s,
-                                   consensus=self._consensus())
+        core = self._driver.restored_core(record, row, spec)
         active = a.active.get(row.id)
         if active is None:
             active = a.active[row.id] = Active(row)
         log.info("%s round %d restored: %s", row.id, row.round, core.phase.value)
-        entry = self._register(core)
-        a.spawn(self._drive(active, spec, core, entry, paxos=True), name=f"restored {row.id}")
+        self._driver.drive_restored(active, spec, core)
         if active.progress is not None:
-            await self.after_progress(active)
+            await self._driver.after_progress(active)

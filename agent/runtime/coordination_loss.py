@@ -1,7 +1,8 @@
 """The coordinator's answer to a lost domain: its steps resolved, its late reports refused.
 
-Mixed into Coordination (agent/runtime/coordination.py). Membership calls
-`domain_dead` when a member is DEAD (never on SUSPECT: a suspect may only be
+A class of its own, built by Coordination (agent/runtime/coordination.py) and
+handed the outcome path it ends workflows by. Membership calls
+`domain_dead` (through Coordination) when a member is DEAD (never on SUSPECT: a suspect may only be
 slow). Each RUNNING workflow coordinated here with unfinished steps on that
 domain has them resolved by the progress core (Progress.domain_lost, table in
 agent/core/workflow/domain_loss.py), then ends or goes on as after any step
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fedorch.core.workflow.progress import StepState
@@ -53,14 +55,17 @@ class FencedSteps:
         return self._steps.get((workflow_id, step_id))
 
 
-class CoordinatorDomainLoss:
-    """Mixed into Coordination, whose state and outcome path these methods use."""
+class DomainLoss:
+    """The lost domains' steps of the workflows coordinated here, and the fence against
+    their late reports. `after_progress` is the coordinator's outcome path
+    (Coordination.after_progress): True when it ended the workflow (and wrote it)."""
 
-    agent: AgentContext
-    _fenced: FencedSteps
-
-    if TYPE_CHECKING:  # provided by Coordination
-        async def after_progress(self, active: Active, also=(), told=None) -> bool: ...
+    def __init__(self, agent: AgentContext,
+                 after_progress: Callable[[Active], Awaitable[bool]],
+                 fenced: FencedSteps | None = None) -> None:
+        self.agent = agent
+        self._after_progress = after_progress
+        self._fenced = fenced if fenced is not None else FencedSteps()
 
     def domain_dead(self, domain: str) -> None:
         """Membership: `domain` is DEAD. Resolve its unfinished steps in every RUNNING
@@ -96,7 +101,7 @@ class CoordinatorDomainLoss:
             a.spawn(self._after_loss(active), name=f"domain loss {row.id}")
 
     async def _after_loss(self, active: Active) -> None:
-        if not await self.after_progress(active):
+        if not await self._after_progress(active):
             await self.agent.save(active)
 
     def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:

@@ -1,7 +1,9 @@
 """A participant's reservations in doubt, and its recovery after a restart.
 
-Part of Participation (agent/runtime/participation.py), kept apart for size. A
-YES voter never releases on a timer: when a lease passes without a decision it
+A class of its own, built by Participation (agent/runtime/participation.py) and
+handed what it uses of it (Settles: how a decision or an end is applied, how a
+reloaded workflow's progress is rebuilt), its StepRuns, and its per-workflow
+COMMIT locks. A YES voter never releases on a timer: when a lease passes without a decision it
 asks the coordinator (classic 2PC), or the in-doubt termination of Paxos Commit
 (runtime.consensus) drives a recovery ballot; a RESERVED reservation whose
 YES never became durable ends with its lease. After a restart, `recover`
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.negotiation.messages import Ballot
 from fedorch.core.negotiation.participant import Hold, HoldState
@@ -27,7 +29,7 @@ from fedorch.runtime.context import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
-from fedorch.runtime.step_runs import INTERRUPTED
+from fedorch.runtime.step_runs import INTERRUPTED, StepRuns
 from fedorch.runtime.store.store import Store
 
 if TYPE_CHECKING:
@@ -51,24 +53,35 @@ def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
     return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
 
 
+class Settles(Protocol):
+    """What InDoubt uses of Participation."""
+
+    async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
+                     from_coordinator: bool = True) -> peer_pb2.Ack: ...
+
+    async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
+
+    def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress: ...
+
+    async def fold_in_results(self, active: Active) -> None: ...
+
+
 class InDoubt:
-    """Mixed into Participation, whose state and step driver these methods use."""
+    """Reservations in doubt (the timer loop) and the participant's recovery.
+    `committing`: the workflows whose COMMIT is being applied (Participation's locks):
+    an idle check leaves them alone."""
 
-    agent: AgentContext
-    _wake: asyncio.Event
-    _committing: KeyedLocks
+    def __init__(self, agent: AgentContext, settles: Settles, runs: StepRuns,
+                 committing: KeyedLocks) -> None:
+        self.agent = agent
+        self._settles = settles
+        self.runs = runs
+        self._committing = committing
+        self._wake = asyncio.Event()
 
-    if TYPE_CHECKING:  # provided by Participation
-        async def decide(self, sender: str, envelope: peer_pb2.Envelope, *,
-                         from_coordinator: bool = True) -> peer_pb2.Ack: ...
-        async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
-        def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress: ...
-        async def fold_in_results(self, active: Active) -> None: ...
-        async def _after_step(self, active: Active, step_id: str, state: StepState, *,
-                              ended_run: tuple[int, str] | None = None) -> None: ...
-        def _report(self, active: Active, step_id: str, reliable: bool) -> None: ...
-        async def stop_leftovers(self) -> None: ...
-        async def start_ready(self, active: Active) -> None: ...
+    def wake(self) -> None:
+        """A timer may have moved earlier: let the timer loop look again."""
+        self._wake.set()
 
     # ---- in doubt ---------------------------------------------------------------------
 
@@ -145,9 +158,9 @@ class InDoubt:
                 return
             answer = body.decision_answer
         if answer.known:
-            await self.decide(hold.coordinator, answer.decision)
+            await self._settles.decide(hold.coordinator, answer.decision)
         if answer.final_state:
-            await self.ended(hold.workflow_id, answer.final_state, "ended (asked)")
+            await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -156,7 +169,7 @@ class InDoubt:
         Paxos Commit reservations: a decision learned before the crash is applied now;
         a YES without one is in doubt again (with the last ballot it used, if any)."""
         a = self.agent
-        await self.stop_leftovers()  # nothing of an interrupted attempt runs on
+        await self.runs.stop_leftovers()  # nothing of an interrupted attempt runs on
         learned = await a.consensus.recover()
         holds = []
         for r in await a.store.list_reservations():
@@ -172,8 +185,8 @@ class InDoubt:
                 continue
             active = Active(row)
             a.active[row.id] = active
-            self.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
-            await self.fold_in_results(active)  # and any that came during recovery
+            self._settles.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
+            await self._settles.fold_in_results(active)  # and any that came during recovery
             if self._may_have_ended_meanwhile(active):
                 # Resolved once its coordinator has said whether it ended meanwhile.
                 a.spawn(self._resolve_after_asking(active), name=f"ended? {row.id}")
@@ -196,12 +209,12 @@ class InDoubt:
         for step in active.progress.local_steps():
             if step.state is StepState.RUNNING:
                 state = active.progress.interrupted(step.id, INTERRUPTED)
-                await self._after_step(active, step.id, state,
+                await self.runs.after_step(active, step.id, state,
                                        ended_run=(step.attempts, "failed"))
             elif step.state in (StepState.SUCCEEDED, StepState.FAILED):
-                self._report(active, step.id, reliable=True)  # it may not have arrived
+                self.runs.report(active, step.id)  # it may not have arrived
         await a.save(active)
-        await self.start_ready(active)
+        await self.runs.start_ready(active)
 
     def _may_have_ended_meanwhile(self, active: Active) -> bool:
         """Would recovery run an interrupted attempt again in a workflow another agent
@@ -243,7 +256,7 @@ class InDoubt:
         log.info("%s ended while this agent was down: its interrupted steps do not run"
                  " again", row.id)
         if still_active:
-            await self.ended(row.id, final_state, "ended while this agent was down (asked)")
+            await self._settles.ended(row.id, final_state, "ended while this agent was down (asked)")
 
     async def resolve_own_holds(self) -> None:
         """After the coordinator's recovery: our own YES votes in rounds we coordinate
@@ -254,4 +267,4 @@ class InDoubt:
                     and h.state is HoldState.PREPARED:
                 answer = await a.coordination.answer_query(h.workflow_id, h.round)
                 if answer.known:
-                    await self.decide(a.domain, answer.decision)
+                    await self._settles.decide(a.domain, answer.decision)

@@ -5,23 +5,20 @@ reservations) and agent.workflow.progress.Progress (which steps may run). A
 YES vote's reservation and a step attempt's start are on disk before anyone
 hears of them.
 
-A PREPARE that carries acceptors (Paxos Commit) makes a YES of one record: the
-reservation, already PREPARED, together with the PREPARE it answers (its
-TxInfo, spec and placement), durable before the vote leaves (the core's reserve
-and confirm_yes run with no await between them; the simulator also crashes
-agents between the two, a superset of what can happen here). The hold is then
-in doubt (runtime.consensus) until a decision is learned. A PREPARE
-without acceptors is classic 2PC: one PREPARED record, and the coordinator is
-asked when the lease passes.
+Votes on PREPAREs are in runtime.votes (Voting): a YES is durable before it
+leaves; with Paxos Commit the hold is then in doubt (runtime.consensus) until a
+decision is learned, applied here (`apply_decision`), as classic decisions are
+(`decide`).
 
-Running the steps and passing on their results are in runtime.step_runs;
-what a participant does about reservations in doubt, and its recovery after a
-restart, are in runtime.in_doubt (both mixed in).
+Running the steps and passing on their results are in runtime.step_runs
+(StepRuns); what a participant does about reservations in doubt, and its
+recovery after a restart, are in runtime.in_doubt (InDoubt). Each is a class of
+its own built here and given what it uses; the entry points other shells call
+stay here, delegating.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -29,19 +26,14 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
-from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.negotiation.messages import Key, TxInfo, Value, check_tx
+from fedorch.core.negotiation.messages import Key, TxInfo, Value
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
 from fedorch.core.workflow.lifecycle import Committed, Ended, WorkflowState
 from fedorch.core.workflow.progress import Progress, StepState
-from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
-from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime import telemetry
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
-from fedorch.runtime.dataflow_policy import prepare_context
 from fedorch.runtime.in_doubt import InDoubt
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
@@ -54,175 +46,70 @@ from fedorch.runtime.store.store import (
     Store,
     WorkflowRow,
 )
+from fedorch.runtime.votes import Voting
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
 
-HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decision
-
 log = logging.getLogger("fedorch.participant")
 
 
-class Participation(StepRuns, InDoubt):
+class Participation:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
-        self._wake = asyncio.Event()
-        # Results that arrived before their workflow's COMMIT (messages reorder). Kept
-        # in memory, filled and drained with no await in between, so none is lost to a
-        # COMMIT handled concurrently; also on disk, for a crash in the meantime.
-        self._early: dict[str, list[tuple[str, int, StepState, dict, str, str]]] = {}
+        self.runs = StepRuns(agent, self)  # step attempts and their results
         # One COMMIT application at a time per workflow: a repeated COMMIT (or an
         # "ended?" answer) must not set up a second copy while the first is awaiting.
         self._committing = KeyedLocks()  # by workflow id
-        # COMMITs learned from the acceptors whose DecisionAck may still be due.
-        self._acks_due: dict[str, asyncio.TimerHandle] = {}
-        # Fan-out waves here that wait out their pause_s (StepRuns._wake_for_next_wave).
-        self._waves_due: dict[str, asyncio.TimerHandle] = {}
-        # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
-        # never answers YES before the first one's record is durable.
-        self._voting = KeyedLocks()  # by (workflow, round)
+        # Reservations in doubt (the timer loop), and recovery after a restart.
+        self.in_doubt = InDoubt(agent, self, self.runs, self._committing)
         # The PREPAREs behind our YES votes, as written with them: applying the COMMIT
         # needs them, and reading them back cost a round trip to the store's thread on
         # every participant's path to its first step. Bounded; a miss reads the disk.
         self._hold_txs: OrderedDict[Key, HoldTxRow] = OrderedDict()
+        self.votes = Voting(agent, self._hold_txs, self.wake)  # PREPAREs answered
+
+    # ---- step runs (runtime.step_runs) --------------------------------------------------
+
+    async def start_ready(self, active: Active) -> None:
+        """Start the steps of `active` that are ready here."""
+        await self.runs.start_ready(active)
+
+    def report(self, active: Active, step_id: str) -> None:
+        """Send a finished step's result again (to a coordinator that took over)."""
+        self.runs.report(active, step_id)
+
+    def acknowledge_later(self, coordinator: str, key: Key) -> None:
+        """A COMMIT learned from the acceptors (see StepRuns.acknowledge_later)."""
+        self.runs.acknowledge_later(coordinator, key)
+
+    async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
+        """A step's state from the domain that runs it (see StepRuns.on_result)."""
+        return await self.runs.on_result(sender, result)
+
+    # ---- in doubt (runtime.in_doubt) ---------------------------------------------------
 
     def wake(self) -> None:
         """A timer may have moved earlier: let the timer loop look again."""
-        self._wake.set()
+        self.in_doubt.wake()
 
-    # ---- PREPARE ------------------------------------------------------------------
+    async def timer_loop(self) -> None:
+        """The in-doubt loop (see InDoubt.timer_loop)."""
+        await self.in_doubt.timer_loop()
+
+    async def recover(self) -> None:
+        """Reload what the store holds after a restart (see InDoubt.recover)."""
+        await self.in_doubt.recover()
+
+    async def resolve_own_holds(self) -> None:
+        """After the coordinator's recovery (see InDoubt.resolve_own_holds)."""
+        await self.in_doubt.resolve_own_holds()
+
+    # ---- PREPARE (runtime.votes) ---------------------------------------------------------
 
     async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
-        """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
-        if (fault := self.agent.store.write_fault) is not None:
-            # No YES can be made durable now: NO at once (nothing to write for a NO).
-            return self._vote_no(coordinator, req, f"{self.agent.domain} cannot write its"
-                                                   f" database ({fault})")
-        if req.acceptors:
-            async with self._voting.hold((req.workflow_id, req.round)):
-                return await self._prepare_paxos(coordinator, req)
-        a = self.agent
-        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
-                             steps=req.steps)
-        try:
-            asked, principal = self._check_prepare(coordinator, req)
-            out = a.participant.prepare(
-                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
-                data_labels=dict(req.spec.data), steps=asked,
-                coordinator_endpoint=req.coordinator_endpoint,
-                context=prepare_context(a, req, asked), principal=principal,
-            )
-        except (SpecError, RemoteProtocolError) as e:
-            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
-        else:
-            vote.yes, vote.reason = out.yes, out.reason
-            vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
-            if out.hold is not None:
-                await a.store.save_reservation(reservation_row(out.hold, a.clock),
-                                               also=[a.audit.vote(coordinator, req, vote)])
-                self._wake.set()
-        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
-        telemetry.voted(req, vote)
-        if not vote.yes:
-            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
-            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
-                     vote.reason)
-        return a.seal(coordinator, vote=vote)
-
-    def _vote_no(self, coordinator: str, req: peer_pb2.PrepareRequest,
-                 reason: str) -> peer_pb2.Envelope:
-        a = self.agent
-        a.metrics.votes.labels("no").inc()
-        log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
-                 reason)
-        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
-                             steps=req.steps, yes=False, reason=reason)
-        telemetry.voted(req, vote)
-        return a.seal(coordinator, vote=vote)
-
-    async def _prepare_paxos(self, coordinator: str,
-                             req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
-        """The YES of a Paxos Commit transaction (see the module docstring)."""
-        a = self.agent
-        key = (req.workflow_id, req.round)
-        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
-                             steps=req.steps)
-        try:
-            asked, principal = self._check_prepare(coordinator, req)
-            tx = TxInfo(req.workflow_id, req.round, coordinator,
-                        tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
-            check_tx(tx)
-            out = a.participant.reserve(
-                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
-                data_labels=dict(req.spec.data), steps=asked,
-                coordinator_endpoint=req.coordinator_endpoint, tx=tx,
-                context=prepare_context(a, req, asked), principal=principal,
-            )
-        except (SpecError, RemoteProtocolError) as e:
-            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
-            out = None
-        if out is not None:
-            vote.yes, vote.reason = out.yes, out.reason
-            vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
-            if out.hold is not None and out.hold.state is HoldState.RESERVED:
-                # The YES, with no await since the reservation: one record holds the
-                # capacity, the PREPARED state and what it says YES to. Only once it is
-                # durable may the vote leave.
-                hold = a.participant.confirm_yes(a.now(), key)
-                if hold is None:  # a RESERVED hold from before a restart, its lease past
-                    await a.store.delete_reservation(*key)
-                    vote.yes, vote.reason = False, "lease expired before the vote"
-                else:
-                    info = HoldTxRow(
-                        req.workflow_id, req.round, wire.tx_bytes(tx),
-                        req.spec.SerializeToString(deterministic=True), dict(req.placement),
-                        req.coordinator_endpoint)
-                    await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
-                                                   also=[a.audit.vote(coordinator, req, vote)])
-                    self._hold_txs[key] = info
-                    while len(self._hold_txs) > HOLD_TX_MEMORY:
-                        self._hold_txs.popitem(last=False)
-                    self.wake()
-                    vote.lease_expires_at_ms = a.wall_ms_at(hold.lease_expires)
-                    if coordinator != a.domain:
-                        a.consensus.track(tx, hold.lease_expires)
-        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
-        telemetry.voted(req, vote)
-        if not vote.yes:
-            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
-            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
-                     vote.reason)
-        return a.seal(coordinator, vote=vote)
-
-    def _check_prepare(self, coordinator: str,
-                       req: peer_pb2.PrepareRequest) -> tuple[list[tuple[str, str]], str]:
-        """The (step, capability) pairs asked of this domain, and the submitter (qualified)
-        whose signed spec the PREPARE carries; RemoteProtocolError when it does not hold."""
-        a = self.agent
-        try:  # the peer service checked this already; a PREPARE may come other ways too
-            authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
-        except Refused as e:
-            raise RemoteProtocolError(e.detail) from None
-        if req.round < 1:
-            raise RemoteProtocolError("round must be at least 1")
-        validate_spec(req.spec, "PREPARE spec")
-        capability = {s.id: s.capability for s in req.spec.steps}
-        asked = []
-        for step_id in req.steps:
-            if step_id not in capability:
-                raise RemoteProtocolError(f"step {step_id!r} is not in the spec")
-            if req.placement.get(step_id) != a.domain:
-                raise RemoteProtocolError(f"step {step_id!r} is not placed on {a.domain}")
-            asked.append((step_id, capability[step_id]))
-        try:  # the exact spec a named principal asked for, vouched for by its coordinator
-            submitter = check_prepare_submission(req.submission, coordinator=coordinator,
-                                                 spec=req.spec, trust=a.trust)
-        except SubmissionError as e:
-            a.metrics.rejected_messages.labels("bad_submission").inc()
-            log.warning("PREPARE %s round %d from %s: %s", req.workflow_id, req.round,
-                        coordinator, e)
-            raise RemoteProtocolError(f"submission: {e}") from None
-        return asked, submitter.qualified
+        """Vote on a PREPARE; the reply is the signed vote (see Voting.prepare)."""
+        return await self.votes.prepare(coordinator, req)
 
     # ---- decisions --------------------------------------------------------------
 
@@ -358,7 +245,7 @@ class Participation(StepRuns, InDoubt):
             hold = a.participant.hold(key)
             reservation = reservation_row(hold, a.clock) if hold is not None else None
             self._hold_txs.pop(key, None)
-        return await self._save_starting(active, reservation=reservation, also=also)
+        return await self.runs.save_starting(active, reservation=reservation, also=also)
 
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
@@ -411,8 +298,8 @@ class Participation(StepRuns, InDoubt):
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED
             reservation = reservation_row(hold, a.clock) if committed else None
-        await self._save_starting(active, reservation=reservation, also=also)
-        await self.start_ready(active)
+        await self.runs.save_starting(active, reservation=reservation, also=also)
+        await self.runs.start_ready(active)
 
     def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:
         if active.progress is None:
@@ -434,7 +321,7 @@ class Participation(StepRuns, InDoubt):
             self._apply_rows(active, [s for s in on_disk.values()
                                       if placement.get(s.step_id) == s.domain])
             active.fresh = True
-        for *early, sender in self._early.pop(active.row.id, ()):
+        for *early, sender in self.runs.early.pop(active.row.id, ()):
             if placement.get(early[0]) == sender:
                 active.progress.apply_result(*early)
             else:

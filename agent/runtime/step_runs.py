@@ -1,7 +1,8 @@
 """A participant's step runs: starting the steps that are ready, running them, and
 passing their results on.
 
-Part of Participation (agent/runtime/participation.py), kept apart for size. An
+A class of its own, built by Participation (agent/runtime/participation.py) and
+handed what it uses of it (WorkflowEnds: how a workflow's end is applied). An
 attempt's start record is written with its step's RUNNING state before it runs
 (the record is the attempt's idempotency key: a start that is already on disk is
 never run again). Where a write is due anyway (a workflow set up here, a result
@@ -18,7 +19,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.negotiation.messages import DecisionAck, Key
 from fedorch.core.negotiation.participant import Hold
@@ -61,19 +62,34 @@ def reservation_row(h: Hold, clock: Clock) -> ReservationRow:
                           wall_ms_at(clock, h.lease_expires), h.coordinator_endpoint)
 
 
-class StepRuns:
-    """Mixed into Participation, whose state these methods use."""
+class WorkflowEnds(Protocol):
+    """What StepRuns uses of Participation: a workflow's end, as its coordinator told it
+    (in the answer to a result), applied here."""
 
-    agent: AgentContext
-    _early: dict[str, list[tuple[str, int, StepState, dict, str, str]]]
-    _acks_due: dict[str, asyncio.TimerHandle]  # workflow id -> its DecisionAck, if needed
-    _waves_due: dict[str, asyncio.TimerHandle]  # workflow id -> its next fan-out wave
+    async def ended(self, workflow_id: str, final_state: int, reason: str) -> None: ...
+
+
+class StepRuns:
+    """Starts the steps that are ready, runs them, and sends and receives results."""
+
+    def __init__(self, agent: AgentContext, ends: WorkflowEnds) -> None:
+        self.agent = agent
+        self._ends = ends
+        # Results that arrived before their workflow's COMMIT (messages reorder). Kept
+        # in memory, filled and drained with no await in between, so none is lost to a
+        # COMMIT handled concurrently (Participation.fold_in_results drains it); also on
+        # disk, for a crash in the meantime.
+        self.early: dict[str, list[tuple[str, int, StepState, dict, str, str]]] = {}
+        # COMMITs learned from the acceptors whose DecisionAck may still be due.
+        self._acks_due: dict[str, asyncio.TimerHandle] = {}
+        # Fan-out waves here that wait out their pause_s (_wake_for_next_wave).
+        self._waves_due: dict[str, asyncio.TimerHandle] = {}
 
     async def start_ready(self, active: Active) -> None:
         while ready := self._take_ready(active):
             await self._start_each(active, ready)
 
-    async def _save_starting(self, active: Active, *, reservation: ReservationRow | None = None,
+    async def save_starting(self, active: Active, *, reservation: ReservationRow | None = None,
                              also: Sequence[Statement] = ()) -> list[int]:
         """Save the workflow here and, in the same write, start the steps now ready: each
         attempt's start record goes with its step's RUNNING state, as in _start_each.
@@ -144,7 +160,7 @@ class StepRuns:
                 # any attempt (save, release, tell).
                 state = active.progress.interrupted(attempt.step_id, INTERRUPTED,
                                                     attempt.attempt)
-                await self._after_step(active, attempt.step_id, state,
+                await self.after_step(active, attempt.step_id, state,
                                        ended_run=(attempt.attempt, "failed"))
                 continue
             self._spawn_run(active, attempt)
@@ -180,7 +196,7 @@ class StepRuns:
         state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
                                               outcome.outputs, outcome.error)
         a.metrics.steps.labels("ok" if outcome.ok else "failed").inc()
-        await self._after_step(active, attempt.step_id, state,
+        await self.after_step(active, attempt.step_id, state,
                                ended_run=(attempt.attempt, "succeeded" if outcome.ok
                                           else "failed"))
 
@@ -208,7 +224,7 @@ class StepRuns:
         log.info("%d attempts recorded as started without an end; %d leftover processes"
                  " stopped", len(runs), len(killed))
 
-    async def _after_step(self, active: Active, step_id: str, state: StepState, *,
+    async def after_step(self, active: Active, step_id: str, state: StepState, *,
                           ended_run: tuple[int, str] | None = None) -> None:
         """A step's state changed here. One transaction records the attempt's end
         (`ended_run`: attempt, "succeeded" or "failed"), the reservation it frees and
@@ -228,7 +244,7 @@ class StepRuns:
         # At the coordinator, the step that ends the workflow is written with its end.
         if not (active.row.coordinator == a.domain
                 and await a.coordination.after_progress(active, also)):
-            await self._save_starting(active, also=also)
+            await self.save_starting(active, also=also)
         if state in TERMINAL_STEP_STATES:
             self._report(active, step_id, reliable=True)
         await self.start_ready(active)
@@ -276,7 +292,7 @@ class StepRuns:
                     and ack.end.epoch >= active.row.epoch:  # else from an epoch over here
                 # The workflow has ended (our result ended it, or came after): its end
                 # notice is this, the coordinator sends no other.
-                await self.ended(active.row.id, ack.end.final_state, ack.end.reason)
+                await self._ends.ended(active.row.id, ack.end.final_state, ack.end.reason)
 
     def acknowledge_later(self, coordinator: str, key: Key) -> None:
         """We learned a COMMIT without the coordinator's notice. Any result of ours that
@@ -322,10 +338,10 @@ class StepRuns:
             return peer_pb2.Ack(ok=True)
         if active is None or active.progress is None:
             # Not committed here yet (reordering): keep it for the COMMIT.
-            if len(self._early) >= EARLY_RESULTS_MEMORY:  # the sender retries
+            if len(self.early) >= EARLY_RESULTS_MEMORY:  # the sender retries
                 return peer_pb2.Ack(ok=False, retry_later=True,
                                     error="too many results for unknown workflows")
-            self._early.setdefault(result.workflow_id, []).append(
+            self.early.setdefault(result.workflow_id, []).append(
                 (result.step_id, result.attempt, state, outputs, result.error, sender))
             await a.store.save_step_result(StepRow(result.workflow_id, result.step_id, sender,
                                                    state.value, result.attempt, outputs,
@@ -342,6 +358,6 @@ class StepRuns:
             if active.row.coordinator == a.domain \
                     and await a.coordination.after_progress(active, audit, told=sender):
                 return peer_pb2.Ack(ok=True, end=end_notice_of(active.row))
-            await self._save_starting(active, also=audit)
+            await self.save_starting(active, also=audit)
             await self.start_ready(active)
         return peer_pb2.Ack(ok=True)

@@ -67,7 +67,7 @@ async def test_commit_and_running_are_one_write_with_the_learned_decision(
     await agent.store.propose(*KEY, "COMMIT", b"proposal")
     before = agent.store.writes
 
-    await agent.coordination._persist_decision(active, SPEC, core, action, paxos=True)
+    await agent.coordination.decisions.persist(active, SPEC, core, action, paxos=True)
 
     assert agent.store.writes == before + 1  # one transaction for all of it
     outcome, envelope = await agent.store.get_decision(*KEY)
@@ -96,7 +96,7 @@ async def test_a_coordinator_without_steps_learns_nothing(agent: Agent) -> None:
     core, action = committed_core(placement)
     active = negotiating(agent, placement)
 
-    await agent.coordination._persist_decision(active, SPEC, core, action, paxos=True)
+    await agent.coordination.decisions.persist(active, SPEC, core, action, paxos=True)
 
     assert (await agent.store.get_decision(*KEY))[0] == "COMMIT"
     assert (await agent.store.get_workflow(KEY[0])).state == "RUNNING"
@@ -110,7 +110,7 @@ async def test_a_decision_cell_already_held_is_what_counts(agent: Agent) -> None
     first = _envelope("the first certificate")
     await agent.store.record_decision(*KEY, "COMMIT", first)
 
-    await agent.coordination._persist_decision(active, SPEC, core, action, paxos=True)
+    await agent.coordination.decisions.persist(active, SPEC, core, action, paxos=True)
 
     assert await agent.store.get_decision(*KEY) == ("COMMIT", first)
     assert agent.coordination._decisions[KEY].SerializeToString() == first

@@ -49,14 +49,14 @@ async def test_a_certificate_goes_once_every_participant_ran_or_acknowledged(
     progress.apply_result("s1", 1, StepState.SUCCEEDED, {}, "")
     c = agent.coordination
 
-    c._acks_from_results(active, core)
-    await c._collect(active, core)  # p2 has not shown that it has the COMMIT
+    c.decision_log.acks_from_results(active, core)
+    await c.decision_log.collect(active, core)  # p2 has not shown that it has the COMMIT
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"certificate")
     assert core.awaiting_acks()
 
     progress.apply_result("s2", 1, StepState.SUCCEEDED, {}, "")
-    c._acks_from_results(active, core)
-    await c._collect(active, core)
+    c.decision_log.acks_from_results(active, core)
+    await c.decision_log.collect(active, core)
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
     assert not core.awaiting_acks()
     assert agent.metrics.collected_decisions._value.get() == 1
@@ -76,7 +76,7 @@ async def test_a_workflow_ending_meanwhile_has_its_certificate_collected_at_once
     for domain in ("p1", "p2"):
         core.receive_ack(3.0, domain, 1)
 
-    await agent.coordination._collect(active, core)
+    await agent.coordination.decision_log.collect(active, core)
 
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")
     assert active.collect == []
@@ -119,7 +119,7 @@ async def test_the_sweep_drops_a_certificate_that_outlived_its_core_once_all_hav
         offered.append(domain)
         return has_it[domain]
 
-    monkeypatch.setattr(agent.coordination, "_offer_commit", offer)
+    monkeypatch.setattr(agent.coordination.decision_log, "_offer_commit", offer)
     sweep = agent.coordination.sweep_certificates
 
     assert await sweep() == 0  # p2 is still silent: kept
@@ -142,7 +142,7 @@ async def test_the_sweep_leaves_live_workflows_to_their_core(agent: Agent,
     async def offer(row: WorkflowRow, domain: str, envelope: peer_pb2.Envelope) -> bool:
         raise AssertionError(f"offered the COMMIT of a live workflow to {domain}")
 
-    monkeypatch.setattr(agent.coordination, "_offer_commit", offer)
+    monkeypatch.setattr(agent.coordination.decision_log, "_offer_commit", offer)
     await _kept_commit(agent)
     await agent.store.save_workflow(_ended_row("RUNNING"))  # not ended
     assert await agent.coordination.sweep_certificates() == 0
@@ -171,8 +171,8 @@ async def test_a_workflow_whose_every_participant_ran_drops_its_certificate_as_i
     assert agent.metrics.collected_decisions._value.get() == 1
 
     writes = agent.store.writes
-    c._acks_from_results(active, core)  # the results reach the core
-    await c._collect(active, core)
+    c.decision_log.acks_from_results(active, core)  # the results reach the core
+    await c.decision_log.collect(active, core)
     assert not core.awaiting_acks()
     assert agent.store.writes == writes  # nothing written again
     assert agent.metrics.collected_decisions._value.get() == 1

@@ -11,7 +11,7 @@ import contextlib
 
 from fedorch.core.negotiation.messages import Accept, Accepted, Ballot, TxInfo, Value, VoteIn
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
-from fedorch.runtime import participation as participation_module
+from fedorch.runtime import votes as votes_module
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.executors.base import StepInvocation, StepOutcome
 from google.protobuf import json_format
@@ -94,7 +94,7 @@ async def test_a_result_that_came_before_the_commit_is_taken_from_memory(
 
 async def test_a_prepare_no_longer_in_memory_is_read_from_disk(worker: Agent,
                                                               monkeypatch) -> None:
-    monkeypatch.setattr(participation_module, "HOLD_TX_MEMORY", 1)
+    monkeypatch.setattr(votes_module, "HOLD_TX_MEMORY", 1)
     first = await _vote_yes(worker, "beta.1")
     await _vote_yes(worker, "beta.2")  # pushes beta.1 out of memory
     assert list(worker.participation._hold_txs) == [("beta.2", 1)]
@@ -155,7 +155,7 @@ async def test_the_coordinators_own_steps_start_in_the_write_of_its_decision(
     active = commit_write.negotiating(worker, placement)
     before = worker.store.writes
     async with _parked_steps(worker):
-        await worker.coordination._persist_decision(active, commit_write.SPEC, core, action,
+        await worker.coordination.decisions.persist(active, commit_write.SPEC, core, action,
                                                     paxos=True)
         assert worker.store.writes == before + 1
         assert [r.state for r in await worker.store.list_reservations()] == ["committed"]

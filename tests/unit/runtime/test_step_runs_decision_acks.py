@@ -49,13 +49,13 @@ def _timer_watched(agent: Agent) -> asyncio.Event:
     """An event set once the participant's DecisionAck timer has run (whatever it
     decided)."""
     fired = asyncio.Event()
-    original = agent.participation._acknowledge
+    original = agent.participation.runs._acknowledge
 
     def acknowledge(coordinator, key):
         original(coordinator, key)
         fired.set()
 
-    agent.participation._acknowledge = acknowledge  # type: ignore[method-assign]
+    agent.participation.runs._acknowledge = acknowledge  # type: ignore[method-assign]
     return fired
 
 
@@ -71,9 +71,9 @@ async def test_no_decision_ack_when_a_result_reached_the_coordinator(
         assert consensus == []  # not at once
         result = peer_pb2.StepResult(workflow_id=KEY[0], step_id="s", attempt=1,
                                      domain="alpha", state=status_pb2.STEP_STATE_SUCCEEDED)
-        await participation._send_result(active, "beta", result, True)
+        await participation.runs._send_result(active, "beta", result, True)
     assert delivered == [("beta", "ReportStep")]
-    assert KEY[0] not in participation._acks_due  # the DecisionAck is no longer due
+    assert KEY[0] not in participation.runs._acks_due  # the DecisionAck is no longer due
     assert consensus == []
 
 

@@ -140,7 +140,7 @@ async def test_a_participant_applies_the_end_that_answers_its_result(agent: Agen
         return answer()
 
     agent.deliver = deliver  # type: ignore[method-assign]
-    await agent.participation._send_result(active, "beta", _result("beta.1", "b", "alpha"),
+    await agent.participation.runs._send_result(active, "beta", _result("beta.1", "b", "alpha"),
                                            True)
     assert "beta.1" not in agent.active
     assert (await agent.store.get_workflow("beta.1")).state == "SUCCEEDED"

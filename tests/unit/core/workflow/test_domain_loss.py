@@ -230,7 +230,7 @@ def test_a_recovering_transaction_is_left_as_it_is() -> None:
 
 
 class _FakeAgent:
-    """What CoordinatorDomainLoss uses of an Agent: its domain, active workflows, spawn."""
+    """What DomainLoss uses of an Agent: its domain, active workflows, spawn."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter
@@ -248,12 +248,12 @@ class _FakeAgent:
 
 
 def _loss_shell():
-    from fedorch.runtime.coordination_loss import CoordinatorDomainLoss, FencedSteps
+    from fedorch.runtime.coordination_loss import DomainLoss, FencedSteps
 
-    shell = CoordinatorDomainLoss()
-    shell.agent = _FakeAgent()
-    shell._fenced = FencedSteps(limit=2)
-    return shell
+    async def after_progress(active) -> bool:  # pragma: no cover - closed unawaited by spawn
+        return False
+
+    return DomainLoss(_FakeAgent(), after_progress, FencedSteps(limit=2))
 
 
 def _active(wid: str, coordinator: str, state: str, placement: dict[str, str],

@@ -1,0 +1,188 @@
+"""A participant's votes: a PREPARE checked, then answered YES (once durable) or NO.
+
+A class of its own, built by Participation (agent/runtime/participation.py), which
+hands it the PREPAREs behind its YES votes (kept in memory until their decision is
+applied) and how to wake the in-doubt timer loop. A PREPARE that carries acceptors
+(Paxos Commit) makes a YES of one record: the reservation, already PREPARED,
+together with the PREPARE it answers (its TxInfo, spec and placement), durable
+before the vote leaves (the core's reserve and confirm_yes run with no await between
+them; the simulator also crashes agents between the two, a superset of what can
+happen here). The hold is then in doubt (runtime.consensus) until a decision is
+learned. A PREPARE without acceptors is classic 2PC: one PREPARED
+record, and the coordinator is asked when the lease passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fedorch.core.identity.authority import Facts, Refused, authorize
+from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import Key, TxInfo, check_tx
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.workflow.spec import SpecError, validate_spec
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime import telemetry
+from fedorch.runtime.dataflow_policy import prepare_context
+from fedorch.runtime.keyed_locks import KeyedLocks
+from fedorch.runtime.step_runs import reservation_row
+from fedorch.runtime.store.store import HoldTxRow
+
+if TYPE_CHECKING:
+    from fedorch.runtime.context import AgentContext
+
+HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decision
+
+log = logging.getLogger("fedorch.participant")
+
+
+class Voting:
+    """Votes on PREPAREs. `hold_txs`: the PREPAREs behind our YES votes, as written with
+    them (Participation's: applying a COMMIT takes them from it); `wake`: a vote's
+    reservation may move the in-doubt loop's timer earlier."""
+
+    def __init__(self, agent: AgentContext, hold_txs: OrderedDict[Key, HoldTxRow],
+                 wake: Callable[[], None]) -> None:
+        self.agent = agent
+        self._hold_txs = hold_txs
+        self._wake = wake
+        # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
+        # never answers YES before the first one's record is durable.
+        self._voting = KeyedLocks()  # by (workflow, round)
+
+    async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
+        """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
+        if (fault := self.agent.store.write_fault) is not None:
+            # No YES can be made durable now: NO at once (nothing to write for a NO).
+            return self._vote_no(coordinator, req, f"{self.agent.domain} cannot write its"
+                                                   f" database ({fault})")
+        if req.acceptors:
+            async with self._voting.hold((req.workflow_id, req.round)):
+                return await self._prepare_paxos(coordinator, req)
+        a = self.agent
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps)
+        try:
+            asked, principal = self._check_prepare(coordinator, req)
+            out = a.participant.prepare(
+                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
+                data_labels=dict(req.spec.data), steps=asked,
+                coordinator_endpoint=req.coordinator_endpoint,
+                context=prepare_context(a, req, asked), principal=principal,
+            )
+        except (SpecError, RemoteProtocolError) as e:
+            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
+        else:
+            vote.yes, vote.reason = out.yes, out.reason
+            vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
+            if out.hold is not None:
+                await a.store.save_reservation(reservation_row(out.hold, a.clock),
+                                               also=[a.audit.vote(coordinator, req, vote)])
+                self._wake()
+        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        telemetry.voted(req, vote)
+        if not vote.yes:
+            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
+            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                     vote.reason)
+        return a.seal(coordinator, vote=vote)
+
+    def _vote_no(self, coordinator: str, req: peer_pb2.PrepareRequest,
+                 reason: str) -> peer_pb2.Envelope:
+        a = self.agent
+        a.metrics.votes.labels("no").inc()
+        log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                 reason)
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps, yes=False, reason=reason)
+        telemetry.voted(req, vote)
+        return a.seal(coordinator, vote=vote)
+
+    async def _prepare_paxos(self, coordinator: str,
+                             req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
+        """The YES of a Paxos Commit transaction (see the module docstring)."""
+        a = self.agent
+        key = (req.workflow_id, req.round)
+        vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
+                             steps=req.steps)
+        try:
+            asked, principal = self._check_prepare(coordinator, req)
+            tx = TxInfo(req.workflow_id, req.round, coordinator,
+                        tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
+            check_tx(tx)
+            out = a.participant.reserve(
+                a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
+                data_labels=dict(req.spec.data), steps=asked,
+                coordinator_endpoint=req.coordinator_endpoint, tx=tx,
+                context=prepare_context(a, req, asked), principal=principal,
+            )
+        except (SpecError, RemoteProtocolError) as e:
+            vote.yes, vote.reason = False, f"invalid PREPARE: {e}"
+            out = None
+        if out is not None:
+            vote.yes, vote.reason = out.yes, out.reason
+            vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
+            if out.hold is not None and out.hold.state is HoldState.RESERVED:
+                # The YES, with no await since the reservation: one record holds the
+                # capacity, the PREPARED state and what it says YES to. Only once it is
+                # durable may the vote leave.
+                hold = a.participant.confirm_yes(a.now(), key)
+                if hold is None:  # a RESERVED hold from before a restart, its lease past
+                    await a.store.delete_reservation(*key)
+                    vote.yes, vote.reason = False, "lease expired before the vote"
+                else:
+                    info = HoldTxRow(
+                        req.workflow_id, req.round, wire.tx_bytes(tx),
+                        req.spec.SerializeToString(deterministic=True), dict(req.placement),
+                        req.coordinator_endpoint)
+                    await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
+                                                   also=[a.audit.vote(coordinator, req, vote)])
+                    self._hold_txs[key] = info
+                    while len(self._hold_txs) > HOLD_TX_MEMORY:
+                        self._hold_txs.popitem(last=False)
+                    self._wake()
+                    vote.lease_expires_at_ms = a.wall_ms_at(hold.lease_expires)
+                    if coordinator != a.domain:
+                        a.consensus.track(tx, hold.lease_expires)
+        a.metrics.votes.labels("yes" if vote.yes else "no").inc()
+        telemetry.voted(req, vote)
+        if not vote.yes:
+            await a.audit.vote_alone(coordinator, req, vote)  # a YES is in its reservation's write
+            log.info("refused %s round %d from %s: %s", req.workflow_id, req.round, coordinator,
+                     vote.reason)
+        return a.seal(coordinator, vote=vote)
+
+    def _check_prepare(self, coordinator: str,
+                       req: peer_pb2.PrepareRequest) -> tuple[list[tuple[str, str]], str]:
+        """The (step, capability) pairs asked of this domain, and the submitter (qualified)
+        whose signed spec the PREPARE carries; RemoteProtocolError when it does not hold."""
+        a = self.agent
+        try:  # the peer service checked this already; a PREPARE may come other ways too
+            authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
+        except Refused as e:
+            raise RemoteProtocolError(e.detail) from None
+        if req.round < 1:
+            raise RemoteProtocolError("round must be at least 1")
+        validate_spec(req.spec, "PREPARE spec")
+        capability = {s.id: s.capability for s in req.spec.steps}
+        asked = []
+        for step_id in req.steps:
+            if step_id not in capability:
+                raise RemoteProtocolError(f"step {step_id!r} is not in the spec")
+            if req.placement.get(step_id) != a.domain:
+                raise RemoteProtocolError(f"step {step_id!r} is not placed on {a.domain}")
+            asked.append((step_id, capability[step_id]))
+        try:  # the exact spec a named principal asked for, vouched for by its coordinator
+            submitter = check_prepare_submission(req.submission, coordinator=coordinator,
+                                                 spec=req.spec, trust=a.trust)
+        except SubmissionError as e:
+            a.metrics.rejected_messages.labels("bad_submission").inc()
+            log.warning("PREPARE %s round %d from %s: %s", req.workflow_id, req.round,
+                        coordinator, e)
+            raise RemoteProtocolError(f"submission: {e}") from None
+        return asked, submitter.qualified
