@@ -1,0 +1,87 @@
+"""Retention's pure rule: nothing a peer may still ask about is ever selected, and what
+is selected is old enough or beyond the count, oldest first."""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.core.workflow.retention import EndedWorkflow, compactable, may_be_asked
+from hypothesis import given
+from hypothesis import strategies as st
+
+ended_workflows = st.lists(st.builds(
+    EndedWorkflow,
+    workflow_id=st.text("abc.", min_size=1, max_size=6),
+    ended_at=st.floats(0, 1000, allow_nan=False),
+    rank=st.integers(0, 50),
+    live=st.booleans(), holds_reservation=st.booleans(), unfinished_runs=st.booleans(),
+    open_compensations=st.booleans(), kept_certificate=st.booleans(),
+    acceptor_record=st.booleans(), acceptor_undecided=st.booleans(),
+), max_size=40, unique_by=lambda w: w.workflow_id)
+
+
+@given(ended_workflows, st.floats(0, 2000, allow_nan=False), st.floats(0.001, 500),
+       st.integers(1, 60), st.integers(1, 50), st.floats(0, 300))
+def test_never_selects_what_a_peer_may_ask_about(candidates, now, keep, max_ended, limit,
+                                                 settle):
+    by_id = {w.workflow_id: w for w in candidates}
+    chosen = compactable(candidates, now=now, keep_ended_s=keep,
+                         max_ended_workflows=max_ended, limit=limit, settle_s=settle)
+    assert len(chosen) <= limit
+    assert len(set(chosen)) == len(chosen)
+    for workflow_id in chosen:
+        w = by_id[workflow_id]
+        assert not may_be_asked(w)
+        assert not w.acceptor_undecided and not w.kept_certificate
+        assert not w.holds_reservation and not w.live and not w.unfinished_runs
+        # A message signed before the end may still be accepted within settle_s.
+        assert now - w.ended_at > settle
+        expired = now - w.ended_at > keep
+        # An acceptor's record goes only past keep_ended_s, never for the count alone.
+        assert expired or (w.rank >= max_ended and not w.acceptor_record)
+    # Oldest first: nothing left out that ended before one chosen and was eligible.
+    times = [by_id[i].ended_at for i in chosen]
+    assert times == sorted(times)
+
+
+@given(ended_workflows, st.floats(0, 2000, allow_nan=False), st.floats(0.001, 500),
+       st.integers(1, 60), st.floats(0, 300))
+def test_selects_every_eligible_one_within_the_limit(candidates, now, keep, max_ended, settle):
+    chosen = set(compactable(candidates, now=now, keep_ended_s=keep,
+                             max_ended_workflows=max_ended, limit=1000, settle_s=settle))
+    for w in candidates:
+        eligible = not may_be_asked(w) and now - w.ended_at > settle and (
+            now - w.ended_at > keep or (w.rank >= max_ended and not w.acceptor_record))
+        assert (w.workflow_id in chosen) == eligible
+
+
+def test_an_in_doubt_participant_keeps_everything_however_old():
+    in_doubt = EndedWorkflow("w.1", ended_at=0.0, rank=10_000, holds_reservation=True,
+                             acceptor_record=True, acceptor_undecided=True)
+    quiet = EndedWorkflow("w.2", ended_at=0.0, rank=10_001)
+    assert compactable([in_doubt, quiet], now=1e9, keep_ended_s=1, max_ended_workflows=1,
+                       limit=10) == ["w.2"]
+
+
+def test_an_acceptor_record_waits_for_keep_ended_s_even_beyond_the_count():
+    acceptor = EndedWorkflow("w.1", ended_at=100.0, rank=5, acceptor_record=True)
+    assert compactable([acceptor], now=100.5, keep_ended_s=1, max_ended_workflows=1,
+                       limit=10) == []
+    assert compactable([acceptor], now=101.5, keep_ended_s=1, max_ended_workflows=1,
+                       limit=10) == ["w.1"]
+
+
+def test_nothing_goes_while_a_message_sent_before_the_end_may_arrive():
+    beyond = EndedWorkflow("w.1", ended_at=100.0, rank=99)
+    assert compactable([beyond], now=110.0, keep_ended_s=1, max_ended_workflows=1,
+                       limit=10, settle_s=10) == []
+    assert compactable([beyond], now=110.5, keep_ended_s=1, max_ended_workflows=1,
+                       limit=10, settle_s=10) == ["w.1"]
+    with pytest.raises(ValueError, match="settle_s"):
+        compactable([], now=0, keep_ended_s=1, max_ended_workflows=1, limit=1, settle_s=-1)
+
+
+@pytest.mark.parametrize("keep, max_ended, limit", [(0, 1, 1), (1, 0, 1), (1, 1, 0),
+                                                    (-1, 1, 1)])
+def test_bounds_must_be_positive(keep, max_ended, limit):
+    with pytest.raises(ValueError, match="must be positive"):
+        compactable([], now=0, keep_ended_s=keep, max_ended_workflows=max_ended, limit=limit)
