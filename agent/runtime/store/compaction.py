@@ -19,7 +19,9 @@ WORKFLOW_TABLES = ("steps", "decisions", "step_runs", "acceptor_records",
                    "proposals", "ballots", "learned", "hold_txs", "compensations",
                    "compensation_runs")
 
-# One row per candidate: the facts EndedWorkflow holds, read in one query.
+# One row per candidate: the facts EndedWorkflow holds, read in one query. An acceptor
+# knows its round's outcome when its record holds it, it learned it, or it is the
+# coordinator that recorded it (a coordinator records only the chosen decision).
 _FACTS = """
 SELECT w.id, w.updated_ms,
   EXISTS(SELECT 1 FROM reservations r WHERE r.workflow_id = w.id),
@@ -33,7 +35,9 @@ SELECT w.id, w.updated_ms,
   EXISTS(SELECT 1 FROM acceptor_records a WHERE a.workflow_id = w.id),
   EXISTS(SELECT 1 FROM acceptor_records a WHERE a.workflow_id = w.id AND a.decided IS NULL
          AND NOT EXISTS(SELECT 1 FROM learned l WHERE l.workflow_id = a.workflow_id
-                        AND l.round = a.round))
+                        AND l.round = a.round)
+         AND NOT EXISTS(SELECT 1 FROM decisions d WHERE d.workflow_id = a.workflow_id
+                        AND d.round = a.round))
 FROM workflows w WHERE w.id IN ({ids})
 """
 

@@ -36,6 +36,9 @@ async def test_only_ended_workflows_no_peer_may_ask_about_are_compacted(tmp_path
         await store.record_decision("w.1", 1, "COMMIT", b"certificate")
         await store.save_acceptor(AcceptorRow("w.2", 1, b"tx", None, None, None, None))
         await store.save_acceptor(AcceptorRow("w.3", 1, b"tx", None, None, None, b"c"))
+        # w.4: the coordinator's own acceptor record; the decision it recorded is the outcome.
+        await store.save_acceptor(AcceptorRow("w.4", 1, b"tx", None, None, None, None))
+        await store.record_decision("w.4", 1, "ABORT", b"abort")
         await store.record_decision("w.3", 1, "COMMIT", b"certificate")
         await store.collect_commit("w.3", 1)
         await store.apply([store.start_run_statement("w.3", "a", 1, 5),
@@ -49,13 +52,14 @@ async def test_only_ended_workflows_no_peer_may_ask_about_are_compacted(tmp_path
         assert not {"w.running", "w.0", "w.1"} & set(facts)
         assert facts["w.2"].acceptor_undecided
         assert facts["w.3"].acceptor_record and not facts["w.3"].acceptor_undecided
+        assert facts["w.4"].acceptor_record and not facts["w.4"].acceptor_undecided
         chosen = compactable(candidates, now=10.0, keep_ended_s=1, max_ended_workflows=1,
                              limit=100)
         assert chosen == ["w.3", "w.4", "w.5"]
 
         removed = await compaction.compact(store, chosen, TERMINAL_NAMES)
         assert removed["workflows"] == 3
-        assert removed["acceptor_records"] == 1 and removed["step_runs"] == 1
+        assert removed["acceptor_records"] == 2 and removed["step_runs"] == 1
         for gone in chosen:
             assert await store.get_workflow(gone) is None
         assert await store.get_decision("w.3", 1) is None
