@@ -23,7 +23,7 @@ from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, 
 from fedorch.core.negotiation.messages import ABORT, AnswerStatus, Ballot
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES, Aborted, Committed, WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.core.workflow.retention import compactable
+from fedorch.core.workflow.retention import compactable, forgotten_here
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import Active
@@ -100,6 +100,13 @@ class CoordinatorLog:
                 held = peer_pb2.Envelope.FromString(stored[1])
             collected = stored is not None and not stored[1]
         row = await a.store.get_workflow(workflow_id)
+        if row is None and held is None and not collected and forgotten_here(
+                workflow_id, a.domain, await compaction.horizon_ms(a.store)):
+            # Retention removed it: it may have committed, so nothing is presumed; the
+            # asker was silent past retention (docs/retention.md).
+            log.warning("%s round %d: asked about a workflow retention removed; not"
+                        " presumed aborted", workflow_id, round_)
+            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
         over = row is not None and is_over(row)
         verdict = answer_from_log(held is not None, collected, round_,
                                   row.round if row is not None else None, over)
@@ -220,7 +227,7 @@ class CoordinatorLog:
                 break
             a.forget(chosen)
             for table, count in (await compaction.compact(
-                    a.store, chosen, TERMINAL_NAMES)).items():
+                    a.store, chosen, TERMINAL_NAMES, a.domain)).items():
                 removed[table] = removed.get(table, 0) + count
                 a.metrics.compacted.labels(table).inc(count)
             if len(chosen) < COMPACT_BATCH:

@@ -7,9 +7,12 @@ still succeeds."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import pytest
+from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.gen.fedorch.v1 import peer_pb2
 
 from tests.integration.federation import (
     TERMINAL,
@@ -73,6 +76,17 @@ async def test_each_agent_keeps_at_most_max_ended_workflows(tmp_path, commit, ke
                                 (old,)) == [(0,)], (name, table)
         # ... but the audit log's, which is never compacted.
         assert fed.rows("c", "SELECT count(*) FROM audit WHERE workflow_id=?", (old,))[0][0] > 0
+        # A participant silent past retention asking about it gets no presumed ABORT
+        # (the round committed), and nothing is written for it.
+        query = seal(fed.signer("p1"), recipient="c", now_ms=int(time.time() * 1000),
+                     nonce=new_nonce(),
+                     decision_query=peer_pb2.DecisionQuery(workflow_id=old, round=1))
+        reply = await fed.peer_call("c", "QueryDecision", query)
+        answer = peer_pb2.Body.FromString(reply.body).decision_answer
+        assert not answer.known and not answer.final_state, answer
+        for table in ("decisions", "proposals"):
+            assert fed.rows("c", f"SELECT count(*) FROM {table} WHERE workflow_id=?",
+                            (old,)) == [(0,)], table
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await fed.status("c", old)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -70,3 +70,27 @@ def compactable(candidates: Iterable[EndedWorkflow], *, now: float, keep_ended_s
             chosen.append(w)
     chosen.sort(key=lambda w: (w.ended_at, w.workflow_id))
     return [w.workflow_id for w in chosen[:limit]]
+
+
+def created_ms_of(workflow_id: str) -> int | None:
+    """The creation time its coordinator wrote into a workflow id (DOMAIN.<12 hex digits
+    of wall ms><8 hex digits>), or None for an id not of that form."""
+    stamp = workflow_id.rpartition(".")[2][:12]
+    if len(stamp) != 12:
+        return None
+    try:
+        return int(stamp, 16)
+    except ValueError:
+        return None
+
+
+def forgotten_here(workflow_id: str, domain: str, horizon_ms: int) -> bool:
+    """Whether an id this domain named, of which it has no record, may be one retention
+    removed: created no later than the newest it removed (`horizon_ms`). A coordinator
+    saves a workflow before any PREPARE leaves, so an id with no record and no vote
+    anywhere is harmless either way; one retention removed must not be presumed
+    aborted: it may have committed (its certificate collected, then compacted)."""
+    if workflow_id.rpartition(".")[0] != domain:
+        return False
+    created = created_ms_of(workflow_id)
+    return created is not None and created <= horizon_ms

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from fedorch.core.workflow.retention import EndedWorkflow
+from fedorch.core.workflow.retention import EndedWorkflow, created_ms_of
 from fedorch.runtime.store.store import Statement, Store
 
 # Every table keyed by workflow_id whose rows go with their workflow. The audit
@@ -40,6 +40,27 @@ SELECT w.id, w.updated_ms,
                         AND d.round = a.round))
 FROM workflows w WHERE w.id IN ({ids})
 """
+
+
+HORIZON_KEY = "retention.horizon_ms"  # in meta: see horizon_ms
+
+
+async def horizon_ms(store: Store) -> int:
+    """The newest creation time (from the id) of a workflow this domain named that
+    retention removed; -1 when none was."""
+    value = await store.get_meta(HORIZON_KEY)
+    return int(value) if value is not None else -1
+
+
+def horizon_statement(workflow_ids: Sequence[str], domain: str) -> Statement | None:
+    """Raise the horizon to the newest of these ids this domain named (never lower it)."""
+    stamps = [created_ms_of(i) for i in workflow_ids if i.rpartition(".")[0] == domain]
+    newest = max((t for t in stamps if t is not None), default=None)
+    if newest is None:
+        return None
+    return ("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET"
+            " value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
+            " AS TEXT)", (HORIZON_KEY, str(newest)))
 
 
 async def count_ended(store: Store, ended: Collection[str]) -> int:
@@ -111,15 +132,18 @@ def delete_statements(workflow_id: str, ended: Collection[str]) -> list[Statemen
     ]
 
 
-async def compact(store: Store, workflow_ids: Sequence[str],
-                  ended: Collection[str]) -> dict[str, int]:
-    """Delete these workflows in one transaction; returns rows removed per table."""
+async def compact(store: Store, workflow_ids: Sequence[str], ended: Collection[str],
+                  domain: str = "") -> dict[str, int]:
+    """Delete these workflows in one transaction, and raise the horizon of the ids
+    `domain` named (see horizon_ms) in it; returns rows removed per table."""
     statements: list[Statement] = []
     for workflow_id in workflow_ids:
         statements.extend(delete_statements(workflow_id, ended))
     if not statements:
         return {}
-    changed = await store.apply(statements)
+    horizon = horizon_statement(workflow_ids, domain)
+    changed = await store.apply(statements + ([horizon] if horizon else []))
+    changed = changed[:len(statements)]
     tables = ("workflows", *WORKFLOW_TABLES)
     removed = dict.fromkeys(tables, 0)
     for index, count in enumerate(changed):

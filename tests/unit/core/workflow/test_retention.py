@@ -4,7 +4,13 @@ is selected is old enough or beyond the count, oldest first."""
 from __future__ import annotations
 
 import pytest
-from fedorch.core.workflow.retention import EndedWorkflow, compactable, may_be_asked
+from fedorch.core.workflow.retention import (
+    EndedWorkflow,
+    compactable,
+    created_ms_of,
+    forgotten_here,
+    may_be_asked,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,3 +91,16 @@ def test_nothing_goes_while_a_message_sent_before_the_end_may_arrive():
 def test_bounds_must_be_positive(keep, max_ended, limit):
     with pytest.raises(ValueError, match="must be positive"):
         compactable([], now=0, keep_ended_s=keep, max_ended_workflows=max_ended, limit=limit)
+
+
+def test_the_creation_time_is_read_from_the_id():
+    assert created_ms_of("eu.west.0000000003e8deadbeef") == 1000
+    assert created_ms_of("eu.short") is None
+    assert created_ms_of("eu.zzzzzzzzzzzzdeadbeef") is None
+
+
+@given(st.integers(0, 2**48 - 1), st.integers(-1, 2**48 - 1))
+def test_only_ids_named_here_no_newer_than_the_horizon_count_as_forgotten(created, horizon):
+    workflow_id = f"eu.west.{created:012x}0badcafe"
+    assert forgotten_here(workflow_id, "eu.west", horizon) == (created <= horizon)
+    assert not forgotten_here(workflow_id, "us", horizon)

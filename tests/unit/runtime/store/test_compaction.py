@@ -126,3 +126,19 @@ async def test_the_count_bound_keeps_the_newest(tmp_path):
         assert await compaction.count_ended(store, TERMINAL_NAMES) == 5
     finally:
         await store.close()
+
+
+async def test_the_horizon_only_rises_and_counts_ids_named_here(tmp_path):
+    store = await Store.open(tmp_path)
+    try:
+        assert await compaction.horizon_ms(store) == -1
+        newer, older = "eu.00000000ffff00000001", "eu.0000000000ff00000002"
+        for workflow_id in (newer, older, "us.0000ffffffff00000003"):
+            await store.save_workflow(row(workflow_id, "SUCCEEDED", 1))
+        await compaction.compact(store, [newer, "us.0000ffffffff00000003"], TERMINAL_NAMES,
+                                 "eu")
+        assert await compaction.horizon_ms(store) == 0xffff
+        await compaction.compact(store, [older], TERMINAL_NAMES, "eu")
+        assert await compaction.horizon_ms(store) == 0xffff
+    finally:
+        await store.close()
