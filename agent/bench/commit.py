@@ -285,6 +285,26 @@ def _ended_kept(tmp: Path, domain: str) -> int:
         db.close()
 
 
+def live_mb(tmp: Path, domain: str) -> dict[str, float | None]:
+    """The bytes in use in one agent's database (free pages, which SQLite reuses, not
+    counted), split into the audit log (never compacted) and everything else. None
+    where this SQLite has no dbstat table to tell."""
+    db = sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
+                         timeout=5)
+    try:
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (db.execute("PRAGMA page_count").fetchone()[0]
+                - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        try:
+            audit = db.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN"
+                               " ('audit', 'audit_workflow', 'audit_checkpoints')").fetchone()[0]
+        except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+            return {"audit": None, "rest": None}
+        return {"audit": round(audit / 2**20, 1), "rest": round((used - audit) / 2**20, 1)}
+    finally:
+        db.close()
+
+
 async def _settled(net: RealNet, keep_ended: int, deadline_s: float) -> None:
     """Until every agent holds at most `keep_ended` workflows, or the deadline passes
     (the table then shows what was kept: a bench reports, it does not assert)."""
@@ -320,6 +340,7 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, parts: int
                     await _settled(net, keep_ended, 2 * BENCH_REPLAY_WINDOW_S + keep_ended_s + 5.0)
                 rows.append({"after_workflows": done, **loop,
                              "ended_kept": {d: _ended_kept(Path(tmp), d) for d in DOMAINS},
+                             "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
                              "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
                              "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
     first, last = rows[0]["cpu_ms_per_workflow"], rows[-1]["cpu_ms_per_workflow"]

@@ -144,13 +144,16 @@ def _print_long(r: dict) -> None:
     table = Table(title=f"{r['workflows']} three-domain workflows on the same agents,"
                         f" {r['concurrency']} submitters")
     for column in ("after workflows", "workflows/s", "CPU ms per workflow",
-                   "agents' RSS MB", "agents' data MB", "workflows kept"):
+                   "agents' RSS MB", "agents' data MB", "in use: audit log MB",
+                   "in use: the rest MB", "workflows kept"):
         table.add_column(column, justify="right")
     for part in r["parts"]:
         table.add_row(str(part["after_workflows"]), str(part["workflows_per_s"]),
                       str(part["cpu_ms_per_workflow"]),
                       " ".join(str(v) for v in part["rss_mb"].values()),
                       " ".join(str(v) for v in part["data_mb"].values()),
+                      " ".join(str(v["audit"]) for v in part.get("live_mb", {}).values()),
+                      " ".join(str(v["rest"]) for v in part.get("live_mb", {}).values()),
                       " ".join(str(v) for v in part.get("ended_kept", {}).values()))
     console().print(table)
     if r.get("keep_ended"):

@@ -125,3 +125,24 @@ def test_retention_config_of_the_long_bench_is_a_valid_agent_config():
 def test_run_long_bench_refuses_a_keep_ended_below_one():
     with pytest.raises(ValueError, match="keep_ended"):
         asyncio.run(run_long_bench(6, 1, 2, keep_ended=0))
+
+
+def test_live_mb_splits_the_audit_log_from_the_rest(tmp_path):
+    from fedorch.bench.commit import live_mb
+    from fedorch.runtime.store.audit_table import append_statement
+    from fedorch.runtime.store.store import Store
+
+    async def write() -> None:
+        store = await Store.open(tmp_path / "data" / "a")
+        try:
+            await store.apply([append_statement("vote", f"w.{i}", i, {"pad": "x" * 4000})
+                               for i in range(300)])
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    used = live_mb(tmp_path, "a")
+    if used["audit"] is None:
+        pytest.skip("this SQLite has no dbstat table")
+    assert used["audit"] >= 1.0  # 300 records of 4 KB
+    assert used["rest"] < used["audit"]
