@@ -23,7 +23,11 @@ from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, 
 from fedorch.core.negotiation.messages import ABORT, AnswerStatus, Ballot
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES, Aborted, Committed, WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.core.workflow.retention import compactable, forgotten_here
+from fedorch.core.workflow.retention import (
+    compactable,
+    forgotten_here,
+    leftovers_compactable,
+)
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import Active
@@ -40,6 +44,7 @@ NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had
 SWEEP_BATCH = 100  # kept certificates offered again per pass, oldest workflows first
 COMPACT_BATCH = 200  # ended workflows deleted per transaction (a pass runs a few)
 COMPACT_BATCHES_PER_PASS = 10  # so one pass never holds the store for long
+LEFTOVER_SCAN = 2000  # workflows with leftover records looked at per pass
 
 
 def ran_a_step(active: Active) -> set[str]:
@@ -232,6 +237,14 @@ class CoordinatorLog:
                 a.metrics.compacted.labels(table).inc(count)
             if len(chosen) < COMPACT_BATCH:
                 break
+        # Records of workflows this agent has no row of (e.g. as an extra acceptor).
+        chosen = leftovers_compactable(
+            await compaction.leftovers(a.store, LEFTOVER_SCAN), now_ms=a.now_ms(),
+            keep_ended_s=keep.keep_ended_s, settle_s=2 * a.config.negotiation.replay_window_s,
+            limit=COMPACT_BATCH)
+        for table, count in (await compaction.compact_leftovers(a.store, chosen)).items():
+            removed[table] = removed.get(table, 0) + count
+            a.metrics.compacted.labels(table).inc(count)
         if removed:
             log.info("retention: compacted %d ended workflows (%s)", removed.get("workflows", 0),
                      ", ".join(f"{n} {table}" for table, n in sorted(removed.items())))

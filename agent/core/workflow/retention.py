@@ -94,3 +94,31 @@ def forgotten_here(workflow_id: str, domain: str, horizon_ms: int) -> bool:
         return False
     created = created_ms_of(workflow_id)
     return created is not None and created <= horizon_ms
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Records of a workflow this agent has no row of and holds no reservation for: an
+    acceptor's record and learned decision (an extra acceptor, or a round aborted before
+    it committed here), a PREPARE's hold_tx whose reservation is gone."""
+
+    workflow_id: str
+    acceptor_undecided: bool = False  # an acceptor record whose outcome is not learned
+
+
+def leftovers_compactable(leftovers: Iterable[Leftover], *, now_ms: int, keep_ended_s: float,
+                          settle_s: float, limit: int) -> list[str]:
+    """The ids of at most `limit` leftovers that may go: outcome learned, and created
+    (by the time in its id) more than `keep_ended_s` and `settle_s` ago. Created is
+    earlier than ended: an asker in doubt that long since the round began was silent
+    longer than keep_ended_s, the documented limit; an id with no time is kept."""
+    if keep_ended_s <= 0 or settle_s < 0 or limit <= 0:
+        raise ValueError("keep_ended_s and limit must be positive, settle_s not negative")
+    horizon = now_ms - max(keep_ended_s, settle_s) * 1000
+    chosen = []
+    for item in leftovers:
+        created = created_ms_of(item.workflow_id)
+        if item.acceptor_undecided or created is None or created >= horizon:
+            continue
+        chosen.append((created, item.workflow_id))
+    return [workflow_id for _, workflow_id in sorted(chosen)[:limit]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from fedorch.core.workflow.retention import EndedWorkflow, created_ms_of
+from fedorch.core.workflow.retention import EndedWorkflow, Leftover, created_ms_of
 from fedorch.runtime.store.store import Statement, Store
 
 # Every table keyed by workflow_id whose rows go with their workflow. The audit
@@ -148,4 +148,38 @@ async def compact(store: Store, workflow_ids: Sequence[str], ended: Collection[s
     removed = dict.fromkeys(tables, 0)
     for index, count in enumerate(changed):
         removed[tables[index % len(tables)]] += count
+    return {table: n for table, n in removed.items() if n}
+
+
+# Tables an agent may hold rows of without a workflow row (see Leftover).
+LEFTOVER_TABLES = ("acceptor_records", "learned", "hold_txs")
+_NO_ROW = ("NOT EXISTS(SELECT 1 FROM workflows w WHERE w.id = o.workflow_id)"
+           " AND NOT EXISTS(SELECT 1 FROM reservations r WHERE r.workflow_id = o.workflow_id)")
+
+
+async def leftovers(store: Store, limit: int) -> list[Leftover]:
+    """At most `limit` workflows with leftover records (no workflow row, no reservation),
+    with whether an acceptor record of theirs has no outcome learned here."""
+    union = " UNION ".join(f"SELECT workflow_id FROM {t}" for t in LEFTOVER_TABLES)
+    rows = await store.select(
+        f"SELECT o.workflow_id, EXISTS(SELECT 1 FROM acceptor_records a"
+        f" WHERE a.workflow_id = o.workflow_id AND a.decided IS NULL"
+        f" AND NOT EXISTS(SELECT 1 FROM learned l WHERE l.workflow_id = a.workflow_id"
+        f" AND l.round = a.round))"
+        f" FROM ({union}) o WHERE {_NO_ROW} LIMIT ?", (limit,))
+    return [Leftover(r[0], acceptor_undecided=bool(r[1])) for r in rows]
+
+
+async def compact_leftovers(store: Store, workflow_ids: Sequence[str]) -> dict[str, int]:
+    """Delete the leftover records of these workflows in one transaction, each only
+    while the workflow still has no row and no reservation here."""
+    statements: list[Statement] = [
+        (f"DELETE FROM {table} AS o WHERE o.workflow_id = ? AND {_NO_ROW}", (workflow_id,))
+        for workflow_id in workflow_ids for table in LEFTOVER_TABLES]
+    if not statements:
+        return {}
+    changed = await store.apply(statements)
+    removed = dict.fromkeys(LEFTOVER_TABLES, 0)
+    for index, count in enumerate(changed):
+        removed[LEFTOVER_TABLES[index % len(LEFTOVER_TABLES)]] += count
     return {table: n for table, n in removed.items() if n}

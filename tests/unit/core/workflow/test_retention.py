@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from fedorch.core.workflow.retention import (
     EndedWorkflow,
+    Leftover,
     compactable,
     created_ms_of,
     forgotten_here,
+    leftovers_compactable,
     may_be_asked,
 )
 from hypothesis import given
@@ -104,3 +106,20 @@ def test_only_ids_named_here_no_newer_than_the_horizon_count_as_forgotten(create
     workflow_id = f"eu.west.{created:012x}0badcafe"
     assert forgotten_here(workflow_id, "eu.west", horizon) == (created <= horizon)
     assert not forgotten_here(workflow_id, "us", horizon)
+
+
+@given(st.lists(st.builds(Leftover, workflow_id=st.one_of(
+           st.integers(0, 10_000).map(lambda t: f"eu.{t:012x}00000000"),
+           st.text("abc.", max_size=8)),
+       acceptor_undecided=st.booleans()), max_size=30, unique_by=lambda x: x.workflow_id),
+       st.integers(0, 20_000), st.floats(0.001, 5), st.floats(0, 5), st.integers(1, 40))
+def test_a_leftover_goes_only_decided_and_created_long_enough_ago(items, now_ms, keep,
+                                                                  settle, limit):
+    by_id = {x.workflow_id: x for x in items}
+    chosen = leftovers_compactable(items, now_ms=now_ms, keep_ended_s=keep, settle_s=settle,
+                                   limit=limit)
+    assert len(chosen) <= limit
+    for workflow_id in chosen:
+        created = created_ms_of(workflow_id)
+        assert not by_id[workflow_id].acceptor_undecided
+        assert created is not None and now_ms - created > max(keep, settle) * 1000

@@ -4,7 +4,7 @@ record of a chosen workflow but the audit log's, and nothing of any other."""
 from __future__ import annotations
 
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
-from fedorch.core.workflow.retention import compactable
+from fedorch.core.workflow.retention import compactable, leftovers_compactable
 from fedorch.runtime.store import compaction
 from fedorch.runtime.store.audit_table import append_statement
 from fedorch.runtime.store.store import AcceptorRow, ReservationRow, Store, WorkflowRow
@@ -140,5 +140,30 @@ async def test_the_horizon_only_rises_and_counts_ids_named_here(tmp_path):
         assert await compaction.horizon_ms(store) == 0xffff
         await compaction.compact(store, [older], TERMINAL_NAMES, "eu")
         assert await compaction.horizon_ms(store) == 0xffff
+    finally:
+        await store.close()
+
+
+async def test_leftover_records_go_only_without_row_reservation_or_undecided_record(tmp_path):
+    store = await Store.open(tmp_path)
+    try:
+        decided, undecided, held, rowed = ("eu.000000000001aaaaaaaa", "eu.000000000002bbbbbbbb",
+                                           "eu.000000000003cccccccc", "eu.000000000004dddddddd")
+        for workflow_id in (decided, undecided, held, rowed):
+            await store.save_acceptor(AcceptorRow(workflow_id, 1, b"tx", None, None, None,
+                                                  None if workflow_id == undecided else b"d"))
+        await store.learn(decided, 1, "COMMIT", b"value")
+        await store.save_reservation(ReservationRow(held, 1, "eu", "prepared", [], 0))
+        await store.save_workflow(row(rowed, "RUNNING", 1))
+        found = {item.workflow_id: item for item in await compaction.leftovers(store, 100)}
+        assert set(found) == {decided, undecided}
+        assert found[undecided].acceptor_undecided and not found[decided].acceptor_undecided
+        chosen = leftovers_compactable(found.values(), now_ms=10_000_000, keep_ended_s=1,
+                                       settle_s=1, limit=10)
+        assert chosen == [decided]
+        removed = await compaction.compact_leftovers(store, [decided, held])
+        assert removed == {"acceptor_records": 1, "learned": 1}
+        assert await store.get_acceptor_record(decided, 1) is None
+        assert await store.get_acceptor_record(held, 1) is not None  # its reservation stays
     finally:
         await store.close()
