@@ -234,13 +234,15 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def _federation(tmp: Path, commit: str, batching: bool):
+async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None):
     """The bench's three agents, started, converged, and stopped by pid at the end."""
+    extra = extra or {}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
         {"name": "bench.noop", "capacity": 100_000,
          "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
-        extra={"gossip": {"profile": "local"},
-               "negotiation": {"commit": commit, "batching": batching}})
+        extra={"gossip": {"profile": "local"}, **extra,
+               "negotiation": {"commit": commit, "batching": batching,
+                               **extra.get("negotiation", {})}})
     net.write_configs()
     try:
         await net.start()
@@ -261,25 +263,89 @@ def data_mb(tmp: Path, domain: str) -> float:
     return round(total / 2**20, 1)
 
 
+BENCH_REPLAY_WINDOW_S = 5.0  # with --keep-ended: retention waits two of these after an end
+
+
+def retention_config(keep_ended: int, keep_ended_s: float) -> dict:
+    """Agent config for a long run that keeps few ended workflows. The sweep runs every
+    second, and the replay window is short (nothing is compacted in the first two windows
+    after its end, docs/retention.md), so the bound shows within a short run."""
+    return {"retention": {"keep_ended_s": keep_ended_s, "max_ended_workflows": keep_ended},
+            "negotiation": {"certificate_sweep_s": 1.0, "replay_window_s": BENCH_REPLAY_WINDOW_S}}
+
+
+def _ended_kept(tmp: Path, domain: str) -> int:
+    """How many workflows one agent's database holds, all ended once a part is over
+    (read-only; WAL lets the agent write on)."""
+    db = sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
+                         timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM workflows").fetchone()[0])
+    finally:
+        db.close()
+
+
+def live_mb(tmp: Path, domain: str) -> dict[str, float | None]:
+    """The bytes in use in one agent's database (free pages, which SQLite reuses, not
+    counted), split into the audit log (never compacted) and everything else. None
+    where this SQLite has no dbstat table to tell."""
+    db = sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
+                         timeout=5)
+    try:
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (db.execute("PRAGMA page_count").fetchone()[0]
+                - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        try:
+            audit = db.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN"
+                               " ('audit', 'audit_workflow', 'audit_checkpoints')").fetchone()[0]
+        except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+            return {"audit": None, "rest": None}
+        return {"audit": round(audit / 2**20, 1), "rest": round((used - audit) / 2**20, 1)}
+    finally:
+        db.close()
+
+
+async def _settled(net: RealNet, keep_ended: int, deadline_s: float) -> None:
+    """Until every agent holds at most `keep_ended` workflows, or the deadline passes
+    (the table then shows what was kept: a bench reports, it does not assert)."""
+    tmp = net.workdir
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if all(_ended_kept(tmp, d) <= keep_ended for d in DOMAINS):
+            return
+        await asyncio.sleep(0.5)
+
+
 async def run_long_bench(total: int = 30_000, concurrency: int = 256, parts: int = 3,
-                         workdir: Path | None = None) -> dict:
+                         workdir: Path | None = None, keep_ended: int | None = None,
+                         keep_ended_s: float = 10.0) -> dict:
     """`total` workflows on the same agents in `parts` consecutive closed loops: whether
-    the cost of a workflow stays flat as work grows, and the agents' memory and data."""
+    the cost of a workflow stays flat as work grows, and the agents' memory and data.
+    With `keep_ended`, the agents keep at most that many ended workflows (and none
+    older than `keep_ended_s`): the data then stays bounded."""
     if total < parts or parts < 2 or concurrency < 1:
         raise ValueError("the long bench needs parts >= 2, a submitter, and a workflow a part")
+    if keep_ended is not None and (keep_ended < 1 or keep_ended_s <= 0):
+        raise ValueError("keep_ended and keep_ended_s must be positive")
+    extra = retention_config(keep_ended, keep_ended_s) if keep_ended is not None else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
-        async with _federation(Path(tmp), "paxos", True) as net:
+        async with _federation(Path(tmp), "paxos", True, extra) as net:
             done = 0
             for i in range(parts):
                 n = total // parts + (1 if i < total % parts else 0)
                 loop = await _peak(net, n, concurrency)
                 done += n
+                if keep_ended is not None:  # let a sweep pass after the part ends
+                    await _settled(net, keep_ended, 2 * BENCH_REPLAY_WINDOW_S + keep_ended_s + 5.0)
                 rows.append({"after_workflows": done, **loop,
+                             "ended_kept": {d: _ended_kept(Path(tmp), d) for d in DOMAINS},
+                             "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
                              "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
                              "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
     first, last = rows[0]["cpu_ms_per_workflow"], rows[-1]["cpu_ms_per_workflow"]
     return {"workflows": total, "concurrency": concurrency, "parts": rows,
+            "keep_ended": keep_ended, "keep_ended_s": keep_ended_s if keep_ended else None,
             "cpu_growth": round(last / first, 3) if first else None}
 
 

@@ -144,14 +144,21 @@ def _print_long(r: dict) -> None:
     table = Table(title=f"{r['workflows']} three-domain workflows on the same agents,"
                         f" {r['concurrency']} submitters")
     for column in ("after workflows", "workflows/s", "CPU ms per workflow",
-                   "agents' RSS MB", "agents' data MB"):
+                   "agents' RSS MB", "agents' data MB", "in use: audit log MB",
+                   "in use: the rest MB", "workflows kept"):
         table.add_column(column, justify="right")
     for part in r["parts"]:
         table.add_row(str(part["after_workflows"]), str(part["workflows_per_s"]),
                       str(part["cpu_ms_per_workflow"]),
                       " ".join(str(v) for v in part["rss_mb"].values()),
-                      " ".join(str(v) for v in part["data_mb"].values()))
+                      " ".join(str(v) for v in part["data_mb"].values()),
+                      " ".join(str(v["audit"]) for v in part.get("live_mb", {}).values()),
+                      " ".join(str(v["rest"]) for v in part.get("live_mb", {}).values()),
+                      " ".join(str(v) for v in part.get("ended_kept", {}).values()))
     console().print(table)
+    if r.get("keep_ended"):
+        console().print(f"retention: max_ended_workflows {r['keep_ended']},"
+                        f" keep_ended_s {r['keep_ended_s']:g}")
     console().print(f"CPU per workflow, last part ÷ first: {r['cpu_growth']} (target ≤ 1.10)")
 
 
@@ -162,13 +169,20 @@ def _print_long(r: dict) -> None:
               help="Submitters.")
 @click.option("--parts", type=click.IntRange(min=2), default=3, show_default=True,
               help="Consecutive closed loops the workflows are split into.")
-def long(as_json: bool, workflows: int, concurrency: int, parts: int) -> None:
+@click.option("--keep-ended", type=click.IntRange(min=1), default=None,
+              help="Run the agents with retention.max_ended_workflows N (and a short"
+                   " replay window and sweep), waiting after each part for retention.")
+@click.option("--keep-ended-s", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="With --keep-ended: retention.keep_ended_s.")
+def long(as_json: bool, workflows: int, concurrency: int, parts: int,
+         keep_ended: int | None, keep_ended_s: float) -> None:
     """Whether a workflow's cost stays flat as work grows; the agents' memory and data."""
     from fedorch.bench.commit import run_long_bench
 
     if workflows < parts:
         raise click.BadParameter("at least one workflow a part", param_hint="--workflows")
-    result = asyncio.run(run_long_bench(workflows, concurrency, parts))
+    result = asyncio.run(run_long_bench(workflows, concurrency, parts,
+                                        keep_ended=keep_ended, keep_ended_s=keep_ended_s))
     if as_json:
         click.echo(json.dumps(result))
     else:

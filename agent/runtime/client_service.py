@@ -173,7 +173,12 @@ class ClientService(client_pb2_grpc.ClientServicer):
             # have moved the workflow on): its participants know it.
             status = await self._ask_members(workflow_id)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}")
+            retention = self.agent.config.retention
+            # Retention removes ended workflows: say so, or the answer reads as a typo.
+            await context.abort(grpc.StatusCode.NOT_FOUND, (
+                f"no workflow {workflow_id!r}: never known here, or ended and removed by"
+                f" retention (keep_ended_s {retention.keep_ended_s:g}, max_ended_workflows"
+                f" {retention.max_ended_workflows})"))
         return status
 
     async def _ask_members(self, workflow_id: str):

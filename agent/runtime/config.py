@@ -437,6 +437,8 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.replay_window_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.takeover_after_s": positive("a positive number of seconds"),
+    "fedorch.v1.RetentionConfig.keep_ended_s": positive("a positive number of seconds"),
+    "fedorch.v1.RetentionConfig.max_ended_workflows": positive("a positive integer"),
 }
 
 GOSSIP_DEFAULTS = {"profile": config_pb2.GOSSIP_PROFILE_LAN, "publish_interval_s": 1.0}
@@ -449,6 +451,7 @@ NEGOTIATION_DEFAULTS = {
     "takeover_after_s": 10.0,
     "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,
 }
+RETENTION_DEFAULTS = {"keep_ended_s": 604800.0, "max_ended_workflows": 100000}
 
 
 def load_config(path: str | os.PathLike[str]) -> config_pb2.AgentConfig:
@@ -803,6 +806,9 @@ def _apply_defaults(config: config_pb2.AgentConfig) -> None:
     for name, value in NEGOTIATION_DEFAULTS.items():
         if not getattr(config.negotiation, name):
             setattr(config.negotiation, name, value)
+    for name, value in RETENTION_DEFAULTS.items():
+        if not getattr(config.retention, name):
+            setattr(config.retention, name, value)
     if not config.log_level:
         config.log_level = "info"
     if not config.log_format:

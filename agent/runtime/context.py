@@ -454,6 +454,11 @@ class AgentContext:
         saved = self._in_memory(workflow_id)
         return None if saved is None else saved.row.state
 
+    def forget(self, workflow_ids: list[str]) -> None:
+        """Retention compacted these ended workflows: status must not serve them from memory."""
+        for workflow_id in workflow_ids:
+            self._final.pop(workflow_id, None)
+
     def finished(self, workflow_id: str) -> None:
         active = self.active.pop(workflow_id, None)
         saved = self._saved.pop(workflow_id, None)

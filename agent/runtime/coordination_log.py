@@ -7,7 +7,8 @@ drives a restored core: a
 participant whose lease ran out asks the coordinator; the answer comes from the
 live core when there is one, else from the log — a decision on record, or
 presumed abort, written first. A COMMIT's certificate leaves the log once every
-participant has it. After a restart, `recover` finishes what the log says: Paxos
+participant has it; retention then compacts ended workflows no peer may still ask
+about (compact_ended). After a restart, `recover` finishes what the log says: Paxos
 Commit rounds get their core rebuilt and driven again; classic rounds get their
 COMMIT re-sent or, undecided, presumed aborted.
 """
@@ -24,10 +25,16 @@ from fedorch.core.negotiation.log_answer import LogAnswer, after_presumed_cell, 
 from fedorch.core.negotiation.messages import ABORT, AnswerStatus, Ballot
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES, Aborted, Committed, WorkflowState
 from fedorch.core.workflow.progress import StepState
+from fedorch.core.workflow.retention import (
+    compactable,
+    forgotten_here,
+    leftovers_compactable,
+)
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over, state_of
+from fedorch.runtime.store import compaction
 from fedorch.runtime.store.store import Statement, WorkflowRow
 
 if TYPE_CHECKING:
@@ -38,6 +45,9 @@ log = logging.getLogger("fedorch.coordinator")
 
 NO_ANSWER = object()  # a query the live core refused (e.g. a round it never had)
 SWEEP_BATCH = 100  # kept certificates offered again per pass, oldest workflows first
+COMPACT_BATCH = 200  # ended workflows deleted per transaction (a pass runs a few)
+COMPACT_BATCHES_PER_PASS = 10  # so one pass never holds the store for long
+LEFTOVER_SCAN = 2000  # workflows with leftover records looked at per pass
 
 
 def ran_a_step(active: Active) -> set[str]:
@@ -105,6 +115,13 @@ class DecisionLog:
                 held = peer_pb2.Envelope.FromString(stored[1])
             collected = stored is not None and not stored[1]
         row = await a.store.get_workflow(workflow_id)
+        if row is None and held is None and not collected and forgotten_here(
+                workflow_id, a.domain, await compaction.horizon_ms(a.store)):
+            # Retention removed it: it may have committed, so nothing is presumed; the
+            # asker was silent past retention (docs/retention.md).
+            log.warning("%s round %d: asked about a workflow retention removed; not"
+                        " presumed aborted", workflow_id, round_)
+            return peer_pb2.DecisionAnswer(workflow_id=workflow_id, known=False)
         over = row is not None and is_over(row)
         verdict = answer_from_log(held is not None, collected, round_,
                                   row.round if row is not None else None, over)
@@ -203,12 +220,54 @@ class DecisionLog:
         self.agent.metrics.commit_offers.labels(answer).inc()
         return answer == "acknowledged"
 
+    async def compact_ended(self) -> int:
+        """Retention: delete ended workflows beyond `retention` that no peer may still ask
+        about (fedorch.core.workflow.retention decides; docs/retention.md says why), in
+        transactions of COMPACT_BATCH. Runs after the certificate sweep, which is what
+        lets a COMMIT's workflow become compactable. Returns how many workflows went."""
+        a = self.agent
+        keep = a.config.retention
+        removed: dict[str, int] = {}
+        for _ in range(COMPACT_BATCHES_PER_PASS):
+            now_ms = a.now_ms()
+            candidates = await compaction.ended_candidates(
+                a.store, TERMINAL_NAMES, cutoff_ms=now_ms - int(keep.keep_ended_s * 1000),
+                keep_newest=keep.max_ended_workflows, limit=COMPACT_BATCH)
+            live = set(self._cores) | set(a.active)  # held in memory: still acted on
+            chosen = compactable(
+                [c for c in candidates if c.workflow_id not in live], now=now_ms / 1000.0,
+                keep_ended_s=keep.keep_ended_s, max_ended_workflows=keep.max_ended_workflows,
+                limit=COMPACT_BATCH, settle_s=2 * a.config.negotiation.replay_window_s)
+            if not chosen:
+                break
+            a.forget(chosen)
+            for table, count in (await compaction.compact(
+                    a.store, chosen, TERMINAL_NAMES, a.domain)).items():
+                removed[table] = removed.get(table, 0) + count
+                a.metrics.compacted.labels(table).inc(count)
+            if len(chosen) < COMPACT_BATCH:
+                break
+        # Records of workflows this agent has no row of (e.g. as an extra acceptor).
+        chosen = leftovers_compactable(
+            await compaction.leftovers(a.store, LEFTOVER_SCAN), now_ms=a.now_ms(),
+            keep_ended_s=keep.keep_ended_s, settle_s=2 * a.config.negotiation.replay_window_s,
+            limit=COMPACT_BATCH)
+        for table, count in (await compaction.compact_leftovers(a.store, chosen)).items():
+            removed[table] = removed.get(table, 0) + count
+            a.metrics.compacted.labels(table).inc(count)
+        if removed:
+            log.info("retention: compacted %d ended workflows (%s)", removed.get("workflows", 0),
+                     ", ".join(f"{n} {table}" for table, n in sorted(removed.items())))
+        return removed.get("workflows", 0)
+
     async def sweep_loop(self) -> None:
-        """Run sweep_certificates every negotiation.certificate_sweep_s until stopped."""
+        """Run sweep_certificates, then compact_ended, every
+        negotiation.certificate_sweep_s until stopped."""
         a = self.agent
         while await a.sleep(a.config.negotiation.certificate_sweep_s):
             try:
                 await self.sweep_certificates()
+                await self.compact_ended()
             except Exception as e:  # a failed pass is retried by the next one
                 a.task_failed("certificate sweep", e)  # logged, counted (or fatal)
 

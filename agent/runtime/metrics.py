@@ -49,6 +49,10 @@ class AgentMetrics:
             "fedorch_decision_records_collected",
             "COMMIT certificates dropped from the coordinator's log once every participant"
             " acknowledged them", registry=r)
+        self.compacted = Counter(
+            "fedorch_compacted",
+            "Records removed by retention (docs/retention.md), by kind: workflows, and the"
+            " rows of each table that went with them", ["kind"], registry=r)
         self.kept_certificates = Gauge(
             "fedorch_commit_certificates_kept",
             "COMMIT certificates in the coordinator's log, as the last sweep counted them:"

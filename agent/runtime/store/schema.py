@@ -205,6 +205,11 @@ MIGRATIONS: list[str] = [
         learned_ms  INTEGER NOT NULL
     );
     """,
+    # 9 -> 10: retention (agent/runtime/store/compaction.py) finds the oldest ended
+    # workflows, and the newest beyond its count, without sorting every row each pass.
+    """
+    CREATE INDEX workflows_by_age ON workflows(updated_ms, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import yaml
 from click.testing import CliRunner
-from fedorch.bench.commit import forced_write_ms, run_commit_bench
+from fedorch.bench.commit import (
+    forced_write_ms,
+    retention_config,
+    run_commit_bench,
+    run_long_bench,
+)
 from fedorch.cli.main import cli
+from fedorch.runtime.config import parse_config_text
 
 
 def test_forced_write_probe_measures_and_leaves_nothing_behind(tmp_path):
@@ -84,3 +93,56 @@ def test_bench_long_refuses_fewer_workflows_than_parts(monkeypatch):
     assert result.exit_code == 2
     assert "--workflows" in result.stderr
     assert started == []
+
+
+def test_bench_long_passes_keep_ended_to_the_run(monkeypatch):
+    asked = {}
+
+    async def fake_run(total, concurrency, parts, *, keep_ended, keep_ended_s):
+        asked.update(total=total, keep_ended=keep_ended, keep_ended_s=keep_ended_s)
+        return {"workflows": total, "concurrency": concurrency, "keep_ended": keep_ended,
+                "keep_ended_s": keep_ended_s, "cpu_growth": 1.0, "parts": [
+                    {"after_workflows": total, "workflows_per_s": 1.0,
+                     "cpu_ms_per_workflow": 1.0, "rss_mb": {"a": 50.0},
+                     "data_mb": {"a": 1.5}, "ended_kept": {"a": 7}}]}
+
+    monkeypatch.setattr("fedorch.bench.commit.run_long_bench", fake_run)
+    result = CliRunner().invoke(cli, ["bench", "long", "--workflows", "6", "--parts", "2",
+                                      "--keep-ended", "7", "--keep-ended-s", "3"])
+    assert result.exit_code == 0, result.output
+    assert asked == {"total": 6, "keep_ended": 7, "keep_ended_s": 3.0}
+    assert "max_ended_workflows 7" in result.output
+
+
+def test_retention_config_of_the_long_bench_is_a_valid_agent_config():
+    body = {"domain": "a", "listen": "127.0.0.1:7101", "data_dir": "d", "key_file": "k",
+            **retention_config(7, 3.0)}
+    config = parse_config_text(yaml.safe_dump(body), "a.yaml", "/base")
+    assert config.retention.max_ended_workflows == 7
+    assert config.retention.keep_ended_s == 3.0
+
+
+def test_run_long_bench_refuses_a_keep_ended_below_one():
+    with pytest.raises(ValueError, match="keep_ended"):
+        asyncio.run(run_long_bench(6, 1, 2, keep_ended=0))
+
+
+def test_live_mb_splits_the_audit_log_from_the_rest(tmp_path):
+    from fedorch.bench.commit import live_mb
+    from fedorch.runtime.store.audit_table import append_statement
+    from fedorch.runtime.store.store import Store
+
+    async def write() -> None:
+        store = await Store.open(tmp_path / "data" / "a")
+        try:
+            await store.apply([append_statement("vote", f"w.{i}", i, {"pad": "x" * 4000})
+                               for i in range(300)])
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    used = live_mb(tmp_path, "a")
+    if used["audit"] is None:
+        pytest.skip("this SQLite has no dbstat table")
+    assert used["audit"] >= 1.0  # 300 records of 4 KB
+    assert used["rest"] < used["audit"]

@@ -29,7 +29,7 @@ COMMIT_PROTOCOL_PAXOS: CommitProtocol
 COMMIT_PROTOCOL_2PC: CommitProtocol
 
 class AgentConfig(_message.Message):
-    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "console_listen", "clients", "access", "tls", "telemetry", "log_format")
+    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "console_listen", "clients", "access", "tls", "telemetry", "log_format", "retention")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class AgentConfig(_message.Message):
     TLS_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     LOG_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
     domain: str
     listen: str
     advertise: str
@@ -77,7 +78,16 @@ class AgentConfig(_message.Message):
     tls: TlsConfig
     telemetry: TelemetryConfig
     log_format: str
-    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryConfig, _Mapping]] = ..., log_format: _Optional[str] = ...) -> None: ...
+    retention: RetentionConfig
+    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryConfig, _Mapping]] = ..., log_format: _Optional[str] = ..., retention: _Optional[_Union[RetentionConfig, _Mapping]] = ...) -> None: ...
+
+class RetentionConfig(_message.Message):
+    __slots__ = ("keep_ended_s", "max_ended_workflows")
+    KEEP_ENDED_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENDED_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    keep_ended_s: float
+    max_ended_workflows: int
+    def __init__(self, keep_ended_s: _Optional[float] = ..., max_ended_workflows: _Optional[int] = ...) -> None: ...
 
 class TlsConfig(_message.Message):
     __slots__ = ("enabled",)
