@@ -57,7 +57,7 @@ from fedorch.core.workflow.lifecycle import (
     WorkflowState,
 )
 from fedorch.core.workflow.placement import Candidate, place
-from fedorch.core.workflow.spec import check_submitted, validate_spec
+from fedorch.core.workflow.spec import check_no_expansion_fields, validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
@@ -222,7 +222,7 @@ class Coordination:
         its bytes; kept exactly so, since every PREPARE carries it. None (no submitter
         identity): this domain signs the spec as its own principal."""
         a = self.agent
-        check_submitted(spec, "request")
+        check_no_expansion_fields(spec, "request")
         validate_spec(spec, "request")
         if signed is None:
             signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec)

@@ -91,12 +91,12 @@ def spec_from_mapping(data: Mapping[str, Any], source: str = "<spec>") -> spec_p
         compensate = step.get("compensate") or {}
         _set_params(message.compensate, compensate.get("params"),
                     f"steps[{index}].compensate.params", source)
-    check_submitted(spec, source)
+    check_no_expansion_fields(spec, source)
     validate_spec(spec, source)
     return spec
 
 
-def check_submitted(spec: spec_pb2.WorkflowSpec, source: str = "<spec>") -> None:
+def check_no_expansion_fields(spec: spec_pb2.WorkflowSpec, source: str = "<spec>") -> None:
     """A spec as a client submits it: the fields only a fan-out's expansion sets
     (instance_of, wave) are not its to set."""
     for index, step in enumerate(spec.steps):
@@ -316,7 +316,7 @@ __all__ = [
     "on_domain_loss",
     "ON_FAILURE",
     "SpecError",
-    "check_submitted",
+    "check_no_expansion_fields",
     "load_spec_file",
     "parse_spec_text",
     "spec_from_mapping",
