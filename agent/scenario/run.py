@@ -231,11 +231,16 @@ async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
                 if not quiet or line.startswith("workflow "):
                     state.say("workflow", f"{copy.label}: {line}")
             copy.last = current
-            if copy.ended:
+            if copy.ended and copy.ended_at is None:
                 copy.ended_at = state.now()
+            # An ended workflow's compensations run on after its end: follow them too.
+            if copy.ended and current.get("compensation") != "RUNNING":
                 return
         await asyncio.sleep(POLL_S)
-    copy.error = f"not ended within {limit:g}s (last seen {copy.state})"
+    if copy.ended:
+        copy.error = f"compensations not ended within {limit:g}s"
+    else:
+        copy.error = f"not ended within {limit:g}s (last seen {copy.state})"
     state.say("error", f"{copy.label}: {copy.error}")
 
 
