@@ -96,6 +96,7 @@ class RunState:
     metrics: dict[str, float] = field(default_factory=dict)
 
     clients: dict[str, AgentClient] = field(default_factory=dict)
+    retired: list[AgentClient] = field(default_factory=list)  # forgotten, not yet closed
 
     async def client(self, name: str) -> AgentClient:
         """One client (one channel) per agent for the whole schedule; a channel to a
@@ -111,12 +112,15 @@ class RunState:
         once when the agent is back, where the old one may still be backing off."""
         client = self.clients.pop(name, None)
         if client is not None:
-            await client.close()
+            # Closed with the rest, not now: another copy's call may be in flight on it,
+            # and closing a channel cancels the calls on it.
+            self.retired.append(client)
 
     async def close_clients(self) -> None:
-        for client in self.clients.values():
+        for client in [*self.clients.values(), *self.retired]:
             await client.close()
         self.clients.clear()
+        self.retired.clear()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
