@@ -59,6 +59,7 @@ class Copy:
     id: str = ""
     submitted_at: float | None = None
     ended_at: float | None = None
+    admitted_at: float | None = None  # first seen RUNNING: every vote in, committed
     last: dict[str, Any] | None = None
     error: str = ""
 
@@ -235,6 +236,8 @@ async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
                 if not quiet or line.startswith("workflow "):
                     state.say("workflow", f"{copy.label}: {line}")
             copy.last = current
+            if copy.admitted_at is None and current["state"] == "RUNNING":
+                copy.admitted_at = state.now()
             if copy.ended and copy.ended_at is None:
                 copy.ended_at = state.now()
             # An ended workflow's compensations run on after its end: follow them too.
