@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -175,8 +176,7 @@ async def _agents_agree(state: RunState, e: scenario_pb2.WorkflowExpectation,
                 return Outcome(outcome.name, False, f"{agent} did not answer for "
                                f"{copy.label}: {exc.code().name}")
             answered += 1
-            seen_there = Copy(copy.workflow, copy.index, copy.id, copy.submitted_at,
-                              copy.ended_at, status)
+            seen_there = dataclasses.replace(copy, last=status)
             problem = _copy_problem(e, seen_there)
             if problem:
                 return Outcome(outcome.name, False, f"{agent} says {problem} for {copy.label}")
