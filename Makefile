@@ -89,12 +89,19 @@ clean:
 # The scenario library (scenarios/*/scenario.yaml) with the process runner, and, as root
 # with `ip`, with the netns runner too (each domain in a network namespace: partitions
 # are real). The process runner skips scenarios whose faults it cannot apply. Every one
-# runs; the target fails when any expectation of any scenario did not hold.
+# runs; the target fails when any expectation of any scenario did not hold. The netns
+# pass runs the scenarios with partitions (the ones the process runner skips), so that the
+# whole stays under 10 minutes; `make scenarios NETNS=all` runs every one there too
+# (but the 50-domain storm, a measure of one host's limits: process runner only).
+NETNS ?= partitions
 .PHONY: scenarios
 scenarios: $(STAMP)
 	@runners=process; \
 	if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null; then runners="process netns"; fi; \
 	failed=""; for runner in $$runners; do for f in scenarios/*/scenario.yaml; do \
+		case "$$runner:$$f" in netns:*/join-storm-50/*) continue;; esac; \
+		if [ "$$runner" = netns ] && [ "$(NETNS)" != all ] \
+			&& ! grep -qE 'action: *(partition|heal)' "$$f"; then continue; fi; \
 		echo "== $$f ($$runner runner)"; \
 		$(VENV)/bin/fedorch scenario run --runner $$runner --skip-unsupported "$$f" \
 			|| failed="$$failed $$f($$runner)"; \

@@ -111,6 +111,9 @@ def agent_config(
         config["capabilities"] = capabilities
     if domain.HasField("policy"):
         config["policy"] = _plain(domain.policy)
+        egress = config["policy"].get("egress", {})
+        for key, allowed in egress.get("to_labels", {}).items():  # the YAML form: [EU]
+            egress["to_labels"][key] = list(allowed.get("values", []))
     for key in ("gossip", "negotiation"):
         merged = {**_plain(getattr(defaults, key)), **_plain(getattr(domain, key))}
         if "tuning" in merged:

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import Counter
 from pathlib import Path
 
+import grpc
 from fedorch.gen.fedorch.v1 import scenario_pb2
 from fedorch.runtime.supervisor import member_state
 from fedorch.scenario.run import Copy, Outcome, RunState, views
@@ -37,6 +39,12 @@ def _copy_problem(e: scenario_pb2.WorkflowExpectation, copy: Copy) -> str:
         got = steps.get(step, {}).get("domain", "") or "nowhere"
         if got != domain:
             return f"step {step} ran on {got}"
+    if e.coordinator and copy.last.get("coordinator") != e.coordinator:
+        return f"coordinator {copy.last.get('coordinator') or 'unknown'}"
+    if e.HasField("epoch") and copy.last.get("epoch") != e.epoch:
+        return f"epoch {copy.last.get('epoch')}"
+    if e.compensation and copy.last.get("compensation") != e.compensation:
+        return f"compensation {copy.last.get('compensation')}"
     if e.within_s:
         if copy.ended_at is None or copy.submitted_at is None:
             return f"not ended ({copy.state})"
@@ -54,6 +62,13 @@ def _workflow_name(e: scenario_pb2.WorkflowExpectation) -> str:
         parts.append("with " + ", ".join(f"{s} on {d}" for s, d in sorted(e.steps_on.items())))
     if e.within_s:
         parts.append(f"within {e.within_s:g}s")
+    if e.coordinator or e.HasField("epoch"):
+        parts.append(f"coordinated by {e.coordinator or 'its coordinator'}"
+                     + (f" at epoch {e.epoch}" if e.HasField("epoch") else ""))
+    if e.compensation:
+        parts.append(f"with compensation {e.compensation}")
+    if e.ask_every_agent:
+        parts.append("(as every running agent tells)")
     if e.HasField("at_least") or e.HasField("at_most"):
         bounds = [f"at least {e.at_least}" if e.HasField("at_least") else "",
                   f"at most {e.at_most}" if e.HasField("at_most") else ""]
@@ -96,6 +111,7 @@ def check_step_runs(state: RunState, e: scenario_pb2.StepRunsExpectation,
     counts = []
     for copy in copies:
         counts.append(sum(1 for r in runs if r["workflow"] == copy.id and r["step"] == e.step
+                          and bool(r.get("compensation")) == e.compensation
                           and (not e.domain or r["domain"] == e.domain)))
     ok = bool(copies) and all(
         (not e.HasField("equals") or n == e.equals)
@@ -105,11 +121,66 @@ def check_step_runs(state: RunState, e: scenario_pb2.StepRunsExpectation,
               f"at least {e.at_least}" if e.HasField("at_least") else "",
               f"at most {e.at_most}" if e.HasField("at_most") else ""]
     where = f" on {e.domain}" if e.domain else ""
-    name = (f"step {e.workflow}/{e.step} ran {' and '.join(b for b in bounds if b)} "
+    what = "compensation of step" if e.compensation else "step"
+    name = (f"{what} {e.workflow}/{e.step} ran {' and '.join(b for b in bounds if b)} "
             f"time(s){where} per copy (side-effect records)")
     seen = "runs " + (", ".join(str(n) for n in counts) if len(counts) > 1 else
                       str(counts[0]) if counts else "none")
     return Outcome(name, ok, seen)
+
+
+def check_run_order(state: RunState, e: scenario_pb2.RunOrderExpectation,
+                    runs: list[dict]) -> Outcome:
+    """Each copy's records of the listed steps, by when they were written (records from
+    several domains' files are merged by their time), name the steps in that order."""
+    wanted = list(e.steps)
+    what = "compensations" if e.compensation else "runs"
+    name = f"{e.workflow}: {what} in the order {' → '.join(wanted)} (side-effect records)"
+    copies = state.copies.get(e.workflow, [])
+    seen = []
+    for copy in copies:
+        mine = sorted((r for r in runs if r["workflow"] == copy.id and r["step"] in wanted
+                       and bool(r.get("compensation")) == e.compensation),
+                      key=lambda r: r.get("at", 0.0))
+        seen.append([r["step"] for r in mine])
+    ok = bool(copies) and all(order == wanted for order in seen)
+    shown = "; ".join(" → ".join(order) or "none" for order in seen) or "not submitted"
+    return Outcome(name, ok, shown)
+
+
+async def check_everywhere(state: RunState, e: scenario_pb2.WorkflowExpectation) -> Outcome:
+    """Every running agent asked for each copy's status: those that know it must match
+    (a copy's submission was only seen by its coordinator's answers so far)."""
+    outcome = check_workflow(state, e)
+    if not outcome.ok:
+        return outcome
+    try:
+        return await _agents_agree(state, e, outcome)
+    finally:
+        await state.close_clients()
+
+
+async def _agents_agree(state: RunState, e: scenario_pb2.WorkflowExpectation,
+                        outcome: Outcome) -> Outcome:
+    from fedorch.cli.render import status_to_dict
+
+    answered = 0
+    for copy in state.copies.get(e.id, []):
+        for agent in state.fed.awake():
+            try:
+                client = await state.client(agent)
+                status = status_to_dict(await client.get_workflow(copy.id))
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    continue  # not part of the workflow and cannot tell: nothing to match
+                return Outcome(outcome.name, False, f"{agent} did not answer for "
+                               f"{copy.label}: {exc.code().name}")
+            answered += 1
+            seen_there = dataclasses.replace(copy, last=status)
+            problem = _copy_problem(e, seen_there)
+            if problem:
+                return Outcome(outcome.name, False, f"{agent} says {problem} for {copy.label}")
+    return Outcome(outcome.name, True, f"{outcome.seen}; {answered} agent answer(s) agree")
 
 
 def check_members_name(e: scenario_pb2.MembersExpectation) -> str:
@@ -119,6 +190,7 @@ def check_members_name(e: scenario_pb2.MembersExpectation) -> str:
     if e.alive:
         name += f" {'every running domain' if want == '*' else want} ALIVE"
         name += " with capabilities" if e.with_capabilities else ""
+        name += ", every slot free" if e.all_free else ""
     if e.not_alive:
         name += f"{' and' if e.alive else ''} {', '.join(e.not_alive)} not ALIVE"
     return name + f" within {e.within_s or DEFAULT_MEMBERS_WITHIN_S:g}s"
@@ -134,7 +206,8 @@ async def check_members(state: RunState, e: scenario_pb2.MembersExpectation) -> 
     problem = ""
     while True:
         seen = await views(fed, observers, state.rpc_timeout)
-        problem = _members_problem(seen, alive_names, list(e.not_alive), e.with_capabilities)
+        problem = _members_problem(seen, alive_names, list(e.not_alive), e.with_capabilities,
+                                   e.all_free)
         if not problem:
             return Outcome(name, True, f"held {within - (deadline - time.monotonic()):.1f}s in")
         if time.monotonic() >= deadline:
@@ -143,7 +216,7 @@ async def check_members(state: RunState, e: scenario_pb2.MembersExpectation) -> 
 
 
 def _members_problem(seen: dict[str, list], alive: list[str], not_alive: list[str],
-                     with_capabilities: bool) -> str:
+                     with_capabilities: bool, all_free: bool = False) -> str:
     for observer, members in seen.items():
         if not members:
             return f"{observer} did not answer"
@@ -154,6 +227,10 @@ def _members_problem(seen: dict[str, list], alive: list[str], not_alive: list[st
                 return f"{observer} sees {name} {states.get(name, 'absent')}"
             if with_capabilities and not caps.get(name):
                 return f"{observer} sees {name} without capabilities"
+            held = [f"{c.name} {c.available}/{c.capacity}" for m in members if m.domain == name
+                    for c in m.capabilities if c.available < c.capacity] if all_free else []
+            if held:
+                return f"{observer} sees {name} holding slots: {', '.join(held)} free"
         for name in not_alive:
             if states.get(name) == "ALIVE":
                 return f"{observer} sees {name} ALIVE"
@@ -183,8 +260,12 @@ async def check_all(state: RunState, runs_dir: Path,
             outcome = timed.get(index) or Outcome(
                 check_members_name(expectation.members), False,
                 "not checked: the schedule ended before its time")
+        elif expectation.HasField("workflow") and expectation.workflow.ask_every_agent:
+            outcome = await check_everywhere(state, expectation.workflow)
         elif expectation.HasField("workflow"):
             outcome = check_workflow(state, expectation.workflow)
+        elif expectation.HasField("run_order"):
+            outcome = check_run_order(state, expectation.run_order, runs)
         elif expectation.HasField("step_runs"):
             outcome = check_step_runs(state, expectation.step_runs, runs)
         else:

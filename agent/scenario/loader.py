@@ -25,6 +25,7 @@ from fedorch.runtime.config import (
     DOMAIN_RE,
     ConfigError,
     SourceError,
+    _expand_egress_labels,
     at_least,
     between,
     check_fields,
@@ -41,7 +42,10 @@ MAX_DOMAINS = 200
 MAX_COPIES = 1000
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
-ACTIONS = ("kill", "stop", "cont", "restart", "partition", "heal", "clock_jump", "slow_disk")
+ACTIONS = ("kill", "stop", "cont", "restart", "partition", "heal", "clock_jump", "slow_disk",
+           "revoke_key")
+MAX_DISK_DELAY_S = 10.0
+COMPENSATION_STATES = ("NONE", "RUNNING", "DONE", "FAILED")
 WORKFLOW_END_STATES = ("SUCCEEDED", "FAILED", "ABORTED", "CANCELLED")
 STEP_STATES = tuple(
     name.removeprefix("STEP_STATE_")
@@ -81,6 +85,13 @@ def load_scenario(path: str | os.PathLike[str]) -> LoadedScenario:
 def parse_scenario_text(text: str, source: str, base_dir: Path) -> LoadedScenario:
     data = load_yaml_mapping(text, source, ScenarioError)
     inline = _take_inline_specs(data)
+    for index, domain in enumerate(data.get("domains") or []):
+        if isinstance(domain, dict):  # the agent config's YAML forms, as it reads them
+            try:
+                _expand_egress_labels(domain, source)
+            except ConfigError as exc:
+                raise ScenarioError(source, f"domains[{index}].{exc.path}", exc.problem) \
+                    from None
     check_fields(data, scenario_pb2.Scenario.DESCRIPTOR, source, ScenarioError, _BOUNDS)
     _check_explicit_empty(data, source)
     scenario = scenario_pb2.Scenario()
@@ -295,8 +306,12 @@ class _Checks:
         if fault.action == "clock_jump":
             if not fault.seconds or not math.isfinite(fault.seconds):
                 self.fail(f"{path}.seconds", "required for clock_jump: a non-zero number")
+        elif fault.action == "slow_disk":
+            if not 0 <= fault.seconds <= MAX_DISK_DELAY_S:  # NaN fails this too
+                self.fail(f"{path}.seconds", "for slow_disk: the delay of each fsync, from 0 "
+                          f"(not delayed) to {MAX_DISK_DELAY_S:g} seconds, e.g. 0.05")
         elif fault.seconds:
-            self.fail(f"{path}.seconds", "only for clock_jump; remove it")
+            self.fail(f"{path}.seconds", "only for clock_jump and slow_disk; remove it")
         if fault.HasField("after"):
             after = fault.after
             workflow = self.submission(after.workflow, f"{path}.after.workflow")
@@ -308,9 +323,10 @@ class _Checks:
     # ---- expectations ------------------------------------------------------------------
 
     def expectation(self, expectation: scenario_pb2.Expectation, path: str) -> None:
-        kinds = [k for k in ("workflow", "step_runs", "members") if expectation.HasField(k)]
+        kinds = [k for k in ("workflow", "step_runs", "members", "run_order")
+                 if expectation.HasField(k)]
         if len(kinds) != 1:
-            self.fail(path, "give exactly one of workflow, step_runs or members"
+            self.fail(path, "give exactly one of workflow, step_runs, members or run_order"
                       + (f" (got {', '.join(kinds)})" if kinds else ""))
         kind = kinds[0]
         getattr(self, f"expect_{kind}")(getattr(expectation, kind), f"{path}.{kind}")
@@ -320,8 +336,15 @@ class _Checks:
         if e.state and e.state not in WORKFLOW_END_STATES:
             self.fail(f"{path}.state",
                       f"must be one of: {', '.join(WORKFLOW_END_STATES)}, got {e.state!r}")
-        if not (e.state or e.reason_contains or e.steps_on or e.within_s):
-            self.fail(path, "says nothing: give state, reason_contains, steps_on or within_s")
+        if e.compensation and e.compensation not in COMPENSATION_STATES:
+            self.fail(f"{path}.compensation", f"must be one of: "
+                      f"{', '.join(COMPENSATION_STATES)}, got {e.compensation!r}")
+        if e.coordinator:
+            self.domain_name(e.coordinator, f"{path}.coordinator")
+        if not (e.state or e.reason_contains or e.steps_on or e.within_s or e.coordinator
+                or e.HasField("epoch") or e.compensation):
+            self.fail(path, "says nothing: give state, reason_contains, steps_on, within_s, "
+                      "coordinator, epoch or compensation")
         for step, domain in e.steps_on.items():
             self.step(workflow, step, f"{path}.steps_on.{step}")
             self.domain_name(domain, f"{path}.steps_on.{step}")
@@ -345,9 +368,20 @@ class _Checks:
         if e.domain:
             self.domain_name(e.domain, f"{path}.domain")
 
+    def expect_run_order(self, e: scenario_pb2.RunOrderExpectation, path: str) -> None:
+        workflow = self.submission(e.workflow, f"{path}.workflow")
+        if len(e.steps) < 2:
+            self.fail(f"{path}.steps", "give at least two steps, in the order they must run")
+        for index, step in enumerate(e.steps):
+            self.step(workflow, step, f"{path}.steps[{index}]")
+        if len(set(e.steps)) != len(e.steps):
+            self.fail(f"{path}.steps", "names a step twice; each step once, in order")
+
     def expect_members(self, e: scenario_pb2.MembersExpectation, path: str) -> None:
         if not (e.alive or e.not_alive):
             self.fail(path, "give alive (e.g. ['*']) or not_alive")
+        if e.all_free and not e.alive:
+            self.fail(f"{path}.all_free", "needs alive: the domains whose slots must be free")
         for name, values in (("seen_by", e.seen_by), ("alive", e.alive),
                              ("not_alive", e.not_alive)):
             for index, domain in enumerate(values):

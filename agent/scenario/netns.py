@@ -55,7 +55,8 @@ RUNNER = "scenario-runner"
 
 class NetnsFederation(ProcessFederation):
     name = "netns"
-    supported = frozenset({"kill", "stop", "cont", "restart", "partition", "heal", "clock_jump"})
+    supported = frozenset({"kill", "stop", "cont", "restart", "partition", "heal", "clock_jump",
+                           "slow_disk", "revoke_key"})
 
     def __init__(self, loaded: LoadedScenario, workdir: Path) -> None:
         super().__init__(loaded, workdir)

@@ -4,18 +4,22 @@ Keys are made per run in the work dir; each agent's config is written there too,
 its data dir and its side-effect file (runs/<domain>.jsonl). Faults are signals to the
 agent's pid: kill (SIGKILL), stop/cont (SIGSTOP/SIGCONT), restart (stop, then start the
 same config on the same port and data dir), clock_jump (rewrite the offset file of the
-libfaketime the agent was started under, when the scenario has clock jumps). Partitions
-and slow disks need more than one process can do to another: they are refused before
-anything starts.
+libfaketime the agent was started under, when the scenario has clock jumps), slow_disk
+(rewrite the delay file of the fsync shim the agent was started under, see
+slow_disk.py), revoke_key (the domain's current key revoked in its key records, as
+`fedorch keys revoke --key DOMAIN.key` does, then SIGHUP). Partitions need more than one
+process can do to another: they are refused before anything starts.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import yaml
 from fedorch.core.identity.clients import ClientIdentity
+from fedorch.core.identity.rotation import revoke_key
 from fedorch.runtime.supervisor import (
     HOST,
     AgentProcess,
@@ -31,6 +35,14 @@ from fedorch.runtime.supervisor import (
 from fedorch.scenario.clock import FaketimeMissing, faked_env, faketime_library, set_offset
 from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config
 from fedorch.scenario.model import LoadedScenario
+from fedorch.scenario.slow_disk import (
+    SlowDiskUnavailable,
+    build_shim,
+    compiler,
+    read_stats,
+    set_delay,
+    shim_env,
+)
 
 
 class UnsupportedFault(Exception):
@@ -39,7 +51,8 @@ class UnsupportedFault(Exception):
 
 class ProcessFederation:
     name = "process"
-    supported = frozenset({"kill", "stop", "cont", "restart", "clock_jump"})
+    supported = frozenset({"kill", "stop", "cont", "restart", "clock_jump", "slow_disk",
+                           "revoke_key"})
 
     def __init__(self, loaded: LoadedScenario, workdir: Path) -> None:
         self.loaded = loaded
@@ -55,6 +68,8 @@ class ProcessFederation:
         # Each domain's wall-clock offset (seconds), where the scenario steps clocks: every
         # agent then runs under libfaketime, reading its offset from clock/<domain>.
         self.clock_offsets: dict[str, float] = {}
+        # The fsync shim, where the scenario slows disks: the domains it names run under it.
+        self.shim: Path | None = None
 
     def client_settings(self, keys_dir: Path) -> dict:
         """Config fields every domain gets from this runner (none on loopback)."""
@@ -71,6 +86,10 @@ class ProcessFederation:
                 raise UnsupportedFault(
                     f"{self.loaded.source}: faults[{index}].action: clock_jump needs "
                     "libfaketime (Debian package faketime: apt-get install faketime)")
+            if fault.action == "slow_disk" and not compiler():
+                raise UnsupportedFault(
+                    f"{self.loaded.source}: faults[{index}].action: slow_disk needs a C "
+                    "compiler (cc) to build its fsync shim: apt-get install gcc")
 
     @property
     def steps_clocks(self) -> bool:
@@ -78,6 +97,20 @@ class ProcessFederation:
 
     def clock_file(self, name: str) -> Path:
         return self.workdir / "clock" / name
+
+    @property
+    def slow_domains(self) -> list[str]:
+        """The domains a slow_disk fault names: they run under the fsync shim."""
+        named = {d for f in self.loaded.scenario.faults if f.action == "slow_disk"
+                 for d in f.domains}
+        return [n for n in self.names if n in named]
+
+    def disk_file(self, name: str, kind: str) -> Path:
+        return self.workdir / "disk" / f"{name}.{kind}"
+
+    def disk_stats(self) -> dict[str, tuple[int, float]]:
+        """Per slowed domain: (syncs delayed, seconds slept in them) so far."""
+        return {n: read_stats(self.disk_file(n, "stats")) for n in self.slow_domains}
 
     @property
     def names(self) -> list[str]:
@@ -109,13 +142,20 @@ class ProcessFederation:
                 self.clock_file(name).parent.mkdir(parents=True, exist_ok=True)
                 set_offset(self.clock_file(name), 0)
                 self.clock_offsets[name] = 0.0
+        if self.slow_domains:
+            try:
+                self.shim = build_shim(self.workdir / "disk")
+            except SlowDiskUnavailable as exc:
+                raise UnsupportedFault(str(exc)) from None
+            for name in self.slow_domains:
+                set_delay(self.disk_file(name, "delay"), 0)
 
     def step_env(self, name: str) -> dict[str, str]:
         """The environment a domain's command steps get from the runner: where to record
         their runs, and (where clocks are stepped) no libfaketime: it breaks Python's
         time.sleep (EINVAL from clock_nanosleep), so steps keep the machine's clock."""
         env = {RUNS_ENV: str(self.runs_file(name)), DOMAIN_ENV: name}
-        if self.steps_clocks:
+        if self.steps_clocks or name in self.slow_domains:
             env["LD_PRELOAD"] = ""
         return env
 
@@ -125,10 +165,20 @@ class ProcessFederation:
         return {n: f"{HOST}:{p}" for n, p in zip(self.names, ports, strict=True)}
 
     def wrap(self, name: str) -> list[str]:
-        """What the agent's command runs under: libfaketime where clocks are stepped."""
-        if not self.steps_clocks:
+        """What the agent's command runs under: libfaketime where clocks are stepped, the
+        fsync shim where its disk is slowed (both preloaded when both apply)."""
+        settings: dict[str, str] = {}
+        if self.steps_clocks:
+            settings.update(item.split("=", 1) for item in faked_env(self.clock_file(name)))
+        if self.shim is not None and name in self.slow_domains:
+            shim = shim_env(self.shim, self.disk_file(name, "delay"),
+                            self.disk_file(name, "stats"))
+            preload = " ".join(p for p in (settings.get("LD_PRELOAD"), shim.pop("LD_PRELOAD"))
+                               if p)
+            settings.update(shim, LD_PRELOAD=preload)
+        if not settings:
             return []
-        return ["env", *faked_env(self.clock_file(name))]
+        return ["env", *(f"{k}={v}" for k, v in settings.items())]
 
     def address(self, name: str) -> str:
         return self.addresses[name]
@@ -193,7 +243,22 @@ class ProcessFederation:
                 set_offset(self.clock_file(name), self.clock_offsets[name])
                 notes.append(f"{name} wall clock stepped {seconds:+g} s "
                              f"(now {self.clock_offsets[name]:+g} s from true time)")
+            elif action == "slow_disk":
+                set_delay(self.disk_file(name, "delay"), seconds)
+                notes.append(f"{name} disk: every fsync delayed {seconds * 1000:g} ms"
+                             if seconds else f"{name} disk: fsyncs no longer delayed")
+            elif action == "revoke_key":
+                notes.append(self.revoke(name, proc))
         return "; ".join(notes)
+
+    def revoke(self, name: str, proc: AgentProcess | None) -> str:
+        """Revoke the domain's current key (signed by itself) and SIGHUP its agent, which
+        then spreads the revocation as it spreads a rotation."""
+        keys_dir = self.workdir / "keys"
+        change = revoke_key(name, keys_dir, int(time.time() * 1000), keys_dir / f"{name}.key")
+        if proc is not None:
+            send_signal(proc, signal.SIGHUP)
+        return f"{name} revoked its current key (serial {change.serial}) and reloaded (SIGHUP)"
 
     def stop_all(self) -> None:
         stop_agents(list(self.procs.values()))

@@ -59,6 +59,7 @@ class Copy:
     id: str = ""
     submitted_at: float | None = None
     ended_at: float | None = None
+    admitted_at: float | None = None  # first seen RUNNING: every vote in, committed
     last: dict[str, Any] | None = None
     error: str = ""
 
@@ -96,6 +97,7 @@ class RunState:
     metrics: dict[str, float] = field(default_factory=dict)
 
     clients: dict[str, AgentClient] = field(default_factory=dict)
+    retired: list[AgentClient] = field(default_factory=list)  # forgotten, not yet closed
 
     async def client(self, name: str) -> AgentClient:
         """One client (one channel) per agent for the whole schedule; a channel to a
@@ -111,12 +113,15 @@ class RunState:
         once when the agent is back, where the old one may still be backing off."""
         client = self.clients.pop(name, None)
         if client is not None:
-            await client.close()
+            # Closed with the rest, not now: another copy's call may be in flight on it,
+            # and closing a channel cancels the calls on it.
+            self.retired.append(client)
 
     async def close_clients(self) -> None:
-        for client in self.clients.values():
+        for client in [*self.clients.values(), *self.retired]:
             await client.close()
         self.clients.clear()
+        self.retired.clear()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -231,11 +236,18 @@ async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
                 if not quiet or line.startswith("workflow "):
                     state.say("workflow", f"{copy.label}: {line}")
             copy.last = current
-            if copy.ended:
+            if copy.admitted_at is None and current["state"] == "RUNNING":
+                copy.admitted_at = state.now()
+            if copy.ended and copy.ended_at is None:
                 copy.ended_at = state.now()
+            # An ended workflow's compensations run on after its end: follow them too.
+            if copy.ended and current.get("compensation") != "RUNNING":
                 return
         await asyncio.sleep(POLL_S)
-    copy.error = f"not ended within {limit:g}s (last seen {copy.state})"
+    if copy.ended:
+        copy.error = f"compensations not ended within {limit:g}s"
+    else:
+        copy.error = f"not ended within {limit:g}s (last seen {copy.state})"
     state.say("error", f"{copy.label}: {copy.error}")
 
 

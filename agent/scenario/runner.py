@@ -64,6 +64,25 @@ async def _run(state: RunState, runs_dir: Path) -> None:
     timed: dict[int, Outcome] = {}
     await run_schedule(state, timed_checks(state, timed))
     state.outcomes.extend(await check_all(state, runs_dir, timed))
+    measure(state)
+
+
+def measure(state: RunState) -> None:
+    """What the run measured beyond start-up: each submission's mean time from submission
+    to admission (seen RUNNING: placed, every vote in, committed) and to its end, and
+    each slowed disk's delayed syncs. Reported, never asserted."""
+    for workflow_id, copies in state.copies.items():
+        for what, ends in (("admission", [c.admitted_at for c in copies]),
+                           ("end", [c.ended_at for c in copies])):
+            took = [end - c.submitted_at for c, end in zip(copies, ends, strict=True)
+                    if end is not None and c.submitted_at is not None]
+            if took:
+                state.metrics[f"{workflow_id}: mean seconds from submission to {what} "
+                              f"({len(took)} of {len(copies)})"] = round(
+                    sum(took) / len(took), 3)
+    for domain, (syncs, slept) in getattr(state.fed, "disk_stats", dict)().items():
+        state.metrics[f"{domain}: fsyncs delayed (slow_disk)"] = syncs
+        state.metrics[f"{domain}: seconds spent in delayed fsyncs"] = round(slept, 3)
 
 
 def execute(

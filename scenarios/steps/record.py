@@ -1,5 +1,6 @@
 """A scenario step with a side effect that can be counted: each run appends one JSON line
-(workflow, step, attempt, domain) to the file $FEDORCH_SCENARIO_RUNS names, then sleeps
+(workflow, step, attempt, domain, whether it is a compensation, and when) to the file
+$FEDORCH_SCENARIO_RUNS names, then sleeps
 params.seconds (default 0), fails while attempt <= params.fail_times (default 0), and
 prints its outputs. `fedorch scenario run` counts those lines per step."""
 
@@ -15,6 +16,10 @@ record = {
     "step": request["step"],
     "attempt": request["attempt"],
     "domain": os.environ.get("FEDORCH_SCENARIO_DOMAIN", ""),
+    # A compensation (docs/sagas.md) is recorded as one; `at` orders records across
+    # domains' files (one machine, one clock).
+    "compensation": bool(request.get("compensation")),
+    "at": time.time(),
 }
 runs = os.environ.get("FEDORCH_SCENARIO_RUNS")
 if runs:

@@ -14,11 +14,13 @@ from fedorch.cli.main import cli
 pytestmark = pytest.mark.integration
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
-FAST = ["demo", "quota-backpressure"]
+# slow-disk runs in its own test below, which also reads its measurements.
+FAST = ["demo", "quota-backpressure", "egress", "compensation", "revocation"]
 
 
-@pytest.mark.parametrize("name", FAST)
-def test_library_scenario_holds(name: str, tmp_path: Path) -> None:
+def run_library(name: str, tmp_path: Path) -> dict:
+    """Run one library scenario as `make scenarios` does; its JSON report, once every
+    expectation held and every agent it started is gone."""
     result = CliRunner().invoke(
         cli, ["scenario", "run", str(LIBRARY / name / "scenario.yaml"), "--json",
               "--workdir", str(tmp_path)], catch_exceptions=False)
@@ -30,3 +32,22 @@ def test_library_scenario_holds(name: str, tmp_path: Path) -> None:
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+    return report
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_library_scenario_holds(name: str, tmp_path: Path) -> None:
+    run_library(name, tmp_path)
+
+
+def test_slow_disk_reports_what_it_delayed(tmp_path: Path) -> None:
+    """The delayed syncs are counted and each submission's times reported (the times
+    are shown, never compared: speed is not a test's business)."""
+    report = run_library("slow-disk", tmp_path)
+    metrics = report["metrics"]
+    assert metrics["slowpoke: fsyncs delayed (slow_disk)"] > 0
+    assert metrics["slowpoke: seconds spent in delayed fsyncs"] > 0
+    for name in ("on-brisk", "on-slowpoke"):
+        assert f"{name}: mean seconds from submission to admission (5 of 5)" in metrics
+        assert f"{name}: mean seconds from submission to end (5 of 5)" in metrics
+    assert "brisk: fsyncs delayed (slow_disk)" not in metrics  # only the slowed domain

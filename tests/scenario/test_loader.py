@@ -86,7 +86,7 @@ BAD = [
      "expect[0].workflow.id", "'x' names no submission"),
     (("workflow: {id: w, state: SUCCEEDED}",
       "workflow: {id: w, state: SUCCEEDED}\n    members: {alive: ['*']}"),
-     "expect[0]", "exactly one of workflow, step_runs or members"),
+     "expect[0]", "exactly one of workflow, step_runs, members or run_order"),
     (("workflow: {id: w, state: SUCCEEDED}", "step_runs: {workflow: w, step: s1}"),
      "expect[0].step_runs", "give equals, at_least or at_most"),
     (("workflow: {id: w, state: SUCCEEDED}",
@@ -109,6 +109,28 @@ BAD = [
     (("spec: {name: w, steps: [{id: s1, capability: work}]}", "file: nothere.yaml"),
      "workflows[0].file", "no file"),
     (("expect:\n  - workflow: {id: w, state: SUCCEEDED}\n", ""), "expect", "required"),
+    (("{action: kill, domains: [b], at_s: 1}", "{action: slow_disk, domains: [b], seconds: -1}"),
+     "faults[0].seconds", "for slow_disk: the delay of each fsync"),
+    (("{action: kill, domains: [b], at_s: 1}", "{action: slow_disk, domains: [b], seconds: 11}"),
+     "faults[0].seconds", "to 10 seconds"),
+    (("{action: kill, domains: [b], at_s: 1}", "{action: revoke_key, domains: [b], seconds: 1}"),
+     "faults[0].seconds", "only for clock_jump and slow_disk"),
+    (("{action: kill, domains: [b], at_s: 1}", "{action: revoke_key}"),
+     "faults[0].domains", "required: the domains to revoke_key"),
+    (("workflow: {id: w, state: SUCCEEDED}", "workflow: {id: w, compensation: UNDONE}"),
+     "expect[0].workflow.compensation", "must be one of: NONE, RUNNING, DONE, FAILED"),
+    (("workflow: {id: w, state: SUCCEEDED}", "workflow: {id: w, coordinator: c, epoch: 1}"),
+     "expect[0].workflow.coordinator", "'c' names no domain"),
+    (("workflow: {id: w, state: SUCCEEDED}", "run_order: {workflow: w, steps: [s1]}"),
+     "expect[0].run_order.steps", "at least two steps"),
+    (("workflow: {id: w, state: SUCCEEDED}", "run_order: {workflow: w, steps: [s1, s2]}"),
+     "expect[0].run_order.steps[1]", "'s2' names no step of w"),
+    (("workflow: {id: w, state: SUCCEEDED}", "members: {not_alive: [b], all_free: true}"),
+     "expect[0].members.all_free", "needs alive"),
+    (("capabilities: [{name: work, capacity: 2, executor: {type: builtin, name: echo}}]\n  - name: b",
+      "capabilities: [{name: work, capacity: 2, executor: {type: builtin, name: echo}}]\n"
+      "    policy: {egress: {to_labels: {zone: []}}}\n  - name: b"),
+     "domains[0].policy.egress.to_labels.zone", "non-empty list of values"),
 ]
 
 
@@ -142,12 +164,25 @@ def test_not_yaml_and_missing_file_exit_2(tmp_path: Path) -> None:
 def test_a_fault_the_process_runner_cannot_apply_exits_2_before_starting(
         tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("{action: kill, domains: [b], at_s: 1}",
-                                        "{action: slow_disk, domains: [b]}"))
+                                        "{action: partition, domains: [a], from_domains: [b]}"))
     workdir = tmp_path / "run"
     result = invoke("scenario", "run", str(path), "--workdir", str(workdir))
     assert result.exit_code == 2
-    assert "faults[0].action: the process runner cannot apply 'slow_disk'" in result.stderr
+    assert "faults[0].action: the process runner cannot apply 'partition'" in result.stderr
     assert not (workdir / "a.yaml").exists()  # nothing was prepared, let alone started
+
+
+def test_slow_disk_without_a_c_compiler_exits_2_before_starting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
+    monkeypatch.delenv("CC", raising=False)
+    path = write(tmp_path, GOOD.replace("{action: kill, domains: [b], at_s: 1}",
+                                        "{action: slow_disk, domains: [b], seconds: 0.05}"))
+    workdir = tmp_path / "run"
+    result = invoke("scenario", "run", str(path), "--workdir", str(workdir))
+    assert result.exit_code == 2
+    assert "faults[0].action: slow_disk needs a C compiler" in result.stderr
+    assert not (workdir / "a.yaml").exists()
 
 
 def test_clock_jump_without_libfaketime_exits_2_before_starting(

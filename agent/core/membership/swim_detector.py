@@ -238,6 +238,7 @@ class FailureDetector:
 
     def _change_health(self, delta: int) -> None:
         self._health = min(self.profile.max_health, max(0, self._health + delta))
+        self._table.timeout_scale = self._health + 1
 
     # ---- reaching members again ------------------------------------------------------
 

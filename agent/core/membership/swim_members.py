@@ -92,6 +92,12 @@ class MemberTable:
         self._rng = rng
         self.members: dict[str, Member] = {}
         self.live = 1  # ALIVE or SUSPECT members, ourselves included: the N of all formulas
+        # Lifeguard local health + 1, kept by the detector: suspicion timeouts count probe
+        # periods, and a sick member's periods are stretched by it, so its suspicions are
+        # too. When every process on a host is starved, every member is sick: each then
+        # waits long enough for refutations that come late, instead of declaring live
+        # members DEAD because it was slow to hear from them.
+        self.timeout_scale = 1
         self.suspects: dict[str, Member] = {}
         self.gone: dict[str, Member] = {}  # DEAD and LEFT, tombstones included
         # Shuffled round-robin: every live member is probed once per pass, in an order
@@ -232,8 +238,9 @@ class MemberTable:
         # The checks start so that the last falls when the timeout runs out and the verdict
         # one probe period later. Never in the past: a deadline served late is how the
         # core notices its own stalls.
-        timeout = suspicion_timeout(self._profile, self.live, confirmations)
-        early = (LAST_CHANCE_CHECKS - 1) * self._profile.probe_interval
+        scale = self.timeout_scale
+        timeout = suspicion_timeout(self._profile, self.live, confirmations) * scale
+        early = (LAST_CHANCE_CHECKS - 1) * self._profile.probe_interval * scale
         suspicion.deadline = max(now, suspicion.started + max(0.0, timeout - early))
 
     def _become_gone(self, now: float, member: Member | None, claim: Claim,

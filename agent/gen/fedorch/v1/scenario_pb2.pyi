@@ -114,19 +114,21 @@ class StepTrigger(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., step: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Expectation(_message.Message):
-    __slots__ = ("name", "workflow", "step_runs", "members")
+    __slots__ = ("name", "workflow", "step_runs", "members", "run_order")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     STEP_RUNS_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ORDER_FIELD_NUMBER: _ClassVar[int]
     name: str
     workflow: WorkflowExpectation
     step_runs: StepRunsExpectation
     members: MembersExpectation
-    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[_Union[WorkflowExpectation, _Mapping]] = ..., step_runs: _Optional[_Union[StepRunsExpectation, _Mapping]] = ..., members: _Optional[_Union[MembersExpectation, _Mapping]] = ...) -> None: ...
+    run_order: RunOrderExpectation
+    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[_Union[WorkflowExpectation, _Mapping]] = ..., step_runs: _Optional[_Union[StepRunsExpectation, _Mapping]] = ..., members: _Optional[_Union[MembersExpectation, _Mapping]] = ..., run_order: _Optional[_Union[RunOrderExpectation, _Mapping]] = ...) -> None: ...
 
 class WorkflowExpectation(_message.Message):
-    __slots__ = ("id", "state", "reason_contains", "steps_on", "within_s", "at_least", "at_most")
+    __slots__ = ("id", "state", "reason_contains", "steps_on", "within_s", "at_least", "at_most", "coordinator", "epoch", "compensation", "ask_every_agent")
     class StepsOnEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +143,10 @@ class WorkflowExpectation(_message.Message):
     WITHIN_S_FIELD_NUMBER: _ClassVar[int]
     AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     AT_MOST_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_FIELD_NUMBER: _ClassVar[int]
+    ASK_EVERY_AGENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     reason_contains: str
@@ -148,36 +154,54 @@ class WorkflowExpectation(_message.Message):
     within_s: float
     at_least: int
     at_most: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., reason_contains: _Optional[str] = ..., steps_on: _Optional[_Mapping[str, str]] = ..., within_s: _Optional[float] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ...) -> None: ...
+    coordinator: str
+    epoch: int
+    compensation: str
+    ask_every_agent: bool
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., reason_contains: _Optional[str] = ..., steps_on: _Optional[_Mapping[str, str]] = ..., within_s: _Optional[float] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., coordinator: _Optional[str] = ..., epoch: _Optional[int] = ..., compensation: _Optional[str] = ..., ask_every_agent: _Optional[bool] = ...) -> None: ...
 
 class StepRunsExpectation(_message.Message):
-    __slots__ = ("workflow", "step", "equals", "at_least", "at_most", "domain")
+    __slots__ = ("workflow", "step", "equals", "at_least", "at_most", "domain", "compensation")
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     EQUALS_FIELD_NUMBER: _ClassVar[int]
     AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     AT_MOST_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_FIELD_NUMBER: _ClassVar[int]
     workflow: str
     step: str
     equals: int
     at_least: int
     at_most: int
     domain: str
-    def __init__(self, workflow: _Optional[str] = ..., step: _Optional[str] = ..., equals: _Optional[int] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., domain: _Optional[str] = ...) -> None: ...
+    compensation: bool
+    def __init__(self, workflow: _Optional[str] = ..., step: _Optional[str] = ..., equals: _Optional[int] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., domain: _Optional[str] = ..., compensation: _Optional[bool] = ...) -> None: ...
+
+class RunOrderExpectation(_message.Message):
+    __slots__ = ("workflow", "steps", "compensation")
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATION_FIELD_NUMBER: _ClassVar[int]
+    workflow: str
+    steps: _containers.RepeatedScalarFieldContainer[str]
+    compensation: bool
+    def __init__(self, workflow: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., compensation: _Optional[bool] = ...) -> None: ...
 
 class MembersExpectation(_message.Message):
-    __slots__ = ("seen_by", "alive", "not_alive", "within_s", "with_capabilities", "at_s")
+    __slots__ = ("seen_by", "alive", "not_alive", "within_s", "with_capabilities", "at_s", "all_free")
     SEEN_BY_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     NOT_ALIVE_FIELD_NUMBER: _ClassVar[int]
     WITHIN_S_FIELD_NUMBER: _ClassVar[int]
     WITH_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     AT_S_FIELD_NUMBER: _ClassVar[int]
+    ALL_FREE_FIELD_NUMBER: _ClassVar[int]
     seen_by: _containers.RepeatedScalarFieldContainer[str]
     alive: _containers.RepeatedScalarFieldContainer[str]
     not_alive: _containers.RepeatedScalarFieldContainer[str]
     within_s: float
     with_capabilities: bool
     at_s: float
-    def __init__(self, seen_by: _Optional[_Iterable[str]] = ..., alive: _Optional[_Iterable[str]] = ..., not_alive: _Optional[_Iterable[str]] = ..., within_s: _Optional[float] = ..., with_capabilities: _Optional[bool] = ..., at_s: _Optional[float] = ...) -> None: ...
+    all_free: bool
+    def __init__(self, seen_by: _Optional[_Iterable[str]] = ..., alive: _Optional[_Iterable[str]] = ..., not_alive: _Optional[_Iterable[str]] = ..., within_s: _Optional[float] = ..., with_capabilities: _Optional[bool] = ..., at_s: _Optional[float] = ..., all_free: _Optional[bool] = ...) -> None: ...
