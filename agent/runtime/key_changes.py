@@ -190,6 +190,7 @@ class KeyChanges:
         log.warning("this domain signs with its new key %s from now on", _fp(new_raw))
         a.publish_record_if_changed(force=True)  # the record names the key: re-signed
         self._tls_follow()
+        self.sleep.wake()  # a new deadline: the certificate's move to the new key
         return True
 
     # ---- TLS ---------------------------------------------------------------------------

@@ -9,9 +9,13 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.key_records import make_rotation
+from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership.swim_types import EventKind, MemberEvent
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.runtime.agent import Active, Agent, run_until_stopped
+from fedorch.runtime.key_changes import next_key_change
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.store.store import WorkflowRow
 from fedorch.runtime.wakeups import Sleep
@@ -177,3 +181,17 @@ async def test_a_member_change_wakes_the_takeover_shell_for_its_workflows_only(
     finally:
         agent.stop()
         await runner
+
+
+# ---- the key records loop's deadline ---------------------------------------------------
+
+
+def test_the_key_records_loop_is_due_when_a_rotation_overlap_ends() -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    issued_ms, overlap = 1_700_000_000_000, 60.0
+    trust = TrustStore({"eu": old.public_key()}, overlap_s=overlap)
+    now = issued_ms / 1000
+    assert next_key_change(trust, now) == float("inf")  # nothing ends: no deadline
+    trust.learn([make_rotation("eu", old, new, serial=1, now_ms=issued_ms)])
+    assert next_key_change(trust, now) == now + overlap  # the old key's overlap ends
+    assert next_key_change(trust, now + overlap) == float("inf")  # over: nothing left
