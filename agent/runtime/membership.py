@@ -105,6 +105,7 @@ class Membership:
         self._rejoined = False
         self._dead_swept_at = float("-inf")
         self._dead_sweep_due: float | None = None  # while a member is DEAD
+        self._publish_due: float | None = None  # a changed record held back until then
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -182,10 +183,19 @@ class Membership:
             return
         now = self.agent.now()
         interval = self.agent.config.gossip.publish_interval_s
-        if not force and now - self._published_at < interval:
+        if not force and now < self._published_at + interval:  # (the deadline's own sum)
+            # Held back: the loop publishes it once the interval has passed (a deadline,
+            # woken for if it sleeps towards a later one).
+            due = self._published_at + interval
+            if self._publish_due is None or due < self._publish_due:
+                self._publish_due = due
+                if self.sleep.parked and (self.sleep.deadline is None
+                                          or due < self.sleep.deadline):
+                    self.wake()
             return
         self.swim.publish_record(now, raw)
         self._published, self._published_at = raw, now
+        self._publish_due = None
         self.wake()
 
     def wake(self) -> None:
@@ -201,10 +211,13 @@ class Membership:
             self._observe()
             # Until the core's next deadline (probe, suspicion, push-pull...) or the dead
             # sweep's, whichever is first; a message in or a record to publish wakes it.
-            timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due) if t is not None]
+            timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due,
+                                  self._publish_due) if t is not None]
             await self.sleep.until(min(timers) if timers else None)
             if self.swim.stopped:
                 return
+            if self._publish_due is not None and a.now() >= self._publish_due:
+                self._publish_due = None  # offered again just below
             a.publish_record_if_changed()
             self.swim.handle_timer(a.now())
 

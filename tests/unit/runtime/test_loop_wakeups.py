@@ -195,3 +195,23 @@ def test_the_key_records_loop_is_due_when_a_rotation_overlap_ends() -> None:
     trust.learn([make_rotation("eu", old, new, serial=1, now_ms=issued_ms)])
     assert next_key_change(trust, now) == now + overlap  # the old key's overlap ends
     assert next_key_change(trust, now + overlap) == float("inf")  # over: nothing left
+
+
+async def test_a_record_held_back_by_the_publish_interval_is_a_membership_deadline(
+        idle: Agent) -> None:
+    agent = idle
+    agent.config.gossip.publish_interval_s = 3600  # far beyond the test: held back
+    runner = await _running(agent)
+    try:
+        membership = agent.membership
+        await _until(lambda: membership._published is not None, "the first record out")
+        published_at = membership._published_at
+        agent.config.labels["zone"] = "b"  # a change, published no sooner than the interval
+        agent.publish_record_if_changed()
+        assert membership._publish_due == published_at + 3600
+        await _until(lambda: membership.sleep.parked, "membership to park")
+        assert membership.sleep.deadline == min(membership.swim.get_timer(),
+                                                published_at + 3600)
+    finally:
+        agent.stop()
+        await runner
