@@ -90,6 +90,9 @@ class Takeovers:
         self.sleep = Sleep("takeover", agent.metrics.loop_wakeups, agent.now)
         self.looked_at: dict[str, int] = {}  # workflow -> turns that looked at it
         agent.on_settled.append(self._settled)
+        # A domain removed from trust is no member any more (Membership.members), with no
+        # SWIM event: every workflow is looked at again (a rare change).
+        agent.on_trust_change.append(self._trust_changed)
 
     # ---- the cores ---------------------------------------------------------------------
 
@@ -143,6 +146,11 @@ class Takeovers:
         workflows = self._by_member.get(domain)
         if workflows:
             self._due.update(workflows)
+            self.sleep.wake()
+
+    def _trust_changed(self) -> None:
+        if self._cores:
+            self._due.update(self._cores)
             self.sleep.wake()
 
     def _settled(self, workflow_id: str) -> None:
