@@ -18,6 +18,9 @@ agent.negotiation.sim_agent drives them:
 
 Every agent runs an acceptor whatever its own `negotiation.commit`: a PREPARE
 that carries acceptors makes the participant's reservation a Paxos Commit one.
+
+Composed of: runtime.consensus_outbox (messages out and their replies) and
+runtime.decision_proofs (what a signed Decision proves, the one this agent signs).
 """
 
 from __future__ import annotations
@@ -34,14 +37,10 @@ from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.acceptor import Acceptor, PersistAcceptor
 from fedorch.core.negotiation.errors import ProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
-    ABORT,
     Accept,
     Accepted,
-    AnswerStatus,
     Decision,
     DecisionAck,
-    DecisionAnswer,
-    DecisionQuery,
     Key,
     Learned,
     PaxosPrepare,
@@ -51,13 +50,14 @@ from fedorch.core.negotiation.messages import (
     Send,
     TxInfo,
     Value,
-    certifies,
 )
 from fedorch.core.negotiation.termination import DoubtState, Termination
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.consensus_outbox import PAXOS_RPC_TIMEOUT_S as PAXOS_RPC_TIMEOUT_S
+from fedorch.runtime.consensus_outbox import ConsensusOutbox
+from fedorch.runtime.decision_proofs import decision_message, proven
 from fedorch.runtime.peer_service import count_refusal
-from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Statement, Store
 
 if TYPE_CHECKING:
@@ -68,7 +68,6 @@ log = logging.getLogger("fedorch.consensus")
 RESEND_S = 1.0            # a proposer resends to silent acceptors this often
 BACKOFF_S = 0.5           # base of a rejected proposer's random backoff
 DECISION_RESEND_S = 4.0   # the coordinator resends an unacknowledged COMMIT this often
-PAXOS_RPC_TIMEOUT_S = 2.0  # one attempt; the cores resend
 _KINDS = {Promise: "paxos_promise", Accepted: "paxos_accepted", Reject: "paxos_reject"}
 LEARNED_MEMORY = 10_000   # decisions remembered in memory (all are on disk)
 ACCEPTOR_MEMORY = 4_096   # acceptor records kept in memory (all are on disk)
@@ -98,6 +97,7 @@ class Consensus:
         self._resident: OrderedDict[Key, None] = OrderedDict()
         self._persisting: dict[Key, int] = {}
         self._on_disk_only = False
+        self.outbox = ConsensusOutbox(agent, self)
 
     # ---- state ----------------------------------------------------------------------
 
@@ -161,29 +161,12 @@ class Consensus:
                               tuple(sorted(set(row.placement.values()))), tuple(row.acceptors))
         return None
 
-    # ---- proofs ----------------------------------------------------------------------
+    # ---- proofs (runtime.decision_proofs) --------------------------------------------
 
     def proven(self, body: peer_pb2.Body, tx: TxInfo) -> Value:
-        """The value of an opened, signed Decision about `tx`, if it proves itself: signed
-        by the coordinator or a participant (a recovery proposer), and a COMMIT by a
-        certificate with a signed YES of every participant (each signature verified).
-        Refused / RemoteProtocolError / AuthError otherwise."""
-        d = body.decision
-        if (d.workflow_id, d.round) != tx.key or d.coordinator != tx.coordinator:
-            raise RemoteProtocolError(f"a decision about another transaction than {tx.key}")
-        # Signed by a party, COMMIT too: YES votes alone do not prove COMMIT was chosen.
-        authorize("decision_notice", body.sender, Facts(
-            workflow_id=tx.workflow_id, coordinator=tx.coordinator,
-            participants=tx.participants))
-        if d.outcome == peer_pb2.OUTCOME_COMMIT:
-            value = wire.commit_decision_value(d, self.agent.trust)
-            if not certifies(tx, value):
-                missing = set(tx.participants) - {v.domain for v in value.votes}
-                raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
-            return value
-        if d.outcome != peer_pb2.OUTCOME_ABORT:
-            raise RemoteProtocolError("a decision must be COMMIT or ABORT")
-        return ABORT
+        """The value of an opened, signed Decision about `tx`, if it proves itself
+        (decision_proofs.proven); Refused / RemoteProtocolError / AuthError otherwise."""
+        return proven(body, tx, self.agent.trust)
 
     async def open_decision(self, envelope: peer_pb2.Envelope,
                             key: Key | None = None) -> tuple[str, Value, TxInfo] | None:
@@ -200,12 +183,7 @@ class Consensus:
 
     def decision_envelope(self, key: Key, value: Value) -> peer_pb2.Envelope:
         """A decision as this agent announces it: signed by us, proven by its contents."""
-        d = peer_pb2.Decision(
-            workflow_id=key[0], round=key[1], outcome=wire.outcome_of(value),
-            coordinator=wire.coordinator_of(key[0]),
-            votes=[peer_pb2.Envelope.FromString(v.raw) for v in value.votes],
-            reason="chosen by Paxos Commit")
-        return self.agent.seal("", decision=d)
+        return self.agent.seal("", decision=decision_message(key, value))
 
     # ---- inputs ------------------------------------------------------------------------
 
@@ -486,6 +464,8 @@ class Consensus:
             self._evict()
             await self.run(self.acceptor.next_actions())
         if a.domain not in tx.participants:
+            # An acceptor only: its records are retention's to compact in time.
+            a.settled(key[0])
             return
         written = await a.participation.apply_decision(key, value, tx, also=learning)
         if learning:
@@ -501,74 +481,5 @@ class Consensus:
     # ---- output ----------------------------------------------------------------------
 
     def send(self, to: str, msg: object) -> None:
-        self.agent.spawn(self._send(to, msg), name=f"{type(msg).__name__} to {to}")
-
-    async def _send(self, to: str, msg: object) -> None:
-        a = self.agent
-        try:
-            if to == a.domain:
-                await self.receive(to, msg)
-                return
-            endpoint = a.endpoint_of(to, self._known_endpoints(msg))
-            if endpoint is None:
-                return
-            if isinstance(msg, DecisionQuery):
-                await self._query(endpoint, to, msg)
-                return
-            if isinstance(msg, Decision):
-                await a.peers.call(
-                    endpoint, "Decide", recipient=to, expect="ack",
-                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
-                    decision_notice=peer_pb2.DecisionNotice(
-                        decision=self.decision_envelope(msg.key, msg.value)))
-                return
-            kind, pb = wire.encode(msg)
-            body, _ = await a.peers.call(
-                endpoint, "Paxos", recipient=to, expect=wire.PAXOS_REPLIES,
-                timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False, **{kind: pb})
-            await self._on_reply(to, body)
-        except PeerCallError as e:
-            log.debug("%s to %s: %s", type(msg).__name__, to, e)
-        except Refused as e:
-            count_refusal(a, to, type(msg).__name__, e)
-        except (AuthError, ProtocolError) as e:
-            log.warning("%s from %s refused: %s", type(msg).__name__, to, e)
-
-    def _known_endpoints(self, msg: object) -> dict[str, str]:
-        key = getattr(msg, "key", None)
-        hold = self.agent.participant.hold(key) if key is not None else None
-        if hold is not None and hold.coordinator_endpoint:
-            return {hold.coordinator: hold.coordinator_endpoint}
-        return {}
-
-    async def _on_reply(self, peer: str, body: peer_pb2.Body) -> None:
-        kind = body.WhichOneof("payload")
-        if kind == "ack":
-            if not body.ack.ok:
-                log.info("%s refused a consensus message: %s", peer, body.ack.error)
-            return
-        if kind == "decision_notice":
-            opened = await self.open_decision(body.decision_notice.decision)
-            if opened is not None:
-                signer, value, tx = opened
-                await self.receive(peer, Decision(tx.key, value, signer))
-            return
-        await self.receive(peer, wire.decode(body, self.agent.trust))
-
-    async def _query(self, endpoint: str, to: str, q: DecisionQuery) -> None:
-        a = self.agent
-        a.metrics.in_doubt_queries.inc()
-        body, _ = await a.peers.call(
-            endpoint, "QueryDecision", recipient=to, expect="decision_answer",
-            timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
-            decision_query=peer_pb2.DecisionQuery(workflow_id=q.key[0], round=q.key[1]))
-        answer = body.decision_answer
-        if answer.known:
-            opened = await self.open_decision(answer.decision, q.key)
-            if opened is not None:
-                _, value, _ = opened
-                self.termination.receive(
-                    a.now(), DecisionAnswer(q.key, to, AnswerStatus.DECIDED, value))
-                await self.run(self.termination.next_actions())
-        if answer.final_state:
-            await a.participation.ended(q.key[0], answer.final_state, "ended (asked)")
+        """One message to `to`, on a task the agent owns (runtime.consensus_outbox)."""
+        self.agent.spawn(self.outbox.deliver(to, msg), name=f"{type(msg).__name__} to {to}")

@@ -113,6 +113,10 @@ class AgentContext:
         # builds the KeyChanges shell before anything is verified.
         # Called after a live trust change (the daemon's TLS roots follow the trust store).
         self.on_trust_change: list[Callable[[], None]] = []
+        # Told of each workflow that ended here or whose decision was learned here: the
+        # loops that act on such workflows (takeover, the certificate sweep) sleep until
+        # then instead of looking every so often.
+        self.on_settled: list[Callable[[str], None]] = []
         neg = config.negotiation
         self.guard = ReplayGuard(int(neg.replay_window_s * 1000))
         self.peers = PeerChannels(
@@ -475,6 +479,12 @@ class AgentContext:
         while len(self.recently_finished) > RECENTLY_FINISHED_MEMORY:
             old, _ = self.recently_finished.popitem(last=False)
             self.changes.forget(old)
+        self.settled(workflow_id)
+
+    def settled(self, workflow_id: str) -> None:
+        """A workflow ended here, or its decision was learned here (see on_settled)."""
+        for hook in self.on_settled:
+            hook(workflow_id)
 
 
 class Stop(Exception):

@@ -36,6 +36,7 @@ from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over, state_of
 from fedorch.runtime.store import compaction
 from fedorch.runtime.store.store import Statement, WorkflowRow
+from fedorch.runtime.wakeups import Sleep
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -84,6 +85,11 @@ class DecisionLog:
         self._cores = cores
         self._decisions = envelopes
         self.decisions = decisions
+        self.sweep_sleep = Sleep("certificate sweep", agent.metrics.loop_wakeups, agent.now)
+        # Workflows that ended or were learned here so far: one since the last look at
+        # the store means work for the sweep.
+        self._settlements = 0
+        agent.on_settled.append(self._settled)
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
@@ -260,16 +266,51 @@ class DecisionLog:
                      ", ".join(f"{n} {table}" for table, n in sorted(removed.items())))
         return removed.get("workflows", 0)
 
+    def _settled(self, workflow_id: str) -> None:
+        """A workflow ended (or its decision was learned) here: the sweep has work again,
+        a pass certificate_sweep_s from now if it was asleep with none."""
+        self._settlements += 1
+        if self.sweep_sleep.parked and self.sweep_sleep.deadline is None:
+            self.sweep_sleep.wake()
+
+    async def _sweep_has_work(self) -> bool:
+        """Is anything on disk that a later pass may act on: a kept COMMIT certificate,
+        an ended workflow (retention), or records of a workflow without a row?"""
+        a = self.agent
+        if await a.store.count_kept_certificates():
+            return True
+        states = tuple(sorted(TERMINAL_NAMES))
+        if await a.store.select(
+                f"SELECT 1 FROM workflows WHERE state IN ({', '.join('?' * len(states))})"
+                " LIMIT 1", states):
+            return True
+        return bool(await compaction.leftovers(a.store, 1))
+
     async def sweep_loop(self) -> None:
         """Run sweep_certificates, then compact_ended, every
-        negotiation.certificate_sweep_s until stopped."""
+        negotiation.certificate_sweep_s while there is something they may act on; with
+        nothing, asleep until a workflow ends or a decision is learned here (no tick)."""
         a = self.agent
-        while await a.sleep(a.config.negotiation.certificate_sweep_s):
-            try:
-                await self.sweep_certificates()
-                await self.compact_ended()
-            except Exception as e:  # a failed pass is retried by the next one
-                a.task_failed("certificate sweep", e)  # logged, counted (or fatal)
+        period = a.config.negotiation.certificate_sweep_s
+        seen = self._settlements
+        work = await self._sweep_has_work()
+        next_pass = a.now() + period
+        while not a.stopping:
+            if a.now() >= next_pass:
+                seen = self._settlements
+                try:
+                    await self.sweep_certificates()
+                    await self.compact_ended()
+                    work = await self._sweep_has_work()
+                except Exception as e:  # a failed pass is retried by the next one
+                    work = True
+                    a.task_failed("certificate sweep", e)  # logged, counted (or fatal)
+                next_pass = a.now() + period
+            resting = not work and self._settlements == seen
+            await self.sweep_sleep.until(None if resting else next_pass)
+            if resting:  # woken by work after a rest: its first pass a whole period on
+                next_pass = a.now() + period
+            work = work or self._settlements != seen
 
     # ---- recovery -------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ ended meanwhile), and puts YES votes without a learned decision back in doubt.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +30,7 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
 from fedorch.runtime.step_runs import INTERRUPTED, StepRuns
 from fedorch.runtime.store.store import Store
+from fedorch.runtime.wakeups import Sleep
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -77,11 +77,11 @@ class InDoubt:
         self._settles = settles
         self.runs = runs
         self._committing = committing
-        self._wake = asyncio.Event()
+        self.sleep = Sleep("in-doubt", agent.metrics.loop_wakeups, agent.now)
 
     def wake(self) -> None:
         """A timer may have moved earlier: let the timer loop look again."""
-        self._wake.set()
+        self.sleep.wake()
 
     # ---- in doubt ---------------------------------------------------------------------
 
@@ -97,9 +97,6 @@ class InDoubt:
         a = self.agent
         next_idle_check = a.now() + a.config.negotiation.lease_s
         while not a.stopping:
-            # Cleared before looking, not after: a wake that comes while this turn awaits
-            # the store or the termination core is then not lost.
-            self._wake.clear()
             for hold in a.participant.due_queries(a.now()):
                 a.spawn(self._ask(hold), name=f"in-doubt {hold.workflow_id}/{hold.round}")
             if a.now() >= next_idle_check:
@@ -114,14 +111,21 @@ class InDoubt:
                 a.task_failed("in-doubt termination", e)  # (a broken invariant does)
             timers = [t for t in (a.participant.get_timer(), a.consensus.termination.get_timer())
                       if t is not None]
+            # The idle check only while a committed hold of another coordinator is here
+            # (looked for only when no other timer wakes the loop anyway); a hold commits
+            # after its vote, whose lease timer wakes this loop meanwhile.
+            if timers or self._committed_elsewhere():
+                timers.append(next_idle_check)
+            else:
+                next_idle_check = max(next_idle_check, a.now() + a.config.negotiation.lease_s)
             # Not sooner than 50 ms: a timer that is due but left armed (a query whose
             # coordinator is unreachable) must not spin the loop.
-            wait = max(0.05, min([next_idle_check, *timers]) - a.now())
-            try:
-                async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await self.sleep.until(max(min(timers), a.now() + 0.05) if timers else None)
+
+    def _committed_elsewhere(self) -> bool:
+        a = self.agent
+        return any(hold.state is HoldState.COMMITTED and hold.coordinator != a.domain
+                   for hold in a.participant.holds())
 
     def _idle_holds(self) -> list[Hold]:
         """Committed holds of other coordinators' workflows with nothing to run here: the

@@ -19,7 +19,6 @@ only the old one, and the handshake comes before any envelope could tell them).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections.abc import Iterable
@@ -33,8 +32,10 @@ from fedorch.core.audit.chain import KEY_ROTATED
 from fedorch.core.identity.key_records import KeyChange, raw_key
 from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.rotation import own_chain, read_records, records_path
+from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import config_pb2, keys_pb2
 from fedorch.runtime.store.identity import key_fingerprint
+from fedorch.runtime.wakeups import Sleep
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -43,11 +44,18 @@ log = logging.getLogger("fedorch.trust")
 
 # How long a record learned from another domain rides on this agent's envelopes.
 RELAY_S = 60.0
-TICK_S = 1.0
 
 
 def _fp(raw: bytes) -> str:
     return key_fingerprint(Ed25519PublicKey.from_public_bytes(raw))
+
+
+def next_key_change(trust: TrustStore, now: float) -> float:
+    """The first wall time (seconds) after `now` at which a rotation's overlap ends in
+    `trust` (an earlier key stops verifying live messages), or infinity."""
+    ends = [until for domain in trust.domains() if (keys := trust.keys_of(domain)) is not None
+            for _, until in keys.earlier if until > now]
+    return min(ends, default=float("inf"))
 
 
 def earlier_key_fingerprints(config: config_pb2.AgentConfig,
@@ -66,7 +74,7 @@ class KeyChanges:
         self.agent = agent
         self._relay: dict[bytes, tuple[keys_pb2.KeyRecord, float]] = {}
         self._unsaved: list[KeyChange] = []
-        self._wake = asyncio.Event()
+        self.sleep = Sleep("key records", agent.metrics.loop_wakeups, agent.now)
         # This agent's TLS certificate stays under the old key until then (wall s).
         self._tls_old: tuple[Ed25519PrivateKey, float] | None = None
         self._anchors: tuple = ()
@@ -129,7 +137,7 @@ class KeyChanges:
         self._unsaved += changes
         self._refresh_attached()
         self._tls_follow()
-        self._wake.set()
+        self.sleep.wake()
 
     def _refresh_attached(self) -> None:
         a = self.agent
@@ -182,6 +190,7 @@ class KeyChanges:
         log.warning("this domain signs with its new key %s from now on", _fp(new_raw))
         a.publish_record_if_changed(force=True)  # the record names the key: re-signed
         self._tls_follow()
+        self.sleep.wake()  # a new deadline: the certificate's move to the new key
         return True
 
     # ---- TLS ---------------------------------------------------------------------------
@@ -209,21 +218,32 @@ class KeyChanges:
     # ---- the loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Keep what was learned, audit it; end overlaps as time passes."""
+        """Keep what was learned, audit it; end overlaps as time passes. Asleep until a
+        record comes (`_learned` wakes it) or the next moment something ends: a rotation's
+        overlap, a relayed record's ride, the old key's hold on the TLS certificate."""
         a = self.agent
         while not a.stopping:
-            try:
-                async with asyncio.timeout(TICK_S):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
             a.trust.advance(a.now_ms() / 1000)
             self._refresh_attached()
             self._tls_follow()
             if self._unsaved:
                 batch, self._unsaved = self._unsaved, []
                 await self._keep(batch)
+            await self.sleep.until(self.next_deadline())
+
+    def next_deadline(self) -> float | None:
+        """The earliest moment (monotonic) the loop has something to do, or None."""
+        a = self.agent
+        deadlines = [until for _, until in self._relay.values()]
+        now_wall = a.now_ms() / 1000
+        wall = next_key_change(a.trust, now_wall)
+        if self._tls_old is not None and self._tls_old[1] > now_wall:
+            wall = min(wall, self._tls_old[1])
+        if wall != float("inf"):
+            # Wall deadlines (overlaps end at a calendar time) are slept towards on the
+            # monotonic clock: a wall step meanwhile is caught up at the next wake.
+            deadlines.append(a.now() + max(0.0, wall - now_wall))
+        return min(deadlines) if deadlines else None
 
     async def _keep(self, changes: Iterable[KeyChange]) -> None:
         a = self.agent

@@ -34,6 +34,7 @@ from fedorch.core.membership.swim_types import (
 from fedorch.gen.fedorch.v1 import peer_pb2, swim_pb2
 from fedorch.runtime.config import gossip_profile_name
 from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.wakeups import Sleep
 from prometheus_client.core import CounterMetricFamily
 
 if TYPE_CHECKING:
@@ -46,8 +47,12 @@ PUSH_PULL_TIMEOUT_S = 5.0
 # An agent whose seeds all stay silent this long after it started takes work anyway,
 # with what it knows (itself at least): it may be the first of its federation up.
 JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
-# How often the coordinator is told again of every member that is DEAD (see _observe).
+# How often the coordinator is told again of every member that is DEAD, while one is
+# and work is active here (see _observe).
 DEAD_SWEEP_S = 5.0
+# Member events that change a member's state (the takeover shell watches those).
+STATE_EVENTS = frozenset({EventKind.ALIVE, EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT,
+                          EventKind.REAPED})
 
 
 class ClaimSigner:
@@ -91,7 +96,7 @@ class Membership:
             agent.domain, agent.endpoint, self.profile, ClaimSigner(agent.signer),
             ClaimVerifier(agent.trust), agent.rng, agent.now(), incarnation=incarnation,
         )
-        self._wake = asyncio.Event()
+        self.sleep = Sleep("membership", agent.metrics.loop_wakeups, agent.now)
         self._records: dict[tuple[str, int], tuple[bytes, peer_pb2.DomainRecord]] = {}
         self._published: bytes | None = None
         self._published_at = float("-inf")
@@ -99,6 +104,8 @@ class Membership:
         self._started = agent.now()
         self._rejoined = False
         self._dead_swept_at = float("-inf")
+        self._dead_sweep_due: float | None = None  # while a member is DEAD
+        self._publish_due: float | None = None  # a changed record held back until then
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -176,14 +183,23 @@ class Membership:
             return
         now = self.agent.now()
         interval = self.agent.config.gossip.publish_interval_s
-        if not force and now - self._published_at < interval:
+        if not force and now < self._published_at + interval:  # (the deadline's own sum)
+            # Held back: the loop publishes it once the interval has passed (a deadline,
+            # woken for if it sleeps towards a later one).
+            due = self._published_at + interval
+            if self._publish_due is None or due < self._publish_due:
+                self._publish_due = due
+                if self.sleep.parked and (self.sleep.deadline is None
+                                          or due < self.sleep.deadline):
+                    self.wake()
             return
         self.swim.publish_record(now, raw)
         self._published, self._published_at = raw, now
+        self._publish_due = None
         self.wake()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.sleep.wake()
 
     # ---- the driver ------------------------------------------------------------------
 
@@ -193,15 +209,15 @@ class Membership:
         while not a.stopping:
             self._flush()
             self._observe()
-            timer = self.swim.get_timer()
-            wait = 1.0 if timer is None else min(1.0, max(0.0, timer - a.now()))
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+            # Until the core's next deadline (probe, suspicion, push-pull...) or the dead
+            # sweep's, whichever is first; a message in or a record to publish wakes it.
+            timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due,
+                                  self._publish_due) if t is not None]
+            await self.sleep.until(min(timers) if timers else None)
             if self.swim.stopped:
                 return
+            if self._publish_due is not None and a.now() >= self._publish_due:
+                self._publish_due = None  # offered again just below
             a.publish_record_if_changed()
             self.swim.handle_timer(a.now())
 
@@ -279,6 +295,8 @@ class Membership:
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
                          event.incarnation, f", by {event.accuser}" if event.accuser else "")
+            if event.kind in STATE_EVENTS and event.name != self.agent.domain:
+                self.agent.takeovers.member_changed(event.name)
             if event.kind is EventKind.DEAD and event.name != self.agent.domain:
                 # The one place a death reaches the rest of the agent (never a SUSPECT:
                 # a suspect may be only slow): its steps are resolved where this agent
@@ -294,10 +312,14 @@ class Membership:
             if view.state is MemberState.DEAD:
                 dead.add(view.name)
         now = self.agent.now()
-        if dead and now - self._dead_swept_at >= DEAD_SWEEP_S:
+        if dead and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
             # Deaths whose event came before the workflow could act on it.
             self._dead_swept_at = now
             self.agent.coordination.domains_dead(dead)
+        # Armed only while it has something to look at: a DEAD member and active work
+        # (new work that comes meanwhile waits at most until the core's next timer).
+        self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
+                                if dead and self.agent.active else None)
         for state, n in counts.items():
             self.agent.metrics.members.labels(state).set(n)
 

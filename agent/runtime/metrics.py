@@ -76,6 +76,10 @@ class AgentMetrics:
         self.task_errors = Counter(
             "fedorch_task_errors", "Exceptions that ended one of the agent's tasks, by kind"
             " of task (each is logged with its traceback)", ["task"], registry=r)
+        self.loop_wakeups = Counter(
+            "fedorch_loop_wakeups", "Times a background loop woke, by loop: at a deadline"
+            " one of its cores reported, or on an event (none while nothing is due)",
+            ["loop"], registry=r)
         self.reserved_slots = Gauge(
             "fedorch_reserved_slots", "Capability slots held by reservations", ["capability"],
             registry=r)

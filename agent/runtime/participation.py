@@ -304,6 +304,8 @@ class Participation:
     def ensure_progress(self, active: Active, spec: spec_pb2.WorkflowSpec) -> Progress:
         if active.progress is None:
             active.progress = Progress(spec, active.row.placement, self.agent.domain)
+            # Committed here: the takeover shell watches its coordinator from now on.
+            self.agent.takeovers.track(active.row.id)
         return active.progress
 
     async def fold_in_results(self, active: Active,

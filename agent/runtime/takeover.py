@@ -1,8 +1,12 @@
 """Coordinator takeover, the shell: a committed workflow finishes without its coordinator.
 
 The I/O around agent/core/workflow/takeover.py (one core per committed workflow this
-agent takes part in). Once a second (`TICK_S`) each core is told the membership
-state of the coordinator it follows; a core that claims has its claims sent through
+agent takes part in). No tick: the loop sleeps until the earliest `get_timer()` of
+its cores, or until an event wakes it for the workflows it concerns. A member's state
+change (Membership) wakes it for the workflows whose electorate holds that member
+(an index member -> workflows), which are told the membership state of the coordinator
+they follow (`Watch`); a workflow committed here (`track`) is looked at once, so its
+core starts watching. A core that claims has its claims sent through
 the Takeover RPC (`TakeoverClaim`), and their answers fed back. What a core asks to
 persist (the epoch granted, and to whom) is in the workflow's row before any claim
 or answer leaves (`granted_epoch`, `granted_to`; and `epoch`, `coordinator`: the
@@ -20,6 +24,7 @@ its epoch is over from the claim, which is resent to it until it answers, and fo
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from typing import TYPE_CHECKING
 
@@ -46,13 +51,13 @@ from fedorch.runtime.convert import is_over, state_of
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
+from fedorch.runtime.wakeups import Sleep
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.takeover")
 
-TICK_S = 1.0
 # A claim is sent again to a member that does not answer until it does: a returning
 # old coordinator learns from it that its epoch is over.
 CLAIM_PATIENCE_S = 24 * 3600.0
@@ -75,6 +80,19 @@ class Takeovers:
         # Successors restored acting (a restart): their outcome is looked at once, since
         # every result may be in already and none comes to trigger it.
         self._restored: set[str] = set()
+        # Member -> the workflows whose electorate holds it: a member's change wakes those.
+        self._by_member: dict[str, set[str]] = {}
+        self._due: set[str] = set()  # to look at in the next turn (an event named them)
+        # (deadline, workflow): each core's timer as last armed; an entry whose deadline
+        # is no longer its core's is stale and skipped.
+        self._timers: list[tuple[float, str]] = []
+        self._armed: dict[str, float] = {}
+        self.sleep = Sleep("takeover", agent.metrics.loop_wakeups, agent.now)
+        self.looked_at: dict[str, int] = {}  # workflow -> turns that looked at it
+        agent.on_settled.append(self._settled)
+        # A domain removed from trust is no member any more (Membership.members), with no
+        # SWIM event: every workflow is looked at again (a rare change).
+        agent.on_trust_change.append(self._trust_changed)
 
     # ---- the cores ---------------------------------------------------------------------
 
@@ -83,7 +101,7 @@ class Takeovers:
         a = self.agent
         row = active.row
         if active.progress is None or not row.placement or is_over(row):
-            self._cores.pop(row.id, None)
+            self.forget(row.id)
             return None
         core = self._cores.get(row.id)
         if core is None:
@@ -100,6 +118,10 @@ class Takeovers:
                             # short by a restart; it is asked again, never assumed won.
                             claiming=holder == a.domain and row.coordinator != a.domain)
             self._cores[row.id] = core
+            for member in core.electorate:
+                self._by_member.setdefault(member, set()).add(row.id)
+            self._due.add(row.id)  # a new core: told of its coordinator in the next turn
+            self.sleep.wake()
             if core.role is Role.ACTING and core.epoch > 0:
                 self._restored.add(row.id)
         return core
@@ -111,31 +133,107 @@ class Takeovers:
             return active.row.coordinator == self.agent.domain
         return core.role is Role.ACTING
 
+    # ---- events --------------------------------------------------------------------
+
+    def track(self, workflow_id: str) -> None:
+        """A workflow committed here (it has its progress now): look at it next turn."""
+        self._due.add(workflow_id)
+        self.sleep.wake()
+
+    def member_changed(self, domain: str) -> None:
+        """Membership: `domain` changed state (joined, suspected, died, left, came back):
+        wake the loop for the workflows whose electorate holds it, and those only."""
+        workflows = self._by_member.get(domain)
+        if workflows:
+            self._due.update(workflows)
+            self.sleep.wake()
+
+    def _trust_changed(self) -> None:
+        if self._cores:
+            self._due.update(self._cores)
+            self.sleep.wake()
+
+    def _settled(self, workflow_id: str) -> None:
+        if workflow_id not in self.agent.active:  # it ended here: nothing to watch
+            self.forget(workflow_id)
+
+    def _arm(self, workflow_id: str, core: Takeover) -> None:
+        """Keep the core's timer in the heap; wake the loop if it is earlier than before."""
+        timer = core.get_timer()
+        if timer is None:
+            self._armed.pop(workflow_id, None)
+            return
+        if self._armed.get(workflow_id) == timer:
+            return
+        self._armed[workflow_id] = timer
+        heapq.heappush(self._timers, (timer, workflow_id))
+        # Parked towards a later deadline (or none): sleep again towards this one. A busy
+        # loop reads the heap before it sleeps anyway.
+        if self.sleep.parked and (self.sleep.deadline is None or timer < self.sleep.deadline):
+            self.sleep.wake()
+
+    def _next_timer(self) -> float | None:
+        while self._timers:
+            timer, workflow_id = self._timers[0]
+            if self._armed.get(workflow_id) == timer:
+                return timer
+            heapq.heappop(self._timers)  # stale: re-armed or disarmed since
+        return None
+
+    def _due_timers(self, now: float) -> set[str]:
+        due = set()
+        while (timer := self._next_timer()) is not None and timer <= now:
+            _, workflow_id = heapq.heappop(self._timers)
+            del self._armed[workflow_id]
+            due.add(workflow_id)
+        return due
+
+    # ---- the loop ----------------------------------------------------------------------
+
     async def run(self) -> None:
-        """Watch the coordinators of the workflows this agent takes part in."""
+        """Watch the coordinators of the workflows this agent takes part in: each turn
+        looks at the workflows an event named and those whose timer is due, then sleeps
+        until the next timer or event."""
         a = self.agent
-        while await a.sleep(TICK_S):
-            for workflow_id in self._cores.keys() - a.active.keys():  # ended meanwhile
-                del self._cores[workflow_id]
-            for active in list(a.active.values()):
-                core = self._core(active)
-                if core is None:
-                    continue
-                now = a.now()
-                if active.row.id in self._restored:
-                    self._restored.discard(active.row.id)
-                    if await a.coordination.after_progress(active):
-                        continue  # it ended; else the next result looks again
-                if core.role is not Role.ACTING:
-                    member = a.membership.get(core.coordinator) if a.membership else None
-                    state = member.state if member is not None else ""
-                    dead = frozenset(
-                        d for d in core.participants
-                        if (m := a.membership.get(d)) is not None and m.state in GONE)
-                    await self._apply(active, core, core.step(now, Watch(state, dead)))
-                timer = core.get_timer()
-                if timer is not None and timer <= now:
-                    await self._apply(active, core, core.step(now, Timer()))
+        self._due.update(a.active)  # restored at start: each gets its core
+        while not a.stopping:
+            due, self._due = self._due, set()
+            due |= self._due_timers(a.now())
+            for workflow_id in sorted(due):
+                await self._look(workflow_id)
+            if not self._due:
+                await self.sleep.until(self._next_timer())
+
+    async def _look(self, workflow_id: str) -> None:
+        """Tell one workflow's core what membership says of its coordinator and
+        participants, and fire its timer if due."""
+        a = self.agent
+        active = a.active.get(workflow_id)
+        if active is None:  # ended meanwhile
+            self.forget(workflow_id)
+            return
+        core = self._core(active)
+        self._due.discard(workflow_id)  # a core made just now: this look is its first
+        if core is None:
+            self.forget(workflow_id)
+            return
+        self.looked_at[workflow_id] = self.looked_at.get(workflow_id, 0) + 1
+        now = a.now()
+        if workflow_id in self._restored:
+            self._restored.discard(workflow_id)
+            if await a.coordination.after_progress(active):
+                return  # it ended; else the next result looks again
+        if core.role is not Role.ACTING and a.membership is not None:
+            member = a.membership.get(core.coordinator)
+            state = member.state if member is not None else ""
+            dead = frozenset(
+                d for d in core.participants
+                if (m := a.membership.get(d)) is not None and m.state in GONE)
+            await self._apply(active, core, core.step(now, Watch(state, dead)))
+        timer = core.get_timer()
+        if timer is not None and timer <= now:
+            await self._apply(active, core, core.step(now, Timer()))
+        self._arm(workflow_id, core)
 
     async def _apply(self, active: Active, core: Takeover, actions: list) -> None:
         a = self.agent
@@ -166,6 +264,8 @@ class Takeovers:
                             else "the coordinator of the previous epoch")
                 if not await a.coordination.after_progress(active):
                     await a.save(active)
+        if self._cores.get(row.id) is core:
+            self._arm(row.id, core)
 
     async def _claim(self, active: Active, core: Takeover, claim: SendClaim) -> None:
         """Send one claim until answered (or the claim is over), and feed in the answer."""
@@ -285,8 +385,19 @@ class Takeovers:
         core = self._cores.get(row.id)
         if core is not None:
             core.step(self.agent.now(), Adopted(epoch, coordinator))
+            self._arm(row.id, core)
         if active is None:
             await self.agent.store.save_workflow(row)
 
     def forget(self, workflow_id: str) -> None:
-        self._cores.pop(workflow_id, None)
+        core = self._cores.pop(workflow_id, None)
+        self._armed.pop(workflow_id, None)  # its heap entry is stale now
+        self._restored.discard(workflow_id)
+        self.looked_at.pop(workflow_id, None)
+        if core is not None:
+            for member in core.electorate:
+                workflows = self._by_member.get(member)
+                if workflows is not None:
+                    workflows.discard(workflow_id)
+                    if not workflows:
+                        del self._by_member[member]

@@ -195,14 +195,46 @@ steps:
 """
 
 
-async def test_a_dead_coordinator_does_not_keep_its_participants_waiting_a_lease(tmp_path):
-    async with started_federation(tmp_path, _paxos_domains()) as fed:
+# Setting the premise up again: see _undecided_with_both_prepared.
+PREMISE_ATTEMPTS = 3
+
+
+async def _prepared_within(fed: Federation, name: str, wid: str, deadline_s: float) -> bool:
+    try:
+        await wait_for(lambda: fed.prepared(name, wid), deadline_s, f"{name} to vote YES")
+    except AssertionError:
+        return False
+    return True
+
+
+async def _undecided_with_both_prepared(fed: Federation) -> str:
+    """A workflow whose participants p1 and p2 both voted YES while its coordinator c,
+    stopped (SIGSTOP), decided nothing: the id.
+
+    p2 is stopped first, so that c waits for its vote; once p1 voted, c is stopped and p2
+    resumed, and p2 votes on the PREPARE c sent it. That PREPARE must have left c before
+    c stopped, which nothing outside c shows: it may still be in c's per-peer lane, or in
+    a channel reconnecting to the stopped p2. So the premise is checked (p2's YES on its
+    disk) rather than assumed; when it does not hold, c resumes, ends that workflow on
+    its own, and the setup starts again with a new one."""
+    for _ in range(PREMISE_ATTEMPTS):
         fed.signal("p2", signal.SIGSTOP)  # the coordinator waits for its vote
         wid = await fed.submit("c", PAXOS_SPEC)
-        await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")
+        if not await _prepared_within(fed, "p1", wid, 20):
+            raise AssertionError("timed out waiting for p1 to vote YES")
         fed.signal("c", signal.SIGSTOP)  # it never reads p2's vote: nothing is decided
         fed.signal("p2", signal.SIGCONT)
-        await wait_for(lambda: fed.prepared("p2", wid), 20, "p2 to vote YES")
+        if await _prepared_within(fed, "p2", wid, 20):
+            return wid
+        fed.signal("c", signal.SIGCONT)  # the premise did not hold: c ends it
+        await fed.wait_state("c", wid, deadline_s=60)
+    raise AssertionError(f"p2 never received its PREPARE before c stopped, in"
+                         f" {PREMISE_ATTEMPTS} attempts")
+
+
+async def test_a_dead_coordinator_does_not_keep_its_participants_waiting_a_lease(tmp_path):
+    async with started_federation(tmp_path, _paxos_domains()) as fed:
+        wid = await _undecided_with_both_prepared(fed)
         fed.kill("c")  # never restarted
 
         def learned(p: str):
