@@ -85,6 +85,9 @@ class StepProgress:
     on_domain_loss: str = "replace"
     epoch: int = 0
     lost_to: str = ""
+    # The domains this step was placed on before, oldest first (each lost, then the step
+    # placed again by a new round: domain_lost, placed_again).
+    replaced_from: list[str] = field(default_factory=list)
     state: StepState = StepState.WAITING
     attempts: int = 0
     outputs: dict = field(default_factory=dict)
@@ -243,6 +246,39 @@ class Progress:
                 self._failed(step.id)
             resolved.append((step.id, action))
         return resolved
+
+    def placed_again(self, step_id: str, domain: str, epoch: int, lost: str) -> bool:
+        """A committed round placed `step_id` again, on `domain`, after `lost` was lost;
+        `epoch`: the placement's fencing token (the round's number, above every epoch
+        before it). A step not terminal starts afresh there (WAITING, attempts counted
+        anew under the new epoch); reports of earlier placements are refused from now on.
+        Returns whether anything changed (False for a repeat or an older placement)."""
+        step = self.steps.get(step_id)
+        if step is None or epoch < step.epoch or (epoch == step.epoch
+                                                  and step.domain == domain):
+            return False
+        if lost and lost != domain and lost not in step.replaced_from:
+            step.replaced_from.append(lost)
+        step.domain, step.epoch, step.lost_to = domain, epoch, lost
+        if step.state not in TERMINAL_STEP_STATES:
+            step.state, step.attempts, step.outputs, step.error = (
+                StepState.WAITING, 0, {}, "")
+        return True
+
+    def replacement_failed(self, step_id: str, reason: str) -> bool:
+        """The step waiting to be placed again (PENDING, unplaced) could not be: it FAILS
+        with `reason`, skipping what is downstream. False if it was not waiting."""
+        step = self.steps.get(step_id)
+        if step is None or step.state is not StepState.PENDING or step.domain:
+            return False
+        step.state, step.error = StepState.FAILED, reason
+        self._failed(step_id)
+        return True
+
+    def awaiting_placement(self) -> list[str]:
+        """Steps a loss sent back to be placed again, not placed yet."""
+        return [s.id for s in self.steps.values()
+                if s.state is StepState.PENDING and not s.domain and s.lost_to]
 
     def refuse_result(self, step_id: str, sender: str, epoch: int) -> str | None:
         """Why a result or RUNNING report from `sender` for `step_id` under placement
