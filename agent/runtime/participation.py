@@ -149,8 +149,7 @@ class Participation:
             replaced = decision.replacement if decision.HasField("replacement") else None
             if replaced is not None and a.domain not in decision.placement.values():
                 # A step of a workflow we take part in was placed again elsewhere.
-                await self._placed_elsewhere(decision)
-                return peer_pb2.Ack(ok=True)
+                return await self._placed_elsewhere(decision)
             effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
         except Refused as e:
             count_refusal(a, sender, "decision_notice", e)
@@ -175,24 +174,30 @@ class Participation:
                 replaced=replaced)
         return peer_pb2.Ack(ok=True)
 
-    async def _placed_elsewhere(self, decision: peer_pb2.Decision) -> None:
+    async def _placed_elsewhere(self, decision: peer_pb2.Decision) -> peer_pb2.Ack:
         """A committed re-placement of a step of a workflow running here, on another
         domain (runtime/replacement.py): merge it, and send the results of our steps it
-        needs again, now to its new domain too."""
+        needs again, now to its new domain too. Not set up here yet (our COMMIT is on
+        its way): the coordinator is asked to send it again later."""
         a = self.agent
         async with self._committing.hold(decision.workflow_id):
             active = a.active.get(decision.workflow_id)
-            if active is None or active.progress is None or is_over(active.row):
-                return
-            if not apply_replacement(active, decision.replacement, decision.round,
-                                     dict(decision.endpoints)):
-                return
+            if active is None or active.progress is None:
+                if decision.workflow_id in a.recently_finished \
+                        or await a.store.get_workflow(decision.workflow_id) is not None:
+                    return peer_pb2.Ack(ok=True)  # ended here: nothing to redirect
+                return peer_pb2.Ack(ok=False, retry_later=True,
+                                    error="the workflow is not committed here yet")
+            if is_over(active.row) or not apply_replacement(
+                    active, decision.replacement, decision.round, dict(decision.endpoints)):
+                return peer_pb2.Ack(ok=True)
             await self.runs.save_starting(active)
             step = active.progress.steps[decision.replacement.step_id]
             for need in step.needs:
                 done = active.progress.steps[need]
                 if done.domain == a.domain and done.state is StepState.SUCCEEDED:
                     self.runs.report(active, need)
+        return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
         a = self.agent

@@ -183,7 +183,7 @@ class Replacements:
         spec = spec_pb2.WorkflowSpec.FromString(row.spec)
         step = active.progress.steps[step_id]
         lost = step.lost_to
-        started = step.attempts > 0
+        started = active.progress.may_have_started(step_id)
         first = await self._first_free_round(row.id, row.round)
         neg = a.config.negotiation
         core = Coordinator(row.id, placer=self._placer(spec, active, step_id,

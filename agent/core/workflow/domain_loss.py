@@ -9,7 +9,9 @@ decide, read from the step and the coordinator's view of the workflow:
 
 - `may_have_started`: the step reported RUNNING or a result, or every step it
   needs had SUCCEEDED (a step starts without a word for its first 0.2 s, so a
-  ready step counts as started);
+  ready step counts as started), or may have there: a need placed on the lost
+  domain itself and not known to have ended may have succeeded there and started
+  the step at once, its result lost with the domain;
 - `idempotent`: the spec says running it again is harmless;
 - `fail_on_loss`: the spec says `on_domain_loss: fail`.
 

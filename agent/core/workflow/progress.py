@@ -230,11 +230,16 @@ class Progress:
         if not domain or domain == self.me:
             return []
         resolved = []
+        # Every case first, from the view before the loss: resolving one step must not
+        # change what another step, later in the chain on the same domain, may have done.
+        cases = {step.id: LossCase(self._may_have_started(step, domain), step.idempotent,
+                                   step.on_domain_loss == "fail")
+                 for step in self.steps.values()
+                 if step.domain == domain and step.state not in TERMINAL_STEP_STATES}
         for step in self.steps.values():
-            if step.domain != domain or step.state in TERMINAL_STEP_STATES:
+            case = cases.get(step.id)
+            if case is None:
                 continue
-            case = LossCase(self._may_have_started(step), step.idempotent,
-                            step.on_domain_loss == "fail")
             action = loss_action(case)
             step.epoch += 1
             step.lost_to = domain
@@ -290,11 +295,26 @@ class Progress:
         return (f"step {step_id} placement epoch {epoch} from {sender} is over{lost};"
                 f" the step is at epoch {step.epoch}")
 
-    def _may_have_started(self, step: StepProgress) -> bool:
+    def may_have_started(self, step_id: str) -> bool:
+        """Could the step have started in its placement (a loss's reason says so)?"""
+        step = self.steps[step_id]
+        return self._may_have_started(step, step.lost_to or step.domain)
+
+    def _may_have_started(self, step: StepProgress, lost: str) -> bool:
         # Known to have started (a RUNNING report or an attempt), or ready to: a step
-        # starts without a word for its first 0.2 s, so ready counts as started.
+        # starts without a word for its first 0.2 s, so ready counts as started. Ready
+        # as far as `lost` could know: a need on `lost` itself may have succeeded there
+        # and started the step at once, its result lost with the domain.
         return step.attempts > 0 or step.state is StepState.RUNNING or all(
-            self.steps[n].state is StepState.SUCCEEDED for n in step.needs)
+            self._may_have_succeeded(n, lost) for n in step.needs)
+
+    def _may_have_succeeded(self, step_id: str, lost: str) -> bool:
+        step = self.steps[step_id]
+        if step.state is StepState.SUCCEEDED:
+            return True
+        if step.domain != lost or step.state in TERMINAL_STEP_STATES:
+            return False
+        return all(self._may_have_succeeded(n, lost) for n in step.needs)
 
     # ---- queries -----------------------------------------------------------------
 

@@ -172,3 +172,18 @@ def test_first_round_must_be_positive() -> None:
     with pytest.raises(LocalProtocolError):
         Coordinator("w.1", placer=lambda e: Placement(), max_rounds=1, prepare_timeout_s=1.0,
                     first_round=0)
+
+
+def test_a_step_after_an_upstream_step_on_the_lost_domain_may_have_started() -> None:
+    """s0 -> s1, both on the lost domain: s0 may have succeeded there unseen and started
+    s1 at once (its result lost with the domain), so s1, not idempotent, is not run again;
+    s0, idempotent, is placed again."""
+    p = Progress(spec(step("s0", idempotent=True), step("s1", "s0"), step("s2", "s1")),
+                 {"s0": LOST, "s1": LOST, "s2": OTHER}, ME)
+    assert dict(p.domain_lost(LOST, can_replace=True)) == {
+        "s0": LossAction.REPLACE, "s1": LossAction.FAIL_STARTED}
+    assert p.steps["s2"].state is StepState.SKIPPED
+    # With s0 known FAILED there instead, s1 could not have started.
+    q = Progress(spec(step("s0", retries=1), step("s1", "s0")), {"s0": LOST, "s1": LOST}, ME)
+    q.steps["s0"].state = StepState.SKIPPED
+    assert q.domain_lost(LOST, can_replace=True) == [("s1", LossAction.REPLACE)]
