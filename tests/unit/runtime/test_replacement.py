@@ -71,3 +71,47 @@ def test_bad_input_json_is_left_out() -> None:
     rep.inputs_json["a"] = "[1, 2]"  # not an object
     assert apply_replacement(here, rep, 5, {})
     assert here.progress.steps["a"].state is StepState.WAITING
+
+
+# ---- status: the step's new domain and the ones it was lost on -----------------------------
+
+
+def test_status_shows_the_new_domain_and_replaced_from() -> None:
+    from fedorch.cli import render
+    from fedorch.client.models import WorkflowStatus
+    from fedorch.gen.fedorch.v1 import status_pb2
+    from fedorch.runtime.convert import status_message
+    from fedorch.runtime.store.store import StepRow
+    from rich.console import Console
+
+    row = WorkflowRow(id="co.1", name="wf", coordinator="co", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement=dict(FULL))
+    steps = {"b": StepRow("co.1", "b", "new", "RUNNING", 1, {}, "", ["lost"])}
+    status = status_message(row, steps)
+    assert [(s.id, s.domain, list(s.replaced_from)) for s in status.steps] == [
+        ("a", "lost", []), ("b", "new", ["lost"]), ("c", "down", [])]
+    as_json = [render.step_to_dict(s) for s in status.steps]
+    assert as_json[1]["replaced_from"] == ["lost"] and "replaced_from" not in as_json[0]
+    client = WorkflowStatus.from_proto(status_pb2.WorkflowStatus.FromString(
+        status.SerializeToString()))
+    assert client.to_dict()["steps"][1]["replaced_from"] == ["lost"]
+    console = Console(width=200, record=True)
+    console.print(render.steps_table(status))
+    assert "new (was lost)" in console.export_text()
+
+
+async def test_replaced_from_is_kept_in_the_steps_table(tmp_path) -> None:
+    from fedorch.runtime.store.store import StepRow, Store
+
+    store = await Store.open(tmp_path / "data")
+    try:
+        row = WorkflowRow(id="co.1", name="wf", coordinator="co", state="RUNNING",
+                          spec=SPEC.SerializeToString(), placement=dict(FULL))
+        await store.save_workflow(row, [StepRow("co.1", "b", "new", "WAITING", 0, {}, "",
+                                                ["lost", "other"]),
+                                        StepRow("co.1", "a", "lost", "SUCCEEDED", 1, {}, "")])
+        _, steps = await store.get_workflow_with_steps("co.1")
+        assert steps["b"].replaced_from == ["lost", "other"]
+        assert steps["a"].replaced_from == []
+    finally:
+        await store.close()
