@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The agent that takes a submission coordinates it. Admission runs in numbered
 rounds; each round is its own transaction, identified by (workflow, round) and
-never reused. A round places every step (through the injected Placer), sends
+never reused (a step placed again after its domain was lost is negotiated by a
+core of its own whose rounds start after the committed one: `first_round`). A round places every step (through the injected Placer), sends
 PREPARE to each participant domain with the steps asked of it, and collects
 signed votes until all are in or the prepare timeout passes.
 
