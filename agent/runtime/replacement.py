@@ -148,6 +148,8 @@ class Replacements:
                 await self._replace(active, waiting[0])
         finally:
             self._running.discard(wf)
+            if is_over(active.row) or self.agent.active.get(wf) is not active:
+                self._last_round.pop(wf, None)  # no round of it will come again here
 
     async def _first_free_round(self, wf: str, after: int) -> int:
         """A round number this workflow never used: above the committed round, above
