@@ -95,6 +95,8 @@ def step_to_dict(step: status_pb2.StepStatus) -> dict[str, Any]:
     }
     if step.instance_of:  # an instance of a fan-out step (docs/workflow-spec.md)
         out["instance_of"], out["wave"] = step.instance_of, step.wave
+    if step.replaced_from:  # placed again after losing these domains (docs/failures.md)
+        out["replaced_from"] = list(step.replaced_from)
     return out
 
 
@@ -216,7 +218,9 @@ def steps_table(status: status_pb2.WorkflowStatus, title: str | None = None) -> 
             _text(step.id),
             *(wave if waves else []),
             _text(step.capability),
-            _text(step.domain or "-"),
+            # A step placed again after a lost domain: "w2 (was w1)".
+            _text((step.domain or "-") + (f" (was {', '.join(step.replaced_from)})"
+                                          if step.replaced_from else "")),
             state_text(state),
             _text(step.attempts),
             _text(compact_json(step_outputs(step))),

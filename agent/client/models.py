@@ -36,6 +36,8 @@ class StepStatus:
     # ...); "" and 0 for other steps (docs/workflow-spec.md).
     instance_of: str = ""
     wave: int = 0
+    # The domains the step was placed on before, each lost (docs/failures.md).
+    replaced_from: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, step: status_pb2.StepStatus) -> StepStatus:
@@ -43,13 +45,16 @@ class StepStatus:
                    state=_name(status_pb2.StepState, step.state, "STEP_STATE_"),
                    attempts=step.attempts, outputs=values.read_object(step, "outputs"),
                    error=step.error, capability=step.capability,
-                   instance_of=step.instance_of, wave=step.wave)
+                   instance_of=step.instance_of, wave=step.wave,
+                   replaced_from=tuple(step.replaced_from))
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "domain": self.domain, "state": self.state,
                "attempts": self.attempts, "outputs": self.outputs, "error": self.error}
         if self.instance_of:  # as the CLI's --json
             out["instance_of"], out["wave"] = self.instance_of, self.wave
+        if self.replaced_from:
+            out["replaced_from"] = list(self.replaced_from)
         return out
 
 

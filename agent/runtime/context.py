@@ -428,7 +428,7 @@ class AgentContext:
     def _step_row(active: Active, step_id: str) -> StepRow:
         s = active.progress.steps[step_id]  # type: ignore[union-attr]
         return StepRow(active.row.id, s.id, s.domain, s.state.value, s.attempts, s.outputs,
-                       s.error)
+                       s.error, list(s.replaced_from))
 
     def saved_final(self, workflow_id: str) -> SavedStatus | None:
         """What the write that ended a workflow put on disk, if it ended lately here."""

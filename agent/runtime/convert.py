@@ -70,6 +70,7 @@ def status_message(row: WorkflowRow, steps: dict[str, StepRow]) -> status_pb2.Wo
             attempts=known.attempts if known else 0,
             error=known.error if known else "",
             instance_of=s.instance_of, wave=s.wave,  # fan-out instances only
+            replaced_from=known.replaced_from if known else [],
         )
         # Exact JSON (integers stay integers); rows keep outputs as JSON text already.
         values.write_object(step, "outputs", known.outputs if known else {})

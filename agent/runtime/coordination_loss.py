@@ -5,8 +5,9 @@ handed the outcome path it ends workflows by. Membership calls
 `domain_dead` (through Coordination) when a member is DEAD (never on SUSPECT: a suspect may only be
 slow). Each RUNNING workflow coordinated here with unfinished steps on that
 domain has them resolved by the progress core (Progress.domain_lost, table in
-agent/core/workflow/domain_loss.py), then ends or goes on as after any step
-result: a FAILED step skips what is downstream and ends the workflow FAILED,
+agent/core/workflow/domain_loss.py); a step to place again gets a new negotiation
+round (agent/runtime/replacement.py, Replacements); the workflow then ends or goes
+on as after any step result: a FAILED step skips what is downstream and ends the workflow FAILED,
 with end notices to every participant (the lost one too, resent until it is
 back and acknowledges).
 
@@ -27,6 +28,7 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import is_over, step_state_name
+from fedorch.runtime.replacement import Replacements
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -66,6 +68,8 @@ class DomainLoss:
         self.agent = agent
         self._after_progress = after_progress
         self._fenced = fenced if fenced is not None else FencedSteps()
+        # New rounds for the steps a loss sent back to be placed again.
+        self.replacements = Replacements(agent, after_progress)
 
     def domain_dead(self, domain: str) -> None:
         """Membership: `domain` is DEAD. Resolve its unfinished steps in every RUNNING
@@ -91,18 +95,25 @@ class DomainLoss:
     def _lose(self, active: Active, domain: str) -> None:
         a = self.agent
         row = active.row
-        resolved = active.progress.domain_lost(domain)
+        # Only the coordinator the id names may send a PREPARE (authority.py): after a
+        # takeover a step to place again fails instead (its reason says so).
+        resolved = active.progress.domain_lost(domain, can_replace=row.epoch == 0)
         if resolved:
             for step_id, action in resolved:
                 step = active.progress.steps[step_id]
                 self._fenced.note(row.id, step_id, domain, step.epoch)
-                log.warning("%s: step %s lost with domain %s (%s): %s", row.id, step_id,
-                            domain, action.value, step.error)
+                log.warning("%s: step %s lost with domain %s (%s)%s", row.id, step_id,
+                            domain, action.value, f": {step.error}" if step.error
+                            else ": placing it again")
             a.spawn(self._after_loss(active), name=f"domain loss {row.id}")
+        elif active.progress.awaiting_placement():  # the sweep: a round cut short
+            self.replacements.start(active)
 
     async def _after_loss(self, active: Active) -> None:
         if not await self._after_progress(active):
             await self.agent.save(active)
+            if active.progress is not None and active.progress.awaiting_placement():
+                self.replacements.start(active)
 
     def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:
         """Why a step report must be refused as coming from a placement that is over

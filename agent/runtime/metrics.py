@@ -67,6 +67,10 @@ class AgentMetrics:
         self.steps = Counter(
             "fedorch_step_attempts", "Step attempts run here, by result", ["result"],
             registry=r)
+        self.steps_replaced = Counter(
+            "fedorch_steps_replaced", "Steps a lost domain sent back to be placed again, by"
+            " outcome (replaced: a new round committed; failed: none could)", ["outcome"],
+            registry=r)
         self.in_doubt_queries = Counter(
             "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations",
             registry=r)

@@ -37,6 +37,7 @@ from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
+from fedorch.runtime.replacement import apply_replacement
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import (
     HoldTxRow,
@@ -145,6 +146,10 @@ class Participation:
             if sender != decision.coordinator:
                 raise RemoteProtocolError(f"{sender} relayed a decision of {decision.coordinator}")
             commit = decision.outcome == peer_pb2.OUTCOME_COMMIT
+            replaced = decision.replacement if decision.HasField("replacement") else None
+            if replaced is not None and a.domain not in decision.placement.values():
+                # A step of a workflow we take part in was placed again elsewhere.
+                return await self._placed_elsewhere(decision)
             effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
         except Refused as e:
             count_refusal(a, sender, "decision_notice", e)
@@ -165,7 +170,33 @@ class Participation:
                 decision.workflow_id, decision.round, decision.coordinator, decision.spec,
                 dict(decision.placement), dict(decision.endpoints),
                 reservation_row(hold, a.clock) if hold is not None else None,
-                [a.audit.decided(*key, "COMMIT")] if hold is not None else ())
+                [a.audit.decided(*key, "COMMIT")] if hold is not None else (),
+                replaced=replaced)
+        return peer_pb2.Ack(ok=True)
+
+    async def _placed_elsewhere(self, decision: peer_pb2.Decision) -> peer_pb2.Ack:
+        """A committed re-placement of a step of a workflow running here, on another
+        domain (runtime/replacement.py): merge it, and send the results of our steps it
+        needs again, now to its new domain too. Not set up here yet (our COMMIT is on
+        its way): the coordinator is asked to send it again later."""
+        a = self.agent
+        async with self._committing.hold(decision.workflow_id):
+            active = a.active.get(decision.workflow_id)
+            if active is None or active.progress is None:
+                if decision.workflow_id in a.recently_finished \
+                        or await a.store.get_workflow(decision.workflow_id) is not None:
+                    return peer_pb2.Ack(ok=True)  # ended here: nothing to redirect
+                return peer_pb2.Ack(ok=False, retry_later=True,
+                                    error="the workflow is not committed here yet")
+            if is_over(active.row) or not apply_replacement(
+                    active, decision.replacement, decision.round, dict(decision.endpoints)):
+                return peer_pb2.Ack(ok=True)
+            await self.runs.save_starting(active)
+            step = active.progress.steps[decision.replacement.step_id]
+            for need in step.needs:
+                done = active.progress.steps[need]
+                if done.domain == a.domain and done.state is StepState.SUCCEEDED:
+                    self.runs.report(active, need)
         return peer_pb2.Ack(ok=True)
 
     def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
@@ -250,7 +281,8 @@ class Participation:
     async def _committed(self, workflow_id: str, round_: int, coordinator: str,
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                          endpoints: dict[str, str], reservation: ReservationRow | None,
-                         also: Sequence[Statement] = (), *, fresh: bool = False) -> None:
+                         also: Sequence[Statement] = (), *, fresh: bool = False,
+                         replaced: peer_pb2.Replacement | None = None) -> None:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
         row are written in one transaction (with `also`): a crash leaves both or neither
         (then the PREPARED reservation is in doubt and asks again). One at a time per
@@ -260,12 +292,13 @@ class Participation:
         is not reached) and its early results are in memory: nothing is read."""
         async with self._committing.hold(workflow_id):
             await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
-                               reservation, also, fresh)
+                               reservation, also, fresh, replaced)
 
     async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
                       spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                       endpoints: dict[str, str], reservation: ReservationRow | None,
-                      also: Sequence[Statement] = (), fresh: bool = False) -> None:
+                      also: Sequence[Statement] = (), fresh: bool = False,
+                      replaced: peer_pb2.Replacement | None = None) -> None:
         a = self.agent
         active = a.active.get(workflow_id)
         on_disk = None
@@ -293,6 +326,8 @@ class Participation:
             a.active[row.id] = active
         active.row.endpoints.update({k: v for k, v in endpoints.items() if v})
         self.ensure_progress(active, spec)
+        if replaced is not None:  # a step placed here again: its epoch, inputs, neighbours
+            apply_replacement(active, replaced, round_, endpoints)
         await self.fold_in_results(active, on_disk)
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
@@ -349,6 +384,8 @@ class Participation:
     @staticmethod
     def _apply_rows(active: Active, rows: Iterable[StepRow]) -> None:
         for s in rows:
+            if s.replaced_from:  # placed again after a loss: kept for status
+                active.progress.steps[s.step_id].replaced_from = list(s.replaced_from)
             if s.state in (StepState.SUCCEEDED, StepState.FAILED, StepState.RUNNING):
                 active.progress.apply_result(s.step_id, s.attempts, StepState(s.state),
                                              s.outputs, s.error)

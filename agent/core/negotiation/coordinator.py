@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The agent that takes a submission coordinates it. Admission runs in numbered
 rounds; each round is its own transaction, identified by (workflow, round) and
-never reused. A round places every step (through the injected Placer), sends
+never reused (a step placed again after its domain was lost is negotiated by a
+core of its own whose rounds start after the committed one: `first_round`). A round places every step (through the injected Placer), sends
 PREPARE to each participant domain with the steps asked of it, and collects
 signed votes until all are in or the prepare timeout passes.
 
@@ -111,14 +112,18 @@ class Coordinator:
         max_rounds: int,
         prepare_timeout_s: float,
         consensus: ConsensusOptions | None = None,
+        first_round: int = 1,
     ) -> None:
-        if max_rounds < 1:
+        if max_rounds < 1 or first_round < 1:
             raise LocalProtocolError("max_rounds must be at least 1")
         self.workflow_id = workflow_id
         self.phase = Phase.IDLE
         self.refusals: list[Refusal] = []
         self._placer = placer
-        self._max_rounds = max_rounds
+        # Round numbers are never reused within a workflow: a step placed again after its
+        # domain was lost is negotiated in rounds after the committed one.
+        self._first_round = first_round
+        self._max_rounds = first_round - 1 + max_rounds
         self._timeout = prepare_timeout_s
         self._consensus = consensus
         self._excluded: dict[str, set[str]] = {}
@@ -235,7 +240,7 @@ class Coordinator:
     # ---- handlers ------------------------------------------------------------
 
     def _on_start(self, now: float, _: object) -> None:
-        self._begin_round(now, 1)
+        self._begin_round(now, self._first_round)
 
     def _on_vote(self, now: float, vote: VoteIn) -> None:
         current = self._round

@@ -9,7 +9,9 @@ decide, read from the step and the coordinator's view of the workflow:
 
 - `may_have_started`: the step reported RUNNING or a result, or every step it
   needs had SUCCEEDED (a step starts without a word for its first 0.2 s, so a
-  ready step counts as started);
+  ready step counts as started), or may have there: a need placed on the lost
+  domain itself and not known to have ended may have succeeded there and started
+  the step at once, its result lost with the domain;
 - `idempotent`: the spec says running it again is harmless;
 - `fail_on_loss`: the spec says `on_domain_loss: fail`.
 
@@ -19,9 +21,14 @@ decide, read from the step and the coordinator's view of the workflow:
     (False, True,  True)                         -> REPLACE       (run again elsewhere)
     (False, False, any)                          -> REPLACE       (it never ran)
 
-REPLACE needs a new negotiation round for the step, the lost domain excluded; while
-that is not built, Progress fails the step with a reason saying so. Every reason
-names the lost domain.
+REPLACE sends the step back to PENDING, unplaced, with its epoch moved on; the
+coordinator then runs a new negotiation round for that step only, the lost domain
+excluded (agent/runtime/replacement.py). On COMMIT the step is placed again
+(Progress.placed_again, its epoch the round's number); when no domain is eligible
+or the round aborts, it FAILS with `not_replaced_reason`. A coordinator that cannot
+run such a round (one that took the workflow over: a PREPARE is taken only from
+the coordinator the workflow id names) fails the step at once, as FAIL_* do.
+Every reason names the lost domain.
 """
 
 from __future__ import annotations
@@ -66,5 +73,12 @@ def loss_reason(domain: str, action: LossAction, case: LossCase, can_replace: bo
                 " step is not idempotent (idempotent: false)")
     if can_replace:
         return ""
-    return (f"{lost}{when}; the step may be re-placed, but re-placement on another"
-            " domain is not built yet")
+    return (f"{lost}{when}; not placed again: only the workflow's first coordinator"
+            " negotiates a new placement, and it was taken over")
+
+
+def not_replaced_reason(domain: str, started: bool, why: str) -> str:
+    """The error of a step that was to be placed again after the loss of `domain`, and
+    could not be (`why`: no eligible domain, or the round's refusals)."""
+    when = " while the step ran" if started else " before the step started"
+    return f"domain {domain} was lost (DEAD){when}; could not place the step again: {why}"

@@ -255,11 +255,15 @@ def place(
     *,
     coordinator: str,
     excluded: Mapping[str, AbstractSet[str]] = _NO_EXCLUSIONS,
+    fixed: Mapping[str, str] = _NO_EXCLUSIONS,  # type: ignore[assignment]
 ) -> Placement:
     """Choose a domain for every step of ``spec``; see the module docstring for the rules.
 
     ``excluded`` maps a step id to the domains that refused it (or timed out) in earlier
-    rounds. Raises ValueError when the steps' ``needs`` are not a DAG of known steps.
+    rounds. ``fixed`` maps a step id to the domain it keeps, unchecked (a workflow already
+    running, one of whose steps is placed again after its domain was lost): the other
+    steps are placed around it, its records counting for co-location, residency and
+    egress. Raises ValueError when the steps' ``needs`` are not a DAG of known steps.
     """
     members = sorted(candidates, key=lambda c: c.record.domain)
     records = {c.record.domain: c.record for c in members}
@@ -269,6 +273,16 @@ def place(
     taken: dict[tuple[str, str], int] = {}  # (domain, capability) -> steps placed there
 
     for step in topological_order(spec.steps):
+        if step.id in fixed:
+            domain = fixed[step.id]
+            assignment[step.id] = domain
+            received = merge(spec.data, *(carries[need] for need in step.needs))
+            produced = _capability(records[domain], step.capability) \
+                if domain in records else None
+            carries[step.id] = merge(received, step.data,
+                                     produced.produces if produced is not None else {})
+            taken[(domain, step.capability)] = taken.get((domain, step.capability), 0) + 1
+            continue
         if step.HasField("each"):  # left unexpanded: no domain can run it
             unplaceable[step.id] = _unexpanded(step, members, coordinator, merge(spec.data))
             carries[step.id] = merge(spec.data, step.data)

@@ -85,6 +85,9 @@ class StepProgress:
     on_domain_loss: str = "replace"
     epoch: int = 0
     lost_to: str = ""
+    # The domains this step was placed on before, oldest first (each lost, then the step
+    # placed again by a new round: domain_lost, placed_again).
+    replaced_from: list[str] = field(default_factory=list)
     state: StepState = StepState.WAITING
     attempts: int = 0
     outputs: dict = field(default_factory=dict)
@@ -227,11 +230,16 @@ class Progress:
         if not domain or domain == self.me:
             return []
         resolved = []
+        # Every case first, from the view before the loss: resolving one step must not
+        # change what another step, later in the chain on the same domain, may have done.
+        cases = {step.id: LossCase(self._may_have_started(step, domain), step.idempotent,
+                                   step.on_domain_loss == "fail")
+                 for step in self.steps.values()
+                 if step.domain == domain and step.state not in TERMINAL_STEP_STATES}
         for step in self.steps.values():
-            if step.domain != domain or step.state in TERMINAL_STEP_STATES:
+            case = cases.get(step.id)
+            if case is None:
                 continue
-            case = LossCase(self._may_have_started(step), step.idempotent,
-                            step.on_domain_loss == "fail")
             action = loss_action(case)
             step.epoch += 1
             step.lost_to = domain
@@ -244,6 +252,39 @@ class Progress:
             resolved.append((step.id, action))
         return resolved
 
+    def placed_again(self, step_id: str, domain: str, epoch: int, lost: str) -> bool:
+        """A committed round placed `step_id` again, on `domain`, after `lost` was lost;
+        `epoch`: the placement's fencing token (the round's number, above every epoch
+        before it). A step not terminal starts afresh there (WAITING, attempts counted
+        anew under the new epoch); reports of earlier placements are refused from now on.
+        Returns whether anything changed (False for a repeat or an older placement)."""
+        step = self.steps.get(step_id)
+        if step is None or epoch < step.epoch or (epoch == step.epoch
+                                                  and step.domain == domain):
+            return False
+        if lost and lost != domain and lost not in step.replaced_from:
+            step.replaced_from.append(lost)
+        step.domain, step.epoch, step.lost_to = domain, epoch, lost
+        if step.state not in TERMINAL_STEP_STATES:
+            step.state, step.attempts, step.outputs, step.error = (
+                StepState.WAITING, 0, {}, "")
+        return True
+
+    def replacement_failed(self, step_id: str, reason: str) -> bool:
+        """The step waiting to be placed again (PENDING, unplaced) could not be: it FAILS
+        with `reason`, skipping what is downstream. False if it was not waiting."""
+        step = self.steps.get(step_id)
+        if step is None or step.state is not StepState.PENDING or step.domain:
+            return False
+        step.state, step.error = StepState.FAILED, reason
+        self._failed(step_id)
+        return True
+
+    def awaiting_placement(self) -> list[str]:
+        """Steps a loss sent back to be placed again, not placed yet."""
+        return [s.id for s in self.steps.values()
+                if s.state is StepState.PENDING and not s.domain and s.lost_to]
+
     def refuse_result(self, step_id: str, sender: str, epoch: int) -> str | None:
         """Why a result or RUNNING report from `sender` for `step_id` under placement
         `epoch` must be refused (it comes from a placement that is over), or None."""
@@ -254,11 +295,26 @@ class Progress:
         return (f"step {step_id} placement epoch {epoch} from {sender} is over{lost};"
                 f" the step is at epoch {step.epoch}")
 
-    def _may_have_started(self, step: StepProgress) -> bool:
+    def may_have_started(self, step_id: str) -> bool:
+        """Could the step have started in its placement (a loss's reason says so)?"""
+        step = self.steps[step_id]
+        return self._may_have_started(step, step.lost_to or step.domain)
+
+    def _may_have_started(self, step: StepProgress, lost: str) -> bool:
         # Known to have started (a RUNNING report or an attempt), or ready to: a step
-        # starts without a word for its first 0.2 s, so ready counts as started.
+        # starts without a word for its first 0.2 s, so ready counts as started. Ready
+        # as far as `lost` could know: a need on `lost` itself may have succeeded there
+        # and started the step at once, its result lost with the domain.
         return step.attempts > 0 or step.state is StepState.RUNNING or all(
-            self.steps[n].state is StepState.SUCCEEDED for n in step.needs)
+            self._may_have_succeeded(n, lost) for n in step.needs)
+
+    def _may_have_succeeded(self, step_id: str, lost: str) -> bool:
+        step = self.steps[step_id]
+        if step.state is StepState.SUCCEEDED:
+            return True
+        if step.domain != lost or step.state in TERMINAL_STEP_STATES:
+            return False
+        return all(self._may_have_succeeded(n, lost) for n in step.needs)
 
     # ---- queries -----------------------------------------------------------------
 

@@ -210,6 +210,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX workflows_by_age ON workflows(updated_ms, id);
     """,
+    # 10 -> 11: a step placed again after its domain was lost (agent/runtime/replacement.py)
+    # keeps the domains it was placed on before, for status.
+    """
+    ALTER TABLE steps ADD COLUMN replaced_from TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

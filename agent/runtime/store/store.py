@@ -146,6 +146,8 @@ class StepRow:
     attempts: int = 0
     outputs: dict = field(default_factory=dict)
     error: str = ""
+    # The domains the step was placed on before, each lost (agent/runtime/replacement.py).
+    replaced_from: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -441,9 +443,9 @@ class Store:
     def _step_stmt(s: StepRow) -> tuple[str, tuple]:
         return (
             "INSERT OR REPLACE INTO steps(workflow_id, step_id, domain, state, attempts, outputs,"
-            " error) VALUES(?, ?, ?, ?, ?, ?, ?)",
+            " error, replaced_from) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
             (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
-             s.error),
+             s.error, json.dumps(s.replaced_from)),
         )
 
     async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
@@ -513,12 +515,13 @@ class Store:
         rows = await self._all(f"SELECT {self._WF_COLS} FROM workflows ORDER BY created_ms, id")
         return [self._wf_from(r) for r in rows]
 
-    _STEPS_OF = ("SELECT workflow_id, step_id, domain, state, attempts, outputs, error"
-                 " FROM steps WHERE workflow_id=?")
+    _STEPS_OF = ("SELECT workflow_id, step_id, domain, state, attempts, outputs, error,"
+                 " replaced_from FROM steps WHERE workflow_id=?")
 
     @staticmethod
     def _step_from(r: tuple) -> StepRow:
-        return StepRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+        return StepRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6],
+                       json.loads(r[7]) if len(r) > 7 else [])
 
     async def get_steps(self, workflow_id: str) -> list[StepRow]:
         return [self._step_from(r) for r in await self._all(self._STEPS_OF, (workflow_id,))]

@@ -233,3 +233,57 @@ class Checker:
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
+
+
+# ---- re-placement after a domain is lost (agent/sim/negotiation/replacement.py) ------------
+
+
+class ReplacementFailure(AssertionError):
+    """An invariant of a re-placement schedule failed; the message names the seed."""
+
+
+def check_replacement(world) -> None:
+    """At the end of a re-placement schedule (ReplacementWorld): at most once where it
+    must be, one placement at a time, everything terminal, nothing held."""
+    def fail(what: str) -> None:
+        raise ReplacementFailure(f"seed {world.seed}: {what}")
+
+    attempts = Counter((r.workflow, r.step, r.domain, r.attempt) for r in world.runs)
+    for key, n in attempts.items():
+        if n > 1:
+            fail(f"attempt run {n} times: {key}")
+    by_step: dict[tuple[str, str], list] = {}
+    for r in world.runs:
+        by_step.setdefault((r.workflow, r.step), []).append(r)
+    for (wf, step), runs in by_step.items():
+        domains = sorted({r.domain for r in runs})
+        if not runs[0].idempotent and len(domains) > 1:
+            fail(f"{wf} {step} is not idempotent and ran on {domains}")
+        for a in runs:  # never two placements at once beyond one lease
+            for b in runs:
+                if a.domain >= b.domain:
+                    continue
+                end_a = a.end if a.end is not None else float("inf")
+                end_b = b.end if b.end is not None else float("inf")
+                overlap = min(end_a, end_b) - max(a.start, b.start)
+                if overlap > world.lease_s:
+                    fail(f"{wf} {step} ran on {a.domain} and {b.domain} at once for"
+                         f" {overlap:.2f}s")
+    for wf, flow in world.flows.items():
+        if not flow.ended:
+            fail(f"{wf} not terminal at the coordinator")
+    for name, worker in world.workers.items():
+        if not worker.alive:
+            continue
+        for wf, progress in worker.progress.items():
+            open_steps = [s.id for s in progress.steps.values()
+                          if s.state.value not in _TERMINAL_STEPS]
+            if open_steps:
+                fail(f"{name}: {wf} steps {open_steps} not terminal")
+        held = [h.key for h in worker.participant.holds()]
+        if held:
+            fail(f"{name}: reservations leaked: {held}")
+
+
+_TERMINAL_STEPS = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "COMPENSATED",
+                             "COMPENSATION_FAILED"})

@@ -224,7 +224,7 @@ class Vote(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., domain: _Optional[str] = ..., yes: _Optional[bool] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., lease_expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("workflow_id", "round", "outcome", "coordinator", "placement", "votes", "spec", "reason", "endpoints")
+    __slots__ = ("workflow_id", "round", "outcome", "coordinator", "placement", "votes", "spec", "reason", "endpoints", "replacement")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +248,7 @@ class Decision(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     round: int
     outcome: Outcome
@@ -257,7 +258,34 @@ class Decision(_message.Message):
     spec: _spec_pb2.WorkflowSpec
     reason: str
     endpoints: _containers.ScalarMap[str, str]
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coordinator: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., reason: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    replacement: Replacement
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coordinator: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., reason: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, str]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ...) -> None: ...
+
+class Replacement(_message.Message):
+    __slots__ = ("step_id", "lost_domain", "placement", "inputs_json")
+    class PlacementEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class InputsJsonEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    LOST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    lost_domain: str
+    placement: _containers.ScalarMap[str, str]
+    inputs_json: _containers.ScalarMap[str, str]
+    def __init__(self, step_id: _Optional[str] = ..., lost_domain: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., inputs_json: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DecisionNotice(_message.Message):
     __slots__ = ("decision",)

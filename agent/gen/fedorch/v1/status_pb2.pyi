@@ -76,7 +76,7 @@ class Refusal(_message.Message):
     def __init__(self, round: _Optional[int] = ..., domain: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StepStatus(_message.Message):
-    __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability", "outputs_json", "instance_of", "wave")
+    __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability", "outputs_json", "instance_of", "wave", "replaced_from")
     ID_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class StepStatus(_message.Message):
     OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_OF_FIELD_NUMBER: _ClassVar[int]
     WAVE_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FROM_FIELD_NUMBER: _ClassVar[int]
     id: str
     domain: str
     state: StepState
@@ -97,7 +98,8 @@ class StepStatus(_message.Message):
     outputs_json: str
     instance_of: str
     wave: int
-    def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ..., instance_of: _Optional[str] = ..., wave: _Optional[int] = ...) -> None: ...
+    replaced_from: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ..., instance_of: _Optional[str] = ..., wave: _Optional[int] = ..., replaced_from: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkflowStatus(_message.Message):
     __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms", "compensation", "epoch")

@@ -1,0 +1,379 @@
+"""Placing a step again after its domain was lost: one new negotiation round per step.
+
+A class of its own, built by DomainLoss (agent/runtime/coordination_loss.py) and handed
+the coordinator's outcome path. When a loss sends a step back to PENDING, unplaced
+(Progress.domain_lost, action REPLACE of agent/core/workflow/domain_loss.py), the
+coordinator runs a round for that step only: the negotiation core
+(agent/core/negotiation/coordinator.py) with a placer that keeps every other step
+where it is and excludes every domain the step was lost on, its rounds numbered after
+every round the workflow used before (a round is never reused: decisions, proposal
+cells and a participant's memory of decided rounds are keyed by it). The PREPARE is
+the ordinary one, carrying the submitter's signed spec; each candidate's policy votes
+as usual and its YES holds a reservation with a lease, released by the round's ABORT
+or, once committed, when the step ends, exactly as for a first round.
+
+The round uses classic two-phase commit whatever `negotiation.commit` says: its one
+participant is the new domain, so Paxos Commit would spare only the wait for a
+coordinator that died in the middle of it (the participant then asks at its lease).
+
+On COMMIT the decision, signed, carries a Replacement (the step, the lost domain, the
+whole placement, the outputs of the steps it needs that had SUCCEEDED): one write
+records it with the step's new placement here (Progress.placed_again: its epoch becomes
+the round's number, so reports of any earlier placement are refused). It goes to the
+new domain, which sets the workflow up or merges the new placement (apply_replacement)
+and runs the step, and to every other live domain of the workflow, which merges it and
+sends its own results the step needs again, so that results flow to and from the new
+placement. On ABORT (a refusal, a silent voter, no eligible domain after max_rounds) the
+step FAILS with a reason naming the lost domain and why, and the workflow goes on as
+after any failed step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fedorch.core.identity.submission import attached
+from fedorch.core.negotiation.coordinator import (
+    Coordinator,
+    Finished,
+    PersistDecision,
+    Phase,
+    SendDecision,
+    SendPrepare,
+    VoteIn,
+)
+from fedorch.core.negotiation.errors import ProtocolError
+from fedorch.core.workflow import values
+from fedorch.core.workflow.domain_loss import not_replaced_reason
+from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.context import Active
+from fedorch.runtime.convert import end_notice_of, is_over
+from fedorch.runtime.peers import PeerCallError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from fedorch.runtime.context import AgentContext
+
+log = logging.getLogger("fedorch.coordinator")
+
+# How often a round in PREPARING looks whether its workflow ended meanwhile (then it is
+# cancelled: its ABORT releases what the vote held).
+END_CHECK_S = 1.0
+
+
+@dataclass
+class _OneStep:
+    """The placement a round proposes: one step's domain, or why it has none."""
+
+    assignment: dict[str, str] = field(default_factory=dict)
+    unplaceable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unplaceable
+
+
+def apply_replacement(active: Active, replacement: peer_pb2.Replacement, round_: int,
+                      endpoints: dict[str, str]) -> bool:
+    """Merge a committed re-placement into this agent's view of a running workflow:
+    the step's new domain and epoch, the domains of steps not known here yet, and the
+    outputs of the steps it needs. Returns whether anything changed (False: a repeat,
+    or older than what is known here)."""
+    progress, row = active.progress, active.row
+    step_id = replacement.step_id
+    new = replacement.placement.get(step_id, "")
+    if progress is None or step_id not in progress.steps or not new:
+        return False
+    if not progress.placed_again(step_id, new, round_, replacement.lost_domain):
+        return False
+    row.placement[step_id] = new
+    for other, domain in replacement.placement.items():
+        if other in progress.steps and domain and not progress.steps[other].domain:
+            progress.steps[other].domain = domain
+        if domain and not row.placement.get(other):
+            row.placement[other] = domain
+    row.endpoints.update({d: e for d, e in endpoints.items() if e})
+    for need in progress.steps[step_id].needs:
+        text = replacement.inputs_json.get(need)
+        known = progress.steps.get(need)
+        if text is None or known is None or known.state is StepState.SUCCEEDED:
+            continue
+        try:
+            outputs = values.loads_object(text)
+        except values.JsonValueError as e:
+            log.warning("%s: input %s of the re-placed step %s: %s", row.id, need, step_id, e)
+            continue
+        progress.apply_result(need, max(known.attempts, 1), StepState.SUCCEEDED, outputs, "")
+    return True
+
+
+class Replacements:
+    """The re-placement rounds of the workflows coordinated here, one task per workflow
+    (its steps one round at a time). `after_progress`: the coordinator's outcome path,
+    True when it ended the workflow (and wrote it)."""
+
+    def __init__(self, agent: AgentContext,
+                 after_progress: Callable[[Active], Awaitable[bool]]) -> None:
+        self.agent = agent
+        self._after_progress = after_progress
+        self._running: set[str] = set()
+        self._last_round: dict[str, int] = {}
+
+    def start(self, active: Active) -> None:
+        """Place again the steps of `active` a loss sent back (no-op while a round of
+        the workflow is under way: it takes them in turn)."""
+        wf = active.row.id
+        if wf in self._running:
+            return
+        self._running.add(wf)
+        if self.agent.spawn(self._run(active), name=f"re-place steps of {wf}") is None:
+            self._running.discard(wf)
+
+    async def _run(self, active: Active) -> None:
+        wf = active.row.id
+        try:
+            while True:
+                # No await between this look and leaving the set: a loss that comes
+                # after it starts a new task.
+                waiting = active.progress.awaiting_placement() if active.progress else []
+                if not waiting or is_over(active.row) or self.agent.active.get(wf) is not active:
+                    return
+                await self._replace(active, waiting[0])
+        finally:
+            self._running.discard(wf)
+            if is_over(active.row) or self.agent.active.get(wf) is not active:
+                self._last_round.pop(wf, None)  # no round of it will come again here
+
+    async def _first_free_round(self, wf: str, after: int) -> int:
+        """A round number this workflow never used: above the committed round, above
+        every re-placement round of this life, and with no decision on record."""
+        n = max(after, self._last_round.get(wf, 0)) + 1
+        while await self.agent.store.get_decision(wf, n) is not None:
+            n += 1
+        return n
+
+    def _placer(self, spec: spec_pb2.WorkflowSpec, active: Active, step_id: str,
+                lost: set[str]):
+        a = self.agent
+        fixed = {s.id: s.domain for s in active.progress.steps.values()
+                 if s.domain and s.id != step_id}
+
+        def placer(excluded):
+            refused = {k: set(v) for k, v in excluded.items()}
+            refused.setdefault(step_id, set()).update(lost)
+            candidates = [Candidate(m.record, m.state == "ALIVE")
+                          for m in a.membership.members() if m.record.domain]
+            full = place(spec, candidates, coordinator=a.domain, excluded=refused,
+                         fixed=fixed)
+            if step_id in full.assignment:
+                return _OneStep({step_id: full.assignment[step_id]})
+            return _OneStep(unplaceable={step_id: full.unplaceable.get(
+                step_id, "no eligible domain")})
+
+        return placer
+
+    async def _replace(self, active: Active, step_id: str) -> None:
+        a = self.agent
+        row = active.row
+        spec = spec_pb2.WorkflowSpec.FromString(row.spec)
+        step = active.progress.steps[step_id]
+        lost = step.lost_to
+        started = active.progress.may_have_started(step_id)
+        first = await self._first_free_round(row.id, row.round)
+        neg = a.config.negotiation
+        core = Coordinator(row.id, placer=self._placer(spec, active, step_id,
+                                                       {*step.replaced_from, lost}),
+                           max_rounds=neg.max_rounds, prepare_timeout_s=neg.prepare_timeout_s,
+                           first_round=first)
+        log.info("%s: placing step %s again (lost with domain %s), from round %d", row.id,
+                 step_id, lost, first)
+        finished = await self._drive(active, spec, core, step_id)
+        self._last_round[row.id] = max(core.round, first)
+        if finished is None or finished.cancelled:
+            return  # the workflow ended meanwhile: nothing to place
+        if finished.committed:
+            new = finished.placement[step_id]
+            a.metrics.steps_replaced.labels("replaced").inc()
+            log.warning("%s: step %s placed again on %s (lost with domain %s), round %d",
+                        row.id, step_id, new, lost, finished.round)
+            return
+        reason = not_replaced_reason(lost, started, finished.reason)
+        a.metrics.steps_replaced.labels("failed").inc()
+        log.warning("%s: step %s lost with domain %s not placed again: %s", row.id, step_id,
+                    lost, finished.reason)
+        if active.progress.replacement_failed(step_id, reason) \
+                and not await self._after_progress(active):
+            await a.save(active)
+
+    async def _drive(self, active: Active, spec: spec_pb2.WorkflowSpec, core: Coordinator,
+                     step_id: str) -> Finished | None:
+        """Run one re-placement core to its end: its PREPAREs, votes, decisions."""
+        a = self.agent
+        row = active.row
+        votes: asyncio.Queue[VoteIn] = asyncio.Queue()
+        envelopes: dict[int, peer_pb2.Envelope] = {}
+        calls: list[asyncio.Task] = []
+        finished: Finished | None = None
+        core.start(a.now())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                while finished is None:
+                    for action in core.next_actions():
+                        if isinstance(action, SendPrepare):
+                            calls.append(tg.create_task(
+                                self._prepare(active, spec, action, votes)))
+                        elif isinstance(action, PersistDecision):
+                            envelopes[action.round] = await self._persist(
+                                active, spec, step_id, action)
+                        elif isinstance(action, SendDecision):
+                            self._announce(active, action.domain, envelopes.get(action.round))
+                        elif isinstance(action, Finished):
+                            finished = action
+                    if finished is not None:
+                        break
+                    if core.phase is Phase.PREPARING and (
+                            is_over(row) or a.active.get(row.id) is not active):
+                        core.cancel(a.now(), "the workflow ended")
+                        continue
+                    timer = core.get_timer()
+                    wait = END_CHECK_S if timer is None else min(
+                        END_CHECK_S, max(0.0, timer - a.now()))
+                    try:
+                        async with asyncio.timeout(wait):
+                            vote = await votes.get()
+                    except TimeoutError:
+                        core.handle_timer(a.now())
+                        continue
+                    try:
+                        core.receive_vote(a.now(), vote)
+                    except ProtocolError as e:
+                        log.warning("%s: %s", row.id, e)
+                for call in calls:  # late votes can only be for a decided round
+                    call.cancel()
+        finally:
+            for call in calls:
+                call.cancel()
+        if finished is not None and finished.committed:
+            self._tell_others(active, step_id, finished, envelopes.get(finished.round))
+        return finished
+
+    async def _prepare(self, active: Active, spec: spec_pb2.WorkflowSpec,
+                       action: SendPrepare, votes: asyncio.Queue) -> None:
+        a = self.agent
+        row = active.row
+        request = peer_pb2.PrepareRequest(
+            workflow_id=row.id, round=action.round, spec=spec, steps=action.steps,
+            placement=action.placement, coordinator_endpoint=a.endpoint,
+            lease_ms=int(a.config.negotiation.lease_s * 1000),
+            submission=attached(row.submission, row.spec))
+        if action.domain == a.domain:
+            envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")
+            body = peer_pb2.Body.FromString(envelope.body)
+        else:
+            endpoint = a.endpoint_of(action.domain, row.endpoints)
+            try:
+                if endpoint is None:
+                    raise PeerCallError("UNKNOWN", "no endpoint known")
+                body, envelope = await a.peers.call(
+                    endpoint, "Prepare", recipient=action.domain, expect="vote",
+                    timeout=a.config.negotiation.prepare_timeout_s, prepare=request)
+            except PeerCallError as e:
+                await votes.put(VoteIn(action.round, action.domain, False,
+                                       f"unreachable ({e.code})", b""))
+                return
+        vote = body.vote
+        if vote.workflow_id != row.id or vote.round != action.round \
+                or vote.domain != action.domain:
+            await votes.put(VoteIn(action.round, action.domain, False,
+                                   "vote does not match the PREPARE", b""))
+            return
+        await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
+                               wire.canonical(envelope)))
+
+    async def _persist(self, active: Active, spec: spec_pb2.WorkflowSpec, step_id: str,
+                       action: PersistDecision) -> peer_pb2.Envelope:
+        """Record the round's decision (write-once). A COMMIT is written with the step's
+        new placement here, in one write: a restarted coordinator finds both or neither."""
+        a = self.agent
+        row = active.row
+        decision = peer_pb2.Decision(
+            workflow_id=row.id, round=action.round, coordinator=a.domain,
+            outcome=peer_pb2.OUTCOME_COMMIT if action.commit else peer_pb2.OUTCOME_ABORT,
+            placement=action.placement, spec=spec, reason=action.reason,
+            votes=[peer_pb2.Envelope.FromString(v) for v in action.votes],
+            endpoints={d: a.endpoint_of(d, row.endpoints) or ""
+                       for d in set(action.placement.values())})
+        step = active.progress.steps[step_id]
+        if action.commit:
+            new = action.placement[step_id]
+            rep = decision.replacement
+            rep.step_id, rep.lost_domain = step_id, step.lost_to
+            rep.placement.update({s: d for s, d in row.placement.items() if d})
+            rep.placement.update({s.id: s.domain for s in active.progress.steps.values()
+                                  if s.domain})
+            rep.placement[step_id] = new
+            for need in step.needs:
+                known = active.progress.steps[need]
+                if known.state is StepState.SUCCEEDED:
+                    rep.inputs_json[need] = values.dumps(known.outputs)
+        raw = a.seal("", decision=decision).SerializeToString()
+        outcome = "COMMIT" if action.commit else "ABORT"
+        key = (row.id, action.round)
+        statements = [a.store.decision_statement(*key, outcome, raw),
+                      a.audit.decision(*key, outcome, raw, action.reason)]
+        if action.commit and not is_over(row):
+            apply_replacement(active, decision.replacement, action.round,
+                              dict(decision.endpoints))
+            counts = await a.save(active, also=statements)
+        else:
+            counts = await a.store.apply(statements)
+        if not counts[0]:  # pragma: no cover - a fresh round number holds no decision
+            log.error("%s round %d: decision cell already held one", row.id, action.round)
+        a.metrics.decisions.labels(outcome.lower()).inc()
+        return peer_pb2.Envelope.FromString(raw)
+
+    def _announce(self, active: Active, domain: str,
+                  envelope: peer_pb2.Envelope | None) -> None:
+        if envelope is not None:
+            self.agent.spawn(self._deliver(active, domain, envelope),
+                             name=f"re-placement decision {active.row.id} to {domain}")
+
+    async def _deliver(self, active: Active, domain: str, envelope: peer_pb2.Envelope) -> None:
+        """The signed decision to `domain`, until it acknowledges (or the lease)."""
+        a = self.agent
+        if domain == a.domain:
+            ack = await a.participation.decide(a.domain, envelope)
+        else:
+            ack = await a.deliver(domain, "Decide", endpoints=active.row.endpoints,
+                                  give_up_after=a.config.negotiation.lease_s,
+                                  decision_notice=peer_pb2.DecisionNotice(decision=envelope))
+        if ack is not None and not ack.ok:
+            log.warning("%s refused the re-placement decision of %s: %s", domain,
+                        active.row.id, ack.error)
+
+    def _tell_others(self, active: Active, step_id: str, finished: Finished,
+                     envelope: peer_pb2.Envelope | None) -> None:
+        """The COMMIT to every other domain of the workflow (the new one has it from the
+        core): they merge the new placement, and send the results it needs again. If the
+        workflow ended while the round was deciding, the new domain hears the end."""
+        a = self.agent
+        row = active.row
+        new = finished.placement[step_id]
+        if is_over(row):
+            a.spawn(a.deliver(new, "CancelWorkflow", endpoints=row.endpoints,
+                              give_up_after=a.config.negotiation.lease_s,
+                              cancel=end_notice_of(row)),
+                    name=f"end of {row.id} to {new}")
+            return
+        if envelope is None:
+            return
+        gone = set(active.progress.steps[step_id].replaced_from)
+        for domain in sorted(set(row.placement.values()) - gone - {new, a.domain, ""}):
+            self._announce(active, domain, envelope)
