@@ -52,14 +52,22 @@
     return showIdentity();
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    // A URL printed by `fedorch console token --url` carries the token in its fragment,
-    // which the browser never sends to a server: keep it, then drop it from the address.
+  // A URL printed by `fedorch console token --url` carries the token in its fragment,
+  // which the browser never sends to a server: keep it, then drop it from the address.
+  // True when it found one.
+  function tokenFromAddress() {
     const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-    if (m) {
-      sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
-      history.replaceState(null, "", location.pathname + location.search);
-    }
+    if (!m) return false;
+    sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+    return true;
+  }
+
+  // Opening such a URL on the page already open changes only the fragment: no new load.
+  window.addEventListener("hashchange", function () { if (tokenFromAddress()) showIdentity(); });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    tokenFromAddress();
     const input = byId("token-input");
     const use = byId("token-use");
     if (use) use.addEventListener("click", function () { useToken(input.value); input.value = ""; });
