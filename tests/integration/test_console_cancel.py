@@ -1,6 +1,7 @@
 """Cancel from the console, in a real browser, against three real agents: refused without
 a token and with a read-only principal's (nothing changes), done with the token of a
-principal allowed to cancel, and audited with that principal.
+principal allowed to cancel, and audited with that principal; the page then shows the
+compensation of the step that had succeeded, live, and the audit records.
 
 eu-west serves the console and knows alice (submit, read, cancel) and bob (read only).
 Set FEDORCH_CONSOLE_SCREENSHOTS=docs/console to refresh docs/console/cancel.png.
@@ -35,9 +36,13 @@ LONG = """
 name: long-hold
 data: {jurisdiction: EU}
 steps:
+  - id: extract
+    capability: data.extract
+    compensate: {params: {action: drop}}
   - id: hold
     capability: test.sleep
     params: {seconds: 120}
+    needs: [extract]
     constraints: {domains: [eu-west]}
 """
 
@@ -123,7 +128,18 @@ async def test_cancel_from_the_console_behind_client_identities(console_fed, bro
            "the page to show CANCELLED")
     assert _not_reloaded(browser)
     assert not browser.find_elements(By.ID, "cancel-workflow")  # nothing left to cancel
-    _screenshot(browser, "cancel", 620)
+    # The step that had succeeded is compensated, and the page follows it to the end.
+    _until(browser, lambda d: d.find_element(By.ID, "compensation-summary").text == "DONE",
+           "the compensation to show DONE")
+    _until(browser, lambda d: d.find_element(
+        By.CSS_SELECTOR, "tr.step[data-step='extract']").get_attribute("data-state")
+        == "COMPENSATED", "extract to show COMPENSATED")
+    cancel_record = _until(browser, lambda d: d.find_element(
+        By.CSS_SELECTOR, "tr.audit-record[data-kind='client_request']").text,
+        "the cancel's audit record on the page")
+    assert '"alice"' in cancel_record and '"cancel"' in cancel_record
+    assert _not_reloaded(browser)
+    _screenshot(browser, "cancel", 1300)
 
     # eu-west's audit log names who cancelled; the refused attempts left no record.
     requests = [json.loads(body)["data"] for (body,) in fed.rows(
