@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime.convert import step_state_name, workflow_state_name
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
@@ -300,16 +300,16 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
     steps = []
     for st in s.steps:
         declared = specs.get(st.id)
-        outputs = json_format.MessageToDict(st.outputs)
-        compensate = (json_format.MessageToDict(declared.compensate.params)
+        outputs = _json_text(st, "outputs")
+        compensate = (_json_text(declared.compensate, "params")
                       if declared is not None and declared.HasField("compensate") else None)
         steps.append(StepView(
             id=st.id, capability=st.capability, domain=st.domain or UNPLACED,
             state=step_state_name(st.state), attempts=st.attempts,
-            outputs=json.dumps(outputs, sort_keys=True) if outputs else "", error=st.error,
+            outputs=outputs if outputs != "{}" else "", error=st.error,
             needs=tuple(declared.needs) if declared is not None else (),
             retries=declared.retries if declared is not None else 0,
-            compensate=json.dumps(compensate, sort_keys=True) if compensate is not None else "",
+            compensate=compensate if compensate is not None else "",
             instance_of=st.instance_of, wave=st.wave,
             **compensations.get(st.id, {}),
         ))
@@ -327,6 +327,15 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
             "COMPENSATION_SUMMARY_") if s.compensation else "NONE",
         audit=await _audit(agent, s.id),
     )
+
+
+def _json_text(message, name: str) -> str:
+    """A message's JSON object field as canonical text, with its exact values (integers
+    stay integers, however big); what a peer sent that is not a JSON object is named so."""
+    try:
+        return values.dumps(values.read_object(message, name))
+    except values.JsonValueError as e:
+        return f"(not a JSON object: {e})"
 
 
 async def _compensations(agent: AgentContext, workflow_id: str) -> dict[str, dict]:

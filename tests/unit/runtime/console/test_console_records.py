@@ -14,13 +14,15 @@ WID = "alpha.w9"
 async def test_workflow_page_shows_compensation_and_audit_records(agent):
     spec = spec_pb2.WorkflowSpec(name="saga", steps=[
         spec_pb2.StepSpec(id="a", capability="x",
-                          compensate=spec_pb2.Compensation(retries=1)),
+                          compensate=spec_pb2.Compensation(
+                              retries=1, params_json='{"action":"drop","k":3}')),
         spec_pb2.StepSpec(id="b", capability="y", needs=["a"]),
     ])
     row = WorkflowRow(id=WID, name="saga", coordinator="alpha", state="FAILED",
                       spec=spec.SerializeToString(), placement={"a": "alpha", "b": "alpha"},
                       round=1, created_ms=1, updated_ms=2)
-    await agent.store.save_workflow(row, [StepRow(WID, "a", "alpha", "SUCCEEDED", 1, {}),
+    await agent.store.save_workflow(row, [StepRow(WID, "a", "alpha", "SUCCEEDED", 1,
+                                                  {"n": 12345678901234567890, "x": 1.5}),
                                           StepRow(WID, "b", "alpha", "FAILED", 1, {})])
     await agent.store.apply([(
         "INSERT INTO compensations(workflow_id, step_id, domain, state, attempts,"
@@ -32,6 +34,9 @@ async def test_workflow_page_shows_compensation_and_audit_records(agent):
         assert 'id="compensation-summary">RUNNING' in html
         assert 'data-compensation="RUNNING"' in html and "attempt 1 of 2" in html
         assert "Audit records of alpha" in html
+        # Exact values: the big integer whole, the integer not turned into a float.
+        assert "{&#34;n&#34;:12345678901234567890,&#34;x&#34;:1.5}" in html
+        assert "{&#34;action&#34;:&#34;drop&#34;,&#34;k&#34;:3}" in html
         assert 'data-kind="client_request"' in html and 'principal=&#34;alice&#34;' in html
 
         # The compensation ends: the page says so, and the stream (which went on past the
