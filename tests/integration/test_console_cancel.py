@@ -46,6 +46,17 @@ steps:
     constraints: {domains: [eu-west]}
 """
 
+# Coordinated by us-east (open access there); its step runs at eu-west.
+ELSEWHERE = """
+name: coordinated-elsewhere
+data: {jurisdiction: EU}
+steps:
+  - id: hold
+    capability: test.sleep
+    params: {seconds: 120}
+    constraints: {domains: [eu-west]}
+"""
+
 
 @pytest.fixture
 async def console_fed(tmp_path):
@@ -146,3 +157,13 @@ async def test_cancel_from_the_console_behind_client_identities(console_fed, bro
         "eu-west", "SELECT body FROM audit WHERE workflow_id=? AND kind='client_request'",
         (wid,))]
     assert [(r["request"], r["principal"]) for r in requests] == [("cancel", "alice")]
+
+    # A workflow us-east coordinates: eu-west's console forwards the cancel there, signed
+    # with eu-west's key and acting for alice, as it forwards a CLI cancel.
+    other = await fed.submit("us-east", ELSEWHERE)
+    await fed.wait_state("us-east", other, states={"RUNNING"})
+    browser.get(f"{fed.console_url}/workflows/{other}")
+    _identity(browser, "alice (cancel")  # the tab kept the token
+    _click_cancel(browser)
+    _result(browser, "cancelled by alice", "CANCELLED")
+    assert state_name(await fed.wait_state("us-east", other)) == "CANCELLED"
