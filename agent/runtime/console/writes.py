@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -100,7 +101,9 @@ class WriteGate:
         if fetch_site is not None and fetch_site not in SAME_SITE_FETCH:
             raise forbidden(f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})")
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        # Host and port only: a reverse proxy that ends TLS in front of the console makes
+        # the page's scheme differ from the one the console sees.
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
             raise forbidden(f"cross-origin request refused (Origin: {origin[:100]})")
 
     def admit(self, request: web.Request, permission: str, workflow_id: str = "") -> Admitted:
