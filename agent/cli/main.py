@@ -12,6 +12,7 @@ from fedorch.cli.audit import audit
 from fedorch.cli.bench import bench
 from fedorch.cli.client import DEFAULT_RPC_TIMEOUT_S
 from fedorch.cli.common import Settings
+from fedorch.cli.console import console_group
 from fedorch.cli.demo import demo
 from fedorch.cli.keys import keys
 from fedorch.cli.members import members
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, rpc_timeout: float) -> None:
 
 
 for command in (keys, agent_group, submit, status, watch, cancel, list_workflows, members, demo,
-                bench, scenario, audit, policy, trust):
+                bench, scenario, audit, policy, trust, console_group):
     cli.add_command(command)
 
 

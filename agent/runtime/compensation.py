@@ -38,6 +38,7 @@ from fedorch.core.workflow.compensation import (
     summary,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
+from fedorch.runtime import telemetry
 from fedorch.runtime.convert import step_state
 from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.executors.leftovers import run_marker
@@ -269,15 +270,17 @@ class Compensations:
                                   (*key, a.now_ms()))])
         except sqlite3.IntegrityError:  # recorded meanwhile by a concurrent request
             return await self._run_once(sender, request)
-        if executor is None:
-            ok, error = False, f"capability {capability} has no executor here"
-        else:
-            outcome = await executor.run(StepInvocation(
-                wf, step_id, attempt, values.read_object(step.compensate, "params"), {},
-                step.compensate.timeout_s or None,
-                run_marker=run_marker(a.domain, wf, f"{step_id}.compensate", attempt),
-                compensating=mine.outputs))  # type: ignore[union-attr]
-            ok, error = outcome.ok, outcome.error
+        with telemetry.compensation_attempt(wf, step_id, attempt, capability) as traced:
+            if executor is None:
+                ok, error = False, f"capability {capability} has no executor here"
+            else:
+                outcome = await executor.run(StepInvocation(
+                    wf, step_id, attempt, values.read_object(step.compensate, "params"), {},
+                    step.compensate.timeout_s or None,
+                    run_marker=run_marker(a.domain, wf, f"{step_id}.compensate", attempt),
+                    compensating=mine.outputs))  # type: ignore[union-attr]
+                ok, error = outcome.ok, outcome.error
+            traced.ended(ok, error)
         await a.store.apply([("UPDATE compensation_runs SET state=?, error=?, ended_ms=?"
                               " WHERE workflow_id=? AND step_id=? AND attempt=?",
                               ("succeeded" if ok else "failed", error, a.now_ms(), *key))])

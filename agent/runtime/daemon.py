@@ -165,7 +165,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         raise StartupError(f"cannot serve metrics on {config.metrics_listen}: "
                            f"{e.strerror or e}") from None
     try:
-        console = await start_console(config.console_listen, agent)
+        console = await start_console(config.console_listen, agent, auth)
     except ConsoleError as e:
         if metrics_server is not None:
             metrics_server.shutdown()

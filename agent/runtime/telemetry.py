@@ -12,6 +12,8 @@ carries its own), and the receiver's span continues it:
         fedorch.negotiation.vote        each participant (verdict yes/no, reason)
           fedorch.step.attempt          the participant, one per attempt (ok, error)
             fedorch.step.result         each receiver of the result (hand-off)
+            fedorch.compensation.attempt  the step's domain, one per compensation attempt
+                                        run there (ok, error): it undoes that step attempt
 
 A carried context whose trace id is not its workflow's is ignored (a peer cannot graft
 one workflow onto another's trace); a span whose parent this agent no longer knows (it
@@ -210,6 +212,24 @@ class Tracing:
         finally:
             span.end()
 
+    @contextlib.contextmanager
+    def compensation_attempt(self, workflow_id: str, step_id: str, attempt: int,
+                             capability: str) -> Iterator[_Attempt]:
+        # Its parent is the step attempt it undoes (this domain ran it); after a restart
+        # this agent no longer knows that span, and the vote's or the trace's top is used.
+        parent = self._attempts.get((workflow_id, step_id)) or self._votes.get(workflow_id)
+        span = self._start("fedorch.compensation.attempt", workflow_id, parent,
+                           {"fedorch.step": step_id, "fedorch.attempt": attempt,
+                            "fedorch.capability": capability})
+        traced = _Attempt(span)
+        try:
+            yield traced
+        except BaseException as e:  # cancelled (the agent stops) or an error
+            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+            raise
+        finally:
+            span.end()
+
     def result_parent(self, workflow_id: str, step_id: str) -> str:
         context = self._attempts.get((workflow_id, step_id))
         return _format(context) if context is not None else ""
@@ -326,6 +346,14 @@ def step_attempt(workflow_id: str, step_id: str, attempt: int):
     if _tracing is None:
         return _NO_TRACE
     return _tracing.step_attempt(workflow_id, step_id, attempt)
+
+
+def compensation_attempt(workflow_id: str, step_id: str, attempt: int, capability: str):
+    """A context manager around one compensation attempt run here; ``.ended(ok, error)``
+    records its outcome."""
+    if _tracing is None:
+        return _NO_TRACE
+    return _tracing.compensation_attempt(workflow_id, step_id, attempt, capability)
 
 
 def result_parent(workflow_id: str, step_id: str) -> str:

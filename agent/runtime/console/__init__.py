@@ -14,16 +14,23 @@ from fedorch.runtime.console.errors import ConsoleError
 if TYPE_CHECKING:
     from fedorch.runtime.console.server import Console
     from fedorch.runtime.context import AgentContext
+    from fedorch.runtime.interceptors import ClientAuth
 
 __all__ = ["ConsoleError", "start_console"]
 
 
-async def start_console(listen: str, agent: AgentContext) -> Console | None:
-    """The console when `listen` is set (None otherwise), started."""
+async def start_console(listen: str, agent: AgentContext,
+                        auth: ClientAuth | None = None) -> Console | None:
+    """The console when `listen` is set (None otherwise), started. With `auth` (the
+    Client service's client keys and access rules) it serves write actions behind them;
+    without, it is read-only."""
     if not listen:
         return None
     from fedorch.runtime.console.server import Console
+    from fedorch.runtime.console.writes import WriteGate
 
-    console = Console(agent, listen)
+    gate = (WriteGate(agent.domain, auth.clients, auth.policy, auth.clock)
+            if auth is not None else None)
+    console = Console(agent, listen, gate)
     await console.start()
     return console

@@ -4,10 +4,10 @@ Pages are rendered on the server; htmx swaps in the fragments that the event str
 send or announce, and the workflow page's DAG is drawn by Cytoscape.js with the dagre
 layout. Every asset is served from the package (static/): no CDN.
 
-Read-only: no route changes anything. Write actions (cancel) wait for client
-identities: they will be added by `make_app(..., authorize=...)`, whose hook must
-accept the request's client identity exactly as the Client gRPC service would, and
-the cancel button is drawn only when `can_write` (see docs/console.md).
+Reads need nothing (see loopback_hosts_only). Write actions (POST /workflows/ID/cancel)
+are registered only with a WriteGate (writes.py), which admits a request by its console
+token and this agent's `access` rules, exactly as the Client service admits a call; the
+cancel button is drawn only then (`can_write`). See docs/console.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import hashlib
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,11 @@ import jinja2
 import markupsafe
 from aiohttp import web
 from aiohttp_sse import sse_response
+from fedorch.core.identity.clients import Caller, ClientAuthError
+from fedorch.core.identity.console_token import verify_token
+from fedorch.runtime.console import writes
 from fedorch.runtime.console.feed import Feed, Listener
+from fedorch.runtime.console.writes import WriteGate
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -44,9 +48,8 @@ TEMPLATES = web.AppKey("templates", jinja2.Environment)
 SSE_PING_S = 15.0
 STREAM_WAKE_S = 1.0  # how soon an open stream notices that the console is closing
 
-# A write action's gate: given the request, raise web.HTTPForbidden unless its client
-# identity may act. None (today): the console registers no write route at all.
-Authorize = Callable[[web.Request], Awaitable[None]]
+# The write actions' gate; absent: the console registers no write route at all.
+GATE = web.AppKey("gate", WriteGate)
 
 
 def _when(ms: int) -> str:
@@ -106,10 +109,11 @@ async def loopback_hosts_only(request: web.Request, handler):
     return await handler(request)
 
 
-def make_app(agent: AgentContext, authorize: Authorize | None = None, *,
+def make_app(agent: AgentContext, gate: WriteGate | None = None, *,
              loopback: bool = True) -> web.Application:
-    """The console. `loopback`: it listens on a loopback address, so requests must name
-    a loopback host too (see loopback_hosts_only)."""
+    """The console. `gate`: write actions are served, each admitted by it (None: the
+    console is read-only). `loopback`: it listens on a loopback address, so requests
+    must name a loopback host too (see loopback_hosts_only)."""
     app = web.Application(middlewares=[loopback_hosts_only] if loopback else [])
     templates = make_templates()
     app[AGENT] = agent
@@ -130,10 +134,12 @@ def make_app(agent: AgentContext, authorize: Authorize | None = None, *,
         web.get("/events/workflows/{id}", workflow_events),
         web.static("/static", HERE / "static"),
     ])
-    if authorize is not None:
-        # The write routes (cancel) go here, each calling `await authorize(request)`
-        # first; none exists yet (see the module docstring).
-        raise NotImplementedError("write actions need client identities (docs/console.md)")
+    if gate is not None:
+        app[GATE] = gate
+        app.add_routes([
+            web.post("/workflows/{id}/cancel", cancel_action),
+            web.post("/api/identity", identity_check),
+        ])
     return app
 
 
@@ -143,8 +149,8 @@ def _render(templates: jinja2.Environment, name: str, **values) -> str:
 
 def _page(request: web.Request, name: str, **values) -> web.Response:
     agent = request.app[AGENT]
-    html = _render(request.app[TEMPLATES], name, domain=agent.domain, can_write=False,
-                   **values)
+    html = _render(request.app[TEMPLATES], name, domain=agent.domain,
+                   can_write=GATE in request.app, **values)
     return web.Response(text=html, content_type="text/html")
 
 
@@ -208,6 +214,55 @@ async def workflow_graph(request: web.Request) -> web.Response:
     return web.json_response((await _view(request)).graph())
 
 
+# ---- write actions ------------------------------------------------------------------------
+
+def _refused(request: web.Request, action: str, e: web.HTTPException) -> web.HTTPException:
+    code = "UNAUTHENTICATED" if e.status == 401 else "PERMISSION_DENIED"
+    request.app[AGENT].metrics.client_refusals.labels(action, code).inc()
+    log.warning("console %s refused (%d): %s", action, e.status, e.text)
+    return e
+
+
+async def cancel_action(request: web.Request) -> web.Response:
+    """POST /workflows/ID/cancel, JSON body {"reason": optional text}: the workflow's
+    status after the cancel as JSON, or 400/401/403/404 with {"error": why}."""
+    workflow_id = request.match_info["id"]
+    try:
+        who = request.app[GATE].admit(request, "cancel", workflow_id)
+    except (web.HTTPUnauthorized, web.HTTPForbidden) as e:
+        raise _refused(request, "ConsoleCancel", e) from None
+    reason = writes.check_cancel(workflow_id, await writes.read_json_body(request))
+    status = await writes.cancel(request.app[AGENT], who, workflow_id, reason)
+    view = await views.workflow_view(request.app[AGENT], status)
+    return web.json_response({"id": view.id, "state": view.state,
+                              "principal": who.principal})
+
+
+async def identity_check(request: web.Request) -> web.Response:
+    """POST /api/identity with a token: whom it names and what it allows here, so that
+    the page can say who acts (401 when it does not verify). Changes nothing."""
+    gate = request.app[GATE]
+    gate.same_site(request)
+    header = request.headers.get("Authorization", "")
+    if not header.lower().startswith(writes.BEARER):
+        raise writes.unauthenticated("no console token (Authorization: Bearer TOKEN)")
+    try:
+        grant = verify_token(header[len(writes.BEARER):].strip(), gate.clients, gate.domain,
+                             now_s=gate.clock())
+    except ClientAuthError as e:
+        raise writes.unauthenticated(e.reason) from None
+    allowed = []
+    for permission in sorted(grant.allow):
+        try:
+            gate.policy.authorize(Caller(grant.principal), permission)
+            allowed.append(permission)
+        except ClientAuthError:
+            pass
+    return web.json_response({"principal": grant.principal, "token_allows": sorted(grant.allow),
+                              "allowed_here": allowed, "workflow": grant.workflow,
+                              "expires_s": grant.expires_s})
+
+
 # ---- event streams ------------------------------------------------------------------------
 
 async def federation_events(request: web.Request) -> web.StreamResponse:
@@ -252,7 +307,8 @@ async def workflow_events(request: web.Request) -> web.StreamResponse:
         async with sse_response(request) as stream:
             stream.ping_interval = SSE_PING_S
             with contextlib.suppress(ConnectionResetError):  # the browser went away
-                await _send_statuses(stream, latest, agent, templates, closing)
+                await _send_statuses(stream, latest, agent, templates, closing,
+                                     GATE in request.app)
             return stream
     finally:
         pumping.cancel()
@@ -261,7 +317,8 @@ async def workflow_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_statuses(stream, latest: Listener, agent: AgentContext,
-                         templates: jinja2.Environment, closing: asyncio.Event) -> None:
+                         templates: jinja2.Environment, closing: asyncio.Event,
+                         can_write: bool) -> None:
     """A graph and a status fragment for each new status; "ended" once there is no more."""
     ended = False
     while not ended and not closing.is_set() and stream.is_connected():
@@ -270,7 +327,7 @@ async def _send_statuses(stream, latest: Listener, agent: AgentContext,
             view = await views.workflow_view(agent, got["status"])
             await stream.send(json.dumps(view.graph()), event="graph")
             await stream.send(_render(templates, "_workflow.html", w=view,
-                                      domain=agent.domain, can_write=False),
+                                      domain=agent.domain, can_write=can_write),
                               event="status")
         ended = "end" in got
     if ended:

@@ -11,6 +11,7 @@ from aiohttp import web
 from fedorch.runtime.config import parse_host_port
 from fedorch.runtime.console.app import CLOSING, FEED, is_loopback, make_app
 from fedorch.runtime.console.errors import ConsoleError
+from fedorch.runtime.console.writes import WriteGate
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -22,10 +23,10 @@ SHUTDOWN_TIMEOUT_S = 2.0
 class Console:
     """The console's HTTP server and its change feed, both owned here."""
 
-    def __init__(self, agent: AgentContext, listen: str) -> None:
+    def __init__(self, agent: AgentContext, listen: str, gate: WriteGate | None = None) -> None:
         self.agent = agent
         self.listen = listen
-        self.app = make_app(agent, loopback=is_loopback(parse_host_port(listen)[0]))
+        self.app = make_app(agent, gate, loopback=is_loopback(parse_host_port(listen)[0]))
         self._runner: web.AppRunner | None = None
         self._feed_task: asyncio.Task | None = None
         self.port = 0  # the bound port, once started

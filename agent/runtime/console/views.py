@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime.convert import step_state_name, workflow_state_name
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
@@ -138,6 +138,11 @@ class StepView:
     compensate: str  # the declared compensation's params as JSON text, "" when none
     instance_of: str = ""  # an instance of a fan-out step: that step, and its wave
     wave: int = 0
+    # Its compensation as the coordinator drives it (known where this agent coordinates):
+    # PENDING | RUNNING | COMPENSATED | COMPENSATION_FAILED, "" when none is owed.
+    compensation_state: str = ""
+    compensation_attempts: int = 0
+    compensation_max: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,23 @@ class RoundView:
     refusals: list[status_pb2.Refusal] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class AuditView:
+    """One record of this domain's audit log about the workflow."""
+
+    seq: int
+    time_ms: int
+    kind: str
+    fields: str  # its data, short values as key=JSON
+    holds: str  # the signed documents it carries (spec, certificate, ...), by name
+    hash: str
+
+
+# Record fields that hold whole signed documents: named, not shown (`fedorch audit show`
+# leaves them out the same way).
+LONG_AUDIT_FIELDS = frozenset({"certificate", "evidence", "attestation", "spec"})
+
+
 @dataclass
 class WorkflowView:
     id: str
@@ -172,6 +194,8 @@ class WorkflowView:
     steps: list[StepView]
     rounds: list[RoundView]
     spec_known: bool  # the dependencies are known (this agent holds the spec)
+    compensation: str = "NONE"  # the summary: NONE | DONE | FAILED (and PENDING, RUNNING)
+    audit: list[AuditView] = field(default_factory=list)
 
     @property
     def has_waves(self) -> bool:
@@ -227,10 +251,19 @@ async def status(agent: AgentContext, workflow_id: str) -> status_pb2.WorkflowSt
     return await agent.status(workflow_id)
 
 
+def _final(s: status_pb2.WorkflowStatus) -> bool:
+    """Nothing more will change: the workflow ended and so did its compensations (they
+    run after a FAILED or CANCELLED end, and the page shows them as they go)."""
+    return (workflow_state_name(s.state) in TERMINAL
+            and s.compensation != status_pb2.COMPENSATION_SUMMARY_RUNNING)
+
+
 async def follow(agent: AgentContext, workflow_id: str) -> AsyncIterator[status_pb2.WorkflowStatus]:
     """The workflow's statuses as they change, until it ends or the agent stops: from its
     coordinator's Watch stream, or from this agent's change notification (as the Client
-    service's Watch does) when this agent coordinates it or the coordinator is gone."""
+    service's Watch does) when this agent coordinates it or the coordinator is gone.
+    Followed locally, it goes on until the workflow's compensations have ended too; the
+    coordinator's Watch ends with the workflow."""
     remote = _remote_stub(agent, workflow_id)
     if remote is not None:
         try:
@@ -252,7 +285,7 @@ async def follow(agent: AgentContext, workflow_id: str) -> AsyncIterator[status_
             if s is None:
                 return
             yield s
-            if workflow_state_name(s.state) in TERMINAL:
+            if _final(s):
                 return
         await changes.wait_past(workflow_id, seen, FOLLOW_HEARTBEAT_S)
 
@@ -263,20 +296,22 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
     row = await agent.store.get_workflow(s.id)
     spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
     specs = {st.id: st for st in spec.steps} if spec is not None else {}
+    compensations = await _compensations(agent, s.id)
     steps = []
     for st in s.steps:
         declared = specs.get(st.id)
-        outputs = json_format.MessageToDict(st.outputs)
-        compensate = (json_format.MessageToDict(declared.compensate.params)
+        outputs = _json_text(st, "outputs")
+        compensate = (_json_text(declared.compensate, "params")
                       if declared is not None and declared.HasField("compensate") else None)
         steps.append(StepView(
             id=st.id, capability=st.capability, domain=st.domain or UNPLACED,
             state=step_state_name(st.state), attempts=st.attempts,
-            outputs=json.dumps(outputs, sort_keys=True) if outputs else "", error=st.error,
+            outputs=outputs if outputs != "{}" else "", error=st.error,
             needs=tuple(declared.needs) if declared is not None else (),
             retries=declared.retries if declared is not None else 0,
-            compensate=json.dumps(compensate, sort_keys=True) if compensate is not None else "",
+            compensate=compensate if compensate is not None else "",
             instance_of=st.instance_of, wave=st.wave,
+            **compensations.get(st.id, {}),
         ))
     rounds = {r: RoundView(r) for r in range(1, s.rounds + 1)}
     for refusal in s.refusals:
@@ -288,7 +323,43 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
         id=s.id, name=s.name, state=workflow_state_name(s.state), coordinator=s.coordinator,
         reason=s.reason, created_ms=s.created_at_ms, updated_ms=s.updated_at_ms,
         steps=steps, rounds=[rounds[r] for r in sorted(rounds)], spec_known=spec is not None,
+        compensation=status_pb2.CompensationSummary.Name(s.compensation).removeprefix(
+            "COMPENSATION_SUMMARY_") if s.compensation else "NONE",
+        audit=await _audit(agent, s.id),
     )
+
+
+def _json_text(message, name: str) -> str:
+    """A message's JSON object field as canonical text, with its exact values (integers
+    stay integers, however big); what a peer sent that is not a JSON object is named so."""
+    try:
+        return values.dumps(values.read_object(message, name))
+    except values.JsonValueError as e:
+        return f"(not a JSON object: {e})"
+
+
+async def _compensations(agent: AgentContext, workflow_id: str) -> dict[str, dict]:
+    """The compensations this agent drives for the workflow (as its coordinator), by step."""
+    rows = await agent.store.select(
+        "SELECT step_id, state, attempts, max_attempts FROM compensations"
+        " WHERE workflow_id=?", (workflow_id,))
+    return {r[0]: {"compensation_state": r[1], "compensation_attempts": r[2],
+                   "compensation_max": r[3]} for r in rows}
+
+
+async def _audit(agent: AgentContext, workflow_id: str) -> list[AuditView]:
+    """This domain's audit records of the workflow, in log order."""
+    out = []
+    for record in await agent.store.audit_records(workflow_id):
+        body = record.decoded()
+        data = body.get("data", {}) if isinstance(body, dict) else {}
+        out.append(AuditView(
+            seq=record.seq, time_ms=int(body.get("time_ms") or 0), kind=record.kind,
+            fields=" ".join(f"{k}={json.dumps(v, sort_keys=True)}"
+                            for k, v in sorted(data.items()) if k not in LONG_AUDIT_FIELDS),
+            holds=", ".join(sorted(k for k in LONG_AUDIT_FIELDS if data.get(k))),
+            hash=record.hash.hex()[:16]))
+    return out
 
 
 async def _read_decision(agent: AgentContext, workflow_id: str, view: RoundView) -> None:

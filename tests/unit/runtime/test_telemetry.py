@@ -109,6 +109,29 @@ def test_an_attempt_cut_short_is_an_error_span(domains):
     assert attempt.attributes["fedorch.attempt"] == 2
 
 
+def test_a_compensation_attempt_is_a_span_under_the_attempt_it_undoes(domains):
+    part = domains["part"][0]
+    with part.step_attempt(WF, "a", 1) as traced:
+        traced.ended(True, "")
+    with part.compensation_attempt(WF, "a", 1, "x.undo") as traced:
+        traced.ended(False, "undo failed")
+    spans = {s.name: s for s in _finished(domains)}
+    undone, compensation = spans["fedorch.step.attempt"], spans["fedorch.compensation.attempt"]
+    assert compensation.parent.span_id == undone.context.span_id
+    assert compensation.context.trace_id == trace_id_of(WF)
+    assert compensation.attributes["fedorch.ok"] is False
+    assert compensation.attributes["fedorch.capability"] == "x.undo"
+    assert compensation.status.description == "undo failed"
+
+
+def test_a_compensation_this_agent_has_no_attempt_for_starts_at_the_trace(domains):
+    part = domains["part"][0]  # e.g. restarted since the step ran
+    with part.compensation_attempt(WF, "a", 1, "x") as traced:
+        traced.ended(True, "")
+    (compensation,) = _finished(domains)
+    assert compensation.parent is None and compensation.context.trace_id == trace_id_of(WF)
+
+
 def test_off_by_default_hooks_do_nothing():
     telemetry.install(None)
     telemetry.submitted(WF, "demo")
@@ -117,6 +140,8 @@ def test_off_by_default_hooks_do_nothing():
     with telemetry.step_attempt(WF, "a", 1) as traced:
         traced.ended(False, "boom")
     assert telemetry.result_parent(WF, "a") == ""
+    with telemetry.compensation_attempt(WF, "a", 1, "x") as traced:
+        traced.ended(True, "")
 
 
 def test_file_exporter_writes_one_json_object_per_span(tmp_path):

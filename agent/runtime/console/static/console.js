@@ -8,6 +8,7 @@
   const STATE_COLOURS = {
     PENDING: "#9aa0a6", WAITING: "#c7a500", RUNNING: "#1a73e8", SUCCEEDED: "#188038",
     FAILED: "#d93025", SKIPPED: "#80868b", CANCELLED: "#5f6368",
+    COMPENSATED: "#8430ce", COMPENSATION_FAILED: "#a50e0e",
   };
   const UNPLACED = "(not placed)";
 

@@ -1,0 +1,219 @@
+"""The console's write actions (cancel), behind the same client identities as the CLI.
+
+A write request proves its principal with a console token (agent/core/identity/
+console_token.py) in `Authorization: Bearer`, and is then authorised by this agent's
+`access` rules exactly as a Client-service call of the same permission is
+(AccessPolicy.authorize): the token narrows what its principal may do here, never widens
+it. With open access (no `clients:` and a loopback `listen`, where the Client service
+takes unsigned calls) an untokened write is allowed too, as `fedorch cancel` is.
+
+Cross-site requests are refused before anything else: writes are POST only, with a JSON
+body (a cross-site form cannot send one without a CORS preflight, which the console never
+answers), and a request whose `Origin` or `Sec-Fetch-Site` says another site sent it is
+refused with 403. Every refusal changes nothing; an allowed cancel is audited with its
+principal, as a CLI cancel is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+from aiohttp import web
+from fedorch.core.identity.authority import InvalidWorkflowId, check_workflow_id, coordinator_of
+from fedorch.core.identity.clients import (
+    ANONYMOUS,
+    DOMAIN_PRINCIPAL_PREFIX,
+    AccessPolicy,
+    Caller,
+    ClientAuthError,
+    ClientKeys,
+)
+from fedorch.core.identity.console_token import ConsoleGrant, verify_token
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
+from fedorch.runtime.client_calls import SignedClientStub
+
+if TYPE_CHECKING:
+    from fedorch.runtime.context import AgentContext
+
+log = logging.getLogger("fedorch.console")
+FORWARD_TIMEOUT_S = 5.0
+MAX_REASON_CHARS = 500
+MAX_BODY_BYTES = 4096
+BEARER = "bearer "
+# Sec-Fetch-Site values of a request the console's own page (or a typed URL) made.
+SAME_SITE_FETCH = frozenset({"same-origin", "none"})
+
+
+def _json_error(status: type[web.HTTPException], message: str, **headers: str):
+    return status(text=json.dumps({"error": message}), content_type="application/json",
+                  headers=headers or None)
+
+
+def unauthenticated(message: str) -> web.HTTPUnauthorized:
+    return _json_error(web.HTTPUnauthorized, message,
+                       **{"WWW-Authenticate": 'Bearer realm="fedorch-console"'})
+
+
+def forbidden(message: str) -> web.HTTPForbidden:
+    return _json_error(web.HTTPForbidden, message)
+
+
+def bad_request(message: str) -> web.HTTPBadRequest:
+    return _json_error(web.HTTPBadRequest, message)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Who a write request comes from: `caller` None only with open access and no token."""
+
+    caller: Caller | None
+    grant: ConsoleGrant | None
+
+    @property
+    def principal(self) -> str:
+        return self.caller.principal if self.caller is not None else ""
+
+
+class WriteGate:
+    """Decides whether a console request may write. `clients` and `policy` are the ones
+    the agent's Client service checks calls with; `clock` gives wall-clock seconds."""
+
+    def __init__(self, domain: str, clients: ClientKeys, policy: AccessPolicy,
+                 clock: Callable[[], float]) -> None:
+        self.domain = domain
+        self.clients = clients
+        self.policy = policy
+        self.clock = clock
+
+    @property
+    def open(self) -> bool:
+        return self.policy.open
+
+    def same_site(self, request: web.Request) -> None:
+        """403 unless the request comes from the console's own pages (or no browser)."""
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site is not None and fetch_site not in SAME_SITE_FETCH:
+            raise forbidden(f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:40]})")
+        origin = request.headers.get("Origin")
+        # Host and port only: a reverse proxy that ends TLS in front of the console makes
+        # the page's scheme differ from the one the console sees.
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != request.host:
+            raise forbidden(f"cross-origin request refused (Origin: {origin[:100]})")
+
+    def admit(self, request: web.Request, permission: str, workflow_id: str = "") -> Admitted:
+        """The request's identity, if it may do `permission` (on `workflow_id`) here;
+        401 (no or bad token) or 403 (not allowed, or cross-site) otherwise."""
+        self.same_site(request)
+        header = request.headers.get("Authorization", "")
+        if not header:
+            if self.open:
+                if request.headers.get("Origin") is None:
+                    # Open access has no identity to check, so the browser's own word that
+                    # the console's page sent it is the whole guard: it must give one.
+                    raise forbidden("an untokened write needs the Origin header of the "
+                                    "console's own page")
+                return Admitted(None, None)
+            raise unauthenticated(
+                f"no client identity: '{permission}' needs a console token; make one with "
+                f"`fedorch console token --identity FILE --domain {self.domain}` and give it "
+                "to the console")
+        if not header.lower().startswith(BEARER):
+            raise unauthenticated("the Authorization header must be 'Bearer TOKEN'")
+        try:
+            grant = verify_token(header[len(BEARER):].strip(), self.clients, self.domain,
+                                 now_s=self.clock())
+        except ClientAuthError as e:
+            if self.open:  # as for a call: a bad signature earns nothing, costs nothing
+                return Admitted(None, None)
+            raise unauthenticated(e.reason) from None
+        if not grant.permits(permission, workflow_id):
+            what = f" on {workflow_id}" if grant.workflow else ""
+            raise forbidden(f"this token does not carry '{permission}'{what} (it allows "
+                            f"{', '.join(sorted(grant.allow))}"
+                            f"{' on ' + grant.workflow if grant.workflow else ''})")
+        caller = Caller(grant.principal)
+        try:
+            self.policy.authorize(caller, permission)
+        except ClientAuthError as e:
+            raise forbidden(e.reason) from None
+        return Admitted(caller, grant)
+
+
+async def read_json_body(request: web.Request) -> dict:
+    """The request's JSON object body (400 otherwise): only a page of the console's own,
+    or a client that means it, sends application/json."""
+    if request.content_type != "application/json":
+        raise bad_request("send the request as application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise bad_request(f"request body over {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise bad_request(f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def check_cancel(workflow_id: str, body: dict) -> str:
+    """The cancel's reason, once the id and the body are valid (400 otherwise)."""
+    try:
+        check_workflow_id(workflow_id)
+    except InvalidWorkflowId as e:
+        raise bad_request(str(e)) from None
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        raise bad_request(f"reason must be text of at most {MAX_REASON_CHARS} characters")
+    return reason.strip()
+
+
+async def cancel(agent: AgentContext, who: Admitted, workflow_id: str,
+                 reason: str) -> status_pb2.WorkflowStatus:
+    """Cancel as the Client service's Cancel does: at the coordinator, which is this agent
+    or the one the call is forwarded to (signed by this domain, acting for the caller)."""
+    active = agent.active.get(workflow_id)
+    coordinator = active.row.coordinator if active is not None else coordinator_of(workflow_id)
+    reason = reason or f"by request (console, {who.principal or 'anonymous'})"
+    if coordinator and coordinator != agent.domain:
+        return await _forward_cancel(agent, coordinator, who, workflow_id, reason)
+    await agent.audit.client_request("cancel", workflow_id, principal=who.principal,
+                                     peer="console")
+    known = await agent.run_owned(agent.coordination.cancel(workflow_id, reason), "cancel")
+    status = await agent.status(workflow_id) if known else None
+    if status is None:
+        raise _json_error(web.HTTPNotFound, f"no workflow {workflow_id!r}")
+    log.info("%s cancelled from the console by %s", workflow_id, who.principal or "anonymous")
+    return status
+
+
+async def _forward_cancel(agent: AgentContext, coordinator: str, who: Admitted,
+                          workflow_id: str, reason: str) -> status_pb2.WorkflowStatus:
+    endpoint = agent.endpoint_of(coordinator)
+    if endpoint is None:
+        raise _json_error(web.HTTPBadGateway, f"the coordinator {coordinator} is not known here")
+    stub = SignedClientStub(agent.peers.channel(endpoint),
+                            DOMAIN_PRINCIPAL_PREFIX + agent.domain, agent.signer.sign,
+                            on_behalf=(who.caller or ANONYMOUS).principal,
+                            clock=lambda: agent.now_ms() / 1000)  # wall clock
+    try:
+        reply = await stub.Cancel(client_pb2.CancelRequest(id=workflow_id, reason=reason),
+                                  timeout=FORWARD_TIMEOUT_S)
+    except grpc.aio.AioRpcError as e:
+        code, detail = e.code(), f"{coordinator}: {e.details()}"
+        if code == grpc.StatusCode.NOT_FOUND:
+            raise _json_error(web.HTTPNotFound, detail) from None
+        if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+            raise forbidden(detail) from None
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            raise bad_request(detail) from None
+        raise _json_error(web.HTTPBadGateway, f"{detail} ({code.name})") from None
+    return reply.status
