@@ -67,6 +67,10 @@ class AgentMetrics:
         self.steps = Counter(
             "fedorch_step_attempts", "Step attempts run here, by result", ["result"],
             registry=r)
+        self.steps_self_fenced = Counter(
+            "fedorch_steps_self_fenced",
+            "Step attempts this agent stopped itself, cut off from their workflow's"
+            " coordinator and every other participant for the step lease", registry=r)
         self.in_doubt_queries = Counter(
             "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations",
             registry=r)
