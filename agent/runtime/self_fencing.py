@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.membership.swim_profiles import suspicion_bounds
+from fedorch.core.membership.swim_types import MemberView
 from fedorch.core.workflow import self_fencing as rule
 from fedorch.core.workflow.progress import StepState
 from fedorch.runtime.context import Active
@@ -66,8 +67,17 @@ class SelfFencing:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
-    def lease_s(self) -> float:
-        """The step lease: configured, else three times the time to a DEAD verdict."""
+    def _views(self) -> dict[str, MemberView] | None:
+        """This agent's membership view by domain; None before membership runs (no view:
+        nothing is known lost)."""
+        a = self.agent
+        if a.membership is None:
+            return None
+        return {v.name: v for v in a.membership.swim.members()}
+
+    def lease_s(self, members: int) -> float:
+        """The step lease: configured, else three times the time to a DEAD verdict in a
+        federation of `members`."""
         a = self.agent
         configured = a.config.negotiation.step_lease_s
         if configured > 0:
@@ -75,16 +85,15 @@ class SelfFencing:
         profile = a.membership.profile if a.membership is not None else None
         if profile is None:
             return 30.0
-        members = len(a.membership.swim.members())
         return LEASE_DEAD_TIMES * (profile.probe_interval
                                    + suspicion_bounds(profile, max(1, members))[1])
 
     # ---- what StepRuns tells ----------------------------------------------------------
 
     def started(self, active: Active, step_id: str, attempt: int) -> None:
-        self._running[(active.row.id, step_id)] = _Running(active, step_id, attempt,
-                                                           self.agent.now())
-        self._arm()
+        running = _Running(active, step_id, attempt, self.agent.now())
+        self._running[(active.row.id, step_id)] = running
+        self._arm([running])  # the others' looks are armed already
 
     def ended(self, workflow_id: str, step_id: str, attempt: int) -> None:
         running = self._running.get((workflow_id, step_id))
@@ -96,16 +105,16 @@ class SelfFencing:
 
     # ---- the rule --------------------------------------------------------------------
 
-    def contacts(self, active: Active) -> list[rule.Contact]:
-        """The domains whose contact keeps this agent's steps of `active` running."""
+    def contacts(self, active: Active,
+                 views: dict[str, MemberView] | None) -> list[rule.Contact]:
+        """The domains whose contact keeps this agent's steps of `active` running, as
+        this agent's membership `views` see them."""
         a = self.agent
         others = set(active.row.placement.values()) | {coordinator_followed(active)}
         others.discard(a.domain)
         others.discard("")
-        if coordinator_followed(active) == a.domain:
+        if views is None or coordinator_followed(active) == a.domain:
             return []  # it coordinates: it cannot lose its coordinator (see the rule)
-        views = {v.name: v for v in a.membership.swim.members()} \
-            if a.membership is not None else {}
         out = []
         for domain in sorted(others):
             view = views.get(domain)
@@ -113,13 +122,16 @@ class SelfFencing:
                                     view.last_heard if view is not None else None))
         return out
 
-    def _arm(self) -> None:
-        """One timer, at the earliest moment the rule says to look again."""
-        if not self._running:
+    def _arm(self, running: list[_Running] | None = None) -> None:
+        """One timer, at the earliest moment the rule says to look again at any attempt
+        running here (or at `running`, when the others' looks are armed already)."""
+        running = list(self._running.values()) if running is None else running
+        if not running:
             return
-        now, lease = self.agent.now(), self.lease_s()
-        at = min(rule.next_look(self.contacts(r.active), r.started_at, lease, now)
-                 for r in self._running.values())
+        views = self._views()
+        now, lease = self.agent.now(), self.lease_s(len(views or ()))
+        at = min(rule.next_look(self.contacts(r.active, views), r.started_at, lease, now)
+                 for r in running)
         if at == math.inf or at >= self._timer_at and self._timer is not None:
             return
         if self._timer is not None:
@@ -134,10 +146,11 @@ class SelfFencing:
     async def look(self) -> list[tuple[str, str]]:
         """Apply the rule to every attempt running here; returns the (workflow, step)
         pairs fenced. Re-arms the timer for the rest."""
-        now, lease = self.agent.now(), self.lease_s()
+        views = self._views()
+        now, lease = self.agent.now(), self.lease_s(len(views or ()))
         fenced = []
         for key, running in list(self._running.items()):
-            contacts = self.contacts(running.active)
+            contacts = self.contacts(running.active, views)
             if rule.fenced(contacts, running.started_at, lease, now):
                 silent = now - rule.lost_since(contacts, running.started_at)
                 await self._fence(running, rule.reason([c.domain for c in contacts], silent))
