@@ -129,9 +129,9 @@ class Routes:
 class Backoff:
     """Waits between routing attempts, within a patience that restarts on progress."""
 
-    def __init__(self, agent: AgentContext, patience_s: float) -> None:
+    def __init__(self, agent: AgentContext, patience_s: Callable[[], float]) -> None:
         self.agent = agent
-        self.patience_s = patience_s
+        self.patience_s = patience_s  # read at the first wait: most calls never wait
         self._until: float | None = None
         self._wait = FIRST_BACKOFF_S
 
@@ -142,7 +142,7 @@ class Backoff:
         """Wait before the next attempt; False once patience is out (or the agent stops)."""
         now = self.agent.now()
         if self._until is None:
-            self._until = now + self.patience_s
+            self._until = now + self.patience_s()
         if now + self._wait > self._until:
             return False
         waited = await self.agent.sleep(self._wait)

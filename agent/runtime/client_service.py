@@ -226,7 +226,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
         (its stream breaks, or membership sees it DEAD) or another takes over, follow
         the successor. UNAVAILABLE once none can be reached within the patience."""
         workflow_id = request.id
-        backoff = Backoff(self.agent, self.routes.patience_s())
+        backoff = Backoff(self.agent, self.routes.patience_s)
         while True:
             known, ended = await self.routes.known_here(workflow_id)
             if ended:  # its end is known here: say it (from the coordinator, if it answers)
@@ -336,7 +336,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
         remaining = context.time_remaining()
         patience = self.routes.patience_s() if remaining is None \
             else max(0.0, min(self.routes.patience_s(), remaining - FORWARD_TIMEOUT_S / 5))
-        backoff = Backoff(self.agent, patience)
+        backoff = Backoff(self.agent, lambda: patience)
         forwarded = client_pb2.CancelRequest(id=request.id, reason=request.reason,
                                              local_only=True)
         while True:
