@@ -52,11 +52,10 @@ class _Running:
 
 
 def coordinator_followed(active: Active) -> str:
-    """The coordinator of the highest epoch this agent holds for the workflow (the one
-    it follows, or the one it granted an epoch to)."""
-    row = active.row
-    return row.granted_to if row.granted_epoch > row.epoch and row.granted_to \
-        else row.coordinator
+    """The coordinator this agent follows (or is, acting). Not one it granted an epoch
+    to without following it yet: its own claim is no contact, and while it only claims
+    (a majority not granted) it must still fence."""
+    return active.row.coordinator
 
 
 class SelfFencing:
