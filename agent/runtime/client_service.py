@@ -2,7 +2,10 @@
 
 A workflow's id names its coordinator; an agent asked about a workflow that
 another agent coordinates forwards the call there (and falls back to what it
-knows itself when the coordinator cannot be reached).
+knows itself when the coordinator cannot be reached). After a takeover the
+coordinator is the one of the highest epoch known (client_routes.py): Watch and
+Cancel go there, and follow it when it changes (a watch whose coordinator dies
+switches to the successor).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2
 from fedorch.runtime.client_calls import SignedClientStub
-from fedorch.runtime.convert import workflow_state_name
+from fedorch.runtime.client_routes import RETRYABLE, Backoff, Route, Routes
+from fedorch.runtime.convert import is_over, workflow_state_name
 from fedorch.runtime.interceptors import CURRENT_CALLER, ClientAuth
 from google.protobuf.message import DecodeError
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.client")
 FORWARD_TIMEOUT_S = 5.0
 WATCH_HEARTBEAT_S = 5.0
+WATCH_STREAM_S = 24 * 3600.0  # a forwarded watch's deadline: the client's bounds the rest
 REJOIN_RETRY_S = 1.0  # the retry hint with a refused submission
 
 
@@ -46,6 +51,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
         specs. None (tests that call the service directly): open access."""
         self.agent = agent
         self.auth = auth
+        self.routes = Routes(agent, self._stub)
 
     async def _signed_spec(self, request: client_pb2.SubmitRequest, context
                            ) -> tuple[spec_pb2.WorkflowSpec, spec_pb2.SignedSpec | None]:
@@ -147,10 +153,16 @@ class ClientService(client_pb2_grpc.ClientServicer):
             raise  # not reached: abort raises
 
     async def SubmitAndWatch(self, request, context):
-        """Submit, then follow here (the agent submitted to coordinates the workflow)."""
+        """Submit, then follow (the agent submitted to coordinates the workflow)."""
         workflow_id = await self._submit(request.submit, context)
-        async for status in self._follow(workflow_id, request.state_changes_only, context):
-            yield status
+        # Followed like any Watch: here, until another agent takes the workflow over.
+        follow = client_pb2.GetWorkflowRequest(id=workflow_id,
+                                               state_changes_only=request.state_changes_only)
+        last = None
+        async for status in self._watch_routed(follow, context):
+            if status != last:
+                last = status
+                yield status
 
     async def _status(self, workflow_id: str, local_only: bool, context):
         row = None if local_only or workflow_id in self.agent.active \
@@ -185,25 +197,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
         """The workflow's status from the live members that know it: the answer of the
         highest coordinator epoch, asked again of the coordinator it names (whose view
         is whole) when that is another member. None if no member knows it."""
-        a = self.agent
-        asked = [m.domain for m in a.membership.members()
-                 if m.state == "ALIVE" and m.domain and m.domain != a.domain]
-        answers: dict[str, object] = {}
-
-        async def ask(domain: str) -> None:
-            stub = self._stub(domain)
-            if stub is None:
-                return
-            try:
-                answers[domain] = await stub.GetWorkflow(
-                    client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
-                    timeout=FORWARD_TIMEOUT_S)
-            except grpc.aio.AioRpcError:
-                pass  # unknown there, or unreachable: the others answer
-
-        async with asyncio.TaskGroup() as tg:
-            for domain in asked:
-                tg.create_task(ask(domain))
+        answers = await self.routes.ask_members(workflow_id)
         if not answers:
             return None
         best = max(answers.values(), key=lambda s: s.epoch)
@@ -217,22 +211,78 @@ class ClientService(client_pb2_grpc.ClientServicer):
 
     async def Watch(self, request, context):
         await _check_id(request.id, context)
-        remote = self._remote(request.id, request.local_only)
-        if remote is not None:
-            try:
-                async for status in remote.Watch(
-                        client_pb2.GetWorkflowRequest(
-                            id=request.id, local_only=True,
-                            state_changes_only=request.state_changes_only),
-                        timeout=24 * 3600):
+        if request.local_only:
+            async for status in self._follow(request.id, request.state_changes_only, context):
+                yield status
+            return
+        last = None
+        async for status in self._watch_routed(request, context):
+            if status != last:  # a switch of coordinator starts with what was sent
+                last = status
+                yield status
+
+    async def _watch_routed(self, request, context):
+        """Follow the workflow at its current coordinator; when that coordinator goes
+        (its stream breaks, or membership sees it DEAD) or another takes over, follow
+        the successor. UNAVAILABLE once none can be reached within the patience."""
+        workflow_id = request.id
+        backoff = Backoff(self.agent, self.routes.patience_s)
+        while True:
+            known, ended = await self.routes.known_here(workflow_id)
+            if ended:  # its end is known here: say it (from the coordinator, if it answers)
+                yield await self._status(workflow_id, False, context)
+                return
+            route = await self.routes.coordinator(workflow_id)
+            if route is None:
+                async for status in self._follow(workflow_id, request.state_changes_only,
+                                                 context):
                     yield status
                 return
+            try:
+                async for status in self._watch_at(route, request):
+                    backoff.progressed()
+                    yield status
+                    if status.state in TERMINAL:
+                        return
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.NOT_FOUND:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
-                log.info("watch of %s: coordinator unreachable; following locally", request.id)
-        async for status in self._follow(request.id, request.state_changes_only, context):
-            yield status
+                if e.code() not in RETRYABLE:
+                    await context.abort(e.code(), e.details())
+                log.info("watch of %s: coordinator %s unreachable (%s)", workflow_id,
+                         route.domain, e.code().name)
+            if not await backoff.wait():
+                await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                    f"the coordinator of {workflow_id} ({route.domain}, epoch {route.epoch})"
+                    " cannot be reached and no successor has taken over yet; watch it again"
+                    " by its id"))
+
+    async def _watch_at(self, route: Route, request):
+        """The statuses streamed by the coordinator `route` names, until its stream ends
+        or this agent sees that coordinator superseded or gone (a paused or partitioned
+        agent breaks no connection: membership tells, checked at each heartbeat)."""
+        stub = self._stub(route.domain)
+        if stub is None:
+            return
+        call = stub.Watch(client_pb2.GetWorkflowRequest(
+            id=request.id, local_only=True, state_changes_only=request.state_changes_only),
+            timeout=WATCH_STREAM_S)
+        try:
+            while True:
+                read = asyncio.ensure_future(call.read())
+                try:
+                    while not (await asyncio.wait({read}, timeout=WATCH_HEARTBEAT_S))[0]:
+                        if self.routes.superseded(request.id, route):
+                            log.info("watch of %s: %s superseded or gone; routing again",
+                                     request.id, route.domain)
+                            return
+                finally:
+                    if not read.done():
+                        read.cancel()
+                status = read.result()  # a broken stream raises its AioRpcError here
+                if status is grpc.aio.EOF:
+                    return
+                yield status
+        finally:
+            call.cancel()
 
     async def _follow(self, workflow_id: str, state_changes_only: bool, context):
         """The statuses of a workflow this agent holds, from the current one to the end
@@ -261,19 +311,58 @@ class ClientService(client_pb2_grpc.ClientServicer):
 
     async def Cancel(self, request, context):
         await _check_id(request.id, context)
-        remote = self._remote(request.id, False)
-        if remote is not None:
-            try:
-                return await remote.Cancel(request, timeout=FORWARD_TIMEOUT_S)
-            except grpc.aio.AioRpcError as e:
-                await context.abort(e.code(), e.details())
-        await self.agent.audit.client_request("cancel", request.id, peer=context.peer())
-        known = await self.agent.run_owned(
-            self.agent.coordination.cancel(request.id, request.reason or "by request"),
-            "cancel")
+        a = self.agent
+        if not request.local_only:
+            reply = await self._cancel_routed(request, context)
+            if reply is not None:
+                return reply
+        else:
+            known, ended = await self.routes.known_here(request.id)
+            if known is not None and known.domain != a.domain and not ended:
+                # Forwarded here on an older view: the sender routes again.
+                await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                    f"{a.domain} does not coordinate {request.id}: it follows"
+                    f" {known.domain} (epoch {known.epoch})"))
+        await a.audit.client_request("cancel", request.id, peer=context.peer())
+        known = await a.run_owned(
+            a.coordination.cancel(request.id, request.reason or "by request"), "cancel")
         if not known:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no workflow {request.id!r}")
-        return client_pb2.CancelReply(status=await self.agent.status(request.id))
+        return client_pb2.CancelReply(status=await a.status(request.id))
+
+    async def _cancel_routed(self, request, context) -> client_pb2.CancelReply | None:
+        """The cancel sent to the workflow's current coordinator (routed again while it
+        cannot be reached, within the caller's deadline); None: this agent is it."""
+        remaining = context.time_remaining()
+        patience = self.routes.patience_s() if remaining is None \
+            else max(0.0, min(self.routes.patience_s(), remaining - FORWARD_TIMEOUT_S / 5))
+        backoff = Backoff(self.agent, lambda: patience)
+        forwarded = client_pb2.CancelRequest(id=request.id, reason=request.reason,
+                                             local_only=True)
+        while True:
+            route = await self.routes.coordinator(request.id)
+            active = self.agent.active.get(request.id)
+            if route is None and (active is None or is_over(active.row)
+                                  or active.row.coordinator == self.agent.domain):
+                return None
+            stub = self._stub(route.domain) if route is not None else None
+            # No stub: its address is unknown here, or this agent claims the workflow
+            # and does not act yet (a takeover under way): ask again shortly.
+            error = "its address is unknown here" if route is not None \
+                else "a takeover is under way here"
+            route = route or Route(active.row.granted_epoch, self.agent.domain)
+            if stub is not None:
+                try:
+                    return await stub.Cancel(forwarded, timeout=FORWARD_TIMEOUT_S)
+                except grpc.aio.AioRpcError as e:
+                    if e.code() not in RETRYABLE:
+                        await context.abort(e.code(), e.details())
+                    error = e.details() or e.code().name
+            if not await backoff.wait():
+                await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                    f"the coordinator of {request.id} ({route.domain}, epoch {route.epoch})"
+                    f" cannot be reached ({error}) and no successor has taken over yet;"
+                    " cancel again by its id"))
 
     async def ListWorkflows(self, request, context):
         rows = await self.agent.store.list_workflows()

@@ -437,6 +437,8 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.replay_window_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.takeover_after_s": positive("a positive number of seconds"),
+    "fedorch.v1.NegotiationConfig.step_lease_s": at_least(
+        0, "a non-negative number of seconds (0: three times the time to a DEAD verdict)"),
     "fedorch.v1.RetentionConfig.keep_ended_s": positive("a positive number of seconds"),
     "fedorch.v1.RetentionConfig.max_ended_workflows": positive("a positive integer"),
 }

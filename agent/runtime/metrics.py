@@ -71,6 +71,10 @@ class AgentMetrics:
             "fedorch_steps_replaced", "Steps a lost domain sent back to be placed again, by"
             " outcome (replaced: a new round committed; failed: none could)", ["outcome"],
             registry=r)
+        self.steps_self_fenced = Counter(
+            "fedorch_steps_self_fenced",
+            "Step attempts this agent stopped itself, cut off from their workflow's"
+            " coordinator and every other participant for the step lease", registry=r)
         self.in_doubt_queries = Counter(
             "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations",
             registry=r)

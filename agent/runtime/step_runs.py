@@ -34,6 +34,7 @@ from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.executors.leftovers import kill_leftovers, run_marker
 from fedorch.runtime.paxos_wire import coordinator_of
 from fedorch.runtime.ports import Clock, wall_ms_at
+from fedorch.runtime.self_fencing import SelfFencing
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class StepRuns:
         self._acks_due: dict[str, asyncio.TimerHandle] = {}
         # Fan-out waves here that wait out their pause_s (_wake_for_next_wave).
         self._waves_due: dict[str, asyncio.TimerHandle] = {}
+        # Stops a step here once this agent is cut off from its workflow (self-fencing).
+        self.fencing = SelfFencing(agent, self)
 
     async def start_ready(self, active: Active) -> None:
         while ready := self._take_ready(active):
@@ -171,6 +174,7 @@ class StepRuns:
             name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
         if task is not None:
             active.running[attempt.step_id] = task
+            self.fencing.started(active, attempt.step_id, attempt.attempt)
 
     async def _run(self, active: Active, attempt: StartAttempt) -> None:
         a = self.agent
@@ -192,6 +196,7 @@ class StepRuns:
             finally:
                 note.cancel()
                 active.running.pop(attempt.step_id, None)
+                self.fencing.ended(row.id, attempt.step_id, attempt.attempt)
             traced.ended(outcome.ok, outcome.error)
         state = active.progress.attempt_ended(attempt.step_id, attempt.attempt, outcome.ok,
                                               outcome.outputs, outcome.error)

@@ -58,12 +58,14 @@ class GetWorkflowRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., local_only: _Optional[bool] = ..., state_changes_only: _Optional[bool] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
-    __slots__ = ("id", "reason")
+    __slots__ = ("id", "reason", "local_only")
     ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
     id: str
     reason: str
-    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    local_only: bool
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ..., local_only: _Optional[bool] = ...) -> None: ...
 
 class CancelReply(_message.Message):
     __slots__ = ("status",)

@@ -1,0 +1,178 @@
+"""Self-fencing, the shell: a domain cut off from its workflow stops the step it runs.
+
+The I/O around agent/core/workflow/self_fencing.py. StepRuns tells it when an attempt
+starts and ends here; while any runs, one timer is armed at the earliest moment the
+rule says to look again (`next_look`), never a polling loop. When it fires, each
+running attempt's contacts (the coordinator this agent follows, and the other
+participants) are read from this agent's own membership view, with the clock of the
+membership core (the agent's monotonic clock, `ctx.now()`), and an attempt the rule
+fences is stopped: its task is cancelled (the executor kills its process group), and
+the step ends FAILED here with the reason, through the same path as any attempt's end.
+Its result then goes to the coordinator like any other, until acknowledged: when
+contact returns it arrives, and the coordinator refuses it if the step was re-placed
+meanwhile (placement fencing). A fenced step is not retried here: whatever attempts
+it has left belong to a replacement, away from this cut-off domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from fedorch.core.membership.swim_profiles import suspicion_bounds
+from fedorch.core.membership.swim_types import MemberView
+from fedorch.core.workflow import self_fencing as rule
+from fedorch.core.workflow.progress import StepState
+from fedorch.runtime.context import Active
+
+if TYPE_CHECKING:
+    from fedorch.runtime.context import AgentContext
+
+log = logging.getLogger("fedorch.fencing")
+# The default lease, in times the gossip profile's longest time to a DEAD verdict.
+LEASE_DEAD_TIMES = 3.0
+
+
+class StepEnds(Protocol):
+    """What the watcher uses of StepRuns: a step's end, applied and reported."""
+
+    async def after_step(self, active: Active, step_id: str, state: StepState, *,
+                         ended_run: tuple[int, str] | None = None) -> None: ...
+
+
+@dataclass
+class _Running:
+    active: Active
+    step_id: str
+    attempt: int
+    started_at: float  # monotonic
+
+
+def coordinator_followed(active: Active) -> str:
+    """The coordinator this agent follows (or is, acting). Not one it granted an epoch
+    to without following it yet: its own claim is no contact, and while it only claims
+    (a majority not granted) it must still fence."""
+    return active.row.coordinator
+
+
+class SelfFencing:
+    def __init__(self, agent: AgentContext, steps: StepEnds) -> None:
+        self.agent = agent
+        self._steps = steps
+        self._running: dict[tuple[str, str], _Running] = {}  # (workflow, step)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def _views(self) -> dict[str, MemberView] | None:
+        """This agent's membership view by domain; None before membership runs (no view:
+        nothing is known lost)."""
+        a = self.agent
+        if a.membership is None:
+            return None
+        return {v.name: v for v in a.membership.swim.members()}
+
+    def lease_s(self, members: int) -> float:
+        """The step lease: configured, else three times the time to a DEAD verdict in a
+        federation of `members`."""
+        a = self.agent
+        configured = a.config.negotiation.step_lease_s
+        if configured > 0:
+            return configured
+        profile = a.membership.profile if a.membership is not None else None
+        if profile is None:
+            return 30.0
+        return LEASE_DEAD_TIMES * (profile.probe_interval
+                                   + suspicion_bounds(profile, max(1, members))[1])
+
+    # ---- what StepRuns tells ----------------------------------------------------------
+
+    def started(self, active: Active, step_id: str, attempt: int) -> None:
+        running = _Running(active, step_id, attempt, self.agent.now())
+        self._running[(active.row.id, step_id)] = running
+        self._arm([running])  # the others' looks are armed already
+
+    def ended(self, workflow_id: str, step_id: str, attempt: int) -> None:
+        running = self._running.get((workflow_id, step_id))
+        if running is not None and running.attempt == attempt:
+            del self._running[(workflow_id, step_id)]
+        if not self._running and self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
+
+    # ---- the rule --------------------------------------------------------------------
+
+    def contacts(self, active: Active,
+                 views: dict[str, MemberView] | None) -> list[rule.Contact]:
+        """The domains whose contact keeps this agent's steps of `active` running, as
+        this agent's membership `views` see them."""
+        a = self.agent
+        others = set(active.row.placement.values()) | {coordinator_followed(active)}
+        others.discard(a.domain)
+        others.discard("")
+        if views is None or coordinator_followed(active) == a.domain:
+            return []  # it coordinates: it cannot lose its coordinator (see the rule)
+        out = []
+        for domain in sorted(others):
+            view = views.get(domain)
+            out.append(rule.Contact(domain, view.state.value if view is not None else "",
+                                    view.last_heard if view is not None else None))
+        return out
+
+    def _arm(self, running: list[_Running] | None = None) -> None:
+        """One timer, at the earliest moment the rule says to look again at any attempt
+        running here (or at `running`, when the others' looks are armed already)."""
+        running = list(self._running.values()) if running is None else running
+        if not running:
+            return
+        views = self._views()
+        now, lease = self.agent.now(), self.lease_s(len(views or ()))
+        at = min(rule.next_look(self.contacts(r.active, views), r.started_at, lease, now)
+                 for r in running)
+        if at == math.inf or at >= self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - now), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        self.agent.spawn(self.look(), name="self-fencing look")
+
+    async def look(self) -> list[tuple[str, str]]:
+        """Apply the rule to every attempt running here; returns the (workflow, step)
+        pairs fenced. Re-arms the timer for the rest."""
+        views = self._views()
+        now, lease = self.agent.now(), self.lease_s(len(views or ()))
+        fenced = []
+        for key, running in list(self._running.items()):
+            contacts = self.contacts(running.active, views)
+            if rule.fenced(contacts, running.started_at, lease, now):
+                silent = now - rule.lost_since(contacts, running.started_at)
+                await self._fence(running, rule.reason([c.domain for c in contacts], silent))
+                fenced.append(key)
+        self._arm()
+        return fenced
+
+    async def _fence(self, running: _Running, why: str) -> None:
+        a = self.agent
+        active, step_id, attempt = running.active, running.step_id, running.attempt
+        self._running.pop((active.row.id, step_id), None)
+        task = active.running.get(step_id)
+        if task is None or active.progress is None:
+            return  # it ended meanwhile
+        log.warning("%s/%s#%d: %s", active.row.id, step_id, attempt, why)
+        task.cancel()  # the executor kills the step's process group on the way out
+        await asyncio.wait({task})
+        step = active.progress.steps[step_id]
+        if step.state is not StepState.RUNNING or step.attempts != attempt \
+                or a.active.get(active.row.id) is not active:
+            return  # the workflow ended meanwhile: its end already stopped the step
+        step.max_attempts = attempt  # not retried here: see the module's docstring
+        state = active.progress.attempt_ended(step_id, attempt, False, {}, why)
+        a.metrics.steps_self_fenced.inc()
+        a.metrics.steps.labels("failed").inc()
+        await self._steps.after_step(active, step_id, state, ended_run=(attempt, "failed"))

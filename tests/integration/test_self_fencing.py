@@ -1,0 +1,113 @@
+"""Self-fencing on real agents: a domain cut off from its workflow stops its step.
+
+p1 runs a long step (tests/integration/steps/nap.py: `sleep SECONDS`, found by its
+command line). Every other agent of the workflow (its coordinator and the other
+participant) is paused with SIGSTOP, the simplest real partition on 127.0.0.1: a
+paused process answers nothing. p1 declares them DEAD, and once it has heard none of
+them for its step lease it kills the step itself: the nap's processes are gone and the
+step is FAILED at p1 with a "fenced" reason. After SIGCONT everything settles: the
+workflow is terminal everywhere and nothing is left running. The agent outside the
+workflow stays up throughout: being in touch with it keeps nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import random
+import signal
+import sys
+import urllib.request
+
+import pytest
+
+from tests.integration.federation import (
+    TERMINAL,
+    TEST_TIMINGS,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+from tests.integration.test_orphan_steps import _naps
+from tests.integration.test_takeover import WORK, _local
+
+pytestmark = pytest.mark.integration
+
+NAP = pathlib.Path(__file__).parent / "steps" / "nap.py"
+NAPS = [{"name": "test.nap", "capacity": 2,
+         "executor": {"type": "command", "argv": [sys.executable, str(NAP)]}}]
+LEASE_S = 3
+NEGOTIATION = {**TEST_TIMINGS["negotiation"], "step_lease_s": LEASE_S}
+DOMAINS = {
+    "coord": {"negotiation": NEGOTIATION},
+    "p1": {"negotiation": NEGOTIATION, "capabilities": NAPS},
+    "p2": {"negotiation": NEGOTIATION, "capabilities": WORK},
+    "outside": {"negotiation": NEGOTIATION},
+}
+PAUSED = ("coord", "p2")
+
+
+def _fenced_total(fed, name: str) -> float:
+    url = f"http://127.0.0.1:{fed.metrics_ports[name]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("fedorch_steps_self_fenced_total"))
+
+
+async def test_a_cut_off_domain_stops_its_step_and_everything_settles_after(tmp_path):
+    gate = tmp_path / "gate-open"
+    gate.touch()
+    seconds = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
+    spec = f"""
+name: fenced
+steps:
+  - id: nap
+    capability: test.nap
+    params: {{seconds: "{seconds}"}}
+    constraints: {{domains: [p1]}}
+  - id: after
+    capability: test.gated
+    needs: [nap]
+    params: {{gate: "{gate}"}}
+    constraints: {{domains: [p2]}}
+"""
+    try:
+        async with started_federation(tmp_path, DOMAINS) as fed:
+            wid = await fed.submit("coord", spec)
+            await wait_for(lambda: asyncio.to_thread(_naps, seconds), 30, "the nap to run")
+            assert await asyncio.to_thread(_fenced_total, fed, "p1") == 0
+            for name in PAUSED:
+                fed.signal(name, signal.SIGSTOP)
+            try:
+                async def nap_stopped():
+                    return not await asyncio.to_thread(_naps, seconds)
+
+                # DEAD verdicts (~6 s with the local profile), then the lease.
+                await wait_for(nap_stopped, 40, "p1 to fence its step")
+                status = await _local(fed, "p1", wid)
+                state, domain, _ = step_states(status)["nap"]
+                assert (state, domain) == ("FAILED", "p1"), status
+                error = next(s.error for s in status.steps if s.id == "nap")
+                assert error.startswith("fenced: lost contact with coord, p2"), error
+                assert await asyncio.to_thread(_fenced_total, fed, "p1") == 1
+            finally:
+                for name in PAUSED:
+                    fed.signal(name, signal.SIGCONT)
+
+            async def settled():
+                for name in ("coord", "p1", "p2"):
+                    s = await _local(fed, name, wid)
+                    if s is None or state_name(s) not in TERMINAL:
+                        return None
+                return s
+
+            status = await wait_for(settled, 60, "the workflow to end everywhere")
+            assert state_name(status) == "FAILED", status
+            assert not await asyncio.to_thread(_naps, seconds)
+            await fed.wait_capacity_free(30)
+    finally:
+        for pid in _naps(seconds):  # leftovers of a failed run
+            os.kill(pid, signal.SIGKILL)

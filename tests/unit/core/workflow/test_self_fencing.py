@@ -1,0 +1,88 @@
+"""The self-fencing rule: a step stops only when every contact is DEAD past the lease."""
+
+from __future__ import annotations
+
+import math
+
+from fedorch.core.workflow.self_fencing import (
+    Contact,
+    deadline,
+    fenced,
+    in_contact,
+    lost_since,
+    next_look,
+    reason,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+STATES = ["ALIVE", "SUSPECT", "DEAD", "LEFT", ""]
+times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+contact = st.builds(Contact, st.sampled_from(["a", "b", "c", "d"]),
+                    st.sampled_from(STATES), st.none() | times)
+contacts = st.lists(contact, max_size=5)
+leases = st.floats(min_value=0.01, max_value=1e4, allow_nan=False)
+
+
+def test_every_contact_dead_past_the_lease_is_fenced():
+    lost = [Contact("coord", "DEAD", 10.0), Contact("p2", "LEFT", 12.0)]
+    assert deadline(lost, started_at=5.0, lease_s=6.0) == 18.0  # last heard 12 + 6
+    assert not fenced(lost, 5.0, 6.0, now=17.9)
+    assert fenced(lost, 5.0, 6.0, now=18.0)
+    assert "coord, p2" in reason(["p2", "coord"], 6.2)
+    assert reason(["p2"], 6.2).startswith("fenced: lost contact with p2 for 6 s")
+
+
+def test_a_step_started_after_the_silence_gets_its_whole_lease():
+    lost = [Contact("coord", "DEAD", 10.0)]
+    assert deadline(lost, started_at=50.0, lease_s=6.0) == 56.0
+    assert deadline([Contact("coord", "DEAD", None)], 50.0, 6.0) == 56.0
+
+
+def test_one_suspect_is_contact_enough():
+    assert deadline([Contact("coord", "DEAD", 1.0), Contact("p2", "SUSPECT", 1.0)],
+                    0.0, 1.0) is None
+
+
+def test_no_contact_at_all_never_fences():
+    assert in_contact([])
+    assert next_look([], 0.0, 1.0, now=5.0) == math.inf
+
+
+@given(contacts, times, leases, times)
+def test_nothing_is_fenced_while_any_contact_is_alive_or_suspect(cs, started, lease, now):
+    if any(c.state in ("ALIVE", "SUSPECT") for c in cs):
+        assert not fenced(cs, started, lease, now)
+
+
+@given(contacts, times, leases, times)
+def test_nothing_is_fenced_within_a_lease_of_the_last_message_or_the_start(
+        cs, started, lease, now):
+    if fenced(cs, started, lease, now):
+        assert cs
+        assert now >= started + lease
+        assert all(c.last_heard is None or now >= c.last_heard + lease for c in cs)
+
+
+@given(contacts, times, leases, times)
+def test_everything_lost_past_the_lease_is_fenced(cs, started, lease, now):
+    if cs and all(c.state in ("DEAD", "LEFT", "") for c in cs) \
+            and now >= lost_since(cs, started) + lease:
+        assert fenced(cs, started, lease, now)
+
+
+@given(contacts, times, leases, times, times)
+def test_the_next_look_is_never_late(cs, started, lease, now, later):
+    """Were the contacts' states fixed from now on, no moment before the next look
+    fences: a timer at the next look misses nothing."""
+    look = next_look(cs, started, lease, now)
+    assert look >= now
+    if now <= later < look:
+        assert not fenced(cs, started, lease, later)
+
+
+@given(contacts, times, leases, times)
+def test_while_in_contact_the_next_look_is_at_least_a_quarter_lease_away(
+        cs, started, lease, now):
+    if cs and in_contact(cs):
+        assert next_look(cs, started, lease, now) >= now + lease / 4
