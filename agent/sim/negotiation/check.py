@@ -168,6 +168,7 @@ class Checker:
                 continue  # a domain it needs is gone for good
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
+        self._check_no_replayed_submission(sim)
         if sim.config.timing.takeover_after_s is not None:
             self._check_takeovers(sim)
         for key, voters in self.yes.items():
@@ -233,3 +234,15 @@ class Checker:
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
+
+    def _check_no_replayed_submission(self, sim: World) -> None:
+        """No honest domain voted YES in a workflow the liar coordinates: the liar takes
+        part in no workflow, so any such workflow is a client's signed submission it
+        replayed (liar.py)."""
+        liar = sim.config.liar
+        if liar is None:
+            return
+        for key, voters in self.yes.items():
+            if self.txs[key].coordinator == liar:
+                self.fail(f"replay: {', '.join(sorted(voters))} admitted {key}, a signed"
+                          f" submission {liar} replayed as a new workflow")

@@ -25,6 +25,7 @@ def test_every_invariant_holds_for_honest_domains_with_a_liar_in_every_run():
     for reason in ("not_acceptor", "not_proposer", "not_party", "not_coordinator",
                    "not_step_domain", "not_participant", "impersonation"):
         assert stats[f"refused {reason}"] > 0, reason
+    assert stats["refused replayed submission"] > 0
 
 
 def test_without_the_authority_checks_the_same_lies_break_the_invariants(monkeypatch):
@@ -34,3 +35,14 @@ def test_without_the_authority_checks_the_same_lies_break_the_invariants(monkeyp
         report = Simulation(seed, _with_liar(seed)).run()
         broken.update(v.split(":")[0] for v in report.violations)
     assert broken["atomicity"] > 0 and broken["result"] > 0 and broken["end"] > 0
+
+
+def test_without_the_submission_check_a_replayed_signed_spec_is_admitted(monkeypatch):
+    """The liar replays clients' signed submissions as workflows of its own; the
+    participants' check (signed for its coordinator, one workflow id) is what stops them."""
+    monkeypatch.setattr(sim_agent, "check_submission", lambda agent, now, tx, info: None)
+    broken: Counter[str] = Counter()
+    for seed in range(40):
+        report = Simulation(seed, _with_liar(seed)).run()
+        broken.update(v.split(":")[0] for v in report.violations)
+    assert broken["replay"] > 0
