@@ -88,6 +88,7 @@ from fedorch.sim.negotiation.disk import (
     WfInfo,
     copy_hold,
 )
+from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 from fedorch.sim.negotiation.steps import StepRunner
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ class SimAgent(StepRunner):
         self.capacities = capacities
         self.t = timing
         self.disk = Disk()
+        # Like the key_records table, what it learned survives crashes (keyring.py).
+        self.trust = sim.keyring.honest_trust()
         self.alive = True
         self.incarnation = 0
         self.wake_token = 0
@@ -271,6 +274,13 @@ class SimAgent(StepRunner):
         if reason == "round already decided":
             self.sim.stats["late PREPARE refused"] += 1
         self._send(src, VoteMsg(tx.key, self.name, yes, reason))
+
+    def _on_key_records(self, now: float, src: str, msg: KeyRecordsMsg) -> None:
+        """Relayed by anyone: each record is checked by its own signers (the trust store
+        takes none signed by another domain's keys, nor one off the domain's chain)."""
+        changed, refused = self.trust.learn(msg.records)
+        self.sim.stats["key records refused"] += refused
+        self.sim.stats["key records changed"] += len(changed)
 
     def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         core = self.coordinators.get(msg.key[0])
@@ -530,4 +540,5 @@ _HANDLERS = {
     AckMsg: SimAgent._on_ack,
     ClaimMsg: SimAgent._on_claim,
     ClaimAnswerMsg: SimAgent._on_claim_answer,
+    KeyRecordsMsg: SimAgent._on_key_records,
 }

@@ -169,6 +169,7 @@ class Checker:
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
         self._check_no_replayed_submission(sim)
+        self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
             self._check_takeovers(sim)
         for key, voters in self.yes.items():
@@ -246,3 +247,12 @@ class Checker:
             if self.txs[key].coordinator == liar:
                 self.fail(f"replay: {', '.join(sorted(voters))} admitted {key}, a signed"
                           f" submission {liar} replayed as a new workflow")
+
+    def _check_keys_unchanged(self, sim: World) -> None:
+        """Every honest domain's view of every other domain's keys is the genuine one:
+        whatever records the liar forged or relayed (keyring.py) changed none."""
+        expected = sim.keyring.expected
+        for name, agent in sim.agents.items():
+            for domain, keys in expected.items():
+                if domain != name and agent.trust.keys_of(domain) != keys:
+                    self.fail(f"keys: {name}'s view of {domain}'s keys changed")

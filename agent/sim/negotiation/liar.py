@@ -14,7 +14,9 @@ Random, so runs replay), answers with a forgery:
 * replays across workflows: a COMMIT value (its certificate) of one transaction
   offered as another's decision and in an Accept;
 * a client's signed submission, overheard in a PREPARE, replayed as a new workflow of
-  its own (coordinated by the liar, to the same participants).
+  its own (coordinated by the liar, to the same participants);
+* key records: rotations and revocations of other domains' keys made with its own
+  keys, and stale genuine records relayed again (keyring.py).
 
 The invariant checker must hold for every honest domain all the same.
 """
@@ -43,6 +45,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.workflow.progress import StepState
 from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
+from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -189,7 +192,15 @@ class Liar:
         for dst in msg.tx.participants:
             self._to(dst, PrepareMsg(tx, msg.steps, info))
 
+    def _key_records(self) -> None:
+        honest = sorted(self.sim.agents)
+        victim = self.rng.choice(honest)
+        records = (*self.sim.keyring.forgeries(self.name, victim, self.rng),
+                   *self.sim.keyring.stale)
+        for dst in honest:
+            self._to(dst, KeyRecordsMsg(records))
+
 
 _FORGERIES = (Liar._accepted_abort, Liar._promise_and_reject, Liar._decide_abort,
               Liar._votes, Liar._replay_prepare, Liar._results, Liar._end_and_acks,
-              Liar._replay_commit, Liar._replay_submission)
+              Liar._replay_commit, Liar._replay_submission, Liar._key_records)
