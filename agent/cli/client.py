@@ -7,11 +7,14 @@ to exit codes with `errors.rpc_errors`. Every unary call carries a deadline.
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator
 from types import TracebackType
 
 import grpc
-from fedorch.core.identity.clients import ClientIdentity
+from fedorch.core.identity.clients import ClientIdentity, home_domain
+from fedorch.core.identity.keys import KeyFileError, load_public_key_file
 from fedorch.core.identity.submission import sign_spec
 from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.client_calls import SignedClientStub
@@ -91,7 +94,19 @@ class AgentClient:
         every domain that votes on it verifies that this principal asked for exactly it."""
         if self.identity is None:
             return client_pb2.SubmitRequest(spec=spec, request_id=request_id)
-        signed = sign_spec(self.identity.principal, self.identity.key.sign, spec)
+        # Signed with the spec: this request, now, to this coordinator (when known: the
+        # principal's home domain, or the domain of the agent key), so that nobody can
+        # start the signed spec again as another workflow (docs/security.md).
+        request_id = request_id or uuid.uuid4().hex
+        coordinator = home_domain(self.identity.principal)
+        if not coordinator and self.agent_key:
+            try:
+                coordinator = load_public_key_file(self.agent_key)[0]
+            except KeyFileError:  # the federation CA's certificate: it names no domain
+                coordinator = ""
+        signed = sign_spec(self.identity.principal, self.identity.key.sign, spec,
+                           request_id=request_id, issued_at_ms=int(time.time() * 1000),
+                           coordinator=coordinator)
         return client_pb2.SubmitRequest(signed_spec=signed, request_id=request_id)
 
     async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str) -> str:

@@ -57,12 +57,21 @@ def _load_identity(ctx: click.Context, param: click.Parameter, value: str | None
 def _check_agent_key(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if not value:
         return
+    from pathlib import Path
+
+    from fedorch.core.identity.federation_ca import CaError, load_ca
     from fedorch.core.identity.keys import KeyFileError, load_public_key_file
 
     try:
-        load_public_key_file(value)
-    except KeyFileError as exc:
+        data = Path(value).read_bytes() if Path(value).is_file() else b""
+        if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
+            load_ca(None, data)  # the federation CA: accepts the certificates it issued
+        else:
+            load_public_key_file(value)
+    except (KeyFileError, OSError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    except CaError as exc:
+        raise CliError(f"{value}: {exc}", EXIT_USAGE) from None
     found = ctx.find_object(Settings)
     if found is None:
         found = ctx.ensure_object(Settings)
@@ -76,8 +85,9 @@ def identity_option(func: F) -> F:
         metavar="FILE",
         expose_value=False,
         callback=_check_agent_key,
-        help="The agent's domain key (.pub): talk mutual TLS and accept only a certificate "
-             "that key certified (env FEDORCH_AGENT_KEY).",
+        help="The agent's domain key (.pub), or the federation CA's certificate: talk "
+             "mutual TLS and accept only a certificate that key certified (or that CA "
+             "issued) (env FEDORCH_AGENT_KEY).",
     )(func)
     return click.option(
         "--identity",

@@ -1,4 +1,5 @@
-"""`fedorch keys init | rotate | revoke`: domain and client keys, and their rotation."""
+"""`fedorch keys init | rotate | revoke | ca`: domain and client keys, their rotation, and
+a federation CA that issues the agents' TLS certificates."""
 
 from __future__ import annotations
 
@@ -25,15 +26,23 @@ def keys() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for NAME.key (mode 0600) and NAME.pub.",
 )
+@click.option("--ca", "ca_dir", default=None,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="With --domain: also issue the agent's TLS certificate from the federation"
+                   " CA in this directory (from `fedorch keys ca init`).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def init(domain: str | None, client: str | None, directory: Path, as_json: bool) -> None:
+def init(domain: str | None, client: str | None, directory: Path, ca_dir: Path | None,
+         as_json: bool) -> None:
     """Write DIR/NAME.key and DIR/NAME.pub for --domain NAME or --client NAME; never
-    overwrites an existing key."""
+    overwrites an existing key. With --ca: DIR/NAME.tls.key and DIR/NAME.crt too."""
     from fedorch.core.identity.clients import init_client_keys
     from fedorch.core.identity.keys import init_keys
 
     if (domain is None) == (client is None):
         raise CliError("give exactly one of --domain NAME or --client NAME", EXIT_USAGE)
+    if ca_dir is not None and domain is None:
+        raise CliError("--ca issues a domain's TLS certificate: give --domain NAME", EXIT_USAGE)
+    ca = _read_ca(ca_dir) if ca_dir is not None else None
     try:
         if domain is not None:
             private, public = init_keys(domain, directory)
@@ -45,12 +54,124 @@ def init(domain: str | None, client: str | None, directory: Path, as_json: bool)
         raise CliError(str(exc), EXIT_USAGE) from exc
     except OSError as exc:
         raise CliError(f"cannot write keys in {directory}: {exc}", EXIT_FAILED) from exc
+    issued = _issue(ca, domain, directory) if ca is not None and domain is not None else {}
     if as_json:
         named = {"domain": domain} if domain is not None else {"client": client}
-        click.echo(json.dumps({**named, "key": str(private), "pub": str(public)}))
+        click.echo(json.dumps({**named, "key": str(private), "pub": str(public), **issued}))
     else:
         click.echo(f"private key: {private}")
         click.echo(f"public key:  {public}")
+        for what, path in issued.items():
+            click.echo(f"{what.replace('_', ' ')}: {path}")
+
+
+# ---- a federation CA (core/identity/federation_ca.py) -----------------------------------
+
+CA_KEY, CA_CERT = "ca.key", "ca.crt"
+
+
+def _read_ca(ca_dir: Path) -> tuple[bytes, bytes]:
+    from fedorch.core.identity.federation_ca import CaError, load_ca
+
+    try:
+        key_pem, cert_pem = (ca_dir / CA_KEY).read_bytes(), (ca_dir / CA_CERT).read_bytes()
+        load_ca(key_pem, cert_pem)
+    except OSError as exc:
+        raise CliError(f"cannot read the CA in {ca_dir}: {exc}", EXIT_USAGE) from exc
+    except CaError as exc:
+        raise CliError(f"{ca_dir}: {exc}", EXIT_USAGE) from exc
+    return key_pem, cert_pem
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write whole (a temporary file renamed over it): an agent re-reading the file never
+    sees half of one."""
+    import os
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(temporary, path)
+
+
+def _issue(ca: tuple[bytes, bytes], domain: str, directory: Path) -> dict[str, str]:
+    """Issue `domain`'s TLS certificate into DIR/NAME.tls.key and DIR/NAME.crt."""
+    import time
+
+    from fedorch.core.identity.federation_ca import issue_domain_cert
+
+    issued = issue_domain_cert(ca[0], ca[1], domain, time.time())
+    key_file, cert_file = directory / f"{domain}.tls.key", directory / f"{domain}.crt"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _replace(key_file, issued.key_pem, 0o600)
+        _replace(cert_file, issued.cert_pem, 0o644)
+    except OSError as exc:
+        raise CliError(f"cannot write the certificate in {directory}: {exc}",
+                       EXIT_FAILED) from exc
+    return {"tls_key": str(key_file), "certificate": str(cert_file),
+            "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued.not_after))}
+
+
+@keys.group(name="ca")
+def ca() -> None:
+    """A federation CA: issues the agents' TLS certificates (instead of domain keys)."""
+
+
+@ca.command(name="init")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for ca.key (mode 0600) and ca.crt.")
+@click.option("--name", default="fedorch federation CA", show_default=True,
+              help="The CA's common name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ca_init(directory: Path, name: str, as_json: bool) -> None:
+    """Make a federation CA; never overwrites one. Give every agent DIR/ca.crt as
+    `tls.federation_ca`; keep DIR/ca.key offline."""
+    import time
+
+    from fedorch.core.identity.federation_ca import make_ca
+
+    key_file, cert_file = directory / CA_KEY, directory / CA_CERT
+    if key_file.exists() or cert_file.exists():
+        raise CliError(f"refusing to overwrite an existing CA in {directory}", EXIT_FAILED)
+    made = make_ca(name, time.time())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _replace(key_file, made.key_pem, 0o600)
+        _replace(cert_file, made.cert_pem, 0o644)
+    except OSError as exc:
+        raise CliError(f"cannot write the CA in {directory}: {exc}", EXIT_FAILED) from exc
+    if as_json:
+        click.echo(json.dumps({"key": str(key_file), "certificate": str(cert_file)}))
+    else:
+        click.echo(f"CA key:         {key_file} (keep it offline)")
+        click.echo(f"CA certificate: {cert_file} (tls.federation_ca of every agent)")
+
+
+@ca.command(name="issue")
+@click.option("--ca", "ca_dir", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The CA's directory (ca.key, ca.crt).")
+@click.option("--domain", required=True, help="The domain the certificate names.")
+@click.option("--dir", "directory", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for NAME.tls.key and NAME.crt (replaced: this renews them).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ca_issue(ca_dir: Path, domain: str, directory: Path, as_json: bool) -> None:
+    """Issue (or renew) a domain's TLS certificate. A running agent picks up the new
+    files within a minute, without a restart."""
+    from fedorch.core.identity.keys import is_valid_domain
+
+    if not is_valid_domain(domain):
+        raise CliError(f"invalid domain name {domain!r}", EXIT_USAGE)
+    issued = _issue(_read_ca(ca_dir), domain, directory)
+    if as_json:
+        click.echo(json.dumps({"domain": domain, **issued}))
+    else:
+        for what, path in issued.items():
+            click.echo(f"{what.replace('_', ' ')}: {path}")
 
 
 def _domain_in(directory: Path, domain: str | None) -> str:

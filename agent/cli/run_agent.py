@@ -66,9 +66,12 @@ def health(config_path: str, timeout_s: float) -> None:
     import grpc
     from fedorch.cli.errors import EXIT_UNREACHABLE, EXIT_USAGE
     from fedorch.core.identity.keys import KeyFileError, load_private_key
-    from fedorch.core.identity.tls import DOMAIN_KIND, mint_leaf, trust_bundle
     from fedorch.runtime.config import ConfigError, load_config
-    from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS, tls_enabled
+    from fedorch.runtime.transport import (
+        TLS_CHANNEL_OPTIONS,
+        self_check_credentials,
+        tls_enabled,
+    )
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     try:
@@ -82,11 +85,7 @@ def health(config_path: str, timeout_s: float) -> None:
         if key is None:
             channel = grpc.aio.insecure_channel(address)
         else:
-            import time
-
-            leaf = mint_leaf(DOMAIN_KIND, config.domain, key, time.time(), validity_s=600)
-            credentials = grpc.ssl_channel_credentials(
-                trust_bundle([(config.domain, key.public_key())]), leaf.key_pem, leaf.cert_pem)
+            credentials = self_check_credentials(config, key)
             channel = grpc.aio.secure_channel(address, credentials, options=TLS_CHANNEL_OPTIONS)
         async with channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(

@@ -10,6 +10,7 @@ not write or an agent it may not signal is exit 4.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -164,16 +165,91 @@ def remove(domain: str, config_path: str, pid: int | None) -> None:
     _signal(pid, config_path)
 
 
+def _learned_records(config) -> list:
+    """The key records the agent learned (its database, read-only) and this domain's own
+    (NAME.keyrecords beside its key); [] when the agent has not run yet."""
+    import sqlite3
+
+    from fedorch.gen.fedorch.v1 import keys_pb2
+
+    records = [c.record for c in _own_records(config)]
+    path = Path(config.data_dir) / "agent.db"
+    if path.is_file():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                rows = db.execute("SELECT record FROM key_records ORDER BY learned_ms").fetchall()
+        except sqlite3.DatabaseError as e:
+            raise CliError(f"{path}: cannot read the learned key records ({e})",
+                           EXIT_USAGE) from None
+        records += [keys_pb2.KeyRecord.FromString(r[0]) for r in rows]
+    return records
+
+
+def _own_records(config) -> list:
+    from fedorch.core.identity.rotation import read_records, records_path
+
+    try:
+        return read_records(records_path(config.key_file))
+    except KeyFileError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+
+
+def _keys_now(config, rows: list[dict]) -> dict[str, list[dict]]:
+    """Per domain, the keys it has now: from the configured files, moved on by the
+    rotation and revocation records learned (see key_records.key_states)."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from fedorch.core.identity.key_records import key_states
+    from fedorch.core.identity.trust import TrustStore
+
+    store = TrustStore()
+    for row in rows:
+        store.add(row["domain"], load_public_key_file(row["key_file"])[1])
+    try:  # this domain's root: the oldest key its own records lead from, else its .pub
+        own = _own_records(config)
+        rotations = sorted((c for c in own if c.kind == "rotation"), key=lambda c: c.serial)
+        root = (Ed25519PublicKey.from_public_bytes(rotations[0].old) if rotations else
+                load_public_key_file(Path(config.key_file).with_suffix(".pub"))[1])
+        store.add(config.domain, root)
+    except (KeyFileError, ValueError) as e:
+        raise CliError(f"{config.key_file}: {e}", EXIT_USAGE) from None
+    now = time.time()
+    store.advance(now)
+    store.learn(_learned_records(config))
+    out: dict[str, list[dict]] = {}
+    for domain in store.domains():
+        keys = store.keys_of(domain)
+        out[domain] = [] if keys is None else [
+            {"fingerprint": key_fingerprint(Ed25519PublicKey.from_public_bytes(raw)),
+             "state": state,
+             **({"until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))}
+                if state == "overlap" and until is not None else {})}
+            for raw, state, until in key_states(keys, now)]
+    return out
+
+
 @trust.command("list")
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def list_trust(config_path: str, as_json: bool) -> None:
-    """The domains the config trusts (what the agent trusts after its last SIGHUP)."""
+    """The domains the config trusts (what the agent trusts after its last SIGHUP), each
+    with the keys it has now: the configured one moved on by the rotations and
+    revocations the agent learned (active, overlap, retired or revoked)."""
     config = _load(config_path)
     rows = _trusted(config)
+    keys = _keys_now(config, rows)
+    for row in rows:
+        row["keys"] = keys.get(row["domain"], [])
     if as_json:
-        click.echo(json.dumps({"domain": config.domain, "trusted": rows}, indent=2))
+        click.echo(json.dumps({"domain": config.domain, "keys": keys.get(config.domain, []),
+                               "trusted": rows}, indent=2))
         return
     click.echo(f"{config.domain} (this agent's own domain)")
+    for key in keys.get(config.domain, []):
+        click.echo(f"  {key['fingerprint']}\t{key['state']}\t{key.get('until', '')}".rstrip())
     for row in rows:
-        click.echo(f"{row['domain']}\t{row['fingerprint']}\t{row['key_file']}")
+        click.echo(f"{row['domain']}\t{row['key_file']}")
+        for key in row["keys"]:
+            click.echo(f"  {key['fingerprint']}\t{key['state']}\t"
+                       f"{key.get('until', '')}".rstrip())

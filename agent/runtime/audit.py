@@ -141,7 +141,10 @@ class Audit:
         attestation = attest(a.domain, {
             "kind": "submission", "workflow": workflow_id, "spec_sha256": digest,
             "principal": signed.principal, "client_key": b64(signed.public_key),
-            "request_id": request_id, "time_ms": a.now_ms()},
+            "request_id": request_id, "time_ms": a.now_ms(),
+            # What the submitter signed with the spec (binding it to this submission).
+            "signed_request_id": signed.request_id, "signed_at_ms": signed.issued_at_ms,
+            "signed_coordinator": signed.coordinator},
             a.signer.sign)
         return self.record(proofs.SUBMITTED, workflow_id, spec_sha256=digest,
                            spec=b64(signed.spec), principal=signed.principal, peer=peer,

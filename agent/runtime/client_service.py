@@ -80,7 +80,11 @@ class ClientService(client_pb2_grpc.ClientServicer):
             await self._refuse_submission(context, caller, (
                 "a signed spec must come in a call signed by its principal"))
         try:
-            spec = check_submitted(request.signed_spec, caller.principal, self.auth.clients)
+            spec = check_submitted(
+                request.signed_spec, caller.principal, self.auth.clients,
+                request_id=request.request_id, domain=self.agent.domain,
+                now_ms=self.agent.now_ms(),
+                window_ms=int(self.agent.config.negotiation.signed_spec_window_s * 1000))
         except SubmissionError as e:
             await self._refuse_submission(context, caller, str(e))
         signed = spec_pb2.SignedSpec()

@@ -435,6 +435,7 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.max_rounds": between(1, 20, "an integer from 1 to 20"),
     "fedorch.v1.NegotiationConfig.lease_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.replay_window_s": positive("a positive number of seconds"),
+    "fedorch.v1.NegotiationConfig.signed_spec_window_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.takeover_after_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.step_lease_s": at_least(
@@ -449,6 +450,7 @@ NEGOTIATION_DEFAULTS = {
     "max_rounds": 3,
     "lease_s": 30.0,
     "replay_window_s": 60.0,
+    "signed_spec_window_s": 3600.0,
     "certificate_sweep_s": 30.0,
     "takeover_after_s": 10.0,
     "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,

@@ -38,7 +38,12 @@ from fedorch.runtime.key_changes import earlier_key_fingerprints
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
-from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS, agent_tls, tls_enabled
+from fedorch.runtime.transport import (
+    TLS_CHANNEL_OPTIONS,
+    TlsConfigError,
+    agent_tls,
+    tls_enabled,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -78,7 +83,8 @@ def main(config_path: str, start_fresh: bool = False) -> int:
     try:
         telemetry.setup(config)  # off unless the config has `telemetry:`
         return asyncio.run(serve(config, config_path, start_fresh=start_fresh))
-    except (StartupError, KeyFileError, StoreError, telemetry.TelemetryError) as e:
+    except (StartupError, KeyFileError, StoreError, telemetry.TelemetryError,
+            TlsConfigError) as e:
         logs.last_words(f"fedorch: error: {e}")
         return 2
     except AgentFailed as e:
@@ -123,7 +129,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     interceptors = [ClientAuthInterceptor(auth), MalformedRequestInterceptor()]
     if tls is not None:
         agent.peers.use_tls(tls.channel_credentials, TLS_CHANNEL_OPTIONS)
-        peer_tls = PeerTlsInterceptor(agent.trust)
+        peer_tls = PeerTlsInterceptor(agent.trust, tls.peer_domain)
         interceptors.insert(1, peer_tls)
 
         def trust_changed() -> None:  # TLS roots follow the trust store (SIGHUP, trust add)

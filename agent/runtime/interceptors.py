@@ -235,12 +235,17 @@ _TLS_CACHE_SIZE = 1024
 
 class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
     """With mutual TLS: a peer message must come over a connection whose certificate is
-    its sender's (certified by that domain's own trusted key); anything else is refused
+    its sender's (certified by that domain's own trusted key, or issued for it by the
+    federation CA); anything else is refused
     with UNAUTHENTICATED before the handler runs. Bytes that do not parse as an envelope
     pass on, to be refused by the handler as before."""
 
-    def __init__(self, trust: TrustStore) -> None:
+    def __init__(self, trust: TrustStore,
+                 name_peer: Callable[[bytes, TrustStore], str | None] = peer_domain) -> None:
         self.trust = trust
+        # Which domain a certificate speaks for: certified by its domain key (default),
+        # or issued by the federation CA (AgentTls.peer_domain says which applies).
+        self._name_peer = name_peer
         self._domains: dict[bytes, str | None] = {}  # certificate PEM -> domain
 
     def forget(self) -> None:
@@ -253,7 +258,7 @@ class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
         if pem not in self._domains:
             if len(self._domains) >= _TLS_CACHE_SIZE:
                 self._domains.clear()
-            self._domains[pem] = peer_domain(pem, self.trust) if pem else None
+            self._domains[pem] = self._name_peer(pem, self.trust) if pem else None
         return self._domains[pem]
 
     async def intercept_service(self, continuation, handler_call_details):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
+from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, check_tx
 from fedorch.core.negotiation.participant import HoldState
@@ -28,6 +29,7 @@ from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
+from fedorch.runtime.admitted_submissions import AdmittedSubmissions
 from fedorch.runtime.dataflow_policy import prepare_context
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.step_runs import reservation_row
@@ -54,6 +56,8 @@ class Voting:
         # Paxos Commit: one PREPARE at a time per transaction, so that a repeated PREPARE
         # never answers YES before the first one's record is durable.
         self._voting = KeyedLocks()  # by (workflow, round)
+        # A client's signed spec is admitted under one workflow id only.
+        self.submissions = AdmittedSubmissions(agent)
 
     async def prepare(self, coordinator: str, req: peer_pb2.PrepareRequest) -> peer_pb2.Envelope:
         """Vote on a PREPARE; the reply is the signed vote (YES only once durable)."""
@@ -61,6 +65,7 @@ class Voting:
             # No YES can be made durable now: NO at once (nothing to write for a NO).
             return self._vote_no(coordinator, req, f"{self.agent.domain} cannot write its"
                                                    f" database ({fault})")
+        await self.submissions.load()
         if req.acceptors:
             async with self._voting.hold((req.workflow_id, req.round)):
                 return await self._prepare_paxos(coordinator, req)
@@ -68,7 +73,7 @@ class Voting:
         vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
                              steps=req.steps)
         try:
-            asked, principal = self._check_prepare(coordinator, req)
+            asked, principal, admission = self._check_prepare(coordinator, req)
             out = a.participant.prepare(
                 a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
                 data_labels=dict(req.spec.data), steps=asked,
@@ -81,8 +86,10 @@ class Voting:
             vote.yes, vote.reason = out.yes, out.reason
             vote.lease_expires_at_ms = a.wall_ms_at(out.lease_expires)
             if out.hold is not None:
+                admitted = self.submissions.record(admission)
                 await a.store.save_reservation(reservation_row(out.hold, a.clock),
-                                               also=[a.audit.vote(coordinator, req, vote)])
+                                               also=[a.audit.vote(coordinator, req, vote),
+                                                     *admitted])
                 self._wake()
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         telemetry.voted(req, vote)
@@ -111,7 +118,7 @@ class Voting:
         vote = peer_pb2.Vote(workflow_id=req.workflow_id, round=req.round, domain=a.domain,
                              steps=req.steps)
         try:
-            asked, principal = self._check_prepare(coordinator, req)
+            asked, principal, admission = self._check_prepare(coordinator, req)
             tx = TxInfo(req.workflow_id, req.round, coordinator,
                         tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
             check_tx(tx)
@@ -140,8 +147,10 @@ class Voting:
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
                         req.coordinator_endpoint)
+                    admitted = self.submissions.record(admission)
                     await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
-                                                   also=[a.audit.vote(coordinator, req, vote)])
+                                                   also=[a.audit.vote(coordinator, req, vote),
+                                                         *admitted])
                     self._hold_txs[key] = info
                     while len(self._hold_txs) > HOLD_TX_MEMORY:
                         self._hold_txs.popitem(last=False)
@@ -157,10 +166,11 @@ class Voting:
                      vote.reason)
         return a.seal(coordinator, vote=vote)
 
-    def _check_prepare(self, coordinator: str,
-                       req: peer_pb2.PrepareRequest) -> tuple[list[tuple[str, str]], str]:
-        """The (step, capability) pairs asked of this domain, and the submitter (qualified)
-        whose signed spec the PREPARE carries; RemoteProtocolError when it does not hold."""
+    def _check_prepare(self, coordinator: str, req: peer_pb2.PrepareRequest
+                       ) -> tuple[list[tuple[str, str]], str, Admission | None]:
+        """The (step, capability) pairs asked of this domain, the submitter (qualified)
+        whose signed spec the PREPARE carries, and its admission under this workflow id
+        (to record with a YES); RemoteProtocolError when it does not hold."""
         a = self.agent
         try:  # the peer service checked this already; a PREPARE may come other ways too
             authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
@@ -180,9 +190,10 @@ class Voting:
         try:  # the exact spec a named principal asked for, vouched for by its coordinator
             submitter = check_prepare_submission(req.submission, coordinator=coordinator,
                                                  spec=req.spec, trust=a.trust)
+            admission = self.submissions.check(req.submission, req.workflow_id)
         except SubmissionError as e:
             a.metrics.rejected_messages.labels("bad_submission").inc()
             log.warning("PREPARE %s round %d from %s: %s", req.workflow_id, req.round,
                         coordinator, e)
             raise RemoteProtocolError(f"submission: {e}") from None
-        return asked, submitter.qualified
+        return asked, submitter.qualified, admission

@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,8 +130,10 @@ class Federation(RealNet):
             spec = parse_spec_text(spec, "test")
         request = client_pb2.SubmitRequest(spec=spec)
         if self.identity is not None:  # agents with client identities take signed specs only
-            request = client_pb2.SubmitRequest(signed_spec=sign_spec(
-                self.identity.principal, self.identity.key.sign, spec))
+            request_id = uuid.uuid4().hex  # signed with the spec: one submission
+            request = client_pb2.SubmitRequest(request_id=request_id, signed_spec=sign_spec(
+                self.identity.principal, self.identity.key.sign, spec, request_id=request_id,
+                issued_at_ms=int(time.time() * 1000)))
         reply = await self.client(domain).Submit(request, timeout=RPC_TIMEOUT_S)
         return reply.id
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -182,8 +183,10 @@ async def test_a_replayed_submit_is_refused(fed, keyring):
         from fedorch.core.identity.submission import sign_spec
         from fedorch.core.workflow.spec import parse_spec_text
 
-        signed = sign_spec(alice.principal, alice.key.sign, parse_spec_text(LONG, "test"))
-        data = client_pb2.SubmitRequest(signed_spec=signed).SerializeToString()
+        signed = sign_spec(alice.principal, alice.key.sign, parse_spec_text(LONG, "test"),
+                           request_id="r-replayed", issued_at_ms=int(time.time() * 1000))
+        data = client_pb2.SubmitRequest(signed_spec=signed,
+                                        request_id="r-replayed").SerializeToString()
         metadata = stub.metadata("Submit", data)
         first = await stub._calls["Submit"](data, timeout=5, metadata=metadata)
         count = len((await stub.ListWorkflows(client_pb2.ListWorkflowsRequest(),

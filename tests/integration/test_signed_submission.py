@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import grpc
@@ -129,6 +130,11 @@ async def _prepare_to_us_east(fed, spec: spec_pb2.WorkflowSpec,
     return peer_pb2.Body.FromString(reply.body).vote
 
 
+def _bound() -> dict:
+    """What binds a signed spec to one submission: a fresh request id, signed now."""
+    return {"request_id": uuid.uuid4().hex, "issued_at_ms": int(time.time() * 1000)}
+
+
 def _rejected(fed, domain: str) -> float:
     return fed.metric(domain, "fedorch_rejected_messages_total", reason="bad_submission") or 0.0
 
@@ -137,7 +143,8 @@ async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(
     alice = load_identity(keyring["alice"])
     spec = parse_spec_text(ACROSS, "test")
     submission = sign_spec(alice.principal, alice.key.sign, spec,
-                           public_key=alice.key.public_key().public_bytes_raw())
+                           public_key=alice.key.public_key().public_bytes_raw(),
+                           **_bound())
     before = _rejected(fed, "us-east")
     # Altered: the params of a step changed after alice signed.
     altered = spec_pb2.WorkflowSpec()
@@ -149,7 +156,8 @@ async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(
     assert _reservations(fed, "us-east", vote.workflow_id) == []
     # Re-signed by the coordinator under a key of its own, claimed to be alice's.
     mallory = Ed25519PrivateKey.generate()
-    forged = sign_spec("alice", mallory.sign, altered, public_key=submission.public_key)
+    forged = sign_spec("alice", mallory.sign, altered, public_key=submission.public_key,
+                       **_bound())
     vote = await _prepare_to_us_east(fed, altered, forged, "forged")
     assert not vote.yes and "bad signature" in vote.reason, vote.reason
     # Missing altogether.
@@ -160,6 +168,36 @@ async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(
     vote = await _prepare_to_us_east(fed, spec, submission, "genuine")
     assert vote.yes, vote.reason
     assert _reservations(fed, "us-east", vote.workflow_id) == [("prepared",)]
+
+
+async def test_a_signed_spec_replayed_as_another_workflow_or_stale_gets_a_no(fed, keyring):
+    """The submission is admitted under its first workflow id only; signed long ago, or
+    for another coordinator, it is not admitted at all. Nothing is held for a NO."""
+    alice = load_identity(keyring["alice"])
+    spec = parse_spec_text(ACROSS, "test")
+    public = alice.key.public_key().public_bytes_raw()
+    submission = sign_spec(alice.principal, alice.key.sign, spec, public_key=public,
+                           coordinator="eu-west", **_bound())
+    before = _rejected(fed, "us-east")
+    first = await _prepare_to_us_east(fed, spec, submission, "first")
+    assert first.yes, first.reason
+    replayed = await _prepare_to_us_east(fed, spec, submission, "again")
+    assert not replayed.yes
+    assert f"was admitted here as workflow {first.workflow_id}: replayed as" \
+        f" {replayed.workflow_id}" in replayed.reason, replayed.reason
+    assert _reservations(fed, "us-east", replayed.workflow_id) == []
+    stale = sign_spec(alice.principal, alice.key.sign, spec, public_key=public,
+                      request_id=uuid.uuid4().hex,
+                      issued_at_ms=int((time.time() - 7200) * 1000))
+    vote = await _prepare_to_us_east(fed, spec, stale, "stale")
+    assert not vote.yes and "older than the 3600 s window" in vote.reason, vote.reason
+    elsewhere = sign_spec(alice.principal, alice.key.sign, spec, public_key=public,
+                          coordinator="us-east", **_bound())
+    vote = await _prepare_to_us_east(fed, spec, elsewhere, "elsewhere")
+    assert not vote.yes and "signed for coordinator us-east, not eu-west" in vote.reason
+    assert _rejected(fed, "us-east") == before + 3
+    admitted = fed.rows("us-east", "SELECT workflow_id FROM admitted_submissions")
+    assert (first.workflow_id,) in admitted and (replayed.workflow_id,) not in admitted
 
 
 async def test_the_agent_takes_only_a_spec_signed_by_the_caller(fed, keyring):
@@ -174,13 +212,13 @@ async def test_the_agent_takes_only_a_spec_signed_by_the_caller(fed, keyring):
     assert unsigned.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "submission not signed" in unsigned.value.details()
     bob = load_identity(keyring["bob"])
-    as_bob = sign_spec(bob.principal, bob.key.sign, spec)
+    as_bob = sign_spec(bob.principal, bob.key.sign, spec, **_bound())
     with pytest.raises(grpc.aio.AioRpcError) as other:  # alice's call, bob's signed spec
         await client.Submit(client_pb2.SubmitRequest(signed_spec=as_bob), timeout=5)
     assert other.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "names principal 'bob', but the call is from 'alice'" in other.value.details()
     alice = load_identity(keyring["alice"])
-    edited = sign_spec(alice.principal, alice.key.sign, spec)
+    edited = sign_spec(alice.principal, alice.key.sign, spec, **_bound())
     edited.spec = edited.spec.replace(b"sales", b"wages")
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await client.Submit(client_pb2.SubmitRequest(signed_spec=edited), timeout=5)
@@ -233,7 +271,13 @@ async def test_a_proof_holds_the_submitters_signature_and_check_verifies_it(
     spec_bytes = base64.b64decode(proof["submission"]["spec"])
     signature = base64.b64decode(proof["submission"]["client_signature"])
     _, key = load_client_public_key_file(public / "alice.pub")
-    key.verify(signature, submission_payload("alice", spec_bytes))  # alice's, over those bytes
+    statement = json.loads(base64.b64decode(proof["submission"]["attestation"]["statement"]))
+    signed = spec_pb2.SignedSpec(principal="alice", spec=spec_bytes,
+                                 request_id=statement["signed_request_id"],
+                                 issued_at_ms=statement["signed_at_ms"],
+                                 coordinator=statement["signed_coordinator"])
+    assert signed.request_id and signed.issued_at_ms  # bound to its one submission
+    key.verify(signature, submission_payload(signed))  # alice's, over those bytes
 
 
 def _edited_spec(proof: dict) -> dict:
@@ -247,7 +291,8 @@ def _other_signature(proof: dict) -> dict:
     """A well-formed signature over the same spec, by a key that is not alice's."""
     edited = json.loads(json.dumps(proof))
     spec = base64.b64decode(edited["submission"]["spec"])
-    forged = Ed25519PrivateKey.generate().sign(submission_payload("alice", spec))
+    forged = Ed25519PrivateKey.generate().sign(submission_payload(
+        spec_pb2.SignedSpec(principal="alice", spec=spec)))
     edited["submission"]["client_signature"] = base64.b64encode(forged).decode()
     return edited
 

@@ -168,6 +168,15 @@ def _summary(proof: dict, trust: TrustStore | None, clients: ClientKeys | None =
     }
 
 
+def _signed_field(submitted: Mapping, name: str, kind: type, default):
+    """A field the submitter signed with the spec, as the attestation records it."""
+    value = submitted.get(name, default)
+    if not isinstance(value, kind) or isinstance(value, bool) \
+            or (kind is int and not 0 <= value < 1 << 64):
+        raise ValueError(f"submission: {name} is not a valid {kind.__name__}")
+    return value
+
+
 def _submitter_signature(sub: dict, submitted: Mapping, spec_bytes: bytes, coordinator: str,
                          trust: TrustStore | None, clients: ClientKeys | None) -> bool:
     """Check the submitter's signature over the spec bytes; whether there is one (a log
@@ -183,7 +192,10 @@ def _submitter_signature(sub: dict, submitted: Mapping, spec_bytes: bytes, coord
         signed = spec_pb2.SignedSpec(
             principal=principal, spec=spec_bytes,
             signature=unb64(sub["client_signature"], "submission.client_signature"),
-            public_key=unb64(submitted["client_key"], "submission.client_key"))
+            public_key=unb64(submitted["client_key"], "submission.client_key"),
+            request_id=_signed_field(submitted, "signed_request_id", str, ""),
+            issued_at_ms=_signed_field(submitted, "signed_at_ms", int, 0),
+            coordinator=_signed_field(submitted, "signed_coordinator", str, ""))
     except ValueError as e:
         raise ProofError(str(e)) from None
     if trust is None:

@@ -196,3 +196,21 @@ def derive(root: bytes, changes: Iterable[KeyChange], overlap_s: float) -> Domai
                     if k not in revoked)
     return DomainKeys(current, earlier, frozenset(revoked), tuple(chain), forked,
                       tuple(sorted(used, key=lambda c: c.ident)))
+
+
+def key_states(keys: DomainKeys, now: float) -> list[tuple[bytes, str, float | None]]:
+    """Each key of a domain's chain, oldest first, with its state at `now` (wall s):
+    "active" (it signs now), "overlap" (replaced, live messages still verify until the
+    time given), "retired" (replaced; only stored evidence verifies) or "revoked"."""
+    until = dict(keys.earlier)
+    states: list[tuple[bytes, str, float | None]] = []
+    for key in keys.chain:
+        if key in keys.revoked:
+            states.append((key, "revoked", None))
+        elif key == keys.current:
+            states.append((key, "active", None))
+        elif until.get(key, 0.0) > now:
+            states.append((key, "overlap", until[key]))
+        else:
+            states.append((key, "retired", until.get(key)))
+    return states

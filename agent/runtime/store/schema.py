@@ -215,6 +215,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE steps ADD COLUMN replaced_from TEXT NOT NULL DEFAULT '[]';
     """,
+    # 11 -> 12: the signed submissions a participant admitted, under which workflow id
+    # (agent/runtime/admitted_submissions.py): a replay under another id is refused.
+    """
+    CREATE TABLE admitted_submissions (
+        key          BLOB PRIMARY KEY,            -- submission_key: principal, key, request
+        workflow_id  TEXT NOT NULL,
+        issued_at_ms INTEGER NOT NULL             -- rows past the window are deleted
+    );
+    CREATE INDEX admitted_submissions_by_age ON admitted_submissions(issued_at_ms);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

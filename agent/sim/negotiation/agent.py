@@ -28,6 +28,7 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from fedorch.core.identity.submission_guard import SubmissionGuard
 from fedorch.core.negotiation.acceptor import Acceptor, PersistAcceptor
 from fedorch.core.negotiation.coordinator import (
     ConsensusOptions,
@@ -66,7 +67,13 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation.boundary import check_input, vote_raw
+from fedorch.sim.negotiation.boundary import (
+    SUBMISSION_WINDOW_MS,
+    check_input,
+    check_submission,
+    sim_ms,
+    vote_raw,
+)
 from fedorch.sim.negotiation.disk import (
     AckMsg,
     ClaimAnswerMsg,
@@ -81,6 +88,7 @@ from fedorch.sim.negotiation.disk import (
     WfInfo,
     copy_hold,
 )
+from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 from fedorch.sim.negotiation.steps import StepRunner
 
 if TYPE_CHECKING:
@@ -96,6 +104,8 @@ class SimAgent(StepRunner):
         self.capacities = capacities
         self.t = timing
         self.disk = Disk()
+        # Like the key_records table, what it learned survives crashes (keyring.py).
+        self.trust = sim.keyring.honest_trust()
         self.alive = True
         self.incarnation = 0
         self.wake_token = 0
@@ -125,6 +135,8 @@ class SimAgent(StepRunner):
         self.participant.restore(holds, {k: v.commit for k, v in d.learned.items()})
         self.acceptor = Acceptor(self.name)
         self.acceptor.restore(d.acceptor.values(), d.learned)
+        self.submissions = SubmissionGuard(SUBMISSION_WINDOW_MS)
+        self.submissions.restore((k, wf, at) for k, (wf, at) in d.admitted.items())
         self.termination = Termination(
             self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,
             query_interval_s=t.query_interval_s, resend_s=t.resend_s, backoff_s=t.backoff_s,
@@ -179,7 +191,10 @@ class SimAgent(StepRunner):
                placement: dict[str, str] | None = None) -> None:
         self._point("workflow row")
         self.disk.rows[workflow_id] = CoordRow(
-            workflow_id, WfInfo(spec, {}, self.name),
+            workflow_id, WfInfo(spec, {}, self.name, submission=spec_pb2.SignedSpec(
+                principal=f"client@{self.name}", public_key=b"c" * 32,
+                request_id=f"request-{workflow_id}", issued_at_ms=sim_ms(now),
+                coordinator=self.name)),
             state=lifecycle.step(WorkflowState.PENDING, lifecycle.Submitted()))
         core = Coordinator(workflow_id, placer=self._placer(spec, placement),
                            max_rounds=self.t.max_rounds,
@@ -233,12 +248,16 @@ class SimAgent(StepRunner):
         tx = msg.tx
         if src != tx.coordinator:
             raise RemoteProtocolError("a PREPARE comes from its coordinator")
+        admission = check_submission(self, now, tx, msg.info)
         out = self.participant.reserve(
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
             data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx)
         yes = out.yes
         if yes and out.hold is not None:  # RESERVED: the reservation, then the prepare record
             self._point("reservation")
+            if admission is not None and admission.new:  # in the reservation's write
+                self.submissions.record(admission)
+                self.disk.admitted[admission.key] = (tx.workflow_id, admission.issued_at_ms)
             self.disk.info[tx.key] = msg.info
             self.disk.holds[tx.key] = copy_hold(out.hold)
             hold = self.participant.confirm_yes(now, tx.key)
@@ -255,6 +274,13 @@ class SimAgent(StepRunner):
         if reason == "round already decided":
             self.sim.stats["late PREPARE refused"] += 1
         self._send(src, VoteMsg(tx.key, self.name, yes, reason))
+
+    def _on_key_records(self, now: float, src: str, msg: KeyRecordsMsg) -> None:
+        """Relayed by anyone: each record is checked by its own signers (the trust store
+        takes none signed by another domain's keys, nor one off the domain's chain)."""
+        changed, refused = self.trust.learn(msg.records)
+        self.sim.stats["key records refused"] += refused
+        self.sim.stats["key records changed"] += len(changed)
 
     def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         core = self.coordinators.get(msg.key[0])
@@ -345,7 +371,8 @@ class SimAgent(StepRunner):
             if row.round != a.round:  # the round record, before any PREPARE of it
                 self._point("round record")
                 row = replace(row, round=a.round, acceptors=a.acceptors,
-                              info=WfInfo(row.info.spec, dict(a.placement), self.name))
+                              info=replace(row.info, placement=dict(a.placement),
+                                           coordinator=self.name))
                 d.rows[wf] = row
             tx = core.tx()
             assert tx is not None and tx.round == a.round
@@ -513,4 +540,5 @@ _HANDLERS = {
     AckMsg: SimAgent._on_ack,
     ClaimMsg: SimAgent._on_claim,
     ClaimAnswerMsg: SimAgent._on_claim_answer,
+    KeyRecordsMsg: SimAgent._on_key_records,
 }

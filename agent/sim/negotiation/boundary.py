@@ -7,7 +7,9 @@ agent holds, before a core sees the message. The simulator's messages carry no
 signatures, so two checks the wire makes with signatures are made here instead:
 a vote inside a COMMIT value must be one of that very transaction (the wire's
 vote envelope names its workflow and round), and an acknowledgement names the
-domain that sends it.
+domain that sends it. A PREPARE's signed submission is checked as a participant's shell
+checks it (runtime/votes.py): signed for this coordinator, admitted under one workflow
+id only (core/identity/submission_guard.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
+from fedorch.core.identity.submission import SubmissionError
+from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     Accept,
@@ -40,7 +44,35 @@ from fedorch.sim.negotiation.disk import (
 )
 
 if TYPE_CHECKING:
+    from fedorch.core.negotiation.messages import TxInfo
+    from fedorch.sim.negotiation.disk import WfInfo
     from fedorch.sim.negotiation.world import Member
+
+# Simulated time starts at 0; signed submissions carry wall-clock ms, from here.
+SIM_EPOCH_MS = 1_800_000_000_000
+SUBMISSION_WINDOW_MS = 3_600_000
+
+
+def sim_ms(now: float) -> int:
+    return SIM_EPOCH_MS + int(now * 1000)
+
+
+def check_submission(agent, now: float, tx: TxInfo, info: WfInfo) -> Admission | None:
+    """RemoteProtocolError unless the PREPARE's submission was signed for its coordinator
+    and was not admitted here under another workflow id; the admission to record with a
+    YES (None when the PREPARE carries none: workflows the tests build by hand)."""
+    signed = info.submission
+    if signed is None:
+        return None
+    try:
+        if signed.coordinator != tx.coordinator:
+            raise SubmissionError(f"signed for coordinator {signed.coordinator}, not"
+                                  f" {tx.coordinator}")
+        return agent.submissions.check(signed, tx.workflow_id, sim_ms(now))
+    except SubmissionError as e:
+        agent.sim.stats["refused replayed submission"] += 1
+        raise RemoteProtocolError(f"submission: {e}") from None
+
 
 _REPLIES = {Promise: "paxos_promise", Accepted: "paxos_accepted", Reject: "paxos_reject"}
 

@@ -168,6 +168,8 @@ class Checker:
                 continue  # a domain it needs is gone for good
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
+        self._check_no_replayed_submission(sim)
+        self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
             self._check_takeovers(sim)
         for key, voters in self.yes.items():
@@ -234,6 +236,26 @@ class Checker:
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
 
+    def _check_no_replayed_submission(self, sim: World) -> None:
+        """No honest domain voted YES in a workflow the liar coordinates: the liar takes
+        part in no workflow, so any such workflow is a client's signed submission it
+        replayed (liar.py)."""
+        liar = sim.config.liar
+        if liar is None:
+            return
+        for key, voters in self.yes.items():
+            if self.txs[key].coordinator == liar:
+                self.fail(f"replay: {', '.join(sorted(voters))} admitted {key}, a signed"
+                          f" submission {liar} replayed as a new workflow")
+
+    def _check_keys_unchanged(self, sim: World) -> None:
+        """Every honest domain's view of every other domain's keys is the genuine one:
+        whatever records the liar forged or relayed (keyring.py) changed none."""
+        expected = sim.keyring.expected
+        for name, agent in sim.agents.items():
+            for domain, keys in expected.items():
+                if domain != name and agent.trust.keys_of(domain) != keys:
+                    self.fail(f"keys: {name}'s view of {domain}'s keys changed")
 
 # ---- re-placement after a domain is lost (agent/sim/negotiation/replacement.py) ------------
 

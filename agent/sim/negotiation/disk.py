@@ -47,6 +47,10 @@ class WfInfo:
     spec: spec_pb2.WorkflowSpec
     placement: dict[str, str]
     coordinator: str
+    # The client's signed submission (agent/core/identity/submission.py) as far as the
+    # simulator models it: no signature, but its fields (the coordinator it was signed
+    # for, its request id and time) cannot be altered by whoever relays it.
+    submission: spec_pb2.SignedSpec | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +142,8 @@ class Disk:
     # Coordinator takeover: the (epoch, coordinator) followed or acted as, and granted.
     epochs: dict[str, tuple[int, str]] = field(default_factory=dict)
     granted: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # Signed submissions admitted here: key -> (workflow id, issued at ms).
+    admitted: dict[bytes, tuple[str, int]] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

@@ -12,7 +12,11 @@ Random, so runs replay), answers with a forgery:
   workflows (replayed to other domains), end notices and acknowledgements for others;
 * step results for steps it never ran (attempt 999, FAILED or SUCCEEDED);
 * replays across workflows: a COMMIT value (its certificate) of one transaction
-  offered as another's decision and in an Accept.
+  offered as another's decision and in an Accept;
+* a client's signed submission, overheard in a PREPARE, replayed as a new workflow of
+  its own (coordinated by the liar, to the same participants);
+* key records: rotations and revocations of other domains' keys made with its own
+  keys, and stale genuine records relayed again (keyring.py).
 
 The invariant checker must hold for every honest domain all the same.
 """
@@ -20,6 +24,7 @@ The invariant checker must hold for every honest domain all the same.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.messages import (
@@ -40,6 +45,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.workflow.progress import StepState
 from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
+from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -59,6 +65,7 @@ class Liar:
         self.prepares: list[PrepareMsg] = []
         self.commits: list[tuple[TxInfo, Value]] = []
         self.results: list[ResultMsg] = []
+        self.replays = 0
 
     # ---- what it hears --------------------------------------------------------------
 
@@ -170,7 +177,30 @@ class Liar:
             self._to(a, Accept(tx, Ballot(self.rng.randint(1, 5), self.name), value))
         self._to_all(tx, PaxosPrepare(tx, Ballot(self.rng.randint(1, 5), self.name)))
 
+    def _replay_submission(self) -> None:
+        """Start an overheard signed submission again, as a new workflow of its own: the
+        signed fields (its coordinator among them) are the client's and stay as they
+        are; the checker fails any honest YES in a workflow the liar coordinates."""
+        prepares = [m for m in self.prepares if m.info.submission is not None]
+        if not prepares:
+            return
+        msg = self.rng.choice(prepares)
+        self.replays += 1
+        workflow_id = f"{self.name}.replay{self.replays}"
+        tx = TxInfo(workflow_id, 1, self.name, msg.tx.participants, msg.tx.acceptors)
+        info = replace(msg.info, coordinator=self.name)
+        for dst in msg.tx.participants:
+            self._to(dst, PrepareMsg(tx, msg.steps, info))
+
+    def _key_records(self) -> None:
+        honest = sorted(self.sim.agents)
+        victim = self.rng.choice(honest)
+        records = (*self.sim.keyring.forgeries(self.name, victim, self.rng),
+                   *self.sim.keyring.stale)
+        for dst in honest:
+            self._to(dst, KeyRecordsMsg(records))
+
 
 _FORGERIES = (Liar._accepted_abort, Liar._promise_and_reject, Liar._decide_abort,
               Liar._votes, Liar._replay_prepare, Liar._results, Liar._end_and_acks,
-              Liar._replay_commit)
+              Liar._replay_commit, Liar._replay_submission, Liar._key_records)

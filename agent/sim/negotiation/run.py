@@ -38,6 +38,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.disk import Crash, Timing
+from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
 
 _DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH = range(6)
@@ -171,6 +172,7 @@ class Simulation:
         self._heap: list[tuple[float, int, int, SimAgent, object]] = []
         self._seq = 0
         self._points: dict[str, int] = {}
+        self.keyring = Keyring(self.names, c.liar, seed)
         self.agents = {n: SimAgent(self, n, c.policies[n], c.capacities[n], c.timing)
                        for n in self.names}
         for w in c.workflows:

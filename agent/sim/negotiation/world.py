@@ -25,6 +25,7 @@ class World(Protocol):
     config: Any  # run.Config: the seed's federation, workflows and faults
     agents: dict[str, Any]  # name -> agent.SimAgent
     checker: Any  # check.Checker
+    keyring: Any  # keyring.Keyring: the domains' keys and genuine key records
     workflows: dict[str, str]  # workflow id -> its coordinator
     dead_forever: set[str]
     stats: Counter[str]

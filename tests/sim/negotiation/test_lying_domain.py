@@ -25,6 +25,9 @@ def test_every_invariant_holds_for_honest_domains_with_a_liar_in_every_run():
     for reason in ("not_acceptor", "not_proposer", "not_party", "not_coordinator",
                    "not_step_domain", "not_participant", "impersonation"):
         assert stats[f"refused {reason}"] > 0, reason
+    assert stats["refused replayed submission"] > 0
+    # Forged and stale key records reached every honest domain and changed no key.
+    assert stats["key records refused"] > 0 and stats["key records changed"] == 0
 
 
 def test_without_the_authority_checks_the_same_lies_break_the_invariants(monkeypatch):
@@ -34,3 +37,33 @@ def test_without_the_authority_checks_the_same_lies_break_the_invariants(monkeyp
         report = Simulation(seed, _with_liar(seed)).run()
         broken.update(v.split(":")[0] for v in report.violations)
     assert broken["atomicity"] > 0 and broken["result"] > 0 and broken["end"] > 0
+
+
+def test_without_the_submission_check_a_replayed_signed_spec_is_admitted(monkeypatch):
+    """The liar replays clients' signed submissions as workflows of its own; the
+    participants' check (signed for its coordinator, one workflow id) is what stops them."""
+    monkeypatch.setattr(sim_agent, "check_submission", lambda agent, now, tx, info: None)
+    broken: Counter[str] = Counter()
+    for seed in range(40):
+        report = Simulation(seed, _with_liar(seed)).run()
+        broken.update(v.split(":")[0] for v in report.violations)
+    assert broken["replay"] > 0
+
+
+def test_the_checker_sees_a_view_of_anothers_keys_changed(monkeypatch):
+    """The key invariant can fail: let the liar's records replace a domain's key (as a
+    trust store that took a record signed by another domain would), and it does."""
+    from fedorch.core.identity.trust import TrustStore
+    from fedorch.sim.negotiation.keyring import KeyRecordsMsg
+
+    def take_any(self, now, src, msg):
+        keyring = self.sim.keyring
+        victim = next(n for n in sorted(keyring.roots) if n not in (self.name, src))
+        self.trust = TrustStore({**keyring.roots, victim: keyring.roots[src]})
+
+    monkeypatch.setitem(sim_agent._HANDLERS, KeyRecordsMsg, take_any)
+    broken: Counter[str] = Counter()
+    for seed in range(20):
+        report = Simulation(seed, _with_liar(seed)).run()
+        broken.update(v.split(":")[0] for v in report.violations)
+    assert broken["keys"] > 0

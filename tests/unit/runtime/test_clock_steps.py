@@ -166,7 +166,7 @@ async def _vote_yes(agent: Agent, workflow_id: str) -> peer_pb2.Vote:
     request = peer_pb2.PrepareRequest(
         workflow_id=workflow_id, round=1, spec=SPEC, steps=["s1"], placement={"s1": "alpha"},
         coordinator_endpoint="127.0.0.1:2", lease_ms=int(LEASE_S * 1000),
-        submission=signed(SPEC))
+        submission=signed(SPEC, issued_at_ms=agent.now_ms()))  # signed by its wall clock
     envelope = await agent.participation.prepare("beta", request)
     vote = peer_pb2.Body.FromString(envelope.body).vote
     assert vote.yes, vote.reason

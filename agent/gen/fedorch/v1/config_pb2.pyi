@@ -90,10 +90,16 @@ class RetentionConfig(_message.Message):
     def __init__(self, keep_ended_s: _Optional[float] = ..., max_ended_workflows: _Optional[int] = ...) -> None: ...
 
 class TlsConfig(_message.Message):
-    __slots__ = ("enabled",)
+    __slots__ = ("enabled", "federation_ca", "cert_file", "key_file")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FEDERATION_CA_FIELD_NUMBER: _ClassVar[int]
+    CERT_FILE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FILE_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
-    def __init__(self, enabled: _Optional[bool] = ...) -> None: ...
+    federation_ca: str
+    cert_file: str
+    key_file: str
+    def __init__(self, enabled: _Optional[bool] = ..., federation_ca: _Optional[str] = ..., cert_file: _Optional[str] = ..., key_file: _Optional[str] = ...) -> None: ...
 
 class Clients(_message.Message):
     __slots__ = ("key_files",)
@@ -256,7 +262,7 @@ class GossipConfig(_message.Message):
     def __init__(self, profile: _Optional[_Union[GossipProfile, str]] = ..., tuning: _Optional[_Mapping[str, float]] = ..., publish_interval_s: _Optional[float] = ...) -> None: ...
 
 class NegotiationConfig(_message.Message):
-    __slots__ = ("prepare_timeout_s", "max_rounds", "lease_s", "replay_window_s", "commit", "batching", "certificate_sweep_s", "takeover_after_s", "step_lease_s")
+    __slots__ = ("prepare_timeout_s", "max_rounds", "lease_s", "replay_window_s", "commit", "batching", "certificate_sweep_s", "takeover_after_s", "step_lease_s", "signed_spec_window_s")
     PREPARE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     MAX_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +272,7 @@ class NegotiationConfig(_message.Message):
     CERTIFICATE_SWEEP_S_FIELD_NUMBER: _ClassVar[int]
     TAKEOVER_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     STEP_LEASE_S_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_SPEC_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
     prepare_timeout_s: float
     max_rounds: int
     lease_s: float
@@ -275,4 +282,5 @@ class NegotiationConfig(_message.Message):
     certificate_sweep_s: float
     takeover_after_s: float
     step_lease_s: float
-    def __init__(self, prepare_timeout_s: _Optional[float] = ..., max_rounds: _Optional[int] = ..., lease_s: _Optional[float] = ..., replay_window_s: _Optional[float] = ..., commit: _Optional[_Union[CommitProtocol, str]] = ..., batching: _Optional[bool] = ..., certificate_sweep_s: _Optional[float] = ..., takeover_after_s: _Optional[float] = ..., step_lease_s: _Optional[float] = ...) -> None: ...
+    signed_spec_window_s: float
+    def __init__(self, prepare_timeout_s: _Optional[float] = ..., max_rounds: _Optional[int] = ..., lease_s: _Optional[float] = ..., replay_window_s: _Optional[float] = ..., commit: _Optional[_Union[CommitProtocol, str]] = ..., batching: _Optional[bool] = ..., certificate_sweep_s: _Optional[float] = ..., takeover_after_s: _Optional[float] = ..., step_lease_s: _Optional[float] = ..., signed_spec_window_s: _Optional[float] = ...) -> None: ...

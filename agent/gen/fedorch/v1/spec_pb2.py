@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64orch/v1/spec.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa0\x01\n\x0cWorkflowSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\".fedorch.v1.WorkflowSpec.DataEntry\x12#\n\x05steps\x18\x03 \x03(\x0b\x32\x14.fedorch.v1.StepSpec\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"T\n\nSignedSpec\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\"\xe3\x03\n\x08StepSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0b\x63onstraints\x18\x04 \x01(\x0b\x32\x17.fedorch.v1.Constraints\x12\r\n\x05needs\x18\x05 \x03(\t\x12\x0f\n\x07retries\x18\x06 \x01(\r\x12\x11\n\ttimeout_s\x18\x07 \x01(\x01\x12,\n\ncompensate\x18\x08 \x01(\x0b\x32\x18.fedorch.v1.Compensation\x12\x12\n\nidempotent\x18\t \x01(\x08\x12\x16\n\x0eon_domain_loss\x18\n \x01(\t\x12\x13\n\x0bparams_json\x18( \x01(\t\x12,\n\x04\x64\x61ta\x18\x32 \x03(\x0b\x32\x1e.fedorch.v1.StepSpec.DataEntry\x12\x1e\n\x04\x65\x61\x63h\x18P \x01(\x0b\x32\x10.fedorch.v1.Each\x12 \n\x05waves\x18Q \x01(\x0b\x32\x11.fedorch.v1.Waves\x12\x13\n\x0binstance_of\x18R \x01(\t\x12\x0c\n\x04wave\x18S \x01(\r\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x04\x45\x61\x63h\x12,\n\x06labels\x18\x01 \x03(\x0b\x32\x1c.fedorch.v1.Each.LabelsEntry\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x05Waves\x12\x14\n\x0cmax_parallel\x18\x01 \x01(\r\x12\x0f\n\x07pause_s\x18\x02 \x01(\x01\x12\x12\n\non_failure\x18\x03 \x01(\t\x12\x13\n\x0bmin_success\x18\x04 \x01(\r\"\x82\x01\n\x0b\x43onstraints\x12\x33\n\x06labels\x18\x01 \x03(\x0b\x32#.fedorch.v1.Constraints.LabelsEntry\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\x0c\x43ompensation\x12\'\n\x06params\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bparams_json\x18( \x01(\t\x12\x12\n\ncapability\x18\x46 \x01(\t\x12\x0f\n\x07retries\x18G \x01(\r\x12\x11\n\ttimeout_s\x18H \x01(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x64orch/v1/spec.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa0\x01\n\x0cWorkflowSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\".fedorch.v1.WorkflowSpec.DataEntry\x12#\n\x05steps\x18\x03 \x03(\x0b\x32\x14.fedorch.v1.StepSpec\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x01\n\nSignedSpec\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0c\n\x04spec\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x13\n\nrequest_id\x18\xbe\x01 \x01(\t\x12\x15\n\x0cissued_at_ms\x18\xbf\x01 \x01(\x04\x12\x14\n\x0b\x63oordinator\x18\xc0\x01 \x01(\t\"\xe3\x03\n\x08StepSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncapability\x18\x02 \x01(\t\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0b\x63onstraints\x18\x04 \x01(\x0b\x32\x17.fedorch.v1.Constraints\x12\r\n\x05needs\x18\x05 \x03(\t\x12\x0f\n\x07retries\x18\x06 \x01(\r\x12\x11\n\ttimeout_s\x18\x07 \x01(\x01\x12,\n\ncompensate\x18\x08 \x01(\x0b\x32\x18.fedorch.v1.Compensation\x12\x12\n\nidempotent\x18\t \x01(\x08\x12\x16\n\x0eon_domain_loss\x18\n \x01(\t\x12\x13\n\x0bparams_json\x18( \x01(\t\x12,\n\x04\x64\x61ta\x18\x32 \x03(\x0b\x32\x1e.fedorch.v1.StepSpec.DataEntry\x12\x1e\n\x04\x65\x61\x63h\x18P \x01(\x0b\x32\x10.fedorch.v1.Each\x12 \n\x05waves\x18Q \x01(\x0b\x32\x11.fedorch.v1.Waves\x12\x13\n\x0binstance_of\x18R \x01(\t\x12\x0c\n\x04wave\x18S \x01(\r\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x04\x45\x61\x63h\x12,\n\x06labels\x18\x01 \x03(\x0b\x32\x1c.fedorch.v1.Each.LabelsEntry\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x05Waves\x12\x14\n\x0cmax_parallel\x18\x01 \x01(\r\x12\x0f\n\x07pause_s\x18\x02 \x01(\x01\x12\x12\n\non_failure\x18\x03 \x01(\t\x12\x13\n\x0bmin_success\x18\x04 \x01(\r\"\x82\x01\n\x0b\x43onstraints\x12\x33\n\x06labels\x18\x01 \x03(\x0b\x32#.fedorch.v1.Constraints.LabelsEntry\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x84\x01\n\x0c\x43ompensation\x12\'\n\x06params\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bparams_json\x18( \x01(\t\x12\x12\n\ncapability\x18\x46 \x01(\t\x12\x0f\n\x07retries\x18G \x01(\r\x12\x11\n\ttimeout_s\x18H \x01(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,22 +44,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWSPEC']._serialized_end=228
   _globals['_WORKFLOWSPEC_DATAENTRY']._serialized_start=185
   _globals['_WORKFLOWSPEC_DATAENTRY']._serialized_end=228
-  _globals['_SIGNEDSPEC']._serialized_start=230
-  _globals['_SIGNEDSPEC']._serialized_end=314
-  _globals['_STEPSPEC']._serialized_start=317
-  _globals['_STEPSPEC']._serialized_end=800
+  _globals['_SIGNEDSPEC']._serialized_start=231
+  _globals['_SIGNEDSPEC']._serialized_end=381
+  _globals['_STEPSPEC']._serialized_start=384
+  _globals['_STEPSPEC']._serialized_end=867
   _globals['_STEPSPEC_DATAENTRY']._serialized_start=185
   _globals['_STEPSPEC_DATAENTRY']._serialized_end=228
-  _globals['_EACH']._serialized_start=802
-  _globals['_EACH']._serialized_end=918
-  _globals['_EACH_LABELSENTRY']._serialized_start=873
-  _globals['_EACH_LABELSENTRY']._serialized_end=918
-  _globals['_WAVES']._serialized_start=920
-  _globals['_WAVES']._serialized_end=1007
-  _globals['_CONSTRAINTS']._serialized_start=1010
-  _globals['_CONSTRAINTS']._serialized_end=1140
-  _globals['_CONSTRAINTS_LABELSENTRY']._serialized_start=873
-  _globals['_CONSTRAINTS_LABELSENTRY']._serialized_end=918
-  _globals['_COMPENSATION']._serialized_start=1143
-  _globals['_COMPENSATION']._serialized_end=1275
+  _globals['_EACH']._serialized_start=869
+  _globals['_EACH']._serialized_end=985
+  _globals['_EACH_LABELSENTRY']._serialized_start=940
+  _globals['_EACH_LABELSENTRY']._serialized_end=985
+  _globals['_WAVES']._serialized_start=987
+  _globals['_WAVES']._serialized_end=1074
+  _globals['_CONSTRAINTS']._serialized_start=1077
+  _globals['_CONSTRAINTS']._serialized_end=1207
+  _globals['_CONSTRAINTS_LABELSENTRY']._serialized_start=940
+  _globals['_CONSTRAINTS_LABELSENTRY']._serialized_end=985
+  _globals['_COMPENSATION']._serialized_start=1210
+  _globals['_COMPENSATION']._serialized_end=1342
 # @@protoc_insertion_point(module_scope)

@@ -25,16 +25,22 @@ class WorkflowSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[_Union[StepSpec, _Mapping]]] = ...) -> None: ...
 
 class SignedSpec(_message.Message):
-    __slots__ = ("principal", "spec", "signature", "public_key")
+    __slots__ = ("principal", "spec", "signature", "public_key", "request_id", "issued_at_ms", "coordinator")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
     principal: str
     spec: bytes
     signature: bytes
     public_key: bytes
-    def __init__(self, principal: _Optional[str] = ..., spec: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+    request_id: str
+    issued_at_ms: int
+    coordinator: str
+    def __init__(self, principal: _Optional[str] = ..., spec: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., request_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., coordinator: _Optional[str] = ...) -> None: ...
 
 class StepSpec(_message.Message):
     __slots__ = ("id", "capability", "params", "constraints", "needs", "retries", "timeout_s", "compensate", "idempotent", "on_domain_loss", "params_json", "data", "each", "waves", "instance_of", "wave")

@@ -33,6 +33,16 @@ SPEC = json_format.ParseDict(
 ALICE = Ed25519PrivateKey.generate()
 MALLORY = Ed25519PrivateKey.generate()
 EU_WEST = Ed25519PrivateKey.generate()
+NOW_MS = 1_800_000_000_000
+WINDOW_MS = 3_600_000
+BOUND = {"request_id": "r-1", "issued_at_ms": NOW_MS}
+
+
+def _at_agent(signed: spec_pb2.SignedSpec, caller: str, clients: ClientKeys,
+              request_id: str = "r-1", now_ms: int = NOW_MS) -> spec_pb2.WorkflowSpec:
+    """check_submitted at eu-west, for request r-1, now."""
+    return check_submitted(signed, caller, clients, request_id=request_id, domain="eu-west",
+                           now_ms=now_ms, window_ms=WINDOW_MS)
 
 
 def _raw(key: Ed25519PrivateKey) -> bytes:
@@ -43,7 +53,7 @@ def _raw(key: Ed25519PrivateKey) -> bytes:
 def _vouched(principal: str = "alice", key: Ed25519PrivateKey = ALICE,
              spec: spec_pb2.WorkflowSpec = SPEC) -> spec_pb2.SignedSpec:
     """As a coordinator puts it into a PREPARE: with the key it vouches for."""
-    return sign_spec(principal, key.sign, spec, public_key=_raw(key))
+    return sign_spec(principal, key.sign, spec, public_key=_raw(key), **BOUND)
 
 
 def _trust() -> TrustStore:
@@ -58,29 +68,29 @@ def _clients() -> ClientKeys:
 
 
 def test_the_agent_takes_the_callers_own_signature_and_parses_the_bytes_it_got():
-    signed = sign_spec("alice", ALICE.sign, SPEC)
-    assert check_submitted(signed, "alice", _clients()) == SPEC
+    signed = sign_spec("alice", ALICE.sign, SPEC, **BOUND)
+    assert _at_agent(signed, "alice", _clients()) == SPEC
 
 
 def test_a_signed_spec_naming_another_principal_than_the_caller_is_refused():
-    signed = sign_spec("alice", ALICE.sign, SPEC)
+    signed = sign_spec("alice", ALICE.sign, SPEC, **BOUND)
     with pytest.raises(SubmissionError, match="names principal 'alice'.*from 'bob'"):
-        check_submitted(signed, "bob", _clients())
+        _at_agent(signed, "bob", _clients())
 
 
 def test_a_spec_signed_by_another_key_or_edited_after_signing_is_refused():
-    forged = sign_spec("alice", MALLORY.sign, SPEC)
+    forged = sign_spec("alice", MALLORY.sign, SPEC, **BOUND)
     with pytest.raises(SubmissionError, match="bad signature"):
-        check_submitted(forged, "alice", _clients())
-    edited = sign_spec("alice", ALICE.sign, SPEC)
+        _at_agent(forged, "alice", _clients())
+    edited = sign_spec("alice", ALICE.sign, SPEC, **BOUND)
     edited.spec = edited.spec.replace(b"sales", b"wages")
     with pytest.raises(SubmissionError, match="bad signature"):
-        check_submitted(edited, "alice", _clients())
+        _at_agent(edited, "alice", _clients())
 
 
 def test_a_principal_whose_key_is_not_listed_is_refused():
     with pytest.raises(SubmissionError, match="not in this agent's clients.key_files"):
-        check_submitted(sign_spec("carol", ALICE.sign, SPEC), "carol", _clients())
+        _at_agent(sign_spec("carol", ALICE.sign, SPEC, **BOUND), "carol", _clients())
 
 
 @pytest.mark.parametrize("change, needle", [
@@ -90,26 +100,59 @@ def test_a_principal_whose_key_is_not_listed_is_refused():
     (lambda s: s.ClearField("spec"), "no spec bytes"),
 ])
 def test_malformed_signed_specs_are_refused_with_a_reason(change, needle):
-    signed = sign_spec("alice", ALICE.sign, SPEC)
+    signed = sign_spec("alice", ALICE.sign, SPEC, **BOUND)
     change(signed)
     with pytest.raises(SubmissionError, match=needle):
-        check_submitted(signed, "alice", _clients())
+        _at_agent(signed, "alice", _clients())
 
 
 def test_signed_bytes_that_do_not_parse_are_refused_after_the_signature_holds():
     junk = b"\xff\xff\xff"
-    signed = spec_pb2.SignedSpec(principal="alice", spec=junk,
-                                 signature=ALICE.sign(submission_payload("alice", junk)))
+    signed = spec_pb2.SignedSpec(principal="alice", spec=junk, **BOUND)
+    signed.signature = ALICE.sign(submission_payload(signed))
     with pytest.raises(SubmissionError, match="do not parse"):
-        check_submitted(signed, "alice", _clients())
+        _at_agent(signed, "alice", _clients())
 
 
 def test_the_signature_covers_the_principal_too():
-    signed = sign_spec("alice", ALICE.sign, SPEC)
+    signed = sign_spec("alice", ALICE.sign, SPEC, **BOUND)
     signed.principal = "bob"
     clients = ClientKeys({"bob": ALICE.public_key()})  # even under the same key
     with pytest.raises(SubmissionError, match="bad signature"):
-        check_submitted(signed, "bob", clients)
+        _at_agent(signed, "bob", clients)
+
+
+def test_the_agent_takes_a_signed_spec_only_for_its_request_its_domain_and_in_time():
+    signed = sign_spec("alice", ALICE.sign, SPEC, request_id="r-1", issued_at_ms=NOW_MS,
+                       coordinator="eu-west")
+    assert _at_agent(signed, "alice", _clients()) == SPEC
+    with pytest.raises(SubmissionError, match="signed for request 'r-1', sent as request"):
+        _at_agent(signed, "alice", _clients(), request_id="r-2")
+    with pytest.raises(SubmissionError, match="older than the 3600 s window"):
+        _at_agent(signed, "alice", _clients(), now_ms=NOW_MS + WINDOW_MS + 1)
+    with pytest.raises(SubmissionError, match="in the future"):
+        _at_agent(signed, "alice", _clients(), now_ms=NOW_MS - 301_000)
+    assert _at_agent(signed, "alice", _clients(), now_ms=NOW_MS - 299_000) == SPEC  # skew
+    elsewhere = sign_spec("alice", ALICE.sign, SPEC, request_id="r-1", issued_at_ms=NOW_MS,
+                          coordinator="us-east")
+    with pytest.raises(SubmissionError, match="signed for coordinator us-east, not eu-west"):
+        _at_agent(elsewhere, "alice", _clients())
+    for unbound in ({"request_id": "r-1"}, {"issued_at_ms": NOW_MS}):
+        with pytest.raises(SubmissionError, match="no request id|no signing time"):
+            _at_agent(sign_spec("alice", ALICE.sign, SPEC, **unbound), "alice", _clients(),
+                      request_id=unbound.get("request_id", ""))
+
+
+def test_the_request_id_time_and_coordinator_are_under_the_signature():
+    genuine = sign_spec("alice", ALICE.sign, SPEC, request_id="r-1", issued_at_ms=NOW_MS,
+                        coordinator="eu-west")
+    for field, value in (("request_id", "r-2"), ("issued_at_ms", NOW_MS + 1),
+                         ("coordinator", "")):
+        changed = spec_pb2.SignedSpec()
+        changed.CopyFrom(genuine)
+        setattr(changed, field, value)
+        with pytest.raises(SubmissionError, match="bad signature"):
+            _at_agent(changed, "alice", _clients(), request_id=changed.request_id)
 
 
 # ---- at a participant, in a PREPARE --------------------------------------------------
@@ -192,6 +235,20 @@ def test_only_a_principals_home_domain_may_vouch_for_it():
     assert submitter.qualified == "alice@eu-west"
 
 
+def test_a_participant_refuses_a_spec_signed_for_another_coordinator():
+    """What stops a participant (or a proof holder) that saw alice's signed spec from
+    coordinating it as a workflow of its own."""
+    signed = sign_spec("alice", ALICE.sign, SPEC, public_key=_raw(ALICE), request_id="r-1",
+                       issued_at_ms=NOW_MS, coordinator="eu-west")
+    assert check_prepare_submission(signed, coordinator="eu-west", spec=SPEC,
+                                    trust=_trust()).principal == "alice"
+    with pytest.raises(SubmissionError, match="signed for coordinator eu-west, not mallory"):
+        check_prepare_submission(signed, coordinator="mallory", spec=SPEC, trust=_trust())
+    unbound = sign_spec("alice", ALICE.sign, SPEC, public_key=_raw(ALICE))
+    with pytest.raises(SubmissionError, match="no request id"):
+        check_prepare_submission(unbound, coordinator="eu-west", spec=SPEC, trust=_trust())
+
+
 def test_a_vouched_key_must_be_an_ed25519_key():
     signed = _vouched()
     signed.public_key = b"short"
@@ -200,20 +257,21 @@ def test_a_vouched_key_must_be_an_ed25519_key():
 
 
 def test_a_domain_signed_spec_is_checked_with_the_coordinators_trusted_key():
-    signed = sign_spec("domain:eu-west", EU_WEST.sign, SPEC)
+    signed = sign_spec("domain:eu-west", EU_WEST.sign, SPEC, **BOUND)
     submitter = check_prepare_submission(signed, coordinator="eu-west", spec=SPEC,
                                          trust=_trust())
     assert submitter.qualified == "domain:eu-west"
-    forged = sign_spec("domain:eu-west", MALLORY.sign, SPEC)
+    forged = sign_spec("domain:eu-west", MALLORY.sign, SPEC, **BOUND)
     with pytest.raises(SubmissionError, match="bad signature"):
         check_prepare_submission(forged, coordinator="eu-west", spec=SPEC, trust=_trust())
 
 
 def test_a_coordinator_cannot_sign_as_another_domain_nor_bring_a_domains_key():
-    other = sign_spec("domain:us-east", EU_WEST.sign, SPEC)
+    other = sign_spec("domain:us-east", EU_WEST.sign, SPEC, **BOUND)
     with pytest.raises(SubmissionError, match="only as itself"):
         check_prepare_submission(other, coordinator="eu-west", spec=SPEC, trust=_trust())
-    keyed = sign_spec("domain:eu-west", EU_WEST.sign, SPEC, public_key=_raw(EU_WEST))
+    keyed = sign_spec("domain:eu-west", EU_WEST.sign, SPEC, public_key=_raw(EU_WEST),
+                      **BOUND)
     with pytest.raises(SubmissionError, match="trust store"):
         check_prepare_submission(keyed, coordinator="eu-west", spec=SPEC, trust=_trust())
 
@@ -233,7 +291,7 @@ def test_the_stored_part_and_the_spec_bytes_make_the_signed_spec_again():
 
 # ---- fuzzing: no change to a signed spec passes ---------------------------------------
 
-_FIELDS = ("principal", "spec", "signature", "public_key")
+_FIELDS = ("principal", "spec", "signature", "public_key", "request_id", "coordinator")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -253,9 +311,9 @@ def test_any_change_to_a_vouched_signed_spec_is_refused_and_never_raises_otherwi
         raw = raw[:index] + bytes([raw[index] ^ (1 << (flip % 8))]) + raw[index + 1:]
     else:
         raw = data
-    if field == "principal":
+    if isinstance(value, str):
         try:
-            changed.principal = raw.decode("utf-8")
+            setattr(changed, field, raw.decode("utf-8"))
         except UnicodeDecodeError:
             return  # not a string protobuf can carry
     else:
