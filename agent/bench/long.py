@@ -15,6 +15,7 @@ import asyncio
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fedorch.bench.commit import DOMAINS, _federation, _peak, process_rss_mb
@@ -104,10 +105,12 @@ def growth(rows: list[dict]) -> dict[str, float | None]:
 
 async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int = EVERY,
                          workdir: Path | None = None, keep_ended: int | None = None,
-                         keep_ended_s: float = 10.0) -> dict:
+                         keep_ended_s: float = 10.0,
+                         on_reading: Callable[[dict], None] | None = None) -> dict:
     """`total` workflows on the same agents, read every `every` (see the module doc).
     With `keep_ended`, the agents keep at most that many ended workflows (and none
-    older than `keep_ended_s`), and each reading waits for retention to catch up."""
+    older than `keep_ended_s`), and each reading waits for retention to catch up.
+    `on_reading` gets each reading as it is made (a long run shows progress)."""
     sizes = segments(total, every)
     if concurrency < 1:
         raise ValueError("the long bench needs a submitter")
@@ -128,6 +131,8 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
                              "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
                              "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
                              "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
+                if on_reading is not None:
+                    on_reading(rows[-1])
     cpu_growth = growth(rows)
     return {"workflows": total, "concurrency": concurrency, "every": every, "parts": rows,
             "keep_ended": keep_ended, "keep_ended_s": keep_ended_s if keep_ended else None,

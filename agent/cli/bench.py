@@ -187,8 +187,15 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
     if workflows < 2 * every:
         raise click.BadParameter(f"at least two readings: --workflows >= 2 x --every ({every})",
                                  param_hint="--workflows")
+    def progress(reading: dict) -> None:  # a long run shows each reading as it comes
+        click.echo(json.dumps(reading) if as_json else
+                   f"after {reading['after_workflows']}: {reading['workflows_per_s']}"
+                   f" workflows/s; CPU ms per workflow {reading['cpu_ms_by_process']};"
+                   f" RSS MB {reading['rss_mb']}; file MB {reading['data_mb']}", err=True)
+
     result = asyncio.run(run_long_bench(workflows, concurrency, every,
-                                        keep_ended=keep_ended, keep_ended_s=keep_ended_s))
+                                        keep_ended=keep_ended, keep_ended_s=keep_ended_s,
+                                        on_reading=progress))
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -101,10 +101,12 @@ def _reading(after: int, cpu: float) -> dict:
 def test_bench_long_passes_its_options_on_and_prints_each_agent(monkeypatch):
     asked = {}
 
-    async def fake_run(total, concurrency, every, *, keep_ended, keep_ended_s):
+    async def fake_run(total, concurrency, every, *, keep_ended, keep_ended_s, on_reading):
         asked.update(total=total, every=every, keep_ended=keep_ended,
                      keep_ended_s=keep_ended_s)
         rows = [_reading(3, 4.0), _reading(6, 5.0)]
+        for reading in rows:
+            on_reading(reading)
         return {"workflows": total, "concurrency": concurrency, "every": every,
                 "keep_ended": keep_ended, "keep_ended_s": keep_ended_s, "parts": rows,
                 "cpu_growth": growth(rows)["total"], "cpu_growth_by_process": growth(rows)}
@@ -116,6 +118,7 @@ def test_bench_long_passes_its_options_on_and_prints_each_agent(monkeypatch):
     assert asked == {"total": 6, "every": 3, "keep_ended": 7, "keep_ended_s": 3.0}
     assert "max_ended_workflows 7" in result.output
     assert "1.25" in result.output  # 5.0 / 4.0, the last reading over the first
+    assert "after 3:" in result.stderr and "after 6:" in result.stderr  # as they came
 
 
 def test_long_bench_segments_are_every_n_and_the_rest():
