@@ -155,9 +155,8 @@ class DecisionLog:
         _, raw = await a.store.record_decision(
             workflow_id, round_, "ABORT", a.seal("", decision=decision).SerializeToString()
         )
-        envelope = peer_pb2.Envelope.FromString(raw)
-        self._decisions[(workflow_id, round_)] = envelope
-        return envelope
+        # Not kept in memory: no live core drops it, and the log reads it from disk.
+        return peer_pb2.Envelope.FromString(raw)
 
     # ---- collecting the log ----------------------------------------------------------
 
