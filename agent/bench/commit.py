@@ -122,6 +122,7 @@ class _Run:
         self.submitted = 0.0
         self.committed: float | None = None
         self.finished: float | None = None
+        self.error = ""  # the status code of a call that failed (the run goes on)
 
 
 async def _one(net: RealNet, run: _Run) -> None:
@@ -137,6 +138,8 @@ async def _one(net: RealNet, run: _Run) -> None:
             if status.state in TERMINAL:
                 run.finished = time.monotonic()
                 return
+    except grpc.aio.AioRpcError as e:  # counted and shown: one call must not end a long run
+        run.error = e.code().name
     finally:
         watch.cancel()  # the stream ends with the workflow; do not leave it to the GC
 
@@ -226,9 +229,16 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
     cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
     committed_at = [r.committed for r in loaded if r.committed is not None]
     finished_at = [r.finished for r in loaded if r.finished is not None]
+    failed: dict[str, int] = {}
+    for r in loaded:
+        if r.error:
+            failed[r.error] = failed.get(r.error, 0) + 1
     return {"concurrency": concurrency,
-            "commits_per_s": round(len(committed_at) / (max(committed_at) - start), 1),
-            "workflows_per_s": round(len(finished_at) / (max(finished_at) - start), 1),
+            "commits_per_s": round(len(committed_at) / (max(committed_at, default=start)
+                                                        - start or 1), 1),
+            "workflows_per_s": round(len(finished_at) / (max(finished_at, default=start)
+                                                         - start or 1), 1),
+            "failed_calls": failed,
             "cpu_ms_per_workflow": cpu["total"],
             "cpu_ms_by_process": cpu}
 

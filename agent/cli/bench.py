@@ -154,8 +154,9 @@ def _print_long(r: dict) -> None:
             table.add_row(str(part["after_workflows"]), domain, str(cpu[domain]), str(rss),
                           str(part["data_mb"][domain]), str(live["rest"]),
                           str(live["audit"]), str(part["ended_kept"][domain]))
+        failed = "".join(f", {n} {code}" for code, n in part.get("failed_calls", {}).items())
         table.add_row(str(part["after_workflows"]),
-                      f"all ({part['workflows_per_s']} workflows/s)",
+                      f"all ({part['workflows_per_s']} workflows/s{failed})",
                       f"{cpu['total']} ({cpu['client']} the client)", "", "", "", "", "",
                       end_section=True)
     console().print(table)
@@ -190,7 +191,8 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
     def progress(reading: dict) -> None:  # a long run shows each reading as it comes
         click.echo(json.dumps(reading) if as_json else
                    f"after {reading['after_workflows']}: {reading['workflows_per_s']}"
-                   f" workflows/s; CPU ms per workflow {reading['cpu_ms_by_process']};"
+                   f" workflows/s (failed calls {reading.get('failed_calls', {})});"
+                   f" CPU ms per workflow {reading['cpu_ms_by_process']};"
                    f" RSS MB {reading['rss_mb']}; file MB {reading['data_mb']}", err=True)
 
     result = asyncio.run(run_long_bench(workflows, concurrency, every,
