@@ -108,3 +108,16 @@ async def test_the_spans_kept_as_parents_go_when_the_workflow_ends(agent: Agent)
     finally:
         telemetry.install(None)
         tracing.shutdown()
+
+
+async def test_an_early_result_goes_when_its_workflow_ended_before_being_set_up(
+        agent: Agent) -> None:
+    """A result kept for a COMMIT (early), then the end came first: the COMMIT's set-up
+    finds the workflow over and lets the kept result go."""
+    from fedorch.gen.fedorch.v1 import spec_pb2
+
+    await agent.store.save_workflow(_row("beta.3"))
+    agent.participation.runs.early["beta.3"] = [("a", 1, None, {}, "", "beta")]
+    await agent.participation._set_up("beta.3", 1, "beta", spec_pb2.WorkflowSpec(name="n"),
+                                      {"a": "beta"}, {}, None)
+    assert agent.participation.runs.early == {}
