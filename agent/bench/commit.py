@@ -122,6 +122,7 @@ class _Run:
         self.submitted = 0.0
         self.committed: float | None = None
         self.finished: float | None = None
+        self.error = ""  # the status code of a call that failed (the run goes on)
 
 
 async def _one(net: RealNet, run: _Run) -> None:
@@ -137,6 +138,8 @@ async def _one(net: RealNet, run: _Run) -> None:
             if status.state in TERMINAL:
                 run.finished = time.monotonic()
                 return
+    except grpc.aio.AioRpcError as e:  # counted and shown: one call must not end a long run
+        run.error = e.code().name
     finally:
         watch.cancel()  # the stream ends with the workflow; do not leave it to the GC
 
@@ -226,9 +229,16 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
     cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
     committed_at = [r.committed for r in loaded if r.committed is not None]
     finished_at = [r.finished for r in loaded if r.finished is not None]
+    failed: dict[str, int] = {}
+    for r in loaded:
+        if r.error:
+            failed[r.error] = failed.get(r.error, 0) + 1
     return {"concurrency": concurrency,
-            "commits_per_s": round(len(committed_at) / (max(committed_at) - start), 1),
-            "workflows_per_s": round(len(finished_at) / (max(finished_at) - start), 1),
+            "commits_per_s": round(len(committed_at) / (max(committed_at, default=start)
+                                                        - start or 1), 1),
+            "workflows_per_s": round(len(finished_at) / (max(finished_at, default=start)
+                                                         - start or 1), 1),
+            "failed_calls": failed,
             "cpu_ms_per_workflow": cpu["total"],
             "cpu_ms_by_process": cpu}
 
@@ -253,100 +263,6 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
     finally:
         await net.close()
         net.stop()
-
-
-def data_mb(tmp: Path, domain: str) -> float:
-    """The size of one agent's SQLite database with its WAL."""
-    base = tmp / "data" / domain / "agent.db"
-    total = sum(Path(f"{base}{s}").stat().st_size
-                for s in ("", "-wal") if Path(f"{base}{s}").exists())
-    return round(total / 2**20, 1)
-
-
-BENCH_REPLAY_WINDOW_S = 5.0  # with --keep-ended: retention waits two of these after an end
-
-
-def retention_config(keep_ended: int, keep_ended_s: float) -> dict:
-    """Agent config for a long run that keeps few ended workflows. The sweep runs every
-    second, and the replay window is short (nothing is compacted in the first two windows
-    after its end, docs/retention.md), so the bound shows within a short run."""
-    return {"retention": {"keep_ended_s": keep_ended_s, "max_ended_workflows": keep_ended},
-            "negotiation": {"certificate_sweep_s": 1.0, "replay_window_s": BENCH_REPLAY_WINDOW_S}}
-
-
-def _ended_kept(tmp: Path, domain: str) -> int:
-    """How many workflows one agent's database holds, all ended once a part is over
-    (read-only; WAL lets the agent write on)."""
-    db = sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
-                         timeout=5)
-    try:
-        return int(db.execute("SELECT count(*) FROM workflows").fetchone()[0])
-    finally:
-        db.close()
-
-
-def live_mb(tmp: Path, domain: str) -> dict[str, float | None]:
-    """The bytes in use in one agent's database (free pages, which SQLite reuses, not
-    counted), split into the audit log (never compacted) and everything else. None
-    where this SQLite has no dbstat table to tell."""
-    db = sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
-                         timeout=5)
-    try:
-        page = db.execute("PRAGMA page_size").fetchone()[0]
-        used = (db.execute("PRAGMA page_count").fetchone()[0]
-                - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
-        try:
-            audit = db.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN"
-                               " ('audit', 'audit_workflow', 'audit_checkpoints')").fetchone()[0]
-        except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
-            return {"audit": None, "rest": None}
-        return {"audit": round(audit / 2**20, 1), "rest": round((used - audit) / 2**20, 1)}
-    finally:
-        db.close()
-
-
-async def _settled(net: RealNet, keep_ended: int, deadline_s: float) -> None:
-    """Until every agent holds at most `keep_ended` workflows, or the deadline passes
-    (the table then shows what was kept: a bench reports, it does not assert)."""
-    tmp = net.workdir
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if all(_ended_kept(tmp, d) <= keep_ended for d in DOMAINS):
-            return
-        await asyncio.sleep(0.5)
-
-
-async def run_long_bench(total: int = 30_000, concurrency: int = 256, parts: int = 3,
-                         workdir: Path | None = None, keep_ended: int | None = None,
-                         keep_ended_s: float = 10.0) -> dict:
-    """`total` workflows on the same agents in `parts` consecutive closed loops: whether
-    the cost of a workflow stays flat as work grows, and the agents' memory and data.
-    With `keep_ended`, the agents keep at most that many ended workflows (and none
-    older than `keep_ended_s`): the data then stays bounded."""
-    if total < parts or parts < 2 or concurrency < 1:
-        raise ValueError("the long bench needs parts >= 2, a submitter, and a workflow a part")
-    if keep_ended is not None and (keep_ended < 1 or keep_ended_s <= 0):
-        raise ValueError("keep_ended and keep_ended_s must be positive")
-    extra = retention_config(keep_ended, keep_ended_s) if keep_ended is not None else None
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
-        async with _federation(Path(tmp), "paxos", True, extra) as net:
-            done = 0
-            for i in range(parts):
-                n = total // parts + (1 if i < total % parts else 0)
-                loop = await _peak(net, n, concurrency)
-                done += n
-                if keep_ended is not None:  # let a sweep pass after the part ends
-                    await _settled(net, keep_ended, 2 * BENCH_REPLAY_WINDOW_S + keep_ended_s + 5.0)
-                rows.append({"after_workflows": done, **loop,
-                             "ended_kept": {d: _ended_kept(Path(tmp), d) for d in DOMAINS},
-                             "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
-                             "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
-                             "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
-    first, last = rows[0]["cpu_ms_per_workflow"], rows[-1]["cpu_ms_per_workflow"]
-    return {"workflows": total, "concurrency": concurrency, "parts": rows,
-            "keep_ended": keep_ended, "keep_ended_s": keep_ended_s if keep_ended else None,
-            "cpu_growth": round(last / first, 3) if first else None}
 
 
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,

@@ -142,24 +142,30 @@ def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None
 
 def _print_long(r: dict) -> None:
     table = Table(title=f"{r['workflows']} three-domain workflows on the same agents,"
-                        f" {r['concurrency']} submitters")
-    for column in ("after workflows", "workflows/s", "CPU ms per workflow",
-                   "agents' RSS MB", "agents' data MB", "in use: audit log MB",
-                   "in use: the rest MB", "workflows kept"):
+                        f" {r['concurrency']} submitters, read every {r['every']}")
+    for column in ("after workflows", "agent", "CPU ms per workflow", "RSS MB",
+                   "file MB (db + wal)", "in use: the rest MB", "in use: audit log MB",
+                   "workflows kept"):
         table.add_column(column, justify="right")
     for part in r["parts"]:
-        table.add_row(str(part["after_workflows"]), str(part["workflows_per_s"]),
-                      str(part["cpu_ms_per_workflow"]),
-                      " ".join(str(v) for v in part["rss_mb"].values()),
-                      " ".join(str(v) for v in part["data_mb"].values()),
-                      " ".join(str(v["audit"]) for v in part.get("live_mb", {}).values()),
-                      " ".join(str(v["rest"]) for v in part.get("live_mb", {}).values()),
-                      " ".join(str(v) for v in part.get("ended_kept", {}).values()))
+        cpu = part["cpu_ms_by_process"]
+        for domain, rss in part["rss_mb"].items():
+            live = part["live_mb"][domain]
+            table.add_row(str(part["after_workflows"]), domain, str(cpu[domain]), str(rss),
+                          str(part["data_mb"][domain]), str(live["rest"]),
+                          str(live["audit"]), str(part["ended_kept"][domain]))
+        failed = "".join(f", {n} {code}" for code, n in part.get("failed_calls", {}).items())
+        table.add_row(str(part["after_workflows"]),
+                      f"all ({part['workflows_per_s']} workflows/s{failed})",
+                      f"{cpu['total']} ({cpu['client']} the client)", "", "", "", "", "",
+                      end_section=True)
     console().print(table)
     if r.get("keep_ended"):
         console().print(f"retention: max_ended_workflows {r['keep_ended']},"
                         f" keep_ended_s {r['keep_ended_s']:g}")
-    console().print(f"CPU per workflow, last part ÷ first: {r['cpu_growth']} (target ≤ 1.10)")
+    by_process = ", ".join(f"{name} {g}" for name, g in r["cpu_growth_by_process"].items())
+    console().print(f"CPU per workflow, last reading ÷ first: {r['cpu_growth']}"
+                    f" ({by_process}; target ≤ 1.10)")
 
 
 @bench.command(name="long")
@@ -167,22 +173,31 @@ def _print_long(r: dict) -> None:
 @click.option("--workflows", type=click.IntRange(min=2), default=30_000, show_default=True)
 @click.option("--concurrency", type=click.IntRange(min=1), default=256, show_default=True,
               help="Submitters.")
-@click.option("--parts", type=click.IntRange(min=2), default=3, show_default=True,
-              help="Consecutive closed loops the workflows are split into.")
+@click.option("--every", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Read the agents after every this many workflows (and at the end).")
 @click.option("--keep-ended", type=click.IntRange(min=1), default=None,
               help="Run the agents with retention.max_ended_workflows N (and a short"
-                   " replay window and sweep), waiting after each part for retention.")
+                   " replay window and sweep), waiting after each reading for retention.")
 @click.option("--keep-ended-s", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, help="With --keep-ended: retention.keep_ended_s.")
-def long(as_json: bool, workflows: int, concurrency: int, parts: int,
+def long(as_json: bool, workflows: int, concurrency: int, every: int,
          keep_ended: int | None, keep_ended_s: float) -> None:
     """Whether a workflow's cost stays flat as work grows; the agents' memory and data."""
-    from fedorch.bench.commit import run_long_bench
+    from fedorch.bench.long import run_long_bench
 
-    if workflows < parts:
-        raise click.BadParameter("at least one workflow a part", param_hint="--workflows")
-    result = asyncio.run(run_long_bench(workflows, concurrency, parts,
-                                        keep_ended=keep_ended, keep_ended_s=keep_ended_s))
+    if workflows < 2 * every:
+        raise click.BadParameter(f"at least two readings: --workflows >= 2 x --every ({every})",
+                                 param_hint="--workflows")
+    def progress(reading: dict) -> None:  # a long run shows each reading as it comes
+        click.echo(json.dumps(reading) if as_json else
+                   f"after {reading['after_workflows']}: {reading['workflows_per_s']}"
+                   f" workflows/s (failed calls {reading.get('failed_calls', {})});"
+                   f" CPU ms per workflow {reading['cpu_ms_by_process']};"
+                   f" RSS MB {reading['rss_mb']}; file MB {reading['data_mb']}", err=True)
+
+    result = asyncio.run(run_long_bench(workflows, concurrency, every,
+                                        keep_ended=keep_ended, keep_ended_s=keep_ended_s,
+                                        on_reading=progress))
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -14,18 +14,28 @@ class Changes:
     waiter has a future of its own and one timer that resolves it at its timeout: no
     shield and no timeout context per wait, which a busy coordinator paid on every
     change of every workflow a client follows.
+
+    Versions are numbers from one counter for all workflows, so a workflow's version
+    only ever rises even after it is forgotten: forgotten (long ended, or removed by
+    retention), its version reads as the highest ever forgotten, and its next change
+    gets a newer number. A watcher of a forgotten workflow is woken once more than
+    needed (it reads a status that did not change), never once too few. So the map
+    holds only workflows not yet forgotten (see AgentContext.finished and forget).
     """
 
     def __init__(self) -> None:
         self._version: dict[str, int] = {}
+        self._counter = 0  # the last version given out, to any workflow
+        self._floor = 0  # the highest version forgotten: what a forgotten one reads
         self._next: dict[str, list[asyncio.Future]] = {}  # workflow -> its waiters
         self._waiting: dict[str, int] = {}
 
     def version(self, workflow_id: str) -> int:
-        return self._version.get(workflow_id, 0)
+        return self._version.get(workflow_id, self._floor)
 
     async def bump(self, workflow_id: str) -> None:
-        self._version[workflow_id] = self.version(workflow_id) + 1
+        self._counter += 1
+        self._version[workflow_id] = self._counter
         for future in self._next.pop(workflow_id, ()):
             if not future.done():
                 future.set_result(None)
@@ -55,7 +65,13 @@ class Changes:
 
     def forget(self, workflow_id: str) -> None:
         """Drop a long-finished workflow's version (a late watcher reads its status)."""
-        self._version.pop(workflow_id, None)
+        version = self._version.pop(workflow_id, None)
+        if version is not None:
+            self._floor = max(self._floor, version)
+
+    def __len__(self) -> int:
+        """How many workflows have a version held."""
+        return len(self._version)
 
 
 def _wake(future: asyncio.Future) -> None:

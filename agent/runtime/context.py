@@ -32,6 +32,7 @@ from fedorch.core.negotiation.participant import Participant
 from fedorch.core.policy.engine import summarize
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, status_pb2
+from fedorch.runtime import telemetry
 from fedorch.runtime.changes import Changes
 from fedorch.runtime.config import trust_overlap_s
 from fedorch.runtime.executors import build_from_config
@@ -46,7 +47,10 @@ log = logging.getLogger("fedorch.agent")
 __all__ = ["Active", "AgentContext", "Changes", "SavedStatus", "Stop"]
 
 PEER_RPC_TIMEOUT_S = 5.0
-RECENTLY_FINISHED_MEMORY = 100_000
+# Workflows ended here lately, so that a late result about one is acknowledged without a
+# read. Past it (or once retention removed the workflow), a late result is answered from
+# the store instead (StepRuns.late_result): a bound on memory, not on what is answered.
+RECENTLY_FINISHED_MEMORY = 16_384
 # Final statuses kept in memory after a workflow ends: its watchers ask for it right
 # then. Older ones are read from SQLite.
 FINAL_STATUS_MEMORY = 1024
@@ -459,9 +463,13 @@ class AgentContext:
         return None if saved is None else saved.row.state
 
     def forget(self, workflow_ids: list[str]) -> None:
-        """Retention compacted these ended workflows: status must not serve them from memory."""
+        """Retention compacted these ended workflows: status must not serve them from
+        memory, and nothing kept in memory for them is needed any more."""
         for workflow_id in workflow_ids:
             self._final.pop(workflow_id, None)
+            self.recently_finished.pop(workflow_id, None)
+            self.changes.forget(workflow_id)
+            telemetry.forget(workflow_id)
 
     def finished(self, workflow_id: str) -> None:
         active = self.active.pop(workflow_id, None)
@@ -475,6 +483,7 @@ class AgentContext:
         if active is not None:
             for task in active.running.values():
                 task.cancel()
+        telemetry.forget(workflow_id)  # its spans' parents: no span of it follows here
         self.recently_finished[workflow_id] = None
         while len(self.recently_finished) > RECENTLY_FINISHED_MEMORY:
             old, _ = self.recently_finished.popitem(last=False)

@@ -90,6 +90,11 @@ class DecisionLog:
         # the store means work for the sweep.
         self._settlements = 0
         agent.on_settled.append(self._settled)
+        # Where the last retention pass stopped paging (None: start from the oldest): the
+        # next pass goes on from there, so candidates kept for another reason never hide
+        # newer due ones, however many they are.
+        self._ended_cursor: compaction.Cursor | None = None
+        self._leftover_cursor = ""
 
     # ---- decision queries (in-doubt participants) ---------------------------------
 
@@ -156,9 +161,8 @@ class DecisionLog:
         _, raw = await a.store.record_decision(
             workflow_id, round_, "ABORT", a.seal("", decision=decision).SerializeToString()
         )
-        envelope = peer_pb2.Envelope.FromString(raw)
-        self._decisions[(workflow_id, round_)] = envelope
-        return envelope
+        # Not kept in memory: no live core drops it, and the log reads it from disk.
+        return peer_pb2.Envelope.FromString(raw)
 
     # ---- collecting the log ----------------------------------------------------------
 
@@ -234,28 +238,31 @@ class DecisionLog:
         a = self.agent
         keep = a.config.retention
         removed: dict[str, int] = {}
+        cursor = self._ended_cursor
         for _ in range(COMPACT_BATCHES_PER_PASS):
             now_ms = a.now_ms()
-            candidates = await compaction.ended_candidates(
+            candidates, cursor = await compaction.ended_candidates(
                 a.store, TERMINAL_NAMES, cutoff_ms=now_ms - int(keep.keep_ended_s * 1000),
-                keep_newest=keep.max_ended_workflows, limit=COMPACT_BATCH)
+                keep_newest=keep.max_ended_workflows, limit=COMPACT_BATCH, after=cursor)
             live = set(self._cores) | set(a.active)  # held in memory: still acted on
             chosen = compactable(
                 [c for c in candidates if c.workflow_id not in live], now=now_ms / 1000.0,
                 keep_ended_s=keep.keep_ended_s, max_ended_workflows=keep.max_ended_workflows,
                 limit=COMPACT_BATCH, settle_s=2 * a.config.negotiation.replay_window_s)
-            if not chosen:
+            if chosen:
+                a.forget(chosen)
+                for table, count in (await compaction.compact(
+                        a.store, chosen, TERMINAL_NAMES, a.domain)).items():
+                    removed[table] = removed.get(table, 0) + count
+                    a.metrics.compacted.labels(table).inc(count)
+            if cursor is None:  # no due candidate past this page: from the oldest next time
                 break
-            a.forget(chosen)
-            for table, count in (await compaction.compact(
-                    a.store, chosen, TERMINAL_NAMES, a.domain)).items():
-                removed[table] = removed.get(table, 0) + count
-                a.metrics.compacted.labels(table).inc(count)
-            if len(chosen) < COMPACT_BATCH:
-                break
+        self._ended_cursor = cursor
         # Records of workflows this agent has no row of (e.g. as an extra acceptor).
+        found, self._leftover_cursor = await compaction.leftovers(
+            a.store, LEFTOVER_SCAN, after=self._leftover_cursor)
         chosen = leftovers_compactable(
-            await compaction.leftovers(a.store, LEFTOVER_SCAN), now_ms=a.now_ms(),
+            found, now_ms=a.now_ms(),
             keep_ended_s=keep.keep_ended_s, settle_s=2 * a.config.negotiation.replay_window_s,
             limit=COMPACT_BATCH)
         for table, count in (await compaction.compact_leftovers(a.store, chosen)).items():
@@ -284,7 +291,8 @@ class DecisionLog:
                 f"SELECT 1 FROM workflows WHERE state IN ({', '.join('?' * len(states))})"
                 " LIMIT 1", states):
             return True
-        return bool(await compaction.leftovers(a.store, 1))
+        found, _ = await compaction.leftovers(a.store, 1)
+        return bool(found)
 
     async def sweep_loop(self) -> None:
         """Run sweep_certificates, then compact_ended, every

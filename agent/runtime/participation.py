@@ -315,6 +315,7 @@ class Participation:
                 )
                 advance(row, Committed())
             elif is_over(row):
+                self.runs.early.pop(workflow_id, None)  # ended before it was set up here
                 statements = list(also)
                 if reservation is not None:  # it ended (notice first): nothing to hold
                     statements += [Store.delete_reservation_statement(h.workflow_id, h.round)

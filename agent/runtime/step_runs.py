@@ -311,6 +311,14 @@ class StepRuns:
         self._acks_due.pop(key[0], None)
         self.agent.consensus.send(coordinator, DecisionAck(key, self.agent.domain))
 
+    async def late_result(self, workflow_id: str) -> peer_pb2.Ack:
+        """The answer to a result for a workflow neither live nor awaited here."""
+        row = await self.agent.store.get_workflow(workflow_id)
+        if row is not None and is_over(row):
+            return peer_pb2.Ack(ok=True)  # ended here: nothing more to do with it
+        return peer_pb2.Ack(ok=False, error=f"no workflow {workflow_id!r} here: never known,"
+                                             " or ended and removed by retention")
+
     async def on_result(self, sender: str, result: peer_pb2.StepResult) -> peer_pb2.Ack:
         """A step's state from the domain that runs it."""
         a = self.agent
@@ -341,6 +349,10 @@ class StepRuns:
                 return peer_pb2.Ack(ok=True, end=end)
         if result.workflow_id in a.recently_finished:
             return peer_pb2.Ack(ok=True)
+        if active is None and not a.participant.keys_of(result.workflow_id):
+            # Not live here, and no vote of ours awaits its COMMIT: a late result, not an
+            # early one. Answered from the store; kept nowhere (no orphan row).
+            return await self.late_result(result.workflow_id)
         if active is None or active.progress is None:
             # Not committed here yet (reordering): keep it for the COMMIT.
             if len(self.early) >= EARLY_RESULTS_MEMORY:  # the sender retries

@@ -136,7 +136,8 @@ class Tracing:
         self._submits: OrderedDict[str, SpanContext] = OrderedDict()
         self._rounds: dict[str, trace.Span] = {}
         self._votes: OrderedDict[str, SpanContext] = OrderedDict()
-        self._attempts: OrderedDict[tuple[str, str], SpanContext] = OrderedDict()
+        # workflow -> step -> its last attempt's span context
+        self._attempts: OrderedDict[str, dict[str, SpanContext]] = OrderedDict()
 
     # ---- spans -----------------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class Tracing:
             _root_of.reset(token)
 
     @staticmethod
-    def _remember(memory: OrderedDict, key: object, context: SpanContext) -> None:
+    def _remember(memory: OrderedDict, key: object, context: object) -> None:
         memory[key] = context
         memory.move_to_end(key)
         while len(memory) > REMEMBERED:
@@ -202,7 +203,9 @@ class Tracing:
     def step_attempt(self, workflow_id: str, step_id: str, attempt: int) -> Iterator[_Attempt]:
         span = self._start("fedorch.step.attempt", workflow_id, self._votes.get(workflow_id),
                            {"fedorch.step": step_id, "fedorch.attempt": attempt})
-        self._remember(self._attempts, (workflow_id, step_id), span.get_span_context())
+        steps = self._attempts.get(workflow_id) or {}
+        steps[step_id] = span.get_span_context()
+        self._remember(self._attempts, workflow_id, steps)
         traced = _Attempt(span)
         try:
             yield traced
@@ -231,8 +234,15 @@ class Tracing:
             span.end()
 
     def result_parent(self, workflow_id: str, step_id: str) -> str:
-        context = self._attempts.get((workflow_id, step_id))
+        context = self._attempts.get(workflow_id, {}).get(step_id)
         return _format(context) if context is not None else ""
+
+    def forget(self, workflow_id: str) -> None:
+        """The workflow ended here: no span of it follows that needs these parents."""
+        self._end_round(workflow_id, "ended", "")
+        self._submits.pop(workflow_id, None)
+        self._votes.pop(workflow_id, None)
+        self._attempts.pop(workflow_id, None)
 
     def result_received(self, sender: str, result: peer_pb2.StepResult) -> None:
         if result.state == _RUNNING:
@@ -358,6 +368,12 @@ def compensation_attempt(workflow_id: str, step_id: str, attempt: int, capabilit
 
 def result_parent(workflow_id: str, step_id: str) -> str:
     return _tracing.result_parent(workflow_id, step_id) if _tracing is not None else ""
+
+
+def forget(workflow_id: str) -> None:
+    """Drop what is kept of an ended workflow (see Tracing.forget)."""
+    if _tracing is not None:
+        _tracing.forget(workflow_id)
 
 
 def result_received(sender: str, result: peer_pb2.StepResult) -> None:

@@ -72,43 +72,58 @@ async def count_ended(store: Store, ended: Collection[str]) -> int:
     return int(rows[0][0])
 
 
+Cursor = tuple[int, str]  # (updated_ms, id) of the last candidate a page looked at
+
+
 async def ended_candidates(store: Store, ended: Collection[str], *, cutoff_ms: int,
-                           keep_newest: int, limit: int) -> list[EndedWorkflow]:
-    """The facts of at most 2 x `limit` ended workflows that may be due: the oldest
-    that ended before `cutoff_ms`, and the oldest beyond the newest `keep_newest`.
-    Those holding a reservation or a kept certificate are passed over here already, so
-    that a few kept old ones never hide the rest from every pass."""
+                           keep_newest: int, limit: int,
+                           after: Cursor | None = None) -> tuple[list[EndedWorkflow], Cursor | None]:
+    """The facts of at most `limit` ended workflows that may be due, oldest first: those
+    that ended before `cutoff_ms`, and those beyond the newest `keep_newest`; only past
+    `after` when given. Those holding a reservation or a kept certificate are passed over
+    here already. Returns them and the cursor of the next page (None: there is none), so
+    that a pass pages past candidates kept for another reason (e.g. an acceptor's, within
+    keep_ended_s) to newer ones that are due."""
     states = tuple(sorted(ended))
     in_states = f"state IN ({', '.join('?' * len(states))})"
     unkept = ("NOT EXISTS(SELECT 1 FROM reservations r WHERE r.workflow_id = w.id)"
               " AND NOT EXISTS(SELECT 1 FROM decisions d WHERE d.workflow_id = w.id"
               " AND d.outcome = 'COMMIT' AND d.envelope != x'')")
-    expired = await store.select(
-        f"SELECT id FROM workflows w WHERE {in_states} AND updated_ms < ? AND {unkept}"
-        " ORDER BY updated_ms, id LIMIT ?", (*states, cutoff_ms, limit))
-    # The newest ended workflow beyond the newest keep_newest: it and all older are beyond.
+    past, past_args = ("", ()) if after is None else \
+        (" AND (updated_ms > ? OR (updated_ms = ? AND id > ?))", (after[0], after[0], after[1]))
+    # Due: ended before the cutoff, or no newer than the newest ended workflow beyond the
+    # newest keep_newest (it and every older one are beyond). Both bounds cut one order,
+    # (updated_ms, id), so the due ones are one prefix of it.
     first_beyond = await store.select(
         f"SELECT updated_ms, id FROM workflows WHERE {in_states}"
         " ORDER BY updated_ms DESC, id DESC LIMIT 1 OFFSET ?", (*states, keep_newest))
-    beyond = []
+    bound_ms, bound_id = cutoff_ms, ""  # strictly before the cutoff
+    if first_beyond and (first_beyond[0][0], first_beyond[0][1]) >= (cutoff_ms, ""):
+        bound_ms, bound_id = first_beyond[0][0], first_beyond[0][1]
+    page = await store.select(
+        f"SELECT id, updated_ms FROM workflows w WHERE {in_states} AND {unkept}{past}"
+        " AND (updated_ms < ? OR (updated_ms = ? AND id <= ?))"
+        " ORDER BY updated_ms, id LIMIT ?",
+        (*states, *past_args, bound_ms, bound_ms, bound_id, limit))
+    if not page:
+        return [], None
+    cursor = (page[-1][1], page[-1][0]) if len(page) == limit else None
+    ids = [r[0] for r in page]
+    rows = await store.select(_FACTS.format(ids=", ".join("?" * len(ids))), tuple(ids))
+    # Beyond the newest keep_newest: ended no later than the first beyond them.
+    beyond = set()
     if first_beyond:
         ms, last_id = first_beyond[0]
-        beyond = await store.select(
-            f"SELECT id FROM workflows w WHERE {in_states} AND {unkept}"
-            " AND (updated_ms < ? OR (updated_ms = ? AND id <= ?))"
-            " ORDER BY updated_ms, id LIMIT ?", (*states, ms, ms, last_id, limit))
-    ids = sorted({r[0] for r in expired} | {r[0] for r in beyond})
-    if not ids:
-        return []
-    rows = await store.select(_FACTS.format(ids=", ".join("?" * len(ids))), tuple(ids))
-    overflow = {r[0] for r in beyond}
+        beyond = {r[0] for r in page if (r[1], r[0]) <= (ms, last_id)}
+    facts = {r[0]: r for r in rows}
     return [EndedWorkflow(
         workflow_id=r[0], ended_at=r[1] / 1000.0,
         # Beyond the newest keep_newest, or (not known to be) within them.
-        rank=keep_newest if r[0] in overflow else 0,
+        rank=keep_newest if r[0] in beyond else 0,
         holds_reservation=bool(r[2]), unfinished_runs=bool(r[3]),
         open_compensations=bool(r[4]), kept_certificate=bool(r[5]),
-        acceptor_record=bool(r[6]), acceptor_undecided=bool(r[7])) for r in rows]
+        acceptor_record=bool(r[6]), acceptor_undecided=bool(r[7]))
+        for r in (facts[i] for i in ids if i in facts)], cursor
 
 
 def delete_statements(workflow_id: str, ended: Collection[str]) -> list[Statement]:
@@ -157,17 +172,20 @@ _NO_ROW = ("NOT EXISTS(SELECT 1 FROM workflows w WHERE w.id = o.workflow_id)"
            " AND NOT EXISTS(SELECT 1 FROM reservations r WHERE r.workflow_id = o.workflow_id)")
 
 
-async def leftovers(store: Store, limit: int) -> list[Leftover]:
+async def leftovers(store: Store, limit: int, after: str = "") -> tuple[list[Leftover], str]:
     """At most `limit` workflows with leftover records (no workflow row, no reservation),
-    with whether an acceptor record of theirs has no outcome learned here."""
+    in id order past `after`, with whether an acceptor record of theirs has no outcome
+    learned here; and the id to go on from next time ("" once the last page is read)."""
     union = " UNION ".join(f"SELECT workflow_id FROM {t}" for t in LEFTOVER_TABLES)
     rows = await store.select(
         f"SELECT o.workflow_id, EXISTS(SELECT 1 FROM acceptor_records a"
         f" WHERE a.workflow_id = o.workflow_id AND a.decided IS NULL"
         f" AND NOT EXISTS(SELECT 1 FROM learned l WHERE l.workflow_id = a.workflow_id"
         f" AND l.round = a.round))"
-        f" FROM ({union}) o WHERE {_NO_ROW} LIMIT ?", (limit,))
-    return [Leftover(r[0], acceptor_undecided=bool(r[1])) for r in rows]
+        f" FROM ({union}) o WHERE o.workflow_id > ? AND {_NO_ROW}"
+        f" ORDER BY o.workflow_id LIMIT ?", (after, limit))
+    return ([Leftover(r[0], acceptor_undecided=bool(r[1])) for r in rows],
+            rows[-1][0] if len(rows) == limit else "")
 
 
 async def compact_leftovers(store: Store, workflow_ids: Sequence[str]) -> dict[str, int]:

@@ -7,12 +7,8 @@ import asyncio
 import pytest
 import yaml
 from click.testing import CliRunner
-from fedorch.bench.commit import (
-    forced_write_ms,
-    retention_config,
-    run_commit_bench,
-    run_long_bench,
-)
+from fedorch.bench.commit import forced_write_ms, run_commit_bench
+from fedorch.bench.long import growth, retention_config, run_long_bench, segments
 from fedorch.cli.main import cli
 from fedorch.runtime.config import parse_config_text
 
@@ -85,33 +81,57 @@ def test_cpu_per_workflow_is_each_process_share_and_their_total():
     assert per == {"c1": 2.0, "client": 1.0, "total": 3.0}
 
 
-def test_bench_long_refuses_fewer_workflows_than_parts(monkeypatch):
+def test_bench_long_refuses_fewer_workflows_than_two_readings(monkeypatch):
     started = []
-    monkeypatch.setattr("fedorch.bench.commit.run_long_bench",
+    monkeypatch.setattr("fedorch.bench.long.run_long_bench",
                         lambda *a, **k: started.append(a))  # must never be reached
-    result = CliRunner().invoke(cli, ["bench", "long", "--workflows", "2", "--parts", "3"])
+    result = CliRunner().invoke(cli, ["bench", "long", "--workflows", "5", "--every", "3"])
     assert result.exit_code == 2
     assert "--workflows" in result.stderr
     assert started == []
 
 
-def test_bench_long_passes_keep_ended_to_the_run(monkeypatch):
+def _reading(after: int, cpu: float) -> dict:
+    return {"after_workflows": after, "workflows_per_s": 1.0, "cpu_ms_per_workflow": 2 * cpu,
+            "cpu_ms_by_process": {"a": cpu, "client": cpu, "total": 2 * cpu},
+            "rss_mb": {"a": 50.0}, "data_mb": {"a": 1.5}, "ended_kept": {"a": 7},
+            "live_mb": {"a": {"audit": 1.0, "rest": 0.5}}}
+
+
+def test_bench_long_passes_its_options_on_and_prints_each_agent(monkeypatch):
     asked = {}
 
-    async def fake_run(total, concurrency, parts, *, keep_ended, keep_ended_s):
-        asked.update(total=total, keep_ended=keep_ended, keep_ended_s=keep_ended_s)
-        return {"workflows": total, "concurrency": concurrency, "keep_ended": keep_ended,
-                "keep_ended_s": keep_ended_s, "cpu_growth": 1.0, "parts": [
-                    {"after_workflows": total, "workflows_per_s": 1.0,
-                     "cpu_ms_per_workflow": 1.0, "rss_mb": {"a": 50.0},
-                     "data_mb": {"a": 1.5}, "ended_kept": {"a": 7}}]}
+    async def fake_run(total, concurrency, every, *, keep_ended, keep_ended_s, on_reading):
+        asked.update(total=total, every=every, keep_ended=keep_ended,
+                     keep_ended_s=keep_ended_s)
+        rows = [_reading(3, 4.0), _reading(6, 5.0)]
+        for reading in rows:
+            on_reading(reading)
+        return {"workflows": total, "concurrency": concurrency, "every": every,
+                "keep_ended": keep_ended, "keep_ended_s": keep_ended_s, "parts": rows,
+                "cpu_growth": growth(rows)["total"], "cpu_growth_by_process": growth(rows)}
 
-    monkeypatch.setattr("fedorch.bench.commit.run_long_bench", fake_run)
-    result = CliRunner().invoke(cli, ["bench", "long", "--workflows", "6", "--parts", "2",
+    monkeypatch.setattr("fedorch.bench.long.run_long_bench", fake_run)
+    result = CliRunner().invoke(cli, ["bench", "long", "--workflows", "6", "--every", "3",
                                       "--keep-ended", "7", "--keep-ended-s", "3"])
     assert result.exit_code == 0, result.output
-    assert asked == {"total": 6, "keep_ended": 7, "keep_ended_s": 3.0}
+    assert asked == {"total": 6, "every": 3, "keep_ended": 7, "keep_ended_s": 3.0}
     assert "max_ended_workflows 7" in result.output
+    assert "1.25" in result.output  # 5.0 / 4.0, the last reading over the first
+    assert "after 3:" in result.stderr and "after 6:" in result.stderr  # as they came
+
+
+def test_long_bench_segments_are_every_n_and_the_rest():
+    assert segments(30_000, 10_000) == [10_000, 10_000, 10_000]
+    assert segments(25_000, 10_000) == [10_000, 10_000, 5_000]
+    with pytest.raises(ValueError):
+        segments(10, 0)
+
+
+def test_long_bench_growth_is_last_over_first_for_each_process():
+    rows = [_reading(1, 4.0), _reading(2, 100.0), _reading(3, 4.4)]
+    assert growth(rows) == {"a": 1.1, "client": 1.1, "total": 1.1}
+    assert growth(rows[:1]) == {}
 
 
 def test_retention_config_of_the_long_bench_is_a_valid_agent_config():
@@ -124,11 +144,11 @@ def test_retention_config_of_the_long_bench_is_a_valid_agent_config():
 
 def test_run_long_bench_refuses_a_keep_ended_below_one():
     with pytest.raises(ValueError, match="keep_ended"):
-        asyncio.run(run_long_bench(6, 1, 2, keep_ended=0))
+        asyncio.run(run_long_bench(6, 1, 3, keep_ended=0))
 
 
 def test_live_mb_splits_the_audit_log_from_the_rest(tmp_path):
-    from fedorch.bench.commit import live_mb
+    from fedorch.bench.long import live_mb
     from fedorch.runtime.store.audit_table import append_statement
     from fedorch.runtime.store.store import Store
 

@@ -45,8 +45,9 @@ async def test_only_ended_workflows_no_peer_may_ask_about_are_compacted(tmp_path
                            store.end_run_statement("w.3", "a", 1, "succeeded", 6),
                            append_statement("step_started", "w.3", 5, {"step": "a"})])
 
-        candidates = await compaction.ended_candidates(
+        candidates, cursor = await compaction.ended_candidates(
             store, TERMINAL_NAMES, cutoff_ms=10_000, keep_newest=1, limit=100)
+        assert cursor is None  # one page held them all
         facts = {c.workflow_id: c for c in candidates}
         # Not ended, in doubt, awaiting an acknowledgement: not even candidates.
         assert not {"w.running", "w.0", "w.1"} & set(facts)
@@ -105,7 +106,7 @@ async def test_facts_of_an_in_doubt_or_unacknowledged_workflow_say_so(tmp_path):
         assert facts["w.0"][2] == 1  # holds a reservation
         assert facts["w.1"][3] == 1 and facts["w.1"][5] == 1  # a running attempt, a kept COMMIT
         # The count bound passes both over, however far beyond it they are.
-        candidates = await compaction.ended_candidates(
+        candidates, _ = await compaction.ended_candidates(
             store, TERMINAL_NAMES, cutoff_ms=10_000, keep_newest=1, limit=100)
         assert candidates == []
     finally:
@@ -117,7 +118,7 @@ async def test_the_count_bound_keeps_the_newest(tmp_path):
     try:
         for i in range(8):
             await store.save_workflow(row(f"w.{i}", "FAILED", 1000 + i))
-        candidates = await compaction.ended_candidates(
+        candidates, _ = await compaction.ended_candidates(
             store, TERMINAL_NAMES, cutoff_ms=0, keep_newest=5, limit=100)
         chosen = compactable(candidates, now=2.0, keep_ended_s=3600, max_ended_workflows=5,
                              limit=100)
@@ -155,7 +156,9 @@ async def test_leftover_records_go_only_without_row_reservation_or_undecided_rec
         await store.learn(decided, 1, "COMMIT", b"value")
         await store.save_reservation(ReservationRow(held, 1, "eu", "prepared", [], 0))
         await store.save_workflow(row(rowed, "RUNNING", 1))
-        found = {item.workflow_id: item for item in await compaction.leftovers(store, 100)}
+        page, cursor = await compaction.leftovers(store, 100)
+        assert cursor == ""  # one page held them all
+        found = {item.workflow_id: item for item in page}
         assert set(found) == {decided, undecided}
         assert found[undecided].acceptor_undecided and not found[decided].acceptor_undecided
         chosen = leftovers_compactable(found.values(), now_ms=10_000_000, keep_ended_s=1,
@@ -167,3 +170,73 @@ async def test_leftover_records_go_only_without_row_reservation_or_undecided_rec
         assert await store.get_acceptor_record(held, 1) is not None  # its reservation stays
     finally:
         await store.close()
+
+
+async def test_candidates_page_past_old_ones_kept_for_another_reason(tmp_path):
+    """Five old acceptor workflows (kept within keep_ended_s even beyond the count) come
+    first; a page of two holds only them, so paging on is what reaches the due ones."""
+    store = await Store.open(tmp_path)
+    try:
+        for i in range(8):
+            await store.save_workflow(row(f"w.{i}", "SUCCEEDED", 1000 + i))
+        for i in range(5):
+            await store.save_acceptor(AcceptorRow(f"w.{i}", 1, b"tx", None, None, None, b"d"))
+        chosen_all: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            candidates, cursor = await compaction.ended_candidates(
+                store, TERMINAL_NAMES, cutoff_ms=0, keep_newest=1, limit=2, after=cursor)
+            pages += 1
+            chosen_all += compactable(candidates, now=2.0, keep_ended_s=3600,
+                                      max_ended_workflows=1, limit=2)
+            if cursor is None:
+                break
+        # w.7 is the newest (kept by the count); w.5 and w.6 are due, behind 5 kept ones.
+        assert chosen_all == ["w.5", "w.6"]
+        assert pages == 4  # [w.0 w.1] [w.2 w.3] [w.4 w.5] [w.6]
+        first, cursor = await compaction.ended_candidates(
+            store, TERMINAL_NAMES, cutoff_ms=0, keep_newest=1, limit=2)
+        assert [c.workflow_id for c in first] == ["w.0", "w.1"] and cursor == (1001, "w.1")
+    finally:
+        await store.close()
+
+
+async def test_a_retention_pass_reaches_due_workflows_behind_more_kept_than_a_page(tmp_path):
+    """Through the agent's own pass: 250 kept acceptor workflows older than 3 due ones
+    (a page holds 200); the due ones go in the first pass."""
+    from fedorch.runtime.coordination_log import COMPACT_BATCH
+
+    store = await Store.open(tmp_path)
+    try:
+        kept = COMPACT_BATCH + 50
+        for i in range(kept + 4):
+            await store.save_workflow(row(f"w.{i:04d}", "SUCCEEDED", 1000 + i))
+        for i in range(kept):
+            await store.save_acceptor(AcceptorRow(f"w.{i:04d}", 1, b"tx", None, None, None,
+                                                  b"d"))
+        log = _retention_log(store, keep_ended_s=3600, max_ended_workflows=1, now_ms=10_000)
+        assert await log.compact_ended() == 3
+        left = {r[0] for r in await store.select("SELECT id FROM workflows", ())}
+        assert len(left) == kept + 1 and f"w.{kept + 3:04d}" in left
+    finally:
+        await store.close()
+
+
+def _retention_log(store: Store, *, keep_ended_s: float, max_ended_workflows: int,
+                   now_ms: int):
+    """A DecisionLog over `store` with only what compact_ended reads of its agent."""
+    from types import SimpleNamespace
+
+    from fedorch.runtime.coordination_log import DecisionLog
+    from fedorch.runtime.metrics import AgentMetrics
+
+    forgotten: list[str] = []
+    agent = SimpleNamespace(
+        store=store, domain="eu", active={}, metrics=AgentMetrics(), now_ms=lambda: now_ms,
+        forget=forgotten.extend,
+        config=SimpleNamespace(
+            retention=SimpleNamespace(keep_ended_s=keep_ended_s,
+                                      max_ended_workflows=max_ended_workflows),
+            negotiation=SimpleNamespace(replay_window_s=1.0)))
+    return DecisionLog(agent, None, {}, {}, None)

@@ -1,0 +1,139 @@
+"""Long bench: whether a workflow's cost stays flat as work grows, and whether the agents'
+memory and data stay bounded.
+
+`total` three-domain workflows go through the same three agents in consecutive closed
+loops of `every` workflows (the last one takes what is left). After each loop it reads,
+for each agent: its RSS and the CPU it spent per workflow of that loop (/proc), the size
+of its `agent.db` with the WAL, the bytes in use in it split into the audit log (never
+compacted) and the rest, and how many workflows it holds. A bench reports; it asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fedorch.bench.commit import DOMAINS, _federation, _peak, process_rss_mb
+from fedorch.bench.realnet import RealNet
+
+EVERY = 10_000  # workflows between two readings (the issue's target compares the first
+# and the last 10,000)
+BENCH_REPLAY_WINDOW_S = 5.0  # with keep_ended: retention waits two of these after an end
+
+
+def data_mb(tmp: Path, domain: str) -> float:
+    """The size of one agent's SQLite database with its WAL."""
+    base = tmp / "data" / domain / "agent.db"
+    total = sum(Path(f"{base}{s}").stat().st_size
+                for s in ("", "-wal") if Path(f"{base}{s}").exists())
+    return round(total / 2**20, 1)
+
+
+def retention_config(keep_ended: int, keep_ended_s: float) -> dict:
+    """Agent config for a long run that keeps few ended workflows. The sweep runs every
+    second, and the replay window is short (nothing is compacted in the first two windows
+    after its end, docs/retention.md), so the bound shows within a short run."""
+    return {"retention": {"keep_ended_s": keep_ended_s, "max_ended_workflows": keep_ended},
+            "negotiation": {"certificate_sweep_s": 1.0, "replay_window_s": BENCH_REPLAY_WINDOW_S}}
+
+
+def _read_only(tmp: Path, domain: str) -> sqlite3.Connection:
+    # Read-only; WAL lets the agent write on meanwhile.
+    return sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
+                           timeout=5)
+
+
+def ended_kept(tmp: Path, domain: str) -> int:
+    """How many workflows one agent's database holds, all ended once a loop is over."""
+    db = _read_only(tmp, domain)
+    try:
+        return int(db.execute("SELECT count(*) FROM workflows").fetchone()[0])
+    finally:
+        db.close()
+
+
+def live_mb(tmp: Path, domain: str) -> dict[str, float | None]:
+    """The bytes in use in one agent's database (free pages, which SQLite reuses, not
+    counted), split into the audit log (never compacted) and everything else. None
+    where this SQLite has no dbstat table to tell."""
+    db = _read_only(tmp, domain)
+    try:
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (db.execute("PRAGMA page_count").fetchone()[0]
+                - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        try:
+            audit = db.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN"
+                               " ('audit', 'audit_workflow', 'audit_checkpoints')").fetchone()[0]
+        except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+            return {"audit": None, "rest": None}
+        return {"audit": round(audit / 2**20, 1), "rest": round((used - audit) / 2**20, 1)}
+    finally:
+        db.close()
+
+
+async def _settled(net: RealNet, keep_ended: int, deadline_s: float) -> None:
+    """Until every agent holds at most `keep_ended` workflows, or the deadline passes
+    (the reading then shows what was kept: a bench reports, it does not assert)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if all(ended_kept(net.workdir, d) <= keep_ended for d in DOMAINS):
+            return
+        await asyncio.sleep(0.5)
+
+
+def segments(total: int, every: int) -> list[int]:
+    """The sizes of the consecutive loops: `every` each, the last one what is left."""
+    if total < 1 or every < 1:
+        raise ValueError("the long bench needs at least one workflow, and every >= 1")
+    return [every] * (total // every) + ([total % every] if total % every else [])
+
+
+def growth(rows: list[dict]) -> dict[str, float | None]:
+    """Each process's CPU per workflow of the last loop over that of the first (and of
+    their total): the issue's target is at most 1.10."""
+    if len(rows) < 2:
+        return {}
+    first, last = rows[0]["cpu_ms_by_process"], rows[-1]["cpu_ms_by_process"]
+    return {name: round(last[name] / first[name], 3) if first[name] else None
+            for name in first}
+
+
+async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int = EVERY,
+                         workdir: Path | None = None, keep_ended: int | None = None,
+                         keep_ended_s: float = 10.0,
+                         on_reading: Callable[[dict], None] | None = None) -> dict:
+    """`total` workflows on the same agents, read every `every` (see the module doc).
+    With `keep_ended`, the agents keep at most that many ended workflows (and none
+    older than `keep_ended_s`), and each reading waits for retention to catch up.
+    `on_reading` gets each reading as it is made (a long run shows progress)."""
+    sizes = segments(total, every)
+    if concurrency < 1:
+        raise ValueError("the long bench needs a submitter")
+    if keep_ended is not None and (keep_ended < 1 or keep_ended_s <= 0):
+        raise ValueError("keep_ended and keep_ended_s must be positive")
+    extra = retention_config(keep_ended, keep_ended_s) if keep_ended is not None else None
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
+        async with _federation(Path(tmp), "paxos", True, extra) as net:
+            done = 0
+            for n in sizes:
+                loop = await _peak(net, n, concurrency)
+                done += n
+                if keep_ended is not None:  # let a sweep pass after the loop ends
+                    await _settled(net, keep_ended, 2 * BENCH_REPLAY_WINDOW_S + keep_ended_s + 5.0)
+                rows.append({"after_workflows": done, **loop,
+                             "ended_kept": {d: ended_kept(Path(tmp), d) for d in DOMAINS},
+                             "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
+                             "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
+                             "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
+                if on_reading is not None:
+                    on_reading(rows[-1])
+    cpu_growth = growth(rows)
+    return {"workflows": total, "concurrency": concurrency, "every": every, "parts": rows,
+            "keep_ended": keep_ended, "keep_ended_s": keep_ended_s if keep_ended else None,
+            "cpu_growth": cpu_growth.get("total"), "cpu_growth_by_process": cpu_growth}
