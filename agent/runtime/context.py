@@ -483,7 +483,7 @@ class AgentContext:
         if active is not None:
             for task in active.running.values():
                 task.cancel()
-        telemetry.forget(workflow_id)  # its spans' parents: no span of it follows here
+        telemetry.ended(workflow_id)  # its attempts stay parents of compensation spans
         self.recently_finished[workflow_id] = None
         while len(self.recently_finished) > RECENTLY_FINISHED_MEMORY:
             old, _ = self.recently_finished.popitem(last=False)

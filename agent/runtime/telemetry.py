@@ -220,7 +220,7 @@ class Tracing:
                              capability: str) -> Iterator[_Attempt]:
         # Its parent is the step attempt it undoes (this domain ran it); after a restart
         # this agent no longer knows that span, and the vote's or the trace's top is used.
-        parent = self._attempts.get((workflow_id, step_id)) or self._votes.get(workflow_id)
+        parent = self._attempts.get(workflow_id, {}).get(step_id) or self._votes.get(workflow_id)
         span = self._start("fedorch.compensation.attempt", workflow_id, parent,
                            {"fedorch.step": step_id, "fedorch.attempt": attempt,
                             "fedorch.capability": capability})
@@ -237,10 +237,17 @@ class Tracing:
         context = self._attempts.get(workflow_id, {}).get(step_id)
         return _format(context) if context is not None else ""
 
-    def forget(self, workflow_id: str) -> None:
-        """The workflow ended here: no span of it follows that needs these parents."""
+    def ended(self, workflow_id: str) -> None:
+        """The workflow ended here: no round or submit span of it follows. Its vote and
+        step attempts stay parents (a compensation attempt comes after the end, under
+        the attempt it undoes) until retention forgets the workflow, or REMEMBERED
+        newer ones push them out."""
         self._end_round(workflow_id, "ended", "")
         self._submits.pop(workflow_id, None)
+
+    def forget(self, workflow_id: str) -> None:
+        """Retention removed the workflow: no span of it follows that needs a parent."""
+        self.ended(workflow_id)
         self._votes.pop(workflow_id, None)
         self._attempts.pop(workflow_id, None)
 
@@ -370,8 +377,14 @@ def result_parent(workflow_id: str, step_id: str) -> str:
     return _tracing.result_parent(workflow_id, step_id) if _tracing is not None else ""
 
 
+def ended(workflow_id: str) -> None:
+    """Drop the round and submit spans of a workflow that ended (see Tracing.ended)."""
+    if _tracing is not None:
+        _tracing.ended(workflow_id)
+
+
 def forget(workflow_id: str) -> None:
-    """Drop what is kept of an ended workflow (see Tracing.forget)."""
+    """Drop everything kept of a workflow retention removed (see Tracing.forget)."""
     if _tracing is not None:
         _tracing.forget(workflow_id)
 

@@ -91,7 +91,8 @@ async def test_a_result_for_an_unknown_workflow_with_no_vote_here_is_not_kept(
     assert await _stored_steps(agent, "beta.9") == 0
 
 
-async def test_the_spans_kept_as_parents_go_when_the_workflow_ends(agent: Agent) -> None:
+async def test_the_spans_kept_as_parents_go_when_retention_forgets_the_workflow(
+        agent: Agent) -> None:
     tracing = telemetry.Tracing("alpha", [InMemorySpanExporter()])
     telemetry.install(tracing)
     try:
@@ -103,6 +104,11 @@ async def test_the_spans_kept_as_parents_go_when_the_workflow_ends(agent: Agent)
         assert telemetry.result_parent("beta.1", "a")
         await _end(agent, "beta.1")
         agent.forget(["alpha.1"])
+        assert len(tracing._submits) == 0
+        # A compensation of the ended workflow's step still finds its parent...
+        assert telemetry.result_parent("beta.1", "a")
+        # ...until retention removes the workflow.
+        agent.forget(["beta.1"])
         assert telemetry.result_parent("beta.1", "a") == ""
         assert len(tracing._votes) == len(tracing._attempts) == len(tracing._submits) == 0
     finally:

@@ -234,7 +234,7 @@ def _retention_log(store: Store, *, keep_ended_s: float, max_ended_workflows: in
     forgotten: list[str] = []
     agent = SimpleNamespace(
         store=store, domain="eu", active={}, metrics=AgentMetrics(), now_ms=lambda: now_ms,
-        forget=forgotten.extend,
+        now=lambda: now_ms / 1000, on_settled=[], forget=forgotten.extend,
         config=SimpleNamespace(
             retention=SimpleNamespace(keep_ended_s=keep_ended_s,
                                       max_ended_workflows=max_ended_workflows),
