@@ -140,7 +140,8 @@ steps:
         assert list(work.replaced_from) == [first]
         # The upstream result reached the new domain (from the gate domain, told of the
         # new placement), and the step ran once, there.
-        assert values.read_object(work, "outputs")["inputs"] == {"upstream": {"opened": True}}
+        assert values.read_object(work, "outputs")["inputs"] == {
+            "upstream": {"step": "upstream", "attempt": 1}}
         assert _effects(tmp_path) == ["start", "done"]
 
 
