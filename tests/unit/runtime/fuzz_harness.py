@@ -40,11 +40,12 @@ class FakeContext:
     """The part of grpc.aio.ServicerContext the handlers use; abort raises as gRPC's
     does, after recording the status."""
 
-    def __init__(self, metadata: tuple = ()) -> None:
+    def __init__(self, metadata: tuple = (), time_remaining_s: float = 5.0) -> None:
         self.code: grpc.StatusCode | None = None
         self.details = ""
         self.trailing: tuple = ()
         self._metadata = metadata
+        self._time_remaining_s = time_remaining_s
 
     def peer(self) -> str:
         return "ipv4:127.0.0.1:9"
@@ -53,7 +54,7 @@ class FakeContext:
         return self._metadata
 
     def time_remaining(self) -> float:
-        return 5.0
+        return self._time_remaining_s
 
     def set_trailing_metadata(self, metadata) -> None:
         self.trailing = tuple(metadata)
