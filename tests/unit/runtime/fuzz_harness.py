@@ -23,6 +23,7 @@ from fedorch.runtime.store.store import Store
 from google.protobuf import descriptor
 
 START_TIMEOUT_S = 30.0
+SETTLE_TIMEOUT_S = 30.0
 # Rows the audit log gains for a refusal are the point of it, not a change of state.
 AUDIT_TABLES = frozenset({"audit", "audit_checkpoints"})
 
@@ -67,7 +68,7 @@ class FakeContext:
 class Harness:
     """Agent alpha, running; signers for beta and gamma (trusted) and mallory (not)."""
 
-    def __init__(self, tmp: pathlib.Path, extra_config: str = "") -> None:
+    def __init__(self, tmp: pathlib.Path) -> None:
         keys = tmp / "keys"
         for domain in ("alpha", "beta", "gamma"):
             init_keys(domain, keys)
@@ -76,7 +77,9 @@ class Harness:
             "trust:\n  key_files: [keys/beta.pub, keys/gamma.pub]\n"
             "capabilities:\n"
             "  - {name: x, capacity: 4, executor: {type: builtin, name: echo}}\n"
-            + extra_config, "alpha.yaml", tmp)
+            # Holds an accepted PREPARE leaves (its coordinator never answers) outlast the
+            # test: an expiring one would change the state a later refusal is checked on.
+            "negotiation: {lease_s: 3600, takeover_after_s: 3600}\n", "alpha.yaml", tmp)
         self.beta = Signer("beta", load_private_key(keys / "beta.key"))
         self.gamma = Signer("gamma", load_private_key(keys / "gamma.key"))
         self.mallory = Signer("mallory", Ed25519PrivateKey.generate())
@@ -114,6 +117,23 @@ class Harness:
         except Aborted as e:
             return e
 
+    async def _settled(self) -> None:
+        ended = asyncio.Event()
+        hook = lambda workflow_id: ended.set()  # noqa: E731 (called once it left `active`)
+        self.agent.on_settled.append(hook)
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT_S):
+                while self.agent.active:
+                    ended.clear()
+                    await ended.wait()
+        finally:
+            self.agent.on_settled.remove(hook)
+
+    def settle(self) -> None:
+        """Wait (bounded) until no workflow is active: an accepted input's workflow runs on
+        in the background, and would change the rows a later refusal must leave alone."""
+        self.run(self._settled())
+
     async def _snapshot(self) -> dict:
         tables = await self.store.select(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -126,8 +146,8 @@ class Harness:
         return {
             "tables": rows,
             "active": sorted(a.active),
-            "holds": sorted(map(repr, a.participant._holds)),
-            "used": dict(a.participant._used),
+            "holds": sorted((h.workflow_id, h.round, h.coordinator, h.state.value,
+                             repr(h.steps), h.lease_expires) for h in a.participant.holds()),
             "early": sorted(a.participation.runs.early),
             "trust": {d: list(map(repr, a.trust.records(d))) for d in a.trust.domains()},
         }

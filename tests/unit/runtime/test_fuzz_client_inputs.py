@@ -150,6 +150,8 @@ def _submitted(h: Harness, service: ClientService, rpc: str, submit: client_pb2.
     if isinstance(result, Aborted):
         assert result.code in refused_with, (result.code, result.details)
         assert h.snapshot() == before
+    else:
+        h.settle()
     _still_serves(h, service)
     return result
 
