@@ -87,7 +87,11 @@ class Harness:
         self.store: Store = self.loop.run_until_complete(Store.open(tmp / "data"))
         self.agent = Agent(config, self.store)
         self.runner = self.loop.create_task(run_until_stopped(self.agent))
-        self.run(self._ready())
+        try:
+            self.run(self._ready())
+        except BaseException:
+            self.close()
+            raise
 
     async def _ready(self) -> None:
         async with asyncio.timeout(START_TIMEOUT_S):
