@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import fedorch.runtime.console.views as views
+import fedorch.runtime.console.writes as writes
 import jinja2
 import markupsafe
 from aiohttp import web
 from aiohttp_sse import sse_response
 from fedorch.core.identity.clients import Caller, ClientAuthError
 from fedorch.core.identity.console_token import verify_token
-from fedorch.runtime.console import writes
 from fedorch.runtime.console.feed import Feed, Listener
 from fedorch.runtime.console.writes import WriteGate
 

@@ -5,6 +5,7 @@ functions count too), and the shared context imports no shell."""
 from __future__ import annotations
 
 import ast
+import graphlib
 import inspect
 from pathlib import Path
 
@@ -61,6 +62,15 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
     back = sorted((a, b) for a, targets in graph.items() for b in targets
                   if a < b and a in graph.get(b, ()))
     assert back == []
+
+
+def test_no_import_cycle_of_any_length() -> None:
+    # Two-module cycles are caught above; a longer one (a package whose __init__ imports
+    # a module that imports the package back through a third) is caught here.
+    try:
+        graphlib.TopologicalSorter(_graph()).prepare()
+    except graphlib.CycleError as cycle:
+        raise AssertionError(f"import cycle: {' -> '.join(cycle.args[1])}") from None
 
 
 def test_the_context_imports_no_shell() -> None:
