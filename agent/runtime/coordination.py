@@ -68,7 +68,7 @@ from fedorch.runtime.coordination_decisions import Decisions, refusal_rows
 from fedorch.runtime.coordination_log import NO_ANSWER, DecisionLog
 from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.coordination_outcomes import Outcomes
-from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.prepares import send_prepare
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
 if TYPE_CHECKING:
@@ -477,31 +477,7 @@ class Coordination:
             lease_ms=int(a.config.negotiation.lease_s * 1000), acceptors=action.acceptors,
             trace_parent=telemetry.round_parent(row.id), submission=attached(row.submission, row.spec),
         )
-        if action.domain == a.domain:
-            envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")
-            body = peer_pb2.Body.FromString(envelope.body)
-        else:
-            endpoint = a.endpoint_of(action.domain, row.endpoints)
-            try:
-                if endpoint is None:
-                    raise PeerCallError("UNKNOWN", "no endpoint known")
-                body, envelope = await a.peers.call(
-                    endpoint, "Prepare", recipient=action.domain, expect="vote",
-                    timeout=a.config.negotiation.prepare_timeout_s, prepare=request,
-                )
-            except PeerCallError as e:
-                await votes.put(VoteIn(action.round, action.domain, False,
-                                       f"unreachable ({e.code})", b""))
-                return
-        vote = body.vote
-        if vote.workflow_id != row.id or vote.round != action.round \
-                or vote.domain != action.domain:
-            await votes.put(VoteIn(action.round, action.domain, False,
-                                   "vote does not match the PREPARE", b""))
-            return
-        # The vote as received (canonical bytes): it goes into the commit certificate.
-        await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
-                               wire.canonical(envelope)))
+        await send_prepare(a, row, action, request, votes)
 
     async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
         a = self.agent

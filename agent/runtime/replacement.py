@@ -51,10 +51,9 @@ from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
-from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over
-from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.prepares import send_prepare
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -273,29 +272,7 @@ class Replacements:
             placement=action.placement, coordinator_endpoint=a.endpoint,
             lease_ms=int(a.config.negotiation.lease_s * 1000),
             submission=attached(row.submission, row.spec))
-        if action.domain == a.domain:
-            envelope = await a.run_owned(a.participation.prepare(a.domain, request), "prepare")
-            body = peer_pb2.Body.FromString(envelope.body)
-        else:
-            endpoint = a.endpoint_of(action.domain, row.endpoints)
-            try:
-                if endpoint is None:
-                    raise PeerCallError("UNKNOWN", "no endpoint known")
-                body, envelope = await a.peers.call(
-                    endpoint, "Prepare", recipient=action.domain, expect="vote",
-                    timeout=a.config.negotiation.prepare_timeout_s, prepare=request)
-            except PeerCallError as e:
-                await votes.put(VoteIn(action.round, action.domain, False,
-                                       f"unreachable ({e.code})", b""))
-                return
-        vote = body.vote
-        if vote.workflow_id != row.id or vote.round != action.round \
-                or vote.domain != action.domain:
-            await votes.put(VoteIn(action.round, action.domain, False,
-                                   "vote does not match the PREPARE", b""))
-            return
-        await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
-                               wire.canonical(envelope)))
+        await send_prepare(a, row, action, request, votes)
 
     async def _persist(self, active: Active, spec: spec_pb2.WorkflowSpec, step_id: str,
                        action: PersistDecision) -> peer_pb2.Envelope:
