@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pathlib
 import random
 import signal
 import sys
@@ -27,14 +26,11 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import _naps
+from tests.integration.test_orphan_steps import NAPS, _naps
 from tests.integration.test_takeover import WORK, _local
 
 pytestmark = pytest.mark.integration
 
-NAP = pathlib.Path(__file__).parent / "steps" / "nap.py"
-NAPS = [{"name": "test.nap", "capacity": 2,
-         "executor": {"type": "command", "argv": [sys.executable, str(NAP)]}}]
 DOMAINS = {
     "coord": {},       # takes the submission; runs nothing
     "p1": {"capabilities": WORK},

@@ -24,6 +24,9 @@ from tests.integration.federation import (
 pytestmark = pytest.mark.integration
 
 NAP = pathlib.Path(__file__).parent / "steps" / "nap.py"
+# The nap step as a capability, for the tests that need a long-running step process.
+NAPS = [{"name": "test.nap", "capacity": 2,
+         "executor": {"type": "command", "argv": [sys.executable, str(NAP)]}}]
 # These tests are about a restart resolving what its agent was running, not about the
 # loss of a domain: a long suspicion (30 s) keeps the worker from being declared DEAD
 # (its steps then fail at the coordinator: tests/integration/test_domain_loss.py)

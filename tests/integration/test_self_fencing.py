@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pathlib
 import random
 import signal
-import sys
 import urllib.request
 
 import pytest
@@ -30,14 +28,11 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import _naps
+from tests.integration.test_orphan_steps import NAPS, _naps
 from tests.integration.test_takeover import WORK, _local
 
 pytestmark = pytest.mark.integration
 
-NAP = pathlib.Path(__file__).parent / "steps" / "nap.py"
-NAPS = [{"name": "test.nap", "capacity": 2,
-         "executor": {"type": "command", "argv": [sys.executable, str(NAP)]}}]
 LEASE_S = 3
 NEGOTIATION = {**TEST_TIMINGS["negotiation"], "step_lease_s": LEASE_S}
 DOMAINS = {
