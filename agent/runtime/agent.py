@@ -13,6 +13,7 @@ import logging
 import random
 
 from fedorch.gen.fedorch.v1 import config_pb2
+from fedorch.runtime import logs
 from fedorch.runtime.audit import Audit
 from fedorch.runtime.compensation import Compensations
 from fedorch.runtime.consensus import Consensus
@@ -64,13 +65,19 @@ class Agent(AgentContext):
     RELOADABLE = ("labels", "capabilities", "policy", "log_level", "trust", "key_file")
 
     async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
-        """Apply a re-read config (SIGHUP): labels, capabilities, policy.
+        """Apply a re-read config (SIGHUP): log level, labels, capabilities, policy, trust.
 
         Returns the fields that changed but need a restart (they are left as they were).
         Steps already running keep the executor they started with.
         Trust is applied first: a trust list that does not load (a bad file, a changed key)
         is logged and leaves the running trust as it was, the rest still reloads.
         """
+        if config.log_level != self.config.log_level:
+            # First, so that what the reload logs is already at the new level.
+            log.warning("reload: log level %s -> %s", self.config.log_level or "info",
+                        config.log_level or "info")
+            logs.set_level(config.log_level or "info")
+            self.config.log_level = config.log_level
         await audit_trust_list(self, *reload_trust(self, config))
         await self.key_changes.reload_own(config)
         fixed = [f.name for f in config_pb2.AgentConfig.DESCRIPTOR.fields

@@ -327,7 +327,11 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, (
                     f"{a.domain} does not coordinate {request.id}: it follows"
                     f" {known.domain} (epoch {known.epoch})"))
-        await a.audit.client_request("cancel", request.id, peer=context.peer())
+        # The verified caller (None: an unsigned call in open mode) is who asked, also
+        # when a peer forwarded the call for it: the audit names them as the console does.
+        caller = CURRENT_CALLER.get()
+        await a.audit.client_request("cancel", request.id, peer=context.peer(),
+                                     principal=caller.describe() if caller else "")
         known = await a.run_owned(
             a.coordination.cancel(request.id, request.reason or "by request"), "cancel")
         if not known:

@@ -92,7 +92,12 @@ def setup(domain: str, level: str, log_format: str) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """The root logger's level (the config's `log_level`; SIGHUP applies a new one)."""
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
 def _route_stray_output() -> None:

@@ -25,6 +25,7 @@ from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, check_tx
 from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.workflow.constraints import constraint_refusal
 from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
@@ -179,14 +180,17 @@ class Voting:
         if req.round < 1:
             raise RemoteProtocolError("round must be at least 1")
         validate_spec(req.spec, "PREPARE spec")
-        capability = {s.id: s.capability for s in req.spec.steps}
+        steps = {s.id: s for s in req.spec.steps}
         asked = []
         for step_id in req.steps:
-            if step_id not in capability:
+            if step_id not in steps:
                 raise RemoteProtocolError(f"step {step_id!r} is not in the spec")
             if req.placement.get(step_id) != a.domain:
                 raise RemoteProtocolError(f"step {step_id!r} is not placed on {a.domain}")
-            asked.append((step_id, capability[step_id]))
+            # The spec's own bounds hold here whatever the coordinator's view said.
+            if (why := constraint_refusal(steps[step_id], a.domain, a.config.labels)):
+                raise RemoteProtocolError(why)
+            asked.append((step_id, steps[step_id].capability))
         try:  # the exact spec a named principal asked for, vouched for by its coordinator
             submitter = check_prepare_submission(req.submission, coordinator=coordinator,
                                                  spec=req.spec, trust=a.trust)

@@ -8,6 +8,7 @@ exit 4 from the real CLI, one line naming what was missing, and changes nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,6 +99,14 @@ async def _running_workflow(fed) -> str:
     return workflow_id
 
 
+def _cancels_audited(fed, workflow_id: str) -> list[str]:
+    """The principals of eu-west's audit records of cancel requests for the workflow."""
+    bodies = fed.rows("eu-west", "SELECT body FROM audit WHERE workflow_id=? AND"
+                      " kind='client_request'", (workflow_id,))
+    return [json.loads(body)["data"]["principal"] for (body,) in bodies
+            if json.loads(body)["data"]["request"] == "cancel"]
+
+
 def _refused(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 4, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
@@ -149,6 +158,8 @@ async def test_refusals_exit_4_and_change_nothing(fed, keyring):
     assert done.returncode == 0, done.stderr
     final = await fed.wait_state("eu-west", workflow_id)
     assert state_name(final) == "CANCELLED"
+    # The audit log names who cancelled; the refused attempts left no record.
+    assert _cancels_audited(fed, workflow_id) == ["alice@eu-west"]
 
 
 async def test_forwarded_calls_act_for_the_caller(fed, keyring):
@@ -169,6 +180,7 @@ async def test_forwarded_calls_act_for_the_caller(fed, keyring):
                  identity=keyring["carol@us-east"])
     assert carol.returncode == 0, carol.stderr
     assert state_name(await fed.wait_state("eu-west", workflow_id)) == "CANCELLED"
+    assert _cancels_audited(fed, workflow_id) == ["carol@us-east (via domain us-east)"]
     # Asked of eu-west directly, carol is unknown there (no key): refused.
     _refused(_cli("status", workflow_id, "--peer", fed.address("eu-west"),
                   identity=keyring["carol@us-east"]), "unknown client 'carol@us-east'")

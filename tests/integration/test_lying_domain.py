@@ -230,3 +230,29 @@ async def test_liveness_claims_and_records_speak_only_for_their_own_domain(fed):
     while not await whole():
         assert time.monotonic() < deadline, "us-east never refuted the liar's claim"
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize(("constraints", "why"), [
+    ({"domains": ["eu-west"]}, "may run only in eu-west, not partner"),
+    ({"labels": {"cloud": "aws"}}, "wants cloud=aws; partner has cloud=onprem"),
+])
+async def test_a_prepare_placing_a_step_against_its_own_constraints_gets_no(
+        fed, constraints, why):
+    """The liar coordinates its own workflow (authority holds) but places the step where
+    the submitter's spec forbids: partner checks the step's constraints against its own
+    name and labels, votes NO saying why, and holds nothing."""
+    spec = parse_spec_text("name: bound\nsteps:\n  - {id: report, capability: report.publish}\n",
+                           "test")
+    spec.steps[0].constraints.domains.extend(constraints.get("domains", []))
+    spec.steps[0].constraints.labels.update(constraints.get("labels", {}))
+    workflow_id = f"{LIAR}.0123456789abcdef{len(why):04d}"
+    prepare = peer_pb2.PrepareRequest(workflow_id=workflow_id, round=1, spec=spec,
+                                      steps=["report"], placement={"report": "partner"},
+                                      submission=signed(spec))
+    reply = await fed.peer_call("partner", "Prepare",
+                                _seal(fed.signer(LIAR), "partner", prepare=prepare))
+    trust = TrustStore.from_files([fed.workdir / "keys" / "partner.pub"])
+    vote = open_evidence(reply, trust, expect="vote").vote
+    assert not vote.yes
+    assert vote.reason == f"invalid PREPARE: constraints: step 'report' {why}"
+    assert _reservations(fed, "partner", workflow_id) == []

@@ -134,6 +134,7 @@ async def test_sighup_reload_publishes_a_new_capability(fresh):
     config["capabilities"].append(
         {"name": "bench.fresh", "capacity": 3, "executor": {"type": "builtin", "name": "echo"}})
     config["listen"] = "127.0.0.1:1"  # needs a restart: logged, not applied
+    config["log_level"] = "warning"  # applied at once: the reload's own info line is not logged
     fresh.configs["partner"].write_text(yaml.safe_dump(config))
     os.kill(fresh.procs["partner"].pid, signal.SIGHUP)
 
@@ -153,6 +154,9 @@ steps:
     assert state_name(await fresh.wait_state("eu-west", wid)) == "SUCCEEDED"
     log = fresh.procs["partner"].log_path.read_text()
     assert "reload: listen, advertise changed" in log
+    assert "reload: log level info -> warning" in log
+    # Logged by the reload after the level changed, at info: not written any more.
+    assert "configuration reloaded" not in log.split("reload: log level info -> warning")[1]
 
 
 async def test_sighup_with_a_broken_config_keeps_the_running_one(fresh):

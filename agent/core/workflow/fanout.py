@@ -152,7 +152,11 @@ def is_expansion_of(expanded: spec_pb2.WorkflowSpec, original: spec_pb2.Workflow
     coordinator chooses the domains (from its view of the federation), nothing else."""
     chosen = chosen_domains(expanded)
     for step in original.steps:  # named domains bound the choice; labels each domain checks
-        listed = set(step.each.domains) if step.HasField("each") else set()
-        if listed and step.id in chosen and not set(chosen[step.id]) <= listed:
-            return False
+        if step.id not in chosen:
+            continue
+        # An instance's constraints.domains is its one domain, so the original's bounds
+        # (each.domains and constraints.domains) are checked here, on the original.
+        for listed in (step.each.domains, step.constraints.domains):
+            if listed and not set(chosen[step.id]) <= set(listed):
+                return False
     return expand_into(original, chosen) == expanded

@@ -357,3 +357,29 @@ def test_compensation_undoes_the_later_wave_before_the_earlier_one():
     assert [(a.step_id, a.domain) for a in saga.start_ready()] == [("deploy@d2", "d2")]
     saga.attempt_ended("deploy@d2", 1, True, "")
     assert [(a.step_id, a.domain) for a in saga.start_ready()] == [("deploy@d1", "d1")]
+
+
+# ---- a PREPARE's expanded spec against the signed original ---------------------------
+
+def test_an_expansion_within_the_original_bounds_is_recognised():
+    spec = _spec(each={"labels": {"tier": "prod"}})
+    assert fanout.is_expansion_of(fanout.expand_into(spec, {"deploy": ["d2", "d3"]}), spec)
+
+
+@pytest.mark.parametrize("bound", ["each", "constraints"])
+def test_an_expansion_onto_a_domain_the_original_excludes_is_not_one(bound):
+    """An instance's constraints.domains is its one domain: a coordinator that chose a
+    domain outside the original step's each.domains or constraints.domains must not pass
+    its expansion off as the submitter's spec."""
+    spec = _spec(each={"domains": ["d2", "d3"]} if bound == "each" else {})
+    if bound == "constraints":
+        spec.steps[1].constraints.domains.extend(["d2", "d3"])
+    assert fanout.is_expansion_of(fanout.expand_into(spec, {"deploy": ["d2"]}), spec)
+    assert not fanout.is_expansion_of(fanout.expand_into(spec, {"deploy": ["d2", "d4"]}), spec)
+
+
+def test_another_change_than_the_choice_of_domains_is_not_an_expansion():
+    spec = _spec()
+    expanded = fanout.expand_into(spec, {"deploy": ["d2"]})
+    expanded.steps[1].params["action"] = "wipe"
+    assert not fanout.is_expansion_of(expanded, spec)
