@@ -190,7 +190,8 @@ class Checker:
     def _check_takeovers(self, sim: World) -> None:
         """A committed workflow whose coordinator died for good ends at every live
         participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
-        leases after the last fault, if a majority of its electorate lives and no
+        leases after the last fault, if a majority of its electorate (the committed
+        round's acceptors; a workflow on two domains too) lives and no
         participant died for good (the simulator has no step failover; a coordinator
         that ran steps itself counts as a participant)."""
         t = sim.config.timing
@@ -201,8 +202,14 @@ class Checker:
                 continue
             if set(tx.participants) & sim.dead_forever:
                 continue  # its steps there never end (the coordinator's own too)
-            electorate = set(tx.participants) | {coord}
-            live = tuple(sorted(electorate - sim.dead_forever))
+            # The takeover electorate: the round's acceptors (Paxos Commit), else these.
+            # An extra acceptor that never heard of the round (its Accept was lost, the
+            # coordinator died) cannot tell a claimant from a stranger: it grants
+            # nothing, so only those that know the round count towards the majority.
+            electorate = set(tx.acceptors) or set(tx.participants) | {coord}
+            knows = set(tx.participants) | {coord} | {
+                n for n in electorate if (wf, round_) in sim.agents[n].disk.acceptor}
+            live = tuple(sorted((electorate & knows) - sim.dead_forever))
             if len(live) < len(electorate) // 2 + 1:
                 continue
             calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0))
