@@ -105,6 +105,7 @@ class ReplacementWorld:
         self.flows: dict[str, Flow] = {}
         self.runs: list[Run] = []
         self.stats: Counter[str] = Counter()
+        self.step_time_s = (0.2, 2.0)  # how long an attempt runs (uniform)
         for i in range(workflows):
             self._at(self.rng.uniform(0.0, 1.0), self._submit, f"co.{i}", self._spec())
         for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 1, 2])):
@@ -375,8 +376,8 @@ class ReplacementWorld:
             run = Run(wf, attempt.step_id, worker.name, attempt.attempt, s.idempotent,
                       self.now)
             self.runs.append(run)
-            self._at(self.now + self.rng.uniform(0.2, 2.0), self._step_done, worker, wf,
-                     run, s.epoch)
+            self._at(self.now + self.rng.uniform(*self.step_time_s), self._step_done, worker,
+                     wf, run, s.epoch)
 
     def _step_done(self, worker: Worker, wf: str, run: Run, epoch: int) -> None:
         progress = worker.progress.get(wf)
