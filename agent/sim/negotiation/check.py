@@ -301,6 +301,9 @@ def check_replacement(world) -> None:
     for wf, flow in world.flows.items():
         if not flow.ended:
             fail(f"{wf} not terminal at the coordinator")
+        due = replacement_deadline(world, flow)
+        if flow.ended_at is not None and flow.ended_at > due:
+            fail(f"{wf} ended at the coordinator at {flow.ended_at:.2f}, deadline {due:.2f}")
     for name, worker in world.workers.items():
         if not worker.alive:
             continue
@@ -312,6 +315,24 @@ def check_replacement(world) -> None:
         held = [h.key for h in worker.participant.holds()]
         if held:
             fail(f"{name}: reservations leaked: {held}")
+
+
+# Re-placement rounds: max_rounds (2) PREPAREs each waiting up to prepare_timeout_s (1 s);
+# messages: each delayed at most 0.08 s, a handful per step (vote, decision, result).
+_ROUNDS_S = 2 * 1.0
+_MESSAGES_S = 6 * 0.08
+
+
+def replacement_deadline(world, flow) -> float:
+    """When a workflow must be terminal at the coordinator: after the later of its
+    submission and the last fault (a death, a cut, a heal), the DEAD verdict, then for
+    each step in turn one negotiation and every attempt at its longest, and the
+    messages between them (the steps are a chain; each may be re-placed once more)."""
+    steps = flow.spec.steps
+    per_step = _ROUNDS_S + _MESSAGES_S + max(1 + s.retries for s in steps) \
+        * world.step_time_s[1]
+    return max(world.last_fault, flow.submitted_at) + world.dead_after_s \
+        + _ROUNDS_S + _MESSAGES_S + 2 * len(steps) * per_step
 
 
 _TERMINAL_STEPS = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "COMPENSATED",

@@ -66,6 +66,7 @@ class PartitionedWorld(ReplacementWorld):
         if not self.workers[name].alive or name in self.cut:
             return
         self.cut[name] = self.now
+        self.last_fault = self.now
         self.stats["partition"] += 1
         self._at(self.now + self.dead_after_s, self._dead, name)  # the coordinator's view
         self._at(self.now + FENCE_LOOK_S, self._fence_look, name)
@@ -73,6 +74,7 @@ class PartitionedWorld(ReplacementWorld):
     def _heal(self, name: str) -> None:
         if self.cut.pop(name, None) is None:
             return
+        self.last_fault = self.now
         for wf, flow in sorted(self.flows.items()):
             if flow.ended:  # the end notice it lost, sent again
                 self._send(CO, name, self._end_at, name, wf)
