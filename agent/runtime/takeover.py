@@ -19,6 +19,16 @@ workflow's outcome is worked out as at any coordinator (Coordination.after_progr
 with each result that comes, and its end goes to every participant (and the original
 coordinator) as an end notice carrying the epoch. A returning old coordinator learns
 its epoch is over from the claim, which is resent to it until it answers, and follows.
+
+The electorate (agent/core/workflow/takeover.py) under Paxos Commit is the committed
+round's acceptors: the coordinator has them in its row (`acceptors`, written before the
+PREPARE); a participant copies them into its own row from the PREPARE it voted on (its
+hold's transaction, `hold_txs`) before its core is built, so that a later change of
+its row (a re-placement) cannot change them. An extra acceptor that holds no step has
+no workflow row: it answers a claim from its acceptor records (the claimant must be a
+participant of a round it accepted for) and keeps its grant in `takeover_grants`,
+written before the answer leaves. Without such records it grants nothing (they are
+compacted together, in one transaction), so no epoch is granted twice.
 """
 
 from __future__ import annotations
@@ -46,8 +56,10 @@ from fedorch.core.workflow.takeover import (
     may_grant,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
+from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
 from fedorch.runtime.convert import is_over, state_of
+from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
@@ -89,6 +101,10 @@ class Takeovers:
         self._armed: dict[str, float] = {}
         self.sleep = Sleep("takeover", agent.metrics.loop_wakeups, agent.now)
         self.looked_at: dict[str, int] = {}  # workflow -> turns that looked at it
+        # Workflows whose electorate and grant record were read into their row: only
+        # those get a core (one built before would count grants in another set).
+        self._prepared: set[str] = set()
+        self._granting = KeyedLocks()  # one claim at a time per workflow: grant once
         agent.on_settled.append(self._settled)
         # A domain removed from trust is no member any more (Membership.members), with no
         # SWIM event: every workflow is looked at again (a rare change).
@@ -104,14 +120,15 @@ class Takeovers:
             self.forget(row.id)
             return None
         core = self._cores.get(row.id)
-        if core is None:
+        if core is None and row.id in self._prepared:
             participants = set(row.placement.values())
             original = coordinator_of(row.id)
             if a.domain not in participants | {original}:
                 return None
             epoch, holder = held(row)
             neg = a.config.negotiation
-            core = Takeover(a.domain, original, participants, epoch=epoch, coordinator=holder,
+            core = Takeover(a.domain, original, participants, acceptors=row.acceptors,
+                            epoch=epoch, coordinator=holder,
                             takeover_after_s=neg.takeover_after_s or 10.0,
                             claim_timeout_s=max(1.0, neg.prepare_timeout_s),
                             # Our own grant on record, our acting not: the claim was cut
@@ -125,6 +142,27 @@ class Takeovers:
             if core.role is Role.ACTING and core.epoch > 0:
                 self._restored.add(row.id)
         return core
+
+    async def _prepare(self, active: Active) -> None:
+        """Before its core is built: the committed round's acceptors into a participant's
+        row (from the PREPARE it voted on), and a grant this agent made while it held no
+        step of the workflow (an extra acceptor, given a step by a re-placement since)."""
+        a = self.agent
+        row = active.row
+        changed = False
+        if not row.acceptors and coordinator_of(row.id) != a.domain:
+            info = await a.store.get_hold_tx(row.id, row.round)
+            if info is not None:
+                acceptors = wire.tx_from_bytes(info.tx).acceptors
+                if acceptors:
+                    row.acceptors, changed = list(acceptors), True
+        granted = await self._grant_record(row.id)
+        if granted is not None and granted[0] > held(row)[0]:
+            row.granted_epoch, row.granted_to = granted
+            changed = True
+        if changed:
+            await a.save(active)
+        self._prepared.add(row.id)
 
     def acting(self, active: Active) -> bool:
         """Is this agent the coordinator of the workflow (original, or agreed successor)?"""
@@ -212,6 +250,12 @@ class Takeovers:
         if active is None:  # ended meanwhile
             self.forget(workflow_id)
             return
+        if workflow_id not in self._prepared and active.progress is not None \
+                and active.row.placement and not is_over(active.row):
+            async with self._granting.hold(workflow_id):  # no claim answered meanwhile
+                await self._prepare(active)
+            if a.active.get(workflow_id) is not active:
+                return
         core = self._core(active)
         self._due.discard(workflow_id)  # a core made just now: this look is its first
         if core is None:
@@ -327,14 +371,26 @@ class Takeovers:
     # ---- a claim received ---------------------------------------------------------------
 
     async def on_claim(self, sender: str, claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
-        """Grant `claim` (and follow its sender) if no other claimant holds its epoch here."""
+        """Grant `claim` (and follow its sender) if no other claimant holds its epoch here.
+        One claim of a workflow at a time: two claimants of one epoch never both read
+        "not granted yet" before either grant is written."""
+        async with self._granting.hold(claim.workflow_id):
+            return await self._on_claim(sender, claim)
+
+    async def _on_claim(self, sender: str,
+                        claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
         a = self.agent
         answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch)
         active = a.active.get(claim.workflow_id)
         row = active.row if active is not None else await a.store.get_workflow(claim.workflow_id)
         if row is None or not row.placement:
-            answer.error = "the workflow is not committed here"
-            return answer
+            return await self._on_claim_as_acceptor(sender, claim, answer)
+        if active is not None and row.id not in self._prepared and not is_over(row):
+            await self._prepare(active)  # its grant record, if any, is in the row now
+        elif active is None:
+            granted = await self._grant_record(row.id)
+            if granted is not None and granted[0] > held(row)[0]:
+                row.granted_epoch, row.granted_to = granted
         try:
             authorize("takeover_claim", sender, Facts(
                 workflow_id=row.id, epoch=claim.epoch, participants=set(row.placement.values())))
@@ -366,6 +422,43 @@ class Takeovers:
             self._report_again(active)
         return answer
 
+    async def _on_claim_as_acceptor(self, sender: str, claim: peer_pb2.TakeoverClaim,
+                                    answer: peer_pb2.TakeoverAnswer) -> peer_pb2.TakeoverAnswer:
+        """A claim of a workflow this agent holds no step of: as an acceptor of its round
+        it is a member of the electorate all the same (Paxos Commit)."""
+        a = self.agent
+        wf = claim.workflow_id
+        txs = [wire.tx_from_bytes(r[0]) for r in await a.store.select(
+            "SELECT tx FROM acceptor_records WHERE workflow_id = ?", (wf,))]
+        txs = [tx for tx in txs if a.domain in tx.acceptors]
+        if not txs:
+            answer.error = "the workflow is not committed here"
+            return answer
+        try:  # a participant of a round we accepted for: only those claim
+            authorize("takeover_claim", sender, Facts(
+                workflow_id=wf, epoch=claim.epoch,
+                participants={p for tx in txs for p in tx.participants}))
+        except Refused as e:
+            count_refusal(a, sender, "takeover_claim", e)
+            answer.error = e.detail
+            return answer
+        answer.held_epoch, answer.holder = await self._grant_record(wf) or (0, coordinator_of(wf))
+        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
+            return answer
+        await a.store.apply([(
+            "INSERT OR REPLACE INTO takeover_grants(workflow_id, epoch, holder) VALUES (?, ?, ?)",
+            (wf, claim.epoch, sender))])
+        answer.granted = True
+        answer.held_epoch, answer.holder = claim.epoch, sender
+        log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step)",
+                 wf, claim.epoch, sender)
+        return answer
+
+    async def _grant_record(self, workflow_id: str) -> tuple[int, str] | None:
+        rows = await self.agent.store.select(
+            "SELECT epoch, holder FROM takeover_grants WHERE workflow_id = ?", (workflow_id,))
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
     def _report_again(self, active: Active) -> None:
         """A new coordinator is followed here: it collects the results, ours again (the
         old coordinator may have been the only one to hear them)."""
@@ -393,6 +486,7 @@ class Takeovers:
         core = self._cores.pop(workflow_id, None)
         self._armed.pop(workflow_id, None)  # its heap entry is stale now
         self._restored.discard(workflow_id)
+        self._prepared.discard(workflow_id)
         self.looked_at.pop(workflow_id, None)
         if core is not None:
             for member in core.electorate:

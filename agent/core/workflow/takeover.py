@@ -3,10 +3,28 @@
 Theory of operation
 -------------------
 A committed workflow has a coordinator *epoch*: 0 is the coordinator its id names;
-each takeover moves it on by one. Every domain of the workflow's *electorate* (the
-domains its committed round placed steps on, plus the original coordinator) holds,
+each takeover moves it on by one. Every domain of the workflow's *electorate* holds,
 durably, the highest epoch it has granted and the domain it granted it to: that pair
 is "the coordinator as known here".
+
+The electorate is fixed when the workflow commits and is the same set at every domain
+that counts grants in it:
+
+- Paxos Commit: the committed round's acceptors (`acceptors`: its participants, its
+  coordinator, and the ALIVE members added up to `min_acceptors`). The signed PREPARE
+  names them, so every participant and acceptor of the round knows the same set, and
+  it never changes afterwards (a later re-placement round is classic 2PC and carries
+  no acceptors). The participants and the coordinator are in it already, so nothing
+  is added to it: adding "the domains with steps now" would make the set depend on
+  when a domain looked (a re-placement moves a step), and two claimants counting
+  majorities of two different sets could both win. An extra acceptor holds no step,
+  but it answers claims like any member (it keeps its grant durably), so a workflow on
+  two domains whose coordinator dies is taken over by the surviving participant with
+  the extra acceptor's grant: 2 of 3.
+- Classic 2PC: there are no acceptors; the electorate is the domains the committed
+  round placed steps on plus the original coordinator. With one participant besides
+  a dead coordinator that is 1 of 2: such a workflow waits for its coordinator (see
+  docs/failure-model.md).
 
 One `Takeover` per committed workflow per participant, fed by the shell:
 
@@ -34,7 +52,22 @@ claims the next epoch once it sees that one gone in turn. A coordinator whose ep
 is over (the old one returning, or a claimant that lost) learns it by `Adopted` and
 follows: the shell refuses every coordinator message of a lower epoch than it holds.
 
-Liveness needs a majority of the electorate alive and connected: with two
+Why a majority of the acceptors, and not of the domains with steps, is enough: safety
+rests only on (a) one fixed electorate, the same at every domain that counts, and (b)
+each member granting an epoch at most once, durably, before its answer leaves. (a)
+holds because the committed round's acceptors are signed into its PREPARE and never
+change; (b) because a grant is written (the workflow row, or for an acceptor holding
+no step its own grant record) before the answer. Any two majorities of the acceptors
+share a member, which granted that epoch to one claimant only. A winning majority
+always holds the claimant itself (a participant: only participants claim, and a claim
+from any other domain is refused), so the winner has steps of its own and the
+participants that granted it refuse, from then on, every coordinator message of the
+older epoch. A participant added later by re-placement is no member: it may claim,
+but its own grant does not count.
+
+Liveness needs a majority of the electorate alive and connected: under Paxos Commit,
+with `min_acceptors` 3 (the default), one participant, the dead coordinator and one
+extra acceptor: the participant and the extra acceptor. Under classic 2PC, with two
 participants and the original coordinator dead, both must be up.
 
 Roles (`Role`) and the one transition table (`TABLE`):
@@ -148,6 +181,7 @@ class Takeover:
     """One committed workflow's coordinator epoch, as one domain of its electorate sees it."""
 
     def __init__(self, me: str, original: str, participants: Collection[str], *,
+                 acceptors: Collection[str] = (),
                  epoch: int = 0, coordinator: str | None = None,
                  takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
                  claim_timeout_s: float = 5.0, claiming: bool = False) -> None:
@@ -158,7 +192,9 @@ class Takeover:
         self.me = me
         self.original = original
         self.participants = frozenset(participants)
-        self.electorate = self.participants | {original}
+        # Paxos Commit: the committed round's acceptors, as they are (see the docstring);
+        # classic 2PC: the participants and the original coordinator.
+        self.electorate = frozenset(acceptors) or (self.participants | {original})
         self.epoch = epoch
         self.coordinator = coordinator if coordinator is not None else original
         self.takeover_after_s = takeover_after_s

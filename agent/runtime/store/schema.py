@@ -225,6 +225,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX admitted_submissions_by_age ON admitted_submissions(issued_at_ms);
     """,
+    # 12 -> 13: coordinator takeover under Paxos Commit (agent/runtime/takeover.py): an
+    # acceptor that holds no step of a workflow (so no workflow row) keeps the highest
+    # coordinator epoch it granted, and to whom, durable before its answer leaves.
+    """
+    CREATE TABLE takeover_grants (
+        workflow_id  TEXT PRIMARY KEY,
+        epoch        INTEGER NOT NULL,
+        holder       TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -468,6 +468,7 @@ class SimAgent(StepRunner):
                 self._write_learned(now, key, value)
             d.holds[key] = copy_hold(hold)
             d.committed[key[0]] = key[1]
+            d.electorates[key[0]] = hold.tx.acceptors if hold.tx is not None else ()
             if key[0] in d.final:
                 self._end_here(key[0], d.final[key[0]])
             else:

@@ -190,7 +190,8 @@ class Checker:
     def _check_takeovers(self, sim: World) -> None:
         """A committed workflow whose coordinator died for good ends at every live
         participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
-        leases after the last fault, if a majority of its electorate lives and no
+        leases after the last fault, if a majority of its electorate (the committed
+        round's acceptors; a workflow on two domains too) lives and no
         participant died for good (the simulator has no step failover; a coordinator
         that ran steps itself counts as a participant)."""
         t = sim.config.timing
@@ -201,8 +202,14 @@ class Checker:
                 continue
             if set(tx.participants) & sim.dead_forever:
                 continue  # its steps there never end (the coordinator's own too)
-            electorate = set(tx.participants) | {coord}
-            live = tuple(sorted(electorate - sim.dead_forever))
+            # The takeover electorate: the round's acceptors (Paxos Commit), else these.
+            # An extra acceptor that never heard of the round (its Accept was lost, the
+            # coordinator died) cannot tell a claimant from a stranger: it grants
+            # nothing, so only those that know the round count towards the majority.
+            electorate = set(tx.acceptors) or set(tx.participants) | {coord}
+            knows = set(tx.participants) | {coord} | {
+                n for n in electorate if (wf, round_) in sim.agents[n].disk.acceptor}
+            live = tuple(sorted((electorate & knows) - sim.dead_forever))
             if len(live) < len(electorate) // 2 + 1:
                 continue
             calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0))
@@ -294,6 +301,9 @@ def check_replacement(world) -> None:
     for wf, flow in world.flows.items():
         if not flow.ended:
             fail(f"{wf} not terminal at the coordinator")
+        due = replacement_deadline(world, flow)
+        if flow.ended_at is not None and flow.ended_at > due:
+            fail(f"{wf} ended at the coordinator at {flow.ended_at:.2f}, deadline {due:.2f}")
     for name, worker in world.workers.items():
         if not worker.alive:
             continue
@@ -305,6 +315,24 @@ def check_replacement(world) -> None:
         held = [h.key for h in worker.participant.holds()]
         if held:
             fail(f"{name}: reservations leaked: {held}")
+
+
+# Re-placement rounds: max_rounds (2) PREPAREs each waiting up to prepare_timeout_s (1 s);
+# messages: each delayed at most 0.08 s, a handful per step (vote, decision, result).
+_ROUNDS_S = 2 * 1.0
+_MESSAGES_S = 6 * 0.08
+
+
+def replacement_deadline(world, flow) -> float:
+    """When a workflow must be terminal at the coordinator: after the later of its
+    submission and the last fault (a death, a cut, a heal), the DEAD verdict, then for
+    each step in turn one negotiation and every attempt at its longest, and the
+    messages between them (the steps are a chain; each may be re-placed once more)."""
+    steps = flow.spec.steps
+    per_step = _ROUNDS_S + _MESSAGES_S + max(1 + s.retries for s in steps) \
+        * world.step_time_s[1]
+    return max(world.last_fault, flow.submitted_at) + world.dead_after_s \
+        + _ROUNDS_S + _MESSAGES_S + 2 * len(steps) * per_step
 
 
 _TERMINAL_STEPS = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "COMPENSATED",

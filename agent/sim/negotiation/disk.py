@@ -142,6 +142,8 @@ class Disk:
     # Coordinator takeover: the (epoch, coordinator) followed or acted as, and granted.
     epochs: dict[str, tuple[int, str]] = field(default_factory=dict)
     granted: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # The committed round's acceptors (the takeover electorate), kept at the commit.
+    electorates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Signed submissions admitted here: key -> (workflow id, issued at ms).
     admitted: dict[bytes, tuple[str, int]] = field(default_factory=dict)
 

@@ -84,6 +84,8 @@ class Flow:
     ended: bool = False
     last_round: int = 0
     replacing: str = ""  # the step a re-placement round is placing, if any
+    submitted_at: float = 0.0
+    ended_at: float | None = None  # at the coordinator
 
 
 class ReplacementWorld:
@@ -105,6 +107,8 @@ class ReplacementWorld:
         self.flows: dict[str, Flow] = {}
         self.runs: list[Run] = []
         self.stats: Counter[str] = Counter()
+        self.step_time_s = (0.2, 2.0)  # how long an attempt runs (uniform)
+        self.last_fault = 0.0  # a death, a cut or its healing: the bound counts from here
         for i in range(workflows):
             self._at(self.rng.uniform(0.0, 1.0), self._submit, f"co.{i}", self._spec())
         for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 1, 2])):
@@ -145,6 +149,7 @@ class ReplacementWorld:
     def _kill(self, name: str) -> None:
         worker = self.workers[name]
         worker.alive = False
+        self.last_fault = self.now
         for run in self.runs:  # its step processes die with it (PR_SET_PDEATHSIG)
             if run.domain == name and run.end is None:
                 run.end = self.now
@@ -159,7 +164,7 @@ class ReplacementWorld:
             for w in sorted(self.workers)]
 
     def _submit(self, wf: str, spec: spec_pb2.WorkflowSpec) -> None:
-        flow = self.flows[wf] = Flow(spec)
+        flow = self.flows[wf] = Flow(spec, submitted_at=self.now)
 
         def placer(excluded):
             return place(spec, self._candidates(), coordinator=CO, excluded=excluded)
@@ -227,7 +232,7 @@ class ReplacementWorld:
                 for lost in sorted(self.dead_seen & set(fin.placement.values())):
                     self._lose(wf, flow, lost)
             else:
-                flow.ended = True
+                flow.ended, flow.ended_at = True, self.now
                 self.stats["admission aborted"] += 1
             return
         flow.replacing = ""
@@ -263,7 +268,7 @@ class ReplacementWorld:
         if flow.ended or progress is None:
             return
         if progress.outcome() is not None:
-            flow.ended = True
+            flow.ended, flow.ended_at = True, self.now
             progress.cancel("workflow over")
             if flow.core is not None:  # a round under way: its ABORT releases its holds
                 flow.core.cancel(self.now, "workflow over")
@@ -375,8 +380,8 @@ class ReplacementWorld:
             run = Run(wf, attempt.step_id, worker.name, attempt.attempt, s.idempotent,
                       self.now)
             self.runs.append(run)
-            self._at(self.now + self.rng.uniform(0.2, 2.0), self._step_done, worker, wf,
-                     run, s.epoch)
+            self._at(self.now + self.rng.uniform(*self.step_time_s), self._step_done, worker,
+                     wf, run, s.epoch)
 
     def _step_done(self, worker: Worker, wf: str, run: Run, epoch: int) -> None:
         progress = worker.progress.get(wf)

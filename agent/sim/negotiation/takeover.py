@@ -13,6 +13,10 @@ point first). A granter follows the claimant at once and sends it its results ag
 an acting successor ends the workflow from its progress and tells every participant
 and the original coordinator, with its epoch (`FinalMsg.epoch`); the boundary refuses
 an end of a lower epoch than held.
+
+The electorate is the committed round's acceptors (`acceptors_of`), as in the real
+agent: an extra acceptor that holds no step answers a claim from its acceptor records
+and keeps its grant (`Disk.granted`) before it answers.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:
     followed = disk.epochs.get(wf, (0, original))
     granted = disk.granted.get(wf, (0, ""))
     return granted if granted[0] > followed[0] else followed
+
+
+def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
+    """The committed round's acceptors as written here at the commit (the coordinator's
+    row, a participant's `electorates`): the takeover electorate. () under classic 2PC."""
+    row = disk.rows.get(wf)
+    if row is not None and row.committed:
+        return row.acceptors
+    return disk.electorates.get(wf, ())
 
 
 class SimTakeover:
@@ -119,7 +132,8 @@ class SimTakeover:
                 return None
             epoch, holder = held_of(self.disk, wf, info.coordinator)
             acting = self.coordinator_now(wf) == self.name
-            core = Takeover(self.name, info.coordinator, participants, epoch=epoch,
+            core = Takeover(self.name, info.coordinator, participants,
+                            acceptors=acceptors_of(self.disk, wf), epoch=epoch,
                             coordinator=holder, takeover_after_s=self.t.takeover_after_s,
                             claim_timeout_s=self.t.prepare_timeout_s,
                             claiming=holder == self.name and not acting)
@@ -169,7 +183,7 @@ class SimTakeover:
         wf = msg.workflow_id
         d = self.disk
         if wf not in d.committed and wf not in d.rows and wf not in d.final:
-            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
+            self._on_claim_as_acceptor(src, msg)
             return
         original = self._info(wf).coordinator if wf in d.committed or wf in d.rows \
             else wf.rpartition(".")[0]
@@ -185,6 +199,25 @@ class SimTakeover:
             self._tk_apply(now, wf, core, core.step(now, Adopted(msg.epoch, src)))
         else:
             self._tk_follow(wf, msg.epoch, src)
+        self._send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
+
+    def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
+        """A claim of a workflow with no step here: an acceptor of its round answers."""
+        wf = msg.workflow_id
+        d = self.disk
+        txs = [rec.tx for (w, _), rec in d.acceptor.items()
+               if w == wf and self.name in rec.tx.acceptors]
+        if not any(src in tx.participants for tx in txs):
+            self.sim.stats["takeover claim unknown here"] += 1
+            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
+            return
+        epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
+        if not may_grant(epoch, holder, msg.epoch, src):
+            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder))
+            return
+        self._point("takeover epoch")
+        d.granted[wf] = (msg.epoch, src)
+        self.sim.stats["takeover granted by an acceptor only"] += 1
         self._send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
 
     def _report_again(self, wf: str) -> None:

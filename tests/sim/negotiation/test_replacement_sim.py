@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from fedorch.sim.negotiation.check import ReplacementFailure, check_replacement
+from fedorch.sim.negotiation.check import (
+    ReplacementFailure,
+    check_replacement,
+    replacement_deadline,
+)
 from fedorch.sim.negotiation.replacement import ReplacementWorld, Run, run
 
 RUNS = 1_000
@@ -57,4 +61,17 @@ def test_the_checks_catch_two_placements_at_once_and_a_leak() -> None:
     live.participant.prepare(0.0, workflow_id="co.9", round=1, coordinator="co",
                              data_labels={}, steps=[("s0", "work")])
     with pytest.raises(ReplacementFailure, match="reservations leaked"):
+        check_replacement(world)
+
+
+def test_every_workflow_ends_within_the_bound_after_the_last_fault() -> None:
+    """The bound is checked in every seeded run; here it is shown to fire: a workflow
+    that ended later than its deadline is a violation."""
+    world = ReplacementWorld(5).run()
+    flow = world.flows["co.0"]
+    due = replacement_deadline(world, flow)
+    assert flow.ended_at is not None and flow.ended_at <= due
+    assert due >= max(world.last_fault, flow.submitted_at) + world.dead_after_s
+    flow.ended_at = due + 0.01
+    with pytest.raises(ReplacementFailure, match="ended at the coordinator at"):
         check_replacement(world)

@@ -110,3 +110,60 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
         assert report.violations == [], f"seed {seed}: {report.violations}"
         stats.update(report.stats)
     assert stats["takeover"] > 0  # the random faults do reach the path
+
+
+def two_domains(seed: int = 1) -> Simulation:
+    """d0 coordinates one workflow whose steps are all on d1: two domains take part.
+    d2 and d3 have no step; the Paxos Commit round adds one of them as an acceptor."""
+    names = [f"d{i}" for i in range(4)]
+    steps = [spec_pb2.StepSpec(id="s1", capability="a"),
+             spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]
+    config = Config(
+        names=names,
+        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
+        capacities={n: {"a": 4} for n in names},
+        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
+                            {"s1": "d1", "s2": "d1"})],
+        timing=TAKEOVER,
+    )
+    return Simulation(seed, config)
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_a_two_domain_workflow_is_taken_over_with_the_extra_acceptors_grant(seed) -> None:
+    sim = two_domains(seed)
+    sim.crash_hook = at_d0s_first("step result", "forever")  # a result came: committed
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert sim.dead_forever == {"d0"}
+    electorate = sim.agents["d1"].disk.electorates[WF]
+    (extra,) = set(electorate) - {"d0", "d1"}
+    assert sim.checker.acting_in == {(WF, 1): "d1"}
+    assert sim.agents[extra].disk.granted[WF] == (1, "d1")  # it holds no step
+    assert WF not in sim.agents[extra].disk.committed
+    assert report.stats["takeover granted by an acceptor only"] >= 1
+    assert sim.agents["d1"].disk.final[WF] in TERMINAL
+
+
+@pytest.mark.parametrize("point", ["takeover epoch", "takeover act"])
+def test_two_domains_coordinator_and_acceptor_crashes_keep_one_acting_epoch(point) -> None:
+    # The coordinator dies for good after the commit; the others crash (and come back)
+    # at each takeover point in turn: never two coordinators in one epoch, and d1 ends it.
+    sim = two_domains(3)
+    crashed: set[str] = set()
+
+    def hook(agent, now, label):
+        if agent.name == "d0" and label == "step result" and "d0" not in crashed:
+            crashed.add("d0")
+            return "forever"
+        if agent.name != "d0" and label == point and "d0" in crashed \
+                and agent.name not in crashed:
+            crashed.add(agent.name)
+            return "crash"
+        return None
+    sim.crash_hook = hook
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert len(crashed) >= 2, crashed  # the point was reached after d0 died
+    assert sim.checker.acting_in.get((WF, 1)) == "d1", sim.checker.acting_in
+    assert sim.agents["d1"].disk.final[WF] in TERMINAL

@@ -3,14 +3,20 @@ held, and the end-notice and compensation rows of the authority table with it.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fedorch.core.identity.authority import Facts, Refused, authorize
+from fedorch.core.negotiation.messages import TxInfo
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.store.schema import MIGRATIONS
-from fedorch.runtime.store.store import Store, WorkflowRow
-from fedorch.runtime.takeover import held
+from fedorch.runtime.store.store import AcceptorRow, Store, WorkflowRow
+from fedorch.runtime.takeover import Takeovers, held
 
 from tests.unit.runtime.test_config import MINIMAL, _error, _parse
 
@@ -74,3 +80,84 @@ def test_a_successor_may_end_and_compensate_only_in_its_epoch(kind: str) -> None
         with pytest.raises(Refused) as refused:
             authorize(kind, sender, facts)
         assert refused.value.reason == reason, (sender, facts)
+
+
+# ---- an acceptor that holds no step answers claims (Paxos Commit) -----------------------
+
+class _Counter:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def labels(self, reason: str) -> _Counter:
+        self._reason = reason
+        return self
+
+    def inc(self) -> None:
+        self.counts[self._reason] = self.counts.get(self._reason, 0) + 1
+
+
+def _acceptor_only(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNamespace]:
+    """The claim path of the shell around a real store, for an agent with no workflow row
+    (nothing else of the agent is reached on it)."""
+    agent = SimpleNamespace(domain=domain, store=store, active={},
+                            metrics=SimpleNamespace(rejected_messages=_Counter()))
+    shell = Takeovers.__new__(Takeovers)
+    shell.agent, shell._granting = agent, KeyedLocks()
+    return shell, agent
+
+
+async def _accepted_for(store: Store, acceptors: tuple[str, ...]) -> None:
+    tx = TxInfo(WF, 1, "coord", ("p1",), acceptors)
+    await store.save_acceptor(AcceptorRow(WF, 1, wire.tx_bytes(tx)))
+
+
+def _claim(epoch: int) -> peer_pb2.TakeoverClaim:
+    return peer_pb2.TakeoverClaim(workflow_id=WF, epoch=epoch)
+
+
+async def test_an_extra_acceptor_grants_an_epoch_once_and_durably(store: Store, tmp_path) -> None:
+    assert "takeover_grants" in MIGRATIONS[12]  # migration 13 (12 -> 13)
+    await _accepted_for(store, ("coord", "p1", "x"))
+    shell, _ = _acceptor_only(store)
+    answer = await shell.on_claim("p1", _claim(1))
+    assert answer.granted and (answer.held_epoch, answer.holder) == (1, "p1")
+    assert await store.select("SELECT epoch, holder FROM takeover_grants") == [(1, "p1")]
+    again = await shell.on_claim("p1", _claim(1))  # the same claim again: allowed
+    assert again.granted
+    await store.close()
+    reopened = await Store.open(tmp_path / "data")  # the grant survives a restart
+    try:
+        shell, _ = _acceptor_only(reopened)
+        lower = await shell.on_claim("p1", _claim(1))
+        assert lower.granted  # still p1's
+        assert (await shell.on_claim("p1", _claim(2))).granted
+        assert await reopened.select("SELECT epoch, holder FROM takeover_grants") == [(2, "p1")]
+        denied = await shell.on_claim("p1", _claim(1))  # below the held epoch
+        assert not denied.granted and (denied.held_epoch, denied.holder) == (2, "p1")
+    finally:
+        await reopened.close()
+
+
+async def test_two_claimants_of_one_epoch_get_one_grant(store: Store) -> None:
+    tx = TxInfo(WF, 1, "coord", ("p1", "p2"), ("coord", "p1", "p2", "x"))
+    await store.save_acceptor(AcceptorRow(WF, 1, wire.tx_bytes(tx)))
+    shell, _ = _acceptor_only(store)
+    first, second = await asyncio.gather(shell.on_claim("p1", _claim(1)),
+                                         shell.on_claim("p2", _claim(1)))
+    assert [first.granted, second.granted].count(True) == 1
+    loser = second if first.granted else first
+    assert loser.held_epoch == 1 and loser.holder in {"p1", "p2"}
+
+
+async def test_an_extra_acceptor_refuses_strangers_and_rounds_it_never_accepted(
+        store: Store) -> None:
+    shell, agent = _acceptor_only(store)
+    unknown = await shell.on_claim("p1", _claim(1))  # no record of the workflow
+    assert not unknown.granted and unknown.error
+    await _accepted_for(store, ("coord", "p1", "x"))
+    outsider = await shell.on_claim("y", _claim(1))  # not a participant of its round
+    assert not outsider.granted and outsider.error
+    assert agent.metrics.rejected_messages.counts == {"not_participant": 1}
+    other, _ = _acceptor_only(store, domain="z")  # a domain not among its acceptors
+    assert not (await other.on_claim("p1", _claim(1))).granted
+    assert await store.select("SELECT * FROM takeover_grants") == []

@@ -139,6 +139,36 @@ def test_successor_is_the_lowest_live_name():
     assert successor(["b"], {"b"}) is None
 
 
+def test_paxos_electorate_is_the_committed_rounds_acceptors():
+    # Two domains: the coordinator "a" and one participant "b"; "x" is the extra acceptor.
+    b = Takeover("b", "a", ["b"], acceptors=["a", "b", "x"], takeover_after_s=10.0)
+    assert b.electorate == {"a", "b", "x"}
+    out = b.step(0.0, Watch("DEAD"))
+    assert out[0] == Persist(1, "b")
+    assert [x for x in out if isinstance(x, SendClaim)] == [SendClaim("a", 1), SendClaim("x", 1)]
+    assert b.step(0.1, Grant("x", 1)) == [Act(1)]  # 2 of 3: the extra acceptor suffices
+    assert b.role is Role.ACTING
+
+
+def test_without_acceptors_two_domains_wait_for_their_coordinator():
+    # Classic 2PC: the electorate is {a, b}; b alone is 1 of 2 and never acts.
+    b = Takeover("b", "a", ["b"], takeover_after_s=10.0)
+    assert b.electorate == {"a", "b"}
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(0.1, Grant("x", 1)) == []  # not a member: its grant does not count
+    assert b.role is Role.CLAIMING
+
+
+def test_a_participant_outside_the_acceptors_is_no_member():
+    # "r" got a step by re-placement after the commit: it may claim, but its own grant
+    # does not count, and the fixed acceptors decide.
+    r = Takeover("r", "a", ["b", "r"], acceptors=["a", "b", "x"], takeover_after_s=10.0)
+    r.step(0.0, Watch("DEAD", frozenset({"b"})))
+    assert r.role is Role.CLAIMING
+    assert r.step(0.1, Grant("x", 1)) == []  # 1 of 3 (r itself is no member)
+    assert r.step(0.2, Grant("b", 1)) == [Act(1)]
+
+
 def test_bad_construction_is_refused():
     with pytest.raises(ValueError):
         Takeover("b", "a", [])
@@ -194,7 +224,34 @@ def schedules(draw):
 @settings(max_examples=400, deadline=None)
 @given(schedules())
 def test_at_most_one_member_acts_in_an_epoch(schedule):
-    cores = {m: core(m) for m in ELECTORATE}
+    _at_most_one_acting(schedule, {m: core(m) for m in ELECTORATE}, ELECTORATE)
+
+
+# Paxos Commit, a workflow on two domains: "a" coordinates, "b" runs every step, and the
+# round's acceptors add "x" (no step) and "c" (no step either: min_acceptors 4 here).
+PAXOS_ACCEPTORS = ("a", "b", "c", "x")
+
+
+@st.composite
+def paxos_schedules(draw):
+    kinds = st.sampled_from(["watch", "timer", "deliver", "drop", "dup"])
+    return draw(st.lists(st.tuples(kinds, st.sampled_from(PAXOS_ACCEPTORS),
+                                   st.sampled_from(STATES),
+                                   st.frozensets(st.sampled_from(["b"]), max_size=1),
+                                   st.integers(0, 50)), max_size=120))
+
+
+@settings(max_examples=300, deadline=None)
+@given(paxos_schedules(), st.sampled_from([("b",), ("b", "c")]))
+def test_at_most_one_member_acts_in_an_epoch_with_acceptors(schedule, participants):
+    # With ("b", "c"): "c" is a participant too, so two claimants can race.
+    cores = {m: Takeover(m, "a", participants, acceptors=PAXOS_ACCEPTORS,
+                         takeover_after_s=10.0, claim_timeout_s=5.0)
+             for m in PAXOS_ACCEPTORS}
+    _at_most_one_acting(schedule, cores, PAXOS_ACCEPTORS)
+
+
+def _at_most_one_acting(schedule, cores: dict[str, Takeover], electorate) -> None:
     acted: dict[int, set[str]] = {0: {ORIGINAL}}
     received: dict[tuple[str, int], set[str]] = {}  # (claimant, epoch) -> voters heard
     pool: list[tuple[str, str, object]] = []  # (from, to, message)
@@ -207,7 +264,7 @@ def test_at_most_one_member_acts_in_an_epoch(schedule):
             elif isinstance(x, Act):
                 acted.setdefault(x.epoch, set()).add(member)
                 voters = received.get((member, x.epoch), set()) | {member}
-                assert len(voters) >= tk.majority(ELECTORATE)
+                assert len(voters & set(electorate)) >= tk.majority(electorate)
 
     def receive(frm: str, to: str, msg) -> None:
         c = cores[to]

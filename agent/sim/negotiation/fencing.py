@@ -1,0 +1,132 @@
+"""Partitions in the re-placement schedule: a cut-off domain fences its own steps.
+
+Theory of operation
+-------------------
+A ReplacementWorld (agent/sim/negotiation/replacement.py) in which workers are also
+cut off for a while, alive but hearing nothing and heard by no one: every message to
+or from a cut worker is lost, at sending or at arrival. The coordinator sees a cut
+worker DEAD `dead_after_s` after the cut (membership) and resolves its steps as for a
+death: an idempotent step that had started there is placed again elsewhere, so two
+copies of it may run. The cut worker, in its own view, sees every other domain DEAD
+after the same delay and runs the self-fencing rule of the agent
+(agent/core/workflow/self_fencing.py, on its last message heard and each attempt's
+start) every `FENCE_LOOK_S`: an attempt past its deadline is stopped and its step ends
+FAILED with the rule's reason, not retried here, as the agent's shell does
+(agent/runtime/self_fencing.py).
+Attempts here run up to three leases, so that without fencing two copies would
+overlap for longer than a lease. When the cut heals, the coordinator sends the worker
+the end of every workflow that ended meanwhile (the notices it lost), then the decision
+of every round the worker still holds PREPARED, in doubt (its query at the lease). The
+decision of a round whose workflow is still running is held back until the workflow
+ends: a participant that learns a COMMIT only after its steps were placed elsewhere is
+not modelled here (see docs/failures.md, re-placement).
+
+The check (check_replacement) holds "no step runs in two domains at once beyond one
+lease" per (workflow, step) over every attempt's interval; `self_fencing=False` turns
+the rule off, and the check must then fire (tests/sim/negotiation/test_fencing_sim.py).
+"""
+
+from __future__ import annotations
+
+from fedorch.core.workflow import self_fencing
+from fedorch.sim.negotiation.replacement import CO, ReplacementWorld
+
+FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a timer)
+
+
+class PartitionedWorld(ReplacementWorld):
+    def __init__(self, seed: int, *, self_fencing: bool = True, **kw) -> None:
+        super().__init__(seed, **kw)
+        self.self_fencing = self_fencing
+        self.step_time_s = (0.2, 3 * self.lease_s)
+        self.cut: dict[str, float] = {}      # worker -> since when it is cut off
+        self.heard_at: dict[str, float] = {}  # worker -> the last message it received
+        self.decisions: dict[tuple[str, str, int], tuple] = {}  # (worker, wf, round) -> args
+        for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 2])):
+            start = self.rng.uniform(0.5, 4.0)
+            self._at(start, self._cut, victim)
+            self._at(start + self.rng.uniform(1.5, 4.0) * self.lease_s, self._heal, victim)
+
+    def _send(self, src: str, dst: str, fn, *args) -> None:
+        if fn == self._decide:  # kept, to be sent again to a worker that lost it
+            self.decisions[(args[0], args[1], args[2])] = args
+        if src in self.cut or dst in self.cut:
+            self.stats["message lost to a partition"] += 1
+            return
+
+        def arrive() -> None:
+            if src in self.cut or dst in self.cut:
+                return
+            if dst != CO:
+                self.heard_at[dst] = self.now
+            fn(*args)
+        super()._send(src, dst, arrive)
+
+    def _cut(self, name: str) -> None:
+        if not self.workers[name].alive or name in self.cut:
+            return
+        self.cut[name] = self.now
+        self.last_fault = self.now
+        self.stats["partition"] += 1
+        self._at(self.now + self.dead_after_s, self._dead, name)  # the coordinator's view
+        self._at(self.now + FENCE_LOOK_S, self._fence_look, name)
+
+    def _heal(self, name: str) -> None:
+        if self.cut.pop(name, None) is None:
+            return
+        self.last_fault = self.now
+        for wf, flow in sorted(self.flows.items()):
+            if flow.ended:  # the end notice it lost, sent again
+                self._send(CO, name, self._end_at, name, wf)
+        self._at(self.now + 0.1, self._in_doubt, name)  # after the ends have arrived
+
+    def _in_doubt(self, name: str) -> None:
+        """The healed worker's holds still PREPARED: their decisions, once their workflow
+        has ended (its end sent first); looked at again until none is left."""
+        worker = self.workers[name]
+        if name in self.cut or not worker.alive:
+            return
+        doubt = [h.key for h in worker.participant.holds() if h.state.value == "prepared"]
+        for wf, round_ in doubt:
+            args = self.decisions.get((name, wf, round_))
+            if args is not None and self.flows[wf].ended:
+                if wf not in worker.ended:
+                    self._send(CO, name, self._end_at, name, wf)
+                    continue  # the decision next time, after the end
+                self._send(CO, name, self._decide, *args)
+        if doubt:
+            self._at(self.now + 1.0, self._in_doubt, name)
+
+    def _fence_look(self, name: str) -> None:
+        """The cut worker's self-fencing timer: its contacts as its membership sees them."""
+        since = self.cut.get(name)
+        worker = self.workers[name]
+        if since is None or not worker.alive:
+            return
+        state = "DEAD" if self.now - since >= self.dead_after_s else "SUSPECT"
+        heard = self.heard_at.get(name)
+        for run in self.runs:
+            if run.domain != name or run.end is not None:
+                continue
+            contacts = [self_fencing.Contact(CO, state, heard)]
+            if self.self_fencing and self_fencing.fenced(contacts, run.start, self.lease_s,
+                                                         self.now):
+                self._fence(worker, run, heard)
+        self._at(self.now + FENCE_LOOK_S, self._fence_look, name)
+
+    def _fence(self, worker, run, heard: float | None) -> None:
+        run.end = self.now
+        self.stats["fenced"] += 1
+        progress = worker.progress.get(run.workflow)
+        if progress is None:
+            return
+        why = self_fencing.reason([CO], self.now - max(run.start, heard or run.start))
+        # Not retried here, as in the agent: its placement is over (a retry would get a
+        # whole lease again, and run on after the cut heals, beside its replacement).
+        progress.steps[run.step].max_attempts = run.attempt
+        progress.attempt_ended(run.step, run.attempt, False, {}, why)
+
+
+def run(seed: int, *, fencing: bool = True) -> PartitionedWorld:
+    """One seeded schedule with partitions, checked (ReplacementFailure names the seed)."""
+    return PartitionedWorld(seed, self_fencing=fencing).run()
