@@ -94,17 +94,24 @@ clean:
 # pass runs the scenarios with partitions (the ones the process runner skips), so that the
 # whole stays under 10 minutes; `make scenarios NETNS=all` runs every one there too
 # (but the 50-domain storm, a measure of one host's limits: process runner only).
+# It ends with each run's wall time and the total (numbers: scenarios/README.md).
 NETNS ?= partitions
 .PHONY: scenarios
 scenarios: $(STAMP)
 	@runners=process; \
 	if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null; then runners="process netns"; fi; \
+	now() { date +%s.%N; }; took() { awk -v a="$$1" -v b="$$(now)" 'BEGIN{printf "%.1f", b-a}'; }; \
+	begin=$$(now); times=""; \
 	failed=""; for runner in $$runners; do for f in scenarios/*/scenario.yaml; do \
 		case "$$runner:$$f" in netns:*/join-storm-50/*) continue;; esac; \
 		if [ "$$runner" = netns ] && [ "$(NETNS)" != all ] \
 			&& ! grep -qE 'action: *(partition|heal)' "$$f"; then continue; fi; \
-		echo "== $$f ($$runner runner)"; \
+		echo "== $$f ($$runner runner)"; start=$$(now); outcome=ok; \
 		$(VENV)/bin/fedorch scenario run --runner $$runner --skip-unsupported "$$f" \
-			|| failed="$$failed $$f($$runner)"; \
+			|| { failed="$$failed $$f($$runner)"; outcome=FAILED; }; \
+		line=$$(printf '%8s s  %-7s %s (%s)' "$$(took $$start)" $$outcome "$$f" $$runner); \
+		echo "$$line"; times="$$times$$line\n"; \
 	done; done; \
+	printf '\n== wall time per scenario\n%b%8s s  total (load average now: %s)\n' \
+		"$$times" "$$(took $$begin)" "$$(cut -d' ' -f1-3 /proc/loadavg)"; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi

@@ -45,9 +45,12 @@ def _load(path: Path):
 @click.option("--skip-unsupported", is_flag=True,
               help="Skip (exit 0) a scenario whose faults this runner cannot apply, "
               "instead of refusing it (exit 2).")
+@click.option("--busy", type=click.IntRange(0, 64), default=None, metavar="N",
+              help="Load the host with N CPU-bound processes while the scenario runs "
+              "(overrides the file's load.busy_processes; 0: none).")
 @json_option
 def run_command(file: Path, runner: str, keep: bool, workdir: Path | None,
-                skip_unsupported: bool, as_json: bool) -> None:
+                skip_unsupported: bool, busy: int | None, as_json: bool) -> None:
     """Run a scenario; exit 0 when every expectation holds, 1 when one fails."""
     from fedorch.scenario import report
     from fedorch.scenario.netns_check import NetnsUnavailable
@@ -82,7 +85,7 @@ def run_command(file: Path, runner: str, keep: bool, workdir: Path | None,
 
     result = None
     try:
-        result = execute(loaded, runner, root, settings().rpc_timeout, emit)
+        result = execute(loaded, runner, root, settings().rpc_timeout, emit, busy=busy)
     finally:
         kept = keep or not temporary or result is None or not result.passed
         if not kept:

@@ -297,8 +297,14 @@ class Coordination:
         telemetry.round_started(row.id, action.round, action.placement)
 
     def _candidates(self) -> list[Candidate]:
-        return [Candidate(m.record, m.state == "ALIVE")
+        # SUSPECT members are candidates, ranked after ALIVE ones; a member whose key is
+        # revoked here is not, and placement says so (core/workflow/placement.py).
+        return [Candidate.of(m.record, m.state, revoked=self._key_revoked(m.domain))
                 for m in self.agent.membership.members() if m.record.domain]
+
+    def _key_revoked(self, domain: str) -> bool:
+        keys = self.agent.trust.keys_of(domain)
+        return keys is not None and keys.current is None and bool(keys.revoked)
 
     def _placer(self, spec: spec_pb2.WorkflowSpec):
         a = self.agent

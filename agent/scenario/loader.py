@@ -35,6 +35,7 @@ from fedorch.runtime.config import (
     read_source,
     to_message,
 )
+from fedorch.scenario.busy import MAX_BUSY_PROCESSES
 from fedorch.scenario.model import Domain, LoadedScenario, Workflow
 
 MAX_SCENARIO_BYTES = 1024 * 1024
@@ -61,6 +62,8 @@ class ScenarioError(SourceError):
 _BOUNDS = {
     "fedorch.v1.Scenario.timeout_s": at_least(0, "a non-negative number of seconds"),
     "fedorch.v1.Scenario.converge_timeout_s": at_least(0, "a non-negative number of seconds"),
+    "fedorch.v1.HostLoad.busy_processes": between(0, MAX_BUSY_PROCESSES,
+                                                  f"an integer from 0 to {MAX_BUSY_PROCESSES}"),
     "fedorch.v1.DomainSpec.count": between(1, MAX_DOMAINS, f"an integer from 1 to {MAX_DOMAINS}"),
     "fedorch.v1.Submission.at_s": at_least(0, "a non-negative number of seconds"),
     "fedorch.v1.Submission.count": between(1, MAX_COPIES, f"an integer from 1 to {MAX_COPIES}"),

@@ -9,6 +9,7 @@ and followed with the CLI's client (fedorch.cli.client.AgentClient).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -178,6 +179,11 @@ async def converge(state: RunState, deadline_s: float) -> float:
     raise StartupError(f"views did not converge within {deadline_s:g}s ({worst})")
 
 
+def host_load() -> float:
+    """The host's 1-minute load average: what the timings were measured under."""
+    return round(os.getloadavg()[0], 1)
+
+
 async def start_federation(state: RunState) -> None:
     fed, loaded = state.fed, state.loaded
     names = fed.names
@@ -187,9 +193,12 @@ async def start_federation(state: RunState) -> None:
     await fed.wait_serving(names, loaded.converge_timeout_s)
     serving = state.now()
     state.metrics["serving_s"] = round(serving, 3)
-    state.say("start", f"all {len(names)} agents serving")
+    state.metrics["load_1m_when_serving"] = host_load()
+    state.say("start", f"all {len(names)} agents serving (host load average "
+              f"{state.metrics['load_1m_when_serving']:g})")
     took = await converge(state, loaded.converge_timeout_s)
     state.metrics["convergence_s"] = round(took, 3)
+    state.metrics["load_1m_when_converged"] = host_load()
     state.say("start", f"converged: every agent sees all {len(names)} ALIVE with their "
               f"capabilities, {took:.2f}s after the last one served")
     state.schedule_at = state.now()  # the schedule's times count from here

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fedorch.runtime.supervisor import SupervisorError, log_tail, sigterm_as_interrupt
+from fedorch.scenario.busy import BusyLoad
 from fedorch.scenario.expect import check_all, timed_checks
 from fedorch.scenario.model import LoadedScenario
 from fedorch.scenario.netns_check import NetnsUnavailable
@@ -20,6 +21,7 @@ from fedorch.scenario.run import (
     Outcome,
     RunState,
     StartupError,
+    host_load,
     run_schedule,
     start_federation,
 )
@@ -83,6 +85,7 @@ def measure(state: RunState) -> None:
     for domain, (syncs, slept) in getattr(state.fed, "disk_stats", dict)().items():
         state.metrics[f"{domain}: fsyncs delayed (slow_disk)"] = syncs
         state.metrics[f"{domain}: seconds spent in delayed fsyncs"] = round(slept, 3)
+    state.metrics["load_1m_at_end"] = host_load()
 
 
 def execute(
@@ -91,28 +94,38 @@ def execute(
     workdir: Path,
     rpc_timeout: float,
     emit: Callable[[Event], None] = lambda event: None,
+    busy: int | None = None,
 ) -> RunResult:
-    """Run the scenario; the result says whether every expectation held."""
+    """Run the scenario; the result says whether every expectation held. ``busy``:
+    how many CPU-bound processes load the host meanwhile (None: the scenario's
+    ``load.busy_processes``)."""
     fed = make_federation(loaded, runner, workdir)
     fed.check_supported()
     state = RunState(loaded, fed, rpc_timeout, emit)
     result = RunResult(loaded.name, runner, workdir)
+    load = BusyLoad(loaded.scenario.load.busy_processes if busy is None else busy)
+    if load.count:
+        state.metrics["busy_processes"] = load.count
     try:
         with sigterm_as_interrupt():
             try:
+                load.start()  # before the agents: they start on a saturated host
                 fed.prepare()
                 asyncio.run(_run(state, workdir / "runs"))
             except (SupervisorError, StartupError, NetnsUnavailable) as exc:
                 result.error = str(exc)
                 state.say("error", str(exc))
             finally:
-                fed.stop_all()
+                try:
+                    fed.stop_all()
+                finally:
+                    load.stop()
     finally:
         result.events = state.events
         # A fault that could not be applied is an outcome of its own (state.outcomes).
         result.outcomes = state.outcomes
         result.metrics = state.metrics
-        result.pids = fed.pids
+        result.pids = {**fed.pids, **({"busy load": load.pids} if load.pids else {})}
         result.workflows = [
             {"submission": copy.workflow.id, "copy": copy.index, "id": copy.id,
              "submitted_at_s": _round(copy.submitted_at), "ended_at_s": _round(copy.ended_at),

@@ -55,6 +55,13 @@ def test_every_library_scenario_loads(path: Path) -> None:
     assert ": ok (" in result.stdout
 
 
+def test_a_host_load_loads(tmp_path: Path) -> None:
+    loaded = load_scenario(write(tmp_path, GOOD.replace(
+        "name: small", "name: small\nload: {busy_processes: 3}")))
+    assert loaded.scenario.load.busy_processes == 3
+    assert load_scenario(write(tmp_path, GOOD)).scenario.load.busy_processes == 0
+
+
 def test_count_expands_domain_names() -> None:
     from fedorch.gen.fedorch.v1 import scenario_pb2
 
@@ -66,6 +73,9 @@ def test_count_expands_domain_names() -> None:
 # (what to change in GOOD, the field the error names, a fragment of the fix)
 BAD = [
     (("name: small", "name: small\ncolour: red"), "colour", "unknown key"),
+    (("name: small", "name: small\nload: {spin: 2}"), "load.spin", "unknown key"),
+    (("name: small", "name: small\nload: {busy_processes: 65}"), "load.busy_processes",
+     "an integer from 0 to 64"),
     (("    to: a", "    to: a\n    when: 3"), "workflows[0].when", "unknown key"),
     (("name: small\n", ""), "name", "required"),
     (("    to: a", "    to: c"), "workflows[0].to", "'c' names no domain (known: a, b)"),

@@ -91,6 +91,21 @@ def test_a_small_scenario_holds(tmp_path: Path) -> None:
     assert_all_stopped(report["pids"])
 
 
+def test_a_run_under_host_load_stops_its_busy_processes_and_reports_the_load(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL.replace("name: small-kill",
+                                         "name: small-kill\nload: {busy_processes: 1}"))
+    result = invoke("scenario", "run", str(path), "--json", "--busy", "2",
+                    "--workdir", str(tmp_path / "run"))
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, json.dumps(report, indent=1)
+    assert report["metrics"]["busy_processes"] == 2  # --busy overrides the file
+    assert len(report["pids"]["busy load"]) == 2
+    for key in ("load_1m_when_serving", "load_1m_when_converged", "load_1m_at_end"):
+        assert report["metrics"][key] >= 0
+    assert_all_stopped(report["pids"])  # the agents and the busy processes
+
+
 def test_a_failing_expectation_exits_1_and_says_what_was_seen(tmp_path: Path) -> None:
     wrong = SMALL.replace("steps_on: {first: a, second: b}", "steps_on: {first: b}").replace(
         "equals: 1, domain: b", "at_least: 2")

@@ -7,7 +7,15 @@ no clock, no randomness: the same inputs always give the same placement.
 Steps are placed one at a time in topological order (a step after the steps it
 ``needs``; among ready steps, spec order). For each step a domain is a *candidate* when:
 
-- it is alive (a DEAD/SUSPECT member, or one whose record says ``leaving``, is not);
+- its key is not revoked (a member whose current key is revoked is refused with
+  ``key revoked``, whatever its liveness: every agent refuses its messages);
+- it is not DEAD or LEFT, and its record does not say ``leaving``. A SUSPECT member *is*
+  a candidate: suspicion is a question SWIM is still asking, not an answer (Lifeguard
+  refutes most suspicions of a slow but live member within a probe period or two, and
+  on a busy host many live members are SUSPECT for a moment). Refusing them aborted
+  workflows at once ("no eligible domain ... not alive") on a 50-domain federation
+  that was whole; asking one that did die costs a PREPARE timeout, after which the
+  step is placed again without it (or the workflow is aborted with that reason);
 - it has not refused this step in an earlier round (``excluded``);
 - when ``constraints.domains`` is non-empty, it is one of them;
 - it offers the step's capability;
@@ -26,12 +34,15 @@ placed on a compliant domain at once rather than aborted after refusals.
 Free capacity is a preference, not a rule. A capability gossiped with ``available = N``
 takes N steps of this workflow, counting the steps this placement already put there, as
 a *free* candidate; past that the domain is a *full* candidate, used for a step only
-when the step has no free candidate at all. Gossip is late by design: a domain
+when the step has no free candidate as sure to be alive. Gossip is late by design: a domain
 republishes freed slots at most once per ``gossip.publish_interval_s``. Refusing a step
 because a record said "full" a moment ago would abort a workflow the domain would have
 taken. The domain's PREPARE vote checks its real free slots. A NO vote there excludes the
 domain from that step in the next round, and the final refusal carries the domain's own
 reason.
+
+A SUSPECT candidate is chosen only when the step has no ALIVE candidate (free or
+full): when there is a choice, the member nobody doubts goes first.
 
 Candidates are ranked by a score; the lowest wins, ties go to the smaller domain name::
 
@@ -82,10 +93,24 @@ _NO_EXCLUSIONS: Mapping[str, AbstractSet[str]] = MappingProxyType({})
 
 @dataclass(frozen=True)
 class Candidate:
-    """One member as the coordinator sees it: its latest record and liveness."""
+    """One member as the coordinator sees it: its latest record and liveness.
+
+    ``alive``: not DEAD or LEFT as far as the coordinator knows (ALIVE or SUSPECT);
+    ``suspect``: alive but SUSPECT (a candidate ranked after the ALIVE ones);
+    ``revoked``: its current key is revoked here (never a candidate).
+    """
 
     record: peer_pb2.DomainRecord
     alive: bool
+    suspect: bool = False
+    revoked: bool = False
+
+    @classmethod
+    def of(cls, record: peer_pb2.DomainRecord, state: str, *,
+           revoked: bool = False) -> Candidate:
+        """From a member's SWIM state (ALIVE | SUSPECT | DEAD | LEFT)."""
+        return cls(record, alive=state in ("ALIVE", "SUSPECT"), suspect=state == "SUSPECT",
+                   revoked=revoked)
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,8 @@ def _rejection(
     record = cand.record
     if record.leaving:
         return "leaving"
+    if cand.revoked:
+        return "key revoked"
     if not cand.alive:
         return "not alive"
     if record.domain in excluded:
@@ -288,8 +315,8 @@ def place(
             carries[step.id] = merge(spec.data, step.data)
             continue
         refused = excluded.get(step.id, frozenset())
-        best: tuple[float, str] | None = None
-        best_full: tuple[float, str] | None = None  # the last resort: see the docstring
+        # Best key per tier: (suspect, full); tier (False, False) first. See the docstring.
+        best: dict[tuple[bool, bool], tuple[float, str]] = {}
         rejections: dict[str, str] = {}
         received = merge(spec.data, *(carries[need] for need in step.needs))
         upstream = [records[assignment[need]] for need in dict.fromkeys(step.needs)
@@ -305,12 +332,10 @@ def place(
             assert info is not None  # checked by _rejection
             colocated = sum(1 for need in step.needs if assignment.get(need) == domain)
             key = (_score(info, used, colocated), domain)
-            if _full(info, used):
-                if best_full is None or key < best_full:
-                    best_full = key
-            elif best is None or key < best:
-                best = key
-        chosen = best or best_full
+            tier = (cand.suspect, _full(info, used))
+            if tier not in best or key < best[tier]:
+                best[tier] = key
+        chosen = best[min(best)] if best else None
         if chosen is None:
             unplaceable[step.id] = _explain(step.capability, rejections)
             carries[step.id] = merge(received, step.data)

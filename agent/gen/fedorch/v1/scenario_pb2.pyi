@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Scenario(_message.Message):
-    __slots__ = ("name", "description", "defaults", "domains", "workflows", "faults", "expect", "timeout_s", "converge_timeout_s")
+    __slots__ = ("name", "description", "defaults", "domains", "workflows", "faults", "expect", "timeout_s", "converge_timeout_s", "load")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     DEFAULTS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class Scenario(_message.Message):
     EXPECT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     CONVERGE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     defaults: AgentDefaults
@@ -28,7 +29,14 @@ class Scenario(_message.Message):
     expect: _containers.RepeatedCompositeFieldContainer[Expectation]
     timeout_s: float
     converge_timeout_s: float
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., defaults: _Optional[_Union[AgentDefaults, _Mapping]] = ..., domains: _Optional[_Iterable[_Union[DomainSpec, _Mapping]]] = ..., workflows: _Optional[_Iterable[_Union[Submission, _Mapping]]] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ..., expect: _Optional[_Iterable[_Union[Expectation, _Mapping]]] = ..., timeout_s: _Optional[float] = ..., converge_timeout_s: _Optional[float] = ...) -> None: ...
+    load: HostLoad
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., defaults: _Optional[_Union[AgentDefaults, _Mapping]] = ..., domains: _Optional[_Iterable[_Union[DomainSpec, _Mapping]]] = ..., workflows: _Optional[_Iterable[_Union[Submission, _Mapping]]] = ..., faults: _Optional[_Iterable[_Union[Fault, _Mapping]]] = ..., expect: _Optional[_Iterable[_Union[Expectation, _Mapping]]] = ..., timeout_s: _Optional[float] = ..., converge_timeout_s: _Optional[float] = ..., load: _Optional[_Union[HostLoad, _Mapping]] = ...) -> None: ...
+
+class HostLoad(_message.Message):
+    __slots__ = ("busy_processes",)
+    BUSY_PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    busy_processes: int
+    def __init__(self, busy_processes: _Optional[int] = ...) -> None: ...
 
 class AgentDefaults(_message.Message):
     __slots__ = ("gossip", "negotiation", "log_level")

@@ -25,6 +25,8 @@ def _member(
     residency: list[str] | None = None,
     leaving: bool = False,
     alive: bool = True,
+    suspect: bool = False,
+    revoked: bool = False,
 ) -> Candidate:
     record = peer_pb2.DomainRecord(
         domain=domain,
@@ -42,7 +44,7 @@ def _member(
         ),
         leaving=leaving,
     )
-    return Candidate(record=record, alive=alive)
+    return Candidate(record=record, alive=alive, suspect=suspect, revoked=revoked)
 
 
 def _step(
@@ -265,6 +267,44 @@ def test_dead_and_leaving_members_skipped() -> None:
     assert result.unplaceable == {"s": "no eligible domain for 'x' (a: not alive; b: leaving)"}
 
 
+def test_a_suspect_member_is_a_candidate_ranked_after_alive_ones() -> None:
+    suspect = _member("a", {"x": (2, 2, 0.0)}, suspect=True)  # cheapest, idle
+    alive_full = _member("b", {"x": (2, 0, 5.0)})  # dearest, full
+    # Alone, a SUSPECT member takes the step (SUSPECT is not DEAD).
+    assert place(_spec(_step("s", "x")), [suspect], coordinator="c").assignment == {"s": "a"}
+    # With a choice, any ALIVE member goes first, even a full, dearer one.
+    assert place(_spec(_step("s", "x")), [suspect, alive_full],
+                 coordinator="c").assignment == {"s": "b"}
+    # Once the ALIVE one refused it, the SUSPECT one is asked.
+    assert place(_spec(_step("s", "x")), [suspect, alive_full], coordinator="c",
+                 excluded={"s": {"b"}}).assignment == {"s": "a"}
+    # Among SUSPECT members, the usual ranking: a free one before a full one.
+    full_suspect = _member("b", {"x": (2, 0, 0.0)}, suspect=True)
+    free_suspect = _member("d", {"x": (2, 2, 5.0)}, suspect=True)
+    assert place(_spec(_step("s", "x")), [full_suspect, free_suspect],
+                 coordinator="c").assignment == {"s": "d"}
+
+
+def test_candidate_of_a_member_state() -> None:
+    record = peer_pb2.DomainRecord(domain="a")
+    assert Candidate.of(record, "ALIVE") == Candidate(record, alive=True)
+    assert Candidate.of(record, "SUSPECT") == Candidate(record, alive=True, suspect=True)
+    for state in ("DEAD", "LEFT"):
+        assert Candidate.of(record, state) == Candidate(record, alive=False)
+    assert Candidate.of(record, "ALIVE", revoked=True).revoked
+
+
+def test_a_revoked_member_is_refused_naming_the_revocation() -> None:
+    members = [
+        _member("a", {"x": (2, 2, 1.0)}, revoked=True),  # still ALIVE in the view
+        _member("b", {"x": (2, 2, 1.0)}, alive=False, revoked=True),
+        _member("c", {"x": (2, 2, 1.0)}, alive=False),
+    ]
+    result = place(_spec(_step("s", "x")), members, coordinator="c")
+    assert result.unplaceable == {
+        "s": "no eligible domain for 'x' (a, b: key revoked; c: not alive)"}
+
+
 def test_unplaceable_reasons_group_domains() -> None:
     members = [
         _member("us-east", {"ml.train": (2, 2, 1.0)}),
@@ -361,6 +401,8 @@ def _scenario(draw: st.DrawFn) -> tuple[spec_pb2.WorkflowSpec, list[Candidate], 
                 residency=draw(st.lists(st.sampled_from(JURIS), max_size=2)),
                 leaving=draw(st.booleans()),
                 alive=draw(st.booleans()),
+                suspect=draw(st.booleans()),
+                revoked=draw(st.booleans()),
             )
         )
     steps = []
@@ -392,7 +434,7 @@ def _eligible(member: Candidate, step: spec_pb2.StepSpec, spec: spec_pb2.Workflo
     """The placement rules other than free capacity, restated independently."""
     record = member.record
     return (
-        member.alive and not record.leaving
+        member.alive and not member.revoked and not record.leaving
         and record.domain not in excluded.get(step.id, ())
         and (not step.constraints.domains or record.domain in step.constraints.domains)
         and all(record.labels.get(k) == v for k, v in step.constraints.labels.items())
@@ -426,9 +468,13 @@ def test_every_assignment_satisfies_constraints(scenario: tuple, coordinator: st
         step = steps[step_id]
         eligible = [m for m in members if _eligible(m, step, spec, coordinator, excluded)]
         chosen = next(m for m in eligible if m.record.domain == domain)
-        # A domain past its gossiped free slots only when no eligible domain has one.
+        # A SUSPECT domain only when no ALIVE one is eligible; among those as sure to
+        # be alive, one past its gossiped free slots only when none has one.
+        if chosen.suspect:
+            assert all(m.suspect for m in eligible)
         if free(chosen, step.capability) <= 0:
-            assert all(free(m, step.capability) <= 0 for m in eligible)
+            assert all(free(m, step.capability) <= 0 for m in eligible
+                       if m.suspect == chosen.suspect)
         load[(domain, step.capability)] += 1
     for step_id in result.unplaceable:
         step = steps[step_id]
