@@ -241,10 +241,9 @@ class Audit:
         steps = {}
         if active.progress is not None:
             for s in active.progress.steps.values():
-                result = self.result_message(row.id, s.id, s.attempts, s.state.value,
-                                             s.outputs, s.error)
                 steps[s.id] = {"state": s.state.value, "attempt": s.attempts,
-                               "domain": s.domain, "outputs_sha256": proofs.outputs_hash(result)}
+                               "domain": s.domain,
+                               "outputs_sha256": proofs.outputs_value_hash(s.outputs)}
         else:
             steps = {s.id: {"state": "PENDING", "attempt": 0, "domain": "",
                             "outputs_sha256": ""} for s in _spec_steps(row.spec)}

@@ -27,6 +27,7 @@ from fedorch.core.membership.swim_profiles import make_profile, typed_overrides
 from fedorch.core.membership.swim_types import (
     EventKind,
     MemberState,
+    MemberView,
     Message,
     PushPull,
     RemoteProtocolError,
@@ -111,19 +112,19 @@ class Membership:
     # ---- what the agent reads ----------------------------------------------------
 
     def members(self) -> list[Member]:
-        out = []
         to_wall = self.agent.now_ms() / 1000 - self.agent.now()  # the core's clock is monotonic
-        trust = self.agent.trust
-        for view in self.swim.members():
-            # A domain no longer trusted (removed live) is no member here, whatever
-            # others relay about it: no placement on it, nothing shown for it.
-            if view.name != self.agent.domain and view.name not in trust:
-                continue
-            record = self._record(view.name, view.record_version, view.record)
-            heard = None if view.last_heard is None else view.last_heard + to_wall
-            out.append(Member(view.name, view.address, view.state.value, view.incarnation,
-                              heard, record, view.record_version))
-        return out
+        return [m for view in self.swim.members()
+                if (m := self._member(view, to_wall)) is not None]
+
+    def _member(self, view: MemberView, to_wall: float) -> Member | None:
+        # A domain no longer trusted (removed live) is no member here, whatever
+        # others relay about it: no placement on it, nothing shown for it.
+        if view.name != self.agent.domain and view.name not in self.agent.trust:
+            return None
+        record = self._record(view.name, view.record_version, view.record)
+        heard = None if view.last_heard is None else view.last_heard + to_wall
+        return Member(view.name, view.address, view.state.value, view.incarnation,
+                      heard, record, view.record_version)
 
     def rejoined(self) -> bool:
         """May this agent place work yet? Once its own record is out and it has heard
@@ -143,7 +144,12 @@ class Membership:
         return self._rejoined
 
     def get(self, domain: str) -> Member | None:
-        return next((m for m in self.members() if m.domain == domain), None)
+        # One member, not the whole list: the takeover watch asks for a workflow's
+        # coordinator and each of its participants whenever it looks at the workflow.
+        view = self.swim.member(domain)
+        if view is None:
+            return None
+        return self._member(view, self.agent.now_ms() / 1000 - self.agent.now())
 
     def endpoint(self, domain: str) -> str | None:
         view = self.swim.member(domain)

@@ -301,14 +301,16 @@ class Swim(FailureDetector):
 
     def members(self) -> list[MemberView]:
         """Every member we list (tombstones excluded), ourselves first."""
+        return [self._me(), *self._table.views()]
+
+    def _me(self) -> MemberView:
         state = MemberState.LEFT if self._leaving else MemberState.ALIVE
-        me = MemberView(self.name, self.address, state, self._incarnation, self._now,
-                        self._record, self._record_version)
-        return [me, *self._table.views()]
+        return MemberView(self.name, self.address, state, self._incarnation, self._now,
+                          self._record, self._record_version)
 
     def member(self, name: str) -> MemberView | None:
-        if name == self.name:
-            return self.members()[0]
+        if name == self.name:  # not the whole list for its first entry
+            return self._me()
         found = self._table.members.get(name)
         return found.view() if found is not None and found.reaped_at is None else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.membership import JOIN_PATIENCE_S, Membership
 
@@ -38,3 +40,14 @@ async def test_silent_seeds_hold_work_back_until_the_patience_ends(agent, monkey
     assert not m.rejoined()
     now[0] += 1.0
     assert m.rejoined()
+
+
+async def test_get_is_the_member_the_list_shows(agent) -> None:
+    m = Membership(agent, incarnation=5)
+    m.publish(agent.current_record(), force=True)
+    listed = m.members()
+    assert [x.domain for x in listed] == [agent.domain]
+    # The same member (its last-heard time is converted to wall time at each call).
+    assert replace(m.get(agent.domain), last_heard=None) == replace(listed[0], last_heard=None)
+    assert m.get(agent.domain).record.domain == agent.domain
+    assert m.get("nobody") is None

@@ -24,6 +24,7 @@ from fedorch.core.identity import (
     open_message,
     seal,
 )
+from fedorch.core.identity.replay import NONCE_BYTES
 from fedorch.gen.fedorch.v1 import peer_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -499,3 +500,9 @@ def test_non_canonical_body_verifies_as_received(unknown):
 def test_new_nonce_is_16_random_bytes():
     a, b = new_nonce(), new_nonce()
     assert len(a) == 16 and a != b
+
+
+def test_nonces_are_unique_and_of_the_guards_length() -> None:
+    nonces = [new_nonce() for _ in range(10_000)]
+    assert {len(n) for n in nonces} == {NONCE_BYTES}
+    assert len(set(nonces)) == len(nonces)
