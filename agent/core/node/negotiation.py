@@ -24,7 +24,7 @@ Rules the Node enforces here rather than leaving to a shell:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 from fedorch.core.negotiation.acceptor import PersistAcceptor
 from fedorch.core.negotiation.coordinator import (
@@ -58,6 +58,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
 from fedorch.core.negotiation.termination import answer_query
+from fedorch.core.node.inputs import Submit
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
@@ -73,12 +74,11 @@ from fedorch.core.node.records import (
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-if TYPE_CHECKING:
-    from fedorch.core.node.node import Node, Submit
-
 
 class Negotiation:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts,
+        # never the reverse, so the import graph has no cycle).
         self.n = node
         self._handlers = {
             PrepareMsg: self._on_prepare,

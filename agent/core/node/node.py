@@ -53,7 +53,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from fedorch.core.identity.submission import SubmissionError
@@ -64,6 +63,7 @@ from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolEr
 from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
+from fedorch.core.node.inputs import Message, StepEnded, Submit, Tick
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, Timing, WfInfo
@@ -73,45 +73,9 @@ from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
+__all__ = ["Message", "Node", "StepEnded", "Submit", "Tick"]
+
 SUBMISSION_WINDOW_MS = 3_600_000
-
-
-# ---- inputs --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Message:
-    """A peer's message, its sender verified and its authority checked."""
-
-    src: str
-    msg: object
-
-
-@dataclass(frozen=True)
-class Submit:
-    """A client's workflow, taken here: this agent coordinates it."""
-
-    workflow_id: str
-    spec: spec_pb2.WorkflowSpec
-    submission: spec_pb2.SignedSpec | None = None
-    placement: dict[str, str] | None = None  # the placer's first choice, if any
-
-
-@dataclass(frozen=True)
-class StepEnded:
-    """An executor finished an attempt the Node started (start_steps)."""
-
-    workflow_id: str
-    step_id: str
-    attempt: int
-    ok: bool
-    outputs: dict = field(default_factory=dict)
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class Tick:
-    """The deadline `get_timer()` named has come."""
 
 
 class TakeoverPlug(Protocol):

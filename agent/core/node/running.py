@@ -16,19 +16,19 @@ workflow still holds here and stops its attempts (`stop_steps`).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any
 
+from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, WfInfo, copy_hold
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
 
-if TYPE_CHECKING:
-    from fedorch.core.node.node import Node, StepEnded
-
 
 class Running:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts,
+        # never the reverse, so the import graph has no cycle).
         self.n = node
 
     # ---- inputs ----------------------------------------------------------------------
