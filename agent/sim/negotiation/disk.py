@@ -1,153 +1,29 @@
-"""What a simulated agent keeps on disk, and the shell-level messages it sends.
+"""What a simulated agent keeps on disk, and the messages it sends.
 
-The negotiation cores define the consensus and decision messages; the rest of
-the wire protocol (PREPARE and votes, step results, the final state of a
-workflow, acknowledgements) is the shell's, and these are the simulator's
-stand-ins for it. `Disk` is what survives a crash (SQLite in a real agent).
+Both are the Node's (agent/core/node/records.py), re-exported here for the simulator's
+parts; `Crash` is the simulator's own: raised at a crash point, only the disk survives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
+    CoordRow,
+    Disk,
+    FinalMsg,
+    PrepareMsg,
+    ResultMsg,
+    Timing,
+    VoteMsg,
+    WfInfo,
+    copy_hold,
+)
 
-from fedorch.core.negotiation.acceptor import AcceptorRecord
-from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
-from fedorch.core.negotiation.participant import Hold
-from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import spec_pb2
+__all__ = ["AckMsg", "ClaimAnswerMsg", "ClaimMsg", "CoordRow", "Crash", "Disk", "FinalMsg",
+           "PrepareMsg", "ResultMsg", "Timing", "VoteMsg", "WfInfo", "copy_hold"]
 
 
 class Crash(Exception):
     """Raised at a crash point: the agent stops here; only its disk survives."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    lease_s: float = 8.0
-    prepare_timeout_s: float = 2.0
-    query_timeout_s: float = 2.0
-    query_interval_s: float = 2.0
-    resend_s: float = 1.0
-    backoff_s: float = 0.5
-    decision_resend_s: float = 3.0
-    reliable_resend_s: float = 1.0
-    stagger_s: float = 1.0   # participants start recovery ballots in turn, this far apart
-    max_rounds: int = 2
-    # Coordinator takeover (agent/core/workflow/takeover.py); None: off, as before it.
-    takeover_after_s: float | None = None
-    dead_after_s: float = 1.5  # membership: a crashed agent is DEAD this long after
-
-
-# ---- shell-level messages: what the cores leave to the wire protocol ---------------
-
-
-@dataclass(frozen=True, eq=False)
-class WfInfo:
-    spec: spec_pb2.WorkflowSpec
-    placement: dict[str, str]
-    coordinator: str
-    # The client's signed submission (agent/core/identity/submission.py) as far as the
-    # simulator models it: no signature, but its fields (the coordinator it was signed
-    # for, its request id and time) cannot be altered by whoever relays it.
-    submission: spec_pb2.SignedSpec | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class PrepareMsg:
-    tx: TxInfo
-    steps: tuple[tuple[str, str], ...]
-    info: WfInfo
-
-
-@dataclass(frozen=True)
-class VoteMsg:
-    key: Key
-    domain: str
-    yes: bool
-    reason: str
-
-
-@dataclass(frozen=True, eq=False)
-class ResultMsg:
-    workflow_id: str
-    step_id: str
-    attempt: int
-    state: StepState
-    outputs: dict
-    error: str
-
-
-@dataclass(frozen=True)
-class FinalMsg:
-    workflow_id: str
-    state: WorkflowState
-    epoch: int = 0  # the sender's coordinator epoch
-
-
-@dataclass(frozen=True)
-class ClaimMsg:
-    """A participant claims coordinator epoch `epoch` (TakeoverClaim)."""
-
-    workflow_id: str
-    epoch: int
-
-
-@dataclass(frozen=True)
-class ClaimAnswerMsg:
-    workflow_id: str
-    epoch: int
-    granted: bool
-    held_epoch: int
-    holder: str
-    final: WorkflowState | None = None  # the answerer has ended it: how (no grant then)
-
-
-@dataclass(frozen=True)
-class AckMsg:
-    msg_id: tuple
-
-
-@dataclass(frozen=True, eq=False)
-class CoordRow:
-    """The coordinator's workflow row: written before any PREPARE of a round."""
-
-    workflow_id: str
-    info: WfInfo          # spec, and the placement of `round`
-    state: WorkflowState = WorkflowState.PENDING
-    round: int = 0
-    acceptors: tuple[str, ...] = ()
-    committed: bool = False
-    finished: bool = False
-    reason: str = ""
-
-
-@dataclass
-class Disk:
-    """What survives a crash (SQLite in a real agent)."""
-
-    rows: dict[str, CoordRow] = field(default_factory=dict)
-    cells: dict[Key, Value] = field(default_factory=dict)        # proposal cells, write-once
-    records: dict[Key, Value] = field(default_factory=dict)      # coordinator decision records
-    learned: dict[Key, Value] = field(default_factory=dict)      # decisions known here
-    acceptor: dict[Key, AcceptorRecord] = field(default_factory=dict)
-    holds: dict[Key, Hold] = field(default_factory=dict)
-    info: dict[Key, WfInfo] = field(default_factory=dict)        # PREPAREs taken part in
-    committed: dict[str, int] = field(default_factory=dict)      # workflow -> committed round
-    runs: set[tuple[str, str, int]] = field(default_factory=set)
-    results: dict[str, dict[str, tuple]] = field(default_factory=dict)
-    final: dict[str, WorkflowState] = field(default_factory=dict)
-    final_acked: dict[str, set[str]] = field(default_factory=dict)
-    ballots: dict[Key, Ballot] = field(default_factory=dict)     # last ballot per recovery
-    # Coordinator takeover: the (epoch, coordinator) followed or acted as, and granted.
-    epochs: dict[str, tuple[int, str]] = field(default_factory=dict)
-    granted: dict[str, tuple[int, str]] = field(default_factory=dict)
-    # The committed round's acceptors (the takeover electorate), kept at the commit.
-    electorates: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # Signed submissions admitted here: key -> (workflow id, issued at ms).
-    admitted: dict[bytes, tuple[str, int]] = field(default_factory=dict)
-
-
-def copy_hold(h: Hold) -> Hold:
-    """A hold as written to disk: never aliased with the core's own object."""
-    return replace(h, steps=list(h.steps))

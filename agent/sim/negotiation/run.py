@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-One seed gives one run, event for event: N agents (agent.negotiation.sim_agent,
-each holding the real Coordinator / Participant / Acceptor / Termination /
-Progress cores and a disk that survives crashes), a handful of workflows of 1-4
+One seed gives one run, event for event: N agents (agent.sim.negotiation.agent:
+each a thin driver around one pure Node, agent/core/node, which holds the real
+Coordinator / Participant / Acceptor / Termination / Progress cores, and a disk
+that survives crashes), a handful of workflows of 1-4
 steps submitted at random agents, random policies and capacities (so some votes
 are NO), and a simulated network with seeded loss, duplication, delay (hence
 reordering) and a partition that heals. Agents crash at random crash points (at
@@ -14,7 +15,7 @@ from their disk; one coordinator may die forever at its k-th point.
 Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
 heals and every crashed agent (bar the dead-forever one) restarts; the run goes
 on until nothing is left to do or `end`. Then the checker
-(agent.negotiation.sim_check) verifies the invariants; `run(seed)` raises
+(agent.sim.negotiation.check) verifies the invariants; `run(seed)` raises
 SimulationFailure naming the seed, and the seed replays the run exactly.
 
     python -m fedorch.sim.negotiation.run --seeds 100000 [--start 0] [--jobs 2]

@@ -40,7 +40,8 @@ class World(Protocol):
 
 
 class Member(Protocol):
-    """A simulated agent as the input boundary checks it (agent.SimAgent)."""
+    """A simulated agent as the input boundary checks it (agent.SimAgent: a driver around
+    a Node; `disk` is the Node's view of its tables while it is up)."""
 
     name: str
     sim: World

@@ -1,0 +1,42 @@
+"""What a Node takes in: `Node.step(now, input)` with one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+
+@dataclass(frozen=True)
+class Message:
+    """A peer's message, its sender verified and its authority checked."""
+
+    src: str
+    msg: object
+
+
+@dataclass(frozen=True)
+class Submit:
+    """A client's workflow, taken here: this agent coordinates it."""
+
+    workflow_id: str
+    spec: spec_pb2.WorkflowSpec
+    submission: spec_pb2.SignedSpec | None = None
+    placement: dict[str, str] | None = None  # the placer's first choice, if any
+
+
+@dataclass(frozen=True)
+class StepEnded:
+    """An executor finished an attempt the Node started (start_steps)."""
+
+    workflow_id: str
+    step_id: str
+    attempt: int
+    ok: bool
+    outputs: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The deadline `get_timer()` named has come."""

@@ -1,0 +1,411 @@
+"""The Node's negotiation part: messages to the cores, the cores' actions to records.
+
+Theory of operation
+-------------------
+Each peer message goes to the core that has it (a vote to the workflow's Coordinator,
+a Paxos Prepare or Accept to the Acceptor, a Promise / Accepted / Reject to the
+Coordinator of that workflow or else to Termination, a decision to whoever holds the
+transaction). The cores' actions are run in order (`run`): a Send is sent, a Persist*
+becomes a record of the Node's view (so a driver writes it before the messages that
+follow it leave), a Learned decision is applied.
+
+Rules the Node enforces here rather than leaving to a shell:
+- a COMMIT is believed only with its certificate (`check_value` against the
+  transaction known here); a COMMIT of a transaction unknown here is refused;
+- write combining: a learned COMMIT of our own prepared hold is written in the same
+  group as the hold's commit; every other decision is written on its own first;
+- a decision applied to a hold releases it (ABORT) or commits it and starts the
+  workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator;
+- the coordinator's decision records are collected once `collectable()` says so;
+- the workflow lifecycle (core/workflow/lifecycle) moves on the coordinator's
+  Finished, with an explicit cancelled flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fedorch.core.negotiation.acceptor import PersistAcceptor
+from fedorch.core.negotiation.coordinator import (
+    Coordinator,
+    Finished,
+    PersistDecision,
+    RoundRecord,
+    SendDecision,
+    SendPrepare,
+)
+from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.messages import (
+    Accept,
+    Accepted,
+    Decision,
+    DecisionAck,
+    DecisionAnswer,
+    DecisionQuery,
+    Key,
+    Learned,
+    PaxosPrepare,
+    PersistBallot,
+    PersistProposal,
+    Promise,
+    Reject,
+    Send,
+    TxInfo,
+    Value,
+    VoteIn,
+    check_value,
+)
+from fedorch.core.negotiation.participant import DecisionEffect, HoldState
+from fedorch.core.negotiation.termination import answer_query
+from fedorch.core.node.inputs import Submit
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
+    CoordRow,
+    FinalMsg,
+    PrepareMsg,
+    ResultMsg,
+    VoteMsg,
+    WfInfo,
+    copy_hold,
+)
+from fedorch.core.workflow import lifecycle
+from fedorch.core.workflow.lifecycle import WorkflowState
+
+
+class Negotiation:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts,
+        # never the reverse, so the import graph has no cycle).
+        self.n = node
+        self._handlers = {
+            PrepareMsg: self._on_prepare,
+            VoteMsg: self._on_vote,
+            PaxosPrepare: self._on_acceptor_input,
+            Accept: self._on_acceptor_input,
+            Promise: self._on_proposer_input,
+            Accepted: self._on_proposer_input,
+            Reject: self._on_proposer_input,
+            Decision: self._on_decision,
+            DecisionQuery: self._on_query,
+            DecisionAnswer: self._on_answer,
+            DecisionAck: self._on_ack_decision,
+            ResultMsg: node.running.on_result,
+            FinalMsg: node.running.on_final,
+            AckMsg: node.running.on_ack,
+            ClaimMsg: lambda now, src, msg: self.n.takeover.on_claim(now, src, msg),
+            ClaimAnswerMsg: lambda now, src, msg: self.n.takeover.on_claim_answer(now, src,
+                                                                                   msg),
+        }
+
+    # ---- inputs ----------------------------------------------------------------------
+
+    def deliver(self, now: float, src: str, msg: object) -> None:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise RemoteProtocolError(f"unknown message {type(msg).__name__}")
+        handler(now, src, msg)
+
+    def submit(self, now: float, s: Submit) -> None:
+        n = self.n
+        n.point("workflow row")
+        n.state.rows[s.workflow_id] = CoordRow(
+            s.workflow_id, WfInfo(s.spec, {}, n.name, submission=s.submission),
+            state=lifecycle.step(WorkflowState.PENDING, lifecycle.Submitted()))
+        n.out.status.append((s.workflow_id, WorkflowState.NEGOTIATING))
+        core = Coordinator(s.workflow_id, placer=n.placer(s.spec, s.placement),
+                           max_rounds=n.t.max_rounds,
+                           prepare_timeout_s=n.t.prepare_timeout_s,
+                           consensus=n.consensus())
+        n.coordinators[s.workflow_id] = core
+        core.start(now)
+        self.run(now, core.next_actions(), core)
+
+    # ---- restore -----------------------------------------------------------------------
+
+    def restore(self, now: float) -> None:
+        n = self.n
+        d = n.state
+        holds = [copy_hold(h) for h in d.holds.values()]
+        n.participant.restore(holds, {k: v.commit for k, v in d.learned.items()})
+        n.acceptor.restore(d.acceptor.values(), d.learned)
+        n.submissions.restore((k, wf, at) for k, (wf, at) in d.admitted.items())
+        for h in holds:
+            value = d.learned.get(h.key)
+            if value is not None:  # learned, crashed before the hold followed
+                self._apply(now, h.key, value, h.tx)
+            elif h.state is HoldState.PREPARED and h.tx is not None \
+                    and h.tx.coordinator != n.name:
+                n.termination.track(h.tx, h.lease_expires, d.ballots.get(h.key))
+        for wf, row in list(d.rows.items()):
+            record = RoundRecord(
+                row.round, dict(row.info.placement), row.acceptors,
+                d.cells.get((wf, row.round)), d.records.get((wf, row.round)),
+                row.committed, row.finished, ballot=d.ballots.get((wf, row.round)))
+            core = Coordinator.restore(wf, record, now=now, placer=n.placer(row.info.spec),
+                                       max_rounds=n.t.max_rounds,
+                                       prepare_timeout_s=n.t.prepare_timeout_s,
+                                       consensus=n.consensus())
+            n.coordinators[wf] = core
+            n.stats[f"coordinator restored {core.phase.value}"] += 1
+            self.run(now, core.next_actions(), core)
+            if row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED) \
+                    and d.epochs.get(wf, (0, ""))[0] == 0:  # else a successor ended it
+                if wf not in d.final:  # crashed between the outcome and its release
+                    n.running.end_here(wf, row.state)
+                acked = d.final_acked.get(wf, set())
+                for p in sorted(set(row.info.placement.values()) - {n.name} - acked):
+                    n.reliable(p, ("final", wf, p), FinalMsg(wf, row.state))
+        for h in holds:  # our own reservations in rounds we coordinate: our log decides
+            core = n.coordinators.get(h.workflow_id)
+            if core is not None and h.key not in d.learned and h.round <= core.round:
+                answer = core.answer_query(now, h.round)
+                self.run(now, core.next_actions(), core)
+                if answer.value is not None:
+                    self.learn(now, h.key, answer.value, h.tx)
+        for wf in {h.workflow_id for h in n.participant.holds()} & set(d.final):
+            n.running.end_here(wf, d.final[wf])  # crashed between its end and the release
+        for wf in list(d.committed):
+            if wf not in d.final:
+                n.running.resume(now, wf)
+
+    # ---- message handlers ----------------------------------------------------------
+
+    def _on_prepare(self, now: float, src: str, msg: PrepareMsg) -> None:
+        n = self.n
+        tx = msg.tx
+        if src != tx.coordinator:
+            raise RemoteProtocolError("a PREPARE comes from its coordinator")
+        admission = n.admit(n, now, tx, msg.info)
+        out = n.participant.reserve(
+            now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
+            data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx)
+        yes = out.yes
+        if yes and out.hold is not None:  # RESERVED: the reservation, then the prepare record
+            n.point("reservation")
+            if admission is not None and admission.new:  # in the reservation's write
+                n.submissions.record(admission)
+                n.state.admitted[admission.key] = (tx.workflow_id, admission.issued_at_ms)
+            n.state.info[tx.key] = msg.info
+            n.state.holds[tx.key] = copy_hold(out.hold)
+            hold = n.participant.confirm_yes(now, tx.key)
+            n.point("prepare record")
+            if hold is None:
+                n.state.holds.pop(tx.key, None)
+                yes = False
+            else:
+                n.state.holds[tx.key] = copy_hold(hold)
+                n.note("yes_voted", tx, hold.lease_expires, now)
+                if tx.coordinator != n.name:
+                    n.termination.track(tx, hold.lease_expires)
+        reason = "" if yes else out.reason or "lease expired before the vote"
+        if reason == "round already decided":
+            n.stats["late PREPARE refused"] += 1
+        n.send(src, VoteMsg(tx.key, n.name, yes, reason))
+
+    def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
+        core = self.n.coordinators.get(msg.key[0])
+        if core is None or src != msg.domain:
+            raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
+        raw = self.n.vote_raw(msg.key, src, msg.yes)
+        core.receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason, raw))
+        self.run(now, core.next_actions(), core)
+
+    def _on_acceptor_input(self, now: float, src: str, msg: PaxosPrepare | Accept) -> None:
+        self.n.acceptor.receive(src, msg)
+        self.run(now, self.n.acceptor.next_actions())
+
+    def _on_proposer_input(self, now: float, src: str, msg: Promise | Accepted | Reject) -> None:
+        # As on the wire (paxos_wire.decode), a reply is signed by the acceptor it names;
+        # our own acceptor hands us a proposer's vouched acceptance too (never the wire).
+        n = self.n
+        if src != n.name and getattr(msg, "acceptor", src) != src:
+            raise RemoteProtocolError("a reply signed by another acceptor")
+        core = n.coordinators.get(msg.key[0])
+        if core is not None:
+            core.receive_paxos(now, msg)
+            self.run(now, core.next_actions(), core)
+        else:
+            n.termination.receive(now, msg)
+            self.run(now, n.termination.next_actions())
+
+    def _on_decision(self, now: float, src: str, msg: Decision) -> None:
+        tx = self.n.tx_of(msg.key)
+        if tx is not None:
+            check_value(tx, msg.value)  # a COMMIT is believed only with its certificate
+        elif msg.value.commit:
+            raise RemoteProtocolError(f"a COMMIT of {msg.key}, a transaction unknown here")
+        core = self.n.coordinators.get(msg.key[0])
+        if core is not None:
+            core.receive_paxos(now, msg)
+            self.run(now, core.next_actions(), core)
+        self.learn(now, msg.key, msg.value, tx)
+
+    def _on_query(self, now: float, src: str, msg: DecisionQuery) -> None:
+        n = self.n
+        core = n.coordinators.get(msg.key[0])
+        if core is not None:
+            answer = core.answer_query(now, msg.key[1])
+            self.run(now, core.next_actions(), core)
+        else:
+            answer = answer_query(n.name, msg.key, n.state.learned.get(msg.key),
+                                  n.participant.status(msg.key))
+        n.send(src, answer)
+
+    def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:
+        self.n.termination.receive(now, msg)
+        self.run(now, self.n.termination.next_actions())
+
+    def _on_ack_decision(self, now: float, src: str, msg: DecisionAck) -> None:
+        core = self.n.coordinators.get(msg.key[0])
+        if core is None:
+            return
+        core.receive_ack(now, src, msg.key[1])
+        self._collect(core)
+
+    # ---- running the cores' actions, in order ----------------------------------------
+
+    def run(self, now: float, actions: list, core: Coordinator | None = None) -> None:
+        n = self.n
+        for a in actions:
+            kind = type(a)
+            if kind is Send:
+                n.send(a.to, a.msg)
+            elif kind is PersistAcceptor:
+                n.point("PersistAcceptor")
+                n.state.acceptor[a.key] = a.record
+                n.note("acceptor_state", a.record)
+            elif kind is PersistBallot:
+                n.point("PersistBallot")
+                n.state.ballots[a.key] = a.ballot
+            elif kind is Learned:
+                n.stats[f"termination learned {'COMMIT' if a.value.commit else 'ABORT'}"] += 1
+                self.learn(now, a.key, a.value, a.tx)
+            elif core is not None:
+                self._coordinator_action(now, core, a)
+            else:  # pragma: no cover - every core action is listed above
+                raise LocalProtocolError(f"no route for {a!r}")
+
+    def _coordinator_action(self, now: float, core: Coordinator, a: object) -> None:
+        n = self.n
+        d = n.state
+        wf = core.workflow_id
+        row = d.rows[wf]
+        if isinstance(a, SendPrepare):
+            if row.round != a.round:  # the round record, before any PREPARE of it
+                n.point("round record")
+                row = replace(row, round=a.round, acceptors=a.acceptors,
+                              info=replace(row.info, placement=dict(a.placement),
+                                           coordinator=n.name))
+                d.rows[wf] = row
+            tx = core.tx()
+            assert tx is not None and tx.round == a.round
+            caps = {s.id: s.capability for s in row.info.spec.steps}
+            n.send(a.domain, PrepareMsg(tx, tuple((s, caps[s]) for s in a.steps), row.info))
+        elif isinstance(a, PersistProposal):
+            n.point("PersistProposal")
+            if (wf, a.round) not in d.cells:
+                d.cells[(wf, a.round)] = a.value
+            elif d.cells[(wf, a.round)] != a.value:
+                raise LocalProtocolError(f"{wf} round {a.round}: the proposal cell changed")
+        elif isinstance(a, PersistDecision):
+            value = core.decision(a.round)
+            assert value is not None
+            n.point("PersistDecision")
+            if (wf, a.round) not in d.records:
+                d.records[(wf, a.round)] = value
+            elif d.records[(wf, a.round)] != value:
+                raise LocalProtocolError(f"{wf} round {a.round}: the decision record changed")
+            if value.commit:
+                d.rows[wf] = replace(d.rows[wf], committed=True)
+                d.committed[wf] = a.round
+            elif d.cells.get((wf, a.round), value).commit:
+                n.stats["coordinator proposed commit, abort chosen"] += 1
+            n.note("decided", (wf, a.round), value, now)
+        elif isinstance(a, SendDecision):
+            value = core.decision(a.round)
+            if value is not None:
+                n.send(a.domain, Decision((wf, a.round), value, n.name))
+        elif isinstance(a, Finished):
+            n.point("Finished")
+            event = lifecycle.Committed() if a.committed else lifecycle.Cancelled(a.reason) \
+                if a.cancelled else lifecycle.Aborted(a.reason)
+            state = lifecycle.step(row.state, event)
+            d.rows[wf] = replace(row, state=state, finished=True, reason=a.reason)
+            n.out.status.append((wf, state))
+            if a.committed:
+                n.running.resume(now, wf)
+            self._collect(core)
+        else:  # pragma: no cover
+            raise LocalProtocolError(f"no route for {a!r}")
+
+    def _collect(self, core: Coordinator) -> None:
+        n = self.n
+        for key in core.collectable():
+            if key in n.state.records:
+                n.point("collect record")
+                del n.state.records[key]
+                core.collected(key)
+                n.stats["decision record collected"] += 1
+
+    # ---- decisions -------------------------------------------------------------------
+
+    def learn(self, now: float, key: Key, value: Value, tx: TxInfo | None) -> None:
+        n = self.n
+        known = n.state.learned.get(key)
+        if known is not None and known.commit != value.commit:
+            n.note("learned", key, value, now)
+            raise RemoteProtocolError(f"{key}: a decision contradicting the one on record")
+        # Write combining: a COMMIT of our prepared hold is learned in the write that
+        # commits the hold (one write); anything else is learned on its own first.
+        with_hold = known is None and value.commit and tx is not None \
+            and n.name in tx.participants and n.participant.status(key) == "prepared"
+        if known is None and not with_hold:
+            n.point("learned")
+            self._write_learned(now, key, value)
+        n.termination.forget(key)
+        self._apply(now, key, value, tx, learning=with_hold)
+
+    def _write_learned(self, now: float, key: Key, value: Value) -> None:
+        self.n.state.learned[key] = value
+        self.n.note("learned", key, value, now)
+
+    def _apply(self, now: float, key: Key, value: Value, tx: TxInfo | None, *,
+               learning: bool = False) -> None:
+        """`learning`: the decision is not written yet; it goes with the hold's commit."""
+        n = self.n
+        d = n.state
+        if tx is not None and n.name in tx.acceptors:
+            n.acceptor.learn(tx, value)
+            self.run(now, n.acceptor.next_actions())
+        if tx is not None and n.name not in tx.participants:
+            return  # an acceptor only
+        status = n.participant.status(key)
+        if status is None:
+            if not value.commit:
+                n.participant.decide(now, key[0], key[1], False)  # closed: no late reserve
+            return  # an acceptor only, a NO voter, or the PREPARE never came
+        effect = n.participant.decide(now, key[0], key[1], value.commit)
+        assert not learning or effect is DecisionEffect.COMMITTED  # a prepared hold commits
+        if effect is DecisionEffect.RELEASED:
+            n.point("hold released")
+            d.holds.pop(key, None)
+        elif effect is DecisionEffect.COMMITTED:
+            hold = n.participant.hold(key)
+            assert hold is not None
+            n.point("hold committed")
+            if learning:
+                self._write_learned(now, key, value)
+            d.holds[key] = copy_hold(hold)
+            d.committed[key[0]] = key[1]
+            d.electorates[key[0]] = hold.tx.acceptors if hold.tx is not None else ()
+            if key[0] in d.final:
+                n.running.end_here(key[0], d.final[key[0]])
+            else:
+                n.running.resume(now, key[0])
+        if value.commit and tx is not None and tx.coordinator != n.name:
+            n.send(tx.coordinator, DecisionAck(key, n.name))
+        elif value.commit and key[0] in n.coordinators:
+            n.coordinators[key[0]].receive_ack(now, n.name, key[1])

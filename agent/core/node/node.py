@@ -1,0 +1,333 @@
+"""One agent's protocol cores and the routing between them, in one pure `Node`.
+
+Theory of operation
+-------------------
+A Node holds every core of one agent: a Coordinator per workflow it coordinates, the
+Participant (reservations), the Acceptor (Paxos Commit acceptor state), Termination
+(participants in doubt), a Progress per committed workflow, the workflow lifecycle
+table, and the submission guard. It owns what used to be spread over the shells: it
+runs the cores' actions in order, checks a COMMIT's certificate, combines the writes
+of one decision (a learned COMMIT with its hold's commit), applies decisions to
+holds, starts the steps of committed workflows, collects decision records,
+acknowledges decisions, resends what must arrive, and ends workflows.
+
+Its interface is raft-rs's RawNode/Ready:
+
+    node.step(now, input)  # Message(src, msg) | Submit | StepEnded | Tick
+    node.get_timer()       # the earliest deadline of any core inside (None: none)
+    ready = node.ready()   # writes (one transaction, in order), send_now,
+                           # send_after_write, start_steps, stop_steps, status_changes
+    ...the driver persists ready.writes, then sends, starts, stops...
+    node.advance(ready)
+
+It imports cores and generated types only: no clock (time comes in as `now`), no
+randomness of its own (an injected `random.Random`), no I/O. It reads a view of its
+durable tables (`Disk`, records.py) whose every change becomes an op of the Ready
+(ready.py); a driver that applies the ops to its own copy and later calls
+`Node.restore(disk, now)` gets back the Node a restarted agent must be. What it held
+only in memory (reliable resends, termination's queries, timers) is rebuilt from
+the tables on restore.
+
+Messages come in *authenticated*: the driver has verified who sent them (on the wire,
+an envelope's signature) and checked the sender's authority (core/identity/authority)
+before `step`. Between `ready()` and `advance()` the driver does not step the Node.
+
+Drivers. The negotiation simulator (agent/sim/negotiation/agent.py) is one: it passes
+a crash point before each Write and each send, applies ops to its `Disk`, sends
+through its simulated network and starts steps on fake executors. The daemon's
+runtime will map onto the same calls: a gRPC handler posts `Message` (after the
+envelope check), the client service posts `Submit`, an executor's end posts
+`StepEnded`, one `call_at` at `get_timer()` posts `Tick`; each loop turn it drains
+every queued input into `step`, writes `ready.writes` as one SQLite transaction
+(each Op a row put or delete in the named table), sends `send_now` at once and
+`send_after_write` after the commit, starts and stops executors, feeds watchers from
+`status_changes`, then `advance`s.
+
+Coordinator takeover is not inside the Node yet: a `TakeoverPlug` (the simulator's
+takeover part) is called at the points where the Node needs it and writes through the
+Node's view, so its changes are records of the same Ready.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+from fedorch.core.identity.submission import SubmissionError
+from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
+from fedorch.core.negotiation.acceptor import Acceptor
+from fedorch.core.negotiation.coordinator import ConsensusOptions, Coordinator
+from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.messages import Key, TxInfo
+from fedorch.core.negotiation.participant import Participant
+from fedorch.core.negotiation.termination import Termination
+from fedorch.core.node.inputs import Message, StepEnded, Submit, Tick
+from fedorch.core.node.negotiation import Negotiation
+from fedorch.core.node.ready import Outbox, Ready, recorded_view
+from fedorch.core.node.records import Disk, Timing, WfInfo
+from fedorch.core.node.running import Running
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.placement import Placement
+from fedorch.core.workflow.progress import Progress
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+__all__ = ["Message", "Node", "StepEnded", "Submit", "Tick"]
+
+SUBMISSION_WINDOW_MS = 3_600_000
+
+
+class TakeoverPlug(Protocol):
+    """Coordinator takeover, still outside the Node (see the header)."""
+
+    def coordinator_now(self, wf: str) -> str: ...
+    def follow_end(self, now: float, wf: str, epoch: int, src: str,
+                   state: WorkflowState) -> None: ...
+    def successor_outcome(self, now: float, wf: str) -> None: ...
+    def tk_reset(self) -> None: ...
+    def tk_boot(self) -> None: ...
+    def tk_timer(self) -> float | None: ...
+    def tk_wake(self, now: float) -> None: ...
+    def on_claim(self, now: float, src: str, msg: object) -> None: ...
+    def on_claim_answer(self, now: float, src: str, msg: object) -> None: ...
+
+
+class NoTakeover:
+    """No coordinator takeover: the original coordinator is the only one."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def coordinator_now(self, wf: str) -> str:
+        return self.node.running.info(wf).coordinator
+
+    def follow_end(self, now, wf, epoch, src, state) -> None:
+        return None
+
+    def successor_outcome(self, now, wf) -> None:
+        return None
+
+    def tk_reset(self) -> None:
+        return None
+
+    def tk_boot(self) -> None:
+        return None
+
+    def tk_timer(self) -> float | None:
+        return None
+
+    def tk_wake(self, now) -> None:
+        return None
+
+    def on_claim(self, now, src, msg) -> None:
+        raise RemoteProtocolError("coordinator takeover is off here")
+
+    on_claim_answer = on_claim
+
+
+def default_vote_raw(key: Key, domain: str, yes: bool) -> bytes:
+    """What stands for a signed vote where votes are not signed: it names its
+    transaction (the wire's vote envelope does, signed)."""
+    return f"{key[0]}/{key[1]}/{domain}/{'yes' if yes else 'no'}".encode()
+
+
+class Node:
+    def __init__(self, name: str, *, policy: config_pb2.Policy, capacities: dict[str, int],
+                 timing: Timing, peers: list[str], rng: random.Random,
+                 stats: Counter[str] | None = None,
+                 takeover: Callable[[Node], TakeoverPlug] | None = None,
+                 vote_raw: Callable[[Key, str, bool], bytes] = default_vote_raw,
+                 wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
+                 admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
+                 | None = None, disk: Disk | None = None, now: float = 0.0) -> None:
+        """`takeover` builds the plug from this Node (default: none); `disk` and `now`:
+        restore from that disk at that time (default: a new, empty agent)."""
+        self.name = name
+        self.policy = policy
+        self.capacities = capacities
+        self.t = timing
+        self.peers = list(peers)
+        self.rng = rng
+        self.stats: Counter[str] = stats if stats is not None else Counter()
+        self.takeover: TakeoverPlug = takeover(self) if takeover is not None \
+            else NoTakeover(self)
+        self.vote_raw = vote_raw
+        self.wall_ms = wall_ms
+        self.admit = admit if admit is not None else Node.check_submission
+        self.out = Outbox()
+        self.running = Running(self)
+        self.negotiation = Negotiation(self)
+        self._handed_out = False
+        self.restore(disk if disk is not None else Disk(), now)
+
+    # ---- the RawNode interface ---------------------------------------------------
+
+    def step(self, now: float, event: object) -> None:
+        """RemoteProtocolError: a peer's input this Node refuses (what it did before
+        the refusal stays in the Ready: it was decided on good input)."""
+        if self._handed_out:
+            raise LocalProtocolError("step between ready() and advance()")
+        self.now = now
+        kind = type(event)
+        if kind is Message:
+            self.negotiation.deliver(now, event.src, event.msg)
+        elif kind is Submit:
+            self.negotiation.submit(now, event)
+        elif kind is StepEnded:
+            self.running.step_ended(now, event)
+        elif kind is Tick:
+            self._tick(now)
+        else:
+            raise LocalProtocolError(f"not an input of a Node: {event!r}")
+
+    def get_timer(self) -> float | None:
+        times = [c.get_timer() for c in self.coordinators.values()]
+        times += [self.termination.get_timer(), self.participant.expiry_timer(),
+                  self.takeover.tk_timer()]
+        times += [e[2] for e in self.pending.values()]
+        live = [x for x in times if x is not None]
+        return min(live) if live else None
+
+    def ready(self) -> Ready:
+        self._handed_out = True
+        return self.out.ready()
+
+    def advance(self, ready: Ready) -> None:
+        self.out.advance(ready)
+        self._handed_out = False
+
+    def has_ready(self) -> bool:
+        return not self.out.ready().empty()
+
+    # ---- restore ----------------------------------------------------------------
+
+    def restore(self, disk: Disk, now: float) -> None:
+        """Become what a restarted agent is with `disk` on its disk: every core rebuilt
+        from the tables; what must happen again (resends, releases) in the next Ready."""
+        self.now = now
+        self.out.clear()
+        self._handed_out = False
+        self.state = recorded_view(disk, self.out.op)
+        t = self.t
+        self.participant = Participant(self.name, self.policy, self.capacities,
+                                       lease_s=t.lease_s, query_interval_s=t.query_interval_s)
+        self.acceptor = Acceptor(self.name)
+        self.submissions = SubmissionGuard(SUBMISSION_WINDOW_MS)
+        self.termination = Termination(
+            self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,
+            query_interval_s=t.query_interval_s, resend_s=t.resend_s, backoff_s=t.backoff_s,
+            stagger_s=t.stagger_s)
+        self.coordinators: dict[str, Coordinator] = {}
+        self.progress: dict[str, Progress] = {}
+        self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
+        self.takeover.tk_reset()
+        self.negotiation.restore(now)
+        self.takeover.tk_boot()
+
+    # ---- timers -------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        """Fire every deadline that has come, again while one is still due: a core may
+        set its next deadline from an earlier time (Termination asks the coordinator
+        at lease + timeout, which a late tick has passed), and a deadline left in the
+        past would only wake the driver again at once."""
+        for _ in range(8):
+            self._fire(now)
+            t = self.get_timer()
+            if t is None or t > now:
+                return
+
+    def _fire(self, now: float) -> None:
+        for core in list(self.coordinators.values()):
+            t = core.get_timer()
+            if t is not None and t <= now:
+                core.handle_timer(now)
+                self.negotiation.run(now, core.next_actions(), core)
+        t = self.termination.get_timer()
+        if t is not None and t <= now:
+            self.termination.handle_timer(now)
+            self.negotiation.run(now, self.termination.next_actions())
+        t = self.participant.expiry_timer()
+        if t is not None and t <= now:
+            for h in self.participant.expire(now):
+                self.stats["reservation expired unvoted"] += 1
+                self.point("reservation expired")
+                self.state.holds.pop(h.key, None)
+        self.takeover.tk_wake(now)
+        for entry in list(self.pending.values()):
+            if entry[2] <= now:
+                entry[3] = min(entry[3] * 2, 8.0)
+                entry[2] = now + entry[3]
+                self.send(entry[0], entry[1])
+
+    # ---- what the parts share -------------------------------------------------------
+
+    def point(self, what: str) -> None:
+        """What follows is written under this name (a driver's crash point)."""
+        self.out.point(what)
+
+    def note(self, *fact: object) -> None:
+        self.out.note(*fact)
+
+    def send(self, to: str, msg: object) -> None:
+        self.out.send(to, msg)
+
+    def reliable(self, to: str, msg_id: tuple, msg: object) -> None:
+        """Send until acknowledged (resends are in memory; restore re-reports)."""
+        self.pending[msg_id] = [to, msg, self.now + self.t.reliable_resend_s,
+                                self.t.reliable_resend_s]
+        self.send(to, msg)
+
+    def tx_of(self, key: Key) -> TxInfo | None:
+        hold = self.participant.hold(key)
+        if hold is not None and hold.tx is not None:
+            return hold.tx
+        rec = self.acceptor.record(key)
+        if rec is not None:
+            return rec.tx
+        core = self.coordinators.get(key[0])
+        tx = core.tx() if core is not None else None
+        return tx if tx is not None and tx.key == key else None
+
+    def consensus(self) -> ConsensusOptions:
+        others = [n for n in self.peers if n != self.name]
+
+        def extras() -> list[str]:
+            return self.rng.sample(others, len(others))
+
+        t = self.t
+        return ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
+                                backoff_s=t.backoff_s, decision_resend_s=t.decision_resend_s)
+
+    def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
+        def place(excluded) -> Placement:
+            assignment, unplaceable = {}, {}
+            for s in spec.steps:
+                left = [n for n in self.peers if n not in excluded.get(s.id, ())]
+                if hint and hint.get(s.id) in left:
+                    assignment[s.id] = hint[s.id]
+                elif left:
+                    assignment[s.id] = self.rng.choice(left)
+                else:
+                    unplaceable[s.id] = "every domain refused"
+            return Placement(assignment, unplaceable)
+        return place
+
+    @staticmethod
+    def check_submission(node: Node, now: float, tx: TxInfo,
+                         info: WfInfo) -> Admission | None:
+        """RemoteProtocolError unless the PREPARE's submission was signed for its
+        coordinator and was not admitted here under another workflow id; the admission
+        to record with a YES (None when the PREPARE carries none)."""
+        signed = info.submission
+        if signed is None:
+            return None
+        try:
+            if signed.coordinator != tx.coordinator:
+                raise SubmissionError(f"signed for coordinator {signed.coordinator}, not"
+                                      f" {tx.coordinator}")
+            return node.submissions.check(signed, tx.workflow_id, node.wall_ms(now))
+        except SubmissionError as e:
+            node.stats["refused replayed submission"] += 1
+            raise RemoteProtocolError(f"submission: {e}") from None

@@ -1,0 +1,214 @@
+"""The Node's output: a `Ready`, and the `Outbox` that collects it.
+
+Theory of operation
+-------------------
+Everything a Node wants done outside itself goes through one `Outbox`:
+
+- a durable change is an `Op` (table, put/delete/add, key, value) on the Node's view of
+  its `Disk` (records.py). The view's tables are `Recorded` dicts and sets: changing one
+  logs the op, so the code that decides reads and writes its tables as plain dicts and
+  can never change state without saying so. Ops are grouped in `Write`s, one per
+  *point* (a name such as "reservation" or "PersistDecision"): a point is where a
+  driver may crash (the simulator does), so a group is what is applied between two.
+- a message is sent *now* when no write is waiting to be handed out, and *after the
+  write* otherwise: a message that follows a write in the Node's reasoning (a vote after
+  its reservation, a decision after its record) never leaves before that write is
+  durable. A message that needs nothing is not held back behind unrelated writes of
+  the same turn only when it came first.
+- a step attempt to start (after its start record is durable: the idempotency key
+  (workflow, step, attempt)), attempts to stop (their workflow ended), and the status
+  changes of workflows (for watchers).
+- `notes`: observations tied to a write (a YES vote, a decision, a step start), which a
+  driver may report once the write is durable; the simulator's invariant checker takes
+  them; a daemon's audit log or metrics would.
+
+`ready()` hands out everything pending without forgetting it; `advance(ready)` says the
+driver has done it all (written, then sent, started) and drops exactly that much, so
+what the Node produced meanwhile waits for the next `ready()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedorch.core.node.records import TABLES, Disk
+
+PUT, DELETE, ADD, DISCARD = "put", "delete", "add", "discard"
+
+
+@dataclass(frozen=True)
+class Op:
+    table: str
+    kind: str   # PUT / DELETE on a dict table, ADD / DISCARD on a set table
+    key: Any
+    value: Any = None
+
+
+@dataclass
+class Write:
+    """The ops made after one point, applied together after the driver passes it."""
+
+    point: str
+    ops: list[Op] = field(default_factory=list)
+    notes: list[tuple] = field(default_factory=list)  # (what, *facts) for observers
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    to: str
+    msg: object
+
+
+@dataclass(frozen=True)
+class Ready:
+    writes: tuple[Write, ...]          # one transaction, in order
+    send_now: tuple[Outgoing, ...]      # may leave before the writes
+    send_after_write: tuple[Outgoing, ...]  # only once every write is durable
+    start_steps: tuple[tuple[str, str, int], ...]  # (workflow, step, attempt), after writes
+    stop_steps: tuple[tuple[str, str, int], ...]
+    status_changes: tuple[tuple[str, object], ...]  # (workflow, WorkflowState)
+
+    def empty(self) -> bool:
+        return not (self.writes or self.send_now or self.send_after_write
+                    or self.start_steps or self.stop_steps or self.status_changes)
+
+
+class Recorded(dict):
+    """A table of the Node's durable view: every change is logged as an `Op`."""
+
+    def __init__(self, table: str, log: Callable[[Op], None], items: Iterable = ()) -> None:
+        super().__init__(items)
+        self._table, self._log = table, log
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self._log(Op(self._table, PUT, key, value))
+
+    def __delitem__(self, key) -> None:
+        super().__delitem__(key)
+        self._log(Op(self._table, DELETE, key))
+
+    _missing = object()
+
+    def pop(self, key, default=_missing):
+        if key in self:
+            value = super().pop(key)
+            self._log(Op(self._table, DELETE, key))
+            return value
+        if default is Recorded._missing:
+            raise KeyError(key)
+        return default
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"table {self._table}: change it key by key, so each change is said")
+
+    update = clear = popitem = __ior__ = _refuse  # type: ignore[assignment]
+
+
+class RecordedSet(set):
+    def __init__(self, table: str, log: Callable[[Op], None], items: Iterable = ()) -> None:
+        super().__init__(items)
+        self._table, self._log = table, log
+
+    def add(self, item) -> None:
+        if item not in self:
+            super().add(item)
+            self._log(Op(self._table, ADD, item))
+
+    def discard(self, item) -> None:
+        if item in self:
+            super().discard(item)
+            self._log(Op(self._table, DISCARD, item))
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"table {self._table}: change it item by item, so each change is said")
+
+    remove = update = clear = pop = __ior__ = __isub__ = _refuse  # type: ignore[assignment]
+
+
+def recorded_view(disk: Disk, log: Callable[[Op], None]) -> Disk:
+    """A copy of `disk` whose tables log every change (values are shared: the Node
+    replaces a value, never changes one in place)."""
+    tables = {}
+    for name in TABLES:
+        current = getattr(disk, name)
+        tables[name] = RecordedSet(name, log, current) if isinstance(current, set) \
+            else Recorded(name, log, current.items())
+    return Disk(**tables)
+
+
+def apply(disk: Disk, ops: Iterable[Op]) -> None:
+    """What a driver does with a Write's ops on its own copy of the tables."""
+    for op in ops:
+        table = getattr(disk, op.table)
+        if op.kind == PUT:
+            table[op.key] = op.value
+        elif op.kind == DELETE:
+            table.pop(op.key, None)
+        elif op.kind == ADD:
+            table.add(op.key)
+        elif op.kind == DISCARD:
+            table.discard(op.key)
+        else:  # pragma: no cover - the four kinds above are all there are
+            raise ValueError(f"unknown op {op.kind!r}")
+
+
+class Outbox:
+    """What the Node has produced and not yet seen advanced past (see the header)."""
+
+    def __init__(self) -> None:
+        self.writes: list[Write] = []
+        self.send_now: list[Outgoing] = []
+        self.send_after: list[Outgoing] = []
+        self.start: list[tuple[str, str, int]] = []
+        self.stop: list[tuple[str, str, int]] = []
+        self.status: list[tuple[str, object]] = []
+        self._point = "write"
+
+    def point(self, what: str) -> None:
+        """The next op opens a new group under this name."""
+        self._point = what
+        if self.writes and not self.writes[-1].ops:
+            self.writes[-1].point = what  # nothing written since the last point
+        else:
+            self.writes.append(Write(what))
+
+    def op(self, op: Op) -> None:
+        if not self.writes:
+            self.writes.append(Write(self._point))
+        self.writes[-1].ops.append(op)
+
+    def note(self, *fact: object) -> None:
+        if not self.writes:
+            self.writes.append(Write(self._point))
+        self.writes[-1].notes.append(fact)
+
+    def send(self, to: str, msg: object) -> None:
+        waiting = any(w.ops for w in self.writes)
+        (self.send_after if waiting else self.send_now).append(Outgoing(to, msg))
+
+    def ready(self) -> Ready:
+        return Ready(tuple(w for w in self.writes if w.ops or w.notes), tuple(self.send_now),
+                     tuple(self.send_after), tuple(self.start), tuple(self.stop),
+                     tuple(self.status))
+
+    def advance(self, ready: Ready) -> None:
+        """Drop what `ready` handed out (it was taken from the front of each list)."""
+        handed = set(map(id, ready.writes))
+        last = max((i for i, w in enumerate(self.writes) if id(w) in handed), default=-1)
+        self.writes = self.writes[last + 1:]
+        del self.send_now[:len(ready.send_now)]
+        del self.send_after[:len(ready.send_after_write)]
+        del self.start[:len(ready.start_steps)]
+        del self.stop[:len(ready.stop_steps)]
+        del self.status[:len(ready.status_changes)]
+
+    def clear(self) -> None:
+        self.__init__()

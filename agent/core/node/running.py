@@ -1,0 +1,194 @@
+"""The Node's running part: step attempts of committed workflows, results, the end.
+
+Theory of operation
+-------------------
+Every Node that knows a committed workflow keeps one core/workflow/progress.Progress
+for it, rebuilt from the tables on restore (`resume`). An attempt's start is written
+under its idempotency key (workflow, step, attempt) and handed to the driver in
+`start_steps` of the same Ready, so it starts only once that record is durable; it
+is never started again: an attempt found started after a restart counts as failed.
+Its end comes back as a `StepEnded` input. Results go, resent until acknowledged, to
+the coordinator and the owners of downstream steps; the coordinator decides the
+outcome (the lifecycle table) and tells every participant, which releases what the
+workflow still holds here and stops its attempts (`stop_steps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fedorch.core.node.inputs import StepEnded
+from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, WfInfo, copy_hold
+from fedorch.core.workflow import lifecycle
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
+
+
+class Running:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts,
+        # never the reverse, so the import graph has no cycle).
+        self.n = node
+
+    # ---- inputs ----------------------------------------------------------------------
+
+    def step_ended(self, now: float, e: StepEnded) -> None:
+        p = self.n.progress.get(e.workflow_id)
+        if p is None:
+            return  # the workflow ended meanwhile: the attempt was stopped
+        state = p.attempt_ended(e.step_id, e.attempt, e.ok, e.outputs, e.error)
+        self._step_end(now, e.workflow_id, e.step_id, state)
+        self._start_ready(now, e.workflow_id)
+
+    def on_result(self, now: float, src: str, msg: ResultMsg) -> None:
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        if wf not in d.final:
+            known = d.results.get(wf, {}).get(msg.step_id)
+            if known is None or known[0] <= msg.attempt:
+                n.point("step result")
+                d.results[wf] = {**d.results.get(wf, {}), msg.step_id: (
+                    msg.attempt, msg.state, msg.outputs, msg.error)}
+            p = n.progress.get(wf)
+            if p is not None and p.apply_result(msg.step_id, msg.attempt, msg.state,
+                                                msg.outputs, msg.error):
+                self.check_outcome(now, wf)
+                self._start_ready(now, wf)
+        n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
+
+    def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
+        n = self.n
+        if msg.workflow_id not in n.state.final:
+            n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state)
+            self.end_here(msg.workflow_id, msg.state)
+        n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
+
+    def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
+        n = self.n
+        if n.pending.pop(msg.msg_id, None) is not None and msg.msg_id[0] == "final":
+            wf = msg.msg_id[1]
+            n.point("final acked")
+            n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}
+
+    # ---- progress ----------------------------------------------------------------------
+
+    def info(self, wf: str) -> WfInfo:
+        d = self.n.state
+        row = d.rows.get(wf)
+        if row is not None:
+            return row.info
+        return d.info[(wf, d.committed[wf])]
+
+    def resume(self, now: float, wf: str) -> None:
+        """Committed here: build its progress from the tables and run what is ready."""
+        n = self.n
+        d = n.state
+        if wf in n.progress or wf in d.final:
+            return
+        info = self.info(wf)
+        p = Progress(info.spec, info.placement, n.name)
+        n.progress[wf] = p
+        for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():
+            p.apply_result(step, attempt, state, outputs, error)
+        started: dict[str, int] = {}
+        for w, step, attempt in d.runs:
+            if w == wf:
+                started[step] = max(started.get(step, 0), attempt)
+        for s in p.local_steps():
+            if wf not in n.progress:
+                return  # it ended meanwhile
+            if s.state in TERMINAL_STEP_STATES:
+                self.report(wf, s.id)
+            elif started.get(s.id, 0) > s.attempts:  # running when the agent stopped
+                p.apply_result(s.id, started[s.id], StepState.RUNNING, {}, "")
+                self._step_end(now, wf, s.id, p.interrupted(s.id, "interrupted by a restart"))
+        self.check_outcome(now, wf)
+        self._start_ready(now, wf)
+
+    def _start_ready(self, now: float, wf: str) -> None:
+        n = self.n
+        p = n.progress.get(wf)
+        while p is not None and wf not in n.state.final:
+            ready = p.start_ready()
+            if not ready:
+                return
+            for a in ready:
+                run = (wf, a.step_id, a.attempt)
+                n.point("step start")
+                if run in n.state.runs:  # started before a crash: never again
+                    state = p.attempt_ended(a.step_id, a.attempt, False, {}, "interrupted")
+                    self._step_end(now, wf, a.step_id, state)
+                    continue
+                n.state.runs.add(run)
+                n.note("step_started", run, now)
+                n.out.start.append(run)
+
+    def _step_end(self, now: float, wf: str, step: str, state: StepState) -> None:
+        n = self.n
+        p = n.progress[wf]
+        s = p.steps[step]
+        if state in TERMINAL_STEP_STATES:
+            n.point("step end")
+            n.state.results[wf] = {**n.state.results.get(wf, {}),
+                                   step: (s.attempts, state, s.outputs, s.error)}
+            hold = n.participant.step_ended(wf, step)
+            if hold is not None:
+                if hold.steps:
+                    n.state.holds[hold.key] = copy_hold(hold)
+                else:
+                    n.state.holds.pop(hold.key, None)
+            self.report(wf, step)
+            self.check_outcome(now, wf)
+
+    def report(self, wf: str, step: str) -> None:
+        n = self.n
+        p = n.progress.get(wf)
+        if p is None:
+            return
+        s = p.steps[step]
+        msg = ResultMsg(wf, step, s.attempts, s.state, dict(s.outputs), s.error)
+        for dst in p.result_recipients(step, n.takeover.coordinator_now(wf)):
+            n.reliable(dst, ("result", wf, step, dst), msg)
+
+    # ---- the end -----------------------------------------------------------------------
+
+    def check_outcome(self, now: float, wf: str) -> None:
+        n = self.n
+        d = n.state
+        row = d.rows.get(wf)
+        p = n.progress.get(wf)
+        if row is None or d.epochs.get(wf, (0, ""))[0] > 0:
+            n.takeover.successor_outcome(now, wf)  # a takeover's coordinator, if acting
+            return
+        if p is None or row.state is not WorkflowState.RUNNING:
+            return
+        outcome = p.outcome()
+        if outcome is None:
+            return
+        n.point("workflow outcome")
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        state = lifecycle.step(row.state, event)
+        d.rows[wf] = replace(row, state=state)
+        n.note("coordinator_ended", wf, 0, state)
+        self.end_here(wf, state)
+        for dst in sorted(set(row.info.placement.values()) - {n.name}):
+            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state))
+
+    def end_here(self, wf: str, state: WorkflowState) -> None:
+        """The workflow is over: stop its steps, release what it holds here."""
+        n = self.n
+        n.point("workflow over")
+        n.state.final[wf] = state
+        n.note("ended_here", wf, n.now)
+        n.out.status.append((wf, state))
+        p = n.progress.pop(wf, None)
+        if p is not None:
+            n.out.stop.extend((wf, s.id, s.attempts) for s in p.local_steps()
+                              if s.state is StepState.RUNNING)
+            p.cancel(f"workflow {state.name}")
+        for h in n.participant.release_workflow(wf):
+            n.state.holds.pop(h.key, None)
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "result" and k[1] == wf)}

@@ -1,0 +1,110 @@
+"""The Ready a Node hands out: writes before the messages that need them, a message
+that needs a write never in send_now, advance drops exactly what was handed out."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fedorch.core.negotiation.errors import LocalProtocolError
+from fedorch.core.node import Message, Node, Submit, Tick
+from fedorch.core.node.ready import Op, Outbox, apply, recorded_view
+from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+
+def _node(name: str = "d0", disk: Disk | None = None) -> Node:
+    return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 2},
+                timing=Timing(), peers=["d0", "d1"], rng=random.Random(1), disk=disk)
+
+
+def _spec() -> spec_pb2.WorkflowSpec:
+    return spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
+
+
+def test_a_message_after_a_write_waits_for_it_and_one_before_does_not():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    out.send("d1", "before")
+    out.point("reservation")
+    view.holds[("w", 1)] = "hold"
+    out.send("d1", "after")
+    ready = out.ready()
+    assert [o.msg for o in ready.send_now] == ["before"]
+    assert [o.msg for o in ready.send_after_write] == ["after"]
+    assert [(w.point, w.ops) for w in ready.writes] == [
+        ("reservation", [Op("holds", "put", ("w", 1), "hold")])]
+
+
+def test_advance_drops_what_was_handed_out_and_keeps_what_came_later():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    out.point("one")
+    view.final["w"] = "x"
+    out.send("d1", "m1")
+    ready = out.ready()
+    out.advance(ready)
+    assert out.ready().empty()
+    out.point("two")
+    view.final.pop("w")
+    assert [w.point for w in out.ready().writes] == ["two"]
+
+
+def test_the_view_refuses_a_change_it_could_not_say():
+    view = recorded_view(Disk(), lambda op: None)
+    with pytest.raises(TypeError):
+        view.rows.update({"w": 1})
+    with pytest.raises(TypeError):
+        view.runs.update({("w", "s", 1)})
+
+
+def test_applying_the_ops_makes_the_disk_what_the_view_is():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    view.final["a"] = 1
+    view.final["b"] = 2
+    del view.final["a"]
+    view.runs.add(("w", "s", 1))
+    view.runs.discard(("w", "s", 2))  # absent: nothing said
+    disk = Disk()
+    for w in out.ready().writes:
+        apply(disk, w.ops)
+    assert disk.final == {"b": 2} and disk.runs == {("w", "s", 1)}
+
+
+def test_a_yes_vote_leaves_only_after_the_reservation_is_written():
+    d0, d1 = _node("d0"), _node("d1")
+    d0.step(0.0, Submit("d0.w", _spec(), placement={"s0": "d1"}))
+    r0 = d0.ready()
+    assert [w.point for w in r0.writes][0] == "workflow row"  # the row before any PREPARE
+    prepares = [o for o in r0.send_now + r0.send_after_write if isinstance(o.msg, PrepareMsg)]
+    assert prepares and all(o in r0.send_after_write for o in prepares)
+    d0.advance(r0)
+    d1.step(0.1, Message("d0", prepares[0].msg))
+    r1 = d1.ready()
+    votes = [o.msg for o in r1.send_after_write if isinstance(o.msg, VoteMsg)]
+    assert votes and votes[0].yes
+    assert not any(isinstance(o.msg, VoteMsg) for o in r1.send_now)
+    assert any(op.table == "holds" for w in r1.writes for op in w.ops)
+
+
+def test_no_step_between_ready_and_advance():
+    node = _node()
+    ready = node.ready()
+    with pytest.raises(LocalProtocolError):
+        node.step(0.0, Tick())
+    node.advance(ready)
+    node.step(0.0, Tick())
+
+
+def test_restore_from_the_applied_writes_rebuilds_the_coordinator():
+    node = _node()
+    node.step(0.0, Submit("d0.w", _spec(), placement={"s0": "d1"}))
+    ready = node.ready()
+    disk = Disk()
+    for w in ready.writes:
+        apply(disk, w.ops)
+    node.advance(ready)
+    again = _node(disk=disk, name="d0")
+    assert set(again.coordinators) == {"d0.w"}
+    assert again.state.rows["d0.w"].round == node.state.rows["d0.w"].round
