@@ -21,9 +21,20 @@ demo: $(STAMP)
 # Three workers, each taking whole test files (fixtures that start a cluster or a browser
 # stay in one process): most of the suite waits on real agents, so three share two cores
 # (1,743 tests in 12.6 min on a 2-core machine; with two workers, about 15).
+# Files are handed out in the order of TEST_ORDER, not xdist's default of most tests
+# first: that default put the long one-test integration files (chaos, console, tracing,
+# ...) at the very end, where one of them alone kept the run going after the other
+# workers had finished. The longest files come first (the seeded simulator runs of
+# tests/sim, then the real agents of tests/integration); the many short unit files last
+# fill the gaps. Every folder of tests/ must be listed (checked below).
 TEST_WORKERS ?= 3
+TEST_ORDER := tests/sim tests/integration tests/scenario tests/docs tests/unit
 test: $(STAMP) faketime browser slurm
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	@for d in tests/*/; do d=$${d%/}; [ "$$d" = tests/__pycache__ ] && continue; \
+		case " $(TEST_ORDER) " in *" $$d "*) ;; \
+		*) echo "make test: $$d is missing from TEST_ORDER"; exit 2;; esac; done
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--durations=15 $(TEST_ORDER)
 
 # The clock-step integration test runs agents under libfaketime (Debian package
 # faketime). Installed here when missing and we are root with apt; otherwise that test

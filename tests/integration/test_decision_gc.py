@@ -15,6 +15,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
+    running_federation,
     started_federation,
     state_name,
     wait_for,
@@ -52,56 +53,67 @@ async def _ask(fed: Federation, asker: str, workflow_id: str) -> peer_pb2.Decisi
     return peer_pb2.Body.FromString(reply.body).decision_answer
 
 
-@pytest.mark.parametrize("commit", ["paxos", "2pc"])
-async def test_commit_certificate_is_collected_once_everyone_has_it(tmp_path, commit):
-    async with started_federation(tmp_path, _domains(commit)) as fed:
-        wid = await fed.submit("c", SPEC)
-        status = await fed.wait_state("c", wid)
-        assert state_name(status) == "SUCCEEDED", status
-
-        def decisions() -> list[tuple[int, str, int]]:
-            return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
-                                 " WHERE workflow_id=?", (wid,))
-
-        async def collected() -> bool:
-            return decisions() == [(1, "COMMIT", 0)]
-
-        await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
-        assert fed.metric("c", "fedorch_decision_records_collected_total") >= 1
-        assert fed.rows("c", "SELECT count(*) FROM proposals WHERE workflow_id=?",
-                        (wid,)) == [(0,)]
-        # A participant asking now (it has the decision) is told the workflow's end, and
-        # nothing is presumed: the round stays COMMIT.
-        answer = await _ask(fed, "p1", wid)
-        assert not answer.known and answer.final_state, answer
-        assert decisions() == [(1, "COMMIT", 0)]
-
-        # After a restart the workflow is still SUCCEEDED, with no ABORT written.
-        fed.stop("c")
-        await fed.start("c")
-        await fed.wait_converged()
-        assert state_name(await fed.status("c", wid)) == "SUCCEEDED"
-        answer = await _ask(fed, "p2", wid)
-        assert not answer.known and answer.final_state
-        assert decisions() == [(1, "COMMIT", 0)]
+@pytest.fixture(scope="module", params=["paxos", "2pc"])
+def federation(request, tmp_path_factory):
+    """One federation per commit protocol for the tests that each follow a workflow of
+    their own (by its id) and leave every agent running."""
+    workdir = tmp_path_factory.mktemp(f"gc-{request.param}")
+    with running_federation(workdir, _domains(request.param)) as fed:
+        yield fed
 
 
-@pytest.mark.parametrize("commit", ["paxos", "2pc"])
-async def test_a_participant_whose_steps_never_ran_still_lets_the_certificate_go(
-        tmp_path, commit):
+@pytest.fixture
+async def fed(federation):
+    """The module's federation, its gRPC channels bound to this test's event loop."""
+    yield federation
+    await federation.close_channels()
+
+
+async def test_commit_certificate_is_collected_once_everyone_has_it(fed):
+    wid = await fed.submit("c", SPEC)
+    status = await fed.wait_state("c", wid)
+    assert state_name(status) == "SUCCEEDED", status
+
+    def decisions() -> list[tuple[int, str, int]]:
+        return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
+                             " WHERE workflow_id=?", (wid,))
+
+    async def collected() -> bool:
+        return decisions() == [(1, "COMMIT", 0)]
+
+    await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
+    assert fed.metric("c", "fedorch_decision_records_collected_total") >= 1
+    assert fed.rows("c", "SELECT count(*) FROM proposals WHERE workflow_id=?",
+                    (wid,)) == [(0,)]
+    # A participant asking now (it has the decision) is told the workflow's end, and
+    # nothing is presumed: the round stays COMMIT.
+    answer = await _ask(fed, "p1", wid)
+    assert not answer.known and answer.final_state, answer
+    assert decisions() == [(1, "COMMIT", 0)]
+
+    # After a restart the workflow is still SUCCEEDED, with no ABORT written.
+    fed.stop("c")
+    await fed.start("c")
+    await fed.wait_converged()
+    assert state_name(await fed.status("c", wid)) == "SUCCEEDED"
+    answer = await _ask(fed, "p2", wid)
+    assert not answer.known and answer.final_state
+    assert decisions() == [(1, "COMMIT", 0)]
+
+
+async def test_a_participant_whose_steps_never_ran_still_lets_the_certificate_go(fed):
     """p1's step fails, so p2's is skipped and p2 never reports a result: its
     acknowledgement of the COMMIT (a DecisionAck, or its answer to the COMMIT notice)
     still reaches the coordinator after the workflow ended, and the record goes."""
-    async with started_federation(tmp_path, _domains(commit)) as fed:
-        wid = await fed.submit("c", FAILING)
-        status = await fed.wait_state("c", wid)
-        assert state_name(status) == "FAILED", status
+    wid = await fed.submit("c", FAILING)
+    status = await fed.wait_state("c", wid)
+    assert state_name(status) == "FAILED", status
 
-        async def collected() -> bool:
-            return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
-                                 " WHERE workflow_id=?", (wid,)) == [(1, "COMMIT", 0)]
+    async def collected() -> bool:
+        return fed.rows("c", "SELECT round, outcome, length(envelope) FROM decisions"
+                             " WHERE workflow_id=?", (wid,)) == [(1, "COMMIT", 0)]
 
-        await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
+    await wait_for(collected, 30, f"the COMMIT certificate of {wid} to be collected")
 
 
 @pytest.mark.parametrize("commit", ["paxos", "2pc"])

@@ -87,8 +87,14 @@ class _Started:
         fed = self.fed
         fed.write_configs()
         _configure(fed)
-        await fed.start()
-        await fed.wait_converged()
+        try:
+            await fed.start()
+            await fed.wait_converged()
+        except BaseException:
+            # `async with` runs __aexit__ only once __aenter__ has returned: the agents
+            # started before a failed health or convergence wait are stopped here.
+            await self.__aexit__()
+            raise
         return fed
 
     async def __aexit__(self, *exc) -> None:

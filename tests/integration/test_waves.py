@@ -20,7 +20,7 @@ import pytest
 from fedorch.cli.render import status_to_dict
 from fedorch.gen.fedorch.v1 import status_pb2
 
-from tests.integration.federation import started_federation, state_name, wait_for
+from tests.integration.federation import running_federation, state_name, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,10 +60,21 @@ def _runs(path: pathlib.Path) -> list[tuple[str, str]]:
     return [(e["kind"], e["domain"]) for e in _log(path)]
 
 
-@pytest.fixture
-async def fed(tmp_path):
-    async with started_federation(tmp_path, DOMAINS) as fed:
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    """One federation for the module: each test runs its own workflow (its own log file)
+    and stops no agent."""
+    with running_federation(tmp_path_factory.mktemp("waves"), DOMAINS) as fed:
         yield fed
+
+
+@pytest.fixture
+async def fed(federation):
+    """The module's federation, every slot an earlier test's workflow held free again
+    everywhere, its gRPC channels bound to this test's event loop."""
+    await federation.wait_capacity_free()
+    yield federation
+    await federation.close_channels()
 
 
 async def test_a_rollout_one_domain_at_a_time_runs_its_waves_in_order(fed, tmp_path):
