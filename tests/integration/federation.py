@@ -141,6 +141,17 @@ class Federation(RealNet):
         return await self.client(domain).GetWorkflow(
             client_pb2.GetWorkflowRequest(id=workflow_id), timeout=RPC_TIMEOUT_S)
 
+    async def local_status(self, domain: str,
+                           workflow_id: str) -> status_pb2.WorkflowStatus | None:
+        """What `domain` itself knows of the workflow (`local_only`: never routed to its
+        coordinator); None when it does not answer (down, not known there)."""
+        try:
+            return await self.client(domain).GetWorkflow(
+                client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                timeout=RPC_TIMEOUT_S)
+        except grpc.aio.AioRpcError:
+            return None
+
     async def wait_state(self, domain: str, workflow_id: str, states=TERMINAL,
                          deadline_s: float = 60) -> status_pb2.WorkflowStatus:
         """Poll until the workflow is in one of `states` (a condition with a deadline)."""

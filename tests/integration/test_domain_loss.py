@@ -16,9 +16,7 @@ import random
 import signal
 import sys
 
-import grpc
 import pytest
-from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import (
     TEST_TIMINGS,
@@ -74,14 +72,6 @@ def seconds():
             pass
 
 
-async def _local(fed: Federation, name: str, wid: str):
-    try:
-        return await fed.client(name).GetWorkflow(
-            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
-    except grpc.aio.AioRpcError:
-        return None
-
-
 async def _kill_worker_while_napping(fed: Federation, spec: str, seconds: str) -> str:
     wid = await fed.submit("home", spec)
 
@@ -109,7 +99,7 @@ async def test_a_lost_domain_fails_its_started_step_naming_it_and_never_runs_it_
         assert "worker" in status.reason, status.reason
 
         async def third_knows():  # the live participant got its end notice
-            s = await _local(fed, "third", wid)
+            s = await fed.local_status("third", wid)
             return s is not None and state_name(s) == "FAILED"
 
         await wait_for(third_knows, 20, "third to learn the end")
@@ -119,7 +109,7 @@ async def test_a_lost_domain_fails_its_started_step_naming_it_and_never_runs_it_
         await fed.start("worker")
 
         async def worker_knows():
-            s = await _local(fed, "worker", wid)
+            s = await fed.local_status("worker", wid)
             return s is not None and state_name(s) == "FAILED"
 
         await wait_for(worker_knows, 30, "the restarted worker to learn the end")
@@ -150,7 +140,7 @@ async def test_an_idempotent_step_of_a_workflow_that_ended_meanwhile_is_not_retr
         await fed.start("worker")
 
         async def worker_knows():
-            s = await _local(fed, "worker", wid)
+            s = await fed.local_status("worker", wid)
             return s is not None and state_name(s) == "FAILED"
 
         await wait_for(worker_knows, 30, "the restarted worker to learn the end")

@@ -16,9 +16,8 @@ import pathlib
 import sys
 import time
 
-import grpc
 import pytest
-from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import status_pb2
 
 from tests.integration.federation import (
     TERMINAL,
@@ -62,14 +61,6 @@ steps:
 """
 
 
-async def _local(fed: Federation, name: str, wid: str):
-    try:
-        return await fed.client(name).GetWorkflow(
-            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
-    except grpc.aio.AioRpcError:
-        return None
-
-
 async def _taken_over(fed: Federation, gate: pathlib.Path, *, end: str = "SUCCEEDED",
                       log: pathlib.Path | None = None) -> str:
     """Submit to coord, SIGKILL it once both participants hold the COMMIT, open the gate;
@@ -78,7 +69,7 @@ async def _taken_over(fed: Federation, gate: pathlib.Path, *, end: str = "SUCCEE
 
     async def committed_everywhere():
         for name in ("p1", "p2"):
-            s = await _local(fed, name, wid)
+            s = await fed.local_status(name, wid)
             if s is None or state_name(s) != "RUNNING":
                 return False
         return True
@@ -91,7 +82,7 @@ async def _taken_over(fed: Federation, gate: pathlib.Path, *, end: str = "SUCCEE
     await asyncio.to_thread(gate.touch)  # the steps may finish now, with their coordinator gone
 
     async def succeeded_at_p1():
-        s = await _local(fed, "p1", wid)
+        s = await fed.local_status("p1", wid)
         return s if s is not None and state_name(s) == end else None
 
     status = await wait_for(succeeded_at_p1, SUCCEEDED_WITHIN_S + 5,
@@ -113,7 +104,7 @@ async def test_a_dead_coordinator_is_taken_over_and_its_workflow_succeeds(tmp_pa
             assert (answer.coordinator, answer.epoch) == ("p1", 1), (name, answer)
 
         async def p2_ended():  # the successor's end notice reached the other participant
-            s = await _local(fed, "p2", wid)
+            s = await fed.local_status("p2", wid)
             return s is not None and state_name(s) == "SUCCEEDED"
 
         await wait_for(p2_ended, 10, "p2 to learn the end")
@@ -128,7 +119,7 @@ async def test_a_returning_coordinator_learns_its_epoch_is_over_and_follows(tmp_
         await fed.start("coord")
 
         async def coord_follows():
-            s = await _local(fed, "coord", wid)
+            s = await fed.local_status("coord", wid)
             # It may learn the new epoch before the successor's end reaches it.
             return s if s is not None and (s.coordinator, s.epoch) == ("p1", 1) \
                 and state_name(s) in TERMINAL else None

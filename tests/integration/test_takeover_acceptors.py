@@ -16,13 +16,10 @@ import json
 import pathlib
 import sys
 
-import grpc
 import pytest
-from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import (
     COMMIT,
-    Federation,
     started_federation,
     state_name,
     step_states,
@@ -59,21 +56,13 @@ steps:
 """
 
 
-async def _local(fed: Federation, name: str, wid: str):
-    try:
-        return await fed.client(name).GetWorkflow(
-            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
-    except grpc.aio.AioRpcError:
-        return None
-
-
 async def test_a_two_domain_workflow_is_taken_over_with_the_extra_acceptors_grant(tmp_path):
     gate = tmp_path / "gate-open"
     async with started_federation(tmp_path, DOMAINS) as fed:
         wid = await fed.submit("coord", _spec(gate))
 
         async def committed_at_p1():
-            s = await _local(fed, "p1", wid)
+            s = await fed.local_status("p1", wid)
             return s is not None and state_name(s) == "RUNNING"
 
         await wait_for(committed_at_p1, 30, "p1 to hold the COMMIT")
@@ -88,7 +77,7 @@ async def test_a_two_domain_workflow_is_taken_over_with_the_extra_acceptors_gran
         await asyncio.to_thread(gate.touch)
 
         async def succeeded_at_p1():
-            s = await _local(fed, "p1", wid)
+            s = await fed.local_status("p1", wid)
             return s if s is not None and state_name(s) == "SUCCEEDED" else None
 
         status = await wait_for(succeeded_at_p1, 40, "p1 to take over and end the workflow")
