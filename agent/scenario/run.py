@@ -60,7 +60,7 @@ class Copy:
     id: str = ""
     submitted_at: float | None = None
     ended_at: float | None = None
-    admitted_at: float | None = None  # first seen RUNNING: every vote in, committed
+    admitted_at: float | None = None  # first seen RUNNING or past it: committed
     last: dict[str, Any] | None = None
     error: str = ""
 
@@ -222,6 +222,10 @@ async def _status(state: RunState, copy: Copy) -> dict[str, Any] | None:
     return None
 
 
+# States only a committed workflow reaches (CANCELLED and ABORTED may come before).
+ADMITTED_STATES = frozenset({"RUNNING", "SUCCEEDED", "FAILED"})
+
+
 async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
     submission = copy.workflow.submission
     await asyncio.sleep(max(0.0, state.schedule_at + delay_s - state.now()))
@@ -245,7 +249,9 @@ async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
                 if not quiet or line.startswith("workflow "):
                     state.say("workflow", f"{copy.label}: {line}")
             copy.last = current
-            if copy.admitted_at is None and current["state"] == "RUNNING":
+            # A quick workflow can pass RUNNING between two polls: seen SUCCEEDED or
+            # FAILED first, it was admitted by then (the time is an upper bound).
+            if copy.admitted_at is None and current["state"] in ADMITTED_STATES:
                 copy.admitted_at = state.now()
             if copy.ended and copy.ended_at is None:
                 copy.ended_at = state.now()

@@ -71,7 +71,7 @@ async def _run(state: RunState, runs_dir: Path) -> None:
 
 def measure(state: RunState) -> None:
     """What the run measured beyond start-up: each submission's mean time from submission
-    to admission (seen RUNNING: placed, every vote in, committed) and to its end, and
+    to admission (first seen RUNNING or past it: placed, every vote in, committed) and to its end, and
     each slowed disk's delayed syncs. Reported, never asserted."""
     for workflow_id, copies in state.copies.items():
         for what, ends in (("admission", [c.admitted_at for c in copies]),
