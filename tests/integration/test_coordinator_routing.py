@@ -27,7 +27,7 @@ from tests.integration.federation import (
     wait_for,
 )
 from tests.integration.test_orphan_steps import NAPS, _naps
-from tests.integration.test_takeover import WORK, _local
+from tests.integration.test_takeover import WORK
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ async def _kill_coordinator_once_committed(fed: Federation, wid: str,
                                            participants=("p1", "p2")) -> None:
     async def committed_everywhere():
         for name in participants:
-            s = await _local(fed, name, wid)
+            s = await fed.local_status(name, wid)
             if s is None or state_name(s) != "RUNNING":
                 return False
         return True
@@ -151,7 +151,7 @@ steps:
             await wait_for(nap_stopped, 20, "the nap step's processes to be stopped")
 
             async def p2_cancelled():
-                s = await _local(fed, "p2", wid)
+                s = await fed.local_status("p2", wid)
                 return s if s is not None and state_name(s) == "CANCELLED" else None
 
             status = await wait_for(p2_cancelled, 20, "p2 to learn the cancel")

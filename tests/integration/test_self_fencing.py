@@ -29,7 +29,7 @@ from tests.integration.federation import (
     wait_for,
 )
 from tests.integration.test_orphan_steps import NAPS, _naps
-from tests.integration.test_takeover import WORK, _local
+from tests.integration.test_takeover import WORK
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ steps:
 
                 # DEAD verdicts (~6 s with the local profile), then the lease.
                 await wait_for(nap_stopped, 40, "p1 to fence its step")
-                status = await _local(fed, "p1", wid)
+                status = await fed.local_status("p1", wid)
                 state, domain, _ = step_states(status)["nap"]
                 assert (state, domain) == ("FAILED", "p1"), status
                 error = next(s.error for s in status.steps if s.id == "nap")
@@ -94,7 +94,7 @@ steps:
 
             async def settled():
                 for name in ("coord", "p1", "p2"):
-                    s = await _local(fed, name, wid)
+                    s = await fed.local_status(name, wid)
                     if s is None or state_name(s) not in TERMINAL:
                         return None
                 return s
