@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-import sys
 
 import pytest
 
@@ -25,13 +24,11 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
+from tests.integration.test_takeover import WORK
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(COMMIT != "paxos", reason="extra acceptors are Paxos Commit's")]
 
-GATE = pathlib.Path(__file__).parent / "steps" / "gate.py"
-WORK = [{"name": "test.gated", "capacity": 2,
-         "executor": {"type": "command", "argv": [sys.executable, str(GATE)]}}]
 DOMAINS = {
     "coord": {},       # takes the submission; runs nothing
     "p1": {"capabilities": WORK},
