@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedorch.core.workflow import values
+from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
+# The workflow lifecycle core's terminal set, by name (as statuses carry them here).
+TERMINAL_STATES = TERMINAL_NAMES
 
 
 def _name(enum: Any, value: int, prefix: str) -> str:

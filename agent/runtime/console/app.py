@@ -67,6 +67,7 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.globals["states"] = views.WORKFLOW_STATES
+    env.globals["terminal_states"] = views.TERMINAL_NAMES
     env.globals["static"] = _static_urls()
     return env
 

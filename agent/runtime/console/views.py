@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import grpc
 from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.workflow import values
+from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime.convert import step_state_name, workflow_state_name
 from google.protobuf.message import DecodeError
@@ -30,7 +31,6 @@ FORWARD_TIMEOUT_S = 5.0
 FOLLOW_HEARTBEAT_S = 5.0
 WORKFLOW_STATES = ("PENDING", "NEGOTIATING", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED",
                    "CANCELLED")
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"})
 LIST_LIMIT = 200
 UNPLACED = ""  # the domain of a step not placed yet
 
@@ -254,7 +254,7 @@ async def status(agent: AgentContext, workflow_id: str) -> status_pb2.WorkflowSt
 def _final(s: status_pb2.WorkflowStatus) -> bool:
     """Nothing more will change: the workflow ended and so did its compensations (they
     run after a FAILED or CANCELLED end, and the page shows them as they go)."""
-    return (workflow_state_name(s.state) in TERMINAL
+    return (workflow_state_name(s.state) in TERMINAL_NAMES
             and s.compensation != status_pb2.COMPENSATION_SUMMARY_RUNNING)
 
 
