@@ -141,12 +141,25 @@ class ClientService(client_pb2_grpc.ClientServicer):
                     f" member since it started); retry in {REJOIN_RETRY_S:g} s")
         return None
 
+    def _has_no_valid_key(self) -> bool:
+        """This domain's own key is revoked and no key succeeded it: every peer refuses
+        what it signs, so a workflow it coordinated could only abort, each PREPARE refused.
+        Not something a retry mends: operators re-establish trust (docs/security.md)."""
+        keys = self.agent.trust.keys_of(self.agent.domain)
+        return keys is not None and keys.current is None and bool(keys.revoked)
+
     async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
         refusal = self._refuses_work()
         if refusal is not None:
             context.set_trailing_metadata((("retry-after-ms",
                                             str(int(REJOIN_RETRY_S * 1000))),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+        if self._has_no_valid_key():
+            reason = (f"domain {self.agent.domain} has no valid key (its key is revoked), so"
+                      " no peer accepts what it signs: submit to another domain, or"
+                      " re-establish this domain's trust with a new key first")
+            await self.agent.audit.refused("submit", reason, peer=context.peer())
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
         spec, signed = await self._signed_spec(request, context)
         try:
             return await self.agent.run_owned(

@@ -1,11 +1,14 @@
 """While its database cannot be written, an agent takes no new work: a PREPARE gets a NO
 naming the reason (and nothing is reserved), a submission gets UNAVAILABLE; once writes
-succeed again, both are taken as usual."""
+succeed again, both are taken as usual. A domain whose own key is revoked takes no
+submission either (FAILED_PRECONDITION: a retry does not mend it)."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
+from fedorch.core.identity.key_records import make_revocation
+from fedorch.core.identity.keys import load_private_key
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.client_service import ClientService
@@ -77,3 +80,28 @@ async def test_a_submission_before_the_agent_has_rejoined_gets_unavailable(
     code, details = info.value.args
     assert code == grpc.StatusCode.UNAVAILABLE and "has not rejoined" in details
     assert await worker.store.list_workflows() == []
+
+
+class _PeerContext(_Context):
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5"
+
+
+async def test_a_submission_to_a_domain_whose_own_key_is_revoked_is_refused(
+        worker: Agent) -> None:
+    """Its signatures would be refused by every peer: the caller is told why at once
+    (FAILED_PRECONDITION, audited), not handed a workflow that can only abort."""
+    service = ClientService(worker)
+    service._refuses_work = lambda: None  # rejoined, writable: only the key matters here
+    own = load_private_key(worker.config.key_file)
+    changed, refused = worker.trust.learn([make_revocation(
+        worker.domain, own.public_key(), own, serial=1, now_ms=worker.now_ms())])
+    assert [c.kind for c in changed] == ["revocation"] and refused == 0
+    head = await worker.store.audit_head()
+    with pytest.raises(_Aborted) as info:
+        await service.Submit(client_pb2.SubmitRequest(spec=SPEC), _PeerContext())
+    code, details = info.value.args
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.startswith(f"domain {worker.domain} has no valid key (its key is revoked)")
+    assert await worker.store.list_workflows() == []
+    assert (await worker.store.audit_head())[0] == head[0] + 1  # the refusal, audited
