@@ -431,7 +431,10 @@ class Termination:
             if d.state is DoubtState.WAITING:
                 d.state = DoubtState.ASKING
                 self._ask(d, [d.tx.coordinator])
-                d.next_at = d.lease_expires + self._query_timeout_s + self._turn(d.tx)
+                # From now, not from the lease: after a restart long past the lease the
+                # coordinator must still get its query timeout to answer.
+                start = max(now, d.lease_expires)
+                d.next_at = start + self._query_timeout_s + self._turn(d.tx)
             elif d.state is DoubtState.ASKING:
                 d.state = DoubtState.RECOVERING
                 self._ask(d, self._everyone(d.tx))

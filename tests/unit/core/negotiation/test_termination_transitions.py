@@ -164,3 +164,22 @@ def test_every_doubt_state_and_input_moves_as_the_table_says(steps) -> None:
 def test_the_proposer_table_covers_exactly_the_expected_pairs() -> None:
     table = {(phase, kind.__name__) for phase, kind in termination_module._PROPOSER_TABLE}
     assert table == {pair for pair in PROPOSER_EXPECTED if pair[1] != "timer"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(late=st.floats(min_value=0.0, max_value=3600.0))
+def test_a_query_to_the_coordinator_gets_its_timeout_however_late_the_first_timer(
+        late: float) -> None:
+    # A participant restarted long after its lease: its first timer asks the coordinator,
+    # and recovery starts no sooner than the query timeout after that question.
+    t = Termination("p1", rng=random.Random(5), query_timeout_s=2.0, query_interval_s=2.0,
+                    resend_s=1.0, backoff_s=1.0)
+    t.track(TX, LEASE)
+    now = LEASE + late
+    t.handle_timer(now)
+    assert t.state(KEY) is ASK
+    assert [type(a).__name__ for a in t.next_actions()] == ["Send"]
+    timer = t.get_timer()
+    assert timer is not None and timer >= now + 2.0
+    t.handle_timer(now + 1.999)
+    assert t.state(KEY) is ASK
