@@ -111,8 +111,11 @@ class SimTakeover:
                 self._reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch))
 
     def coordinator_now(self, wf: str) -> str:
-        """The coordinator this agent follows (or is) for `wf`."""
-        return self.disk.epochs.get(wf, (0, self._info(wf).coordinator))[1]
+        """The coordinator this agent reports to for `wf` (or is): the one it follows, or
+        a claimant it granted since. A participant that had not learned the commit when a
+        claim came answered it as an acceptor (a grant, no follow): its results go to
+        that claimant, not to the coordinator it granted away."""
+        return held_of(self.disk, wf, self._info(wf).coordinator)[1]
 
     def tk_timer(self) -> float | None:
         if self.t.takeover_after_s is None or not self.progress:
@@ -131,7 +134,7 @@ class SimTakeover:
             if self.name not in participants | {info.coordinator}:
                 return None
             epoch, holder = held_of(self.disk, wf, info.coordinator)
-            acting = self.coordinator_now(wf) == self.name
+            acting = self.disk.epochs.get(wf, (0, info.coordinator))[1] == self.name
             core = Takeover(self.name, info.coordinator, participants,
                             acceptors=acceptors_of(self.disk, wf), epoch=epoch,
                             coordinator=holder, takeover_after_s=self.t.takeover_after_s,
