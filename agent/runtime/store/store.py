@@ -194,6 +194,9 @@ class Store:
         self._committer: asyncio.Task | None = None
         self.commits = 0  # transactions committed (writes / commits = group size)
         self.writes = 0
+        # Statements the writes asked for (not counting the transaction's own BEGIN,
+        # savepoints and COMMIT): what a workflow costs the SQLite thread, per bench run.
+        self.statements = 0
         # While writes fail for the storage (disk full, I/O errors): what SQLite said.
         # The agent takes no new work meanwhile; the writes already asked for are kept
         # and retried until they succeed, so nothing acknowledged is lost.
@@ -355,6 +358,7 @@ class Store:
             finally:
                 self.commits += 1
                 self.writes += len(batch)
+                self.statements += sum(len(statements) for statements, _ in batch)
                 for future, outcome in results:
                     if future.done():
                         continue
