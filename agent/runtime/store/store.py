@@ -37,52 +37,83 @@ log = logging.getLogger("fedorch.store")
 __all__ = ["BadDatabase", "Store", "StoreError"]  # and the row classes
 
 
-def _apply_group(db: aiosqlite.Connection,
-                 groups: list[list[tuple[str, tuple]]]) -> list[list[int] | sqlite3.Error]:
+def _run(store: Store, conn: sqlite3.Connection, statements: list[Statement]) -> list[int]:
+    """One writer's statements, each changed-row count; audit appends go to the chain
+    (an append counts one row, or none when its `if_changed` condition fails)."""
+    counts: list[int] = []
+    chain = store._chain
+    executed = 0
+    for sql, args in statements:
+        if sql in audit_table.APPENDS:
+            if sql is audit_table.APPEND_IF_CHANGED and not (counts and counts[-1] > 0):
+                counts.append(0)
+                continue
+            chain.add(*args)
+            counts.append(1)
+        else:
+            executed += 1
+            counts.append(conn.execute(sql, args).rowcount)
+    store.statements += executed
+    return counts
+
+
+def _apply_group(store: Store, groups: list[list[Statement]]) -> list[list[int] | sqlite3.Error]:
     """On the connection's thread: one transaction, a savepoint per writer; returns
     each writer's changed-row count per statement, or the error that rolled its
     savepoint back."""
-    conn = db._conn
+    conn = store._db._conn
     if len(groups) == 1:
-        return [_apply_alone(conn, groups[0])]
+        return [_apply_alone(store, conn, groups[0])]
+    chain = store._chain
+    start = chain.mark()
     outcomes: list[list[int] | sqlite3.Error] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statements in groups:
+            mark = chain.mark()
             conn.execute("SAVEPOINT write")
             try:
-                outcomes.append([conn.execute(sql, args).rowcount for sql, args in statements])
+                outcomes.append(_run(store, conn, statements))
             except sqlite3.Error as e:
                 conn.execute("ROLLBACK TO write")
+                chain.reset(mark)
                 outcomes.append(e)
             conn.execute("RELEASE write")
+        store.statements += chain.flush(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        chain.reset(start)
         raise
     return outcomes
 
 
-def _apply_alone(conn: sqlite3.Connection,
-                 statements: list[tuple[str, tuple]]) -> list[int] | sqlite3.Error:
+def _apply_alone(store: Store, conn: sqlite3.Connection,
+                 statements: list[Statement]) -> list[int] | sqlite3.Error:
     """A writer alone in its group: its own transaction, with no savepoint, and a lone
     statement as an autocommit one. Each call into SQLite gives up the GIL and must win
     it back from a busy event loop, so fewer calls finish the write sooner."""
+    chain = store._chain
+    start = chain.mark()
     if len(statements) == 1:
-        sql, args = statements[0]
         try:
-            return [conn.execute(sql, args).rowcount]
+            counts = _run(store, conn, statements)
+            store.statements += chain.flush(conn)  # a lone append: its one INSERT
+            return counts
         except sqlite3.Error as e:  # rolled back with its statement; the commit's error too
+            chain.reset(start)
             return e
     conn.execute("BEGIN IMMEDIATE")
     try:
-        counts = [conn.execute(sql, args).rowcount for sql, args in statements]
+        counts = _run(store, conn, statements)
+        store.statements += chain.flush(conn)
         conn.execute("COMMIT")
         return counts
     except BaseException as e:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        chain.reset(start)
         if isinstance(e, sqlite3.Error):  # this writer's error, the commit's too
             return e
         raise
@@ -194,9 +225,12 @@ class Store:
         self._committer: asyncio.Task | None = None
         self.commits = 0  # transactions committed (writes / commits = group size)
         self.writes = 0
-        # Statements the writes asked for (not counting the transaction's own BEGIN,
-        # savepoints and COMMIT): what a workflow costs the SQLite thread, per bench run.
+        # SQL statements the writes ran (not counting the transactions' BEGIN, savepoints
+        # and COMMIT; the audit records of one transaction are one): counted on the
+        # connection's thread, read on the loop.
         self.statements = 0
+        # The audit log's head (read once the schema is current; see audit_table.Chain).
+        self._chain = audit_table.Chain(0, b"")
         # While writes fail for the storage (disk full, I/O errors): what SQLite said.
         # The agent takes no new work meanwhile; the writes already asked for are kept
         # and retried until they succeed, so nothing acknowledged is lost.
@@ -248,10 +282,9 @@ class Store:
             problems = [r[0] for r in await db.execute_fetchall("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise BadDatabase(db_path, f"fails SQLite's integrity check ({problems[0]})")
-            await db.create_function(audit_table.HASH_FUNCTION, 3, audit_table.hash_function,
-                                     deterministic=True)
             store = cls(db)
             await store._migrate()
+            store._chain = await db._execute(audit_table.Chain.load, db._conn)
             if domain is not None and key is not None:
                 await store._check_identity(path, recorded, domain, key, earlier_keys)
         except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
@@ -341,7 +374,7 @@ class Store:
                 # aiosqlite runs a callable on its connection thread with _execute
                 # (the same path as its own execute; the version range is pinned).
                 outcomes = await self._db._execute(
-                    _apply_group, self._db, [statements for statements, _ in batch])
+                    _apply_group, self, [statements for statements, _ in batch])
                 for (statements, future), outcome in zip(batch, outcomes, strict=True):
                     if is_storage_fault(outcome) and not self._closing.is_set():
                         retry.append((statements, future))
@@ -358,7 +391,6 @@ class Store:
             finally:
                 self.commits += 1
                 self.writes += len(batch)
-                self.statements += sum(len(statements) for statements, _ in batch)
                 for future, outcome in results:
                     if future.done():
                         continue
