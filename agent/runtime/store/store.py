@@ -32,6 +32,7 @@ from fedorch.runtime.store import audit_table
 from fedorch.runtime.store import identity as ident
 from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from fedorch.runtime.store.written import Written
 
 log = logging.getLogger("fedorch.store")
 __all__ = ["BadDatabase", "Store", "StoreError"]  # and the row classes
@@ -231,6 +232,7 @@ class Store:
         self.statements = 0
         # The audit log's head (read once the schema is current; see audit_table.Chain).
         self._chain = audit_table.Chain(0, b"")
+        self._written = Written()  # the last rows written of each workflow (written.py)
         # While writes fail for the storage (disk full, I/O errors): what SQLite said.
         # The agent takes no new work meanwhile; the writes already asked for are kept
         # and retried until they succeed, so nothing acknowledged is lost.
@@ -475,44 +477,88 @@ class Store:
             granted_to=row[17],
         )
 
+    _STEP_COLS = "workflow_id, step_id, domain, state, attempts, outputs, error, replaced_from"
+    _WF_UPSERT = (f"INSERT INTO workflows({_WF_COLS}) VALUES({', '.join('?' * 18)})"
+                  # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
+                  # workflow that holds the same request_id instead of failing on the index.
+                  " ON CONFLICT(id) DO UPDATE SET "
+                  + ", ".join(f"{c} = excluded.{c}" for c in _WF_COLS.split(", ")[1:]))
+    _WF_COL_NAMES = tuple(_WF_COLS.split(", "))
+
     @staticmethod
-    def _step_stmt(s: StepRow) -> tuple[str, tuple]:
-        return (
-            "INSERT OR REPLACE INTO steps(workflow_id, step_id, domain, state, attempts, outputs,"
-            " error, replaced_from) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
-             s.error, json.dumps(s.replaced_from)),
-        )
+    def _step_args(s: StepRow) -> tuple:
+        return (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
+                s.error, json.dumps(s.replaced_from))
+
+    @classmethod
+    def _step_stmt(cls, s: StepRow) -> tuple[str, tuple]:
+        return cls._step_write(cls._step_args(s))
+
+    @classmethod
+    def _step_write(cls, args: tuple) -> Statement:
+        return (f"INSERT OR REPLACE INTO steps({cls._STEP_COLS}) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                args)
+
+    def _row_write(self, row: tuple, known: tuple | None) -> Statement:
+        """The workflow row in full, or (`known`: what is on disk) only what changed."""
+        if known is None:
+            return self._WF_UPSERT, row
+        changed = [i for i in range(1, len(row)) if row[i] != known[i]]
+        sets = ", ".join(f"{self._WF_COL_NAMES[i]} = ?" for i in changed)
+        return (f"UPDATE workflows SET {sets} WHERE id = ?",
+                (*(row[i] for i in changed), row[0]))
 
     async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
                             reservation: ReservationRow | None = None,
                             also: Sequence[Statement] = ()) -> list[int]:
         """Insert or update a workflow and (some of) its steps in one transaction, with the
         statements in `also` (a step attempt's start or end, a reservation's change, a
-        decision); returns how many rows each statement of `also` changed.
+        decision); returns how many rows each statement of `also` changed. Only the
+        columns and step rows that changed since the last write are written, when that
+        write is known to be on disk (store/written.py).
 
         Raises sqlite3.IntegrityError when another workflow holds w.request_id, or when
         `also` starts an attempt that was started before (nothing is written then).
         """
-        # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
-        # workflow that holds the same request_id instead of failing on the index.
-        updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
-        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 18)})"
-                  f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
-        stmts += [self._step_stmt(s) for s in steps]
+        row = self._wf_args(w)
+        step_args = [self._step_args(s) for s in steps]
+        known, token = self._written.begin(w.id)
+        if known is not None and row == known.row:
+            known = None  # nothing changed (an UPDATE would set nothing): write in full
+        stmts = [self._row_write(row, known.row if known is not None else None)]
+        stmts += [self._step_write(a) for a in step_args
+                  if known is None or known.steps.get(a[1]) != a]
         if reservation is not None:
             stmts.append(self.reservation_statement(reservation))
-        counts = await self._write([*stmts, *also])
+        written: tuple | None = None
+        try:
+            counts = await self._write([*stmts, *also])
+            written = row
+        finally:
+            self._written.end(w.id, token, written, ((a[1], a) for a in step_args))
+        if known is not None and counts[0] == 0:
+            # The row was not there to update (nothing should delete it unseen): put it
+            # back whole, and its steps.
+            log.error("workflow %s: its row was missing on update; writing it again", w.id)
+            self._written.forget([w.id])
+            await self._write([(self._WF_UPSERT, row), *map(self._step_write, step_args)])
         return counts[len(stmts):]
 
     async def save_steps(self, steps: list[StepRow]) -> None:
         if steps:
+            self._written.forget({s.workflow_id for s in steps})
             await self._write([self._step_stmt(s) for s in steps])
+
+    def forget_written(self, workflow_ids: Collection[str]) -> None:
+        """These workflows' rows are about to change by a write not made by save_workflow
+        (retention deleting them): the next save writes them in full."""
+        self._written.forget(workflow_ids)
 
     async def save_step_result(self, s: StepRow) -> None:
         """Keep a step result that came before its workflow is known here, unless what is
         kept is newer: a later attempt, or the same attempt already ended (results are
         resent and overtake each other, so a RUNNING note can arrive after the end)."""
+        self._written.forget([s.workflow_id])
         await self._write([(
             "INSERT INTO steps(workflow_id, step_id, domain, state, attempts, outputs, error)"
             " VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(workflow_id, step_id) DO UPDATE SET"
