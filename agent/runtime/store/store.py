@@ -499,6 +499,16 @@ class Store:
         return (f"INSERT OR REPLACE INTO steps({cls._STEP_COLS}) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
                 args)
 
+    @classmethod
+    def _steps_write(cls, rows: list[tuple]) -> Statement:
+        """Step rows in one statement (a workflow's first save has all its steps). A spec
+        has at most MAX_STEPS (1,000) steps: 8,000 parameters, within SQLite's 32,766."""
+        if len(rows) == 1:
+            return cls._step_write(rows[0])
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        return (f"INSERT OR REPLACE INTO steps({cls._STEP_COLS}) VALUES {values}",
+                tuple(v for r in rows for v in r))
+
     def _row_write(self, row: tuple, known: tuple | None) -> Statement:
         """The workflow row in full, or (`known`: what is on disk) only what changed."""
         if known is None:
@@ -526,8 +536,9 @@ class Store:
         if known is not None and row == known.row:
             known = None  # nothing changed (an UPDATE would set nothing): write in full
         stmts = [self._row_write(row, known.row if known is not None else None)]
-        stmts += [self._step_write(a) for a in step_args
-                  if known is None or known.steps.get(a[1]) != a]
+        changed = [a for a in step_args if known is None or known.steps.get(a[1]) != a]
+        if changed:
+            stmts.append(self._steps_write(changed))
         if reservation is not None:
             stmts.append(self.reservation_statement(reservation))
         written: tuple | None = None
@@ -541,7 +552,8 @@ class Store:
             # back whole, and its steps.
             log.error("workflow %s: its row was missing on update; writing it again", w.id)
             self._written.forget([w.id])
-            await self._write([(self._WF_UPSERT, row), *map(self._step_write, step_args)])
+            await self._write([(self._WF_UPSERT, row),
+                               *([self._steps_write(step_args)] if step_args else [])])
         return counts[len(stmts):]
 
     async def save_steps(self, steps: list[StepRow]) -> None:

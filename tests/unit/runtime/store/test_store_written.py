@@ -26,7 +26,9 @@ def _steps(state_a: str = "PENDING", state_b: str = "PENDING") -> list[StepRow]:
 async def test_later_saves_update_only_what_changed(tmp_path):
     store = await Store.open(tmp_path)
     try:
+        before = store.statements
         await store.save_workflow(_row(), _steps())
+        assert store.statements - before == 2  # the row, and both steps in one statement
         before = store.statements
         await store.save_workflow(_row(state="RUNNING", updated_ms=2), _steps("RUNNING"))
         # The row's UPDATE (state, updated_ms) and step a's row; b did not change.
@@ -87,5 +89,16 @@ async def test_rows_changed_elsewhere_are_written_in_full_next_time(tmp_path):
         row, steps = await store.get_workflow_with_steps("c1.w1")
         assert row == _row(state="SUCCEEDED", updated_ms=3)
         assert set(steps) == {"a", "b"}
+    finally:
+        await store.close()
+
+
+async def test_the_most_steps_a_spec_may_have_go_in_one_statement(tmp_path):
+    from fedorch.core.workflow.spec import MAX_STEPS
+    store = await Store.open(tmp_path)
+    try:
+        steps = [StepRow("c1.w1", f"s{i}", "c1", "PENDING") for i in range(MAX_STEPS)]
+        await store.save_workflow(_row(), steps)
+        assert len(await store.get_steps("c1.w1")) == MAX_STEPS
     finally:
         await store.close()
