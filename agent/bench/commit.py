@@ -211,6 +211,11 @@ def cpu_now(net: RealNet) -> dict[str, float]:
     return cpu
 
 
+def store_statements(net: RealNet) -> dict[str, float]:
+    """SQL statements each agent's store has run so far (its metrics endpoint)."""
+    return {d: net.metric(d, "fedorch_store_statements_total") for d in net.procs}
+
+
 def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
                         workflows: int) -> dict[str, float]:
     """Each process's CPU per workflow between two readings, and their total."""
@@ -223,10 +228,12 @@ def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
 async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
     """One closed loop of `total` workflows with `concurrency` submitters: its rates and
     the CPU the agents and the client spent per workflow."""
+    statements_before = await asyncio.to_thread(store_statements, net)
     cpu_before = cpu_now(net)
     start = time.monotonic()
     loaded = await _closed_loop(net, total, concurrency)
     cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
+    statements = await asyncio.to_thread(store_statements, net)
     committed_at = [r.committed for r in loaded if r.committed is not None]
     finished_at = [r.finished for r in loaded if r.finished is not None]
     failed: dict[str, int] = {}
@@ -240,7 +247,11 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
                                                          - start or 1), 1),
             "failed_calls": failed,
             "cpu_ms_per_workflow": cpu["total"],
-            "cpu_ms_by_process": cpu}
+            "cpu_ms_by_process": cpu,
+            # Each agent's SQL statements per workflow over the loop (c1 coordinates).
+            "statements_per_workflow": {
+                d: round((statements[d] - statements_before[d]) / total, 1)
+                for d in statements}}
 
 
 @contextlib.asynccontextmanager
@@ -295,6 +306,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "p99_ms_half_load": round(_pct(half_lat, 0.99), 2),
         "cpu_ms_per_workflow": peak["cpu_ms_per_workflow"],
         "cpu_ms_by_process": peak["cpu_ms_by_process"],
+        "statements_per_workflow": peak["statements_per_workflow"],
         "workflows": total,
         "concurrency": peak["concurrency"],
         "closed_loops": loops,

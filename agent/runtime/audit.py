@@ -172,19 +172,25 @@ class Audit:
     def step_started(self, workflow_id: str, step_id: str, attempt: int) -> Statement:
         return self.record("step_started", workflow_id, step=step_id, attempt=attempt)
 
-    def step_ended(self, active: Active, step_id: str, attempt: int, state: str) -> Statement:
+    def step_ended(self, active: Active, step_id: str, attempt: int, state: str,
+                   attested: peer_pb2.StepResult | None = None) -> Statement:
         """An attempt's end, with the hash of its outputs. At the coordinator the record
-        keeps the result signed alone, as other domains send theirs (proofs use it)."""
+        keeps the result signed alone, as other domains send theirs (proofs use it):
+        `attested`, the final result it sends with its attestation, when it has one (one
+        signature for both), else signed here."""
         a = self.agent
         step = active.progress.steps[step_id]  # type: ignore[union-attr]
-        result = self.result_message(active.row.id, step_id, attempt, state, step.outputs,
-                                     step.error)
         evidence = None
-        if active.row.coordinator == a.domain:
+        if attested is not None:
+            evidence = b64(attested.attestation.SerializeToString())
+        elif active.row.coordinator == a.domain:
+            result = self.result_message(active.row.id, step_id, attempt, state,
+                                         step.outputs, step.error)
             evidence = b64(a.seal("", step_result=result).SerializeToString())
         return self.record(proofs.STEP_ENDED, active.row.id, step=step_id, attempt=attempt,
                            state=state, error=step.error,
-                           outputs_sha256=proofs.outputs_hash(result), evidence=evidence)
+                           outputs_sha256=proofs.outputs_value_hash(step.outputs),
+                           evidence=evidence)
 
     def result_message(self, workflow_id: str, step_id: str, attempt: int, state: str,
                        outputs: Mapping, error: str) -> peer_pb2.StepResult:

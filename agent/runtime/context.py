@@ -108,7 +108,8 @@ class AgentContext:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.rng = rng or random.Random()
         self.metrics = AgentMetrics()
-        self.metrics.watch_store(lambda: (store.writes, store.commits))
+        self.metrics.watch_store(lambda: (store.writes, store.commits,
+                                                 store.statements))
         self.signer = Signer(self.domain, load_private_key(config.key_file))
         self.trust = TrustStore.from_files(config.trust.key_files,
                                            overlap_s=trust_overlap_s(config))

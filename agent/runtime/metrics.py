@@ -92,21 +92,24 @@ class AgentMetrics:
             "fedorch_reserved_slots", "Capability slots held by reservations", ["capability"],
             registry=r)
 
-    def watch_store(self, counts: Callable[[], tuple[int, int]]) -> None:
-        """Expose the store's (writes, group commits): writes per commit is how many
-        writers one fsync served."""
+    def watch_store(self, counts: Callable[[], tuple[int, int, int]]) -> None:
+        """Expose the store's (writes, group commits, statements): writes per commit is
+        how many writers one fsync served."""
         self.registry.register(_StoreCollector(counts))
 
 
 class _StoreCollector(Collector):
-    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, counts: Callable[[], tuple[int, int, int]]) -> None:
         self._counts = counts
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        writes, commits = self._counts()
+        writes, commits, statements = self._counts()
         yield CounterMetricFamily("fedorch_store_writes", "Durable writes to the store",
                                   value=writes)
         yield CounterMetricFamily(
             "fedorch_store_commits", "SQLite transactions (fsyncs) that committed them; "
             "writes / commits is the group-commit size", value=commits)
+        yield CounterMetricFamily(
+            "fedorch_store_statements", "SQL statements in those writes (transaction"
+            " control not counted)", value=statements)
 

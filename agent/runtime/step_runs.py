@@ -236,10 +236,19 @@ class StepRuns:
         the workflow's steps (skipped downstream steps change too)."""
         a = self.agent
         also = []
+        attested = None
         if ended_run is not None:
             also.append(Store.end_run_statement(active.row.id, step_id, ended_run[0],
                                                 ended_run[1], a.now_ms()))
-            also.append(a.audit.step_ended(active, step_id, ended_run[0], ended_run[1].upper()))
+            step = active.progress.steps[step_id]
+            if active.row.coordinator == a.domain and state in TERMINAL_STEP_STATES \
+                    and (step.attempts, step.state.value) == (ended_run[0],
+                                                              ended_run[1].upper()):
+                # The final result it sends, signed once: its attestation is also the
+                # audit record's evidence.
+                attested = self._result(active, step_id, reliable=True)
+            also.append(a.audit.step_ended(active, step_id, ended_run[0], ended_run[1].upper(),
+                                           attested))
         if state in TERMINAL_STEP_STATES:
             hold = a.participant.step_ended(active.row.id, step_id)
             if hold is not None:
@@ -251,28 +260,39 @@ class StepRuns:
                 and await a.coordination.after_progress(active, also)):
             await self.save_starting(active, also=also)
         if state in TERMINAL_STEP_STATES:
-            self._report(active, step_id, reliable=True)
+            self._report(active, step_id, reliable=True, result=attested)
         await self.start_ready(active)
 
     def report(self, active: Active, step_id: str) -> None:
         """Send a finished step's result again (to a coordinator that took over)."""
         self._report(active, step_id, reliable=True)
 
-    def _report(self, active: Active, step_id: str, reliable: bool) -> None:
-        """Send a step's state to the coordinator and the owners of downstream steps."""
+    def _result(self, active: Active, step_id: str, reliable: bool) -> peer_pb2.StepResult:
+        """A step's state as sent; a final one (`reliable`) also signed alone, evidence
+        for audit proofs."""
         a = self.agent
         step = active.progress.steps[step_id]
-        if not reliable and (step.state is not StepState.RUNNING or a.active.get(
-                active.row.id) is not active):
-            return  # a progress note that is out of date
         result = peer_pb2.StepResult(
             workflow_id=active.row.id, step_id=step_id, attempt=step.attempts, domain=a.domain,
             state=step_state(step.state.value), error=step.error, placement_epoch=step.epoch,
             trace_parent=telemetry.result_parent(active.row.id, step_id),
         )
         values.write_object(result, "outputs", step.outputs)
-        if reliable:  # a final result: also signed alone, evidence for audit proofs
+        if reliable:
             a.audit.attest_result(result)
+        return result
+
+    def _report(self, active: Active, step_id: str, reliable: bool,
+                result: peer_pb2.StepResult | None = None) -> None:
+        """Send a step's state to the coordinator and the owners of downstream steps
+        (`result`: the final result already built and attested)."""
+        a = self.agent
+        step = active.progress.steps[step_id]
+        if not reliable and (step.state is not StepState.RUNNING or a.active.get(
+                active.row.id) is not active):
+            return  # a progress note that is out of date
+        if result is None:
+            result = self._result(active, step_id, reliable)
         targets = active.progress.result_recipients(step_id, active.row.coordinator)
         if not reliable:  # progress notes (RUNNING) go to the coordinator only, best effort
             targets = [t for t in targets if t == active.row.coordinator]

@@ -2,11 +2,11 @@
 append to them, and the reads.
 
 An append is a statement for a caller's own transaction (Store.apply, save_workflow's
-`also`), so a record is on disk exactly when the change it records is. Its seq and
-`prev` are taken inside that transaction from the head of the log, and its hash is
-computed there by the SQL function `fedorch_audit_hash` (the pure core's
-record_hash): a write rolled back in its savepoint takes its record with it and leaves
-no gap, and records of concurrent writes chain in the order they commit.
+`also`), so a record is on disk exactly when the change it records is. Its seq, `prev`
+and hash come from the head of the log that the store, its only writer, keeps in memory
+(`Chain`): a write rolled back in its savepoint takes its record with it and leaves no
+gap, and records of concurrent writes chain in the order they commit. The records of
+one transaction are inserted as one statement just before it commits.
 
 The sync reads (`read_log`) serve the CLI, which opens a data dir read-only and
 offline, even while its agent runs (WAL).
@@ -18,9 +18,7 @@ import pathlib
 import sqlite3
 from collections.abc import Iterator, Mapping
 
-from fedorch.core.audit.chain import Checkpoint, Record, record_body, record_hash
-
-HASH_FUNCTION = "fedorch_audit_hash"
+from fedorch.core.audit.chain import GENESIS, Checkpoint, Record, record_body, record_hash
 
 MIGRATION = """
     -- The audit log: append-only, hash-chained (agent/core/audit/chain.py).
@@ -47,9 +45,12 @@ MIGRATION = """
 Statement = tuple[str, tuple]
 
 
-def hash_function(seq: int, prev: bytes, body: bytes) -> bytes:
-    """`fedorch_audit_hash` as SQLite calls it."""
-    return record_hash(seq, prev, body)
+# The statements an append is made of: markers the store recognises (Store._write runs
+# them through its Chain), never sent to SQLite as such.
+APPEND = "-- fedorch: append an audit record"
+APPEND_IF_CHANGED = "-- fedorch: append an audit record if the statement before changed a row"
+APPENDS = frozenset({APPEND, APPEND_IF_CHANGED})
+INSERT = "INSERT INTO audit(seq, workflow_id, kind, prev, body, hash) VALUES(?, ?, ?, ?, ?, ?)"
 
 
 def append_statement(kind: str, workflow_id: str, time_ms: int,
@@ -57,15 +58,53 @@ def append_statement(kind: str, workflow_id: str, time_ms: int,
     """Append one record after the log's head, inside the caller's transaction.
     `if_changed`: only if the statement just before it changed a row (a write-once
     cell this record tells of was won, not found full)."""
-    body = record_body(kind, workflow_id, time_ms, data)
-    return (
-        f"INSERT INTO audit(seq, workflow_id, kind, prev, body, hash)"
-        f" SELECT s, ?, ?, p, ?, {HASH_FUNCTION}(s, p, ?) FROM (SELECT"
-        " COALESCE((SELECT max(seq) FROM audit), 0) + 1 AS s,"
-        " COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), zeroblob(32)) AS p)"
-        + (" WHERE changes() > 0" if if_changed else ""),
-        (workflow_id, kind, body, body),
-    )
+    return (APPEND_IF_CHANGED if if_changed else APPEND,
+            (workflow_id, kind, record_body(kind, workflow_id, time_ms, data)))
+
+
+class Chain:
+    """The log's head as the store's one writer keeps it, and the records of the
+    transaction being built. The store is the only writer of the audit table, and its
+    transactions run one at a time on the connection's thread, so the head in memory is
+    the head on disk whenever no transaction is open: an append takes its seq and `prev`
+    from here, is hashed here, and all the records of one transaction go in as one
+    statement before it commits (no subqueries for the head, no SQL hash callback).
+    `mark` and `reset` follow the transaction's savepoints: a writer rolled back takes
+    its records back out, leaving no gap."""
+
+    def __init__(self, seq: int, head: bytes) -> None:
+        self.seq = seq
+        self.head = head
+        self.rows: list[tuple[int, str, str, bytes, bytes, bytes]] = []
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection) -> Chain:
+        row = conn.execute(HEAD).fetchone()
+        return cls(int(row[0]), bytes(row[1])) if row else cls(0, GENESIS)
+
+    def add(self, workflow_id: str, kind: str, body: bytes) -> None:
+        seq = self.seq + 1
+        digest = record_hash(seq, self.head, body)
+        self.rows.append((seq, workflow_id, kind, self.head, body, digest))
+        self.seq, self.head = seq, digest
+
+    def mark(self) -> tuple[int, bytes, int]:
+        return self.seq, self.head, len(self.rows)
+
+    def reset(self, mark: tuple[int, bytes, int]) -> None:
+        self.seq, self.head, kept = mark
+        del self.rows[kept:]
+
+    def flush(self, conn: sqlite3.Connection) -> int:
+        """Insert the transaction's records (one statement); returns how many statements
+        that took (0 or 1)."""
+        if not self.rows:
+            return 0
+        try:
+            conn.executemany(INSERT, self.rows)
+        finally:
+            self.rows.clear()
+        return 1
 
 
 HEAD = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"

@@ -157,6 +157,7 @@ async def compact(store: Store, workflow_ids: Sequence[str], ended: Collection[s
     if not statements:
         return {}
     horizon = horizon_statement(workflow_ids, domain)
+    store.forget_written(workflow_ids)
     changed = await store.apply(statements + ([horizon] if horizon else []))
     changed = changed[:len(statements)]
     tables = ("workflows", *WORKFLOW_TABLES)

@@ -32,57 +32,89 @@ from fedorch.runtime.store import audit_table
 from fedorch.runtime.store import identity as ident
 from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from fedorch.runtime.store.written import Written
 
 log = logging.getLogger("fedorch.store")
 __all__ = ["BadDatabase", "Store", "StoreError"]  # and the row classes
 
 
-def _apply_group(db: aiosqlite.Connection,
-                 groups: list[list[tuple[str, tuple]]]) -> list[list[int] | sqlite3.Error]:
+def _run(store: Store, conn: sqlite3.Connection, statements: list[Statement]) -> list[int]:
+    """One writer's statements, each changed-row count; audit appends go to the chain
+    (an append counts one row, or none when its `if_changed` condition fails)."""
+    counts: list[int] = []
+    chain = store._chain
+    executed = 0
+    for sql, args in statements:
+        if sql in audit_table.APPENDS:
+            if sql is audit_table.APPEND_IF_CHANGED and not (counts and counts[-1] > 0):
+                counts.append(0)
+                continue
+            chain.add(*args)
+            counts.append(1)
+        else:
+            executed += 1
+            counts.append(conn.execute(sql, args).rowcount)
+    store.statements += executed
+    return counts
+
+
+def _apply_group(store: Store, groups: list[list[Statement]]) -> list[list[int] | sqlite3.Error]:
     """On the connection's thread: one transaction, a savepoint per writer; returns
     each writer's changed-row count per statement, or the error that rolled its
     savepoint back."""
-    conn = db._conn
+    conn = store._db._conn
     if len(groups) == 1:
-        return [_apply_alone(conn, groups[0])]
+        return [_apply_alone(store, conn, groups[0])]
+    chain = store._chain
+    start = chain.mark()
     outcomes: list[list[int] | sqlite3.Error] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statements in groups:
+            mark = chain.mark()
             conn.execute("SAVEPOINT write")
             try:
-                outcomes.append([conn.execute(sql, args).rowcount for sql, args in statements])
+                outcomes.append(_run(store, conn, statements))
             except sqlite3.Error as e:
                 conn.execute("ROLLBACK TO write")
+                chain.reset(mark)
                 outcomes.append(e)
             conn.execute("RELEASE write")
+        store.statements += chain.flush(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        chain.reset(start)
         raise
     return outcomes
 
 
-def _apply_alone(conn: sqlite3.Connection,
-                 statements: list[tuple[str, tuple]]) -> list[int] | sqlite3.Error:
+def _apply_alone(store: Store, conn: sqlite3.Connection,
+                 statements: list[Statement]) -> list[int] | sqlite3.Error:
     """A writer alone in its group: its own transaction, with no savepoint, and a lone
     statement as an autocommit one. Each call into SQLite gives up the GIL and must win
     it back from a busy event loop, so fewer calls finish the write sooner."""
+    chain = store._chain
+    start = chain.mark()
     if len(statements) == 1:
-        sql, args = statements[0]
         try:
-            return [conn.execute(sql, args).rowcount]
+            counts = _run(store, conn, statements)
+            store.statements += chain.flush(conn)  # a lone append: its one INSERT
+            return counts
         except sqlite3.Error as e:  # rolled back with its statement; the commit's error too
+            chain.reset(start)
             return e
     conn.execute("BEGIN IMMEDIATE")
     try:
-        counts = [conn.execute(sql, args).rowcount for sql, args in statements]
+        counts = _run(store, conn, statements)
+        store.statements += chain.flush(conn)
         conn.execute("COMMIT")
         return counts
     except BaseException as e:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        chain.reset(start)
         if isinstance(e, sqlite3.Error):  # this writer's error, the commit's too
             return e
         raise
@@ -194,6 +226,13 @@ class Store:
         self._committer: asyncio.Task | None = None
         self.commits = 0  # transactions committed (writes / commits = group size)
         self.writes = 0
+        # SQL statements the writes ran (not counting the transactions' BEGIN, savepoints
+        # and COMMIT; the audit records of one transaction are one): counted on the
+        # connection's thread, read on the loop.
+        self.statements = 0
+        # The audit log's head (read once the schema is current; see audit_table.Chain).
+        self._chain = audit_table.Chain(0, b"")
+        self._written = Written()  # the last rows written of each workflow (written.py)
         # While writes fail for the storage (disk full, I/O errors): what SQLite said.
         # The agent takes no new work meanwhile; the writes already asked for are kept
         # and retried until they succeed, so nothing acknowledged is lost.
@@ -245,10 +284,9 @@ class Store:
             problems = [r[0] for r in await db.execute_fetchall("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise BadDatabase(db_path, f"fails SQLite's integrity check ({problems[0]})")
-            await db.create_function(audit_table.HASH_FUNCTION, 3, audit_table.hash_function,
-                                     deterministic=True)
             store = cls(db)
             await store._migrate()
+            store._chain = await db._execute(audit_table.Chain.load, db._conn)
             if domain is not None and key is not None:
                 await store._check_identity(path, recorded, domain, key, earlier_keys)
         except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
@@ -338,7 +376,7 @@ class Store:
                 # aiosqlite runs a callable on its connection thread with _execute
                 # (the same path as its own execute; the version range is pinned).
                 outcomes = await self._db._execute(
-                    _apply_group, self._db, [statements for statements, _ in batch])
+                    _apply_group, self, [statements for statements, _ in batch])
                 for (statements, future), outcome in zip(batch, outcomes, strict=True):
                     if is_storage_fault(outcome) and not self._closing.is_set():
                         retry.append((statements, future))
@@ -439,44 +477,100 @@ class Store:
             granted_to=row[17],
         )
 
+    _STEP_COLS = "workflow_id, step_id, domain, state, attempts, outputs, error, replaced_from"
+    _WF_UPSERT = (f"INSERT INTO workflows({_WF_COLS}) VALUES({', '.join('?' * 18)})"
+                  # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
+                  # workflow that holds the same request_id instead of failing on the index.
+                  " ON CONFLICT(id) DO UPDATE SET "
+                  + ", ".join(f"{c} = excluded.{c}" for c in _WF_COLS.split(", ")[1:]))
+    _WF_COL_NAMES = tuple(_WF_COLS.split(", "))
+
     @staticmethod
-    def _step_stmt(s: StepRow) -> tuple[str, tuple]:
-        return (
-            "INSERT OR REPLACE INTO steps(workflow_id, step_id, domain, state, attempts, outputs,"
-            " error, replaced_from) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-            (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
-             s.error, json.dumps(s.replaced_from)),
-        )
+    def _step_args(s: StepRow) -> tuple:
+        return (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
+                s.error, json.dumps(s.replaced_from))
+
+    @classmethod
+    def _step_stmt(cls, s: StepRow) -> tuple[str, tuple]:
+        return cls._step_write(cls._step_args(s))
+
+    @classmethod
+    def _step_write(cls, args: tuple) -> Statement:
+        return (f"INSERT OR REPLACE INTO steps({cls._STEP_COLS}) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                args)
+
+    @classmethod
+    def _steps_write(cls, rows: list[tuple]) -> Statement:
+        """Step rows in one statement (a workflow's first save has all its steps). A spec
+        has at most MAX_STEPS (1,000) steps: 8,000 parameters, within SQLite's 32,766."""
+        if len(rows) == 1:
+            return cls._step_write(rows[0])
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        return (f"INSERT OR REPLACE INTO steps({cls._STEP_COLS}) VALUES {values}",
+                tuple(v for r in rows for v in r))
+
+    def _row_write(self, row: tuple, known: tuple | None) -> Statement:
+        """The workflow row in full, or (`known`: what is on disk) only what changed."""
+        if known is None:
+            return self._WF_UPSERT, row
+        changed = [i for i in range(1, len(row)) if row[i] != known[i]]
+        sets = ", ".join(f"{self._WF_COL_NAMES[i]} = ?" for i in changed)
+        return (f"UPDATE workflows SET {sets} WHERE id = ?",
+                (*(row[i] for i in changed), row[0]))
 
     async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
                             reservation: ReservationRow | None = None,
                             also: Sequence[Statement] = ()) -> list[int]:
         """Insert or update a workflow and (some of) its steps in one transaction, with the
         statements in `also` (a step attempt's start or end, a reservation's change, a
-        decision); returns how many rows each statement of `also` changed.
+        decision); returns how many rows each statement of `also` changed. Only the
+        columns and step rows that changed since the last write are written, when that
+        write is known to be on disk (store/written.py).
 
         Raises sqlite3.IntegrityError when another workflow holds w.request_id, or when
         `also` starts an attempt that was started before (nothing is written then).
         """
-        # An upsert on the id, not INSERT OR REPLACE: REPLACE would delete another
-        # workflow that holds the same request_id instead of failing on the index.
-        updates = ", ".join(f"{c} = excluded.{c}" for c in self._WF_COLS.split(", ")[1:])
-        stmts = [(f"INSERT INTO workflows({self._WF_COLS}) VALUES({', '.join('?' * 18)})"
-                  f" ON CONFLICT(id) DO UPDATE SET {updates}", self._wf_args(w))]
-        stmts += [self._step_stmt(s) for s in steps]
+        row = self._wf_args(w)
+        step_args = [self._step_args(s) for s in steps]
+        known, token = self._written.begin(w.id)
+        if known is not None and row == known.row:
+            known = None  # nothing changed (an UPDATE would set nothing): write in full
+        stmts = [self._row_write(row, known.row if known is not None else None)]
+        changed = [a for a in step_args if known is None or known.steps.get(a[1]) != a]
+        if changed:
+            stmts.append(self._steps_write(changed))
         if reservation is not None:
             stmts.append(self.reservation_statement(reservation))
-        counts = await self._write([*stmts, *also])
+        written: tuple | None = None
+        try:
+            counts = await self._write([*stmts, *also])
+            written = row
+        finally:
+            self._written.end(w.id, token, written, ((a[1], a) for a in step_args))
+        if known is not None and counts[0] == 0:
+            # The row was not there to update (nothing should delete it unseen): put it
+            # back whole, and its steps.
+            log.error("workflow %s: its row was missing on update; writing it again", w.id)
+            self._written.forget([w.id])
+            await self._write([(self._WF_UPSERT, row),
+                               *([self._steps_write(step_args)] if step_args else [])])
         return counts[len(stmts):]
 
     async def save_steps(self, steps: list[StepRow]) -> None:
         if steps:
+            self._written.forget({s.workflow_id for s in steps})
             await self._write([self._step_stmt(s) for s in steps])
+
+    def forget_written(self, workflow_ids: Collection[str]) -> None:
+        """These workflows' rows are about to change by a write not made by save_workflow
+        (retention deleting them): the next save writes them in full."""
+        self._written.forget(workflow_ids)
 
     async def save_step_result(self, s: StepRow) -> None:
         """Keep a step result that came before its workflow is known here, unless what is
         kept is newer: a later attempt, or the same attempt already ended (results are
         resent and overtake each other, so a RUNNING note can arrive after the end)."""
+        self._written.forget([s.workflow_id])
         await self._write([(
             "INSERT INTO steps(workflow_id, step_id, domain, state, attempts, outputs, error)"
             " VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(workflow_id, step_id) DO UPDATE SET"

@@ -54,3 +54,30 @@ async def test_a_write_once_record_is_kept_only_if_the_cell_was_won(tmp_path):
     finally:
         await store.close()
     assert [r.decoded()["data"]["outcome"] for r in records] == ["COMMIT"]
+
+
+async def test_the_chain_goes_on_across_a_reopen_and_a_group_appends_in_one_statement(tmp_path):
+    import asyncio
+    store = await Store.open(tmp_path)
+    try:
+        await store.apply([append_statement("vote", "w.1", 1, {"yes": True})])
+    finally:
+        await store.close()
+    store = await Store.open(tmp_path)  # the head is read back from the file
+    try:
+        before = store.statements
+        start = store.start_run_statement("w.2", "a", 1, 1)
+        await asyncio.gather(*(store.apply([append_statement("vote", f"w.{i}", i, {}),
+                                            append_statement("vote", f"w.{i}", i, {})])
+                               for i in range(3, 7)),
+                             store.apply([start, append_statement("step_started", "w.2", 2, {})]))
+        # The five writers share one transaction (queued before its committer runs):
+        # the step run's row, then their nine records in one INSERT.
+        assert store.statements - before == 2
+        assert (await store.audit_head())[0] == 10
+    finally:
+        await store.close()
+    with LogReader(tmp_path) as reader:
+        records = list(reader.records())
+    assert [r.seq for r in records] == list(range(1, 11))
+    assert verify(records, [], trusted=None) == Verified(10, 0, "", 10)
