@@ -34,6 +34,9 @@ does; its PREPAREs and its decision carry its epoch certificate
 takeover electorate), which every candidate checks before it votes, a domain that
 never saw the workflow included, and its rounds are numbered in its epoch's own range
 (epoch_certificate.round_range), so no two coordinators ever use one round number.
+Before each round it asks its electorate again (Takeovers.fresh_certificate): a
+member that granted a later epoch since denies, and the successor follows that epoch
+instead of running the round.
 The Replacement names the coordinator and its epoch: a domain that merges it follows
 that coordinator if the epoch is later than the one it holds.
 
@@ -44,12 +47,13 @@ the one acting coordinator of some epoch e. A domain that holds epoch e refuses 
 certificate for a lower one, and the electorate's majority that granted e holds it:
 an older coordinator (the original back from the dead, or an earlier successor) is
 refused by those. A candidate that never saw the workflow cannot tell an older epoch
-from the current one; but the older coordinator learns its epoch is over from the
-claim that is resent to it until it answers, and what the candidate would vote YES on
-is only a reservation: it runs a step only once the round's decision reaches it, and
-the step's domains fence results by step epoch (a later placement's round is higher:
-the ranges grow with the epoch), so the workflow's coordinator (which collects
-results) takes results of the current placement only.
+from the current one. An older successor that can reach a member holding the later
+epoch learns it from the claim it sends before its round and follows. One cut off
+from all of them (a partition, not a death) may still place the step: its placement
+is then fenced at the later coordinator (a later placement's round is higher: the
+ranges grow with the epoch), which takes results of its own placement only, but the
+step may run on the older one's candidate too (docs/failures.md, limits), as it may
+when the original coordinator, cut off, places a step that its successor places too.
 """
 
 from __future__ import annotations
@@ -223,10 +227,12 @@ class Replacements:
         started = active.progress.may_have_started(step_id)
         certificate = None
         if row.epoch > 0:  # a successor: its PREPAREs carry the proof of its epoch
-            certificate = await a.takeovers.wait_certificate(row.id,
-                                                             a.config.negotiation.lease_s)
-            if is_over(row) or a.active.get(row.id) is not active:
-                return
+            neg = a.config.negotiation
+            certificate = await a.takeovers.certificates.fresh_certificate(
+                row.id, neg.prepare_timeout_s, neg.lease_s)
+            if is_over(row) or a.active.get(row.id) is not active \
+                    or row.coordinator != a.domain:
+                return  # ended, or our epoch is over: the later coordinator places it
             if certificate is None or certificate.epoch != row.epoch:
                 await self._failed(active, step_id, lost, started,
                                    f"no certificate of coordinator epoch {row.epoch} (its grants"

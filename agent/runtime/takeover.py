@@ -30,15 +30,10 @@ participant of a round it accepted for) and keeps its grant in `takeover_grants`
 written before the answer leaves. Without such records it grants nothing (they are
 compacted together, in one transaction), so no epoch is granted twice.
 
-Epoch certificates (agent/core/workflow/epoch_certificate.py). Every grant names, signed
-with it, the committed round and the electorate its signer counts it in. The claimant
-keeps the grants' envelopes as received (those naming its own round and electorate),
-and its own grant, sealed by itself: once a majority of the electorate has granted,
-`certificate` is the proof of its epoch that its re-placement rounds carry
-(agent/runtime/replacement.py). The envelopes are kept in memory only: a successor
-restored acting after a restart sends its claim again to every member, and each one
-that granted it grants it again (may_grant allows the same epoch to the same
-claimant), so the certificate is rebuilt from their new answers.
+Epoch certificates (agent/core/workflow/epoch_certificate.py, and the shell's part,
+agent/runtime/epoch_certs.py): every grant names, signed, the committed round and the
+electorate it is counted in; the successor keeps the grants it receives as evidence,
+and a majority of them is the proof of its epoch that its re-placement rounds carry.
 """
 
 from __future__ import annotations
@@ -50,7 +45,6 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.workflow.epoch_certificate import Known
 from fedorch.core.workflow.lifecycle import Ended
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
@@ -64,13 +58,13 @@ from fedorch.core.workflow.takeover import (
     Takeover,
     Timer,
     Watch,
-    majority,
     may_grant,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
 from fedorch.runtime.convert import is_over, state_of
+from fedorch.runtime.epoch_certs import EpochCertificates, held
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
@@ -86,14 +80,6 @@ log = logging.getLogger("fedorch.takeover")
 # old coordinator learns from it that its epoch is over.
 CLAIM_PATIENCE_S = 24 * 3600.0
 GONE = frozenset({"DEAD", "LEFT"})
-
-
-def held(row: WorkflowRow) -> tuple[int, str]:
-    """The epoch and coordinator this agent holds for a workflow: the highest of the one
-    it follows (or is) and the one it granted."""
-    if row.granted_epoch > row.epoch:
-        return row.granted_epoch, row.granted_to
-    return row.epoch, row.coordinator
 
 
 class Takeovers:
@@ -117,8 +103,8 @@ class Takeovers:
         # those get a core (one built before would count grants in another set).
         self._prepared: set[str] = set()
         self._granting = KeyedLocks()  # one claim at a time per workflow: grant once
-        # Workflow -> voter -> (epoch, the signed grant as received): certificate material.
-        self._grant_envelopes: dict[str, dict[str, tuple[int, peer_pb2.Envelope]]] = {}
+        # The grants to us as evidence, and the epoch certificates made of them.
+        self.certificates = EpochCertificates(self)
         agent.on_settled.append(self._settled)
         # A domain removed from trust is no member any more (Membership.members), with no
         # SWIM event: every workflow is looked at again (a rare change).
@@ -306,13 +292,7 @@ class Takeovers:
                 if follows:
                     self._report_again(active)
             elif isinstance(action, SendClaim):
-                key = (row.id, action.to, action.epoch)
-                task = self._claims.get(key)
-                if task is None or task.done():
-                    task = a.spawn(self._claim(active, core, action),
-                                   name=f"takeover {row.id} claim to {action.to}")
-                    if task is not None:
-                        self._claims[key] = task
+                self.claim(active, core, action)
             elif isinstance(action, Act):
                 row.epoch, row.coordinator = action.epoch, a.domain
                 await a.save(active)
@@ -324,6 +304,19 @@ class Takeovers:
                     await a.save(active)
         if self._cores.get(row.id) is core:
             self._arm(row.id, core)
+
+    def core_of(self, workflow_id: str) -> Takeover | None:
+        return self._cores.get(workflow_id)
+
+    def claim(self, active: Active, core: Takeover, action: SendClaim) -> None:
+        """Send a claim until answered, unless it is on its way already."""
+        key = (active.row.id, action.to, action.epoch)
+        task = self._claims.get(key)
+        if task is None or task.done():
+            task = self.agent.spawn(self._claim(active, core, action),
+                                    name=f"takeover {active.row.id} claim to {action.to}")
+            if task is not None:
+                self._claims[key] = task
 
     async def _claim(self, active: Active, core: Takeover, claim: SendClaim) -> None:
         """Send one claim until answered (or the claim is over), and feed in the answer."""
@@ -351,7 +344,7 @@ class Takeovers:
                             return
                         if answer.workflow_id == row.id and answer.epoch == claim.epoch:
                             if answer.granted:
-                                self._keep_grant(row, core, claim.to, answer, envelope)
+                                self.certificates.keep(row, core, claim.to, answer, envelope)
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
                                 claim.to, claim.epoch, answer.held_epoch, answer.holder)
                             if a.active.get(row.id) is active:
@@ -434,7 +427,7 @@ class Takeovers:
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
         answer.committed_round = row.round
-        answer.electorate[:] = sorted(self.electorate_of(row))
+        answer.electorate[:] = sorted(self.certificates.electorate_of(row))
         log.info("%s: granted coordinator epoch %d to %s", row.id, claim.epoch, sender)
         if again and active is not None:  # asked again (it restarted, say): results again
             self._report_again(active)
@@ -505,78 +498,8 @@ class Takeovers:
         if active is None:
             await self.agent.store.save_workflow(row)
 
-    # ---- epoch certificates ------------------------------------------------------------
-
-    def electorate_of(self, row: WorkflowRow) -> frozenset[str]:
-        """The electorate this agent counts the workflow's grants in (see the core)."""
-        core = self._cores.get(row.id)
-        if core is not None:
-            return core.electorate
-        if row.acceptors:
-            return frozenset(row.acceptors)
-        return frozenset(row.placement.values()) | {coordinator_of(row.id)}
-
-    def standing(self, workflow_id: str) -> tuple[Known | None, tuple[int, str] | None]:
-        """What this agent holds of a workflow to check an epoch certificate against:
-        the committed round and electorate (when it is a member, with its core built or
-        the acceptors in its row), and the epoch and coordinator it holds."""
-        active = self.agent.active.get(workflow_id)
-        if active is None:
-            return None, None
-        row = active.row
-        known = None
-        if workflow_id in self._cores or row.acceptors:
-            known = Known(row.round, self.electorate_of(row))
-        return known, held(row)
-
-    def _keep_grant(self, row: WorkflowRow, core: Takeover, voter: str,
-                    answer: peer_pb2.TakeoverAnswer, envelope: peer_pb2.Envelope) -> None:
-        """A grant to us, kept as evidence if it names our committed round and electorate
-        (a grant counted in another set proves nothing to a third party)."""
-        if voter not in core.electorate or answer.committed_round != row.round \
-                or frozenset(answer.electorate) != core.electorate:
-            log.info("%s: %s granted epoch %d in round %d electorate %s, not ours: not"
-                     " evidence", row.id, voter, answer.epoch, answer.committed_round,
-                     list(answer.electorate))
-            return
-        clean = peer_pb2.Envelope(body=envelope.body, signature=envelope.signature)
-        self._grant_envelopes.setdefault(row.id, {})[voter] = (answer.epoch, clean)
-
-    def certificate(self, workflow_id: str) -> peer_pb2.EpochCertificate | None:
-        """The proof that this agent coordinates the workflow in its epoch: the signed
-        grants of a majority of the electorate, ours included. None if it is not acting
-        in an epoch >= 1, or holds too few grants as evidence (yet: after a restart they
-        come back with the answers to its claim)."""
-        a = self.agent
-        core = self._cores.get(workflow_id)
-        active = a.active.get(workflow_id)
-        if core is None or active is None or core.role is not Role.ACTING or core.epoch < 1:
-            return None
-        kept = {voter: env for voter, (epoch, env)
-                in self._grant_envelopes.get(workflow_id, {}).items() if epoch == core.epoch}
-        own = peer_pb2.TakeoverAnswer(
-            workflow_id=workflow_id, epoch=core.epoch, granted=True, held_epoch=core.epoch,
-            holder=a.domain, committed_round=active.row.round,
-            electorate=sorted(core.electorate))
-        kept[a.domain] = a.seal(a.domain, takeover_answer=own)
-        if len(kept.keys() & core.electorate) < majority(core.electorate):
-            return None
-        return peer_pb2.EpochCertificate(workflow_id=workflow_id, epoch=core.epoch,
-                                         coordinator=a.domain,
-                                         grants=[kept[v] for v in sorted(kept)])
-
-    async def wait_certificate(self, workflow_id: str, timeout_s: float
-                               ) -> peer_pb2.EpochCertificate | None:
-        """`certificate`, waiting up to `timeout_s` for the grants a restart lost."""
-        a = self.agent
-        deadline = a.now() + timeout_s
-        while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:
-            if not await a.sleep(0.2):
-                return None
-        return cert
-
     def forget(self, workflow_id: str) -> None:
-        self._grant_envelopes.pop(workflow_id, None)
+        self.certificates.forget(workflow_id)
         core = self._cores.pop(workflow_id, None)
         self._armed.pop(workflow_id, None)  # its heap entry is stale now
         self._restored.discard(workflow_id)

@@ -277,7 +277,7 @@ class Voting:
                              cert: peer_pb2.EpochCertificate) -> Certified:
         """As `certified`, Refused (not counted) instead: for the peer service, which
         refuses a PREPARE with a bad certificate as one its sender had no authority for."""
-        known, _ = self.agent.takeovers.standing(workflow_id)
+        known, _ = self.agent.takeovers.certificates.standing(workflow_id)
         try:
             return verify(cert, self.agent.trust, workflow_id=workflow_id, claimant=sender,
                           known=known)
@@ -300,7 +300,7 @@ class Voting:
     def _facts(self, workflow_id: str, certified: Certified | None) -> Facts:
         if certified is None:
             return Facts(workflow_id=workflow_id)
-        _, held = self.agent.takeovers.standing(workflow_id)
+        _, held = self.agent.takeovers.certificates.standing(workflow_id)
         return Facts(workflow_id=workflow_id, epoch=certified.epoch,
                      certified=(certified.epoch, certified.coordinator), held=held)
 
