@@ -32,7 +32,7 @@ from tests.integration.test_takeover import WORK
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(COMMIT != "paxos",
-                                 reason="two of three grants need Paxos Commit's electorate")]
+                                 reason="asserts the electorate as the Paxos Commit round's acceptors")]
 
 DOMAINS = {
     "coord": {},  # takes the submission; runs nothing
