@@ -95,9 +95,9 @@ class DomainLoss:
     def _lose(self, active: Active, domain: str) -> None:
         a = self.agent
         row = active.row
-        # Only the coordinator the id names may send a PREPARE (authority.py): after a
-        # takeover a step to place again fails instead (its reason says so).
-        resolved = active.progress.domain_lost(domain, can_replace=row.epoch == 0)
+        # The coordinator the id names, or a successor with its epoch certificate
+        # (runtime/replacement.py), places a lost step again: the same rounds.
+        resolved = active.progress.domain_lost(domain, can_replace=True)
         if resolved:
             for step_id, action in resolved:
                 step = active.progress.steps[step_id]

@@ -203,10 +203,12 @@ class Participation:
         a = self.agent
         body = open_evidence(envelope, a.trust, expect="decision")
         decision = body.decision
-        # Classic 2PC: only the coordinator the workflow id names decides it.
-        authorize("decision_notice", body.sender, Facts(
-            workflow_id=decision.workflow_id, coordinator=decision.coordinator,
-            participants=()))
+        # Classic 2PC: only the coordinator the workflow id names decides it, or a
+        # successor by its epoch certificate (a re-placement round, runtime.votes).
+        if not self.votes.check_certified_decision(body.sender, decision):
+            authorize("decision_notice", body.sender, Facts(
+                workflow_id=decision.workflow_id, coordinator=decision.coordinator,
+                participants=()))
         if body.sender != decision.coordinator:
             raise RemoteProtocolError("decision not signed by its coordinator")
         if decision.outcome != peer_pb2.OUTCOME_COMMIT:

@@ -185,7 +185,11 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         looked the transaction or placement up. Refused is counted and logged here."""
         kind = body.WhichOneof("payload") or ""
         try:
-            authorize(kind, body.sender, facts_of(body))
+            facts = facts_of(body)
+            if kind == "prepare" and body.prepare.HasField("epoch_certificate"):
+                # A successor's PREPARE: its authority is its epoch certificate.
+                facts = self.agent.participation.votes.prepare_facts(body.sender, body.prepare)
+            authorize(kind, body.sender, facts)
         except Refused as e:
             count_refusal(self.agent, body.sender, kind, e)
             raise

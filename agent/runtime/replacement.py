@@ -26,6 +26,34 @@ sends its own results the step needs again, so that results flow to and from the
 placement. On ABORT (a refusal, a silent voter, no eligible domain after max_rounds) the
 step FAILS with a reason naming the lost domain and why, and the workflow goes on as
 after any failed step.
+
+A successor runs the same rounds. A coordinator that took the workflow over (epoch
+e >= 1, agent/core/workflow/takeover.py) re-places lost steps exactly as the original
+does; its PREPAREs and its decision carry its epoch certificate
+(agent/core/workflow/epoch_certificate.py: the signed grants of a majority of the
+takeover electorate), which every candidate checks before it votes, a domain that
+never saw the workflow included, and its rounds are numbered in its epoch's own range
+(epoch_certificate.round_range), so no two coordinators ever use one round number.
+Before each round it asks its electorate again (Takeovers.fresh_certificate): a
+member that granted a later epoch since denies, and the successor follows that epoch
+instead of running the round.
+The Replacement names the coordinator and its epoch: a domain that merges it follows
+that coordinator if the epoch is later than the one it holds.
+
+Why at most one coordinator re-places a step at a time: a round needs a certificate,
+and a certificate needs a majority of the electorate, whose members grant an epoch
+once; so every PREPARE accepted is from the original coordinator (epoch 0) or from
+the one acting coordinator of some epoch e. A domain that holds epoch e refuses a
+certificate for a lower one, and the electorate's majority that granted e holds it:
+an older coordinator (the original back from the dead, or an earlier successor) is
+refused by those. A candidate that never saw the workflow cannot tell an older epoch
+from the current one. An older successor that can reach a member holding the later
+epoch learns it from the claim it sends before its round and follows. One cut off
+from all of them (a partition, not a death) may still place the step: its placement
+is then fenced at the later coordinator (a later placement's round is higher: the
+ranges grow with the epoch), which takes results of its own placement only, but the
+step may run on the older one's candidate too (docs/failures.md, limits), as it may
+when the original coordinator, cut off, places a step that its successor places too.
 """
 
 from __future__ import annotations
@@ -48,12 +76,14 @@ from fedorch.core.negotiation.coordinator import (
 from fedorch.core.negotiation.errors import ProtocolError
 from fedorch.core.workflow import values
 from fedorch.core.workflow.domain_loss import not_replaced_reason
+from fedorch.core.workflow.epoch_certificate import round_range
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over
 from fedorch.runtime.prepares import send_prepare
+from fedorch.runtime.votes import stored_submission
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -93,6 +123,11 @@ def apply_replacement(active: Active, replacement: peer_pb2.Replacement, round_:
     if not progress.placed_again(step_id, new, round_, replacement.lost_domain):
         return False
     row.placement[step_id] = new
+    if replacement.coordinator and replacement.coordinator_epoch > max(
+            row.epoch, row.granted_epoch):
+        # Placed by a later coordinator epoch than held here (its certificate was checked
+        # with the decision): that coordinator collects the results now.
+        row.epoch, row.coordinator = replacement.coordinator_epoch, replacement.coordinator
     for other, domain in replacement.placement.items():
         if other in progress.steps and domain and not progress.steps[other].domain:
             progress.steps[other].domain = domain
@@ -124,6 +159,8 @@ class Replacements:
         self._after_progress = after_progress
         self._running: set[str] = set()
         self._last_round: dict[str, int] = {}
+        # A successor's epoch certificate, for the round under way (None: epoch 0).
+        self._certificates: dict[str, peer_pb2.EpochCertificate | None] = {}
 
     def start(self, active: Active) -> None:
         """Place again the steps of `active` a loss sent back (no-op while a round of
@@ -147,16 +184,19 @@ class Replacements:
                 await self._replace(active, waiting[0])
         finally:
             self._running.discard(wf)
+            self._certificates.pop(wf, None)
             if is_over(active.row) or self.agent.active.get(wf) is not active:
                 self._last_round.pop(wf, None)  # no round of it will come again here
 
-    async def _first_free_round(self, wf: str, after: int) -> int:
-        """A round number this workflow never used: above the committed round, above
-        every re-placement round of this life, and with no decision on record."""
-        n = max(after, self._last_round.get(wf, 0)) + 1
-        while await self.agent.store.get_decision(wf, n) is not None:
+    async def _first_free_round(self, wf: str, after: int, epoch: int) -> int | None:
+        """A round number this workflow never used: in the coordinator epoch's own range,
+        above the committed round, above every re-placement round of this life, and with
+        no decision on record. None when the epoch's range is used up."""
+        rounds = round_range(epoch)
+        n = max(after, self._last_round.get(wf, 0), rounds.start - 1) + 1
+        while n in rounds and await self.agent.store.get_decision(wf, n) is not None:
             n += 1
-        return n
+        return n if n + self.agent.config.negotiation.max_rounds <= rounds.stop else None
 
     def _placer(self, spec: spec_pb2.WorkflowSpec, active: Active, step_id: str,
                 lost: set[str]):
@@ -185,7 +225,25 @@ class Replacements:
         step = active.progress.steps[step_id]
         lost = step.lost_to
         started = active.progress.may_have_started(step_id)
-        first = await self._first_free_round(row.id, row.round)
+        certificate = None
+        if row.epoch > 0:  # a successor: its PREPAREs carry the proof of its epoch
+            neg = a.config.negotiation
+            certificate = await a.takeovers.certificates.fresh_certificate(
+                row.id, neg.prepare_timeout_s, neg.lease_s)
+            if is_over(row) or a.active.get(row.id) is not active \
+                    or row.coordinator != a.domain:
+                return  # ended, or our epoch is over: the later coordinator places it
+            if certificate is None or certificate.epoch != row.epoch:
+                await self._failed(active, step_id, lost, started,
+                                   f"no certificate of coordinator epoch {row.epoch} (its grants"
+                                   " did not come back)")
+                return
+        first = await self._first_free_round(row.id, row.round, row.epoch)
+        if first is None:
+            await self._failed(active, step_id, lost, started,
+                               f"the rounds of coordinator epoch {row.epoch} are used up")
+            return
+        self._certificates[row.id] = certificate
         neg = a.config.negotiation
         core = Coordinator(row.id, placer=self._placer(spec, active, step_id,
                                                        {*step.replaced_from, lost}),
@@ -203,10 +261,15 @@ class Replacements:
             log.warning("%s: step %s placed again on %s (lost with domain %s), round %d",
                         row.id, step_id, new, lost, finished.round)
             return
-        reason = not_replaced_reason(lost, started, finished.reason)
+        await self._failed(active, step_id, lost, started, finished.reason)
+
+    async def _failed(self, active: Active, step_id: str, lost: str, started: bool,
+                      why: str) -> None:
+        a = self.agent
+        reason = not_replaced_reason(lost, started, why)
         a.metrics.steps_replaced.labels("failed").inc()
-        log.warning("%s: step %s lost with domain %s not placed again: %s", row.id, step_id,
-                    lost, finished.reason)
+        log.warning("%s: step %s lost with domain %s not placed again: %s", active.row.id,
+                    step_id, lost, why)
         if active.progress.replacement_failed(step_id, reason) \
                 and not await self._after_progress(active):
             await a.save(active)
@@ -267,11 +330,17 @@ class Replacements:
                        action: SendPrepare, votes: asyncio.Queue) -> None:
         a = self.agent
         row = active.row
+        # The coordinator that admitted the workflow has the signed spec in its row; a
+        # successor kept it with its YES to the committed round (runtime.votes).
+        stored = row.submission or await stored_submission(a, row.id, row.round)
         request = peer_pb2.PrepareRequest(
             workflow_id=row.id, round=action.round, spec=spec, steps=action.steps,
             placement=action.placement, coordinator_endpoint=a.endpoint,
             lease_ms=int(a.config.negotiation.lease_s * 1000),
-            submission=attached(row.submission, row.spec))
+            submission=attached(stored, row.spec))
+        certificate = self._certificates.get(row.id)
+        if certificate is not None:
+            request.epoch_certificate.CopyFrom(certificate)
         await send_prepare(a, row, action, request, votes)
 
     async def _persist(self, active: Active, spec: spec_pb2.WorkflowSpec, step_id: str,
@@ -287,11 +356,15 @@ class Replacements:
             votes=[peer_pb2.Envelope.FromString(v) for v in action.votes],
             endpoints={d: a.endpoint_of(d, row.endpoints) or ""
                        for d in set(action.placement.values())})
+        certificate = self._certificates.get(row.id)
+        if certificate is not None:
+            decision.epoch_certificate.CopyFrom(certificate)
         step = active.progress.steps[step_id]
         if action.commit:
             new = action.placement[step_id]
             rep = decision.replacement
             rep.step_id, rep.lost_domain = step_id, step.lost_to
+            rep.coordinator_epoch, rep.coordinator = row.epoch, a.domain
             rep.placement.update({s: d for s, d in row.placement.items() if d})
             rep.placement.update({s.id: s.domain for s in active.progress.steps.values()
                                   if s.domain})

@@ -29,6 +29,11 @@ no workflow row: it answers a claim from its acceptor records (the claimant must
 participant of a round it accepted for) and keeps its grant in `takeover_grants`,
 written before the answer leaves. Without such records it grants nothing (they are
 compacted together, in one transaction), so no epoch is granted twice.
+
+Epoch certificates (agent/core/workflow/epoch_certificate.py, and the shell's part,
+agent/runtime/epoch_certs.py): every grant names, signed, the committed round and the
+electorate it is counted in; the successor keeps the grants it receives as evidence,
+and a majority of them is the proof of its epoch that its re-placement rounds carry.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
 from fedorch.runtime.convert import is_over, state_of
+from fedorch.runtime.epoch_certs import EpochCertificates, held
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
@@ -74,14 +80,6 @@ log = logging.getLogger("fedorch.takeover")
 # old coordinator learns from it that its epoch is over.
 CLAIM_PATIENCE_S = 24 * 3600.0
 GONE = frozenset({"DEAD", "LEFT"})
-
-
-def held(row: WorkflowRow) -> tuple[int, str]:
-    """The epoch and coordinator this agent holds for a workflow: the highest of the one
-    it follows (or is) and the one it granted."""
-    if row.granted_epoch > row.epoch:
-        return row.granted_epoch, row.granted_to
-    return row.epoch, row.coordinator
 
 
 class Takeovers:
@@ -105,6 +103,8 @@ class Takeovers:
         # those get a core (one built before would count grants in another set).
         self._prepared: set[str] = set()
         self._granting = KeyedLocks()  # one claim at a time per workflow: grant once
+        # The grants to us as evidence, and the epoch certificates made of them.
+        self.certificates = EpochCertificates(self)
         agent.on_settled.append(self._settled)
         # A domain removed from trust is no member any more (Membership.members), with no
         # SWIM event: every workflow is looked at again (a rare change).
@@ -292,13 +292,7 @@ class Takeovers:
                 if follows:
                     self._report_again(active)
             elif isinstance(action, SendClaim):
-                key = (row.id, action.to, action.epoch)
-                task = self._claims.get(key)
-                if task is None or task.done():
-                    task = a.spawn(self._claim(active, core, action),
-                                   name=f"takeover {row.id} claim to {action.to}")
-                    if task is not None:
-                        self._claims[key] = task
+                self.claim(active, core, action)
             elif isinstance(action, Act):
                 row.epoch, row.coordinator = action.epoch, a.domain
                 await a.save(active)
@@ -311,6 +305,19 @@ class Takeovers:
         if self._cores.get(row.id) is core:
             self._arm(row.id, core)
 
+    def core_of(self, workflow_id: str) -> Takeover | None:
+        return self._cores.get(workflow_id)
+
+    def claim(self, active: Active, core: Takeover, action: SendClaim) -> None:
+        """Send a claim until answered, unless it is on its way already."""
+        key = (active.row.id, action.to, action.epoch)
+        task = self._claims.get(key)
+        if task is None or task.done():
+            task = self.agent.spawn(self._claim(active, core, action),
+                                    name=f"takeover {active.row.id} claim to {action.to}")
+            if task is not None:
+                self._claims[key] = task
+
     async def _claim(self, active: Active, core: Takeover, claim: SendClaim) -> None:
         """Send one claim until answered (or the claim is over), and feed in the answer."""
         a = self.agent
@@ -322,7 +329,7 @@ class Takeovers:
                 endpoint = a.endpoint_of(claim.to, row.endpoints)
                 if endpoint is not None:
                     try:
-                        body, _ = await a.peers.call(
+                        body, envelope = await a.peers.call(
                             endpoint, "Takeover", recipient=claim.to, expect="takeover_answer",
                             timeout=PEER_RPC_TIMEOUT_S,
                             takeover_claim=peer_pb2.TakeoverClaim(workflow_id=row.id,
@@ -336,6 +343,8 @@ class Takeovers:
                             await self._ended_meanwhile(active, core, answer)
                             return
                         if answer.workflow_id == row.id and answer.epoch == claim.epoch:
+                            if answer.granted:
+                                self.certificates.keep(row, core, claim.to, answer, envelope)
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
                                 claim.to, claim.epoch, answer.held_epoch, answer.holder)
                             if a.active.get(row.id) is active:
@@ -417,6 +426,8 @@ class Takeovers:
                 await a.store.save_workflow(row)
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
+        answer.committed_round = row.round
+        answer.electorate[:] = sorted(self.certificates.electorate_of(row))
         log.info("%s: granted coordinator epoch %d to %s", row.id, claim.epoch, sender)
         if again and active is not None:  # asked again (it restarted, say): results again
             self._report_again(active)
@@ -450,6 +461,11 @@ class Takeovers:
             (wf, claim.epoch, sender))])
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
+        # The electorate as this acceptor holds it: its latest round's (a certificate
+        # counts the grant only if it is the committed round's).
+        latest = max(txs, key=lambda tx: tx.round)
+        answer.committed_round = latest.round
+        answer.electorate[:] = sorted(set(latest.acceptors))
         log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step)",
                  wf, claim.epoch, sender)
         return answer
@@ -483,6 +499,7 @@ class Takeovers:
             await self.agent.store.save_workflow(row)
 
     def forget(self, workflow_id: str) -> None:
+        self.certificates.forget(workflow_id)
         core = self._cores.pop(workflow_id, None)
         self._armed.pop(workflow_id, None)  # its heap entry is stale now
         self._restored.discard(workflow_id)

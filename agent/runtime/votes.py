@@ -10,6 +10,18 @@ them; the simulator also crashes agents between the two, a superset of what can
 happen here). The hold is then in doubt (runtime.consensus) until a decision is
 learned. A PREPARE without acceptors is classic 2PC: one PREPARED
 record, and the coordinator is asked when the lease passes.
+
+A PREPARE from a coordinator that took the workflow over (a re-placement round of
+epoch >= 1) carries its epoch certificate (agent/core/workflow/epoch_certificate.py),
+checked before anything else of it: against the trust store, against the committed
+round and electorate this domain holds if it takes part in the workflow, and against
+the epoch it holds (a lower one is refused). Its round must lie in that epoch's range.
+The submitter's signed spec is then checked as vouched for by the coordinator the id
+names, which vouched for it when it admitted the workflow. A refused certificate is a
+NO with the reason, and nothing is reserved. The decision of such a round is checked
+the same way (`check_certified_decision`). Every YES keeps the PREPARE's signed spec
+(`prepare_submissions`, in the YES's own write): a participant that takes the workflow
+over relays it in its own PREPAREs.
 """
 
 from __future__ import annotations
@@ -19,13 +31,26 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fedorch.core.identity.authority import Facts, Refused, authorize
+from fedorch.core.identity.authority import (
+    Facts,
+    InvalidWorkflowId,
+    Refused,
+    authorize,
+    check_workflow_id,
+    coordinator_of,
+)
 from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
 from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, check_tx
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.constraints import constraint_refusal
+from fedorch.core.workflow.epoch_certificate import (
+    CertificateError,
+    Certified,
+    round_range,
+    verify,
+)
 from fedorch.core.workflow.spec import SpecError, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
@@ -42,6 +67,25 @@ if TYPE_CHECKING:
 HOLD_TX_MEMORY = 4096  # PREPAREs of YES votes kept in memory until their decision
 
 log = logging.getLogger("fedorch.participant")
+
+
+def kept_submission(req: peer_pb2.PrepareRequest) -> list[tuple[str, tuple]]:
+    """The statement keeping the submitter's signed spec of a PREPARE voted YES on (see
+    the module doc), if it carries one."""
+    if not req.HasField("submission"):
+        return []
+    return [("INSERT OR IGNORE INTO prepare_submissions(workflow_id, round, submission)"
+             " VALUES(?, ?, ?)", (req.workflow_id, req.round,
+                                  req.submission.SerializeToString(deterministic=True)))]
+
+
+async def stored_submission(agent: AgentContext, workflow_id: str,
+                            round_: int) -> bytes:
+    """The signed spec kept with our YES to (workflow, round), or b""."""
+    rows = await agent.store.select(
+        "SELECT submission FROM prepare_submissions WHERE workflow_id = ? AND round = ?",
+        (workflow_id, round_))
+    return bytes(rows[0][0]) if rows else b""
 
 
 class Voting:
@@ -90,7 +134,7 @@ class Voting:
                 admitted = self.submissions.record(admission)
                 await a.store.save_reservation(reservation_row(out.hold, a.clock),
                                                also=[a.audit.vote(coordinator, req, vote),
-                                                     *admitted])
+                                                     *admitted, *kept_submission(req)])
                 self._wake()
         a.metrics.votes.labels("yes" if vote.yes else "no").inc()
         telemetry.voted(req, vote)
@@ -151,7 +195,7 @@ class Voting:
                     admitted = self.submissions.record(admission)
                     await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
                                                    also=[a.audit.vote(coordinator, req, vote),
-                                                         *admitted])
+                                                         *admitted, *kept_submission(req)])
                     self._hold_txs[key] = info
                     while len(self._hold_txs) > HOLD_TX_MEMORY:
                         self._hold_txs.popitem(last=False)
@@ -173,12 +217,21 @@ class Voting:
         whose signed spec the PREPARE carries, and its admission under this workflow id
         (to record with a YES); RemoteProtocolError when it does not hold."""
         a = self.agent
+        certified = None
+        if req.HasField("epoch_certificate"):
+            certified = self.certified(coordinator, req.workflow_id, req.epoch_certificate)
         try:  # the peer service checked this already; a PREPARE may come other ways too
-            authorize("prepare", coordinator, Facts(workflow_id=req.workflow_id))
+            authorize("prepare", coordinator, self._facts(req.workflow_id, certified))
         except Refused as e:
+            a.metrics.rejected_messages.labels(e.reason).inc()
             raise RemoteProtocolError(e.detail) from None
         if req.round < 1:
             raise RemoteProtocolError("round must be at least 1")
+        epoch = certified.epoch if certified is not None else 0
+        if req.round not in round_range(epoch):
+            raise RemoteProtocolError(
+                f"round {req.round} is outside the rounds of coordinator epoch {epoch}"
+                f" ({round_range(epoch).start}..{round_range(epoch).stop - 1})")
         validate_spec(req.spec, "PREPARE spec")
         steps = {s.id: s for s in req.spec.steps}
         asked = []
@@ -192,7 +245,10 @@ class Voting:
                 raise RemoteProtocolError(why)
             asked.append((step_id, steps[step_id].capability))
         try:  # the exact spec a named principal asked for, vouched for by its coordinator
-            submitter = check_prepare_submission(req.submission, coordinator=coordinator,
+            # A successor relays the signed spec its workflow was admitted with: the
+            # coordinator the id names vouched for it then.
+            voucher = coordinator if certified is None else coordinator_of(req.workflow_id)
+            submitter = check_prepare_submission(req.submission, coordinator=voucher,
                                                  spec=req.spec, trust=a.trust)
             admission = self.submissions.check(req.submission, req.workflow_id)
         except SubmissionError as e:
@@ -201,3 +257,71 @@ class Voting:
                         coordinator, e)
             raise RemoteProtocolError(f"submission: {e}") from None
         return asked, submitter.qualified, admission
+
+    # ---- epoch certificates ----------------------------------------------------------------
+
+    def certified(self, sender: str, workflow_id: str,
+                  cert: peer_pb2.EpochCertificate) -> Certified:
+        """`cert` verified as the proof that `sender` coordinates `workflow_id` in its
+        epoch, against what this agent holds of it; RemoteProtocolError (counted,
+        logged) when it proves nothing. Changes nothing."""
+        try:
+            return self.certified_or_refused(sender, workflow_id, cert)
+        except Refused as e:
+            self.agent.metrics.rejected_messages.labels(e.reason).inc()
+            log.warning("%s: refused the epoch certificate of %s: %s", workflow_id, sender,
+                        e.detail)
+            raise RemoteProtocolError(e.detail) from None
+
+    def certified_or_refused(self, sender: str, workflow_id: str,
+                             cert: peer_pb2.EpochCertificate) -> Certified:
+        """As `certified`, Refused (not counted) instead: for the peer service, which
+        refuses a PREPARE with a bad certificate as one its sender had no authority for."""
+        known, _ = self.agent.takeovers.certificates.standing(workflow_id)
+        try:
+            return verify(cert, self.agent.trust, workflow_id=workflow_id, claimant=sender,
+                          known=known)
+        except CertificateError as e:
+            raise Refused(e.reason, f"epoch certificate refused: {e.detail}") from None
+
+    def prepare_facts(self, sender: str, req: peer_pb2.PrepareRequest) -> Facts:
+        """What a PREPARE proves of its sender's authority, its certificate verified
+        (Refused if it proves nothing)."""
+        if not req.HasField("epoch_certificate"):
+            return Facts(workflow_id=req.workflow_id)
+        try:
+            check_workflow_id(req.workflow_id)
+        except InvalidWorkflowId as e:
+            raise Refused("bad_workflow_id", str(e)) from None
+        return self._facts(req.workflow_id,
+                           self.certified_or_refused(sender, req.workflow_id,
+                                                     req.epoch_certificate))
+
+    def _facts(self, workflow_id: str, certified: Certified | None) -> Facts:
+        if certified is None:
+            return Facts(workflow_id=workflow_id)
+        _, held = self.agent.takeovers.certificates.standing(workflow_id)
+        return Facts(workflow_id=workflow_id, epoch=certified.epoch,
+                     certified=(certified.epoch, certified.coordinator), held=held)
+
+    def check_certified_decision(self, signer: str, decision: peer_pb2.Decision) -> bool:
+        """A classic decision signed by a coordinator that took its workflow over: its
+        certificate, epoch and round are checked as its PREPARE's were (True), or
+        RemoteProtocolError / Refused. False: it carries no certificate (the coordinator
+        the id names decides it; checked by the caller)."""
+        if not decision.HasField("epoch_certificate"):
+            return False
+        wf = decision.workflow_id
+        if signer != decision.coordinator:
+            raise RemoteProtocolError("decision not signed by its coordinator")
+        certified = self.certified(signer, wf, decision.epoch_certificate)
+        authorize("prepare", signer, self._facts(wf, certified))  # the same authority
+        if decision.round not in round_range(certified.epoch):
+            raise RemoteProtocolError(f"round {decision.round} is outside the rounds of"
+                                      f" coordinator epoch {certified.epoch}")
+        if decision.HasField("replacement") and (
+                decision.replacement.coordinator_epoch != certified.epoch
+                or decision.replacement.coordinator != signer):
+            raise RemoteProtocolError("a re-placement naming another coordinator epoch than"
+                                      " its certificate's")
+        return True

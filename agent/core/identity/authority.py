@@ -68,6 +68,8 @@ class Who(enum.Enum):
     COORDINATOR = "the coordinator its workflow id names"
     EPOCH_COORDINATOR = ("the coordinator of the epoch it names: epoch 0 the one its workflow"
                          " id names, a later one the participant that took the workflow over")
+    CERTIFIED_COORDINATOR = ("the coordinator its workflow id names, or the coordinator of"
+                             " a later epoch proven by its epoch certificate")
     CLAIMANT = "a participant of the committed workflow, for itself"
     PROPOSER = "the transaction's coordinator or one of its participants"
     ACCEPTOR = "an acceptor of the transaction, in its own name"
@@ -87,9 +89,14 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {r.kind: r for r in (
-    Rule("prepare", Who.COORDINATOR,
-         "a workflow of the sender's, with steps placed on the recipient",
-         "round >= 1; a round already decided here is refused (Participant)"),
+    # A successor (coordinator takeover) places lost steps again: its PREPARE carries
+    # the epoch certificate (agent/core/workflow/epoch_certificate.py), checked by the
+    # participant before anything else of the PREPARE.
+    Rule("prepare", Who.CERTIFIED_COORDINATOR,
+         "a workflow of the sender's (epoch 0), or one it coordinates in a later epoch by"
+         " its certificate, with steps placed on the recipient",
+         "round >= 1 in the epoch's own range; a round already decided here is refused"
+         " (Participant); a certificate below the epoch held here is refused"),
     # Coordinator takeover (agent/core/workflow/takeover.py): an end comes from the
     # coordinator of the epoch it names; one below the epoch the recipient holds is over.
     Rule("cancel", Who.EPOCH_COORDINATOR, "a workflow the sender coordinates in its epoch",
@@ -173,13 +180,18 @@ class Facts:
     placed_on: str | None = None       # step results: the step's domain as placed here
     epoch: int | None = None           # the coordinator epoch the message names
     held: tuple[int, str] | None = None  # the epoch and coordinator known here
+    # (epoch, coordinator) an epoch certificate the receiver verified proves
+    certified: tuple[int, str] | None = None
 
 
 def facts_of(body: peer_pb2.Body) -> Facts:
     """What a message says about itself: checked before the receiver looks anything up."""
     kind = body.WhichOneof("payload")
     msg = getattr(body, kind) if kind else None
-    if kind in ("prepare", "decision_query", "decision_ack"):
+    if kind == "prepare":
+        return Facts(workflow_id=msg.workflow_id, epoch=msg.epoch_certificate.epoch
+                     if msg.HasField("epoch_certificate") else 0)
+    if kind in ("decision_query", "decision_ack"):
         return Facts(workflow_id=msg.workflow_id)
     if kind in ("cancel", "takeover_claim", "compensate"):
         return Facts(workflow_id=msg.workflow_id, epoch=msg.epoch)
@@ -241,6 +253,34 @@ def _epoch_coordinator(kind: str, sender: str, facts: Facts) -> None:
         _participant(kind, sender, facts)
 
 
+def _certified_coordinator(kind: str, sender: str, facts: Facts) -> None:
+    epoch = facts.epoch or 0
+    if epoch == 0:
+        _coordinator(kind, sender, facts)
+        return
+    if facts.workflow_id is not None and coordinator_of(facts.workflow_id) == sender:
+        raise Refused("bad_certificate",
+                      f"{sender} sent a {kind} of its own workflow {facts.workflow_id!r} with"
+                      f" a certificate for epoch {epoch}: the original coordinator has none")
+    if facts.certified is None:
+        return  # a later epoch: checked once the recipient has verified the certificate
+    if facts.certified != (epoch, sender):
+        raise Refused("not_coordinator",
+                      f"{sender} sent a {kind} of {facts.workflow_id!r} in epoch {epoch}; its"
+                      f" certificate proves epoch {facts.certified[0]} of"
+                      f" {facts.certified[1]}")
+    if facts.held is not None:
+        held_epoch, holder = facts.held
+        if epoch < held_epoch:
+            raise Refused("stale_epoch",
+                          f"{sender} sent a {kind} of {facts.workflow_id!r} as coordinator of"
+                          f" epoch {epoch}; {holder} coordinates it in epoch {held_epoch}")
+        if epoch == held_epoch and sender != holder:
+            raise Refused("not_coordinator",
+                          f"{sender} sent a {kind} of {facts.workflow_id!r} in epoch {epoch},"
+                          f" which {holder} holds")
+
+
 def _claimant(kind: str, sender: str, facts: Facts) -> None:
     if facts.epoch is not None and facts.epoch < 1:
         raise Refused("stale_epoch", f"{sender} claimed epoch 0 of {facts.workflow_id!r},"
@@ -294,6 +334,7 @@ def _nothing_more(kind: str, sender: str, facts: Facts) -> None:
 _CHECKS = {
     Who.COORDINATOR: _coordinator,
     Who.EPOCH_COORDINATOR: _epoch_coordinator,
+    Who.CERTIFIED_COORDINATOR: _certified_coordinator,
     Who.CLAIMANT: _claimant,
     Who.PROPOSER: _proposer,
     Who.ACCEPTOR: _acceptor,

@@ -25,10 +25,11 @@ REPLACE sends the step back to PENDING, unplaced, with its epoch moved on; the
 coordinator then runs a new negotiation round for that step only, the lost domain
 excluded (agent/runtime/replacement.py). On COMMIT the step is placed again
 (Progress.placed_again, its epoch the round's number); when no domain is eligible
-or the round aborts, it FAILS with `not_replaced_reason`. A coordinator that cannot
-run such a round (one that took the workflow over: a PREPARE is taken only from
-the coordinator the workflow id names) fails the step at once, as FAIL_* do.
-Every reason names the lost domain.
+or the round aborts, it FAILS with `not_replaced_reason`. A successor that took
+the workflow over runs the same rounds, its PREPAREs carrying its epoch certificate
+(agent/core/workflow/epoch_certificate.py); a caller that can run no round passes
+`can_replace=False` and the step fails at once, as FAIL_* do. Every reason names
+the lost domain.
 """
 
 from __future__ import annotations
@@ -73,8 +74,7 @@ def loss_reason(domain: str, action: LossAction, case: LossCase, can_replace: bo
                 " step is not idempotent (idempotent: false)")
     if can_replace:
         return ""
-    return (f"{lost}{when}; not placed again: only the workflow's first coordinator"
-            " negotiates a new placement, and it was taken over")
+    return f"{lost}{when}; not placed again: this coordinator cannot run a new round"
 
 
 def not_replaced_reason(domain: str, started: bool, why: str) -> str:

@@ -83,6 +83,13 @@ Roles (`Role`) and the one transition table (`TABLE`):
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
 
+An acting successor proves its epoch to third parties (the candidates of the rounds
+that place lost steps again) with the grants themselves: each names, signed, the
+committed round and the electorate it is counted in, and a majority of them is an
+epoch certificate (agent/core/workflow/epoch_certificate.py, where the argument that
+a stranger can check it, and that two certificates of one epoch cannot both exist,
+is written out). Its rounds are numbered in its epoch's own range there.
+
 Pure: no I/O, time comes in as `now`.
 """
 

@@ -235,6 +235,17 @@ MIGRATIONS: list[str] = [
         holder       TEXT NOT NULL
     );
     """,
+    # 13 -> 14: a participant keeps the submitter's signed spec of each PREPARE it voted
+    # YES on (written with the YES): should it take the workflow over, its re-placement
+    # rounds relay it as the original coordinator did (agent/runtime/replacement.py).
+    """
+    CREATE TABLE prepare_submissions (
+        workflow_id  TEXT NOT NULL,
+        round        INTEGER NOT NULL,
+        submission   BLOB NOT NULL,
+        PRIMARY KEY (workflow_id, round)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -175,7 +175,7 @@ class DomainRecord(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ..., signing_key: _Optional[bytes] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent", "submission")
+    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent", "submission", "epoch_certificate")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +193,7 @@ class PrepareRequest(_message.Message):
     ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
     TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
     SUBMISSION_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     round: int
     spec: _spec_pb2.WorkflowSpec
@@ -203,7 +204,8 @@ class PrepareRequest(_message.Message):
     acceptors: _containers.RepeatedScalarFieldContainer[str]
     trace_parent: str
     submission: _spec_pb2.SignedSpec
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ..., trace_parent: _Optional[str] = ..., submission: _Optional[_Union[_spec_pb2.SignedSpec, _Mapping]] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ..., trace_parent: _Optional[str] = ..., submission: _Optional[_Union[_spec_pb2.SignedSpec, _Mapping]] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class Vote(_message.Message):
     __slots__ = ("workflow_id", "round", "domain", "yes", "reason", "steps", "lease_expires_at_ms")
@@ -224,7 +226,7 @@ class Vote(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., domain: _Optional[str] = ..., yes: _Optional[bool] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., lease_expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("workflow_id", "round", "outcome", "coordinator", "placement", "votes", "spec", "reason", "endpoints", "replacement")
+    __slots__ = ("workflow_id", "round", "outcome", "coordinator", "placement", "votes", "spec", "reason", "endpoints", "replacement", "epoch_certificate")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +251,7 @@ class Decision(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     REPLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     round: int
     outcome: Outcome
@@ -259,10 +262,11 @@ class Decision(_message.Message):
     reason: str
     endpoints: _containers.ScalarMap[str, str]
     replacement: Replacement
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coordinator: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., reason: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, str]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., coordinator: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., reason: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, str]] = ..., replacement: _Optional[_Union[Replacement, _Mapping]] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class Replacement(_message.Message):
-    __slots__ = ("step_id", "lost_domain", "placement", "inputs_json")
+    __slots__ = ("step_id", "lost_domain", "placement", "inputs_json", "coordinator_epoch", "coordinator")
     class PlacementEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -281,11 +285,15 @@ class Replacement(_message.Message):
     LOST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     INPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     lost_domain: str
     placement: _containers.ScalarMap[str, str]
     inputs_json: _containers.ScalarMap[str, str]
-    def __init__(self, step_id: _Optional[str] = ..., lost_domain: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., inputs_json: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    coordinator_epoch: int
+    coordinator: str
+    def __init__(self, step_id: _Optional[str] = ..., lost_domain: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., inputs_json: _Optional[_Mapping[str, str]] = ..., coordinator_epoch: _Optional[int] = ..., coordinator: _Optional[str] = ...) -> None: ...
 
 class DecisionNotice(_message.Message):
     __slots__ = ("decision",)
@@ -502,7 +510,7 @@ class TakeoverClaim(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class TakeoverAnswer(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason")
+    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -511,6 +519,8 @@ class TakeoverAnswer(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_ROUND_FIELD_NUMBER: _ClassVar[int]
+    ELECTORATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     granted: bool
@@ -519,4 +529,18 @@ class TakeoverAnswer(_message.Message):
     error: str
     final_state: _status_pb2.WorkflowState
     reason: str
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    committed_round: int
+    electorate: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EpochCertificate(_message.Message):
+    __slots__ = ("workflow_id", "epoch", "coordinator", "grants")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    epoch: int
+    coordinator: str
+    grants: _containers.RepeatedCompositeFieldContainer[Envelope]
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., coordinator: _Optional[str] = ..., grants: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...

@@ -227,3 +227,40 @@ def test_an_end_of_a_later_epoch_comes_only_from_a_participant():
 def test_epoch_zero_is_the_coordinator_the_id_names():
     assert _refused("cancel", "beta", Facts(workflow_id=WF, epoch=0)) == "not_coordinator"
     assert _refused("takeover_claim", "beta", Facts(workflow_id=WF, epoch=0)) == "stale_epoch"
+
+
+# ---- a successor's PREPARE (epoch certificates) --------------------------------------------
+
+def test_a_prepare_of_a_later_epoch_needs_its_certificate_to_name_the_sender():
+    # Before the certificate is verified (the peer service's first look): not refused yet.
+    assert authorize("prepare", "beta", Facts(workflow_id=WF, epoch=1)) is RULES["prepare"]
+    certified = Facts(workflow_id=WF, epoch=1, certified=(1, "beta"))
+    assert authorize("prepare", "beta", certified) is RULES["prepare"]
+    # A certificate of another coordinator, or of another epoch, proves nothing for beta.
+    assert _refused("prepare", "beta", Facts(workflow_id=WF, epoch=1,
+                                             certified=(1, "gamma"))) == "not_coordinator"
+    assert _refused("prepare", "beta", Facts(workflow_id=WF, epoch=2,
+                                             certified=(1, "beta"))) == "not_coordinator"
+    # Without a certificate (epoch 0) only the coordinator the id names.
+    assert _refused("prepare", "beta", Facts(workflow_id=WF)) == "not_coordinator"
+    # The original coordinator has none to show.
+    assert _refused("prepare", "acme.eu", Facts(workflow_id=WF, epoch=1)) == "bad_certificate"
+
+
+def test_a_certified_prepare_below_the_epoch_held_is_refused():
+    held = dict(workflow_id=WF, held=(2, "gamma"))
+    assert _refused("prepare", "beta", Facts(epoch=1, certified=(1, "beta"),
+                                             **held)) == "stale_epoch"
+    assert _refused("prepare", "beta", Facts(epoch=2, certified=(2, "beta"),
+                                             **held)) == "not_coordinator"
+    assert authorize("prepare", "gamma", Facts(epoch=2, certified=(2, "gamma"),
+                                               **held)) is RULES["prepare"]
+    assert authorize("prepare", "beta", Facts(epoch=3, certified=(3, "beta"),
+                                              **held)) is RULES["prepare"]
+
+
+def test_facts_of_a_prepare_name_its_certificates_epoch():
+    req = peer_pb2.PrepareRequest(workflow_id=WF)
+    assert facts_of(peer_pb2.Body(prepare=req)).epoch == 0
+    req.epoch_certificate.epoch = 3
+    assert facts_of(peer_pb2.Body(prepare=req)).epoch == 3

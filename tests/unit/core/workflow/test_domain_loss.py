@@ -90,7 +90,7 @@ def test_a_succeeded_step_keeps_its_result() -> None:
 
 
 def test_without_re_placement_a_replaceable_step_fails_naming_the_domain() -> None:
-    # A coordinator that took the workflow over cannot send a PREPARE (authority.py).
+    # A caller that can run no round (can_replace False, the default).
     p = Progress(spec(step("a"), step("b", "a"), step("c", idempotent=True)),
                  {"a": OTHER, "b": LOST, "c": LOST}, ME)
     assert p.apply_result("c", 1, StepState.RUNNING, {}, "")
@@ -98,7 +98,7 @@ def test_without_re_placement_a_replaceable_step_fails_naming_the_domain() -> No
     assert resolved == {"b": LossAction.REPLACE, "c": LossAction.REPLACE}
     for sid in ("b", "c"):
         assert p.steps[sid].state is StepState.FAILED
-        assert "only the workflow's first coordinator" in p.steps[sid].error
+        assert "this coordinator cannot run a new round" in p.steps[sid].error
         assert "us-east" in p.steps[sid].error
     assert "before the step started" in p.steps["b"].error
 

@@ -1,0 +1,149 @@
+"""Epoch certificates, the shell: the grants a successor keeps as evidence, and the
+certificate its re-placement rounds carry (agent/core/workflow/epoch_certificate.py).
+
+A part of Takeovers (agent/runtime/takeover.py), which feeds it every grant its claims
+receive (`keep`) and which it asks to send the claim again (`fresh_certificate`). The
+grants are the envelopes exactly as their signers sent them, kept only when they name
+this agent's own committed round and electorate (one counted in another set proves
+nothing to a third party), in memory only: a successor restored acting after a
+restart sends its claim again to every member, and each that granted grants again.
+`standing` is what this agent holds of a workflow, to check a certificate against
+(runtime.votes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.workflow.epoch_certificate import Known
+from fedorch.core.workflow.takeover import Role, SendClaim, Takeover, majority
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.store.store import WorkflowRow
+
+if TYPE_CHECKING:
+    from fedorch.runtime.context import Active, AgentContext
+
+log = logging.getLogger("fedorch.takeover")
+
+
+def held(row: WorkflowRow) -> tuple[int, str]:
+    """The epoch and coordinator this agent holds for a workflow: the highest of the one
+    it follows (or is) and the one it granted."""
+    if row.granted_epoch > row.epoch:
+        return row.granted_epoch, row.granted_to
+    return row.epoch, row.coordinator
+
+
+class Claims(Protocol):
+    """What of Takeovers (agent/runtime/takeover.py) this needs."""
+
+    agent: AgentContext
+
+    def core_of(self, workflow_id: str) -> Takeover | None: ...
+
+    def claim(self, active: Active, core: Takeover, action: SendClaim) -> None: ...
+
+
+class EpochCertificates:
+    def __init__(self, takeovers: Claims) -> None:
+        self._takeovers = takeovers
+        # Workflow -> voter -> (epoch, the signed grant as received).
+        self._grants: dict[str, dict[str, tuple[int, peer_pb2.Envelope]]] = {}
+
+    def electorate_of(self, row: WorkflowRow) -> frozenset[str]:
+        """The electorate this agent counts the workflow's grants in (see the core)."""
+        core = self._takeovers.core_of(row.id)
+        if core is not None:
+            return core.electorate
+        if row.acceptors:
+            return frozenset(row.acceptors)
+        return frozenset(row.placement.values()) | {coordinator_of(row.id)}
+
+    def standing(self, workflow_id: str) -> tuple[Known | None, tuple[int, str] | None]:
+        """What this agent holds of a workflow to check an epoch certificate against:
+        the committed round and electorate (when it is a member, with its core built or
+        the acceptors in its row), and the epoch and coordinator it holds."""
+        active = self._takeovers.agent.active.get(workflow_id)
+        if active is None:
+            return None, None
+        row = active.row
+        known = None
+        if self._takeovers.core_of(workflow_id) is not None or row.acceptors:
+            known = Known(row.round, self.electorate_of(row))
+        return known, held(row)
+
+    def keep(self, row: WorkflowRow, core: Takeover, voter: str,
+             answer: peer_pb2.TakeoverAnswer, envelope: peer_pb2.Envelope) -> None:
+        """A grant to us, kept as evidence if it names our committed round and electorate
+        (a grant counted in another set proves nothing to a third party)."""
+        if voter not in core.electorate or answer.committed_round != row.round \
+                or frozenset(answer.electorate) != core.electorate:
+            log.info("%s: %s granted epoch %d in round %d electorate %s, not ours: not"
+                     " evidence", row.id, voter, answer.epoch, answer.committed_round,
+                     list(answer.electorate))
+            return
+        clean = peer_pb2.Envelope(body=envelope.body, signature=envelope.signature)
+        self._grants.setdefault(row.id, {})[voter] = (answer.epoch, clean)
+
+    def certificate(self, workflow_id: str) -> peer_pb2.EpochCertificate | None:
+        """The proof that this agent coordinates the workflow in its epoch: the signed
+        grants of a majority of the electorate, ours included. None if it is not acting
+        in an epoch >= 1, or holds too few grants as evidence (yet: after a restart they
+        come back with the answers to its claim)."""
+        a = self._takeovers.agent
+        core = self._takeovers.core_of(workflow_id)
+        active = a.active.get(workflow_id)
+        if core is None or active is None or core.role is not Role.ACTING or core.epoch < 1:
+            return None
+        kept = {voter: env for voter, (epoch, env)
+                in self._grants.get(workflow_id, {}).items() if epoch == core.epoch}
+        own = peer_pb2.TakeoverAnswer(
+            workflow_id=workflow_id, epoch=core.epoch, granted=True, held_epoch=core.epoch,
+            holder=a.domain, committed_round=active.row.round,
+            electorate=sorted(core.electorate))
+        kept[a.domain] = a.seal(a.domain, takeover_answer=own)
+        if len(kept.keys() & core.electorate) < majority(core.electorate):
+            return None
+        return peer_pb2.EpochCertificate(workflow_id=workflow_id, epoch=core.epoch,
+                                         coordinator=a.domain,
+                                         grants=[kept[v] for v in sorted(kept)])
+
+    async def fresh_certificate(self, workflow_id: str, fresh_s: float, timeout_s: float
+                                ) -> peer_pb2.EpochCertificate | None:
+        """A certificate, its grants asked for again first: the claim goes again to
+        every member, and for `fresh_s` only grants given now count (a member grants
+        the same epoch again only while it holds it: one that granted a later epoch
+        denies, and we follow that one). With no fresh majority by
+        then (members dead or cut off: they answer nothing) the grants kept count too,
+        waiting up to `timeout_s` in all. None: no majority, or our epoch is over."""
+        a = self._takeovers.agent
+        core = self._takeovers.core_of(workflow_id)
+        active = a.active.get(workflow_id)
+        if core is None or active is None or core.role is not Role.ACTING or core.epoch < 1:
+            return None
+        kept = self._grants.pop(workflow_id, {})
+        for member in sorted(core.electorate - {a.domain}):
+            self._takeovers.claim(active, core, SendClaim(member, core.epoch))
+        cert = await self.wait_certificate(workflow_id, min(fresh_s, timeout_s))
+        if cert is not None or core.role is not Role.ACTING or core.epoch < 1 \
+                or self._takeovers.core_of(workflow_id) is not core:
+            return cert
+        fresh = self._grants.setdefault(workflow_id, {})
+        for voter, grant in kept.items():
+            fresh.setdefault(voter, grant)
+        return await self.wait_certificate(workflow_id, max(0.0, timeout_s - fresh_s))
+
+    async def wait_certificate(self, workflow_id: str, timeout_s: float
+                               ) -> peer_pb2.EpochCertificate | None:
+        """`certificate`, waiting up to `timeout_s` for the grants a restart lost."""
+        a = self._takeovers.agent
+        deadline = a.now() + timeout_s
+        while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:
+            if not await a.sleep(0.2):
+                return None
+        return cert
+
+    def forget(self, workflow_id: str) -> None:
+        self._grants.pop(workflow_id, None)

@@ -1,0 +1,462 @@
+"""A seeded schedule: the coordinator dies, then the domain of a step not yet started.
+
+Theory of operation
+-------------------
+A small discrete-event world of its own, on the real cores: the takeover core
+(agent/core/workflow/takeover.py) at the two participants, the negotiation
+Coordinator core for the re-placement round at the acting successor, the Participant
+core at the candidates, Progress everywhere, and real signatures: every grant is a
+TakeoverAnswer sealed with its domain's key, and every candidate checks the PREPARE's
+epoch certificate with `epoch_certificate.verify` against a trust store before its
+Participant core sees the PREPARE.
+
+One workflow `co.1` (its electorate: co, a, b): `first` on a (long), `second` on b,
+needing `first`. co is killed at random soon after the commit, b at random a little
+later (before or after it granted the takeover; `second` has not started: its input
+is still running). Membership says DEAD `dead_after_s` after a death. Messages are
+delayed at random; a dead domain neither sends nor receives. The successor (a, the
+lowest live participant) claims epoch 1; once acting and b is DEAD, it places
+`second` again through a round numbered in epoch 1's range, its PREPARE and
+decision carrying its certificate. When b dies before its grant reaches a, no
+majority is left (co and b are dead): nobody acts, and nothing may be placed again. In a third of the seeds b, before it dies, also
+sends a candidate a PREPARE for the step with a certificate of its own grant only
+(a minority): it must be refused.
+
+Checks (`check`): at most one domain acted in each epoch; no step attempt ran twice
+and `second` ran on one domain only, never b; every candidate's decision is the
+coordinator's, and no live candidate holds a reservation at the end; every YES went
+to a PREPARE whose certificate verified, of the acting epoch, its round in that
+epoch's range; when b granted before it died the workflow ended SUCCEEDED at the
+successor with `second` placed again once a acted (with b's grant: 2 of 3), and when
+nobody acted nothing was placed again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.envelope import Signer, seal
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.negotiation.coordinator import (
+    Coordinator,
+    Finished,
+    PersistDecision,
+    SendDecision,
+    SendPrepare,
+    VoteIn,
+)
+from fedorch.core.negotiation.participant import Participant
+from fedorch.core.workflow.epoch_certificate import CertificateError, round_range, verify
+from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.progress import Outcome, Progress, StepState
+from fedorch.core.workflow.takeover import (
+    Act,
+    Adopted,
+    Grant,
+    Persist,
+    Role,
+    SendClaim,
+    Takeover,
+    Timer,
+    Watch,
+    may_grant,
+)
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+
+WF = "co.1"
+CAP = "work"
+ELECTORATE = ("a", "b", "co")
+PARTICIPANTS = ("a", "b")
+CANDIDATES = ("c", "d")
+COMMITTED_ROUND = 1
+
+
+class SuccessorFailure(AssertionError):
+    """An invariant broken; the message names the seed."""
+
+
+@dataclass
+class Node:
+    name: str
+    alive: bool = True
+    core: Takeover | None = None
+    progress: Progress | None = None
+    participant: Participant | None = None
+    held: tuple[int, str] = (0, "co")  # the highest epoch granted or followed, durable
+    grants: dict[str, peer_pb2.Envelope] = field(default_factory=dict)  # to us, as sent
+
+
+class SuccessorWorld:
+    def __init__(self, seed: int, *, dead_after_s: float = 1.0) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.now = 0.0
+        self.dead_after_s = dead_after_s
+        self._queue: list[tuple[float, int, object, tuple]] = []
+        self._seq = 0
+        names = ("co", *PARTICIPANTS, *CANDIDATES)
+        keys = {n: Ed25519PrivateKey.generate() for n in names}
+        self.signers = {n: Signer(n, k) for n, k in keys.items()}
+        self.trust = TrustStore({n: k.public_key() for n, k in keys.items()})
+        self.nodes = {n: Node(n) for n in names}
+        policy = config_pb2.Policy(accept_from=["*"])
+        for n in CANDIDATES:
+            self.nodes[n].participant = Participant(n, policy, {CAP: 2}, lease_s=4.0,
+                                                    query_interval_s=1.0)
+        self.spec = spec_pb2.WorkflowSpec(name="chain", steps=[
+            spec_pb2.StepSpec(id="first", capability=CAP),
+            spec_pb2.StepSpec(id="second", capability=CAP, needs=["first"])])
+        self.placement = {"first": "a", "second": "b"}
+        self.dead_seen: set[str] = set()
+        self.acting: list[tuple[str, int, float]] = []
+        self.runs: Counter[tuple[str, str, int]] = Counter()  # (step, domain, attempt)
+        self.yes_to: list[tuple[str, int, int]] = []  # (candidate, round, certified epoch)
+        self.decided: dict[int, bool] = {}  # round -> the coordinator's decision
+        self.learned: list[tuple[str, int, bool]] = []
+        self.refused: list[str] = []
+        self.liar_answers: list[bool] = []  # the candidate's votes on b's forged PREPARE
+        self.replaced_on: str | None = None
+        self.ended: tuple[Outcome, float] | None = None
+        self.round_core: Coordinator | None = None
+        for n in PARTICIPANTS:
+            node = self.nodes[n]
+            node.core = Takeover(n, "co", PARTICIPANTS, acceptors=ELECTORATE,
+                                 takeover_after_s=3.0, claim_timeout_s=1.0)
+            node.progress = Progress(self.spec, dict(self.placement), n)
+        t_co = self.rng.uniform(0.2, 3.0)
+        t_b = t_co + self.rng.uniform(0.3, 8.0)
+        self._at(t_co, self._kill, "co")
+        self._at(t_b, self._kill, "b")
+        if seed % 3 == 0:
+            self._at(t_b - 0.1, self._liar_prepare)
+        self._start_ready("a")
+        self._at(0.5, self._tick)
+
+    # ---- the world -------------------------------------------------------------------
+
+    def run(self, until: float = 90.0) -> SuccessorWorld:
+        while self._queue and self._queue[0][0] <= until:
+            self.now, _, fn, args = heapq.heappop(self._queue)
+            fn(*args)  # type: ignore[operator]
+        self.check()
+        return self
+
+    def _at(self, when: float, fn, *args) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, fn, args))
+
+    def _send(self, src: str, dst: str, fn, *args) -> None:
+        def arrive() -> None:
+            if self.nodes[src].alive and self.nodes[dst].alive:
+                fn(*args)
+        self._at(self.now + self.rng.uniform(0.005, 0.3), arrive)
+
+    def _kill(self, name: str) -> None:
+        self.nodes[name].alive = False
+        self._at(self.now + self.dead_after_s, self._dead, name)
+
+    def _dead(self, name: str) -> None:
+        self.dead_seen.add(name)
+        if name == "b" and self._acting_node() is not None:
+            self._lose("b")
+
+    def _acting_node(self) -> Node | None:
+        node = self.nodes["a"]
+        return node if node.alive and node.core.role is Role.ACTING else None
+
+    # ---- takeover ----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        for n in PARTICIPANTS:
+            node = self.nodes[n]
+            if not node.alive:
+                continue
+            coordinator = node.core.coordinator
+            state = "DEAD" if coordinator in self.dead_seen else "ALIVE"
+            dead = frozenset(self.dead_seen & set(PARTICIPANTS))
+            self._apply(node, node.core.step(self.now, Watch(state, dead)))
+            timer = node.core.get_timer()
+            if timer is not None and timer <= self.now:
+                self._apply(node, node.core.step(self.now, Timer()))
+        self._at(self.now + 0.5, self._tick)
+
+    def _apply(self, node: Node, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Persist):
+                node.held = (action.epoch, action.coordinator)
+            elif isinstance(action, SendClaim):
+                self._send(node.name, action.to, self._claim_at, action.to, node.name,
+                           action.epoch)
+            elif isinstance(action, Act):
+                self.acting.append((node.name, action.epoch, self.now))
+                if "b" in self.dead_seen:
+                    self._lose("b")
+
+    def _claim_at(self, name: str, claimant: str, epoch: int) -> None:
+        node = self.nodes[name]
+        if not may_grant(*node.held, epoch, claimant):
+            return
+        node.held = (epoch, claimant)  # durable before the answer leaves
+        if node.core is not None:
+            node.core.step(self.now, Adopted(epoch, claimant))
+        answer = peer_pb2.TakeoverAnswer(
+            workflow_id=WF, epoch=epoch, granted=True, held_epoch=epoch, holder=claimant,
+            committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE))
+        envelope = seal(self.signers[name], recipient=claimant, now_ms=int(self.now * 1000),
+                        nonce=os.urandom(16), takeover_answer=answer)
+        self._send(name, claimant, self._granted, claimant, name, epoch, envelope)
+
+    def _granted(self, name: str, voter: str, epoch: int, envelope: peer_pb2.Envelope) -> None:
+        node = self.nodes[name]
+        if node.core.epoch == epoch and node.core.coordinator == name:
+            node.grants[voter] = envelope
+        self._apply(node, node.core.step(self.now, Grant(voter, epoch)))
+
+    def _certificate(self, node: Node) -> peer_pb2.EpochCertificate:
+        own = seal(self.signers[node.name], recipient=node.name, now_ms=int(self.now * 1000),
+                   nonce=os.urandom(16), takeover_answer=peer_pb2.TakeoverAnswer(
+                       workflow_id=WF, epoch=node.core.epoch, granted=True,
+                       held_epoch=node.core.epoch, holder=node.name,
+                       committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE)))
+        return peer_pb2.EpochCertificate(workflow_id=WF, epoch=node.core.epoch,
+                                         coordinator=node.name,
+                                         grants=[*node.grants.values(), own])
+
+    # ---- re-placement at the successor ---------------------------------------------------
+
+    def _lose(self, lost: str) -> None:
+        node = self._acting_node()
+        if node is None or self.round_core is not None or self.ended is not None:
+            return
+        node.progress.domain_lost(lost, can_replace=True)
+        if "second" not in node.progress.awaiting_placement():
+            return
+        cert = self._certificate(node)
+        epoch = node.core.epoch
+
+        def placer(excluded):
+            candidates = [Candidate(peer_pb2.DomainRecord(domain=c, capabilities=[
+                peer_pb2.CapabilityInfo(name=CAP, capacity=2, available=2)]),
+                c not in self.dead_seen) for c in CANDIDATES]
+            refused = {k: set(v) for k, v in excluded.items()}
+            refused.setdefault("second", set()).update({"a", "b", "co"})
+            return place(self.spec, candidates, coordinator=node.name, excluded=refused,
+                         fixed={"first": "a"})
+
+        core = Coordinator(WF, placer=lambda ex: _Only(placer(ex)), max_rounds=2,
+                           prepare_timeout_s=1.0, first_round=round_range(epoch).start)
+        self.round_core = core
+        core.start(self.now)
+        self._act(node, core, cert)
+
+    def _act(self, node: Node, core: Coordinator, cert: peer_pb2.EpochCertificate) -> None:
+        for action in core.next_actions():
+            if isinstance(action, SendPrepare):
+                self._send(node.name, action.domain, self._prepare_at, action.domain,
+                           node.name, action, cert)
+            elif isinstance(action, PersistDecision):
+                self.decided[action.round] = action.commit
+                if action.commit:
+                    new = action.placement["second"]
+                    node.progress.placed_again("second", new, action.round, "b")
+                    self.replaced_on = new
+            elif isinstance(action, SendDecision):
+                commit = self.decided[action.round]
+                self._send(node.name, action.domain, self._decide_at, action.domain,
+                           action.round, commit)
+            elif isinstance(action, Finished):
+                if not action.committed:
+                    node.progress.replacement_failed("second", action.reason)
+                    self._after_progress(node)
+        timer = core.get_timer()
+        if timer is not None:
+            self._at(timer, self._round_timer, node, core, cert)
+
+    def _round_timer(self, node: Node, core: Coordinator, cert) -> None:
+        if node.alive and (core.get_timer() or 0) <= self.now:
+            core.handle_timer(self.now)
+            self._act(node, core, cert)
+
+    def _prepare_at(self, name: str, sender: str, action: SendPrepare,
+                    cert: peer_pb2.EpochCertificate) -> None:
+        node = self.nodes[name]
+        try:
+            certified = verify(cert, self.trust, workflow_id=WF, claimant=sender)
+            if action.round not in round_range(certified.epoch):
+                raise CertificateError("bad_certificate", "round outside its epoch's range")
+        except CertificateError as e:
+            self.refused.append(e.reason)
+            vote = VoteIn(action.round, name, False, e.detail, b"")
+        else:
+            out = node.participant.prepare(
+                self.now, workflow_id=WF, round=action.round, coordinator=sender,
+                data_labels={}, steps=[(s, CAP) for s in action.steps])
+            if out.yes:
+                self.yes_to.append((name, action.round, certified.epoch))
+            vote = VoteIn(action.round, name, out.yes, out.reason, b"")
+        if sender == "b":
+            self.liar_answers.append(vote.yes)
+        elif self.round_core is not None:
+            self._send(name, sender, self._vote_at, sender, vote, cert)
+
+    def _vote_at(self, name: str, vote: VoteIn, cert) -> None:
+        core = self.round_core
+        if core is None:
+            return
+        try:
+            core.receive_vote(self.now, vote)
+        except Exception:  # a late vote of a decided round: nothing to do  # noqa: BLE001
+            return
+        self._act(self.nodes[name], core, cert)
+
+    def _decide_at(self, name: str, round_: int, commit: bool) -> None:
+        node = self.nodes[name]
+        if node.participant.status((WF, round_)) is None:
+            return
+        node.participant.decide(self.now, WF, round_, commit)
+        self.learned.append((name, round_, commit))
+        if commit:
+            placement = {"first": "a", "second": name}
+            node.progress = Progress(self.spec, placement, name)
+            node.progress.placed_again("second", name, round_, "b")
+            first = self.nodes["a"].progress.steps["first"]
+            if first.state is StepState.SUCCEEDED:
+                node.progress.apply_result("first", first.attempts, StepState.SUCCEEDED, {}, "")
+            self._start_ready(name)
+
+    def _liar_prepare(self) -> None:
+        """b, before it dies, claims epoch 2 with its own grant alone (a minority)."""
+        liar = self.nodes["b"]
+        answer = peer_pb2.TakeoverAnswer(
+            workflow_id=WF, epoch=2, granted=True, held_epoch=2, holder="b",
+            committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE))
+        own = seal(self.signers["b"], recipient="b", now_ms=int(self.now * 1000),
+                   nonce=os.urandom(16), takeover_answer=answer)
+        cert = peer_pb2.EpochCertificate(workflow_id=WF, epoch=2, coordinator="b",
+                                         grants=[own])
+        action = SendPrepare("c", round_range(2).start, ["second"], {"second": "c"})
+        if liar.alive:
+            self._send("b", "c", self._prepare_at, "c", "b", action, cert)
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def _start_ready(self, name: str) -> None:
+        node = self.nodes[name]
+        if not node.alive or node.progress is None:
+            return
+        for attempt in node.progress.start_ready():
+            self.runs[(attempt.step_id, name, attempt.attempt)] += 1
+            took = self.rng.uniform(15.0, 25.0) if attempt.step_id == "first" else 0.5
+            self._at(self.now + took, self._step_done, name, attempt.step_id, attempt.attempt)
+
+    def _step_done(self, name: str, step: str, attempt: int) -> None:
+        node = self.nodes[name]
+        if not node.alive:
+            return
+        node.progress.attempt_ended(step, attempt, True, {}, "")
+        if node.participant is not None:
+            node.participant.step_ended(WF, step)
+        s = node.progress.steps[step]
+        # To the coordinator (a, acting or not, keeps its own) and to downstream owners.
+        for dst in sorted({"a", *node.progress.result_recipients(step, "a")} - {name}):
+            self._send(name, dst, self._result_at, dst, name, step, s.attempts, s.epoch)
+        if name == "a":
+            self._after_progress(node)
+            acting = self._acting_node()
+            if acting is not None and self.replaced_on is not None:
+                self._send("a", self.replaced_on, self._result_at, self.replaced_on, "a",
+                           step, s.attempts, s.epoch)
+
+    def _result_at(self, name: str, src: str, step: str, attempt: int, epoch: int) -> None:
+        node = self.nodes[name]
+        if node.progress is None or node.progress.refuse_result(step, src, epoch) is not None:
+            return
+        if node.progress.apply_result(step, attempt, StepState.SUCCEEDED, {}, ""):
+            self._start_ready(name)
+            if name == "a":
+                self._after_progress(node)
+
+    def _after_progress(self, node: Node) -> None:
+        if node.core.role is not Role.ACTING or self.ended is not None:
+            return
+        outcome = node.progress.outcome()
+        if outcome is not None:
+            self.ended = (outcome, self.now)
+            for c in CANDIDATES:
+                self._send("a", c, self._end_at, c)
+
+    def _end_at(self, name: str) -> None:
+        node = self.nodes[name]
+        node.participant.release_workflow(WF)
+        for hold in list(node.participant.holds()):  # an ABORTed round's: released
+            node.participant.decide(self.now, hold.workflow_id, hold.round, False)
+
+    # ---- the checks ----------------------------------------------------------------------
+
+    def check(self) -> None:
+        def fail(what: str) -> None:
+            raise SuccessorFailure(f"seed {self.seed}: {what}")
+
+        per_epoch: dict[int, set[str]] = {}
+        for name, epoch, _ in self.acting:
+            per_epoch.setdefault(epoch, set()).add(name)
+        for epoch, names in per_epoch.items():
+            if len(names) > 1:
+                fail(f"epoch {epoch} acted by {sorted(names)}")
+        for key, n in self.runs.items():
+            if n > 1:
+                fail(f"attempt ran {n} times: {key}")
+        second = {d for (s, d, _) in self.runs if s == "second"}
+        if len(second) > 1 or "b" in second:
+            fail(f"second ran on {sorted(second)}")
+        for name, round_, commit in self.learned:
+            if self.decided.get(round_) != commit:
+                fail(f"{name} learned {commit} for round {round_}, the coordinator"
+                     f" decided {self.decided.get(round_)}")
+        acting_epochs = {epoch for _, epoch, _ in self.acting}
+        for name, round_, epoch in self.yes_to:
+            if epoch not in acting_epochs or round_ not in round_range(epoch):
+                fail(f"{name} voted YES in round {round_} of epoch {epoch}, not acted")
+        if any(self.liar_answers) or (
+                self.liar_answers and "minority_certificate" not in self.refused):
+            fail("a PREPARE with a minority's certificate was not refused")
+        if self.acting:
+            if set(self.nodes["a"].grants) != {"b"}:
+                fail(f"acted with the grants of {sorted(self.nodes['a'].grants)}")
+            if self.ended is None or self.ended[0] is not Outcome.SUCCEEDED:
+                fail(f"taken over, yet ended {self.ended}")
+            if self.replaced_on not in CANDIDATES or second != {self.replaced_on}:
+                fail(f"second placed again on {self.replaced_on}, ran on {sorted(second)}")
+            for c in CANDIDATES:
+                if self.nodes[c].participant.holds():
+                    fail(f"{c} still holds {self.nodes[c].participant.holds()}")
+        elif self.replaced_on is not None or self.yes_to:
+            fail("placed again with nobody acting")
+
+
+@dataclass
+class _Only:
+    """A re-placement round's proposal: the one step's domain (Placer protocol)."""
+
+    assignment: dict[str, str]
+    unplaceable: dict[str, str]
+
+    def __init__(self, full) -> None:
+        self.assignment = {"second": full.assignment["second"]} \
+            if "second" in full.assignment else {}
+        self.unplaceable = {} if self.assignment else {
+            "second": full.unplaceable.get("second", "no eligible domain")}
+
+    @property
+    def ok(self) -> bool:
+        return not self.unplaceable
+
+
+def run(seed: int) -> SuccessorWorld:
+    """One seeded schedule, checked (SuccessorFailure names the seed)."""
+    return SuccessorWorld(seed).run()
