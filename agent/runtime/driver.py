@@ -176,7 +176,8 @@ class DriverLoop:
         self._tick_due = False
 
     def post(self, event: object) -> None:
-        """Queue an input for the next turn (from a handler, an executor, a test)."""
+        """Queue an input for the next turn (from a handler, an executor, a test), on
+        the loop's thread (a thread's result comes back via call_soon_threadsafe)."""
         self._inbox.append(event)
         self._wake.set()
 

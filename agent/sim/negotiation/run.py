@@ -114,9 +114,7 @@ class Config:
             who = workflows[-1].coordinator if rng.random() < 0.8 else rng.choice(names)
             pause = (who, rng.randint(1, 30), rng.uniform(5.0, 25.0))
         liar = "liar" if rng.random() < 0.5 else None  # drawn last: the rest is as before
-        clock_steps = ((rng.choice(names), rng.uniform(0.0, 30.0), rng.choice(CLOCK_STEPS_S)),) \
-            if rng.random() < CLOCK_STEP_RATE else ()  # drawn after the liar, the same way
-        return cls(
+        config = cls(
             names, policies, capacities, workflows, liar=liar,
             timing=Timing(max_rounds=rng.randint(1, 3)),
             loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
@@ -128,8 +126,13 @@ class Config:
             crash_rate=rng.choice((0.0, 0.005, 0.02, 0.05)),
             max_crashes=rng.randint(0, 6),
             forever=forever,
-            clock_steps=clock_steps,
         )
+        # Drawn after everything above, so that a seed's run is as before unless its
+        # clock steps.
+        if rng.random() < CLOCK_STEP_RATE:
+            config.clock_steps = ((rng.choice(names), rng.uniform(0.0, 30.0),
+                                   rng.choice(CLOCK_STEPS_S)),)
+        return config
 
     @classmethod
     def clock_stepped(cls, rng: random.Random) -> Config:
