@@ -1,7 +1,9 @@
 """Ports: what the runtime needs from the world, as Protocols.
 
-The daemon plugs in the system's; tests and simulators plug in fakes. Only the
-clock is here so far.
+The daemon plugs in the system's; tests and simulators plug in fakes. The driver
+(driver.py) is written against these alone: `Clock`, `Durable` (one Ready's writes as
+one transaction), `Transport` (a message to a peer), `Executors` (step attempts) and
+`StatusSink` (workflow state changes, for watchers).
 
 Two clocks, for two different questions:
 
@@ -22,7 +24,11 @@ if the wall clock does not step meanwhile.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from fedorch.core.node.ready import Write
 
 
 class Clock(Protocol):
@@ -53,3 +59,40 @@ def wall_ms_at(clock: Clock, monotonic: float) -> int:
 def monotonic_at(clock: Clock, wall_ms: int) -> float:
     """The monotonic instant that a wall time (ms) corresponds to at this moment."""
     return clock.monotonic() + (wall_ms - clock.wall_ms()) / 1000
+
+
+class Durable(Protocol):
+    def write(self, writes: Sequence[Write]) -> None:
+        """Make one Ready's write groups durable as ONE transaction, in order; return
+        only once they are. Before each group is a point where the process may stop
+        (the simulator crashes there): a group is all or nothing, and a later group is
+        never durable without the earlier ones. Each group's `notes` are observations
+        (for an audit log, metrics, or an invariant checker) that hold once it is
+        durable. An exception means nothing after the failing group is durable; the
+        driver then stops (its Node no longer matches the disk)."""
+        ...
+
+
+class Transport(Protocol):
+    def send(self, dst: str, msg: object) -> None:
+        """Hand `msg` to the network for `dst`; never waits for the peer (delivery is
+        not promised: the Node resends what must arrive)."""
+        ...
+
+
+class Executors(Protocol):
+    def start(self, run: tuple[str, str, int]) -> None:
+        """Start attempt (workflow, step, attempt); its end comes back as a StepEnded
+        input. The attempt's start record is durable already (its idempotency key)."""
+        ...
+
+    def stop(self, run: tuple[str, str, int]) -> None:
+        """Stop that attempt if it still runs (its workflow ended); its end, if it still
+        comes, changes nothing."""
+        ...
+
+
+class StatusSink(Protocol):
+    def status_changed(self, workflow_id: str, state: object) -> None:
+        """A workflow's state changed (a WorkflowState), durably: watchers may see it."""
+        ...

@@ -1,30 +1,36 @@
-"""A simulated agent: a thin driver around one pure Node (agent/core/node), with a disk.
+"""A simulated agent: the production driver (runtime/driver.py) around one pure Node
+(agent/core/node), with simulated ports and a disk.
 
 Theory of operation
 -------------------
 A SimAgent is an agent daemon minus gRPC, SQLite and signatures. Everything the
-protocol decides is the Node's: the SimAgent only drives it, as the daemon's driver
-will. Each input (a delivered message, a submission, a step's end, a timer) is
-`node.step(now, input)`; then the driver takes `node.ready()` and does it in order:
-the messages that may leave at once, then each `Write` (a crash point, then its ops
-applied to the `Disk`, a plain object that survives crashes, then its notes to the
-invariant checker), then the messages that wait for those writes, then the step
-attempts to start on instant fake executors; and `node.advance(ready)`.
+protocol decides is the Node's, and everything done with it is the daemon's own
+`NodeDriver`: each input (a delivered message, a submission, a step's end, a timer)
+is one `driver.turn([input])`, which steps the Node at the clock's monotonic time,
+does the Ready in the Node's order (messages that may leave at once, the write
+groups as one transaction, the messages that wait for them, step attempts, status
+changes) and advances. What is the simulation's is only its ports (ports.py): the
+clock (simulation time, and a wall clock per agent that a fault may step), the
+disk (`SimDisk`: a crash point before each write group, the group applied to a
+`Disk` that survives crashes, its notes to the invariant checker), the network
+(`SimTransport`: a crash point before each send) and the executors (an attempt ends
+a seeded while later, 90 % of them successfully).
 
 Before every write group and every send the agent passes a *crash point*
 (`Simulation.crash_point`): the simulation may stop the agent right there, so
 crashes happen at every point of every protocol path (between the reservation
 and the prepare record, between the proposal cell and the Accepts, between the
 decision and its announcement, between a step's start record and its run...).
-Everything but the disk is lost on a crash; `boot()` builds a new Node from the disk
-alone (`Node.restore`), the way a restarted daemon would.
+Everything but the disk (and the host's wall clock) is lost on a crash; `boot()`
+builds a new Node from the disk alone (`Node.restore`) and a new driver around it,
+the way a restarted daemon would.
 
-What is the driver's, not the Node's: the authority table (boundary.check_input,
-the envelope check's stand-in) before the Node sees a message, the trust store and
-its key records (keyring.py), the executors' outcome (a seeded 90 % success), and,
-for now, coordinator takeover: SimTakeover (takeover.py) stays attached here and
-reaches the Node through its TakeoverPlug, writing through the Node's view so its
-changes are records of the same Ready. Moving it into the Node is the next step.
+What is the simulated agent's, outside the driver: the authority table
+(boundary.check_input, the envelope check's stand-in) before an input is posted, the
+trust store and its key records (keyring.py), and, for now, coordinator takeover:
+SimTakeover (takeover.py) stays attached here and reaches the Node through its
+TakeoverPlug, writing through the Node's view so its changes are records of the
+same Ready. Moving it into the Node is the next step.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ import random
 from typing import TYPE_CHECKING
 
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
-from fedorch.core.node.ready import Ready, apply
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
     check_input,
     check_submission,
@@ -43,6 +49,7 @@ from fedorch.sim.negotiation.boundary import (
 )
 from fedorch.sim.negotiation.disk import Disk, Timing
 from fedorch.sim.negotiation.keyring import KeyRecordsMsg
+from fedorch.sim.negotiation.ports import SimClock, SimDisk, SimExecutors, SimTransport
 from fedorch.sim.negotiation.takeover import SimTakeover
 
 if TYPE_CHECKING:
@@ -51,6 +58,9 @@ if TYPE_CHECKING:
 
 
 class SimAgent(SimTakeover):
+    # The host's clock (ports.SimClock); a test swaps in a broken one (leases on wall time).
+    clock_type: type[SimClock] = SimClock
+
     def __init__(self, sim: World, name: str, policy: config_pb2.Policy,
                  capacities: dict[str, int], timing: Timing) -> None:
         self.sim = sim
@@ -59,6 +69,8 @@ class SimAgent(SimTakeover):
         self.capacities = capacities
         self.t = timing
         self.durable = Disk()
+        # The host's clock: its wall reading survives a crash (and may be stepped).
+        self.clock = self.clock_type(sim)
         # Like the key_records table, what it learned survives crashes (keyring.py).
         self.trust = sim.keyring.honest_trust()
         self.alive = True
@@ -87,15 +99,19 @@ class SimAgent(SimTakeover):
 
         Node(self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
              peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
-             vote_raw=vote_raw, wall_ms=sim_ms,
+             vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
              admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
              disk=self.durable, now=now)
-        self._drive()
+        self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
+                                 SimExecutors(self), on_refused=self._refused)
+        self.driver.flush()
 
     # ---- inputs ------------------------------------------------------------------
 
     def submit(self, now: float, workflow_id: str, spec: spec_pb2.WorkflowSpec,
                placement: dict[str, str] | None = None) -> None:
+        # The client signs with its own clock (true time here): a step of this agent's
+        # clock is not its client's.
         signed = spec_pb2.SignedSpec(
             principal=f"client@{self.name}", public_key=b"c" * 32,
             request_id=f"request-{workflow_id}", issued_at_ms=sim_ms(now),
@@ -133,37 +149,12 @@ class SimAgent(SimTakeover):
     # ---- the driver ----------------------------------------------------------------
 
     def _step(self, now: float, event: object) -> None:
-        """Step the Node, then do its Ready even when the input was refused (what it
-        decided before the refusal was decided on good input)."""
-        try:
-            self.node.step(now, event)
-        finally:
-            self._drive()
+        """One turn of the driver with this input (`now` is the driver's clock's, the
+        simulation's time: the same instant)."""
+        self.driver.turn((event,))
 
-    def _drive(self) -> None:
-        ready = self.node.ready()
-        self._do(ready)
-        self.node.advance(ready)
-
-    def _do(self, ready: Ready) -> None:
-        for out in ready.send_now:
-            self._transmit(out.to, out.msg)
-        checker = self.sim.checker
-        for write in ready.writes:
-            self.sim.crash_point(self, write.point)
-            apply(self.durable, write.ops)
-            for what, *facts in write.notes:
-                getattr(checker, what)(self.name, *facts)
-        for out in ready.send_after_write:
-            self._transmit(out.to, out.msg)
-        for run in ready.start_steps:
-            self.sim.schedule_step(self, run, self.rng.uniform(0.05, 0.6))
-        # stop_steps: the fake executors' ends of a finished workflow are dropped on
-        # arrival (step_done), which is what stopping them amounts to here.
-
-    def _transmit(self, dst: str, msg: object) -> None:
-        self.sim.crash_point(self, f"send {type(msg).__name__}")
-        self.sim.send(self.name, dst, msg)
+    def _refused(self, event: object, error: Exception) -> None:
+        self.sim.checker.refused(self.name, error)
 
     # ---- views: what the checker, the boundary and the takeover part read -----------
 

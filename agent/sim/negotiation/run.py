@@ -12,6 +12,10 @@ reordering) and a partition that heals. Agents crash at random crash points (at
 every disk write and every send, so at every point of every path) and restart
 from their disk; one coordinator may die forever at its k-th point.
 
+Each agent has its own wall clock (simulation time plus an offset); a clock-step
+fault steps one by +2 s, -2 s, +1 h or -1 h at some moment (clock_check.py: no agent
+raises on it, and no lease or timeout fires early, in true time).
+
 Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
 heals and every crashed agent (bar the dead-forever one) restarts; the run goes
 on until nothing is left to do or `end`. Then the checker
@@ -38,11 +42,13 @@ from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
+from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
 from fedorch.sim.negotiation.disk import Crash, Timing
 from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
 
-_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH = range(6)
+_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK = range(7)
+CLOCK_STEP_RATE = 0.1  # share of random runs with a clock step (the fault mix)
 MAX_EVENTS = 200_000
 
 
@@ -80,6 +86,8 @@ class Config:
     chaos_end: float = 40.0
     end: float = 110.0
     liar: str | None = None      # a trusted domain that lies (agent.sim.negotiation.liar)
+    # (agent, at, seconds): that agent's wall clock steps by that much then (clock_check)
+    clock_steps: tuple[tuple[str, float, float], ...] = ()
 
     @classmethod
     def random(cls, rng: random.Random) -> Config:
@@ -106,7 +114,7 @@ class Config:
             who = workflows[-1].coordinator if rng.random() < 0.8 else rng.choice(names)
             pause = (who, rng.randint(1, 30), rng.uniform(5.0, 25.0))
         liar = "liar" if rng.random() < 0.5 else None  # drawn last: the rest is as before
-        return cls(
+        config = cls(
             names, policies, capacities, workflows, liar=liar,
             timing=Timing(max_rounds=rng.randint(1, 3)),
             loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
@@ -119,6 +127,26 @@ class Config:
             max_crashes=rng.randint(0, 6),
             forever=forever,
         )
+        # Drawn after everything above, so that a seed's run is as before unless its
+        # clock steps.
+        if rng.random() < CLOCK_STEP_RATE:
+            config.clock_steps = ((rng.choice(names), rng.uniform(0.0, 30.0),
+                                   rng.choice(CLOCK_STEPS_S)),)
+        return config
+
+    @classmethod
+    def clock_stepped(cls, rng: random.Random) -> Config:
+        """The clock-step schedule: a random run in which two or three agents' wall
+        clocks step (each by one of the four sizes, at a random moment while workflows
+        are negotiated and run), and, half of the time, the first coordinator dies for
+        good at its k-th point, so that participants stay in doubt until their leases."""
+        config = cls.random(rng)
+        who = rng.sample(config.names, rng.randint(2, 3))
+        config.clock_steps = tuple((n, rng.uniform(0.0, 30.0), rng.choice(CLOCK_STEPS_S))
+                                   for n in who)
+        if config.forever is None and rng.random() < 0.5:
+            config.forever = (config.workflows[0].coordinator, rng.randint(1, 40))
+        return config
 
 
 def _workflow(rng: random.Random, i: int, names: list[str]) -> Workflow:
@@ -174,10 +202,13 @@ class Simulation:
         self._seq = 0
         self._points: dict[str, int] = {}
         self.keyring = Keyring(self.names, c.liar, seed)
+        self.clock_check = ClockCheck(self)
         self.agents = {n: SimAgent(self, n, c.policies[n], c.capacities[n], c.timing)
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
+        for name, at, step_s in c.clock_steps:
+            self._push(at, _CLOCK, self.agents[name], step_s)
         self.liar = Liar(self, c.liar, random.Random(seed * 15_485_863 + 5)) \
             if c.liar is not None else None
 
@@ -192,6 +223,7 @@ class Simulation:
 
     def send(self, src: str, dst: str, msg: object) -> None:
         now = self.now
+        self.clock_check.sent(src, dst, msg)
         liar = self.liar
         if liar is not None:
             if dst == liar.name:
@@ -287,6 +319,11 @@ class Simulation:
             at, _, kind, agent, payload = heapq.heappop(heap)
             if at > c.end:
                 break
+            if kind == _CLOCK:  # the host's clock steps, paused or down as it may be
+                self.now = at
+                self.events += 1
+                self._clock_step(agent, payload)
+                continue
             if agent.paused_until > at and kind != _RESTART:
                 self._push(agent.paused_until, kind, agent, payload)  # it resumes then
                 continue
@@ -365,6 +402,12 @@ class Simulation:
         downtime = self._faults.uniform(0.5, 2 * c.timing.lease_s)
         at = max(self.now + 0.01, min(self.now + downtime, c.chaos_end))
         self._push(at, _RESTART, agent, agent.incarnation)
+
+    def _clock_step(self, agent: SimAgent, step_s: float) -> None:
+        agent.clock.offset_s += step_s
+        self.clock_check.stepped(agent.name, step_s)
+        if agent.alive and agent.paused_until <= self.now:
+            self._handle(agent, agent.wake)  # a turn at once: it must not raise
 
     def _restart(self, agent: SimAgent) -> None:
         self.last_restart[agent.name] = self.now

@@ -29,6 +29,8 @@ class World(Protocol):
     workflows: dict[str, str]  # workflow id -> its coordinator
     dead_forever: set[str]
     stats: Counter[str]
+    clock_check: Any  # clock_check.ClockCheck: leases and timeouts against clock steps
+    last_restart: dict[str, float]  # the last restart of each agent
 
     def agent_seed(self, name: str, incarnation: int) -> int: ...
     def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None: ...
