@@ -32,16 +32,15 @@ Messages come in *authenticated*: the driver has verified who sent them (on the 
 an envelope's signature) and checked the sender's authority (core/identity/authority)
 before `step`. Between `ready()` and `advance()` the driver does not step the Node.
 
-Drivers. The negotiation simulator (agent/sim/negotiation/agent.py) is one: it passes
-a crash point before each Write and each send, applies ops to its `Disk`, sends
-through its simulated network and starts steps on fake executors. The daemon's
-runtime will map onto the same calls: a gRPC handler posts `Message` (after the
-envelope check), the client service posts `Submit`, an executor's end posts
-`StepEnded`, one `call_at` at `get_timer()` posts `Tick`; each loop turn it drains
-every queued input into `step`, writes `ready.writes` as one SQLite transaction
-(each Op a row put or delete in the named table), sends `send_now` at once and
-`send_after_write` after the commit, starts and stops executors, feeds watchers from
-`status_changes`, then `advance`s.
+Drivers. There is one: `NodeDriver` (agent/runtime/driver.py), with its ports
+(runtime/ports.py: Clock, Durable, Transport, Executors) and an asyncio adapter,
+`DriverLoop`, that drains every queued input into one turn and arms one `call_at` at
+`get_timer()`. The negotiation simulator runs it through simulated ports
+(agent/sim/negotiation/ports.py: a crash point before each write group and each send,
+per-agent wall clocks that step). The daemon's runtime is to map onto the same calls:
+a gRPC handler posts `Message` (after the envelope check), the client service posts
+`Submit`, an executor's end posts `StepEnded`; each turn writes `ready.writes` as one
+SQLite transaction and sends `send_after_write` after the commit.
 
 Coordinator takeover is not inside the Node yet: a `TakeoverPlug` (the simulator's
 takeover part) is called at the points where the Node needs it and writes through the
@@ -228,10 +227,9 @@ class Node:
     # ---- timers -------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
-        """Fire every deadline that has come, again while one is still due: a core may
-        set its next deadline from an earlier time (Termination asks the coordinator
-        at lease + timeout, which a late tick has passed), and a deadline left in the
-        past would only wake the driver again at once."""
+        """Fire every deadline that has come, again while one is still due: a core that
+        set its next deadline from an earlier time than this tick's would otherwise
+        only wake the driver again at once."""
         for _ in range(8):
             self._fire(now)
             t = self.get_timer()
