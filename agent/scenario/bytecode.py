@@ -2,8 +2,8 @@
 
 An agent process imports about 150 fedorch modules before it serves. Where Python may
 not write bytecode (PYTHONDONTWRITEBYTECODE, common in containers and CI), every agent
-compiles all of them again, every time: measured on the 2-core machine, about 0.4 s of
-the ~1 s of CPU an agent takes to serve, paid by every agent of every scenario (50 at
+compiles all of them again, every time: measured on the 2-core machine, about 0.25 s of
+the ~1 s of CPU an agent took to serve, paid by every agent of every scenario (50 at
 once in the join storm). So before the agents start, the runner compiles the package
 in place, as `python -m compileall` does (the __pycache__ folders beside the sources,
 which git ignores); agents read that bytecode whatever the setting, and write none.
