@@ -22,10 +22,10 @@ from pathlib import Path
 import fedorch
 
 
-def warm() -> bool:
-    """Compile the fedorch package where it lies; False when it could not be written
-    (a read-only install: the agents then compile as before)."""
-    package = Path(fedorch.__file__).parent
+def warm(package: Path | None = None) -> bool:
+    """Compile the fedorch package (or `package`) where it lies; False when it could not
+    be written (a read-only install: the agents then compile as before)."""
+    package = package if package is not None else Path(fedorch.__file__).parent
     try:
         return bool(compileall.compile_dir(package, quiet=2))
     except OSError:
