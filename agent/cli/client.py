@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import grpc
+
+# The defaults live with the CLI's settings (light to import); named here too for callers.
+from fedorch.cli.settings import DEFAULT_PEER, DEFAULT_RPC_TIMEOUT_S  # noqa: F401
 from fedorch.core.identity.clients import ClientIdentity, home_domain
 from fedorch.core.identity.keys import KeyFileError, load_public_key_file
 from fedorch.core.identity.submission import sign_spec
 from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.client_calls import SignedClientStub
-
-DEFAULT_PEER = "127.0.0.1:7101"
-DEFAULT_RPC_TIMEOUT_S = 10.0
 
 _PEER_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
 

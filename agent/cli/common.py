@@ -6,24 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
-from fedorch.cli.client import DEFAULT_PEER, DEFAULT_RPC_TIMEOUT_S, AgentClient, parse_peer
+from fedorch.cli.client import DEFAULT_PEER, AgentClient, parse_peer
 from fedorch.cli.errors import EXIT_USAGE, CliError
-from fedorch.core.identity.clients import ClientIdentity
+from fedorch.cli.settings import Settings
 from rich.console import Console
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Settings:
-    rpc_timeout: float = DEFAULT_RPC_TIMEOUT_S
-    identity: ClientIdentity | None = None
-    agent_key: str = ""
 
 
 def settings() -> Settings:

@@ -205,7 +205,7 @@ async def check_members(state: RunState, e: scenario_pb2.MembersExpectation) -> 
     name = check_members_name(e)
     problem = ""
     while True:
-        seen = await views(fed, observers, state.rpc_timeout)
+        seen = await views(state, observers)
         problem = _members_problem(seen, alive_names, list(e.not_alive), e.with_capabilities,
                                    e.all_free)
         if not problem:

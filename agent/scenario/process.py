@@ -13,6 +13,7 @@ process can do to another: they are refused before anything starts.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from fedorch.runtime.supervisor import (
     stop_agents,
     wait_healthy,
 )
+from fedorch.scenario.bytecode import warm
 from fedorch.scenario.clock import FaketimeMissing, faked_env, faketime_library, set_offset
 from fedorch.scenario.configs import DOMAIN_ENV, RUNS_ENV, agent_config
 from fedorch.scenario.model import LoadedScenario
@@ -123,6 +125,7 @@ class ProcessFederation:
         """Keys, ports, data dirs and configs for every domain; nothing runs yet."""
         names = self.names
         keys_dir = self.workdir / "keys"
+        warm()  # the sources compiled once here, not by every agent (bytecode.py)
         ensure_keys(names, keys_dir)
         self.addresses = self.assign_addresses()
         (self.workdir / "runs").mkdir(parents=True, exist_ok=True)
@@ -202,7 +205,10 @@ class ProcessFederation:
         return started
 
     async def wait_serving(self, names: list[str], deadline_s: float) -> None:
-        await wait_healthy([self.procs[n] for n in names], deadline_s=deadline_s)
+        """Every agent asked at once (each on its own channel), so that the run learns
+        that the last one serves when it does, not a poll per agent later."""
+        await asyncio.gather(*(wait_healthy([self.procs[n]], deadline_s=deadline_s)
+                               for n in names))
 
     # ---- faults --------------------------------------------------------------------
 

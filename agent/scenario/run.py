@@ -22,7 +22,7 @@ from fedorch.cli.demo import terminal_last
 from fedorch.cli.render import TERMINAL_NAMES, change_lines, status_to_dict
 from fedorch.core.identity.clients import ClientIdentity
 from fedorch.gen.fedorch.v1 import client_pb2, scenario_pb2
-from fedorch.runtime.supervisor import list_members, member_state
+from fedorch.runtime.supervisor import member_state
 from fedorch.scenario.model import LoadedScenario, Workflow
 
 POLL_S = 0.1
@@ -140,10 +140,20 @@ class StartupError(Exception):
 # ---- start-up -----------------------------------------------------------------------
 
 
-async def views(fed: Federation, names: list[str], rpc_timeout: float
-                ) -> dict[str, list[client_pb2.MemberInfo]]:
-    lists = await asyncio.gather(*(list_members(fed.address(n), rpc_timeout, fed.identity)
-                                   for n in names))
+async def views(state: RunState, names: list[str]) -> dict[str, list[client_pb2.MemberInfo]]:
+    """Each agent's member list ([] from one that does not answer), asked at once over
+    the run's one channel per agent: a fresh channel per call made every poll of a
+    50-domain convergence cost 50 connection set-ups on a machine busy starting agents."""
+
+    async def one(name: str) -> list[client_pb2.MemberInfo]:
+        try:
+            return await (await state.client(name)).list_members()
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                await state.forget(name)
+            return []
+
+    lists = await asyncio.gather(*(one(n) for n in names))
     return dict(zip(names, lists, strict=True))
 
 
@@ -167,7 +177,7 @@ async def converge(state: RunState, deadline_s: float) -> float:
     start = time.monotonic()
     worst = ""
     while time.monotonic() - start < deadline_s:
-        seen = await views(fed, names, state.rpc_timeout)
+        seen = await views(state, names)
         if all(view_holds(seen[n], names, caps) for n in names):
             return time.monotonic() - start
         counts = {n: sum(member_state(m) == "ALIVE" for m in seen[n]) for n in names}
@@ -332,7 +342,7 @@ async def watch_members(state: RunState, interval_s: float = 0.5) -> None:
     while True:
         awake = fed.awake()
         observers = awake if len(fed.names) <= WATCH_ALL_UP_TO else awake[:1]
-        found = await views(fed, observers, state.rpc_timeout)
+        found = await views(state, observers)
         changes: dict[tuple[str, str], list[str]] = {}
         for observer, members in found.items():
             for member in members:

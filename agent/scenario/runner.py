@@ -62,11 +62,14 @@ def check_runner(loaded: LoadedScenario, runner: str, workdir: Path) -> None:
 
 
 async def _run(state: RunState, runs_dir: Path) -> None:
-    await start_federation(state)
-    timed: dict[int, Outcome] = {}
-    await run_schedule(state, timed_checks(state, timed))
-    state.outcomes.extend(await check_all(state, runs_dir, timed))
-    measure(state)
+    try:
+        await start_federation(state)
+        timed: dict[int, Outcome] = {}
+        await run_schedule(state, timed_checks(state, timed))
+        state.outcomes.extend(await check_all(state, runs_dir, timed))
+        measure(state)
+    finally:
+        await state.close_clients()  # the channels the checks opened after the schedule
 
 
 def measure(state: RunState) -> None:

@@ -58,7 +58,9 @@ cheaper domain wins and the data moves).
 
 A step with no candidate is *unplaceable*; its reason lists, compactly, why each member
 failed, e.g. ``no eligible domain for 'ml.train' (us-east: refused earlier; eu-west:
-residency EU not accepted)``. Steps after it are still placed so that every problem is
+residency EU not accepted)``; a group of more than NAMED_IN_FULL domains is named by its
+first few, its last and its count (``org-02, org-03, org-04 … org-50 (49 domains): not in
+the step's domains``). Steps after it are still placed so that every problem is
 reported at once, but the placement is not ``ok``.
 """
 
@@ -87,6 +89,11 @@ __all__ = [
 COLOCATION_BONUS = 2.0
 #: Weight of the load term ``1 - available / capacity``.
 LOAD_WEIGHT = 1.0
+# A reason names a group of domains in full up to this many; past it, the first
+# NAMED_FIRST, the last and the count (a 50-domain fan-out's refusal used to name 49
+# domains per step, for each of its 50 steps: tens of kilobytes in one ABORT reason).
+NAMED_IN_FULL = 5
+NAMED_FIRST = 3
 
 _NO_EXCLUSIONS: Mapping[str, AbstractSet[str]] = MappingProxyType({})
 
@@ -231,14 +238,25 @@ def _score(info: peer_pb2.CapabilityInfo, taken: int, colocated: int) -> float:
     return info.cost - COLOCATION_BONUS * colocated + LOAD_WEIGHT * load
 
 
+def summarise_domains(domains: Sequence[str]) -> str:
+    """Up to NAMED_IN_FULL domain names as they are; more as the first few, the last and
+    the count ("org-02, org-03, org-04 … org-50 (49 domains)"), so that a reason stays one
+    readable line on a federation of any size."""
+    if len(domains) <= NAMED_IN_FULL:
+        return ", ".join(domains)
+    first = ", ".join(domains[:NAMED_FIRST])
+    return f"{first} … {domains[-1]} ({len(domains)} domains)"
+
+
 def _explain(capability: str, rejections: Mapping[str, str]) -> str:
-    """Compact reason: domains grouped by the phrase that rejected them."""
+    """Compact reason: domains grouped by the phrase that rejected them, each group's
+    names summarised when long (summarise_domains)."""
     if not rejections:
         return f"no eligible domain for '{capability}' (no members known)"
     groups: dict[str, list[str]] = {}
     for domain in sorted(rejections):
         groups.setdefault(rejections[domain], []).append(domain)
-    parts = [f"{', '.join(domains)}: {why}" for why, domains in groups.items()]
+    parts = [f"{summarise_domains(domains)}: {why}" for why, domains in groups.items()]
     return f"no eligible domain for '{capability}' ({'; '.join(parts)})"
 
 
@@ -273,7 +291,7 @@ def _unexpanded(step: spec_pb2.StepSpec, candidates: Sequence[Candidate], coordi
         return _explain(step.capability, rejections).replace(
             "no eligible domain", f"fan-out step {step.id}: no eligible domain", 1)
     return (f"fan-out step {step.id}: {len(eligible)} eligible domains"
-            f" ({', '.join(eligible)}), fewer than min_success {step.waves.min_success}")
+            f" ({summarise_domains(eligible)}), fewer than min_success {step.waves.min_success}")
 
 
 def place(

@@ -322,6 +322,38 @@ def test_unplaceable_reasons_group_domains() -> None:
     }
 
 
+def test_a_long_group_of_domains_is_summarised_by_its_first_last_and_count() -> None:
+    # A 50-domain fan-out after a timed-out round: each instance step is pinned to its
+    # domain, which went silent (refused earlier); the 49 others are not in its domains.
+    names = [f"org-{i:02d}" for i in range(1, 51)]
+    members = [_member(n, {"app.deploy": (1, 1, 1.0)}) for n in names]
+    steps = [_step(f"deploy[{n}]", "app.deploy", domains=[n]) for n in names]
+    result = place(_spec(*steps), members, coordinator="org-01",
+                   excluded={f"deploy[{n}]": {n} for n in names})
+    assert not result.ok and len(result.unplaceable) == 50
+    assert result.unplaceable["deploy[org-01]"] == (
+        "no eligible domain for 'app.deploy' (org-01: refused earlier; "
+        "org-02, org-03, org-04 … org-50 (49 domains): not in the step's domains)")
+    assert result.unplaceable["deploy[org-50]"] == (
+        "no eligible domain for 'app.deploy' (org-01, org-02, org-03 … org-49 "
+        "(49 domains): not in the step's domains; org-50: refused earlier)")
+    # Every step's reason stays one short line: the whole ABORT reason is a few kB for
+    # 50 steps, not tens of kB.
+    assert max(len(why) for why in result.unplaceable.values()) < 160
+
+
+@pytest.mark.parametrize(("count", "named"), [
+    (1, "d01"),
+    (5, "d01, d02, d03, d04, d05"),
+    (6, "d01, d02, d03 … d06 (6 domains)"),
+])
+def test_groups_up_to_five_are_named_in_full(count: int, named: str) -> None:
+    members = [_member(f"d{i:02d}", {"y": (1, 1, 1.0)}) for i in range(1, count + 1)]
+    result = place(_spec(_step("s", "x")), members, coordinator="d01")
+    assert result.unplaceable == {"s": f"no eligible domain for 'x' ({named}: does not "
+                                       "offer 'x')"}
+
+
 def test_no_members() -> None:
     result = place(_spec(_step("s", "x")), [], coordinator="a")
     assert result.unplaceable == {"s": "no eligible domain for 'x' (no members known)"}
