@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError, load_spec_file, parse_spec_text
 from fedorch.gen.fedorch.v1 import scenario_pb2, spec_pb2, status_pb2
 from fedorch.runtime.config import (
@@ -47,7 +48,8 @@ ACTIONS = ("kill", "stop", "cont", "restart", "partition", "heal", "clock_jump",
            "revoke_key")
 MAX_DISK_DELAY_S = 10.0
 COMPENSATION_STATES = ("NONE", "RUNNING", "DONE", "FAILED")
-WORKFLOW_END_STATES = ("SUCCEEDED", "FAILED", "ABORTED", "CANCELLED")
+# The lifecycle core's terminal set, in the order the error message lists them.
+WORKFLOW_END_STATES = tuple(s.name for s in sorted(TERMINAL))
 STEP_STATES = tuple(
     name.removeprefix("STEP_STATE_")
     for name in status_pb2.StepState.keys()  # noqa: SIM118 - an enum wrapper, not a dict
