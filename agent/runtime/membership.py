@@ -107,6 +107,11 @@ class Membership:
         self._dead_swept_at = float("-inf")
         self._dead_sweep_due: float | None = None  # while a member is DEAD
         self._publish_due: float | None = None  # a changed record held back until then
+        self._offered_at = float("-inf")  # when the loop last offered the record
+        # Member name by address, for the recipient of each outgoing call; checked
+        # against the core on every use, rebuilt when it no longer holds.
+        self._names: dict[str, str] = {}
+        self._dead: set[str] = set()  # DEAD members, as of the last event seen
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -216,16 +221,24 @@ class Membership:
             self._flush()
             self._observe()
             # Until the core's next deadline (probe, suspicion, push-pull...) or the dead
-            # sweep's, whichever is first; a message in or a record to publish wakes it.
+            # sweep's, whichever is first; a message that changed either, or a record to
+            # publish, wakes it (_wake_if_needed).
             timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due,
                                   self._publish_due) if t is not None]
             await self.sleep.until(min(timers) if timers else None)
             if self.swim.stopped:
                 return
-            if self._publish_due is not None and a.now() >= self._publish_due:
+            now = a.now()
+            if self._publish_due is not None and now >= self._publish_due:
                 self._publish_due = None  # offered again just below
-            a.publish_record_if_changed()
-            self.swim.handle_timer(a.now())
+                self._offered_at = float("-inf")
+            # Free slots change the record; offering it costs a record built and
+            # serialized, so at most once a probe period (the loop turns far more often
+            # than that in a big federation, and publishing is rate-limited anyway).
+            if now >= self._offered_at + self.profile.probe_interval:
+                self._offered_at = now
+                a.publish_record_if_changed()
+            self.swim.handle_timer(now)
 
     async def leave(self, grace_s: float) -> None:
         """Announce a graceful leave and give it a moment to spread."""
@@ -256,12 +269,31 @@ class Membership:
             log.debug("swim to %s failed: %s", address, e)
             return
         self._receive(address, body.sender, body.swim)
+        # What the reply made the core say (an IndirectAck for a relayed probe) leaves
+        # now, not at the loop's next timer.
+        self._flush()
+        self._wake_if_needed()
+
+    def _wake_if_needed(self) -> None:
+        """Wake the loop only when a message gave it something to do: events to look
+        at, or a deadline earlier than the one it sleeps towards. Most messages change
+        neither, and a turn of the loop costs more than the message did."""
+        if self.swim.has_events or not self.sleep.parked:
+            self.wake()
+            return
+        timer = self.swim.get_timer()
+        if timer is not None and (self.sleep.deadline is None or timer < self.sleep.deadline):
+            self.wake()
 
     def _name_at(self, address: str) -> str:
-        for view in self.swim.members():
-            if view.address == address:
-                return view.name
-        return ""  # a seed we have not heard from yet
+        name = self._names.get(address)
+        if name is not None:
+            view = self.swim.member(name)
+            if view is not None and view.address == address:
+                return name
+        self._names = {view.address: view.name for view in self.swim.members()
+                       if view.address}
+        return self._names.get(address, "")  # "": a seed we have not heard from yet
 
     def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch) -> swim_pb2.SwimBatch:
         """An incoming Swim call: feed the core, answer with what it has for the caller."""
@@ -272,7 +304,7 @@ class Membership:
             (mine if address == reply_to else others).append((address, msg))
         for address, msg in others:
             self.agent.spawn(self._send(address, [msg]), name=f"swim to {address}")
-        self.wake()
+        self._wake_if_needed()
         return swim_pb2.SwimBatch(reply_to=self.agent.endpoint,
                                   messages=[swim_codec.encode(m) for _, m in mine])
 
@@ -297,6 +329,14 @@ class Membership:
                             " their subjects published", refused, sender)
 
     def _observe(self) -> None:
+        now = self.agent.now()
+        if not self.swim.has_events and not (self._dead_sweep_due is not None
+                                             and now >= self._dead_sweep_due):
+            # Nothing changed since the last look: the counts and the dead sweep's
+            # deadline stand (a turn for a probe timer need not scan every member).
+            self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
+                                    if self._dead and self.agent.active else None)
+            return
         for event in self.swim.events():
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
@@ -317,7 +357,7 @@ class Membership:
             counts[view.state.value] += 1
             if view.state is MemberState.DEAD:
                 dead.add(view.name)
-        now = self.agent.now()
+        self._dead = dead
         if dead and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
             # Deaths whose event came before the workflow could act on it.
             self._dead_swept_at = now

@@ -294,6 +294,11 @@ class Swim(FailureDetector):
         out, self._outbox = self._outbox, []
         return out
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events` has anything: a shell that need not look skips it."""
+        return bool(self._events)
+
     def events(self) -> list[MemberEvent]:
         out = self._events[:]
         self._events.clear()
