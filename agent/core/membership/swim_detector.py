@@ -183,7 +183,12 @@ class FailureDetector:
     def _probe_succeeded(self, probe: ProbeRound) -> None:
         if not probe.acked:
             probe.acked = True
-            self._change_health(-1)
+            # An answer that came only after the probe timeout (the indirect probes had
+            # gone out) says timeouts are too short for how slow this member or its
+            # peers are right now, as on a saturated host where every process waits
+            # for CPU: be more patient (longer timeouts and suspicions) rather than
+            # accuse members that answer late. An answer in time is a healthy sign.
+            self._change_health(+1 if probe.indirect_done else -1)
 
     def _probe_failed(self, now: float, probe: ProbeRound) -> None:
         # Helpers that did not even nack suggest our own network or loop is the problem.
