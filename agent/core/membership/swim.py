@@ -325,6 +325,11 @@ class Swim(FailureDetector):
         return self._self_claim
 
     @property
+    def live(self) -> int:
+        """Members ALIVE or SUSPECT, this one included."""
+        return self._table.live
+
+    @property
     def incarnation(self) -> int:
         return self._incarnation
 
