@@ -260,7 +260,7 @@ class Membership:
             if now >= self._offered_at + self.profile.probe_interval:
                 self._offered_at = now
                 a.publish_record_if_changed()
-            self.swim.handle_timer(now)
+            self.swim.handle_timer(a.now())  # not `now`: publishing fed the core a later one
 
     async def leave(self, grace_s: float) -> None:
         """Announce a graceful leave and give it a moment to spread."""

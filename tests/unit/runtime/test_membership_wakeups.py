@@ -54,3 +54,36 @@ async def test_a_message_that_changes_nothing_does_not_wake_the_parked_loop(
     finally:
         agent.stop()
         await runner
+
+
+
+@pytest.fixture
+async def publishing(tmp_path):
+    async for agent in _agent(tmp_path, "gossip: {publish_interval_s: 0.05}\n"):
+        yield agent
+
+
+async def test_the_loop_publishes_a_changed_record_and_keeps_running(publishing: Agent) -> None:
+    # Publishing feeds the core a later clock reading than the turn began with: the
+    # timer the turn then serves must not be older than that (a broken invariant
+    # stopped the agent).
+    agent = publishing
+    runner = await _running(agent)
+    try:
+        membership = agent.membership
+        built = agent.current_record
+        turns = iter(range(1, 1_000_000))
+
+        def changing_record():
+            record = built()
+            record.labels["turn"] = str(next(turns))
+            return record
+
+        agent.current_record = changing_record
+        first = membership.swim.member(agent.domain).record_version
+        await _until(lambda: membership.swim.member(agent.domain).record_version >= first + 3
+                     or runner.done(), "three records published by the loop")
+        assert not runner.done()
+    finally:
+        agent.stop()
+        await runner
