@@ -281,7 +281,13 @@ class Membership:
         batch = swim_pb2.SwimBatch(reply_to=a.endpoint,
                                    messages=[swim_codec.encode(m) for m in msgs])
         bulky = any(isinstance(m, PushPull) for m in msgs)
-        timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout)
+        # A datagram's answer (an ack, perhaps carrying a refutation) counts until the
+        # probe period ends, stretched by local health as the core's own timers are: on
+        # a starved host a call cut off earlier loses exactly the answers that would
+        # clear a suspicion.
+        period = self.profile.probe_interval * (self.swim.health + 1)
+        timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout,
+                                                          period)
         recipient = self._name_at(address)
         try:
             body, envelope = await a.peers.call(

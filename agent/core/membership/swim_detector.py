@@ -214,12 +214,20 @@ class FailureDetector:
             if stalled:  # refutations may be in flight to us: give them one period
                 suspicion.deadline = now + period
                 continue
+            if suspicion.checks >= LAST_CHANCE_CHECKS and member.last_heard is not None \
+                    and member.last_heard > suspicion.checked_at:
+                # The suspect itself sent us a message since our last check: it is alive,
+                # only slow (its refutation is still on its way, or our check's answer
+                # came too late to count). One more check instead of a verdict; a member
+                # that crashed sends nothing more, and is judged a period later.
+                suspicion.checks -= 1
             if suspicion.checks < LAST_CHANCE_CHECKS:
                 # Before a verdict, probe the suspect again with the suspicion attached,
                 # directly and through k helpers, twice one period apart: if it is alive
                 # and our copy of its refutation was lost, one of 2(k+1) paths brings the
                 # refutation back.
                 suspicion.checks += 1
+                suspicion.checked_at = now
                 suspicion.deadline = now + period
                 seq = self._next_seq()
                 self.stats["probes_sent"] += 1

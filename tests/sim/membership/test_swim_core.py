@@ -315,3 +315,27 @@ def test_an_ack_in_time_lowers_the_local_health_score():
     now, ping = _first_probe(a)
     a.handle_message(now + 0.01, f"{ping.target}:1", Ack(ping.seq, ping.target, ()))
     assert a.health == 1
+
+
+def test_a_suspect_heard_from_since_the_last_check_is_checked_again_not_judged():
+    # On a starved host a live member answers too late for any check to count, and its
+    # refutation is still on its way; its own messages in the meantime prove it alive.
+    keyring, m = make_members(["a", "b", "c", "d"])
+    a = m["a"]
+    a.handle_message(1.0, "c:1", Gossip("c", (accusation(keyring, "c", "b", 0),)))
+    assert a.member("b").state is MemberState.SUSPECT
+    now = 1.0
+    while now < 30.0:  # b keeps talking to a (a ping of its own), never refutes
+        now = max(now, a.get_timer())
+        a.handle_timer(now)
+        a.datagrams_to_send()
+        now += 0.01
+        a.handle_message(now, "b:1", Gossip("b", ()))
+        assert a.member("b").state is MemberState.SUSPECT  # (c and d may die: no acks)
+    while now < 60.0:  # b falls silent (crashed): the verdict comes
+        now = max(now, a.get_timer())
+        a.handle_timer(now)
+        a.datagrams_to_send()
+        if a.member("b").state is MemberState.DEAD:
+            break
+    assert a.member("b").state is MemberState.DEAD and now < 35.0
