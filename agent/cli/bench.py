@@ -73,6 +73,34 @@ def gossip(as_json: bool, agents: int, sim: bool, real: bool, seed: int) -> None
         _print_gossip(result)
 
 
+@bench.command(name="gossip-idle")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per size.")
+@click.option("--domains", default="10", show_default=True, metavar="N[,N...]",
+              help="Agent processes in each federation measured.")
+@click.option("--window", "window_s", type=click.FloatRange(min=1), default=10.0,
+              show_default=True, help="Seconds of idle time measured.")
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="Also record one agent with py-spy (installed apart) into FILE.N"
+                   " (collapsed stacks, N the federation size).")
+def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | None) -> None:
+    """Idle cost of an agent: CPU per second in a converged, idle federation of N."""
+    from pathlib import Path
+
+    from fedorch.bench.gossip_idle import run_gossip_idle_bench
+
+    for n in _submitters(domains, "--domains"):
+        out = Path(f"{profile}.{n}") if profile else None
+        result = asyncio.run(run_gossip_idle_bench(n, window_s, profile=out))
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            console().print(
+                f"{n} domains: CPU per agent {result['cpu_per_s_mean']:.3f} s/s (max"
+                f" {result['cpu_per_s_max']:.3f}), all agents {result['cpu_per_s_total']:.2f}"
+                f" s/s; start {result['start_cpu_s_mean']:.2f} CPU s per agent; load"
+                f" {result['load_before']} -> {result['load_during']}")
+
+
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
             data_dir: str | None = None, commit: str = "paxos", batching: bool = True) -> dict:
     from pathlib import Path
@@ -204,14 +232,14 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
         _print_long(result)
 
 
-def _submitters(text: str) -> tuple[int, ...]:
+def _submitters(text: str, option: str = "--concurrency") -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
         counts = ()
     if not counts or min(counts) < 1:
         raise click.BadParameter(f"{text!r}: positive whole numbers separated by commas",
-                                 param_hint="--concurrency")
+                                 param_hint=option)
     return counts
 
 

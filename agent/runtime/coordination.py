@@ -281,9 +281,11 @@ class Coordination:
 
     def _new_core(self, workflow_id: str, spec: spec_pb2.WorkflowSpec) -> Coordinator:
         neg = self.agent.config.negotiation
+        membership = self.agent.membership  # patience grows with the fan-out and load
         return Coordinator(
             workflow_id, placer=self._placer(spec), max_rounds=neg.max_rounds,
-            prepare_timeout_s=neg.prepare_timeout_s,
+            prepare_timeout_s=neg.prepare_timeout_s if membership is None else
+            membership.prepare_timeout(neg.prepare_timeout_s, len(spec.steps)),
             consensus=self._consensus() if neg.commit != config_pb2.COMMIT_PROTOCOL_2PC else None,
         )
 

@@ -56,6 +56,23 @@ STATE_EVENTS = frozenset({EventKind.ALIVE, EventKind.SUSPECT, EventKind.DEAD, Ev
                           EventKind.REAPED})
 
 
+# A round's PREPAREs all leave from the coordinator's one event loop and its votes all
+# come back to it: the negotiation's prepare timeout is the patience for PREPARE_SHARE
+# participants, and grows in proportion beyond that (a 50-domain fan-out on one host
+# costs its coordinator five times the CPU of a 10-domain one before the last vote is
+# in). Lifeguard's local health multiplies it, as it does probe timeouts: a coordinator
+# that finds itself slow waits longer rather than count live domains as silent. Capped,
+# so that a domain that died mid-round still costs a bounded wait.
+PREPARE_SHARE = 10
+PREPARE_PATIENCE_CAP = 10
+
+
+def prepare_patience(base_s: float, participants: int, health: int) -> float:
+    """Seconds a coordinator waits for a round's votes (see PREPARE_SHARE)."""
+    scale = max(1.0, participants / PREPARE_SHARE) * (1 + max(0, health))
+    return base_s * min(scale, PREPARE_PATIENCE_CAP)
+
+
 class ClaimSigner:
     def __init__(self, signer: Signer) -> None:
         self._signer = signer
@@ -107,6 +124,11 @@ class Membership:
         self._dead_swept_at = float("-inf")
         self._dead_sweep_due: float | None = None  # while a member is DEAD
         self._publish_due: float | None = None  # a changed record held back until then
+        self._offered_at = float("-inf")  # when the loop last offered the record
+        # Member name by address, for the recipient of each outgoing call; checked
+        # against the core on every use, rebuilt when it no longer holds.
+        self._names: dict[str, str] = {}
+        self._dead: set[str] = set()  # DEAD members, as of the last event seen
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -125,6 +147,11 @@ class Membership:
         heard = None if view.last_heard is None else view.last_heard + to_wall
         return Member(view.name, view.address, view.state.value, view.incarnation,
                       heard, record, view.record_version)
+
+    def prepare_timeout(self, base_s: float, steps: int) -> float:
+        """The prepare timeout for a workflow of `steps` steps placed now: at most one
+        participant per step and per live member (see prepare_patience)."""
+        return prepare_patience(base_s, min(steps, self.swim.live), self.swim.health)
 
     def rejoined(self) -> bool:
         """May this agent place work yet? Once its own record is out and it has heard
@@ -216,16 +243,24 @@ class Membership:
             self._flush()
             self._observe()
             # Until the core's next deadline (probe, suspicion, push-pull...) or the dead
-            # sweep's, whichever is first; a message in or a record to publish wakes it.
+            # sweep's, whichever is first; a message that changed either, or a record to
+            # publish, wakes it (_wake_if_needed).
             timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due,
                                   self._publish_due) if t is not None]
             await self.sleep.until(min(timers) if timers else None)
             if self.swim.stopped:
                 return
-            if self._publish_due is not None and a.now() >= self._publish_due:
+            now = a.now()
+            if self._publish_due is not None and now >= self._publish_due:
                 self._publish_due = None  # offered again just below
-            a.publish_record_if_changed()
-            self.swim.handle_timer(a.now())
+                self._offered_at = float("-inf")
+            # Free slots change the record; offering it costs a record built and
+            # serialized, so at most once a probe period (the loop turns far more often
+            # than that in a big federation, and publishing is rate-limited anyway).
+            if now >= self._offered_at + self.profile.probe_interval:
+                self._offered_at = now
+                a.publish_record_if_changed()
+            self.swim.handle_timer(a.now())  # not `now`: publishing fed the core a later one
 
     async def leave(self, grace_s: float) -> None:
         """Announce a graceful leave and give it a moment to spread."""
@@ -246,7 +281,13 @@ class Membership:
         batch = swim_pb2.SwimBatch(reply_to=a.endpoint,
                                    messages=[swim_codec.encode(m) for m in msgs])
         bulky = any(isinstance(m, PushPull) for m in msgs)
-        timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout)
+        # A datagram's answer (an ack, perhaps carrying a refutation) counts until the
+        # probe period ends, stretched by local health as the core's own timers are: on
+        # a starved host a call cut off earlier loses exactly the answers that would
+        # clear a suspicion.
+        period = self.profile.probe_interval * (self.swim.health + 1)
+        timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout,
+                                                          period)
         recipient = self._name_at(address)
         try:
             body, envelope = await a.peers.call(
@@ -256,12 +297,31 @@ class Membership:
             log.debug("swim to %s failed: %s", address, e)
             return
         self._receive(address, body.sender, body.swim)
+        # What the reply made the core say (an IndirectAck for a relayed probe) leaves
+        # now, not at the loop's next timer.
+        self._flush()
+        self._wake_if_needed()
+
+    def _wake_if_needed(self) -> None:
+        """Wake the loop only when a message gave it something to do: events to look
+        at, or a deadline earlier than the one it sleeps towards. Most messages change
+        neither, and a turn of the loop costs more than the message did."""
+        if self.swim.has_events or not self.sleep.parked:
+            self.wake()
+            return
+        timer = self.swim.get_timer()
+        if timer is not None and (self.sleep.deadline is None or timer < self.sleep.deadline):
+            self.wake()
 
     def _name_at(self, address: str) -> str:
-        for view in self.swim.members():
-            if view.address == address:
-                return view.name
-        return ""  # a seed we have not heard from yet
+        name = self._names.get(address)
+        if name is not None:
+            view = self.swim.member(name)
+            if view is not None and view.address == address:
+                return name
+        self._names = {view.address: view.name for view in self.swim.members()
+                       if view.address}
+        return self._names.get(address, "")  # "": a seed we have not heard from yet
 
     def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch) -> swim_pb2.SwimBatch:
         """An incoming Swim call: feed the core, answer with what it has for the caller."""
@@ -272,7 +332,7 @@ class Membership:
             (mine if address == reply_to else others).append((address, msg))
         for address, msg in others:
             self.agent.spawn(self._send(address, [msg]), name=f"swim to {address}")
-        self.wake()
+        self._wake_if_needed()
         return swim_pb2.SwimBatch(reply_to=self.agent.endpoint,
                                   messages=[swim_codec.encode(m) for _, m in mine])
 
@@ -297,6 +357,14 @@ class Membership:
                             " their subjects published", refused, sender)
 
     def _observe(self) -> None:
+        now = self.agent.now()
+        if not self.swim.has_events and not (self._dead_sweep_due is not None
+                                             and now >= self._dead_sweep_due):
+            # Nothing changed since the last look: the counts and the dead sweep's
+            # deadline stand (a turn for a probe timer need not scan every member).
+            self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
+                                    if self._dead and self.agent.active else None)
+            return
         for event in self.swim.events():
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
@@ -317,7 +385,7 @@ class Membership:
             counts[view.state.value] += 1
             if view.state is MemberState.DEAD:
                 dead.add(view.name)
-        now = self.agent.now()
+        self._dead = dead
         if dead and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
             # Deaths whose event came before the workflow could act on it.
             self._dead_swept_at = now

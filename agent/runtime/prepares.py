@@ -37,7 +37,7 @@ async def send_prepare(a: AgentContext, row: WorkflowRow, action: SendPrepare,
                 raise PeerCallError("UNKNOWN", "no endpoint known")
             body, envelope = await a.peers.call(
                 endpoint, "Prepare", recipient=action.domain, expect="vote",
-                timeout=a.config.negotiation.prepare_timeout_s, prepare=request)
+                timeout=_patience(a, request), prepare=request)
         except PeerCallError as e:
             await votes.put(VoteIn(action.round, action.domain, False,
                                    f"unreachable ({e.code})", b""))
@@ -50,3 +50,11 @@ async def send_prepare(a: AgentContext, row: WorkflowRow, action: SendPrepare,
         return
     await votes.put(VoteIn(vote.round, vote.domain, vote.yes, vote.reason,
                            wire.canonical(envelope)))
+
+
+def _patience(a: AgentContext, request: peer_pb2.PrepareRequest) -> float:
+    """The call waits as long as the round does (runtime.membership.prepare_patience)."""
+    base = a.config.negotiation.prepare_timeout_s
+    if a.membership is None:
+        return base
+    return a.membership.prepare_timeout(base, len(request.spec.steps))

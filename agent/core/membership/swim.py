@@ -294,6 +294,11 @@ class Swim(FailureDetector):
         out, self._outbox = self._outbox, []
         return out
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events` has anything: a shell that need not look skips it."""
+        return bool(self._events)
+
     def events(self) -> list[MemberEvent]:
         out = self._events[:]
         self._events.clear()
@@ -318,6 +323,11 @@ class Swim(FailureDetector):
     def own_claim(self) -> Claim:
         """Our current signed ALIVE (or LEFT) claim: what a shell hands to a joiner."""
         return self._self_claim
+
+    @property
+    def live(self) -> int:
+        """Members ALIVE or SUSPECT, this one included."""
+        return self._table.live
 
     @property
     def incarnation(self) -> int:

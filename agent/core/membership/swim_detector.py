@@ -183,7 +183,12 @@ class FailureDetector:
     def _probe_succeeded(self, probe: ProbeRound) -> None:
         if not probe.acked:
             probe.acked = True
-            self._change_health(-1)
+            # An answer that came only after the probe timeout (the indirect probes had
+            # gone out) says timeouts are too short for how slow this member or its
+            # peers are right now, as on a saturated host where every process waits
+            # for CPU: be more patient (longer timeouts and suspicions) rather than
+            # accuse members that answer late. An answer in time is a healthy sign.
+            self._change_health(+1 if probe.indirect_done else -1)
 
     def _probe_failed(self, now: float, probe: ProbeRound) -> None:
         # Helpers that did not even nack suggest our own network or loop is the problem.
@@ -209,12 +214,20 @@ class FailureDetector:
             if stalled:  # refutations may be in flight to us: give them one period
                 suspicion.deadline = now + period
                 continue
+            if suspicion.checks >= LAST_CHANCE_CHECKS and member.last_heard is not None \
+                    and member.last_heard > suspicion.checked_at:
+                # The suspect itself sent us a message since our last check: it is alive,
+                # only slow (its refutation is still on its way, or our check's answer
+                # came too late to count). One more check instead of a verdict; a member
+                # that crashed sends nothing more, and is judged a period later.
+                suspicion.checks -= 1
             if suspicion.checks < LAST_CHANCE_CHECKS:
                 # Before a verdict, probe the suspect again with the suspicion attached,
                 # directly and through k helpers, twice one period apart: if it is alive
                 # and our copy of its refutation was lost, one of 2(k+1) paths brings the
                 # refutation back.
                 suspicion.checks += 1
+                suspicion.checked_at = now
                 suspicion.deadline = now + period
                 seq = self._next_seq()
                 self.stats["probes_sent"] += 1

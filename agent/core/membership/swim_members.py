@@ -46,13 +46,14 @@ LAST_CHANCE_CHECKS = 2
 
 
 class Suspicion:
-    __slots__ = ("started", "accusers", "deadline", "checks")
+    __slots__ = ("started", "accusers", "deadline", "checks", "checked_at")
 
     def __init__(self, started: float, first_accuser: str) -> None:
         self.started = started
         self.accusers = {first_accuser}
         self.deadline = started  # when the next check (or, after the last, the verdict) is due
         self.checks = 0  # last-chance checks of the suspect sent so far
+        self.checked_at = started  # when the last check went out
 
 
 class Member:

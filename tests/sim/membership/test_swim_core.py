@@ -280,3 +280,62 @@ def test_a_stalled_member_judges_nobody_for_the_probe_it_missed():
     assert a.stats["stalls"] == 1 and a.health == 1
     assert a.stats["suspicions_raised"] == 0
     assert all(v.state is MemberState.ALIVE for v in a.members())
+
+
+def _first_probe(a: Swim) -> tuple[float, Ping]:
+    now = a.get_timer()
+    a.handle_timer(now)
+    pings = [msg for _, msg in a.datagrams_to_send() if isinstance(msg, Ping)]
+    assert len(pings) == 1
+    return now, pings[0]
+
+
+def test_an_ack_after_the_probe_timeout_makes_the_prober_more_patient():
+    # On a saturated host every answer comes late: a prober that counted late answers
+    # as healthy ones kept its shortest timeouts and accused members that were only slow.
+    _, m = make_members(["a", "b", "c", "d", "e"])
+    a = m["a"]
+    now, ping = _first_probe(a)
+    now += a.profile.probe_timeout * 1.5  # past the direct timeout, within the period
+    a.handle_timer(now)
+    assert any(isinstance(msg, PingReq) for _, msg in a.datagrams_to_send())
+    a.handle_message(now, f"{ping.target}:1", Ack(ping.seq, ping.target, ()))
+    assert a.health == 1
+    # The next probe waits (health + 1) times as long before asking helpers.
+    now = a.get_timer()
+    a.handle_timer(now)
+    assert a.get_timer() - now == pytest.approx(2 * a.profile.probe_timeout)
+    assert a.stats["suspicions_raised"] == 0
+
+
+def test_an_ack_in_time_lowers_the_local_health_score():
+    _, m = make_members(["a", "b", "c", "d", "e"])
+    a = m["a"]
+    a._change_health(+2)
+    now, ping = _first_probe(a)
+    a.handle_message(now + 0.01, f"{ping.target}:1", Ack(ping.seq, ping.target, ()))
+    assert a.health == 1
+
+
+def test_a_suspect_heard_from_since_the_last_check_is_checked_again_not_judged():
+    # On a starved host a live member answers too late for any check to count, and its
+    # refutation is still on its way; its own messages in the meantime prove it alive.
+    keyring, m = make_members(["a", "b", "c", "d"])
+    a = m["a"]
+    a.handle_message(1.0, "c:1", Gossip("c", (accusation(keyring, "c", "b", 0),)))
+    assert a.member("b").state is MemberState.SUSPECT
+    now = 1.0
+    while now < 30.0:  # b keeps talking to a (a ping of its own), never refutes
+        now = max(now, a.get_timer())
+        a.handle_timer(now)
+        a.datagrams_to_send()
+        now += 0.01
+        a.handle_message(now, "b:1", Gossip("b", ()))
+        assert a.member("b").state is MemberState.SUSPECT  # (c and d may die: no acks)
+    while now < 60.0:  # b falls silent (crashed): the verdict comes
+        now = max(now, a.get_timer())
+        a.handle_timer(now)
+        a.datagrams_to_send()
+        if a.member("b").state is MemberState.DEAD:
+            break
+    assert a.member("b").state is MemberState.DEAD and now < 35.0
