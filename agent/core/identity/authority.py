@@ -240,6 +240,14 @@ def _epoch_coordinator(kind: str, sender: str, facts: Facts) -> None:
         _coordinator(kind, sender, facts)
     if facts.held is None:
         return  # a later epoch: checked once the recipient has looked the workflow up
+    _held_by_sender(kind, sender, facts, epoch)
+    if epoch > facts.held[0]:
+        _participant(kind, sender, facts)
+
+
+def _held_by_sender(kind: str, sender: str, facts: Facts, epoch: int) -> None:
+    """The epoch the recipient holds is not later than `epoch`, nor held by another."""
+    assert facts.held is not None
     held_epoch, holder = facts.held
     if epoch < held_epoch:
         raise Refused("stale_epoch",
@@ -249,8 +257,6 @@ def _epoch_coordinator(kind: str, sender: str, facts: Facts) -> None:
         raise Refused("not_coordinator",
                       f"{sender} sent a {kind} of {facts.workflow_id!r} in epoch {epoch},"
                       f" which {holder} holds")
-    if epoch > held_epoch:
-        _participant(kind, sender, facts)
 
 
 def _certified_coordinator(kind: str, sender: str, facts: Facts) -> None:
@@ -270,15 +276,7 @@ def _certified_coordinator(kind: str, sender: str, facts: Facts) -> None:
                       f" certificate proves epoch {facts.certified[0]} of"
                       f" {facts.certified[1]}")
     if facts.held is not None:
-        held_epoch, holder = facts.held
-        if epoch < held_epoch:
-            raise Refused("stale_epoch",
-                          f"{sender} sent a {kind} of {facts.workflow_id!r} as coordinator of"
-                          f" epoch {epoch}; {holder} coordinates it in epoch {held_epoch}")
-        if epoch == held_epoch and sender != holder:
-            raise Refused("not_coordinator",
-                          f"{sender} sent a {kind} of {facts.workflow_id!r} in epoch {epoch},"
-                          f" which {holder} holds")
+        _held_by_sender(kind, sender, facts, epoch)
 
 
 def _claimant(kind: str, sender: str, facts: Facts) -> None:
