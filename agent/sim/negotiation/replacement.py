@@ -27,7 +27,6 @@ reservation.
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.sim.negotiation.check import check_replacement
+from fedorch.sim.negotiation.timeline import Timeline
 
 CO = "co"
 CAP = "work"
@@ -93,11 +93,9 @@ class ReplacementWorld:
                  lease_s: float = 4.0, dead_after_s: float = 0.6) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
-        self.now = 0.0
+        self.timeline = Timeline()
         self.lease_s = lease_s
         self.dead_after_s = dead_after_s
-        self._queue: list[tuple[float, int, object, tuple]] = []
-        self._seq = 0
         policy = config_pb2.Policy(accept_from=["*"])
         self.workers = {
             f"w{i}": Worker(f"w{i}", Participant(f"w{i}", policy, {CAP: 4}, lease_s=lease_s,
@@ -126,15 +124,16 @@ class ReplacementWorld:
         return spec_pb2.WorkflowSpec(name="chain", steps=steps)
 
     def run(self, until: float = 120.0) -> ReplacementWorld:
-        while self._queue and self._queue[0][0] <= until:
-            self.now, _, fn, args = heapq.heappop(self._queue)
-            fn(*args)  # type: ignore[operator]
+        self.timeline.run(until)
         check_replacement(self)
         return self
 
+    @property
+    def now(self) -> float:
+        return self.timeline.now
+
     def _at(self, when: float, fn, *args) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, fn, args))
+        self.timeline.at(when, fn, *args)
 
     def _send(self, src: str, dst: str, fn, *args) -> None:
         """Deliver later, if both ends are alive then (a dead domain hears nothing)."""
@@ -289,7 +288,7 @@ class ReplacementWorld:
                 refused.setdefault(step, set()).update(lost)
                 full = place(flow.spec, self._candidates(), coordinator=CO, excluded=refused,
                              fixed=fixed)
-                return _Only(step, full)
+                return OneStep(step, full)
 
             self._drive(wf, flow, Coordinator(wf, placer=placer, max_rounds=2,
                                               prepare_timeout_s=1.0,
@@ -424,7 +423,7 @@ class ReplacementWorld:
 
 
 @dataclass
-class _Only:
+class OneStep:
     """The placement a re-placement round proposes: its one step (Placer protocol)."""
 
     assignment: dict[str, str]

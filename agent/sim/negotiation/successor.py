@@ -33,7 +33,6 @@ nobody acted nothing was placed again.
 
 from __future__ import annotations
 
-import heapq
 import os
 import random
 from collections import Counter
@@ -67,6 +66,8 @@ from fedorch.core.workflow.takeover import (
     may_grant,
 )
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.sim.negotiation.replacement import OneStep
+from fedorch.sim.negotiation.timeline import Timeline
 
 WF = "co.1"
 CAP = "work"
@@ -95,10 +96,8 @@ class SuccessorWorld:
     def __init__(self, seed: int, *, dead_after_s: float = 1.0) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
-        self.now = 0.0
+        self.timeline = Timeline()
         self.dead_after_s = dead_after_s
-        self._queue: list[tuple[float, int, object, tuple]] = []
-        self._seq = 0
         names = ("co", *PARTICIPANTS, *CANDIDATES)
         keys = {n: Ed25519PrivateKey.generate() for n in names}
         self.signers = {n: Signer(n, k) for n, k in keys.items()}
@@ -140,15 +139,16 @@ class SuccessorWorld:
     # ---- the world -------------------------------------------------------------------
 
     def run(self, until: float = 90.0) -> SuccessorWorld:
-        while self._queue and self._queue[0][0] <= until:
-            self.now, _, fn, args = heapq.heappop(self._queue)
-            fn(*args)  # type: ignore[operator]
+        self.timeline.run(until)
         self.check()
         return self
 
+    @property
+    def now(self) -> float:
+        return self.timeline.now
+
     def _at(self, when: float, fn, *args) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, fn, args))
+        self.timeline.at(when, fn, *args)
 
     def _send(self, src: str, dst: str, fn, *args) -> None:
         def arrive() -> None:
@@ -248,7 +248,7 @@ class SuccessorWorld:
             return place(self.spec, candidates, coordinator=node.name, excluded=refused,
                          fixed={"first": "a"})
 
-        core = Coordinator(WF, placer=lambda ex: _Only(placer(ex)), max_rounds=2,
+        core = Coordinator(WF, placer=lambda ex: OneStep("second", placer(ex)), max_rounds=2,
                            prepare_timeout_s=1.0, first_round=round_range(epoch).start)
         self.round_core = core
         core.start(self.now)
@@ -437,24 +437,6 @@ class SuccessorWorld:
                     fail(f"{c} still holds {self.nodes[c].participant.holds()}")
         elif self.replaced_on is not None or self.yes_to:
             fail("placed again with nobody acting")
-
-
-@dataclass
-class _Only:
-    """A re-placement round's proposal: the one step's domain (Placer protocol)."""
-
-    assignment: dict[str, str]
-    unplaceable: dict[str, str]
-
-    def __init__(self, full) -> None:
-        self.assignment = {"second": full.assignment["second"]} \
-            if "second" in full.assignment else {}
-        self.unplaceable = {} if self.assignment else {
-            "second": full.unplaceable.get("second", "no eligible domain")}
-
-    @property
-    def ok(self) -> bool:
-        return not self.unplaceable
 
 
 def run(seed: int) -> SuccessorWorld:
