@@ -95,6 +95,7 @@ from fedorch.core.negotiation.rounds import (
     SendPrepare,
 )
 from fedorch.core.negotiation.termination import Proposer
+from fedorch.core.workflow.placement import NAMED_FIRST, NAMED_IN_FULL, summarise_domains
 
 __all__ = [
     "Action", "ConsensusOptions", "Coordinator", "Finished", "PersistBallot", "PersistDecision",
@@ -356,8 +357,8 @@ class Coordinator:
     def _begin_round(self, now: float, number: int) -> None:
         result = self._placer({k: frozenset(v) for k, v in self._excluded.items()})
         if not result.ok:
-            why = "; ".join(f"{s}: {r}" for s, r in sorted(result.unplaceable.items()))
-            self._finish_aborted(number - 1, f"no placement: {why}")
+            self._finish_aborted(number - 1,
+                                 f"no placement: {_unplaceable_text(result.unplaceable)}")
             return
         rnd = RoundState(number, dict(result.assignment), now + self._timeout)
         if self._consensus is not None:
@@ -475,10 +476,7 @@ class Coordinator:
     def _finish_aborted(self, last_round: int, reason: str) -> None:
         self.phase = Phase.ABORTED
         if self.refusals:
-            reason += "; refusals: " + "; ".join(
-                f"round {r.round} {r.domain} ({', '.join(r.steps)}): {r.reason}"
-                for r in self.refusals
-            )
+            reason += "; refusals: " + _refusals_text(self.refusals)
         self._outbox.append(Finished(False, last_round, {}, reason))
 
     # ---- recovery ------------------------------------------------------------
@@ -586,3 +584,30 @@ _TRANSITIONS: dict[tuple[Phase, str], _Handler] = {
     (Phase.ABORTED, "ack"): Coordinator._ignore,
     (Phase.ABORTED, "query"): Coordinator._on_query,
 }
+
+
+# ---- reasons -----------------------------------------------------------------------------
+# An abort's reason is one line a person reads (CLI, console, scenario report): on a
+# 50-domain fan-out it named every refusing domain and every step in full (kilobytes).
+# Steps with the same reason, and domains refused in one round for one reason, are
+# grouped; a long group is summarised as placement's reasons are (summarise_domains).
+
+def _unplaceable_text(unplaceable: Mapping[str, str]) -> str:
+    groups: dict[str, list[str]] = {}
+    for step, why in sorted(unplaceable.items()):
+        groups.setdefault(why, []).append(step)
+    parts = [f"{', '.join(steps)}: {why}" if len(steps) <= NAMED_IN_FULL
+             else f"{summarise_domains(steps).replace(' domains)', ' steps)')}: {why}"
+             for why, steps in groups.items()]
+    if len(parts) > NAMED_IN_FULL:
+        more = sum(len(steps) for steps in list(groups.values())[NAMED_FIRST:])
+        parts = [*parts[:NAMED_FIRST], f"… and {more} more steps"]
+    return "; ".join(parts)
+
+
+def _refusals_text(refusals: Sequence[Refusal]) -> str:
+    groups: dict[tuple[int, str], list[str]] = {}
+    for r in refusals:
+        groups.setdefault((r.round, r.reason), []).append(f"{r.domain} ({', '.join(r.steps)})")
+    return "; ".join(f"round {number} {summarise_domains(who)}: {why}"
+                     for (number, why), who in groups.items())

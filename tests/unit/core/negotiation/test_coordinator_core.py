@@ -366,6 +366,41 @@ def test_no_placement_after_a_refusal_names_the_step_and_the_refusal() -> None:
     assert core.phase is Phase.ABORTED
 
 
+def _fan_out(width: int) -> dict[str, list[str]]:
+    return {f"t{i:02d}": [f"org-{i:02d}"] for i in range(1, width + 1)}
+
+
+def test_a_wide_round_that_timed_out_is_one_readable_group() -> None:
+    # A 50-domain fan-out none of whose domains voted in time: one group, named by its
+    # first few, its last and a count, not fifty entries.
+    core, _, _ = started(_fan_out(50), max_rounds=1)
+    core.handle_timer(TIMEOUT + 0.1)
+    (finished,) = [a for a in core.next_actions() if isinstance(a, Finished)]
+    assert finished.reason == (
+        "no placement agreed after 1 round(s); refusals: round 1 org-01 (t01), org-02 (t02),"
+        f" org-03 (t03) … org-50 (t50) (50 domains): no vote within {TIMEOUT:g}s")
+
+
+def test_many_unplaceable_steps_are_named_by_the_first_few_and_counted() -> None:
+    core, _, _ = started(_fan_out(50), max_rounds=2)
+    core.handle_timer(TIMEOUT + 0.1)  # round 1 refused by silence: nowhere left for any
+    (finished,) = [a for a in core.next_actions() if isinstance(a, Finished)]
+    assert finished.reason.startswith(
+        "no placement: t01: nowhere left for t01; t02: nowhere left for t02; t03: nowhere"
+        " left for t03; … and 47 more steps; refusals: round 1 org-01 (t01), ")
+
+
+def test_refusals_are_grouped_by_round_and_reason() -> None:
+    core, _, _ = started({"a": ["x", "w"], "b": ["y"], "c": ["z"]}, max_rounds=2)
+    core.receive_vote(1.0, no("x", "quota: full"))  # round 1 ends; a moves to w
+    core.next_actions()
+    core.handle_timer(1.0 + TIMEOUT + 0.1)  # round 2: nobody votes
+    (finished,) = [a for a in core.next_actions() if isinstance(a, Finished)]
+    assert finished.reason == (
+        "no placement agreed after 2 round(s); refusals: round 1 x (a): quota: full;"
+        f" round 2 w (a), y (b), z (c): no vote within {TIMEOUT:g}s")
+
+
 # ---- cancel ----------------------------------------------------------------------------
 
 
