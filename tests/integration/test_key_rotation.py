@@ -5,7 +5,8 @@
   one by gossip and kept the record; once the overlap is over the old key is refused
   and the new one accepted, and a new workflow runs on the rotated domain.
 - `fedorch keys revoke`: the revoked key's next message is refused on every agent,
-  counted as revoked_key, and still refused after a restart.
+  counted as revoked_key, and still refused after a restart; once the current key is
+  revoked too, the domain refuses submissions (`fedorch submit` exits 1 with the reason).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 import yaml
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.keys import load_private_key
-from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
 
 from tests.integration.federation import Federation, state_name, wait_for
 
@@ -220,6 +221,28 @@ async def test_a_revoked_key_is_refused_on_every_agent(tmp_path):
         await fed.start("home")
         assert await _query(fed, old, "home") == grpc.StatusCode.UNAUTHENTICATED
         assert await _query(fed, new, "home") is None
+
+        # Revoking the current key too leaves worker no valid key: it refuses submissions
+        # with the reason (exit 1) rather than coordinate workflows its peers would refuse.
+        spec = tmp_path / "one.yaml"
+        spec.write_text("name: one\nsteps:\n  - {id: s, capability: test.echo}\n")
+        code, out = _fedorch("keys", "revoke", "--dir", str(keys), "--domain", "worker",
+                             "--key", str(keys / "worker.key"))
+        assert code == 0, out
+        fed.sighup("worker")
+
+        def submitted() -> tuple[int, str]:
+            return _fedorch("submit", str(spec), "--peer", fed.address("worker"))
+
+        async def refused() -> bool:
+            return "has no valid key" in submitted()[1]
+        await wait_for(refused, 30, "worker to refuse submissions once its key is revoked")
+        listing = client_pb2.ListWorkflowsRequest()
+        before = (await fed.client("worker").ListWorkflows(listing, timeout=10)).workflows
+        code, out = submitted()
+        assert code == 1 and "domain worker has no valid key (its key is revoked)" in out, out
+        after = (await fed.client("worker").ListWorkflows(listing, timeout=10)).workflows
+        assert len(after) == len(before)  # nothing submitted
 
 
 async def test_under_mutual_tls_peers_take_the_certificate_of_the_new_key(tmp_path):
