@@ -27,6 +27,12 @@ def _count_ok(e, matched: int, copies: int) -> bool:
 
 def _copy_problem(e: scenario_pb2.WorkflowExpectation, copy: Copy) -> str:
     """Why this copy does not match, or '' when it does."""
+    if e.refused_contains:
+        if copy.id:
+            return f"submitted as {copy.id} ({copy.state})"
+        if e.refused_contains not in (copy.error or ""):
+            return copy.error or "not submitted"
+        return ""
     if copy.last is None:
         return copy.error or "not submitted"
     if e.state and copy.state != e.state:
@@ -55,6 +61,8 @@ def _copy_problem(e: scenario_pb2.WorkflowExpectation, copy: Copy) -> str:
 
 
 def _workflow_name(e: scenario_pb2.WorkflowExpectation) -> str:
+    if e.refused_contains:
+        return f"{e.id} refused at submission with {e.refused_contains!r}"
     parts = [e.id, e.state or "ends"]
     if e.reason_contains:
         parts.append(f"with reason containing {e.reason_contains!r}")

@@ -346,10 +346,14 @@ class _Checks:
                       f"{', '.join(COMPENSATION_STATES)}, got {e.compensation!r}")
         if e.coordinator:
             self.domain_name(e.coordinator, f"{path}.coordinator")
-        if not (e.state or e.reason_contains or e.steps_on or e.within_s or e.coordinator
-                or e.HasField("epoch") or e.compensation):
+        ends = (e.state or e.reason_contains or e.steps_on or e.within_s or e.coordinator
+                or e.HasField("epoch") or e.compensation or e.ask_every_agent)
+        if e.refused_contains and ends:
+            self.fail(f"{path}.refused_contains", "a refused submission never ends: give"
+                      " refused_contains alone, or the end the workflow must reach")
+        if not (ends or e.refused_contains):
             self.fail(path, "says nothing: give state, reason_contains, steps_on, within_s, "
-                      "coordinator, epoch or compensation")
+                      "coordinator, epoch, compensation or refused_contains")
         for step, domain in e.steps_on.items():
             self.step(workflow, step, f"{path}.steps_on.{step}")
             self.domain_name(domain, f"{path}.steps_on.{step}")

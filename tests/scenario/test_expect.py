@@ -56,6 +56,21 @@ def test_compensation_summary_must_match() -> None:
     assert not outcome.ok and "compensation FAILED" in outcome.seen
 
 
+def test_a_refused_submission_matches_only_its_refusal() -> None:
+    e = scenario_pb2.WorkflowExpectation(id="w", refused_contains="has no valid key")
+    state = state_with([status(), status()])
+    for copy in state.copies["w"]:
+        copy.id, copy.last = "", None
+        copy.error = "submit to a failed: FAILED_PRECONDITION: domain a has no valid key"
+    assert check_workflow(state, e).ok
+    state.copies["w"][1].error = "submit to a failed: UNAVAILABLE: not rejoined"
+    outcome = check_workflow(state, e)
+    assert not outcome.ok and "1 of 2 matched" in outcome.seen
+    # A copy that was taken (it has an id and a status) is no refusal, whatever its end.
+    outcome = check_workflow(state_with([status(), status()]), e)
+    assert not outcome.ok and "0 of 2 matched" in outcome.seen
+
+
 def test_run_order_merges_records_by_time_per_copy() -> None:
     state = state_with([status(), status()])
     e = scenario_pb2.RunOrderExpectation(workflow="w", steps=["s2", "s1"], compensation=True)

@@ -137,6 +137,9 @@ BAD = [
      "expect[0].run_order.steps[1]", "'s2' names no step of w"),
     (("workflow: {id: w, state: SUCCEEDED}", "members: {not_alive: [b], all_free: true}"),
      "expect[0].members.all_free", "needs alive"),
+    (("workflow: {id: w, state: SUCCEEDED}",
+      "workflow: {id: w, state: ABORTED, refused_contains: no valid key}"),
+     "expect[0].workflow.refused_contains", "give refused_contains alone"),
     (("capabilities: [{name: work, capacity: 2, executor: {type: builtin, name: echo}}]\n  - name: b",
       "capabilities: [{name: work, capacity: 2, executor: {type: builtin, name: echo}}]\n"
       "    policy: {egress: {to_labels: {zone: []}}}\n  - name: b"),

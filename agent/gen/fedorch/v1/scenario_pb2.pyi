@@ -136,7 +136,7 @@ class Expectation(_message.Message):
     def __init__(self, name: _Optional[str] = ..., workflow: _Optional[_Union[WorkflowExpectation, _Mapping]] = ..., step_runs: _Optional[_Union[StepRunsExpectation, _Mapping]] = ..., members: _Optional[_Union[MembersExpectation, _Mapping]] = ..., run_order: _Optional[_Union[RunOrderExpectation, _Mapping]] = ...) -> None: ...
 
 class WorkflowExpectation(_message.Message):
-    __slots__ = ("id", "state", "reason_contains", "steps_on", "within_s", "at_least", "at_most", "coordinator", "epoch", "compensation", "ask_every_agent")
+    __slots__ = ("id", "state", "reason_contains", "steps_on", "within_s", "at_least", "at_most", "coordinator", "epoch", "compensation", "ask_every_agent", "refused_contains")
     class StepsOnEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class WorkflowExpectation(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_FIELD_NUMBER: _ClassVar[int]
     ASK_EVERY_AGENT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     reason_contains: str
@@ -166,7 +167,8 @@ class WorkflowExpectation(_message.Message):
     epoch: int
     compensation: str
     ask_every_agent: bool
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., reason_contains: _Optional[str] = ..., steps_on: _Optional[_Mapping[str, str]] = ..., within_s: _Optional[float] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., coordinator: _Optional[str] = ..., epoch: _Optional[int] = ..., compensation: _Optional[str] = ..., ask_every_agent: _Optional[bool] = ...) -> None: ...
+    refused_contains: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., reason_contains: _Optional[str] = ..., steps_on: _Optional[_Mapping[str, str]] = ..., within_s: _Optional[float] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., coordinator: _Optional[str] = ..., epoch: _Optional[int] = ..., compensation: _Optional[str] = ..., ask_every_agent: _Optional[bool] = ..., refused_contains: _Optional[str] = ...) -> None: ...
 
 class StepRunsExpectation(_message.Message):
     __slots__ = ("workflow", "step", "equals", "at_least", "at_most", "domain", "compensation")
