@@ -136,11 +136,7 @@ class ReplacementWorld:
         self.timeline.at(when, fn, *args)
 
     def _send(self, src: str, dst: str, fn, *args) -> None:
-        """Deliver later, if both ends are alive then (a dead domain hears nothing)."""
-        def arrive() -> None:
-            if self._alive(src) and self._alive(dst):
-                fn(*args)
-        self._at(self.now + self.rng.uniform(0.005, 0.08), arrive)
+        self.timeline.deliver(self.rng.uniform(0.005, 0.08), src, dst, self._alive, fn, *args)
 
     def _alive(self, name: str) -> bool:
         return name == CO or self.workers[name].alive

@@ -151,10 +151,8 @@ class SuccessorWorld:
         self.timeline.at(when, fn, *args)
 
     def _send(self, src: str, dst: str, fn, *args) -> None:
-        def arrive() -> None:
-            if self.nodes[src].alive and self.nodes[dst].alive:
-                fn(*args)
-        self._at(self.now + self.rng.uniform(0.005, 0.3), arrive)
+        self.timeline.deliver(self.rng.uniform(0.005, 0.3), src, dst,
+                              lambda name: self.nodes[name].alive, fn, *args)
 
     def _kill(self, name: str) -> None:
         self.nodes[name].alive = False

@@ -17,6 +17,15 @@ class Timeline:
         self._seq += 1
         heapq.heappush(self._queue, (when, self._seq, fn, args))
 
+    def deliver(self, delay: float, src: str, dst: str, alive: Callable[[str], bool],
+                fn: Callable[..., object], *args: object) -> None:
+        """A message from `src` to `dst` arrives after `delay`, if both ends are alive
+        then (a dead domain hears nothing, and a dead one's messages in flight are lost)."""
+        def arrive() -> None:
+            if alive(src) and alive(dst):
+                fn(*args)
+        self.at(self.now + delay, arrive)
+
     def run(self, until: float) -> None:
         """Run every callback due by `until` (those they schedule included)."""
         while self._queue and self._queue[0][0] <= until:
