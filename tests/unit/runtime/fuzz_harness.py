@@ -19,6 +19,7 @@ from fedorch.core.identity.keys import init_keys, load_private_key
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.config import parse_config_text
+from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Store
 from google.protobuf import descriptor
 
@@ -86,12 +87,20 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.store: Store = self.loop.run_until_complete(Store.open(tmp / "data"))
         self.agent = Agent(config, self.store)
+        # Nothing leaves: a fuzzed SWIM message names members at fuzzed addresses
+        # ("beta", "x" * 5000, …), and the agent would probe them (name lookups, calls
+        # off this host), while their answers, or their timing out, would change what
+        # alpha holds between the two snapshots a refusal is compared on.
+        self.agent.peers.call = self._nothing_leaves
         self.runner = self.loop.create_task(run_until_stopped(self.agent))
         try:
             self.run(self._ready())
         except BaseException:
             self.close()
             raise
+
+    async def _nothing_leaves(self, endpoint: str, method: str, **_ignored):
+        raise PeerCallError("UNAVAILABLE", "the fuzz harness lets no call leave")
 
     async def _ready(self) -> None:
         async with asyncio.timeout(START_TIMEOUT_S):

@@ -125,7 +125,8 @@ def _refused(h: Harness, rpc: str, envelope, code: grpc.StatusCode) -> None:
     result = h.call(_method(h, rpc), envelope)
     assert isinstance(result, Aborted), f"{rpc} accepted {result}"
     assert result.code == code, (result.code, result.details)
-    assert h.snapshot() == before
+    after = h.snapshot()
+    assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     h.check_alive()
 
 
