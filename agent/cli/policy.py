@@ -36,12 +36,19 @@ def policy() -> None:
     """Data-flow and admission policy."""
 
 
+def _swim_state(state: int) -> str:
+    """MEMBER_STATE_SUSPECT -> SUSPECT: the agent's own placement takes a SUSPECT member
+    too (ranked after ALIVE ones), so the explanation must."""
+    return client_pb2.MemberState.Name(state).removeprefix("MEMBER_STATE_")
+
+
 def _candidates(found: list[client_pb2.MemberInfo]) -> tuple[list[Candidate], str]:
     candidates = [
-        Candidate(peer_pb2.DomainRecord(domain=m.domain, endpoint=m.address,
-                                        labels=dict(m.labels),
-                                        capabilities=list(m.capabilities), policy=m.policy),
-                  m.state == client_pb2.MEMBER_STATE_ALIVE)
+        Candidate.of(peer_pb2.DomainRecord(domain=m.domain, endpoint=m.address,
+                                           labels=dict(m.labels),
+                                           capabilities=list(m.capabilities),
+                                           policy=m.policy),
+                     _swim_state(m.state))
         for m in found
     ]
     coordinator = next((m.domain for m in found if m.self), "")

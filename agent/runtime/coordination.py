@@ -56,11 +56,12 @@ from fedorch.core.workflow.lifecycle import (
     Submitted,
     WorkflowState,
 )
-from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.placement import place
 from fedorch.core.workflow.spec import check_no_expansion_fields, validate_spec
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime import telemetry
+from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
@@ -229,7 +230,7 @@ class Coordination:
         # Fan-out steps become one instance per eligible domain, once, here: the row keeps
         # the expanded spec and every PREPARE carries it (core/workflow/fanout.py), with
         # the signed spec it was expanded from (kept whole then: its bytes differ).
-        expanded = fanout.expand(spec, self._candidates(), coordinator=a.domain)
+        expanded = fanout.expand(spec, placement_candidates(self.agent), coordinator=a.domain)
         if expanded is not spec:
             validate_spec(expanded, "request (fan-out steps expanded)")
         spec_bytes = signed.spec if expanded is spec else expanded.SerializeToString(
@@ -298,21 +299,11 @@ class Coordination:
         row.refusals = refusal_rows(core)  # watchers see why a round was redone
         telemetry.round_started(row.id, action.round, action.placement)
 
-    def _candidates(self) -> list[Candidate]:
-        # SUSPECT members are candidates, ranked after ALIVE ones; a member whose key is
-        # revoked here is not, and placement says so (core/workflow/placement.py).
-        return [Candidate.of(m.record, m.state, revoked=self._key_revoked(m.domain))
-                for m in self.agent.membership.members() if m.record.domain]
-
-    def _key_revoked(self, domain: str) -> bool:
-        keys = self.agent.trust.keys_of(domain)
-        return keys is not None and keys.current is None and bool(keys.revoked)
-
     def _placer(self, spec: spec_pb2.WorkflowSpec):
         a = self.agent
 
         def placer(excluded):
-            return place(spec, self._candidates(), coordinator=a.domain, excluded=excluded)
+            return place(spec, placement_candidates(self.agent), coordinator=a.domain, excluded=excluded)
 
         return placer
 

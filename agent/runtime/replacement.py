@@ -77,9 +77,10 @@ from fedorch.core.negotiation.errors import ProtocolError
 from fedorch.core.workflow import values
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.epoch_certificate import round_range
-from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.placement import place
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over
 from fedorch.runtime.prepares import send_prepare
@@ -207,9 +208,7 @@ class Replacements:
         def placer(excluded):
             refused = {k: set(v) for k, v in excluded.items()}
             refused.setdefault(step_id, set()).update(lost)
-            candidates = [Candidate(m.record, m.state == "ALIVE")
-                          for m in a.membership.members() if m.record.domain]
-            full = place(spec, candidates, coordinator=a.domain, excluded=refused,
+            full = place(spec, placement_candidates(a), coordinator=a.domain, excluded=refused,
                          fixed=fixed)
             if step_id in full.assignment:
                 return _OneStep({step_id: full.assignment[step_id]})
