@@ -209,7 +209,8 @@ def check_fresh(signed: spec_pb2.SignedSpec, now_ms: int, window_ms: int) -> Non
     if age_ms > window_ms:
         raise SubmissionError(f"signed spec of {signed.principal}: signed {age_ms // 1000} s"
                               f" ago, older than the {window_ms // 1000} s window (sign it"
-                              " again to submit it again)")
+                              " again to submit it again; if it was just signed, this"
+                              " agent's clock is that far ahead of the signer's)")
     if -age_ms > MAX_CLOCK_SKEW_MS:
         raise SubmissionError(f"signed spec of {signed.principal}: signed {-age_ms // 1000} s"
                               " in the future (clocks differ by more than"
