@@ -246,6 +246,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, round)
     );
     """,
+    # 14 -> 15: a successor keeps the grants of its takeover claims (its epoch
+    # certificate, agent/runtime/epoch_certs.py), durable before a grant counts: after a
+    # restart it proves its epoch with them even when the members that granted are gone.
+    """
+    CREATE TABLE epoch_grants (
+        workflow_id  TEXT NOT NULL,
+        voter        TEXT NOT NULL,
+        epoch        INTEGER NOT NULL,
+        envelope     BLOB NOT NULL,               -- the signed TakeoverAnswer as received
+        PRIMARY KEY (workflow_id, voter)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
