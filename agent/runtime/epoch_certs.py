@@ -5,10 +5,13 @@ A part of Takeovers (agent/runtime/takeover.py), which feeds it every grant its 
 receive (`keep`) and which it asks to send the claim again (`fresh_certificate`). The
 grants are the envelopes exactly as their signers sent them, kept only when they name
 this agent's own committed round and electorate (one counted in another set proves
-nothing to a third party), in memory only: a successor restored acting after a
-restart sends its claim again to every member, and each that granted grants again.
-`standing` is what this agent holds of a workflow, to check a certificate against
-(runtime.votes).
+nothing to a third party). Each is written to the `epoch_grants` table
+(agent/runtime/store/epoch_grants.py) before it counts, and read back (`restore`) when
+the workflow's core is built again after a restart: a successor restored acting proves
+its epoch from disk, and sends its claim again only to the members whose grant it
+lacks, so electors that granted and died since still count (a grant is the signer's
+word, durable on its side too: it never grants that epoch to another). `standing` is
+what this agent holds of a workflow, to check a certificate against (runtime.votes).
 """
 
 from __future__ import annotations
@@ -18,9 +21,18 @@ from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.epoch_certificate import Known
-from fedorch.core.workflow.takeover import Role, SendClaim, Takeover, majority
+from fedorch.core.workflow.takeover import (
+    Action,
+    Grant,
+    Role,
+    SendClaim,
+    Takeover,
+    majority,
+)
 from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.store.epoch_grants import grant_statement, grants_of
 from fedorch.runtime.store.store import WorkflowRow
+from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import Active, AgentContext
@@ -74,24 +86,63 @@ class EpochCertificates:
             known = Known(row.round, self.electorate_of(row))
         return known, held(row)
 
-    def keep(self, row: WorkflowRow, core: Takeover, voter: str,
-             answer: peer_pb2.TakeoverAnswer, envelope: peer_pb2.Envelope) -> None:
+    async def keep(self, row: WorkflowRow, core: Takeover, voter: str,
+                   answer: peer_pb2.TakeoverAnswer, envelope: peer_pb2.Envelope) -> None:
         """A grant to us, kept as evidence if it names our committed round and electorate
-        (a grant counted in another set proves nothing to a third party)."""
-        if voter not in core.electorate or answer.committed_round != row.round \
-                or frozenset(answer.electorate) != core.electorate:
+        (a grant counted in another set proves nothing to a third party): on disk first,
+        so that it still counts after a restart, when its signer may be gone."""
+        if not self._evidence(row, core.electorate, voter, answer):
             log.info("%s: %s granted epoch %d in round %d electorate %s, not ours: not"
                      " evidence", row.id, voter, answer.epoch, answer.committed_round,
                      list(answer.electorate))
             return
         clean = peer_pb2.Envelope(body=envelope.body, signature=envelope.signature)
-        self._grants.setdefault(row.id, {})[voter] = (answer.epoch, clean)
+        await self._takeovers.agent.store.apply(
+            [grant_statement(row.id, voter, answer.epoch, clean)])
+        self._hold(row.id, voter, answer.epoch, clean)
+
+    @staticmethod
+    def _evidence(row: WorkflowRow, electorate: frozenset[str], voter: str,
+                  answer: peer_pb2.TakeoverAnswer) -> bool:
+        return voter in electorate and answer.committed_round == row.round \
+            and frozenset(answer.electorate) == electorate
+
+    def _hold(self, workflow_id: str, voter: str, epoch: int,
+              envelope: peer_pb2.Envelope) -> None:
+        """Keep a grant in memory unless one of a later epoch is held for its voter."""
+        grants = self._grants.setdefault(workflow_id, {})
+        if voter not in grants or grants[voter][0] <= epoch:
+            grants[voter] = (epoch, envelope)
+
+    async def restore(self, row: WorkflowRow, epoch: int) -> None:
+        """The grants of `epoch` kept on disk for this workflow, back in memory (the core
+        is about to be built again: a restart, or the workflow was forgotten here)."""
+        electorate = self.electorate_of(row)
+        for voter, envelope in (await grants_of(self._takeovers.agent.store, row.id,
+                                                epoch)).items():
+            try:
+                answer = peer_pb2.Body.FromString(envelope.body).takeover_answer
+            except DecodeError:  # our own write: not expected, but never a crash
+                log.error("%s: the kept grant of %s does not parse; not evidence", row.id,
+                          voter)
+                continue
+            if answer.epoch == epoch and self._evidence(row, electorate, voter, answer):
+                self._hold(row.id, voter, epoch, envelope)
+
+    def replay(self, workflow_id: str, core: Takeover, now: float) -> list[Action]:
+        """The grants of the core's epoch held here, fed to a core built again after a
+        restart as the grants they are: a claim cut short may have won already, and an
+        acting successor sends its claim again only to the members it lacks."""
+        voters = sorted(voter for voter, (epoch, _) in self._grants.get(workflow_id, {}).items()
+                        if epoch == core.epoch)
+        return [action for voter in voters
+                for action in core.step(now, Grant(voter, core.epoch))]
 
     def certificate(self, workflow_id: str) -> peer_pb2.EpochCertificate | None:
         """The proof that this agent coordinates the workflow in its epoch: the signed
         grants of a majority of the electorate, ours included. None if it is not acting
-        in an epoch >= 1, or holds too few grants as evidence (yet: after a restart they
-        come back with the answers to its claim)."""
+        in an epoch >= 1, or holds too few grants as evidence (yet: those it lacks come
+        with the answers to its claim, which goes again to the members it lacks)."""
         a = self._takeovers.agent
         core = self._takeovers.core_of(workflow_id)
         active = a.active.get(workflow_id)
@@ -137,7 +188,7 @@ class EpochCertificates:
 
     async def wait_certificate(self, workflow_id: str, timeout_s: float
                                ) -> peer_pb2.EpochCertificate | None:
-        """`certificate`, waiting up to `timeout_s` for the grants a restart lost."""
+        """`certificate`, waiting up to `timeout_s` for the grants it lacks."""
         a = self._takeovers.agent
         deadline = a.now() + timeout_s
         while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:

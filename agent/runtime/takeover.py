@@ -34,6 +34,9 @@ Epoch certificates (agent/core/workflow/epoch_certificate.py, and the shell's pa
 agent/runtime/epoch_certs.py): every grant names, signed, the committed round and the
 electorate it is counted in; the successor keeps the grants it receives as evidence,
 and a majority of them is the proof of its epoch that its re-placement rounds carry.
+The grants are on disk before they count; a successor restarted (acting, or with its
+claim cut short) reads them back before its core is built and feeds them to the core
+as the grants they are, so its claim goes again only to the members it lacks.
 """
 
 from __future__ import annotations
@@ -102,6 +105,9 @@ class Takeovers:
         # Workflows whose electorate and grant record were read into their row: only
         # those get a core (one built before would count grants in another set).
         self._prepared: set[str] = set()
+        # Cores built for an epoch this agent claimed (a restart): the grants kept on
+        # disk are fed to them in their first look, before their claim goes again.
+        self._rebuilt: set[str] = set()
         self._granting = KeyedLocks()  # one claim at a time per workflow: grant once
         # The grants to us as evidence, and the epoch certificates made of them.
         self.certificates = EpochCertificates(self)
@@ -141,6 +147,8 @@ class Takeovers:
             self.sleep.wake()
             if core.role is Role.ACTING and core.epoch > 0:
                 self._restored.add(row.id)
+            if core.role is not Role.FOLLOWING and core.epoch > 0:
+                self._rebuilt.add(row.id)
         return core
 
     async def _prepare(self, active: Active) -> None:
@@ -162,6 +170,9 @@ class Takeovers:
             changed = True
         if changed:
             await a.save(active)
+        epoch, holder = held(row)
+        if holder == a.domain and epoch > 0:  # our claim: the grants it had, from disk
+            await self.certificates.restore(row, epoch)
         self._prepared.add(row.id)
 
     def acting(self, active: Active) -> bool:
@@ -263,6 +274,12 @@ class Takeovers:
             return
         self.looked_at[workflow_id] = self.looked_at.get(workflow_id, 0) + 1
         now = a.now()
+        if workflow_id in self._rebuilt:  # before its claim goes again (see replay)
+            self._rebuilt.discard(workflow_id)
+            if actions := self.certificates.replay(workflow_id, core, now):
+                await self._apply(active, core, actions)
+                if a.active.get(workflow_id) is not active:
+                    return
         if workflow_id in self._restored:
             self._restored.discard(workflow_id)
             if await a.coordination.after_progress(active):
@@ -343,8 +360,9 @@ class Takeovers:
                             await self._ended_meanwhile(active, core, answer)
                             return
                         if answer.workflow_id == row.id and answer.epoch == claim.epoch:
-                            if answer.granted:
-                                self.certificates.keep(row, core, claim.to, answer, envelope)
+                            if answer.granted:  # on disk before it counts
+                                await self.certificates.keep(row, core, claim.to, answer,
+                                                             envelope)
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
                                 claim.to, claim.epoch, answer.held_epoch, answer.holder)
                             if a.active.get(row.id) is active:
@@ -503,6 +521,7 @@ class Takeovers:
         core = self._cores.pop(workflow_id, None)
         self._armed.pop(workflow_id, None)  # its heap entry is stale now
         self._restored.discard(workflow_id)
+        self._rebuilt.discard(workflow_id)
         self._prepared.discard(workflow_id)
         self.looked_at.pop(workflow_id, None)
         if core is not None:
