@@ -123,3 +123,70 @@ async def test_a_successor_places_a_lost_step_again_with_its_epoch_certificate(t
         rounds = fed.rows(fourth, "SELECT round, coordinator FROM workflows WHERE id=?",
                           (wid,))
         assert len(rounds) == 1 and rounds[0][1] == "p1" and rounds[0][0] >= 1 << 20, rounds
+
+
+
+def _restartable_spec(gate) -> str:
+    # `first` may run again (idempotent, one retry): the restart of p1 interrupts it.
+    return _spec(gate).replace("name: successor-replaces", "name: successor-restarts").replace(
+        "constraints: {domains: [p1]}",
+        "constraints: {domains: [p1]}\n    idempotent: true\n    retries: 1")
+
+
+async def test_a_restarted_successor_places_a_lost_step_with_the_grants_it_kept(tmp_path):
+    """As above, but the successor restarts after the electors that granted it are gone:
+    coord is SIGKILLed, p1 takes over in epoch 1 with the grant of the domain of
+    `second`; then p1 and that domain are SIGKILLed (`second` has not started: its input
+    waits at the gate), and only p1 is started again. No member of the electorate but
+    p1 itself is alive to grant anything: p1 proves its epoch with the grant it kept on
+    disk, and places `second` again on the fourth agent."""
+    gate = tmp_path / "gate-open"
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        wid = await fed.submit("coord", _restartable_spec(gate))
+
+        async def committed():
+            s = await fed.local_status("p1", wid)
+            if s is None or state_name(s) != "RUNNING":
+                return None
+            domain = step_states(s)["second"][1]
+            t = await fed.local_status(domain, wid) if domain else None
+            return domain if t is not None and state_name(t) == "RUNNING" else None
+
+        doomed = await wait_for(committed, 30, "both participants to hold the COMMIT")
+        fourth = ({"p2", "p3"} - {doomed}).pop()
+        fed.kill("coord")  # SIGKILL; never restarted in this test
+        await fed.close_channels()
+
+        async def taken_over():
+            s = await fed.local_status("p1", wid)
+            return s if s is not None and (s.coordinator, s.epoch) == ("p1", 1) else None
+
+        await wait_for(taken_over, 30, "p1 to take the workflow over in epoch 1")
+        # The grant of the domain of `second`, as p1 received it, is on p1's disk.
+        assert fed.rows("p1", "SELECT voter, epoch FROM epoch_grants WHERE workflow_id=?",
+                        (wid,)) == [(doomed, 1)]
+        fed.kill("p1")
+        fed.kill(doomed)  # the only other elector that granted p1 its epoch
+        await fed.close_channels()
+        await fed.start("p1")
+
+        async def moved():
+            s = await fed.local_status("p1", wid)
+            return s is not None and step_states(s)["second"][1] == fourth
+
+        await wait_for(moved, 60, f"the restarted p1 to place second again on {fourth}")
+        await asyncio.to_thread(gate.touch)
+
+        async def succeeded():
+            s = await fed.local_status("p1", wid)
+            return s if s is not None and state_name(s) == "SUCCEEDED" else None
+
+        status = await wait_for(succeeded, 40, "the successor to end the workflow")
+        assert {"coord", doomed} & set(fed.procs) == set()  # both still dead
+        assert (status.coordinator, status.epoch) == ("p1", 1), status
+        assert {k: v[:2] for k, v in step_states(status).items()} == {
+            "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", fourth)}
+        # The fourth agent took p1's PREPARE of epoch 1's own round range.
+        rounds = fed.rows(fourth, "SELECT round, coordinator FROM workflows WHERE id=?",
+                          (wid,))
+        assert len(rounds) == 1 and rounds[0][1] == "p1" and rounds[0][0] >= 1 << 20, rounds
