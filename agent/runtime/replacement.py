@@ -27,6 +27,13 @@ placement. On ABORT (a refusal, a silent voter, no eligible domain after max_rou
 step FAILS with a reason naming the lost domain and why, and the workflow goes on as
 after any failed step.
 
+Each core is recorded before its first PREPARE leaves (agent/runtime/store/
+replacement_rounds.py: its range of round numbers) and closed once it finished. After
+a restart, the first round of a workflow aborts the rounds of a core still open that
+have no decision (a candidate holding a YES of one is answered at its lease), and
+every new round is numbered above the recorded ones: a restart never reuses the
+number of a round cut short.
+
 A successor runs the same rounds. A coordinator that took the workflow over (epoch
 e >= 1, agent/core/workflow/takeover.py) re-places lost steps exactly as the original
 does; its PREPAREs and its decision carry its epoch certificate
@@ -84,6 +91,7 @@ from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over
 from fedorch.runtime.prepares import send_prepare
+from fedorch.runtime.store import replacement_rounds as recorded
 from fedorch.runtime.votes import stored_submission
 
 if TYPE_CHECKING:
@@ -96,6 +104,7 @@ log = logging.getLogger("fedorch.coordinator")
 # How often a round in PREPARING looks whether its workflow ended meanwhile (then it is
 # cancelled: its ABORT releases what the vote held).
 END_CHECK_S = 1.0
+CUT_SHORT = "the coordinator restarted in the middle of the round"
 
 
 @dataclass
@@ -194,7 +203,8 @@ class Replacements:
         above the committed round, above every re-placement round of this life, and with
         no decision on record. None when the epoch's range is used up."""
         rounds = round_range(epoch)
-        n = max(after, self._last_round.get(wf, 0), rounds.start - 1) + 1
+        n = max(after, self._last_round.get(wf, 0), await recorded.last_recorded(
+            self.agent.store, wf), rounds.start - 1) + 1
         while n in rounds and await self.agent.store.get_decision(wf, n) is not None:
             n += 1
         return n if n + self.agent.config.negotiation.max_rounds <= rounds.stop else None
@@ -237,6 +247,8 @@ class Replacements:
                                    f"no certificate of coordinator epoch {row.epoch} (its grants"
                                    " did not come back)")
                 return
+        if row.id not in self._last_round:  # no round of it yet in this life
+            await self._abort_cut_short(active, certificate)
         first = await self._first_free_round(row.id, row.round, row.epoch)
         if first is None:
             await self._failed(active, step_id, lost, started,
@@ -250,8 +262,11 @@ class Replacements:
                            first_round=first)
         log.info("%s: placing step %s again (lost with domain %s), from round %d", row.id,
                  step_id, lost, first)
+        await a.store.apply([recorded.begun_statement(row.id, first, first + neg.max_rounds - 1,
+                                                      step_id)])
         finished = await self._drive(active, spec, core, step_id)
         self._last_round[row.id] = max(core.round, first)
+        await a.store.apply([recorded.ended_statement(row.id, first)])  # decided, each round
         if finished is None or finished.cancelled:
             return  # the workflow ended meanwhile: nothing to place
         if finished.committed:
@@ -261,6 +276,29 @@ class Replacements:
                         row.id, step_id, new, lost, finished.round)
             return
         await self._failed(active, step_id, lost, started, finished.reason)
+
+    async def _abort_cut_short(self, active: Active,
+                               certificate: peer_pb2.EpochCertificate | None) -> None:
+        """The re-placement rounds a restart cut short (recorded open): each with no
+        decision is decided ABORT, so a candidate that holds a YES for it and asks is
+        answered and releases its slots (the step is placed again in a new round, numbered
+        above them). No COMMIT can have left: a decision is on disk before it is sent."""
+        a = self.agent
+        wf = active.row.id
+        for first, last, step_id in await recorded.cut_short(a.store, wf):
+            statements = []
+            for round_ in range(first, last + 1):
+                decision = peer_pb2.Decision(workflow_id=wf, round=round_, coordinator=a.domain,
+                                             outcome=peer_pb2.OUTCOME_ABORT, reason=CUT_SHORT)
+                if certificate is not None:  # a successor's: the proof of its epoch
+                    decision.epoch_certificate.CopyFrom(certificate)
+                raw = a.seal("", decision=decision).SerializeToString()
+                statements += [a.store.decision_statement(wf, round_, "ABORT", raw),
+                               a.audit.decision(wf, round_, "ABORT", raw, CUT_SHORT)]
+            changed = await a.store.apply([*statements, recorded.ended_statement(wf, first)])
+            log.warning("%s: re-placement rounds %d-%d of step %s were cut short by a restart;"
+                        " %d without a decision aborted", wf, first, last, step_id,
+                        sum(changed[0:-1:2]))
 
     async def _failed(self, active: Active, step_id: str, lost: str, started: bool,
                       why: str) -> None:

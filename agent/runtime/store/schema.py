@@ -249,6 +249,7 @@ MIGRATIONS: list[str] = [
     # 14 -> 15: a successor keeps the grants of its takeover claims (its epoch
     # certificate, agent/runtime/epoch_certs.py), durable before a grant counts: after a
     # restart it proves its epoch with them even when the members that granted are gone.
+    # And a coordinator records the re-placement rounds it begins.
     """
     CREATE TABLE epoch_grants (
         workflow_id  TEXT NOT NULL,
@@ -256,6 +257,18 @@ MIGRATIONS: list[str] = [
         epoch        INTEGER NOT NULL,
         envelope     BLOB NOT NULL,               -- the signed TakeoverAnswer as received
         PRIMARY KEY (workflow_id, voter)
+    );
+
+    -- A coordinator's re-placement rounds (agent/runtime/replacement.py), recorded
+    -- before the first PREPARE leaves: a restart numbers its next rounds above them, and
+    -- aborts the rounds a restart cut short (open = 1) that have no decision.
+    CREATE TABLE replacement_rounds (
+        workflow_id  TEXT NOT NULL,
+        first_round  INTEGER NOT NULL,
+        last_round   INTEGER NOT NULL,
+        step_id      TEXT NOT NULL,
+        open         INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (workflow_id, first_round)
     );
     """,
 ]

@@ -74,6 +74,7 @@ async def test_a_version_14_data_dir_gains_the_table_in_place(tmp_path: Path) ->
         old = await store.get_workflow(WF)
         assert old is not None and (old.coordinator, old.epoch) == ("beta", 1)
         assert await grants_of(store, WF, 1) == {}
+        assert await store.select("SELECT * FROM replacement_rounds") == []  # the same migration
         await store.apply([grant_statement(WF, "alpha", 1, _envelope(b"a"))])
         assert list(await grants_of(store, WF, 1)) == ["alpha"]
     finally:
