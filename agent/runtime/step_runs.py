@@ -25,7 +25,7 @@ from fedorch.core.negotiation.messages import DecisionAck, Key
 from fedorch.core.negotiation.participant import Hold
 from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StartAttempt, StepState
-from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime import logs, telemetry
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over, step_state, step_state_name
@@ -54,6 +54,12 @@ RUNNING_NOTE_AFTER_S = 0.2
 # ACK_GRACE_S (the core of an ended workflow still counts it).
 ACK_AFTER_S = 0.5
 INTERRUPTED = "interrupted by an agent restart"
+# What a step's domain may report: not UNSPECIFIED nor a number no state has, and not
+# COMPENSATED or COMPENSATION_FAILED, which only the coordinator's compensation sets
+# (runtime/compensation.py).
+_REPORTABLE_STATES = frozenset(
+    step_state(s.value) for s in StepState
+    if s not in (StepState.COMPENSATED, StepState.COMPENSATION_FAILED))
 
 
 def reservation_row(h: Hold, clock: Clock) -> ReservationRow:
@@ -344,6 +350,10 @@ class StepRuns:
         a = self.agent
         if sender != result.domain:
             return peer_pb2.Ack(ok=False, error="a step result must come from its own domain")
+        if result.state not in _REPORTABLE_STATES:  # bad input changes nothing
+            known = result.state in status_pb2.StepState.values()
+            name = status_pb2.StepState.Name(result.state) if known else str(result.state)
+            return peer_pb2.Ack(ok=False, error=f"step state {name} is no step result")
         # Ran (or runs) a step, so it applied the COMMIT: as good as its DecisionAck.
         a.coordination.result_from(sender, result.workflow_id)
         fenced = a.coordination.refuse_fenced(sender, result)
@@ -354,9 +364,6 @@ class StepRuns:
                 else peer_pb2.Ack(ok=False, error=fenced)
         telemetry.result_received(sender, result)
         state = StepState(step_state_name(result.state))
-        if state in (StepState.COMPENSATED, StepState.COMPENSATION_FAILED):
-            # Only the coordinator's compensation sets these (runtime/compensation.py).
-            return peer_pb2.Ack(ok=False, error=f"{state.value} is no step result")
         try:
             outputs = values.read_object(result, "outputs")
         except values.JsonValueError as exc:

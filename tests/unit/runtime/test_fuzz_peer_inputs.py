@@ -289,3 +289,25 @@ def test_oversized_input_is_refused(harness: Harness) -> None:
     huge = peer_pb2.PrepareRequest(workflow_id="beta." + "w" * (1 << 20), round=1, steps=["a"])
     _refused(harness, "Prepare", harness.seal(harness.beta, prepare=huge),
              grpc.StatusCode.INVALID_ARGUMENT)
+
+
+@pytest.mark.parametrize("state", [-1, 0, 99, "STEP_STATE_COMPENSATED",
+                                   "STEP_STATE_COMPENSATION_FAILED"])
+def test_a_step_result_in_no_reportable_state_is_refused_and_changes_nothing(
+        harness: Harness, state) -> None:
+    """A number no step state has, UNSPECIFIED, or a state only the coordinator's
+    compensation sets: the domain gets ok=False naming it (once, the fuzz found a -1
+    raising in the handler)."""
+    from fedorch.gen.fedorch.v1 import status_pb2
+
+    value = status_pb2.StepState.Value(state) if isinstance(state, str) else state
+    result = peer_pb2.StepResult(workflow_id="alpha.wf1", step_id="s", domain="beta",
+                                 state=value)
+    before = harness.snapshot()
+    reply = harness.call(_method(harness, "ReportStep"),
+                         harness.seal(harness.beta, step_result=result))
+    assert isinstance(reply, peer_pb2.Envelope), reply
+    ack = peer_pb2.Body.FromString(reply.body).ack
+    assert not ack.ok and "is no step result" in ack.error, ack
+    assert harness.snapshot() == before
+    harness.check_alive()
