@@ -85,7 +85,7 @@ class ClockCheck:
         # (observer, member) -> the first view of `member` not ALIVE since it last was.
         self._silent_since: dict[tuple[str, str], float] = {}
         self._last_seen: dict[tuple[str, str], str] = {}  # (observer, member) -> state
-        self._claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch)
+        self.claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch) -> when
         self.claims = 0  # takeover claims checked
 
     # ---- what the simulation tells it --------------------------------------------------
@@ -168,15 +168,15 @@ class ClockCheck:
                        f" {timeout:g} s) with no NO vote")
 
     def _claim(self, agent: str, wf: str, epoch: int, held: tuple[int, str]) -> None:
-        if (agent, wf, epoch) in self._claimed_at:
+        if (agent, wf, epoch) in self.claimed_at:
             return
         now = self.sim.now
-        self._claimed_at[(agent, wf, epoch)] = now
+        self.claimed_at[(agent, wf, epoch)] = now
         self.claims += 1
         held_epoch, coordinator = held
         t = self.sim.config.timing
         if coordinator == agent:  # its own claim of the epoch before met a rival
-            before = self._claimed_at.get((agent, wf, held_epoch))
+            before = self.claimed_at.get((agent, wf, held_epoch))
             if before is not None and now + EPSILON_S < before + t.prepare_timeout_s:
                 self._fail(f"claim timed out early: {agent} claimed epoch {epoch} of {wf}"
                            f" at {now:.3f}, {now - before:.3f} s after its claim of epoch"

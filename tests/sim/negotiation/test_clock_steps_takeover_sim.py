@@ -62,10 +62,6 @@ def stalled(step_s: float, after_s: float = 1.0) -> tuple[Simulation, list[float
     return sim, stalls
 
 
-def claims(sim: Simulation) -> dict[tuple[str, str, int], float]:
-    return dict(sim.clock_check._claimed_at)
-
-
 @pytest.mark.parametrize("step_s", CLOCK_STEPS_S)
 def test_a_stalled_coordinator_is_claimed_only_after_takeover_after_s(step_s) -> None:
     sim, stalls = stalled(step_s)
@@ -73,7 +69,7 @@ def test_a_stalled_coordinator_is_claimed_only_after_takeover_after_s(step_s) ->
     assert report.violations == [], report.violations
     assert sim.checker.acting_in.get((WF, 1)) == "d1", sim.checker.acting_in
     (stall,) = stalls
-    at = claims(sim)[("d1", WF, 1)]
+    at = sim.clock_check.claimed_at[("d1", WF, 1)]
     assert at >= stall + TAKEOVER_AFTER_S
     assert sim.clock_check.steps == [("d1", pytest.approx(stall + 1.0), step_s)]
 
@@ -113,7 +109,7 @@ def test_a_dead_coordinator_is_claimed_at_once_whatever_the_clock() -> None:
     sim.crash_hook = die
     report = sim.run()
     assert report.violations == [], report.violations
-    at = claims(sim)[("d1", WF, 1)]
+    at = sim.clock_check.claimed_at[("d1", WF, 1)]
     # DEAD 1.5 s after the crash, seen at the next look (once a second).
     assert died[0] + Timing().dead_after_s <= at < died[0] + TAKEOVER_AFTER_S + 1.0
 
