@@ -1,4 +1,4 @@
-"""Clock steps in the negotiation simulation, and the invariant they must not break.
+"""Clock steps in the negotiation simulation, and the invariants they must not break.
 
 Theory of operation
 -------------------
@@ -23,10 +23,31 @@ once, with the times that break it):
   - a coordinator's prepare timeout (an ABORT it decides for a round to which no NO
     vote was sent) at least `prepare_timeout_s` after it sent that round's first
     PREPARE, unless it restarted meanwhile (a restarted coordinator aborts a round
-    it was preparing at once: presumed abort, no timer involved).
+    it was preparing at once: presumed abort, no timer involved);
+  - a participant's takeover claim (with `Timing.takeover_after_s` set: takeover.py)
+    only once the coordinator it follows is DEAD in its membership view, or has been
+    silent there for at least `takeover_after_s`: the claim is the write of its own
+    grant of the next epoch (the decision; its ClaimMsgs follow, after a restart
+    perhaps), and "silent" counts from the first time that agent's membership view
+    (`Simulation.member_state`, as the world answers the agent) showed the coordinator
+    not ALIVE, with no ALIVE since and the agent up throughout (what the agent could
+    know: it reads its view once a second, and a restarted agent starts afresh).
+    Which coordinator it followed is read off its disk just before that write: whom
+    it follows is the agent's, when it may stop following is what is checked;
+  - a claimant whose claim met a rival and timed out claims the next epoch at least
+    the claim timeout (`prepare_timeout_s` here) after its own claim before.
+
+The self-fencing rule is not in this simulation's agents (their Node has no step
+lease): the re-placement world with partitions runs it (fencing.py), on each cut
+worker's monotonic clock while its wall clock steps, and `fenced_early` below is its
+invariant there: a step is stopped no sooner than `lease_s` after the later of its
+start and the last message its domain received, in true time.
 
 A deliberately broken agent whose leases run on its wall clock breaks the second
-invariant at the first forward step (tests/sim/negotiation/test_clock_steps_sim.py).
+invariant at the first forward step, one whose takeover cores are fed wall time claims
+before the coordinator has been silent long enough, and a cut worker that reads the
+fencing rule's times off its wall clock fences early
+(tests/sim/negotiation/test_clock_steps_sim.py, test_clock_steps_takeover_sim.py).
 """
 
 from __future__ import annotations
@@ -36,8 +57,10 @@ from typing import TYPE_CHECKING
 from fedorch.core.negotiation.messages import DecisionQuery, Key, Value
 from fedorch.core.node.ready import PUT, Write
 from fedorch.core.node.records import PrepareMsg, VoteMsg
+from fedorch.sim.negotiation.takeover import held_of
 
 if TYPE_CHECKING:
+    from fedorch.core.node.records import Disk
     from fedorch.sim.negotiation.world import World
 
 # The four steps of the fault (seconds): NTP's step threshold is far below 2 s; an
@@ -46,6 +69,7 @@ CLOCK_STEPS_S = (2.0, -2.0, 3600.0, -3600.0)
 # Simulation times are floats summed along different paths: equal instants may differ
 # by rounding.
 EPSILON_S = 1e-6
+GONE = frozenset({"DEAD", "LEFT"})  # a coordinator in that state may be taken over at once
 
 
 class ClockCheck:
@@ -57,6 +81,12 @@ class ClockCheck:
         self._prepared_at: dict[tuple[str, Key], float] = {}  # first PREPARE sent
         self._refused: set[tuple[str, Key]] = set()  # (coordinator, key) got a NO
         self.fired = 0  # lease and timeout actions checked
+        # Takeover: each agent's membership view as the world answered it, in true time.
+        # (observer, member) -> the first view of `member` not ALIVE since it last was.
+        self._silent_since: dict[tuple[str, str], float] = {}
+        self._last_seen: dict[tuple[str, str], str] = {}  # (observer, member) -> state
+        self.claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch) -> when
+        self.claims = 0  # takeover claims checked
 
     # ---- what the simulation tells it --------------------------------------------------
 
@@ -74,6 +104,26 @@ class ClockCheck:
         for what, *facts in write.notes:
             if what == "decided":
                 self._decided(agent, facts[0], facts[1])
+
+    def observed(self, observer: str, member: str, state: str) -> None:
+        """`observer`'s membership view answered `state` for `member` now."""
+        key, now = (observer, member), self.sim.now
+        self._last_seen[key] = state
+        if state == "ALIVE":
+            self._silent_since.pop(key, None)
+            return
+        since = self._silent_since.get(key)
+        if since is None or since < self.sim.last_restart.get(observer, -1.0):
+            self._silent_since[key] = now  # a restarted observer counts afresh
+
+    def writing(self, agent: str, disk: Disk, write: Write) -> None:
+        """A write group about to be applied to `disk` (still as before it): an agent
+        writing its own grant of an epoch is claiming that epoch."""
+        for op in write.ops:
+            if op.table == "granted" and op.kind == PUT and op.value[1] == agent:
+                wf, epoch = op.key, op.value[0]
+                original = self.sim.workflows.get(wf, wf.rpartition(".")[0])
+                self._claim(agent, wf, epoch, held_of(disk, wf, original))
 
     def sent(self, src: str, dst: str, msg: object) -> None:
         """A message handed to the network (Simulation.send)."""
@@ -117,6 +167,46 @@ class ClockCheck:
                        f" {self.sim.now - started:.3f} s after its PREPARE (timeout"
                        f" {timeout:g} s) with no NO vote")
 
+    def _claim(self, agent: str, wf: str, epoch: int, held: tuple[int, str]) -> None:
+        if (agent, wf, epoch) in self.claimed_at:
+            return
+        now = self.sim.now
+        self.claimed_at[(agent, wf, epoch)] = now
+        self.claims += 1
+        held_epoch, coordinator = held
+        t = self.sim.config.timing
+        if coordinator == agent:  # its own claim of the epoch before met a rival
+            before = self.claimed_at.get((agent, wf, held_epoch))
+            if before is not None and now + EPSILON_S < before + t.prepare_timeout_s:
+                self._fail(f"claim timed out early: {agent} claimed epoch {epoch} of {wf}"
+                           f" at {now:.3f}, {now - before:.3f} s after its claim of epoch"
+                           f" {held_epoch} (claim timeout {t.prepare_timeout_s:g} s)")
+            return
+        state = self._last_seen.get((agent, coordinator))
+        if state in GONE:
+            return
+        since = self._silent_since.get((agent, coordinator))
+        if since is None or since < self.sim.last_restart.get(agent, -1.0):
+            since = now  # not silent in its view (or not since it restarted)
+        if now + EPSILON_S < since + t.takeover_after_s:
+            self._fail(f"takeover claimed early: {agent} claimed epoch {epoch} of {wf} at"
+                       f" {now:.3f}, its coordinator {coordinator} silent in its view for"
+                       f" {now - since:.3f} s (now {state or 'never seen'}; takeover after"
+                       f" {t.takeover_after_s:g} s)")
+
     def _fail(self, what: str) -> None:
         steps = ", ".join(f"{a} {s:+g} s at {t:.2f}" for a, t, s in self.steps) or "none"
         self.sim.checker.fail(f"{what} (clock steps: {steps})")
+
+
+def fenced_early(started: float, heard: float | None, now: float,
+                 lease_s: float) -> str | None:
+    """Self-fencing's invariant, in true time (fencing.py): what is wrong with stopping
+    a step at `now` that started at `started` in a domain that last received a message
+    at `heard`, or None if its lease had run out."""
+    since = max(started, heard if heard is not None else started)
+    if now + EPSILON_S >= since + lease_s:
+        return None
+    return (f"fenced early: stopped at {now:.3f}, {now - since:.3f} s after the later of"
+            f" its start ({started:.3f}) and the last message heard"
+            f" ({'never' if heard is None else f'{heard:.3f}'}) (lease {lease_s:g} s)")

@@ -24,28 +24,55 @@ not modelled here (see docs/failures.md, re-placement).
 The check (check_replacement) holds "no step runs in two domains at once beyond one
 lease" per (workflow, step) over every attempt's interval; `self_fencing=False` turns
 the rule off, and the check must then fire (tests/sim/negotiation/test_fencing_sim.py).
+
+Clock steps: each cut worker's wall clock steps once while it is cut (+-2 s or +-1 h,
+drawn apart from the schedule, at most a lease after the cut), and the worker reads the
+rule's three times (each attempt's start, the last message heard, now) off its clock:
+the monotonic one, as the agent does (the simulation's time, which never steps), or,
+with `fence_clock="wall"`, a broken agent's wall clock. Every fence is checked at once,
+in true time, against `clock_check.fenced_early`: never before the lease has run from
+the later of the attempt's start and the last message the worker received
+(tests/sim/negotiation/test_clock_steps_sim.py catches the wall-clock variant).
 """
 
 from __future__ import annotations
 
+import random
+
 from fedorch.core.workflow import self_fencing
+from fedorch.sim.negotiation.check import ReplacementFailure
+from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, fenced_early
 from fedorch.sim.negotiation.replacement import CO, ReplacementWorld
 
 FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a timer)
 
 
 class PartitionedWorld(ReplacementWorld):
-    def __init__(self, seed: int, *, self_fencing: bool = True, **kw) -> None:
+    def __init__(self, seed: int, *, self_fencing: bool = True, fence_clock: str = "monotonic",
+                 **kw) -> None:
         super().__init__(seed, **kw)
+        if fence_clock not in ("monotonic", "wall"):
+            raise ValueError(f"fence_clock is monotonic or wall, not {fence_clock!r}")
         self.self_fencing = self_fencing
+        self.fence_clock = fence_clock
         self.step_time_s = (0.2, 3 * self.lease_s)
         self.cut: dict[str, float] = {}      # worker -> since when it is cut off
         self.heard_at: dict[str, float] = {}  # worker -> the last message it received
         self.decisions: dict[tuple[str, str, int], tuple] = {}  # (worker, wf, round) -> args
+        cuts = []
         for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 2])):
             start = self.rng.uniform(0.5, 4.0)
+            cuts.append((victim, start))
             self._at(start, self._cut, victim)
             self._at(start + self.rng.uniform(1.5, 4.0) * self.lease_s, self._heal, victim)
+        # A random of its own, so that the schedule above is the same with or without.
+        steps = random.Random(seed * 7_927 + 11)
+        self.clock_steps: dict[str, list[tuple[float, float]]] = {}  # worker -> (at, s)
+        for victim, start in cuts:
+            step_s = steps.choice(CLOCK_STEPS_S)
+            self.clock_steps.setdefault(victim, []).append(
+                (start + steps.uniform(0.0, self.lease_s), step_s))
+            self.stats[f"clock stepped {step_s:+g} s"] += 1
 
     def _send(self, src: str, dst: str, fn, *args) -> None:
         if fn == self._decide:  # kept, to be sent again to a worker that lost it
@@ -105,16 +132,30 @@ class PartitionedWorld(ReplacementWorld):
             return
         state = "DEAD" if self.now - since >= self.dead_after_s else "SUSPECT"
         heard = self.heard_at.get(name)
+        read = self._reader(name)
         for run in self.runs:
             if run.domain != name or run.end is not None:
                 continue
-            contacts = [self_fencing.Contact(CO, state, heard)]
-            if self.self_fencing and self_fencing.fenced(contacts, run.start, self.lease_s,
-                                                         self.now):
+            contacts = [self_fencing.Contact(CO, state, None if heard is None else read(heard))]
+            if self.self_fencing and self_fencing.fenced(contacts, read(run.start),
+                                                         self.lease_s, read(self.now)):
                 self._fence(worker, run, heard)
         self._at(self.now + FENCE_LOOK_S, self._fence_look, name)
 
+    def _reader(self, name: str):
+        """How the worker reads a true instant off the clock its rule uses: the monotonic
+        clock reads true time; a wall clock adds the steps made by then."""
+        if self.fence_clock == "monotonic":
+            return lambda at: at
+        steps = self.clock_steps.get(name, [])
+        return lambda at: at + sum(step_s for t, step_s in steps if t <= at)
+
     def _fence(self, worker, run, heard: float | None) -> None:
+        early = fenced_early(run.start, heard, self.now, self.lease_s)
+        if early is not None:  # reported at once, with the clock steps that made it
+            raise ReplacementFailure(
+                f"seed {self.seed}: {run.workflow} {run.step} on {run.domain}: {early}"
+                f" (clock steps: {self.clock_steps.get(run.domain, [])})")
         run.end = self.now
         self.stats["fenced"] += 1
         progress = worker.progress.get(run.workflow)
@@ -127,6 +168,6 @@ class PartitionedWorld(ReplacementWorld):
         progress.attempt_ended(run.step, run.attempt, False, {}, why)
 
 
-def run(seed: int, *, fencing: bool = True) -> PartitionedWorld:
+def run(seed: int, *, fencing: bool = True, fence_clock: str = "monotonic") -> PartitionedWorld:
     """One seeded schedule with partitions, checked (ReplacementFailure names the seed)."""
-    return PartitionedWorld(seed, self_fencing=fencing).run()
+    return PartitionedWorld(seed, self_fencing=fencing, fence_clock=fence_clock).run()

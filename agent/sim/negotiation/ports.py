@@ -6,7 +6,9 @@ from the world, answered by the simulation.
   (run.py's `clock_step`). Each agent has its own offset, as each host its own clock.
 - `SimDisk` (Durable): before each write group a crash point (the simulation may
   stop the agent right there), then the group's ops applied to the agent's `Disk`,
-  which survives crashes, then its notes handed to the invariant checker.
+  which survives crashes (the clock check sees the group just before: a takeover
+  claim is judged against what the agent followed), then its notes handed to the
+  invariant checker.
 - `SimTransport`: a crash point before each send, then the simulated network.
 - `SimExecutors`: an attempt's end is scheduled a seeded while later (its outcome is
   drawn when it ends, agent.py); stopping is dropping a finished workflow's ends on
@@ -51,6 +53,7 @@ class SimDisk:
         checker = sim.checker
         for write in writes:
             sim.crash_point(agent, write.point)
+            sim.clock_check.writing(agent.name, agent.durable, write)
             apply(agent.durable, write.ops)
             for what, *facts in write.notes:
                 getattr(checker, what)(agent.name, *facts)

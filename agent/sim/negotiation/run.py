@@ -14,7 +14,7 @@ from their disk; one coordinator may die forever at its k-th point.
 
 Each agent has its own wall clock (simulation time plus an offset); a clock-step
 fault steps one by +2 s, -2 s, +1 h or -1 h at some moment (clock_check.py: no agent
-raises on it, and no lease or timeout fires early, in true time).
+raises on it, and no lease, timeout or takeover claim fires early, in true time).
 
 Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
 heals and every crashed agent (bar the dead-forever one) restarts; the run goes
@@ -208,7 +208,7 @@ class Simulation:
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
         for name, at, step_s in c.clock_steps:
-            self._push(at, _CLOCK, self.agents[name], step_s)
+            self.step_clock_at(name, at, step_s)
         self.liar = Liar(self, c.liar, random.Random(seed * 15_485_863 + 5)) \
             if c.liar is not None else None
 
@@ -278,6 +278,10 @@ class Simulation:
                 and self._faults.random() < c.crash_rate:
             raise Crash("crash")
 
+    def step_clock_at(self, name: str, at: float, step_s: float) -> None:
+        """That agent's wall clock steps by `step_s` at `at` (a test's hook may ask)."""
+        self._push(at, _CLOCK, self.agents[name], step_s)
+
     def schedule_step(self, agent: SimAgent, run: tuple[str, str, int], delay: float) -> None:
         self._push(self.now + delay, _STEP, agent, (agent.incarnation, run))
 
@@ -297,17 +301,17 @@ class Simulation:
         """`name` as `observer`'s membership sees it: DEAD a while after a crash (SWIM's
         suspicion timeout), SUSPECT while crashed before that, paused, or cut off from
         `observer` by the partition; ALIVE otherwise."""
-        agent = self.agents[name]
+        agent, p = self.agents[name], self.config.partition
         if not agent.alive:
             since = self.now - self.died_at.get(name, self.now)
-            return "DEAD" if since >= self.config.timing.dead_after_s else "SUSPECT"
-        if agent.paused_until > self.now:
-            return "SUSPECT"
-        p = self.config.partition
-        if p is not None and self.now < self.config.chaos_end and p[0] <= self.now < p[1] \
-                and (observer in p[2]) != (name in p[2]):
-            return "SUSPECT"
-        return "ALIVE"
+            state = "DEAD" if since >= self.config.timing.dead_after_s else "SUSPECT"
+        elif agent.paused_until > self.now or p is not None and self.now < self.config.chaos_end \
+                and p[0] <= self.now < p[1] and (observer in p[2]) != (name in p[2]):
+            state = "SUSPECT"
+        else:
+            state = "ALIVE"
+        self.clock_check.observed(observer, name, state)  # what a takeover counts from
+        return state
 
     # ---- the event loop ------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """Wall-clock steps of +-2 s and +-1 h in the negotiation simulator (clock_check.py):
 no agent raises on one and no lease or timeout fires early; an agent whose leases ran
-on its wall clock is caught."""
+on its wall clock is caught. Self-fencing, in the re-placement world with partitions
+(fencing.py): no step is fenced before its lease in true time; a worker reading the
+rule's times off its wall clock is caught. (Takeover claims:
+test_clock_steps_takeover_sim.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ from collections import Counter
 import pytest
 from fedorch.core.negotiation.messages import DecisionQuery
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation import fencing
 from fedorch.sim.negotiation.agent import SimAgent
+from fedorch.sim.negotiation.check import ReplacementFailure
+from fedorch.sim.negotiation.clock_check import fenced_early
 from fedorch.sim.negotiation.disk import PrepareMsg, Timing, VoteMsg
 from fedorch.sim.negotiation.ports import SimClock
 from fedorch.sim.negotiation.run import Config, Simulation, Workflow, run
@@ -174,3 +180,46 @@ def test_an_hour_off_refuses_new_submissions_visibly():
     assert report.violations == []
     assert any(a == "d1" and "older than the 3600 s window" in e for a, e in refused), refused
     assert not sim.agents["d1"].disk.admitted and report.aborted == 1
+
+
+# ---- self-fencing (fencing.py: the rule runs on each cut worker's clock) -------------
+
+FENCING_RUNS = 100
+
+
+def test_self_fencing_on_the_monotonic_clock_holds_through_clock_steps():
+    """Every cut worker's wall clock steps while it is cut; the rule reads the monotonic
+    clock, so no fence comes before its lease (fenced_early) and no two copies overlap."""
+    stats: Counter[str] = Counter()
+    for seed in range(FENCING_RUNS):
+        stats.update(fencing.run(seed).stats)  # ReplacementFailure names the seed
+    for step_s in (2, -2, 3600, -3600):
+        assert stats[f"clock stepped {step_s:+g} s"] > 0, step_s
+    assert stats["fenced"] > 20, stats
+
+
+def test_self_fencing_on_the_wall_clock_is_caught():
+    """The same schedules with the rule reading the wall clock: a step forward fences a
+    step before its lease, reported at once in true time."""
+    early = None
+    for seed in range(FENCING_RUNS):
+        try:
+            fencing.run(seed, fence_clock="wall")
+        except ReplacementFailure as e:
+            if "fenced early" in str(e):
+                early = str(e)
+                break
+    assert early is not None
+    seed = int(early.split(":")[0].removeprefix("seed "))
+    assert fencing.run(seed).stats["fenced"] >= 1  # the agent's clock: in time
+
+
+@pytest.mark.parametrize("heard, now, early", [
+    (None, 5.0, False), (None, 4.9, True), (2.0, 5.9, True), (2.0, 6.0, False),
+    (0.5, 4.9, True)])
+def test_fenced_early_counts_the_lease_from_the_later_of_start_and_last_heard(
+        heard, now, early):
+    verdict = fenced_early(1.0, heard, now, 4.0)
+    assert (verdict is not None) is early, verdict
+    if early:
+        assert verdict.startswith("fenced early: stopped at") and "lease 4 s" in verdict
