@@ -67,8 +67,10 @@ def _status_of(refused: Refused) -> grpc.StatusCode:
 
 
 def _deadline_passed(context) -> bool:
-    """Has the caller's deadline passed (the reply can no longer reach it)?"""
-    remaining = context.time_remaining() if context is not None else None
+    """Has the caller's deadline passed (the reply can no longer reach it)? A context
+    that knows no deadline (an in-process call) says no."""
+    time_remaining = getattr(context, "time_remaining", None)
+    remaining = time_remaining() if time_remaining is not None else None
     return remaining is not None and remaining <= 0
 
 

@@ -57,3 +57,19 @@ async def test_a_failed_call_owes_its_gossip(agent, monkeypatch) -> None:
     await m._send("127.0.0.1:2", answers)
     rest, _ = _acks_carrying_own_record(m, agent.domain, limit + 3)
     assert first + rest == limit + 1  # the lost one was sent again
+
+
+def test_the_swim_service_counts_a_caller_gone_only_past_its_deadline() -> None:
+    from fedorch.runtime.peer_service import _deadline_passed
+
+    class Served:
+        def __init__(self, remaining: float | None) -> None:
+            self.remaining = remaining
+
+        def time_remaining(self) -> float | None:
+            return self.remaining
+
+    assert _deadline_passed(Served(-0.2)) and _deadline_passed(Served(0.0))
+    assert not _deadline_passed(Served(1.5))
+    assert not _deadline_passed(Served(None))  # no deadline
+    assert not _deadline_passed(object())  # an in-process call: it cannot say
