@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -294,7 +294,11 @@ class Membership:
                 address, "Swim", recipient=recipient, expect="swim", timeout=timeout,
                 wait_for_ready=False, swim=batch)
         except PeerCallError as e:
-            log.debug("swim to %s failed: %s", address, e)
+            # Whatever it carried did not arrive, or not for sure: its gossip is sent again
+            # (a loaded host's calls time out, and a record counted as sent on them would
+            # leave the others with its old free slots until the next push-pull).
+            given = self.swim.undelivered(msgs)
+            log.debug("swim to %s failed: %s (%d claim(s) to send again)", address, e, given)
             return
         self._receive(address, body.sender, body.swim)
         # What the reply made the core say (an IndirectAck for a relayed probe) leaves
@@ -323,13 +327,18 @@ class Membership:
                        if view.address}
         return self._names.get(address, "")  # "": a seed we have not heard from yet
 
-    def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch) -> swim_pb2.SwimBatch:
-        """An incoming Swim call: feed the core, answer with what it has for the caller."""
+    def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch, *,
+                     caller_gone: Callable[[], bool] | None = None) -> swim_pb2.SwimBatch:
+        """An incoming Swim call: feed the core, answer with what it has for the caller.
+        `caller_gone`: has the caller given up already (its deadline passed while the call
+        waited to be served)? Then the answer will not arrive: its gossip is owed again."""
         reply_to = batch.reply_to
         self._receive(reply_to, sender, batch)
         mine, others = [], []
         for address, msg in self.swim.datagrams_to_send():
             (mine if address == reply_to else others).append((address, msg))
+        if mine and caller_gone is not None and caller_gone():
+            self.swim.undelivered([msg for _, msg in mine])
         for address, msg in others:
             self.agent.spawn(self._send(address, [msg]), name=f"swim to {address}")
         self._wake_if_needed()

@@ -66,6 +66,14 @@ def _status_of(refused: Refused) -> grpc.StatusCode:
     return grpc.StatusCode.PERMISSION_DENIED
 
 
+def _deadline_passed(context) -> bool:
+    """Has the caller's deadline passed (the reply can no longer reach it)? A context
+    that knows no deadline (an in-process call) says no."""
+    time_remaining = getattr(context, "time_remaining", None)
+    remaining = time_remaining() if time_remaining is not None else None
+    return remaining is not None and remaining <= 0
+
+
 class PeerService(peer_pb2_grpc.PeerServicer):
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
@@ -166,7 +174,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     async def Swim(self, request, context):
         # Unaddressed allowed: a joining agent knows a seed's address, not its domain.
         body = await self._open(request, context, "swim", allow_unaddressed=True)
-        reply = self.agent.membership.handle_batch(body.sender, body.swim)
+        reply = self.agent.membership.handle_batch(
+            body.sender, body.swim, caller_gone=lambda: _deadline_passed(context))
         return self.agent.seal(body.sender, swim=reply)
 
     async def _single(self, request, context, expect: str | frozenset[str]):

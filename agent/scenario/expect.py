@@ -211,13 +211,16 @@ async def check_members(state: RunState, e: scenario_pb2.MembersExpectation) -> 
     observers = list(e.seen_by) or fed.awake()
     alive_names = fed.awake() if "*" in e.alive else list(e.alive)
     name = check_members_name(e)
-    problem = ""
+    problem = first = ""
     while True:
         seen = await views(state, observers)
         problem = _members_problem(seen, alive_names, list(e.not_alive), e.with_capabilities,
                                    e.all_free)
         if not problem:
-            return Outcome(name, True, f"held {within - (deadline - time.monotonic()):.1f}s in")
+            held = f"held {within - (deadline - time.monotonic()):.1f}s in"
+            # What kept it from holding at once, for a report that explains a slow pass.
+            return Outcome(name, True, f"{held} (at first: {first})" if first else held)
+        first = first or problem
         if time.monotonic() >= deadline:
             return Outcome(name, False, problem)
         await asyncio.sleep(0.25)

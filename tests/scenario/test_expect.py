@@ -102,3 +102,21 @@ def test_all_free_names_a_held_slot() -> None:
     problem = _members_problem(seen, ["a", "b"], [], False, all_free=True)
     assert problem == "a sees b holding slots: work 1/2 free"
     assert _members_problem(seen, ["a", "b"], [], False) == ""  # not asked for
+
+
+async def test_a_member_check_that_held_late_says_what_it_saw_at_first(monkeypatch) -> None:
+    from fedorch.scenario import expect
+
+    answers = [{"a": [member("a", 2), member("b", 1)]}, {"a": [member("a", 2), member("b", 2)]}]
+
+    async def views(state, names):
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    monkeypatch.setattr(expect, "views", views)
+    e = scenario_pb2.MembersExpectation(seen_by=["a"], alive=["a", "b"], all_free=True,
+                                        within_s=30)
+    outcome = await expect.check_members(state_with([]), e)
+    assert outcome.ok
+    assert outcome.seen.endswith("(at first: a sees b holding slots: work 1/2 free)")
+    answers[:] = [{"a": [member("a", 2), member("b", 2)]}]
+    assert "at first" not in (await expect.check_members(state_with([]), e)).seen

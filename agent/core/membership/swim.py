@@ -289,6 +289,14 @@ class Swim(FailureDetector):
             deadline = min(deadline, self._leave_deadline)
         return deadline
 
+    def undelivered(self, messages: Iterable[Message]) -> int:
+        """Messages of ours that did not arrive (the shell's call failed, or its caller had
+        given up before our reply): their gossip is owed its transmissions again (see
+        DisseminationQueue.give_back). A PushPull's full state came from no queue."""
+        claims = [claim for msg in messages if not isinstance(msg, PushPull)
+                  for claim in msg.claims]
+        return self._queue.give_back(claims, retransmit_limit(self.profile, self._table.live))
+
     def datagrams_to_send(self) -> list[tuple[str, Message]]:
         """(destination address, message) pairs; a PushPull goes on a stream, not UDP."""
         out, self._outbox = self._outbox, []

@@ -5,14 +5,27 @@ Each accepted change is sent a bounded number of times (the caller passes the li
 member with high probability. When a message has room for only some claims, the least
 transmitted go first, newest first among equals: fresh news spreads fastest, and no claim
 starves behind one that was already sent many times.
+
+A transmission counts when the claim is put in a message; a message the shell then could
+not deliver (its call failed, or its caller had given up before the reply) gives its
+claims back (``give_back``): each is owed the transmission again, even one that had used
+up its limit, unless a newer claim about its member came meanwhile. Without that, a host
+too loaded to answer in time spent a record's few transmissions on calls that timed out,
+and the others saw its old free slots until the next push-pull.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from fedorch.core.membership.swim_types import Claim, ClaimKind
 
 # The smallest claim worth trying once the budget is nearly spent.
 _SMALLEST_CLAIM_BYTES = 40
+# Members whose claims used up their transmissions are remembered (their claims) so that an
+# undelivered last transmission can be given back; bounded (a claim forgotten here is only
+# not sent again).
+_SPENT_MEMORY = 4096
 
 
 class _Pending:
@@ -34,6 +47,9 @@ class DisseminationQueue:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._by_subject: dict[str, set[tuple[str, str]]] = {}
         self._order = 0
+        # Claims whose transmissions are used up, by member and key, until a newer claim
+        # about their member is pushed: the ones `give_back` may queue again.
+        self._spent: OrderedDict[str, dict[tuple[str, str], Claim]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -41,6 +57,7 @@ class DisseminationQueue:
     def push(self, claim: Claim) -> None:
         body = claim.parsed
         is_suspicion = body.kind is ClaimKind.SUSPECT
+        self._forget_spent(body.subject, keep=body.incarnation if is_suspicion else None)
         keys = self._by_subject.setdefault(body.subject, set())
         for key in list(keys):
             held = self._pending[key].claim.parsed
@@ -80,10 +97,59 @@ class DisseminationQueue:
             self._count_transmission(entry, limit)
         return chosen
 
+    def give_back(self, claims: tuple[Claim, ...] | list[Claim], limit: int) -> int:
+        """Claims of a message that did not arrive: each is owed the transmission it was
+        counted for. A queued one gets it back; one that had used up its transmissions is
+        queued again for one more, unless a newer claim about its member was pushed since.
+        Claims are compared by value: the shell may hand back decoded copies.
+        Returns how many were given back."""
+        given = 0
+        for claim in claims:
+            body = claim.parsed
+            key = (body.subject, body.issuer if body.kind is ClaimKind.SUSPECT else "")
+            entry = self._pending.get(key)
+            if entry is not None:
+                if entry.claim == claim and entry.transmits > 0:
+                    entry.transmits -= 1
+                    given += 1
+                continue
+            spent = self._spent.get(key[0])
+            if spent is None or spent.get(key) != claim:
+                continue  # never queued here (a buddy claim), or superseded
+            del spent[key]
+            if not spent:
+                del self._spent[key[0]]
+            self._order += 1
+            entry = _Pending(key, claim, self._order)
+            entry.transmits = max(0, limit - 1)
+            self._pending[key] = entry
+            self._by_subject.setdefault(key[0], set()).add(key)
+            given += 1
+        return given
+
     def _count_transmission(self, entry: _Pending, limit: int) -> None:
         entry.transmits += 1
         if entry.transmits >= limit:
             self._remove(entry.key)
+            subject = entry.key[0]
+            self._spent.setdefault(subject, {})[entry.key] = entry.claim
+            self._spent.move_to_end(subject)
+            while len(self._spent) > _SPENT_MEMORY:
+                self._spent.popitem(last=False)
+
+    def _forget_spent(self, subject: str, keep: int | None) -> None:
+        """A new claim about `subject`: its spent claims are not given back any more, but
+        for other accusers' suspicions of the same incarnation (`keep`), which still
+        count as confirmations (as in `push`)."""
+        spent = self._spent.get(subject)
+        if spent is None:
+            return
+        for key, claim in list(spent.items()):
+            held = claim.parsed
+            if keep is None or held.kind is not ClaimKind.SUSPECT or held.incarnation != keep:
+                del spent[key]
+        if not spent:
+            del self._spent[subject]
 
     def _remove(self, key: tuple[str, str]) -> None:
         self._pending.pop(key, None)

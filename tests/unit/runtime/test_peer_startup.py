@@ -46,7 +46,7 @@ async def test_a_peer_message_before_the_agent_is_ready_is_answered_unavailable(
     await agent.open()  # what the daemon does before its port serves
     assert agent.membership is not None
     monkeypatch.setattr(agent.membership, "handle_batch",
-                        lambda sender, batch: handled.append(sender) or swim_pb2.SwimBatch())
+                        lambda sender, batch, **_: handled.append(sender) or swim_pb2.SwimBatch())
     with pytest.raises(Aborted):  # recovery not done yet
         await service.Swim(_gossip_from_self(agent), Context())
     assert handled == []
