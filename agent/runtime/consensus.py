@@ -58,6 +58,7 @@ from fedorch.runtime.consensus_outbox import PAXOS_RPC_TIMEOUT_S as PAXOS_RPC_TI
 from fedorch.runtime.consensus_outbox import ConsensusOutbox
 from fedorch.runtime.decision_proofs import decision_message, proven
 from fedorch.runtime.peer_service import count_refusal
+from fedorch.runtime.record_writes import RecordWrites
 from fedorch.runtime.store.store import Statement, Store
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class Consensus:
         # evicted. Once any record may be on disk only (evicted, or from before a
         # restart), an input about an unknown transaction first looks on disk.
         self._resident: OrderedDict[Key, None] = OrderedDict()
-        self._persisting: dict[Key, int] = {}
+        self._writes = RecordWrites()
         self._on_disk_only = False
         self.outbox = ConsensusOutbox(agent, self)
 
@@ -123,7 +124,7 @@ class Consensus:
     def _evict(self) -> None:
         """Keep at most ACCEPTOR_MEMORY records in memory; evict the oldest durable ones."""
         while len(self._resident) > ACCEPTOR_MEMORY:
-            key = next((k for k in self._resident if not self._persisting.get(k)), None)
+            key = next((k for k in self._resident if not self._writes.in_flight(k)), None)
             if key is None:
                 return
             del self._resident[key]
@@ -214,6 +215,12 @@ class Consensus:
             await self._resident_record(msg.tx.key)
             self.acceptor.receive(sender, msg)
             actions = self.acceptor.next_actions()
+            if not any(isinstance(x, PersistAcceptor) for x in actions):
+                # A repeat (the same promise, the same ballot and value) is answered from
+                # memory, and the first copy's record may still be on its way to disk:
+                # an answer leaving now could count a promise or an acceptance that a
+                # crash right after would forget. It waits for that write.
+                await self._writes.until_durable(msg.tx.key)
             reply_to = sender if rpc else None
             if isinstance(msg, Accept) and msg.value.commit:
                 return await self._accept_commit(msg, actions, reply_to)
@@ -371,15 +378,11 @@ class Consensus:
         """The acceptor records among `actions` are being written: none may be evicted
         until the write is done (counted before the first await)."""
         persists = [x.key for x in actions if isinstance(x, PersistAcceptor)]
-        for key in persists:
-            self._persisting[key] = self._persisting.get(key, 0) + 1
         try:
-            yield
+            with self._writes.writing(persists):
+                yield
         finally:
             for key in persists:
-                left = self._persisting.pop(key) - 1
-                if left:
-                    self._persisting[key] = left
                 self._resident[key] = None
                 self._resident.move_to_end(key)
             self._evict()
