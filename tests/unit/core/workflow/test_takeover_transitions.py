@@ -297,3 +297,23 @@ def _at_most_one_acting(schedule, cores: dict[str, Takeover], electorate) -> Non
                 receive(frm, to, msg)
         for epoch, who in acted.items():
             assert len(who) == 1, f"epoch {epoch} acted by {sorted(who)}"
+
+
+def test_participants_outside_the_acceptors_hear_the_claim_but_do_not_count():
+    # A round with more participants than max_acceptors: b, c, d hold steps; the
+    # acceptors are a (the dead coordinator), b and c. d learns from the claim whom to
+    # send its results to, and keeps hearing it until it answers; its grant counts for
+    # nothing.
+    b = Takeover("b", "a", ["b", "c", "d"], acceptors=["a", "b", "c"], takeover_after_s=10.0,
+                 claim_timeout_s=5.0)
+    out = b.step(0.0, Watch("DEAD"))
+    assert [x for x in out if isinstance(x, SendClaim)] == [
+        SendClaim("a", 1), SendClaim("c", 1), SendClaim("d", 1)]
+    assert b.step(0.1, Grant("d", 1)) == []  # 1 of 3: d is no member
+    assert b.step(0.2, Grant("c", 1)) == [Act(1)]
+    assert b.step(6.0, Timer()) == [SendClaim("a", 1)]  # d and c answered
+    learner_silent = Takeover("b", "a", ["b", "c", "d"], acceptors=["a", "b", "c"],
+                              takeover_after_s=10.0, claim_timeout_s=5.0)
+    learner_silent.step(0.0, Watch("DEAD"))
+    assert learner_silent.step(0.1, Grant("c", 1)) == [Act(1)]
+    assert learner_silent.step(6.0, Timer()) == [SendClaim("a", 1), SendClaim("d", 1)]
