@@ -43,8 +43,10 @@ the live participants (`successor`): deterministic, so with one membership view
 everywhere exactly one domain claims. The successor claims `epoch + 1`: it grants
 itself, asks every other electorate member (`SendClaim`), and acts (`Act`) only
 once a majority of the electorate has granted that epoch to it. The participants
-outside the electorate hear the claim too (`audience`), until they answer: it is how
-they learn whom to send their results to; their grants count for nothing.
+outside the electorate (`audience`) hear the claim once it has won, and again until
+they answer: it is how they learn whom to send their results to (their grants count
+for nothing). Not before: one that granted a claim that then lost would refuse the
+old coordinator's end for ever.
 
 Safety (never two coordinators acting in one epoch) does not depend on views
 agreeing: a domain grants an epoch at most once (`may_grant`: a higher epoch, or the
@@ -304,7 +306,7 @@ class Takeover:
         self._rival = None
         self._claim_deadline = now + self.claim_timeout_s
         out: list[Action] = [Persist(epoch, self.me)]
-        out += [SendClaim(d, epoch) for d in sorted(self.audience - {self.me})]
+        out += [SendClaim(d, epoch) for d in sorted(self.electorate - {self.me})]
         return out + self._won()
 
     def _won(self) -> list[Action]:
@@ -312,8 +314,11 @@ class Takeover:
             self.role = Role.ACTING
             # The claim still goes, now and then, to the members that have not answered:
             # a follower of the old coordinator (or the old coordinator itself, back)
-            # learns from it whom to send its results to.
-            return [Act(self.epoch)]
+            # learns from it whom to send its results to. The participants outside the
+            # electorate hear it now, from a winner only: had they granted a claim that
+            # lost, they would refuse the old coordinator's end for ever.
+            told = self.audience - self.electorate - self._grants - {self.me}
+            return [Act(self.epoch), *(SendClaim(d, self.epoch) for d in sorted(told))]
         return []
 
     def _grant(self, now: float, ev: Grant) -> list[Action]:
@@ -365,7 +370,7 @@ class Takeover:
         # No majority and no rival: the electorate did not answer; ask again (the same
         # epoch: granting it to us again is allowed, see may_grant).
         self._claim_deadline = now + self.claim_timeout_s
-        return [SendClaim(d, self.epoch) for d in sorted(self.audience - self._grants)]
+        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
 
     def _adopt(self, now: float, ev: Adopted, force: bool = False) -> list[Action]:
         if ev.epoch < self.epoch or ev.coordinator == self.me or (

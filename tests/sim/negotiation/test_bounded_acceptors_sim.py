@@ -86,3 +86,27 @@ def test_random_runs_draw_rounds_with_more_participants_than_acceptors():
     seeds = [s for s in range(100)
              if Simulation(s).run().stats["transaction with a learner-only participant"]]
     assert len(seeds) >= 15, seeds  # a good share of the 2,000-seed soak
+
+
+def test_a_dead_coordinator_is_taken_over_and_every_learner_ends_the_workflow():
+    # The successor (the lowest live participant, a learner or not) wins with the two
+    # acceptors left; the learners hear its claim once it has won, send it their results
+    # and take its end.
+    sim = scenario(SIX, agents=7, timing=Timing(max_rounds=1, max_acceptors=3,
+                                                takeover_after_s=3.0))
+    fired = []
+
+    def hook(agent, now, label):
+        if agent.name == "d0" and label == "step result" and not fired:
+            fired.append(now)
+            return "forever"  # a result came: committed
+        return None
+    sim.crash_hook = hook
+    assert_clean(sim)  # the checker: every live participant ends it in time
+    assert sim.dead_forever == {"d0"}
+    assert sim.checker.acting_in == {(WF, 1): "d1"}
+    ends = {n: sim.agents[n].disk.final.get(WF) for n in SIX.values()}
+    assert len(set(ends.values())) == 1 and None not in ends.values(), ends
+    for learner in _learners(sim):
+        if learner != "d1":
+            assert sim.agents[learner].disk.epochs[WF] == (1, "d1")
