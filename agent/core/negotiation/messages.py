@@ -118,6 +118,12 @@ def check_tx(tx: TxInfo) -> None:
         # than three, the coordinator alone (or with one other) would decide for it.
         raise RemoteProtocolError(
             "acceptors must include every participant, or be at least three")
+    if not set(tx.participants) <= set(tx.acceptors) \
+            and not set(tx.acceptors) <= {tx.coordinator, *tx.participants}:
+        # Members that hold no step make up the number only when every participant is
+        # an acceptor already (fewer than three): never in place of a participant.
+        raise RemoteProtocolError(
+            "acceptors that leave a participant out must be the coordinator and participants")
     if list(tx.acceptors) != sorted(set(tx.acceptors)):
         raise RemoteProtocolError("acceptors must be sorted and distinct")
 

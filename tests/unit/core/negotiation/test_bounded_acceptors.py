@@ -110,6 +110,10 @@ def test_a_participant_may_be_no_acceptor_when_there_are_three_or_more() -> None
         check_tx(TxInfo("c.w", 1, "c", ("p1", "p2"), ("c", "p1")))
     with pytest.raises(RemoteProtocolError, match="coordinator"):
         check_tx(TxInfo("c.w", 1, "c", ("p1", "p2", "p3"), ("p1", "p2", "p3")))
+    # An outsider in place of a participant: refused (extras only make up the number).
+    with pytest.raises(RemoteProtocolError, match="coordinator and participants"):
+        check_tx(TxInfo("c.w", 1, "c", ("p1", "p2", "p3"), ("c", "p1", "x")))
+    check_tx(TxInfo("c.w", 1, "c", ("p1",), ("c", "p1", "x")))  # as before: made up to three
 
 
 # ---- learners: the Accepted they get -------------------------------------------------
