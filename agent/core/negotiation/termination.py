@@ -35,9 +35,9 @@ coordinator (DecisionQuery). If no decision comes within `query_timeout_s` it
 asks the other acceptors too (only they are sure to be told the outcome: a
 participant beyond `max_acceptors` is one more learner, and asking every one of
 fifty participants is N² queries; a COMMIT is accepted from anyone because its
-certificate proves it) and becomes a recovery proposer, an acceptor or not. Whatever the coordinator does, even dying forever at any point, a
-majority of live acceptors lets every live participant reach the one chosen
-value. On learning it emits Learned (persist, apply) and, when it learned it
+certificate proves it) and becomes a recovery proposer, an acceptor or not.
+Whatever the coordinator does, even dying forever at any point, a majority of
+live acceptors lets every live participant reach the one chosen value. On learning it emits Learned (persist, apply) and, when it learned it
 from its own consensus, sends the Decision to every participant and the
 coordinator.
 
