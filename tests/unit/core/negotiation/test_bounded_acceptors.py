@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.negotiation.acceptor import Acceptor, PersistAcceptor
 from fedorch.core.negotiation.coordinator import ConsensusOptions, Coordinator, SendPrepare
 from fedorch.core.negotiation.errors import RemoteProtocolError
@@ -319,3 +320,18 @@ def test_learners_and_acceptors_agree_and_all_learn(n, max_acceptors, seed, chao
     assert set(net.participants) <= set(net.learned), "a participant never learned"
     assert len(set(net.learned.values())) == 1
     assert set(net.learned.values()) <= net.chosen  # only a chosen value is learned
+
+
+def test_the_authority_table_lets_a_learner_propose_but_not_answer_as_an_acceptor() -> None:
+    tx = TxInfo("c.w", 1, "c", PARTICIPANTS, ("c", "p1", "p2"))
+    as_proposer = Facts(workflow_id=tx.workflow_id, coordinator=tx.coordinator,
+                        participants=tx.participants)
+    authorize("paxos_prepare", "p6", as_proposer)  # a learner recovers: it may propose
+    authorize("paxos_accept", "p6", as_proposer)
+    with pytest.raises(Refused):
+        authorize("paxos_prepare", "x", as_proposer)  # no part in it: no
+    as_acceptor = Facts(workflow_id=tx.workflow_id, acceptors=tx.acceptors)
+    authorize("paxos_accepted", "p1", as_acceptor)
+    for kind in ("paxos_promise", "paxos_accepted", "paxos_reject"):
+        with pytest.raises(Refused):
+            authorize(kind, "p6", as_acceptor)  # its word counts towards no majority
