@@ -438,6 +438,10 @@ _BOUNDS: dict[str, Bound] = {
     "fedorch.v1.NegotiationConfig.signed_spec_window_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.certificate_sweep_s": positive("a positive number of seconds"),
     "fedorch.v1.NegotiationConfig.takeover_after_s": positive("a positive number of seconds"),
+    "fedorch.v1.NegotiationConfig.max_acceptors": (
+        lambda v: 3 <= v <= 99 and v % 2 == 1,
+        "an odd integer from 3 to 99 (Paxos Commit needs 2F+1 acceptors to survive F"
+        " failures)"),
     "fedorch.v1.NegotiationConfig.step_lease_s": at_least(
         0, "a non-negative number of seconds (0: three times the time to a DEAD verdict)"),
     "fedorch.v1.RetentionConfig.keep_ended_s": positive("a positive number of seconds"),
@@ -453,6 +457,7 @@ NEGOTIATION_DEFAULTS = {
     "signed_spec_window_s": 3600.0,
     "certificate_sweep_s": 30.0,
     "takeover_after_s": 10.0,
+    "max_acceptors": 5,
     "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,
 }
 RETENTION_DEFAULTS = {"keep_ended_s": 604800.0, "max_ended_workflows": 100000}

@@ -6,8 +6,8 @@ into votes, and keeps one task per workflow whose core still has work: its
 admission, then (Paxos Commit) resending COMMIT until every participant has it.
 
 With `negotiation.commit: paxos` the core runs in consensus mode: each round's
-PREPARE carries its acceptors (the participants, this agent, and ALIVE members
-up to three); on all YES the proposal cell is compare-and-set to COMMIT before
+PREPARE carries its acceptors (this agent and participants up to
+`negotiation.max_acceptors`, and ALIVE members up to three); on all YES the proposal cell is compare-and-set to COMMIT before
 Accept(ballot 0) goes to the acceptors (ours directly, the others through the
 Paxos RPC, runtime.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
@@ -126,7 +126,9 @@ class Coordination:
         self.loss = DomainLoss(agent, self.outcomes.after_progress)
 
     def _consensus(self) -> ConsensusOptions:
-        """Paxos Commit options: extra acceptors are ALIVE members, in random order."""
+        """Paxos Commit options: at most negotiation.max_acceptors acceptors; extra ones
+        (when the participants and this agent are fewer than three) are ALIVE members,
+        in random order."""
         a = self.agent
 
         def extras() -> list[str]:
@@ -136,7 +138,8 @@ class Coordination:
             return alive
 
         return ConsensusOptions(a.domain, a.rng, extras, resend_s=RESEND_S,
-                                backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S)
+                                backoff_s=BACKOFF_S, decision_resend_s=DECISION_RESEND_S,
+                                max_acceptors=a.config.negotiation.max_acceptors or 5)
 
     # ---- the log (runtime.coordination_log) -------------------------------------------
 

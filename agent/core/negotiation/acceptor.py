@@ -24,15 +24,21 @@ Transitions (one table, `_TABLE`); b is the incoming ballot, p the promise:
 
 An Accepted goes to the proposer and, with `notify_learners`, to every
 participant too: each counts them and learns a value the moment a majority
-accepted it in one ballot, even if the proposer dies right then. Two messages
-are spared on the way. A proposer is always an acceptor of its transaction: it
-sends its Accept to its own acceptor first, and to the others only once that
-accepted, saying so (`Accept.proposer_accepted`); its own acceptor therefore
-answers only the proposer. A receiver counts that statement as the proposer's
-Accepted, and when the two of them are a majority (three acceptors or fewer)
-each participant learns from its own Accept and sends no Accepted to the
-others. A participant that misses its Accept (the proposer died first) is left
-in doubt and ends it by the termination protocol, as if no Accept had left.
+accepted it in one ballot, even if the proposer dies right then. The acceptors
+are the coordinator and at most `max_acceptors` of them in all (messages), so
+this is A·N messages for A acceptors and N participants, not N². Two messages are
+spared on the way. A proposer that is an acceptor of its transaction (the
+coordinator always is) sends its Accept to its own acceptor first, and to the
+others only once that accepted, saying so (`Accept.proposer_accepted`); its own
+acceptor therefore answers only the proposer, and the participants that are no
+acceptors (who get no Accept to learn from). A receiver counts that statement as
+the proposer's Accepted, and when the two of them are a majority (three
+acceptors or fewer) each participant that is an acceptor learns from its own
+Accept and sends no Accepted to the other acceptors; the participants that are
+none still get its Accepted. A participant that misses its Accept (the proposer
+died first) is left in doubt and ends it by the termination protocol, as if no
+Accept had left. A proposer that is no acceptor (a participant beyond the bound,
+recovering) sends its Accept to every acceptor at once and vouches for nothing.
 
 A COMMIT value is accepted only when it carries a YES of every participant of
 the transaction (the participant list comes with the transaction); ballot 0
@@ -207,18 +213,27 @@ class Acceptor:
         self._reply(sender, accepted)
         if not self.notify_learners:
             return
+        tx = msg.tx
+        # Participants beyond max_acceptors get no Accept: every acceptor's Accepted is
+        # how they learn (the proposer's own too, which the others cannot stand in for).
+        outsiders = [p for p in tx.participants if p not in tx.acceptors and p != sender]
         if sender == self.me:
-            return  # our own proposal: the proposer vouches for this in its Accepts
-        me_learning = self.me in msg.tx.participants
+            # Our own proposal: the proposer vouches for this in its Accepts.
+            for learner in outsiders:
+                self._reply(learner, accepted)
+            return
+        me_learning = self.me in tx.participants
         if msg.proposer_accepted and me_learning:
             # The proposer's signed word that it accepted too: its Accepted, by this Accept.
-            self._reply(self.me, Accepted(msg.tx.key, msg.ballot, sender, msg.value))
-        if msg.proposer_accepted and 2 >= msg.tx.majority:
+            self._reply(self.me, Accepted(tx.key, msg.ballot, sender, msg.value))
+        if msg.proposer_accepted and 2 >= tx.majority:
             # The proposer and we are a majority: every participant that gets this Accept
-            # learns the value from it and its own acceptance, with no Accepted from us.
+            # learns the value from it and its own acceptance, with no Accepted from us;
+            # one that is no acceptor gets none, so it gets ours.
             learners = [self.me] if me_learning else []
+            learners += outsiders
         else:  # every participant learns the moment a majority accepted
-            learners = [p for p in msg.tx.participants if p != sender]
+            learners = [p for p in tx.participants if p != sender]
         for learner in learners:
             self._reply(learner, accepted)
 

@@ -19,8 +19,9 @@ again, up to `max_rounds`; then the workflow is ABORTED, its reason listing
 every refusal. This blocks while the coordinator is down after all YES votes.
 
 Consensus mode (Paxos Commit, non-blocking): each PREPARE carries the round's
-acceptors (participants + coordinator + extra live members up to
-`min_acceptors`). On all YES the coordinator compare-and-sets its write-once
+acceptors: the coordinator and participants up to `max_acceptors` (in an order
+the workflow id fixes), and extra live members up to `min_acceptors`; a
+participant beyond the bound is a learner only (see messages). On all YES the coordinator compare-and-sets its write-once
 proposal cell to COMMIT (PersistProposal), then sends Accept(ballot 0, COMMIT
 with the YES votes) to its own acceptor and, once that accepted, to every other
 (phase DECIDING), and announces only once a majority accepted: the value is chosen
@@ -64,6 +65,7 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
@@ -346,7 +348,11 @@ class Coordinator:
     def _acceptors(self, participants: Sequence[str]) -> tuple[str, ...]:
         c = self._consensus
         assert c is not None
-        chosen = set(participants) | {c.me}
+        # This coordinator, then participants up to max_acceptors, in an order fixed by
+        # the workflow id (deterministic, yet not the same few domains in every workflow).
+        others = sorted((p for p in set(participants) if p != c.me),
+                        key=lambda p: (_rank(self.workflow_id, p), p))
+        chosen = {c.me, *others[:max(0, c.max_acceptors - 1)]}
         extras = c.extra_acceptors() if callable(c.extra_acceptors) else c.extra_acceptors
         for member in extras:
             if len(chosen) >= c.min_acceptors:
@@ -584,6 +590,11 @@ _TRANSITIONS: dict[tuple[Phase, str], _Handler] = {
     (Phase.ABORTED, "ack"): Coordinator._ignore,
     (Phase.ABORTED, "query"): Coordinator._on_query,
 }
+
+
+def _rank(workflow_id: str, domain: str) -> bytes:
+    """A participant's place in the queue for the acceptor set of `workflow_id`."""
+    return hashlib.blake2b(f"{workflow_id}\0{domain}".encode(), digest_size=8).digest()
 
 
 # ---- reasons -----------------------------------------------------------------------------

@@ -6,8 +6,16 @@ Each admission round of a workflow is one transaction, keyed (workflow_id, round
 and never reused. Its outcome is decided by one consensus instance (Paxos Commit,
 Gray & Lamport, with a single instance per transaction): the *acceptors* are a
 list fixed by the coordinator when it sends PREPARE and carried in every PREPARE
-(:class:`TxInfo`): the participant domains, the coordinator, and extra live
-members until there are at least three when the federation has them. A value is
+(:class:`TxInfo`): the coordinator and the participant domains in name order,
+up to `max_acceptors` (5 by default), and extra live members until there are at
+least three when the federation has them. Paxos Commit needs 2F+1 acceptors to
+survive F failures, whoever they are: a participant beyond the bound is no
+acceptor, only a *learner*. It learns the decision from a majority of the
+acceptors' Accepted (each acceptor sends its Accepted to every participant: about
+A·N messages for A acceptors and N participants, not N²), or from the
+coordinator's decision notice; in doubt it asks the acceptors and may propose a
+recovery ballot to them, never accepting anything itself. A value is
+A value is
 *chosen* once a majority of the acceptors accepted it in the same ballot.
 
 A value is COMMIT (carrying the YES vote of every participant: the commit
@@ -103,8 +111,19 @@ def check_tx(tx: TxInfo) -> None:
         raise RemoteProtocolError("round must be at least 1")
     if not tx.participants or not tx.acceptors:
         raise RemoteProtocolError("a transaction needs participants and acceptors")
-    if tx.coordinator not in tx.acceptors or not set(tx.participants) <= set(tx.acceptors):
-        raise RemoteProtocolError("acceptors must include the coordinator and the participants")
+    if tx.coordinator not in tx.acceptors:
+        raise RemoteProtocolError("acceptors must include the coordinator")
+    if not set(tx.participants) <= set(tx.acceptors) and len(tx.acceptors) < 3:
+        # A participant that is no acceptor depends on a majority of them: with fewer
+        # than three, the coordinator alone (or with one other) would decide for it.
+        raise RemoteProtocolError(
+            "acceptors must include every participant, or be at least three")
+    if not set(tx.participants) <= set(tx.acceptors) \
+            and not set(tx.acceptors) <= {tx.coordinator, *tx.participants}:
+        # Members that hold no step make up the number only when every participant is
+        # an acceptor already (fewer than three): never in place of a participant.
+        raise RemoteProtocolError(
+            "acceptors that leave a participant out must be the coordinator and participants")
     if list(tx.acceptors) != sorted(set(tx.acceptors)):
         raise RemoteProtocolError("acceptors must be sorted and distinct")
 
@@ -135,9 +154,10 @@ class Promise:
 class Accept:
     """Phase 2a: accept `value` in `ballot`.
 
-    `proposer_accepted`: the proposer (always an acceptor of the transaction) has
-    accepted `value` in `ballot` itself, durably, before sending this. Signed by the
-    proposer, that statement counts at the receiver as the proposer acceptor's Accepted.
+    `proposer_accepted`: the proposer, an acceptor of the transaction, has accepted
+    `value` in `ballot` itself, durably, before sending this. Signed by the proposer,
+    that statement counts at the receiver as the proposer acceptor's Accepted. A
+    proposer that is no acceptor (a participant beyond `max_acceptors`) never says so.
     """
 
     tx: TxInfo

@@ -59,6 +59,9 @@ class ConsensusOptions:
     rng: random.Random
     extra_acceptors: Sequence[str] | Callable[[], Sequence[str]] = ()  # live members, best first
     min_acceptors: int = 3
+    # At most this many acceptors (odd, at least 3): the coordinator and participants
+    # up to it; a participant beyond it is only a learner (negotiation.max_acceptors).
+    max_acceptors: int = 5
     resend_s: float = 1.0
     backoff_s: float = 0.5
     decision_resend_s: float = 4.0

@@ -9,7 +9,9 @@ phase 1 and sends Accept(0, value) at once. A recovery proposer picks a ballot
 and from a majority of promises adopts the value accepted in the highest
 ballot, or its preferred value when none was accepted (ABORT, for anyone but
 the coordinator); then phase 2. The value is chosen when a majority accepted it
-in one ballot. A Reject (an acceptor promised higher) sends the proposer into a
+in one ballot. A proposer need not be an acceptor (a participant beyond
+`max_acceptors`): it then sends its Accept to every acceptor at once and counts
+only theirs. A Reject (an acceptor promised higher) sends the proposer into a
 random backoff (injected random.Random), then a higher ballot; unanswered
 messages are resent every `resend_s`. A Decision from anyone ends it at once.
 Every phase 1 first emits PersistBallot: a restarted proposer is given that
@@ -30,25 +32,27 @@ Transitions (one table, `_PROPOSER_TABLE`):
 :class:`Termination` is the participant side. A participant that voted YES and
 has no decision when its lease passes never releases on a timer; it asks the
 coordinator (DecisionQuery). If no decision comes within `query_timeout_s` it
-asks the other participants too (any of them may hold the decision; a COMMIT is
-accepted from anyone because its certificate proves it) and becomes a recovery
-proposer. Whatever the coordinator does, even dying forever at any point, a
-majority of live acceptors lets every live participant reach the one chosen
-value. On learning it emits Learned (persist, apply) and, when it learned it
+asks the other acceptors too (only they are sure to be told the outcome: a
+participant beyond `max_acceptors` is one more learner, and asking every one of
+fifty participants is N² queries; a COMMIT is accepted from anyone because its
+certificate proves it) and becomes a recovery proposer, an acceptor or not.
+Whatever the coordinator does, even dying forever at any point, a majority of
+live acceptors lets every live participant reach the one chosen value. On learning it emits Learned (persist, apply) and, when it learned it
 from its own consensus, sends the Decision to every participant and the
 coordinator.
 
     (state,      input)              -> state       effect
     (WAITING,    timer at lease)     -> ASKING      DecisionQuery to the coordinator
-    (ASKING,     timer, +query_t/o)  -> RECOVERING  queries to the participants; Proposer
-                                                    (participants start in turn, by rank)
+    (ASKING,     timer, +query_t/o)  -> RECOVERING  queries to the acceptors; Proposer
+                                                    (participants start in turn, by rank:
+                                                    acceptors first)
     (any,        majority Accepted)  -> (gone)      Learned (from the acceptors, ours too)
     (RECOVERING, timer)              -> RECOVERING  proposer resends; queries repeat
     (any,        decided answer)     -> (gone)      Learned
     (any,        Decision)           -> (gone)      Learned
     (RECOVERING, proposer chosen)    -> (gone)      Learned, then Decision to everyone
     (any,        other answers)      -> same        ignored (unknown, not prepared)
-    (WAITING|ASKING, coordinator DEAD) -> ASKING    queries to everyone at once; recovery
+    (WAITING|ASKING, coordinator DEAD) -> ASKING    queries to the acceptors at once; recovery
                                                     after this participant's turn (by rank),
                                                     not after the lease
 
@@ -112,9 +116,13 @@ class Proposer:
     ) -> None:
         if fast and me != tx.coordinator:
             raise RemoteProtocolError("only the coordinator owns ballot 0")
-        if me not in tx.acceptors:  # check_tx: coordinator and participants are acceptors
-            raise RemoteProtocolError(f"{me} proposes in {tx.key} but is not its acceptor")
+        if me not in tx.acceptors and me not in tx.participants:
+            raise RemoteProtocolError(f"{me} proposes in {tx.key} but is not its acceptor"
+                                      " nor a participant")
         self.me = me
+        # A participant beyond max_acceptors proposes without accepting: its phase 2 goes
+        # to every acceptor at once, vouching for nothing (see _phase2).
+        self.is_acceptor = me in tx.acceptors
         self.tx = tx
         self.preferred = preferred
         self.chosen: Value | None = None
@@ -211,7 +219,7 @@ class Proposer:
             return
         self._next_at = now + self._resend_s
         waiting = self.tx.acceptors if self._vouched or self.phase is ProposerPhase.PHASE1 \
-            else (self.me,)  # phase 2 goes to the others once ours accepted
+            or not self.is_acceptor else (self.me,)  # phase 2: the others once ours accepted
         for acceptor in waiting:
             if acceptor not in self._replies:
                 self._outbox.append(Send(acceptor, self._message()))
@@ -237,6 +245,10 @@ class Proposer:
         self._replies = {}
         self._vouched = False
         self._next_at = now + self._resend_s
+        if not self.is_acceptor:  # nothing of ours to vouch for: every acceptor at once
+            self._outbox.extend(Send(a, Accept(self.tx, ballot, value))
+                                for a in self.tx.acceptors)
+            return
         self._outbox.append(Send(self.me, Accept(self.tx, ballot, value)))
 
     def _adopt(self) -> Value:
@@ -452,13 +464,17 @@ class Termination:
     # ---- helpers -------------------------------------------------------------------
 
     def _turn(self, tx: TxInfo) -> float:
-        # Participants take turns (by rank) to start a ballot: fewer duels.
-        others = [p for p in tx.participants if p != tx.coordinator]
+        # Participants take turns (by rank) to start a ballot: fewer duels. Acceptors go
+        # first: one accepts its own proposal, which spares a round trip.
+        others = sorted((p for p in tx.participants if p != tx.coordinator),
+                        key=lambda p: (p not in tx.acceptors, p))
         rank = others.index(self.me) if self.me in others else len(others)
         return rank * self._stagger_s + self._rng.uniform(0.0, self._backoff_s)
 
     def _everyone(self, tx: TxInfo) -> list[str]:
-        others = [p for p in tx.participants if p != self.me and p != tx.coordinator]
+        # The acceptors, the coordinator first: every one of them hears the outcome (the
+        # participants among them learn it, the others see its Accept or Decision).
+        others = [a for a in tx.acceptors if a != self.me and a != tx.coordinator]
         return [tx.coordinator, *others]
 
     def _ask(self, d: _Doubt, whom: list[str]) -> None:

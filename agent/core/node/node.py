@@ -296,7 +296,8 @@ class Node:
 
         t = self.t
         return ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
-                                backoff_s=t.backoff_s, decision_resend_s=t.decision_resend_s)
+                                backoff_s=t.backoff_s, decision_resend_s=t.decision_resend_s,
+                                max_acceptors=t.max_acceptors)
 
     def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
         def place(excluded) -> Placement:

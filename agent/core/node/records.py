@@ -36,6 +36,9 @@ class Timing:
     # Coordinator takeover (agent/core/workflow/takeover.py); None: off, as before it.
     takeover_after_s: float | None = None
     dead_after_s: float = 1.5  # membership: a crashed agent is DEAD this long after
+    # Paxos Commit: at most this many acceptors (negotiation.max_acceptors); a
+    # participant beyond it only learns the decision.
+    max_acceptors: int = 5
 
 
 # ---- shell-level messages: what the cores leave to the wire protocol ---------------

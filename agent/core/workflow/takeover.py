@@ -10,17 +10,19 @@ is "the coordinator as known here".
 The electorate is fixed when the workflow commits and is the same set at every domain
 that counts grants in it:
 
-- Paxos Commit: the committed round's acceptors (`acceptors`: its participants, its
-  coordinator, and the ALIVE members added up to `min_acceptors`). The signed PREPARE
-  names them, so every participant and acceptor of the round knows the same set, and
-  it never changes afterwards (a later re-placement round is classic 2PC and carries
-  no acceptors). The participants and the coordinator are in it already, so nothing
-  is added to it: adding "the domains with steps now" would make the set depend on
-  when a domain looked (a re-placement moves a step), and two claimants counting
-  majorities of two different sets could both win. An extra acceptor holds no step,
-  but it answers claims like any member (it keeps its grant durably), so a workflow on
-  two domains whose coordinator dies is taken over by the surviving participant with
-  the extra acceptor's grant: 2 of 3.
+- Paxos Commit: the committed round's acceptors (`acceptors`: its coordinator, its
+  participants up to `max_acceptors`, and the ALIVE members added up to
+  `min_acceptors`). The signed PREPARE names them, so every participant and
+  acceptor of the round knows the same set, and it never changes afterwards (a
+  later re-placement round is classic 2PC and carries no acceptors). Nothing is
+  added to it, not even the participants beyond `max_acceptors`: adding "the
+  domains with steps now" would make the set depend on when a domain looked (a
+  re-placement moves a step), and two claimants counting majorities of two
+  different sets could both win. An extra acceptor holds no step, but it answers
+  claims like any member (it keeps its grant durably), so a workflow on two domains
+  whose coordinator dies is taken over by the surviving participant with the extra
+  acceptor's grant: 2 of 3. A participant that is no acceptor may claim; its own
+  grant does not count, the acceptors' do.
 - Classic 2PC: there are no acceptors; the electorate is the domains the committed
   round placed steps on plus the original coordinator. With one participant besides
   a dead coordinator that is 1 of 2: such a workflow waits for its coordinator (see
@@ -40,7 +42,11 @@ When the known coordinator is gone, the *successor* is the lowest domain name am
 the live participants (`successor`): deterministic, so with one membership view
 everywhere exactly one domain claims. The successor claims `epoch + 1`: it grants
 itself, asks every other electorate member (`SendClaim`), and acts (`Act`) only
-once a majority of the electorate has granted that epoch to it.
+once a majority of the electorate has granted that epoch to it. The participants
+outside the electorate (`audience`) hear the claim once it has won, and again until
+they answer: it is how they learn whom to send their results to (their grants count
+for nothing). Not before: one that granted a claim that then lost would refuse the
+old coordinator's end for ever.
 
 Safety (never two coordinators acting in one epoch) does not depend on views
 agreeing: a domain grants an epoch at most once (`may_grant`: a higher epoch, or the
@@ -58,12 +64,13 @@ each member granting an epoch at most once, durably, before its answer leaves. (
 holds because the committed round's acceptors are signed into its PREPARE and never
 change; (b) because a grant is written (the workflow row, or for an acceptor holding
 no step its own grant record) before the answer. Any two majorities of the acceptors
-share a member, which granted that epoch to one claimant only. A winning majority
-always holds the claimant itself (a participant: only participants claim, and a claim
-from any other domain is refused), so the winner has steps of its own and the
-participants that granted it refuse, from then on, every coordinator message of the
-older epoch. A participant added later by re-placement is no member: it may claim,
-but its own grant does not count.
+share a member, which granted that epoch to one claimant only. The claimant is a
+participant (a claim from any other domain is refused), so the winner has steps of
+its own; a winning majority holds the claimant itself unless it is a participant
+beyond `max_acceptors`, and the participants that granted it refuse, from then on,
+every coordinator message of the older epoch (the others once they hear of it). A
+participant added later by re-placement is no member either: it may claim, but its
+own grant does not count.
 
 Liveness needs a majority of the electorate alive and connected: under Paxos Commit,
 with `min_acceptors` 3 (the default), one participant, the dead coordinator and one
@@ -202,6 +209,10 @@ class Takeover:
         # Paxos Commit: the committed round's acceptors, as they are (see the docstring);
         # classic 2PC: the participants and the original coordinator.
         self.electorate = frozenset(acceptors) or (self.participants | {original})
+        # Who hears a claim: the electorate, and the participants outside it (beyond
+        # max_acceptors, or added by re-placement), whose grants do not count but who
+        # learn from the claim whom to send their results to.
+        self.audience = self.electorate | self.participants
         self.epoch = epoch
         self.coordinator = coordinator if coordinator is not None else original
         self.takeover_after_s = takeover_after_s
@@ -303,20 +314,23 @@ class Takeover:
             self.role = Role.ACTING
             # The claim still goes, now and then, to the members that have not answered:
             # a follower of the old coordinator (or the old coordinator itself, back)
-            # learns from it whom to send its results to.
-            return [Act(self.epoch)]
+            # learns from it whom to send its results to. The participants outside the
+            # electorate hear it now, from a winner only: had they granted a claim that
+            # lost, they would refuse the old coordinator's end for ever.
+            told = self.audience - self.electorate - self._grants - {self.me}
+            return [Act(self.epoch), *(SendClaim(d, self.epoch) for d in sorted(told))]
         return []
 
     def _grant(self, now: float, ev: Grant) -> list[Action]:
-        if ev.epoch != self.epoch or ev.voter not in self.electorate:
+        if ev.epoch != self.epoch or ev.voter not in self.audience:
             return []
-        self._grants.add(ev.voter)
+        self._grants.add(ev.voter)  # counted in the electorate only (_won)
         return self._won()
 
     def _acting_grant(self, now: float, ev: Grant) -> list[Action]:
-        if ev.epoch == self.epoch and ev.voter in self.electorate:
+        if ev.epoch == self.epoch and ev.voter in self.audience:
             self._grants.add(ev.voter)
-            if self._grants >= self.electorate:
+            if self._grants >= self.audience:
                 self._claim_deadline = None  # everyone follows: nothing left to announce
         return []
 
@@ -324,7 +338,7 @@ class Takeover:
         if self._claim_deadline is None or now < self._claim_deadline:
             return []
         self._claim_deadline = now + self.claim_timeout_s
-        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
+        return [SendClaim(d, self.epoch) for d in sorted(self.audience - self._grants)]
 
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch == self.epoch and ev.held_epoch > self.epoch and ev.holder != self.me:

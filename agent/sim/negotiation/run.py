@@ -35,11 +35,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation import wide
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
@@ -132,7 +133,19 @@ class Config:
         if rng.random() < CLOCK_STEP_RATE:
             config.clock_steps = ((rng.choice(names), rng.uniform(0.0, 30.0),
                                    rng.choice(CLOCK_STEPS_S)),)
+        config.widen(wide.draw(wide.stream(rng), names, len(workflows)))
         return config
+
+    def widen(self, w: wide.Widening) -> None:
+        """More participants than acceptors (agent.sim.negotiation.wide)."""
+        self.timing = replace(self.timing, max_acceptors=w.max_acceptors)
+        for name, policy, capacities in w.domains:
+            self.names.append(name)
+            self.policies[name] = policy
+            self.capacities[name] = capacities
+        if w.fan_out is not None:
+            coordinator, at, spec = w.fan_out
+            self.workflows.append(Workflow(f"{coordinator}.{spec.name}", coordinator, at, spec))
 
     @classmethod
     def clock_stepped(cls, rng: random.Random) -> Config:
@@ -370,6 +383,8 @@ class Simulation:
             else:
                 row = self.agents[coord].disk.rows.get(wf)
                 aborted += row is not None and row.state in TERMINAL
+        self.stats["transaction with a learner-only participant"] += sum(
+            not set(tx.participants) <= set(tx.acceptors) for tx in self.checker.txs.values())
         return Report(self.seed, self.events, self.now, len(self.workflows), committed, aborted,
                       self.crashes, sorted(self.dead_forever),
                       sum(self.checker.refusals.values()), list(self.checker.violations),

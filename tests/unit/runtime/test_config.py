@@ -109,8 +109,14 @@ def test_defaults_applied() -> None:
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
     assert n.commit == config_pb2.COMMIT_PROTOCOL_PAXOS
     assert n.batching is True and n.certificate_sweep_s == 30
+    assert n.max_acceptors == 5
     assert config.log_level == "info"
     assert not config.seeds and not config.capabilities and not config.metrics_listen
+
+
+def test_max_acceptors_kept_when_valid() -> None:
+    assert _parse(MINIMAL + "negotiation: {max_acceptors: 3}\n").negotiation.max_acceptors == 3
+    assert _parse(MINIMAL + "negotiation: {max_acceptors: 7}\n").negotiation.max_acceptors == 7
 
 
 def test_explicit_values_kept() -> None:
@@ -322,6 +328,11 @@ CAP = "capabilities:\n  - name: ml.train\n    capacity: 2\n"
             ["negotiation.max_rounds: must be an integer from 1 to 20, got 21"],
         ),
         (MINIMAL + "negotiation: {max_rounds: 0}\n", ["negotiation.max_rounds"]),
+        (MINIMAL + "negotiation: {max_acceptors: 4}\n",
+         ["negotiation.max_acceptors: must be an odd integer from 3 to 99", "got 4"]),
+        (MINIMAL + "negotiation: {max_acceptors: 1}\n", ["negotiation.max_acceptors: must be an odd"]),
+        (MINIMAL + "negotiation: {max_acceptors: 0}\n", ["negotiation.max_acceptors"]),
+        (MINIMAL + "negotiation: {max_acceptors: 101}\n", ["negotiation.max_acceptors"]),
         (MINIMAL + "negotiation: {lease_s: -1}\n", ["negotiation.lease_s: must be a positive"]),
         (MINIMAL + "negotiation: {certificate_sweep_s: 0}\n",
          ["negotiation.certificate_sweep_s: must be a positive"]),

@@ -262,7 +262,7 @@ class GossipConfig(_message.Message):
     def __init__(self, profile: _Optional[_Union[GossipProfile, str]] = ..., tuning: _Optional[_Mapping[str, float]] = ..., publish_interval_s: _Optional[float] = ...) -> None: ...
 
 class NegotiationConfig(_message.Message):
-    __slots__ = ("prepare_timeout_s", "max_rounds", "lease_s", "replay_window_s", "commit", "batching", "certificate_sweep_s", "takeover_after_s", "step_lease_s", "signed_spec_window_s")
+    __slots__ = ("prepare_timeout_s", "max_rounds", "lease_s", "replay_window_s", "commit", "batching", "certificate_sweep_s", "takeover_after_s", "step_lease_s", "signed_spec_window_s", "max_acceptors")
     PREPARE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     MAX_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     LEASE_S_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,7 @@ class NegotiationConfig(_message.Message):
     TAKEOVER_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     STEP_LEASE_S_FIELD_NUMBER: _ClassVar[int]
     SIGNED_SPEC_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
     prepare_timeout_s: float
     max_rounds: int
     lease_s: float
@@ -283,4 +284,5 @@ class NegotiationConfig(_message.Message):
     takeover_after_s: float
     step_lease_s: float
     signed_spec_window_s: float
-    def __init__(self, prepare_timeout_s: _Optional[float] = ..., max_rounds: _Optional[int] = ..., lease_s: _Optional[float] = ..., replay_window_s: _Optional[float] = ..., commit: _Optional[_Union[CommitProtocol, str]] = ..., batching: _Optional[bool] = ..., certificate_sweep_s: _Optional[float] = ..., takeover_after_s: _Optional[float] = ..., step_lease_s: _Optional[float] = ..., signed_spec_window_s: _Optional[float] = ...) -> None: ...
+    max_acceptors: int
+    def __init__(self, prepare_timeout_s: _Optional[float] = ..., max_rounds: _Optional[int] = ..., lease_s: _Optional[float] = ..., replay_window_s: _Optional[float] = ..., commit: _Optional[_Union[CommitProtocol, str]] = ..., batching: _Optional[bool] = ..., certificate_sweep_s: _Optional[float] = ..., takeover_after_s: _Optional[float] = ..., step_lease_s: _Optional[float] = ..., signed_spec_window_s: _Optional[float] = ..., max_acceptors: _Optional[int] = ...) -> None: ...

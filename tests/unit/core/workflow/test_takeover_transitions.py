@@ -297,3 +297,31 @@ def _at_most_one_acting(schedule, cores: dict[str, Takeover], electorate) -> Non
                 receive(frm, to, msg)
         for epoch, who in acted.items():
             assert len(who) == 1, f"epoch {epoch} acted by {sorted(who)}"
+
+
+def test_participants_outside_the_acceptors_hear_a_won_claim_only():
+    # A round with more participants than max_acceptors: b, c, d hold steps; the
+    # acceptors are a (the dead coordinator), b and c. d hears the claim only once it has
+    # won (a grant to a claim that lost would make it refuse the old coordinator's end),
+    # and again until it answers; its grant counts for nothing.
+    b = Takeover("b", "a", ["b", "c", "d"], acceptors=["a", "b", "c"], takeover_after_s=10.0,
+                 claim_timeout_s=5.0)
+    out = b.step(0.0, Watch("DEAD"))
+    assert [x for x in out if isinstance(x, SendClaim)] == [SendClaim("a", 1), SendClaim("c", 1)]
+    assert b.step(0.1, Grant("d", 1)) == []  # d is no member (a stray answer)
+    assert b.role is Role.CLAIMING
+    assert b.step(0.2, Grant("c", 1)) == [Act(1)]  # d answered already: not told again
+    silent = Takeover("b", "a", ["b", "c", "d"], acceptors=["a", "b", "c"],
+                      takeover_after_s=10.0, claim_timeout_s=5.0)
+    silent.step(0.0, Watch("DEAD"))
+    assert silent.step(0.2, Grant("c", 1)) == [Act(1), SendClaim("d", 1)]
+    assert silent.step(6.0, Timer()) == [SendClaim("a", 1), SendClaim("d", 1)]
+    assert silent.step(6.1, Grant("d", 1)) == []
+    assert silent.step(12.0, Timer()) == [SendClaim("a", 1)]
+
+
+def test_a_claim_that_has_not_won_is_asked_again_of_the_electorate_only():
+    b = Takeover("b", "a", ["b", "c", "d"], acceptors=["a", "b", "c"], takeover_after_s=10.0,
+                 claim_timeout_s=5.0)
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(6.0, Timer()) == [SendClaim("a", 1), SendClaim("c", 1)]

@@ -1,0 +1,136 @@
+"""Paxos Commit with a bounded acceptor set on real agents (`negotiation.max_acceptors`).
+
+Seven agents: c coordinates and holds no step, p1..p6 each run one step. With
+`max_acceptors: 3` every round's acceptors are c and two of the six participants (which
+two the workflow id fixes); the other four are learners: they learn the decision from the
+acceptors' Accepted, or in doubt from the acceptors' answers.
+
+Timing is made deterministic with signals, never with sleeps: the learner is SIGSTOPped
+so that it votes YES only once the coordinator is stopped, and is stopped again before
+the COMMIT can reach it; it comes back, in doubt, only after the coordinator is dead.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import grpc
+import pytest
+from fedorch.gen.fedorch.v1 import client_pb2
+
+from tests.integration.federation import (
+    TEST_TIMINGS,
+    Federation,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+LEASE_S = TEST_TIMINGS["negotiation"]["lease_s"]
+PARTICIPANTS = [f"p{i}" for i in range(1, 7)]
+SPEC = "name: wide\nsteps:\n" + "".join(
+    f"  - id: s{i}\n    capability: wide.work\n    constraints: {{domains: [p{i}]}}\n"
+    for i in range(1, 7))
+
+
+def _domains() -> dict[str, dict]:
+    # A long prepare timeout: the coordinator must still be waiting for the learner's vote
+    # while it is stopped, however slow the machine is.
+    timings = {**TEST_TIMINGS["negotiation"], "prepare_timeout_s": 30, "commit": "paxos",
+               "max_acceptors": 3}
+    work = [{"name": "wide.work", "capacity": 2,
+             "executor": {"type": "builtin", "name": "echo"}}]
+    other = [{"name": "wide.other", "capacity": 1,
+              "executor": {"type": "builtin", "name": "echo"}}]
+    return {name: {"capabilities": work if name.startswith("p") else other,
+                   "negotiation": timings} for name in ["c", *PARTICIPANTS]}
+
+
+def _acceptors(fed: Federation, wid: str) -> list[str]:
+    """The round's acceptors, as the coordinator wrote them before any PREPARE left."""
+    rows = fed.rows("c", "SELECT acceptors FROM workflows WHERE id=?", (wid,))
+    return json.loads(rows[0][0]) if rows else []
+
+
+def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
+    return fed.rows(name, "SELECT round, outcome FROM learned WHERE workflow_id=?", (wid,))
+
+
+async def _step_succeeded(fed: Federation, name: str, wid: str, step: str) -> bool:
+    try:
+        status = await fed.client(name).GetWorkflow(
+            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
+    except grpc.aio.AioRpcError:
+        return False
+    return step_states(status)[step][0] == "SUCCEEDED"
+
+
+async def test_a_six_domain_workflow_with_three_acceptors_succeeds(tmp_path):
+    async with started_federation(tmp_path, _domains()) as fed:
+        wid = await fed.submit("c", SPEC)
+        status = await fed.wait_state("c", wid, deadline_s=90)
+        assert state_name(status) == "SUCCEEDED", status.reason
+        acceptors = _acceptors(fed, wid)
+        assert len(acceptors) == 3 and "c" in acceptors
+        learners = [p for p in PARTICIPANTS if p not in acceptors]
+        assert len(learners) == 4
+        # Every participant, acceptor or not, learned the COMMIT and ran its step once.
+        for i, p in enumerate(PARTICIPANTS, start=1):
+            assert _learned(fed, p, wid) == [(1, "COMMIT")], p
+            assert fed.rows(p, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?",
+                            (wid,)) == [(f"s{i}", 1)], p
+        # A learner accepts nothing: no acceptor record of the round anywhere but at the
+        # acceptors.
+        for p in learners:
+            assert fed.rows(p, "SELECT * FROM acceptor_records WHERE workflow_id=?",
+                            (wid,)) == [], p
+
+
+async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_killed(
+        tmp_path):
+    async with started_federation(tmp_path, _domains()) as fed:
+        for p in PARTICIPANTS:  # nobody votes before we know who the acceptors are
+            fed.signal(p, signal.SIGSTOP)
+        wid = await fed.submit("c", SPEC)
+        async def round_written():
+            return _acceptors(fed, wid)
+
+        acceptors = await wait_for(round_written, 20, "the coordinator's round record")
+        learner = next(p for p in PARTICIPANTS if p not in acceptors)
+        others = [p for p in PARTICIPANTS if p != learner]
+        for p in others:
+            fed.signal(p, signal.SIGCONT)
+        for p in others:
+            await wait_for(lambda p=p: fed.prepared(p, wid), 30, f"{p} to vote YES")
+        # The learner votes into a stopped coordinator, then stops before the COMMIT.
+        fed.signal("c", signal.SIGSTOP)
+        fed.signal(learner, signal.SIGCONT)
+        await wait_for(lambda: fed.prepared(learner, wid), 30, f"{learner} to vote YES")
+        fed.signal(learner, signal.SIGSTOP)
+        fed.signal("c", signal.SIGCONT)
+        # COMMIT chosen: an acceptor that is a participant learned it and ran its step.
+        witness = next(p for p in acceptors if p != "c")
+        step = f"s{witness[1:]}"
+        await wait_for(lambda: _step_succeeded(fed, witness, wid, step), 30,
+                       f"{witness} to learn the COMMIT and run {step}")
+        # The coordinator dies for good; so does whatever was on its way to the learner.
+        fed.kill("c")
+        fed.kill(learner)
+        assert fed.rows(learner, "SELECT state FROM reservations WHERE workflow_id=?",
+                        (wid,)) == [("prepared",)]
+        assert _learned(fed, learner, wid) == []
+        await fed.close_channels()
+        await fed.start(learner)
+        learner_step = f"s{learner[1:]}"
+        await wait_for(lambda: _step_succeeded(fed, learner, wid, learner_step),
+                       6 * LEASE_S, f"{learner} to learn the COMMIT and run {learner_step}")
+        assert _learned(fed, learner, wid) == [(1, "COMMIT")]
+        assert fed.rows(learner, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?",
+                        (wid,)) == [(learner_step, 1)]
+        # It never became an acceptor of the round: it proposed nothing and accepted nothing.
+        assert fed.rows(learner, "SELECT * FROM acceptor_records WHERE workflow_id=?",
+                        (wid,)) == []
