@@ -356,7 +356,7 @@ class Takeovers:
                     else:
                         answer = body.takeover_answer
                         if answer.workflow_id == row.id and answer.final_state \
-                                and not answer.granted and claim.to in core.electorate:
+                                and not answer.granted and claim.to in core.audience:
                             await self._ended_meanwhile(active, core, answer)
                             return
                         if answer.workflow_id == row.id and answer.epoch == claim.epoch:

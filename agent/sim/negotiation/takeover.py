@@ -235,9 +235,11 @@ class SimTakeover:
         core = self.takeovers.get(msg.workflow_id)
         if core is None or msg.workflow_id not in self.progress:
             return
-        if msg.final is not None and src in core.electorate:
+        if msg.final is not None and src in core.audience:
             # Ended meanwhile: a member of the workflow says so, as its coordinator told
-            # it (a participant's word about its own workflow). A claimant (or acting
+            # it (a participant's word about its own workflow; one outside the electorate
+            # too: it may have been the coordinator of an epoch that ended it, and its
+            # end is then the only one there is). A claimant (or acting
             # successor) makes that end its own and tells everyone, those that granted
             # its claim and follow it too: there is one end.
             self.sim.stats["takeover found the end"] += 1
