@@ -65,6 +65,18 @@ def test_a_repeat_or_an_unknown_step_changes_nothing() -> None:
     assert here.progress.steps["b"].epoch == 5
 
 
+def test_the_new_domain_that_started_its_step_already_keeps_that_attempt() -> None:
+    # Set up here from a later round's COMMIT, whose whole placement named this domain for
+    # "b" (epoch 0 then): "b" started. Its own round's COMMIT moves the epoch on only.
+    here = active("new", FULL)
+    here.progress.steps["a"].state = StepState.SUCCEEDED
+    assert [s.step_id for s in here.progress.start_ready()] == ["b"]
+    assert apply_replacement(here, replacement(), 5, {})
+    b = here.progress.steps["b"]
+    assert (b.state, b.attempts, b.epoch) == (StepState.RUNNING, 1, 5)
+    assert here.progress.start_ready() == []
+
+
 def test_bad_input_json_is_left_out() -> None:
     here = active("new", {"b": "new"})
     rep = replacement()
