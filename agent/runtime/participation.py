@@ -30,7 +30,7 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
 from fedorch.core.workflow.lifecycle import Committed, Ended, WorkflowState
-from fedorch.core.workflow.progress import Progress, StepState
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
@@ -330,7 +330,13 @@ class Participation:
         active.row.endpoints.update({k: v for k, v in endpoints.items() if v})
         self.ensure_progress(active, spec)
         if replaced is not None:  # a step placed here again: its epoch, inputs, neighbours
-            apply_replacement(active, replaced, round_, endpoints)
+            step = active.progress.steps.get(replaced.step_id)
+            if apply_replacement(active, replaced, round_, endpoints) and step is not None \
+                    and step.domain == a.domain and step.state in TERMINAL_STEP_STATES:
+                # It ran here already, set up from another round's COMMIT that named this
+                # placement first: its report went under the epoch known then (refused at
+                # the coordinator); again, under the round's epoch.
+                self.runs.report(active, replaced.step_id)
         await self.fold_in_results(active, on_disk)
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))

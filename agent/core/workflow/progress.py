@@ -257,6 +257,11 @@ class Progress:
         `epoch`: the placement's fencing token (the round's number, above every epoch
         before it). A step not terminal starts afresh there (WAITING, attempts counted
         anew under the new epoch); reports of earlier placements are refused from now on.
+        A step already on `domain` here keeps its state and attempts, only its epoch
+        moves on: the new domain may have learned its own placement first from another
+        round's COMMIT, which carries the whole placement, and started it then (a lost
+        domain is never a candidate for the step again, so it is that same placement);
+        starting it afresh would run its attempt 1 a second time beside the first.
         Returns whether anything changed (False for a repeat or an older placement)."""
         step = self.steps.get(step_id)
         if step is None or epoch < step.epoch or (epoch == step.epoch
@@ -264,8 +269,9 @@ class Progress:
             return False
         if lost and lost != domain and lost not in step.replaced_from:
             step.replaced_from.append(lost)
+        same_placement = step.domain == domain
         step.domain, step.epoch, step.lost_to = domain, epoch, lost
-        if step.state not in TERMINAL_STEP_STATES:
+        if step.state not in TERMINAL_STEP_STATES and not same_placement:
             step.state, step.attempts, step.outputs, step.error = (
                 StepState.WAITING, 0, {}, "")
         return True

@@ -10,7 +10,9 @@ death: an idempotent step that had started there is placed again elsewhere, so t
 copies of it may run. The cut worker, in its own view, sees every other domain DEAD
 after the same delay and runs the self-fencing rule of the agent
 (agent/core/workflow/self_fencing.py, on its last message heard and each attempt's
-start) every `FENCE_LOOK_S`: an attempt past its deadline is stopped and its step ends
+start) every `FENCE_LOOK_S` and, as the agent's timer does, at the rule's `next_look`
+(so a fence falls at its deadline, not up to a look later): an attempt past its
+deadline is stopped and its step ends
 FAILED with the rule's reason, not retried here, as the agent's shell does
 (agent/runtime/self_fencing.py).
 Attempts here run up to three leases, so that without fencing two copies would
@@ -42,7 +44,7 @@ import random
 from fedorch.core.workflow import self_fencing
 from fedorch.sim.negotiation.check import ReplacementFailure
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, fenced_early
-from fedorch.sim.negotiation.replacement import CO, ReplacementWorld
+from fedorch.sim.negotiation.replacement import CO, ReplacementWorld, Run
 
 FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a timer)
 
@@ -59,6 +61,7 @@ class PartitionedWorld(ReplacementWorld):
         self.cut: dict[str, float] = {}      # worker -> since when it is cut off
         self.heard_at: dict[str, float] = {}  # worker -> the last message it received
         self.decisions: dict[tuple[str, str, int], tuple] = {}  # (worker, wf, round) -> args
+        self.fences: list[tuple[Run, float | None]] = []  # each fenced attempt, last heard
         cuts = []
         for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 2])):
             start = self.rng.uniform(0.5, 4.0)
@@ -133,14 +136,23 @@ class PartitionedWorld(ReplacementWorld):
         state = "DEAD" if self.now - since >= self.dead_after_s else "SUSPECT"
         heard = self.heard_at.get(name)
         read = self._reader(name)
+        look = self.now + FENCE_LOOK_S
         for run in self.runs:
             if run.domain != name or run.end is not None:
                 continue
             contacts = [self_fencing.Contact(CO, state, None if heard is None else read(heard))]
-            if self.self_fencing and self_fencing.fenced(contacts, read(run.start),
-                                                         self.lease_s, read(self.now)):
+            if not self.self_fencing:
+                continue
+            if self_fencing.fenced(contacts, read(run.start), self.lease_s, read(self.now)):
                 self._fence(worker, run, heard)
-        self._at(self.now + FENCE_LOOK_S, self._fence_look, name)
+                continue
+            # The agent's watcher arms its timer at the rule's next look (not a poll): a
+            # look at that moment too, so that a fence is not later than the agent's. A
+            # timer runs its delay in true time, whatever the clock read says.
+            due = self_fencing.next_look(contacts, read(run.start), self.lease_s,
+                                         read(self.now))
+            look = min(look, self.now + (due - read(self.now)))
+        self._at(look, self._fence_look, name)
 
     def _reader(self, name: str):
         """How the worker reads a true instant off the clock its rule uses: the monotonic
@@ -157,6 +169,7 @@ class PartitionedWorld(ReplacementWorld):
                 f"seed {self.seed}: {run.workflow} {run.step} on {run.domain}: {early}"
                 f" (clock steps: {self.clock_steps.get(run.domain, [])})")
         run.end = self.now
+        self.fences.append((run, heard))
         self.stats["fenced"] += 1
         progress = worker.progress.get(run.workflow)
         if progress is None:

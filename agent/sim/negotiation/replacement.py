@@ -340,7 +340,11 @@ class ReplacementWorld:
             progress = worker.progress[wf] = Progress(self.flows[wf].spec, placement, name)
         if replaced is not None:
             step, lost, done = replaced
-            progress.placed_again(step, name, round_, lost)
+            if progress.placed_again(step, name, round_, lost) \
+                    and progress.steps[step].state in TERMINAL_STEP_STATES:
+                # Run here already, from another round's COMMIT that named this placement
+                # first: its report went under the epoch then known (refused); again now.
+                self._report(worker, wf, step)
             for other, domain in placement.items():
                 if not progress.steps[other].domain:
                     progress.steps[other].domain = domain

@@ -28,6 +28,34 @@ def test_partitions_with_self_fencing_hold_every_invariant(first: int) -> None:
     assert stats["partition"] > 0 and stats["fenced"] > 0 and stats["re-placed"] > 0, stats
 
 
+# Seeds beyond SEEDS that broke the invariants. 371, 501: a step placed again ran its
+# attempt 1 twice on its new domain, which had learned that placement first from a later
+# round's COMMIT (its whole placement) and started it, then restarted it at its own
+# round's COMMIT (Progress.placed_again). 813: the world looked at the rule every
+# FENCE_LOOK_S instead of at its deadline as the agent's timer does, so an attempt was
+# fenced late or, failing just past its deadline, retried with a whole lease beside its
+# replacement. 1202, 5707: an overlap of exactly one lease, a rounding above it.
+REGRESSION_SEEDS = (371, 501, 813, 1202, 5707)
+
+
+@pytest.mark.parametrize("seed", REGRESSION_SEEDS)
+def test_seeds_that_broke_the_invariants_hold_them(seed: int) -> None:
+    run(seed)  # ReplacementFailure names the seed and the invariant
+
+
+def test_a_cut_worker_fences_at_the_rules_deadline_not_at_its_next_poll() -> None:
+    # As the agent's timer at the rule's next look: the lease after the later of the
+    # attempt's start and the last message heard, not up to a poll interval after it.
+    fenced = 0
+    for seed in range(50):
+        world = run(seed)
+        for r, heard in world.fences:
+            due = max(r.start, heard if heard is not None else r.start) + world.lease_s
+            assert r.end == pytest.approx(due, abs=1e-9), (seed, r, heard)
+            fenced += 1
+    assert fenced > 0
+
+
 def test_without_self_fencing_two_copies_run_longer_than_a_lease() -> None:
     with pytest.raises(ReplacementFailure, match=r"ran on w\d and w\d at once for"):
         run(OVERLAPPING_WITHOUT_FENCING, fencing=False)

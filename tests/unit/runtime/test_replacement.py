@@ -65,6 +65,18 @@ def test_a_repeat_or_an_unknown_step_changes_nothing() -> None:
     assert here.progress.steps["b"].epoch == 5
 
 
+def test_the_new_domain_that_started_its_step_already_keeps_that_attempt() -> None:
+    # Set up here from a later round's COMMIT, whose whole placement named this domain for
+    # "b" (epoch 0 then): "b" started. Its own round's COMMIT moves the epoch on only.
+    here = active("new", FULL)
+    here.progress.steps["a"].state = StepState.SUCCEEDED
+    assert [s.step_id for s in here.progress.start_ready()] == ["b"]
+    assert apply_replacement(here, replacement(), 5, {})
+    b = here.progress.steps["b"]
+    assert (b.state, b.attempts, b.epoch) == (StepState.RUNNING, 1, 5)
+    assert here.progress.start_ready() == []
+
+
 def test_bad_input_json_is_left_out() -> None:
     here = active("new", {"b": "new"})
     rep = replacement()
@@ -115,3 +127,28 @@ async def test_replaced_from_is_kept_in_the_steps_table(tmp_path) -> None:
         assert steps["a"].replaced_from == []
     finally:
         await store.close()
+
+
+async def test_a_step_that_ended_here_before_its_own_commit_is_reported_again(
+        worker, monkeypatch) -> None:
+    # alpha ran "b", set up from a later round's COMMIT (epoch 0), before b's own round 5
+    # COMMIT came: its report went under epoch 0, refused at the coordinator (at epoch 5).
+    spec = spec_pb2.WorkflowSpec(name="wf", steps=[spec_pb2.StepSpec(id="b", capability="x")])
+    row = WorkflowRow(id="co.1", name="wf", coordinator="co", state="RUNNING",
+                      spec=spec.SerializeToString(), placement={"b": "alpha"})
+    here = Active(row, Progress(spec, {"b": "alpha"}, "alpha"), fresh=True)
+    assert [s.step_id for s in here.progress.start_ready()] == ["b"]
+    assert here.progress.attempt_ended("b", 1, True, {}, "") is StepState.SUCCEEDED
+    worker.active["co.1"] = here
+    reported = []
+    monkeypatch.setattr(worker.participation.runs, "report",
+                        lambda active, step_id: reported.append((step_id, active.progress
+                                                                 .steps[step_id].epoch)))
+    rep = peer_pb2.Replacement(step_id="b", lost_domain="lost", placement={"b": "alpha"})
+    await worker.participation._set_up("co.1", 5, "co", spec, {"b": "alpha"}, {}, None,
+                                       replaced=rep)
+    assert reported == [("b", 5)]
+    assert here.progress.steps["b"].state is StepState.SUCCEEDED
+    await worker.participation._set_up("co.1", 5, "co", spec, {"b": "alpha"}, {}, None,
+                                       replaced=rep)
+    assert reported == [("b", 5)]  # a repeated COMMIT: nothing new to report

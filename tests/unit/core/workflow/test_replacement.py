@@ -187,3 +187,23 @@ def test_a_step_after_an_upstream_step_on_the_lost_domain_may_have_started() -> 
     q = Progress(spec(step("s0", retries=1), step("s1", "s0")), {"s0": LOST, "s1": LOST}, ME)
     q.steps["s0"].state = StepState.SKIPPED
     assert q.domain_lost(LOST, can_replace=True) == [("s1", LossAction.REPLACE)]
+
+
+def test_placed_again_where_it_already_runs_keeps_its_attempt_and_moves_its_epoch() -> None:
+    # The new domain set the workflow up from a later round's COMMIT, whose whole
+    # placement already named it for "b", and started "b" then; the COMMIT of b's own
+    # round comes after. Attempt 1 runs on: starting it afresh would run it twice here.
+    p = Progress(spec(step("a"), step("b", idempotent=True, retries=1)),
+                 {"a": ME, "b": ME}, ME)
+    assert [x.step_id for x in p.start_ready()] == ["a", "b"]
+    assert p.placed_again("b", ME, 2, LOST)
+    b = p.steps["b"]
+    assert (b.state, b.attempts, b.epoch, b.lost_to, b.replaced_from) == (
+        StepState.RUNNING, 1, 2, LOST, [LOST])
+    assert p.start_ready() == []  # nothing starts again
+    assert p.refuse_result("b", ME, 0) is not None  # its earlier epoch is over
+    assert p.attempt_ended("b", 1, True, {"y": 2}, "") is StepState.SUCCEEDED
+    # A step that ended here keeps its end under the new epoch too.
+    assert p.placed_again("b", ME, 3, LOST)
+    assert (p.steps["b"].state, p.steps["b"].attempts, p.steps["b"].epoch) == (
+        StepState.SUCCEEDED, 1, 3)
