@@ -65,10 +65,11 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
+from fedorch.core.negotiation.abort_reasons import refusals_text, unplaceable_text
+from fedorch.core.negotiation.acceptor_set import choose_acceptors
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
@@ -97,7 +98,6 @@ from fedorch.core.negotiation.rounds import (
     SendPrepare,
 )
 from fedorch.core.negotiation.termination import Proposer
-from fedorch.core.workflow.placement import NAMED_FIRST, NAMED_IN_FULL, summarise_domains
 
 __all__ = [
     "Action", "ConsensusOptions", "Coordinator", "Finished", "PersistBallot", "PersistDecision",
@@ -348,23 +348,16 @@ class Coordinator:
     def _acceptors(self, participants: Sequence[str]) -> tuple[str, ...]:
         c = self._consensus
         assert c is not None
-        # This coordinator, then participants up to max_acceptors, in an order fixed by
-        # the workflow id (deterministic, yet not the same few domains in every workflow).
-        others = sorted((p for p in set(participants) if p != c.me),
-                        key=lambda p: (_rank(self.workflow_id, p), p))
-        chosen = {c.me, *others[:max(0, c.max_acceptors - 1)]}
         extras = c.extra_acceptors() if callable(c.extra_acceptors) else c.extra_acceptors
-        for member in extras:
-            if len(chosen) >= c.min_acceptors:
-                break
-            chosen.add(member)
-        return tuple(sorted(chosen))
+        return choose_acceptors(self.workflow_id, c.me, participants,
+                                max_acceptors=c.max_acceptors,
+                                min_acceptors=c.min_acceptors, extras=extras)
 
     def _begin_round(self, now: float, number: int) -> None:
         result = self._placer({k: frozenset(v) for k, v in self._excluded.items()})
         if not result.ok:
             self._finish_aborted(number - 1,
-                                 f"no placement: {_unplaceable_text(result.unplaceable)}")
+                                 f"no placement: {unplaceable_text(result.unplaceable)}")
             return
         rnd = RoundState(number, dict(result.assignment), now + self._timeout)
         if self._consensus is not None:
@@ -482,7 +475,7 @@ class Coordinator:
     def _finish_aborted(self, last_round: int, reason: str) -> None:
         self.phase = Phase.ABORTED
         if self.refusals:
-            reason += "; refusals: " + _refusals_text(self.refusals)
+            reason += "; refusals: " + refusals_text(self.refusals)
         self._outbox.append(Finished(False, last_round, {}, reason))
 
     # ---- recovery ------------------------------------------------------------
@@ -590,35 +583,3 @@ _TRANSITIONS: dict[tuple[Phase, str], _Handler] = {
     (Phase.ABORTED, "ack"): Coordinator._ignore,
     (Phase.ABORTED, "query"): Coordinator._on_query,
 }
-
-
-def _rank(workflow_id: str, domain: str) -> bytes:
-    """A participant's place in the queue for the acceptor set of `workflow_id`."""
-    return hashlib.blake2b(f"{workflow_id}\0{domain}".encode(), digest_size=8).digest()
-
-
-# ---- reasons -----------------------------------------------------------------------------
-# An abort's reason is one line a person reads (CLI, console, scenario report): on a
-# 50-domain fan-out it named every refusing domain and every step in full (kilobytes).
-# Steps with the same reason, and domains refused in one round for one reason, are
-# grouped; a long group is summarised as placement's reasons are (summarise_domains).
-
-def _unplaceable_text(unplaceable: Mapping[str, str]) -> str:
-    groups: dict[str, list[str]] = {}
-    for step, why in sorted(unplaceable.items()):
-        groups.setdefault(why, []).append(step)
-    parts = [f"{', '.join(steps)}: {why}" if len(steps) <= NAMED_IN_FULL
-             else f"{summarise_domains(steps).replace(' domains)', ' steps)')}: {why}"
-             for why, steps in groups.items()]
-    if len(parts) > NAMED_IN_FULL:
-        more = sum(len(steps) for steps in list(groups.values())[NAMED_FIRST:])
-        parts = [*parts[:NAMED_FIRST], f"… and {more} more steps"]
-    return "; ".join(parts)
-
-
-def _refusals_text(refusals: Sequence[Refusal]) -> str:
-    groups: dict[tuple[int, str], list[str]] = {}
-    for r in refusals:
-        groups.setdefault((r.round, r.reason), []).append(f"{r.domain} ({', '.join(r.steps)})")
-    return "; ".join(f"round {number} {summarise_domains(who)}: {why}"
-                     for (number, why), who in groups.items())
