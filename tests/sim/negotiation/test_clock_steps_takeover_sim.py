@@ -215,3 +215,20 @@ def test_a_claim_counts_silence_from_the_first_view_not_alive() -> None:
         check.observed("d1", "d0", state)
     own_grant(check, Disk(), 7.0, 1)  # silent since 4.0: 3 s
     assert failures == []
+
+
+def test_a_claimant_that_took_the_old_coordinators_end_tells_those_that_granted_it() -> None:
+    """Seed 1110: d1 claims epoch 1 while d0 is stalled; d2 and d3 grant it. Before the
+    claim wins, d0's end (epoch 0) reaches d1, which takes it (its claim has not won),
+    while d2 and d3 refuse it (they hold epoch 1); then d0 dies for good. d1 tells the
+    end on in epoch 1, so every live participant ends the workflow."""
+    sim = stalled_schedule(1110)
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert report.stats["takeover claimant told an earlier epoch's end on"] >= 1
+    assert report.stats["refused stale_epoch"] >= 1  # d0's end, at those that granted d1
+    wf = "d0.w1"
+    assert "d0" in sim.dead_forever
+    for name in ("d1", "d2", "d3"):
+        assert wf in sim.agents[name].disk.final, name
+    assert sim.checker.ends[wf][1] == sim.checker.ends[wf][0]  # the one end, told on
