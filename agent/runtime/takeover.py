@@ -19,6 +19,9 @@ workflow's outcome is worked out as at any coordinator (Coordination.after_progr
 with each result that comes, and its end goes to every participant (and the original
 coordinator) as an end notice carrying the epoch. A returning old coordinator learns
 its epoch is over from the claim, which is resent to it until it answers, and follows.
+A claimant that learns the end before its claim wins (an end notice of the epoch it
+still follows, or an answer to its claim) tells it on in its claimed epoch (`end_known`,
+the core's `Announce`): those that granted it refuse the lower epoch's notice.
 
 The electorate (agent/core/workflow/takeover.py) under Paxos Commit is the committed
 round's acceptors: the coordinator has them in its row (`acceptors`, written before the

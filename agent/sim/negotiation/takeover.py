@@ -12,7 +12,9 @@ or cut off by a partition). Claims and answers are messages (`ClaimMsg`,
 point first). A granter follows the claimant at once and sends it its results again;
 an acting successor ends the workflow from its progress and tells every participant
 and the original coordinator, with its epoch (`FinalMsg.epoch`); the boundary refuses
-an end of a lower epoch than held.
+an end of a lower epoch than held. A claimant takes its predecessor's end (its claim has
+not won) and tells it on in its claimed epoch (`follow_end`, the core's `Announce`):
+those that granted it refuse the lower epoch's notice.
 
 The electorate is the committed round's acceptors (`acceptors_of`), as in the real
 agent: an extra acceptor that holds no step answers a claim from its acceptor records
