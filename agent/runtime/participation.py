@@ -421,11 +421,18 @@ class Participation:
         if notice.epoch > 0 and not known:  # a successor's: checked once committed here
             return peer_pb2.Ack(ok=False, retry_later=True,
                                 error="the workflow is not committed here yet")
+        try:
+            end = Ended.from_wire(notice.final_state, notice.reason)
+        except RemoteProtocolError as e:  # refused, nothing changed
+            return peer_pb2.Ack(ok=False, error=str(e))
         if known:
             await a.takeovers.follow(active, row, notice.epoch, sender)
+        # Our own claim took an end of an earlier epoch: those that granted it refuse
+        # that epoch's word, so the end goes on to them in ours (takeover.Announce).
+        if active is not None and known and await a.takeovers.end_known(active, end, sender):
+            return peer_pb2.Ack(ok=True)
         try:
-            await self._end_here(notice.workflow_id,
-                                 Ended.from_wire(notice.final_state, notice.reason))
+            await self._end_here(notice.workflow_id, end)
         except RemoteProtocolError as e:  # refused, nothing changed
             return peer_pb2.Ack(ok=False, error=str(e))
         return peer_pb2.Ack(ok=True)

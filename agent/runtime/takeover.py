@@ -19,6 +19,9 @@ workflow's outcome is worked out as at any coordinator (Coordination.after_progr
 with each result that comes, and its end goes to every participant (and the original
 coordinator) as an end notice carrying the epoch. A returning old coordinator learns
 its epoch is over from the claim, which is resent to it until it answers, and follows.
+A claimant that learns the end before its claim wins (an end notice of the epoch it
+still follows, or an answer to its claim) tells it on in its claimed epoch (`end_known`,
+the core's `Announce`): those that granted it refuse the lower epoch's notice.
 
 The electorate (agent/core/workflow/takeover.py) under Paxos Commit is the committed
 round's acceptors: the coordinator has them in its row (`acceptors`, written before the
@@ -53,7 +56,9 @@ from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
+    Announce,
     Deny,
+    EndKnown,
     Grant,
     Persist,
     Role,
@@ -63,7 +68,7 @@ from fedorch.core.workflow.takeover import (
     Watch,
     may_grant,
 )
-from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
 from fedorch.runtime.convert import is_over, state_of
@@ -386,14 +391,32 @@ class Takeovers:
         except RemoteProtocolError as e:  # not a terminal state: nothing changes
             log.warning("%s: claim answered with a bad end: %s", active.row.id, e)
             return
-        if core.role is Role.FOLLOWING or is_over(active.row):
+        if not await self.end_known(active, end, answer.holder or "a participant"):
             await a.participation.ended(active.row.id, answer.final_state, answer.reason)
-            return
-        active.row.epoch, active.row.coordinator = core.epoch, a.domain
-        log.warning("%s: ended before our claim of epoch %d won (%s says %s)",
-                    active.row.id, core.epoch, answer.holder or "a participant",
-                    status_pb2.WorkflowState.Name(answer.final_state))
-        await a.coordination.end_with(active, end)
+
+    async def end_known(self, active: Active, end: Ended, told_by: str) -> bool:
+        """The workflow's end is known here (verified by the caller: a claim's answer, or
+        an end notice of an epoch below our claim, taken since the claim had not won).
+        Claiming or acting, we tell it on in our epoch (the core's Announce): those that
+        granted us refuse a lower epoch's end, and wait for ours. False: the end is the
+        coordinator's we follow, and only ends here."""
+        a = self.agent
+        row = active.row
+        core = self._cores.get(row.id)
+        if is_over(row) or (core is None and row.id in self._prepared):
+            return False
+        if core is not None:
+            announced = [x.epoch for x in core.step(a.now(), EndKnown())
+                         if isinstance(x, Announce)]
+        else:  # not looked at since a restart: a claim of ours is on record, if any
+            epoch, holder = held(row)
+            announced = [epoch] if holder == a.domain and epoch > 0 else []
+        if not announced:
+            return False
+        row.epoch, row.coordinator = announced[0], a.domain  # written with the end
+        log.warning("%s: ended before our claim of epoch %d won (%s says %s)", row.id,
+                    announced[0], told_by, end.final.name)
+        return await a.coordination.end_with(active, end)
 
     # ---- a claim received ---------------------------------------------------------------
 

@@ -62,6 +62,7 @@ class Running:
         n = self.n
         if msg.workflow_id not in n.state.final:
             n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state)
+        if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
             self.end_here(msg.workflow_id, msg.state)
         n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
 

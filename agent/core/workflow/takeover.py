@@ -37,6 +37,9 @@ One `Takeover` per committed workflow per participant, fed by the shell:
 - `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder)`: answers to our claim.
 - `Adopted(epoch, coordinator)`: this domain granted (or learned) a coordinator at
   `epoch` (see `may_grant`), from another claimant, an end notice, or its own claim.
+- `EndKnown()`: the workflow has ended, as the shell verified it: an end notice of an
+  epoch below our claim (the coordinator followed here until a claim wins, so its end
+  is taken) or a member's answer to our claim.
 
 When the known coordinator is gone, the *successor* is the lowest domain name among
 the live participants (`successor`): deterministic, so with one membership view
@@ -89,6 +92,18 @@ Roles (`Role`) and the one transition table (`TABLE`):
     CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again)
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
+    CLAIMING, ACTING (epoch >= 1) --EndKnown--> Announce(epoch); the core is done
+
+Why a claimant announces an end it did not make: the members that granted its claim
+follow it, and refuse every word of a lower epoch, the old coordinator's end notice
+too; the claimant took that notice (its claim had not won: the old coordinator was
+still the one it followed). Were it to end the workflow only here, the granters would
+wait for it for ever: it is alive, so nobody claims past it, and it never acts. So it
+tells the end, as it received it, to every participant and the original coordinator in
+its claimed epoch, which those that granted it hold for it, and is done: it never
+`Act`s, no outcome of its own is made, nor is a claim sent any more. A member that
+holds a later epoch refuses that notice; it follows a later claimant, whose claim to
+us is answered with the end (the shell's `ended meanwhile`). See docs/decisions.md.
 
 An acting successor proves its epoch to third parties (the candidates of the rounds
 that place lost steps again) with the grants themselves: each names, signed, the
@@ -147,7 +162,12 @@ class Adopted:
     coordinator: str
 
 
-Input = Watch | Timer | Grant | Deny | Adopted
+@dataclass(frozen=True)
+class EndKnown:
+    pass
+
+
+Input = Watch | Timer | Grant | Deny | Adopted | EndKnown
 
 
 @dataclass(frozen=True)
@@ -171,7 +191,16 @@ class Act:
     epoch: int
 
 
-Action = SendClaim | Persist | Act
+@dataclass(frozen=True)
+class Announce:
+    """The workflow ended (`EndKnown`): tell that end to every participant and the
+    original coordinator as the holder of `epoch` (on disk as such before it leaves, so
+    that a restart tells it again), and end it here."""
+
+    epoch: int
+
+
+Action = SendClaim | Persist | Act | Announce
 
 
 def majority(electorate: Collection[str]) -> int:
@@ -228,6 +257,7 @@ class Takeover:
         self._passed: set[str] = set()
         self._waiting: tuple[str, float] | None = None
         self._rival: tuple[int, str] | None = None  # a domain that holds our claimed epoch
+        self.ended = False  # Announce given: nothing more to do
         if self.role is Role.ACTING and epoch > 0:
             # A successor restarted: whoever did not answer its claim before still needs
             # telling (an old coordinator back meanwhile, a follower of it).
@@ -247,11 +277,13 @@ class Takeover:
 
     def step(self, now: float, event: Input) -> list[Action]:
         handler = TABLE.get((self.role, type(event)))
-        if handler is None:
+        if handler is None or self.ended:
             return []  # not meaningful in this role (e.g. a Grant while FOLLOWING: late)
         return handler(self, now, event)
 
     def get_timer(self) -> float | None:
+        if self.ended:
+            return None
         if self.role in (Role.CLAIMING, Role.ACTING):
             return self._claim_deadline
         if self.role is Role.FOLLOWING and not self._gone and self._unseen_since is not None:
@@ -393,6 +425,13 @@ class Takeover:
             return []  # our epoch is agreed; nobody else holds it
         return self._adopt(now, ev)
 
+    def _end_known(self, now: float, ev: EndKnown) -> list[Action]:
+        if self.epoch < 1:
+            return []  # the original coordinator: the end is its own, told as such
+        self.ended = True
+        self._claim_deadline = None
+        return [Announce(self.epoch)]
+
 
 _Handler = Callable[[Takeover, float, object], list[Action]]
 
@@ -405,8 +444,10 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.CLAIMING, Deny): Takeover._deny,
     (Role.CLAIMING, Timer): Takeover._claim_timer,
     (Role.CLAIMING, Adopted): Takeover._adopt,
+    (Role.CLAIMING, EndKnown): Takeover._end_known,
     (Role.ACTING, Adopted): Takeover._acting_adopt,
     (Role.ACTING, Grant): Takeover._acting_grant,
     (Role.ACTING, Deny): Takeover._acting_deny,
     (Role.ACTING, Timer): Takeover._acting_timer,
+    (Role.ACTING, EndKnown): Takeover._end_known,
 }

@@ -12,7 +12,9 @@ or cut off by a partition). Claims and answers are messages (`ClaimMsg`,
 point first). A granter follows the claimant at once and sends it its results again;
 an acting successor ends the workflow from its progress and tells every participant
 and the original coordinator, with its epoch (`FinalMsg.epoch`); the boundary refuses
-an end of a lower epoch than held.
+an end of a lower epoch than held. A claimant takes its predecessor's end (its claim has
+not won) and tells it on in its claimed epoch (`follow_end`, the core's `Announce`):
+those that granted it refuse the lower epoch's notice.
 
 The electorate is the committed round's acceptors (`acceptors_of`), as in the real
 agent: an extra acceptor that holds no step answers a claim from its acceptor records
@@ -28,7 +30,9 @@ from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
+    Announce,
     Deny,
+    EndKnown,
     Grant,
     Persist,
     Role,
@@ -243,11 +247,10 @@ class SimTakeover:
             # successor) makes that end its own and tells everyone, those that granted
             # its claim and follow it too: there is one end.
             self.sim.stats["takeover found the end"] += 1
-            if core.role in (Role.CLAIMING, Role.ACTING):
-                self._end_as_successor(now, msg.workflow_id, core.epoch, msg.final)
-            else:
+            if not self._announce(now, msg.workflow_id, core, msg.final):
                 self.follow_end(now, msg.workflow_id, msg.held_epoch, src, msg.final)
-                self._end_here(msg.workflow_id, msg.final)
+                if msg.workflow_id not in self.disk.final:
+                    self._end_here(msg.workflow_id, msg.final)
             return
         event = Grant(src, msg.epoch) if msg.granted \
             else Deny(src, msg.epoch, msg.held_epoch, msg.holder)
@@ -264,8 +267,10 @@ class SimTakeover:
 
     def follow_end(self, now: float, wf: str, epoch: int, src: str,
                    state: WorkflowState) -> None:
-        """An end of a later epoch than held (the boundary let it through): follow its
-        sender; the original coordinator's row ends as the successor ended it."""
+        """An end notice the boundary let through. Of a later epoch than held: follow its
+        sender; the original coordinator's row ends as the successor ended it. Of an
+        earlier epoch than our own claim (taken: the claim had not won): the claimant
+        tells it on, in its epoch, and ends the workflow here (see Announce)."""
         d = self.disk
         if epoch > 0 and epoch > held_of(d, wf, wf.rpartition(".")[0])[0]:
             core = self.takeovers.get(wf)
@@ -276,6 +281,21 @@ class SimTakeover:
         row = d.rows.get(wf)
         if row is not None and epoch > 0 and row.state is not state:
             d.rows[wf] = replace(row, state=state)
+        core = self._tk_core(now, wf)
+        if core is not None and self._announce(now, wf, core, state):
+            self.sim.stats["takeover claimant told an earlier epoch's end on"] += 1
+
+    def _announce(self, now: float, wf: str, core: Takeover, state: WorkflowState) -> bool:
+        """The end is known here: a claimant (or acting successor) makes it its own and
+        tells everyone, those that granted its claim and follow it too: there is one
+        end. False if the core leaves it to the coordinator it follows."""
+        if wf not in self.progress:
+            return False
+        for x in core.step(now, EndKnown()):
+            if isinstance(x, Announce):
+                self._end_as_successor(now, wf, x.epoch, state)
+                return True
+        return False
 
     def successor_outcome(self, now: float, wf: str) -> None:
         """An acting successor ends the workflow once its progress has an outcome."""
@@ -303,5 +323,9 @@ class SimTakeover:
             self.disk.rows[wf] = replace(row, state=state)
         info = self._info(wf)
         self._end_here(wf, state)
+        if self.disk.epochs.get(wf) != (epoch, self.name):
+            # A claimant's end, in the same write as the end: a restart tells it again
+            # (tk_boot), and the claim is never taken for won (the core is not rebuilt).
+            self.disk.epochs[wf] = (epoch, self.name)
         for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {self.name}):
             self._reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch))

@@ -149,6 +149,9 @@ def test_the_stalled_schedule_holds_every_invariant() -> None:
     for step_s in CLOCK_STEPS_S:
         assert stats[f"clock stepped {step_s:+g} s"] > 0, step_s
     assert stats["takeover"] > 20 and checked > 30, (stats["takeover"], checked)
+    # A claimant took its predecessor's end and told it on in its epoch (seed 74 among
+    # others): the path seed 1110 needs, below, is taken in this schedule too.
+    assert stats["takeover claimant told an earlier epoch's end on"] > 0, stats
 
 
 def test_the_stalled_schedule_with_wall_clock_takeovers_fails() -> None:
@@ -215,3 +218,15 @@ def test_a_claim_counts_silence_from_the_first_view_not_alive() -> None:
         check.observed("d1", "d0", state)
     own_grant(check, Disk(), 7.0, 1)  # silent since 4.0: 3 s
     assert failures == []
+
+
+def test_a_claimant_that_took_the_old_coordinators_end_tells_those_that_granted_it() -> None:
+    """Seed 1110: d1 claims epoch 1 while d0 is stalled; d2 and d3 grant it. Before the
+    claim wins, d0's end (epoch 0) reaches d1, which takes it (its claim has not won),
+    while d2 and d3 refuse it (they hold epoch 1); then d0 dies for good. d1 tells the
+    end on in epoch 1, so every live participant ends the workflow (the checker's
+    takeover invariant: d2 and d3 "ended d0.w1 never" before). The seed replays that
+    schedule only as long as the simulator draws the same numbers; the path itself is
+    checked over the schedule's seeds above."""
+    report = stalled_schedule(1110).run()
+    assert report.violations == [], report.violations

@@ -11,11 +11,14 @@ epoch, and every (role, input) pair either moves as `TABLE` says or changes noth
 from __future__ import annotations
 
 import pytest
+from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.workflow import takeover as tk
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
+    Announce,
     Deny,
+    EndKnown,
     Grant,
     Persist,
     Role,
@@ -127,6 +130,62 @@ def test_a_denial_naming_a_later_epoch_ends_the_claim():
     assert b.role is Role.FOLLOWING and b.epoch == 2
 
 
+def stalled_and_claimed() -> dict[str, Takeover]:
+    """a (the coordinator) silent: b claims epoch 1 and c and d grant it; b's claim has
+    not won yet (their grants are on their way)."""
+    cores = {m: core(m) for m in PARTICIPANTS}
+    cores["b"].step(0.0, Watch("SUSPECT"))
+    out = cores["b"].step(10.0, Timer())
+    assert Persist(1, "b") in out and cores["b"].role is Role.CLAIMING
+    for m in ("c", "d"):
+        assert may_grant(cores[m].epoch, cores[m].coordinator, 1, "b")
+        assert cores[m].step(10.1, Adopted(1, "b")) == [Persist(1, "b")]
+    return cores
+
+
+def end_notice_taken(at: Takeover, sender: str, epoch: int) -> bool:
+    """Would a member holding what `at` holds take an end notice of `epoch` from
+    `sender`? The authority rule every shell applies."""
+    try:
+        authorize("cancel", sender, Facts(workflow_id=f"{ORIGINAL}.w", epoch=epoch,
+                                          held=(at.epoch, at.coordinator),
+                                          participants=set(PARTICIPANTS)))
+    except Refused:
+        return False
+    return True
+
+
+def test_a_claimant_that_learns_the_old_coordinators_end_tells_it_on_in_its_epoch():
+    cores = stalled_and_claimed()
+    b = cores["b"]
+    # a's end of epoch 0 reaches b (its claim has not won: a is still the one it
+    # followed) but not c and d, which granted epoch 1 and refuse epoch 0's word.
+    assert not end_notice_taken(cores["c"], ORIGINAL, 0)
+    out = b.step(10.2, EndKnown())
+    assert out == [Announce(1)]
+    assert not any(isinstance(x, Act) for x in out)  # told on, never acted on
+    # In epoch 1, which c and d hold for b, the end is taken by both.
+    assert end_notice_taken(cores["c"], "b", 1) and end_notice_taken(cores["d"], "b", 1)
+    # And the claim is over: no timer, no more claims, grants or acting.
+    assert b.get_timer() is None
+    assert b.step(30.0, Timer()) == []
+    assert b.step(30.1, Grant("c", 1)) == [] and b.step(30.2, Grant("d", 1)) == []
+    assert b.role is not Role.ACTING
+
+
+def test_an_acting_successor_that_learns_the_end_tells_it_in_its_epoch():
+    b = core("b", epoch=2, coordinator="b")
+    assert b.role is Role.ACTING
+    assert b.step(0.0, EndKnown()) == [Announce(2)]
+    assert b.get_timer() is None
+
+
+def test_a_follower_or_the_original_coordinator_announces_nothing():
+    cores = stalled_and_claimed()
+    assert cores["c"].step(11.0, EndKnown()) == []  # b coordinates it now
+    assert core("a").step(0.0, EndKnown()) == []  # its own end is told as such
+
+
 def test_may_grant_one_claimant_per_epoch():
     assert may_grant(0, "a", 1, "b")
     assert may_grant(1, "b", 1, "b")       # the same claim again
@@ -186,6 +245,7 @@ inputs = st.one_of(
     st.builds(Deny, st.sampled_from(ELECTORATE), st.integers(0, 3), st.integers(0, 3),
               st.sampled_from(ELECTORATE)),
     st.builds(Adopted, st.integers(0, 3), st.sampled_from(ELECTORATE)),
+    st.just(EndKnown()),
 )
 
 
@@ -207,6 +267,12 @@ def test_every_role_and_input(me, schedule):
             assert c.role is Role.ACTING and c.coordinator == me
         if c.role is Role.ACTING and me != ORIGINAL:
             assert c.epoch >= 1
+        if any(isinstance(x, Announce) for x in out):
+            # In the epoch it claimed (or acts in), and only once: then it is done.
+            assert out == [Announce(c.epoch)] and c.coordinator == me and c.epoch >= 1
+            assert c.ended and c.get_timer() is None
+        elif c.ended:
+            assert out == [] and (c.role, c.epoch, c.coordinator) == before
 
 
 # ---- many members, one network: at most one acting per epoch ---------------------------
