@@ -58,20 +58,23 @@ steps:
 """
 
 
+async def _second_committed_on(fed, wid: str) -> str | None:
+    """The domain of `second`, once p1 and that domain both hold the workflow RUNNING."""
+    s = await fed.local_status("p1", wid)
+    if s is None or state_name(s) != "RUNNING":
+        return None
+    domain = step_states(s)["second"][1]
+    t = await fed.local_status(domain, wid) if domain else None
+    return domain if t is not None and state_name(t) == "RUNNING" else None
+
+
 async def test_a_successor_places_a_lost_step_again_with_its_epoch_certificate(tmp_path):
     gate = tmp_path / "gate-open"
     async with started_federation(tmp_path, DOMAINS) as fed:
         wid = await fed.submit("coord", _spec(gate))
 
-        async def committed():
-            s = await fed.local_status("p1", wid)
-            if s is None or state_name(s) != "RUNNING":
-                return None
-            domain = step_states(s)["second"][1]
-            t = await fed.local_status(domain, wid) if domain else None
-            return domain if t is not None and state_name(t) == "RUNNING" else None
-
-        doomed = await wait_for(committed, 30, "both participants to hold the COMMIT")
+        doomed = await wait_for(lambda: _second_committed_on(fed, wid), 30,
+                                "both participants to hold the COMMIT")
         fourth = ({"p2", "p3"} - {doomed}).pop()
         acceptors = json.loads(fed.rows("p1", "SELECT acceptors FROM workflows WHERE id=?",
                                         (wid,))[0][0])
@@ -144,15 +147,8 @@ async def test_a_restarted_successor_places_a_lost_step_with_the_grants_it_kept(
     async with started_federation(tmp_path, DOMAINS) as fed:
         wid = await fed.submit("coord", _restartable_spec(gate))
 
-        async def committed():
-            s = await fed.local_status("p1", wid)
-            if s is None or state_name(s) != "RUNNING":
-                return None
-            domain = step_states(s)["second"][1]
-            t = await fed.local_status(domain, wid) if domain else None
-            return domain if t is not None and state_name(t) == "RUNNING" else None
-
-        doomed = await wait_for(committed, 30, "both participants to hold the COMMIT")
+        doomed = await wait_for(lambda: _second_committed_on(fed, wid), 30,
+                                "both participants to hold the COMMIT")
         fourth = ({"p2", "p3"} - {doomed}).pop()
         fed.kill("coord")  # SIGKILL; never restarted in this test
         await fed.close_channels()
