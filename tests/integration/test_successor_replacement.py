@@ -68,6 +68,16 @@ async def _second_committed_on(fed, wid: str) -> str | None:
     return domain if t is not None and state_name(t) == "RUNNING" else None
 
 
+async def _second_on(fed, wid: str, domain: str) -> bool:
+    s = await fed.local_status("p1", wid)
+    return s is not None and step_states(s)["second"][1] == domain
+
+
+async def _succeeded_at_p1(fed, wid: str):
+    s = await fed.local_status("p1", wid)
+    return s if s is not None and state_name(s) == "SUCCEEDED" else None
+
+
 async def test_a_successor_places_a_lost_step_again_with_its_epoch_certificate(tmp_path):
     gate = tmp_path / "gate-open"
     async with started_federation(tmp_path, DOMAINS) as fed:
@@ -97,18 +107,12 @@ async def test_a_successor_places_a_lost_step_again_with_its_epoch_certificate(t
         fed.kill(doomed)  # `second` has not started: its input waits at the gate
         await fed.close_channels()
 
-        async def moved():
-            s = await fed.local_status("p1", wid)
-            return s is not None and step_states(s)["second"][1] == fourth
-
-        await wait_for(moved, 40, f"p1 to place second again on {fourth}")
+        await wait_for(lambda: _second_on(fed, wid, fourth), 40,
+                       f"p1 to place second again on {fourth}")
         await asyncio.to_thread(gate.touch)
 
-        async def succeeded():
-            s = await fed.local_status("p1", wid)
-            return s if s is not None and state_name(s) == "SUCCEEDED" else None
-
-        status = await wait_for(succeeded, 40, "the successor to end the workflow")
+        status = await wait_for(lambda: _succeeded_at_p1(fed, wid), 40,
+                                "the successor to end the workflow")
         assert coord.poll() is not None and "coord" not in fed.procs  # still dead
         assert (status.coordinator, status.epoch) == ("p1", 1), status
         assert {k: v[:2] for k, v in step_states(status).items()} == {
@@ -166,18 +170,12 @@ async def test_a_restarted_successor_places_a_lost_step_with_the_grants_it_kept(
         await fed.close_channels()
         await fed.start("p1")
 
-        async def moved():
-            s = await fed.local_status("p1", wid)
-            return s is not None and step_states(s)["second"][1] == fourth
-
-        await wait_for(moved, 60, f"the restarted p1 to place second again on {fourth}")
+        await wait_for(lambda: _second_on(fed, wid, fourth), 60,
+                       f"the restarted p1 to place second again on {fourth}")
         await asyncio.to_thread(gate.touch)
 
-        async def succeeded():
-            s = await fed.local_status("p1", wid)
-            return s if s is not None and state_name(s) == "SUCCEEDED" else None
-
-        status = await wait_for(succeeded, 40, "the successor to end the workflow")
+        status = await wait_for(lambda: _succeeded_at_p1(fed, wid), 40,
+                                "the successor to end the workflow")
         assert {"coord", doomed} & set(fed.procs) == set()  # both still dead
         assert (status.coordinator, status.epoch) == ("p1", 1), status
         assert {k: v[:2] for k, v in step_states(status).items()} == {
