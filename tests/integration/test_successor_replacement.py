@@ -68,6 +68,11 @@ async def _second_committed_on(fed, wid: str) -> str | None:
     return domain if t is not None and state_name(t) == "RUNNING" else None
 
 
+async def _taken_over_by_p1(fed, wid: str):
+    s = await fed.local_status("p1", wid)
+    return s if s is not None and (s.coordinator, s.epoch) == ("p1", 1) else None
+
+
 async def _second_on(fed, wid: str, domain: str) -> bool:
     s = await fed.local_status("p1", wid)
     return s is not None and step_states(s)["second"][1] == domain
@@ -94,11 +99,7 @@ async def test_a_successor_places_a_lost_step_again_with_its_epoch_certificate(t
         fed.kill("coord")  # SIGKILL; never restarted in this test
         await fed.close_channels()
 
-        async def taken_over():
-            s = await fed.local_status("p1", wid)
-            return s if s is not None and (s.coordinator, s.epoch) == ("p1", 1) else None
-
-        await wait_for(taken_over, 30, "p1 to take the workflow over in epoch 1")
+        await wait_for(lambda: _taken_over_by_p1(fed, wid), 30, "p1 to take the workflow over in epoch 1")
         # The grant of the domain of `second` is in: it follows p1 (durably).
         assert fed.rows(doomed, "SELECT granted_epoch, granted_to FROM workflows WHERE id=?",
                         (wid,)) == [(1, "p1")]
@@ -157,11 +158,7 @@ async def test_a_restarted_successor_places_a_lost_step_with_the_grants_it_kept(
         fed.kill("coord")  # SIGKILL; never restarted in this test
         await fed.close_channels()
 
-        async def taken_over():
-            s = await fed.local_status("p1", wid)
-            return s if s is not None and (s.coordinator, s.epoch) == ("p1", 1) else None
-
-        await wait_for(taken_over, 30, "p1 to take the workflow over in epoch 1")
+        await wait_for(lambda: _taken_over_by_p1(fed, wid), 30, "p1 to take the workflow over in epoch 1")
         # The grant of the domain of `second`, as p1 received it, is on p1's disk.
         assert fed.rows("p1", "SELECT voter, epoch FROM epoch_grants WHERE workflow_id=?",
                         (wid,)) == [(doomed, 1)]

@@ -34,10 +34,10 @@ from fedorch.sim.membership import HmacKeyring, Simulation
 NAMES = ["a", "b", "c", "d", "e", "f"]
 
 
-def make_members(names: list[str]) -> tuple[HmacKeyring, dict[str, Swim]]:
+def make_members(names: list[str], profile: str = "lan") -> tuple[HmacKeyring, dict[str, Swim]]:
     """Members that already know each other (as after a push-pull)."""
     keyring = HmacKeyring(names)
-    members = {n: Swim(n, f"{n}:1", make_profile("lan"), keyring.signer_for(n),
+    members = {n: Swim(n, f"{n}:1", make_profile(profile), keyring.signer_for(n),
                        keyring.verifier_for(n), random.Random(n), 0.0) for n in names}
     claims = tuple(m.own_claim for m in members.values())
     for member in members.values():

@@ -3,26 +3,19 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 from fedorch.core.membership.swim import Swim
 from fedorch.core.membership.swim_dissemination import DisseminationQueue
-from fedorch.core.membership.swim_profiles import make_profile, retransmit_limit
+from fedorch.core.membership.swim_profiles import retransmit_limit
 from fedorch.core.membership.swim_types import ClaimBody, ClaimKind, PushPull, sign_claim
 from fedorch.sim.membership import HmacKeyring
 
+from tests.sim.membership.test_swim_core import make_members
+
 
 def _members(names: list[str]) -> dict[str, Swim]:
-    keyring = HmacKeyring(names)
-    members = {n: Swim(n, f"{n}:1", make_profile("local"), keyring.signer_for(n),
-                       keyring.verifier_for(n), random.Random(n), 0.0) for n in names}
-    claims = tuple(m.own_claim for m in members.values())
-    for member in members.values():
-        member.handle_message(0.0, "seed:1", PushPull("seed", True, claims))
-        member.events()
-        member.datagrams_to_send()
-    return members
+    return make_members(names, profile="local")[1]
 
 
 def _run(members: dict[str, Swim], start: float, seconds: float, record: bytes,
