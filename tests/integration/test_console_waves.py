@@ -8,7 +8,6 @@ import pytest
 
 from tests.integration.federation import step_states
 from tests.integration.test_console import (  # noqa: F401  (fixtures, and the skip)
-    By,
     _placement_drawn,
     _until,
     browser,
@@ -51,6 +50,14 @@ async def test_the_workflow_page_draws_each_instance_in_its_domain_with_its_wave
            "each instance drawn inside its domain")
     labels = _labels(browser)
     assert "wave 1" in labels["train@eu-west"] and "wave 2" in labels["train@us-east"]
-    cells = {row.get_attribute("data-step"): row.find_element(By.CSS_SELECTOR, "td.wave").text
-             for row in browser.find_elements(By.CSS_SELECTOR, "tr.step")}
+    # Read in one script: the page redraws its rows when it refreshes, so an element
+    # found in one call may be gone by the next (a stale element reference).
+    cells = browser.execute_script("""
+        const out = {};
+        document.querySelectorAll("tr.step").forEach(r => {
+            const cell = r.querySelector("td.wave");
+            out[r.getAttribute("data-step")] = cell ? cell.innerText : null;
+        });
+        return out;
+    """)
     assert cells == {"train@eu-west": "train · wave 1", "train@us-east": "train · wave 2"}
