@@ -191,6 +191,7 @@ class Participation:
             if is_over(active.row) or not apply_replacement(
                     active, decision.replacement, decision.round, dict(decision.endpoints)):
                 return peer_pb2.Ack(ok=True)
+            self.runs.fencing.heard(active.row.id)  # contact with the workflow
             await self.runs.save_starting(active)
             step = active.progress.steps[decision.replacement.step_id]
             for need in step.needs:
@@ -338,6 +339,7 @@ class Participation:
                 # the coordinator); again, under the round's epoch.
                 self.runs.report(active, replaced.step_id)
         await self.fold_in_results(active, on_disk)
+        self.runs.fencing.heard(active.row.id)  # its COMMIT: contact with the workflow
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED

@@ -1,13 +1,20 @@
 """Self-fencing, the shell: a domain cut off from its workflow stops the step it runs.
 
 The I/O around agent/core/workflow/self_fencing.py. StepRuns tells it when an attempt
-starts and ends here; while any runs, one timer is armed at the earliest moment the
+starts and ends here, and when a message of a workflow arrives and is acted on (a
+result it needed; Participation: a COMMIT, a re-placement), which is contact with the
+workflow (`rule.WorkflowHeard`: the lease counts from the last contact, never from an
+attempt's start); while any runs, one timer is armed at the earliest moment the
 rule says to look again (`next_look`), never a polling loop. When it fires, each
 running attempt's contacts (the coordinator this agent follows, and the other
 participants) are read from this agent's own membership view, with the clock of the
 membership core (the agent's monotonic clock, `ctx.now()`), and an attempt the rule
 fences is stopped: its task is cancelled (the executor kills its process group), and
 the step ends FAILED here with the reason, through the same path as any attempt's end.
+An attempt about to start when the rule already fences its workflow here (a retry or
+the next step of a chain, started by a local end while cut off, past the lease since
+the last contact) is never run: StepRuns asks `refusal` first, and its attempt ends
+FAILED with the reason the same way.
 Its result then goes to the coordinator like any other, until acknowledged: when
 contact returns it arrives, and the coordinator refuses it if the step was re-placed
 meanwhile (placement fencing). A fenced step is not retried here: whatever attempts
@@ -48,7 +55,6 @@ class _Running:
     active: Active
     step_id: str
     attempt: int
-    started_at: float  # monotonic
 
 
 def coordinator_followed(active: Active) -> str:
@@ -63,6 +69,7 @@ class SelfFencing:
         self.agent = agent
         self._steps = steps
         self._running: dict[tuple[str, str], _Running] = {}  # (workflow, step)
+        self._heard = rule.WorkflowHeard()  # by workflow: its last contact outside the view
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -89,8 +96,25 @@ class SelfFencing:
 
     # ---- what StepRuns tells ----------------------------------------------------------
 
+    def heard(self, workflow_id: str) -> None:
+        """A message of the workflow arrived and is acted on here: contact with it."""
+        self._heard.heard(workflow_id, self.agent.now())
+
+    def refusal(self, active: Active) -> str | None:
+        """Why an attempt of `active` about to start here must not run (the rule fences
+        the workflow here already), or None."""
+        heard_at = self._heard.starting(active.row.id, self.agent.now())
+        views = self._views()
+        contacts = self.contacts(active, views)
+        now, lease = self.agent.now(), self.lease_s(len(views or ()))
+        if not rule.fenced(contacts, heard_at, lease, now):
+            return None
+        return rule.reason([c.domain for c in contacts],
+                           now - rule.lost_since(contacts, heard_at))
+
     def started(self, active: Active, step_id: str, attempt: int) -> None:
-        running = _Running(active, step_id, attempt, self.agent.now())
+        self._heard.starting(active.row.id, self.agent.now())
+        running = _Running(active, step_id, attempt)
         self._running[(active.row.id, step_id)] = running
         self._arm([running])  # the others' looks are armed already
 
@@ -98,6 +122,7 @@ class SelfFencing:
         running = self._running.get((workflow_id, step_id))
         if running is not None and running.attempt == attempt:
             del self._running[(workflow_id, step_id)]
+        self._heard.forget(self.agent.active)  # those ended here
         if not self._running and self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
@@ -129,7 +154,7 @@ class SelfFencing:
             return
         views = self._views()
         now, lease = self.agent.now(), self.lease_s(len(views or ()))
-        at = min(rule.next_look(self.contacts(r.active, views), r.started_at, lease, now)
+        at = min(rule.next_look(self.contacts(r.active, views), self._heard_at(r), lease, now)
                  for r in running)
         if at == math.inf or at >= self._timer_at and self._timer is not None:
             return
@@ -150,15 +175,20 @@ class SelfFencing:
         fenced = []
         for key, running in list(self._running.items()):
             contacts = self.contacts(running.active, views)
-            if rule.fenced(contacts, running.started_at, lease, now):
-                silent = now - rule.lost_since(contacts, running.started_at)
+            heard_at = self._heard_at(running)
+            if rule.fenced(contacts, heard_at, lease, now):
+                silent = now - rule.lost_since(contacts, heard_at)
                 await self._fence(running, rule.reason([c.domain for c in contacts], silent))
                 fenced.append(key)
         self._arm()
         return fenced
 
+    def _heard_at(self, running: _Running) -> float:
+        heard_at = self._heard.at(running.active.row.id)
+        return self._heard.starting(running.active.row.id, self.agent.now()) \
+            if heard_at is None else heard_at
+
     async def _fence(self, running: _Running, why: str) -> None:
-        a = self.agent
         active, step_id, attempt = running.active, running.step_id, running.attempt
         self._running.pop((active.row.id, step_id), None)
         task = active.running.get(step_id)
@@ -167,6 +197,14 @@ class SelfFencing:
         log.warning("%s/%s#%d: %s", active.row.id, step_id, attempt, why)
         task.cancel()  # the executor kills the step's process group on the way out
         await asyncio.wait({task})
+        await self.end_fenced(active, step_id, attempt, why)
+
+    async def end_fenced(self, active: Active, step_id: str, attempt: int, why: str) -> None:
+        """The attempt ends FAILED here with `why` and is not retried here (stopped, or
+        refused before it ran)."""
+        a = self.agent
+        if active.progress is None:
+            return
         step = active.progress.steps[step_id]
         if step.state is not StepState.RUNNING or step.attempts != attempt \
                 or a.active.get(active.row.id) is not active:

@@ -175,6 +175,14 @@ class StepRuns:
             self._spawn_run(active, attempt)
 
     def _spawn_run(self, active: Active, attempt: StartAttempt) -> None:
+        why = self.fencing.refusal(active)
+        if why is not None:
+            # Cut off from its workflow past the lease since the last contact (a retry or
+            # the next step here, started by a local end): never run, it ends fenced.
+            self.agent.spawn(self.fencing.end_fenced(active, attempt.step_id,
+                                                     attempt.attempt, why),
+                             name=f"fenced {active.row.id}/{attempt.step_id}#{attempt.attempt}")
+            return
         task = self.agent.spawn(
             self._run(active, attempt),
             name=f"step {active.row.id}/{attempt.step_id}#{attempt.attempt}")
@@ -396,6 +404,7 @@ class StepRuns:
             return peer_pb2.Ack(ok=False, error=f"{result.step_id} is not placed on {sender}")
         if active.progress.apply_result(result.step_id, result.attempt, state, outputs,
                                         result.error):
+            self.fencing.heard(active.row.id)  # contact with the workflow (self-fencing)
             audit = a.audit.result_records(sender, result)
             # At the coordinator, the result that ends the workflow is written with its end,
             # and the answer to it tells its sender the end (no end notice of its own).

@@ -14,12 +14,35 @@ The rule reads this domain's own membership view, one `Contact` per such domain:
 - A contact is *reachable* while its state is ALIVE or SUSPECT. SUSPECT is not DEAD: a
   suspect may only be slow, and nothing is fenced on suspicion alone.
 - Contact is *lost* only when every contact is DEAD, LEFT or unknown here.
-- Once lost, the lease counts from the last moment anything was heard from any contact
-  (`last_heard`, monotonic), and never from before the step started here (a step that
-  started after the silence began gets its whole lease). The step is fenced at that
-  moment plus `lease_s`.
+- Once lost, the lease counts from the last moment anything was heard from the
+  WORKFLOW: the latest `last_heard` of any contact (monotonic), or `heard_at`, the last
+  message of the workflow itself that this domain acted on outside the membership view
+  (the COMMIT that placed its steps here, a re-placement, a result it needed), whichever
+  is later. The step is fenced at that moment plus `lease_s`.
+- When the step started does not count. A step this domain starts while cut off (a
+  retry, the next step of a chain here, the next wave of a fan-out) only gets what is
+  left of the lease since the last contact: the other side may have seen this domain
+  DEAD and re-placed the step since that contact, not since the start. A step whose
+  lease since the last contact is already over when it would start is not started at
+  all (the shell ends its attempt FAILED with the rule's reason, never running it):
+  started, it would run, however briefly, outside any lease and beside a replacement
+  that may exist, and a step that is not idempotent cannot be taken back. A domain
+  whose workflow's first step starts here has just learned its COMMIT (or the result it
+  needed) from the workflow: that is contact, and the shell passes it as `heard_at`.
+- So a domain that regains contact after a silence longer than the lease runs nothing
+  of the workflow: whatever ran was fenced at the lease, and nothing started since.
+  One that regains it sooner may have been placed again meanwhile, but then within a
+  lease of its last contact, so within a lease of the re-placement, while the
+  re-placement's notice to it is still being delivered: it learns its placement is over.
 - A domain with no contact at all (it is the workflow's only domain, or it coordinates
   the workflow itself: it cannot lose contact with its own coordinator) never fences.
+
+`WorkflowHeard` keeps `heard_at` per workflow for the shells (the agent's watcher and
+the fencing simulator alike): set when the workflow's first attempt starts here if
+nothing was noted before (that start follows the COMMIT or a result just received, or a
+restart: the membership view is blank then, and a whole lease from it is the most the
+domain can know), moved on by each message of the workflow the shell notes, and never
+moved by a later start, which is the point.
 
 `deadline` is the whole rule; `next_look` says when the shell should look again, so
 that it can arm one timer instead of polling: at the deadline while contact is lost,
@@ -53,39 +76,67 @@ def in_contact(contacts: Iterable[Contact]) -> bool:
     return not contacts or any(c.state in REACHABLE for c in contacts)
 
 
-def lost_since(contacts: Iterable[Contact], started_at: float) -> float:
+def lost_since(contacts: Iterable[Contact], heard_at: float) -> float:
     """The moment the silence counts from: the last time any contact was heard, or the
-    step's start if later (or if none was ever heard)."""
+    last message of the workflow acted on here (`heard_at`) if later."""
     heard = [c.last_heard for c in contacts if c.last_heard is not None]
-    return max([started_at, *heard])
+    return max([heard_at, *heard])
 
 
-def deadline(contacts: Iterable[Contact], started_at: float, lease_s: float) -> float | None:
+def deadline(contacts: Iterable[Contact], heard_at: float, lease_s: float) -> float | None:
     """When the step must be stopped here: None while in contact."""
     contacts = list(contacts)
     if in_contact(contacts):
         return None
-    return lost_since(contacts, started_at) + lease_s
+    return lost_since(contacts, heard_at) + lease_s
 
 
-def fenced(contacts: Iterable[Contact], started_at: float, lease_s: float,
+def fenced(contacts: Iterable[Contact], heard_at: float, lease_s: float,
            now: float) -> bool:
-    """Must the step be stopped now?"""
-    due = deadline(contacts, started_at, lease_s)
+    """Must the step be stopped now (or, about to start, not started)?"""
+    due = deadline(contacts, heard_at, lease_s)
     return due is not None and now >= due
 
 
-def next_look(contacts: Iterable[Contact], started_at: float, lease_s: float,
+def next_look(contacts: Iterable[Contact], heard_at: float, lease_s: float,
               now: float) -> float:
     """When to evaluate the rule again (for a timer): never earlier than `now`."""
     contacts = list(contacts)
     if not contacts:
         return float("inf")  # nothing can ever fence this step
-    due = deadline(contacts, started_at, lease_s)
+    due = deadline(contacts, heard_at, lease_s)
     if due is not None:
         return max(now, due)
-    earliest = lost_since(contacts, started_at) + lease_s
+    earliest = lost_since(contacts, heard_at) + lease_s
     return max(earliest, now + RECHECK_FRACTION * lease_s)
+
+
+class WorkflowHeard:
+    """`heard_at` per workflow (see the theory of operation): when this domain last heard
+    from each workflow it runs steps of, outside its membership view."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def heard(self, workflow: str, now: float) -> None:
+        """A message of the workflow arrived and was acted on here (a COMMIT, a
+        re-placement, a result it needed)."""
+        self._at[workflow] = max(now, self._at.get(workflow, now))
+
+    def starting(self, workflow: str, now: float) -> float:
+        """An attempt of `workflow` starts here now: its `heard_at`. Only the workflow's
+        first start here with nothing noted counts as contact; any later start keeps
+        the moment noted before."""
+        return self._at.setdefault(workflow, now)
+
+    def at(self, workflow: str) -> float | None:
+        return self._at.get(workflow)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop the workflows not in `keep` (ended here)."""
+        keep = set(keep)
+        for workflow in [w for w in self._at if w not in keep]:
+            del self._at[workflow]
 
 
 def reason(lost: Iterable[str], silent_s: float) -> str:

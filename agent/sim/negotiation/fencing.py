@@ -9,12 +9,19 @@ worker DEAD `dead_after_s` after the cut (membership) and resolves its steps as 
 death: an idempotent step that had started there is placed again elsewhere, so two
 copies of it may run. The cut worker, in its own view, sees every other domain DEAD
 after the same delay and runs the self-fencing rule of the agent
-(agent/core/workflow/self_fencing.py, on its last message heard and each attempt's
-start) every `FENCE_LOOK_S` and, as the agent's timer does, at the rule's `next_look`
-(so a fence falls at its deadline, not up to a look later): an attempt past its
-deadline is stopped and its step ends
-FAILED with the rule's reason, not retried here, as the agent's shell does
-(agent/runtime/self_fencing.py).
+(agent/core/workflow/self_fencing.py) every `FENCE_LOOK_S` and, as the agent's timer
+does, at the rule's `next_look` (so a fence falls at its deadline, not up to a look
+later): an attempt past its deadline is stopped and its step ends FAILED with the
+rule's reason, not retried here, as the agent's shell does
+(agent/runtime/self_fencing.py). The rule reads what the agent's does: the last message
+the worker received (every message here is from the coordinator or a participant, so
+all of them are contact, as membership's `last_heard` is in the agent) and, per
+workflow, the `WorkflowHeard` moment the agent keeps (the workflow's first start here,
+at its COMMIT or a result it needed; never a later start). An attempt about to start
+when the rule fences its workflow already (a retry or the next step of a chain here,
+started by a local end while cut off, past the lease since the last message) is never
+run: it ends fenced at once, as the agent's StepRuns does when `refusal` says so (a run
+of no length in the check).
 Attempts here run up to three leases, so that without fencing two copies would
 overlap for longer than a lease. When the cut heals, the coordinator sends the worker
 the end of every workflow that ended meanwhile (the notices it lost), then the decision
@@ -29,11 +36,12 @@ the rule off, and the check must then fire (tests/sim/negotiation/test_fencing_s
 
 Clock steps: each cut worker's wall clock steps once while it is cut (+-2 s or +-1 h,
 drawn apart from the schedule, at most a lease after the cut), and the worker reads the
-rule's three times (each attempt's start, the last message heard, now) off its clock:
-the monotonic one, as the agent does (the simulation's time, which never steps), or,
-with `fence_clock="wall"`, a broken agent's wall clock. Every fence is checked at once,
-in true time, against `clock_check.fenced_early`: never before the lease has run from
-the later of the attempt's start and the last message the worker received
+rule's three times (its workflow's heard moment, the last message heard, now) off its
+clock: the monotonic one, as the agent does (the simulation's time, which never steps),
+or, with `fence_clock="wall"`, a broken agent's wall clock. Every fence is checked at
+once, in true time, against `clock_check.fenced_early`: never before the lease has run
+from the later of the workflow's heard moment here (passed as its `started`) and the
+last message the worker received
 (tests/sim/negotiation/test_clock_steps_sim.py catches the wall-clock variant).
 """
 
@@ -42,6 +50,7 @@ from __future__ import annotations
 import random
 
 from fedorch.core.workflow import self_fencing
+from fedorch.core.workflow.self_fencing import WorkflowHeard
 from fedorch.sim.negotiation.check import ReplacementFailure
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, fenced_early
 from fedorch.sim.negotiation.replacement import CO, ReplacementWorld, Run
@@ -61,7 +70,10 @@ class PartitionedWorld(ReplacementWorld):
         self.cut: dict[str, float] = {}      # worker -> since when it is cut off
         self.heard_at: dict[str, float] = {}  # worker -> the last message it received
         self.decisions: dict[tuple[str, str, int], tuple] = {}  # (worker, wf, round) -> args
-        self.fences: list[tuple[Run, float | None]] = []  # each fenced attempt, last heard
+        # Each fenced attempt, the last message its worker heard, its workflow's heard moment.
+        self.fences: list[tuple[Run, float | None, float]] = []
+        self.workflow_heard: dict[str, WorkflowHeard] = {
+            name: WorkflowHeard() for name in self.workers}
         cuts = []
         for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 2])):
             start = self.rng.uniform(0.5, 4.0)
@@ -127,30 +139,51 @@ class PartitionedWorld(ReplacementWorld):
         if doubt:
             self._at(self.now + 1.0, self._in_doubt, name)
 
+    def _start_ready(self, worker, wf: str) -> None:
+        """Start what is ready, as the agent's StepRuns does: an attempt the rule already
+        fences (its workflow's lease since the last contact is over) ends at once."""
+        new = len(self.runs)
+        super()._start_ready(worker, wf)
+        for run in self.runs[new:]:
+            heard_at = self.workflow_heard[worker.name].starting(wf, self.now)
+            heard = self.heard_at.get(worker.name)
+            read = self._reader(worker.name)
+            if self.self_fencing and run.end is None and self_fencing.fenced(
+                    self._contacts(worker.name, heard, read), read(heard_at), self.lease_s,
+                    read(self.now)):
+                self.stats["fenced before it started"] += 1
+                self._fence(worker, run, heard)
+
+    def _contacts(self, name: str, heard: float | None, read) -> list[self_fencing.Contact]:
+        """The worker's contacts as its membership sees them (the coordinator)."""
+        since = self.cut.get(name)
+        state = "ALIVE" if since is None else \
+            "DEAD" if self.now - since >= self.dead_after_s else "SUSPECT"
+        return [self_fencing.Contact(CO, state, None if heard is None else read(heard))]
+
     def _fence_look(self, name: str) -> None:
         """The cut worker's self-fencing timer: its contacts as its membership sees them."""
         since = self.cut.get(name)
         worker = self.workers[name]
         if since is None or not worker.alive:
             return
-        state = "DEAD" if self.now - since >= self.dead_after_s else "SUSPECT"
         heard = self.heard_at.get(name)
         read = self._reader(name)
+        contacts = self._contacts(name, heard, read)
         look = self.now + FENCE_LOOK_S
         for run in self.runs:
             if run.domain != name or run.end is not None:
                 continue
-            contacts = [self_fencing.Contact(CO, state, None if heard is None else read(heard))]
             if not self.self_fencing:
                 continue
-            if self_fencing.fenced(contacts, read(run.start), self.lease_s, read(self.now)):
+            heard_at = read(self.workflow_heard[name].starting(run.workflow, run.start))
+            if self_fencing.fenced(contacts, heard_at, self.lease_s, read(self.now)):
                 self._fence(worker, run, heard)
                 continue
             # The agent's watcher arms its timer at the rule's next look (not a poll): a
             # look at that moment too, so that a fence is not later than the agent's. A
             # timer runs its delay in true time, whatever the clock read says.
-            due = self_fencing.next_look(contacts, read(run.start), self.lease_s,
-                                         read(self.now))
+            due = self_fencing.next_look(contacts, heard_at, self.lease_s, read(self.now))
             look = min(look, self.now + (due - read(self.now)))
         self._at(look, self._fence_look, name)
 
@@ -163,20 +196,20 @@ class PartitionedWorld(ReplacementWorld):
         return lambda at: at + sum(step_s for t, step_s in steps if t <= at)
 
     def _fence(self, worker, run, heard: float | None) -> None:
-        early = fenced_early(run.start, heard, self.now, self.lease_s)
+        heard_at = self.workflow_heard[worker.name].starting(run.workflow, run.start)
+        early = fenced_early(heard_at, heard, self.now, self.lease_s)
         if early is not None:  # reported at once, with the clock steps that made it
             raise ReplacementFailure(
                 f"seed {self.seed}: {run.workflow} {run.step} on {run.domain}: {early}"
                 f" (clock steps: {self.clock_steps.get(run.domain, [])})")
         run.end = self.now
-        self.fences.append((run, heard))
+        self.fences.append((run, heard, heard_at))
         self.stats["fenced"] += 1
         progress = worker.progress.get(run.workflow)
         if progress is None:
             return
-        why = self_fencing.reason([CO], self.now - max(run.start, heard or run.start))
-        # Not retried here, as in the agent: its placement is over (a retry would get a
-        # whole lease again, and run on after the cut heals, beside its replacement).
+        why = self_fencing.reason([CO], self.now - max(heard_at, heard or heard_at))
+        # Not retried here, as in the agent: its placement is over.
         progress.steps[run.step].max_attempts = run.attempt
         progress.attempt_ended(run.step, run.attempt, False, {}, why)
 

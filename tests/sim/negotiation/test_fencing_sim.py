@@ -34,8 +34,12 @@ def test_partitions_with_self_fencing_hold_every_invariant(first: int) -> None:
 # round's COMMIT (Progress.placed_again). 813: the world looked at the rule every
 # FENCE_LOOK_S instead of at its deadline as the agent's timer does, so an attempt was
 # fenced late or, failing just past its deadline, retried with a whole lease beside its
-# replacement. 1202, 5707: an overlap of exactly one lease, a rounding above it.
-REGRESSION_SEEDS = (371, 501, 813, 1202, 5707)
+# replacement. 1202, 5707: an overlap of exactly one lease, a rounding above it. 15340:
+# the next step of a chain on a cut worker, started there while cut off, got a whole
+# lease from its start, and the one after it too; the cut healed within it and the step
+# ran on beside its replacement until the workflow ended (8.7 s with a 4 s lease). The
+# lease now counts from the last contact with the workflow, whenever a step starts.
+REGRESSION_SEEDS = (371, 501, 813, 1202, 5707, 15340)
 
 
 @pytest.mark.parametrize("seed", REGRESSION_SEEDS)
@@ -45,15 +49,37 @@ def test_seeds_that_broke_the_invariants_hold_them(seed: int) -> None:
 
 def test_a_cut_worker_fences_at_the_rules_deadline_not_at_its_next_poll() -> None:
     # As the agent's timer at the rule's next look: the lease after the later of the
-    # attempt's start and the last message heard, not up to a poll interval after it.
+    # workflow's heard moment and the last message heard, not up to a poll interval
+    # after it (an attempt that would start past it ends as it starts).
     fenced = 0
     for seed in range(50):
         world = run(seed)
-        for r, heard in world.fences:
-            due = max(r.start, heard if heard is not None else r.start) + world.lease_s
-            assert r.end == pytest.approx(due, abs=1e-9), (seed, r, heard)
+        for r, heard, heard_at in world.fences:
+            due = max(heard_at, heard if heard is not None else heard_at) + world.lease_s
+            assert r.end == pytest.approx(max(due, r.start), abs=1e-9), (seed, r, heard)
             fenced += 1
     assert fenced > 0
+
+
+def test_a_step_started_while_cut_off_gets_only_what_is_left_of_the_lease() -> None:
+    # Seed 15340: w0, cut off, ends s0 of co.0 and starts s1 there; it is fenced at the
+    # lease after w0's last message, not a lease after its start.
+    world = run(15340)
+    late = [(r, heard) for r, heard, _ in world.fences
+            if heard is not None and r.start > heard]
+    assert late, world.fences
+    for r, heard in late:
+        assert r.end == pytest.approx(heard + world.lease_s, abs=1e-9)
+        assert r.end < r.start + world.lease_s
+
+
+def test_a_step_past_its_lease_since_the_last_contact_is_never_started() -> None:
+    # Seed 3 (found by the sweep of seeds 0..19,999): an attempt that would start on a
+    # cut worker after its workflow's lease since the last contact ends as it starts.
+    world = run(3)
+    assert world.stats["fenced before it started"] == 1
+    never = [r for r, heard, _ in world.fences if r.end == r.start]
+    assert len(never) == 1 and not never[0].completed
 
 
 def test_without_self_fencing_two_copies_run_longer_than_a_lease() -> None:

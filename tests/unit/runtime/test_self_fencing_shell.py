@@ -118,3 +118,86 @@ async def test_one_suspect_keeps_the_step_running(agent: Agent, monkeypatch) -> 
         assert active.progress.steps["s"].state is StepState.FAILED
         assert executor.cancelled.is_set()
         agent.stop()
+
+
+CHAIN = json_format.ParseDict({"name": "chain", "steps": [
+    {"id": "s", "capability": "gate"}, {"id": "u", "capability": "x", "needs": ["s"]}]},
+    spec_pb2.WorkflowSpec())
+
+
+class Gate:
+    """An executor whose step succeeds once the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def run(self, inv: StepInvocation) -> StepOutcome:
+        await self.open.wait()
+        return StepOutcome.success({})
+
+
+async def _chain_cut_off(agent: Agent, monkeypatch, after_s: float):
+    """Steps s then u of a workflow coordinated by beta, both here (alpha), every other
+    domain DEAD since the start of s (its COMMIT, the last contact); s ends `after_s`
+    later (the agent's clock moved on by hand), so u starts here while cut off."""
+    agent.deliver = lambda domain, method, **payload: asyncio.sleep(0)  # type: ignore
+    gate, forever = Gate(), Forever()
+    agent.executors["gate"] = gate  # type: ignore[assignment]
+    agent.executors["x"] = forever  # type: ignore[assignment]
+    lease_s = 30.0  # the test moves the clock; no timer fires meanwhile
+    agent.config.negotiation.step_lease_s = lease_s
+    agent.membership = Views(agent, beta=MemberState.DEAD)
+    row = WorkflowRow(id="beta.2", name="chain", coordinator="beta", state="RUNNING",
+                      spec=CHAIN.SerializeToString(), placement={"s": "alpha", "u": "alpha"},
+                      created_ms=1, updated_ms=1)
+    active = Active(row, Progress(CHAIN, row.placement, "alpha"))
+    agent.active[row.id] = active
+    await agent.save(active)
+    contact = agent.now()
+    monkeypatch.setattr(agent, "now", lambda: contact)  # s starts at its COMMIT's moment
+    agent.membership.heard = contact  # type: ignore[union-attr]
+    await agent.participation.start_ready(active)
+    later = contact + after_s
+    monkeypatch.setattr(agent, "now", lambda: later)
+    gate.open.set()
+    return active, forever, contact, lease_s
+
+
+async def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def test_a_step_started_while_cut_off_past_the_lease_is_never_run(
+        agent: Agent, monkeypatch) -> None:
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg
+        active, forever, _, lease_s = await _chain_cut_off(agent, monkeypatch, 31.0)
+        u = active.progress.steps["u"]
+        await _until(lambda: u.state is StepState.FAILED, "u did not end fenced")
+        assert active.progress.steps["s"].state is StepState.SUCCEEDED
+        assert not forever.started.is_set()  # its executor never ran
+        assert u.error.startswith("fenced: lost contact with beta for 31 s"), u.error
+        assert u.attempts == 1 and u.max_attempts == 1  # not retried here
+        assert agent.metrics.steps_self_fenced._value.get() == 1
+        await _until(lambda: not active.running, "u still counted as running")
+        agent.stop()
+
+
+async def test_a_step_started_while_cut_off_gets_only_what_is_left_of_the_lease(
+        agent: Agent, monkeypatch) -> None:
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg
+        active, forever, contact, lease_s = await _chain_cut_off(agent, monkeypatch, 10.0)
+        await asyncio.wait_for(forever.started.wait(), 10)  # within the lease: it runs
+        fencing = agent.participation.runs.fencing
+        monkeypatch.setattr(agent, "now", lambda: contact + lease_s - 0.5)
+        assert await fencing.look() == []
+        # A lease after the last contact, 20 s after u started: fenced, not at 40 s.
+        monkeypatch.setattr(agent, "now", lambda: contact + lease_s)
+        assert await fencing.look() == [("beta.2", "u")]
+        assert active.progress.steps["u"].state is StepState.FAILED
+        assert forever.cancelled.is_set()
+        agent.stop()

@@ -1,4 +1,5 @@
-"""The self-fencing rule: a step stops only when every contact is DEAD past the lease."""
+"""The self-fencing rule: a step stops only when every contact is DEAD past the lease,
+counted from the last contact with its workflow, whenever the step started."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 from fedorch.core.workflow.self_fencing import (
     Contact,
+    WorkflowHeard,
     deadline,
     fenced,
     in_contact,
@@ -26,17 +28,46 @@ leases = st.floats(min_value=0.01, max_value=1e4, allow_nan=False)
 
 def test_every_contact_dead_past_the_lease_is_fenced():
     lost = [Contact("coord", "DEAD", 10.0), Contact("p2", "LEFT", 12.0)]
-    assert deadline(lost, started_at=5.0, lease_s=6.0) == 18.0  # last heard 12 + 6
+    assert deadline(lost, heard_at=5.0, lease_s=6.0) == 18.0  # last heard 12 + 6
     assert not fenced(lost, 5.0, 6.0, now=17.9)
     assert fenced(lost, 5.0, 6.0, now=18.0)
     assert "coord, p2" in reason(["p2", "coord"], 6.2)
     assert reason(["p2"], 6.2).startswith("fenced: lost contact with p2 for 6 s")
 
 
-def test_a_step_started_after_the_silence_gets_its_whole_lease():
+def test_a_step_started_after_the_silence_gets_only_what_is_left_of_the_lease():
+    # Its COMMIT at 5, the coordinator last heard at 10, cut off since: a retry or the
+    # next step of a chain that starts here at 12 is fenced at 16, not 18.
+    heard = WorkflowHeard()
+    assert heard.starting("wf", 5.0) == 5.0
     lost = [Contact("coord", "DEAD", 10.0)]
-    assert deadline(lost, started_at=50.0, lease_s=6.0) == 56.0
-    assert deadline([Contact("coord", "DEAD", None)], 50.0, 6.0) == 56.0
+    assert heard.starting("wf", 12.0) == 5.0
+    assert deadline(lost, heard.starting("wf", 12.0), 6.0) == 16.0
+    # One about to start at 20, past that: fenced already, so never started.
+    assert fenced(lost, heard.starting("wf", 20.0), 6.0, now=20.0)
+
+
+def test_the_workflows_first_start_here_is_contact():
+    # It has just learned the COMMIT (or the result it needed) from the workflow: the
+    # lease counts from then, although membership last heard the coordinator long ago.
+    heard = WorkflowHeard()
+    lost = [Contact("coord", "DEAD", 10.0)]
+    assert deadline(lost, heard.starting("wf", 50.0), 6.0) == 56.0
+    assert deadline([Contact("coord", "DEAD", None)], heard.starting("other", 50.0),
+                    6.0) == 56.0
+
+
+def test_a_message_of_the_workflow_moves_its_contact_on_and_a_start_does_not():
+    heard = WorkflowHeard()
+    heard.starting("wf", 1.0)
+    heard.heard("wf", 7.0)  # a result it needed, from a participant
+    assert heard.starting("wf", 9.0) == 7.0
+    heard.heard("wf", 3.0)  # one handled late never moves it back
+    assert heard.at("wf") == 7.0
+    heard.heard("new", 4.0)  # noted before its first start: that start keeps it
+    assert heard.starting("new", 8.0) == 4.0
+    heard.forget(["wf"])
+    assert heard.at("new") is None and heard.at("wf") == 7.0
 
 
 def test_one_suspect_is_contact_enough():
@@ -86,3 +117,30 @@ def test_while_in_contact_the_next_look_is_at_least_a_quarter_lease_away(
         cs, started, lease, now):
     if cs and in_contact(cs):
         assert next_look(cs, started, lease, now) >= now + lease / 4
+
+
+events = st.lists(st.tuples(st.sampled_from(["heard", "start"]), times), min_size=1,
+                  max_size=8)
+
+
+@given(events, contacts, leases, times, times)
+def test_a_step_is_never_kept_past_the_lease_after_the_last_contact_whenever_it_started(
+        history, cs, lease, started, now):
+    """Whatever the workflow's messages and starts here before (in time order), a step
+    that starts at `started`, later than all of them, is fenced (or never started) from
+    the lease after its workflow's last contact on, once every contact is lost."""
+    heard = WorkflowHeard()
+    history = sorted(history, key=lambda e: e[1])
+    for kind, at in history:
+        if kind == "heard":
+            heard.heard("wf", at)
+        else:
+            heard.starting("wf", at)
+    started = max(started, history[-1][1])
+    heard_at = heard.starting("wf", started)
+    last_contact = max([t for kind, t in history if kind == "heard"]
+                       + [history[0][1] if history[0][0] == "start" else -math.inf]
+                       + [c.last_heard for c in cs if c.last_heard is not None])
+    assert heard_at <= last_contact  # a later start itself never counts
+    if cs and not in_contact(cs) and now >= last_contact + lease:
+        assert fenced(cs, heard_at, lease, now)
