@@ -20,8 +20,8 @@ what is left of the patience.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.lifecycle import Event, Failed, Succeeded
@@ -152,17 +152,18 @@ class Outcomes:
 
     def _tell(self, row: WorkflowRow, domain: str, patience_s: float) -> None:
         """Deliver the end notice of `row` to `domain` in a task the agent owns."""
-        self.agent.spawn(self._deliver(row.id, end_notice_of(row), dict(row.endpoints),
-                                       domain, patience_s),
-                         name=f"cancel {row.id} at {domain}")
+        sending = self.agent.deliver(domain, "CancelWorkflow", endpoints=dict(row.endpoints),
+                                     give_up_after=patience_s, cancel=end_notice_of(row))
+        if self.agent.spawn(self._until_answered(sending, row.id, domain, patience_s),
+                            name=f"cancel {row.id} at {domain}") is None:
+            sending.close()  # the agent is stopping: still owed, sent at the next start
 
-    async def _deliver(self, workflow_id: str, notice: peer_pb2.CancelNotice,
-                       endpoints: dict[str, str], domain: str, patience_s: float) -> None:
+    async def _until_answered(self, sending: Coroutine[Any, Any, peer_pb2.Ack | None],
+                              workflow_id: str, domain: str, patience_s: float) -> None:
         a = self.agent
         a.metrics.end_notices_owed.inc()
         try:
-            answer = await a.deliver(domain, "CancelWorkflow", endpoints=endpoints,
-                                     give_up_after=patience_s, cancel=notice)
+            answer = await sending
         finally:
             a.metrics.end_notices_owed.dec()
         if answer is None:
