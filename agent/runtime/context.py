@@ -199,6 +199,7 @@ class AgentContext:
             await self.participation.recover()
             await self.coordination.recover()
             await self.compensation.recover()
+            await self.coordination.outcomes.resend_owed()  # owed when it last stopped
             await self.participation.resolve_own_holds()
             self.publish_record_if_changed(force=True)
             tg.create_task(self._essential(self.membership.run(), "membership"),

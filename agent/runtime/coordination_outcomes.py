@@ -5,13 +5,23 @@ hands it the decision envelopes of the rounds it still drives (an end that every
 participant ran a step of takes the COMMIT certificate with it). After any change
 of a workflow's progress, `after_progress` says whether it is over; `end` writes the
 end in one write (the final state, every step, the holds released here, what the
-caller hands over, the sagas owed) and tells every participant until acknowledged.
+caller hands over, the sagas owed, the end notices owed) and tells every participant
+until acknowledged.
+
+The end notices owed are on disk (agent/runtime/store/end_notices.py), one row per
+domain, in the very write of the end: there is no instant at which the end is durable
+and the notices to send are not. A row goes once its domain answers (or the delivery
+gives up, END_NOTICE_PATIENCE_S after the end). A restarted agent sends every notice
+still owed again (`resend_owed`, at start): those of workflows it coordinated from the
+start and of those it took over, the one to the original coordinator among them, with
+what is left of the patience.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.lifecycle import Event, Failed, Succeeded
@@ -20,10 +30,13 @@ from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, end_notice_of, is_over
 from fedorch.runtime.coordination_log import ran_a_step
-from fedorch.runtime.store.store import Statement, Store
+from fedorch.runtime.store import end_notices
+from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
+
+log = logging.getLogger("fedorch.coordination")
 
 END_NOTICE_PATIENCE_S = 24 * 3600.0
 
@@ -91,19 +104,71 @@ class Outcomes:
             # this write, not in one of its own once the results have reached the core.
             active.collect.append(key)
         owed = a.compensation.owed(row, active.progress)  # sagas: written with the end
-        await a.save(active, also=[*also, *released, *owed, a.audit.ended(active)])
-        a.metrics.workflows.labels(row.state).inc()
-        notice = end_notice_of(row)
         # After a takeover the original coordinator is told too: should it come back,
         # the end (of a later epoch than its own) makes it follow.
         original = {coordinator_of(row.id)} if row.epoch > 0 else set()
-        for domain in sorted((set(row.placement.values()) | original) - {a.domain, told}):
+        told_of_end = sorted((set(row.placement.values()) | original) - {a.domain, told})
+        notices = end_notices.owed_statements(row.id, told_of_end, a.now_ms())
+        await a.save(active, also=[*also, *released, *owed, *notices, a.audit.ended(active)])
+        a.metrics.workflows.labels(row.state).inc()
+        for domain in told_of_end:
             # Until acknowledged: a participant that misses it keeps its slots (it also
             # asks, see Participation.timer_loop, in case this agent stops first).
-            a.spawn(a.deliver(domain, "CancelWorkflow", endpoints=row.endpoints,
-                              give_up_after=END_NOTICE_PATIENCE_S, cancel=notice),
-                    name=f"cancel {row.id} at {domain}")
+            self._tell(row, domain, END_NOTICE_PATIENCE_S)
         a.finished(row.id)
         if owed:
             a.compensation.begin(row.id)
         return True
+
+    async def resend_owed(self) -> int:
+        """At start: send again every end notice still owed (see the module's docstring),
+        with what is left of its patience; returns how many. A row whose workflow is
+        gone, not ended or no longer coordinated here, or whose patience is spent, is
+        owed no more and is deleted."""
+        a = self.agent
+        rows: dict[str, WorkflowRow | None] = {}
+        due: list[tuple[WorkflowRow, str, float]] = []
+        dropped: list[Statement] = []
+        for notice in await end_notices.owed(a.store):
+            if notice.workflow_id not in rows:
+                rows[notice.workflow_id] = await a.store.get_workflow(notice.workflow_id)
+            row = rows[notice.workflow_id]
+            left = END_NOTICE_PATIENCE_S - (a.now_ms() - notice.owed_since_ms) / 1000.0
+            if row is None or not is_over(row) or row.coordinator != a.domain or left <= 0:
+                dropped.append(end_notices.delivered_statement(notice.workflow_id,
+                                                               notice.domain))
+                continue
+            due.append((row, notice.domain, left))
+        if dropped:
+            await a.store.apply(dropped)
+            log.info("%d end notices owed no more (workflow gone or patience spent)",
+                     len(dropped))
+        if due:
+            log.info("resending %d end notices of %d ended workflows", len(due),
+                     len({row.id for row, _, _ in due}))
+        for row, domain, left in due:
+            self._tell(row, domain, left)
+        return len(due)
+
+    def _tell(self, row: WorkflowRow, domain: str, patience_s: float) -> None:
+        """Deliver the end notice of `row` to `domain` in a task the agent owns."""
+        sending = self.agent.deliver(domain, "CancelWorkflow", endpoints=dict(row.endpoints),
+                                     give_up_after=patience_s, cancel=end_notice_of(row))
+        if self.agent.spawn(self._until_answered(sending, row.id, domain, patience_s),
+                            name=f"cancel {row.id} at {domain}") is None:
+            sending.close()  # the agent is stopping: still owed, sent at the next start
+
+    async def _until_answered(self, sending: Coroutine[Any, Any, peer_pb2.Ack | None],
+                              workflow_id: str, domain: str, patience_s: float) -> None:
+        a = self.agent
+        a.metrics.end_notices_owed.inc()
+        try:
+            answer = await sending
+        finally:
+            a.metrics.end_notices_owed.dec()
+        if answer is None:
+            if a.stopping:
+                return  # still owed: the next start sends it again
+            log.warning("gave up telling %s the end of %s: no answer in %.0f s", domain,
+                        workflow_id, patience_s)
+        await a.store.apply([end_notices.delivered_statement(workflow_id, domain)])

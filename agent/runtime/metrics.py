@@ -61,6 +61,10 @@ class AgentMetrics:
             "fedorch_commit_offers",
             "COMMITs offered again by the certificate sweep to participants of ended"
             " workflows, by answer", ["answer"], registry=r)
+        self.end_notices_owed = Gauge(
+            "fedorch_end_notices_owed",
+            "End notices of workflows coordinated here not yet acknowledged (on disk, sent"
+            " again after a restart)", registry=r)
         self.workflows = Counter(
             "fedorch_workflows_finished", "Workflows coordinated here, by final state",
             ["state"], registry=r)

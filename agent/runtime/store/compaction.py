@@ -18,7 +18,7 @@ from fedorch.runtime.store.store import Statement, Store
 WORKFLOW_TABLES = ("steps", "decisions", "step_runs", "acceptor_records",
                    "proposals", "ballots", "learned", "hold_txs", "compensations",
                    "compensation_runs", "takeover_grants", "prepare_submissions",
-                   "epoch_grants", "replacement_rounds")
+                   "epoch_grants", "replacement_rounds", "end_notices")
 
 # One row per candidate: the facts EndedWorkflow holds, read in one query. An acceptor
 # knows its round's outcome when its record holds it, it learned it, or it is the
@@ -172,7 +172,8 @@ async def compact(store: Store, workflow_ids: Sequence[str], ended: Collection[s
 # A takeover grant goes in the same transaction as the acceptor records: without them
 # the acceptor grants nothing more (agent/runtime/takeover.py), so none is granted twice.
 LEFTOVER_TABLES = ("acceptor_records", "learned", "hold_txs", "takeover_grants",
-                   "prepare_submissions", "epoch_grants", "replacement_rounds")
+                   "prepare_submissions", "epoch_grants", "replacement_rounds",
+                   "end_notices")
 _NO_ROW = ("NOT EXISTS(SELECT 1 FROM workflows w WHERE w.id = o.workflow_id)"
            " AND NOT EXISTS(SELECT 1 FROM reservations r WHERE r.workflow_id = o.workflow_id)")
 

@@ -271,6 +271,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, first_round)
     );
     """,
+    # 15 -> 16: the end notices a coordinator owes (agent/runtime/store/end_notices.py),
+    # written with the end and deleted once answered: a restart sends them again.
+    """
+    CREATE TABLE end_notices (
+        workflow_id    TEXT NOT NULL,
+        domain         TEXT NOT NULL,             -- told of the end, not answering yet
+        owed_since_ms  INTEGER NOT NULL,          -- the end's wall time: patience runs from it
+        PRIMARY KEY (workflow_id, domain)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
