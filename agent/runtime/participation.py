@@ -262,7 +262,8 @@ class Participation:
             endpoints = {tx.coordinator: info.coordinator_endpoint}
             await self._committed(key[0], key[1], tx.coordinator,
                                   spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
-                                  endpoints, reservation_row(hold, a.clock), also, fresh=fresh)
+                                  endpoints, reservation_row(hold, a.clock), also, fresh=fresh,
+                                  acceptors=tx.acceptors)
             return True
         return False
 
@@ -285,23 +286,27 @@ class Participation:
                          spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                          endpoints: dict[str, str], reservation: ReservationRow | None,
                          also: Sequence[Statement] = (), *, fresh: bool = False,
-                         replaced: peer_pb2.Replacement | None = None) -> None:
+                         replaced: peer_pb2.Replacement | None = None,
+                         acceptors: Sequence[str] = ()) -> None:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
         row are written in one transaction (with `also`): a crash leaves both or neither
         (then the PREPARED reservation is in doubt and asks again). One at a time per
         workflow: a repeated COMMIT must not set up a second copy while the first is
         awaiting. `fresh`: its PREPARE came in this incarnation, so no row of the
         workflow is on disk (an end notice that came first released the hold, and this
-        is not reached) and its early results are in memory: nothing is read."""
+        is not reached) and its early results are in memory: nothing is read.
+        `acceptors`: the committed round's (Paxos Commit), kept in a new row, so that the
+        takeover watch need not read them back from the PREPARE on record."""
         async with self._committing.hold(workflow_id):
             await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
-                               reservation, also, fresh, replaced)
+                               reservation, also, fresh, replaced, acceptors)
 
     async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
                       spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                       endpoints: dict[str, str], reservation: ReservationRow | None,
                       also: Sequence[Statement] = (), fresh: bool = False,
-                      replaced: peer_pb2.Replacement | None = None) -> None:
+                      replaced: peer_pb2.Replacement | None = None,
+                      acceptors: Sequence[str] = ()) -> None:
         a = self.agent
         active = a.active.get(workflow_id)
         on_disk = None
@@ -314,7 +319,7 @@ class Participation:
                     state=WorkflowState.PENDING.name,
                     spec=spec.SerializeToString(deterministic=True), placement=dict(placement),
                     endpoints=dict(endpoints), round=round_, created_ms=a.now_ms(),
-                    updated_ms=a.now_ms(),
+                    updated_ms=a.now_ms(), acceptors=list(acceptors),
                 )
                 advance(row, Committed())
             elif is_over(row):

@@ -114,6 +114,11 @@ class Takeovers:
         # disk are fed to them in their first look, before their claim goes again.
         self._rebuilt: set[str] = set()
         self._granting = KeyedLocks()  # one claim at a time per workflow: grant once
+        # The workflows that may have a `takeover_grants` row (read once, then kept as
+        # grants are made): every committed workflow asks, and almost none has one, so
+        # the others are answered without a read. A row compaction deleted is dropped
+        # from it at its next read.
+        self._grant_rows: set[str] | None = None
         # The grants to us as evidence, and the epoch certificates made of them.
         self.certificates = EpochCertificates(self)
         agent.on_settled.append(self._settled)
@@ -497,9 +502,11 @@ class Takeovers:
         answer.held_epoch, answer.holder = await self._grant_record(wf) or (0, coordinator_of(wf))
         if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
             return answer
+        await self._grant_record(wf)  # the known rows are loaded before one is added
         await a.store.apply([(
             "INSERT OR REPLACE INTO takeover_grants(workflow_id, epoch, holder) VALUES (?, ?, ?)",
             (wf, claim.epoch, sender))])
+        self._grant_rows.add(wf)  # type: ignore[union-attr]
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
         # The electorate as this acceptor holds it: its latest round's (a certificate
@@ -512,9 +519,19 @@ class Takeovers:
         return answer
 
     async def _grant_record(self, workflow_id: str) -> tuple[int, str] | None:
-        rows = await self.agent.store.select(
+        """The epoch this agent granted for `workflow_id` while it held no step of it."""
+        store = self.agent.store
+        if self._grant_rows is None:
+            self._grant_rows = {r[0] for r in await store.select(
+                "SELECT workflow_id FROM takeover_grants")}
+        if workflow_id not in self._grant_rows:
+            return None
+        rows = await store.select(
             "SELECT epoch, holder FROM takeover_grants WHERE workflow_id = ?", (workflow_id,))
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+        if not rows:
+            self._grant_rows.discard(workflow_id)
+            return None
+        return int(rows[0][0]), str(rows[0][1])
 
     def _report_again(self, active: Active) -> None:
         """A new coordinator is followed here: it collects the results, ours again (the

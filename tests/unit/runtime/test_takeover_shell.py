@@ -102,7 +102,7 @@ def _acceptor_only(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNa
     agent = SimpleNamespace(domain=domain, store=store, active={},
                             metrics=SimpleNamespace(rejected_messages=_Counter()))
     shell = Takeovers.__new__(Takeovers)
-    shell.agent, shell._granting = agent, KeyedLocks()
+    shell.agent, shell._granting, shell._grant_rows = agent, KeyedLocks(), None
     return shell, agent
 
 
