@@ -97,6 +97,8 @@ class CoreDriver:
         self._detach = detach
         # Set once the core is past admission (or the driver stopped): a cancel waits on it.
         self.admitted = asyncio.Event()
+        if core.phase not in ADMITTING:  # restored with its decision
+            self.admitted.set()
         self.deadline: float | None = None  # what the current (or last) wait runs towards
         self.parked = False  # waiting right now
         self.wakeups = 0
