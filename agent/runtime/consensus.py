@@ -316,7 +316,7 @@ class Consensus:
     def track(self, tx: TxInfo, lease_expires: float, floor=None) -> None:
         """A YES vote in another coordinator's transaction is durable: it is in doubt
         until it learns the decision."""
-        self.termination.track(tx, lease_expires, floor)
+        self.termination.track(self.agent.now(), tx, lease_expires, floor)
         membership = self.agent.membership
         view = membership.swim.member(tx.coordinator) if membership is not None else None
         if view is not None and view.state is MemberState.DEAD:

@@ -12,6 +12,9 @@ Accept(ballot 0) goes to the acceptors (ours directly, the others through the
 Paxos RPC, runtime.consensus); COMMIT is announced only once the core says
 a majority accepted it. An ABORT is set in the cell and announced at once.
 
+Each workflow's core is driven by a CoreDriver (runtime.coordination_driver), which
+sleeps until the core's timer or an event, never on a tick: the end of a workflow
+reaches it as an event (`_settled`, from AgentContext's on_settled hooks).
 Recording and announcing decisions is in runtime.coordination_decisions
 (Decisions); answers to in-doubt participants and recovery after a restart are
 in runtime.coordination_log (DecisionLog); what a lost domain's steps become, in
@@ -26,8 +29,7 @@ import asyncio
 import logging
 import secrets
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
@@ -44,10 +46,9 @@ from fedorch.core.negotiation.coordinator import (
     Send,
     SendDecision,
     SendPrepare,
-    VoteIn,
 )
-from fedorch.core.negotiation.errors import LocalProtocolError, ProtocolError
-from fedorch.core.negotiation.messages import Accept, Key, TxInfo
+from fedorch.core.negotiation.errors import LocalProtocolError
+from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.workflow import fanout
 from fedorch.core.workflow.lifecycle import (
     Aborted,
@@ -66,7 +67,13 @@ from fedorch.runtime.consensus import BACKOFF_S, DECISION_RESEND_S, RESEND_S
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.coordination_decisions import Decisions, refusal_rows
-from fedorch.runtime.coordination_log import NO_ANSWER, DecisionLog
+from fedorch.runtime.coordination_driver import (
+    CANCEL,
+    ENDED,
+    CoreDriver,
+    ProposeAndAccept,
+)
+from fedorch.runtime.coordination_log import DecisionLog
 from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.coordination_outcomes import Outcomes
 from fedorch.runtime.prepares import send_prepare
@@ -77,44 +84,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedorch.coordinator")
 
-_CANCEL = object()
-# How long a committed workflow's core outlives the workflow while participants have not
-# acknowledged the COMMIT: past a participant's delayed DecisionAck (ACK_AFTER_S) and the
-# first COMMIT notice (commit_notice_s). After it the record is kept (keeping is safe) and
-# the certificate sweep (CoordinatorLog.sweep_certificates) offers it to them again.
-ACK_GRACE_S = 2.0
-ADMITTING = frozenset({Phase.IDLE, Phase.PREPARING, Phase.DECIDING})
-
-
-@dataclass(frozen=True)
-class _ProposeAndAccept:
-    """The core's COMMIT proposal cell and its Accept to our own acceptor, which follows
-    it: written in one transaction (Consensus.accept_own)."""
-
-    proposal: PersistProposal
-    accept: Accept
-
-
-def _own_accepts(actions: list, me: str) -> list:
-    """`actions` with each PersistProposal(COMMIT) that is followed by the Send of its
-    Accept to our own acceptor (the proposer asks its own acceptor first) made one."""
-    out: list = []
-    for action in actions:
-        if isinstance(action, Send) and action.to == me and isinstance(action.msg, Accept) \
-                and out and isinstance(out[-1], PersistProposal) and out[-1].value.commit:
-            out[-1] = _ProposeAndAccept(out[-1], action.msg)
-        else:
-            out.append(action)
-    return out
-
 
 class Coordination:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
-        # Workflows whose core is being driven (admission, then COMMIT resends), and the
-        # subset still in admission; each with the core's event queue.
+        # Workflows whose core is being driven (admission, then COMMIT resends): each
+        # with the core's event queue, and its driver.
         self._cores: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
-        self._negotiating: dict[str, tuple[Coordinator, asyncio.Queue]] = {}
+        self.drivers: dict[str, CoreDriver] = {}
         self._decisions: dict[tuple[str, int], peer_pb2.Envelope] = {}
         self.decisions = Decisions(agent, self._decisions)  # recorded, then announced
         self.outcomes = Outcomes(agent, self._decisions)  # over yet? and the end
@@ -124,6 +101,9 @@ class Coordination:
         self._started: dict[str, float] = {}
         # What a lost domain's steps become, and the fence against its late reports.
         self.loss = DomainLoss(agent, self.outcomes.after_progress)
+        # Every end here goes through AgentContext.finished, which tells these hooks: the
+        # driver of a committed workflow waits for its end instead of looking for it.
+        agent.on_settled.append(self._settled)
 
     def _consensus(self) -> ConsensusOptions:
         """Paxos Commit options: at most negotiation.max_acceptors acceptors; extra ones
@@ -170,9 +150,8 @@ class Coordination:
     def drive_restored(self, active: Active, spec: spec_pb2.WorkflowSpec,
                        core: Coordinator) -> None:
         """Drive a restored core again, as any other (for DecisionLog)."""
-        entry = self._register(core)
-        self.agent.spawn(self._drive(active, spec, core, entry, paxos=True),
-                         name=f"restored {active.row.id}")
+        driver = self._driver(active, spec, core, paxos=True)
+        self.agent.spawn(self._drive(driver), name=f"restored {active.row.id}")
 
     # ---- a lost domain (runtime.coordination_loss) --------------------------------------
 
@@ -310,117 +289,50 @@ class Coordination:
 
         return placer
 
-    # ---- the admission driver ----------------------------------------------------
+    # ---- the drivers (runtime.coordination_driver) --------------------------------------
 
     async def _negotiate(self, active: Active, spec: spec_pb2.WorkflowSpec,
                          core: Coordinator, first: list) -> None:
         """Drive a started core; `first`: the actions its start produced."""
         self._started[active.row.id] = self.agent.now()
-        entry = self._register(core)
-        await self._drive(active, spec, core, entry,
-                          paxos=self.agent.config.negotiation.commit != config_pb2.COMMIT_PROTOCOL_2PC, first=first)
+        paxos = self.agent.config.negotiation.commit != config_pb2.COMMIT_PROTOCOL_2PC
+        await self._drive(self._driver(active, spec, core, paxos=paxos), first)
 
-    def _register(self, core: Coordinator) -> tuple[Coordinator, asyncio.Queue]:
-        entry = (core, asyncio.Queue())
-        self._cores[core.workflow_id] = entry
-        if core.phase in ADMITTING:
-            self._negotiating[core.workflow_id] = entry
-        return entry
+    def _driver(self, active: Active, spec: spec_pb2.WorkflowSpec, core: Coordinator, *,
+                paxos: bool) -> CoreDriver:
+        """A driver for `core`, its events routed to it from now on."""
+        wf = core.workflow_id
+        entry: tuple[Coordinator, asyncio.Queue] = (core, asyncio.Queue())
 
-    async def _drive(self, active: Active, spec, core: Coordinator,
-                     entry: tuple[Coordinator, asyncio.Queue], *, paxos: bool,
-                     first: list | None = None) -> None:
-        """Run the core until it has nothing left to do: its actions in order, its
-        timer, and its inputs (votes, consensus replies, acks, queries, cancel)."""
-        a = self.agent
-        wf = active.row.id
-        events = entry[1]
-        answers: list[tuple[asyncio.Future, object]] = []
-        calls: dict[tuple[str, int], asyncio.Task] = {}  # PREPAREs in flight
-        ended_at: float | None = None  # when the committed workflow was seen ended
-        try:
-            async with asyncio.TaskGroup() as tg:
-                pending = list(first or ())
-                while True:
-                    for action in _own_accepts([*pending, *core.next_actions()], a.domain):
-                        await self._act(active, spec, core, action, tg, events, calls, paxos)
-                    pending.clear()
-                    for future, answer in answers:  # only once what they say is on disk
-                        if not future.done():
-                            future.set_result(answer)
-                    answers.clear()
-                    if core.phase not in ADMITTING:
-                        self._negotiating.pop(wf, None)
-                    if core.awaiting_acks() and wf not in a.active:
-                        # It ended before every acknowledgement came: a participant
-                        # whose step succeeded had learned the COMMIT to run it.
-                        self.decision_log.acks_from_results(active, core)
-                        await self.decision_log.collect(active, core)
-                        ended_at = a.now() if ended_at is None else ended_at
-                    if self._over(core, wf, ended_at):
-                        break
-                    timer = core.get_timer()
-                    wait = max(0.0, timer - a.now()) if timer is not None else None
-                    if core.phase is Phase.COMMITTED:  # notice when the workflow ends
-                        wait = 1.0 if wait is None else min(wait, 1.0)
-                    try:
-                        async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
-                            event = await events.get()
-                    except TimeoutError:
-                        core.handle_timer(a.now())
-                        continue
-                    try:
-                        answer = self._apply(core, event)
-                    except ProtocolError as e:
-                        log.warning("%s: %s", wf, e)
-                        answer = NO_ANSWER
-                    if isinstance(event, tuple) and event[0] == "query":
-                        answers.append((event[2], answer))
-                    elif isinstance(event, tuple) and event[0] in ("ack", "result"):
-                        await self.decision_log.collect(active, core)
-                for call in calls.values():  # late replies can only be for a decided round
-                    call.cancel()
-        finally:
-            self._negotiating.pop(wf, None)
+        def act(action: object, tg: asyncio.TaskGroup, calls: dict) -> Awaitable[None]:
+            return self._act(active, spec, core, action, tg, entry[1], calls, paxos)
+
+        def detach() -> None:
             if self._cores.get(wf) is entry:
                 del self._cores[wf]
             for round_ in range(1, core.round + 1):  # the log answers from now on
                 self._decisions.pop((wf, round_), None)
-            while not events.empty():  # queries that came too late: the log answers them
-                event = events.get_nowait()
-                if isinstance(event, tuple) and event[0] == "query":
-                    answers.append((event[2], None))
-            for future, _ in answers:
-                if not future.done():
-                    future.set_result(None)
 
-    def _over(self, core: Coordinator, workflow_id: str, ended_at: float | None) -> bool:
-        if core.phase is Phase.ABORTED:
-            return True
-        if core.phase is Phase.COMMITTED:
-            # Every participant holds the COMMIT; or the workflow ended and those that
-            # have not said so (their steps never ran) had ACK_GRACE_S to do it: their
-            # DecisionAck, or their answer to the COMMIT notice, lets the record go.
-            return not core.awaiting_acks() or (
-                workflow_id not in self.agent.active and ended_at is not None
-                and self.agent.now() - ended_at >= ACK_GRACE_S)
-        return False
+        driver = CoreDriver(self.agent, self.decision_log, active, core, entry[1], act=act,
+                            detach=detach)
+        self._cores[wf] = entry
+        self.drivers[wf] = driver
+        return driver
 
-    def _apply(self, core: Coordinator, event: object) -> object:
-        now = self.agent.now()
-        if event is _CANCEL:
-            core.cancel(now, "by request")
-        elif isinstance(event, VoteIn):
-            core.receive_vote(now, event)
-        elif event[0] == "paxos":  # type: ignore[index]
-            core.receive_paxos(now, event[1])  # type: ignore[index]
-        elif event[0] == "ack":  # type: ignore[index]
-            core.receive_ack(now, event[1], event[2])  # type: ignore[index]
-        elif event[0] == "result":  # type: ignore[index]
-            core.receive_result(now, event[1])  # type: ignore[index]
-        elif event[0] == "query":  # type: ignore[index]
-            return core.answer_query(now, event[1])  # type: ignore[index]
-        return None
+    async def _drive(self, driver: CoreDriver, first: list | None = None) -> None:
+        wf = driver.core.workflow_id
+        try:
+            await driver.run(first)
+        finally:
+            if self.drivers.get(wf) is driver:
+                del self.drivers[wf]
+
+    def _settled(self, workflow_id: str) -> None:
+        """A workflow ended here (or its decision was learned here): its driver, if it
+        has one, looks at the end."""
+        entry = self._cores.get(workflow_id)
+        if entry is not None and workflow_id not in self.agent.active:
+            entry[1].put_nowait(ENDED)
 
     async def _act(self, active, spec, core, action, tg, events, calls, paxos) -> None:
         a = self.agent
@@ -435,7 +347,7 @@ class Coordination:
             if in_flight is None or in_flight.done():  # a resend waits for the first call
                 calls[(action.domain, action.round)] = tg.create_task(
                     self._prepare(active, spec, action, events))
-        elif isinstance(action, _ProposeAndAccept):
+        elif isinstance(action, ProposeAndAccept):
             p = action.proposal
             if not await a.consensus.accept_own(action.accept, Store.proposal_statement(
                     row.id, p.round, "COMMIT", wire.value_bytes(p.value))):
@@ -523,16 +435,17 @@ class Coordination:
     async def cancel(self, workflow_id: str, reason: str) -> bool:
         """Cancel a workflow coordinated here; False if it is not known here."""
         a = self.agent
-        negotiating = self._negotiating.get(workflow_id)
-        if negotiating is not None:
-            seen = a.changes.version(workflow_id)
-            await negotiating[1].put(_CANCEL)
-            while workflow_id in self._negotiating:
-                seen = await a.changes.wait_past(workflow_id, seen, 1.0)
+        driver = self.drivers.get(workflow_id)
+        negotiating = driver is not None and not driver.admitted.is_set()
+        if negotiating:
+            # The core takes it in order with the votes; its driver says when admission
+            # is over (aborted, cancelled, or a COMMIT that could not be taken back).
+            driver.events.put_nowait(CANCEL)
+            await driver.admitted.wait()
         # Committed (before the cancel, or while a COMMIT being decided could not be
         # taken back): end it like any running workflow.
         active = a.active.get(workflow_id)
         if active is not None and active.row.coordinator == a.domain \
                 and await self.outcomes.end(active, Cancelled(f"cancelled: {reason}")):
             return True
-        return negotiating is not None or await a.store.get_workflow(workflow_id) is not None
+        return negotiating or await a.store.get_workflow(workflow_id) is not None

@@ -56,6 +56,11 @@ coordinator.
                                                     after this participant's turn (by rank),
                                                     not after the lease
 
+`get_timer()` is never before the `now` of the last input. A transaction tracked past
+its lease (a restart) is due at `now`: the query goes out on that timer, from the one
+transition that sends it (WAITING, timer), so `track` only records, and the query's
+timeout runs from when it is asked; no driver needs a second pass for a stale deadline.
+
 A coordinator membership says is DEAD (`coordinator_lost`; never on SUSPECT) will
 not answer: waiting out the lease only delays the decision. Starting recovery
 early is safe whatever the truth: Paxos lets any participant propose at any
@@ -370,13 +375,16 @@ class Termination:
 
     # ---- inputs --------------------------------------------------------------------
 
-    def track(self, tx: TxInfo, lease_expires: float, floor: Ballot | None = None) -> None:
+    def track(self, now: float, tx: TxInfo, lease_expires: float,
+              floor: Ballot | None = None) -> None:
         """This agent voted YES in `tx` (its prepare record is durable) and has no decision.
 
+        Due at the lease, or at `now` if the lease has passed (see the header).
         `floor`: the last ballot persisted for it (PersistBallot) before a restart.
         """
         if tx.key not in self._doubts:
-            self._doubts[tx.key] = _Doubt(tx, lease_expires, next_at=lease_expires, floor=floor)
+            self._doubts[tx.key] = _Doubt(tx, lease_expires, next_at=max(now, lease_expires),
+                                          floor=floor)
 
     def coordinator_lost(self, now: float, coordinator: str) -> list[Key]:
         """Membership says `coordinator` is DEAD: its transactions in doubt here ask

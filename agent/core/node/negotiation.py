@@ -138,7 +138,7 @@ class Negotiation:
                 self._apply(now, h.key, value, h.tx)
             elif h.state is HoldState.PREPARED and h.tx is not None \
                     and h.tx.coordinator != n.name:
-                n.termination.track(h.tx, h.lease_expires, d.ballots.get(h.key))
+                n.termination.track(now, h.tx, h.lease_expires, d.ballots.get(h.key))
         for wf, row in list(d.rows.items()):
             record = RoundRecord(
                 row.round, dict(row.info.placement), row.acceptors,
@@ -199,7 +199,7 @@ class Negotiation:
                 n.state.holds[tx.key] = copy_hold(hold)
                 n.note("yes_voted", tx, hold.lease_expires, now)
                 if tx.coordinator != n.name:
-                    n.termination.track(tx, hold.lease_expires)
+                    n.termination.track(now, tx, hold.lease_expires)
         reason = "" if yes else out.reason or "lease expired before the vote"
         if reason == "round already decided":
             n.stats["late PREPARE refused"] += 1

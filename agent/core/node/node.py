@@ -227,16 +227,8 @@ class Node:
     # ---- timers -------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
-        """Fire every deadline that has come, again while one is still due: a core that
-        set its next deadline from an earlier time than this tick's would otherwise
-        only wake the driver again at once."""
-        for _ in range(8):
-            self._fire(now)
-            t = self.get_timer()
-            if t is None or t > now:
-                return
-
-    def _fire(self, now: float) -> None:
+        """Fire every deadline that has come. Once: each core sets its next deadline from
+        `now` or later (Termination's lease-based one too), so none is left due."""
         for core in list(self.coordinators.values()):
             t = core.get_timer()
             if t is not None and t <= now:

@@ -114,7 +114,7 @@ def test_a_vouched_accept_teaches_its_participant_and_spares_the_others() -> Non
     ]
     # Those two alone are a majority of three: p1 learns with no message from p2.
     t = _termination("p1")
-    t.track(TX, 10.0)
+    t.track(0.0, TX, 10.0)
     for _, msg in sends(actions)[1:]:
         t.receive(1.0, msg)
     assert t.next_actions() == [Learned(TX.key, COMMIT, TX)]
@@ -319,7 +319,7 @@ def _termination(me: str = "p1") -> Termination:
 
 def test_in_doubt_asks_the_coordinator_then_everyone_then_proposes() -> None:
     t = _termination()
-    t.track(TX, 10.0)
+    t.track(0.0, TX, 10.0)
     assert t.get_timer() == 10.0
     t.handle_timer(9.9)
     assert t.next_actions() == []  # a YES voter never acts before its lease
@@ -337,7 +337,7 @@ def test_in_doubt_asks_the_coordinator_then_everyone_then_proposes() -> None:
 
 def test_a_certified_commit_from_anyone_ends_the_doubt_an_uncertified_one_does_not() -> None:
     t = _termination()
-    t.track(TX, 10.0)
+    t.track(0.0, TX, 10.0)
     t.receive(11.0, DecisionAnswer(TX.key, "p2", AnswerStatus.DECIDED, Value(True, (yes("p1"),))))
     assert t.next_actions() == [] and t.in_doubt() == [TX.key]
     t.receive(11.0, DecisionAnswer(TX.key, "p2", AnswerStatus.DECIDED, COMMIT))
@@ -347,7 +347,7 @@ def test_a_certified_commit_from_anyone_ends_the_doubt_an_uncertified_one_does_n
 
 def test_a_majority_of_accepted_notices_is_learned_without_a_proposer() -> None:
     t = _termination("p2")
-    t.track(TX, 10.0)
+    t.track(0.0, TX, 10.0)
     t.receive(1.0, Accepted(TX.key, B0, "c", COMMIT))
     t.receive(1.0, Accepted(TX.key, Ballot(1, "p1"), "p1", ABORT))  # another ballot
     assert t.next_actions() == []
@@ -357,7 +357,7 @@ def test_a_majority_of_accepted_notices_is_learned_without_a_proposer() -> None:
 
 def test_recovery_that_chooses_announces_to_everyone_after_learning() -> None:
     t = _termination()
-    t.track(TX, 0.0)
+    t.track(0.0, TX, 0.0)
     t.handle_timer(0.0)
     t.handle_timer(t.get_timer())
     prepare = next(m for _, m in sends(t.next_actions()) if isinstance(m, PaxosPrepare))

@@ -14,7 +14,7 @@ from fedorch.core.workflow.placement import Placement
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.agent import Active, Agent
-from fedorch.runtime.coordination import _own_accepts
+from fedorch.runtime.coordination_driver import own_accepts
 from fedorch.runtime.store.store import Store, WorkflowRow
 from google.protobuf import json_format
 
@@ -143,8 +143,8 @@ def voted_core(placement: dict[str, str]) -> Coordinator:
 
 async def test_a_commit_proposal_and_our_own_acceptance_are_one_write(agent: Agent) -> None:
     core = voted_core({"s1": "alpha", "s2": "p2"})
-    actions = _own_accepts(core.next_actions(), "alpha")
-    assert [type(x).__name__ for x in actions] == ["_ProposeAndAccept"]
+    actions = own_accepts(core.next_actions(), "alpha")
+    assert [type(x).__name__ for x in actions] == ["ProposeAndAccept"]
     proposal, accept = actions[0].proposal, actions[0].accept
     assert proposal.value.commit and accept.ballot == Ballot(0, "alpha")
     before = agent.store.writes
@@ -161,7 +161,7 @@ async def test_a_commit_proposal_and_our_own_acceptance_are_one_write(agent: Age
 
 async def test_our_acceptor_takes_no_commit_that_the_cell_refused(agent: Agent) -> None:
     core = voted_core({"s1": "alpha", "s2": "p2"})
-    own = _own_accepts(core.next_actions(), "alpha")[0]
+    own = own_accepts(core.next_actions(), "alpha")[0]
     await agent.store.propose(*KEY, "ABORT", b"")  # (a state no core reaches: the guard)
 
     assert not await agent.consensus.accept_own(own.accept, Store.proposal_statement(
@@ -175,7 +175,7 @@ def test_only_a_commit_proposal_followed_by_our_own_accept_is_merged() -> None:
     core = voted_core({"s1": "alpha", "s2": "p2"})
     proposal, send = core.next_actions()
     other = Send("p2", send.msg)
-    assert _own_accepts([proposal, other], "alpha") == [proposal, other]
-    assert _own_accepts([send, proposal], "alpha") == [send, proposal]
+    assert own_accepts([proposal, other], "alpha") == [proposal, other]
+    assert own_accepts([send, proposal], "alpha") == [send, proposal]
     abort = PersistProposal(1, Value(False))
-    assert _own_accepts([abort, send], "alpha") == [abort, send]
+    assert own_accepts([abort, send], "alpha") == [abort, send]

@@ -13,6 +13,7 @@ import fedorch
 from fedorch.runtime import (
     coordination,
     coordination_decisions,
+    coordination_driver,
     coordination_log,
     coordination_loss,
     coordination_outcomes,
@@ -23,8 +24,8 @@ from fedorch.runtime import (
 )
 
 ROOT = Path(fedorch.__file__).parent
-SHELLS = (coordination, coordination_decisions, coordination_log, coordination_loss,
-          coordination_outcomes, participation, step_runs, in_doubt, votes)
+SHELLS = (coordination, coordination_decisions, coordination_driver, coordination_log,
+          coordination_loss, coordination_outcomes, participation, step_runs, in_doubt, votes)
 
 
 def _module_name(path: Path) -> str:

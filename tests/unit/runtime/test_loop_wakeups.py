@@ -13,8 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.key_records import make_rotation
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership.swim_types import EventKind, MemberEvent
+from fedorch.core.negotiation.coordinator import Coordinator, RoundRecord
+from fedorch.core.negotiation.messages import Value, VoteIn
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.runtime.agent import Active, Agent, run_until_stopped
+from fedorch.runtime.coordination_driver import ACK_GRACE_S
 from fedorch.runtime.key_changes import next_key_change
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.store.store import WorkflowRow
@@ -178,6 +181,51 @@ async def test_a_member_change_wakes_the_takeover_shell_for_its_workflows_only(
         assert south not in takeovers._cores
         takeovers.member_changed("south")
         assert not takeovers.sleep.woken()
+    finally:
+        agent.stop()
+        await runner
+
+
+# ---- the coordinator's driver of a committed workflow ----------------------------------
+
+
+async def test_a_committed_workflow_s_driver_sleeps_with_no_deadline_until_its_end(
+        idle: Agent) -> None:
+    agent = idle
+    runner = await _running(agent)
+    try:
+        coordination = agent.coordination
+        workflow_id = "alpha.000000000001cccccccc"
+        placement = {"a": "beta"}
+        spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="a", capability="x")])
+        row = WorkflowRow(id=workflow_id, name="w", coordinator="alpha", state="RUNNING",
+                          spec=spec.SerializeToString(), placement=placement, round=1)
+        active = agent.active[workflow_id] = Active(row)
+        # Committed (two-phase commit: no resend timer) and announced; beta, whose step
+        # runs a long time, has not acknowledged the COMMIT yet.
+        commit = Value(True, (VoteIn(1, "beta", True, "", b"v"),))
+        core = Coordinator.restore(workflow_id, RoundRecord(1, dict(placement), decision=commit,
+                                                            finished=True),
+                                   now=agent.now(), placer=lambda excluded: None,
+                                   max_rounds=1, prepare_timeout_s=1.0)
+        assert core.awaiting_acks() and core.get_timer() is None
+        coordination.drive_restored(active, spec, core)
+        driver = coordination.drivers[workflow_id]
+        await _until(lambda: driver.parked, "the driver to park")
+        # Nothing is due: the driver waits for an event, with no deadline (it looked
+        # once a second for the workflow's end).
+        assert driver.deadline is None and driver.wakeups == 0
+        assert _wakeups(agent, "coordinator driver") == 0
+        # The workflow ends: that is an event, and beta gets ACK_GRACE_S from then on.
+        agent.finished(workflow_id)
+        await _until(lambda: driver.wakeups == 1 and driver.parked, "the driver to wake")
+        assert _wakeups(agent, "coordinator driver") == 1
+        assert driver.deadline is not None and driver.deadline <= agent.now() + ACK_GRACE_S
+        # beta acknowledges: the core has nothing left to do, and its driver stops.
+        coordination.ack("beta", (workflow_id, 1))
+        await _until(lambda: workflow_id not in coordination.drivers, "the driver to stop")
+        assert not core.awaiting_acks() and driver.wakeups == 2
+        assert not coordination.route(workflow_id, object())  # no longer routed to it
     finally:
         agent.stop()
         await runner

@@ -112,12 +112,15 @@ async def test_the_coordinator_counts_a_result_as_an_acknowledgement(agent: Agen
                                          Value(True, votes)))
     core.next_actions()
     assert core.phase is Phase.COMMITTED and core.awaiting_acks()
-    entry = agent.coordination._register(core)
+    row = WorkflowRow(id="alpha.wf", name="w", coordinator="alpha", state="RUNNING",
+                      spec=b"", placement=dict(placement), round=1)
+    driver = agent.coordination._driver(Active(row), spec_pb2.WorkflowSpec(), core,
+                                        paxos=True)
 
     await agent.participation.on_result("p1", peer_pb2.StepResult(
         workflow_id="alpha.wf", step_id="s", attempt=1, domain="p1",
         state=status_pb2.STEP_STATE_RUNNING))
 
-    event = entry[1].get_nowait()
-    agent.coordination._apply(core, event)
+    event = driver.events.get_nowait()
+    driver._apply(event)
     assert not core.awaiting_acks()

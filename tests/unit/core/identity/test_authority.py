@@ -162,7 +162,7 @@ def test_termination_counts_no_outsider_towards_a_majority():
     tx = TxInfo(WF, 1, "acme.eu", ("beta", "gamma"), ("acme.eu", "beta", "gamma"))
     term = Termination("beta", rng=random.Random(1), query_timeout_s=1, query_interval_s=1,
                        resend_s=1, backoff_s=1)
-    term.track(tx, lease_expires=10.0)
+    term.track(0.0, tx, lease_expires=10.0)
     for outsider in ("mallory", "eve"):
         with pytest.raises(RemoteProtocolError):
             term.receive(0.5, Accepted(tx.key, Ballot(1, outsider), outsider, ABORT))

@@ -148,7 +148,7 @@ def test_a_learner_learns_from_a_majority_of_the_acceptors_not_from_others() -> 
     tx = TxInfo("c.w", 1, "c", PARTICIPANTS, ("c", "p1", "p2"))
     term = Termination("p6", rng=random.Random(1), query_timeout_s=1.0, query_interval_s=1.0,
                        resend_s=1.0, backoff_s=0.1)
-    term.track(tx, lease_expires=10.0)
+    term.track(0.0, tx, lease_expires=10.0)
     with pytest.raises(RemoteProtocolError, match="not an acceptor"):
         term.receive(0.0, Accepted(tx.key, Ballot(0, "c"), "p5", ABORT))
     term.receive(0.0, Accepted(tx.key, Ballot(0, "c"), "c", COMMIT))
@@ -161,7 +161,7 @@ def test_a_learner_in_doubt_asks_and_proposes_to_the_acceptors_only() -> None:
     tx = TxInfo("c.w", 1, "c", PARTICIPANTS, ("c", "p1", "p2"))
     term = Termination("p6", rng=random.Random(1), query_timeout_s=1.0, query_interval_s=1.0,
                        resend_s=1.0, backoff_s=0.1, stagger_s=0.0)
-    term.track(tx, lease_expires=0.0)
+    term.track(0.0, tx, lease_expires=0.0)
     term.handle_timer(0.0)
     assert [(a.to, type(a.msg)) for a in term.next_actions()] == [("c", DecisionQuery)]
     term.handle_timer(5.0)
@@ -223,7 +223,7 @@ class _Net:
         self.queue: list[tuple[str, str, object]] = []
         self.now = 0.0
         for term in self.terms.values():
-            term.track(self.tx, lease_expires=2.0)
+            term.track(0.0, self.tx, lease_expires=2.0)
         self.coordinator.start(0.0)
         self._out("c", self.coordinator.next_actions())
 

@@ -5,7 +5,8 @@ with arbitrary ballots, senders and values is fed to a recovery proposer, and to
 participant's termination of one in-doubt transaction. Every input either moves as
 the module's tables say or is refused with RemoteProtocolError and changes nothing;
 DONE (a proposer) and learned (termination) never leave, and what is learned is
-certified and learned once.
+certified and learned once. Neither core ever reports a deadline before the `now` of
+its last input, even for a transaction tracked long after its lease (a restart).
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ TERMINATION_EXPECTED: dict[tuple[DoubtState | None, str], set[DoubtState | None]
        for kind in ("Accepted", "Decision", "DecisionAnswer")},
     (W, "Promise"): {W}, (ASK, "Promise"): {ASK}, (REC, "Promise"): {REC, None},
     (W, "Reject"): {W}, (ASK, "Reject"): {ASK}, (REC, "Reject"): {REC},
+    # Membership says the coordinator is DEAD: ask everyone at once (recovery goes on).
+    (W, "lost"): {ASK}, (ASK, "lost"): {ASK}, (REC, "lost"): {REC},
     **{(None, kind): {None} for kind in ("timer", "Accepted", "Decision", "DecisionAnswer",
-                                         "Promise", "Reject")},
+                                         "Promise", "Reject", "lost")},
 }
 
 acceptors = st.sampled_from(["c", "p1", "p2", "x"])
@@ -101,10 +104,20 @@ timers = st.tuples(st.just("timer"), st.sampled_from([0.0, 0.5, 2.0, LEASE]))
 inputs = st.one_of(timers, st.tuples(st.just("msg"), messages | fitting))
 steps_of = st.lists(inputs, min_size=1, max_size=12) | st.lists(
     timers | st.tuples(st.just("msg"), fitting), min_size=1, max_size=12)
+# Termination's inputs also include membership's word that the coordinator is DEAD.
+doubt_steps_of = st.lists(inputs | st.just(("lost",)), min_size=1, max_size=12) | steps_of
+# When a participant starts tracking: before its lease, at it, or restarted long after.
+track_times = st.sampled_from([0.0, LEASE, LEASE + 7.5, LEASE + 3600.0])
 
 
 def _kind(step) -> str:
-    return "timer" if step[0] == "timer" else type(step[1]).__name__
+    return step[0] if step[0] in ("timer", "lost") else type(step[1]).__name__
+
+
+def _not_past(timer: float | None, now: float) -> bool:
+    """A deadline is never before the `now` of the last input. Time moves here only by
+    timers, each firing what is due by then, as a driver does."""
+    return timer is None or timer >= now
 
 
 @settings(max_examples=250, deadline=None)
@@ -125,6 +138,7 @@ def test_every_proposer_phase_and_input_moves_as_the_table_says(steps) -> None:
             except RemoteProtocolError:
                 assert (p.phase, p.chosen, p.next_actions()) == (before, chosen, [])
                 continue
+        assert _not_past(p.get_timer(), now), (before, step, p.get_timer(), now)
         assert p.phase in PROPOSER_EXPECTED[(before, _kind(step))], (before, step)
         assert (p.chosen is not None) == (p.phase is DONE)
         if before is DONE:
@@ -133,24 +147,29 @@ def test_every_proposer_phase_and_input_moves_as_the_table_says(steps) -> None:
 
 
 @settings(max_examples=250, deadline=None)
-@given(steps=steps_of)
-def test_every_doubt_state_and_input_moves_as_the_table_says(steps) -> None:
+@given(steps=doubt_steps_of, start=track_times)
+def test_every_doubt_state_and_input_moves_as_the_table_says(steps, start: float) -> None:
     t = Termination("p1", rng=random.Random(5), query_timeout_s=2.0, query_interval_s=2.0,
                     resend_s=1.0, backoff_s=1.0)
-    t.track(TX, LEASE)
-    now = 0.0
+    t.track(start, TX, LEASE)
+    now = start
+    assert _not_past(t.get_timer(), now) and t.get_timer() == max(start, LEASE)
     learned: list[Learned] = []
     for step in steps:
         before = t.state(KEY)
         if step[0] == "timer":
             now += step[1]
             t.handle_timer(now)
+        elif step[0] == "lost":
+            t.coordinator_lost(now, TX.coordinator)
         else:
             try:
                 t.receive(now, step[1])
             except RemoteProtocolError:
                 assert t.state(KEY) is before and t.next_actions() == []
+                assert _not_past(t.get_timer(), now)
                 continue
+        assert _not_past(t.get_timer(), now), (before, step, t.get_timer(), now)
         after = t.state(KEY)
         assert after in TERMINATION_EXPECTED[(before, _kind(step))], (before, step, after)
         actions = t.next_actions()
@@ -174,7 +193,7 @@ def test_a_query_to_the_coordinator_gets_its_timeout_however_late_the_first_time
     # and recovery starts no sooner than the query timeout after that question.
     t = Termination("p1", rng=random.Random(5), query_timeout_s=2.0, query_interval_s=2.0,
                     resend_s=1.0, backoff_s=1.0)
-    t.track(TX, LEASE)
+    t.track(0.0, TX, LEASE)
     now = LEASE + late
     t.handle_timer(now)
     assert t.state(KEY) is ASK

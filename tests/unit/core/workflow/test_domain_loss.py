@@ -202,7 +202,7 @@ def tx(round_: int = 1) -> TxInfo:
 
 def test_a_dead_coordinator_starts_recovery_without_waiting_for_the_lease() -> None:
     t = termination()
-    t.track(tx(), lease_expires=30.0)
+    t.track(0.0, tx(), lease_expires=30.0)
     assert t.get_timer() == 30.0
     assert t.coordinator_lost(1.0, "somebody-else") == []
     assert t.get_timer() == 30.0 and t.state(("co.1", 1)) is DoubtState.WAITING
@@ -220,7 +220,7 @@ def test_a_dead_coordinator_starts_recovery_without_waiting_for_the_lease() -> N
 
 def test_a_recovering_transaction_is_left_as_it_is() -> None:
     t = termination()
-    t.track(tx(), lease_expires=1.0)
+    t.track(0.0, tx(), lease_expires=1.0)
     t.handle_timer(1.0)  # ASKING
     t.handle_timer(t.get_timer())  # RECOVERING
     t.next_actions()
