@@ -8,13 +8,18 @@ end in one write (the final state, every step, the holds released here, what the
 caller hands over, the sagas owed, the end notices owed) and tells every participant
 until acknowledged.
 
-The end notices owed are on disk (agent/runtime/store/end_notices.py), one row per
-domain, in the very write of the end: there is no instant at which the end is durable
-and the notices to send are not. A row goes once its domain answers (or the delivery
-gives up, END_NOTICE_PATIENCE_S after the end). A restarted agent sends every notice
-still owed again (`resend_owed`, at start): those of workflows it coordinated from the
-start and of those it took over, the one to the original coordinator among them, with
-what is left of the patience.
+After a takeover (epoch > 0) the end notices owed are on disk
+(agent/runtime/store/end_notices.py), one row per domain, in the very write of the end:
+there is no instant at which the end is durable and the notices to send are not. A row
+goes once its domain answers (or the delivery gives up, END_NOTICE_PATIENCE_S after the
+end). A restarted successor sends every notice still owed again (`resend_owed`, at
+start), the one to the original coordinator among them, with what is left of the
+patience. Why only then: a participant that misses the end of a workflow its original
+coordinator ended asks that coordinator (it is the one the workflow id names: see
+Participation's timer loop), which answers from its record after any restart, so a row
+per notice would buy nothing there and cost two statements per workflow on the busiest
+path; after a takeover the participants would ask the original coordinator, which may
+be gone for good, and the original coordinator itself asks no one.
 """
 
 from __future__ import annotations
@@ -108,13 +113,15 @@ class Outcomes:
         # the end (of a later epoch than its own) makes it follow.
         original = {coordinator_of(row.id)} if row.epoch > 0 else set()
         told_of_end = sorted((set(row.placement.values()) | original) - {a.domain, told})
-        notices = end_notices.owed_statements(row.id, told_of_end, a.now_ms())
+        durable = row.epoch > 0  # see the module's docstring
+        notices = end_notices.owed_statements(row.id, told_of_end, a.now_ms()) \
+            if durable else []
         await a.save(active, also=[*also, *released, *owed, *notices, a.audit.ended(active)])
         a.metrics.workflows.labels(row.state).inc()
         for domain in told_of_end:
             # Until acknowledged: a participant that misses it keeps its slots (it also
             # asks, see Participation.timer_loop, in case this agent stops first).
-            self._tell(row, domain, END_NOTICE_PATIENCE_S)
+            self._tell(row, domain, END_NOTICE_PATIENCE_S, durable=durable)
         a.finished(row.id)
         if owed:
             a.compensation.begin(row.id)
@@ -147,19 +154,23 @@ class Outcomes:
             log.info("resending %d end notices of %d ended workflows", len(due),
                      len({row.id for row, _, _ in due}))
         for row, domain, left in due:
-            self._tell(row, domain, left)
+            self._tell(row, domain, left, durable=True)
         return len(due)
 
-    def _tell(self, row: WorkflowRow, domain: str, patience_s: float) -> None:
-        """Deliver the end notice of `row` to `domain` in a task the agent owns."""
+    def _tell(self, row: WorkflowRow, domain: str, patience_s: float, *,
+              durable: bool) -> None:
+        """Deliver the end notice of `row` to `domain` in a task the agent owns
+        (`durable`: its row is on disk, to delete once answered)."""
         sending = self.agent.deliver(domain, "CancelWorkflow", endpoints=dict(row.endpoints),
                                      give_up_after=patience_s, cancel=end_notice_of(row))
-        if self.agent.spawn(self._until_answered(sending, row.id, domain, patience_s),
+        if self.agent.spawn(self._until_answered(sending, row.id, domain, patience_s,
+                                                 durable),
                             name=f"cancel {row.id} at {domain}") is None:
             sending.close()  # the agent is stopping: still owed, sent at the next start
 
     async def _until_answered(self, sending: Coroutine[Any, Any, peer_pb2.Ack | None],
-                              workflow_id: str, domain: str, patience_s: float) -> None:
+                              workflow_id: str, domain: str, patience_s: float,
+                              durable: bool) -> None:
         a = self.agent
         a.metrics.end_notices_owed.inc()
         try:
@@ -171,4 +182,5 @@ class Outcomes:
                 return  # still owed: the next start sends it again
             log.warning("gave up telling %s the end of %s: no answer in %.0f s", domain,
                         workflow_id, patience_s)
-        await a.store.apply([end_notices.delivered_statement(workflow_id, domain)])
+        if durable:
+            await a.store.apply([end_notices.delivered_statement(workflow_id, domain)])

@@ -1,12 +1,13 @@
-"""End notices survive the restart of the agent that owes them, on real agents.
+"""End notices after a takeover survive the restart of the successor that owes them, on
+real agents; an original coordinator's need no record.
 
-A domain owed an end notice is down when the workflow ends; the agent that owes the
-notice is then SIGKILLed and started again, and only after that does the domain come
-back: it learns the end from the notice the restarted agent sends again (on disk since
-the write of the end). Two cases: the original coordinator after a takeover (the
-successor owes it the end of epoch 1), and a participant frozen (SIGSTOP) while its
-coordinator cancels the workflow. In both, the owed row is gone once the domain
-answered: only a delivery's answer deletes it, and only the restarted agent delivers.
+The original coordinator is down when its successor ends the workflow; the successor
+is then SIGKILLed and started again, and only after that does the original come back:
+it learns the end from the notice the restarted successor sends again (on disk since
+the write of the end), and the owed row is gone once it answered. The contrast: a
+participant frozen (SIGSTOP) while its original coordinator cancels the workflow is
+owed nothing on disk; it asks that coordinator, restarted meanwhile, which answers
+from its record.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ steps:
 
 
 async def test_a_frozen_participant_learns_the_cancel_from_its_restarted_coordinator(tmp_path):
+    """Epoch 0: the original coordinator keeps no notice on disk; the participant that
+    missed the end asks it, and the restarted coordinator answers from its record."""
     async with started_federation(tmp_path, CANCEL_DOMAINS) as fed:
         wid = await fed.submit("coord", _two_gated(tmp_path / "never-opened"))
 
@@ -92,25 +95,15 @@ async def test_a_frozen_participant_learns_the_cancel_from_its_restarted_coordin
         fed.signal("p2", signal.SIGSTOP)
         await fed.client("coord").Cancel(client_pb2.CancelRequest(id=wid, reason="enough"),
                                          timeout=10)
-
-        async def owed_to_p2_only():  # p1 answers its notice at once
-            return _owed(fed, "coord", wid) == ["p2"]
-
-        await wait_for(owed_to_p2_only, 20, "coord to owe the end to the frozen p2 alone")
+        assert _owed(fed, "coord", wid) == []  # the end is on disk; no notice row
         fed.kill("coord")
         await fed.close_channels()
         await fed.start("coord")
-        assert _owed(fed, "coord", wid) == ["p2"]
         fed.signal("p2", signal.SIGCONT)
 
-        async def cancelled_at_p2():
+        async def cancelled_and_released():
             s = await fed.local_status("p2", wid)
-            return s is not None and state_name(s) == "CANCELLED"
-
-        await wait_for(cancelled_at_p2, 30, "p2 to learn the cancel")
-
-        async def answered_and_released():
-            return _owed(fed, "coord", wid) == [] and fed.rows(
+            return s is not None and state_name(s) == "CANCELLED" and fed.rows(
                 "p2", "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
 
-        await wait_for(answered_and_released, 30, "p2's answer and its slots released")
+        await wait_for(cancelled_and_released, 30, "p2 to learn the cancel and release")

@@ -1,6 +1,8 @@
-"""The end notices a coordinator still owes, on disk.
+"""The end notices a successor (a coordinator after a takeover) still owes, on disk.
 
-One row per (workflow, domain) told of the workflow's end and not yet answering: written
+Only after a takeover: an original coordinator's participants ask it when they miss the
+end (agent/runtime/coordination_outcomes.py says why). One row per (workflow, domain)
+told of the workflow's end and not yet answering: written
 in the write that ends the workflow (agent/runtime/coordination_outcomes.py), so an end
 on disk always has its notices owed with it, and deleted once that domain answers (or
 the delivery gives up, its patience spent). The notice itself is not kept: the ended

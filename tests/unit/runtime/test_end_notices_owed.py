@@ -79,26 +79,49 @@ async def _owed(store: Store) -> list[tuple[str, str, int]]:
 
 async def test_the_notices_owed_are_written_with_the_end_and_deleted_once_answered(
         tmp_path: Path) -> None:
+    """After a takeover (epoch 1): the successor p1 owes the end to every participant
+    and to the original coordinator c0, on disk until each answers."""
     store = await Store.open(tmp_path / "data")
     try:
         agent = _Agent(store, "p1", answer=None)  # stops before any answer comes
-        active = Active(row=_row("p1.1", "p1", epoch=0))
+        active = Active(row=_row("c0.1", "p1", epoch=1))
         await store.save_workflow(active.row)
         assert await Outcomes(agent, {}).end(active, Cancelled("by hand"), told="p3")
         await agent.settled()
         # p3 had it in the answer to its result; p1 is this agent.
-        assert await _owed(store) == [("p1.1", "p2", NOW_MS)]
-        assert (await store.get_workflow("p1.1")).state == "CANCELLED"
-        assert [s[0] for s in agent.sent] == ["p2"]
+        assert await _owed(store) == [("c0.1", "c0", NOW_MS), ("c0.1", "p2", NOW_MS)]
+        assert (await store.get_workflow("c0.1")).state == "CANCELLED"
+        assert sorted(s[0] for s in agent.sent) == ["c0", "p2"]
         assert agent.metrics.end_notices_owed.value == 0
 
         answered = _Agent(store, "p1", answer=peer_pb2.Ack(ok=True))
-        ended = Active(row=_row("p1.2", "p1", epoch=0))
+        ended = Active(row=_row("c0.2", "p1", epoch=1))
         await store.save_workflow(ended.row)
         assert await Outcomes(answered, {}).end(ended, Cancelled("by hand"))
         await answered.settled()
-        assert sorted(s[0] for s in answered.sent) == ["p2", "p3"]
-        assert await _owed(store) == [("p1.1", "p2", NOW_MS)]  # p1.2's: answered, gone
+        assert sorted(s[0] for s in answered.sent) == ["c0", "p2", "p3"]
+        # c0.2's: answered, gone.
+        assert await _owed(store) == [("c0.1", "c0", NOW_MS), ("c0.1", "p2", NOW_MS)]
+    finally:
+        await store.close()
+
+
+async def test_the_original_coordinator_s_notices_are_told_but_not_kept(
+        tmp_path: Path) -> None:
+    """Epoch 0: a participant that misses the end asks the coordinator the workflow id
+    names, which answers from its record after any restart; nothing is owed on disk."""
+    store = await Store.open(tmp_path / "data")
+    try:
+        for answer in (None, peer_pb2.Ack(ok=True)):
+            agent = _Agent(store, "p1", answer=answer)
+            active = Active(row=_row(f"p1.{answer is None}", "p1", epoch=0))
+            await store.save_workflow(active.row)
+            assert await Outcomes(agent, {}).end(active, Cancelled("by hand"))
+            written = store.statements  # the end's write
+            await agent.settled()
+            assert sorted(s[0] for s in agent.sent) == ["p2", "p3"]
+            assert await _owed(store) == []
+            assert store.statements == written  # no row to delete once answered
     finally:
         await store.close()
 
