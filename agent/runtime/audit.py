@@ -10,7 +10,9 @@ in agent/core/audit; the tables in agent/runtime/store/audit_table.py.
 
 Checkpoints: every CHECKPOINT_EVERY records, or CHECKPOINT_INTERVAL_S after a record
 when fewer came, and when the agent stops, the head of the log is signed with the
-domain key. Records after the last checkpoint are chained but not yet signed.
+domain key. Records after the last checkpoint are chained but not yet signed. The loop
+that makes them sleeps with no deadline while no record is waiting for one (an idle
+agent's log does not wake it), and with the interval's deadline once one is.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.convert import step_state, step_state_name
 from fedorch.runtime.store import audit_table
 from fedorch.runtime.store.store import Statement
+from fedorch.runtime.wakeups import Sleep
 from google.protobuf import json_format
 
 if TYPE_CHECKING:
@@ -50,8 +53,8 @@ class Audit:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._since_checkpoint = 0  # records made (perhaps not all written) since then
-        self._due = asyncio.Event()
         self._checkpointing = asyncio.Lock()
+        self.sleep = Sleep("audit checkpoints", agent.metrics.loop_wakeups, agent.now)
 
     # ---- appending -------------------------------------------------------------
 
@@ -60,8 +63,8 @@ class Audit:
         """A record to write with the change it records (in the caller's transaction);
         `if_changed`: only if the statement just before it changed a row."""
         self._since_checkpoint += 1
-        if self._since_checkpoint >= CHECKPOINT_EVERY:
-            self._due.set()
+        if self._since_checkpoint == 1 or self._since_checkpoint >= CHECKPOINT_EVERY:
+            self.sleep.wake()  # the first: arm the interval; enough: checkpoint now
         return audit_table.append_statement(kind, workflow_id, self.agent.now_ms(), data,
                                             if_changed=if_changed)
 
@@ -82,15 +85,19 @@ class Audit:
         a.spawn(self._checkpoint_loop(), name="audit checkpoints")
 
     async def _checkpoint_loop(self) -> None:
+        first_at: float | None = None  # when the first record since the checkpoint came
         while not self.agent.stopping:
-            try:
-                async with asyncio.timeout(CHECKPOINT_INTERVAL_S):
-                    await self._due.wait()
-            except TimeoutError:
-                pass
-            self._due.clear()
-            if self._since_checkpoint:
+            await self.sleep.until(None if first_at is None
+                                   else first_at + CHECKPOINT_INTERVAL_S)
+            now = self.agent.now()
+            if not self._since_checkpoint:
+                first_at = None
+                continue
+            first_at = now if first_at is None else first_at
+            if self._since_checkpoint >= CHECKPOINT_EVERY \
+                    or now >= first_at + CHECKPOINT_INTERVAL_S:
                 await self.checkpoint()
+                first_at = None
 
     async def checkpoint(self) -> None:
         """Sign the head of the log, if a record came since the last checkpoint."""

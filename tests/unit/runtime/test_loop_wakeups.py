@@ -17,6 +17,7 @@ from fedorch.core.negotiation.coordinator import Coordinator, RoundRecord
 from fedorch.core.negotiation.messages import Value, VoteIn
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.runtime.agent import Active, Agent, run_until_stopped
+from fedorch.runtime.audit import CHECKPOINT_EVERY, CHECKPOINT_INTERVAL_S
 from fedorch.runtime.coordination_driver import ACK_GRACE_S
 from fedorch.runtime.key_changes import next_key_change
 from fedorch.runtime.metrics import AgentMetrics
@@ -85,6 +86,7 @@ def _idle_sleeps(agent: Agent) -> dict[str, Sleep]:
         "key records": agent.key_changes.sleep,
         "in-doubt": agent.participation.in_doubt.sleep,
         "certificate sweep": agent.coordination.decision_log.sweep_sleep,
+        "audit checkpoints": agent.audit.sleep,
     }
 
 
@@ -260,6 +262,32 @@ async def test_a_record_held_back_by_the_publish_interval_is_a_membership_deadli
         await _until(lambda: membership.sleep.parked, "membership to park")
         assert membership.sleep.deadline == min(membership.swim.get_timer(),
                                                 published_at + 3600)
+    finally:
+        agent.stop()
+        await runner
+
+
+async def test_the_audit_checkpoint_loop_wakes_for_a_record_and_parks_after_its_checkpoint(
+        idle: Agent) -> None:
+    agent = idle
+    runner = await _running(agent)
+    try:
+        sleep = agent.audit.sleep
+        await _until(lambda: sleep.parked and sleep.deadline is None, "the loop to park")
+        checkpointed = await agent.store.last_audit_checkpoint()
+        await agent.audit.append("test_record", "")
+        # The first record since the checkpoint arms the interval, no sooner and no tick.
+        await _until(lambda: sleep.parked and sleep.deadline is not None,
+                     "the loop to sleep towards the interval")
+        assert sleep.deadline == pytest.approx(agent.now() + CHECKPOINT_INTERVAL_S, abs=1.0)
+        sleep.wake()  # as if the interval had passed: nothing is signed before it
+        await _until(lambda: sleep.parked and sleep.deadline is not None, "it to re-park")
+        assert await agent.store.last_audit_checkpoint() == checkpointed
+        for _ in range(CHECKPOINT_EVERY):  # enough records: signed at once
+            agent.audit.record("test_record", "")
+        await _until(lambda: sleep.parked and sleep.deadline is None,
+                     "the checkpoint, then a sleep with no deadline")
+        assert await agent.store.last_audit_checkpoint() > checkpointed
     finally:
         agent.stop()
         await runner
