@@ -4,7 +4,8 @@ Real agents on 127.0.0.1. Two domains offer the step's capability (label pool: w
 the one the step is first placed on is stopped with SIGTERM, by its pid: the daemon
 announces its leave (LEFT, not DEAD), kills its steps' processes and exits 0. The
 coordinator resolves that domain's steps as for a death: a started idempotent step is
-run again on the other domain, a step not started yet is placed there. The deadlines
+run again on the other domain, a step not started yet is placed there, a started step
+that is not idempotent fails naming the domain. The deadlines
 are behaviour bounds (the workflow ends without the stopped agent; before this, it
 waited for its return), not speed benchmarks: LEFT spreads within a gossip round, a
 round takes well under a second, and each bound is several times what the path needs
@@ -28,6 +29,8 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
+from tests.integration.test_domain_loss import DOMAINS as ONE_WORKER
+from tests.integration.test_domain_loss import _spec as nap_spec
 from tests.integration.test_orphan_steps import _naps
 from tests.integration.test_replacement import DOMAINS, _effects, _placed, _work
 
@@ -167,3 +170,25 @@ steps:
         work = next(s for s in status.steps if s.id == "work")
         assert list(work.replaced_from) == [first]
         assert _effects(tmp_path) == ["start", "done"]  # it ran once, on its new domain
+
+
+async def test_a_started_step_that_is_not_idempotent_fails_naming_the_domain_that_left(
+        tmp_path, seconds):
+    async with started_federation(tmp_path, ONE_WORKER) as fed:
+        wid = await fed.submit("home", nap_spec(seconds, retries=2))
+
+        async def napping():
+            return len(_naps(seconds)) == 1
+
+        await wait_for(napping, 30, "the nap to run on worker")
+        assert await _stop_gracefully(fed, "worker") == 0
+        assert not _naps(seconds)
+        status = await fed.wait_state("home", wid, deadline_s=ENDED_WITHIN_S)
+        assert state_name(status) == "FAILED", status
+        steps = step_states(status)
+        assert steps["nap"][:2] == ("FAILED", "worker") and steps["after"][0] == "SKIPPED"
+        error = next(s.error for s in status.steps if s.id == "nap")
+        # (The reason says DEAD for a leave too: see docs/failures.md, Not built yet.)
+        assert error.startswith("domain worker was lost (DEAD) while the step ran"), error
+        assert "not idempotent" in error, error
+        assert "worker" in status.reason, status.reason
