@@ -4,7 +4,7 @@ A class of its own, built by Coordination (agent/runtime/coordination.py) and
 handed the outcome path it ends workflows by. Membership calls
 `domain_dead` (through Coordination) when a member is DEAD or LEFT (never on SUSPECT: a
 suspect may only be slow). A domain that LEFT (its agent stopped gracefully) is lost as
-a DEAD one is: its agent killed its steps' processes as it stopped and reports none of
+a DEAD one is: its agent kills its steps' processes as it stops and reports no end of
 them, so a workflow that waited for it would wait until it came back, perhaps never.
 Each RUNNING workflow coordinated here with unfinished steps on that
 domain has them resolved by the progress core (Progress.domain_lost, table in

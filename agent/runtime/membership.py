@@ -52,8 +52,8 @@ JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
 # while one is and work is active here (see _observe).
 DEAD_SWEEP_S = 5.0
 # The member states in which a domain is lost to the workflows it takes part in: DEAD
-# (crashed, or cut off for good) and LEFT (stopped gracefully: its agent killed its
-# steps' processes as it stopped and reports nothing of them until it is back).
+# (crashed, or cut off for good) and LEFT (stopped gracefully: its agent kills its
+# steps' processes as it stops, and whether it ever comes back is not known).
 LOST_STATES = frozenset({MemberState.DEAD, MemberState.LEFT})
 LOST_EVENTS = frozenset({EventKind.DEAD, EventKind.LEFT})
 # Member events that change a member's state (the takeover shell watches those).
@@ -389,9 +389,9 @@ class Membership:
                 # The one place a loss reaches the rest of the agent (never a SUSPECT:
                 # a suspect may be only slow): its steps are resolved where this agent
                 # coordinates, and its in-doubt transactions recover without it. A
-                # graceful leave is a loss as a death is: nothing of the steps it had
-                # will report, and if it comes back (ALIVE, a new incarnation) its late
-                # reports carry the epoch the loss moved past and are refused.
+                # graceful leave is a loss as a death is: its steps stop with it, and
+                # what it still reports (before it stops, or back at a new incarnation)
+                # comes from a placement the loss ended, and is refused.
                 self.agent.coordination.domain_dead(event.name)
                 self.agent.consensus.coordinator_dead(event.name)
             elif event.kind is EventKind.ALIVE:
