@@ -2,8 +2,11 @@
 
 A class of its own, built by Coordination (agent/runtime/coordination.py) and
 handed the outcome path it ends workflows by. Membership calls
-`domain_dead` (through Coordination) when a member is DEAD (never on SUSPECT: a suspect may only be
-slow). Each RUNNING workflow coordinated here with unfinished steps on that
+`domain_dead` (through Coordination) when a member is DEAD or LEFT (never on SUSPECT: a
+suspect may only be slow). A domain that LEFT (its agent stopped gracefully) is lost as
+a DEAD one is: its agent kills its steps' processes as it stops and reports no end of
+them, so a workflow that waited for it would wait until it came back, perhaps never.
+Each RUNNING workflow coordinated here with unfinished steps on that
 domain has them resolved by the progress core (Progress.domain_lost, table in
 agent/core/workflow/domain_loss.py); a step to place again gets a new negotiation
 round (agent/runtime/replacement.py, Replacements); the workflow then ends or goes
@@ -72,15 +75,17 @@ class DomainLoss:
         self.replacements = Replacements(agent, after_progress)
 
     def domain_dead(self, domain: str) -> None:
-        """Membership: `domain` is DEAD. Resolve its unfinished steps in every RUNNING
-        workflow coordinated here (Progress.domain_lost), then let each workflow move on
-        (FAILED end, skipped downstream steps, end notices) as after a step result."""
+        """Membership: `domain` is DEAD or LEFT (both are lost here). Resolve its
+        unfinished steps in every RUNNING workflow coordinated here
+        (Progress.domain_lost), then let each workflow move on (FAILED end, skipped
+        downstream steps, end notices) as after a step result."""
         self.domains_dead({domain})
 
     def domains_dead(self, domains: set[str]) -> None:
         """As domain_dead, for each of `domains`. Membership also calls it now and then
-        with every member that is DEAD: a workflow committed after the death (the domain
-        voted YES, then died) or restored after a restart of this agent missed the event."""
+        with every member that is DEAD or LEFT: a workflow committed after the loss (the
+        domain voted YES, then died or left) or restored after a restart of this agent
+        missed the event."""
         a = self.agent
         domains = domains - {a.domain}
         if not domains:

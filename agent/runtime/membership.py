@@ -48,9 +48,14 @@ PUSH_PULL_TIMEOUT_S = 5.0
 # An agent whose seeds all stay silent this long after it started takes work anyway,
 # with what it knows (itself at least): it may be the first of its federation up.
 JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
-# How often the coordinator is told again of every member that is DEAD, while one is
-# and work is active here (see _observe).
+# How often the coordinator is told again of every member that is lost (DEAD or LEFT),
+# while one is and work is active here (see _observe).
 DEAD_SWEEP_S = 5.0
+# The member states in which a domain is lost to the workflows it takes part in: DEAD
+# (crashed, or cut off for good) and LEFT (stopped gracefully: its agent kills its
+# steps' processes as it stops, and whether it ever comes back is not known).
+LOST_STATES = frozenset({MemberState.DEAD, MemberState.LEFT})
+LOST_EVENTS = frozenset({EventKind.DEAD, EventKind.LEFT})
 # Member events that change a member's state (the takeover shell watches those).
 STATE_EVENTS = frozenset({EventKind.ALIVE, EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT,
                           EventKind.REAPED})
@@ -122,13 +127,13 @@ class Membership:
         self._started = agent.now()
         self._rejoined = False
         self._dead_swept_at = float("-inf")
-        self._dead_sweep_due: float | None = None  # while a member is DEAD
+        self._dead_sweep_due: float | None = None  # while a member is lost
         self._publish_due: float | None = None  # a changed record held back until then
         self._offered_at = float("-inf")  # when the loop last offered the record
         # Member name by address, for the recipient of each outgoing call; checked
         # against the core on every use, rebuilt when it no longer holds.
         self._names: dict[str, str] = {}
-        self._dead: set[str] = set()  # DEAD members, as of the last event seen
+        self._lost: set[str] = set()  # DEAD and LEFT members, as of the last event seen
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -372,7 +377,7 @@ class Membership:
             # Nothing changed since the last look: the counts and the dead sweep's
             # deadline stand (a turn for a probe timer need not scan every member).
             self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
-                                    if self._dead and self.agent.active else None)
+                                    if self._lost and self.agent.active else None)
             return
         for event in self.swim.events():
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
@@ -380,29 +385,32 @@ class Membership:
                          event.incarnation, f", by {event.accuser}" if event.accuser else "")
             if event.kind in STATE_EVENTS and event.name != self.agent.domain:
                 self.agent.takeovers.member_changed(event.name)
-            if event.kind is EventKind.DEAD and event.name != self.agent.domain:
-                # The one place a death reaches the rest of the agent (never a SUSPECT:
+            if event.kind in LOST_EVENTS and event.name != self.agent.domain:
+                # The one place a loss reaches the rest of the agent (never a SUSPECT:
                 # a suspect may be only slow): its steps are resolved where this agent
-                # coordinates, and its in-doubt transactions recover without it.
+                # coordinates, and its in-doubt transactions recover without it. A
+                # graceful leave is a loss as a death is: its steps stop with it, and
+                # what it still reports (before it stops, or back at a new incarnation)
+                # comes from a placement the loss ended, and is refused.
                 self.agent.coordination.domain_dead(event.name)
                 self.agent.consensus.coordinator_dead(event.name)
             elif event.kind is EventKind.ALIVE:
                 log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
         counts = {s.value: 0 for s in MemberState}
-        dead = set()
+        lost = set()
         for view in self.swim.members():
             counts[view.state.value] += 1
-            if view.state is MemberState.DEAD:
-                dead.add(view.name)
-        self._dead = dead
-        if dead and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
-            # Deaths whose event came before the workflow could act on it.
+            if view.state in LOST_STATES:
+                lost.add(view.name)
+        self._lost = lost
+        if lost and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
+            # Losses whose event came before the workflow could act on it.
             self._dead_swept_at = now
-            self.agent.coordination.domains_dead(dead)
-        # Armed only while it has something to look at: a DEAD member and active work
+            self.agent.coordination.domains_dead(lost)
+        # Armed only while it has something to look at: a lost member and active work
         # (new work that comes meanwhile waits at most until the core's next timer).
         self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
-                                if dead and self.agent.active else None)
+                                if lost and self.agent.active else None)
         for state, n in counts.items():
             self.agent.metrics.members.labels(state).set(n)
 
