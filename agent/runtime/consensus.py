@@ -319,19 +319,19 @@ class Consensus:
         self.termination.track(self.agent.now(), tx, lease_expires, floor)
         membership = self.agent.membership
         view = membership.swim.member(tx.coordinator) if membership is not None else None
-        if view is not None and view.state is MemberState.DEAD:
-            self.coordinator_dead(tx.coordinator)  # it died before our YES was durable
+        if view is not None and view.state in (MemberState.DEAD, MemberState.LEFT):
+            self.coordinator_dead(tx.coordinator)  # it went before our YES was durable
         self.agent.participation.wake()
 
     def coordinator_dead(self, domain: str) -> None:
-        """Membership: `domain` is DEAD. Transactions it coordinates that are in doubt
+        """Membership: `domain` is DEAD (or LEFT). Transactions it coordinates that are in doubt
         here start recovery now (Termination.coordinator_lost) rather than after the
         lease; the in-doubt loop (Participation.timer_loop) sends the queries."""
         moved = self.termination.coordinator_lost(self.agent.now(), domain)
         if moved:
             self._past_lease.update(moved)
-            log.info("coordinator %s is DEAD: %d transaction(s) in doubt here recover now",
-                     domain, len(moved))
+            log.info("coordinator %s is gone (DEAD or LEFT): %d transaction(s) in doubt"
+                     " here recover now", domain, len(moved))
             self.agent.participation.wake()
 
     async def on_timer(self) -> None:

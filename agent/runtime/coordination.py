@@ -156,11 +156,11 @@ class Coordination:
     # ---- a lost domain (runtime.coordination_loss) --------------------------------------
 
     def domain_dead(self, domain: str) -> None:
-        """Membership: `domain` is DEAD (see DomainLoss.domain_dead)."""
+        """Membership: `domain` is DEAD or LEFT (see DomainLoss.domain_dead)."""
         self.loss.domains_dead({domain})
 
     def domains_dead(self, domains: set[str]) -> None:
-        """Membership's sweep: every member that is DEAD (see DomainLoss.domains_dead)."""
+        """Membership's sweep: every member that is DEAD or LEFT (see DomainLoss.domains_dead)."""
         self.loss.domains_dead(domains)
 
     def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:

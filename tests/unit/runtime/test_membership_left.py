@@ -108,7 +108,7 @@ async def test_a_member_that_left_loses_its_steps_where_this_agent_coordinates(
     agent.active["wf"] = _running(agent, "wf", {"x": "beta", "y": "alpha"})
     agent.active["elsewhere"] = _running(agent, "elsewhere", {"x": "alpha"})
     tx = TxInfo("beta.1", 1, "beta", ("alpha", "beta"), ("alpha", "beta"))
-    agent.consensus.termination.track(tx, lease_expires=clock() + 30)
+    agent.consensus.termination.track(clock(), tx, lease_expires=clock() + 30)
     alpha._observe()  # beta ALIVE: nothing is lost
     assert agent.active["wf"].progress.steps["x"].state is StepState.WAITING
     assert agent.consensus.termination.state(tx.key) is DoubtState.WAITING
