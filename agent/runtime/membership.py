@@ -267,6 +267,11 @@ class Membership:
                 a.publish_record_if_changed()
             self.swim.handle_timer(a.now())  # not `now`: publishing fed the core a later one
 
+    @property
+    def leaving(self) -> bool:
+        """This agent announced its leave: the others take it as gone (LEFT)."""
+        return self._leaving
+
     async def leave(self, grace_s: float) -> None:
         """Announce a graceful leave and give it a moment to spread."""
         self._leaving = True

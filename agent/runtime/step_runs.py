@@ -128,7 +128,7 @@ class StepRuns:
         """The attempts to start now (marked started in the progress), if any may start."""
         a = self.agent
         progress = active.progress
-        if progress is None or is_over(active.row):
+        if progress is None or is_over(active.row) or self._leaving():
             return []
         if a.participant.status((active.row.id, active.row.round)) in ("reserved", "prepared"):
             # Our own vote is not committed here yet (a coordinator restarted between its
@@ -174,7 +174,18 @@ class StepRuns:
                 continue
             self._spawn_run(active, attempt)
 
+    def _leaving(self) -> bool:
+        """This agent announced its leave: the others treat it as lost and place its steps
+        that had not started elsewhere, so none may start here now (it would run beside
+        its replacement until this agent stops)."""
+        membership = self.agent.membership
+        return membership is not None and membership.leaving
+
     def _spawn_run(self, active: Active, attempt: StartAttempt) -> None:
+        if self._leaving():
+            # Its start is on disk (written before the leave): never run, it is resolved
+            # at the next start like any attempt started without an end.
+            return
         why = self.fencing.refusal(active)
         if why is not None:
             # Cut off from its workflow past the lease since the last contact (a retry or

@@ -41,6 +41,7 @@ class Views:
     """Membership as the watcher reads it: the core's views, by domain."""
 
     profile = None
+    leaving = False
 
     def __init__(self, agent: Agent, **states: MemberState) -> None:
         self.states = states
