@@ -4,14 +4,23 @@ Four agents: c coordinates, p1 and p2 each run one step, x is a trusted bystande
 The acceptors of every round are {c, p1, p2}: with c gone, p1 and p2 are a majority.
 
 Timing is made deterministic with signals, never with sleeps: p2 is SIGSTOPped
-before the submit, so the coordinator waits for its vote; once p1's YES is on
-disk, c is SIGSTOPped and p2 resumed, so p2 votes YES into a coordinator that
-cannot read it; every participant has then voted YES and the coordinator knows
-only some of the votes, or (resumed for a moment) all of them.
+before the submit, so the coordinator waits for its vote; once c has read p1's
+YES and its PREPARE to p2 has left it, c is SIGSTOPped and p2 resumed, so p2
+votes YES into a coordinator that cannot read it; every participant has then
+voted YES and the coordinator knows only some of the votes, or (resumed for a
+moment, once p2's vote has left p2) all of them.
+
+Each signal waits for what the next step needs, not for a milestone that merely
+tends to come first. p1's YES on disk does not say that c's PREPARE to p2 has
+left c (a loaded machine can deschedule c between its two calls: p2 then never
+hears the PREPARE), nor does p2's YES on disk say that its vote has left p2 (the
+reservation is written before the vote is sent: stopped in between, p2 keeps its
+vote and c aborts). The agents' peer byte counters say both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
@@ -72,12 +81,41 @@ async def _local_step(fed: Federation, name: str, wid: str, step: str):
     return step_states(status)[step]
 
 
+async def _prepare_bytes(fed: Federation, name: str, direction: str) -> float:
+    """Envelope bytes of Prepare RPCs `name` has sent ("out") or received ("in"), as a
+    caller (PREPAREs out, votes in) and as a server (PREPAREs in, votes out) alike."""
+    return await asyncio.to_thread(fed.metric, name, "fedorch_peer_bytes_total",
+                                   rpc="Prepare", direction=direction)
+
+
 async def _everyone_voted_yes(fed: Federation, wid: str) -> None:
     """Submitted with p2 stopped; returns with c stopped, holding p2's YES unread."""
     await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")
+
+    async def c_sent_to_p2_and_read_p1():
+        # Each PREPARE goes as its own Prepare RPC (nothing else is out on the lanes to
+        # p1 and p2), the same envelope counted by c as sent and by p1 as received: c has
+        # sent more than p1 received once the PREPARE to p2 is handed to gRPC. And c
+        # starts both calls, each in a task of its own queued in the same turns of its
+        # loop, before it can read any answer: once it has read p1's vote (its only
+        # Prepare answer while p2 is stopped), the call to p2 has started, and a call
+        # writes its request to the socket as it starts.
+        to_p1 = await _prepare_bytes(fed, "p1", "in")
+        sent = await _prepare_bytes(fed, "c", "out")
+        read = await _prepare_bytes(fed, "c", "in")
+        return to_p1 > 0 and sent > to_p1 and read > 0
+
+    await wait_for(c_sent_to_p2_and_read_p1, 20, "c to send p2 its PREPARE and read p1's YES")
     fed.signal("c", signal.SIGSTOP)
     fed.signal("p2", signal.SIGCONT)
     await wait_for(lambda: fed.prepared("p2", wid), 20, "p2 to vote YES")
+
+    async def p2_vote_left():
+        # p2 counts the vote as sent when its handler returns, in the turn of its loop
+        # that hands it to gRPC; an answer from p2's loop comes from a later turn.
+        return await _prepare_bytes(fed, "p2", "out") > 0 and await fed.members("p2")
+
+    await wait_for(p2_vote_left, 20, "p2's vote to leave p2")
 
 
 async def test_coordinator_dead_before_deciding_participants_abort_without_it(tmp_path):
