@@ -444,11 +444,21 @@ class Participation:
             return peer_pb2.Ack(ok=False, error=str(e))
         return peer_pb2.Ack(ok=True)
 
-    async def ended(self, workflow_id: str, final_state: int, reason: str) -> None:
-        """Apply a workflow's end (its coordinator's word, as received) here; an end
-        without a terminal state is logged and changes nothing."""
+    async def ended(self, workflow_id: str, final_state: int, reason: str, *,
+                    told_by: str = "") -> None:
+        """Apply a workflow's end (its coordinator's word, as received: the answer to a
+        step result or to a question) here; an end without a terminal state is logged and
+        changes nothing. Our own claim, not won yet, that learns the end so tells it on
+        in its epoch, as from an end notice (on_cancel): those that granted the claim
+        refuse the lower epoch's word, and its answers carry none to them."""
+        a = self.agent
         try:
-            await self._end_here(workflow_id, Ended.from_wire(final_state, reason))
+            end = Ended.from_wire(final_state, reason)
+            active = a.active.get(workflow_id)
+            if active is not None and await a.takeovers.end_known(
+                    active, end, told_by or active.row.coordinator):
+                return
+            await self._end_here(workflow_id, end)
         except RemoteProtocolError as e:
             log.warning("%s: end refused: %s", workflow_id, e)
 

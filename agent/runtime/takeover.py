@@ -50,7 +50,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
-from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.workflow.lifecycle import Ended
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
@@ -346,13 +345,15 @@ class Takeovers:
                 self._claims[key] = task
 
     async def _claim(self, active: Active, core: Takeover, claim: SendClaim) -> None:
-        """Send one claim until answered (or the claim is over), and feed in the answer."""
+        """Send one claim until answered (or the claim is over), and feed in the answer.
+        A core that announced the end (`ended`) claims no more: its end notices, resent
+        until answered, tell the members that never answered whom to follow."""
         a = self.agent
         row = active.row
         deadline = a.now() + CLAIM_PATIENCE_S
         backoff = 0.2
         try:
-            while core.epoch == claim.epoch and core.coordinator == a.domain:
+            while core.epoch == claim.epoch and core.coordinator == a.domain and not core.ended:
                 endpoint = a.endpoint_of(claim.to, row.endpoints)
                 if endpoint is not None:
                     try:
@@ -389,15 +390,9 @@ class Takeovers:
         """A member of the workflow answered our claim with its end, as its coordinator
         told it (a participant's word on its own work). Still claiming or acting, we make
         that end ours and tell everyone, those that granted us and follow us too: there
-        is one end. Otherwise it only ends here."""
-        a = self.agent
-        try:
-            end = Ended.from_wire(answer.final_state, answer.reason)
-        except RemoteProtocolError as e:  # not a terminal state: nothing changes
-            log.warning("%s: claim answered with a bad end: %s", active.row.id, e)
-            return
-        if not await self.end_known(active, end, answer.holder or "a participant"):
-            await a.participation.ended(active.row.id, answer.final_state, answer.reason)
+        is one end (Participation.ended asks `end_known`). Otherwise it only ends here."""
+        await self.agent.participation.ended(active.row.id, answer.final_state, answer.reason,
+                                             told_by=answer.holder or "a participant")
 
     async def end_known(self, active: Active, end: Ended, told_by: str) -> bool:
         """The workflow's end is known here (verified by the caller: a claim's answer, or

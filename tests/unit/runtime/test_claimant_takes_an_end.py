@@ -8,10 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 from fedorch.core.workflow.lifecycle import Ended, WorkflowState
-from fedorch.core.workflow.takeover import Role, Takeover
+from fedorch.core.workflow.takeover import Role, SendClaim, Takeover
 from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime.context import Active
 from fedorch.runtime.participation import Participation
+from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 from fedorch.runtime.takeover import Takeovers
 
@@ -100,3 +101,60 @@ async def test_a_bad_end_changes_nothing_at_a_claimant() -> None:
     assert seen.ended_as_coordinator == [] and seen.ended_here == []
     assert (seen.row.epoch, seen.row.coordinator) == (0, "coord")
     assert core.role is Role.CLAIMING and not core.ended
+
+
+# The end can reach a claimant in an answer too, not only in a notice: the coordinator it
+# follows acknowledges a step result with the end ("its end notice is this"), or answers
+# a question about the round with it. Each goes through Participation.ended.
+
+@pytest.mark.parametrize("core", ["claiming", "restarted, not looked at yet"])
+async def test_a_claimant_tells_on_an_end_its_coordinator_answered_with(core: str) -> None:
+    participation, seen = _shells("p1", epoch=0, coordinator="coord", granted=(1, "p1"),
+                                  core=_claiming() if core == "claiming" else None)
+    await participation.ended(WF, status_pb2.WORKFLOW_STATE_CANCELLED, "cancelled: by request")
+    assert seen.ended_as_coordinator == [(1, "p1", WorkflowState.CANCELLED)]
+    assert seen.ended_here == []
+
+
+async def test_a_follower_ends_an_answered_end_only_here() -> None:
+    follower = Takeover("p2", "coord", PARTICIPANTS, epoch=1, coordinator="p1")
+    participation, seen = _shells("p2", epoch=1, coordinator="p1", granted=(1, "p1"),
+                                  core=follower)
+    await participation.ended(WF, status_pb2.WORKFLOW_STATE_SUCCEEDED, "")
+    assert seen.ended_as_coordinator == [] and seen.ended_here == [WorkflowState.SUCCEEDED]
+
+
+async def test_an_answered_end_that_is_no_end_changes_nothing_at_a_claimant() -> None:
+    core = _claiming()
+    participation, seen = _shells("p1", epoch=0, coordinator="coord", granted=(1, "p1"),
+                                  core=core)
+    await participation.ended(WF, status_pb2.WORKFLOW_STATE_RUNNING, "")
+    assert seen.ended_as_coordinator == [] and seen.ended_here == []
+    assert core.role is Role.CLAIMING and not core.ended
+
+
+async def test_a_claimant_that_announced_the_end_sends_its_claim_no_more() -> None:
+    """The claim to a member that does not answer is resent until answered, but not
+    after the end was told on: those end notices tell that member whom to follow."""
+    core = _claiming()
+    participation, seen = _shells("p1", epoch=0, coordinator="coord", granted=(1, "p1"),
+                                  core=core)
+    takeovers = participation.agent.takeovers
+    takeovers._claims = {}
+    sent: list[str] = []
+
+    async def call(endpoint: str, method: str, **kwargs: object):
+        sent.append(kwargs["recipient"])
+        if len(sent) == 1:  # the end arrives while the first claim goes unanswered
+            await participation.on_cancel("coord", _notice(0))
+        raise PeerCallError("unavailable", "frozen")
+
+    async def sleep(seconds: float) -> bool:
+        return len(sent) < 5  # a bound for the test: the loop would go on for a day
+
+    participation.agent.endpoint_of = lambda domain, endpoints: "127.0.0.1:1"
+    participation.agent.peers = SimpleNamespace(call=call)
+    participation.agent.sleep = sleep
+    await takeovers._claim(participation.agent.active[WF], core, SendClaim("p3", 1))
+    assert core.ended and seen.ended_as_coordinator == [(1, "p1", WorkflowState.FAILED)]
+    assert sent == ["p3"]
