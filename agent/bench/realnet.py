@@ -29,6 +29,7 @@ from fedorch.cli.demo import (
 )
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
 from fedorch.runtime.peers import CHANNEL_OPTIONS
+from fedorch.runtime.port_leases import release_ports
 from prometheus_client.parser import text_string_to_metric_families
 
 HOST = "127.0.0.1"
@@ -86,8 +87,12 @@ class RealNet:
         await wait_healthy(procs, deadline_s=deadline_s)
 
     def stop(self, *names: str) -> None:
+        """Stop these agents by pid (all of them with no names: then the federation's
+        ports are given back too, since none of its agents listens any more)."""
         chosen = list(names or self.procs)
         stop_agents([self.procs.pop(n) for n in chosen if n in self.procs])
+        if not names:
+            release_ports([*self.ports.values(), *self.metrics_ports.values()])
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)

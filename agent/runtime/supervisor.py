@@ -1,5 +1,11 @@
 """Local agent processes: keys, free ports, start, health wait, signals, stop, log tails.
 
+Ports are leased (`fedorch.runtime.port_leases`), not merely found free: a lock file per
+port keeps every other fedorch process on the machine from handing out the same port
+between our pick and the agent's bind (the cause of "Address already in use" when
+test workers start federations in parallel). The module docstring there says why this
+was chosen over restarting an agent on new ports, and what it does not prevent.
+
 Shared by `fedorch demo`, `fedorch scenario run`, the benchmarks and the integration
 tests. Every process is started in its own session (a Ctrl-C to the caller is the
 caller's; agents get SIGTERM from us) and stopped by its pid: SIGTERM, a grace period,
@@ -12,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +32,7 @@ import fedorch
 import grpc
 from fedorch.core.identity.clients import ClientIdentity
 from fedorch.gen.fedorch.v1 import client_pb2
+from fedorch.runtime.port_leases import NoFreePortError, lease_ports
 
 T = TypeVar("T")
 
@@ -67,17 +73,15 @@ def ensure_keys(domains: Sequence[str], keys_dir: Path) -> dict[str, Path]:
 
 
 def pick_free_ports(count: int, host: str = HOST) -> list[int]:
-    """`count` distinct ports that were free a moment ago (bind port 0, read, close)."""
-    sockets: list[socket.socket] = []
+    """`count` distinct ports leased to this process (see `fedorch.runtime.port_leases`).
+
+    They stay leased until `port_leases.release_ports` or the end of this process, so no
+    other fedorch process takes one before (or while) an agent of ours listens on it.
+    """
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        return lease_ports(count, host)
+    except NoFreePortError as exc:
+        raise SupervisorError(str(exc)) from exc
 
 
 # ---- processes ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from fedorch.core.identity.clients import ClientIdentity
 from fedorch.core.identity.rotation import revoke_key
+from fedorch.runtime.port_leases import release_ports
 from fedorch.runtime.supervisor import (
     HOST,
     AgentProcess,
@@ -268,3 +269,5 @@ class ProcessFederation:
 
     def stop_all(self) -> None:
         stop_agents(list(self.procs.values()))
+        # Every agent is stopped: their ports go back (one process may run many scenarios).
+        release_ports([int(a.rpartition(":")[2]) for a in self.addresses.values()])
