@@ -12,10 +12,15 @@ its epoch from disk, and sends its claim again only to the members whose grant i
 lacks, so electors that granted and died since still count (a grant is the signer's
 word, durable on its side too: it never grants that epoch to another). `standing` is
 what this agent holds of a workflow, to check a certificate against (runtime.votes).
+
+A wait for a certificate (`wait_certificate`) looks when a grant is held (`_hold` sets
+the workflow's event), never on a tick: its timeout only bounds it. Every return from
+such a wait is counted in fedorch_loop_wakeups_total{loop="epoch certificate wait"}.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
     from fedorch.runtime.context import Active, AgentContext
 
 log = logging.getLogger("fedorch.takeover")
+
+LOOP = "epoch certificate wait"  # its label in fedorch_loop_wakeups_total
 
 
 def held(row: WorkflowRow) -> tuple[int, str]:
@@ -63,6 +70,12 @@ class EpochCertificates:
         self._takeovers = takeovers
         # Workflow -> voter -> (epoch, the signed grant as received).
         self._grants: dict[str, dict[str, tuple[int, peer_pb2.Envelope]]] = {}
+        # Workflow -> set when a grant is held, while waits on its certificate are out
+        # (and how many: the last one out drops it).
+        self._granted: dict[str, asyncio.Event] = {}
+        self._waits: dict[str, int] = {}
+        self.wakeups = 0
+        self._counter = takeovers.agent.metrics.loop_wakeups.labels(LOOP)
 
     def electorate_of(self, row: WorkflowRow) -> frozenset[str]:
         """The electorate this agent counts the workflow's grants in (see the core)."""
@@ -113,6 +126,8 @@ class EpochCertificates:
         grants = self._grants.setdefault(workflow_id, {})
         if voter not in grants or grants[voter][0] <= epoch:
             grants[voter] = (epoch, envelope)
+            if (granted := self._granted.get(workflow_id)) is not None:
+                granted.set()  # a wait for the certificate looks again
 
     async def restore(self, row: WorkflowRow, epoch: int) -> None:
         """The grants of `epoch` kept on disk for this workflow, back in memory (the core
@@ -188,13 +203,35 @@ class EpochCertificates:
 
     async def wait_certificate(self, workflow_id: str, timeout_s: float
                                ) -> peer_pb2.EpochCertificate | None:
-        """`certificate`, waiting up to `timeout_s` for the grants it lacks."""
+        """`certificate`, waiting up to `timeout_s` for the grants it lacks: it looks
+        again each time one is held, not on a tick (None: too few by then, or stopping;
+        a stop also cancels the task that waits)."""
         a = self._takeovers.agent
         deadline = a.now() + timeout_s
-        while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:
-            if not await a.sleep(0.2):
-                return None
-        return cert
+        granted = self._granted.setdefault(workflow_id, asyncio.Event())
+        self._waits[workflow_id] = self._waits.get(workflow_id, 0) + 1
+        try:
+            while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:
+                granted.clear()  # before the wait: a grant held from here on ends it
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - a.now())):
+                        await granted.wait()
+                except TimeoutError:
+                    pass
+                finally:
+                    self.wakeups += 1
+                    self._counter.inc()
+                if a.stopping:
+                    return None
+            return cert
+        finally:
+            self._waits[workflow_id] -= 1
+            if not self._waits[workflow_id]:
+                del self._waits[workflow_id], self._granted[workflow_id]
+
+    def waiting(self, workflow_id: str) -> bool:
+        """Whether a wait for the workflow's certificate is parked on its grants."""
+        return workflow_id in self._granted
 
     def forget(self, workflow_id: str) -> None:
         self._grants.pop(workflow_id, None)

@@ -101,9 +101,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedorch.coordinator")
 
-# How often a round in PREPARING looks whether its workflow ended meanwhile (then it is
-# cancelled: its ABORT releases what the vote held).
-END_CHECK_S = 1.0
+# Put in a driver's vote queue when its workflow ended (AgentContext.on_settled): a round
+# in PREPARING is then cancelled at once, its ABORT releasing what the votes held.
+ENDED = object()
+LOOP = "re-placement driver"  # its label in fedorch_loop_wakeups_total
 CUT_SHORT = "the coordinator restarted in the middle of the round"
 
 
@@ -171,6 +172,21 @@ class Replacements:
         self._last_round: dict[str, int] = {}
         # A successor's epoch certificate, for the round under way (None: epoch 0).
         self._certificates: dict[str, peer_pb2.EpochCertificate | None] = {}
+        # The vote queue of each round being driven: the end of its workflow goes in too.
+        self._drives: dict[str, asyncio.Queue] = {}
+        # Workflow -> the deadline its driver is parked on (None: only news wakes it).
+        self.parked: dict[str, float | None] = {}
+        self.wakeups = 0
+        self._counter = agent.metrics.loop_wakeups.labels(LOOP)
+        # Every end here goes through AgentContext.finished, which tells its hooks: a
+        # driver waits for its round's news or deadline, and for the end, never on a tick.
+        agent.on_settled.append(self._settled)
+
+    def _settled(self, workflow_id: str) -> None:
+        """A workflow ended here (or was forgotten): its driver, if one is out, looks."""
+        votes = self._drives.get(workflow_id)
+        if votes is not None and workflow_id not in self.agent.active:
+            votes.put_nowait(ENDED)
 
     def start(self, active: Active) -> None:
         """Place again the steps of `active` a loss sent back (no-op while a round of
@@ -316,11 +332,12 @@ class Replacements:
         """Run one re-placement core to its end: its PREPAREs, votes, decisions."""
         a = self.agent
         row = active.row
-        votes: asyncio.Queue[VoteIn] = asyncio.Queue()
+        votes: asyncio.Queue[VoteIn | object] = asyncio.Queue()
         envelopes: dict[int, peer_pb2.Envelope] = {}
         calls: list[asyncio.Task] = []
         finished: Finished | None = None
         core.start(a.now())
+        self._drives[row.id] = votes
         try:
             async with asyncio.TaskGroup() as tg:
                 while finished is None:
@@ -341,15 +358,12 @@ class Replacements:
                             is_over(row) or a.active.get(row.id) is not active):
                         core.cancel(a.now(), "the workflow ended")
                         continue
-                    timer = core.get_timer()
-                    wait = END_CHECK_S if timer is None else min(
-                        END_CHECK_S, max(0.0, timer - a.now()))
-                    try:
-                        async with asyncio.timeout(wait):
-                            vote = await votes.get()
-                    except TimeoutError:
+                    vote = await self._next(row.id, core.get_timer(), votes)
+                    if vote is None:
                         core.handle_timer(a.now())
                         continue
+                    if vote is ENDED:
+                        continue  # looked at on top: a round in PREPARING is cancelled
                     try:
                         core.receive_vote(a.now(), vote)
                     except ProtocolError as e:
@@ -357,11 +371,28 @@ class Replacements:
                 for call in calls:  # late votes can only be for a decided round
                     call.cancel()
         finally:
+            self._drives.pop(row.id, None)
             for call in calls:
                 call.cancel()
         if finished is not None and finished.committed:
             self._tell_others(active, step_id, finished, envelopes.get(finished.round))
         return finished
+
+    async def _next(self, workflow_id: str, timer: float | None,
+                    votes: asyncio.Queue) -> object | None:
+        """The next vote (or ENDED) of a round, or None when its core's timer came first
+        (None: the core has no deadline, so only news ends the wait). Counted."""
+        wait = None if timer is None else max(0.0, timer - self.agent.now())
+        self.parked[workflow_id] = timer
+        try:
+            async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                return await votes.get()
+        except TimeoutError:
+            return None
+        finally:
+            self.parked.pop(workflow_id, None)
+            self.wakeups += 1
+            self._counter.inc()
 
     async def _prepare(self, active: Active, spec: spec_pb2.WorkflowSpec,
                        action: SendPrepare, votes: asyncio.Queue) -> None:
