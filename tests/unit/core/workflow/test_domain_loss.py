@@ -240,9 +240,11 @@ class _FakeAgent:
         self.domain = ME
         self.active: dict = {}
         self.spawned: list[str] = []
+        registry = CollectorRegistry()
         self.metrics = type("M", (), {})()
-        self.metrics.rejected_messages = Counter(
-            "rejected", "", ["reason"], registry=CollectorRegistry())
+        self.metrics.rejected_messages = Counter("rejected", "", ["reason"], registry=registry)
+        self.metrics.loop_wakeups = Counter("wakeups", "", ["loop"], registry=registry)
+        self.on_settled: list = []  # the re-placement driver's hook for a workflow's end
 
     def spawn(self, coro, name: str):
         coro.close()  # what it would do (end or save) is the outcome path's, tested elsewhere
