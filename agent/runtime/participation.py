@@ -478,7 +478,7 @@ class Participation:
             advance(row, end)  # a repeated end leaves the first
             for hold in a.participant.release_workflow(workflow_id):
                 await a.store.delete_reservation(hold.workflow_id, hold.round)
-            await a.store.save_workflow(row)
+            await a.store.save_workflow(row, also=await self._interrupted_runs(workflow_id))
             a.finished(workflow_id)
             return
         advance(active.row, end)
@@ -489,5 +489,16 @@ class Participation:
                     task.cancel()
         for hold in a.participant.release_workflow(workflow_id):
             await a.store.delete_reservation(hold.workflow_id, hold.round)
-        await a.save(active)
+        await a.save(active, also=await self._interrupted_runs(workflow_id))
         a.finished(workflow_id)
+
+    async def _interrupted_runs(self, workflow_id: str) -> list[Statement]:
+        """The attempts of an ending workflow still on record as started without an end,
+        closed as failed with the end: those this end just cancelled (their processes
+        killed by the executor's cancel path), and those of an earlier life of this agent
+        that recovery has not resolved yet. A lost domain (its steps placed elsewhere)
+        learns the end while it drains or once back, and nothing else would close them."""
+        a = self.agent
+        return [Store.end_run_statement(workflow_id, step_id, attempt, "failed", a.now_ms())
+                for wf, step_id, attempt, _ in await a.store.unfinished_runs()
+                if wf == workflow_id]
