@@ -12,12 +12,15 @@ agent/core/workflow/domain_loss.py); a step to place again gets a new negotiatio
 round (agent/runtime/replacement.py, Replacements); the workflow then ends or goes
 on as after any step result: a FAILED step skips what is downstream and ends the workflow FAILED,
 with end notices to every participant (the lost one too, resent until it is
-back and acknowledges).
+back and acknowledges; a domain a step was taken from is told as well, see
+Outcomes.end, though the final placement no longer names it).
 
 Fencing: a loss ends the step's placement and moves its epoch on. A report
 (result, RUNNING note) the lost placement still sends carries the older epoch
 and is refused and logged (`refuse_fenced`), at the coordinator even after the
-workflow has ended (FencedSteps remembers the lost steps, bounded).
+workflow has ended (FencedSteps remembers the lost steps, bounded). Refused so once
+the workflow has ended, the answer carries its end (PeerService._report_step, for a
+step placed elsewhere since), so a domain back after the end ends it there too.
 """
 
 from __future__ import annotations

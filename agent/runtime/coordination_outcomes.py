@@ -112,7 +112,13 @@ class Outcomes:
         # After a takeover the original coordinator is told too: should it come back,
         # the end (of a later epoch than its own) makes it follow.
         original = {coordinator_of(row.id)} if row.epoch > 0 else set()
-        told_of_end = sorted((set(row.placement.values()) | original) - {a.domain, told})
+        # A domain a step was taken from when it was lost is told too: back after the end,
+        # it would otherwise keep the workflow RUNNING there for ever.
+        lost = set() if active.progress is None else {
+            d for step in active.progress.steps.values()
+            for d in (*step.replaced_from, step.lost_to) if d}
+        told_of_end = sorted((set(row.placement.values()) | original | lost)
+                             - {a.domain, told})
         durable = row.epoch > 0  # see the module's docstring
         notices = end_notices.owed_statements(row.id, told_of_end, a.now_ms()) \
             if durable else []

@@ -478,7 +478,7 @@ class Participation:
             advance(row, end)  # a repeated end leaves the first
             for hold in a.participant.release_workflow(workflow_id):
                 await a.store.delete_reservation(hold.workflow_id, hold.round)
-            await a.store.save_workflow(row)
+            await a.store.save_workflow(row, also=await self._interrupted_runs(workflow_id))
             a.finished(workflow_id)
             return
         advance(active.row, end)
@@ -489,5 +489,19 @@ class Participation:
                     task.cancel()
         for hold in a.participant.release_workflow(workflow_id):
             await a.store.delete_reservation(hold.workflow_id, hold.round)
-        await a.save(active)
+        await a.save(active, also=await self._interrupted_runs(workflow_id, active))
         a.finished(workflow_id)
+
+    async def _interrupted_runs(self, workflow_id: str,
+                                active: Active | None = None) -> list[Statement]:
+        """The attempts of an ending workflow started in an earlier life of this agent
+        and never ended (their leftovers were stopped at its start), closed as failed
+        with the end: a lost domain back after its workflow ended elsewhere (its steps
+        placed again) may learn the end before recovery resolves them, and nothing else
+        would close them. One this end cancels now stays open: should its processes
+        outlive it, the next start stops them (StepRuns.stop_leftovers closes it then)."""
+        a = self.agent
+        running = active.running if active is not None else {}
+        return [Store.end_run_statement(workflow_id, step_id, attempt, "failed", a.now_ms())
+                for wf, step_id, attempt, _ in await a.store.unfinished_runs()
+                if wf == workflow_id and step_id not in running]

@@ -144,9 +144,25 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             authorize("step_result", body.sender,
                       Facts(workflow_id=r.workflow_id, named=r.domain, placed_on=placed))
         except Refused as e:
+            if e.reason == "not_step_domain":
+                end = await self._end_for_lost_step(body.sender, r)
+                if end is not None:  # never applied; the end goes back, so it ends too
+                    return "ack", peer_pb2.Ack(ok=True, end=end)
             count_refusal(self.agent, body.sender, "step_result", e)
             return "ack", peer_pb2.Ack(ok=False, error=e.detail)
         return "ack", await self.agent.participation.on_result(body.sender, r)
+
+    async def _end_for_lost_step(self, sender: str,
+                                 r: peer_pb2.StepResult) -> peer_pb2.CancelNotice | None:
+        """The end of a workflow ended here, for a report of a step taken from `sender`
+        when it was lost (DEAD or LEFT) and placed elsewhere: back after the end, it
+        learns it from this answer (refused as fenced, logged, counted). None otherwise:
+        the report is refused as from a domain the step is not placed on."""
+        c = self.agent.coordination
+        end = await c.end_notice(r.workflow_id)
+        if end is None or c.refuse_fenced(sender, r) is None:
+            return None
+        return end
 
     async def _cancel_workflow(self, body: peer_pb2.Body) -> Answer:
         return "ack", await self.agent.participation.on_cancel(body.sender, body.cancel)

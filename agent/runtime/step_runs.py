@@ -253,6 +253,13 @@ class StepRuns:
                         " of this agent", x.pid, x.pgid, x.marker)
         log.info("%d attempts recorded as started without an end; %d leftover processes"
                  " stopped", len(runs), len(killed))
+        # Those of a workflow already ended here (its end cancelled them as the last life
+        # stopped) are over now: recovery resolves only the workflows still running.
+        ended = [Store.end_run_statement(wf, step, attempt, "failed", a.now_ms())
+                 for wf, step, attempt, _ in runs
+                 if (row := await a.store.get_workflow(wf)) is not None and is_over(row)]
+        if ended:
+            await a.store.apply(ended)
 
     async def after_step(self, active: Active, step_id: str, state: StepState, *,
                           ended_run: tuple[int, str] | None = None) -> None:

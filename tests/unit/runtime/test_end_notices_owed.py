@@ -197,3 +197,29 @@ async def test_retention_removes_the_notices_with_their_workflow_and_any_left_ov
         assert [w for w, _, _ in await _owed(store)] == ["w.kept"]
     finally:
         await store.close()
+
+
+async def test_a_domain_a_step_was_taken_from_is_told_the_end_too(tmp_path: Path) -> None:
+    """p0 ran step a, was lost (DEAD or LEFT) and a was placed again on p1: the final
+    placement no longer names p0, yet p0, back some day, must learn the end (its own
+    record of the workflow would stay RUNNING for ever)."""
+    from fedorch.core.workflow.progress import Progress
+    from fedorch.gen.fedorch.v1 import spec_pb2
+
+    store = await Store.open(tmp_path / "data")
+    try:
+        agent = _Agent(store, "c0", answer=peer_pb2.Ack(ok=True))
+        steps = [spec_pb2.StepSpec(id=s, capability="cap", idempotent=True) for s in "abc"]
+        spec = spec_pb2.WorkflowSpec(name="w", steps=steps)
+        progress = Progress(spec, {"a": "p0", "b": "p2", "c": "p3"}, "c0")
+        assert progress.domain_lost("p0", can_replace=True)
+        assert progress.placed_again("a", "p1", 2, lost="p0")
+        row = _row("c0.1", "c0", epoch=0)
+        row.placement = {"a": "p1", "b": "p2", "c": "p3"}  # the placement after the loss
+        active = Active(row=row, progress=progress)
+        await store.save_workflow(active.row)
+        assert await Outcomes(agent, {}).end(active, Cancelled("by hand"), told="p3")
+        await agent.settled()
+        assert sorted(s[0] for s in agent.sent) == ["p0", "p1", "p2"]
+    finally:
+        await store.close()

@@ -187,3 +187,44 @@ def test_advance_refuses_an_impossible_move_and_leaves_the_row() -> None:
     with pytest.raises(LocalProtocolError, match="NEGOTIATING: Succeeded"):
         advance(row, Succeeded())
     assert (row.state, row.reason) == ("NEGOTIATING", "")
+
+
+async def test_an_end_notice_closes_the_attempts_an_earlier_life_left_open(
+        agent: Agent) -> None:
+    """A lost domain back after its workflow ended elsewhere learns the end before
+    recovery resolved its interrupted attempt: the end closes it (failed), so nothing
+    stays on record as started; the next start finds nothing left to stop."""
+    from fedorch.runtime.store.store import Store
+
+    row = _row("beta.wf", "beta", "RUNNING")
+    progress = Progress(SPEC, row.placement, "beta")
+    agent.active["beta.wf"] = Active(row, progress, fresh=True)
+    await agent.store.save_workflow(row, also=[Store.start_run_statement("beta.wf", "s", 1, 5)])
+    assert await agent.store.unfinished_runs() == [("beta.wf", "s", 1, None)]
+
+    ack = await agent.participation.on_cancel(
+        "beta", _notice(status_pb2.WORKFLOW_STATE_SUCCEEDED, ""))
+
+    assert ack.ok
+    assert (await agent.store.get_workflow("beta.wf")).state == "SUCCEEDED"
+    assert await agent.store.unfinished_runs() == []
+    assert await agent.store.runs_of("beta.wf") == [("s", 1, "failed")]
+
+
+async def test_the_next_start_closes_an_attempt_its_workflow_s_end_cancelled(
+        agent: Agent) -> None:
+    """An attempt the end cancelled as it ran stays open (its leftovers are the next
+    start's to stop); once they are stopped, it closes, its workflow being over."""
+    from fedorch.runtime.store.store import Store
+
+    ended = _row("beta.wf", "beta", "SUCCEEDED")
+    running = _row("beta.other", "beta", "RUNNING")
+    await agent.store.save_workflow(ended, also=[Store.start_run_statement("beta.wf", "s", 1, 5)])
+    await agent.store.save_workflow(running,
+                                    also=[Store.start_run_statement("beta.other", "s", 2, 5)])
+
+    await agent.participation.runs.stop_leftovers()
+
+    assert await agent.store.runs_of("beta.wf") == [("s", 1, "failed")]
+    # A running workflow's is recovery's to resolve (retried if idempotent).
+    assert await agent.store.unfinished_runs() == [("beta.other", "s", 2, None)]

@@ -305,3 +305,54 @@ def test_a_lost_placement_report_is_refused_after_the_workflow_ended() -> None:
     report.placement_epoch = 1
     assert shell.refuse_fenced(LOST, report) is None  # the epoch after the loss passes
     assert a.metrics.rejected_messages.labels("fenced_step_report")._value.get() == 2
+
+
+def test_a_lost_domain_back_after_the_end_gets_the_end_in_the_answer_to_its_report() -> None:
+    """The report of a step taken from a lost domain and placed elsewhere is refused at
+    the input boundary (`not_step_domain`); once the workflow has ended, the answer
+    carries the end (never applied: fenced), so the returning domain ends it too. Any
+    other domain's report, or one before the end, is refused without it."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from fedorch.gen.fedorch.v1 import peer_pb2
+    from fedorch.runtime.peer_service import PeerService
+
+    wid = f"{ME}.wf1"
+    shell = _loss_shell()
+    a = shell.agent
+    a.active = {wid: _active(wid, ME, "RUNNING", {"x": LOST})}
+    shell.domain_dead(LOST)
+    end = peer_pb2.CancelNotice(workflow_id=wid, final_state=5, reason="failed")
+    ended = {"now": False}
+
+    async def end_notice(workflow_id: str):
+        return end if ended["now"] and workflow_id == wid else None
+
+    async def placed_on(workflow_id: str, step_id: str) -> str:
+        return OTHER  # placed again after the loss
+
+    async def on_result(sender, result):  # pragma: no cover - never reached: refused first
+        raise AssertionError("a report from a domain the step is not placed on was applied")
+
+    a.coordination = SimpleNamespace(end_notice=end_notice, refuse_fenced=shell.refuse_fenced)
+    a.participation = SimpleNamespace(placed_on=placed_on, on_result=on_result)
+    service = PeerService(a)
+
+    def report(sender: str) -> peer_pb2.Ack:
+        body = peer_pb2.Body(sender=sender, step_result=peer_pb2.StepResult(
+            workflow_id=wid, step_id="x", attempt=1, domain=sender, state=4))
+        kind, ack = asyncio.run(service._report_step(body))
+        assert kind == "ack"
+        return ack
+
+    before = report(LOST)  # the workflow still runs: refused, no end
+    assert not before.ok and not before.HasField("end") and "placed on" in before.error
+    ended["now"] = True
+    del a.active[wid]  # ended and gone from memory: FencedSteps still knows
+    after = report(LOST)
+    assert after.ok and after.end == end
+    assert a.metrics.rejected_messages.labels("fenced_step_report")._value.get() == 1
+    stranger = report("sa-east")  # never placed there: refused as before, no end
+    assert not stranger.ok and not stranger.HasField("end")
+    assert a.metrics.rejected_messages.labels("not_step_domain")._value.get() == 2
