@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import os
 import pathlib
+import random
+import signal
 import sys
 
 import pytest
 
-from tests.integration.federation import running_federation
+from tests.integration.federation import naps_running, running_federation
 
 # eu-west and partner hold EU data; us-east takes only US data and keeps that
 # private, so coordinators learn it by refusal (as in the demo).
@@ -58,3 +61,15 @@ async def fed(federation):
     await federation.wait_capacity_free()
     yield federation
     await federation.close_channels()
+
+
+@pytest.fixture
+def seconds():
+    """A nap length no other process on the machine uses; its leftovers killed after."""
+    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
+    yield value
+    for pid in naps_running(value):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -215,3 +215,20 @@ async def wait_for(predicate, deadline_s: float, what: str, interval: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def naps_running(seconds: str) -> list[int]:
+    """Pids of live processes running `sleep SECONDS` (zombies have no command line):
+    the step processes of a test's naps (tests/integration/steps/nap.py), found by a
+    nap length no other process on the machine uses (the `seconds` fixture)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", seconds.encode()]:
+            pids.append(int(entry))
+    return pids

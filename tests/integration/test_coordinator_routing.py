@@ -21,12 +21,13 @@ import pytest
 
 from tests.integration.federation import (
     Federation,
+    naps_running,
     started_federation,
     state_name,
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import NAPS, _naps
+from tests.integration.test_orphan_steps import NAPS
 from tests.integration.test_takeover import WORK
 
 pytestmark = pytest.mark.integration
@@ -131,7 +132,7 @@ steps:
     try:
         async with started_federation(tmp_path, DOMAINS) as fed:
             wid = await fed.submit("coord", spec)
-            await wait_for(lambda: asyncio.to_thread(_naps, seconds), 30, "the nap to run")
+            await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30, "the nap to run")
             await _kill_coordinator_once_committed(fed, wid)
 
             async def taken_over():
@@ -146,7 +147,7 @@ steps:
             assert (reply["coordinator"], reply["epoch"]) == ("p1", 1), reply
 
             async def nap_stopped():
-                return not await asyncio.to_thread(_naps, seconds)
+                return not await asyncio.to_thread(naps_running, seconds)
 
             await wait_for(nap_stopped, 20, "the nap step's processes to be stopped")
 
@@ -158,5 +159,5 @@ steps:
             assert step_states(status)["nap"][0] == "CANCELLED", status
             assert "enough" in status.reason, status
     finally:
-        for pid in _naps(seconds):  # leftovers of a failed run
+        for pid in naps_running(seconds):  # leftovers of a failed run
             os.kill(pid, signal.SIGKILL)

@@ -15,7 +15,6 @@ on an idle machine.
 from __future__ import annotations
 
 import os
-import random
 import signal
 
 import pytest
@@ -25,6 +24,7 @@ from fedorch.gen.fedorch.v1 import client_pb2
 from tests.integration.federation import (
     TERMINAL,
     Federation,
+    naps_running,
     started_federation,
     state_name,
     step_states,
@@ -32,7 +32,6 @@ from tests.integration.federation import (
 )
 from tests.integration.test_domain_loss import DOMAINS as ONE_WORKER
 from tests.integration.test_domain_loss import _spec as nap_spec
-from tests.integration.test_orphan_steps import _naps
 from tests.integration.test_replacement import DOMAINS, _effects, _placed, _work
 
 pytestmark = pytest.mark.integration
@@ -42,17 +41,6 @@ pytestmark = pytest.mark.integration
 ENDED_WITHIN_S = 40
 # The daemon's own shutdown: its leave's grace, the server's drain, the audit checkpoint.
 STOPPED_WITHIN_S = 20
-
-
-@pytest.fixture
-def seconds():
-    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
-    yield value
-    for pid in _naps(value):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 async def _stop_gracefully(fed: Federation, name: str) -> int:
@@ -93,12 +81,12 @@ async def test_a_started_idempotent_step_of_a_domain_that_left_runs_again_elsewh
         other = ({"w1", "w2"} - {first}).pop()
 
         async def napping():
-            return len(_naps(seconds)) == 1
+            return len(naps_running(seconds)) == 1
 
         await wait_for(napping, 30, "the step to run its first (endless) nap")
         assert await _stop_gracefully(fed, first) == 0  # a graceful stop, not a kill
         # The agent killed its step's process group on its way out.
-        assert not _naps(seconds)
+        assert not naps_running(seconds)
         await _members_see_left(fed, first)
 
         status = await fed.wait_state("home", wid, deadline_s=ENDED_WITHIN_S)
@@ -133,7 +121,7 @@ async def test_a_started_idempotent_step_of_a_domain_that_left_runs_again_elsewh
         await wait_for(ended_there, 30, f"the restarted {first} to learn the end")
         assert state_name(await fed.local_status(first, wid)) == "SUCCEEDED"
         assert _effects(tmp_path) == ["start", "start", "done"]
-        assert not _naps(seconds)
+        assert not naps_running(seconds)
         after = await fed.status("home", wid)
         assert state_name(after) == "SUCCEEDED"
         assert step_states(after)["work"][:2] == ("SUCCEEDED", other)
@@ -176,11 +164,11 @@ async def test_a_started_step_that_is_not_idempotent_fails_naming_the_domain_tha
         wid = await fed.submit("home", nap_spec(seconds, retries=2))
 
         async def napping():
-            return len(_naps(seconds)) == 1
+            return len(naps_running(seconds)) == 1
 
         await wait_for(napping, 30, "the nap to run on worker")
         assert await _stop_gracefully(fed, "worker") == 0
-        assert not _naps(seconds)
+        assert not naps_running(seconds)
         status = await fed.wait_state("home", wid, deadline_s=ENDED_WITHIN_S)
         assert state_name(status) == "FAILED", status
         steps = step_states(status)

@@ -10,9 +10,7 @@ is 30 s).
 
 from __future__ import annotations
 
-import os
 import pathlib
-import random
 import signal
 import sys
 
@@ -21,12 +19,12 @@ import pytest
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
+    naps_running,
     started_federation,
     state_name,
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import _naps
 
 pytestmark = pytest.mark.integration
 
@@ -61,22 +59,11 @@ steps:
 """
 
 
-@pytest.fixture
-def seconds():
-    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
-    yield value
-    for pid in _naps(value):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 async def _kill_worker_while_napping(fed: Federation, spec: str, seconds: str) -> str:
     wid = await fed.submit("home", spec)
 
     async def napping():
-        return len(_naps(seconds)) == 1
+        return len(naps_running(seconds)) == 1
 
     await wait_for(napping, 30, "the nap to run on worker")
     fed.kill("worker")
@@ -113,7 +100,7 @@ async def test_a_lost_domain_fails_its_started_step_naming_it_and_never_runs_it_
             return s is not None and state_name(s) == "FAILED"
 
         await wait_for(worker_knows, 30, "the restarted worker to learn the end")
-        assert not _naps(seconds)
+        assert not naps_running(seconds)
         assert fed.rows("worker", "SELECT attempt, state FROM step_runs WHERE workflow_id=?",
                         (wid,)) == [(1, "failed")]
         # Its report (interrupted, FAILED) was refused, not applied: the reason stands.

@@ -6,15 +6,13 @@ unique to the test, so its processes are found by their command line.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import random
-import signal
 import sys
 
 import pytest
 
 from tests.integration.federation import (
+    naps_running,
     started_federation,
     state_name,
     step_states,
@@ -57,33 +55,6 @@ steps:
 """
 
 
-def _naps(seconds: str) -> list[int]:
-    """Pids of live processes running `sleep SECONDS` (zombies have no command line)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv[:2] == [b"sleep", seconds.encode()]:
-            pids.append(int(entry))
-    return pids
-
-
-@pytest.fixture
-def seconds():
-    """A nap length no other process on the machine uses; its leftovers killed after."""
-    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
-    yield value
-    for pid in _naps(value):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 @pytest.fixture
 async def fed(tmp_path):
     async with started_federation(tmp_path, DOMAINS) as fed:
@@ -95,7 +66,7 @@ async def _kill_worker_mid_step(fed, seconds: str, naps: int) -> str:
     wid = await fed.submit("home", _spec(seconds, escape=naps == 2))
 
     async def napping():
-        return len(_naps(seconds)) == naps
+        return len(naps_running(seconds)) == naps
 
     await wait_for(napping, 30, f"{naps} naps to run")
     fed.kill("worker")
@@ -112,7 +83,7 @@ async def test_step_processes_die_with_their_agent(fed, seconds):
     await _kill_worker_mid_step(fed, seconds, naps=1)
 
     async def gone():
-        return not _naps(seconds)
+        return not naps_running(seconds)
 
     await wait_for(gone, 2, "the step's processes to die with their agent", interval=0.05)
 
@@ -121,14 +92,14 @@ async def test_restart_stops_leftovers_and_fails_a_step_that_is_not_idempotent(f
     wid = await fed.submit("home", _spec(seconds, escape=True, retries=2))
 
     async def napping():
-        return len(_naps(seconds)) == 2
+        return len(naps_running(seconds)) == 2
 
     await wait_for(napping, 30, "both naps to run")
     fed.kill("worker")
     await fed.close_channels()
 
     async def one_left():  # the group went with the agent; the escaped nap did not
-        return len(_naps(seconds)) == 1
+        return len(naps_running(seconds)) == 1
 
     await wait_for(one_left, 2, "the step's group to die with its agent", interval=0.05)
     assert state_name(await fed.status("home", wid)) == "RUNNING"
@@ -138,7 +109,7 @@ async def test_restart_stops_leftovers_and_fails_a_step_that_is_not_idempotent(f
     await fed.start("worker")
 
     async def none_left():
-        return not _naps(seconds)
+        return not naps_running(seconds)
 
     await wait_for(none_left, 20, "the restarted agent to stop the escaped nap")
     state, (step_state, domain, attempts), status = await _worker_step(fed, wid)
@@ -152,7 +123,7 @@ async def test_restart_retries_an_idempotent_step(fed, seconds):
     wid = await fed.submit("home", _spec(seconds, idempotent=True, retries=1))
 
     async def napping():
-        return len(_naps(seconds)) == 1
+        return len(naps_running(seconds)) == 1
 
     await wait_for(napping, 30, "the nap to run")
     fed.kill("worker")
@@ -161,6 +132,6 @@ async def test_restart_retries_an_idempotent_step(fed, seconds):
     state, (step_state, domain, attempts), status = await _worker_step(fed, wid)
     assert (state, step_state, domain, attempts) == ("SUCCEEDED", "SUCCEEDED", "worker", 2), \
         status
-    assert not _naps(seconds)
+    assert not naps_running(seconds)
     assert sorted(fed.rows("worker", "SELECT attempt, state FROM step_runs")) == [
         (1, "failed"), (2, "succeeded")]

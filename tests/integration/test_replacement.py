@@ -9,10 +9,7 @@ second, and each bound is several times what the path needs on an idle machine.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import random
-import signal
 import sys
 
 import pytest
@@ -20,12 +17,12 @@ from fedorch.core.workflow import values
 
 from tests.integration.federation import (
     Federation,
+    naps_running,
     started_federation,
     state_name,
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import _naps
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +39,6 @@ DOMAINS = {
 }
 # From the kill: DEAD (~4 s), one round, the step's short nap, two results.
 ENDED_WITHIN_S = 40
-
-
-@pytest.fixture
-def seconds():
-    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
-    yield value
-    for pid in _naps(value):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _work(tmp_path: pathlib.Path, seconds: str, *, idempotent: bool,
@@ -91,7 +77,7 @@ async def test_a_started_idempotent_step_is_run_again_on_another_domain_once(
         first = await _placed(fed, wid, "work")
 
         async def napping():
-            return len(_naps(seconds)) == 1
+            return len(naps_running(seconds)) == 1
 
         await wait_for(napping, 30, "the step to run its first (endless) nap")
         fed.kill(first)  # its step's process group dies with it
@@ -106,7 +92,7 @@ async def test_a_started_idempotent_step_is_run_again_on_another_domain_once(
         assert values.read_object(work, "outputs")["runs"] == 2
         # Two runs started, exactly one completed: the killed one never wrote `done`.
         assert _effects(tmp_path) == ["start", "start", "done"]
-        assert not _naps(seconds)
+        assert not naps_running(seconds)
 
 
 async def test_a_step_not_started_is_placed_again_and_gets_its_inputs(tmp_path):
@@ -153,7 +139,7 @@ async def test_with_no_other_domain_the_step_fails_naming_the_lost_one(tmp_path,
         assert await _placed(fed, wid, "work") == "w1"
 
         async def napping():
-            return len(_naps(seconds)) == 1
+            return len(naps_running(seconds)) == 1
 
         await wait_for(napping, 30, "the step to run")
         fed.kill("w1")

@@ -22,12 +22,12 @@ from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
 
 from tests.integration.federation import (
     RPC_TIMEOUT_S,
+    naps_running,
     started_federation,
     state_name,
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import _naps
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +192,7 @@ async def test_a_cancel_mid_run_compensates_what_succeeded(fed, tmp_path):
 def nap():
     value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
     yield value
-    for pid in _naps(value):
+    for pid in naps_running(value):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -204,7 +204,7 @@ async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp
     wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{nap}\""))
 
     async def compensating():
-        return len(_naps(nap)) == 1
+        return len(naps_running(nap)) == 1
 
     await wait_for(compensating, 60, "the second step's compensation to run")
     assert fed.rows("beta", "SELECT attempt, state FROM compensation_runs") == [
@@ -218,7 +218,7 @@ async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp
     assert _compensations(log) == [("second", "beta", 2), ("first", "alpha", 1)]
     runs = sorted(fed.rows("beta", "SELECT attempt, state, error FROM compensation_runs"))
     assert runs == [(1, "failed", "interrupted by an agent restart"), (2, "succeeded", "")]
-    assert not _naps(nap)
+    assert not naps_running(nap)
 
 
 async def test_a_restarted_coordinator_resumes_unfinished_compensation(fed, tmp_path, nap):
@@ -226,13 +226,13 @@ async def test_a_restarted_coordinator_resumes_unfinished_compensation(fed, tmp_
     wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{nap}\""))
 
     async def compensating():
-        return len(_naps(nap)) == 1
+        return len(naps_running(nap)) == 1
 
     await wait_for(compensating, 60, "the second step's compensation to run")
     fed.kill("alpha")
     await fed.close_channels()
     # beta's attempt 1 runs on; kill its nap so it ends (failed), as a slow undo might.
-    for pid in _naps(nap):
+    for pid in naps_running(nap):
         os.kill(pid, signal.SIGKILL)
     await fed.start("alpha")
     status = await _compensation_ended(fed, wid)

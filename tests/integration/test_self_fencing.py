@@ -23,12 +23,13 @@ import pytest
 from tests.integration.federation import (
     TERMINAL,
     TEST_TIMINGS,
+    naps_running,
     started_federation,
     state_name,
     step_states,
     wait_for,
 )
-from tests.integration.test_orphan_steps import NAPS, _naps
+from tests.integration.test_orphan_steps import NAPS
 from tests.integration.test_takeover import WORK
 
 pytestmark = pytest.mark.integration
@@ -72,13 +73,13 @@ steps:
     try:
         async with started_federation(tmp_path, DOMAINS) as fed:
             wid = await fed.submit("coord", spec)
-            await wait_for(lambda: asyncio.to_thread(_naps, seconds), 30, "the nap to run")
+            await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30, "the nap to run")
             assert await asyncio.to_thread(_fenced_total, fed, "p1") == 0
             for name in PAUSED:
                 fed.signal(name, signal.SIGSTOP)
             try:
                 async def nap_stopped():
-                    return not await asyncio.to_thread(_naps, seconds)
+                    return not await asyncio.to_thread(naps_running, seconds)
 
                 # DEAD verdicts (~6 s with the local profile), then the lease.
                 await wait_for(nap_stopped, 40, "p1 to fence its step")
@@ -101,8 +102,8 @@ steps:
 
             status = await wait_for(settled, 60, "the workflow to end everywhere")
             assert state_name(status) == "FAILED", status
-            assert not await asyncio.to_thread(_naps, seconds)
+            assert not await asyncio.to_thread(naps_running, seconds)
             await fed.wait_capacity_free(30)
     finally:
-        for pid in _naps(seconds):  # leftovers of a failed run
+        for pid in naps_running(seconds):  # leftovers of a failed run
             os.kill(pid, signal.SIGKILL)
