@@ -32,7 +32,7 @@ from tests.integration.federation import (
 )
 from tests.integration.test_domain_loss import DOMAINS as ONE_WORKER
 from tests.integration.test_domain_loss import _spec as nap_spec
-from tests.integration.test_replacement import DOMAINS, _effects, _placed, _work
+from tests.integration.test_replacement import DOMAINS, _effects, _placed, _work, gated_work
 
 pytestmark = pytest.mark.integration
 
@@ -126,16 +126,9 @@ async def test_a_started_idempotent_step_of_a_domain_that_left_runs_again_elsewh
         assert state_name(after) == "SUCCEEDED"
         assert step_states(after)["work"][:2] == ("SUCCEEDED", other)
 
+
 async def test_a_step_not_started_on_a_domain_that_left_is_placed_again(tmp_path):
-    gate = tmp_path / "gate-open"
-    spec = f"""
-name: left-early
-steps:
-  - id: upstream
-    capability: test.gate
-    params: {{gate: "{gate}"}}
-    constraints: {{domains: [gate]}}
-""" + _work(tmp_path, "0.3", idempotent=False, needs="\n    needs: [upstream]")
+    gate, spec = gated_work(tmp_path, "left-early")
     async with started_federation(tmp_path, DOMAINS) as fed:
         wid = await fed.submit("home", spec)
         await fed.wait_state("home", wid, states={"RUNNING"}, deadline_s=30)  # committed

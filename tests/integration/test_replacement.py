@@ -95,16 +95,22 @@ async def test_a_started_idempotent_step_is_run_again_on_another_domain_once(
         assert not naps_running(seconds)
 
 
-async def test_a_step_not_started_is_placed_again_and_gets_its_inputs(tmp_path):
+def gated_work(tmp_path: pathlib.Path, name: str) -> tuple[pathlib.Path, str]:
+    """A spec whose step `work` (not idempotent) needs `upstream`, which waits at a gate
+    on the `gate` domain until the test opens it; the gate and the spec."""
     gate = tmp_path / "gate-open"
-    spec = f"""
-name: replaced-early
+    return gate, f"""
+name: {name}
 steps:
   - id: upstream
     capability: test.gate
     params: {{gate: "{gate}"}}
     constraints: {{domains: [gate]}}
 """ + _work(tmp_path, "0.3", idempotent=False, needs="\n    needs: [upstream]")
+
+
+async def test_a_step_not_started_is_placed_again_and_gets_its_inputs(tmp_path):
+    gate, spec = gated_work(tmp_path, "replaced-early")
     async with started_federation(tmp_path, DOMAINS) as fed:
         wid = await fed.submit("home", spec)
         await fed.wait_state("home", wid, states={"RUNNING"}, deadline_s=30)  # committed

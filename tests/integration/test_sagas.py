@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import random
 import signal
 import sys
 import time
@@ -188,23 +187,12 @@ async def test_a_cancel_mid_run_compensates_what_succeeded(fed, tmp_path):
     assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]
 
 
-@pytest.fixture
-def nap():
-    value = f"{random.randint(100000, 999999)}.{random.randint(100000, 999999)}"
-    yield value
-    for pid in naps_running(value):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp_path, nap):
+async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp_path, seconds):
     log = tmp_path / "saga.log"
-    wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{nap}\""))
+    wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{seconds}\""))
 
     async def compensating():
-        return len(naps_running(nap)) == 1
+        return len(naps_running(seconds)) == 1
 
     await wait_for(compensating, 60, "the second step's compensation to run")
     assert fed.rows("beta", "SELECT attempt, state FROM compensation_runs") == [
@@ -218,21 +206,21 @@ async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp
     assert _compensations(log) == [("second", "beta", 2), ("first", "alpha", 1)]
     runs = sorted(fed.rows("beta", "SELECT attempt, state, error FROM compensation_runs"))
     assert runs == [(1, "failed", "interrupted by an agent restart"), (2, "succeeded", "")]
-    assert not naps_running(nap)
+    assert not naps_running(seconds)
 
 
-async def test_a_restarted_coordinator_resumes_unfinished_compensation(fed, tmp_path, nap):
+async def test_a_restarted_coordinator_resumes_unfinished_compensation(fed, tmp_path, seconds):
     log = tmp_path / "saga.log"
-    wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{nap}\""))
+    wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{seconds}\""))
 
     async def compensating():
-        return len(naps_running(nap)) == 1
+        return len(naps_running(seconds)) == 1
 
     await wait_for(compensating, 60, "the second step's compensation to run")
     fed.kill("alpha")
     await fed.close_channels()
     # beta's attempt 1 runs on; kill its nap so it ends (failed), as a slow undo might.
-    for pid in naps_running(nap):
+    for pid in naps_running(seconds):
         os.kill(pid, signal.SIGKILL)
     await fed.start("alpha")
     status = await _compensation_ended(fed, wid)
