@@ -501,7 +501,9 @@ class Participation:
         would close them. One this end cancels now stays open: should its processes
         outlive it, the next start stops them (StepRuns.stop_leftovers closes it then)."""
         a = self.agent
+        if workflow_id not in self.runs.earlier_life:  # the usual end: nothing to read
+            return []
         running = active.running if active is not None else {}
         return [Store.end_run_statement(workflow_id, step_id, attempt, "failed", a.now_ms())
-                for wf, step_id, attempt, _ in await a.store.unfinished_runs()
-                if wf == workflow_id and step_id not in running]
+                for step_id, attempt, state in await a.store.runs_of(workflow_id)
+                if state == "running" and step_id not in running]

@@ -82,6 +82,9 @@ class StepRuns:
     def __init__(self, agent: AgentContext, ends: WorkflowEnds) -> None:
         self.agent = agent
         self._ends = ends
+        # Workflows with attempts an earlier life of this agent started and never ended
+        # (read at start-up): only their end has such attempts to close (Participation).
+        self.earlier_life: set[str] = set()
         # Results that arrived before their workflow's COMMIT (messages reorder). Kept
         # in memory, filled and drained with no await in between, so none is lost to a
         # COMMIT handled concurrently (Participation.fold_in_results drains it); also on
@@ -245,6 +248,7 @@ class StepRuns:
         runs = await a.store.unfinished_runs()
         if not runs:
             return
+        self.earlier_life = {wf for wf, _, _, _ in runs}
         groups = {run_marker(a.domain, wf, step, attempt): pgid
                   for wf, step, attempt, pgid in runs}
         killed = await asyncio.to_thread(kill_leftovers, groups)
