@@ -167,6 +167,12 @@ class Simulation:
                 node.join(self.now, [seed_address])
                 self._after(i)
 
+    def join(self, name: str, seed_addresses: Iterable[str]) -> None:
+        """``name`` joins now through the given seeds (a member started late)."""
+        i = self.index[name]
+        self.nodes[i].join(self.now, [a for a in seed_addresses if a != self.addresses[i]])
+        self._after(i)
+
     # ---- faults -------------------------------------------------------------------------
 
     def partition(self, *groups: Iterable[str]) -> None:

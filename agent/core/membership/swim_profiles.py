@@ -75,11 +75,16 @@ PROFILES: dict[str, SwimProfile] = {
     # about 2.5 s (a stall) is not declared DEAD. About 1.5 KB/s per agent at rest.
     # Suspicion timeouts count probe periods, and a refutation or a check's answer
     # reaches the accuser within one: 50 members at 10% loss give no false verdicts.
+    # Messages up to 8 KiB, not a UDP datagram's 1,400 bytes: gossip travels in gRPC calls,
+    # and how many records one message carries sets how fast a join storm converges (50
+    # members joining at once: 10-18 s after the last join at 1,400 bytes, about four
+    # records a message; 1-4 s at 8 KiB: tests/sim/membership/test_swim_join_storm.py).
+    # A message is only as big as the updates waiting, so traffic at rest is unchanged.
     "lan": SwimProfile(
         probe_interval=0.3, probe_timeout=0.15, indirect_checks=3, retransmit_mult=4,
         suspicion_alpha=5.0, suspicion_beta=3.0, suspicion_confirmations=3, max_health=8,
         push_pull_interval=20.0, rejoin_interval=30.0, dead_retention=60.0,
-        tombstone_ttl=3600.0, leave_grace=2.0, leave_fanout=3, max_message_bytes=1400,
+        tombstone_ttl=3600.0, leave_grace=2.0, leave_fanout=3, max_message_bytes=8192,
         max_record_bytes=1000, **_COMMON),
     # Long round trips: slower probes, longer suspicion, more indirect probers.
     "wan": SwimProfile(
