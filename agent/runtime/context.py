@@ -130,6 +130,7 @@ class AgentContext:
             on_bytes=lambda m, d, n: self.metrics.peer_bytes.labels(m, d).inc(n),
             spawn=self.spawn if config.negotiation.batching else None,
             on_batch=lambda n: self.metrics.batch_items.labels("out").observe(n),
+            on_heard=self.heard_from,
         )
         self._set_capabilities(config)
         self.participant = Participant(
@@ -307,6 +308,12 @@ class AgentContext:
         return False
 
     # ---- this domain's record ------------------------------------------------------
+
+    def heard_from(self, domain: str) -> None:
+        """A message `domain` signed reached this agent just now (a peer call, or the
+        answer to one of ours): membership counts it as a sign of life."""
+        if self.membership is not None:
+            self.membership.heard_from(domain)
 
     def current_record(self) -> peer_pb2.DomainRecord:
         available = self.participant.available()

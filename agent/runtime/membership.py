@@ -337,6 +337,12 @@ class Membership:
                        if view.address}
         return self._names.get(address, "")  # "": a seed we have not heard from yet
 
+    def heard_from(self, domain: str) -> None:
+        """`domain` signed a peer call or answer that reached us just now (Swim.heard_from):
+        the core notes it, and a check of that member, if one is due, waits for it. No
+        wake-up: nothing is due sooner because of it."""
+        self.swim.heard_from(self.agent.now(), domain)
+
     def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch, *,
                      caller_gone: Callable[[], bool] | None = None) -> swim_pb2.SwimBatch:
         """An incoming Swim call: feed the core, answer with what it has for the caller.

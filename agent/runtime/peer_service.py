@@ -97,7 +97,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             # look at a peer's message now. UNAVAILABLE is what a peer retries on.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting")
         try:
-            return open_message(request, a.trust, a.guard, me=a.domain, now_ms=a.now_ms(),
+            body = open_message(request, a.trust, a.guard, me=a.domain, now_ms=a.now_ms(),
                                 mono_ms=int(a.now() * 1000), expect=expect,
                                 allow_unaddressed=allow_unaddressed)
         except AuthError as e:
@@ -107,6 +107,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             log.warning("refused %s message from %s: %s", expect, peer, e.reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, e.reason)
             raise  # abort raises; this keeps type checkers honest
+        a.heard_from(body.sender)  # alive to send it, however slow its probes' answers
+        return body
 
     # ---- the handlers, one per request kind ------------------------------------------
 

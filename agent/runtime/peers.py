@@ -106,6 +106,7 @@ class PeerChannels:
         on_bytes: Callable[[str, str, int], None] | None = None,
         spawn: Spawn | None = None,
         on_batch: Callable[[int], None] | None = None,
+        on_heard: Callable[[str], None] | None = None,
     ) -> None:
         """`spawn` (start a task its owner keeps; returns None when it will not) turns
         batching on; without it every request is its own RPC. `clock` stamps envelopes
@@ -118,6 +119,8 @@ class PeerChannels:
         self._on_bytes = on_bytes or (lambda rpc, direction, n: None)
         self._spawn = spawn
         self._on_batch = on_batch or (lambda n: None)
+        # Told the signer of each reply that authenticates: it was alive to answer.
+        self._on_heard = on_heard or (lambda domain: None)
         self._channels: dict[str, tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]] = {}
         self._lanes: dict[tuple[str, str, bool], _Lane] = {}
         self._no_batch: set[str] = set()  # endpoints that answered Batch with UNIMPLEMENTED
@@ -338,6 +341,7 @@ class PeerChannels:
             raise PeerCallError("BAD_REPLY", str(e)) from None
         if recipient and body.sender != recipient:
             raise PeerCallError("BAD_REPLY", f"reply signed by {body.sender}, not {recipient}")
+        self._on_heard(body.sender)
         return body
 
     async def close(self) -> None:

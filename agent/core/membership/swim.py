@@ -33,7 +33,10 @@ once; and before its own DEAD verdict a member checks the suspect twice, one pro
 apart, the last when the suspicion timeout runs out: a ping and ``indirect_checks``
 PingReqs, all with the suspicion attached, so the suspect's ack carries its refutation
 and a helper answers with the suspect's newest claim first. The verdict comes one period
-after the last check.
+after the last check, unless the suspect itself has talked to us since that check: any
+message it signed counts, a SWIM one or, through :meth:`Swim.heard_from`, any peer call
+the shell authenticated (a busy coordinator on a starved host answers probes late but
+keeps sending its PREPAREs): then one more check, a period later.
 
 *Dissemination.* Accepted changes are queued and piggy-backed on every outgoing message,
 each about ``retransmit_mult * ceil(log10(N+1))`` times, least-sent first, within the
@@ -236,6 +239,17 @@ class Swim(FailureDetector):
             self._doubted = False
             self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
                        first=(self._self_claim,))
+
+    def heard_from(self, now: float, name: str) -> None:
+        """`name` itself signed a message that reached us just now outside membership (a
+        peer call or the answer to ours, authenticated by the shell): proof that it was
+        alive then, as good as a SWIM message of its own. A suspect that keeps talking to
+        us is only slow (a busy coordinator on a starved host), so our last-chance check
+        waits another period instead of judging it; one that crashed says nothing more and
+        is judged as before. Changes no state, sends nothing, wakes nothing."""
+        self._advance(now)
+        if name != self.name:
+            self._table.heard(name, now)
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``. Calling it early or twice is harmless."""

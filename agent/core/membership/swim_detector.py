@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 
 from fedorch.core.membership.swim_members import LAST_CHANCE_CHECKS, Member, MemberTable
-from fedorch.core.membership.swim_profiles import SwimProfile
+from fedorch.core.membership.swim_profiles import SwimProfile, suspicion_bounds
 from fedorch.core.membership.swim_types import (
     Ack,
     ClaimBody,
@@ -208,18 +208,25 @@ class FailureDetector:
 
     def _run_suspicions(self, now: float, stalled: bool) -> None:
         period = self.profile.probe_interval * (self._health + 1)
-        for member in self._table.due_suspicions(now):
+        due = self._table.due_suspicions(now)
+        # How recent a sign of life postpones a verdict: the least time a suspicion runs
+        # before a verdict (a refutation would have come within it).
+        recent = suspicion_bounds(self.profile, self._table.live)[0] if due else 0.0
+        for member in due:
             suspicion = member.suspicion
             assert suspicion is not None
             if stalled:  # refutations may be in flight to us: give them one period
                 suspicion.deadline = now + period
                 continue
-            if suspicion.checks >= LAST_CHANCE_CHECKS and member.last_heard is not None \
-                    and member.last_heard > suspicion.checked_at:
-                # The suspect itself sent us a message since our last check: it is alive,
-                # only slow (its refutation is still on its way, or our check's answer
-                # came too late to count). One more check instead of a verdict; a member
-                # that crashed sends nothing more, and is judged a period later.
+            heard = member.last_heard
+            if suspicion.checks >= LAST_CHANCE_CHECKS and heard is not None and (
+                    heard > suspicion.checked_at or now - heard < recent):
+                # The suspect itself sent us a message since our last check, or within
+                # the shortest suspicion (a SWIM one, or any peer call it signed:
+                # Swim.heard_from): it is alive, only slow (its refutation is still on
+                # its way, or our check's answer came too late to count). One more check
+                # instead of a verdict; a member that crashed sends nothing more, and is
+                # judged once its last message is that old.
                 suspicion.checks -= 1
             if suspicion.checks < LAST_CHANCE_CHECKS:
                 # Before a verdict, probe the suspect again with the suspicion attached,
