@@ -60,8 +60,10 @@ class RoundProofs:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._signed: OrderedDict[tuple[str, int], peer_pb2.Envelope] = OrderedDict()
-        # Workflow -> (committed round, round_tx, commit): a claimant's proof, built once.
-        self._proofs: dict[str, tuple[int, peer_pb2.Envelope, peer_pb2.Envelope]] = {}
+        # Workflow -> (committed round, its proof or None): a claimant's proof, built
+        # once (a claim is sent again and again until answered).
+        self._proofs: dict[str, tuple[int, tuple[peer_pb2.Envelope,
+                                                 peer_pb2.Envelope] | None]] = {}
 
     # ---- the coordinator -----------------------------------------------------------
 
@@ -93,17 +95,18 @@ class RoundProofs:
         signed round (its acceptors all hold steps, or an older agent coordinated it)."""
         kept = self._proofs.get(row.id)
         if kept is not None and kept[0] == row.round:
-            return kept[1], kept[2]
+            return kept[1]
         a = self.agent
         info = await a.store.get_hold_tx(row.id, row.round)
         learned = await a.store.get_learned(row.id, row.round)
-        if info is None or not info.round_tx or learned is None or learned[0] != COMMIT:
-            return None
-        key = (row.id, row.round)
-        round_tx = peer_pb2.Envelope.FromString(info.round_tx)
-        commit = a.consensus.decision_envelope(key, wire.value_from_bytes(learned[1], key))
-        self._proofs[row.id] = (row.round, round_tx, commit)
-        return round_tx, commit
+        proof = None
+        if info is not None and info.round_tx and learned is not None \
+                and learned[0] == COMMIT:
+            key = (row.id, row.round)
+            proof = (peer_pb2.Envelope.FromString(info.round_tx),
+                     a.consensus.decision_envelope(key, wire.value_from_bytes(learned[1], key)))
+        self._proofs[row.id] = (row.round, proof)
+        return proof
 
     def forget(self, workflow_id: str) -> None:
         self._proofs.pop(workflow_id, None)
