@@ -501,6 +501,14 @@ class Takeovers:
         held_here = await self._grant_record(wf) or (0, coordinator_of(wf))
         verdict = acceptor_grant(a.domain, sender, claim.epoch, held_here, records,
                                  proof, proof_error)
+        if verdict.granted:
+            try:  # the authority table's row too (the peer service checked it first)
+                authorize("takeover_claim", sender, Facts(
+                    workflow_id=wf, epoch=claim.epoch, participants=verdict.basis.participants))
+            except Refused as e:
+                count_refusal(a, sender, "takeover_claim", e)
+                answer.error = e.detail
+                return answer
         if verdict.refused:
             answer.error = verdict.detail
             if proof is None and proof_error is None and verdict.reason == "not_committed":
@@ -522,7 +530,6 @@ class Takeovers:
         answer.held_epoch, answer.holder = claim.epoch, sender
         # The round and electorate the grant is counted in: a certificate counts it only
         # if it is the committed round's.
-        assert verdict.basis is not None
         answer.committed_round = verdict.basis.round
         answer.electorate[:] = sorted(verdict.basis.acceptors)
         log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step%s)",
