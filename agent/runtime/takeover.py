@@ -29,9 +29,13 @@ PREPARE); a participant copies them into its own row from the PREPARE it voted o
 hold's transaction, `hold_txs`) before its core is built, so that a later change of
 its row (a re-placement) cannot change them. An extra acceptor that holds no step has
 no workflow row: it answers a claim from its acceptor records (the claimant must be a
-participant of a round it accepted for) and keeps its grant in `takeover_grants`,
-written before the answer leaves. Without such records it grants nothing (they are
-compacted together, in one transaction), so no epoch is granted twice.
+participant of the round it grants in) and keeps its grant in `takeover_grants`,
+written before the answer leaves. One that missed the round (no record: its Accept was
+lost, the coordinator died) grants on the proof the claim carries: the round as its
+coordinator signed it and a COMMIT of it (agent/runtime/round_proofs.py; the rule is
+agent/core/workflow/acceptor_grant.py). A proof that contradicts its records is
+refused and counted. Grant rows and acceptor records are compacted together, in one
+transaction, with their workflow's end; a grant is once per epoch either way.
 
 Epoch certificates (agent/core/workflow/epoch_certificate.py, and the shell's part,
 agent/runtime/epoch_certs.py): every grant names, signed, the committed round and the
@@ -50,6 +54,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
+from fedorch.core.workflow.acceptor_grant import acceptor_grant
 from fedorch.core.workflow.lifecycle import Ended
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
@@ -75,6 +80,7 @@ from fedorch.runtime.epoch_certs import EpochCertificates, held
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.store import WorkflowRow
 from fedorch.runtime.wakeups import Sleep
 
@@ -120,6 +126,8 @@ class Takeovers:
         self._grant_rows: set[str] | None = None
         # The grants to us as evidence, and the epoch certificates made of them.
         self.certificates = EpochCertificates(self)
+        # The proof of a committed round an acceptor that missed it needs (and checks).
+        self.proofs = RoundProofs(agent)
         agent.on_settled.append(self._settled)
         # A domain removed from trust is no member any more (Membership.members), with no
         # SWIM event: every workflow is looked at again (a rare change).
@@ -352,16 +360,22 @@ class Takeovers:
         row = active.row
         deadline = a.now() + CLAIM_PATIENCE_S
         backoff = 0.2
+        # An acceptor holding no step may have missed the committed round: the claim
+        # shows it (agent/runtime/round_proofs.py).
+        extra = claim.to not in core.participants and claim.to != core.original
         try:
             while core.epoch == claim.epoch and core.coordinator == a.domain and not core.ended:
                 endpoint = a.endpoint_of(claim.to, row.endpoints)
                 if endpoint is not None:
+                    message = peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=claim.epoch)
+                    proof = await self.proofs.claim_proof(row) if extra else None
+                    if proof is not None:
+                        message.round_tx.CopyFrom(proof[0])
+                        message.commit.CopyFrom(proof[1])
                     try:
                         body, envelope = await a.peers.call(
                             endpoint, "Takeover", recipient=claim.to, expect="takeover_answer",
-                            timeout=PEER_RPC_TIMEOUT_S,
-                            takeover_claim=peer_pb2.TakeoverClaim(workflow_id=row.id,
-                                                                  epoch=claim.epoch))
+                            timeout=PEER_RPC_TIMEOUT_S, takeover_claim=message)
                     except PeerCallError as e:
                         log.debug("takeover claim of %s to %s: %s", row.id, claim.to, e)
                     else:
@@ -476,26 +490,36 @@ class Takeovers:
 
     async def _on_claim_as_acceptor(self, sender: str, claim: peer_pb2.TakeoverClaim,
                                     answer: peer_pb2.TakeoverAnswer) -> peer_pb2.TakeoverAnswer:
-        """A claim of a workflow this agent holds no step of: as an acceptor of its round
-        it is a member of the electorate all the same (Paxos Commit)."""
+        """A claim of a workflow this agent holds no step of: as an acceptor of its
+        committed round it is a member of the electorate all the same (Paxos Commit). It
+        knows the round from its own records, or from the proof the claim carries (it
+        missed the round); agent/core/workflow/acceptor_grant.py decides."""
         a = self.agent
         wf = claim.workflow_id
-        txs = [wire.tx_from_bytes(r[0]) for r in await a.store.select(
-            "SELECT tx FROM acceptor_records WHERE workflow_id = ?", (wf,))]
-        txs = [tx for tx in txs if a.domain in tx.acceptors]
-        if not txs:
-            answer.error = "the workflow is not committed here"
+        records = await self.proofs.records(wf)
+        proof, proof_error = self.proofs.check(wf, claim)
+        held_here = await self._grant_record(wf) or (0, coordinator_of(wf))
+        verdict = acceptor_grant(a.domain, sender, claim.epoch, held_here, records,
+                                 proof, proof_error)
+        if verdict.granted:
+            try:  # the authority table's row too (the peer service checked it first)
+                authorize("takeover_claim", sender, Facts(
+                    workflow_id=wf, epoch=claim.epoch, participants=verdict.basis.participants))
+            except Refused as e:
+                count_refusal(a, sender, "takeover_claim", e)
+                answer.error = e.detail
+                return answer
+        if verdict.refused:
+            answer.error = verdict.detail
+            if proof is None and proof_error is None and verdict.reason == "not_committed":
+                return answer  # nothing known here, nothing shown: no fault of the sender
+            count_refusal(a, sender, "takeover_claim", Refused(verdict.reason, verdict.detail))
+            if verdict.reason == "proof_disagrees":
+                log.error("%s: %s claimed epoch %d with a round that contradicts this"
+                          " acceptor's record: %s", wf, sender, claim.epoch, verdict.detail)
             return answer
-        try:  # a participant of a round we accepted for: only those claim
-            authorize("takeover_claim", sender, Facts(
-                workflow_id=wf, epoch=claim.epoch,
-                participants={p for tx in txs for p in tx.participants}))
-        except Refused as e:
-            count_refusal(a, sender, "takeover_claim", e)
-            answer.error = e.detail
-            return answer
-        answer.held_epoch, answer.holder = await self._grant_record(wf) or (0, coordinator_of(wf))
-        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
+        answer.held_epoch, answer.holder = held_here
+        if not verdict.granted:
             return answer
         await self._grant_record(wf)  # the known rows are loaded before one is added
         await a.store.apply([(
@@ -504,13 +528,12 @@ class Takeovers:
         self._grant_rows.add(wf)  # type: ignore[union-attr]
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
-        # The electorate as this acceptor holds it: its latest round's (a certificate
-        # counts the grant only if it is the committed round's).
-        latest = max(txs, key=lambda tx: tx.round)
-        answer.committed_round = latest.round
-        answer.electorate[:] = sorted(set(latest.acceptors))
-        log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step)",
-                 wf, claim.epoch, sender)
+        # The round and electorate the grant is counted in: a certificate counts it only
+        # if it is the committed round's.
+        answer.committed_round = verdict.basis.round
+        answer.electorate[:] = sorted(verdict.basis.acceptors)
+        log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step%s)",
+                 wf, claim.epoch, sender, ", shown the round" if proof is not None else "")
         return answer
 
     async def _grant_record(self, workflow_id: str) -> tuple[int, str] | None:
@@ -553,6 +576,7 @@ class Takeovers:
 
     def forget(self, workflow_id: str) -> None:
         self.certificates.forget(workflow_id)
+        self.proofs.forget(workflow_id)
         core = self._cores.pop(workflow_id, None)
         self._armed.pop(workflow_id, None)  # its heap entry is stale now
         self._restored.discard(workflow_id)

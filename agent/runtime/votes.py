@@ -191,7 +191,10 @@ class Voting:
                     info = HoldTxRow(
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
-                        req.coordinator_endpoint)
+                        req.coordinator_endpoint,
+                        # Kept, not checked: only an acceptor holding no step needs it,
+                        # and it checks it (agent/runtime/round_proofs.py).
+                        wire.canonical(req.round_tx) if req.HasField("round_tx") else b"")
                     admitted = self.submissions.record(admission)
                     await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
                                                    also=[a.audit.vote(coordinator, req, vote),

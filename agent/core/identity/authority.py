@@ -152,6 +152,10 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
     Rule("compensation_result", Who.STEP_DOMAIN,
          "the compensation the recipient asked of the sender, in the sender's name",
          "the attempt asked"),
+    # A Paxos Commit round as its coordinator states it (evidence a takeover claimant
+    # shows an acceptor that missed the round): the original coordinator alone.
+    Rule("round_tx", Who.COORDINATOR, "a round of the sender's own workflow (epoch 0)",
+         "the round it names, proven committed by a COMMIT decision of that round"),
     Rule("decision_answer", Who.PARTY,
          "a transaction the sender was asked about: a COMMIT with its certificate",
          "the round asked"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import Hold
+from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -93,6 +94,9 @@ class ClaimMsg:
 
     workflow_id: str
     epoch: int
+    # To an acceptor holding no step: the committed round the claimant proves (its
+    # coordinator's signed round and a COMMIT of it, TakeoverClaim.round_tx / commit).
+    proof: Round | None = None
 
 
 @dataclass(frozen=True)

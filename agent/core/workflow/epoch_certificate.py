@@ -11,7 +11,10 @@ TakeoverAnswer envelope exactly as its signer sent it. A grant names the workflo
 the epoch, the claimant it granted it to (`holder`), and, signed with the rest, the
 committed round and the electorate its signer counts the grant in
 (`committed_round`, `electorate`): the signer holds them from the committed round's
-PREPARE, which the original coordinator signed.
+PREPARE, which the original coordinator signed, or, an extra acceptor that missed the
+round, from the claimant's proof of it: that round as the original coordinator signed
+it and a COMMIT of it (agent/core/workflow/acceptor_grant.py), never the claimant's
+word alone.
 
 `verify` accepts a certificate for (workflow, claimant) only when:
 

@@ -281,6 +281,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, domain)
     );
     """,
+    # 16 -> 17: a participant keeps, with its YES, the coordinator's signed round when an
+    # acceptor of it holds no step (PrepareRequest.round_tx, as received; empty
+    # otherwise): its proof of the committed round to such an acceptor that missed it,
+    # in a takeover claim (agent/runtime/round_proofs.py).
+    """
+    ALTER TABLE hold_txs ADD COLUMN round_tx BLOB NOT NULL DEFAULT x'';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -203,6 +203,9 @@ class HoldTxRow:
     spec: bytes
     placement: dict[str, str]
     coordinator_endpoint: str = ""
+    # The coordinator's signed round (an Envelope, as received), when an acceptor of the
+    # round holds no step; b"" otherwise.
+    round_tx: bytes = b""
 
 
 @dataclass
@@ -713,20 +716,20 @@ class Store:
         if tx is not None:
             stmts.append((
                 "INSERT OR REPLACE INTO hold_txs(workflow_id, round, tx, spec, placement,"
-                " coordinator_endpoint) VALUES(?, ?, ?, ?, ?, ?)",
+                " coordinator_endpoint, round_tx) VALUES(?, ?, ?, ?, ?, ?, ?)",
                 (tx.workflow_id, tx.round, tx.tx, tx.spec, json.dumps(tx.placement),
-                 tx.coordinator_endpoint),
+                 tx.coordinator_endpoint, tx.round_tx),
             ))
         await self._write(stmts)
 
     async def get_hold_tx(self, workflow_id: str, round_: int) -> HoldTxRow | None:
         row = await self._one(
-            "SELECT workflow_id, round, tx, spec, placement, coordinator_endpoint FROM hold_txs"
-            " WHERE workflow_id=? AND round=?", (workflow_id, round_))
+            "SELECT workflow_id, round, tx, spec, placement, coordinator_endpoint, round_tx"
+            " FROM hold_txs WHERE workflow_id=? AND round=?", (workflow_id, round_))
         if row is None:
             return None
         return HoldTxRow(row[0], row[1], bytes(row[2]), bytes(row[3]), json.loads(row[4]),
-                         row[5])
+                         row[5], bytes(row[6]))
 
     async def delete_reservation(self, workflow_id: str, round_: int) -> None:
         await self._write([self.delete_reservation_statement(workflow_id, round_)])

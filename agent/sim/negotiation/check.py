@@ -204,12 +204,9 @@ class Checker:
                 continue  # its steps there never end (the coordinator's own too)
             # The takeover electorate: the round's acceptors (Paxos Commit), else these.
             # An extra acceptor that never heard of the round (its Accept was lost, the
-            # coordinator died) cannot tell a claimant from a stranger: it grants
-            # nothing, so only those that know the round count towards the majority.
+            # coordinator died) grants on the claimant's proof of it: every member counts.
             electorate = set(tx.acceptors) or set(tx.participants) | {coord}
-            knows = set(tx.participants) | {coord} | {
-                n for n in electorate if (wf, round_) in sim.agents[n].disk.acceptor}
-            live = tuple(sorted((electorate & knows) - sim.dead_forever))
+            live = tuple(sorted(electorate - sim.dead_forever))
             if len(live) < len(electorate) // 2 + 1:
                 continue
             calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0))

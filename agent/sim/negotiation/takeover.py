@@ -17,8 +17,11 @@ not won) and tells it on in its claimed epoch (`follow_end`, the core's `Announc
 those that granted it refuse the lower epoch's notice.
 
 The electorate is the committed round's acceptors (`acceptors_of`), as in the real
-agent: an extra acceptor that holds no step answers a claim from its acceptor records
-and keeps its grant (`Disk.granted`) before it answers.
+agent: an extra acceptor that holds no step answers a claim from its acceptor records,
+or, having missed the round, from the claim's proof of it (`ClaimMsg.proof`, checked
+against what the coordinator sent and what was chosen, as the signatures guarantee in
+a real agent; agent/core/workflow/acceptor_grant.py decides), and keeps its grant
+(`Disk.granted`) before it answers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
     Act,
@@ -178,7 +182,7 @@ class SimTakeover:
                     self.disk.epochs[wf] = (x.epoch, x.coordinator)
                     self._report_again(wf)
             elif isinstance(x, SendClaim):
-                self._send(x.to, ClaimMsg(wf, x.epoch))
+                self._send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to)))
             elif isinstance(x, Act):
                 self._point("takeover act")
                 self.disk.epochs[wf] = (x.epoch, self.name)
@@ -208,23 +212,58 @@ class SimTakeover:
             self._tk_follow(wf, msg.epoch, src)
         self._send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
 
+    def _round_proof(self, wf: str, core: Takeover, to: str) -> Round | None:
+        """What our claim shows an acceptor holding no step: the committed round, as its
+        coordinator signed it at PREPARE, and its COMMIT (runtime.round_proofs)."""
+        d = self.disk
+        round_ = d.committed.get(wf)
+        if to in core.participants or to == core.original or round_ is None:
+            return None
+        info = d.info.get((wf, round_))
+        learned = d.learned.get((wf, round_))
+        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
+            return None
+        return Round(round_, frozenset(info.placement.values()),
+                     frozenset(d.electorates[wf]), COMMIT)
+
+    def _proof_holds(self, wf: str, proof: Round) -> bool:
+        """Stands for the signature checks (the simulator signs nothing): the round is the
+        one its coordinator sent, and a COMMIT of it was chosen."""
+        tx = self.sim.checker.txs.get((wf, proof.round))
+        return tx is not None and self.sim.checker.committed(wf) == proof.round \
+            and (frozenset(tx.participants), frozenset(tx.acceptors)) \
+            == (proof.participants, proof.acceptors)
+
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
-        """A claim of a workflow with no step here: an acceptor of its round answers."""
+        """A claim of a workflow with no step here: an acceptor of its round answers, from
+        its records or, having missed the round, the claim's proof (acceptor_grant)."""
         wf = msg.workflow_id
         d = self.disk
-        txs = [rec.tx for (w, _), rec in d.acceptor.items()
-               if w == wf and self.name in rec.tx.acceptors]
-        if not any(src in tx.participants for tx in txs):
+        records = []
+        for (w, round_), rec in d.acceptor.items():
+            if w == wf:
+                decided = rec.decided or d.learned.get((w, round_))
+                records.append(Round(round_, frozenset(rec.tx.participants),
+                                     frozenset(rec.tx.acceptors), None if decided is None
+                                     else COMMIT if decided.commit else ABORT))
+        proof, error = msg.proof, None
+        if proof is not None and not self._proof_holds(wf, proof):
+            proof, error = None, ("bad_round_proof", "not the committed round")
+        epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
+        verdict = acceptor_grant(self.name, src, msg.epoch, (epoch, holder), records,
+                                 proof, error)
+        if verdict.refused:
             self.sim.stats["takeover claim unknown here"] += 1
             self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
             return
-        epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
-        if not may_grant(epoch, holder, msg.epoch, src):
+        if not verdict.granted:
             self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder))
             return
         self._point("takeover epoch")
         d.granted[wf] = (msg.epoch, src)
         self.sim.stats["takeover granted by an acceptor only"] += 1
+        if proof is not None and not records:
+            self.sim.stats["takeover granted on a proof of the round"] += 1
         self._send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
 
     def _report_again(self, wf: str) -> None:

@@ -167,3 +167,22 @@ def test_two_domains_coordinator_and_acceptor_crashes_keep_one_acting_epoch(poin
     assert len(crashed) >= 2, crashed  # the point was reached after d0 died
     assert sim.checker.acting_in.get((WF, 1)) == "d1", sim.checker.acting_in
     assert sim.agents["d1"].disk.final[WF] in TERMINAL
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_an_extra_acceptor_that_missed_the_round_grants_on_the_claimants_proof(seed) -> None:
+    # Nothing of d0 reaches d2 or d3: the extra acceptor never hears of the round (d0
+    # and d1 make the majority), then d0 dies for good. d1's claim carries the round.
+    sim = two_domains(seed)
+    sim.intercept = lambda src, dst, msg, now: "drop" if src == "d0" and dst in (
+        "d2", "d3") else None
+    sim.crash_hook = at_d0s_first("step result", "forever")
+    report = sim.run()
+    assert report.violations == [], report.violations
+    electorate = sim.agents["d1"].disk.electorates[WF]
+    (extra,) = set(electorate) - {"d0", "d1"}
+    assert not any(w == WF for w, _ in sim.agents[extra].disk.acceptor)  # missed it
+    assert report.stats["takeover granted on a proof of the round"] >= 1
+    assert sim.agents[extra].disk.granted[WF] == (1, "d1")
+    assert sim.checker.acting_in == {(WF, 1): "d1"}
+    assert sim.agents["d1"].disk.final[WF] in TERMINAL

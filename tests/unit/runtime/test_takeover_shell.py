@@ -14,6 +14,7 @@ from fedorch.core.negotiation.messages import TxInfo
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.keyed_locks import KeyedLocks
+from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.schema import MIGRATIONS
 from fedorch.runtime.store.store import AcceptorRow, Store, WorkflowRow
 from fedorch.runtime.takeover import Takeovers, held
@@ -99,10 +100,11 @@ class _Counter:
 def _acceptor_only(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNamespace]:
     """The claim path of the shell around a real store, for an agent with no workflow row
     (nothing else of the agent is reached on it)."""
-    agent = SimpleNamespace(domain=domain, store=store, active={},
+    agent = SimpleNamespace(domain=domain, store=store, active={}, trust=None,
                             metrics=SimpleNamespace(rejected_messages=_Counter()))
     shell = Takeovers.__new__(Takeovers)
     shell.agent, shell._granting, shell._grant_rows = agent, KeyedLocks(), None
+    shell.proofs = RoundProofs(agent)  # claims here carry no proof: never opened
     return shell, agent
 
 

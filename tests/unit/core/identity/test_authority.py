@@ -32,6 +32,8 @@ TX = dict(workflow_id=WF, acceptors=("acme.eu", "beta", "gamma"),
 
 # kind -> (sender with authority, facts), (sender without, facts), the refusal's reason
 ROWS = {
+    "round_tx": (("acme.eu", Facts(workflow_id=WF)),
+                 ("beta", Facts(workflow_id=WF)), "not_coordinator"),
     "prepare": (("acme.eu", Facts(workflow_id=WF)),
                 ("acme", Facts(workflow_id=WF)), "not_coordinator"),
     "cancel": (("acme.eu", Facts(workflow_id=WF)),
@@ -80,7 +82,8 @@ def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
                "swim", "batch", "compensate", "takeover_claim"} | PAXOS_REQUESTS
     # and the replies checked, and the key records every envelope may carry
     assert set(RULES) == handled | {"vote", "decision_answer", "compensation_result",
-                                    "takeover_answer", "key_record"}
+                                    "takeover_answer", "key_record",
+                                    "round_tx"}
     assert set(ROWS) == set(RULES)
 
 
