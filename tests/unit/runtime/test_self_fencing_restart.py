@@ -1,0 +1,136 @@
+"""Self-fencing after a restart: a restarted agent starts no attempt of a workflow it
+read back from disk until a message of that workflow is heard in this life. Here the
+idempotent retry of an attempt the earlier life left open waits while the coordinator
+cannot be asked (before, it started at once with a whole lease), and starts once the
+coordinator answers; an answer that the workflow ended ends it here, nothing started."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fedorch.core.workflow.progress import Progress, StepState
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime.agent import Active, Agent
+from fedorch.runtime.peers import PeerCallError
+from fedorch.runtime.store.store import Store, WorkflowRow
+from google.protobuf import json_format
+
+from tests.unit.runtime.test_self_fencing_shell import Forever, Views
+
+SPEC = json_format.ParseDict({"name": "one", "steps": [
+    {"id": "s", "capability": "x", "idempotent": True, "retries": 2},
+    {"id": "t", "capability": "x", "needs": ["s"]}]}, spec_pb2.WorkflowSpec())
+WF = "beta.1"
+
+
+async def _earlier_life(agent: Agent) -> None:
+    """Step s of beta's workflow was running here (attempt 1 on record, no end) when
+    this agent stopped."""
+    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "gamma"},
+                      created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, row.placement, "alpha"))
+    (attempt,) = active.progress.start_ready(agent.now())
+    await agent.save(active, [attempt.step_id], also=[
+        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
+
+
+class Coordinator:
+    """beta as the restarted agent's peer calls reach it: unreachable until `answer`."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.answer: peer_pb2.DecisionAnswer | None = None
+
+    async def call(self, endpoint, method, **kwargs):
+        assert method == "QueryDecision" and kwargs["recipient"] == "beta"
+        self.asked += 1
+        if self.answer is None:
+            raise PeerCallError("unavailable", "beta cannot be reached")
+        return peer_pb2.Body(decision_answer=self.answer), None
+
+
+async def _restarted(agent: Agent, monkeypatch) -> tuple[Agent, Forever, Coordinator]:
+    await _earlier_life(agent)
+    restarted = Agent(agent.config, agent.store)
+    restarted.membership = Views(restarted)  # blank: nobody known yet
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    beta = Coordinator()
+    monkeypatch.setattr(restarted.peers, "call", beta.call)
+    monkeypatch.setattr(restarted, "endpoint_of", lambda domain, endpoints=None:
+                        "127.0.0.1:9" if domain == "beta" else None)
+
+    def deliver(domain, method, **payload):
+        async def nothing():
+            return None
+        return nothing()
+
+    restarted.deliver = deliver  # type: ignore[method-assign]
+    return restarted, executor, beta
+
+
+async def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def test_the_retry_waits_for_a_message_of_this_life_then_counts_its_lease_from_it(
+        agent: Agent, monkeypatch) -> None:
+    restarted, executor, beta = await _restarted(agent, monkeypatch)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        # Asked once before resolving, then again while its retry is held back.
+        await _until(lambda: beta.asked >= 2, "the coordinator was not asked again")
+        step = active.progress.steps["s"]
+        assert step.attempts == 1 and step.state is not StepState.RUNNING, step
+        assert not executor.started.is_set() and active.running == {}
+        assert await restarted.store.unfinished_runs() == []  # attempt 2 never started
+        fencing = restarted.participation.runs.fencing
+        assert fencing.refusal(active) is not None  # and it would be refused if asked
+
+        answered_at = restarted.now()
+        beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True)
+        await asyncio.wait_for(executor.started.wait(), 10)
+        assert step.state is StepState.RUNNING and step.attempts == 2
+        heard_at = fencing._heard.at(WF)
+        assert heard_at is not None and heard_at >= answered_at  # the lease counts from it
+        active.running["s"].cancel()
+        restarted.stop()
+
+
+async def test_an_answer_that_the_workflow_ended_ends_it_here_and_starts_nothing(
+        agent: Agent, monkeypatch) -> None:
+    restarted, executor, beta = await _restarted(agent, monkeypatch)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        await _until(lambda: beta.asked >= 2, "the coordinator was not asked again")
+        beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True, final_state=5)
+        await _until(lambda: WF not in restarted.active, "the workflow did not end here")
+        assert not executor.started.is_set()
+        assert await restarted.store.unfinished_runs() == []
+        assert len(restarted.participation.runs.fencing._heard) == 0  # forgotten at its end
+        restarted.stop()
+
+
+async def test_a_workflow_that_ends_is_forgotten_alone(agent: Agent) -> None:
+    """The watcher drops an ended workflow's contact moment at its end, not by a sweep
+    over every workflow it holds."""
+    fencing = agent.participation.runs.fencing
+    for wf in ("beta.1", "beta.2"):
+        row = WorkflowRow(id=wf, name="one", coordinator="beta", state="RUNNING",
+                          spec=SPEC.SerializeToString(), placement={"s": "alpha"},
+                          created_ms=1, updated_ms=1)
+        agent.active[wf] = Active(row)
+        fencing.heard(wf)
+    agent.finished("beta.1")
+    assert fencing._heard.at("beta.1") is None
+    assert fencing._heard.at("beta.2") is not None and len(fencing._heard) == 1
+    fencing.heard("beta.1")  # a late message of the ended workflow notes nothing
+    assert fencing._heard.at("beta.1") is None
