@@ -171,10 +171,13 @@ class InDoubt:
                          hold.workflow_id, hold.round, e.code)
                 return
             answer = body.decision_answer
+        if answer.final_state:
+            # The end first: a COMMIT learned now, of a workflow that ended meanwhile (its
+            # steps here perhaps placed elsewhere), must start nothing here, and a COMMIT
+            # of a workflow over here starts nothing (Participation._set_up).
+            await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
         if answer.known:
             await self._settles.decide(hold.coordinator, answer.decision)
-        if answer.final_state:
-            await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
 
     # ---- recovery ---------------------------------------------------------------------
 

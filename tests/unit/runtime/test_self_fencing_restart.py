@@ -134,3 +134,33 @@ async def test_a_workflow_that_ends_is_forgotten_alone(agent: Agent) -> None:
     assert fencing._heard.at("beta.2") is not None and len(fencing._heard) == 1
     fencing.heard("beta.1")  # a late message of the ended workflow notes nothing
     assert fencing._heard.at("beta.1") is None
+
+
+async def test_an_in_doubt_answer_with_the_end_applies_the_end_before_the_commit(
+        agent: Agent, monkeypatch) -> None:
+    """A participant in doubt asks at its lease; the coordinator's answer carries the
+    COMMIT and, the workflow having ended meanwhile (its steps here perhaps placed
+    elsewhere), its end. The end goes first: a COMMIT of a workflow over here starts
+    nothing, while the COMMIT first would set the workflow up and start its steps."""
+    from fedorch.core.negotiation.participant import Hold, HoldState
+
+    applied: list[str] = []
+
+    class Settles:
+        async def decide(self, sender, envelope, *, from_coordinator=True):
+            applied.append("commit")
+            return peer_pb2.Ack(ok=True)
+
+        async def ended(self, workflow_id, final_state, reason):
+            applied.append(f"end {final_state}")
+
+    beta = Coordinator()
+    beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                          decision=peer_pb2.Envelope(), final_state=5)
+    monkeypatch.setattr(agent.peers, "call", beta.call)
+    in_doubt = agent.participation.in_doubt
+    monkeypatch.setattr(in_doubt, "_settles", Settles())
+    hold = Hold(WF, 1, "beta", HoldState.PREPARED, [("s", "x")], agent.now(),
+                coordinator_endpoint="127.0.0.1:9")
+    await in_doubt._ask(hold)
+    assert applied == ["end 5", "commit"]
