@@ -61,6 +61,17 @@ def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
     return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
 
 
+def placed_elsewhere(active: Active, answer: peer_pb2.DecisionAnswer) -> list[str]:
+    """This agent's unfinished steps of `active` whose placement epoch at the coordinator
+    (`answer.step_epochs`) is above the one held here: a loss of this domain ended their
+    placement here (they were placed again elsewhere, or failed)."""
+    if active.progress is None:
+        return []
+    return [s.id for s in active.progress.local_steps()
+            if s.state not in TERMINAL_STEP_STATES
+            and answer.step_epochs.get(s.id, s.epoch) > s.epoch]
+
+
 class Settles(Protocol):
     """What InDoubt uses of Participation."""
 
@@ -264,9 +275,18 @@ class InDoubt:
         except PeerCallError as e:
             log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
             return None
-        if a.active.get(row.id) is active and not body.decision_answer.final_state:
-            self.runs.fencing.heard(row.id)
-        return body.decision_answer
+        answer = body.decision_answer
+        if a.active.get(row.id) is active and not answer.final_state:
+            taken = placed_elsewhere(active, answer)
+            if taken:
+                # A loss took them (their epoch moved on): the answer is no contact for
+                # them, and nothing of the workflow starts here; its end will come.
+                log.warning("%s: steps %s are no longer placed here (placement epochs %s):"
+                            " nothing of it starts here", row.id, ", ".join(taken),
+                            ", ".join(str(answer.step_epochs[s]) for s in taken))
+            else:
+                self.runs.fencing.heard(row.id)
+        return answer
 
     def _ask_for_contact(self, active: Active) -> None:
         """A step of a restored workflow is held back until the workflow is heard from in
@@ -287,9 +307,9 @@ class InDoubt:
                         await self._settles.ended(wf, answer.final_state,
                                                   "ended while this agent was down (asked)")
                     return
-                if answer is None:  # unreachable: again, with a backoff (the task ends
-                    await asyncio.sleep(pause)  # with the workflow or the agent)
-                    pause = min(2 * pause, ASK_AGAIN_MAX_S)
+                if not fencing.heard_in_this_life(wf):  # unreachable, or its steps here
+                    await asyncio.sleep(pause)  # taken: again, with a backoff (the task
+                    pause = min(2 * pause, ASK_AGAIN_MAX_S)  # ends with the workflow)
         finally:
             fencing.asked(wf)
         if a.active.get(wf) is active:

@@ -164,3 +164,45 @@ async def test_an_in_doubt_answer_with_the_end_applies_the_end_before_the_commit
                 coordinator_endpoint="127.0.0.1:9")
     await in_doubt._ask(hold)
     assert applied == ["end 5", "commit"]
+
+
+async def test_an_answer_that_the_steps_here_were_placed_elsewhere_starts_nothing(
+        agent: Agent, monkeypatch) -> None:
+    """The coordinator answers, the workflow still running, but step s's placement epoch
+    there moved on (a loss of this domain placed it again elsewhere): the answer is no
+    contact for it, the retry never starts, and the asking goes on until the end."""
+    restarted, executor, beta = await _restarted(agent, monkeypatch)
+    beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                          step_epochs={"s": 7, "t": 0})
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        await _until(lambda: beta.asked >= 2, "the coordinator was not asked again")
+        active = restarted.active[WF]
+        assert not executor.started.is_set() and active.running == {}
+        assert not restarted.participation.runs.fencing.heard_in_this_life(WF)
+        assert await restarted.store.unfinished_runs() == []
+        beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True, final_state=5)
+        await _until(lambda: WF not in restarted.active, "the workflow did not end here")
+        assert not executor.started.is_set()
+        restarted.stop()
+
+
+async def test_the_coordinator_answers_with_each_steps_placement_epoch(agent: Agent) -> None:
+    """What a restarted participant compares its own epochs with: the acting
+    coordinator's, while the workflow runs; none once it has ended."""
+    from fedorch.runtime.peer_service import PeerService
+
+    row = WorkflowRow(id="alpha.1", name="one", coordinator="alpha", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement={"s": "beta", "t": "gamma"},
+                      round=1, created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, row.placement, "alpha"))
+    agent.active[row.id] = active
+    decision = peer_pb2.Decision(workflow_id=row.id, round=1, coordinator="alpha",
+                                 outcome=peer_pb2.OUTCOME_COMMIT, placement=row.placement)
+    await agent.store.record_decision(
+        row.id, 1, "COMMIT", agent.seal("", decision=decision).SerializeToString())
+    assert active.progress.domain_lost("beta", can_replace=True)  # s: epoch 1, unplaced
+    body = peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=1))
+    kind, answer = await PeerService(agent)._query_decision(body)
+    assert kind == "decision_answer" and dict(answer.step_epochs) == {"s": 1, "t": 0}
