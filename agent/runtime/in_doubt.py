@@ -280,8 +280,9 @@ class InDoubt:
             taken = placed_elsewhere(active, answer)
             if taken:
                 # A loss took them (their epoch moved on): the answer is no contact for
-                # them, and nothing of the workflow starts here; its end will come.
-                log.warning("%s: steps %s are no longer placed here (placement epochs %s):"
+                # them, and nothing of the workflow starts here; its end will come. (Info:
+                # asked again until then.)
+                log.info("%s: steps %s are no longer placed here (placement epochs %s):"
                             " nothing of it starts here", row.id, ", ".join(taken),
                             ", ".join(str(answer.step_epochs[s]) for s in taken))
             else:
