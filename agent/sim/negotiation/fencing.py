@@ -41,7 +41,9 @@ end, or each step's placement epoch, as the agent's QueryDecision answer does: w
 epoch above its own for an unfinished step here, nothing starts and it asks again a
 second later; else the answer is a message of this life and what is ready starts.
 With `restart_rule=False` the retry starts at the restart with a whole lease (the
-code before), and the check fires (seed 4576).
+code before), and the check fires (seed 4576); with `answer_epochs=False` any answer
+is contact, whatever it says of the placement, and the check fires too (seed 1219: the
+retry starts at the answer, beside the replacement placed while the worker was cut).
 
 The check (check_replacement) holds "no step runs in two domains at once beyond one
 lease" per (workflow, step) over every attempt's interval; `self_fencing=False` turns
@@ -74,7 +76,8 @@ FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a 
 
 class PartitionedWorld(ReplacementWorld):
     def __init__(self, seed: int, *, self_fencing: bool = True, fence_clock: str = "monotonic",
-                 restarts: bool = True, restart_rule: bool = True, **kw) -> None:
+                 restarts: bool = True, restart_rule: bool = True, answer_epochs: bool = True,
+                 **kw) -> None:
         super().__init__(seed, **kw)
         if fence_clock not in ("monotonic", "wall"):
             raise ValueError(f"fence_clock is monotonic or wall, not {fence_clock!r}")
@@ -89,6 +92,7 @@ class PartitionedWorld(ReplacementWorld):
         self.workflow_heard: dict[str, WorkflowHeard] = {
             name: WorkflowHeard() for name in self.workers}
         self.restart_rule = restart_rule
+        self.answer_epochs = answer_epochs  # False: an answer is contact, whatever it says
         self.restarted: set[str] = set()  # workers whose membership view is blank
         self.held: set[tuple[str, str]] = set()  # (worker, workflow) held back since
         cuts = []
@@ -199,8 +203,9 @@ class PartitionedWorld(ReplacementWorld):
         if progress is None or wf in worker.ended:
             self.held.discard((name, wf))
             return
-        if any(epochs.get(s.id, s.epoch) > s.epoch for s in progress.local_steps()
-               if s.state not in TERMINAL_STEP_STATES):
+        if self.answer_epochs and any(
+                epochs.get(s.id, s.epoch) > s.epoch for s in progress.local_steps()
+                if s.state not in TERMINAL_STEP_STATES):
             self.stats["restart: steps placed elsewhere, none started"] += 1
             self._at(self.now + 1.0, self._send, name, CO, self._answer_query, name, wf)
             return
@@ -307,7 +312,9 @@ class PartitionedWorld(ReplacementWorld):
 
 
 def run(seed: int, *, fencing: bool = True, fence_clock: str = "monotonic",
-        restarts: bool = True, restart_rule: bool = True) -> PartitionedWorld:
+        restarts: bool = True, restart_rule: bool = True,
+        answer_epochs: bool = True) -> PartitionedWorld:
     """One seeded schedule with partitions, checked (ReplacementFailure names the seed)."""
     return PartitionedWorld(seed, self_fencing=fencing, fence_clock=fence_clock,
-                            restarts=restarts, restart_rule=restart_rule).run()
+                            restarts=restarts, restart_rule=restart_rule,
+                            answer_epochs=answer_epochs).run()

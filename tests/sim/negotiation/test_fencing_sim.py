@@ -119,6 +119,19 @@ def test_a_restarted_worker_starts_nothing_before_it_hears_from_the_workflow() -
         == ["w0", "w2"]  # the copy killed by the restart, and the replacement
 
 
+# Found by running seeds 0..1,499 with answers that are contact whatever they say: w0,
+# restarted while cut, hears the coordinator once healed and retries s1 of co.2, which
+# had been placed again on w2 meanwhile; the two run at once for 6 s (4 s lease).
+ANSWER_WITHOUT_EPOCHS = 1219
+
+
+def test_an_answer_is_contact_only_while_the_steps_are_still_placed_there() -> None:
+    with pytest.raises(ReplacementFailure, match=r"ran on w\d and w\d at once for"):
+        run(ANSWER_WITHOUT_EPOCHS, answer_epochs=False)
+    world = run(ANSWER_WITHOUT_EPOCHS)
+    assert world.stats["restart: steps placed elsewhere, none started"] > 0
+
+
 def test_restarts_hold_back_and_then_start_what_is_still_placed_there() -> None:
     stats: Counter[str] = Counter()
     for seed in range(100):
