@@ -188,7 +188,36 @@ class InDoubt:
             # of a workflow over here starts nothing (Participation._set_up).
             await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
         if answer.known:
+            await self._learned_late(hold, answer)
+
+    async def _learned_late(self, hold: Hold, answer: peer_pb2.DecisionAnswer) -> None:
+        """Apply the decision an in-doubt query learned. With the workflow still running
+        at the coordinator, its answer carries each step's placement epoch: the COMMIT is
+        applied with nothing started, then compared; a step here whose epoch there is
+        higher was placed elsewhere (or failed) while this domain was cut off, and
+        nothing of the workflow starts here (its end will come). The COMMIT alone says
+        nothing of later placements."""
+        a = self.agent
+        wf = hold.workflow_id
+        if not answer.step_epochs:
             await self._settles.decide(hold.coordinator, answer.decision)
+            return
+        fencing = self.runs.fencing
+        fencing.pause(wf)
+        try:
+            await self._settles.decide(hold.coordinator, answer.decision)
+        finally:
+            active = a.active.get(wf)
+            taken = placed_elsewhere(active, answer) if active is not None else []
+            if taken:
+                log.warning("%s: learned the COMMIT after steps %s were placed elsewhere"
+                            " (placement epochs %s): nothing of it starts here", wf,
+                            ", ".join(taken),
+                            ", ".join(str(answer.step_epochs[s]) for s in taken))
+            else:
+                fencing.resume(wf)
+        if not taken and active is not None and a.active.get(wf) is active:
+            await self.runs.start_ready(active)
 
     # ---- recovery ---------------------------------------------------------------------
 

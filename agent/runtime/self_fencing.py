@@ -81,6 +81,9 @@ class SelfFencing:
         # (InDoubt sets it: it asks the coordinator); each workflow once.
         self.on_held: Callable[[Active], None] | None = None
         self._held: set[str] = set()
+        # Workflows whose COMMIT is being learned late (InDoubt): nothing starts until
+        # the coordinator's answer says the steps here are still placed here.
+        self._paused: set[str] = set()
         agent.on_settled.append(self._settled)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -123,12 +126,22 @@ class SelfFencing:
         workflow not heard from in this life (then `on_held` is told, once). The
         workflow's acting coordinator never fences, so it is never held."""
         wf = active.row.id
+        if wf in self._paused:
+            return False
         if self._heard.may_start(wf) or coordinator_followed(active) == self.agent.domain:
             return True
         if wf not in self._held and self.on_held is not None:
             self._held.add(wf)
             self.on_held(active)
         return False
+
+    def pause(self, workflow_id: str) -> None:
+        """Start nothing of `workflow_id` until `resume` (a COMMIT learned late is being
+        applied: its steps here may have been placed elsewhere meanwhile)."""
+        self._paused.add(workflow_id)
+
+    def resume(self, workflow_id: str) -> None:
+        self._paused.discard(workflow_id)
 
     def asked(self, workflow_id: str) -> None:
         """The asking for `workflow_id` is over (heard, ended or given up): a step held
@@ -238,6 +251,7 @@ class SelfFencing:
         if workflow_id not in self.agent.active:
             self._heard.forget(workflow_id)
             self._held.discard(workflow_id)
+            self._paused.discard(workflow_id)
 
     async def _fence(self, running: _Running, why: str) -> None:
         active, step_id, attempt = running.active, running.step_id, running.attempt

@@ -206,3 +206,66 @@ async def test_the_coordinator_answers_with_each_steps_placement_epoch(agent: Ag
     body = peer_pb2.Body(decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=1))
     kind, answer = await PeerService(agent)._query_decision(body)
     assert kind == "decision_answer" and dict(answer.step_epochs) == {"s": 1, "t": 0}
+
+
+async def _learn_commit_late(agent: Agent, monkeypatch,
+                             step_epochs: dict[str, int]) -> tuple[Active | None, Forever]:
+    """alpha, in doubt on beta's workflow (its YES held, the COMMIT missed while cut
+    off), asks at its lease; beta answers with the COMMIT and, the workflow running,
+    each step's placement epoch. The COMMIT is applied by a stand-in that sets the
+    workflow up as Participation does (its COMMIT is contact; ready steps start)."""
+    from fedorch.core.negotiation.participant import Hold, HoldState
+
+    executor = Forever()
+    agent.executors["x"] = executor  # type: ignore[assignment]
+    runs = agent.participation.runs
+
+    class Settles:
+        async def decide(self, sender, envelope, *, from_coordinator=True):
+            row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
+                              spec=SPEC.SerializeToString(),
+                              placement={"s": "alpha", "t": "gamma"}, round=1,
+                              created_ms=1, updated_ms=1)
+            active = Active(row, Progress(SPEC, row.placement, "alpha"))
+            agent.active[WF] = active
+            runs.fencing.heard(WF)  # its COMMIT: contact with the workflow
+            await runs.save_starting(active)
+            await runs.start_ready(active)
+            return peer_pb2.Ack(ok=True)
+
+        async def ended(self, workflow_id, final_state, reason):
+            raise AssertionError("not ended")
+
+    beta = Coordinator()
+    beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                          decision=peer_pb2.Envelope(), step_epochs=step_epochs)
+    monkeypatch.setattr(agent.peers, "call", beta.call)
+    in_doubt = agent.participation.in_doubt
+    monkeypatch.setattr(in_doubt, "_settles", Settles())
+    hold = Hold(WF, 1, "beta", HoldState.PREPARED, [("s", "x")], agent.now(),
+                coordinator_endpoint="127.0.0.1:9")
+    await in_doubt._ask(hold)
+    return agent.active.get(WF), executor
+
+
+async def test_a_commit_learned_after_the_steps_were_placed_elsewhere_starts_nothing(
+        agent: Agent, monkeypatch) -> None:
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg
+        active, executor = await _learn_commit_late(agent, monkeypatch, {"s": 3, "t": 0})
+        assert active is not None and active.running == {}
+        assert active.progress.steps["s"].state is not StepState.RUNNING
+        assert not executor.started.is_set()
+        assert await agent.store.unfinished_runs() == []
+        agent.stop()
+
+
+async def test_a_commit_learned_late_with_the_steps_still_here_starts_them(
+        agent: Agent, monkeypatch) -> None:
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg
+        active, executor = await _learn_commit_late(agent, monkeypatch, {"s": 0, "t": 0})
+        await asyncio.wait_for(executor.started.wait(), 10)
+        assert active is not None and active.progress.steps["s"].state is StepState.RUNNING
+        active.running["s"].cancel()
+        agent.stop()
