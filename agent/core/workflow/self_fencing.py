@@ -69,8 +69,13 @@ holds, the lease counting from it.
   re-placement or the workflow's end notice also count, and an end stops the asking.
   A domain that never regains contact starts nothing, which is what a cut-off domain
   must do; the other side resolves the step by the loss table.
-- What this does not give: the coordinator's answer says the workflow has not ended,
-  not that the step is still placed here (see docs/failures.md, Not built yet).
+- Contact is not placement: a coordinator reached again may have placed the steps
+  elsewhere while this domain was cut off (and its notice of that was not kept). So
+  the coordinator's answer carries each step's placement epoch, and an answer that
+  shows a step here at a higher epoch than held here is no contact: nothing of the
+  workflow starts here (the shell checks; the fencing simulator's seed 1219 fails
+  without it). A COMMIT learned from the acceptors carries no such epochs (see
+  docs/failures.md, Not built yet).
 
 `deadline` is the whole rule; `next_look` says when the shell should look again, so
 that it can arm one timer instead of polling: at the deadline while contact is lost,
