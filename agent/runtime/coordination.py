@@ -29,7 +29,7 @@ import asyncio
 import logging
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
@@ -155,12 +155,14 @@ class Coordination:
 
     # ---- a lost domain (runtime.coordination_loss) --------------------------------------
 
-    def domain_dead(self, domain: str) -> None:
-        """Membership: `domain` is DEAD or LEFT (see DomainLoss.domain_dead)."""
-        self.loss.domains_dead({domain})
+    def domain_dead(self, domain: str, state: str) -> None:
+        """Membership: `domain` is DEAD or LEFT, `state` says which (see
+        DomainLoss.domain_dead)."""
+        self.loss.domains_dead({domain: state})
 
-    def domains_dead(self, domains: set[str]) -> None:
-        """Membership's sweep: every member that is DEAD or LEFT (see DomainLoss.domains_dead)."""
+    def domains_dead(self, domains: Mapping[str, str]) -> None:
+        """Membership's sweep: every member that is DEAD or LEFT, by domain, with that
+        state (see DomainLoss.domains_dead)."""
         self.loss.domains_dead(domains)
 
     def refuse_fenced(self, sender: str, result: peer_pb2.StepResult) -> str | None:

@@ -24,7 +24,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.consensus import PAXOS_RPC_TIMEOUT_S
 from fedorch.runtime.context import Active
-from fedorch.runtime.convert import advance
+from fedorch.runtime.convert import advance, end_notice_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 
@@ -182,3 +182,20 @@ class Decisions:
         if not ack.ok:
             log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
         return ack
+
+    async def end_notice(self, row: WorkflowRow, domain: str) -> peer_pb2.Ack | None:
+        """One end notice of the ended workflow `row` to `domain`, answered by its Ack
+        (None: no answer). The certificate sweep sends it before it offers the COMMIT
+        again (DecisionLog._offer_commit)."""
+        a = self.agent
+        endpoint = a.endpoint_of(domain, row.endpoints)
+        if endpoint is None:
+            return None
+        try:
+            body, _ = await a.peers.call(
+                endpoint, "CancelWorkflow", recipient=domain, expect="ack",
+                timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False, cancel=end_notice_of(row))
+        except PeerCallError as e:
+            log.debug("end of %s to %s: %s", row.id, domain, e)
+            return None
+        return body.ack

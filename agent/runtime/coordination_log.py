@@ -225,6 +225,18 @@ class DecisionLog:
 
     async def _offer_commit(self, row: WorkflowRow, domain: str,
                             envelope: peer_pb2.Envelope) -> bool:
+        """The COMMIT of an ended workflow, offered again to `domain`, after its end. A
+        participant that never learned the COMMIT (cut off after its YES, its steps
+        placed elsewhere meanwhile) would set the workflow up from it and start its
+        steps: the COMMIT is contact with the coordinator, but says nothing of whether
+        the steps are still placed there, and their placement epoch fences only what
+        they report, not their start. With the end answered first, the workflow is over
+        there, and a COMMIT of a workflow over starts nothing (Participation._set_up).
+        Unanswered: no COMMIT this pass (the next pass asks again)."""
+        if domain != self.agent.domain \
+                and await self.decisions.end_notice(row, domain) is None:
+            self.agent.metrics.commit_offers.labels("unanswered").inc()
+            return False
         ack = await self.decisions.commit_notice(row, domain, envelope)
         answer = "unanswered" if ack is None else "acknowledged" if ack.ok else "refused"
         self.agent.metrics.commit_offers.labels(answer).inc()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from fedorch.core.workflow.progress import StepState
@@ -77,41 +77,41 @@ class DomainLoss:
         # New rounds for the steps a loss sent back to be placed again.
         self.replacements = Replacements(agent, after_progress)
 
-    def domain_dead(self, domain: str) -> None:
-        """Membership: `domain` is DEAD or LEFT (both are lost here). Resolve its
-        unfinished steps in every RUNNING workflow coordinated here
-        (Progress.domain_lost), then let each workflow move on (FAILED end, skipped
-        downstream steps, end notices) as after a step result."""
-        self.domains_dead({domain})
+    def domain_dead(self, domain: str, state: str) -> None:
+        """Membership: `domain` is lost, `state` saying how (DEAD or LEFT: both are lost
+        here; the steps' reasons name it). Resolve its unfinished steps in every RUNNING
+        workflow coordinated here (Progress.domain_lost), then let each workflow move on
+        (FAILED end, skipped downstream steps, end notices) as after a step result."""
+        self.domains_dead({domain: state})
 
-    def domains_dead(self, domains: set[str]) -> None:
-        """As domain_dead, for each of `domains`. Membership also calls it now and then
-        with every member that is DEAD or LEFT: a workflow committed after the loss (the
-        domain voted YES, then died or left) or restored after a restart of this agent
-        missed the event."""
+    def domains_dead(self, domains: Mapping[str, str]) -> None:
+        """As domain_dead, for each of `domains` (domain -> the state that made it lost).
+        Membership also calls it now and then with every member that is DEAD or LEFT: a
+        workflow committed after the loss (the domain voted YES, then died or left) or
+        restored after a restart of this agent missed the event."""
         a = self.agent
-        domains = domains - {a.domain}
-        if not domains:
+        lost = {d: s for d, s in domains.items() if d != a.domain}
+        if not lost:
             return
         for active in list(a.active.values()):
             row = active.row
             if row.coordinator != a.domain or active.progress is None or is_over(row):
                 continue
-            for domain in sorted(domains.intersection(row.placement.values())):
-                self._lose(active, domain)
+            for domain in sorted(lost.keys() & set(row.placement.values())):
+                self._lose(active, domain, lost[domain])
 
-    def _lose(self, active: Active, domain: str) -> None:
+    def _lose(self, active: Active, domain: str, state: str) -> None:
         a = self.agent
         row = active.row
         # The coordinator the id names, or a successor with its epoch certificate
         # (runtime/replacement.py), places a lost step again: the same rounds.
-        resolved = active.progress.domain_lost(domain, can_replace=True)
+        resolved = active.progress.domain_lost(domain, state=state, can_replace=True)
         if resolved:
             for step_id, action in resolved:
                 step = active.progress.steps[step_id]
                 self._fenced.note(row.id, step_id, domain, step.epoch)
-                log.warning("%s: step %s lost with domain %s (%s)%s", row.id, step_id,
-                            domain, action.value, f": {step.error}" if step.error
+                log.warning("%s: step %s lost with domain %s (%s, %s)%s", row.id,
+                            step_id, domain, state, action.value, f": {step.error}" if step.error
                             else ": placing it again")
             a.spawn(self._after_loss(active), name=f"domain loss {row.id}")
         elif active.progress.awaiting_placement():  # the sweep: a round cut short

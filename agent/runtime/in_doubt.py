@@ -11,10 +11,15 @@ stops what is left of interrupted attempts, reloads reservations and running
 workflows, resolves interrupted attempts (retried only when idempotent, and in
 another coordinator's workflow only once that coordinator has said it has not
 ended meanwhile), and puts YES votes without a learned decision back in doubt.
+No step of a workflow read back at start-up starts until a message of it has been
+heard in this life (self-fencing after a restart, agent/core/workflow/self_fencing.py):
+a step held back for that has the coordinator asked again, with a backoff, until it
+answers (`_ask_until_heard`); an answer that the workflow ended ends it here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,6 +42,9 @@ if TYPE_CHECKING:
     from fedorch.runtime.keyed_locks import KeyedLocks
 
 log = logging.getLogger("fedorch.participant")
+# A restored workflow's coordinator, unreachable, is asked again after this, doubling.
+ASK_AGAIN_FIRST_S = 0.5
+ASK_AGAIN_MAX_S = 8.0
 
 
 def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
@@ -51,6 +59,17 @@ def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
     """
     now = a.now()
     return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
+
+
+def placed_elsewhere(active: Active, answer: peer_pb2.DecisionAnswer) -> list[str]:
+    """This agent's unfinished steps of `active` whose placement epoch at the coordinator
+    (`answer.step_epochs`) is above the one held here: a loss of this domain ended their
+    placement here (they were placed again elsewhere, or failed)."""
+    if active.progress is None:
+        return []
+    return [s.id for s in active.progress.local_steps()
+            if s.state not in TERMINAL_STEP_STATES
+            and answer.step_epochs.get(s.id, s.epoch) > s.epoch]
 
 
 class Settles(Protocol):
@@ -78,6 +97,8 @@ class InDoubt:
         self.runs = runs
         self._committing = committing
         self.sleep = Sleep("in-doubt", agent.metrics.loop_wakeups, agent.now)
+        # A restored workflow's step held back until it is heard from: ask its coordinator.
+        runs.fencing.on_held = self._ask_for_contact
 
     def wake(self) -> None:
         """A timer may have moved earlier: let the timer loop look again."""
@@ -161,10 +182,42 @@ class InDoubt:
                          hold.workflow_id, hold.round, e.code)
                 return
             answer = body.decision_answer
-        if answer.known:
-            await self._settles.decide(hold.coordinator, answer.decision)
         if answer.final_state:
+            # The end first: a COMMIT learned now, of a workflow that ended meanwhile (its
+            # steps here perhaps placed elsewhere), must start nothing here, and a COMMIT
+            # of a workflow over here starts nothing (Participation._set_up).
             await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
+        if answer.known:
+            await self._learned_late(hold, answer)
+
+    async def _learned_late(self, hold: Hold, answer: peer_pb2.DecisionAnswer) -> None:
+        """Apply the decision an in-doubt query learned. With the workflow still running
+        at the coordinator, its answer carries each step's placement epoch: the COMMIT is
+        applied with nothing started, then compared; a step here whose epoch there is
+        higher was placed elsewhere (or failed) while this domain was cut off, and
+        nothing of the workflow starts here (its end will come). The COMMIT alone says
+        nothing of later placements."""
+        a = self.agent
+        wf = hold.workflow_id
+        if not answer.step_epochs:
+            await self._settles.decide(hold.coordinator, answer.decision)
+            return
+        fencing = self.runs.fencing
+        fencing.pause(wf)
+        try:
+            await self._settles.decide(hold.coordinator, answer.decision)
+        finally:
+            active = a.active.get(wf)
+            taken = placed_elsewhere(active, answer) if active is not None else []
+            if taken:
+                log.warning("%s: learned the COMMIT after steps %s were placed elsewhere"
+                            " (placement epochs %s): nothing of it starts here", wf,
+                            ", ".join(taken),
+                            ", ".join(str(answer.step_epochs[s]) for s in taken))
+            else:
+                fencing.resume(wf)
+        if not taken and active is not None and a.active.get(wf) is active:
+            await self.runs.start_ready(active)
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -189,6 +242,8 @@ class InDoubt:
                 continue
             active = Active(row)
             a.active[row.id] = active
+            # Nothing of it heard in this life yet: none of its steps starts until it is.
+            self.runs.fencing.restored(row.id)
             self._settles.ensure_progress(active, spec_pb2.WorkflowSpec.FromString(row.spec))
             await self._settles.fold_in_results(active)  # and any that came during recovery
             if self._may_have_ended_meanwhile(active):
@@ -230,24 +285,75 @@ class InDoubt:
         return any(s.state is StepState.RUNNING and s.idempotent
                    and s.attempts < s.max_attempts for s in active.progress.local_steps())
 
+    async def _ask_coordinator(self, active: Active) -> peer_pb2.DecisionAnswer | None:
+        """The answer of the coordinator this agent follows to a query about the
+        workflow's round (None: unreachable). Any answer is a message of the workflow in
+        this life (self-fencing after a restart), noted as such here."""
+        a = self.agent
+        row = active.row
+        hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
+        endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
+            or (hold.coordinator_endpoint if hold is not None else None)
+        if not endpoint:
+            return None
+        try:
+            body, _ = await a.peers.call(
+                endpoint, "QueryDecision", recipient=row.coordinator,
+                expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=row.round))
+        except PeerCallError as e:
+            log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
+            return None
+        answer = body.decision_answer
+        if a.active.get(row.id) is active and not answer.final_state:
+            taken = placed_elsewhere(active, answer)
+            if taken:
+                # A loss took them (their epoch moved on): the answer is no contact for
+                # them, and nothing of the workflow starts here; its end will come. (Info:
+                # asked again until then.)
+                log.info("%s: steps %s are no longer placed here (placement epochs %s):"
+                            " nothing of it starts here", row.id, ", ".join(taken),
+                            ", ".join(str(answer.step_epochs[s]) for s in taken))
+            else:
+                self.runs.fencing.heard(row.id)
+        return answer
+
+    def _ask_for_contact(self, active: Active) -> None:
+        """A step of a restored workflow is held back until the workflow is heard from in
+        this life: ask its coordinator until it answers (StepRuns' fencing calls this
+        once per workflow)."""
+        self.agent.spawn(self._ask_until_heard(active), name=f"heard? {active.row.id}")
+
+    async def _ask_until_heard(self, active: Active) -> None:
+        a = self.agent
+        wf = active.row.id
+        fencing = self.runs.fencing
+        pause = ASK_AGAIN_FIRST_S
+        try:
+            while a.active.get(wf) is active and not fencing.heard_in_this_life(wf):
+                answer = await self._ask_coordinator(active)
+                if answer is not None and answer.final_state:
+                    if a.active.get(wf) is active:
+                        await self._settles.ended(wf, answer.final_state,
+                                                  "ended while this agent was down (asked)")
+                    return
+                if not fencing.heard_in_this_life(wf):  # unreachable, or its steps here
+                    await asyncio.sleep(pause)  # taken: again, with a backoff (the task
+                    pause = min(2 * pause, ASK_AGAIN_MAX_S)  # ends with the workflow)
+        finally:
+            fencing.asked(wf)
+        if a.active.get(wf) is active:
+            await self.runs.start_ready(active)  # heard: what was held back starts
+
     async def _resolve_after_asking(self, active: Active) -> None:
         a = self.agent
         row = active.row
         interrupted = [(s.id, s.attempts) for s in active.progress.local_steps()
                        if s.state is StepState.RUNNING]
-        hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
-        endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
-            or (hold.coordinator_endpoint if hold is not None else None)
-        final_state = 0
-        if endpoint:
-            try:
-                body, _ = await a.peers.call(
-                    endpoint, "QueryDecision", recipient=row.coordinator,
-                    expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
-                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=row.round))
-                final_state = body.decision_answer.final_state
-            except PeerCallError as e:  # it cannot say: go on as after any restart
-                log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
+        answer = await self._ask_coordinator(active)
+        # Unreachable: go on as after any restart, its retry held back until the
+        # workflow is heard from (then asked again, until it answers).
+        final_state = answer.final_state if answer is not None else 0
         still_active = a.active.get(row.id) is active
         if still_active and not final_state:
             await self._resolve_interrupted(active)

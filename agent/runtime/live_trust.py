@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from fedorch.core.identity.key_records import raw_key
 from fedorch.core.identity.keys import KeyFileError
 from fedorch.core.identity.trust import TrustStore
+from fedorch.core.workflow.domain_loss import UNTRUSTED
 from fedorch.gen.fedorch.v1 import config_pb2
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def reload_trust(agent: AgentContext, config: config_pb2.AgentConfig) -> tuple[l
         # Work it does for workflows coordinated here is lost as if it had died
         # (its results would be refused anyway); transactions it coordinates that are
         # in doubt here recover without it.
-        agent.coordination.domains_dead(set(removed))
+        agent.coordination.domains_dead(dict.fromkeys(removed, UNTRUSTED))
         for domain in removed:
             agent.consensus.coordinator_dead(domain)
     return added, removed

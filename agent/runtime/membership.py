@@ -133,7 +133,7 @@ class Membership:
         # Member name by address, for the recipient of each outgoing call; checked
         # against the core on every use, rebuilt when it no longer holds.
         self._names: dict[str, str] = {}
-        self._lost: set[str] = set()  # DEAD and LEFT members, as of the last event seen
+        self._lost: dict[str, str] = {}  # DEAD and LEFT members (and which), as of the last look
         agent.metrics.registry.register(_SwimCollector(self.swim))
 
     # ---- what the agent reads ----------------------------------------------------
@@ -403,16 +403,16 @@ class Membership:
                 # graceful leave is a loss as a death is: its steps stop with it, and
                 # what it still reports (before it stops, or back at a new incarnation)
                 # comes from a placement the loss ended, and is refused.
-                self.agent.coordination.domain_dead(event.name)
+                self.agent.coordination.domain_dead(event.name, event.kind.name)
                 self.agent.consensus.coordinator_dead(event.name)
             elif event.kind is EventKind.ALIVE:
                 log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
         counts = {s.value: 0 for s in MemberState}
-        lost = set()
+        lost: dict[str, str] = {}  # domain -> DEAD or LEFT
         for view in self.swim.members():
             counts[view.state.value] += 1
             if view.state in LOST_STATES:
-                lost.add(view.name)
+                lost[view.name] = view.state.value
         self._lost = lost
         if lost and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
             # Losses whose event came before the workflow could act on it.

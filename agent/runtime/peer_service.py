@@ -131,6 +131,12 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             answer = await a.consensus.answer((q.workflow_id, q.round))
         else:
             answer = await a.coordination.answer_query(q.workflow_id, q.round)
+        active = a.active.get(q.workflow_id)
+        if active is not None and active.progress is not None \
+                and active.row.coordinator == a.domain and not answer.final_state:
+            # Running, coordinated here: whether the asker's steps are still placed on it.
+            for step in active.progress.steps.values():
+                answer.step_epochs[step.id] = step.epoch
         return "decision_answer", answer
 
     async def _paxos(self, body: peer_pb2.Body) -> Answer:

@@ -319,7 +319,8 @@ class Replacements:
     async def _failed(self, active: Active, step_id: str, lost: str, started: bool,
                       why: str) -> None:
         a = self.agent
-        reason = not_replaced_reason(lost, started, why)
+        reason = not_replaced_reason(lost, started, why,
+                                     active.progress.steps[step_id].lost_as)
         a.metrics.steps_replaced.labels("failed").inc()
         log.warning("%s: step %s lost with domain %s not placed again: %s", active.row.id,
                     step_id, lost, why)

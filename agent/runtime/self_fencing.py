@@ -19,6 +19,12 @@ Its result then goes to the coordinator like any other, until acknowledged: when
 contact returns it arrives, and the coordinator refuses it if the step was re-placed
 meanwhile (placement fencing). A fenced step is not retried here: whatever attempts
 it has left belong to a replacement, away from this cut-off domain.
+
+After a restart (the rule's "After a restart"): each workflow read back at start-up is
+`restored` here, and StepRuns takes none of its ready steps (`may_start`) until a
+message of it has been heard in this life; the first step held back calls `on_held`
+(InDoubt asks the workflow's coordinator until it answers, which is such a message).
+A workflow that ends here is forgotten at once (`forget`, from the agent's end hook).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -70,6 +77,14 @@ class SelfFencing:
         self._steps = steps
         self._running: dict[tuple[str, str], _Running] = {}  # (workflow, step)
         self._heard = rule.WorkflowHeard()  # by workflow: its last contact outside the view
+        # Told of a restored workflow whose step is held back until it is heard from
+        # (InDoubt sets it: it asks the coordinator); each workflow once.
+        self.on_held: Callable[[Active], None] | None = None
+        self._held: set[str] = set()
+        # Workflows whose COMMIT is being learned late (InDoubt): nothing starts until
+        # the coordinator's answer says the steps here are still placed here.
+        self._paused: set[str] = set()
+        agent.on_settled.append(self._settled)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -98,22 +113,62 @@ class SelfFencing:
 
     def heard(self, workflow_id: str) -> None:
         """A message of the workflow arrived and is acted on here: contact with it."""
-        self._heard.heard(workflow_id, self.agent.now())
+        if workflow_id in self.agent.active:  # an ended one is forgotten, not noted again
+            self._heard.heard(workflow_id, self.agent.now())
+
+    def restored(self, workflow_id: str) -> None:
+        """Read back from disk at start-up: none of its steps starts here until a message
+        of it has been heard in this life."""
+        self._heard.restored(workflow_id)
+
+    def may_start(self, active: Active) -> bool:
+        """May a ready step of `active` be taken to start here? Not while it is a restored
+        workflow not heard from in this life (then `on_held` is told, once). The
+        workflow's acting coordinator never fences, so it is never held."""
+        wf = active.row.id
+        if wf in self._paused:
+            return False
+        if self._heard.may_start(wf) or coordinator_followed(active) == self.agent.domain:
+            return True
+        if wf not in self._held and self.on_held is not None:
+            self._held.add(wf)
+            self.on_held(active)
+        return False
+
+    def pause(self, workflow_id: str) -> None:
+        """Start nothing of `workflow_id` until `resume` (a COMMIT learned late is being
+        applied: its steps here may have been placed elsewhere meanwhile)."""
+        self._paused.add(workflow_id)
+
+    def resume(self, workflow_id: str) -> None:
+        self._paused.discard(workflow_id)
+
+    def asked(self, workflow_id: str) -> None:
+        """The asking for `workflow_id` is over (heard, ended or given up): a step held
+        back again may ask again."""
+        self._held.discard(workflow_id)
+
+    def heard_in_this_life(self, workflow_id: str) -> bool:
+        return self._heard.may_start(workflow_id)
 
     def refusal(self, active: Active) -> str | None:
         """Why an attempt of `active` about to start here must not run (the rule fences
-        the workflow here already), or None."""
-        heard_at = self._heard.starting(active.row.id, self.agent.now())
+        the workflow here already, or nothing of it was heard since a restart), or None."""
+        now = self.agent.now()
+        heard_at = self._heard.starting(active.row.id, now)
+        if heard_at is None and coordinator_followed(active) != self.agent.domain:
+            return ("fenced: nothing heard from the workflow since this agent restarted:"
+                    " not started, so that it never runs in two domains at once")
+        heard_at = now if heard_at is None else heard_at
         views = self._views()
         contacts = self.contacts(active, views)
-        now, lease = self.agent.now(), self.lease_s(len(views or ()))
+        lease = self.lease_s(len(views or ()))
         if not rule.fenced(contacts, heard_at, lease, now):
             return None
         return rule.reason([c.domain for c in contacts],
                            now - rule.lost_since(contacts, heard_at))
 
     def started(self, active: Active, step_id: str, attempt: int) -> None:
-        self._heard.starting(active.row.id, self.agent.now())
         running = _Running(active, step_id, attempt)
         self._running[(active.row.id, step_id)] = running
         self._arm([running])  # the others' looks are armed already
@@ -122,7 +177,8 @@ class SelfFencing:
         running = self._running.get((workflow_id, step_id))
         if running is not None and running.attempt == attempt:
             del self._running[(workflow_id, step_id)]
-        self._heard.forget(self.agent.active)  # those ended here
+        if workflow_id not in self.agent.active:  # ended here: the end hook forgot it
+            self._heard.forget(workflow_id)  # (its tasks end after it)
         if not self._running and self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
@@ -184,9 +240,18 @@ class SelfFencing:
         return fenced
 
     def _heard_at(self, running: _Running) -> float:
-        heard_at = self._heard.at(running.active.row.id)
-        return self._heard.starting(running.active.row.id, self.agent.now()) \
-            if heard_at is None else heard_at
+        heard_at = self._heard.starting(running.active.row.id, self.agent.now())
+        # (None only for one started before its workflow was restored: never in the
+        # agent, whose restore comes before any start; then from now.)
+        return self.agent.now() if heard_at is None else heard_at
+
+    def _settled(self, workflow_id: str) -> None:
+        """The agent's end hook (also told of a decision learned here): a workflow no
+        longer active here ended, and its contact moment goes with it."""
+        if workflow_id not in self.agent.active:
+            self._heard.forget(workflow_id)
+            self._held.discard(workflow_id)
+            self._paused.discard(workflow_id)
 
     async def _fence(self, running: _Running, why: str) -> None:
         active, step_id, attempt = running.active, running.step_id, running.attempt

@@ -137,6 +137,11 @@ class StepRuns:
             # Our own vote is not committed here yet (a coordinator restarted between its
             # COMMIT and applying it to its own reservation): applying it starts the steps.
             return []
+        if not self.fencing.may_start(active):
+            # Read back at start-up and not heard from in this life: this domain may have
+            # been cut off since before the restart (self-fencing, After a restart). The
+            # coordinator is asked; its answer, or any message of the workflow, starts it.
+            return []
         ready = progress.start_ready(a.now())
         self._wake_for_next_wave(active)
         return ready

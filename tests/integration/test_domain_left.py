@@ -167,7 +167,7 @@ async def test_a_started_step_that_is_not_idempotent_fails_naming_the_domain_tha
         steps = step_states(status)
         assert steps["nap"][:2] == ("FAILED", "worker") and steps["after"][0] == "SKIPPED"
         error = next(s.error for s in status.steps if s.id == "nap")
-        # (The reason says DEAD for a leave too: see docs/failures.md, Not built yet.)
-        assert error.startswith("domain worker was lost (DEAD) while the step ran"), error
+        # A graceful stop is named as one, not as a death.
+        assert error.startswith("domain worker was lost (LEFT) while the step ran"), error
         assert "not idempotent" in error, error
         assert "worker" in status.reason, status.reason

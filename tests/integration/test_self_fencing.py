@@ -83,7 +83,12 @@ steps:
 
                 # DEAD verdicts (~6 s with the local profile), then the lease.
                 await wait_for(nap_stopped, 40, "p1 to fence its step")
-                status = await fed.local_status("p1", wid)
+
+                async def nap_ended():  # its end is written after its processes are gone
+                    s = await fed.local_status("p1", wid)
+                    return s if step_states(s)["nap"][0] != "RUNNING" else None
+
+                status = await wait_for(nap_ended, 10, "p1 to end its fenced step")
                 state, domain, _ = step_states(status)["nap"]
                 assert (state, domain) == ("FAILED", "p1"), status
                 error = next(s.error for s in status.steps if s.id == "nap")

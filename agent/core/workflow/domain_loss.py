@@ -2,9 +2,12 @@
 
 Theory of operation
 -------------------
-When membership says a domain is DEAD (never on SUSPECT: a suspect may be only
-slow, and nothing is re-placed on suspicion), the coordinator resolves each
-step placed there that is not yet terminal (Progress.domain_lost). Three facts
+When membership says a domain is DEAD or LEFT (never on SUSPECT: a suspect may be
+only slow, and nothing is re-placed on suspicion), the coordinator resolves each
+step placed there that is not yet terminal (Progress.domain_lost). The state that
+made it lost (`state`: DEAD, LEFT, or UNTRUSTED for a domain removed from the trust
+list) travels from where the loss is decided into the reason, so an operator reads
+whether the domain died or was stopped. Three facts
 decide, read from the step and the coordinator's view of the workflow:
 
 - `may_have_started`: the step reported RUNNING or a result, or every step it
@@ -29,13 +32,16 @@ or the round aborts, it FAILS with `not_replaced_reason`. A successor that took
 the workflow over runs the same rounds, its PREPAREs carrying its epoch certificate
 (agent/core/workflow/epoch_certificate.py); a caller that can run no round passes
 `can_replace=False` and the step fails at once, as FAIL_* do. Every reason names
-the lost domain.
+the lost domain and how it was lost: `domain us-east was lost (LEFT) ...`.
 """
 
 from __future__ import annotations
 
 import enum
 from typing import NamedTuple
+
+# The membership states that make a domain lost, and the trust list's removal.
+DEAD, LEFT, UNTRUSTED = "DEAD", "LEFT", "UNTRUSTED"
 
 
 class LossAction(enum.StrEnum):
@@ -63,9 +69,11 @@ def loss_action(case: LossCase) -> LossAction:
     return LOSS_TABLE[case]
 
 
-def loss_reason(domain: str, action: LossAction, case: LossCase, can_replace: bool) -> str:
-    """The error a step FAILED by the loss of `domain` carries (it names the domain)."""
-    lost = f"domain {domain} was lost (DEAD)"
+def loss_reason(domain: str, action: LossAction, case: LossCase, can_replace: bool,
+                state: str = DEAD) -> str:
+    """The error a step FAILED by the loss of `domain` carries (it names the domain and
+    the `state` that made it lost)."""
+    lost = f"domain {domain} was lost ({state})"
     when = " while the step ran" if case.may_have_started else " before the step started"
     if action is LossAction.FAIL_BY_SPEC:
         return f"{lost}{when}; not placed again: on_domain_loss: fail"
@@ -77,8 +85,9 @@ def loss_reason(domain: str, action: LossAction, case: LossCase, can_replace: bo
     return f"{lost}{when}; not placed again: this coordinator cannot run a new round"
 
 
-def not_replaced_reason(domain: str, started: bool, why: str) -> str:
-    """The error of a step that was to be placed again after the loss of `domain`, and
-    could not be (`why`: no eligible domain, or the round's refusals)."""
+def not_replaced_reason(domain: str, started: bool, why: str, state: str = DEAD) -> str:
+    """The error of a step that was to be placed again after the loss of `domain` (in
+    membership `state`), and could not be (`why`: no eligible domain, or the round's
+    refusals)."""
     when = " while the step ran" if started else " before the step started"
-    return f"domain {domain} was lost (DEAD){when}; could not place the step again: {why}"
+    return f"domain {domain} was lost ({state}){when}; could not place the step again: {why}"

@@ -41,7 +41,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fedorch.core.workflow import fanout, values
-from fedorch.core.workflow.domain_loss import LossAction, LossCase, loss_action, loss_reason
+from fedorch.core.workflow.domain_loss import (
+    DEAD,
+    LossAction,
+    LossCase,
+    loss_action,
+    loss_reason,
+)
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 
@@ -81,10 +87,12 @@ class StepProgress:
     params: dict
     idempotent: bool = False
     # Domain loss: the spec's on_domain_loss, the placement's epoch (fencing token) and
-    # the domain a loss took the step from.
+    # the domain a loss took the step from, and the state that made it lost (DEAD or
+    # LEFT: its reason says which).
     on_domain_loss: str = "replace"
     epoch: int = 0
     lost_to: str = ""
+    lost_as: str = DEAD
     # The domains this step was placed on before, oldest first (each lost, then the step
     # placed again by a new round: domain_lost, placed_again).
     replaced_from: list[str] = field(default_factory=list)
@@ -219,9 +227,9 @@ class Progress:
 
     # ---- domain loss (the table: agent/core/workflow/domain_loss.py) ------------------
 
-    def domain_lost(self, domain: str, *,
+    def domain_lost(self, domain: str, *, state: str = DEAD,
                     can_replace: bool = False) -> list[tuple[str, LossAction]]:
-        """`domain` is DEAD: resolve each of its steps that is not terminal, through
+        """`domain` is lost (`state`: DEAD or LEFT, named in the reasons): resolve each of its steps that is not terminal, through
         LOSS_TABLE. The lost placement ends (the step's epoch moves on, so what it still
         reports is refused: refuse_result). FAIL_* and REPLACE without `can_replace`
         (re-placement is not built) fail the step, skipping what is downstream; REPLACE
@@ -242,12 +250,12 @@ class Progress:
                 continue
             action = loss_action(case)
             step.epoch += 1
-            step.lost_to = domain
+            step.lost_to, step.lost_as = domain, state
             if action is LossAction.REPLACE and can_replace:
                 step.state, step.domain, step.error = StepState.PENDING, "", ""
             else:
                 step.state = StepState.FAILED
-                step.error = loss_reason(domain, action, case, can_replace)
+                step.error = loss_reason(domain, action, case, can_replace, state)
                 self._failed(step.id)
             resolved.append((step.id, action))
         return resolved

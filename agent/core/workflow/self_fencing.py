@@ -39,10 +39,43 @@ The rule reads this domain's own membership view, one `Contact` per such domain:
 
 `WorkflowHeard` keeps `heard_at` per workflow for the shells (the agent's watcher and
 the fencing simulator alike): set when the workflow's first attempt starts here if
-nothing was noted before (that start follows the COMMIT or a result just received, or a
-restart: the membership view is blank then, and a whole lease from it is the most the
-domain can know), moved on by each message of the workflow the shell notes, and never
-moved by a later start, which is the point.
+nothing was noted before (that start follows the COMMIT or a result just received),
+moved on by each message of the workflow the shell notes, and never moved by a later
+start, which is the point. It is kept in memory only: a disk write per message would
+cost the hot path.
+
+After a restart
+---------------
+A restart loses `heard_at` and blanks the membership view, so a start could no longer
+tell how long the domain has been cut off: it may have been silent since long before
+the restart, declared DEAD and its step placed again meanwhile, and an attempt started
+then (an idempotent retry of one its earlier life left open) would get a whole lease
+beside the replacement. So the rule for a workflow read back from disk at start-up
+(`restored`) is stricter: **no attempt of it starts until a message of that workflow
+has been heard in this life** (`may_start`; `starting` returns None until then). A
+message of the workflow is what the shell notes with `heard`: the coordinator's answer
+to the query the restarted domain sends about it, its COMMIT, a re-placement, a result
+a step here needs. A membership message (gossip) says nothing about the workflow and
+does not count; neither does the start itself. From that message on the ordinary rule
+holds, the lease counting from it.
+
+- Safe: nothing of the workflow runs here before this life has heard from it, so no
+  step runs on the strength of contact older than the restart. What the restarted
+  domain starts afterwards gets a lease from a message of this life, exactly as a
+  domain that never restarted gets one from its last message.
+- Live: the shell asks the workflow's coordinator until it answers (the query a
+  restarted participant sends for each restored workflow with a step held back,
+  again with a backoff while unreachable); meanwhile a result a step here needs, a
+  re-placement or the workflow's end notice also count, and an end stops the asking.
+  A domain that never regains contact starts nothing, which is what a cut-off domain
+  must do; the other side resolves the step by the loss table.
+- Contact is not placement: a coordinator reached again may have placed the steps
+  elsewhere while this domain was cut off (and its notice of that was not kept). So
+  the coordinator's answer carries each step's placement epoch, and an answer that
+  shows a step here at a higher epoch than held here is no contact: nothing of the
+  workflow starts here (the shell checks; the fencing simulator's seed 1219 fails
+  without it). A COMMIT learned from the acceptors carries no such epochs (see
+  docs/failures.md, Not built yet).
 
 `deadline` is the whole rule; `next_look` says when the shell should look again, so
 that it can arm one timer instead of polling: at the deadline while contact is lost,
@@ -113,30 +146,49 @@ def next_look(contacts: Iterable[Contact], heard_at: float, lease_s: float,
 
 class WorkflowHeard:
     """`heard_at` per workflow (see the theory of operation): when this domain last heard
-    from each workflow it runs steps of, outside its membership view."""
+    from each workflow it runs steps of, outside its membership view, in this life."""
 
     def __init__(self) -> None:
         self._at: dict[str, float] = {}
+        # Read back from disk at start-up and not heard from in this life yet.
+        self._unheard: set[str] = set()
+
+    def restored(self, workflow: str) -> None:
+        """`workflow` was read back from disk at start-up: nothing of it was heard in this
+        life, and none of its attempts may start here until something is."""
+        if workflow not in self._at:
+            self._unheard.add(workflow)
 
     def heard(self, workflow: str, now: float) -> None:
         """A message of the workflow arrived and was acted on here (a COMMIT, a
-        re-placement, a result it needed)."""
+        re-placement, a result it needed, the coordinator's answer to a query)."""
         self._at[workflow] = max(now, self._at.get(workflow, now))
+        self._unheard.discard(workflow)
 
-    def starting(self, workflow: str, now: float) -> float:
+    def may_start(self, workflow: str) -> bool:
+        """May an attempt of `workflow` start here? Not one restored at start-up and not
+        heard from in this life (see After a restart)."""
+        return workflow not in self._unheard
+
+    def starting(self, workflow: str, now: float) -> float | None:
         """An attempt of `workflow` starts here now: its `heard_at`. Only the workflow's
         first start here with nothing noted counts as contact; any later start keeps
-        the moment noted before."""
+        the moment noted before. None for a restored workflow not heard from in this
+        life: it must not start."""
+        if workflow in self._unheard:
+            return None
         return self._at.setdefault(workflow, now)
 
     def at(self, workflow: str) -> float | None:
         return self._at.get(workflow)
 
-    def forget(self, keep: Iterable[str]) -> None:
-        """Drop the workflows not in `keep` (ended here)."""
-        keep = set(keep)
-        for workflow in [w for w in self._at if w not in keep]:
-            del self._at[workflow]
+    def forget(self, workflow: str) -> None:
+        """`workflow` ended here: nothing of it is needed any more."""
+        self._at.pop(workflow, None)
+        self._unheard.discard(workflow)
+
+    def __len__(self) -> int:
+        return len(self._at) + len(self._unheard)
 
 
 def reason(lost: Iterable[str], silent_s: float) -> str:

@@ -30,6 +30,21 @@ decision of a round whose workflow is still running is held back until the workf
 ends: a participant that learns a COMMIT only after its steps were placed elsewhere is
 not modelled here (see docs/failures.md, re-placement).
 
+Restarts: half the cut workers restart while cut (a random of their own, so the rest
+of the schedule is the same with or without): their step processes die, their
+membership view and their workflows' heard moments are blank, their interrupted
+attempts end (retried when idempotent with attempts left), and, under the rule
+(`restart_rule`, agent/core/workflow/self_fencing.py, After a restart), each of their
+workflows is `restored`: nothing of it starts until the worker hears from it. Healed,
+the worker asks the coordinator about each workflow held back; the answer carries the
+end, or each step's placement epoch, as the agent's QueryDecision answer does: with an
+epoch above its own for an unfinished step here, nothing starts and it asks again a
+second later; else the answer is a message of this life and what is ready starts.
+With `restart_rule=False` the retry starts at the restart with a whole lease (the
+code before), and the check fires (seed 4576); with `answer_epochs=False` any answer
+is contact, whatever it says of the placement, and the check fires too (seed 1219: the
+retry starts at the answer, beside the replacement placed while the worker was cut).
+
 The check (check_replacement) holds "no step runs in two domains at once beyond one
 lease" per (workflow, step) over every attempt's interval; `self_fencing=False` turns
 the rule off, and the check must then fire (tests/sim/negotiation/test_fencing_sim.py).
@@ -50,6 +65,7 @@ from __future__ import annotations
 import random
 
 from fedorch.core.workflow import self_fencing
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 from fedorch.core.workflow.self_fencing import WorkflowHeard
 from fedorch.sim.negotiation.check import ReplacementFailure
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, fenced_early
@@ -60,6 +76,7 @@ FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a 
 
 class PartitionedWorld(ReplacementWorld):
     def __init__(self, seed: int, *, self_fencing: bool = True, fence_clock: str = "monotonic",
+                 restarts: bool = True, restart_rule: bool = True, answer_epochs: bool = True,
                  **kw) -> None:
         super().__init__(seed, **kw)
         if fence_clock not in ("monotonic", "wall"):
@@ -74,16 +91,27 @@ class PartitionedWorld(ReplacementWorld):
         self.fences: list[tuple[Run, float | None, float]] = []
         self.workflow_heard: dict[str, WorkflowHeard] = {
             name: WorkflowHeard() for name in self.workers}
+        self.restart_rule = restart_rule
+        self.answer_epochs = answer_epochs  # False: an answer is contact, whatever it says
+        self.restarted: set[str] = set()  # workers whose membership view is blank
+        self.held: set[tuple[str, str]] = set()  # (worker, workflow) held back since
         cuts = []
         for victim in self.rng.sample(sorted(self.workers), self.rng.choice([1, 2])):
             start = self.rng.uniform(0.5, 4.0)
-            cuts.append((victim, start))
+            heal = start + self.rng.uniform(1.5, 4.0) * self.lease_s
+            cuts.append((victim, start, heal))
             self._at(start, self._cut, victim)
-            self._at(start + self.rng.uniform(1.5, 4.0) * self.lease_s, self._heal, victim)
+            self._at(heal, self._heal, victim)
+        # Restarts while cut (a random of its own: the schedule above is the same).
+        again = random.Random(seed * 104_729 + 5)
+        for victim, start, heal in cuts:
+            if restarts and again.random() < 0.5:
+                self._at(again.uniform(start + 0.5 * self.lease_s, heal - 0.1),
+                         self._restart, victim)
         # A random of its own, so that the schedule above is the same with or without.
         steps = random.Random(seed * 7_927 + 11)
         self.clock_steps: dict[str, list[tuple[float, float]]] = {}  # worker -> (at, s)
-        for victim, start in cuts:
+        for victim, start, _ in cuts:
             step_s = steps.choice(CLOCK_STEPS_S)
             self.clock_steps.setdefault(victim, []).append(
                 (start + steps.uniform(0.0, self.lease_s), step_s))
@@ -121,6 +149,70 @@ class PartitionedWorld(ReplacementWorld):
             if flow.ended:  # the end notice it lost, sent again
                 self._send(CO, name, self._end_at, name, wf)
         self._at(self.now + 0.1, self._in_doubt, name)  # after the ends have arrived
+        self._at(self.now + 0.1, self._ask_held, name)
+
+    # ---- restarts (self-fencing after a restart) ----------------------------------------
+
+    def _restart(self, name: str) -> None:
+        """The cut worker's agent restarts: its step processes die with it, its
+        membership view and its workflows' heard moments are blank, its interrupted
+        attempts end (retried when idempotent with attempts left), and, under the rule,
+        each of its workflows is `restored`: nothing of it starts until heard from."""
+        worker = self.workers[name]
+        if name not in self.cut or not worker.alive:
+            return
+        self.stats["restart while cut"] += 1
+        for run in self.runs:
+            if run.domain == name and run.end is None:
+                run.end = self.now
+        self.heard_at.pop(name, None)
+        self.restarted.add(name)
+        heard = self.workflow_heard[name] = WorkflowHeard()
+        for wf, progress in sorted(worker.progress.items()):
+            if wf in worker.ended:
+                continue
+            if self.restart_rule:
+                heard.restored(wf)
+            for step in progress.local_steps():
+                if step.state is StepState.RUNNING:
+                    state = progress.interrupted(step.id, "interrupted by an agent restart")
+                    if state in TERMINAL_STEP_STATES:
+                        worker.participant.step_ended(wf, step.id)
+                        self._report(worker, wf, step.id)
+        for wf in sorted(worker.progress):
+            self._start_ready(worker, wf)
+
+    def _ask_held(self, name: str) -> None:
+        """The healed worker asks the coordinator about each workflow held back."""
+        for worker, wf in sorted(self.held):
+            if worker == name:
+                self._send(name, CO, self._answer_query, name, wf)
+
+    def _answer_query(self, name: str, wf: str) -> None:
+        """The coordinator's answer: the end, or each step's placement epoch."""
+        flow = self.flows[wf]
+        if flow.ended or flow.progress is None:
+            self._send(CO, name, self._end_at, name, wf)
+            return
+        epochs = {s.id: s.epoch for s in flow.progress.steps.values()}
+        self._send(CO, name, self._answered, name, wf, epochs)
+
+    def _answered(self, name: str, wf: str, epochs: dict[str, int]) -> None:
+        worker = self.workers[name]
+        progress = worker.progress.get(wf)
+        if progress is None or wf in worker.ended:
+            self.held.discard((name, wf))
+            return
+        if self.answer_epochs and any(
+                epochs.get(s.id, s.epoch) > s.epoch for s in progress.local_steps()
+                if s.state not in TERMINAL_STEP_STATES):
+            self.stats["restart: steps placed elsewhere, none started"] += 1
+            self._at(self.now + 1.0, self._send, name, CO, self._answer_query, name, wf)
+            return
+        self.held.discard((name, wf))
+        self.workflow_heard[name].heard(wf, self.now)
+        self.stats["restart: heard, started"] += 1
+        self._start_ready(worker, wf)
 
     def _in_doubt(self, name: str) -> None:
         """The healed worker's holds still PREPARED: their decisions, once their workflow
@@ -142,6 +234,9 @@ class PartitionedWorld(ReplacementWorld):
     def _start_ready(self, worker, wf: str) -> None:
         """Start what is ready, as the agent's StepRuns does: an attempt the rule already
         fences (its workflow's lease since the last contact is over) ends at once."""
+        if not self.workflow_heard[worker.name].may_start(wf):
+            self.held.add((worker.name, wf))  # restored, not heard from in this life
+            return
         new = len(self.runs)
         super()._start_ready(worker, wf)
         for run in self.runs[new:]:
@@ -159,6 +254,8 @@ class PartitionedWorld(ReplacementWorld):
         since = self.cut.get(name)
         state = "ALIVE" if since is None else \
             "DEAD" if self.now - since >= self.dead_after_s else "SUSPECT"
+        if name in self.restarted and heard is None:
+            state = ""  # restarted, nothing heard since: unknown to its membership
         return [self_fencing.Contact(CO, state, None if heard is None else read(heard))]
 
     def _fence_look(self, name: str) -> None:
@@ -214,6 +311,10 @@ class PartitionedWorld(ReplacementWorld):
         progress.attempt_ended(run.step, run.attempt, False, {}, why)
 
 
-def run(seed: int, *, fencing: bool = True, fence_clock: str = "monotonic") -> PartitionedWorld:
+def run(seed: int, *, fencing: bool = True, fence_clock: str = "monotonic",
+        restarts: bool = True, restart_rule: bool = True,
+        answer_epochs: bool = True) -> PartitionedWorld:
     """One seeded schedule with partitions, checked (ReplacementFailure names the seed)."""
-    return PartitionedWorld(seed, self_fencing=fencing, fence_clock=fence_clock).run()
+    return PartitionedWorld(seed, self_fencing=fencing, fence_clock=fence_clock,
+                            restarts=restarts, restart_rule=restart_rule,
+                            answer_epochs=answer_epochs).run()

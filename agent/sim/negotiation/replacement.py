@@ -237,7 +237,7 @@ class ReplacementWorld:
             progress = flow.progress
             s = progress.steps[step]
             progress.replacement_failed(step, not_replaced_reason(
-                s.lost_to, progress.may_have_started(step), fin.reason))
+                s.lost_to, progress.may_have_started(step), fin.reason, s.lost_as))
             self.stats["re-placement failed"] += 1
         self._after_progress(wf, flow)
 

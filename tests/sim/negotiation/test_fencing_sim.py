@@ -100,3 +100,41 @@ def test_a_fenced_step_is_not_retried_where_it_was_fenced() -> None:
                  (r.workflow, r.step, r.domain) and x.attempt > r.attempt]
         assert later == [], (r, later)
 
+
+# Found by running seeds 0..4,999 with the restart rule off: w0, cut off, restarts; its
+# idempotent step's retry starts at once with a whole lease (the start counted as
+# contact), the cut heals within it, and the retry runs on beside its replacement on w2.
+RESTART_OVERLAP = 4576
+
+
+def test_a_restarted_worker_starts_nothing_before_it_hears_from_the_workflow() -> None:
+    with pytest.raises(ReplacementFailure, match=r"ran on w\d and w\d at once for"):
+        run(RESTART_OVERLAP, restart_rule=False)
+    # With the rule: held back until the coordinator answers, whose answer says the
+    # step was placed elsewhere (its epoch moved on), so nothing of it starts there.
+    world = run(RESTART_OVERLAP)
+    assert world.stats["restart while cut"] == 1
+    assert world.stats["restart: steps placed elsewhere, none started"] > 0
+    assert [r.domain for r in world.runs if (r.workflow, r.step) == ("co.1", "s0")] \
+        == ["w0", "w2"]  # the copy killed by the restart, and the replacement
+
+
+# Found by running seeds 0..1,499 with answers that are contact whatever they say: w0,
+# restarted while cut, hears the coordinator once healed and retries s1 of co.2, which
+# had been placed again on w2 meanwhile; the two run at once for 6 s (4 s lease).
+ANSWER_WITHOUT_EPOCHS = 1219
+
+
+def test_an_answer_is_contact_only_while_the_steps_are_still_placed_there() -> None:
+    with pytest.raises(ReplacementFailure, match=r"ran on w\d and w\d at once for"):
+        run(ANSWER_WITHOUT_EPOCHS, answer_epochs=False)
+    world = run(ANSWER_WITHOUT_EPOCHS)
+    assert world.stats["restart: steps placed elsewhere, none started"] > 0
+
+
+def test_restarts_hold_back_and_then_start_what_is_still_placed_there() -> None:
+    stats: Counter[str] = Counter()
+    for seed in range(100):
+        stats.update(run(seed).stats)
+    assert stats["restart while cut"] > 0, stats
+    assert stats["restart: heard, started"] > 0, stats  # live: heard, then started

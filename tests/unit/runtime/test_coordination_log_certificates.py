@@ -188,3 +188,36 @@ async def test_a_participant_without_a_succeeded_step_leaves_the_certificate_at_
     assert await agent.coordination.after_progress(active)
     assert (await agent.store.get_workflow(active.row.id)).state == "FAILED"
     assert await agent.store.get_decision(*KEY) == ("COMMIT", b"certificate")
+
+
+async def test_the_sweep_tells_the_end_before_it_offers_the_commit_again(
+        agent: Agent, monkeypatch) -> None:
+    """A participant that never learned the COMMIT (cut off after its YES, its steps
+    placed elsewhere since) would start its steps from the COMMIT alone: the sweep sends
+    the workflow's end first, and offers no COMMIT to a domain that did not answer it."""
+    await agent.store.save_workflow(_ended_row())
+    await _kept_commit(agent)
+    sent: list[tuple[str, str]] = []
+    answers = {"p1": True, "p2": False}
+    decisions = agent.coordination.decision_log.decisions
+
+    async def end_notice(row: WorkflowRow, domain: str):
+        sent.append(("end", domain))
+        return peer_pb2.Ack(ok=True) if answers[domain] else None
+
+    async def commit_notice(row: WorkflowRow, domain: str, envelope: peer_pb2.Envelope):
+        assert ("end", domain) in sent, f"the COMMIT went to {domain} before the end"
+        sent.append(("commit", domain))
+        return peer_pb2.Ack(ok=True)
+
+    monkeypatch.setattr(decisions, "end_notice", end_notice)
+    monkeypatch.setattr(decisions, "commit_notice", commit_notice)
+    assert await agent.coordination.sweep_certificates() == 0  # p2 silent: kept
+    assert sorted(sent) == [("commit", "p1"), ("end", "p1"), ("end", "p2")]
+    assert agent.metrics.commit_offers.labels("unanswered")._value.get() == 1
+
+    sent.clear()
+    answers["p2"] = True
+    assert await agent.coordination.sweep_certificates() == 1
+    assert sent.index(("end", "p2")) < sent.index(("commit", "p2"))
+    assert await agent.store.get_decision(*KEY) == ("COMMIT", b"")

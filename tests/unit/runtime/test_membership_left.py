@@ -121,7 +121,8 @@ async def test_a_member_that_left_loses_its_steps_where_this_agent_coordinates(
 
     x = agent.active["wf"].progress.steps["x"]
     # Ready (no needs), so it may have started there; not idempotent: failed, naming beta.
-    assert x.state is StepState.FAILED and "domain beta was lost" in x.error, x.error
+    assert x.state is StepState.FAILED, x
+    assert x.error.startswith("domain beta was lost (LEFT) while the step ran"), x.error
     assert agent.active["wf"].progress.steps["y"].state is StepState.WAITING
     assert agent.active["elsewhere"].progress.steps["x"].state is StepState.WAITING
     # The transaction beta coordinates recovers now, not at its lease.
@@ -141,7 +142,9 @@ async def test_the_sweep_counts_a_left_member_as_lost_until_it_is_back(
     agent.active["late"] = _running(agent, "late", {"x": "beta"})
     clock.t += DEAD_SWEEP_S
     _loop_turns(alpha)
-    assert agent.active["late"].progress.steps["x"].state is StepState.FAILED
+    late = agent.active["late"].progress.steps["x"]
+    assert late.state is StepState.FAILED, late
+    assert late.error.startswith("domain beta was lost (LEFT)"), late.error  # the sweep's
 
     # beta restarts: a new life, ALIVE at a higher incarnation. It is lost no more, and
     # new work placed on it is left alone by the sweep.

@@ -314,16 +314,25 @@ class DecisionQuery(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class DecisionAnswer(_message.Message):
-    __slots__ = ("workflow_id", "known", "decision", "final_state")
+    __slots__ = ("workflow_id", "known", "decision", "final_state", "step_epochs")
+    class StepEpochsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    STEP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     known: bool
     decision: Envelope
     final_state: _status_pb2.WorkflowState
-    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ...) -> None: ...
+    step_epochs: _containers.ScalarMap[str, int]
+    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., step_epochs: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Ballot(_message.Message):
     __slots__ = ("n", "proposer")

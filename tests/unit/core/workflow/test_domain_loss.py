@@ -7,7 +7,13 @@ import random
 
 from fedorch.core.negotiation.messages import DecisionQuery, PaxosPrepare, Send, TxInfo
 from fedorch.core.negotiation.termination import DoubtState, Termination
-from fedorch.core.workflow.domain_loss import LOSS_TABLE, LossAction, LossCase, loss_action
+from fedorch.core.workflow.domain_loss import (
+    LOSS_TABLE,
+    LossAction,
+    LossCase,
+    loss_action,
+    not_replaced_reason,
+)
 from fedorch.core.workflow.progress import (
     TERMINAL_STEP_STATES,
     Outcome,
@@ -70,6 +76,36 @@ def test_a_running_step_on_the_lost_domain_fails_naming_it_and_skips_downstream(
     assert p.steps["c"].state is StepState.SKIPPED
     assert p.steps["a"].state is StepState.SUCCEEDED  # untouched: not on the lost domain
     assert p.outcome() is Outcome.FAILED
+
+
+def test_a_domain_that_left_is_named_as_left_in_every_reason() -> None:
+    """The state that made the domain lost is the one its steps' reasons name: a
+    graceful stop (LEFT) is not reported as a death."""
+    p = Progress(spec(step("a"), step("b", "a"), step("c", "d", on_loss="fail"),
+                      step("d"), step("e", "d")),
+                 {"a": OTHER, "b": LOST, "c": LOST, "d": OTHER, "e": LOST}, ME)
+    assert p.apply_result("a", 1, StepState.SUCCEEDED, {}, "")
+    resolved = dict(p.domain_lost(LOST, state="LEFT", can_replace=True))
+    assert resolved == {"b": LossAction.FAIL_STARTED, "c": LossAction.FAIL_BY_SPEC,
+                        "e": LossAction.REPLACE}
+    assert p.steps["b"].error == (
+        "domain us-east was lost (LEFT) while the step ran (or could have started); not"
+        " run again: the step is not idempotent (idempotent: false)")
+    assert p.steps["c"].error == ("domain us-east was lost (LEFT) before the step started;"
+                                  " not placed again: on_domain_loss: fail")
+    e = p.steps["e"]
+    assert (e.state, e.lost_to, e.lost_as) == (StepState.PENDING, LOST, "LEFT")
+    # The round for e finds no domain: its reason still says LEFT.
+    assert p.replacement_failed("e", not_replaced_reason(
+        e.lost_to, p.may_have_started("e"), "no eligible domain", e.lost_as))
+    assert p.steps["e"].error == ("domain us-east was lost (LEFT) before the step started;"
+                                  " could not place the step again: no eligible domain")
+    # A DEAD domain, and the default, still read DEAD.
+    q = Progress(spec(step("a"), step("b", on_loss="fail")), {"a": LOST, "b": OTHER}, ME)
+    q.domain_lost(LOST, state="DEAD")
+    q.domain_lost(OTHER)
+    assert q.steps["a"].error.startswith("domain us-east was lost (DEAD) while")
+    assert q.steps["b"].error.startswith("domain ap-south was lost (DEAD) while")
 
 
 def test_suspect_or_another_domain_changes_nothing() -> None:
@@ -147,9 +183,9 @@ REPORTS = st.sampled_from(["none", "running", "succeeded", "failed"])
 @settings(deadline=None)  # pure and quick; the deadline only measures a loaded machine
 @given(upstream=REPORTS, target=REPORTS, idempotent=st.booleans(),
        on_loss=st.sampled_from(["", "replace", "fail"]), can_replace=st.booleans(),
-       lost=st.sampled_from([LOST, OTHER, ME]))
+       lost=st.sampled_from([LOST, OTHER, ME]), how=st.sampled_from(["DEAD", "LEFT"]))
 def test_any_state_any_loss(upstream, target, idempotent, on_loss, can_replace,
-                            lost) -> None:
+                            lost, how) -> None:
     """Upstream `a` on OTHER, target `b` on LOST, downstream `c` here: whatever each has
     reported, a loss changes only unfinished steps of the lost domain, as the table says,
     and what was SUCCEEDED stays so."""
@@ -159,7 +195,7 @@ def test_any_state_any_loss(upstream, target, idempotent, on_loss, can_replace,
         if report != "none":
             p.apply_result(sid, 1, StepState(report.upper()), {}, "boom")
     before = {sid: (s.state, s.epoch) for sid, s in p.steps.items()}
-    resolved = dict(p.domain_lost(lost, can_replace=can_replace))
+    resolved = dict(p.domain_lost(lost, state=how, can_replace=can_replace))
     for sid, s in p.steps.items():
         was_state, was_epoch = before[sid]
         if sid not in resolved:
@@ -177,7 +213,8 @@ def test_any_state_any_loss(upstream, target, idempotent, on_loss, can_replace,
         if action is LossAction.REPLACE and can_replace:
             assert s.state is StepState.PENDING
         else:
-            assert s.state is StepState.FAILED and lost in s.error
+            assert s.state is StepState.FAILED
+            assert s.error.startswith(f"domain {lost} was lost ({how})"), s.error
             if sid == "b":
                 assert p.steps["c"].state is StepState.SKIPPED
         assert p.refuse_result(sid, lost, was_epoch) is not None
@@ -280,13 +317,30 @@ def test_a_death_reaches_only_running_workflows_coordinated_here() -> None:
         "admitting": _active("admitting", ME, "NEGOTIATING", {"x": LOST}, committed=False),
         "elsewhere": _active("elsewhere", ME, "RUNNING", {"x": OTHER}),
     }
-    shell.domains_dead({LOST, ME})  # the periodic sweep names every DEAD member
+    shell.domains_dead({LOST: "DEAD", ME: "DEAD"})  # the sweep names every lost member
     assert a.spawned == ["domain loss mine"]
     assert a.active["mine"].progress.steps["x"].state is StepState.FAILED
     assert a.active["mine"].progress.steps["y"].state is StepState.WAITING
     assert a.active["theirs"].progress.steps["x"].state is StepState.WAITING
-    shell.domains_dead({LOST})  # again (the sweep): nothing more to resolve
+    shell.domains_dead({LOST: "DEAD"})  # again (the sweep): nothing more to resolve
     assert a.spawned == ["domain loss mine"]
+
+
+def test_the_shell_passes_the_membership_state_into_the_reason() -> None:
+    """Membership's hook and its sweep name how each domain was lost: a domain that LEFT
+    is named LEFT, a dead one DEAD, one removed from the trust list UNTRUSTED."""
+    shell = _loss_shell()
+    a = shell.agent
+    a.active = {"one": _active("one", ME, "RUNNING", {"x": LOST}),
+                "two": _active("two", ME, "RUNNING", {"x": OTHER, "y": "ap-east"})}
+    shell.domain_dead(LOST, "LEFT")
+    shell.domains_dead({OTHER: "DEAD", "ap-east": "UNTRUSTED"})
+    assert a.active["one"].progress.steps["x"].error.startswith(
+        "domain us-east was lost (LEFT) while the step ran")
+    assert a.active["two"].progress.steps["x"].error.startswith(
+        "domain ap-south was lost (DEAD) while the step ran")
+    assert a.active["two"].progress.steps["y"].error.startswith(
+        "domain ap-east was lost (UNTRUSTED) while the step ran")
 
 
 def test_a_lost_placement_report_is_refused_after_the_workflow_ended() -> None:
@@ -295,7 +349,7 @@ def test_a_lost_placement_report_is_refused_after_the_workflow_ended() -> None:
     shell = _loss_shell()
     a = shell.agent
     a.active = {"wf": _active("wf", ME, "RUNNING", {"x": LOST})}
-    shell.domain_dead(LOST)
+    shell.domain_dead(LOST, "DEAD")
     report = peer_pb2.StepResult(workflow_id="wf", step_id="x", attempt=1, domain=LOST,
                                  state=4)
     assert "lost with domain us-east" in shell.refuse_fenced(LOST, report)
@@ -322,7 +376,7 @@ def test_a_lost_domain_back_after_the_end_gets_the_end_in_the_answer_to_its_repo
     shell = _loss_shell()
     a = shell.agent
     a.active = {wid: _active(wid, ME, "RUNNING", {"x": LOST})}
-    shell.domain_dead(LOST)
+    shell.domain_dead(LOST, "DEAD")
     end = peer_pb2.CancelNotice(workflow_id=wid, final_state=5, reason="failed")
     ended = {"now": False}
 

@@ -66,8 +66,89 @@ def test_a_message_of_the_workflow_moves_its_contact_on_and_a_start_does_not():
     assert heard.at("wf") == 7.0
     heard.heard("new", 4.0)  # noted before its first start: that start keeps it
     assert heard.starting("new", 8.0) == 4.0
-    heard.forget(["wf"])
+    heard.forget("new")  # ended here: only that one goes
     assert heard.at("new") is None and heard.at("wf") == 7.0
+    assert len(heard) == 1
+
+
+def test_forget_drops_one_workflow_and_its_restart_mark() -> None:
+    heard = WorkflowHeard()
+    heard.heard("a", 1.0)
+    heard.heard("b", 2.0)
+    heard.restored("c")
+    heard.forget("c")
+    heard.forget("a")
+    heard.forget("unknown")  # never noted: nothing to do
+    assert (heard.at("a"), heard.at("b"), len(heard)) == (None, 2.0, 1)
+    assert heard.may_start("c")  # a new workflow of that id would start as any
+
+
+# ---- after a restart ------------------------------------------------------------------
+
+
+def test_a_restored_workflow_starts_nothing_until_heard_from_in_this_life():
+    # Read back at start-up (the membership view blank): a start is no contact, so the
+    # idempotent retry of an attempt its earlier life left open does not get a whole
+    # lease from its start. The coordinator's answer at 40 is a message of this life.
+    heard = WorkflowHeard()
+    heard.restored("wf")
+    assert not heard.may_start("wf")
+    assert heard.starting("wf", 30.0) is None
+    assert heard.at("wf") is None and not heard.may_start("wf")  # the start noted nothing
+    heard.heard("wf", 40.0)
+    assert heard.may_start("wf")
+    assert heard.starting("wf", 45.0) == 40.0
+    lost = [Contact("coord", "DEAD", None)]
+    assert deadline(lost, heard.starting("wf", 45.0), 6.0) == 46.0  # from the answer
+    # One first heard in this life (its COMMIT came after the restart) is as ever.
+    assert heard.may_start("fresh") and heard.starting("fresh", 50.0) == 50.0
+
+
+def test_restored_after_a_message_of_this_life_keeps_it():
+    # A COMMIT handled during recovery, before the reload marks the workflow restored.
+    heard = WorkflowHeard()
+    heard.heard("wf", 3.0)
+    heard.restored("wf")
+    assert heard.may_start("wf") and heard.starting("wf", 9.0) == 3.0
+
+
+life_events = st.lists(st.tuples(st.sampled_from(["heard", "start", "restored", "forget"]),
+                                 times), max_size=12)
+
+
+@given(life_events)
+def test_no_start_of_a_restored_workflow_counts_from_before_a_message_of_this_life(history):
+    """Whatever happens, in time order: after `restored` (a new life) and until the next
+    `forget`, `starting` gives None until some `heard`, and then a moment no earlier
+    than the first `heard` since the restore. A workflow never restored keeps the rule
+    as before (its first start counts when nothing was noted)."""
+    heard = WorkflowHeard()
+    history = sorted(history, key=lambda e: e[1])
+    restored, first_heard, noted = False, None, None  # the model
+    for kind, t in history:
+        if kind == "heard":
+            heard.heard("wf", t)
+            noted = t if noted is None else max(noted, t)
+            if restored and first_heard is None:
+                first_heard = t
+        elif kind == "restored":
+            heard.restored("wf")
+            if noted is None:  # nothing of this life noted: a new life begins here
+                restored, first_heard = True, None
+        elif kind == "forget":
+            heard.forget("wf")
+            restored, first_heard, noted = False, None, None
+        else:
+            got = heard.starting("wf", t)
+            if restored and first_heard is None:
+                assert got is None and not heard.may_start("wf")
+            else:
+                assert got is not None and heard.may_start("wf")
+                if restored:
+                    assert got >= first_heard
+                if noted is None:
+                    noted = t  # the first start with nothing noted counts
+                assert got == noted
 
 
 def test_one_suspect_is_contact_enough():
