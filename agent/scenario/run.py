@@ -236,20 +236,47 @@ async def _status(state: RunState, copy: Copy) -> dict[str, Any] | None:
 ADMITTED_STATES = frozenset({"RUNNING", "SUCCEEDED", "FAILED"})
 
 
+# A submit that timed out or found the agent unavailable may still have been taken (or
+# the agent was busy, starting or rejoining): sent again under the same request id, which
+# the agent answers with the workflow it started the first time, never a second one.
+RETRIED_SUBMIT_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  grpc.StatusCode.UNAVAILABLE})
+SUBMIT_BACKOFF_S = (0.5, 8.0)  # first wait, doubled up to the second
+
+
+async def submit_copy(state: RunState, copy: Copy, limit_s: float) -> str | None:
+    """Submit one copy, retrying as a client of a busy agent should, within `limit_s`;
+    the workflow id, or None with `copy.error` set."""
+    submission = copy.workflow.submission
+    request_id = uuid.uuid4().hex
+    started, wait = state.now(), SUBMIT_BACKOFF_S[0]
+    while True:
+        try:
+            client = await state.client(submission.to)
+            return await client.submit(copy.workflow.spec, request_id)
+        except grpc.RpcError as exc:
+            await state.forget(submission.to)
+            failure = f"submit to {submission.to} failed: {exc.code().name}: {exc.details()}"
+            if exc.code() not in RETRIED_SUBMIT_CODES \
+                    or state.now() + wait - started >= limit_s:
+                copy.error = failure
+                state.say("error", f"{copy.label}: {copy.error}")
+                return None
+            state.say("workflow", f"{copy.label}: {failure}; sent again in {wait:g}s"
+                                  " (same request id)")
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, SUBMIT_BACKOFF_S[1])
+
+
 async def run_copy(state: RunState, copy: Copy, delay_s: float) -> None:
     submission = copy.workflow.submission
     await asyncio.sleep(max(0.0, state.schedule_at + delay_s - state.now()))
-    try:
-        client = await state.client(submission.to)
-        copy.id = await client.submit(copy.workflow.spec, uuid.uuid4().hex)
-    except grpc.RpcError as exc:
-        await state.forget(submission.to)
-        copy.error = f"submit to {submission.to} failed: {exc.code().name}: {exc.details()}"
-        state.say("error", f"{copy.label}: {copy.error}")
+    limit = submission.timeout_s or state.loaded.timeout_s
+    copy.id = await submit_copy(state, copy, limit)
+    if copy.id is None:
         return
     copy.submitted_at = state.now()
     state.say("workflow", f"{copy.label} submitted to {submission.to} as {copy.id}")
-    limit = submission.timeout_s or state.loaded.timeout_s
     quiet = copy.workflow.copies > 1  # many copies: their state changes only
     while state.now() - copy.submitted_at < limit:
         current = await _status(state, copy)
