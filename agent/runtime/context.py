@@ -122,6 +122,9 @@ class AgentContext:
         # loops that act on such workflows (takeover, the certificate sweep) sleep until
         # then instead of looking every so often.
         self.on_settled: list[Callable[[str], None]] = []
+        # Told after membership applied changes (a member's state or record): views of
+        # the member list that wait for news (the console's feed) look again then.
+        self.on_members_change: list[Callable[[], None]] = []
         neg = config.negotiation
         self.guard = ReplayGuard(int(neg.replay_window_s * 1000))
         self.peers = PeerChannels(

@@ -390,6 +390,8 @@ class Membership:
             self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
                                     if self._lost and self.agent.active else None)
             return
+        for hook in self.agent.on_members_change:
+            hook()
         for event in self.swim.events():
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,

@@ -1,13 +1,15 @@
 """The console's one change feed: what every open page of the map and the list hears.
 
-One task per agent, however many browsers are open: while at least one listens, it
-compares the agent's in-memory member view and the store's commit count with what it
-last saw, and tells every listener what changed. Membership has no change
-notification of its own (states and free slots arrive by gossip), so the member view
-is compared each tick; it is in memory and costs no I/O. The workflow list is read
-again only when the store has committed something since. A listener keeps only the
-latest value of each kind: a slow browser skips intermediate states, it never makes
-the agent queue them.
+One task per agent, however many browsers are open. It sleeps until something a page
+shows may have changed, and only while someone listens: membership applied a change (a
+member's state or record: `AgentContext.on_members_change`), the store committed a
+transaction (`Store.on_commit`), or the trusted domains changed (`on_trust_change`).
+Then it compares the agent's in-memory member view and the store's commit count with
+what it last saw, and tells every listener what changed. It looks at most once per
+`tick_s`: a burst of commits under load is one look, not one per commit; an idle agent
+is never looked at. The workflow list is read again only when the store has committed
+something since. A listener keeps only the latest value of each kind: a slow browser
+skips intermediate states, it never makes the agent queue them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import fedorch.runtime.console.views as views
+from fedorch.runtime.wakeups import Sleep
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -58,11 +61,22 @@ class Feed:
         self.tick_s = tick_s
         self.listeners: set[Listener] = set()
         self._someone = asyncio.Event()
+        # Woken by the hooks below; parked with no deadline while nothing changes.
+        self.sleep = Sleep("console feed", agent.metrics.loop_wakeups, agent.now)
         self._members: list | None = None
         self._commits: int | None = None
+        agent.store.on_commit.append(self.changed)
+        agent.on_members_change.append(self.changed)
+        agent.on_trust_change.append(self.changed)
+
+    def changed(self) -> None:
+        """Something a page shows may have changed (a hook: cheap, no look now)."""
+        self.sleep.wake()
 
     def listen(self) -> Listener:
         listener = Listener()
+        if not self.listeners:
+            self.changed()  # a first page after a quiet spell: look again at once
         self.listeners.add(listener)
         self._someone.set()
         return listener
@@ -74,13 +88,18 @@ class Feed:
 
     async def run(self) -> None:
         """Until cancelled (the console owns this task and cancels it when it stops)."""
+        loop = asyncio.get_running_loop()
         while True:
             if not self.listeners:
                 # Nobody listens: forget what was seen, so the next page gets fresh values.
                 self._members = self._commits = None
                 await self._someone.wait()
             self.check()
-            await asyncio.sleep(self.tick_s)
+            looked_at = loop.time()
+            await self.sleep.until(None)  # no deadline: nothing changed, nothing to look at
+            rest = looked_at + self.tick_s - loop.time()
+            if rest > 0:  # at most one look per tick: the changes of a burst wait together
+                await asyncio.sleep(rest)
 
     def check(self) -> None:
         """Compare the views with the last seen; tell every listener what changed."""

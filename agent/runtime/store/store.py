@@ -22,7 +22,7 @@ import json
 import logging
 import pathlib
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 import aiosqlite
@@ -228,6 +228,9 @@ class Store:
         self._queue: list[tuple[list[tuple[str, tuple]], asyncio.Future]] = []
         self._committer: asyncio.Task | None = None
         self.commits = 0  # transactions committed (writes / commits = group size)
+        # Told after each transaction (on the event loop): views of the store that wait
+        # for news (the console's feed) look again then, never on a period.
+        self.on_commit: list[Callable[[], None]] = []
         self.writes = 0
         # SQL statements the writes ran (not counting the transactions' BEGIN, savepoints
         # and COMMIT; the audit records of one transaction are one): counted on the
@@ -396,6 +399,8 @@ class Store:
             finally:
                 self.commits += 1
                 self.writes += len(batch)
+                for hook in self.on_commit:
+                    hook()
                 for future, outcome in results:
                     if future.done():
                         continue

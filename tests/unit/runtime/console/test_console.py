@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 
@@ -17,6 +19,8 @@ from fedorch.runtime.console.app import FEED, make_app
 from fedorch.runtime.console.views import ListFilter, WorkflowSummary
 from fedorch.runtime.membership import Member
 from fedorch.runtime.store.store import StepRow, WorkflowRow
+
+from tests.unit.runtime.test_loop_wakeups import _until
 
 BASE = "domain: alpha\nlisten: 127.0.0.1:7101\ndata_dir: data\nkey_file: k.key\n"
 
@@ -137,6 +141,28 @@ async def test_feed_tells_listeners_what_changed_only(agent):
     await _save(agent, "alpha.w4", "SUCCEEDED")
     feed.check()
     assert set(first.pending) == {"workflows"} and second not in feed.listeners
+
+
+async def test_the_feed_looks_only_when_something_changed(agent, monkeypatch):
+    feed = make_app(agent)[FEED]
+    feed.tick_s = 0.01
+    looks = []
+    check = feed.check
+    monkeypatch.setattr(feed, "check", lambda: looks.append(1) or check())
+    listener = feed.listen()
+    runner = asyncio.create_task(feed.run())
+    try:
+        await _until(lambda: bool(looks) and feed.sleep.parked, "the first look, then parked")
+        # Nothing changes: parked with no deadline, not on a tick.
+        assert feed.sleep.deadline is None and listener.pending == {}
+        looked = len(looks)
+        await _save(agent, "alpha.w5", "RUNNING")  # a commit wakes it
+        assert await listener.take(5.0) == {"workflows": str(agent.store.commits)}
+        assert len(looks) == looked + 1
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
 
 
 # ---- the server ---------------------------------------------------------------------------------
