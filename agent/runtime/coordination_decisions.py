@@ -167,18 +167,10 @@ class Decisions:
         if domain == a.domain:
             ack = await a.participation.decide(a.domain, envelope)
         else:
-            endpoint = a.endpoint_of(domain, row.endpoints)
-            if endpoint is None:
+            ack = await self._ask(row, domain, "Decide", "COMMIT",
+                                  decision_notice=peer_pb2.DecisionNotice(decision=envelope))
+            if ack is None:
                 return None
-            try:
-                body, _ = await a.peers.call(
-                    endpoint, "Decide", recipient=domain, expect="ack",
-                    timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False,
-                    decision_notice=peer_pb2.DecisionNotice(decision=envelope))
-            except PeerCallError as e:
-                log.debug("COMMIT of %s to %s: %s", row.id, domain, e)
-                return None
-            ack = body.ack
         if not ack.ok:
             log.warning("%s refused the COMMIT of %s: %s", domain, row.id, ack.error)
         return ack
@@ -187,15 +179,21 @@ class Decisions:
         """One end notice of the ended workflow `row` to `domain`, answered by its Ack
         (None: no answer). The certificate sweep sends it before it offers the COMMIT
         again (DecisionLog._offer_commit)."""
+        return await self._ask(row, domain, "CancelWorkflow", "end", cancel=end_notice_of(row))
+
+    async def _ask(self, row: WorkflowRow, domain: str, rpc: str, what: str,
+                   **payload) -> peer_pb2.Ack | None:
+        """One notice about `row` to another domain, answered by its Ack (None: not
+        reachable, or no answer: the caller tries again later)."""
         a = self.agent
         endpoint = a.endpoint_of(domain, row.endpoints)
         if endpoint is None:
             return None
         try:
             body, _ = await a.peers.call(
-                endpoint, "CancelWorkflow", recipient=domain, expect="ack",
-                timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False, cancel=end_notice_of(row))
+                endpoint, rpc, recipient=domain, expect="ack",
+                timeout=PAXOS_RPC_TIMEOUT_S, wait_for_ready=False, **payload)
         except PeerCallError as e:
-            log.debug("end of %s to %s: %s", row.id, domain, e)
+            log.debug("%s of %s to %s: %s", what, row.id, domain, e)
             return None
         return body.ack
