@@ -29,6 +29,16 @@ def _wait_dead(proc: subprocess.Popen) -> int:
     return proc.returncode
 
 
+def _visible(marker: str) -> None:
+    """Wait until the kernel shows the new process's environment: Popen returns once the
+    child's exec closed its error pipe, a moment before the new program's environment
+    is readable in /proc (it reads empty until then)."""
+    deadline = time.monotonic() + 10
+    while not find_marked({marker}):
+        assert time.monotonic() < deadline, f"no process with {marker} in its environment"
+        time.sleep(0.01)
+
+
 def test_marker_names_the_attempt() -> None:
     assert run_marker("d1", "wf-1", "train", 2) == "d1/wf-1/train/2"
 
@@ -37,6 +47,7 @@ def test_finds_and_kills_marked_processes_only() -> None:
     marker = f"test/{os.getpid()}/{time.monotonic_ns()}/step/1"
     marked, stranger = _sleeper(marker), _sleeper(None)
     try:
+        _visible(marker)
         found = find_marked({marker, "other/marker"})
         assert [(x.marker, x.pid, x.pgid) for x in found] == [(marker, marked.pid, marked.pid)]
         # The stranger holds the group id recorded for another attempt: not proof enough.
