@@ -255,6 +255,7 @@ class SimTakeover:
                                  proof, error)
         if verdict.refused:
             self.sim.stats["takeover claim unknown here"] += 1
+            self.sim.stats[f"takeover claim refused {verdict.reason}"] += 1
             self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
             return
         if not verdict.granted:
