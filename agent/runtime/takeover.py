@@ -28,13 +28,13 @@ round's acceptors: the coordinator has them in its row (`acceptors`, written bef
 PREPARE); a participant copies them into its own row from the PREPARE it voted on (its
 hold's transaction, `hold_txs`) before its core is built, so that a later change of
 its row (a re-placement) cannot change them. An extra acceptor that holds no step has
-no workflow row: it answers a claim from its acceptor records (the claimant must be a
-participant of the round it grants in) and keeps its grant in `takeover_grants`,
-written before the answer leaves. One that missed the round (no record: its Accept was
-lost, the coordinator died) grants on the proof the claim carries: the round as its
+no workflow row: it grants only on the proof the claim carries, the round as its
 coordinator signed it and a COMMIT of it (agent/runtime/round_proofs.py; the rule is
-agent/core/workflow/acceptor_grant.py). A proof that contradicts its records is
-refused and counted. Grant rows and acceptor records are compacted together, in one
+agent/core/workflow/acceptor_grant.py), to a participant of that round, and keeps its
+grant in `takeover_grants`, written before the answer leaves. Its acceptor records
+never grant on their own (a participant can plant one: a recovery PaxosPrepare carries
+the round as its proposer states it); they refuse a proof that contradicts them. Both
+refusals are counted. Grant rows and acceptor records are compacted together, in one
 transaction, with their workflow's end; a grant is once per epoch either way.
 
 Epoch certificates (agent/core/workflow/epoch_certificate.py, and the shell's part,
@@ -492,8 +492,8 @@ class Takeovers:
                                     answer: peer_pb2.TakeoverAnswer) -> peer_pb2.TakeoverAnswer:
         """A claim of a workflow this agent holds no step of: as an acceptor of its
         committed round it is a member of the electorate all the same (Paxos Commit). It
-        knows the round from its own records, or from the proof the claim carries (it
-        missed the round); agent/core/workflow/acceptor_grant.py decides."""
+        grants on the proof the claim carries, never on its records alone (a lying
+        participant can plant one); agent/core/workflow/acceptor_grant.py decides."""
         a = self.agent
         wf = claim.workflow_id
         records = await self.proofs.records(wf)
@@ -532,8 +532,8 @@ class Takeovers:
         # if it is the committed round's.
         answer.committed_round = verdict.basis.round
         answer.electorate[:] = sorted(verdict.basis.acceptors)
-        log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step%s)",
-                 wf, claim.epoch, sender, ", shown the round" if proof is not None else "")
+        log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step,"
+                 " shown round %d)", wf, claim.epoch, sender, verdict.basis.round)
         return answer
 
     async def _grant_record(self, workflow_id: str) -> tuple[int, str] | None:

@@ -17,11 +17,12 @@ not won) and tells it on in its claimed epoch (`follow_end`, the core's `Announc
 those that granted it refuse the lower epoch's notice.
 
 The electorate is the committed round's acceptors (`acceptors_of`), as in the real
-agent: an extra acceptor that holds no step answers a claim from its acceptor records,
-or, having missed the round, from the claim's proof of it (`ClaimMsg.proof`, checked
-against what the coordinator sent and what was chosen, as the signatures guarantee in
-a real agent; agent/core/workflow/acceptor_grant.py decides), and keeps its grant
-(`Disk.granted`) before it answers.
+agent: an extra acceptor that holds no step grants only on the claim's proof of the
+round (`ClaimMsg.proof`, checked against what the coordinator sent and what was chosen,
+as the signatures guarantee in a real agent), whether it heard of the round or missed
+it, its records refusing a proof that contradicts them
+(agent/core/workflow/acceptor_grant.py decides), and keeps its grant (`Disk.granted`)
+before it answers.
 """
 
 from __future__ import annotations
@@ -235,8 +236,8 @@ class SimTakeover:
             == (proof.participants, proof.acceptors)
 
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
-        """A claim of a workflow with no step here: an acceptor of its round answers, from
-        its records or, having missed the round, the claim's proof (acceptor_grant)."""
+        """A claim of a workflow with no step here: an acceptor of its round answers, on
+        the claim's proof, checked against its records (acceptor_grant)."""
         wf = msg.workflow_id
         d = self.disk
         records = []
@@ -254,6 +255,7 @@ class SimTakeover:
                                  proof, error)
         if verdict.refused:
             self.sim.stats["takeover claim unknown here"] += 1
+            self.sim.stats[f"takeover claim refused {verdict.reason}"] += 1
             self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
             return
         if not verdict.granted:

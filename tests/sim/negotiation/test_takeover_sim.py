@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
+from fedorch.core.negotiation.messages import Ballot, PaxosPrepare, Promise, TxInfo
+from fedorch.core.node.records import ClaimMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.disk import Timing
@@ -184,5 +186,40 @@ def test_an_extra_acceptor_that_missed_the_round_grants_on_the_claimants_proof(s
     assert not any(w == WF for w, _ in sim.agents[extra].disk.acceptor)  # missed it
     assert report.stats["takeover granted on a proof of the round"] >= 1
     assert sim.agents[extra].disk.granted[WF] == (1, "d1")
+    assert sim.checker.acting_in == {(WF, 1): "d1"}
+    assert sim.agents["d1"].disk.final[WF] in TERMINAL
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_a_round_planted_at_the_extra_acceptor_grants_its_planter_nothing(seed) -> None:
+    # The other domain with no step (d2 or d3, whichever is no acceptor) lies: as the
+    # PREPARE leaves, it sends the extra acceptor a PaxosPrepare of a round of its own
+    # making, itself the only participant, and once it is promised claims epoch 1 (no
+    # proof: it has none).
+    # The extra acceptor records the round and grants nothing on it; the coordinator
+    # then dies for good and d1 takes over with the extra acceptor's grant of epoch 1.
+    sim = two_domains(seed)
+    planted: list[tuple[str, str]] = []
+
+    def plant(src, dst, msg, now):
+        if not planted and isinstance(msg, PrepareMsg) and msg.tx.workflow_id == WF:
+            (extra,) = set(msg.tx.acceptors) - {"d0", "d1"}
+            (liar,) = {"d2", "d3"} - {extra}
+            planted.append((extra, liar))
+            own = TxInfo(WF, 7, "d0", (liar,), tuple(sorted({"d0", liar, extra})))
+            sim.send(liar, extra, PaxosPrepare(own, Ballot(1, liar)))
+        elif planted and (src, dst) == planted[0] and isinstance(msg, Promise) \
+                and msg.key == (WF, 7):
+            sim.send(dst, src, ClaimMsg(WF, 1))  # the record made: now the claim
+        return None
+
+    sim.intercept = plant
+    sim.crash_hook = at_d0s_first("step result", "forever")
+    report = sim.run()
+    assert report.violations == [], report.violations
+    ((extra, liar),) = planted
+    assert (WF, 7) in sim.agents[extra].disk.acceptor  # the planted round is on record
+    assert report.stats["takeover claim refused no_proof"] == 1  # the liar's claim
+    assert sim.agents[extra].disk.granted[WF] == (1, "d1")  # never the liar's
     assert sim.checker.acting_in == {(WF, 1): "d1"}
     assert sim.agents["d1"].disk.final[WF] in TERMINAL

@@ -209,7 +209,13 @@ async def test_a_proof_that_contradicts_the_record_is_refused_as_a_lie(store) ->
     shell, agent = _acceptor(store)
     lie = await shell.on_claim("p1", proven_claim())
     assert not lie.granted and agent.metrics.rejected_messages.counts == {"proof_disagrees": 1}
-    honest = await shell.on_claim("p1", claim())  # its record: granted, naming its round
+    # Its record alone grants nothing (tests/unit/runtime/test_planted_records.py).
+    bare = await shell.on_claim("p1", claim())
+    assert not bare.granted and agent.metrics.rejected_messages.counts == {
+        "proof_disagrees": 1, "no_proof": 1}
+    # The true round's proof agrees with the record: granted, naming its round.
+    true_round = signed_round(participants=("p1", "p2"), acceptors=("coord", "p1", "p2", "x"))
+    honest = await shell.on_claim("p1", claim(1, true_round, commit("p1", "p2")))
     assert honest.granted and list(honest.electorate) == ["coord", "p1", "p2", "x"]
 
 

@@ -6,20 +6,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.negotiation.messages import TxInfo
-from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.keyed_locks import KeyedLocks
-from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.schema import MIGRATIONS
 from fedorch.runtime.store.store import AcceptorRow, Store, WorkflowRow
-from fedorch.runtime.takeover import Takeovers, held
+from fedorch.runtime.takeover import held
 
 from tests.unit.runtime.test_config import MINIMAL, _error, _parse
+from tests.unit.runtime.test_round_proofs import (
+    _acceptor,
+    claim,
+    commit,
+    proven_claim,
+    signed_round,
+)
 
 WF = "coord.0123abcd"
 
@@ -85,56 +88,34 @@ def test_a_successor_may_end_and_compensate_only_in_its_epoch(kind: str) -> None
 
 # ---- an acceptor that holds no step answers claims (Paxos Commit) -----------------------
 
-class _Counter:
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def labels(self, reason: str) -> _Counter:
-        self._reason = reason
-        return self
-
-    def inc(self) -> None:
-        self.counts[self._reason] = self.counts.get(self._reason, 0) + 1
-
-
-def _acceptor_only(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNamespace]:
-    """The claim path of the shell around a real store, for an agent with no workflow row
-    (nothing else of the agent is reached on it)."""
-    agent = SimpleNamespace(domain=domain, store=store, active={}, trust=None,
-                            metrics=SimpleNamespace(rejected_messages=_Counter()))
-    shell = Takeovers.__new__(Takeovers)
-    shell.agent, shell._granting, shell._grant_rows = agent, KeyedLocks(), None
-    shell.proofs = RoundProofs(agent)  # claims here carry no proof: never opened
-    return shell, agent
-
-
 async def _accepted_for(store: Store, acceptors: tuple[str, ...]) -> None:
     tx = TxInfo(WF, 1, "coord", ("p1",), acceptors)
     await store.save_acceptor(AcceptorRow(WF, 1, wire.tx_bytes(tx)))
 
 
-def _claim(epoch: int) -> peer_pb2.TakeoverClaim:
-    return peer_pb2.TakeoverClaim(workflow_id=WF, epoch=epoch)
+# An acceptor holding no step grants only on the round's proof, whatever it holds
+# (tests/unit/runtime/test_round_proofs.py, test_planted_records.py): the claims here
+# carry one, made with real signatures.
 
 
 async def test_an_extra_acceptor_grants_an_epoch_once_and_durably(store: Store, tmp_path) -> None:
     assert "takeover_grants" in MIGRATIONS[12]  # migration 13 (12 -> 13)
     await _accepted_for(store, ("coord", "p1", "x"))
-    shell, _ = _acceptor_only(store)
-    answer = await shell.on_claim("p1", _claim(1))
+    shell, _ = _acceptor(store)
+    answer = await shell.on_claim("p1", proven_claim(1))
     assert answer.granted and (answer.held_epoch, answer.holder) == (1, "p1")
     assert await store.select("SELECT epoch, holder FROM takeover_grants") == [(1, "p1")]
-    again = await shell.on_claim("p1", _claim(1))  # the same claim again: allowed
+    again = await shell.on_claim("p1", proven_claim(1))  # the same claim again: allowed
     assert again.granted
     await store.close()
     reopened = await Store.open(tmp_path / "data")  # the grant survives a restart
     try:
-        shell, _ = _acceptor_only(reopened)
-        lower = await shell.on_claim("p1", _claim(1))
+        shell, _ = _acceptor(reopened)
+        lower = await shell.on_claim("p1", proven_claim(1))
         assert lower.granted  # still p1's
-        assert (await shell.on_claim("p1", _claim(2))).granted
+        assert (await shell.on_claim("p1", proven_claim(2))).granted
         assert await reopened.select("SELECT epoch, holder FROM takeover_grants") == [(2, "p1")]
-        denied = await shell.on_claim("p1", _claim(1))  # below the held epoch
+        denied = await shell.on_claim("p1", proven_claim(1))  # below the held epoch
         assert not denied.granted and (denied.held_epoch, denied.holder) == (2, "p1")
     finally:
         await reopened.close()
@@ -143,9 +124,11 @@ async def test_an_extra_acceptor_grants_an_epoch_once_and_durably(store: Store, 
 async def test_two_claimants_of_one_epoch_get_one_grant(store: Store) -> None:
     tx = TxInfo(WF, 1, "coord", ("p1", "p2"), ("coord", "p1", "p2", "x"))
     await store.save_acceptor(AcceptorRow(WF, 1, wire.tx_bytes(tx)))
-    shell, _ = _acceptor_only(store)
-    first, second = await asyncio.gather(shell.on_claim("p1", _claim(1)),
-                                         shell.on_claim("p2", _claim(1)))
+    shell, _ = _acceptor(store)
+    round_tx = signed_round(participants=("p1", "p2"), acceptors=("coord", "p1", "p2", "x"))
+    first, second = await asyncio.gather(
+        shell.on_claim("p1", claim(1, round_tx, commit("p1", "p2"))),
+        shell.on_claim("p2", claim(1, round_tx, commit("p1", "p2", signer="p2"))))
     assert [first.granted, second.granted].count(True) == 1
     loser = second if first.granted else first
     assert loser.held_epoch == 1 and loser.holder in {"p1", "p2"}
@@ -153,13 +136,17 @@ async def test_two_claimants_of_one_epoch_get_one_grant(store: Store) -> None:
 
 async def test_an_extra_acceptor_refuses_strangers_and_rounds_it_never_accepted(
         store: Store) -> None:
-    shell, agent = _acceptor_only(store)
-    unknown = await shell.on_claim("p1", _claim(1))  # no record of the workflow
+    shell, agent = _acceptor(store)
+    unknown = await shell.on_claim("p1", claim(1))  # no record of the workflow, no proof
     assert not unknown.granted and unknown.error
+    assert agent.metrics.rejected_messages.counts == {}  # no fault of the claimant
     await _accepted_for(store, ("coord", "p1", "x"))
-    outsider = await shell.on_claim("y", _claim(1))  # not a participant of its round
+    bare = await shell.on_claim("p1", claim(1))  # its record alone is no proof
+    assert not bare.granted and agent.metrics.rejected_messages.counts == {"no_proof": 1}
+    outsider = await shell.on_claim("y", proven_claim(1))  # not a participant of its round
     assert not outsider.granted and outsider.error
-    assert agent.metrics.rejected_messages.counts == {"not_participant": 1}
-    other, _ = _acceptor_only(store, domain="z")  # a domain not among its acceptors
-    assert not (await other.on_claim("p1", _claim(1))).granted
+    assert agent.metrics.rejected_messages.counts == {"no_proof": 1, "not_participant": 1}
+    other, counted = _acceptor(store, domain="p2")  # a domain not among its acceptors
+    assert not (await other.on_claim("p1", proven_claim(1))).granted
+    assert counted.metrics.rejected_messages.counts == {"not_acceptor": 1}
     assert await store.select("SELECT * FROM takeover_grants") == []

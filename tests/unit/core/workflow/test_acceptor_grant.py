@@ -35,6 +35,9 @@ def test_a_proof_alone_is_enough_and_names_its_round():
     (R1, [Round(2, R1.participants, R1.acceptors, COMMIT)], "proof_disagrees"),
     (None, [], "not_committed"),
     (None, [Round(1, R1.participants, frozenset({"coord", "p1", "y"}))], "not_committed"),
+    # a record naming this domain is no proof, committed or not
+    (None, [R1], "no_proof"),
+    (None, [Round(1, R1.participants, R1.acceptors, None)], "no_proof"),
 ])
 def test_refusals(proof, records, reason):
     v = acceptor_grant(ME, "p1", 1, HELD0, records, proof)
@@ -53,12 +56,25 @@ def test_the_claimant_must_be_a_participant_of_the_round_granted_in():
     assert acceptor_grant(ME, "p2", 1, HELD0, [older], R1).reason == "not_participant"
 
 
-def test_without_a_proof_the_record_committed_here_else_the_latest():
+def test_a_record_alone_never_grants():
+    """The record as the proposer stated it is all a lying participant needs to plant
+    (a PaxosPrepare naming itself the only participant): it grants nothing."""
     aborted = Round(1, frozenset({"p1"}), R1.acceptors, ABORT)
     committed = Round(2, frozenset({"p1"}), R1.acceptors, COMMIT)
     later = Round(3, frozenset({"p1"}), R1.acceptors, None)
-    assert acceptor_grant(ME, "p1", 1, HELD0, [aborted, committed, later]).basis == committed
-    assert acceptor_grant(ME, "p1", 1, HELD0, [aborted, later]).basis == later
+    for records in ([committed], [aborted, later], [aborted, committed, later]):
+        v = acceptor_grant(ME, "p1", 1, HELD0, records)
+        assert v.refused and v.reason == "no_proof" and v.basis is None
+
+
+def test_a_planted_record_does_not_make_its_planter_a_participant():
+    """p2 planted a round of its own making (itself the only participant); shown the
+    real round, in which it takes no part, it is refused all the same."""
+    planted = Round(7, frozenset({"p2"}), frozenset({"p2", "x", "y"}))
+    assert acceptor_grant(ME, "p2", 1, HELD0, [planted]).reason == "no_proof"
+    assert acceptor_grant(ME, "p2", 1, HELD0, [planted], R1).reason == "not_participant"
+    # The honest claimant's proof still grants beside it (the planted round is no COMMIT).
+    assert acceptor_grant(ME, "p1", 1, HELD0, [planted], R1).basis == R1
 
 
 def test_an_agreeing_record_keeps_the_proof_as_basis():
@@ -93,22 +109,37 @@ def test_a_grant_is_always_sound(claimant, epoch, held, records, proof, error):
         assert v.basis is None
         if error is not None:
             assert v.reason == error[0]
+        elif proof is None:  # a record alone never grants
+            assert v.reason in ("no_proof", "not_committed")
         return
     basis = v.basis
     assert error is None
     assert may_grant(held[0], held[1], epoch, claimant)  # once per epoch
     assert claimant in basis.participants and ME in basis.acceptors
-    if proof is not None:
-        assert basis == proof and proof.decided == COMMIT
-        # never against what this acceptor accepted or learned itself
-        for r in records:
-            if r.round == proof.round:
-                assert (r.participants, r.acceptors) == (proof.participants, proof.acceptors)
-                assert r.decided != ABORT
-            else:
-                assert r.decided != COMMIT
-    else:
-        assert basis in records
+    assert proof is not None  # only a proof grants
+    assert basis == proof and proof.decided == COMMIT
+    # never against what this acceptor accepted or learned itself
+    for r in records:
+        if r.round == proof.round:
+            assert (r.participants, r.acceptors) == (proof.participants, proof.acceptors)
+            assert r.decided != ABORT
+        else:
+            assert r.decided != COMMIT
+
+
+@given(planter=st.sampled_from(("p2", "mallory")), epoch=st.integers(1, 3),
+       planted=st.lists(st.builds(
+           Round, st.integers(1, 3), st.just(frozenset({"p2"})) | st.just(frozenset({"mallory"})),
+           st.frozensets(st.sampled_from(DOMAINS), min_size=1, max_size=4).map(
+               lambda a: a | {ME}),
+           st.sampled_from((COMMIT, ABORT, None))), min_size=1, max_size=3),
+       honest=st.lists(rounds, max_size=2), proof=st.none() | st.just(R1))
+def test_a_planter_is_never_granted(planter, epoch, planted, honest, proof):
+    """Whatever records a domain outside the committed round plants here (rounds naming
+    it a participant and this domain an acceptor, decided anyhow), and whatever proof of
+    the real round it shows, it is never granted an epoch."""
+    v = acceptor_grant(ME, planter, epoch, HELD0, [*planted, *honest], proof)
+    assert not v.granted and v.refused
 
 
 @given(records=st.lists(rounds, max_size=3), proof=rounds,
