@@ -16,7 +16,7 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 from fedorch.runtime.takeover import Takeovers
 
-from tests.unit.runtime.test_takeover_shell import _Counter
+from tests.unit.runtime.test_round_proofs import _Counter
 
 WF = "coord.0123abcd"
 PARTICIPANTS = {"p1", "p2", "p3"}
