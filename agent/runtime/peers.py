@@ -15,6 +15,13 @@ for one peer share one signature, one replay check and one gRPC call. The
 answers come back the same way; only votes are signed one by one, since each
 goes into commit certificates on its own. A peer that does not know the Batch
 RPC (UNIMPLEMENTED) is sent single calls from then on.
+
+`call()` waits for its answer on the caller's task; `submit()` queues the same request
+and hands back its future, for a caller with nothing to do until the answer comes but
+hand it on (the coordinator's PREPAREs: a done callback puts the vote on its driver's
+queue), so no task waits per request. Every submitted future is resolved: by the
+answer or the call's failure, at its deadline if it is still queued then, or as
+cancelled when the agent stops.
 """
 
 from __future__ import annotations
