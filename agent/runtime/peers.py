@@ -20,8 +20,8 @@ RPC (UNIMPLEMENTED) is sent single calls from then on.
 and hands back its future, for a caller with nothing to do until the answer comes but
 hand it on (the coordinator's PREPAREs: a done callback puts the vote on its driver's
 queue), so no task waits per request. Every submitted future is resolved: by the
-answer or the call's failure, at its deadline if it is still queued then, or as
-cancelled when the agent stops.
+answer or the call's failure, at its deadline if it is still queued then, or
+failed when the agent stops (UNAVAILABLE, or CANCELLED for a call cut short).
 """
 
 from __future__ import annotations
