@@ -282,7 +282,9 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             try:
                 await self._batch_item(outer, item, result)
             except asyncio.CancelledError:
-                cut_short = True  # the agent is stopping
+                # The agent is stopping. (An item cancelled before it began never gets
+                # here: the handler then waits until the server stops with the agent.)
+                cut_short = True
                 raise
             finally:
                 left -= 1
