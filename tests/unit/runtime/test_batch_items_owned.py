@@ -27,18 +27,22 @@ def harness(tmp_path):
 def _held_service(h: Harness):
     """The agent's Peer service with step results held until `release` is set."""
     service = PeerService(h.agent)
-    release = asyncio.Event()
+    release, both_started, both_ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
     started: list[str] = []
     ended: list[str] = []
 
     async def held(body: peer_pb2.Body):
         started.append(body.step_result.workflow_id)
+        if len(started) == 2:
+            both_started.set()
         await release.wait()
         ended.append(body.step_result.workflow_id)
+        if len(ended) == 2:
+            both_ended.set()
         return "ack", peer_pb2.Ack(ok=True, error=body.step_result.workflow_id)
 
     service._handlers["step_result"] = held
-    return service, release, started, ended
+    return service, release, both_started, both_ended, ended
 
 
 def _batch(h: Harness, *workflow_ids: str) -> peer_pb2.Envelope:
@@ -48,32 +52,28 @@ def _batch(h: Harness, *workflow_ids: str) -> peer_pb2.Envelope:
         for wf in workflow_ids]))
 
 
-async def _until(condition) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 def test_a_batch_whose_caller_goes_away_still_runs_every_item(harness: Harness) -> None:
-    service, release, started, ended = _held_service(harness)
+    service, release, both_started, both_ended, ended = _held_service(harness)
 
     async def scenario() -> None:
         call = asyncio.create_task(service.Batch(_batch(harness, "alpha.wf1", "alpha.wf2"),
                                                  FakeContext()))
-        await _until(lambda: len(started) == 2)
+        async with asyncio.timeout(WAIT_S):
+            await both_started.wait()
         call.cancel()  # what gRPC does when the caller goes away
         with pytest.raises(asyncio.CancelledError):
             await call
         assert ended == []
         release.set()
-        await _until(lambda: len(ended) == 2)
+        async with asyncio.timeout(WAIT_S):
+            await both_ended.wait()
 
     harness.run(scenario())
     assert sorted(ended) == ["alpha.wf1", "alpha.wf2"]
 
 
 def test_a_batch_answers_each_item_in_order(harness: Harness) -> None:
-    service, release, started, ended = _held_service(harness)
+    service, release, _, _, _ = _held_service(harness)
     release.set()
     reply = harness.call(service.Batch, _batch(harness, "alpha.wf1", "alpha.wf2", "alpha.wf3"))
     results = peer_pb2.Body.FromString(reply.body).batch_reply.results
