@@ -237,24 +237,31 @@ class AgentContext:
         RPC handlers use it for anything that changes state: gRPC cancels a handler
         when its caller goes away (a peer killed mid-call), and a change cut short
         half-way (an attempt recorded as started, its run never begun) would stay so.
-        The handler waits on the task shielded; the task finishes regardless.
+        The handler waits on a future of its own that the task resolves: a handler
+        cancelled cancels only that future (no shield needed), and the task finishes
+        regardless.
         """
         result: asyncio.Future = asyncio.get_running_loop().create_future()
 
         async def runner() -> None:
             try:
-                result.set_result(await coro)
+                value = await coro
             except asyncio.CancelledError:
                 result.cancel()
                 raise
             except Exception as e:  # the caller sees it; the agent's other tasks do not
                 if isinstance(e, BROKEN_INVARIANTS):  # ... but a broken core stops the agent
                     self.task_failed(name, e)
-                result.set_exception(e)
+                if not result.done():  # else its caller went away
+                    result.set_exception(e)
+                    result.exception()  # retrieved: nobody may be left to see it
+            else:
+                if not result.done():
+                    result.set_result(value)
 
         if self.spawn(runner(), name) is None:
             raise RuntimeError("the agent is stopping")
-        return await asyncio.shield(result)
+        return await result
 
     async def _guarded(self, coro: Awaitable, name: str) -> None:
         # A bug in one workflow's task must not take the whole agent down (the TaskGroup

@@ -7,7 +7,7 @@ answered UNAUTHENTICATED, counted, logged, and changes nothing.
 Each request kind has one handler (`_HANDLERS`), used alike by its own RPC and
 by the Batch RPC, which carries the requests of many workflows for this agent
 in one signed message: the outer envelope is opened once, its items run
-concurrently, and each item gets its own answer: a vote as the signed envelope
+concurrently (each on a task the agent owns), and each item gets its own answer: a vote as the signed envelope
 its own RPC would have returned (it is evidence), anything else as a payload
 under the batch reply's one signature (see peer.proto, "batching").
 """
@@ -268,18 +268,37 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                                 f"batch of {len(items)} items; at most {MAX_BATCH_ITEMS}")
         self.agent.metrics.batch_items.labels("in").observe(len(items))
         results = [peer_pb2.BatchResult() for _ in items]
-        try:
-            await self.agent.run_owned(self._run_batch(outer, results), "batch")
-        except RuntimeError:
-            if not self.agent.stopping:
+        # Each item runs on a task the agent owns, as a single RPC's handler does with
+        # run_owned: gRPC cancels this handler when its caller goes away, and that must
+        # not cut a change short half-way. Cancelled, the handler stops waiting (its
+        # future alone is cancelled); the items finish regardless. The last item to end
+        # resolves the future: one wake-up per batch, no callback per item.
+        all_ended = asyncio.get_running_loop().create_future()
+        left = len(items)
+        cut_short = False
+
+        async def run_item(item: peer_pb2.Body, result: peer_pb2.BatchResult) -> None:
+            nonlocal left, cut_short
+            try:
+                await self._batch_item(outer, item, result)
+            except asyncio.CancelledError:
+                # The agent is stopping. (An item cancelled before it began never gets
+                # here: the handler then waits until the server stops with the agent.)
+                cut_short = True
                 raise
+            finally:
+                left -= 1
+                if left == 0 and not all_ended.done():
+                    all_ended.set_result(None)
+
+        for item, result in zip(items, results, strict=True):
+            if self.agent.spawn(run_item(item, result), f"batch item from {outer.sender}") is None:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is stopping")
+        if items:
+            await all_ended
+        if cut_short:  # an item has no answer
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is stopping")
         return self.agent.seal(outer.sender, batch_reply=peer_pb2.BatchReply(results=results))
-
-    async def _run_batch(self, outer: peer_pb2.Body, results: list[peer_pb2.BatchResult]) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for item, result in zip(outer.batch.items, results, strict=True):
-                tg.create_task(self._batch_item(outer, item, result))
 
     async def _batch_item(self, outer: peer_pb2.Body, item: peer_pb2.Body,
                           result: peer_pb2.BatchResult) -> None:

@@ -248,3 +248,47 @@ async def test_a_batch_stays_under_its_byte_bound(peer, channels, monkeypatch):
     assert [b.ack.error for b, _ in answers[:6]] == [f"b{i}" for i in range(6)]
     batched = [n for rpc, n in peer.calls if rpc == "Batch"]
     assert sum(batched) == 6 and max(batched) <= 2 and len(batched) >= 3, peer.calls
+
+
+def _submit(ch: PeerChannels, endpoint: str, wf: str, timeout: float = 5.0):
+    return ch.submit(endpoint, "ReportStep", recipient="beta", expect="ack", timeout=timeout,
+                     step_result=peer_pb2.StepResult(workflow_id=wf, step_id="s"))
+
+
+async def test_a_submitted_request_resolves_its_future_with_its_answer(peer, channels):
+    # No task waits on a submitted request: its future is all the caller holds.
+    held = await _occupy(channels, peer)
+    futures = [_submit(channels, peer.endpoint, f"w{i}") for i in range(3)]
+    gone = _submit(channels, peer.endpoint, "withdrawn")
+    gone.cancel()  # withdrawn before it could leave
+    await _wait(lambda: _queued(channels) == 4)
+    peer.release.set()
+    answers = await asyncio.wait_for(asyncio.gather(*futures), 5)
+    assert [body.ack.error for body, _ in answers] == ["w0", "w1", "w2"]
+    await asyncio.gather(*held)
+    assert ("Batch", 3) in peer.calls  # the withdrawn one never left
+
+
+async def test_a_submitted_request_still_queued_at_its_deadline_fails(peer, channels):
+    # call() has its caller's timeout; a submitted request is failed by the lane itself.
+    held = await _occupy(channels, peer)
+    future = _submit(channels, peer.endpoint, "impatient", timeout=0.05)
+    kept = _submit(channels, peer.endpoint, "patient")
+    due = time.monotonic() + 0.05
+    await _wait(lambda: time.monotonic() > due)  # its deadline has passed
+    assert not future.done()  # nothing has looked at the lane yet
+    peer.release.set()
+    with pytest.raises(PeerCallError) as err:
+        await asyncio.wait_for(future, 5)
+    assert err.value.code == "DEADLINE_EXCEEDED"
+    assert ("ReportStep", "DEADLINE_EXCEEDED") in channels.errors
+    assert (await asyncio.wait_for(kept, 5))[0].ack.error == "patient"
+    await asyncio.gather(*held)
+    # The held calls, then "patient" alone: "impatient" never left.
+    assert peer.calls == [("ReportStep", 1)] * (len(held) + 1)
+
+
+async def test_submit_declines_a_method_that_is_never_batched(peer, channels):
+    assert channels.submit(peer.endpoint, "QueryDecision", recipient="beta",
+                           expect="decision_answer", timeout=1.0,
+                           decision_query=peer_pb2.DecisionQuery()) is None

@@ -127,3 +127,33 @@ async def test_a_failed_batch_item_is_counted_and_a_broken_invariant_in_one_stop
     await service._batch_item(outer, item, result)
     assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 2
     assert agent.fatal.startswith("broken invariant in task 'batch step_result from beta'")
+
+
+async def test_a_run_owned_caller_that_goes_away_leaves_the_change_to_finish(
+        agent: Agent) -> None:
+    """gRPC cancels a handler whose caller went away: the change it started finishes."""
+    release, started = asyncio.Event(), asyncio.Event()
+    finished: list[str] = []
+
+    async def change() -> str:
+        started.set()
+        await release.wait()
+        finished.append("written")
+        return "answer"
+
+    async with asyncio.timeout(30):
+        async with asyncio.TaskGroup() as tg:
+            agent._tg = tg
+            caller = asyncio.create_task(agent.run_owned(change(), "prepare"))
+            await started.wait()
+            caller.cancel()
+            try:
+                await caller
+            except asyncio.CancelledError:
+                pass
+            else:
+                raise AssertionError("the cancelled caller got an answer")
+            assert finished == []
+            release.set()  # the owned task goes on, and ends with the group
+        agent._tg = None
+    assert finished == ["written"] and task_errors(agent, "prepare") == 0
