@@ -131,3 +131,74 @@ async def test_the_coordinators_own_ballot_within_the_lease_is_its_notice(
         assert beta.asked == 0
         worker.active[WF].running["s1"].cancel()
         worker.stop()
+
+
+# ---- the coordinator's answer: epochs, in memory or not ------------------------------
+
+async def _coordinated_here(agent: Agent):
+    """alpha coordinates alpha.1 (s on beta, t on gamma, round 1); beta was lost and s
+    placed again on delta by round 4."""
+    from fedorch.core.workflow.progress import Progress
+    from fedorch.runtime.agent import Active
+    from fedorch.runtime.store.store import WorkflowRow
+
+    from tests.unit.runtime.test_self_fencing_restart import SPEC
+
+    row = WorkflowRow(id="alpha.1", name="one", coordinator="alpha", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement={"s": "beta", "t": "gamma"},
+                      round=1, created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, row.placement, "alpha"))
+    decision = peer_pb2.Decision(workflow_id=row.id, round=1, coordinator="alpha",
+                                 outcome=peer_pb2.OUTCOME_COMMIT, placement=row.placement)
+    await agent.store.record_decision(
+        row.id, 1, "COMMIT", agent.seal("", decision=decision).SerializeToString())
+    assert active.progress.domain_lost("beta", can_replace=True)
+    assert active.progress.placed_again("s", "delta", 4, "beta")
+    replaced = peer_pb2.Decision(workflow_id=row.id, round=4, coordinator="alpha",
+                                 outcome=peer_pb2.OUTCOME_COMMIT,
+                                 placement={"s": "delta", "t": "gamma"})
+    await agent.store.record_decision(  # the re-placement round's COMMIT
+        row.id, 4, "COMMIT", agent.seal("", decision=replaced).SerializeToString())
+    await agent.save(active, ["s", "t"])
+    return active
+
+
+async def _asked_by(agent: Agent, asker: str) -> dict[str, int]:
+    from fedorch.runtime.peer_service import PeerService
+
+    body = peer_pb2.Body(sender=asker, decision_query=peer_pb2.DecisionQuery(
+        workflow_id="alpha.1", round=1))
+    kind, answer = await PeerService(agent)._query_decision(body)
+    assert kind == "decision_answer" and not answer.final_state
+    return dict(answer.step_epochs)
+
+
+async def test_a_coordinator_without_the_workflow_in_memory_answers_with_epochs(
+        agent: Agent) -> None:
+    """Read from its store: a step placed on the asker gets 0 (its placement is
+    current), any other one an epoch above every round the workflow used."""
+    await _coordinated_here(agent)  # not in agent.active: as if not held in memory
+    assert "alpha.1" not in agent.active
+    from_beta = await _asked_by(agent, "beta")
+    assert set(from_beta) == {"s", "t"} and from_beta["s"] > 4  # beta's placement is over
+    assert (await _asked_by(agent, "delta"))["s"] == 0
+    assert (await _asked_by(agent, "gamma"))["t"] == 0
+
+
+async def test_a_step_the_asker_lost_is_above_its_epoch_after_a_coordinator_restart(
+        agent: Agent) -> None:
+    """After a restart the epochs in memory start again at 0 (the re-placement's
+    epoch is not kept), but the step's lost domains are: the domain that lost it gets
+    an epoch above any it can hold."""
+    from fedorch.core.workflow.progress import Progress
+
+    active = await _coordinated_here(agent)
+    from tests.unit.runtime.test_self_fencing_restart import SPEC
+
+    rebuilt = Progress(SPEC, {"s": "delta", "t": "gamma"}, "alpha")
+    rebuilt.steps["s"].replaced_from = ["beta"]  # as Participation._apply_rows keeps it
+    active.progress = rebuilt
+    agent.active["alpha.1"] = active
+    from_beta = await _asked_by(agent, "beta")
+    assert from_beta["s"] > 4 and from_beta["t"] == 0
+    assert await _asked_by(agent, "delta") == {"s": 0, "t": 0}
