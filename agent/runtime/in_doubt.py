@@ -21,7 +21,6 @@ without placement epochs) is held back by the same asking.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 

@@ -122,9 +122,8 @@ class Participation:
         itself (a COMMIT by its certificate, an ABORT by its signer: the coordinator
         or a participant). Classic ones: only from the coordinator that signed it,
         and a COMMIT with a certificate too. Nothing changes before the check passes.
-        `from_coordinator`: False when the notice, even signed and sent by the
-        coordinator, does not say what it did since (an answer to a query without
-        placement epochs): a COMMIT is then learned without it (see _set_up).
+        `from_coordinator`: False for an answer to a query, which is no contact by
+        itself: a COMMIT is then learned without the coordinator (see _set_up).
         """
         a = self.agent
         try:
@@ -237,8 +236,7 @@ class Participation:
         """Apply a learned Paxos Commit decision to this participant's hold. The caller
         hands over, in `also`, the write that makes the decision durable here when a
         COMMIT sets up our steps: it goes in the set-up's write (True then; False: not
-        written, the caller writes it). Otherwise the decision is durable already.
-        `heard`: see _set_up."""
+        written, the caller writes it). Otherwise the decision is durable already."""
         a = self.agent
         if a.participant.status(key) is None:
             if not value.commit:  # remembered: a late PREPARE of this round cannot reserve
@@ -312,11 +310,8 @@ class Participation:
                       also: Sequence[Statement] = (), fresh: bool = False,
                       replaced: peer_pb2.Replacement | None = None,
                       acceptors: Sequence[str] = (), heard: bool = True) -> None:
-        """`heard`: the COMMIT came from the coordinator (its notice, or its own ballot
-        within the lease), which is contact with the workflow. Learned without it (the
-        acceptors, a peer, an answer without placement epochs), it is no contact: the
-        workflow is set up, and none of its steps starts until the coordinator answers
-        with their placement epochs (SelfFencing.not_heard, as after a restart)."""
+        """`heard`: the COMMIT came from the coordinator, which is contact; else none of
+        the workflow's steps starts until it answers with their placement epochs."""
         a = self.agent
         active = a.active.get(workflow_id)
         on_disk = None
