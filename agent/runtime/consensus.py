@@ -280,7 +280,7 @@ class Consensus:
             return await self.run([*rest, *after], reply_to=reply_to)
         with self._writing(records):
             await self.learn(key, learned.value, learned.tx, record=Store.acceptor_statement(
-                wire.acceptor_row(records[0].record)))
+                wire.acceptor_row(records[0].record)), heard=learned.by_coordinator)
         return await self.run([x for x in [*rest, *after] if x is not records[0]
                                and x is not learned], reply_to=reply_to)
 
@@ -404,7 +404,8 @@ class Consensus:
                         "COMMIT" if action.value.commit else "ABORT", *action.key,
                         "without the coordinator (its lease passed, or it is DEAD)" if late
                         else "from the acceptors")
-                await self.learn(action.key, action.value, action.tx)
+                await self.learn(action.key, action.value, action.tx,
+                                 heard=action.by_coordinator and not late)
             elif isinstance(action, Send):
                 if reply_to is not None and action.to == reply_to and reply is None:
                     reply = action.msg
@@ -424,10 +425,17 @@ class Consensus:
             self._learned.popitem(last=False)
 
     async def learn(self, key: Key, value: Value, tx: TxInfo, *,
-                    from_coordinator: bool = False, record: Statement | None = None) -> None:
+                    from_coordinator: bool = False, record: Statement | None = None,
+                    heard: bool = False) -> None:
         """A decision known to be chosen: on disk first (write-once), then applied.
         `record`: this agent's acceptor record that made it known (see _accept_commit),
-        written with the decision, before anything else of it."""
+        written with the decision, before anything else of it. `heard`: learned by the
+        coordinator's own ballot within the lease (Learned.by_coordinator); with
+        `from_coordinator`, its own notice. Otherwise the COMMIT was learned without the
+        coordinator (a recovery ballot, an acceptor's or a participant's Decision, an
+        answer): it sets the workflow up here but starts nothing of it until the
+        coordinator answers with its steps' placement epochs (self-fencing,
+        agent/core/workflow/self_fencing.py, A COMMIT learned without the coordinator)."""
         a = self.agent
         outcome = "COMMIT" if value.commit else "ABORT"
         held = self._learned.get(key)
@@ -470,7 +478,8 @@ class Consensus:
             # An acceptor only: its records are retention's to compact in time.
             a.settled(key[0])
             return
-        written = await a.participation.apply_decision(key, value, tx, also=learning)
+        written = await a.participation.apply_decision(key, value, tx, also=learning,
+                                                       heard=heard or from_coordinator)
         if learning:
             if not written:
                 await a.store.apply(learning)

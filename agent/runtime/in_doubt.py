@@ -14,12 +14,13 @@ ended meanwhile), and puts YES votes without a learned decision back in doubt.
 No step of a workflow read back at start-up starts until a message of it has been
 heard in this life (self-fencing after a restart, agent/core/workflow/self_fencing.py):
 a step held back for that has the coordinator asked again, with a backoff, until it
-answers (`_ask_until_heard`); an answer that the workflow ended ends it here.
+answers (`_ask_until_heard`); an answer that the workflow ended ends it here. A
+COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
+without placement epochs) is held back by the same asking.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -191,33 +192,31 @@ class InDoubt:
             await self._learned_late(hold, answer)
 
     async def _learned_late(self, hold: Hold, answer: peer_pb2.DecisionAnswer) -> None:
-        """Apply the decision an in-doubt query learned. With the workflow still running
-        at the coordinator, its answer carries each step's placement epoch: the COMMIT is
-        applied with nothing started, then compared; a step here whose epoch there is
-        higher was placed elsewhere (or failed) while this domain was cut off, and
-        nothing of the workflow starts here (its end will come). The COMMIT alone says
-        nothing of later placements."""
+        """Apply the decision an in-doubt query learned. A COMMIT is applied as one
+        learned without the coordinator (agent/core/workflow/self_fencing.py, A COMMIT
+        learned without the coordinator): the workflow is set up with nothing started.
+        The COMMIT alone says nothing of later placements: with the workflow still
+        running at the coordinator, its answer carries each step's placement epoch, and
+        when none of the steps here is at a higher epoch there, the answer is contact and
+        what is ready starts. A step here at a higher epoch was placed elsewhere (or
+        failed) while this domain was cut off: nothing of the workflow starts here (its
+        end will come). An answer without epochs (an agent of an older version) leaves
+        the workflow held back until the coordinator answers with them (the asking that
+        a held-back step starts, `_ask_until_heard`)."""
         a = self.agent
         wf = hold.workflow_id
-        if not answer.step_epochs:
-            await self._settles.decide(hold.coordinator, answer.decision)
+        await self._settles.decide(hold.coordinator, answer.decision, from_coordinator=False)
+        active = a.active.get(wf)
+        if active is None or not answer.step_epochs or answer.final_state:
             return
-        fencing = self.runs.fencing
-        fencing.pause(wf)
-        try:
-            await self._settles.decide(hold.coordinator, answer.decision)
-        finally:
-            active = a.active.get(wf)
-            taken = placed_elsewhere(active, answer) if active is not None else []
-            if taken:
-                log.warning("%s: learned the COMMIT after steps %s were placed elsewhere"
-                            " (placement epochs %s): nothing of it starts here", wf,
-                            ", ".join(taken),
-                            ", ".join(str(answer.step_epochs[s]) for s in taken))
-            else:
-                fencing.resume(wf)
-        if not taken and active is not None and a.active.get(wf) is active:
-            await self.runs.start_ready(active)
+        taken = placed_elsewhere(active, answer)
+        if taken:
+            log.warning("%s: learned the COMMIT after steps %s were placed elsewhere"
+                        " (placement epochs %s): nothing of it starts here", wf,
+                        ", ".join(taken), ", ".join(str(answer.step_epochs[s]) for s in taken))
+            return
+        self.runs.fencing.heard(wf)  # the coordinator says they are still placed here
+        await self.runs.start_ready(active)
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -287,8 +286,10 @@ class InDoubt:
 
     async def _ask_coordinator(self, active: Active) -> peer_pb2.DecisionAnswer | None:
         """The answer of the coordinator this agent follows to a query about the
-        workflow's round (None: unreachable). Any answer is a message of the workflow in
-        this life (self-fencing after a restart), noted as such here."""
+        workflow's round (None: unreachable). An answer with each step's placement epoch
+        that shows none of the steps here placed elsewhere is a message of the workflow
+        in this life (self-fencing after a restart, or after a COMMIT learned without
+        the coordinator), noted as such here; any other is not."""
         a = self.agent
         row = active.row
         hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
@@ -307,7 +308,13 @@ class InDoubt:
         answer = body.decision_answer
         if a.active.get(row.id) is active and not answer.final_state:
             taken = placed_elsewhere(active, answer)
-            if taken:
+            if not answer.step_epochs:
+                # An answer that does not say where the steps are placed (an agent of an
+                # older version, or not the workflow's coordinator any more) is no
+                # contact: asked again until one does, or the workflow ends.
+                log.info("%s: the coordinator's answer carries no placement epochs:"
+                         " nothing of it starts here yet", row.id)
+            elif taken:
                 # A loss took them (their epoch moved on): the answer is no contact for
                 # them, and nothing of the workflow starts here; its end will come. (Info:
                 # asked again until then.)
@@ -330,19 +337,20 @@ class InDoubt:
         fencing = self.runs.fencing
         pause = ASK_AGAIN_FIRST_S
         try:
-            while a.active.get(wf) is active and not fencing.heard_in_this_life(wf):
+            while a.active.get(wf) is active and not fencing.heard_in_this_life(wf) \
+                    and not a.stopping:
                 answer = await self._ask_coordinator(active)
                 if answer is not None and answer.final_state:
                     if a.active.get(wf) is active:
                         await self._settles.ended(wf, answer.final_state,
                                                   "ended while this agent was down (asked)")
                     return
-                if not fencing.heard_in_this_life(wf):  # unreachable, or its steps here
-                    await asyncio.sleep(pause)  # taken: again, with a backoff (the task
-                    pause = min(2 * pause, ASK_AGAIN_MAX_S)  # ends with the workflow)
+                if not fencing.heard_in_this_life(wf):  # unreachable, no epochs, or its
+                    await a.sleep(pause)  # steps here taken: again, with a backoff (the
+                    pause = min(2 * pause, ASK_AGAIN_MAX_S)  # task ends with the workflow)
         finally:
             fencing.asked(wf)
-        if a.active.get(wf) is active:
+        if a.active.get(wf) is active and not a.stopping:
             await self.runs.start_ready(active)  # heard: what was held back starts
 
     async def _resolve_after_asking(self, active: Active) -> None:

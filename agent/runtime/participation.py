@@ -122,12 +122,14 @@ class Participation:
         itself (a COMMIT by its certificate, an ABORT by its signer: the coordinator
         or a participant). Classic ones: only from the coordinator that signed it,
         and a COMMIT with a certificate too. Nothing changes before the check passes.
+        `from_coordinator`: False for an answer to a query, which is no contact by
+        itself: a COMMIT is then learned without the coordinator (see _set_up).
         """
         a = self.agent
         try:
             opened = await a.consensus.open_decision(envelope)
             if opened is None:
-                return await self._decide_classic(sender, envelope)
+                return await self._decide_classic(sender, envelope, from_coordinator)
             signer, value, tx = opened
         except Refused as e:
             count_refusal(a, sender, "decision_notice", e)
@@ -139,7 +141,8 @@ class Participation:
         await a.consensus.on_decision(signer, value, tx, from_coordinator=direct)
         return peer_pb2.Ack(ok=True)
 
-    async def _decide_classic(self, sender: str, envelope: peer_pb2.Envelope) -> peer_pb2.Ack:
+    async def _decide_classic(self, sender: str, envelope: peer_pb2.Envelope,
+                              from_coordinator: bool = True) -> peer_pb2.Ack:
         a = self.agent
         try:
             decision = self._verified_decision(envelope)
@@ -171,7 +174,7 @@ class Participation:
                 dict(decision.placement), dict(decision.endpoints),
                 reservation_row(hold, a.clock) if hold is not None else None,
                 [a.audit.decided(*key, "COMMIT")] if hold is not None else (),
-                replaced=replaced)
+                replaced=replaced, heard=from_coordinator)
         return peer_pb2.Ack(ok=True)
 
     async def _placed_elsewhere(self, decision: peer_pb2.Decision) -> peer_pb2.Ack:
@@ -229,7 +232,7 @@ class Participation:
         return decision
 
     async def apply_decision(self, key: Key, value: Value, tx: TxInfo,
-                             also: Sequence[Statement] = ()) -> bool:
+                             also: Sequence[Statement] = (), *, heard: bool = True) -> bool:
         """Apply a learned Paxos Commit decision to this participant's hold. The caller
         hands over, in `also`, the write that makes the decision durable here when a
         COMMIT sets up our steps: it goes in the set-up's write (True then; False: not
@@ -263,7 +266,7 @@ class Participation:
             await self._committed(key[0], key[1], tx.coordinator,
                                   spec_pb2.WorkflowSpec.FromString(info.spec), info.placement,
                                   endpoints, reservation_row(hold, a.clock), also, fresh=fresh,
-                                  acceptors=tx.acceptors)
+                                  acceptors=tx.acceptors, heard=heard)
             return True
         return False
 
@@ -287,7 +290,7 @@ class Participation:
                          endpoints: dict[str, str], reservation: ReservationRow | None,
                          also: Sequence[Statement] = (), *, fresh: bool = False,
                          replaced: peer_pb2.Replacement | None = None,
-                         acceptors: Sequence[str] = ()) -> None:
+                         acceptors: Sequence[str] = (), heard: bool = True) -> None:
         """Set the committed workflow up here. The COMMITTED reservation and the workflow
         row are written in one transaction (with `also`): a crash leaves both or neither
         (then the PREPARED reservation is in doubt and asks again). One at a time per
@@ -299,14 +302,16 @@ class Participation:
         takeover watch need not read them back from the PREPARE on record."""
         async with self._committing.hold(workflow_id):
             await self._set_up(workflow_id, round_, coordinator, spec, placement, endpoints,
-                               reservation, also, fresh, replaced, acceptors)
+                               reservation, also, fresh, replaced, acceptors, heard)
 
     async def _set_up(self, workflow_id: str, round_: int, coordinator: str,
                       spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
                       endpoints: dict[str, str], reservation: ReservationRow | None,
                       also: Sequence[Statement] = (), fresh: bool = False,
                       replaced: peer_pb2.Replacement | None = None,
-                      acceptors: Sequence[str] = ()) -> None:
+                      acceptors: Sequence[str] = (), heard: bool = True) -> None:
+        """`heard`: the COMMIT came from the coordinator, which is contact; else none of
+        the workflow's steps starts until it answers with their placement epochs."""
         a = self.agent
         active = a.active.get(workflow_id)
         on_disk = None
@@ -344,7 +349,10 @@ class Participation:
                 # the coordinator); again, under the round's epoch.
                 self.runs.report(active, replaced.step_id)
         await self.fold_in_results(active, on_disk)
-        self.runs.fencing.heard(active.row.id)  # its COMMIT: contact with the workflow
+        if heard:
+            self.runs.fencing.heard(active.row.id)  # its COMMIT: contact with the workflow
+        else:
+            self.runs.fencing.not_heard(active.row.id)
         if reservation is not None:  # as it is now: steps may have ended meanwhile
             hold = a.participant.hold((reservation.workflow_id, reservation.round))
             committed = hold is not None and hold.state is HoldState.COMMITTED

@@ -24,6 +24,7 @@ from fedorch.core.identity.authority import Facts, Refused, authorize, facts_of
 from fedorch.core.identity.envelope import AuthError, open_message
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
+from fedorch.runtime.placement_epochs import step_epochs
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -131,12 +132,10 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             answer = await a.consensus.answer((q.workflow_id, q.round))
         else:
             answer = await a.coordination.answer_query(q.workflow_id, q.round)
-        active = a.active.get(q.workflow_id)
-        if active is not None and active.progress is not None \
-                and active.row.coordinator == a.domain and not answer.final_state:
-            # Running, coordinated here: whether the asker's steps are still placed on it.
-            for step in active.progress.steps.values():
-                answer.step_epochs[step.id] = step.epoch
+        if not answer.final_state:
+            # Running, coordinated here (in memory or not): whether the asker's steps are
+            # still placed on it (runtime.placement_epochs).
+            answer.step_epochs.update(await step_epochs(a, q.workflow_id, body.sender))
         return "decision_answer", answer
 
     async def _paxos(self, body: peer_pb2.Body) -> Answer:

@@ -24,6 +24,9 @@ After a restart (the rule's "After a restart"): each workflow read back at start
 `restored` here, and StepRuns takes none of its ready steps (`may_start`) until a
 message of it has been heard in this life; the first step held back calls `on_held`
 (InDoubt asks the workflow's coordinator until it answers, which is such a message).
+A workflow set up from a COMMIT learned without its coordinator (the rule's "A COMMIT
+learned without the coordinator": Participation passes `not_heard`) is held back the
+same way, by the same asking.
 A workflow that ends here is forgotten at once (`forget`, from the agent's end hook).
 """
 
@@ -81,9 +84,6 @@ class SelfFencing:
         # (InDoubt sets it: it asks the coordinator); each workflow once.
         self.on_held: Callable[[Active], None] | None = None
         self._held: set[str] = set()
-        # Workflows whose COMMIT is being learned late (InDoubt): nothing starts until
-        # the coordinator's answer says the steps here are still placed here.
-        self._paused: set[str] = set()
         agent.on_settled.append(self._settled)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -121,27 +121,22 @@ class SelfFencing:
         of it has been heard in this life."""
         self._heard.restored(workflow_id)
 
+    def not_heard(self, workflow_id: str) -> None:
+        """Set up from a COMMIT learned without its coordinator: none of its steps starts
+        here until the coordinator answers with their placement epochs (as restored)."""
+        self._heard.not_heard(workflow_id)
+
     def may_start(self, active: Active) -> bool:
         """May a ready step of `active` be taken to start here? Not while it is a restored
         workflow not heard from in this life (then `on_held` is told, once). The
         workflow's acting coordinator never fences, so it is never held."""
         wf = active.row.id
-        if wf in self._paused:
-            return False
         if self._heard.may_start(wf) or coordinator_followed(active) == self.agent.domain:
             return True
         if wf not in self._held and self.on_held is not None:
             self._held.add(wf)
             self.on_held(active)
         return False
-
-    def pause(self, workflow_id: str) -> None:
-        """Start nothing of `workflow_id` until `resume` (a COMMIT learned late is being
-        applied: its steps here may have been placed elsewhere meanwhile)."""
-        self._paused.add(workflow_id)
-
-    def resume(self, workflow_id: str) -> None:
-        self._paused.discard(workflow_id)
 
     def asked(self, workflow_id: str) -> None:
         """The asking for `workflow_id` is over (heard, ended or given up): a step held
@@ -157,8 +152,9 @@ class SelfFencing:
         now = self.agent.now()
         heard_at = self._heard.starting(active.row.id, now)
         if heard_at is None and coordinator_followed(active) != self.agent.domain:
-            return ("fenced: nothing heard from the workflow since this agent restarted:"
-                    " not started, so that it never runs in two domains at once")
+            return ("fenced: its coordinator has not said in this life that the step is"
+                    " still placed here (a restart, or a COMMIT learned without it): not"
+                    " started, so that it never runs in two domains at once")
         heard_at = now if heard_at is None else heard_at
         views = self._views()
         contacts = self.contacts(active, views)
@@ -251,7 +247,6 @@ class SelfFencing:
         if workflow_id not in self.agent.active:
             self._heard.forget(workflow_id)
             self._held.discard(workflow_id)
-            self._paused.discard(workflow_id)
 
     async def _fence(self, running: _Running, why: str) -> None:
         active, step_id, attempt = running.active, running.step_id, running.attempt

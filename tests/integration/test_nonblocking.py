@@ -169,14 +169,25 @@ async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_i
         await fed.start("p2")
         back = time.monotonic()
 
+        async def p2_learned():
+            return _learned(fed, "p2", wid) == [(1, "COMMIT")]
+
+        await wait_for(p2_learned, 4 * LEASE_S, "p2 to learn the COMMIT")
+        elapsed = time.monotonic() - back
+        assert _learned(fed, "p1", wid) == [(1, "COMMIT")]
+        assert elapsed <= 2 * LEASE_S, f"p2 learned it {elapsed:.1f}s after it came back"
+
         async def p2_ran_b():
             s = await _local_step(fed, "p2", wid, "b")
             return s is not None and s[0] == "SUCCEEDED"
 
-        await wait_for(p2_ran_b, 4 * LEASE_S, "p2 to learn the COMMIT and run b")
-        elapsed = time.monotonic() - back
-        assert _learned(fed, "p1", wid) == _learned(fed, "p2", wid) == [(1, "COMMIT")]
-        assert elapsed <= 2 * LEASE_S, f"p2 ran b {elapsed:.1f}s after it came back"
+        # Learned from the acceptors, not from c: b starts only once the workflow's
+        # acting coordinator says b is still placed on p2 (self-fencing, a COMMIT
+        # learned without the coordinator). c is gone for good: that is p1, its
+        # successor, after the takeover (slow here: see docs/failures.md, Not built yet).
+        await wait_for(p2_ran_b, 90, "p2 to hear from the successor and run b")
+        assert fed.rows("p2", "SELECT coordinator FROM workflows WHERE id=?",
+                        (wid,)) == [("p1",)]
         # Each step ran once, where it was placed.
         assert fed.rows("p1", "SELECT step_id, attempt FROM step_runs") == [("a", 1)]
         assert fed.rows("p2", "SELECT step_id, attempt FROM step_runs") == [("b", 1)]

@@ -267,8 +267,16 @@ class PersistBallot:
 
 @dataclass(frozen=True)
 class Learned:
-    """A chosen decision this agent learned: persist it, apply it, then send what follows."""
+    """A chosen decision this agent learned: persist it, apply it, then send what follows.
+
+    `by_coordinator`: chosen in the coordinator's own ballot (0) and learned from its
+    acceptors while this participant still waited within its lease: as fresh as the
+    coordinator's own notice. False: learned without the coordinator (a recovery
+    ballot, a Decision from an acceptor or another participant, an answer to a query),
+    which says nothing of what the coordinator did since (self-fencing,
+    agent/core/workflow/self_fencing.py)."""
 
     key: Key
     value: Value
     tx: TxInfo
+    by_coordinator: bool = False

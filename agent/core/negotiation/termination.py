@@ -46,7 +46,9 @@ coordinator.
     (ASKING,     timer, +query_t/o)  -> RECOVERING  queries to the acceptors; Proposer
                                                     (participants start in turn, by rank:
                                                     acceptors first)
-    (any,        majority Accepted)  -> (gone)      Learned (from the acceptors, ours too)
+    (any,        majority Accepted)  -> (gone)      Learned (from the acceptors, ours too;
+                                                    `by_coordinator` when in ballot 0
+                                                    and still WAITING)
     (RECOVERING, timer)              -> RECOVERING  proposer resends; queries repeat
     (any,        decided answer)     -> (gone)      Learned
     (any,        Decision)           -> (gone)      Learned
@@ -424,7 +426,9 @@ class Termination:
             voters.add(msg.acceptor)
             if len(voters) >= d.tx.majority:  # announce what our own ballot chose
                 ours = d.proposer is not None and msg.ballot == d.proposer.ballot
-                self._learned(d, msg.value, announce=ours)
+                # The coordinator's fast path, learned before this lease passed.
+                fast = msg.ballot.n == 0 and d.state is DoubtState.WAITING
+                self._learned(d, msg.value, announce=ours, by_coordinator=fast)
                 return
         if d.proposer is not None:
             d.proposer.receive(now, msg)
@@ -497,11 +501,12 @@ class Termination:
             return True
         return False
 
-    def _learned(self, d: _Doubt, value: Value, *, announce: bool) -> None:
+    def _learned(self, d: _Doubt, value: Value, *, announce: bool,
+                 by_coordinator: bool = False) -> None:
         if not certifies(d.tx, value):
             return  # a COMMIT without its certificate proves nothing: keep asking
         del self._doubts[d.tx.key]
-        self._outbox.append(Learned(d.tx.key, value, d.tx))
+        self._outbox.append(Learned(d.tx.key, value, d.tx, by_coordinator))
         if announce:
             notice = Decision(d.tx.key, value, self.me)
             targets = {d.tx.coordinator, *d.tx.participants} - {self.me}

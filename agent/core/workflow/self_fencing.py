@@ -74,8 +74,38 @@ holds, the lease counting from it.
   the coordinator's answer carries each step's placement epoch, and an answer that
   shows a step here at a higher epoch than held here is no contact: nothing of the
   workflow starts here (the shell checks; the fencing simulator's seed 1219 fails
-  without it). A COMMIT learned from the acceptors carries no such epochs (see
-  docs/failures.md, Not built yet).
+  without it).
+
+A COMMIT learned without the coordinator
+----------------------------------------
+A COMMIT learned from the coordinator (its notice, or its own ballot 0 within this
+domain's lease) is contact. One learned without it is not: from the acceptors (Paxos
+Commit's recovery ballot, when the coordinator cannot be reached but acceptors can), a
+Decision relayed by another participant, an answer to a query, or a coordinator's
+answer without placement epochs (an agent of an older version). The acceptors know the
+COMMIT, not the placements made since: while this domain was cut off, its steps may
+have been placed elsewhere. So the workflow is set up here but marked `not_heard`,
+exactly as a restored one: nothing of it starts until the workflow's current
+coordinator (the row's coordinator: the original, or the successor this domain follows
+after a takeover) answers with each step's placement epoch, and the answer shows no
+step here at a higher epoch than held here. An honest coordinator always answers with
+them while the workflow runs, from memory or read from its store. Any other answer
+(none, an older agent's, or one whose epochs show the steps placed elsewhere) is no
+contact, and the asking goes on with a backoff.
+
+- Safe: no step of such a COMMIT starts on its strength alone; what starts, starts on
+  a message of the coordinator of this life that says it is still placed here, with a
+  lease from that message.
+- Live: the held-back workflow either starts or ends. The coordinator answers while it
+  lives. If it is DEAD for good, the takeover electorate (this domain's own takeover
+  watch among them when it is an acceptor) chooses a successor; a domain that grants
+  or hears the successor's claim or end notice follows it (its row's coordinator
+  changes), and the asking goes to the successor, which answers with epochs the same
+  way, or with the end. If this domain's steps were placed elsewhere, the answer says
+  so and the workflow's end comes (the end notice, or the answer's end), and stops the
+  asking. A domain that never reaches the coordinator it follows starts nothing, which
+  is what a cut-off domain must do; the other side resolves its steps by the loss
+  table once it is DEAD there.
 
 `deadline` is the whole rule; `next_look` says when the shell should look again, so
 that it can arm one timer instead of polling: at the deadline while contact is lost,
@@ -156,6 +186,12 @@ class WorkflowHeard:
     def restored(self, workflow: str) -> None:
         """`workflow` was read back from disk at start-up: nothing of it was heard in this
         life, and none of its attempts may start here until something is."""
+        self.not_heard(workflow)
+
+    def not_heard(self, workflow: str) -> None:
+        """`workflow` was set up from something that is no contact with it (read back at
+        start-up, or a COMMIT learned without the coordinator): none of its attempts may
+        start here until it is heard from. One heard from already keeps its moment."""
         if workflow not in self._at:
             self._unheard.add(workflow)
 

@@ -25,10 +25,21 @@ of no length in the check).
 Attempts here run up to three leases, so that without fencing two copies would
 overlap for longer than a lease. When the cut heals, the coordinator sends the worker
 the end of every workflow that ended meanwhile (the notices it lost), then the decision
-of every round the worker still holds PREPARED, in doubt (its query at the lease). The
-decision of a round whose workflow is still running is held back until the workflow
-ends: a participant that learns a COMMIT only after its steps were placed elsewhere is
-not modelled here (see docs/failures.md, re-placement).
+of every round the worker still holds PREPARED, in doubt (its query at the lease),
+once the workflow has ended (its end sent first). A COMMIT of a round whose workflow
+is still running is learned from the acceptors (`acceptor_commits`: Paxos Commit's
+recovery ballot, the coordinator unreachable or its lease past), not from the
+coordinator, so it says nothing of the placements made since: under the rule
+(`learned_commit_rule`, agent/core/workflow/self_fencing.py, A COMMIT learned without
+the coordinator) the workflow is set up `not_heard`, nothing of it starts, and the
+worker asks the coordinator as a restarted one does (the answer with each step's
+placement epoch). With `learned_commit_rule=False` the COMMIT is contact, as before,
+and what is ready starts at once with a whole lease, beside the replacement placed
+while the worker was cut; the check fires (tests/sim/negotiation/test_fencing_sim.py
+names the seeds). With `commit_cuts`, a targeted schedule: a worker is cut at the
+moment the coordinator sends it a COMMIT (at most once a run, a random of its own),
+so that it holds a YES and learns the COMMIT only after the cut heals, the workflow
+often still running and its steps placed elsewhere meanwhile.
 
 Restarts: half the cut workers restart while cut (a random of their own, so the rest
 of the schedule is the same with or without): their step processes die, their
@@ -77,7 +88,8 @@ FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a 
 class PartitionedWorld(ReplacementWorld):
     def __init__(self, seed: int, *, self_fencing: bool = True, fence_clock: str = "monotonic",
                  restarts: bool = True, restart_rule: bool = True, answer_epochs: bool = True,
-                 **kw) -> None:
+                 acceptor_commits: bool = True, learned_commit_rule: bool = True,
+                 commit_cuts: bool = False, **kw) -> None:
         super().__init__(seed, **kw)
         if fence_clock not in ("monotonic", "wall"):
             raise ValueError(f"fence_clock is monotonic or wall, not {fence_clock!r}")
@@ -93,6 +105,10 @@ class PartitionedWorld(ReplacementWorld):
             name: WorkflowHeard() for name in self.workers}
         self.restart_rule = restart_rule
         self.answer_epochs = answer_epochs  # False: an answer is contact, whatever it says
+        self.acceptor_commits = acceptor_commits  # running workflows' COMMITs, learned late
+        self.learned_commit_rule = learned_commit_rule  # False: such a COMMIT is contact
+        # A cut at a COMMIT's sending (a random of its own: the schedule below is the same).
+        self.commit_cuts = random.Random(seed * 65_537 + 17) if commit_cuts else None
         self.restarted: set[str] = set()  # workers whose membership view is blank
         self.held: set[tuple[str, str]] = set()  # (worker, workflow) held back since
         cuts = []
@@ -120,6 +136,13 @@ class PartitionedWorld(ReplacementWorld):
     def _send(self, src: str, dst: str, fn, *args) -> None:
         if fn == self._decide:  # kept, to be sent again to a worker that lost it
             self.decisions[(args[0], args[1], args[2])] = args
+            cuts = self.commit_cuts
+            if cuts is not None and args[3] and dst not in self.cut \
+                    and self.workers[dst].alive and cuts.random() < 0.15:
+                self.commit_cuts = None  # once a run
+                self.stats["cut at its COMMIT"] += 1
+                self._cut(dst)
+                self._at(self.now + cuts.uniform(1.5, 4.0) * self.lease_s, self._heal, dst)
         if src in self.cut or dst in self.cut:
             self.stats["message lost to a partition"] += 1
             return
@@ -223,6 +246,10 @@ class PartitionedWorld(ReplacementWorld):
         doubt = [h.key for h in worker.participant.holds() if h.state.value == "prepared"]
         for wf, round_ in doubt:
             args = self.decisions.get((name, wf, round_))
+            if args is not None and self.acceptor_commits and not self.flows[wf].ended \
+                    and wf not in worker.ended and args[3]:
+                self._learned_from_acceptors(name, args)
+                continue
             if args is not None and self.flows[wf].ended:
                 if wf not in worker.ended:
                     self._send(CO, name, self._end_at, name, wf)
@@ -230,6 +257,18 @@ class PartitionedWorld(ReplacementWorld):
                 self._send(CO, name, self._decide, *args)
         if doubt:
             self._at(self.now + 1.0, self._in_doubt, name)
+
+    def _learned_from_acceptors(self, name: str, args: tuple) -> None:
+        """The healed worker learns a COMMIT of a running workflow from the acceptors,
+        not from the coordinator: set up, and under the rule held back until the
+        coordinator answers with each step's placement epoch."""
+        wf = args[1]
+        self.stats["COMMIT learned from the acceptors"] += 1
+        if self.learned_commit_rule:
+            self.workflow_heard[name].not_heard(wf)
+        self._decide(*args)
+        if (name, wf) in self.held:
+            self._send(name, CO, self._answer_query, name, wf)
 
     def _start_ready(self, worker, wf: str) -> None:
         """Start what is ready, as the agent's StepRuns does: an attempt the rule already
@@ -312,9 +351,12 @@ class PartitionedWorld(ReplacementWorld):
 
 
 def run(seed: int, *, fencing: bool = True, fence_clock: str = "monotonic",
-        restarts: bool = True, restart_rule: bool = True,
-        answer_epochs: bool = True) -> PartitionedWorld:
+        restarts: bool = True, restart_rule: bool = True, answer_epochs: bool = True,
+        acceptor_commits: bool = True, learned_commit_rule: bool = True,
+        commit_cuts: bool = False) -> PartitionedWorld:
     """One seeded schedule with partitions, checked (ReplacementFailure names the seed)."""
     return PartitionedWorld(seed, self_fencing=fencing, fence_clock=fence_clock,
                             restarts=restarts, restart_rule=restart_rule,
-                            answer_epochs=answer_epochs).run()
+                            answer_epochs=answer_epochs, acceptor_commits=acceptor_commits,
+                            learned_commit_rule=learned_commit_rule,
+                            commit_cuts=commit_cuts).run()

@@ -117,7 +117,7 @@ def test_a_vouched_accept_teaches_its_participant_and_spares_the_others() -> Non
     t.track(0.0, TX, 10.0)
     for _, msg in sends(actions)[1:]:
         t.receive(1.0, msg)
-    assert t.next_actions() == [Learned(TX.key, COMMIT, TX)]
+    assert t.next_actions() == [Learned(TX.key, COMMIT, TX, by_coordinator=True)]
 
 
 def test_a_vouched_accept_among_five_acceptors_still_tells_every_participant() -> None:
@@ -345,6 +345,30 @@ def test_a_certified_commit_from_anyone_ends_the_doubt_an_uncertified_one_does_n
     assert t.in_doubt() == []
 
 
+def test_a_commit_learned_without_the_coordinator_is_not_marked_as_its_notice() -> None:
+    """Only the coordinator's own ballot, learned while still within the lease, is as
+    fresh as its notice; one learned after the lease, a recovery ballot or a relayed
+    Decision is not (the participant then holds the workflow's steps back until the
+    coordinator answers with their placement epochs: core/workflow/self_fencing.py)."""
+    late = _termination("p2")
+    late.track(0.0, TX, 10.0)
+    late.handle_timer(10.0)  # the lease passed: asking the coordinator
+    late.next_actions()
+    late.receive(10.5, Accepted(TX.key, B0, "c", COMMIT))
+    late.receive(10.5, Accepted(TX.key, B0, "p1", COMMIT))
+    assert late.next_actions() == [Learned(TX.key, COMMIT, TX, by_coordinator=False)]
+    recovery = _termination("p2")
+    recovery.track(0.0, TX, 10.0)
+    b1 = Ballot(1, "p1")
+    recovery.receive(1.0, Accepted(TX.key, b1, "c", COMMIT))
+    recovery.receive(1.0, Accepted(TX.key, b1, "p1", COMMIT))
+    assert recovery.next_actions() == [Learned(TX.key, COMMIT, TX, by_coordinator=False)]
+    relayed = _termination("p2")
+    relayed.track(0.0, TX, 10.0)
+    relayed.receive(1.0, Decision(TX.key, COMMIT, "p1"))
+    assert relayed.next_actions() == [Learned(TX.key, COMMIT, TX, by_coordinator=False)]
+
+
 def test_a_majority_of_accepted_notices_is_learned_without_a_proposer() -> None:
     t = _termination("p2")
     t.track(0.0, TX, 10.0)
@@ -352,7 +376,7 @@ def test_a_majority_of_accepted_notices_is_learned_without_a_proposer() -> None:
     t.receive(1.0, Accepted(TX.key, Ballot(1, "p1"), "p1", ABORT))  # another ballot
     assert t.next_actions() == []
     t.receive(1.1, Accepted(TX.key, B0, "p1", COMMIT))
-    assert t.next_actions() == [Learned(TX.key, COMMIT, TX)]
+    assert t.next_actions() == [Learned(TX.key, COMMIT, TX, by_coordinator=True)]
 
 
 def test_recovery_that_chooses_announces_to_everyone_after_learning() -> None:

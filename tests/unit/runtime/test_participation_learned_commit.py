@@ -134,7 +134,7 @@ async def test_a_learned_commit_is_written_with_the_set_up_of_our_steps(worker: 
     tx = await _vote_yes(worker, "beta.1")
     before = worker.store.writes
     async with _parked_steps(worker):
-        await worker.consensus.learn(tx.key, Value(True, ()), tx)
+        await worker.consensus.learn(tx.key, Value(True, ()), tx, heard=True)
         assert worker.store.writes == before + 1
         assert await worker.store.get_learned(*tx.key) is not None
         assert await worker.store.runs_of("beta.1") == [("s1", 1, "running")]

@@ -94,8 +94,15 @@ async def test_the_retry_waits_for_a_message_of_this_life_then_counts_its_lease_
         fencing = restarted.participation.runs.fencing
         assert fencing.refusal(active) is not None  # and it would be refused if asked
 
-        answered_at = restarted.now()
+        # An answer that does not say where the steps are placed is no contact.
         beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True)
+        asked = beta.asked
+        await _until(lambda: beta.asked >= asked + 2, "the coordinator was not asked again")
+        assert not executor.started.is_set() and active.running == {}
+
+        answered_at = restarted.now()
+        beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                              step_epochs={"s": 0, "t": 0})
         await asyncio.wait_for(executor.started.wait(), 10)
         assert step.state is StepState.RUNNING and step.attempts == 2
         heard_at = fencing._heard.at(WF)
@@ -228,7 +235,10 @@ async def _learn_commit_late(agent: Agent, monkeypatch,
                               created_ms=1, updated_ms=1)
             active = Active(row, Progress(SPEC, row.placement, "alpha"))
             agent.active[WF] = active
-            runs.fencing.heard(WF)  # its COMMIT: contact with the workflow
+            if from_coordinator:  # its COMMIT: contact with the workflow
+                runs.fencing.heard(WF)
+            else:  # learned without the coordinator (see Participation._set_up)
+                runs.fencing.not_heard(WF)
             await runs.save_starting(active)
             await runs.start_ready(active)
             return peer_pb2.Ack(ok=True)

@@ -154,7 +154,7 @@ def test_a_learner_learns_from_a_majority_of_the_acceptors_not_from_others() -> 
     term.receive(0.0, Accepted(tx.key, Ballot(0, "c"), "c", COMMIT))
     assert term.next_actions() == []
     term.receive(0.0, Accepted(tx.key, Ballot(0, "c"), "p1", COMMIT))
-    assert term.next_actions() == [Learned(tx.key, COMMIT, tx)]
+    assert term.next_actions() == [Learned(tx.key, COMMIT, tx, by_coordinator=True)]
 
 
 def test_a_learner_in_doubt_asks_and_proposes_to_the_acceptors_only() -> None:

@@ -112,6 +112,19 @@ def test_restored_after_a_message_of_this_life_keeps_it():
     assert heard.may_start("wf") and heard.starting("wf", 9.0) == 3.0
 
 
+def test_a_commit_learned_without_the_coordinator_starts_nothing_until_heard_from():
+    # Set up from the acceptors' COMMIT at 20: that is no contact, so no start counts
+    # from it; the coordinator's answer at 25 (its epochs: still placed here) is.
+    heard = WorkflowHeard()
+    heard.not_heard("wf")
+    assert not heard.may_start("wf") and heard.starting("wf", 20.0) is None
+    heard.heard("wf", 25.0)
+    assert heard.may_start("wf") and heard.starting("wf", 26.0) == 25.0
+    # The same COMMIT learned again later changes nothing of a workflow heard from.
+    heard.not_heard("wf")
+    assert heard.may_start("wf") and heard.starting("wf", 30.0) == 25.0
+
+
 life_events = st.lists(st.tuples(st.sampled_from(["heard", "start", "restored", "forget"]),
                                  times), max_size=12)
 
