@@ -129,4 +129,5 @@ class ConsensusOutbox:
                     a.now(), DecisionAnswer(q.key, to, AnswerStatus.DECIDED, value))
                 await self._inbox.run(termination.next_actions())
         if answer.final_state:
-            await a.participation.ended(q.key[0], answer.final_state, "ended (asked)")
+            await a.participation.ended(q.key[0], answer.final_state,
+                                        answer.final_reason or "ended (asked)")

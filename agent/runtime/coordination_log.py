@@ -148,7 +148,7 @@ class DecisionLog:
         if verdict is LogAnswer.DECIDED:
             answer.decision.CopyFrom(held)
         if over and verdict in (LogAnswer.DECIDED, LogAnswer.FORGOTTEN):
-            answer.final_state = state_of(row)
+            answer.final_state, answer.final_reason = state_of(row), row.reason or ""
         return answer
 
     async def _presume_abort(self, workflow_id: str, round_: int, placement: dict,

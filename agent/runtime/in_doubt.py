@@ -187,7 +187,8 @@ class InDoubt:
             # The end first: a COMMIT learned now, of a workflow that ended meanwhile (its
             # steps here perhaps placed elsewhere), must start nothing here, and a COMMIT
             # of a workflow over here starts nothing (Participation._set_up).
-            await self._settles.ended(hold.workflow_id, answer.final_state, "ended (asked)")
+            await self._settles.ended(hold.workflow_id, answer.final_state,
+                                      answer.final_reason or "ended (asked)")
         if answer.known:
             await self._learned_late(hold, answer)
 
@@ -292,6 +293,7 @@ class InDoubt:
         the coordinator), noted as such here; any other is not."""
         a = self.agent
         row = active.row
+        asked = (row.coordinator, row.epoch)
         hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
         endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
             or (hold.coordinator_endpoint if hold is not None else None)
@@ -306,6 +308,14 @@ class InDoubt:
             log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
             return None
         answer = body.decision_answer
+        if (active.row.coordinator, active.row.epoch) != asked:
+            # This agent granted a later epoch while the question was out: the coordinator
+            # asked speaks for an epoch that is over here, so its answer (an end, say) is
+            # refused as its end notice would be. Asked again, of the one followed now.
+            log.info("%s: the answer of %s (epoch %d) came after this agent followed %s"
+                     " (epoch %d): not taken", row.id, asked[0], asked[1],
+                     active.row.coordinator, active.row.epoch)
+            return None
         if a.active.get(row.id) is active and not answer.final_state:
             taken = placed_elsewhere(active, answer)
             if not answer.step_epochs:
@@ -342,8 +352,9 @@ class InDoubt:
                 answer = await self._ask_coordinator(active)
                 if answer is not None and answer.final_state:
                     if a.active.get(wf) is active:
-                        await self._settles.ended(wf, answer.final_state,
-                                                  "ended while this agent was down (asked)")
+                        await self._settles.ended(
+                            wf, answer.final_state,
+                            answer.final_reason or "ended while this agent was down (asked)")
                     return
                 if not fencing.heard_in_this_life(wf):  # unreachable, no epochs, or its
                     await a.sleep(pause)  # steps here taken: again, with a backoff (the
@@ -362,6 +373,8 @@ class InDoubt:
         # Unreachable: go on as after any restart, its retry held back until the
         # workflow is heard from (then asked again, until it answers).
         final_state = answer.final_state if answer is not None else 0
+        final_reason = (answer.final_reason if answer is not None else "") \
+            or "ended while this agent was down (asked)"
         still_active = a.active.get(row.id) is active
         if still_active and not final_state:
             await self._resolve_interrupted(active)
@@ -374,7 +387,7 @@ class InDoubt:
         log.info("%s ended while this agent was down: its interrupted steps do not run"
                  " again", row.id)
         if still_active:
-            await self._settles.ended(row.id, final_state, "ended while this agent was down (asked)")
+            await self._settles.ended(row.id, final_state, final_reason)
 
     async def resolve_own_holds(self) -> None:
         """After the coordinator's recovery: our own YES votes in rounds we coordinate

@@ -279,3 +279,44 @@ async def test_a_commit_learned_late_with_the_steps_still_here_starts_them(
         assert active is not None and active.progress.steps["s"].state is StepState.RUNNING
         active.running["s"].cancel()
         agent.stop()
+
+
+async def test_an_answer_of_an_epoch_granted_away_meanwhile_is_not_taken(
+        agent: Agent, monkeypatch, caplog) -> None:
+    # beta answers that the workflow ended, but while the question was out this agent
+    # granted epoch 1 to gamma: beta's epoch is over here, so is its word.
+    restarted, executor, beta = await _restarted(agent, monkeypatch)
+    answered = beta.call
+
+    async def granted_meanwhile(endpoint, method, **kwargs):
+        reply = await answered(endpoint, method, **kwargs)
+        row = restarted.active[WF].row
+        row.coordinator, row.epoch = "gamma", 1
+        return reply
+
+    monkeypatch.setattr(restarted.peers, "call", granted_meanwhile)
+    beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True, final_state=5,
+                                          final_reason="cancelled: by beta")
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        caplog.set_level("INFO", logger="fedorch")
+        await restarted.participation.recover()  # asks beta first (an interrupted retry)
+        await _until(lambda: "not taken" in caplog.text or WF not in restarted.active,
+                     "beta's answer to be looked at")
+        assert WF in restarted.active  # not ended on beta's word
+        assert not executor.started.is_set()
+        restarted.stop()
+
+
+async def test_an_end_learned_by_asking_keeps_the_coordinator_s_reason(
+        agent: Agent, monkeypatch) -> None:
+    restarted, executor, beta = await _restarted(agent, monkeypatch)
+    beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True, final_state=5,
+                                          final_reason="cancelled: by beta")
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        await _until(lambda: WF not in restarted.active, "the workflow did not end here")
+        row = await restarted.store.get_workflow(WF)
+        assert row.reason == "cancelled: by beta" and not executor.started.is_set()
+        restarted.stop()
