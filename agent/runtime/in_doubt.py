@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Protocol
 
+from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.messages import Ballot
 from fedorch.core.negotiation.participant import Hold, HoldState
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -299,10 +300,17 @@ class InDoubt:
             or (hold.coordinator_endpoint if hold is not None else None)
         if not endpoint:
             return None
+        membership = a.membership
+        view = membership.swim.member(row.coordinator) if membership is not None else None
+        if view is not None and view.state in (MemberState.DEAD, MemberState.LEFT):
+            # Gone: no answer will come (a takeover will name the one to ask), and a call
+            # would only hold this loop for its whole deadline.
+            return None
         try:
             body, _ = await a.peers.call(
                 endpoint, "QueryDecision", recipient=row.coordinator,
                 expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                wait_for_ready=False,  # not reachable now: asked again after a pause
                 decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=row.round))
         except PeerCallError as e:
             log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)

@@ -184,7 +184,9 @@ async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_i
         # Learned from the acceptors, not from c: b starts only once the workflow's
         # acting coordinator says b is still placed on p2 (self-fencing, a COMMIT
         # learned without the coordinator). c is gone for good: that is p1, its
-        # successor, after the takeover (slow here: see docs/failures.md, Not built yet).
+        # successor, after the takeover (p2 does not ask c, which it holds DEAD). The
+        # takeover may need a claim timeout or two (prepare_timeout_s here): p1's first
+        # claim reached p2 while it was down (docs/failures.md, Not built yet).
         await wait_for(p2_ran_b, 90, "p2 to hear from the successor and run b")
         assert fed.rows("p2", "SELECT coordinator FROM workflows WHERE id=?",
                         (wid,)) == [("p1",)]
