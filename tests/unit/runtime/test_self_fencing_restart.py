@@ -320,3 +320,23 @@ async def test_an_end_learned_by_asking_keeps_the_coordinator_s_reason(
         row = await restarted.store.get_workflow(WF)
         assert row.reason == "cancelled: by beta" and not executor.started.is_set()
         restarted.stop()
+
+
+async def test_a_coordinator_held_dead_is_not_asked(agent: Agent, monkeypatch) -> None:
+    # No answer will come from it, and a call would hold the asking for its deadline.
+    from fedorch.core.membership.swim_types import MemberState
+
+    from tests.unit.runtime.test_self_fencing_shell import Views
+
+    restarted, executor, beta = await _restarted(agent, monkeypatch)
+    restarted.membership = Views(restarted, beta=MemberState.DEAD)
+    beta.answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        ask = restarted.participation.in_doubt._ask_coordinator
+        assert await ask(active) is None and beta.asked == 0
+        restarted.membership = Views(restarted, beta=MemberState.ALIVE)
+        assert await ask(active) is not None and beta.asked >= 1
+        restarted.stop()

@@ -52,6 +52,9 @@ class Views:
         return [MemberView(name, "", state, 1, self.heard, b"", 1)
                 for name, state in self.states.items()]
 
+    def member(self, name: str) -> MemberView | None:
+        return next((view for view in self.members() if view.name == name), None)
+
 
 async def _running(agent: Agent) -> tuple[Active, Forever, list[str]]:
     """Step s of a workflow coordinated by beta runs here (alpha); gamma runs t."""
