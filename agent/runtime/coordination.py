@@ -76,7 +76,7 @@ from fedorch.runtime.coordination_driver import (
 from fedorch.runtime.coordination_log import DecisionLog
 from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.coordination_outcomes import Outcomes
-from fedorch.runtime.prepares import send_prepare, submit_prepare
+from fedorch.runtime.prepares import send_prepare
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
 if TYPE_CHECKING:
@@ -347,11 +347,8 @@ class Coordination:
                 await a.save(active)
             in_flight = calls.get((action.domain, action.round))
             if in_flight is None or in_flight.done():  # a resend waits for the first call
-                request = self._prepare_request(active, spec, action)
-                # Another domain's PREPARE needs no task: a callback puts its vote in.
-                sent = submit_prepare(a, row, action, request, events)
-                calls[(action.domain, action.round)] = sent if sent is not None else \
-                    tg.create_task(send_prepare(a, row, action, request, events))
+                calls[(action.domain, action.round)] = tg.create_task(
+                    self._prepare(active, spec, action, events))
         elif isinstance(action, ProposeAndAccept):
             p = action.proposal
             if not await a.consensus.accept_own(action.accept, Store.proposal_statement(
@@ -387,8 +384,7 @@ class Coordination:
         elif isinstance(action, Finished):
             await self._finished(active, spec, core, action)
 
-    def _prepare_request(self, active: Active, spec,
-                         action: SendPrepare) -> peer_pb2.PrepareRequest:
+    async def _prepare(self, active: Active, spec, action: SendPrepare, votes) -> None:
         a = self.agent
         row = active.row
         request = peer_pb2.PrepareRequest(
@@ -403,7 +399,7 @@ class Coordination:
                                                 action.acceptors)
         if signed is not None:
             request.round_tx.CopyFrom(signed)
-        return request
+        await send_prepare(a, row, action, request, votes)
 
     async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
         a = self.agent

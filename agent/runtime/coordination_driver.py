@@ -111,8 +111,7 @@ class CoreDriver:
         core = self.core
         wf = core.workflow_id
         answers: list[tuple[asyncio.Future, object]] = []
-        # PREPAREs in flight: a task, or a request's future a callback reads
-        calls: dict[tuple[str, int], asyncio.Future] = {}
+        calls: dict[tuple[str, int], asyncio.Task] = {}  # PREPAREs in flight
         ended_at: float | None = None  # when the committed workflow was seen ended
         try:
             async with asyncio.TaskGroup() as tg:
@@ -148,9 +147,9 @@ class CoreDriver:
                         answers.append((event[2], answer))
                     elif isinstance(event, tuple) and event[0] in ("ack", "result"):
                         await self.decision_log.collect(self.active, core)
+                for call in calls.values():  # late replies can only be for a decided round
+                    call.cancel()
         finally:
-            for call in calls.values():  # late replies can only be for a decided round
-                call.cancel()  # (and a future outside the task group is not cancelled by it)
             self._detach()
             self.admitted.set()
             while not self.events.empty():  # queries that came too late: the log answers

@@ -186,53 +186,10 @@ class PeerChannels:
         Returns the reply's body and the envelope as received: the reply's own,
         or for an answer that came unsigned in a batch, the batch reply's (votes
         always come signed alone: they go into commit certificates byte for byte)."""
-        request = self._queue(endpoint, method, recipient, expect, timeout, wait_for_ready,
-                              payload)
-        if request is None:
-            return await self._call_one(endpoint, method, recipient, expect, timeout,
-                                        wait_for_ready, payload)
-        try:
-            # The future is this caller's alone (the shared call sets it, never awaits
-            # it): a caller that gives up cancels only its own request.
-            async with asyncio.timeout(timeout):
-                return await request.future
-        except TimeoutError:
-            self._on_error(method, "DEADLINE_EXCEEDED")
-            raise PeerCallError("DEADLINE_EXCEEDED", "deadline exceeded") from None
-        finally:
-            if not request.future.done():  # never sent, or its answer is no longer wanted
-                request.future.cancel()
-
-    def submit(
-        self,
-        endpoint: str,
-        method: str,
-        *,
-        recipient: str,
-        expect: str | frozenset[str],
-        timeout: float,
-        wait_for_ready: bool = True,
-        **payload: object,
-    ) -> asyncio.Future | None:
-        """call() without a task waiting on it: the request joins its lane and the
-        future returned gets what call() would return or raise (PeerCallError). The
-        caller reads it in a done callback. None: this call is not batched (see call());
-        the caller makes it with call(). Cancelling the future withdraws the request if it
-        has not left. It is resolved once the call is answered or fails (the RPC's own
-        deadline, `timeout` from when it leaves, or later when it left in a batch with
-        requests that have longer deadlines), or at its deadline if it is still waiting
-        in the lane then."""
-        request = self._queue(endpoint, method, recipient, expect, timeout, wait_for_ready,
-                              payload)
-        return None if request is None else request.future
-
-    def _queue(self, endpoint: str, method: str, recipient: str,
-               expect: str | frozenset[str], timeout: float, wait_for_ready: bool,
-               payload: dict[str, object]) -> _Request | None:
-        """The request, put on its lane; None if it goes as an RPC of its own."""
         if (self._spawn is None or method not in BATCHED_METHODS or not recipient
                 or endpoint in self._no_batch):
-            return None
+            return await self._call_one(endpoint, method, recipient, expect, timeout,
+                                        wait_for_ready, payload)
         if len(payload) != 1:
             raise TypeError(f"call() takes exactly one payload keyword, got {sorted(payload)}")
         ((kind, msg),) = payload.items()
@@ -244,7 +201,17 @@ class PeerChannels:
                            asyncio.get_running_loop().create_future(), msg.ByteSize())
         lane.pending.append(request)
         self._schedule_flush(lane)
-        return request
+        try:
+            # The future is this caller's alone (the shared call sets it, never awaits
+            # it): a caller that gives up cancels only its own request.
+            async with asyncio.timeout(timeout):
+                return await request.future
+        except TimeoutError:
+            self._on_error(method, "DEADLINE_EXCEEDED")
+            raise PeerCallError("DEADLINE_EXCEEDED", "deadline exceeded") from None
+        finally:
+            if not request.future.done():  # never sent, or its answer is no longer wanted
+                request.future.cancel()
 
     # ---- lanes ---------------------------------------------------------------------
 
@@ -266,14 +233,9 @@ class PeerChannels:
                 if requests and size + r.size > MAX_BATCH_BYTES:
                     break  # the next batch takes it (one request alone always goes)
                 lane.pending.popleft()
-                if r.future.done():  # its caller gave up
-                    continue
-                if r.deadline <= now:  # a submitted request has no caller's timeout
-                    self._on_error(r.method, "DEADLINE_EXCEEDED")
-                    _fail(r, PeerCallError("DEADLINE_EXCEEDED", "deadline exceeded"))
-                    continue
-                requests.append(r)
-                size += r.size
+                if not r.future.done() and r.deadline > now:  # else its caller gave up
+                    requests.append(r)
+                    size += r.size
             if not requests:
                 break
             assert self._spawn is not None
