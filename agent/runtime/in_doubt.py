@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.messages import Ballot
 from fedorch.core.negotiation.participant import Hold, HoldState
+from fedorch.core.workflow import self_fencing as rule
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
@@ -63,15 +64,27 @@ def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
     return min(monotonic_at(a.clock, lease_expires_ms), now + a.config.negotiation.lease_s)
 
 
-def placed_elsewhere(active: Active, answer: peer_pb2.DecisionAnswer) -> list[str]:
-    """This agent's unfinished steps of `active` whose placement epoch at the coordinator
-    (`answer.step_epochs`) is above the one held here: a loss of this domain ended their
-    placement here (they were placed again elsewhere, or failed)."""
-    if active.progress is None:
-        return []
-    return [s.id for s in active.progress.local_steps()
-            if s.state not in TERMINAL_STEP_STATES
-            and answer.step_epochs.get(s.id, s.epoch) > s.epoch]
+def placed_elsewhere(active: Active, answer: peer_pb2.DecisionAnswer) -> list[str] | None:
+    """The core's reading of a coordinator's answer for this agent's unfinished steps of
+    `active` (agent/core/workflow/self_fencing.py, `taken_steps`): None, no epochs in
+    it; else the steps a loss of this domain placed elsewhere (empty: contact). Logged
+    here when it is not contact."""
+    held = {} if active.progress is None else {
+        s.id: s.epoch for s in active.progress.local_steps()
+        if s.state not in TERMINAL_STEP_STATES}
+    taken = rule.taken_steps(held, answer.step_epochs)
+    wf = active.row.id
+    if taken is None:
+        # An agent of an older version, or not the workflow's coordinator any more:
+        # asked again until one says where the steps are, or the workflow ends.
+        log.info("%s: the coordinator's answer carries no placement epochs: nothing of it"
+                 " starts here yet", wf)
+    elif taken:
+        # Their epoch moved on: nothing of the workflow starts here; its end will come.
+        log.info("%s: steps %s are no longer placed here (placement epochs %s): nothing"
+                 " of it starts here", wf, ", ".join(taken),
+                 ", ".join(str(answer.step_epochs[s]) for s in taken))
+    return taken
 
 
 class Settles(Protocol):
@@ -209,13 +222,7 @@ class InDoubt:
         wf = hold.workflow_id
         await self._settles.decide(hold.coordinator, answer.decision, from_coordinator=False)
         active = a.active.get(wf)
-        if active is None or not answer.step_epochs or answer.final_state:
-            return
-        taken = placed_elsewhere(active, answer)
-        if taken:
-            log.warning("%s: learned the COMMIT after steps %s were placed elsewhere"
-                        " (placement epochs %s): nothing of it starts here", wf,
-                        ", ".join(taken), ", ".join(str(answer.step_epochs[s]) for s in taken))
+        if active is None or answer.final_state or placed_elsewhere(active, answer) != []:
             return
         self.runs.fencing.heard(wf)  # the coordinator says they are still placed here
         await self.runs.start_ready(active)
@@ -324,23 +331,9 @@ class InDoubt:
                      " (epoch %d): not taken", row.id, asked[0], asked[1],
                      active.row.coordinator, active.row.epoch)
             return None
-        if a.active.get(row.id) is active and not answer.final_state:
-            taken = placed_elsewhere(active, answer)
-            if not answer.step_epochs:
-                # An answer that does not say where the steps are placed (an agent of an
-                # older version, or not the workflow's coordinator any more) is no
-                # contact: asked again until one does, or the workflow ends.
-                log.info("%s: the coordinator's answer carries no placement epochs:"
-                         " nothing of it starts here yet", row.id)
-            elif taken:
-                # A loss took them (their epoch moved on): the answer is no contact for
-                # them, and nothing of the workflow starts here; its end will come. (Info:
-                # asked again until then.)
-                log.info("%s: steps %s are no longer placed here (placement epochs %s):"
-                            " nothing of it starts here", row.id, ", ".join(taken),
-                            ", ".join(str(answer.step_epochs[s]) for s in taken))
-            else:
-                self.runs.fencing.heard(row.id)
+        if a.active.get(row.id) is active and not answer.final_state \
+                and placed_elsewhere(active, answer) == []:
+            self.runs.fencing.heard(row.id)
         return answer
 
     def _ask_for_contact(self, active: Active) -> None:

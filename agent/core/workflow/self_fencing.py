@@ -118,7 +118,7 @@ Time comes in as `now` (the agent's monotonic clock); nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 REACHABLE = frozenset({"ALIVE", "SUSPECT"})
@@ -225,6 +225,18 @@ class WorkflowHeard:
 
     def __len__(self) -> int:
         return len(self._at) + len(self._unheard)
+
+
+def taken_steps(held: Mapping[str, int], answered: Mapping[str, int]) -> list[str] | None:
+    """What a coordinator's answer says of this domain's unfinished steps, `held` (step ->
+    its placement epoch here) against `answered` (the epochs at the acting coordinator):
+    None when the answer carries no epochs (it says nothing of placements: no contact);
+    else the steps at a higher epoch there, which a loss of this domain placed elsewhere
+    (or failed). An empty list: every step is still placed here, and the answer is
+    contact with the workflow."""
+    if not answered:
+        return None
+    return [step for step, epoch in held.items() if answered.get(step, epoch) > epoch]
 
 
 def reason(lost: Iterable[str], silent_s: float) -> str:

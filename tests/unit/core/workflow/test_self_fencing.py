@@ -14,6 +14,7 @@ from fedorch.core.workflow.self_fencing import (
     lost_since,
     next_look,
     reason,
+    taken_steps,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -238,3 +239,14 @@ def test_a_step_is_never_kept_past_the_lease_after_the_last_contact_whenever_it_
     assert heard_at <= last_contact  # a later start itself never counts
     if cs and not in_contact(cs) and now >= last_contact + lease:
         assert fenced(cs, heard_at, lease, now)
+
+
+@given(st.dictionaries(st.sampled_from("abcd"), st.integers(0, 3)),
+       st.dictionaries(st.sampled_from("abcde"), st.integers(0, 3)))
+def test_an_answer_is_contact_only_when_it_places_every_step_here_still(
+        held: dict[str, int], answered: dict[str, int]) -> None:
+    taken = taken_steps(held, answered)
+    if not answered:
+        assert taken is None  # says nothing of placements
+        return
+    assert taken == [s for s in held if s in answered and answered[s] > held[s]]
