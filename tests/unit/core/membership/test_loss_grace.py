@@ -188,6 +188,14 @@ class Model:
         self.acted: set[str] = set()
 
 
+def _event(kind: str, name: str, inc: int):
+    if kind == "timer":
+        return Timer()
+    if kind in ("heard", "forget"):
+        return {"heard": Heard, "forget": Forget}[kind](name)
+    return {"verdict": Verdict, "alive": Alive, "left": Left}[kind](name, inc)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(EVENTS, st.floats(0.0, 3.0)), max_size=60),
        st.sampled_from([0.0, 1.0, GRACE]))
@@ -200,9 +208,7 @@ def test_a_loss_is_acted_on_only_after_a_silent_grace_and_only_once(schedule, gr
         timer = core.get_timer()
         if kind == "timer" and timer is not None:
             now = max(now, timer)  # the shell wakes at the timer, or later
-        event = {"verdict": lambda: Verdict(name, inc), "alive": lambda: Alive(name, inc),
-                 "left": lambda: Left(name, inc), "heard": lambda: Heard(name),
-                 "forget": lambda: Forget(name), "timer": Timer}[kind]()
+        event = _event(kind, name, inc)
         held_before = {n: core.standing(n) for n in NAMES}
         out = core.step(now, event)
         for x in out:
