@@ -20,6 +20,7 @@ from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership import swim_codec
 from fedorch.core.membership.loss_grace import CHECK_AT, Standing
 from fedorch.core.membership.swim import Swim
+from fedorch.core.membership.swim_profiles import make_profile, typed_overrides
 from fedorch.core.membership.swim_types import (
     ClaimBody,
     ClaimKind,
@@ -32,8 +33,10 @@ from fedorch.core.negotiation.termination import DoubtState
 from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import swim_pb2
-from fedorch.runtime.membership import DEAD_SWEEP_S, ClaimSigner, ClaimVerifier
+from fedorch.runtime.config import gossip_profile_name
+from fedorch.runtime.membership import DEAD_SWEEP_S, ClaimSigner, ClaimVerifier, Membership
 
+from tests.unit.runtime.test_config import MINIMAL, _error, _parse
 from tests.unit.runtime.test_membership_left import BETA_ADDRESS, _running
 from tests.unit.runtime.test_membership_left import _alpha_with_beta as _left_harness
 
@@ -259,3 +262,15 @@ async def test_the_takeover_watch_claims_only_once_the_verdict_stood(
     await agent.takeovers._look(wid)
     assert core.role is Role.CLAIMING and core.epoch == 1
     assert [c.to for c in claims] == ["beta"]
+
+
+def test_the_grace_is_the_profiles_and_gossip_tuning_overrides_it(agent) -> None:
+    assert {n: make_profile(n).loss_grace for n in ("lan", "local", "wan")} == {
+        "lan": 5.0, "local": 3.0, "wan": 30.0}
+    assert Membership(agent, incarnation=1).grace.grace == 5.0  # the agent's lan default
+    config = _parse(MINIMAL + "gossip: {profile: local, tuning: {loss_grace: 1.5}}\n")
+    assert make_profile(gossip_profile_name(config.gossip.profile),
+                        **typed_overrides(dict(config.gossip.tuning))).loss_grace == 1.5
+    assert "loss_grace" in _error(MINIMAL + "gossip: {tuning: {loss_grace: -1}}\n")
+    # Reaped before its grace ran out, a verdict would never be acted on.
+    assert "dead_retention" in _error(MINIMAL + "gossip: {tuning: {loss_grace: 60}}\n")
