@@ -74,7 +74,6 @@ DEAD_SWEEP_S = 5.0
 # (crashed, or cut off for good) and LEFT (stopped gracefully: its agent kills its
 # steps' processes as it stops, and whether it ever comes back is not known).
 LOST_STATES = frozenset({MemberState.DEAD, MemberState.LEFT})
-LOST_EVENTS = frozenset({EventKind.DEAD, EventKind.LEFT})
 # Member events that change a member's state (the takeover shell watches those).
 STATE_EVENTS = frozenset({EventKind.ALIVE, EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT,
                           EventKind.REAPED})
