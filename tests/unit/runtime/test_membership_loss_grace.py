@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership import swim_codec
-from fedorch.core.membership.loss_grace import CHECK_AT, Standing
+from fedorch.core.membership.loss_grace import CHECK_AT, Standing, Verdict
 from fedorch.core.membership.swim import Swim
 from fedorch.core.membership.swim_profiles import make_profile, typed_overrides
 from fedorch.core.membership.swim_types import (
@@ -36,9 +36,12 @@ from fedorch.gen.fedorch.v1 import swim_pb2
 from fedorch.runtime.config import gossip_profile_name
 from fedorch.runtime.membership import DEAD_SWEEP_S, ClaimSigner, ClaimVerifier, Membership
 
+from tests.unit.conftest import _agent
 from tests.unit.runtime.test_config import MINIMAL, _error, _parse
-from tests.unit.runtime.test_membership_left import BETA_ADDRESS, _running
+from tests.unit.runtime.test_loop_wakeups import _running, _until
+from tests.unit.runtime.test_membership_left import BETA_ADDRESS
 from tests.unit.runtime.test_membership_left import _alpha_with_beta as _left_harness
+from tests.unit.runtime.test_membership_left import _running as _running_workflow
 
 CAROL_ADDRESS = "127.0.0.1:3"
 CAROL_KEY = Ed25519PrivateKey.generate()
@@ -108,7 +111,7 @@ def beta_coordinates(agent):
     """A workflow alpha coordinates with a step on beta, and a transaction beta
     coordinates in which alpha is in doubt."""
     def make(clock):
-        agent.active["wf"] = _running(agent, "wf", {"x": "beta", "y": "alpha"})
+        agent.active["wf"] = _running_workflow(agent, "wf", {"x": "beta", "y": "alpha"})
         tx = TxInfo("beta.1", 1, "beta", ("alpha", "beta"), ("alpha", "beta"))
         agent.consensus.termination.track(clock(), tx, lease_expires=clock() + 300)
         return tx
@@ -239,7 +242,7 @@ async def test_the_takeover_watch_claims_only_once_the_verdict_stood(
     alpha, beta, clock = _alpha_with_beta(agent, monkeypatch)
     _sent(alpha, monkeypatch)
     wid = "beta.0123abcd"  # coordinated by beta; alpha runs its step
-    active = _running(agent, wid, {"x": "alpha"})
+    active = _running_workflow(agent, wid, {"x": "alpha"})
     active.row.coordinator = "beta"
     agent.active[wid] = active
     claims: list = []
@@ -274,3 +277,37 @@ def test_the_grace_is_the_profiles_and_gossip_tuning_overrides_it(agent) -> None
     assert "loss_grace" in _error(MINIMAL + "gossip: {tuning: {loss_grace: -1}}\n")
     # Reaped before its grace ran out, a verdict would never be acted on.
     assert "dead_retention" in _error(MINIMAL + "gossip: {tuning: {loss_grace: 60}}\n")
+
+
+@pytest.fixture
+async def slow_probes(tmp_path):
+    # Probes 5 s apart (the wan profile) and a short grace: the grace's deadlines are the
+    # loop's earliest.
+    async for a in _agent(tmp_path, "gossip: {profile: wan, tuning: {loss_grace: 0.4}}\n"):
+        yield a
+
+
+async def test_the_membership_loop_sleeps_until_the_graces_deadline(slow_probes) -> None:
+    agent = slow_probes
+    runner = await _running(agent)
+    try:
+        membership = agent.membership
+        await _until(lambda: membership.sleep.parked, "membership to park")
+        # A verdict as the loop takes it from SWIM's events (beta is no member: nothing
+        # else happens), then the loop is woken once, as an event wakes it.
+        [held] = membership.grace.step(agent.now(), Verdict("beta", 3))
+        grace_timer = membership.grace.get_timer()
+        # Nothing else would wake it before the grace is over.
+        assert grace_timer < held.until < membership.swim.get_timer()
+        turns = membership.sleep.wakeups
+        membership.wake()
+        await _until(lambda: membership.sleep.wakeups > turns and membership.sleep.parked,
+                     "the loop to park again")
+        assert membership.sleep.deadline == grace_timer  # the check, halfway
+        # Woken by its own deadlines only: the check, then the end of the grace.
+        await _until(lambda: membership.lost("beta") == "DEAD", "the grace to be acted on",
+                     deadline_s=10)
+        assert membership.grace.stats["checks"] == 1
+    finally:
+        agent.stop()
+        await runner
