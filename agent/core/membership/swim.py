@@ -268,6 +268,21 @@ class Swim(FailureDetector):
         if name != self.name:
             self._table.heard(name, now)
 
+    def remind(self, now: float, name: str) -> bool:
+        """Send `name`, a member held SUSPECT or DEAD here, our claim about it now, outside
+        the probe order (the buddy system's message): a live member refutes in its answer.
+        The shell's loss grace asks for it once per verdict (see
+        agent/core/membership/loss_grace.py). False: nothing to send."""
+        self._advance(now)
+        if self._stopped:
+            return False
+        member = self._table.members.get(name)
+        if member is None or member.reaped_at is not None or not member.address \
+                or member.state not in (MemberState.SUSPECT, MemberState.DEAD):
+            return False
+        self._send_gossip(member)
+        return True
+
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``. Calling it early or twice is harmless."""
         self._advance(now)
