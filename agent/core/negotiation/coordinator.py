@@ -73,6 +73,7 @@ from fedorch.core.negotiation.acceptor_set import choose_acceptors
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
+    ROUND_DECIDED,
     AnswerStatus,
     DecisionAnswer,
     Key,
@@ -379,6 +380,10 @@ class Coordinator:
                 continue
             reason = vote.reason if vote is not None else f"no vote within {self._timeout:g}s"
             self.refusals.append(Refusal(rnd.number, domain, steps, reason))
+            if vote is not None and reason == ROUND_DECIDED:
+                # It learned the round's ABORT before our PREPARE (the participants'
+                # recovery decided it): it refused nothing, and stays a candidate.
+                continue
             for step in steps:
                 self._excluded.setdefault(step, set()).add(domain)
         self._abort_round(rnd, "a participant refused or did not vote")
