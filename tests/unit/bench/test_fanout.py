@@ -25,9 +25,8 @@ def _linear(width: int) -> None:
 
 
 def _quadratic(width: int) -> None:
-    for i in range(width):
-        for j in range(width):
-            json.loads("1")
+    for _ in range(width * width):
+        json.loads("1")
 
 
 def _profile(tmp_path, width: int, workflows: int):
