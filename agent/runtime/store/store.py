@@ -569,12 +569,12 @@ class Store:
             elif on_disk is None or on_disk.get(v[1]) != v:
                 rows.append((v[1], v, self._step_args_of(v)))
         wrote = [step_id for step_id, _, _ in rows]
-        self._written.writing(w.id, rows)
         if rows:
             stmts.append(self._steps_write([encoded for _, _, encoded in rows]))
         if reservation is not None:
             stmts.append(self.reservation_statement(reservation))
         written: tuple | None = None
+        self._written.writing(w.id, rows)  # ended by `end` below, whatever happens
         try:
             counts = await self._write([*stmts, *also])
             written = row
