@@ -30,6 +30,7 @@ from fedorch.cli.demo import (
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
 from fedorch.runtime.peers import CHANNEL_OPTIONS
 from fedorch.runtime.port_leases import release_ports
+from fedorch.runtime.supervisor import CommandFor, agent_command
 from prometheus_client.parser import text_string_to_metric_families
 
 HOST = "127.0.0.1"
@@ -79,10 +80,11 @@ class RealNet:
             path.write_text(yaml.safe_dump(config, sort_keys=False))
             self.configs[name] = path
 
-    async def start(self, *names: str, deadline_s: float = 60) -> None:
+    async def start(self, *names: str, deadline_s: float = 60,
+                    command: CommandFor = agent_command) -> None:
         chosen = list(names or self.names)
         procs = start_agents({n: self.configs[n] for n in chosen},
-                             {n: self.address(n) for n in chosen}, self.workdir)
+                             {n: self.address(n) for n in chosen}, self.workdir, command)
         self.procs.update({p.domain: p for p in procs})
         await wait_healthy(procs, deadline_s=deadline_s)
 

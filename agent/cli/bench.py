@@ -232,6 +232,82 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
         _print_long(result)
 
 
+def _fanout(domains: int, workflows: int, rate: float, profile: str | None = None,
+            data_dir: str | None = None, gossip_profile: str = "lan") -> dict:
+    from pathlib import Path
+
+    from fedorch.bench.fanout import run_fanout_bench
+
+    out = Path(profile).resolve() if profile else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    if data_dir:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(run_fanout_bench(
+        domains, workflows, rate, workdir=Path(data_dir) if data_dir else None,
+        profile_dir=out, gossip_profile=gossip_profile))
+    if out is not None:
+        from fedorch.bench.fanout_counts import counts_per_fanout
+
+        result["counts"] = {d: counts_per_fanout(path, workflows)
+                            for d, path in result["profiled"].items()}
+    return result
+
+
+def _print_fanout(r: dict) -> None:
+    cpu = r["cpu_s_per_fanout"]
+    table = Table(title=f"fan-out over {r['domains']} domains: {r['workflows']} workflows"
+                        f" at {r['rate_per_s']:g}/s (gossip {r['gossip_profile']})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("CPU s per fan-out: coordinator", str(cpu["coordinator"]))
+    table.add_row("CPU s per fan-out: a participant, mean / most",
+                  f"{cpu['participant_mean']} / {cpu['participant_max']}")
+    table.add_row("CPU s per fan-out: all agents", str(cpu["all_agents"]))
+    idle = r["idle_cpu_s_per_s"]
+    table.add_row("idle CPU s/s taken off: coordinator / a participant",
+                  f"{idle['coordinator']} / {idle['participant_mean']}")
+    table.add_row("SQL statements per fan-out: " + " / ".join(r["statements_per_fanout"]),
+                  " / ".join(str(v) for v in r["statements_per_fanout"].values()))
+    table.add_row("submission -> admission s, mean / most",
+                  f"{r['admission_s']['mean']} / {r['admission_s']['max']}")
+    table.add_row("submission -> end s, mean / most",
+                  f"{r['end_s']['mean']} / {r['end_s']['max']}")
+    table.add_row("end states", ", ".join(f"{n} {s}" for s, n in r["states"].items()))
+    table.add_row("load average before -> after", f"{r['load_before']} -> {r['load_after']}")
+    console().print(table)
+    for reason in r["reasons"]:
+        console().print(f"  not SUCCEEDED: {reason}")
+    for domain, counts in r.get("counts", {}).items():
+        console().print(f"{domain} per fan-out: " + ", ".join(
+            f"{name} {value}" for name, value in counts["summary"].items()))
+
+
+@bench.command(name="fanout")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.option("--domains", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Agent processes; each fan-out has a step on every one.")
+@click.option("--workflows", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Fan-outs measured (after one warm-up).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Fan-outs submitted per second.")
+@click.option("--profile", type=click.Path(file_okay=False), default=None,
+              help="Profile the coordinator and the last participant over the fan-outs"
+                   " (cProfile, DIR/DOMAIN.prof) and print their counts per fan-out.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the agents keep their data (default: a temporary directory).")
+@click.option("--gossip-profile", type=click.Choice(["lan", "local"]), default="lan",
+              show_default=True, help="The agents' gossip profile.")
+def fanout(as_json: bool, domains: int, workflows: int, rate: float, profile: str | None,
+           data_dir: str | None, gossip_profile: str) -> None:
+    """Wide workflows: CPU per fan-out at the coordinator and the participants."""
+    result = _fanout(domains, workflows, rate, profile, data_dir, gossip_profile)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        _print_fanout(result)
+
+
 def _submitters(text: str, option: str = "--concurrency") -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in text.split(","))
@@ -247,9 +323,11 @@ def _submitters(text: str, option: str = "--concurrency") -> tuple[int, ...]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per benchmark.")
 def bench_all(as_json: bool) -> None:
     """Every benchmark, one after the other."""
-    result = {"gossip": _gossip(30, True, True, 1), "commit": _commit()}
+    result = {"gossip": _gossip(30, True, True, 1), "commit": _commit(),
+              "fanout": _fanout(20, 10, 1.0)}
     if as_json:
         click.echo(json.dumps(result))
     else:
         _print_gossip(result["gossip"])
         _print_commit(result["commit"])
+        _print_fanout(result["fanout"])

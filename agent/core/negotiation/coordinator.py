@@ -28,7 +28,8 @@ with the YES votes) to its own acceptor and, once that accepted, to every other
 (PersistDecision, Finished; the participants learn it from their Accept, which
 says that the coordinator accepted, or from the acceptors' Accepted, and
 acknowledge it, and only one still silent after `commit_notice_s` is sent the
-COMMIT). A Reject (a
+COMMIT; that wait and the resends' grow with the round's width beyond
+`notice_share` participants). A Reject (a
 participant's recovery got there first) turns it into an ordinary proposer with
 a higher ballot, still preferring its COMMIT; if ABORT was chosen instead, the
 round is aborted and the workflow placed again. On a NO, a timeout or a cancel
@@ -73,6 +74,7 @@ from fedorch.core.negotiation.acceptor_set import choose_acceptors
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
+    ROUND_DECIDED,
     AnswerStatus,
     DecisionAnswer,
     Key,
@@ -312,7 +314,8 @@ class Coordinator:
         rnd = self._round
         if rnd is None or self._consensus is None or now < rnd.next_resend:
             return
-        rnd.next_resend = now + self._consensus.decision_resend_s
+        c = self._consensus
+        rnd.next_resend = now + c.decision_resend_s * c.notice_scale(len(rnd.participants()))
         self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked())
 
     def _on_query(self, now: float, round_: object) -> DecisionAnswer:
@@ -379,6 +382,10 @@ class Coordinator:
                 continue
             reason = vote.reason if vote is not None else f"no vote within {self._timeout:g}s"
             self.refusals.append(Refusal(rnd.number, domain, steps, reason))
+            if vote is not None and reason == ROUND_DECIDED:
+                # It learned the round's ABORT before our PREPARE (the participants'
+                # recovery decided it): it refused nothing, and stays a candidate.
+                continue
             for step in steps:
                 self._excluded.setdefault(step, set()).add(domain)
         self._abort_round(rnd, "a participant refused or did not vote")
@@ -463,7 +470,7 @@ class Coordinator:
             # goes now only to ourselves, to the others if they are silent (timer).
             self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked()
                                 if d == c.me)
-            rnd.next_resend = now + c.commit_notice_s
+            rnd.next_resend = now + c.commit_notice_s * c.notice_scale(len(rnd.participants()))
         self._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
 
     def _unacked(self) -> list[str]:

@@ -40,6 +40,12 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 
 Key = tuple[str, int]  # (workflow_id, round): one transaction, never reused
 
+# A participant's NO to a PREPARE whose round had closed there before it came (most
+# often: the participants' recovery chose ABORT while the PREPARE was on its way). It is
+# no refusal of the steps: the coordinator aborts the round but keeps the domain a
+# candidate for them (Coordinator._fail_round).
+ROUND_DECIDED = "round already decided"
+
 
 @dataclass(frozen=True, order=True)
 class Ballot:

@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
-from fedorch.core.negotiation.messages import Key, TxInfo
+from fedorch.core.negotiation.messages import ROUND_DECIDED, Key, TxInfo
 from fedorch.core.policy.engine import PolicyContext, evaluate_prepare
 from fedorch.gen.fedorch.v1 import config_pb2
 
@@ -229,7 +229,7 @@ class Participant:
             how, reason = closed
             if how == "refused":
                 return VoteOut(False, reason, now, None, fresh=False)
-            return VoteOut(False, "round already decided", now, None, fresh=False)
+            return VoteOut(False, ROUND_DECIDED, now, None, fresh=False)
         if not steps:
             raise RemoteProtocolError("PREPARE asks this domain for no steps")
         verdict = evaluate_prepare(

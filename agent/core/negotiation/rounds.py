@@ -69,6 +69,16 @@ class ConsensusOptions:
     # Accepted (agent.negotiation.acceptor) and acknowledges it; the coordinator sends
     # the COMMIT itself only to a participant that has not acknowledged it this long after.
     commit_notice_s: float = 1.0
+    # Both waits above are for a round of up to this many participants, and grow in
+    # proportion beyond it (`notice_scale`), as the prepare timeout does: the results and
+    # acknowledgements that stand for a COMMIT's receipt come back one per participant
+    # through one coordinator, so a wide round's last ones come later. Without it, a
+    # 40-domain fan-out on a loaded host drew a COMMIT notice (its whole certificate) to
+    # nearly every participant, each opened and checked there, and then a second one.
+    notice_share: int = 10
+
+    def notice_scale(self, participants: int) -> float:
+        return max(1.0, participants / max(1, self.notice_share))
 
 
 @dataclass(frozen=True)

@@ -498,6 +498,20 @@ class Store:
         return (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, json.dumps(s.outputs),
                 s.error, json.dumps(s.replaced_from))
 
+    @staticmethod
+    def _step_values(s: StepRow) -> tuple:
+        """A step row's values as compared with what was written last: no JSON, so that
+        a save naming every step of a wide workflow encodes only the steps that changed
+        (a 40-step fan-out's coordinator saves all its steps at every result: 1,720 step
+        rows, 3,440 JSON encodings per workflow before). The outputs are copied: what is
+        kept must not change with the progress it came from."""
+        return (s.workflow_id, s.step_id, s.domain, s.state, s.attempts, dict(s.outputs),
+                s.error, tuple(s.replaced_from))
+
+    @staticmethod
+    def _step_args_of(v: tuple) -> tuple:
+        return (*v[:5], json.dumps(v[5]), v[6], json.dumps(list(v[7])))
+
     @classmethod
     def _step_stmt(cls, s: StepRow) -> tuple[str, tuple]:
         return cls._step_write(cls._step_args(s))
@@ -539,29 +553,41 @@ class Store:
         `also` starts an attempt that was started before (nothing is written then).
         """
         row = self._wf_args(w)
-        step_args = [self._step_args(s) for s in steps]
+        step_values = [self._step_values(s) for s in steps]
         known, token = self._written.begin(w.id)
         if known is not None and row == known.row:
             known = None  # nothing changed (an UPDATE would set nothing): write in full
         stmts = [self._row_write(row, known.row if known is not None else None)]
-        changed = [a for a in step_args if known is None or known.steps.get(a[1]) != a]
-        if changed:
-            stmts.append(self._steps_write(changed))
+        # Step rows against what is on disk, also while another write of the workflow is
+        # on its way (written.py): only those that changed, and those that write writes.
+        on_disk, being_written = self._written.step_base(w.id)
+        rows = []
+        for v in step_values:
+            latest = being_written.get(v[1])
+            if latest is not None:  # written again; encoded again only if it changed
+                rows.append((v[1], v, latest[1] if latest[0] == v else self._step_args_of(v)))
+            elif on_disk is None or on_disk.get(v[1]) != v:
+                rows.append((v[1], v, self._step_args_of(v)))
+        wrote = [step_id for step_id, _, _ in rows]
+        if rows:
+            stmts.append(self._steps_write([encoded for _, _, encoded in rows]))
         if reservation is not None:
             stmts.append(self.reservation_statement(reservation))
         written: tuple | None = None
+        self._written.writing(w.id, rows)  # ended by `end` below, whatever happens
         try:
             counts = await self._write([*stmts, *also])
             written = row
         finally:
-            self._written.end(w.id, token, written, ((a[1], a) for a in step_args))
+            self._written.end(w.id, token, written, ((v[1], v) for v in step_values), wrote)
         if known is not None and counts[0] == 0:
             # The row was not there to update (nothing should delete it unseen): put it
             # back whole, and its steps.
             log.error("workflow %s: its row was missing on update; writing it again", w.id)
             self._written.forget([w.id])
-            await self._write([(self._WF_UPSERT, row),
-                               *([self._steps_write(step_args)] if step_args else [])])
+            await self._write([(self._WF_UPSERT, row), *(
+                [self._steps_write([self._step_args_of(v) for v in step_values])]
+                if step_values else [])])
         return counts[len(stmts):]
 
     async def save_steps(self, steps: list[StepRow]) -> None:

@@ -420,6 +420,34 @@ def _coordinator(extra=("x",), rounds: int = 1) -> Coordinator:
     return core
 
 
+def test_a_wide_rounds_commit_notices_wait_in_proportion_to_its_width() -> None:
+    # 40 participants learn the COMMIT from the acceptors and acknowledge it (or report
+    # a result) one by one through the coordinator: the COMMIT is sent to the silent
+    # ones only after commit_notice_s x 40 / notice_share, and resent at that pace too.
+    opts = ConsensusOptions("c", random.Random(4))
+    domains = [f"p{i:02d}" for i in range(40)]
+    core = Coordinator("c.wf", placer=_Placer({f"s{d}": d for d in domains}), max_rounds=1,
+                       prepare_timeout_s=5.0, consensus=opts)
+    core.start(0.0)
+    core.next_actions()
+    for d in domains:
+        core.receive_vote(1.0, yes(d))
+    core.next_actions()
+    value = Value(True, tuple(yes(d) for d in domains))
+    acceptors = core.tx().acceptors
+    for acceptor in acceptors[:3]:  # a majority of the five
+        core.receive_paxos(2.0, Accepted(("c.wf", 1), B0, acceptor, value))
+    assert core.phase is Phase.COMMITTED
+    core.next_actions()
+    scale = 40 / opts.notice_share
+    assert core.get_timer() == pytest.approx(2.0 + opts.commit_notice_s * scale)
+    core.receive_ack(3.0, "p07", 1)
+    core.handle_timer(core.get_timer())
+    assert core.next_actions() == [SendDecision(d, 1) for d in domains if d != "p07"]
+    assert core.get_timer() == pytest.approx(
+        2.0 + opts.commit_notice_s * scale + opts.decision_resend_s * scale)
+
+
 def test_prepare_carries_acceptors_topped_up_with_extra_members() -> None:
     core = _coordinator()
     assert core.next_actions() == [SendPrepare("p1", 1, ("s1",), {"s1": "p1"}, ("c", "p1", "x"))]

@@ -4,6 +4,7 @@ comes out is the same whether built or reused."""
 
 from __future__ import annotations
 
+import pytest
 from fedorch.core.negotiation.messages import Value, VoteIn
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
@@ -36,3 +37,65 @@ def test_a_message_carrying_the_value_is_a_copy() -> None:
     accept = peer_pb2.PaxosAccept(value=shared)
     accept.value.votes[0].body = b"changed"
     assert wire.value_pb(value).votes[0].body == b"vote 0"
+
+
+# ---- values read from the wire ------------------------------------------------------------
+
+def _signed_value(domains: tuple[str, ...], key: tuple[str, int]):
+    """A COMMIT value of real signed YES votes, and a trust store that knows the voters."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from fedorch.core.identity.envelope import Signer, seal
+    from fedorch.core.identity.trust import TrustStore
+
+    keys = {d: Ed25519PrivateKey.generate() for d in domains}
+    votes = []
+    for d in domains:
+        sealed = seal(Signer(d, keys[d]), recipient="coord", now_ms=1, nonce=os.urandom(16),
+                      vote=peer_pb2.Vote(workflow_id=key[0], round=key[1], domain=d, yes=True))
+        votes.append(peer_pb2.Envelope(body=sealed.body, signature=sealed.signature))
+    pb = peer_pb2.PaxosValue(outcome=peer_pb2.OUTCOME_COMMIT, votes=votes)
+    return pb, TrustStore({d: k.public_key() for d, k in keys.items()})
+
+
+def _counting_votes(monkeypatch) -> list:
+    parsed: list = []
+    real = wire._vote
+    monkeypatch.setattr(wire, "_vote", lambda *a: parsed.append(a[0]) or real(*a))
+    return parsed
+
+
+def test_a_value_read_again_parses_none_of_its_votes_again(monkeypatch) -> None:
+    key = ("coord.0001", 1)
+    pb, trust = _signed_value(tuple(f"p{i:02d}" for i in range(40)), key)
+    parsed = _counting_votes(monkeypatch)
+    first = wire.value_of(pb, key, trust)
+    assert len(parsed) == 40
+    again = wire.value_of(peer_pb2.PaxosValue.FromString(pb.SerializeToString()), key, trust)
+    assert len(parsed) == 40  # the same bytes: not one vote parsed again
+    assert again == first and [v.domain for v in again.votes] == sorted(
+        f"p{i:02d}" for i in range(40))
+
+
+def test_a_value_read_before_is_refused_once_a_voter_is_no_longer_trusted() -> None:
+    from fedorch.core.identity.envelope import AuthError
+
+    key = ("coord.0002", 1)
+    pb, trust = _signed_value(("p1", "p2", "p3"), key)
+    assert wire.value_of(pb, key, trust).commit
+    trust.remove("p2")
+    with pytest.raises(AuthError):
+        wire.value_of(pb, key, trust)
+
+
+def test_the_same_votes_for_another_transaction_are_checked_again(monkeypatch) -> None:
+    from fedorch.core.negotiation.errors import RemoteProtocolError
+
+    key = ("coord.0003", 1)
+    pb, trust = _signed_value(("p1", "p2"), key)
+    wire.value_of(pb, key, trust)
+    parsed = _counting_votes(monkeypatch)
+    with pytest.raises(RemoteProtocolError):
+        wire.value_of(pb, ("coord.0003", 2), trust)  # votes of round 1 cannot commit round 2
+    assert parsed

@@ -18,6 +18,7 @@ from fedorch.core.negotiation.coordinator import (
     VoteIn,
 )
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.messages import ROUND_DECIDED
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.spec import parse_spec_text
@@ -553,3 +554,23 @@ def test_peer_inputs_out_of_phase_are_remote_errors() -> None:
         with pytest.raises(RemoteProtocolError):
             call()
     assert core.phase is Phase.IDLE
+
+
+def test_a_no_for_a_round_decided_elsewhere_keeps_the_domain_a_candidate() -> None:
+    # The participants' recovery chose ABORT while y's PREPARE was on its way: y learned
+    # it first and answers the PREPARE "round already decided". The round is over, but y
+    # refused nothing: round 2 asks y again for b (the only domain b may go to).
+    core, placer, _ = started({"a": ["x"], "b": ["y"]})
+    core.receive_vote(1.0, yes("x"))
+    core.receive_vote(2.0, no("y", ROUND_DECIDED))
+    actions = core.next_actions()
+    assert actions[0] == PersistDecision(1, False, {"a": "x", "b": "y"}, (),
+                                         "a participant refused or did not vote")
+    assert placer.calls[-1] == {}
+    assert [a for a in actions if isinstance(a, SendPrepare)] == [
+        SendPrepare("x", 2, ("a",), {"a": "x", "b": "y"}),
+        SendPrepare("y", 2, ("b",), {"a": "x", "b": "y"}),
+    ]
+    assert core.phase is Phase.PREPARING and core.round == 2
+    # Named in the refusals all the same, should the workflow abort in the end.
+    assert core.refusals == [Refusal(1, "y", ("b",), ROUND_DECIDED)]
