@@ -21,6 +21,7 @@ without placement epochs) is held back by the same asking.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -112,6 +113,9 @@ class InDoubt:
         self.runs = runs
         self._committing = committing
         self.sleep = Sleep("in-doubt", agent.metrics.loop_wakeups, agent.now)
+        # Held-back workflows being asked about: set when the coordinator they follow
+        # changes, so that the asking turns to the new one at once.
+        self._followed_changed: dict[str, asyncio.Event] = {}
         # A restored workflow's step held back until it is heard from: ask its coordinator.
         runs.fencing.on_held = self._ask_for_contact
 
@@ -342,14 +346,28 @@ class InDoubt:
         once per workflow)."""
         self.agent.spawn(self._ask_until_heard(active), name=f"heard? {active.row.id}")
 
+    def coordinator_changed(self, workflow_id: str) -> None:
+        """The coordinator this agent follows for `workflow_id` changed (a takeover: it
+        granted or heard a successor's claim, or acts itself now): a held-back workflow's
+        asking goes to the new one at once, not after the pause the old one's silence
+        grew to (up to ASK_AGAIN_MAX_S)."""
+        changed = self._followed_changed.get(workflow_id)
+        if changed is not None:
+            changed.set()
+
     async def _ask_until_heard(self, active: Active) -> None:
         a = self.agent
         wf = active.row.id
         fencing = self.runs.fencing
         pause = ASK_AGAIN_FIRST_S
+        changed = self._followed_changed.setdefault(wf, asyncio.Event())
         try:
+            # The acting coordinator is never held (it cannot lose itself): a takeover
+            # that made this agent the successor ends the asking.
             while a.active.get(wf) is active and not fencing.heard_in_this_life(wf) \
-                    and not a.stopping:
+                    and active.row.coordinator != a.domain and not a.stopping:
+                changed.clear()
+                asked = (active.row.coordinator, active.row.epoch)
                 answer = await self._ask_coordinator(active)
                 if answer is not None and answer.final_state:
                     if a.active.get(wf) is active:
@@ -357,13 +375,35 @@ class InDoubt:
                             wf, answer.final_state,
                             answer.final_reason or "ended while this agent was down (asked)")
                     return
-                if not fencing.heard_in_this_life(wf):  # unreachable, no epochs, or its
-                    await a.sleep(pause)  # steps here taken: again, with a backoff (the
-                    pause = min(2 * pause, ASK_AGAIN_MAX_S)  # task ends with the workflow)
+                if fencing.heard_in_this_life(wf):
+                    break
+                # Unreachable, gone, no epochs, or its steps here taken: again, with a
+                # backoff (the task ends with the workflow), or at once when this agent
+                # follows another coordinator meanwhile (woken, or it changed while the
+                # question was out), from the shortest pause again.
+                if (active.row.coordinator, active.row.epoch) != asked \
+                        or await self._paused(changed, pause):
+                    pause = ASK_AGAIN_FIRST_S
+                else:
+                    pause = min(2 * pause, ASK_AGAIN_MAX_S)
         finally:
             fencing.asked(wf)
+            if self._followed_changed.get(wf) is changed:
+                del self._followed_changed[wf]
         if a.active.get(wf) is active and not a.stopping:
             await self.runs.start_ready(active)  # heard: what was held back starts
+
+    async def _paused(self, changed: asyncio.Event, seconds: float) -> bool:
+        """Wait `seconds`, or less: True when the coordinator followed changed meanwhile
+        (or the agent stops: the loop then ends)."""
+        if self.agent.stopping:
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _resolve_after_asking(self, active: Active) -> None:
         a = self.agent

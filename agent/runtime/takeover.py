@@ -93,6 +93,9 @@ log = logging.getLogger("fedorch.takeover")
 # old coordinator learns from it that its epoch is over.
 CLAIM_PATIENCE_S = 24 * 3600.0
 GONE = frozenset({"DEAD", "LEFT"})
+# A participant in doubt answered the claim: asked again after this (then the backoff),
+# not after the claim timeout. It learns the decision within a recovery ballot.
+IN_DOUBT_AGAIN_S = 0.2
 
 
 class Takeovers:
@@ -325,12 +328,14 @@ class Takeovers:
                 await a.save(active)
                 if follows:
                     self._report_again(active)
+                    self._coordinator_changed(row.id)
             elif isinstance(action, SendClaim):
                 self.claim(active, core, action)
             elif isinstance(action, Act):
                 row.epoch, row.coordinator = action.epoch, a.domain
                 await a.save(active)
                 a.metrics.takeovers.inc()
+                self._coordinator_changed(row.id)  # a held-back workflow here: not held
                 log.warning("%s: took over as coordinator in epoch %d (%s was gone)",
                             row.id, action.epoch, coordinator_of(row.id) if action.epoch == 1
                             else "the coordinator of the previous epoch")
@@ -338,6 +343,11 @@ class Takeovers:
                     await a.save(active)
         if self._cores.get(row.id) is core:
             self._arm(row.id, core)
+
+    def _coordinator_changed(self, workflow_id: str) -> None:
+        """The coordinator followed here changed: a workflow held back here (self-fencing,
+        runtime.in_doubt) asks the new one at once."""
+        self.agent.participation.in_doubt.coordinator_changed(workflow_id)
 
     def core_of(self, workflow_id: str) -> Takeover | None:
         return self._cores.get(workflow_id)
@@ -360,6 +370,7 @@ class Takeovers:
         row = active.row
         deadline = a.now() + CLAIM_PATIENCE_S
         backoff = 0.2
+        in_doubt_there = False
         # An acceptor holding no step may have missed the committed round: the claim
         # shows it (agent/runtime/round_proofs.py).
         extra = claim.to not in core.participants and claim.to != core.original
@@ -384,7 +395,18 @@ class Takeovers:
                                 and not answer.granted and claim.to in core.audience:
                             await self._ended_meanwhile(active, core, answer)
                             return
-                        if answer.workflow_id == row.id and answer.epoch == claim.epoch:
+                        if answer.workflow_id == row.id and answer.in_doubt \
+                                and not answer.granted and claim.to in core.participants:
+                            # Up, and about to learn the COMMIT: asked again soon, from
+                            # the shortest pause the first time (it answered, so it is
+                            # reachable; the pause grew while it was down), then the
+                            # backoff as before (one that says so for ever is not asked
+                            # more often than an unreachable one).
+                            log.debug("takeover claim of %s to %s: in doubt there",
+                                      row.id, claim.to)
+                            if not in_doubt_there:
+                                in_doubt_there, backoff = True, IN_DOUBT_AGAIN_S
+                        elif answer.workflow_id == row.id and answer.epoch == claim.epoch:
                             if answer.granted:  # on disk before it counts
                                 await self.certificates.keep(row, core, claim.to, answer,
                                                              envelope)
@@ -447,6 +469,14 @@ class Takeovers:
         answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch)
         active = a.active.get(claim.workflow_id)
         row = active.row if active is not None else await a.store.get_workflow(claim.workflow_id)
+        if row is None and a.participant.keys_of(claim.workflow_id):
+            # A vote of ours, no decision learned yet (in doubt, just back from a
+            # restart, or setting the workflow up): not a refusal. Our grant will come
+            # with the COMMIT; the claimant asks again shortly (it would otherwise wait
+            # its whole claim timeout, and this domain claim in its turn meanwhile).
+            answer.in_doubt = True
+            answer.error = "in doubt here: the decision is not learned yet"
+            return answer
         if row is None or not row.placement:
             return await self._on_claim_as_acceptor(sender, claim, answer)
         if active is not None and row.id not in self._prepared and not is_over(row):
@@ -573,6 +603,8 @@ class Takeovers:
             self._arm(row.id, core)
         if active is None:
             await self.agent.store.save_workflow(row)
+        else:
+            self._coordinator_changed(row.id)
 
     def forget(self, workflow_id: str) -> None:
         self.certificates.forget(workflow_id)

@@ -529,7 +529,7 @@ class TakeoverClaim(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ..., commit: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
 
 class TakeoverAnswer(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate")
+    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate", "in_doubt")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -540,6 +540,7 @@ class TakeoverAnswer(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_ROUND_FIELD_NUMBER: _ClassVar[int]
     ELECTORATE_FIELD_NUMBER: _ClassVar[int]
+    IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     granted: bool
@@ -550,7 +551,8 @@ class TakeoverAnswer(_message.Message):
     reason: str
     committed_round: int
     electorate: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ...) -> None: ...
+    in_doubt: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ..., in_doubt: _Optional[bool] = ...) -> None: ...
 
 class EpochCertificate(_message.Message):
     __slots__ = ("workflow_id", "epoch", "coordinator", "grants")
