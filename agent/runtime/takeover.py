@@ -43,7 +43,18 @@ electorate it is counted in; the successor keeps the grants it receives as evide
 and a majority of them is the proof of its epoch that its re-placement rounds carry.
 The grants are on disk before they count; a successor restarted (acting, or with its
 claim cut short) reads them back before its core is built and feeds them to the core
-as the grants they are, so its claim goes again only to the members it lacks.
+as the grants they are, so its claim goes again only to the members it lacks. An
+acting successor's claims carry its certificate (`TakeoverClaim.epoch_certificate`),
+and so does its denial of a rival's claim of its epoch (`TakeoverAnswer.
+epoch_certificate`): a member that claimed that epoch itself, or follows one that did,
+verifies it and follows the winner at once (the core's `Proven`), then grants it.
+
+A participant that holds a vote of the workflow but has not learned its decision (in
+doubt, just back from a restart) answers a claim "in doubt here"
+(`TakeoverAnswer.in_doubt`): neither a grant nor a refusal. The claimant asks it again
+from the shortest pause: it learns the COMMIT within a recovery ballot. A held-back
+workflow here (self-fencing, runtime.in_doubt) is told when the coordinator followed
+changes, and asks the new one at once.
 """
 
 from __future__ import annotations
@@ -379,6 +390,9 @@ class Takeovers:
                 endpoint = a.endpoint_of(claim.to, row.endpoints)
                 if endpoint is not None:
                     message = peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=claim.epoch)
+                    if core.role is Role.ACTING:  # won: the proof goes with it
+                        if (cert := self.certificates.certificate(row.id)) is not None:
+                            message.epoch_certificate.CopyFrom(cert)
                     proof = await self.proofs.claim_proof(row) if extra else None
                     if proof is not None:
                         message.round_tx.CopyFrom(proof[0])
@@ -410,10 +424,16 @@ class Takeovers:
                             if answer.granted:  # on disk before it counts
                                 await self.certificates.keep(row, core, claim.to, answer,
                                                              envelope)
+                            if a.active.get(row.id) is not active:
+                                return
+                            if not answer.granted and answer.holder == claim.to \
+                                    and answer.HasField("epoch_certificate") \
+                                    and await self._follow_proven(
+                                        active, claim.to, answer.epoch_certificate):
+                                return  # it won our epoch (or a later one): followed
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
                                 claim.to, claim.epoch, answer.held_epoch, answer.holder)
-                            if a.active.get(row.id) is active:
-                                await self._apply(active, core, core.step(a.now(), event))
+                            await self._apply(active, core, core.step(a.now(), event))
                             return
                 if a.now() + backoff > deadline or not await a.sleep(backoff):
                     return
@@ -497,7 +517,18 @@ class Takeovers:
         if is_over(row):  # an ended workflow is not taken over: its end instead
             answer.final_state, answer.reason = state_of(row), row.reason
             return answer
+        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender) \
+                and claim.HasField("epoch_certificate") and active is not None \
+                and await self._follow_proven(active, sender, claim.epoch_certificate):
+            # The sender won the epoch we hold for another (our own claim of it, or a
+            # claimant that lost it): followed now, and granted it below like any
+            # claimant of the epoch held here (the core's Proven).
+            answer.held_epoch, answer.holder = held(row)
         if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
+            if answer.holder == a.domain and active is not None and self.acting(active):
+                # A rival claimant of our epoch: our proof, so that it follows us now.
+                if (cert := self.certificates.certificate(row.id)) is not None:
+                    answer.epoch_certificate.CopyFrom(cert)
             return answer
         core = self._core(active) if active is not None else None
         if core is not None:
@@ -517,6 +548,24 @@ class Takeovers:
         if again and active is not None:  # asked again (it restarted, say): results again
             self._report_again(active)
         return answer
+
+    async def _follow_proven(self, active: Active, winner: str,
+                             certificate: peer_pb2.EpochCertificate) -> bool:
+        """`winner` shows its epoch certificate (with its claim, or its answer to ours):
+        verified, it is fed to the core (`Proven`), which follows it if that epoch is
+        not below ours. True when this agent now follows `winner`. A certificate that
+        does not hold is refused and counted (its reason), and changes nothing."""
+        core = self._core(active)
+        proven = self.certificates.proven(active.row.id, winner, certificate) \
+            if core is not None else None
+        if proven is None:
+            return False
+        before = (core.epoch, core.coordinator)
+        await self._apply(active, core, core.step(self.agent.now(), proven))
+        if (core.epoch, core.coordinator) != before:
+            log.info("%s: %s proved it won coordinator epoch %d: following it",
+                     active.row.id, winner, proven.epoch)
+        return (core.epoch, core.coordinator) == (proven.epoch, winner)
 
     async def _on_claim_as_acceptor(self, sender: str, claim: peer_pb2.TakeoverClaim,
                                     answer: peer_pb2.TakeoverAnswer) -> peer_pb2.TakeoverAnswer:

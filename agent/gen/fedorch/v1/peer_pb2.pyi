@@ -517,19 +517,21 @@ class CompensationResult(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TakeoverClaim(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "round_tx", "commit")
+    __slots__ = ("workflow_id", "epoch", "round_tx", "commit", "epoch_certificate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     ROUND_TX_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     round_tx: Envelope
     commit: Envelope
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ..., commit: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ..., commit: _Optional[_Union[Envelope, _Mapping]] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class TakeoverAnswer(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate", "in_doubt")
+    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate", "in_doubt", "epoch_certificate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -541,6 +543,7 @@ class TakeoverAnswer(_message.Message):
     COMMITTED_ROUND_FIELD_NUMBER: _ClassVar[int]
     ELECTORATE_FIELD_NUMBER: _ClassVar[int]
     IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     granted: bool
@@ -552,7 +555,8 @@ class TakeoverAnswer(_message.Message):
     committed_round: int
     electorate: _containers.RepeatedScalarFieldContainer[str]
     in_doubt: bool
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ..., in_doubt: _Optional[bool] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ..., in_doubt: _Optional[bool] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class EpochCertificate(_message.Message):
     __slots__ = ("workflow_id", "epoch", "coordinator", "grants")
