@@ -14,7 +14,9 @@ ended meanwhile), and puts YES votes without a learned decision back in doubt.
 No step of a workflow read back at start-up starts until a message of it has been
 heard in this life (self-fencing after a restart, agent/core/workflow/self_fencing.py):
 a step held back for that has the coordinator asked again, with a backoff, until it
-answers (`_ask_until_heard`); an answer that the workflow ended ends it here. A
+answers (`_ask_until_heard`); an answer that the workflow ended ends it here. The
+coordinator asked is the one this agent follows: when that changes (a takeover,
+`coordinator_changed`), the asking turns to the new one at once. A
 COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
 without placement epochs) is held back by the same asking.
 """
