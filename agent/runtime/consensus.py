@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
 from fedorch.core.identity.envelope import AuthError, open_evidence
-from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.acceptor import Acceptor, PersistAcceptor
 from fedorch.core.negotiation.errors import ProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
@@ -318,9 +317,9 @@ class Consensus:
         until it learns the decision."""
         self.termination.track(self.agent.now(), tx, lease_expires, floor)
         membership = self.agent.membership
-        view = membership.swim.member(tx.coordinator) if membership is not None else None
-        if view is not None and view.state in (MemberState.DEAD, MemberState.LEFT):
-            self.coordinator_dead(tx.coordinator)  # it went before our YES was durable
+        if membership is not None and membership.lost(tx.coordinator):
+            # It went before our YES was durable (a DEAD verdict past its loss grace).
+            self.coordinator_dead(tx.coordinator)
         self.agent.participation.wake()
 
     def coordinator_dead(self, domain: str) -> None:

@@ -1,5 +1,10 @@
 """Membership shell: drives the SWIM core (agent.membership.swim) over gRPC.
 
+A DEAD verdict reaches the rest of the agent (the workflows: domain loss, in-doubt
+recovery, takeover) only once it has stood for the profile's `loss_grace` without a
+sign of life from the accused (agent/core/membership/loss_grace.py); a LEFT at once.
+What SWIM holds (members(), get(): the console, `members`, placement) is shown as is.
+
 Datagrams to one address travel as one signed Swim call; the reply carries
 whatever the receiver produced for the caller while handling them (the Ack to
 a Ping, most often), so a probe costs one round trip. The core's claims are
@@ -22,6 +27,20 @@ from fedorch.core.identity.authority import record_is_own
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership import swim_codec
+from fedorch.core.membership.loss_grace import (
+    Acted,
+    Alive,
+    Check,
+    Forget,
+    HeardDuring,
+    Held,
+    Left,
+    LossGrace,
+    Output,
+    Verdict,
+    Withdrawn,
+)
+from fedorch.core.membership.loss_grace import Timer as GraceTimer
 from fedorch.core.membership.swim import Swim
 from fedorch.core.membership.swim_profiles import make_profile, typed_overrides
 from fedorch.core.membership.swim_types import (
@@ -55,7 +74,6 @@ DEAD_SWEEP_S = 5.0
 # (crashed, or cut off for good) and LEFT (stopped gracefully: its agent kills its
 # steps' processes as it stops, and whether it ever comes back is not known).
 LOST_STATES = frozenset({MemberState.DEAD, MemberState.LEFT})
-LOST_EVENTS = frozenset({EventKind.DEAD, EventKind.LEFT})
 # Member events that change a member's state (the takeover shell watches those).
 STATE_EVENTS = frozenset({EventKind.ALIVE, EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT,
                           EventKind.REAPED})
@@ -133,8 +151,11 @@ class Membership:
         # Member name by address, for the recipient of each outgoing call; checked
         # against the core on every use, rebuilt when it no longer holds.
         self._names: dict[str, str] = {}
-        self._lost: dict[str, str] = {}  # DEAD and LEFT members (and which), as of the last look
+        self._lost: dict[str, str] = {}  # lost members acted on (and how), as of the last look
+        # DEAD verdicts held for the grace before the workflows act on them.
+        self.grace = LossGrace(self.profile.loss_grace)
         agent.metrics.registry.register(_SwimCollector(self.swim))
+        agent.metrics.registry.register(_LossGraceCollector(self.grace))
 
     # ---- what the agent reads ----------------------------------------------------
 
@@ -182,6 +203,22 @@ class Membership:
         if view is None:
             return None
         return self._member(view, self.agent.now_ms() / 1000 - self.agent.now())
+
+    def lost(self, domain: str) -> str | None:
+        """DEAD or LEFT when the workflows are to take `domain` as lost: LEFT at once, a
+        DEAD verdict once it has stood for the grace (see LossGrace); else None."""
+        return self.grace.lost(domain)
+
+    def state_for_work(self, domain: str) -> str:
+        """`domain`'s state as the workflows act on it: SWIM's, except that a DEAD or LEFT
+        member whose loss is not acted on (yet) reads SUSPECT, doubtful and not gone;
+        "" when unknown (or no longer trusted)."""
+        view = self.swim.member(domain)
+        if view is None or (domain != self.agent.domain and domain not in self.agent.trust):
+            return ""
+        if view.state in LOST_STATES and domain != self.agent.domain:
+            return self.grace.lost(domain) or MemberState.SUSPECT.value
+        return view.state.value
 
     def endpoint(self, domain: str) -> str | None:
         view = self.swim.member(domain)
@@ -251,7 +288,7 @@ class Membership:
             # sweep's, whichever is first; a message that changed either, or a record to
             # publish, wakes it (_wake_if_needed).
             timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due,
-                                  self._publish_due) if t is not None]
+                                  self._publish_due, self.grace.get_timer()) if t is not None]
             await self.sleep.until(min(timers) if timers else None)
             if self.swim.stopped:
                 return
@@ -339,9 +376,13 @@ class Membership:
 
     def heard_from(self, domain: str) -> None:
         """`domain` signed a peer call or answer that reached us just now (Swim.heard_from):
-        the core notes it, and a check of that member, if one is due, waits for it. No
-        wake-up: nothing is due sooner because of it."""
-        self.swim.heard_from(self.agent.now(), domain)
+        the core notes it, and a check of that member, if one is due, waits for it; a DEAD
+        verdict held in its grace starts its grace again. No wake-up: nothing is due
+        sooner because of it."""
+        now = self.agent.now()
+        self.swim.heard_from(now, domain)
+        if self.grace.holds(domain):
+            self._act(self.grace.heard(now, domain))
 
     def handle_batch(self, sender: str, batch: swim_pb2.SwimBatch, *,
                      caller_gone: Callable[[], bool] | None = None) -> swim_pb2.SwimBatch:
@@ -383,8 +424,10 @@ class Membership:
 
     def _observe(self) -> None:
         now = self.agent.now()
-        if not self.swim.has_events and not (self._dead_sweep_due is not None
-                                             and now >= self._dead_sweep_due):
+        grace_timer = self.grace.get_timer()
+        grace_due = grace_timer is not None and now >= grace_timer
+        if not self.swim.has_events and not grace_due and not (
+                self._dead_sweep_due is not None and now >= self._dead_sweep_due):
             # Nothing changed since the last look: the counts and the dead sweep's
             # deadline stand (a turn for a probe timer need not scan every member).
             self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
@@ -392,29 +435,36 @@ class Membership:
             return
         for hook in self.agent.on_members_change:
             hook()
+        outputs: list[Output] = []
         for event in self.swim.events():
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
                 log.info("member %s is %s (incarnation %d%s)", event.name, event.kind.name,
                          event.incarnation, f", by {event.accuser}" if event.accuser else "")
-            if event.kind in STATE_EVENTS and event.name != self.agent.domain:
-                self.agent.takeovers.member_changed(event.name)
-            if event.kind in LOST_EVENTS and event.name != self.agent.domain:
-                # The one place a loss reaches the rest of the agent (never a SUSPECT:
-                # a suspect may be only slow): its steps are resolved where this agent
-                # coordinates, and its in-doubt transactions recover without it. A
-                # graceful leave is a loss as a death is: its steps stop with it, and
-                # what it still reports (before it stops, or back at a new incarnation)
-                # comes from a placement the loss ended, and is refused.
-                self.agent.coordination.domain_dead(event.name, event.kind.name)
-                self.agent.consensus.coordinator_dead(event.name)
             elif event.kind is EventKind.ALIVE:
                 log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
+            if event.name == self.agent.domain:
+                continue
+            if event.kind in STATE_EVENTS:
+                self.agent.takeovers.member_changed(event.name)
+            # The one place a loss reaches the rest of the agent (never a SUSPECT: a
+            # suspect may be only slow), through the grace: a LEFT at once, a DEAD verdict
+            # once it stood for the grace (_act).
+            if event.kind is EventKind.DEAD:
+                outputs += self.grace.step(now, Verdict(event.name, event.incarnation))
+            elif event.kind is EventKind.LEFT:
+                outputs += self.grace.step(now, Left(event.name, event.incarnation))
+            elif event.kind is EventKind.ALIVE:
+                outputs += self.grace.step(now, Alive(event.name, event.incarnation))
+            elif event.kind is EventKind.REAPED:
+                outputs += self.grace.step(now, Forget(event.name))
+        grace_timer = self.grace.get_timer()
+        if grace_timer is not None and now >= grace_timer:  # (a grace of 0: at once)
+            outputs += self.grace.step(now, GraceTimer())
+        self._act(outputs)
         counts = {s.value: 0 for s in MemberState}
-        lost: dict[str, str] = {}  # domain -> DEAD or LEFT
         for view in self.swim.members():
             counts[view.state.value] += 1
-            if view.state in LOST_STATES:
-                lost[view.name] = view.state.value
+        lost = self.grace.losses()  # domain -> DEAD or LEFT, acted on
         self._lost = lost
         if lost and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
             # Losses whose event came before the workflow could act on it.
@@ -426,6 +476,43 @@ class Membership:
                                 if lost and self.agent.active else None)
         for state, n in counts.items():
             self.agent.metrics.members.labels(state).set(n)
+
+    def _act(self, outputs: list[Output]) -> None:
+        """What the loss grace decided: a loss acted on reaches the workflows; the rest is
+        logged (and a direct check sent)."""
+        a = self.agent
+        for out in outputs:
+            if isinstance(out, Acted):
+                # Its steps are resolved where this agent coordinates, its in-doubt
+                # transactions recover without it, and the takeover watch looks again
+                # at the workflows it coordinates. A graceful leave is a loss as a death
+                # is: its steps stop with it, and what it still reports (before it
+                # stops, or back at a new incarnation) comes from a placement the loss
+                # ended, and is refused.
+                if out.state == "DEAD":
+                    log.warning("member %s: DEAD verdict (incarnation %d) stood for the"
+                                " grace (%.1f s) without a sign of life: acted on",
+                                out.name, out.incarnation, self.grace.grace)
+                a.coordination.domain_dead(out.name, out.state)
+                a.consensus.coordinator_dead(out.name)
+                a.takeovers.member_changed(out.name)
+            elif isinstance(out, Held):
+                log.info("member %s: DEAD verdict (incarnation %d) held for the grace"
+                         " (%.1f s) before its loss is acted on", out.name, out.incarnation,
+                         self.grace.grace)
+            elif isinstance(out, HeardDuring):
+                log.info("member %s: heard from under its DEAD verdict (incarnation %d):"
+                         " its grace starts again", out.name, out.incarnation)
+            elif isinstance(out, Withdrawn):
+                log.warning("member %s: DEAD verdict (incarnation %d) withdrawn: refuted"
+                            " %.1f s after it came%s; nothing was acted on", out.name,
+                            out.incarnation, out.stood,
+                            " (heard from meanwhile)" if out.heard else "")
+            elif isinstance(out, Check):
+                if self.swim.remind(a.now(), out.name):
+                    log.info("member %s: DEAD verdict in its grace, checked directly",
+                             out.name)
+                    self._flush()
 
 
 class _SwimCollector:
@@ -451,3 +538,22 @@ class _SwimCollector:
         stats = self._swim.stats
         for key, doc in self.NAMES.items():
             yield CounterMetricFamily(f"fedorch_swim_{key}", doc, value=stats.get(key, 0))
+
+
+class _LossGraceCollector:
+    """The loss grace's counters at scrape time: verdicts held, heard from, withdrawn
+    (refuted within the grace), acted on, checked directly."""
+
+    OUTCOMES = {"held": "held", "heard": "heard_from", "withdrawn": "withdrawn",
+                "acted": "acted", "checks": "checked"}
+
+    def __init__(self, grace: LossGrace) -> None:
+        self._grace = grace
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "fedorch_loss_verdicts", "DEAD verdicts (and LEFT claims) by what the loss"
+            " grace did with them", labels=["outcome"])
+        for key, outcome in self.OUTCOMES.items():
+            family.add_metric([outcome], self._grace.stats[key])
+        yield family

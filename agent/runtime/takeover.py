@@ -103,7 +103,6 @@ log = logging.getLogger("fedorch.takeover")
 # A claim is sent again to a member that does not answer until it does: a returning
 # old coordinator learns from it that its epoch is over.
 CLAIM_PATIENCE_S = 24 * 3600.0
-GONE = frozenset({"DEAD", "LEFT"})
 # A participant in doubt answered the claim: asked again after this (then the backoff),
 # not after the claim timeout. It learns the decision within a recovery ballot.
 IN_DOUBT_AGAIN_S = 0.2
@@ -316,11 +315,11 @@ class Takeovers:
             if await a.coordination.after_progress(active):
                 return  # it ended; else the next result looks again
         if core.role is not Role.ACTING and a.membership is not None:
-            member = a.membership.get(core.coordinator)
-            state = member.state if member is not None else ""
-            dead = frozenset(
-                d for d in core.participants
-                if (m := a.membership.get(d)) is not None and m.state in GONE)
+            # As the workflows act on membership: a DEAD verdict counts once it stood
+            # for the loss grace (until then the coordinator reads SUSPECT, and only
+            # takeover_after_s of it makes it gone); LEFT at once.
+            state = a.membership.state_for_work(core.coordinator)
+            dead = frozenset(d for d in core.participants if a.membership.lost(d))
             await self._apply(active, core, core.step(now, Watch(state, dead)))
         timer = core.get_timer()
         if timer is not None and timer <= now:

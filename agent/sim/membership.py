@@ -108,7 +108,7 @@ class Simulation:
     def __init__(self, n: int, *, seed: int = 1, profile: SwimProfile | None = None,
                  loss: float = 0.0, duplicate: float = 0.0, delay: float = 0.002,
                  jitter: float = 0.008, keyring: object | None = None,
-                 names: list[str] | None = None) -> None:
+                 names: list[str] | None = None, service: float = 0.0) -> None:
         self.profile = profile or make_profile("lan")
         self.names = names or [f"m{i:04d}" for i in range(n)]
         self.addresses = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}:7946"
@@ -117,6 +117,12 @@ class Simulation:
         self._by_address = {addr: i for i, addr in enumerate(self.addresses)}
         self.keyring = keyring or HmacKeyring(self.names, seed)
         self.loss, self.duplicate, self.delay, self.jitter = loss, duplicate, delay, jitter
+        # A starved host: each member handles its messages and timers one at a time, each
+        # taking `service` seconds on average (exponentially distributed), as a process with
+        # a small share of a busy CPU does; what arrives meanwhile waits its turn.
+        self.service = service
+        self._busy_until = [0.0] * len(self.names)
+        self._service_rng = random.Random(seed * 7_919 + 1)
         self.now = 0.0
         self._net_rng = random.Random(seed)
         self.nodes = [
@@ -289,6 +295,9 @@ class Simulation:
         while heap and heap[0][0] <= end:
             when, _, kind, i, payload = heappop(heap)
             self.now = when
+            if self.service and kind in (_DELIVER, _TIMER) and not self._take_turn(kind, i, when,
+                                                                                  payload):
+                continue
             if kind == _DELIVER:
                 if self.crashed[i]:
                     continue
@@ -318,6 +327,21 @@ class Simulation:
             else:
                 payload()  # type: ignore[operator]
         self.now = max(self.now, end)
+
+    def _take_turn(self, kind: int, i: int, when: float, payload: object) -> bool:
+        """Whether member `i` is free to handle this event now; if busy, the event waits
+        until the member is free (a timer keeps its place as the member's next one)."""
+        busy = self._busy_until[i]
+        if busy > when:
+            if kind == _TIMER:
+                if self._timer_at[i] != when:
+                    return False  # superseded
+                self._timer_at[i] = busy
+            self._push(busy, kind, i, payload)
+            return False
+        if kind == _DELIVER or self._timer_at[i] == when:
+            self._busy_until[i] = when + self._service_rng.expovariate(1.0 / self.service)
+        return True
 
     def _push(self, when: float, kind: int, i: int, payload: object) -> None:
         self._seq += 1

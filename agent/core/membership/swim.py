@@ -38,10 +38,18 @@ message it signed counts, a SWIM one or, through :meth:`Swim.heard_from`, any pe
 the shell authenticated (a busy coordinator on a starved host answers probes late but
 keeps sending its PREPAREs): then one more check, a period later.
 
+*Pacing.* Timings stretch by the larger of (health + 1) and the smoothed round trip of
+direct probes in whole probe timeouts (TCP's ``srtt + 4 rttvar``), capped at
+``max_health + 1``: a member whose probes come back slowly (its host saturated) probes
+less often, instead of growing every queue with probes the host cannot serve.
+
 *Dissemination.* Accepted changes are queued and piggy-backed on every outgoing message,
 each about ``retransmit_mult * ceil(log10(N+1))`` times, least-sent first, within the
-byte bound. Every ``push_pull_interval`` (stretched above 32 members) the core exchanges
-its full state with a random member (PushPull), which repairs anything gossip lost.
+byte bound. While timings are stretched and an update waits, a Gossip goes to a random
+member once a base probe period on which no probe goes out. Every ``push_pull_interval``
+(stretched above 32 members) the core exchanges its full state with a random member
+(PushPull), which repairs anything gossip lost; news of a member it did not know brings
+that exchange forward to within ``SETTLE_PUSH_PULL_PERIODS`` base periods.
 A DEAD verdict does not wait for the next probe: its signer, and every member that first
 learns of it from gossip, sends it at once to ``indirect_checks`` random members.
 
@@ -106,6 +114,12 @@ STAT_NAMES = (
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _LIVE_STANDINGS = (Standing.ALIVE, Standing.SUSPECT)
 
+# After news of a member it did not know, a member exchanges full state within this many
+# (unstretched) probe periods rather than at its next anti-entropy period: in a join storm,
+# gossip about a late joiner can run out of retransmissions before it reaches a member
+# that was busy, and only a push-pull repairs that (1.8 s on `lan`, 3 s on `local`).
+SETTLE_PUSH_PULL_PERIODS = 6
+
 
 class Swim(FailureDetector):
     """One member's membership state machine. See the module docstring."""
@@ -140,6 +154,8 @@ class Swim(FailureDetector):
         self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
         self._seq = 0
         self._health = 0
+        self._srtt: float | None = None
+        self._rttvar = 0.0
         self._doubted = False  # set while handling a message that doubts us
         self._probe: ProbeRound | None = None
         self._relays: dict[int, Relay] = {}
@@ -149,6 +165,7 @@ class Swim(FailureDetector):
         # Random phases keep members from probing and exchanging state in lockstep.
         self._next_probe_at = now + rng.random() * profile.probe_interval
         self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
+        self._next_gossip_at = now + profile.probe_interval
         self._next_rejoin_at = now + (0.5 + 0.5 * rng.random()) * profile.rejoin_interval
         self._reap_period = min(profile.dead_retention, profile.tombstone_ttl) / 4
         self._next_reap_at = now + self._reap_period
@@ -251,6 +268,21 @@ class Swim(FailureDetector):
         if name != self.name:
             self._table.heard(name, now)
 
+    def remind(self, now: float, name: str) -> bool:
+        """Send `name`, a member held SUSPECT or DEAD here, our claim about it now, outside
+        the probe order (the buddy system's message): a live member refutes in its answer.
+        The shell's loss grace asks for it once per verdict (see
+        agent/core/membership/loss_grace.py). False: nothing to send."""
+        self._advance(now)
+        if self._stopped:
+            return False
+        member = self._table.members.get(name)
+        if member is None or member.reaped_at is not None or not member.address \
+                or member.state not in (MemberState.SUSPECT, MemberState.DEAD):
+            return False
+        self._send_gossip(member)
+        return True
+
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``. Calling it early or twice is harmless."""
         self._advance(now)
@@ -272,6 +304,7 @@ class Swim(FailureDetector):
         self._run_relays(now)
         self._run_probe(now, stalled)
         self._run_suspicions(now, stalled)
+        self._run_gossip(now)
         if now >= self._next_push_pull_at:
             self._next_push_pull_at = now + push_pull_interval(self.profile, self._table.live)
             for peer in self._table.random_live(1, (self.name,)):
@@ -291,6 +324,8 @@ class Swim(FailureDetector):
             return None
         deadline = min(self._next_probe_at, self._next_push_pull_at, self._next_rejoin_at,
                        self._next_reap_at)
+        if self._gossip_due():
+            deadline = min(deadline, self._next_gossip_at)
         probe = self._probe
         if probe is not None and not probe.acked and not probe.indirect_done:
             deadline = min(deadline, probe.indirect_at)
@@ -389,6 +424,18 @@ class Swim(FailureDetector):
 
     def _merge(self, now: float, claims: tuple[Claim, ...], bulk_from: str | None = None
                ) -> None:
+        table = self._table
+        known = len(table.members)
+        self._merge_claims(now, claims, bulk_from)
+        if len(table.members) > known and bulk_from is None:
+            # News of a member we did not know: the federation is changing (a join
+            # storm), and gossip that ran out of retransmissions before reaching us may
+            # have missed others. Full state soon, not at the next anti-entropy period.
+            settle = now + SETTLE_PUSH_PULL_PERIODS * self.profile.probe_interval
+            self._next_push_pull_at = min(self._next_push_pull_at, settle)
+
+    def _merge_claims(self, now: float, claims: tuple[Claim, ...], bulk_from: str | None
+                      ) -> None:
         table = self._table
         for claim in claims:
             try:
@@ -495,6 +542,21 @@ class Swim(FailureDetector):
                           self.name, self._signer)
 
     # ---- sending ------------------------------------------------------------------------
+
+    def _gossip_due(self) -> bool:
+        return len(self._queue) > 0 and self._table.timeout_scale > 1 and not self._leaving
+
+    def _run_gossip(self, now: float) -> None:
+        """While probing is stretched (a slow member or host), updates still leave once a
+        base probe period: what would have ridden on the probes not sent goes to a random
+        member. Nothing is sent when no update waits, so a settled federation pays nothing."""
+        if now < self._next_gossip_at:
+            return
+        self._next_gossip_at = now + self.profile.probe_interval
+        if not self._gossip_due() or self._next_probe_at - now < self.profile.probe_interval:
+            return  # a probe goes out within the period anyway, with the updates on it
+        for member in self._table.random_live(1, (self.name,)):
+            self._send(member.address, member.name, lambda claims: Gossip(self.name, claims))
 
     def _push_pull(self, address: str, reply: bool = False) -> None:
         claims = (*self._table.full_state(), self._self_claim)

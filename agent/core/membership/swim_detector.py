@@ -33,9 +33,11 @@ _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 class ProbeRound:
     __slots__ = ("target", "address", "seq", "indirect_at", "acked", "indirect_done",
-                 "expected_nacks", "nacks")
+                 "expected_nacks", "nacks", "sent_at")
 
-    def __init__(self, target: str, address: str, seq: int, indirect_at: float) -> None:
+    def __init__(self, target: str, address: str, seq: int, indirect_at: float,
+                 sent_at: float = 0.0) -> None:
+        self.sent_at = sent_at
         self.target = target
         self.address = address
         self.seq = seq
@@ -93,6 +95,7 @@ class FailureDetector:
         self._merge(now, msg.claims)
         probe = self._probe
         if probe is not None and probe.seq == msg.seq and probe.target == msg.sender:
+            self._sample_rtt(now - probe.sent_at)
             self._probe_succeeded(probe)
             return
         relay = self._relays.get(msg.seq)
@@ -118,7 +121,7 @@ class FailureDetector:
         # matters only for a member that joined too recently for us to have heard of it.
         known = self._table.members.get(msg.target)
         address = known.address if known is not None and known.address else msg.target_address
-        scale = self._health + 1
+        scale = self._scale()
         seq = self._next_seq()
         self._relays[seq] = Relay(
             source, msg.seq, msg.target,
@@ -153,7 +156,7 @@ class FailureDetector:
         if probe is not None and not probe.acked and not stalled and not self._leaving:
             self._probe_failed(now, probe)
         self._probe = None
-        scale = self._health + 1
+        scale = self._scale()
         self._next_probe_at = now + self.profile.probe_interval * scale
         target = self._table.next_probe_target()
         if target is None:
@@ -165,7 +168,7 @@ class FailureDetector:
             return
         seq = self._next_seq()
         self._probe = ProbeRound(target.name, target.address, seq,
-                                  now + self.profile.probe_timeout * scale)
+                                  now + self.profile.probe_timeout * scale, now)
         self.stats["probes_sent"] += 1
         self._send(target.address, target.name,
                    lambda claims: Ping(seq, self.name, target.name, claims))
@@ -207,7 +210,7 @@ class FailureDetector:
                 del self._relays[seq]
 
     def _run_suspicions(self, now: float, stalled: bool) -> None:
-        period = self.profile.probe_interval * (self._health + 1)
+        period = self.profile.probe_interval * self._scale()
         due = self._table.due_suspicions(now)
         # How recent a sign of life postpones a verdict: the least time a suspicion runs
         # before a verdict (a refutation would have come within it).
@@ -258,7 +261,25 @@ class FailureDetector:
 
     def _change_health(self, delta: int) -> None:
         self._health = min(self.profile.max_health, max(0, self._health + delta))
-        self._table.timeout_scale = self._health + 1
+        self._table.timeout_scale = self._scale()
+
+    def _sample_rtt(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        self._table.timeout_scale = self._scale()
+
+    def _scale(self) -> int:
+        scale = self._health + 1
+        if self._srtt is not None:
+            rto = self._srtt + 4 * self._rttvar
+            need = -int(-rto // self.profile.probe_timeout)
+            scale = max(scale, min(self.profile.max_health + 1, need))
+        return scale
 
     # ---- reaching members again ------------------------------------------------------
 

@@ -27,6 +27,10 @@ class SwimProfile:
     push_pull_scale_from: int
     rejoin_interval: float  # how often seeds and dead members are contacted again
     dead_retention: float  # DEAD/LEFT members stay listed this long, then become tombstones
+    # A DEAD verdict reaches the workflows (takeover, step failover, in-doubt recovery)
+    # only once it has stood this long with no sign of life from the accused; LEFT at
+    # once (agent/core/membership/loss_grace.py). SWIM's own view is not delayed.
+    loss_grace: float
     tombstone_ttl: float  # tombstones keep ghosts out this long
     leave_grace: float  # a leaving member keeps answering this long after announcing it
     leave_fanout: int  # members told directly of a leave
@@ -47,9 +51,12 @@ class SwimProfile:
         if self.suspicion_beta < 1:
             raise ValueError("suspicion_beta must be >= 1 (the longest is beta * shortest)")
         for name in ("indirect_checks", "suspicion_confirmations", "max_health", "leave_fanout",
-                     "leave_grace"):
+                     "leave_grace", "loss_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"profile field {name} must be >= 0")
+        if self.loss_grace >= self.dead_retention:
+            # A member reaped before its grace ran out would never be acted on as lost.
+            raise ValueError("loss_grace must be shorter than dead_retention")
         if self.retransmit_mult < 1 or self.push_pull_scale_from < 1:
             raise ValueError("retransmit_mult and push_pull_scale_from must be >= 1")
         # A record must fit one datagram with its claim framing and a message header.
@@ -84,14 +91,14 @@ PROFILES: dict[str, SwimProfile] = {
         probe_interval=0.3, probe_timeout=0.15, indirect_checks=3, retransmit_mult=4,
         suspicion_alpha=5.0, suspicion_beta=3.0, suspicion_confirmations=3, max_health=8,
         push_pull_interval=20.0, rejoin_interval=30.0, dead_retention=60.0,
-        tombstone_ttl=3600.0, leave_grace=2.0, leave_fanout=3, max_message_bytes=8192,
+        loss_grace=5.0, tombstone_ttl=3600.0, leave_grace=2.0, leave_fanout=3, max_message_bytes=8192,
         max_record_bytes=1000, **_COMMON),
     # Long round trips: slower probes, longer suspicion, more indirect probers.
     "wan": SwimProfile(
         probe_interval=5.0, probe_timeout=3.0, indirect_checks=4, retransmit_mult=4,
         suspicion_alpha=6.0, suspicion_beta=6.0, suspicion_confirmations=4, max_health=8,
         push_pull_interval=60.0, rejoin_interval=60.0, dead_retention=300.0,
-        tombstone_ttl=86400.0, leave_grace=10.0, leave_fanout=4, max_message_bytes=1400,
+        loss_grace=30.0, tombstone_ttl=86400.0, leave_grace=10.0, leave_fanout=4, max_message_bytes=1400,
         max_record_bytes=1000, **_COMMON),
     # One host: fast detection, roomy messages (loopback gRPC). Updates are sent as often
     # as on a LAN: at retransmit_mult 2 a 4-domain federation sent a record twice, and a
@@ -100,7 +107,7 @@ PROFILES: dict[str, SwimProfile] = {
         probe_interval=0.5, probe_timeout=0.2, indirect_checks=1, retransmit_mult=4,
         suspicion_alpha=3.0, suspicion_beta=4.0, suspicion_confirmations=1, max_health=4,
         push_pull_interval=15.0, rejoin_interval=10.0, dead_retention=30.0,
-        tombstone_ttl=600.0, leave_grace=1.0, leave_fanout=2, max_message_bytes=16384,
+        loss_grace=3.0, tombstone_ttl=600.0, leave_grace=1.0, leave_fanout=2, max_message_bytes=16384,
         max_record_bytes=8192, **_COMMON),
 }
 

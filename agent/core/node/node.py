@@ -57,11 +57,12 @@ from typing import Protocol
 from fedorch.core.identity.submission import SubmissionError
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
 from fedorch.core.negotiation.acceptor import Acceptor
-from fedorch.core.negotiation.coordinator import ConsensusOptions, Coordinator
+from fedorch.core.negotiation.coordinator import ConsensusOptions
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
+from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.inputs import Message, StepEnded, Submit, Tick
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
@@ -181,9 +182,8 @@ class Node:
             raise LocalProtocolError(f"not an input of a Node: {event!r}")
 
     def get_timer(self) -> float | None:
-        times = [c.get_timer() for c in self.coordinators.values()]
-        times += [self.termination.get_timer(), self.participant.expiry_timer(),
-                  self.takeover.tk_timer()]
+        times = [self.coordinators.earliest(), self.termination.get_timer(),
+                 self.participant.expiry_timer(), self.takeover.tk_timer()]
         times += [e[2] for e in self.pending.values()]
         live = [x for x in times if x is not None]
         return min(live) if live else None
@@ -217,7 +217,7 @@ class Node:
             self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,
             query_interval_s=t.query_interval_s, resend_s=t.resend_s, backoff_s=t.backoff_s,
             stagger_s=t.stagger_s)
-        self.coordinators: dict[str, Coordinator] = {}
+        self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
         self.takeover.tk_reset()
@@ -229,11 +229,9 @@ class Node:
     def _tick(self, now: float) -> None:
         """Fire every deadline that has come. Once: each core sets its next deadline from
         `now` or later (Termination's lease-based one too), so none is left due."""
-        for core in list(self.coordinators.values()):
-            t = core.get_timer()
-            if t is not None and t <= now:
-                core.handle_timer(now)
-                self.negotiation.run(now, core.next_actions(), core)
+        for _, core in list(self.coordinators.due(now)):
+            core.handle_timer(now)
+            self.negotiation.run(now, core.next_actions(), core)
         t = self.termination.get_timer()
         if t is not None and t <= now:
             self.termination.handle_timer(now)

@@ -133,14 +133,45 @@ class RecordedSet(set):
     remove = update = clear = pop = __ior__ = __isub__ = _refuse  # type: ignore[assignment]
 
 
+class RecordedRuns(RecordedSet):
+    """The step runs table, (workflow, step, attempt) items, with the runs of each
+    workflow at hand: resuming a committed workflow must not scan every run the
+    agent ever started."""
+
+    def __init__(self, table: str, log: Callable[[Op], None], items: Iterable = ()) -> None:
+        super().__init__(table, log, items)
+        self._of: dict[str, set[tuple[str, str, int]]] = {}
+        for item in self:
+            self._of.setdefault(item[0], set()).add(item)
+
+    def add(self, item) -> None:
+        super().add(item)
+        self._of.setdefault(item[0], set()).add(item)
+
+    def discard(self, item) -> None:
+        super().discard(item)
+        runs = self._of.get(item[0])
+        if runs is not None:
+            runs.discard(item)
+            if not runs:
+                del self._of[item[0]]
+
+    def of(self, workflow_id: str) -> frozenset[tuple[str, str, int]]:
+        return frozenset(self._of.get(workflow_id, ()))
+
+
 def recorded_view(disk: Disk, log: Callable[[Op], None]) -> Disk:
     """A copy of `disk` whose tables log every change (values are shared: the Node
     replaces a value, never changes one in place)."""
     tables = {}
     for name in TABLES:
         current = getattr(disk, name)
-        tables[name] = RecordedSet(name, log, current) if isinstance(current, set) \
-            else Recorded(name, log, current.items())
+        if name == "runs":
+            tables[name] = RecordedRuns(name, log, current)
+        elif isinstance(current, set):
+            tables[name] = RecordedSet(name, log, current)
+        else:
+            tables[name] = Recorded(name, log, current.items())
     return Disk(**tables)
 
 

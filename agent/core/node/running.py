@@ -94,9 +94,8 @@ class Running:
         for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():
             p.apply_result(step, attempt, state, outputs, error)
         started: dict[str, int] = {}
-        for w, step, attempt in d.runs:
-            if w == wf:
-                started[step] = max(started.get(step, 0), attempt)
+        for _, step, attempt in d.runs.of(wf):
+            started[step] = max(started.get(step, 0), attempt)
         for s in p.local_steps():
             if wf not in n.progress:
                 return  # it ended meanwhile

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from fedorch.core.membership import swim
 from fedorch.core.membership.swim_profiles import SwimProfile, make_profile
 from fedorch.core.membership.swim_types import MemberState
 from fedorch.sim.membership import Simulation
@@ -67,9 +68,18 @@ def test_a_storm_of_50_converges_within_the_target(seed: int) -> None:
     assert took is not None, f"seed {seed}: not converged {TARGET_S}s after the last join"
 
 
-def test_datagram_sized_messages_converge_too_slowly() -> None:
+def test_datagram_sized_messages_converge_too_slowly_on_gossip_alone(monkeypatch) -> None:
     # The contrast that shows what the bound is for: the same storms with messages of a
-    # UDP datagram's size miss the target.
+    # UDP datagram's size, repaired only by the periodic full-state exchange, miss the
+    # target. (A member now exchanges full state soon after news of an unknown member,
+    # which repairs them too: 2.6-3.7 s for these seeds. Both hold the target alone.)
+    monkeypatch.setattr(swim, "SETTLE_PUSH_PULL_PERIODS", 10**6)
     small = make_profile("lan", max_message_bytes=1400)
     missed = [seed for seed in (1, 3, 5) if seconds_to_converge(small, seed, TARGET_S) is None]
     assert missed == [1, 3, 5]
+
+
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_datagram_sized_messages_converge_with_the_early_exchange(seed: int) -> None:
+    small = make_profile("lan", max_message_bytes=1400)
+    assert seconds_to_converge(small, seed, TARGET_S) is not None

@@ -1,0 +1,96 @@
+"""The coordinators of one Node, with their deadlines kept in a heap.
+
+Theory of operation
+-------------------
+A Node keeps a Coordinator core for every workflow it coordinates, ended ones
+included (they answer late votes, acknowledgements and queries). Asking every core
+for its deadline on each turn, and looking at every core on each tick, made a turn
+cost grow with every workflow the agent had ever coordinated: after 300 workflows
+the simulator spent half its time in `Coordinator.get_timer` (95 calls a turn).
+
+`Coordinators` is the dict of those cores (workflow id -> core), and it remembers
+which cores were looked up since the deadlines were last brought up to date: every
+change to a core goes through a lookup here (a message, a submission, a restore, a
+tick), so a core nobody looked up has the deadline it had. `refresh()` asks only
+those cores again and pushes their deadlines onto a heap; entries a later deadline
+replaced stay in the heap and are skipped when they come up (`_current`). `earliest()`
+is the first current deadline; `due(now)` hands out, once each, the cores whose
+deadline has come, each then looked up (and so asked again at the next refresh).
+A turn thus costs what its own inputs touched, plus O(log n) per deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from fedorch.core.negotiation.coordinator import Coordinator
+
+
+class Coordinators(dict[str, Coordinator]):
+    """workflow id -> Coordinator; lookups mark the core for a deadline refresh."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._looked_up: set[str] = set()
+        self._heap: list[tuple[float, str]] = []
+        self._deadline: dict[str, float] = {}
+
+    # ---- lookups (each may be followed by a change to the core) -------------------
+
+    def __getitem__(self, workflow_id: str) -> Coordinator:
+        self._looked_up.add(workflow_id)
+        return super().__getitem__(workflow_id)
+
+    def get(self, workflow_id: str, default: Coordinator | None = None
+            ) -> Coordinator | None:  # type: ignore[override]
+        self._looked_up.add(workflow_id)
+        return super().get(workflow_id, default)
+
+    def __setitem__(self, workflow_id: str, core: Coordinator) -> None:
+        self._looked_up.add(workflow_id)
+        super().__setitem__(workflow_id, core)
+
+    def __delitem__(self, workflow_id: str) -> None:
+        self._looked_up.add(workflow_id)
+        super().__delitem__(workflow_id)
+
+    def values(self):  # type: ignore[override]
+        raise TypeError("iterating every coordinator is what this class avoids;"
+                        " use due(now) or look one up")
+
+    # ---- deadlines ------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Ask the cores looked up since the last refresh for their deadlines."""
+        for workflow_id in self._looked_up:
+            core = dict.get(self, workflow_id)
+            deadline = core.get_timer() if core is not None else None
+            if deadline is None:
+                self._deadline.pop(workflow_id, None)
+            elif self._deadline.get(workflow_id) != deadline:
+                self._deadline[workflow_id] = deadline
+                heapq.heappush(self._heap, (deadline, workflow_id))
+        self._looked_up.clear()
+
+    def earliest(self) -> float | None:
+        """The first deadline of any coordinator (after a refresh)."""
+        self.refresh()
+        heap = self._heap
+        while heap and not self._current(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def due(self, now: float) -> Iterator[tuple[str, Coordinator]]:
+        """Each coordinator whose deadline has come, once, in deadline order."""
+        self.refresh()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if not self._current(entry):
+                continue
+            del self._deadline[entry[1]]
+            yield entry[1], self[entry[1]]  # looked up: asked again at the next refresh
+
+    def _current(self, entry: tuple[float, str]) -> bool:
+        return self._deadline.get(entry[1]) == entry[0]

@@ -1,0 +1,173 @@
+"""A Node's turn costs what its inputs touch, not every workflow it ever coordinated:
+coordinator deadlines in a heap refreshed from the cores looked up, and the step runs
+of one workflow at hand (agent/core/node/coordinator_timers.py, ready.RecordedRuns)."""
+
+from __future__ import annotations
+
+import random
+
+from fedorch.core.negotiation.coordinator import Coordinator
+from fedorch.core.node import Message, Node, Submit, Tick
+from fedorch.core.node.coordinator_timers import Coordinators
+from fedorch.core.node.ready import Op, RecordedRuns
+from fedorch.core.node.records import Disk, Timing
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+class FakeCore:
+    """A coordinator stand-in: a deadline that changes only when told to."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.asked = 0
+
+    def get_timer(self) -> float | None:
+        self.asked += 1
+        return self.deadline
+
+
+# ---- the heap against asking every core --------------------------------------------
+
+_ops = st.lists(st.tuples(
+    st.sampled_from(["put", "change", "delete", "due", "peek"]),
+    st.integers(0, 5),  # which workflow
+    st.one_of(st.none(), st.floats(0, 100, allow_nan=False)),
+), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ops)
+def test_the_earliest_deadline_is_always_the_least_of_every_core(ops) -> None:
+    cores = Coordinators()
+    model: dict[str, FakeCore] = {}
+    for op, i, value in ops:
+        wf = f"w{i}"
+        if op == "put":
+            cores[wf] = model[wf] = FakeCore(value)
+        elif op == "change" and wf in model:
+            cores[wf].deadline = value  # every change goes through a lookup
+        elif op == "delete" and wf in model:
+            del cores[wf]
+            del model[wf]
+        elif op == "due" and value is not None:
+            handed = [w for w, core in cores.due(value)]
+            expected = [w for w, c in model.items()
+                        if c.deadline is not None and c.deadline <= value]
+            assert sorted(handed) == sorted(expected)
+            for w in handed:  # a handled core moves its deadline on (here: past `value`)
+                cores[w].deadline = value + 1.0
+        elif op == "peek":
+            cores.get(wf)
+        live = [c.deadline for c in model.values() if c.deadline is not None]
+        assert cores.earliest() == (min(live) if live else None)
+
+
+def test_only_the_cores_looked_up_are_asked_again() -> None:
+    cores = Coordinators()
+    fakes = {f"w{i}": FakeCore(100.0 + i) for i in range(200)}
+    for wf, core in fakes.items():
+        cores[wf] = core
+    assert cores.earliest() == 100.0
+    for core in fakes.values():
+        core.asked = 0
+    cores["w7"].deadline = 5.0
+    assert cores.earliest() == 5.0
+    assert sum(core.asked for core in fakes.values()) == 1
+
+
+def test_a_due_core_is_handed_out_once_per_tick_until_it_moves_on() -> None:
+    cores = Coordinators()
+    cores["a"] = FakeCore(1.0)
+    cores["b"] = FakeCore(2.0)
+    assert [wf for wf, _ in cores.due(1.5)] == ["a"]
+    # Not handled (its deadline still 1.0): due again at the next tick, as a core that
+    # asks for a past deadline always was; once it moves on, it is not.
+    assert [wf for wf, _ in cores.due(1.5)] == ["a"]
+    cores["a"].deadline = 3.0
+    assert [wf for wf, _ in cores.due(1.5)] == []
+    assert [wf for wf, _ in cores.due(2.5)] == ["b"]
+    assert cores.earliest() == 2.0  # b untouched by its handler: still asking for 2.0
+
+
+def test_iterating_every_core_is_refused() -> None:
+    cores = Coordinators()
+    try:
+        cores.values()
+    except TypeError:
+        return
+    raise AssertionError("values() must be refused")
+
+
+# ---- a Node with many ended workflows --------------------------------------------------
+
+def _node(name: str, peers: list[str]) -> Node:
+    return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 10_000},
+                timing=Timing(), peers=peers, rng=random.Random(1), disk=Disk())
+
+
+def _run_workflows(count: int) -> tuple[Node, float]:
+    """`count` one-step workflows coordinated by d0 and run on d1, all ended."""
+    nodes = {n: _node(n, ["d0", "d1"]) for n in ("d0", "d1")}
+    now = 1.0
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
+    for i in range(count):
+        nodes["d0"].step(now, Submit(f"d0.w{i}", spec, placement={"s0": "d1"}))
+        _exchange(nodes, now)
+        now += 0.01
+    return nodes["d0"], now
+
+
+def _exchange(nodes: dict[str, Node], now: float) -> None:
+    """Deliver every message until all is quiet; step attempts end at once, SUCCEEDED."""
+    from fedorch.core.node import StepEnded
+    for _ in range(200):
+        moved = False
+        for node in nodes.values():
+            ready = node.ready()
+            node.advance(ready)
+            for out in (*ready.send_now, *ready.send_after_write):
+                nodes[out.to].step(now, Message(node.name, out.msg))
+                moved = True
+            for run in ready.start_steps:
+                node.step(now, StepEnded(run[0], run[1], run[2], True))
+                moved = True
+        if not moved:
+            return
+    raise AssertionError("the federation never went quiet")
+
+
+def test_a_tick_asks_no_coordinator_its_inputs_did_not_touch(monkeypatch) -> None:
+    node, now = _run_workflows(60)
+    assert len(node.coordinators) == 60
+    node.get_timer()  # brings every deadline up to date once
+    asked = []
+    original = Coordinator.get_timer
+    monkeypatch.setattr(Coordinator, "get_timer",
+                        lambda self: asked.append(self.workflow_id) or original(self))
+    # A new workflow's message and a tick: only what they touch is asked.
+    node.step(now, Submit("d0.new", spec_pb2.WorkflowSpec(
+        name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])))
+    node.advance(node.ready())
+    node.get_timer()
+    node.step(now + 0.001, Tick())
+    node.advance(node.ready())
+    node.get_timer()
+    assert len(asked) <= 2, asked  # was one call per coordinator, every turn
+
+
+# ---- the runs of one workflow ------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 2),
+                          st.integers(1, 3)), max_size=40))
+def test_the_runs_of_a_workflow_are_those_a_scan_finds(changes) -> None:
+    log: list[Op] = []
+    runs = RecordedRuns("runs", log.append, [("w0", "s0", 1)])
+    for add, w, s, attempt in changes:
+        item = (f"w{w}", f"s{s}", attempt)
+        runs.add(item) if add else runs.discard(item)
+    for w in range(4):
+        wf = f"w{w}"
+        assert runs.of(wf) == {r for r in runs if r[0] == wf}
