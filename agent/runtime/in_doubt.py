@@ -16,7 +16,9 @@ heard in this life (self-fencing after a restart, agent/core/workflow/self_fenci
 a step held back for that has the coordinator asked again, with a backoff, until it
 answers (`_ask_until_heard`); an answer that the workflow ended ends it here. The
 coordinator asked is the one this agent follows: when that changes (a takeover,
-`coordinator_changed`), the asking turns to the new one at once. A
+`coordinator_changed`), the asking turns to the new one at once; while membership holds
+it DEAD or LEFT, the other participants are asked instead, and the one that proves it
+acts as successor (its epoch certificate) is followed and its answer taken. A
 COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
 without placement epochs) is held back by the same asking.
 """
@@ -35,7 +37,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.context import Active
+from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
@@ -307,28 +309,33 @@ class InDoubt:
         the coordinator), noted as such here; any other is not."""
         a = self.agent
         row = active.row
-        asked = (row.coordinator, row.epoch)
-        hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
-        endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
-            or (hold.coordinator_endpoint if hold is not None else None)
-        if not endpoint:
-            return None
-        membership = a.membership
-        view = membership.swim.member(row.coordinator) if membership is not None else None
-        if view is not None and view.state in (MemberState.DEAD, MemberState.LEFT):
-            # Gone: no answer will come (a takeover will name the one to ask), and a call
-            # would only hold this loop for its whole deadline.
-            return None
-        try:
-            body, _ = await a.peers.call(
-                endpoint, "QueryDecision", recipient=row.coordinator,
-                expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
-                wait_for_ready=False,  # not reachable now: asked again after a pause
-                decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=row.round))
-        except PeerCallError as e:
-            log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
-            return None
-        answer = body.decision_answer
+        if self._gone(row.coordinator):
+            # No answer will come from it, and a call would only hold this loop for its
+            # whole deadline: a successor may act already (its claim missed here, or on
+            # its way), and it is one of the other participants.
+            found = await self._ask_who_coordinates(active)
+            if found is None:
+                return None
+            asked, answer = found
+        else:
+            asked = (row.coordinator, row.epoch)
+            hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
+            endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
+                or (hold.coordinator_endpoint if hold is not None else None)
+            if not endpoint:
+                return None
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=row.coordinator,
+                    expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                    wait_for_ready=False,  # not reachable now: asked again after a pause
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id,
+                                                          round=row.round))
+            except PeerCallError as e:
+                log.info("%s: coordinator unreachable after the restart (%s)", row.id,
+                         e.code)
+                return None
+            answer = body.decision_answer
         if (active.row.coordinator, active.row.epoch) != asked:
             # This agent granted a later epoch while the question was out: the coordinator
             # asked speaks for an epoch that is over here, so its answer (an end, say) is
@@ -341,6 +348,47 @@ class InDoubt:
                 and placed_elsewhere(active, answer) == []:
             self.runs.fencing.heard(row.id)
         return answer
+
+    def _gone(self, domain: str) -> bool:
+        """Does this agent's membership hold `domain` DEAD or LEFT?"""
+        membership = self.agent.membership
+        view = membership.swim.member(domain) if membership is not None else None
+        return view is not None and view.state in (MemberState.DEAD, MemberState.LEFT)
+
+    async def _ask_who_coordinates(
+            self, active: Active) -> tuple[tuple[str, int], peer_pb2.DecisionAnswer] | None:
+        """The coordinator followed here is gone. Only a participant claims a takeover,
+        so the acting successor, if there is one, is among the other participants: ask
+        each live one (its QueryDecision, as the coordinator is asked). The successor
+        answers with the step epochs and its epoch certificate; verified, the takeover
+        core follows it (`Proven`), and its answer is the coordinator's: returned with
+        the (coordinator, epoch) followed now. A participant that only follows someone
+        answers without a certificate, and is passed over. None: no successor found
+        (none acts yet, or none answered): asked again with the asking's backoff."""
+        a = self.agent
+        row = active.row
+        for domain in sorted(set(row.placement.values()) - {a.domain, row.coordinator}):
+            endpoint = a.endpoint_of(domain, row.endpoints)
+            if not endpoint or self._gone(domain):
+                continue
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=domain, expect="decision_answer",
+                    timeout=PEER_RPC_TIMEOUT_S, wait_for_ready=False,
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id,
+                                                          round=row.round))
+            except PeerCallError:
+                continue
+            answer = body.decision_answer
+            if a.active.get(row.id) is not active:
+                return None
+            if not answer.HasField("epoch_certificate") or not await \
+                    a.takeovers.follow_proven(active, domain, answer.epoch_certificate):
+                continue
+            log.info("%s: %s acts as coordinator in epoch %d (its certificate): asked it",
+                     row.id, domain, active.row.epoch)
+            return (active.row.coordinator, active.row.epoch), answer
+        return None
 
     def _ask_for_contact(self, active: Active) -> None:
         """A step of a restored workflow is held back until the workflow is heard from in

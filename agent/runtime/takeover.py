@@ -427,7 +427,7 @@ class Takeovers:
                                 return
                             if not answer.granted and answer.holder == claim.to \
                                     and answer.HasField("epoch_certificate") \
-                                    and await self._follow_proven(
+                                    and await self.follow_proven(
                                         active, claim.to, answer.epoch_certificate):
                                 return  # it won our epoch (or a later one): followed
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
@@ -518,7 +518,7 @@ class Takeovers:
             return answer
         if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender) \
                 and claim.HasField("epoch_certificate") and active is not None \
-                and await self._follow_proven(active, sender, claim.epoch_certificate):
+                and await self.follow_proven(active, sender, claim.epoch_certificate):
             # The sender won the epoch we hold for another (our own claim of it, or a
             # claimant that lost it): followed now, and granted it below like any
             # claimant of the epoch held here (the core's Proven).
@@ -548,7 +548,7 @@ class Takeovers:
             self._report_again(active)
         return answer
 
-    async def _follow_proven(self, active: Active, winner: str,
+    async def follow_proven(self, active: Active, winner: str,
                              certificate: peer_pb2.EpochCertificate) -> bool:
         """`winner` shows its epoch certificate (with its claim, or its answer to ours):
         verified, it is fed to the core (`Proven`), which follows it if that epoch is

@@ -24,13 +24,14 @@ import time
 
 from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.participant import Hold, HoldState
+from fedorch.core.workflow.progress import Progress
 from fedorch.core.workflow.takeover import Act, Role, SendClaim, Takeover, Watch
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import in_doubt as in_doubt_module
 from fedorch.runtime import takeover as takeover_module
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.peers import PeerCallError
-from fedorch.runtime.store.store import WorkflowRow
+from fedorch.runtime.store.store import Store, WorkflowRow
 
 from tests.unit.runtime.test_self_fencing_restart import SPEC, WF, _earlier_life
 from tests.unit.runtime.test_self_fencing_shell import Forever, Views
@@ -194,6 +195,8 @@ async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
         assert method == "QueryDecision", method
         asked.append(kwargs["recipient"])
         assert kwargs["recipient"] == "gamma", "a DEAD coordinator is not asked"
+        # gamma answers as it will once it acts; without its certificate (it shows none
+        # here) that is no answer of the coordinator followed, until alpha follows it.
         return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
             workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
 
@@ -215,15 +218,108 @@ async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
         # asking of the held-back retry, which then pauses (nothing else to await).
         await _until(lambda: views.looked_at.count("beta") >= 2,
                      "the held-back workflow was not being asked about")
-        assert asked == [] and not executor.started.is_set()
+        # beta is gone: gamma was asked whether it acts (it did not show a certificate).
+        assert set(asked) <= {"gamma"} and not executor.started.is_set()
+        asked_before = len(asked)
 
         answer = await restarted.takeovers.on_claim(
             "gamma", peer_pb2.TakeoverClaim(workflow_id=WF, epoch=1))
         assert answer.granted and (active.row.coordinator, active.row.epoch) == ("gamma", 1)
         await asyncio.wait_for(executor.started.wait(), 10)  # well before the 30 s pause
-        assert asked == ["gamma"]
+        assert asked[asked_before:] == ["gamma"]  # as the coordinator followed, at once
         step = active.progress.steps["s"]
         assert step.state.name == "RUNNING" and step.attempts == 2
         assert in_doubt._followed_changed == {}  # the asking ended
         active.running["s"].cancel()
+        restarted.stop()
+
+
+# ---- the held-back participant finds the successor itself --------------------------------
+
+
+async def _restarted_with_gamma_acting(agent: Agent, monkeypatch, certificate):
+    """alpha restarted with beta's workflow (round 1) on disk, its idempotent step s
+    interrupted; beta is DEAD here, and no claim of the successor ever reaches alpha
+    (alpha was down while it went, say). gamma, the other participant, acts in epoch 1
+    and answers QueryDecision with the step epochs and `certificate`."""
+    from tests.unit.runtime.test_proven_successor import _trusting
+
+    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "gamma"},
+                      round=1, created_ms=1, updated_ms=1)
+    active = Active(row, Progress(SPEC, row.placement, "alpha"))
+    (attempt,) = active.progress.start_ready(agent.now())
+    await agent.save(active, [attempt.step_id], also=[
+        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
+    restarted = Agent(agent.config, agent.store)
+    _trusting(restarted)
+    restarted.membership = Views(restarted, beta=MemberState.DEAD, gamma=MemberState.ALIVE)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision" and kwargs["recipient"] == "gamma"
+        asked.append(kwargs["recipient"])
+        answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                         step_epochs={"s": 0, "t": 0})
+        if certificate is not None:
+            answer.epoch_certificate.CopyFrom(certificate)
+        return peer_pb2.Body(decision_answer=answer), None
+
+    def deliver(domain, method, **payload):
+        async def nothing():
+            return None
+        return nothing()
+
+    monkeypatch.setattr(restarted.peers, "call", call)
+    monkeypatch.setattr(restarted, "endpoint_of", lambda domain, endpoints=None:
+                        "127.0.0.1:9")
+    restarted.deliver = deliver  # type: ignore[method-assign]
+    return restarted, executor, asked
+
+
+async def test_a_held_back_participant_whose_coordinator_is_gone_finds_the_successor(
+        agent: Agent, monkeypatch) -> None:
+    """No claim reaches alpha; it asks the other participant itself, which shows that it
+    acts in epoch 1 (its certificate: beta's grant and its own): alpha follows gamma,
+    takes its answer (s still placed here) and starts the retry. Before, alpha asked
+    nobody while beta was DEAD, and waited for a claim or an end notice."""
+    from tests.unit.runtime.test_proven_successor import _certificate
+
+    restarted, executor, asked = await _restarted_with_gamma_acting(
+        agent, monkeypatch, _certificate("gamma", "beta", "gamma"))
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        await restarted.takeovers._prepare(active)  # as its first look does
+        await asyncio.wait_for(executor.started.wait(), 10)
+        assert "gamma" in asked
+        assert (active.row.coordinator, active.row.epoch) == ("gamma", 1)
+        row = await restarted.store.get_workflow(WF)
+        assert (row.coordinator, row.epoch) == ("gamma", 1)  # followed, on disk
+        assert active.progress.steps["s"].attempts == 2
+        active.running["s"].cancel()
+        restarted.stop()
+
+
+async def test_an_answer_without_a_valid_certificate_is_not_taken(agent: Agent,
+                                                                  monkeypatch) -> None:
+    """gamma shows only its own grant (a minority): not followed, its answer not taken,
+    nothing started; the refusal is counted."""
+    from tests.unit.runtime.test_proven_successor import _certificate, _refusals
+
+    restarted, executor, asked = await _restarted_with_gamma_acting(
+        agent, monkeypatch, _certificate("gamma", "gamma"))
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        await restarted.takeovers._prepare(active)
+        await _until(lambda: len(asked) >= 3, "gamma was not asked again")
+        assert not executor.started.is_set() and active.running == {}
+        assert active.row.coordinator == "beta"
+        assert not restarted.participation.runs.fencing.heard_in_this_life(WF)
+        assert _refusals(restarted).get("minority_certificate", 0) >= 1
         restarted.stop()

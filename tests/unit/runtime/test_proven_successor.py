@@ -214,3 +214,29 @@ async def test_a_claim_that_has_not_won_carries_no_certificate(agent: Agent,
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
     await agent.takeovers._claim(active, core, SendClaim("gamma", 1))
     assert len(sent) == 1 and not sent[0].HasField("epoch_certificate")
+
+
+async def test_an_acting_successor_answers_a_decision_query_with_its_certificate(
+        agent: Agent) -> None:
+    """A participant whose coordinator is gone asks the others (runtime.in_doubt): the
+    successor's answer carries the step epochs and its proof."""
+    from fedorch.runtime.peer_service import PeerService
+
+    await _acting(agent)
+    body = peer_pb2.Body(sender="gamma", decision_query=peer_pb2.DecisionQuery(
+        workflow_id=WF, round=1))
+    kind, answer = await PeerService(agent)._query_decision(body)
+    assert kind == "decision_answer" and dict(answer.step_epochs) == {"s": 0, "t": 0}
+    proof = verify(answer.epoch_certificate, agent.trust, workflow_id=WF, claimant="alpha")
+    assert proof.epoch == 1
+
+
+async def test_a_follower_answers_a_decision_query_without_a_certificate(
+        agent: Agent) -> None:
+    from fedorch.runtime.peer_service import PeerService
+
+    await _taking_part(agent, epoch=1, coordinator="gamma", granted=(1, "gamma"))
+    body = peer_pb2.Body(sender="gamma", decision_query=peer_pb2.DecisionQuery(
+        workflow_id=WF, round=1))
+    _, answer = await PeerService(agent)._query_decision(body)
+    assert not answer.step_epochs and not answer.HasField("epoch_certificate")

@@ -314,7 +314,7 @@ class DecisionQuery(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class DecisionAnswer(_message.Message):
-    __slots__ = ("workflow_id", "known", "decision", "final_state", "step_epochs", "final_reason")
+    __slots__ = ("workflow_id", "known", "decision", "final_state", "step_epochs", "final_reason", "epoch_certificate")
     class StepEpochsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -328,13 +328,15 @@ class DecisionAnswer(_message.Message):
     FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
     STEP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     FINAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     known: bool
     decision: Envelope
     final_state: _status_pb2.WorkflowState
     step_epochs: _containers.ScalarMap[str, int]
     final_reason: str
-    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., step_epochs: _Optional[_Mapping[str, int]] = ..., final_reason: _Optional[str] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., step_epochs: _Optional[_Mapping[str, int]] = ..., final_reason: _Optional[str] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class Ballot(_message.Message):
     __slots__ = ("n", "proposer")
