@@ -12,6 +12,9 @@ its epoch from disk, and sends its claim again only to the members whose grant i
 lacks, so electors that granted and died since still count (a grant is the signer's
 word, durable on its side too: it never grants that epoch to another). `standing` is
 what this agent holds of a workflow, to check a certificate against (runtime.votes).
+The certificate also goes with the acting successor's claims and with its denial of a
+rival's claim; `proven` checks one shown so, as the takeover core's `Proven` input (a
+rival claimant of that epoch, or a follower of one, follows the winner at once).
 
 A wait for a certificate (`wait_certificate`) looks when a grant is held (`_hold` sets
 the workflow's event), never on a tick: its timeout only bounds it. Every return from
@@ -24,17 +27,19 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.workflow.epoch_certificate import Known
+from fedorch.core.identity.authority import Refused, coordinator_of
+from fedorch.core.workflow.epoch_certificate import CertificateError, Known, verify
 from fedorch.core.workflow.takeover import (
     Action,
     Grant,
+    Proven,
     Role,
     SendClaim,
     Takeover,
     majority,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.store.epoch_grants import grant_statement, grants_of
 from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf.message import DecodeError
@@ -152,6 +157,22 @@ class EpochCertificates:
                         if epoch == core.epoch)
         return [action for voter in voters
                 for action in core.step(now, Grant(voter, core.epoch))]
+
+    def proven(self, workflow_id: str, winner: str,
+               certificate: peer_pb2.EpochCertificate) -> Proven | None:
+        """`winner`'s certificate, shown with its claim or its answer to ours, as the
+        core's input (`Proven`) if it holds: the signed grants of a majority of the
+        electorate this agent counts in, of its epoch, to `winner`. One that does not
+        hold is refused, counted with its reason, and changes nothing (None)."""
+        a = self._takeovers.agent
+        known, _ = self.standing(workflow_id)
+        try:
+            proof = verify(certificate, a.trust, workflow_id=workflow_id, claimant=winner,
+                           known=known)
+        except CertificateError as e:
+            count_refusal(a, winner, "takeover_claim", Refused(e.reason, e.detail))
+            return None
+        return Proven(proof.epoch, winner)
 
     def certificate(self, workflow_id: str) -> peer_pb2.EpochCertificate | None:
         """The proof that this agent coordinates the workflow in its epoch: the signed

@@ -14,13 +14,18 @@ ended meanwhile), and puts YES votes without a learned decision back in doubt.
 No step of a workflow read back at start-up starts until a message of it has been
 heard in this life (self-fencing after a restart, agent/core/workflow/self_fencing.py):
 a step held back for that has the coordinator asked again, with a backoff, until it
-answers (`_ask_until_heard`); an answer that the workflow ended ends it here. A
+answers (`_ask_until_heard`); an answer that the workflow ended ends it here. The
+coordinator asked is the one this agent follows: when that changes (a takeover,
+`coordinator_changed`), the asking turns to the new one at once; while membership holds
+it DEAD or LEFT, the other participants are asked instead, and the one that proves it
+acts as successor (its epoch certificate) is followed and its answer taken. A
 COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
 without placement epochs) is held back by the same asking.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,7 +37,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.context import Active
+from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
@@ -112,6 +117,9 @@ class InDoubt:
         self.runs = runs
         self._committing = committing
         self.sleep = Sleep("in-doubt", agent.metrics.loop_wakeups, agent.now)
+        # Held-back workflows being asked about: set when the coordinator they follow
+        # changes, so that the asking turns to the new one at once.
+        self._followed_changed: dict[str, asyncio.Event] = {}
         # A restored workflow's step held back until it is heard from: ask its coordinator.
         runs.fencing.on_held = self._ask_for_contact
 
@@ -301,28 +309,33 @@ class InDoubt:
         the coordinator), noted as such here; any other is not."""
         a = self.agent
         row = active.row
-        asked = (row.coordinator, row.epoch)
-        hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
-        endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
-            or (hold.coordinator_endpoint if hold is not None else None)
-        if not endpoint:
-            return None
-        membership = a.membership
-        view = membership.swim.member(row.coordinator) if membership is not None else None
-        if view is not None and view.state in (MemberState.DEAD, MemberState.LEFT):
-            # Gone: no answer will come (a takeover will name the one to ask), and a call
-            # would only hold this loop for its whole deadline.
-            return None
-        try:
-            body, _ = await a.peers.call(
-                endpoint, "QueryDecision", recipient=row.coordinator,
-                expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
-                wait_for_ready=False,  # not reachable now: asked again after a pause
-                decision_query=peer_pb2.DecisionQuery(workflow_id=row.id, round=row.round))
-        except PeerCallError as e:
-            log.info("%s: coordinator unreachable after the restart (%s)", row.id, e.code)
-            return None
-        answer = body.decision_answer
+        if self._gone(row.coordinator):
+            # No answer will come from it, and a call would only hold this loop for its
+            # whole deadline: a successor may act already (its claim missed here, or on
+            # its way), and it is one of the other participants.
+            found = await self._ask_who_coordinates(active)
+            if found is None:
+                return None
+            asked, answer = found
+        else:
+            asked = (row.coordinator, row.epoch)
+            hold = next((h for h in a.participant.holds() if h.workflow_id == row.id), None)
+            endpoint = a.endpoint_of(row.coordinator, row.endpoints) \
+                or (hold.coordinator_endpoint if hold is not None else None)
+            if not endpoint:
+                return None
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=row.coordinator,
+                    expect="decision_answer", timeout=a.config.negotiation.prepare_timeout_s,
+                    wait_for_ready=False,  # not reachable now: asked again after a pause
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id,
+                                                          round=row.round))
+            except PeerCallError as e:
+                log.info("%s: coordinator unreachable after the restart (%s)", row.id,
+                         e.code)
+                return None
+            answer = body.decision_answer
         if (active.row.coordinator, active.row.epoch) != asked:
             # This agent granted a later epoch while the question was out: the coordinator
             # asked speaks for an epoch that is over here, so its answer (an end, say) is
@@ -336,20 +349,75 @@ class InDoubt:
             self.runs.fencing.heard(row.id)
         return answer
 
+    def _gone(self, domain: str) -> bool:
+        """Does this agent's membership hold `domain` DEAD or LEFT?"""
+        membership = self.agent.membership
+        view = membership.swim.member(domain) if membership is not None else None
+        return view is not None and view.state in (MemberState.DEAD, MemberState.LEFT)
+
+    async def _ask_who_coordinates(
+            self, active: Active) -> tuple[tuple[str, int], peer_pb2.DecisionAnswer] | None:
+        """The coordinator followed here is gone. Only a participant claims a takeover,
+        so the acting successor, if there is one, is among the other participants: ask
+        each live one (its QueryDecision, as the coordinator is asked). The successor
+        answers with the step epochs and its epoch certificate; verified, the takeover
+        core follows it (`Proven`), and its answer is the coordinator's: returned with
+        the (coordinator, epoch) followed now. A participant that only follows someone
+        answers without a certificate, and is passed over. None: no successor found
+        (none acts yet, or none answered): asked again with the asking's backoff."""
+        a = self.agent
+        row = active.row
+        for domain in sorted(set(row.placement.values()) - {a.domain, row.coordinator}):
+            endpoint = a.endpoint_of(domain, row.endpoints)
+            if not endpoint or self._gone(domain):
+                continue
+            try:
+                body, _ = await a.peers.call(
+                    endpoint, "QueryDecision", recipient=domain, expect="decision_answer",
+                    timeout=PEER_RPC_TIMEOUT_S, wait_for_ready=False,
+                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id,
+                                                          round=row.round))
+            except PeerCallError:
+                continue
+            answer = body.decision_answer
+            if a.active.get(row.id) is not active:
+                return None
+            if not answer.HasField("epoch_certificate") or not await \
+                    a.takeovers.follow_proven(active, domain, answer.epoch_certificate):
+                continue
+            log.info("%s: %s acts as coordinator in epoch %d (its certificate): asked it",
+                     row.id, domain, active.row.epoch)
+            return (active.row.coordinator, active.row.epoch), answer
+        return None
+
     def _ask_for_contact(self, active: Active) -> None:
         """A step of a restored workflow is held back until the workflow is heard from in
         this life: ask its coordinator until it answers (StepRuns' fencing calls this
         once per workflow)."""
         self.agent.spawn(self._ask_until_heard(active), name=f"heard? {active.row.id}")
 
+    def coordinator_changed(self, workflow_id: str) -> None:
+        """The coordinator this agent follows for `workflow_id` changed (a takeover: it
+        granted or heard a successor's claim, or acts itself now): a held-back workflow's
+        asking goes to the new one at once, not after the pause the old one's silence
+        grew to (up to ASK_AGAIN_MAX_S)."""
+        changed = self._followed_changed.get(workflow_id)
+        if changed is not None:
+            changed.set()
+
     async def _ask_until_heard(self, active: Active) -> None:
         a = self.agent
         wf = active.row.id
         fencing = self.runs.fencing
         pause = ASK_AGAIN_FIRST_S
+        changed = self._followed_changed.setdefault(wf, asyncio.Event())
         try:
+            # The acting coordinator is never held (it cannot lose itself): a takeover
+            # that made this agent the successor ends the asking.
             while a.active.get(wf) is active and not fencing.heard_in_this_life(wf) \
-                    and not a.stopping:
+                    and active.row.coordinator != a.domain and not a.stopping:
+                changed.clear()
+                asked = (active.row.coordinator, active.row.epoch)
                 answer = await self._ask_coordinator(active)
                 if answer is not None and answer.final_state:
                     if a.active.get(wf) is active:
@@ -357,13 +425,35 @@ class InDoubt:
                             wf, answer.final_state,
                             answer.final_reason or "ended while this agent was down (asked)")
                     return
-                if not fencing.heard_in_this_life(wf):  # unreachable, no epochs, or its
-                    await a.sleep(pause)  # steps here taken: again, with a backoff (the
-                    pause = min(2 * pause, ASK_AGAIN_MAX_S)  # task ends with the workflow)
+                if fencing.heard_in_this_life(wf):
+                    break
+                # Unreachable, gone, no epochs, or its steps here taken: again, with a
+                # backoff (the task ends with the workflow), or at once when this agent
+                # follows another coordinator meanwhile (woken, or it changed while the
+                # question was out), from the shortest pause again.
+                if (active.row.coordinator, active.row.epoch) != asked \
+                        or await self._paused(changed, pause):
+                    pause = ASK_AGAIN_FIRST_S
+                else:
+                    pause = min(2 * pause, ASK_AGAIN_MAX_S)
         finally:
             fencing.asked(wf)
+            if self._followed_changed.get(wf) is changed:
+                del self._followed_changed[wf]
         if a.active.get(wf) is active and not a.stopping:
             await self.runs.start_ready(active)  # heard: what was held back starts
+
+    async def _paused(self, changed: asyncio.Event, seconds: float) -> bool:
+        """Wait `seconds`, or less: True when the coordinator followed changed meanwhile
+        (or the agent stops: the loop then ends)."""
+        if self.agent.stopping:
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _resolve_after_asking(self, active: Active) -> None:
         a = self.agent

@@ -24,7 +24,7 @@ from fedorch.core.identity.authority import Facts, Refused, authorize, facts_of
 from fedorch.core.identity.envelope import AuthError, open_message
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
-from fedorch.runtime.placement_epochs import step_epochs
+from fedorch.runtime.placement_epochs import answer_as_coordinator
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -134,8 +134,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             answer = await a.coordination.answer_query(q.workflow_id, q.round)
         if not answer.final_state:
             # Running, coordinated here (in memory or not): whether the asker's steps are
-            # still placed on it (runtime.placement_epochs).
-            answer.step_epochs.update(await step_epochs(a, q.workflow_id, body.sender))
+            # still placed on it, and a successor's proof (runtime.placement_epochs).
+            await answer_as_coordinator(a, answer, body.sender)
         return "decision_answer", answer
 
     async def _paxos(self, body: peer_pb2.Body) -> Answer:

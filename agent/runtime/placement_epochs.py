@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.convert import is_over, state_of
 from fedorch.runtime.store import replacement_rounds
 
@@ -44,6 +45,20 @@ async def _above(agent: AgentContext, workflow_id: str, held: int) -> int:
         "SELECT max(round) FROM decisions WHERE workflow_id = ?", (workflow_id,))
     begun = await replacement_rounds.last_recorded(agent.store, workflow_id)
     return max(held, int(rows[0][0] or 0), begun) + 1
+
+
+async def answer_as_coordinator(agent: AgentContext, answer: peer_pb2.DecisionAnswer,
+                                asker: str) -> None:
+    """What the acting coordinator adds to its answer to `asker`'s QueryDecision while
+    the workflow runs: each step's placement epoch, and, a successor (epoch >= 1), its
+    epoch certificate, so that a participant that does not follow it yet (its own
+    coordinator gone, it asks the other participants) can check that it acts."""
+    wf = answer.workflow_id
+    answer.step_epochs.update(await step_epochs(agent, wf, asker))
+    if answer.step_epochs:
+        certificate = agent.takeovers.certificates.certificate(wf)
+        if certificate is not None:
+            answer.epoch_certificate.CopyFrom(certificate)
 
 
 async def step_epochs(agent: AgentContext, workflow_id: str, asker: str) -> dict[str, int]:

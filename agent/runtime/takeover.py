@@ -43,7 +43,18 @@ electorate it is counted in; the successor keeps the grants it receives as evide
 and a majority of them is the proof of its epoch that its re-placement rounds carry.
 The grants are on disk before they count; a successor restarted (acting, or with its
 claim cut short) reads them back before its core is built and feeds them to the core
-as the grants they are, so its claim goes again only to the members it lacks.
+as the grants they are, so its claim goes again only to the members it lacks. An
+acting successor's claims carry its certificate (`TakeoverClaim.epoch_certificate`),
+and so does its denial of a rival's claim of its epoch (`TakeoverAnswer.
+epoch_certificate`): a member that claimed that epoch itself, or follows one that did,
+verifies it and follows the winner at once (the core's `Proven`), then grants it.
+
+A participant that holds a vote of the workflow but has not learned its decision (in
+doubt, just back from a restart) answers a claim "in doubt here"
+(`TakeoverAnswer.in_doubt`): neither a grant nor a refusal. The claimant asks it again
+from the shortest pause: it learns the COMMIT within a recovery ballot. A held-back
+workflow here (self-fencing, runtime.in_doubt) is told when the coordinator followed
+changes, and asks the new one at once.
 """
 
 from __future__ import annotations
@@ -92,6 +103,9 @@ log = logging.getLogger("fedorch.takeover")
 # A claim is sent again to a member that does not answer until it does: a returning
 # old coordinator learns from it that its epoch is over.
 CLAIM_PATIENCE_S = 24 * 3600.0
+# A participant in doubt answered the claim: asked again after this (then the backoff),
+# not after the claim timeout. It learns the decision within a recovery ballot.
+IN_DOUBT_AGAIN_S = 0.2
 
 
 class Takeovers:
@@ -324,12 +338,14 @@ class Takeovers:
                 await a.save(active)
                 if follows:
                     self._report_again(active)
+                    self._coordinator_changed(row.id)
             elif isinstance(action, SendClaim):
                 self.claim(active, core, action)
             elif isinstance(action, Act):
                 row.epoch, row.coordinator = action.epoch, a.domain
                 await a.save(active)
                 a.metrics.takeovers.inc()
+                self._coordinator_changed(row.id)  # a held-back workflow here: not held
                 log.warning("%s: took over as coordinator in epoch %d (%s was gone)",
                             row.id, action.epoch, coordinator_of(row.id) if action.epoch == 1
                             else "the coordinator of the previous epoch")
@@ -337,6 +353,11 @@ class Takeovers:
                     await a.save(active)
         if self._cores.get(row.id) is core:
             self._arm(row.id, core)
+
+    def _coordinator_changed(self, workflow_id: str) -> None:
+        """The coordinator followed here changed: a workflow held back here (self-fencing,
+        runtime.in_doubt) asks the new one at once."""
+        self.agent.participation.in_doubt.coordinator_changed(workflow_id)
 
     def core_of(self, workflow_id: str) -> Takeover | None:
         return self._cores.get(workflow_id)
@@ -359,6 +380,7 @@ class Takeovers:
         row = active.row
         deadline = a.now() + CLAIM_PATIENCE_S
         backoff = 0.2
+        in_doubt_there = False
         # An acceptor holding no step may have missed the committed round: the claim
         # shows it (agent/runtime/round_proofs.py).
         extra = claim.to not in core.participants and claim.to != core.original
@@ -367,6 +389,9 @@ class Takeovers:
                 endpoint = a.endpoint_of(claim.to, row.endpoints)
                 if endpoint is not None:
                     message = peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=claim.epoch)
+                    if core.role is Role.ACTING:  # won: the proof goes with it
+                        if (cert := self.certificates.certificate(row.id)) is not None:
+                            message.epoch_certificate.CopyFrom(cert)
                     proof = await self.proofs.claim_proof(row) if extra else None
                     if proof is not None:
                         message.round_tx.CopyFrom(proof[0])
@@ -383,14 +408,31 @@ class Takeovers:
                                 and not answer.granted and claim.to in core.audience:
                             await self._ended_meanwhile(active, core, answer)
                             return
-                        if answer.workflow_id == row.id and answer.epoch == claim.epoch:
+                        if answer.workflow_id == row.id and answer.in_doubt \
+                                and not answer.granted and claim.to in core.participants:
+                            # Up, and about to learn the COMMIT: asked again soon, from
+                            # the shortest pause the first time (it answered, so it is
+                            # reachable; the pause grew while it was down), then the
+                            # backoff as before (one that says so for ever is not asked
+                            # more often than an unreachable one).
+                            log.debug("takeover claim of %s to %s: in doubt there",
+                                      row.id, claim.to)
+                            if not in_doubt_there:
+                                in_doubt_there, backoff = True, IN_DOUBT_AGAIN_S
+                        elif answer.workflow_id == row.id and answer.epoch == claim.epoch:
                             if answer.granted:  # on disk before it counts
                                 await self.certificates.keep(row, core, claim.to, answer,
                                                              envelope)
+                            if a.active.get(row.id) is not active:
+                                return
+                            if not answer.granted and answer.holder == claim.to \
+                                    and answer.HasField("epoch_certificate") \
+                                    and await self.follow_proven(
+                                        active, claim.to, answer.epoch_certificate):
+                                return  # it won our epoch (or a later one): followed
                             event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
                                 claim.to, claim.epoch, answer.held_epoch, answer.holder)
-                            if a.active.get(row.id) is active:
-                                await self._apply(active, core, core.step(a.now(), event))
+                            await self._apply(active, core, core.step(a.now(), event))
                             return
                 if a.now() + backoff > deadline or not await a.sleep(backoff):
                     return
@@ -446,6 +488,14 @@ class Takeovers:
         answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch)
         active = a.active.get(claim.workflow_id)
         row = active.row if active is not None else await a.store.get_workflow(claim.workflow_id)
+        if row is None and a.participant.keys_of(claim.workflow_id):
+            # A vote of ours, no decision learned yet (in doubt, just back from a
+            # restart, or setting the workflow up): not a refusal. Our grant will come
+            # with the COMMIT; the claimant asks again shortly (it would otherwise wait
+            # its whole claim timeout, and this domain claim in its turn meanwhile).
+            answer.in_doubt = True
+            answer.error = "in doubt here: the decision is not learned yet"
+            return answer
         if row is None or not row.placement:
             return await self._on_claim_as_acceptor(sender, claim, answer)
         if active is not None and row.id not in self._prepared and not is_over(row):
@@ -466,7 +516,18 @@ class Takeovers:
         if is_over(row):  # an ended workflow is not taken over: its end instead
             answer.final_state, answer.reason = state_of(row), row.reason
             return answer
+        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender) \
+                and claim.HasField("epoch_certificate") and active is not None \
+                and await self.follow_proven(active, sender, claim.epoch_certificate):
+            # The sender won the epoch we hold for another (our own claim of it, or a
+            # claimant that lost it): followed now, and granted it below like any
+            # claimant of the epoch held here (the core's Proven).
+            answer.held_epoch, answer.holder = held(row)
         if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
+            if answer.holder == a.domain and active is not None and self.acting(active):
+                # A rival claimant of our epoch: our proof, so that it follows us now.
+                if (cert := self.certificates.certificate(row.id)) is not None:
+                    answer.epoch_certificate.CopyFrom(cert)
             return answer
         core = self._core(active) if active is not None else None
         if core is not None:
@@ -486,6 +547,24 @@ class Takeovers:
         if again and active is not None:  # asked again (it restarted, say): results again
             self._report_again(active)
         return answer
+
+    async def follow_proven(self, active: Active, winner: str,
+                             certificate: peer_pb2.EpochCertificate) -> bool:
+        """`winner` shows its epoch certificate (with its claim, or its answer to ours):
+        verified, it is fed to the core (`Proven`), which follows it if that epoch is
+        not below ours. True when this agent now follows `winner`. A certificate that
+        does not hold is refused and counted (its reason), and changes nothing."""
+        core = self._core(active)
+        proven = self.certificates.proven(active.row.id, winner, certificate) \
+            if core is not None else None
+        if proven is None:
+            return False
+        before = (core.epoch, core.coordinator)
+        await self._apply(active, core, core.step(self.agent.now(), proven))
+        if (core.epoch, core.coordinator) != before:
+            log.info("%s: %s proved it won coordinator epoch %d: following it",
+                     active.row.id, winner, proven.epoch)
+        return (core.epoch, core.coordinator) == (proven.epoch, winner)
 
     async def _on_claim_as_acceptor(self, sender: str, claim: peer_pb2.TakeoverClaim,
                                     answer: peer_pb2.TakeoverAnswer) -> peer_pb2.TakeoverAnswer:
@@ -572,6 +651,8 @@ class Takeovers:
             self._arm(row.id, core)
         if active is None:
             await self.agent.store.save_workflow(row)
+        else:
+            self._coordinator_changed(row.id)
 
     def forget(self, workflow_id: str) -> None:
         self.certificates.forget(workflow_id)

@@ -53,10 +53,15 @@ steps:
 """
 
 
+# A long prepare timeout: the coordinator must still be waiting for p2's vote when it is
+# stopped, however slow the machine is.
+PREPARE_TIMEOUT_S = 20
+TAKEOVER_AFTER_S = 10  # the default, set here so the bound below reads it
+
+
 def _domains(**negotiation: float) -> dict[str, dict]:
-    # A long prepare timeout: the coordinator must still be waiting for p2's vote when
-    # it is stopped, however slow the machine is.
-    timings = {**TEST_TIMINGS["negotiation"], "prepare_timeout_s": 20, "commit": "paxos",
+    timings = {**TEST_TIMINGS["negotiation"], "prepare_timeout_s": PREPARE_TIMEOUT_S,
+               "takeover_after_s": TAKEOVER_AFTER_S, "commit": "paxos",
                **negotiation}
     work = [{"name": "nb.work", "capacity": 2, "executor": {"type": "builtin", "name": "echo"}}]
     other = [{"name": "nb.other", "capacity": 1, "executor": {"type": "builtin", "name": "echo"}}]
@@ -145,6 +150,19 @@ async def test_coordinator_dead_before_deciding_participants_abort_without_it(tm
 
 async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_its_step(
         tmp_path):
+    """p2 comes back in doubt, learns the COMMIT from the acceptors, and holds its step
+    back until the acting coordinator (p1, c's successor: c is never restarted) says the
+    step is still placed on it. How long that may take, from p2's return (the last
+    fault): the takeover starts once c is DEAD and its loss grace has passed at p1,
+    or c has not been ALIVE for `takeover_after_s` (10 s, the default), whichever
+    comes first; then one claim round (p2 grants once it has the COMMIT) and one round
+    trip for p2's question. The bound is `takeover_after_s` plus one negotiation's
+    timeout (`prepare_timeout_s`, 20 s here) as margin for a loaded machine: 30 s,
+    where it takes 6-7 s (five runs, a loaded machine). Before, it took about 40 s whenever p1's first claim reached
+    p2 before p2 had learned the COMMIT: p2 refused it, p1 asked again only at its claim
+    timeout (20 s), and p2's own takeover watch claimed the same epoch meanwhile (a duel
+    decided at the next epoch). Now p2 answers such a claim "in doubt" and p1 asks again
+    at once; p2 grants it once it has the COMMIT, and asks p1 as soon as it follows it."""
     async with _federation(tmp_path) as fed:
         fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
@@ -185,9 +203,10 @@ async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_i
         # acting coordinator says b is still placed on p2 (self-fencing, a COMMIT
         # learned without the coordinator). c is gone for good: that is p1, its
         # successor, after the takeover (p2 does not ask c, which it holds DEAD). The
-        # takeover may need a claim timeout or two (prepare_timeout_s here): p1's first
-        # claim reached p2 while it was down (docs/failures.md, Not built yet).
-        await wait_for(p2_ran_b, 90, "p2 to hear from the successor and run b")
+        # bound, from p2's return, is the docstring's.
+        bound_s = TAKEOVER_AFTER_S + PREPARE_TIMEOUT_S
+        await wait_for(p2_ran_b, max(0.0, bound_s - (time.monotonic() - back)),
+                       "p2 to hear from the successor and run b")
         assert fed.rows("p2", "SELECT coordinator FROM workflows WHERE id=?",
                         (wid,)) == [("p1",)]
         # Each step ran once, where it was placed.

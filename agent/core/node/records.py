@@ -97,6 +97,9 @@ class ClaimMsg:
     # To an acceptor holding no step: the committed round the claimant proves (its
     # coordinator's signed round and a COMMIT of it, TakeoverClaim.round_tx / commit).
     proof: Round | None = None
+    # The claimant has won `epoch` (TakeoverClaim.epoch_certificate; the simulator signs
+    # nothing: its checker's record of who acted stands for the signatures).
+    won: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class ClaimAnswerMsg:
     held_epoch: int
     holder: str
     final: WorkflowState | None = None  # the answerer has ended it: how (no grant then)
+    in_doubt: bool = False  # it holds a vote, no decision learned (TakeoverAnswer.in_doubt)
+    won: bool = False  # the answerer acts in the epoch it holds (its epoch_certificate)
 
 
 @dataclass(frozen=True)

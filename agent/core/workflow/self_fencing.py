@@ -100,8 +100,9 @@ contact, and the asking goes on with a backoff.
   lives. If it is DEAD for good, the takeover electorate (this domain's own takeover
   watch among them when it is an acceptor) chooses a successor; a domain that grants
   or hears the successor's claim or end notice follows it (its row's coordinator
-  changes), and the asking goes to the successor, which answers with epochs the same
-  way, or with the end. If this domain's steps were placed elsewhere, the answer says
+  changes), or, its coordinator DEAD, asks the other participants and follows the one
+  that proves it acts (its epoch certificate); the asking goes to the successor, which
+  answers with epochs the same way, or with the end. If this domain's steps were placed elsewhere, the answer says
   so and the workflow's end comes (the end notice, or the answer's end), and stops the
   asking. A domain that never reaches the coordinator it follows starts nothing, which
   is what a cut-off domain must do; the other side resolves its steps by the loss

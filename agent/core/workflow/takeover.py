@@ -40,6 +40,9 @@ One `Takeover` per committed workflow per participant, fed by the shell:
 - `EndKnown()`: the workflow has ended, as the shell verified it: an end notice of an
   epoch below our claim (the coordinator followed here until a claim wins, so its end
   is taken) or a member's answer to our claim.
+- `Proven(epoch, coordinator)`: the shell verified an epoch certificate (a majority of
+  the electorate's signed grants, agent/core/workflow/epoch_certificate.py) showing
+  that `coordinator` won `epoch`: an acting successor's claim, or its answer to ours.
 
 When the known coordinator is gone, the *successor* is the lowest domain name among
 the live participants (`successor`): deterministic, so with one membership view
@@ -93,6 +96,21 @@ Roles (`Role`) and the one transition table (`TABLE`):
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
     CLAIMING, ACTING (epoch >= 1) --EndKnown--> Announce(epoch); the core is done
+    FOLLOWING, CLAIMING --Proven(epoch >= ours, another)--> FOLLOWING it (a rival
+              claimant of that very epoch too, and a follower of a claimant that lost
+              it); ACTING --Proven(higher epoch)--> FOLLOWING
+
+Why a proven winner is followed at once, even by a claimant of the same epoch: a
+certificate holds the grants of a majority of the electorate for (epoch, coordinator),
+and every other majority shares a member with it, which granted that epoch to the
+winner only; so no other claimant of that epoch can gather a majority, ever, and a
+claim of it is dead. Waiting for the claim timeout to find that out by denials (then
+claiming the next epoch, or following the rival, by name) only delays the workflow: by
+two claim timeouts, and, for the lower name, a second takeover that overthrows a
+successor already acting. The domain that follows the winner records it as the holder
+of that epoch (its own claim of it is dropped, its claims stop), and may then grant it
+that epoch when asked again (`may_grant`: the same epoch to the same holder), which
+is only its word for what a majority already said.
 
 Why a claimant announces an end it did not make: the members that granted its claim
 follow it, and refuse every word of a lower epoch, the old coordinator's end notice
@@ -167,7 +185,15 @@ class EndKnown:
     pass
 
 
-Input = Watch | Timer | Grant | Deny | Adopted | EndKnown
+@dataclass(frozen=True)
+class Proven:
+    """An epoch certificate, verified by the shell: `coordinator` won `epoch`."""
+
+    epoch: int
+    coordinator: str
+
+
+Input = Watch | Timer | Grant | Deny | Adopted | EndKnown | Proven
 
 
 @dataclass(frozen=True)
@@ -425,6 +451,18 @@ class Takeover:
             return []  # our epoch is agreed; nobody else holds it
         return self._adopt(now, ev)
 
+    def _proven(self, now: float, ev: Proven) -> list[Action]:
+        """A certificate of `ev.epoch` for another: follow it if that epoch is not below
+        ours. Of our own claimed epoch, our claim cannot win (see the docstring)."""
+        if ev.coordinator == self.me or ev.epoch < self.epoch:
+            return []
+        return self._adopt(now, Adopted(ev.epoch, ev.coordinator), force=True)
+
+    def _acting_proven(self, now: float, ev: Proven) -> list[Action]:
+        if ev.epoch <= self.epoch:
+            return []  # ours is agreed: a certificate of it for another cannot exist
+        return self._adopt(now, Adopted(ev.epoch, ev.coordinator))
+
     def _end_known(self, now: float, ev: EndKnown) -> list[Action]:
         if self.epoch < 1:
             return []  # the original coordinator: the end is its own, told as such
@@ -450,4 +488,7 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.ACTING, Deny): Takeover._acting_deny,
     (Role.ACTING, Timer): Takeover._acting_timer,
     (Role.ACTING, EndKnown): Takeover._end_known,
+    (Role.FOLLOWING, Proven): Takeover._proven,
+    (Role.CLAIMING, Proven): Takeover._proven,
+    (Role.ACTING, Proven): Takeover._acting_proven,
 }

@@ -16,6 +16,16 @@ an end of a lower epoch than held. A claimant takes its predecessor's end (its c
 not won) and tells it on in its claimed epoch (`follow_end`, the core's `Announce`):
 those that granted it refuse the lower epoch's notice.
 
+A participant that holds a vote of the workflow but has not learned its decision
+answers a claim "in doubt" (`ClaimAnswerMsg.in_doubt`, the runtime's
+TakeoverAnswer.in_doubt): no grant, no refusal, and the claimant sends it the claim
+again at its next look (`claim_again`, a second), as the runtime's claim task asks it
+again from its shortest pause, rather than at the claim timeout. A claimant that won
+shows it with its claims and with its denial of a rival's claim of its epoch (`won`,
+the runtime's epoch certificate; the checker's record of who acted stands for the
+grants' signatures): a rival claimant of that epoch, or a follower of one, follows the
+winner at once (the core's `Proven`).
+
 The electorate is the committed round's acceptors (`acceptors_of`), as in the real
 agent: an extra acceptor that holds no step grants only on the claim's proof of the
 round (`ClaimMsg.proof`, checked against what the coordinator sent and what was chosen,
@@ -40,6 +50,7 @@ from fedorch.core.workflow.takeover import (
     EndKnown,
     Grant,
     Persist,
+    Proven,
     Role,
     SendClaim,
     Takeover,
@@ -82,6 +93,9 @@ class SimTakeover:
     progress: dict[str, Progress]
     takeovers: dict[str, Takeover]
     tick_at: float | None
+    # Claims answered "in doubt here" by a participant, to send again at the next tick
+    # (workflow -> members): the shell asks such a one again from its shortest pause.
+    claim_again: dict[str, set[str]]
 
     def _point(self, what: str) -> None:
         raise NotImplementedError
@@ -104,6 +118,7 @@ class SimTakeover:
     def tk_reset(self) -> None:
         self.takeovers = {}
         self.tick_at = None
+        self.claim_again = {}
 
     def tk_boot(self) -> None:
         """After a restart: the ends this agent made as a successor go again to whoever
@@ -173,6 +188,39 @@ class SimTakeover:
             timer = core.get_timer()
             if timer is not None and timer <= now and wf in self.progress:
                 self._tk_apply(now, wf, core, core.step(now, Timer()))
+        again, self.claim_again = self.claim_again, {}
+        for wf, members in sorted(again.items()):
+            core = self.takeovers.get(wf)
+            if core is None or wf not in self.progress or core.ended \
+                    or core.coordinator != self.name:
+                continue  # the claim is over
+            for dst in sorted(members):
+                self.sim.stats["takeover claim sent again to a participant in doubt"] += 1
+                self._send_claim(wf, core, SendClaim(dst, core.epoch))
+
+    def _send_claim(self, wf: str, core: Takeover, x: SendClaim) -> None:
+        """A claim, with the proof of the round for an acceptor holding no step, and, from
+        a claimant that won, its certificate (`won`: the checker's record of who acted
+        stands for the grants' signatures)."""
+        won = core.role is Role.ACTING and self._won(wf, x.epoch, self.name)
+        self._send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to), won=won))
+
+    def _won(self, wf: str, epoch: int, who: str) -> bool:
+        """Does `who` hold an epoch certificate of `epoch` (a majority granted it: it
+        acted)? The simulator signs nothing: this stands for verifying one."""
+        return epoch >= 1 and self.sim.checker.acting_in.get((wf, epoch)) == who
+
+    def _follow_proven(self, now: float, wf: str, winner: str, epoch: int) -> bool:
+        """A certificate shown by `winner` (its claim, or its answer to ours): the core
+        follows it if it holds and its epoch is not below ours (`Proven`)."""
+        core = self._tk_core(now, wf)
+        if core is None or not self._won(wf, epoch, winner):
+            return False
+        before = (core.epoch, core.coordinator)
+        self._tk_apply(now, wf, core, core.step(now, Proven(epoch, winner)))
+        if (core.epoch, core.coordinator) != before:
+            self.sim.stats["takeover proven winner followed"] += 1
+        return (core.epoch, core.coordinator) == (epoch, winner)
 
     def _tk_apply(self, now: float, wf: str, core: Takeover, actions: list) -> None:
         for x in actions:
@@ -183,7 +231,7 @@ class SimTakeover:
                     self.disk.epochs[wf] = (x.epoch, x.coordinator)
                     self._report_again(wf)
             elif isinstance(x, SendClaim):
-                self._send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to)))
+                self._send_claim(wf, core, x)
             elif isinstance(x, Act):
                 self._point("takeover act")
                 self.disk.epochs[wf] = (x.epoch, self.name)
@@ -195,6 +243,12 @@ class SimTakeover:
         wf = msg.workflow_id
         d = self.disk
         if wf not in d.committed and wf not in d.rows and wf not in d.final:
+            if self.participant.keys_of(wf):
+                # A vote of ours, no decision learned: "in doubt here", no grant, no
+                # refusal (the runtime's TakeoverAnswer.in_doubt); asked again soon.
+                self.sim.stats["takeover claim answered in doubt"] += 1
+                self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, "", in_doubt=True))
+                return
             self._on_claim_as_acceptor(src, msg)
             return
         original = self._info(wf).coordinator if wf in d.committed or wf in d.rows \
@@ -203,8 +257,14 @@ class SimTakeover:
         if wf in d.final:  # an ended workflow is not taken over: its end instead
             self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
             return
+        if not may_grant(epoch, holder, msg.epoch, src) and msg.won \
+                and self._follow_proven(now, wf, src, msg.epoch):
+            epoch, holder = held_of(d, wf, original)  # it won the epoch held: follow it
         if not may_grant(epoch, holder, msg.epoch, src):
-            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder))
+            core = self._tk_core(now, wf)
+            won = holder == self.name and core is not None and core.role is Role.ACTING \
+                and self._won(wf, epoch, self.name)  # a rival of our epoch: our proof
+            self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, won=won))
             return
         core = self._tk_core(now, wf)
         if core is not None:
@@ -292,6 +352,14 @@ class SimTakeover:
                 self.follow_end(now, msg.workflow_id, msg.held_epoch, src, msg.final)
                 if msg.workflow_id not in self.disk.final:
                     self._end_here(msg.workflow_id, msg.final)
+            return
+        if msg.in_doubt and not msg.granted:
+            if src in core.participants and core.coordinator == self.name \
+                    and core.epoch == msg.epoch:
+                self.claim_again.setdefault(msg.workflow_id, set()).add(src)
+            return
+        if msg.won and not msg.granted and msg.holder == src \
+                and self._follow_proven(now, msg.workflow_id, src, msg.held_epoch):
             return
         event = Grant(src, msg.epoch) if msg.granted \
             else Deny(src, msg.epoch, msg.held_epoch, msg.holder)

@@ -41,7 +41,7 @@ def _consensus(agent: SimpleNamespace) -> Consensus:
                                                                lease_s=30.0))
     agent.rng = random.Random(1)
     agent.now = lambda: 100.0
-    agent.participant = SimpleNamespace(hold=lambda key: None)
+    agent.participant = SimpleNamespace(hold=lambda key: None, keys_of=lambda wf: [])
     agent.coordination = SimpleNamespace(tx_of=lambda key: None)
     return Consensus(agent)
 

@@ -104,6 +104,7 @@ def _agent(store: Store, domain: str) -> SimpleNamespace:
                             metrics=SimpleNamespace(rejected_messages=_Counter()))
     agent.consensus = SimpleNamespace(
         decision_envelope=lambda key, value: seal_here("", decision=decision_message(key, value)))
+    agent.participant = SimpleNamespace(keys_of=lambda workflow_id: [])  # votes held: none
     return agent
 
 

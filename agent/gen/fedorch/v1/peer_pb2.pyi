@@ -314,7 +314,7 @@ class DecisionQuery(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
 
 class DecisionAnswer(_message.Message):
-    __slots__ = ("workflow_id", "known", "decision", "final_state", "step_epochs", "final_reason")
+    __slots__ = ("workflow_id", "known", "decision", "final_state", "step_epochs", "final_reason", "epoch_certificate")
     class StepEpochsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -328,13 +328,15 @@ class DecisionAnswer(_message.Message):
     FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
     STEP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     FINAL_REASON_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     known: bool
     decision: Envelope
     final_state: _status_pb2.WorkflowState
     step_epochs: _containers.ScalarMap[str, int]
     final_reason: str
-    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., step_epochs: _Optional[_Mapping[str, int]] = ..., final_reason: _Optional[str] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., step_epochs: _Optional[_Mapping[str, int]] = ..., final_reason: _Optional[str] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class Ballot(_message.Message):
     __slots__ = ("n", "proposer")
@@ -517,19 +519,21 @@ class CompensationResult(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TakeoverClaim(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "round_tx", "commit")
+    __slots__ = ("workflow_id", "epoch", "round_tx", "commit", "epoch_certificate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     ROUND_TX_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     round_tx: Envelope
     commit: Envelope
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ..., commit: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ..., commit: _Optional[_Union[Envelope, _Mapping]] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class TakeoverAnswer(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate")
+    __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate", "in_doubt", "epoch_certificate")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -540,6 +544,8 @@ class TakeoverAnswer(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_ROUND_FIELD_NUMBER: _ClassVar[int]
     ELECTORATE_FIELD_NUMBER: _ClassVar[int]
+    IN_DOUBT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     epoch: int
     granted: bool
@@ -550,7 +556,9 @@ class TakeoverAnswer(_message.Message):
     reason: str
     committed_round: int
     electorate: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ...) -> None: ...
+    in_doubt: bool
+    epoch_certificate: EpochCertificate
+    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., granted: _Optional[bool] = ..., held_epoch: _Optional[int] = ..., holder: _Optional[str] = ..., error: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., reason: _Optional[str] = ..., committed_round: _Optional[int] = ..., electorate: _Optional[_Iterable[str]] = ..., in_doubt: _Optional[bool] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class EpochCertificate(_message.Message):
     __slots__ = ("workflow_id", "epoch", "coordinator", "grants")
