@@ -292,7 +292,12 @@ async def test_the_membership_loop_sleeps_until_the_graces_deadline(slow_probes)
     runner = await _running(agent)
     try:
         membership = agent.membership
-        await _until(lambda: membership.sleep.parked, "membership to park")
+        # SWIM's first probe comes at a random moment within the first period: wait until
+        # its next deadline is well past this grace's, so that only the grace wakes the loop.
+        await _until(lambda: membership.sleep.parked
+                     and membership.swim.get_timer() > agent.now() + 1.0,
+                     "membership to park with its next probe over a second away",
+                     deadline_s=15)
         # A verdict as the loop takes it from SWIM's events (beta is no member: nothing
         # else happens), then the loop is woken once, as an event wakes it.
         [held] = membership.grace.step(agent.now(), Verdict("beta", 3))
