@@ -196,12 +196,16 @@ def audit_domains(e: scenario_pb2.AuditExpectation, names: list[str]) -> list[st
     return list(names) if "*" in e.domains else list(e.domains)
 
 
-def verify_audit_log(data_dir: Path) -> tuple[bool, str]:
+def _counted(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def verify_audit_log(data_dir: Path) -> tuple[int | None, str]:
     """What `fedorch audit verify --data-dir DIR` finds in one data dir, with the same
     code (the read-only LogReader and the chain's verify, checkpoints checked with the
-    keys the log's own start records name): (intact?, what was seen). Records after the
-    last checkpoint are chained but not yet signed, as there; they are counted, not
-    refused."""
+    keys the log's own start records name): (its record count, or None when it is not
+    intact; what was seen). Records after the last checkpoint are chained but not yet
+    signed, as there: counted, not refused."""
     from fedorch.core.audit.chain import Problem
     from fedorch.core.audit.chain import verify as verify_log
     from fedorch.runtime.store.audit_table import LogReader, NoLog
@@ -210,13 +214,14 @@ def verify_audit_log(data_dir: Path) -> tuple[bool, str]:
         with LogReader(data_dir) as reader:
             outcome = verify_log(reader.records(), reader.checkpoints())
     except NoLog as exc:
-        return False, str(exc)
-    except sqlite3.DatabaseError as exc:  # a row too damaged to be read back at all
-        return False, f"unreadable: {exc}"
+        return None, str(exc)
+    except sqlite3.DatabaseError as exc:  # a file too damaged to be read back at all
+        return None, f"unreadable: {exc}"
     if isinstance(outcome, Problem):
-        return False, f"not intact: {outcome}"
-    return True, (f"{outcome.records} records, {outcome.checkpoints} signed checkpoints, "
-                  f"{outcome.unsigned_tail} after the last")
+        return None, f"not intact: {outcome}"
+    return outcome.records, (f"{_counted(outcome.records, 'record')}, "
+                             f"{_counted(outcome.checkpoints, 'signed checkpoint')}, "
+                             f"{outcome.unsigned_tail} after the last")
 
 
 def check_audit(state: RunState, e: scenario_pb2.AuditExpectation) -> Outcome:
@@ -227,18 +232,16 @@ def check_audit(state: RunState, e: scenario_pb2.AuditExpectation) -> Outcome:
     name = f"the audit log of {shown} verifies (hash chain and signed checkpoints)"
     if e.at_least_records:
         name += f", at least {e.at_least_records} records each"
-    seen, ok = [], True
+    seen = []
     for domain in names:
-        intact, what = verify_audit_log(state.fed.data_dir(domain))
-        if intact and e.at_least_records:
-            records = int(what.split(" ", 1)[0])
-            if records < e.at_least_records:
-                intact, what = False, f"only {what}"
-        if not intact:
-            # The first domain whose log fails, by itself: the record it names is the news.
+        records, what = verify_audit_log(state.fed.data_dir(domain))
+        if records is not None and records < e.at_least_records:
+            records, what = None, f"only {what}"
+        if records is None:
+            # The first domain whose log fails, alone: the record it names is the news.
             return Outcome(name, False, f"{domain}: {what}")
         seen.append(f"{domain}: {what}")
-    return Outcome(name, ok, "; ".join(seen))
+    return Outcome(name, True, "; ".join(seen))
 
 
 def check_members_name(e: scenario_pb2.MembersExpectation) -> str:
