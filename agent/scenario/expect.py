@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -191,6 +192,58 @@ async def _agents_agree(state: RunState, e: scenario_pb2.WorkflowExpectation,
     return Outcome(outcome.name, True, f"{outcome.seen}; {answered} agent answer(s) agree")
 
 
+def audit_domains(e: scenario_pb2.AuditExpectation, names: list[str]) -> list[str]:
+    return list(names) if "*" in e.domains else list(e.domains)
+
+
+def _counted(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def verify_audit_log(data_dir: Path) -> tuple[int | None, str]:
+    """What `fedorch audit verify --data-dir DIR` finds in one data dir, with the same
+    code (the read-only LogReader and the chain's verify, checkpoints checked with the
+    keys the log's own start records name): (its record count, or None when it is not
+    intact; what was seen). Records after the last checkpoint are chained but not yet
+    signed, as there: counted, not refused."""
+    from fedorch.core.audit.chain import Problem
+    from fedorch.core.audit.chain import verify as verify_log
+    from fedorch.runtime.store.audit_table import LogReader, NoLog
+
+    try:
+        with LogReader(data_dir) as reader:
+            outcome = verify_log(reader.records(), reader.checkpoints())
+    except NoLog as exc:
+        return None, str(exc)
+    except sqlite3.DatabaseError as exc:  # a file too damaged to be read back at all
+        return None, f"unreadable: {exc}"
+    if isinstance(outcome, Problem):
+        return None, f"not intact: {outcome}"
+    return outcome.records, (f"{_counted(outcome.records, 'record')}, "
+                             f"{_counted(outcome.checkpoints, 'signed checkpoint')}, "
+                             f"{outcome.unsigned_tail} after the last")
+
+
+def check_audit(state: RunState, e: scenario_pb2.AuditExpectation) -> Outcome:
+    """Each named domain's audit log verifies in its data dir (running, paused, killed
+    or never restarted: the data dir is still there), with at least `at_least_records`."""
+    names = audit_domains(e, list(state.loaded.domains))
+    shown = "every domain" if "*" in e.domains else ", ".join(names)
+    name = f"the audit log of {shown} verifies (hash chain and signed checkpoints)"
+    if e.at_least_records:
+        name += f", at least {e.at_least_records} records each"
+    seen = []
+    for domain in names:
+        records, what = verify_audit_log(state.fed.data_dir(domain))
+        if records is not None and records < e.at_least_records:
+            records, what = None, f"only {what}"
+        if records is None:
+            # The first domain whose log fails, alone: the record it names is the news.
+            return Outcome(name, False, f"{domain}: {what}")
+        seen.append(f"{domain}: {what}")
+    return Outcome(name, True, "; ".join(seen))
+
+
 def check_members_name(e: scenario_pb2.MembersExpectation) -> str:
     want = ", ".join(e.alive)
     name = f"at +{e.at_s:g}s, " if e.at_s else ""
@@ -279,6 +332,8 @@ async def check_all(state: RunState, runs_dir: Path,
             outcome = check_run_order(state, expectation.run_order, runs)
         elif expectation.HasField("step_runs"):
             outcome = check_step_runs(state, expectation.step_runs, runs)
+        elif expectation.HasField("audit"):
+            outcome = check_audit(state, expectation.audit)
         else:
             outcome = await check_members(state, expectation.members)
         if expectation.name:

@@ -328,10 +328,11 @@ class _Checks:
     # ---- expectations ------------------------------------------------------------------
 
     def expectation(self, expectation: scenario_pb2.Expectation, path: str) -> None:
-        kinds = [k for k in ("workflow", "step_runs", "members", "run_order")
+        kinds = [k for k in ("workflow", "step_runs", "members", "run_order", "audit")
                  if expectation.HasField(k)]
         if len(kinds) != 1:
-            self.fail(path, "give exactly one of workflow, step_runs, members or run_order"
+            self.fail(path, "give exactly one of workflow, step_runs, members, run_order "
+                      "or audit"
                       + (f" (got {', '.join(kinds)})" if kinds else ""))
         kind = kinds[0]
         getattr(self, f"expect_{kind}")(getattr(expectation, kind), f"{path}.{kind}")
@@ -395,3 +396,12 @@ class _Checks:
                              ("not_alive", e.not_alive)):
             for index, domain in enumerate(values):
                 self.domain_name(domain, f"{path}.{name}[{index}]", allow_star=name == "alive")
+
+    def expect_audit(self, e: scenario_pb2.AuditExpectation, path: str) -> None:
+        if not e.domains:
+            self.fail(f"{path}.domains", "required: the domains whose audit logs must "
+                      "verify, e.g. ['*'] for every domain")
+        for index, domain in enumerate(e.domains):
+            self.domain_name(domain, f"{path}.domains[{index}]", allow_star=True)
+        if "*" in e.domains and len(e.domains) > 1:
+            self.fail(f"{path}.domains", "'*' already names every domain; give it alone")

@@ -119,6 +119,10 @@ class ProcessFederation:
     def names(self) -> list[str]:
         return list(self.loaded.domains)
 
+    def data_dir(self, name: str) -> Path:
+        """The domain's agent data dir (agent.db, its audit log); kept after the run."""
+        return self.workdir / "data" / name
+
     def runs_file(self, name: str) -> Path:
         return self.workdir / "runs" / f"{name}.jsonl"
 
@@ -131,7 +135,7 @@ class ProcessFederation:
         self.addresses = self.assign_addresses()
         (self.workdir / "runs").mkdir(parents=True, exist_ok=True)
         for name in names:
-            data_dir = self.workdir / "data" / name
+            data_dir = self.data_dir(name)
             data_dir.mkdir(parents=True, exist_ok=True)
             config = agent_config(
                 self.loaded, name, addresses=self.addresses, data_dir=str(data_dir),

@@ -51,3 +51,16 @@ def test_slow_disk_reports_what_it_delayed(tmp_path: Path) -> None:
         assert f"{name}: mean seconds from submission to admission (5 of 5)" in metrics
         assert f"{name}: mean seconds from submission to end (5 of 5)" in metrics
     assert "brisk: fsyncs delayed (slow_disk)" not in metrics  # only the slowed domain
+
+
+def test_failover_moves_work_off_a_domain_that_stays_down(tmp_path: Path) -> None:
+    """Beyond its expectations: the status says where crunch was taken from, worker-1
+    was killed once and never started again, and its audit log was among those read."""
+    report = run_library("failover", tmp_path)
+    [status] = [w["status"] for w in report["workflows"] if w["submission"] == "report"]
+    crunch = next(s for s in status["steps"] if s["id"] == "crunch")
+    assert crunch["domain"] == "worker-2" and crunch["replaced_from"] == ["worker-1"]
+    assert len(report["pids"]["worker-1"]) == 1  # never restarted
+    [audit] = [e for e in report["expectations"] if "audit log" in e["name"]]
+    assert [part.split(":")[0] for part in audit["seen"].split("; ")] == [
+        "office", "worker-1", "worker-2", "hub"]

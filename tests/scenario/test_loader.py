@@ -55,6 +55,17 @@ def test_every_library_scenario_loads(path: Path) -> None:
     assert ": ok (" in result.stdout
 
 
+def test_an_audit_expectation_loads(tmp_path: Path) -> None:
+    loaded = load_scenario(write(tmp_path, GOOD.replace(
+        "  - workflow: {id: w, state: SUCCEEDED}\n",
+        "  - workflow: {id: w, state: SUCCEEDED}\n"
+        "  - audit: {domains: ['*'], at_least_records: 2}\n"
+        "  - audit: {domains: [b]}\n")))
+    every, one = (e.audit for e in loaded.scenario.expect[1:])
+    assert list(every.domains) == ["*"] and every.at_least_records == 2
+    assert list(one.domains) == ["b"] and one.at_least_records == 0
+
+
 def test_a_host_load_loads(tmp_path: Path) -> None:
     loaded = load_scenario(write(tmp_path, GOOD.replace(
         "name: small", "name: small\nload: {busy_processes: 3}")))
@@ -96,7 +107,7 @@ BAD = [
      "expect[0].workflow.id", "'x' names no submission"),
     (("workflow: {id: w, state: SUCCEEDED}",
       "workflow: {id: w, state: SUCCEEDED}\n    members: {alive: ['*']}"),
-     "expect[0]", "exactly one of workflow, step_runs, members or run_order"),
+     "expect[0]", "exactly one of workflow, step_runs, members, run_order or audit"),
     (("workflow: {id: w, state: SUCCEEDED}", "step_runs: {workflow: w, step: s1}"),
      "expect[0].step_runs", "give equals, at_least or at_most"),
     (("workflow: {id: w, state: SUCCEEDED}",
@@ -131,6 +142,14 @@ BAD = [
      "expect[0].workflow.compensation", "must be one of: NONE, RUNNING, DONE, FAILED"),
     (("workflow: {id: w, state: SUCCEEDED}", "workflow: {id: w, coordinator: c, epoch: 1}"),
      "expect[0].workflow.coordinator", "'c' names no domain"),
+    (("workflow: {id: w, state: SUCCEEDED}", "audit: {domains: [a, c]}"),
+     "expect[0].audit.domains[1]", "'c' names no domain (known: a, b)"),
+    (("workflow: {id: w, state: SUCCEEDED}", "audit: {at_least_records: 1}"),
+     "expect[0].audit.domains", "required: the domains whose audit logs"),
+    (("workflow: {id: w, state: SUCCEEDED}", "audit: {domains: ['*', a]}"),
+     "expect[0].audit.domains", "give it alone"),
+    (("workflow: {id: w, state: SUCCEEDED}", "audit: {domains: ['*'], records: 3}"),
+     "expect[0].audit.records", "unknown key"),
     (("workflow: {id: w, state: SUCCEEDED}", "run_order: {workflow: w, steps: [s1]}"),
      "expect[0].run_order.steps", "at least two steps"),
     (("workflow: {id: w, state: SUCCEEDED}", "run_order: {workflow: w, steps: [s1, s2]}"),

@@ -122,18 +122,20 @@ class StepTrigger(_message.Message):
     def __init__(self, workflow: _Optional[str] = ..., step: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Expectation(_message.Message):
-    __slots__ = ("name", "workflow", "step_runs", "members", "run_order")
+    __slots__ = ("name", "workflow", "step_runs", "members", "run_order", "audit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     STEP_RUNS_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     RUN_ORDER_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     workflow: WorkflowExpectation
     step_runs: StepRunsExpectation
     members: MembersExpectation
     run_order: RunOrderExpectation
-    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[_Union[WorkflowExpectation, _Mapping]] = ..., step_runs: _Optional[_Union[StepRunsExpectation, _Mapping]] = ..., members: _Optional[_Union[MembersExpectation, _Mapping]] = ..., run_order: _Optional[_Union[RunOrderExpectation, _Mapping]] = ...) -> None: ...
+    audit: AuditExpectation
+    def __init__(self, name: _Optional[str] = ..., workflow: _Optional[_Union[WorkflowExpectation, _Mapping]] = ..., step_runs: _Optional[_Union[StepRunsExpectation, _Mapping]] = ..., members: _Optional[_Union[MembersExpectation, _Mapping]] = ..., run_order: _Optional[_Union[RunOrderExpectation, _Mapping]] = ..., audit: _Optional[_Union[AuditExpectation, _Mapping]] = ...) -> None: ...
 
 class WorkflowExpectation(_message.Message):
     __slots__ = ("id", "state", "reason_contains", "steps_on", "within_s", "at_least", "at_most", "coordinator", "epoch", "compensation", "ask_every_agent", "refused_contains")
@@ -215,3 +217,11 @@ class MembersExpectation(_message.Message):
     at_s: float
     all_free: bool
     def __init__(self, seen_by: _Optional[_Iterable[str]] = ..., alive: _Optional[_Iterable[str]] = ..., not_alive: _Optional[_Iterable[str]] = ..., within_s: _Optional[float] = ..., with_capabilities: _Optional[bool] = ..., at_s: _Optional[float] = ..., all_free: _Optional[bool] = ...) -> None: ...
+
+class AuditExpectation(_message.Message):
+    __slots__ = ("domains", "at_least_records")
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    at_least_records: int
+    def __init__(self, domains: _Optional[_Iterable[str]] = ..., at_least_records: _Optional[int] = ...) -> None: ...
