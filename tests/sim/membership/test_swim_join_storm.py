@@ -39,9 +39,12 @@ def converged(sim: Simulation) -> bool:
     return True
 
 
-def seconds_to_converge(profile: SwimProfile, seed: int, bound_s: float) -> float | None:
-    """Seconds from the last member's join until every view is whole; None past the bound."""
-    sim = Simulation(MEMBERS, seed=seed, profile=profile)
+def storm(profile: SwimProfile, seed: int, bound_s: float, service: float = 0.0
+          ) -> tuple[float | None, Simulation]:
+    """A storm of MEMBERS joining within START_SPREAD_S through three seeds (each member
+    handling its events `service` seconds each: a starved host); seconds from the last
+    join until every view is whole (None past the bound), and the simulation."""
+    sim = Simulation(MEMBERS, seed=seed, profile=profile, service=service)
     seeds = sim.addresses[:3]
     rng = random.Random(seed)
     last_join = 0.0
@@ -57,9 +60,14 @@ def seconds_to_converge(profile: SwimProfile, seed: int, bound_s: float) -> floa
     sim.run_until(last_join)
     while sim.now < last_join + bound_s:
         if converged(sim):
-            return sim.now - last_join
+            return sim.now - last_join, sim
         sim.run_for(0.1)
-    return None
+    return None, sim
+
+
+def seconds_to_converge(profile: SwimProfile, seed: int, bound_s: float) -> float | None:
+    """Seconds from the last member's join until every view is whole; None past the bound."""
+    return storm(profile, seed, bound_s)[0]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

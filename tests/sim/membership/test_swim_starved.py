@@ -19,53 +19,19 @@ either way). Three things keep it whole:
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from fedorch.core.membership import swim_detector
 from fedorch.core.membership.swim_profiles import make_profile
-from fedorch.core.membership.swim_types import MemberState
 from fedorch.sim.membership import Simulation
 
-MEMBERS = 50
-RECORD_BYTES = 250
-START_SPREAD_S = 3.0
+from tests.sim.membership.test_swim_join_storm import storm
+
 TARGET_S = 5.0
-
-
-def whole(sim: Simulation) -> bool:
-    """Every member sees every other ALIVE, with its record."""
-    for node in sim.nodes:
-        for name in sim.names:
-            if name == node.name:
-                continue
-            view = node.member(name)
-            if view is None or view.state is not MemberState.ALIVE or not view.record:
-                return False
-    return True
 
 
 def starved_storm(seed: int, service: float, bound_s: float) -> tuple[float | None, Simulation]:
     """Seconds from the last join until every view is whole (None past the bound)."""
-    sim = Simulation(MEMBERS, seed=seed, profile=make_profile("lan"), service=service)
-    seeds = sim.addresses[:3]
-    rng = random.Random(seed)
-    last_join = 0.0
-    for node in sim.nodes:
-        when = rng.uniform(0.0, START_SPREAD_S)
-        last_join = max(last_join, when)
-
-        def start(node=node) -> None:
-            node.publish_record(sim.now, node.name.encode().ljust(RECORD_BYTES, b"."))
-            sim.join(node.name, seeds)
-
-        sim.at(when, start)
-    sim.run_until(last_join)
-    while sim.now < last_join + bound_s:
-        if whole(sim):
-            return sim.now - last_join, sim
-        sim.run_for(0.1)
-    return None, sim
+    return storm(make_profile("lan"), seed, bound_s, service=service)
 
 
 # Each member gets a twentieth of what it would need to answer at once: the seeds, which
