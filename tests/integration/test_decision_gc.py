@@ -127,6 +127,10 @@ async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp
     domains = _domains(commit)
     for name in domains:  # c must still wait for p2's vote after p2 was stopped
         domains[name]["negotiation"]["prepare_timeout_s"] = 20
+        # ... and not take p2 as lost meanwhile: frozen for longer than a DEAD verdict
+        # and its loss grace take (a loaded host slows p1's vote, which p2's freeze
+        # waits for), p2 was acted on as DEAD and the round ABORTED.
+        domains[name]["gossip"] = {"profile": "local", "tuning": {"suspicion_alpha": 60}}
     domains["c"]["negotiation"]["certificate_sweep_s"] = 0.5
     async with started_federation(tmp_path, domains) as fed:
         fed.signal("p2", signal.SIGSTOP)
