@@ -82,12 +82,13 @@ def verify(data_dir: Path, trust_dir: Path | None, as_json: bool) -> None:
     """Check the hash chain and the signed checkpoints; exit 1 names the first bad
     record."""
     from fedorch.core.audit.chain import Problem
-    from fedorch.core.audit.chain import verify as verify_log
+    from fedorch.runtime.store.audit_table import NoLog, verify_data_dir
 
     trust = _trust(trust_dir) if trust_dir is not None else None
-    with _reader(data_dir) as reader:
-        outcome = verify_log(reader.records(), reader.checkpoints(),
-                             trusted=trust.verify if trust is not None else None)
+    try:
+        outcome = verify_data_dir(data_dir, trust.verify if trust is not None else None)
+    except NoLog as e:
+        raise CliError(str(e), EXIT_USAGE) from e
     if isinstance(outcome, Problem):
         if as_json:
             click.echo(json.dumps({"ok": False, "record": outcome.seq,

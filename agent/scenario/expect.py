@@ -202,17 +202,15 @@ def _counted(n: int, what: str) -> str:
 
 def verify_audit_log(data_dir: Path) -> tuple[int | None, str]:
     """What `fedorch audit verify --data-dir DIR` finds in one data dir, with the same
-    code (the read-only LogReader and the chain's verify, checkpoints checked with the
-    keys the log's own start records name): (its record count, or None when it is not
+    code (`verify_data_dir`, checkpoints checked with the keys the log's own start
+    records name): (its record count, or None when it is not
     intact; what was seen). Records after the last checkpoint are chained but not yet
     signed, as there: counted, not refused."""
     from fedorch.core.audit.chain import Problem
-    from fedorch.core.audit.chain import verify as verify_log
-    from fedorch.runtime.store.audit_table import LogReader, NoLog
+    from fedorch.runtime.store.audit_table import NoLog, verify_data_dir
 
     try:
-        with LogReader(data_dir) as reader:
-            outcome = verify_log(reader.records(), reader.checkpoints())
+        outcome = verify_data_dir(data_dir)
     except NoLog as exc:
         return None, str(exc)
     except sqlite3.DatabaseError as exc:  # a file too damaged to be read back at all

@@ -18,7 +18,17 @@ import pathlib
 import sqlite3
 from collections.abc import Iterator, Mapping
 
-from fedorch.core.audit.chain import GENESIS, Checkpoint, Record, record_body, record_hash
+from fedorch.core.audit.chain import (
+    GENESIS,
+    Checkpoint,
+    Problem,
+    Record,
+    Verified,
+    Verifier,
+    record_body,
+    record_hash,
+    verify,
+)
 
 MIGRATION = """
     -- The audit log: append-only, hash-chained (agent/core/audit/chain.py).
@@ -164,3 +174,12 @@ class LogReader:
 
     def checkpoints(self) -> list[Checkpoint]:
         return [checkpoint_from(r) for r in self._conn.execute(f"{CHECKPOINTS} ORDER BY seq")]
+
+
+def verify_data_dir(data_dir: str | pathlib.Path, trusted: Verifier | None = None
+                    ) -> Verified | Problem:
+    """`fedorch audit verify`'s check of one data dir, read-only: the hash chain and the
+    signed checkpoints (with `trusted` when given, else the keys the log's own start
+    records name). Raises NoLog when there is no log to check."""
+    with LogReader(data_dir) as reader:
+        return verify(reader.records(), reader.checkpoints(), trusted=trusted)
