@@ -30,7 +30,7 @@ from tests.integration.federation import (
 
 pytestmark = pytest.mark.integration
 
-LEASE_S = TEST_TIMINGS["negotiation"]["lease_s"]
+LEASE_S = 10  # see _domains
 PARTICIPANTS = [f"p{i}" for i in range(1, 7)]
 SPEC = "name: wide\nsteps:\n" + "".join(
     f"  - id: s{i}\n    capability: wide.work\n    constraints: {{domains: [p{i}]}}\n"
@@ -40,13 +40,20 @@ SPEC = "name: wide\nsteps:\n" + "".join(
 def _domains() -> dict[str, dict]:
     # A long prepare timeout: the coordinator must still be waiting for the learner's vote
     # while it is stopped, however slow the machine is.
+    # Leases long enough that the participants that voted do not recover without the
+    # coordinator while it is stopped for the learner's vote (4 s did not last on a
+    # loaded host: the round was ABORTED), and a loss grace long enough that the learner,
+    # frozen while the others vote, is never taken as lost (nothing here needs a DEAD
+    # verdict acted on: the learner recovers on its lease, and a successor takes over
+    # after `takeover_after_s` of the coordinator not ALIVE).
     timings = {**TEST_TIMINGS["negotiation"], "prepare_timeout_s": 30, "commit": "paxos",
-               "max_acceptors": 3}
+               "max_acceptors": 3, "lease_s": LEASE_S}
     work = [{"name": "wide.work", "capacity": 2,
              "executor": {"type": "builtin", "name": "echo"}}]
     other = [{"name": "wide.other", "capacity": 1,
               "executor": {"type": "builtin", "name": "echo"}}]
     return {name: {"capabilities": work if name.startswith("p") else other,
+                   "gossip": {"profile": "local", "tuning": {"loss_grace": 20}},
                    "negotiation": timings} for name in ["c", *PARTICIPANTS]}
 
 
