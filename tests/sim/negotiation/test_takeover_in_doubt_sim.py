@@ -21,28 +21,17 @@ from __future__ import annotations
 import pytest
 from fedorch.core.node.records import PrepareMsg
 from fedorch.core.workflow.lifecycle import TERMINAL
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import Config, Simulation, Workflow
+from fedorch.sim.negotiation.run import Simulation
 
-WF = "d0.w0"
+from tests.sim.negotiation.test_takeover_sim import WF
+from tests.sim.negotiation.test_takeover_sim import scenario as takeover_scenario
+
 SLOW_CLAIMS = Timing(max_rounds=1, takeover_after_s=3.0, prepare_timeout_s=20.0)
 
 
 def scenario(seed: int) -> tuple[Simulation, list[tuple[float, str]]]:
-    names = [f"d{i}" for i in range(4)]
-    steps = [spec_pb2.StepSpec(id="s1", capability="a"),
-             spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"]),
-             spec_pb2.StepSpec(id="s3", capability="a", needs=["s1"])]
-    config = Config(
-        names=names,
-        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
-        capacities={n: {"a": 4} for n in names},
-        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
-                            {"s1": "d1", "s2": "d2", "s3": "d3"})],
-        timing=SLOW_CLAIMS,
-    )
-    sim = Simulation(seed, config)
+    sim = takeover_scenario(seed, SLOW_CLAIMS)
     d2_points: list[tuple[float, str]] = []
     d0_dead: list[float] = []
 

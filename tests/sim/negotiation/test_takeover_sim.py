@@ -27,7 +27,7 @@ WF = "d0.w0"
 TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
 
 
-def scenario(seed: int = 1) -> Simulation:
+def scenario(seed: int = 1, timing: Timing = TAKEOVER) -> Simulation:
     """d0 coordinates one workflow of three steps on d1, d2 and d3; no random faults."""
     names = [f"d{i}" for i in range(4)]
     steps = [spec_pb2.StepSpec(id="s1", capability="a"),
@@ -39,7 +39,7 @@ def scenario(seed: int = 1) -> Simulation:
         capacities={n: {"a": 4} for n in names},
         workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
                             {"s1": "d1", "s2": "d2", "s3": "d3"})],
-        timing=TAKEOVER,
+        timing=timing,
     )
     return Simulation(seed, config)
 

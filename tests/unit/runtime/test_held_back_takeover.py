@@ -174,6 +174,19 @@ class Looked(Views):
         return super().member(name)
 
 
+def _answer_with(restarted: Agent, monkeypatch, call) -> None:
+    """Peer calls of the restarted agent answered by `call`; its deliveries dropped."""
+    def deliver(domain, method, **payload):
+        async def nothing():
+            return None
+        return nothing()
+
+    monkeypatch.setattr(restarted.peers, "call", call)
+    monkeypatch.setattr(restarted, "endpoint_of", lambda domain, endpoints=None:
+                        "127.0.0.1:9")
+    restarted.deliver = deliver  # type: ignore[method-assign]
+
+
 async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
         agent: Agent, monkeypatch) -> None:
     """alpha restarted with beta's workflow on disk (its idempotent step s interrupted):
@@ -200,15 +213,7 @@ async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
         return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
             workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
 
-    def deliver(domain, method, **payload):
-        async def nothing():
-            return None
-        return nothing()
-
-    monkeypatch.setattr(restarted.peers, "call", call)
-    monkeypatch.setattr(restarted, "endpoint_of", lambda domain, endpoints=None:
-                        "127.0.0.1:9")
-    restarted.deliver = deliver  # type: ignore[method-assign]
+    _answer_with(restarted, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
         await restarted.participation.recover()
@@ -267,15 +272,7 @@ async def _restarted_with_gamma_acting(agent: Agent, monkeypatch, certificate):
             answer.epoch_certificate.CopyFrom(certificate)
         return peer_pb2.Body(decision_answer=answer), None
 
-    def deliver(domain, method, **payload):
-        async def nothing():
-            return None
-        return nothing()
-
-    monkeypatch.setattr(restarted.peers, "call", call)
-    monkeypatch.setattr(restarted, "endpoint_of", lambda domain, endpoints=None:
-                        "127.0.0.1:9")
-    restarted.deliver = deliver  # type: ignore[method-assign]
+    _answer_with(restarted, monkeypatch, call)
     return restarted, executor, asked
 
 

@@ -22,7 +22,6 @@ from fedorch.core.workflow.takeover import (
     Proven,
     Role,
     SendClaim,
-    Takeover,
     Timer,
     Watch,
     may_grant,
@@ -30,15 +29,13 @@ from fedorch.core.workflow.takeover import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ORIGINAL = "a"
-PARTICIPANTS = ("b", "c", "d")
-ELECTORATE = (ORIGINAL, *PARTICIPANTS)
-STATES = ["ALIVE", "SUSPECT", "DEAD", "LEFT", ""]
-
-
-def core(me: str, **kw) -> Takeover:
-    return Takeover(me, ORIGINAL, PARTICIPANTS, takeover_after_s=10.0,
-                    claim_timeout_s=5.0, **kw)
+from tests.unit.core.workflow.test_takeover_transitions import (
+    ELECTORATE,
+    ORIGINAL,
+    PARTICIPANTS,
+    STATES,
+    core,
+)
 
 
 def test_a_claimant_of_the_same_epoch_follows_the_proven_winner_at_once():
