@@ -81,9 +81,16 @@ def _token(identity) -> str:
 
 
 def _click_cancel(driver) -> None:
-    _until(driver, lambda d: d.find_element(By.ID, "cancel-workflow").is_enabled(),
-           "the cancel button")
-    driver.find_element(By.ID, "cancel-workflow").click()
+    def clicked(d) -> bool:
+        # Found and clicked in one look: the page redraws the workflow as it changes, and a
+        # button found in one look could be gone by the next (stale: looked for again).
+        button = d.find_element(By.ID, "cancel-workflow")
+        if not button.is_enabled():
+            return False
+        button.click()
+        return True
+
+    _until(driver, clicked, "the cancel button")
     _until(driver, lambda d: d.switch_to.alert, "the confirmation").accept()
 
 
