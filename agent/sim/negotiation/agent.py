@@ -39,6 +39,7 @@ import random
 from typing import TYPE_CHECKING
 
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
@@ -57,6 +58,13 @@ if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
 
+# Retention in the seeded runs: short enough that every run forgets most of its ended
+# workflows (runs end at 110 s; workflows end within the first 40) and keeps at most a
+# few beyond the count; never before 40 s since the last mark, above the oldest message
+# a run delivers (a pause of up to 25 s plus a delay of up to 12 s).
+SIM_RETENTION = Retention(keep_ended_s=30.0, max_ended_workflows=2, late_message_s=40.0)
+
+
 class SimAgent(SimTakeover):
     # The host's clock (ports.SimClock); a test swaps in a broken one (leases on wall time).
     clock_type: type[SimClock] = SimClock
@@ -64,6 +72,7 @@ class SimAgent(SimTakeover):
     def __init__(self, sim: World, name: str, policy: config_pb2.Policy,
                  capacities: dict[str, int], timing: Timing) -> None:
         self.sim = sim
+        sim.checker.attach(sim)  # retention's compactions are checked against the agents
         self.name = name
         self.policy = policy
         self.capacities = capacities

@@ -41,7 +41,7 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import wide
-from fedorch.sim.negotiation.agent import SimAgent
+from fedorch.sim.negotiation.agent import SIM_RETENTION, SimAgent
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
 from fedorch.sim.negotiation.disk import Crash, Timing
@@ -117,7 +117,7 @@ class Config:
         liar = "liar" if rng.random() < 0.5 else None  # drawn last: the rest is as before
         config = cls(
             names, policies, capacities, workflows, liar=liar,
-            timing=Timing(max_rounds=rng.randint(1, 3)),
+            timing=Timing(max_rounds=rng.randint(1, 3), retention=SIM_RETENTION),
             loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
             duplicate=rng.choice((0.0, 0.05, 0.2)),
             slow=rng.choice((0.0, 0.05, 0.2)),
@@ -381,7 +381,7 @@ class Simulation:
             if self.checker.committed(wf) is not None:
                 committed += 1
             else:
-                row = self.agents[coord].disk.rows.get(wf)
+                row = self.checker.row(self, wf)  # retention may have forgotten it
                 aborted += row is not None and row.state in TERMINAL
         self.stats["transaction with a learner-only participant"] += sum(
             not set(tx.participants) <= set(tx.acceptors) for tx in self.checker.txs.values())
