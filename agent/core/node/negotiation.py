@@ -427,4 +427,6 @@ class Negotiation:
         if value.commit and tx is not None and tx.coordinator != n.name:
             n.send(tx.coordinator, DecisionAck(key, n.name))
         elif value.commit and key[0] in n.coordinators:
-            n.coordinators[key[0]].receive_ack(now, n.name, key[1])
+            core = n.coordinators[key[0]]
+            core.receive_ack(now, n.name, key[1])
+            self._collect(core)  # our own acknowledgement may be the last one

@@ -100,6 +100,10 @@ class Retainer:
         self._entries: dict[str, _Entry] = {}
         self._heaps: dict[str, list[tuple[int, str]]] = {MAIN: [], AGE_ONLY: []}
         self._opened = False  # this tick's write group is open
+        # The deadline, as last computed; None when a mark or a tick may have moved it.
+        # (A wall clock step moves it too; a deadline that comes early finds nothing due
+        # and is computed again, one that comes late forgets later: never sooner.)
+        self._deadline: tuple[float | None] | None = None
 
     # ---- what the Node's parts call ---------------------------------------------------
 
@@ -109,6 +113,7 @@ class Retainer:
                          for wf, stamp in self.n.state.endings.items()}
         self._heaps = {MAIN: sorted((e.stamp, wf) for wf, e in self._entries.items()),
                        AGE_ONLY: []}
+        self._deadline = None
 
     def mark(self, wf: str) -> None:
         """An end, decision, acceptor record or acknowledgement of `wf`, in the write
@@ -122,6 +127,7 @@ class Retainer:
         else:
             e.stamp, e.since, e.place = stamp, n.now, MAIN
         heapq.heappush(self._heaps[MAIN], (stamp, wf))
+        self._deadline = None
 
     def knows(self, wf: str) -> bool:
         """Anything of `wf` here that a late end or result could be about."""
@@ -140,6 +146,11 @@ class Retainer:
     # ---- the timer --------------------------------------------------------------------
 
     def timer(self) -> float | None:
+        if self._deadline is None:
+            self._deadline = (self._compute_timer(),)
+        return self._deadline[0]
+
+    def _compute_timer(self) -> float | None:
         n = self.n
         now, wall = n.now, n.wall_ms(n.now)
         times = []
@@ -158,6 +169,7 @@ class Retainer:
         n = self.n
         wall = n.wall_ms(now)
         self._opened = False
+        self._deadline = None
         for place in (MAIN, AGE_ONLY):
             while (e := self._top(place)) is not None and self._due(e, now, wall) <= now:
                 self._take(place, now)
