@@ -353,7 +353,7 @@ class Negotiation:
             if a.committed:
                 n.running.resume(now, wf)
             else:
-                n.mark(wf)
+                n.mark(wf, ended=True)
             self._collect(core)
         else:  # pragma: no cover
             raise LocalProtocolError(f"no route for {a!r}")

@@ -266,11 +266,11 @@ class Node:
         """What follows is written under this name (a driver's crash point)."""
         self.out.point(what)
 
-    def mark(self, wf: str) -> None:
-        """An end, decision, acceptor record or acknowledgement of `wf` in the write
-        group open now: retention's clock for it starts again (retention.py)."""
+    def mark(self, wf: str, *, ended: bool = False) -> None:
+        """An end (`ended`), decision, acceptor record or acknowledgement of `wf` in the
+        write group open now: retention's clock for it starts again (retention.py)."""
         if self.retain is not None:
-            self.retain.mark(wf)
+            self.retain.mark(wf, ended=ended)
 
     def note(self, *fact: object) -> None:
         self.out.note(*fact)

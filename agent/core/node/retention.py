@@ -57,6 +57,7 @@ unsettled ones, which the count may not take); stale heap entries are skipped.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,9 @@ class Retention:
     # Nothing goes sooner after its last mark: a message sent before then may still
     # arrive (the daemon refuses one older than two replay windows, 2 x 60 s).
     late_message_s: float = 120.0
+    # Deadlines are rounded up to a multiple of this: what comes due within one goes in
+    # one tick and one write group, not one turn per workflow (later, never sooner).
+    tick_s: float = 1.0
 
 
 @dataclass
@@ -115,19 +119,26 @@ class Retainer:
                        AGE_ONLY: []}
         self._deadline = None
 
-    def mark(self, wf: str) -> None:
-        """An end, decision, acceptor record or acknowledgement of `wf`, in the write
-        group open now: its clock starts again."""
+    def mark(self, wf: str, *, ended: bool = False) -> None:
+        """An end (`ended`), decision, acceptor record or acknowledgement of `wf`, in
+        the write group open now: its clock starts again. The table keeps the first
+        mark and each end (keep_ended_s counts from the end, as the daemon's ended_at);
+        memory keeps the last (late_message_s counts from it)."""
         n = self.n
         stamp = n.wall_ms(n.now)
-        n.state.endings[wf] = stamp
         e = self._entries.get(wf)
+        if ended or e is None:
+            n.state.endings[wf] = stamp
         if e is None:
             self._entries[wf] = _Entry(stamp, n.now, MAIN)
         else:
             e.stamp, e.since, e.place = stamp, n.now, MAIN
         heapq.heappush(self._heaps[MAIN], (stamp, wf))
-        self._deadline = None
+        # A new mark is due after every older one (its stamp is the newest), so the
+        # deadline moves only when the count is now exceeded, or there was none.
+        if e is None and len(self._entries) == self.policy.max_ended_workflows + 1 \
+                or self._deadline is None or self._deadline[0] is None:
+            self._deadline = None
 
     def knows(self, wf: str) -> bool:
         """Anything of `wf` here that a late end or result could be about."""
@@ -162,7 +173,10 @@ class Retainer:
             e = self._top(MAIN)
             if e is not None:
                 times.append(max(now, e.since + self.policy.late_message_s))
-        return min(times) if times else None
+        if not times:
+            return None
+        grid = self.policy.tick_s
+        return math.ceil(min(times) / grid) * grid if grid > 0 else min(times)
 
     def tick(self, now: float) -> None:
         """Forget what is due: by age, then beyond the count."""

@@ -198,7 +198,7 @@ class Running:
         n = self.n
         n.point("workflow over")
         n.state.final[wf] = state
-        n.mark(wf)
+        n.mark(wf, ended=True)
         n.note("ended_here", wf, n.now)
         n.out.status.append((wf, state))
         p = n.progress.pop(wf, None)
