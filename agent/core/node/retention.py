@@ -9,13 +9,15 @@ and who acknowledged it). With a `Retention` policy it forgets the ended ones, b
 daemon's rules (docs/retention.md), never one a peer may still ask about.
 
 The clock. Every end, decision, acceptor record or acknowledgement of a workflow here
-*marks* it: `endings[wf]` (a table, so a restored Node has it) takes the wall time
-in ms, and the workflow is tracked in memory with the monotonic `now` of the mark.
-`keep_ended_s` counts from the last mark in wall time (it survives restarts);
-`late_message_s` counts in monotonic time from the last mark or the restore, whichever
-is later, so no clock step ever shortens it: nothing goes sooner than that, since a
-message sent before the end may still be on its way (the daemon's replay window,
-after which its receiver refuses such a message).
+*marks* it. The table `endings[wf]` (so a restored Node has it) takes the wall time in
+ms of its first mark and of each end; memory tracks the wall time and the monotonic
+`now` of its last mark. `keep_ended_s` counts in wall time from the end (after a
+restart) or from the last mark (while up: never sooner); `late_message_s` counts in
+monotonic time from the last mark or the restore, whichever is later, so no clock
+step ever shortens it: nothing goes sooner than that, since a message sent before
+may still be on its way (the daemon's replay window, after which its receiver
+refuses such a message). Deadlines are rounded up to a multiple of `tick_s`, so
+what comes due meanwhile goes in one tick.
 
 The rule. A tracked workflow is *kept* (`kept_because`) while
 - it is live here: its coordinator row has not finished in a terminal state, it is
