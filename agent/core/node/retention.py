@@ -10,11 +10,10 @@ daemon's rules (docs/retention.md), never one a peer may still ask about.
 
 The clock. Every end, decision, acceptor record or acknowledgement of a workflow here
 *marks* it. The table `endings[wf]` (so a restored Node has it) takes the wall time in
-ms of its first mark and of each end; memory tracks the wall time and the monotonic
-`now` of its last mark. `keep_ended_s` counts in wall time from the end (after a
-restart) or from the last mark (while up: never sooner); `late_message_s` counts in
-monotonic time from the last mark or the restore, whichever is later, so no clock
-step ever shortens it: nothing goes sooner than that, since a message sent before
+ms of its first mark and of each end: `keep_ended_s` counts from it in wall time, so
+from the end, as the daemon's ended_at (or from the first mark, for a workflow that
+never ends here: an extra acceptor's). `late_message_s` counts in monotonic time from
+the last mark or the restore, whichever is later, so no clock step ever shortens it: nothing goes sooner than that, since a message sent before
 may still be on its way (the daemon's replay window, after which its receiver
 refuses such a message). Deadlines are rounded up to a multiple of `tick_s`, so
 what comes due meanwhile goes in one tick.
@@ -123,14 +122,20 @@ class Retainer:
 
     def mark(self, wf: str, *, ended: bool = False) -> None:
         """An end (`ended`), decision, acceptor record or acknowledgement of `wf`, in
-        the write group open now: its clock starts again. The table keeps the first
-        mark and each end (keep_ended_s counts from the end, as the daemon's ended_at);
-        memory keeps the last (late_message_s counts from it)."""
+        the write group open now. Its stamp (the table's, and keep_ended_s's) is that
+        of its first mark and of each end, as the daemon's ended_at; late_message_s
+        counts from the last mark. A parked workflow is looked at again."""
         n = self.n
-        stamp = n.wall_ms(n.now)
         e = self._entries.get(wf)
-        if ended or e is None:
-            n.state.endings[wf] = stamp
+        if e is not None and not ended:
+            e.since = n.now
+            if e.place != MAIN:
+                e.place = MAIN
+                heapq.heappush(self._heaps[MAIN], (e.stamp, wf))
+                self._deadline = None
+            return
+        stamp = n.wall_ms(n.now)
+        n.state.endings[wf] = stamp
         if e is None:
             self._entries[wf] = _Entry(stamp, n.now, MAIN)
         else:

@@ -15,9 +15,11 @@ from its tables and cores at the end.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 import tracemalloc
+import types
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +46,7 @@ class Held:
     admitted: int           # signed submissions (kept for their window, not per workflow)
     acceptor_in_memory: int
     tracked: int            # workflows retention tracks (0 without retention)
+    node_bytes: int         # the Node's objects (node_bytes)
 
 
 @dataclass
@@ -85,7 +88,32 @@ def held(agent: Any) -> Held:
         wfs.update(k[0] if isinstance(k, tuple) else k for k in table)
     retain = node.retain
     return Held(len(dict.keys(node.coordinators)), len(wfs), rows, len(d.admitted),
-                len(node.acceptor.records()), retain.tracked() if retain else 0)
+                len(node.acceptor.records()), retain.tracked() if retain else 0,
+                node_bytes(node))
+
+
+# What a Node refers to but does not own: the simulation behind its ports and plug,
+# the counters and randomness it shares, its configuration.
+_NOT_THE_NODES = ("takeover", "stats", "rng", "policy", "vote_raw", "wall_ms", "admit")
+_CODE = (type, types.ModuleType, types.FunctionType, types.MethodType,
+         types.BuiltinFunctionType)
+
+
+def node_bytes(node: Any) -> int:
+    """sys.getsizeof over every object reachable from the Node (its tables, cores,
+    outbox, parts), each once; what it only refers to (see _NOT_THE_NODES) and code
+    are left out. Protobuf specs count at their Python wrapper's size: a lower bound."""
+    seen = {id(node)} | {id(getattr(node, k)) for k in _NOT_THE_NODES}
+    stack = [v for k, v in vars(node).items() if k not in _NOT_THE_NODES]
+    total = 0
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, _CODE):
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        stack.extend(gc.get_referents(o))
+    return total
 
 
 def run_load(workflows: int, retention: Retention | None = LOAD_RETENTION, *,
@@ -131,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, h in r.held.items():
             print(f"  {name}: cores {h.cores}  workflows {h.workflows}  rows {h.rows}"
                   f"  admitted {h.admitted}  acceptor records in memory"
-                  f" {h.acceptor_in_memory}  tracked {h.tracked}")
+                  f" {h.acceptor_in_memory}  tracked {h.tracked}"
+                  f"  node {h.node_bytes / 1e6:.2f} MB")
     return 1 if bad else 0
 
 
