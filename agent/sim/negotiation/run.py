@@ -377,7 +377,7 @@ class Simulation:
 
     def report(self) -> Report:
         committed = aborted = 0
-        for wf, coord in self.workflows.items():
+        for wf in self.workflows:
             if self.checker.committed(wf) is not None:
                 committed += 1
             else:

@@ -12,7 +12,12 @@ from dataclasses import fields
 
 import pytest
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.negotiation.messages import AnswerStatus, DecisionAck, DecisionAnswer, DecisionQuery
+from fedorch.core.negotiation.messages import (
+    AnswerStatus,
+    DecisionAck,
+    DecisionAnswer,
+    DecisionQuery,
+)
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import DELETE, apply
 from fedorch.core.node.records import (
