@@ -13,6 +13,7 @@ from dataclasses import fields
 import pytest
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
+    Accepted,
     AnswerStatus,
     DecisionAck,
     DecisionAnswer,
@@ -192,25 +193,25 @@ def test_the_coordinator_keeps_it_while_the_commit_is_not_acknowledged() -> None
 
 
 def test_a_participant_in_doubt_keeps_what_it_asks_about() -> None:
-    """d2 voted YES and never hears the decision: it keeps its reservation and the
-    records of it, however old (nothing about d0.w1 reaches d2 after its vote)."""
+    """d2 voted YES and accepted the coordinator's COMMIT proposal as an acceptor, then
+    hears nothing more: it keeps its reservation and the records of it, however old."""
     f = Federation(Retention(keep_ended_s=5.0, max_ended_workflows=0, late_message_s=1.0))
-    voted: set[str] = set()
+    accepted: set[str] = set()
 
     def cut(src: str, dst: str, msg: object) -> bool:
-        if dst == "d2" and "d2" in voted:
+        if dst == "d2" and "d2" in accepted:
             return True
-        if src == "d2" and isinstance(msg, VoteMsg):
-            voted.add("d2")
+        if src == "d2" and isinstance(msg, Accepted):
+            accepted.add("d2")
         return False
 
     f.drop = cut
     wf = f.submit()
     f.run_until(100.0)
+    assert wf in f.disks["d2"].endings  # tracked since its acceptor record
     assert f.nodes["d2"].participant.keys_of(wf)
-    assert {"holds", "info"} <= set(f.has("d2", wf))
-    assert f.nodes["d2"].stats["retention kept: a reservation here"] \
-        or wf not in f.disks["d2"].endings
+    assert {"holds", "info", "acceptor"} <= set(f.has("d2", wf))
+    assert f.nodes["d2"].stats["retention kept: a reservation here"] > 0
 
 
 # ---- a restored Node ---------------------------------------------------------------
