@@ -252,16 +252,17 @@ class Replacements:
         started = active.progress.may_have_started(step_id)
         certificate = None
         if row.epoch > 0:  # a successor: its PREPAREs carry the proof of its epoch
-            neg = a.config.negotiation
-            certificate = await a.takeovers.certificates.fresh_certificate(
-                row.id, neg.prepare_timeout_s, neg.lease_s)
+            # Only a fresh majority of the electorate counts (core/workflow/round_mandate.py):
+            # cut off from the holders of a later epoch, we would place a step that the
+            # later coordinator places too. Without one, the step is not placed again.
+            certificate, why_not = await a.takeovers.certificates.fresh_certificate(
+                row.id, a.config.negotiation.lease_s)
             if is_over(row) or a.active.get(row.id) is not active \
                     or row.coordinator != a.domain:
                 return  # ended, or our epoch is over: the later coordinator places it
             if certificate is None or certificate.epoch != row.epoch:
-                await self._failed(active, step_id, lost, started,
-                                   f"no certificate of coordinator epoch {row.epoch} (its grants"
-                                   " did not come back)")
+                await self._failed(active, step_id, lost, started, why_not or (
+                    f"no certificate of coordinator epoch {row.epoch}"))
                 return
         if row.id not in self._last_round:  # no round of it yet in this life
             await self._abort_cut_short(active, certificate)
