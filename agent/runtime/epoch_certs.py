@@ -16,9 +16,13 @@ The certificate also goes with the acting successor's claims and with its denial
 rival's claim; `proven` checks one shown so, as the takeover core's `Proven` input (a
 rival claimant of that epoch, or a follower of one, follows the winner at once).
 
-A wait for a certificate (`wait_certificate`) looks when a grant is held (`_hold` sets
-the workflow's event), never on a tick: its timeout only bounds it. Every return from
-such a wait is counted in fedorch_loop_wakeups_total{loop="epoch certificate wait"}.
+Before each re-placement round the successor asks for a certificate of fresh grants
+(`fresh_certificate`): its claim goes again to every member, and the round mandate
+(agent/core/workflow/round_mandate.py) decides on the grants held from then on only.
+The wait looks when a grant is held (`_hold` sets the workflow's event) or the
+coordinator followed here changes (`wake`), never on a tick: its bound only ends it.
+Every return from such a wait is counted in
+fedorch_loop_wakeups_total{loop="epoch certificate wait"}.
 """
 
 from __future__ import annotations
@@ -267,34 +271,6 @@ class EpochCertificates:
         """The coordinator followed here changed (takeover shell): a wait looks again."""
         if (granted := self._granted.get(workflow_id)) is not None:
             granted.set()
-
-    async def wait_certificate(self, workflow_id: str, timeout_s: float
-                               ) -> peer_pb2.EpochCertificate | None:
-        """`certificate`, waiting up to `timeout_s` for the grants it lacks: it looks
-        again each time one is held, not on a tick (None: too few by then, or stopping;
-        a stop also cancels the task that waits)."""
-        a = self._takeovers.agent
-        deadline = a.now() + timeout_s
-        granted = self._granted.setdefault(workflow_id, asyncio.Event())
-        self._waits[workflow_id] = self._waits.get(workflow_id, 0) + 1
-        try:
-            while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:
-                granted.clear()  # before the wait: a grant held from here on ends it
-                try:
-                    async with asyncio.timeout(max(0.0, deadline - a.now())):
-                        await granted.wait()
-                except TimeoutError:
-                    pass
-                finally:
-                    self.wakeups += 1
-                    self._counter.inc()
-                if a.stopping:
-                    return None
-            return cert
-        finally:
-            self._waits[workflow_id] -= 1
-            if not self._waits[workflow_id]:
-                del self._waits[workflow_id], self._granted[workflow_id]
 
     def waiting(self, workflow_id: str) -> bool:
         """Whether a wait for the workflow's certificate is parked on its grants."""
