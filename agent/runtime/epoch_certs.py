@@ -254,11 +254,15 @@ class EpochCertificates:
             if not self._waits[workflow_id]:
                 del self._waits[workflow_id], self._granted[workflow_id]
             # The kept grants go back as evidence of the epoch won (the claims' proof,
-            # a rival's denial); they only never count for a round.
-            held_now = self._grants.setdefault(workflow_id, {})
-            for voter, grant in kept.items():
-                if voter not in held_now or held_now[voter][0] < grant[0]:
-                    held_now[voter] = grant
+            # a rival's denial); they only never count for a round. Not for a workflow
+            # forgotten meanwhile (it ended).
+            if self._takeovers.core_of(workflow_id) is core:
+                held_now = self._grants.setdefault(workflow_id, {})
+                for voter, grant in kept.items():
+                    if voter not in held_now or held_now[voter][0] < grant[0]:
+                        held_now[voter] = grant
+        if a.stopping:
+            return None, "stopping"
         if mandate.verdict is Verdict.OVERTAKEN:
             return None, f"coordinator epoch {mandate.epoch} is over here"
         if cert is None:
