@@ -16,9 +16,9 @@ takeover.may_grant) and runs the round only on a *fresh majority*: grants of e g
 in answer to this re-ask, its own included. Why that is enough: a later epoch e' won
 needs a majority of the same electorate granting e', and two majorities meet; the
 member in both grants only upwards, so once it granted e' it denies e. A fresh majority
-of e therefore means no later epoch had won before the first of those members answered. A denial
-naming a later epoch ends the mandate at once (`OVERTAKEN`): the successor follows that
-coordinator and places nothing.
+of e therefore means no later epoch had won before the first of those members
+answered. A denial naming a later epoch ends the mandate at once (`OVERTAKEN`): the
+successor follows that coordinator and places nothing.
 
 What is *not* counted: the grants the successor kept from its takeover (on disk, from
 members that may be dead since). A member that answers nothing may be dead, or alive
