@@ -356,8 +356,10 @@ class Takeovers:
 
     def _coordinator_changed(self, workflow_id: str) -> None:
         """The coordinator followed here changed: a workflow held back here (self-fencing,
-        runtime.in_doubt) asks the new one at once."""
+        runtime.in_doubt) asks the new one at once; a successor's wait for a fresh
+        majority before a re-placement round ends (its epoch is over)."""
         self.agent.participation.in_doubt.coordinator_changed(workflow_id)
+        self.certificates.wake(workflow_id)
 
     def core_of(self, workflow_id: str) -> Takeover | None:
         return self._cores.get(workflow_id)
