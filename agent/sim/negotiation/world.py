@@ -22,7 +22,7 @@ class World(Protocol):
 
     names: list[str]
     now: float
-    config: Any  # run.Config: the seed's federation, workflows and faults
+    config: Any  # config.Config: the seed's federation, workflows and faults
     agents: dict[str, Any]  # name -> agent.SimAgent
     checker: Any  # check.Checker
     keyring: Any  # keyring.Keyring: the domains' keys and genuine key records

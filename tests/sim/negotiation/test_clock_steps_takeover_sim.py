@@ -15,8 +15,9 @@ from fedorch.core.node.ready import PUT, Op, Write
 from fedorch.core.workflow.takeover import Takeover
 from fedorch.sim.negotiation import takeover as sim_takeover
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
+from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.disk import Disk, Timing
-from fedorch.sim.negotiation.run import Config, Simulation
+from fedorch.sim.negotiation.run import Simulation
 
 from tests.sim.negotiation.test_takeover_sim import WF, scenario
 

@@ -20,8 +20,9 @@ from fedorch.core.negotiation.messages import Ballot, PaxosPrepare, Promise, TxI
 from fedorch.core.node.records import ClaimMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import Config, Simulation, Workflow
+from fedorch.sim.negotiation.run import Simulation
 
 WF = "d0.w0"
 TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
