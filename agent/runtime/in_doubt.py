@@ -16,8 +16,9 @@ heard in this life (self-fencing after a restart, agent/core/workflow/self_fenci
 a step held back for that has the coordinator asked again, with a backoff, until it
 answers (`_ask_until_heard`); an answer that the workflow ended ends it here. The
 coordinator asked is the one this agent follows: when that changes (a takeover,
-`coordinator_changed`), the asking turns to the new one at once; while membership holds
-it DEAD or LEFT, the other participants are asked instead, and the one that proves it
+`coordinator_changed`), the asking turns to the new one at once; while it is lost here
+(LEFT, or DEAD past its loss grace: Membership.state_for_work; within the grace it is
+still asked), the other participants are asked instead, and the one that proves it
 acts as successor (its epoch certificate) is followed and its answer taken. A
 COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
 without placement epochs) is held back by the same asking.
@@ -53,6 +54,8 @@ log = logging.getLogger("fedorch.participant")
 # A restored workflow's coordinator, unreachable, is asked again after this, doubling.
 ASK_AGAIN_FIRST_S = 0.5
 ASK_AGAIN_MAX_S = 8.0
+# The work-facing member states (Membership.state_for_work) in which a domain is lost.
+LOST = frozenset({MemberState.DEAD.value, MemberState.LEFT.value})
 
 
 def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
@@ -350,7 +353,18 @@ class InDoubt:
         return answer
 
     def _gone(self, domain: str) -> bool:
-        """Does this agent's membership hold `domain` DEAD or LEFT?"""
+        """Is `domain` lost to the workflows here: LEFT, or DEAD past its loss grace
+        (Membership.state_for_work)? A coordinator held DEAD within its grace is not: it
+        is still asked. The verdict may be false (a stalled or starved agent refutes it
+        within the grace), and then it is the one that answers; a successor acts only
+        once some participant's grace has passed (or `takeover_after_s`), and its claim
+        reaches this agent anyway. A coordinator that did die costs one failed call per
+        ask (refused at once, or its deadline), with the asking's backoff."""
+        membership = self.agent.membership
+        return membership is not None and membership.state_for_work(domain) in LOST
+
+    def _swim_dead(self, domain: str) -> bool:
+        """Does SWIM hold `domain` DEAD or LEFT, within its loss grace or past it?"""
         membership = self.agent.membership
         view = membership.swim.member(domain) if membership is not None else None
         return view is not None and view.state in (MemberState.DEAD, MemberState.LEFT)
@@ -369,7 +383,11 @@ class InDoubt:
         row = active.row
         for domain in sorted(set(row.placement.values()) - {a.domain, row.coordinator}):
             endpoint = a.endpoint_of(domain, row.endpoints)
-            if not endpoint or self._gone(domain):
+            # Only a way to find the successor sooner, so kept cheap: a participant SWIM
+            # holds DEAD is passed over even within its grace (a call to it would hold
+            # this asking for its whole deadline; were it the successor, its claim and
+            # end notice still come here).
+            if not endpoint or self._swim_dead(domain):
                 continue
             try:
                 body, _ = await a.peers.call(

@@ -320,3 +320,79 @@ async def test_an_answer_without_a_valid_certificate_is_not_taken(agent: Agent,
         assert not restarted.participation.runs.fencing.heard_in_this_life(WF)
         assert _refusals(restarted).get("minority_certificate", 0) >= 1
         restarted.stop()
+
+
+# ---- a coordinator DEAD within its loss grace is still asked -------------------------------
+
+
+async def _restarted_under_a_verdict(agent: Agent, monkeypatch, call):
+    """alpha restarted with beta's workflow on disk (its idempotent step s interrupted);
+    SWIM holds beta DEAD, a verdict that has not stood for the loss grace here yet
+    (`views.held`); gamma, the other participant, is ALIVE. Peer calls go to `call`."""
+    await _earlier_life(agent)
+    restarted = Agent(agent.config, agent.store)
+    restarted.membership = views = Views(restarted, held={"beta"}, beta=MemberState.DEAD,
+                                         gamma=MemberState.ALIVE)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    _answer_with(restarted, monkeypatch, call)
+    return restarted, views, executor
+
+
+async def test_a_coordinator_dead_within_its_loss_grace_is_asked_and_its_answer_taken(
+        agent: Agent, monkeypatch) -> None:
+    """beta was only stalled: DEAD in SWIM's view here, within its grace, it answers
+    (s still placed here), and the retry starts on its answer. Before, beta was not
+    asked from the verdict on: gamma was (it shows no certificate), and nothing started
+    until the verdict was withdrawn or a successor took over."""
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision", method
+        asked.append(kwargs["recipient"])
+        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
+            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
+
+    restarted, _, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        await _until(executor.started.is_set, "beta's answer started nothing")
+        assert set(asked) == {"beta"}
+        assert (active.row.coordinator, active.row.epoch) == ("beta", 0)
+        assert active.progress.steps["s"].attempts == 2
+        active.running["s"].cancel()
+        restarted.stop()
+
+
+async def test_past_its_loss_grace_the_coordinator_is_asked_no_more(
+        agent: Agent, monkeypatch) -> None:
+    """beta did die: within its grace it is asked (unreachable), and only it; once the
+    verdict has stood for the grace, beta is lost here: the asking turns to the other
+    participants (gamma, which shows no certificate) and beta is asked no more."""
+    monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_FIRST_S", 0.01)
+    monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_MAX_S", 0.05)
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision", method
+        asked.append(kwargs["recipient"])
+        if kwargs["recipient"] == "beta":
+            raise PeerCallError("unavailable", "beta cannot be reached")
+        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
+            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
+
+    restarted, views, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        await _until(lambda: asked.count("beta") >= 3, "beta, within its grace, not asked")
+        assert set(asked) == {"beta"}
+        views.held.clear()  # beta's verdict stood for the grace: its loss is acted on
+        await _until(lambda: "gamma" in asked, "the other participant was not asked")
+        beta_asked = asked.count("beta")
+        await _until(lambda: asked.count("gamma") >= 3, "gamma was not asked again")
+        assert asked.count("beta") == beta_asked
+        assert not executor.started.is_set()  # gamma showed no certificate
+        restarted.stop()
