@@ -19,9 +19,12 @@ coordinator asked is the one this agent follows: when that changes (a takeover,
 `coordinator_changed`), the asking turns to the new one at once; while it is lost here
 (LEFT, or DEAD past its loss grace: Membership.state_for_work; within the grace it is
 still asked), the other participants are asked instead, and the one that proves it
-acts as successor (its epoch certificate) is followed and its answer taken. A
-COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
-without placement epochs) is held back by the same asking.
+acts as successor (its epoch certificate) is followed and its answer taken; the round's
+acceptors that hold no step as far as this agent knows are asked too, since a successor
+proves its epoch only as a member of the electorate, under Paxos Commit the round's
+acceptors (runtime.who_coordinates). A COMMIT learned
+without the coordinator (from the acceptors, a peer, or an answer without placement
+epochs) is held back by the same asking.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
+from fedorch.runtime import who_coordinates
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
@@ -315,8 +319,8 @@ class InDoubt:
         if self._gone(row.coordinator):
             # No answer will come from it, and a call would only hold this loop for its
             # whole deadline: a successor may act already (its claim missed here, or on
-            # its way), and it is one of the other participants.
-            found = await self._ask_who_coordinates(active)
+            # its way); it is one of the other participants or of the round's acceptors.
+            found = await who_coordinates.ask(a, active)
             if found is None:
                 return None
             asked, answer = found
@@ -362,51 +366,6 @@ class InDoubt:
         ask (refused at once, or its deadline), with the asking's backoff."""
         membership = self.agent.membership
         return membership is not None and membership.state_for_work(domain) in LOST
-
-    def _swim_dead(self, domain: str) -> bool:
-        """Does SWIM hold `domain` DEAD or LEFT, within its loss grace or past it?"""
-        membership = self.agent.membership
-        view = membership.swim.member(domain) if membership is not None else None
-        return view is not None and view.state in (MemberState.DEAD, MemberState.LEFT)
-
-    async def _ask_who_coordinates(
-            self, active: Active) -> tuple[tuple[str, int], peer_pb2.DecisionAnswer] | None:
-        """The coordinator followed here is gone. Only a participant claims a takeover,
-        so the acting successor, if there is one, is among the other participants: ask
-        each live one (its QueryDecision, as the coordinator is asked). The successor
-        answers with the step epochs and its epoch certificate; verified, the takeover
-        core follows it (`Proven`), and its answer is the coordinator's: returned with
-        the (coordinator, epoch) followed now. A participant that only follows someone
-        answers without a certificate, and is passed over. None: no successor found
-        (none acts yet, or none answered): asked again with the asking's backoff."""
-        a = self.agent
-        row = active.row
-        for domain in sorted(set(row.placement.values()) - {a.domain, row.coordinator}):
-            endpoint = a.endpoint_of(domain, row.endpoints)
-            # Only a way to find the successor sooner, so kept cheap: a participant SWIM
-            # holds DEAD is passed over even within its grace (a call to it would hold
-            # this asking for its whole deadline; were it the successor, its claim and
-            # end notice still come here).
-            if not endpoint or self._swim_dead(domain):
-                continue
-            try:
-                body, _ = await a.peers.call(
-                    endpoint, "QueryDecision", recipient=domain, expect="decision_answer",
-                    timeout=PEER_RPC_TIMEOUT_S, wait_for_ready=False,
-                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id,
-                                                          round=row.round))
-            except PeerCallError:
-                continue
-            answer = body.decision_answer
-            if a.active.get(row.id) is not active:
-                return None
-            if not answer.HasField("epoch_certificate") or not await \
-                    a.takeovers.follow_proven(active, domain, answer.epoch_certificate):
-                continue
-            log.info("%s: %s acts as coordinator in epoch %d (its certificate): asked it",
-                     row.id, domain, active.row.epoch)
-            return (active.row.coordinator, active.row.epoch), answer
-        return None
 
     def _ask_for_contact(self, active: Active) -> None:
         """A step of a restored workflow is held back until the workflow is heard from in

@@ -15,6 +15,11 @@ Three pieces, each failing on the code before:
 - A held-back workflow's asking turns to the coordinator followed now as soon as this
   agent follows it (it granted the successor's claim), not after the pause the dead
   coordinator's silence grew to.
+
+And who is asked: a coordinator DEAD within its loss grace is still asked (it may only
+have stalled), and only past the grace are the others asked instead; among them the
+committed round's acceptors that hold no step as this agent knows, one of which may
+act as successor.
 """
 
 from __future__ import annotations
@@ -395,4 +400,49 @@ async def test_past_its_loss_grace_the_coordinator_is_asked_no_more(
         await _until(lambda: asked.count("gamma") >= 3, "gamma was not asked again")
         assert asked.count("beta") == beta_asked
         assert not executor.started.is_set()  # gamma showed no certificate
+        restarted.stop()
+
+
+async def test_a_held_back_participant_finds_a_successor_among_the_round_acceptors(
+        agent: Agent, monkeypatch) -> None:
+    """beta's workflow on two domains (s here, t on beta), the round's acceptors alpha,
+    beta and delta (an extra one, holding no step as alpha knows). alpha restarted, beta
+    DEAD past its grace; delta, given a step by a re-placement while alpha was down,
+    acts in epoch 1. No claim reaches alpha: it asks delta, which shows its certificate,
+    follows it and starts the retry on its answer. Before, only the participants alpha
+    knew of were asked (none besides beta), and alpha waited for a claim."""
+    from tests.unit.runtime.test_who_coordinates import acting, certificate, trusting
+
+    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "beta"},
+                      round=1, acceptors=["alpha", "beta", "delta"], created_ms=1,
+                      updated_ms=1)
+    active = Active(row, Progress(SPEC, row.placement, "alpha"))
+    (attempt,) = active.progress.start_ready(agent.now())
+    await agent.save(active, [attempt.step_id], also=[
+        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
+    restarted = Agent(agent.config, agent.store)
+    trusting(restarted)
+    restarted.membership = Views(restarted, beta=MemberState.DEAD, delta=MemberState.ALIVE)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision" and kwargs["recipient"] == "delta"
+        asked.append(kwargs["recipient"])
+        return peer_pb2.Body(decision_answer=acting(
+            certificate("delta", "beta", "delta"))), None
+
+    _answer_with(restarted, monkeypatch, call)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        await restarted.takeovers._prepare(active)  # as its first look does
+        await _until(executor.started.is_set, "the successor was not found")
+        assert set(asked) == {"delta"}
+        assert (active.row.coordinator, active.row.epoch) == ("delta", 1)
+        assert active.progress.steps["s"].attempts == 2
+        active.running["s"].cancel()
         restarted.stop()
