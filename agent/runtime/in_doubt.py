@@ -22,9 +22,9 @@ still asked), the other participants are asked instead, and the one that proves 
 acts as successor (its epoch certificate) is followed and its answer taken; the round's
 acceptors that hold no step as far as this agent knows are asked too, since a successor
 proves its epoch only as a member of the electorate, under Paxos Commit the round's
-acceptors (runtime.who_coordinates). A COMMIT learned
-without the coordinator (from the acceptors, a peer, or an answer without placement
-epochs) is held back by the same asking.
+acceptors (runtime.who_coordinates). A COMMIT learned without the coordinator (from
+the acceptors, a peer, or an answer without placement epochs) is held back by the same
+asking.
 """
 
 from __future__ import annotations
@@ -360,9 +360,9 @@ class InDoubt:
         """Is `domain` lost to the workflows here: LEFT, or DEAD past its loss grace
         (Membership.state_for_work)? A coordinator held DEAD within its grace is not: it
         is still asked. The verdict may be false (a stalled or starved agent refutes it
-        within the grace), and then it is the one that answers; a successor acts only
-        once some participant's grace has passed (or `takeover_after_s`), and its claim
-        reaches this agent anyway. A coordinator that did die costs one failed call per
+        within the grace), and then it is the one that answers; a successor claims only
+        once a participant has taken the coordinator as lost (its own grace passed) or
+        silent past `takeover_after_s`, and its claim reaches this agent anyway. A coordinator that did die costs one failed call per
         ask (refused at once, or its deadline), with the asking's backoff."""
         membership = self.agent.membership
         return membership is not None and membership.state_for_work(domain) in LOST
