@@ -29,6 +29,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
@@ -58,6 +59,7 @@ from fedorch.runtime.consensus_outbox import ConsensusOutbox
 from fedorch.runtime.decision_proofs import decision_message, proven
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.record_writes import RecordWrites
+from fedorch.runtime.round_proofs import stated
 from fedorch.runtime.store.store import Statement, Store
 
 if TYPE_CHECKING:
@@ -80,7 +82,9 @@ class Consensus:
         # How long an in-doubt participant waits for the coordinator's answer before it
         # starts a recovery ballot, and how often it asks again.
         patience = max(0.5, min(neg.prepare_timeout_s, neg.lease_s / 2))
-        self.acceptor = Acceptor(agent.domain)
+        # A record only of a round its coordinator stated (its signed round, verified).
+        self.acceptor = Acceptor(agent.domain,
+                                 stated=lambda sender, tx: stated(self.agent.trust, sender, tx))
         self.termination = Termination(
             agent.domain, rng=agent.rng, query_timeout_s=patience, query_interval_s=patience,
             resend_s=RESEND_S, backoff_s=BACKOFF_S)
@@ -149,7 +153,7 @@ class Consensus:
         a = self.agent
         info = await a.store.get_hold_tx(*key)
         if info is not None:
-            return wire.tx_from_bytes(info.tx)
+            return wire.held_tx(info)
         if self._on_disk_only:
             row = await a.store.get_acceptor_record(*key)
             if row is not None:
@@ -359,6 +363,7 @@ class Consensus:
         acceptor's answers then go as usual. True if the cell was empty; otherwise the
         caller reads what it holds."""
         await self._resident_record(msg.tx.key)
+        msg = self.stating(msg)
         try:
             self.acceptor.receive(self.agent.domain, msg)
         except ProtocolError as e:  # never for our own core's Accept; the cell still goes
@@ -491,6 +496,16 @@ class Consensus:
 
     # ---- output ----------------------------------------------------------------------
 
+    def stating(self, msg: object) -> object:
+        """A PaxosPrepare or Accept of a round we coordinate, carrying our signed round
+        (signed once per round, runtime.round_proofs); anything else as it is. A
+        recovery proposer's carry the one it kept with its YES already."""
+        if isinstance(msg, PaxosPrepare | Accept) and not msg.tx.round_tx \
+                and msg.tx.coordinator == self.agent.domain:
+            return replace(msg, tx=self.agent.takeovers.proofs.stating(msg.tx))
+        return msg
+
     def send(self, to: str, msg: object) -> None:
         """One message to `to`, on a task the agent owns (runtime.consensus_outbox)."""
+        msg = self.stating(msg)
         self.agent.spawn(self.outbox.deliver(to, msg), name=f"{type(msg).__name__} to {to}")
