@@ -250,3 +250,19 @@ async def test_an_older_coordinators_own_accept_still_makes_a_record(store) -> N
     kind, _ = await _send(consensus, "coord", Accept(REAL, Ballot(0, "coord"), wire.ABORT))
     assert kind == "paxos_accepted"
     assert await _records(store) == [(1, b"")]
+
+
+async def test_an_acceptor_holding_a_step_knows_the_round_from_its_own_prepare(
+        store) -> None:  # noqa: F811
+    """An acceptor that holds a step of the round was given it by its coordinator's own
+    PREPARE: a recovery ballot with no signed round (an older participant's) of that
+    very round still makes a record there; of another round, it is refused."""
+    _, agent = _acceptor(store)
+    consensus = _consensus(agent)
+    agent.participant.hold = lambda key: SimpleNamespace(tx=REAL) if key == REAL.key else None
+    kind, _ = await _plant(consensus, "p1", ("p1",), ACCEPTORS, round_=1)
+    assert kind == "paxos_promise"
+    assert await _records(store) == [(1, b"")]
+    _refused(await _plant(consensus, "p1", ("p1",), ACCEPTORS, round_=2))
+    assert agent.metrics.rejected_messages.counts == {"no_signed_round": 1}
+    assert await _records(store) == [(1, b"")]
