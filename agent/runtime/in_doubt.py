@@ -255,7 +255,7 @@ class InDoubt:
         for r in await a.store.list_reservations():
             lease = lease_after_restart(a, r.lease_expires_ms)
             info = await a.store.get_hold_tx(r.workflow_id, r.round)
-            tx = wire.tx_from_bytes(info.tx) if info is not None else None
+            tx = wire.held_tx(info) if info is not None else None
             holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),
                               list(r.steps), lease, r.coordinator_endpoint, next_query=lease,
                               tx=tx))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
@@ -101,10 +102,18 @@ class SimAgent(SimTakeover):
              peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
              vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
              admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
-             disk=self.durable, now=now)
+             disk=self.durable, now=now, stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
                                  SimExecutors(self), on_refused=self._refused)
         self.driver.flush()
+
+    def _stated_round(self, sender: str, tx: TxInfo) -> None:
+        """The acceptor's check before a record (runtime.round_proofs.stated): the round
+        is one its coordinator stated. The simulator signs nothing: a round stands as
+        signed when its coordinator sent a PREPARE of it, and its own messages need none."""
+        if sender != tx.coordinator and tx not in self.sim.stated_rounds:
+            raise RemoteProtocolError(f"{tx.key}: {sender} stated a round its coordinator"
+                                      " did not: no record is made of it")
 
     # ---- inputs ------------------------------------------------------------------
 

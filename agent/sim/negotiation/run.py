@@ -38,13 +38,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.clock_check import ClockCheck
 from fedorch.sim.negotiation.config import Config
-from fedorch.sim.negotiation.disk import Crash
+from fedorch.sim.negotiation.disk import Crash, PrepareMsg
 from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
 
@@ -78,6 +79,9 @@ class Simulation:
         c = self.config
         self.names = list(c.names)
         self.now = 0.0
+        # Every round a coordinator sent a PREPARE of: the simulator signs nothing, so an
+        # acceptor's check of a round's signature stands as membership here (agent.py).
+        self.stated_rounds: set[TxInfo] = set()
         self.checker = Checker()
         self.dead_forever: set[str] = set()
         self.crashes = 0
@@ -119,6 +123,8 @@ class Simulation:
     def send(self, src: str, dst: str, msg: object) -> None:
         now = self.now
         self.clock_check.sent(src, dst, msg)
+        if isinstance(msg, PrepareMsg) and src == msg.tx.coordinator:
+            self.stated_rounds.add(msg.tx)  # what its signed round would prove
         liar = self.liar
         if liar is not None:
             if dst == liar.name:

@@ -31,6 +31,7 @@ class World(Protocol):
     stats: Counter[str]
     clock_check: Any  # clock_check.ClockCheck: leases and timeouts against clock steps
     last_restart: dict[str, float]  # the last restart of each agent
+    stated_rounds: set[TxInfo]  # every round a coordinator sent a PREPARE of
 
     def agent_seed(self, name: str, incarnation: int) -> int: ...
     def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None: ...

@@ -238,14 +238,27 @@ async def test_a_record_of_an_aborted_round_gives_way_to_a_proof_of_the_committe
 
 # ---- the coordinator signs once, the participant keeps and shows it -------------------------
 
-async def test_the_round_is_signed_once_and_only_when_an_acceptor_holds_no_step(store) -> None:
+async def test_every_paxos_round_is_signed_once_for_its_prepares_and_accepts(store) -> None:
+    """One signature per round, reused by its PREPAREs, PaxosPrepares and Accepts (a
+    signature made again would differ: its nonce); none for classic 2PC."""
     proofs = RoundProofs(_agent(store, "coord"))
     placement = {"a": "p1"}
     first = proofs.for_prepare(WF, 1, placement, ACCEPTORS)
-    assert first is not None and proofs.for_prepare(WF, 1, placement, ACCEPTORS) is first
-    # Every acceptor holds a step (or coordinates): nothing is signed.
-    assert proofs.for_prepare(WF, 1, {"a": "p1", "b": "p2"}, ("coord", "p1", "p2")) is None
+    assert first is not None
+    assert proofs.for_prepare(WF, 1, placement, ACCEPTORS).SerializeToString() \
+        == first.SerializeToString()
+    tx = TxInfo(WF, 1, "coord", ("p1",), ACCEPTORS)
+    assert proofs.stating(tx).round_tx == wire.canonical(first)  # the Accepts carry it
+    # Every acceptor holds a step (or coordinates): signed as well, since a recovery
+    # proposer needs it at an acceptor that has no record of the round.
+    everyone = proofs.for_prepare(WF, 2, {"a": "p1", "b": "p2"}, ("coord", "p1", "p2"))
+    assert everyone is not None
+    assert wire.tx_of(peer_pb2.Body.FromString(everyone.body).round_tx) \
+        == TxInfo(WF, 2, "coord", ("p1", "p2"), ("coord", "p1", "p2"))
     assert proofs.for_prepare(WF, 1, placement, ()) is None  # classic 2PC
+    # Someone else's round is not ours to sign.
+    other = TxInfo("p1.00000001", 1, "p1", ("p1",), ("coord", "p1", "x"))
+    assert proofs.stating(other).round_tx == b""
 
 
 async def test_a_participant_shows_what_it_kept_and_the_acceptor_grants(store, tmp_path) -> None:
@@ -273,7 +286,7 @@ async def test_a_participant_shows_what_it_kept_and_the_acceptor_grants(store, t
         shell, _ = _acceptor(store)
         answer = await shell.on_claim("p1", claim(1, *proof))
         assert answer.granted and answer.committed_round == 1
-        # No signed round kept (all acceptors held steps): no proof to show.
+        # No signed round kept (an older coordinator's round): no proof to show.
         await participant_store.apply([("UPDATE hold_txs SET round_tx = x''", ())])
         assert await RoundProofs(_agent(participant_store, "p1")).claim_proof(row) is None
     finally:
