@@ -162,8 +162,8 @@ class Swim:
             Ping: self._on_ping, Ack: detector.on_ack, PingReq: detector.on_ping_req,
             IndirectAck: detector.on_indirect_ack, Nack: detector.on_nack,
             Gossip: self._on_gossip, PushPull: self._on_push_pull}
-        # Random phases (the detector's probes too) keep members from exchanging state in
-        # lockstep.
+        # Random phases keep members from exchanging state in lockstep. The detector drew
+        # its probe phase first: the order of draws is part of what a seed reproduces.
         self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
         self._next_gossip_at = now + profile.probe_interval
         self._next_rejoin_at = now + (0.5 + 0.5 * rng.random()) * profile.rejoin_interval
