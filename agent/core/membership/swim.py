@@ -16,6 +16,8 @@ becomes SUSPECT, never directly DEAD. A suspicion names the target's incarnation
 signed by the accuser. The suspected member refutes it by signing a new ALIVE claim with
 a higher incarnation; only the member itself can do that. A suspicion that nobody
 refutes in time turns into a DEAD verdict, signed by whoever's timer ran out first.
+The probing is swim_detector.py's :class:`FailureDetector`, an object Swim holds: Swim
+hands it the probe messages (Ack, PingReq, IndirectAck, Nack) and its timer turns.
 
 *Lifeguard.* (1) Local health: a score that rises when our own probes fail without the
 expected Nacks (the fault is likely ours), when we must refute a suspicion of ourselves,
@@ -72,10 +74,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from fedorch.core.membership.swim_checks import SEQ_LIMIT, check_message, check_text, check_time
+from fedorch.core.membership.swim_checks import check_message, check_text, check_time
 from fedorch.core.membership.swim_claims import ClaimMerger, OwnClaim
-from fedorch.core.membership.swim_detector import FailureDetector, ProbeRound, Relay
+from fedorch.core.membership.swim_detector import FailureDetector, LocalHealth
 from fedorch.core.membership.swim_dissemination import DisseminationQueue
 from fedorch.core.membership.swim_members import MemberTable
 from fedorch.core.membership.swim_profiles import SwimProfile, push_pull_interval, retransmit_limit
@@ -120,10 +123,8 @@ _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 SETTLE_PUSH_PULL_PERIODS = 6
 
 
-class Swim(FailureDetector):
+class Swim:
     """One member's membership state machine. See the module docstring."""
-
-    _HANDLERS: dict[type, Callable[[Swim, float, str, Message], None]]
 
     def __init__(self, name: str, address: str, profile: SwimProfile, signer: Signer,
                  verifier: Verifier, rng: random.Random, now: float, *,
@@ -138,7 +139,6 @@ class Swim(FailureDetector):
         self.address = address
         self.profile = profile
         self._signer = signer
-        self._rng = rng
         self._now = check_time(now)
         self._own = OwnClaim(name, address, signer, incarnation)
         self._leaving = False
@@ -149,26 +149,21 @@ class Swim(FailureDetector):
         self._queue = DisseminationQueue()
         self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
         self._out = Datagrams(self._own, profile, self._table, self._queue, self.stats)
+        self._health = LocalHealth(profile, self._table)
         self._claims = ClaimMerger(self._own, self._table, self._queue, self._out, self.stats,
                                    leaving=lambda: self._leaving,
-                                   change_health=self._change_health, reject=self._reject)
-        # What the failure detector (swim_detector) calls by these names.
-        self._send = self._out.send
-        self._send_gossip = self._out.send_gossip
-        self._push_pull = self._out.push_pull
-        self._spread_death = self._out.spread_death
-        self._accuse = self._claims.accuse
-        self._seq = 0
-        self._health = 0
-        self._srtt: float | None = None
-        self._rttvar = 0.0
-        self._probe: ProbeRound | None = None
-        self._relays: dict[int, Relay] = {}
-        self._seeds: tuple[str, ...] = ()
-        self._lonely_attempts = 0
-        self._next_lonely_retry = now
-        # Random phases keep members from probing and exchanging state in lockstep.
-        self._next_probe_at = now + rng.random() * profile.probe_interval
+                                   change_health=self._health.change, reject=self._reject)
+        self._detector = FailureDetector(
+            name, address, profile, self._table, self._health, self._out, signer, rng,
+            self.stats, now, merge=self._merge, accuse=self._claims.accuse,
+            leaving=lambda: self._leaving)
+        detector = self._detector  # the probe messages are the detector's
+        self._handlers: dict[type, Callable[[float, str, Any], None]] = {
+            Ping: self._on_ping, Ack: detector.on_ack, PingReq: detector.on_ping_req,
+            IndirectAck: detector.on_indirect_ack, Nack: detector.on_nack,
+            Gossip: self._on_gossip, PushPull: self._on_push_pull}
+        # Random phases keep members from exchanging state in lockstep. The detector drew
+        # its probe phase first: the order of draws is part of what a seed reproduces.
         self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
         self._next_gossip_at = now + profile.probe_interval
         self._next_rejoin_at = now + (0.5 + 0.5 * rng.random()) * profile.rejoin_interval
@@ -189,10 +184,10 @@ class Swim(FailureDetector):
         seeds = tuple(seeds)
         for seed in seeds:
             check_text("seed address", seed, MAX_ADDRESS_BYTES)
-        self._seeds = tuple(dict.fromkeys(self._seeds + seeds))
+        self._detector.add_seeds(seeds)
         for seed in seeds:
             if seed != self.address:
-                self._push_pull(seed)
+                self._out.push_pull(seed)
 
     def leave(self, now: float) -> None:
         """Announce a graceful leave; the core goes quiet after ``leave_grace``."""
@@ -209,7 +204,7 @@ class Swim(FailureDetector):
         self._queue.push(self._own.claim)
         self._events.append(MemberEvent(EventKind.LEFT, self.name, self._own.incarnation, now))
         for member in self._table.random_live(self.profile.leave_fanout, (self.name,), _LIVE):
-            self._send_gossip(member)
+            self._out.send_gossip(member)
         self._leave_deadline = now + self.profile.leave_grace
 
     def publish_record(self, now: float, record: bytes) -> int:
@@ -250,7 +245,7 @@ class Swim(FailureDetector):
                 raise RemoteProtocolError("message claims to come from ourselves")
             self._table.heard(msg.sender, now)
             self._own.doubted = False
-            self._HANDLERS[type(msg)](self, now, source, msg)
+            self._handlers[type(msg)](now, source, msg)
         except RemoteProtocolError as exc:
             self.stats["invalid_messages"] += 1
             self._reject(now, getattr(msg, "sender", ""), str(exc))
@@ -260,8 +255,8 @@ class Swim(FailureDetector):
             # incarnation we have moved past, so our refutation missed the sender):
             # answer the sender now rather than let its suspicion run out.
             self._own.doubted = False
-            self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
-                       first=(self._own.claim,))
+            self._out.send(source, msg.sender, lambda claims: Gossip(self.name, claims),
+                           first=(self._own.claim,))
 
     def heard_from(self, now: float, name: str) -> None:
         """`name` itself signed a message that reached us just now outside membership (a
@@ -286,7 +281,7 @@ class Swim(FailureDetector):
         if member is None or member.reaped_at is not None or not member.address \
                 or member.state not in (MemberState.SUSPECT, MemberState.DEAD):
             return False
-        self._send_gossip(member)
+        self._out.send_gossip(member)
         return True
 
     def handle_timer(self, now: float) -> None:
@@ -301,23 +296,20 @@ class Swim(FailureDetector):
         stalled = now - due > self.profile.probe_interval
         if stalled:
             self.stats["stalls"] += 1
-            self._change_health(+1)
+            self._health.change(+1)
         if self._leave_deadline is not None and now >= self._leave_deadline:
             self._stopped = True
-            self._probe = None
-            self._relays.clear()
+            self._detector.stop()
             return
-        self._run_relays(now)
-        self._run_probe(now, stalled)
-        self._run_suspicions(now, stalled)
+        self._detector.handle_timer(now, stalled)
         self._run_gossip(now)
         if now >= self._next_push_pull_at:
             self._next_push_pull_at = now + push_pull_interval(self.profile, self._table.live)
             for peer in self._table.random_live(1, (self.name,)):
-                self._push_pull(peer.address)
+                self._out.push_pull(peer.address)
         if now >= self._next_rejoin_at:
             self._next_rejoin_at = now + self.profile.rejoin_interval
-            self._rejoin()
+            self._detector.rejoin()
         if now >= self._next_reap_at:
             self._next_reap_at = now + self._reap_period
             self._table.reap(now)
@@ -328,15 +320,10 @@ class Swim(FailureDetector):
         """The next deadline at which :meth:`handle_timer` must be called."""
         if self._stopped:
             return None
-        deadline = min(self._next_probe_at, self._next_push_pull_at, self._next_rejoin_at,
-                       self._next_reap_at)
+        deadline = min(self._detector.next_deadline(), self._next_push_pull_at,
+                       self._next_rejoin_at, self._next_reap_at)
         if self._gossip_due():
             deadline = min(deadline, self._next_gossip_at)
-        probe = self._probe
-        if probe is not None and not probe.acked and not probe.indirect_done:
-            deadline = min(deadline, probe.indirect_at)
-        for relay in self._relays.values():
-            deadline = min(deadline, relay.expires_at if relay.nacked else relay.nack_at)
         suspicion = self._table.next_suspicion_deadline()
         if suspicion is not None:
             deadline = min(deadline, suspicion)
@@ -398,7 +385,13 @@ class Swim(FailureDetector):
     @property
     def health(self) -> int:
         """Lifeguard local health score: 0 is healthy; timings stretch by health + 1."""
-        return self._health
+        return self._health.score
+
+    @property
+    def timeout_scale(self) -> int:
+        """The factor probe timings and suspicion timeouts stretch by now (local health
+        and the probes' measured round trip)."""
+        return self._health.scale
 
     @property
     def stopped(self) -> bool:
@@ -412,7 +405,8 @@ class Swim(FailureDetector):
         self._merge(now, msg.claims)  # first, so a refutation rides on this very ack
         first = (self._own.claim,) if self._own.doubted else ()
         self._own.doubted = False
-        self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims), first)
+        self._out.send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims),
+                       first)
 
     def _on_gossip(self, now: float, source: str, msg: Gossip) -> None:
         self._merge(now, msg.claims)
@@ -423,7 +417,7 @@ class Swim(FailureDetector):
         self._merge(now, msg.claims, bulk_from=msg.sender)
         if not msg.reply:
             self._own.doubted = False  # the reply carries our claim anyway
-            self._push_pull(source, reply=True)
+            self._out.push_pull(source, reply=True)
 
     # ---- claims -----------------------------------------------------------------------
 
@@ -451,10 +445,12 @@ class Swim(FailureDetector):
         if now < self._next_gossip_at:
             return
         self._next_gossip_at = now + self.profile.probe_interval
-        if not self._gossip_due() or self._next_probe_at - now < self.profile.probe_interval:
+        if (not self._gossip_due()
+                or self._detector.next_probe_at - now < self.profile.probe_interval):
             return  # a probe goes out within the period anyway, with the updates on it
         for member in self._table.random_live(1, (self.name,)):
-            self._send(member.address, member.name, lambda claims: Gossip(self.name, claims))
+            self._out.send(member.address, member.name,
+                           lambda claims: Gossip(self.name, claims))
 
     # ---- checks -------------------------------------------------------------------------
 
@@ -476,18 +472,8 @@ class Swim(FailureDetector):
             raise LocalProtocolError(f"record of {len(record)} bytes exceeds "
                                      f"max_record_bytes={self.profile.max_record_bytes}")
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % SEQ_LIMIT
-        return self._seq
-
     def _reject(self, now: float, sender: str, reason: str) -> None:
         self._events.append(MemberEvent(EventKind.INPUT_REJECTED,
                                         sender if isinstance(sender, str) else "", 0, now,
                                         detail=reason))
 
-
-Swim._HANDLERS = {
-    Ping: Swim._on_ping, Ack: Swim._on_ack, PingReq: Swim._on_ping_req,
-    IndirectAck: Swim._on_indirect_ack, Nack: Swim._on_nack, Gossip: Swim._on_gossip,
-    PushPull: Swim._on_push_pull,
-}

@@ -74,7 +74,8 @@ class OwnClaim:
 class ClaimMerger:
     """Merges the claims of received messages (see the module docstring). `leaving`:
     has this member announced its leave (then doubts of it go unanswered);
-    `change_health` and `reject`: the core's local health and its INPUT_REJECTED event."""
+    `change_health`: moves the member's local health score (swim_detector.LocalHealth);
+    `reject`: the core's INPUT_REJECTED event."""
 
     def __init__(self, own: OwnClaim, table: MemberTable, queue: DisseminationQueue,
                  out: Sender, stats: dict[str, int], *, leaving: Callable[[], bool],

@@ -55,7 +55,7 @@ class Datagrams:
         claims = (*self._table.full_state(), self._own.claim)
         if not reply:
             self.stats["push_pulls"] += 1
-        self.emit(address, PushPull(self.name, reply, claims))
+        self._emit(address, PushPull(self.name, reply, claims))
 
     def send_gossip(self, member: Member) -> None:
         """A Gossip to `member` that leads with our own claim."""
@@ -82,9 +82,9 @@ class Datagrams:
                 budget -= claim.wire_size
         limit = retransmit_limit(self.profile, self._table.live)
         gossip = self._queue.select(budget, limit, tuple(priority))
-        self.emit(address, build((*priority, *gossip)))
+        self._emit(address, build((*priority, *gossip)))
 
-    def emit(self, address: str, msg: Message) -> None:
+    def _emit(self, address: str, msg: Message) -> None:
         self._outbox.append((address, msg))
         self.stats["messages_sent"] += 1
         self.stats["bytes_sent"] += estimate_size(msg)
