@@ -308,10 +308,10 @@ class Membership:
                                    messages=[swim_codec.encode(m) for m in msgs])
         bulky = any(isinstance(m, PushPull) for m in msgs)
         # A datagram's answer (an ack, perhaps carrying a refutation) counts until the
-        # probe period ends, stretched by local health as the core's own timers are: on
-        # a starved host a call cut off earlier loses exactly the answers that would
-        # clear a suspicion.
-        period = self.profile.probe_interval * (self.swim.health + 1)
+        # probe period ends, stretched as the core's own timers are (local health and the
+        # measured round trip): on a starved host a call cut off earlier loses exactly
+        # the answers that would clear a suspicion.
+        period = self.profile.probe_interval * self.swim.timeout_scale
         timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout,
                                                           period)
         recipient = self._name_at(address)
