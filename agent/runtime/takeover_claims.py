@@ -18,6 +18,7 @@ its certificate (the core's `Proven`: followed at once).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -39,6 +40,14 @@ CLAIM_PATIENCE_S = 24 * 3600.0
 # A participant in doubt answered the claim: asked again after this (then the backoff),
 # not after the claim timeout. It learns the decision within a recovery ballot.
 IN_DOUBT_AGAIN_S = 0.2
+
+
+class _Taken(enum.Enum):
+    """What an answer to a claim leaves to do."""
+
+    DONE = "done"  # fed to the core (or the claim is over)
+    IN_DOUBT = "in doubt"  # the member is in doubt: asked again from the shortest pause
+    AGAIN = "again"  # not an answer to this claim: asked again after the backoff
 
 
 class ClaimOwner(Protocol):
@@ -74,70 +83,88 @@ class ClaimSender:
         """Send one claim until answered (or the claim is over), and feed in the answer.
         A core that announced the end (`ended`) claims no more: its end notices, resent
         until answered, tell the members that never answered whom to follow."""
-        t = self._takeovers
-        a = t.agent
+        a = self._takeovers.agent
         row = active.row
         deadline = a.now() + CLAIM_PATIENCE_S
         backoff = 0.2
         in_doubt_there = False
-        # An acceptor holding no step may have missed the committed round: the claim
-        # shows it (agent/runtime/round_proofs.py).
-        extra = claim.to not in core.participants and claim.to != core.original
         try:
             while core.epoch == claim.epoch and core.coordinator == a.domain and not core.ended:
-                endpoint = a.endpoint_of(claim.to, row.endpoints)
-                if endpoint is not None:
-                    message = peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=claim.epoch)
-                    if core.role is Role.ACTING:  # won: the proof goes with it
-                        if (cert := t.certificates.certificate(row.id)) is not None:
-                            message.epoch_certificate.CopyFrom(cert)
-                    proof = await t.proofs.claim_proof(row) if extra else None
-                    if proof is not None:
-                        message.round_tx.CopyFrom(proof[0])
-                        message.commit.CopyFrom(proof[1])
-                    try:
-                        body, envelope = await a.peers.call(
-                            endpoint, "Takeover", recipient=claim.to, expect="takeover_answer",
-                            timeout=PEER_RPC_TIMEOUT_S, takeover_claim=message)
-                    except PeerCallError as e:
-                        log.debug("takeover claim of %s to %s: %s", row.id, claim.to, e)
-                    else:
-                        answer = body.takeover_answer
-                        if answer.workflow_id == row.id and answer.final_state \
-                                and not answer.granted and claim.to in core.audience:
-                            await self._ended_meanwhile(active, core, answer)
-                            return
-                        if answer.workflow_id == row.id and answer.in_doubt \
-                                and not answer.granted and claim.to in core.participants:
-                            # Up, and about to learn the COMMIT: asked again soon, from
-                            # the shortest pause the first time (it answered, so it is
-                            # reachable; the pause grew while it was down), then the
-                            # backoff as before (one that says so for ever is not asked
-                            # more often than an unreachable one).
-                            log.debug("takeover claim of %s to %s: in doubt there",
-                                      row.id, claim.to)
-                            if not in_doubt_there:
-                                in_doubt_there, backoff = True, IN_DOUBT_AGAIN_S
-                        elif answer.workflow_id == row.id and answer.epoch == claim.epoch:
-                            if answer.granted:  # on disk before it counts
-                                await t.certificates.keep(row, core, claim.to, answer,
-                                                          envelope)
-                            if a.active.get(row.id) is not active:
-                                return
-                            if not answer.granted and answer.holder == claim.to \
-                                    and answer.HasField("epoch_certificate") \
-                                    and await t.follow_proven(
-                                        active, claim.to, answer.epoch_certificate):
-                                return  # it won our epoch (or a later one): followed
-                            event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
-                                claim.to, claim.epoch, answer.held_epoch, answer.holder)
-                            await t.apply(active, core, core.step(a.now(), event))
-                            return
+                reply = await self._send_once(active, core, claim)
+                if reply is not None:
+                    taken = await self._take(active, core, claim, *reply)
+                    if taken is _Taken.DONE:
+                        return
+                    if taken is _Taken.IN_DOUBT and not in_doubt_there:
+                        # Up, and about to learn the COMMIT: asked again soon, from the
+                        # shortest pause the first time (it answered, so it is
+                        # reachable; the pause grew while it was down), then the backoff
+                        # as before (one that says so for ever is not asked more often
+                        # than an unreachable one).
+                        in_doubt_there, backoff = True, IN_DOUBT_AGAIN_S
                 if a.now() + backoff > deadline or not await a.sleep(backoff):
                     return
                 backoff = min(backoff * 2, 5.0)
         finally:
             self._tasks.pop((row.id, claim.to, claim.epoch), None)
+
+    async def _send_once(self, active: Active, core: Takeover, claim: SendClaim
+                         ) -> tuple[peer_pb2.TakeoverAnswer, peer_pb2.Envelope] | None:
+        """One try: the answer and its envelope, or None (no endpoint, no answer)."""
+        t = self._takeovers
+        a = t.agent
+        row = active.row
+        endpoint = a.endpoint_of(claim.to, row.endpoints)
+        if endpoint is None:
+            return None
+        message = peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=claim.epoch)
+        if core.role is Role.ACTING:  # won: the proof goes with it
+            if (cert := t.certificates.certificate(row.id)) is not None:
+                message.epoch_certificate.CopyFrom(cert)
+        # An acceptor holding no step may have missed the committed round: the claim
+        # shows it (agent/runtime/round_proofs.py).
+        if claim.to not in core.participants and claim.to != core.original:
+            proof = await t.proofs.claim_proof(row)
+            if proof is not None:
+                message.round_tx.CopyFrom(proof[0])
+                message.commit.CopyFrom(proof[1])
+        try:
+            body, envelope = await a.peers.call(
+                endpoint, "Takeover", recipient=claim.to, expect="takeover_answer",
+                timeout=PEER_RPC_TIMEOUT_S, takeover_claim=message)
+        except PeerCallError as e:
+            log.debug("takeover claim of %s to %s: %s", row.id, claim.to, e)
+            return None
+        return body.takeover_answer, envelope
+
+    async def _take(self, active: Active, core: Takeover, claim: SendClaim,
+                    answer: peer_pb2.TakeoverAnswer, envelope: peer_pb2.Envelope) -> _Taken:
+        """Feed an answer to the core (or to Participation, an end)."""
+        t = self._takeovers
+        a = t.agent
+        row = active.row
+        if answer.workflow_id != row.id:
+            return _Taken.AGAIN
+        if answer.final_state and not answer.granted and claim.to in core.audience:
+            await self._ended_meanwhile(active, core, answer)
+            return _Taken.DONE
+        if answer.in_doubt and not answer.granted and claim.to in core.participants:
+            log.debug("takeover claim of %s to %s: in doubt there", row.id, claim.to)
+            return _Taken.IN_DOUBT
+        if answer.epoch != claim.epoch:
+            return _Taken.AGAIN
+        if answer.granted:  # on disk before it counts
+            await t.certificates.keep(row, core, claim.to, answer, envelope)
+        if a.active.get(row.id) is not active:
+            return _Taken.DONE
+        if not answer.granted and answer.holder == claim.to \
+                and answer.HasField("epoch_certificate") \
+                and await t.follow_proven(active, claim.to, answer.epoch_certificate):
+            return _Taken.DONE  # it won our epoch (or a later one): followed
+        event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
+            claim.to, claim.epoch, answer.held_epoch, answer.holder)
+        await t.apply(active, core, core.step(a.now(), event))
+        return _Taken.DONE
 
     async def _ended_meanwhile(self, active: Active, core: Takeover,
                                answer: peer_pb2.TakeoverAnswer) -> None:
