@@ -65,9 +65,10 @@ better-ranked (lower-named) rival that answered itself or that leaves it no majo
 to reach; the best-ranked claimant claims the next epoch at once when this one is
 lost (unless a rival may have won it: its proof tells), and asks the rivals that
 yield to it again (`rival_again_s`, doubling) for their votes. Only what the denials
-cannot settle (a member it needs stays silent) waits for the claim timeout, as before. A coordinator
-whose epoch is over (the old one returning, or a claimant that lost) learns it by
-`Adopted` and follows: the shell refuses every coordinator message of a lower epoch.
+cannot settle (a member it needs stays silent) waits for the claim timeout, as before.
+A coordinator whose epoch is over (the old one returning, or a claimant that lost)
+learns it by `Adopted` and follows: the shell refuses every coordinator message of a
+lower epoch.
 
 Why a majority of the acceptors, and not of the domains with steps, is enough: safety
 rests only on (a) one fixed electorate, the same at every domain that counts, and (b)
@@ -255,8 +256,9 @@ class Takeover:
     def get_timer(self) -> float | None:
         if self.ended:
             return None
-        if self.role is Role.CLAIMING and self._again_at is not None:
-            return min(self._again_at, self._claim_deadline)  # type: ignore[type-var]
+        if self.role is Role.CLAIMING and self._again_at is not None \
+                and self._claim_deadline is not None:
+            return min(self._again_at, self._claim_deadline)
         if self.role in (Role.CLAIMING, Role.ACTING):
             return self._claim_deadline
         if self.role is Role.FOLLOWING and not self._gone and self._unseen_since is not None:
