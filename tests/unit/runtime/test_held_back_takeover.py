@@ -33,7 +33,7 @@ from fedorch.core.workflow.progress import Progress
 from fedorch.core.workflow.takeover import Act, Role, SendClaim, Takeover, Watch
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import in_doubt as in_doubt_module
-from fedorch.runtime import takeover as takeover_module
+from fedorch.runtime import takeover_claims
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Store, WorkflowRow
@@ -125,11 +125,11 @@ async def test_a_claim_answered_in_doubt_goes_again_from_the_shortest_pause(
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "sleep", no_wait)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    monkeypatch.setattr(shell, "_apply", apply)
+    monkeypatch.setattr(shell, "apply", apply)
     monkeypatch.setattr(shell.certificates, "keep", keep)
-    await asyncio.wait_for(shell._claim(active, core, claims[1]), 10)
+    await asyncio.wait_for(shell.claims.until_answered(active, core, claims[1]), 10)
     assert asked == answers
-    assert pauses == [0.2, 0.4, 0.8, takeover_module.IN_DOUBT_AGAIN_S]
+    assert pauses == [0.2, 0.4, 0.8, takeover_claims.IN_DOUBT_AGAIN_S]
     assert pauses[-1] < pauses[-2]  # from the shortest pause again
     assert applied == [Act(1)] and core.role is Role.ACTING
 
@@ -152,7 +152,7 @@ async def test_a_participant_that_stays_in_doubt_is_asked_with_the_backoff(
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "sleep", counted_wait)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    await asyncio.wait_for(agent.takeovers._claim(active, core, claims[1]), 10)
+    await asyncio.wait_for(agent.takeovers.claims.until_answered(active, core, claims[1]), 10)
     assert pauses == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
     assert core.role is Role.CLAIMING
 
@@ -295,7 +295,7 @@ async def test_a_held_back_participant_whose_coordinator_is_gone_finds_the_succe
         restarted._tg = tg
         await restarted.participation.recover()
         active = restarted.active[WF]
-        await restarted.takeovers._prepare(active)  # as its first look does
+        await restarted.takeovers.prepare(active)  # as its first look does
         await asyncio.wait_for(executor.started.wait(), 10)
         assert "gamma" in asked
         assert (active.row.coordinator, active.row.epoch) == ("gamma", 1)
@@ -318,7 +318,7 @@ async def test_an_answer_without_a_valid_certificate_is_not_taken(agent: Agent,
         restarted._tg = tg
         await restarted.participation.recover()
         active = restarted.active[WF]
-        await restarted.takeovers._prepare(active)
+        await restarted.takeovers.prepare(active)
         await _until(lambda: len(asked) >= 3, "gamma was not asked again")
         assert not executor.started.is_set() and active.running == {}
         assert active.row.coordinator == "beta"

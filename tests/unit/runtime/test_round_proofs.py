@@ -17,10 +17,10 @@ from fedorch.core.negotiation.messages import TxInfo
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.decision_proofs import decision_message
-from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.store import AcceptorRow, HoldTxRow, ReservationRow, Store, WorkflowRow
 from fedorch.runtime.takeover import Takeovers
+from fedorch.runtime.takeover_grants import ClaimAnswers
 
 DOMAINS = ("coord", "p1", "p2", "x", "mallory")
 KEYS = {d: Ed25519PrivateKey.generate() for d in DOMAINS}
@@ -113,8 +113,9 @@ def _acceptor(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNamespa
     row (an acceptor holding no step; nothing else of the agent is reached on it)."""
     agent = _agent(store, domain)
     shell = Takeovers.__new__(Takeovers)
-    shell.agent, shell._granting, shell._grant_rows = agent, KeyedLocks(), None
+    shell.agent = agent
     shell.proofs = RoundProofs(agent)
+    shell.answers = ClaimAnswers(shell)
     return shell, agent
 
 
