@@ -439,7 +439,7 @@ async def test_a_held_back_participant_finds_a_successor_among_the_round_accepto
         restarted._tg = tg
         await restarted.participation.recover()
         active = restarted.active[WF]
-        await restarted.takeovers._prepare(active)  # as its first look does
+        await restarted.takeovers.prepare(active)  # as its first look does
         await _until(executor.started.is_set, "the successor was not found")
         assert set(asked) == {"delta"}
         assert (active.row.coordinator, active.row.epoch) == ("delta", 1)

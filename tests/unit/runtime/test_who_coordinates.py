@@ -77,8 +77,8 @@ async def _taking_part(agent: Agent, **fields) -> Active:
     active = Active(row, Progress(SPEC, row.placement, "alpha"))
     agent.active[WF] = active
     await agent.save(active)
-    await agent.takeovers._prepare(active)
-    assert agent.takeovers._core(active) is not None
+    await agent.takeovers.prepare(active)
+    assert agent.takeovers.core_for(active) is not None
     return active
 
 
