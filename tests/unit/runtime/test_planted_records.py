@@ -5,8 +5,11 @@ it then decides COMMIT with its own signed Decision. An acceptor makes a record 
 a round its coordinator stated (the coordinator's signed round, verified over the bytes
 as received: agent/runtime/round_proofs.py `stated`), so every attempt is refused with
 its reason, counted, and changes nothing; the honest takeover claimant's proof is then
-granted. Real store, real signatures, the real acceptor shell
-(agent/runtime/consensus.py) and claim path (agent/runtime/takeover.py)."""
+granted. One record is rightly made: of a real round that aborted, by its only
+participant, which then decides it COMMIT with its own YES; the coordinator's signed
+later round outranks that "COMMIT" (agent/core/workflow/acceptor_grant.py), so the
+honest claimant is granted all the same. Real store, real signatures, the real acceptor
+shell (agent/runtime/consensus.py) and claim path (agent/runtime/takeover.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pytest
 from fedorch.core.identity.envelope import open_message, seal
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.negotiation.messages import Accept, Ballot, PaxosPrepare, Promise, TxInfo
+from fedorch.core.workflow.acceptor_grant import COMMIT_OUTRANKED, acceptor_grant
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.consensus import Consensus
@@ -28,6 +32,7 @@ from tests.unit.runtime.test_round_proofs import (
     TRUST,
     WF,
     _acceptor,
+    _Counter,
     _grants,
     _tampered,
     claim,
@@ -186,6 +191,89 @@ async def test_the_real_signed_round_does_not_carry_another_round(store) -> None
                            round_tx=signed_round())
     assert kind == "paxos_promise"
     assert (await shell.on_claim("p1", proven_claim())).granted
+
+
+# ---- a real round that aborted, "committed" by its only participant -----------------------
+
+# Round 1: p2 its only participant (it aborted: p2's vote came too late, say). Round 2:
+# p1 alone, committed. x is an acceptor of both and holds no step of either.
+ABORTED = TxInfo(WF, 1, "coord", ("p2",), ("coord", "p2", "x"))
+COMMITTED = TxInfo(WF, 2, "coord", ("p1",), ACCEPTORS)
+
+
+def _signed(tx: TxInfo) -> peer_pb2.Envelope:
+    return signed_round(round_=tx.round, participants=tx.participants, acceptors=tx.acceptors)
+
+
+async def _plant_commit_of_aborted_round(consensus: Consensus, store) -> None:  # noqa: F811
+    """p2 states round 1 with the coordinator's true signed round (x missed round 1's
+    ABORT): a record, rightly. Then its own COMMIT Decision of round 1, with its own YES
+    (round 1's whole certificate): x learns it, as it learns any proven decision."""
+    kind, _ = await _plant(consensus, "p2", ABORTED.participants, ABORTED.acceptors,
+                           round_=1, round_tx=_signed(ABORTED))
+    assert kind == "paxos_promise"
+    opened = await consensus.open_decision(commit("p2", signer="p2", round_=1))
+    assert opened is not None
+    signer, value, tx = opened
+    await consensus.on_decision(signer, value, tx, from_coordinator=False)
+    assert await store.select("SELECT round, outcome FROM learned WHERE workflow_id = ?",
+                              (WF,)) == [(1, "COMMIT")]
+
+
+@pytest.mark.parametrize("heard_round_2", [False, True])
+async def test_a_commit_planted_in_an_aborted_round_is_outranked_by_the_committed_one(
+        store, heard_round_2) -> None:  # noqa: F811
+    """x holds round 1 learned COMMIT (p2's lie) and, or not, its record of round 2. p1's
+    proof of round 2 (the coordinator's signed round and its COMMIT) is granted, naming
+    round 2 and its electorate: the coordinator starts round 2 only once round 1 can no
+    longer commit, so its signed round 2 outranks the "COMMIT" of round 1 (formerly
+    refused as `proof_disagrees`, and the workflow waited for its coordinator)."""
+    shell, agent = _acceptor(store)
+    consensus = _consensus(agent)
+    if heard_round_2:  # the coordinator's Accept of round 2 reached x
+        accept = Accept(_stated(COMMITTED, _signed(COMMITTED)), Ballot(0, "coord"),
+                        _commit_value("p1", round_=2))
+        kind, _ = await _send(consensus, "coord", accept)
+        assert kind == "paxos_accepted"
+    await _plant_commit_of_aborted_round(consensus, store)
+    proof = claim(1, _signed(COMMITTED), commit("p1", round_=2))
+
+    # What the rule says on x's own records: granted, the outranked round named.
+    records = await shell.proofs.records(WF)
+    assert sorted(r.round for r in records) == ([1, 2] if heard_round_2 else [1])
+    proven, error = shell.proofs.check(WF, proof)
+    verdict = acceptor_grant("x", "p1", 1, (0, "coord"), records, proven, error)
+    assert verdict.granted and verdict.outranked and verdict.reason == COMMIT_OUTRANKED
+    assert "round(s) 1 learned COMMIT" in verdict.detail
+
+    honest = await shell.on_claim("p1", proof)
+    assert honest.granted and honest.committed_round == 2
+    assert list(honest.electorate) == sorted(COMMITTED.acceptors)
+    assert await _grants(store) == [(WF, 1, "p1")]
+    assert "proof_disagrees" not in agent.metrics.rejected_messages.counts
+
+
+async def test_the_planter_shown_its_own_aborted_round_is_still_refused(store) -> None:  # noqa: F811
+    """The lie the other way round: x learned round 2's COMMIT (the round that did
+    commit), and p2 claims with round 1's true signed round and its own "COMMIT" of it.
+    A COMMIT learned of a later round than the proof's still refuses (`proof_disagrees`),
+    and p2 is no participant of round 2 whatever it planted of round 1."""
+    shell, agent = _acceptor(store)
+    consensus = _consensus(agent)
+    accept = Accept(_stated(COMMITTED, _signed(COMMITTED)), Ballot(0, "coord"),
+                    _commit_value("p1", round_=2))
+    assert (await _send(consensus, "coord", accept))[0] == "paxos_accepted"
+    opened = await consensus.open_decision(commit("p1", signer="p1", round_=2))
+    assert opened is not None
+    await consensus.on_decision(*opened, from_coordinator=False)
+    lie = await shell.on_claim("p2", claim(1, _signed(ABORTED), commit("p2", signer="p2")))
+    assert not lie.granted and "round 2 committed here" in lie.error
+    assert agent.metrics.rejected_messages.counts == {"proof_disagrees": 1}
+    agent.metrics.rejected_messages = _Counter()
+    stolen = await shell.on_claim("p2", claim(1, _signed(COMMITTED), commit("p1", round_=2)))
+    assert not stolen.granted and agent.metrics.rejected_messages.counts == {
+        "not_participant": 1}
+    assert await _grants(store) == []
 
 
 # ---- the acceptor's check: each refusal has its reason and changes nothing ------------------
