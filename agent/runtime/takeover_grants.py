@@ -205,6 +205,13 @@ class ClaimAnswers:
                 count_refusal(a, sender, "takeover_claim", e)
                 answer.error = e.detail
                 return answer
+            if verdict.outranked:
+                # The COMMIT learned here of an earlier round contradicts the coordinator's
+                # signed later round: a lie (its only participant's, or the coordinator's
+                # own), set aside now; counted with the refused messages, by its reason.
+                a.metrics.rejected_messages.labels(verdict.reason).inc()
+                log.error("%s: granting epoch %d to %s over this acceptor's record: %s",
+                          wf, claim.epoch, sender, verdict.detail)
         if verdict.refused:
             answer.error = verdict.detail
             if proof is None and proof_error is None and verdict.reason == "not_committed":

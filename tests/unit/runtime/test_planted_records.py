@@ -251,6 +251,8 @@ async def test_a_commit_planted_in_an_aborted_round_is_outranked_by_the_committe
     assert list(honest.electorate) == sorted(COMMITTED.acceptors)
     assert await _grants(store) == [(WF, 1, "p1")]
     assert "proof_disagrees" not in agent.metrics.rejected_messages.counts
+    # The lie set aside is counted by its reason (and logged).
+    assert agent.metrics.rejected_messages.counts.get(COMMIT_OUTRANKED) == 1
 
 
 async def test_the_planter_shown_its_own_aborted_round_is_still_refused(store) -> None:  # noqa: F811
