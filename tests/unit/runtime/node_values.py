@@ -155,7 +155,7 @@ def same(a: object, b: object, where: str = "value") -> None:
             same(a[k], b[k], f"{where}[{k!r}]")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             same(x, y, f"{where}[{i}]")
     elif isinstance(a, ProtoMessage):
         assert a.SerializeToString(deterministic=True) == \
