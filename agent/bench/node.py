@@ -171,6 +171,7 @@ class Wire:
         t2 = time.thread_time()
         timers.seconds["verify"] += t1 - t0
         timers.seconds["wire decode"] += t2 - t1
+        timers.counts["envelopes verified"] += 1
         for msg in (body if self.envelope == "turn" else (body,)):
             timers.counts["messages"] += 1
             timers.counts[f"message {type(msg).__name__}"] += 1
@@ -430,6 +431,7 @@ def _peak(before: dict, after: dict, n: int, cpu_s: float, wall_s: float,
                                  for k, v in sorted(cnt.items())
                                  if k.startswith("message ")},
             "envelopes_signed": round(cnt["envelopes"] / n, 2),
+            "envelopes_verified": round(cnt["envelopes verified"] / n, 2),
             "bytes_on_wire": round(cnt["bytes"] / n),
             "transactions": round((after["transactions"] - before["transactions"]) / n, 2),
             "rows_written": round((after["ops"] - before["ops"]) / n, 2),
