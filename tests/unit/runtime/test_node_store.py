@@ -5,10 +5,14 @@ driver with the file as it was before the turn."""
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from fedorch.core.node.records import TABLES, Disk, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import DriverStopped, NodeDriver
+from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_store import SET_TABLES, NodeStoreError, SqliteDurable
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -137,8 +142,12 @@ class Federation:
     FIFO (a message posted at its destination, a step's end at its agent), the clock
     1 ms further at each turn. Deterministic: the same calls give the same run."""
 
-    def __init__(self, directory: Path, crash_at: tuple[str, int] | None = None) -> None:
+    def __init__(self, directory: Path, crash_at: tuple[str, int] | None = None,
+                 crash: Callable[[str], None] | None = None) -> None:
+        """`crash_at` (agent, its k-th write group): there `crash(agent)` (default: the
+        agent's connection dropped without its commit, and Crash raised)."""
         self.clock = Clock()
+        self.crash = crash if crash is not None else self._drop
         self.queue: deque[tuple[str, object]] = deque()
         self.statuses: dict[str, WorkflowState] = {}
         self.groups = {n: 0 for n in NAMES}
@@ -155,8 +164,11 @@ class Federation:
     def _point(self, name: str) -> None:
         self.groups[name] += 1
         if self.crash_at == (name, self.groups[name]):
-            self.kept[name].store.close()  # dropped without its COMMIT, as a killed process
-            raise Crash(f"{name} at its write group {self.groups[name]}")
+            self.crash(name)
+
+    def _drop(self, name: str) -> None:
+        self.kept[name].store.close()  # dropped without its COMMIT, as a killed process
+        raise Crash(f"{name} at its write group {self.groups[name]}")
 
     def submit(self, wf: str, at: str = "d0") -> None:
         spec = spec_pb2.WorkflowSpec(name=wf, steps=[
@@ -272,6 +284,53 @@ def test_a_crash_before_any_write_group_restores_as_the_writes_in_memory(tmp_pat
         finally:
             fed.close()
     assert non_empty >= total // 2  # most crashes come after something was written
+
+
+KILLED = 77  # the exit status of a child killed at its crash point
+
+
+def kill_at(directory: str, victim: str, k: int) -> None:
+    """In a child process: run the federation; after each turn `victim` commits, write
+    what it committed (the same writes applied in memory, encoded) beside its file;
+    at its k-th write group, end the process on the spot (no rollback, no close)."""
+    fed = Federation(Path(directory), crash_at=(victim, k),
+                     crash=lambda name: os._exit(KILLED))
+    kept = fed.kept[victim]
+    reference = Path(directory) / f"{victim}.committed"
+    commit = kept.write
+
+    def write_and_record(writes) -> None:
+        commit(writes)
+        tmp = reference.with_suffix(".tmp")
+        tmp.write_bytes(node_codec().encode(kept.memory))
+        os.replace(tmp, reference)
+
+    kept.write = write_and_record  # type: ignore[method-assign]
+    for wf in WORKFLOWS:
+        fed.submit(wf)
+    fed.run()
+    os._exit(0)  # not killed: the test fails on this status
+
+
+@pytest.mark.parametrize("k", [2, 5, 9])
+def test_a_process_killed_before_a_write_group_restores_as_its_committed_writes(tmp_path, k):
+    """The same as above with a real process ended by os._exit inside the transaction:
+    SQLite's recovery of the WAL leaves exactly the committed turns."""
+    root = Path(__file__).resolve().parents[3]
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tests.unit.runtime.test_node_store import"
+         " kill_at; kill_at(*sys.argv[1:3], int(sys.argv[3]))", str(tmp_path), "d1", str(k)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert child.wait(timeout=120) == KILLED
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+    reference = tmp_path / "d1.committed"
+    committed = node_codec().decode(reference.read_bytes()) if reference.exists() else Disk()
+    assert k < 5 or any(getattr(committed, t) for t in TABLES)
+    _assert_restores_alike("d1", tmp_path / "d1.db", committed)
 
 
 def test_a_failing_write_stops_the_driver_and_leaves_the_file_as_before(tmp_path):
