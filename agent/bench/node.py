@@ -494,14 +494,24 @@ def _run(directory: Path, workflows: int, concurrency: tuple[int, ...], envelope
 def run_node_bench(workflows: int = WORKFLOWS, concurrency: tuple[int, ...] = CONCURRENCY,
                    envelopes: tuple[str, ...] = ENVELOPES, warmup: int = WARMUP,
                    data_dir: str | None = None, crypto: str = "cryptography",
-                   layout: str = "threads") -> dict:
-    """Each envelope mode on a fresh federation (its own files); see the header."""
+                   layout: str = "threads", gc_threshold: int | None = None) -> dict:
+    """Each envelope mode on a fresh federation (its own files); see the header.
+    `gc_threshold`: the garbage collector's first threshold for the run (Python's
+    default is 700 allocations; the Nodes keep every workflow's state, so each full
+    collection walks more of it)."""
     load_before = os.getloadavg()[0]
-    result: dict = {"runs": []}
-    for envelope in envelopes:
-        with tempfile.TemporaryDirectory(prefix="fedorch-bench-node-", dir=data_dir) as tmp:
-            result["runs"].append(_run(Path(tmp), workflows, concurrency, envelope, warmup,
-                                       crypto, layout))
+    result: dict = {"runs": [], "gc_threshold": gc_threshold or gc.get_threshold()[0]}
+    saved = gc.get_threshold()
+    if gc_threshold is not None:
+        gc.set_threshold(gc_threshold, *saved[1:])
+    try:
+        for envelope in envelopes:
+            with tempfile.TemporaryDirectory(prefix="fedorch-bench-node-",
+                                             dir=data_dir) as tmp:
+                result["runs"].append(_run(Path(tmp), workflows, concurrency, envelope,
+                                           warmup, crypto, layout))
+    finally:
+        gc.set_threshold(*saved)
     result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-node-", dir=data_dir) as tmp:
         result["forced_write_ms"] = round(forced_write_ms(Path(tmp)), 3)

@@ -310,12 +310,13 @@ def fanout(as_json: bool, domains: int, workflows: int, rate: float, profile: st
 
 def _node(workflows: int = 2000, concurrency: tuple[int, ...] = (64,),
           envelopes: tuple[str, ...] = ("message", "turn"), crypto: str = "cryptography",
-          data_dir: str | None = None, layout: str = "threads") -> dict:
+          data_dir: str | None = None, layout: str = "threads",
+          gc_threshold: int | None = None) -> dict:
     from fedorch.bench.node import run_node_bench
 
     return run_node_bench(workflows=workflows, concurrency=concurrency,
                           envelopes=envelopes, crypto=crypto, data_dir=data_dir,
-                          layout=layout)
+                          layout=layout, gc_threshold=gc_threshold)
 
 
 def _print_node(r: dict) -> None:
@@ -344,6 +345,8 @@ def _print_node(r: dict) -> None:
                       f"{w['transactions']} / {w['rows_written']} / {w['driver_turns']}", "")
         table.add_row("SQLite wall ms per transaction (fsync included)",
                       str(p["sqlite_wall_ms_per_transaction"]), "")
+        table.add_row(f"garbage collector CPU ms per workflow (inside the parts above;"
+                      f" threshold {r['gc_threshold']})", str(p["gc_ms_per_workflow"]), "")
         con.print(table)
     con.print(f"load average (1 min) {r['load_average_1m'][0]} -> {r['load_average_1m'][1]};"
               f" one forced write here {r['forced_write_ms']} ms")
@@ -365,17 +368,21 @@ def _print_node(r: dict) -> None:
               show_default=True,
               help="Each agent's driver loop on a thread of its own (fsyncs overlap, one"
                    " GIL), or all three on one event loop.")
+@click.option("--gc-threshold", type=click.IntRange(min=1), default=None,
+              help="The garbage collector's first threshold during the run (Python's"
+                   " default: 700).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where the SQLite files go (default: a temporary directory).")
 def node(as_json: bool, workflows: int, concurrency: str, envelope: str, crypto: str,
-         layout: str, data_dir: str | None) -> None:
+         layout: str, gc_threshold: int | None, data_dir: str | None) -> None:
     """The Node path alone: three NodeDrivers in one process with SQLite and signatures.
 
     No gRPC, no client stream, no daemon shells: each message is encoded, signed and
     verified, then posted to the receiver's driver loop in memory. What it prints is
     the floor under a daemon built on the Node, not the daemon's cost (bench commit)."""
     envelopes = ("message", "turn") if envelope == "both" else (envelope,)
-    result = _node(workflows, _submitters(concurrency), envelopes, crypto, data_dir, layout)
+    result = _node(workflows, _submitters(concurrency), envelopes, crypto, data_dir, layout,
+                   gc_threshold)
     if as_json:
         click.echo(json.dumps(result))
     else:
