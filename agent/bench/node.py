@@ -8,10 +8,10 @@ run, but sharing one GIL, which sqlite3 releases while an fsync waits), with
 Each agent has
 - a `SqliteDurable` (runtime/node_store.py) in a temporary directory: WAL,
   `synchronous=FULL`, one transaction per driver turn;
-- an in-memory wire: every message a Node sends is encoded to bytes (`NodeCodec`),
-  signed with the sender's Ed25519 key (`cryptography`), and on arrival (a loop
-  callback) verified over the bytes as received, decoded, and posted to the
-  receiver's DriverLoop as a `Message`. With `envelope="turn"` the messages one
+- an in-memory wire (node_wire.py): every message a Node sends is encoded to bytes
+  (`NodeCodec`), signed with the sender's Ed25519 key (`cryptography`, or libsodium
+  as the daemon signs), and on arrival (a loop callback) verified over the bytes as
+  received, decoded, and posted to the receiver's DriverLoop as a `Message`. With `envelope="turn"` the messages one
   driver turn sends to one peer travel in one envelope, signed and verified once;
   with `envelope="message"` each message is its own envelope;
 - executors that end a builtin no-op step at once (a `StepEnded` posted back).
@@ -22,7 +22,9 @@ workflow's end (SUCCEEDED) before the next. Printed: workflows/s, the process's 
 per workflow over the loop (`time.process_time`: all three agents, the wire and the
 submitters), and the parts of it timed apart: SQLite (the store's thread CPU in its
 writes, encoding of rows apart), signing, verifying, the wire's encoding and decoding;
-the rest is the Node, the driver and asyncio. What it leaves out, and `bench commit`
+the rest is the Node, the driver and asyncio; and the garbage collector's CPU apart
+(it falls inside the other parts). `gc_threshold` sets the collector's first threshold
+for the run. What it leaves out, and `bench commit`
 has: gRPC (calls, streams, the poller thread), the client's SubmitAndWatch stream, the
 daemon's shells, audit log, membership gossip and metrics. So it measures what the
 Node path costs with disk and crypto, the floor under a daemon built on it.
@@ -40,30 +42,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
 from fedorch.bench.commit import forced_write_ms
-from fedorch.core.node import Message, Node, StepEnded, Submit
+from fedorch.bench.node_wire import DOMAINS, Timers, Wire, WirePort
+from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver
-from fedorch.runtime.node_codec import NodeCodec, node_codec
+from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_store import SqliteDurable
 from fedorch.runtime.ports import SystemClock
-from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
-from nacl.exceptions import BadSignatureError
 
 __all__ = ["ENVELOPES", "LAYOUTS", "run_node_bench"]
 
-DOMAINS = ("c1", "c2", "c3")
 CAPABILITY = "bench.noop"
 ENVELOPES = ("message", "turn")
 LAYOUTS = ("threads", "loop")
-WORKFLOWS = 2000
+WORKFLOWS = 1000
 CONCURRENCY = (64,)
 WARMUP = 100
 WAIT_S = 120.0  # a workflow that has not ended by then is a failure, not a slow one
@@ -76,131 +71,6 @@ def _spec() -> spec_pb2.WorkflowSpec:
             id=sid, capability=CAPABILITY, needs=["ab"[i - 1]] if i else [],
             constraints=spec_pb2.Constraints(domains=[DOMAINS[i]])))
     return spec_pb2.WorkflowSpec(name="bench", steps=steps)
-
-
-class Timers:
-    """Thread CPU seconds and counts of the parts timed apart, one per agent thread (no
-    counter is shared between threads)."""
-
-    def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
-        self.counts: Counter[str] = Counter()
-
-
-class CryptographyKeys:
-    """Ed25519 through `cryptography` (OpenSSL)."""
-
-    def __init__(self) -> None:
-        self._keys = {n: Ed25519PrivateKey.generate() for n in DOMAINS}
-        self._public: dict[str, Ed25519PublicKey] = {n: k.public_key()
-                                                     for n, k in self._keys.items()}
-
-    def sign(self, src: str, data: bytes) -> bytes:
-        return self._keys[src].sign(data)
-
-    def verify(self, src: str, signature: bytes, data: bytes) -> bool:
-        try:
-            self._public[src].verify(signature, data)
-        except InvalidSignature:
-            return False
-        return True
-
-
-class LibsodiumKeys:
-    """Ed25519 through libsodium (PyNaCl), as the daemon signs and verifies
-    (core/identity/envelope.py, trust.py)."""
-
-    def __init__(self) -> None:
-        pairs = {n: crypto_sign_seed_keypair(os.urandom(32)) for n in DOMAINS}
-        self._secret = {n: sk for n, (_, sk) in pairs.items()}
-        self._public = {n: pk for n, (pk, _) in pairs.items()}
-
-    def sign(self, src: str, data: bytes) -> bytes:
-        return crypto_sign(data, self._secret[src])[:64]
-
-    def verify(self, src: str, signature: bytes, data: bytes) -> bool:
-        try:
-            crypto_sign_open(signature + data, self._public[src])
-        except BadSignatureError:
-            return False
-        return True
-
-
-CRYPTO = {"cryptography": CryptographyKeys, "libsodium": LibsodiumKeys}
-
-
-class Wire:
-    """The in-memory network between the agents' loops (see the header)."""
-
-    def __init__(self, codec: NodeCodec, envelope: str, crypto: str) -> None:
-        self.codec = codec
-        self.envelope = envelope
-        self.agents: dict[str, Agent] = {}
-        self.keys = CRYPTO[crypto]()
-        self.refused = 0
-
-    def seal(self, src: str, dst: str, body: object, timers: Timers) -> None:
-        """On the sender's thread: encode, sign; then hand to the receiver's loop."""
-        t0 = time.thread_time()
-        data = f"{src}>{dst}\n".encode() + self.codec.encode(body)
-        t1 = time.thread_time()
-        signature = self.keys.sign(src, data)
-        t2 = time.thread_time()
-        timers.seconds["wire encode"] += t1 - t0
-        timers.seconds["sign"] += t2 - t1
-        timers.counts["envelopes"] += 1
-        timers.counts["bytes"] += len(data) + len(signature)
-        if src == dst:  # a daemon would hand these to itself unsigned; here they are not
-            timers.counts["envelopes to itself"] += 1
-        receiver = self.agents[dst]
-        try:
-            receiver.loop.call_soon_threadsafe(self.receive, src, receiver, data, signature)
-        except RuntimeError:  # its loop is closed: the agent has stopped (the bench ends)
-            timers.counts["lost to a stopped agent"] += 1
-
-    def receive(self, src: str, receiver: Agent, data: bytes, signature: bytes) -> None:
-        """On the receiver's thread: verify over the bytes as received, decode, post."""
-        timers = receiver.timers
-        t0 = time.thread_time()
-        if not self.keys.verify(src, signature, data):
-            self.refused += 1
-            return
-        t1 = time.thread_time()
-        header, _, payload = data.partition(b"\n")
-        if header != f"{src}>{receiver.name}".encode():
-            self.refused += 1
-            return
-        body = self.codec.decode(payload)
-        t2 = time.thread_time()
-        timers.seconds["verify"] += t1 - t0
-        timers.seconds["wire decode"] += t2 - t1
-        timers.counts["envelopes verified"] += 1
-        for msg in (body if self.envelope == "turn" else (body,)):
-            timers.counts["messages"] += 1
-            timers.counts[f"message {type(msg).__name__}"] += 1
-            receiver.driver_loop.post(Message(src, msg))
-
-
-class WirePort:
-    """An agent's Transport: each message sealed alone, or (envelope="turn") the
-    messages of one driver turn to one peer held and sealed together after the turn."""
-
-    def __init__(self, wire: Wire, agent: Agent) -> None:
-        self.wire, self.agent = wire, agent
-        self._held: dict[str, list[object]] = {}
-
-    def send(self, dst: str, msg: object) -> None:
-        if self.wire.envelope == "message":
-            self.wire.seal(self.agent.name, dst, msg, self.agent.timers)
-            return
-        if not self._held:  # the turn's first: seal them all once the turn is over
-            self.agent.loop.call_soon(self._flush)
-        self._held.setdefault(dst, []).append(msg)
-
-    def _flush(self) -> None:
-        held, self._held = self._held, {}
-        for dst, msgs in held.items():
-            self.wire.seal(self.agent.name, dst, tuple(msgs), self.agent.timers)
 
 
 class NoopExecutors:

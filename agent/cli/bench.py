@@ -308,7 +308,7 @@ def fanout(as_json: bool, domains: int, workflows: int, rate: float, profile: st
         _print_fanout(result)
 
 
-def _node(workflows: int = 2000, concurrency: tuple[int, ...] = (64,),
+def _node(workflows: int = 1000, concurrency: tuple[int, ...] = (64,),
           envelopes: tuple[str, ...] = ("message", "turn"), crypto: str = "cryptography",
           data_dir: str | None = None, layout: str = "threads",
           gc_threshold: int | None = None) -> dict:
@@ -354,7 +354,7 @@ def _print_node(r: dict) -> None:
 
 @bench.command(name="node")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-@click.option("--workflows", type=click.IntRange(min=1), default=2000, show_default=True,
+@click.option("--workflows", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Workflows in each closed loop.")
 @click.option("--concurrency", default="64", show_default=True, metavar="N[,N...]",
               help="Submitters of each closed loop, the peak being the best loop.")

@@ -8,7 +8,8 @@ from collections import deque
 
 import pytest
 from click.testing import CliRunner
-from fedorch.bench.node import CRYPTO, Timers, Wire, run_node_bench
+from fedorch.bench.node import run_node_bench
+from fedorch.bench.node_wire import CRYPTO, Timers, Wire
 from fedorch.cli.bench import bench
 from fedorch.core.negotiation.messages import DecisionAck
 from fedorch.runtime.node_codec import node_codec
