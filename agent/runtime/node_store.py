@@ -32,10 +32,13 @@ turn ran is stepped into the next one, so one fsync serves them all, and a busy 
 writes fewer, larger transactions instead of queueing more. Handing the transaction
 to a thread would let the event loop run while the fsync waits, but the driver may not
 send, start steps or advance before the commit anyway; what it would win is other
-coroutines' time (gRPC handlers posting inputs) during the fsync. `bench node`
-reports the time the writes take (CPU and wall) so that choice can be revisited with
-numbers: with a disk whose fsync is slow, a thread (or aiosqlite) around `write`
-is a change of this class alone.
+coroutines' time (gRPC handlers posting inputs) during the fsync, which a daemon with
+one agent per process mostly does not need: gRPC's own threads keep receiving
+meanwhile, and what arrives is posted in the next turn. Measured by `bench node`
+(docs/benchmarks.md): SQLite's own CPU is about 0.3 ms of a three-domain workflow, and
+a transaction's wall time 12-20 ms with three agents writing to this machine's disk
+at once. Were the wait to matter, the driver would have to await the write (its turn
+split at the commit): a change of the driver, not of this class.
 
 `before_group(point)` is called before each group inside the transaction: a test's
 crash point (it may drop the connection and raise, as a killed process would).
