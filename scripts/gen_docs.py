@@ -97,9 +97,9 @@ def acceptor_table() -> str:
 
 
 def proposer_table() -> str:
-    from fedorch.core.negotiation import termination
+    from fedorch.core.negotiation import proposer
 
-    return matrix(termination._PROPOSER_TABLE, _handler, "phase \\ message",
+    return matrix(proposer._PROPOSER_TABLE, _handler, "phase \\ message",
                   "protocol error")
 
 

@@ -17,8 +17,9 @@ import json
 from collections import Counter
 
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import Config, Simulation, Workflow
+from fedorch.sim.negotiation.run import Simulation
 
 SIZES = (3, 10, 20, 50)
 EVERYONE = 1_001  # more acceptors than any workflow has participants: all of them

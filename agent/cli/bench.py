@@ -308,6 +308,87 @@ def fanout(as_json: bool, domains: int, workflows: int, rate: float, profile: st
         _print_fanout(result)
 
 
+def _node(workflows: int = 1000, concurrency: tuple[int, ...] = (64,),
+          envelopes: tuple[str, ...] = ("message", "turn"), crypto: str = "cryptography",
+          data_dir: str | None = None, layout: str = "threads",
+          gc_threshold: int | None = None) -> dict:
+    from fedorch.bench.node import run_node_bench
+
+    return run_node_bench(workflows=workflows, concurrency=concurrency,
+                          envelopes=envelopes, crypto=crypto, data_dir=data_dir,
+                          layout=layout, gc_threshold=gc_threshold)
+
+
+def _print_node(r: dict) -> None:
+    con = console()
+    for run in r["runs"]:
+        table = Table(title=f"Node path, 3 agents in one process ({run['layout']}), SQLite"
+                            f" + Ed25519 ({run['crypto']}), no gRPC; one envelope per"
+                            f" {run['envelope']}")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_column("target (whole daemon)", justify="right")
+        for loop in run["loops"]:
+            table.add_row(f"  {loop['concurrency']} submitters: workflows/s (CPU ms per"
+                          " workflow)", f"{loop['workflows_per_s']}"
+                          f" ({loop['cpu_ms_per_workflow']})", "")
+        p = run["peak"]
+        table.add_row("workflows/s at the peak", str(p["workflows_per_s"]), "≥ 1000")
+        table.add_row("CPU ms per workflow, three agents", str(p["cpu_ms_per_workflow"]),
+                      "≤ 2.0")
+        for part, ms in p["cpu_ms_parts"].items():
+            table.add_row(f"  {part.replace('_', ' ')} (ms)", str(ms), "")
+        w = p["per_workflow"]
+        table.add_row("messages / envelopes signed per workflow",
+                      f"{w['messages']} / {w['envelopes_signed']}", "")
+        table.add_row("transactions / rows / driver turns per workflow",
+                      f"{w['transactions']} / {w['rows_written']} / {w['driver_turns']}", "")
+        table.add_row("SQLite wall ms per transaction (fsync included)",
+                      str(p["sqlite_wall_ms_per_transaction"]), "")
+        table.add_row(f"garbage collector CPU ms per workflow (inside the parts above;"
+                      f" threshold {r['gc_threshold']})", str(p["gc_ms_per_workflow"]), "")
+        con.print(table)
+    con.print(f"load average (1 min) {r['load_average_1m'][0]} -> {r['load_average_1m'][1]};"
+              f" one forced write here {r['forced_write_ms']} ms")
+
+
+@bench.command(name="node")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.option("--workflows", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Workflows in each closed loop.")
+@click.option("--concurrency", default="64", show_default=True, metavar="N[,N...]",
+              help="Submitters of each closed loop, the peak being the best loop.")
+@click.option("--envelope", type=click.Choice(["message", "turn", "both"]), default="both",
+              show_default=True,
+              help="Sign each message alone, or what one driver turn sends to a peer as one"
+                   " envelope.")
+@click.option("--crypto", type=click.Choice(["cryptography", "libsodium"]),
+              default="cryptography", show_default=True, help="Whose Ed25519.")
+@click.option("--layout", type=click.Choice(["threads", "loop"]), default="threads",
+              show_default=True,
+              help="Each agent's driver loop on a thread of its own (fsyncs overlap, one"
+                   " GIL), or all three on one event loop.")
+@click.option("--gc-threshold", type=click.IntRange(min=1), default=None,
+              help="The garbage collector's first threshold during the run (Python's"
+                   " default: 700).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the SQLite files go (default: a temporary directory).")
+def node(as_json: bool, workflows: int, concurrency: str, envelope: str, crypto: str,
+         layout: str, gc_threshold: int | None, data_dir: str | None) -> None:
+    """The Node path alone: three NodeDrivers in one process with SQLite and signatures.
+
+    No gRPC, no client stream, no daemon shells: each message is encoded, signed and
+    verified, then posted to the receiver's driver loop in memory. What it prints is
+    the floor under a daemon built on the Node, not the daemon's cost (bench commit)."""
+    envelopes = ("message", "turn") if envelope == "both" else (envelope,)
+    result = _node(workflows, _submitters(concurrency), envelopes, crypto, data_dir, layout,
+                   gc_threshold)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        _print_node(result)
+
+
 def _submitters(text: str, option: str = "--concurrency") -> tuple[int, ...]:
     try:
         counts = tuple(int(part) for part in text.split(","))
@@ -324,10 +405,11 @@ def _submitters(text: str, option: str = "--concurrency") -> tuple[int, ...]:
 def bench_all(as_json: bool) -> None:
     """Every benchmark, one after the other."""
     result = {"gossip": _gossip(30, True, True, 1), "commit": _commit(),
-              "fanout": _fanout(20, 10, 1.0)}
+              "fanout": _fanout(20, 10, 1.0), "node": _node()}
     if as_json:
         click.echo(json.dumps(result))
     else:
         _print_gossip(result["gossip"])
         _print_commit(result["commit"])
         _print_fanout(result["fanout"])
+        _print_node(result["node"])

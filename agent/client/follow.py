@@ -46,6 +46,12 @@ async def statuses(
 
     `state_changes_only`: ask the agent for a status only when the workflow's state
     changes, not on each step's progress (the first status always comes)."""
+    def new(status: status_pb2.WorkflowStatus, last: status_pb2.WorkflowStatus) -> bool:
+        # Only changes are yielded: of the state alone when that is all that was asked
+        # for (the first status comes from a GetWorkflow and the stream's first from the
+        # watch: the same state, its steps perhaps further on, is not a change of state).
+        return status.state != last.state if state_changes_only else status != last
+
     status = await agent.get_workflow(workflow_id)
     yield status
     if status.state in TERMINAL:
@@ -58,7 +64,7 @@ async def statuses(
             stream = agent.watch(workflow_id, stream_deadline_s, state_changes_only)
             async with contextlib.aclosing(stream) as updates:
                 async for status in updates:
-                    if status != last:
+                    if new(status, last):
                         last = status
                         yield status
                     if status.state in TERMINAL:
@@ -86,7 +92,7 @@ async def statuses(
                 raise
             continue
         unreachable_since = None
-        if status != last:
+        if new(status, last):
             last = status
             yield status
         if status.state in TERMINAL:

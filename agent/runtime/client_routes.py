@@ -6,10 +6,11 @@ epoch known:
 
 - here, if this agent knows the workflow: the coordinator it follows or granted an
   epoch to (`held`); if that is this agent, the call is answered here;
-- else the one the id names, while membership shows it ALIVE or SUSPECT (the common
-  case costs no question to anyone);
-- otherwise (that coordinator is DEAD, LEFT or unknown here) the live members are
-  asked (GetWorkflow, local_only, each with a deadline) and the highest epoch any of
+- else the one the id names, while membership shows it ALIVE or SUSPECT as the
+  workflows read it (`state_for_work`: DEAD within its loss grace reads SUSPECT; the
+  common case costs no question to anyone);
+- otherwise (that coordinator is LEFT, DEAD past its grace, or unknown here) the live
+  members are asked (GetWorkflow, local_only, each with a deadline) and the highest epoch any of
   them holds wins, if it is higher than what this agent knows.
 
 A call that cannot reach the coordinator so found is routed again after a short
@@ -58,13 +59,25 @@ class Routes:
         its DEAD verdict and a takeover (three times the takeover delay)."""
         return 3 * (self.agent.config.negotiation.takeover_after_s or 10.0)
 
+    def _state(self, domain: str) -> str:
+        """`domain`'s state as the workflows act on it (Membership.state_for_work): a
+        coordinator DEAD within its loss grace is SUSPECT, still routed to. Its verdict
+        may be false (a stalled agent refutes within the grace, and goes on coordinating),
+        and a successor claims only once a participant has taken the coordinator as lost
+        (its own grace passed) or silent past `takeover_after_s`: until then the members
+        have no later epoch to route to (one this agent learns of is followed here
+        first, `known_here`, `superseded`). A coordinator that did die refuses
+        the forwarded call, which is routed again with the backoff, well within the
+        patience (three times `takeover_after_s`). "": unknown (or no longer trusted)."""
+        membership = self.agent.membership
+        return membership.state_for_work(domain) if membership is not None else ""
+
     def reachable(self, domain: str) -> bool:
-        m = self.agent.membership.get(domain) if self.agent.membership else None
-        return m is not None and m.state in REACHABLE
+        return self._state(domain) in REACHABLE
 
     def gone(self, domain: str) -> bool:
-        m = self.agent.membership.get(domain) if self.agent.membership else None
-        return m is None or m.state in GONE
+        state = self._state(domain)
+        return not state or state in GONE
 
     async def known_here(self, workflow_id: str) -> tuple[Route | None, bool]:
         """The coordinator this agent holds for the workflow (None: unknown here), and
@@ -105,6 +118,10 @@ class Routes:
     async def ask_members(self, workflow_id: str) -> dict[str, object]:
         """The workflow's status as each live member that knows it holds it."""
         a = self.agent
+        # SWIM's own ALIVE, not the work-facing state: asking is only a way to find a
+        # later epoch, and one member that does not answer holds every routing for the
+        # whole ASK_TIMEOUT_S, so a SUSPECT member, or one DEAD within its grace, is left
+        # out (a successor acting is ALIVE to its followers' probes).
         asked = [m.domain for m in a.membership.members()
                  if m.state == "ALIVE" and m.domain and m.domain != a.domain]
         answers: dict[str, object] = {}

@@ -29,6 +29,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
@@ -58,6 +59,7 @@ from fedorch.runtime.consensus_outbox import ConsensusOutbox
 from fedorch.runtime.decision_proofs import decision_message, proven
 from fedorch.runtime.peer_service import count_refusal
 from fedorch.runtime.record_writes import RecordWrites
+from fedorch.runtime.round_proofs import stated
 from fedorch.runtime.store.store import Statement, Store
 
 if TYPE_CHECKING:
@@ -80,7 +82,8 @@ class Consensus:
         # How long an in-doubt participant waits for the coordinator's answer before it
         # starts a recovery ballot, and how often it asks again.
         patience = max(0.5, min(neg.prepare_timeout_s, neg.lease_s / 2))
-        self.acceptor = Acceptor(agent.domain)
+        # A record only of a round its coordinator stated (its signed round, verified).
+        self.acceptor = Acceptor(agent.domain, stated=self._stated)
         self.termination = Termination(
             agent.domain, rng=agent.rng, query_timeout_s=patience, query_interval_s=patience,
             resend_s=RESEND_S, backoff_s=BACKOFF_S)
@@ -149,7 +152,7 @@ class Consensus:
         a = self.agent
         info = await a.store.get_hold_tx(*key)
         if info is not None:
-            return wire.tx_from_bytes(info.tx)
+            return wire.held_tx(info)
         if self._on_disk_only:
             row = await a.store.get_acceptor_record(*key)
             if row is not None:
@@ -283,6 +286,17 @@ class Consensus:
         return await self.run([x for x in [*rest, *after] if x is not records[0]
                                and x is not learned], reply_to=reply_to)
 
+    def _stated(self, sender: str, tx: TxInfo) -> None:
+        """The acceptor's check before it makes a record (round_proofs.stated). A
+        message carrying no signed round may still state a round this agent was given
+        by its coordinator's own PREPARE (an older coordinator signs none):
+        _check_proposer compared it already."""
+        if not tx.round_tx:
+            hold = self.agent.participant.hold(tx.key)
+            if hold is not None and hold.tx is not None and hold.tx == tx:
+                return
+        stated(self.agent.trust, sender, tx)
+
     def _check_proposer(self, sender: str, tx: TxInfo) -> None:
         """Only a transaction's coordinator and participants propose in it, and the
         transaction must be the one this agent was given at PREPARE (if it was)."""
@@ -359,6 +373,7 @@ class Consensus:
         acceptor's answers then go as usual. True if the cell was empty; otherwise the
         caller reads what it holds."""
         await self._resident_record(msg.tx.key)
+        msg = self.stating(msg)
         try:
             self.acceptor.receive(self.agent.domain, msg)
         except ProtocolError as e:  # never for our own core's Accept; the cell still goes
@@ -491,6 +506,16 @@ class Consensus:
 
     # ---- output ----------------------------------------------------------------------
 
+    def stating(self, msg: object) -> object:
+        """A PaxosPrepare or Accept of a round we coordinate, carrying our signed round
+        (signed once per round, runtime.round_proofs); anything else as it is. A
+        recovery proposer's carry the one it kept with its YES already."""
+        if isinstance(msg, PaxosPrepare | Accept) and not msg.tx.round_tx \
+                and msg.tx.coordinator == self.agent.domain:
+            return replace(msg, tx=self.agent.takeovers.proofs.stating(msg.tx))
+        return msg
+
     def send(self, to: str, msg: object) -> None:
         """One message to `to`, on a task the agent owns (runtime.consensus_outbox)."""
+        msg = self.stating(msg)
         self.agent.spawn(self.outbox.deliver(to, msg), name=f"{type(msg).__name__} to {to}")

@@ -393,8 +393,9 @@ class Coordination:
             lease_ms=int(a.config.negotiation.lease_s * 1000), acceptors=action.acceptors,
             trace_parent=telemetry.round_parent(row.id), submission=attached(row.submission, row.spec),
         )
-        # An acceptor holding no step: the round signed once, for a takeover claimant to
-        # show it should that acceptor miss the round (runtime.round_proofs).
+        # Paxos Commit: the round signed once, for its PREPAREs, PaxosPrepares and Accepts
+        # (acceptors record only rounds their coordinator stated) and for a takeover
+        # claimant to show an acceptor that missed it (runtime.round_proofs).
         signed = a.takeovers.proofs.for_prepare(row.id, action.round, action.placement,
                                                 action.acceptors)
         if signed is not None:

@@ -16,9 +16,13 @@ The certificate also goes with the acting successor's claims and with its denial
 rival's claim; `proven` checks one shown so, as the takeover core's `Proven` input (a
 rival claimant of that epoch, or a follower of one, follows the winner at once).
 
-A wait for a certificate (`wait_certificate`) looks when a grant is held (`_hold` sets
-the workflow's event), never on a tick: its timeout only bounds it. Every return from
-such a wait is counted in fedorch_loop_wakeups_total{loop="epoch certificate wait"}.
+Before each re-placement round the successor asks for a certificate of fresh grants
+(`fresh_certificate`): its claim goes again to every member, and the round mandate
+(agent/core/workflow/round_mandate.py) decides on the grants held from then on only.
+The wait looks when a grant is held (`_hold` sets the workflow's event) or the
+coordinator followed here changes (`wake`), never on a tick: its bound only ends it.
+Every return from such a wait is counted in
+fedorch_loop_wakeups_total{loop="epoch certificate wait"}.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.identity.authority import Refused, coordinator_of
 from fedorch.core.workflow.epoch_certificate import CertificateError, Known, verify
+from fedorch.core.workflow.round_mandate import (
+    Overtaken,
+    Regranted,
+    RoundMandate,
+    Timer,
+    Verdict,
+)
 from fedorch.core.workflow.takeover import (
     Action,
     Grant,
@@ -197,58 +208,73 @@ class EpochCertificates:
                                          coordinator=a.domain,
                                          grants=[kept[v] for v in sorted(kept)])
 
-    async def fresh_certificate(self, workflow_id: str, fresh_s: float, timeout_s: float
-                                ) -> peer_pb2.EpochCertificate | None:
-        """A certificate, its grants asked for again first: the claim goes again to
-        every member, and for `fresh_s` only grants given now count (a member grants
-        the same epoch again only while it holds it: one that granted a later epoch
-        denies, and we follow that one). With no fresh majority by
-        then (members dead or cut off: they answer nothing) the grants kept count too,
-        waiting up to `timeout_s` in all. None: no majority, or our epoch is over."""
+    async def fresh_certificate(self, workflow_id: str, bound_s: float
+                                ) -> tuple[peer_pb2.EpochCertificate | None, str]:
+        """A certificate made of fresh grants only, for one re-placement round: the claim
+        goes again to every member, and only grants held from now on count
+        (agent/core/workflow/round_mandate.py decides: a fresh majority, a later epoch
+        held somewhere, or none by `bound_s`). The grants kept from before are not
+        counted: a member that answers nothing may be dead, or cut off from us and
+        holding a later epoch. Returns the certificate, or None and why not (our epoch
+        is over: follow it; or no fresh majority: place nothing)."""
         a = self._takeovers.agent
         core = self._takeovers.core_of(workflow_id)
         active = a.active.get(workflow_id)
         if core is None or active is None or core.role is not Role.ACTING or core.epoch < 1:
-            return None
+            return None, "not acting in a coordinator epoch of a takeover"
+        mandate = RoundMandate(a.domain, core.epoch, core.electorate, a.now(), bound_s)
         kept = self._grants.pop(workflow_id, {})
-        for member in sorted(core.electorate - {a.domain}):
-            self._takeovers.claim(active, core, SendClaim(member, core.epoch))
-        cert = await self.wait_certificate(workflow_id, min(fresh_s, timeout_s))
-        if cert is not None or core.role is not Role.ACTING or core.epoch < 1 \
-                or self._takeovers.core_of(workflow_id) is not core:
-            return cert
-        fresh = self._grants.setdefault(workflow_id, {})
-        for voter, grant in kept.items():
-            fresh.setdefault(voter, grant)
-        return await self.wait_certificate(workflow_id, max(0.0, timeout_s - fresh_s))
-
-    async def wait_certificate(self, workflow_id: str, timeout_s: float
-                               ) -> peer_pb2.EpochCertificate | None:
-        """`certificate`, waiting up to `timeout_s` for the grants it lacks: it looks
-        again each time one is held, not on a tick (None: too few by then, or stopping;
-        a stop also cancels the task that waits)."""
-        a = self._takeovers.agent
-        deadline = a.now() + timeout_s
         granted = self._granted.setdefault(workflow_id, asyncio.Event())
         self._waits[workflow_id] = self._waits.get(workflow_id, 0) + 1
         try:
-            while (cert := self.certificate(workflow_id)) is None and a.now() < deadline:
-                granted.clear()  # before the wait: a grant held from here on ends it
+            for member in sorted(core.electorate - {a.domain}):
+                self._takeovers.claim(active, core, SendClaim(member, core.epoch))
+            while mandate.verdict is Verdict.ASKING and not a.stopping:
+                granted.clear()  # before the look: a grant held from here on wakes us
+                if self._takeovers.core_of(workflow_id) is not core or core.epoch \
+                        != mandate.epoch or core.role is not Role.ACTING:
+                    mandate.step(a.now(), Overtaken(core.epoch, core.coordinator))
+                    break
+                for voter, (epoch, _) in sorted(self._grants.get(workflow_id, {}).items()):
+                    if epoch == mandate.epoch:
+                        mandate.step(a.now(), Regranted(voter))
+                if mandate.step(a.now(), Timer()) is not Verdict.ASKING:
+                    break
                 try:
-                    async with asyncio.timeout(max(0.0, deadline - a.now())):
+                    async with asyncio.timeout(max(0.0, mandate.deadline - a.now())):
                         await granted.wait()
                 except TimeoutError:
                     pass
                 finally:
                     self.wakeups += 1
                     self._counter.inc()
-                if a.stopping:
-                    return None
-            return cert
+            cert = self.certificate(workflow_id) if mandate.verdict is Verdict.PLACE else None
         finally:
             self._waits[workflow_id] -= 1
             if not self._waits[workflow_id]:
                 del self._waits[workflow_id], self._granted[workflow_id]
+            # The kept grants go back as evidence of the epoch won (the claims' proof,
+            # a rival's denial); they only never count for a round. Not for a workflow
+            # forgotten meanwhile (it ended).
+            if self._takeovers.core_of(workflow_id) is core:
+                held_now = self._grants.setdefault(workflow_id, {})
+                for voter, grant in kept.items():
+                    if voter not in held_now or held_now[voter][0] < grant[0]:
+                        held_now[voter] = grant
+        if a.stopping:
+            return None, "stopping"
+        if mandate.verdict is Verdict.OVERTAKEN:
+            return None, f"coordinator epoch {mandate.epoch} is over here"
+        if cert is None:
+            log.warning("%s: no fresh majority for a round of epoch %d: %s", workflow_id,
+                        mandate.epoch, mandate.why_not())
+            return None, mandate.why_not()
+        return cert, ""
+
+    def wake(self, workflow_id: str) -> None:
+        """The coordinator followed here changed (takeover shell): a wait looks again."""
+        if (granted := self._granted.get(workflow_id)) is not None:
+            granted.set()
 
     def waiting(self, workflow_id: str) -> bool:
         """Whether a wait for the workflow's certificate is parked on its grants."""

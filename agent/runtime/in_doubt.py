@@ -16,11 +16,15 @@ heard in this life (self-fencing after a restart, agent/core/workflow/self_fenci
 a step held back for that has the coordinator asked again, with a backoff, until it
 answers (`_ask_until_heard`); an answer that the workflow ended ends it here. The
 coordinator asked is the one this agent follows: when that changes (a takeover,
-`coordinator_changed`), the asking turns to the new one at once; while membership holds
-it DEAD or LEFT, the other participants are asked instead, and the one that proves it
-acts as successor (its epoch certificate) is followed and its answer taken. A
-COMMIT learned without the coordinator (from the acceptors, a peer, or an answer
-without placement epochs) is held back by the same asking.
+`coordinator_changed`), the asking turns to the new one at once; while it is lost here
+(LEFT, or DEAD past its loss grace: Membership.state_for_work; within the grace it is
+still asked), the other participants are asked instead, and the one that proves it
+acts as successor (its epoch certificate) is followed and its answer taken; the round's
+acceptors that hold no step as far as this agent knows are asked too, since a successor
+proves its epoch only as a member of the electorate, under Paxos Commit the round's
+acceptors (runtime.who_coordinates). A COMMIT learned without the coordinator (from
+the acceptors, a peer, or an answer without placement epochs) is held back by the same
+asking.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
+from fedorch.runtime import who_coordinates
+from fedorch.runtime.context import Active
 from fedorch.runtime.convert import state_of
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.ports import monotonic_at
@@ -53,6 +58,8 @@ log = logging.getLogger("fedorch.participant")
 # A restored workflow's coordinator, unreachable, is asked again after this, doubling.
 ASK_AGAIN_FIRST_S = 0.5
 ASK_AGAIN_MAX_S = 8.0
+# The work-facing member states (Membership.state_for_work) in which a domain is lost.
+LOST = frozenset({MemberState.DEAD.value, MemberState.LEFT.value})
 
 
 def lease_after_restart(a: AgentContext, lease_expires_ms: int) -> float:
@@ -248,7 +255,7 @@ class InDoubt:
         for r in await a.store.list_reservations():
             lease = lease_after_restart(a, r.lease_expires_ms)
             info = await a.store.get_hold_tx(r.workflow_id, r.round)
-            tx = wire.tx_from_bytes(info.tx) if info is not None else None
+            tx = wire.held_tx(info) if info is not None else None
             holds.append(Hold(r.workflow_id, r.round, r.coordinator, HoldState(r.state),
                               list(r.steps), lease, r.coordinator_endpoint, next_query=lease,
                               tx=tx))
@@ -312,8 +319,8 @@ class InDoubt:
         if self._gone(row.coordinator):
             # No answer will come from it, and a call would only hold this loop for its
             # whole deadline: a successor may act already (its claim missed here, or on
-            # its way), and it is one of the other participants.
-            found = await self._ask_who_coordinates(active)
+            # its way); it is one of the other participants or of the round's acceptors.
+            found = await who_coordinates.ask(a, active)
             if found is None:
                 return None
             asked, answer = found
@@ -350,45 +357,15 @@ class InDoubt:
         return answer
 
     def _gone(self, domain: str) -> bool:
-        """Does this agent's membership hold `domain` DEAD or LEFT?"""
+        """Is `domain` lost to the workflows here: LEFT, or DEAD past its loss grace
+        (Membership.state_for_work)? A coordinator held DEAD within its grace is not: it
+        is still asked. The verdict may be false (a stalled or starved agent refutes it
+        within the grace), and then it is the one that answers; a successor claims only
+        once a participant has taken the coordinator as lost (its own grace passed) or
+        silent past `takeover_after_s`, and its claim reaches this agent anyway. A coordinator that did die costs one failed call per
+        ask (refused at once, or its deadline), with the asking's backoff."""
         membership = self.agent.membership
-        view = membership.swim.member(domain) if membership is not None else None
-        return view is not None and view.state in (MemberState.DEAD, MemberState.LEFT)
-
-    async def _ask_who_coordinates(
-            self, active: Active) -> tuple[tuple[str, int], peer_pb2.DecisionAnswer] | None:
-        """The coordinator followed here is gone. Only a participant claims a takeover,
-        so the acting successor, if there is one, is among the other participants: ask
-        each live one (its QueryDecision, as the coordinator is asked). The successor
-        answers with the step epochs and its epoch certificate; verified, the takeover
-        core follows it (`Proven`), and its answer is the coordinator's: returned with
-        the (coordinator, epoch) followed now. A participant that only follows someone
-        answers without a certificate, and is passed over. None: no successor found
-        (none acts yet, or none answered): asked again with the asking's backoff."""
-        a = self.agent
-        row = active.row
-        for domain in sorted(set(row.placement.values()) - {a.domain, row.coordinator}):
-            endpoint = a.endpoint_of(domain, row.endpoints)
-            if not endpoint or self._gone(domain):
-                continue
-            try:
-                body, _ = await a.peers.call(
-                    endpoint, "QueryDecision", recipient=domain, expect="decision_answer",
-                    timeout=PEER_RPC_TIMEOUT_S, wait_for_ready=False,
-                    decision_query=peer_pb2.DecisionQuery(workflow_id=row.id,
-                                                          round=row.round))
-            except PeerCallError:
-                continue
-            answer = body.decision_answer
-            if a.active.get(row.id) is not active:
-                return None
-            if not answer.HasField("epoch_certificate") or not await \
-                    a.takeovers.follow_proven(active, domain, answer.epoch_certificate):
-                continue
-            log.info("%s: %s acts as coordinator in epoch %d (its certificate): asked it",
-                     row.id, domain, active.row.epoch)
-            return (active.row.coordinator, active.row.epoch), answer
-        return None
+        return membership is not None and membership.state_for_work(domain) in LOST
 
     def _ask_for_contact(self, active: Active) -> None:
         """A step of a restored workflow is held back until the workflow is heard from in

@@ -8,8 +8,7 @@ What SWIM holds (members(), get(): the console, `members`, placement) is shown a
 Datagrams to one address travel as one signed Swim call; the reply carries
 whatever the receiver produced for the caller while handling them (the Ack to
 a Ping, most often), so a probe costs one round trip. The core's claims are
-signed with the domain key under a context prefix, so a claim can never be
-mistaken for an envelope body or the reverse. Every task is owned by the
+signed with the domain key (runtime/claim_signing.py). Every task is owned by the
 agent's TaskGroup; the core's clock is the agent's monotonic one (a wall clock
 step must neither stall nor hurry probes and suspicions), and times shown to
 people (`last_heard`) are turned into wall time on the way out.
@@ -19,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import record_is_own
-from fedorch.core.identity.envelope import Signer
-from fedorch.core.identity.trust import TrustStore
 from fedorch.core.membership import swim_codec
 from fedorch.core.membership.loss_grace import (
     Acted,
@@ -52,17 +49,17 @@ from fedorch.core.membership.swim_types import (
     RemoteProtocolError,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2, swim_pb2
+from fedorch.runtime.claim_signing import ClaimSigner, ClaimVerifier
 from fedorch.runtime.config import gossip_profile_name
+from fedorch.runtime.membership_metrics import LossGraceCollector, SwimCollector
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.wakeups import Sleep
-from prometheus_client.core import CounterMetricFamily
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
 
 log = logging.getLogger("fedorch.membership")
 
-CLAIM_CONTEXT = b"fedorch/v1 swim claim\x00"
 PUSH_PULL_TIMEOUT_S = 5.0
 # An agent whose seeds all stay silent this long after it started takes work anyway,
 # with what it knows (itself at least): it may be the first of its federation up.
@@ -94,24 +91,6 @@ def prepare_patience(base_s: float, participants: int, health: int) -> float:
     """Seconds a coordinator waits for a round's votes (see PREPARE_SHARE)."""
     scale = max(1.0, participants / PREPARE_SHARE) * (1 + max(0, health))
     return base_s * min(scale, PREPARE_PATIENCE_CAP)
-
-
-class ClaimSigner:
-    def __init__(self, signer: Signer) -> None:
-        self._signer = signer
-
-    def sign(self, body: bytes) -> bytes:
-        return self._signer.sign(CLAIM_CONTEXT + body)
-
-
-class ClaimVerifier:
-    def __init__(self, trust: TrustStore) -> None:
-        self._trust = trust
-
-    def verify(self, signer: str, body: bytes, signature: bytes) -> bool:
-        # Claims are relayed long after they were signed: one made under a key its
-        # domain rotated away from still counts (as evidence does), unless revoked.
-        return self._trust.verify(signer, CLAIM_CONTEXT + body, signature, evidence=True)
 
 
 @dataclass(frozen=True)
@@ -154,8 +133,8 @@ class Membership:
         self._lost: dict[str, str] = {}  # lost members acted on (and how), as of the last look
         # DEAD verdicts held for the grace before the workflows act on them.
         self.grace = LossGrace(self.profile.loss_grace)
-        agent.metrics.registry.register(_SwimCollector(self.swim))
-        agent.metrics.registry.register(_LossGraceCollector(self.grace))
+        agent.metrics.registry.register(SwimCollector(self.swim))
+        agent.metrics.registry.register(LossGraceCollector(self.grace))
 
     # ---- what the agent reads ----------------------------------------------------
 
@@ -329,10 +308,10 @@ class Membership:
                                    messages=[swim_codec.encode(m) for m in msgs])
         bulky = any(isinstance(m, PushPull) for m in msgs)
         # A datagram's answer (an ack, perhaps carrying a refutation) counts until the
-        # probe period ends, stretched by local health as the core's own timers are: on
-        # a starved host a call cut off earlier loses exactly the answers that would
-        # clear a suspicion.
-        period = self.profile.probe_interval * (self.swim.health + 1)
+        # probe period ends, stretched as the core's own timers are (local health and the
+        # measured round trip): on a starved host a call cut off earlier loses exactly
+        # the answers that would clear a suspicion.
+        period = self.profile.probe_interval * self.swim.timeout_scale
         timeout = PUSH_PULL_TIMEOUT_S if bulky else max(0.5, 2 * self.profile.probe_timeout,
                                                           period)
         recipient = self._name_at(address)
@@ -513,47 +492,3 @@ class Membership:
                     log.info("member %s: DEAD verdict in its grace, checked directly",
                              out.name)
                     self._flush()
-
-
-class _SwimCollector:
-    """Exposes the core's counters at scrape time (no copying on the hot path)."""
-
-    NAMES = {
-        "probes_sent": "Direct probes sent",
-        "indirect_probes": "Indirect probes requested",
-        "suspicions_raised": "Suspicions this agent raised",
-        "refutations": "Suspicions about this agent it refuted",
-        "deaths_declared": "Members this agent declared DEAD",
-        "bytes_sent": "SWIM bytes sent (message estimate, before envelopes)",
-        "messages_sent": "SWIM datagrams sent",
-        "push_pulls": "Push-pull exchanges",
-        "invalid_messages": "SWIM messages refused",
-        "untrusted_claims": "Claims from untrusted keys refused",
-    }
-
-    def __init__(self, swim: Swim) -> None:
-        self._swim = swim
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        stats = self._swim.stats
-        for key, doc in self.NAMES.items():
-            yield CounterMetricFamily(f"fedorch_swim_{key}", doc, value=stats.get(key, 0))
-
-
-class _LossGraceCollector:
-    """The loss grace's counters at scrape time: verdicts held, heard from, withdrawn
-    (refuted within the grace), acted on, checked directly."""
-
-    OUTCOMES = {"held": "held", "heard": "heard_from", "withdrawn": "withdrawn",
-                "acted": "acted", "checks": "checked"}
-
-    def __init__(self, grace: LossGrace) -> None:
-        self._grace = grace
-
-    def collect(self) -> Iterable[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "fedorch_loss_verdicts", "DEAD verdicts (and LEFT claims) by what the loss"
-            " grace did with them", labels=["outcome"])
-        for key, outcome in self.OUTCOMES.items():
-            family.add_metric([outcome], self._grace.stats[key])
-        yield family

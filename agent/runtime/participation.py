@@ -12,9 +12,10 @@ decision is learned, applied here (`apply_decision`), as classic decisions are
 
 Running the steps and passing on their results are in runtime.step_runs
 (StepRuns); what a participant does about reservations in doubt, and its
-recovery after a restart, are in runtime.in_doubt (InDoubt). Each is a class of
-its own built here and given what it uses; the entry points other shells call
-stay here, delegating.
+recovery after a restart, are in runtime.in_doubt (InDoubt); checking and
+applying a classic decision notice is in runtime.classic_decisions
+(ClassicDecisions). Each is a class of its own built here and given what it
+uses; the entry points other shells call stay here, delegating.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
-from fedorch.core.identity.envelope import AuthError, open_evidence
+from fedorch.core.identity.envelope import AuthError
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
 from fedorch.core.workflow.lifecycle import Committed, Ended, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime.classic_decisions import ClassicDecisions
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
@@ -69,6 +71,9 @@ class Participation:
         # every participant's path to its first step. Bounded; a miss reads the disk.
         self._hold_txs: OrderedDict[Key, HoldTxRow] = OrderedDict()
         self.votes = Voting(agent, self._hold_txs, self.wake)  # PREPAREs answered
+        # Classic 2PC decision notices, checked and applied.
+        self.classic = ClassicDecisions(agent, self.votes, self.runs, self._committing,
+                                        self._committed)
 
     # ---- step runs (runtime.step_runs) --------------------------------------------------
 
@@ -129,7 +134,7 @@ class Participation:
         try:
             opened = await a.consensus.open_decision(envelope)
             if opened is None:
-                return await self._decide_classic(sender, envelope, from_coordinator)
+                return await self.classic.decide(sender, envelope, from_coordinator)
             signer, value, tx = opened
         except Refused as e:
             count_refusal(a, sender, "decision_notice", e)
@@ -140,96 +145,6 @@ class Participation:
         direct = from_coordinator and sender == signer == tx.coordinator
         await a.consensus.on_decision(signer, value, tx, from_coordinator=direct)
         return peer_pb2.Ack(ok=True)
-
-    async def _decide_classic(self, sender: str, envelope: peer_pb2.Envelope,
-                              from_coordinator: bool = True) -> peer_pb2.Ack:
-        a = self.agent
-        try:
-            decision = self._verified_decision(envelope)
-            if sender != decision.coordinator:
-                raise RemoteProtocolError(f"{sender} relayed a decision of {decision.coordinator}")
-            commit = decision.outcome == peer_pb2.OUTCOME_COMMIT
-            replaced = decision.replacement if decision.HasField("replacement") else None
-            if replaced is not None and a.domain not in decision.placement.values():
-                # A step of a workflow we take part in was placed again elsewhere.
-                return await self._placed_elsewhere(decision)
-            effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
-        except Refused as e:
-            count_refusal(a, sender, "decision_notice", e)
-            return peer_pb2.Ack(ok=False, error=e.detail)
-        except (AuthError, RemoteProtocolError) as e:
-            log.warning("refused decision from %s: %s", sender, e)
-            return peer_pb2.Ack(ok=False, error=str(e))
-        key = (decision.workflow_id, decision.round)
-        if effect is DecisionEffect.RELEASED:
-            await a.store.apply([Store.delete_reservation_statement(*key),
-                                 a.audit.decided(*key, "ABORT")])
-        elif effect is DecisionEffect.COMMITTED or commit:
-            # A repeated COMMIT (no reservation to write) is harmless, and it re-establishes
-            # the workflow should an earlier one have been cut short (the steps it sets up
-            # are idempotent).
-            hold = a.participant.hold(key) if effect is DecisionEffect.COMMITTED else None
-            await self._committed(
-                decision.workflow_id, decision.round, decision.coordinator, decision.spec,
-                dict(decision.placement), dict(decision.endpoints),
-                reservation_row(hold, a.clock) if hold is not None else None,
-                [a.audit.decided(*key, "COMMIT")] if hold is not None else (),
-                replaced=replaced, heard=from_coordinator)
-        return peer_pb2.Ack(ok=True)
-
-    async def _placed_elsewhere(self, decision: peer_pb2.Decision) -> peer_pb2.Ack:
-        """A committed re-placement of a step of a workflow running here, on another
-        domain (runtime/replacement.py): merge it, and send the results of our steps it
-        needs again, now to its new domain too. Not set up here yet (our COMMIT is on
-        its way): the coordinator is asked to send it again later."""
-        a = self.agent
-        async with self._committing.hold(decision.workflow_id):
-            active = a.active.get(decision.workflow_id)
-            if active is None or active.progress is None:
-                if decision.workflow_id in a.recently_finished \
-                        or await a.store.get_workflow(decision.workflow_id) is not None:
-                    return peer_pb2.Ack(ok=True)  # ended here: nothing to redirect
-                return peer_pb2.Ack(ok=False, retry_later=True,
-                                    error="the workflow is not committed here yet")
-            if is_over(active.row) or not apply_replacement(
-                    active, decision.replacement, decision.round, dict(decision.endpoints)):
-                return peer_pb2.Ack(ok=True)
-            self.runs.fencing.heard(active.row.id)  # contact with the workflow
-            await self.runs.save_starting(active)
-            step = active.progress.steps[decision.replacement.step_id]
-            for need in step.needs:
-                done = active.progress.steps[need]
-                if done.domain == a.domain and done.state is StepState.SUCCEEDED:
-                    self.runs.report(active, need)
-        return peer_pb2.Ack(ok=True)
-
-    def _verified_decision(self, envelope: peer_pb2.Envelope) -> peer_pb2.Decision:
-        a = self.agent
-        body = open_evidence(envelope, a.trust, expect="decision")
-        decision = body.decision
-        # Classic 2PC: only the coordinator the workflow id names decides it, or a
-        # successor by its epoch certificate (a re-placement round, runtime.votes).
-        if not self.votes.check_certified_decision(body.sender, decision):
-            authorize("decision_notice", body.sender, Facts(
-                workflow_id=decision.workflow_id, coordinator=decision.coordinator,
-                participants=()))
-        if body.sender != decision.coordinator:
-            raise RemoteProtocolError("decision not signed by its coordinator")
-        if decision.outcome != peer_pb2.OUTCOME_COMMIT:
-            return decision
-        # A commit certificate: a signed YES from every domain in the placement.
-        voters = set()
-        for raw in decision.votes:
-            vote_body = open_evidence(raw, a.trust, expect="vote")
-            v = vote_body.vote
-            if vote_body.sender != v.domain or not v.yes or v.workflow_id != decision.workflow_id \
-                    or v.round != decision.round:
-                raise RemoteProtocolError(f"certificate holds a bad vote from {vote_body.sender}")
-            voters.add(v.domain)
-        missing = set(decision.placement.values()) - voters
-        if missing:
-            raise RemoteProtocolError(f"commit certificate lacks votes of {sorted(missing)}")
-        return decision
 
     async def apply_decision(self, key: Key, value: Value, tx: TxInfo,
                              also: Sequence[Statement] = (), *, heard: bool = True) -> bool:

@@ -15,6 +15,7 @@ the same value, whoever relays them: acceptors and proposers compare values.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.envelope import open_evidence
@@ -36,7 +37,7 @@ from fedorch.core.negotiation.messages import (
     VoteIn,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
-from fedorch.runtime.store.store import AcceptorRow
+from fedorch.runtime.store.store import AcceptorRow, HoldTxRow
 
 # Body payloads the Paxos RPC takes, and those its reply may carry.
 PAXOS_REQUESTS = frozenset({"paxos_prepare", "paxos_accept", "paxos_promise", "paxos_accepted",
@@ -83,6 +84,12 @@ def tx_of(pb: peer_pb2.PaxosTx) -> TxInfo:
 
 def tx_from_bytes(raw: bytes) -> TxInfo:
     return tx_of(peer_pb2.PaxosTx.FromString(raw))
+
+
+def held_tx(info: HoldTxRow) -> TxInfo:
+    """The transaction a participant voted YES in, with the coordinator's signed round it
+    kept (what its recovery ballots carry)."""
+    return replace(tx_from_bytes(info.tx), round_tx=info.round_tx)
 
 
 # ---- values ------------------------------------------------------------------------------
@@ -194,14 +201,26 @@ def commit_decision_value(decision: peer_pb2.Decision, trust: TrustStore) -> Val
 # ---- consensus messages ----------------------------------------------------------------
 
 
+def stated_tx(tx: TxInfo, round_tx: peer_pb2.Envelope | None) -> TxInfo:
+    """`tx` carrying the coordinator's signed round as received (canonical bytes; not
+    checked here: an acceptor verifies it before it makes a record, RoundProofs.stated)."""
+    return replace(tx, round_tx=canonical(round_tx)) if round_tx is not None else tx
+
+
 def encode(msg: object) -> tuple[str, object]:
     """A core message as (Body payload field, protobuf message)."""
     if isinstance(msg, PaxosPrepare):
-        return "paxos_prepare", peer_pb2.PaxosPrepare(tx=tx_pb(msg.tx), ballot=ballot_pb(msg.ballot))
+        pb = peer_pb2.PaxosPrepare(tx=tx_pb(msg.tx), ballot=ballot_pb(msg.ballot))
+        if msg.tx.round_tx:
+            pb.round_tx.MergeFromString(msg.tx.round_tx)
+        return "paxos_prepare", pb
     if isinstance(msg, Accept):
-        return "paxos_accept", peer_pb2.PaxosAccept(tx=tx_pb(msg.tx), ballot=ballot_pb(msg.ballot),
-                                                    value=value_pb(msg.value),
-                                                    proposer_accepted=msg.proposer_accepted)
+        pb = peer_pb2.PaxosAccept(tx=tx_pb(msg.tx), ballot=ballot_pb(msg.ballot),
+                                  value=value_pb(msg.value),
+                                  proposer_accepted=msg.proposer_accepted)
+        if msg.tx.round_tx:
+            pb.round_tx.MergeFromString(msg.tx.round_tx)
+        return "paxos_accept", pb
     if isinstance(msg, Promise):
         pb = peer_pb2.PaxosPromise(workflow_id=msg.key[0], round=msg.key[1],
                                    ballot=ballot_pb(msg.ballot), acceptor=msg.acceptor)
@@ -229,10 +248,11 @@ def decode(body: peer_pb2.Body, trust: TrustStore) -> object:
     sender = body.sender
     if kind == "paxos_prepare":
         m = body.paxos_prepare
-        return PaxosPrepare(tx_of(m.tx), ballot_of(m.ballot))
+        return PaxosPrepare(stated_tx(tx_of(m.tx), m.round_tx if m.HasField("round_tx")
+                                      else None), ballot_of(m.ballot))
     if kind == "paxos_accept":
         m = body.paxos_accept
-        tx = tx_of(m.tx)
+        tx = stated_tx(tx_of(m.tx), m.round_tx if m.HasField("round_tx") else None)
         return Accept(tx, ballot_of(m.ballot), value_of(m.value, tx.key, trust),
                       m.proposer_accepted)
     if kind == "decision_ack":
@@ -266,11 +286,11 @@ def acceptor_row(rec: AcceptorRecord) -> AcceptorRow:
         rec.tx.workflow_id, rec.tx.round, tx_bytes(rec.tx), b(rec.promised),
         b(rec.accepted_ballot),
         value_bytes(rec.accepted_value) if rec.accepted_value is not None else None,
-        value_bytes(rec.decided) if rec.decided is not None else None)
+        value_bytes(rec.decided) if rec.decided is not None else None, rec.tx.round_tx)
 
 
 def acceptor_record(row: AcceptorRow) -> AcceptorRecord:
-    tx = tx_from_bytes(row.tx)
+    tx = replace(tx_from_bytes(row.tx), round_tx=row.round_tx)
 
     def v(raw: bytes | None) -> Value | None:
         return value_from_bytes(raw, tx.key) if raw is not None else None

@@ -52,7 +52,8 @@ async def answer_as_coordinator(agent: AgentContext, answer: peer_pb2.DecisionAn
     """What the acting coordinator adds to its answer to `asker`'s QueryDecision while
     the workflow runs: each step's placement epoch, and, a successor (epoch >= 1), its
     epoch certificate, so that a participant that does not follow it yet (its own
-    coordinator gone, it asks the other participants) can check that it acts."""
+    coordinator gone, it asks the other participants and the round's acceptors) can
+    check that it acts."""
     wf = answer.workflow_id
     answer.step_epochs.update(await step_epochs(agent, wf, asker))
     if answer.step_epochs:

@@ -41,9 +41,12 @@ does; its PREPAREs and its decision carry its epoch certificate
 takeover electorate), which every candidate checks before it votes, a domain that
 never saw the workflow included, and its rounds are numbered in its epoch's own range
 (epoch_certificate.round_range), so no two coordinators ever use one round number.
-Before each round it asks its electorate again (Takeovers.fresh_certificate): a
+Before each round it asks its electorate again (EpochCertificates.fresh_certificate)
+and runs the round only on a fresh majority (agent/core/workflow/round_mandate.py): a
 member that granted a later epoch since denies, and the successor follows that epoch
-instead of running the round.
+instead of running the round; with no fresh majority within one lease (members dead,
+or cut off from us and holding a later epoch: from here the two look the same) the
+step FAILS naming the lost domain, as when no domain can take it.
 The Replacement names the coordinator and its epoch: a domain that merges it follows
 that coordinator if the epoch is later than the one it holds.
 
@@ -54,13 +57,12 @@ the one acting coordinator of some epoch e. A domain that holds epoch e refuses 
 certificate for a lower one, and the electorate's majority that granted e holds it:
 an older coordinator (the original back from the dead, or an earlier successor) is
 refused by those. A candidate that never saw the workflow cannot tell an older epoch
-from the current one. An older successor that can reach a member holding the later
-epoch learns it from the claim it sends before its round and follows. One cut off
-from all of them (a partition, not a death) may still place the step: its placement
-is then fenced at the later coordinator (a later placement's round is higher: the
-ranges grow with the epoch), which takes results of its own placement only, but the
-step may run on the older one's candidate too (docs/failures.md, limits), as it may
-when the original coordinator, cut off, places a step that its successor places too.
+from the current one, so the older successor must find out itself: its fresh
+majority shares a member with the later epoch's majority, which denies it. What is
+left (docs/failures.md, limits): a later epoch won while the round runs; and the
+original coordinator (epoch 0), which asks nothing before its rounds, cut off, may
+place a step that its successor places too (the later placement's round is higher,
+so its results are fenced, but the step may run on both candidates).
 """
 
 from __future__ import annotations
@@ -252,16 +254,16 @@ class Replacements:
         started = active.progress.may_have_started(step_id)
         certificate = None
         if row.epoch > 0:  # a successor: its PREPAREs carry the proof of its epoch
-            neg = a.config.negotiation
-            certificate = await a.takeovers.certificates.fresh_certificate(
-                row.id, neg.prepare_timeout_s, neg.lease_s)
+            # A fresh majority only (core/workflow/round_mandate.py): cut off from the holders
+            # of a later epoch, we would place a step its coordinator places too.
+            certificate, why_not = await a.takeovers.certificates.fresh_certificate(
+                row.id, a.config.negotiation.lease_s)
             if is_over(row) or a.active.get(row.id) is not active \
                     or row.coordinator != a.domain:
                 return  # ended, or our epoch is over: the later coordinator places it
             if certificate is None or certificate.epoch != row.epoch:
-                await self._failed(active, step_id, lost, started,
-                                   f"no certificate of coordinator epoch {row.epoch} (its grants"
-                                   " did not come back)")
+                await self._failed(active, step_id, lost, started, why_not or (
+                    f"no certificate of coordinator epoch {row.epoch}"))
                 return
         if row.id not in self._last_round:  # no round of it yet in this life
             await self._abort_cut_short(active, certificate)

@@ -7,7 +7,8 @@ workflow (`rule.WorkflowHeard`: the lease counts from the last contact, never fr
 attempt's start); while any runs, one timer is armed at the earliest moment the
 rule says to look again (`next_look`), never a polling loop. When it fires, each
 running attempt's contacts (the coordinator this agent follows, and the other
-participants) are read from this agent's own membership view, with the clock of the
+participants) are read from this agent's own membership view as the workflows act on it
+(`state_for_work`: a member DEAD within its loss grace is SUSPECT), with the clock of the
 membership core (the agent's monotonic clock, `ctx.now()`), and an attempt the rule
 fences is stopped: its task is cancelled (the executor kills its process group), and
 the step ends FAILED here with the reason, through the same path as any attempt's end.
@@ -191,10 +192,20 @@ class SelfFencing:
         others.discard("")
         if views is None or coordinator_followed(active) == a.domain:
             return []  # it coordinates: it cannot lose its coordinator (see the rule)
+        membership = a.membership
         out = []
         for domain in sorted(others):
             view = views.get(domain)
-            out.append(rule.Contact(domain, view.state.value if view is not None else "",
+            # The state the workflows act on (Membership.state_for_work), not SWIM's: a
+            # member DEAD within its loss grace reads SUSPECT, still contact. The other
+            # side acts on this domain's loss only past its own grace, so nothing is
+            # placed elsewhere sooner for a verdict here; and a verdict here may be false
+            # (the contact stalled, and refutes within the grace). The lease, counted
+            # from the last message heard, still bounds a step cut off for real: once the
+            # grace has passed the deadline is that moment plus the lease, as before.
+            state = membership.state_for_work(domain) \
+                if view is not None and membership is not None else ""
+            out.append(rule.Contact(domain, state,
                                     view.last_heard if view is not None else None))
         return out
 

@@ -1,16 +1,27 @@
 """Coordinator takeover, the shell: a committed workflow finishes without its coordinator.
 
 The I/O around agent/core/workflow/takeover.py (one core per committed workflow this
-agent takes part in). No tick: the loop sleeps until the earliest `get_timer()` of
-its cores, or until an event wakes it for the workflows it concerns. A member's state
-change (Membership) wakes it for the workflows whose electorate holds that member
-(an index member -> workflows), which are told the membership state of the coordinator
-they follow (`Watch`); a workflow committed here (`track`) is looked at once, so its
-core starts watching. A core that claims has its claims sent through
-the Takeover RPC (`TakeoverClaim`), and their answers fed back. What a core asks to
-persist (the epoch granted, and to whom) is in the workflow's row before any claim
-or answer leaves (`granted_epoch`, `granted_to`; and `epoch`, `coordinator`: the
-coordinator this agent follows or is).
+agent takes part in), composed of three parts:
+
+- this module, the watch: it owns the cores, tells each what membership says of the
+  coordinator it follows, fires its timers, and carries out what it asks (`apply`);
+- agent/runtime/takeover_claims.py: the claims this agent sends, each until answered,
+  and their answers fed back to the core;
+- agent/runtime/takeover_grants.py: a claim received, granted or refused (an extra
+  acceptor holding no step included, on the proof of the round the claim carries);
+
+with agent/runtime/epoch_certs.py (the grants kept as evidence, and the epoch
+certificates made of them) and agent/runtime/round_proofs.py (the proof of the
+committed round).
+
+No tick: the loop sleeps until the earliest `get_timer()` of its cores, or until an
+event wakes it for the workflows it concerns. A member's state change (Membership)
+wakes it for the workflows whose electorate holds that member (an index member ->
+workflows), which are told the membership state of the coordinator they follow
+(`Watch`); a workflow committed here (`track`) is looked at once, so its core starts
+watching. What a core asks to persist (the epoch granted, and to whom) is in the
+workflow's row before any claim or answer leaves (`granted_epoch`, `granted_to`; and
+`epoch`, `coordinator`: the coordinator this agent follows or is).
 
 A participant that grants a claim follows the claimant at once: it sends the results
 of its finished steps there again, and every later result goes there (its row's
@@ -26,93 +37,67 @@ the core's `Announce`): those that granted it refuse the lower epoch's notice.
 The electorate (agent/core/workflow/takeover.py) under Paxos Commit is the committed
 round's acceptors: the coordinator has them in its row (`acceptors`, written before the
 PREPARE); a participant copies them into its own row from the PREPARE it voted on (its
-hold's transaction, `hold_txs`) before its core is built, so that a later change of
-its row (a re-placement) cannot change them. An extra acceptor that holds no step has
-no workflow row: it grants only on the proof the claim carries, the round as its
-coordinator signed it and a COMMIT of it (agent/runtime/round_proofs.py; the rule is
-agent/core/workflow/acceptor_grant.py), to a participant of that round, and keeps its
-grant in `takeover_grants`, written before the answer leaves. Its acceptor records
-never grant on their own (a participant can plant one: a recovery PaxosPrepare carries
-the round as its proposer states it); they refuse a proof that contradicts them. Both
-refusals are counted. Grant rows and acceptor records are compacted together, in one
-transaction, with their workflow's end; a grant is once per epoch either way.
+hold's transaction, `hold_txs`) before its core is built (`prepare`), so that a later
+change of its row (a re-placement) cannot change them.
 
-Epoch certificates (agent/core/workflow/epoch_certificate.py, and the shell's part,
-agent/runtime/epoch_certs.py): every grant names, signed, the committed round and the
-electorate it is counted in; the successor keeps the grants it receives as evidence,
-and a majority of them is the proof of its epoch that its re-placement rounds carry.
-The grants are on disk before they count; a successor restarted (acting, or with its
-claim cut short) reads them back before its core is built and feeds them to the core
-as the grants they are, so its claim goes again only to the members it lacks. An
-acting successor's claims carry its certificate (`TakeoverClaim.epoch_certificate`),
-and so does its denial of a rival's claim of its epoch (`TakeoverAnswer.
-epoch_certificate`): a member that claimed that epoch itself, or follows one that did,
-verifies it and follows the winner at once (the core's `Proven`), then grants it.
+Epoch certificates: every grant names, signed, the committed round and the electorate
+it is counted in; the successor keeps the grants it receives as evidence, and a
+majority of them is the proof of its epoch that its re-placement rounds carry. The
+grants are on disk before they count; a successor restarted (acting, or with its claim
+cut short) reads them back before its core is built and feeds them to the core as the
+grants they are, so its claim goes again only to the members it lacks. A member shown
+a certificate of an epoch it claimed itself, or granted to a claimant that lost it,
+follows the winner at once (`follow_proven`, the core's `Proven`), then grants it.
 
-A participant that holds a vote of the workflow but has not learned its decision (in
-doubt, just back from a restart) answers a claim "in doubt here"
-(`TakeoverAnswer.in_doubt`): neither a grant nor a refusal. The claimant asks it again
-from the shortest pause: it learns the COMMIT within a recovery ballot. A held-back
-workflow here (self-fencing, runtime.in_doubt) is told when the coordinator followed
-changes, and asks the new one at once.
+A workflow held back here (self-fencing, runtime.in_doubt) is told when the
+coordinator followed changes, and asks the new one at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 from typing import TYPE_CHECKING
 
-from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
-from fedorch.core.workflow.acceptor_grant import acceptor_grant
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.lifecycle import Ended
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
     Act,
+    Action,
     Adopted,
     Announce,
-    Deny,
     EndKnown,
-    Grant,
     Persist,
     Role,
     SendClaim,
     Takeover,
     Timer,
     Watch,
-    may_grant,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
-from fedorch.runtime.context import PEER_RPC_TIMEOUT_S, Active
-from fedorch.runtime.convert import is_over, state_of
+from fedorch.runtime.context import Active
+from fedorch.runtime.convert import is_over
 from fedorch.runtime.epoch_certs import EpochCertificates, held
-from fedorch.runtime.keyed_locks import KeyedLocks
-from fedorch.runtime.peer_service import count_refusal
-from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.store import WorkflowRow
+from fedorch.runtime.takeover_claims import ClaimSender
+from fedorch.runtime.takeover_grants import ClaimAnswers
 from fedorch.runtime.wakeups import Sleep
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
 
-log = logging.getLogger("fedorch.takeover")
+__all__ = ["Takeovers", "held"]
 
-# A claim is sent again to a member that does not answer until it does: a returning
-# old coordinator learns from it that its epoch is over.
-CLAIM_PATIENCE_S = 24 * 3600.0
-# A participant in doubt answered the claim: asked again after this (then the backoff),
-# not after the claim timeout. It learns the decision within a recovery ballot.
-IN_DOUBT_AGAIN_S = 0.2
+log = logging.getLogger("fedorch.takeover")
 
 
 class Takeovers:
     def __init__(self, agent: AgentContext) -> None:
         self.agent = agent
         self._cores: dict[str, Takeover] = {}
-        self._claims: dict[tuple[str, str, int], asyncio.Task] = {}  # (wf, to, epoch)
         # Successors restored acting (a restart): their outcome is looked at once, since
         # every result may be in already and none comes to trigger it.
         self._restored: set[str] = set()
@@ -131,16 +116,12 @@ class Takeovers:
         # Cores built for an epoch this agent claimed (a restart): the grants kept on
         # disk are fed to them in their first look, before their claim goes again.
         self._rebuilt: set[str] = set()
-        self._granting = KeyedLocks()  # one claim at a time per workflow: grant once
-        # The workflows that may have a `takeover_grants` row (read once, then kept as
-        # grants are made): every committed workflow asks, and almost none has one, so
-        # the others are answered without a read. A row compaction deleted is dropped
-        # from it at its next read.
-        self._grant_rows: set[str] | None = None
         # The grants to us as evidence, and the epoch certificates made of them.
         self.certificates = EpochCertificates(self)
         # The proof of a committed round an acceptor that missed it needs (and checks).
         self.proofs = RoundProofs(agent)
+        self.claims = ClaimSender(self)  # the claims we send
+        self.answers = ClaimAnswers(self)  # the claims we answer
         agent.on_settled.append(self._settled)
         # A domain removed from trust is no member any more (Membership.members), with no
         # SWIM event: every workflow is looked at again (a rare change).
@@ -148,7 +129,7 @@ class Takeovers:
 
     # ---- the cores ---------------------------------------------------------------------
 
-    def _core(self, active: Active) -> Takeover | None:
+    def core_for(self, active: Active) -> Takeover | None:
         """The takeover core of a committed, running workflow this agent takes part in."""
         a = self.agent
         row = active.row
@@ -181,7 +162,7 @@ class Takeovers:
                 self._rebuilt.add(row.id)
         return core
 
-    async def _prepare(self, active: Active) -> None:
+    async def prepare(self, active: Active) -> None:
         """Before its core is built: the committed round's acceptors into a participant's
         row (from the PREPARE it voted on), and a grant this agent made while it held no
         step of the workflow (an extra acceptor, given a step by a re-placement since)."""
@@ -194,7 +175,7 @@ class Takeovers:
                 acceptors = wire.tx_from_bytes(info.tx).acceptors
                 if acceptors:
                     row.acceptors, changed = list(acceptors), True
-        granted = await self._grant_record(row.id)
+        granted = await self.answers.records.get(row.id)
         if granted is not None and granted[0] > held(row)[0]:
             row.granted_epoch, row.granted_to = granted
             changed = True
@@ -205,9 +186,12 @@ class Takeovers:
             await self.certificates.restore(row, epoch)
         self._prepared.add(row.id)
 
+    def prepared(self, workflow_id: str) -> bool:
+        return workflow_id in self._prepared
+
     def acting(self, active: Active) -> bool:
         """Is this agent the coordinator of the workflow (original, or agreed successor)?"""
-        core = self._core(active)
+        core = self.core_for(active)
         if core is None:
             return active.row.coordinator == self.agent.domain
         return core.role is Role.ACTING
@@ -293,11 +277,11 @@ class Takeovers:
             return
         if workflow_id not in self._prepared and active.progress is not None \
                 and active.row.placement and not is_over(active.row):
-            async with self._granting.hold(workflow_id):  # no claim answered meanwhile
-                await self._prepare(active)
+            async with self.answers.granting.hold(workflow_id):  # no claim answered meanwhile
+                await self.prepare(active)
             if a.active.get(workflow_id) is not active:
                 return
-        core = self._core(active)
+        core = self.core_for(active)
         self._due.discard(workflow_id)  # a core made just now: this look is its first
         if core is None:
             self.forget(workflow_id)
@@ -307,7 +291,7 @@ class Takeovers:
         if workflow_id in self._rebuilt:  # before its claim goes again (see replay)
             self._rebuilt.discard(workflow_id)
             if actions := self.certificates.replay(workflow_id, core, now):
-                await self._apply(active, core, actions)
+                await self.apply(active, core, actions)
                 if a.active.get(workflow_id) is not active:
                     return
         if workflow_id in self._restored:
@@ -320,13 +304,13 @@ class Takeovers:
             # takeover_after_s of it makes it gone); LEFT at once.
             state = a.membership.state_for_work(core.coordinator)
             dead = frozenset(d for d in core.participants if a.membership.lost(d))
-            await self._apply(active, core, core.step(now, Watch(state, dead)))
+            await self.apply(active, core, core.step(now, Watch(state, dead)))
         timer = core.get_timer()
         if timer is not None and timer <= now:
-            await self._apply(active, core, core.step(now, Timer()))
+            await self.apply(active, core, core.step(now, Timer()))
         self._arm(workflow_id, core)
 
-    async def _apply(self, active: Active, core: Takeover, actions: list) -> None:
+    async def apply(self, active: Active, core: Takeover, actions: list[Action]) -> None:
         a = self.agent
         row = active.row
         for action in actions:
@@ -337,7 +321,7 @@ class Takeovers:
                     row.epoch, row.coordinator = action.epoch, action.coordinator
                 await a.save(active)
                 if follows:
-                    self._report_again(active)
+                    self.report_again(active)
                     self._coordinator_changed(row.id)
             elif isinstance(action, SendClaim):
                 self.claim(active, core, action)
@@ -356,98 +340,17 @@ class Takeovers:
 
     def _coordinator_changed(self, workflow_id: str) -> None:
         """The coordinator followed here changed: a workflow held back here (self-fencing,
-        runtime.in_doubt) asks the new one at once."""
+        runtime.in_doubt) asks the new one at once; a successor's wait for a fresh
+        majority before a re-placement round ends (its epoch is over)."""
         self.agent.participation.in_doubt.coordinator_changed(workflow_id)
+        self.certificates.wake(workflow_id)
 
     def core_of(self, workflow_id: str) -> Takeover | None:
         return self._cores.get(workflow_id)
 
     def claim(self, active: Active, core: Takeover, action: SendClaim) -> None:
         """Send a claim until answered, unless it is on its way already."""
-        key = (active.row.id, action.to, action.epoch)
-        task = self._claims.get(key)
-        if task is None or task.done():
-            task = self.agent.spawn(self._claim(active, core, action),
-                                    name=f"takeover {active.row.id} claim to {action.to}")
-            if task is not None:
-                self._claims[key] = task
-
-    async def _claim(self, active: Active, core: Takeover, claim: SendClaim) -> None:
-        """Send one claim until answered (or the claim is over), and feed in the answer.
-        A core that announced the end (`ended`) claims no more: its end notices, resent
-        until answered, tell the members that never answered whom to follow."""
-        a = self.agent
-        row = active.row
-        deadline = a.now() + CLAIM_PATIENCE_S
-        backoff = 0.2
-        in_doubt_there = False
-        # An acceptor holding no step may have missed the committed round: the claim
-        # shows it (agent/runtime/round_proofs.py).
-        extra = claim.to not in core.participants and claim.to != core.original
-        try:
-            while core.epoch == claim.epoch and core.coordinator == a.domain and not core.ended:
-                endpoint = a.endpoint_of(claim.to, row.endpoints)
-                if endpoint is not None:
-                    message = peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=claim.epoch)
-                    if core.role is Role.ACTING:  # won: the proof goes with it
-                        if (cert := self.certificates.certificate(row.id)) is not None:
-                            message.epoch_certificate.CopyFrom(cert)
-                    proof = await self.proofs.claim_proof(row) if extra else None
-                    if proof is not None:
-                        message.round_tx.CopyFrom(proof[0])
-                        message.commit.CopyFrom(proof[1])
-                    try:
-                        body, envelope = await a.peers.call(
-                            endpoint, "Takeover", recipient=claim.to, expect="takeover_answer",
-                            timeout=PEER_RPC_TIMEOUT_S, takeover_claim=message)
-                    except PeerCallError as e:
-                        log.debug("takeover claim of %s to %s: %s", row.id, claim.to, e)
-                    else:
-                        answer = body.takeover_answer
-                        if answer.workflow_id == row.id and answer.final_state \
-                                and not answer.granted and claim.to in core.audience:
-                            await self._ended_meanwhile(active, core, answer)
-                            return
-                        if answer.workflow_id == row.id and answer.in_doubt \
-                                and not answer.granted and claim.to in core.participants:
-                            # Up, and about to learn the COMMIT: asked again soon, from
-                            # the shortest pause the first time (it answered, so it is
-                            # reachable; the pause grew while it was down), then the
-                            # backoff as before (one that says so for ever is not asked
-                            # more often than an unreachable one).
-                            log.debug("takeover claim of %s to %s: in doubt there",
-                                      row.id, claim.to)
-                            if not in_doubt_there:
-                                in_doubt_there, backoff = True, IN_DOUBT_AGAIN_S
-                        elif answer.workflow_id == row.id and answer.epoch == claim.epoch:
-                            if answer.granted:  # on disk before it counts
-                                await self.certificates.keep(row, core, claim.to, answer,
-                                                             envelope)
-                            if a.active.get(row.id) is not active:
-                                return
-                            if not answer.granted and answer.holder == claim.to \
-                                    and answer.HasField("epoch_certificate") \
-                                    and await self.follow_proven(
-                                        active, claim.to, answer.epoch_certificate):
-                                return  # it won our epoch (or a later one): followed
-                            event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
-                                claim.to, claim.epoch, answer.held_epoch, answer.holder)
-                            await self._apply(active, core, core.step(a.now(), event))
-                            return
-                if a.now() + backoff > deadline or not await a.sleep(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-        finally:
-            self._claims.pop((row.id, claim.to, claim.epoch), None)
-
-    async def _ended_meanwhile(self, active: Active, core: Takeover,
-                               answer: peer_pb2.TakeoverAnswer) -> None:
-        """A member of the workflow answered our claim with its end, as its coordinator
-        told it (a participant's word on its own work). Still claiming or acting, we make
-        that end ours and tell everyone, those that granted us and follow us too: there
-        is one end (Participation.ended asks `end_known`). Otherwise it only ends here."""
-        await self.agent.participation.ended(active.row.id, answer.final_state, answer.reason,
-                                             told_by=answer.holder or "a participant")
+        self.claims.send(active, core, action)
 
     async def end_known(self, active: Active, end: Ended, told_by: str) -> bool:
         """The workflow's end is known here (verified by the caller: a claim's answer, or
@@ -473,80 +376,12 @@ class Takeovers:
                     announced[0], told_by, end.final.name)
         return await a.coordination.end_with(active, end)
 
-    # ---- a claim received ---------------------------------------------------------------
+    # ---- a claim received, a winner shown ----------------------------------------------
 
-    async def on_claim(self, sender: str, claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
-        """Grant `claim` (and follow its sender) if no other claimant holds its epoch here.
-        One claim of a workflow at a time: two claimants of one epoch never both read
-        "not granted yet" before either grant is written."""
-        async with self._granting.hold(claim.workflow_id):
-            return await self._on_claim(sender, claim)
-
-    async def _on_claim(self, sender: str,
-                        claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
-        a = self.agent
-        answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch)
-        active = a.active.get(claim.workflow_id)
-        row = active.row if active is not None else await a.store.get_workflow(claim.workflow_id)
-        if row is None and a.participant.keys_of(claim.workflow_id):
-            # A vote of ours, no decision learned yet (in doubt, just back from a
-            # restart, or setting the workflow up): not a refusal. Our grant will come
-            # with the COMMIT; the claimant asks again shortly (it would otherwise wait
-            # its whole claim timeout, and this domain claim in its turn meanwhile).
-            answer.in_doubt = True
-            answer.error = "in doubt here: the decision is not learned yet"
-            return answer
-        if row is None or not row.placement:
-            return await self._on_claim_as_acceptor(sender, claim, answer)
-        if active is not None and row.id not in self._prepared and not is_over(row):
-            await self._prepare(active)  # its grant record, if any, is in the row now
-        elif active is None:
-            granted = await self._grant_record(row.id)
-            if granted is not None and granted[0] > held(row)[0]:
-                row.granted_epoch, row.granted_to = granted
-        try:
-            authorize("takeover_claim", sender, Facts(
-                workflow_id=row.id, epoch=claim.epoch, participants=set(row.placement.values())))
-        except Refused as e:
-            count_refusal(a, sender, "takeover_claim", e)
-            answer.error = e.detail
-            return answer
-        answer.held_epoch, answer.holder = held(row)
-        again = (answer.held_epoch, answer.holder) == (claim.epoch, sender)
-        if is_over(row):  # an ended workflow is not taken over: its end instead
-            answer.final_state, answer.reason = state_of(row), row.reason
-            return answer
-        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender) \
-                and claim.HasField("epoch_certificate") and active is not None \
-                and await self.follow_proven(active, sender, claim.epoch_certificate):
-            # The sender won the epoch we hold for another (our own claim of it, or a
-            # claimant that lost it): followed now, and granted it below like any
-            # claimant of the epoch held here (the core's Proven).
-            answer.held_epoch, answer.holder = held(row)
-        if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
-            if answer.holder == a.domain and active is not None and self.acting(active):
-                # A rival claimant of our epoch: our proof, so that it follows us now.
-                if (cert := self.certificates.certificate(row.id)) is not None:
-                    answer.epoch_certificate.CopyFrom(cert)
-            return answer
-        core = self._core(active) if active is not None else None
-        if core is not None:
-            await self._apply(active, core, core.step(a.now(), Adopted(claim.epoch, sender)))
-        else:  # not running here yet (or not set up): the grant is all there is to keep
-            row.granted_epoch, row.granted_to = claim.epoch, sender
-            row.epoch, row.coordinator = claim.epoch, sender
-            if active is not None:
-                await a.save(active)
-            else:
-                await a.store.save_workflow(row)
-        answer.granted = True
-        answer.held_epoch, answer.holder = claim.epoch, sender
-        answer.committed_round = row.round
-        answer.electorate[:] = sorted(self.certificates.electorate_of(row))
-        log.info("%s: granted coordinator epoch %d to %s", row.id, claim.epoch, sender)
-        if again and active is not None:  # asked again (it restarted, say): results again
-            self._report_again(active)
-        return answer
+    async def on_claim(self, sender: str,
+                       claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
+        """A claim received (the peer service): agent/runtime/takeover_grants.py."""
+        return await self.answers.on_claim(sender, claim)
 
     async def follow_proven(self, active: Active, winner: str,
                              certificate: peer_pb2.EpochCertificate) -> bool:
@@ -554,82 +389,19 @@ class Takeovers:
         verified, it is fed to the core (`Proven`), which follows it if that epoch is
         not below ours. True when this agent now follows `winner`. A certificate that
         does not hold is refused and counted (its reason), and changes nothing."""
-        core = self._core(active)
+        core = self.core_for(active)
         proven = self.certificates.proven(active.row.id, winner, certificate) \
             if core is not None else None
         if proven is None:
             return False
         before = (core.epoch, core.coordinator)
-        await self._apply(active, core, core.step(self.agent.now(), proven))
+        await self.apply(active, core, core.step(self.agent.now(), proven))
         if (core.epoch, core.coordinator) != before:
             log.info("%s: %s proved it won coordinator epoch %d: following it",
                      active.row.id, winner, proven.epoch)
         return (core.epoch, core.coordinator) == (proven.epoch, winner)
 
-    async def _on_claim_as_acceptor(self, sender: str, claim: peer_pb2.TakeoverClaim,
-                                    answer: peer_pb2.TakeoverAnswer) -> peer_pb2.TakeoverAnswer:
-        """A claim of a workflow this agent holds no step of: as an acceptor of its
-        committed round it is a member of the electorate all the same (Paxos Commit). It
-        grants on the proof the claim carries, never on its records alone (a lying
-        participant can plant one); agent/core/workflow/acceptor_grant.py decides."""
-        a = self.agent
-        wf = claim.workflow_id
-        records = await self.proofs.records(wf)
-        proof, proof_error = self.proofs.check(wf, claim)
-        held_here = await self._grant_record(wf) or (0, coordinator_of(wf))
-        verdict = acceptor_grant(a.domain, sender, claim.epoch, held_here, records,
-                                 proof, proof_error)
-        if verdict.granted:
-            try:  # the authority table's row too (the peer service checked it first)
-                authorize("takeover_claim", sender, Facts(
-                    workflow_id=wf, epoch=claim.epoch, participants=verdict.basis.participants))
-            except Refused as e:
-                count_refusal(a, sender, "takeover_claim", e)
-                answer.error = e.detail
-                return answer
-        if verdict.refused:
-            answer.error = verdict.detail
-            if proof is None and proof_error is None and verdict.reason == "not_committed":
-                return answer  # nothing known here, nothing shown: no fault of the sender
-            count_refusal(a, sender, "takeover_claim", Refused(verdict.reason, verdict.detail))
-            if verdict.reason == "proof_disagrees":
-                log.error("%s: %s claimed epoch %d with a round that contradicts this"
-                          " acceptor's record: %s", wf, sender, claim.epoch, verdict.detail)
-            return answer
-        answer.held_epoch, answer.holder = held_here
-        if not verdict.granted:
-            return answer
-        await self._grant_record(wf)  # the known rows are loaded before one is added
-        await a.store.apply([(
-            "INSERT OR REPLACE INTO takeover_grants(workflow_id, epoch, holder) VALUES (?, ?, ?)",
-            (wf, claim.epoch, sender))])
-        self._grant_rows.add(wf)  # type: ignore[union-attr]
-        answer.granted = True
-        answer.held_epoch, answer.holder = claim.epoch, sender
-        # The round and electorate the grant is counted in: a certificate counts it only
-        # if it is the committed round's.
-        answer.committed_round = verdict.basis.round
-        answer.electorate[:] = sorted(verdict.basis.acceptors)
-        log.info("%s: granted coordinator epoch %d to %s (an acceptor holding no step,"
-                 " shown round %d)", wf, claim.epoch, sender, verdict.basis.round)
-        return answer
-
-    async def _grant_record(self, workflow_id: str) -> tuple[int, str] | None:
-        """The epoch this agent granted for `workflow_id` while it held no step of it."""
-        store = self.agent.store
-        if self._grant_rows is None:
-            self._grant_rows = {r[0] for r in await store.select(
-                "SELECT workflow_id FROM takeover_grants")}
-        if workflow_id not in self._grant_rows:
-            return None
-        rows = await store.select(
-            "SELECT epoch, holder FROM takeover_grants WHERE workflow_id = ?", (workflow_id,))
-        if not rows:
-            self._grant_rows.discard(workflow_id)
-            return None
-        return int(rows[0][0]), str(rows[0][1])
-
-    def _report_again(self, active: Active) -> None:
+    def report_again(self, active: Active) -> None:
         """A new coordinator is followed here: it collects the results, ours again (the
         old coordinator may have been the only one to hear them)."""
         if active.progress is None:

@@ -164,8 +164,11 @@ class Voting:
                              steps=req.steps)
         try:
             asked, principal, admission = self._check_prepare(coordinator, req)
+            # With the coordinator's signed round as received: our recovery ballots carry
+            # it, for an acceptor makes records only of rounds its coordinator stated.
             tx = TxInfo(req.workflow_id, req.round, coordinator,
-                        tuple(sorted(set(req.placement.values()))), tuple(req.acceptors))
+                        tuple(sorted(set(req.placement.values()))), tuple(req.acceptors),
+                        wire.canonical(req.round_tx) if req.HasField("round_tx") else b"")
             check_tx(tx)
             out = a.participant.reserve(
                 a.now(), workflow_id=req.workflow_id, round=req.round, coordinator=coordinator,
@@ -192,9 +195,9 @@ class Voting:
                         req.workflow_id, req.round, wire.tx_bytes(tx),
                         req.spec.SerializeToString(deterministic=True), dict(req.placement),
                         req.coordinator_endpoint,
-                        # Kept, not checked: only an acceptor holding no step needs it,
-                        # and it checks it (agent/runtime/round_proofs.py).
-                        wire.canonical(req.round_tx) if req.HasField("round_tx") else b"")
+                        # Kept, not checked: an acceptor that gets it checks it
+                        # (agent/runtime/round_proofs.py).
+                        tx.round_tx)
                     admitted = self.submissions.record(admission)
                     await a.store.save_reservation(reservation_row(hold, a.clock), tx=info,
                                                    also=[a.audit.vote(coordinator, req, vote),

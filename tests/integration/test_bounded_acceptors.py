@@ -8,6 +8,7 @@ acceptors' Accepted, or in doubt from the acceptors' answers.
 Timing is made deterministic with signals, never with sleeps: the learner is SIGSTOPped
 so that it votes YES only once the coordinator is stopped, and is stopped again before
 the COMMIT can reach it; it comes back, in doubt, only after the coordinator is dead.
+A first workflow sets up every channel the second one needs before anyone is frozen.
 """
 
 from __future__ import annotations
@@ -100,6 +101,26 @@ async def test_a_six_domain_workflow_with_three_acceptors_succeeds(tmp_path):
 async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_killed(
         tmp_path):
     async with started_federation(tmp_path, _domains()) as fed:
+        # One workflow first, so that the coordinator's channel to every participant is
+        # set up before any of them is frozen: a channel opened to a frozen agent needs
+        # both ends running to finish its handshake, and below the coordinator is stopped
+        # exactly while the learner runs (a full run once saw the learner never receive
+        # its PREPARE for that reason).
+        warm_up = await fed.submit("c", SPEC)
+        status = await fed.wait_state("c", warm_up, deadline_s=90)
+        assert state_name(status) == "SUCCEEDED", status.reason
+        # ...and with nothing of it still on its way to a participant: a call to a frozen
+        # participant that is still out holds back the next ones to it (one call out per
+        # peer), and a batch is answered only once all of its items are done.
+        async def warm_up_over_everywhere() -> bool:
+            for p in PARTICIPANTS:
+                local = await fed.local_status(p, warm_up)
+                if local is None or state_name(local) != "SUCCEEDED":
+                    return False
+            return True
+
+        await wait_for(warm_up_over_everywhere, 30, "every participant to see the first end")
+        await fed.wait_capacity_free()
         for p in PARTICIPANTS:  # nobody votes before we know who the acceptors are
             fed.signal(p, signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)

@@ -22,7 +22,7 @@ from fedorch.core.membership.swim_types import (
 )
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2, swim_pb2
-from fedorch.runtime.membership import ClaimSigner
+from fedorch.runtime.claim_signing import ClaimSigner
 
 from tests.integration.federation import state_name, step_states
 from tests.submissions import signed

@@ -16,6 +16,8 @@ becomes SUSPECT, never directly DEAD. A suspicion names the target's incarnation
 signed by the accuser. The suspected member refutes it by signing a new ALIVE claim with
 a higher incarnation; only the member itself can do that. A suspicion that nobody
 refutes in time turns into a DEAD verdict, signed by whoever's timer ran out first.
+The probing is swim_detector.py's :class:`FailureDetector`, an object Swim holds: Swim
+hands it the probe messages (Ack, PingReq, IndirectAck, Nack) and its timer turns.
 
 *Lifeguard.* (1) Local health: a score that rises when our own probes fail without the
 expected Nacks (the fault is likely ours), when we must refute a suspicion of ourselves,
@@ -61,7 +63,8 @@ every claim but a higher incarnation signed by the member, so no ghost comes bac
 it holds DEAD, so that the halves of a healed partition find each other again.
 
 *Trust.* Every claim is verified against its issuer's key before it can change anything;
-only changes are queued for relay, so nothing untrusted is ever passed on. Bad peer input
+only changes are queued for relay, so nothing untrusted is ever passed on (claims are
+judged in swim_claims.py, messages built and packed in swim_sending.py). Bad peer input
 raises :class:`RemoteProtocolError` inside, is counted in :attr:`Swim.stats` and dropped;
 misuse by the shell raises :class:`LocalProtocolError`. State transitions live in one
 table, :data:`fedorch.core.membership.swim_table.TRANSITIONS`.
@@ -71,14 +74,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from fedorch.core.identity.authority import accusation_in_reach
-from fedorch.core.membership.swim_checks import SEQ_LIMIT, check_message, check_text, check_time
-from fedorch.core.membership.swim_detector import FailureDetector, ProbeRound, Relay
+from fedorch.core.membership.swim_checks import check_message, check_text, check_time
+from fedorch.core.membership.swim_claims import ClaimMerger, OwnClaim
+from fedorch.core.membership.swim_detector import FailureDetector, LocalHealth
 from fedorch.core.membership.swim_dissemination import DisseminationQueue
-from fedorch.core.membership.swim_members import Member, MemberTable, UntrustedClaim
+from fedorch.core.membership.swim_members import MemberTable
 from fedorch.core.membership.swim_profiles import SwimProfile, push_pull_interval, retransmit_limit
-from fedorch.core.membership.swim_table import Age, Outcome, Standing, compare, transition
+from fedorch.core.membership.swim_sending import Datagrams
 from fedorch.core.membership.swim_types import (
     MAX_ADDRESS_BYTES,
     MAX_NAME_BYTES,
@@ -102,7 +106,6 @@ from fedorch.core.membership.swim_types import (
     RemoteProtocolError,
     Signer,
     Verifier,
-    estimate_size,
     sign_claim,
 )
 
@@ -112,7 +115,6 @@ STAT_NAMES = (
     "untrusted_claims", "unmatched_acks", "stalls", "unauthorised_claims",
 )
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
-_LIVE_STANDINGS = (Standing.ALIVE, Standing.SUSPECT)
 
 # After news of a member it did not know, a member exchanges full state within this many
 # (unstretched) probe periods rather than at its next anti-entropy period: in a join storm,
@@ -121,10 +123,8 @@ _LIVE_STANDINGS = (Standing.ALIVE, Standing.SUSPECT)
 SETTLE_PUSH_PULL_PERIODS = 6
 
 
-class Swim(FailureDetector):
+class Swim:
     """One member's membership state machine. See the module docstring."""
-
-    _HANDLERS: dict[type, Callable[[Swim, float, str, Message], None]]
 
     def __init__(self, name: str, address: str, profile: SwimProfile, signer: Signer,
                  verifier: Verifier, rng: random.Random, now: float, *,
@@ -139,31 +139,31 @@ class Swim(FailureDetector):
         self.address = address
         self.profile = profile
         self._signer = signer
-        self._rng = rng
         self._now = check_time(now)
-        self._incarnation = incarnation
-        self._record = b""
-        self._record_version = 0
+        self._own = OwnClaim(name, address, signer, incarnation)
         self._leaving = False
         self._stopped = False
         self._leave_deadline: float | None = None
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self._events: list[MemberEvent] = []
-        self._outbox: list[tuple[str, Message]] = []
         self._queue = DisseminationQueue()
         self._table = MemberTable(name, profile, verifier, self._queue, self._events, rng)
-        self._seq = 0
-        self._health = 0
-        self._srtt: float | None = None
-        self._rttvar = 0.0
-        self._doubted = False  # set while handling a message that doubts us
-        self._probe: ProbeRound | None = None
-        self._relays: dict[int, Relay] = {}
-        self._seeds: tuple[str, ...] = ()
-        self._lonely_attempts = 0
-        self._next_lonely_retry = now
-        # Random phases keep members from probing and exchanging state in lockstep.
-        self._next_probe_at = now + rng.random() * profile.probe_interval
+        self._out = Datagrams(self._own, profile, self._table, self._queue, self.stats)
+        self._health = LocalHealth(profile, self._table)
+        self._claims = ClaimMerger(self._own, self._table, self._queue, self._out, self.stats,
+                                   leaving=lambda: self._leaving,
+                                   change_health=self._health.change, reject=self._reject)
+        self._detector = FailureDetector(
+            name, address, profile, self._table, self._health, self._out, signer, rng,
+            self.stats, now, merge=self._merge, accuse=self._claims.accuse,
+            leaving=lambda: self._leaving)
+        detector = self._detector  # the probe messages are the detector's
+        self._handlers: dict[type, Callable[[float, str, Any], None]] = {
+            Ping: self._on_ping, Ack: detector.on_ack, PingReq: detector.on_ping_req,
+            IndirectAck: detector.on_indirect_ack, Nack: detector.on_nack,
+            Gossip: self._on_gossip, PushPull: self._on_push_pull}
+        # Random phases keep members from exchanging state in lockstep. The detector drew
+        # its probe phase first: the order of draws is part of what a seed reproduces.
         self._next_push_pull_at = now + rng.random() * profile.push_pull_interval
         self._next_gossip_at = now + profile.probe_interval
         self._next_rejoin_at = now + (0.5 + 0.5 * rng.random()) * profile.rejoin_interval
@@ -171,9 +171,9 @@ class Swim(FailureDetector):
         self._next_reap_at = now + self._reap_period
         if record:
             self._check_record(record)
-            self._record, self._record_version = record, max(1, incarnation)
-        self._self_claim = self._sign_alive()
-        self._queue.push(self._self_claim)
+            self._own.record, self._own.record_version = record, max(1, incarnation)
+        self._own.claim = self._own.sign_alive()
+        self._queue.push(self._own.claim)
 
     # ---- inputs -----------------------------------------------------------------------
 
@@ -184,10 +184,10 @@ class Swim(FailureDetector):
         seeds = tuple(seeds)
         for seed in seeds:
             check_text("seed address", seed, MAX_ADDRESS_BYTES)
-        self._seeds = tuple(dict.fromkeys(self._seeds + seeds))
+        self._detector.add_seeds(seeds)
         for seed in seeds:
             if seed != self.address:
-                self._push_pull(seed)
+                self._out.push_pull(seed)
 
     def leave(self, now: float) -> None:
         """Announce a graceful leave; the core goes quiet after ``leave_grace``."""
@@ -197,14 +197,14 @@ class Swim(FailureDetector):
         if self._leaving:
             return
         self._leaving = True
-        self._incarnation += 1
-        self._self_claim = sign_claim(
-            ClaimBody(ClaimKind.LEFT, self.name, self._incarnation, self.name),
+        self._own.incarnation += 1
+        self._own.claim = sign_claim(
+            ClaimBody(ClaimKind.LEFT, self.name, self._own.incarnation, self.name),
             self.name, self._signer)
-        self._queue.push(self._self_claim)
-        self._events.append(MemberEvent(EventKind.LEFT, self.name, self._incarnation, now))
+        self._queue.push(self._own.claim)
+        self._events.append(MemberEvent(EventKind.LEFT, self.name, self._own.incarnation, now))
         for member in self._table.random_live(self.profile.leave_fanout, (self.name,), _LIVE):
-            self._send_gossip(member)
+            self._out.send_gossip(member)
         self._leave_deadline = now + self.profile.leave_grace
 
     def publish_record(self, now: float, record: bytes) -> int:
@@ -213,20 +213,21 @@ class Swim(FailureDetector):
         self._advance(now)
         self._require_running("publish_record")
         self._check_record(record)
-        if record != self._record:
-            self._record = record
+        if record != self._own.record:
+            self._own.record = record
             # A new incarnation makes the new record win everywhere over the old claim.
-            self._incarnation += 1
+            self._own.incarnation += 1
             # The record's version is the incarnation it is published in: monotonic
             # across lives too (a restarted member's incarnation exceeds any it used
             # before), so a new life's record replaces the old one's wherever versions
             # are compared or records cached by version, never mistaken for it.
-            self._record_version = max(self._record_version + 1, self._incarnation)
-            self._self_claim = self._sign_alive()
-            self._queue.push(self._self_claim)
+            self._own.record_version = max(self._own.record_version + 1, self._own.incarnation)
+            self._own.claim = self._own.sign_alive()
+            self._queue.push(self._own.claim)
             self._events.append(MemberEvent(EventKind.RECORD_UPDATED, self.name,
-                                            self._incarnation, now, "", self._record_version))
-        return self._record_version
+                                            self._own.incarnation, now, "",
+                                            self._own.record_version))
+        return self._own.record_version
 
     def handle_message(self, now: float, source: str, msg: Message) -> None:
         """One message from ``source``, the address replies go to. Never raises for bad
@@ -243,19 +244,19 @@ class Swim(FailureDetector):
             if msg.sender == self.name:
                 raise RemoteProtocolError("message claims to come from ourselves")
             self._table.heard(msg.sender, now)
-            self._doubted = False
-            self._HANDLERS[type(msg)](self, now, source, msg)
+            self._own.doubted = False
+            self._handlers[type(msg)](now, source, msg)
         except RemoteProtocolError as exc:
             self.stats["invalid_messages"] += 1
             self._reject(now, getattr(msg, "sender", ""), str(exc))
             return
-        if self._doubted and not self._leaving:
+        if self._own.doubted and not self._leaving:
             # The message doubted us (a suspicion we just refuted, or one about an
             # incarnation we have moved past, so our refutation missed the sender):
             # answer the sender now rather than let its suspicion run out.
-            self._doubted = False
-            self._send(source, msg.sender, lambda claims: Gossip(self.name, claims),
-                       first=(self._self_claim,))
+            self._own.doubted = False
+            self._out.send(source, msg.sender, lambda claims: Gossip(self.name, claims),
+                           first=(self._own.claim,))
 
     def heard_from(self, now: float, name: str) -> None:
         """`name` itself signed a message that reached us just now outside membership (a
@@ -280,7 +281,7 @@ class Swim(FailureDetector):
         if member is None or member.reaped_at is not None or not member.address \
                 or member.state not in (MemberState.SUSPECT, MemberState.DEAD):
             return False
-        self._send_gossip(member)
+        self._out.send_gossip(member)
         return True
 
     def handle_timer(self, now: float) -> None:
@@ -295,23 +296,20 @@ class Swim(FailureDetector):
         stalled = now - due > self.profile.probe_interval
         if stalled:
             self.stats["stalls"] += 1
-            self._change_health(+1)
+            self._health.change(+1)
         if self._leave_deadline is not None and now >= self._leave_deadline:
             self._stopped = True
-            self._probe = None
-            self._relays.clear()
+            self._detector.stop()
             return
-        self._run_relays(now)
-        self._run_probe(now, stalled)
-        self._run_suspicions(now, stalled)
+        self._detector.handle_timer(now, stalled)
         self._run_gossip(now)
         if now >= self._next_push_pull_at:
             self._next_push_pull_at = now + push_pull_interval(self.profile, self._table.live)
             for peer in self._table.random_live(1, (self.name,)):
-                self._push_pull(peer.address)
+                self._out.push_pull(peer.address)
         if now >= self._next_rejoin_at:
             self._next_rejoin_at = now + self.profile.rejoin_interval
-            self._rejoin()
+            self._detector.rejoin()
         if now >= self._next_reap_at:
             self._next_reap_at = now + self._reap_period
             self._table.reap(now)
@@ -322,15 +320,10 @@ class Swim(FailureDetector):
         """The next deadline at which :meth:`handle_timer` must be called."""
         if self._stopped:
             return None
-        deadline = min(self._next_probe_at, self._next_push_pull_at, self._next_rejoin_at,
-                       self._next_reap_at)
+        deadline = min(self._detector.next_deadline(), self._next_push_pull_at,
+                       self._next_rejoin_at, self._next_reap_at)
         if self._gossip_due():
             deadline = min(deadline, self._next_gossip_at)
-        probe = self._probe
-        if probe is not None and not probe.acked and not probe.indirect_done:
-            deadline = min(deadline, probe.indirect_at)
-        for relay in self._relays.values():
-            deadline = min(deadline, relay.expires_at if relay.nacked else relay.nack_at)
         suspicion = self._table.next_suspicion_deadline()
         if suspicion is not None:
             deadline = min(deadline, suspicion)
@@ -348,8 +341,7 @@ class Swim(FailureDetector):
 
     def datagrams_to_send(self) -> list[tuple[str, Message]]:
         """(destination address, message) pairs; a PushPull goes on a stream, not UDP."""
-        out, self._outbox = self._outbox, []
-        return out
+        return self._out.take()
 
     @property
     def has_events(self) -> bool:
@@ -367,8 +359,8 @@ class Swim(FailureDetector):
 
     def _me(self) -> MemberView:
         state = MemberState.LEFT if self._leaving else MemberState.ALIVE
-        return MemberView(self.name, self.address, state, self._incarnation, self._now,
-                          self._record, self._record_version)
+        return MemberView(self.name, self.address, state, self._own.incarnation, self._now,
+                          self._own.record, self._own.record_version)
 
     def member(self, name: str) -> MemberView | None:
         if name == self.name:  # not the whole list for its first entry
@@ -379,7 +371,7 @@ class Swim(FailureDetector):
     @property
     def own_claim(self) -> Claim:
         """Our current signed ALIVE (or LEFT) claim: what a shell hands to a joiner."""
-        return self._self_claim
+        return self._own.claim
 
     @property
     def live(self) -> int:
@@ -388,12 +380,18 @@ class Swim(FailureDetector):
 
     @property
     def incarnation(self) -> int:
-        return self._incarnation
+        return self._own.incarnation
 
     @property
     def health(self) -> int:
         """Lifeguard local health score: 0 is healthy; timings stretch by health + 1."""
-        return self._health
+        return self._health.score
+
+    @property
+    def timeout_scale(self) -> int:
+        """The factor probe timings and suspicion timeouts stretch by now (local health
+        and the probes' measured round trip)."""
+        return self._health.scale
 
     @property
     def stopped(self) -> bool:
@@ -405,9 +403,10 @@ class Swim(FailureDetector):
         if msg.target != self.name:
             raise RemoteProtocolError(f"ping meant for {msg.target!r}")
         self._merge(now, msg.claims)  # first, so a refutation rides on this very ack
-        first = (self._self_claim,) if self._doubted else ()
-        self._doubted = False
-        self._send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims), first)
+        first = (self._own.claim,) if self._own.doubted else ()
+        self._own.doubted = False
+        self._out.send(source, msg.sender, lambda claims: Ack(msg.seq, self.name, claims),
+                       first)
 
     def _on_gossip(self, now: float, source: str, msg: Gossip) -> None:
         self._merge(now, msg.claims)
@@ -417,8 +416,8 @@ class Swim(FailureDetector):
         # peer may never probe us (after a partition it holds us DEAD).
         self._merge(now, msg.claims, bulk_from=msg.sender)
         if not msg.reply:
-            self._doubted = False  # the reply carries our claim anyway
-            self._push_pull(source, reply=True)
+            self._own.doubted = False  # the reply carries our claim anyway
+            self._out.push_pull(source, reply=True)
 
     # ---- claims -----------------------------------------------------------------------
 
@@ -426,120 +425,13 @@ class Swim(FailureDetector):
                ) -> None:
         table = self._table
         known = len(table.members)
-        self._merge_claims(now, claims, bulk_from)
+        self._claims.merge(now, claims, bulk_from)
         if len(table.members) > known and bulk_from is None:
             # News of a member we did not know: the federation is changing (a join
             # storm), and gossip that ran out of retransmissions before reaching us may
             # have missed others. Full state soon, not at the next anti-entropy period.
             settle = now + SETTLE_PUSH_PULL_PERIODS * self.profile.probe_interval
             self._next_push_pull_at = min(self._next_push_pull_at, settle)
-
-    def _merge_claims(self, now: float, claims: tuple[Claim, ...], bulk_from: str | None
-                      ) -> None:
-        table = self._table
-        for claim in claims:
-            try:
-                if not isinstance(claim, Claim):
-                    raise RemoteProtocolError("claim of the wrong type")
-                body = claim.parsed
-                if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
-                    self._check_accusation(body)
-                if body.subject == self.name:
-                    self._judge_claim_about_us(now, claim, body)
-                elif bulk_from is not None and body.kind is ClaimKind.DEAD:
-                    self._merge_bulk_death(now, claim, body)
-                elif bulk_from is None and body.kind is ClaimKind.DEAD:
-                    was_live = table.standing(body.subject)[0] in _LIVE_STANDINGS
-                    if table.apply(now, claim) is Outcome.BECOME_DEAD and was_live:
-                        self._spread_death(claim)
-                else:
-                    table.apply(now, claim,
-                                relay_if_new=bulk_from is None or body.subject == bulk_from)
-            except UntrustedClaim as exc:
-                self.stats["untrusted_claims"] += 1
-                self._reject(now, getattr(claim, "signer", ""), str(exc))
-            except RemoteProtocolError as exc:
-                self.stats["invalid_claims"] += 1
-                self._reject(now, getattr(claim, "signer", ""), str(exc))
-
-    def _check_accusation(self, body: ClaimBody) -> None:
-        """Only the subject raises its own incarnation: an accusation far above the one
-        held for it names a value the subject never published, and would leave it no
-        room to refute (see authority.ACCUSATION_LEAD). Refused before anything."""
-        if body.subject == self.name:
-            held: int | None = self._incarnation
-        else:
-            member = self._table.members.get(body.subject)
-            held = member.incarnation if member is not None else None
-        if not accusation_in_reach(body.incarnation, held):
-            self.stats["unauthorised_claims"] += 1
-            raise RemoteProtocolError(
-                f"{body.kind.name} of {body.subject} at incarnation {body.incarnation} by"
-                f" {body.issuer}: {body.subject} never published it (held: {held})")
-
-    def _merge_bulk_death(self, now: float, claim: Claim, body: ClaimBody) -> None:
-        """A DEAD claim in someone's full state about a member we see live becomes our own
-        suspicion: the member gets a suspicion's time to refute instead of dying at once
-        (after a partition heals, each side holds the other DEAD)."""
-        standing, member = self._table.standing(body.subject)
-        if standing in (Standing.ALIVE, Standing.SUSPECT) and member is not None:
-            if compare(body.incarnation, member.incarnation) is not Age.OLDER:
-                self._table.verify(claim)
-                self._accuse(now, member, body.incarnation)
-            return
-        self._table.apply(now, claim, relay_if_new=False)
-
-    def _judge_claim_about_us(self, now: float, claim: Claim, body: ClaimBody) -> None:
-        if self._leaving or claim is self._self_claim:
-            return
-        age = compare(body.incarnation, self._incarnation)
-        outcome = transition(Standing.SELF, body.kind, age)
-        if outcome is Outcome.IGNORE:
-            if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
-                self._table.verify(claim)  # a forged doubt earns no answer
-                self._doubted = True
-            return
-        if outcome is Outcome.REFUTE_IF_DIFFERENT and claim.body == self._self_claim.body:
-            return
-        self._table.verify(claim)
-        self._doubted = True  # whoever sent this holds an outdated view of us
-        self._incarnation = max(self._incarnation, body.incarnation) + 1
-        if body.kind is ClaimKind.ALIVE and body.record_version >= self._record_version:
-            # An earlier life of ours published further: keep versions monotonic.
-            self._record_version = body.record_version + 1
-        if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
-            self._change_health(+1)  # being doubted hints that we are the slow one
-        self.stats["refutations"] += 1
-        self._self_claim = self._sign_alive()
-        self._queue.push(self._self_claim)
-
-    def _accuse(self, now: float, member: Member, incarnation: int) -> None:
-        suspicion = member.suspicion
-        if (suspicion is not None and member.incarnation == incarnation
-                and self.name in suspicion.accusers):
-            return
-        claim = sign_claim(ClaimBody(ClaimKind.SUSPECT, member.name, incarnation, self.name),
-                           self.name, self._signer)
-        if self._table.apply(now, claim, own=True) is not Outcome.IGNORE:
-            self.stats["suspicions_raised"] += 1
-            # Buddy system: tell the suspect now (the fresh claim leads the piggy-back
-            # queue), so a live member refutes within a round trip, not at the deadline.
-            self._send_gossip(member)
-
-    def _spread_death(self, claim: Claim) -> None:
-        """A verdict travels at once to ``indirect_checks`` members: whoever first learns
-        of a death from gossip forwards it the same way, so the verdict floods the
-        federation within a few round trips instead of a few probe periods (bounded:
-        each member forwards each death once, when the member stops being live)."""
-        exclude = (self.name, claim.signer, claim.parsed.subject)
-        for peer in self._table.random_live(self.profile.indirect_checks, exclude):
-            self._send(peer.address, peer.name, lambda claims: Gossip(self.name, claims),
-                       first=(claim,))
-
-    def _sign_alive(self) -> Claim:
-        return sign_claim(ClaimBody(ClaimKind.ALIVE, self.name, self._incarnation, self.name,
-                                    self.address, self._record_version, self._record),
-                          self.name, self._signer)
 
     # ---- sending ------------------------------------------------------------------------
 
@@ -553,47 +445,12 @@ class Swim(FailureDetector):
         if now < self._next_gossip_at:
             return
         self._next_gossip_at = now + self.profile.probe_interval
-        if not self._gossip_due() or self._next_probe_at - now < self.profile.probe_interval:
+        if (not self._gossip_due()
+                or self._detector.next_probe_at - now < self.profile.probe_interval):
             return  # a probe goes out within the period anyway, with the updates on it
         for member in self._table.random_live(1, (self.name,)):
-            self._send(member.address, member.name, lambda claims: Gossip(self.name, claims))
-
-    def _push_pull(self, address: str, reply: bool = False) -> None:
-        claims = (*self._table.full_state(), self._self_claim)
-        if not reply:
-            self.stats["push_pulls"] += 1
-        self._emit(address, PushPull(self.name, reply, claims))
-
-    def _send_gossip(self, member: Member) -> None:
-        self._send(member.address, member.name, lambda claims: Gossip(self.name, claims),
-                   first=(self._self_claim,))
-
-    def _send(self, address: str, dest_name: str | None,
-              build: Callable[[tuple[Claim, ...]], Message], first: tuple[Claim, ...] = ()
-              ) -> None:
-        """Build a datagram with as much gossip as fits in ``max_message_bytes``.
-
-        Buddy system: a destination we suspect or hold dead gets our claim about it first.
-        """
-        if dest_name is not None:
-            dest = self._table.members.get(dest_name)
-            if dest is not None and dest.state in (MemberState.SUSPECT, MemberState.DEAD):
-                first = (dest.status_claim, *first) if dest.status_claim else first
-        # Slack for the length prefixes that grow as claims are added.
-        budget = self.profile.max_message_bytes - estimate_size(build(())) - 8
-        priority = []
-        for claim in first:
-            if claim.wire_size <= budget:
-                priority.append(claim)
-                budget -= claim.wire_size
-        limit = retransmit_limit(self.profile, self._table.live)
-        gossip = self._queue.select(budget, limit, tuple(priority))
-        self._emit(address, build((*priority, *gossip)))
-
-    def _emit(self, address: str, msg: Message) -> None:
-        self._outbox.append((address, msg))
-        self.stats["messages_sent"] += 1
-        self.stats["bytes_sent"] += estimate_size(msg)
+            self._out.send(member.address, member.name,
+                           lambda claims: Gossip(self.name, claims))
 
     # ---- checks -------------------------------------------------------------------------
 
@@ -615,18 +472,8 @@ class Swim(FailureDetector):
             raise LocalProtocolError(f"record of {len(record)} bytes exceeds "
                                      f"max_record_bytes={self.profile.max_record_bytes}")
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) % SEQ_LIMIT
-        return self._seq
-
     def _reject(self, now: float, sender: str, reason: str) -> None:
         self._events.append(MemberEvent(EventKind.INPUT_REJECTED,
                                         sender if isinstance(sender, str) else "", 0, now,
                                         detail=reason))
 
-
-Swim._HANDLERS = {
-    Ping: Swim._on_ping, Ack: Swim._on_ack, PingReq: Swim._on_ping_req,
-    IndirectAck: Swim._on_indirect_ack, Nack: Swim._on_nack, Gossip: Swim._on_gossip,
-    PushPull: Swim._on_push_pull,
-}

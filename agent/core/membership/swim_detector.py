@@ -1,24 +1,50 @@
-"""The failure-detector half of :class:`~agent.membership.swim.Swim`: probes, indirect
-probes, Nacks, local health and suspicion deadlines (SWIM with Lifeguard), and reaching
-members again (seeds while alone, seeds and DEAD members after a partition).
+"""The failure detector of one SWIM member: probes, indirect probes, Nacks, suspicion
+deadlines (SWIM with Lifeguard), the pace they keep, and reaching members again (seeds
+while alone, seeds and DEAD members after a partition).
 
-It is a mixin so that the core stays one object with one state; it only uses the
-attributes that ``Swim.__init__`` sets, listed below.
+Theory of operation
+-------------------
+:class:`FailureDetector` is an object :class:`~fedorch.core.membership.swim.Swim` holds
+and feeds: Swim hands it the probe messages (Ack, PingReq, IndirectAck, Nack) and its
+timer turns (:meth:`FailureDetector.handle_timer`), and asks it for its next deadline.
+It owns the probing state: the current probe round, the indirect probes it runs for
+others (relays), the next probe time, the sequence numbers of its pings and the
+backoff of its retries while alone. What it needs of the member it is given at
+construction: the member table (which it judges and whose live members it probes), an
+outbox (swim_sending.Datagrams), the merging of the claims a message carries, the
+raising of a suspicion (swim_claims.ClaimMerger.accuse) and whether the member is leaving.
+
+Each probe period it pings the next member of the table's shuffled round-robin order.
+No ack within the probe timeout: it asks ``indirect_checks`` others to ping the target
+(PingReq); they answer with an IndirectAck, or with a Nack when they could not reach it
+either. Still nothing at the end of the period: the target is accused (SUSPECT). A
+suspicion that runs out is checked twice more, one period apart, before a DEAD verdict
+that the detector signs itself and spreads at once (see swim.py's docstring for why).
+
+:class:`LocalHealth` is Lifeguard's local health score together with the smoothed round
+trip of direct probes: both stretch every timing (``scale``). The detector moves it on
+probe outcomes and round trips, the claim merger when we must refute a doubt of
+ourselves, Swim when its timer was served late (a stall); it keeps the member table's
+``timeout_scale`` equal to its scale, so suspicion deadlines stretch with it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
+from fedorch.core.membership.swim_checks import SEQ_LIMIT
 from fedorch.core.membership.swim_members import LAST_CHANCE_CHECKS, Member, MemberTable
 from fedorch.core.membership.swim_profiles import SwimProfile, suspicion_bounds
 from fedorch.core.membership.swim_types import (
     Ack,
+    Claim,
     ClaimBody,
     ClaimKind,
     IndirectAck,
     MemberState,
+    Message,
     Nack,
     Ping,
     PingReq,
@@ -29,6 +55,20 @@ from fedorch.core.membership.swim_types import (
 
 MAX_RELAYS = 64  # outstanding indirect probes we run for others; more is abuse
 _LIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+class Outbox(Protocol):
+    """What the detector sends through (swim_sending.Datagrams)."""
+
+    def send(self, address: str, dest_name: str | None,
+             build: Callable[[tuple[Claim, ...]], Message], first: tuple[Claim, ...] = ()
+             ) -> None: ...
+
+    def send_gossip(self, member: Member) -> None: ...
+
+    def push_pull(self, address: str, reply: bool = False) -> None: ...
+
+    def spread_death(self, claim: Claim) -> None: ...
 
 
 class ProbeRound:
@@ -63,39 +103,123 @@ class Relay:
         self.nacked = False
 
 
+class LocalHealth:
+    """Lifeguard's local health score and the smoothed round trip of direct probes; the
+    factor every timing stretches by (see the module docstring)."""
+
+    def __init__(self, profile: SwimProfile, table: MemberTable) -> None:
+        self._profile = profile
+        self._table = table
+        self._score = 0
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+
+    @property
+    def score(self) -> int:
+        """0 is healthy; timings stretch by at least score + 1."""
+        return self._score
+
+    @property
+    def scale(self) -> int:
+        """The larger of score + 1 and the probe round trip (TCP's ``srtt + 4 rttvar``)
+        in whole probe timeouts, capped at ``max_health + 1``."""
+        scale = self._score + 1
+        if self._srtt is not None:
+            rto = self._srtt + 4 * self._rttvar
+            need = -int(-rto // self._profile.probe_timeout)
+            scale = max(scale, min(self._profile.max_health + 1, need))
+        return scale
+
+    def change(self, delta: int) -> None:
+        self._score = min(self._profile.max_health, max(0, self._score + delta))
+        self._table.timeout_scale = self.scale
+
+    def sample_rtt(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        self._table.timeout_scale = self.scale
+
+
 class FailureDetector:
-    """Probing state and handlers, mixed into Swim."""
+    """One member's probing (see the module docstring). `merge`: judge and apply the
+    claims a message carries; `accuse`: raise our suspicion of a member at an
+    incarnation; `leaving`: has the member announced its leave (then it judges nobody)."""
 
-    name: str
-    profile: SwimProfile
-    stats: dict[str, int]
-    _table: MemberTable
-    _rng: random.Random
-    _signer: Signer
-    _health: int
-    _leaving: bool
-    _probe: ProbeRound | None
-    _relays: dict[int, Relay]
-    _next_probe_at: float
+    def __init__(self, name: str, address: str, profile: SwimProfile, table: MemberTable,
+                 health: LocalHealth, out: Outbox, signer: Signer, rng: random.Random,
+                 stats: dict[str, int], now: float, *,
+                 merge: Callable[[float, tuple[Claim, ...]], None],
+                 accuse: Callable[[float, Member, int], None],
+                 leaving: Callable[[], bool]) -> None:
+        self.name = name
+        self.address = address
+        self.profile = profile
+        self.stats = stats
+        self._table = table
+        self._health = health
+        self._out = out
+        self._signer = signer
+        self._rng = rng
+        self._merge = merge
+        self._accuse = accuse
+        self._leaving = leaving
+        self._seq = 0
+        self._probe: ProbeRound | None = None
+        self._relays: dict[int, Relay] = {}
+        self._seeds: tuple[str, ...] = ()
+        self._lonely_attempts = 0
+        self._next_lonely_retry = now
+        # A random phase keeps members from probing in lockstep.
+        self._next_probe_at = now + rng.random() * profile.probe_interval
 
-    # Provided by Swim.
-    _merge: Callable[..., None]
-    _send: Callable[..., None]
-    _send_gossip: Callable[[Member], None]
-    _next_seq: Callable[[], int]
-    _push_pull: Callable[..., None]
-    _seeds: tuple[str, ...]
-    _lonely_attempts: int
-    _next_lonely_retry: float
-    address: str
-    _accuse: Callable[[float, Member, int], None]
-    _spread_death: Callable[..., None]
+    @property
+    def next_probe_at(self) -> float:
+        return self._next_probe_at
 
-    def _on_ack(self, now: float, source: str, msg: Ack) -> None:
+    @property
+    def probe_round(self) -> ProbeRound | None:
+        """The probe in progress, if any (read-only use)."""
+        return self._probe
+
+    def add_seeds(self, seeds: Iterable[str]) -> None:
+        """Addresses to reach when alone or after a partition (Swim.join's seeds)."""
+        self._seeds = tuple(dict.fromkeys(self._seeds + tuple(seeds)))
+
+    def next_deadline(self) -> float:
+        """The earliest time :meth:`handle_timer` has work: the next probe, the current
+        probe's indirect stage, a relay's Nack or expiry."""
+        deadline = self._next_probe_at
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.indirect_done:
+            deadline = min(deadline, probe.indirect_at)
+        for relay in self._relays.values():
+            deadline = min(deadline, relay.expires_at if relay.nacked else relay.nack_at)
+        return deadline
+
+    def handle_timer(self, now: float, stalled: bool) -> None:
+        """Relays, the probe round and suspicion deadlines due at `now`. `stalled`: the
+        timer was served much later than asked (our own loop stalled)."""
+        self._run_relays(now)
+        self._run_probe(now, stalled)
+        self._run_suspicions(now, stalled)
+
+    def stop(self) -> None:
+        """The member went quiet: no probe in progress, no relay owed."""
+        self._probe = None
+        self._relays.clear()
+
+    # ---- message handlers ---------------------------------------------------------------
+
+    def on_ack(self, now: float, source: str, msg: Ack) -> None:
         self._merge(now, msg.claims)
         probe = self._probe
         if probe is not None and probe.seq == msg.seq and probe.target == msg.sender:
-            self._sample_rtt(now - probe.sent_at)
+            self._health.sample_rtt(now - probe.sent_at)
             self._probe_succeeded(probe)
             return
         relay = self._relays.get(msg.seq)
@@ -106,12 +230,12 @@ class FailureDetector:
             # longer hold it.
             target = self._table.members.get(relay.target)
             first = (target.alive_claim,) if target is not None and target.alive_claim else ()
-            self._send(relay.origin_address, None, lambda claims: IndirectAck(
+            self._out.send(relay.origin_address, None, lambda claims: IndirectAck(
                 relay.origin_seq, self.name, relay.target, claims), first)
             return
         self.stats["unmatched_acks"] += 1
 
-    def _on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
+    def on_ping_req(self, now: float, source: str, msg: PingReq) -> None:
         if msg.target == self.name or msg.target == msg.sender:
             raise RemoteProtocolError("indirect probe of the requester or of ourselves")
         self._merge(now, msg.claims)
@@ -121,15 +245,16 @@ class FailureDetector:
         # matters only for a member that joined too recently for us to have heard of it.
         known = self._table.members.get(msg.target)
         address = known.address if known is not None and known.address else msg.target_address
-        scale = self._scale()
+        scale = self._health.scale
         seq = self._next_seq()
         self._relays[seq] = Relay(
             source, msg.seq, msg.target,
             nack_at=now + self.profile.probe_timeout * scale * self.profile.nack_fraction,
             expires_at=now + self.profile.probe_interval * scale)
-        self._send(address, msg.target, lambda claims: Ping(seq, self.name, msg.target, claims))
+        self._out.send(address, msg.target,
+                       lambda claims: Ping(seq, self.name, msg.target, claims))
 
-    def _on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
+    def on_indirect_ack(self, now: float, source: str, msg: IndirectAck) -> None:
         self._merge(now, msg.claims)
         probe = self._probe
         if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
@@ -137,11 +262,13 @@ class FailureDetector:
         else:
             self.stats["unmatched_acks"] += 1
 
-    def _on_nack(self, now: float, source: str, msg: Nack) -> None:
+    def on_nack(self, now: float, source: str, msg: Nack) -> None:
         self._merge(now, msg.claims)
         probe = self._probe
         if probe is not None and probe.seq == msg.seq and probe.target == msg.target:
             probe.nacks.add(msg.sender)
+
+    # ---- timers -------------------------------------------------------------------------
 
     def _run_probe(self, now: float, stalled: bool) -> None:
         probe = self._probe
@@ -153,25 +280,26 @@ class FailureDetector:
                 self._ask_for_indirect_probes(probe)
         if now < self._next_probe_at:
             return
-        if probe is not None and not probe.acked and not stalled and not self._leaving:
+        leaving = self._leaving()
+        if probe is not None and not probe.acked and not stalled and not leaving:
             self._probe_failed(now, probe)
         self._probe = None
-        scale = self._scale()
+        scale = self._health.scale
         self._next_probe_at = now + self.profile.probe_interval * scale
         target = self._table.next_probe_target()
         if target is None:
             self._retry_seeds_while_alone(now)
             return
         self._lonely_attempts = 0
-        if self._leaving:  # spread the leave instead of judging anyone
-            self._send_gossip(target)
+        if leaving:  # spread the leave instead of judging anyone
+            self._out.send_gossip(target)
             return
         seq = self._next_seq()
         self._probe = ProbeRound(target.name, target.address, seq,
                                   now + self.profile.probe_timeout * scale, now)
         self.stats["probes_sent"] += 1
-        self._send(target.address, target.name,
-                   lambda claims: Ping(seq, self.name, target.name, claims))
+        self._out.send(target.address, target.name,
+                       lambda claims: Ping(seq, self.name, target.name, claims))
 
     def _ask_for_indirect_probes(self, probe: ProbeRound) -> None:
         helpers = self._table.random_live(self.profile.indirect_checks,
@@ -180,7 +308,7 @@ class FailureDetector:
         probe.expected_nacks = len(helpers)
         for helper in helpers:
             self.stats["indirect_probes"] += 1
-            self._send(helper.address, helper.name, lambda claims: PingReq(
+            self._out.send(helper.address, helper.name, lambda claims: PingReq(
                 probe.seq, self.name, probe.target, probe.address, claims))
 
     def _probe_succeeded(self, probe: ProbeRound) -> None:
@@ -191,11 +319,11 @@ class FailureDetector:
             # peers are right now, as on a saturated host where every process waits
             # for CPU: be more patient (longer timeouts and suspicions) rather than
             # accuse members that answer late. An answer in time is a healthy sign.
-            self._change_health(+1 if probe.indirect_done else -1)
+            self._health.change(+1 if probe.indirect_done else -1)
 
     def _probe_failed(self, now: float, probe: ProbeRound) -> None:
         # Helpers that did not even nack suggest our own network or loop is the problem.
-        self._change_health(probe.expected_nacks - len(probe.nacks))
+        self._health.change(probe.expected_nacks - len(probe.nacks))
         member = self._table.members.get(probe.target)
         if member is not None and member.state in _LIVE:
             self._accuse(now, member, member.incarnation)
@@ -204,13 +332,13 @@ class FailureDetector:
         for seq, relay in list(self._relays.items()):
             if not relay.nacked and now >= relay.nack_at:
                 relay.nacked = True
-                self._send(relay.origin_address, None, lambda claims, r=relay: Nack(
+                self._out.send(relay.origin_address, None, lambda claims, r=relay: Nack(
                     r.origin_seq, self.name, r.target, claims))
             if now >= relay.expires_at:
                 del self._relays[seq]
 
     def _run_suspicions(self, now: float, stalled: bool) -> None:
-        period = self.profile.probe_interval * self._scale()
+        period = self.profile.probe_interval * self._health.scale
         due = self._table.due_suspicions(now)
         # How recent a sign of life postpones a verdict: the least time a suspicion runs
         # before a verdict (a refutation would have come within it).
@@ -232,54 +360,39 @@ class FailureDetector:
                 # judged once its last message is that old.
                 suspicion.checks -= 1
             if suspicion.checks < LAST_CHANCE_CHECKS:
-                # Before a verdict, probe the suspect again with the suspicion attached,
-                # directly and through k helpers, twice one period apart: if it is alive
-                # and our copy of its refutation was lost, one of 2(k+1) paths brings the
-                # refutation back.
-                suspicion.checks += 1
-                suspicion.checked_at = now
-                suspicion.deadline = now + period
-                seq = self._next_seq()
-                self.stats["probes_sent"] += 1
-                self._send(member.address, member.name,
-                           lambda claims, m=member, s=seq: Ping(s, self.name, m.name, claims))
-                # The suspicion rides on each PingReq too: a helper that had not heard of
-                # it passes it on to the suspect, whose ack then carries its refutation.
-                doubt = (member.status_claim,) if member.status_claim else ()
-                for helper in self._table.random_live(self.profile.indirect_checks,
-                                                      (self.name, member.name)):
-                    self.stats["indirect_probes"] += 1
-                    self._send(helper.address, helper.name,
-                               lambda claims, m=member, s=seq: PingReq(
-                                   s, self.name, m.name, m.address, claims), doubt)
+                self._check_suspect(now, member, period)
                 continue
             claim = sign_claim(ClaimBody(ClaimKind.DEAD, member.name, member.incarnation,
                                          self.name), self.name, self._signer)
             self._table.apply(now, claim, own=True)
             self.stats["deaths_declared"] += 1
-            self._spread_death(claim)  # at once, not on our next probe
+            self._out.spread_death(claim)  # at once, not on our next probe
 
-    def _change_health(self, delta: int) -> None:
-        self._health = min(self.profile.max_health, max(0, self._health + delta))
-        self._table.timeout_scale = self._scale()
+    def _check_suspect(self, now: float, member: Member, period: float) -> None:
+        """Before a verdict, probe the suspect again with the suspicion attached, directly
+        and through k helpers, twice one period apart: if it is alive and our copy of its
+        refutation was lost, one of 2(k+1) paths brings the refutation back."""
+        suspicion = member.suspicion
+        assert suspicion is not None
+        suspicion.checks += 1
+        suspicion.checked_at = now
+        suspicion.deadline = now + period
+        seq = self._next_seq()
+        self.stats["probes_sent"] += 1
+        self._out.send(member.address, member.name,
+                       lambda claims: Ping(seq, self.name, member.name, claims))
+        # The suspicion rides on each PingReq too: a helper that had not heard of it
+        # passes it on to the suspect, whose ack then carries its refutation.
+        doubt = (member.status_claim,) if member.status_claim else ()
+        for helper in self._table.random_live(self.profile.indirect_checks,
+                                              (self.name, member.name)):
+            self.stats["indirect_probes"] += 1
+            self._out.send(helper.address, helper.name, lambda claims: PingReq(
+                seq, self.name, member.name, member.address, claims), doubt)
 
-    def _sample_rtt(self, rtt: float) -> None:
-        if rtt < 0:
-            return
-        if self._srtt is None:
-            self._srtt, self._rttvar = rtt, rtt / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
-            self._srtt = 0.875 * self._srtt + 0.125 * rtt
-        self._table.timeout_scale = self._scale()
-
-    def _scale(self) -> int:
-        scale = self._health + 1
-        if self._srtt is not None:
-            rto = self._srtt + 4 * self._rttvar
-            need = -int(-rto // self.profile.probe_timeout)
-            scale = max(scale, min(self.profile.max_health + 1, need))
-        return scale
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % SEQ_LIMIT
+        return self._seq
 
     # ---- reaching members again ------------------------------------------------------
 
@@ -287,14 +400,14 @@ class FailureDetector:
         """Knowing nobody (our join was lost, or every seed was down), retry the seeds
         with a doubling backoff rather than wait a whole rejoin interval."""
         seeds = [s for s in self._seeds if s != self.address]
-        if not seeds or self._leaving or now < self._next_lonely_retry:
+        if not seeds or self._leaving() or now < self._next_lonely_retry:
             return
-        self._push_pull(seeds[self._lonely_attempts % len(seeds)])
+        self._out.push_pull(seeds[self._lonely_attempts % len(seeds)])
         backoff = self.profile.probe_interval * 2 ** min(self._lonely_attempts, 16)
         self._next_lonely_retry = now + min(self.profile.rejoin_interval, backoff)
         self._lonely_attempts += 1
 
-    def _rejoin(self) -> None:
+    def rejoin(self) -> None:
         """Push-pull with a seed we do not see alive and with a member we hold DEAD: once
         a partition heals, its halves find each other this way without an operator."""
         live = self._table.live_addresses()
@@ -306,4 +419,4 @@ class FailureDetector:
         if dead:
             targets.append(dead[int(self._rng.random() * len(dead))].address)
         for address in dict.fromkeys(targets):
-            self._push_pull(address)
+            self._out.push_pull(address)

@@ -40,6 +40,18 @@ died first) is left in doubt and ends it by the termination protocol, as if no
 Accept had left. A proposer that is no acceptor (a participant beyond the bound,
 recovering) sends its Accept to every acceptor at once and vouches for nothing.
 
+Records only of stated rounds. A PaxosPrepare or Accept states its transaction, and a
+recovery proposer is any participant the transaction names, as the transaction itself
+says: a trusted domain that lies could state a round of its own making (or a real
+round's key with other parties, before the real one arrives) and leave a record that
+later refuses the honest takeover claimant's proof. So a record is made only of a round
+its coordinator stated: before the first record of a transaction, the injected check
+`stated(sender, tx)` must pass (the shell verifies `tx.round_tx`, the coordinator's
+signature over that very round, as received; the simulator compares with what the
+coordinator sent). It raises to refuse, and nothing changes. The record keeps the
+transaction with its signed round. Later messages must state the same transaction (a
+different one is refused whatever it carries).
+
 A COMMIT value is accepted only when it carries a YES of every participant of
 the transaction (the participant list comes with the transaction); ballot 0
 belongs to the coordinator and has no phase 1. Anything else is a
@@ -101,11 +113,18 @@ class AcceptorState(enum.Enum):
 
 AcceptorAction = PersistAcceptor | Send
 
+# `stated(sender, tx)`: returns if `tx` is a round its coordinator stated, raises
+# (RemoteProtocolError, or authority.Refused with a reason) if not. None: no check (a
+# caller that checked every message before, or a test of the Paxos rules alone).
+Stated = Callable[[str, TxInfo], None]
+
 
 class Acceptor:
-    def __init__(self, me: str, *, notify_learners: bool = True) -> None:
+    def __init__(self, me: str, *, notify_learners: bool = True,
+                 stated: Stated | None = None) -> None:
         self.me = me
         self.notify_learners = notify_learners
+        self._stated = stated
         self._records: dict[Key, AcceptorRecord] = {}
         self._outbox: list[AcceptorAction] = []
 
@@ -158,6 +177,8 @@ class Acceptor:
         current = self._records.get(msg.tx.key)
         if current is not None and current.tx != msg.tx:
             raise RemoteProtocolError(f"{msg.tx.key}: the transaction differs from the one known")
+        if current is None and self._stated is not None:
+            self._stated(sender, msg.tx)  # raises unless the coordinator stated this round
         held = max((b.n for b in (current.promised, current.accepted_ballot) if b is not None),
                    default=0) if current is not None else 0
         if not ballot_in_reach(msg.ballot.n, held):

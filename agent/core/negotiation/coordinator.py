@@ -39,9 +39,10 @@ cell can never be contradicted, so it is announced at once without a ballot.
 Unacknowledged COMMITs are resent; `collectable()` says which decision records
 may be dropped (presumed abort: an ABORT record never needs keeping; a COMMIT
 record once every participant acknowledged it). A restarted coordinator is
-rebuilt with `restore()` from its round record and finishes what its log says.
+rebuilt with `restore()` from its round record and finishes what its log says
+(see coordinator_recovery).
 
-Transitions (one table, `_TRANSITIONS`; any pair missing from it is a protocol
+Transitions (one table, `_TRANSITIONS`, built in coordinator_table; any pair missing from it is a protocol
 error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
 
     (phase,     input)  -> phase       effect
@@ -71,6 +72,8 @@ from collections.abc import Set as AbstractSet
 
 from fedorch.core.negotiation.abort_reasons import refusals_text, unplaceable_text
 from fedorch.core.negotiation.acceptor_set import choose_acceptors
+from fedorch.core.negotiation.coordinator_recovery import restore as restore_from_log
+from fedorch.core.negotiation.coordinator_table import transitions
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
@@ -487,106 +490,8 @@ class Coordinator:
 
     # ---- recovery ------------------------------------------------------------
 
-    @classmethod
-    def restore(
-        cls,
-        workflow_id: str,
-        record: RoundRecord | None,
-        *,
-        now: float,
-        placer: Placer | Callable[[Mapping[str, AbstractSet[str]]], PlacementResult],
-        max_rounds: int,
-        prepare_timeout_s: float,
-        consensus: ConsensusOptions | None = None,
-    ) -> Coordinator:
-        """Rebuild a coordinator from its log and finish what the log says.
-
-        A COMMIT on record is resent (until acknowledged); an ABORT on record,
-        or no decision and no COMMIT proposal, ends the workflow ABORTED
-        (presumed abort, written first); a COMMIT proposal without a decision
-        is settled by a recovery ballot, since a participant may have chosen
-        ABORT meanwhile.
-        """
-        core = cls(workflow_id, placer=placer, max_rounds=max_rounds,
-                   prepare_timeout_s=prepare_timeout_s, consensus=consensus)
-        core._restored = True
-        presumed = "coordinator restarted before deciding: presumed abort"
-        if record is None or record.round < 1:
-            core.phase = Phase.ABORTED
-            if record is None or not record.finished:
-                core._outbox.append(Finished(False, 0, {}, presumed))
-            return core
-        core.refusals = list(record.refusals)
-        rnd = RoundState(record.round, dict(record.placement), now, record.acceptors,
-                     next_resend=now)
-        core._round = rnd
-        for r in range(1, record.round):
-            core._decided[r] = ABORT  # an earlier round is never the one that commits
-            core._aborted_rounds[r] = set()
-        if record.proposal is not None:
-            core._cells[record.round] = record.proposal
-        decision = record.decision
-        if record.committed or decision is not None and decision.commit:
-            core.phase = Phase.COMMITTED
-            if decision is not None:
-                core._decided[record.round] = decision
-            else:
-                core._collected.add(record.round)
-            if not record.finished:
-                if consensus is None:
-                    core._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
-                core._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
-        elif decision is None and consensus is not None and record.proposal is not None \
-                and record.proposal.commit:
-            core.phase = Phase.DECIDING
-            tx = core.tx()
-            assert tx is not None
-            core._proposer = Proposer(consensus.me, tx, preferred=record.proposal,
-                                      rng=consensus.rng, resend_s=consensus.resend_s,
-                                      backoff_s=consensus.backoff_s, floor=record.ballot)
-            core._proposer.start(now)
-            core._after_proposer(now)
-        else:
-            core.phase = Phase.ABORTED
-            if decision is None:
-                core._abort_round(rnd, presumed, everyone=True)
-            else:
-                core._decided[rnd.number] = ABORT
-                core._aborted_rounds[rnd.number] = set(rnd.participants())
-                if not record.finished:
-                    core._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
-            if not record.finished:
-                core._finish_aborted(rnd.number, presumed)
-        return core
+    # A second constructor: the core a restarted coordinator's round record implies.
+    restore = classmethod(restore_from_log)
 
 
-_Handler = Callable[[Coordinator, float, object], object]
-
-_TRANSITIONS: dict[tuple[Phase, str], _Handler] = {
-    (Phase.IDLE, "start"): Coordinator._on_start,
-    (Phase.IDLE, "cancel"): Coordinator._ignore,
-    (Phase.PREPARING, "vote"): Coordinator._on_vote,
-    (Phase.PREPARING, "timer"): Coordinator._on_timer,
-    (Phase.PREPARING, "cancel"): Coordinator._on_cancel_preparing,
-    (Phase.PREPARING, "paxos"): Coordinator._ignore,    # replies for an earlier round
-    (Phase.PREPARING, "ack"): Coordinator._ignore,
-    (Phase.PREPARING, "query"): Coordinator._on_query,
-    (Phase.DECIDING, "vote"): Coordinator._on_late_vote,
-    (Phase.DECIDING, "timer"): Coordinator._on_timer_deciding,
-    (Phase.DECIDING, "cancel"): Coordinator._ignore,   # COMMIT proposed: it cannot be taken back
-    (Phase.DECIDING, "paxos"): Coordinator._on_paxos_deciding,
-    (Phase.DECIDING, "ack"): Coordinator._on_ack,  # it learned COMMIT before we did
-    (Phase.DECIDING, "query"): Coordinator._on_query,
-    (Phase.COMMITTED, "vote"): Coordinator._on_late_vote,
-    (Phase.COMMITTED, "timer"): Coordinator._on_timer_committed,
-    (Phase.COMMITTED, "cancel"): Coordinator._ignore,
-    (Phase.COMMITTED, "paxos"): Coordinator._ignore,
-    (Phase.COMMITTED, "ack"): Coordinator._on_ack,
-    (Phase.COMMITTED, "query"): Coordinator._on_query,
-    (Phase.ABORTED, "vote"): Coordinator._on_late_vote,
-    (Phase.ABORTED, "timer"): Coordinator._ignore,
-    (Phase.ABORTED, "cancel"): Coordinator._ignore,
-    (Phase.ABORTED, "paxos"): Coordinator._ignore,
-    (Phase.ABORTED, "ack"): Coordinator._ignore,
-    (Phase.ABORTED, "query"): Coordinator._on_query,
-}
+_TRANSITIONS = transitions(Coordinator)

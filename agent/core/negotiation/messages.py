@@ -34,7 +34,7 @@ must be durable before any later Send leaves the agent.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 
@@ -79,13 +79,20 @@ ABORT = Value(False)
 
 @dataclass(frozen=True)
 class TxInfo:
-    """A transaction as the coordinator fixed it at PREPARE time."""
+    """A transaction as the coordinator fixed it at PREPARE time.
+
+    `round_tx`: the coordinator's signed statement of this transaction (a serialized
+    signed envelope, opaque to the cores), carried by every PaxosPrepare and Accept made
+    of it: an acceptor makes a record only of a round its coordinator stated (see
+    acceptor.py). Not part of the transaction's identity: two copies of one round are
+    equal whether or not, and under which signature, they carry it."""
 
     workflow_id: str
     round: int
     coordinator: str
     participants: tuple[str, ...]  # sorted
     acceptors: tuple[str, ...]     # sorted; fixed for the life of the transaction
+    round_tx: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def key(self) -> Key:

@@ -1,36 +1,12 @@
-"""Proposer and termination cores: how an in-doubt transaction gets its decision, sans I/O.
+"""Termination core: how an in-doubt transaction gets its decision, sans I/O.
 
 Theory of operation
 -------------------
-:class:`Proposer` drives one transaction's consensus instance to a chosen value.
-The coordinator runs one on its fast path: ballot 0 is its own, so it skips
-phase 1 and sends Accept(0, value) at once. A recovery proposer picks a ballot
-(n, me) above every ballot it has seen, sends PaxosPrepare to every acceptor,
-and from a majority of promises adopts the value accepted in the highest
-ballot, or its preferred value when none was accepted (ABORT, for anyone but
-the coordinator); then phase 2. The value is chosen when a majority accepted it
-in one ballot. A proposer need not be an acceptor (a participant beyond
-`max_acceptors`): it then sends its Accept to every acceptor at once and counts
-only theirs. A Reject (an acceptor promised higher) sends the proposer into a
-random backoff (injected random.Random), then a higher ballot; unanswered
-messages are resent every `resend_s`. A Decision from anyone ends it at once.
-Every phase 1 first emits PersistBallot: a restarted proposer is given that
-ballot back as `floor` and starts above it, so a ballot never carries two values.
-
-Transitions (one table, `_PROPOSER_TABLE`):
-
-    (phase,   input)          -> phase    effect
-    (PHASE1,  Promise b=mine) -> PHASE1   count; majority -> PHASE2, Accept to all
-    (PHASE2,  Accepted b=mine)-> PHASE2   count; majority -> DONE, value chosen
-    (any,     Accepted any b) -> DONE     when a majority accepted one value in b (learner)
-    (PHASE1|2, Reject b=mine) -> BACKOFF  wait a random while, then a higher ballot
-    (BACKOFF, timer)          -> PHASE1   PaxosPrepare with the next ballot
-    (PHASE1|2, timer)         -> same     resend to the acceptors still silent
-    (any,     Decision)       -> DONE     the value is chosen (learned)
-    (DONE,    anything)       -> DONE     ignored; so is any reply for another ballot
-
-:class:`Termination` is the participant side. A participant that voted YES and
-has no decision when its lease passes never releases on a timer; it asks the
+:class:`Termination` is the participant side; its recovery proposers are
+:class:`~fedorch.core.negotiation.proposer.Proposer` (proposer.py), each given the
+transaction as this participant voted YES in it, with the coordinator's signed round
+it kept, which every recovery PaxosPrepare and Accept carries. A participant that
+voted YES and has no decision when its lease passes never releases on a timer; it asks the
 coordinator (DecisionQuery). If no decision comes within `query_timeout_s` it
 asks the other acceptors too (only they are sure to be told the outcome: a
 participant beyond `max_acceptors` is one more learner, and asking every one of
@@ -74,14 +50,11 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fedorch.core.identity.authority import ballot_in_reach
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
-    Accept,
     Accepted,
     AnswerStatus,
     Ballot,
@@ -90,7 +63,6 @@ from fedorch.core.negotiation.messages import (
     DecisionQuery,
     Key,
     Learned,
-    PaxosPrepare,
     PersistBallot,
     Promise,
     Reject,
@@ -100,209 +72,10 @@ from fedorch.core.negotiation.messages import (
     certifies,
 )
 
-
-class ProposerPhase(enum.Enum):
-    PHASE1 = "phase1"
-    PHASE2 = "phase2"
-    BACKOFF = "backoff"
-    DONE = "done"
-
-
-class Proposer:
-    def __init__(
-        self,
-        me: str,
-        tx: TxInfo,
-        *,
-        preferred: Value,
-        rng: random.Random,
-        resend_s: float,
-        backoff_s: float,
-        fast: bool = False,
-        floor: Ballot | None = None,
-    ) -> None:
-        if fast and me != tx.coordinator:
-            raise RemoteProtocolError("only the coordinator owns ballot 0")
-        if me not in tx.acceptors and me not in tx.participants:
-            raise RemoteProtocolError(f"{me} proposes in {tx.key} but is not its acceptor"
-                                      " nor a participant")
-        self.me = me
-        # A participant beyond max_acceptors proposes without accepting: its phase 2 goes
-        # to every acceptor at once, vouching for nothing (see _phase2).
-        self.is_acceptor = me in tx.acceptors
-        self.tx = tx
-        self.preferred = preferred
-        self.chosen: Value | None = None
-        self.phase = ProposerPhase.PHASE1
-        self._fast = fast
-        self._rng = rng
-        self._resend_s = resend_s
-        self._backoff_s = backoff_s
-        self._ballot = Ballot(0, me)
-        self._highest_seen = floor if floor is not None else Ballot(0, "")
-        self._value: Value = preferred
-        self._replies: dict[str, Promise | Accepted] = {}
-        self._accepts: dict[tuple[Ballot, Value], set[str]] = {}
-        self._next_at = 0.0
-        self._rejections = 0
-        self._vouched = False  # our own acceptor accepted our current phase 2
-        self._outbox: list[Send | PersistBallot] = []
-
-    @property
-    def ballot(self) -> Ballot:
-        return self._ballot
-
-    def next_actions(self) -> list[Send | PersistBallot]:
-        actions, self._outbox = self._outbox, []
-        return actions
-
-    def get_timer(self) -> float | None:
-        return None if self.phase is ProposerPhase.DONE else self._next_at
-
-    # ---- inputs --------------------------------------------------------------------
-
-    def start(self, now: float) -> None:
-        if self._fast:
-            self._phase2(now, self._ballot, self.preferred)
-        else:
-            self._phase1(now)
-
-    def receive(self, now: float, msg: object) -> None:
-        """A Promise, Accepted, Reject or Decision for this transaction."""
-        if getattr(msg, "key", None) != self.tx.key:
-            raise RemoteProtocolError("a reply for another transaction")
-        if isinstance(msg, Promise | Accepted | Reject) and msg.acceptor not in self.tx.acceptors:
-            # Only the round's acceptors count towards its majorities (authority table).
-            raise RemoteProtocolError(f"{msg.acceptor} is not an acceptor of {self.tx.key}")
-        handler = _PROPOSER_TABLE.get((self.phase, type(msg)))
-        if handler is None:
-            raise RemoteProtocolError(f"{type(msg).__name__} is not a proposer's input")
-        handler(self, now, msg)
-
-    # ---- handlers (the `_PROPOSER_TABLE`) --------------------------------------------
-
-    def _on_promise(self, now: float, msg: Promise) -> None:
-        if msg.ballot != self._ballot:
-            return  # a reply for an older ballot of ours: stale
-        self._replies[msg.acceptor] = msg
-        if len(self._replies) >= self.tx.majority:
-            self._phase2(now, self._ballot, self._adopt())
-
-    def _on_accepted(self, now: float, msg: Accepted) -> None:
-        if msg.ballot == self._ballot and self.phase is ProposerPhase.PHASE2:
-            if msg.value != self._value:
-                raise RemoteProtocolError(f"{msg.acceptor} accepted another value in our ballot")
-            self._replies[msg.acceptor] = msg
-            if msg.acceptor == self.me and not self._vouched:
-                # Ours is durable: the others' Accept can say so (see _phase2).
-                self._vouched = True
-                self._outbox.extend(Send(a, self._message()) for a in self.tx.acceptors
-                                    if a not in self._replies)
-        # Learner: a majority accepting one value in one ballot chose it, whoever proposed.
-        voters = self._accepts.setdefault((msg.ballot, msg.value), set())
-        voters.add(msg.acceptor)
-        if len(voters) >= self.tx.majority:
-            self._learn(msg.value)
-
-    def _on_reject(self, now: float, msg: Reject) -> None:
-        if not ballot_in_reach(msg.promised.n, self._ballot.n):
-            return  # a promise no proposer could have asked for: ballots are not exhausted
-        self._highest_seen = max(self._highest_seen, msg.promised)
-        if msg.ballot == self._ballot and self.phase is not ProposerPhase.BACKOFF \
-                and msg.promised > self._ballot:
-            self._backoff(now)
-
-    def _on_decision(self, now: float, msg: Decision) -> None:
-        self._learn(msg.value)
-
-    def _ignore(self, now: float, msg: object) -> None:
-        pass
-
-    def handle_timer(self, now: float) -> None:
-        if self.phase is ProposerPhase.DONE or now < self._next_at:
-            return
-        if self.phase is ProposerPhase.BACKOFF:
-            self._phase1(now)
-            return
-        self._next_at = now + self._resend_s
-        waiting = self.tx.acceptors if self._vouched or self.phase is ProposerPhase.PHASE1 \
-            or not self.is_acceptor else (self.me,)  # phase 2: the others once ours accepted
-        for acceptor in waiting:
-            if acceptor not in self._replies:
-                self._outbox.append(Send(acceptor, self._message()))
-
-    # ---- steps ---------------------------------------------------------------------
-
-    def _phase1(self, now: float) -> None:
-        n = max(self._ballot.n, self._highest_seen.n) + 1
-        self._ballot = Ballot(n, self.me)
-        self.phase = ProposerPhase.PHASE1
-        self._replies = {}
-        self._next_at = now + self._resend_s
-        msg = PaxosPrepare(self.tx, self._ballot)
-        self._outbox.append(PersistBallot(self.tx.key, self._ballot))
-        self._outbox.extend(Send(a, msg) for a in self.tx.acceptors)
-
-    def _phase2(self, now: float, ballot: Ballot, value: Value) -> None:
-        # Our own acceptor first; the others once it accepted, told so in their Accept:
-        # each counts it as our Accepted, so with three acceptors a participant learns
-        # the value from its Accept alone (see agent.negotiation.acceptor).
-        self.phase = ProposerPhase.PHASE2
-        self._value = value
-        self._replies = {}
-        self._vouched = False
-        self._next_at = now + self._resend_s
-        if not self.is_acceptor:  # nothing of ours to vouch for: every acceptor at once
-            self._outbox.extend(Send(a, Accept(self.tx, ballot, value))
-                                for a in self.tx.acceptors)
-            return
-        self._outbox.append(Send(self.me, Accept(self.tx, ballot, value)))
-
-    def _adopt(self) -> Value:
-        best: tuple[Ballot, Value] | None = None
-        for p in self._replies.values():
-            assert isinstance(p, Promise)
-            if p.accepted_ballot is not None and p.accepted_value is not None \
-                    and (best is None or p.accepted_ballot > best[0]):
-                best = (p.accepted_ballot, p.accepted_value)
-        return best[1] if best is not None else self.preferred
-
-    def _backoff(self, now: float) -> None:
-        self.phase = ProposerPhase.BACKOFF
-        self._rejections += 1
-        spread = self._backoff_s * (2 ** min(self._rejections, 5))
-        self._next_at = now + self._rng.uniform(0.0, spread)
-
-    def _learn(self, value: Value) -> None:
-        self.chosen = value
-        self.phase = ProposerPhase.DONE
-
-    def _message(self) -> PaxosPrepare | Accept:
-        if self.phase is ProposerPhase.PHASE1:
-            return PaxosPrepare(self.tx, self._ballot)
-        return Accept(self.tx, self._ballot, self._value, proposer_accepted=self._vouched)
-
-
-_P = ProposerPhase
-_PROPOSER_TABLE: dict[tuple[ProposerPhase, type], Callable[[Proposer, float, object], None]] = {
-    (_P.PHASE1, Promise): Proposer._on_promise,
-    (_P.PHASE1, Accepted): Proposer._on_accepted,
-    (_P.PHASE1, Reject): Proposer._on_reject,
-    (_P.PHASE1, Decision): Proposer._on_decision,
-    (_P.PHASE2, Promise): Proposer._ignore,        # phase 1 is over for this ballot
-    (_P.PHASE2, Accepted): Proposer._on_accepted,
-    (_P.PHASE2, Reject): Proposer._on_reject,
-    (_P.PHASE2, Decision): Proposer._on_decision,
-    (_P.BACKOFF, Promise): Proposer._ignore,
-    (_P.BACKOFF, Accepted): Proposer._on_accepted,  # still a learner
-    (_P.BACKOFF, Reject): Proposer._on_reject,
-    (_P.BACKOFF, Decision): Proposer._on_decision,
-    (_P.DONE, Promise): Proposer._ignore,
-    (_P.DONE, Accepted): Proposer._ignore,
-    (_P.DONE, Reject): Proposer._ignore,
-    (_P.DONE, Decision): Proposer._ignore,
-}
-
+# The proposer core lived here; its names stay importable from this module.
+from fedorch.core.negotiation.proposer import _PROPOSER_TABLE as _PROPOSER_TABLE
+from fedorch.core.negotiation.proposer import Proposer as Proposer
+from fedorch.core.negotiation.proposer import ProposerPhase as ProposerPhase
 
 # ---- the participant's side ------------------------------------------------------------
 

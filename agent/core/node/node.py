@@ -56,7 +56,7 @@ from typing import Protocol
 
 from fedorch.core.identity.submission import SubmissionError
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
-from fedorch.core.negotiation.acceptor import Acceptor
+from fedorch.core.negotiation.acceptor import Acceptor, Stated
 from fedorch.core.negotiation.coordinator import ConsensusOptions
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo
@@ -141,10 +141,13 @@ class Node:
                  vote_raw: Callable[[Key, str, bool], bytes] = default_vote_raw,
                  wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
                  admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
-                 | None = None, disk: Disk | None = None, now: float = 0.0) -> None:
+                 | None = None, disk: Disk | None = None, now: float = 0.0,
+                 stated: Stated | None = None) -> None:
         """`takeover` builds the plug from this Node (default: none); `disk` and `now`:
-        restore from that disk at that time (default: a new, empty agent)."""
+        restore from that disk at that time (default: a new, empty agent); `stated`:
+        the acceptor's check that a round is one its coordinator stated (Acceptor)."""
         self.name = name
+        self.stated = stated
         self.policy = policy
         self.capacities = capacities
         self.t = timing
@@ -217,7 +220,7 @@ class Node:
         t = self.t
         self.participant = Participant(self.name, self.policy, self.capacities,
                                        lease_s=t.lease_s, query_interval_s=t.query_interval_s)
-        self.acceptor = Acceptor(self.name)
+        self.acceptor = Acceptor(self.name, stated=self.stated)
         self.submissions = SubmissionGuard(SUBMISSION_WINDOW_MS)
         self.termination = Termination(
             self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,

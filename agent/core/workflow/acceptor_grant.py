@@ -26,11 +26,15 @@ bytes as received and hands this core the facts, or the reason it refused them
       its acceptors                                  -> REFUSE not_committed / not_acceptor
     proof of round r, a record of r that differs
       (participants, acceptors) or decided ABORT,
-      or a record of another round decided COMMIT    -> REFUSE proof_disagrees (a lie)
+      or a record of a later round decided COMMIT    -> REFUSE proof_disagrees (a lie)
     claimant no participant of the proof's round     -> REFUSE not_participant
     the epoch held here forbids it (may_grant)       -> DENY (answered with what is held)
     otherwise                                        -> GRANT naming the proof's round and
                                                         its acceptors as the electorate
+      ... with a record of an earlier round decided
+      COMMIT                                         -> GRANT as above, reason
+                                                        commit_outranked naming the round
+                                                        (the record is the lie: below)
 
 Why a record alone never grants: an acceptor record holds the transaction as its
 *proposer* stated it, and a recovery proposer is any participant the transaction names,
@@ -56,6 +60,41 @@ on its own; the decision's signer vouches for it and its lie is provable).
 Why an acceptor's own record wins: it is what it accepted, on its own disk. A proof that
 contradicts it is a lie by someone (the claimant, or the coordinator that signed two
 rounds with one number) and is refused and counted, never merged.
+
+Why a "COMMIT" of an earlier round does not win (`commit_outranked`): the coordinator
+signs round r2 only once every earlier round r1 < r2 of the workflow can never commit.
+It starts r1 + 1 from two places alone (agent/core/negotiation/coordinator.py): a NO or
+the deadline in PREPARING, where its write-once proposal cell of r1 is set to ABORT
+first (the cell holds COMMIT only from the all-YES that moves it to DECIDING, and no
+Accept of COMMIT leaves before it); or ABORT chosen by r1's acceptors in DECIDING. In
+either case COMMIT can never be chosen in r1: only the coordinator proposes COMMIT at
+ballot 0, a recovery proposer proposes it only when an acceptor accepted it, and none
+did, or Paxos chose ABORT. The cell and the decision are on disk before r1 + 1's
+PREPARE (and its signed round) is sent, and a restarted coordinator finishes only its
+recorded round and starts none (coordinator_recovery), so a restart does not break
+it. Round numbers are not reused (re-placement rounds come after the committed one,
+are classic 2PC with no acceptors and carry no signed round). Every signed round and
+every record is of the original coordinator, epoch 0: the authority table takes a
+signed round, and a PaxosPrepare or Accept, only as the coordinator the workflow id
+names states it (successors run classic rounds only). So no honest history holds a
+COMMIT of r1 beside a signed r2 > r1: a record of r1 learned COMMIT beside a verified
+proof of r2 is a lie, either by whoever made the "COMMIT" (the usual one: a domain that
+was r1's only participant holds r1's true signed round and its own YES, so it can make
+an acceptor that missed r1's ABORT record r1 and learn COMMIT of it from its signed
+Decision), or by the coordinator itself (it signed r2 after r1 committed: a lie about
+its own workflow, the only work it can harm). The coordinator's signed later round
+outranks it: the grant is given, and the verdict says
+`commit_outranked` with the rounds, for the shell to log and count as a contradiction
+of the coordinator's own signed word, distinct from `proof_disagrees`. The records that
+can outrank nothing still refuse: a COMMIT of the proof's own round that disagrees (two
+electorates, one number: the coordinator's lie or the claimant's), and a COMMIT of a
+later round (the proof's round is then the earlier one, which never committed: a
+participant of an aborted round showing its true signed round and a "COMMIT" of its
+own is the lie this refusal catches).
+What it costs in safety, exactly: the verdict is the one this rule gives with those
+earlier COMMIT records removed, which is what an acceptor that never heard of those
+rounds answers, a state messages being lost can put any acceptor in; so the grant goes
+through in no case that an acceptor having missed a round would not grant already.
 
 One grant per epoch is the caller's: `may_grant` over the epoch held in the acceptor's
 `takeover_grants` row, written before the answer leaves.
@@ -85,16 +124,28 @@ class Round:
     decided: str | None = None  # COMMIT, ABORT, or None (not known)
 
 
+# Granted over a record of an earlier round learned COMMIT: the coordinator's signed
+# later round outranks it (the module docstring). A grant's reason, never a refusal's.
+COMMIT_OUTRANKED = "commit_outranked"
+
+
 @dataclass(frozen=True)
 class Verdict:
     granted: bool
-    reason: str = ""        # a fixed word when refused ("" when granted or denied)
+    # A fixed word: why refused; when granted, COMMIT_OUTRANKED or "" (denied: "").
+    reason: str = ""
     detail: str = ""
     basis: Round | None = None  # granted: the round and electorate the grant names
 
     @property
     def refused(self) -> bool:
         return not self.granted and bool(self.reason)
+
+    @property
+    def outranked(self) -> bool:
+        """Granted over a record that contradicts the coordinator's signed word: to be
+        logged and counted by its reason, like a refusal, though the grant stands."""
+        return self.granted and self.reason == COMMIT_OUTRANKED
 
 
 def _refuse(reason: str, detail: str) -> Verdict:
@@ -107,7 +158,8 @@ def acceptor_grant(me: str, claimant: str, epoch: int, held: tuple[int, str],
     """May acceptor `me`, holding (`held`) for the workflow and knowing `records` of its
     rounds, grant `epoch` to `claimant`, who showed `proof` (or a proof the shell
     refused: `proof_error` = (reason, detail))? See the table in the module docstring:
-    only a proof grants; the records can only refuse one."""
+    only a proof grants; the records can only refuse one, but a COMMIT of an earlier
+    round the proof outranks (granted all the same, reason COMMIT_OUTRANKED)."""
     if proof_error is not None:
         return _refuse(*proof_error)
     if proof is None:
@@ -119,19 +171,29 @@ def acceptor_grant(me: str, claimant: str, epoch: int, held: tuple[int, str],
         return _refuse("not_committed", f"round {proof.round} is not shown committed")
     if me not in proof.acceptors:
         return _refuse("not_acceptor", f"{me} is no acceptor of round {proof.round}")
+    outranked = []
     for r in records:
-        same = r.round == proof.round
-        if same and (r.participants != proof.participants
-                     or r.acceptors != proof.acceptors or r.decided == ABORT):
-            return _refuse("proof_disagrees",
-                           f"round {proof.round} differs from the one accepted here")
-        if not same and r.decided == COMMIT:
-            return _refuse("proof_disagrees", f"round {r.round} committed here, not"
-                                              f" round {proof.round}")
+        if r.round == proof.round:
+            if r.participants != proof.participants or r.acceptors != proof.acceptors \
+                    or r.decided == ABORT:
+                return _refuse("proof_disagrees",
+                               f"round {proof.round} differs from the one accepted here")
+        elif r.decided == COMMIT:
+            if r.round > proof.round:
+                return _refuse("proof_disagrees", f"round {r.round} committed here, not"
+                                                  f" round {proof.round}")
+            outranked.append(r.round)
     basis = proof
     if claimant not in basis.participants:
         return _refuse("not_participant",
                        f"{claimant} is no participant of round {basis.round}")
     if not may_grant(held[0], held[1], epoch, claimant):
         return Verdict(False)
+    if outranked:
+        rounds = ", ".join(str(r) for r in sorted(outranked))
+        return Verdict(True, COMMIT_OUTRANKED,
+                       f"round(s) {rounds} learned COMMIT here, yet the coordinator signed"
+                       f" round {proof.round} and it committed: a coordinator starts a"
+                       f" round only once the earlier ones can no longer commit, so the"
+                       f" COMMIT learned here is a lie", basis)
     return Verdict(True, basis=basis)

@@ -58,11 +58,17 @@ Safety (never two coordinators acting in one epoch) does not depend on views
 agreeing: a domain grants an epoch at most once (`may_grant`: a higher epoch, or the
 same epoch to the same claimant again), and two majorities of one electorate meet,
 so at most one claimant gathers a majority for an epoch. Views that disagree (a
-partition) can only make two domains claim: at most one wins, the other times out
-(`claim_timeout_s`) and follows the winner as soon as it hears of it (`Adopted`), or
-claims the next epoch once it sees that one gone in turn. A coordinator whose epoch
-is over (the old one returning, or a claimant that lost) learns it by `Adopted` and
-follows: the shell refuses every coordinator message of a lower epoch than it holds.
+partition) can only make two domains claim one epoch: at most one wins. The denials
+name the domain each voter holds the epoch for, and from them a claimant decides at
+once who goes next, by rank (agent/core/workflow/takeover_split.py): it follows a
+better-ranked (lower-named) rival that answered itself or that leaves it no majority
+to reach; the best-ranked claimant claims the next epoch at once when this one is
+lost (unless a rival may have won it: its proof tells), and asks the rivals that
+yield to it again (`rival_again_s`, doubling) for their votes. Only what the denials
+cannot settle (a member it needs stays silent) waits for the claim timeout, as before.
+A coordinator whose epoch is over (the old one returning, or a claimant that lost)
+learns it by `Adopted` and follows: the shell refuses every coordinator message of a
+lower epoch.
 
 Why a majority of the acceptors, and not of the domains with steps, is enough: safety
 rests only on (a) one fixed electorate, the same at every domain that counts, and (b)
@@ -90,8 +96,13 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
-    CLAIMING  --Timer: claim timed out, a higher-named rival holds the epoch--> CLAIMING
-              the next epoch; a lower-named rival--> FOLLOWING the rival
+    CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
+              FOLLOWING the best-ranked rival, if it answered itself or leaves us no
+              majority; CLAIMING the next epoch when ours is lost, no better-ranked
+              rival is known and none may have won; else CLAIMING (and the
+              worse-ranked rivals that answered themselves asked again: Timer)
+    CLAIMING  --Timer: claim timed out, rivals known--> CLAIMING the next epoch if we
+              rank best; else FOLLOWING the best-ranked rival
     CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again)
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
@@ -137,7 +148,30 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+
+from fedorch.core.workflow.takeover_events import (
+    Act,
+    Action,
+    Adopted,
+    Announce,
+    Deny,
+    EndKnown,
+    Grant,
+    Input,
+    Persist,
+    Proven,
+    SendClaim,
+    Timer,
+    Watch,
+    majority,
+    may_grant,
+    successor,
+)
+from fedorch.core.workflow.takeover_split import resolve
+
+__all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
+           "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Watch",
+           "majority", "may_grant", "successor"]
 
 GONE_AT_ONCE = frozenset({"DEAD", "LEFT"})
 DEFAULT_TAKEOVER_AFTER_S = 10.0
@@ -149,102 +183,6 @@ class Role(enum.Enum):
     ACTING = "acting"        # coordinator of the current epoch, agreed by a majority
 
 
-@dataclass(frozen=True)
-class Watch:
-    state: str  # membership state of the coordinator known here ("" if unknown)
-    dead: frozenset[str] = frozenset()  # participants membership holds DEAD or LEFT
-
-
-@dataclass(frozen=True)
-class Timer:
-    pass
-
-
-@dataclass(frozen=True)
-class Grant:
-    voter: str
-    epoch: int
-
-
-@dataclass(frozen=True)
-class Deny:
-    voter: str
-    epoch: int
-    held_epoch: int
-    holder: str
-
-
-@dataclass(frozen=True)
-class Adopted:
-    epoch: int
-    coordinator: str
-
-
-@dataclass(frozen=True)
-class EndKnown:
-    pass
-
-
-@dataclass(frozen=True)
-class Proven:
-    """An epoch certificate, verified by the shell: `coordinator` won `epoch`."""
-
-    epoch: int
-    coordinator: str
-
-
-Input = Watch | Timer | Grant | Deny | Adopted | EndKnown | Proven
-
-
-@dataclass(frozen=True)
-class SendClaim:
-    to: str
-    epoch: int
-
-
-@dataclass(frozen=True)
-class Persist:
-    """Write (epoch, coordinator) as the coordinator known here before anything leaves."""
-
-    epoch: int
-    coordinator: str
-
-
-@dataclass(frozen=True)
-class Act:
-    """This domain is the coordinator of `epoch`: collect results, end, notify."""
-
-    epoch: int
-
-
-@dataclass(frozen=True)
-class Announce:
-    """The workflow ended (`EndKnown`): tell that end to every participant and the
-    original coordinator as the holder of `epoch` (on disk as such before it leaves, so
-    that a restart tells it again), and end it here."""
-
-    epoch: int
-
-
-Action = SendClaim | Persist | Act | Announce
-
-
-def majority(electorate: Collection[str]) -> int:
-    return len(electorate) // 2 + 1
-
-
-def may_grant(held_epoch: int, holder: str, epoch: int, claimant: str) -> bool:
-    """May a domain that holds (held_epoch, holder) grant `epoch` to `claimant`? At most
-    one claimant per epoch, and never an epoch below the one held."""
-    return epoch > held_epoch or (epoch == held_epoch and claimant == holder)
-
-
-def successor(participants: Collection[str], gone: Collection[str]) -> str | None:
-    """The live participant that claims next: the lowest name, so every domain with the
-    same view names the same one. None if none is live."""
-    live = sorted(set(participants) - set(gone))
-    return live[0] if live else None
-
 
 class Takeover:
     """One committed workflow's coordinator epoch, as one domain of its electorate sees it."""
@@ -253,7 +191,8 @@ class Takeover:
                  acceptors: Collection[str] = (),
                  epoch: int = 0, coordinator: str | None = None,
                  takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
-                 claim_timeout_s: float = 5.0, claiming: bool = False) -> None:
+                 claim_timeout_s: float = 5.0, rival_again_s: float = 0.2,
+                 claiming: bool = False) -> None:
         if not participants:
             raise ValueError("a committed workflow has participants")
         if epoch < 0:
@@ -272,6 +211,7 @@ class Takeover:
         self.coordinator = coordinator if coordinator is not None else original
         self.takeover_after_s = takeover_after_s
         self.claim_timeout_s = claim_timeout_s
+        self.rival_again_s = rival_again_s
         self.role = Role.ACTING if self.coordinator == me else Role.FOLLOWING
         self._unseen_since: float | None = None  # coordinator not ALIVE since
         self._gone = False
@@ -282,7 +222,13 @@ class Takeover:
         # ended claims nothing), and since when we wait for the current one.
         self._passed: set[str] = set()
         self._waiting: tuple[str, float] | None = None
-        self._rival: tuple[int, str] | None = None  # a domain that holds our claimed epoch
+        # Split claims (agent/core/workflow/takeover_split.py): voter -> the other domain
+        # it holds our claimed epoch for; the coordinator we took over from; when to ask
+        # again the worse-ranked rivals that yield to us, and the pause before that.
+        self._denied: dict[str, str] = {}
+        self._predecessor: str | None = None
+        self._again_at: float | None = None
+        self._again_pause = rival_again_s
         self.ended = False  # Announce given: nothing more to do
         if self.role is Role.ACTING and epoch > 0:
             # A successor restarted: whoever did not answer its claim before still needs
@@ -310,6 +256,9 @@ class Takeover:
     def get_timer(self) -> float | None:
         if self.ended:
             return None
+        if self.role is Role.CLAIMING and self._again_at is not None \
+                and self._claim_deadline is not None:
+            return min(self._again_at, self._claim_deadline)
         if self.role in (Role.CLAIMING, Role.ACTING):
             return self._claim_deadline
         if self.role is Role.FOLLOWING and not self._gone and self._unseen_since is not None:
@@ -359,9 +308,12 @@ class Takeover:
 
     def _claim(self, now: float, epoch: int) -> list[Action]:
         self.role = Role.CLAIMING
+        if self.coordinator != self.me:
+            self._predecessor = self.coordinator  # gone: it will not answer
         self.epoch, self.coordinator = epoch, self.me  # our own grant
         self._grants = {self.me}
-        self._rival = None
+        self._denied.clear()
+        self._again_at = None
         self._claim_deadline = now + self.claim_timeout_s
         out: list[Action] = [Persist(epoch, self.me)]
         out += [SendClaim(d, epoch) for d in sorted(self.electorate - {self.me})]
@@ -383,7 +335,11 @@ class Takeover:
         if ev.epoch != self.epoch or ev.voter not in self.audience:
             return []
         self._grants.add(ev.voter)  # counted in the electorate only (_won)
-        return self._won()
+        self._denied.pop(ev.voter, None)  # a rival that yielded to us, asked again
+        won = self._won()
+        if won or not self._denied:
+            return won
+        return self._split(now)  # the last answer we lacked may settle a split
 
     def _acting_grant(self, now: float, ev: Grant) -> list[Action]:
         if ev.epoch == self.epoch and ev.voter in self.audience:
@@ -408,23 +364,46 @@ class Takeover:
             return []
         if ev.held_epoch > self.epoch:  # a later epoch exists: ours is over
             return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
-        if ev.held_epoch == self.epoch:  # a rival claimed our epoch: it may win
-            self._rival = (ev.held_epoch, ev.holder)
+        if ev.held_epoch == self.epoch:  # a rival claimed our epoch: the votes may split
+            self._denied[ev.voter] = ev.holder
+            return self._split(now)
+        return []
+
+    def _split(self, now: float) -> list[Action]:
+        """Decide at once, from the denials, who goes next (takeover_split.resolve)."""
+        verdict = resolve(self.me, self.electorate, self._grants, self._denied,
+                          self._dead | ({self._predecessor} - {None}))
+        if verdict.follow is not None:
+            return self._adopt(now, Adopted(self.epoch, verdict.follow), force=True)
+        if verdict.next_epoch:
+            return self._claim(now, self.epoch + 1)
+        if verdict.ask_again and self._again_at is None:
+            self._again_pause = self.rival_again_s
+            self._again_at = now + self._again_pause
         return []
 
     def _claim_timer(self, now: float, ev: Timer) -> list[Action]:
-        if self._claim_deadline is None or now < self._claim_deadline:
+        if self._claim_deadline is not None and now >= self._claim_deadline:
+            return self._claim_timed_out(now)
+        if self._again_at is None or now < self._again_at:
             return []
-        if self._rival is not None:
-            # Views differed and another claimed this epoch too (the votes may be
-            # split, so neither wins). Never a second claim of ours at this epoch. The
-            # lower name of the two claims the next epoch; the higher follows it (and
-            # grants it that epoch when asked), so they do not duel for ever.
-            epoch, holder = self._rival
-            if self.me < holder:
-                self._rival = None
+        # The worse-ranked rivals that answered as themselves: they yield to us once our
+        # denial of their claim reaches them, and then grant us this epoch.
+        again = sorted(v for v, h in self._denied.items() if v == h and h > self.me)
+        self._again_pause = min(2 * self._again_pause, self.claim_timeout_s)
+        self._again_at = now + self._again_pause if again else None
+        return [SendClaim(d, self.epoch) for d in again]
+
+    def _claim_timed_out(self, now: float) -> list[Action]:
+        if self._denied:
+            # Views differed and another claimed this epoch too, and the denials did not
+            # settle it (a member stayed silent). Never a second claim of ours at this
+            # epoch. The best-ranked (lowest) name claims the next epoch; the others
+            # follow it (and grant it that epoch when asked), so they do not duel.
+            best = min(self._denied.values())
+            if self.me < best:
                 return self._claim(now, self.epoch + 1)
-            return self._adopt(now, Adopted(epoch, holder), force=True)
+            return self._adopt(now, Adopted(self.epoch, best), force=True)
         # No majority and no rival: the electorate did not answer; ask again (the same
         # epoch: granting it to us again is allowed, see may_grant).
         self._claim_deadline = now + self.claim_timeout_s
@@ -440,7 +419,8 @@ class Takeover:
         self.epoch, self.coordinator = ev.epoch, ev.coordinator
         self._grants.clear()
         self._claim_deadline = None
-        self._rival = None
+        self._denied.clear()
+        self._again_at = None
         self._unseen_since, self._gone = None, False  # a new coordinator: watch it anew
         self._passed.clear()
         self._waiting = None

@@ -288,6 +288,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE hold_txs ADD COLUMN round_tx BLOB NOT NULL DEFAULT x'';
     """,
+    # 17 -> 18: an acceptor keeps, with each record, the coordinator's signed round it
+    # verified before making it (PaxosPrepare/PaxosAccept.round_tx, as received): its
+    # evidence that the round is the coordinator's, not a proposer's statement. Records
+    # of an older agent keep x'' (docs/failures.md, What a planted acceptor record can
+    # still do).
+    """
+    ALTER TABLE acceptor_records ADD COLUMN round_tx BLOB NOT NULL DEFAULT x'';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -203,8 +203,8 @@ class HoldTxRow:
     spec: bytes
     placement: dict[str, str]
     coordinator_endpoint: str = ""
-    # The coordinator's signed round (an Envelope, as received), when an acceptor of the
-    # round holds no step; b"" otherwise.
+    # The coordinator's signed round (an Envelope, as received); b"" from an older
+    # coordinator, or one that signed it only when an acceptor held no step.
     round_tx: bytes = b""
 
 
@@ -219,6 +219,10 @@ class AcceptorRow:
     accepted: tuple[int, str] | None = None
     accepted_value: bytes | None = None
     decided: bytes | None = None
+    # The coordinator's signed round the record was made of (an Envelope, as received
+    # and verified); b"" for a record of an older agent, or made of an older
+    # coordinator's own unsigned message.
+    round_tx: bytes = b""
 
 
 class Store:
@@ -788,12 +792,12 @@ class Store:
         promised = r.promised or (None, None)
         accepted = r.accepted or (None, None)
         args = (r.workflow_id, r.round, r.tx, promised[0], promised[1], accepted[0],
-                accepted[1], r.accepted_value, r.decided)
+                accepted[1], r.accepted_value, r.decided, r.round_tx)
         sql = ("INSERT OR REPLACE INTO acceptor_records(workflow_id, round, tx, promised_n,"
-               " promised_by, accepted_n, accepted_by, accepted_value, decided)")
+               " promised_by, accepted_n, accepted_by, accepted_value, decided, round_tx)")
         if not if_proposed_commit:
-            return f"{sql} VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", args
-        return (f"{sql} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS(SELECT 1 FROM proposals"
+            return f"{sql} VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", args
+        return (f"{sql} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS(SELECT 1 FROM proposals"
                 " WHERE workflow_id=? AND round=? AND outcome='COMMIT')",
                 (*args, r.workflow_id, r.round))
 
@@ -803,7 +807,7 @@ class Store:
                            (r[3], r[4]) if r[3] is not None else None,
                            (r[5], r[6]) if r[5] is not None else None,
                            bytes(r[7]) if r[7] is not None else None,
-                           bytes(r[8]) if r[8] is not None else None)
+                           bytes(r[8]) if r[8] is not None else None, bytes(r[9]))
 
     async def has_acceptor_records(self) -> bool:
         return await self._one("SELECT 1 FROM acceptor_records LIMIT 1") is not None
@@ -813,7 +817,7 @@ class Store:
         has none (an acceptor does not write the decisions it learns twice)."""
         row = await self._one(
             "SELECT a.workflow_id, a.round, a.tx, a.promised_n, a.promised_by, a.accepted_n,"
-            " a.accepted_by, a.accepted_value, COALESCE(a.decided, l.value)"
+            " a.accepted_by, a.accepted_value, COALESCE(a.decided, l.value), a.round_tx"
             " FROM acceptor_records a LEFT JOIN learned l"
             " ON l.workflow_id = a.workflow_id AND l.round = a.round"
             " WHERE a.workflow_id=? AND a.round=?", (workflow_id, round_))

@@ -38,8 +38,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
-from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
@@ -56,13 +56,6 @@ from fedorch.sim.negotiation.takeover import SimTakeover
 if TYPE_CHECKING:
     from fedorch.core.negotiation.messages import Key, TxInfo
     from fedorch.sim.negotiation.world import World
-
-
-# Retention in the seeded runs: short enough that every run forgets most of its ended
-# workflows (runs end at 110 s; workflows end within the first 40) and keeps at most a
-# few beyond the count; never before 40 s since the last mark, above the oldest message
-# a run delivers (a pause of up to 25 s plus a delay of up to 12 s).
-SIM_RETENTION = Retention(keep_ended_s=30.0, max_ended_workflows=2, late_message_s=40.0)
 
 
 class SimAgent(SimTakeover):
@@ -110,10 +103,18 @@ class SimAgent(SimTakeover):
              peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
              vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
              admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
-             disk=self.durable, now=now)
+             disk=self.durable, now=now, stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
                                  SimExecutors(self), on_refused=self._refused)
         self.driver.flush()
+
+    def _stated_round(self, sender: str, tx: TxInfo) -> None:
+        """The acceptor's check before a record (runtime.round_proofs.stated): the round
+        is one its coordinator stated. The simulator signs nothing: a round stands as
+        signed when its coordinator sent a PREPARE of it, and its own messages need none."""
+        if sender != tx.coordinator and tx not in self.sim.stated_rounds:
+            raise RemoteProtocolError(f"{tx.key}: {sender} stated a round its coordinator"
+                                      " did not: no record is made of it")
 
     # ---- inputs ------------------------------------------------------------------
 

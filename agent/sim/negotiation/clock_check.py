@@ -35,7 +35,10 @@ once, with the times that break it):
     Which coordinator it followed is read off its disk just before that write: whom
     it follows is the agent's, when it may stop following is what is checked;
   - a claimant whose claim met a rival and timed out claims the next epoch at least
-    the claim timeout (`prepare_timeout_s` here) after its own claim before.
+    the claim timeout (`prepare_timeout_s` here) after its own claim before, unless it
+    was sent a denial of that claim naming a rival holder of its epoch: then the
+    denials may settle the split at once (agent/core/workflow/takeover_split.py), a
+    decision on answers, not on a timer.
 
 The self-fencing rule is not in this simulation's agents (their Node has no step
 lease): the re-placement world with partitions runs it (fencing.py), on each cut
@@ -56,7 +59,7 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.messages import DecisionQuery, Key, Value
 from fedorch.core.node.ready import PUT, Write
-from fedorch.core.node.records import PrepareMsg, VoteMsg
+from fedorch.core.node.records import ClaimAnswerMsg, PrepareMsg, VoteMsg
 from fedorch.sim.negotiation.takeover import held_of
 
 if TYPE_CHECKING:
@@ -86,6 +89,8 @@ class ClockCheck:
         self._silent_since: dict[tuple[str, str], float] = {}
         self._last_seen: dict[tuple[str, str], str] = {}  # (observer, member) -> state
         self.claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch) -> when
+        # (claimant, wf, epoch): a denial naming a rival holder of that epoch was sent it.
+        self._rival_denied: set[tuple[str, str, int]] = set()
         self.claims = 0  # takeover claims checked
 
     # ---- what the simulation tells it --------------------------------------------------
@@ -135,6 +140,9 @@ class ClockCheck:
                 self._refused.add((dst, msg.key))
         elif kind is DecisionQuery:
             self._query(src, msg)
+        elif kind is ClaimAnswerMsg and not msg.granted and msg.held_epoch == msg.epoch \
+                and msg.holder not in ("", dst):
+            self._rival_denied.add((dst, msg.workflow_id, msg.epoch))
 
     # ---- the invariants ------------------------------------------------------------------
 
@@ -176,6 +184,8 @@ class ClockCheck:
         held_epoch, coordinator = held
         t = self.sim.config.timing
         if coordinator == agent:  # its own claim of the epoch before met a rival
+            if (agent, wf, held_epoch) in self._rival_denied:
+                return  # settled on the denials (see the header), not timed out
             before = self.claimed_at.get((agent, wf, held_epoch))
             if before is not None and now + EPSILON_S < before + t.prepare_timeout_s:
                 self._fail(f"claim timed out early: {agent} claimed epoch {epoch} of {wf}"

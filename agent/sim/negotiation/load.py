@@ -28,6 +28,7 @@ from fedorch.core.node.records import Timing
 from fedorch.core.node.retention import WORKFLOW_TABLES, Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import run as sim_run
+from fedorch.sim.negotiation.config import Config, Workflow
 
 NAMES = ["d0", "d1", "d2"]
 # Forgotten for the count, once a second has passed since the last mark: the bound
@@ -64,15 +65,15 @@ class LoadReport:
 
 
 def config(workflows: int, retention: Retention | None, rate: float = 100.0
-           ) -> sim_run.Config:
+           ) -> Config:
     policy = config_pb2.Policy(accept_from=["*"])
     steps = [spec_pb2.StepSpec(id=f"s{i}", capability="a") for i in range(len(NAMES))]
     spec = spec_pb2.WorkflowSpec(name="load", steps=steps)
     placement = {f"s{i}": name for i, name in enumerate(NAMES)}
-    flows = [sim_run.Workflow(f"{NAMES[i % 3]}.l{i}", NAMES[i % 3], i / rate, spec,
+    flows = [Workflow(f"{NAMES[i % 3]}.l{i}", NAMES[i % 3], i / rate, spec,
                               placement) for i in range(workflows)]
     last = workflows / rate
-    return sim_run.Config(
+    return Config(
         list(NAMES), dict.fromkeys(NAMES, policy), {n: {"a": 10_000} for n in NAMES},
         flows, timing=Timing(retention=retention), chaos_end=0.0, end=last + 30.0)
 

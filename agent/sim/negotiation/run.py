@@ -7,7 +7,7 @@ each a thin driver around one pure Node, agent/core/node, which holds the real
 Coordinator / Participant / Acceptor / Termination / Progress cores, and a disk
 that survives crashes), a handful of workflows of 1-4
 steps submitted at random agents, random policies and capacities (so some votes
-are NO), and a simulated network with seeded loss, duplication, delay (hence
+are NO; the draw is config.py's Config.random), and a simulated network with seeded loss, duplication, delay (hence
 reordering) and a partition that heals. Agents crash at random crash points (at
 every disk write and every send, so at every point of every path) and restart
 from their disk; one coordinator may die forever at its k-th point.
@@ -35,143 +35,26 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.workflow.lifecycle import TERMINAL
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation import wide
-from fedorch.sim.negotiation.agent import SIM_RETENTION, SimAgent
+from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
-from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
-from fedorch.sim.negotiation.disk import Crash, Timing
+from fedorch.sim.negotiation.clock_check import ClockCheck
+from fedorch.sim.negotiation.config import Config
+from fedorch.sim.negotiation.disk import Crash, PrepareMsg
 from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
 
 _DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK = range(7)
-CLOCK_STEP_RATE = 0.1  # share of random runs with a clock step (the fault mix)
 MAX_EVENTS = 200_000
 
 
 class SimulationFailure(AssertionError):
     """An invariant failed; the message starts with the seed that replays it."""
-
-
-@dataclass
-class Workflow:
-    workflow_id: str
-    coordinator: str
-    at: float
-    spec: spec_pb2.WorkflowSpec
-    placement: dict[str, str] | None = None  # first choice of the placer (targeted tests)
-
-
-@dataclass
-class Config:
-    names: list[str]
-    policies: dict[str, config_pb2.Policy]
-    capacities: dict[str, dict[str, int]]
-    workflows: list[Workflow]
-    timing: Timing = field(default_factory=Timing)
-    loss: float = 0.0
-    duplicate: float = 0.0
-    slow: float = 0.0            # share of messages delayed up to max_delay (reordering)
-    max_delay: float = 3.0
-    partition: tuple[float, float, frozenset[str]] | None = None
-    # (agent, its k-th crash point, seconds): the process pauses there (a long GC, a VM
-    # migration): what it sends is held and nothing reaches it until it resumes.
-    pause: tuple[str, int, float] | None = None
-    crash_rate: float = 0.0      # chance of a crash at each crash point
-    max_crashes: int = 0
-    forever: tuple[str, int] | None = None  # (agent, its k-th crash point): dies for good
-    chaos_end: float = 40.0
-    end: float = 110.0
-    liar: str | None = None      # a trusted domain that lies (agent.sim.negotiation.liar)
-    # (agent, at, seconds): that agent's wall clock steps by that much then (clock_check)
-    clock_steps: tuple[tuple[str, float, float], ...] = ()
-
-    @classmethod
-    def random(cls, rng: random.Random) -> Config:
-        n = rng.randint(3, 5)
-        names = [f"d{i}" for i in range(n)]
-        policies, capacities = {}, {}
-        for name in names:
-            accept_from = ["*"] if rng.random() < 0.85 else rng.sample(names, 2)
-            residency = [] if rng.random() < 0.75 else ["US"]
-            policies[name] = config_pb2.Policy(
-                accept_from=accept_from, residency=config_pb2.Residency(accept=residency))
-            capacities[name] = {c: rng.randint(1, 2) for c in ("a", "b") if rng.random() < 0.85}
-        workflows = [_workflow(rng, i, names) for i in range(rng.randint(1, 6))]
-        partition = None
-        if rng.random() < 0.3:
-            start = rng.uniform(0.0, 25.0)
-            group = frozenset(rng.sample(names, rng.randint(1, n - 1)))
-            partition = (start, start + rng.uniform(1.0, 20.0), group)
-        forever = None
-        if rng.random() < 0.35:
-            forever = (workflows[0].coordinator, rng.randint(1, 40))
-        pause = None
-        if rng.random() < 0.2:
-            who = workflows[-1].coordinator if rng.random() < 0.8 else rng.choice(names)
-            pause = (who, rng.randint(1, 30), rng.uniform(5.0, 25.0))
-        liar = "liar" if rng.random() < 0.5 else None  # drawn last: the rest is as before
-        config = cls(
-            names, policies, capacities, workflows, liar=liar,
-            timing=Timing(max_rounds=rng.randint(1, 3), retention=SIM_RETENTION),
-            loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
-            duplicate=rng.choice((0.0, 0.05, 0.2)),
-            slow=rng.choice((0.0, 0.05, 0.2)),
-            max_delay=rng.choice((3.0, 12.0)),
-            partition=partition,
-            pause=pause,
-            crash_rate=rng.choice((0.0, 0.005, 0.02, 0.05)),
-            max_crashes=rng.randint(0, 6),
-            forever=forever,
-        )
-        # Drawn after everything above, so that a seed's run is as before unless its
-        # clock steps.
-        if rng.random() < CLOCK_STEP_RATE:
-            config.clock_steps = ((rng.choice(names), rng.uniform(0.0, 30.0),
-                                   rng.choice(CLOCK_STEPS_S)),)
-        config.widen(wide.draw(wide.stream(rng), names, len(workflows)))
-        return config
-
-    def widen(self, w: wide.Widening) -> None:
-        """More participants than acceptors (agent.sim.negotiation.wide)."""
-        self.timing = replace(self.timing, max_acceptors=w.max_acceptors)
-        for name, policy, capacities in w.domains:
-            self.names.append(name)
-            self.policies[name] = policy
-            self.capacities[name] = capacities
-        if w.fan_out is not None:
-            coordinator, at, spec = w.fan_out
-            self.workflows.append(Workflow(f"{coordinator}.{spec.name}", coordinator, at, spec))
-
-    @classmethod
-    def clock_stepped(cls, rng: random.Random) -> Config:
-        """The clock-step schedule: a random run in which two or three agents' wall
-        clocks step (each by one of the four sizes, at a random moment while workflows
-        are negotiated and run), and, half of the time, the first coordinator dies for
-        good at its k-th point, so that participants stay in doubt until their leases."""
-        config = cls.random(rng)
-        who = rng.sample(config.names, rng.randint(2, 3))
-        config.clock_steps = tuple((n, rng.uniform(0.0, 30.0), rng.choice(CLOCK_STEPS_S))
-                                   for n in who)
-        if config.forever is None and rng.random() < 0.5:
-            config.forever = (config.workflows[0].coordinator, rng.randint(1, 40))
-        return config
-
-
-def _workflow(rng: random.Random, i: int, names: list[str]) -> Workflow:
-    steps = []
-    for j in range(rng.randint(1, 4)):
-        needs = [f"s{rng.randrange(j)}"] if j and rng.random() < 0.6 else []
-        steps.append(spec_pb2.StepSpec(id=f"s{j}", capability=rng.choice("ab"), needs=needs,
-                                       retries=rng.randint(0, 1)))
-    data = {"jurisdiction": "EU"} if rng.random() < 0.5 else {}
-    coordinator = rng.choice(names)
-    spec = spec_pb2.WorkflowSpec(name=f"w{i}", data=data, steps=steps)
-    return Workflow(f"{coordinator}.w{i}", coordinator, rng.uniform(0.0, 15.0), spec)
 
 
 @dataclass
@@ -196,6 +79,9 @@ class Simulation:
         c = self.config
         self.names = list(c.names)
         self.now = 0.0
+        # Every round a coordinator sent a PREPARE of: the simulator signs nothing, so an
+        # acceptor's check of a round's signature stands as membership here (agent.py).
+        self.stated_rounds: set[TxInfo] = set()
         self.checker = Checker()
         self.dead_forever: set[str] = set()
         self.crashes = 0
@@ -237,6 +123,8 @@ class Simulation:
     def send(self, src: str, dst: str, msg: object) -> None:
         now = self.now
         self.clock_check.sent(src, dst, msg)
+        if isinstance(msg, PrepareMsg) and src == msg.tx.coordinator:
+            self.stated_rounds.add(msg.tx)  # what its signed round would prove
         liar = self.liar
         if liar is not None:
             if dst == liar.name:

@@ -15,20 +15,27 @@ needing `first`. co is killed at random soon after the commit, b at random a lit
 later (before or after it granted the takeover; `second` has not started: its input
 is still running). Membership says DEAD `dead_after_s` after a death. Messages are
 delayed at random; a dead domain neither sends nor receives. The successor (a, the
-lowest live participant) claims epoch 1; once acting and b is DEAD, it places
-`second` again through a round numbered in epoch 1's range, its PREPARE and
-decision carrying its certificate. When b dies before its grant reaches a, no
-majority is left (co and b are dead): nobody acts, and nothing may be placed again. In a third of the seeds b, before it dies, also
-sends a candidate a PREPARE for the step with a certificate of its own grant only
-(a minority): it must be refused.
+lowest live participant) claims epoch 1; once acting and b is DEAD, it asks its
+electorate again before a round (agent/core/workflow/round_mandate.py): only grants
+given now count, the one b gave for the takeover not. With co and b dead no fresh
+majority comes: `second` FAILS naming b (not placed again) and the workflow ends
+FAILED once `first` ends. In a third of the seeds co restarts a little after b died
+(with what it wrote: it never granted another epoch) and grants epoch 1 when asked:
+with that fresh majority (a, co) a places `second` again through a round numbered in
+epoch 1's range, its PREPARE and decision carrying its certificate, unless co came
+back after the mandate's bound. When b dies before its grant reaches a, no majority
+is left until co is back: nobody acts, and nothing may be placed again. In a third
+of the seeds b, before it dies, also sends a candidate a PREPARE for the step with a
+certificate of its own grant only (a minority): it must be refused.
 
 Checks (`check`): at most one domain acted in each epoch; no step attempt ran twice
 and `second` ran on one domain only, never b; every candidate's decision is the
 coordinator's, and no live candidate holds a reservation at the end; every YES went
 to a PREPARE whose certificate verified, of the acting epoch, its round in that
-epoch's range; when b granted before it died the workflow ended SUCCEEDED at the
-successor with `second` placed again once a acted (with b's grant: 2 of 3), and when
-nobody acted nothing was placed again.
+epoch's range; once a acted (with b's grant, or co's once back): `second` placed
+again only on a fresh majority (a and co), the workflow then SUCCEEDED; otherwise
+nothing placed, `second` FAILED naming b and the workflow FAILED; when nobody acted
+nothing was placed again.
 """
 
 from __future__ import annotations
@@ -50,9 +57,12 @@ from fedorch.core.negotiation.coordinator import (
     VoteIn,
 )
 from fedorch.core.negotiation.participant import Participant
+from fedorch.core.workflow import round_mandate
+from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.epoch_certificate import CertificateError, round_range, verify
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import Outcome, Progress, StepState
+from fedorch.core.workflow.round_mandate import Regranted, RoundMandate, Verdict
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
@@ -122,6 +132,9 @@ class SuccessorWorld:
         self.replaced_on: str | None = None
         self.ended: tuple[Outcome, float] | None = None
         self.round_core: Coordinator | None = None
+        self.mandate: RoundMandate | None = None  # a's re-ask before its round
+        self.won_with: set[str] = set()  # the grants a's takeover won with
+        self.co_back_at: float | None = None
         for n in PARTICIPANTS:
             node = self.nodes[n]
             node.core = Takeover(n, "co", PARTICIPANTS, acceptors=ELECTORATE,
@@ -133,6 +146,9 @@ class SuccessorWorld:
         self._at(t_b, self._kill, "b")
         if seed % 3 == 0:
             self._at(t_b - 0.1, self._liar_prepare)
+        if seed % 3 == 1:  # co restarts (its own random: the rest of the schedule is kept)
+            self.co_back_at = t_b + dead_after_s + random.Random(seed + 10**6).uniform(0.5, 6.0)
+            self._at(self.co_back_at, self._restart, "co")
         self._start_ready("a")
         self._at(0.5, self._tick)
 
@@ -158,6 +174,11 @@ class SuccessorWorld:
         self.nodes[name].alive = False
         self._at(self.now + self.dead_after_s, self._dead, name)
 
+    def _restart(self, name: str) -> None:
+        """Back with what it wrote (`held`); the others see it ALIVE again."""
+        self.nodes[name].alive = True
+        self.dead_seen.discard(name)
+
     def _dead(self, name: str) -> None:
         self.dead_seen.add(name)
         if name == "b" and self._acting_node() is not None:
@@ -181,6 +202,7 @@ class SuccessorWorld:
             timer = node.core.get_timer()
             if timer is not None and timer <= self.now:
                 self._apply(node, node.core.step(self.now, Timer()))
+        self._reask()
         self._at(self.now + 0.5, self._tick)
 
     def _apply(self, node: Node, actions: list) -> None:
@@ -192,6 +214,7 @@ class SuccessorWorld:
                            action.epoch)
             elif isinstance(action, Act):
                 self.acting.append((node.name, action.epoch, self.now))
+                self.won_with = set(node.grants)
                 if "b" in self.dead_seen:
                     self._lose("b")
 
@@ -213,7 +236,10 @@ class SuccessorWorld:
         node = self.nodes[name]
         if node.core.epoch == epoch and node.core.coordinator == name:
             node.grants[voter] = envelope
+            if self.mandate is not None and self.mandate.epoch == epoch:
+                self.mandate.step(self.now, Regranted(voter))
         self._apply(node, node.core.step(self.now, Grant(voter, epoch)))
+        self._mandate_over(node)
 
     def _certificate(self, node: Node) -> peer_pb2.EpochCertificate:
         own = seal(self.signers[node.name], recipient=node.name, now_ms=int(self.now * 1000),
@@ -231,9 +257,43 @@ class SuccessorWorld:
         node = self._acting_node()
         if node is None or self.round_core is not None or self.ended is not None:
             return
+        if self.mandate is not None:
+            return
         node.progress.domain_lost(lost, can_replace=True)
         if "second" not in node.progress.awaiting_placement():
             return
+        # Before the round, the electorate is asked again, and only grants given now
+        # count (agent/core/workflow/round_mandate.py): the grant b gave for the takeover
+        # counts for no round (b is dead; from here a cut-off b looks the same).
+        node.grants = {}
+        self.mandate = RoundMandate(node.name, node.core.epoch, ELECTORATE, self.now, 4.0)
+        self._reask()
+
+    def _reask(self) -> None:
+        """The claim again to the members whose fresh grant a lacks (as the shell resends
+        a claim until it is answered), and the mandate's deadline."""
+        node, m = self.nodes["a"], self.mandate
+        if m is None or m.verdict is not Verdict.ASKING or not node.alive:
+            return
+        if m.step(self.now, round_mandate.Timer()) is not Verdict.ASKING:
+            self._mandate_over(node)
+            return
+        for member in sorted(set(ELECTORATE) - m.fresh):
+            self._send(node.name, member, self._claim_at, member, node.name, m.epoch)
+
+    def _mandate_over(self, node: Node) -> None:
+        m = self.mandate
+        if node.name != "a" or m is None or m.verdict is Verdict.ASKING \
+                or self.round_core is not None or self.ended is not None:
+            return
+        if m.verdict is Verdict.PLACE:
+            self._place(node)
+        elif m.verdict is Verdict.NO_MAJORITY:
+            node.progress.replacement_failed("second", not_replaced_reason(
+                "b", False, m.why_not()))
+            self._after_progress(node)
+
+    def _place(self, node: Node) -> None:
         cert = self._certificate(node)
         epoch = node.core.epoch
 
@@ -424,12 +484,28 @@ class SuccessorWorld:
                 self.liar_answers and "minority_certificate" not in self.refused):
             fail("a PREPARE with a minority's certificate was not refused")
         if self.acting:
-            if set(self.nodes["a"].grants) != {"b"}:
-                fail(f"acted with the grants of {sorted(self.nodes['a'].grants)}")
-            if self.ended is None or self.ended[0] is not Outcome.SUCCEEDED:
-                fail(f"taken over, yet ended {self.ended}")
-            if self.replaced_on not in CANDIDATES or second != {self.replaced_on}:
-                fail(f"second placed again on {self.replaced_on}, ran on {sorted(second)}")
+            # With b's grant, or with co's once co was back (b dead before it granted).
+            if self.won_with not in ({"b"}, {"co"}) or (
+                    self.won_with == {"co"} and self.co_back_at is None):
+                fail(f"acted with the grants of {sorted(self.won_with)}")
+            fresh = self.mandate.fresh if self.mandate is not None else set()
+            if self.replaced_on is not None:  # on a fresh majority only: co back
+                if fresh != {"a", "co"}:
+                    fail(f"placed again with the fresh grants of {sorted(fresh)}")
+                if self.ended is None or self.ended[0] is not Outcome.SUCCEEDED:
+                    fail(f"taken over and placed again, yet ended {self.ended}")
+                if self.replaced_on not in CANDIDATES or second != {self.replaced_on}:
+                    fail(f"second placed again on {self.replaced_on}, ran on"
+                         f" {sorted(second)}")
+            else:  # co and b dead (or co back too late): nothing placed, second FAILED
+                step = self.nodes["a"].progress.steps["second"]
+                if self.ended is None or self.ended[0] is not Outcome.FAILED \
+                        or step.state is not StepState.FAILED \
+                        or not step.error.startswith("domain b was lost"):
+                    fail(f"not placed again, yet ended {self.ended}, second {step.state}"
+                         f" ({step.error!r})")
+                if second or self.yes_to:
+                    fail(f"not placed again, yet second ran on {sorted(second)}")
             for c in CANDIDATES:
                 if self.nodes[c].participant.holds():
                     fail(f"{c} still holds {self.nodes[c].participant.holds()}")

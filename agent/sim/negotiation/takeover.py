@@ -24,7 +24,10 @@ again from its shortest pause, rather than at the claim timeout. A claimant that
 shows it with its claims and with its denial of a rival's claim of its epoch (`won`,
 the runtime's epoch certificate; the checker's record of who acted stands for the
 grants' signatures): a rival claimant of that epoch, or a follower of one, follows the
-winner at once (the core's `Proven`).
+winner at once (the core's `Proven`). Two claimants of one epoch whose votes split
+settle it on the denials (agent/core/workflow/takeover_split.py); the stats count
+each way out ("yielded to a better-ranked rival", "next epoch claimed on the
+denials").
 
 The electorate is the committed round's acceptors (`acceptors_of`), as in the real
 agent: an extra acceptor that holds no step grants only on the claim's proof of the
@@ -363,7 +366,14 @@ class SimTakeover:
             return
         event = Grant(src, msg.epoch) if msg.granted \
             else Deny(src, msg.epoch, msg.held_epoch, msg.holder)
+        before = (core.role, core.epoch, core.coordinator)
         self._tk_apply(now, msg.workflow_id, core, core.step(now, event))
+        if before[0] is Role.CLAIMING and msg.held_epoch == before[1] and not msg.granted:
+            # A split claim settled on the denials (takeover_split), not at a timeout.
+            if core.epoch == before[1] and core.coordinator not in (before[2], self.name):
+                self.sim.stats["takeover claimant yielded to a better-ranked rival"] += 1
+            elif core.epoch > before[1] and core.coordinator == self.name:
+                self.sim.stats["takeover next epoch claimed on the denials"] += 1
 
     def _tk_follow(self, wf: str, epoch: int, coordinator: str) -> None:
         self._point("takeover epoch")

@@ -2,7 +2,7 @@
 
 A round's acceptors are its coordinator and participants up to `max_acceptors`
 (agent/core/negotiation/coordinator.py); a participant beyond the bound only learns
-the decision. The base draw (run.Config.random: 3-5 domains, 1-4 steps) seldom has
+the decision. The base draw (config.Config.random: 3-5 domains, 1-4 steps) seldom has
 more than four participants, so some runs are widened, from a stream of their own
 (the base draw is left as it was):
 

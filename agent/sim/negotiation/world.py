@@ -13,8 +13,15 @@ from typing import Any, Protocol
 
 from fedorch.core.negotiation.coordinator import Coordinator
 from fedorch.core.negotiation.messages import Key, TxInfo
+from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.sim.negotiation.disk import Disk
+
+# Retention in the seeded runs: short enough that every run forgets most of its ended
+# workflows (runs end at 110 s; workflows end within the first 40) and keeps at most a
+# few beyond the count; never before 40 s since the last mark, above the oldest message
+# a run delivers (a pause of up to 25 s plus a delay of up to 12 s).
+SIM_RETENTION = Retention(keep_ended_s=30.0, max_ended_workflows=2, late_message_s=40.0)
 
 
 class World(Protocol):
@@ -22,7 +29,7 @@ class World(Protocol):
 
     names: list[str]
     now: float
-    config: Any  # run.Config: the seed's federation, workflows and faults
+    config: Any  # config.Config: the seed's federation, workflows and faults
     agents: dict[str, Any]  # name -> agent.SimAgent
     checker: Any  # check.Checker
     keyring: Any  # keyring.Keyring: the domains' keys and genuine key records
@@ -31,6 +38,7 @@ class World(Protocol):
     stats: Counter[str]
     clock_check: Any  # clock_check.ClockCheck: leases and timeouts against clock steps
     last_restart: dict[str, float]  # the last restart of each agent
+    stated_rounds: set[TxInfo]  # every round a coordinator sent a PREPARE of
 
     def agent_seed(self, name: str, incarnation: int) -> int: ...
     def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None: ...

@@ -312,7 +312,7 @@ def test_an_ack_after_the_probe_timeout_makes_the_prober_more_patient():
 def test_an_ack_in_time_lowers_the_local_health_score():
     _, m = make_members(["a", "b", "c", "d", "e"])
     a = m["a"]
-    a._change_health(+2)
+    a._health.change(+2)
     now, ping = _first_probe(a)
     a.handle_message(now + 0.01, f"{ping.target}:1", Ack(ping.seq, ping.target, ()))
     assert a.health == 1

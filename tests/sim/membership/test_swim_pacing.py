@@ -46,9 +46,9 @@ def next_probe_timings(a: Swim, now: float) -> tuple[float, float]:
         now = max(now, a.get_timer())
         a.handle_timer(now)
         if any(isinstance(msg, Ping) for _, msg in a.datagrams_to_send()):
-            probe = a._probe
+            probe = a._detector.probe_round
             assert probe is not None
-            return probe.indirect_at - now, a._next_probe_at - now
+            return probe.indirect_at - now, a._detector.next_probe_at - now
 
 
 def test_a_slow_round_trip_stretches_probe_timeout_and_period_without_sickness() -> None:
@@ -87,7 +87,7 @@ def _slow_down(a: Swim, now: float) -> float:
     base periods or more."""
     for _ in range(20):
         now = probe_and_answer(a, now, rtt=0.2)
-    assert a._scale() >= 2
+    assert a.timeout_scale >= 2
     return now
 
 
@@ -126,7 +126,7 @@ def test_nothing_extra_is_sent_when_no_update_waits() -> None:
     now = _slow_down(a, _drain_updates(a, 0.0))
     assert len(a._queue) == 0
     now, sent = _serve(a, now, 20, rtt=0.2)
-    assert a._scale() >= 2  # probing stayed stretched all along
+    assert a.timeout_scale >= 2  # probing stayed stretched all along
     assert [msg for _, msg in sent if isinstance(msg, Gossip)] == []
 
 

@@ -46,7 +46,7 @@ def test_a_starved_storm_of_50_becomes_whole_and_declares_nobody_dead(seed: int)
     assert took is not None, f"seed {seed}: not whole {STARVED_BOUND_S}s after the last join"
     assert sim.dead_verdicts == []
     # The host was starved: round trips grew past the base probe timeout somewhere.
-    assert max(node._scale() for node in sim.nodes) > 1
+    assert max(node.timeout_scale for node in sim.nodes) > 1
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -58,7 +58,7 @@ def test_a_mildly_starved_storm_converges_within_the_target(seed: int) -> None:
 
 def test_with_timings_stretched_by_local_health_alone_it_stays_broken(monkeypatch) -> None:
     # The contrast: round trips not measured, so probing does not slow down with them.
-    monkeypatch.setattr(swim_detector.FailureDetector, "_sample_rtt", lambda self, rtt: None)
+    monkeypatch.setattr(swim_detector.LocalHealth, "sample_rtt", lambda self, rtt: None)
     missed = [seed for seed in (1, 2) if starved_storm(seed, STARVED_S, STARVED_BOUND_S)[0] is None]
     assert missed == [1, 2]
 

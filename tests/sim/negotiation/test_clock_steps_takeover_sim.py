@@ -12,11 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 from fedorch.core.node.ready import PUT, Op, Write
+from fedorch.core.node.records import ClaimAnswerMsg
 from fedorch.core.workflow.takeover import Takeover
 from fedorch.sim.negotiation import takeover as sim_takeover
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
+from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.disk import Disk, Timing
-from fedorch.sim.negotiation.run import Config, Simulation
+from fedorch.sim.negotiation.run import Simulation
 
 from tests.sim.negotiation.test_takeover_sim import WF, scenario
 
@@ -203,6 +205,28 @@ def test_a_claim_after_a_rival_waits_for_the_claim_timeout(second_claim_at, earl
     assert bool(failures) is early, failures
     if early:
         assert "claim timed out early: d1 claimed epoch 2" in failures[0]
+
+
+def test_a_claim_after_a_rivals_denial_may_come_at_once() -> None:
+    """A denial of d1's claim of epoch 1 naming d2 was sent to d1: its claim of epoch 2
+    right after is decided on that answer (the split rule), not on a timer."""
+    check, failures = checker()
+    check.sim.now = 9.0
+    check.observed("d1", "d0", "DEAD")
+    disk = Disk()
+    own_grant(check, disk, 10.0, 1)
+    check.sent("d3", "d1", ClaimAnswerMsg(WF, 1, False, 1, "d1"))  # ours: no rival
+    check.sent("d3", "d1", ClaimAnswerMsg(WF, 0, False, 0, "d0"))  # an older claim's
+    own_grant(check, disk, 10.2, 2)
+    assert len(failures) == 1 and "claim timed out early" in failures[0]
+    check, failures = checker()
+    check.sim.now = 9.0
+    check.observed("d1", "d0", "DEAD")
+    disk = Disk()
+    own_grant(check, disk, 10.0, 1)
+    check.sent("d3", "d1", ClaimAnswerMsg(WF, 1, False, 1, "d2"))
+    own_grant(check, disk, 10.2, 2)
+    assert failures == [] and check.claims == 2
 
 
 def test_a_claim_counts_silence_from_the_first_view_not_alive() -> None:

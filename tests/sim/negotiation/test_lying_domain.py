@@ -8,7 +8,8 @@ import random
 from collections import Counter
 
 import fedorch.sim.negotiation.agent as sim_agent
-from fedorch.sim.negotiation.run import Config, Simulation, run
+from fedorch.sim.negotiation.config import Config
+from fedorch.sim.negotiation.run import Simulation, run
 
 
 def _with_liar(seed: int) -> Config:

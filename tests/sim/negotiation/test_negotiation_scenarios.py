@@ -14,8 +14,9 @@ from fedorch.core.negotiation.messages import (
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import PrepareMsg, Timing, VoteMsg
-from fedorch.sim.negotiation.run import Config, Simulation, SimulationFailure, Workflow, run
+from fedorch.sim.negotiation.run import Simulation, SimulationFailure, run
 
 WF = "d0.w0"
 KEY = (WF, 1)

@@ -16,12 +16,13 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from fedorch.core.negotiation.messages import Ballot, PaxosPrepare, Promise, TxInfo
+from fedorch.core.negotiation.messages import Ballot, PaxosPrepare, TxInfo
 from fedorch.core.node.records import ClaimMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import Config, Simulation, Workflow
+from fedorch.sim.negotiation.run import Simulation
 
 WF = "d0.w0"
 TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
@@ -191,13 +192,16 @@ def test_an_extra_acceptor_that_missed_the_round_grants_on_the_claimants_proof(s
 
 
 @pytest.mark.parametrize("seed", range(1, 4))
-def test_a_round_planted_at_the_extra_acceptor_grants_its_planter_nothing(seed) -> None:
+@pytest.mark.parametrize("round_", [7, 1])
+def test_a_round_planted_at_the_extra_acceptor_leaves_no_record(seed, round_) -> None:
     # The other domain with no step (d2 or d3, whichever is no acceptor) lies: as the
     # PREPARE leaves, it sends the extra acceptor a PaxosPrepare of a round of its own
-    # making, itself the only participant, and once it is promised claims epoch 1 (no
-    # proof: it has none).
-    # The extra acceptor records the round and grants nothing on it; the coordinator
-    # then dies for good and d1 takes over with the extra acceptor's grant of epoch 1.
+    # making, itself the only participant (round 7, or round 1: the real round's key,
+    # before the coordinator's messages arrive), and then claims epoch 1 (no proof: it
+    # has none). The extra acceptor makes no record of a round its coordinator did not
+    # state (refused, counted); its claim is refused; the coordinator's own messages
+    # then reach the acceptor as usual; the coordinator dies for good and d1 takes over
+    # with the extra acceptor's grant of epoch 1.
     sim = two_domains(seed)
     planted: list[tuple[str, str]] = []
 
@@ -206,20 +210,22 @@ def test_a_round_planted_at_the_extra_acceptor_grants_its_planter_nothing(seed) 
             (extra,) = set(msg.tx.acceptors) - {"d0", "d1"}
             (liar,) = {"d2", "d3"} - {extra}
             planted.append((extra, liar))
-            own = TxInfo(WF, 7, "d0", (liar,), tuple(sorted({"d0", liar, extra})))
+            own = TxInfo(WF, round_, "d0", (liar,), tuple(sorted({"d0", liar, extra})))
             sim.send(liar, extra, PaxosPrepare(own, Ballot(1, liar)))
-        elif planted and (src, dst) == planted[0] and isinstance(msg, Promise) \
-                and msg.key == (WF, 7):
-            sim.send(dst, src, ClaimMsg(WF, 1))  # the record made: now the claim
+            sim.send(liar, extra, ClaimMsg(WF, 1))
         return None
 
+    refused_before = sim.checker.refusals["RemoteProtocolError"]
     sim.intercept = plant
     sim.crash_hook = at_d0s_first("step result", "forever")
     report = sim.run()
     assert report.violations == [], report.violations
     ((extra, liar),) = planted
-    assert (WF, 7) in sim.agents[extra].disk.acceptor  # the planted round is on record
-    assert report.stats["takeover claim refused no_proof"] == 1  # the liar's claim
+    records = {k: r.tx for k, r in sim.agents[extra].disk.acceptor.items() if k[0] == WF}
+    assert (WF, 7) not in records  # no record of the planted round
+    assert all(liar not in tx.participants for tx in records.values())
+    assert sim.checker.refusals["RemoteProtocolError"] > refused_before
+    assert report.stats["takeover claim refused no_proof"] == 0  # nothing to refuse with
     assert sim.agents[extra].disk.granted[WF] == (1, "d1")  # never the liar's
     assert sim.checker.acting_in == {(WF, 1): "d1"}
     assert sim.agents["d1"].disk.final[WF] in TERMINAL

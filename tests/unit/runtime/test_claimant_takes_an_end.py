@@ -15,6 +15,7 @@ from fedorch.runtime.participation import Participation
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 from fedorch.runtime.takeover import Takeovers
+from fedorch.runtime.takeover_claims import ClaimSender
 
 from tests.unit.runtime.test_round_proofs import _Counter
 
@@ -140,7 +141,7 @@ async def test_a_claimant_that_announced_the_end_sends_its_claim_no_more() -> No
     participation, seen = _shells("p1", epoch=0, coordinator="coord", granted=(1, "p1"),
                                   core=core)
     takeovers = participation.agent.takeovers
-    takeovers._claims = {}
+    takeovers.claims = ClaimSender(takeovers)
     sent: list[str] = []
 
     async def call(endpoint: str, method: str, **kwargs: object):
@@ -155,6 +156,6 @@ async def test_a_claimant_that_announced_the_end_sends_its_claim_no_more() -> No
     participation.agent.endpoint_of = lambda domain, endpoints: "127.0.0.1:1"
     participation.agent.peers = SimpleNamespace(call=call)
     participation.agent.sleep = sleep
-    await takeovers._claim(participation.agent.active[WF], core, SendClaim("p3", 1))
+    await takeovers.claims.until_answered(participation.agent.active[WF], core, SendClaim("p3", 1))
     assert core.ended and seen.ended_as_coordinator == [(1, "p1", WorkflowState.FAILED)]
     assert sent == ["p3"]

@@ -1,5 +1,8 @@
 """Which agent a client's Watch or Cancel goes to: the coordinator of the highest epoch
-known (here, the id's coordinator while reachable, else the live members' answers)."""
+known (here, the id's coordinator while reachable, else the live members' answers).
+Reachable is read as the workflows read membership (Membership.state_for_work, the real
+method, over the stand-in's SWIM states): a coordinator DEAD within its loss grace is
+SUSPECT, still routed to; past its grace it is gone."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from types import SimpleNamespace
 
 import grpc
 import pytest
+from fedorch.core.membership.swim_types import MemberState
 from fedorch.gen.fedorch.v1 import status_pb2
 from fedorch.runtime.client_routes import Route, Routes
+from fedorch.runtime.membership import Membership
 from fedorch.runtime.store.store import WorkflowRow
 
 WID = "coord.0123456789abcdef"
@@ -27,18 +32,39 @@ class FakeAgent:
     members_: dict[str, str] = field(default_factory=dict)
     rows: dict[str, WorkflowRow] = field(default_factory=dict)
     active: dict = field(default_factory=dict)
+    # DEAD verdicts still within their loss grace (any other DEAD is acted on).
+    held: set[str] = field(default_factory=set)
+
+    # The membership's work-facing reading, as the agent's (over this stand-in's SWIM
+    # states, trust and loss grace).
+    state_for_work = Membership.state_for_work
 
     def __post_init__(self) -> None:
         self.membership = self
         self.store = self
+        self.swim = self
+        self.agent = self
+        self.grace = self
         self.config = SimpleNamespace(negotiation=SimpleNamespace(takeover_after_s=10.0))
+
+    @property
+    def trust(self) -> set[str]:
+        return set(self.members_)
 
     def get(self, domain: str) -> Member | None:
         state = self.members_.get(domain)
         return Member(domain, state) if state else None
 
+    def member(self, domain: str) -> SimpleNamespace | None:  # SWIM's view
+        state = self.members_.get(domain)
+        return SimpleNamespace(state=MemberState(state)) if state else None
+
     def members(self) -> list[Member]:
         return [Member(d, s) for d, s in self.members_.items()]
+
+    def lost(self, domain: str) -> str | None:  # the loss grace's: acted on, or None
+        state = self.members_.get(domain)
+        return state if state in ("DEAD", "LEFT") and domain not in self.held else None
 
     async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         return self.rows.get(workflow_id)
@@ -121,3 +147,40 @@ async def test_an_ended_workflow_is_known_as_ended_here():
     agent = FakeAgent(domain="p2", rows={WID: row(1, "p1", state="SUCCEEDED")})
     known, ended = await Routes(agent, stubs({}, [])).known_here(WID)
     assert (known, ended) == (Route(1, "p1"), True)
+
+
+async def test_a_coordinator_dead_within_its_grace_is_still_routed_to():
+    """SWIM holds coord DEAD, but its verdict has not stood for the loss grace here: it
+    may be a stalled agent about to refute. The call goes to it, nobody is asked, and a
+    watch on it is not dropped. Before, it was gone at once: the members were asked."""
+    asked: list[str] = []
+    agent = FakeAgent(members_={"coord": "DEAD", "p1": "ALIVE"}, held={"coord"})
+    routes = Routes(agent, stubs({"p1": (0, "coord")}, asked))
+    assert routes.reachable("coord") and not routes.gone("coord")
+    assert await routes.coordinator(WID) == Route(0, "coord")
+    assert asked == []
+    assert not routes.superseded(WID, Route(0, "coord"))
+
+
+async def test_past_its_grace_the_dead_coordinator_gives_way():
+    """The same verdict once it has stood for the grace: gone, the members are asked and
+    the successor they hold is routed to."""
+    asked: list[str] = []
+    agent = FakeAgent(members_={"coord": "DEAD", "p1": "ALIVE"}, held={"coord"})
+    routes = Routes(agent, stubs({"p1": (1, "p1")}, asked))
+    agent.held.clear()  # the grace passed
+    assert routes.gone("coord") and not routes.reachable("coord")
+    assert routes.superseded(WID, Route(0, "coord"))
+    assert await routes.coordinator(WID) == Route(1, "p1")
+    assert asked == ["p1"]
+
+
+async def test_a_member_dead_within_its_grace_is_not_asked_for_a_later_epoch():
+    """Asking is only a shortcut to a successor: a member SWIM does not hold ALIVE (DEAD
+    within its grace here) is not asked, so that its silence holds no routing."""
+    asked: list[str] = []
+    agent = FakeAgent(members_={"coord": "LEFT", "p1": "DEAD", "p2": "ALIVE"},
+                      held={"p1"})
+    routes = Routes(agent, stubs({"p1": (1, "p1"), "p2": (0, "coord")}, asked))
+    assert await routes.coordinator(WID) == Route(0, "coord")
+    assert asked == ["p2"]

@@ -20,6 +20,8 @@ from fedorch.core.negotiation.messages import (
 from fedorch.runtime import consensus
 from fedorch.runtime.agent import Agent
 
+from tests.unit.runtime.signed_rounds import signed
+
 
 @pytest.fixture(autouse=True)
 def small_memory(monkeypatch):
@@ -27,7 +29,8 @@ def small_memory(monkeypatch):
 
 
 def tx(n: int) -> TxInfo:
-    # alpha is an acceptor only: beta coordinates, beta and delta take part.
+    # alpha is an acceptor only: beta coordinates, beta and delta take part. delta's
+    # PaxosPrepares carry beta's signed round (signed_rounds), beta's own need none.
     return TxInfo(f"beta.{n}", 1, "beta", ("beta", "delta"), ("alpha", "beta", "delta"))
 
 
@@ -39,7 +42,7 @@ def resident(agent: Agent) -> set[str]:
 async def test_evicted_records_keep_their_promises_and_decisions(agent: Agent) -> None:
     c = agent.consensus
     high = Ballot(5, "delta")
-    promise = await c.receive("delta", PaxosPrepare(tx(1), high), rpc=True)
+    promise = await c.receive("delta", PaxosPrepare(signed(agent.trust, tx(1)), high), rpc=True)
     assert isinstance(promise, Promise) and promise.accepted_ballot is None
     accepted = await c.receive("beta", Accept(tx(2), Ballot(0, "beta"), ABORT), rpc=True)
     assert isinstance(accepted, Accepted)
@@ -56,7 +59,7 @@ async def test_evicted_records_keep_their_promises_and_decisions(agent: Agent) -
     late = await c.receive("beta", Accept(tx(2), Ballot(0, "beta"), ABORT), rpc=True)
     assert isinstance(late, Decision) and late.value == ABORT
     # beta.3 accepted ballot 0: a higher ballot's promise reports it.
-    promise = await c.receive("delta", PaxosPrepare(tx(3), Ballot(7, "delta")), rpc=True)
+    promise = await c.receive("delta", PaxosPrepare(signed(agent.trust, tx(3)), Ballot(7, "delta")), rpc=True)
     assert isinstance(promise, Promise)
     assert promise.accepted_ballot == Ballot(0, "beta") and promise.accepted_value == ABORT
     assert len(resident(agent)) <= 2
@@ -67,7 +70,8 @@ async def test_evicted_records_keep_their_promises_and_decisions(agent: Agent) -
 
 async def test_a_restarted_agent_reads_its_records_back(agent: Agent, tmp_path) -> None:
     c = agent.consensus
-    await c.receive("delta", PaxosPrepare(tx(1), Ballot(5, "delta")), rpc=True)
+    await c.receive("delta", PaxosPrepare(signed(agent.trust, tx(1)), Ballot(5, "delta")),
+                    rpc=True)
     fresh = Agent(agent.config, agent.store)  # the same data dir, nothing in memory
     await fresh.consensus.recover()
     assert fresh.consensus.acceptor.record(tx(1).key) is None

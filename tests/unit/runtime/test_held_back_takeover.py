@@ -15,6 +15,11 @@ Three pieces, each failing on the code before:
 - A held-back workflow's asking turns to the coordinator followed now as soon as this
   agent follows it (it granted the successor's claim), not after the pause the dead
   coordinator's silence grew to.
+
+And who is asked: a coordinator DEAD within its loss grace is still asked (it may only
+have stalled), and only past the grace are the others asked instead; among them the
+committed round's acceptors that hold no step as this agent knows, one of which may
+act as successor.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from fedorch.core.workflow.progress import Progress
 from fedorch.core.workflow.takeover import Act, Role, SendClaim, Takeover, Watch
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import in_doubt as in_doubt_module
-from fedorch.runtime import takeover as takeover_module
+from fedorch.runtime import takeover_claims
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Store, WorkflowRow
@@ -120,11 +125,11 @@ async def test_a_claim_answered_in_doubt_goes_again_from_the_shortest_pause(
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "sleep", no_wait)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    monkeypatch.setattr(shell, "_apply", apply)
+    monkeypatch.setattr(shell, "apply", apply)
     monkeypatch.setattr(shell.certificates, "keep", keep)
-    await asyncio.wait_for(shell._claim(active, core, claims[1]), 10)
+    await asyncio.wait_for(shell.claims.until_answered(active, core, claims[1]), 10)
     assert asked == answers
-    assert pauses == [0.2, 0.4, 0.8, takeover_module.IN_DOUBT_AGAIN_S]
+    assert pauses == [0.2, 0.4, 0.8, takeover_claims.IN_DOUBT_AGAIN_S]
     assert pauses[-1] < pauses[-2]  # from the shortest pause again
     assert applied == [Act(1)] and core.role is Role.ACTING
 
@@ -147,7 +152,7 @@ async def test_a_participant_that_stays_in_doubt_is_asked_with_the_backoff(
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "sleep", counted_wait)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    await asyncio.wait_for(agent.takeovers._claim(active, core, claims[1]), 10)
+    await asyncio.wait_for(agent.takeovers.claims.until_answered(active, core, claims[1]), 10)
     assert pauses == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
     assert core.role is Role.CLAIMING
 
@@ -290,7 +295,7 @@ async def test_a_held_back_participant_whose_coordinator_is_gone_finds_the_succe
         restarted._tg = tg
         await restarted.participation.recover()
         active = restarted.active[WF]
-        await restarted.takeovers._prepare(active)  # as its first look does
+        await restarted.takeovers.prepare(active)  # as its first look does
         await asyncio.wait_for(executor.started.wait(), 10)
         assert "gamma" in asked
         assert (active.row.coordinator, active.row.epoch) == ("gamma", 1)
@@ -313,10 +318,131 @@ async def test_an_answer_without_a_valid_certificate_is_not_taken(agent: Agent,
         restarted._tg = tg
         await restarted.participation.recover()
         active = restarted.active[WF]
-        await restarted.takeovers._prepare(active)
+        await restarted.takeovers.prepare(active)
         await _until(lambda: len(asked) >= 3, "gamma was not asked again")
         assert not executor.started.is_set() and active.running == {}
         assert active.row.coordinator == "beta"
         assert not restarted.participation.runs.fencing.heard_in_this_life(WF)
         assert _refusals(restarted).get("minority_certificate", 0) >= 1
+        restarted.stop()
+
+
+# ---- a coordinator DEAD within its loss grace is still asked -------------------------------
+
+
+async def _restarted_under_a_verdict(agent: Agent, monkeypatch, call):
+    """alpha restarted with beta's workflow on disk (its idempotent step s interrupted);
+    SWIM holds beta DEAD, a verdict that has not stood for the loss grace here yet
+    (`views.held`); gamma, the other participant, is ALIVE. Peer calls go to `call`."""
+    await _earlier_life(agent)
+    restarted = Agent(agent.config, agent.store)
+    restarted.membership = views = Views(restarted, held={"beta"}, beta=MemberState.DEAD,
+                                         gamma=MemberState.ALIVE)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    _answer_with(restarted, monkeypatch, call)
+    return restarted, views, executor
+
+
+async def test_a_coordinator_dead_within_its_loss_grace_is_asked_and_its_answer_taken(
+        agent: Agent, monkeypatch) -> None:
+    """beta was only stalled: DEAD in SWIM's view here, within its grace, it answers
+    (s still placed here), and the retry starts on its answer. Before, beta was not
+    asked from the verdict on: gamma was (it shows no certificate), and nothing started
+    until the verdict was withdrawn or a successor took over."""
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision", method
+        asked.append(kwargs["recipient"])
+        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
+            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
+
+    restarted, _, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        await _until(executor.started.is_set, "beta's answer started nothing")
+        assert set(asked) == {"beta"}
+        assert (active.row.coordinator, active.row.epoch) == ("beta", 0)
+        assert active.progress.steps["s"].attempts == 2
+        active.running["s"].cancel()
+        restarted.stop()
+
+
+async def test_past_its_loss_grace_the_coordinator_is_asked_no_more(
+        agent: Agent, monkeypatch) -> None:
+    """beta did die: within its grace it is asked (unreachable), and only it; once the
+    verdict has stood for the grace, beta is lost here: the asking turns to the other
+    participants (gamma, which shows no certificate) and beta is asked no more."""
+    monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_FIRST_S", 0.01)
+    monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_MAX_S", 0.05)
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision", method
+        asked.append(kwargs["recipient"])
+        if kwargs["recipient"] == "beta":
+            raise PeerCallError("unavailable", "beta cannot be reached")
+        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
+            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
+
+    restarted, views, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        await _until(lambda: asked.count("beta") >= 3, "beta, within its grace, not asked")
+        assert set(asked) == {"beta"}
+        views.held.clear()  # beta's verdict stood for the grace: its loss is acted on
+        await _until(lambda: "gamma" in asked, "the other participant was not asked")
+        beta_asked = asked.count("beta")
+        await _until(lambda: asked.count("gamma") >= 3, "gamma was not asked again")
+        assert asked.count("beta") == beta_asked
+        assert not executor.started.is_set()  # gamma showed no certificate
+        restarted.stop()
+
+
+async def test_a_held_back_participant_finds_a_successor_among_the_round_acceptors(
+        agent: Agent, monkeypatch) -> None:
+    """beta's workflow on two domains (s here, t on beta), the round's acceptors alpha,
+    beta and delta (an extra one, holding no step as alpha knows). alpha restarted, beta
+    DEAD past its grace; delta, given a step by a re-placement while alpha was down,
+    acts in epoch 1. No claim reaches alpha: it asks delta, which shows its certificate,
+    follows it and starts the retry on its answer. Before, only the participants alpha
+    knew of were asked (none besides beta), and alpha waited for a claim."""
+    from tests.unit.runtime.test_who_coordinates import acting, certificate, trusting
+
+    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
+                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "beta"},
+                      round=1, acceptors=["alpha", "beta", "delta"], created_ms=1,
+                      updated_ms=1)
+    active = Active(row, Progress(SPEC, row.placement, "alpha"))
+    (attempt,) = active.progress.start_ready(agent.now())
+    await agent.save(active, [attempt.step_id], also=[
+        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
+    restarted = Agent(agent.config, agent.store)
+    trusting(restarted)
+    restarted.membership = Views(restarted, beta=MemberState.DEAD, delta=MemberState.ALIVE)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision" and kwargs["recipient"] == "delta"
+        asked.append(kwargs["recipient"])
+        return peer_pb2.Body(decision_answer=acting(
+            certificate("delta", "beta", "delta"))), None
+
+    _answer_with(restarted, monkeypatch, call)
+    async with asyncio.TaskGroup() as tg:
+        restarted._tg = tg
+        await restarted.participation.recover()
+        active = restarted.active[WF]
+        await restarted.takeovers.prepare(active)  # as its first look does
+        await _until(executor.started.is_set, "the successor was not found")
+        assert set(asked) == {"delta"}
+        assert (active.row.coordinator, active.row.epoch) == ("delta", 1)
+        assert active.progress.steps["s"].attempts == 2
+        active.running["s"].cancel()
         restarted.stop()

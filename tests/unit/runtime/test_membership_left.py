@@ -22,8 +22,9 @@ from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.negotiation.termination import DoubtState
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.gen.fedorch.v1 import spec_pb2, swim_pb2
+from fedorch.runtime.claim_signing import ClaimSigner, ClaimVerifier
 from fedorch.runtime.context import Active
-from fedorch.runtime.membership import DEAD_SWEEP_S, ClaimSigner, ClaimVerifier, Membership
+from fedorch.runtime.membership import DEAD_SWEEP_S, Membership
 from fedorch.runtime.store.store import WorkflowRow
 
 BETA_ADDRESS = "127.0.0.1:2"

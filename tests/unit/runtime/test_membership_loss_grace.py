@@ -33,8 +33,9 @@ from fedorch.core.negotiation.termination import DoubtState
 from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import swim_pb2
+from fedorch.runtime.claim_signing import ClaimSigner, ClaimVerifier
 from fedorch.runtime.config import gossip_profile_name
-from fedorch.runtime.membership import DEAD_SWEEP_S, ClaimSigner, ClaimVerifier, Membership
+from fedorch.runtime.membership import DEAD_SWEEP_S, Membership
 
 from tests.unit.conftest import _agent
 from tests.unit.runtime.test_config import MINIMAL, _error, _parse

@@ -43,8 +43,8 @@ async def _taking_part(agent: Agent, *, epoch: int = 0, coordinator: str = "beta
     active = Active(row, Progress(SPEC, row.placement, "alpha"))
     agent.active[WF] = active
     await agent.save(active)
-    await agent.takeovers._prepare(active)
-    assert agent.takeovers._core(active) is not None
+    await agent.takeovers.prepare(active)
+    assert agent.takeovers.core_for(active) is not None
     return active
 
 
@@ -135,7 +135,7 @@ async def test_a_claimant_denied_by_the_proven_winner_follows_it(agent: Agent,
 
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    await agent.takeovers._claim(active, core, SendClaim("gamma", 1))
+    await agent.takeovers.claims.until_answered(active, core, SendClaim("gamma", 1))
     assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 1, "gamma")
     assert active.row.coordinator == "gamma"
 
@@ -153,7 +153,7 @@ async def test_a_denial_with_a_proof_of_another_than_the_answerer_is_only_a_deni
 
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    await agent.takeovers._claim(active, core, SendClaim("gamma", 1))
+    await agent.takeovers.claims.until_answered(active, core, SendClaim("gamma", 1))
     assert (core.role, core.coordinator) == (Role.CLAIMING, "alpha")  # a rival, noted
 
 
@@ -193,7 +193,7 @@ async def test_an_acting_successors_claim_carries_its_certificate(agent: Agent,
 
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    await agent.takeovers._claim(active, core, SendClaim("gamma", 1))
+    await agent.takeovers.claims.until_answered(active, core, SendClaim("gamma", 1))
     (claim,) = sent
     proof = verify(claim.epoch_certificate, agent.trust, workflow_id=WF, claimant="alpha")
     assert proof.epoch == 1
@@ -212,7 +212,7 @@ async def test_a_claim_that_has_not_won_carries_no_certificate(agent: Agent,
 
     monkeypatch.setattr(agent.peers, "call", call)
     monkeypatch.setattr(agent, "endpoint_of", lambda domain, endpoints=None: "127.0.0.1:9")
-    await agent.takeovers._claim(active, core, SendClaim("gamma", 1))
+    await agent.takeovers.claims.until_answered(active, core, SendClaim("gamma", 1))
     assert len(sent) == 1 and not sent[0].HasField("epoch_certificate")
 
 

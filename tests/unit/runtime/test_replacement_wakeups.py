@@ -1,8 +1,8 @@
 """Timers, not ticks, in the re-placement path: the driver of a re-placement round
 (agent/runtime/replacement.py) waits for its round's news, its round's deadline, or the
-end of its workflow, never on a periodic look; a wait for an epoch certificate
-(agent/runtime/epoch_certs.py) looks again when a grant is held, its timeout only
-bounding it. Both count each wake-up (fedorch_loop_wakeups_total{loop})."""
+end of its workflow, never on a periodic look; a successor's wait for a certificate of
+fresh grants before a round (agent/runtime/epoch_certs.py) looks again when a grant is
+held, its bound only ending it. Both count each wake-up (fedorch_loop_wakeups_total{loop})."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ async def test_the_certificate_wait_parks_until_each_grant_and_returns_at_the_ma
         agent: Agent) -> None:
     certificates, core = _successor(agent, {"alpha", "beta", "gamma", "delta", "eps"})
     assert certificates.certificate(WF) is None  # alpha alone: 1 of 5
-    waiting = asyncio.create_task(certificates.wait_certificate(WF, LONG_S))
+    waiting = asyncio.create_task(certificates.fresh_certificate(WF, LONG_S))
     try:
         await _until(lambda: certificates.waiting(WF), "the wait to park")
         # A grant for another workflow is no news for this wait.
@@ -152,26 +152,32 @@ async def test_the_certificate_wait_parks_until_each_grant_and_returns_at_the_ma
         # gamma grants: a majority, and the wait returns the certificate at once.
         await _grant(certificates, agent, core, "gamma")
         async with asyncio.timeout(30):
-            cert = await waiting
+            cert, why = await waiting
     finally:
         waiting.cancel()
-    assert cert is not None and cert.epoch == 1 and cert.coordinator == "alpha"
+    assert cert is not None and why == "" and cert.epoch == 1 and cert.coordinator == "alpha"
     assert len(cert.grants) == 3
     assert certificates.wakeups == 2 and _wakeups(agent, "epoch certificate wait") == 2
     assert not certificates.waiting(WF)  # nothing left parked on its grants
 
 
-async def test_a_certificate_already_held_returns_without_waiting(agent: Agent) -> None:
-    certificates, core = _successor(agent, {"alpha", "beta", "gamma"})
-    await _grant(certificates, agent, core, "beta")
-    cert = await certificates.wait_certificate(WF, LONG_S)
-    assert cert is not None and len(cert.grants) == 2
-    assert certificates.wakeups == 0 and not certificates.waiting(WF)
-
-
-async def test_the_timeout_still_bounds_a_certificate_wait_with_too_few_grants(
+async def test_kept_grants_count_for_no_round_yet_still_prove_the_epoch(
         agent: Agent) -> None:
+    certificates, core = _successor(agent, {"alpha", "beta", "gamma"})
+    await _grant(certificates, agent, core, "beta")  # kept from the takeover
+    assert certificates.certificate(WF) is not None
+    async with asyncio.timeout(30):
+        cert, why = await certificates.fresh_certificate(WF, 0.05)
+    assert cert is None and "granted: alpha;" in why, why
+    assert certificates.wakeups >= 1 and not certificates.waiting(WF)
+    # The kept grant is back: the claims and a rival's denial still carry the proof.
+    kept = certificates.certificate(WF)
+    assert kept is not None and len(kept.grants) == 2
+
+
+async def test_the_bound_ends_a_wait_with_too_few_fresh_grants(agent: Agent) -> None:
     certificates, _core = _successor(agent, {"alpha", "beta", "gamma"})
     async with asyncio.timeout(30):
-        assert await certificates.wait_certificate(WF, 0.05) is None
+        cert, why = await certificates.fresh_certificate(WF, 0.05)
+    assert cert is None and "(alpha, beta, gamma)" in why, why
     assert certificates.wakeups >= 1 and not certificates.waiting(WF)

@@ -17,10 +17,10 @@ from fedorch.core.negotiation.messages import TxInfo
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.decision_proofs import decision_message
-from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.store import AcceptorRow, HoldTxRow, ReservationRow, Store, WorkflowRow
 from fedorch.runtime.takeover import Takeovers
+from fedorch.runtime.takeover_grants import ClaimAnswers
 
 DOMAINS = ("coord", "p1", "p2", "x", "mallory")
 KEYS = {d: Ed25519PrivateKey.generate() for d in DOMAINS}
@@ -113,8 +113,9 @@ def _acceptor(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNamespa
     row (an acceptor holding no step; nothing else of the agent is reached on it)."""
     agent = _agent(store, domain)
     shell = Takeovers.__new__(Takeovers)
-    shell.agent, shell._granting, shell._grant_rows = agent, KeyedLocks(), None
+    shell.agent = agent
     shell.proofs = RoundProofs(agent)
+    shell.answers = ClaimAnswers(shell)
     return shell, agent
 
 
@@ -238,14 +239,27 @@ async def test_a_record_of_an_aborted_round_gives_way_to_a_proof_of_the_committe
 
 # ---- the coordinator signs once, the participant keeps and shows it -------------------------
 
-async def test_the_round_is_signed_once_and_only_when_an_acceptor_holds_no_step(store) -> None:
+async def test_every_paxos_round_is_signed_once_for_its_prepares_and_accepts(store) -> None:
+    """One signature per round, reused by its PREPAREs, PaxosPrepares and Accepts (a
+    signature made again would differ: its nonce); none for classic 2PC."""
     proofs = RoundProofs(_agent(store, "coord"))
     placement = {"a": "p1"}
     first = proofs.for_prepare(WF, 1, placement, ACCEPTORS)
-    assert first is not None and proofs.for_prepare(WF, 1, placement, ACCEPTORS) is first
-    # Every acceptor holds a step (or coordinates): nothing is signed.
-    assert proofs.for_prepare(WF, 1, {"a": "p1", "b": "p2"}, ("coord", "p1", "p2")) is None
+    assert first is not None
+    assert proofs.for_prepare(WF, 1, placement, ACCEPTORS).SerializeToString() \
+        == first.SerializeToString()
+    tx = TxInfo(WF, 1, "coord", ("p1",), ACCEPTORS)
+    assert proofs.stating(tx).round_tx == wire.canonical(first)  # the Accepts carry it
+    # Every acceptor holds a step (or coordinates): signed as well, since a recovery
+    # proposer needs it at an acceptor that has no record of the round.
+    everyone = proofs.for_prepare(WF, 2, {"a": "p1", "b": "p2"}, ("coord", "p1", "p2"))
+    assert everyone is not None
+    assert wire.tx_of(peer_pb2.Body.FromString(everyone.body).round_tx) \
+        == TxInfo(WF, 2, "coord", ("p1", "p2"), ("coord", "p1", "p2"))
     assert proofs.for_prepare(WF, 1, placement, ()) is None  # classic 2PC
+    # Someone else's round is not ours to sign.
+    other = TxInfo("p1.00000001", 1, "p1", ("p1",), ("coord", "p1", "x"))
+    assert proofs.stating(other).round_tx == b""
 
 
 async def test_a_participant_shows_what_it_kept_and_the_acceptor_grants(store, tmp_path) -> None:
@@ -273,7 +287,7 @@ async def test_a_participant_shows_what_it_kept_and_the_acceptor_grants(store, t
         shell, _ = _acceptor(store)
         answer = await shell.on_claim("p1", claim(1, *proof))
         assert answer.granted and answer.committed_round == 1
-        # No signed round kept (all acceptors held steps): no proof to show.
+        # No signed round kept (an older coordinator's round): no proof to show.
         await participant_store.apply([("UPDATE hold_txs SET round_tx = x''", ())])
         assert await RoundProofs(_agent(participant_store, "p1")).claim_proof(row) is None
     finally:

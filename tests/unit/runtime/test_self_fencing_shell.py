@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.membership.swim_types import MemberState, MemberView
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.executors.base import StepInvocation, StepOutcome
+from fedorch.runtime.membership import Membership
 from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf import json_format
 
@@ -38,15 +41,27 @@ class Forever:
 
 
 class Views:
-    """Membership as the watcher reads it: the core's views, by domain."""
+    """Membership as the watcher reads it: the core's views, by domain (the SWIM states
+    the test sets), and the work-facing reading of them (`state_for_work`, `lost`: the
+    real Membership methods) over a loss grace in which the DEAD verdicts named in
+    `held` have not stood for the grace yet; every other DEAD one, and every LEFT, is
+    acted on. The domains named are trusted (unless they are already)."""
 
     profile = None
     leaving = False
+    state_for_work = Membership.state_for_work
+    lost = Membership.lost
 
-    def __init__(self, agent: Agent, **states: MemberState) -> None:
+    def __init__(self, agent: Agent, held: Iterable[str] = (), **states: MemberState) -> None:
         self.states = states
+        self.held = set(held)
         self.heard = agent.now()
         self.swim = self
+        self.agent = agent
+        self.grace = _HeldGrace(self)
+        for name in states:
+            if name not in agent.trust:
+                agent.trust.add(name, Ed25519PrivateKey.generate().public_key())
 
     def members(self) -> list[MemberView]:
         return [MemberView(name, "", state, 1, self.heard, b"", 1)
@@ -54,6 +69,19 @@ class Views:
 
     def member(self, name: str) -> MemberView | None:
         return next((view for view in self.members() if view.name == name), None)
+
+
+class _HeldGrace:
+    """The loss grace as Views sets it: a loss is acted on unless its verdict is held."""
+
+    def __init__(self, views: Views) -> None:
+        self._views = views
+
+    def lost(self, name: str) -> str | None:
+        state = self._views.states.get(name)
+        if state in (MemberState.DEAD, MemberState.LEFT) and name not in self._views.held:
+            return state.value
+        return None
 
 
 async def _running(agent: Agent) -> tuple[Active, Forever, list[str]]:
@@ -120,6 +148,35 @@ async def test_one_suspect_keeps_the_step_running(agent: Agent, monkeypatch) -> 
         views.states["gamma"] = MemberState.DEAD  # now every one is gone
         assert await fencing.look() == [("beta.1", "s")]
         assert active.progress.steps["s"].state is StepState.FAILED
+        assert executor.cancelled.is_set()
+        agent.stop()
+
+
+async def test_a_contact_dead_within_its_loss_grace_keeps_the_step_running(
+        agent: Agent, monkeypatch) -> None:
+    """Every other domain is DEAD in SWIM's view, but gamma's verdict has not stood for
+    the loss grace here: gamma reads SUSPECT, still contact, and the step runs on however
+    long past the lease (the test moves the clock). Once the grace has passed, the same
+    look fences it. Before, a DEAD verdict was lost contact at once."""
+    views = Views(agent, held={"gamma"}, beta=MemberState.DEAD, gamma=MemberState.DEAD)
+    agent.membership = views
+    async with asyncio.TaskGroup() as tg:
+        agent._tg = tg
+        active, executor, _ = await _running(agent)
+        await asyncio.wait_for(executor.started.wait(), 10)
+        fencing = agent.participation.runs.fencing
+        later = agent.now() + 1000 * LEASE_S
+        monkeypatch.setattr(agent, "now", lambda: later)
+        assert fencing.refusal(active) is None  # a next step here would start too
+        assert await fencing.look() == []
+        assert active.progress.steps["s"].state is StepState.RUNNING
+        assert not executor.cancelled.is_set()
+        views.held.clear()  # gamma's verdict stood for the grace: acted on
+        assert fencing.refusal(active) is not None
+        assert await fencing.look() == [("beta.1", "s")]
+        step = active.progress.steps["s"]
+        assert step.state is StepState.FAILED
+        assert step.error.startswith("fenced: lost contact with beta, gamma for "), step.error
         assert executor.cancelled.is_set()
         agent.stop()
 

@@ -7,7 +7,9 @@ life its claim reaches beta, which grants; gamma answers nothing. Then alpha res
 (a new Agent on the same data dir) while beta is unreachable too: its certificate is
 built from the grant on disk (the bytes beta signed), which a third party verifies, and
 its claim goes again only to gamma, whose grant it lacks. The re-placement path
-(fresh_certificate: the claim to every member first) still ends with that certificate.
+(fresh_certificate: the claim to every member first) counts fresh grants only: with
+beta and gamma silent no round may run; beta granting again makes one possible, and a
+denial naming a later epoch ends the wait with alpha following that epoch.
 A claim cut short by a restart, with a majority's grants already on disk, wins at once.
 """
 
@@ -52,12 +54,20 @@ class Peers:
         self.granting = granting
         self.calls: list[tuple[str, str]] = []
         self.sent: dict[str, peer_pb2.Envelope] = {}
+        self.denying: dict[str, tuple[int, str]] = {}  # domain -> the epoch it holds
 
     async def call(self, endpoint: str, method: str, *, recipient: str, **payload):
         self.calls.append((method, recipient))
         claim = payload.get("takeover_claim")
         if method != "Takeover" or recipient not in self.granting or claim is None:
             raise PeerCallError("UNAVAILABLE", f"{recipient} is unreachable")
+        if recipient in self.denying:
+            held_epoch, holder = self.denying[recipient]
+            answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch,
+                                             held_epoch=held_epoch, holder=holder)
+            envelope = seal(self.signers[recipient], recipient="alpha", now_ms=0,
+                            nonce=new_nonce(), takeover_answer=answer)
+            return peer_pb2.Body.FromString(envelope.body), envelope
         answer = peer_pb2.TakeoverAnswer(
             workflow_id=claim.workflow_id, epoch=claim.epoch, granted=True,
             held_epoch=claim.epoch, holder="alpha", committed_round=1, electorate=ELECTORATE)
@@ -146,14 +156,53 @@ async def test_a_restarted_successor_proves_its_epoch_with_the_grants_on_disk(tm
         # Asked again: gamma, whose grant it lacks; beta, whose grant it holds, not.
         await _until(lambda: second.claims_to("gamma"), "the claim to gamma again")
         assert second.claims_to("beta") == 0
-        # Before a re-placement round every member is asked; with no fresh answer the
-        # kept grants count.
-        fresh = await certs.fresh_certificate(WF, 0.2, DEADLINE_S)
-        assert fresh is not None and second.claims_to("beta") >= 1
+        # Before a re-placement round every member is asked, and only grants given now
+        # count: beta and gamma answer nothing (dead, or cut off and holding a later
+        # epoch: alpha cannot tell), so no round may run. The kept grant still proves
+        # the epoch won (claims and denials carry it), it only counts for no round.
+        fresh, why = await certs.fresh_certificate(WF, 0.5)
+        assert fresh is None and second.claims_to("beta") >= 1
+        assert "no majority of the takeover electorate (alpha, beta, gamma)" in why, why
+        assert "granted: alpha;" in why, why
+        assert verify(certs.certificate(WF), agent.trust, workflow_id=WF,
+                      claimant="alpha").signers == frozenset({"alpha", "beta"})
+        # beta reachable again and granting: a fresh majority, its new grant in it.
+        second.granting.add("beta")
+        fresh, why = await certs.fresh_certificate(WF, DEADLINE_S)
+        assert fresh is not None and why == "", why
+        regranted = next(g for g in fresh.grants
+                         if peer_pb2.Body.FromString(g.body).sender == "beta")
+        assert regranted.body == second.sent["beta"].body != granted.body
         assert verify(fresh, agent.trust, workflow_id=WF, claimant="alpha").signers == \
             frozenset({"alpha", "beta"})
 
     await _life(tmp_path, second, second_life)
+
+
+async def test_a_successor_overtaken_by_a_later_epoch_gets_no_certificate(tmp_path):
+    """beta answers the re-ask with a denial: it holds epoch 2 for gamma. alpha follows
+    gamma and gets no certificate, at the denial, not at the bound."""
+    keys = tmp_path / "keys"
+    for domain in ELECTORATE:
+        init_keys(domain, keys)
+    signers = {d: Signer(d, load_private_key(keys / f"{d}.key")) for d in ("beta", "gamma")}
+    store = await Store.open(tmp_path / "data")
+    try:
+        await _acting_successor(store)
+    finally:
+        await store.close()
+    peers = Peers(signers, granting={"beta"})
+
+    async def life(agent: Agent) -> None:
+        certs = agent.takeovers.certificates
+        await _until(lambda: certs.certificate(WF), "beta's grant to make a certificate")
+        peers.denying["beta"] = (2, "gamma")
+        fresh, why = await certs.fresh_certificate(WF, DEADLINE_S)
+        assert fresh is None and why == "coordinator epoch 1 is over here", why
+        row = agent.active[WF].row
+        assert (row.epoch, row.coordinator) == (2, "gamma")
+
+    await _life(tmp_path, peers, life)
 
 
 async def test_a_claim_cut_short_with_a_majority_on_disk_acts_after_the_restart(tmp_path):

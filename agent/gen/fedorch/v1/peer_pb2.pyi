@@ -369,12 +369,14 @@ class PaxosValue(_message.Message):
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
 
 class PaxosPrepare(_message.Message):
-    __slots__ = ("tx", "ballot")
+    __slots__ = ("tx", "ballot", "round_tx")
     TX_FIELD_NUMBER: _ClassVar[int]
     BALLOT_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
     tx: PaxosTx
     ballot: Ballot
-    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ...) -> None: ...
+    round_tx: Envelope
+    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
 
 class PaxosPromise(_message.Message):
     __slots__ = ("workflow_id", "round", "ballot", "acceptor", "accepted_ballot", "accepted_value")
@@ -393,16 +395,18 @@ class PaxosPromise(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., accepted_ballot: _Optional[_Union[Ballot, _Mapping]] = ..., accepted_value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
 
 class PaxosAccept(_message.Message):
-    __slots__ = ("tx", "ballot", "value", "proposer_accepted")
+    __slots__ = ("tx", "ballot", "value", "proposer_accepted", "round_tx")
     TX_FIELD_NUMBER: _ClassVar[int]
     BALLOT_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     PROPOSER_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
     tx: PaxosTx
     ballot: Ballot
     value: PaxosValue
     proposer_accepted: bool
-    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ..., proposer_accepted: _Optional[bool] = ...) -> None: ...
+    round_tx: Envelope
+    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ..., proposer_accepted: _Optional[bool] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
 
 class PaxosAccepted(_message.Message):
     __slots__ = ("workflow_id", "round", "ballot", "acceptor", "value")

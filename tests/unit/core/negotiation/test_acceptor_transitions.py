@@ -128,3 +128,58 @@ def test_every_state_and_input_moves_as_the_table_says_or_is_refused(steps) -> N
 
 def test_the_table_covers_exactly_the_expected_pairs() -> None:
     assert set(acceptor_module._TABLE) == set(EXPECTED)
+
+
+# ---- records only of stated rounds ---------------------------------------------------------
+
+def _refuse_unstated(sender: str, tx: TxInfo) -> None:
+    """Stands for the shell's check of the coordinator's signed round: here, a round is
+    stated when it carries b"signed", or when its coordinator sends it."""
+    if sender != tx.coordinator and tx.round_tx != b"signed":
+        raise RemoteProtocolError(f"{sender} stated {tx.key} without its signed round")
+
+
+@given(st.lists(st.tuples(senders, st.sampled_from([b"", b"signed"]), st.booleans()),
+                max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_a_record_is_made_only_of_a_stated_round(inputs) -> None:
+    """Whatever arrives, the first record of a round comes from a stated message; an
+    unstated one before it is refused and changes nothing; once a record exists, later
+    messages of the same round are not checked again (the record is evidence)."""
+    acc = Acceptor(ME, stated=_refuse_unstated)
+    made_by = None
+    for sender, signed, prepare in inputs:
+        tx = TxInfo(TX.workflow_id, TX.round, TX.coordinator, TX.participants,
+                    TX.acceptors, signed)
+        ballot = Ballot(2, sender) if prepare or sender != "c" else Ballot(0, "c")
+        msg = PaxosPrepare(tx, ballot) if prepare and ballot.n else \
+            Accept(tx, ballot, Value(False))
+        before = acc.record(TX.key)
+        stated = sender == tx.coordinator or signed == b"signed"
+        try:
+            acc.receive(sender, msg)
+        except RemoteProtocolError:
+            assert acc.record(TX.key) == before and acc.next_actions() == []
+            assert before is not None or not stated
+            continue
+        if before is None:
+            assert stated, "a record made of a round nobody stated"
+            made_by = signed
+        rec = acc.record(TX.key)
+        assert rec is not None and rec.tx.round_tx == made_by  # kept as it came
+        acc.next_actions()
+
+
+def test_an_unstated_round_is_refused_with_the_checks_reason() -> None:
+    acc = Acceptor(ME, stated=_refuse_unstated)
+    try:
+        acc.receive("p2", PaxosPrepare(TX, Ballot(1, "p2")))
+    except RemoteProtocolError as e:
+        assert "without its signed round" in str(e)
+    else:
+        raise AssertionError("an unstated round was taken")
+    assert acc.state(TX.key) is NEW and acc.next_actions() == []
+    signed = TxInfo(*(getattr(TX, f) for f in ("workflow_id", "round", "coordinator",
+                                               "participants", "acceptors")), b"signed")
+    acc.receive("p2", PaxosPrepare(signed, Ballot(1, "p2")))
+    assert acc.state(TX.key) is OPEN and acc.record(TX.key).tx.round_tx == b"signed"

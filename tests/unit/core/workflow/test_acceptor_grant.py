@@ -1,11 +1,18 @@
 """The rule an acceptor holding no step grants a takeover claim by
 (agent/core/workflow/acceptor_grant.py): every row of its table, then Hypothesis over
-every input for what a grant must never be."""
+every input for what a grant must never be, and for what a COMMIT learned of an
+earlier round than the proof's may change (only the reason a grant gives)."""
 
 from __future__ import annotations
 
 import pytest
-from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
+from fedorch.core.workflow.acceptor_grant import (
+    ABORT,
+    COMMIT,
+    COMMIT_OUTRANKED,
+    Round,
+    acceptor_grant,
+)
 from fedorch.core.workflow.takeover import may_grant
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,6 +39,8 @@ def test_a_proof_alone_is_enough_and_names_its_round():
     (R1, [Round(1, frozenset({"p1", "p2"}), R1.acceptors)], "proof_disagrees"),
     (R1, [Round(1, R1.participants, frozenset({"coord", "p1", "x", "y"}))], "proof_disagrees"),
     (R1, [Round(1, R1.participants, R1.acceptors, ABORT)], "proof_disagrees"),
+    (R1, [Round(1, frozenset({"p1", "p2"}), R1.acceptors, COMMIT)], "proof_disagrees"),
+    # a later round committed here: the proof's is an earlier one, which never committed
     (R1, [Round(2, R1.participants, R1.acceptors, COMMIT)], "proof_disagrees"),
     (None, [], "not_committed"),
     (None, [Round(1, R1.participants, frozenset({"coord", "p1", "y"}))], "not_committed"),
@@ -82,6 +91,68 @@ def test_an_agreeing_record_keeps_the_proof_as_basis():
     assert acceptor_grant(ME, "p1", 1, HELD0, [record], R1).basis == R1
 
 
+# ---- a COMMIT learned of an earlier round: outranked by the coordinator's signed word ----
+
+R2 = Round(2, frozenset({"p1"}), frozenset({"coord", "p1", "x"}), COMMIT)
+OTHER = (frozenset({"p2"}), frozenset({"coord", "p2", "x"}))  # another round's electorate
+
+
+@pytest.mark.parametrize("outcome", [COMMIT, ABORT, None])
+@pytest.mark.parametrize("where", ["earlier", "same", "same, differing", "later"])
+def test_a_learned_outcome_against_the_proofs_round(where, outcome):
+    """Every (learned outcome, learned round vs the proof's round 2) pair. A COMMIT of
+    an earlier round is granted over, and named (`commit_outranked`); a COMMIT of a
+    later round, or of round 2 that differs, still refuses, as does an ABORT of round 2."""
+    round_, (participants, acceptors) = {
+        "earlier": (1, OTHER), "same": (2, (R2.participants, R2.acceptors)),
+        "same, differing": (2, OTHER), "later": (3, OTHER)}[where]
+    record = Round(round_, participants, acceptors, outcome)
+    v = acceptor_grant(ME, "p1", 1, HELD0, [record], R2)
+    refused = where == "same, differing" or where == "same" and outcome == ABORT \
+        or where == "later" and outcome == COMMIT
+    if refused:
+        assert v.refused and v.reason == "proof_disagrees" and not v.outranked
+        return
+    assert v.granted and v.basis == R2 and not v.refused
+    if where == "earlier" and outcome == COMMIT:
+        assert v.outranked and v.reason == COMMIT_OUTRANKED
+        assert "round(s) 1 learned COMMIT" in v.detail and "signed round 2" in v.detail
+    else:
+        assert not v.outranked and v.reason == ""
+
+
+def test_the_planted_commit_of_an_aborted_round_is_outranked():
+    """p2 was round 1's only participant; round 1 aborted, but x missed its ABORT and
+    p2 made it record round 1 (truly signed) and learn a COMMIT of it (p2's own YES).
+    p1's proof of round 2, which committed, is granted, naming round 1 as the lie."""
+    planted = Round(1, frozenset({"p2"}), frozenset({"coord", "p2", "x"}), COMMIT)
+    accepted = Round(2, R2.participants, R2.acceptors, None)  # x heard round 2 too
+    for records in ([planted], [planted, accepted], [accepted, planted]):
+        v = acceptor_grant(ME, "p1", 1, HELD0, records, R2)
+        assert v.granted and v.outranked and v.basis == R2
+    # p2 shows its own round as proven (its true signed round 1, its own "COMMIT"):
+    # refused, whether x learned round 2's COMMIT or only its record.
+    own = Round(1, frozenset({"p2"}), frozenset({"coord", "p2", "x"}), COMMIT)
+    committed = Round(2, R2.participants, R2.acceptors, COMMIT)
+    assert acceptor_grant(ME, "p2", 1, HELD0, [committed], own).reason == "proof_disagrees"
+    # and it is no participant of round 2, whatever it planted of round 1
+    assert acceptor_grant(ME, "p2", 1, HELD0, [planted], R2).reason == "not_participant"
+
+
+def test_an_outranked_commit_grants_nothing_the_rest_of_the_rule_refuses():
+    earlier = Round(1, *OTHER, COMMIT)
+    later = Round(3, *OTHER, COMMIT)
+    # a later COMMIT beside it still refuses, in whatever order the records come
+    for records in ([earlier, later], [later, earlier]):
+        assert acceptor_grant(ME, "p1", 1, HELD0, records, R2).reason == "proof_disagrees"
+    assert acceptor_grant(ME, "mallory", 1, HELD0, [earlier], R2).reason == "not_participant"
+    assert acceptor_grant(ME, "p1", 1, HELD0, [earlier], None).reason == "no_proof"
+    assert acceptor_grant(ME, "p1", 1, HELD0, [earlier], R2,
+                          ("bad_signature", "forged")).reason == "bad_signature"
+    denied = acceptor_grant(ME, "p1", 1, (1, "p2"), [earlier], R2)  # held for another
+    assert not denied.granted and not denied.refused and not denied.outranked
+
+
 def test_an_epoch_held_for_another_is_denied_not_refused():
     v = acceptor_grant(ME, "p1", 1, (1, "p2"), [], R1)
     assert not v.granted and not v.refused
@@ -118,13 +189,55 @@ def test_a_grant_is_always_sound(claimant, epoch, held, records, proof, error):
     assert claimant in basis.participants and ME in basis.acceptors
     assert proof is not None  # only a proof grants
     assert basis == proof and proof.decided == COMMIT
-    # never against what this acceptor accepted or learned itself
+    # never against what this acceptor accepted or learned itself, but a COMMIT of an
+    # earlier round, which the proof outranks and the verdict names
     for r in records:
         if r.round == proof.round:
             assert (r.participants, r.acceptors) == (proof.participants, proof.acceptors)
             assert r.decided != ABORT
-        else:
+        elif r.round > proof.round:
             assert r.decided != COMMIT
+    earlier = any(r.round < proof.round and r.decided == COMMIT for r in records)
+    assert v.outranked == earlier and v.reason == (COMMIT_OUTRANKED if earlier else "")
+
+
+@st.composite
+def claims(draw):
+    """(claimant, proof), most often one that the rest of the rule lets through (a
+    COMMIT naming this domain an acceptor, shown by one of its participants), so that
+    what the records do to it is what is tried."""
+    proof = draw(st.none() | rounds | rounds.map(
+        lambda r: Round(r.round, r.participants, r.acceptors | {ME}, COMMIT)))
+    participants = sorted(proof.participants) if proof is not None else []
+    claimant = draw(st.sampled_from(participants) if participants and draw(st.booleans())
+                    else st.sampled_from(DOMAINS))
+    return claimant, proof
+
+
+# Records with learned COMMITs as often as not, so that some are of earlier rounds.
+committed_rounds = rounds.map(lambda r: Round(r.round, r.participants, r.acceptors, COMMIT))
+
+
+@given(claim=claims(), epoch=st.integers(1, 3),
+       held=st.sampled_from([HELD0, (1, "p1"), (2, "p2")]),
+       records=st.lists(rounds | committed_rounds, max_size=4),
+       error=st.none() | st.just(("bad_signature", "forged")))
+def test_an_earlier_commit_changes_only_the_reason_of_a_grant(claim, epoch, held,
+                                                               records, error):
+    """The verdict is the one an acceptor that never heard of the earlier rounds it
+    learned COMMIT would give (messages lost can put any acceptor there): the same
+    grant, denial or refusal, only a grant's reason names what it outranked."""
+    claimant, proof = claim
+    v = acceptor_grant(ME, claimant, epoch, held, records, proof, error)
+    outranked = [r for r in records if proof is not None and r.round < proof.round
+                 and r.decided == COMMIT]
+    missed = [r for r in records if r not in outranked]
+    w = acceptor_grant(ME, claimant, epoch, held, missed, proof, error)
+    assert (v.granted, v.refused, v.basis) == (w.granted, w.refused, w.basis)
+    if v.refused:
+        assert (v.reason, v.detail) == (w.reason, w.detail)
+    assert not w.outranked
+    assert v.outranked == (v.granted and bool(outranked))
 
 
 @given(planter=st.sampled_from(("p2", "mallory")), epoch=st.integers(1, 3),

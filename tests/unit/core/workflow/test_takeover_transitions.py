@@ -91,11 +91,30 @@ def test_an_old_coordinator_follows_a_later_epoch():
     assert a.epoch == 1
 
 
-def test_a_rival_claim_makes_the_higher_name_follow_after_its_claim_times_out():
+def test_a_rival_claim_that_leaves_no_majority_makes_the_higher_name_follow_at_once():
     c = core("c")
     c.step(0.0, Watch("DEAD", frozenset({"b"})))  # c thinks b is dead too
-    assert c.step(0.1, Deny("d", 1, 1, "b")) == []  # b claimed epoch 1 at d
-    assert c.step(5.0, Timer()) == [Persist(1, "b")]
+    # b claimed epoch 1 at d: of a, b, c, d only c may still grant c (a is the dead
+    # coordinator, b ranks better, d holds it for b): no majority, b goes next.
+    assert c.step(0.1, Deny("d", 1, 1, "b")) == [Persist(1, "b")]
+    assert c.role is Role.FOLLOWING and c.coordinator == "b" and c.get_timer() is None
+
+
+def test_a_rival_claim_the_denials_cannot_settle_waits_for_the_claim_timeout():
+    # Five acceptors: after x holds epoch 1 for c, b may still get b, c and y.
+    b = Takeover("b", "a", ["b", "c"], acceptors=["a", "b", "c", "x", "y"],
+                 takeover_after_s=10.0, claim_timeout_s=5.0)
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(0.1, Deny("x", 1, 1, "c")) == []
+    assert b.get_timer() == 5.0  # c did not answer itself: nothing to ask it again
+    out = b.step(5.0, Timer())
+    assert out[0] == Persist(2, "b") and b.role is Role.CLAIMING and b.epoch == 2
+    # Seven acceptors: after y holds epoch 1 for b, c may still get c, x, z and w.
+    c = Takeover("c", "a", ["b", "c"], acceptors=["a", "b", "c", "w", "x", "y", "z"],
+                 takeover_after_s=10.0, claim_timeout_s=5.0)
+    c.step(0.0, Watch("DEAD", frozenset({"b"})))
+    assert c.step(0.1, Deny("y", 1, 1, "b")) == []
+    assert c.step(5.0, Timer()) == [Persist(1, "b")]  # the higher name follows
     assert c.role is Role.FOLLOWING and c.coordinator == "b"
 
 

@@ -1,0 +1,156 @@
+"""Round mandate: may a successor run one re-placement round now?
+
+Theory of operation
+-------------------
+A successor acting in epoch e >= 1 (agent/core/workflow/takeover.py) places a lost step
+again with a round of its own (agent/runtime/replacement.py). Its epoch may be over
+without its knowing: cut off from the members that granted a later epoch e' > e to
+another domain, it still believes it acts, and the later coordinator, which sees the
+same domain lost, places the step too. Two placements of one step by two epochs run it
+on two candidates; the later one's fencing refuses the older one's results but cannot
+undo a side effect.
+
+So before each round the successor sends its claim of e again to the whole electorate
+(a member grants the same epoch to the same claimant again only while it holds it,
+takeover.may_grant) and runs the round only on a *fresh majority*: grants of e given
+in answer to this re-ask, its own included. Why that is enough: a later epoch e' won
+needs a majority of the same electorate granting e', and two majorities meet; the
+member in both grants only upwards, so once it granted e' it denies e. A fresh majority
+of e therefore means no later epoch had won before the first of those members
+answered. A denial naming a later epoch ends the mandate at once (`OVERTAKEN`): the
+successor follows that coordinator and places nothing.
+
+What is *not* counted: the grants the successor kept from its takeover (on disk, from
+members that may be dead since). A member that answers nothing may be dead, or alive
+and cut off from us while it granted e' to someone else: from here the two look the
+same. Counting kept grants after a timeout (as fedorch did before) let an old
+successor, partitioned from every holder of e', place a step the later coordinator
+placed too. Without a fresh majority by `deadline` the verdict is `NO_MAJORITY`: the
+successor places nothing, and the caller fails the step as when no domain can take it
+(docs/decisions.md says why failing, not waiting).
+
+The bound is a liveness choice, not a safety one: waiting longer only gives a member
+that was slow, or back from a restart, the time to answer.
+
+What a fresh majority does not close: a later epoch that wins *after* the members
+answered, while the round runs (the later claimant must first see this successor gone
+for `takeover_after_s`, or DEAD past its loss grace); see docs/failures.md, limits.
+
+Transitions (`TABLE`):
+
+    ASKING --Regranted(voter): a fresh majority--> PLACE
+    ASKING --Regranted(voter): fewer--> ASKING
+    ASKING --Overtaken(epoch > ours, holder)--> OVERTAKEN
+    ASKING --Timer: now >= deadline--> NO_MAJORITY
+    PLACE, OVERTAKEN, NO_MAJORITY --anything--> (unchanged: a verdict is final)
+
+Pure: no I/O, time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from fedorch.core.workflow.takeover import majority
+
+
+class Verdict(enum.Enum):
+    ASKING = "asking"            # the re-ask is out; too few fresh grants yet
+    PLACE = "place"              # a fresh majority granted our epoch: run the round
+    OVERTAKEN = "overtaken"      # a member holds a later epoch: follow it, place nothing
+    NO_MAJORITY = "no_majority"  # no fresh majority by the deadline: place nothing
+
+
+@dataclass(frozen=True)
+class Regranted:
+    """`voter` granted our epoch again, in answer to this re-ask (held after it began)."""
+
+    voter: str
+
+
+@dataclass(frozen=True)
+class Overtaken:
+    """A member answered that it holds `epoch` (above ours) for `holder`."""
+
+    epoch: int
+    holder: str
+
+
+@dataclass(frozen=True)
+class Timer:
+    pass
+
+
+Input = Regranted | Overtaken | Timer
+
+
+class RoundMandate:
+    """One re-ask of the electorate before one re-placement round."""
+
+    def __init__(self, me: str, epoch: int, electorate: Collection[str], now: float,
+                 bound_s: float) -> None:
+        if epoch < 1:
+            raise ValueError("a mandate is asked for a takeover's epoch (1 and above)")
+        self.me = me
+        self.epoch = epoch
+        self.electorate = frozenset(electorate)
+        self.deadline = now + max(0.0, bound_s)
+        # Our own grant is always fresh; it counts only if we are a member (a participant
+        # outside the electorate may win a takeover, its own grant counting for nothing).
+        self.fresh: set[str] = {me} & self.electorate
+        self.verdict = Verdict.ASKING
+        self.later: tuple[int, str] | None = None
+        self._decide()
+
+    @property
+    def needed(self) -> int:
+        return majority(self.electorate)
+
+    def step(self, now: float, event: Input) -> Verdict:
+        handler = TABLE.get((self.verdict, type(event)))
+        if handler is not None:
+            handler(self, now, event)
+        return self.verdict
+
+    def get_timer(self) -> float | None:
+        return self.deadline if self.verdict is Verdict.ASKING else None
+
+    def why_not(self) -> str:
+        """Why no round runs, for the step's reason and the log (NO_MAJORITY)."""
+        granted = ", ".join(sorted(self.fresh)) or "none"
+        return (f"no majority of the takeover electorate ({', '.join(sorted(self.electorate))})"
+                f" granted coordinator epoch {self.epoch} again (granted: {granted};"
+                f" {self.needed} needed): the members that did not answer may be dead, or"
+                " cut off from here and holding a later epoch")
+
+    # ---- handlers ----------------------------------------------------------------------
+
+    def _regranted(self, now: float, ev: Regranted) -> None:
+        if ev.voter in self.electorate:
+            self.fresh.add(ev.voter)
+        self._decide()
+
+    def _overtaken(self, now: float, ev: Overtaken) -> None:
+        if ev.epoch > self.epoch and ev.holder != self.me:
+            self.later = (ev.epoch, ev.holder)
+            self.verdict = Verdict.OVERTAKEN
+
+    def _timer(self, now: float, ev: Timer) -> None:
+        if now >= self.deadline:
+            self.verdict = Verdict.NO_MAJORITY
+
+    def _decide(self) -> None:
+        if len(self.fresh) >= self.needed:
+            self.verdict = Verdict.PLACE
+
+
+_Handler = Callable[[RoundMandate, float, object], None]
+
+# (verdict, input) -> handler. Missing: the input changes nothing (a verdict is final).
+TABLE: dict[tuple[Verdict, type], _Handler] = {
+    (Verdict.ASKING, Regranted): RoundMandate._regranted,
+    (Verdict.ASKING, Overtaken): RoundMandate._overtaken,
+    (Verdict.ASKING, Timer): RoundMandate._timer,
+}

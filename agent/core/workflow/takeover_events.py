@@ -1,0 +1,113 @@
+"""The takeover core's inputs and actions, and the rules every member applies alike.
+
+The inputs a shell feeds agent/core/workflow/takeover.py (`Input`), the actions it
+gets back (`Action`), and the rules that must be the same at every domain for the
+takeover to be safe and deterministic: `majority` of the electorate, `may_grant` (at
+most one claimant per epoch, never an epoch below the one held) and `successor` (who
+claims next). What each input and action means is told in that module's theory of
+operation.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Watch:
+    state: str  # membership state of the coordinator known here ("" if unknown)
+    dead: frozenset[str] = frozenset()  # participants membership holds DEAD or LEFT
+
+
+@dataclass(frozen=True)
+class Timer:
+    pass
+
+
+@dataclass(frozen=True)
+class Grant:
+    voter: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Deny:
+    voter: str
+    epoch: int
+    held_epoch: int
+    holder: str
+
+
+@dataclass(frozen=True)
+class Adopted:
+    epoch: int
+    coordinator: str
+
+
+@dataclass(frozen=True)
+class EndKnown:
+    pass
+
+
+@dataclass(frozen=True)
+class Proven:
+    """An epoch certificate, verified by the shell: `coordinator` won `epoch`."""
+
+    epoch: int
+    coordinator: str
+
+
+Input = Watch | Timer | Grant | Deny | Adopted | EndKnown | Proven
+
+
+@dataclass(frozen=True)
+class SendClaim:
+    to: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write (epoch, coordinator) as the coordinator known here before anything leaves."""
+
+    epoch: int
+    coordinator: str
+
+
+@dataclass(frozen=True)
+class Act:
+    """This domain is the coordinator of `epoch`: collect results, end, notify."""
+
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Announce:
+    """The workflow ended (`EndKnown`): tell that end to every participant and the
+    original coordinator as the holder of `epoch` (on disk as such before it leaves, so
+    that a restart tells it again), and end it here."""
+
+    epoch: int
+
+
+Action = SendClaim | Persist | Act | Announce
+
+
+def majority(electorate: Collection[str]) -> int:
+    return len(electorate) // 2 + 1
+
+
+def may_grant(held_epoch: int, holder: str, epoch: int, claimant: str) -> bool:
+    """May a domain that holds (held_epoch, holder) grant `epoch` to `claimant`? At most
+    one claimant per epoch, and never an epoch below the one held."""
+    return epoch > held_epoch or (epoch == held_epoch and claimant == holder)
+
+
+def successor(participants: Collection[str], gone: Collection[str]) -> str | None:
+    """The live participant that claims next: the lowest name, so every domain with the
+    same view names the same one. None if none is live."""
+    live = sorted(set(participants) - set(gone))
+    return live[0] if live else None

@@ -1,0 +1,195 @@
+"""The Node's tables in SQLite: `SqliteDurable`, a `Durable` port (runtime/ports.py).
+
+Theory of operation
+-------------------
+A Node (agent/core/node) keeps its durable state as a `Disk`: one dict or set per
+table (records.py). Here each of those is one SQLite table, `node_<field>`, of rows
+(k BLOB UNIQUE, v BLOB): the key and the value encoded by `NodeCodec`
+(node_codec.py), whose key encodings are canonical, so a row is found again by its
+key's bytes. A set table's rows have no value. Rows are read back in rowid order and
+a PUT of a present key updates its row in place (an upsert, not a replace), so a table
+comes back in the order its dict had: the order a Node restored from the file walks
+its tables in is the order it would walk them in memory.
+
+`write(writes)` makes one Ready's write groups durable as ONE transaction:
+`BEGIN IMMEDIATE`, every op of every group in order (PUT: upsert; DELETE,
+DISCARD: delete; ADD: insert or ignore), `COMMIT`. The database is in WAL mode with
+`synchronous=FULL`, so COMMIT returns only once the WAL is fsynced: the messages
+that wait for the write (`send_after_write`) leave after it. Whatever fails before
+COMMIT (an exception from SQLite, a full disk, the `before_group` hook) rolls the
+whole transaction back and propagates: the file is as it was before the turn, and
+the driver stops (its Node no longer matches the disk). A process that dies in the
+middle leaves the same file: SQLite's recovery drops an uncommitted transaction. A
+turn is all or nothing, which is stronger than the port asks (a group is all or
+nothing, and no group is durable without the earlier ones).
+
+`load()` reads every table back into a `Disk` for `Node.restore` (or the Node's
+`disk=`): what a restarted agent starts from.
+
+Why synchronous sqlite3 inside the driver's turn, not a thread: the driver is
+synchronous, and its turn *is* the group commit. Every input queued while the last
+turn ran is stepped into the next one, so one fsync serves them all, and a busy agent
+writes fewer, larger transactions instead of queueing more. Handing the transaction
+to a thread would let the event loop run while the fsync waits, but the driver may not
+send, start steps or advance before the commit anyway; what it would win is other
+coroutines' time (gRPC handlers posting inputs) during the fsync, which a daemon with
+one agent per process mostly does not need: gRPC's own threads keep receiving
+meanwhile, and what arrives is posted in the next turn. Measured by `bench node`
+(docs/benchmarks.md): SQLite's own CPU is about 0.3 ms of a three-domain workflow, and
+a transaction's wall time 12-20 ms with three agents writing to this machine's disk
+at once. Were the wait to matter, the driver would have to await the write (its turn
+split at the commit): a change of the driver, not of this class.
+
+`before_group(point)` is called before each group inside the transaction: a test's
+crash point (it may drop the connection and raise, as a killed process would).
+`stats` counts transactions, groups and ops, and the thread CPU and wall seconds
+spent in `write` (fsync included in the wall time; the encoding's CPU apart). Every
+row is encoded before `BEGIN`, so a value the codec refuses fails the turn with the
+file untouched, and the write lock is held for SQLite's own work only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedorch.core.node.ready import ADD, DELETE, DISCARD, PUT, Write
+from fedorch.core.node.records import TABLES, Disk
+from fedorch.runtime.node_codec import NodeCodec, node_codec
+
+__all__ = ["NodeStoreError", "SqliteDurable", "WriteStats"]
+
+SCHEMA_VERSION = 1  # PRAGMA user_version of a node store file
+SET_TABLES = frozenset(name for name in TABLES if isinstance(getattr(Disk(), name), set))
+
+
+class NodeStoreError(RuntimeError):
+    """The file is not a node store this code can read."""
+
+
+@dataclass
+class WriteStats:
+    transactions: int = 0
+    groups: int = 0
+    ops: int = 0
+    cpu_s: float = 0.0   # this thread's CPU inside write(): encoding, SQLite, commit
+    encode_cpu_s: float = 0.0  # of which encoding the keys and values
+    wall_s: float = 0.0  # the same with the fsync's wait
+
+
+def _sql(table: str) -> dict[str, str]:
+    t = f"node_{table}"
+    return {
+        PUT: f"INSERT INTO {t}(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+        DELETE: f"DELETE FROM {t} WHERE k = ?",
+        ADD: f"INSERT OR IGNORE INTO {t}(k, v) VALUES (?, NULL)",
+        DISCARD: f"DELETE FROM {t} WHERE k = ?",
+    }
+
+
+_SQL = {table: _sql(table) for table in TABLES}
+
+
+class SqliteDurable:
+    """A `Durable` over one SQLite file (see the header)."""
+
+    def __init__(self, path: str | Path, *, codec: NodeCodec | None = None,
+                 before_group: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self.codec = codec if codec is not None else node_codec()
+        self.before_group = before_group
+        self.stats = WriteStats()
+        self._con = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            self._open()
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _open(self) -> None:
+        con = self._con
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise NodeStoreError(f"{self.path}: node store version {version}; this code "
+                                 f"reads version {SCHEMA_VERSION}")
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        if version == 0:
+            con.execute("BEGIN IMMEDIATE")
+            for table in TABLES:
+                con.execute(f"CREATE TABLE IF NOT EXISTS node_{table}"
+                            " (k BLOB NOT NULL UNIQUE, v BLOB)")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+
+    # ---- the Durable port -------------------------------------------------------------
+
+    def write(self, writes: Sequence[Write]) -> None:
+        """One Ready's write groups as one transaction (see the header)."""
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        encode = self.codec.encode
+        groups = []  # every row encoded before the transaction opens: it stays short
+        for group in writes:
+            rows = []
+            for op in group.ops:
+                if op.kind == PUT:
+                    rows.append((_SQL[op.table][PUT], (encode(op.key), encode(op.value))))
+                else:
+                    rows.append((_SQL[op.table][op.kind], (encode(op.key),)))
+            groups.append((group.point, rows))
+        cpu1 = time.thread_time()
+        con = self._con
+        hook = self.before_group
+        ops = 0
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for point, rows in groups:
+                if hook is not None:
+                    hook(point)
+                for sql, params in rows:
+                    con.execute(sql, params)
+                ops += len(rows)
+            con.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        stats = self.stats
+        stats.transactions += 1
+        stats.groups += len(writes)
+        stats.ops += ops
+        stats.encode_cpu_s += cpu1 - cpu0
+        stats.cpu_s += time.thread_time() - cpu0
+        stats.wall_s += time.perf_counter() - wall0
+
+    def _rollback(self) -> None:
+        try:
+            if self._con.in_transaction:
+                self._con.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:
+            pass  # the connection was closed (a test's crash): SQLite dropped the transaction
+
+    # ---- reading back ----------------------------------------------------------------
+
+    def load(self) -> Disk:
+        """The tables as a Disk: what `Node.restore` rebuilds a Node from."""
+        decode = self.codec.decode
+        tables: dict[str, object] = {}
+        for table in TABLES:
+            rows = self._con.execute(f"SELECT k, v FROM node_{table} ORDER BY rowid")
+            if table in SET_TABLES:
+                tables[table] = {decode(k) for k, _ in rows}
+            else:
+                tables[table] = {decode(k): decode(v) for k, v in rows}
+        return Disk(**tables)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> SqliteDurable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

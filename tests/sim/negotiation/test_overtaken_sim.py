@@ -1,0 +1,73 @@
+"""An older successor cut off from the later epoch (agent/sim/negotiation/overtaken.py):
+a, acting in epoch 1, is cut off with one candidate; b takes epoch 2; c, running an
+idempotent step, dies. Seeded schedules on the real cores and real signatures, checked
+for one acting coordinator per epoch, one placement per loss, no two copies of the
+step at once beyond one lease. With the round mandate a re-placement round runs only on
+a fresh majority of the electorate; without it (the rule before: the grants kept from
+the takeover count once no fresh answer came) the checks fire."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from fedorch.core.workflow.progress import StepState
+from fedorch.sim.negotiation.overtaken import OvertakenFailure, OvertakenWorld, run
+
+SEEDS = 1000
+
+
+@pytest.mark.parametrize("first", range(0, SEEDS, 250))
+def test_seeded_schedules_hold_every_invariant(first: int) -> None:
+    for seed in range(first, first + 250):
+        run(seed)  # raises OvertakenFailure("seed N: ...") on any violation
+
+
+def test_the_schedules_reach_both_cases() -> None:
+    stats: Counter[str] = Counter()
+    cut_off_failed = 0
+    for seed in range(40):
+        world = run(seed)
+        stats.update(world.stats)
+        if "a" in world.lost_seen_cut:
+            step = world.nodes["a"].progress.steps["work"]
+            assert step.state is StepState.FAILED
+            assert step.error.startswith("domain c was lost (DEAD) while the step ran;"
+                                         " could not place the step again: no majority of"
+                                         " the takeover electorate"), step.error
+            cut_off_failed += 1
+    # Cut off: a places nothing, b (epoch 2, a fresh majority: b, x, y) places once.
+    assert cut_off_failed == stats["cut"] == stats["placed by b"] > 0, stats
+    # No cut: a, in epoch 1, has its fresh majority and places once.
+    assert stats["placed by a"] > 0 and stats["no fresh majority"] == stats["cut"], stats
+
+
+def test_without_the_mandate_two_epochs_place_the_step_and_it_runs_twice() -> None:
+    with pytest.raises(OvertakenFailure, match=r"placed work again 2 times: .*epoch 1.*"
+                                               r"epoch 2|placed work again 2 times: "
+                                               r".*epoch 2.*epoch 1"):
+        run(0, mandate=False)
+    # The same schedule, not checked: the two copies overlap for longer than a lease.
+    world = OvertakenWorld(0, mandate=False)
+    world.timeline.run(60.0)
+    assert {(x, y) for x, y, _ in world.overlaps()} & {("d", "e"), ("e", "d")}, \
+        world.overlaps()
+    # With it: one copy.
+    assert run(0).overlaps() == [] and [on for _, _, on, _ in run(0).placed] == ["e"]
+
+
+def test_every_cut_seed_breaks_without_the_mandate() -> None:
+    broken = 0
+    for seed in range(20):
+        if seed % 4 == 3:  # no cut: nothing to break
+            run(seed, mandate=False)
+            continue
+        with pytest.raises(OvertakenFailure):
+            run(seed, mandate=False)
+        broken += 1
+    assert broken == 15
+
+
+def test_a_world_is_deterministic_per_seed() -> None:
+    a, b = run(7), run(7)
+    assert (a.acting, a.placed, a.stats) == (b.acting, b.placed, b.stats)

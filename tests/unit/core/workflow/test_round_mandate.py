@@ -1,0 +1,66 @@
+"""The round mandate (agent/core/workflow/round_mandate.py): a successor runs a
+re-placement round only on a fresh majority of its electorate; a later epoch held
+somewhere ends the wait; with neither by the bound, no round runs."""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.core.workflow.round_mandate import (
+    Overtaken,
+    Regranted,
+    RoundMandate,
+    Timer,
+    Verdict,
+)
+
+ELECTORATE = ("a", "b", "c", "co", "x")
+
+
+def test_a_fresh_majority_own_grant_included_places():
+    m = RoundMandate("a", 1, ELECTORATE, now=0.0, bound_s=4.0)
+    assert m.verdict is Verdict.ASKING and m.get_timer() == 4.0
+    assert m.step(0.1, Regranted("b")) is Verdict.ASKING  # 2 of 5
+    assert m.step(0.2, Regranted("b")) is Verdict.ASKING  # the same voter twice: 2
+    assert m.step(0.3, Regranted("x")) is Verdict.PLACE   # 3 of 5
+    assert m.get_timer() is None and m.fresh == {"a", "b", "x"}
+
+
+def test_no_fresh_majority_by_the_bound_places_nothing_and_says_why():
+    m = RoundMandate("a", 1, ("a", "b", "co"), now=10.0, bound_s=4.0)
+    assert m.step(13.9, Timer()) is Verdict.ASKING  # not yet due
+    assert m.step(14.0, Timer()) is Verdict.NO_MAJORITY
+    # A grant after the verdict changes nothing: the round was not run.
+    assert m.step(14.1, Regranted("b")) is Verdict.NO_MAJORITY
+    why = m.why_not()
+    assert "electorate (a, b, co)" in why and "epoch 1" in why
+    assert "granted: a;" in why and "2 needed" in why
+
+
+def test_a_later_epoch_held_anywhere_ends_the_wait_before_any_majority():
+    m = RoundMandate("a", 1, ELECTORATE, now=0.0, bound_s=4.0)
+    m.step(0.1, Regranted("c"))
+    assert m.step(0.2, Overtaken(2, "b")) is Verdict.OVERTAKEN
+    assert m.later == (2, "b")
+    assert m.step(0.3, Regranted("x")) is Verdict.OVERTAKEN  # final
+
+
+@pytest.mark.parametrize("event", [Overtaken(1, "b"), Overtaken(0, "co"), Overtaken(3, "a")])
+def test_an_answer_of_our_epoch_or_below_or_our_own_is_no_later_epoch(event):
+    m = RoundMandate("a", 1, ELECTORATE, now=0.0, bound_s=4.0)
+    assert m.step(0.1, event) is Verdict.ASKING
+
+
+def test_grants_from_outside_the_electorate_count_for_nothing():
+    # A participant added by re-placement may have won the takeover; its own grant and
+    # a stranger's are not the electorate's.
+    m = RoundMandate("p9", 1, ("a", "b", "co"), now=0.0, bound_s=1.0)
+    assert m.fresh == set()
+    m.step(0.1, Regranted("zz"))
+    m.step(0.1, Regranted("a"))
+    assert m.verdict is Verdict.ASKING
+    assert m.step(0.2, Regranted("b")) is Verdict.PLACE
+
+
+def test_epoch_zero_is_refused():
+    with pytest.raises(ValueError):
+        RoundMandate("co", 0, ("a", "b", "co"), now=0.0, bound_s=1.0)

@@ -1,0 +1,174 @@
+"""Hypothesis strategies for every value a Node keeps in its tables or sends, and a
+structural comparison that sees every field (`same`).
+
+`TABLE_ROWS` has one (key, value) strategy per `Disk` table (a set table: its item,
+value None); `MESSAGES` one strategy per message a Node sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+from fedorch.core.negotiation.acceptor import AcceptorRecord
+from fedorch.core.negotiation.messages import (
+    Accept,
+    Accepted,
+    AnswerStatus,
+    Ballot,
+    Decision,
+    DecisionAck,
+    DecisionAnswer,
+    DecisionQuery,
+    PaxosPrepare,
+    Promise,
+    Reject,
+    TxInfo,
+    Value,
+    VoteIn,
+)
+from fedorch.core.negotiation.participant import Hold, HoldState
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
+    CoordRow,
+    FinalMsg,
+    PrepareMsg,
+    ResultMsg,
+    VoteMsg,
+    WfInfo,
+)
+from fedorch.core.workflow.acceptor_grant import Round
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
+from google.protobuf.message import Message as ProtoMessage
+from hypothesis import strategies as st
+
+text = st.text(max_size=8)  # any code points, lone surrogates included
+names = st.sampled_from(["d0", "d1", "d2"]) | text
+wf_ids = st.text(min_size=1, max_size=10)
+keys = st.tuples(wf_ids, st.integers(0, 2**40))
+ints = st.integers(-(2**62), 2**62)
+floats = st.floats(allow_nan=False)  # NaN is never equal to itself; inf is kept
+name_tuples = st.lists(names, max_size=4).map(tuple)
+
+ballots = st.builds(Ballot, st.integers(0, 99), names)
+vote_ins = st.builds(VoteIn, st.integers(0, 9), names, st.booleans(), text,
+                     st.binary(max_size=24))
+values = st.builds(Value, st.booleans(), st.lists(vote_ins, max_size=3).map(tuple))
+txs = st.builds(TxInfo, wf_ids, st.integers(1, 9), names, name_tuples, name_tuples)
+acceptor_records = st.builds(AcceptorRecord, txs, st.none() | ballots, st.none() | ballots,
+                             st.none() | values, st.none() | values)
+holds = st.builds(Hold, wf_ids, st.integers(0, 9), names, st.sampled_from(HoldState),
+                  st.lists(st.tuples(text, text), max_size=3), floats, names, floats,
+                  st.none() | txs)
+specs = st.builds(
+    lambda name, steps, data: spec_pb2.WorkflowSpec(
+        name=name, data=data,
+        steps=[spec_pb2.StepSpec(id=s, capability=c) for s, c in steps]),
+    text, st.lists(st.tuples(text, text), max_size=3),
+    st.dictionaries(text, text, max_size=2))
+signed_specs = st.none() | st.builds(
+    lambda p, r, at, c: spec_pb2.SignedSpec(principal=p, request_id=r, issued_at_ms=at,
+                                            coordinator=c, public_key=b"k" * 32),
+    text, text, st.integers(0, 2**50), names)
+wf_infos = st.builds(WfInfo, specs, st.dictionaries(text, names, max_size=3), names,
+                     signed_specs)
+rows = st.builds(CoordRow, wf_ids, wf_infos, st.sampled_from(WorkflowState),
+                 st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text)
+json_values = st.recursive(
+    st.none() | st.booleans() | ints | floats | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8)
+outputs = st.dictionaries(text, json_values, max_size=3)
+results = st.dictionaries(
+    text, st.tuples(st.integers(0, 5), st.sampled_from(StepState), outputs, text),
+    max_size=3)
+rounds = st.builds(Round, st.integers(0, 9), st.frozensets(names, max_size=3),
+                   st.frozensets(names, max_size=3),
+                   st.sampled_from([None, "COMMIT", "ABORT"]))
+runs = st.tuples(wf_ids, text, st.integers(0, 5))
+
+TABLE_ROWS = {
+    "rows": st.tuples(wf_ids, rows),
+    "cells": st.tuples(keys, values),
+    "records": st.tuples(keys, values),
+    "learned": st.tuples(keys, values),
+    "acceptor": st.tuples(keys, acceptor_records),
+    "holds": st.tuples(keys, holds),
+    "info": st.tuples(keys, wf_infos),
+    "committed": st.tuples(wf_ids, st.integers(0, 9)),
+    "runs": st.tuples(runs, st.none()),
+    "results": st.tuples(wf_ids, results),
+    "final": st.tuples(wf_ids, st.sampled_from(WorkflowState)),
+    "final_acked": st.tuples(wf_ids, st.sets(names, max_size=3)),
+    "ballots": st.tuples(keys, ballots),
+    "epochs": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
+    "granted": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
+    "electorates": st.tuples(wf_ids, name_tuples),
+    "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
+    "endings": st.tuples(wf_ids, st.integers(0, 2**50)),
+    "settled": st.tuples(wf_ids, st.none()),
+}
+
+MESSAGES = {
+    PrepareMsg: st.builds(PrepareMsg, txs, st.lists(st.tuples(text, text), max_size=3)
+                          .map(tuple), wf_infos),
+    VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text),
+    ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
+                         st.sampled_from(StepState), outputs, text),
+    FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
+                        st.booleans()),
+    ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
+                        st.booleans()),
+    ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),
+                              st.integers(0, 9), names,
+                              st.none() | st.sampled_from(WorkflowState), st.booleans(),
+                              st.booleans()),
+    AckMsg: st.builds(AckMsg, st.tuples(text, wf_ids, text, names)
+                      | st.tuples(text, wf_ids, names)),
+    PaxosPrepare: st.builds(PaxosPrepare, txs, ballots),
+    Promise: st.builds(Promise, keys, ballots, names, st.none() | ballots,
+                       st.none() | values),
+    Accept: st.builds(Accept, txs, ballots, values, st.booleans()),
+    Accepted: st.builds(Accepted, keys, ballots, names, values),
+    Reject: st.builds(Reject, keys, ballots, names, ballots),
+    Decision: st.builds(Decision, keys, values, names, st.booleans()),
+    DecisionQuery: st.builds(DecisionQuery, keys, names),
+    DecisionAnswer: st.builds(DecisionAnswer, keys, names, st.sampled_from(AnswerStatus),
+                              st.none() | values),
+    DecisionAck: st.builds(DecisionAck, keys, names),
+}
+
+
+def same(a: object, b: object, where: str = "value") -> None:
+    """AssertionError naming the first place where `a` and `b` differ: in type, in any
+    field of a dataclass (those left out of its __eq__ too), in the order of a dict's
+    keys, or in value."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, dict):
+        assert list(map(repr, a)) == list(map(repr, b)), f"{where}: keys {list(a)} != {list(b)}"
+        for k in a:
+            same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    elif isinstance(a, ProtoMessage):
+        assert a.SerializeToString(deterministic=True) == \
+            b.SerializeToString(deterministic=True), f"{where}: {a} != {b}"
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b), f"{where}: NaN != {b}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+        if isinstance(a, (set, frozenset)):
+            for x in a:  # equal sets; their items must be of the same types too
+                same(x, next(y for y in b if y == x), f"{where}{{{x!r}}}")
+        if isinstance(a, enum.Enum):
+            assert a.value == b.value

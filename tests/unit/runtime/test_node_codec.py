@@ -1,0 +1,101 @@
+"""The codec of the Node's values (runtime/node_codec.py): every table's keys and values
+and every message a Node sends come back field for field, of the same types; bytes
+that name anything else are refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from fedorch.core.node import records
+from fedorch.core.node.records import TABLES
+from fedorch.runtime.node_codec import CodecError, NodeCodec, node_codec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.runtime.node_values import MESSAGES, TABLE_ROWS, same
+
+CODEC = node_codec()
+
+
+def test_every_table_and_every_message_has_a_strategy():
+    assert set(TABLE_ROWS) == set(TABLES)
+    sent = {cls for name, cls in vars(records).items()
+            if name.endswith("Msg") and dataclasses.is_dataclass(cls)}
+    assert sent <= set(MESSAGES)
+
+
+@given(st.sampled_from(sorted(TABLE_ROWS)).flatmap(lambda t: TABLE_ROWS[t]))
+def test_table_keys_and_values_round_trip(row):
+    key, value = row
+    same(CODEC.decode(CODEC.encode(key)), key, "key")
+    same(CODEC.decode(CODEC.encode(value)), value)
+
+
+@given(st.sampled_from(list(MESSAGES)).flatmap(lambda cls: MESSAGES[cls]))
+def test_messages_round_trip(msg):
+    data = CODEC.encode(msg)
+    assert isinstance(data, bytes)
+    same(CODEC.decode(data), msg)
+
+
+@given(st.sampled_from(sorted(TABLE_ROWS)).flatmap(lambda t: TABLE_ROWS[t]))
+def test_a_key_encodes_to_the_same_bytes_each_time(row):
+    """The store finds a row again by its key's bytes."""
+    key, _ = row
+    assert CODEC.encode(CODEC.decode(CODEC.encode(key))) == CODEC.encode(key)
+
+
+@given(st.sets(st.tuples(st.text(max_size=3), st.integers(0, 3)), max_size=6),
+       st.randoms())
+def test_equal_sets_encode_the_same_whatever_their_order(items, rng):
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    assert CODEC.encode(set(shuffled)) == CODEC.encode(items)
+    assert CODEC.encode(frozenset(shuffled)) == CODEC.encode(frozenset(items))
+
+
+@pytest.mark.parametrize("data", [
+    b'["os.system", "true"]',          # a name the codec has not registered
+    b'["subprocess", ["t"]]',
+    b'{"a": 1}',                       # an object is no encoded value
+    b'[]',
+    b'[1, 2]',
+    b'["TxInfo", "w", 1]',             # too few fields
+    b'["d", "a"]',                     # a dict with a key and no value
+    b'["pb", "fedorch.v1.Nothing", ""]',
+    b'["pb", "fedorch.v1.WorkflowSpec", "!!"]',
+    b'["HoldState", "no such state"]',
+    b'["b", 12]',
+    b'not json',
+    b'\xff\xfe',
+])
+def test_bytes_that_name_no_known_value_are_refused(data):
+    with pytest.raises(CodecError):
+        CODEC.decode(data)
+
+
+def test_an_unregistered_type_has_no_encoding():
+    @dataclasses.dataclass
+    class Stranger:
+        x: int
+
+    with pytest.raises(CodecError, match="Stranger"):
+        CODEC.encode(Stranger(1))
+    with pytest.raises(CodecError):
+        CODEC.encode(object())
+
+
+def test_a_type_named_like_a_tag_or_twice_is_not_registered():
+    @dataclasses.dataclass
+    class t:  # noqa: N801 - the point is the name
+        x: int
+
+    with pytest.raises(ValueError, match="tags"):
+        NodeCodec([t], [])
+
+    def named(name: str) -> type:
+        return dataclasses.make_dataclass(name, [("x", int)])
+
+    with pytest.raises(ValueError, match="two types"):
+        NodeCodec([named("Twin"), named("Twin")], [])
