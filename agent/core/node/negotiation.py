@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.negotiation.acceptor import PersistAcceptor
 from fedorch.core.negotiation.coordinator import (
     Coordinator,
@@ -39,6 +40,7 @@ from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolEr
 from fedorch.core.negotiation.messages import (
     Accept,
     Accepted,
+    AnswerStatus,
     Decision,
     DecisionAck,
     DecisionAnswer,
@@ -156,8 +158,9 @@ class Negotiation:
                 if wf not in d.final:  # crashed between the outcome and its release
                     n.running.end_here(wf, row.state)
                 acked = d.final_acked.get(wf, set())
+                settled = n.running.settled(wf)
                 for p in sorted(set(row.info.placement.values()) - {n.name} - acked):
-                    n.reliable(p, ("final", wf, p), FinalMsg(wf, row.state))
+                    n.reliable(p, ("final", wf, p), FinalMsg(wf, row.state, settled=settled))
         for h in holds:  # our own reservations in rounds we coordinate: our log decides
             core = n.coordinators.get(h.workflow_id)
             if core is not None and h.key not in d.learned and h.round <= core.round:
@@ -236,6 +239,12 @@ class Negotiation:
         if tx is not None:
             check_value(tx, msg.value)  # a COMMIT is believed only with its certificate
         elif msg.value.commit:
+            if self.n.retain is not None and src == coordinator_of(msg.key[0]):
+                # Forgotten here (our acknowledgement was lost): acknowledged again so
+                # that its coordinator can collect it; nothing kept, nothing asked.
+                self.n.stats["COMMIT of a forgotten workflow acknowledged"] += 1
+                self.n.send(src, DecisionAck(msg.key, self.n.name))
+                return
             raise RemoteProtocolError(f"a COMMIT of {msg.key}, a transaction unknown here")
         core = self.n.coordinators.get(msg.key[0])
         if core is not None:
@@ -249,6 +258,11 @@ class Negotiation:
         if core is not None:
             answer = core.answer_query(now, msg.key[1])
             self.run(now, core.next_actions(), core)
+        elif n.retain is not None and n.retain.forgotten_here(msg.key[0]):
+            # Ours, and forgotten: nothing is presumed and nothing written (a collected
+            # COMMIT went with it); the asker goes to a recovery ballot.
+            n.stats["query about a forgotten workflow"] += 1
+            answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         else:
             answer = answer_query(n.name, msg.key, n.state.learned.get(msg.key),
                                   n.participant.status(msg.key))
@@ -277,6 +291,7 @@ class Negotiation:
                 n.point("PersistAcceptor")
                 n.state.acceptor[a.key] = a.record
                 n.note("acceptor_state", a.record)
+                n.mark(a.key[0])
             elif kind is PersistBallot:
                 n.point("PersistBallot")
                 n.state.ballots[a.key] = a.ballot
@@ -337,6 +352,8 @@ class Negotiation:
             n.out.status.append((wf, state))
             if a.committed:
                 n.running.resume(now, wf)
+            else:
+                n.mark(wf, ended=True)
             self._collect(core)
         else:  # pragma: no cover
             raise LocalProtocolError(f"no route for {a!r}")
@@ -348,6 +365,7 @@ class Negotiation:
                 n.point("collect record")
                 del n.state.records[key]
                 core.collected(key)
+                n.mark(key[0])
                 n.stats["decision record collected"] += 1
 
     # ---- decisions -------------------------------------------------------------------
@@ -371,6 +389,7 @@ class Negotiation:
     def _write_learned(self, now: float, key: Key, value: Value) -> None:
         self.n.state.learned[key] = value
         self.n.note("learned", key, value, now)
+        self.n.mark(key[0])
 
     def _apply(self, now: float, key: Key, value: Value, tx: TxInfo | None, *,
                learning: bool = False) -> None:
@@ -408,4 +427,6 @@ class Negotiation:
         if value.commit and tx is not None and tx.coordinator != n.name:
             n.send(tx.coordinator, DecisionAck(key, n.name))
         elif value.commit and key[0] in n.coordinators:
-            n.coordinators[key[0]].receive_ack(now, n.name, key[1])
+            core = n.coordinators[key[0]]
+            core.receive_ack(now, n.name, key[1])
+            self._collect(core)  # our own acknowledgement may be the last one

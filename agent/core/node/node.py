@@ -67,6 +67,7 @@ from fedorch.core.node.inputs import Message, StepEnded, Submit, Tick
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, Timing, WfInfo
+from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.placement import Placement
@@ -161,6 +162,9 @@ class Node:
         self.out = Outbox()
         self.running = Running(self)
         self.negotiation = Negotiation(self)
+        # Retention of ended workflows (retention.py); None: every one is kept.
+        self.retain = Retainer(self, timing.retention) if timing.retention is not None \
+            else None
         self._handed_out = False
         self.restore(disk if disk is not None else Disk(), now)
 
@@ -188,6 +192,8 @@ class Node:
         times = [self.coordinators.earliest(), self.termination.get_timer(),
                  self.participant.expiry_timer(), self.takeover.tk_timer()]
         times += [e[2] for e in self.pending.values()]
+        if self.retain is not None:
+            times.append(self.retain.timer())
         live = [x for x in times if x is not None]
         return min(live) if live else None
 
@@ -210,7 +216,7 @@ class Node:
         self.now = now
         self.out.clear()
         self._handed_out = False
-        self.state = recorded_view(disk, self.out.op)
+        self.state = recorded_view(disk, self.out.op, by_workflow=self.retain is not None)
         t = self.t
         self.participant = Participant(self.name, self.policy, self.capacities,
                                        lease_s=t.lease_s, query_interval_s=t.query_interval_s)
@@ -224,6 +230,8 @@ class Node:
         self.progress: dict[str, Progress] = {}
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
         self.takeover.tk_reset()
+        if self.retain is not None:  # first: what restore ends or learns marks it again
+            self.retain.restore(now)
         self.negotiation.restore(now)
         self.takeover.tk_boot()
 
@@ -245,18 +253,27 @@ class Node:
                 self.stats["reservation expired unvoted"] += 1
                 self.point("reservation expired")
                 self.state.holds.pop(h.key, None)
+                self.mark(h.workflow_id)  # its PREPARE stays on record until retention
         self.takeover.tk_wake(now)
         for entry in list(self.pending.values()):
             if entry[2] <= now:
                 entry[3] = min(entry[3] * 2, 8.0)
                 entry[2] = now + entry[3]
                 self.send(entry[0], entry[1])
+        if self.retain is not None:  # last: what this tick ended or acknowledged counts
+            self.retain.tick(now)
 
     # ---- what the parts share -------------------------------------------------------
 
     def point(self, what: str) -> None:
         """What follows is written under this name (a driver's crash point)."""
         self.out.point(what)
+
+    def mark(self, wf: str, *, ended: bool = False) -> None:
+        """An end (`ended`), decision, acceptor record or acknowledgement of `wf` in the
+        write group open now: retention's clock for it starts again (retention.py)."""
+        if self.retain is not None:
+            self.retain.mark(wf, ended=ended)
 
     def note(self, *fact: object) -> None:
         self.out.note(*fact)

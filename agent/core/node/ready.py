@@ -160,14 +160,55 @@ class RecordedRuns(RecordedSet):
         return frozenset(self._of.get(workflow_id, ()))
 
 
-def recorded_view(disk: Disk, log: Callable[[Op], None]) -> Disk:
+class RecordedRounds(Recorded):
+    """A table keyed by (workflow, round), with the keys of each workflow at hand:
+    retention forgets a workflow's rounds without scanning every round here."""
+
+    def __init__(self, table: str, log: Callable[[Op], None], items: Iterable = ()) -> None:
+        super().__init__(table, log, items)
+        self._of: dict[str, set] = {}
+        for key in self:
+            self._of.setdefault(key[0], set()).add(key)
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self._of.setdefault(key[0], set()).add(key)
+
+    def __delitem__(self, key) -> None:
+        super().__delitem__(key)
+        self._unindex(key)
+
+    def pop(self, key, default=Recorded._missing):
+        if key in self:
+            self._unindex(key)
+        return super().pop(key, default)
+
+    def _unindex(self, key) -> None:
+        keys = self._of.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._of[key[0]]
+
+    def of(self, workflow_id: str) -> list:
+        return sorted(self._of.get(workflow_id, ()))
+
+
+# The tables keyed by (workflow, round).
+ROUND_TABLES = ("cells", "records", "learned", "acceptor", "holds", "info", "ballots")
+
+
+def recorded_view(disk: Disk, log: Callable[[Op], None], *, by_workflow: bool = False) -> Disk:
     """A copy of `disk` whose tables log every change (values are shared: the Node
-    replaces a value, never changes one in place)."""
+    replaces a value, never changes one in place). `by_workflow`: the tables keyed by
+    (workflow, round) also answer the keys of one workflow (`RecordedRounds.of`)."""
     tables = {}
     for name in TABLES:
         current = getattr(disk, name)
         if name == "runs":
             tables[name] = RecordedRuns(name, log, current)
+        elif by_workflow and name in ROUND_TABLES:
+            tables[name] = RecordedRounds(name, log, current.items())
         elif isinstance(current, set):
             tables[name] = RecordedSet(name, log, current)
         else:

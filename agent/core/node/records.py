@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import Hold
+from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -40,6 +41,8 @@ class Timing:
     # Paxos Commit: at most this many acceptors (negotiation.max_acceptors); a
     # participant beyond it only learns the decision.
     max_acceptors: int = 5
+    # Retention of ended workflows inside the Node (retention.py); None: keep everything.
+    retention: Retention | None = None
 
 
 # ---- shell-level messages: what the cores leave to the wire protocol ---------------
@@ -86,6 +89,9 @@ class FinalMsg:
     workflow_id: str
     state: WorkflowState
     epoch: int = 0  # the sender's coordinator epoch
+    # Every participant had acknowledged the COMMIT when it was sent: none is in doubt,
+    # so none will run a recovery ballot that needs this workflow's acceptor records.
+    settled: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,10 @@ class Disk:
     electorates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Signed submissions admitted here: key -> (workflow id, issued at ms).
     admitted: dict[bytes, tuple[str, int]] = field(default_factory=dict)
+    # Retention (retention.py): workflow -> wall ms of its last end, decision, acceptor
+    # record or acknowledgement here; and the workflows whose end said `settled`.
+    endings: dict[str, int] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
 
 
 def copy_hold(h: Hold) -> Hold:

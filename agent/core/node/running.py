@@ -45,7 +45,9 @@ class Running:
         n = self.n
         d = n.state
         wf = msg.workflow_id
-        if wf not in d.final:
+        if n.retain is not None and not n.retain.knows(wf):
+            pass  # forgotten here (or never ours): acknowledged, nothing kept
+        elif wf not in d.final:
             known = d.results.get(wf, {}).get(msg.step_id)
             if known is None or known[0] <= msg.attempt:
                 n.point("step result")
@@ -60,6 +62,12 @@ class Running:
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
+        if n.retain is not None and not n.retain.knows(msg.workflow_id):
+            n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
+            return  # forgotten here (or never ours): acknowledged, nothing kept
+        if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
+            n.point("settled")
+            n.state.settled.add(msg.workflow_id)
         if msg.workflow_id not in n.state.final:
             n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
@@ -72,6 +80,7 @@ class Running:
             wf = msg.msg_id[1]
             n.point("final acked")
             n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}
+            n.mark(wf)
 
     # ---- progress ----------------------------------------------------------------------
 
@@ -173,14 +182,23 @@ class Running:
         d.rows[wf] = replace(row, state=state)
         n.note("coordinator_ended", wf, 0, state)
         self.end_here(wf, state)
+        settled = self.settled(wf)
         for dst in sorted(set(row.info.placement.values()) - {n.name}):
-            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state))
+            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, settled=settled))
+
+    def settled(self, wf: str) -> bool:
+        """As its coordinator: every participant acknowledged the COMMIT (its record was
+        collected), so none is in doubt (FinalMsg.settled; only with retention)."""
+        d = self.n.state
+        return self.n.retain is not None \
+            and not any(d.records[k].commit for k in d.records.of(wf))
 
     def end_here(self, wf: str, state: WorkflowState) -> None:
         """The workflow is over: stop its steps, release what it holds here."""
         n = self.n
         n.point("workflow over")
         n.state.final[wf] = state
+        n.mark(wf, ended=True)
         n.note("ended_here", wf, n.now)
         n.out.status.append((wf, state))
         p = n.progress.pop(wf, None)

@@ -65,6 +65,7 @@ class SimAgent(SimTakeover):
     def __init__(self, sim: World, name: str, policy: config_pb2.Policy,
                  capacities: dict[str, int], timing: Timing) -> None:
         self.sim = sim
+        sim.checker.attach(sim)  # retention's compactions are checked against the agents
         self.name = name
         self.policy = policy
         self.capacities = capacities

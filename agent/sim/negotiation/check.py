@@ -63,6 +63,10 @@ class Checker:
         self.acting_in: dict[tuple[str, int], str] = {}
         self.ends: dict[str, dict[int, object]] = {}
         self.ended_at: dict[tuple[str, str], float] = {}
+        # Retention (core/node/retention.py): each coordinator row as it was forgotten.
+        self.compacted_rows: dict[str, object] = {}
+        self._sim: World | None = None
+        self._forgotten: list[tuple[str, str, object, dict]] = []  # (agent, wf, end, results)
 
     def fail(self, what: str) -> None:
         if len(self.violations) < 20:
@@ -122,6 +126,35 @@ class Checker:
     def ended_here(self, agent: str, wf: str, now: float) -> None:
         self.ended_at.setdefault((agent, wf), now)
 
+    def attach(self, sim: World) -> None:
+        """The run whose agents `compacted` looks at (each agent attaches it)."""
+        self._sim = sim
+
+    def compacted(self, agent: str, wf: str, row: object, final: object,
+                  results: dict | None) -> None:
+        """`agent` forgot `wf` (retention). Never while it holds a reservation of it;
+        as its coordinator, never before every participant of a committed workflow
+        ended it (acknowledged the end: none may still ask). Its end and results here
+        are checked at the finish, as those still held are."""
+        if final is not None or results:
+            self._forgotten.append((agent, wf, final, results or {}))
+        sim = self._sim
+        if sim is not None and sim.agents[agent].participant.keys_of(wf):
+            self.fail(f"retention: {agent} forgot {wf} while holding a reservation of it")
+        if row is None:
+            return
+        self.compacted_rows[wf] = row
+        if row.committed:
+            for p in set(row.info.placement.values()) - {agent}:
+                if (p, wf) not in self.ended_at:
+                    self.fail(f"retention: {agent} forgot {wf} before {p} ended it")
+
+    def row(self, sim: World, wf: str) -> object | None:
+        """The coordinator's row of `wf`, or the one retention forgot."""
+        coord = sim.workflows.get(wf)
+        row = sim.agents[coord].disk.rows.get(wf) if coord in sim.agents else None
+        return row if row is not None else self.compacted_rows.get(wf)
+
     def refused(self, agent: str, error: Exception) -> None:
         self.refusals[type(error).__name__] += 1
 
@@ -155,13 +188,13 @@ class Checker:
                 coord = h.coordinator
                 if coord in dead:
                     continue
-                row = sim.agents[coord].disk.rows.get(h.workflow_id)
+                row = self.row(sim, h.workflow_id)
                 if row is not None and row.state in TERMINAL:
                     self.fail(f"leak: {name} holds {h.key} after it ended {row.state.name}")
         for wf, coord in sim.workflows.items():
             if coord in dead:
                 continue
-            row = sim.agents[coord].disk.rows.get(wf)
+            row = self.row(sim, wf)
             if row is None or row.state in TERMINAL:
                 continue
             if set(row.info.placement.values()) & dead and row.committed:
@@ -224,16 +257,18 @@ class Checker:
     def _check_results_and_ends(self, sim: World) -> None:
         """Every result an agent holds is of an attempt that ran, and every participant
         ended a workflow as its coordinator did: nobody else's word counts."""
-        for name, agent in sim.agents.items():
-            for wf, steps in agent.disk.results.items():
-                for step, (attempt, state, _, _) in steps.items():
-                    if state.value in ("SUCCEEDED", "FAILED") and attempt >= 1 \
-                            and (wf, step, attempt) not in self.runs:
-                        self.fail(f"result: {name} holds {wf} {step} attempt {attempt}"
-                                  f" {state.value}, an attempt that never ran")
-            for wf, state in agent.disk.final.items():
+        held = [(name, wf, agent.disk.final.get(wf), agent.disk.results.get(wf, {}))
+                for name, agent in sim.agents.items()
+                for wf in sorted({*agent.disk.final, *agent.disk.results})]
+        for name, wf, state, steps in [*held, *self._forgotten]:
+            for step, (attempt, step_state, _, _) in steps.items():
+                if step_state.value in ("SUCCEEDED", "FAILED") and attempt >= 1 \
+                        and (wf, step, attempt) not in self.runs:
+                    self.fail(f"result: {name} holds {wf} {step} attempt {attempt}"
+                              f" {step_state.value}, an attempt that never ran")
+            if state is not None:
                 coord = sim.workflows.get(wf)
-                row = sim.agents[coord].disk.rows.get(wf) if coord in sim.agents else None
+                row = self.row(sim, wf)
                 ends = set(self.ends.get(wf, {}).values())  # of every coordinator epoch
                 if name != coord and state not in ends and (row is None or row.state != state):
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"

@@ -19,6 +19,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import wide
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S
 from fedorch.sim.negotiation.disk import Timing
+from fedorch.sim.negotiation.world import SIM_RETENTION
 
 CLOCK_STEP_RATE = 0.1  # share of random runs with a clock step (the fault mix)
 
@@ -83,7 +84,7 @@ class Config:
         liar = "liar" if rng.random() < 0.5 else None  # drawn last: the rest is as before
         config = cls(
             names, policies, capacities, workflows, liar=liar,
-            timing=Timing(max_rounds=rng.randint(1, 3)),
+            timing=Timing(max_rounds=rng.randint(1, 3), retention=SIM_RETENTION),
             loss=rng.choice((0.0, 0.0, 0.02, 0.1)),
             duplicate=rng.choice((0.0, 0.05, 0.2)),
             slow=rng.choice((0.0, 0.05, 0.2)),

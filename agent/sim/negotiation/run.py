@@ -265,11 +265,11 @@ class Simulation:
 
     def report(self) -> Report:
         committed = aborted = 0
-        for wf, coord in self.workflows.items():
+        for wf in self.workflows:
             if self.checker.committed(wf) is not None:
                 committed += 1
             else:
-                row = self.agents[coord].disk.rows.get(wf)
+                row = self.checker.row(self, wf)  # retention may have forgotten it
                 aborted += row is not None and row.state in TERMINAL
         self.stats["transaction with a learner-only participant"] += sum(
             not set(tx.participants) <= set(tx.acceptors) for tx in self.checker.txs.values())

@@ -13,8 +13,15 @@ from typing import Any, Protocol
 
 from fedorch.core.negotiation.coordinator import Coordinator
 from fedorch.core.negotiation.messages import Key, TxInfo
+from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.sim.negotiation.disk import Disk
+
+# Retention in the seeded runs: short enough that every run forgets most of its ended
+# workflows (runs end at 110 s; workflows end within the first 40) and keeps at most a
+# few beyond the count; never before 40 s since the last mark, above the oldest message
+# a run delivers (a pause of up to 25 s plus a delay of up to 12 s).
+SIM_RETENTION = Retention(keep_ended_s=30.0, max_ended_workflows=2, late_message_s=40.0)
 
 
 class World(Protocol):

@@ -110,6 +110,8 @@ TABLE_ROWS = {
     "granted": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
     "electorates": st.tuples(wf_ids, name_tuples),
     "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
+    "endings": st.tuples(wf_ids, st.integers(0, 2**50)),
+    "settled": st.tuples(wf_ids, st.none()),
 }
 
 MESSAGES = {
@@ -118,7 +120,8 @@ MESSAGES = {
     VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text),
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
                          st.sampled_from(StepState), outputs, text),
-    FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9)),
+    FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
+                        st.booleans()),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
                         st.booleans()),
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),

@@ -12,6 +12,7 @@ from fedorch.core.negotiation.messages import Decision, Value
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import apply
 from fedorch.core.node.records import Disk, Timing, VoteMsg
+from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from hypothesis import HealthCheck, settings
@@ -28,15 +29,19 @@ class Federation(RuleBasedStateMachine):
         self.disks = {n: Disk() for n in NAMES}
         self.nodes = {n: self._node(n, 0) for n in NAMES}
         self.boots = dict.fromkeys(NAMES, 0)
-        self.net: list[tuple[str, str, object]] = []
+        self.net: list[tuple[str, str, object, float]] = []  # (src, dst, msg, sent at)
         self.running: list[tuple[str, tuple[str, str, int]]] = []
+        self.started: set[tuple[str, str, int]] = set()  # every attempt ever started
+        self.decided: dict[tuple, bool] = {}  # every decision ever on a disk
         self.submitted = 0
         for n in NAMES:
             self._drive(n)
 
+    timing = Timing(max_rounds=2)
+
     def _node(self, name: str, boot: int) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
-                    capacities={"a": 2, "b": 1}, timing=Timing(max_rounds=2), peers=NAMES,
+                    capacities={"a": 2, "b": 1}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name) * 101 + boot),
                     disk=self.disks[name], now=self.now)
 
@@ -51,14 +56,17 @@ class Federation(RuleBasedStateMachine):
             self._restore(name)
             return
         for out in ready.send_now:
-            self.net.append((name, out.to, out.msg))
+            self.net.append((name, out.to, out.msg, self.now))
         for w in ready.writes:
             apply(self.disks[name], w.ops)
         for out in ready.send_after_write:
             self._check_written(name, out.msg)
-            self.net.append((name, out.to, out.msg))
+            self.net.append((name, out.to, out.msg, self.now))
         for out in ready.send_now:
             self._check_written(name, out.msg)
+        for run in ready.start_steps:
+            assert run not in self.started, f"{name} started {run} again"
+            self.started.add(run)
         self.running += [(name, run) for run in ready.start_steps]
         node.advance(ready)
 
@@ -100,8 +108,13 @@ class Federation(RuleBasedStateMachine):
     @rule(data=st.data())
     def deliver(self, data):
         i = data.draw(st.integers(0, len(self.net) - 1))
-        src, dst, msg = self.net.pop(i)
-        self._step(dst, Message(src, msg))
+        src, dst, msg, sent_at = self.net.pop(i)
+        if self.deliverable(sent_at):
+            self._step(dst, Message(src, msg))
+
+    def deliverable(self, sent_at: float) -> bool:
+        """Whether a message sent then is still taken (any age, here)."""
+        return True
 
     @precondition(lambda self: self.net)
     @rule(data=st.data(), copy=st.booleans())
@@ -146,7 +159,7 @@ class Federation(RuleBasedStateMachine):
 
     @invariant()
     def atomicity(self):
-        seen: dict[tuple, bool] = {}
+        seen = self.decided  # since the start: what a node forgot stays decided
         for disk in self.disks.values():
             for key, value in [*disk.learned.items(), *disk.records.items()]:
                 assert isinstance(value, Value)
@@ -171,6 +184,32 @@ Federation.TestCase.settings = settings(
 test_a_federation_of_nodes = Federation.TestCase
 
 
+class ForgettingFederation(Federation):
+    """The same federation with retention on, short enough that it forgets while the
+    rules run (a fire_timer moves time up to 3 s): a message older than
+    `late_message_s` is refused on arrival, as the daemon's replay window refuses it.
+    The invariants hold over everything ever decided or started, forgotten or not."""
+
+    timing = Timing(max_rounds=2, retention=Retention(
+        keep_ended_s=4.0, max_ended_workflows=1, late_message_s=2.0))
+
+    def deliverable(self, sent_at: float) -> bool:
+        return self.now - sent_at <= self.timing.retention.late_message_s
+
+    @invariant()
+    def forgotten_is_forgotten_everywhere_in_the_node(self):
+        """What a node's tables no longer hold, it holds no core of either."""
+        for name, node in self.nodes.items():
+            for wf in list(dict.keys(node.coordinators)):
+                assert wf in self.disks[name].rows, f"{name}: a core of {wf}, no row"
+
+
+ForgettingFederation.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_a_federation_of_forgetting_nodes = ForgettingFederation.TestCase
+
+
 def test_the_federation_runs_a_workflow_to_its_end_when_nothing_fails():
     """The machine's harness is not vacuous: delivered in order, a two-step workflow
     commits at its participants and ends SUCCEEDED everywhere it ran."""
@@ -178,7 +217,7 @@ def test_the_federation_runs_a_workflow_to_its_end_when_nothing_fails():
     f.submit(coordinator="d0", caps=["a", "b"])
     for _ in range(500):
         if f.net:
-            src, dst, msg = f.net.pop(0)
+            src, dst, msg, _ = f.net.pop(0)
             f._step(dst, Message(src, msg))
         elif f.running:
             name, (wf, step, attempt) = f.running.pop(0)

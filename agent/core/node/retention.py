@@ -1,0 +1,312 @@
+"""Retention inside a Node: which ended workflows it forgets, and when.
+
+Theory of operation
+-------------------
+Without retention a Node keeps, for every workflow it ever coordinated or took part
+in, a Coordinator core and rows in its tables (its row, proposal cells, decision
+records, learned decisions, acceptor records, PREPAREs, step runs and results, its end
+and who acknowledged it). With a `Retention` policy it forgets the ended ones, by the
+daemon's rules (docs/retention.md), never one a peer may still ask about.
+
+The clock. Every end, decision, acceptor record or acknowledgement of a workflow here
+*marks* it. The table `endings[wf]` (so a restored Node has it) takes the wall time in
+ms of its first mark and of each end: `keep_ended_s` counts from it in wall time, so
+from the end, as the daemon's ended_at (or from the first mark, for a workflow that
+never ends here: an extra acceptor's). `late_message_s` counts in monotonic time from
+the last mark or the restore, whichever is later, so no clock step ever shortens it: nothing goes sooner than that, since a message sent before
+may still be on its way (the daemon's replay window, after which its receiver
+refuses such a message). Deadlines are rounded up to a multiple of `tick_s`, so
+what comes due meanwhile goes in one tick.
+
+The rule. A tracked workflow is *kept* (`kept_because`) while
+- it is live here: its coordinator row has not finished in a terminal state, it is
+  committed here and not ended, or its steps run here;
+- this Node holds a reservation of it (it is itself a participant in doubt, or holds
+  slots): it will ask, and must remember what it asks about;
+- as its coordinator: a COMMIT record is still kept (a participant has not
+  acknowledged the COMMIT and may ask for it; collected once every one did), or a
+  participant has not acknowledged the end notice (it is resent until it is);
+- a successor took it over (coordinator takeover keeps its own tables: not built).
+A kept workflow is *parked*: it costs nothing per tick, and its next mark (the
+acknowledgement, the end, the release that unblocks it) tracks it again.
+
+Of the rest, a workflow goes once its last mark is `keep_ended_s` old, or, beyond the
+newest `max_ended_workflows` tracked here, once it is `late_message_s` old and
+*settled*: none of its acceptor records here could be needed by a recovery ballot
+(the ballot of an in-doubt participant asks a majority of acceptors; if they all
+forgot a chosen COMMIT it could choose ABORT). Settled: it is this Node's own
+workflow (every round decided here), or every acceptor record of it here has its
+outcome learned, an ABORT, or a COMMIT whose end notice said every participant had
+acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only.
+
+The deletes of one tick are one write group ("retention"), so a driver that applies
+the Ready, and a Node restored from what it applied, forget the same. With it go the
+Coordinator core, the acceptor core's records in memory, and anything still resent.
+
+What a late message about a forgotten workflow gets (node.py, negotiation.py,
+running.py): a decision query at its coordinator is answered UNKNOWN (nothing is
+presumed, nothing written: a participant in doubt that long goes to a recovery ballot),
+an end notice or a step result of a workflow unknown here is acknowledged and not kept,
+a vote or an acknowledgement finds no core (refused, or ignored), as for any unknown
+workflow.
+
+Cost: a mark is a table put and a heap push; a tick pops only what is due. Two heaps
+by wall stamp, oldest first: `main` (every tracked workflow) and `age_only` (the
+unsettled ones, which the count may not take); stale heap entries are skipped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.workflow.lifecycle import TERMINAL
+
+__all__ = ["Retainer", "Retention"]
+
+MAIN, AGE_ONLY, PARKED = "main", "age only", "parked"
+
+# The tables keyed by workflow id (those keyed by (workflow, round) are ready.ROUND_TABLES).
+WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
+                   "granted", "electorates", "endings")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a Node keeps its ended workflows (the daemon's `retention` config)."""
+
+    keep_ended_s: float = 604_800.0
+    max_ended_workflows: int = 100_000
+    # Nothing goes sooner after its last mark: a message sent before then may still
+    # arrive (the daemon refuses one older than two replay windows, 2 x 60 s).
+    late_message_s: float = 120.0
+    # Deadlines are rounded up to a multiple of this: what comes due within one goes in
+    # one tick and one write group, not one turn per workflow (later, never sooner).
+    tick_s: float = 1.0
+
+
+@dataclass
+class _Entry:
+    stamp: int      # wall ms of the last mark (the `endings` row)
+    since: float    # monotonic time of the last mark, or of the restore
+    place: str      # MAIN, AGE_ONLY or PARKED
+
+
+class Retainer:
+    def __init__(self, node: Any, policy: Retention) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts,
+        # never the reverse, so the import graph has no cycle).
+        self.n = node
+        self.policy = policy
+        self._keep_ms = int(policy.keep_ended_s * 1000)
+        self._entries: dict[str, _Entry] = {}
+        self._heaps: dict[str, list[tuple[int, str]]] = {MAIN: [], AGE_ONLY: []}
+        self._opened = False  # this tick's write group is open
+        # The deadline, as last computed; None when a mark or a tick may have moved it.
+        # (A wall clock step moves it too; a deadline that comes early finds nothing due
+        # and is computed again, one that comes late forgets later: never sooner.)
+        self._deadline: tuple[float | None] | None = None
+
+    # ---- what the Node's parts call ---------------------------------------------------
+
+    def restore(self, now: float) -> None:
+        """Track what the tables say, every workflow as if marked `now` (monotonic)."""
+        self._entries = {wf: _Entry(stamp, now, MAIN)
+                         for wf, stamp in self.n.state.endings.items()}
+        self._heaps = {MAIN: sorted((e.stamp, wf) for wf, e in self._entries.items()),
+                       AGE_ONLY: []}
+        self._deadline = None
+
+    def mark(self, wf: str, *, ended: bool = False) -> None:
+        """An end (`ended`), decision, acceptor record or acknowledgement of `wf`, in
+        the write group open now. Its stamp (the table's, and keep_ended_s's) is that
+        of its first mark and of each end, as the daemon's ended_at; late_message_s
+        counts from the last mark. A parked workflow is looked at again."""
+        n = self.n
+        e = self._entries.get(wf)
+        if e is not None and not ended:
+            e.since = n.now
+            if e.place != MAIN:
+                e.place = MAIN
+                heapq.heappush(self._heaps[MAIN], (e.stamp, wf))
+                self._deadline = None
+            return
+        stamp = n.wall_ms(n.now)
+        n.state.endings[wf] = stamp
+        if e is None:
+            self._entries[wf] = _Entry(stamp, n.now, MAIN)
+        else:
+            e.stamp, e.since, e.place = stamp, n.now, MAIN
+        heapq.heappush(self._heaps[MAIN], (stamp, wf))
+        # A new mark is due after every older one (its stamp is the newest), so the
+        # deadline moves only when the count is now exceeded, or there was none.
+        if e is None and len(self._entries) == self.policy.max_ended_workflows + 1 \
+                or self._deadline is None or self._deadline[0] is None:
+            self._deadline = None
+
+    def knows(self, wf: str) -> bool:
+        """Anything of `wf` here that a late end or result could be about."""
+        d = self.n.state
+        return wf in d.rows or wf in d.committed or wf in d.final \
+            or bool(self.n.participant.keys_of(wf))
+
+    def forgotten_here(self, wf: str) -> bool:
+        """`wf` is named by this Node and it has no core of it: retention forgot it
+        (the Node writes a workflow's row before any PREPARE leaves)."""
+        return coordinator_of(wf) == self.n.name and wf not in self.n.state.rows
+
+    def tracked(self) -> int:
+        return len(self._entries)
+
+    # ---- the timer --------------------------------------------------------------------
+
+    def timer(self) -> float | None:
+        if self._deadline is None:
+            self._deadline = (self._compute_timer(),)
+        return self._deadline[0]
+
+    def _compute_timer(self) -> float | None:
+        n = self.n
+        now, wall = n.now, n.wall_ms(n.now)
+        times = []
+        for place in (MAIN, AGE_ONLY):
+            e = self._top(place)
+            if e is not None:
+                times.append(self._due(e, now, wall))
+        if len(self._entries) > self.policy.max_ended_workflows:
+            e = self._top(MAIN)
+            if e is not None:
+                times.append(max(now, e.since + self.policy.late_message_s))
+        if not times:
+            return None
+        grid = self.policy.tick_s
+        return math.ceil(min(times) / grid) * grid if grid > 0 else min(times)
+
+    def tick(self, now: float) -> None:
+        """Forget what is due: by age, then beyond the count."""
+        n = self.n
+        wall = n.wall_ms(now)
+        self._opened = False
+        self._deadline = None
+        for place in (MAIN, AGE_ONLY):
+            while (e := self._top(place)) is not None and self._due(e, now, wall) <= now:
+                self._take(place, now)
+        late = self.policy.late_message_s
+        while len(self._entries) > self.policy.max_ended_workflows:
+            e = self._top(MAIN)
+            if e is None or e.since + late > now:
+                break
+            wf = heapq.heappop(self._heaps[MAIN])[1]
+            if self._settled(wf):
+                self._forget_or_park(wf)
+            else:
+                e.place = AGE_ONLY
+                heapq.heappush(self._heaps[AGE_ONLY], (e.stamp, wf))
+        self._forget_admissions(wall)
+
+    # ---- the rule ---------------------------------------------------------------------
+
+    def kept_because(self, wf: str) -> str | None:
+        """Why `wf` may not be forgotten now (None: it may)."""
+        n = self.n
+        d = n.state
+        row = d.rows.get(wf)
+        if row is not None and not (row.finished and row.state in TERMINAL) \
+                or wf in d.committed and wf not in d.final or wf in n.progress:
+            return "live here"
+        if n.participant.keys_of(wf):
+            return "a reservation here"
+        if wf in d.epochs or wf in d.granted:
+            return "taken over"
+        if row is not None:
+            if any(d.records[k].commit for k in d.records.of(wf)):
+                return "a participant has not acknowledged the COMMIT"
+            if row.committed and set(row.info.placement.values()) - {n.name} \
+                    - d.final_acked.get(wf, set()):
+                return "a participant has not acknowledged the end"
+        return None
+
+    def _settled(self, wf: str) -> bool:
+        """No recovery ballot can need this workflow's acceptor records here."""
+        d = self.n.state
+        if wf in d.rows:
+            return True  # our own: every round decided here
+        for key in d.acceptor.of(wf):
+            value = d.learned.get(key)
+            if value is None or value.commit and wf not in d.settled:
+                return False
+        return True
+
+    # ---- helpers ----------------------------------------------------------------------
+
+    def _due(self, e: _Entry, now: float, wall: int) -> float:
+        """When `e` is `keep_ended_s` old in wall time and `late_message_s` old."""
+        left_s = max(0, e.stamp + self._keep_ms - wall) / 1000
+        return max(e.since + self.policy.late_message_s, now + left_s)
+
+    def _top(self, place: str) -> _Entry | None:
+        heap = self._heaps[place]
+        while heap:
+            stamp, wf = heap[0]
+            e = self._entries.get(wf)
+            if e is not None and e.stamp == stamp and e.place == place:
+                return e
+            heapq.heappop(heap)  # marked again, moved, or forgotten since
+        return None
+
+    def _take(self, place: str, now: float) -> None:
+        wf = heapq.heappop(self._heaps[place])[1]
+        self._forget_or_park(wf)
+
+    def _forget_or_park(self, wf: str) -> None:
+        reason = self.kept_because(wf)
+        if reason is not None:
+            self._entries[wf].place = PARKED
+            self.n.stats[f"retention kept: {reason}"] += 1
+            return
+        self._forget(wf)
+
+    def _forget(self, wf: str) -> None:
+        n = self.n
+        d = n.state
+        if not self._opened:
+            n.point("retention")
+            self._opened = True
+        n.note("compacted", wf, d.rows.get(wf), d.final.get(wf), d.results.get(wf))
+        for name in ("cells", "records", "learned", "acceptor", "holds", "info", "ballots"):
+            table = getattr(d, name)
+            for key in table.of(wf):
+                del table[key]
+                if name in ("acceptor", "learned"):
+                    n.acceptor.evict(key)
+                    n.termination.forget(key)
+        for name in WORKFLOW_TABLES:
+            getattr(d, name).pop(wf, None)
+        d.settled.discard(wf)
+        for run in d.runs.of(wf):
+            d.runs.discard(run)
+        if wf in n.coordinators:
+            del n.coordinators[wf]
+        if any(k[1] == wf for k in n.pending):
+            n.pending = {k: v for k, v in n.pending.items() if k[1] != wf}
+        del self._entries[wf]
+        n.stats["retention: workflow forgotten"] += 1
+
+    def _forget_admissions(self, wall: int) -> None:
+        """Signed submissions past their window (the guard refuses them by age anyway):
+        the guard forgets them at most once per sixteenth of its window, and so do
+        the tables."""
+        n = self.n
+        before = len(n.submissions)
+        cutoff = n.submissions.forget_before(wall)
+        if len(n.submissions) == before:
+            return
+        old = [k for k, (_, at) in n.state.admitted.items() if at < cutoff]
+        if old and not self._opened:
+            n.point("retention")
+            self._opened = True
+        for k in old:
+            del n.state.admitted[k]

@@ -1,0 +1,318 @@
+"""Retention inside a Node (agent/core/node/retention.py): ended workflows are forgotten
+once every participant acknowledged and the policy's time or count says so; never
+while a peer may still ask; a restored Node has forgotten the same; late messages
+about a forgotten workflow change nothing."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import fields
+
+import pytest
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import (
+    Accepted,
+    AnswerStatus,
+    DecisionAck,
+    DecisionAnswer,
+    DecisionQuery,
+)
+from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node.ready import DELETE, apply
+from fedorch.core.node.records import (
+    TABLES,
+    AckMsg,
+    Disk,
+    FinalMsg,
+    ResultMsg,
+    Timing,
+    VoteMsg,
+)
+from fedorch.core.node.retention import Retention
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+NAMES = ["d0", "d1", "d2"]
+POLICY = Retention(keep_ended_s=60.0, max_ended_workflows=1000, late_message_s=10.0)
+
+
+class Federation:
+    """Three Nodes, a FIFO network that a test may filter, every step succeeding."""
+
+    def __init__(self, retention: Retention | None) -> None:
+        self.now = 0.0
+        self.timing = Timing(retention=retention)
+        self.disks = {n: Disk() for n in NAMES}
+        self.nodes = {n: self.node(n) for n in NAMES}
+        self.net: deque[tuple[str, str, object]] = deque()
+        self.running: deque[tuple[str, tuple[str, str, int]]] = deque()
+        self.drop: Callable[[str, str, object], bool] = lambda src, dst, msg: False
+        self.points: list[tuple[str, str, list]] = []  # (node, point, ops) applied
+        self.submitted = 0
+
+    def node(self, name: str, disk: Disk | None = None) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities={"a": 100}, timing=self.timing, peers=NAMES,
+                    rng=random.Random(NAMES.index(name)),
+                    disk=self.disks[name] if disk is None else disk, now=self.now)
+
+    def drive(self, name: str) -> None:
+        node = self.nodes[name]
+        ready = node.ready()
+        for w in ready.writes:
+            apply(self.disks[name], w.ops)
+            self.points.append((name, w.point, w.ops))
+        for out in (*ready.send_now, *ready.send_after_write):
+            self.net.append((name, out.to, out.msg))
+        self.running.extend((name, run) for run in ready.start_steps)
+        node.advance(ready)
+
+    def step(self, name: str, event: object) -> None:
+        try:
+            self.nodes[name].step(self.now, event)
+        finally:
+            self.drive(name)
+
+    def submit(self) -> str:
+        self.submitted += 1
+        wf = f"d0.w{self.submitted}"
+        steps = [spec_pb2.StepSpec(id=f"s{i}", capability="a") for i in range(3)]
+        self.step("d0", Submit(wf, spec_pb2.WorkflowSpec(name="w", steps=steps),
+                               placement={f"s{i}": n for i, n in enumerate(NAMES)}))
+        return wf
+
+    def run_until(self, until: float) -> None:
+        """Deliver, end steps and fire timers in time order until `until`."""
+        for _ in range(100_000):
+            if self.net:
+                src, dst, msg = self.net.popleft()
+                if not self.drop(src, dst, msg):
+                    try:
+                        self.step(dst, Message(src, msg))
+                    except RemoteProtocolError:
+                        pass
+                continue
+            if self.running:
+                name, (wf, step, attempt) = self.running.popleft()
+                self.step(name, StepEnded(wf, step, attempt, True, {}, ""))
+                continue
+            timers = [(t, n) for n, node in self.nodes.items()
+                      if (t := node.get_timer()) is not None]
+            if not timers or min(timers)[0] > until:
+                break
+            at, name = min(timers)
+            self.now = max(self.now, at)
+            self.step(name, Tick())
+        else:
+            raise AssertionError("the federation never went quiet")
+        self.now = until
+
+    def has(self, name: str, wf: str) -> list[str]:
+        """The tables of `name`'s disk that still hold anything of `wf`."""
+        disk = self.disks[name]
+        found = []
+        for table in TABLES:
+            for key in getattr(disk, table):
+                of = key[0] if isinstance(key, tuple) else key
+                if of == wf or table == "admitted" and getattr(disk, table)[key][0] == wf:
+                    found.append(table)
+                    break
+        return found
+
+
+def _held_in_memory(node: Node, wf: str) -> bool:
+    return dict.__contains__(node.coordinators, wf) or wf in node.progress \
+        or any(node.acceptor.record((wf, r)) for r in range(1, 4))
+
+
+# ---- forgotten after the acknowledgements and the time ------------------------------
+
+
+def test_an_ended_workflow_is_forgotten_everywhere_after_keep_ended_s() -> None:
+    f = Federation(POLICY)
+    wf = f.submit()
+    f.run_until(1.0)
+    assert f.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
+    assert all(f.disks[n].final[wf] is WorkflowState.SUCCEEDED for n in NAMES)
+    f.run_until(50.0)  # within keep_ended_s: everything kept
+    assert all("rows" in f.has("d0", wf) and "final" in f.has(n, wf) for n in NAMES)
+    f.run_until(70.0)
+    for name in NAMES:
+        assert f.has(name, wf) == [], (name, f.has(name, wf))
+        assert not _held_in_memory(f.nodes[name], wf)
+    forgetting = [(n, ops) for n, point, ops in f.points if point == "retention"]
+    assert {n for n, _ in forgetting} == set(NAMES)
+    assert all(op.kind in (DELETE, "discard") for _, ops in forgetting for op in ops)
+
+
+def test_without_retention_everything_is_kept() -> None:
+    f = Federation(None)
+    wf = f.submit()
+    f.run_until(1_000_000.0)
+    assert "rows" in f.has("d0", wf) and dict.__contains__(f.nodes["d0"].coordinators, wf)
+    assert all("final" in f.has(n, wf) for n in NAMES)
+
+
+# ---- never while a participant may still ask ----------------------------------------
+
+
+def test_the_coordinator_keeps_it_while_a_participant_has_not_acknowledged_the_end() -> None:
+    f = Federation(POLICY)
+    f.drop = lambda src, dst, msg: src == "d2" and isinstance(msg, AckMsg) \
+        and msg.msg_id[0] == "final"
+    wf = f.submit()
+    f.run_until(200.0)  # the end notice is resent all along; d2's answers are lost
+    assert f.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
+    assert f.nodes["d0"].stats["retention kept: a participant has not acknowledged the end"]
+    assert f.has("d1", wf) == []  # the others forgot theirs
+    assert f.has("d2", wf) == []  # d2 too: a resent end after that keeps nothing
+    f.drop = lambda src, dst, msg: False
+    while "d2" not in f.disks["d0"].final_acked.get(wf, ()):  # the next resend
+        f.run_until(f.now + 0.5)
+    assert "rows" in f.has("d0", wf)  # just acknowledged: late_message_s from now
+    assert f.has("d2", wf) == []
+    f.run_until(f.now + POLICY.late_message_s + POLICY.tick_s + 1.0)
+    assert f.has("d0", wf) == []
+    assert not _held_in_memory(f.nodes["d0"], wf)
+
+
+def test_the_coordinator_keeps_it_while_the_commit_is_not_acknowledged() -> None:
+    f = Federation(POLICY)
+    f.drop = lambda src, dst, msg: src == "d1" and isinstance(msg, DecisionAck)
+    wf = f.submit()
+    f.run_until(200.0)
+    assert (wf, 1) in f.disks["d0"].records  # the COMMIT certificate, kept
+    assert f.nodes["d0"].stats["retention kept: a participant has not acknowledged the COMMIT"]
+    assert "rows" in f.has("d0", wf)
+    f.drop = lambda src, dst, msg: False
+    f.run_until(300.0)
+    assert f.has("d0", wf) == []
+
+
+def test_a_participant_in_doubt_keeps_what_it_asks_about() -> None:
+    """d2 voted YES and accepted the coordinator's COMMIT proposal as an acceptor, then
+    hears nothing more: it keeps its reservation and the records of it, however old."""
+    f = Federation(Retention(keep_ended_s=5.0, max_ended_workflows=0, late_message_s=1.0))
+    accepted: set[str] = set()
+
+    def cut(src: str, dst: str, msg: object) -> bool:
+        if dst == "d2" and "d2" in accepted:
+            return True
+        if src == "d2" and isinstance(msg, Accepted):
+            accepted.add("d2")
+        return False
+
+    f.drop = cut
+    wf = f.submit()
+    f.run_until(100.0)
+    assert wf in f.disks["d2"].endings  # tracked since its acceptor record
+    assert f.nodes["d2"].participant.keys_of(wf)
+    assert {"holds", "info", "acceptor"} <= set(f.has("d2", wf))
+    assert f.nodes["d2"].stats["retention kept: a reservation here"] > 0
+
+
+# ---- a restored Node ---------------------------------------------------------------
+
+
+def _keys(disk: Disk) -> dict[str, set]:
+    return {t.name: set(getattr(disk, t.name)) for t in fields(Disk)}
+
+
+def test_a_restored_node_has_forgotten_the_same() -> None:
+    f = Federation(POLICY)
+    first = f.submit()
+    f.run_until(30.0)
+    second = f.submit()
+    f.run_until(61.0)  # the first is due, the second not
+    before = Disk(**{t: type(v)(v) for t, v in vars(f.disks["d0"]).items()})
+    f.run_until(62.0)  # d0's tick forgets the first
+    assert f.has("d0", first) == [] and "rows" in f.has("d0", second)
+    restored = f.node("d0")  # from what the driver applied
+    assert not dict.__contains__(restored.coordinators, first)
+    assert dict.__contains__(restored.coordinators, second)
+    assert not restored.has_ready()
+    # A Node restored before the tick forgets exactly what the live one did.
+    copy = Disk(**{t: type(v)(v) for t, v in vars(before).items()})
+    early = f.node("d0", disk=copy)
+    f.disks["d0"], live_disk = copy, f.disks["d0"]
+    f.nodes["d0"], f.nodes["other"] = early, f.nodes["d0"]
+    early.step(62.0, Tick())
+    f.drive("d0")
+    assert _keys(copy) == _keys(live_disk)
+
+
+# ---- the count bound ---------------------------------------------------------------
+
+
+def test_beyond_max_ended_workflows_the_oldest_settled_ones_go() -> None:
+    f = Federation(Retention(keep_ended_s=1e9, max_ended_workflows=2, late_message_s=5.0))
+    flows = []
+    for i in range(8):
+        flows.append(f.submit())
+        f.run_until(2.0 * (i + 1))
+    f.run_until(30.0)
+    for name in NAMES:
+        kept = [wf for wf in flows if f.has(name, wf) != []]
+        assert kept == flows[-2:], (name, kept)
+        assert len(f.disks[name].endings) == 2
+    assert len(dict.keys(f.nodes["d0"].coordinators)) == 2
+
+
+def test_an_unsettled_acceptor_record_goes_by_age_only() -> None:
+    """The end notice said not every participant had acknowledged the COMMIT (d1's
+    acknowledgements were lost until after the end): d2, an acceptor, keeps the
+    workflow past the count, until keep_ended_s."""
+    f = Federation(Retention(keep_ended_s=100.0, max_ended_workflows=0, late_message_s=5.0))
+    f.drop = lambda src, dst, msg: src == "d1" and isinstance(msg, DecisionAck)
+    wf = f.submit()
+    f.run_until(1.0)
+    assert f.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
+    f.drop = lambda src, dst, msg: False
+    f.run_until(40.0)
+    assert wf not in f.disks["d2"].settled and "acceptor" in f.has("d2", wf)
+    assert f.has("d0", wf) == []  # its own, acknowledged meanwhile: gone for the count
+    f.run_until(120.0)
+    assert f.has("d2", wf) == []
+
+
+# ---- late messages about a forgotten workflow --------------------------------------
+
+
+def _forgotten() -> tuple[Federation, str]:
+    f = Federation(POLICY)
+    wf = f.submit()
+    f.run_until(100.0)
+    assert f.has("d0", wf) == []
+    return f, wf
+
+
+def _answer(f: Federation, name: str, src: str, msg: object) -> list:
+    node = f.nodes[name]
+    node.step(f.now, Message(src, msg))
+    ready = node.ready()
+    node.advance(ready)
+    assert not ready.writes, ready.writes  # nothing written about it
+    return [(o.to, o.msg) for o in (*ready.send_now, *ready.send_after_write)]
+
+
+def test_a_query_about_a_forgotten_workflow_is_answered_unknown() -> None:
+    f, wf = _forgotten()
+    out = _answer(f, "d0", "d1", DecisionQuery((wf, 1), "d1"))
+    assert out == [("d1", DecisionAnswer((wf, 1), "d0", AnswerStatus.UNKNOWN))]
+
+
+def test_a_late_end_or_result_is_acknowledged_and_not_kept() -> None:
+    f, wf = _forgotten()
+    out = _answer(f, "d1", "d0", FinalMsg(wf, WorkflowState.SUCCEEDED))
+    assert out == [("d0", AckMsg(("final", wf, "d1")))]
+    out = _answer(f, "d0", "d2", ResultMsg(wf, "s2", 1, StepState.SUCCEEDED, {}, ""))
+    assert out == [("d2", AckMsg(("result", wf, "s2", "d0")))]
+
+
+def test_a_late_vote_finds_no_workflow() -> None:
+    f, wf = _forgotten()
+    with pytest.raises(RemoteProtocolError):
+        f.nodes["d0"].step(f.now, Message("d1", VoteMsg((wf, 1), "d1", True, "")))
