@@ -61,13 +61,10 @@ from the current one, so the older successor must find out itself: its fresh
 majority shares a member with the later epoch's majority, which denies it. What is
 left (docs/failures.md, limits): a later epoch won while the round runs.
 
-The original coordinator (epoch 0) asks too (EpochCertificates.origin_mandate): every
-other member of the electorate, whether it still holds epoch 0 for it. It runs the
-round only when the fresh answers meet every majority of the electorate, its own
-included (a later epoch could not have won without one of them); a member that holds
-a later epoch denies, and the original follows that epoch and places nothing; with
-too few answers within one lease (cut off from the others, who may have elected a
-successor that sees the same loss) the step FAILS naming the lost domain.
+The original coordinator (epoch 0) asks too (EpochCertificates.origin_mandate: does
+each member still hold epoch 0 for it?) and runs the round only on fresh answers that
+meet every majority of the electorate; a denial naming a later epoch: it follows that
+epoch, placing nothing; too few answers within one lease: the step FAILS, as above.
 """
 
 from __future__ import annotations
