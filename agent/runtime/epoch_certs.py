@@ -23,6 +23,15 @@ The wait looks when a grant is held (`_hold` sets the workflow's event) or the
 coordinator followed here changes (`wake`), never on a tick: its bound only ends it.
 Every return from such a wait is counted in
 fedorch_loop_wakeups_total{loop="epoch certificate wait"}.
+
+The original coordinator (epoch 0) has no certificate to make, but the same gap: before
+each re-placement round it asks every other member whether it still holds epoch 0 for
+it (`origin_mandate`: a TakeoverClaim of epoch 0, answered without a write,
+agent/runtime/takeover_grants.py), each ask one task of its own until answered or the
+bound, all owned by the wait. The mandate's rule for epoch 0 decides (fresh answers
+meeting every majority, its own included). A denial naming a later epoch goes to its
+takeover core as the Deny it is: the coordinator follows that epoch at once and places
+nothing. Its waits are counted with the successors'.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from fedorch.core.workflow.round_mandate import (
 )
 from fedorch.core.workflow.takeover import (
     Action,
+    Deny,
     Grant,
     Proven,
     Role,
@@ -50,7 +60,9 @@ from fedorch.core.workflow.takeover import (
     majority,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.context import PEER_RPC_TIMEOUT_S
 from fedorch.runtime.peer_service import count_refusal
+from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.epoch_grants import grant_statement, grants_of
 from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf.message import DecodeError
@@ -80,6 +92,10 @@ class Claims(Protocol):
 
     def claim(self, active: Active, core: Takeover, action: SendClaim) -> None: ...
 
+    def core_for(self, active: Active) -> Takeover | None: ...
+
+    async def apply(self, active: Active, core: Takeover, actions: list[Action]) -> None: ...
+
 
 class EpochCertificates:
     def __init__(self, takeovers: Claims) -> None:
@@ -92,6 +108,9 @@ class EpochCertificates:
         self._waits: dict[str, int] = {}
         self.wakeups = 0
         self._counter = takeovers.agent.metrics.loop_wakeups.labels(LOOP)
+        # Workflow -> the answers to the original coordinator's asks of epoch 0, while
+        # its wait is out (None in it: the coordinator followed here changed).
+        self._origin_answers: dict[str, asyncio.Queue] = {}
 
     def electorate_of(self, row: WorkflowRow) -> frozenset[str]:
         """The electorate this agent counts the workflow's grants in (see the core)."""
@@ -271,10 +290,117 @@ class EpochCertificates:
             return None, mandate.why_not()
         return cert, ""
 
+    async def origin_mandate(self, workflow_id: str, bound_s: float) -> tuple[bool, str]:
+        """May the original coordinator (epoch 0) run one re-placement round now? Every
+        other member of the electorate is asked whether it still holds epoch 0 for us;
+        the round mandate decides on the answers (fresh answers meeting every majority,
+        ours included; a later epoch held somewhere; or neither by `bound_s`). Returns
+        whether to place, and why not (a later epoch: followed here now, the caller
+        sees the coordinator changed; or too few answers: the step fails)."""
+        a = self._takeovers.agent
+        active = a.active.get(workflow_id)
+        if active is None or active.row.coordinator != a.domain or active.row.epoch != 0:
+            return False, "not the coordinator of epoch 0 here"
+        row = active.row
+        mandate = RoundMandate(a.domain, 0, self.electorate_of(row), a.now(), bound_s)
+        if mandate.verdict is Verdict.PLACE:  # no later epoch can win without our grant
+            return True, ""
+        if workflow_id in self._origin_answers:  # pragma: no cover - one round at a time
+            return False, "a mandate for this workflow is being asked already"
+        answers: asyncio.Queue = asyncio.Queue()
+        self._origin_answers[workflow_id] = answers
+        try:
+            async with asyncio.TaskGroup() as tg:
+                asks = [tg.create_task(self._ask_origin(row, member, mandate.deadline, answers),
+                                       name=f"epoch 0 of {workflow_id} asked of {member}")
+                        for member in sorted(mandate.electorate - {a.domain})]
+                try:
+                    await self._decide_origin(active, mandate, answers)
+                finally:
+                    for ask in asks:
+                        ask.cancel()
+        finally:
+            del self._origin_answers[workflow_id]
+        if a.stopping:
+            return False, "stopping"
+        if mandate.verdict is Verdict.PLACE:
+            return True, ""
+        if mandate.verdict is Verdict.OVERTAKEN:
+            return False, "coordinator epoch 0 is over here"
+        log.warning("%s: no fresh answers enough for a round of epoch 0: %s", workflow_id,
+                    mandate.why_not())
+        return False, mandate.why_not()
+
+    async def _decide_origin(self, active: Active, mandate: RoundMandate,
+                             answers: asyncio.Queue) -> None:
+        """Feed the answers to the mandate until its verdict (or the bound)."""
+        a = self._takeovers.agent
+        row = active.row
+        while mandate.verdict is Verdict.ASKING and not a.stopping:
+            if row.coordinator != a.domain or a.active.get(row.id) is not active:
+                mandate.step(a.now(), Overtaken(row.epoch, row.coordinator))
+                if mandate.verdict is Verdict.ASKING:  # ended or forgotten meanwhile
+                    return
+                continue
+            try:
+                async with asyncio.timeout(max(0.0, mandate.deadline - a.now())):
+                    got = await answers.get()
+            except TimeoutError:
+                got = None
+            finally:
+                self.wakeups += 1
+                self._counter.inc()
+            if got is not None:
+                voter, answer = got
+                if answer.granted:
+                    mandate.step(a.now(), Regranted(voter))
+                elif answer.held_epoch > 0 and answer.holder != a.domain:
+                    mandate.step(a.now(), Overtaken(answer.held_epoch, answer.holder))
+                    await self._follow_denial(active, voter, answer)
+            mandate.step(a.now(), Timer())
+
+    async def _follow_denial(self, active: Active, voter: str,
+                             answer: peer_pb2.TakeoverAnswer) -> None:
+        """A member holds a later epoch: our core takes the denial as it takes one of a
+        claim (it follows that epoch, written before anything else happens here)."""
+        core = self._takeovers.core_for(active)
+        if core is None or core.epoch != 0:
+            return
+        await self._takeovers.apply(active, core, core.step(
+            self._takeovers.agent.now(), Deny(voter, 0, answer.held_epoch, answer.holder)))
+
+    async def _ask_origin(self, row: WorkflowRow, member: str, deadline: float,
+                          answers: asyncio.Queue) -> None:
+        """Ask one member about epoch 0 until it answers (one answer put in `answers`)
+        or the deadline; a deadline on every call."""
+        a = self._takeovers.agent
+        backoff = 0.1
+        while (left := deadline - a.now()) > 0:
+            endpoint = a.endpoint_of(member, row.endpoints)
+            if endpoint is not None:
+                try:
+                    body, _ = await a.peers.call(
+                        endpoint, "Takeover", recipient=member, expect="takeover_answer",
+                        timeout=min(PEER_RPC_TIMEOUT_S, left),
+                        takeover_claim=peer_pb2.TakeoverClaim(workflow_id=row.id, epoch=0))
+                except PeerCallError as e:
+                    log.debug("epoch 0 of %s asked of %s: %s", row.id, member, e)
+                else:
+                    answer = body.takeover_answer
+                    if answer.workflow_id == row.id and answer.epoch == 0 \
+                            and not answer.in_doubt:
+                        answers.put_nowait((member, answer))
+                        return
+            if not await a.sleep(min(backoff, max(0.0, deadline - a.now()))):
+                return
+            backoff = min(backoff * 2, 2.0)
+
     def wake(self, workflow_id: str) -> None:
         """The coordinator followed here changed (takeover shell): a wait looks again."""
         if (granted := self._granted.get(workflow_id)) is not None:
             granted.set()
+        if (answers := self._origin_answers.get(workflow_id)) is not None:
+            answers.put_nowait(None)
 
     def waiting(self, workflow_id: str) -> bool:
         """Whether a wait for the workflow's certificate is parked on its grants."""

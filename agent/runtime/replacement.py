@@ -59,10 +59,12 @@ an older coordinator (the original back from the dead, or an earlier successor) 
 refused by those. A candidate that never saw the workflow cannot tell an older epoch
 from the current one, so the older successor must find out itself: its fresh
 majority shares a member with the later epoch's majority, which denies it. What is
-left (docs/failures.md, limits): a later epoch won while the round runs; and the
-original coordinator (epoch 0), which asks nothing before its rounds, cut off, may
-place a step that its successor places too (the later placement's round is higher,
-so its results are fenced, but the step may run on both candidates).
+left (docs/failures.md, limits): a later epoch won while the round runs.
+
+The original coordinator (epoch 0) asks too (EpochCertificates.origin_mandate: does
+each member still hold epoch 0 for it?) and runs the round only on fresh answers that
+meet every majority of the electorate; a denial naming a later epoch: it follows that
+epoch, placing nothing; too few answers within one lease: the step FAILS, as above.
 """
 
 from __future__ import annotations
@@ -264,6 +266,15 @@ class Replacements:
             if certificate is None or certificate.epoch != row.epoch:
                 await self._failed(active, step_id, lost, started, why_not or (
                     f"no certificate of coordinator epoch {row.epoch}"))
+                return
+        else:  # the original: cut off, a successor elected meanwhile would place it too
+            place_now, why_not = await a.takeovers.certificates.origin_mandate(
+                row.id, a.config.negotiation.lease_s)
+            if is_over(row) or a.active.get(row.id) is not active \
+                    or row.coordinator != a.domain:
+                return  # ended, or epoch 0 is over: the later coordinator places it
+            if not place_now:
+                await self._failed(active, step_id, lost, started, why_not)
                 return
         if row.id not in self._last_round:  # no round of it yet in this life
             await self._abort_cut_short(active, certificate)

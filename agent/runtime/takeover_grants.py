@@ -21,6 +21,17 @@ a participant of that round, and keeps its grant in `takeover_grants` (`GrantRec
 written before the answer leaves. Its acceptor records never grant on their own (a
 participant can plant one: a recovery PaxosPrepare carries the round as its proposer
 states it); they refuse a proof that contradicts them. Both refusals are counted.
+
+A claim of epoch 0 is the original coordinator asking, before a re-placement round,
+whether this agent still holds epoch 0 for it (agent/core/workflow/round_mandate.py;
+only the coordinator the workflow id names may ask, the authority table's row). It is
+answered from what this agent holds (`_on_origin_ask`) and changes nothing: no write,
+no core input, so a later epoch's claim is granted or denied here exactly as without
+it. "Granted" means still epoch 0, for the asker; a denial names the later epoch held
+and its holder. An extra acceptor holding no step answers from its grant records
+alone, with no proof of the round asked: it grants nothing new, and a domain that
+granted a later epoch wrote that grant (row or `takeover_grants`) before its answer
+left, so one that has none on record has granted none.
 """
 
 from __future__ import annotations
@@ -114,7 +125,40 @@ class ClaimAnswers:
         One claim of a workflow at a time: two claimants of one epoch never both read
         "not granted yet" before either grant is written."""
         async with self.granting.hold(claim.workflow_id):
+            if claim.epoch == 0:
+                return await self._on_origin_ask(sender, claim)
             return await self._on_claim(sender, claim)
+
+    async def _on_origin_ask(self, sender: str,
+                             claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:
+        """The original coordinator asks whether this agent still holds epoch 0 for it:
+        answered from what is held here, nothing written (see the module docstring)."""
+        t = self._takeovers
+        a = t.agent
+        wf = claim.workflow_id
+        answer = peer_pb2.TakeoverAnswer(workflow_id=wf, epoch=0)
+        try:
+            authorize("takeover_claim", sender, Facts(workflow_id=wf, epoch=0))
+        except Refused as e:
+            count_refusal(a, sender, "takeover_claim", e)
+            answer.error = e.detail
+            return answer
+        active = a.active.get(wf)
+        row = active.row if active is not None else await a.store.get_workflow(wf)
+        recorded = await self.records.get(wf)  # granted while it held no step here
+        if row is None or not row.placement:
+            answer.held_epoch, answer.holder = recorded or (0, coordinator_of(wf))
+        else:
+            if is_over(row):
+                answer.final_state, answer.reason = state_of(row), row.reason
+                return answer
+            answer.held_epoch, answer.holder = held(row)
+            if recorded is not None and recorded[0] > answer.held_epoch:
+                answer.held_epoch, answer.holder = recorded
+            answer.committed_round = row.round
+            answer.electorate[:] = sorted(t.certificates.electorate_of(row))
+        answer.granted = (answer.held_epoch, answer.holder) == (0, sender)
+        return answer
 
     async def _on_claim(self, sender: str,
                         claim: peer_pb2.TakeoverClaim) -> peer_pb2.TakeoverAnswer:

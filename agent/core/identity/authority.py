@@ -70,7 +70,8 @@ class Who(enum.Enum):
                          " id names, a later one the participant that took the workflow over")
     CERTIFIED_COORDINATOR = ("the coordinator its workflow id names, or the coordinator of"
                              " a later epoch proven by its epoch certificate")
-    CLAIMANT = "a participant of the committed workflow, for itself"
+    CLAIMANT = ("a participant of the committed workflow, for itself (epoch 0: the"
+                " coordinator its workflow id names, asking whether it still holds it)")
     PROPOSER = "the transaction's coordinator or one of its participants"
     ACCEPTOR = "an acceptor of the transaction, in its own name"
     PARTICIPANT = "a participant of the transaction"
@@ -103,7 +104,8 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
          "the epoch held here or a later one; an end is final"),
     Rule("takeover_claim", Who.CLAIMANT,
          "a committed workflow the recipient takes part in, the claimant a participant",
-         "granted once per epoch (takeover.may_grant); below the held epoch: denied"),
+         "granted once per epoch (takeover.may_grant); below the held epoch: denied;"
+         " epoch 0 only from the original coordinator, answered, never granted anew"),
     Rule("takeover_answer", Who.ANY, "the claim the recipient sent, in the answerer's name",
          "the epoch claimed"),
     # Signed by a party, whoever relays it: a full set of YES votes is no proof that
@@ -285,6 +287,11 @@ def _certified_coordinator(kind: str, sender: str, facts: Facts) -> None:
 
 def _claimant(kind: str, sender: str, facts: Facts) -> None:
     if facts.epoch is not None and facts.epoch < 1:
+        # Epoch 0 is the original coordinator's: it asks whether it still holds it
+        # (before a re-placement round, agent/core/workflow/round_mandate.py); the
+        # answer grants nothing new. Anyone else claiming it is stale.
+        if facts.workflow_id is not None and sender == coordinator_of(facts.workflow_id):
+            return
         raise Refused("stale_epoch", f"{sender} claimed epoch 0 of {facts.workflow_id!r},"
                                      " which is its original coordinator's")
     _participant(kind, sender, facts)

@@ -1,4 +1,4 @@
-"""Round mandate: may a successor run one re-placement round now?
+"""Round mandate: may a coordinator run one re-placement round now?
 
 Theory of operation
 -------------------
@@ -29,6 +29,20 @@ placed too. Without a fresh majority by `deadline` the verdict is `NO_MAJORITY`:
 successor places nothing, and the caller fails the step as when no domain can take it
 (docs/decisions.md says why failing, not waiting).
 
+The original coordinator (epoch 0) has the same gap: cut off from the others, it sees a
+participant lost while the others, seeing it gone, elect a successor that sees the same
+loss. So it asks too, before each round: "do you still hold epoch 0 for me?" (a
+TakeoverClaim of epoch 0, from the coordinator the workflow id names only: a member
+answers from what it holds and writes nothing, agent/runtime/takeover_grants.py). A
+later epoch won needs a majority of the electorate granting it; the original has
+granted none (else it would follow), and a member that answers "epoch 0" has granted
+none either. So it is enough that the fresh answers meet every majority: n - m + 1 of
+the n members (m the majority), the original's own included. For an odd electorate
+that is a majority; for an even one, one fewer (a coordinator with one participant,
+classic two-phase commit: itself alone, since no takeover can win without its grant).
+A successor needs a majority all the same: its round carries an epoch certificate,
+the signed grants of a majority (agent/core/workflow/epoch_certificate.py).
+
 The bound is a liveness choice, not a safety one: waiting longer only gives a member
 that was slow, or back from a restart, the time to answer.
 
@@ -38,7 +52,7 @@ for `takeover_after_s`, or DEAD past its loss grace); see docs/failures.md, limi
 
 Transitions (`TABLE`):
 
-    ASKING --Regranted(voter): a fresh majority--> PLACE
+    ASKING --Regranted(voter): enough fresh grants (`needed`)--> PLACE
     ASKING --Regranted(voter): fewer--> ASKING
     ASKING --Overtaken(epoch > ours, holder)--> OVERTAKEN
     ASKING --Timer: now >= deadline--> NO_MAJORITY
@@ -91,8 +105,8 @@ class RoundMandate:
 
     def __init__(self, me: str, epoch: int, electorate: Collection[str], now: float,
                  bound_s: float) -> None:
-        if epoch < 1:
-            raise ValueError("a mandate is asked for a takeover's epoch (1 and above)")
+        if epoch < 0:
+            raise ValueError("a coordinator epoch is 0 (the original) or above")
         self.me = me
         self.epoch = epoch
         self.electorate = frozenset(electorate)
@@ -106,6 +120,10 @@ class RoundMandate:
 
     @property
     def needed(self) -> int:
+        """Fresh grants enough to place: a majority for a successor (its certificate is
+        one); for the original, as many as meet every majority (see above)."""
+        if self.epoch == 0:
+            return len(self.electorate) - majority(self.electorate) + 1
         return majority(self.electorate)
 
     def step(self, now: float, event: Input) -> Verdict:
@@ -120,7 +138,8 @@ class RoundMandate:
     def why_not(self) -> str:
         """Why no round runs, for the step's reason and the log (NO_MAJORITY)."""
         granted = ", ".join(sorted(self.fresh)) or "none"
-        return (f"no majority of the takeover electorate ({', '.join(sorted(self.electorate))})"
+        what = "majority" if self.epoch else "set of members meeting every majority"
+        return (f"no {what} of the takeover electorate ({', '.join(sorted(self.electorate))})"
                 f" granted coordinator epoch {self.epoch} again (granted: {granted};"
                 f" {self.needed} needed): the members that did not answer may be dead, or"
                 " cut off from here and holding a later epoch")

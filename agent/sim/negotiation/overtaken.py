@@ -161,6 +161,11 @@ class OvertakenWorld:
         self.lost_seen_cut: set[str] = set()  # successors that saw c lost while cut off
         self.runs: list[Run] = [Run("c", 0.0)]  # `work` started on c at the commit
         self.stats: Counter[str] = Counter()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """The faults, drawn from the seed (overtaken_origin.py draws its own)."""
+        dead_after_s, seed = self.dead_after_s, self.seed
         t_co = self.rng.uniform(0.2, 1.0)
         t_cut = t_co + dead_after_s + self.rng.uniform(1.5, 3.0)
         t_c = t_cut + self.rng.uniform(0.0, 8.0)
@@ -356,9 +361,13 @@ class OvertakenWorld:
 
     # ---- the round ---------------------------------------------------------------------
 
+    def _epoch(self, node: Node) -> int:
+        """The epoch `node` coordinates in (the original, with no takeover core: 0)."""
+        return node.core.epoch if node.core is not None else 0
+
     def _round(self, node: Node) -> None:
-        epoch = node.core.epoch
-        cert = self._certificate(node)
+        epoch = self._epoch(node)
+        cert = self._certificate(node) if epoch else None  # the original needs none
         me = node.name
 
         def placer(excluded):
@@ -372,7 +381,8 @@ class OvertakenWorld:
                          fixed={"zero": "a", "one": "b"})
 
         core = Coordinator(WF, placer=lambda ex: OneStep(STEP, placer(ex)), max_rounds=2,
-                           prepare_timeout_s=1.0, first_round=round_range(epoch).start)
+                           prepare_timeout_s=1.0,
+                           first_round=max(round_range(epoch).start, COMMITTED_ROUND + 1))
         node.round_core = core
         core.start(self.now)
         self._act(node, core, cert, epoch)
@@ -404,11 +414,17 @@ class OvertakenWorld:
             self._act(node, core, cert, epoch)
 
     def _prepare_at(self, name: str, sender: str, action: SendPrepare,
-                    cert: peer_pb2.EpochCertificate) -> None:
+                    cert: peer_pb2.EpochCertificate | None) -> None:
         node = self.nodes[name]
         try:
-            certified = verify(cert, self.trust, workflow_id=WF, claimant=sender)
-            if action.round not in round_range(certified.epoch):
+            if cert is None:  # epoch 0: the coordinator the workflow id names only
+                if sender != "co":
+                    raise CertificateError("bad_certificate", "no certificate")
+                certified_epoch = 0
+            else:
+                certified_epoch = verify(cert, self.trust, workflow_id=WF,
+                                         claimant=sender).epoch
+            if action.round not in round_range(certified_epoch):
                 raise CertificateError("bad_certificate", "round outside its epoch's range")
         except CertificateError as e:
             vote = VoteIn(action.round, name, False, e.detail, b"")
@@ -417,7 +433,7 @@ class OvertakenWorld:
                 self.now, workflow_id=WF, round=action.round, coordinator=sender,
                 data_labels={}, steps=[(s, CAP) for s in action.steps])
             if out.yes:
-                self.yes_to.append((name, action.round, certified.epoch))
+                self.yes_to.append((name, action.round, certified_epoch))
             vote = VoteIn(action.round, name, out.yes, out.reason, b"")
         self._send(name, sender, self._vote_at, sender, vote, cert)
 
@@ -430,7 +446,7 @@ class OvertakenWorld:
             core.receive_vote(self.now, vote)
         except Exception:  # a late vote of a decided round: nothing to do  # noqa: BLE001
             return
-        self._act(node, core, cert, node.core.epoch)
+        self._act(node, core, cert, self._epoch(node))
 
     def _decide_at(self, name: str, round_: int, commit: bool) -> None:
         node = self.nodes[name]

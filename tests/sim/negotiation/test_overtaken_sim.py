@@ -4,7 +4,12 @@ idempotent step, dies. Seeded schedules on the real cores and real signatures, c
 for one acting coordinator per epoch, one placement per loss, no two copies of the
 step at once beyond one lease. With the round mandate a re-placement round runs only on
 a fresh majority of the electorate; without it (the rule before: the grants kept from
-the takeover count once no fresh answer came) the checks fire."""
+the takeover count once no fresh answer came) the checks fire.
+
+The epoch-0 variant (agent/sim/negotiation/overtaken_origin.py): the original
+coordinator co cut off with d, a elected in epoch 1, c lost. With co's ask of its
+electorate before its round co places nothing; asking nothing (the code before) co and
+a both place the step."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections import Counter
 
 import pytest
 from fedorch.core.workflow.progress import StepState
+from fedorch.sim.negotiation import overtaken_origin as origin
 from fedorch.sim.negotiation.overtaken import OvertakenFailure, OvertakenWorld, run
 
 SEEDS = 1000
@@ -71,3 +77,54 @@ def test_every_cut_seed_breaks_without_the_mandate() -> None:
 def test_a_world_is_deterministic_per_seed() -> None:
     a, b = run(7), run(7)
     assert (a.acting, a.placed, a.stats) == (b.acting, b.placed, b.stats)
+
+
+# ---- the epoch-0 variant: the original coordinator cut off (overtaken_origin.py) -------------
+
+
+@pytest.mark.parametrize("first", range(0, SEEDS, 250))
+def test_origin_seeded_schedules_hold_every_invariant(first: int) -> None:
+    for seed in range(first, first + 250):
+        origin.run(seed)  # raises OvertakenFailure("seed N: ...") on any violation
+
+
+def test_origin_schedules_reach_both_cases() -> None:
+    stats: Counter[str] = Counter()
+    cut_off_failed = 0
+    for seed in range(40):
+        world = origin.run(seed)
+        stats.update(world.stats)
+        if "co" in world.lost_seen_cut:
+            step = world.nodes["co"].progress.steps["work"]
+            assert step.state is StepState.FAILED
+            assert step.error.startswith("domain c was lost (DEAD) while the step ran;"
+                                         " could not place the step again: no set of"
+                                         " members meeting every majority"), step.error
+            cut_off_failed += 1
+    # Cut off: co places nothing, a (epoch 1, a fresh majority) places once.
+    assert cut_off_failed == stats["cut"] == stats["placed by a"] > 0, stats
+    # No cut: co, alive with its electorate, asks, has its answers and places once.
+    assert stats["placed by co"] == 40 - stats["cut"] > 0, stats
+    assert stats["no fresh majority"] == stats["cut"], stats
+
+
+def test_origin_asking_nothing_two_epochs_place_the_step() -> None:
+    with pytest.raises(OvertakenFailure, match=r"placed work again 2 times: by co in epoch 0"
+                                               r" on d .* by a in epoch 1 on e"):
+        origin.run(0, mandate=False)
+    broken = 0
+    for seed in range(20):
+        if seed % 4 == 3:  # no cut: nothing to break
+            origin.run(seed, mandate=False)
+            continue
+        with pytest.raises(OvertakenFailure):
+            origin.run(seed, mandate=False)
+        broken += 1
+    assert broken == 15
+    # With the ask: one placement, by a, on e.
+    assert [(by, on) for by, _, on, _ in origin.run(0).placed] == [("a", "e")]
+
+
+def test_origin_world_is_deterministic_per_seed() -> None:
+    x, y = origin.run(11), origin.run(11)
+    assert (x.acting, x.placed, x.stats) == (y.acting, y.placed, y.stats)

@@ -232,6 +232,17 @@ def test_epoch_zero_is_the_coordinator_the_id_names():
     assert _refused("takeover_claim", "beta", Facts(workflow_id=WF, epoch=0)) == "stale_epoch"
 
 
+def test_only_the_original_coordinator_asks_about_epoch_zero():
+    # Its ask before a re-placement round (round_mandate.py): "do you still hold epoch 0
+    # for me?". Whether it takes part is not asked of it: it coordinates.
+    ask = Facts(workflow_id=WF, epoch=0, participants={"beta", "gamma"})
+    assert authorize("takeover_claim", "acme.eu", ask) is RULES["takeover_claim"]
+    assert _refused("takeover_claim", "gamma", ask) == "stale_epoch"
+    # A later epoch is claimed by participants only, the original coordinator included.
+    later = Facts(workflow_id=WF, epoch=1, participants={"beta", "gamma"})
+    assert _refused("takeover_claim", "acme.eu", later) == "not_participant"
+
+
 # ---- a successor's PREPARE (epoch certificates) --------------------------------------------
 
 def test_a_prepare_of_a_later_epoch_needs_its_certificate_to_name_the_sender():

@@ -61,6 +61,49 @@ def test_grants_from_outside_the_electorate_count_for_nothing():
     assert m.step(0.2, Regranted("b")) is Verdict.PLACE
 
 
-def test_epoch_zero_is_refused():
+def test_a_negative_epoch_is_refused():
     with pytest.raises(ValueError):
-        RoundMandate("co", 0, ("a", "b", "co"), now=0.0, bound_s=1.0)
+        RoundMandate("co", -1, ("a", "b", "co"), now=0.0, bound_s=1.0)
+
+
+# ---- the original coordinator (epoch 0) -----------------------------------------------------
+
+@pytest.mark.parametrize(("electorate", "needed"), [
+    (("co", "a"), 1),                 # a later epoch needs both: co's grant included
+    (("co", "a", "b"), 2),            # odd: a majority
+    (("co", "a", "b", "x"), 2),       # even: one fewer than the majority (3)
+    (("co", "a", "b", "x", "y"), 3),
+])
+def test_the_original_needs_fresh_answers_that_meet_every_majority(electorate, needed):
+    m = RoundMandate("co", 0, electorate, now=0.0, bound_s=4.0)
+    assert m.needed == needed
+    others = [d for d in sorted(electorate) if d != "co"]
+    for voter in others[:needed - 1]:
+        assert m.verdict is Verdict.ASKING
+        m.step(0.1, Regranted(voter))
+    assert m.verdict is Verdict.PLACE and len(m.fresh) == needed
+
+
+def test_the_original_with_one_participant_places_on_its_own_word():
+    # Classic two-phase commit, one participant (lost): no takeover can win without
+    # the original's grant, and it has granted none.
+    m = RoundMandate("co", 0, ("co", "a"), now=0.0, bound_s=4.0)
+    assert m.verdict is Verdict.PLACE and m.fresh == {"co"}
+
+
+def test_the_original_cut_off_places_nothing_and_says_why():
+    m = RoundMandate("co", 0, ("co", "a", "b", "x", "y"), now=0.0, bound_s=4.0)
+    m.step(0.5, Regranted("a"))
+    assert m.step(4.0, Timer()) is Verdict.NO_MAJORITY
+    why = m.why_not()
+    assert "no set of members meeting every majority" in why and "epoch 0" in why
+    assert "granted: a, co;" in why and "3 needed" in why
+
+
+def test_the_original_overtaken_by_a_successor_follows_it():
+    m = RoundMandate("co", 0, ("co", "a", "b", "x", "y"), now=0.0, bound_s=4.0)
+    m.step(0.1, Regranted("b"))
+    assert m.step(0.2, Overtaken(0, "co")) is Verdict.ASKING  # epoch 0 is ours
+    assert m.step(0.3, Overtaken(1, "a")) is Verdict.OVERTAKEN
+    assert m.later == (1, "a")
+    assert m.step(0.4, Regranted("x")) is Verdict.OVERTAKEN
