@@ -7,11 +7,18 @@ for each agent: its RSS and the CPU it spent per workflow of that loop (/proc), 
 of its `agent.db` with the WAL, the bytes in use in it split into the audit log (never
 compacted) and the rest, and how many workflows it holds. A bench reports; it asserts
 nothing.
+
+RSS is also read by mapping kind (`rss_by_mapping`, from /proc/<pid>/smaps), so a reading
+says where resident memory lives: glibc's main heap, its per-thread malloc arenas, the
+other anonymous mappings (CPython's own 1 MiB object arenas, large allocations, thread
+stacks), or files (the interpreter, shared libraries, SQLite's WAL index); and each
+agent's thread count, since every thread may take a malloc arena that outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import tempfile
 import time
@@ -24,6 +31,51 @@ from fedorch.bench.realnet import RealNet
 EVERY = 10_000  # workflows between two readings (the issue's target compares the first
 # and the last 10,000)
 BENCH_REPLAY_WINDOW_S = 5.0  # with keep_ended: retention waits two of these after an end
+
+
+# glibc's arenas for threads other than the main one are heaps it maps at addresses aligned
+# to their maximum size (HEAP_MAX_SIZE: 64 MiB on 64-bit); nothing else maps there on
+# purpose, so an anonymous mapping starting at such an address is taken for one.
+MALLOC_ARENA_ALIGN = 64 * 2**20
+_SMAPS_HEADER = re.compile(r"^([0-9a-f]+)-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$")
+
+
+def _mapping_kind(start: int, name: str) -> str:
+    if name == "[heap]":
+        return "heap"
+    if name.startswith("["):  # [stack], [vdso], [vvar], ...
+        return "other"
+    if name:
+        return "file"
+    return "malloc_arenas" if start % MALLOC_ARENA_ALIGN == 0 else "anonymous"
+
+
+def rss_by_mapping_text(smaps: str) -> dict[str, float]:
+    """Resident MB by mapping kind, from the text of a /proc/<pid>/smaps."""
+    kb = {"heap": 0, "malloc_arenas": 0, "anonymous": 0, "file": 0, "other": 0}
+    kind = None
+    for line in smaps.splitlines():
+        header = _SMAPS_HEADER.match(line)
+        if header:
+            kind = _mapping_kind(int(header.group(1), 16), header.group(2).strip())
+        elif kind and line.startswith("Rss:"):
+            kb[kind] += int(line.split()[1])
+    return {k: round(v / 1024, 1) for k, v in kb.items()}
+
+
+def rss_by_mapping(pid: int) -> dict[str, float]:
+    """One process's resident MB by mapping kind (see the module doc)."""
+    with open(f"/proc/{pid}/smaps") as f:
+        return rss_by_mapping_text(f.read())
+
+
+def process_threads(pid: int) -> int:
+    """How many threads a process has now (each may have taken a malloc arena of its own)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise ValueError(f"no Threads line in /proc/{pid}/status")
 
 
 def data_mb(tmp: Path, domain: str) -> float:
@@ -130,6 +182,9 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
                              "ended_kept": {d: ended_kept(Path(tmp), d) for d in DOMAINS},
                              "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
                              "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
+                             "rss_by_mapping_mb": {d: rss_by_mapping(p.pid)
+                                                   for d, p in net.procs.items()},
+                             "threads": {d: process_threads(p.pid) for d, p in net.procs.items()},
                              "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
                 if on_reading is not None:
                     on_reading(rows[-1])

@@ -166,3 +166,56 @@ def test_live_mb_splits_the_audit_log_from_the_rest(tmp_path):
         pytest.skip("this SQLite has no dbstat table")
     assert used["audit"] >= 1.0  # 300 records of 4 KB
     assert used["rest"] < used["audit"]
+
+
+SMAPS = """\
+55d0c0000000-55d0c0021000 r--p 00000000 08:01 123 /usr/bin/python3.11
+Size:                132 kB
+Rss:                 132 kB
+55d0c1000000-55d0c3000000 rw-p 00000000 00:00 0                          [heap]
+Rss:               20480 kB
+7f0c00000000-7f0c02000000 rw-p 00000000 00:00 0
+Rss:                6144 kB
+7f0c02000000-7f0c04000000 ---p 00000000 00:00 0
+Rss:                   0 kB
+7f0c04100000-7f0c04200000 rw-p 00000000 00:00 0
+Rss:                1024 kB
+7ffd1000000-7ffd1021000 rw-p 00000000 00:00 0                          [stack]
+Rss:                  64 kB
+"""
+
+
+def test_rss_by_mapping_tells_the_heap_thread_arenas_other_anonymous_and_files_apart():
+    from fedorch.bench.long import rss_by_mapping_text
+
+    assert rss_by_mapping_text(SMAPS) == {"heap": 20.0, "malloc_arenas": 6.0,
+                                          "anonymous": 1.0, "file": 0.1, "other": 0.1}
+
+
+def test_rss_by_mapping_of_a_live_process_adds_up_to_about_its_rss():
+    import os
+
+    from fedorch.bench.commit import process_rss_mb
+    from fedorch.bench.long import rss_by_mapping
+
+    kinds = rss_by_mapping(os.getpid())
+    # The kinds partition the mappings, so their sum is the RSS read a moment apart.
+    assert kinds["file"] > 0 and kinds["heap"] + kinds["anonymous"] > 0
+    assert abs(sum(kinds.values()) - process_rss_mb(os.getpid())) < 0.1 * process_rss_mb(os.getpid())
+
+
+def test_process_threads_counts_a_thread_started_here():
+    import os
+    import threading
+
+    from fedorch.bench.long import process_threads
+
+    before = process_threads(os.getpid())
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        assert process_threads(os.getpid()) == before + 1
+    finally:
+        release.set()
+        worker.join()
