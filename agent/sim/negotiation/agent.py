@@ -23,7 +23,9 @@ and the prepare record, between the proposal cell and the Accepts, between the
 decision and its announcement, between a step's start record and its run...).
 Everything but the disk (and the host's wall clock) is lost on a crash; `boot()`
 builds a new Node from the disk alone (`Node.restore`) and a new driver around it,
-the way a restarted daemon would.
+the way a restarted daemon would. Half of the restarts are reboots: the monotonic
+clock the new Node reads is another (ports.SimClock.reboot), near zero or far above
+the one its disk was written on, drawn from the restart's own seed.
 
 What is the simulated agent's, outside the driver: the authority table
 (boundary.check_input, the envelope check's stand-in) before an input is posted, the
@@ -91,9 +93,13 @@ class SimAgent(SimTakeover):
         self.tk_reset()
 
     def boot(self, now: float) -> None:
-        """A new Node from the disk, as a restarted daemon builds it; then its Ready."""
+        """A new Node from the disk, as a restarted daemon builds it; then its Ready.
+        (`now` is the simulation's; the Node reads the clock of this boot.)"""
         self.alive = True
-        self.rng = random.Random(self.sim.agent_seed(self.name, self.incarnation))
+        seed = self.sim.agent_seed(self.name, self.incarnation)
+        self.rng = random.Random(seed)
+        if self.incarnation:  # a stream of its own: the Node's draws stay as they were
+            self.clock.reboot(random.Random(f"boot clock {seed}"))
 
         def plug(node: Node) -> SimAgent:
             self.node = node  # the takeover part reaches the Node through this driver
@@ -103,7 +109,7 @@ class SimAgent(SimTakeover):
              peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
              vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
              admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
-             disk=self.durable, now=now, stated=self._stated_round)
+             disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
                                  SimExecutors(self), on_refused=self._refused)
         self.driver.flush()
@@ -147,7 +153,9 @@ class SimAgent(SimTakeover):
         self._step(now, Tick())
 
     def next_timer(self) -> float | None:
-        return self.node.get_timer()
+        """The Node's next deadline, in the simulation's time (the scheduler's)."""
+        t = self.node.get_timer()
+        return None if t is None else self.clock.sim_time(t)
 
     def _on_key_records(self, now: float, src: str, msg: KeyRecordsMsg) -> None:
         """Relayed by anyone: each record is checked by its own signers (the trust store

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from fedorch.core.workflow.lifecycle import WorkflowState
     from fedorch.core.workflow.progress import Progress
     from fedorch.sim.negotiation.disk import Disk, Timing, WfInfo
+    from fedorch.sim.negotiation.ports import SimClock
     from fedorch.sim.negotiation.world import World
 
 TICK_S = 1.0
@@ -93,6 +94,7 @@ class SimTakeover:
     name: str
     disk: Disk
     t: Timing
+    clock: SimClock
     progress: dict[str, Progress]
     takeovers: dict[str, Takeover]
     tick_at: float | None
@@ -148,7 +150,7 @@ class SimTakeover:
         if self.t.takeover_after_s is None or not self.progress:
             return None
         if self.tick_at is None:
-            self.tick_at = self.sim.now + TICK_S
+            self.tick_at = self.clock.monotonic() + TICK_S  # the Node's clock
         return self.tick_at
 
     def _tk_core(self, now: float, wf: str) -> Takeover | None:
@@ -239,7 +241,7 @@ class SimTakeover:
                 self._point("takeover act")
                 self.disk.epochs[wf] = (x.epoch, self.name)
                 self.sim.stats["takeover"] += 1
-                self.sim.checker.acting(self.name, wf, x.epoch, now)
+                self.sim.checker.acting(self.name, wf, x.epoch, self.sim.now)
                 self.successor_outcome(now, wf)
 
     def _on_claim(self, now: float, src: str, msg: ClaimMsg) -> None:
