@@ -30,9 +30,10 @@ the one its disk was written on, drawn from the restart's own seed.
 What is the simulated agent's, outside the driver: the authority table
 (boundary.check_input, the envelope check's stand-in) before an input is posted, the
 trust store and its key records (keyring.py), and, for now, coordinator takeover:
-SimTakeover (takeover.py) stays attached here and reaches the Node through its
-TakeoverPlug, writing through the Node's view so its changes are records of the
-same Ready. Moving it into the Node is the next step.
+each boot builds a SimTakeover (takeover.py) with its Node and holds it as
+`takeover`; the Node calls it as its TakeoverPlug, and it writes through the Node's
+view so its changes are records of the same Ready. Moving it into the Node is the
+next step.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
 
-class SimAgent(SimTakeover):
+class SimAgent:
     # The host's clock (ports.SimClock); a test swaps in a broken one (leases on wall time).
     clock_type: type[SimClock] = SimClock
 
@@ -90,7 +91,7 @@ class SimAgent(SimTakeover):
         self.alive = False
         self.incarnation += 1
         self.wake_at = None
-        self.tk_reset()
+        self.takeover.tk_reset()  # what it held in memory is gone (a boot builds anew)
 
     def boot(self, now: float) -> None:
         """A new Node from the disk, as a restarted daemon builds it; then its Ready.
@@ -101,9 +102,10 @@ class SimAgent(SimTakeover):
         if self.incarnation:  # a stream of its own: the Node's draws stay as they were
             self.clock.reboot(random.Random(f"boot clock {seed}"))
 
-        def plug(node: Node) -> SimAgent:
-            self.node = node  # the takeover part reaches the Node through this driver
-            return self
+        def plug(node: Node) -> SimTakeover:
+            self.node = node
+            self.takeover = SimTakeover(node, self.sim, self.clock.monotonic)
+            return self.takeover
 
         Node(self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
              peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
@@ -199,32 +201,6 @@ class SimAgent(SimTakeover):
 
     def _tx_of(self, key: Key) -> TxInfo | None:
         return self.node.tx_of(key)
-
-    # ---- the TakeoverPlug: SimTakeover's needs, answered by the Node ------------------
-
-    def _point(self, what: str) -> None:
-        self.node.point(what)
-
-    def _send(self, dst: str, msg: object) -> None:
-        self.node.send(dst, msg)
-
-    def _info(self, wf: str):
-        return self.node.running.info(wf)
-
-    def _report(self, wf: str, step: str) -> None:
-        self.node.running.report(wf, step)
-
-    def _reliable(self, dst: str, msg_id: tuple, msg: object) -> None:
-        self.node.reliable(dst, msg_id, msg)
-
-    def _end_here(self, wf: str, state) -> None:
-        self.node.running.end_here(wf, state)
-
-    def on_claim(self, now: float, src: str, msg) -> None:
-        self._on_claim(now, src, msg)
-
-    def on_claim_answer(self, now: float, src: str, msg) -> None:
-        self._on_claim_answer(now, src, msg)
 
 
 # The driver's own messages (the Node never sees them); tests swap these handlers.
