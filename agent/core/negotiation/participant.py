@@ -47,7 +47,7 @@ from __future__ import annotations
 import enum
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import ROUND_DECIDED, Key, TxInfo
@@ -70,7 +70,9 @@ class Hold:
     coordinator: str
     state: HoldState
     steps: list[tuple[str, str]]  # (step_id, capability) still holding a slot
-    lease_expires: float          # seconds, same clock as `now`
+    # Seconds on the clock of `now`: a monotonic clock, meaningless after a reboot
+    # (restarted() below counts it again from a restore).
+    lease_expires: float
     coordinator_endpoint: str = ""
     next_query: float = field(default=0.0, compare=False)
     tx: TxInfo | None = field(default=None, compare=False)  # consensus: who decides
@@ -78,6 +80,28 @@ class Hold:
     @property
     def key(self) -> Key:
         return (self.workflow_id, self.round)
+
+
+def restarted(hold: Hold, now: float, lease_s: float) -> Hold:
+    """`hold` as read back from disk by an agent restarted at `now`: its lease (and the
+    first query of a classic 2PC hold) counted again from the restore.
+
+    The stored `lease_expires` is an instant of the monotonic clock of the run that
+    wrote it; after a reboot that clock started again, so the instant is far in the
+    future or long past on the clock of `now`, and nothing tells which. What each
+    state needs of its lease, and why a whole lease from the restore gives it:
+
+    * RESERVED (no YES recorded): ends with its lease. Counted from the restore it ends
+      no earlier than its lease would have (it was written before the restart), so
+      nothing is released early; it ends at most the agent's downtime late, and no YES
+      of it was ever sent: the round aborts without it.
+    * PREPARED (YES recorded): never released on a timer; the lease only says when to
+      first ask about the decision (Termination.track, due_queries). A later first ask
+      is safe, and it comes within one lease of the restore.
+    * COMMITTED: the lease is not used (its slots go as its steps end).
+    """
+    lease = now + lease_s
+    return replace(hold, steps=list(hold.steps), lease_expires=lease, next_query=lease)
 
 
 @dataclass(frozen=True)

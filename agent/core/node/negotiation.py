@@ -58,7 +58,7 @@ from fedorch.core.negotiation.messages import (
     VoteIn,
     check_value,
 )
-from fedorch.core.negotiation.participant import DecisionEffect, HoldState
+from fedorch.core.negotiation.participant import DecisionEffect, HoldState, restarted
 from fedorch.core.negotiation.termination import answer_query
 from fedorch.core.node.inputs import Submit
 from fedorch.core.node.records import (
@@ -130,7 +130,10 @@ class Negotiation:
     def restore(self, now: float) -> None:
         n = self.n
         d = n.state
-        holds = [copy_hold(h) for h in d.holds.values()]
+        # Leases are monotonic instants of the run that wrote them: counted again from
+        # this restore (participant.restarted says why per state). The tables keep the
+        # old instant until the hold is next written; no restore reads it back.
+        holds = [restarted(h, now, n.t.lease_s) for h in d.holds.values()]
         n.participant.restore(holds, {k: v.commit for k, v in d.learned.items()})
         n.acceptor.restore(d.acceptor.values(), d.learned)
         n.submissions.restore((k, wf, at) for k, (wf, at) in d.admitted.items())

@@ -28,6 +28,17 @@ durable tables (`Disk`, records.py) whose every change becomes an op of the Read
 only in memory (reliable resends, termination's queries, timers) is rebuilt from
 the tables on restore.
 
+Time on disk. `now` is a monotonic clock, and a monotonic clock starts again when its
+host reboots: a restored Node may read its tables on a clock far below or far above
+the one they were written on. So no monotonic instant is read back from the tables:
+- hold leases (the only instants the tables hold) are counted again from the
+  restore's `now` (participant.restarted: never early, a first query within one lease);
+- retention's `endings` are wall milliseconds (`wall_ms`, as envelope timestamps
+  are); the late-message window runs again from the restore;
+- admitted submissions carry the client's wall time;
+- every deadline kept in memory (coordinators' timeouts, resends, termination's
+  queries, retention's and takeover's timers) is rebuilt from `now` on restore.
+
 Messages come in *authenticated*: the driver has verified who sent them (on the wire,
 an envelope's signature) and checked the sender's authority (core/identity/authority)
 before `step`. Between `ready()` and `advance()` the driver does not step the Node.

@@ -148,6 +148,8 @@ class Disk:
     records: dict[Key, Value] = field(default_factory=dict)      # coordinator decision records
     learned: dict[Key, Value] = field(default_factory=dict)      # decisions known here
     acceptor: dict[Key, AcceptorRecord] = field(default_factory=dict)
+    # Each Hold's lease_expires is a monotonic instant of the run that wrote it: a
+    # restore counts it again from its own `now` (participant.restarted), never reads it.
     holds: dict[Key, Hold] = field(default_factory=dict)
     info: dict[Key, WfInfo] = field(default_factory=dict)        # PREPAREs taken part in
     committed: dict[str, int] = field(default_factory=dict)      # workflow -> committed round

@@ -23,14 +23,17 @@ and the prepare record, between the proposal cell and the Accepts, between the
 decision and its announcement, between a step's start record and its run...).
 Everything but the disk (and the host's wall clock) is lost on a crash; `boot()`
 builds a new Node from the disk alone (`Node.restore`) and a new driver around it,
-the way a restarted daemon would.
+the way a restarted daemon would. Half of the restarts are reboots: the monotonic
+clock the new Node reads is another (ports.SimClock.reboot), near zero or far above
+the one its disk was written on, drawn from the restart's own seed.
 
 What is the simulated agent's, outside the driver: the authority table
 (boundary.check_input, the envelope check's stand-in) before an input is posted, the
 trust store and its key records (keyring.py), and, for now, coordinator takeover:
-SimTakeover (takeover.py) stays attached here and reaches the Node through its
-TakeoverPlug, writing through the Node's view so its changes are records of the
-same Ready. Moving it into the Node is the next step.
+each boot builds a SimTakeover (takeover.py) with its Node and holds it as
+`takeover`; the Node calls it as its TakeoverPlug, and it writes through the Node's
+view so its changes are records of the same Ready. Moving it into the Node is the
+next step.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
 
-class SimAgent(SimTakeover):
+class SimAgent:
     # The host's clock (ports.SimClock); a test swaps in a broken one (leases on wall time).
     clock_type: type[SimClock] = SimClock
 
@@ -88,22 +91,27 @@ class SimAgent(SimTakeover):
         self.alive = False
         self.incarnation += 1
         self.wake_at = None
-        self.tk_reset()
+        self.takeover.tk_reset()  # what it held in memory is gone (a boot builds anew)
 
     def boot(self, now: float) -> None:
-        """A new Node from the disk, as a restarted daemon builds it; then its Ready."""
+        """A new Node from the disk, as a restarted daemon builds it; then its Ready.
+        (`now` is the simulation's; the Node reads the clock of this boot.)"""
         self.alive = True
-        self.rng = random.Random(self.sim.agent_seed(self.name, self.incarnation))
+        seed = self.sim.agent_seed(self.name, self.incarnation)
+        self.rng = random.Random(seed)
+        if self.incarnation:  # a stream of its own: the Node's draws stay as they were
+            self.clock.reboot(random.Random(f"boot clock {seed}"))
 
-        def plug(node: Node) -> SimAgent:
-            self.node = node  # the takeover part reaches the Node through this driver
-            return self
+        def plug(node: Node) -> SimTakeover:
+            self.node = node
+            self.takeover = SimTakeover(node, self.sim, self.clock.monotonic)
+            return self.takeover
 
         Node(self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
              peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
              vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
              admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
-             disk=self.durable, now=now, stated=self._stated_round)
+             disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
                                  SimExecutors(self), on_refused=self._refused)
         self.driver.flush()
@@ -147,7 +155,9 @@ class SimAgent(SimTakeover):
         self._step(now, Tick())
 
     def next_timer(self) -> float | None:
-        return self.node.get_timer()
+        """The Node's next deadline, in the simulation's time (the scheduler's)."""
+        t = self.node.get_timer()
+        return None if t is None else self.clock.sim_time(t)
 
     def _on_key_records(self, now: float, src: str, msg: KeyRecordsMsg) -> None:
         """Relayed by anyone: each record is checked by its own signers (the trust store
@@ -191,32 +201,6 @@ class SimAgent(SimTakeover):
 
     def _tx_of(self, key: Key) -> TxInfo | None:
         return self.node.tx_of(key)
-
-    # ---- the TakeoverPlug: SimTakeover's needs, answered by the Node ------------------
-
-    def _point(self, what: str) -> None:
-        self.node.point(what)
-
-    def _send(self, dst: str, msg: object) -> None:
-        self.node.send(dst, msg)
-
-    def _info(self, wf: str):
-        return self.node.running.info(wf)
-
-    def _report(self, wf: str, step: str) -> None:
-        self.node.running.report(wf, step)
-
-    def _reliable(self, dst: str, msg_id: tuple, msg: object) -> None:
-        self.node.reliable(dst, msg_id, msg)
-
-    def _end_here(self, wf: str, state) -> None:
-        self.node.running.end_here(wf, state)
-
-    def on_claim(self, now: float, src: str, msg) -> None:
-        self._on_claim(now, src, msg)
-
-    def on_claim_answer(self, now: float, src: str, msg) -> None:
-        self._on_claim_answer(now, src, msg)
 
 
 # The driver's own messages (the Node never sees them); tests swap these handlers.

@@ -1,9 +1,13 @@
 """The simulated agent's ports: what the production driver (runtime/driver.py) needs
 from the world, answered by the simulation.
 
-- `SimClock`: `monotonic()` is the simulation's time, which never steps; `wall_ms()`
-  is that time plus this agent's wall-clock offset, which a clock-step fault changes
-  (run.py's `clock_step`). Each agent has its own offset, as each host its own clock.
+- `SimClock`: `monotonic()` is the simulation's time plus this boot's offset, which
+  never steps while the agent is up; a restart may be a reboot, whose monotonic clock
+  is another (`reboot`: far below or far above the one the disk was written on).
+  `wall_ms()` is the simulation's time plus this host's wall-clock offset, which a
+  clock-step fault changes (run.py's `clock_step`) and a reboot does not. Each agent
+  has its own offsets, as each host its own clocks. `sim_time` turns an instant of the
+  monotonic clock back into the simulation's, for the scheduler and the checker.
 - `SimDisk` (Durable): before each write group a crash point (the simulation may
   stop the agent right there), then the group's ops applied to the agent's `Disk`,
   which survives crashes (the clock check sees the group just before: a takeover
@@ -17,6 +21,8 @@ from the world, answered by the simulation.
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,20 +33,48 @@ if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
 
+# A reboot's monotonic clock, against the simulation's time: near zero (what a fresh
+# boot reads, below what a long-running one wrote) or far above (a host up for days).
+REBOOT_SHARE = 0.5  # of restarts: the rest are process restarts on the same clock
+FAR_ABOVE_S = (10_000.0, 1_000_000.0)
+
+
 class SimClock:
     def __init__(self, sim: World) -> None:
         self.sim = sim
         self.offset_s = 0.0  # this host's wall clock minus true time (clock steps)
+        self.boot_offset_s = 0.0  # this boot's monotonic clock minus true time
 
     def monotonic(self) -> float:
-        return self.sim.now
+        return self.sim.now + self.boot_offset_s
 
     def wall_ms(self) -> int:
         return SIM_EPOCH_MS + int((self.sim.now + self.offset_s) * 1000)
 
     def wall_ms_at(self, monotonic: float) -> int:
         """The Node's `wall_ms(now)`: the wall clock's reading at that monotonic time."""
-        return SIM_EPOCH_MS + int((monotonic + self.offset_s) * 1000)
+        return SIM_EPOCH_MS + int((self.sim_time(monotonic) + self.offset_s) * 1000)
+
+    def sim_time(self, monotonic: float) -> float:
+        """An instant of this boot's monotonic clock as the simulation's time: the
+        first at which the clock reads it (rounding must not leave a deadline a hair
+        ahead of the clock when the simulation wakes the agent for it)."""
+        at = monotonic - self.boot_offset_s
+        while at + self.boot_offset_s < monotonic:
+            at = math.nextafter(at, math.inf)
+        return at
+
+    def reboot(self, rng: random.Random) -> None:
+        """A restart: the same monotonic clock (a process restart), or a reboot's, which
+        starts near zero or reads far above; the wall clock goes on as it was."""
+        if rng.random() >= REBOOT_SHARE:
+            return
+        if rng.random() < 0.5:
+            self.boot_offset_s = rng.uniform(0.0, 1.0) - self.sim.now
+            self.sim.stats["reboot: monotonic clock near zero"] += 1
+        else:
+            self.boot_offset_s = rng.uniform(*FAR_ABOVE_S)
+            self.sim.stats["reboot: monotonic clock far above"] += 1
 
 
 class SimDisk:
@@ -56,8 +90,25 @@ class SimDisk:
             sim.clock_check.writing(agent.name, agent.durable, write)
             apply(agent.durable, write.ops)
             for what, *facts in write.notes:
-                getattr(checker, what)(agent.name, *facts)
+                getattr(checker, what)(agent.name, *_in_sim_time(agent.clock, what, facts))
             sim.clock_check.written(agent.name, write)
+
+
+# The notes (the Node's observations, ready.py) that carry instants of the Node's clock,
+# and where: the checker reads them in the simulation's time.
+NOTE_TIMES: dict[str, tuple[int, ...]] = {
+    "yes_voted": (1, 2),     # (tx, lease, now)
+    "decided": (2,),         # (key, value, now)
+    "learned": (2,),         # (key, value, now)
+    "step_started": (1,),    # (run, now)
+    "ended_here": (1,),      # (wf, now)
+}
+
+
+def _in_sim_time(clock: SimClock, what: str, facts: list) -> list:
+    for i in NOTE_TIMES.get(what, ()):
+        facts[i] = clock.sim_time(facts[i])
+    return facts
 
 
 class SimTransport:

@@ -2,8 +2,12 @@
 
 Theory of operation
 -------------------
-A mixin of SimAgent, the simulator's stand-in for agent/runtime/takeover.py around the
-same core (agent/core/workflow/takeover.py). Every agent with a committed, running
+The Node's `TakeoverPlug` in the simulator (agent/core/node/node.py), the stand-in for
+agent/runtime/takeover.py around the same core (agent/core/workflow/takeover.py). A
+SimAgent builds one with each Node (`SimTakeover(node, world, monotonic)`) and holds
+it: it reads and writes the Node's view (`TakeoverNode`, so its changes are records of
+the same Ready), sends through the Node, reads the boot's monotonic clock for its look
+timer, and asks the simulation (`World`) for membership views, stats and the checker. Every agent with a committed, running
 workflow keeps one core for it, rebuilt from the disk after a crash. Once a second
 (`TICK_S`) each core is told how the simulation's membership sees the coordinator it
 follows (`Simulation.member_state`: DEAD a while after a crash, SUSPECT while paused
@@ -40,8 +44,9 @@ before it answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
@@ -64,6 +69,8 @@ from fedorch.core.workflow.takeover import (
 from fedorch.sim.negotiation.disk import ClaimAnswerMsg, ClaimMsg, FinalMsg
 
 if TYPE_CHECKING:
+    from fedorch.core.negotiation.participant import Participant
+    from fedorch.core.node.running import Running
     from fedorch.core.workflow.lifecycle import WorkflowState
     from fedorch.core.workflow.progress import Progress
     from fedorch.sim.negotiation.disk import Disk, Timing, WfInfo
@@ -88,35 +95,66 @@ def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
     return disk.electorates.get(wf, ())
 
 
-class SimTakeover:
-    sim: World
+class TakeoverNode(Protocol):
+    """What the takeover part uses of its agent's Node (core/node/node.py): the view of
+    its tables, its cores of committed workflows, and its outputs."""
+
     name: str
-    disk: Disk
     t: Timing
+    state: Disk
     progress: dict[str, Progress]
-    takeovers: dict[str, Takeover]
-    tick_at: float | None
-    # Claims answered "in doubt here" by a participant, to send again at the next tick
-    # (workflow -> members): the shell asks such a one again from its shortest pause.
-    claim_again: dict[str, set[str]]
+    participant: Participant
+    running: Running  # info(wf), report(wf, step), end_here(wf, state)
+
+    def point(self, what: str) -> None: ...
+    def send(self, to: str, msg: object) -> None: ...
+    def reliable(self, to: str, msg_id: tuple, msg: object) -> None: ...
+
+
+class SimTakeover:
+    def __init__(self, node: TakeoverNode, world: World,
+                 monotonic: Callable[[], float]) -> None:
+        self.node = node
+        self.world = world
+        self.monotonic = monotonic  # the boot's clock, the Node's `now`
+        self.name = node.name
+        self.t = node.t
+        self.takeovers: dict[str, Takeover] = {}
+        self.tick_at: float | None = None
+        # Claims answered "in doubt here" by a participant, to send again at the next
+        # tick (workflow -> members): the shell asks such a one again from its shortest
+        # pause.
+        self.claim_again: dict[str, set[str]] = {}
+
+    # ---- what it reaches of the Node ---------------------------------------------------
+
+    @property
+    def disk(self) -> Disk:
+        return self.node.state
+
+    @property
+    def progress(self) -> dict[str, Progress]:
+        return self.node.progress
 
     def _point(self, what: str) -> None:
-        raise NotImplementedError
+        self.node.point(what)
 
     def _send(self, dst: str, msg: object) -> None:
-        raise NotImplementedError
+        self.node.send(dst, msg)
 
     def _info(self, wf: str) -> WfInfo:
-        raise NotImplementedError
+        return self.node.running.info(wf)
 
     def _report(self, wf: str, step: str) -> None:
-        raise NotImplementedError
+        self.node.running.report(wf, step)
 
     def _reliable(self, dst: str, msg_id: tuple, msg: object) -> None:
-        raise NotImplementedError
+        self.node.reliable(dst, msg_id, msg)
 
     def _end_here(self, wf: str, state: WorkflowState) -> None:
-        raise NotImplementedError
+        self.node.running.end_here(wf, state)
+
+    # ---- the TakeoverPlug ----------------------------------------------------------------
 
     def tk_reset(self) -> None:
         self.takeovers = {}
@@ -148,7 +186,7 @@ class SimTakeover:
         if self.t.takeover_after_s is None or not self.progress:
             return None
         if self.tick_at is None:
-            self.tick_at = self.sim.now + TICK_S
+            self.tick_at = self.monotonic() + TICK_S
         return self.tick_at
 
     def _tk_core(self, now: float, wf: str) -> Takeover | None:
@@ -185,9 +223,9 @@ class SimTakeover:
                     continue
             if core.role is not Role.ACTING:
                 dead = frozenset(p for p in core.participants
-                                 if self.sim.member_state(self.name, p) == "DEAD")
+                                 if self.world.member_state(self.name, p) == "DEAD")
                 self._tk_apply(now, wf, core, core.step(
-                    now, Watch(self.sim.member_state(self.name, core.coordinator), dead)))
+                    now, Watch(self.world.member_state(self.name, core.coordinator), dead)))
             timer = core.get_timer()
             if timer is not None and timer <= now and wf in self.progress:
                 self._tk_apply(now, wf, core, core.step(now, Timer()))
@@ -198,7 +236,7 @@ class SimTakeover:
                     or core.coordinator != self.name:
                 continue  # the claim is over
             for dst in sorted(members):
-                self.sim.stats["takeover claim sent again to a participant in doubt"] += 1
+                self.world.stats["takeover claim sent again to a participant in doubt"] += 1
                 self._send_claim(wf, core, SendClaim(dst, core.epoch))
 
     def _send_claim(self, wf: str, core: Takeover, x: SendClaim) -> None:
@@ -211,7 +249,7 @@ class SimTakeover:
     def _won(self, wf: str, epoch: int, who: str) -> bool:
         """Does `who` hold an epoch certificate of `epoch` (a majority granted it: it
         acted)? The simulator signs nothing: this stands for verifying one."""
-        return epoch >= 1 and self.sim.checker.acting_in.get((wf, epoch)) == who
+        return epoch >= 1 and self.world.checker.acting_in.get((wf, epoch)) == who
 
     def _follow_proven(self, now: float, wf: str, winner: str, epoch: int) -> bool:
         """A certificate shown by `winner` (its claim, or its answer to ours): the core
@@ -222,7 +260,7 @@ class SimTakeover:
         before = (core.epoch, core.coordinator)
         self._tk_apply(now, wf, core, core.step(now, Proven(epoch, winner)))
         if (core.epoch, core.coordinator) != before:
-            self.sim.stats["takeover proven winner followed"] += 1
+            self.world.stats["takeover proven winner followed"] += 1
         return (core.epoch, core.coordinator) == (epoch, winner)
 
     def _tk_apply(self, now: float, wf: str, core: Takeover, actions: list) -> None:
@@ -238,18 +276,18 @@ class SimTakeover:
             elif isinstance(x, Act):
                 self._point("takeover act")
                 self.disk.epochs[wf] = (x.epoch, self.name)
-                self.sim.stats["takeover"] += 1
-                self.sim.checker.acting(self.name, wf, x.epoch, now)
+                self.world.stats["takeover"] += 1
+                self.world.checker.acting(self.name, wf, x.epoch, self.world.now)
                 self.successor_outcome(now, wf)
 
-    def _on_claim(self, now: float, src: str, msg: ClaimMsg) -> None:
+    def on_claim(self, now: float, src: str, msg: ClaimMsg) -> None:
         wf = msg.workflow_id
         d = self.disk
         if wf not in d.committed and wf not in d.rows and wf not in d.final:
-            if self.participant.keys_of(wf):
+            if self.node.participant.keys_of(wf):
                 # A vote of ours, no decision learned: "in doubt here", no grant, no
                 # refusal (the runtime's TakeoverAnswer.in_doubt); asked again soon.
-                self.sim.stats["takeover claim answered in doubt"] += 1
+                self.world.stats["takeover claim answered in doubt"] += 1
                 self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, "", in_doubt=True))
                 return
             self._on_claim_as_acceptor(src, msg)
@@ -293,8 +331,8 @@ class SimTakeover:
     def _proof_holds(self, wf: str, proof: Round) -> bool:
         """Stands for the signature checks (the simulator signs nothing): the round is the
         one its coordinator sent, and a COMMIT of it was chosen."""
-        tx = self.sim.checker.txs.get((wf, proof.round))
-        return tx is not None and self.sim.checker.committed(wf) == proof.round \
+        tx = self.world.checker.txs.get((wf, proof.round))
+        return tx is not None and self.world.checker.committed(wf) == proof.round \
             and (frozenset(tx.participants), frozenset(tx.acceptors)) \
             == (proof.participants, proof.acceptors)
 
@@ -317,8 +355,8 @@ class SimTakeover:
         verdict = acceptor_grant(self.name, src, msg.epoch, (epoch, holder), records,
                                  proof, error)
         if verdict.refused:
-            self.sim.stats["takeover claim unknown here"] += 1
-            self.sim.stats[f"takeover claim refused {verdict.reason}"] += 1
+            self.world.stats["takeover claim unknown here"] += 1
+            self.world.stats[f"takeover claim refused {verdict.reason}"] += 1
             self._send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
             return
         if not verdict.granted:
@@ -326,9 +364,9 @@ class SimTakeover:
             return
         self._point("takeover epoch")
         d.granted[wf] = (msg.epoch, src)
-        self.sim.stats["takeover granted by an acceptor only"] += 1
+        self.world.stats["takeover granted by an acceptor only"] += 1
         if proof is not None and not records:
-            self.sim.stats["takeover granted on a proof of the round"] += 1
+            self.world.stats["takeover granted on a proof of the round"] += 1
         self._send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
 
     def _report_again(self, wf: str) -> None:
@@ -339,7 +377,7 @@ class SimTakeover:
                 if s.state in TERMINAL_STEP_STATES:
                     self._report(wf, s.id)
 
-    def _on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
+    def on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
         core = self.takeovers.get(msg.workflow_id)
         if core is None or msg.workflow_id not in self.progress:
             return
@@ -350,7 +388,7 @@ class SimTakeover:
             # end is then the only one there is). A claimant (or acting
             # successor) makes that end its own and tells everyone, those that granted
             # its claim and follow it too: there is one end.
-            self.sim.stats["takeover found the end"] += 1
+            self.world.stats["takeover found the end"] += 1
             if not self._announce(now, msg.workflow_id, core, msg.final):
                 self.follow_end(now, msg.workflow_id, msg.held_epoch, src, msg.final)
                 if msg.workflow_id not in self.disk.final:
@@ -371,9 +409,9 @@ class SimTakeover:
         if before[0] is Role.CLAIMING and msg.held_epoch == before[1] and not msg.granted:
             # A split claim settled on the denials (takeover_split), not at a timeout.
             if core.epoch == before[1] and core.coordinator not in (before[2], self.name):
-                self.sim.stats["takeover claimant yielded to a better-ranked rival"] += 1
+                self.world.stats["takeover claimant yielded to a better-ranked rival"] += 1
             elif core.epoch > before[1] and core.coordinator == self.name:
-                self.sim.stats["takeover next epoch claimed on the denials"] += 1
+                self.world.stats["takeover next epoch claimed on the denials"] += 1
 
     def _tk_follow(self, wf: str, epoch: int, coordinator: str) -> None:
         self._point("takeover epoch")
@@ -382,7 +420,7 @@ class SimTakeover:
         self._report_again(wf)
         row = self.disk.rows.get(wf)
         if row is not None:  # the original coordinator: no longer acts for it
-            self.sim.stats["old coordinator follows"] += 1
+            self.world.stats["old coordinator follows"] += 1
 
     def follow_end(self, now: float, wf: str, epoch: int, src: str,
                    state: WorkflowState) -> None:
@@ -402,7 +440,7 @@ class SimTakeover:
             d.rows[wf] = replace(row, state=state)
         core = self._tk_core(now, wf)
         if core is not None and self._announce(now, wf, core, state):
-            self.sim.stats["takeover claimant told an earlier epoch's end on"] += 1
+            self.world.stats["takeover claimant told an earlier epoch's end on"] += 1
 
     def _announce(self, now: float, wf: str, core: Takeover, state: WorkflowState) -> bool:
         """The end is known here: a claimant (or acting successor) makes it its own and
@@ -436,7 +474,7 @@ class SimTakeover:
 
     def _end_as_successor(self, now: float, wf: str, epoch: int,
                           state: WorkflowState) -> None:
-        self.sim.checker.coordinator_ended(self.name, wf, epoch, state)
+        self.world.checker.coordinator_ended(self.name, wf, epoch, state)
         row = self.disk.rows.get(wf)
         if row is not None:  # the original coordinator, back and acting in a later epoch
             self.disk.rows[wf] = replace(row, state=state)

@@ -32,7 +32,7 @@ class WallLeases(SimClock):
     and timeouts are computed from wall time (what the daemon did before its Clock)."""
 
     def monotonic(self) -> float:
-        return self.sim.now + self.offset_s
+        return super().monotonic() + self.offset_s
 
 
 @pytest.fixture

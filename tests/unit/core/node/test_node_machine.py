@@ -1,14 +1,17 @@
 """A small federation of Nodes under Hypothesis: submissions, lost, duplicated and
 reordered messages, timers, step ends, and crashes at any write of a Ready followed
-by a restore from the writes applied. The driver here is a minimal one (the
-simulator's is agent/sim/negotiation/agent.py); the invariants are the Node's."""
+by a restore from the writes applied, on the same monotonic clock or on another one (a
+reboot: the clock a Node reads is true time plus its boot's offset, and a restore may
+draw a new offset, far below or far above the old). The driver here is a minimal one
+(the simulator's is agent/sim/negotiation/agent.py); the invariants are the Node's,
+and no lease fires early in true time."""
 
 from __future__ import annotations
 
 import random
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.negotiation.messages import Decision, Value
+from fedorch.core.negotiation.messages import Decision, DecisionQuery, Value
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import apply
 from fedorch.core.node.records import Disk, Timing, VoteMsg
@@ -20,12 +23,19 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 NAMES = ["d0", "d1", "d2"]
+# A boot's monotonic clock minus true time: a restore keeps its Node's or draws another.
+BOOT_OFFSETS = (0.0, 10_000.0, 1_000_000.0)
+# Times summed along different paths and offsets: equal instants may differ by rounding.
+EPSILON_S = 1e-6
 
 
 class Federation(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.now = 0.0
+        self.now = 0.0  # true time; a Node reads it plus its boot's offset
+        self.offsets = dict.fromkeys(NAMES, 0.0)
+        self.reserved_at: dict[tuple[str, tuple], float] = {}  # first written, true time
+        self.queried: set[tuple[str, tuple]] = set()
         self.disks = {n: Disk() for n in NAMES}
         self.nodes = {n: self._node(n, 0) for n in NAMES}
         self.boots = dict.fromkeys(NAMES, 0)
@@ -43,7 +53,17 @@ class Federation(RuleBasedStateMachine):
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                     capacities={"a": 2, "b": 1}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name) * 101 + boot),
-                    disk=self.disks[name], now=self.now)
+                    wall_ms=self._wall_ms(self.offsets[name]),
+                    disk=self.disks[name], now=self.clock(name))
+
+    @staticmethod
+    def _wall_ms(offset: float):
+        """The host's wall clock, which a reboot does not restart: true time."""
+        return lambda now: int((now - offset) * 1000)
+
+    def clock(self, name: str) -> float:
+        """The monotonic clock of `name`'s current boot."""
+        return self.now + self.offsets[name]
 
     def _drive(self, name: str, crash_at: int | None = None) -> None:
         """Do the Node's Ready as a driver does; crash_at: stop after that many writes
@@ -52,16 +72,18 @@ class Federation(RuleBasedStateMachine):
         ready = node.ready()
         if crash_at is not None and crash_at < len(ready.writes):
             for w in ready.writes[:crash_at]:
+                self._reserved(name, w.ops)
                 apply(self.disks[name], w.ops)
             self._restore(name)
             return
         for out in ready.send_now:
-            self.net.append((name, out.to, out.msg, self.now))
+            self._sent(name, out.to, out.msg)
         for w in ready.writes:
+            self._reserved(name, w.ops)
             apply(self.disks[name], w.ops)
         for out in ready.send_after_write:
             self._check_written(name, out.msg)
-            self.net.append((name, out.to, out.msg, self.now))
+            self._sent(name, out.to, out.msg)
         for out in ready.send_now:
             self._check_written(name, out.msg)
         for run in ready.start_steps:
@@ -69,6 +91,23 @@ class Federation(RuleBasedStateMachine):
             self.started.add(run)
         self.running += [(name, run) for run in ready.start_steps]
         node.advance(ready)
+
+    def _reserved(self, name: str, ops) -> None:
+        for op in ops:
+            if op.table == "holds" and op.kind == "put":
+                self.reserved_at.setdefault((name, op.key), self.now)
+
+    def _sent(self, name: str, to: str, msg: object) -> None:
+        """On the network; a participant's first query about a hold is its lease firing:
+        never sooner than a lease after the reservation was written, in true time,
+        whatever clocks its boots read."""
+        if isinstance(msg, DecisionQuery) and (name, msg.key) not in self.queried:
+            self.queried.add((name, msg.key))
+            reserved = self.reserved_at.get((name, msg.key))
+            assert reserved is None or self.now + EPSILON_S >= reserved + \
+                self.timing.lease_s, f"{name} asked about {msg.key} at {self.now}, its" \
+                f" reservation written at {reserved}: the lease fired early"
+        self.net.append((name, to, msg, self.now))
 
     def _check_written(self, name: str, msg: object) -> None:
         """What a message claims about its sender's disk is on that disk when it leaves."""
@@ -89,7 +128,7 @@ class Federation(RuleBasedStateMachine):
 
     def _step(self, name: str, event: object) -> None:
         try:
-            self.nodes[name].step(self.now, event)
+            self.nodes[name].step(self.clock(name), event)
         except RemoteProtocolError:
             pass  # refused: what it decided before still stands
         self._drive(name)
@@ -130,10 +169,11 @@ class Federation(RuleBasedStateMachine):
         self.now += dt
         timer = self.nodes[name].get_timer()
         if timer is not None:
-            self.now = max(self.now, timer)
+            self.now = max(self.now, timer - self.offsets[name])
         self._step(name, Tick())
         after = self.nodes[name].get_timer()
-        assert after is None or after > self.now, f"{name}: timer {after} <= {self.now}"
+        now = self.clock(name)
+        assert after is None or after > now, f"{name}: timer {after} <= {now}"
 
     @precondition(lambda self: self.running)
     @rule(data=st.data(), ok=st.booleans())
@@ -143,14 +183,17 @@ class Federation(RuleBasedStateMachine):
         self._step(name, StepEnded(wf, step, attempt, ok, {"by": name} if ok else {},
                                    "" if ok else "failed"))
 
-    @rule(name=st.sampled_from(NAMES), at=st.integers(0, 6))
-    def crash_and_restore(self, name, at):
-        """A crash after `at` writes of the next Ready (a Tick makes one), or none."""
+    @rule(name=st.sampled_from(NAMES), at=st.integers(0, 6),
+          offset=st.sampled_from(BOOT_OFFSETS))
+    def crash_and_restore(self, name, at, offset):
+        """A crash after `at` writes of the next Ready (a Tick makes one), or none; the
+        restore reads the clock of a boot with `offset` (the same, or a reboot's)."""
         node = self.nodes[name]
         try:
-            node.step(self.now, Tick())
+            node.step(self.clock(name), Tick())
         except RemoteProtocolError:
             pass
+        self.offsets[name] = offset
         self._drive(name, crash_at=at)
         if self.nodes[name] is node:  # the Ready was shorter: crash after it
             self._restore(name)
