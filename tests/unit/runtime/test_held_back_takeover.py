@@ -29,14 +29,13 @@ import time
 
 from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.participant import Hold, HoldState
-from fedorch.core.workflow.progress import Progress
 from fedorch.core.workflow.takeover import Act, Role, SendClaim, Takeover, Watch
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import in_doubt as in_doubt_module
 from fedorch.runtime import takeover_claims
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.peers import PeerCallError
-from fedorch.runtime.store.store import Store, WorkflowRow
+from fedorch.runtime.store.store import WorkflowRow
 
 from tests.unit.runtime.test_self_fencing_restart import SPEC, WF, _earlier_life
 from tests.unit.runtime.test_self_fencing_shell import Forever, Views
@@ -179,6 +178,20 @@ class Looked(Views):
         return super().member(name)
 
 
+def _restarted(agent: Agent, *, trusting=None, views=Views,
+               **view_args) -> tuple[Agent, Forever]:
+    """The agent again on the same store, with membership `views(restarted, **view_args)`
+    (trusting the test's keys first, if `trusting`) and an executor whose steps run
+    until cancelled."""
+    restarted = Agent(agent.config, agent.store)
+    if trusting is not None:
+        trusting(restarted)
+    restarted.membership = views(restarted, **view_args)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    return restarted, executor
+
+
 def _answer_with(restarted: Agent, monkeypatch, call) -> None:
     """Peer calls of the restarted agent answered by `call`; its deliveries dropped."""
     def deliver(domain, method, **payload):
@@ -202,11 +215,9 @@ async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
     the asking slept out its pause first."""
     monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_FIRST_S", 30.0)
     await _earlier_life(agent)
-    restarted = Agent(agent.config, agent.store)
-    restarted.membership = views = Looked(restarted, beta=MemberState.DEAD,
-                                          gamma=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
+    restarted, executor = _restarted(agent, views=Looked, beta=MemberState.DEAD,
+                                     gamma=MemberState.ALIVE)
+    views = restarted.membership
     asked: list[str] = []
 
     async def call(endpoint, method, **kwargs):
@@ -254,18 +265,9 @@ async def _restarted_with_gamma_acting(agent: Agent, monkeypatch, certificate):
     and answers QueryDecision with the step epochs and `certificate`."""
     from tests.unit.runtime.test_proven_successor import _trusting
 
-    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "gamma"},
-                      round=1, created_ms=1, updated_ms=1)
-    active = Active(row, Progress(SPEC, row.placement, "alpha"))
-    (attempt,) = active.progress.start_ready(agent.now())
-    await agent.save(active, [attempt.step_id], also=[
-        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
-    restarted = Agent(agent.config, agent.store)
-    _trusting(restarted)
-    restarted.membership = Views(restarted, beta=MemberState.DEAD, gamma=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
+    await _earlier_life(agent, round=1)
+    restarted, executor = _restarted(agent, trusting=_trusting, beta=MemberState.DEAD,
+                                     gamma=MemberState.ALIVE)
     asked: list[str] = []
 
     async def call(endpoint, method, **kwargs):
@@ -335,11 +337,9 @@ async def _restarted_under_a_verdict(agent: Agent, monkeypatch, call):
     SWIM holds beta DEAD, a verdict that has not stood for the loss grace here yet
     (`views.held`); gamma, the other participant, is ALIVE. Peer calls go to `call`."""
     await _earlier_life(agent)
-    restarted = Agent(agent.config, agent.store)
-    restarted.membership = views = Views(restarted, held={"beta"}, beta=MemberState.DEAD,
-                                         gamma=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
+    restarted, executor = _restarted(agent, held={"beta"}, beta=MemberState.DEAD,
+                                     gamma=MemberState.ALIVE)
+    views = restarted.membership
     _answer_with(restarted, monkeypatch, call)
     return restarted, views, executor
 
@@ -413,19 +413,10 @@ async def test_a_held_back_participant_finds_a_successor_among_the_round_accepto
     knew of were asked (none besides beta), and alpha waited for a claim."""
     from tests.unit.runtime.test_who_coordinates import acting, certificate, trusting
 
-    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "beta"},
-                      round=1, acceptors=["alpha", "beta", "delta"], created_ms=1,
-                      updated_ms=1)
-    active = Active(row, Progress(SPEC, row.placement, "alpha"))
-    (attempt,) = active.progress.start_ready(agent.now())
-    await agent.save(active, [attempt.step_id], also=[
-        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
-    restarted = Agent(agent.config, agent.store)
-    trusting(restarted)
-    restarted.membership = Views(restarted, beta=MemberState.DEAD, delta=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
+    await _earlier_life(agent, {"s": "alpha", "t": "beta"}, round=1,
+                        acceptors=["alpha", "beta", "delta"])
+    restarted, executor = _restarted(agent, trusting=trusting, beta=MemberState.DEAD,
+                                     delta=MemberState.ALIVE)
     asked: list[str] = []
 
     async def call(endpoint, method, **kwargs):

@@ -24,12 +24,15 @@ SPEC = json_format.ParseDict({"name": "one", "steps": [
 WF = "beta.1"
 
 
-async def _earlier_life(agent: Agent) -> None:
+async def _earlier_life(agent: Agent, placement: dict[str, str] | None = None,
+                       **row_fields) -> None:
     """Step s of beta's workflow was running here (attempt 1 on record, no end) when
-    this agent stopped."""
+    this agent stopped (t on gamma unless `placement` says otherwise; `row_fields`: the
+    rest of the workflow's row, such as its round)."""
     row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "gamma"},
-                      created_ms=1, updated_ms=1)
+                      spec=SPEC.SerializeToString(),
+                      placement=placement or {"s": "alpha", "t": "gamma"},
+                      created_ms=1, updated_ms=1, **row_fields)
     active = Active(row, Progress(SPEC, row.placement, "alpha"))
     (attempt,) = active.progress.start_ready(agent.now())
     await agent.save(active, [attempt.step_id], also=[
