@@ -25,7 +25,6 @@ act as successor.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.participant import Hold, HoldState
@@ -39,6 +38,7 @@ from fedorch.runtime.store.store import WorkflowRow
 
 from tests.unit.runtime.test_self_fencing_restart import SPEC, WF, _earlier_life
 from tests.unit.runtime.test_self_fencing_shell import Forever, Views
+from tests.unit.runtime.waiting import until as _until
 
 # ---- the answer of a participant in doubt ------------------------------------------------
 
@@ -157,13 +157,6 @@ async def test_a_participant_that_stays_in_doubt_is_asked_with_the_backoff(
 
 
 # ---- the asking turns to the successor at once ----------------------------------------------
-
-
-async def _until(condition, what: str, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 class Looked(Views):

@@ -18,6 +18,8 @@ from fedorch.runtime.membership import Membership
 from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf import json_format
 
+from tests.unit.runtime.waiting import until as _until
+
 SPEC = json_format.ParseDict({"name": "two", "steps": [
     {"id": "s", "capability": "x"}, {"id": "t", "capability": "x", "needs": ["s"]}]},
     spec_pb2.WorkflowSpec())
@@ -224,13 +226,6 @@ async def _chain_cut_off(agent: Agent, monkeypatch, after_s: float):
     monkeypatch.setattr(agent, "now", lambda: later)
     gate.open.set()
     return active, forever, contact, lease_s
-
-
-async def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def test_a_step_started_while_cut_off_past_the_lease_is_never_run(

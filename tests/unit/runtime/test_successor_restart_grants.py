@@ -29,20 +29,11 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.epoch_grants import grant_statement
 from fedorch.runtime.store.store import StepRow, Store, WorkflowRow
 
+from tests.unit.runtime.waiting import until as _until
+
 WF = "gamma.000000000001aaaaaaaa"
 ELECTORATE = ["alpha", "beta", "gamma"]
 DEADLINE_S = 30.0
-
-
-async def _until(condition: Callable[[], object], what: str) -> object:
-    """Wait for a condition, with a deadline (a failure names it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not (value := condition()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-    return value
 
 
 class Peers:
