@@ -5,11 +5,12 @@ answered from), and written and read back as given."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fedorch.runtime.store.store import AcceptorRow, Store
+
+from tests.unit.runtime.store.old_data_dir import data_dir_at
 
 WF = "beta.0123abcd"
 
@@ -17,13 +18,8 @@ WF = "beta.0123abcd"
 async def test_a_version_17_data_dir_gains_the_column_in_place(tmp_path: Path) -> None:
     assert "acceptor_records ADD COLUMN round_tx" in MIGRATIONS[17]  # migration 17 -> 18
     assert SCHEMA_VERSION >= 18
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "agent.db") as db:
-        db.executescript(";".join(MIGRATIONS[:17]) + ";INSERT INTO meta VALUES("
-                         "'schema_version', '17');"
-                         "INSERT INTO acceptor_records(workflow_id, round, tx, promised_n,"
-                         f" promised_by) VALUES('{WF}', 1, x'01', 3, 'delta');")
+    data = data_dir_at(tmp_path, 17, "INSERT INTO acceptor_records(workflow_id, round, tx,"
+                       f" promised_n, promised_by) VALUES('{WF}', 1, x'01', 3, 'delta');")
     store = await Store.open(data)
     try:
         assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)

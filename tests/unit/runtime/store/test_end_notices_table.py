@@ -3,28 +3,23 @@ dir in place (migration 15 -> 16), a row per (workflow, domain)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from fedorch.runtime.store import end_notices
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fedorch.runtime.store.store import Store
 
+from tests.unit.runtime.store.old_data_dir import data_dir_at, tables_in
+
 WF = "alpha.0123abcd"
 
 
 async def test_a_version_15_data_dir_gains_the_table_in_place(tmp_path: Path) -> None:
     assert "end_notices" in MIGRATIONS[15] and SCHEMA_VERSION >= 16  # migration 15 -> 16
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "agent.db") as db:
-        db.executescript(";".join(MIGRATIONS[:15]) + ";INSERT INTO meta VALUES("
-                         "'schema_version', '15');"
-                         "INSERT INTO workflows(id, name, coordinator, state, spec, created_ms,"
-                         f" updated_ms, epoch) VALUES('{WF}', 'n', 'alpha', 'SUCCEEDED', x'00',"
-                         " 1, 2, 0);")
-        assert "end_notices" not in {r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    data = data_dir_at(tmp_path, 15, "INSERT INTO workflows(id, name, coordinator, state,"
+                       f" spec, created_ms, updated_ms, epoch) VALUES('{WF}', 'n', 'alpha',"
+                       " 'SUCCEEDED', x'00', 1, 2, 0);")
+    assert "end_notices" not in tables_in(data)
     store = await Store.open(data)
     try:
         assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)

@@ -4,24 +4,20 @@ written before, and written with the reservation as given."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fedorch.runtime.store.store import HoldTxRow, ReservationRow, Store
+
+from tests.unit.runtime.store.old_data_dir import data_dir_at
 
 WF = "alpha.0123abcd"
 
 
 async def test_a_version_16_data_dir_gains_the_column_in_place(tmp_path: Path) -> None:
     assert "round_tx" in MIGRATIONS[16] and SCHEMA_VERSION >= 17  # migration 16 -> 17
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "agent.db") as db:
-        db.executescript(";".join(MIGRATIONS[:16]) + ";INSERT INTO meta VALUES("
-                         "'schema_version', '16');"
-                         "INSERT INTO hold_txs(workflow_id, round, tx, spec, placement)"
-                         f" VALUES('{WF}', 1, x'01', x'02', '{{}}');")
+    data = data_dir_at(tmp_path, 16, "INSERT INTO hold_txs(workflow_id, round, tx, spec,"
+                       f" placement) VALUES('{WF}', 1, x'01', x'02', '{{}}');")
     store = await Store.open(data)
     try:
         assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
