@@ -185,6 +185,30 @@ def _restarted(agent: Agent, *, trusting=None, views=Views,
     return restarted, executor
 
 
+def _decision_queries(*, only: str | None = None, unreachable: tuple[str, ...] = (),
+                      certificate: peer_pb2.EpochCertificate | None = None):
+    """Peer calls as the asking makes them (QueryDecision alone), each recipient noted in
+    `asked`: one in `unreachable` cannot be reached, any other answers that s and t are
+    placed as they were (step epochs 0), showing `certificate` if given. `only`: the one
+    recipient the test allows. Returns (call, asked)."""
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision", method
+        to = kwargs["recipient"]
+        asked.append(to)
+        assert only is None or to == only, f"{to} was asked"
+        if to in unreachable:
+            raise PeerCallError("unavailable", f"{to} cannot be reached")
+        answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                         step_epochs={"s": 0, "t": 0})
+        if certificate is not None:
+            answer.epoch_certificate.CopyFrom(certificate)
+        return peer_pb2.Body(decision_answer=answer), None
+
+    return call, asked
+
+
 def _answer_with(restarted: Agent, monkeypatch, call) -> None:
     """Peer calls of the restarted agent answered by `call`; its deliveries dropped."""
     def deliver(domain, method, **payload):
@@ -211,17 +235,10 @@ async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
     restarted, executor = _restarted(agent, views=Looked, beta=MemberState.DEAD,
                                      gamma=MemberState.ALIVE)
     views = restarted.membership
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision", method
-        asked.append(kwargs["recipient"])
-        assert kwargs["recipient"] == "gamma", "a DEAD coordinator is not asked"
-        # gamma answers as it will once it acts; without its certificate (it shows none
-        # here) that is no answer of the coordinator followed, until alpha follows it.
-        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
-            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
-
+    # A DEAD coordinator is not asked. gamma answers as it will once it acts; without
+    # its certificate (it shows none here) that is no answer of the coordinator
+    # followed, until alpha follows it.
+    call, asked = _decision_queries(only="gamma")
     _answer_with(restarted, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
@@ -261,17 +278,7 @@ async def _restarted_with_gamma_acting(agent: Agent, monkeypatch, certificate):
     await _earlier_life(agent, round=1)
     restarted, executor = _restarted(agent, trusting=_trusting, beta=MemberState.DEAD,
                                      gamma=MemberState.ALIVE)
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision" and kwargs["recipient"] == "gamma"
-        asked.append(kwargs["recipient"])
-        answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
-                                         step_epochs={"s": 0, "t": 0})
-        if certificate is not None:
-            answer.epoch_certificate.CopyFrom(certificate)
-        return peer_pb2.Body(decision_answer=answer), None
-
+    call, asked = _decision_queries(only="gamma", certificate=certificate)
     _answer_with(restarted, monkeypatch, call)
     return restarted, executor, asked
 
@@ -343,14 +350,7 @@ async def test_a_coordinator_dead_within_its_loss_grace_is_asked_and_its_answer_
     (s still placed here), and the retry starts on its answer. Before, beta was not
     asked from the verdict on: gamma was (it shows no certificate), and nothing started
     until the verdict was withdrawn or a successor took over."""
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision", method
-        asked.append(kwargs["recipient"])
-        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
-            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
-
+    call, asked = _decision_queries()
     restarted, _, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
@@ -371,16 +371,7 @@ async def test_past_its_loss_grace_the_coordinator_is_asked_no_more(
     participants (gamma, which shows no certificate) and beta is asked no more."""
     monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_FIRST_S", 0.01)
     monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_MAX_S", 0.05)
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision", method
-        asked.append(kwargs["recipient"])
-        if kwargs["recipient"] == "beta":
-            raise PeerCallError("unavailable", "beta cannot be reached")
-        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
-            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
-
+    call, asked = _decision_queries(unreachable=("beta",))
     restarted, views, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
