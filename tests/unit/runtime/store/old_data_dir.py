@@ -4,9 +4,12 @@ the tests of the migration that follows."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fedorch.runtime.store.schema import MIGRATIONS
+from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
+from fedorch.runtime.store.store import Store
 
 
 def data_dir_at(tmp: Path, version: int, rows_sql: str = "") -> Path:
@@ -28,3 +31,15 @@ def tables_in(data: Path) -> set[str]:
         return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     finally:
         db.close()
+
+
+@asynccontextmanager
+async def migrated(data: Path) -> AsyncIterator[Store]:
+    """The store opened on an older data dir: migrated to the current schema (checked),
+    closed after."""
+    store = await Store.open(data)
+    try:
+        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        yield store
+    finally:
+        await store.close()

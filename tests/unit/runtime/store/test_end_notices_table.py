@@ -7,9 +7,8 @@ from pathlib import Path
 
 from fedorch.runtime.store import end_notices
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
-from fedorch.runtime.store.store import Store
 
-from tests.unit.runtime.store.old_data_dir import data_dir_at, tables_in
+from tests.unit.runtime.store.old_data_dir import data_dir_at, migrated, tables_in
 
 WF = "alpha.0123abcd"
 
@@ -20,9 +19,7 @@ async def test_a_version_15_data_dir_gains_the_table_in_place(tmp_path: Path) ->
                        f" spec, created_ms, updated_ms, epoch) VALUES('{WF}', 'n', 'alpha',"
                        " 'SUCCEEDED', x'00', 1, 2, 0);")
     assert "end_notices" not in tables_in(data)
-    store = await Store.open(data)
-    try:
-        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    async with migrated(data) as store:
         assert (await store.get_workflow(WF)).state == "SUCCEEDED"
         assert await end_notices.owed(store) == []
         # Owed twice to one domain (an end written again): one row, the latest time.
@@ -33,5 +30,3 @@ async def test_a_version_15_data_dir_gains_the_table_in_place(tmp_path: Path) ->
         assert await store.apply([end_notices.delivered_statement(WF, "beta")]) == [1]
         assert await store.apply([end_notices.delivered_statement(WF, "beta")]) == [0]
         assert [n.domain for n in await end_notices.owed(store)] == ["gamma"]
-    finally:
-        await store.close()

@@ -13,7 +13,7 @@ from fedorch.runtime.store.epoch_grants import grant_statement, grants_of
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fedorch.runtime.store.store import Store, WorkflowRow
 
-from tests.unit.runtime.store.old_data_dir import data_dir_at, tables_in
+from tests.unit.runtime.store.old_data_dir import data_dir_at, migrated, tables_in
 
 WF = "gamma.0123abcd"
 
@@ -63,17 +63,13 @@ async def test_a_version_14_data_dir_gains_the_table_in_place(tmp_path: Path) ->
                        f" spec, created_ms, updated_ms, epoch) VALUES('{WF}', 'n', 'beta',"
                        " 'RUNNING', x'00', 1, 2, 1);")
     assert "epoch_grants" not in tables_in(data)
-    store = await Store.open(data)
-    try:
-        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    async with migrated(data) as store:
         old = await store.get_workflow(WF)
         assert old is not None and (old.coordinator, old.epoch) == ("beta", 1)
         assert await grants_of(store, WF, 1) == {}
         assert await store.select("SELECT * FROM replacement_rounds") == []  # the same migration
         await store.apply([grant_statement(WF, "alpha", 1, _envelope(b"a"))])
         assert list(await grants_of(store, WF, 1)) == ["alpha"]
-    finally:
-        await store.close()
 
 
 async def test_retention_removes_the_grants_with_their_workflow(tmp_path: Path) -> None:
