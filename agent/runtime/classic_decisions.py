@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedorch.participant")
 
+# What a decision notice that fails its checks raises (Paxos Commit's and classic alike).
+DECISION_REFUSALS = (Refused, AuthError, RemoteProtocolError)
+
+
+def refused_decision(a: AgentContext, sender: str, e: Exception) -> peer_pb2.Ack:
+    """The answer to a decision notice refused with `e` (one of DECISION_REFUSALS): an
+    authority refusal counted, a bad message logged; nothing else changes."""
+    if isinstance(e, Refused):
+        count_refusal(a, sender, "decision_notice", e)
+        return peer_pb2.Ack(ok=False, error=e.detail)
+    log.warning("refused decision from %s: %s", sender, e)
+    return peer_pb2.Ack(ok=False, error=str(e))
+
 
 class ClassicDecisions:
     """Classic decision notices. `committed`: Participation._committed, which sets a
@@ -64,12 +77,8 @@ class ClassicDecisions:
                 # A step of a workflow we take part in was placed again elsewhere.
                 return await self._placed_elsewhere(decision)
             effect = a.participant.decide(a.now(), decision.workflow_id, decision.round, commit)
-        except Refused as e:
-            count_refusal(a, sender, "decision_notice", e)
-            return peer_pb2.Ack(ok=False, error=e.detail)
-        except (AuthError, RemoteProtocolError) as e:
-            log.warning("refused decision from %s: %s", sender, e)
-            return peer_pb2.Ack(ok=False, error=str(e))
+        except DECISION_REFUSALS as e:
+            return refused_decision(a, sender, e)
         key = (decision.workflow_id, decision.round)
         if effect is DecisionEffect.RELEASED:
             await a.store.apply([Store.delete_reservation_statement(*key),

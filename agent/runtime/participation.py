@@ -26,14 +26,17 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from fedorch.core.identity.authority import Facts, Refused, authorize
-from fedorch.core.identity.envelope import AuthError
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo, Value
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState
 from fedorch.core.workflow.lifecycle import Committed, Ended, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
-from fedorch.runtime.classic_decisions import ClassicDecisions
+from fedorch.runtime.classic_decisions import (
+    DECISION_REFUSALS,
+    ClassicDecisions,
+    refused_decision,
+)
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
@@ -136,12 +139,8 @@ class Participation:
             if opened is None:
                 return await self.classic.decide(sender, envelope, from_coordinator)
             signer, value, tx = opened
-        except Refused as e:
-            count_refusal(a, sender, "decision_notice", e)
-            return peer_pb2.Ack(ok=False, error=e.detail)
-        except (AuthError, RemoteProtocolError) as e:
-            log.warning("refused decision from %s: %s", sender, e)
-            return peer_pb2.Ack(ok=False, error=str(e))
+        except DECISION_REFUSALS as e:
+            return refused_decision(a, sender, e)
         direct = from_coordinator and sender == signer == tx.coordinator
         await a.consensus.on_decision(signer, value, tx, from_coordinator=direct)
         return peer_pb2.Ack(ok=True)

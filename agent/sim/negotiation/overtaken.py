@@ -45,14 +45,10 @@ it saw c lost, placed nothing (`work` FAILED there naming c).
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fedorch.core.identity.envelope import Signer, seal
-from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.coordinator import (
     Coordinator,
     Finished,
@@ -65,7 +61,7 @@ from fedorch.core.negotiation.participant import Participant
 from fedorch.core.workflow import round_mandate
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.epoch_certificate import CertificateError, round_range, verify
-from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.placement import place
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.core.workflow.round_mandate import Regranted, RoundMandate, Verdict
 from fedorch.core.workflow.takeover import (
@@ -83,6 +79,14 @@ from fedorch.core.workflow.takeover import (
     may_grant,
 )
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.sim.negotiation.epoch_pieces import (
+    acted_twice,
+    candidate,
+    certificate,
+    domain_keys,
+    sealed_grant,
+    yes_outside_acted,
+)
 from fedorch.sim.negotiation.replacement import OneStep
 from fedorch.sim.negotiation.timeline import Timeline
 
@@ -133,9 +137,7 @@ class OvertakenWorld:
         self.fresh_s = fresh_s  # the old rule: kept grants count after this
         self.lease_s = LEASE_S
         names = ("co", *PARTICIPANTS, "x", "y", *CANDIDATES)
-        keys = {n: Ed25519PrivateKey.generate() for n in names}
-        self.signers = {n: Signer(n, k) for n, k in keys.items()}
-        self.trust = TrustStore({n: k.public_key() for n, k in keys.items()})
+        self.signers, self.trust = domain_keys(names)
         self.nodes = {n: Node(n) for n in names}
         policy = config_pb2.Policy(accept_from=["*"])
         for n in CANDIDATES:
@@ -275,11 +277,9 @@ class OvertakenWorld:
         node.held = (epoch, claimant)  # durable before the answer leaves
         if node.core is not None:
             self._apply(node, node.core.step(self.now, Adopted(epoch, claimant)))
-        answer = peer_pb2.TakeoverAnswer(
-            workflow_id=WF, epoch=epoch, granted=True, held_epoch=epoch, holder=claimant,
-            committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE))
-        envelope = seal(self.signers[name], recipient=claimant, now_ms=int(self.now * 1000),
-                        nonce=os.urandom(16), takeover_answer=answer)
+        envelope = sealed_grant(self.signers[name], workflow_id=WF, claimant=claimant,
+                                epoch=epoch, now=self.now, committed_round=COMMITTED_ROUND,
+                                electorate=ELECTORATE)
         self._send(name, claimant, self._answer_at, claimant, name, epoch, envelope,
                    (epoch, claimant))
 
@@ -298,15 +298,11 @@ class OvertakenWorld:
 
     def _certificate(self, node: Node) -> peer_pb2.EpochCertificate:
         epoch = node.core.epoch
-        own = seal(self.signers[node.name], recipient=node.name, now_ms=int(self.now * 1000),
-                   nonce=os.urandom(16), takeover_answer=peer_pb2.TakeoverAnswer(
-                       workflow_id=WF, epoch=epoch, granted=True, held_epoch=epoch,
-                       holder=node.name, committed_round=COMMITTED_ROUND,
-                       electorate=sorted(ELECTORATE)))
         grants = [env for voter, (e, env) in sorted(node.grants.items()) if e == epoch
                   and voter != node.name]
-        return peer_pb2.EpochCertificate(workflow_id=WF, epoch=epoch, coordinator=node.name,
-                                         grants=[*grants, own])
+        return certificate(self.signers[node.name], grants, workflow_id=WF, epoch=epoch,
+                           now=self.now, committed_round=COMMITTED_ROUND,
+                           electorate=ELECTORATE)
 
     # ---- the re-ask before a round (the shell's fresh_certificate) -----------------------
 
@@ -371,10 +367,8 @@ class OvertakenWorld:
         me = node.name
 
         def placer(excluded):
-            candidates = [Candidate(peer_pb2.DomainRecord(domain=c, capabilities=[
-                peer_pb2.CapabilityInfo(name=CAP, capacity=2, available=2)]),
-                not self._lost_in_view(me, c)) for c in CANDIDATES
-                if not self._lost_in_view(me, c)]
+            candidates = [candidate(c, CAP, 2, True) for c in CANDIDATES
+                          if not self._lost_in_view(me, c)]
             refused = {k: set(v) for k, v in excluded.items()}
             refused.setdefault(STEP, set()).update(PARTICIPANTS)
             return place(self.spec, candidates, coordinator=me, excluded=refused,
@@ -474,12 +468,8 @@ class OvertakenWorld:
         def fail(what: str) -> None:
             raise OvertakenFailure(f"seed {self.seed}: {what}")
 
-        per_epoch: dict[int, set[str]] = {}
-        for name, epoch, _ in self.acting:
-            per_epoch.setdefault(epoch, set()).add(name)
-        for epoch, names in per_epoch.items():
-            if len(names) > 1:
-                fail(f"epoch {epoch} acted by {sorted(names)}")
+        for what in acted_twice(self.acting):
+            fail(what)
         if len(self.placed) > 1:
             fail(f"the loss of c placed {STEP} again {len(self.placed)} times: "
                  + ", ".join(f"by {by} in epoch {e} on {on} at {t:.2f}"
@@ -487,10 +477,8 @@ class OvertakenWorld:
         for x, y, overlap in self.overlaps():
             fail(f"{STEP} ran on {x} and {y} at once for {overlap:.2f} s"
                  f" (lease {self.lease_s} s)")
-        acting_epochs = {epoch for _, epoch, _ in self.acting}
-        for name, round_, epoch in self.yes_to:
-            if epoch not in acting_epochs or round_ not in round_range(epoch):
-                fail(f"{name} voted YES in round {round_} of epoch {epoch}, not acted")
+        for what in yes_outside_acted(self.acting, self.yes_to):
+            fail(what)
         if not self.mandate:
             return
         for name, fresh in self.fresh_at_place:

@@ -43,8 +43,9 @@ from fedorch.core.negotiation.participant import Participant
 from fedorch.core.workflow.domain_loss import LossAction, not_replaced_reason
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
-from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.check import check_replacement
+from fedorch.sim.negotiation.epoch_pieces import candidate
 from fedorch.sim.negotiation.timeline import Timeline
 
 CO = "co"
@@ -154,9 +155,7 @@ class ReplacementWorld:
     # ---- the coordinator ---------------------------------------------------------------
 
     def _candidates(self) -> list[Candidate]:
-        return [Candidate(peer_pb2.DomainRecord(domain=w, capabilities=[
-            peer_pb2.CapabilityInfo(name=CAP, capacity=4, available=4)]), w not in self.dead_seen)
-            for w in sorted(self.workers)]
+        return [candidate(w, CAP, 4, w not in self.dead_seen) for w in sorted(self.workers)]
 
     def _submit(self, wf: str, spec: spec_pb2.WorkflowSpec) -> None:
         flow = self.flows[wf] = Flow(spec, submitted_at=self.now)

@@ -40,14 +40,10 @@ nothing was placed again.
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fedorch.core.identity.envelope import Signer, seal
-from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.coordinator import (
     Coordinator,
     Finished,
@@ -60,7 +56,7 @@ from fedorch.core.negotiation.participant import Participant
 from fedorch.core.workflow import round_mandate
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.epoch_certificate import CertificateError, round_range, verify
-from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.placement import place
 from fedorch.core.workflow.progress import Outcome, Progress, StepState
 from fedorch.core.workflow.round_mandate import Regranted, RoundMandate, Verdict
 from fedorch.core.workflow.takeover import (
@@ -76,6 +72,14 @@ from fedorch.core.workflow.takeover import (
     may_grant,
 )
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.sim.negotiation.epoch_pieces import (
+    acted_twice,
+    candidate,
+    certificate,
+    domain_keys,
+    sealed_grant,
+    yes_outside_acted,
+)
 from fedorch.sim.negotiation.replacement import OneStep
 from fedorch.sim.negotiation.timeline import Timeline
 
@@ -109,9 +113,7 @@ class SuccessorWorld:
         self.timeline = Timeline()
         self.dead_after_s = dead_after_s
         names = ("co", *PARTICIPANTS, *CANDIDATES)
-        keys = {n: Ed25519PrivateKey.generate() for n in names}
-        self.signers = {n: Signer(n, k) for n, k in keys.items()}
-        self.trust = TrustStore({n: k.public_key() for n, k in keys.items()})
+        self.signers, self.trust = domain_keys(names)
         self.nodes = {n: Node(n) for n in names}
         policy = config_pb2.Policy(accept_from=["*"])
         for n in CANDIDATES:
@@ -225,11 +227,9 @@ class SuccessorWorld:
         node.held = (epoch, claimant)  # durable before the answer leaves
         if node.core is not None:
             node.core.step(self.now, Adopted(epoch, claimant))
-        answer = peer_pb2.TakeoverAnswer(
-            workflow_id=WF, epoch=epoch, granted=True, held_epoch=epoch, holder=claimant,
-            committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE))
-        envelope = seal(self.signers[name], recipient=claimant, now_ms=int(self.now * 1000),
-                        nonce=os.urandom(16), takeover_answer=answer)
+        envelope = sealed_grant(self.signers[name], workflow_id=WF, claimant=claimant,
+                                epoch=epoch, now=self.now, committed_round=COMMITTED_ROUND,
+                                electorate=ELECTORATE)
         self._send(name, claimant, self._granted, claimant, name, epoch, envelope)
 
     def _granted(self, name: str, voter: str, epoch: int, envelope: peer_pb2.Envelope) -> None:
@@ -242,14 +242,9 @@ class SuccessorWorld:
         self._mandate_over(node)
 
     def _certificate(self, node: Node) -> peer_pb2.EpochCertificate:
-        own = seal(self.signers[node.name], recipient=node.name, now_ms=int(self.now * 1000),
-                   nonce=os.urandom(16), takeover_answer=peer_pb2.TakeoverAnswer(
-                       workflow_id=WF, epoch=node.core.epoch, granted=True,
-                       held_epoch=node.core.epoch, holder=node.name,
-                       committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE)))
-        return peer_pb2.EpochCertificate(workflow_id=WF, epoch=node.core.epoch,
-                                         coordinator=node.name,
-                                         grants=[*node.grants.values(), own])
+        return certificate(self.signers[node.name], node.grants.values(), workflow_id=WF,
+                           epoch=node.core.epoch, now=self.now,
+                           committed_round=COMMITTED_ROUND, electorate=ELECTORATE)
 
     # ---- re-placement at the successor ---------------------------------------------------
 
@@ -298,9 +293,7 @@ class SuccessorWorld:
         epoch = node.core.epoch
 
         def placer(excluded):
-            candidates = [Candidate(peer_pb2.DomainRecord(domain=c, capabilities=[
-                peer_pb2.CapabilityInfo(name=CAP, capacity=2, available=2)]),
-                c not in self.dead_seen) for c in CANDIDATES]
+            candidates = [candidate(c, CAP, 2, c not in self.dead_seen) for c in CANDIDATES]
             refused = {k: set(v) for k, v in excluded.items()}
             refused.setdefault("second", set()).update({"a", "b", "co"})
             return place(self.spec, candidates, coordinator=node.name, excluded=refused,
@@ -390,13 +383,8 @@ class SuccessorWorld:
     def _liar_prepare(self) -> None:
         """b, before it dies, claims epoch 2 with its own grant alone (a minority)."""
         liar = self.nodes["b"]
-        answer = peer_pb2.TakeoverAnswer(
-            workflow_id=WF, epoch=2, granted=True, held_epoch=2, holder="b",
-            committed_round=COMMITTED_ROUND, electorate=sorted(ELECTORATE))
-        own = seal(self.signers["b"], recipient="b", now_ms=int(self.now * 1000),
-                   nonce=os.urandom(16), takeover_answer=answer)
-        cert = peer_pb2.EpochCertificate(workflow_id=WF, epoch=2, coordinator="b",
-                                         grants=[own])
+        cert = certificate(self.signers["b"], [], workflow_id=WF, epoch=2, now=self.now,
+                           committed_round=COMMITTED_ROUND, electorate=ELECTORATE)
         action = SendPrepare("c", round_range(2).start, ["second"], {"second": "c"})
         if liar.alive:
             self._send("b", "c", self._prepare_at, "c", "b", action, cert)
@@ -460,12 +448,8 @@ class SuccessorWorld:
         def fail(what: str) -> None:
             raise SuccessorFailure(f"seed {self.seed}: {what}")
 
-        per_epoch: dict[int, set[str]] = {}
-        for name, epoch, _ in self.acting:
-            per_epoch.setdefault(epoch, set()).add(name)
-        for epoch, names in per_epoch.items():
-            if len(names) > 1:
-                fail(f"epoch {epoch} acted by {sorted(names)}")
+        for what in acted_twice(self.acting):
+            fail(what)
         for key, n in self.runs.items():
             if n > 1:
                 fail(f"attempt ran {n} times: {key}")
@@ -476,10 +460,8 @@ class SuccessorWorld:
             if self.decided.get(round_) != commit:
                 fail(f"{name} learned {commit} for round {round_}, the coordinator"
                      f" decided {self.decided.get(round_)}")
-        acting_epochs = {epoch for _, epoch, _ in self.acting}
-        for name, round_, epoch in self.yes_to:
-            if epoch not in acting_epochs or round_ not in round_range(epoch):
-                fail(f"{name} voted YES in round {round_} of epoch {epoch}, not acted")
+        for what in yes_outside_acted(self.acting, self.yes_to):
+            fail(what)
         if any(self.liar_answers) or (
                 self.liar_answers and "minority_certificate" not in self.refused):
             fail("a PREPARE with a minority's certificate was not refused")

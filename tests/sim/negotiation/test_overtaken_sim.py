@@ -23,6 +23,38 @@ from fedorch.sim.negotiation.overtaken import OvertakenFailure, OvertakenWorld, 
 SEEDS = 1000
 
 
+def _cut_off_failed(run_seed, cut_off: str, why: str) -> tuple[Counter[str], int]:
+    """The stats of seeds 0..39 summed, and in how many `cut_off` saw c lost while cut
+    off and failed `work` (its error starting as a loss of c for `why`)."""
+    stats: Counter[str] = Counter()
+    failed = 0
+    for seed in range(40):
+        world = run_seed(seed)
+        stats.update(world.stats)
+        if cut_off in world.lost_seen_cut:
+            step = world.nodes[cut_off].progress.steps["work"]
+            assert step.state is StepState.FAILED
+            assert step.error.startswith("domain c was lost (DEAD) while the step ran;"
+                                         " could not place the step again: " + why), \
+                step.error
+            failed += 1
+    return stats, failed
+
+
+def _broken_without_the_mandate(run_seed) -> int:
+    """How many of seeds 0..19 fail their checks without the mandate; the seeds with no
+    cut must pass."""
+    broken = 0
+    for seed in range(20):
+        if seed % 4 == 3:  # no cut: nothing to break
+            run_seed(seed, mandate=False)
+            continue
+        with pytest.raises(OvertakenFailure):
+            run_seed(seed, mandate=False)
+        broken += 1
+    return broken
+
+
 @pytest.mark.parametrize("first", range(0, SEEDS, 250))
 def test_seeded_schedules_hold_every_invariant(first: int) -> None:
     for seed in range(first, first + 250):
@@ -30,18 +62,8 @@ def test_seeded_schedules_hold_every_invariant(first: int) -> None:
 
 
 def test_the_schedules_reach_both_cases() -> None:
-    stats: Counter[str] = Counter()
-    cut_off_failed = 0
-    for seed in range(40):
-        world = run(seed)
-        stats.update(world.stats)
-        if "a" in world.lost_seen_cut:
-            step = world.nodes["a"].progress.steps["work"]
-            assert step.state is StepState.FAILED
-            assert step.error.startswith("domain c was lost (DEAD) while the step ran;"
-                                         " could not place the step again: no majority of"
-                                         " the takeover electorate"), step.error
-            cut_off_failed += 1
+    stats, cut_off_failed = _cut_off_failed(run, "a", "no majority of the takeover"
+                                            " electorate")
     # Cut off: a places nothing, b (epoch 2, a fresh majority: b, x, y) places once.
     assert cut_off_failed == stats["cut"] == stats["placed by b"] > 0, stats
     # No cut: a, in epoch 1, has its fresh majority and places once.
@@ -63,15 +85,7 @@ def test_without_the_mandate_two_epochs_place_the_step_and_it_runs_twice() -> No
 
 
 def test_every_cut_seed_breaks_without_the_mandate() -> None:
-    broken = 0
-    for seed in range(20):
-        if seed % 4 == 3:  # no cut: nothing to break
-            run(seed, mandate=False)
-            continue
-        with pytest.raises(OvertakenFailure):
-            run(seed, mandate=False)
-        broken += 1
-    assert broken == 15
+    assert _broken_without_the_mandate(run) == 15
 
 
 def test_a_world_is_deterministic_per_seed() -> None:
@@ -89,18 +103,8 @@ def test_origin_seeded_schedules_hold_every_invariant(first: int) -> None:
 
 
 def test_origin_schedules_reach_both_cases() -> None:
-    stats: Counter[str] = Counter()
-    cut_off_failed = 0
-    for seed in range(40):
-        world = origin.run(seed)
-        stats.update(world.stats)
-        if "co" in world.lost_seen_cut:
-            step = world.nodes["co"].progress.steps["work"]
-            assert step.state is StepState.FAILED
-            assert step.error.startswith("domain c was lost (DEAD) while the step ran;"
-                                         " could not place the step again: no set of"
-                                         " members meeting every majority"), step.error
-            cut_off_failed += 1
+    stats, cut_off_failed = _cut_off_failed(origin.run, "co", "no set of members meeting"
+                                            " every majority")
     # Cut off: co places nothing, a (epoch 1, a fresh majority) places once.
     assert cut_off_failed == stats["cut"] == stats["placed by a"] > 0, stats
     # No cut: co, alive with its electorate, asks, has its answers and places once.
@@ -112,15 +116,7 @@ def test_origin_asking_nothing_two_epochs_place_the_step() -> None:
     with pytest.raises(OvertakenFailure, match=r"placed work again 2 times: by co in epoch 0"
                                                r" on d .* by a in epoch 1 on e"):
         origin.run(0, mandate=False)
-    broken = 0
-    for seed in range(20):
-        if seed % 4 == 3:  # no cut: nothing to break
-            origin.run(seed, mandate=False)
-            continue
-        with pytest.raises(OvertakenFailure):
-            origin.run(seed, mandate=False)
-        broken += 1
-    assert broken == 15
+    assert _broken_without_the_mandate(origin.run) == 15
     # With the ask: one placement, by a, on e.
     assert [(by, on) for by, _, on, _ in origin.run(0).placed] == [("a", "e")]
 

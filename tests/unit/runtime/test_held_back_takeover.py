@@ -25,21 +25,20 @@ act as successor.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.negotiation.participant import Hold, HoldState
-from fedorch.core.workflow.progress import Progress
 from fedorch.core.workflow.takeover import Act, Role, SendClaim, Takeover, Watch
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import in_doubt as in_doubt_module
 from fedorch.runtime import takeover_claims
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.peers import PeerCallError
-from fedorch.runtime.store.store import Store, WorkflowRow
+from fedorch.runtime.store.store import WorkflowRow
 
 from tests.unit.runtime.test_self_fencing_restart import SPEC, WF, _earlier_life
 from tests.unit.runtime.test_self_fencing_shell import Forever, Views
+from tests.unit.runtime.waiting import until as _until
 
 # ---- the answer of a participant in doubt ------------------------------------------------
 
@@ -160,13 +159,6 @@ async def test_a_participant_that_stays_in_doubt_is_asked_with_the_backoff(
 # ---- the asking turns to the successor at once ----------------------------------------------
 
 
-async def _until(condition, what: str, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
-
-
 class Looked(Views):
     """Membership as the asking reads it, each look at a member noted."""
 
@@ -177,6 +169,44 @@ class Looked(Views):
     def member(self, name: str):
         self.looked_at.append(name)
         return super().member(name)
+
+
+def _restarted(agent: Agent, *, trusting=None, views=Views,
+               **view_args) -> tuple[Agent, Forever]:
+    """The agent again on the same store, with membership `views(restarted, **view_args)`
+    (trusting the test's keys first, if `trusting`) and an executor whose steps run
+    until cancelled."""
+    restarted = Agent(agent.config, agent.store)
+    if trusting is not None:
+        trusting(restarted)
+    restarted.membership = views(restarted, **view_args)
+    executor = Forever()
+    restarted.executors["x"] = executor  # type: ignore[assignment]
+    return restarted, executor
+
+
+def _decision_queries(*, only: str | None = None, unreachable: tuple[str, ...] = (),
+                      certificate: peer_pb2.EpochCertificate | None = None):
+    """Peer calls as the asking makes them (QueryDecision alone), each recipient noted in
+    `asked`: one in `unreachable` cannot be reached, any other answers that s and t are
+    placed as they were (step epochs 0), showing `certificate` if given. `only`: the one
+    recipient the test allows. Returns (call, asked)."""
+    asked: list[str] = []
+
+    async def call(endpoint, method, **kwargs):
+        assert method == "QueryDecision", method
+        to = kwargs["recipient"]
+        asked.append(to)
+        assert only is None or to == only, f"{to} was asked"
+        if to in unreachable:
+            raise PeerCallError("unavailable", f"{to} cannot be reached")
+        answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
+                                         step_epochs={"s": 0, "t": 0})
+        if certificate is not None:
+            answer.epoch_certificate.CopyFrom(certificate)
+        return peer_pb2.Body(decision_answer=answer), None
+
+    return call, asked
 
 
 def _answer_with(restarted: Agent, monkeypatch, call) -> None:
@@ -202,22 +232,13 @@ async def test_a_held_back_workflow_asks_the_successor_as_soon_as_it_follows_it(
     the asking slept out its pause first."""
     monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_FIRST_S", 30.0)
     await _earlier_life(agent)
-    restarted = Agent(agent.config, agent.store)
-    restarted.membership = views = Looked(restarted, beta=MemberState.DEAD,
-                                          gamma=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision", method
-        asked.append(kwargs["recipient"])
-        assert kwargs["recipient"] == "gamma", "a DEAD coordinator is not asked"
-        # gamma answers as it will once it acts; without its certificate (it shows none
-        # here) that is no answer of the coordinator followed, until alpha follows it.
-        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
-            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
-
+    restarted, executor = _restarted(agent, views=Looked, beta=MemberState.DEAD,
+                                     gamma=MemberState.ALIVE)
+    views = restarted.membership
+    # A DEAD coordinator is not asked. gamma answers as it will once it acts; without
+    # its certificate (it shows none here) that is no answer of the coordinator
+    # followed, until alpha follows it.
+    call, asked = _decision_queries(only="gamma")
     _answer_with(restarted, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
@@ -254,29 +275,10 @@ async def _restarted_with_gamma_acting(agent: Agent, monkeypatch, certificate):
     and answers QueryDecision with the step epochs and `certificate`."""
     from tests.unit.runtime.test_proven_successor import _trusting
 
-    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "gamma"},
-                      round=1, created_ms=1, updated_ms=1)
-    active = Active(row, Progress(SPEC, row.placement, "alpha"))
-    (attempt,) = active.progress.start_ready(agent.now())
-    await agent.save(active, [attempt.step_id], also=[
-        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
-    restarted = Agent(agent.config, agent.store)
-    _trusting(restarted)
-    restarted.membership = Views(restarted, beta=MemberState.DEAD, gamma=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision" and kwargs["recipient"] == "gamma"
-        asked.append(kwargs["recipient"])
-        answer = peer_pb2.DecisionAnswer(workflow_id=WF, known=True,
-                                         step_epochs={"s": 0, "t": 0})
-        if certificate is not None:
-            answer.epoch_certificate.CopyFrom(certificate)
-        return peer_pb2.Body(decision_answer=answer), None
-
+    await _earlier_life(agent, round=1)
+    restarted, executor = _restarted(agent, trusting=_trusting, beta=MemberState.DEAD,
+                                     gamma=MemberState.ALIVE)
+    call, asked = _decision_queries(only="gamma", certificate=certificate)
     _answer_with(restarted, monkeypatch, call)
     return restarted, executor, asked
 
@@ -335,11 +337,9 @@ async def _restarted_under_a_verdict(agent: Agent, monkeypatch, call):
     SWIM holds beta DEAD, a verdict that has not stood for the loss grace here yet
     (`views.held`); gamma, the other participant, is ALIVE. Peer calls go to `call`."""
     await _earlier_life(agent)
-    restarted = Agent(agent.config, agent.store)
-    restarted.membership = views = Views(restarted, held={"beta"}, beta=MemberState.DEAD,
-                                         gamma=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
+    restarted, executor = _restarted(agent, held={"beta"}, beta=MemberState.DEAD,
+                                     gamma=MemberState.ALIVE)
+    views = restarted.membership
     _answer_with(restarted, monkeypatch, call)
     return restarted, views, executor
 
@@ -350,14 +350,7 @@ async def test_a_coordinator_dead_within_its_loss_grace_is_asked_and_its_answer_
     (s still placed here), and the retry starts on its answer. Before, beta was not
     asked from the verdict on: gamma was (it shows no certificate), and nothing started
     until the verdict was withdrawn or a successor took over."""
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision", method
-        asked.append(kwargs["recipient"])
-        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
-            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
-
+    call, asked = _decision_queries()
     restarted, _, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
@@ -378,16 +371,7 @@ async def test_past_its_loss_grace_the_coordinator_is_asked_no_more(
     participants (gamma, which shows no certificate) and beta is asked no more."""
     monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_FIRST_S", 0.01)
     monkeypatch.setattr(in_doubt_module, "ASK_AGAIN_MAX_S", 0.05)
-    asked: list[str] = []
-
-    async def call(endpoint, method, **kwargs):
-        assert method == "QueryDecision", method
-        asked.append(kwargs["recipient"])
-        if kwargs["recipient"] == "beta":
-            raise PeerCallError("unavailable", "beta cannot be reached")
-        return peer_pb2.Body(decision_answer=peer_pb2.DecisionAnswer(
-            workflow_id=WF, known=True, step_epochs={"s": 0, "t": 0})), None
-
+    call, asked = _decision_queries(unreachable=("beta",))
     restarted, views, executor = await _restarted_under_a_verdict(agent, monkeypatch, call)
     async with asyncio.TaskGroup() as tg:
         restarted._tg = tg
@@ -413,19 +397,10 @@ async def test_a_held_back_participant_finds_a_successor_among_the_round_accepto
     knew of were asked (none besides beta), and alpha waited for a claim."""
     from tests.unit.runtime.test_who_coordinates import acting, certificate, trusting
 
-    row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "beta"},
-                      round=1, acceptors=["alpha", "beta", "delta"], created_ms=1,
-                      updated_ms=1)
-    active = Active(row, Progress(SPEC, row.placement, "alpha"))
-    (attempt,) = active.progress.start_ready(agent.now())
-    await agent.save(active, [attempt.step_id], also=[
-        Store.start_run_statement(WF, "s", 1, agent.now_ms())])
-    restarted = Agent(agent.config, agent.store)
-    trusting(restarted)
-    restarted.membership = Views(restarted, beta=MemberState.DEAD, delta=MemberState.ALIVE)
-    executor = Forever()
-    restarted.executors["x"] = executor  # type: ignore[assignment]
+    await _earlier_life(agent, {"s": "alpha", "t": "beta"}, round=1,
+                        acceptors=["alpha", "beta", "delta"])
+    restarted, executor = _restarted(agent, trusting=trusting, beta=MemberState.DEAD,
+                                     delta=MemberState.ALIVE)
     asked: list[str] = []
 
     async def call(endpoint, method, **kwargs):

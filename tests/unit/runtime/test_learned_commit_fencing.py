@@ -11,7 +11,6 @@ lease, whatever beta had done since."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fedorch.core.negotiation.messages import Decision, Learned, TxInfo, Value
 from fedorch.core.workflow.progress import StepState
@@ -21,6 +20,7 @@ from fedorch.runtime.peers import PeerCallError
 
 from tests.unit.runtime.test_participation_learned_commit import _no_delivery, _vote_yes
 from tests.unit.runtime.test_self_fencing_shell import Forever
+from tests.unit.runtime.waiting import until as _until
 
 WF = "beta.1"
 
@@ -41,13 +41,6 @@ class Beta:
         if self.answer is None:
             raise PeerCallError("unavailable", "beta cannot be reached")
         return peer_pb2.Body(decision_answer=self.answer), None
-
-
-async def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def _learned_from_a_peer(worker: Agent, monkeypatch) -> tuple[TxInfo, Forever, Beta]:

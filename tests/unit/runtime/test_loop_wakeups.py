@@ -6,7 +6,6 @@ a member's state change wakes the takeover shell for that member's workflows onl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,17 +24,7 @@ from fedorch.runtime.store.store import WorkflowRow
 from fedorch.runtime.wakeups import Sleep
 
 from tests.unit.conftest import _agent
-
-
-async def _until(condition: Callable[[], bool], what: str, deadline_s: float = 30) -> None:
-    """Wait for a condition, with a deadline (a failure names it)."""
-    deadline = asyncio.get_running_loop().time() + deadline_s
-    while True:
-        if condition():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+from tests.unit.runtime.waiting import until as _until
 
 
 def _wakeups(agent: Agent, loop: str) -> float:

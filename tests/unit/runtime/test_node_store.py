@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,22 @@ def _assert_restores_alike(name: str, path: Path, memory: Disk) -> None:
     assert from_file.get_timer() == from_memory.get_timer()
 
 
+@contextmanager
+def _crashed(directory: Path, victim: str, k: int) -> Iterator[Federation]:
+    """A federation in a new `directory` that took every workflow and ran until `victim`
+    crashed before its `k`-th write group; closed after."""
+    directory.mkdir()
+    fed = Federation(directory, crash_at=(victim, k))
+    try:
+        for wf in WORKFLOWS:
+            fed.submit(wf)
+        with pytest.raises(Crash):
+            fed.run()
+        yield fed
+    finally:
+        fed.close()
+
+
 @pytest.mark.parametrize("victim", ["d0", "d1"])
 def test_a_crash_before_any_write_group_restores_as_the_writes_in_memory(quick_dir, victim):
     """Crash `victim` at each of its write groups in turn (the coordinator, then a
@@ -322,18 +339,10 @@ def test_a_crash_before_any_write_group_restores_as_the_writes_in_memory(quick_d
     non_empty = 0
     for k in range(1, total + 1):
         directory = quick_dir / f"crash-{k}"
-        directory.mkdir()
-        fed = Federation(directory, crash_at=(victim, k))
-        try:
-            for wf in WORKFLOWS:
-                fed.submit(wf)
-            with pytest.raises(Crash):
-                fed.run()
+        with _crashed(directory, victim, k) as fed:
             memory = fed.kept[victim].memory
             _assert_restores_alike(victim, directory / f"{victim}.db", memory)
             non_empty += any(getattr(memory, t) for t in TABLES)
-        finally:
-            fed.close()
     assert non_empty >= total // 2  # most crashes come after something was written
 
 
@@ -347,14 +356,7 @@ def test_restarted_from_its_file_at_any_write_group_the_federation_ends_every_wo
     total = _groups_in_a_whole_run(quick_dir / "whole")[victim]
     ends: set[object] = set()
     for k in range(1, total + 1):
-        directory = quick_dir / f"restart-{k}"
-        directory.mkdir()
-        fed = Federation(directory, crash_at=(victim, k))
-        try:
-            for wf in WORKFLOWS:
-                fed.submit(wf)
-            with pytest.raises(Crash):
-                fed.run()
+        with _crashed(quick_dir / f"restart-{k}", victim, k) as fed:
             fed.restart(victim)
             fed.settle()
             rows = fed.kept["d0"].memory.rows
@@ -368,8 +370,6 @@ def test_restarted_from_its_file_at_any_write_group_the_federation_ends_every_wo
             for n in NAMES:
                 assert not fed.kept[n].memory.holds, (k, n)  # no reservation outlives it
                 same(fed.kept[n].store.load(), fed.kept[n].memory, f"{n} after k={k}")
-        finally:
-            fed.close()
     assert WorkflowState.SUCCEEDED in ends
 
 

@@ -18,7 +18,6 @@ grant records; the ask writes nothing, and a later claim is granted after it as 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
@@ -34,14 +33,6 @@ SPEC = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="a", capabili
 ELECTORATE = ["alpha", "beta", "delta", "eps", "gamma"]
 LONG_S = 3600.0  # a bound far beyond the test: only answers end the wait
 SHORT_S = 0.3    # the bound of a wait no answer will end
-
-
-async def _until(condition: Callable[[], object], what: str, deadline_s: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + deadline_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class Electorate:

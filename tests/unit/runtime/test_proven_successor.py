@@ -40,8 +40,14 @@ async def _taking_part(agent: Agent, *, epoch: int = 0, coordinator: str = "beta
                       round=1, acceptors=list(ELECTORATE), epoch=epoch,
                       granted_epoch=granted[0], granted_to=granted[1],
                       created_ms=1, updated_ms=1)
+    return await holding(agent, row)
+
+
+async def holding(agent: Agent, row: WorkflowRow) -> Active:
+    """alpha holds `row`'s workflow, saved, its takeover core built (as its first look
+    does)."""
     active = Active(row, Progress(SPEC, row.placement, "alpha"))
-    agent.active[WF] = active
+    agent.active[row.id] = active
     await agent.save(active)
     await agent.takeovers.prepare(active)
     assert agent.takeovers.core_for(active) is not None

@@ -7,7 +7,6 @@ held, its bound only ending it. Both count each wake-up (fedorch_loop_wakeups_to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from types import SimpleNamespace
 
 from fedorch.core.negotiation.coordinator import Coordinator, Phase
@@ -19,18 +18,11 @@ from fedorch.runtime.epoch_certs import EpochCertificates
 from fedorch.runtime.replacement import _OneStep
 from fedorch.runtime.store.store import WorkflowRow
 
+from tests.unit.runtime.waiting import until as _until
+
 WF = "alpha.000000000001dddddddd"
 SPEC = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="a", capability="x")])
 LONG_S = 3600.0  # a round's (or a wait's) bound far beyond the test: only events end it
-
-
-async def _until(condition: Callable[[], object], what: str, deadline_s: float = 30) -> None:
-    """Wait for a condition, with a deadline (a failure names it)."""
-    deadline = asyncio.get_running_loop().time() + deadline_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def _wakeups(agent: Agent, loop: str) -> float:

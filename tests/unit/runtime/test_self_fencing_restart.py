@@ -7,7 +7,6 @@ coordinator answers; an answer that the workflow ended ends it here, nothing sta
 from __future__ import annotations
 
 import asyncio
-import time
 
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
@@ -17,6 +16,7 @@ from fedorch.runtime.store.store import Store, WorkflowRow
 from google.protobuf import json_format
 
 from tests.unit.runtime.test_self_fencing_shell import Forever, Views
+from tests.unit.runtime.waiting import until as _until
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [
     {"id": "s", "capability": "x", "idempotent": True, "retries": 2},
@@ -24,12 +24,15 @@ SPEC = json_format.ParseDict({"name": "one", "steps": [
 WF = "beta.1"
 
 
-async def _earlier_life(agent: Agent) -> None:
+async def _earlier_life(agent: Agent, placement: dict[str, str] | None = None,
+                       **row_fields) -> None:
     """Step s of beta's workflow was running here (attempt 1 on record, no end) when
-    this agent stopped."""
+    this agent stopped (t on gamma unless `placement` says otherwise; `row_fields`: the
+    rest of the workflow's row, such as its round)."""
     row = WorkflowRow(id=WF, name="one", coordinator="beta", state="RUNNING",
-                      spec=SPEC.SerializeToString(), placement={"s": "alpha", "t": "gamma"},
-                      created_ms=1, updated_ms=1)
+                      spec=SPEC.SerializeToString(),
+                      placement=placement or {"s": "alpha", "t": "gamma"},
+                      created_ms=1, updated_ms=1, **row_fields)
     active = Active(row, Progress(SPEC, row.placement, "alpha"))
     (attempt,) = active.progress.start_ready(agent.now())
     await agent.save(active, [attempt.step_id], also=[
@@ -69,13 +72,6 @@ async def _restarted(agent: Agent, monkeypatch) -> tuple[Agent, Forever, Coordin
 
     restarted.deliver = deliver  # type: ignore[method-assign]
     return restarted, executor, beta
-
-
-async def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def test_the_retry_waits_for_a_message_of_this_life_then_counts_its_lease_from_it(

@@ -18,6 +18,8 @@ from fedorch.runtime.membership import Membership
 from fedorch.runtime.store.store import WorkflowRow
 from google.protobuf import json_format
 
+from tests.unit.runtime.waiting import until as _until
+
 SPEC = json_format.ParseDict({"name": "two", "steps": [
     {"id": "s", "capability": "x"}, {"id": "t", "capability": "x", "needs": ["s"]}]},
     spec_pb2.WorkflowSpec())
@@ -133,16 +135,22 @@ async def test_a_step_cut_off_from_every_other_domain_is_fenced(agent: Agent) ->
         agent.stop()
 
 
+async def _running_long_past_the_lease(agent: Agent, monkeypatch):
+    """s started here (as `_running`), then the agent's clock moved a thousand leases
+    on: the step, its executor and the fencing watch that looks at it."""
+    active, executor, _ = await _running(agent)
+    await asyncio.wait_for(executor.started.wait(), 10)
+    later = agent.now() + 1000 * LEASE_S
+    monkeypatch.setattr(agent, "now", lambda: later)
+    return active, executor, agent.participation.runs.fencing
+
+
 async def test_one_suspect_keeps_the_step_running(agent: Agent, monkeypatch) -> None:
     views = Views(agent, beta=MemberState.DEAD, gamma=MemberState.SUSPECT)
     agent.membership = views
     async with asyncio.TaskGroup() as tg:
         agent._tg = tg
-        active, executor, _ = await _running(agent)
-        await asyncio.wait_for(executor.started.wait(), 10)
-        fencing = agent.participation.runs.fencing
-        later = agent.now() + 1000 * LEASE_S
-        monkeypatch.setattr(agent, "now", lambda: later)
+        active, executor, fencing = await _running_long_past_the_lease(agent, monkeypatch)
         assert await fencing.look() == []
         assert active.progress.steps["s"].state is StepState.RUNNING
         views.states["gamma"] = MemberState.DEAD  # now every one is gone
@@ -162,11 +170,7 @@ async def test_a_contact_dead_within_its_loss_grace_keeps_the_step_running(
     agent.membership = views
     async with asyncio.TaskGroup() as tg:
         agent._tg = tg
-        active, executor, _ = await _running(agent)
-        await asyncio.wait_for(executor.started.wait(), 10)
-        fencing = agent.participation.runs.fencing
-        later = agent.now() + 1000 * LEASE_S
-        monkeypatch.setattr(agent, "now", lambda: later)
+        active, executor, fencing = await _running_long_past_the_lease(agent, monkeypatch)
         assert fencing.refusal(active) is None  # a next step here would start too
         assert await fencing.look() == []
         assert active.progress.steps["s"].state is StepState.RUNNING
@@ -222,13 +226,6 @@ async def _chain_cut_off(agent: Agent, monkeypatch, after_s: float):
     monkeypatch.setattr(agent, "now", lambda: later)
     gate.open.set()
     return active, forever, contact, lease_s
-
-
-async def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def test_a_step_started_while_cut_off_past_the_lease_is_never_run(

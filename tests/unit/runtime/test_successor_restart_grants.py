@@ -29,20 +29,11 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.epoch_grants import grant_statement
 from fedorch.runtime.store.store import StepRow, Store, WorkflowRow
 
+from tests.unit.runtime.waiting import until as _until
+
 WF = "gamma.000000000001aaaaaaaa"
 ELECTORATE = ["alpha", "beta", "gamma"]
 DEADLINE_S = 30.0
-
-
-async def _until(condition: Callable[[], object], what: str) -> object:
-    """Wait for a condition, with a deadline (a failure names it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not (value := condition()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-    return value
 
 
 class Peers:
@@ -105,6 +96,26 @@ async def _acting_successor(store: Store, *, acting: bool = True) -> None:
                                     StepRow(WF, "b", "beta", "RUNNING", 1)])
 
 
+def _peer_signers(tmp: Path) -> dict[str, Signer]:
+    """Keys for the whole electorate in the data dir's key folder; beta's and gamma's
+    signers, for the peers the test plays."""
+    keys = tmp / "keys"
+    for domain in ELECTORATE:
+        init_keys(domain, keys)
+    return {d: Signer(d, load_private_key(keys / f"{d}.key")) for d in ("beta", "gamma")}
+
+
+async def _on_disk(tmp: Path, *, acting: bool = True, also: tuple = ()) -> None:
+    """The data dir as alpha's earlier life left it: `_acting_successor`, then `also`."""
+    store = await Store.open(tmp / "data")
+    try:
+        await _acting_successor(store, acting=acting)
+        if also:
+            await store.apply(list(also))
+    finally:
+        await store.close()
+
+
 async def _life(tmp: Path, peers: Peers, body: Callable) -> None:
     """One life of agent alpha on the data dir: started, `body(agent)` run, stopped."""
     store = await Store.open(tmp / "data")
@@ -125,15 +136,8 @@ async def _life(tmp: Path, peers: Peers, body: Callable) -> None:
 
 
 async def test_a_restarted_successor_proves_its_epoch_with_the_grants_on_disk(tmp_path):
-    keys = tmp_path / "keys"
-    for domain in ELECTORATE:
-        init_keys(domain, keys)
-    signers = {d: Signer(d, load_private_key(keys / f"{d}.key")) for d in ("beta", "gamma")}
-    store = await Store.open(tmp_path / "data")
-    try:
-        await _acting_successor(store)
-    finally:
-        await store.close()
+    signers = _peer_signers(tmp_path)
+    await _on_disk(tmp_path)
 
     first = Peers(signers, granting={"beta"})
 
@@ -182,15 +186,8 @@ async def test_a_restarted_successor_proves_its_epoch_with_the_grants_on_disk(tm
 async def test_a_successor_overtaken_by_a_later_epoch_gets_no_certificate(tmp_path):
     """beta answers the re-ask with a denial: it holds epoch 2 for gamma. alpha follows
     gamma and gets no certificate, at the denial, not at the bound."""
-    keys = tmp_path / "keys"
-    for domain in ELECTORATE:
-        init_keys(domain, keys)
-    signers = {d: Signer(d, load_private_key(keys / f"{d}.key")) for d in ("beta", "gamma")}
-    store = await Store.open(tmp_path / "data")
-    try:
-        await _acting_successor(store)
-    finally:
-        await store.close()
+    signers = _peer_signers(tmp_path)
+    await _on_disk(tmp_path)
     peers = Peers(signers, granting={"beta"})
 
     async def life(agent: Agent) -> None:
@@ -206,19 +203,12 @@ async def test_a_successor_overtaken_by_a_later_epoch_gets_no_certificate(tmp_pa
 
 
 async def test_a_claim_cut_short_with_a_majority_on_disk_acts_after_the_restart(tmp_path):
-    keys = tmp_path / "keys"
-    for domain in ELECTORATE:
-        init_keys(domain, keys)
-    signers = {d: Signer(d, load_private_key(keys / f"{d}.key")) for d in ("beta", "gamma")}
+    signers = _peer_signers(tmp_path)
     beta = Peers(signers, granting={"beta"})
     claim = peer_pb2.TakeoverClaim(workflow_id=WF, epoch=1)
     _, granted = await beta.call("", "Takeover", recipient="beta", takeover_claim=claim)
-    store = await Store.open(tmp_path / "data")
-    try:
-        await _acting_successor(store, acting=False)
-        await store.apply([grant_statement(WF, "beta", 1, granted)])  # then it stopped
-    finally:
-        await store.close()
+    await _on_disk(tmp_path, acting=False,  # then it stopped
+                   also=(grant_statement(WF, "beta", 1, granted),))
     nobody = Peers(signers, granting=set())
 
     async def life(agent: Agent) -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.membership.swim_types import MemberState
-from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import who_coordinates
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.store.store import HoldTxRow, ReservationRow, WorkflowRow
 
+from tests.unit.runtime.test_proven_successor import holding
 from tests.unit.runtime.test_self_fencing_restart import SPEC
 from tests.unit.runtime.test_self_fencing_shell import Views
 
@@ -73,13 +73,7 @@ async def _taking_part(agent: Agent, **fields) -> Active:
     trusting(agent)
     agent.membership = Views(agent, beta=MemberState.DEAD, delta=MemberState.ALIVE,
                              gamma=MemberState.ALIVE)
-    row = _row(**fields)
-    active = Active(row, Progress(SPEC, row.placement, "alpha"))
-    agent.active[WF] = active
-    await agent.save(active)
-    await agent.takeovers.prepare(active)
-    assert agent.takeovers.core_for(active) is not None
-    return active
+    return await holding(agent, _row(**fields))
 
 
 def _answering(agent: Agent, monkeypatch,

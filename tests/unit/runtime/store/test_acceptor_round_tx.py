@@ -5,11 +5,12 @@ answered from), and written and read back as given."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fedorch.runtime.store.store import AcceptorRow, Store
+
+from tests.unit.runtime.store.old_data_dir import data_dir_at, migrated
 
 WF = "beta.0123abcd"
 
@@ -17,16 +18,9 @@ WF = "beta.0123abcd"
 async def test_a_version_17_data_dir_gains_the_column_in_place(tmp_path: Path) -> None:
     assert "acceptor_records ADD COLUMN round_tx" in MIGRATIONS[17]  # migration 17 -> 18
     assert SCHEMA_VERSION >= 18
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "agent.db") as db:
-        db.executescript(";".join(MIGRATIONS[:17]) + ";INSERT INTO meta VALUES("
-                         "'schema_version', '17');"
-                         "INSERT INTO acceptor_records(workflow_id, round, tx, promised_n,"
-                         f" promised_by) VALUES('{WF}', 1, x'01', 3, 'delta');")
-    store = await Store.open(data)
-    try:
-        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    data = data_dir_at(tmp_path, 17, "INSERT INTO acceptor_records(workflow_id, round, tx,"
+                       f" promised_n, promised_by) VALUES('{WF}', 1, x'01', 3, 'delta');")
+    async with migrated(data) as store:
         before = await store.get_acceptor_record(WF, 1)
         # An older agent's record: kept, with its promise, and no signed round.
         assert before == AcceptorRow(WF, 1, b"\x01", (3, "delta"), None, None, None, b"")
@@ -39,5 +33,3 @@ async def test_a_version_17_data_dir_gains_the_column_in_place(tmp_path: Path) -
                            Store.acceptor_statement(AcceptorRow(WF, 3, b"\x03", round_tx=signed),
                                                     if_proposed_commit=True)])
         assert (await store.get_acceptor_record(WF, 3)).round_tx == signed
-    finally:
-        await store.close()

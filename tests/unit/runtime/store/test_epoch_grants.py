@@ -4,7 +4,6 @@ deleted by retention with their workflow."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
@@ -13,6 +12,8 @@ from fedorch.runtime.store import compaction
 from fedorch.runtime.store.epoch_grants import grant_statement, grants_of
 from fedorch.runtime.store.schema import MIGRATIONS, SCHEMA_VERSION
 from fedorch.runtime.store.store import Store, WorkflowRow
+
+from tests.unit.runtime.store.old_data_dir import data_dir_at, migrated, tables_in
 
 WF = "gamma.0123abcd"
 
@@ -58,27 +59,17 @@ async def test_a_late_grant_of_an_older_epoch_never_replaces_a_newer_one(tmp_pat
 
 async def test_a_version_14_data_dir_gains_the_table_in_place(tmp_path: Path) -> None:
     assert "epoch_grants" in MIGRATIONS[14] and SCHEMA_VERSION >= 15  # migration 14 -> 15
-    data = tmp_path / "data"
-    data.mkdir()
-    with sqlite3.connect(data / "agent.db") as db:
-        db.executescript(";".join(MIGRATIONS[:14]) + ";INSERT INTO meta VALUES("
-                         "'schema_version', '14');"
-                         "INSERT INTO workflows(id, name, coordinator, state, spec, created_ms,"
-                         f" updated_ms, epoch) VALUES('{WF}', 'n', 'beta', 'RUNNING', x'00',"
-                         " 1, 2, 1);")
-        assert "epoch_grants" not in {r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    store = await Store.open(data)
-    try:
-        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    data = data_dir_at(tmp_path, 14, "INSERT INTO workflows(id, name, coordinator, state,"
+                       f" spec, created_ms, updated_ms, epoch) VALUES('{WF}', 'n', 'beta',"
+                       " 'RUNNING', x'00', 1, 2, 1);")
+    assert "epoch_grants" not in tables_in(data)
+    async with migrated(data) as store:
         old = await store.get_workflow(WF)
         assert old is not None and (old.coordinator, old.epoch) == ("beta", 1)
         assert await grants_of(store, WF, 1) == {}
         assert await store.select("SELECT * FROM replacement_rounds") == []  # the same migration
         await store.apply([grant_statement(WF, "alpha", 1, _envelope(b"a"))])
         assert list(await grants_of(store, WF, 1)) == ["alpha"]
-    finally:
-        await store.close()
 
 
 async def test_retention_removes_the_grants_with_their_workflow(tmp_path: Path) -> None:
