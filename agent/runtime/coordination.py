@@ -76,7 +76,7 @@ from fedorch.runtime.coordination_driver import (
 from fedorch.runtime.coordination_log import DecisionLog
 from fedorch.runtime.coordination_loss import DomainLoss
 from fedorch.runtime.coordination_outcomes import Outcomes
-from fedorch.runtime.prepares import RoundSends, send_prepare
+from fedorch.runtime.prepares import send_prepare
 from fedorch.runtime.store.store import Statement, Store, WorkflowRow
 
 if TYPE_CHECKING:
@@ -305,10 +305,9 @@ class Coordination:
         """A driver for `core`, its events routed to it from now on."""
         wf = core.workflow_id
         entry: tuple[Coordinator, asyncio.Queue] = (core, asyncio.Queue())
-        sends: dict[int, RoundSends] = {}  # the current round's PREPAREs on their way out
 
         def act(action: object, tg: asyncio.TaskGroup, calls: dict) -> Awaitable[None]:
-            return self._act(active, spec, core, action, tg, entry[1], calls, paxos, sends)
+            return self._act(active, spec, core, action, tg, entry[1], calls, paxos)
 
         def detach() -> None:
             if self._cores.get(wf) is entry:
@@ -337,7 +336,7 @@ class Coordination:
         if entry is not None and workflow_id not in self.agent.active:
             entry[1].put_nowait(ENDED)
 
-    async def _act(self, active, spec, core, action, tg, events, calls, paxos, sends) -> None:
+    async def _act(self, active, spec, core, action, tg, events, calls, paxos) -> None:
         a = self.agent
         row = active.row
         if isinstance(action, SendPrepare):
@@ -348,13 +347,8 @@ class Coordination:
                 await a.save(active)
             in_flight = calls.get((action.domain, action.round))
             if in_flight is None or in_flight.done():  # a resend waits for the first call
-                if action.round not in sends:  # a new round: the last one's are out
-                    sends.clear()
-                round_sends = sends.setdefault(action.round, RoundSends())
-                if action.domain != a.domain:  # before any of the round's tasks runs
-                    round_sends.sending(action.domain)
                 calls[(action.domain, action.round)] = tg.create_task(
-                    self._prepare(active, spec, action, events, round_sends))
+                    self._prepare(active, spec, action, events))
         elif isinstance(action, ProposeAndAccept):
             p = action.proposal
             if not await a.consensus.accept_own(action.accept, Store.proposal_statement(
@@ -390,8 +384,7 @@ class Coordination:
         elif isinstance(action, Finished):
             await self._finished(active, spec, core, action)
 
-    async def _prepare(self, active: Active, spec, action: SendPrepare, votes,
-                       sends: RoundSends) -> None:
+    async def _prepare(self, active: Active, spec, action: SendPrepare, votes) -> None:
         a = self.agent
         row = active.row
         request = peer_pb2.PrepareRequest(
@@ -407,7 +400,7 @@ class Coordination:
                                                 action.acceptors)
         if signed is not None:
             request.round_tx.CopyFrom(signed)
-        await send_prepare(a, row, action, request, votes, sends)
+        await send_prepare(a, row, action, request, votes)
 
     async def _finished(self, active: Active, spec, core: Coordinator, fin: Finished) -> None:
         a = self.agent

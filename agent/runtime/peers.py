@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -98,7 +98,6 @@ class _Request:
     deadline: float  # time.monotonic()
     future: asyncio.Future
     size: int  # the payload's serialized bytes
-    on_sent: Callable[[], None] | None = None  # see PeerChannels.call
 
 
 @dataclass
@@ -188,13 +187,9 @@ class PeerChannels:
         expect: str | frozenset[str],
         timeout: float,
         wait_for_ready: bool = True,
-        on_sent: Callable[[], None] | None = None,
         **payload: object,
     ) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
         """Seal, send with a deadline, verify the signed reply; PeerCallError on any failure.
-
-        `on_sent` is called when the request has been handed to gRPC (alone or in a
-        batch); not at all if it never is (the call fails first).
 
         Returns the reply's body and the envelope as received: the reply's own,
         or for an answer that came unsigned in a batch, the batch reply's (votes
@@ -202,8 +197,7 @@ class PeerChannels:
         if (self._spawn is None or method not in BATCHED_METHODS or not recipient
                 or endpoint in self._no_batch):
             return await self._call_one(endpoint, method, recipient, expect, timeout,
-                                        wait_for_ready, payload,
-                                        () if on_sent is None else (on_sent,))
+                                        wait_for_ready, payload)
         if len(payload) != 1:
             raise TypeError(f"call() takes exactly one payload keyword, got {sorted(payload)}")
         ((kind, msg),) = payload.items()
@@ -212,8 +206,7 @@ class PeerChannels:
         if lane is None:
             lane = self._lanes[key] = _Lane(endpoint, recipient, wait_for_ready)
         request = _Request(method, kind, msg, expect, time.monotonic() + timeout,
-                           asyncio.get_running_loop().create_future(), msg.ByteSize(),
-                           on_sent)
+                           asyncio.get_running_loop().create_future(), msg.ByteSize())
         lane.pending.append(request)
         self._schedule_flush(lane)
         try:
@@ -280,7 +273,7 @@ class PeerChannels:
             result = await self._call_one(
                 lane.endpoint, r.method, lane.recipient, r.expect,
                 max(0.001, r.deadline - time.monotonic()), lane.wait_for_ready,
-                {r.kind: r.msg}, () if r.on_sent is None else (r.on_sent,))
+                {r.kind: r.msg})
         except PeerCallError as e:
             _fail(r, e)
         else:
@@ -292,10 +285,9 @@ class PeerChannels:
         batch = peer_pb2.BatchRequest(items=[peer_pb2.Body(**{r.kind: r.msg}) for r in requests])
         timeout = max(0.001, max(r.deadline for r in requests) - time.monotonic())
         try:
-            body, envelope = await self._call_one(
-                lane.endpoint, "Batch", lane.recipient, "batch_reply", timeout,
-                lane.wait_for_ready, {"batch": batch},
-                [r.on_sent for r in requests if r.on_sent is not None])
+            body, envelope = await self._call_one(lane.endpoint, "Batch", lane.recipient,
+                                                  "batch_reply", timeout, lane.wait_for_ready,
+                                                  {"batch": batch})
         except PeerCallError as e:
             if e.code == grpc.StatusCode.UNIMPLEMENTED.name:  # an agent without batching
                 self._no_batch.add(lane.endpoint)
@@ -337,8 +329,7 @@ class PeerChannels:
 
     async def _call_one(self, endpoint: str, method: str, recipient: str,
                         expect: str | frozenset[str], timeout: float, wait_for_ready: bool,
-                        payload: dict[str, object], on_sent: Sequence[Callable[[], None]] = (),
-                        ) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
+                        payload: dict[str, object]) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
         request = seal(self._signer, recipient=recipient, now_ms=self._clock.wall_ms(),
                        nonce=new_nonce(),
                        **payload)
@@ -347,10 +338,7 @@ class PeerChannels:
         try:
             # wait_for_ready: ride out a reconnect instead of failing fast;
             # the deadline still bounds the call.
-            call = rpc(request, timeout=timeout, wait_for_ready=wait_for_ready)
-            for sent in on_sent:  # the call is started (gRPC has it on a task of its own)
-                sent()
-            reply = await call
+            reply = await rpc(request, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.aio.AioRpcError as e:
             self._on_error(method, e.code().name)
             raise PeerCallError(e.code().name, e.details() or "") from None

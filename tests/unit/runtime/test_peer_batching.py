@@ -287,38 +287,3 @@ async def test_step_reports_still_gather_behind_one_of_their_own_class(peer, cha
     answers = await asyncio.gather(*waiting, *held)
     assert [b.ack.error for b, _ in answers[:5]] == [f"w{i}" for i in range(5)]
     assert ("Batch", 5) in peer.calls, peer.calls
-
-
-async def test_on_sent_is_told_when_the_request_leaves_not_while_it_waits(peer, channels):
-    # A lone request is handed to gRPC at once; one queued behind a held call of its
-    # lane only when its batch leaves, before any answer.
-    held = await _occupy(channels, peer)
-    told: list[str] = []
-    queued = [asyncio.create_task(channels.call(
-        peer.endpoint, "ReportStep", recipient="beta", expect="ack", timeout=5.0,
-        on_sent=lambda i=i: told.append(f"q{i}"),
-        step_result=peer_pb2.StepResult(workflow_id=f"q{i}"))) for i in range(3)]
-    await _wait(lambda: _queued(channels) == 3)
-    assert told == []  # waiting in the lane, not sent
-    peer.release.set()
-    await asyncio.gather(*held)
-    await _wait(lambda: len(told) == 3)
-    assert sorted(told) == ["q0", "q1", "q2"]
-    await asyncio.gather(*queued)
-    assert ("Batch", 3) in peer.calls
-    lone: list[str] = []
-    await channels.call(peer.endpoint, "ReportStep", recipient="beta", expect="ack",
-                        timeout=5.0, on_sent=lambda: lone.append("sent"),
-                        step_result=peer_pb2.StepResult(workflow_id="lone"))
-    assert lone == ["sent"] and peer.calls[-1] == ("ReportStep", 1)
-
-
-async def test_on_sent_is_not_told_of_a_call_that_never_leaves(channels):
-    told: list[str] = []
-    with pytest.raises(PeerCallError):
-        await channels.call("127.0.0.1:1", "ReportStep", recipient="beta", expect="ack",
-                            timeout=0.5, wait_for_ready=False,
-                            on_sent=lambda: told.append("sent"),
-                            step_result=peer_pb2.StepResult(workflow_id="w"))
-    # Handed to gRPC, which then failed it: told once, and the failure is the answer.
-    assert told == ["sent"]
