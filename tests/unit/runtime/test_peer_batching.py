@@ -59,6 +59,13 @@ class FakePeer(peer_pb2_grpc.PeerServicer):
         except RuntimeError as e:
             await context.abort(grpc.StatusCode.INTERNAL, str(e))
 
+    async def Prepare(self, request, context):
+        self.calls.append(("Prepare", 1))
+        body = self._open(request, "prepare")
+        return seal(B, recipient=body.sender, now_ms=int(time.time() * 1000),
+                    nonce=new_nonce(), vote=peer_pb2.Vote(
+                        workflow_id=body.prepare.workflow_id, domain="beta", yes=True))
+
     async def Batch(self, request, context):
         if not self.batch:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no Batch here")
@@ -248,3 +255,35 @@ async def test_a_batch_stays_under_its_byte_bound(peer, channels, monkeypatch):
     assert [b.ack.error for b, _ in answers[:6]] == [f"b{i}" for i in range(6)]
     batched = [n for rpc, n in peer.calls if rpc == "Batch"]
     assert sum(batched) == 6 and max(batched) <= 2 and len(batched) >= 3, peer.calls
+
+
+def _prepare(ch: PeerChannels, endpoint: str, wf: str):
+    return ch.call(endpoint, "Prepare", recipient="beta", expect="vote", timeout=5.0,
+                   prepare=peer_pb2.PrepareRequest(workflow_id=wf, round=1))
+
+
+async def test_a_prepare_does_not_wait_behind_a_step_report_in_flight(peer, channels):
+    # Every slot of the progress lane is held by a step report the peer does not answer
+    # yet; a PREPARE for the same peer still leaves at once, as its own RPC.
+    held = await _occupy(channels, peer)
+    body, envelope = await _prepare(channels, peer.endpoint, "admitted")
+    assert body.vote.workflow_id == "admitted" and body.vote.yes
+    assert peer.calls[-1] == ("Prepare", 1)
+    assert not peer.release.is_set() and not any(t.done() for t in held)
+    B_KEY.public_key().verify(envelope.signature, envelope.body)
+    peer.release.set()
+    await asyncio.gather(*held)
+
+
+async def test_step_reports_still_gather_behind_one_of_their_own_class(peer, channels):
+    # The lane classes do not undo batching: reports queued behind a held report leave
+    # together, whatever PREPAREs went meanwhile.
+    held = await _occupy(channels, peer)
+    waiting = [asyncio.create_task(_query(channels, peer.endpoint, f"w{i}")) for i in range(5)]
+    await _wait(lambda: _queued(channels) == 5)
+    await _prepare(channels, peer.endpoint, "between")
+    assert _queued(channels) == 5  # the reports still wait for their own lane
+    peer.release.set()
+    answers = await asyncio.gather(*waiting, *held)
+    assert [b.ack.error for b, _ in answers[:5]] == [f"w{i}" for i in range(5)]
+    assert ("Batch", 5) in peer.calls, peer.calls
