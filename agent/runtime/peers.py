@@ -16,12 +16,9 @@ answers come back the same way; only votes are signed one by one, since each
 goes into commit certificates on its own. A peer that does not know the Batch
 RPC (UNIMPLEMENTED) is sent single calls from then on.
 
-`call()` waits for its answer on the caller's task; `submit()` queues the same request
-and hands back its future, for a caller with nothing to do until the answer comes but
-hand it on (the coordinator's PREPAREs: a done callback puts the vote on its driver's
-queue), so no task waits per request. Every submitted future is resolved: by the
-answer or the call's failure, at its deadline if it is still queued then, or
-failed when the agent stops (UNAVAILABLE, or CANCELLED for a call cut short).
+`call()` waits for its answer on the caller's task, at most its timeout
+(DEADLINE_EXCEEDED, whether the request was still queued or out); a request cut short
+when the agent stops fails UNAVAILABLE, or CANCELLED.
 """
 
 from __future__ import annotations
