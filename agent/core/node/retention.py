@@ -41,7 +41,17 @@ acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only.
 
 The deletes of one tick are one write group ("retention"), so a driver that applies
 the Ready, and a Node restored from what it applied, forget the same. With it go the
-Coordinator core, the acceptor core's records in memory, and anything still resent.
+Coordinator core and anything still resent.
+
+What is never forgotten: the acceptor's records and the decisions learned (tables
+`acceptor` and `learned`, and the acceptor core's memory of them). Paxos keeps a chosen
+value only while a majority of its acceptors remember accepting it: if they forget,
+a recovery ballot of a participant still in doubt (one that missed the decision, or
+holds a YES of an earlier round that aborted) can find another value accepted at a
+minority (the coordinator's COMMIT that reached one acceptor before the round aborted)
+and choose it. Being settled here does not prove that no participant anywhere is in
+doubt about any round of the workflow, so these stay (a record per round per acceptor;
+the seeded soak found the violation, seed 201539 of range 200000, with them forgotten).
 
 What a late message about a forgotten workflow gets (node.py, negotiation.py,
 running.py): a decision query at its coordinator is answered UNKNOWN (nothing is
@@ -70,6 +80,10 @@ __all__ = ["Retainer", "Retention"]
 MAIN, AGE_ONLY, PARKED = "main", "age only", "parked"
 
 # The tables keyed by workflow id (those keyed by (workflow, round) are ready.ROUND_TABLES).
+# A round's tables retention forgets; never `acceptor` nor `learned` (NEVER_FORGOTTEN):
+# a recovery ballot may need them (see the top).
+NEVER_FORGOTTEN = ("acceptor", "learned")
+FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
                    "granted", "electorates", "endings")
 
@@ -276,13 +290,10 @@ class Retainer:
             n.point("retention")
             self._opened = True
         n.note("compacted", wf, d.rows.get(wf), d.final.get(wf), d.results.get(wf))
-        for name in ("cells", "records", "learned", "acceptor", "holds", "info", "ballots"):
+        for name in FORGOTTEN_ROUND_TABLES:
             table = getattr(d, name)
             for key in table.of(wf):
                 del table[key]
-                if name in ("acceptor", "learned"):
-                    n.acceptor.evict(key)
-                    n.termination.forget(key)
         for name in WORKFLOW_TABLES:
             getattr(d, name).pop(wf, None)
         d.settled.discard(wf)

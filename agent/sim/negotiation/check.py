@@ -21,7 +21,7 @@ crash) through hooks the simulated shells call, and checks:
   doubt), every workflow whose domains are all up again is terminal, and
   non-blocking: for a transaction whose coordinator died forever, every live
   YES voter learned the decision within two lease periods after the last lease
-  (counted from when the network had healed and the acceptors were up).
+  (counted from when the network had healed and the acceptors and the voter were up).
 """
 
 from __future__ import annotations
@@ -209,11 +209,13 @@ class Checker:
             tx = self.txs[key]
             if tx.coordinator not in dead:
                 continue
-            calm = sim.calm_since(tx.acceptors)
-            deadline = max(max(voters.values()), calm) + 2 * lease
             for voter in voters:
                 if voter in dead or not sim.agents[voter].alive:
                     continue
+                # From the voter's own last start too: a restored hold's lease counts
+                # again from the restore (core/negotiation/participant.restarted).
+                calm = sim.calm_since((*tx.acceptors, voter))
+                deadline = max(max(voters.values()), calm) + 2 * lease
                 at = self.learned_at.get((voter, key))
                 if at is None or at > deadline:
                     when = "never" if at is None else f"at {at:.2f}"

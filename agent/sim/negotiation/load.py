@@ -23,9 +23,8 @@ import types
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fedorch.core.node.ready import ROUND_TABLES
 from fedorch.core.node.records import Timing
-from fedorch.core.node.retention import WORKFLOW_TABLES, Retention
+from fedorch.core.node.retention import FORGOTTEN_ROUND_TABLES, WORKFLOW_TABLES, Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import run as sim_run
 from fedorch.sim.negotiation.config import Config, Workflow
@@ -83,7 +82,7 @@ def held(agent: Any) -> Held:
     d = node.state
     wfs: set[str] = set()
     rows = 0
-    for name in (*WORKFLOW_TABLES, *ROUND_TABLES, "runs", "settled"):
+    for name in (*WORKFLOW_TABLES, *FORGOTTEN_ROUND_TABLES, "runs", "settled"):
         table = getattr(d, name)
         rows += len(table)
         wfs.update(k[0] if isinstance(k, tuple) else k for k in table)
