@@ -37,7 +37,9 @@ newest `max_ended_workflows` tracked here, once it is `late_message_s` old and
 forgot a chosen COMMIT it could choose ABORT). Settled: it is this Node's own
 workflow (every round decided here), or every acceptor record of it here has its
 outcome learned, an ABORT, or a COMMIT whose end notice said every participant had
-acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only.
+acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only. (Since the
+acceptor records and learned decisions are never forgotten, below, this distinction no
+longer protects them; it is kept as the order in which workflows go beyond the count.)
 
 The deletes of one tick are one write group ("retention"), so a driver that applies
 the Ready, and a Node restored from what it applied, forget the same. With it go the
