@@ -25,15 +25,31 @@ the heavy part.
 An encoding is canonical for keys (the same key always gives the same bytes), which
 the store relies on to find a row again: tuples, strings, ints and bytes, as the
 Node's table keys are.
+
+Speed. Every row a Node writes and every message it sends passes through here, so the
+walk from a value to its tree of JSON values (and back) is compiled once per type when
+the codec is built, not worked out per value: a function generated for each registered
+dataclass reads each field by name and builds the tagged list in one expression (no
+`dataclasses.fields()`, no isinstance chain), a table maps each type (encoding) or tag
+(decoding) to its function, and a JSON scalar (str, int, float, bool, None) inside a
+container or a field is kept as it is without a call. Decoding builds a dataclass
+without its `__init__` (a fresh instance's `__dict__` filled field by field, what the
+generated `__init__` of a dataclass with no `__post_init__` does, at a third of the
+cost); a class with a `__post_init__`, slots or an `__init__` of its own is built by
+calling it. An enum member encodes to a list made once and decodes through its value
+map. The JSON text is made by the C encoder of the json module called directly (no
+`JSONEncoder.encode` wrapper per value). Measured on the values of a `bench node` run
+(docs/benchmarks.md): see there for the before and after.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import dataclasses
 import enum
 import json
 from collections.abc import Callable, Iterable
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from types import ModuleType
 from typing import Any
 
@@ -47,9 +63,28 @@ class CodecError(ValueError):
     """Bytes that are not the encoding of a value this codec knows."""
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"),
-                          check_circular=False).encode
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"no JSON for a {type(value).__name__}")  # never: trees are JSON
+
+
+if c_make_encoder is not None:
+    _c_encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",",
+                                False, False, True)
+
+    def _dumps(tree: Any) -> str:
+        return "".join(_c_encoder(tree, 0))
+else:  # a Python without the C accelerator: the same text, slower
+    _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
 _loads = json.loads
+_b64encode = binascii.b2a_base64
+_b64decode = binascii.a2b_base64
+_new = object.__new__
+
+# JSON's scalars: a value of one of these types is its own tree, and a tree of one of
+# them is its own value (bool, int and float are exact types here: an IntEnum is not).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_RESERVED = frozenset({"t", "l", "d", "s", "f", "b", "pb"})
 
 
 class NodeCodec:
@@ -62,11 +97,7 @@ class NodeCodec:
             self._register(cls)
         self._protos: dict[str, type[ProtoMessage]] = {
             p.DESCRIPTOR.full_name: p for p in protos}
-        self._encoders: dict[type, Callable[[Any], Any]] = {
-            str: _same, int: _same, float: _same, bool: _same, type(None): _same,
-            tuple: self._tuple, list: self._list, dict: self._dict, set: self._set,
-            frozenset: self._frozenset, bytes: _bytes,
-        }
+        self._enc, self._dec = self._compile()
 
     def _register(self, cls: type) -> None:
         name = cls.__name__
@@ -83,109 +114,128 @@ class NodeCodec:
             raise ValueError(f"{cls}: only dataclasses and enums are registered")
         self._by_name[name] = cls
 
-    # ---- encoding -------------------------------------------------------------------
+    # ---- the public API ---------------------------------------------------------------
 
     def encode(self, value: Any) -> bytes:
         return _dumps(self._enc(value)).encode()
-
-    def _enc(self, value: Any) -> Any:
-        encoder = self._encoders.get(type(value))
-        if encoder is not None:
-            return encoder(value)
-        cls = type(value)
-        names = self._fields.get(cls)
-        if names is not None:
-            enc = self._enc
-            return [cls.__name__, *[enc(getattr(value, n)) for n in names]]
-        if cls.__name__ in self._by_name and self._by_name[cls.__name__] is cls:
-            return [cls.__name__, value.value]  # an enum
-        if isinstance(value, ProtoMessage) and value.DESCRIPTOR.full_name in self._protos:
-            return ["pb", value.DESCRIPTOR.full_name,
-                    base64.b64encode(value.SerializeToString(deterministic=True)).decode()]
-        raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
-
-    def _tuple(self, value: tuple) -> list:
-        enc = self._enc
-        return ["t", *[enc(v) for v in value]]
-
-    def _list(self, value: list) -> list:
-        enc = self._enc
-        return ["l", *[enc(v) for v in value]]
-
-    def _dict(self, value: dict) -> list:
-        enc = self._enc
-        out: list = ["d"]
-        for k, v in value.items():
-            out.append(enc(k))
-            out.append(enc(v))
-        return out
-
-    def _set(self, value: set) -> list:
-        return ["s", *self._sorted(value)]
-
-    def _frozenset(self, value: frozenset) -> list:
-        return ["f", *self._sorted(value)]
-
-    def _sorted(self, items: Iterable) -> list:
-        encoded = [self._enc(v) for v in items]
-        return [e for _, e in sorted((_dumps(e), e) for e in encoded)] \
-            if len(encoded) > 1 else encoded
-
-    # ---- decoding -------------------------------------------------------------------
 
     def decode(self, data: bytes) -> Any:
         try:
             tree = _loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise CodecError(f"not JSON: {e}") from None
-        return self._dec(tree)
-
-    def _dec(self, tree: Any) -> Any:
-        if type(tree) is not list:
-            if type(tree) is dict:
-                raise CodecError("a JSON object is no encoded value")
-            return tree
-        if not tree or type(tree[0]) is not str:
-            raise CodecError("an encoded container starts with its tag")
-        tag = tree[0]
-        dec = self._dec
+        except RecursionError:
+            raise CodecError("not JSON: nested too deep") from None
         try:
-            if tag == "t":
-                return tuple(dec(v) for v in tree[1:])
-            if tag == "l":
-                return [dec(v) for v in tree[1:]]
-            if tag == "d":
-                items = tree[1:]
-                if len(items) % 2:
-                    raise CodecError("a dict's encoding has an odd number of items")
-                return {dec(items[i]): dec(items[i + 1]) for i in range(0, len(items), 2)}
-            if tag == "s":
-                return {dec(v) for v in tree[1:]}
-            if tag == "f":
-                return frozenset(dec(v) for v in tree[1:])
-            if tag == "b":
-                return base64.b64decode(tree[1], validate=True)
-            if tag == "pb":
-                cls = self._protos.get(tree[1])
-                if cls is None:
-                    raise CodecError(f"unknown protobuf message {tree[1]!r}")
-                return cls.FromString(base64.b64decode(tree[2], validate=True))
-            cls = self._by_name.get(tag)
-            if cls is None:
-                raise CodecError(f"unknown type {tag!r}")
-            names = self._fields.get(cls)
-            if names is None:
-                return cls(tree[1])  # an enum
-            if len(tree) != len(names) + 1:
-                raise CodecError(f"{tag} has {len(names)} fields, not {len(tree) - 1}")
-            return cls(*[dec(v) for v in tree[1:]])
+            return self._dec(tree)
         except CodecError:
             raise
-        except (TypeError, ValueError, IndexError, DecodeError) as e:
-            raise CodecError(f"bad {tag!r} value: {type(e).__name__}: {e}") from None
+        except (TypeError, ValueError, IndexError, AttributeError, DecodeError,
+                RecursionError) as e:
+            raise CodecError(f"bad value: {type(e).__name__}: {e}") from None
 
+    # ---- the compiled walks -----------------------------------------------------------
 
-_RESERVED = frozenset({"t", "l", "d", "s", "f", "b", "pb"})
+    def _compile(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+        """The encoding walk (value -> tree) and the decoding walk (tree -> value), as
+        two closures over a table of one function per type (encoding) or tag (decoding)."""
+        scalars = _SCALARS
+        encoders: dict[type, Callable[[Any], Any]] = {}
+        decoders: dict[str, Callable[[list], Any]] = {}
+        get_encoder = encoders.get
+        get_decoder = decoders.get
+        protos = self._protos
+
+        def enc(value: Any) -> Any:
+            encoder = get_encoder(value.__class__)
+            if encoder is not None:
+                return encoder(value)
+            if isinstance(value, ProtoMessage) and value.DESCRIPTOR.full_name in protos:
+                return _proto(value)  # a subclass of a registered message class
+            cls = type(value)
+            raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
+
+        def dec(tree: Any) -> Any:
+            cls = tree.__class__
+            if cls is list:
+                tag = tree[0] if tree else None
+                decoder = get_decoder(tag) if tag.__class__ is str else None
+                if decoder is None:
+                    if tag.__class__ is str:
+                        raise CodecError(f"unknown type {tag!r}")
+                    raise CodecError("an encoded container starts with its tag")
+                return decoder(tree)
+            if cls is dict:
+                raise CodecError("a JSON object is no encoded value")
+            return tree
+
+        def items(values: Iterable[Any]) -> list:
+            return [v if v.__class__ in scalars else enc(v) for v in values]
+
+        def sorted_items(values: Iterable[Any]) -> list:
+            encoded = items(values)
+            if len(encoded) < 2:
+                return encoded
+            return [e for _, e in sorted((_dumps(e), e) for e in encoded)]
+
+        def enc_dict(value: dict) -> list:
+            out: list = ["d"]
+            append = out.append
+            for k, v in value.items():
+                append(k if k.__class__ in scalars else enc(k))
+                append(v if v.__class__ in scalars else enc(v))
+            return out
+
+        def dec_items(tree: list) -> list:
+            return [v if v.__class__ in scalars else dec(v) for v in tree[1:]]
+
+        def dec_dict(tree: list) -> dict:
+            if not len(tree) % 2:
+                raise CodecError("a dict's encoding has an odd number of items")
+            it = iter(dec_items(tree))
+            return dict(zip(it, it))
+
+        def dec_bytes(tree: list) -> bytes:
+            if len(tree) != 2:
+                raise CodecError("bytes are ['b', base64]")
+            return _b64decode(tree[1], strict_mode=True)
+
+        def dec_proto(tree: list) -> ProtoMessage:
+            if len(tree) != 3:
+                raise CodecError("a protobuf message is ['pb', name, base64]")
+            cls = protos.get(tree[1]) if tree[1].__class__ is str else None
+            if cls is None:
+                raise CodecError(f"unknown protobuf message {tree[1]!r}")
+            return cls.FromString(_b64decode(tree[2], strict_mode=True))
+
+        for cls in (str, int, float, bool, type(None)):
+            encoders[cls] = _same
+        encoders.update({
+            tuple: lambda v: ["t", *items(v)],
+            list: lambda v: ["l", *items(v)],
+            dict: enc_dict,
+            set: lambda v: ["s", *sorted_items(v)],
+            frozenset: lambda v: ["f", *sorted_items(v)],
+            bytes: _bytes,
+        })
+        decoders.update({
+            "t": lambda t: tuple(dec_items(t)),
+            "l": dec_items,
+            "d": dec_dict,
+            "s": lambda t: set(dec_items(t)),
+            "f": lambda t: frozenset(dec_items(t)),
+            "b": dec_bytes,
+            "pb": dec_proto,
+        })
+        for cls in self._protos.values():
+            encoders[cls] = _proto
+        for name, cls in self._by_name.items():
+            names = self._fields.get(cls)
+            if names is None:
+                encoders[cls], decoders[name] = _enum_walks(cls)
+            else:
+                encoders[cls], decoders[name] = _dataclass_walks(cls, names, enc, dec)
+        return enc, dec
 
 
 def _same(value: Any) -> Any:
@@ -193,7 +243,64 @@ def _same(value: Any) -> Any:
 
 
 def _bytes(value: bytes) -> list:
-    return ["b", base64.b64encode(value).decode()]
+    return ["b", _b64encode(value, newline=False).decode("ascii")]
+
+
+def _proto(value: ProtoMessage) -> list:
+    return ["pb", value.DESCRIPTOR.full_name,
+            _b64encode(value.SerializeToString(deterministic=True),
+                       newline=False).decode("ascii")]
+
+
+def _enum_walks(cls: type[enum.Enum]) -> tuple[Callable, Callable]:
+    """An enum member's tree is made once (the JSON encoder only reads it)."""
+    name = cls.__name__
+    trees = {member: [name, member._value_] for member in cls}
+    by_value = dict(cls._value2member_map_)
+
+    def decode(tree: list) -> enum.Enum:
+        if len(tree) != 2:
+            raise CodecError(f"{name} is [{name!r}, value]")
+        member = by_value.get(tree[1])
+        return member if member is not None else cls(tree[1])
+
+    return trees.__getitem__, decode
+
+
+def _builds_by_dict(cls: type) -> bool:
+    """May a decoded instance be built by filling a fresh `__dict__`? Only when that is
+    all the class's own generated `__init__` would do."""
+    init = cls.__dict__.get("__init__")
+    return (init is not None and getattr(init, "__code__", None) is not None
+            and init.__code__.co_filename == "<string>"  # made by dataclasses
+            and not hasattr(cls, "__post_init__") and cls.__dictoffset__ != 0)
+
+
+def _dataclass_walks(cls: type, names: tuple[str, ...], enc: Callable,
+                     dec: Callable) -> tuple[Callable, Callable]:
+    """A dataclass's encoder and decoder, generated: one expression per field."""
+    name = cls.__name__
+    field_trees = ", ".join(
+        f"_x if (_x := value.{f}).__class__ in scalars else enc(_x)" for f in names)
+    lines = [
+        "def encode(value, enc=enc, scalars=scalars):",
+        f"    return [{name!r}, {field_trees}]",
+        "def decode(tree, cls=cls, new=new, dec=dec, scalars=scalars):",
+        f"    if len(tree) != {len(names) + 1}:",
+        f"        raise CodecError(f'{name} has {len(names)} fields, not {{len(tree) - 1}}')",
+    ]
+    fields = [f"_x if (_x := tree[{i + 1}]).__class__ in scalars else dec(_x)"
+              for i in range(len(names))]
+    if _builds_by_dict(cls):
+        lines += ["    obj = new(cls)", "    d = obj.__dict__"]
+        lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields)]
+        lines += ["    return obj"]
+    else:
+        lines += [f"    return cls({', '.join(fields)})"]
+    namespace = {"cls": cls, "new": _new, "enc": enc, "dec": dec, "scalars": _SCALARS,
+                 "CodecError": CodecError}
+    exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
+    return namespace["encode"], namespace["decode"]
 
 
 def _own_types(*modules: ModuleType) -> list[type]:
