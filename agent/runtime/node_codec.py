@@ -26,20 +26,19 @@ An encoding is canonical for keys (the same key always gives the same bytes), wh
 the store relies on to find a row again: tuples, strings, ints and bytes, as the
 Node's table keys are.
 
-Speed. Every row a Node writes and every message it sends passes through here, so the
-walk from a value to its tree of JSON values (and back) is compiled once per type when
-the codec is built, not worked out per value: a function generated for each registered
-dataclass reads each field by name and builds the tagged list in one expression (no
-`dataclasses.fields()`, no isinstance chain), a table maps each type (encoding) or tag
-(decoding) to its function, and a JSON scalar (str, int, float, bool, None) inside a
-container or a field is kept as it is without a call. Decoding builds a dataclass
-without its `__init__` (a fresh instance's `__dict__` filled field by field, what the
-generated `__init__` of a dataclass with no `__post_init__` does, at a third of the
-cost); a class with a `__post_init__`, slots or an `__init__` of its own is built by
-calling it. An enum member encodes to a list made once and decodes through its value
-map. The JSON text is made by the C encoder of the json module called directly (no
-`JSONEncoder.encode` wrapper per value). Measured on the values of a `bench node` run
-(docs/benchmarks.md): see there for the before and after.
+Speed: every row a Node writes and every message it sends passes through here, so the
+walks are made once, when the codec is built, not worked out per value. A table maps
+each type (encoding) or tag (decoding) to its function; each registered dataclass has
+an encoder and a decoder generated for it, one expression per field (no
+`dataclasses.fields()`, no isinstance chain), and a field declared as a registered
+dataclass (or a tuple of one) calls that class's encoder directly. A JSON scalar (str,
+int, float, bool, None) is its own tree and is kept without a call. A dataclass with
+no `__post_init__` is decoded by filling a fresh instance's `__dict__`, all its
+generated `__init__` would do, at a third of the cost; one with a `__post_init__`
+(its own checks), slots or an `__init__` of its own is built by calling it. An enum
+member's tree is made once. The text is made by the json module's C encoder called
+directly. The bytes are those of the walk this replaced; the measurements are in
+docs/benchmarks.md (the bench node section).
 """
 
 from __future__ import annotations
@@ -48,11 +47,13 @@ import binascii
 import dataclasses
 import enum
 import json
+import types
+import typing
 from collections.abc import Callable, Iterable
 from json.encoder import c_make_encoder, encode_basestring_ascii
-from types import ModuleType
 from typing import Any
 
+from fedorch.core.negotiation.errors import RemoteProtocolError
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -131,7 +132,7 @@ class NodeCodec:
         except CodecError:
             raise
         except (TypeError, ValueError, IndexError, AttributeError, DecodeError,
-                RecursionError) as e:
+                RecursionError, RemoteProtocolError) as e:  # or a constructor's own check
             raise CodecError(f"bad value: {type(e).__name__}: {e}") from None
 
     # ---- the compiled walks -----------------------------------------------------------
@@ -193,7 +194,7 @@ class NodeCodec:
             if not len(tree) % 2:
                 raise CodecError("a dict's encoding has an odd number of items")
             it = iter(dec_items(tree))
-            return dict(zip(it, it))
+            return dict(zip(it, it, strict=False))  # the same iterator: pairs
 
         def dec_bytes(tree: list) -> bytes:
             if len(tree) != 2:
@@ -229,12 +230,19 @@ class NodeCodec:
         })
         for cls in self._protos.values():
             encoders[cls] = _proto
+        # The generated functions share one namespace, where each finds the encoder of a
+        # field's declared dataclass by name (filled in once all are made).
+        namespace = {"new": _new, "enc": enc, "dec": dec, "scalars": _SCALARS,
+                     "CodecError": CodecError}
         for name, cls in self._by_name.items():
             names = self._fields.get(cls)
             if names is None:
                 encoders[cls], decoders[name] = _enum_walks(cls)
             else:
-                encoders[cls], decoders[name] = _dataclass_walks(cls, names, enc, dec)
+                encoders[cls], decoders[name] = _dataclass_walks(
+                    cls, names, _declared(cls, self._fields), namespace)
+        for name, cls in self._by_name.items():
+            namespace[f"E_{name}"], namespace[f"C_{name}"] = encoders[cls], cls
         return enc, dec
 
 
@@ -276,12 +284,49 @@ def _builds_by_dict(cls: type) -> bool:
             and not hasattr(cls, "__post_init__") and cls.__dictoffset__ != 0)
 
 
-def _dataclass_walks(cls: type, names: tuple[str, ...], enc: Callable,
-                     dec: Callable) -> tuple[Callable, Callable]:
+def _declared(cls: type, registered: dict[type, tuple[str, ...]]) -> dict[str, tuple]:
+    """The fields declared as a registered dataclass X (or X | None): ("one", X), or as
+    tuple[X, ...]: ("tuple", X). Their encoding calls X's encoder without a lookup; a
+    value of another type at run time takes the general way."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: none
+        return {}
+    declared = {}
+    for name in registered[cls]:
+        hint = hints.get(name)
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin is typing.Union or origin is types.UnionType:
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1 and inner[0] in registered:
+                declared[name] = ("one", inner[0])
+        elif hint in registered:
+            declared[name] = ("one", hint)
+        elif origin is tuple and len(args) == 2 and args[1] is Ellipsis \
+                and args[0] in registered:
+            declared[name] = ("tuple", args[0])
+    return declared
+
+
+def _field_tree(field: str, declared: dict[str, tuple]) -> str:
+    """The expression for one field's tree in a generated encoder."""
+    kind, of = declared.get(field, (None, None))
+    if kind == "one":
+        n = of.__name__
+        return (f"_x if (_x := value.{field}).__class__ in scalars"
+                f" else (E_{n}(_x) if _x.__class__ is C_{n} else enc(_x))")
+    if kind == "tuple":
+        n = of.__name__
+        return (f"['t', *[E_{n}(_v) if _v.__class__ is C_{n} else enc(_v) for _v in _x]]"
+                f" if (_x := value.{field}).__class__ is tuple else enc(_x)")
+    return f"_x if (_x := value.{field}).__class__ in scalars else enc(_x)"
+
+
+def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tuple],
+                     namespace: dict[str, Any]) -> tuple[Callable, Callable]:
     """A dataclass's encoder and decoder, generated: one expression per field."""
     name = cls.__name__
-    field_trees = ", ".join(
-        f"_x if (_x := value.{f}).__class__ in scalars else enc(_x)" for f in names)
+    field_trees = ", ".join(_field_tree(f, declared) for f in names)
     lines = [
         "def encode(value, enc=enc, scalars=scalars):",
         f"    return [{name!r}, {field_trees}]",
@@ -293,17 +338,16 @@ def _dataclass_walks(cls: type, names: tuple[str, ...], enc: Callable,
               for i in range(len(names))]
     if _builds_by_dict(cls):
         lines += ["    obj = new(cls)", "    d = obj.__dict__"]
-        lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields)]
+        lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields, strict=True)]
         lines += ["    return obj"]
     else:
         lines += [f"    return cls({', '.join(fields)})"]
-    namespace = {"cls": cls, "new": _new, "enc": enc, "dec": dec, "scalars": _SCALARS,
-                 "CodecError": CodecError}
+    namespace["cls"] = cls  # bound as a default argument, so each decode keeps its own
     exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
-    return namespace["encode"], namespace["decode"]
+    return namespace.pop("encode"), namespace.pop("decode")
 
 
-def _own_types(*modules: ModuleType) -> list[type]:
+def _own_types(*modules: types.ModuleType) -> list[type]:
     """The dataclasses and enums each module defines (not those it imports)."""
     found = []
     for module in modules:
@@ -316,7 +360,7 @@ def _own_types(*modules: ModuleType) -> list[type]:
     return found
 
 
-def _proto_types(*modules: ModuleType) -> list[type[ProtoMessage]]:
+def _proto_types(*modules: types.ModuleType) -> list[type[ProtoMessage]]:
     found = []
     for module in modules:
         for obj in vars(module).values():

@@ -99,3 +99,29 @@ def test_a_type_named_like_a_tag_or_twice_is_not_registered():
 
     with pytest.raises(ValueError, match="two types"):
         NodeCodec([named("Twin"), named("Twin")], [])
+
+
+def test_a_field_holding_another_type_than_declared_round_trips():
+    """Encoders call a declared field's dataclass encoder directly; a value of another
+    type there (a list for a tuple, None for a dataclass) still comes back as it was."""
+    from fedorch.core.negotiation.messages import Accept, Ballot, TxInfo, Value, VoteIn
+
+    vote = VoteIn(1, "d1", True, "", b"\x00raw")
+    for value in (Value(True, [vote, vote]), Value(True, (vote, "not a vote")),
+                  Accept(TxInfo("w", 1, "d0", ("d1",), ("d1",), b"tx"), Ballot(0, "d0"),
+                         None, True),
+                  Accept(("not", "a tx"), Ballot(0, "d0"), Value(False), False)):
+        same(CODEC.decode(CODEC.encode(value)), value)
+
+
+def test_a_class_that_checks_its_fields_checks_them_when_decoded():
+    """A registered class with a __post_init__ is built by calling it, so its checks run
+    on what a peer sent: a refusal there is a CodecError like any other."""
+    from fedorch.core.workflow.lifecycle import Ended, WorkflowState
+
+    ended = Ended(final=WorkflowState.SUCCEEDED, reason="done")
+    same(CODEC.decode(CODEC.encode(ended)), ended)
+    running = CODEC.encode(ended).replace(CODEC.encode(WorkflowState.SUCCEEDED),
+                                          CODEC.encode(WorkflowState.RUNNING))
+    with pytest.raises(CodecError, match="terminal"):
+        CODEC.decode(running)
