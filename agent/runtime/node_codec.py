@@ -83,7 +83,7 @@ def _pack(tree: Any) -> bytes:
 
 def _wide(tree: Any) -> Any:
     """`tree` with every int MessagePack cannot hold as ["i", its decimal digits]."""
-    if tree.__class__ is list:
+    if tree.__class__ is list or tree.__class__ is tuple:
         return [_wide(t) for t in tree]
     if tree.__class__ is int and not _INT_MIN <= tree <= _INT_MAX:
         return ["i", str(tree)]
@@ -232,9 +232,24 @@ class NodeCodec:
 
         for cls in scalars:
             encoders[cls] = _same
+        all_scalars = scalars.issuperset
+        prefix_t, prefix_l = ("t",), ("l",)
+
+        def enc_tuple(value: tuple) -> tuple | list:
+            # A tuple of scalars (a table key, a list of names) is joined to its tag in C
+            # (msgpack packs a tuple of the tree as an array).
+            if all_scalars(map(type, value)):
+                return prefix_t + value
+            return ["t", *[v if v.__class__ in scalars else enc(v) for v in value]]
+
+        def enc_list(value: list) -> tuple | list:
+            if all_scalars(map(type, value)):
+                return prefix_l + tuple(value)
+            return ["l", *[v if v.__class__ in scalars else enc(v) for v in value]]
+
         encoders.update({
-            tuple: lambda v: ["t", *items(v)],
-            list: lambda v: ["l", *items(v)],
+            tuple: enc_tuple,
+            list: enc_list,
             dict: enc_dict,
             set: lambda v: ["s", *sorted_items(v)],
             frozenset: lambda v: ["f", *sorted_items(v)],
