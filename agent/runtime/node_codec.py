@@ -20,8 +20,9 @@ packed bytes, so equal sets encode the same), `["i", digits]` an int beyond 64 b
 `[Name, *fields]` a registered dataclass (fields in declaration order) or `[Name,
 value]` a registered enum. A str that is not valid UTF-8 (a lone surrogate) is carried
 as it is ("surrogatepass"). Only registered types are ever built when decoding: bytes
-from a peer can name no other class, and a MessagePack map, extension or timestamp is
-no value, so decoding is safe on untrusted input (anything else is a `CodecError`).
+from a peer can name no other class, a MessagePack map or extension is no value, and a
+timestamp reads as a plain int, so decoding is safe on untrusted input (anything else
+is a `CodecError`).
 MessagePack, not pickle, for that reason; not JSON (as until December 2026), because
 its text cost as much as the walk: MessagePack packs a tree in half the CPU, parses
 it in a quarter, and carries bytes without base64.
@@ -35,11 +36,13 @@ walks are made once, when the codec is built, not worked out per value. A table 
 each type (encoding) or tag (decoding) to its function; each registered dataclass has
 an encoder and a decoder generated for it, one expression per field (no
 `dataclasses.fields()`, no isinstance chain), and a field declared as a registered
-dataclass (or a tuple of one) calls that class's encoder directly. A scalar is kept
-without a call. A dataclass with no `__post_init__` is decoded by filling a fresh
-instance's `__dict__`, all its generated `__init__` would do, at a third of the cost;
-one with a `__post_init__` (its own checks), slots or an `__init__` of its own is built
-by calling it. An enum member's tree is made once. The measurements are in
+dataclass (or a tuple of one) calls that class's encoder directly. A scalar, and a
+tuple or list of scalars, is kept or joined to its tag without a Python loop. Decoding
+runs inside msgpack's parser: it hands each array, its items already values, to the
+decoder of its tag (`list_hook`). A dataclass with no `__post_init__` is decoded by
+filling a fresh instance's `__dict__`, all its generated `__init__` would do, at a third
+of the cost; one with a `__post_init__` (its own checks), slots or an `__init__` of its
+own is built by calling it. An enum member's tree is made once. The measurements are in
 docs/benchmarks.md (the bench node section).
 """
 
@@ -90,13 +93,12 @@ def _wide(tree: Any) -> Any:
     return tree
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, unicode_errors="surrogatepass",
-                           strict_map_key=False, ext_hook=_no_ext)
-
-
 def _no_ext(code: int, data: bytes) -> Any:
     raise CodecError(f"MessagePack extension {code} is no encoded value")
+
+
+def _no_map(pairs: list) -> Any:
+    raise CodecError("a MessagePack map is no encoded value")
 
 
 _new = object.__new__
@@ -117,7 +119,14 @@ class NodeCodec:
             self._register(cls)
         self._protos: dict[str, type[ProtoMessage]] = {
             p.DESCRIPTOR.full_name: p for p in protos}
-        self._enc, self._dec = self._compile()
+        self._enc, array = self._compile()
+        # The parser hands every array to `array` as it closes, its items already
+        # values: the decoding walk runs in msgpack's C loop, not in a Python one. A
+        # timestamp extension reads as its nanoseconds (a plain int), so that no
+        # msgpack.Timestamp ever lands in a value.
+        self._options = {"raw": False, "unicode_errors": "surrogatepass",
+                         "list_hook": array, "object_pairs_hook": _no_map,
+                         "ext_hook": _no_ext, "timestamp": 2}
 
     def _register(self, cls: type) -> None:
         name = cls.__name__
@@ -141,18 +150,14 @@ class NodeCodec:
 
     def decode(self, data: bytes) -> Any:
         try:
-            tree = _unpack(data)
-        except CodecError:
-            raise
-        except Exception as e:  # noqa: BLE001 - msgpack's errors have no one base
-            raise CodecError(f"not MessagePack: {type(e).__name__}: {e}") from None
-        try:
-            return self._dec(tree)
+            return msgpack.unpackb(data, **self._options)
         except CodecError:
             raise
         except (TypeError, ValueError, IndexError, AttributeError, DecodeError,
                 RecursionError, RemoteProtocolError) as e:  # or a constructor's own check
             raise CodecError(f"bad value: {type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - msgpack's other errors have no one base
+            raise CodecError(f"not MessagePack: {type(e).__name__}: {e}") from None
 
     # ---- the compiled walks -----------------------------------------------------------
 
@@ -175,21 +180,15 @@ class NodeCodec:
             cls = type(value)
             raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
 
-        def dec(tree: Any) -> Any:
-            cls = tree.__class__
-            if cls is list:
-                tag = tree[0] if tree else None
-                decoder = get_decoder(tag) if tag.__class__ is str else None
-                if decoder is None:
-                    if tag.__class__ is str:
-                        raise CodecError(f"unknown type {tag!r}")
-                    raise CodecError("an encoded container starts with its tag")
-                return decoder(tree)
-            if cls in scalars:
-                return tree
-            if cls is dict:
-                raise CodecError("a map is no encoded value")
-            raise CodecError(f"a {cls.__name__} is no encoded value")
+        def array(tree: list) -> Any:
+            """An array of the tree, its items already decoded: the value it encodes."""
+            tag = tree[0] if tree else None
+            decoder = get_decoder(tag) if tag.__class__ is str else None
+            if decoder is None:
+                if tag.__class__ is str:
+                    raise CodecError(f"unknown type {tag!r}")
+                raise CodecError("an encoded container starts with its tag")
+            return decoder(tree)
 
         def items(values: Iterable[Any]) -> list:
             return [v if v.__class__ in scalars else enc(v) for v in values]
@@ -208,13 +207,11 @@ class NodeCodec:
                 append(v if v.__class__ in scalars else enc(v))
             return out
 
-        def dec_items(tree: list) -> list:
-            return [v if v.__class__ in scalars else dec(v) for v in tree[1:]]
-
         def dec_dict(tree: list) -> dict:
             if not len(tree) % 2:
                 raise CodecError("a dict's encoding has an odd number of items")
-            it = iter(dec_items(tree))
+            it = iter(tree)
+            next(it)  # the tag
             return dict(zip(it, it, strict=False))  # the same iterator: pairs
 
         def dec_wide_int(tree: list) -> int:
@@ -255,11 +252,11 @@ class NodeCodec:
             frozenset: lambda v: ["f", *sorted_items(v)],
         })
         decoders.update({
-            "t": lambda t: tuple(dec_items(t)),
-            "l": dec_items,
+            "t": lambda t: tuple(t[1:]),
+            "l": lambda t: t[1:],
             "d": dec_dict,
-            "s": lambda t: set(dec_items(t)),
-            "f": lambda t: frozenset(dec_items(t)),
+            "s": lambda t: set(t[1:]),
+            "f": lambda t: frozenset(t[1:]),
             "i": dec_wide_int,
             "pb": dec_proto,
         })
@@ -267,7 +264,7 @@ class NodeCodec:
             encoders[cls] = _proto
         # The generated functions share one namespace, where each finds the encoder of a
         # field's declared dataclass by name (filled in once all are made).
-        namespace = {"new": _new, "enc": enc, "dec": dec, "scalars": _SCALARS,
+        namespace = {"new": _new, "enc": enc, "scalars": _SCALARS,
                      "CodecError": CodecError}
         for name, cls in self._by_name.items():
             names = self._fields.get(cls)
@@ -278,7 +275,7 @@ class NodeCodec:
                     cls, names, _declared(cls, self._fields), namespace)
         for name, cls in self._by_name.items():
             namespace[f"E_{name}"], namespace[f"C_{name}"] = encoders[cls], cls
-        return enc, dec
+        return enc, array
 
 
 def _same(value: Any) -> Any:
@@ -290,7 +287,7 @@ def _proto(value: ProtoMessage) -> list:
 
 
 def _enum_walks(cls: type[enum.Enum]) -> tuple[Callable, Callable]:
-    """An enum member's tree is made once (the JSON encoder only reads it)."""
+    """An enum member's tree is made once (the packer only reads it)."""
     name = cls.__name__
     trees = {member: [name, member._value_] for member in cls}
     by_value = dict(cls._value2member_map_)
@@ -359,12 +356,11 @@ def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tupl
     lines = [
         "def encode(value, enc=enc, scalars=scalars):",
         f"    return [{name!r}, {field_trees}]",
-        "def decode(tree, cls=cls, new=new, dec=dec, scalars=scalars):",
+        "def decode(tree, cls=cls, new=new):",
         f"    if len(tree) != {len(names) + 1}:",
         f"        raise CodecError(f'{name} has {len(names)} fields, not {{len(tree) - 1}}')",
     ]
-    fields = [f"_x if (_x := tree[{i + 1}]).__class__ in scalars else dec(_x)"
-              for i in range(len(names))]
+    fields = [f"tree[{i + 1}]" for i in range(len(names))]
     if _builds_by_dict(cls):
         lines += ["    obj = new(cls)", "    d = obj.__dict__"]
         lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields, strict=True)]

@@ -74,8 +74,9 @@ def test_equal_sets_encode_the_same_whatever_their_order(items, rng):
     packb(["HoldState", "no such state"]),
     packb(["i", 12]),                  # a wide int is its digits
     packb(["i", "twelve"]),
-    packb(["t", msgpack.ExtType(5, b"x")]),  # extensions and timestamps are no values
-    packb(msgpack.Timestamp(1)),
+    packb(["t", msgpack.ExtType(5, b"x")]),  # an extension is no value
+    packb(msgpack.ExtType(5, b"x")),
+    packb(["t", {"a": 1}]),            # nor is a map, at any depth
     packb(["l", 1]) + b"\x00",         # bytes after the value
     b"",
     b"\xc1",                           # never used in MessagePack
@@ -155,3 +156,13 @@ def test_ints_beyond_64_bits_round_trip_and_encode_the_same_each_time():
         data = CODEC.encode(value)
         same(CODEC.decode(data), value)
         assert CODEC.encode(CODEC.decode(data)) == data
+
+
+def test_a_timestamp_reads_as_a_plain_int():
+    """MessagePack's timestamp extension is parsed before any hook sees it: it reads as
+    its nanoseconds, a plain int, so no msgpack.Timestamp ever lands in a value."""
+    for data, ns in ((packb(msgpack.Timestamp(1)), 10**9),
+                     (packb(["t", msgpack.Timestamp(0, 5)]), (5,))):
+        value = CODEC.decode(data)
+        assert value == ns
+        assert {type(v) for v in (value if isinstance(value, tuple) else (value,))} == {int}
