@@ -264,7 +264,8 @@ class NodeCodec:
             encoders[cls] = _proto
         # The generated functions share one namespace, where each finds the encoder of a
         # field's declared dataclass by name (filled in once all are made).
-        namespace = {"new": _new, "enc": enc, "scalars": _SCALARS,
+        namespace = {"new": _new, "enc": enc, "scalars": _SCALARS, "prefix_t": prefix_t,
+                     "all_scalars": all_scalars,
                      "CodecError": CodecError}
         for name, cls in self._by_name.items():
             names = self._fields.get(cls)
@@ -331,6 +332,8 @@ def _declared(cls: type, registered: dict[type, tuple[str, ...]]) -> dict[str, t
         elif origin is tuple and len(args) == 2 and args[1] is Ellipsis \
                 and args[0] in registered:
             declared[name] = ("tuple", args[0])
+        elif origin is tuple and args and all(a in _SCALARS or a is Ellipsis for a in args):
+            declared[name] = ("scalars", None)  # a key, names: (str, int), (str, ...)
     return declared
 
 
@@ -341,6 +344,9 @@ def _field_tree(field: str, declared: dict[str, tuple]) -> str:
         n = of.__name__
         return (f"_x if (_x := value.{field}).__class__ in scalars"
                 f" else (E_{n}(_x) if _x.__class__ is C_{n} else enc(_x))")
+    if kind == "scalars":
+        return (f"prefix_t + _x if (_x := value.{field}).__class__ is tuple"
+                f" and all_scalars(map(type, _x)) else enc(_x)")
     if kind == "tuple":
         n = of.__name__
         return (f"['t', *[E_{n}(_v) if _v.__class__ is C_{n} else enc(_v) for _v in _x]]"
@@ -354,7 +360,8 @@ def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tupl
     name = cls.__name__
     field_trees = ", ".join(_field_tree(f, declared) for f in names)
     lines = [
-        "def encode(value, enc=enc, scalars=scalars):",
+        "def encode(value, enc=enc, scalars=scalars, prefix_t=prefix_t,"
+        " all_scalars=all_scalars):",
         f"    return [{name!r}, {field_trees}]",
         "def decode(tree, cls=cls, new=new):",
         f"    if len(tree) != {len(names) + 1}:",

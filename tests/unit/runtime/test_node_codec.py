@@ -119,13 +119,22 @@ def test_a_type_named_like_a_tag_or_twice_is_not_registered():
 def test_a_field_holding_another_type_than_declared_round_trips():
     """Encoders call a declared field's dataclass encoder directly; a value of another
     type there (a list for a tuple, None for a dataclass) still comes back as it was."""
-    from fedorch.core.negotiation.messages import Accept, Ballot, TxInfo, Value, VoteIn
+    from fedorch.core.negotiation.messages import (
+        Accept,
+        Ballot,
+        DecisionAck,
+        TxInfo,
+        Value,
+        VoteIn,
+    )
 
     vote = VoteIn(1, "d1", True, "", b"\x00raw")
     for value in (Value(True, [vote, vote]), Value(True, (vote, "not a vote")),
                   Accept(TxInfo("w", 1, "d0", ("d1",), ("d1",), b"tx"), Ballot(0, "d0"),
                          None, True),
-                  Accept(("not", "a tx"), Ballot(0, "d0"), Value(False), False)):
+                  Accept(("not", "a tx"), Ballot(0, "d0"), Value(False), False),
+                  DecisionAck(("w", (1, 2), Ballot(0, "d0")), "d1"),  # a key of scalars
+                  DecisionAck(["w", 1], "d1"), DecisionAck(("w", 2**70), "d1")):
         same(CODEC.decode(CODEC.encode(value)), value)
 
 
