@@ -168,7 +168,7 @@ class Store:
         modules') in one transaction; returns how many rows each changed."""
         return await self._database.write(list(statements))
 
-    # ---- key records (runtime/key_changes.py) ----------------------------------------
+    # ---- meta and key records (runtime/key_changes.py) -------------------------------
 
     @staticmethod
     def key_record_statement(domain: str, record: keys_pb2.KeyRecord,
