@@ -109,7 +109,7 @@ async def test_a_save_of_every_step_encodes_only_the_steps_that_changed(tmp_path
     # must cost no JSON encoding (50 steps: 100 encodings per save before).
     from types import SimpleNamespace
 
-    from fedorch.runtime.store import store as store_module
+    from fedorch.runtime.store import workflow_table as store_module
 
     encoded: list = []
     real = store_module.json
