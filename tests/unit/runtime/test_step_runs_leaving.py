@@ -10,7 +10,7 @@ from fedorch.core.membership.swim_types import MemberState
 from fedorch.core.workflow.progress import StepState
 from fedorch.runtime.agent import Agent
 
-from tests.unit.runtime.test_self_fencing_shell import Views, _running
+from tests.unit.runtime.test_self_fencing import Views, _running
 
 
 async def test_a_ready_step_does_not_start_while_the_agent_leaves(agent: Agent) -> None:

@@ -1,6 +1,6 @@
 """How a member paces itself: probe timings that follow measured round trips, updates
 that leave while probing is stretched, and a full-state exchange soon after news of an
-unknown member (see tests/sim/membership/test_swim_starved.py for what they are for)."""
+unknown member (see tests/sim/test_membership_starved.py for what they are for)."""
 
 from __future__ import annotations
 

@@ -302,7 +302,7 @@ def test_an_ack_after_the_probe_timeout_makes_the_prober_more_patient():
     a.handle_message(now, f"{ping.target}:1", Ack(ping.seq, ping.target, ()))
     assert a.health == 1
     # The next probe waits at least (health + 1) times as long before asking helpers (the
-    # slow round trip it measured may ask for more: tests/sim/membership/test_swim_pacing.py).
+    # slow round trip it measured may ask for more: tests/sim/test_membership_pacing.py).
     now = a.get_timer()
     a.handle_timer(now)
     assert a.get_timer() - now >= 2 * a.profile.probe_timeout - 1e-9

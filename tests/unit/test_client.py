@@ -16,7 +16,7 @@ from fedorch.client.models import Member, WorkflowStatus
 from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2, status_pb2
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_fedorch_loads_no_client_until_asked() -> None:

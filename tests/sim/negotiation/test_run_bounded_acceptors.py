@@ -12,7 +12,7 @@ from fedorch.core.negotiation.messages import Accept, Accepted, PaxosPrepare
 from fedorch.sim.negotiation.disk import Timing
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.test_negotiation_scenarios import (
+from tests.sim.negotiation.test_run_scenarios import (
     KEY,
     LEASE,
     WF,

@@ -36,8 +36,8 @@ from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import WorkflowRow
 
+from tests.unit.runtime.test_self_fencing import Forever, Views
 from tests.unit.runtime.test_self_fencing_restart import SPEC, WF, _earlier_life
-from tests.unit.runtime.test_self_fencing_shell import Forever, Views
 from tests.unit.runtime.waiting import until as _until
 
 # ---- the answer of a participant in doubt ------------------------------------------------
@@ -273,7 +273,7 @@ async def _restarted_with_gamma_acting(agent: Agent, monkeypatch, certificate):
     interrupted; beta is DEAD here, and no claim of the successor ever reaches alpha
     (alpha was down while it went, say). gamma, the other participant, acts in epoch 1
     and answers QueryDecision with the step epochs and `certificate`."""
-    from tests.unit.runtime.test_proven_successor import _trusting
+    from tests.unit.runtime.test_takeover_proven_successor import _trusting
 
     await _earlier_life(agent, round=1)
     restarted, executor = _restarted(agent, trusting=_trusting, beta=MemberState.DEAD,
@@ -289,7 +289,7 @@ async def test_a_held_back_participant_whose_coordinator_is_gone_finds_the_succe
     acts in epoch 1 (its certificate: beta's grant and its own): alpha follows gamma,
     takes its answer (s still placed here) and starts the retry. Before, alpha asked
     nobody while beta was DEAD, and waited for a claim or an end notice."""
-    from tests.unit.runtime.test_proven_successor import _certificate
+    from tests.unit.runtime.test_takeover_proven_successor import _certificate
 
     restarted, executor, asked = await _restarted_with_gamma_acting(
         agent, monkeypatch, _certificate("gamma", "beta", "gamma"))
@@ -312,7 +312,7 @@ async def test_an_answer_without_a_valid_certificate_is_not_taken(agent: Agent,
                                                                   monkeypatch) -> None:
     """gamma shows only its own grant (a minority): not followed, its answer not taken,
     nothing started; the refusal is counted."""
-    from tests.unit.runtime.test_proven_successor import _certificate, _refusals
+    from tests.unit.runtime.test_takeover_proven_successor import _certificate, _refusals
 
     restarted, executor, asked = await _restarted_with_gamma_acting(
         agent, monkeypatch, _certificate("gamma", "gamma"))

@@ -362,7 +362,7 @@ def _audit_log(rotation: keys_pb2.KeyRecord):
 
     from fedorch.core.audit.chain import KEY_ROTATED, STARTED, make_checkpoint
 
-    from tests.unit.core.audit.test_audit_chain import _chain, _raw
+    from tests.unit.core.audit.test_chain import _chain, _raw
 
     bodies = [(STARTED, "", {"domain": "eu", "public_key": _raw(K1), "incarnation": 1}),
               ("vote", "eu.1", {"yes": True, "round": 1}),

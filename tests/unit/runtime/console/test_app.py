@@ -20,7 +20,7 @@ from fedorch.runtime.console.views import ListFilter, WorkflowSummary
 from fedorch.runtime.membership import Member
 from fedorch.runtime.store.store import StepRow, WorkflowRow
 
-from tests.unit.runtime.test_loop_wakeups import _until
+from tests.unit.runtime.test_wakeups import _until
 
 BASE = "domain: alpha\nlisten: 127.0.0.1:7101\ndata_dir: data\nkey_file: k.key\n"
 

@@ -3,7 +3,7 @@ no agent raises on one and no lease or timeout fires early; an agent whose lease
 on its wall clock is caught. Self-fencing, in the re-placement world with partitions
 (fencing.py): no step is fenced before its lease in true time; a worker reading the
 rule's times off its wall clock is caught. (Takeover claims:
-test_clock_steps_takeover_sim.py.)"""
+test_clock_check_takeover.py.)"""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_the_schedule_with_wall_clock_leases_fails():
 
 
 def test_the_random_fault_mix_steps_clocks_at_a_modest_rate():
-    """make test's 2,000 seeded runs (test_negotiation_seeds.py) include clock steps."""
+    """make test's 2,000 seeded runs (test_run_seeds.py) include clock steps."""
     stepped = [seed for seed in range(400) if Config.random(random.Random(seed)).clock_steps]
     assert 10 < len(stepped) < 100
     for seed in stepped[:5]:

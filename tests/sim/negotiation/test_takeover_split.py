@@ -28,8 +28,8 @@ from fedorch.core.workflow.takeover import Takeover
 from fedorch.sim.negotiation.disk import Timing
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.test_takeover_sim import WF
-from tests.sim.negotiation.test_takeover_sim import scenario as takeover_scenario
+from tests.sim.negotiation.test_takeover import WF
+from tests.sim.negotiation.test_takeover import scenario as takeover_scenario
 
 SLOW_CLAIMS = Timing(max_rounds=1, takeover_after_s=3.0, prepare_timeout_s=20.0)
 LOOK_S = 1.0  # the simulated takeover shell looks at its cores once a second

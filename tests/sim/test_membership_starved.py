@@ -24,7 +24,7 @@ from fedorch.core.membership import swim_detector
 from fedorch.core.membership.swim_profiles import make_profile
 from fedorch.sim.membership import Simulation
 
-from tests.sim.membership.test_swim_join_storm import storm
+from tests.sim.test_membership_join_storm import storm
 
 TARGET_S = 5.0
 

@@ -94,7 +94,7 @@ async def _accepted_for(store: Store, acceptors: tuple[str, ...]) -> None:
 
 
 # An acceptor holding no step grants only on the round's proof, whatever it holds
-# (tests/unit/runtime/test_round_proofs.py, test_planted_records.py): the claims here
+# (tests/unit/runtime/test_round_proofs.py, test_consensus_planted_records.py): the claims here
 # carry one, made with real signatures.
 
 

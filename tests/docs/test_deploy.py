@@ -13,7 +13,7 @@ import yaml
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import load_config, parse_host_port
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CONFIG_TARGET = "/etc/fedorch/agent.yaml"
 KEYS_TARGET = "/etc/fedorch/keys"
 

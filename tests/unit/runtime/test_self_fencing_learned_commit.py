@@ -19,7 +19,7 @@ from fedorch.runtime.agent import Agent
 from fedorch.runtime.peers import PeerCallError
 
 from tests.unit.runtime.test_participation_learned_commit import _no_delivery, _vote_yes
-from tests.unit.runtime.test_self_fencing_shell import Forever
+from tests.unit.runtime.test_self_fencing import Forever
 from tests.unit.runtime.waiting import until as _until
 
 WF = "beta.1"

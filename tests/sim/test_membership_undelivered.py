@@ -11,7 +11,7 @@ from fedorch.core.membership.swim_profiles import retransmit_limit
 from fedorch.core.membership.swim_types import ClaimBody, ClaimKind, PushPull, sign_claim
 from fedorch.sim.membership import HmacKeyring
 
-from tests.sim.membership.test_swim_core import make_members
+from tests.unit.core.membership.test_swim import make_members
 
 
 def _members(names: list[str]) -> dict[str, Swim]:

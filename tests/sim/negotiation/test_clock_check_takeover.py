@@ -20,7 +20,7 @@ from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.disk import Disk, Timing
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.test_takeover_sim import WF, scenario
+from tests.sim.negotiation.test_takeover import WF, scenario
 
 HOUR = 3600.0
 TAKEOVER_AFTER_S = 3.0

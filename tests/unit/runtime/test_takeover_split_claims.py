@@ -5,7 +5,7 @@ the epoch; a claimant that learns from the denials that the epoch is lost for it
 follows the better-ranked rival at once, persisted before anything leaves.
 
 Agent alpha (the conftest's, real store and shell) takes part in beta's workflow with
-gamma; the electorate is alpha, beta and gamma (test_proven_successor's set-up).
+gamma; the electorate is alpha, beta and gamma (test_takeover_proven_successor's set-up).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.store.store import WorkflowRow
 
-from tests.unit.runtime.test_proven_successor import WF, _grant, _taking_part
 from tests.unit.runtime.test_self_fencing_restart import SPEC
+from tests.unit.runtime.test_takeover_proven_successor import WF, _grant, _taking_part
 
 
 class Clock:
