@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING
 from fedorch.core.negotiation.messages import DecisionQuery, Key, Value
 from fedorch.core.node.ready import PUT, Write
 from fedorch.core.node.records import ClaimAnswerMsg, PrepareMsg, VoteMsg
-from fedorch.sim.negotiation.takeover import held_of
+from fedorch.core.node.takeover import held_of
 
 if TYPE_CHECKING:
     from fedorch.core.node.records import Disk
