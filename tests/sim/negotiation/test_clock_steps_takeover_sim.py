@@ -112,7 +112,7 @@ def test_a_dead_coordinator_is_claimed_at_once_whatever_the_clock() -> None:
     report = sim.run()
     assert report.violations == [], report.violations
     at = sim.clock_check.claimed_at[("d1", WF, 1)]
-    # DEAD 1.5 s after the crash, seen at the next look (once a second).
+    # DEAD 1.5 s after the crash: the Node is told then, and claims at once.
     assert died[0] + Timing().dead_after_s <= at < died[0] + TAKEOVER_AFTER_S + 1.0
 
 

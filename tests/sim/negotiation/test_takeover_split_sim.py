@@ -32,7 +32,7 @@ from tests.sim.negotiation.test_takeover_sim import WF
 from tests.sim.negotiation.test_takeover_sim import scenario as takeover_scenario
 
 SLOW_CLAIMS = Timing(max_rounds=1, takeover_after_s=3.0, prepare_timeout_s=20.0)
-LOOK_S = 1.0  # the simulated takeover shell looks at its cores once a second
+LOOK_S = 1.0  # a bound per exchange: the takeover shell once looked at its cores this often
 
 
 def split(seed: int) -> tuple[Simulation, dict[str, list[float]]]:
