@@ -50,8 +50,10 @@ Drivers. There is one: `NodeDriver` (agent/runtime/driver.py), with its ports
 (agent/sim/negotiation/ports.py: a crash point before each write group and each send,
 per-agent wall clocks that step). The daemon's runtime is to map onto the same calls:
 a gRPC handler posts `Message` (after the envelope check), the client service posts
-`Submit`, an executor's end posts `StepEnded`; each turn writes `ready.writes` as one
-SQLite transaction and sends `send_after_write` after the commit.
+`Submit`, an executor's end posts `StepEnded`, the membership shell posts
+`MemberState` on each change of its view (and every member's state after a restore);
+each turn writes `ready.writes` as one SQLite transaction and sends `send_after_write`
+after the commit.
 
 Coordinator takeover is a part of the Node (takeover.py, takeover_claims.py),
 composed when `Timing.takeover_after_s` is set (`Node.takeover`; None otherwise, and a

@@ -16,6 +16,12 @@ Each agent has its own wall clock (simulation time plus an offset); a clock-step
 fault steps one by +2 s, -2 s, +1 h or -1 h at some moment (clock_check.py: no agent
 raises on it, and no lease, timeout or takeover claim fires early, in true time).
 
+With coordinator takeover on (`Timing.takeover_after_s`), each agent's membership view
+(`member_state`) is posted to its Node as `MemberState` inputs whenever it may have
+changed: after an event that crashed, restarted or paused an agent or crossed the
+partition, and at the instants time alone changes it (DEAD `dead_after_s` after a
+crash, a pause's end), each an event of its own (takeover.py).
+
 Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
 heals and every crashed agent (bar the dead-forever one) restarts; the run goes
 on until nothing is left to do or `end`. Then the checker
