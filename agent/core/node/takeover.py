@@ -19,6 +19,8 @@ domain the view has never named is "" to the core: not ALIVE, so silent. Every c
 own deadline (`Takeover.get_timer`: the silence that makes a coordinator gone, the
 claim timeout, the successor's claim again) is part of `Node.get_timer()`, and a
 `Tick` steps `Timer` into the cores whose deadline has come: there is no periodic look.
+A deadline still due after its Timer would wake the driver again at once, for ever: the
+Node stops with a LocalProtocolError naming the workflow instead.
 
 Cores. One per workflow in `Node.progress` (committed, not ended here) of which this
 agent is a participant or the original coordinator, built when the workflow is
@@ -35,9 +37,13 @@ epoch", before any message of the same turn leaves; `Act` writes `epochs` as our
 under "takeover act" and notes `acting` (the simulator's checker takes it);
 `SendClaim` is a `ClaimMsg` (takeover_claims.py). An acting successor ends the
 workflow once its progress has an outcome and tells every participant and the
-original coordinator with its epoch (`FinalMsg.epoch`, resent until acknowledged); a
-claimant that learns the end before its claim won tells it on in its claimed epoch
-(the core's `Announce`), as those that granted it refuse the lower epoch's notice.
+original coordinator with its epoch (`FinalMsg.epoch`, resent until acknowledged) and
+its certificate (`FinalMsg.won`): a member that holds that very epoch for a claimant
+that lost it (it heard the loser's claim first, e.g. the original coordinator back from
+a stall) follows the winner and takes its end, where it would refuse it for ever (its
+core follows a live domain, which never acts). A claimant that learns the end before
+its claim won tells it on in its claimed epoch (the core's `Announce`, with no
+certificate), as those that granted it refuse the lower epoch's notice.
 
 Claims received, answers to ours, and what a claim shows an acceptor that holds no
 step: takeover_claims.py.
