@@ -254,6 +254,9 @@ class Takeover:
         return handler(self, now, event)
 
     def get_timer(self) -> float | None:
+        # The handlers compare `now` with these very sums (never `now - since` with the
+        # pause): a driver that wakes exactly at a deadline must find it come, or it
+        # wakes again at once, for ever (float rounding).
         if self.ended:
             return None
         if self.role is Role.CLAIMING and self._again_at is not None \
@@ -276,12 +279,13 @@ class Takeover:
             return []
         if self._unseen_since is None:
             self._unseen_since = now
-        if ev.state in GONE_AT_ONCE or now - self._unseen_since >= self.takeover_after_s:
+        if ev.state in GONE_AT_ONCE or now >= self._unseen_since + self.takeover_after_s:
             self._gone = True
         return self._maybe_claim(now)
 
     def _follow_timer(self, now: float, ev: Timer) -> list[Action]:
-        if self._unseen_since is not None and now - self._unseen_since >= self.takeover_after_s:
+        if self._unseen_since is not None \
+                and now >= self._unseen_since + self.takeover_after_s:
             self._gone = True
         return self._maybe_claim(now)
 
@@ -298,12 +302,12 @@ class Takeover:
             # next one in line claims: the grants keep that safe.
             if self._waiting is None or self._waiting[0] != first:
                 self._waiting = (first, now)
-            if now - self._waiting[1] < self.takeover_after_s:
+            if now < self._waiting[1] + self.takeover_after_s:
                 return []
             self._passed.add(first)
+        self._waiting = None  # claiming, or nobody left to wait for
         if first is None:
             return []
-        self._waiting = None
         return self._claim(now, self.epoch + 1)
 
     def _claim(self, now: float, epoch: int) -> list[Action]:

@@ -11,10 +11,10 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+from fedorch.core.node import takeover as node_takeover
 from fedorch.core.node.ready import PUT, Op, Write
 from fedorch.core.node.records import ClaimAnswerMsg
 from fedorch.core.workflow.takeover import Takeover
-from fedorch.sim.negotiation import takeover as sim_takeover
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, ClockCheck
 from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.disk import Disk, Timing
@@ -44,7 +44,7 @@ class WallTakeover(Takeover):
 
 
 def wall_takeovers(patch: pytest.MonkeyPatch, sim: Simulation) -> None:
-    patch.setattr(sim_takeover, "Takeover",
+    patch.setattr(node_takeover, "Takeover",
                   lambda me, *a, **kw: WallTakeover(sim.agents[me].clock, me, *a, **kw))
 
 
@@ -112,7 +112,7 @@ def test_a_dead_coordinator_is_claimed_at_once_whatever_the_clock() -> None:
     report = sim.run()
     assert report.violations == [], report.violations
     at = sim.clock_check.claimed_at[("d1", WF, 1)]
-    # DEAD 1.5 s after the crash, seen at the next look (once a second).
+    # DEAD 1.5 s after the crash: the Node is told then, and claims at once.
     assert died[0] + Timing().dead_after_s <= at < died[0] + TAKEOVER_AFTER_S + 1.0
 
 

@@ -12,8 +12,9 @@ was asked again only at the claim timeout; its own takeover watch, seeing d0 DEA
 no claim from d1 within `takeover_after_s`, claimed epoch 1 itself, and the two duelled
 until d1 won epoch 2, about 43 s in, past the checker's takeover deadline (a violation:
 `takeover: d1 ended d0.w0 at 43.28, deadline 22.05`). Now d2 answers "in doubt"
-(ClaimAnswerMsg.in_doubt, the runtime's TakeoverAnswer.in_doubt), d1 asks again at its
-next look (a second), and d2 grants once it has the COMMIT: one takeover, epoch 1.
+(ClaimAnswerMsg.in_doubt, the runtime's TakeoverAnswer.in_doubt), d1 asks again a
+second later (takeover_claims.CLAIM_AGAIN_S), and d2 grants once it has the COMMIT: one
+takeover, epoch 1.
 """
 
 from __future__ import annotations

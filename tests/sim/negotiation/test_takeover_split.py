@@ -32,7 +32,7 @@ from tests.sim.negotiation.test_takeover import WF
 from tests.sim.negotiation.test_takeover import scenario as takeover_scenario
 
 SLOW_CLAIMS = Timing(max_rounds=1, takeover_after_s=3.0, prepare_timeout_s=20.0)
-LOOK_S = 1.0  # the simulated takeover shell looks at its cores once a second
+LOOK_S = 1.0  # a bound per exchange: the takeover shell once looked at its cores this often
 
 
 def split(seed: int) -> tuple[Simulation, dict[str, list[float]]]:
@@ -50,8 +50,9 @@ def split(seed: int) -> tuple[Simulation, dict[str, list[float]]]:
         if agent.name == "d0" and label == "step result" and not seen["d0 dead"]:
             seen["d0 dead"].append(now)
             return "forever"
-        if agent.name == "d2" and label == "takeover epoch":
+        if agent.name == "d2" and label == "takeover epoch" and not seen["d2 moved"]:
             seen["d2 moved"].append(now)
+            sim.view_change_at(now)  # d1 is ALIVE in d2's view again: it is told
         return None
 
     sim.member_state = member_state  # type: ignore[method-assign]
