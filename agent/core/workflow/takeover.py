@@ -34,7 +34,10 @@ One `Takeover` per committed workflow per participant, fed by the shell:
   SUSPECT, DEAD, LEFT, or "" when unknown). DEAD or LEFT makes it *gone* at once;
   anything but ALIVE for `takeover_after_s` (silent: a partition, a stall) too.
 - `Timer`: `now` passed `get_timer()`.
-- `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder)`: answers to our claim.
+- `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder, proven)`: answers to
+  our claim (or, to the original coordinator, to its ask before a re-placement round);
+  `proven` when the denial carried a certificate of (held_epoch, holder) that the shell
+  verified.
 - `Adopted(epoch, coordinator)`: this domain granted (or learned) a coordinator at
   `epoch` (see `may_grant`), from another claimant, an end notice, or its own claim.
 - `EndKnown()`: the workflow has ended, as the shell verified it: an end notice of an
@@ -96,6 +99,10 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
+    CLAIMING  --Deny(proven)--> as Proven(held_epoch, holder)
+    CLAIMING  --Deny(later epoch, unproven)--> CLAIMING (Unproven; the voter counts
+              as one that grants our epoch to no one in the split rule)
+    ACTING    --Deny(later epoch, proven)--> FOLLOWING; unproven--> ACTING (Unproven)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -134,6 +141,23 @@ its claimed epoch, which those that granted it hold for it, and is done: it neve
 holds a later epoch refuses that notice; it follows a later claimant, whose claim to
 us is answered with the end (the shell's `ended meanwhile`). See docs/decisions.md.
 
+Denials. A member that denies our epoch names the later one it holds; the claimant
+(or an acting coordinator asking before a round, the original's ask of epoch 0
+included) follows it only on proof: a `Deny` carrying that epoch's certificate, which
+the shell verified, is the `Proven` it shows. Without one it is only the voter's word
+(`Unproven`, logged and counted): a claimant keeps claiming (the voter grants our epoch
+to no one, and counts so in the split rule), an acting coordinator keeps acting. So one
+lying elector can no longer make the coordinator follow a domain that does not act.
+
+Why ignoring an unproven denial cannot make two epochs act: an ignored denial leaves
+the core where a lost one would, and the protocol is safe under loss; following keeps
+no two coordinators apart, the grants do. A claim wins only on a majority's grants, and
+the denier grants ours to no one. An acting coordinator places a step again only on
+fresh grants of its own epoch (round_mandate.py; a denial counts for nothing there): a
+later epoch that won had a majority, which meets every set those grants must fill, and
+its member there denies. Its end notices carry its epoch, refused wherever a later one
+is held. Believing a true denial only saves the wait.
+
 An acting successor proves its epoch to third parties (the candidates of the rounds
 that place lost steps again) with the grants themselves: each names, signed, the
 committed round and the electorate it is counted in, and a majority of them is an
@@ -162,6 +186,7 @@ from fedorch.core.workflow.takeover_events import (
     Proven,
     SendClaim,
     Timer,
+    Unproven,
     Watch,
     majority,
     may_grant,
@@ -170,8 +195,8 @@ from fedorch.core.workflow.takeover_events import (
 from fedorch.core.workflow.takeover_split import resolve
 
 __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
-           "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Watch",
-           "majority", "may_grant", "successor"]
+           "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Unproven",
+           "Watch", "majority", "may_grant", "successor"]
 
 GONE_AT_ONCE = frozenset({"DEAD", "LEFT"})
 DEFAULT_TAKEOVER_AFTER_S = 10.0
@@ -226,6 +251,9 @@ class Takeover:
         # it holds our claimed epoch for; the coordinator we took over from; when to ask
         # again the worse-ranked rivals that yield to us, and the pause before that.
         self._denied: dict[str, str] = {}
+        # Voters that denied our claimed epoch naming a later one without proof: they
+        # grant it to no one (counted so in the split rule); nobody is followed on them.
+        self._unproven: set[str] = set()
         self._predecessor: str | None = None
         self._again_at: float | None = None
         self._again_pause = rival_again_s
@@ -313,6 +341,7 @@ class Takeover:
         self.epoch, self.coordinator = epoch, self.me  # our own grant
         self._grants = {self.me}
         self._denied.clear()
+        self._unproven.clear()
         self._again_at = None
         self._claim_deadline = now + self.claim_timeout_s
         out: list[Action] = [Persist(epoch, self.me)]
@@ -355,15 +384,22 @@ class Takeover:
         return [SendClaim(d, self.epoch) for d in sorted(self.audience - self._grants)]
 
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
-        if ev.epoch == self.epoch and ev.held_epoch > self.epoch and ev.holder != self.me:
-            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
-        return []
+        if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
+            return []
+        if ev.proven:  # a later epoch won: ours is over
+            return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
+        return [Unproven(ev.voter, ev.held_epoch, ev.holder)]  # keep acting (Denials)
 
     def _deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.holder == self.me:
             return []
-        if ev.held_epoch > self.epoch:  # a later epoch exists: ours is over
-            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
+        if ev.proven:  # the holder's certificate, shown by the voter
+            return self._proven(now, Proven(ev.held_epoch, ev.holder))
+        if ev.held_epoch > self.epoch:
+            # Someone claims a later epoch, on the voter's word: keep claiming (Denials).
+            self._unproven.add(ev.voter)
+            return [Unproven(ev.voter, ev.held_epoch, ev.holder),
+                    *(self._split(now) if self._denied else ())]
         if ev.held_epoch == self.epoch:  # a rival claimed our epoch: the votes may split
             self._denied[ev.voter] = ev.holder
             return self._split(now)
@@ -372,7 +408,7 @@ class Takeover:
     def _split(self, now: float) -> list[Action]:
         """Decide at once, from the denials, who goes next (takeover_split.resolve)."""
         verdict = resolve(self.me, self.electorate, self._grants, self._denied,
-                          self._dead | ({self._predecessor} - {None}))
+                          self._dead | ({self._predecessor} - {None}) | self._unproven)
         if verdict.follow is not None:
             return self._adopt(now, Adopted(self.epoch, verdict.follow), force=True)
         if verdict.next_epoch:
@@ -420,6 +456,7 @@ class Takeover:
         self._grants.clear()
         self._claim_deadline = None
         self._denied.clear()
+        self._unproven.clear()
         self._again_at = None
         self._unseen_since, self._gone = None, False  # a new coordinator: watch it anew
         self._passed.clear()
