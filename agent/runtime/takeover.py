@@ -73,6 +73,7 @@ from fedorch.core.workflow.takeover import (
     SendClaim,
     Takeover,
     Timer,
+    Unproven,
     Watch,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
@@ -335,6 +336,15 @@ class Takeovers:
                             else "the coordinator of the previous epoch")
                 if not await a.coordination.after_progress(active):
                     await a.save(active)
+            elif isinstance(action, Unproven):
+                # Not followed (the core's rule): a lie, or a true epoch whose proof the
+                # denier lacks; its holder's own claim or answer shows it if it won.
+                a.metrics.rejected_messages.labels("unproven_denial").inc()
+                log.warning("%s: %s says %s holds coordinator epoch %d, without proof: not"
+                            " followed (still %s epoch %d)", row.id, action.voter,
+                            action.holder, action.held_epoch,
+                            "acting in" if core.role is Role.ACTING else "claiming",
+                            core.epoch)
         if self._cores.get(row.id) is core:
             self._arm(row.id, core)
 
