@@ -398,8 +398,8 @@ class Takeover:
         if ev.held_epoch > self.epoch:
             # Someone claims a later epoch, on the voter's word: keep claiming (Denials).
             self._unproven.add(ev.voter)
-            return [Unproven(ev.voter, ev.held_epoch, ev.holder),
-                    *(self._split(now) if self._denied else ())]
+            out = self._split(now) if self._denied else []  # a Persist stays first
+            return [*out, Unproven(ev.voter, ev.held_epoch, ev.holder)]
         if ev.held_epoch == self.epoch:  # a rival claimed our epoch: the votes may split
             self._denied[ev.voter] = ev.holder
             return self._split(now)

@@ -273,7 +273,7 @@ inputs = st.one_of(
     st.just(Timer()),
     st.builds(Grant, st.sampled_from(ELECTORATE), st.integers(0, 3)),
     st.builds(Deny, st.sampled_from(ELECTORATE), st.integers(0, 3), st.integers(0, 3),
-              st.sampled_from(ELECTORATE)),
+              st.sampled_from(ELECTORATE), st.booleans()),
     st.builds(Adopted, st.integers(0, 3), st.sampled_from(ELECTORATE)),
     st.just(EndKnown()),
 )
