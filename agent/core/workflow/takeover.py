@@ -99,10 +99,8 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
-    CLAIMING  --Deny(proven)--> as Proven(held_epoch, holder)
-    CLAIMING  --Deny(later epoch, unproven)--> CLAIMING (Unproven; the voter counts
-              as one that grants our epoch to no one in the split rule)
-    ACTING    --Deny(later epoch, proven)--> FOLLOWING; unproven--> ACTING (Unproven)
+    CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
+    CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -141,22 +139,18 @@ its claimed epoch, which those that granted it hold for it, and is done: it neve
 holds a later epoch refuses that notice; it follows a later claimant, whose claim to
 us is answered with the end (the shell's `ended meanwhile`). See docs/decisions.md.
 
-Denials. A member that denies our epoch names the later one it holds; the claimant
-(or an acting coordinator asking before a round, the original's ask of epoch 0
-included) follows it only on proof: a `Deny` carrying that epoch's certificate, which
-the shell verified, is the `Proven` it shows. Without one it is only the voter's word
-(`Unproven`, logged and counted): a claimant keeps claiming (the voter grants our epoch
-to no one, and counts so in the split rule), an acting coordinator keeps acting. So one
-lying elector can no longer make the coordinator follow a domain that does not act.
-
-Why ignoring an unproven denial cannot make two epochs act: an ignored denial leaves
-the core where a lost one would, and the protocol is safe under loss; following keeps
-no two coordinators apart, the grants do. A claim wins only on a majority's grants, and
-the denier grants ours to no one. An acting coordinator places a step again only on
-fresh grants of its own epoch (round_mandate.py; a denial counts for nothing there): a
-later epoch that won had a majority, which meets every set those grants must fill, and
-its member there denies. Its end notices carry its epoch, refused wherever a later one
-is held. Believing a true denial only saves the wait.
+Denials. A denial naming a later epoch is followed only on proof: a `Deny` whose
+certificate of that epoch the shell verified is the `Proven` it shows. Otherwise it is
+the voter's word (`Unproven`, logged and counted): a claimant keeps claiming (the voter
+grants our epoch to no one, so the split rule counts it out), an acting coordinator
+(the original's ask of epoch 0 included) keeps acting. Why ignoring it cannot make two
+epochs act: it leaves the core where a lost denial would, and the protocol is safe
+under loss; the grants keep coordinators apart, not following. A claim wins only on a
+majority's grants; an acting coordinator places a step again only on fresh grants of
+its own epoch (round_mandate.py), which a later epoch that won makes impossible (its
+majority meets every set those grants must fill, and its member there denies); its end
+notices are refused wherever a later epoch is held. Believing a true denial only saves
+the wait.
 
 An acting successor proves its epoch to third parties (the candidates of the rounds
 that place lost steps again) with the grants themselves: each names, signed, the
