@@ -47,7 +47,10 @@ grants are on disk before they count; a successor restarted (acting, or with its
 cut short) reads them back before its core is built and feeds them to the core as the
 grants they are, so its claim goes again only to the members it lacks. A member shown
 a certificate of an epoch it claimed itself, or granted to a claimant that lost it,
-follows the winner at once (`follow_proven`, the core's `Proven`), then grants it.
+follows the winner at once (`follow_proven`, the core's `Proven`), then grants it. A
+denial naming a later epoch is followed only when its certificate verifies
+(EpochCertificates.proven_denial); the core reports one without (`Unproven`), which
+`apply` logs and counts (fedorch_rejected_messages{reason="unproven_denial"}).
 
 A workflow held back here (self-fencing, runtime.in_doubt) is told when the
 coordinator followed changes, and asks the new one at once.
