@@ -35,9 +35,7 @@ One `Takeover` per committed workflow per participant, fed by the shell:
   anything but ALIVE for `takeover_after_s` (silent: a partition, a stall) too.
 - `Timer`: `now` passed `get_timer()`.
 - `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder, proven)`: answers to
-  our claim (or, to the original coordinator, to its ask before a re-placement round);
-  `proven` when the denial carried a certificate of (held_epoch, holder) that the shell
-  verified.
+  our claim or to an acting coordinator's ask (`proven`: see Denials).
 - `Adopted(epoch, coordinator)`: this domain granted (or learned) a coordinator at
   `epoch` (see `may_grant`), from another claimant, an end notice, or its own claim.
 - `EndKnown()`: the workflow has ended, as the shell verified it: an end notice of an
@@ -108,7 +106,8 @@ Roles (`Role`) and the one transition table (`TABLE`):
               worse-ranked rivals that answered themselves asked again: Timer)
     CLAIMING  --Timer: claim timed out, rivals known--> CLAIMING the next epoch if we
               rank best; else FOLLOWING the best-ranked rival
-    CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again)
+    CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again;
+              the next one if voters holding a later epoch, unproven, leave no majority)
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
     CLAIMING, ACTING (epoch >= 1) --EndKnown--> Announce(epoch); the core is done
@@ -140,17 +139,17 @@ holds a later epoch refuses that notice; it follows a later claimant, whose clai
 us is answered with the end (the shell's `ended meanwhile`). See docs/decisions.md.
 
 Denials. A denial naming a later epoch is followed only on proof: a `Deny` whose
-certificate of that epoch the shell verified is the `Proven` it shows. Otherwise it is
-the voter's word (`Unproven`, logged and counted): a claimant keeps claiming (the voter
-grants our epoch to no one, so the split rule counts it out), an acting coordinator
-(the original's ask of epoch 0 included) keeps acting. Why ignoring it cannot make two
-epochs act: it leaves the core where a lost denial would, and the protocol is safe
-under loss; the grants keep coordinators apart, not following. A claim wins only on a
-majority's grants; an acting coordinator places a step again only on fresh grants of
-its own epoch (round_mandate.py), which a later epoch that won makes impossible (its
-majority meets every set those grants must fill, and its member there denies); its end
-notices are refused wherever a later epoch is held. Believing a true denial only saves
-the wait.
+certificate of it the shell verified (`proven`) is the `Proven` it shows; else it is
+the voter's word (`Unproven`, logged and counted). A claimant keeps claiming (the voter
+grants ours to no one: the split rule counts it out; left with no majority by such
+voters, it claims the next epoch at its claim timeout, one at a time, as that epoch's
+claimant may have died before it won); an acting coordinator keeps acting. Why that
+cannot make two epochs act: it leaves the core where a lost denial would, and the
+protocol is safe under loss; grants keep coordinators apart, not following. A claim
+wins only on a majority's grants; an acting coordinator places a step again only on
+fresh grants of its own epoch (round_mandate.py), impossible once a later epoch won
+(its majority meets every set those grants must fill, and its member there denies);
+its end notices are refused wherever a later epoch is held.
 
 An acting successor proves its epoch to third parties (the candidates of the rounds
 that place lost steps again) with the grants themselves: each names, signed, the
@@ -245,8 +244,7 @@ class Takeover:
         # it holds our claimed epoch for; the coordinator we took over from; when to ask
         # again the worse-ranked rivals that yield to us, and the pause before that.
         self._denied: dict[str, str] = {}
-        # Voters that denied our claimed epoch naming a later one without proof: they
-        # grant it to no one (counted so in the split rule); nobody is followed on them.
+        # Voters that denied our claimed epoch naming a later one without proof (Denials).
         self._unproven: set[str] = set()
         self._predecessor: str | None = None
         self._again_at: float | None = None
@@ -434,6 +432,11 @@ class Takeover:
             if self.me < best:
                 return self._claim(now, self.epoch + 1)
             return self._adopt(now, Adopted(self.epoch, best), force=True)
+        gone = (self._dead | ({self._predecessor} - {None}) | self._unproven) - self._grants
+        if self._unproven and len(self.electorate - gone) < majority(self.electorate):
+            # Lost to voters holding a later epoch they cannot prove: the next epoch,
+            # one at a time (a lie moves us one epoch per claim timeout at most).
+            return self._claim(now, self.epoch + 1)
         # No majority and no rival: the electorate did not answer; ask again (the same
         # epoch: granting it to us again is allowed, see may_grant).
         self._claim_deadline = now + self.claim_timeout_s

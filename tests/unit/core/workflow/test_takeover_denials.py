@@ -239,3 +239,27 @@ def test_a_lying_elector_makes_no_epoch_act_twice_and_nobody_follows_its_word(sc
                 receive(frm, to, msg)
         for epoch, who in acted.items():
             assert len(who) == 1, f"epoch {epoch} acted by {sorted(who)}"
+
+
+def test_a_claim_lost_to_unproven_later_epochs_moves_on_one_epoch_at_its_timeout():
+    """d and x hold epoch 3 for c, say, with nothing to show (c claimed it and died
+    before it won, maybe); c is DEAD here and a gone: b cannot win epoch 1. At its claim
+    timeout it claims epoch 2 (not 3 or 4 on their word), and so on until one is free."""
+    b = core("b")
+    b.step(0.0, Watch("DEAD", frozenset({"c"})))
+    b.step(0.1, Deny("d", 1, 3, "c"))
+    b.step(0.2, Deny("x", 1, 3, "c"))
+    assert (b.role, b.epoch) == (Role.CLAIMING, 1)
+    out = b.step(5.0, Timer())
+    assert out[0] == Persist(2, "b") and (b.role, b.epoch, b.coordinator) == (
+        Role.CLAIMING, 2, "b")
+    assert {x.to for x in out if isinstance(x, SendClaim)} == {"a", "c", "d", "x"}
+
+
+def test_a_claim_with_a_majority_still_possible_asks_again_at_its_timeout():
+    """Only x holds a later epoch, unproven: c and d may still grant epoch 1."""
+    b = core("b")
+    b.step(0.0, Watch("DEAD"))
+    b.step(0.1, Deny("x", 1, 3, "c"))
+    out = b.step(5.0, Timer())
+    assert b.epoch == 1 and out == [SendClaim(d, 1) for d in ("a", "c", "d", "x")]
