@@ -140,16 +140,16 @@ us is answered with the end (the shell's `ended meanwhile`). See docs/decisions.
 
 Denials. A denial naming a later epoch is followed only on proof: a `Deny` whose
 certificate of it the shell verified (`proven`) is the `Proven` it shows; else it is
-the voter's word (`Unproven`, logged and counted). A claimant keeps claiming (the voter
-grants ours to no one: the split rule counts it out; left with no majority by such
-voters, it claims the next epoch at its claim timeout, one at a time, as that epoch's
-claimant may have died before it won); an acting coordinator keeps acting. Why that
-cannot make two epochs act: it leaves the core where a lost denial would, and the
-protocol is safe under loss; grants keep coordinators apart, not following. A claim
-wins only on a majority's grants; an acting coordinator places a step again only on
-fresh grants of its own epoch (round_mandate.py), impossible once a later epoch won
-(its majority meets every set those grants must fill, and its member there denies);
-its end notices are refused wherever a later epoch is held.
+the voter's word (`Unproven`; the core does not ask that voter again in this epoch).
+A claimant keeps claiming (the voter grants ours to no one: the split rule
+counts it out; left with no majority by such voters, it claims the next epoch at its
+claim timeout, one at a time: that epoch's claimant may have died before it won); an
+acting coordinator keeps acting. That cannot make two epochs act: it leaves the core
+where a lost denial would, and grants, not following, keep coordinators apart. A claim
+wins only on a majority's grants; a round runs only on fresh grants of the asker's own
+epoch (round_mandate.py), impossible once a later epoch won (its majority meets every
+set those grants must fill); end notices of a lower epoch are refused where a later
+one is held.
 
 An acting successor proves its epoch to third parties (the candidates of the rounds
 that place lost steps again) with the grants themselves: each names, signed, the
@@ -372,14 +372,17 @@ class Takeover:
     def _acting_timer(self, now: float, ev: Timer) -> list[Action]:
         if self._claim_deadline is None or now < self._claim_deadline:
             return []
-        self._claim_deadline = now + self.claim_timeout_s
-        return [SendClaim(d, self.epoch) for d in sorted(self.audience - self._grants)]
+        # Not those holding a later epoch, unproven: they follow no claim of ours.
+        told = sorted(self.audience - self._grants - self._unproven)
+        self._claim_deadline = now + self.claim_timeout_s if told else None
+        return [SendClaim(d, self.epoch) for d in told]
 
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
             return []
         if ev.proven:  # a later epoch won: ours is over
             return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
+        self._unproven.add(ev.voter)
         return [Unproven(ev.voter, ev.held_epoch, ev.holder)]  # keep acting (Denials)
 
     def _deny(self, now: float, ev: Deny) -> list[Action]:
@@ -440,7 +443,8 @@ class Takeover:
         # No majority and no rival: the electorate did not answer; ask again (the same
         # epoch: granting it to us again is allowed, see may_grant).
         self._claim_deadline = now + self.claim_timeout_s
-        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
+        asked = self.electorate - self._grants - self._unproven  # those deny ours for good
+        return [SendClaim(d, self.epoch) for d in sorted(asked)]
 
     def _adopt(self, now: float, ev: Adopted, force: bool = False) -> list[Action]:
         if ev.epoch < self.epoch or ev.coordinator == self.me or (

@@ -262,4 +262,19 @@ def test_a_claim_with_a_majority_still_possible_asks_again_at_its_timeout():
     b.step(0.0, Watch("DEAD"))
     b.step(0.1, Deny("x", 1, 3, "c"))
     out = b.step(5.0, Timer())
-    assert b.epoch == 1 and out == [SendClaim(d, 1) for d in ("a", "c", "d", "x")]
+    assert b.epoch == 1 and out == [SendClaim(d, 1) for d in ("a", "c", "d")]  # not x
+
+
+def test_an_acting_successor_stops_telling_a_member_that_holds_a_later_epoch():
+    """b acts in epoch 1 (restarted: its claim goes again to all); x denies naming
+    epoch 3, unproven: b's claim no longer goes to x, so x's lie is reported once."""
+    b = core("b", epoch=1, coordinator="b")
+    first = b.step(0.0, Timer())
+    assert {x.to for x in first} == {"a", "c", "d", "x"}
+    assert b.step(0.1, Deny("x", 1, 3, "c")) == [Unproven("x", 3, "c")]
+    for voter in ("a", "c"):
+        b.step(0.2, Grant(voter, 1))
+    assert b.step(10.0, Timer()) == [SendClaim("d", 1)]
+    b.step(10.1, Grant("d", 1))
+    assert b.step(20.0, Timer()) == [] and b.get_timer() is None
+    assert (b.role, b.epoch, b.coordinator) == (Role.ACTING, 1, "b")
