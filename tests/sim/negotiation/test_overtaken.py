@@ -121,6 +121,32 @@ def test_origin_asking_nothing_two_epochs_place_the_step() -> None:
     assert [(by, on) for by, _, on, _ in origin.run(0).placed] == [("a", "e")]
 
 
+@pytest.mark.parametrize("liar", ["x", "y"])
+def test_origin_seeded_schedules_with_a_lying_denier_hold_every_invariant(liar: str) -> None:
+    """An extra acceptor answers every ask "epoch 1, held for a", with nothing to show:
+    co never follows it; without a cut it places `work` once on the others' answers."""
+    stats: Counter[str] = Counter()
+    for seed in range(SEEDS // 2):
+        stats.update(origin.run(seed, liar=liar).stats)  # raises on any violation
+    assert stats["lying denial"] == SEEDS // 8 > 0, stats
+    assert stats["placed by co"] == SEEDS // 8, stats
+    assert stats["unproven denial not followed"] > 0, stats
+
+
+def test_origin_following_a_lying_denial_stops_the_original_for_nothing() -> None:
+    """The code before (a denial followed on its signer's word): co follows the liar's
+    epoch 1, which nobody holds, and `work` is never placed again."""
+    with pytest.raises(OvertakenFailure, match=r"co followed \(1, 'a'\) on y's word"):
+        origin.run(7, liar="y", on_word=True)
+    broken = 0
+    for seed in range(3, 100, 4):  # the seeds without a cut
+        try:
+            origin.run(seed, liar="y", on_word=True)
+        except OvertakenFailure:
+            broken += 1
+    assert broken > 0
+
+
 def test_origin_world_is_deterministic_per_seed() -> None:
     x, y = origin.run(11), origin.run(11)
     assert (x.acting, x.placed, x.stats) == (y.acting, y.placed, y.stats)

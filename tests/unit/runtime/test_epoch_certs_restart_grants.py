@@ -9,7 +9,8 @@ built from the grant on disk (the bytes beta signed), which a third party verifi
 its claim goes again only to gamma, whose grant it lacks. The re-placement path
 (fresh_certificate: the claim to every member first) counts fresh grants only: with
 beta and gamma silent no round may run; beta granting again makes one possible, and a
-denial naming a later epoch ends the wait with alpha following that epoch.
+denial naming a later epoch with its certificate ends the wait with alpha following that
+epoch (one without it is not followed: alpha still acts, no round runs).
 A claim cut short by a restart, with a majority's grants already on disk, wins at once.
 """
 
@@ -46,6 +47,7 @@ class Peers:
         self.calls: list[tuple[str, str]] = []
         self.sent: dict[str, peer_pb2.Envelope] = {}
         self.denying: dict[str, tuple[int, str]] = {}  # domain -> the epoch it holds
+        self.proofs: dict[str, peer_pb2.EpochCertificate] = {}  # with a domain's denial
 
     async def call(self, endpoint: str, method: str, *, recipient: str, **payload):
         self.calls.append((method, recipient))
@@ -56,6 +58,8 @@ class Peers:
             held_epoch, holder = self.denying[recipient]
             answer = peer_pb2.TakeoverAnswer(workflow_id=claim.workflow_id, epoch=claim.epoch,
                                              held_epoch=held_epoch, holder=holder)
+            if recipient in self.proofs:
+                answer.epoch_certificate.CopyFrom(self.proofs[recipient])
             envelope = seal(self.signers[recipient], recipient="alpha", now_ms=0,
                             nonce=new_nonce(), takeover_answer=answer)
             return peer_pb2.Body.FromString(envelope.body), envelope
@@ -183,9 +187,41 @@ async def test_a_restarted_successor_proves_its_epoch_with_the_grants_on_disk(tm
     await _life(tmp_path, second, second_life)
 
 
+def _epoch_two_for_beta(signers: dict[str, Signer]) -> peer_pb2.EpochCertificate:
+    """beta's proof that it won epoch 2 (alpha cut off from it meanwhile): gamma's
+    grant and its own (2 of 3)."""
+    grants = [seal(signers[d], recipient="beta", now_ms=0, nonce=new_nonce(),
+                   takeover_answer=peer_pb2.TakeoverAnswer(
+                       workflow_id=WF, epoch=2, granted=True, held_epoch=2, holder="beta",
+                       committed_round=1, electorate=ELECTORATE))
+              for d in ("beta", "gamma")]
+    return peer_pb2.EpochCertificate(workflow_id=WF, epoch=2, coordinator="beta",
+                                     grants=grants)
+
+
 async def test_a_successor_overtaken_by_a_later_epoch_gets_no_certificate(tmp_path):
-    """beta answers the re-ask with a denial: it holds epoch 2 for gamma. alpha follows
-    gamma and gets no certificate, at the denial, not at the bound."""
+    """beta answers the re-ask with a denial: it won epoch 2, and shows its certificate.
+    alpha follows beta and gets no certificate, at the denial, not at the bound."""
+    signers = _peer_signers(tmp_path)
+    await _on_disk(tmp_path)
+    peers = Peers(signers, granting={"beta"})
+
+    async def life(agent: Agent) -> None:
+        certs = agent.takeovers.certificates
+        await _until(lambda: certs.certificate(WF), "beta's grant to make a certificate")
+        peers.denying["beta"] = (2, "beta")
+        peers.proofs["beta"] = _epoch_two_for_beta(signers)
+        fresh, why = await certs.fresh_certificate(WF, DEADLINE_S)
+        assert fresh is None and why == "coordinator epoch 1 is over here", why
+        row = agent.active[WF].row
+        assert (row.epoch, row.coordinator) == (2, "beta")
+
+    await _life(tmp_path, peers, life)
+
+
+async def test_a_later_epoch_on_a_members_word_alone_is_not_followed(tmp_path):
+    """beta denies naming epoch 2 for gamma without proof: alpha keeps acting in epoch 1
+    (counted, logged) and, with no fresh majority by the bound, runs no round."""
     signers = _peer_signers(tmp_path)
     await _on_disk(tmp_path)
     peers = Peers(signers, granting={"beta"})
@@ -194,10 +230,12 @@ async def test_a_successor_overtaken_by_a_later_epoch_gets_no_certificate(tmp_pa
         certs = agent.takeovers.certificates
         await _until(lambda: certs.certificate(WF), "beta's grant to make a certificate")
         peers.denying["beta"] = (2, "gamma")
-        fresh, why = await certs.fresh_certificate(WF, DEADLINE_S)
-        assert fresh is None and why == "coordinator epoch 1 is over here", why
+        fresh, why = await certs.fresh_certificate(WF, 0.5)
+        assert fresh is None and "no majority" in why, why
         row = agent.active[WF].row
-        assert (row.epoch, row.coordinator) == (2, "gamma")
+        assert (row.epoch, row.coordinator) == (1, "alpha")
+        assert agent.takeovers.core_of(WF).coordinator == "alpha"
+        assert agent.metrics.rejected_messages.labels("unproven_denial")._value.get() >= 1
 
     await _life(tmp_path, peers, life)
 
