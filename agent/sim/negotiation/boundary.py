@@ -42,6 +42,7 @@ from fedorch.sim.negotiation.disk import (
     ResultMsg,
     VoteMsg,
 )
+from fedorch.sim.negotiation.takeover import SimEvidence
 
 if TYPE_CHECKING:
     from fedorch.core.negotiation.messages import TxInfo
@@ -148,6 +149,10 @@ def _check(agent: Member, src: str, msg: object) -> None:
         if msg.epoch > 0 and held is None:
             raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                        " not committed here yet")
+        if msg.won and held is not None and msg.epoch == held[0] and src != held[1] \
+                and SimEvidence(agent.sim).certificate_holds(msg.workflow_id, msg.epoch, src):
+            # Its epoch certificate: the holder of that epoch here claimed it and lost.
+            held = (msg.epoch, src)
         authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                        held=held, participants=participants))
     elif isinstance(msg, ClaimMsg):
