@@ -11,32 +11,53 @@ that what it decodes equals what it encoded field for field, of the same types (
 tuple stays a tuple, an IntEnum stays that enum, a dataclass with `eq=False` comes back
 with every field, `compare=False` ones included).
 
-The bytes are compact JSON in which every non-JSON value is an array whose first
-element is a tag: `["t", ...]` a tuple, `["l", ...]` a list, `["d", k1, v1, ...]` a
-dict (any keys), `["s", ...]` / `["f", ...]` a set / frozenset (items in the order of
-their encoding, so equal sets encode the same), `["b", base64]` bytes, `["pb",
-full_name, base64]` a protobuf message (deterministic serialisation), and `[Name, *fields]`
-a registered dataclass (fields in declaration order) or `[Name, value]` a registered
-enum. Only registered types are ever built when decoding: bytes from a peer can name
-no other class, so decoding is safe on untrusted input (anything else is a
-`CodecError`). JSON, not pickle, for that reason, and because the C json module does
-the heavy part.
+The bytes are MessagePack (msgpack's C packer) of a tree of MessagePack scalars (str,
+int, float, bool, None and bytes, each its own tree) and arrays, every array starting
+with a tag: `["t", ...]` a tuple, `["l", ...]` a list, `["d", k1, v1, ...]` a dict (any
+keys), `["s", ...]` / `["f", ...]` a set / frozenset (items in the order of their
+packed bytes, so equal sets encode the same), `["i", digits]` an int beyond 64 bits,
+`["pb", full_name, bytes]` a protobuf message (deterministic serialisation), and
+`[Name, *fields]` a registered dataclass (fields in declaration order) or `[Name,
+value]` a registered enum. A str that is not valid UTF-8 (a lone surrogate) is carried
+as it is ("surrogatepass"). Only registered types are ever built when decoding: bytes
+from a peer can name no other class, a MessagePack map or extension is no value, and a
+timestamp reads as a plain int, so decoding is safe on untrusted input (anything else
+is a `CodecError`).
+MessagePack, not pickle, for that reason; not JSON (as until December 2026), because
+its text cost as much as the walk: MessagePack packs a tree in half the CPU, parses
+it in a quarter, and carries bytes without base64.
 
 An encoding is canonical for keys (the same key always gives the same bytes), which
 the store relies on to find a row again: tuples, strings, ints and bytes, as the
 Node's table keys are.
+
+Speed: every row a Node writes and every message it sends passes through here, so the
+walks are made once, when the codec is built, not worked out per value. A table maps
+each type (encoding) or tag (decoding) to its function; each registered dataclass has
+an encoder and a decoder generated for it, one expression per field (no
+`dataclasses.fields()`, no isinstance chain), and a field declared as a registered
+dataclass (or a tuple of one) calls that class's encoder directly. A scalar, and a
+tuple or list of scalars, is kept or joined to its tag without a Python loop. Decoding
+runs inside msgpack's parser: it hands each array, its items already values, to the
+decoder of its tag (`list_hook`). A dataclass with no `__post_init__` is decoded by
+filling a fresh instance's `__dict__`, all its generated `__init__` would do, at a third
+of the cost; one with a `__post_init__` (its own checks), slots or an `__init__` of its
+own is built by calling it. An enum member's tree is made once. The measurements are in
+docs/benchmarks.md (the bench node section).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
-import json
+import threading
+import types
+import typing
 from collections.abc import Callable, Iterable
-from types import ModuleType
 from typing import Any
 
+import msgpack
+from fedorch.core.negotiation.errors import RemoteProtocolError
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -47,9 +68,45 @@ class CodecError(ValueError):
     """Bytes that are not the encoding of a value this codec knows."""
 
 
-_dumps = json.JSONEncoder(separators=(",", ":"),
-                          check_circular=False).encode
-_loads = json.loads
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what a MessagePack integer holds
+_threads = threading.local()  # a Packer per thread (it keeps a buffer between calls)
+
+
+def _pack(tree: Any) -> bytes:
+    try:
+        packer = _threads.packer
+    except AttributeError:
+        packer = _threads.packer = msgpack.Packer(unicode_errors="surrogatepass")
+    try:
+        return packer.pack(tree)
+    except OverflowError:  # an int beyond 64 bits: rare, so looked for only now
+        packer.reset()
+        return packer.pack(_wide(tree))
+
+
+def _wide(tree: Any) -> Any:
+    """`tree` with every int MessagePack cannot hold as ["i", its decimal digits]."""
+    if tree.__class__ is list or tree.__class__ is tuple:
+        return [_wide(t) for t in tree]
+    if tree.__class__ is int and not _INT_MIN <= tree <= _INT_MAX:
+        return ["i", str(tree)]
+    return tree
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise CodecError(f"MessagePack extension {code} is no encoded value")
+
+
+def _no_map(pairs: list) -> Any:
+    raise CodecError("a MessagePack map is no encoded value")
+
+
+_new = object.__new__
+
+# MessagePack's scalars: a value of one of these types is its own tree, and a tree of
+# one of them is its own value (exact types: an IntEnum is not an int here).
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
+_RESERVED = frozenset({"t", "l", "d", "s", "f", "i", "pb"})
 
 
 class NodeCodec:
@@ -62,11 +119,14 @@ class NodeCodec:
             self._register(cls)
         self._protos: dict[str, type[ProtoMessage]] = {
             p.DESCRIPTOR.full_name: p for p in protos}
-        self._encoders: dict[type, Callable[[Any], Any]] = {
-            str: _same, int: _same, float: _same, bool: _same, type(None): _same,
-            tuple: self._tuple, list: self._list, dict: self._dict, set: self._set,
-            frozenset: self._frozenset, bytes: _bytes,
-        }
+        self._enc, array = self._compile()
+        # The parser hands every array to `array` as it closes, its items already
+        # values: the decoding walk runs in msgpack's C loop, not in a Python one. A
+        # timestamp extension reads as its nanoseconds (a plain int), so that no
+        # msgpack.Timestamp ever lands in a value.
+        self._options = {"raw": False, "unicode_errors": "surrogatepass",
+                         "list_hook": array, "object_pairs_hook": _no_map,
+                         "ext_hook": _no_ext, "timestamp": 2}
 
     def _register(self, cls: type) -> None:
         name = cls.__name__
@@ -83,120 +143,243 @@ class NodeCodec:
             raise ValueError(f"{cls}: only dataclasses and enums are registered")
         self._by_name[name] = cls
 
-    # ---- encoding -------------------------------------------------------------------
+    # ---- the public API ---------------------------------------------------------------
 
     def encode(self, value: Any) -> bytes:
-        return _dumps(self._enc(value)).encode()
-
-    def _enc(self, value: Any) -> Any:
-        encoder = self._encoders.get(type(value))
-        if encoder is not None:
-            return encoder(value)
-        cls = type(value)
-        names = self._fields.get(cls)
-        if names is not None:
-            enc = self._enc
-            return [cls.__name__, *[enc(getattr(value, n)) for n in names]]
-        if cls.__name__ in self._by_name and self._by_name[cls.__name__] is cls:
-            return [cls.__name__, value.value]  # an enum
-        if isinstance(value, ProtoMessage) and value.DESCRIPTOR.full_name in self._protos:
-            return ["pb", value.DESCRIPTOR.full_name,
-                    base64.b64encode(value.SerializeToString(deterministic=True)).decode()]
-        raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
-
-    def _tuple(self, value: tuple) -> list:
-        enc = self._enc
-        return ["t", *[enc(v) for v in value]]
-
-    def _list(self, value: list) -> list:
-        enc = self._enc
-        return ["l", *[enc(v) for v in value]]
-
-    def _dict(self, value: dict) -> list:
-        enc = self._enc
-        out: list = ["d"]
-        for k, v in value.items():
-            out.append(enc(k))
-            out.append(enc(v))
-        return out
-
-    def _set(self, value: set) -> list:
-        return ["s", *self._sorted(value)]
-
-    def _frozenset(self, value: frozenset) -> list:
-        return ["f", *self._sorted(value)]
-
-    def _sorted(self, items: Iterable) -> list:
-        encoded = [self._enc(v) for v in items]
-        return [e for _, e in sorted((_dumps(e), e) for e in encoded)] \
-            if len(encoded) > 1 else encoded
-
-    # ---- decoding -------------------------------------------------------------------
+        return _pack(self._enc(value))
 
     def decode(self, data: bytes) -> Any:
         try:
-            tree = _loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise CodecError(f"not JSON: {e}") from None
-        return self._dec(tree)
-
-    def _dec(self, tree: Any) -> Any:
-        if type(tree) is not list:
-            if type(tree) is dict:
-                raise CodecError("a JSON object is no encoded value")
-            return tree
-        if not tree or type(tree[0]) is not str:
-            raise CodecError("an encoded container starts with its tag")
-        tag = tree[0]
-        dec = self._dec
-        try:
-            if tag == "t":
-                return tuple(dec(v) for v in tree[1:])
-            if tag == "l":
-                return [dec(v) for v in tree[1:]]
-            if tag == "d":
-                items = tree[1:]
-                if len(items) % 2:
-                    raise CodecError("a dict's encoding has an odd number of items")
-                return {dec(items[i]): dec(items[i + 1]) for i in range(0, len(items), 2)}
-            if tag == "s":
-                return {dec(v) for v in tree[1:]}
-            if tag == "f":
-                return frozenset(dec(v) for v in tree[1:])
-            if tag == "b":
-                return base64.b64decode(tree[1], validate=True)
-            if tag == "pb":
-                cls = self._protos.get(tree[1])
-                if cls is None:
-                    raise CodecError(f"unknown protobuf message {tree[1]!r}")
-                return cls.FromString(base64.b64decode(tree[2], validate=True))
-            cls = self._by_name.get(tag)
-            if cls is None:
-                raise CodecError(f"unknown type {tag!r}")
-            names = self._fields.get(cls)
-            if names is None:
-                return cls(tree[1])  # an enum
-            if len(tree) != len(names) + 1:
-                raise CodecError(f"{tag} has {len(names)} fields, not {len(tree) - 1}")
-            return cls(*[dec(v) for v in tree[1:]])
+            return msgpack.unpackb(data, **self._options)
         except CodecError:
             raise
-        except (TypeError, ValueError, IndexError, DecodeError) as e:
-            raise CodecError(f"bad {tag!r} value: {type(e).__name__}: {e}") from None
+        except (TypeError, ValueError, IndexError, AttributeError, DecodeError,
+                RecursionError, RemoteProtocolError) as e:  # or a constructor's own check
+            raise CodecError(f"bad value: {type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - msgpack's other errors have no one base
+            raise CodecError(f"not MessagePack: {type(e).__name__}: {e}") from None
 
+    # ---- the compiled walks -----------------------------------------------------------
 
-_RESERVED = frozenset({"t", "l", "d", "s", "f", "b", "pb"})
+    def _compile(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+        """The encoding walk (value -> tree) and the decoding walk (tree -> value), as
+        two closures over a table of one function per type (encoding) or tag (decoding)."""
+        scalars = _SCALARS
+        encoders: dict[type, Callable[[Any], Any]] = {}
+        decoders: dict[str, Callable[[list], Any]] = {}
+        get_encoder = encoders.get
+        get_decoder = decoders.get
+        protos = self._protos
+
+        def enc(value: Any) -> Any:
+            encoder = get_encoder(value.__class__)
+            if encoder is not None:
+                return encoder(value)
+            if isinstance(value, ProtoMessage) and value.DESCRIPTOR.full_name in protos:
+                return _proto(value)  # a subclass of a registered message class
+            cls = type(value)
+            raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
+
+        def array(tree: list) -> Any:
+            """An array of the tree, its items already decoded: the value it encodes."""
+            tag = tree[0] if tree else None
+            decoder = get_decoder(tag) if tag.__class__ is str else None
+            if decoder is None:
+                if tag.__class__ is str:
+                    raise CodecError(f"unknown type {tag!r}")
+                raise CodecError("an encoded container starts with its tag")
+            return decoder(tree)
+
+        def items(values: Iterable[Any]) -> list:
+            return [v if v.__class__ in scalars else enc(v) for v in values]
+
+        def sorted_items(values: Iterable[Any]) -> list:
+            encoded = items(values)
+            if len(encoded) < 2:
+                return encoded
+            return [e for _, e in sorted((_pack(e), e) for e in encoded)]
+
+        def enc_dict(value: dict) -> list:
+            out: list = ["d"]
+            append = out.append
+            for k, v in value.items():
+                append(k if k.__class__ in scalars else enc(k))
+                append(v if v.__class__ in scalars else enc(v))
+            return out
+
+        def dec_dict(tree: list) -> dict:
+            if not len(tree) % 2:
+                raise CodecError("a dict's encoding has an odd number of items")
+            it = iter(tree)
+            next(it)  # the tag
+            return dict(zip(it, it, strict=False))  # the same iterator: pairs
+
+        def dec_wide_int(tree: list) -> int:
+            if len(tree) != 2 or tree[1].__class__ is not str:
+                raise CodecError("a wide int is ['i', decimal digits]")
+            return int(tree[1])
+
+        def dec_proto(tree: list) -> ProtoMessage:
+            if len(tree) != 3 or tree[2].__class__ is not bytes:
+                raise CodecError("a protobuf message is ['pb', name, bytes]")
+            cls = protos.get(tree[1]) if tree[1].__class__ is str else None
+            if cls is None:
+                raise CodecError(f"unknown protobuf message {tree[1]!r}")
+            return cls.FromString(tree[2])
+
+        for cls in scalars:
+            encoders[cls] = _same
+        all_scalars = scalars.issuperset
+        prefix_t, prefix_l = ("t",), ("l",)
+
+        def enc_tuple(value: tuple) -> tuple | list:
+            # A tuple of scalars (a table key, a list of names) is joined to its tag in C
+            # (msgpack packs a tuple of the tree as an array).
+            if all_scalars(map(type, value)):
+                return prefix_t + value
+            return ["t", *[v if v.__class__ in scalars else enc(v) for v in value]]
+
+        def enc_list(value: list) -> tuple | list:
+            if all_scalars(map(type, value)):
+                return prefix_l + tuple(value)
+            return ["l", *[v if v.__class__ in scalars else enc(v) for v in value]]
+
+        encoders.update({
+            tuple: enc_tuple,
+            list: enc_list,
+            dict: enc_dict,
+            set: lambda v: ["s", *sorted_items(v)],
+            frozenset: lambda v: ["f", *sorted_items(v)],
+        })
+        decoders.update({
+            "t": lambda t: tuple(t[1:]),
+            "l": lambda t: t[1:],
+            "d": dec_dict,
+            "s": lambda t: set(t[1:]),
+            "f": lambda t: frozenset(t[1:]),
+            "i": dec_wide_int,
+            "pb": dec_proto,
+        })
+        for cls in self._protos.values():
+            encoders[cls] = _proto
+        # The generated functions share one namespace, where each finds the encoder of a
+        # field's declared dataclass by name (filled in once all are made).
+        namespace = {"new": _new, "enc": enc, "scalars": _SCALARS, "prefix_t": prefix_t,
+                     "all_scalars": all_scalars,
+                     "CodecError": CodecError}
+        for name, cls in self._by_name.items():
+            names = self._fields.get(cls)
+            if names is None:
+                encoders[cls], decoders[name] = _enum_walks(cls)
+            else:
+                encoders[cls], decoders[name] = _dataclass_walks(
+                    cls, names, _declared(cls, self._fields), namespace)
+        for name, cls in self._by_name.items():
+            namespace[f"E_{name}"], namespace[f"C_{name}"] = encoders[cls], cls
+        return enc, array
 
 
 def _same(value: Any) -> Any:
     return value
 
 
-def _bytes(value: bytes) -> list:
-    return ["b", base64.b64encode(value).decode()]
+def _proto(value: ProtoMessage) -> list:
+    return ["pb", value.DESCRIPTOR.full_name, value.SerializeToString(deterministic=True)]
 
 
-def _own_types(*modules: ModuleType) -> list[type]:
+def _enum_walks(cls: type[enum.Enum]) -> tuple[Callable, Callable]:
+    """An enum member's tree is made once (the packer only reads it)."""
+    name = cls.__name__
+    trees = {member: [name, member._value_] for member in cls}
+    by_value = dict(cls._value2member_map_)
+
+    def decode(tree: list) -> enum.Enum:
+        if len(tree) != 2:
+            raise CodecError(f"{name} is [{name!r}, value]")
+        member = by_value.get(tree[1])
+        return member if member is not None else cls(tree[1])
+
+    return trees.__getitem__, decode
+
+
+def _builds_by_dict(cls: type) -> bool:
+    """May a decoded instance be built by filling a fresh `__dict__`? Only when that is
+    all the class's own generated `__init__` would do."""
+    init = cls.__dict__.get("__init__")
+    return (init is not None and getattr(init, "__code__", None) is not None
+            and init.__code__.co_filename == "<string>"  # made by dataclasses
+            and not hasattr(cls, "__post_init__") and cls.__dictoffset__ != 0)
+
+
+def _declared(cls: type, registered: dict[type, tuple[str, ...]]) -> dict[str, tuple]:
+    """The fields declared as a registered dataclass X (or X | None): ("one", X), or as
+    tuple[X, ...]: ("tuple", X). Their encoding calls X's encoder without a lookup; a
+    value of another type at run time takes the general way."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: none
+        return {}
+    declared = {}
+    for name in registered[cls]:
+        hint = hints.get(name)
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if origin is typing.Union or origin is types.UnionType:
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) == 1 and inner[0] in registered:
+                declared[name] = ("one", inner[0])
+        elif hint in registered:
+            declared[name] = ("one", hint)
+        elif origin is tuple and len(args) == 2 and args[1] is Ellipsis \
+                and args[0] in registered:
+            declared[name] = ("tuple", args[0])
+        elif origin is tuple and args and all(a in _SCALARS or a is Ellipsis for a in args):
+            declared[name] = ("scalars", None)  # a key, names: (str, int), (str, ...)
+    return declared
+
+
+def _field_tree(field: str, declared: dict[str, tuple]) -> str:
+    """The expression for one field's tree in a generated encoder."""
+    kind, of = declared.get(field, (None, None))
+    if kind == "one":
+        n = of.__name__
+        return (f"_x if (_x := value.{field}).__class__ in scalars"
+                f" else (E_{n}(_x) if _x.__class__ is C_{n} else enc(_x))")
+    if kind == "scalars":
+        return (f"prefix_t + _x if (_x := value.{field}).__class__ is tuple"
+                f" and all_scalars(map(type, _x)) else enc(_x)")
+    if kind == "tuple":
+        n = of.__name__
+        return (f"['t', *[E_{n}(_v) if _v.__class__ is C_{n} else enc(_v) for _v in _x]]"
+                f" if (_x := value.{field}).__class__ is tuple else enc(_x)")
+    return f"_x if (_x := value.{field}).__class__ in scalars else enc(_x)"
+
+
+def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tuple],
+                     namespace: dict[str, Any]) -> tuple[Callable, Callable]:
+    """A dataclass's encoder and decoder, generated: one expression per field."""
+    name = cls.__name__
+    field_trees = ", ".join(_field_tree(f, declared) for f in names)
+    lines = [
+        "def encode(value, enc=enc, scalars=scalars, prefix_t=prefix_t,"
+        " all_scalars=all_scalars):",
+        f"    return [{name!r}, {field_trees}]",
+        "def decode(tree, cls=cls, new=new):",
+        f"    if len(tree) != {len(names) + 1}:",
+        f"        raise CodecError(f'{name} has {len(names)} fields, not {{len(tree) - 1}}')",
+    ]
+    fields = [f"tree[{i + 1}]" for i in range(len(names))]
+    if _builds_by_dict(cls):
+        lines += ["    obj = new(cls)", "    d = obj.__dict__"]
+        lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields, strict=True)]
+        lines += ["    return obj"]
+    else:
+        lines += [f"    return cls({', '.join(fields)})"]
+    namespace["cls"] = cls  # bound as a default argument, so each decode keeps its own
+    exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
+    return namespace.pop("encode"), namespace.pop("decode")
+
+
+def _own_types(*modules: types.ModuleType) -> list[type]:
     """The dataclasses and enums each module defines (not those it imports)."""
     found = []
     for module in modules:
@@ -209,7 +392,7 @@ def _own_types(*modules: ModuleType) -> list[type]:
     return found
 
 
-def _proto_types(*modules: ModuleType) -> list[type[ProtoMessage]]:
+def _proto_types(*modules: types.ModuleType) -> list[type[ProtoMessage]]:
     found = []
     for module in modules:
         for obj in vars(module).values():

@@ -24,7 +24,9 @@ turn is all or nothing, which is stronger than the port asks (a group is all or
 nothing, and no group is durable without the earlier ones).
 
 `load()` reads every table back into a `Disk` for `Node.restore` (or the Node's
-`disk=`): what a restarted agent starts from.
+`disk=`): what a restarted agent starts from. A file of another version is refused
+with a NodeStoreError naming both (version 1 held the codec's JSON rows, version 2
+its MessagePack ones; no agent ran on version 1, so there is no migration).
 
 Why synchronous sqlite3 inside the driver's turn, not a thread: the driver is
 synchronous, and its turn *is* the group commit. Every input queued while the last
@@ -62,7 +64,7 @@ from fedorch.runtime.node_codec import NodeCodec, node_codec
 
 __all__ = ["NodeStoreError", "SqliteDurable", "WriteStats"]
 
-SCHEMA_VERSION = 1  # PRAGMA user_version of a node store file
+SCHEMA_VERSION = 2  # PRAGMA user_version of a node store file; 1: rows in JSON
 SET_TABLES = frozenset(name for name in TABLES if isinstance(getattr(Disk(), name), set))
 
 

@@ -70,7 +70,8 @@ def test_the_wire_posts_only_what_verifies_from_its_sender_to_its_receiver(crypt
     assert [e.msg for e in receiver.driver_loop.posted] == [msg]
     assert receiver.driver_loop.posted[0].src == "c1"
 
-    tampered = data.replace(b'"c1"]', b'"c3"]')
+    assert data.endswith(b"c1")  # the ack's sender, last in its encoding
+    tampered = data[:-1] + b"3"
     assert tampered != data
     wire.receive("c1", receiver, tampered, good)                 # bytes changed
     wire.receive("c3", receiver, data, good)                     # someone else's name

@@ -469,3 +469,90 @@ def test_the_kept_counts_always_match_the_holds(ops) -> None:
                                                 if h.coordinator == c)
         assert {k for keys in p._keys_of.values() for k in keys} == \
             {h.key for h in p.holds()}
+
+
+# ---- the timer heaps ---------------------------------------------------------------------
+
+_TIMED_OPS = st.lists(st.tuples(
+    st.sampled_from(["prepare", "reserve", "confirm", "commit", "abort", "step_end",
+                     "release", "expire", "due", "restore", "restore_same", "timer"]),
+    st.integers(0, 3),                            # which workflow
+    st.integers(1, 2),                            # which round
+    st.sampled_from([0.0, 0.5, 4.0, 5.0, 29.0, 31.0]),  # time passing before the input
+    st.booleans(),                                # with a TxInfo (Termination's in doubt)
+), max_size=60)
+
+
+def _scanned(p: Participant) -> tuple[float | None, float | None]:
+    """The timers as walking every hold gives them: (expiry, get_timer)."""
+    leases = [h.lease_expires for h in p.holds() if h.state is HoldState.RESERVED]
+    queries = [h.next_query for h in p.holds()
+               if h.state is HoldState.PREPARED and h.tx is None]
+    expiry = min(leases, default=None)
+    return expiry, min(queries + leases, default=None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TIMED_OPS)
+def test_the_timer_heaps_give_what_a_scan_of_every_hold_gives(ops) -> None:
+    """expiry_timer, get_timer, expire and due_queries keep heaps instead of walking
+    every hold; after any sequence of inputs they answer what the walk answers, and
+    expire/due_queries hand out exactly the holds the walk finds due, each once."""
+    from fedorch.core.negotiation.messages import TxInfo
+
+    p = make(capacities={"ml.train": 8})
+    now = 0.0
+    for op, w, rnd, passing, with_tx in ops:
+        now += passing
+        wf = f"wf-{w}"
+        tx = TxInfo(wf, rnd, "eu-west", ("partner",), ("partner",)) if with_tx else None
+        try:
+            if op in ("prepare", "reserve"):
+                getattr(p, op)(now, workflow_id=wf, round=rnd, coordinator="eu-west",
+                               data_labels=EU, steps=TRAIN, tx=tx)
+            elif op == "confirm" and p.hold((wf, rnd)) is not None:
+                p.confirm_yes(now, (wf, rnd))
+            elif op in ("commit", "abort"):
+                p.decide(now, wf, rnd, op == "commit")
+            elif op == "step_end":
+                p.step_ended(wf, "train")
+            elif op == "release":
+                p.release_workflow(wf)
+            elif op == "expire":
+                due = {id(h) for h in p.holds()
+                       if h.state is HoldState.RESERVED and h.lease_expires <= now}
+                gone = p.expire(now)
+                assert sorted(id(h) for h in gone) == sorted(due)
+                assert not due & {id(h) for h in p.holds()}
+            elif op == "due":
+                due = {id(h) for h in p.holds() if h.state is HoldState.PREPARED
+                       and h.tx is None and h.next_query <= now}
+                asked = p.due_queries(now)
+                assert sorted(id(h) for h in asked) == sorted(due)
+                assert all(h.next_query == now + QUERY for h in asked)
+            elif op == "restore":  # read back from disk: a new object for the same key
+                held = p.hold((wf, rnd))
+                if held is not None:
+                    p.restore([Hold(held.workflow_id, held.round, held.coordinator,
+                                    held.state, list(held.steps), held.lease_expires + 1.0,
+                                    next_query=held.next_query, tx=held.tx)])
+            elif op == "restore_same" and p.hold((wf, rnd)) is not None:
+                p.restore([p.hold((wf, rnd))])  # the very object again: pushed twice
+        except RemoteProtocolError:
+            pass  # a refused input changes nothing
+        expiry, timer = _scanned(p)
+        assert p.expiry_timer() == expiry
+        assert p.get_timer() == timer
+
+
+def test_a_hold_restored_twice_expires_once() -> None:
+    """Restoring the very object a second time pushes its lease twice; it still expires
+    once (a second release would find no hold)."""
+    p = make()
+    p.reserve(0.0, workflow_id="wf-1", round=1, coordinator="eu-west", data_labels=EU,
+              steps=TRAIN)
+    held = p.hold(("wf-1", 1))
+    p.restore([held])
+    assert p.expiry_timer() == LEASE
+    assert p.expire(LEASE) == [held]
+    assert p.holds() == [] and p.expiry_timer() is None and p.in_use() == {}
