@@ -1,0 +1,115 @@
+"""The node engine's input boundary: a NodeTurn envelope in, `Message`s posted.
+
+Theory of operation
+-------------------
+Nothing a peer sends reaches the Node before four checks, in this order:
+
+1. the envelope (`open_message`, as every peer message of the daemon): its Ed25519
+   signature over the body bytes *as received*, by a key the trust store holds for
+   the sender and has not revoked; addressed to this domain; a `node_turn` payload;
+   inside the replay window, its nonce never seen;
+2. the payload decodes with `NodeCodec` (which builds registered types only) to a
+   tuple;
+3. each message is of a type the Node exchanges with peers (core/node/authority.py
+   `MESSAGE_TYPES`: never an input the driver alone may give, such as a `Submit`, a
+   `StepEnded` or a `Tick`);
+4. the envelope's signer has authority over each message (core/node/authority.py,
+   the table the simulator applies too), as the Node knows the facts now.
+
+A refused envelope (1, 2) posts nothing; a refused message (3, 4) is dropped alone,
+and the others of its envelope are posted. Every refusal is counted (`refused`, by
+reason, and the agent's `fedorch_rejected_messages_total{reason}`) and logged. What
+passes is posted as `Message(sender, msg)` to the driver loop: the gRPC handler does
+nothing else (the Node steps it on the next turn).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from fedorch.core.identity.authority import Refused
+from fedorch.core.identity.envelope import AuthError, open_message
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.node import authority
+from fedorch.core.node.inputs import Message
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.node_codec import CodecError, NodeCodec
+from fedorch.runtime.ports import Clock
+
+__all__ = ["EnvelopeRefused", "TurnBoundary"]
+
+log = logging.getLogger("fedorch.node_engine")
+
+
+class EnvelopeRefused(Exception):
+    """A whole envelope refused: `reason` a short label, the message the detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class TurnBoundary:
+    def __init__(self, domain: str, trust: TrustStore, guard: ReplayGuard, clock: Clock,
+                 codec: NodeCodec, node: Any, post: Callable[[object], None],
+                 on_refused: Callable[[str], None] | None = None) -> None:
+        """`node`: the Node whose facts the authority table reads; `post`: its driver
+        loop's; `on_refused(reason)`: told of each refusal (the agent's metric)."""
+        self.domain = domain
+        self.trust = trust
+        self.guard = guard
+        self.clock = clock
+        self.codec = codec
+        self.node = node
+        self.post = post
+        self.on_refused = on_refused or (lambda reason: None)
+        self.refused: Counter[str] = Counter()
+        self.posted = 0
+
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] += 1
+        self.on_refused(reason)
+
+    def receive(self, envelope: peer_pb2.Envelope) -> tuple[str, list[Refused]]:
+        """Check and post (see the header). Returns the verified sender and the
+        messages refused; EnvelopeRefused when nothing of it may be looked at."""
+        clock = self.clock
+        try:
+            body = open_message(envelope, self.trust, self.guard, me=self.domain,
+                                now_ms=clock.wall_ms(), mono_ms=int(clock.monotonic() * 1000),
+                                expect="node_turn")
+        except AuthError as e:
+            reason = e.label or "unauthenticated"
+            self._refuse(reason)
+            log.warning("refused a NodeTurn envelope (%s): %s", reason, e.reason)
+            raise EnvelopeRefused(reason, e.reason) from None
+        sender = body.sender
+        try:
+            msgs = self.codec.decode(body.node_turn.messages)
+        except CodecError as e:
+            self._refuse("undecodable")
+            log.warning("refused a NodeTurn from %s: %s", sender, e)
+            raise EnvelopeRefused("undecodable", f"messages do not decode: {e}") from None
+        if not isinstance(msgs, tuple):
+            self._refuse("undecodable")
+            raise EnvelopeRefused("undecodable", "messages are not a tuple")
+        refused: list[Refused] = []
+        for msg in msgs:
+            try:
+                if type(msg) not in authority.MESSAGE_TYPES:
+                    raise Refused("not_a_message",
+                                  f"{type(msg).__name__} is not a message a peer may send")
+                authority.check(self.node, sender, msg)
+            except Refused as e:
+                self._refuse(e.reason)
+                log.warning("refused %s from %s (%s): %s", type(msg).__name__, sender,
+                            e.reason, e.detail)
+                refused.append(e)
+                continue
+            self.posted += 1
+            self.post(Message(sender, msg))
+        return sender, refused

@@ -1,0 +1,114 @@
+"""Real agents on `engine: node`: one Node core and one driver per daemon.
+
+Three agents run a three-domain workflow to SUCCEEDED, its status read from its
+coordinator; a participant SIGKILLed after the commit and restarted recovers from
+node.db, and every step still runs exactly once.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import grpc
+import pytest
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2
+
+from tests.integration.federation import started_federation, state_name, step_states, wait_for
+
+pytestmark = pytest.mark.integration
+
+GATE_STEP = str(pathlib.Path(__file__).parent / "steps" / "counted_gate.py")
+NAMES = ("n1", "n2", "n3")
+# A long suspicion keeps a killed agent from being declared DEAD while it is away
+# (the node engine does not act on a member's death, but the test need not depend on it).
+DOMAINS = {
+    name: {
+        "engine": "node",
+        "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
+        "capabilities": [
+            {"name": "test.echo", "capacity": 8,
+             "executor": {"type": "builtin", "name": "echo"}},
+            {"name": "test.gate", "capacity": 4,
+             "executor": {"type": "command", "argv": [sys.executable, GATE_STEP]}},
+        ],
+    }
+    for name in NAMES
+}
+
+
+def _chain(capability: str, params: dict[str, dict] | None = None) -> str:
+    """A workflow a -> b -> c, one step in each of n1, n2, n3."""
+    params = params or {}
+    lines = ["name: chain", "steps:"]
+    for i, (step, domain) in enumerate(zip("abc", NAMES, strict=True)):
+        needs = f", needs: [{'abc'[i - 1]}]" if i else ""
+        p = params.get(step)
+        with_params = f", params: {p}" if p else ""
+        lines.append(f"  - {{id: {step}, capability: {capability},"
+                     f" constraints: {{domains: [{domain}]}}{needs}{with_params}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+async def fed(tmp_path):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        yield fed
+
+
+async def test_three_domain_workflow_succeeds(fed):
+    wid = await fed.submit("n1", _chain("test.echo"))
+    status = await fed.wait_state("n1", wid, deadline_s=30)
+    assert state_name(status) == "SUCCEEDED", status
+    assert status.coordinator == "n1"
+    assert step_states(status) == {"a": ("SUCCEEDED", "n1", 1), "b": ("SUCCEEDED", "n2", 1),
+                                   "c": ("SUCCEEDED", "n3", 1)}
+    # Asked of a participant, the status comes from the coordinator.
+    assert await fed.status("n3", wid) == status
+    # A participant lists the workflow it took part in, from its own Node.
+    listed = await fed.client("n2").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                  timeout=5)
+    assert wid in [w.id for w in listed.workflows]
+    # What the node engine does not do is refused, naming the engine.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await fed.client("n1").Cancel(client_pb2.CancelRequest(id=wid), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "engine: node" in refused.value.details()
+
+
+async def test_watch_follows_a_workflow_to_its_end(fed):
+    spec = _chain("test.echo")
+    watch = fed.client("n1").SubmitAndWatch(client_pb2.SubmitAndWatchRequest(
+        submit=client_pb2.SubmitRequest(spec=parse_spec_text(spec, "test")),
+        state_changes_only=True), timeout=30)
+    states = [state_name(s) async for s in watch]
+    assert states[-1] == "SUCCEEDED", states
+    assert "RUNNING" in states
+
+
+async def test_participant_killed_after_commit_recovers_from_node_db(fed, tmp_path):
+    gate = tmp_path / "gate"
+    open_gate = tmp_path / "open"
+    open_gate.touch()
+    runs = {step: tmp_path / f"runs-{step}" for step in "abc"}
+    params = {step: {"runs": str(runs[step]),
+                     "gate": str(gate if step == "a" else open_gate)} for step in "abc"}
+    wid = await fed.submit("n1", _chain("test.gate", params))
+
+    async def a_started() -> bool:
+        return runs["a"].exists() and runs["a"].read_text() == "start\n"
+
+    # Step a runs at n1, held at its gate: the workflow is committed everywhere.
+    await wait_for(a_started, 30, "step a to start at n1")
+    assert state_name(await fed.status("n1", wid)) == "RUNNING"
+    fed.kill("n2")
+    await fed.close_channels()
+    await fed.start("n2")
+    gate.touch()
+    status = await fed.wait_state("n1", wid, deadline_s=60)
+    assert state_name(status) == "SUCCEEDED", status
+    assert step_states(status) == {"a": ("SUCCEEDED", "n1", 1), "b": ("SUCCEEDED", "n2", 1),
+                                   "c": ("SUCCEEDED", "n3", 1)}
+    for step in "abc":  # each step ran once, and completed
+        assert runs[step].read_text() == "start\ndone\n", step
