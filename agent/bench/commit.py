@@ -255,9 +255,11 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None):
-    """The bench's three agents, started, converged, and stopped by pid at the end."""
-    extra = extra or {}
+async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None,
+                      engine: str = "shells"):
+    """The bench's three agents, started, converged, and stopped by pid at the end.
+    `engine`: the agents' `engine` (shells, or node: runtime/node_engine)."""
+    extra = {"engine": engine, **(extra or {})}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
         {"name": "bench.noop", "capacity": 100_000,
          "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
@@ -279,7 +281,7 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
-                           batching: bool = True) -> dict:
+                           batching: bool = True, engine: str = "shells") -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
@@ -289,7 +291,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
     echo = await echo_calls_per_s()
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
-        async with _federation(Path(tmp), commit, batching) as net:
+        async with _federation(Path(tmp), commit, batching, engine=engine) as net:
             unloaded = await _closed_loop(net, 30, 1)
             loops = [await _peak(net, total, n) for n in concurrency]
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
@@ -312,5 +314,6 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "closed_loops": loops,
         "commit": commit,
         "batching": batching,
+        "engine": engine,
         "forced_write_ms": round(fsync_ms, 2),
     }

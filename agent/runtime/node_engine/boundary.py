@@ -14,13 +14,21 @@ Nothing a peer sends reaches the Node before four checks, in this order:
    `MESSAGE_TYPES`: never an input the driver alone may give, such as a `Submit`, a
    `StepEnded` or a `Tick`);
 4. the envelope's signer has authority over each message (core/node/authority.py,
-   the table the simulator applies too), as the Node knows the facts now.
+   the table the simulator applies too), as the Node knows the facts *when it steps
+   the message*.
 
-A refused envelope (1, 2) posts nothing; a refused message (3, 4) is dropped alone,
-and the others of its envelope are posted. Every refusal is counted (`refused`, by
-reason, and the agent's `fedorch_rejected_messages_total{reason}`) and logged. What
-passes is posted as `Message(sender, msg)` to the driver loop: the gRPC handler does
-nothing else (the Node steps it on the next turn).
+1-3 are checked here, on receipt (`TurnBoundary.receive`): a refused envelope posts
+nothing, a message of a refused type is dropped alone and the others are posted as
+`Message(sender, msg)` to the driver loop. 4 is checked inside the driver's turn,
+right before the Node steps the message (`AuthorizedNode`, the Node as the driver
+sees it): the facts it reads may be in flight when the envelope arrives. A decision
+posted from one envelope and not stepped yet, and the step result that follows it in
+the next envelope, would be refused on receipt (the workflow is not committed here
+*yet*) and then resent a second later; at step time the decision has been stepped.
+A message without authority is refused as the Node refuses bad input
+(`RemoteProtocolError`): the driver counts and logs it, and nothing of it reaches
+the Node. Every refusal is counted by reason (`refused`, and the agent's
+`fedorch_rejected_messages_total{reason}`).
 """
 
 from __future__ import annotations
@@ -34,13 +42,14 @@ from fedorch.core.identity.authority import Refused
 from fedorch.core.identity.envelope import AuthError, open_message
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
+from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import authority
 from fedorch.core.node.inputs import Message
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import CodecError, NodeCodec
 from fedorch.runtime.ports import Clock
 
-__all__ = ["EnvelopeRefused", "TurnBoundary"]
+__all__ = ["AuthorizedNode", "EnvelopeRefused", "TurnBoundary"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -55,16 +64,15 @@ class EnvelopeRefused(Exception):
 
 class TurnBoundary:
     def __init__(self, domain: str, trust: TrustStore, guard: ReplayGuard, clock: Clock,
-                 codec: NodeCodec, node: Any, post: Callable[[object], None],
+                 codec: NodeCodec, post: Callable[[object], None],
                  on_refused: Callable[[str], None] | None = None) -> None:
-        """`node`: the Node whose facts the authority table reads; `post`: its driver
-        loop's; `on_refused(reason)`: told of each refusal (the agent's metric)."""
+        """`post`: the driver loop's; `on_refused(reason)`: told of each refusal (the
+        agent's metric)."""
         self.domain = domain
         self.trust = trust
         self.guard = guard
         self.clock = clock
         self.codec = codec
-        self.node = node
         self.post = post
         self.on_refused = on_refused or (lambda reason: None)
         self.refused: Counter[str] = Counter()
@@ -75,7 +83,7 @@ class TurnBoundary:
         self.on_refused(reason)
 
     def receive(self, envelope: peer_pb2.Envelope) -> tuple[str, list[Refused]]:
-        """Check and post (see the header). Returns the verified sender and the
+        """Checks 1-3 and post (see the header). Returns the verified sender and the
         messages refused; EnvelopeRefused when nothing of it may be looked at."""
         clock = self.clock
         try:
@@ -99,17 +107,45 @@ class TurnBoundary:
             raise EnvelopeRefused("undecodable", "messages are not a tuple")
         refused: list[Refused] = []
         for msg in msgs:
-            try:
-                if type(msg) not in authority.MESSAGE_TYPES:
-                    raise Refused("not_a_message",
-                                  f"{type(msg).__name__} is not a message a peer may send")
-                authority.check(self.node, sender, msg)
-            except Refused as e:
+            if type(msg) not in authority.MESSAGE_TYPES:
+                e = Refused("not_a_message",
+                            f"{type(msg).__name__} is not a message a peer may send")
                 self._refuse(e.reason)
-                log.warning("refused %s from %s (%s): %s", type(msg).__name__, sender,
-                            e.reason, e.detail)
+                log.warning("refused %s from %s: %s", type(msg).__name__, sender, e.detail)
                 refused.append(e)
                 continue
             self.posted += 1
             self.post(Message(sender, msg))
         return sender, refused
+
+
+class AuthorizedNode:
+    """The Node as the driver steps it: every `Message` is checked against the
+    authority table first (check 4 of the header); a refusal is a RemoteProtocolError,
+    which the driver counts and logs, and the Node never sees the message."""
+
+    def __init__(self, node: Any, on_refused: Callable[[str], None] | None = None) -> None:
+        self.node = node
+        self.on_refused = on_refused or (lambda reason: None)
+        self.refused: Counter[str] = Counter()
+
+    def step(self, now: float, event: object) -> None:
+        if type(event) is Message:
+            try:
+                authority.check(self.node, event.src, event.msg)
+            except Refused as e:
+                self.refused[e.reason] += 1
+                self.on_refused(e.reason)
+                raise RemoteProtocolError(
+                    f"{type(event.msg).__name__} from {event.src} refused ({e.reason}):"
+                    f" {e.detail}") from None
+        self.node.step(now, event)
+
+    def get_timer(self) -> float | None:
+        return self.node.get_timer()
+
+    def ready(self):
+        return self.node.ready()
+
+    def advance(self, ready) -> None:
+        self.node.advance(ready)

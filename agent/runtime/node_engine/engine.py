@@ -21,7 +21,9 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 - `NodeExecutors` (executors.py): the executors the config names (builtin, command...);
 - `StatusView` (status.py): the StatusSink, and the read view the client service
   answers from;
-- `TurnBoundary` (boundary.py): what the NodeTurn RPC checks before it posts.
+- `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
+  before it posts, and the authority check the driver makes before the Node steps a
+  message.
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
 owns membership and the rest of the Agent's loops), the `DriverLoop`, the peer
@@ -45,8 +47,9 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import node_codec
-from fedorch.runtime.node_engine.boundary import TurnBoundary
+from fedorch.runtime.node_engine.boundary import AuthorizedNode, TurnBoundary
 from fedorch.runtime.node_engine.executors import NodeExecutors
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
 from fedorch.runtime.node_engine.transport import GrpcTransport
 from fedorch.runtime.node_store import SqliteDurable
@@ -118,13 +121,17 @@ class NodeAgent:
             a.peers.stub, self.spawn)
         self.executors = NodeExecutors(self.domain, self.node, a.executors, self.post,
                                        self.spawn)
-        self.driver = NodeDriver(self.node, clock, WriteNotice(self.store, self.view),
+        def refused(reason: str) -> None:
+            a.metrics.rejected_messages.labels(reason).inc()
+
+        self.gate = AuthorizedNode(self.node, on_refused=refused)
+        self.driver = NodeDriver(self.gate, clock, WriteNotice(self.store, self.view),
                                  self.transport, self.executors, self.view)
         self.loop = DriverLoop(self.driver)
-        self.boundary = TurnBoundary(
-            self.domain, a.trust, a.guard, clock, self.codec, self.node, self.post,
-            on_refused=lambda reason: a.metrics.rejected_messages.labels(reason).inc())
+        self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
+                                     self.post, on_refused=refused)
         a.on_members_change.append(self._members_changed)
+        a.metrics.registry.register(NodeEngineCollector(self))
 
     # ---- what the services and ports call ----------------------------------------------
 
