@@ -7,19 +7,17 @@ collector reads them when the endpoint is scraped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from fedorch.runtime.node_engine.engine import NodeAgent
 
 __all__ = ["NodeEngineCollector"]
 
 
 class NodeEngineCollector(Collector):
-    def __init__(self, engine: NodeAgent) -> None:
+    def __init__(self, engine: Any) -> None:
+        """`engine`: the NodeAgent (typed loosely: it imports this module)."""
         self.engine = engine
 
     def collect(self) -> Iterator[CounterMetricFamily]:
