@@ -27,7 +27,8 @@ the next envelope, would be refused on receipt (the workflow is not committed he
 *yet*) and then resent a second later; at step time the decision has been stepped.
 A message without authority is refused as the Node refuses bad input
 (`RemoteProtocolError`): the driver counts and logs it, and nothing of it reaches
-the Node. Every refusal is counted by reason (`refused`, and the agent's
+the Node. So is one whose fields the table cannot even read (the codec builds only
+registered types, but checks no field's type: a key that is not a tuple). Every refusal is counted by reason (`refused`, and the agent's
 `fedorch_rejected_messages_total{reason}`).
 """
 
@@ -132,7 +133,11 @@ class AuthorizedNode:
     def step(self, now: float, event: object) -> None:
         if type(event) is Message:
             try:
-                authority.check(self.node, event.src, event.msg)
+                try:
+                    authority.check(self.node, event.src, event.msg)
+                except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
+                    # Decoded types carry no field checks: a field of the wrong shape.
+                    raise Refused("malformed", f"{type(e).__name__}: {e}") from None
             except Refused as e:
                 self.refused[e.reason] += 1
                 self.on_refused(e.reason)

@@ -8,6 +8,8 @@ import random
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.replay import ReplayGuard
@@ -15,6 +17,7 @@ from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import DecisionQuery
 from fedorch.core.node import Message, Node
+from fedorch.core.node.authority import MESSAGE_TYPES
 from fedorch.core.node.records import AckMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
@@ -165,3 +168,27 @@ def test_the_gate_refuses_as_the_node_does(h):
     with pytest.raises(RemoteProtocolError):
         h.gate.step(h.clock.monotonic(), Message("beta", VoteMsg(("alpha.wf-1", 1), "gamma",
                                                                 True, "")))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.one_of(st.binary(max_size=300),
+                         st.text(max_size=200).map(str.encode),
+                         st.sampled_from([b'["t",["Submit","alpha.wf","x"]]', b'["t",["Tick"]]',
+                                          b'["t",["CoordRow"]]', b'["t"]', b"[]", b"null"])))
+def test_arbitrary_signed_bytes_post_only_peer_messages(payload):
+    """Signed by a trusted peer, any bytes: refused whole, or only values of the Node's
+    peer message types are posted; nothing raises but EnvelopeRefused."""
+    h = Harness()
+    try:
+        h.boundary.receive(h.envelope("beta", (), payload=payload))
+    except EnvelopeRefused as e:
+        assert h.posted == [] and h.boundary.refused[e.reason] == 1
+        return
+    assert all(type(m.msg) in MESSAGE_TYPES and m.src == "beta" for m in h.posted)
+
+
+def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
+    vote = node_codec().decode(b'["t",["VoteMsg",5,"beta",true,""]]')  # its key an int
+    h.boundary.receive(h.envelope("beta", vote))
+    h.driver.turn(h.posted)
+    assert h.gate.refused == {"malformed": 1} and h.driver.stopped is None
