@@ -15,7 +15,13 @@ import pytest
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2
 
-from tests.integration.federation import started_federation, state_name, step_states, wait_for
+from tests.integration.federation import (
+    TEST_TIMINGS,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +33,8 @@ DOMAINS = {
     name: {
         "engine": "node",
         "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
+        # The node engine runs Paxos Commit only, whatever FEDORCH_TEST_COMMIT says.
+        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
         "capabilities": [
             {"name": "test.echo", "capacity": 8,
              "executor": {"type": "builtin", "name": "echo"}},
