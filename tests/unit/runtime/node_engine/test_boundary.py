@@ -8,8 +8,6 @@ import random
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.replay import ReplayGuard
@@ -24,6 +22,8 @@ from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine.boundary import AuthorizedNode, EnvelopeRefused, TurnBoundary
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ME = "alpha"
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("alpha", "beta", "stranger")}
