@@ -120,3 +120,19 @@ async def test_participant_killed_after_commit_recovers_from_node_db(fed, tmp_pa
                                    "c": ("SUCCEEDED", "n3", 1)}
     for step in "abc":  # each step ran once, and completed
         assert runs[step].read_text() == "start\ndone\n", step
+
+
+async def test_a_retried_submission_is_one_workflow_watched_from_anywhere(fed):
+    request = client_pb2.SubmitRequest(spec=parse_spec_text(_chain("test.echo"), "test"),
+                                       request_id="retried-once")
+    first = await fed.client("n1").Submit(request, timeout=5)
+    again = await fed.client("n1").Submit(request, timeout=5)
+    assert first.id == again.id
+    # n3 follows it at its coordinator n1, to its end.
+    watch = fed.client("n3").Watch(client_pb2.GetWorkflowRequest(
+        id=first.id, state_changes_only=True), timeout=30)
+    seen = [status async for status in watch]
+    assert state_name(seen[-1]) == "SUCCEEDED" and seen[-1].coordinator == "n1"
+    listed = await fed.client("n1").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                  timeout=5)
+    assert [w.id for w in listed.workflows].count(first.id) == 1

@@ -9,14 +9,17 @@ Node (status.py) and posts everything else the Node must do:
   the shells' placement code (core/workflow/placement.py over
   runtime/candidates.py), and posted as `Submit(workflow_id, spec, submission,
   placement)`; the id is answered once the workflow's row is durable;
-- GetWorkflow: a workflow another agent coordinates (its id names it) is asked of
-  that coordinator (`local_only`), and answered from this Node when it cannot be
-  reached; Watch follows a workflow this Node knows, waking on its changes;
+- GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
+  asked of (followed at) that coordinator (`local_only`), and answered from this Node
+  when it cannot be reached; a workflow this Node knows is followed here, waking on its
+  changes;
 - ListWorkflows: every workflow this Node knows;
 - ListMembers: the membership view, as with the shells (inherited).
-What the node engine does not do yet (cancel, fan-out steps, request-id
-deduplication, takeover, re-placement after a domain's loss, sagas, the audit log)
-is refused with FAILED_PRECONDITION naming the engine, never silently ignored.
+A request id is deduplicated in memory only (a retry after a restart makes a new
+workflow). What the node engine does not do yet (cancel, fan-out steps, a signed spec
+not bound to this coordinator, takeover, re-placement after a domain's loss, sagas,
+the audit log) is refused with FAILED_PRECONDITION naming the engine, never silently
+ignored.
 
 `NodePeerService` keeps the peer RPCs the node engine shares with the shells
 (Swim: membership) and adds `NodeTurn`, the node engine's one negotiation and
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import grpc
@@ -44,6 +48,7 @@ from fedorch.runtime.client_service import (
     FORWARD_TIMEOUT_S,
     REJOIN_RETRY_S,
     WATCH_HEARTBEAT_S,
+    WATCH_STREAM_S,
     ClientService,
     _check_id,
 )
@@ -58,6 +63,8 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 
 log = logging.getLogger("fedorch.node_engine")
 
+REQUEST_IDS_KEPT = 16_384
+
 
 def not_in_node_engine(what: str) -> str:
     return (f"{what} is not supported by this agent's engine (engine: node, a first"
@@ -69,6 +76,9 @@ class NodeClientService(ClientService):
     def __init__(self, engine: NodeAgent, auth: ClientAuth | None = None) -> None:
         super().__init__(engine.agent, auth)
         self.engine = engine
+        # Request id -> workflow id of the submissions taken here lately: a client's retry
+        # gets the same workflow. In memory only (not across a restart, unlike the shells).
+        self._by_request: OrderedDict[str, str] = OrderedDict()
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -82,10 +92,15 @@ class NodeClientService(ClientService):
             context.set_trailing_metadata((("retry-after-ms",
                                             str(int(REJOIN_RETRY_S * 1000))),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
-        if request.request_id:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                not_in_node_engine("a request id (deduplication)"))
+        known = self._by_request.get(request.request_id) if request.request_id else None
+        if known is not None:  # a retry of a submission taken here in this life
+            return known
         spec, signed = await self._signed_spec(request, context)
+        if signed is not None and signed.coordinator != a.domain:
+            # Participants' Nodes take a submission signed for its coordinator only.
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(
+                f"a signed spec not bound to its coordinator (sign it with coordinator"
+                f" {a.domain})"))
         try:
             check_no_expansion_fields(spec, "request")
             validate_spec(spec, "request")
@@ -101,6 +116,12 @@ class NodeClientService(ClientService):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"no domain can take every step: {reasons}")
         workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
+        if request.request_id:
+            known = self._by_request.setdefault(request.request_id, workflow_id)
+            if known != workflow_id:  # a concurrent retry was placed first
+                return known
+            while len(self._by_request) > REQUEST_IDS_KEPT:
+                self._by_request.popitem(last=False)
         if signed is None:  # open access: this domain vouches for the spec
             signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
                                issued_at_ms=a.now_ms(), coordinator=a.domain)
@@ -141,6 +162,24 @@ class NodeClientService(ClientService):
 
     async def Watch(self, request, context):
         await _check_id(request.id, context)
+        coordinator = coordinator_of(request.id)
+        stub = self._stub(coordinator) if not request.local_only and coordinator \
+            and coordinator != self.agent.domain else None
+        if stub is not None:  # followed where it is coordinated, as GetWorkflow asks there
+            call = stub.Watch(client_pb2.GetWorkflowRequest(
+                id=request.id, local_only=True, state_changes_only=request.state_changes_only),
+                timeout=WATCH_STREAM_S)
+            try:
+                async for status in call:
+                    yield status
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                log.info("watch of %s: coordinator %s unreachable (%s); following it here",
+                         request.id, coordinator, e.code().name)
+            finally:
+                call.cancel()
         async for status in self._follow(request.id, request.state_changes_only, context):
             yield status
 
