@@ -14,7 +14,9 @@ built but given no work: the node engine's client and peer services never call t
 What the NodeAgent composes, on the ports of runtime/ports.py:
 - a `Node` (agent/core/node), restored from `node.db` in the data dir
   (`SqliteDurable`: one transaction per driver turn, WAL, synchronous=FULL), its
-  policy and capacities from the config, its peers the members membership sees;
+  policy and capacities from the config, its timings from `negotiation` and its
+  retention of ended workflows from `retention` (`timing_of`), its peers the members
+  membership sees;
 - the `SystemClock` (monotonic for the Node, wall time for envelopes and ids);
 - `GrpcTransport` (transport.py): one signed envelope per turn and peer, one sender
   task per peer;
@@ -43,6 +45,7 @@ from pathlib import Path
 from fedorch.core.node.inputs import Submit
 from fedorch.core.node.node import Node
 from fedorch.core.node.records import Timing
+from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
@@ -83,12 +86,20 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
     """The Node's timings from the agent config (its defaults where a field is unset)."""
     neg = config.negotiation
     base = Timing()
+    keep = Retention()
     return Timing(
         lease_s=neg.lease_s or base.lease_s,
         prepare_timeout_s=neg.prepare_timeout_s or base.prepare_timeout_s,
         query_timeout_s=neg.prepare_timeout_s or base.query_timeout_s,
         max_rounds=neg.max_rounds or base.max_rounds,
         max_acceptors=neg.max_acceptors or base.max_acceptors,
+        # The Node's own retention (core/node/retention.py), on the config's bounds;
+        # nothing goes within two replay windows of its last mark (a late message).
+        retention=Retention(
+            keep_ended_s=config.retention.keep_ended_s or keep.keep_ended_s,
+            max_ended_workflows=config.retention.max_ended_workflows
+            or keep.max_ended_workflows,
+            late_message_s=2 * (neg.replay_window_s or keep.late_message_s / 2)),
     )
 
 

@@ -48,3 +48,11 @@ def test_the_nodes_timings_come_from_the_negotiation_config():
     timing = timing_of(_config("negotiation: {lease_s: 4, prepare_timeout_s: 2,"
                                " max_rounds: 3}\n"))
     assert (timing.lease_s, timing.prepare_timeout_s, timing.max_rounds) == (4, 2, 3)
+
+
+def test_the_nodes_retention_comes_from_the_retention_config():
+    timing = timing_of(_config("retention: {keep_ended_s: 3600, max_ended_workflows: 50}\n"
+                               "negotiation: {replay_window_s: 30}\n"))
+    assert timing.retention is not None
+    assert (timing.retention.keep_ended_s, timing.retention.max_ended_workflows,
+            timing.retention.late_message_s) == (3600, 50, 60)
