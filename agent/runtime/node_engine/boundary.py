@@ -42,15 +42,18 @@ from typing import Any
 from fedorch.core.identity.authority import Refused
 from fedorch.core.identity.envelope import AuthError, open_message
 from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
+from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import authority
 from fedorch.core.node.inputs import Message
+from fedorch.core.node.node import Node
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import CodecError, NodeCodec
 from fedorch.runtime.ports import Clock
 
-__all__ = ["AuthorizedNode", "EnvelopeRefused", "TurnBoundary"]
+__all__ = ["AuthorizedNode", "EnvelopeRefused", "TurnBoundary", "signed_submissions"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -154,3 +157,24 @@ class AuthorizedNode:
 
     def advance(self, ready) -> None:
         self.node.advance(ready)
+
+
+def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:
+    """The Node's `admit` hook at a participant: a PREPARE's signed submission is checked
+    as the shells check it (core/identity/submission.py `check_prepare_submission`: the
+    submitter's signature over the spec, by the key its coordinator vouches for, or by
+    the coordinator's own key from the trust store for a spec it signed itself; the spec
+    to run is the one signed), then bound to one workflow id (`Node.check_submission`).
+    A refusal is a RemoteProtocolError: no vote, and the round times out."""
+
+    def admit(node: Any, now: float, tx: Any, info: Any) -> Admission | None:
+        signed = info.submission
+        if signed is not None:
+            try:
+                check_prepare_submission(signed, coordinator=tx.coordinator, spec=info.spec,
+                                         trust=trust)
+            except SubmissionError as e:
+                raise RemoteProtocolError(f"submission: {e}") from None
+        return Node.check_submission(node, now, tx, info)
+
+    return admit

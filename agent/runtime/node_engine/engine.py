@@ -50,7 +50,11 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import node_codec
-from fedorch.runtime.node_engine.boundary import AuthorizedNode, TurnBoundary
+from fedorch.runtime.node_engine.boundary import (
+    AuthorizedNode,
+    TurnBoundary,
+    signed_submissions,
+)
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
@@ -124,8 +128,8 @@ class NodeAgent:
         self.node = Node(
             self.domain, policy=a.config.policy, capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
-            wall_ms=lambda now: wall_ms_at(clock, now), disk=self.store.load(),
-            now=clock.monotonic())
+            wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
+            disk=self.store.load(), now=clock.monotonic())
         self.view = StatusView(self.node)
         self.transport = GrpcTransport(
             self.domain, a.signer, clock, self.codec, self.post, a.endpoint_of,

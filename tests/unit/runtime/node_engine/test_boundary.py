@@ -11,17 +11,24 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.submission import sign_spec
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.negotiation.messages import DecisionQuery
+from fedorch.core.negotiation.messages import DecisionQuery, TxInfo
 from fedorch.core.node import Message, Node
 from fedorch.core.node.authority import MESSAGE_TYPES
-from fedorch.core.node.records import AckMsg, ResultMsg, Timing, VoteMsg
+from fedorch.core.node.records import AckMsg, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.runtime.node_codec import node_codec
-from fedorch.runtime.node_engine.boundary import AuthorizedNode, EnvelopeRefused, TurnBoundary
+from fedorch.runtime.node_engine.boundary import (
+    AuthorizedNode,
+    EnvelopeRefused,
+    TurnBoundary,
+    signed_submissions,
+)
+from google.protobuf import struct_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +199,36 @@ def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
     h.boundary.receive(h.envelope("beta", vote))
     h.driver.turn(h.posted)
     assert h.gate.refused == {"malformed": 1} and h.driver.stopped is None
+
+
+def _prepare(signed: spec_pb2.SignedSpec, spec: spec_pb2.WorkflowSpec) -> PrepareMsg:
+    tx = TxInfo("beta.wf-1", 1, "beta", ("alpha", "beta"), ("alpha", "beta"))
+    return PrepareMsg(tx, (("a", "test.echo"),), WfInfo(spec, {"a": "alpha"}, "beta",
+                                                         submission=signed))
+
+
+def test_a_prepare_is_admitted_only_with_its_submitters_signature():
+    h = Harness()
+    node = Node(ME, policy=config_pb2.Policy(accept_from=["*"]), capacities={"test.echo": 1},
+                timing=Timing(), peers=[ME, "beta"], rng=random.Random(1),
+                admit=signed_submissions(h.trust), now=h.clock.monotonic())
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="a",
+                                                                    capability="test.echo")])
+    signed = sign_spec("domain:beta", Signer("beta", KEYS["beta"]).sign, spec,
+                       coordinator="beta")
+    forged = spec_pb2.SignedSpec()
+    forged.CopyFrom(signed)
+    forged.signature = Signer("stranger", KEYS["stranger"]).sign(b"something else")
+    altered = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(
+        id="a", capability="test.echo", params=struct_pb2.Struct(fields={
+            "rm": struct_pb2.Value(string_value="-rf")}))])
+    for bad in (_prepare(forged, spec), _prepare(signed, altered)):
+        with pytest.raises(RemoteProtocolError, match="submission"):
+            node.step(h.clock.monotonic(), Message("beta", bad))
+        ready = node.ready()
+        assert len(node.state.holds) == 0 and not ready.send_now and not ready.writes
+        node.advance(ready)
+    node.step(h.clock.monotonic(), Message("beta", _prepare(signed, spec)))
+    ready = node.ready()
+    votes = [o.msg for o in (*ready.send_now, *ready.send_after_write)]
+    assert [(type(v).__name__, v.yes) for v in votes] == [("VoteMsg", True)]
