@@ -136,6 +136,12 @@ def _print_commit(r: dict) -> None:
     table.add_row("  of which " + ", ".join(
         f"{name} {ms}" for name, ms in r["cpu_ms_by_process"].items() if name != "total"),
         "", "")
+    peak = next((loop for loop in r["closed_loops"]
+                 if loop["concurrency"] == r["concurrency"]), {})
+    for domain, counts in peak.get("node_per_workflow", {}).items():
+        table.add_row(f"  {domain}: driver turns / transactions / envelopes out per workflow",
+                      f"{counts['driver_turns']} / {counts['transactions']}"
+                      f" / {counts['envelopes_out']}", "")
     table.add_row("submit→committed p50, unloaded (ms)", str(r["p50_ms_unloaded"]), "≤ 5")
     table.add_row("submit→committed p99, unloaded (ms)", str(r["p99_ms_unloaded"]), "")
     table.add_row("submit→committed p50 at half peak (ms)", str(r["p50_ms_half_load"]), "")
