@@ -136,3 +136,29 @@ async def test_a_retried_submission_is_one_workflow_watched_from_anywhere(fed):
     listed = await fed.client("n1").ListWorkflows(client_pb2.ListWorkflowsRequest(),
                                                   timeout=5)
     assert [w.id for w in listed.workflows].count(first.id) == 1
+
+
+async def test_coordinator_killed_after_commit_finishes_after_restart(fed, tmp_path):
+    gate = tmp_path / "gate"
+    open_gate = tmp_path / "open"
+    open_gate.touch()
+    runs = {step: tmp_path / f"runs-{step}" for step in "abc"}
+    params = {step: {"runs": str(runs[step]),
+                     "gate": str(gate if step == "b" else open_gate)} for step in "abc"}
+    wid = await fed.submit("n1", _chain("test.gate", params))
+
+    async def b_started() -> bool:
+        return runs["b"].exists() and runs["b"].read_text() == "start\n"
+
+    # Step a is done at n1 and b runs at n2, held at its gate.
+    await wait_for(b_started, 30, "step b to start at n2")
+    fed.kill("n1")
+    await fed.close_channels()
+    await fed.start("n1")
+    gate.touch()
+    status = await fed.wait_state("n1", wid, deadline_s=60)
+    assert state_name(status) == "SUCCEEDED", status
+    assert step_states(status) == {"a": ("SUCCEEDED", "n1", 1), "b": ("SUCCEEDED", "n2", 1),
+                                   "c": ("SUCCEEDED", "n3", 1)}
+    for step in "abc":
+        assert runs[step].read_text() == "start\ndone\n", step
