@@ -1,8 +1,8 @@
 """Real agents on `engine: node`: one Node core and one driver per daemon.
 
 Three agents run a three-domain workflow to SUCCEEDED, its status read from its
-coordinator; a participant SIGKILLed after the commit and restarted recovers from
-node.db, and every step still runs exactly once.
+coordinator; a participant, or the coordinator, SIGKILLed after the commit and
+restarted recovers from node.db, and every step still runs exactly once.
 """
 
 from __future__ import annotations
