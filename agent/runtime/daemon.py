@@ -35,7 +35,12 @@ from fedorch.runtime.interceptors import (
     client_auth_from_config,
 )
 from fedorch.runtime.key_changes import earlier_key_fingerprints
-from fedorch.runtime.node_engine.engine import EngineConfigError, NodeAgent, uses_node_engine
+from fedorch.runtime.node_engine.engine import (
+    EngineConfigError,
+    NodeAgent,
+    check_node_config,
+    uses_node_engine,
+)
 from fedorch.runtime.node_engine.services import NodeClientService, NodePeerService
 from fedorch.runtime.node_store import NodeStoreError
 from fedorch.runtime.peer_service import PeerService
@@ -102,6 +107,11 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     key = load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
     ClientKeys.from_files(config.clients.key_files)
+    if uses_node_engine(config):
+        try:
+            check_node_config(config)  # what the node engine cannot run, before any file
+        except EngineConfigError as e:
+            raise StartupError(str(e)) from None
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     store = await Store.open(config.data_dir, domain=config.domain,

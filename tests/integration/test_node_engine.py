@@ -22,6 +22,7 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
+from tests.integration.test_daemon import _config, _run_agent
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +163,11 @@ async def test_coordinator_killed_after_commit_finishes_after_restart(fed, tmp_p
                                    "c": ("SUCCEEDED", "n3", 1)}
     for step in "abc":
         assert runs[step].read_text() == "start\ndone\n", step
+
+
+def test_engine_node_with_classic_two_phase_commit_exits_2_before_any_file(tmp_path):
+    result = _run_agent(_config(tmp_path, engine="node", negotiation={"commit": "2pc"}))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedorch: error: engine node"), lines
+    assert not (tmp_path / "data").exists()
