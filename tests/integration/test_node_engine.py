@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import time
+import uuid
 
 import grpc
 import pytest
+from fedorch.core.identity.clients import init_client_keys, load_identity
+from fedorch.core.identity.keys import load_public_key_file
+from fedorch.core.identity.submission import sign_spec
+from fedorch.core.identity.tls import trust_bundle
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2
 
@@ -23,6 +29,7 @@ from tests.integration.federation import (
     wait_for,
 )
 from tests.integration.test_daemon import _config, _run_agent
+from tests.integration.test_mtls import TlsFederation
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +178,42 @@ def test_engine_node_with_classic_two_phase_commit_exits_2_before_any_file(tmp_p
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fedorch: error: engine node"), lines
     assert not (tmp_path / "data").exists()
+
+
+class _NodeTlsFederation(TlsFederation):
+    def roots(self) -> bytes:
+        return trust_bundle([load_public_key_file(self.workdir / "keys" / f"{d}.pub")
+                             for d in self.names])
+
+
+async def test_a_signed_submission_runs_over_mutual_tls(tmp_path):
+    init_client_keys("alice", tmp_path / "clients")
+    alice = load_identity(tmp_path / "clients" / "alice.key")
+    secured = {"tls": {"enabled": True},
+               "clients": {"key_files": [str(tmp_path / "clients" / "alice.pub")]},
+               "access": [{"principals": ["alice"], "allow": ["submit", "read"]}]}
+    fed = _NodeTlsFederation(tmp_path, {n: {**DOMAINS[n], **secured} for n in NAMES}, alice)
+    fed.write_configs()
+    try:
+        await fed.start()
+        await fed.wait_converged()
+        spec = parse_spec_text(_chain("test.echo"), "test")
+        request_id = uuid.uuid4().hex
+        signed = sign_spec(alice.principal, alice.key.sign, spec, request_id=request_id,
+                           issued_at_ms=int(time.time() * 1000), coordinator="n1")
+        reply = await fed.client("n1").Submit(client_pb2.SubmitRequest(
+            request_id=request_id, signed_spec=signed), timeout=5)
+        status = await fed.wait_state("n1", reply.id, deadline_s=30)
+        assert state_name(status) == "SUCCEEDED", status
+        assert "(mutual TLS)" in (fed.workdir / "n1.log").read_text()
+        # A signed spec not bound to its coordinator is refused, naming the engine.
+        unbound = sign_spec(alice.principal, alice.key.sign, spec, request_id="unbound",
+                            issued_at_ms=int(time.time() * 1000))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await fed.client("n1").Submit(client_pb2.SubmitRequest(
+                request_id="unbound", signed_spec=unbound), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "engine: node" in refused.value.details()
+    finally:
+        await fed.close_channels()
+        fed.stop()
