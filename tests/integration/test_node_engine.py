@@ -217,3 +217,22 @@ async def test_a_signed_submission_runs_over_mutual_tls(tmp_path):
     finally:
         await fed.close_channels()
         fed.stop()
+
+
+async def test_a_refused_round_is_placed_again_elsewhere_by_the_shells_placement(tmp_path):
+    pick = {"name": "test.pick", "capacity": 4,
+            "executor": {"type": "builtin", "name": "echo"}}
+    domains = {
+        "n1": DOMAINS["n1"],
+        # n2 ranks first (cheaper) but takes no work from n1, and keeps its policy
+        # private: the coordinator learns it by refusal.
+        "n2": {**DOMAINS["n2"], "capabilities": [{**pick, "cost": 1}],
+               "policy": {"accept_from": ["n3"], "publish": False}},
+        "n3": {**DOMAINS["n3"], "capabilities": [{**pick, "cost": 5}]},
+    }
+    async with started_federation(tmp_path, domains) as fed:
+        wid = await fed.submit("n1", "name: pick\nsteps:\n  - {id: p, capability: test.pick}\n")
+        status = await fed.wait_state("n1", wid, deadline_s=30)
+    assert state_name(status) == "SUCCEEDED", status
+    assert step_states(status) == {"p": ("SUCCEEDED", "n3", 1)}
+    assert status.rounds == 2  # n2 refused round 1; round 2 excluded it

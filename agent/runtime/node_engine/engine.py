@@ -12,7 +12,8 @@ built but given no work: the node engine's client and peer services never call t
 (services.py), and refuse their RPCs.
 
 What the NodeAgent composes, on the ports of runtime/ports.py:
-- a `Node` (agent/core/node), restored from `node.db` in the data dir
+- a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the shells'
+  placement code over the members this agent sees), restored from `node.db` in the data dir
   (`SqliteDurable`: one transaction per driver turn, WAL, synchronous=FULL), its
   policy and capacities from the config, its timings from `negotiation` and its
   retention of ended workflows from `retention` (`timing_of`), its peers the members
@@ -43,11 +44,11 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from fedorch.core.node.inputs import Submit
-from fedorch.core.node.node import Node
 from fedorch.core.node.records import Timing
 from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
+from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine.boundary import (
@@ -57,6 +58,7 @@ from fedorch.runtime.node_engine.boundary import (
 )
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
 from fedorch.runtime.node_engine.transport import GrpcTransport
 from fedorch.runtime.node_store import SqliteDurable
@@ -125,8 +127,8 @@ class NodeAgent:
 
     def _build(self) -> None:
         a, clock = self.agent, self.clock
-        self.node = Node(
-            self.domain, policy=a.config.policy, capacities=dict(a.capacities),
+        self.node = PlacedNode(
+            self.domain, candidates=lambda: placement_candidates(a), policy=a.config.policy, capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
             disk=self.store.load(), now=clock.monotonic())
