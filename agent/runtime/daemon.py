@@ -38,6 +38,7 @@ from fedorch.runtime.key_changes import earlier_key_fingerprints
 from fedorch.runtime.node_engine.engine import (
     EngineConfigError,
     NodeAgent,
+    NodeEngineAgent,
     check_node_config,
     uses_node_engine,
 )
@@ -118,7 +119,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
                              key=key_fingerprint(key.public_key()), start_fresh=start_fresh,
                              earlier_keys=earlier_key_fingerprints(config, key))
     try:
-        agent = Agent(config, store)
+        agent = (NodeEngineAgent if uses_node_engine(config) else Agent)(config, store)
         agent.config_path = config_path
         # Membership before the port serves: the first gossip may come at once.
         await agent.open()

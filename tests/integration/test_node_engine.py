@@ -160,6 +160,14 @@ async def test_coordinator_killed_after_commit_finishes_after_restart(fed, tmp_p
 
     # Step a is done at n1 and b runs at n2, held at its gate.
     await wait_for(b_started, 30, "step b to start at n2")
+
+    async def n3_sees_a_slot_of_n2_taken() -> bool:
+        members = await fed.members("n3")
+        return any(m.domain == "n2" and c.name == "test.gate" and c.available == 3
+                   for m in members for c in m.capabilities)
+
+    # The Node's reservation shows in n2's published record (capacity 4).
+    await wait_for(n3_sees_a_slot_of_n2_taken, 30, "n3 to see a slot of n2 taken")
     fed.kill("n1")
     await fed.close_channels()
     await fed.start("n1")

@@ -7,7 +7,8 @@ NodeAgent around the usual `Agent` instead of running the negotiation and the st
 in the shells. The Agent is kept for what the node engine does not replace yet: its
 store (agent.db: identity, incarnation, key records), trust, signing, the replay
 guard, peer channels, metrics, and membership (SWIM and signed domain records, run
-by the Agent's own TaskGroup exactly as with the shells). Its negotiation shells are
+by the Agent's own TaskGroup exactly as with the shells; as `NodeEngineAgent`, its
+record publishes the Node's free capacity). Its negotiation shells are
 built but given no work: the node engine's client and peer services never call them
 (services.py), and refuse their RPCs.
 
@@ -42,11 +43,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from fedorch.core.node.inputs import Submit
 from fedorch.core.node.records import Timing
 from fedorch.core.node.retention import Retention
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
@@ -64,7 +66,8 @@ from fedorch.runtime.node_engine.transport import GrpcTransport
 from fedorch.runtime.node_store import SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
 
-__all__ = ["EngineConfigError", "NodeAgent", "check_node_config", "uses_node_engine"]
+__all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
+           "uses_node_engine"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -109,6 +112,24 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
     )
 
 
+class NodeEngineAgent(Agent):
+    """The Agent as the node engine keeps it (for membership, trust, signing): the free
+    capacity its domain record publishes is the Node's, whose participant holds this
+    domain's reservations (the shells' holds none). Membership offers the record again
+    every probe period, so a reservation shows within about one (rate-limited by
+    `gossip.publish_interval_s`, as with the shells)."""
+
+    node_participant: Any = None  # the Node's Participant, once the NodeAgent is built
+
+    def current_record(self) -> peer_pb2.DomainRecord:
+        record = super().current_record()
+        if self.node_participant is not None:
+            available = self.node_participant.available()
+            for capability in record.capabilities:
+                capability.available = available.get(capability.name, capability.capacity)
+        return record
+
+
 class NodeAgent:
     def __init__(self, agent: Agent) -> None:
         check_node_config(agent.config)
@@ -147,6 +168,8 @@ class NodeAgent:
         self.loop = DriverLoop(self.driver)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
+        if isinstance(a, NodeEngineAgent):
+            a.node_participant = self.node.participant
         a.on_members_change.append(self._members_changed)
         a.metrics.registry.register(NodeEngineCollector(self))
 
