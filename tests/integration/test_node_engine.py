@@ -244,3 +244,12 @@ async def test_a_refused_round_is_placed_again_elsewhere_by_the_shells_placement
     assert state_name(status) == "SUCCEEDED", status
     assert step_states(status) == {"p": ("SUCCEEDED", "n3", 1)}
     assert status.rounds == 2  # n2 refused round 1; round 2 excluded it
+
+
+def test_a_node_db_that_is_not_one_exits_2_naming_it(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "node.db").write_bytes(b"not SQLite at all, " * 300)
+    result = _run_agent(_config(tmp_path, engine="node"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "node.db: not a node store" in lines[0], lines

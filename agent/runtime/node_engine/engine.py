@@ -41,18 +41,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from fedorch.core.node.inputs import Submit
-from fedorch.core.node.records import Timing
+from fedorch.core.node.records import Disk, Timing
 from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
-from fedorch.runtime.node_codec import node_codec
+from fedorch.runtime.node_codec import CodecError, node_codec
 from fedorch.runtime.node_engine.boundary import (
     AuthorizedNode,
     TurnBoundary,
@@ -63,7 +64,7 @@ from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
 from fedorch.runtime.node_engine.transport import GrpcTransport
-from fedorch.runtime.node_store import SqliteDurable
+from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
 
 __all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
@@ -137,22 +138,31 @@ class NodeAgent:
         self.domain = agent.domain
         self.clock = agent.clock
         self.codec = node_codec()
-        self.store = SqliteDurable(Path(agent.config.data_dir) / NODE_DB, codec=self.codec)
+        path = Path(agent.config.data_dir) / NODE_DB
         try:
-            self._build()
+            self.store = SqliteDurable(path, codec=self.codec)
+        except sqlite3.DatabaseError as e:
+            raise NodeStoreError(_unreadable(path, e)) from None
+        try:
+            disk = self.store.load()
+        except (sqlite3.DatabaseError, CodecError) as e:
+            self.store.close()
+            raise NodeStoreError(_unreadable(path, e)) from None
+        try:
+            self._build(disk)
         except BaseException:
             self.store.close()
             raise
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
 
-    def _build(self) -> None:
+    def _build(self, disk: Disk) -> None:
         a, clock = self.agent, self.clock
         self.node = PlacedNode(
             self.domain, candidates=lambda: placement_candidates(a), policy=a.config.policy, capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
-            disk=self.store.load(), now=clock.monotonic())
+            disk=disk, now=clock.monotonic())
         self.view = StatusView(self.node)
         self.transport = GrpcTransport(
             self.domain, a.signer, clock, self.codec, self.post, a.endpoint_of,
@@ -257,6 +267,12 @@ class NodeAgent:
         except Exception as e:  # a port's failure (a failed commit): the Node is stale
             log.critical("node driver failed", exc_info=e)
             self.agent.fail(f"node driver failed: {type(e).__name__}: {e}")
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    return (f"{path}: not a node store this agent can read ({type(error).__name__}:"
+            f" {error}); restore it from a backup, or move it aside to start this domain's"
+            " node engine with no workflows")
 
 
 class _EngineStop(Exception):
