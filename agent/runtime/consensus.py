@@ -19,16 +19,15 @@ agent.negotiation.sim_agent drives them:
 Every agent runs an acceptor whatever its own `negotiation.commit`: a PREPARE
 that carries acceptors makes the participant's reservation a Paxos Commit one.
 
-Composed of: runtime.consensus_outbox (messages out and their replies) and
-runtime.decision_proofs (what a signed Decision proves, the one this agent signs).
+Composed of: runtime.consensus_outbox (messages out and their replies),
+runtime.acceptor_memory (which acceptor records are in memory, read back from disk)
+and runtime.decision_proofs (what a signed Decision proves, the one this agent signs).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -54,6 +53,7 @@ from fedorch.core.negotiation.messages import (
 from fedorch.core.negotiation.termination import DoubtState, Termination
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
+from fedorch.runtime.acceptor_memory import AcceptorMemory
 from fedorch.runtime.consensus_outbox import PAXOS_RPC_TIMEOUT_S as PAXOS_RPC_TIMEOUT_S
 from fedorch.runtime.consensus_outbox import ConsensusOutbox
 from fedorch.runtime.decision_proofs import decision_message, proven
@@ -93,13 +93,10 @@ class Consensus:
         # (from a majority of Accepted, then from the coordinator's notice), and the
         # second needs no write.
         self._learned: OrderedDict[Key, str] = OrderedDict()
-        # The acceptor's records in memory, least recently written first, and how many
-        # writes of each are still on their way to disk: only a durable record may be
-        # evicted. Once any record may be on disk only (evicted, or from before a
-        # restart), an input about an unknown transaction first looks on disk.
-        self._resident: OrderedDict[Key, None] = OrderedDict()
+        # Which acceptor records are in memory (ACCEPTOR_MEMORY at most; read when made),
+        # and the writes of records still on their way to disk.
         self._writes = RecordWrites()
-        self._on_disk_only = False
+        self.records = AcceptorMemory(agent, self.acceptor, ACCEPTOR_MEMORY, self._writes)
         self.outbox = ConsensusOutbox(agent, self)
 
     # ---- state ----------------------------------------------------------------------
@@ -108,30 +105,9 @@ class Consensus:
         """Returns the decisions learned before. The acceptor's records stay on disk,
         read back one at a time when an input needs one."""
         a = self.agent
-        self._on_disk_only = await a.store.has_acceptor_records()
+        await self.records.recover()
         return {(wf, r): wire.value_from_bytes(raw, (wf, r))
                 for wf, r, _, raw in await a.store.list_learned()}
-
-    async def _resident_record(self, key: Key) -> None:
-        """Bring the acceptor's record of `key` back from disk if it is not in memory."""
-        if not self._on_disk_only or self.acceptor.record(key) is not None:
-            return
-        row = await self.agent.store.get_acceptor_record(*key)
-        # Checked again after the read: a record made meanwhile is newer than the disk's.
-        if row is not None and self.acceptor.record(key) is None:
-            self.acceptor.restore([wire.acceptor_record(row)])
-            self._resident[key] = None
-            self._evict()
-
-    def _evict(self) -> None:
-        """Keep at most ACCEPTOR_MEMORY records in memory; evict the oldest durable ones."""
-        while len(self._resident) > ACCEPTOR_MEMORY:
-            key = next((k for k in self._resident if not self._writes.in_flight(k)), None)
-            if key is None:
-                return
-            del self._resident[key]
-            self.acceptor.evict(key)
-            self._on_disk_only = True
 
     def tx_known(self, key: Key) -> TxInfo | None:
         """The transaction as this agent knows it in memory (participant, acceptor,
@@ -153,7 +129,7 @@ class Consensus:
         info = await a.store.get_hold_tx(*key)
         if info is not None:
             return wire.held_tx(info)
-        if self._on_disk_only:
+        if self.records.on_disk_only:
             row = await a.store.get_acceptor_record(*key)
             if row is not None:
                 return wire.tx_from_bytes(row.tx)
@@ -214,7 +190,7 @@ class Consensus:
         a = self.agent
         if isinstance(msg, PaxosPrepare | Accept):
             self._check_proposer(sender, msg.tx)
-            await self._resident_record(msg.tx.key)
+            await self.records.bring_back(msg.tx.key)
             self.acceptor.receive(sender, msg)
             actions = self.acceptor.next_actions()
             if not any(isinstance(x, PersistAcceptor) for x in actions):
@@ -222,7 +198,7 @@ class Consensus:
                 # memory, and the first copy's record may still be on its way to disk:
                 # an answer leaving now could count a promise or an acceptance that a
                 # crash right after would forget. It waits for that write.
-                await self._writes.until_durable(msg.tx.key)
+                await self.records.until_durable(msg.tx.key)
             reply_to = sender if rpc else None
             if isinstance(msg, Accept) and msg.value.commit:
                 return await self._accept_commit(msg, actions, reply_to)
@@ -280,7 +256,7 @@ class Consensus:
         learned = next((x for x in after if isinstance(x, Learned)), None)
         if learned is None or learned.key != key or not learned.value.commit:
             return await self.run([*rest, *after], reply_to=reply_to)
-        with self._writing(records):
+        with self.records.writing(records):
             await self.learn(key, learned.value, learned.tx, record=Store.acceptor_statement(
                 wire.acceptor_row(records[0].record)), heard=learned.by_coordinator)
         return await self.run([x for x in [*rest, *after] if x is not records[0]
@@ -362,7 +338,7 @@ class Consensus:
     async def run(self, actions: list, reply_to: str | None = None) -> object | None:
         """Run core actions in order; `reply_to`: the first Send to it is returned (the
         RPC's reply), not sent."""
-        with self._writing(actions):
+        with self.records.writing(actions):
             return await self._run(actions, reply_to)
 
     async def accept_own(self, msg: Accept, cell: Statement) -> bool:
@@ -372,7 +348,7 @@ class Consensus:
         coordinator could still abort. One forced write on the path, not two. The
         acceptor's answers then go as usual. True if the cell was empty; otherwise the
         caller reads what it holds."""
-        await self._resident_record(msg.tx.key)
+        await self.records.bring_back(msg.tx.key)
         msg = self.stating(msg)
         try:
             self.acceptor.receive(self.agent.domain, msg)
@@ -380,26 +356,12 @@ class Consensus:
             log.error("our own Accept of %s refused: %s", msg.tx.key, e)
         actions = self.acceptor.next_actions()
         records = [x for x in actions if isinstance(x, PersistAcceptor)]
-        with self._writing(records):
+        with self.records.writing(records):
             changed = await self.agent.store.apply([cell, *(
                 Store.acceptor_statement(wire.acceptor_row(x.record), if_proposed_commit=True)
                 for x in records)])
         await self.run([x for x in actions if not isinstance(x, PersistAcceptor)])
         return bool(changed[0])
-
-    @contextlib.contextmanager
-    def _writing(self, actions: list) -> Iterator[None]:
-        """The acceptor records among `actions` are being written: none may be evicted
-        until the write is done (counted before the first await)."""
-        persists = [x.key for x in actions if isinstance(x, PersistAcceptor)]
-        try:
-            with self._writes.writing(persists):
-                yield
-        finally:
-            for key in persists:
-                self._resident[key] = None
-                self._resident.move_to_end(key)
-            self._evict()
 
     async def _run(self, actions: list, reply_to: str | None) -> object | None:
         a = self.agent
@@ -476,7 +438,7 @@ class Consensus:
         self.termination.forget(key)
         self._past_lease.discard(key)
         if a.domain in tx.acceptors:
-            await self._resident_record(key)
+            await self.records.bring_back(key)
             try:
                 self.acceptor.learn(tx, value)
             except RemoteProtocolError as e:
@@ -484,9 +446,7 @@ class Consensus:
             # Counted in memory even if it was never written here (an acceptor that missed
             # the Accept): evicted, it is blank again, which is safe for one that never
             # promised nor accepted anything; the decision stays in the learned log.
-            self._resident[key] = None
-            self._resident.move_to_end(key)
-            self._evict()
+            self.records.touched(key)
             await self.run(self.acceptor.next_actions())
         if a.domain not in tx.participants:
             # An acceptor only: its records are retention's to compact in time.

@@ -19,7 +19,6 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.key_records import raw_key
@@ -40,6 +39,7 @@ from fedorch.runtime.executors.base import Executor
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.peers import PeerCallError, PeerChannels
 from fedorch.runtime.ports import Clock, SystemClock, wall_ms_at
+from fedorch.runtime.saved_statuses import SavedStatus, SavedStatuses
 from fedorch.runtime.store.store import ReservationRow, Statement, StepRow, Store, WorkflowRow
 
 log = logging.getLogger("fedorch.agent")
@@ -80,15 +80,6 @@ class Active:
     collect: list[tuple[str, int]] = field(default_factory=list)
     # Those a save has taken (written, or on their way): nobody need collect them again.
     collected: set[tuple[str, int]] = field(default_factory=set)
-
-
-class SavedStatus(NamedTuple):
-    """What the last saves of an active workflow wrote: its row, its step rows, and
-    whether those are every step row it has on disk (a save of every step made them so)."""
-
-    row: WorkflowRow
-    steps: dict[str, StepRow]
-    every_step: bool
 
 
 class AgentContext:
@@ -141,13 +132,10 @@ class AgentContext:
             lease_s=neg.lease_s, query_interval_s=max(0.5, neg.prepare_timeout_s),
         )
         self.active: dict[str, Active] = {}
-        # What the last saves of each active workflow wrote (row, steps): watchers and
-        # status reads are answered from it instead of from SQLite. An entry exists only
-        # while it holds every step row on disk (see save), and only while active.
-        self._saved: dict[str, SavedStatus] = {}
-        # The last entry of each workflow that ended lately, until something else writes
-        # it (see finished and save).
-        self._final: OrderedDict[str, SavedStatus] = OrderedDict()
+        # What the last saves of each workflow wrote: watchers and status reads are
+        # answered from it instead of from SQLite (runtime.saved_statuses).
+        self.statuses = SavedStatuses()
+        self._final = self.statuses.final  # the entries of those that ended lately
         # Ended here lately: late messages about them need no buffering.
         self.recently_finished: OrderedDict[str, None] = OrderedDict()
         self.changes = Changes()
@@ -427,21 +415,9 @@ class AgentContext:
             raise
         if collect:
             self.metrics.collected_decisions.inc(len(collect))
-        if self.active.get(row.id) is active:
-            # A copy of what is now on disk. Saving every step makes a complete entry, and
-            # so does saving the row before there is any progress (results that came early
-            # stay in SQLite, unseen, until folded in and saved with every step); saving
-            # some steps only updates an entry that already holds every step.
-            saved = self._saved.get(row.id)
-            if active.progress is None:
-                self._saved[row.id] = SavedStatus(written, {}, False)
-            elif steps is None:
-                self._saved[row.id] = SavedStatus(written, {r.step_id: r for r in rows}, True)
-            elif saved is not None and saved.every_step:
-                saved.steps.update((r.step_id, r) for r in rows)
-                self._saved[row.id] = SavedStatus(written, saved.steps, True)
-            else:
-                self._saved.pop(row.id, None)
+        if self.active.get(row.id) is active:  # a copy of what is now on disk
+            self.statuses.saved(written, rows, progress=active.progress is not None,
+                                every_step=steps is None)
         else:  # written after its end: the entry kept at the end is out of date
             self._final.pop(row.id, None)
         await self.changes.bump(row.id)
@@ -460,8 +436,7 @@ class AgentContext:
     def _in_memory(self, workflow_id: str) -> SavedStatus | None:
         """What the last write of a workflow put on disk, if memory still holds it: its
         last save while active, else (not begun again since) the write that ended it."""
-        saved = self._saved.get(workflow_id)
-        return saved if saved is not None else self.saved_final(workflow_id)
+        return self.statuses.last(workflow_id, workflow_id in self.active)
 
     async def status(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
         from fedorch.runtime.convert import status_message
@@ -492,13 +467,7 @@ class AgentContext:
 
     def finished(self, workflow_id: str) -> None:
         active = self.active.pop(workflow_id, None)
-        saved = self._saved.pop(workflow_id, None)
-        if saved is not None:
-            self._final[workflow_id] = saved
-            while len(self._final) > FINAL_STATUS_MEMORY:
-                self._final.popitem(last=False)
-        else:  # ended without a save through here (written to SQLite directly): read it
-            self._final.pop(workflow_id, None)
+        self.statuses.ended(workflow_id, FINAL_STATUS_MEMORY)
         if active is not None:
             for task in active.running.values():
                 task.cancel()

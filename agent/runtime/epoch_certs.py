@@ -30,8 +30,15 @@ it (`origin_mandate`: a TakeoverClaim of epoch 0, answered without a write,
 agent/runtime/takeover_grants.py), each ask one task of its own until answered or the
 bound, all owned by the wait. The mandate's rule for epoch 0 decides (fresh answers
 meeting every majority, its own included). A denial naming a later epoch goes to its
-takeover core as the Deny it is: the coordinator follows that epoch at once and places
-nothing. Its waits are counted with the successors'.
+takeover core as the Deny it is, proven only when it carries that epoch's certificate
+and the certificate verifies here (`proven_denial`): then the coordinator follows that
+epoch at once and places nothing; without one it keeps acting (the core reports it
+Unproven), and the denial is no grant. Its waits are counted with the successors'.
+
+Denials carry proof when the denier has it (`proof_of`): its own certificate if it acts
+in the epoch it holds, else the certificate of that epoch's holder it verified here
+(`proven`: shown with that holder's claim, or with an answer), kept in memory while the
+workflow is active here.
 """
 
 from __future__ import annotations
@@ -111,6 +118,9 @@ class EpochCertificates:
         # Workflow -> the answers to the original coordinator's asks of epoch 0, while
         # its wait is out (None in it: the coordinator followed here changed).
         self._origin_answers: dict[str, asyncio.Queue] = {}
+        # Workflow -> the latest certificate verified here of another's epoch (a winner's
+        # claim or answer), for our denials to carry. Only workflows active here.
+        self._shown: dict[str, peer_pb2.EpochCertificate] = {}
 
     def electorate_of(self, row: WorkflowRow) -> frozenset[str]:
         """The electorate this agent counts the workflow's grants in (see the core)."""
@@ -202,7 +212,48 @@ class EpochCertificates:
         except CertificateError as e:
             count_refusal(a, winner, "takeover_claim", Refused(e.reason, e.detail))
             return None
+        if winner != a.domain and workflow_id in a.active:
+            kept = self._shown.get(workflow_id)
+            if kept is None or kept.epoch <= proof.epoch:
+                self._shown[workflow_id] = certificate
         return Proven(proof.epoch, winner)
+
+    def proven_denial(self, workflow_id: str, voter: str,
+                      answer: peer_pb2.TakeoverAnswer) -> bool:
+        """Does a denial prove the epoch it names? Its certificate must be one of
+        (held_epoch, holder) that verifies here (`proven`: signatures over the bytes as
+        received, a majority of the electorate we count in). One that does not hold is
+        counted with its reason; a denial without one is the core's to report."""
+        if answer.granted or not answer.HasField("epoch_certificate") or not answer.holder:
+            return False
+        cert = answer.epoch_certificate
+        if (cert.epoch, cert.coordinator) != (answer.held_epoch, answer.holder):
+            count_refusal(self._takeovers.agent, voter, "takeover_answer",
+                          Refused("bad_certificate",
+                                  f"a denial naming epoch {answer.held_epoch} for"
+                                  f" {answer.holder} carries a certificate of epoch"
+                                  f" {cert.epoch} for {cert.coordinator}"))
+            return False
+        return self.proven(workflow_id, answer.holder, cert) is not None
+
+    def proof_of(self, workflow_id: str, epoch: int,
+                 holder: str) -> peer_pb2.EpochCertificate | None:
+        """The certificate a denial naming (epoch, holder) carries, if this agent has it:
+        its own (it acts in that epoch) or one verified here (`proven`)."""
+        if epoch < 1:
+            return None
+        if holder == self._takeovers.agent.domain:
+            cert = self.certificate(workflow_id)
+            return cert if cert is not None and cert.epoch == epoch else None
+        cert = self._shown.get(workflow_id)
+        if cert is not None and (cert.epoch, cert.coordinator) == (epoch, holder):
+            return cert
+        return None
+
+    def knows_proof(self, workflow_id: str, epoch: int, holder: str) -> bool:
+        """Has a certificate of (epoch, holder) been verified here already?"""
+        cert = self._shown.get(workflow_id)
+        return cert is not None and (cert.epoch, cert.coordinator) == (epoch, holder)
 
     def certificate(self, workflow_id: str) -> peer_pb2.EpochCertificate | None:
         """The proof that this agent coordinates the workflow in its epoch: the signed
@@ -252,7 +303,8 @@ class EpochCertificates:
                 granted.clear()  # before the look: a grant held from here on wakes us
                 if self._takeovers.core_of(workflow_id) is not core or core.epoch \
                         != mandate.epoch or core.role is not Role.ACTING:
-                    mandate.step(a.now(), Overtaken(core.epoch, core.coordinator))
+                    # Our core moved on (a proven later epoch, or a claim we granted).
+                    mandate.step(a.now(), Overtaken(core.epoch, core.coordinator, True))
                     break
                 for voter, (epoch, _) in sorted(self._grants.get(workflow_id, {}).items()):
                     if epoch == mandate.epoch:
@@ -338,7 +390,7 @@ class EpochCertificates:
         row = active.row
         while mandate.verdict is Verdict.ASKING and not a.stopping:
             if row.coordinator != a.domain or a.active.get(row.id) is not active:
-                mandate.step(a.now(), Overtaken(row.epoch, row.coordinator))
+                mandate.step(a.now(), Overtaken(row.epoch, row.coordinator, True))
                 if mandate.verdict is Verdict.ASKING:  # ended or forgotten meanwhile
                     return
                 continue
@@ -355,19 +407,22 @@ class EpochCertificates:
                 if answer.granted:
                     mandate.step(a.now(), Regranted(voter))
                 elif answer.held_epoch > 0 and answer.holder != a.domain:
-                    mandate.step(a.now(), Overtaken(answer.held_epoch, answer.holder))
-                    await self._follow_denial(active, voter, answer)
+                    proven = self.proven_denial(row.id, voter, answer)
+                    mandate.step(a.now(), Overtaken(answer.held_epoch, answer.holder, proven))
+                    await self._follow_denial(active, voter, answer, proven)
             mandate.step(a.now(), Timer())
 
     async def _follow_denial(self, active: Active, voter: str,
-                             answer: peer_pb2.TakeoverAnswer) -> None:
+                             answer: peer_pb2.TakeoverAnswer, proven: bool) -> None:
         """A member holds a later epoch: our core takes the denial as it takes one of a
-        claim (it follows that epoch, written before anything else happens here)."""
+        claim (proven, it follows that epoch, written before anything else happens
+        here; unproven, it keeps acting and reports it)."""
         core = self._takeovers.core_for(active)
         if core is None or core.epoch != 0:
             return
         await self._takeovers.apply(active, core, core.step(
-            self._takeovers.agent.now(), Deny(voter, 0, answer.held_epoch, answer.holder)))
+            self._takeovers.agent.now(),
+            Deny(voter, 0, answer.held_epoch, answer.holder, proven)))
 
     async def _ask_origin(self, row: WorkflowRow, member: str, deadline: float,
                           answers: asyncio.Queue) -> None:
@@ -408,3 +463,4 @@ class EpochCertificates:
 
     def forget(self, workflow_id: str) -> None:
         self._grants.pop(workflow_id, None)
+        self._shown.pop(workflow_id, None)

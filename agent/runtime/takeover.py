@@ -47,7 +47,10 @@ grants are on disk before they count; a successor restarted (acting, or with its
 cut short) reads them back before its core is built and feeds them to the core as the
 grants they are, so its claim goes again only to the members it lacks. A member shown
 a certificate of an epoch it claimed itself, or granted to a claimant that lost it,
-follows the winner at once (`follow_proven`, the core's `Proven`), then grants it.
+follows the winner at once (`follow_proven`, the core's `Proven`), then grants it. A
+denial naming a later epoch is followed only when its certificate verifies
+(EpochCertificates.proven_denial); the core reports one without (`Unproven`), which
+`apply` logs and counts (fedorch_rejected_messages{reason="unproven_denial"}).
 
 A workflow held back here (self-fencing, runtime.in_doubt) is told when the
 coordinator followed changes, and asks the new one at once.
@@ -73,6 +76,7 @@ from fedorch.core.workflow.takeover import (
     SendClaim,
     Takeover,
     Timer,
+    Unproven,
     Watch,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2
@@ -335,6 +339,15 @@ class Takeovers:
                             else "the coordinator of the previous epoch")
                 if not await a.coordination.after_progress(active):
                     await a.save(active)
+            elif isinstance(action, Unproven):
+                # Not followed (the core's rule): a lie, or a true epoch whose proof the
+                # denier lacks; its holder's own claim or answer shows it if it won.
+                a.metrics.rejected_messages.labels("unproven_denial").inc()
+                log.warning("%s: %s says %s holds coordinator epoch %d, without proof: not"
+                            " followed (still %s epoch %d)", row.id, action.voter,
+                            action.holder, action.held_epoch,
+                            "acting in" if core.role is Role.ACTING else "claiming",
+                            core.epoch)
         if self._cores.get(row.id) is core:
             self._arm(row.id, core)
 

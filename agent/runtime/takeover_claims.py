@@ -11,8 +11,11 @@ What a claim carries: to an acceptor holding no step, the proof of the committed
 (agent/runtime/epoch_certs.py). What an answer can say besides a grant or a denial: the
 workflow ended meanwhile (its end, which the claimant makes its own and tells on,
 Participation.ended -> Takeovers.end_known); the member is in doubt (asked again from
-the shortest pause, `IN_DOUBT_AGAIN_S`); or the member won that epoch itself and shows
-its certificate (the core's `Proven`: followed at once).
+the shortest pause, `IN_DOUBT_AGAIN_S`). A denial naming another holder is proven when
+it carries that holder's certificate of the epoch it names and the certificate verifies
+here (EpochCertificates.proven_denial: the member won it itself, or relays the proof
+it verified): the core follows it at once. Without a proof the core keeps claiming
+(or acting) and reports it (`Unproven`, logged and counted by Takeovers.apply).
 """
 
 from __future__ import annotations
@@ -58,9 +61,6 @@ class ClaimOwner(Protocol):
     proofs: RoundProofs
 
     async def apply(self, active: Active, core: Takeover, actions: list[Action]) -> None: ...
-
-    async def follow_proven(self, active: Active, winner: str,
-                            certificate: peer_pb2.EpochCertificate) -> bool: ...
 
 
 class ClaimSender:
@@ -157,13 +157,17 @@ class ClaimSender:
             await t.certificates.keep(row, core, claim.to, answer, envelope)
         if a.active.get(row.id) is not active:
             return _Taken.DONE
-        if not answer.granted and answer.holder == claim.to \
-                and answer.HasField("epoch_certificate") \
-                and await t.follow_proven(active, claim.to, answer.epoch_certificate):
-            return _Taken.DONE  # it won our epoch (or a later one): followed
-        event = Grant(claim.to, claim.epoch) if answer.granted else Deny(
-            claim.to, claim.epoch, answer.held_epoch, answer.holder)
+        if answer.granted:
+            event: Grant | Deny = Grant(claim.to, claim.epoch)
+        else:
+            proven = t.certificates.proven_denial(row.id, claim.to, answer)
+            event = Deny(claim.to, claim.epoch, answer.held_epoch, answer.holder, proven)
+        before = (core.epoch, core.coordinator)
         await t.apply(active, core, core.step(a.now(), event))
+        if isinstance(event, Deny) and event.proven \
+                and (core.epoch, core.coordinator) != before:
+            log.info("%s: %s showed that %s won coordinator epoch %d: following it", row.id,
+                     claim.to, answer.holder, answer.held_epoch)
         return _Taken.DONE
 
     async def _ended_meanwhile(self, active: Active, core: Takeover,

@@ -11,8 +11,13 @@ follows the claimant at once) and answers with the committed round and the elect
 the grant is counted in (an epoch certificate counts it only there). It refuses with
 what it holds (`held_epoch`, `holder`): the claimant's core reads from that whom the
 epoch went to. Holding the epoch as an acting successor, its refusal carries its epoch
-certificate, so that a rival claimant follows it at once. An ended workflow answers
-with its end; a vote of ours whose decision is not learned yet, "in doubt here".
+certificate, so that a rival claimant follows it at once; holding it for another, the
+refusal carries that holder's certificate when one was verified here (shown with the
+holder's claim: EpochCertificates.proof_of), since a claimant or the original
+coordinator follows a later epoch only on its proof. A claim that carries a
+certificate is checked (and its proof kept) even when it is granted anyway. An ended
+workflow answers with its end; a vote of ours whose decision is not learned yet, "in
+doubt here".
 
 An extra acceptor that holds no step has no workflow row: it grants only on the proof
 the claim carries, the round as its coordinator signed it and a COMMIT of it
@@ -28,7 +33,7 @@ only the coordinator the workflow id names may ask, the authority table's row). 
 answered from what this agent holds (`_on_origin_ask`) and changes nothing: no write,
 no core input, so a later epoch's claim is granted or denied here exactly as without
 it. "Granted" means still epoch 0, for the asker; a denial names the later epoch held
-and its holder. An extra acceptor holding no step answers from its grant records
+and its holder, with its proof when this agent has it. An extra acceptor holding no step answers from its grant records
 alone, with no proof of the round asked: it grants nothing new, and a domain that
 granted a later epoch wrote that grant (row or `takeover_grants`) before its answer
 left, so one that has none on record has granted none.
@@ -158,6 +163,9 @@ class ClaimAnswers:
             answer.committed_round = row.round
             answer.electorate[:] = sorted(t.certificates.electorate_of(row))
         answer.granted = (answer.held_epoch, answer.holder) == (0, sender)
+        if not answer.granted and (cert := t.certificates.proof_of(
+                wf, answer.held_epoch, answer.holder)) is not None:
+            answer.epoch_certificate.CopyFrom(cert)
         return answer
 
     async def _on_claim(self, sender: str,
@@ -203,11 +211,17 @@ class ClaimAnswers:
             # claimant of the epoch held here (the core's Proven).
             answer.held_epoch, answer.holder = held(row)
         if not may_grant(answer.held_epoch, answer.holder, claim.epoch, sender):
-            if answer.holder == a.domain and active is not None and t.acting(active):
-                # A rival claimant of our epoch: our proof, so that it follows us now.
-                if (cert := t.certificates.certificate(row.id)) is not None:
-                    answer.epoch_certificate.CopyFrom(cert)
+            # Our proof if we act in the epoch held (a rival claimant of it follows us
+            # now), else its holder's if verified here: a claimant of an earlier epoch
+            # follows a later one only on its proof.
+            if (cert := t.certificates.proof_of(row.id, answer.held_epoch,
+                                                answer.holder)) is not None:
+                answer.epoch_certificate.CopyFrom(cert)
             return answer
+        if claim.HasField("epoch_certificate") and active is not None \
+                and not t.certificates.knows_proof(row.id, claim.epoch, sender):
+            # The claimant won and shows it: checked, and kept for our later denials.
+            t.certificates.proven(row.id, sender, claim.epoch_certificate)
         core = t.core_for(active) if active is not None else None
         if core is not None:
             await t.apply(active, core, core.step(a.now(), Adopted(claim.epoch, sender)))

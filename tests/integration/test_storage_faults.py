@@ -90,7 +90,7 @@ def _damage(data: Path, how: str) -> None:
         shutil.copy(other / "agent.db", db)
 
 
-# Each kind in tests/unit/runtime/store/test_store_identity.py; here, a few through the real command.
+# Each kind in tests/unit/runtime/store/test_identity.py; here, a few through the real command.
 @pytest.mark.parametrize("how, says", [
     ("missing", "missing, but identity.json says this data dir had a database"),
     ("empty", "empty (zero bytes)"),

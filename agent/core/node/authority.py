@@ -66,10 +66,13 @@ _REPLIES = {Promise: "paxos_promise", Accepted: "paxos_accepted", Reject: "paxos
 
 
 def check(node: Any, src: str, msg: object,
-          vote_raw: Callable[[Key, str, bool], bytes] | None = None) -> None:
+          vote_raw: Callable[[Key, str, bool], bytes] | None = None, *,
+          proven_epoch: Callable[[str, int, str], bool] | None = None) -> None:
     """Refused unless `src` has authority over `msg`, as `node` (a core.node.Node)
     knows the facts now. `vote_raw`: the Node's stand-in for a signed vote (default:
-    the Node's own)."""
+    the Node's own). `proven_epoch(workflow, epoch, domain)`: does an epoch certificate
+    show `domain` won that coordinator epoch (the driver's evidence check; None: no
+    end is taken on a certificate)."""
     raw = vote_raw if vote_raw is not None else node.vote_raw
     if isinstance(msg, PrepareMsg):
         authorize("prepare", src, Facts(workflow_id=msg.tx.workflow_id,
@@ -128,6 +131,11 @@ def check(node: Any, src: str, msg: object,
         if msg.epoch > 0 and held is None:
             raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                        " not committed here yet")
+        if msg.won and held is not None and msg.epoch == held[0] and src != held[1] \
+                and proven_epoch is not None \
+                and proven_epoch(msg.workflow_id, msg.epoch, src):
+            # Its epoch certificate: the holder of that epoch here claimed it and lost.
+            held = (msg.epoch, src)
         authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                        held=held, participants=participants))
     elif isinstance(msg, ClaimMsg):

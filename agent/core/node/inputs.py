@@ -40,3 +40,14 @@ class StepEnded:
 @dataclass(frozen=True)
 class Tick:
     """The deadline `get_timer()` named has come."""
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """The driver's membership view of `domain` changed (ALIVE, SUSPECT, DEAD, LEFT; ""
+    when it knows the domain no more). A driver posts every member's state once after a
+    restore (the view a restarted agent has is its membership's, not its disk's), then
+    each change; coordinator takeover reads it (takeover.py)."""
+
+    domain: str
+    state: str

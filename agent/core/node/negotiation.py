@@ -97,9 +97,8 @@ class Negotiation:
             ResultMsg: node.running.on_result,
             FinalMsg: node.running.on_final,
             AckMsg: node.running.on_ack,
-            ClaimMsg: lambda now, src, msg: self.n.takeover.on_claim(now, src, msg),
-            ClaimAnswerMsg: lambda now, src, msg: self.n.takeover.on_claim_answer(now, src,
-                                                                                   msg),
+            ClaimMsg: self._on_claim,
+            ClaimAnswerMsg: self._on_claim,
         }
 
     # ---- inputs ----------------------------------------------------------------------
@@ -274,6 +273,15 @@ class Negotiation:
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:
         self.n.termination.receive(now, msg)
         self.run(now, self.n.termination.next_actions())
+
+    def _on_claim(self, now: float, src: str, msg: ClaimMsg | ClaimAnswerMsg) -> None:
+        takeover = self.n.takeover
+        if takeover is None:
+            raise RemoteProtocolError("coordinator takeover is off here")
+        if type(msg) is ClaimMsg:
+            takeover.claims.on_claim(now, src, msg)
+        else:
+            takeover.claims.on_claim_answer(now, src, msg)
 
     def _on_ack_decision(self, now: float, src: str, msg: DecisionAck) -> None:
         core = self.n.coordinators.get(msg.key[0])

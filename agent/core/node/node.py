@@ -13,7 +13,7 @@ acknowledges decisions, resends what must arrive, and ends workflows.
 
 Its interface is raft-rs's RawNode/Ready:
 
-    node.step(now, input)  # Message(src, msg) | Submit | StepEnded | Tick
+    node.step(now, input)  # Message(src, msg) | Submit | StepEnded | MemberState | Tick
     node.get_timer()       # the earliest deadline of any core inside (None: none)
     ready = node.ready()   # writes (one transaction, in order), send_now,
                            # send_after_write, start_steps, stop_steps, status_changes
@@ -50,12 +50,19 @@ Drivers. There is one: `NodeDriver` (agent/runtime/driver.py), with its ports
 (agent/sim/negotiation/ports.py: a crash point before each write group and each send,
 per-agent wall clocks that step). The daemon's runtime is to map onto the same calls:
 a gRPC handler posts `Message` (after the envelope check), the client service posts
-`Submit`, an executor's end posts `StepEnded`; each turn writes `ready.writes` as one
-SQLite transaction and sends `send_after_write` after the commit.
+`Submit`, an executor's end posts `StepEnded`, the membership shell posts
+`MemberState` on each change of its view (and every member's state after a restore);
+each turn writes `ready.writes` as one SQLite transaction and sends `send_after_write`
+after the commit.
 
-Coordinator takeover is not inside the Node yet: a `TakeoverPlug` (the simulator's
-takeover part) is called at the points where the Node needs it and writes through the
-Node's view, so its changes are records of the same Ready.
+Coordinator takeover is a part of the Node (takeover.py, takeover_claims.py),
+composed when `Timing.takeover_after_s` is set (`Node.takeover`; None otherwise, and a
+claim is refused). It reads the driver's membership view, which comes in as
+`MemberState(domain, state)` inputs (`Node.members`: a restored Node knows no view
+until its driver posts it again), and its cores' deadlines are part of `get_timer()`.
+Observers read what it did from the Ready's notes (`acting`, `coordinator_ended`) and
+from `stats`; what a claim shows (an epoch certificate, a round proof) is checked
+through the `evidence` port the Node is built with.
 """
 
 from __future__ import annotations
@@ -63,7 +70,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
 
 from fedorch.core.identity.submission import SubmissionError
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
@@ -74,68 +80,20 @@ from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
 from fedorch.core.node.coordinator_timers import Coordinators
-from fedorch.core.node.inputs import Message, StepEnded, Submit, Tick
+from fedorch.core.node.inputs import MemberState, Message, StepEnded, Submit, Tick
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, Timing, WfInfo
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
-from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-__all__ = ["Message", "Node", "StepEnded", "Submit", "Tick"]
+__all__ = ["MemberState", "Message", "Node", "StepEnded", "Submit", "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
-
-
-class TakeoverPlug(Protocol):
-    """Coordinator takeover, still outside the Node (see the header)."""
-
-    def coordinator_now(self, wf: str) -> str: ...
-    def follow_end(self, now: float, wf: str, epoch: int, src: str,
-                   state: WorkflowState) -> None: ...
-    def successor_outcome(self, now: float, wf: str) -> None: ...
-    def tk_reset(self) -> None: ...
-    def tk_boot(self) -> None: ...
-    def tk_timer(self) -> float | None: ...
-    def tk_wake(self, now: float) -> None: ...
-    def on_claim(self, now: float, src: str, msg: object) -> None: ...
-    def on_claim_answer(self, now: float, src: str, msg: object) -> None: ...
-
-
-class NoTakeover:
-    """No coordinator takeover: the original coordinator is the only one."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def coordinator_now(self, wf: str) -> str:
-        return self.node.running.info(wf).coordinator
-
-    def follow_end(self, now, wf, epoch, src, state) -> None:
-        return None
-
-    def successor_outcome(self, now, wf) -> None:
-        return None
-
-    def tk_reset(self) -> None:
-        return None
-
-    def tk_boot(self) -> None:
-        return None
-
-    def tk_timer(self) -> float | None:
-        return None
-
-    def tk_wake(self, now) -> None:
-        return None
-
-    def on_claim(self, now, src, msg) -> None:
-        raise RemoteProtocolError("coordinator takeover is off here")
-
-    on_claim_answer = on_claim
 
 
 def default_vote_raw(key: Key, domain: str, yes: bool) -> bytes:
@@ -148,15 +106,16 @@ class Node:
     def __init__(self, name: str, *, policy: config_pb2.Policy, capacities: dict[str, int],
                  timing: Timing, peers: list[str], rng: random.Random,
                  stats: Counter[str] | None = None,
-                 takeover: Callable[[Node], TakeoverPlug] | None = None,
+                 evidence: TakeoverEvidence | None = None,
                  vote_raw: Callable[[Key, str, bool], bytes] = default_vote_raw,
                  wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
                  admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
                  | None = None, disk: Disk | None = None, now: float = 0.0,
                  stated: Stated | None = None) -> None:
-        """`takeover` builds the plug from this Node (default: none); `disk` and `now`:
-        restore from that disk at that time (default: a new, empty agent); `stated`:
-        the acceptor's check that a round is one its coordinator stated (Acceptor)."""
+        """`disk` and `now`: restore from that disk at that time (default: a new, empty
+        agent); `stated`: the acceptor's check that a round is one its coordinator
+        stated (Acceptor); `evidence`: coordinator takeover's checks of a claim's
+        certificate and round proof (takeover.py; default: nothing verifies)."""
         self.name = name
         self.stated = stated
         self.policy = policy
@@ -165,14 +124,17 @@ class Node:
         self.peers = list(peers)
         self.rng = rng
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        self.takeover: TakeoverPlug = takeover(self) if takeover is not None \
-            else NoTakeover(self)
         self.vote_raw = vote_raw
         self.wall_ms = wall_ms
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
         self.running = Running(self)
         self.negotiation = Negotiation(self)
+        # Coordinator takeover (takeover.py); None: off, the original coordinator only.
+        self.takeover = Takeovers(self, evidence) if timing.takeover_after_s is not None \
+            else None
+        # The driver's membership view (MemberState inputs): domain -> state.
+        self.members: dict[str, str] = {}
         # Retention of ended workflows (retention.py); None: every one is kept.
         self.retain = Retainer(self, timing.retention) if timing.retention is not None \
             else None
@@ -196,15 +158,19 @@ class Node:
             self.running.step_ended(now, event)
         elif kind is Tick:
             self._tick(now)
+        elif kind is MemberState:
+            self._member_state(now, event)
         else:
             raise LocalProtocolError(f"not an input of a Node: {event!r}")
 
     def get_timer(self) -> float | None:
         times = [self.coordinators.earliest(), self.termination.get_timer(),
-                 self.participant.expiry_timer(), self.takeover.tk_timer()]
+                 self.participant.expiry_timer()]
         times += [e[2] for e in self.pending.values()]
         if self.retain is not None:
             times.append(self.retain.timer())
+        if self.takeover is not None:
+            times.append(self.takeover.timer())
         live = [x for x in times if x is not None]
         return min(live) if live else None
 
@@ -240,11 +206,14 @@ class Node:
         self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
-        self.takeover.tk_reset()
+        self.members = {}  # a restarted agent's view is its membership's: told anew
+        if self.takeover is not None:
+            self.takeover.reset()
         if self.retain is not None:  # first: what restore ends or learns marks it again
             self.retain.restore(now)
         self.negotiation.restore(now)
-        self.takeover.tk_boot()
+        if self.takeover is not None:
+            self.takeover.restore(now)
 
     # ---- timers -------------------------------------------------------------------
 
@@ -265,7 +234,8 @@ class Node:
                 self.point("reservation expired")
                 self.state.holds.pop(h.key, None)
                 self.mark(h.workflow_id)  # its PREPARE stays on record until retention
-        self.takeover.tk_wake(now)
+        if self.takeover is not None:
+            self.takeover.tick(now)
         for entry in list(self.pending.values()):
             if entry[2] <= now:
                 entry[3] = min(entry[3] * 2, 8.0)
@@ -273,6 +243,13 @@ class Node:
                 self.send(entry[0], entry[1])
         if self.retain is not None:  # last: what this tick ended or acknowledged counts
             self.retain.tick(now)
+
+    def _member_state(self, now: float, event: MemberState) -> None:
+        if self.members.get(event.domain) == event.state:
+            return
+        self.members[event.domain] = event.state
+        if self.takeover is not None:
+            self.takeover.member_changed(now, event.domain)
 
     # ---- what the parts share -------------------------------------------------------
 

@@ -92,6 +92,10 @@ class FinalMsg:
     # Every participant had acknowledged the COMMIT when it was sent: none is in doubt,
     # so none will run a recovery ballot that needs this workflow's acceptor records.
     settled: bool = False
+    # The sender won `epoch` (its epoch certificate, checked like a claim's; the
+    # simulator signs nothing): a member that holds that epoch for a claimant that lost
+    # it follows the winner and takes the end.
+    won: bool = False
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,9 @@ class Running:
         if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
             n.point("settled")
             n.state.settled.add(msg.workflow_id)
-        if msg.workflow_id not in n.state.final:
-            n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state)
+        if msg.workflow_id not in n.state.final and n.takeover is not None:
+            n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state,
+                                  msg.won)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
             self.end_here(msg.workflow_id, msg.state)
         n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
@@ -115,6 +116,8 @@ class Running:
                 self._step_end(now, wf, s.id, p.interrupted(s.id, "interrupted by a restart"))
         self.check_outcome(now, wf)
         self._start_ready(now, wf)
+        if n.takeover is not None:
+            n.takeover.resumed(now, wf)  # its core, told how the view sees its coordinator
 
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
@@ -158,7 +161,9 @@ class Running:
             return
         s = p.steps[step]
         msg = ResultMsg(wf, step, s.attempts, s.state, dict(s.outputs), s.error)
-        for dst in p.result_recipients(step, n.takeover.coordinator_now(wf)):
+        coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
+            else self.info(wf).coordinator
+        for dst in p.result_recipients(step, coordinator):
             n.reliable(dst, ("result", wf, step, dst), msg)
 
     # ---- the end -----------------------------------------------------------------------
@@ -169,7 +174,8 @@ class Running:
         row = d.rows.get(wf)
         p = n.progress.get(wf)
         if row is None or d.epochs.get(wf, (0, ""))[0] > 0:
-            n.takeover.successor_outcome(now, wf)  # a takeover's coordinator, if acting
+            if n.takeover is not None:  # a takeover's coordinator, if acting
+                n.takeover.successor_outcome(now, wf)
             return
         if p is None or row.state is not WorkflowState.RUNNING:
             return
@@ -210,3 +216,5 @@ class Running:
             n.state.holds.pop(h.key, None)
         n.pending = {k: v for k, v in n.pending.items()
                      if not (k[0] == "result" and k[1] == wf)}
+        if n.takeover is not None:
+            n.takeover.forget(wf)

@@ -17,8 +17,13 @@ in answer to this re-ask, its own included. Why that is enough: a later epoch e'
 needs a majority of the same electorate granting e', and two majorities meet; the
 member in both grants only upwards, so once it granted e' it denies e. A fresh majority
 of e therefore means no later epoch had won before the first of those members
-answered. A denial naming a later epoch ends the mandate at once (`OVERTAKEN`): the
-successor follows that coordinator and places nothing.
+answered. A denial naming a later epoch with its proof (the epoch certificate, verified
+by the shell), or the successor's own core following a later epoch, ends the mandate at
+once (`OVERTAKEN`): the successor follows that coordinator and places nothing. A denial
+without proof ends nothing (`unproven` remembers it for `why_not`): it is not a grant,
+so it never helps a round run, and a liar's word cannot stop one that a fresh majority
+allows. Were the later epoch real, its majority meets the fresh answers needed, and its
+member there denies: no round runs, believed or not.
 
 What is *not* counted: the grants the successor kept from its takeover (on disk, from
 members that may be dead since). A member that answers nothing may be dead, or alive
@@ -54,7 +59,8 @@ Transitions (`TABLE`):
 
     ASKING --Regranted(voter): enough fresh grants (`needed`)--> PLACE
     ASKING --Regranted(voter): fewer--> ASKING
-    ASKING --Overtaken(epoch > ours, holder)--> OVERTAKEN
+    ASKING --Overtaken(epoch > ours, holder, proven)--> OVERTAKEN
+    ASKING --Overtaken(epoch > ours, holder, not proven)--> ASKING (noted in `unproven`)
     ASKING --Timer: now >= deadline--> NO_MAJORITY
     PLACE, OVERTAKEN, NO_MAJORITY --anything--> (unchanged: a verdict is final)
 
@@ -86,10 +92,13 @@ class Regranted:
 
 @dataclass(frozen=True)
 class Overtaken:
-    """A member answered that it holds `epoch` (above ours) for `holder`."""
+    """A member answered that it holds `epoch` (above ours) for `holder`. `proven`: with
+    that epoch's certificate, verified (or our own core follows it now); otherwise only
+    the member's word, which ends nothing."""
 
     epoch: int
     holder: str
+    proven: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ class RoundMandate:
         self.fresh: set[str] = {me} & self.electorate
         self.verdict = Verdict.ASKING
         self.later: tuple[int, str] | None = None
+        self.unproven: set[tuple[int, str]] = set()  # later epochs claimed without proof
         self._decide()
 
     @property
@@ -139,10 +149,12 @@ class RoundMandate:
         """Why no round runs, for the step's reason and the log (NO_MAJORITY)."""
         granted = ", ".join(sorted(self.fresh)) or "none"
         what = "majority" if self.epoch else "set of members meeting every majority"
+        claimed = "".join(f"; epoch {e} claimed for {h} without proof"
+                          for e, h in sorted(self.unproven))
         return (f"no {what} of the takeover electorate ({', '.join(sorted(self.electorate))})"
                 f" granted coordinator epoch {self.epoch} again (granted: {granted};"
-                f" {self.needed} needed): the members that did not answer may be dead, or"
-                " cut off from here and holding a later epoch")
+                f" {self.needed} needed{claimed}): the members that did not answer may be"
+                " dead, or cut off from here and holding a later epoch")
 
     # ---- handlers ----------------------------------------------------------------------
 
@@ -152,9 +164,13 @@ class RoundMandate:
         self._decide()
 
     def _overtaken(self, now: float, ev: Overtaken) -> None:
-        if ev.epoch > self.epoch and ev.holder != self.me:
-            self.later = (ev.epoch, ev.holder)
-            self.verdict = Verdict.OVERTAKEN
+        if ev.epoch <= self.epoch or ev.holder == self.me:
+            return
+        if not ev.proven:
+            self.unproven.add((ev.epoch, ev.holder))
+            return
+        self.later = (ev.epoch, ev.holder)
+        self.verdict = Verdict.OVERTAKEN
 
     def _timer(self, now: float, ev: Timer) -> None:
         if now >= self.deadline:

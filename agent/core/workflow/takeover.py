@@ -34,7 +34,8 @@ One `Takeover` per committed workflow per participant, fed by the shell:
   SUSPECT, DEAD, LEFT, or "" when unknown). DEAD or LEFT makes it *gone* at once;
   anything but ALIVE for `takeover_after_s` (silent: a partition, a stall) too.
 - `Timer`: `now` passed `get_timer()`.
-- `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder)`: answers to our claim.
+- `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder, proven)`: answers to
+  our claim or to an acting coordinator's ask (`proven`: see Denials).
 - `Adopted(epoch, coordinator)`: this domain granted (or learned) a coordinator at
   `epoch` (see `may_grant`), from another claimant, an end notice, or its own claim.
 - `EndKnown()`: the workflow has ended, as the shell verified it: an end notice of an
@@ -96,6 +97,8 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
+    CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
+    CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -103,7 +106,8 @@ Roles (`Role`) and the one transition table (`TABLE`):
               worse-ranked rivals that answered themselves asked again: Timer)
     CLAIMING  --Timer: claim timed out, rivals known--> CLAIMING the next epoch if we
               rank best; else FOLLOWING the best-ranked rival
-    CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again)
+    CLAIMING  --Timer: claim timed out, no answer--> CLAIMING (the same epoch, asked again;
+              the next one if voters holding a later epoch, unproven, leave no majority)
     any       --Adopted(higher epoch, someone else)--> FOLLOWING
     ACTING    --(nothing but a higher epoch ends it)
     CLAIMING, ACTING (epoch >= 1) --EndKnown--> Announce(epoch); the core is done
@@ -134,6 +138,19 @@ its claimed epoch, which those that granted it hold for it, and is done: it neve
 holds a later epoch refuses that notice; it follows a later claimant, whose claim to
 us is answered with the end (the shell's `ended meanwhile`). See docs/decisions.md.
 
+Denials. A denial naming a later epoch is followed only on proof: a `Deny` whose
+certificate of it the shell verified (`proven`) is the `Proven` it shows; else it is
+the voter's word (`Unproven`; the core does not ask that voter again in this epoch).
+A claimant keeps claiming (the voter grants ours to no one: the split rule
+counts it out; left with no majority by such voters, it claims the next epoch at its
+claim timeout, one at a time: that epoch's claimant may have died before it won); an
+acting coordinator keeps acting. That cannot make two epochs act: it leaves the core
+where a lost denial would, and grants, not following, keep coordinators apart. A claim
+wins only on a majority's grants; a round runs only on fresh grants of the asker's own
+epoch (round_mandate.py), impossible once a later epoch won (its majority meets every
+set those grants must fill); end notices of a lower epoch are refused where a later
+one is held.
+
 An acting successor proves its epoch to third parties (the candidates of the rounds
 that place lost steps again) with the grants themselves: each names, signed, the
 committed round and the electorate it is counted in, and a majority of them is an
@@ -162,6 +179,7 @@ from fedorch.core.workflow.takeover_events import (
     Proven,
     SendClaim,
     Timer,
+    Unproven,
     Watch,
     majority,
     may_grant,
@@ -170,8 +188,8 @@ from fedorch.core.workflow.takeover_events import (
 from fedorch.core.workflow.takeover_split import resolve
 
 __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
-           "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Watch",
-           "majority", "may_grant", "successor"]
+           "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Unproven",
+           "Watch", "majority", "may_grant", "successor"]
 
 GONE_AT_ONCE = frozenset({"DEAD", "LEFT"})
 DEFAULT_TAKEOVER_AFTER_S = 10.0
@@ -226,6 +244,8 @@ class Takeover:
         # it holds our claimed epoch for; the coordinator we took over from; when to ask
         # again the worse-ranked rivals that yield to us, and the pause before that.
         self._denied: dict[str, str] = {}
+        # Voters that denied our claimed epoch naming a later one without proof (Denials).
+        self._unproven: set[str] = set()
         self._predecessor: str | None = None
         self._again_at: float | None = None
         self._again_pause = rival_again_s
@@ -254,6 +274,9 @@ class Takeover:
         return handler(self, now, event)
 
     def get_timer(self) -> float | None:
+        # The handlers compare `now` with these very sums (never `now - since` with the
+        # pause): a driver that wakes exactly at a deadline must find it come, or it
+        # wakes again at once, for ever (float rounding).
         if self.ended:
             return None
         if self.role is Role.CLAIMING and self._again_at is not None \
@@ -276,12 +299,13 @@ class Takeover:
             return []
         if self._unseen_since is None:
             self._unseen_since = now
-        if ev.state in GONE_AT_ONCE or now - self._unseen_since >= self.takeover_after_s:
+        if ev.state in GONE_AT_ONCE or now >= self._unseen_since + self.takeover_after_s:
             self._gone = True
         return self._maybe_claim(now)
 
     def _follow_timer(self, now: float, ev: Timer) -> list[Action]:
-        if self._unseen_since is not None and now - self._unseen_since >= self.takeover_after_s:
+        if self._unseen_since is not None \
+                and now >= self._unseen_since + self.takeover_after_s:
             self._gone = True
         return self._maybe_claim(now)
 
@@ -298,12 +322,12 @@ class Takeover:
             # next one in line claims: the grants keep that safe.
             if self._waiting is None or self._waiting[0] != first:
                 self._waiting = (first, now)
-            if now - self._waiting[1] < self.takeover_after_s:
+            if now < self._waiting[1] + self.takeover_after_s:
                 return []
             self._passed.add(first)
+        self._waiting = None  # claiming, or nobody left to wait for
         if first is None:
             return []
-        self._waiting = None
         return self._claim(now, self.epoch + 1)
 
     def _claim(self, now: float, epoch: int) -> list[Action]:
@@ -313,6 +337,7 @@ class Takeover:
         self.epoch, self.coordinator = epoch, self.me  # our own grant
         self._grants = {self.me}
         self._denied.clear()
+        self._unproven.clear()
         self._again_at = None
         self._claim_deadline = now + self.claim_timeout_s
         out: list[Action] = [Persist(epoch, self.me)]
@@ -351,19 +376,29 @@ class Takeover:
     def _acting_timer(self, now: float, ev: Timer) -> list[Action]:
         if self._claim_deadline is None or now < self._claim_deadline:
             return []
-        self._claim_deadline = now + self.claim_timeout_s
-        return [SendClaim(d, self.epoch) for d in sorted(self.audience - self._grants)]
+        # Not those holding a later epoch, unproven: they follow no claim of ours.
+        told = sorted(self.audience - self._grants - self._unproven)
+        self._claim_deadline = now + self.claim_timeout_s if told else None
+        return [SendClaim(d, self.epoch) for d in told]
 
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
-        if ev.epoch == self.epoch and ev.held_epoch > self.epoch and ev.holder != self.me:
-            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
-        return []
+        if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
+            return []
+        if ev.proven:  # a later epoch won: ours is over
+            return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
+        self._unproven.add(ev.voter)
+        return [Unproven(ev.voter, ev.held_epoch, ev.holder)]  # keep acting (Denials)
 
     def _deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.holder == self.me:
             return []
-        if ev.held_epoch > self.epoch:  # a later epoch exists: ours is over
-            return self._adopt(now, Adopted(ev.held_epoch, ev.holder))
+        if ev.proven:  # the holder's certificate, shown by the voter
+            return self._proven(now, Proven(ev.held_epoch, ev.holder))
+        if ev.held_epoch > self.epoch:
+            # Someone claims a later epoch, on the voter's word: keep claiming (Denials).
+            self._unproven.add(ev.voter)
+            out = self._split(now) if self._denied else []  # a Persist stays first
+            return [*out, Unproven(ev.voter, ev.held_epoch, ev.holder)]
         if ev.held_epoch == self.epoch:  # a rival claimed our epoch: the votes may split
             self._denied[ev.voter] = ev.holder
             return self._split(now)
@@ -372,7 +407,7 @@ class Takeover:
     def _split(self, now: float) -> list[Action]:
         """Decide at once, from the denials, who goes next (takeover_split.resolve)."""
         verdict = resolve(self.me, self.electorate, self._grants, self._denied,
-                          self._dead | ({self._predecessor} - {None}))
+                          self._dead | ({self._predecessor} - {None}) | self._unproven)
         if verdict.follow is not None:
             return self._adopt(now, Adopted(self.epoch, verdict.follow), force=True)
         if verdict.next_epoch:
@@ -404,10 +439,16 @@ class Takeover:
             if self.me < best:
                 return self._claim(now, self.epoch + 1)
             return self._adopt(now, Adopted(self.epoch, best), force=True)
+        gone = (self._dead | ({self._predecessor} - {None}) | self._unproven) - self._grants
+        if self._unproven and len(self.electorate - gone) < majority(self.electorate):
+            # Lost to voters holding a later epoch they cannot prove: the next epoch,
+            # one at a time (a lie moves us one epoch per claim timeout at most).
+            return self._claim(now, self.epoch + 1)
         # No majority and no rival: the electorate did not answer; ask again (the same
         # epoch: granting it to us again is allowed, see may_grant).
         self._claim_deadline = now + self.claim_timeout_s
-        return [SendClaim(d, self.epoch) for d in sorted(self.electorate - self._grants)]
+        asked = self.electorate - self._grants - self._unproven  # those deny ours for good
+        return [SendClaim(d, self.epoch) for d in sorted(asked)]
 
     def _adopt(self, now: float, ev: Adopted, force: bool = False) -> list[Action]:
         if ev.epoch < self.epoch or ev.coordinator == self.me or (
@@ -420,6 +461,7 @@ class Takeover:
         self._grants.clear()
         self._claim_deadline = None
         self._denied.clear()
+        self._unproven.clear()
         self._again_at = None
         self._unseen_since, self._gone = None, False  # a new coordinator: watch it anew
         self._passed.clear()

@@ -35,10 +35,17 @@ class Grant:
 
 @dataclass(frozen=True)
 class Deny:
+    """`voter` will not grant `epoch`: it holds `held_epoch` for `holder`. `proven`: the
+    denial carried an epoch certificate of (held_epoch, holder), verified by the shell
+    (signatures over the bytes as received, a majority of this workflow's electorate).
+    Unproven, a later epoch is only the voter's word, and nobody follows it
+    (agent/core/workflow/takeover.py, "Denials")."""
+
     voter: str
     epoch: int
     held_epoch: int
     holder: str
+    proven: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,18 @@ class Announce:
     epoch: int
 
 
-Action = SendClaim | Persist | Act | Announce
+@dataclass(frozen=True)
+class Unproven:
+    """A denial named a later epoch (`held_epoch`, for `holder`) without a certificate
+    that holds: not followed; the shell logs it and counts it
+    (fedorch_rejected_messages{reason="unproven_denial"})."""
+
+    voter: str
+    held_epoch: int
+    holder: str
+
+
+Action = SendClaim | Persist | Act | Announce | Unproven
 
 
 def majority(electorate: Collection[str]) -> int:

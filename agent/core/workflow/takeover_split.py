@@ -87,7 +87,8 @@ def resolve(me: str, electorate: Collection[str], grants: Collection[str],
             denied: Mapping[str, str], gone: Collection[str]) -> Split:
     """`denied`: voter -> the other domain it holds our claimed epoch for. `grants`: the
     voters that granted it to us (ourselves included). `gone`: members we know will not
-    answer (the coordinator we took over from, the participants held DEAD)."""
+    answer (the coordinator we took over from, the participants held DEAD) or will grant
+    this epoch to no one (they denied it naming a later epoch, unproven)."""
     members = frozenset(electorate)
     need = majority(members)
     rivals = frozenset(denied.values()) - {me}

@@ -55,7 +55,7 @@ MIGRATION = """
 Statement = tuple[str, tuple]
 
 
-# The statements an append is made of: markers the store recognises (Store._write runs
+# The statements an append is made of: markers the store recognises (Database.write runs
 # them through its Chain), never sent to SQLite as such.
 APPEND = "-- fedorch: append an audit record"
 APPEND_IF_CHANGED = "-- fedorch: append an audit record if the statement before changed a row"

@@ -37,8 +37,8 @@ LIMIT = 4096
 
 @dataclass
 class Entry:
-    row: tuple  # the workflow row's column values, in Store._WF_COLS order
-    steps: dict[str, tuple] = field(default_factory=dict)  # step id: Store._step_values
+    row: tuple  # the workflow row's column values, in workflow_table.WF_COLS order
+    steps: dict[str, tuple] = field(default_factory=dict)  # step id: workflow_table.step_values
 
 
 class Written:

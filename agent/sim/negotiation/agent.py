@@ -29,11 +29,10 @@ the one its disk was written on, drawn from the restart's own seed.
 
 What is the simulated agent's, outside the driver: the authority table
 (boundary.check_input, the envelope check's stand-in) before an input is posted, the
-trust store and its key records (keyring.py), and, for now, coordinator takeover:
-each boot builds a SimTakeover (takeover.py) with its Node and holds it as
-`takeover`; the Node calls it as its TakeoverPlug, and it writes through the Node's
-view so its changes are records of the same Ready. Moving it into the Node is the
-next step.
+trust store and its key records (keyring.py), and what coordinator takeover needs
+from a driver (takeover.py): its membership view posted as `MemberState` inputs
+(`members_changed`, called by the run after every event), and the stand-ins for the
+signature checks of claims (`SimEvidence`).
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import random
 from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
@@ -54,7 +53,7 @@ from fedorch.sim.negotiation.boundary import (
 from fedorch.sim.negotiation.disk import Disk, Timing
 from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 from fedorch.sim.negotiation.ports import SimClock, SimDisk, SimExecutors, SimTransport
-from fedorch.sim.negotiation.takeover import SimTakeover
+from fedorch.sim.negotiation.takeover import SimEvidence
 
 if TYPE_CHECKING:
     from fedorch.core.negotiation.messages import Key, TxInfo
@@ -91,7 +90,6 @@ class SimAgent:
         self.alive = False
         self.incarnation += 1
         self.wake_at = None
-        self.takeover.tk_reset()  # what it held in memory is gone (a boot builds anew)
 
     def boot(self, now: float) -> None:
         """A new Node from the disk, as a restarted daemon builds it; then its Ready.
@@ -101,17 +99,13 @@ class SimAgent:
         self.rng = random.Random(seed)
         if self.incarnation:  # a stream of its own: the Node's draws stay as they were
             self.clock.reboot(random.Random(f"boot clock {seed}"))
-
-        def plug(node: Node) -> SimTakeover:
-            self.node = node
-            self.takeover = SimTakeover(node, self.sim, self.clock.monotonic)
-            return self.takeover
-
-        Node(self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
-             peers=self.sim.names, rng=self.rng, stats=self.sim.stats, takeover=plug,
-             vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
-             admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
-             disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
+        self.sim.membership.booted(self.name)  # its view is told anew (run.py)
+        self.node = Node(
+            self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
+            peers=self.sim.names, rng=self.rng, stats=self.sim.stats,
+            evidence=SimEvidence(self.sim), vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
+            admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
+            disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
                                  SimExecutors(self), on_refused=self._refused)
         self.driver.flush()
@@ -154,6 +148,10 @@ class SimAgent:
     def wake(self, now: float) -> None:
         self._step(now, Tick())
 
+    def members_changed(self, now: float, changes: tuple[MemberState, ...]) -> None:
+        """Its membership view changed (takeover.MembershipFeed): one turn."""
+        self.driver.turn(changes)
+
     def next_timer(self) -> float | None:
         """The Node's next deadline, in the simulation's time (the scheduler's)."""
         t = self.node.get_timer()
@@ -176,7 +174,7 @@ class SimAgent:
     def _refused(self, event: object, error: Exception) -> None:
         self.sim.checker.refused(self.name, error)
 
-    # ---- views: what the checker, the boundary and the takeover part read -----------
+    # ---- views: what the checker and the boundary read ------------------------------
 
     @property
     def disk(self) -> Disk:

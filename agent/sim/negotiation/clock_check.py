@@ -31,7 +31,8 @@ once, with the times that break it):
     perhaps), and "silent" counts from the first time that agent's membership view
     (`Simulation.member_state`, as the world answers the agent) showed the coordinator
     not ALIVE, with no ALIVE since and the agent up throughout (what the agent could
-    know: it reads its view once a second, and a restarted agent starts afresh).
+    know: its Node is told each change of its view as it happens, as `MemberState`
+    inputs, and a restarted agent starts afresh).
     Which coordinator it followed is read off its disk just before that write: whom
     it follows is the agent's, when it may stop following is what is checked;
   - a claimant whose claim met a rival and timed out claims the next epoch at least
@@ -60,7 +61,7 @@ from typing import TYPE_CHECKING
 from fedorch.core.negotiation.messages import DecisionQuery, Key, Value
 from fedorch.core.node.ready import PUT, Write
 from fedorch.core.node.records import ClaimAnswerMsg, PrepareMsg, VoteMsg
-from fedorch.sim.negotiation.takeover import held_of
+from fedorch.core.node.takeover import held_of
 
 if TYPE_CHECKING:
     from fedorch.core.node.records import Disk

@@ -92,9 +92,10 @@ def held(agent: Any) -> Held:
                 node_bytes(node))
 
 
-# What a Node refers to but does not own: the simulation behind its ports and plug,
-# the counters and randomness it shares, its configuration.
-_NOT_THE_NODES = ("takeover", "stats", "rng", "policy", "vote_raw", "wall_ms", "admit")
+# What a Node refers to but does not own: the simulation behind its ports, the
+# counters and randomness it shares, its configuration (and, below, the evidence port
+# its takeover part is handed).
+_NOT_THE_NODES = ("stats", "rng", "policy", "vote_raw", "wall_ms", "admit")
 _CODE = (type, types.ModuleType, types.FunctionType, types.MethodType,
          types.BuiltinFunctionType)
 
@@ -104,6 +105,8 @@ def node_bytes(node: Any) -> int:
     outbox, parts), each once; what it only refers to (see _NOT_THE_NODES) and code
     are left out. Protobuf specs count at their Python wrapper's size: a lower bound."""
     seen = {id(node)} | {id(getattr(node, k)) for k in _NOT_THE_NODES}
+    if node.takeover is not None:
+        seen.add(id(node.takeover.evidence))
     stack = [v for k, v in vars(node).items() if k not in _NOT_THE_NODES]
     total = 0
     while stack:

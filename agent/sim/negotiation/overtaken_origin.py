@@ -26,10 +26,20 @@ A quarter of the seeds have no cut: co, alive with its electorate, gets its fres
 answers and places `work` once when c dies. The cut heals late in the run: co then
 grants a's claim of epoch 1 (sent again until answered) and follows it.
 
+A denial naming a later epoch is followed only on that epoch's proof: here, when the
+member that denies is that epoch's holder and acted in it (the runtime's acting
+successor shows its own certificate; the simulator signs nothing, the record of who
+acted stands for it). With `liar` (an extra acceptor, x or y) that member answers every
+ask with "epoch 1, held for a" and nothing to show, though no takeover happened in the
+seeds without a cut: co does not follow it, and places `work` once on the others'
+answers (`on_word=True`, the code before: co follows the lie, places nothing, and
+nobody acts for it; the liar check fires).
+
 Checks: those of the overtaken schedule (one coordinator acting per epoch, one
 placement per loss, no two copies of `work` at once beyond one lease, every YES to a
 round of an acting epoch), and with the mandate: co, cut off when it saw c lost,
-placed nothing and `work` FAILED there naming c.
+placed nothing and `work` FAILED there naming c; with a liar and no cut, co still held
+epoch 0 and placed `work` once.
 """
 
 from __future__ import annotations
@@ -50,7 +60,12 @@ ORIGIN = "co"
 
 
 class OriginWorld(OvertakenWorld):
-    def __init__(self, seed: int, **kwargs) -> None:
+    def __init__(self, seed: int, *, liar: str | None = None, on_word: bool = False,
+                 **kwargs) -> None:
+        if liar not in (None, "x", "y"):
+            raise ValueError("the liar is one of the extra acceptors, x or y")
+        self.liar = liar
+        self.on_word = on_word  # the code before: a denial followed on its signer's word
         super().__init__(seed, **kwargs)
         co = self.nodes[ORIGIN]
         co.progress = Progress(self.spec, dict(self.placement), ORIGIN)
@@ -60,7 +75,8 @@ class OriginWorld(OvertakenWorld):
         t_cut = self.rng.uniform(0.2, 1.0)
         t_c = t_cut + self.dead_after_s + self.rng.uniform(1.5, 3.0) + self.rng.uniform(0.0, 8.0)
         t_heal = t_c + self.rng.uniform(10.0, 20.0)
-        if self.seed % 4 != 3:  # a quarter of the seeds: no cut, co places `work` again
+        self.cut_planned = self.seed % 4 != 3
+        if self.cut_planned:  # a quarter of the seeds: no cut, co places `work` again
             self._at(t_cut, self._cut, (ORIGIN, "d"))
         self._at(t_c, self._kill, "c")
         self._at(t_heal, self._heal)
@@ -93,8 +109,20 @@ class OriginWorld(OvertakenWorld):
         self._mandate_over(node)
 
     def _asked_at(self, name: str) -> None:
-        """A member answers the ask from what it holds; nothing changes here."""
-        self._send(name, ORIGIN, self._told_at, name, self.nodes[name].held)
+        """A member answers the ask from what it holds; nothing changes here. The liar
+        says it holds epoch 1 for a, whatever it holds."""
+        held = self.nodes[name].held
+        if name == self.liar:
+            held = max(held, (1, "a"))
+            self.stats["lying denial"] += 1
+        self._send(name, ORIGIN, self._told_at, name, held)
+
+    def _proven(self, voter: str, held: tuple[int, str]) -> bool:
+        """Does the denial carry its epoch's certificate? Its holder's own does, once it
+        acted in that epoch (the record of who acted stands for the signatures)."""
+        epoch, holder = held
+        return voter == holder and any((who, e) == (holder, epoch)
+                                       for who, e, _ in self.acting)
 
     def _told_at(self, voter: str, held: tuple[int, str]) -> None:
         node = self.nodes[ORIGIN]
@@ -104,8 +132,12 @@ class OriginWorld(OvertakenWorld):
         if held == (0, ORIGIN):
             m.step(self.now, Regranted(voter))
         elif held[0] > 0:
-            m.step(self.now, round_mandate.Overtaken(*held))
-            node.held = max(node.held, held)  # followed: its core takes the denial
+            proven = self.on_word or self._proven(voter, held)
+            m.step(self.now, round_mandate.Overtaken(*held, proven))
+            if proven:
+                node.held = max(node.held, held)  # followed: its core takes the denial
+            else:
+                self.stats["unproven denial not followed"] += 1
         self._mandate_over(node)
 
     def _claim_at(self, name: str, claimant: str, epoch: int) -> None:
@@ -114,13 +146,21 @@ class OriginWorld(OvertakenWorld):
         if name == ORIGIN and node.held[0] > 0 and node.mandate is not None \
                 and node.mandate.verdict is Verdict.ASKING:
             # Granted a later epoch while asking: that epoch's coordinator places now.
-            node.mandate.step(self.now, round_mandate.Overtaken(*node.held))
+            node.mandate.step(self.now, round_mandate.Overtaken(*node.held, True))
             self._mandate_over(node)
 
     # ---- the checks ----------------------------------------------------------------------
 
     def check(self) -> None:
         super().check()
+        if self.liar is not None and self.mandate and not self.cut_planned:
+            co = self.nodes[ORIGIN]
+            if co.held != (0, ORIGIN):
+                raise OvertakenFailure(f"seed {self.seed}: {ORIGIN} followed {co.held} on"
+                                       f" {self.liar}'s word")
+            if [by for by, _, _, _ in self.placed] != [ORIGIN]:
+                raise OvertakenFailure(f"seed {self.seed}: with {self.liar} lying, {STEP}"
+                                       f" was placed by {self.placed}, not once by {ORIGIN}")
         if not self.mandate or ORIGIN not in self.lost_seen_cut:
             return
         if any(by == ORIGIN for by, _, _, _ in self.placed):

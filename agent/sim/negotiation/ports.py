@@ -102,6 +102,7 @@ NOTE_TIMES: dict[str, tuple[int, ...]] = {
     "learned": (2,),         # (key, value, now)
     "step_started": (1,),    # (run, now)
     "ended_here": (1,),      # (wf, now)
+    "acting": (2,),          # (wf, epoch, now)
 }
 
 

@@ -16,6 +16,12 @@ Each agent has its own wall clock (simulation time plus an offset); a clock-step
 fault steps one by +2 s, -2 s, +1 h or -1 h at some moment (clock_check.py: no agent
 raises on it, and no lease, timeout or takeover claim fires early, in true time).
 
+With coordinator takeover on (`Timing.takeover_after_s`), each agent's membership view
+(`member_state`) is posted to its Node as `MemberState` inputs whenever it may have
+changed: after an event that crashed, restarted or paused an agent or crossed the
+partition, and at the instants time alone changes it (DEAD `dead_after_s` after a
+crash, a pause's end), each an event of its own (takeover.py).
+
 Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
 heals and every crashed agent (bar the dead-forever one) restarts; the run goes
 on until nothing is left to do or `end`. Then the checker
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import os
 import random
 import sys
@@ -48,8 +55,9 @@ from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.disk import Crash, PrepareMsg
 from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
+from fedorch.sim.negotiation.takeover import MembershipFeed
 
-_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK = range(7)
+_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK, _MEMBERS = range(8)
 MAX_EVENTS = 200_000
 
 
@@ -102,12 +110,21 @@ class Simulation:
         self._points: dict[str, int] = {}
         self.keyring = Keyring(self.names, c.liar, seed)
         self.clock_check = ClockCheck(self)
+        # Coordinator takeover reads membership: each agent's view as inputs to its
+        # Node (takeover.py), told after every event; off when takeover is.
+        self.membership = MembershipFeed(self)
+        self._views = c.timing.takeover_after_s is not None
+        self._views_seen: tuple | None = None  # what the views were last computed from
+        self._pauses_seen: dict[str, float] = {}  # a pause's end, once seen (a view change)
         self.agents = {n: SimAgent(self, n, c.policies[n], c.capacities[n], c.timing)
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
         for name, at, step_s in c.clock_steps:
             self.step_clock_at(name, at, step_s)
+        if self._views and c.partition is not None:  # views change as it starts and heals
+            self._view_change_at(c.partition[0])
+            self._view_change_at(min(c.partition[1], c.chaos_end))
         self.liar = Liar(self, c.liar, random.Random(seed * 15_485_863 + 5)) \
             if c.liar is not None else None
 
@@ -183,6 +200,14 @@ class Simulation:
         """That agent's wall clock steps by `step_s` at `at` (a test's hook may ask)."""
         self._push(at, _CLOCK, self.agents[name], step_s)
 
+    def view_change_at(self, at: float) -> None:
+        """Membership views may change then (a test's own `member_state`): tell them."""
+        if self._views:
+            self._view_change_at(at)
+
+    def _view_change_at(self, at: float) -> None:
+        self._push(at, _MEMBERS, self.agents[self.names[0]], None)
+
     def schedule_step(self, agent: SimAgent, run: tuple[str, str, int], delay: float) -> None:
         self._push(self.now + delay, _STEP, agent, (agent.incarnation, run))
 
@@ -229,6 +254,11 @@ class Simulation:
                 self.events += 1
                 self._clock_step(agent, payload)
                 continue
+            if kind == _MEMBERS:  # views change by time alone (for every agent)
+                self.now = at
+                self.events += 1
+                self._tell_views(force=True)
+                continue
             if agent.paused_until > at and kind != _RESTART:
                 self._push(agent.paused_until, kind, agent, payload)  # it resumes then
                 continue
@@ -257,6 +287,8 @@ class Simulation:
                 elif not agent.alive and agent.incarnation == payload \
                         and agent.name not in self.dead_forever:
                     self._restart(agent)
+            if self._views:
+                self._tell_views()
         if self.events >= MAX_EVENTS:
             self.checker.fail(f"livelock: {MAX_EVENTS} events by t={self.now:.2f}")
         else:
@@ -302,6 +334,11 @@ class Simulation:
         agent.crash()
         self.crashes += 1
         self.died_at[agent.name] = self.now
+        if self._views:  # DEAD in every view dead_after_s later
+            dead_at = self.now + self.config.timing.dead_after_s
+            while dead_at - self.now < self.config.timing.dead_after_s:
+                dead_at = math.nextafter(dead_at, math.inf)
+            self._view_change_at(dead_at)
         if forever:
             self.dead_forever.add(agent.name)
             return
@@ -315,6 +352,39 @@ class Simulation:
         self.clock_check.stepped(agent.name, step_s)
         if agent.alive and agent.paused_until <= self.now:
             self._handle(agent, agent.wake)  # a turn at once: it must not raise
+
+    def _views_from(self) -> tuple:
+        """What `member_state` reads of the run, but for time: the views change only
+        when this does, or at the instants `_view_change_at` schedules."""
+        now, c = self.now, self.config
+        p = c.partition
+        cut = p is not None and now < c.chaos_end and p[0] <= now < p[1]
+        return cut, tuple((a.alive, a.incarnation, a.paused_until > now)
+                          for a in self.agents.values())
+
+    def _tell_views(self, *, force: bool = False) -> None:
+        """Every agent up and not paused is told what changed in its membership view
+        (takeover.MembershipFeed); again until nobody has news (a turn of it may crash
+        or pause an agent, which others then see). Only when the views may have
+        changed (`_views_from`, or `force`): computing every view after every event
+        would cost more than the run."""
+        if not force and self._views_from() == self._views_seen:
+            return
+        told = True
+        while told:
+            told = False
+            for a in self.agents.values():
+                if a.paused_until > self.now and self._pauses_seen.get(a.name) != a.paused_until:
+                    self._pauses_seen[a.name] = a.paused_until
+                    self._view_change_at(a.paused_until)  # SUSPECT until then
+            for agent in self.agents.values():
+                if not agent.alive or agent.paused_until > self.now:
+                    continue
+                changes = self.membership.changes(agent.name)
+                if changes:
+                    told = True
+                    self._handle(agent, agent.members_changed, changes)
+        self._views_seen = self._views_from()
 
     def _restart(self, agent: SimAgent) -> None:
         self.last_restart[agent.name] = self.now

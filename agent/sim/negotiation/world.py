@@ -39,6 +39,7 @@ class World(Protocol):
     clock_check: Any  # clock_check.ClockCheck: leases and timeouts against clock steps
     last_restart: dict[str, float]  # the last restart of each agent
     stated_rounds: set[TxInfo]  # every round a coordinator sent a PREPARE of
+    membership: Any  # takeover.MembershipFeed: each agent's view, told to its Node
 
     def agent_seed(self, name: str, incarnation: int) -> int: ...
     def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None: ...

@@ -19,7 +19,7 @@ from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.peers import PeerCallError, PeerChannels
 
-from tests.unit.runtime.test_peer_startup import Aborted, Context, _gossip_from_self
+from tests.unit.runtime.test_peer_service_startup import Aborted, Context, _gossip_from_self
 
 A_KEY, B_KEY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 A, B = Signer("alpha", A_KEY), Signer("beta", B_KEY)
@@ -81,7 +81,7 @@ async def test_a_call_that_authenticates_is_a_sign_of_life_of_its_sender(
 
 
 def test_the_core_ignores_its_own_name_and_unknown_members() -> None:
-    from tests.sim.membership.test_swim_core import make_members
+    from tests.unit.core.membership.test_swim import make_members
 
     _, members = make_members(["a", "b"])
     a = members["a"]

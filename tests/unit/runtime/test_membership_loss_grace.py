@@ -39,10 +39,10 @@ from fedorch.runtime.membership import DEAD_SWEEP_S, Membership
 
 from tests.unit.conftest import _agent
 from tests.unit.runtime.test_config import MINIMAL, _error, _parse
-from tests.unit.runtime.test_loop_wakeups import _running, _until
 from tests.unit.runtime.test_membership_left import BETA_ADDRESS
 from tests.unit.runtime.test_membership_left import _alpha_with_beta as _left_harness
 from tests.unit.runtime.test_membership_left import _running as _running_workflow
+from tests.unit.runtime.test_wakeups import _running, _until
 
 CAROL_ADDRESS = "127.0.0.1:3"
 CAROL_KEY = Ed25519PrivateKey.generate()

@@ -11,7 +11,7 @@ from fedorch.gen.fedorch.v1 import swim_pb2
 from fedorch.runtime.agent import Agent
 
 from tests.unit.conftest import _agent
-from tests.unit.runtime.test_loop_wakeups import _running, _until
+from tests.unit.runtime.test_wakeups import _running, _until
 
 
 @pytest.fixture

@@ -211,7 +211,7 @@ async def test_a_proof_that_contradicts_the_record_is_refused_as_a_lie(store) ->
     shell, agent = _acceptor(store)
     lie = await shell.on_claim("p1", proven_claim())
     assert not lie.granted and agent.metrics.rejected_messages.counts == {"proof_disagrees": 1}
-    # Its record alone grants nothing (tests/unit/runtime/test_planted_records.py).
+    # Its record alone grants nothing (tests/unit/runtime/test_consensus_planted_records.py).
     bare = await shell.on_claim("p1", claim())
     assert not bare.granted and agent.metrics.rejected_messages.counts == {
         "proof_disagrees": 1, "no_proof": 1}

@@ -15,7 +15,7 @@ from fedorch.runtime.peers import PeerCallError
 from fedorch.runtime.store.store import Store, WorkflowRow
 from google.protobuf import json_format
 
-from tests.unit.runtime.test_self_fencing_shell import Forever, Views
+from tests.unit.runtime.test_self_fencing import Forever, Views
 from tests.unit.runtime.waiting import until as _until
 
 SPEC = json_format.ParseDict({"name": "one", "steps": [
@@ -322,7 +322,7 @@ async def test_a_coordinator_held_dead_is_not_asked(agent: Agent, monkeypatch) -
     # No answer will come from it, and a call would hold the asking for its deadline.
     from fedorch.core.membership.swim_types import MemberState
 
-    from tests.unit.runtime.test_self_fencing_shell import Views
+    from tests.unit.runtime.test_self_fencing import Views
 
     restarted, executor, beta = await _restarted(agent, monkeypatch)
     restarted.membership = Views(restarted, beta=MemberState.DEAD)

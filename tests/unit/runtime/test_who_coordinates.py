@@ -21,9 +21,9 @@ from fedorch.runtime import who_coordinates
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.store.store import HoldTxRow, ReservationRow, WorkflowRow
 
-from tests.unit.runtime.test_proven_successor import holding
+from tests.unit.runtime.test_self_fencing import Views
 from tests.unit.runtime.test_self_fencing_restart import SPEC
-from tests.unit.runtime.test_self_fencing_shell import Views
+from tests.unit.runtime.test_takeover_proven_successor import holding
 
 WF = "beta.1"
 ELECTORATE = ["alpha", "beta", "delta"]

@@ -12,15 +12,21 @@ import random
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Value
-from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import apply
-from fedorch.core.node.records import Disk, Timing, VoteMsg
+from fedorch.core.node.records import ClaimAnswerMsg, Disk, Timing, VoteMsg
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 NAMES = ["d0", "d1", "d2"]
 # A boot's monotonic clock minus true time: a restore keeps its Node's or draws another.
@@ -54,7 +60,10 @@ class Federation(RuleBasedStateMachine):
                     capacities={"a": 2, "b": 1}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name) * 101 + boot),
                     wall_ms=self._wall_ms(self.offsets[name]),
-                    disk=self.disks[name], now=self.clock(name))
+                    disk=self.disks[name], now=self.clock(name), evidence=self._evidence())
+
+    def _evidence(self):
+        return None  # no coordinator takeover: nothing to check
 
     @staticmethod
     def _wall_ms(offset: float):
@@ -72,14 +81,14 @@ class Federation(RuleBasedStateMachine):
         ready = node.ready()
         if crash_at is not None and crash_at < len(ready.writes):
             for w in ready.writes[:crash_at]:
-                self._reserved(name, w.ops)
+                self._written(name, w)
                 apply(self.disks[name], w.ops)
             self._restore(name)
             return
         for out in ready.send_now:
             self._sent(name, out.to, out.msg)
         for w in ready.writes:
-            self._reserved(name, w.ops)
+            self._written(name, w)
             apply(self.disks[name], w.ops)
         for out in ready.send_after_write:
             self._check_written(name, out.msg)
@@ -91,6 +100,10 @@ class Federation(RuleBasedStateMachine):
             self.started.add(run)
         self.running += [(name, run) for run in ready.start_steps]
         node.advance(ready)
+
+    def _written(self, name: str, write) -> None:
+        """A write group applied to `name`'s disk."""
+        self._reserved(name, write.ops)
 
     def _reserved(self, name: str, ops) -> None:
         for op in ops:
@@ -271,3 +284,125 @@ def test_the_federation_runs_a_workflow_to_its_end_when_nothing_fails():
     assert f.disks["d0"].rows["d0.w1"].state is WorkflowState.SUCCEEDED
     ran = [d for d in f.disks.values() if "d0.w1" in d.committed]
     assert ran and all(d.final["d0.w1"] is WorkflowState.SUCCEEDED for d in ran)
+
+
+class Evidence:
+    """The takeover checks a signing agent makes, from what the federation wrote: a
+    certificate of (workflow, epoch) holds for the domain that acted in it; a round
+    proof holds when some domain learned a COMMIT of that round of that placement."""
+
+    def __init__(self, machine: TakingOverFederation) -> None:
+        self.m = machine
+
+    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
+        return self.m.acting.get((wf, epoch)) == coordinator
+
+    def round_proof_holds(self, wf: str, proof) -> bool:
+        key = (wf, proof.round)
+        return any(key in d.learned and d.learned[key].commit and key in d.info
+                   and frozenset(d.info[key].placement.values()) == proof.participants
+                   for d in self.m.disks.values())
+
+
+class TakingOverFederation(Federation):
+    """The same federation with coordinator takeover on: membership views come in as
+    `MemberState` inputs (any view, any time: views disagree, come and go), and a
+    restored Node is told its view again. Invariants: at most one domain acts in each
+    epoch of a workflow; a grant is on its granter's disk before its answer leaves; the
+    coordinators of different epochs never end a workflow differently."""
+
+    timing = Timing(max_rounds=2, takeover_after_s=3.0)
+
+    def __init__(self) -> None:
+        self.acting: dict[tuple[str, int], str] = {}
+        self.ends: dict[str, set[object]] = {}
+        self.views = {n: dict.fromkeys((m for m in NAMES if m != n), "ALIVE") for n in NAMES}
+        super().__init__()
+        for n in NAMES:
+            self._tell(n)
+
+    def _evidence(self):
+        return Evidence(self)
+
+    def _tell(self, name: str) -> None:
+        node = self.nodes[name]
+        for member, state in self.views[name].items():
+            node.step(self.clock(name), MemberState(member, state))
+        self._drive(name)
+
+    def _restore(self, name: str) -> None:
+        super()._restore(name)
+        if self.nodes[name].members != self.views[name]:
+            self._tell(name)
+
+    def _written(self, name: str, write) -> None:
+        super()._written(name, write)
+        for what, *facts in write.notes:
+            if what == "acting":
+                wf, epoch = facts[0], facts[1]
+                other = self.acting.setdefault((wf, epoch), name)
+                assert other == name, f"{wf}: {other} and {name} both act in epoch {epoch}"
+            elif what == "coordinator_ended":
+                wf, state = facts[0], facts[2]
+                self.ends.setdefault(wf, set()).add(state)
+                assert len(self.ends[wf]) == 1, f"{wf} ended differently: {self.ends[wf]}"
+
+    def _check_written(self, name: str, msg: object) -> None:
+        super()._check_written(name, msg)
+        if isinstance(msg, ClaimAnswerMsg) and msg.granted:
+            granted = self.disks[name].granted.get(msg.workflow_id, (0, ""))
+            assert granted[0] >= msg.epoch, \
+                f"{name} granted epoch {msg.epoch} of {msg.workflow_id} before writing it"
+
+    @initialize(coordinator=st.sampled_from(NAMES))
+    def a_committed_workflow(self, coordinator):
+        """Every example starts with a workflow committed (its messages delivered in
+        order, its attempts still running): there is something to take over."""
+        self.submit(coordinator=coordinator, caps=["a", "b"])
+        for _ in range(200):
+            if not self.net:
+                break
+            src, dst, msg, _ = self.net.pop(0)
+            self._step(dst, Message(src, msg))
+
+    @rule(observer=st.sampled_from(NAMES), member=st.sampled_from(NAMES),
+          state=st.sampled_from(["ALIVE", "SUSPECT", "DEAD"]))
+    def membership_changes(self, observer, member, state):
+        if observer == member:
+            return
+        self.views[observer][member] = state
+        self._step(observer, MemberState(member, state))
+
+
+TakingOverFederation.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_a_federation_of_nodes_taking_over = TakingOverFederation.TestCase
+
+
+def test_the_taking_over_federation_takes_a_workflow_over():
+    """Not vacuous: d0 commits a workflow whose steps are on d1 and d2, then goes DEAD
+    in every view; the others take it over, and it ends everywhere it ran."""
+    f = TakingOverFederation()
+    f.submit(coordinator="d0", caps=["a", "b"])
+    steps = 0
+    for _ in range(500):
+        if f.net:
+            src, dst, msg, _ = f.net.pop(0)
+            if src != "d0" and dst != "d0":
+                f._step(dst, Message(src, msg))
+            elif steps == 0:  # d0's negotiation goes through; after it, d0 is gone
+                f._step(dst, Message(src, msg))
+        elif f.running and steps == 0:
+            steps = 1
+            for n in ("d1", "d2"):
+                f.membership_changes(observer=n, member="d0", state="DEAD")
+        elif f.running:
+            name, (wf, step, attempt) = f.running.pop(0)
+            f._step(name, StepEnded(wf, step, attempt, True, {}, ""))
+        else:
+            break
+    ran = [n for n, d in f.disks.items() if "d0.w1" in d.committed and n != "d0"]
+    assert ran, "the workflow did not commit"
+    assert f.acting and set(f.acting.values()) <= set(ran)
+    assert all(f.disks[n].final["d0.w1"] in {WorkflowState.SUCCEEDED} for n in ran)

@@ -39,12 +39,32 @@ def test_no_fresh_majority_by_the_bound_places_nothing_and_says_why():
 def test_a_later_epoch_held_anywhere_ends_the_wait_before_any_majority():
     m = RoundMandate("a", 1, ELECTORATE, now=0.0, bound_s=4.0)
     m.step(0.1, Regranted("c"))
-    assert m.step(0.2, Overtaken(2, "b")) is Verdict.OVERTAKEN
+    assert m.step(0.2, Overtaken(2, "b", proven=True)) is Verdict.OVERTAKEN
     assert m.later == (2, "b")
     assert m.step(0.3, Regranted("x")) is Verdict.OVERTAKEN  # final
 
 
-@pytest.mark.parametrize("event", [Overtaken(1, "b"), Overtaken(0, "co"), Overtaken(3, "a")])
+def test_a_later_epoch_without_proof_ends_nothing_and_is_named_in_why_not():
+    """A member's word that it holds a later epoch: no grant, no end of the wait."""
+    m = RoundMandate("co", 0, ("co", "a", "b", "x", "y"), now=0.0, bound_s=4.0)
+    assert m.step(0.1, Overtaken(1, "a")) is Verdict.ASKING
+    assert m.later is None and m.unproven == {(1, "a")}
+    m.step(0.2, Regranted("b"))
+    assert m.step(4.0, Timer()) is Verdict.NO_MAJORITY
+    assert "epoch 1 claimed for a without proof" in m.why_not()
+
+
+def test_a_later_epoch_without_proof_does_not_stop_a_round_the_others_allow():
+    """A lying member cannot keep the original from placing when enough others grant."""
+    m = RoundMandate("co", 0, ("co", "a", "b", "x", "y"), now=0.0, bound_s=4.0)
+    m.step(0.1, Overtaken(1, "x"))
+    m.step(0.2, Regranted("a"))
+    assert m.step(0.3, Regranted("b")) is Verdict.PLACE
+
+
+@pytest.mark.parametrize("event", [Overtaken(1, "b", proven=True),
+                                   Overtaken(0, "co", proven=True),
+                                   Overtaken(3, "a", proven=True)])
 def test_an_answer_of_our_epoch_or_below_or_our_own_is_no_later_epoch(event):
     m = RoundMandate("a", 1, ELECTORATE, now=0.0, bound_s=4.0)
     assert m.step(0.1, event) is Verdict.ASKING
@@ -103,7 +123,7 @@ def test_the_original_cut_off_places_nothing_and_says_why():
 def test_the_original_overtaken_by_a_successor_follows_it():
     m = RoundMandate("co", 0, ("co", "a", "b", "x", "y"), now=0.0, bound_s=4.0)
     m.step(0.1, Regranted("b"))
-    assert m.step(0.2, Overtaken(0, "co")) is Verdict.ASKING  # epoch 0 is ours
-    assert m.step(0.3, Overtaken(1, "a")) is Verdict.OVERTAKEN
+    assert m.step(0.2, Overtaken(0, "co", proven=True)) is Verdict.ASKING  # epoch 0 is ours
+    assert m.step(0.3, Overtaken(1, "a", proven=True)) is Verdict.OVERTAKEN
     assert m.later == (1, "a")
     assert m.step(0.4, Regranted("x")) is Verdict.OVERTAKEN

@@ -25,6 +25,7 @@ from fedorch.core.workflow.takeover import (
     SendClaim,
     Takeover,
     Timer,
+    Unproven,
     Watch,
     may_grant,
     successor,
@@ -142,11 +143,21 @@ def test_a_claim_nobody_answers_is_asked_again_at_the_same_epoch():
     assert b.epoch == 1 and b.role is Role.CLAIMING
 
 
-def test_a_denial_naming_a_later_epoch_ends_the_claim():
+def test_a_proven_denial_naming_a_later_epoch_ends_the_claim():
     b = core("b")
     b.step(0.0, Watch("DEAD"))
-    assert b.step(0.1, Deny("c", 1, 2, "d")) == [Persist(2, "d")]
+    assert b.step(0.1, Deny("c", 1, 2, "d", proven=True)) == [Persist(2, "d")]
     assert b.role is Role.FOLLOWING and b.epoch == 2
+
+
+def test_an_unproven_denial_naming_a_later_epoch_is_not_followed():
+    """Only the voter's word: the claim goes on, and is asked again at its timeout."""
+    b = core("b")
+    b.step(0.0, Watch("DEAD"))
+    assert b.step(0.1, Deny("c", 1, 2, "d")) == [Unproven("c", 2, "d")]
+    assert (b.role, b.epoch, b.coordinator) == (Role.CLAIMING, 1, "b")
+    assert b.step(0.2, Grant("d", 1)) == []
+    assert b.step(0.3, Grant("a", 1)) == [Act(1)]  # a majority of a, b, c, d without c
 
 
 def stalled_and_claimed() -> dict[str, Takeover]:
@@ -262,7 +273,7 @@ inputs = st.one_of(
     st.just(Timer()),
     st.builds(Grant, st.sampled_from(ELECTORATE), st.integers(0, 3)),
     st.builds(Deny, st.sampled_from(ELECTORATE), st.integers(0, 3), st.integers(0, 3),
-              st.sampled_from(ELECTORATE)),
+              st.sampled_from(ELECTORATE), st.booleans()),
     st.builds(Adopted, st.integers(0, 3), st.sampled_from(ELECTORATE)),
     st.just(EndKnown()),
 )

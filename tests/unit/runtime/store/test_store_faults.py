@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 import pytest
-from fedorch.runtime.store import store as store_module
+from fedorch.runtime.store import database as store_module
 from fedorch.runtime.store.store import Store, WorkflowRow, is_storage_fault
 
 

@@ -1,0 +1,376 @@
+"""The Node's takeover part: coordinator takeover of its committed workflows.
+
+Theory of operation
+-------------------
+Composed by the Node when `Timing.takeover_after_s` is set (the Node has none
+otherwise: its original coordinator is the only one). Who takes over is decided by
+the pure core agent/core/workflow/takeover.py (one `Takeover` per committed, running
+workflow this agent takes part in); this part feeds it and does what it says, through
+the Node, so that every change is a record of the same Ready as the input that caused
+it.
+
+Inputs and timers. Membership comes in as the Node's `MemberState(domain, state)`
+input, posted by the driver whenever its membership view changes (the simulator from
+`Simulation.member_state`, the daemon from its SWIM shell); the Node keeps that view
+(`Node.members`). Each core is told how the view sees the coordinator it follows
+(`Watch`): when the view of that coordinator, or of one of its participants, changes,
+when the core is built, and when the core starts following another coordinator. A
+domain the view has never named is "" to the core: not ALIVE, so silent. Every core's
+own deadline (`Takeover.get_timer`: the silence that makes a coordinator gone, the
+claim timeout, the successor's claim again) is part of `Node.get_timer()`, and a
+`Tick` steps `Timer` into the cores whose deadline has come: there is no periodic look.
+A deadline still due after its Timer would wake the driver again at once, for ever: the
+Node stops with a LocalProtocolError naming the workflow instead.
+
+Cores. One per workflow in `Node.progress` (committed, not ended here) of which this
+agent is a participant or the original coordinator, built when the workflow is
+resumed (at its commit, and on restore from the tables, so a restarted agent rebuilds
+them: the epoch and holder from `granted` and `epochs`, the electorate from the
+committed round's acceptors, `claiming` when its own grant is on record and it never
+acted), and dropped when the workflow ends here. A restored successor that had acted
+ends the workflow at once if every result is in, and tells its end again to whoever
+had not acknowledged it.
+
+Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
+coordinator followed, to whom our results then go again) under the point "takeover
+epoch", before any message of the same turn leaves; `Act` writes `epochs` as our own
+under "takeover act" and notes `acting` (the simulator's checker takes it);
+`SendClaim` is a `ClaimMsg` (takeover_claims.py). An acting successor ends the
+workflow once its progress has an outcome and tells every participant and the
+original coordinator with its epoch (`FinalMsg.epoch`, resent until acknowledged) and
+its certificate (`FinalMsg.won`): a member that holds that very epoch for a claimant
+that lost it (it heard the loser's claim first, e.g. the original coordinator back from
+a stall) follows the winner and takes its end, where it would refuse it for ever (its
+core follows a live domain, which never acts). A claimant that learns the end before
+its claim won tells it on in its claimed epoch (the core's `Announce`, with no
+certificate), as those that granted it refuse the lower epoch's notice.
+
+Claims received, answers to ours, and what a claim shows an acceptor that holds no
+step: takeover_claims.py.
+
+Evidence. A claim's epoch certificate and its proof of the committed round are
+signatures on the wire. The Node is handed the check of them (`TakeoverEvidence`),
+as it is handed the acceptor's check that a round was stated by its coordinator:
+the daemon's would verify the signatures; the simulator, which signs nothing, asks
+its own record of who acted and which round was committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol
+
+from fedorch.core.negotiation.errors import LocalProtocolError
+from fedorch.core.node.records import Disk, FinalMsg
+from fedorch.core.node.takeover_claims import Claims, held_of
+from fedorch.core.workflow import lifecycle
+from fedorch.core.workflow.acceptor_grant import Round
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome
+from fedorch.core.workflow.takeover import (
+    GONE_AT_ONCE,
+    Act,
+    Adopted,
+    Announce,
+    EndKnown,
+    Persist,
+    Proven,
+    Role,
+    SendClaim,
+    Takeover,
+    Timer,
+    Watch,
+)
+
+__all__ = ["NoEvidence", "TakeoverEvidence", "Takeovers", "acceptors_of", "held_of"]
+
+
+class TakeoverEvidence(Protocol):
+    """The checks of what a claim or an answer shows (signatures on the wire)."""
+
+    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
+        """`coordinator` holds an epoch certificate of `epoch` (a majority granted it)."""
+        ...
+
+    def round_proof_holds(self, wf: str, proof: Round) -> bool:
+        """`proof` is the round its coordinator stated, and a COMMIT of it was chosen."""
+        ...
+
+
+class NoEvidence:
+    """Nothing can be verified: no certificate is believed, no proof holds."""
+
+    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
+        return False
+
+    def round_proof_holds(self, wf: str, proof: Round) -> bool:
+        return False
+
+
+def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
+    """The committed round's acceptors as written here at the commit (the coordinator's
+    row, a participant's `electorates`): the takeover electorate. () under classic 2PC."""
+    row = disk.rows.get(wf)
+    if row is not None and row.committed:
+        return row.acceptors
+    return disk.electorates.get(wf, ())
+
+
+class Takeovers:
+    def __init__(self, node: Any, evidence: TakeoverEvidence | None = None) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts,
+        # never the reverse, so the import graph has no cycle).
+        self.n = node
+        self.evidence: TakeoverEvidence = evidence if evidence is not None else NoEvidence()
+        self.after_s: float = node.t.takeover_after_s
+        self.cores: dict[str, Takeover] = {}
+        self.claims = Claims(self)
+
+    # ---- restore ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """What an agent holds only in memory: gone on restart (rebuilt by `resume`)."""
+        self.cores = {}
+        self.claims.reset()
+
+    def restore(self, now: float) -> None:
+        """After the Node's tables are read back: every running workflow has its core (a
+        restored successor that acted ends it if it can), and the ends this agent made as
+        a successor go again to whoever has not acknowledged them (what it sent before
+        was in memory only)."""
+        n = self.n
+        d = n.state
+        for wf in list(n.progress):
+            core = self.core(wf)
+            if core is not None and core.role is Role.ACTING and core.epoch > 0:
+                self.successor_outcome(now, wf)  # every result may be in already
+        for wf, state in d.final.items():
+            epoch, coordinator = d.epochs.get(wf, (0, ""))
+            if epoch < 1 or coordinator != n.name:
+                continue
+            info = n.running.info(wf)
+            acked = d.final_acked.get(wf, set())
+            won = self.evidence.certificate_holds(wf, epoch, n.name)  # or a claimant's end
+            for dst in sorted((set(info.placement.values()) | {info.coordinator})
+                              - {n.name} - acked):
+                n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
+
+    # ---- cores --------------------------------------------------------------------------
+
+    def core(self, wf: str) -> Takeover | None:
+        """The core of a running workflow this agent takes part in (built on first use,
+        from the tables); None for any other."""
+        n = self.n
+        if wf not in n.progress or wf in n.state.final:
+            return None
+        core = self.cores.get(wf)
+        if core is None:
+            d = n.state
+            info = n.running.info(wf)
+            participants = set(info.placement.values())
+            if n.name not in participants | {info.coordinator}:
+                return None
+            epoch, holder = held_of(d, wf, info.coordinator)
+            acting = d.epochs.get(wf, (0, info.coordinator))[1] == n.name
+            core = Takeover(n.name, info.coordinator, participants,
+                            acceptors=acceptors_of(d, wf), epoch=epoch, coordinator=holder,
+                            takeover_after_s=self.after_s,
+                            claim_timeout_s=n.t.prepare_timeout_s,
+                            claiming=holder == n.name and not acting)
+            self.cores[wf] = core
+        return core
+
+    def resumed(self, now: float, wf: str) -> None:
+        """`wf` is running here (committed, or restored): its core is told the view."""
+        core = self.core(wf)
+        if core is not None:
+            self.watch(now, wf, core)
+
+    def forget(self, wf: str) -> None:
+        """`wf` ended here: its core has nothing left to do."""
+        self.cores.pop(wf, None)
+        self.claims.forget(wf)
+
+    def coordinator_now(self, wf: str) -> str:
+        """The coordinator this agent reports to for `wf` (or is): the one it follows, or
+        a claimant it granted since. A participant that had not learned the commit when a
+        claim came answered it as an acceptor (a grant, no follow): its results go to
+        that claimant, not to the coordinator it granted away."""
+        return held_of(self.n.state, wf, self.n.running.info(wf).coordinator)[1]
+
+    # ---- membership and timers ----------------------------------------------------------
+
+    def member_changed(self, now: float, domain: str) -> None:
+        """The view of `domain` changed: the cores it concerns are told."""
+        for wf in list(self.n.progress):
+            core = self.core(wf)
+            if core is not None and (domain == core.coordinator or domain in core.participants):
+                self.watch(now, wf, core)
+
+    def watch(self, now: float, wf: str, core: Takeover) -> None:
+        if core.role is Role.ACTING or core.ended or wf not in self.n.progress:
+            return
+        members = self.n.members
+        dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
+        self.step(now, wf, core, Watch(members.get(core.coordinator, ""), dead))
+
+    def timer(self) -> float | None:
+        times = [t for wf in self.n.progress if (core := self.cores.get(wf)) is not None
+                 and (t := core.get_timer()) is not None]
+        again = self.claims.timer()
+        if again is not None:
+            times.append(again)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> None:
+        for wf in list(self.n.progress):
+            core = self.cores.get(wf)
+            if core is None or wf not in self.n.progress:
+                continue
+            timer = core.get_timer()
+            if timer is not None and timer <= now:
+                self.step(now, wf, core, Timer())
+                if wf in self.n.progress and core.get_timer() == timer:
+                    # A deadline that stays due once fired would wake the driver again
+                    # at once, for ever: a broken core, stopped here by name.
+                    raise LocalProtocolError(f"takeover of {wf}: the deadline {timer} is"
+                                             f" still due after its timer fired")
+        self.claims.tick(now)
+
+    # ---- the core's actions -------------------------------------------------------------
+
+    def step(self, now: float, wf: str, core: Takeover, event: object) -> None:
+        """Step the core and do what it says; a core that starts following another
+        coordinator is told at once how the view sees that one."""
+        before = core.coordinator
+        self.apply(now, wf, core, core.step(now, event))
+        if core.coordinator != before and core.role is Role.FOLLOWING:
+            self.watch(now, wf, core)
+
+    def apply(self, now: float, wf: str, core: Takeover, actions: list) -> None:
+        n = self.n
+        d = n.state
+        for x in actions:
+            if isinstance(x, Persist):
+                n.point("takeover epoch")
+                d.granted[wf] = (x.epoch, x.coordinator)
+                if x.coordinator != n.name:
+                    d.epochs[wf] = (x.epoch, x.coordinator)
+                    self.report_again(wf)
+                    if wf in d.rows:  # the original coordinator: no longer acts for it
+                        n.stats["old coordinator follows"] += 1
+            elif isinstance(x, SendClaim):
+                self.claims.send(wf, core, x)
+            elif isinstance(x, Act):
+                n.point("takeover act")
+                d.epochs[wf] = (x.epoch, n.name)
+                n.stats["takeover"] += 1
+                n.note("acting", wf, x.epoch, now)
+                self.successor_outcome(now, wf)
+
+    def follow_proven(self, now: float, wf: str, winner: str, epoch: int) -> bool:
+        """A certificate shown by `winner` (its claim, or its answer to ours): the core
+        follows it if it holds and its epoch is not below ours (`Proven`)."""
+        core = self.core(wf)
+        if core is None or epoch < 1 \
+                or not self.evidence.certificate_holds(wf, epoch, winner):
+            return False
+        before = (core.epoch, core.coordinator)
+        self.step(now, wf, core, Proven(epoch, winner))
+        if (core.epoch, core.coordinator) != before:
+            self.n.stats["takeover proven winner followed"] += 1
+        return (core.epoch, core.coordinator) == (epoch, winner)
+
+    def report_again(self, wf: str) -> None:
+        """A new coordinator is followed here: it collects the results, ours again."""
+        p = self.n.progress.get(wf)
+        if p is not None:
+            for s in p.local_steps():
+                if s.state in TERMINAL_STEP_STATES:
+                    self.n.running.report(wf, s.id)
+
+    def follow(self, wf: str, epoch: int, coordinator: str) -> None:
+        """Follow `coordinator` at `epoch` where no core is kept (not running here)."""
+        n = self.n
+        n.point("takeover epoch")
+        n.state.granted[wf] = (epoch, coordinator)
+        n.state.epochs[wf] = (epoch, coordinator)
+        self.report_again(wf)
+        if wf in n.state.rows:  # the original coordinator: no longer acts for it
+            n.stats["old coordinator follows"] += 1
+
+    # ---- ends ----------------------------------------------------------------------------
+
+    def follow_end(self, now: float, wf: str, epoch: int, src: str,
+                   state: WorkflowState, won: bool = False) -> None:
+        """An end notice the boundary let through. Of a later epoch than held, or of the
+        epoch held here for a claimant that lost it to the sender (its certificate,
+        `won`): follow its sender; the original coordinator's row ends as the successor
+        ended it. Of an earlier epoch than our own claim (taken: the claim had not won):
+        the claimant tells it on, in its epoch, and ends the workflow here (see
+        Announce)."""
+        n = self.n
+        d = n.state
+        held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
+        later = epoch > held_epoch
+        proven = won and epoch == held_epoch >= 1 and src != holder \
+            and self.evidence.certificate_holds(wf, epoch, src)
+        if epoch > 0 and (later or proven):
+            core = self.cores.get(wf) if wf in n.progress else None
+            if core is not None:
+                self.step(now, wf, core, Adopted(epoch, src) if later else Proven(epoch, src))
+            else:
+                self.follow(wf, epoch, src)
+            if proven:
+                n.stats["takeover end of a proven winner followed"] += 1
+        row = d.rows.get(wf)
+        if row is not None and epoch > 0 and row.state is not state:
+            d.rows[wf] = replace(row, state=state)
+        core = self.core(wf)
+        if core is not None and self.announce(now, wf, core, state):
+            n.stats["takeover claimant told an earlier epoch's end on"] += 1
+
+    def announce(self, now: float, wf: str, core: Takeover, state: WorkflowState) -> bool:
+        """The end is known here: a claimant (or acting successor) makes it its own and
+        tells everyone, those that granted its claim and follow it too: there is one
+        end. False if the core leaves it to the coordinator it follows."""
+        if wf not in self.n.progress:
+            return False
+        for x in core.step(now, EndKnown()):
+            if isinstance(x, Announce):
+                self.end_as_successor(now, wf, x.epoch, state)
+                return True
+        return False
+
+    def successor_outcome(self, now: float, wf: str) -> None:
+        """An acting successor ends the workflow once its progress has an outcome."""
+        core = self.cores.get(wf)
+        p = self.n.progress.get(wf)
+        if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:
+            return
+        outcome = p.outcome()
+        if outcome is None:
+            return
+        self.n.point("workflow outcome")
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        self.end_as_successor(now, wf, core.epoch,
+                              lifecycle.step(WorkflowState.RUNNING, event))
+
+    def end_as_successor(self, now: float, wf: str, epoch: int,
+                         state: WorkflowState) -> None:
+        n = self.n
+        d = n.state
+        row = d.rows.get(wf)
+        if row is not None:  # the original coordinator, back and acting in a later epoch
+            d.rows[wf] = replace(row, state=state)
+        info = n.running.info(wf)
+        core = self.cores.get(wf)
+        won = core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1
+        n.running.end_here(wf, state)
+        n.note("coordinator_ended", wf, epoch, state)
+        if d.epochs.get(wf) != (epoch, n.name):
+            # A claimant's end, in the same write as the end: a restart tells it again
+            # (restore), and the claim is never taken for won (no core is rebuilt).
+            d.epochs[wf] = (epoch, n.name)
+        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))

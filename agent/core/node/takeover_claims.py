@@ -1,0 +1,225 @@
+"""The Node's takeover claims: what it sends, how it answers, what it makes of answers.
+
+Theory of operation
+-------------------
+Part of the Node's takeover part (takeover.py, whose header tells the whole). Claims
+and answers are the Node's messages (`ClaimMsg`, `ClaimAnswerMsg`, records.py); every
+grant is written (`granted`, and `epochs` when it follows) before its answer leaves,
+as both are records and messages of the same Ready.
+
+Sending. A claim carries, to an acceptor that holds no step, the proof of the round
+(the committed round as its coordinator stated it, and its COMMIT: `Round`), and from
+a claimant that won (it acts in that epoch) its certificate (`won`).
+
+Answering a claim (`on_claim`):
+- of a workflow unknown here but for our vote (no decision learned): "in doubt", no
+  grant, no refusal (the claimant asks again `CLAIM_AGAIN_S` later);
+- of a workflow with no step here: as an acceptor of its round, on the claim's proof
+  checked against our records (agent/core/workflow/acceptor_grant.py decides), the
+  grant kept in `granted` before the answer;
+- of a workflow ended here: its end, no grant (an ended workflow is not taken over);
+- otherwise by `may_grant`: at most one claimant per epoch, never below the held one.
+  A claim that may not be granted but shows a certificate of the epoch held is
+  followed (`Proven`); a refusal names what we hold, and shows our own certificate
+  when we act in that epoch (a rival claimant of it follows us at once). A grant is
+  `Adopted` by our core (or followed where no core is kept).
+
+Answers to our claim (`on_claim_answer`): a member's end (the workflow ended
+meanwhile) is taken and told on; "in doubt" is asked again; a certificate shown by a
+rival is followed; a grant or a denial goes to the core (`Grant`, `Deny`), and the
+two ways a split claim settles on the denials are counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk
+from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
+from fedorch.core.workflow.takeover import (
+    Adopted,
+    Deny,
+    Grant,
+    Role,
+    SendClaim,
+    Takeover,
+    may_grant,
+)
+
+CLAIM_AGAIN_S = 1.0
+
+
+class Claims:
+    def __init__(self, takeovers: Any) -> None:
+        # The takeover part that owns this one (takeover.py imports it, not the reverse).
+        self.tk = takeovers
+        self.n = takeovers.n
+        # Claims answered "in doubt here" by a participant, sent again at `again_at`
+        # (workflow -> members).
+        self.again: dict[str, set[str]] = {}
+        self.again_at: float | None = None
+
+    def reset(self) -> None:
+        self.again = {}
+        self.again_at = None
+
+    def forget(self, wf: str) -> None:
+        self.again.pop(wf, None)
+
+    def timer(self) -> float | None:
+        return self.again_at if self.again else None
+
+    def tick(self, now: float) -> None:
+        if self.again_at is None or now < self.again_at:
+            return
+        again, self.again, self.again_at = self.again, {}, None
+        for wf, members in sorted(again.items()):
+            core = self.tk.cores.get(wf)
+            if core is None or wf not in self.n.progress or core.ended \
+                    or core.coordinator != self.n.name:
+                continue  # the claim is over
+            for dst in sorted(members):
+                self.n.stats["takeover claim sent again to a participant in doubt"] += 1
+                self.send(wf, core, SendClaim(dst, core.epoch))
+
+    # ---- sending --------------------------------------------------------------------------
+
+    def send(self, wf: str, core: Takeover, x: SendClaim) -> None:
+        """A claim, with the proof of the round for an acceptor holding no step, and, from
+        a claimant that won (it acts in that epoch), its certificate."""
+        won = core.role is Role.ACTING and x.epoch == core.epoch >= 1
+        self.n.send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to), won=won))
+
+    def _round_proof(self, wf: str, core: Takeover, to: str) -> Round | None:
+        """What our claim shows an acceptor holding no step: the committed round, as its
+        coordinator signed it at PREPARE, and its COMMIT (runtime.round_proofs)."""
+        d = self.n.state
+        round_ = d.committed.get(wf)
+        if to in core.participants or to == core.original or round_ is None:
+            return None
+        info = d.info.get((wf, round_))
+        learned = d.learned.get((wf, round_))
+        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
+            return None
+        return Round(round_, frozenset(info.placement.values()),
+                     frozenset(d.electorates[wf]), COMMIT)
+
+    # ---- a claim received -------------------------------------------------------------------
+
+    def on_claim(self, now: float, src: str, msg: ClaimMsg) -> None:
+        n, tk = self.n, self.tk
+        wf = msg.workflow_id
+        d = n.state
+        if wf not in d.committed and wf not in d.rows and wf not in d.final:
+            if n.participant.keys_of(wf):
+                # A vote of ours, no decision learned: "in doubt here", no grant, no
+                # refusal (the runtime's TakeoverAnswer.in_doubt); asked again soon.
+                n.stats["takeover claim answered in doubt"] += 1
+                n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, "", in_doubt=True))
+                return
+            self._on_claim_as_acceptor(src, msg)
+            return
+        original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \
+            else wf.rpartition(".")[0]
+        epoch, holder = held_of(d, wf, original)
+        if wf in d.final:  # an ended workflow is not taken over: its end instead
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
+            return
+        if not may_grant(epoch, holder, msg.epoch, src) and msg.won \
+                and tk.follow_proven(now, wf, src, msg.epoch):
+            epoch, holder = held_of(d, wf, original)  # it won the epoch held: follow it
+        if not may_grant(epoch, holder, msg.epoch, src):
+            core = tk.core(wf)
+            won = holder == n.name and core is not None and core.role is Role.ACTING \
+                and core.epoch == epoch >= 1  # a rival of our epoch: our proof
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, won=won))
+            return
+        core = tk.core(wf)
+        if core is not None:
+            tk.step(now, wf, core, Adopted(msg.epoch, src))
+        else:
+            tk.follow(wf, msg.epoch, src)
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
+
+    def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
+        """A claim of a workflow with no step here: an acceptor of its round answers, on
+        the claim's proof, checked against its records (acceptor_grant)."""
+        n = self.n
+        wf = msg.workflow_id
+        d = n.state
+        records = []
+        for (w, round_), rec in d.acceptor.items():
+            if w == wf:
+                decided = rec.decided or d.learned.get((w, round_))
+                records.append(Round(round_, frozenset(rec.tx.participants),
+                                     frozenset(rec.tx.acceptors), None if decided is None
+                                     else COMMIT if decided.commit else ABORT))
+        proof, error = msg.proof, None
+        if proof is not None and not self.tk.evidence.round_proof_holds(wf, proof):
+            proof, error = None, ("bad_round_proof", "not the committed round")
+        epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
+        verdict = acceptor_grant(n.name, src, msg.epoch, (epoch, holder), records,
+                                 proof, error)
+        if verdict.refused:
+            n.stats["takeover claim unknown here"] += 1
+            n.stats[f"takeover claim refused {verdict.reason}"] += 1
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
+            return
+        if not verdict.granted:
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder))
+            return
+        n.point("takeover epoch")
+        d.granted[wf] = (msg.epoch, src)
+        n.stats["takeover granted by an acceptor only"] += 1
+        if proof is not None and not records:
+            n.stats["takeover granted on a proof of the round"] += 1
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
+
+    # ---- an answer to our claim ---------------------------------------------------------------
+
+    def on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
+        n, tk = self.n, self.tk
+        wf = msg.workflow_id
+        core = tk.cores.get(wf)
+        if core is None or wf not in n.progress:
+            return
+        if msg.final is not None and src in core.audience:
+            # Ended meanwhile: a member of the workflow says so, as its coordinator told
+            # it (a participant's word about its own workflow; one outside the electorate
+            # too: it may have been the coordinator of an epoch that ended it, and its
+            # end is then the only one there is). A claimant (or acting successor) makes
+            # that end its own and tells everyone, those that granted its claim and follow
+            # it too: there is one end.
+            n.stats["takeover found the end"] += 1
+            if not tk.announce(now, wf, core, msg.final):
+                tk.follow_end(now, wf, msg.held_epoch, src, msg.final)
+                if wf not in n.state.final:
+                    n.running.end_here(wf, msg.final)
+            return
+        if msg.in_doubt and not msg.granted:
+            if src in core.participants and core.coordinator == n.name \
+                    and core.epoch == msg.epoch:
+                self.again.setdefault(wf, set()).add(src)
+                if self.again_at is None:
+                    self.again_at = now + CLAIM_AGAIN_S
+            return
+        if msg.won and not msg.granted and msg.holder == src \
+                and tk.follow_proven(now, wf, src, msg.held_epoch):
+            return
+        event = Grant(src, msg.epoch) if msg.granted \
+            else Deny(src, msg.epoch, msg.held_epoch, msg.holder)
+        before = (core.role, core.epoch, core.coordinator)
+        tk.step(now, wf, core, event)
+        if before[0] is Role.CLAIMING and msg.held_epoch == before[1] and not msg.granted:
+            # A split claim settled on the denials (takeover_split), not at a timeout.
+            if core.epoch == before[1] and core.coordinator not in (before[2], n.name):
+                n.stats["takeover claimant yielded to a better-ranked rival"] += 1
+            elif core.epoch > before[1] and core.coordinator == n.name:
+                n.stats["takeover next epoch claimed on the denials"] += 1
+
+
+def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:
+    """The epoch and coordinator an agent holds: the higher of followed and granted."""
+    followed = disk.epochs.get(wf, (0, original))
+    granted = disk.granted.get(wf, (0, ""))
+    return granted if granted[0] > followed[0] else followed

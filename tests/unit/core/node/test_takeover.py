@@ -1,0 +1,263 @@
+"""Coordinator takeover inside the Node (agent/core/node/takeover.py), Nodes driven by
+hand: d0 coordinates one workflow whose steps are on d1 and d2 (d3 has none); the
+membership view comes in as `MemberState` inputs; d0 then goes silent."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node.ready import Ready, apply
+from fedorch.core.node.records import (
+    ClaimAnswerMsg,
+    ClaimMsg,
+    Disk,
+    FinalMsg,
+    Timing,
+)
+from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
+from fedorch.core.workflow.takeover import Role
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+NAMES = ["d0", "d1", "d2", "d3"]
+WF = "d0.w"
+TIMING = Timing(max_rounds=1, takeover_after_s=3.0)
+
+
+class Certified:
+    """The evidence port: d1's certificate of epoch 1 holds once d1 acts in it."""
+
+    def __init__(self) -> None:
+        self.acting: dict[tuple[str, int], str] = {}
+
+    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
+        return self.acting.get((wf, epoch)) == coordinator
+
+    def round_proof_holds(self, wf: str, proof) -> bool:
+        return True
+
+
+class Federation:
+    """Four Nodes, each with its disk; `flush` does a Ready as a driver does and queues
+    its messages; `deliver` hands them on (to the living only)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.evidence = Certified()
+        self.disks = {n: Disk() for n in NAMES}
+        self.nodes = {n: self._node(n) for n in NAMES}
+        self.net: list[tuple[str, str, object]] = []
+        self.silent: set[str] = set()
+        self.readies: dict[str, list[Ready]] = {n: [] for n in NAMES}
+        for n in NAMES:
+            self.step(n, *(MemberState(m, "ALIVE") for m in NAMES if m != n))
+
+    def _node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+                    timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, disk=self.disks[name], now=self.now)
+
+    def step(self, name: str, *inputs: object) -> Ready:
+        node = self.nodes[name]
+        for event in inputs:
+            node.step(self.now, event)
+        return self.flush(name)
+
+    def flush(self, name: str) -> Ready:
+        node = self.nodes[name]
+        ready = node.ready()
+        for w in ready.writes:
+            apply(self.disks[name], w.ops)
+            for what, *facts in w.notes:
+                if what == "acting":
+                    self.evidence.acting[(facts[0], facts[1])] = name
+        for out in ready.send_now + ready.send_after_write:
+            self.net.append((name, out.to, out.msg))
+        node.advance(ready)
+        self.readies[name].append(ready)
+        for run in ready.start_steps:  # every attempt succeeds at once
+            self.net.append((name, name, StepEnded(*run, ok=True)))
+        return ready
+
+    def deliver(self, rounds: int = 200) -> None:
+        for _ in range(rounds):
+            if not self.net:
+                return
+            batch, self.net = self.net, []
+            for src, dst, msg in batch:
+                if dst in self.silent or src in self.silent:
+                    continue
+                event = msg if isinstance(msg, StepEnded) else Message(src, msg)
+                self.step(dst, event)
+        raise AssertionError("the federation did not settle")
+
+    def tick(self, at: float) -> None:
+        self.now = at
+        for n in NAMES:
+            if n not in self.silent:
+                self.step(n, Tick())
+        self.deliver()
+
+    def restore(self, name: str) -> Node:
+        self.nodes[name] = self._node(name)
+        self.flush(name)
+        return self.nodes[name]
+
+
+def committed(*, steps_end: bool = False) -> Federation:
+    """d0's workflow committed at d1 and d2 (s1 on d1, s2 on d2 after s1); the steps
+    run and their results flow only if `steps_end`."""
+    fed = Federation()
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+    fed.step("d0", Submit(WF, spec, placement={"s1": "d1", "s2": "d2"}))
+    if not steps_end:
+        fed.net = [m for m in fed.net if not isinstance(m[2], StepEnded)]
+        for _ in range(50):  # the negotiation, but no attempt ends
+            if not fed.net:
+                break
+            batch, fed.net = fed.net, []
+            for src, dst, msg in batch:
+                fed.step(dst, Message(src, msg))
+            fed.net = [m for m in fed.net if not isinstance(m[2], StepEnded)]
+    else:
+        fed.deliver()
+    assert WF in fed.disks["d1"].committed, "the workflow did not commit at d1"
+    return fed
+
+
+def sent(ready: Ready) -> list[tuple[str, object]]:
+    return [(o.to, o.msg) for o in ready.send_now + ready.send_after_write]
+
+
+def test_a_claim_is_granted_and_written_before_its_answer_leaves() -> None:
+    fed = committed()
+    ready = fed.step("d2", Message("d1", ClaimMsg(WF, 1)))
+    ops = [(op.table, op.key, op.value) for w in ready.writes for op in w.ops]
+    assert ("granted", WF, (1, "d1")) in ops and ("epochs", WF, (1, "d1")) in ops
+    answers = [o.msg for o in ready.send_after_write if isinstance(o.msg, ClaimAnswerMsg)]
+    assert answers == [ClaimAnswerMsg(WF, 1, True, 1, "d1")]  # after the write only
+    assert not any(isinstance(o.msg, ClaimAnswerMsg) for o in ready.send_now)
+    assert fed.disks["d2"].granted[WF] == (1, "d1")
+    # The same epoch to another claimant: denied, naming the holder; nothing written.
+    ready = fed.step("d2", Message("d3", ClaimMsg(WF, 1)))
+    assert not ready.writes
+    assert sent(ready) == [("d3", ClaimAnswerMsg(WF, 1, False, 1, "d1"))]
+
+
+def test_a_dead_coordinator_is_taken_over_and_the_successor_ends_the_workflow() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    claims = [m for s, _, m in fed.net if s == "d1" and isinstance(m, ClaimMsg)]
+    assert claims and {c.epoch for c in claims} == {1}  # d1, the lowest participant
+    assert fed.disks["d1"].granted[WF] == (1, "d1")
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d1"].epochs[WF] == (1, "d1")
+    assert fed.disks["d2"].epochs[WF] == (1, "d1")
+    assert WF not in fed.disks["d1"].final  # the steps have not ended
+    # The attempts end: their results go to d1, which ends the workflow in epoch 1.
+    for n in ("d1", "d2"):
+        for run in sorted(fed.disks[n].runs):
+            fed.step(n, StepEnded(*run, ok=True))
+    fed.deliver()
+    for run in sorted(fed.disks["d2"].runs):
+        fed.step("d2", StepEnded(*run, ok=True))
+    fed.deliver()
+    final = fed.disks["d1"].final[WF]
+    assert final is WorkflowState.SUCCEEDED
+    assert fed.disks["d2"].final[WF] is final
+    ends = [(d, m) for r in fed.readies["d1"] for d, m in sent(r) if isinstance(m, FinalMsg)]
+    assert {d for d, _ in ends} == {"d0", "d2"}  # every participant and the original
+    assert all(m.epoch == 1 and m.won and m.state is final for _, m in ends)
+    assert WF not in fed.nodes["d1"].takeover.cores  # done with
+
+
+def test_a_returning_coordinator_follows_the_later_epoch() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    fed.silent.discard("d0")
+    d0 = fed.restore("d0")  # back from its disk: it still holds epoch 0 as its own
+    assert d0.takeover.cores[WF].role is Role.ACTING and d0.takeover.cores[WF].epoch == 0
+    fed.step("d0", Message("d1", ClaimMsg(WF, 1, won=True)))
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    assert d0.takeover.coordinator_now(WF) == "d1"
+    assert d0.takeover.cores[WF].role is Role.FOLLOWING
+    # Its end then comes from d1 in epoch 1, and d0's row ends as d1 ended it.
+    fed.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1, won=True)))
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+
+
+def test_a_silent_coordinator_is_claimed_only_after_takeover_after_s() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    fed.now = 10.0
+    fed.step("d1", MemberState("d0", "SUSPECT"))
+    assert fed.nodes["d1"].get_timer() == pytest.approx(10.0 + TIMING.takeover_after_s)
+    fed.tick(12.9)
+    assert WF not in fed.disks["d1"].granted  # not yet
+    fed.tick(13.0)
+    assert fed.disks["d1"].granted[WF] == (1, "d1")
+
+
+def test_restore_rebuilds_a_claimants_core_which_claims_again_at_once() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    fed.step("d1", MemberState("d0", "DEAD"))  # d1 claims epoch 1; no answer yet
+    fed.net.clear()
+    d1 = fed.restore("d1")
+    core = d1.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    assert d1.get_timer() is not None and d1.get_timer() <= fed.now
+    d1.step(fed.now, Tick())
+    ready = fed.flush("d1")
+    assert {(to, m.epoch) for to, m in sent(ready) if isinstance(m, ClaimMsg)} \
+        >= {("d2", 1)}
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}  # the claim won after the restart
+
+
+def test_restore_rebuilds_followers_and_an_acting_successor() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    fed.step("d1", MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    d2 = fed.restore("d2")  # it granted d1: it follows d1 again
+    core = d2.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 1, "d1")
+    # d1's attempt of s1 was running when it stopped: it counts as failed on restore,
+    # and the restored successor (acting in epoch 1) ends the workflow at once.
+    fed.restore("d1")
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    ends = [m for to, m in sent(fed.readies["d1"][-1]) if isinstance(m, FinalMsg)]
+    assert ends and all(m.epoch == 1 and m.won for m in ends)
+    fed.deliver()
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+
+
+def test_takeover_off_refuses_claims() -> None:
+    from fedorch.core.negotiation.errors import RemoteProtocolError
+    node = Node("d1", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
+                timing=Timing(), peers=NAMES, rng=random.Random(1))
+    assert node.takeover is None
+    node.step(0.0, MemberState("d0", "DEAD"))  # kept, nothing to do
+    assert node.members == {"d0": "DEAD"}
+    with pytest.raises(RemoteProtocolError):
+        node.step(0.0, Message("d2", ClaimMsg(WF, 1)))
+
+
+def test_every_participant_ends_the_workflow_once_the_coordinator_is_gone() -> None:
+    """The whole path, steps running: every live member ends it the same way."""
+    fed = committed(steps_end=True)
+    assert fed.disks["d0"].final.get(WF) in TERMINAL  # d0 finished it: no takeover
+    assert not fed.evidence.acting
