@@ -216,6 +216,18 @@ def store_statements(net: RealNet) -> dict[str, float]:
     return {d: net.metric(d, "fedorch_store_statements_total") for d in net.procs}
 
 
+# The node engine's counters (runtime/node_engine/metrics.py), read per agent.
+NODE_COUNTERS = {"driver_turns": "fedorch_node_driver_turns_total",
+                 "transactions": "fedorch_node_store_transactions_total",
+                 "envelopes_out": "fedorch_node_envelopes_total"}
+
+
+def node_counters(net: RealNet) -> dict[str, dict[str, float]]:
+    """Each agent's node-engine counters so far (zero for the shells)."""
+    return {d: {name: net.metric(d, metric) for name, metric in NODE_COUNTERS.items()}
+            for d in net.procs}
+
+
 def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
                         workflows: int) -> dict[str, float]:
     """Each process's CPU per workflow between two readings, and their total."""
@@ -225,9 +237,11 @@ def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
     return per
 
 
-async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
+async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shells") -> dict:
     """One closed loop of `total` workflows with `concurrency` submitters: its rates and
-    the CPU the agents and the client spent per workflow."""
+    the CPU the agents and the client spent per workflow (with the node engine, its
+    driver turns, transactions and envelopes per workflow too)."""
+    node_before = await asyncio.to_thread(node_counters, net) if engine == "node" else None
     statements_before = await asyncio.to_thread(store_statements, net)
     cpu_before = cpu_now(net)
     start = time.monotonic()
@@ -240,7 +254,13 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
     for r in loaded:
         if r.error:
             failed[r.error] = failed.get(r.error, 0) + 1
-    return {"concurrency": concurrency,
+    node = {}
+    if node_before is not None:
+        after = await asyncio.to_thread(node_counters, net)
+        node = {"node_per_workflow": {
+            d: {k: round((after[d][k] - node_before[d][k]) / total, 2) for k in NODE_COUNTERS}
+            for d in after}}
+    return {**node, "concurrency": concurrency,
             "commits_per_s": round(len(committed_at) / (max(committed_at, default=start)
                                                         - start or 1), 1),
             "workflows_per_s": round(len(finished_at) / (max(finished_at, default=start)
@@ -255,9 +275,11 @@ async def _peak(net: RealNet, total: int, concurrency: int) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None):
-    """The bench's three agents, started, converged, and stopped by pid at the end."""
-    extra = extra or {}
+async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None,
+                      engine: str = "shells"):
+    """The bench's three agents, started, converged, and stopped by pid at the end.
+    `engine`: the agents' `engine` (shells, or node: runtime/node_engine)."""
+    extra = {"engine": engine, **(extra or {})}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
         {"name": "bench.noop", "capacity": 100_000,
          "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
@@ -279,7 +301,7 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
-                           batching: bool = True) -> dict:
+                           batching: bool = True, engine: str = "shells") -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
@@ -289,9 +311,9 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
     echo = await echo_calls_per_s()
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
-        async with _federation(Path(tmp), commit, batching) as net:
+        async with _federation(Path(tmp), commit, batching, engine=engine) as net:
             unloaded = await _closed_loop(net, 30, 1)
-            loops = [await _peak(net, total, n) for n in concurrency]
+            loops = [await _peak(net, total, n, engine) for n in concurrency]
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
             half = await _open_loop(net, max(1.0, peak["commits_per_s"] / 2), 5.0)
     lat = [(r.committed - r.submitted) * 1000 for r in unloaded if r.committed]
@@ -312,5 +334,6 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "closed_loops": loops,
         "commit": commit,
         "batching": batching,
+        "engine": engine,
         "forced_write_ms": round(fsync_ms, 2),
     }

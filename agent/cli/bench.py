@@ -102,7 +102,8 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
-            data_dir: str | None = None, commit: str = "paxos", batching: bool = True) -> dict:
+            data_dir: str | None = None, commit: str = "paxos", batching: bool = True,
+            engine: str = "shells") -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -111,12 +112,13 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
         total=total, concurrency=concurrency, workdir=Path(data_dir) if data_dir else None,
-        commit=commit, batching=batching))
+        commit=commit, batching=batching, engine=engine))
 
 
 def _print_commit(r: dict) -> None:
     table = Table(title=f"{r['commit']} commit, three-domain workflows on 127.0.0.1"
-                        f" (batching {'on' if r['batching'] else 'off'})")
+                        f" (batching {'on' if r['batching'] else 'off'},"
+                        f" engine {r.get('engine', 'shells')})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -134,6 +136,12 @@ def _print_commit(r: dict) -> None:
     table.add_row("  of which " + ", ".join(
         f"{name} {ms}" for name, ms in r["cpu_ms_by_process"].items() if name != "total"),
         "", "")
+    peak = next((loop for loop in r["closed_loops"]
+                 if loop["concurrency"] == r["concurrency"]), {})
+    for domain, counts in peak.get("node_per_workflow", {}).items():
+        table.add_row(f"  {domain}: driver turns / transactions / envelopes out per workflow",
+                      f"{counts['driver_turns']} / {counts['transactions']}"
+                      f" / {counts['envelopes_out']}", "")
     table.add_row("submit→committed p50, unloaded (ms)", str(r["p50_ms_unloaded"]), "≤ 5")
     table.add_row("submit→committed p99, unloaded (ms)", str(r["p99_ms_unloaded"]), "")
     table.add_row("submit→committed p50 at half peak (ms)", str(r["p50_ms_half_load"]), "")
@@ -158,10 +166,15 @@ def _print_commit(r: dict) -> None:
 @click.option("--commit", "protocol", type=click.Choice(["paxos", "2pc"]), default="paxos",
               show_default=True, help="negotiation.commit of the agents.")
 @click.option("--no-batching", is_flag=True, help="negotiation.batching: false.")
+@click.option("--engine", type=click.Choice(["shells", "node"]), default="shells",
+              show_default=True, help="engine of the agents (node: one Node and one driver).")
 def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
-           protocol: str, no_batching: bool) -> None:
+           protocol: str, no_batching: bool, engine: str) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
-    result = _commit(workflows, _submitters(concurrency), data_dir, protocol, not no_batching)
+    if engine == "node" and protocol == "2pc":
+        raise click.UsageError("--engine node runs Paxos Commit only (no --commit 2pc)")
+    result = _commit(workflows, _submitters(concurrency), data_dir, protocol, not no_batching,
+                     engine)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -35,6 +35,15 @@ from fedorch.runtime.interceptors import (
     client_auth_from_config,
 )
 from fedorch.runtime.key_changes import earlier_key_fingerprints
+from fedorch.runtime.node_engine.engine import (
+    EngineConfigError,
+    NodeAgent,
+    NodeEngineAgent,
+    check_node_config,
+    uses_node_engine,
+)
+from fedorch.runtime.node_engine.services import NodeClientService, NodePeerService
+from fedorch.runtime.node_store import NodeStoreError
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
@@ -99,16 +108,27 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     key = load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
     ClientKeys.from_files(config.clients.key_files)
+    if uses_node_engine(config):
+        try:
+            check_node_config(config)  # what the node engine cannot run, before any file
+        except EngineConfigError as e:
+            raise StartupError(str(e)) from None
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     store = await Store.open(config.data_dir, domain=config.domain,
                              key=key_fingerprint(key.public_key()), start_fresh=start_fresh,
                              earlier_keys=earlier_key_fingerprints(config, key))
     try:
-        agent = Agent(config, store)
+        agent = (NodeEngineAgent if uses_node_engine(config) else Agent)(config, store)
         agent.config_path = config_path
         # Membership before the port serves: the first gossip may come at once.
         await agent.open()
+        # `engine: node`: the negotiation and the steps run on one Node and its driver
+        # (runtime/node_engine); the Agent keeps membership, trust and signing.
+        engine = NodeAgent(agent) if uses_node_engine(config) else None
+    except (EngineConfigError, NodeStoreError) as e:
+        await store.close()
+        raise StartupError(str(e)) from None
     except BaseException:
         await store.close()
         raise
@@ -144,8 +164,11 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         # the database): the anchors start from the trust store, not from the files.
         trust_changed()
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-    client_pb2_grpc.add_ClientServicer_to_server(ClientService(agent, auth), server)
-    peer_pb2_grpc.add_PeerServicer_to_server(PeerService(agent), server)
+    client_pb2_grpc.add_ClientServicer_to_server(
+        ClientService(agent, auth) if engine is None else NodeClientService(engine, auth),
+        server)
+    peer_pb2_grpc.add_PeerServicer_to_server(
+        PeerService(agent) if engine is None else NodePeerService(engine), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -185,7 +208,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     await server.start()
     ready = asyncio.Event()
-    runner = asyncio.create_task(run_until_stopped(agent, ready), name="agent")
+    runner = asyncio.create_task(
+        run_until_stopped(agent, ready) if engine is None else engine.run(ready), name="agent")
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait([runner, waiter], return_when=asyncio.FIRST_COMPLETED)
     if ready.is_set():

@@ -58,5 +58,6 @@ class Member(Protocol):
     sim: World
     disk: Disk
     coordinators: dict[str, Coordinator]
+    node: Any  # its core.node.Node: the authority table reads it (core/node/authority.py)
 
     def _tx_of(self, key: Key) -> TxInfo | None: ...

@@ -8,6 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Engine(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENGINE_UNSPECIFIED: _ClassVar[Engine]
+    ENGINE_SHELLS: _ClassVar[Engine]
+    ENGINE_NODE: _ClassVar[Engine]
+
 class GossipProfile(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     GOSSIP_PROFILE_UNSPECIFIED: _ClassVar[GossipProfile]
@@ -20,6 +26,9 @@ class CommitProtocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMMIT_PROTOCOL_UNSPECIFIED: _ClassVar[CommitProtocol]
     COMMIT_PROTOCOL_PAXOS: _ClassVar[CommitProtocol]
     COMMIT_PROTOCOL_2PC: _ClassVar[CommitProtocol]
+ENGINE_UNSPECIFIED: Engine
+ENGINE_SHELLS: Engine
+ENGINE_NODE: Engine
 GOSSIP_PROFILE_UNSPECIFIED: GossipProfile
 GOSSIP_PROFILE_LAN: GossipProfile
 GOSSIP_PROFILE_WAN: GossipProfile
@@ -29,7 +38,7 @@ COMMIT_PROTOCOL_PAXOS: CommitProtocol
 COMMIT_PROTOCOL_2PC: CommitProtocol
 
 class AgentConfig(_message.Message):
-    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "console_listen", "clients", "access", "tls", "telemetry", "log_format", "retention")
+    __slots__ = ("domain", "listen", "advertise", "data_dir", "key_file", "seeds", "trust", "labels", "capabilities", "policy", "metrics_listen", "gossip", "negotiation", "log_level", "console_listen", "clients", "access", "tls", "telemetry", "log_format", "retention", "engine")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +67,7 @@ class AgentConfig(_message.Message):
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     LOG_FORMAT_FIELD_NUMBER: _ClassVar[int]
     RETENTION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     domain: str
     listen: str
     advertise: str
@@ -79,7 +89,8 @@ class AgentConfig(_message.Message):
     telemetry: TelemetryConfig
     log_format: str
     retention: RetentionConfig
-    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryConfig, _Mapping]] = ..., log_format: _Optional[str] = ..., retention: _Optional[_Union[RetentionConfig, _Mapping]] = ...) -> None: ...
+    engine: Engine
+    def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryConfig, _Mapping]] = ..., log_format: _Optional[str] = ..., retention: _Optional[_Union[RetentionConfig, _Mapping]] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
 
 class RetentionConfig(_message.Message):
     __slots__ = ("keep_ended_s", "max_ended_workflows")

@@ -33,7 +33,7 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_records: _Optional[_Iterable[_Union[_keys_pb2.KeyRecord, _Mapping]]] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result", "takeover_claim", "takeover_answer", "round_tx")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result", "takeover_claim", "takeover_answer", "round_tx", "node_turn")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class Body(_message.Message):
     TAKEOVER_CLAIM_FIELD_NUMBER: _ClassVar[int]
     TAKEOVER_ANSWER_FIELD_NUMBER: _ClassVar[int]
     ROUND_TX_FIELD_NUMBER: _ClassVar[int]
+    NODE_TURN_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
@@ -88,7 +89,14 @@ class Body(_message.Message):
     takeover_claim: TakeoverClaim
     takeover_answer: TakeoverAnswer
     round_tx: PaxosTx
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ..., compensate: _Optional[_Union[CompensateRequest, _Mapping]] = ..., compensation_result: _Optional[_Union[CompensationResult, _Mapping]] = ..., takeover_claim: _Optional[_Union[TakeoverClaim, _Mapping]] = ..., takeover_answer: _Optional[_Union[TakeoverAnswer, _Mapping]] = ..., round_tx: _Optional[_Union[PaxosTx, _Mapping]] = ...) -> None: ...
+    node_turn: NodeTurn
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ..., compensate: _Optional[_Union[CompensateRequest, _Mapping]] = ..., compensation_result: _Optional[_Union[CompensationResult, _Mapping]] = ..., takeover_claim: _Optional[_Union[TakeoverClaim, _Mapping]] = ..., takeover_answer: _Optional[_Union[TakeoverAnswer, _Mapping]] = ..., round_tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., node_turn: _Optional[_Union[NodeTurn, _Mapping]] = ...) -> None: ...
+
+class NodeTurn(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: bytes
+    def __init__(self, messages: _Optional[bytes] = ...) -> None: ...
 
 class BatchRequest(_message.Message):
     __slots__ = ("items",)

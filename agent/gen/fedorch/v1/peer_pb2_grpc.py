@@ -84,6 +84,11 @@ class PeerStub:
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.NodeTurn = channel.unary_unary(
+                '/fedorch.v1.Peer/NodeTurn',
+                request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -159,6 +164,14 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NodeTurn(self, request, context):
+        """The node engine (config `engine: node`): a NodeTurn, answered with an empty
+        Envelope (the sender acts on nothing in it: the Node resends what must arrive).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -209,6 +222,11 @@ def add_PeerServicer_to_server(servicer, server):
             ),
             'Takeover': grpc.unary_unary_rpc_method_handler(
                     servicer.Takeover,
+                    request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+                    response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            ),
+            'NodeTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.NodeTurn,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
@@ -481,6 +499,33 @@ class Peer:
             request,
             target,
             '/fedorch.v1.Peer/Takeover',
+            fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
+            fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NodeTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedorch.v1.Peer/NodeTurn',
             fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
             options,

@@ -1,0 +1,180 @@
+"""The node engine's input boundary: a NodeTurn envelope in, `Message`s posted.
+
+Theory of operation
+-------------------
+Nothing a peer sends reaches the Node before four checks, in this order:
+
+1. the envelope (`open_message`, as every peer message of the daemon): its Ed25519
+   signature over the body bytes *as received*, by a key the trust store holds for
+   the sender and has not revoked; addressed to this domain; a `node_turn` payload;
+   inside the replay window, its nonce never seen;
+2. the payload decodes with `NodeCodec` (which builds registered types only) to a
+   tuple;
+3. each message is of a type the Node exchanges with peers (core/node/authority.py
+   `MESSAGE_TYPES`: never an input the driver alone may give, such as a `Submit`, a
+   `StepEnded` or a `Tick`);
+4. the envelope's signer has authority over each message (core/node/authority.py,
+   the table the simulator applies too), as the Node knows the facts *when it steps
+   the message*.
+
+1-3 are checked here, on receipt (`TurnBoundary.receive`): a refused envelope posts
+nothing, a message of a refused type is dropped alone and the others are posted as
+`Message(sender, msg)` to the driver loop. 4 is checked inside the driver's turn,
+right before the Node steps the message (`AuthorizedNode`, the Node as the driver
+sees it): the facts it reads may be in flight when the envelope arrives. A decision
+posted from one envelope and not stepped yet, and the step result that follows it in
+the next envelope, would be refused on receipt (the workflow is not committed here
+*yet*) and then resent a second later; at step time the decision has been stepped.
+A message without authority is refused as the Node refuses bad input
+(`RemoteProtocolError`): the driver counts and logs it, and nothing of it reaches
+the Node. So is one whose fields the table cannot even read (the codec builds only
+registered types, but checks no field's type: a key that is not a tuple). Every refusal is counted by reason (`refused`, and the agent's
+`fedorch_rejected_messages_total{reason}`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from fedorch.core.identity.authority import Refused
+from fedorch.core.identity.envelope import AuthError, open_message
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
+from fedorch.core.identity.submission_guard import Admission
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.node import authority
+from fedorch.core.node.inputs import Message
+from fedorch.core.node.node import Node
+from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.node_codec import CodecError, NodeCodec
+from fedorch.runtime.ports import Clock
+
+__all__ = ["AuthorizedNode", "EnvelopeRefused", "TurnBoundary", "signed_submissions"]
+
+log = logging.getLogger("fedorch.node_engine")
+
+
+class EnvelopeRefused(Exception):
+    """A whole envelope refused: `reason` a short label, the message the detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class TurnBoundary:
+    def __init__(self, domain: str, trust: TrustStore, guard: ReplayGuard, clock: Clock,
+                 codec: NodeCodec, post: Callable[[object], None],
+                 on_refused: Callable[[str], None] | None = None) -> None:
+        """`post`: the driver loop's; `on_refused(reason)`: told of each refusal (the
+        agent's metric)."""
+        self.domain = domain
+        self.trust = trust
+        self.guard = guard
+        self.clock = clock
+        self.codec = codec
+        self.post = post
+        self.on_refused = on_refused or (lambda reason: None)
+        self.refused: Counter[str] = Counter()
+        self.posted = 0
+
+    def _refuse(self, reason: str) -> None:
+        self.refused[reason] += 1
+        self.on_refused(reason)
+
+    def receive(self, envelope: peer_pb2.Envelope) -> tuple[str, list[Refused]]:
+        """Checks 1-3 and post (see the header). Returns the verified sender and the
+        messages refused; EnvelopeRefused when nothing of it may be looked at."""
+        clock = self.clock
+        try:
+            body = open_message(envelope, self.trust, self.guard, me=self.domain,
+                                now_ms=clock.wall_ms(), mono_ms=int(clock.monotonic() * 1000),
+                                expect="node_turn")
+        except AuthError as e:
+            reason = e.label or "unauthenticated"
+            self._refuse(reason)
+            log.warning("refused a NodeTurn envelope (%s): %s", reason, e.reason)
+            raise EnvelopeRefused(reason, e.reason) from None
+        sender = body.sender
+        try:
+            msgs = self.codec.decode(body.node_turn.messages)
+        except CodecError as e:
+            self._refuse("undecodable")
+            log.warning("refused a NodeTurn from %s: %s", sender, e)
+            raise EnvelopeRefused("undecodable", f"messages do not decode: {e}") from None
+        if not isinstance(msgs, tuple):
+            self._refuse("undecodable")
+            raise EnvelopeRefused("undecodable", "messages are not a tuple")
+        refused: list[Refused] = []
+        for msg in msgs:
+            if type(msg) not in authority.MESSAGE_TYPES:
+                e = Refused("not_a_message",
+                            f"{type(msg).__name__} is not a message a peer may send")
+                self._refuse(e.reason)
+                log.warning("refused %s from %s: %s", type(msg).__name__, sender, e.detail)
+                refused.append(e)
+                continue
+            self.posted += 1
+            self.post(Message(sender, msg))
+        return sender, refused
+
+
+class AuthorizedNode:
+    """The Node as the driver steps it: every `Message` is checked against the
+    authority table first (check 4 of the header); a refusal is a RemoteProtocolError,
+    which the driver counts and logs, and the Node never sees the message."""
+
+    def __init__(self, node: Any, on_refused: Callable[[str], None] | None = None) -> None:
+        self.node = node
+        self.on_refused = on_refused or (lambda reason: None)
+        self.refused: Counter[str] = Counter()
+
+    def step(self, now: float, event: object) -> None:
+        if type(event) is Message:
+            try:
+                try:
+                    authority.check(self.node, event.src, event.msg)
+                except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
+                    # Decoded types carry no field checks: a field of the wrong shape.
+                    raise Refused("malformed", f"{type(e).__name__}: {e}") from None
+            except Refused as e:
+                self.refused[e.reason] += 1
+                self.on_refused(e.reason)
+                raise RemoteProtocolError(
+                    f"{type(event.msg).__name__} from {event.src} refused ({e.reason}):"
+                    f" {e.detail}") from None
+        self.node.step(now, event)
+
+    def get_timer(self) -> float | None:
+        return self.node.get_timer()
+
+    def ready(self):
+        return self.node.ready()
+
+    def advance(self, ready) -> None:
+        self.node.advance(ready)
+
+
+def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:
+    """The Node's `admit` hook at a participant: a PREPARE's signed submission is checked
+    as the shells check it (core/identity/submission.py `check_prepare_submission`: the
+    submitter's signature over the spec, by the key its coordinator vouches for, or by
+    the coordinator's own key from the trust store for a spec it signed itself; the spec
+    to run is the one signed), then bound to one workflow id (`Node.check_submission`).
+    A refusal is a RemoteProtocolError: no vote, and the round times out."""
+
+    def admit(node: Any, now: float, tx: Any, info: Any) -> Admission | None:
+        signed = info.submission
+        if signed is not None:
+            try:
+                check_prepare_submission(signed, coordinator=tx.coordinator, spec=info.spec,
+                                         trust=trust)
+            except SubmissionError as e:
+                raise RemoteProtocolError(f"submission: {e}") from None
+        return Node.check_submission(node, now, tx, info)
+
+    return admit

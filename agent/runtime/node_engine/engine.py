@@ -1,0 +1,279 @@
+"""`NodeAgent`: the daemon's second engine, one Node core driven by one NodeDriver.
+
+Theory of operation
+-------------------
+With `engine: node` in its config (config.proto `Engine`), the daemon builds a
+NodeAgent around the usual `Agent` instead of running the negotiation and the steps
+in the shells. The Agent is kept for what the node engine does not replace yet: its
+store (agent.db: identity, incarnation, key records), trust, signing, the replay
+guard, peer channels, metrics, and membership (SWIM and signed domain records, run
+by the Agent's own TaskGroup exactly as with the shells; as `NodeEngineAgent`, its
+record publishes the Node's free capacity). Its negotiation shells are
+built but given no work: the node engine's client and peer services never call them
+(services.py), and refuse their RPCs.
+
+What the NodeAgent composes, on the ports of runtime/ports.py:
+- a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the shells'
+  placement code over the members this agent sees), restored from `node.db` in the data dir
+  (`SqliteDurable`: one transaction per driver turn, WAL, synchronous=FULL), its
+  policy and capacities from the config, its timings from `negotiation` and its
+  retention of ended workflows from `retention` (`timing_of`), its peers the members
+  membership sees;
+- the `SystemClock` (monotonic for the Node, wall time for envelopes and ids);
+- `GrpcTransport` (transport.py): one signed envelope per turn and peer, one sender
+  task per peer;
+- `NodeExecutors` (executors.py): the executors the config names (builtin, command...);
+- `StatusView` (status.py): the StatusSink, and the read view the client service
+  answers from;
+- `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
+  before it posts, and the authority check the driver makes before the Node steps a
+  message.
+
+`run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
+owns membership and the rest of the Agent's loops), the `DriverLoop`, the peer
+senders and the step attempts. It ends when the Agent stops (SIGTERM, a fatal error
+of the Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit)
+stops the Agent too, with its message as the reason the daemon exits 1 with, and a
+restart recovers from node.db.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from fedorch.core.node.inputs import Submit
+from fedorch.core.node.records import Disk, Timing
+from fedorch.core.node.retention import Retention
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.runtime.agent import Agent, run_until_stopped
+from fedorch.runtime.candidates import placement_candidates
+from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
+from fedorch.runtime.node_codec import CodecError, node_codec
+from fedorch.runtime.node_engine.boundary import (
+    AuthorizedNode,
+    TurnBoundary,
+    signed_submissions,
+)
+from fedorch.runtime.node_engine.executors import NodeExecutors
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.node_engine.placing import PlacedNode
+from fedorch.runtime.node_engine.status import StatusView, WriteNotice
+from fedorch.runtime.node_engine.transport import GrpcTransport
+from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
+from fedorch.runtime.ports import wall_ms_at
+
+__all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
+           "uses_node_engine"]
+
+log = logging.getLogger("fedorch.node_engine")
+
+NODE_DB = "node.db"
+SUBMIT_DURABLE_S = 10.0  # a submission not durable by then is answered UNAVAILABLE
+
+
+class EngineConfigError(ValueError):
+    """A config the node engine cannot run; one line saying what to change."""
+
+
+def uses_node_engine(config: config_pb2.AgentConfig) -> bool:
+    return config.engine == config_pb2.ENGINE_NODE
+
+
+def check_node_config(config: config_pb2.AgentConfig) -> None:
+    """EngineConfigError for what `engine: node` cannot honour (checked at start-up)."""
+    if config.negotiation.commit == config_pb2.COMMIT_PROTOCOL_2PC:
+        raise EngineConfigError(
+            "engine node runs Paxos Commit only: remove `negotiation.commit: 2pc`, or set"
+            " `engine: shells`")
+
+
+def timing_of(config: config_pb2.AgentConfig) -> Timing:
+    """The Node's timings from the agent config (its defaults where a field is unset)."""
+    neg = config.negotiation
+    base = Timing()
+    keep = Retention()
+    return Timing(
+        lease_s=neg.lease_s or base.lease_s,
+        prepare_timeout_s=neg.prepare_timeout_s or base.prepare_timeout_s,
+        query_timeout_s=neg.prepare_timeout_s or base.query_timeout_s,
+        max_rounds=neg.max_rounds or base.max_rounds,
+        max_acceptors=neg.max_acceptors or base.max_acceptors,
+        # The Node's own retention (core/node/retention.py), on the config's bounds;
+        # nothing goes within two replay windows of its last mark (a late message).
+        retention=Retention(
+            keep_ended_s=config.retention.keep_ended_s or keep.keep_ended_s,
+            max_ended_workflows=config.retention.max_ended_workflows
+            or keep.max_ended_workflows,
+            late_message_s=2 * (neg.replay_window_s or keep.late_message_s / 2)),
+    )
+
+
+class NodeEngineAgent(Agent):
+    """The Agent as the node engine keeps it (for membership, trust, signing): the free
+    capacity its domain record publishes is the Node's, whose participant holds this
+    domain's reservations (the shells' holds none). Membership offers the record again
+    every probe period, so a reservation shows within about one (rate-limited by
+    `gossip.publish_interval_s`, as with the shells)."""
+
+    node_participant: Any = None  # the Node's Participant, once the NodeAgent is built
+
+    def current_record(self) -> peer_pb2.DomainRecord:
+        record = super().current_record()
+        if self.node_participant is not None:
+            available = self.node_participant.available()
+            for capability in record.capabilities:
+                capability.available = available.get(capability.name, capability.capacity)
+        return record
+
+
+class NodeAgent:
+    def __init__(self, agent: Agent) -> None:
+        check_node_config(agent.config)
+        self.agent = agent
+        self.domain = agent.domain
+        self.clock = agent.clock
+        self.codec = node_codec()
+        path = Path(agent.config.data_dir) / NODE_DB
+        try:
+            self.store = SqliteDurable(path, codec=self.codec)
+        except sqlite3.DatabaseError as e:
+            raise NodeStoreError(_unreadable(path, e)) from None
+        try:
+            disk = self.store.load()
+        except (sqlite3.DatabaseError, CodecError) as e:
+            self.store.close()
+            raise NodeStoreError(_unreadable(path, e)) from None
+        try:
+            self._build(disk)
+        except BaseException:
+            self.store.close()
+            raise
+        self._tg: asyncio.TaskGroup | None = None
+        self._stopping = False
+
+    def _build(self, disk: Disk) -> None:
+        a, clock = self.agent, self.clock
+        self.node = PlacedNode(
+            self.domain, candidates=lambda: placement_candidates(a), policy=a.config.policy, capacities=dict(a.capacities),
+            timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
+            wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
+            disk=disk, now=clock.monotonic())
+        self.view = StatusView(self.node)
+        self.transport = GrpcTransport(
+            self.domain, a.signer, clock, self.codec, self.post, a.endpoint_of,
+            a.peers.stub, self.spawn)
+        self.executors = NodeExecutors(self.domain, self.node, a.executors, self.post,
+                                       self.spawn)
+        def refused(reason: str) -> None:
+            a.metrics.rejected_messages.labels(reason).inc()
+
+        self.gate = AuthorizedNode(self.node, on_refused=refused)
+        self.driver = NodeDriver(self.gate, clock, WriteNotice(self.store, self.view),
+                                 self.transport, self.executors, self.view)
+        self.loop = DriverLoop(self.driver)
+        self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
+                                     self.post, on_refused=refused)
+        if isinstance(a, NodeEngineAgent):
+            a.node_participant = self.node.participant
+        a.on_members_change.append(self._members_changed)
+        a.metrics.registry.register(NodeEngineCollector(self))
+
+    # ---- what the services and ports call ----------------------------------------------
+
+    def post(self, event: object) -> None:
+        self.loop.post(event)
+
+    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None] | None:
+        """A task of the engine's TaskGroup; None (the coroutine closed) when stopping."""
+        if self._tg is None or self._stopping:
+            coro.close()  # type: ignore[attr-defined]
+            return None
+        return self._tg.create_task(self._guarded(coro, name), name=name)
+
+    async def _guarded(self, coro: Awaitable[None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # logged and counted; the engine's own loop is not here
+            self.agent.task_failed(name, e)
+
+    async def submit(self, workflow_id: str, spec: spec_pb2.WorkflowSpec,
+                     signed: spec_pb2.SignedSpec | None, placement: dict[str, str]) -> None:
+        """Post the Submit; return once its workflow row is durable (TimeoutError if
+        not within SUBMIT_DURABLE_S)."""
+        durable = self.view.submitted(workflow_id)
+        self.post(Submit(workflow_id, spec, signed, placement))
+        try:
+            await asyncio.wait_for(durable, SUBMIT_DURABLE_S)
+        finally:
+            self.view.abandon(workflow_id)
+
+    def live_peers(self) -> list[str]:
+        """This domain and the members membership sees ALIVE or SUSPECT: the Node picks
+        acceptors and re-placements among them."""
+        membership = self.agent.membership
+        names = {self.domain}
+        if membership is not None:
+            names.update(m.domain for m in membership.members()
+                         if m.state in ("ALIVE", "SUSPECT") and m.domain)
+        return sorted(names)
+
+    def _members_changed(self) -> None:
+        self.node.peers = self.live_peers()
+
+    # ---- running ------------------------------------------------------------------------
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Run the Agent (membership) and the driver until the Agent stops (see the
+        header); a DriverStopped stops the Agent with its reason."""
+        shells_ready = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                shells = tg.create_task(run_until_stopped(self.agent, shells_ready),
+                                        name="agent")
+                waiter = tg.create_task(shells_ready.wait(), name="agent ready")
+                await asyncio.wait([shells, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if shells_ready.is_set():
+                    self._members_changed()
+                    driver = tg.create_task(self._drive(), name="node-driver")
+                    log.info("node engine running: node.db restored, %d workflows known",
+                             len(self.node.state.rows) + len(self.node.state.committed))
+                    if ready is not None:
+                        ready.set()
+                    await asyncio.wait([shells, driver], return_when=asyncio.FIRST_COMPLETED)
+                self._stopping = True
+                self.agent.stop()
+                raise _EngineStop()
+        except* _EngineStop:
+            pass
+        finally:
+            self._stopping = True
+            self.store.close()
+
+    async def _drive(self) -> None:
+        try:
+            await self.loop.run()
+        except DriverStopped as e:
+            log.critical("node driver stopped: %s", e)
+            self.agent.fail(f"node driver stopped: {e}")
+        except Exception as e:  # a port's failure (a failed commit): the Node is stale
+            log.critical("node driver failed", exc_info=e)
+            self.agent.fail(f"node driver failed: {type(e).__name__}: {e}")
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    return (f"{path}: not a node store this agent can read ({type(error).__name__}:"
+            f" {error}); restore it from a backup, or move it aside to start this domain's"
+            " node engine with no workflows")
+
+
+class _EngineStop(Exception):
+    """Raised inside the TaskGroup to cancel every task it owns once the Agent stops."""

@@ -1,0 +1,93 @@
+"""The node engine's Executors port: step attempts through the daemon's executors.
+
+Theory of operation
+-------------------
+The Node hands the driver `start_steps` (workflow, step, attempt) only once the
+attempt's start record is durable (its idempotency key), so a started attempt is
+never started again, not even after a restart (the Node counts one found started
+without a result as failed). `start` looks the step up in the Node's progress of
+that workflow (its capability, params, timeout, and the outputs of the steps it
+needs), picks the executor the agent built for the capability from its config (the
+registry of agent/runtime/executors: builtin, command, ...), and runs the attempt as
+a task its owner's TaskGroup keeps (`spawn`). The attempt's end comes back as a
+`StepEnded` input posted to the driver loop; an executor that raises is an attempt
+that failed, with the exception as its error. `stop` cancels an attempt still
+running (its workflow ended): no `StepEnded` follows, and none is needed.
+
+Fan-out steps (inputs keyed by domain) are not supported by the node engine: a
+step's inputs are the outputs of the steps it needs, by step id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fedorch.core.node.inputs import StepEnded
+from fedorch.runtime.executors.base import Executor, StepInvocation, StepOutcome
+from fedorch.runtime.executors.leftovers import run_marker
+
+__all__ = ["NodeExecutors"]
+
+log = logging.getLogger("fedorch.node_engine")
+
+Run = tuple[str, str, int]
+
+
+class NodeExecutors:
+    def __init__(self, domain: str, node: Any, executors: Mapping[str, Executor],
+                 post: Callable[[object], None],
+                 spawn: Callable[[Awaitable[None], str], asyncio.Task[None] | None]) -> None:
+        """`executors`: capability -> Executor (AgentContext.executors, from the config);
+        `post`: the driver loop's; `spawn`: a task of the engine's TaskGroup, or None
+        when it is stopping."""
+        self.domain = domain
+        self.node = node
+        self.executors = executors
+        self.post = post
+        self.spawn = spawn
+        self.running: dict[Run, asyncio.Task[None]] = {}
+        self.started = 0
+
+    def start(self, run: Run) -> None:
+        wf, step_id, attempt = run
+        progress = self.node.progress.get(wf)
+        step = progress.steps.get(step_id) if progress is not None else None
+        if step is None:  # the Node starts only steps of workflows it runs: a bug if not
+            raise RuntimeError(f"attempt {run} of a step the Node does not run")
+        executor = self.executors.get(step.capability)
+        if executor is None:
+            self.post(StepEnded(wf, step_id, attempt, False, {},
+                                f"no executor for capability {step.capability!r} in"
+                                f" {self.domain}"))
+            return
+        inputs = {need: dict(progress.steps[need].outputs) for need in step.needs
+                  if need in progress.steps}
+        invocation = StepInvocation(
+            wf, step_id, attempt, dict(step.params), inputs, step.timeout_s,
+            run_marker=run_marker(self.domain, wf, step_id, attempt))
+        task = self.spawn(self._run(run, executor, invocation), f"step {wf}/{step_id}")
+        if task is not None:
+            self.running[run] = task
+            self.started += 1
+
+    def stop(self, run: Run) -> None:
+        task = self.running.pop(run, None)
+        if task is not None:
+            task.cancel()
+
+    async def _run(self, run: Run, executor: Executor, invocation: StepInvocation) -> None:
+        try:
+            outcome = await executor.run(invocation)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # an executor's bug fails the attempt, not the agent
+            log.error("executor of %s/%s failed", run[0], run[1], exc_info=e)
+            outcome = StepOutcome.failure(f"executor error: {type(e).__name__}: {e}")
+        finally:
+            if self.running.get(run) is asyncio.current_task():
+                del self.running[run]
+        self.post(StepEnded(run[0], run[1], run[2], outcome.ok, dict(outcome.outputs),
+                            outcome.error))

@@ -1,0 +1,61 @@
+"""The node engine's counters on the agent's Prometheus endpoint, read at scrape time.
+
+The engine's parts count in plain attributes (no metric call on the hot path); this
+collector reads them when the endpoint is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["NodeEngineCollector"]
+
+
+class NodeEngineCollector(Collector):
+    def __init__(self, engine: Any) -> None:
+        """`engine`: the NodeAgent (typed loosely: it imports this module)."""
+        self.engine = engine
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        e = self.engine
+        turns = CounterMetricFamily("fedorch_node_driver_turns",
+                                    "Turns of the node engine's driver")
+        turns.add_metric([], e.driver.turns)
+        yield turns
+        stats = e.store.stats
+        tx = CounterMetricFamily("fedorch_node_store_transactions",
+                                 "Transactions committed to node.db (one per turn with writes)")
+        tx.add_metric([], stats.transactions)
+        yield tx
+        ops = CounterMetricFamily("fedorch_node_store_rows", "Row writes to node.db")
+        ops.add_metric([], stats.ops)
+        yield ops
+        t = e.transport
+        envelopes = CounterMetricFamily("fedorch_node_envelopes",
+                                        "NodeTurn envelopes sent (one per peer and turn, or"
+                                        " fewer under load)")
+        envelopes.add_metric([], t.envelopes)
+        yield envelopes
+        msgs = CounterMetricFamily(
+            "fedorch_node_messages",
+            "Node messages: sent to a peer that took them, dropped (peer unreachable or"
+            " refusing: the Node resends), posted from peers after the boundary's checks",
+            labels=["outcome"])
+        msgs.add_metric(["sent"], sum(t.sent.values()))
+        msgs.add_metric(["dropped"], sum(t.dropped.values()))
+        msgs.add_metric(["posted"], e.boundary.posted)
+        yield msgs
+        refused = CounterMetricFamily("fedorch_node_inputs_refused",
+                                      "Inputs the Node itself refused (RemoteProtocolError)",
+                                      labels=["input"])
+        for kind, n in e.driver.refused.items():
+            refused.add_metric([kind], n)
+        yield refused
+        steps = CounterMetricFamily("fedorch_node_steps_started",
+                                    "Step attempts the node engine started")
+        steps.add_metric([], e.executors.started)
+        yield steps

@@ -1,0 +1,244 @@
+"""The node engine's gRPC services: handlers that only post inputs and read views.
+
+Theory of operation
+-------------------
+`NodeClientService` answers the client calls the node engine supports from the
+Node (status.py) and posts everything else the Node must do:
+- Submit / SubmitAndWatch: the spec is checked as the shells check it (signature of a
+  signed spec, the spec's own checks), placed from this agent's membership view with
+  the shells' placement code (core/workflow/placement.py over
+  runtime/candidates.py), and posted as `Submit(workflow_id, spec, submission,
+  placement)`; the id is answered once the workflow's row is durable;
+- GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
+  asked of (followed at) that coordinator (`local_only`), and answered from this Node
+  when it cannot be reached; a workflow this Node knows is followed here, waking on its
+  changes;
+- ListWorkflows: every workflow this Node knows;
+- ListMembers: the membership view, as with the shells (inherited).
+A request id is deduplicated in memory only (a retry after a restart makes a new
+workflow). What the node engine does not do yet (cancel, fan-out steps, a signed spec
+not bound to this coordinator, takeover, re-placement after a domain's loss, sagas,
+the audit log) is refused with FAILED_PRECONDITION naming the engine, never silently
+ignored.
+
+`NodePeerService` keeps the peer RPCs the node engine shares with the shells
+(Swim: membership) and adds `NodeTurn`, the node engine's one negotiation and
+progress RPC (boundary.py checks it). The shells' negotiation RPCs are refused with
+FAILED_PRECONDITION: a peer running `engine: shells` cannot negotiate with this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import grpc
+from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
+from fedorch.core.identity.submission import sign_spec
+from fedorch.core.workflow import fanout
+from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.core.workflow.placement import place
+from fedorch.core.workflow.spec import SpecError, check_no_expansion_fields, validate_spec
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
+from fedorch.runtime.candidates import placement_candidates
+from fedorch.runtime.client_service import (
+    FORWARD_TIMEOUT_S,
+    REJOIN_RETRY_S,
+    WATCH_HEARTBEAT_S,
+    WATCH_STREAM_S,
+    ClientService,
+    _check_id,
+)
+from fedorch.runtime.node_engine.boundary import EnvelopeRefused
+from fedorch.runtime.peer_service import PeerService
+
+if TYPE_CHECKING:
+    from fedorch.runtime.interceptors import ClientAuth
+    from fedorch.runtime.node_engine.engine import NodeAgent
+
+__all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
+
+log = logging.getLogger("fedorch.node_engine")
+
+REQUEST_IDS_KEPT = 16_384
+
+
+def not_in_node_engine(what: str) -> str:
+    return (f"{what} is not supported by this agent's engine (engine: node, a first"
+            " slice: docs/architecture.md, \"The driver\"); run the agent with"
+            " `engine: shells` for it")
+
+
+class NodeClientService(ClientService):
+    def __init__(self, engine: NodeAgent, auth: ClientAuth | None = None) -> None:
+        super().__init__(engine.agent, auth)
+        self.engine = engine
+        # Request id -> workflow id of the submissions taken here lately: a client's retry
+        # gets the same workflow. In memory only (not across a restart, unlike the shells).
+        self._by_request: OrderedDict[str, str] = OrderedDict()
+
+    # ---- submit ------------------------------------------------------------------------
+
+    async def Submit(self, request, context):
+        return client_pb2.SubmitReply(id=await self._submit(request, context))
+
+    async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
+        a = self.agent
+        refusal = self._refuses_work()
+        if refusal is not None:
+            context.set_trailing_metadata((("retry-after-ms",
+                                            str(int(REJOIN_RETRY_S * 1000))),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+        known = self._by_request.get(request.request_id) if request.request_id else None
+        if known is not None:  # a retry of a submission taken here in this life
+            return known
+        spec, signed = await self._signed_spec(request, context)
+        if signed is not None and signed.coordinator != a.domain:
+            # Participants' Nodes take a submission signed for its coordinator only.
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(
+                f"a signed spec not bound to its coordinator (sign it with coordinator"
+                f" {a.domain})"))
+        try:
+            check_no_expansion_fields(spec, "request")
+            validate_spec(spec, "request")
+        except SpecError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        candidates = placement_candidates(a)
+        if fanout.expand(spec, candidates, coordinator=a.domain) is not spec:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                not_in_node_engine("a fan-out step"))
+        placement = place(spec, candidates, coordinator=a.domain)
+        if not placement.ok:
+            reasons = "; ".join(f"step {s}: {r}" for s, r in placement.unplaceable.items())
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"no domain can take every step: {reasons}")
+        workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
+        if request.request_id:
+            known = self._by_request.setdefault(request.request_id, workflow_id)
+            if known != workflow_id:  # a concurrent retry was placed first
+                return known
+            while len(self._by_request) > REQUEST_IDS_KEPT:
+                self._by_request.popitem(last=False)
+        if signed is None:  # open access: this domain vouches for the spec
+            signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
+                               issued_at_ms=a.now_ms(), coordinator=a.domain)
+        try:
+            await self.engine.submit(workflow_id, spec, signed, dict(placement.assignment))
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"{workflow_id} was not written in time; it may still run")
+        return workflow_id
+
+    async def SubmitAndWatch(self, request, context):
+        workflow_id = await self._submit(request.submit, context)
+        async for status in self._follow(workflow_id, request.state_changes_only, context):
+            yield status
+
+    # ---- reads -------------------------------------------------------------------------
+
+    async def GetWorkflow(self, request, context):
+        await _check_id(request.id, context)
+        coordinator = coordinator_of(request.id)
+        if not request.local_only and coordinator and coordinator != self.agent.domain:
+            stub = self._stub(coordinator)
+            if stub is not None:
+                try:
+                    return await stub.GetWorkflow(
+                        client_pb2.GetWorkflowRequest(id=request.id, local_only=True),
+                        timeout=FORWARD_TIMEOUT_S)
+                except grpc.aio.AioRpcError as e:
+                    if e.code() == grpc.StatusCode.NOT_FOUND:
+                        await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                    log.info("coordinator of %s unreachable (%s); answering locally",
+                             request.id, e.code().name)
+        status = self.engine.view.status(request.id)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"no workflow {request.id!r} known here")
+        return status
+
+    async def Watch(self, request, context):
+        await _check_id(request.id, context)
+        coordinator = coordinator_of(request.id)
+        stub = self._stub(coordinator) if not request.local_only and coordinator \
+            and coordinator != self.agent.domain else None
+        if stub is not None:  # followed where it is coordinated, as GetWorkflow asks there
+            call = stub.Watch(client_pb2.GetWorkflowRequest(
+                id=request.id, local_only=True, state_changes_only=request.state_changes_only),
+                timeout=WATCH_STREAM_S)
+            try:
+                async for status in call:
+                    yield status
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+                log.info("watch of %s: coordinator %s unreachable (%s); following it here",
+                         request.id, coordinator, e.code().name)
+            finally:
+                call.cancel()
+        async for status in self._follow(request.id, request.state_changes_only, context):
+            yield status
+
+    async def _follow(self, workflow_id: str, state_changes_only: bool, context):
+        """The statuses of a workflow this Node knows, until it ends: at each change of
+        state (state_changes_only), or of anything."""
+        view = self.engine.view
+        last = None
+        while not self.agent.stopping:
+            status = view.status(workflow_id)
+            if status is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, (
+                    f"no workflow {workflow_id!r} known here (the node engine follows"
+                    " workflows this agent takes part in)"))
+            key = status.state if state_changes_only else status
+            if key != last:
+                last = key
+                yield status
+            if status.state in TERMINAL:
+                return
+            await view.wait(workflow_id, steps=not state_changes_only,
+                            timeout=WATCH_HEARTBEAT_S)
+
+    async def ListWorkflows(self, request, context):
+        view = self.engine.view
+        statuses = [view.status(wf) for wf in view.workflow_ids()]
+        return client_pb2.ListWorkflowsReply(workflows=[s for s in statuses if s is not None])
+
+    # ---- not in the node engine ----------------------------------------------------------
+
+    async def Cancel(self, request, context):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine("cancel"))
+
+
+class NodePeerService(PeerService):
+    def __init__(self, engine: NodeAgent) -> None:
+        super().__init__(engine.agent)
+        self.engine = engine
+
+    async def NodeTurn(self, request, context):
+        a = self.agent
+        if not a.ready.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting")
+        try:
+            sender, refused = self.engine.boundary.receive(request)
+        except EnvelopeRefused as e:
+            code = grpc.StatusCode.INVALID_ARGUMENT if e.reason == "undecodable" \
+                else grpc.StatusCode.UNAUTHENTICATED
+            await context.abort(code, str(e))
+            raise  # abort raises
+        a.heard_from(sender)
+        if refused:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
+                f"{len(refused)} message(s) refused, the first: {refused[0].detail}"))
+        return peer_pb2.Envelope()
+
+    async def _refuse(self, request, context):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(
+            "the shells' negotiation protocol (Prepare, Paxos, Batch...)"))
+
+    Prepare = Decide = QueryDecision = ReportStep = CancelWorkflow = _refuse
+    Paxos = Batch = Compensate = Takeover = _refuse

@@ -1,0 +1,234 @@
+"""The node engine's input boundary (runtime/node_engine/boundary.py): what a NodeTurn
+envelope must pass before its messages reach the Node, and that each refusal is counted
+and posts nothing."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.core.identity.submission import sign_spec
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import DecisionQuery, TxInfo
+from fedorch.core.node import Message, Node
+from fedorch.core.node.authority import MESSAGE_TYPES
+from fedorch.core.node.records import AckMsg, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.runtime.driver import NodeDriver
+from fedorch.runtime.node_codec import node_codec
+from fedorch.runtime.node_engine.boundary import (
+    AuthorizedNode,
+    EnvelopeRefused,
+    TurnBoundary,
+    signed_submissions,
+)
+from google.protobuf import struct_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ME = "alpha"
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("alpha", "beta", "stranger")}
+
+
+class Clock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class Recorder:
+    """Ports that keep what the driver did with them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+        self.writes: list[object] = []
+
+    def send(self, dst: str, msg: object) -> None:
+        self.sent.append((dst, msg))
+
+    def write(self, writes) -> None:
+        self.writes.extend(writes)
+
+    def start(self, run) -> None:
+        raise AssertionError(f"no step may start here: {run}")
+
+    stop = start
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.trust = TrustStore({name: KEYS[name].public_key() for name in ("alpha", "beta")})
+        self.posted: list[object] = []
+        self.metric: list[str] = []
+        self.boundary = TurnBoundary(ME, self.trust, ReplayGuard(60_000), self.clock,
+                                     node_codec(), self.posted.append,
+                                     on_refused=self.metric.append)
+        self.node = Node(ME, policy=config_pb2.Policy(accept_from=["*"]), capacities={},
+                         timing=Timing(), peers=[ME, "beta"], rng=random.Random(1),
+                         now=self.clock.monotonic())
+        self.gate = AuthorizedNode(self.node, on_refused=self.metric.append)
+        self.ports = Recorder()
+        self.driver = NodeDriver(self.gate, self.clock, self.ports, self.ports, self.ports)
+
+    def envelope(self, sender: str, msgs: tuple, *, recipient: str = ME,
+                 payload: bytes | None = None) -> peer_pb2.Envelope:
+        data = node_codec().encode(msgs) if payload is None else payload
+        return seal(Signer(sender, KEYS[sender]), recipient=recipient,
+                    now_ms=self.clock.wall_ms(), nonce=new_nonce(),
+                    node_turn=peer_pb2.NodeTurn(messages=data))
+
+    def refused_envelope(self, envelope: peer_pb2.Envelope) -> str:
+        with pytest.raises(EnvelopeRefused) as refused:
+            self.boundary.receive(envelope)
+        return refused.value.reason
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_a_good_envelope_is_posted_and_stepped(h):
+    query = DecisionQuery(("beta.wf-1", 1), "beta")
+    sender, refused = h.boundary.receive(h.envelope("beta", (query,)))
+    assert (sender, refused) == ("beta", [])
+    assert h.posted == [Message("beta", query)]
+    h.driver.turn(h.posted)
+    assert h.driver.refused == {} and h.gate.refused == {}
+    assert [dst for dst, _ in h.ports.sent] == ["beta"]  # the Node answered the query
+
+
+def test_a_bad_signature_is_refused_and_counted(h):
+    envelope = h.envelope("beta", (DecisionQuery(("beta.wf-1", 1), "beta"),))
+    body = peer_pb2.Body.FromString(envelope.body)
+    body.sent_at_ms += 1  # the bytes no longer match the signature
+    envelope.body = body.SerializeToString()
+    reason = h.refused_envelope(envelope)
+    assert h.posted == [] and h.boundary.refused[reason] == 1 and h.metric == [reason]
+
+
+def test_an_unknown_signer_is_refused(h):
+    reason = h.refused_envelope(
+        h.envelope("stranger", (DecisionQuery(("stranger.wf-1", 1), "stranger"),)))
+    assert h.posted == [] and h.boundary.refused == {reason: 1}
+
+
+def test_a_signer_removed_from_trust_is_refused(h):
+    assert h.trust.remove("beta")
+    h.refused_envelope(h.envelope("beta", (DecisionQuery(("beta.wf-1", 1), "beta"),)))
+    assert h.posted == [] and sum(h.boundary.refused.values()) == 1
+
+
+def test_an_envelope_for_another_domain_or_seen_before_is_refused(h):
+    h.refused_envelope(h.envelope("beta", (AckMsg(("x", "beta")),), recipient="beta"))
+    envelope = h.envelope("beta", (AckMsg(("x", "beta")),))
+    h.boundary.receive(envelope)
+    h.refused_envelope(envelope)  # a replay of the same envelope
+    assert len(h.posted) == 1 and sum(h.boundary.refused.values()) == 2
+
+
+def test_bytes_that_do_not_decode_are_refused(h):
+    for payload in (b"not json", b'["Disk"]', b'"a string, not a tuple"'):
+        assert h.refused_envelope(h.envelope("beta", (), payload=payload)) == "undecodable"
+    assert h.posted == [] and h.boundary.refused == {"undecodable": 3}
+
+
+def test_a_value_that_is_no_peer_message_is_dropped_alone(h):
+    ack = AckMsg(("final", "alpha.wf-1", "beta"))
+    sender, refused = h.boundary.receive(h.envelope("beta", (Timing(), ack)))
+    assert [r.reason for r in refused] == ["not_a_message"]
+    assert h.posted == [Message("beta", ack)]
+    assert h.boundary.refused == {"not_a_message": 1}
+
+
+@pytest.mark.parametrize("msg, reason", [
+    # A vote that names another domain than its signer.
+    (VoteMsg(("alpha.wf-1", 1), "gamma", True, ""), "impersonation"),
+    # A step result of a workflow not committed here.
+    (ResultMsg("alpha.wf-2", "a", 1, StepState.SUCCEEDED, {}, ""), "not_known"),
+    # An acknowledgement in another domain's name.
+    (AckMsg(("final", "alpha.wf-1", "gamma")), "impersonation"),
+])
+def test_a_message_without_authority_never_reaches_the_node(h, msg, reason):
+    h.boundary.receive(h.envelope("beta", (msg,)))
+    # Signed and well formed: posted, and checked in the turn (ResultMsg has no __eq__).
+    assert repr(h.posted) == repr([Message("beta", msg)])
+    before = (dict(h.node.state.rows), dict(h.node.state.results), dict(h.node.pending))
+    h.driver.turn(h.posted)
+    assert h.gate.refused == {reason: 1} and h.metric == [reason]
+    assert h.driver.refused == {"Message": 1}
+    assert (dict(h.node.state.rows), dict(h.node.state.results), dict(h.node.pending)) \
+        == before
+    assert h.ports.sent == [] and h.ports.writes == []
+
+
+def test_the_gate_refuses_as_the_node_does(h):
+    with pytest.raises(RemoteProtocolError):
+        h.gate.step(h.clock.monotonic(), Message("beta", VoteMsg(("alpha.wf-1", 1), "gamma",
+                                                                True, "")))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=st.one_of(st.binary(max_size=300),
+                         st.text(max_size=200).map(str.encode),
+                         st.sampled_from([b'["t",["Submit","alpha.wf","x"]]', b'["t",["Tick"]]',
+                                          b'["t",["CoordRow"]]', b'["t"]', b"[]", b"null"])))
+def test_arbitrary_signed_bytes_post_only_peer_messages(payload):
+    """Signed by a trusted peer, any bytes: refused whole, or only values of the Node's
+    peer message types are posted; nothing raises but EnvelopeRefused."""
+    h = Harness()
+    try:
+        h.boundary.receive(h.envelope("beta", (), payload=payload))
+    except EnvelopeRefused as e:
+        assert h.posted == [] and h.boundary.refused[e.reason] == 1
+        return
+    assert all(type(m.msg) in MESSAGE_TYPES and m.src == "beta" for m in h.posted)
+
+
+def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
+    vote = node_codec().decode(b'["t",["VoteMsg",5,"beta",true,""]]')  # its key an int
+    h.boundary.receive(h.envelope("beta", vote))
+    h.driver.turn(h.posted)
+    assert h.gate.refused == {"malformed": 1} and h.driver.stopped is None
+
+
+def _prepare(signed: spec_pb2.SignedSpec, spec: spec_pb2.WorkflowSpec) -> PrepareMsg:
+    tx = TxInfo("beta.wf-1", 1, "beta", ("alpha", "beta"), ("alpha", "beta"))
+    return PrepareMsg(tx, (("a", "test.echo"),), WfInfo(spec, {"a": "alpha"}, "beta",
+                                                         submission=signed))
+
+
+def test_a_prepare_is_admitted_only_with_its_submitters_signature():
+    h = Harness()
+    node = Node(ME, policy=config_pb2.Policy(accept_from=["*"]), capacities={"test.echo": 1},
+                timing=Timing(), peers=[ME, "beta"], rng=random.Random(1),
+                admit=signed_submissions(h.trust), now=h.clock.monotonic())
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="a",
+                                                                    capability="test.echo")])
+    signed = sign_spec("domain:beta", Signer("beta", KEYS["beta"]).sign, spec,
+                       coordinator="beta")
+    forged = spec_pb2.SignedSpec()
+    forged.CopyFrom(signed)
+    forged.signature = Signer("stranger", KEYS["stranger"]).sign(b"something else")
+    altered = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(
+        id="a", capability="test.echo", params=struct_pb2.Struct(fields={
+            "rm": struct_pb2.Value(string_value="-rf")}))])
+    for bad in (_prepare(forged, spec), _prepare(signed, altered)):
+        with pytest.raises(RemoteProtocolError, match="submission"):
+            node.step(h.clock.monotonic(), Message("beta", bad))
+        ready = node.ready()
+        assert len(node.state.holds) == 0 and not ready.send_now and not ready.writes
+        node.advance(ready)
+    node.step(h.clock.monotonic(), Message("beta", _prepare(signed, spec)))
+    ready = node.ready()
+    votes = [o.msg for o in (*ready.send_now, *ready.send_after_write)]
+    assert [(type(v).__name__, v.yes) for v in votes] == [("VoteMsg", True)]

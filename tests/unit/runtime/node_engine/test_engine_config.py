@@ -1,0 +1,58 @@
+"""`engine:` in the agent config: parsed as the proto's enum, and what the node engine
+refuses at start-up (runtime/node_engine/engine.py)."""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.gen.fedorch.v1 import config_pb2
+from fedorch.runtime.config import ConfigError, parse_config_text
+from fedorch.runtime.node_engine.engine import (
+    EngineConfigError,
+    check_node_config,
+    timing_of,
+    uses_node_engine,
+)
+
+MINIMAL = """\
+domain: eu-west
+listen: 127.0.0.1:7101
+data_dir: ./data/eu-west
+key_file: keys/eu-west.key
+"""
+
+
+def _config(extra: str = "") -> config_pb2.AgentConfig:
+    return parse_config_text(MINIMAL + extra, "agent.yaml", "/etc/fedorch")
+
+
+def test_the_default_engine_is_the_shells():
+    assert not uses_node_engine(_config())
+    assert not uses_node_engine(_config("engine: shells\n"))
+    assert uses_node_engine(_config("engine: node\n"))
+
+
+def test_an_unknown_engine_is_refused_naming_the_field():
+    with pytest.raises(ConfigError, match="engine"):
+        _config("engine: nodes\n")
+
+
+def test_the_node_engine_refuses_classic_two_phase_commit_in_one_line():
+    config = _config("engine: node\nnegotiation: {commit: 2pc}\n")
+    with pytest.raises(EngineConfigError) as refused:
+        check_node_config(config)
+    assert "\n" not in str(refused.value) and "2pc" in str(refused.value)
+    check_node_config(_config("engine: node\nnegotiation: {commit: paxos}\n"))
+
+
+def test_the_nodes_timings_come_from_the_negotiation_config():
+    timing = timing_of(_config("negotiation: {lease_s: 4, prepare_timeout_s: 2,"
+                               " max_rounds: 3}\n"))
+    assert (timing.lease_s, timing.prepare_timeout_s, timing.max_rounds) == (4, 2, 3)
+
+
+def test_the_nodes_retention_comes_from_the_retention_config():
+    timing = timing_of(_config("retention: {keep_ended_s: 3600, max_ended_workflows: 50}\n"
+                               "negotiation: {replay_window_s: 30}\n"))
+    assert timing.retention is not None
+    assert (timing.retention.keep_ended_s, timing.retention.max_ended_workflows,
+            timing.retention.late_message_s) == (3600, 50, 60)
