@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import time
 
+import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
@@ -195,7 +196,8 @@ def test_arbitrary_signed_bytes_post_only_peer_messages(payload):
 
 
 def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
-    vote = node_codec().decode(b'["t",["VoteMsg",5,"beta",true,""]]')  # its key an int
+    # its key an int
+    vote = node_codec().decode(msgpack.packb(["t", ["VoteMsg", 5, "beta", True, ""]]))
     h.boundary.receive(h.envelope("beta", vote))
     h.driver.turn(h.posted)
     assert h.gate.refused == {"malformed": 1} and h.driver.stopped is None
