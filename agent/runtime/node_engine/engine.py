@@ -64,6 +64,7 @@ from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
 from fedorch.runtime.node_engine.transport import GrpcTransport
+from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
 
@@ -265,6 +266,11 @@ class NodeAgent:
             log.critical("node driver stopped: %s", e)
             self.agent.fail(f"node driver stopped: {e}")
         except Exception as e:  # a port's failure (a failed commit): the Node is stale
+            if is_storage_fault(e):  # disk full, I/O error: one line (write_faults.py)
+                reason = stop_reason(self.store.path, e)
+                log.critical("%s", reason)
+                self.agent.fail(reason)
+                return
             log.critical("node driver failed", exc_info=e)
             self.agent.fail(f"node driver failed: {type(e).__name__}: {e}")
 
