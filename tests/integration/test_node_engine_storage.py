@@ -1,0 +1,173 @@
+"""Storage faults on real agents in `engine: node`: a missing or damaged node.db stops
+the start with one line (and --start-fresh moves it aside); a write to node.db that
+fails for a full disk stops the agent with one line, and once there is room again the
+restarted agent finishes the work it had acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from fedorch.cli.demo import pick_free_ports, start_agents, stop_agents, wait_healthy
+from fedorch.core.identity.keys import init_keys
+
+from tests.integration.federation import (
+    TEST_TIMINGS,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+from tests.integration.test_storage_faults import _fill, _tmpfs
+
+pytestmark = pytest.mark.integration
+
+NODE = {"engine": "node", "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"}}
+
+
+# ---- start-up: only the node.db this agent wrote -----------------------------------------
+
+
+def _solo(tmp_path: Path) -> Path:
+    init_keys("solo", tmp_path / "keys")
+    [port] = pick_free_ports(1)
+    body = {"domain": "solo", "listen": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "data"),
+            "key_file": str(tmp_path / "keys" / "solo.key"), **NODE,
+            "capabilities": [{"name": "x", "capacity": 1,
+                              "executor": {"type": "builtin", "name": "echo"}}]}
+    path = tmp_path / "solo.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def _command(config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "fedorch.cli.main", "agent", "run", "--config", str(config),
+            *extra]
+
+
+def _run_until_healthy_then_stop(tmp_path: Path, config: Path, *extra: str) -> None:
+    address = yaml.safe_load(config.read_text())["listen"]
+    procs = start_agents({"solo": config}, {"solo": address}, tmp_path,
+                         command=lambda c: _command(c, *extra))
+    try:
+        asyncio.run(wait_healthy(procs, deadline_s=60))
+    finally:
+        stop_agents(procs)
+
+
+def _damage(data: Path, how: str) -> None:
+    db = data / "node.db"
+    for companion in ("node.db-wal", "node.db-shm"):
+        (data / companion).unlink(missing_ok=True)
+    if how == "missing":
+        db.unlink()
+    elif how == "empty":
+        db.write_bytes(b"")
+    elif how == "garbage":
+        db.write_bytes(os.urandom(64 * 1024))
+
+
+@pytest.mark.parametrize("how, says", [
+    ("missing", "missing, but agent.db records node store"),
+    ("empty", "empty (zero bytes)"),
+    ("garbage", "is not a readable SQLite database"),
+])
+def test_a_bad_node_db_stops_the_start_with_one_line(tmp_path, how, says):
+    config = _solo(tmp_path)
+    data = tmp_path / "data"
+    _run_until_healthy_then_stop(tmp_path, config)  # it wrote its node.db
+    assert (data / "node.db").stat().st_size > 0
+    _damage(data, how)
+    before = sorted(p.name for p in data.iterdir())
+
+    result = subprocess.run(_command(config), capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedorch: error: "), result.stderr
+    assert str(data / "node.db") in lines[0] and says in lines[0], lines[0]
+    assert "--start-fresh" in lines[0] and "restore" in lines[0]
+    assert sorted(p.name for p in data.iterdir()) == before  # refusing touched nothing
+
+    # With the explicit flag the refused file is moved aside, never deleted.
+    _run_until_healthy_then_stop(tmp_path, config, "--start-fresh")
+    aside = [p.name for p in data.iterdir() if p.name.startswith("node.db.bad-")]
+    assert bool(aside) == (how != "missing"), sorted(p.name for p in data.iterdir())
+    _run_until_healthy_then_stop(tmp_path, config)  # the new node.db is its own now
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+
+DISK_DOMAINS = {
+    "home": {**NODE, "capabilities": [
+        {"name": "test.sleep", "capacity": 4, "executor": {"type": "builtin", "name": "sleep"}},
+    ]},
+    "disk": {**NODE, "capabilities": [
+        {"name": "test.echo", "capacity": 4, "executor": {"type": "builtin", "name": "echo"}},
+    ]},
+}
+
+# Step a sleeps at home, then b runs at disk: committed at both before the disk fills,
+# and disk must write a's result to go on.
+SPEC = """
+name: across
+steps:
+  - {id: a, capability: test.sleep, params: {seconds: 3}, constraints: {domains: [home]}}
+  - {id: b, capability: test.echo, needs: [a], constraints: {domains: [disk]}}
+"""
+
+
+@pytest.fixture
+async def disk_fed(tmp_path):
+    with _tmpfs(tmp_path / "data" / "disk"):
+        async with started_federation(tmp_path, DISK_DOMAINS) as fed:
+            yield fed
+
+
+async def test_a_full_disk_stops_the_agent_with_one_line_and_loses_nothing(disk_fed):
+    fed = disk_fed
+    data = fed.workdir / "data" / "disk"
+    wid = await fed.submit("home", SPEC)
+
+    async def committed_at_disk():
+        status = await fed.local_status("disk", wid)
+        return status is not None and state_name(status) == "RUNNING"
+
+    await wait_for(committed_at_disk, 30, "the workflow to be committed at disk")
+    # The WAL's room goes first (SQLite would reuse it), then every free byte.
+    for db in ("node.db", "agent.db"):
+        with contextlib.closing(sqlite3.connect(data / db, timeout=10)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = _fill(data)
+
+    # a ends at home; disk cannot write its result: it stops, with one line saying why.
+    proc = fed.procs["disk"]
+
+    async def exited():
+        return proc.popen.poll() is not None
+
+    await wait_for(exited, 60, "disk to stop on its failed write", interval=0.2)
+    assert proc.popen.returncode == 1
+    fed.procs.pop("disk")
+    last = (fed.workdir / "disk.log").read_text().strip().splitlines()[-1]
+    assert last.startswith("fedorch: agent disk stopped: "), last
+    assert f"{data / 'node.db'}: a write failed" in last and "full" in last, last
+    assert "rolled back" in last and "start the agent again" in last, last
+    assert "Traceback" not in (fed.workdir / "disk.log").read_text()
+    # Meanwhile the workflow waits at its coordinator: not lost, not failed.
+    assert state_name(await fed.status("home", wid)) == "RUNNING"
+
+    filler.unlink()  # room again; a supervisor starts the agent again
+    await fed.close_channels()
+    await fed.start("disk")
+    status = await fed.wait_state("home", wid, deadline_s=60)
+    assert state_name(status) == "SUCCEEDED", status
+    assert step_states(status) == {"a": ("SUCCEEDED", "home", 1),
+                                   "b": ("SUCCEEDED", "disk", 1)}
