@@ -164,6 +164,16 @@ async def test_a_full_disk_stops_the_agent_with_one_line_and_loses_nothing(disk_
     # Meanwhile the workflow waits at its coordinator: not lost, not failed.
     assert state_name(await fed.status("home", wid)) == "RUNNING"
 
+    # Started again while the disk is still full (as a supervisor would): it stops
+    # again with one line saying to free space; node.db is neither refused nor moved.
+    again = subprocess.run(_command(fed.configs["disk"]), capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+    assert again.returncode in (1, 2), again.stderr
+    said = again.stderr.strip().splitlines()[-1]
+    assert str(data / "node.db") in said and "free space" in said, again.stderr
+    assert "Traceback" not in again.stderr and "--start-fresh" not in said, again.stderr
+    assert not [p for p in data.iterdir() if p.name.startswith("node.db.bad-")]
+
     filler.unlink()  # room again; a supervisor starts the agent again
     await fed.close_channels()
     await fed.start("disk")

@@ -42,6 +42,10 @@ adopted: the marker is written first, then the record. A crash between those two
 leaves a record-less file and a marker, which the next start refuses as replaced (a
 window of one upgrade; `--start-fresh` or restoring the marker's absence resolves it).
 
+A node.db that cannot be read for the storage (disk full, I/O error: SQLite's storage
+error codes) is not judged: the start stops with a NodeStoreError saying to free space
+or mend the disk, and `start_fresh` does not move it aside.
+
 With `start_fresh`, a refused node.db (with its WAL files) is moved aside as
 `node.db.bad-TIME` and a new one created: nothing is deleted.
 """
@@ -61,6 +65,7 @@ from pathlib import Path
 
 from fedorch.runtime.node_store import NodeStoreError
 from fedorch.runtime.store.identity import DB_COMPANIONS, START_FRESH_FLAG
+from fedorch.runtime.store.store import is_storage_fault
 
 __all__ = ["MARKER_KEY", "NODE_DB", "NodeDbIdentity", "NodeDbRefused", "check_node_db",
            "open_checked"]
@@ -163,6 +168,11 @@ def _inspect(path: Path) -> NodeDbIdentity | None:
                 raise NodeDbRefused(path, f"fails SQLite's integrity check ({first})")
             return _read_record(con)
     except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
+        if is_storage_fault(e):  # a full or failing disk says nothing of the file
+            raise NodeStoreError(
+                f"{path}: cannot read it ({e}): free space or mend the disk, then start the"
+                " agent again (the file is kept as it is; if it stays unreadable with a"
+                " sound disk, restore it from a backup)") from None
         raise NodeDbRefused(path, f"is not a readable SQLite database ({e})") from None
     finally:
         for made in absent:
