@@ -1,7 +1,8 @@
 """Storage faults on real agents in `engine: node`: a missing or damaged node.db stops
-the start with one line (and --start-fresh moves it aside); a write to node.db that
-fails for a full disk stops the agent with one line, and once there is room again the
-restarted agent finishes the work it had acknowledged."""
+the start with one line (and --start-fresh moves it aside); with its disk full an agent
+takes no new work (UNAVAILABLE, NO votes, both with the reason), keeps serving reads
+and resumes by itself once there is room, losing nothing it acknowledged; started on a
+full disk it stops with one line and judges no file."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from fedorch.cli.demo import pick_free_ports, start_agents, stop_agents, wait_healthy
 from fedorch.core.identity.keys import init_keys
+from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import (
     TEST_TIMINGS,
@@ -131,9 +134,26 @@ async def disk_fed(tmp_path):
             yield fed
 
 
-async def test_a_full_disk_stops_the_agent_with_one_line_and_loses_nothing(disk_fed):
+async def _try_submit(fed, domain: str, spec: str) -> str | grpc.aio.AioRpcError:
+    try:
+        return await asyncio.wait_for(fed.submit(domain, spec), 15)
+    except grpc.aio.AioRpcError as e:
+        return e
+    except TimeoutError:
+        return "timed out"
+
+
+ECHO_AT_DISK = """
+name: {name}
+steps:
+  - {{id: s, capability: test.echo, constraints: {{domains: [disk]}}}}
+"""
+
+
+async def test_a_full_disk_stops_new_work_keeps_reads_and_resumes(disk_fed):
     fed = disk_fed
     data = fed.workdir / "data" / "disk"
+    pid = fed.procs["disk"].pid
     wid = await fed.submit("home", SPEC)
 
     async def committed_at_disk():
@@ -147,37 +167,72 @@ async def test_a_full_disk_stops_the_agent_with_one_line_and_loses_nothing(disk_
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     filler = _fill(data)
 
-    # a ends at home; disk cannot write its result: it stops, with one line saying why.
-    proc = fed.procs["disk"]
+    # a ends at home; disk cannot write its result: it refuses new work, with the reason.
+    refusal = None
 
-    async def exited():
-        return proc.popen.poll() is not None
+    async def refused():
+        nonlocal refusal
+        answer = await _try_submit(fed, "disk", ECHO_AT_DISK.format(name="during"))
+        if isinstance(answer, grpc.aio.AioRpcError) \
+                and answer.code() == grpc.StatusCode.UNAVAILABLE:
+            refusal = answer.details()
+            return "cannot write its node store" in refusal
+        return False
 
-    await wait_for(exited, 60, "disk to stop on its failed write", interval=0.2)
-    assert proc.popen.returncode == 1
-    fed.procs.pop("disk")
-    last = (fed.workdir / "disk.log").read_text().strip().splitlines()[-1]
-    assert last.startswith("fedorch: agent disk stopped: "), last
-    assert f"{data / 'node.db'}: a write failed" in last and "full" in last, last
-    assert "rolled back" in last and "start the agent again" in last, last
-    assert "Traceback" not in (fed.workdir / "disk.log").read_text()
-    # Meanwhile the workflow waits at its coordinator: not lost, not failed.
+    await wait_for(refused, 60, "disk to refuse submissions", interval=0.5)
+    assert "full" in refusal and "retry" in refusal, refusal
+
+    # Reads are served meanwhile, by the same process.
+    status = await fed.local_status("disk", wid)
+    assert status is not None and state_name(status) == "RUNNING", status
+    listed = await fed.client("disk").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                    timeout=5)
+    assert wid in {w.id for w in listed.workflows}
+    # New work placed there gets a NO vote naming the reason.
+    elsewhere = await fed.submit("home", ECHO_AT_DISK.format(name="elsewhere"))
+    status = await fed.wait_state("home", elsewhere, deadline_s=60)
+    assert state_name(status) == "ABORTED", status
+    assert "disk cannot write its node store" in status.reason, status
+    # The acknowledged workflow waits: not lost, not failed.
     assert state_name(await fed.status("home", wid)) == "RUNNING"
+    assert fed.procs["disk"].popen.poll() is None
 
-    # Started again while the disk is still full (as a supervisor would): it stops
-    # again with one line saying to free space; node.db is neither refused nor moved.
-    again = subprocess.run(_command(fed.configs["disk"]), capture_output=True, text=True,
-                           timeout=60, stdin=subprocess.DEVNULL)
-    assert again.returncode in (1, 2), again.stderr
-    said = again.stderr.strip().splitlines()[-1]
-    assert str(data / "node.db") in said and "free space" in said, again.stderr
-    assert "Traceback" not in again.stderr and "--start-fresh" not in said, again.stderr
-    assert not [p for p in data.iterdir() if p.name.startswith("node.db.bad-")]
+    filler.unlink()  # room again: the agent resumes by itself, losing nothing
 
-    filler.unlink()  # room again; a supervisor starts the agent again
-    await fed.close_channels()
-    await fed.start("disk")
     status = await fed.wait_state("home", wid, deadline_s=60)
     assert state_name(status) == "SUCCEEDED", status
     assert step_states(status) == {"a": ("SUCCEEDED", "home", 1),
                                    "b": ("SUCCEEDED", "disk", 1)}
+
+    async def accepted():
+        answer = await _try_submit(fed, "disk", ECHO_AT_DISK.format(name="after"))
+        return answer if isinstance(answer, str) and answer != "timed out" else None
+
+    after = await wait_for(accepted, 30, "disk to take submissions again", interval=0.5)
+    status = await fed.wait_state("disk", after, deadline_s=60)
+    assert state_name(status) == "SUCCEEDED", status
+    assert fed.procs["disk"].pid == pid and fed.procs["disk"].popen.poll() is None
+
+
+async def test_a_restart_on_a_full_disk_stops_with_one_line_and_judges_nothing(disk_fed):
+    """Started (as a supervisor would) while its disk is full: one line saying to free
+    space; node.db is neither refused nor moved aside; with room it starts again."""
+    fed = disk_fed
+    data = fed.workdir / "data" / "disk"
+    fed.stop("disk")
+    filler = _fill(data)
+    again = await asyncio.to_thread(
+        subprocess.run, _command(fed.configs["disk"]), capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL)
+    assert again.returncode in (1, 2), again.stderr
+    said = again.stderr.strip().splitlines()[-1]
+    assert "free space" in said and ("node.db" in said or "agent.db" in said
+                                     or str(data) in said), again.stderr
+    assert "Traceback" not in again.stderr and "--start-fresh" not in said, again.stderr
+    assert not [p for p in data.iterdir() if ".bad-" in p.name]
+    filler.unlink()
+    await fed.close_channels()
+    await fed.start("disk")
+    wid = await fed.submit("home", SPEC)
+    status = await fed.wait_state("home", wid, deadline_s=60)
+    assert state_name(status) == "SUCCEEDED", status

@@ -64,6 +64,15 @@ from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
 from fedorch.runtime.node_engine.transport import GrpcTransport
+from fedorch.runtime.node_engine.write_behind import (
+    HeldDurable,
+    HeldExecutors,
+    HeldStatus,
+    HeldTransport,
+    StorageGate,
+    WriteFault,
+    retry_until_written,
+)
 from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
@@ -174,8 +183,15 @@ class NodeAgent:
             a.metrics.rejected_messages.labels(reason).inc()
 
         self.gate = AuthorizedNode(self.node, on_refused=refused)
-        self.driver = NodeDriver(self.gate, clock, WriteNotice(self.store, self.view),
-                                 self.transport, self.executors, self.view)
+        # A write that fails for the storage: kept and retried, what waits on it held,
+        # new work refused (write_behind.py).
+        fault = self.write_behind = WriteFault()
+        self.durable = HeldDurable(WriteNotice(self.store, self.view), fault,
+                                   on_fault=self._write_failed)
+        self.driver = NodeDriver(
+            StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
+            clock, self.durable, HeldTransport(self.transport, fault),
+            HeldExecutors(self.executors, fault), HeldStatus(self.view, fault))
         self.loop = DriverLoop(self.driver)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
@@ -214,6 +230,14 @@ class NodeAgent:
             await asyncio.wait_for(durable, SUBMIT_DURABLE_S)
         finally:
             self.view.abandon(workflow_id)
+
+    @property
+    def write_fault(self) -> str | None:
+        """While node.db cannot be written: what SQLite said (no new work meanwhile)."""
+        return self.write_behind.reason
+
+    def _write_failed(self) -> None:
+        self.spawn(retry_until_written(self.durable), "node-store-retry")
 
     def live_peers(self) -> list[str]:
         """This domain and the members membership sees ALIVE or SUSPECT: the Node picks

@@ -64,6 +64,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fedorch.runtime.node_store import NodeStoreError
+from fedorch.runtime.store.database import unreadable_storage
 from fedorch.runtime.store.identity import DB_COMPANIONS, START_FRESH_FLAG
 from fedorch.runtime.store.store import is_storage_fault
 
@@ -169,10 +170,7 @@ def _inspect(path: Path) -> NodeDbIdentity | None:
             return _read_record(con)
     except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
         if is_storage_fault(e):  # a full or failing disk says nothing of the file
-            raise NodeStoreError(
-                f"{path}: cannot read it ({e}): free space or mend the disk, then start the"
-                " agent again (the file is kept as it is; if it stays unreadable with a"
-                " sound disk, restore it from a backup)") from None
+            raise NodeStoreError(unreadable_storage(path, e)) from None
         raise NodeDbRefused(path, f"is not a readable SQLite database ({e})") from None
     finally:
         for made in absent:
@@ -197,6 +195,16 @@ def _create(path: Path, identity: NodeDbIdentity) -> Path:
 def _install(new: Path, path: Path) -> None:
     os.replace(new, path)
     _fsync_dir(path.parent)
+
+
+def _finish_creation(new: Path, path: Path, marker: NodeDbIdentity | None) -> None:
+    """node.db.new left by a crash: installed when the marker names it, else dropped
+    (never recorded, so nothing was ever written to it)."""
+    if marker is not None and _inspect(new) == marker:
+        _install(new, path)
+        return
+    for suffix in ("", *DB_COMPANIONS):
+        Path(f"{new}{suffix}").unlink(missing_ok=True)
 
 
 def move_aside(path: Path, now: datetime.datetime | None = None) -> Path:
@@ -232,12 +240,7 @@ async def check_node_db(data_dir: Path, domain: str, key: str, *, get_marker: Ge
                                   f" ({e})") from None
 
     if not path.exists() and new.exists():  # a creation a crash interrupted
-        pending = _inspect(new)
-        if marker is not None and pending == marker:
-            _install(new, path)  # the marker was written: finish it
-        else:
-            for suffix in ("", *DB_COMPANIONS):  # never recorded: nothing was in it
-                Path(f"{new}{suffix}").unlink(missing_ok=True)
+        _finish_creation(new, path, marker)
 
     if not path.exists():
         if marker is not None:
