@@ -31,10 +31,16 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
 owns membership and the rest of the Agent's loops), the `DriverLoop`, the peer
-senders and the step attempts. It ends when the Agent stops (SIGTERM, a fatal error
-of the Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit)
-stops the Agent too, with its message as the reason the daemon exits 1 with, and a
-restart recovers from node.db.
+senders, the step attempts and, while node.db cannot be written, the task that
+retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
+Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit) stops the
+Agent too, with its message as the reason the daemon exits 1 with, and a restart
+recovers from node.db. A commit that fails for the storage (disk full, I/O error)
+stops nothing: the driver's Durable, Transport, Executors and StatusSink are the held
+ports of write_behind.py, which keep the writes, hold what waits on them, refuse new
+work and retry until the disk takes them (past their bound: the one line of
+write_faults.py). The daemon checks node.db's identity (identity.py) before this class
+opens it.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
-"""What the node engine says when a write to node.db fails for the storage.
+"""What the node engine says when node.db cannot be written, and how it tells.
 
-A turn's transaction that fails (disk full, I/O error, read-only file system) is rolled
-back whole by SqliteDurable: node.db is as it was before the turn. The driver then
-stops for good, since its Node has stepped the turn's inputs and no longer matches the
-file; nothing of the turn has been acknowledged (the messages that wait for the write,
-the step starts and the status changes are done only after it; the submissions of the
-turn were not yet answered). So the agent stops, and the daemon exits 1 with the one
-line `stop_reason` makes: a supervisor (systemd's `Restart=on-failure`, the compose
-file's `restart:`) starts it again, and the new Node is restored from node.db, which
-holds every turn that was acknowledged. While the disk stays full the restart stops the
-same way, with the same line.
+A write that fails for the storage (disk full, I/O error, read-only file system:
+SQLite's storage error codes, `is_storage_fault`) does not stop the agent: the writes
+are kept and retried, and what waits on them held (write_behind.py). The agent stops
+only when that cannot go on: past write_behind's bound of kept writes and held effects
+(a disk that does not come back), the storage error is raised as it is, the driver
+stops, and the daemon exits 1 with the one line `stop_reason` makes. Every turn that
+was acknowledged is in node.db (the turns kept in memory were not acknowledged: their
+effects were held), so a supervisor (systemd's `Restart=on-failure`, the compose
+file's `restart:`) starts the agent again and the Node is restored from node.db. A
+start on a disk that will not let node.db or agent.db be read stops with one line
+saying to free space, and judges no file (identity.py, store/database.py).
 """
 
 from __future__ import annotations
