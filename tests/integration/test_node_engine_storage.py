@@ -80,7 +80,7 @@ def _damage(data: Path, how: str) -> None:
 @pytest.mark.parametrize("how, says", [
     ("missing", "missing, but agent.db records node store"),
     ("empty", "empty (zero bytes)"),
-    ("garbage", "is not a readable SQLite database"),
+    ("garbage", "not a node store this agent can read"),
 ])
 def test_a_bad_node_db_stops_the_start_with_one_line(tmp_path, how, says):
     config = _solo(tmp_path)

@@ -171,7 +171,7 @@ def _inspect(path: Path) -> NodeDbIdentity | None:
     except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
         if is_storage_fault(e):  # a full or failing disk says nothing of the file
             raise NodeStoreError(unreadable_storage(path, e)) from None
-        raise NodeDbRefused(path, f"is not a readable SQLite database ({e})") from None
+        raise NodeDbRefused(path, f"not a node store this agent can read ({e})") from None
     finally:
         for made in absent:
             with contextlib.suppress(FileNotFoundError):

@@ -91,7 +91,7 @@ def test_the_first_start_creates_node_db_with_its_identity_and_agent_db_marker(t
 @pytest.mark.parametrize("how, says", [
     ("missing", "missing, but agent.db records node store"),
     ("empty", "empty (zero bytes)"),
-    ("garbage", "is not a readable SQLite database"),
+    ("garbage", "not a node store this agent can read"),
     ("truncated", "node.db: "),
     ("replaced", "has no identity record, but agent.db records node store"),
     ("copied", "belongs to domain 'd9', not 'd0'"),
