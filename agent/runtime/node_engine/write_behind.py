@@ -15,8 +15,10 @@ outside, like a disk that has become very slow:
   does) and keeps its write groups as *pending*; it returns normally, so the driver
   advances. Every later turn's groups are appended to the pending ones, in order, and
   not tried on their own. `retry()` writes all pending groups as ONE transaction,
-  oldest first (a PUT is an upsert, a DELETE of an absent key does nothing: a group
-  written again after a rollback gives the same file as written once).
+  oldest first. Every op sets its key's outcome whatever was there (PUT upserts,
+  DELETE and DISCARD remove, ADD inserts or ignores), so groups written again give
+  the file they gave once: a commit whose outcome SQLite could not tell (an fsync
+  error after the WAL frames were written) is safe to write again.
 - While any write is pending, `HeldTransport`, `HeldExecutors` and `HeldStatus` (the
   other ports) hold back every effect, in the order the driver asked for it: the
   messages (`send_now` of later turns too, since the Node may say now what an earlier,
