@@ -10,13 +10,14 @@ gamma, now with alpha's certificate, which gamma verifies and keeps. The origina
 coordinator beta, cut off from alpha but not from gamma, asks gamma before a round
 (epoch 0): gamma's denial names epoch 1 for alpha and carries the certificate, which
 beta checks with public keys only. Without the winner's claim, the same denial is
-gamma's word only.
+gamma's word only. An extra acceptor holding no step keeps the winner's proof as well.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from fedorch.core.identity.envelope import new_nonce, seal
 from fedorch.core.identity.keys import init_keys, load_public_key_file
 from fedorch.core.workflow.epoch_certificate import verify
 from fedorch.core.workflow.progress import Progress
@@ -25,6 +26,15 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.agent import Active, Agent
 from fedorch.runtime.config import parse_config_text
 from fedorch.runtime.store.store import Store, WorkflowRow
+
+from tests.unit.runtime.test_round_proofs import (
+    ACCEPTORS,
+    SIGNERS,
+    TRUST,
+    _acceptor,
+    proven_claim,
+)
+from tests.unit.runtime.test_round_proofs import WF as STEPLESS_WF
 
 WF = "beta.1"
 SPEC = spec_pb2.WorkflowSpec(name="one", steps=[
@@ -119,3 +129,46 @@ async def test_a_granter_the_winner_never_told_denies_on_its_word_only(
         assert not denial.HasField("epoch_certificate")
     finally:
         await gamma.store.close()
+
+
+# ---- an acceptor holding no step -----------------------------------------------------
+
+
+def _acceptor_certificate(*voters: str) -> peer_pb2.EpochCertificate:
+    grants = [seal(SIGNERS[v], recipient="p1", now_ms=1, nonce=new_nonce(),
+                   takeover_answer=peer_pb2.TakeoverAnswer(
+                       workflow_id=STEPLESS_WF, epoch=1, granted=True, held_epoch=1,
+                       holder="p1", committed_round=1, electorate=sorted(ACCEPTORS)))
+              for v in voters]
+    return peer_pb2.EpochCertificate(workflow_id=STEPLESS_WF, epoch=1, coordinator="p1",
+                                     grants=grants)
+
+
+async def test_an_acceptor_holding_no_step_keeps_the_winners_proof_for_its_denials(
+        tmp_path) -> None:
+    """x, the extra acceptor of coord's workflow (p1 its one participant), granted p1
+    epoch 1; p1 won and its claim again carries its certificate (p1 and x granted):
+    x keeps it, and its answer to coord's ask of epoch 0 carries it. A claim with a
+    minority certificate is granted all the same, and nothing is kept."""
+    store = await Store.open(tmp_path / "data")
+    try:
+        shell, _ = _acceptor(store)
+        assert (await shell.on_claim("p1", proven_claim(1))).granted
+        ask = peer_pb2.TakeoverClaim(workflow_id=STEPLESS_WF, epoch=0)
+        before = await shell.on_claim("coord", ask)
+        assert (before.held_epoch, before.holder) == (1, "p1")
+        assert not before.HasField("epoch_certificate")  # not told yet: its word only
+        minority = proven_claim(1)
+        minority.epoch_certificate.CopyFrom(_acceptor_certificate("p1"))
+        assert (await shell.on_claim("p1", minority)).granted
+        assert not (await shell.on_claim("coord", ask)).HasField("epoch_certificate")
+        won = proven_claim(1)
+        won.epoch_certificate.CopyFrom(_acceptor_certificate("p1", "x"))
+        assert (await shell.on_claim("p1", won)).granted
+        denial = await shell.on_claim("coord", ask)
+        assert not denial.granted and (denial.held_epoch, denial.holder) == (1, "p1")
+        proof = verify(denial.epoch_certificate, TRUST, workflow_id=STEPLESS_WF,
+                       claimant="p1")
+        assert proof.epoch == 1 and proof.signers == {"p1", "x"}
+    finally:
+        await store.close()
