@@ -54,7 +54,9 @@ winner sends its claim, with its certificate (`ClaimMsg.won`), once to every ele
 that granted it as soon as it wins (the core's `_won`), and again with its periodic
 claims; a proven denial relayed by another member shows it too. Each is checked
 through the evidence port and kept here, per workflow, the latest epoch only, and a
-denial naming that (epoch, holder) carries it (`ClaimAnswerMsg.won`). In memory, not
+denial naming that (epoch, holder) carries it (`ClaimAnswerMsg.won`). An end notice's
+proof (`FinalMsg.won`) is not kept: the workflow ends here with it, and a claim of an
+ended workflow is answered with its end, not a denial. In memory, not
 in the tables: it is a copy of what the winner holds durably and shows again (after
 its restart, before each of its claims again), a restart here loses it until then,
 and a lost proof only delays (a denial without one is not followed; it never makes
