@@ -37,8 +37,16 @@ Unproven), and the denial is no grant. Its waits are counted with the successors
 
 Denials carry proof when the denier has it (`proof_of`): its own certificate if it acts
 in the epoch it holds, else the certificate of that epoch's holder it verified here
-(`proven`: shown with that holder's claim, or with an answer), kept in memory while the
-workflow is active here.
+(`proven`: shown with that holder's claim, or with an answer). The winner sends its
+claim, certificate included, once to every elector that granted it as soon as it wins
+(the takeover core's `_won`), so every granter can prove its denials from then on, an
+acceptor holding no step too (the granter a coordinator cut off from the winner may
+still reach). Kept in memory: while the workflow is active here, and for an acceptor
+holding no step (no workflow ends there) the latest `SHOWN_KEPT` workflows. Not on
+disk: it would need a table of its own (a schema migration) for a copy of what the
+winner holds durably and shows again (after its restart, before each re-placement
+round); a restart here only delays a proof, and a denial without one is not followed,
+which never makes two coordinators act.
 """
 
 from __future__ import annotations
@@ -80,6 +88,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fedorch.takeover")
 
 LOOP = "epoch certificate wait"  # its label in fedorch_loop_wakeups_total
+# Workflows whose winner's certificate is kept for our denials (see the header).
+SHOWN_KEPT = 10_000
 
 
 def held(row: WorkflowRow) -> tuple[int, str]:
@@ -199,11 +209,14 @@ class EpochCertificates:
                 for action in core.step(now, Grant(voter, core.epoch))]
 
     def proven(self, workflow_id: str, winner: str,
-               certificate: peer_pb2.EpochCertificate) -> Proven | None:
+               certificate: peer_pb2.EpochCertificate,
+               stepless: bool = False) -> Proven | None:
         """`winner`'s certificate, shown with its claim or its answer to ours, as the
         core's input (`Proven`) if it holds: the signed grants of a majority of the
         electorate this agent counts in, of its epoch, to `winner`. One that does not
-        hold is refused, counted with its reason, and changes nothing (None)."""
+        hold is refused, counted with its reason, and changes nothing (None). Kept for
+        our denials if the workflow is active here, or `stepless` (an acceptor holding
+        no step, which granted the winner)."""
         a = self._takeovers.agent
         known, _ = self.standing(workflow_id)
         try:
@@ -212,10 +225,13 @@ class EpochCertificates:
         except CertificateError as e:
             count_refusal(a, winner, "takeover_claim", Refused(e.reason, e.detail))
             return None
-        if winner != a.domain and workflow_id in a.active:
+        if winner != a.domain and (workflow_id in a.active or stepless):
             kept = self._shown.get(workflow_id)
             if kept is None or kept.epoch <= proof.epoch:
-                self._shown[workflow_id] = certificate
+                self._shown.pop(workflow_id, None)
+                self._shown[workflow_id] = certificate  # the newest last
+                if len(self._shown) > SHOWN_KEPT:
+                    del self._shown[next(iter(self._shown))]  # the oldest goes first
         return Proven(proof.epoch, winner)
 
     def proven_denial(self, workflow_id: str, voter: str,

@@ -72,7 +72,9 @@ class ClaimSender:
         """Send a claim until answered, unless it is on its way already."""
         key = (active.row.id, action.to, action.epoch)
         task = self._tasks.get(key)
-        if task is None or task.done():
+        # The current task may be this very claim's, answered by the grant that won it:
+        # the winner's claim then goes again, with its certificate (the core's `_won`).
+        if task is None or task.done() or task is asyncio.current_task():
             task = self._takeovers.agent.spawn(
                 self.until_answered(active, core, action),
                 name=f"takeover {active.row.id} claim to {action.to}")
@@ -106,7 +108,9 @@ class ClaimSender:
                     return
                 backoff = min(backoff * 2, 5.0)
         finally:
-            self._tasks.pop((row.id, claim.to, claim.epoch), None)
+            key = (row.id, claim.to, claim.epoch)
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]  # not a claim sent again meanwhile
 
     async def _send_once(self, active: Active, core: Takeover, claim: SendClaim
                          ) -> tuple[peer_pb2.TakeoverAnswer, peer_pb2.Envelope] | None:

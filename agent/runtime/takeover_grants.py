@@ -23,7 +23,8 @@ An extra acceptor that holds no step has no workflow row: it grants only on the 
 the claim carries, the round as its coordinator signed it and a COMMIT of it
 (agent/runtime/round_proofs.py; the rule is agent/core/workflow/acceptor_grant.py), to
 a participant of that round, and keeps its grant in `takeover_grants` (`GrantRecords`),
-written before the answer leaves. Its acceptor records never grant on their own (a
+written before the answer leaves. The winner's claim, sent to it once it won, carries
+its certificate: kept (in memory) and shown with this acceptor's denials. Its acceptor records never grant on their own (a
 participant can plant one: a recovery PaxosPrepare carries the round as its proposer
 states it); they refuse a proof that contradicts them. Both refusals are counted.
 
@@ -281,8 +282,14 @@ class ClaimAnswers:
             return answer
         answer.held_epoch, answer.holder = held_here
         if not verdict.granted:
+            if (cert := t.certificates.proof_of(wf, *held_here)) is not None:
+                answer.epoch_certificate.CopyFrom(cert)  # the holder's, verified here
             return answer
         await self.records.add(wf, claim.epoch, sender)
+        if claim.HasField("epoch_certificate") \
+                and not t.certificates.knows_proof(wf, claim.epoch, sender):
+            # The winner tells the acceptors that granted it: kept for our denials.
+            t.certificates.proven(wf, sender, claim.epoch_certificate, stepless=True)
         answer.granted = True
         answer.held_epoch, answer.holder = claim.epoch, sender
         # The round and electorate the grant is counted in: a certificate counts it only

@@ -48,6 +48,22 @@ certificate), as those that granted it refuse the lower epoch's notice.
 Claims received, answers to ours, and what a claim shows an acceptor that holds no
 step: takeover_claims.py.
 
+Proofs kept for denials (`proofs`). A denial naming a later epoch is followed only on
+that epoch's certificate, so a member that granted it must be able to show it: the
+winner sends its claim, with its certificate (`ClaimMsg.won`), once to every elector
+that granted it as soon as it wins (the core's `_won`), and again with its periodic
+claims; a proven denial relayed by another member shows it too. Each is checked
+through the evidence port and kept here, per workflow, the latest epoch only, and a
+denial naming that (epoch, holder) carries it (`ClaimAnswerMsg.won`). An end notice's
+proof (`FinalMsg.won`) is not kept: the workflow ends here with it, and a claim of an
+ended workflow is answered with its end, not a denial. In memory, not
+in the tables: it is a copy of what the winner holds durably and shows again (after
+its restart, before each of its claims again), a restart here loses it until then,
+and a lost proof only delays (a denial without one is not followed; it never makes
+two coordinators act). An acceptor holding no step keeps it too (it is the granter
+an original coordinator cut off from the winner may still reach); as such a workflow
+never ends here, at most `PROOFS_KEPT` workflows are kept, the oldest dropped first.
+
 Evidence. A claim's epoch certificate and its proof of the committed round are
 signatures on the wire. The Node is handed the check of them (`TakeoverEvidence`),
 as it is handed the acceptor's check that a round was stated by its coordinator:
@@ -83,6 +99,10 @@ from fedorch.core.workflow.takeover import (
 )
 
 __all__ = ["NoEvidence", "TakeoverEvidence", "Takeovers", "acceptors_of", "held_of"]
+
+
+# Workflows whose winner's proof is kept here for our denials (see "Proofs kept").
+PROOFS_KEPT = 10_000
 
 
 class TakeoverEvidence(Protocol):
@@ -125,6 +145,9 @@ class Takeovers:
         self.after_s: float = node.t.takeover_after_s
         self.cores: dict[str, Takeover] = {}
         self.claims = Claims(self)
+        # Workflow -> (epoch, holder) whose certificate was verified here, shown by
+        # another domain (its claim, or a proven denial): our denials carry it.
+        self.proofs: dict[str, tuple[int, str]] = {}
 
     # ---- restore ------------------------------------------------------------------------
 
@@ -132,6 +155,7 @@ class Takeovers:
         """What an agent holds only in memory: gone on restart (rebuilt by `resume`)."""
         self.cores = {}
         self.claims.reset()
+        self.proofs = {}
 
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
@@ -190,6 +214,7 @@ class Takeovers:
         """`wf` ended here: its core has nothing left to do."""
         self.cores.pop(wf, None)
         self.claims.forget(wf)
+        self.proofs.pop(wf, None)
 
     def coordinator_now(self, wf: str) -> str:
         """The coordinator this agent reports to for `wf` (or is): the one it follows, or
@@ -272,14 +297,38 @@ class Takeovers:
         """A certificate shown by `winner` (its claim, or its answer to ours): the core
         follows it if it holds and its epoch is not below ours (`Proven`)."""
         core = self.core(wf)
-        if core is None or epoch < 1 \
-                or not self.evidence.certificate_holds(wf, epoch, winner):
+        if core is None or epoch < 1 or not self.saw_proof(wf, epoch, winner):
             return False
         before = (core.epoch, core.coordinator)
         self.step(now, wf, core, Proven(epoch, winner))
         if (core.epoch, core.coordinator) != before:
             self.n.stats["takeover proven winner followed"] += 1
         return (core.epoch, core.coordinator) == (epoch, winner)
+
+    def saw_proof(self, wf: str, epoch: int, holder: str) -> bool:
+        """A certificate of (epoch, holder) shown to us: kept for our denials if it holds
+        (the latest epoch only). Whether it holds."""
+        if epoch < 1 or holder == self.n.name \
+                or not self.evidence.certificate_holds(wf, epoch, holder):
+            return False
+        kept = self.proofs.get(wf)
+        if kept is None or kept[0] < epoch:
+            self.proofs.pop(wf, None)
+            self.proofs[wf] = (epoch, holder)  # the newest last: the oldest goes first
+            if len(self.proofs) > PROOFS_KEPT:
+                del self.proofs[next(iter(self.proofs))]
+            self.n.stats["takeover proof kept for denials"] += 1
+        return True
+
+    def has_proof(self, wf: str, epoch: int, holder: str) -> bool:
+        """Can a denial naming (epoch, holder) carry that epoch's certificate? Ours if we
+        act in it, else the holder's if verified here."""
+        if epoch < 1:
+            return False
+        if holder == self.n.name:
+            core = self.cores.get(wf)
+            return core is not None and core.role is Role.ACTING and core.epoch == epoch
+        return self.proofs.get(wf) == (epoch, holder)
 
     def report_again(self, wf: str) -> None:
         """A new coordinator is followed here: it collects the results, ours again."""

@@ -28,6 +28,15 @@ Answers to our claim (`on_claim_answer`): a member's end (the workflow ended
 meanwhile) is taken and told on; "in doubt" is asked again; a certificate shown by a
 rival is followed; a grant or a denial goes to the core (`Grant`, `Deny`), and the
 two ways a split claim settles on the denials are counted.
+
+Proofs in denials. `ClaimAnswerMsg.won` on a denial says "the answerer holds a
+verified certificate of `held_epoch` for `holder`": its own (it acts in that epoch)
+or the holder's, shown to it by the holder's claim (the winner sends it once to every
+elector that granted it, at once on winning: the core's `_won`) or by another member's
+proven denial, and kept by the takeover part (`Takeovers.proofs`). A denial is
+`proven` only if the claim says so and the evidence port confirms that certificate
+(the runtime: the certificate carried verifies here); else the core takes it as the
+voter's word (`Unproven`) and nobody follows it.
 """
 
 from __future__ import annotations
@@ -129,11 +138,14 @@ class Claims:
                 and tk.follow_proven(now, wf, src, msg.epoch):
             epoch, holder = held_of(d, wf, original)  # it won the epoch held: follow it
         if not may_grant(epoch, holder, msg.epoch, src):
-            core = tk.core(wf)
-            won = holder == n.name and core is not None and core.role is Role.ACTING \
-                and core.epoch == epoch >= 1  # a rival of our epoch: our proof
-            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, won=won))
+            # Our proof if we act in the epoch held (a rival of our epoch follows us at
+            # once), else the holder's if verified here: a claimant of an earlier epoch
+            # follows a later one only on its proof.
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
+                                       won=tk.has_proof(wf, epoch, holder)))
             return
+        if msg.won:  # the claimant won and shows it: checked, kept for our denials
+            tk.saw_proof(wf, msg.epoch, src)
         core = tk.core(wf)
         if core is not None:
             tk.step(now, wf, core, Adopted(msg.epoch, src))
@@ -166,8 +178,11 @@ class Claims:
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
             return
         if not verdict.granted:
-            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder))
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
+                                       won=self.tk.has_proof(wf, epoch, holder)))
             return
+        if msg.won:  # the winner tells the acceptors that granted it: kept, relayed
+            self.tk.saw_proof(wf, msg.epoch, src)
         n.point("takeover epoch")
         d.granted[wf] = (msg.epoch, src)
         n.stats["takeover granted by an acceptor only"] += 1
@@ -206,8 +221,17 @@ class Claims:
         if msg.won and not msg.granted and msg.holder == src \
                 and tk.follow_proven(now, wf, src, msg.held_epoch):
             return
+        proven = False
+        if msg.won and not msg.granted:
+            # A relayed proof: the voter holds the holder's certificate (the runtime
+            # carries it, and checks it here); kept, so that our denials carry it too.
+            proven = tk.saw_proof(wf, msg.held_epoch, msg.holder)
+            if not proven:
+                n.stats["takeover denial with a proof that does not hold"] += 1
+        elif not msg.granted and msg.held_epoch > msg.epoch:
+            n.stats["takeover denial without proof"] += 1
         event = Grant(src, msg.epoch) if msg.granted \
-            else Deny(src, msg.epoch, msg.held_epoch, msg.holder)
+            else Deny(src, msg.epoch, msg.held_epoch, msg.holder, proven)
         before = (core.role, core.epoch, core.coordinator)
         tk.step(now, wf, core, event)
         if before[0] is Role.CLAIMING and msg.held_epoch == before[1] and not msg.granted:

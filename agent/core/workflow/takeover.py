@@ -95,7 +95,7 @@ Roles (`Role`) and the one transition table (`TABLE`):
     FOLLOWING --Watch/Timer: known coordinator gone, we are the successor--> CLAIMING
               (the successor is next in line once those before it let
               takeover_after_s pass without a claim)
-    CLAIMING  --Grant: majority--> ACTING
+    CLAIMING  --Grant: majority--> ACTING (the claim, with its proof, once to each granter)
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
     CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
     CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
@@ -353,7 +353,13 @@ class Takeover:
             # electorate hear it now, from a winner only: had they granted a claim that
             # lost, they would refuse the old coordinator's end for ever.
             told = self.audience - self.electorate - self._grants - {self.me}
-            return [Act(self.epoch), *(SendClaim(d, self.epoch) for d in sorted(told))]
+            # The members that granted it hear it once too, from a winner (whose claim
+            # carries its certificate): they keep that proof and show it in their
+            # denials, so that a coordinator cut off from us but not from them follows
+            # (Denials). Granting it again changes nothing there.
+            granters = (self._grants & self.electorate) - {self.me}
+            return [Act(self.epoch),
+                    *(SendClaim(d, self.epoch) for d in sorted(told | granters))]
         return []
 
     def _grant(self, now: float, ev: Grant) -> list[Action]:

@@ -19,8 +19,10 @@ simulation supplies two things a daemon's driver would:
   signatures on the wire; the simulator signs nothing, so `SimEvidence` answers the
   Node's checks (TakeoverEvidence) from the run's own record: a certificate holds
   when the checker saw that domain act in that epoch (its `acting` note, written
-  with its Act); a proof holds when its round is the one its coordinator sent and a
-  COMMIT of it was chosen.
+  with its Act), whoever shows it: the winner's claim, its own denial, or a granter's
+  denial relaying it (the Node keeps a proof it checked and relays it); a lying
+  relay is refused here like a lying holder. A proof of the round holds when its
+  round is the one its coordinator sent and a COMMIT of it was chosen.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from fedorch.core.negotiation.messages import TxInfo
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import paxos_wire as wire
 from fedorch.runtime.decision_proofs import decision_message
+from fedorch.runtime.epoch_certs import EpochCertificates
 from fedorch.runtime.round_proofs import RoundProofs
 from fedorch.runtime.store.store import AcceptorRow, HoldTxRow, ReservationRow, Store, WorkflowRow
 from fedorch.runtime.takeover import Takeovers
@@ -101,7 +102,8 @@ def _agent(store: Store, domain: str) -> SimpleNamespace:
 
     agent = SimpleNamespace(domain=domain, store=store, active={}, trust=TRUST,
                             seal=seal_here,
-                            metrics=SimpleNamespace(rejected_messages=_Counter()))
+                            metrics=SimpleNamespace(rejected_messages=_Counter(),
+                                                    loop_wakeups=_Counter()))
     agent.consensus = SimpleNamespace(
         decision_envelope=lambda key, value: seal_here("", decision=decision_message(key, value)))
     agent.participant = SimpleNamespace(keys_of=lambda workflow_id: [])  # votes held: none
@@ -115,6 +117,7 @@ def _acceptor(store: Store, domain: str = "x") -> tuple[Takeovers, SimpleNamespa
     shell = Takeovers.__new__(Takeovers)
     shell.agent = agent
     shell.proofs = RoundProofs(agent)
+    shell.certificates = EpochCertificates(shell)  # the winner's proof, kept for denials
     shell.answers = ClaimAnswers(shell)
     return shell, agent
 

@@ -130,7 +130,8 @@ async def test_a_claim_answered_in_doubt_goes_again_from_the_shortest_pause(
     assert asked == answers
     assert pauses == [0.2, 0.4, 0.8, takeover_claims.IN_DOUBT_AGAIN_S]
     assert pauses[-1] < pauses[-2]  # from the shortest pause again
-    assert applied == [Act(1)] and core.role is Role.ACTING
+    # Won with gamma's grant: gamma hears the winner's claim (its certificate) once.
+    assert applied == [Act(1), SendClaim("gamma", 1)] and core.role is Role.ACTING
 
 
 async def test_a_participant_that_stays_in_doubt_is_asked_with_the_backoff(

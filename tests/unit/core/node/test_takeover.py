@@ -261,3 +261,73 @@ def test_every_participant_ends_the_workflow_once_the_coordinator_is_gone() -> N
     fed = committed(steps_end=True)
     assert fed.disks["d0"].final.get(WF) in TERMINAL  # d0 finished it: no takeover
     assert not fed.evidence.acting
+
+
+def claiming_d1() -> Federation:
+    """d0 dead: d1 claims epoch 1, its claims not delivered yet."""
+    fed = committed()
+    fed.silent.add("d0")
+    fed.step("d1", MemberState("d0", "DEAD"))
+    fed.net.clear()
+    core = fed.nodes["d1"].takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    return fed
+
+
+def test_a_denial_relaying_a_proof_that_holds_is_followed() -> None:
+    fed = claiming_d1()
+    fed.evidence.acting[(WF, 2)] = "d2"  # d2 won epoch 2 (its certificate holds)
+    # d0 relays d2's proof: d1 follows d2 at once, and keeps the proof for its denials.
+    fed.step("d1", Message("d0", ClaimAnswerMsg(WF, 1, False, 2, "d2", won=True)))
+    core = fed.nodes["d1"].takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 2, "d2")
+    assert fed.disks["d1"].epochs[WF] == (2, "d2")
+    assert fed.nodes["d1"].takeover.proofs[WF] == (2, "d2")
+    ready = fed.step("d1", Message("d3", ClaimMsg(WF, 2)))
+    assert sent(ready) == [("d3", ClaimAnswerMsg(WF, 2, False, 2, "d2", won=True))]
+
+
+def test_a_denial_without_a_proof_or_with_one_that_fails_is_not_followed() -> None:
+    fed = claiming_d1()
+    d1 = fed.nodes["d1"]
+    # The voter's word only: d1 keeps claiming epoch 1.
+    fed.step("d1", Message("d0", ClaimAnswerMsg(WF, 1, False, 2, "d2")))
+    # A proof claimed, but the certificate does not hold (nobody won epoch 3).
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 3, "d0", won=True)))
+    core = d1.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    assert fed.disks["d1"].granted[WF] == (1, "d1")
+    assert WF not in d1.takeover.proofs
+    assert d1.stats["takeover denial without proof"] == 1
+    assert d1.stats["takeover denial with a proof that does not hold"] == 1
+
+
+def test_the_winner_tells_its_granters_which_then_prove_their_denials() -> None:
+    fed = claiming_d1()
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1")))
+    fed.deliver()  # nothing was sent to d2 yet: the grant is handed in by hand
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    # On winning, d1 sent its claim, with its proof, to d2, which granted it.
+    told = [(to, m) for r in fed.readies["d1"] for to, m in sent(r) if isinstance(m, ClaimMsg)]
+    assert ("d2", ClaimMsg(WF, 1, None, won=True)) in told
+    assert fed.nodes["d2"].takeover.proofs[WF] == (1, "d1")
+    # A claimant of an earlier view (d0 back, claiming the same epoch) is denied with it.
+    ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
+    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=True))]
+
+
+def test_a_restarted_granter_denies_without_proof_until_the_winner_shows_it_again() -> None:
+    fed = claiming_d1()
+    fed.step("d2", Message("d1", ClaimMsg(WF, 1)))  # d2 grants; its answer goes to d1
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.nodes["d2"].takeover.proofs[WF] == (1, "d1")
+    # A restart loses the proof (kept in memory): until the winner shows it again, d2's
+    # denial is its word only.
+    fed.restore("d2")
+    assert WF not in fed.nodes["d2"].takeover.proofs
+    ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
+    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1"))]
+    fed.step("d2", Message("d1", ClaimMsg(WF, 1, won=True)))  # the winner's claim again
+    ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
+    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=True))]

@@ -67,7 +67,7 @@ def test_a_liar_among_five_cannot_keep_a_claim_from_winning():
     b.step(0.0, Watch("DEAD"))
     assert b.step(0.1, Deny("x", 1, 7, "c")) == [Unproven("x", 7, "c")]
     assert b.step(0.2, Grant("c", 1)) == []
-    assert b.step(0.3, Grant("d", 1)) == [Act(1)]
+    assert b.step(0.3, Grant("d", 1)) == [Act(1), SendClaim("c", 1), SendClaim("d", 1)]
     assert (b.role, b.epoch) == (Role.ACTING, 1)
 
 

@@ -81,7 +81,7 @@ def test_an_acting_successor_follows_only_a_later_proven_epoch():
     b = core("b")
     b.step(0.0, Watch("DEAD"))
     assert b.step(0.1, Grant("c", 1)) == []  # 2 of 4: no majority yet
-    assert b.step(0.2, Grant("d", 1)) == [Act(1)]
+    assert b.step(0.2, Grant("d", 1)) == [Act(1), SendClaim("c", 1), SendClaim("d", 1)]
     assert b.role is Role.ACTING and b.epoch == 1
     assert b.step(1.0, Proven(1, "c")) == []  # cannot exist: ours is agreed
     assert b.role is Role.ACTING

@@ -135,7 +135,7 @@ def test_the_higher_name_asks_again_and_wins_the_same_epoch():
     assert b.step(0.5, Deny("c", 1, 1, "c")) == []  # not yielded yet: asked again later
     assert b.get_timer() == 0.8  # the pause doubled
     assert b.step(0.8, Timer()) == [SendClaim("c", 1)]
-    assert b.step(0.9, Grant("c", 1)) == [Act(1)]  # b, c, d: epoch 1 won, no timeout
+    assert b.step(0.9, Grant("c", 1)) == [Act(1), SendClaim("c", 1), SendClaim("d", 1)]  # b, c, d: epoch 1 won, no timeout
 
 
 def test_the_higher_name_claims_the_next_epoch_at_once_when_its_epoch_is_lost():
@@ -156,7 +156,7 @@ def test_a_grant_that_was_the_last_answer_lacking_settles_a_split():
     assert b.step(0.2, Deny("x", 1, 1, "c")) == []
     assert b.step(0.3, Grant("y", 1)) == []
     assert b.step(b.get_timer(), Timer()) == [SendClaim("c", 1)]
-    assert b.step(0.5, Grant("c", 1)) == [Act(1)]
+    assert b.step(0.5, Grant("c", 1)) == [Act(1), SendClaim("c", 1), SendClaim("y", 1)]
 
 
 def test_a_worse_ranked_rival_that_may_have_won_is_asked_until_it_proves_it():
