@@ -48,7 +48,7 @@ from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.runtime.driver import DriverLoop, NodeDriver
+from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_store import SqliteDurable
 from fedorch.runtime.ports import SystemClock
@@ -146,6 +146,7 @@ class Agent:
         self.store: SqliteDurable | None = None
         self.driver: NodeDriver | None = None
         self.driver_loop: DriverLoop | None = None
+        self.commits: ThreadedWrite | None = None
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -161,8 +162,10 @@ class Agent:
                     peers=list(DOMAINS), rng=random.Random(self.index),
                     now=clock.monotonic())
         self.driver = NodeDriver(node, clock, self.store, WirePort(self.wire, self),
-                                 NoopExecutors(self), self.ends)
-        self.driver_loop = DriverLoop(self.driver)
+                                 NoopExecutors(self), self.ends, loopback=self.name)
+        # As the daemon does: each turn's commit in a thread, the agent's loop running.
+        self.commits = ThreadedWrite(self.store)
+        self.driver_loop = DriverLoop(self.driver, write=self.commits)
         self._task = asyncio.get_running_loop().create_task(
             self.driver_loop.run(), name=f"driver-{self.name}")
 
@@ -176,6 +179,8 @@ class Agent:
                 pass
             except Exception as e:  # DriverStopped or a port's: the bench reports it
                 self.error = e
+        if self.commits is not None:
+            self.commits.close()
         if self.store is not None:
             self.store.close()
 

@@ -15,7 +15,8 @@ built but given no work: the node engine's client and peer services never call t
 What the NodeAgent composes, on the ports of runtime/ports.py:
 - a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the shells'
   placement code over the members this agent sees), restored from `node.db` in the data dir
-  (`SqliteDurable`: one transaction per driver turn, WAL, synchronous=FULL), its
+  (`SqliteDurable`: one transaction per driver turn, committed in a thread of its
+  own while the event loop runs (`ThreadedWrite`), WAL, synchronous=FULL), its
   policy and capacities from the config, its timings from `negotiation` and its
   retention of ended workflows from `retention` (`timing_of`), its peers the members
   membership sees;
@@ -52,7 +53,7 @@ from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
-from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
+from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver, ThreadedWrite
 from fedorch.runtime.node_codec import CodecError, node_codec
 from fedorch.runtime.node_engine.boundary import (
     AuthorizedNode,
@@ -174,8 +175,12 @@ class NodeAgent:
 
         self.gate = AuthorizedNode(self.node, on_refused=refused)
         self.driver = NodeDriver(self.gate, clock, WriteNotice(self.store, self.view),
-                                 self.transport, self.executors, self.view)
-        self.loop = DriverLoop(self.driver)
+                                 self.transport, self.executors, self.view,
+                                 loopback=self.domain)
+        # Each turn's transaction in a thread of its own: the event loop (gRPC) runs
+        # while the fsync waits, and what arrives meanwhile forms the next turn.
+        self.commits = ThreadedWrite(self.store, after=self.view.written)
+        self.loop = DriverLoop(self.driver, write=self.commits)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
         if isinstance(a, NodeEngineAgent):
@@ -256,6 +261,7 @@ class NodeAgent:
             pass
         finally:
             self._stopping = True
+            self.commits.close()  # a cancelled turn's commit ends before its file closes
             self.store.close()
 
     async def _drive(self) -> None:
