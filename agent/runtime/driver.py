@@ -128,6 +128,7 @@ class NodeDriver:
         self.stopped: BaseException | None = None
         self.loopback = loopback
         self.looped: list[Message] = []  # own messages, for the next turn's start
+        self.looped_back = 0  # own messages kept off the transport, in all
 
     # ---- a turn ----------------------------------------------------------------------
 
@@ -219,6 +220,7 @@ class NodeDriver:
     def _send(self, dst: str, msg: object) -> None:
         if dst == self.loopback:
             self.looped.append(Message(dst, msg))
+            self.looped_back += 1
         else:
             self.transport.send(dst, msg)
 
