@@ -56,8 +56,8 @@ error (so the TaskGroup, and the daemon, stop with it); cancelling the task ends
 cleanly (its timer handle is cancelled).
 
 The split turn (group commit). Given a `ThreadedWrite` (`DriverLoop(driver,
-write=...)`), the loop's turn is cut at the commit: `begin(inputs)` steps the inputs,
-takes the Ready and sends `send_now`; the transaction then runs in the ThreadedWrite's
+write=...)`), the loop's turn is cut at the commit: `step_all(inputs)` steps the
+inputs, `begin()` takes the Ready and sends `send_now`; the transaction then runs in the ThreadedWrite's
 one worker thread while the event loop goes on (gRPC receives, executors report,
 `post` queues: an fsync no longer stops the process); when it returns, `finish(ready)`
 sends `send_after_write`, starts and stops steps, tells watchers, and advances. Only
