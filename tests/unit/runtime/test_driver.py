@@ -376,3 +376,21 @@ def test_loopback_message_after_write_is_kept_until_the_write_is_done():
     assert driver.looped == [] or all(m.src == "d0" for m in driver.looped)
     assert len(durable.calls) == writes_before + 1
     assert any(op.table == "holds" for w in durable.calls[-1] for op in w.ops)
+
+
+async def test_split_turn_cancelled_during_a_commit_stops_the_driver_and_close_waits():
+    net = Network()
+    disk = GatedDisk(net)
+    loop, commits = split_agent("d0", net, disk)
+    loop.post(Submit("d0.w1", spec("a"), placement={"s0": "d1"}))
+    task = asyncio.create_task(loop.run())
+    await _until(disk.entered.is_set)
+    task.cancel()  # the daemon stopping while a transaction is out
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent_by(net, "d0", "d1") == []  # what waited for the write never left
+    disk.gate.set()
+    commits.close()  # returns once the thread's write is over: the file may close now
+    assert "d0.w1" in disk.disk.rows
+    with pytest.raises(DriverStopped):  # the Node was not advanced: only a restart goes on
+        loop.driver.turn([])
