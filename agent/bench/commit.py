@@ -313,7 +313,7 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
 async def _written(path: Path, deadline_s: float = 30.0) -> None:
     """Wait (with a deadline) for the profiled agent to write its profile."""
     deadline = time.monotonic() + deadline_s
-    while not path.exists():
+    while not await asyncio.to_thread(path.exists):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the coordinator did not write its profile {path}")
         await asyncio.sleep(0.05)  # polling a file another process writes
