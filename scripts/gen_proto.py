@@ -2,7 +2,7 @@
 """Regenerate agent/gen from proto/ with the pinned grpcio-tools.
 
 The generated modules are committed (so a checkout imports without a compiler)
-and tests/unit/gen/test_proto_fresh.py fails when they differ from what this script
+and tests/unit/test_gen_fresh.py fails when they differ from what this script
 produces. protoc writes absolute imports (`from fedorch.v1 import ...`); we
 rewrite them to `fedorch.gen.fedorch.v1` so the code imports as part of `agent`.
 

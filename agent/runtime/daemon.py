@@ -16,6 +16,7 @@ import gc
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import grpc
 from fedorch.core.identity.clients import ClientKeys
@@ -42,6 +43,9 @@ from fedorch.runtime.node_engine.engine import (
     check_node_config,
     uses_node_engine,
 )
+from fedorch.runtime.node_engine.identity import MARKER_KEY as NODE_DB_MARKER
+from fedorch.runtime.node_engine.identity import NODE_DB
+from fedorch.runtime.node_engine.identity import open_checked as open_node_db
 from fedorch.runtime.node_engine.services import NodeClientService, NodePeerService
 from fedorch.runtime.node_store import NodeStoreError
 from fedorch.runtime.peer_service import PeerService
@@ -75,6 +79,22 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 class StartupError(Exception):
     pass
+
+
+async def check_node_store(config, store: Store, key: str, earlier_keys, start_fresh: bool
+                           ) -> None:
+    """NodeStoreError (one line) unless the data dir's node.db is this agent's."""
+    async def set_marker(value: str | None) -> None:
+        await store.set_meta(NODE_DB_MARKER, value or "")
+
+    try:
+        await open_node_db(Path(config.data_dir), config.domain, key,
+                           get_marker=lambda: store.get_meta(NODE_DB_MARKER),
+                           set_marker=set_marker, start_fresh=start_fresh,
+                           earlier_keys=earlier_keys)
+    except OSError as e:  # permissions, a read-only or full file system
+        raise NodeStoreError(f"{Path(config.data_dir) / NODE_DB}: cannot use the node"
+                             f" store: {e.strerror or e}") from None
 
 
 class AgentFailed(Exception):
@@ -115,9 +135,10 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
             raise StartupError(str(e)) from None
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
-    store = await Store.open(config.data_dir, domain=config.domain,
-                             key=key_fingerprint(key.public_key()), start_fresh=start_fresh,
-                             earlier_keys=earlier_key_fingerprints(config, key))
+    fingerprint = key_fingerprint(key.public_key())
+    earlier_keys = earlier_key_fingerprints(config, key)
+    store = await Store.open(config.data_dir, domain=config.domain, key=fingerprint,
+                             start_fresh=start_fresh, earlier_keys=earlier_keys)
     try:
         agent = (NodeEngineAgent if uses_node_engine(config) else Agent)(config, store)
         agent.config_path = config_path
@@ -125,7 +146,11 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         await agent.open()
         # `engine: node`: the negotiation and the steps run on one Node and its driver
         # (runtime/node_engine); the Agent keeps membership, trust and signing.
-        engine = NodeAgent(agent) if uses_node_engine(config) else None
+        engine = None
+        if uses_node_engine(config):
+            # Only the node.db this agent wrote (node_engine/identity.py), as for agent.db.
+            await check_node_store(config, store, fingerprint, earlier_keys, start_fresh)
+            engine = NodeAgent(agent)
     except (EngineConfigError, NodeStoreError) as e:
         await store.close()
         raise StartupError(str(e)) from None

@@ -77,7 +77,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node.inputs import Message, Tick
@@ -261,12 +261,19 @@ class ThreadedWrite:
         self._pool.shutdown(wait=True)
 
 
+class AsyncWrite(Protocol):
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Make one Ready's writes durable (as `Durable.write`), the loop running."""
+        ...
+
+
 class DriverLoop:
     """The asyncio adapter around a NodeDriver (see the header)."""
 
-    def __init__(self, driver: NodeDriver, *, write: ThreadedWrite | None = None) -> None:
-        """`write`: the commit of each turn in a worker thread (the split turn); None:
-        `driver.durable.write` inside the turn, the loop waiting for it."""
+    def __init__(self, driver: NodeDriver, *, write: AsyncWrite | None = None) -> None:
+        """`write`: the commit of each turn off the loop's thread (a ThreadedWrite, or
+        what wraps one); None: `driver.durable.write` inside the turn, the loop
+        waiting for it."""
         self.driver = driver
         self.write = write
         self._inbox: deque[object] = deque()

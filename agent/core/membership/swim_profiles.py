@@ -85,7 +85,7 @@ PROFILES: dict[str, SwimProfile] = {
     # Messages up to 8 KiB, not a UDP datagram's 1,400 bytes: gossip travels in gRPC calls,
     # and how many records one message carries sets how fast a join storm converges (50
     # members joining at once: 10-18 s after the last join at 1,400 bytes, about four
-    # records a message; 1-4 s at 8 KiB: tests/sim/membership/test_swim_join_storm.py).
+    # records a message; 1-4 s at 8 KiB: tests/sim/test_membership_join_storm.py).
     # A message is only as big as the updates waiting, so traffic at rest is unchanged.
     "lan": SwimProfile(
         probe_interval=0.3, probe_timeout=0.15, indirect_checks=3, retransmit_mult=4,

@@ -16,7 +16,7 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 - a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the shells'
   placement code over the members this agent sees), restored from `node.db` in the data dir
   (`SqliteDurable`: one transaction per driver turn, committed in a thread of its
-  own while the event loop runs (`ThreadedWrite`), WAL, synchronous=FULL), its
+  own while the event loop runs (commit_thread.py), WAL, synchronous=FULL), its
   policy and capacities from the config, its timings from `negotiation` and its
   retention of ended workflows from `retention` (`timing_of`), its peers the members
   membership sees;
@@ -32,10 +32,16 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
 owns membership and the rest of the Agent's loops), the `DriverLoop`, the peer
-senders and the step attempts. It ends when the Agent stops (SIGTERM, a fatal error
-of the Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit)
-stops the Agent too, with its message as the reason the daemon exits 1 with, and a
-restart recovers from node.db.
+senders, the step attempts and, while node.db cannot be written, the task that
+retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
+Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit) stops the
+Agent too, with its message as the reason the daemon exits 1 with, and a restart
+recovers from node.db. A commit that fails for the storage (disk full, I/O error)
+stops nothing: the driver's Durable, Transport, Executors and StatusSink are the held
+ports of write_behind.py, which keep the writes, hold what waits on them, refuse new
+work and retry until the disk takes them (past their bound: the one line of
+write_faults.py). The daemon checks node.db's identity (identity.py) before this class
+opens it.
 """
 
 from __future__ import annotations
@@ -53,18 +59,29 @@ from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
-from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver, ThreadedWrite
+from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
 from fedorch.runtime.node_engine.boundary import (
     AuthorizedNode,
     TurnBoundary,
     signed_submissions,
 )
+from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
 from fedorch.runtime.node_engine.transport import GrpcTransport
+from fedorch.runtime.node_engine.write_behind import (
+    HeldDurable,
+    HeldExecutors,
+    HeldStatus,
+    HeldTransport,
+    StorageGate,
+    WriteFault,
+    retry_until_written,
+)
+from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
 
@@ -174,12 +191,21 @@ class NodeAgent:
             a.metrics.rejected_messages.labels(reason).inc()
 
         self.gate = AuthorizedNode(self.node, on_refused=refused)
-        self.driver = NodeDriver(self.gate, clock, WriteNotice(self.store, self.view),
-                                 self.transport, self.executors, self.view,
-                                 loopback=self.domain)
-        # Each turn's transaction in a thread of its own: the event loop (gRPC) runs
-        # while the fsync waits, and what arrives meanwhile forms the next turn.
-        self.commits = ThreadedWrite(self.store, after=self.view.written)
+        # A write that fails for the storage: kept and retried, what waits on it held,
+        # new work refused (write_behind.py).
+        fault = self.write_behind = WriteFault()
+        replayed = Replayed(self.store)
+        self.durable = HeldDurable(WriteNotice(replayed, self.view), fault,
+                                   on_fault=self._write_failed)
+        self.driver = NodeDriver(
+            StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
+            clock, self.durable, HeldTransport(self.transport, fault),
+            HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
+            loopback=self.domain)
+        # Each turn's transaction in a thread of its own (commit_thread.py): the event
+        # loop (gRPC) runs while the fsync waits, and what arrives meanwhile forms the
+        # next turn.
+        self.commits = EngineCommit(self.store, replayed, self.durable, fault)
         self.loop = DriverLoop(self.driver, write=self.commits)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
@@ -218,6 +244,14 @@ class NodeAgent:
             await asyncio.wait_for(durable, SUBMIT_DURABLE_S)
         finally:
             self.view.abandon(workflow_id)
+
+    @property
+    def write_fault(self) -> str | None:
+        """While node.db cannot be written: what SQLite said (no new work meanwhile)."""
+        return self.write_behind.reason
+
+    def _write_failed(self) -> None:
+        self.spawn(retry_until_written(self.durable), "node-store-retry")
 
     def live_peers(self) -> list[str]:
         """This domain and the members membership sees ALIVE or SUSPECT: the Node picks
@@ -268,9 +302,20 @@ class NodeAgent:
         try:
             await self.loop.run()
         except DriverStopped as e:
+            cause = e.__cause__  # a commit the split turn's thread failed: its error
+            if isinstance(cause, Exception) and is_storage_fault(cause):
+                reason = stop_reason(self.store.path, cause)  # one line, as below
+                log.critical("%s", reason)
+                self.agent.fail(reason)
+                return
             log.critical("node driver stopped: %s", e)
             self.agent.fail(f"node driver stopped: {e}")
         except Exception as e:  # a port's failure (a failed commit): the Node is stale
+            if is_storage_fault(e):  # disk full, I/O error: one line (write_faults.py)
+                reason = stop_reason(self.store.path, e)
+                log.critical("%s", reason)
+                self.agent.fail(reason)
+                return
             log.critical("node driver failed", exc_info=e)
             self.agent.fail(f"node driver failed: {type(e).__name__}: {e}")
 

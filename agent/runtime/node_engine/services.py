@@ -82,6 +82,13 @@ class NodeClientService(ClientService):
 
     # ---- submit ------------------------------------------------------------------------
 
+    def _refuses_work(self) -> str | None:
+        fault = self.engine.write_fault
+        if fault is not None:  # write_behind.py: the kept writes are being retried
+            return (f"this agent cannot write its node store ({fault}), so it takes no"
+                    " new work until it can; retry later or submit elsewhere")
+        return super()._refuses_work()
+
     async def Submit(self, request, context):
         return client_pb2.SubmitReply(id=await self._submit(request, context))
 

@@ -6,7 +6,10 @@ The client service answers GetWorkflow, Watch and ListWorkflows from the Node's 
 state (`node.state`, the view of its durable tables, and `node.progress`, the
 progress of each committed workflow it runs), never from a table of its own: what
 a reader sees is what the Node has made durable, since the view is read between
-driver turns and every change of a turn is written before the turn ends. A status is
+driver turns and every change of a turn is written before the turn ends. Except while
+node.db cannot be written (write_behind.py): the Node then runs ahead of the file by
+the writes kept in memory, and a read may show what a crash now would make it learn
+again (the status changes, and the submitter's answer, are held until the write). A status is
 built on demand (`status`): its workflow row (coordinator) or committed PREPARE
 (participant), its final state, and each step from the live progress or, once the
 workflow has ended, from the results the Node keeps.

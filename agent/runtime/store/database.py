@@ -50,6 +50,14 @@ def is_storage_fault(e: BaseException) -> bool:
     return isinstance(e, sqlite3.Error) and code is not None and code & 0xFF in STORAGE_FAULTS
 
 
+def unreadable_storage(db_path: pathlib.Path, e: BaseException) -> str:
+    """One line for a database the storage would not let us read (not judged damaged:
+    no --start-fresh advice, and the flag does not move it aside)."""
+    return (f"{db_path}: cannot read it ({e}): free space or mend the disk, then start the"
+            " agent again (the file is kept as it is; if it stays unreadable with a sound"
+            " disk, restore it from a backup)")
+
+
 def _run(database: Database, conn: sqlite3.Connection,
          statements: list[Statement]) -> list[int]:
     """One writer's statements, each changed-row count; audit appends go to the chain
@@ -183,6 +191,8 @@ class Database:
                                                         connection._conn)
         except sqlite3.DatabaseError as e:  # "file is not a database", "malformed", I/O
             await connection.close()
+            if is_storage_fault(e):  # a full or failing disk says nothing of the file
+                raise StoreError(unreadable_storage(db_path, e)) from None
             raise BadDatabase(db_path, f"is not a readable SQLite database ({e})") from None
         except BaseException:
             await connection.close()

@@ -25,7 +25,12 @@ from fedorch.gen.fedorch.v1 import keys_pb2
 from fedorch.runtime.store import audit_table, paxos_tables, reservation_tables
 from fedorch.runtime.store import identity as ident
 from fedorch.runtime.store import workflow_table as wt
-from fedorch.runtime.store.database import Database, Statement, is_storage_fault
+from fedorch.runtime.store.database import (
+    Database,
+    Statement,
+    is_storage_fault,
+    unreadable_storage,
+)
 from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
 from fedorch.runtime.store.rows import (
     AcceptorRow,
@@ -121,6 +126,8 @@ class Store:
                 await store._check_identity(path, recorded, domain, key, earlier_keys)
             except sqlite3.DatabaseError as e:  # "malformed", I/O
                 await database.connection.close()
+                if is_storage_fault(e):
+                    raise StoreError(unreadable_storage(db_path, e)) from None
                 raise BadDatabase(db_path, f"is not a readable SQLite database ({e})") from None
             except BaseException:
                 await database.connection.close()

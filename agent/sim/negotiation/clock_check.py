@@ -51,7 +51,7 @@ A deliberately broken agent whose leases run on its wall clock breaks the second
 invariant at the first forward step, one whose takeover cores are fed wall time claims
 before the coordinator has been silent long enough, and a cut worker that reads the
 fencing rule's times off its wall clock fences early
-(tests/sim/negotiation/test_clock_steps_sim.py, test_clock_steps_takeover_sim.py).
+(tests/sim/negotiation/test_clock_check.py, test_clock_steps_takeover_sim.py).
 """
 
 from __future__ import annotations

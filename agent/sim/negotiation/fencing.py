@@ -35,7 +35,7 @@ the coordinator) the workflow is set up `not_heard`, nothing of it starts, and t
 worker asks the coordinator as a restarted one does (the answer with each step's
 placement epoch). With `learned_commit_rule=False` the COMMIT is contact, as before,
 and what is ready starts at once with a whole lease, beside the replacement placed
-while the worker was cut; the check fires (tests/sim/negotiation/test_fencing_sim.py
+while the worker was cut; the check fires (tests/sim/negotiation/test_fencing.py
 names the seeds). With `commit_cuts`, a targeted schedule: a worker is cut at the
 moment the coordinator sends it a COMMIT (at most once a run, a random of its own),
 so that it holds a YES and learns the COMMIT only after the cut heals, the workflow
@@ -58,7 +58,7 @@ retry starts at the answer, beside the replacement placed while the worker was c
 
 The check (check_replacement) holds "no step runs in two domains at once beyond one
 lease" per (workflow, step) over every attempt's interval; `self_fencing=False` turns
-the rule off, and the check must then fire (tests/sim/negotiation/test_fencing_sim.py).
+the rule off, and the check must then fire (tests/sim/negotiation/test_fencing.py).
 
 Clock steps: each cut worker's wall clock steps once while it is cut (+-2 s or +-1 h,
 drawn apart from the schedule, at most a lease after the cut), and the worker reads the
@@ -68,7 +68,7 @@ or, with `fence_clock="wall"`, a broken agent's wall clock. Every fence is check
 once, in true time, against `clock_check.fenced_early`: never before the lease has run
 from the later of the workflow's heard moment here (passed as its `started`) and the
 last message the worker received
-(tests/sim/negotiation/test_clock_steps_sim.py catches the wall-clock variant).
+(tests/sim/negotiation/test_clock_check.py catches the wall-clock variant).
 """
 
 from __future__ import annotations

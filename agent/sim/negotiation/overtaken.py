@@ -31,7 +31,7 @@ gets one (x, y answer), a hears nothing and places nothing: `work` FAILS at a wi
 mandate's reason, naming c. Without it (`mandate=False`, the code before) the grants a
 kept from its takeover count once `fresh_s` passed with no answer, and a places `work`
 on d while b places it on e: two copies of an idempotent step run at once, and the
-checks fire (tests/sim/negotiation/test_overtaken_sim.py).
+checks fire (tests/sim/negotiation/test_overtaken.py).
 
 The cut heals at a random time late in the run: a then hears b's claim of epoch 2
 (resent by b until answered) and follows it.

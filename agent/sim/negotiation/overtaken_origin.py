@@ -20,7 +20,7 @@ member (co follows it), or neither within one lease. With it (the code now) co, 
 off, hears nothing and places nothing: `work` FAILS at co naming c, and a alone places
 it. Without it (`mandate=False`, the code before: the original asked nothing) co places
 `work` on d as soon as it sees c lost, a places it on e: the checks fire
-(tests/sim/negotiation/test_overtaken_sim.py).
+(tests/sim/negotiation/test_overtaken.py).
 
 A quarter of the seeds have no cut: co, alive with its electorate, gets its fresh
 answers and places `work` once when c dies. The cut heals late in the run: co then
