@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sqlite3
 import statistics
 import sys
@@ -33,6 +34,7 @@ from fedorch.cli.demo import pick_free_ports
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
+from fedorch.runtime.supervisor import agent_command
 
 DOMAINS = ["c1", "c2", "c3"]
 SPEC = parse_spec_text("""
@@ -276,9 +278,11 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shell
 
 @contextlib.asynccontextmanager
 async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None,
-                      engine: str = "shells"):
+                      engine: str = "shells", profiled: Path | None = None):
     """The bench's three agents, started, converged, and stopped by pid at the end.
-    `engine`: the agents' `engine` (shells, or node: runtime/node_engine)."""
+    `engine`: the agents' `engine` (shells, or node: runtime/node_engine). `profiled`:
+    the coordinator (c1) runs under fedorch.bench.profiled_agent, its profile to that
+    file (switched on and off by SIGUSR1 / SIGUSR2)."""
     extra = {"engine": engine, **(extra or {})}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
         {"name": "bench.noop", "capacity": 100_000,
@@ -287,8 +291,16 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
                "negotiation": {"commit": commit, "batching": batching,
                                **extra.get("negotiation", {})}})
     net.write_configs()
+    coordinator_config = str(net.configs[DOMAINS[0]])
+
+    def command(config: Path) -> list[str]:
+        if profiled is None or str(config) != coordinator_config:
+            return agent_command(config)
+        return [*agent_command(config)[:2], "fedorch.bench.profiled_agent", str(profiled),
+                "agent", "run", "--config", str(config)]
+
     try:
-        await net.start()
+        await net.start(command=command)
         from fedorch.cli.demo import wait_members_alive
         for d in DOMAINS:
             await wait_members_alive(net.procs[d], DOMAINS, 5.0, 30)
@@ -298,22 +310,39 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
         net.stop()
 
 
+async def _written(path: Path, deadline_s: float = 30.0) -> None:
+    """Wait (with a deadline) for the profiled agent to write its profile."""
+    deadline = time.monotonic() + deadline_s
+    while not await asyncio.to_thread(path.exists):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the coordinator did not write its profile {path}")
+        await asyncio.sleep(0.05)  # polling a file another process writes
+
+
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
-                           batching: bool = True, engine: str = "shells") -> dict:
+                           batching: bool = True, engine: str = "shells",
+                           profile: Path | None = None) -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
-    default)."""
+    default). `profile`: a file where the coordinator's event-loop profile over the
+    closed loops is written (cProfile, fedorch.bench.profiled_agent)."""
     if not concurrency or min(concurrency) < 1 or total < 1:
         raise ValueError("the bench needs at least one workflow and one submitter")
     echo = await echo_calls_per_s()
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
-        async with _federation(Path(tmp), commit, batching, engine=engine) as net:
+        async with _federation(Path(tmp), commit, batching, engine=engine,
+                               profiled=profile) as net:
             unloaded = await _closed_loop(net, 30, 1)
+            if profile is not None:
+                os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR1)
             loops = [await _peak(net, total, n, engine) for n in concurrency]
+            if profile is not None:
+                os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR2)
+                await _written(profile)
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
             half = await _open_loop(net, max(1.0, peak["commits_per_s"] / 2), 5.0)
     lat = [(r.committed - r.submitted) * 1000 for r in unloaded if r.committed]

@@ -7,13 +7,16 @@ run, but sharing one GIL, which sqlite3 releases while an fsync waits), with
 `layout="loop"` all three on one loop (one agent's fsync then stalls the others).
 Each agent has
 - a `SqliteDurable` (runtime/node_store.py) in a temporary directory: WAL,
-  `synchronous=FULL`, one transaction per driver turn;
+  `synchronous=FULL`, one transaction per driver turn, committed in the driver's
+  commit thread (`ThreadedWrite`) as the daemon does, so its loop runs meanwhile;
 - an in-memory wire (node_wire.py): every message a Node sends is encoded to bytes
   (`NodeCodec`), signed with the sender's Ed25519 key (`cryptography`, or libsodium
   as the daemon signs), and on arrival (a loop callback) verified over the bytes as
   received, decoded, and posted to the receiver's DriverLoop as a `Message`. With `envelope="turn"` the messages one
   driver turn sends to one peer travel in one envelope, signed and verified once;
-  with `envelope="message"` each message is its own envelope;
+  with `envelope="message"` each message is its own envelope. A Node's messages to
+  itself never reach the wire: its driver steps them in its next turn (`loopback`,
+  counted as `messages_looped_back`);
 - executors that end a builtin no-op step at once (a `StepEnded` posted back).
 
 A closed loop of three-domain workflows (one step per domain, a → b → c, as `bench
@@ -48,7 +51,7 @@ from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.runtime.driver import DriverLoop, NodeDriver
+from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_store import SqliteDurable
 from fedorch.runtime.ports import SystemClock
@@ -146,6 +149,7 @@ class Agent:
         self.store: SqliteDurable | None = None
         self.driver: NodeDriver | None = None
         self.driver_loop: DriverLoop | None = None
+        self.commits: ThreadedWrite | None = None
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -161,8 +165,10 @@ class Agent:
                     peers=list(DOMAINS), rng=random.Random(self.index),
                     now=clock.monotonic())
         self.driver = NodeDriver(node, clock, self.store, WirePort(self.wire, self),
-                                 NoopExecutors(self), self.ends)
-        self.driver_loop = DriverLoop(self.driver)
+                                 NoopExecutors(self), self.ends, loopback=self.name)
+        # As the daemon does: each turn's commit in a thread, the agent's loop running.
+        self.commits = ThreadedWrite(self.store)
+        self.driver_loop = DriverLoop(self.driver, write=self.commits)
         self._task = asyncio.get_running_loop().create_task(
             self.driver_loop.run(), name=f"driver-{self.name}")
 
@@ -176,6 +182,8 @@ class Agent:
                 pass
             except Exception as e:  # DriverStopped or a port's: the bench reports it
                 self.error = e
+        if self.commits is not None:
+            self.commits.close()
         if self.store is not None:
             self.store.close()
 
@@ -266,6 +274,8 @@ class Federation:
             "ops": sum(s.ops for s in stats),
             "turns": sum(a.driver.turns for a in self.agents.values()
                          if a.driver is not None),
+            "looped_back": sum(a.driver.looped_back for a in self.agents.values()
+                               if a.driver is not None),
         }
 
 
@@ -306,6 +316,9 @@ def _peak(before: dict, after: dict, n: int, cpu_s: float, wall_s: float,
             "envelopes_signed": round(cnt["envelopes"] / n, 2),
             "envelopes_verified": round(cnt["envelopes verified"] / n, 2),
             "envelopes_to_itself": round(cnt["envelopes to itself"] / n, 2),
+            # A Node's messages to itself: stepped by its driver, never on the wire.
+            "messages_looped_back": round((after["looped_back"] - before["looped_back"])
+                                          / n, 2),
             "bytes_on_wire": round(cnt["bytes"] / n),
             "transactions": round((after["transactions"] - before["transactions"]) / n, 2),
             "rows_written": round((after["ops"] - before["ops"]) / n, 2),

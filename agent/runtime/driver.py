@@ -33,18 +33,41 @@ An exception from a port (a failed commit, a simulated crash) propagates as it i
 and the driver is stopped too: the Node no longer matches what is durable, and only
 a restart (a new Node from the disk, `Node.restore`) may go on.
 
+A message the Node addresses to itself (a coordinator's PREPARE to its own
+participant, its own acceptor's vote) need not cross the transport: with `loopback`
+set to the Node's name, the driver keeps it as a `Message` input and steps it first in
+the next turn (`DriverLoop` takes that turn at once). It is sent where the transport
+would have been handed it (a `send_after_write` one after the write), so it never
+reaches the Node before what it depends on is durable. The simulator leaves
+`loopback` unset: its network delivers, delays, duplicates and drops a Node's messages
+to itself like any other, and its crash points stay where they were.
+
 `next_deadline()` is `node.get_timer()`: the earliest monotonic instant at which a
 `Tick` input must be stepped. The driver has no timers and no tasks of its own.
 
-`DriverLoop` is the thin asyncio adapter the daemon will use: an inbox that gRPC
+`DriverLoop` is the thin asyncio adapter the daemon uses: an inbox that gRPC
 handlers and executors `post` inputs to (a plain deque: posting never blocks nor
 awaits), and one task, owned by the caller (`run()` awaited, or `start(task_group)`),
-that on each wake-up drains *every* queued input into one `turn`, then arms one
+that on each wake-up drains *every* queued input into one turn, then arms one
 `loop.call_at` at the earliest deadline, re-armed only when that deadline changes.
 When it passes, the loop wakes and steps a `Tick`. Nothing polls: with no input and
 no deadline the task sleeps on an event. A `DriverStopped` ends the task with that
 error (so the TaskGroup, and the daemon, stop with it); cancelling the task ends it
 cleanly (its timer handle is cancelled).
+
+The split turn (group commit). Given a `ThreadedWrite` (`DriverLoop(driver,
+write=...)`), the loop's turn is cut at the commit: `step_all(inputs)` steps the
+inputs, `begin()` takes the Ready and sends `send_now`; the transaction then runs in the ThreadedWrite's
+one worker thread while the event loop goes on (gRPC receives, executors report,
+`post` queues: an fsync no longer stops the process); when it returns, `finish(ready)`
+sends `send_after_write`, starts and stops steps, tells watchers, and advances. Only
+then is the next turn taken, of every input queued meanwhile: the slower the disk, the
+more inputs one transaction serves. The guarantees are the synchronous turn's: the
+Node is never stepped between `ready()` and `advance()` (inputs wait in the inbox),
+nothing of `send_after_write` or `start_steps` is handed out before the commit
+returned, and a failed commit stops the driver with `DriverStopped` (the port's error
+as its cause; the file is as before the turn, SqliteDurable rolls back). Without a
+ThreadedWrite the loop turns synchronously, as the simulator's `NodeDriver.turn` does.
 """
 
 from __future__ import annotations
@@ -52,15 +75,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.node.inputs import Tick
-from fedorch.core.node.ready import Ready
+from fedorch.core.node.inputs import Message, Tick
+from fedorch.core.node.ready import Ready, Write
 from fedorch.runtime.ports import Clock, Durable, Executors, StatusSink, Transport
 
-__all__ = ["DriverLoop", "DriverStopped", "NodeDriver"]
+__all__ = ["DriverLoop", "DriverStopped", "NodeDriver", "ThreadedWrite"]
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +108,14 @@ class NoStatus:
 class NodeDriver:
     def __init__(self, node: Any, clock: Clock, durable: Durable, transport: Transport,
                  executors: Executors, status: StatusSink | None = None, *,
-                 on_refused: Callable[[object, RemoteProtocolError], None] | None = None
-                 ) -> None:
+                 on_refused: Callable[[object, RemoteProtocolError], None] | None = None,
+                 loopback: str | None = None) -> None:
         """`node`: a fedorch.core.node.Node (or anything with its RawNode interface).
-        `on_refused(input, error)`: told of each refused input, after it is counted."""
+        `on_refused(input, error)`: told of each refused input, after it is counted.
+        `loopback`: this Node's own name: a message it addresses to itself is not
+        handed to the transport (nothing to encode, sign, or verify) but kept, and
+        stepped first in the next turn (see `looped`); None: every message goes to the
+        transport (the simulator's network delivers, delays or drops them too)."""
         self.node = node
         self.clock = clock
         self.durable = durable
@@ -98,15 +126,27 @@ class NodeDriver:
         self.refused: Counter[str] = Counter()  # refused inputs by input type
         self.turns = 0
         self.stopped: BaseException | None = None
+        self.loopback = loopback
+        self.looped: list[Message] = []  # own messages, for the next turn's start
+        self.looped_back = 0  # own messages kept off the transport, in all
 
     # ---- a turn ----------------------------------------------------------------------
 
     def turn(self, inputs: Iterable[object] = ()) -> None:
         """Step every input at one `now`, then do the Ready (see the header)."""
+        self.step_all(inputs)
+        self.flush()
+
+    def step_all(self, inputs: Iterable[object]) -> None:
+        """Step every input at one `now` (a refused one is counted; any other error
+        stops the driver)."""
         if self.stopped is not None:
             raise DriverStopped(f"driver stopped earlier: {self.stopped}") from self.stopped
         now = self.clock.monotonic()
         node = self.node
+        if self.looped:  # what this Node sent itself last turn (after its write, if any)
+            looped, self.looped = self.looped, []
+            inputs = [*looped, *inputs]
         for event in inputs:
             try:
                 node.step(now, event)
@@ -121,34 +161,68 @@ class NodeDriver:
                 self.stopped = stop
                 log.error("%s", stop)
                 raise stop from e
-        self.flush()
 
     def flush(self) -> None:
         """Do what the Node has produced (a turn with no input: after a restore)."""
-        node = self.node
-        ready = node.ready()
-        self.turns += 1
-        try:
-            self._do(ready)
-        except BaseException as e:
-            self.stopped = e  # half done: the Node no longer matches the disk
-            raise
-        node.advance(ready)
-
-    def _do(self, ready: Ready) -> None:
-        send = self.transport.send
-        for out in ready.send_now:
-            send(out.to, out.msg)
+        ready = self.begin()
         if ready.writes:
-            self.durable.write(ready.writes)
-        for out in ready.send_after_write:
-            send(out.to, out.msg)
-        for run in ready.start_steps:
-            self.executors.start(run)
-        for run in ready.stop_steps:
-            self.executors.stop(run)
-        for wf, state in ready.status_changes:
-            self.status.status_changed(wf, state)
+            try:
+                self.durable.write(ready.writes)
+            except BaseException as e:
+                self.stopped = e  # the Node no longer matches the disk
+                raise
+        self.finish(ready)
+
+    # ---- the turn cut at its commit (DriverLoop with a ThreadedWrite) -----------------
+
+    def begin(self) -> Ready:
+        """The Ready of what was stepped, its `send_now` sent. Until `finish(ready)` the
+        Node may not be stepped (it refuses to), and `ready.writes` are to be made
+        durable in between."""
+        if self.stopped is not None:
+            raise DriverStopped(f"driver stopped earlier: {self.stopped}") from self.stopped
+        ready = self.node.ready()
+        self.turns += 1
+        send = self._send
+        try:
+            for out in ready.send_now:
+                send(out.to, out.msg)
+        except BaseException as e:
+            self.stopped = e
+            raise
+        return ready
+
+    def write_failed(self, error: BaseException) -> DriverStopped:
+        """The driver stopped by a failed commit of the Ready begun: the error to raise."""
+        stop = DriverStopped(f"commit failed: {type(error).__name__}: {error}")
+        self.stopped = stop
+        log.error("%s", stop)
+        return stop
+
+    def finish(self, ready: Ready) -> None:
+        """Once `ready.writes` are durable: send what waited for them, start and stop
+        steps, tell watchers, advance the Node."""
+        try:
+            send = self._send
+            for out in ready.send_after_write:
+                send(out.to, out.msg)
+            for run in ready.start_steps:
+                self.executors.start(run)
+            for run in ready.stop_steps:
+                self.executors.stop(run)
+            for wf, state in ready.status_changes:
+                self.status.status_changed(wf, state)
+        except BaseException as e:
+            self.stopped = e  # half done: the Node no longer matches what was done
+            raise
+        self.node.advance(ready)
+
+    def _send(self, dst: str, msg: object) -> None:
+        if dst == self.loopback:
+            self.looped.append(Message(dst, msg))
+            self.looped_back += 1
+        else:
+            self.transport.send(dst, msg)
 
     def next_deadline(self) -> float | None:
         """The monotonic instant a Tick is due (None: no timer)."""
@@ -164,16 +238,50 @@ def _name(event: object) -> str:
     return f"{type(event).__name__}({wf})" if wf is not None else type(event).__name__
 
 
+class ThreadedWrite:
+    """A Durable's `write` run in one worker thread of its own, so that the event loop
+    runs while the transaction's fsync waits (see the header). One write at a time (the
+    driver never has two turns out). `after()`, if given, is called on the loop's
+    thread once a write returned (a status view's "a turn is durable")."""
+
+    def __init__(self, durable: Durable, after: Callable[[], None] | None = None) -> None:
+        self.durable = durable
+        self.after = after
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="node-commit")
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self.durable.write, writes)
+        if self.after is not None:
+            self.after()
+
+    def close(self) -> None:
+        """Wait for a write still in its thread (a cancelled turn's), then end the
+        thread: the durable may be closed after this."""
+        self._pool.shutdown(wait=True)
+
+
+class AsyncWrite(Protocol):
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Make one Ready's writes durable (as `Durable.write`), the loop running."""
+        ...
+
+
 class DriverLoop:
     """The asyncio adapter around a NodeDriver (see the header)."""
 
-    def __init__(self, driver: NodeDriver) -> None:
+    def __init__(self, driver: NodeDriver, *, write: AsyncWrite | None = None) -> None:
+        """`write`: the commit of each turn off the loop's thread (a ThreadedWrite, or
+        what wraps one); None: `driver.durable.write` inside the turn, the loop
+        waiting for it."""
         self.driver = driver
+        self.write = write
         self._inbox: deque[object] = deque()
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None  # the deadline the timer is armed for
         self._tick_due = False
+        self.committing = False  # a turn's transaction is out (for tests and metrics)
 
     def post(self, event: object) -> None:
         """Queue an input for the next turn (from a handler, an executor, a test), on
@@ -191,19 +299,41 @@ class DriverLoop:
         try:
             while True:  # the first turn: what a restored Node has to say, and the inbox
                 self._wake.clear()
-                self._turn(loop)
+                if self.write is None:
+                    self.driver.turn(self._drain())
+                else:
+                    await self._split_turn()
+                self._arm(loop)
+                if self.driver.looped:
+                    continue  # its own messages: a turn of their own, at once
                 await self._wake.wait()
         finally:
             self._disarm()
 
-    def _turn(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _drain(self) -> list[object]:
         inputs = list(self._inbox)
         self._inbox.clear()
         if self._tick_due:
             self._tick_due = False
             inputs.append(Tick())
-        self.driver.turn(inputs)
-        self._arm(loop)
+        return inputs
+
+    async def _split_turn(self) -> None:
+        driver = self.driver
+        driver.step_all(self._drain())
+        ready = driver.begin()
+        if ready.writes:
+            self.committing = True
+            try:
+                await self.write.write(ready.writes)
+            except asyncio.CancelledError:
+                driver.stopped = asyncio.CancelledError("cancelled during a commit")
+                raise
+            except Exception as e:
+                raise driver.write_failed(e) from e
+            finally:
+                self.committing = False
+        driver.finish(ready)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         deadline = self.driver.next_deadline()

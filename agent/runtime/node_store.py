@@ -28,19 +28,14 @@ nothing, and no group is durable without the earlier ones).
 with a NodeStoreError naming both (version 1 held the codec's JSON rows, version 2
 its MessagePack ones; no agent ran on version 1, so there is no migration).
 
-Why synchronous sqlite3 inside the driver's turn, not a thread: the driver is
-synchronous, and its turn *is* the group commit. Every input queued while the last
-turn ran is stepped into the next one, so one fsync serves them all, and a busy agent
-writes fewer, larger transactions instead of queueing more. Handing the transaction
-to a thread would let the event loop run while the fsync waits, but the driver may not
-send, start steps or advance before the commit anyway; what it would win is other
-coroutines' time (gRPC handlers posting inputs) during the fsync, which a daemon with
-one agent per process mostly does not need: gRPC's own threads keep receiving
-meanwhile, and what arrives is posted in the next turn. Measured by `bench node`
-(docs/benchmarks.md): SQLite's own CPU is about 0.3 ms of a three-domain workflow, and
-a transaction's wall time 12-20 ms with three agents writing to this machine's disk
-at once. Were the wait to matter, the driver would have to await the write (its turn
-split at the commit): a change of the driver, not of this class.
+Which thread: `write` runs wherever it is called. The simulator and tests call it in
+the driver's turn; the daemon hands it to one worker thread (the driver's
+`ThreadedWrite`, runtime/driver.py), so that the event loop keeps receiving while the
+fsync waits: sqlite3 releases the GIL inside SQLite, and the driver does not step its
+Node, send what waits for the write, or start steps until `write` returned. Whatever
+is posted meanwhile forms the next turn: one fsync serves it all (group commit). The
+connection is opened with `check_same_thread=False` for that; the driver never has
+two writes out, and `load()` runs before the first one.
 
 `before_group(point)` is called before each group inside the transaction: a test's
 crash point (it may drop the connection and raise, as a killed process would).
@@ -104,7 +99,7 @@ class SqliteDurable:
         self.codec = codec if codec is not None else node_codec()
         self.before_group = before_group
         self.stats = WriteStats()
-        self._con = sqlite3.connect(self.path, isolation_level=None)
+        self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._open()
         except BaseException:

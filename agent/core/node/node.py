@@ -164,15 +164,18 @@ class Node:
             raise LocalProtocolError(f"not an input of a Node: {event!r}")
 
     def get_timer(self) -> float | None:
-        times = [self.coordinators.earliest(), self.termination.get_timer(),
-                 self.participant.expiry_timer()]
-        times += [e[2] for e in self.pending.values()]
-        if self.retain is not None:
-            times.append(self.retain.timer())
-        if self.takeover is not None:
-            times.append(self.takeover.timer())
-        live = [x for x in times if x is not None]
-        return min(live) if live else None
+        # Called after every turn: no list of every core's deadline, the earliest kept.
+        best = self.coordinators.earliest()
+        for t in (self.termination.get_timer(), self.participant.expiry_timer(),
+                  self.retain.timer() if self.retain is not None else None,
+                  self.takeover.timer() if self.takeover is not None else None):
+            if t is not None and (best is None or t < best):
+                best = t
+        for entry in self.pending.values():
+            t = entry[2]
+            if best is None or t < best:
+                best = t
+        return best
 
     def ready(self) -> Ready:
         self._handed_out = True

@@ -243,6 +243,9 @@ class Outbox:
         self.stop: list[tuple[str, str, int]] = []
         self.status: list[tuple[str, object]] = []
         self._point = "write"
+        # Some write group not handed out yet has an op: a message now waits for it.
+        # Kept, not recomputed per message (a busy turn sends hundreds).
+        self._waiting = False
 
     def point(self, what: str) -> None:
         """The next op opens a new group under this name."""
@@ -256,6 +259,7 @@ class Outbox:
         if not self.writes:
             self.writes.append(Write(self._point))
         self.writes[-1].ops.append(op)
+        self._waiting = True
 
     def note(self, *fact: object) -> None:
         if not self.writes:
@@ -263,8 +267,7 @@ class Outbox:
         self.writes[-1].notes.append(fact)
 
     def send(self, to: str, msg: object) -> None:
-        waiting = any(w.ops for w in self.writes)
-        (self.send_after if waiting else self.send_now).append(Outgoing(to, msg))
+        (self.send_after if self._waiting else self.send_now).append(Outgoing(to, msg))
 
     def ready(self) -> Ready:
         return Ready(tuple(w for w in self.writes if w.ops or w.notes), tuple(self.send_now),
@@ -276,6 +279,7 @@ class Outbox:
         handed = set(map(id, ready.writes))
         last = max((i for i, w in enumerate(self.writes) if id(w) in handed), default=-1)
         self.writes = self.writes[last + 1:]
+        self._waiting = any(w.ops for w in self.writes)
         del self.send_now[:len(ready.send_now)]
         del self.send_after[:len(ready.send_after_write)]
         del self.start[:len(ready.start_steps)]

@@ -11,7 +11,7 @@ driver applies those records to its own copy (SQLite rows in a real agent).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
@@ -177,7 +177,10 @@ class Disk:
 
 def copy_hold(h: Hold) -> Hold:
     """A hold as written to disk: never aliased with the core's own object."""
-    return replace(h, steps=list(h.steps))
+    # Built directly: dataclasses.replace walks the fields and re-runs __init__'s
+    # checks, which cost more than the copy itself (a hold is written at every vote).
+    return Hold(h.workflow_id, h.round, h.coordinator, h.state, list(h.steps),
+                h.lease_expires, h.coordinator_endpoint, h.next_query, h.tx)
 
 
 TABLES = tuple(f.name for f in fields(Disk))

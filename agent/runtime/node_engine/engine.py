@@ -15,7 +15,8 @@ built but given no work: the node engine's client and peer services never call t
 What the NodeAgent composes, on the ports of runtime/ports.py:
 - a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the shells'
   placement code over the members this agent sees), restored from `node.db` in the data dir
-  (`SqliteDurable`: one transaction per driver turn, WAL, synchronous=FULL), its
+  (`SqliteDurable`: one transaction per driver turn, committed in a thread of its
+  own while the event loop runs (commit_thread.py), WAL, synchronous=FULL), its
   policy and capacities from the config, its timings from `negotiation` and its
   retention of ended workflows from `retention` (`timing_of`), its peers the members
   membership sees;
@@ -65,6 +66,7 @@ from fedorch.runtime.node_engine.boundary import (
     TurnBoundary,
     signed_submissions,
 )
+from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
@@ -192,13 +194,19 @@ class NodeAgent:
         # A write that fails for the storage: kept and retried, what waits on it held,
         # new work refused (write_behind.py).
         fault = self.write_behind = WriteFault()
-        self.durable = HeldDurable(WriteNotice(self.store, self.view), fault,
+        replayed = Replayed(self.store)
+        self.durable = HeldDurable(WriteNotice(replayed, self.view), fault,
                                    on_fault=self._write_failed)
         self.driver = NodeDriver(
             StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
             clock, self.durable, HeldTransport(self.transport, fault),
-            HeldExecutors(self.executors, fault), HeldStatus(self.view, fault))
-        self.loop = DriverLoop(self.driver)
+            HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
+            loopback=self.domain)
+        # Each turn's transaction in a thread of its own (commit_thread.py): the event
+        # loop (gRPC) runs while the fsync waits, and what arrives meanwhile forms the
+        # next turn.
+        self.commits = EngineCommit(self.store, replayed, self.durable, fault)
+        self.loop = DriverLoop(self.driver, write=self.commits)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
         if isinstance(a, NodeEngineAgent):
@@ -287,12 +295,19 @@ class NodeAgent:
             pass
         finally:
             self._stopping = True
+            self.commits.close()  # a cancelled turn's commit ends before its file closes
             self.store.close()
 
     async def _drive(self) -> None:
         try:
             await self.loop.run()
         except DriverStopped as e:
+            cause = e.__cause__  # a commit the split turn's thread failed: its error
+            if isinstance(cause, Exception) and is_storage_fault(cause):
+                reason = stop_reason(self.store.path, cause)  # one line, as below
+                log.critical("%s", reason)
+                self.agent.fail(reason)
+                return
             log.critical("node driver stopped: %s", e)
             self.agent.fail(f"node driver stopped: {e}")
         except Exception as e:  # a port's failure (a failed commit): the Node is stale

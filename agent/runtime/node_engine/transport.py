@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-`send(dst, msg)` never waits (runtime/ports.py). A message to this agent itself is
-posted straight back to its own driver loop as `Message(me, msg)`: nothing to sign
-or verify, it never leaves the process. A message to a peer is held: the first one
+`send(dst, msg)` never waits (runtime/ports.py). A message to this agent itself
+does not come here: the engine's driver keeps it and steps it in its next turn
+(`NodeDriver(loopback=)`); were one sent, it would be posted straight back to the
+own driver loop as `Message(me, msg)`, never signed nor leaving the process. A message to a peer is held: the first one
 of a turn schedules `_flush` (`loop.call_soon`), which runs once the driver's turn
 is over and hands each peer's messages of that turn, in order, to that peer's
 `PeerSender`.

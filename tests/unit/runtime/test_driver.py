@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+import threading
 import time
 
 import pytest
@@ -12,7 +14,8 @@ from fedorch.core.node.ready import apply
 from fedorch.core.node.records import Disk, Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
+from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver, ThreadedWrite
+from fedorch.runtime.node_store import SqliteDurable
 
 NAMES = ["d0", "d1", "d2"]
 WAIT_S = 20.0  # a deadline for conditions, not a timing: the machine may be loaded
@@ -103,13 +106,14 @@ class Statuses:
 
 
 def agent(name: str, net: Network, timing: Timing | None = None,
-          peers: list[str] | None = None):
+          peers: list[str] | None = None, loopback: bool = False):
     node = Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                 capacities={"a": 2, "b": 2}, timing=timing or Timing(),
                 peers=peers or NAMES, rng=random.Random(NAMES.index(name)),
                 now=time.monotonic())
     durable, executors, statuses = MemoryDisk(), InstantExecutors(), Statuses()
-    driver = NodeDriver(node, MonotonicClock(), durable, net.port(name), executors, statuses)
+    driver = NodeDriver(node, MonotonicClock(), durable, net.port(name), executors, statuses,
+                        loopback=name if loopback else None)
     loop = DriverLoop(driver)
     executors.loop = loop
     net.loops[name] = loop
@@ -219,3 +223,174 @@ async def _until(condition) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0)
+
+
+# ---- the split turn: the commit in a worker thread, the event loop running --------------
+
+
+class GatedDisk(MemoryDisk):
+    """A MemoryDisk whose write waits, in the commit thread, until the test opens its
+    gate; it keeps what the network had sent when each write began."""
+
+    def __init__(self, net: Network) -> None:
+        super().__init__()
+        self.net = net
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.sent_at_entry: list[int] = []
+
+    def write(self, writes) -> None:
+        self.sent_at_entry.append(len(self.net.sent))
+        self.entered.set()
+        assert self.gate.wait(WAIT_S), "the test never opened the gate"
+        self.gate.clear()
+        super().write(writes)
+
+
+def split_agent(name: str, net: Network, durable):
+    node = Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                capacities={"a": 2, "b": 2}, timing=Timing(), peers=NAMES,
+                rng=random.Random(NAMES.index(name)), now=time.monotonic())
+    executors, statuses = InstantExecutors(), Statuses()
+    driver = NodeDriver(node, MonotonicClock(), durable, net.port(name), executors, statuses)
+    commits = ThreadedWrite(durable)
+    loop = DriverLoop(driver, write=commits)
+    executors.loop = loop
+    net.loops[name] = loop
+    return loop, commits
+
+
+def sent_by(net: Network, src: str, dst: str) -> list[object]:
+    return [msg for s, d, msg in net.sent if s == src and d == dst]
+
+
+async def test_split_turn_sends_after_write_only_once_the_commit_returned():
+    net = Network()  # d0 alone: what it sends to d1 is only recorded
+    disk = GatedDisk(net)
+    loop, commits = split_agent("d0", net, disk)
+    loop.post(Submit("d0.w1", spec("a"), placement={"s0": "d1"}))
+    async with asyncio.TaskGroup() as group:
+        task = loop.start(group)
+        await _until(disk.entered.is_set)
+        # The transaction is out and the event loop runs (this test does): the PREPARE,
+        # which waits for the workflow's row, has not left.
+        assert loop.committing
+        assert sent_by(net, "d0", "d1") == []
+        disk.gate.set()
+        await _until(lambda: sent_by(net, "d0", "d1"))
+        task.cancel()
+    commits.close()
+    assert "d0.w1" in disk.disk.rows
+    assert loop.driver.turns == 1
+
+
+async def test_split_turn_inputs_arriving_during_a_commit_form_the_next_turn():
+    net = Network()
+    disk = GatedDisk(net)
+    loop, commits = split_agent("d0", net, disk)
+    loop.post(Submit("d0.w1", spec("a"), placement={"s0": "d1"}))
+    async with asyncio.TaskGroup() as group:
+        task = loop.start(group)
+        await _until(disk.entered.is_set)
+        disk.entered.clear()
+        for i in (2, 3):  # posted while w1's commit waits: not stepped yet
+            loop.post(Submit(f"d0.w{i}", spec("a"), placement={"s0": "d1"}))
+        assert "d0.w2" not in loop.driver.node.state.rows
+        disk.gate.set()
+        await _until(disk.entered.is_set)  # the second transaction
+        disk.gate.set()
+        await _until(lambda: len(disk.calls) == 2 and not loop.committing)
+        task.cancel()
+    commits.close()
+    first, second = ({op.key for w in call for op in w.ops if op.table == "rows"}
+                     for call in disk.calls)
+    assert first == {"d0.w1"}
+    assert second == {"d0.w2", "d0.w3"}  # both in one transaction
+    assert loop.driver.turns == 2
+    # w1's PREPARE left before the second turn's write began, after its own write.
+    assert disk.sent_at_entry[0] == 0 and disk.sent_at_entry[1] > 0
+
+
+async def test_split_turn_a_failed_commit_stops_the_driver_and_leaves_the_file(tmp_path):
+    net = Network()
+    failing = threading.Event()
+
+    def before_group(point: str) -> None:
+        if failing.is_set():
+            raise sqlite3.OperationalError("disk I/O error")
+
+    store = SqliteDurable(tmp_path / "node.db", before_group=before_group)
+    loop, commits = split_agent("d0", net, store)
+    loop.post(Submit("d0.w1", spec("a"), placement={"s0": "d1"}))
+    task = asyncio.create_task(loop.run())
+    try:
+        await _until(lambda: sent_by(net, "d0", "d1"))  # w1 durable, its PREPARE sent
+        sent_before = len(net.sent)
+        failing.set()
+        loop.post(Submit("d0.w2", spec("a"), placement={"s0": "d1"}))
+        with pytest.raises(DriverStopped, match="commit failed") as stopped:
+            await asyncio.wait_for(task, WAIT_S)
+    finally:
+        task.cancel()
+        commits.close()
+    assert isinstance(stopped.value.__cause__, sqlite3.OperationalError)
+    assert len(net.sent) == sent_before  # nothing of the failed turn's after-write left
+    assert loop._timer is None
+    with pytest.raises(DriverStopped):
+        loop.driver.turn([])
+    rows = store.load().rows
+    store.close()
+    assert "d0.w1" in rows and "d0.w2" not in rows  # the file as before the failed turn
+
+
+async def test_loopback_steps_own_messages_next_turn_without_the_transport():
+    net = Network()
+    parts = {n: agent(n, net, loopback=True) for n in NAMES}
+    statuses = parts["d0"][3]
+    async with asyncio.TaskGroup() as group:
+        tasks = [loop.start(group) for loop, *_ in parts.values()]
+        parts["d0"][0].post(Submit("d0.w1", spec("a", "b", "a"),
+                                   placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+        end = await statuses.until_state("d0.w1", TERMINAL)
+        for task in tasks:
+            task.cancel()
+    assert end == WorkflowState.SUCCEEDED
+    assert [s for s, d, _ in net.sent if s == d] == []  # none crossed the transport
+    for n, (_, _, executors, _) in parts.items():
+        assert [r[:2] for r in executors.started] == [("d0.w1", f"s{NAMES.index(n)}")]
+
+
+def test_loopback_message_after_write_is_kept_until_the_write_is_done():
+    """The synchronous turn: an own message that waited for a write is stepped in the
+    next turn, and only after that write reached the Durable."""
+    net = Network()
+    loop, durable, _, _ = agent("d0", net, loopback=True)
+    driver = loop.driver
+    driver.turn([Submit("d0.w1", spec("a"), placement={"s0": "d0"})])
+    assert durable.calls and "d0.w1" in durable.disk.rows
+    # Its PREPARE to its own participant waited for the workflow's row: held, not sent.
+    assert [type(m.msg).__name__ for m in driver.looped] == ["PrepareMsg"]
+    assert net.sent == []
+    writes_before = len(durable.calls)
+    driver.turn([])  # stepped first in the next turn: the participant reserves
+    assert driver.looped == [] or all(m.src == "d0" for m in driver.looped)
+    assert len(durable.calls) == writes_before + 1
+    assert any(op.table == "holds" for w in durable.calls[-1] for op in w.ops)
+
+
+async def test_split_turn_cancelled_during_a_commit_stops_the_driver_and_close_waits():
+    net = Network()
+    disk = GatedDisk(net)
+    loop, commits = split_agent("d0", net, disk)
+    loop.post(Submit("d0.w1", spec("a"), placement={"s0": "d1"}))
+    task = asyncio.create_task(loop.run())
+    await _until(disk.entered.is_set)
+    task.cancel()  # the daemon stopping while a transaction is out
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent_by(net, "d0", "d1") == []  # what waited for the write never left
+    disk.gate.set()
+    commits.close()  # returns once the thread's write is over: the file may close now
+    assert "d0.w1" in disk.disk.rows
+    with pytest.raises(DriverStopped):  # the Node was not advanced: only a restart goes on
+        loop.driver.turn([])
