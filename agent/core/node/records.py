@@ -121,7 +121,9 @@ class ClaimAnswerMsg:
     holder: str
     final: WorkflowState | None = None  # the answerer has ended it: how (no grant then)
     in_doubt: bool = False  # it holds a vote, no decision learned (TakeoverAnswer.in_doubt)
-    won: bool = False  # the answerer acts in the epoch it holds (its epoch_certificate)
+    # The answerer holds a verified certificate of `held_epoch` for `holder` (its own,
+    # or one another member showed it); a denial is followed only on it.
+    won: bool = False
 
 
 @dataclass(frozen=True)
