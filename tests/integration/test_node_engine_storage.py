@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import subprocess
-import sys
-from pathlib import Path
 
 import grpc
 import pytest
-import yaml
-from fedorch.cli.demo import pick_free_ports, start_agents, stop_agents, wait_healthy
-from fedorch.core.identity.keys import init_keys
 from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import (
@@ -28,7 +22,14 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
-from tests.integration.test_storage_faults import _fill, _tmpfs
+from tests.integration.test_storage_faults import (
+    _command,
+    _damage,
+    _fill,
+    _run_until_healthy_then_stop,
+    _solo,
+    _tmpfs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,56 +39,17 @@ NODE = {"engine": "node", "negotiation": {**TEST_TIMINGS["negotiation"], "commit
 # ---- start-up: only the node.db this agent wrote -----------------------------------------
 
 
-def _solo(tmp_path: Path) -> Path:
-    init_keys("solo", tmp_path / "keys")
-    [port] = pick_free_ports(1)
-    body = {"domain": "solo", "listen": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "data"),
-            "key_file": str(tmp_path / "keys" / "solo.key"), **NODE,
-            "capabilities": [{"name": "x", "capacity": 1,
-                              "executor": {"type": "builtin", "name": "echo"}}]}
-    path = tmp_path / "solo.yaml"
-    path.write_text(yaml.safe_dump(body))
-    return path
-
-
-def _command(config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fedorch.cli.main", "agent", "run", "--config", str(config),
-            *extra]
-
-
-def _run_until_healthy_then_stop(tmp_path: Path, config: Path, *extra: str) -> None:
-    address = yaml.safe_load(config.read_text())["listen"]
-    procs = start_agents({"solo": config}, {"solo": address}, tmp_path,
-                         command=lambda c: _command(c, *extra))
-    try:
-        asyncio.run(wait_healthy(procs, deadline_s=60))
-    finally:
-        stop_agents(procs)
-
-
-def _damage(data: Path, how: str) -> None:
-    db = data / "node.db"
-    for companion in ("node.db-wal", "node.db-shm"):
-        (data / companion).unlink(missing_ok=True)
-    if how == "missing":
-        db.unlink()
-    elif how == "empty":
-        db.write_bytes(b"")
-    elif how == "garbage":
-        db.write_bytes(os.urandom(64 * 1024))
-
-
 @pytest.mark.parametrize("how, says", [
     ("missing", "missing, but agent.db records node store"),
     ("empty", "empty (zero bytes)"),
     ("garbage", "not a node store this agent can read"),
 ])
 def test_a_bad_node_db_stops_the_start_with_one_line(tmp_path, how, says):
-    config = _solo(tmp_path)
+    config = _solo(tmp_path, **NODE)
     data = tmp_path / "data"
     _run_until_healthy_then_stop(tmp_path, config)  # it wrote its node.db
     assert (data / "node.db").stat().st_size > 0
-    _damage(data, how)
+    _damage(data, how, "node.db")
     before = sorted(p.name for p in data.iterdir())
 
     result = subprocess.run(_command(config), capture_output=True, text=True, timeout=60,

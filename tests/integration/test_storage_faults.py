@@ -36,11 +36,12 @@ pytestmark = pytest.mark.integration
 # ---- start-up: only the database this agent wrote ------------------------------------------
 
 
-def _solo(tmp_path: Path) -> Path:
+def _solo(tmp_path: Path, **extra: object) -> Path:
+    """One agent's config (`extra`: more top-level fields, e.g. the engine)."""
     init_keys("solo", tmp_path / "keys")
     [port] = pick_free_ports(1)
     body = {"domain": "solo", "listen": f"127.0.0.1:{port}", "data_dir": str(tmp_path / "data"),
-            "key_file": str(tmp_path / "keys" / "solo.key"),
+            "key_file": str(tmp_path / "keys" / "solo.key"), **extra,
             "capabilities": [{"name": "x", "capacity": 1,
                               "executor": {"type": "builtin", "name": "echo"}}]}
     path = tmp_path / "solo.yaml"
@@ -64,9 +65,9 @@ def _run_until_healthy_then_stop(tmp_path: Path, config: Path, *extra: str) -> N
         stop_agents(procs)
 
 
-def _damage(data: Path, how: str) -> None:
-    db = data / "agent.db"
-    for companion in ("agent.db-wal", "agent.db-shm"):
+def _damage(data: Path, how: str, name: str = "agent.db") -> None:
+    db = data / name
+    for companion in (f"{name}-wal", f"{name}-shm"):
         (data / companion).unlink(missing_ok=True)
     if how == "missing":
         db.unlink()
@@ -80,7 +81,7 @@ def _damage(data: Path, how: str) -> None:
                 conn.execute("CREATE TABLE filler(x BLOB)")
                 conn.executemany("INSERT INTO filler VALUES(?)", [(os.urandom(1024),)] * 200)
         os.truncate(db, db.stat().st_size // 2)
-    elif how == "foreign":  # another domain's database
+    elif how == "foreign" and name == "agent.db":  # another domain's database
         other = data.parent / "other"
         shutil.copytree(data, other)
         with contextlib.closing(sqlite3.connect(other / "agent.db")) as conn:
