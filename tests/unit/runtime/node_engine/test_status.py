@@ -14,31 +14,39 @@ from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice, status_of
+
 from tests.unit.runtime.test_driver import (
     NAMES,
     WAIT_S,
-    _until,
     InstantExecutors,
     MemoryDisk,
     MonotonicClock,
     Network,
+    _until,
     spec,
 )
 
 
 class HeldDisk(MemoryDisk):
-    """A MemoryDisk whose every write waits, in the commit thread, for the test's `go`."""
+    """A MemoryDisk whose every write waits, in the commit thread, for the test's `go`
+    (while `holding`; `release()` lets this and every later write through)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.entered = threading.Event()
         self.go = threading.Event()
+        self.holding = True
 
     def write(self, writes) -> None:
-        self.entered.set()
-        assert self.go.wait(WAIT_S), "the test never let the write go"
-        self.go.clear()
+        if self.holding:
+            self.entered.set()
+            assert self.go.wait(WAIT_S), "the test never let the write go"
+            self.go.clear()
         super().write(writes)
+
+    def release(self) -> None:
+        self.holding = False
+        self.go.set()
 
 
 class RecordedView(StatusView):
@@ -98,6 +106,7 @@ async def test_a_read_during_a_held_commit_shows_the_state_before_it():
             if pending is not None:  # answered once the commit returned, from it
                 read = await asyncio.wait_for(pending, WAIT_S)
                 assert read is not None and read.state == view.durable_states[wf]
+        disk.release()  # the writes after its end (acknowledgements) go through
         await asyncio.wait_for(submitted, WAIT_S)
         for task in tasks:
             task.cancel()
