@@ -98,6 +98,7 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
 
 
 KEPT_STATUSES = 8_192  # statuses kept for reads while a commit is out (see the header)
+COMMIT_WAIT_S = 2.0  # a reader waiting for a commit looks again after this (a fault)
 
 
 class StatusView:
@@ -147,12 +148,21 @@ class StatusView:
             else await self._after_commit(None)
         return [s for s in statuses if s is not None]
 
-    def _after_commit(self, wfs: list[str] | None) -> asyncio.Future[list[Any]]:
+    async def _after_commit(self, wfs: list[str] | None) -> list[Any]:
         """The statuses of `wfs` (None: of every workflow), built when the commit out
-        returned (`written`): then the live state is durable, whatever turn follows."""
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._wanted.append((wfs, fut))
-        return fut
+        returned (`written`): then the live state is durable, whatever turn follows.
+        A commit that failed for the storage is kept, not written (write_behind.py),
+        and no `written` comes until a retry succeeds: a reader that finds the Node at
+        rest after `COMMIT_WAIT_S` is answered from it (the exception of the header)."""
+        while True:
+            fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            self._wanted.append((wfs, fut))
+            try:
+                return await asyncio.wait_for(fut, COMMIT_WAIT_S)
+            except TimeoutError:
+                if self.at_rest():
+                    ids = list(self.workflow_ids()) if wfs is None else wfs
+                    return [self.status(wf) for wf in ids]
 
     def _build(self, wf: str) -> status_pb2.WorkflowStatus | None:
         """Build `wf`'s status from the Node at rest, and keep it."""

@@ -13,6 +13,7 @@ from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
+from fedorch.runtime.node_engine import status as status_module
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice, status_of
 
 from tests.unit.runtime.test_driver import (
@@ -102,6 +103,8 @@ async def test_a_read_during_a_held_commit_shows_the_state_before_it():
             if live is not None and live.state != durable:
                 seen_ahead += 1
             pending = asyncio.ensure_future(view.read(wf)) if shown is None else None
+            if pending is not None:
+                await _until(lambda: view._wanted)  # the reader waits for this commit
             disk.go.set()
             if pending is not None:  # answered once the commit returned, from it
                 read = await asyncio.wait_for(pending, WAIT_S)
@@ -146,3 +149,41 @@ async def test_a_status_is_built_once_per_change_not_once_per_reader():
     assert states[-1] == WorkflowState.SUCCEEDED
     assert len(extra_builds) >= 2  # RUNNING, then SUCCEEDED at least
     assert extra_builds == [0] * len(extra_builds)
+
+
+def _lone_node() -> Node:
+    return Node("d0", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 2},
+                timing=Timing(), peers=NAMES, rng=random.Random(0), now=time.monotonic())
+
+
+async def test_a_workflow_first_read_during_a_commit_is_answered_once_it_returned():
+    node = _lone_node()
+    view = StatusView(node)
+    wf = "d0.w1"
+    node.step(time.monotonic(), Submit(wf, spec("a"), placement={"s0": "d1"}))
+    ready = node.ready()  # the commit of w1's row is out
+    reader = asyncio.ensure_future(view.read(wf))
+    await _until(lambda: view._wanted)
+    assert view.status(wf) is None  # nothing durable of w1 yet
+    assert not reader.done()
+    view.written()  # the write returned (the driver then tells and advances)
+    status = await asyncio.wait_for(reader, WAIT_S)
+    node.advance(ready)
+    assert status is not None and status.id == wf
+    assert status.state == WorkflowState.NEGOTIATING
+
+
+async def test_a_reader_is_answered_after_a_commit_kept_for_a_storage_fault(monkeypatch):
+    monkeypatch.setattr(status_module, "COMMIT_WAIT_S", 0.01)
+    node = _lone_node()
+    view = StatusView(node)
+    wf = "d0.w1"
+    node.step(time.monotonic(), Submit(wf, spec("a"), placement={"s0": "d1"}))
+    ready = node.ready()
+    reader = asyncio.ensure_future(view.read(wf))
+    await _until(lambda: view._wanted)
+    # The write failed for the storage and was kept (write_behind.py): no write notice
+    # comes until a retry succeeds, and the driver goes on.
+    node.advance(ready)
+    status = await asyncio.wait_for(reader, WAIT_S)
+    assert status is not None and status.id == wf
