@@ -9,6 +9,8 @@ Node (status.py) and posts everything else the Node must do:
   the shells' placement code (core/workflow/placement.py over
   runtime/candidates.py), and posted as `Submit(workflow_id, spec, submission,
   placement)`; the id is answered once the workflow's row is durable;
+- GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
+  a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
   asked of (followed at) that coordinator (`local_only`), and answered from this Node
   when it cannot be reached; a workflow this Node knows is followed here, waking on its
@@ -161,7 +163,7 @@ class NodeClientService(ClientService):
                         await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
                     log.info("coordinator of %s unreachable (%s); answering locally",
                              request.id, e.code().name)
-        status = self.engine.view.status(request.id)
+        status = await self.engine.view.read(request.id)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no workflow {request.id!r} known here")
@@ -196,7 +198,7 @@ class NodeClientService(ClientService):
         view = self.engine.view
         last = None
         while not self.agent.stopping:
-            status = view.status(workflow_id)
+            status = await view.read(workflow_id)
             if status is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, (
                     f"no workflow {workflow_id!r} known here (the node engine follows"
@@ -211,9 +213,7 @@ class NodeClientService(ClientService):
                             timeout=WATCH_HEARTBEAT_S)
 
     async def ListWorkflows(self, request, context):
-        view = self.engine.view
-        statuses = [view.status(wf) for wf in view.workflow_ids()]
-        return client_pb2.ListWorkflowsReply(workflows=[s for s in statuses if s is not None])
+        return client_pb2.ListWorkflowsReply(workflows=await self.engine.view.read_all())
 
     # ---- not in the node engine ----------------------------------------------------------
 

@@ -4,13 +4,29 @@ Theory of operation
 -------------------
 The client service answers GetWorkflow, Watch and ListWorkflows from the Node's own
 state (`node.state`, the view of its durable tables, and `node.progress`, the
-progress of each committed workflow it runs), never from a table of its own: what
-a reader sees is what the Node has made durable, since the view is read between
-driver turns and every change of a turn is written before the turn ends. Except while
-node.db cannot be written (write_behind.py): the Node then runs ahead of the file by
-the writes kept in memory, and a read may show what a crash now would make it learn
-again (the status changes, and the submitter's answer, are held until the write). A status is
-built on demand (`status`): its workflow row (coordinator) or committed PREPARE
+progress of each committed workflow it runs), never from a table of its own, and only
+as far as that state is durable. The driver splits each turn at its commit
+(runtime/driver.py, `ThreadedWrite`): from `ready()` until the write returned, the
+Node's live state is ahead of node.db by the turn in flight, and a reader on the
+event loop must not see it (a crash now would take it back). So a status is built
+only while the Node is at rest (no Ready handed out, or its write returned: the view
+hears `written()` before the driver goes on), and kept (`_kept`: the status and the
+turn it was built in). A read while a commit is out answers the kept status, which is
+the last durable one; a workflow with none kept waits for the commit (`read`).
+Except while node.db cannot be written (write_behind.py): the Node then runs ahead
+of the file by the writes kept in memory, and a read may show what a crash now would
+make it learn again (the status changes, and the submitter's answer, are held until
+the write).
+
+A status is built once per change that someone waits for, not once per reader: when
+the driver reports a workflow's state change (after its write), the status of a
+workflow someone follows or submitted is built there and kept, and the readers it
+wakes take that one; a follower of steps has its workflow's status rebuilt after each
+durable turn (a step's result changes no workflow state). A kept status is used at
+rest until the next durable turn, and always while a commit is out. At most
+`KEPT_STATUSES` are kept (the oldest go first), so the view stays bounded however
+many workflows end; one not kept is built again when read.
+A status is built (`status_of`): its workflow row (coordinator) or committed PREPARE
 (participant), its final state, and each step from the live progress or, once the
 workflow has ended, from the results the Node keeps.
 
@@ -26,6 +42,7 @@ future until a change, or its heartbeat.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -37,6 +54,11 @@ from fedorch.gen.fedorch.v1 import status_pb2
 from fedorch.runtime.ports import Durable
 
 __all__ = ["StatusView", "WriteNotice", "status_of"]
+
+
+# A step's state (a StepState or its value) -> the proto's enum number.
+_STEP_STATES = {key: status_pb2.StepState.Value(f"STEP_STATE_{s.value}")
+                for s in StepState for key in (s, s.value)}
 
 
 def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
@@ -67,11 +89,16 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
             attempts, state_name, outputs, error = results[s.id]
         else:
             state_name, attempts, outputs, error = StepState.PENDING, 0, {}, ""
-        step.state = status_pb2.StepState.Value(f"STEP_STATE_{StepState(state_name).value}")
+        step.state = _STEP_STATES[state_name]
         step.attempts = attempts
         step.error = error
-        values.write_object(step, "outputs", outputs or {})
+        if outputs:  # a new message has none to clear: only a result is written
+            values.write_object(step, "outputs", outputs)
     return out
+
+
+KEPT_STATUSES = 8_192  # statuses kept for reads while a commit is out (see the header)
+COMMIT_WAIT_S = 2.0  # a reader waiting for a commit looks again after this (a fault)
 
 
 class StatusView:
@@ -80,13 +107,73 @@ class StatusView:
     def __init__(self, node: Any) -> None:
         self.node = node
         self._state_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._turn_waiters: list[asyncio.Future[None]] = []
+        self._turn_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._submitted: dict[str, asyncio.Future[None]] = {}
+        self._kept: OrderedDict[str, tuple[int, status_pb2.WorkflowStatus | None]] = \
+            OrderedDict()
+        self._turn = 0  # durable turns heard of (`written`)
+        # Reads that wait for the commit out: (workflow ids or None for all, future).
+        self._wanted: list[tuple[list[str] | None, asyncio.Future[list[Any]]]] = []
+        self.built = 0  # statuses built, in all (for tests and the benchmark note)
 
     # ---- reads ---------------------------------------------------------------------
 
+    def at_rest(self) -> bool:
+        """Is the Node's live state durable? Not from `ready()` until the driver
+        advances it. `written` and `status_changed` come in between, once the write
+        returned, and build from the live state themselves; no read runs then."""
+        return not self.node._handed_out
+
     def status(self, wf: str) -> status_pb2.WorkflowStatus | None:
-        return status_of(self.node, wf)
+        """`wf`'s last durable status as far as known without waiting: the kept one
+        while a commit is out (None if none is kept: see `read`)."""
+        kept = self._kept.get(wf)
+        if not self.at_rest():
+            return kept[1] if kept is not None else None
+        if kept is not None and kept[0] == self._turn:
+            return kept[1]
+        return self._build(wf)
+
+    async def read(self, wf: str) -> status_pb2.WorkflowStatus | None:
+        """`wf`'s last durable status; None: not known here. While a commit is out and
+        no status of `wf` is kept: the one built when that commit returned."""
+        if self.at_rest() or wf in self._kept:
+            return self.status(wf)
+        return (await self._after_commit([wf]))[0]
+
+    async def read_all(self) -> list[status_pb2.WorkflowStatus]:
+        """The last durable status of every workflow known here."""
+        ids = list(self.workflow_ids()) if self.at_rest() else None
+        statuses = [self.status(wf) for wf in ids] if ids is not None \
+            else await self._after_commit(None)
+        return [s for s in statuses if s is not None]
+
+    async def _after_commit(self, wfs: list[str] | None) -> list[Any]:
+        """The statuses of `wfs` (None: of every workflow), built when the commit out
+        returned (`written`): then the live state is durable, whatever turn follows.
+        A commit that failed for the storage is kept, not written (write_behind.py),
+        and no `written` comes until a retry succeeds: a reader that finds the Node at
+        rest after `COMMIT_WAIT_S` is answered from it (the exception of the header)."""
+        while True:
+            fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            self._wanted.append((wfs, fut))
+            try:
+                return await asyncio.wait_for(fut, COMMIT_WAIT_S)
+            except TimeoutError:
+                if self.at_rest():
+                    ids = list(self.workflow_ids()) if wfs is None else wfs
+                    return [self.status(wf) for wf in ids]
+
+    def _build(self, wf: str) -> status_pb2.WorkflowStatus | None:
+        """Build `wf`'s status from the Node at rest, and keep it."""
+        status = status_of(self.node, wf)
+        self.built += 1
+        kept = self._kept
+        kept[wf] = (self._turn, status)
+        kept.move_to_end(wf)
+        while len(kept) > KEPT_STATUSES:
+            kept.popitem(last=False)
+        return status
 
     def workflow_ids(self) -> Iterator[str]:
         """Every workflow known here: coordinated here, then taken part in."""
@@ -109,8 +196,9 @@ class StatusView:
         """Until `wf`'s state changes (with `steps`: until any turn is durable), at most
         `timeout` seconds. Register-then-await: call it right after reading."""
         fut = asyncio.get_running_loop().create_future()
+        entry = (wf, fut)
         if steps:
-            self._turn_waiters.append(fut)
+            self._turn_waiters.append(entry)
         else:
             self._state_waiters.setdefault(wf, []).append(fut)
         try:
@@ -118,8 +206,8 @@ class StatusView:
         except TimeoutError:
             pass
         finally:
-            if steps and fut in self._turn_waiters:
-                self._turn_waiters.remove(fut)
+            if steps and entry in self._turn_waiters:
+                self._turn_waiters.remove(entry)
             elif not steps:
                 waiters = self._state_waiters.get(wf)
                 if waiters is not None and fut in waiters:
@@ -130,6 +218,11 @@ class StatusView:
     # ---- the sink and the write notice ---------------------------------------------------
 
     def status_changed(self, workflow_id: str, state: object) -> None:
+        # The driver tells this after the write, the Node at rest: the one build of this
+        # change, for everyone it wakes (their reads may come while the next commit is out).
+        if workflow_id in self._kept or workflow_id in self._submitted \
+                or workflow_id in self._state_waiters:
+            self._build(workflow_id)
         fut = self._submitted.pop(workflow_id, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
@@ -138,10 +231,20 @@ class StatusView:
                 waiter.set_result(None)
 
     def written(self) -> None:
+        """A turn is durable (its Ready's writes returned): kept statuses may be behind
+        it (a step's progress), the followers of steps get theirs built now."""
+        self._turn += 1
         waiters, self._turn_waiters = self._turn_waiters, []
-        for waiter in waiters:
+        for wf in {wf for wf, _ in waiters}:
+            self._build(wf)
+        for _, waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        wanted, self._wanted = self._wanted, []
+        for wfs, fut in wanted:
+            if not fut.done():
+                ids = list(self.workflow_ids()) if wfs is None else wfs
+                fut.set_result([self._build(wf) for wf in ids])
 
 
 class WriteNotice:
