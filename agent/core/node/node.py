@@ -185,6 +185,13 @@ class Node:
         self.out.advance(ready)
         self._handed_out = False
 
+    @property
+    def awaiting_advance(self) -> bool:
+        """A Ready is handed out and not yet advanced: its writes may not be durable,
+        and the Node's state is ahead of them (a driver steps and takes the Ready in
+        one go, so outside a turn this is the only window)."""
+        return self._handed_out
+
     def has_ready(self) -> bool:
         return not self.out.ready().empty()
 

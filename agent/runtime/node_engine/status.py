@@ -122,7 +122,7 @@ class StatusView:
         """Is the Node's live state durable? Not from `ready()` until the driver
         advances it. `written` and `status_changed` come in between, once the write
         returned, and build from the live state themselves; no read runs then."""
-        return not self.node._handed_out
+        return not self.node.awaiting_advance
 
     def status(self, wf: str) -> status_pb2.WorkflowStatus | None:
         """`wf`'s last durable status as far as known without waiting: the kept one
