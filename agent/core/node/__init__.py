@@ -1,6 +1,14 @@
 """One agent's cores and the routing between them: the Node (see node.py)."""
 
-from fedorch.core.node.node import MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node.node import (
+    MemberState,
+    MemberViews,
+    Message,
+    Node,
+    StepEnded,
+    Submit,
+    Tick,
+)
 from fedorch.core.node.ready import Ready
 
-__all__ = ["MemberState", "Message", "Node", "Ready", "StepEnded", "Submit", "Tick"]
+__all__ = ["MemberState", "MemberViews", "Message", "Node", "Ready", "StepEnded", "Submit", "Tick"]

@@ -51,3 +51,13 @@ class MemberState:
 
     domain: str
     state: str
+
+
+@dataclass(frozen=True)
+class MemberViews:
+    """Several members' states changed at one look at the membership view: every one is
+    applied before anything acts on them, so no decision reads a view half told (a
+    takeover watch woken by one member's DEAD must not read the coordinator's state as
+    it was before the same look found it ALIVE again)."""
+
+    changes: tuple[MemberState, ...]

@@ -13,7 +13,7 @@ acknowledges decisions, resends what must arrive, and ends workflows.
 
 Its interface is raft-rs's RawNode/Ready:
 
-    node.step(now, input)  # Message(src, msg) | Submit | StepEnded | MemberState | Tick
+    node.step(now, input)  # Message | Submit | StepEnded | MemberState(s) | Tick
     node.get_timer()       # the earliest deadline of any core inside (None: none)
     ready = node.ready()   # writes (one transaction, in order), send_now,
                            # send_after_write, start_steps, stop_steps, status_changes
@@ -58,7 +58,8 @@ after the commit.
 Coordinator takeover is a part of the Node (takeover.py, takeover_claims.py),
 composed when `Timing.takeover_after_s` is set (`Node.takeover`; None otherwise, and a
 claim is refused). It reads the driver's membership view, which comes in as
-`MemberState(domain, state)` inputs (`Node.members`: a restored Node knows no view
+`MemberState(domain, state)` inputs, or `MemberViews` for the changes of one look,
+all applied before any takeover core is watched (`Node.members`: a restored Node knows no view
 until its driver posts it again), and its cores' deadlines are part of `get_timer()`.
 Observers read what it did from the Ready's notes (`acting`, `coordinator_ended`) and
 from `stats`; what a claim shows (an epoch certificate, a round proof) is checked
@@ -80,7 +81,7 @@ from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
 from fedorch.core.node.coordinator_timers import Coordinators
-from fedorch.core.node.inputs import MemberState, Message, StepEnded, Submit, Tick
+from fedorch.core.node.inputs import MemberState, MemberViews, Message, StepEnded, Submit, Tick
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, Timing, WfInfo
@@ -91,7 +92,7 @@ from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-__all__ = ["MemberState", "Message", "Node", "StepEnded", "Submit", "Tick"]
+__all__ = ["MemberState", "MemberViews", "Message", "Node", "StepEnded", "Submit", "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
 
@@ -159,7 +160,9 @@ class Node:
         elif kind is Tick:
             self._tick(now)
         elif kind is MemberState:
-            self._member_state(now, event)
+            self._member_views(now, (event,))
+        elif kind is MemberViews:
+            self._member_views(now, event.changes)
         else:
             raise LocalProtocolError(f"not an input of a Node: {event!r}")
 
@@ -254,12 +257,14 @@ class Node:
         if self.retain is not None:  # last: what this tick ended or acknowledged counts
             self.retain.tick(now)
 
-    def _member_state(self, now: float, event: MemberState) -> None:
-        if self.members.get(event.domain) == event.state:
-            return
-        self.members[event.domain] = event.state
-        if self.takeover is not None:
-            self.takeover.member_changed(now, event.domain)
+    def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
+        changed = set()
+        for change in changes:  # all applied first: nothing acts on a view half told
+            if self.members.get(change.domain) != change.state:
+                self.members[change.domain] = change.state
+                changed.add(change.domain)
+        if changed and self.takeover is not None:
+            self.takeover.member_changed(now, changed)
 
     # ---- what the parts share -------------------------------------------------------
 

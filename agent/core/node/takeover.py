@@ -225,11 +225,13 @@ class Takeovers:
 
     # ---- membership and timers ----------------------------------------------------------
 
-    def member_changed(self, now: float, domain: str) -> None:
-        """The view of `domain` changed: the cores it concerns are told."""
+    def member_changed(self, now: float, domains: set[str]) -> None:
+        """The view of `domains` changed (all of one look, applied): the cores they
+        concern are told, once each."""
         for wf in list(self.n.progress):
             core = self.core(wf)
-            if core is not None and (domain == core.coordinator or domain in core.participants):
+            if core is not None and (core.coordinator in domains
+                                     or not domains.isdisjoint(core.participants)):
                 self.watch(now, wf, core)
 
     def watch(self, now: float, wf: str, core: Takeover) -> None:

@@ -41,7 +41,7 @@ import random
 from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, Tick
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
@@ -149,8 +149,9 @@ class SimAgent:
         self._step(now, Tick())
 
     def members_changed(self, now: float, changes: tuple[MemberState, ...]) -> None:
-        """Its membership view changed (takeover.MembershipFeed): one turn."""
-        self.driver.turn(changes)
+        """Its membership view changed (takeover.MembershipFeed): one turn, one input
+        (every change of the look applied before anything acts on it)."""
+        self.driver.turn((MemberViews(changes),))
 
     def next_timer(self) -> float | None:
         """The Node's next deadline, in the simulation's time (the scheduler's)."""

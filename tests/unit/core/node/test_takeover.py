@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import Ready, apply
 from fedorch.core.node.records import (
     ClaimAnswerMsg,
@@ -207,6 +207,24 @@ def test_a_silent_coordinator_is_claimed_only_after_takeover_after_s() -> None:
     assert WF not in fed.disks["d1"].granted  # not yet
     fed.tick(13.0)
     assert fed.disks["d1"].granted[WF] == (1, "d1")
+
+
+@pytest.mark.parametrize("one_look", [True, False])
+def test_changes_of_one_look_are_all_applied_before_a_takeover_acts(one_look: bool) -> None:
+    # d1 saw d0 SUSPECT, then stalled past takeover_after_s; its first look after the
+    # stall finds d2 DEAD and d0 ALIVE again. Told as one look, it claims nothing; told
+    # member by member, d2's change wakes the watch while d0 still reads SUSPECT.
+    fed = committed()
+    fed.now = 10.0
+    fed.step("d1", MemberState("d0", "SUSPECT"))
+    fed.now = 16.0
+    changes = (MemberState("d2", "DEAD"), MemberState("d0", "ALIVE"))
+    ready = fed.step("d1", MemberViews(changes)) if one_look else fed.step("d1", *changes)
+    claims = [msg for _, msg in sent(ready) if isinstance(msg, ClaimMsg)]
+    if one_look:
+        assert claims == [] and WF not in fed.disks["d1"].granted
+    else:
+        assert claims and fed.disks["d1"].granted[WF] == (1, "d1")
 
 
 def test_restore_rebuilds_a_claimants_core_which_claims_again_at_once() -> None:
