@@ -225,7 +225,8 @@ class Checker:
     def _check_takeovers(self, sim: World) -> None:
         """A committed workflow whose coordinator died for good ends at every live
         participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
-        leases after the last fault, if a majority of its electorate (the committed
+        leases after the last fault (the electorate's, or that participant's own
+        restart), if a majority of its electorate (the committed
         round's acceptors; a workflow on two domains too) lives and no
         participant died for good (the simulator has no step failover; a coordinator
         that ran steps itself counts as a participant)."""
@@ -245,11 +246,14 @@ class Checker:
             if len(live) < len(electorate) // 2 + 1:
                 continue
             calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0))
-            deadline = calm + t.takeover_after_s + t.dead_after_s \
-                + TAKEOVER_SLACK_LEASES * t.lease_s
             for p in tx.participants:
                 if p == coord or not sim.agents[p].alive:
                     continue
+                # From the participant's own last restart too (its last fault): a
+                # participant back late, outside the electorate, learns the end by its
+                # own look at the dead coordinator (takeover_after_s after its restart).
+                deadline = max(calm, sim.last_restart.get(p, 0.0)) + t.takeover_after_s \
+                    + t.dead_after_s + TAKEOVER_SLACK_LEASES * t.lease_s
                 at = self.ended_at.get((p, wf))
                 if at is None or at > deadline:
                     when = "never" if at is None else f"at {at:.2f}"
