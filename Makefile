@@ -94,6 +94,7 @@ chaos: $(STAMP)
 # 100,000 seeded runs of the negotiation simulator (make test runs 2,000).
 soak: $(STAMP)
 	$(PY) -m fedorch.sim.negotiation.run --seeds 100000 --jobs 2
+	$(PY) -m fedorch.sim.negotiation.run --seeds 20000 --start 100000 --jobs 2 --takeover 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

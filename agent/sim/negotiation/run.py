@@ -28,7 +28,7 @@ on until nothing is left to do or `end`. Then the checker
 (agent.sim.negotiation.check) verifies the invariants; `run(seed)` raises
 SimulationFailure naming the seed, and the seed replays the run exactly.
 
-    python -m fedorch.sim.negotiation.run --seeds 100000 [--start 0] [--jobs 2]
+    python -m fedorch.sim.negotiation.run --seeds 100000 [--start 0] [--jobs 2] [--takeover 3]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import TxInfo
@@ -401,21 +401,36 @@ class Simulation:
         self._push(max(t, self.now), _WAKE, agent, agent.wake_token)
 
 
-def run(seed: int, config: Config | None = None) -> Report:
+def seeded_config(seed: int, takeover_after_s: float | None = None) -> Config:
+    """The seed's random federation and faults; with `takeover_after_s`, coordinator
+    takeover on (the takeover schedule: tests/sim/negotiation/test_takeover.py)."""
+    config = Config.random(random.Random(seed))
+    if takeover_after_s is not None:
+        config = replace(config, timing=replace(config.timing,
+                                                takeover_after_s=takeover_after_s))
+    return config
+
+
+def run(seed: int, config: Config | None = None, *,
+        takeover_after_s: float | None = None) -> Report:
     """One seeded run; raises SimulationFailure (naming the seed) on any violation."""
+    if config is None and takeover_after_s is not None:
+        config = seeded_config(seed, takeover_after_s)
     report = Simulation(seed, config).run()
     if report.violations:
+        switch = "" if takeover_after_s is None else f" --takeover {takeover_after_s:g}"
         raise SimulationFailure(
             f"seed {seed}: " + "; ".join(report.violations)
-            + f" (replay: python -m fedorch.sim.negotiation.run --seed {seed})")
+            + f" (replay: python -m fedorch.sim.negotiation.run --seed {seed}{switch})")
     return report
 
 
-def _run_range(bounds: tuple[int, int]) -> tuple[list[Report], list[str]]:
+def _run_range(bounds: tuple[int, int, float | None]) -> tuple[list[Report], list[str]]:
+    start, end, takeover_after_s = bounds
     reports, failures = [], []
-    for seed in range(*bounds):
+    for seed in range(start, end):
         try:
-            reports.append(run(seed))
+            reports.append(run(seed, takeover_after_s=takeover_after_s))
         except SimulationFailure as e:
             failures.append(str(e))
     return reports, failures
@@ -428,14 +443,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--seed", type=int, help="replay one seed and print its report")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--takeover", type=float, metavar="SECONDS",
+                        help="coordinator takeover on, after SECONDS of a silent or dead"
+                             " coordinator (the takeover schedule); off by default")
     args = parser.parse_args(argv)
+    if args.takeover is not None and not args.takeover > 0:
+        parser.error("--takeover: a number of seconds above 0")
     if args.seed is not None:
-        report = Simulation(args.seed).run()
+        report = Simulation(args.seed, seeded_config(args.seed, args.takeover)).run()
         print(report)
         return 1 if report.violations else 0
     started = time.perf_counter()
     chunk = max(1, min(1000, args.seeds // max(1, args.jobs * 8)))
-    ranges = [(s, min(s + chunk, args.start + args.seeds))
+    ranges = [(s, min(s + chunk, args.start + args.seeds), args.takeover)
               for s in range(args.start, args.start + args.seeds, chunk)]
     reports: list[Report] = []
     failures: list[str] = []

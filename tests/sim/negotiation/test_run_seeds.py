@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from fedorch.sim.negotiation.run import Simulation, run
+from fedorch.sim.negotiation.run import Simulation, main, run
 
 RUNS = 2_000
 BLOCK = 100
@@ -42,3 +42,12 @@ def test_seeded_runs_reach_the_hard_paths() -> None:
 
 def test_a_seed_replays_exactly() -> None:
     assert Simulation(1234).run() == Simulation(1234).run()
+
+
+def test_the_soak_command_runs_the_takeover_schedule_on_request(capsys) -> None:
+    # `--takeover 3` is the takeover schedule (make soak runs it too): claims happen.
+    assert main(["--seeds", "40", "--start", "1000", "--jobs", "1", "--takeover", "3"]) == 0
+    paths = capsys.readouterr().out
+    assert "takeover granted" in paths
+    assert main(["--seeds", "40", "--start", "1000", "--jobs", "1"]) == 0
+    assert "takeover granted" not in capsys.readouterr().out  # off by default

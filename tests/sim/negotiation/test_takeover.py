@@ -11,9 +11,7 @@ leases after the last fault.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from fedorch.core.negotiation.messages import Ballot, PaxosPrepare, TxInfo
@@ -22,7 +20,7 @@ from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import Simulation
+from fedorch.sim.negotiation.run import Simulation, seeded_config
 
 WF = "d0.w0"
 TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
@@ -107,9 +105,7 @@ RUNS = 300
 def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
     stats: Counter[str] = Counter()
     for seed in range(first, first + 100):
-        config = Config.random(random.Random(seed))
-        config = replace(config, timing=replace(config.timing, takeover_after_s=3.0))
-        report = Simulation(seed, config).run()
+        report = Simulation(seed, seeded_config(seed, takeover_after_s=3.0)).run()
         assert report.violations == [], f"seed {seed}: {report.violations}"
         stats.update(report.stats)
     assert stats["takeover"] > 0  # the random faults do reach the path
