@@ -24,9 +24,8 @@ from tests.integration.federation import (
 )
 from tests.integration.test_storage_faults import (
     _command,
-    _damage,
     _fill,
-    _run_until_healthy_then_stop,
+    _refused_then_started_fresh,
     _solo,
     _tmpfs,
 )
@@ -46,26 +45,8 @@ NODE = {"engine": "node", "negotiation": {**TEST_TIMINGS["negotiation"], "commit
 ])
 def test_a_bad_node_db_stops_the_start_with_one_line(tmp_path, how, says):
     config = _solo(tmp_path, **NODE)
-    data = tmp_path / "data"
-    _run_until_healthy_then_stop(tmp_path, config)  # it wrote its node.db
-    assert (data / "node.db").stat().st_size > 0
-    _damage(data, how, "node.db")
-    before = sorted(p.name for p in data.iterdir())
-
-    result = subprocess.run(_command(config), capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedorch: error: "), result.stderr
-    assert str(data / "node.db") in lines[0] and says in lines[0], lines[0]
-    assert "--start-fresh" in lines[0] and "restore" in lines[0]
-    assert sorted(p.name for p in data.iterdir()) == before  # refusing touched nothing
-
-    # With the explicit flag the refused file is moved aside, never deleted.
-    _run_until_healthy_then_stop(tmp_path, config, "--start-fresh")
-    aside = [p.name for p in data.iterdir() if p.name.startswith("node.db.bad-")]
-    assert bool(aside) == (how != "missing"), sorted(p.name for p in data.iterdir())
-    _run_until_healthy_then_stop(tmp_path, config)  # the new node.db is its own now
+    aside = _refused_then_started_fresh(tmp_path, config, "node.db", how, says)
+    assert bool(aside) == (how != "missing"), aside
 
 
 # ---- a full disk ----------------------------------------------------------------------------

@@ -100,9 +100,19 @@ def _damage(data: Path, how: str, name: str = "agent.db") -> None:
 ])
 def test_a_bad_database_stops_the_start_with_one_line(tmp_path, how, says):
     config = _solo(tmp_path)
+    aside = _refused_then_started_fresh(tmp_path, config, "agent.db", how, says)
+    assert aside, sorted(p.name for p in (tmp_path / "data").iterdir())
+
+
+def _refused_then_started_fresh(tmp_path: Path, config: Path, name: str, how: str,
+                                says: str) -> list[str]:
+    """The agent writes its database `name`, which is then damaged (`how`): the start is
+    refused with one line naming the file, `says` and what to do, touching nothing; with
+    --start-fresh it starts, and again without. Returns the files moved aside."""
     data = tmp_path / "data"
     _run_until_healthy_then_stop(tmp_path, config)  # it wrote its database
-    _damage(data, how)
+    assert (data / name).stat().st_size > 0
+    _damage(data, how, name)
     before = sorted(p.name for p in data.iterdir())
 
     result = subprocess.run(_command(config), capture_output=True, text=True, timeout=60,
@@ -110,15 +120,15 @@ def test_a_bad_database_stops_the_start_with_one_line(tmp_path, how, says):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fedorch: error: "), result.stderr
-    assert str(data / "agent.db") in lines[0] and says in lines[0], lines[0]
+    assert str(data / name) in lines[0] and says in lines[0], lines[0]
     assert "--start-fresh" in lines[0] and "restore" in lines[0]
     assert sorted(p.name for p in data.iterdir()) == before  # refusing touched nothing
 
     # With the explicit flag: the refused file is moved aside, never deleted.
     _run_until_healthy_then_stop(tmp_path, config, "--start-fresh")
-    aside = [p.name for p in data.iterdir() if p.name.startswith("agent.db.bad-")]
-    assert aside, sorted(p.name for p in data.iterdir())
+    aside = [p.name for p in data.iterdir() if p.name.startswith(f"{name}.bad-")]
     _run_until_healthy_then_stop(tmp_path, config)  # the fresh database is its own now
+    return aside
 
 
 # ---- a full disk --------------------------------------------------------------------------
