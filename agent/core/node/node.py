@@ -63,7 +63,8 @@ all applied before any takeover core is watched (`Node.members`: a restored Node
 until its driver posts it again), and its cores' deadlines are part of `get_timer()`.
 Observers read what it did from the Ready's notes (`acting`, `coordinator_ended`) and
 from `stats`; what a claim shows (an epoch certificate, a round proof) is checked
-through the `evidence` port the Node is built with.
+through the `evidence` port the Node is built with, and its own grants are signed
+through the `sign_grant` port (takeover_grants.py).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from fedorch.core.node.records import Disk, Timing, WfInfo
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
+from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -108,6 +110,7 @@ class Node:
                  timing: Timing, peers: list[str], rng: random.Random,
                  stats: Counter[str] | None = None,
                  evidence: TakeoverEvidence | None = None,
+                 sign_grant: GrantSigner | None = None,
                  vote_raw: Callable[[Key, str, bool], bytes] = default_vote_raw,
                  wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
                  admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
@@ -116,7 +119,9 @@ class Node:
         """`disk` and `now`: restore from that disk at that time (default: a new, empty
         agent); `stated`: the acceptor's check that a round is one its coordinator
         stated (Acceptor); `evidence`: coordinator takeover's checks of a claim's
-        certificate and round proof (takeover.py; default: nothing verifies)."""
+        certificate and round proof (takeover.py; default: nothing verifies);
+        `sign_grant`: signs this agent's takeover grants (takeover_grants.py; default:
+        unsigned, which no evidence that checks signatures believes)."""
         self.name = name
         self.stated = stated
         self.policy = policy
@@ -132,8 +137,8 @@ class Node:
         self.running = Running(self)
         self.negotiation = Negotiation(self)
         # Coordinator takeover (takeover.py); None: off, the original coordinator only.
-        self.takeover = Takeovers(self, evidence) if timing.takeover_after_s is not None \
-            else None
+        self.takeover = Takeovers(self, evidence, sign_grant) \
+            if timing.takeover_after_s is not None else None
         # The driver's membership view (MemberState inputs): domain -> state.
         self.members: dict[str, str] = {}
         # Retention of ended workflows (retention.py); None: every one is kept.

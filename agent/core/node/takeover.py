@@ -64,11 +64,20 @@ two coordinators act). An acceptor holding no step keeps it too (it is the grant
 an original coordinator cut off from the winner may still reach); as such a workflow
 never ends here, at most `PROOFS_KEPT` workflows are kept, the oldest dropped first.
 
-Evidence. A claim's epoch certificate and its proof of the committed round are
-signatures on the wire. The Node is handed the check of them (`TakeoverEvidence`),
-as it is handed the acceptor's check that a round was stated by its coordinator:
-the daemon's would verify the signatures; the simulator, which signs nothing, asks
-its own record of who acted and which round was committed.
+Evidence. Every grant this Node gives is a signed statement made through the signer
+port it is given (`sign_grant`; takeover_grants.py: granter, workflow, epoch, holder,
+electorate), carried by the grant's answer. A claimant counts a grant only once its
+signature verifies as the voter's and it names our claim and our electorate (else the
+answer is dropped and counted): so it acts exactly when it holds the signed grants of a
+majority, and those grants, its own among them, are its epoch certificate, written in
+`certificates` with the Act and carried by its claims, denials and end notices (`won`).
+What a claim or an answer shows is checked through the port the Node is handed
+(`TakeoverEvidence`), as it is handed the acceptor's check that a round was stated by
+its coordinator: a certificate against the electorate this agent holds (the
+daemon's over its trust store, runtime/node_engine/evidence.py; the simulator's over
+fake signatures only the granting agent can make, sim/negotiation/takeover.py); a
+round proof (the committed round an acceptor holding no step is shown) against what
+the port can check of it.
 """
 
 from __future__ import annotations
@@ -79,6 +88,14 @@ from typing import Any, Protocol
 from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.node.records import Disk, FinalMsg
 from fedorch.core.node.takeover_claims import Claims, held_of
+from fedorch.core.node.takeover_grants import (
+    Certificate,
+    Collected,
+    GrantSigner,
+    SignedGrant,
+    parse,
+    sign_grant,
+)
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -108,8 +125,15 @@ PROOFS_KEPT = 10_000
 class TakeoverEvidence(Protocol):
     """The checks of what a claim or an answer shows (signatures on the wire)."""
 
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
-        """`coordinator` holds an epoch certificate of `epoch` (a majority granted it)."""
+    def certificate_holds(self, wf: str, epoch: int, coordinator: str,
+                          certificate: Certificate,
+                          electorate: frozenset[str] | None) -> bool:
+        """`certificate` proves that a majority of the electorate granted `epoch` to
+        `coordinator` (`electorate`: as this agent holds it; None if it holds none)."""
+        ...
+
+    def grant_holds(self, grant: SignedGrant) -> bool:
+        """`grant`'s signature is its granter's, over its statement as carried."""
         ...
 
     def round_proof_holds(self, wf: str, proof: Round) -> bool:
@@ -120,11 +144,22 @@ class TakeoverEvidence(Protocol):
 class NoEvidence:
     """Nothing can be verified: no certificate is believed, no proof holds."""
 
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
+    def certificate_holds(self, wf: str, epoch: int, coordinator: str,
+                          certificate: Certificate,
+                          electorate: frozenset[str] | None) -> bool:
+        return False
+
+    def grant_holds(self, grant: SignedGrant) -> bool:
         return False
 
     def round_proof_holds(self, wf: str, proof: Round) -> bool:
         return False
+
+
+def unsigned(statement: bytes) -> bytes:
+    """The signer of a Node given none: an empty signature (no evidence port that checks
+    signatures believes it)."""
+    return b""
 
 
 def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
@@ -137,17 +172,21 @@ def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
 
 
 class Takeovers:
-    def __init__(self, node: Any, evidence: TakeoverEvidence | None = None) -> None:
+    def __init__(self, node: Any, evidence: TakeoverEvidence | None = None,
+                 sign: GrantSigner | None = None) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts,
         # never the reverse, so the import graph has no cycle).
         self.n = node
         self.evidence: TakeoverEvidence = evidence if evidence is not None else NoEvidence()
+        self.sign: GrantSigner = sign if sign is not None else unsigned
+        # The signed grants of the epoch each of our claims is for (see Evidence).
+        self.collected = Collected()
         self.after_s: float = node.t.takeover_after_s
         self.cores: dict[str, Takeover] = {}
         self.claims = Claims(self)
-        # Workflow -> (epoch, holder) whose certificate was verified here, shown by
-        # another domain (its claim, or a proven denial): our denials carry it.
-        self.proofs: dict[str, tuple[int, str]] = {}
+        # Workflow -> (epoch, holder, certificate) verified here, shown by another
+        # domain (its claim, or a proven denial): our denials carry it.
+        self.proofs: dict[str, tuple[int, str, Certificate]] = {}
 
     # ---- restore ------------------------------------------------------------------------
 
@@ -156,6 +195,7 @@ class Takeovers:
         self.cores = {}
         self.claims.reset()
         self.proofs = {}
+        self.collected.reset()
 
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
@@ -174,7 +214,7 @@ class Takeovers:
                 continue
             info = n.running.info(wf)
             acked = d.final_acked.get(wf, set())
-            won = self.evidence.certificate_holds(wf, epoch, n.name)  # or a claimant's end
+            won = self.own_certificate(wf, epoch)  # () for a claimant's end
             for dst in sorted((set(info.placement.values()) | {info.coordinator})
                               - {n.name} - acked):
                 n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
@@ -215,6 +255,7 @@ class Takeovers:
         self.cores.pop(wf, None)
         self.claims.forget(wf)
         self.proofs.pop(wf, None)
+        self.collected.forget(wf)
 
     def coordinator_now(self, wf: str) -> str:
         """The coordinator this agent reports to for `wf` (or is): the one it follows, or
@@ -291,15 +332,74 @@ class Takeovers:
             elif isinstance(x, Act):
                 n.point("takeover act")
                 d.epochs[wf] = (x.epoch, n.name)
+                d.certificates[wf] = (x.epoch, self.certificate_won(wf, core, x.epoch))
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
                 self.successor_outcome(now, wf)
 
-    def follow_proven(self, now: float, wf: str, winner: str, epoch: int) -> bool:
+    # ---- evidence -------------------------------------------------------------------------
+
+    def electorate_of(self, wf: str) -> frozenset[str] | None:
+        """The electorate as this agent holds it: its core's, the committed round's
+        acceptors written here, or an acceptor's records of the workflow; None if none."""
+        core = self.cores.get(wf)
+        if core is not None:
+            return core.electorate
+        d = self.n.state
+        acceptors = acceptors_of(d, wf)
+        if acceptors:
+            return frozenset(acceptors)
+        if wf in d.rows or wf in d.committed:  # classic 2PC: participants and original
+            info = self.n.running.info(wf)
+            return frozenset(info.placement.values()) | {info.coordinator}
+        named = {frozenset(rec.tx.acceptors) for (w, _), rec in d.acceptor.items()
+                 if w == wf and rec.tx is not None and rec.tx.acceptors}
+        return next(iter(named)) if len(named) == 1 else None
+
+    def proven(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
+        """Does `certificate` prove that `holder` won `epoch` (checked through the port,
+        against the electorate held here)?"""
+        return bool(certificate) and epoch >= 1 and self.evidence.certificate_holds(
+            wf, epoch, holder, certificate, self.electorate_of(wf))
+
+    def grant(self, wf: str, epoch: int, holder: str,
+              electorate: frozenset[str]) -> SignedGrant:
+        """Our signed grant of `epoch` to `holder`, counted in `electorate`."""
+        self.n.stats["takeover grant signed"] += 1
+        return sign_grant(self.sign, self.n.name, wf, epoch, holder, electorate)
+
+    def grant_received(self, wf: str, core: Takeover, voter: str, epoch: int,
+                       grant: SignedGrant | None) -> bool:
+        """A grant of our claim: kept if it is `voter`'s signed grant of `epoch` to us
+        in our electorate (what our certificate will be made of)."""
+        facts = parse(grant.statement) if isinstance(grant, SignedGrant) else None
+        if facts is None or grant is None \
+                or (grant.granter, facts.granter, facts.workflow_id, facts.epoch,
+                    facts.holder) != (voter, voter, wf, epoch, self.n.name) \
+                or frozenset(facts.electorate) != core.electorate \
+                or not self.evidence.grant_holds(grant):
+            self.n.stats["takeover grant without a valid signed statement"] += 1
+            return False
+        self.collected.add(wf, epoch, grant)
+        return True
+
+    def certificate_won(self, wf: str, core: Takeover, epoch: int) -> Certificate:
+        """Our certificate of `epoch`: the grants collected for it and our own."""
+        grants = self.collected.of(wf, epoch)
+        grants[self.n.name] = self.grant(wf, epoch, self.n.name, core.electorate)
+        return tuple(grants[v] for v in sorted(grants))
+
+    def own_certificate(self, wf: str, epoch: int) -> Certificate:
+        """The certificate we won `epoch` with, if we did ((): none)."""
+        kept = self.n.state.certificates.get(wf)
+        return kept[1] if kept is not None and kept[0] == epoch >= 1 else ()
+
+    def follow_proven(self, now: float, wf: str, winner: str, epoch: int,
+                      certificate: Certificate) -> bool:
         """A certificate shown by `winner` (its claim, or its answer to ours): the core
         follows it if it holds and its epoch is not below ours (`Proven`)."""
         core = self.core(wf)
-        if core is None or epoch < 1 or not self.saw_proof(wf, epoch, winner):
+        if core is None or epoch < 1 or not self.saw_proof(wf, epoch, winner, certificate):
             return False
         before = (core.epoch, core.coordinator)
         self.step(now, wf, core, Proven(epoch, winner))
@@ -307,30 +407,33 @@ class Takeovers:
             self.n.stats["takeover proven winner followed"] += 1
         return (core.epoch, core.coordinator) == (epoch, winner)
 
-    def saw_proof(self, wf: str, epoch: int, holder: str) -> bool:
+    def saw_proof(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
         """A certificate of (epoch, holder) shown to us: kept for our denials if it holds
         (the latest epoch only). Whether it holds."""
         if epoch < 1 or holder == self.n.name \
-                or not self.evidence.certificate_holds(wf, epoch, holder):
+                or not self.proven(wf, epoch, holder, certificate):
             return False
         kept = self.proofs.get(wf)
         if kept is None or kept[0] < epoch:
             self.proofs.pop(wf, None)
-            self.proofs[wf] = (epoch, holder)  # the newest last: the oldest goes first
+            # The newest last: the oldest goes first.
+            self.proofs[wf] = (epoch, holder, certificate)
             if len(self.proofs) > PROOFS_KEPT:
                 del self.proofs[next(iter(self.proofs))]
             self.n.stats["takeover proof kept for denials"] += 1
         return True
 
-    def has_proof(self, wf: str, epoch: int, holder: str) -> bool:
-        """Can a denial naming (epoch, holder) carry that epoch's certificate? Ours if we
-        act in it, else the holder's if verified here."""
+    def proof_of(self, wf: str, epoch: int, holder: str) -> Certificate:
+        """The certificate of (epoch, holder) a denial naming it carries: ours if we act
+        in it, else the holder's if verified here; () if none."""
         if epoch < 1:
-            return False
+            return ()
         if holder == self.n.name:
             core = self.cores.get(wf)
-            return core is not None and core.role is Role.ACTING and core.epoch == epoch
-        return self.proofs.get(wf) == (epoch, holder)
+            acting = core is not None and core.role is Role.ACTING and core.epoch == epoch
+            return self.own_certificate(wf, epoch) if acting else ()
+        kept = self.proofs.get(wf)
+        return kept[2] if kept is not None and kept[:2] == (epoch, holder) else ()
 
     def report_again(self, wf: str) -> None:
         """A new coordinator is followed here: it collects the results, ours again."""
@@ -353,7 +456,7 @@ class Takeovers:
     # ---- ends ----------------------------------------------------------------------------
 
     def follow_end(self, now: float, wf: str, epoch: int, src: str,
-                   state: WorkflowState, won: bool = False) -> None:
+                   state: WorkflowState, won: Certificate = ()) -> None:
         """An end notice the boundary let through. Of a later epoch than held, or of the
         epoch held here for a claimant that lost it to the sender (its certificate,
         `won`): follow its sender; the original coordinator's row ends as the successor
@@ -364,8 +467,8 @@ class Takeovers:
         d = n.state
         held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
         later = epoch > held_epoch
-        proven = won and epoch == held_epoch >= 1 and src != holder \
-            and self.evidence.certificate_holds(wf, epoch, src)
+        proven = bool(won) and epoch == held_epoch >= 1 and src != holder \
+            and self.proven(wf, epoch, src, won)
         if epoch > 0 and (later or proven):
             core = self.cores.get(wf) if wf in n.progress else None
             if core is not None:
@@ -416,7 +519,9 @@ class Takeovers:
             d.rows[wf] = replace(row, state=state)
         info = n.running.info(wf)
         core = self.cores.get(wf)
-        won = core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1
+        won = self.own_certificate(wf, epoch) \
+            if core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1 \
+            else ()
         n.running.end_here(wf, state)
         n.note("coordinator_ended", wf, epoch, state)
         if d.epochs.get(wf) != (epoch, n.name):
