@@ -53,7 +53,8 @@ that epoch's certificate, so a member that granted it must be able to show it: t
 winner sends its claim, with its certificate (`ClaimMsg.won`), once to every elector
 that granted it as soon as it wins (the core's `_won`), and again with its periodic
 claims; a proven denial relayed by another member shows it too. Each is checked
-through the evidence port and kept here, per workflow, the latest epoch only, and a
+through the evidence port and kept (takeover_proofs.py), per workflow, the latest
+epoch only, and a
 denial naming that (epoch, holder) carries it (`ClaimAnswerMsg.won`). An end notice's
 proof (`FinalMsg.won`) is not kept: the workflow ends here with it, and a claim of an
 ended workflow is answered with its end, not a denial. In memory, not
@@ -70,7 +71,8 @@ electorate), carried by the grant's answer. A claimant counts a grant only once 
 signature verifies as the voter's and it names our claim and our electorate (else the
 answer is dropped and counted): so it acts exactly when it holds the signed grants of a
 majority, and those grants, its own among them, are its epoch certificate, written in
-`certificates` with the Act and carried by its claims, denials and end notices (`won`).
+`certificates` with the Act and carried by its claims, denials and end notices (`won`);
+takeover_proofs.py keeps all of it.
 What a claim or an answer shows is checked through the port the Node is handed
 (`TakeoverEvidence`), as it is handed the acceptor's check that a round was stated by
 its coordinator: a certificate against the electorate this agent holds (the
@@ -83,21 +85,14 @@ the port can check of it.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.node.records import Disk, FinalMsg
 from fedorch.core.node.takeover_claims import Claims, held_of
-from fedorch.core.node.takeover_grants import (
-    Certificate,
-    Collected,
-    GrantSigner,
-    SignedGrant,
-    parse,
-    sign_grant,
-)
+from fedorch.core.node.takeover_grants import Certificate, GrantSigner
+from fedorch.core.node.takeover_proofs import NoEvidence, Proofs, TakeoverEvidence
 from fedorch.core.workflow import lifecycle
-from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome
 from fedorch.core.workflow.takeover import (
@@ -116,50 +111,7 @@ from fedorch.core.workflow.takeover import (
 )
 
 __all__ = ["NoEvidence", "TakeoverEvidence", "Takeovers", "acceptors_of", "held_of"]
-
-
-# Workflows whose winner's proof is kept here for our denials (see "Proofs kept").
-PROOFS_KEPT = 10_000
-
-
-class TakeoverEvidence(Protocol):
-    """The checks of what a claim or an answer shows (signatures on the wire)."""
-
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str,
-                          certificate: Certificate,
-                          electorate: frozenset[str] | None) -> bool:
-        """`certificate` proves that a majority of the electorate granted `epoch` to
-        `coordinator` (`electorate`: as this agent holds it; None if it holds none)."""
-        ...
-
-    def grant_holds(self, grant: SignedGrant) -> bool:
-        """`grant`'s signature is its granter's, over its statement as carried."""
-        ...
-
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
-        """`proof` is the round its coordinator stated, and a COMMIT of it was chosen."""
-        ...
-
-
-class NoEvidence:
-    """Nothing can be verified: no certificate is believed, no proof holds."""
-
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str,
-                          certificate: Certificate,
-                          electorate: frozenset[str] | None) -> bool:
-        return False
-
-    def grant_holds(self, grant: SignedGrant) -> bool:
-        return False
-
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
-        return False
-
-
-def unsigned(statement: bytes) -> bytes:
-    """The signer of a Node given none: an empty signature (no evidence port that checks
-    signatures believes it)."""
-    return b""
+# NoEvidence and TakeoverEvidence live in takeover_proofs.py, re-exported here.
 
 
 def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
@@ -177,16 +129,11 @@ class Takeovers:
         # The Node that owns this part (typed loosely: the Node imports its parts,
         # never the reverse, so the import graph has no cycle).
         self.n = node
-        self.evidence: TakeoverEvidence = evidence if evidence is not None else NoEvidence()
-        self.sign: GrantSigner = sign if sign is not None else unsigned
-        # The signed grants of the epoch each of our claims is for (see Evidence).
-        self.collected = Collected()
         self.after_s: float = node.t.takeover_after_s
         self.cores: dict[str, Takeover] = {}
         self.claims = Claims(self)
-        # Workflow -> (epoch, holder, certificate) verified here, shown by another
-        # domain (its claim, or a proven denial): our denials carry it.
-        self.proofs: dict[str, tuple[int, str, Certificate]] = {}
+        # Our signed grants, our certificates, and those shown to us (takeover_proofs.py).
+        self.proof = Proofs(self, evidence, sign)
 
     # ---- restore ------------------------------------------------------------------------
 
@@ -194,8 +141,7 @@ class Takeovers:
         """What an agent holds only in memory: gone on restart (rebuilt by `resume`)."""
         self.cores = {}
         self.claims.reset()
-        self.proofs = {}
-        self.collected.reset()
+        self.proof.reset()
 
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
@@ -214,7 +160,7 @@ class Takeovers:
                 continue
             info = n.running.info(wf)
             acked = d.final_acked.get(wf, set())
-            won = self.own_certificate(wf, epoch)  # () for a claimant's end
+            won = self.proof.own_certificate(wf, epoch)  # () for a claimant's end
             for dst in sorted((set(info.placement.values()) | {info.coordinator})
                               - {n.name} - acked):
                 n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
@@ -254,8 +200,7 @@ class Takeovers:
         """`wf` ended here: its core has nothing left to do."""
         self.cores.pop(wf, None)
         self.claims.forget(wf)
-        self.proofs.pop(wf, None)
-        self.collected.forget(wf)
+        self.proof.forget(wf)
 
     def coordinator_now(self, wf: str) -> str:
         """The coordinator this agent reports to for `wf` (or is): the one it follows, or
@@ -332,12 +277,25 @@ class Takeovers:
             elif isinstance(x, Act):
                 n.point("takeover act")
                 d.epochs[wf] = (x.epoch, n.name)
-                d.certificates[wf] = (x.epoch, self.certificate_won(wf, core, x.epoch))
+                d.certificates[wf] = (x.epoch, self.proof.certificate_won(wf, core, x.epoch))
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
                 self.successor_outcome(now, wf)
 
-    # ---- evidence -------------------------------------------------------------------------
+    # ---- evidence (takeover_proofs.py) ---------------------------------------------------
+
+    @property
+    def evidence(self) -> TakeoverEvidence:
+        return self.proof.evidence
+
+    @property
+    def proofs(self) -> dict[str, tuple[int, str, Certificate]]:
+        return self.proof.proofs
+
+    def proven(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
+        """Does `certificate` prove that `holder` won `epoch` (the authority table's
+        check of an end notice's certificate)?"""
+        return self.proof.proven(wf, epoch, holder, certificate)
 
     def electorate_of(self, wf: str) -> frozenset[str] | None:
         """The electorate as this agent holds it: its core's, the committed round's
@@ -356,84 +314,19 @@ class Takeovers:
                  if w == wf and rec.tx is not None and rec.tx.acceptors}
         return next(iter(named)) if len(named) == 1 else None
 
-    def proven(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
-        """Does `certificate` prove that `holder` won `epoch` (checked through the port,
-        against the electorate held here)?"""
-        return bool(certificate) and epoch >= 1 and self.evidence.certificate_holds(
-            wf, epoch, holder, certificate, self.electorate_of(wf))
-
-    def grant(self, wf: str, epoch: int, holder: str,
-              electorate: frozenset[str]) -> SignedGrant:
-        """Our signed grant of `epoch` to `holder`, counted in `electorate`."""
-        self.n.stats["takeover grant signed"] += 1
-        return sign_grant(self.sign, self.n.name, wf, epoch, holder, electorate)
-
-    def grant_received(self, wf: str, core: Takeover, voter: str, epoch: int,
-                       grant: SignedGrant | None) -> bool:
-        """A grant of our claim: kept if it is `voter`'s signed grant of `epoch` to us
-        in our electorate (what our certificate will be made of)."""
-        facts = parse(grant.statement) if isinstance(grant, SignedGrant) else None
-        if facts is None or grant is None \
-                or (grant.granter, facts.granter, facts.workflow_id, facts.epoch,
-                    facts.holder) != (voter, voter, wf, epoch, self.n.name) \
-                or frozenset(facts.electorate) != core.electorate \
-                or not self.evidence.grant_holds(grant):
-            self.n.stats["takeover grant without a valid signed statement"] += 1
-            return False
-        self.collected.add(wf, epoch, grant)
-        return True
-
-    def certificate_won(self, wf: str, core: Takeover, epoch: int) -> Certificate:
-        """Our certificate of `epoch`: the grants collected for it and our own."""
-        grants = self.collected.of(wf, epoch)
-        grants[self.n.name] = self.grant(wf, epoch, self.n.name, core.electorate)
-        return tuple(grants[v] for v in sorted(grants))
-
-    def own_certificate(self, wf: str, epoch: int) -> Certificate:
-        """The certificate we won `epoch` with, if we did ((): none)."""
-        kept = self.n.state.certificates.get(wf)
-        return kept[1] if kept is not None and kept[0] == epoch >= 1 else ()
-
     def follow_proven(self, now: float, wf: str, winner: str, epoch: int,
                       certificate: Certificate) -> bool:
         """A certificate shown by `winner` (its claim, or its answer to ours): the core
         follows it if it holds and its epoch is not below ours (`Proven`)."""
         core = self.core(wf)
-        if core is None or epoch < 1 or not self.saw_proof(wf, epoch, winner, certificate):
+        if core is None or epoch < 1 \
+                or not self.proof.saw_proof(wf, epoch, winner, certificate):
             return False
         before = (core.epoch, core.coordinator)
         self.step(now, wf, core, Proven(epoch, winner))
         if (core.epoch, core.coordinator) != before:
             self.n.stats["takeover proven winner followed"] += 1
         return (core.epoch, core.coordinator) == (epoch, winner)
-
-    def saw_proof(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
-        """A certificate of (epoch, holder) shown to us: kept for our denials if it holds
-        (the latest epoch only). Whether it holds."""
-        if epoch < 1 or holder == self.n.name \
-                or not self.proven(wf, epoch, holder, certificate):
-            return False
-        kept = self.proofs.get(wf)
-        if kept is None or kept[0] < epoch:
-            self.proofs.pop(wf, None)
-            # The newest last: the oldest goes first.
-            self.proofs[wf] = (epoch, holder, certificate)
-            if len(self.proofs) > PROOFS_KEPT:
-                del self.proofs[next(iter(self.proofs))]
-            self.n.stats["takeover proof kept for denials"] += 1
-        return True
-
-    def proof_of(self, wf: str, epoch: int, holder: str) -> Certificate:
-        """The certificate of (epoch, holder) a denial naming it carries: ours if we act
-        in it, else the holder's if verified here; () if none."""
-        if epoch < 1:
-            return ()
-        if holder == self.n.name:
-            core = self.cores.get(wf)
-            acting = core is not None and core.role is Role.ACTING and core.epoch == epoch
-            return self.own_certificate(wf, epoch) if acting else ()
-        kept = self.proofs.get(wf)
-        return kept[2] if kept is not None and kept[:2] == (epoch, holder) else ()
 
     def report_again(self, wf: str) -> None:
         """A new coordinator is followed here: it collects the results, ours again."""
@@ -468,7 +361,7 @@ class Takeovers:
         held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
         later = epoch > held_epoch
         proven = bool(won) and epoch == held_epoch >= 1 and src != holder \
-            and self.proven(wf, epoch, src, won)
+            and self.proof.proven(wf, epoch, src, won)
         if epoch > 0 and (later or proven):
             core = self.cores.get(wf) if wf in n.progress else None
             if core is not None:
@@ -519,7 +412,7 @@ class Takeovers:
             d.rows[wf] = replace(row, state=state)
         info = n.running.info(wf)
         core = self.cores.get(wf)
-        won = self.own_certificate(wf, epoch) \
+        won = self.proof.own_certificate(wf, epoch) \
             if core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1 \
             else ()
         n.running.end_here(wf, state)

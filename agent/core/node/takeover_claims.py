@@ -101,7 +101,7 @@ class Claims:
     def send(self, wf: str, core: Takeover, x: SendClaim) -> None:
         """A claim, with the proof of the round for an acceptor holding no step, and, from
         a claimant that won (it acts in that epoch), its certificate."""
-        won = self.tk.own_certificate(wf, x.epoch) \
+        won = self.tk.proof.own_certificate(wf, x.epoch) \
             if core.role is Role.ACTING and x.epoch == core.epoch >= 1 else ()
         self.n.send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to), won=won))
 
@@ -148,17 +148,17 @@ class Claims:
             # once), else the holder's if verified here: a claimant of an earlier epoch
             # follows a later one only on its proof.
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
-                                       won=tk.proof_of(wf, epoch, holder)))
+                                       won=tk.proof.proof_of(wf, epoch, holder)))
             return
         if msg.won:  # the claimant won and shows it: checked, kept for our denials
-            tk.saw_proof(wf, msg.epoch, src, msg.won)
+            tk.proof.saw_proof(wf, msg.epoch, src, msg.won)
         core = tk.core(wf)
         electorate = core.electorate if core is not None else tk.electorate_of(wf)
         if core is not None:
             tk.step(now, wf, core, Adopted(msg.epoch, src))
         else:
             tk.follow(wf, msg.epoch, src)
-        grant = tk.grant(wf, msg.epoch, src, electorate) if electorate else None
+        grant = tk.proof.grant(wf, msg.epoch, src, electorate) if electorate else None
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant))
 
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
@@ -187,17 +187,17 @@ class Claims:
             return
         if not verdict.granted:
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
-                                       won=self.tk.proof_of(wf, epoch, holder)))
+                                       won=self.tk.proof.proof_of(wf, epoch, holder)))
             return
         if msg.won:  # the winner tells the acceptors that granted it: kept, relayed
-            self.tk.saw_proof(wf, msg.epoch, src, msg.won)
+            self.tk.proof.saw_proof(wf, msg.epoch, src, msg.won)
         n.point("takeover epoch")
         d.granted[wf] = (msg.epoch, src)
         n.stats["takeover granted by an acceptor only"] += 1
         if proof is not None and not records:
             n.stats["takeover granted on a proof of the round"] += 1
         assert verdict.basis is not None  # a grant names its round and electorate
-        grant = self.tk.grant(wf, msg.epoch, src, verdict.basis.acceptors)
+        grant = self.tk.proof.grant(wf, msg.epoch, src, verdict.basis.acceptors)
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant))
 
     # ---- an answer to our claim ---------------------------------------------------------------
@@ -231,13 +231,13 @@ class Claims:
         if msg.won and not msg.granted and msg.holder == src \
                 and tk.follow_proven(now, wf, src, msg.held_epoch, msg.won):
             return
-        if msg.granted and not tk.grant_received(wf, core, src, msg.epoch, msg.grant):
+        if msg.granted and not tk.proof.grant_received(wf, core, src, msg.epoch, msg.grant):
             return  # a grant we could not show: not counted (a certificate holds it)
         proven = False
         if msg.won and not msg.granted:
             # A relayed proof: the voter holds the holder's certificate, carried and
             # checked here; kept, so that our denials carry it too.
-            proven = tk.saw_proof(wf, msg.held_epoch, msg.holder, msg.won)
+            proven = tk.proof.saw_proof(wf, msg.held_epoch, msg.holder, msg.won)
             if not proven:
                 n.stats["takeover denial with a proof that does not hold"] += 1
         elif not msg.granted and msg.held_epoch > msg.epoch:

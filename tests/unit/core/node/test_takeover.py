@@ -374,3 +374,49 @@ def test_a_restarted_granter_denies_without_proof_until_the_winner_shows_it_agai
     fed.step("d2", Message("d1", ClaimMsg(WF, 1, won=won(fed))))  # the winner's claim again
     ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
     assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=won(fed)))]
+
+
+def test_the_winners_certificate_is_a_majoritys_signed_grants_written_with_its_act() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    fed.step("d1", MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    cert = won(fed)
+    electorate = fed.nodes["d1"].takeover.cores[WF].electorate
+    assert {g.granter for g in cert} >= {"d1"} and len(cert) >= len(electorate) // 2 + 1
+    assert fed.evidence.certificate_holds(WF, 1, "d1", cert, electorate)
+    # The same grants prove nothing for another holder, epoch or workflow.
+    assert not fed.evidence.certificate_holds(WF, 1, "d2", cert, electorate)
+    assert not fed.evidence.certificate_holds(WF, 2, "d1", cert, electorate)
+    assert not fed.evidence.certificate_holds("d0.other", 1, "d1", cert, electorate)
+
+
+def test_a_grant_not_signed_by_its_voter_is_not_counted() -> None:
+    fed = claiming_d1()
+    d1 = fed.nodes["d1"]
+    electorate = d1.takeover.cores[WF].electorate
+    forged = sign_grant(fake_signer("d3"), "d2", WF, 1, "d1", electorate)  # d3 signs for d2
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1", grant=forged)))
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1")))  # none at all
+    other = certificate(fed, 1, "d3", ["d2"])[0]  # d2's, but of another holder
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1", grant=other)))
+    assert d1.stats["takeover grant without a valid signed statement"] == 3
+    core = d1.takeover.cores[WF]
+    assert core.role is Role.CLAIMING and not fed.evidence.acting
+    assert WF not in fed.disks["d1"].certificates
+
+
+def test_a_forged_certificate_is_not_followed() -> None:
+    fed = claiming_d1()
+    d1 = fed.nodes["d1"]
+    # d2 shows a certificate of epoch 2 made of grants it signed in d0's and d3's names.
+    forged = tuple(sign_grant(fake_signer("d2"), g, WF, 2, "d2",
+                              d1.takeover.cores[WF].electorate) for g in ("d0", "d2", "d3"))
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 2, "d2", won=forged)))
+    core = d1.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    assert WF not in d1.takeover.proofs
+    assert "signature does not verify" in (fed.evidence.last_refusal or "")
+    # Nor does the authority table take an end on it (the Node's own check).
+    assert not d1.takeover.proven(WF, 2, "d2", forged)
