@@ -85,7 +85,7 @@ from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.inputs import MemberState, MemberViews, Message, StepEnded, Submit, Tick
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
-from fedorch.core.node.records import Disk, Timing, WfInfo
+from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
@@ -287,6 +287,10 @@ class Node:
         self.out.note(*fact)
 
     def send(self, to: str, msg: object) -> None:
+        if type(msg) is PrepareMsg and self.takeover is not None:
+            # Its round signed for takeover claims, where it has an acceptor holding no
+            # step (takeover_proofs.stated_prepare): the one place every PREPARE passes.
+            msg = self.takeover.proof.stated_prepare(msg)
         self.out.send(to, msg)
 
     def reliable(self, to: str, msg_id: tuple, msg: object) -> None:

@@ -17,7 +17,7 @@ from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import Hold
 from fedorch.core.node.retention import Retention
-from fedorch.core.node.takeover_grants import Certificate, SignedGrant
+from fedorch.core.node.takeover_grants import Certificate, SignedGrant, StatedRound
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -58,6 +58,10 @@ class WfInfo:
     # simulator models it: no signature, but its fields (the coordinator it was signed
     # for, its request id and time) cannot be altered by whoever relays it.
     submission: spec_pb2.SignedSpec | None = None
+    # Coordinator takeover: this round as its coordinator signed it, when it has an
+    # acceptor that holds no step (takeover_grants.StatedRound; set on the PREPARE as it
+    # leaves, kept by the participant with the rest): a claimant's proof of the round.
+    stated: StatedRound | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +115,8 @@ class ClaimMsg:
     # The claimant has won `epoch`: its epoch certificate (the signed grants of a
     # majority of the electorate, takeover_grants.py). () : it has not (yet).
     won: Certificate = ()
+    # With `proof`: that round as the original coordinator signed it (WfInfo.stated).
+    stated: StatedRound | None = None
 
 
 @dataclass(frozen=True)

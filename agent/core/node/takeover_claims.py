@@ -49,6 +49,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk
+from fedorch.core.node.takeover_grants import StatedRound
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.takeover import (
     Adopted,
@@ -103,21 +104,23 @@ class Claims:
         a claimant that won (it acts in that epoch), its certificate."""
         won = self.tk.proof.own_certificate(wf, x.epoch) \
             if core.role is Role.ACTING and x.epoch == core.epoch >= 1 else ()
-        self.n.send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to), won=won))
+        proof, stated = self._round_proof(wf, core, x.to)
+        self.n.send(x.to, ClaimMsg(wf, x.epoch, proof, won=won, stated=stated))
 
-    def _round_proof(self, wf: str, core: Takeover, to: str) -> Round | None:
+    def _round_proof(self, wf: str, core: Takeover,
+                     to: str) -> tuple[Round | None, StatedRound | None]:
         """What our claim shows an acceptor holding no step: the committed round, as its
-        coordinator signed it at PREPARE, and its COMMIT (runtime.round_proofs)."""
+        coordinator signed it at PREPARE (WfInfo.stated), and its COMMIT."""
         d = self.n.state
         round_ = d.committed.get(wf)
         if to in core.participants or to == core.original or round_ is None:
-            return None
+            return None, None
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))
         if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
-            return None
+            return None, None
         return Round(round_, frozenset(info.placement.values()),
-                     frozenset(d.electorates[wf]), COMMIT)
+                     frozenset(d.electorates[wf]), COMMIT), info.stated
 
     # ---- a claim received -------------------------------------------------------------------
 
@@ -175,8 +178,9 @@ class Claims:
                                      frozenset(rec.tx.acceptors), None if decided is None
                                      else COMMIT if decided.commit else ABORT))
         proof, error = msg.proof, None
-        if proof is not None and not self.tk.evidence.round_proof_holds(wf, proof):
-            proof, error = None, ("bad_round_proof", "not the committed round")
+        if proof is not None \
+                and not self.tk.evidence.round_proof_holds(wf, proof, msg.stated):
+            proof, error = None, ("bad_round_proof", "not the committed round as signed")
         epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
         verdict = acceptor_grant(n.name, src, msg.epoch, (epoch, holder), records,
                                  proof, error)

@@ -52,8 +52,10 @@ from dataclasses import dataclass
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover_events import majority
 
-__all__ = ["GRANT_CONTEXT", "Certificate", "Collected", "GrantFacts", "GrantSigner",
-           "GrantVerifier", "SignedEvidence", "SignedGrant", "check", "parse", "sign_grant", "statement"]
+__all__ = ["GRANT_CONTEXT", "ROUND_CONTEXT", "Certificate", "Collected", "GrantFacts",
+           "GrantSigner", "GrantVerifier", "SignedEvidence", "SignedGrant", "StatedRound",
+           "check", "check_round", "parse", "round_statement", "sign_grant", "sign_round",
+           "statement"]
 
 GRANT_CONTEXT = b"fedorch/v1 node takeover grant\x00"
 
@@ -161,6 +163,52 @@ def check(cert: Certificate, verify: GrantVerifier, *, workflow_id: str, epoch: 
     return None
 
 
+ROUND_CONTEXT = b"fedorch/v1 node stated round\x00"
+
+
+@dataclass(frozen=True)
+class StatedRound:
+    """A round as its coordinator stated it, signed (`statement`: the bytes signed,
+    after ROUND_CONTEXT): what shows an acceptor that holds no step which round
+    committed (acceptor_grant.py), made for a round with such an acceptor."""
+
+    coordinator: str
+    statement: bytes
+    signature: bytes
+
+
+def round_statement(workflow_id: str, round_: int, coordinator: str,
+                    participants: Collection[str], acceptors: Collection[str]) -> bytes:
+    return json.dumps(["round", workflow_id, round_, coordinator, sorted(set(participants)),
+                       sorted(set(acceptors))],
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_round(sign: GrantSigner, workflow_id: str, round_: int, coordinator: str,
+               participants: Collection[str], acceptors: Collection[str]) -> StatedRound:
+    raw = round_statement(workflow_id, round_, coordinator, participants, acceptors)
+    return StatedRound(coordinator, raw, sign(ROUND_CONTEXT + raw))
+
+
+def check_round(stated: StatedRound | None, verify: GrantVerifier, *, workflow_id: str,
+                proof: Round) -> str | None:
+    """Why `stated` does not show `proof`'s round as the original coordinator (the one
+    the id names) signed it; None if it does, and the proof says COMMIT."""
+    if proof.decided != "COMMIT":
+        return f"round {proof.round} is not shown committed"
+    if not isinstance(stated, StatedRound) or not isinstance(stated.statement, bytes) \
+            or not isinstance(stated.signature, bytes):
+        return "no signed round"
+    original = workflow_id.rpartition(".")[0]
+    expected = round_statement(workflow_id, proof.round, original, proof.participants,
+                               proof.acceptors)
+    if stated.coordinator != original or stated.statement != expected:
+        return f"the signed round is not round {proof.round} of {workflow_id} as shown"
+    if not verify(original, ROUND_CONTEXT + stated.statement, stated.signature):
+        return f"the signed round: {original}'s signature does not verify"
+    return None
+
+
 class Collected:
     """The grants a claimant received for the epoch it claims, per workflow (memory)."""
 
@@ -187,14 +235,16 @@ class Collected:
 
 
 class SignedEvidence:
-    """The takeover part's evidence port (takeover.TakeoverEvidence) over signed grants:
-    `verify` checks one signature (the daemon's trust store, the simulator's fake keys);
-    `round_proof` checks a committed round's proof (None: no proof holds)."""
+    """The takeover part's evidence port (takeover.TakeoverEvidence) over signed
+    statements: `verify` checks one signature (the daemon's trust store, the simulator's
+    fake keys); `commit_known`, what more a round proof must meet (the simulator: its
+    record says a COMMIT of that round was chosen; None: the claimant's word, see
+    `round_proof_holds`)."""
 
     def __init__(self, verify: GrantVerifier,
-                 round_proof: Callable[[str, Round], bool] | None = None) -> None:
+                 commit_known: Callable[[str, Round], bool] | None = None) -> None:
         self.verify = verify
-        self.round_proof = round_proof
+        self.commit_known = commit_known
         self.last_refusal: str | None = None  # why the last certificate refused was
 
     def certificate_holds(self, wf: str, epoch: int, coordinator: str,
@@ -209,5 +259,14 @@ class SignedEvidence:
     def grant_holds(self, grant: SignedGrant) -> bool:
         return self.verify(grant.granter, GRANT_CONTEXT + grant.statement, grant.signature)
 
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
-        return self.round_proof is not None and self.round_proof(wf, proof)
+    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
+        """The proof's round is one the original coordinator signed (`stated`: its
+        signed statement of the round, verified over the bytes as carried, naming the
+        proof's participants and acceptors), shown COMMIT. The COMMIT is the claimant's
+        word (plus `commit_known`): the Node's votes are not signed, so no certificate
+        of it can be shown; see check_round."""
+        why = check_round(stated, self.verify, workflow_id=wf, proof=proof)
+        if why is not None:
+            self.last_refusal = why
+            return False
+        return self.commit_known is None or self.commit_known(wf, proof)

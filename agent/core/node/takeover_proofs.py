@@ -26,15 +26,20 @@ Pure: the signer and the checks are ports.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
+from fedorch.core.node.records import PrepareMsg
 from fedorch.core.node.takeover_grants import (
     Certificate,
     Collected,
     GrantSigner,
     SignedGrant,
+    StatedRound,
     parse,
+    round_statement,
     sign_grant,
+    sign_round,
 )
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover import Role, Takeover
@@ -59,8 +64,9 @@ class TakeoverEvidence(Protocol):
         """`grant`'s signature is its granter's, over its statement as carried."""
         ...
 
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
-        """`proof` is the round its coordinator stated, and a COMMIT of it was chosen."""
+    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
+        """`proof` is the round its coordinator stated (`stated`, its signed statement of
+        it), and a COMMIT of it was chosen."""
         ...
 
 
@@ -75,7 +81,7 @@ class NoEvidence:
     def grant_holds(self, grant: SignedGrant) -> bool:
         return False
 
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
+    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
         return False
 
 
@@ -97,6 +103,7 @@ class Proofs:
         # Workflow -> (epoch, holder, certificate) verified here, shown by another
         # domain (its claim, or a proven denial): our denials carry it.
         self.proofs: dict[str, tuple[int, str, Certificate]] = {}
+        self._stated: StatedRound | None = None  # the last round we signed
 
     def reset(self) -> None:
         self.collected.reset()
@@ -105,6 +112,24 @@ class Proofs:
     def forget(self, wf: str) -> None:
         self.collected.forget(wf)
         self.proofs.pop(wf, None)
+
+    def stated_prepare(self, msg: PrepareMsg) -> PrepareMsg:
+        """A PREPARE of ours as it leaves: with the round signed (WfInfo.stated) when the
+        round has an acceptor that holds no step, which a claimant must show it; signed
+        once per round (its PREPAREs leave one after another)."""
+        tx = msg.tx
+        if tx.coordinator != self.n.name or msg.info.stated is not None \
+                or set(tx.acceptors) <= set(tx.participants):
+            return msg
+        raw = round_statement(tx.workflow_id, tx.round, tx.coordinator, tx.participants,
+                              tx.acceptors)
+        stated = self._stated
+        if stated is None or stated.statement != raw:
+            stated = self._stated = sign_round(self.sign, tx.workflow_id, tx.round,
+                                               tx.coordinator, tx.participants,
+                                               tx.acceptors)
+            self.n.stats["takeover round signed"] += 1
+        return replace(msg, info=replace(msg.info, stated=stated))
 
     def proven(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
         """Does `certificate` prove that `holder` won `epoch` (checked through the port,

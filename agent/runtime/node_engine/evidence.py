@@ -20,10 +20,14 @@ core's (agent/core/node/takeover_grants.py); what is the daemon's here is the ke
   stored evidence does (`TrustStore.verify(..., evidence=True)`), unless revoked.
 
 Round proofs (an acceptor that holds no step is shown the committed round by a
-claimant) are not verifiable here yet: the node engine's coordinator signs no
-statement of its rounds, so none holds and such an acceptor grants nothing (safe: a
-workflow whose electorate's majority needs that grant waits for its coordinator; see
-docs/architecture.md, "Not built yet in the node engine").
+claimant): the round as the original coordinator signed it with its domain key as its
+PREPARE left (`StatedRound`, takeover_proofs.stated_prepare), checked here with the
+trust store against the round the proof names. Its COMMIT is the claimant's word: the
+node engine's votes are not signed (the Node's `vote_raw` stand-in), so no COMMIT
+certificate can be shown; a participant of a round that aborted could show that
+round as committed, and an extra acceptor that missed every record of the workflow
+would grant in it. Its certificate would then name that round's electorate, which
+every member that knows the committed one refuses (check's known electorate).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class NodeEvidence(SignedEvidence):
 
     def __init__(self, trust: TrustStore) -> None:
         self.trust = trust
-        super().__init__(self._verify, round_proof=None)
+        super().__init__(self._verify, commit_known=None)
 
     def _verify(self, granter: str, data: bytes, signature: bytes) -> bool:
         return self.trust.verify(granter, data, signature, evidence=True)

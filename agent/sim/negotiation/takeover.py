@@ -23,8 +23,9 @@ simulation supplies two things a daemon's driver would:
   and no other's. `SimEvidence` checks certificates as the daemon does
   (`SignedEvidence`, over `sim_verify`), against the electorate the checking agent
   holds. A proof of the round (an acceptor holding no step is shown the committed
-  round) is still answered from the run's record: it holds when its round is the one
-  its coordinator sent and a COMMIT of it was chosen.
+  round) holds when the original coordinator's signed statement of that round (made
+  as its PREPARE left, `takeover_proofs.stated_prepare`) verifies and names it, and,
+  from the run's record, a COMMIT of it was chosen.
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ class SimEvidence(SignedEvidence):
     signatures, round proofs from the run's record."""
 
     def __init__(self, sim: World) -> None:
-        super().__init__(sim_verify, self.round_proof_holds)
+        super().__init__(sim_verify, self.commit_chosen)
         self.sim = sim
 
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
+    def commit_chosen(self, wf: str, proof: Round) -> bool:
+        """Beyond the coordinator's signed round: a COMMIT of it was chosen (the run's
+        record stands for the signed votes the Node does not have)."""
         checker = self.sim.checker
         tx = checker.txs.get((wf, proof.round))
         return tx is not None and checker.committed(wf) == proof.round \

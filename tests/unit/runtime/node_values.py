@@ -40,7 +40,7 @@ from fedorch.core.node.records import (
     VoteMsg,
     WfInfo,
 )
-from fedorch.core.node.takeover_grants import SignedGrant
+from fedorch.core.node.takeover_grants import SignedGrant, StatedRound
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -76,8 +76,10 @@ signed_specs = st.none() | st.builds(
     lambda p, r, at, c: spec_pb2.SignedSpec(principal=p, request_id=r, issued_at_ms=at,
                                             coordinator=c, public_key=b"k" * 32),
     text, text, st.integers(0, 2**50), names)
+stated_rounds = st.none() | st.builds(StatedRound, names, st.binary(max_size=40),
+                                      st.binary(max_size=64))
 wf_infos = st.builds(WfInfo, specs, st.dictionaries(text, names, max_size=3), names,
-                     signed_specs)
+                     signed_specs, stated_rounds)
 rows = st.builds(CoordRow, wf_ids, wf_infos, st.sampled_from(WorkflowState),
                  st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text)
 json_values = st.recursive(
@@ -127,7 +129,7 @@ MESSAGES = {
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
                         st.booleans(), certificates),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
-                        certificates),
+                        certificates, stated_rounds),
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),
                               st.integers(0, 9), names,
                               st.none() | st.sampled_from(WorkflowState), st.booleans(),

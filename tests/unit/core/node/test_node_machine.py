@@ -303,10 +303,10 @@ class Evidence(SignedEvidence):
     learned a COMMIT of that round of that placement."""
 
     def __init__(self, machine: TakingOverFederation) -> None:
-        super().__init__(fake_verify, self.round_proof_holds)
+        super().__init__(fake_verify, self.commit_learned)
         self.m = machine
 
-    def round_proof_holds(self, wf: str, proof) -> bool:
+    def commit_learned(self, wf: str, proof) -> bool:
         key = (wf, proof.round)
         return any(key in d.learned and d.learned[key].commit and key in d.info
                    and frozenset(d.info[key].placement.values()) == proof.participants

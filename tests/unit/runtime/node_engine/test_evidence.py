@@ -12,6 +12,7 @@ from fedorch.core.node.takeover_grants import (
     GRANT_CONTEXT,
     SignedGrant,
     sign_grant,
+    sign_round,
     statement,
 )
 from fedorch.core.workflow.acceptor_grant import COMMIT, Round
@@ -126,7 +127,22 @@ def test_a_certificate_still_holds_after_the_wire_codec_and_not_after_trust_remo
     assert not holds(evidence, final.won)
 
 
-def test_round_proofs_are_not_verifiable_yet_so_none_holds() -> None:
+def test_a_round_proof_holds_only_as_the_original_coordinator_signed_it() -> None:
     evidence = NodeEvidence(trust())
-    proof = Round(1, frozenset({"d1"}), frozenset({"d0", "d1", "d2"}), COMMIT)
-    assert not evidence.round_proof_holds(WF, proof)
+    participants, acceptors = frozenset({"d1"}), frozenset({"d0", "d1", "d2"})
+    proof = Round(1, participants, acceptors, COMMIT)
+    stated = sign_round(SIGNERS["d0"], WF, 1, "d0", participants, acceptors)
+    assert evidence.round_proof_holds(WF, proof, stated)
+    assert not evidence.round_proof_holds(WF, proof, None)
+    # Signed by the claimant, or a trusted liar, not by d0 whom the id names.
+    assert not evidence.round_proof_holds(
+        WF, proof, sign_round(SIGNERS["d1"], WF, 1, "d0", participants, acceptors))
+    assert not evidence.round_proof_holds(
+        WF, proof, sign_round(SIGNERS["liar"], WF, 1, "liar", participants, acceptors))
+    # Another round, other participants or acceptors than the proof shows.
+    for other in (Round(2, participants, acceptors, COMMIT),
+                  Round(1, frozenset({"d1", "liar"}), acceptors, COMMIT),
+                  Round(1, participants, frozenset({"d0", "d1", "liar"}), COMMIT)):
+        assert not evidence.round_proof_holds(WF, other, stated)
+    # Not shown committed.
+    assert not evidence.round_proof_holds(WF, Round(1, participants, acceptors, None), stated)
