@@ -96,7 +96,20 @@ def _start_step(marker: str) -> tuple[subprocess.Popen, int]:
                               env={**os.environ, STEP_RUN_ENV: marker},
                               start_new_session=True)
     child = int(leader.stdout.readline())
+    # Looked for once it is the sleep (while it execs, its environment may read empty).
+    deadline = time.monotonic() + 10
+    while _cmdline(leader.pid)[:2] != [b"sleep", b"301"]:
+        assert time.monotonic() < deadline, "the step's leader never became its sleep"
+        time.sleep(0.01)
     return leader, child
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except FileNotFoundError:
+        return []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
