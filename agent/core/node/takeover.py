@@ -131,6 +131,10 @@ class Takeovers:
         self.n = node
         self.after_s: float = node.t.takeover_after_s
         self.cores: dict[str, Takeover] = {}
+        # The workflows whose core has a deadline (a dict: insertion-ordered), kept as
+        # cores are built and stepped, so that a turn's get_timer() and a tick look at
+        # those only, not at every running workflow (most follow a live coordinator).
+        self.timed: dict[str, None] = {}
         self.claims = Claims(self)
         # Our signed grants, our certificates, and those shown to us (takeover_proofs.py).
         self.proof = Proofs(self, evidence, sign)
@@ -140,6 +144,7 @@ class Takeovers:
     def reset(self) -> None:
         """What an agent holds only in memory: gone on restart (rebuilt by `resume`)."""
         self.cores = {}
+        self.timed = {}
         self.claims.reset()
         self.proof.reset()
 
@@ -188,6 +193,7 @@ class Takeovers:
                             claim_timeout_s=n.t.prepare_timeout_s,
                             claiming=holder == n.name and not acting)
             self.cores[wf] = core
+            self._retime(wf, core)
         return core
 
     def resumed(self, now: float, wf: str) -> None:
@@ -199,6 +205,7 @@ class Takeovers:
     def forget(self, wf: str) -> None:
         """`wf` ended here: its core has nothing left to do."""
         self.cores.pop(wf, None)
+        self.timed.pop(wf, None)
         self.claims.forget(wf)
         self.proof.forget(wf)
 
@@ -227,8 +234,17 @@ class Takeovers:
         dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
         self.step(now, wf, core, Watch(members.get(core.coordinator, ""), dead))
 
+    def _retime(self, wf: str, core: Takeover) -> None:
+        """After `core` was built or stepped: is it one with a deadline?"""
+        if self.cores.get(wf) is core and core.get_timer() is not None:
+            self.timed[wf] = None
+        else:
+            self.timed.pop(wf, None)
+
     def timer(self) -> float | None:
-        times = [t for wf in self.n.progress if (core := self.cores.get(wf)) is not None
+        progress = self.n.progress
+        times = [t for wf in self.timed if wf in progress
+                 and (core := self.cores.get(wf)) is not None
                  and (t := core.get_timer()) is not None]
         again = self.claims.timer()
         if again is not None:
@@ -236,7 +252,7 @@ class Takeovers:
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
-        for wf in list(self.n.progress):
+        for wf in list(self.timed):
             core = self.cores.get(wf)
             if core is None or wf not in self.n.progress:
                 continue
@@ -257,6 +273,7 @@ class Takeovers:
         coordinator is told at once how the view sees that one."""
         before = core.coordinator
         self.apply(now, wf, core, core.step(now, event))
+        self._retime(wf, core)
         if core.coordinator != before and core.role is Role.FOLLOWING:
             self.watch(now, wf, core)
 
@@ -383,7 +400,9 @@ class Takeovers:
         end. False if the core leaves it to the coordinator it follows."""
         if wf not in self.n.progress:
             return False
-        for x in core.step(now, EndKnown()):
+        actions = core.step(now, EndKnown())
+        self._retime(wf, core)
+        for x in actions:
             if isinstance(x, Announce):
                 self.end_as_successor(now, wf, x.epoch, state)
                 return True
