@@ -77,8 +77,8 @@ def _guard_stream(behavior):
 
 
 def _guard_requests(behavior):
-    """A client stream (the Peer service's NodeTurns): undecodable bytes anywhere in it
-    end the stream with INVALID_ARGUMENT."""
+    """A bidirectional stream (the Peer service's NodeTurns): undecodable bytes anywhere
+    in it end the stream with INVALID_ARGUMENT."""
 
     async def handler(requests, context):
         async def parsed():
@@ -88,7 +88,8 @@ def _guard_requests(behavior):
                                         f"malformed request: {request.error}")
                 yield request
 
-        return await behavior(parsed(), context)
+        async for item in behavior(parsed(), context):
+            yield item
 
     return handler
 
@@ -108,9 +109,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
                 _guard_stream(handler.unary_stream),
                 request_deserializer=_safe(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _guard_requests(handler.stream_unary),
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _guard_requests(handler.stream_stream),
                 request_deserializer=_safe(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         return handler
@@ -288,8 +289,8 @@ class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not handler_call_details.method.startswith(PEER_SERVICE_PREFIX):
             return handler
         check = self
-        if handler.stream_unary is not None:  # NodeTurns: every envelope of the stream
-            stream = handler.stream_unary
+        if handler.stream_stream is not None:  # NodeTurns: every envelope of the stream
+            stream = handler.stream_stream
 
             async def streaming(requests, context):
                 async def checked():
@@ -297,9 +298,10 @@ class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
                         await check._check_sender(received, context)
                         yield received.parsed
 
-                return await stream(checked(), context)
+                async for item in stream(checked(), context):
+                    yield item
 
-            return grpc.stream_unary_rpc_method_handler(
+            return grpc.stream_stream_rpc_method_handler(
                 streaming, request_deserializer=_keep_bytes(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         if handler.unary_unary is None:

@@ -68,6 +68,7 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
+_TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
 
 
 def not_in_node_engine(what: str) -> str:
@@ -239,14 +240,15 @@ class NodePeerService(PeerService):
 
     async def NodeTurns(self, request_iterator, context):
         """A peer's stream of NodeTurn envelopes (transport.py), each checked on its own
-        as NodeTurn checks it. A refused envelope ends the stream with NodeTurn's code
-        (the sender opens a new one at its next write); messages of a type no peer may
-        send are dropped alone and counted (boundary.py), the stream goes on. Its
-        deadline is the sender's (gRPC enforces it here too)."""
+        as NodeTurn checks it and answered with an empty Envelope once posted. A refused
+        envelope ends the stream with NodeTurn's code (the sender opens a new one for
+        its next envelope); messages of a type no peer may send are dropped alone and
+        counted (boundary.py), and the stream goes on. Its deadline is the sender's
+        (gRPC enforces it here too)."""
         await self._check_ready(context)
         async for envelope in request_iterator:
             await self._take(envelope, context)
-        return peer_pb2.Envelope()
+            yield _TAKEN
 
     async def _check_ready(self, context) -> None:
         if not self.agent.ready.is_set():

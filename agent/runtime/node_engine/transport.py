@@ -20,29 +20,34 @@ each envelope on its own, as a `NodeTurn` call's (signature over the bytes as
 received, trust, replay window: boundary.py), so a stream changes what travels
 together, not what is checked. gRPC's per-call cost (a call object, its metadata,
 a deadline timer at the sender; a handler task at the receiver) is paid once per
-stream instead of once per envelope. Messages the turns hand over while a write is
-out share the next envelope.
+stream instead of once per envelope.
 
-Deadlines. Each write has one (`NODE_TURN_TIMEOUT_S`): a write that HTTP/2 flow
-control holds longer means the peer is not reading, and the stream is cancelled.
+One envelope per peer is out at a time: the receiver answers each with an empty
+Envelope once it has posted its messages, and the sender writes the next only then.
+The turns that end while one is out share the next envelope, so a busy agent signs
+and sends one envelope per peer per round trip (as with a NodeTurn call each), an
+idle one one per turn. (A stream written without waiting for answers, tried first,
+sent 2.5 times the envelopes per workflow at the commit bench's coordinator, and
+its peers spent half as much CPU again verifying them: docs/benchmarks.md.)
+
+Deadlines. Each envelope has one (`NODE_TURN_TIMEOUT_S`): its write and its answer
+within that, or the peer is not reading (stuck, gone), and the stream is cancelled.
 The stream has one too (`STREAM_DEADLINE_S`), which the receiver enforces, so a
 sender that vanished without closing its connection holds a handler no longer than
 that; the sender ends each stream itself after `STREAM_ROTATE_S` (it stops writing
-and waits, within the write deadline, for the receiver's answer) and opens the
-next one at its next write, so no write goes out on a stream near its deadline.
-Between writes the channel's keepalive (runtime/peers.py) watches the connection.
+and waits, within the envelope deadline, for the receiver to end it) and opens the
+next one at its next envelope, so none goes out on a stream near its deadline.
+Between envelopes the channel's keepalive (runtime/peers.py) watches the connection.
 
 Backpressure. A sender holds at most `max_queued` messages; what a turn hands it
-beyond that (the peer slower than this agent, or a write stuck on flow control) is
-dropped and counted, never queued without bound.
+beyond that (the peer slower than this agent, waiting for an answer) is dropped and
+counted, never queued without bound.
 
 Delivery is not promised (the Node resends what must arrive): a peer whose address
 membership does not know, a stream that cannot be opened, a write that fails or
 passes its deadline, and the messages it carried are dropped and counted
-(`dropped`, by peer), never retried here. A write into a stream whose peer has just
-gone (restarted) may be lost without an error; the failure shows at the next write,
-which opens a new stream: a restarted peer is reached again by the next turn's
-envelope after that.
+(`dropped`, by peer), never retried here; the next envelope opens a new stream, so a
+restarted peer is reached again by the next turn's messages after that.
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ __all__ = ["GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerS
 
 log = logging.getLogger("fedorch.node_engine")
 
-# A write's deadline (and a stream's last answer's). Short: what it carried is resent
-# by the Node anyway.
+# An envelope's deadline: written and answered within it. Short: what it carried is
+# resent by the Node anyway.
 NODE_TURN_TIMEOUT_S = 2.0
 # A stream's deadline, enforced by the receiver too; the sender ends a stream itself
 # after STREAM_ROTATE_S, well before its deadline.
@@ -129,6 +134,9 @@ class PeerSender:
         try:
             async with asyncio.timeout(NODE_TURN_TIMEOUT_S):
                 await call.write(envelope)
+                answer = await call.read()
+            if answer is grpc.aio.EOF:  # ended by the receiver: refused, or stopping
+                raise asyncio.InvalidStateError(f"ended ({(await call.code()).name})")
         except _FAILED as e:
             transport.dropped[peer] += len(msgs)
             log.debug("NodeTurns to %s failed (%s): %d messages dropped", peer,
@@ -157,16 +165,17 @@ class PeerSender:
         return call
 
     async def _end_stream(self) -> None:
-        """Stop writing and wait (within the write deadline) for the receiver to answer,
-        so the last envelopes are read before the stream goes."""
+        """Stop writing and wait (within the envelope deadline) for the receiver to end
+        the stream, so nothing is cut off in flight."""
         call, self._call = self._call, None
         try:
             async with asyncio.timeout(NODE_TURN_TIMEOUT_S):
                 await call.done_writing()
-                await call
+                while await call.read() is not grpc.aio.EOF:
+                    pass  # no envelope is out: nothing more is answered
         except _FAILED as e:
             log.debug("NodeTurns to %s ended with %s", self.peer, _why(e))
-            call.cancel()
+        call.cancel()  # ended already, or cut off at its deadline
 
     def _drop_stream(self) -> None:
         call, self._call = self._call, None
@@ -177,7 +186,7 @@ class PeerSender:
 def _why(error: Exception) -> str:
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code().name
-    return "deadline" if isinstance(error, TimeoutError) else "stream ended"
+    return "deadline" if isinstance(error, TimeoutError) else str(error) or "ended"
 
 
 class GrpcTransport:
@@ -201,7 +210,7 @@ class GrpcTransport:
         self._held: dict[str, list[object]] = {}
         self._senders: dict[str, PeerSender] = {}
         self.dropped: Counter[str] = Counter()  # messages dropped, by peer
-        self.sent: Counter[str] = Counter()     # messages written to a peer's stream
+        self.sent: Counter[str] = Counter()     # messages a peer took, by peer
         self.envelopes = 0
         self.streams = 0  # NodeTurns streams opened
 

@@ -89,7 +89,7 @@ class PeerStub:
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                 _registered_method=True)
-        self.NodeTurns = channel.stream_unary(
+        self.NodeTurns = channel.stream_stream(
                 '/fedorch.v1.Peer/NodeTurns',
                 request_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
@@ -180,9 +180,10 @@ class PeerServicer:
     def NodeTurns(self, request_iterator, context):
         """The node engine's NodeTurn envelopes to one peer on one long-lived stream (the
         sender keeps one per peer, agent/runtime/node_engine/transport.py): each envelope
-        signed and checked on its own, as NodeTurn checks it, with no answer per envelope.
-        Answered with an empty Envelope when the sender ends the stream; a refused
-        envelope ends it with the status NodeTurn would have answered.
+        signed and checked on its own, as NodeTurn checks it, and answered with an empty
+        Envelope once its messages are posted (the sender writes the next one then, so the
+        turns that end meanwhile share it). A refused envelope ends the stream with the
+        status NodeTurn would have answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -246,7 +247,7 @@ def add_PeerServicer_to_server(servicer, server):
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
             ),
-            'NodeTurns': grpc.stream_unary_rpc_method_handler(
+            'NodeTurns': grpc.stream_stream_rpc_method_handler(
                     servicer.NodeTurns,
                     request_deserializer=fedorch_dot_v1_dot_peer__pb2.Envelope.FromString,
                     response_serializer=fedorch_dot_v1_dot_peer__pb2.Envelope.SerializeToString,
@@ -570,7 +571,7 @@ class Peer:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
             '/fedorch.v1.Peer/NodeTurns',

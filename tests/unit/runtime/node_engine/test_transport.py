@@ -15,7 +15,7 @@ from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.node import Message
 from fedorch.core.node.records import AckMsg
-from fedorch.gen.fedorch.v1 import peer_pb2_grpc
+from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine import transport as transport_module
 from fedorch.runtime.node_engine.boundary import TurnBoundary
@@ -29,11 +29,13 @@ WAIT_S = 10.0  # a deadline for conditions, not a timing
 
 
 class Stream:
-    """A NodeTurns call: records each envelope written, or fails as told."""
+    """A NodeTurns call: records each envelope written and answers it, or fails as
+    told."""
 
     def __init__(self, stub: Stub) -> None:
         self.stub = stub
         self.cancelled = False
+        self.unanswered = 0
 
     def done(self) -> bool:
         return self.cancelled
@@ -47,9 +49,15 @@ class Stream:
         if self.stub.fail is not None:
             raise grpc.aio.AioRpcError(self.stub.fail, grpc.aio.Metadata(),
                                        grpc.aio.Metadata(), "down")
-        if self.stub.stuck:
-            await asyncio.Event().wait()  # flow control never lets it through
         self.stub.calls.append(envelope)
+        self.unanswered += 1
+
+    async def read(self):
+        assert self.unanswered == 1  # one envelope out at a time
+        if self.stub.stuck:
+            await asyncio.Event().wait()  # the peer never answers
+        self.unanswered -= 1
+        return peer_pb2.Envelope()
 
 
 class Stub:
@@ -124,8 +132,6 @@ async def test_one_envelope_per_turn_and_peer_and_unreachable_peers_counted():
     assert all(s.cancelled for stub in stubs.values() for s in stub.streams)  # at stop
     assert transport.dropped == {"delta": 1, "epsilon": 1}
     assert transport.envelopes == 4  # beta twice, gamma, and the one epsilon refused
-    # The failed stream is not written to again: the next envelope opens a new one.
-    assert len(stubs["e:1"].streams) == 1
 
 
 def test_a_peers_queue_is_bounded_and_what_overflows_is_counted():
@@ -141,7 +147,7 @@ def test_a_peers_queue_is_bounded_and_what_overflows_is_counted():
     assert transport.dropped == {"beta": 2}
 
 
-async def test_a_write_stuck_past_its_deadline_cancels_the_stream(monkeypatch):
+async def test_an_envelope_unanswered_past_its_deadline_cancels_the_stream(monkeypatch):
     monkeypatch.setattr(transport_module, "NODE_TURN_TIMEOUT_S", 0.05)
     called = asyncio.Event()
     stub = Stub([], called, stuck=True)
@@ -175,13 +181,15 @@ class Agent:
 class Engine:
     """What NodePeerService reads of the NodeAgent: a real TurnBoundary at alpha."""
 
-    def __init__(self) -> None:
+    def __init__(self, trusted: bool = True) -> None:
         self.agent = Agent()
         self.posted: list[Message] = []
         self.arrived = asyncio.Event()
+        self.refused = asyncio.Event()
         self.boundary = TurnBoundary(
-            "alpha", TrustStore({"beta": BETA.public_key()}), ReplayGuard(60_000), Clock(),
-            node_codec(), self.post)
+            "alpha", TrustStore({"beta": BETA.public_key()} if trusted else {}),
+            ReplayGuard(60_000), Clock(), node_codec(), self.post,
+            on_refused=lambda reason: self.refused.set())
 
     def post(self, event: Message) -> None:
         self.posted.append(event)
@@ -307,3 +315,24 @@ async def test_a_restarted_peer_is_reached_again_on_a_new_stream():
     assert _numbers(second.posted)[-1] == 100
     assert beta.transport.streams >= 2  # a new stream after the restart
     assert _numbers(first.posted) == [1]
+
+
+async def test_a_refused_envelope_ends_the_stream_and_the_next_opens_another():
+    engine = Engine(trusted=False)  # alpha does not trust beta yet
+    server, port = await _serve(engine)
+    try:
+        async with asyncio.TaskGroup() as group:
+            beta = Beta(port, group)
+            beta.turn(1, 2)
+            async with asyncio.timeout(WAIT_S):
+                await engine.refused.wait()
+            engine.boundary.trust.add("beta", BETA.public_key())
+            beta.turn(3)
+            await engine.until(1)
+            await beta.close()
+    finally:
+        await server.stop(None)
+    assert engine.boundary.refused == {"unauthenticated": 1}
+    assert beta.transport.dropped == {"alpha": 2}  # the refused envelope's messages
+    assert _numbers(engine.posted) == [3]
+    assert beta.transport.streams == 2
