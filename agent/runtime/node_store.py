@@ -114,9 +114,14 @@ class SqliteDurable:
                                  f"reads version {SCHEMA_VERSION}")
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
-        if version == 0:
+        # Every table, also in a file of this version written before a table was added
+        # to the Disk (a new table starts empty: no migration of rows).
+        missing = [t for t in TABLES if con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+            (f"node_{t}",)).fetchone() is None]
+        if version == 0 or missing:
             con.execute("BEGIN IMMEDIATE")
-            for table in TABLES:
+            for table in missing:
                 con.execute(f"CREATE TABLE IF NOT EXISTS node_{table}"
                             " (k BLOB NOT NULL UNIQUE, v BLOB)")
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
