@@ -180,6 +180,9 @@ class Running:
             return
         if p is None or row.state is not WorkflowState.RUNNING:
             return
+        if n.cancels.holds_back(wf):  # a cancel on record ends it, not its steps' outcome
+            n.cancels.carry_out(now, wf)
+            return
         outcome = p.outcome()
         if outcome is None:
             return
@@ -223,7 +226,14 @@ class Running:
         if p is not None:
             n.out.stop.extend((wf, s.id, s.attempts) for s in p.local_steps()
                               if s.state is StepState.RUNNING)
+            left = [s.id for s in p.steps.values() if s.state not in TERMINAL_STEP_STATES]
             p.cancel(f"workflow {state.name}")
+            if left:  # kept as results: its status shows them CANCELLED, not PENDING
+                results = dict(n.state.results.get(wf, {}))
+                for step in left:
+                    s = p.steps[step]
+                    results[step] = (s.attempts, s.state, dict(s.outputs), s.error)
+                n.state.results[wf] = results
         for h in n.participant.release_workflow(wf):
             n.state.holds.pop(h.key, None)
         n.pending = {k: v for k, v in n.pending.items()

@@ -13,6 +13,7 @@ from fedorch.core.node.cancel import REQUESTS_KEPT, refusal
 from fedorch.core.node.ready import apply
 from fedorch.core.node.records import Disk, FinalMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 NAMES = ["d0", "d1", "d2"]
@@ -130,10 +131,12 @@ def test_a_cancel_while_running_stops_the_steps_everywhere_and_tells_the_partici
     assert sorted(dst for dst, _ in told) == ["d1", "d2"]
     assert all(m.state is WorkflowState.CANCELLED for _, m in told)
     f.deliver_all()
-    for name in NAMES:
+    for i, name in enumerate(NAMES):
         assert f.disks[name].final[WF] is WorkflowState.CANCELLED
         assert f.running[name] == set()  # every attempt stopped
         assert not f.disks[name].holds  # every reservation released
+        # kept as its result: a status shows the attempt CANCELLED, not PENDING
+        assert f.disks[name].results[WF][f"s{i}"][1] is StepState.CANCELLED
     assert len(f.started) == 3  # and none started after the cancel
 
 
@@ -241,3 +244,26 @@ def test_request_ids_older_than_the_window_go():
     node.now = NOW + 3_601.0
     node.cancels.record_request("new", "d0.w1")
     assert list(node.state.requests) == ["new"]
+
+
+def test_a_cancel_that_waited_beats_the_outcome_of_results_that_came_first():
+    """The participants learn the COMMIT from the acceptors and finish their steps; the
+    coordinator, its cancel waiting, hears their results before the round's end: the
+    workflow ends CANCELLED, not SUCCEEDED."""
+    f = Federation()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id=f"s{i}", capability="a") for i in (1, 2)])
+    f.step("d0", Submit(WF, spec, placement={"s1": "d1", "s2": "d2"}))
+    f.deliver_all(keep=lambda src, dst, msg: not isinstance(msg, VoteMsg)
+                  and type(msg).__name__ != "PrepareMsg")
+    assert f.nodes["d0"].coordinators[WF].phase is Phase.DECIDING
+    f.step("d0", Cancel(WF))
+    to_d0 = lambda src, dst, msg: dst == "d0" and src != "d0"  # noqa: E731
+    f.deliver_all(keep=to_d0)
+    while f.end_one_step():
+        f.deliver_all(keep=to_d0)
+    assert {n for n, _ in f.started} == {"d1", "d2"}
+    f.net.sort(key=lambda m: type(m[2]).__name__ != "ResultMsg")  # results first
+    f.deliver_all()
+    assert row(f).state is WorkflowState.CANCELLED
+    assert all(f.disks[n].final[WF] is WorkflowState.CANCELLED for n in ("d1", "d2"))
