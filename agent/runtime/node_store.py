@@ -26,7 +26,8 @@ nothing, and no group is durable without the earlier ones).
 `load()` reads every table back into a `Disk` for `Node.restore` (or the Node's
 `disk=`): what a restarted agent starts from. A file of another version is refused
 with a NodeStoreError naming both (version 1 held the codec's JSON rows, version 2
-its MessagePack ones; no agent ran on version 1, so there is no migration).
+its MessagePack ones; no agent ran on version 1, so there is no migration). A table
+added to the `Disk` since a file was made is created, empty, when it is opened.
 
 Which thread: `write` runs wherever it is called. The simulator and tests call it in
 the driver's turn; the daemon hands it to one worker thread (the driver's
