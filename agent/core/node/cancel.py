@@ -59,9 +59,9 @@ REQUEST_WINDOW_MS = 3_600_000  # a client retries within the hour its submission
 
 
 def refusal(node: Any, workflow_id: str) -> str | None:
-    """Why this Node would refuse a cancel of `workflow_id` now (None: it takes it).
-    The driver's client service asks before posting a `Cancel`; the Node asks again
-    when it steps it (the workflow may have ended meanwhile)."""
+    """Why this Node would refuse a cancel of `workflow_id` now (None: it takes it),
+    asked when it steps a `Cancel` (the node engine's client service refuses an ended
+    workflow's cancel from its durable status before it posts one)."""
     d = node.state
     row = d.rows.get(workflow_id)
     if row is None:

@@ -127,7 +127,7 @@ class Simulation:
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
-        if cancels if cancels is not None else config is None:
+        if config is None if cancels is None else cancels:
             for at, wf, coordinator in client_cancels.draw(seed, c.workflows):
                 self._push(at, _CANCEL, self.agents[coordinator], wf)
         for name, at, step_s in c.clock_steps:
