@@ -168,7 +168,24 @@ class Federation(RuleBasedStateMachine):
         steps = [spec_pb2.StepSpec(id=f"s{i}", capability=c) for i, c in enumerate(caps)]
         wf = f"{coordinator}.w{self.submitted}"
         self.workflows.append((coordinator, wf))
-        self._step(coordinator, Submit(wf, spec_pb2.WorkflowSpec(name="w", steps=steps)))
+        self._step(coordinator, Submit(wf, spec_pb2.WorkflowSpec(name="w", steps=steps),
+                                       request_id=f"request-{wf}"))
+
+    @precondition(lambda self: self.workflows)
+    @rule(data=st.data())
+    def retry_a_submission(self, data):
+        """A client's retry (the same request id) under a new workflow id: once the first
+        attempt's row is on disk, the retry makes nothing new."""
+        coordinator, wf = data.draw(st.sampled_from(self.workflows))
+        recorded = f"request-{wf}" in self.disks[coordinator].requests
+        self.submitted += 1
+        retry = f"{coordinator}.w{self.submitted}"
+        spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
+        self._step(coordinator, Submit(retry, spec, request_id=f"request-{wf}"))
+        if recorded:
+            assert retry not in self.disks[coordinator].rows, f"{retry} made by a retry of {wf}"
+        else:  # lost with a crash before its row: the retry is the submission
+            self.workflows.append((coordinator, retry))
 
     @precondition(lambda self: self.workflows)
     @rule(data=st.data())
