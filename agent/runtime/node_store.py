@@ -26,7 +26,8 @@ nothing, and no group is durable without the earlier ones).
 `load()` reads every table back into a `Disk` for `Node.restore` (or the Node's
 `disk=`): what a restarted agent starts from. A file of another version is refused
 with a NodeStoreError naming both (version 1 held the codec's JSON rows, version 2
-its MessagePack ones; no agent ran on version 1, so there is no migration).
+its MessagePack ones; no agent ran on version 1, so there is no migration). A table
+added to the `Disk` since a file was made is created, empty, when it is opened.
 
 Which thread: `write` runs wherever it is called. The simulator and tests call it in
 the driver's turn; the daemon hands it to one worker thread (the driver's
@@ -114,9 +115,14 @@ class SqliteDurable:
                                  f"reads version {SCHEMA_VERSION}")
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
-        if version == 0:
+        # Every table, also in a file of this version written before a table was added
+        # to the Disk (a new table starts empty: no migration of rows).
+        missing = [t for t in TABLES if con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+            (f"node_{t}",)).fetchone() is None]
+        if version == 0 or missing:
             con.execute("BEGIN IMMEDIATE")
-            for table in TABLES:
+            for table in missing:
                 con.execute(f"CREATE TABLE IF NOT EXISTS node_{table}"
                             " (k BLOB NOT NULL UNIQUE, v BLOB)")
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

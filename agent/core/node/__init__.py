@@ -1,6 +1,7 @@
 """One agent's cores and the routing between them: the Node (see node.py)."""
 
 from fedorch.core.node.node import (
+    Cancel,
     MemberState,
     MemberViews,
     Message,
@@ -11,4 +12,4 @@ from fedorch.core.node.node import (
 )
 from fedorch.core.node.ready import Ready
 
-__all__ = ["MemberState", "MemberViews", "Message", "Node", "Ready", "StepEnded", "Submit", "Tick"]
+__all__ = ["Cancel", "MemberState", "MemberViews", "Message", "Node", "Ready", "StepEnded", "Submit", "Tick"]

@@ -23,6 +23,19 @@ class Submit:
     spec: spec_pb2.WorkflowSpec
     submission: spec_pb2.SignedSpec | None = None
     placement: dict[str, str] | None = None  # the placer's first choice, if any
+    # The client's request id: kept with the workflow's row (Disk.requests), so that a
+    # retry after a restart is answered with the same workflow (cancel.Requests).
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """A client's cancel of a workflow this agent coordinates (cancel.py): its round
+    aborted while it negotiates, its steps stopped and its participants told while it
+    runs; an ended workflow keeps its end."""
+
+    workflow_id: str
+    reason: str = "by request"
 
 
 @dataclass(frozen=True)

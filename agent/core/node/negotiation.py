@@ -18,7 +18,9 @@ Rules the Node enforces here rather than leaving to a shell:
   workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator;
 - the coordinator's decision records are collected once `collectable()` says so;
 - the workflow lifecycle (core/workflow/lifecycle) moves on the coordinator's
-  Finished, with an explicit cancelled flag.
+  Finished, with an explicit cancelled flag (also when a cancel waited on record
+  while a COMMIT was proposed and ABORT was chosen: cancel.py); after each run of a
+  Coordinator's actions a cancel waiting for its phase is carried out.
 """
 
 from __future__ import annotations
@@ -111,7 +113,12 @@ class Negotiation:
 
     def submit(self, now: float, s: Submit) -> None:
         n = self.n
+        if s.request_id and s.request_id in n.state.requests:
+            n.stats["submission of a known request id ignored"] += 1
+            return  # a retry: its workflow is the one on record (cancel.py)
         n.point("workflow row")
+        if s.request_id:  # in the row's write: a retry after a restart finds it
+            n.cancels.record_request(s.request_id, s.workflow_id)
         n.state.rows[s.workflow_id] = CoordRow(
             s.workflow_id, WfInfo(s.spec, {}, n.name, submission=s.submission),
             state=lifecycle.step(WorkflowState.PENDING, lifecycle.Submitted()))
@@ -155,7 +162,8 @@ class Negotiation:
             n.coordinators[wf] = core
             n.stats[f"coordinator restored {core.phase.value}"] += 1
             self.run(now, core.next_actions(), core)
-            if row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED) \
+            if (row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED)
+                    or row.state is WorkflowState.CANCELLED and row.committed) \
                     and d.epochs.get(wf, (0, ""))[0] == 0:  # else a successor ended it
                 if wf not in d.final:  # crashed between the outcome and its release
                     n.running.end_here(wf, row.state)
@@ -313,6 +321,8 @@ class Negotiation:
                 self._coordinator_action(now, core, a)
             else:  # pragma: no cover - every core action is listed above
                 raise LocalProtocolError(f"no route for {a!r}")
+        if core is not None:  # a cancel waiting for this core's phase (cancel.py)
+            n.cancels.after_run(now, core.workflow_id)
 
     def _coordinator_action(self, now: float, core: Coordinator, a: object) -> None:
         n = self.n
@@ -356,6 +366,9 @@ class Negotiation:
                 n.send(a.domain, Decision((wf, a.round), value, n.name))
         elif isinstance(a, Finished):
             n.point("Finished")
+            cancelled = not a.committed and not a.cancelled and n.cancels.finished_cancelled(wf)
+            if cancelled:  # a cancel waited for a COMMIT proposed, and ABORT was chosen
+                a = replace(a, cancelled=True, reason=f"cancelled: {d.cancels[wf]}")
             event = lifecycle.Committed() if a.committed else lifecycle.Cancelled(a.reason) \
                 if a.cancelled else lifecycle.Aborted(a.reason)
             state = lifecycle.step(row.state, event)

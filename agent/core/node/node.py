@@ -13,7 +13,7 @@ acknowledges decisions, resends what must arrive, and ends workflows.
 
 Its interface is raft-rs's RawNode/Ready:
 
-    node.step(now, input)  # Message | Submit | StepEnded | MemberState(s) | Tick
+    node.step(now, input)  # Message | Submit | Cancel | StepEnded | MemberState(s) | Tick
     node.get_timer()       # the earliest deadline of any core inside (None: none)
     ready = node.ready()   # writes (one transaction, in order), send_now,
                            # send_after_write, start_steps, stop_steps, status_changes
@@ -81,8 +81,17 @@ from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolEr
 from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
+from fedorch.core.node.cancel import Cancels
 from fedorch.core.node.coordinator_timers import Coordinators
-from fedorch.core.node.inputs import MemberState, MemberViews, Message, StepEnded, Submit, Tick
+from fedorch.core.node.inputs import (
+    Cancel,
+    MemberState,
+    MemberViews,
+    Message,
+    StepEnded,
+    Submit,
+    Tick,
+)
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
@@ -94,7 +103,8 @@ from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-__all__ = ["MemberState", "MemberViews", "Message", "Node", "StepEnded", "Submit", "Tick"]
+__all__ = ["Cancel", "MemberState", "MemberViews", "Message", "Node", "StepEnded", "Submit",
+           "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
 
@@ -136,6 +146,7 @@ class Node:
         self.out = Outbox()
         self.running = Running(self)
         self.negotiation = Negotiation(self)
+        self.cancels = Cancels(self)
         # Coordinator takeover (takeover.py); None: off, the original coordinator only.
         self.takeover = Takeovers(self, evidence, sign_grant) \
             if timing.takeover_after_s is not None else None
@@ -168,6 +179,8 @@ class Node:
             self._member_views(now, (event,))
         elif kind is MemberViews:
             self._member_views(now, event.changes)
+        elif kind is Cancel:
+            self.cancels.cancel(now, event)
         else:
             raise LocalProtocolError(f"not an input of a Node: {event!r}")
 
@@ -230,6 +243,7 @@ class Node:
         if self.retain is not None:  # first: what restore ends or learns marks it again
             self.retain.restore(now)
         self.negotiation.restore(now)
+        self.cancels.restore(now)  # a cancel on record not carried out before the crash
         if self.takeover is not None:
             self.takeover.restore(now)
 

@@ -188,6 +188,10 @@ class Disk:
     # record or acknowledgement here; and the workflows whose end said `settled`.
     endings: dict[str, int] = field(default_factory=dict)
     settled: set[str] = field(default_factory=set)
+    # Cancels (cancel.py): workflow -> the reason of a cancel its coordinator took; and
+    # a client's request id -> (workflow id, wall ms) of the submission it made here.
+    cancels: dict[str, str] = field(default_factory=dict)
+    requests: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

@@ -87,7 +87,7 @@ MAIN, AGE_ONLY, PARKED = "main", "age only", "parked"
 NEVER_FORGOTTEN = ("acceptor", "learned")
 FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
-                   "granted", "electorates", "endings")
+                   "granted", "electorates", "endings", "cancels")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ under its idempotency key (workflow, step, attempt) and handed to the driver in
 is never started again: an attempt found started after a restart counts as failed.
 Its end comes back as a `StepEnded` input. Results go, resent until acknowledged, to
 the coordinator and the owners of downstream steps; the coordinator decides the
-outcome (the lifecycle table) and tells every participant, which releases what the
-workflow still holds here and stops its attempts (`stop_steps`).
+outcome (the lifecycle table), or a cancel ends it (cancel.py), and tells every
+participant, which releases what the workflow still holds here and stops its attempts
+(`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class Running:
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
-        while p is not None and wf not in n.state.final:
+        while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf):
             ready = p.start_ready()
             if not ready:
                 return
@@ -179,13 +180,27 @@ class Running:
             return
         if p is None or row.state is not WorkflowState.RUNNING:
             return
+        if n.cancels.holds_back(wf):  # a cancel on record ends it, not its steps' outcome
+            n.cancels.carry_out(now, wf)
+            return
         outcome = p.outcome()
         if outcome is None:
             return
         n.point("workflow outcome")
         event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        self.end_as_coordinator(now, wf, event)
+
+    def end_as_coordinator(self, now: float, wf: str, event: lifecycle.Event) -> None:
+        """As its coordinator (epoch 0), end a RUNNING workflow on `event` (its outcome,
+        or a cancel: cancel.py): the row first, then its end here, then the end notice
+        to every participant, resent until acknowledged."""
+        n = self.n
+        d = n.state
+        row = d.rows[wf]
         state = lifecycle.step(row.state, event)
-        d.rows[wf] = replace(row, state=state)
+        reason = getattr(event, "reason", "")
+        d.rows[wf] = replace(row, state=state, reason=reason) if reason \
+            else replace(row, state=state)
         n.note("coordinator_ended", wf, 0, state)
         self.end_here(wf, state)
         settled = self.settled(wf)
@@ -211,7 +226,14 @@ class Running:
         if p is not None:
             n.out.stop.extend((wf, s.id, s.attempts) for s in p.local_steps()
                               if s.state is StepState.RUNNING)
+            left = [s.id for s in p.steps.values() if s.state not in TERMINAL_STEP_STATES]
             p.cancel(f"workflow {state.name}")
+            if left:  # kept as results: its status shows them CANCELLED, not PENDING
+                results = dict(n.state.results.get(wf, {}))
+                for step in left:
+                    s = p.steps[step]
+                    results[step] = (s.attempts, s.state, dict(s.outputs), s.error)
+                n.state.results[wf] = results
         for h in n.participant.release_workflow(wf):
             n.state.holds.pop(h.key, None)
         n.pending = {k: v for k, v in n.pending.items()

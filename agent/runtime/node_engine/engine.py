@@ -289,11 +289,12 @@ class NodeAgent:
             self.agent.task_failed(name, e)
 
     async def submit(self, workflow_id: str, spec: spec_pb2.WorkflowSpec,
-                     signed: spec_pb2.SignedSpec | None, placement: dict[str, str]) -> None:
+                     signed: spec_pb2.SignedSpec | None, placement: dict[str, str],
+                     request_id: str = "") -> None:
         """Post the Submit; return once its workflow row is durable (TimeoutError if
         not within SUBMIT_DURABLE_S)."""
         durable = self.view.submitted(workflow_id)
-        self.post(Submit(workflow_id, spec, signed, placement))
+        self.post(Submit(workflow_id, spec, signed, placement, request_id=request_id))
         try:
             await asyncio.wait_for(durable, SUBMIT_DURABLE_S)
         finally:

@@ -17,15 +17,25 @@ Node (status.py) and posts everything else the Node must do:
   changes;
 - ListWorkflows: every workflow this Node knows;
 - ListMembers: the membership view, as with the shells (inherited).
-A request id is deduplicated in memory only (a retry after a restart makes a new
-workflow). What the node engine does not do yet (cancel, fan-out steps, a signed spec
-not bound to this coordinator, takeover, re-placement after a domain's loss, sagas,
-the audit log) is refused with FAILED_PRECONDITION naming the engine, never silently
-ignored.
+- Cancel: as with the shells, the caller needs the `cancel` permission (the
+  interceptor); the cancel goes to the workflow's coordinator (its id names it; a
+  forwarded call carries `local_only`), which posts `Cancel` to its Node
+  (core/node/cancel.py) and answers the workflow's status once it ended CANCELLED and
+  that is durable. A workflow that already ended is refused with FAILED_PRECONDITION
+  naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND.
+A request id is kept with the workflow's row (the Node's `requests` table, in the
+row's write): a retry, in this life or after a restart, is answered the workflow the
+first attempt made; `_by_request` keeps this life's too, so that a retry that comes
+while the first is being placed gets the same id. What the node engine does not do
+yet (fan-out steps, a signed spec not bound to this coordinator, takeover,
+re-placement after a domain's loss, sagas, the audit log) is refused with
+FAILED_PRECONDITION naming the engine, never silently ignored.
 
 `NodePeerService` keeps the peer RPCs the node engine shares with the shells
-(Swim: membership) and adds `NodeTurn`, the node engine's one negotiation and
-progress RPC (boundary.py checks it). The shells' negotiation RPCs are refused with
+(Swim: membership) and adds the node engine's negotiation and progress RPCs:
+`NodeTurns`, one long-lived stream of envelopes per peer (what this agent's
+transport sends), and `NodeTurn`, one envelope per call (kept for a peer one version
+older); boundary.py checks every envelope of either alike. The shells' negotiation RPCs are refused with
 FAILED_PRECONDITION: a peer running `engine: shells` cannot negotiate with this one.
 """
 
@@ -40,11 +50,12 @@ import grpc
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import sign_spec
+from fedorch.core.node.inputs import Cancel
 from fedorch.core.workflow import fanout
-from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.placement import place
 from fedorch.core.workflow.spec import SpecError, check_no_expansion_fields, validate_spec
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.client_service import (
     FORWARD_TIMEOUT_S,
@@ -66,6 +77,8 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
+_TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
+CANCEL_DONE_S = 10.0  # a cancel not carried out by then is answered with the status it has
 
 
 def not_in_node_engine(what: str) -> str:
@@ -78,8 +91,9 @@ class NodeClientService(ClientService):
     def __init__(self, engine: NodeAgent, auth: ClientAuth | None = None) -> None:
         super().__init__(engine.agent, auth)
         self.engine = engine
-        # Request id -> workflow id of the submissions taken here lately: a client's retry
-        # gets the same workflow. In memory only (not across a restart, unlike the shells).
+        # Request id -> workflow id of the submissions taken here in this life (a retry
+        # while the first is placed gets the same workflow); across a restart, the
+        # Node's `requests` table answers (`_request_recorded`).
         self._by_request: OrderedDict[str, str] = OrderedDict()
 
     # ---- submit ------------------------------------------------------------------------
@@ -101,8 +115,9 @@ class NodeClientService(ClientService):
             context.set_trailing_metadata((("retry-after-ms",
                                             str(int(REJOIN_RETRY_S * 1000))),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
-        known = self._by_request.get(request.request_id) if request.request_id else None
-        if known is not None:  # a retry of a submission taken here in this life
+        known = self._by_request.get(request.request_id) or \
+            self._request_recorded(request.request_id) if request.request_id else None
+        if known is not None:  # a retry of a submission taken here
             return known
         spec, signed = await self._signed_spec(request, context)
         if signed is not None and signed.coordinator != a.domain:
@@ -135,11 +150,18 @@ class NodeClientService(ClientService):
             signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
                                issued_at_ms=a.now_ms(), coordinator=a.domain)
         try:
-            await self.engine.submit(workflow_id, spec, signed, dict(placement.assignment))
+            await self.engine.submit(workflow_id, spec, signed, dict(placement.assignment),
+                                     request_id=request.request_id)
         except TimeoutError:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"{workflow_id} was not written in time; it may still run")
         return workflow_id
+
+    def _request_recorded(self, request_id: str) -> str | None:
+        """The workflow a submission with this request id made here, as the Node's
+        table has it (what a restarted agent read back from node.db)."""
+        entry = self.engine.node.state.requests.get(request_id)
+        return entry[0] if entry is not None else None
 
     async def SubmitAndWatch(self, request, context):
         workflow_id = await self._submit(request.submit, context)
@@ -215,10 +237,54 @@ class NodeClientService(ClientService):
     async def ListWorkflows(self, request, context):
         return client_pb2.ListWorkflowsReply(workflows=await self.engine.view.read_all())
 
-    # ---- not in the node engine ----------------------------------------------------------
+    # ---- cancel ---------------------------------------------------------------------------
 
     async def Cancel(self, request, context):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine("cancel"))
+        await _check_id(request.id, context)
+        a = self.agent
+        coordinator = coordinator_of(request.id)
+        if coordinator and coordinator != a.domain:  # only its coordinator decides
+            if request.local_only:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                    f"{a.domain} does not coordinate {request.id}: {coordinator} does"))
+            stub = self._stub(coordinator)
+            if stub is None:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                    f"the coordinator of {request.id} ({coordinator}) is not known here;"
+                    " cancel it there"))
+            forwarded = client_pb2.CancelRequest(id=request.id, reason=request.reason,
+                                                 local_only=True)
+            try:
+                return await stub.Cancel(forwarded, timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:
+                await context.abort(e.code(), e.details())
+        view = self.engine.view
+        status = await view.read(request.id)
+        if status is None or request.id not in self.engine.node.state.rows:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"no workflow {request.id!r} coordinated here")
+        if status.state in TERMINAL:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
+        self.engine.post(Cancel(request.id, request.reason or "by request"))
+        deadline = a.clock.monotonic() + CANCEL_DONE_S
+        while status.state not in TERMINAL:
+            left = deadline - a.clock.monotonic()
+            if left <= 0:  # on record (a COMMIT being decided): carried out once decided
+                return client_pb2.CancelReply(status=status)
+            await view.wait(request.id, steps=False, timeout=left)
+            status = await view.read(request.id)
+            if status is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND,
+                                    f"no workflow {request.id!r} coordinated here")
+        if status.state != WorkflowState.CANCELLED:  # it ended before the cancel came
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
+        return client_pb2.CancelReply(status=status)
+
+
+def _ended(status) -> str:
+    state = status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
+    why = f" ({status.reason})" if status.reason else ""
+    return f"{status.id} already ended {state}{why}: nothing to cancel"
 
 
 class NodePeerService(PeerService):
@@ -227,21 +293,40 @@ class NodePeerService(PeerService):
         self.engine = engine
 
     async def NodeTurn(self, request, context):
-        a = self.agent
-        if not a.ready.is_set():
+        """One NodeTurn envelope (a peer one version older sends them so)."""
+        await self._check_ready(context)
+        sender, refused = await self._take(request, context)
+        if refused:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
+                f"{len(refused)} message(s) refused, the first: {refused[0].detail}"))
+        return peer_pb2.Envelope()
+
+    async def NodeTurns(self, request_iterator, context):
+        """A peer's stream of NodeTurn envelopes (transport.py), each checked on its own
+        as NodeTurn checks it and answered with an empty Envelope once posted. A refused
+        envelope ends the stream with NodeTurn's code (the sender opens a new one for
+        its next envelope); messages of a type no peer may send are dropped alone and
+        counted (boundary.py), and the stream goes on. Its deadline is the sender's
+        (gRPC enforces it here too)."""
+        await self._check_ready(context)
+        async for envelope in request_iterator:
+            await self._take(envelope, context)
+            yield _TAKEN
+
+    async def _check_ready(self, context) -> None:
+        if not self.agent.ready.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting")
+
+    async def _take(self, envelope, context):
         try:
-            sender, refused = self.engine.boundary.receive(request)
+            sender, refused = self.engine.boundary.receive(envelope)
         except EnvelopeRefused as e:
             code = grpc.StatusCode.INVALID_ARGUMENT if e.reason == "undecodable" \
                 else grpc.StatusCode.UNAUTHENTICATED
             await context.abort(code, str(e))
             raise  # abort raises
-        a.heard_from(sender)
-        if refused:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
-                f"{len(refused)} message(s) refused, the first: {refused[0].detail}"))
-        return peer_pb2.Envelope()
+        self.agent.heard_from(sender)
+        return sender, refused
 
     async def _refuse(self, request, context):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(

@@ -41,7 +41,16 @@ import random
 from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import (
+    Cancel,
+    MemberState,
+    MemberViews,
+    Message,
+    Node,
+    StepEnded,
+    Submit,
+    Tick,
+)
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
@@ -130,6 +139,10 @@ class SimAgent:
             request_id=f"request-{workflow_id}", issued_at_ms=sim_ms(now),
             coordinator=self.name)
         self._step(now, Submit(workflow_id, spec, signed, placement))
+
+    def cancel(self, now: float, workflow_id: str) -> None:
+        """Its client cancels a workflow it coordinates (run.py draws which and when)."""
+        self._step(now, Cancel(workflow_id, "by its client"))
 
     def deliver(self, now: float, src: str, msg: object) -> None:
         own = _HANDLERS.get(type(msg))

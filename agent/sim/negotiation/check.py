@@ -21,7 +21,12 @@ crash) through hooks the simulated shells call, and checks:
   doubt), every workflow whose domains are all up again is terminal, and
   non-blocking: for a transaction whose coordinator died forever, every live
   YES voter learned the decision within two lease periods after the last lease
-  (counted from when the network had healed and the acceptors and the voter were up).
+  (counted from when the network had healed and the acceptors and the voter were up);
+* cancels (`check_cancels`): a workflow whose coordinator took a client's cancel ends
+  CANCELLED (a cancel of an ended one is refused, so the end it had stands), the
+  same everywhere it ended; no step attempt of it starts at a domain after that
+  domain learned the cancel (took it, or ended the workflow); no reservation is left
+  (the leak check above).
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ class Checker:
         self.ended_at: dict[tuple[str, str], float] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
+        # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
+        self.cancelled: dict[str, str] = {}
+        self.cancels_refused = 0
         self._sim: World | None = None
         self._forgotten: list[tuple[str, str, object, dict]] = []  # (agent, wf, end, results)
 
@@ -110,6 +118,15 @@ class Checker:
         self.runs[run] = agent
         if (agent, run[0]) not in self._commit_known:
             self.fail(f"{agent} started {run} without knowing a COMMIT of {run[0]}")
+        if self.cancelled.get(run[0]) == agent or run[0] in self.cancelled \
+                and (agent, run[0]) in self.ended_at:
+            self.fail(f"cancel: {agent} started {run} after it learned the cancel")
+
+    def cancel_taken(self, agent: str, wf: str) -> None:
+        self.cancelled.setdefault(wf, agent)
+
+    def cancel_refused(self, agent: str, wf: str, why: str) -> None:
+        self.cancels_refused += 1
 
     def acting(self, agent: str, wf: str, epoch: int, now: float) -> None:
         other = self.acting_in.setdefault((wf, epoch), agent)
@@ -205,6 +222,7 @@ class Checker:
         self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
             self._check_takeovers(sim)
+        self.check_cancels(sim)
         for key, voters in self.yes.items():
             tx = self.txs[key]
             if tx.coordinator not in dead:
@@ -221,6 +239,23 @@ class Checker:
                     when = "never" if at is None else f"at {at:.2f}"
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
+
+    def check_cancels(self, sim: World) -> None:
+        """Every workflow whose cancel its coordinator took ended CANCELLED there and
+        wherever it ended (held or forgotten), unless that coordinator died for good
+        first (then nobody carries the cancel out)."""
+        for wf, coord in self.cancelled.items():
+            if coord in sim.dead_forever:
+                continue
+            row = self.row(sim, wf)
+            if row is None or row.state.name != "CANCELLED":
+                self.fail(f"cancel: {coord} took the cancel of {wf}, which ended"
+                          f" {row.state.name if row is not None else 'nowhere'}")
+            ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]
+            ends += [(name, end) for name, w, end, _ in self._forgotten if w == wf]
+            for name, end in ends:
+                if end is not None and end.name != "CANCELLED":
+                    self.fail(f"cancel: {name} ended {wf} {end.name} after its cancel")
 
     def _check_takeovers(self, sim: World) -> None:
         """A committed workflow whose coordinator died for good ends at every live

@@ -23,7 +23,8 @@ once, with the times that break it):
   - a coordinator's prepare timeout (an ABORT it decides for a round to which no NO
     vote was sent) at least `prepare_timeout_s` after it sent that round's first
     PREPARE, unless it restarted meanwhile (a restarted coordinator aborts a round
-    it was preparing at once: presumed abort, no timer involved);
+    it was preparing at once: presumed abort, no timer involved) or took a client's
+    cancel of the workflow before (a cancel aborts the round at once: cancels.py);
   - a participant's takeover claim (with `Timing.takeover_after_s` set: takeover.py)
     only once the coordinator it follows is DEAD in its membership view, or has been
     silent there for at least `takeover_after_s`: the claim is the write of its own
@@ -162,7 +163,8 @@ class ClockCheck:
                        f" reservation (lease {lease:g} s)")
 
     def _decided(self, agent: str, key: Key, value: Value) -> None:
-        if value.commit or (agent, key) in self._refused:
+        if value.commit or (agent, key) in self._refused \
+                or self.sim.checker.cancelled.get(key[0]) == agent:  # a cancel, no timer
             return
         started = self._prepared_at.get((agent, key))
         if started is None:

@@ -12,6 +12,9 @@ reordering) and a partition that heals. Agents crash at random crash points (at
 every disk write and every send, so at every point of every path) and restart
 from their disk; one coordinator may die forever at its k-th point.
 
+A small share of the workflows is cancelled by its client at a random moment
+(cancels.py: negotiating, deciding, running or ended by then).
+
 Each agent has its own wall clock (simulation time plus an offset); a clock-step
 fault steps one by +2 s, -2 s, +1 h or -1 h at some moment (clock_check.py: no agent
 raises on it, and no lease, timeout or takeover claim fires early, in true time).
@@ -48,6 +51,7 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.sim.negotiation import cancels as client_cancels
 from fedorch.sim.negotiation.agent import SimAgent
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.clock_check import ClockCheck
@@ -57,7 +61,7 @@ from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
 from fedorch.sim.negotiation.takeover import MembershipFeed
 
-_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK, _MEMBERS = range(8)
+_DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK, _MEMBERS, _CANCEL = range(9)
 MAX_EVENTS = 200_000
 
 
@@ -81,7 +85,10 @@ class Report:
 
 
 class Simulation:
-    def __init__(self, seed: int, config: Config | None = None) -> None:
+    def __init__(self, seed: int, config: Config | None = None, *,
+                 cancels: bool | None = None) -> None:
+        """`cancels`: clients cancel some workflows (cancels.py); by default in a
+        seed's random run (no `config`), not in a targeted test's."""
         self.seed = seed
         self.config = config if config is not None else Config.random(random.Random(seed))
         c = self.config
@@ -120,6 +127,9 @@ class Simulation:
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
+        if config is None if cancels is None else cancels:
+            for at, wf, coordinator in client_cancels.draw(seed, c.workflows):
+                self._push(at, _CANCEL, self.agents[coordinator], wf)
         for name, at, step_s in c.clock_steps:
             self.step_clock_at(name, at, step_s)
         if self._views and c.partition is not None:  # views change as it starts and heals
@@ -279,6 +289,11 @@ class Simulation:
                 if agent.alive:
                     self._handle(agent, agent.submit, payload.workflow_id, payload.spec,
                                  payload.placement)
+            elif kind == _CANCEL:  # the client tries again while the coordinator is down
+                if agent.alive:
+                    self._handle(agent, agent.cancel, payload)
+                else:
+                    self._push(at + client_cancels.RETRY_S, _CANCEL, agent, payload)
             elif kind == _RESTART:
                 if payload == "heal":
                     for a in self.agents.values():
@@ -414,9 +429,10 @@ def seeded_config(seed: int, takeover_after_s: float | None = None) -> Config:
 def run(seed: int, config: Config | None = None, *,
         takeover_after_s: float | None = None) -> Report:
     """One seeded run; raises SimulationFailure (naming the seed) on any violation."""
+    seeded = config is None  # a seed's random run: its clients' cancels too
     if config is None and takeover_after_s is not None:
         config = seeded_config(seed, takeover_after_s)
-    report = Simulation(seed, config).run()
+    report = Simulation(seed, config, cancels=seeded).run()
     if report.violations:
         switch = "" if takeover_after_s is None else f" --takeover {takeover_after_s:g}"
         raise SimulationFailure(
@@ -450,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.takeover is not None and not args.takeover > 0:
         parser.error("--takeover: a number of seconds above 0")
     if args.seed is not None:
-        report = Simulation(args.seed, seeded_config(args.seed, args.takeover)).run()
+        report = Simulation(args.seed, seeded_config(args.seed, args.takeover),
+                            cancels=True).run()
         print(report)
         return 1 if report.violations else 0
     started = time.perf_counter()

@@ -118,6 +118,8 @@ TABLE_ROWS = {
     "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
     "endings": st.tuples(wf_ids, st.integers(0, 2**50)),
     "settled": st.tuples(wf_ids, st.none()),
+    "cancels": st.tuples(wf_ids, text),
+    "requests": st.tuples(text, st.tuples(wf_ids, st.integers(0, 2**50))),
 }
 
 MESSAGES = {

@@ -1,10 +1,12 @@
-"""A small federation of Nodes under Hypothesis: submissions, lost, duplicated and
-reordered messages, timers, step ends, and crashes at any write of a Ready followed
+"""A small federation of Nodes under Hypothesis: submissions, cancels, lost, duplicated
+and reordered messages, timers, step ends, and crashes at any write of a Ready followed
 by a restore from the writes applied, on the same monotonic clock or on another one (a
 reboot: the clock a Node reads is true time plus its boot's offset, and a restore may
 draw a new offset, far below or far above the old). The driver here is a minimal one
 (the simulator's is agent/sim/negotiation/agent.py); the invariants are the Node's,
-and no lease fires early in true time."""
+and no lease fires early in true time; a cancel taken is on disk before what it
+causes leaves, no attempt starts where a cancel or an end is on record, an ended
+workflow's attempts are stopped, and every end of a workflow is its coordinator's."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ import random
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Value
-from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import Cancel, MemberState, Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import apply
-from fedorch.core.node.records import ClaimAnswerMsg, Disk, Timing, VoteMsg
+from fedorch.core.node.records import ClaimAnswerMsg, Disk, FinalMsg, Timing, VoteMsg
 from fedorch.core.node.retention import Retention
 from fedorch.core.node.takeover_grants import SignedEvidence
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -51,6 +53,7 @@ class Federation(RuleBasedStateMachine):
         self.started: set[tuple[str, str, int]] = set()  # every attempt ever started
         self.decided: dict[tuple, bool] = {}  # every decision ever on a disk
         self.submitted = 0
+        self.workflows: list[tuple[str, str]] = []  # (coordinator, workflow id)
         for n in NAMES:
             self._drive(n)
 
@@ -97,10 +100,15 @@ class Federation(RuleBasedStateMachine):
             self._sent(name, out.to, out.msg)
         for out in ready.send_now:
             self._check_written(name, out.msg)
+        disk = self.disks[name]
         for run in ready.start_steps:
             assert run not in self.started, f"{name} started {run} again"
+            assert run[0] not in disk.cancels and run[0] not in disk.final, \
+                f"{name} started {run} with a cancel or an end of {run[0]} on record"
             self.started.add(run)
         self.running += [(name, run) for run in ready.start_steps]
+        stopped = {(name, run) for run in ready.stop_steps}
+        self.running = [r for r in self.running if r not in stopped]
         node.advance(ready)
 
     def _written(self, name: str, write) -> None:
@@ -130,6 +138,11 @@ class Federation(RuleBasedStateMachine):
         if isinstance(msg, VoteMsg) and msg.yes:
             assert msg.key in disk.holds or msg.key in disk.learned \
                 or msg.key[0] in disk.final, f"{name} voted YES on {msg.key} before writing it"
+        if isinstance(msg, FinalMsg) and msg.state is WorkflowState.CANCELLED \
+                and msg.workflow_id in disk.rows:
+            assert msg.workflow_id in disk.cancels \
+                and disk.rows[msg.workflow_id].state is WorkflowState.CANCELLED, \
+                f"{name} told {msg.workflow_id} CANCELLED before recording its cancel"
         if isinstance(msg, Decision) and msg.value.commit and msg.sender == name \
                 and msg.key[0] in disk.rows:
             assert disk.committed.get(msg.key[0]) == msg.key[1], \
@@ -155,8 +168,33 @@ class Federation(RuleBasedStateMachine):
     def submit(self, coordinator, caps):
         self.submitted += 1
         steps = [spec_pb2.StepSpec(id=f"s{i}", capability=c) for i, c in enumerate(caps)]
-        self._step(coordinator, Submit(f"{coordinator}.w{self.submitted}",
-                                       spec_pb2.WorkflowSpec(name="w", steps=steps)))
+        wf = f"{coordinator}.w{self.submitted}"
+        self.workflows.append((coordinator, wf))
+        self._step(coordinator, Submit(wf, spec_pb2.WorkflowSpec(name="w", steps=steps),
+                                       request_id=f"request-{wf}"))
+
+    @precondition(lambda self: self.workflows)
+    @rule(data=st.data())
+    def retry_a_submission(self, data):
+        """A client's retry (the same request id) under a new workflow id: once the first
+        attempt's row is on disk, the retry makes nothing new."""
+        coordinator, wf = data.draw(st.sampled_from(self.workflows))
+        recorded = f"request-{wf}" in self.disks[coordinator].requests
+        self.submitted += 1
+        retry = f"{coordinator}.w{self.submitted}"
+        spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
+        self._step(coordinator, Submit(retry, spec, request_id=f"request-{wf}"))
+        if recorded:
+            assert retry not in self.disks[coordinator].rows, f"{retry} made by a retry of {wf}"
+        else:  # lost with a crash before its row: the retry is the submission
+            self.workflows.append((coordinator, retry))
+
+    @precondition(lambda self: self.workflows)
+    @rule(data=st.data())
+    def cancel(self, data):
+        """A client's cancel at the workflow's coordinator, at any moment of its life."""
+        coordinator, wf = data.draw(st.sampled_from(self.workflows))
+        self._step(coordinator, Cancel(wf, "by the machine"))
 
     @precondition(lambda self: self.net)
     @rule(data=st.data())
@@ -226,9 +264,30 @@ class Federation(RuleBasedStateMachine):
         committed = {wf for d in self.disks.values() for wf in d.committed}
         for disk in self.disks.values():
             for wf, row in disk.rows.items():
-                if wf in committed:
-                    assert row.state not in (WorkflowState.ABORTED, WorkflowState.CANCELLED), \
+                if wf in committed:  # CANCELLED only if cancelled after its COMMIT
+                    assert row.state is not WorkflowState.ABORTED and not (
+                        row.state is WorkflowState.CANCELLED and not row.committed), \
                         f"{wf}: committed at a participant, {row.state.name} at its coordinator"
+
+    @invariant()
+    def a_cancel_taken_ends_cancelled_and_ends_agree(self):
+        """A cancel on record: its workflow ends nowhere but CANCELLED (its coordinator
+        took it before any end); every end of a workflow is its coordinator's; an
+        ended workflow has no attempt running where it ended."""
+        for name, disk in self.disks.items():
+            for wf in disk.cancels:
+                row = disk.rows[wf]
+                assert row.state in (WorkflowState.NEGOTIATING, WorkflowState.RUNNING,
+                                     WorkflowState.CANCELLED), \
+                    f"{wf}: cancel taken at {name}, ended {row.state.name}"
+            for wf, row in disk.rows.items():
+                if row.state is WorkflowState.CANCELLED and row.committed:
+                    for other in self.disks.values():
+                        end = other.final.get(wf)
+                        assert end in (None, WorkflowState.CANCELLED), \
+                            f"{wf} CANCELLED at {name}, {end} elsewhere"
+        for name, (wf, _, _) in self.running:
+            assert wf not in self.disks[name].final, f"{name} still runs an attempt of {wf}"
 
     @invariant()
     def nothing_started_twice(self):

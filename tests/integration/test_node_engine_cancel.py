@@ -1,0 +1,167 @@
+"""Cancel and durable request ids on three real agents running `engine: node`.
+
+A RUNNING workflow whose step naps on n2 is cancelled with `fedorch cancel --json`
+through n3, which takes no part in its decision: the cancel reaches its coordinator
+n1, the workflow ends CANCELLED there and at n2, and the nap's processes are gone. A
+cancel of an ended workflow is refused (exit 1, naming its end) and changes nothing.
+A submission retried with the same request id after its coordinator was SIGKILLed
+(right after it answered) and restarted is answered the workflow the first attempt
+made, and no other is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+
+import grpc
+import pytest
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2
+
+from tests.integration.federation import (
+    TEST_TIMINGS,
+    Federation,
+    naps_running,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+from tests.integration.test_orphan_steps import NAPS
+
+pytestmark = pytest.mark.integration
+
+NAMES = ("n1", "n2", "n3")
+ECHO = [{"name": "test.echo", "capacity": 8, "executor": {"type": "builtin", "name": "echo"}}]
+DOMAINS = {
+    name: {
+        "engine": "node",
+        # A long suspicion: a killed agent is not declared DEAD while it is away.
+        "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
+        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+        "capabilities": [*ECHO, *NAPS],
+    }
+    for name in NAMES
+}
+CLI_DEADLINE_S = 60
+
+
+def _napping(seconds: str) -> str:
+    """echo at n1, then a nap at n2 (its first attempt naps until stopped)."""
+    return f"""
+name: napping
+steps:
+  - {{id: quick, capability: test.echo, constraints: {{domains: [n1]}}}}
+  - id: nap
+    capability: test.nap
+    params: {{seconds: "{seconds}"}}
+    needs: [quick]
+    constraints: {{domains: [n2]}}
+"""
+
+
+def _echo() -> str:
+    return """
+name: quick
+steps:
+  - {id: a, capability: test.echo, constraints: {domains: [n2]}}
+  - {id: b, capability: test.echo, constraints: {domains: [n3]}}
+"""
+
+
+async def _cli(fed: Federation, peer: str, *args: str) -> tuple[int, str, str]:
+    """Run `fedorch ARGS --peer PEER` as an operator would; stopped by its pid if it
+    outlives its deadline."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fedorch.cli.main", *args, "--peer", fed.address(peer),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "FEDORCH_IDENTITY"})
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CLI_DEADLINE_S)
+    finally:
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def fed(tmp_path):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        yield fed
+
+
+async def test_a_running_workflow_is_cancelled_and_its_step_process_is_gone(fed, seconds):
+    wid = await fed.submit("n1", _napping(seconds))
+    await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30, "the nap to run")
+    assert state_name(await fed.status("n1", wid)) == "RUNNING"
+
+    code, out, err = await _cli(fed, "n3", "cancel", wid, "--json", "--reason", "enough")
+    assert code == 0, (code, out, err)
+    reply = json.loads(out)
+    assert reply["state"] == "CANCELLED", reply
+    assert reply["reason"] == "cancelled: enough", reply
+    assert reply["coordinator"] == "n1", reply
+
+    async def nap_stopped():
+        return not await asyncio.to_thread(naps_running, seconds)
+
+    await wait_for(nap_stopped, 20, "the nap step's processes to be stopped")
+
+    async def n2_cancelled():
+        s = await fed.local_status("n2", wid)
+        return s if s is not None and state_name(s) == "CANCELLED" else None
+
+    status = await wait_for(n2_cancelled, 20, "n2 to learn the cancel")
+    assert step_states(status)["nap"][0] == "CANCELLED", status
+    coordinator = await fed.local_status("n1", wid)
+    assert state_name(coordinator) == "CANCELLED"
+    assert step_states(coordinator)["quick"][0] == "SUCCEEDED", coordinator
+
+
+async def test_a_cancel_of_an_ended_workflow_is_refused_and_changes_nothing(fed):
+    wid = await fed.submit("n1", _echo())
+    status = await fed.wait_state("n1", wid, deadline_s=30)
+    assert state_name(status) == "SUCCEEDED", status
+
+    code, out, err = await _cli(fed, "n1", "cancel", wid, "--json")
+    assert code == 1, (code, out, err)
+    assert out == ""
+    assert f"{wid} already ended SUCCEEDED: nothing to cancel" in err, err
+    assert "FAILED_PRECONDITION" in err, err
+    assert await fed.status("n1", wid) == status
+    assert state_name(await fed.local_status("n2", wid)) == "SUCCEEDED"
+
+    code, out, err = await _cli(fed, "n1", "cancel", "n1.no-such-workflow", "--json")
+    assert code == 2, (code, out, err)  # NOT_FOUND: bad input
+    assert "no workflow" in err, err
+
+
+async def test_a_request_id_retried_after_the_coordinator_restarted_is_the_same_workflow(fed):
+    request = client_pb2.SubmitRequest(spec=parse_spec_text(_echo(), "test"),
+                                       request_id="retried-across-a-restart")
+    first = await fed.client("n1").Submit(request, timeout=10)
+    fed.kill("n1")
+    await fed.close_channels()
+    await fed.start("n1")
+
+    async def retried():
+        try:
+            return await fed.client("n1").Submit(request, timeout=10)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE:  # not rejoined yet: retried
+                raise
+            return None
+
+    again = await wait_for(retried, 60, "n1 to take submissions again")
+    assert again.id == first.id
+    # Killed while it negotiated, or after: it ends once (a round the coordinator was
+    # preparing when it died is presumed aborted), and no second workflow was made.
+    status = await fed.wait_state("n1", first.id, deadline_s=60)
+    assert state_name(status) in ("SUCCEEDED", "ABORTED"), status
+    listed = await fed.client("n1").ListWorkflows(client_pb2.ListWorkflowsRequest(), timeout=5)
+    assert [w.id for w in listed.workflows if w.name == "quick"] == [first.id]
