@@ -50,6 +50,7 @@ import grpc
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import sign_spec
+from fedorch.core.node.cancel import refusal
 from fedorch.core.node.inputs import Cancel
 from fedorch.core.workflow import fanout
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
@@ -265,6 +266,8 @@ class NodeClientService(ClientService):
                                 f"no workflow {request.id!r} coordinated here")
         if status.state in TERMINAL:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
+        if (why := refusal(self.engine.node, request.id)) is not None:  # e.g. takeover on
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
         self.engine.post(Cancel(request.id, request.reason or "by request"))
         deadline = a.clock.monotonic() + CANCEL_DONE_S
         while status.state not in TERMINAL:
