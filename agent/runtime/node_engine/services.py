@@ -22,12 +22,14 @@ Node (status.py) and posts everything else the Node must do:
   forwarded call carries `local_only`), which posts `Cancel` to its Node
   (core/node/cancel.py) and answers the workflow's status once it ended CANCELLED and
   that is durable. A workflow that already ended is refused with FAILED_PRECONDITION
-  naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND.
+  naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND;
+  one the Node would refuse (cancel.refusal: with coordinator takeover on, as the node
+  engine runs it, a committed workflow) FAILED_PRECONDITION with the Node's reason.
 A request id is kept with the workflow's row (the Node's `requests` table, in the
 row's write): a retry, in this life or after a restart, is answered the workflow the
 first attempt made; `_by_request` keeps this life's too, so that a retry that comes
 while the first is being placed gets the same id. What the node engine does not do
-yet (fan-out steps, a signed spec not bound to this coordinator, takeover,
+yet (fan-out steps, a signed spec not bound to this coordinator,
 re-placement after a domain's loss, sagas, the audit log) is refused with
 FAILED_PRECONDITION naming the engine, never silently ignored.
 
