@@ -19,11 +19,15 @@ once, with the times that break it):
   the agent computed:
   - a participant in doubt starting termination (its first DecisionQuery about a
     transaction) at least `lease_s` after its reservation for it was first written
-    (the lease is the reservation's; the YES may be written later);
+    (the lease is the reservation's; the YES may be written later), unless its
+    Node's membership view says the coordinator is DEAD or LEFT when it asks (with
+    takeover on: what `MembershipFeed` told it; then recovery starts at once,
+    core/node/member_loss.py: a decision on the view, not on a timer);
   - a coordinator's prepare timeout (an ABORT it decides for a round to which no NO
     vote was sent) at least `prepare_timeout_s` after it sent that round's first
     PREPARE, unless it restarted meanwhile (a restarted coordinator aborts a round
-    it was preparing at once: presumed abort, no timer involved);
+    it was preparing at once: presumed abort, no timer involved) or its view says a
+    participant of that round is DEAD or LEFT (the round aborts at once then);
   - a participant's takeover claim (with `Timing.takeover_after_s` set: takeover.py)
     only once the coordinator it follows is DEAD in its membership view, or has been
     silent there for at least `takeover_after_s`: the claim is the write of its own
@@ -58,7 +62,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fedorch.core.negotiation.messages import DecisionQuery, Key, Value
+from fedorch.core.negotiation.messages import DecisionQuery, Key, TxInfo, Value
 from fedorch.core.node.ready import PUT, Write
 from fedorch.core.node.records import ClaimAnswerMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.takeover import held_of
@@ -83,6 +87,8 @@ class ClockCheck:
         self._reserved_at: dict[tuple[str, Key], float] = {}  # first written, true time
         self._queried: set[tuple[str, Key]] = set()
         self._prepared_at: dict[tuple[str, Key], float] = {}  # first PREPARE sent
+        self._rounds: dict[Key, TxInfo] = {}  # each round a PREPARE was sent of
+        self.early = 0  # queries and aborts before their timers, on a DEAD in the view
         self._refused: set[tuple[str, Key]] = set()  # (coordinator, key) got a NO
         self.fired = 0  # lease and timeout actions checked
         # Takeover: each agent's membership view as the world answered it, in true time.
@@ -136,6 +142,7 @@ class ClockCheck:
         kind = type(msg)
         if kind is PrepareMsg:
             self._prepared_at.setdefault((src, msg.tx.key), self.sim.now)
+            self._rounds.setdefault(msg.tx.key, msg.tx)
         elif kind is VoteMsg:
             if not msg.yes:
                 self._refused.add((dst, msg.key))
@@ -156,6 +163,10 @@ class ClockCheck:
             return
         self.fired += 1
         lease = self.sim.config.timing.lease_s
+        tx = self._rounds.get(msg.key)
+        if tx is not None and self._gone_in_view(src, (tx.coordinator,)):
+            self.early += self.sim.now + EPSILON_S < reserved + lease
+            return  # recovery at once: its coordinator is DEAD in its view
         if self.sim.now + EPSILON_S < reserved + lease:
             self._fail(f"lease fired early: {src} asked about {msg.key} at"
                        f" {self.sim.now:.3f}, {self.sim.now - reserved:.3f} s after its"
@@ -171,10 +182,20 @@ class ClockCheck:
             return  # presumed abort on restart (see the header)
         self.fired += 1
         timeout = self.sim.config.timing.prepare_timeout_s
+        tx = self._rounds.get(key)
+        if tx is not None and self._gone_in_view(agent, tx.participants):
+            self.early += self.sim.now + EPSILON_S < started + timeout
+            return  # a participant of the round is DEAD in its view: aborted at once
         if self.sim.now + EPSILON_S < started + timeout:
             self._fail(f"timeout fired early: {agent} aborted {key} at {self.sim.now:.3f},"
                        f" {self.sim.now - started:.3f} s after its PREPARE (timeout"
                        f" {timeout:g} s) with no NO vote")
+
+    def _gone_in_view(self, agent: str, members: tuple[str, ...]) -> bool:
+        """Does `agent`'s Node hold any of `members` DEAD or LEFT now (as it was told:
+        takeover.MembershipFeed; a restarted Node was told anew)?"""
+        told = self.sim.membership.told.get(agent, {})
+        return any(told.get(m) in GONE for m in members if m != agent)
 
     def _claim(self, agent: str, wf: str, epoch: int, held: tuple[int, str]) -> None:
         if (agent, wf, epoch) in self.claimed_at:
