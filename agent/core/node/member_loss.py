@@ -49,8 +49,9 @@ class MemberLoss:
         self.n = node
 
     def gone(self, domain: str) -> bool:
-        """Does the view say `domain` is DEAD or LEFT now?"""
-        return self.n.members.get(domain) in GONE
+        """Does the view say `domain` is DEAD or LEFT now? Never this Node itself,
+        whatever a driver tells it: it is here to ask."""
+        return domain != self.n.name and self.n.members.get(domain) in GONE
 
     def lost(self, now: float, domains: list[str]) -> None:
         """The view now says each of `domains` is DEAD or LEFT (it did not before)."""

@@ -268,13 +268,17 @@ class Node:
 
     def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
         changed = set()
+        was_gone = set()
         for change in changes:  # all applied first: nothing acts on a view half told
             if self.members.get(change.domain) != change.state:
+                if self.member_loss.gone(change.domain):
+                    was_gone.add(change.domain)
                 self.members[change.domain] = change.state
                 changed.add(change.domain)
-        # DEAD or LEFT now: the in-doubt recover and the rounds waiting for it abort at
-        # once (member_loss.py); SUSPECT changes nothing there.
-        lost = sorted(d for d in changed if self.member_loss.gone(d))
+        # Gone now and not before (DEAD or LEFT; a DEAD that LEFT is no news): the
+        # in-doubt recover and the rounds waiting for it abort at once (member_loss.py);
+        # SUSPECT changes nothing there.
+        lost = sorted(d for d in changed - was_gone if self.member_loss.gone(d))
         if lost:
             self.member_loss.lost(now, lost)
         if changed and self.takeover is not None:

@@ -277,3 +277,19 @@ def test_a_participant_dead_then_alive_again_is_still_asked_in_new_rounds() -> N
     assert "d2" not in chosen.assignment.values()  # the hint is not taken: d2 is gone
     fed.step("d0", MemberState("d2", "ALIVE"))
     assert fed.nodes["d0"].placer(SPEC, PLACED)({}).assignment == PLACED
+
+
+def test_only_a_member_newly_gone_acts_and_never_the_node_itself() -> None:
+    fed = in_doubt()
+    fed.now = 1.0
+    tell(fed, "DEAD", "d1")
+    asked = len(fed.sent_by("d1", DecisionQuery))
+    tell(fed, "LEFT", "d1")  # DEAD, then LEFT: no news, nothing asked again
+    assert len(fed.sent_by("d1", DecisionQuery)) == asked
+    # A driver that tells a Node it is DEAD itself changes nothing it coordinates, not
+    # even a round in which its own vote is still to come.
+    fed = Federation()
+    fed.step("d0", Submit(WF, SPEC, placement={"s1": "d1", "s2": "d0"}))
+    fed.step("d0", MemberState("d0", "DEAD"))
+    core = fed.nodes["d0"].coordinators[WF]
+    assert core.phase.value == "PREPARING" and core.placement["s2"] == "d0"
