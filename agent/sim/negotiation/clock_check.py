@@ -29,7 +29,10 @@ once, with the times that break it):
     it was preparing at once: presumed abort, no timer involved) or its view says a
     participant of that round is DEAD or LEFT (the round aborts at once then);
   - a participant's takeover claim (with `Timing.takeover_after_s` set: takeover.py)
-    only once the coordinator it follows is DEAD in its membership view, or has been
+    only once the coordinator it follows is DEAD in its membership view (now, or at
+    some look since its last ALIVE there and since the agent's restart: the view of a
+    member that came back and went down again between two looks goes DEAD to
+    SUSPECT, and the takeover core holds it gone until ALIVE), or has been
     silent there for at least `takeover_after_s`: the claim is the write of its own
     grant of the next epoch (the decision; its ClaimMsgs follow, after a restart
     perhaps), and "silent" counts from the first time that agent's membership view
@@ -95,6 +98,11 @@ class ClockCheck:
         # (observer, member) -> the first view of `member` not ALIVE since it last was.
         self._silent_since: dict[tuple[str, str], float] = {}
         self._last_seen: dict[tuple[str, str], str] = {}  # (observer, member) -> state
+        # (observer, member) -> when its view first said DEAD or LEFT since it last said
+        # ALIVE: the takeover core holds a coordinator gone from then until ALIVE (a
+        # DEAD that turns SUSPECT, the member back and down again between two looks,
+        # is still gone to it).
+        self._gone_since: dict[tuple[str, str], float] = {}
         self.claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch) -> when
         # (claimant, wf, epoch): a denial naming a rival holder of that epoch was sent it.
         self._rival_denied: set[tuple[str, str, int]] = set()
@@ -123,7 +131,12 @@ class ClockCheck:
         self._last_seen[key] = state
         if state == "ALIVE":
             self._silent_since.pop(key, None)
+            self._gone_since.pop(key, None)
             return
+        if state in GONE:
+            gone = self._gone_since.get(key)
+            if gone is None or gone < self.sim.last_restart.get(observer, -1.0):
+                self._gone_since[key] = now
         since = self._silent_since.get(key)
         if since is None or since < self.sim.last_restart.get(observer, -1.0):
             self._silent_since[key] = now  # a restarted observer counts afresh
@@ -215,8 +228,10 @@ class ClockCheck:
                            f" {held_epoch} (claim timeout {t.prepare_timeout_s:g} s)")
             return
         state = self._last_seen.get((agent, coordinator))
-        if state in GONE:
-            return
+        gone = self._gone_since.get((agent, coordinator))
+        if state in GONE or gone is not None \
+                and gone >= self.sim.last_restart.get(agent, -1.0):
+            return  # DEAD in its view, and not ALIVE since (nor restarted since)
         since = self._silent_since.get((agent, coordinator))
         if since is None or since < self.sim.last_restart.get(agent, -1.0):
             since = now  # not silent in its view (or not since it restarted)
