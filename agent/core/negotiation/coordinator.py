@@ -52,9 +52,8 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                         -> DECIDING    consensus: all YES, Accept(0, COMMIT)
     (PREPARING, timer)  -> PREPARING   deadline: silent domains refused; resend
     (PREPARING, cancel) -> ABORTED     ABORT the round
-    (PREPARING, lost)   -> PREPARING   membership: a participant that has not voted is
-                                       DEAD (or LEFT): a refusal now, not at the
-                                       deadline; ABORT, next round (or ABORTED)
+    (PREPARING, lost)   -> PREPARING   a silent participant DEAD (or LEFT): refused
+                                       now, not at the deadline; ABORT, next round
     (DECIDING,  paxos)  -> COMMITTED   COMMIT chosen: persist, announce
                         -> PREPARING   ABORT chosen: next round (or ABORTED)
     (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot
@@ -66,14 +65,8 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                                        learns it from the acceptors), then resend
     (any,       query)  -> same        answer from the log (presumed abort)
     (later,     vote)   -> same        late YES of an aborted round: its ABORT again
-    (other,     lost)   -> same        a YES is durable at its voter and stands (the
-                                       round commits or aborts as it would); COMMIT
-                                       still comes only from every YES
-
-A lost participant ends a round only while it is silent in it: nothing a DEAD domain
-said is taken back, and an ABORT needs no one's agreement (the proposal cell is not
-COMMIT while PREPARING), so membership being wrong (the domain was only slow) costs a
-round, never atomicity.
+    (other,     lost)   -> same        a YES given stands: COMMIT only from every YES
+                                       (a wrong DEAD costs a round, never atomicity)
 """
 
 from __future__ import annotations
@@ -314,7 +307,8 @@ class Coordinator:
         steps = current.participants().get(domain)
         if steps is None or domain in current.votes:
             return  # not asked in this round, or its vote stands
-        # Only the lost one refused: the others still silent are not refusers.
+        # Only the lost one refused (the others still silent are not); the proposal cell
+        # is not COMMIT while PREPARING, so the ABORT needs no one's agreement.
         self.refusals.append(Refusal(current.number, domain, steps, f"{domain} is {state}"))
         for step in steps:
             self._excluded.setdefault(step, set()).add(domain)
