@@ -61,6 +61,12 @@ from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
+from fedorch.runtime.node_engine.audit import (
+    AuditedNode,
+    AuditedWrites,
+    NodeAuditLog,
+    Records,
+)
 from fedorch.runtime.node_engine.boundary import (
     AuthorizedNode,
     TurnBoundary,
@@ -195,10 +201,13 @@ class NodeAgent:
         # new work refused (write_behind.py).
         fault = self.write_behind = WriteFault()
         replayed = Replayed(self.store)
-        self.durable = HeldDurable(WriteNotice(replayed, self.view), fault,
-                                   on_fault=self._write_failed)
+        self.audit = self._audit_log()
+        self.durable = HeldDurable(
+            AuditedWrites(WriteNotice(replayed, self.view), self.audit), fault,
+            on_fault=self._write_failed)
         self.driver = NodeDriver(
-            StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
+            AuditedNode(StorageGate(self.gate, self.node, fault, self.domain,
+                                    self.transport.send), self.domain, self.audit),
             clock, self.durable, HeldTransport(self.transport, fault),
             HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
             loopback=self.domain)
@@ -213,6 +222,15 @@ class NodeAgent:
             a.node_participant = self.node.participant
         a.on_members_change.append(self._members_changed)
         a.metrics.registry.register(NodeEngineCollector(self))
+
+    def _audit_log(self) -> NodeAuditLog:
+        """What the Node decides, appended to agent.db's audit log once node.db holds
+        it (audit.py): the records the shells make of the same acts."""
+        a = self.agent
+        records = Records(self.domain, self.node, self.node.state.results,
+                          policy_sha256=a.audit.policy_hash(), sign=a.signer.sign,
+                          now_ms=a.now_ms)
+        return NodeAuditLog(records, a.audit, a.store)
 
     # ---- what the services and ports call ----------------------------------------------
 
@@ -283,6 +301,7 @@ class NodeAgent:
                 if shells_ready.is_set():
                     self._members_changed()
                     driver = tg.create_task(self._drive(), name="node-driver")
+                    tg.create_task(self.audit.run(), name="node-audit")
                     log.info("node engine running: node.db restored, %d workflows known",
                              len(self.node.state.rows) + len(self.node.state.committed))
                     if ready is not None:
@@ -297,6 +316,7 @@ class NodeAgent:
             self._stopping = True
             self.commits.close()  # a cancelled turn's commit ends before its file closes
             self.store.close()
+            await self.audit.close()  # agent.db stays open until the daemon has run
 
     async def _drive(self) -> None:
         try:
