@@ -1,6 +1,7 @@
 """The node engine's audit log on real agents (`engine: node`).
 
-Three agents run a three-domain workflow to SUCCEEDED: each one's log then verifies
+Three agents run a three-domain workflow to SUCCEEDED: the console of its coordinator
+lists it and shows its page, steps and audit records; each one's log then verifies
 (`fedorch audit verify`, with the domains' public keys too) and holds its part, of the
 kinds the shells record. An agent SIGKILLed while its step runs, and restarted, still
 verifies, and every record it holds of the workflow names what its node.db holds: the
@@ -9,13 +10,17 @@ log is never ahead of the node store.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import pathlib
 import sys
+import urllib.request
 from collections import Counter
 
 import pytest
 from click.testing import CliRunner
+from fedorch.cli.demo import pick_free_ports
 from fedorch.cli.main import cli
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_store import SqliteDurable
@@ -87,11 +92,29 @@ def _kinds(records: list[dict]) -> Counter:
     return Counter(r["kind"] for r in records)
 
 
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:  # 127.0.0.1 only
+        return reply.read().decode()
+
+
 async def test_each_domains_log_verifies_and_holds_its_part(tmp_path):
-    async with started_federation(tmp_path, DOMAINS) as fed:
+    domains = copy.deepcopy(DOMAINS)
+    console = f"http://127.0.0.1:{pick_free_ports(1)[0]}"
+    domains["n1"]["console_listen"] = console.removeprefix("http://")
+    async with started_federation(tmp_path, domains) as fed:
         wid = await fed.submit("n1", _chain("test.echo"))
         status = await fed.wait_state("n1", wid, deadline_s=30)
         assert state_name(status) == "SUCCEEDED", status
+        # The console reads the node engine: the list, the page, the graph.
+        listed = await asyncio.to_thread(_get, f"{console}/fragments/workflows")
+        assert wid in listed and "SUCCEEDED" in listed, listed
+        page = await asyncio.to_thread(_get, f"{console}/workflows/{wid}")
+        for shown in ("SUCCEEDED", "submitted", "workflow_ended", "result_received"):
+            assert shown in page, shown
+        graph = json.loads(await asyncio.to_thread(
+            _get, f"{console}/api/workflows/{wid}/graph"))
+        assert graph["state"] == "SUCCEEDED" and graph["edges"] == [["a", "b"], ["b", "c"]]
+        assert {s["id"]: s["domain"] for s in graph["steps"]} == dict(zip("abc", NAMES, strict=True))
         fed.stop()  # SIGTERM: the last records written and signed at the stop
     data = {name: tmp_path / "data" / name for name in NAMES}
     for name in NAMES:

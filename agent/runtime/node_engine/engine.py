@@ -145,6 +145,7 @@ class NodeEngineAgent(Agent):
     `gossip.publish_interval_s`, as with the shells)."""
 
     node_participant: Any = None  # the Node's Participant, once the NodeAgent is built
+    node_view: Any = None  # the NodeAgent's read view (status.py): what the console reads
 
     def current_record(self) -> peer_pb2.DomainRecord:
         record = super().current_record()
@@ -220,6 +221,7 @@ class NodeAgent:
                                      self.post, on_refused=refused)
         if isinstance(a, NodeEngineAgent):
             a.node_participant = self.node.participant
+            a.node_view = self.view
         a.on_members_change.append(self._members_changed)
         a.metrics.registry.register(NodeEngineCollector(self))
 
