@@ -28,11 +28,14 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
   answers from;
 - `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
   before it posts, and the authority check the driver makes before the Node steps a
-  message.
+  message;
+- the audit log (audit.py, `_audit_log`): `AuditedWrites` under the held Durable and
+  `AuditedNode` around what the driver steps turn what node.db committed (and the NO
+  votes leaving) into the shells' records, which one task appends to agent.db's chain.
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
-owns membership and the rest of the Agent's loops), the `DriverLoop`, the peer
-senders, the step attempts and, while node.db cannot be written, the task that
+owns membership and the rest of the Agent's loops), the `DriverLoop`, the audit
+writer, the peer senders, the step attempts and, while node.db cannot be written, the task that
 retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
 Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit) stops the
 Agent too, with its message as the reason the daemon exits 1 with, and a restart
