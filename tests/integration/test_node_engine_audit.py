@@ -136,10 +136,10 @@ async def test_each_domains_log_verifies_and_holds_its_part(tmp_path):
     # The submission's record is first, the end's last, as they happened.
     assert coordinator[0]["kind"] == "submitted"
     assert coordinator[-1]["kind"] in ("workflow_ended", "learned")
-    # The node engine signs no single vote, so its decision records carry no commit
-    # certificate, and a proof is refused, naming what it lacks (docs/audit.md).
+    # The node engine signs no single vote nor attests a submission, so a proof is
+    # refused, naming what it lacks (docs/audit.md).
     code, out, err = _cli("audit", "proof", wid, "--data-dir", str(data["n1"]))
-    assert code == 1 and "certificate" in err, (code, out, err)
+    assert code == 1 and "no attestations" in err, (code, out, err)
 
     for name, step in (("n2", "b"), ("n3", "c")):
         records = _records(data[name], wid)

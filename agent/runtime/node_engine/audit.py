@@ -15,15 +15,15 @@ committed, never of one a crash could still undo.
   group), and then hands those groups to `NodeAuditLog.written`.
 - `NodeAuditLog.written` reads the groups' ops and notes, in order, and makes the
   records the shells make for the same acts, of the same kinds and data:
-  `submitted` (a new workflow row, round 0; with the domain's attestation of the
-  submitter's signed spec), `vote` (a YES: the `yes_voted` note of the prepare
+  `submitted` (a new workflow row, round 0, with the submitter's signed spec and
+  signature), `vote` (a YES: the `yes_voted` note of the prepare
   record, its steps from the hold written with it), `decision` (a coordinator's
   decision record newly written: its write-once cell won), `learned` (a decision
   newly learned here), `step_started` (a run added under its idempotency key),
   `step_ended` (a step run here reached a final state: "step end"),
   `result_received` (at the coordinator, a final result of another domain's step:
   "step result") and `workflow_ended` (at the coordinator, an outcome or a
-  Finished row in a final state; with its attestation). A group written again (a
+  Finished row in a final state). A group written again (a
   restore that re-decides nothing writes no op) makes no record: records follow
   ops, and the Node writes a write-once cell, a learned decision or a run once.
 - A NO vote changes no table (presumed abort needs no record), so no group tells of
@@ -36,8 +36,10 @@ committed, never of one a crash could still undo.
   transaction of agent.db (`Store.apply`, the store's group commit), and whatever
   queued meanwhile forms the next: at most one audit transaction per driver turn,
   fewer under load. No signature per record: the chain is signed by the Audit's
-  checkpoints as with the shells; only a submission and an end carry an attestation
-  (one Ed25519 signature each, at the coordinator only).
+  checkpoints as with the shells. Unlike the shells' records, a submission and an
+  end carry no attestation (`attestation: null`): those two signatures were 40% of
+  what this log cost the coordinator's event loop, and they serve only proofs, which
+  a node-engine workflow cannot have yet (below).
 - `close()` writes what is still queued when the engine stops, before the daemon
   signs its last checkpoint and closes agent.db.
 
@@ -45,8 +47,8 @@ What it cannot say: a crash between node.db's commit and the audit's loses the
 records of that turn (the log is behind node.db by at most the queued records, never
 ahead: a record names only what is durable). The node engine signs no single vote,
 decision or result (its envelopes are signed per turn), so a decision record carries
-no certificate and a result no evidence: `fedorch audit proof` of a node-engine
-workflow has its submission and end but no commit certificate nor results.
+no certificate and a result no evidence, and with no attestations either,
+`fedorch audit proof` of a node-engine workflow is refused.
 """
 
 from __future__ import annotations
@@ -54,11 +56,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedorch.core.audit import proof as proofs
-from fedorch.core.audit.chain import attest, b64
+from fedorch.core.audit.chain import b64
 from fedorch.core.negotiation.abort_reasons import refusals_text
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
@@ -95,14 +97,13 @@ class Records:
     in step with the groups to tell which step a results row changed."""
 
     def __init__(self, domain: str, node: Any, results: Mapping[str, Mapping], *,
-                 policy_sha256: str, sign: Callable[[bytes], bytes],
-                 now_ms: Callable[[], int]) -> None:
+                 policy_sha256: str) -> None:
         self.domain = domain
         self.node = node
         self.results: dict[str, Mapping] = dict(results)
         self.policy_sha256 = policy_sha256
-        self.sign = sign
-        self.now_ms = now_ms
+        self._infos: dict = {}  # a batch's PREPAREs taken and holds, by transaction
+        self._holds: dict = {}
         self._ops = {("rows", PUT): self._row, ("records", PUT): self._decision,
                      ("learned", PUT): self._learned, ("runs", ADD): self._run,
                      ("results", PUT): self._result, ("results", DELETE): self._forget,
@@ -112,8 +113,7 @@ class Records:
 
     def of_writes(self, writes: Sequence[Write]) -> list[Entry]:
         out: list[Entry] = []
-        self._infos: dict = {}  # this batch's PREPAREs taken and holds, by transaction
-        self._holds: dict = {}
+        self._infos, self._holds = {}, {}
         ops = self._ops
         for w in writes:
             for op in w.ops:
@@ -138,40 +138,23 @@ class Records:
             out.append(self._ended(row))
 
     def _submitted(self, row: CoordRow) -> Entry:
-        """As the shells' `submitted` (runtime/audit.py): the signed spec, attested."""
+        """As the shells' `submitted` (runtime/audit.py), without its attestation (see
+        the header): the submitter's signed spec and signature."""
         wf, signed = row.workflow_id, row.info.submission
         if signed is None:  # the services sign what a client did not (never None there)
-            return (proofs.SUBMITTED, wf, {"spec_sha256": spec_sha256(row.info.spec),
-                                           "principal": "", "peer": "", "request_id": ""})
-        digest = hashlib.sha256(signed.spec).hexdigest()
-        attestation = attest(self.domain, {
-            "kind": "submission", "workflow": wf, "spec_sha256": digest,
-            "principal": signed.principal, "client_key": b64(signed.public_key),
-            "request_id": signed.request_id, "time_ms": self.now_ms(),
-            "signed_request_id": signed.request_id, "signed_at_ms": signed.issued_at_ms,
-            "signed_coordinator": signed.coordinator}, self.sign)
+            return (proofs.SUBMITTED, wf, {
+                "spec_sha256": spec_sha256(row.info.spec), "spec": None, "principal": "",
+                "peer": "", "request_id": "", "client_signature": None,
+                "attestation": None})
         return (proofs.SUBMITTED, wf, {
-            "spec_sha256": digest, "spec": b64(signed.spec), "principal": signed.principal,
-            "peer": "", "request_id": signed.request_id,
-            "client_signature": b64(signed.signature), "attestation": attestation})
+            "spec_sha256": hashlib.sha256(signed.spec).hexdigest(), "spec": b64(signed.spec),
+            "principal": signed.principal, "peer": "", "request_id": signed.request_id,
+            "client_signature": b64(signed.signature), "attestation": None})
 
     def _ended(self, row: CoordRow) -> Entry:
-        """As the shells' `ended`: how the workflow ended here, attested."""
-        wf = row.workflow_id
-        results = self.results.get(wf, {})
-        steps = {}
-        for s in row.info.spec.steps:
-            attempt, state, outputs, _ = results.get(s.id, (0, "PENDING", {}, ""))
-            steps[s.id] = {"state": _step_state(state), "attempt": attempt,
-                           "domain": row.info.placement.get(s.id, ""),
-                           "outputs_sha256": proofs.outputs_value_hash(outputs)
-                           if s.id in results else ""}
-        state = row.state.name
-        attestation = attest(self.domain, {
-            "kind": "final", "workflow": wf, "state": state, "reason": row.reason,
-            "steps": steps, "time_ms": self.now_ms()}, self.sign)
-        return (proofs.ENDED, wf, {"state": state, "reason": row.reason,
-                                   "attestation": attestation})
+        """As the shells' `ended`, without its attestation (see the header)."""
+        return (proofs.ENDED, row.workflow_id, {"state": row.state.name,
+                                                "reason": row.reason, "attestation": None})
 
     def _decision(self, point: str, key: tuple, value: Any, out: list[Entry]) -> None:
         wf, round_ = key

@@ -233,8 +233,7 @@ class NodeAgent:
         it (audit.py): the records the shells make of the same acts."""
         a = self.agent
         records = Records(self.domain, self.node, self.node.state.results,
-                          policy_sha256=a.audit.policy_hash(), sign=a.signer.sign,
-                          now_ms=a.now_ms)
+                          policy_sha256=a.audit.policy_hash())
         return NodeAuditLog(records, a.audit, a.store)
 
     # ---- what the services and ports call ----------------------------------------------

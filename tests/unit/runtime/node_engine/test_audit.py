@@ -23,8 +23,6 @@ from fedorch.runtime.node_engine.audit import (
 
 from tests.unit.runtime.test_driver import NAMES, WAIT_S, MemoryDisk
 
-SIGNATURE = b"s" * 64
-
 
 class StepClock:
     """The Node's monotonic time and the records' wall time, moved by the test."""
@@ -81,8 +79,7 @@ class Agent:
                          disk=self.disk.disk if disk is not None else None)
         self.audit = FakeAudit()
         self.log = NodeAuditLog(
-            Records(name, self.node, self.node.state.results, policy_sha256="p" * 64,
-                    sign=lambda data: SIGNATURE, now_ms=fed.clock.wall_ms),
+            Records(name, self.node, self.node.state.results, policy_sha256="p" * 64),
             self.audit, Store())
         self.inbox: deque = deque()
         self.driver = NodeDriver(AuditedNode(self.node, name, self.log), fed.clock,
@@ -159,7 +156,7 @@ def test_each_node_records_its_part_of_a_workflow_that_succeeds():
         < kinds.index("workflow_ended")
     submitted = d0.of("submitted")[0]
     assert submitted["principal"] == "alice" and submitted["request_id"] == "r1"
-    assert set(submitted["attestation"]) == {"statement", "signature"}
+    assert submitted["client_signature"] and submitted["attestation"] is None
     assert d0.of("decision")[0] == {"round": 1, "outcome": "COMMIT", "reason": "",
                                     "certificate": None}
     ended = d0.of("workflow_ended")[0]
