@@ -108,9 +108,18 @@ async def test_each_domains_log_verifies_and_holds_its_part(tmp_path):
         # The console reads the node engine: the list, the page, the graph.
         listed = await asyncio.to_thread(_get, f"{console}/fragments/workflows")
         assert wid in listed and "SUCCEEDED" in listed, listed
-        page = await asyncio.to_thread(_get, f"{console}/workflows/{wid}")
-        for shown in ("SUCCEEDED", "submitted", "workflow_ended", "result_received"):
+        async def page_shows_the_end() -> str | None:  # records go in batches
+            page = await asyncio.to_thread(_get, f"{console}/workflows/{wid}")
+            return page if "workflow_ended" in page else None
+
+        page = await wait_for(page_shows_the_end, 10, "the page to show the end's record")
+        for shown in ("SUCCEEDED", "submitted", "result_received"):
             assert shown in page, shown
+        # Its counters: n1's 9 records of it, in fewer transactions.
+        appended = fed.metric("n1", "fedorch_node_audit_records_total", outcome="appended")
+        transactions = fed.metric("n1", "fedorch_node_audit_transactions_total")
+        assert appended >= 9 and 1 <= transactions < appended, (appended, transactions)
+        assert fed.metric("n1", "fedorch_node_audit_records_total", outcome="lost") == 0
         graph = json.loads(await asyncio.to_thread(
             _get, f"{console}/api/workflows/{wid}/graph"))
         assert graph["state"] == "SUCCEEDED" and graph["edges"] == [["a", "b"], ["b", "c"]]

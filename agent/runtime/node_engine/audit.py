@@ -34,8 +34,12 @@ committed, never of one a crash could still undo.
 - Cheap: the records of a turn are statements queued in memory; one task
   (`run`, owned by the engine's TaskGroup) writes everything queued as ONE
   transaction of agent.db (`Store.apply`, the store's group commit), and whatever
-  queued meanwhile forms the next: at most one audit transaction per driver turn,
-  fewer under load. No signature per record: the chain is signed by the Audit's
+  queued meanwhile forms the next. It waits `BATCH_S` after the first record queued
+  before it writes (no deadline while nothing is queued): at most one audit
+  transaction per driver turn and at most 1/BATCH_S per second. A transaction costs
+  far more than its records (the hop to aiosqlite's thread and back, BEGIN, COMMIT
+  and its fsync): written as soon as queued, one per turn, the log cost the
+  participants as much as the coordinator, whose records are twice theirs. No signature per record: the chain is signed by the Audit's
   checkpoints as with the shells. Unlike the shells' records, a submission and an
   end carry no attestation (`attestation: null`): those two signatures were 40% of
   what this log cost the coordinator's event loop, and they serve only proofs, which
@@ -44,8 +48,9 @@ committed, never of one a crash could still undo.
   signs its last checkpoint and closes agent.db.
 
 What it cannot say: a crash between node.db's commit and the audit's loses the
-records of that turn (the log is behind node.db by at most the queued records, never
-ahead: a record names only what is durable). The node engine signs no single vote,
+records queued then, at most BATCH_S of them plus one transaction's (the log is
+behind node.db by the queued records, never ahead: a record names only what is
+durable). The node engine signs no single vote,
 decision or result (its envelopes are signed per turn), so a decision record carries
 no certificate and a result no evidence, and with no attestations either,
 `fedorch audit proof` of a node-engine workflow is refused.
@@ -78,6 +83,8 @@ _END_POINTS = frozenset({"workflow outcome", "Finished"})
 
 # One record: (kind, workflow id, data).
 Entry = tuple[str, str, dict[str, object]]
+
+BATCH_S = 0.1  # the records queued this long after the first are one transaction
 
 
 def spec_sha256(spec: Any) -> str:
@@ -223,10 +230,12 @@ class NodeAuditLog:
     header). `audit`: the Agent's runtime/audit.Audit (its `record` makes a statement
     and tells the checkpoint loop); `store`: the Agent's Store (agent.db)."""
 
-    def __init__(self, records: Records, audit: Any, store: Any) -> None:
+    def __init__(self, records: Records, audit: Any, store: Any, *,
+                 batch_s: float = BATCH_S) -> None:
         self.records = records
         self.audit = audit
         self.store = store
+        self.batch_s = batch_s
         self._queued: list = []
         self._wake = asyncio.Event()
         self.appended = 0      # records written, in all
@@ -252,9 +261,12 @@ class NodeAuditLog:
         return len(self._queued)
 
     async def run(self) -> None:
-        """Write what is queued, one transaction at a time, until cancelled."""
+        """Write what is queued, one transaction at a time, until cancelled: `batch_s`
+        after the first record queued (a window that gathers turns, not a poll)."""
         while True:
             await self._wake.wait()
+            if self.batch_s > 0:
+                await asyncio.sleep(self.batch_s)
             self._wake.clear()
             await self._write_queued()
 

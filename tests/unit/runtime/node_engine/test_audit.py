@@ -254,7 +254,7 @@ class HeldStore(Store):
 async def test_what_queues_while_a_transaction_is_out_is_the_next_one():
     store = HeldStore()
     audit = FakeAudit()
-    log = NodeAuditLog(None, audit, store)  # type: ignore[arg-type]
+    log = NodeAuditLog(None, audit, store, batch_s=0)  # type: ignore[arg-type]
     async with asyncio.TaskGroup() as tg:
         writer = tg.create_task(log.run())
         log.no_votes([("vote", "d0.w1", {"yes": False})])
@@ -278,3 +278,18 @@ async def test_a_failed_transaction_is_counted_lost_and_the_next_written():
     log.no_votes([("vote", "d0.w2", {"yes": False})])
     await log.close()
     assert (log.lost, log.appended, log.transactions) == (1, 1, 1)
+
+
+async def test_records_queued_within_the_batch_window_are_one_transaction():
+    store = HeldStore()
+    store.go.set()
+    log = NodeAuditLog(None, FakeAudit(), store, batch_s=0.05)  # type: ignore[arg-type]
+    async with asyncio.TaskGroup() as tg:
+        writer = tg.create_task(log.run())
+        log.no_votes([("vote", "d0.w1", {"yes": False})])
+        for _ in range(3):  # the writer runs (into its window) between these turns
+            await asyncio.sleep(0)
+            log.no_votes([("vote", "d0.w2", {"yes": False})])
+        await asyncio.wait_for(store.until_transactions(1), WAIT_S)
+        writer.cancel()
+    assert [len(t) for t in store.transactions] == [4]
