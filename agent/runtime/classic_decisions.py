@@ -26,7 +26,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.convert import is_over
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
-from fedorch.runtime.replacement import apply_replacement
+from fedorch.runtime.replacement_merge import apply_replacement
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import Store
 from fedorch.runtime.votes import Voting

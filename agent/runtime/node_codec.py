@@ -23,6 +23,19 @@ as it is ("surrogatepass"). Only registered types are ever built when decoding: 
 from a peer can name no other class, a MessagePack map or extension is no value, and a
 timestamp reads as a plain int, so decoding is safe on untrusted input (anything else
 is a `CodecError`).
+
+Bytes from a peer are decoded with `checked=True`: every field of every dataclass built
+must also be of the type its class declares (`str`, `int`, `X | None`, `tuple[str,
+...]`, `dict[str, int]`, a registered dataclass or enum, a protobuf message...), so a
+trusted domain that lies cannot hand the Node a value of a shape its code never meets
+(a str where a tuple of names is read, None where a ballot is compared) and make it
+raise: such bytes are a `CodecError`, refused at the boundary like a bad signature. A
+float field takes an int too, an int field a bool (the Node's own values do so); a
+field declared `object` or `Any` takes anything. The rows a Node reads back from its
+own disk are not checked (they are the Node's own values, and a check that refused one
+would stop an agent from restarting); the simulator decodes every message it carries
+with the check, so a Node that sent a field of another type than it declares fails
+the seeded runs, not a federation.
 MessagePack, not pickle, for that reason; not JSON (as until December 2026), because
 its text cost as much as the walk: MessagePack packs a tree in half the CPU, parses
 it in a quarter, and carries bytes without base64.
@@ -58,6 +71,7 @@ from typing import Any
 
 import msgpack
 from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.runtime.node_codec_types import field_checks
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -119,7 +133,7 @@ class NodeCodec:
             self._register(cls)
         self._protos: dict[str, type[ProtoMessage]] = {
             p.DESCRIPTOR.full_name: p for p in protos}
-        self._enc, array = self._compile()
+        self._enc, array, checked_array = self._compile()
         # The parser hands every array to `array` as it closes, its items already
         # values: the decoding walk runs in msgpack's C loop, not in a Python one. A
         # timestamp extension reads as its nanoseconds (a plain int), so that no
@@ -127,6 +141,7 @@ class NodeCodec:
         self._options = {"raw": False, "unicode_errors": "surrogatepass",
                          "list_hook": array, "object_pairs_hook": _no_map,
                          "ext_hook": _no_ext, "timestamp": 2}
+        self._checked_options = dict(self._options, list_hook=checked_array)
 
     def _register(self, cls: type) -> None:
         name = cls.__name__
@@ -148,9 +163,12 @@ class NodeCodec:
     def encode(self, value: Any) -> bytes:
         return _pack(self._enc(value))
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes, *, checked: bool = False) -> Any:
+        """The value `data` encodes. `checked`: bytes from a peer, whose dataclasses must
+        hold fields of their declared types (see the header)."""
         try:
-            return msgpack.unpackb(data, **self._options)
+            return msgpack.unpackb(data, **(self._checked_options if checked
+                                          else self._options))
         except CodecError:
             raise
         except (TypeError, ValueError, IndexError, AttributeError, DecodeError,
@@ -161,9 +179,11 @@ class NodeCodec:
 
     # ---- the compiled walks -----------------------------------------------------------
 
-    def _compile(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-        """The encoding walk (value -> tree) and the decoding walk (tree -> value), as
-        two closures over a table of one function per type (encoding) or tag (decoding)."""
+    def _compile(self) -> tuple[Callable[[Any], Any], Callable[[Any], Any],
+                                Callable[[Any], Any]]:
+        """The encoding walk (value -> tree) and the decoding walks (tree -> value,
+        unchecked and checked), as closures over a table of one function per type
+        (encoding) or tag (decoding)."""
         scalars = _SCALARS
         encoders: dict[type, Callable[[Any], Any]] = {}
         decoders: dict[str, Callable[[list], Any]] = {}
@@ -188,6 +208,17 @@ class NodeCodec:
                 if tag.__class__ is str:
                     raise CodecError(f"unknown type {tag!r}")
                 raise CodecError("an encoded container starts with its tag")
+            return decoder(tree)
+
+        checked_decoders: dict[str, Callable[[list], Any]] = {}
+        get_checked = checked_decoders.get
+
+        def checked_array(tree: list) -> Any:
+            """As `array`, with every dataclass's fields checked against their types."""
+            tag = tree[0] if tree else None
+            decoder = get_checked(tag) if tag.__class__ is str else None
+            if decoder is None:
+                return array(tree)  # a container, or no tag: `array` says what is wrong
             return decoder(tree)
 
         def items(values: Iterable[Any]) -> list:
@@ -276,7 +307,11 @@ class NodeCodec:
                     cls, names, _declared(cls, self._fields), namespace)
         for name, cls in self._by_name.items():
             namespace[f"E_{name}"], namespace[f"C_{name}"] = encoders[cls], cls
-        return enc, array
+        for name, cls in self._by_name.items():
+            if cls in self._fields:
+                checked_decoders[name] = _checked_decoder(
+                    cls, self._fields[cls], decoders[name], self._by_name, self._protos)
+        return enc, array, checked_array
 
 
 def _same(value: Any) -> Any:
@@ -377,6 +412,26 @@ def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tupl
     namespace["cls"] = cls  # bound as a default argument, so each decode keeps its own
     exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
     return namespace.pop("encode"), namespace.pop("decode")
+
+
+def _checked_decoder(cls: type, names: tuple[str, ...], decode: Callable[[list], Any],
+                     registered: dict[str, type], protos: dict[str, type[ProtoMessage]]
+                     ) -> Callable[[list], Any]:
+    """`decode`, after checking each field of the tree against its declared type."""
+    checks = field_checks(cls, names, frozenset(registered.values())
+                          | frozenset(protos.values()))
+    name, size = cls.__name__, len(names) + 1
+
+    def checked(tree: list) -> Any:
+        if len(tree) != size:
+            raise CodecError(f"{name} has {size - 1} fields, not {len(tree) - 1}")
+        for i, field, declared, check in checks:
+            if not check(tree[i]):
+                raise CodecError(f"{name}.{field}: a {type(tree[i]).__name__} is not"
+                                 f" of its declared type {declared}")
+        return decode(tree)
+
+    return checked
 
 
 def _own_types(*modules: types.ModuleType) -> list[type]:

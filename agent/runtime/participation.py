@@ -42,7 +42,7 @@ from fedorch.runtime.convert import advance, is_over
 from fedorch.runtime.in_doubt import InDoubt
 from fedorch.runtime.keyed_locks import KeyedLocks
 from fedorch.runtime.peer_service import count_refusal
-from fedorch.runtime.replacement import apply_replacement
+from fedorch.runtime.replacement_merge import apply_replacement
 from fedorch.runtime.step_runs import StepRuns, reservation_row
 from fedorch.runtime.store.store import (
     HoldTxRow,

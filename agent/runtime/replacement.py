@@ -20,8 +20,8 @@ On COMMIT the decision, signed, carries a Replacement (the step, the lost domain
 whole placement, the outputs of the steps it needs that had SUCCEEDED): one write
 records it with the step's new placement here (Progress.placed_again: its epoch becomes
 the round's number, so reports of any earlier placement are refused). It goes to the
-new domain, which sets the workflow up or merges the new placement (apply_replacement)
-and runs the step, and to every other live domain of the workflow, which merges it and
+new domain, which sets the workflow up or merges the new placement
+(apply_replacement, replacement_merge.py) and runs the step, and to every other live domain of the workflow, which merges it and
 sends its own results the step needs again, so that results flow to and from the new
 placement. On ABORT (a refusal, a silent voter, no eligible domain after max_rounds) the
 step FAILS with a reason naming the lost domain and why, and the workflow goes on as
@@ -95,6 +95,7 @@ from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.context import Active
 from fedorch.runtime.convert import end_notice_of, is_over
 from fedorch.runtime.prepares import send_prepare
+from fedorch.runtime.replacement_merge import apply_replacement
 from fedorch.runtime.store import replacement_rounds as recorded
 from fedorch.runtime.votes import stored_submission
 
@@ -122,45 +123,6 @@ class _OneStep:
     @property
     def ok(self) -> bool:
         return not self.unplaceable
-
-
-def apply_replacement(active: Active, replacement: peer_pb2.Replacement, round_: int,
-                      endpoints: dict[str, str]) -> bool:
-    """Merge a committed re-placement into this agent's view of a running workflow:
-    the step's new domain and epoch, the domains of steps not known here yet, and the
-    outputs of the steps it needs. Returns whether anything changed (False: a repeat,
-    or older than what is known here)."""
-    progress, row = active.progress, active.row
-    step_id = replacement.step_id
-    new = replacement.placement.get(step_id, "")
-    if progress is None or step_id not in progress.steps or not new:
-        return False
-    if not progress.placed_again(step_id, new, round_, replacement.lost_domain):
-        return False
-    row.placement[step_id] = new
-    if replacement.coordinator and replacement.coordinator_epoch > max(
-            row.epoch, row.granted_epoch):
-        # Placed by a later coordinator epoch than held here (its certificate was checked
-        # with the decision): that coordinator collects the results now.
-        row.epoch, row.coordinator = replacement.coordinator_epoch, replacement.coordinator
-    for other, domain in replacement.placement.items():
-        if other in progress.steps and domain and not progress.steps[other].domain:
-            progress.steps[other].domain = domain
-        if domain and not row.placement.get(other):
-            row.placement[other] = domain
-    row.endpoints.update({d: e for d, e in endpoints.items() if e})
-    for need in progress.steps[step_id].needs:
-        text = replacement.inputs_json.get(need)
-        known = progress.steps.get(need)
-        if text is None or known is None or known.state is StepState.SUCCEEDED:
-            continue
-        try:
-            outputs = values.loads_object(text)
-        except values.JsonValueError as e:
-            log.warning("%s: input %s of the re-placed step %s: %s", row.id, need, step_id, e)
-            continue
-        progress.apply_result(need, max(known.attempts, 1), StepState.SUCCEEDED, outputs, "")
-    return True
 
 
 class Replacements:

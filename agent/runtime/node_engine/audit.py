@@ -72,6 +72,7 @@ from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
 from fedorch.core.node.records import CoordRow, PrepareMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
 
 __all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog"]
@@ -87,9 +88,9 @@ Entry = tuple[str, str, dict[str, object]]
 BATCH_S = 0.1  # the records queued this long after the first are one transaction
 
 
-def spec_sha256(spec: Any) -> str:
-    """As the shells hash a PREPARE's spec (runtime/audit.py `vote`)."""
-    return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
+def spec_sha256(message: Any) -> str:
+    """As the shells hash a PREPARE's spec and the policy (runtime/audit.py `vote`)."""
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _step_state(state: object) -> str:
@@ -302,7 +303,10 @@ class AuditedWrites:
 
 class AuditedNode:
     """What the driver steps, around the node it would step: PREPAREs going in are
-    kept for the turn, and the NO votes of the Ready taken are recorded."""
+    kept for the turn, and the NO votes of the Ready taken are recorded; a reload's
+    Reconfigure (reload.py) changes the policy hash votes are recorded with (a YES of
+    the same turn stepped before it is recorded with the new one: its record is made
+    after the turn's write)."""
 
     def __init__(self, inner: Any, domain: str, audit: NodeAuditLog) -> None:
         self.inner = inner
@@ -311,8 +315,11 @@ class AuditedNode:
         self._prepares: dict = {}
 
     def step(self, now: float, event: object) -> None:
-        if type(event) is Message and type(event.msg) is PrepareMsg:
+        kind = type(event)
+        if kind is Message and type(event.msg) is PrepareMsg:
             self._prepares[event.msg.tx.key] = event.msg
+        elif kind is Reconfigure:  # a reload's policy rules the votes from now on
+            self.audit.records.policy_sha256 = spec_sha256(event.policy)
         self.inner.step(now, event)
 
     def get_timer(self) -> float | None:

@@ -101,7 +101,7 @@ class TurnBoundary:
             raise EnvelopeRefused(reason, e.reason) from None
         sender = body.sender
         try:
-            msgs = self.codec.decode(body.node_turn.messages)
+            msgs = self.codec.decode(body.node_turn.messages, checked=True)
         except CodecError as e:
             self._refuse("undecodable")
             log.warning("refused a NodeTurn from %s: %s", sender, e)

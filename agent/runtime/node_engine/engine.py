@@ -23,7 +23,13 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 - the `SystemClock` (monotonic for the Node, wall time for envelopes and ids);
 - `GrpcTransport` (transport.py): one signed envelope per turn and peer, one sender
   task per peer;
-- `NodeExecutors` (executors.py): the executors the config names (builtin, command...);
+- `NodeExecutors` (executors.py): the executors the config names (builtin, command...),
+  each attempt's process group on record (step_processes.py); before the Node is
+  restored, what an earlier life's attempts left running is stopped
+  (`stop_leftovers`), so that the Node resolves them with nothing of them left;
+- `ReconfiguringNode` (reload.py): a SIGHUP reload reaches the Node (policy,
+  capacities) and the executors as a `Reconfigure` input, applied in the driver's
+  turn (`_config_reloaded`, told by `NodeEngineAgent.reload`);
 - `StatusView` (status.py): the StatusSink, and the read view the client service
   answers from;
 - `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
@@ -35,8 +41,8 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
 owns membership and the rest of the Agent's loops), the `DriverLoop`, the audit
-writer, the peer senders, the step attempts and, while node.db cannot be written, the task that
-retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
+writer, the peer senders, the step attempts and, while node.db cannot be written,
+the task that retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
 Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit) stops the
 Agent too, with its message as the reason the daemon exits 1 with, and a restart
 recovers from node.db. A commit that fails for the storage (disk full, I/O error)
@@ -79,7 +85,13 @@ from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
+from fedorch.runtime.node_engine.reload import (
+    ReconfiguringNode,
+    copied_policy,
+    reconfigure_of,
+)
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice
+from fedorch.runtime.node_engine.step_processes import GROUPS_DIR, StepGroups, stop_leftovers
 from fedorch.runtime.node_engine.transport import GrpcTransport
 from fedorch.runtime.node_engine.write_behind import (
     HeldDurable,
@@ -149,6 +161,13 @@ class NodeEngineAgent(Agent):
 
     node_participant: Any = None  # the Node's Participant, once the NodeAgent is built
     node_view: Any = None  # the NodeAgent's read view (status.py): what the console reads
+    node_reloaded: Any = None  # told after each reload (NodeAgent._config_reloaded)
+
+    async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
+        fixed = await super().reload(config)
+        if self.node_reloaded is not None:
+            self.node_reloaded()
+        return fixed
 
     def current_record(self) -> peer_pb2.DomainRecord:
         record = super().current_record()
@@ -177,6 +196,7 @@ class NodeAgent:
             self.store.close()
             raise NodeStoreError(_unreadable(path, e)) from None
         try:
+            self._stop_leftovers(disk)
             self._build(disk)
         except BaseException:
             self.store.close()
@@ -187,7 +207,8 @@ class NodeAgent:
     def _build(self, disk: Disk) -> None:
         a, clock = self.agent, self.clock
         self.node = PlacedNode(
-            self.domain, candidates=lambda: placement_candidates(a), policy=a.config.policy, capacities=dict(a.capacities),
+            self.domain, candidates=lambda: placement_candidates(a),
+            policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
             disk=disk, now=clock.monotonic())
@@ -196,7 +217,7 @@ class NodeAgent:
             self.domain, a.signer, clock, self.codec, self.post, a.endpoint_of,
             a.peers.stub, self.spawn)
         self.executors = NodeExecutors(self.domain, self.node, a.executors, self.post,
-                                       self.spawn)
+                                       self.spawn, groups=self.step_groups)
         def refused(reason: str) -> None:
             a.metrics.rejected_messages.labels(reason).inc()
 
@@ -209,9 +230,12 @@ class NodeAgent:
         self.durable = HeldDurable(
             AuditedWrites(WriteNotice(replayed, self.view), self.audit), fault,
             on_fault=self._write_failed)
+        self.reconfiguring = ReconfiguringNode(
+            StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
+            self.node, self.executors,
+            on_applied=lambda: a.publish_record_if_changed(force=True))
         self.driver = NodeDriver(
-            AuditedNode(StorageGate(self.gate, self.node, fault, self.domain,
-                                    self.transport.send), self.domain, self.audit),
+            AuditedNode(self.reconfiguring, self.domain, self.audit),
             clock, self.durable, HeldTransport(self.transport, fault),
             HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
             loopback=self.domain)
@@ -225,6 +249,7 @@ class NodeAgent:
         if isinstance(a, NodeEngineAgent):
             a.node_participant = self.node.participant
             a.node_view = self.view
+            a.node_reloaded = self._config_reloaded
         a.on_members_change.append(self._members_changed)
         a.metrics.registry.register(NodeEngineCollector(self))
 
@@ -235,6 +260,19 @@ class NodeAgent:
         records = Records(self.domain, self.node, self.node.state.results,
                           policy_sha256=a.audit.policy_hash())
         return NodeAuditLog(records, a.audit, a.store)
+
+    def _stop_leftovers(self, disk: Disk) -> None:
+        """Before the Node is restored from `disk`: kill what the attempts it records as
+        started without a result left running (step_processes.py)."""
+        self.step_groups = StepGroups(Path(self.agent.config.data_dir) / GROUPS_DIR)
+        stop_leftovers(self.domain, disk, self.step_groups)
+
+    def _config_reloaded(self) -> None:
+        """SIGHUP: the reloaded policy, capacities and executors go to the driver as an
+        input, applied in its turn (reload.py)."""
+        self.post(reconfigure_of(self.agent))
+        log.info("node engine: reloaded policy, capacities and executors posted to the"
+                 " Node")
 
     # ---- what the services and ports call ----------------------------------------------
 

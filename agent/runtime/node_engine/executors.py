@@ -14,6 +14,18 @@ a task its owner's TaskGroup keeps (`spawn`). The attempt's end comes back as a
 that failed, with the exception as its error. `stop` cancels an attempt still
 running (its workflow ended): no `StepEnded` follows, and none is needed.
 
+Processes. Each attempt carries its run marker (domain/workflow/step/attempt); the
+command executor runs it in a process group of its own that dies with the agent
+(step_guard.py) and tells the group's id, which `StepGroups` keeps until the
+attempt's processes are gone (step_processes.py: what a restarted agent stops before
+its Node resolves the attempts it finds started without a result). An attempt's
+task ends only once its processes are gone (the executor kills and reaps its group on
+every path, cancellation included).
+
+Reload. `reconfigure(executors)` swaps the executors for the attempts started from
+then on (a config reload, applied in the driver's turn: reload.py); an attempt
+already running keeps the executor it started with.
+
 Fan-out steps (inputs keyed by domain) are not supported by the node engine: a
 step's inputs are the outputs of the steps it needs, by step id.
 """
@@ -28,6 +40,7 @@ from typing import Any
 from fedorch.core.node.inputs import StepEnded
 from fedorch.runtime.executors.base import Executor, StepInvocation, StepOutcome
 from fedorch.runtime.executors.leftovers import run_marker
+from fedorch.runtime.node_engine.step_processes import StepGroups
 
 __all__ = ["NodeExecutors"]
 
@@ -39,15 +52,18 @@ Run = tuple[str, str, int]
 class NodeExecutors:
     def __init__(self, domain: str, node: Any, executors: Mapping[str, Executor],
                  post: Callable[[object], None],
-                 spawn: Callable[[Awaitable[None], str], asyncio.Task[None] | None]) -> None:
+                 spawn: Callable[[Awaitable[None], str], asyncio.Task[None] | None],
+                 groups: StepGroups | None = None) -> None:
         """`executors`: capability -> Executor (AgentContext.executors, from the config);
         `post`: the driver loop's; `spawn`: a task of the engine's TaskGroup, or None
-        when it is stopping."""
+        when it is stopping; `groups`: where attempts' process groups are kept (None:
+        nowhere, their markers alone find them after a restart)."""
         self.domain = domain
         self.node = node
         self.executors = executors
         self.post = post
         self.spawn = spawn
+        self.groups = groups
         self.running: dict[Run, asyncio.Task[None]] = {}
         self.started = 0
 
@@ -65,9 +81,13 @@ class NodeExecutors:
             return
         inputs = {need: dict(progress.steps[need].outputs) for need in step.needs
                   if need in progress.steps}
+        marker = run_marker(self.domain, wf, step_id, attempt)
+        groups = self.groups
         invocation = StepInvocation(
             wf, step_id, attempt, dict(step.params), inputs, step.timeout_s,
-            run_marker=run_marker(self.domain, wf, step_id, attempt))
+            run_marker=marker,
+            on_started=None if groups is None
+            else lambda pgid: groups.record(marker, pgid))
         task = self.spawn(self._run(run, executor, invocation), f"step {wf}/{step_id}")
         if task is not None:
             self.running[run] = task
@@ -77,6 +97,10 @@ class NodeExecutors:
         task = self.running.pop(run, None)
         if task is not None:
             task.cancel()
+
+    def reconfigure(self, executors: Mapping[str, Executor]) -> None:
+        """The executors of the attempts started from now on (a config reload)."""
+        self.executors = executors
 
     async def _run(self, run: Run, executor: Executor, invocation: StepInvocation) -> None:
         try:
@@ -89,5 +113,7 @@ class NodeExecutors:
         finally:
             if self.running.get(run) is asyncio.current_task():
                 del self.running[run]
+            if self.groups is not None:  # the executor reaped its group: nothing left
+                self.groups.forget(invocation.run_marker)
         self.post(StepEnded(run[0], run[1], run[2], outcome.ok, dict(outcome.outputs),
                             outcome.error))

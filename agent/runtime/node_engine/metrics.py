@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["NodeEngineCollector"]
@@ -20,7 +20,7 @@ class NodeEngineCollector(Collector):
         """`engine`: the NodeAgent (typed loosely: it imports this module)."""
         self.engine = engine
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         e = self.engine
         turns = CounterMetricFamily("fedorch_node_driver_turns",
                                     "Turns of the node engine's driver")
@@ -71,3 +71,30 @@ class NodeEngineCollector(Collector):
                                        " records (at most one per turn and batch window)")
         audit_tx.add_metric([], e.audit.transactions)
         yield audit_tx
+        yield from _write_fault_metrics(e.write_behind)
+
+
+def _write_fault_metrics(fault: Any) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """node.db's storage faults (write_behind.py): an alert on `failing` says the agent
+    takes no new work; `kept`/`held` say how close it is to stopping."""
+    faults = CounterMetricFamily(
+        "fedorch_node_store_write_faults",
+        "Times writes to node.db began to fail (disk full, I/O error, read-only)")
+    faults.add_metric([], fault.faults)
+    yield faults
+    failed = CounterMetricFamily("fedorch_node_store_failed_writes",
+                                 "Failed transactions on node.db, retries included")
+    failed.add_metric([], fault.failed_writes)
+    yield failed
+    failing = GaugeMetricFamily(
+        "fedorch_node_store_failing",
+        "1 while node.db cannot be written: no new work is taken, reads are served")
+    failing.add_metric([], 1 if fault.active else 0)
+    yield failing
+    kept = GaugeMetricFamily("fedorch_node_store_kept_writes",
+                             "Write groups kept in memory until node.db is writable",
+                             labels=["what"])
+    kept.add_metric(["groups"], len(fault.pending))
+    kept.add_metric(["rows"], fault.pending_ops)
+    kept.add_metric(["held_effects"], len(fault.held))
+    yield kept

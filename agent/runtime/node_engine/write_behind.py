@@ -80,6 +80,8 @@ class WriteFault:
         self.pending: list[Write] = []
         self.pending_ops = 0
         self.held: deque[tuple[Callable[..., None], tuple]] = deque()
+        self.faults = 0  # times writes began to fail (each ended by a write that succeeded)
+        self.failed_writes = 0  # failed attempts, the retries included
 
     @property
     def active(self) -> bool:
@@ -121,6 +123,8 @@ class HeldDurable:
             if not is_storage_fault(e):
                 raise
             f.error = e
+            f.faults += 1
+            f.failed_writes += 1
             self._keep(writes)
             log.error("cannot write the node store (%s): taking no new work, keeping %d"
                       " write groups and what waits on them until a write succeeds",
@@ -143,6 +147,7 @@ class HeldDurable:
             if not is_storage_fault(e):
                 raise
             f.error = e
+            f.failed_writes += 1
             return False
         log.warning("the node store is writable again: wrote %d kept write groups, doing"
                     " %d held effects, taking new work", len(f.pending), len(f.held))

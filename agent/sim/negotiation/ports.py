@@ -13,7 +13,12 @@ from the world, answered by the simulation.
   which survives crashes (the clock check sees the group just before: a takeover
   claim is judged against what the agent followed), then its notes handed to the
   invariant checker.
-- `SimTransport`: a crash point before each send, then the simulated network.
+- `SimTransport`: a crash point before each send, then the simulated network. Each
+  message goes as the daemon's wire would carry it: encoded by the node codec and
+  decoded with its type checks (`NodeCodec.decode(checked=True)`, as the daemon's
+  boundary decodes a peer's bytes), so a field the Node fills with another type than
+  it declares fails the seeded runs rather than a federation, and no receiver shares
+  an object with its sender.
 - `SimExecutors`: an attempt's end is scheduled a seeded while later (its outcome is
   drawn when it ends, agent.py); stopping is dropping a finished workflow's ends on
   arrival, so `stop` has nothing to do.
@@ -27,6 +32,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from fedorch.core.node.ready import Write, apply
+from fedorch.runtime.node_codec import node_codec
 from fedorch.sim.negotiation.boundary import SIM_EPOCH_MS
 
 if TYPE_CHECKING:
@@ -115,11 +121,13 @@ def _in_sim_time(clock: SimClock, what: str, facts: list) -> list:
 class SimTransport:
     def __init__(self, agent: Any) -> None:
         self.agent = agent
+        self.codec = node_codec()
 
     def send(self, dst: str, msg: object) -> None:
         agent = self.agent
         agent.sim.crash_point(agent, f"send {type(msg).__name__}")
-        agent.sim.send(agent.name, dst, msg)
+        codec = self.codec
+        agent.sim.send(agent.name, dst, codec.decode(codec.encode(msg), checked=True))
 
 
 class SimExecutors:

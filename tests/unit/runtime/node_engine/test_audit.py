@@ -19,7 +19,9 @@ from fedorch.runtime.node_engine.audit import (
     AuditedWrites,
     NodeAuditLog,
     Records,
+    spec_sha256,
 )
+from fedorch.runtime.node_engine.reload import Reconfigure
 
 from tests.unit.runtime.test_driver import NAMES, WAIT_S, MemoryDisk
 
@@ -293,3 +295,25 @@ async def test_records_queued_within_the_batch_window_are_one_transaction():
         await asyncio.wait_for(store.until_transactions(1), WAIT_S)
         writer.cancel()
     assert [len(t) for t in store.transactions] == [4]
+
+
+class Inner:
+    """What AuditedNode wraps: takes every input, hands out an empty Ready."""
+
+    def __init__(self) -> None:
+        self.stepped: list[object] = []
+
+    def step(self, now: float, event: object) -> None:
+        self.stepped.append(event)
+
+
+def test_a_reload_changes_the_policy_hash_votes_are_recorded_with():
+    fed = Federation({n: {"a": 2} for n in NAMES})
+    log = fed.agents["d1"].log
+    inner = Inner()
+    node = AuditedNode(inner, "d1", log)
+    policy = config_pb2.Policy(accept_from=["d0"])
+    reload = Reconfigure(policy, {"a": 1}, {})
+    node.step(0.0, reload)
+    assert inner.stepped == [reload]  # passed on: the node under it applies it
+    assert log.records.policy_sha256 == spec_sha256(policy) != "p" * 64

@@ -196,10 +196,17 @@ def test_arbitrary_signed_bytes_post_only_peer_messages(payload):
 
 
 def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
-    # its key an int
-    vote = node_codec().decode(msgpack.packb(["t", ["VoteMsg", 5, "beta", True, ""]]))
-    h.boundary.receive(h.envelope("beta", vote))
-    h.driver.turn(h.posted)
+    """Its key an int: the checked decoding refuses the envelope, nothing is posted."""
+    payload = msgpack.packb(["t", ["VoteMsg", 5, "beta", True, ""]])
+    assert h.refused_envelope(h.envelope("beta", (), payload=payload)) == "undecodable"
+    assert h.posted == [] and h.boundary.refused == {"undecodable": 1}
+
+
+def test_a_wrong_shape_that_got_past_the_decoding_is_refused_by_the_gate(h):
+    """The gate's own check stays: a value built unchecked (a row's decoding) with a
+    key of the wrong shape is refused there, and the driver goes on."""
+    (vote,) = node_codec().decode(msgpack.packb(["t", ["VoteMsg", 5, "beta", True, ""]]))
+    h.driver.turn([Message("beta", vote)])
     assert h.gate.refused == {"malformed": 1} and h.driver.stopped is None
 
 

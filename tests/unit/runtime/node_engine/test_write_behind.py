@@ -129,6 +129,8 @@ def test_the_retries_back_off_until_a_write_commits():
     asyncio.run(retry_until_written(durable, sleep))
     assert slept == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
     assert disk.transactions == [[group("t1")]] and not durable.fault.active
+    # one fault; its first write and the five retries that failed (metrics.py reads them)
+    assert (durable.fault.faults, durable.fault.failed_writes) == (1, 6)
 
 
 # ---- a federation over SQLite whose agent d1 finds its disk full ---------------------------

@@ -7,7 +7,7 @@ from fedorch.core.workflow import values
 from fedorch.core.workflow.progress import Progress, StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.context import Active
-from fedorch.runtime.replacement import apply_replacement
+from fedorch.runtime.replacement_merge import apply_replacement
 from fedorch.runtime.store.store import WorkflowRow
 
 SPEC = spec_pb2.WorkflowSpec(name="wf", steps=[

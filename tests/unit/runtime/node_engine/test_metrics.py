@@ -1,0 +1,67 @@
+"""The node engine's collector (runtime/node_engine/metrics.py): what it reads from the
+engine's parts, as the Prometheus endpoint shows it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.node_engine.write_behind import HeldDurable, WriteFault
+from prometheus_client import CollectorRegistry, generate_latest
+
+from tests.unit.runtime.node_engine.test_write_behind import FlakyDisk, group
+
+
+def engine(fault: WriteFault) -> SimpleNamespace:
+    return SimpleNamespace(
+        driver=SimpleNamespace(turns=3, refused={"Message": 2}),
+        store=SimpleNamespace(stats=SimpleNamespace(transactions=2, ops=9)),
+        transport=SimpleNamespace(envelopes=4, sent={"b": 5}, dropped={"c": 1}),
+        boundary=SimpleNamespace(posted=6),
+        executors=SimpleNamespace(started=1),
+        audit=SimpleNamespace(appended=7, lost=1, transactions=2),
+        write_behind=fault)
+
+
+def scrape(fault: WriteFault) -> dict[str, float]:
+    registry = CollectorRegistry()
+    registry.register(NodeEngineCollector(engine(fault)))
+    out = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_a_full_disk_shows_while_it_lasts_and_is_counted_after():
+    disk, fault = FlakyDisk(), WriteFault()
+    durable = HeldDurable(disk, fault)
+    assert scrape(fault)["fedorch_node_store_failing"] == 0
+    disk.full = True
+    durable.write([group("t1")])
+    durable.write([group("t2")])
+    assert not durable.retry()
+    during = scrape(fault)
+    assert during["fedorch_node_store_failing"] == 1
+    assert during["fedorch_node_store_write_faults_total"] == 1
+    assert during["fedorch_node_store_failed_writes_total"] == 2  # t1, then one retry
+    assert during['fedorch_node_store_kept_writes{what="groups"}'] == 2
+    assert during['fedorch_node_store_kept_writes{what="rows"}'] == 2
+    disk.full = False
+    assert durable.retry()
+    after = scrape(fault)
+    assert after["fedorch_node_store_failing"] == 0
+    assert after["fedorch_node_store_write_faults_total"] == 1
+    assert after['fedorch_node_store_kept_writes{what="groups"}'] == 0
+
+
+def test_the_engine_counters_are_read_at_scrape_time():
+    got = scrape(WriteFault())
+    assert got["fedorch_node_driver_turns_total"] == 3
+    assert got['fedorch_node_messages_total{outcome="sent"}'] == 5
+    assert got['fedorch_node_messages_total{outcome="posted"}'] == 6
+    assert got['fedorch_node_inputs_refused_total{input="Message"}'] == 2
+    assert got['fedorch_node_audit_records_total{outcome="appended"}'] == 7
+    assert got['fedorch_node_audit_records_total{outcome="lost"}'] == 1
+    assert got["fedorch_node_audit_transactions_total"] == 2
