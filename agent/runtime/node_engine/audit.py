@@ -75,7 +75,7 @@ from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
 
-__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog"]
+__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog", "Records", "spec_sha256"]
 
 log = logging.getLogger("fedorch.node_engine")
 
