@@ -269,24 +269,28 @@ class NodeAuditLog:
             if self.batch_s > 0:
                 await asyncio.sleep(self.batch_s)
             self._wake.clear()
-            await self._write_queued()
+            await self._write_batch()  # what queues meanwhile waits for its own window
+            if self._queued:
+                self._wake.set()
 
-    async def _write_queued(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            try:
-                await self.store.apply(batch)
-            except Exception as e:  # agent.db refused: the records are lost, said so
-                self.lost += len(batch)
-                log.error("audit log: %d records of the node engine not written: %s: %s",
-                          len(batch), type(e).__name__, e)
-                continue
-            self.appended += len(batch)
-            self.transactions += 1
+    async def _write_batch(self) -> None:
+        batch, self._queued = self._queued, []
+        if not batch:
+            return
+        try:
+            await self.store.apply(batch)
+        except Exception as e:  # agent.db refused: the records are lost, said so
+            self.lost += len(batch)
+            log.error("audit log: %d records of the node engine not written: %s: %s",
+                      len(batch), type(e).__name__, e)
+            return
+        self.appended += len(batch)
+        self.transactions += 1
 
     async def close(self) -> None:
         """Write what is still queued (the engine stops; agent.db is still open)."""
-        await self._write_queued()
+        while self._queued:
+            await self._write_batch()
 
 
 class AuditedWrites:
