@@ -45,7 +45,10 @@ committed, never of one a crash could still undo.
   what this log cost the coordinator's event loop, and they serve only proofs, which
   a node-engine workflow cannot have yet (below).
 - `close()` writes what is still queued when the engine stops, before the daemon
-  signs its last checkpoint and closes agent.db.
+  signs its last checkpoint and closes agent.db, for at most CLOSE_S. While agent.db
+  cannot be written (its store retries a storage fault), records wait in memory up to
+  MAX_QUEUED; beyond, and at a stop that gives up, they are counted as lost
+  (`fedorch_node_audit_records_total{outcome="lost"}`), never silently dropped.
 
 What it cannot say: a crash between node.db's commit and the audit's loses the
 records queued then, at most BATCH_S of them plus one transaction's (the log is
@@ -86,6 +89,10 @@ _END_POINTS = frozenset({"workflow outcome", "Finished"})
 Entry = tuple[str, str, dict[str, object]]
 
 BATCH_S = 0.1  # the records queued this long after the first are one transaction
+# While agent.db cannot be written (its store retries a storage fault until it can),
+# records wait in memory up to this many; more are dropped and counted as lost.
+MAX_QUEUED = 200_000
+CLOSE_S = 5.0  # at a stop, the last records are given this long to be written
 
 
 def spec_sha256(message: Any) -> str:
@@ -241,7 +248,9 @@ class NodeAuditLog:
         self._wake = asyncio.Event()
         self.appended = 0      # records written, in all
         self.transactions = 0  # agent.db transactions they took
-        self.lost = 0          # records a failed write took with it
+        self.lost = 0          # records a failed write took with it, or dropped
+        self._overflowing = False  # MAX_QUEUED reached (said once, until a write)
+        self._writing = 0  # records in the transaction out
 
     def written(self, writes: Sequence[Write]) -> None:
         """node.db committed these groups (AuditedWrites): queue their records."""
@@ -252,6 +261,13 @@ class NodeAuditLog:
 
     def _queue(self, entries: list[Entry]) -> None:
         if not entries:
+            return
+        if len(self._queued) >= MAX_QUEUED:
+            if not self._overflowing:
+                self._overflowing = True
+                log.error("audit log: agent.db takes no records; more than %d wait, the"
+                          " node engine's next records are lost (counted)", MAX_QUEUED)
+            self.lost += len(entries)
             return
         record = self.audit.record
         self._queued.extend(record(kind, wf, **data) for kind, wf, data in entries)
@@ -277,20 +293,34 @@ class NodeAuditLog:
         batch, self._queued = self._queued, []
         if not batch:
             return
+        self._writing = len(batch)  # left set if cancelled: close() counts them lost
         try:
             await self.store.apply(batch)
         except Exception as e:  # agent.db refused: the records are lost, said so
+            self._writing = 0
             self.lost += len(batch)
             log.error("audit log: %d records of the node engine not written: %s: %s",
                       len(batch), type(e).__name__, e)
             return
+        self._writing = 0
         self.appended += len(batch)
         self.transactions += 1
+        self._overflowing = False
 
     async def close(self) -> None:
-        """Write what is still queued (the engine stops; agent.db is still open)."""
-        while self._queued:
-            await self._write_batch()
+        """Write what is still queued (the engine stops; agent.db is still open), for
+        at most CLOSE_S: a disk that takes nothing must not hold the stop."""
+        async def drain() -> None:
+            while self._queued:
+                await self._write_batch()
+        try:
+            await asyncio.wait_for(drain(), CLOSE_S)
+        except TimeoutError:  # the transaction out was cancelled with the drain
+            unwritten = len(self._queued) + self._writing
+            self.lost += unwritten
+            log.error("audit log: %d records of the node engine not written before the"
+                      " stop", unwritten)
+            self._queued, self._writing = [], 0
 
 
 class AuditedWrites:

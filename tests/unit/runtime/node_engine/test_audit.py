@@ -14,6 +14,7 @@ from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
+from fedorch.runtime.node_engine import audit as audit_module
 from fedorch.runtime.node_engine.audit import (
     AuditedNode,
     AuditedWrites,
@@ -317,3 +318,19 @@ def test_a_reload_changes_the_policy_hash_votes_are_recorded_with():
     node.step(0.0, reload)
     assert inner.stepped == [reload]  # passed on: the node under it applies it
     assert log.records.policy_sha256 == spec_sha256(policy) != "p" * 64
+
+
+async def test_records_beyond_the_bound_are_counted_lost_and_a_stuck_stop_gives_up(
+        monkeypatch):
+    """agent.db takes nothing (its store retries a full disk forever): records wait up
+    to MAX_QUEUED, the rest are counted lost, and a stop does not wait for ever."""
+    monkeypatch.setattr(audit_module, "MAX_QUEUED", 2)
+    monkeypatch.setattr(audit_module, "CLOSE_S", 0.05)
+    store = HeldStore()  # never let go
+    log = NodeAuditLog(None, FakeAudit(), store, batch_s=0)  # type: ignore[arg-type]
+    for i in range(5):
+        log.no_votes([("vote", f"d0.w{i}", {"yes": False})])
+    assert (log.queued, log.lost) == (2, 3)
+    await log.close()  # the two taken, stuck in the store, then given up
+    assert store.entered.is_set()
+    assert (log.queued, log.appended, log.lost) == (0, 0, 5)
