@@ -76,6 +76,24 @@ def _guard_stream(behavior):
     return handler
 
 
+def _guard_requests(behavior):
+    """A bidirectional stream (the Peer service's NodeTurns): undecodable bytes anywhere
+    in it end the stream with INVALID_ARGUMENT."""
+
+    async def handler(requests, context):
+        async def parsed():
+            async for request in requests:
+                if isinstance(request, _Undecodable):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                        f"malformed request: {request.error}")
+                yield request
+
+        async for item in behavior(parsed(), context):
+            yield item
+
+    return handler
+
+
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -89,6 +107,11 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _guard_stream(handler.unary_stream),
+                request_deserializer=_safe(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _guard_requests(handler.stream_stream),
                 request_deserializer=_safe(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         return handler
@@ -263,27 +286,46 @@ class PeerTlsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None \
-                or not handler_call_details.method.startswith(PEER_SERVICE_PREFIX):
+        if handler is None or not handler_call_details.method.startswith(PEER_SERVICE_PREFIX):
+            return handler
+        check = self
+        if handler.stream_stream is not None:  # NodeTurns: every envelope of the stream
+            stream = handler.stream_stream
+
+            async def streaming(requests, context):
+                async def checked():
+                    async for received in requests:
+                        await check._check_sender(received, context)
+                        yield received.parsed
+
+                async for item in stream(checked(), context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                streaming, request_deserializer=_keep_bytes(handler.request_deserializer),
+                response_serializer=handler.response_serializer)
+        if handler.unary_unary is None:
             return handler
         behavior = handler.unary_unary
-        check = self
 
         async def unary(received: _Received, context):
-            sender = _claimed_sender(received.raw)
-            if sender is not None:
-                domain = check.tls_domain(context)
-                if domain != sender:
-                    log.warning("peer message from %s claims %r over a TLS connection of %r",
-                                context.peer(), sender, domain)
-                    await context.abort(
-                        grpc.StatusCode.UNAUTHENTICATED,
-                        f"TLS identity {domain or 'unknown'!r} is not the sender {sender!r}")
+            await check._check_sender(received, context)
             return await behavior(received.parsed, context)
 
         return grpc.unary_unary_rpc_method_handler(
             unary, request_deserializer=_keep_bytes(handler.request_deserializer),
             response_serializer=handler.response_serializer)
+
+    async def _check_sender(self, received: _Received, context) -> None:
+        sender = _claimed_sender(received.raw)
+        if sender is not None:
+            domain = self.tls_domain(context)
+            if domain != sender:
+                log.warning("peer message from %s claims %r over a TLS connection of %r",
+                            context.peer(), sender, domain)
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"TLS identity {domain or 'unknown'!r} is not the sender {sender!r}")
 
 
 def _claimed_sender(raw: bytes) -> str | None:

@@ -27,6 +27,7 @@ import enum
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fedorch.core.identity.keys import is_valid_domain
 from fedorch.gen.fedorch.v1 import peer_pb2
@@ -41,10 +42,20 @@ class InvalidWorkflowId(ValueError):
     """A workflow id that no coordinator makes; the message says what is wrong."""
 
 
+# Well-formed ids seen lately: each is checked once, not at every message about it (a
+# three-domain workflow's id reaches `authorize` about 16 times at its coordinator).
+# Only ids that passed are kept, so a peer sending bad ids fills nothing; the set is
+# emptied when full, so it stays bounded (about 2 MB) whatever arrives.
+_WELL_FORMED: dict[str, None] = {}
+WELL_FORMED_KEPT = 16_384
+
+
 def check_workflow_id(workflow_id: object) -> str:
     """Return `workflow_id` if well formed, else raise InvalidWorkflowId.
 
     The one check for ids from clients and from peers alike."""
+    if type(workflow_id) is str and workflow_id in _WELL_FORMED:
+        return workflow_id
     if not isinstance(workflow_id, str) or not workflow_id:
         raise InvalidWorkflowId("a workflow id is required")
     if len(workflow_id) > MAX_WORKFLOW_ID_CHARS:
@@ -54,6 +65,10 @@ def check_workflow_id(workflow_id: object) -> str:
         raise InvalidWorkflowId(
             f"invalid workflow id {workflow_id!r}: expected <coordinator domain>.<id>, the id"
             " of 1-64 characters from A-Z, a-z, 0-9, '_', '-'")
+    if type(workflow_id) is str:  # not a subclass, whose equality could be its own
+        if len(_WELL_FORMED) >= WELL_FORMED_KEPT:
+            _WELL_FORMED.clear()
+        _WELL_FORMED[workflow_id] = None
     return workflow_id
 
 
@@ -173,10 +188,13 @@ class Refused(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     """What the receiver knows when it checks a message. Fields left empty are not
-    known yet (the message's own fields come first, the receiver's state later)."""
+    known yet (the message's own fields come first, the receiver's state later).
+
+    Immutable, and a named tuple rather than a frozen dataclass: one is built for
+    nearly every message a Node steps (core/node/authority.py), and a frozen
+    dataclass's __init__ (one object.__setattr__ per field) cost three times as much."""
 
     workflow_id: str | None = None
     named: str | None = None           # the author the payload names (vote, acceptor, result)
@@ -188,6 +206,9 @@ class Facts:
     held: tuple[int, str] | None = None  # the epoch and coordinator known here
     # (epoch, coordinator) an epoch certificate the receiver verified proves
     certified: tuple[int, str] | None = None
+
+
+_NO_FACTS = Facts()
 
 
 def facts_of(body: peer_pb2.Body) -> Facts:
@@ -212,25 +233,25 @@ def facts_of(body: peer_pb2.Body) -> Facts:
     return Facts()  # decision_notice: opened as evidence; swim, batch: per claim / item
 
 
-def authorize(kind: str, sender: str, facts: Facts = Facts()) -> Rule:  # noqa: B008
+def authorize(kind: str, sender: str, facts: Facts = _NO_FACTS) -> Rule:
     """The rule of `kind` if `sender` may send it with these facts; Refused otherwise."""
     rule = RULES.get(kind)
     if rule is None:
         raise Refused("unknown_kind", f"{kind or 'no payload'} is no peer message")
     wf = facts.workflow_id
-    if wf is not None:
+    if wf is not None and (type(wf) is not str or wf not in _WELL_FORMED):
         try:
             check_workflow_id(wf)
         except InvalidWorkflowId as e:
             raise Refused("bad_workflow_id", str(e)) from None
-    if facts.named is not None and facts.named != sender:
-        raise Refused("impersonation", f"{sender} sent a {kind} in the name of {facts.named!r}")
+    named = facts.named
+    if named is not None and named != sender:
+        raise Refused("impersonation", f"{sender} sent a {kind} in the name of {named!r}")
     if facts.coordinator is not None and wf is not None \
             and facts.coordinator != coordinator_of(wf):
         raise Refused("foreign_workflow",
                       f"{wf!r} does not belong to coordinator {facts.coordinator!r}")
-    check = _CHECKS[rule.who]
-    check(kind, sender, facts)
+    _CHECKS[rule.who](kind, sender, facts)
     return rule
 
 

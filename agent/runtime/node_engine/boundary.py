@@ -2,6 +2,8 @@
 
 Theory of operation
 -------------------
+Each envelope of a peer's `NodeTurns` stream (or of a `NodeTurn` call, still served
+for a peer one version older) is checked alone, whatever else its stream carried.
 Nothing a peer sends reaches the Node before four checks, in this order:
 
 1. the envelope (`open_message`, as every peer message of the daemon): its Ed25519

@@ -24,8 +24,10 @@ the audit log) is refused with FAILED_PRECONDITION naming the engine, never sile
 ignored.
 
 `NodePeerService` keeps the peer RPCs the node engine shares with the shells
-(Swim: membership) and adds `NodeTurn`, the node engine's one negotiation and
-progress RPC (boundary.py checks it). The shells' negotiation RPCs are refused with
+(Swim: membership) and adds the node engine's negotiation and progress RPCs:
+`NodeTurns`, one long-lived stream of envelopes per peer (what this agent's
+transport sends), and `NodeTurn`, one envelope per call (kept for a peer one version
+older); boundary.py checks every envelope of either alike. The shells' negotiation RPCs are refused with
 FAILED_PRECONDITION: a peer running `engine: shells` cannot negotiate with this one.
 """
 
@@ -66,6 +68,7 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
+_TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
 
 
 def not_in_node_engine(what: str) -> str:
@@ -227,21 +230,40 @@ class NodePeerService(PeerService):
         self.engine = engine
 
     async def NodeTurn(self, request, context):
-        a = self.agent
-        if not a.ready.is_set():
+        """One NodeTurn envelope (a peer one version older sends them so)."""
+        await self._check_ready(context)
+        sender, refused = await self._take(request, context)
+        if refused:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
+                f"{len(refused)} message(s) refused, the first: {refused[0].detail}"))
+        return peer_pb2.Envelope()
+
+    async def NodeTurns(self, request_iterator, context):
+        """A peer's stream of NodeTurn envelopes (transport.py), each checked on its own
+        as NodeTurn checks it and answered with an empty Envelope once posted. A refused
+        envelope ends the stream with NodeTurn's code (the sender opens a new one for
+        its next envelope); messages of a type no peer may send are dropped alone and
+        counted (boundary.py), and the stream goes on. Its deadline is the sender's
+        (gRPC enforces it here too)."""
+        await self._check_ready(context)
+        async for envelope in request_iterator:
+            await self._take(envelope, context)
+            yield _TAKEN
+
+    async def _check_ready(self, context) -> None:
+        if not self.agent.ready.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is starting")
+
+    async def _take(self, envelope, context):
         try:
-            sender, refused = self.engine.boundary.receive(request)
+            sender, refused = self.engine.boundary.receive(envelope)
         except EnvelopeRefused as e:
             code = grpc.StatusCode.INVALID_ARGUMENT if e.reason == "undecodable" \
                 else grpc.StatusCode.UNAUTHENTICATED
             await context.abort(code, str(e))
             raise  # abort raises
-        a.heard_from(sender)
-        if refused:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, (
-                f"{len(refused)} message(s) refused, the first: {refused[0].detail}"))
-        return peer_pb2.Envelope()
+        self.agent.heard_from(sender)
+        return sender, refused
 
     async def _refuse(self, request, context):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(

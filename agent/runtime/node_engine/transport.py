@@ -1,26 +1,53 @@
-"""The node engine's Transport port: one signed envelope per turn and peer, over gRPC.
+"""The node engine's Transport port: one signed envelope per turn and peer, on one
+long-lived gRPC stream per peer.
 
 Theory of operation
 -------------------
 `send(dst, msg)` never waits (runtime/ports.py). A message to this agent itself
 does not come here: the engine's driver keeps it and steps it in its next turn
 (`NodeDriver(loopback=)`); were one sent, it would be posted straight back to the
-own driver loop as `Message(me, msg)`, never signed nor leaving the process. A message to a peer is held: the first one
-of a turn schedules `_flush` (`loop.call_soon`), which runs once the driver's turn
-is over and hands each peer's messages of that turn, in order, to that peer's
-`PeerSender`.
+own driver loop as `Message(me, msg)`, never signed nor leaving the process. A
+message to a peer is held: the first one of a turn schedules `_flush`
+(`loop.call_soon`), which runs once the driver's turn is over and hands each peer's
+messages of that turn, in order, to that peer's `PeerSender`.
 
 A `PeerSender` is the one task per peer (owned by the engine's TaskGroup; no task
-per message) that sends them: it encodes the messages with `NodeCodec` as one
-tuple, seals them in ONE envelope signed with the domain's Ed25519 key (the same
+per message) that sends them: it encodes the messages it holds with `NodeCodec` as
+one tuple, seals them in ONE envelope signed with the domain's Ed25519 key (the same
 `seal` every peer message of the daemon uses: sender, recipient, nonce, wall-clock
-time), and makes one `NodeTurn` call with a deadline. One call per peer is out at a
-time: the turns that end while it is out share the next envelope, so a busy agent
-signs and sends one envelope per peer per round trip, an idle one one per turn.
+time), and writes it to its `NodeTurns` stream to that peer. The receiver checks
+each envelope on its own, as a `NodeTurn` call's (signature over the bytes as
+received, trust, replay window: boundary.py), so a stream changes what travels
+together, not what is checked. gRPC's per-call cost (a call object, its metadata,
+a deadline timer at the sender; a handler task at the receiver) is paid once per
+stream instead of once per envelope.
+
+One envelope per peer is out at a time: the receiver answers each with an empty
+Envelope once it has posted its messages, and the sender writes the next only then.
+The turns that end while one is out share the next envelope, so a busy agent signs
+and sends one envelope per peer per round trip (as with a NodeTurn call each), an
+idle one one per turn. (A stream written without waiting for answers, tried first,
+sent 2.5 times the envelopes per workflow at the commit bench's coordinator, and
+its peers spent half as much CPU again verifying them: docs/benchmarks.md.)
+
+Deadlines. Each envelope has one (`NODE_TURN_TIMEOUT_S`): its write and its answer
+within that, or the peer is not reading (stuck, gone), and the stream is cancelled.
+The stream has one too (`STREAM_DEADLINE_S`), which the receiver enforces, so a
+sender that vanished without closing its connection holds a handler no longer than
+that; the sender ends each stream itself after `STREAM_ROTATE_S` (it stops writing
+and waits, within the envelope deadline, for the receiver to end it) and opens the
+next one at its next envelope, so none goes out on a stream near its deadline.
+Between envelopes the channel's keepalive (runtime/peers.py) watches the connection.
+
+Backpressure. A sender holds at most `max_queued` messages; what a turn hands it
+beyond that (the peer slower than this agent, waiting for an answer) is dropped and
+counted, never queued without bound.
 
 Delivery is not promised (the Node resends what must arrive): a peer whose address
-membership does not know, a call that fails or passes its deadline, and the messages
-it carried are dropped and counted (`dropped`, by peer), never retried here.
+membership does not know, a stream that cannot be opened, a write that fails or
+passes its deadline, and the messages it carried are dropped and counted
+(`dropped`, by peer), never retried here; the next envelope opens a new stream, so a
+restarted peer is reached again by the next turn's messages after that.
 """
 
 from __future__ import annotations
@@ -38,34 +65,128 @@ from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import NodeCodec
 from fedorch.runtime.ports import Clock
 
-__all__ = ["GrpcTransport", "NODE_TURN_TIMEOUT_S", "PeerSender"]
+__all__ = ["GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerSender",
+           "STREAM_DEADLINE_S", "STREAM_ROTATE_S"]
 
 log = logging.getLogger("fedorch.node_engine")
 
-# A NodeTurn call's deadline. Short: what it carried is resent by the Node anyway.
+# An envelope's deadline: written and answered within it. Short: what it carried is
+# resent by the Node anyway.
 NODE_TURN_TIMEOUT_S = 2.0
+# A stream's deadline, enforced by the receiver too; the sender ends a stream itself
+# after STREAM_ROTATE_S, well before its deadline.
+STREAM_DEADLINE_S = 120.0
+STREAM_ROTATE_S = 60.0
+# Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
+MAX_QUEUED_MESSAGES = 20_000
+
+_FAILED = (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError)
 
 
 class PeerSender:
-    """The one sender task of one peer (see the header)."""
+    """The one sender task of one peer, and its stream (see the header)."""
 
     def __init__(self, transport: GrpcTransport, peer: str) -> None:
         self.transport = transport
         self.peer = peer
         self._queue: list[object] = []
         self._wake = asyncio.Event()
+        self._call: Any = None       # the open NodeTurns stream, if any
+        self._endpoint = ""          # where it goes
+        self._opened_at = 0.0        # monotonic time it was opened
 
     def put(self, msgs: list[object]) -> None:
-        self._queue.extend(msgs)
-        self._wake.set()
+        room = self.transport.max_queued - len(self._queue)
+        if len(msgs) > room:  # backpressure: the newest beyond the bound are dropped
+            self.transport.dropped[self.peer] += len(msgs) - max(0, room)
+            msgs = msgs[:max(0, room)]
+        if msgs:
+            self._queue.extend(msgs)
+            self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            msgs, self._queue = self._queue, []
-            if msgs:
-                await self.transport.deliver(self.peer, msgs)
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                msgs, self._queue = self._queue, []
+                if msgs:
+                    await self.deliver(msgs)
+        finally:
+            self._drop_stream()
+
+    async def deliver(self, msgs: list[object]) -> None:
+        """One envelope carrying `msgs` on this peer's stream; never raises for a peer's
+        failure: the messages are dropped and counted."""
+        transport, peer = self.transport, self.peer
+        endpoint = transport.endpoint_of(peer)
+        if endpoint is None:
+            transport.dropped[peer] += len(msgs)
+            log.debug("no address known for %s: %d messages dropped", peer, len(msgs))
+            return
+        call = await self._stream(endpoint)
+        envelope = transport.seal(peer, msgs)
+        transport.envelopes += 1
+        try:
+            async with asyncio.timeout(NODE_TURN_TIMEOUT_S):
+                await call.write(envelope)
+                answer = await call.read()
+            if answer is grpc.aio.EOF:  # ended by the receiver: refused, or stopping
+                raise asyncio.InvalidStateError(f"ended ({(await call.code()).name})")
+        except _FAILED as e:
+            transport.dropped[peer] += len(msgs)
+            log.debug("NodeTurns to %s failed (%s): %d messages dropped", peer,
+                      _why(e), len(msgs))
+            self._drop_stream()
+            return
+        transport.sent[peer] += len(msgs)
+
+    async def _stream(self, endpoint: str) -> Any:
+        """The stream to write to: the open one, or a new one if there is none, it
+        ended (the peer restarted, refused an envelope, or its deadline passed), the
+        peer's address changed, or it is due to be ended (STREAM_ROTATE_S)."""
+        call = self._call
+        now = self.transport.clock.monotonic()
+        if call is not None and (call.done() or endpoint != self._endpoint):
+            self._drop_stream()
+            call = None
+        elif call is not None and now - self._opened_at >= STREAM_ROTATE_S:
+            await self._end_stream()
+            call = None
+        if call is None:
+            call = self._call = self.transport.stub_of(endpoint).NodeTurns(
+                timeout=STREAM_DEADLINE_S)
+            self._endpoint, self._opened_at = endpoint, now
+            self.transport.streams += 1
+        return call
+
+    async def _end_stream(self) -> None:
+        """Stop writing and wait (within the envelope deadline) for the receiver to end
+        the stream, so nothing is cut off in flight."""
+        call, self._call = self._call, None
+        try:
+            async with asyncio.timeout(NODE_TURN_TIMEOUT_S):
+                await call.done_writing()
+                while await call.read() is not grpc.aio.EOF:
+                    pass  # no envelope is out: nothing more is answered
+        except _FAILED as e:
+            log.debug("NodeTurns to %s ended with %s", self.peer, _why(e))
+        call.cancel()  # ended already, or cut off at its deadline
+
+    def _drop_stream(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code().name
+    return "deadline" if isinstance(error, TimeoutError) else str(error) or "ended"
 
 
 class GrpcTransport:
@@ -85,11 +206,13 @@ class GrpcTransport:
         self.endpoint_of = endpoint_of
         self.stub_of = stub_of
         self.spawn = spawn
+        self.max_queued = MAX_QUEUED_MESSAGES
         self._held: dict[str, list[object]] = {}
         self._senders: dict[str, PeerSender] = {}
         self.dropped: Counter[str] = Counter()  # messages dropped, by peer
         self.sent: Counter[str] = Counter()     # messages a peer took, by peer
         self.envelopes = 0
+        self.streams = 0  # NodeTurns streams opened
 
     # ---- the port ----------------------------------------------------------------------
 
@@ -114,25 +237,6 @@ class GrpcTransport:
             sender.put(msgs)
 
     # ---- one envelope --------------------------------------------------------------------
-
-    async def deliver(self, peer: str, msgs: list[object]) -> None:
-        """One NodeTurn call carrying `msgs` (see the header); never raises for a peer's
-        failure: the messages are dropped and counted."""
-        endpoint = self.endpoint_of(peer)
-        if endpoint is None:
-            self.dropped[peer] += len(msgs)
-            log.debug("no address known for %s: %d messages dropped", peer, len(msgs))
-            return
-        envelope = self.seal(peer, msgs)
-        self.envelopes += 1
-        try:
-            await self.stub_of(endpoint).NodeTurn(envelope, timeout=NODE_TURN_TIMEOUT_S)
-        except grpc.aio.AioRpcError as e:
-            self.dropped[peer] += len(msgs)
-            log.debug("NodeTurn to %s failed (%s): %d messages dropped", peer,
-                      e.code().name, len(msgs))
-            return
-        self.sent[peer] += len(msgs)
 
     def seal(self, peer: str, msgs: list[object]) -> peer_pb2.Envelope:
         turn = peer_pb2.NodeTurn(messages=self.codec.encode(tuple(msgs)))

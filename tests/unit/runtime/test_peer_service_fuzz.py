@@ -132,7 +132,7 @@ def _refused(h: Harness, rpc: str, envelope, code: grpc.StatusCode) -> None:
 
 # RPCs of the node engine (`engine: node`): the shells' PeerService does not serve them
 # (UNIMPLEMENTED); its own boundary is fuzzed in tests/unit/runtime/node_engine.
-NODE_ENGINE_RPCS = {"NodeTurn"}
+NODE_ENGINE_RPCS = {"NodeTurn", "NodeTurns"}
 
 
 def test_the_table_covers_every_peer_rpc() -> None:

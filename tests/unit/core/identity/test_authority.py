@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from fedorch.core.identity import authority
 from fedorch.core.identity.authority import (
     ACCUSATION_LEAD,
     RULES,
@@ -131,6 +132,39 @@ def test_well_formed_ids_pass(good):
 def test_malformed_ids_are_refused(bad):
     with pytest.raises(InvalidWorkflowId):
         check_workflow_id(bad)
+    with pytest.raises(InvalidWorkflowId):  # a second time too: nothing bad is kept
+        check_workflow_id(bad)
+    if bad is not None and not isinstance(bad, int):
+        with pytest.raises(Refused) as refused:
+            authorize("decision_query", "acme.eu", Facts(workflow_id=bad))
+        assert refused.value.reason == "bad_workflow_id"
+
+
+def test_the_ids_kept_as_well_formed_stay_bounded_and_hold_only_good_ones(monkeypatch):
+    kept: dict[str, None] = {}
+    monkeypatch.setattr(authority, "_WELL_FORMED", kept)
+    monkeypatch.setattr(authority, "WELL_FORMED_KEPT", 4)
+    for n in range(10):
+        assert check_workflow_id(f"acme.eu.wf{n}") == f"acme.eu.wf{n}"
+        assert len(kept) <= 4
+        assert f"acme.eu.wf{n}" in kept
+    for bad in ("eu-west.a/../b", "nodot", "eu-west.a\nb"):
+        with pytest.raises(Refused):
+            authorize("decision_query", "acme.eu", Facts(workflow_id=bad))
+    assert all(check_workflow_id(wf) == wf for wf in kept)
+    assert not any("/" in wf or "\n" in wf or "." not in wf for wf in kept)
+
+    class Odd(str):  # a str subclass is checked every time, never kept
+        pass
+
+    assert check_workflow_id(Odd("acme.eu.odd")) == "acme.eu.odd"
+    assert "acme.eu.odd" not in kept
+
+
+def test_an_unhashable_workflow_id_is_refused_as_malformed():
+    with pytest.raises(Refused) as refused:
+        authorize("decision_query", "acme.eu", Facts(workflow_id=["acme.eu.x"]))
+    assert refused.value.reason == "bad_workflow_id"
 
 
 def test_facts_of_reads_each_payload_kind():

@@ -1,0 +1,59 @@
+"""The Node's authority table (core/node/authority.py), for end notices of a workflow
+taken over: whose end a member takes, and the one stale end it only acknowledges."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from fedorch.core.identity.authority import Refused
+from fedorch.core.node.authority import check
+from fedorch.core.node.records import FinalMsg, WfInfo
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+WF = "co.w1"  # coordinated by co; a and b run its steps
+
+
+def member(*, ended: bool, held: tuple[int, str] = (2, "b")) -> SimpleNamespace:
+    """A participant that follows `held` (epoch 2, b's) and has or has not ended WF."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b", "s3": "c"}, "co")
+    state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
+                            epochs={WF: held}, final={WF: WorkflowState.SUCCEEDED}
+                            if ended else {})
+    return SimpleNamespace(state=state, vote_raw=None)
+
+
+def stale_end(**fields) -> FinalMsg:
+    """c's end in epoch 1 (its claim lost to b's epoch 2), told on as an Announce."""
+    return FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=1, **fields)
+
+
+def test_a_stale_end_from_a_participant_is_taken_once_the_workflow_ended_here():
+    """Only to be acknowledged: refused, it would come again until forgotten."""
+    check(member(ended=True), "c", stale_end())
+
+
+def test_a_stale_end_is_refused_while_the_workflow_runs_here():
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False), "c", stale_end())
+    assert refused.value.reason == "stale_epoch"
+
+
+@pytest.mark.parametrize("fields", [{"won": True}, {"settled": True}])
+def test_a_stale_end_that_claims_more_than_an_end_is_refused(fields):
+    """A certificate or `settled` would be acted on: the stale sender has no say."""
+    with pytest.raises(Refused):
+        check(member(ended=True), "c", stale_end(**fields))
+
+
+def test_a_stale_end_from_outside_the_workflow_is_refused():
+    with pytest.raises(Refused):
+        check(member(ended=True), "mallory", stale_end())
+
+
+def test_the_holders_end_is_taken_and_anothers_in_its_epoch_refused():
+    check(member(ended=False), "b", FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=2))
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False), "c", FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=2))
+    assert refused.value.reason == "not_coordinator"
