@@ -92,6 +92,9 @@ def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     if submission is None:
         raise ProofError(f"no submission of {workflow_id} in this log: is this domain its"
                          " coordinator?")
+    if submission["attestation"] is None:  # engine: node attests nothing yet (docs/audit.md)
+        raise ProofError(f"{workflow_id}: its records carry no attestations (an agent on"
+                         " engine: node keeps them so), so no proof can be built")
     if final is None:
         raise ProofError(f"{workflow_id} has not ended (or its end is not in this log)")
     proof = {"format": FORMAT, "workflow": workflow_id, "submission": submission,

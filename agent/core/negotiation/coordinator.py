@@ -52,6 +52,8 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                         -> DECIDING    consensus: all YES, Accept(0, COMMIT)
     (PREPARING, timer)  -> PREPARING   deadline: silent domains refused; resend
     (PREPARING, cancel) -> ABORTED     ABORT the round
+    (PREPARING, lost)   -> PREPARING   a silent participant DEAD (or LEFT): refused
+                                       now, not at the deadline; ABORT, next round
     (DECIDING,  paxos)  -> COMMITTED   COMMIT chosen: persist, announce
                         -> PREPARING   ABORT chosen: next round (or ABORTED)
     (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot
@@ -63,6 +65,8 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                                        learns it from the acceptors), then resend
     (any,       query)  -> same        answer from the log (presumed abort)
     (later,     vote)   -> same        late YES of an aborted round: its ABORT again
+    (other,     lost)   -> same        a YES given stands: COMMIT only from every YES
+                                       (a wrong DEAD costs a round, never atomicity)
 """
 
 from __future__ import annotations
@@ -220,6 +224,10 @@ class Coordinator:
     def cancel(self, now: float, reason: str) -> None:
         self._dispatch("cancel", now, reason)
 
+    def domain_lost(self, now: float, domain: str, state: str = "DEAD") -> None:
+        """Membership says `domain` is `state` (DEAD or LEFT; never on SUSPECT)."""
+        self._dispatch("lost", now, (domain, state))
+
     def receive_paxos(self, now: float, msg: object) -> None:
         """Promise / Accepted / Reject / Decision for one of this workflow's rounds."""
         self._dispatch("paxos", now, msg)
@@ -291,6 +299,21 @@ class Coordinator:
         self.phase = Phase.ABORTED
         self._outbox.append(Finished(False, current.number, {}, f"cancelled: {reason}",
                                      cancelled=True))
+
+    def _on_lost_preparing(self, now: float, arg: object) -> None:
+        domain, state = arg  # type: ignore[misc]
+        current = self._round
+        assert current is not None
+        steps = current.participants().get(domain)
+        if steps is None or domain in current.votes:
+            return  # not asked in this round, or its vote stands
+        # Only the lost one refused (the others still silent are not); the proposal cell
+        # is not COMMIT while PREPARING, so the ABORT needs no one's agreement.
+        self.refusals.append(Refusal(current.number, domain, steps, f"{domain} is {state}"))
+        for step in steps:
+            self._excluded.setdefault(step, set()).add(domain)
+        self._abort_round(current, f"participant {domain} is {state}")
+        self._next_round(now, current)
 
     def _on_paxos_deciding(self, now: float, msg: object) -> None:
         assert self._proposer is not None

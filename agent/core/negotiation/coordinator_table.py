@@ -25,6 +25,8 @@ def transitions(cls: type) -> dict[tuple[Phase, str], Handler]:
         (Phase.PREPARING, "paxos"): cls._ignore,    # replies for an earlier round
         (Phase.PREPARING, "ack"): cls._ignore,
         (Phase.PREPARING, "query"): cls._on_query,
+        (Phase.PREPARING, "lost"): cls._on_lost_preparing,
+        **{(phase, "lost"): cls._ignore for phase in Phase if phase is not Phase.PREPARING},
         (Phase.DECIDING, "vote"): cls._on_late_vote,
         (Phase.DECIDING, "timer"): cls._on_timer_deciding,
         (Phase.DECIDING, "cancel"): cls._ignore,   # COMMIT proposed: it cannot be taken back

@@ -33,6 +33,9 @@ coordinator.
     (WAITING|ASKING, coordinator DEAD) -> ASKING    queries to the acceptors at once; recovery
                                                     after this participant's turn (by rank),
                                                     not after the lease
+    (track,      coordinator DEAD)   -> WAITING     due at once (`coordinator_gone` says so)
+    (WAITING,    timer, still DEAD)  -> ASKING      as `coordinator DEAD` above
+    (WAITING,    timer, not DEAD)    -> WAITING     due at the lease again, as any other
 
 `get_timer()` is never before the `now` of the last input. A transaction tracked past
 its lease (a restart) is due at `now`: the query goes out on that timer, from the one
@@ -43,13 +46,18 @@ A coordinator membership says is DEAD (`coordinator_lost`; never on SUSPECT) wil
 not answer: waiting out the lease only delays the decision. Starting recovery
 early is safe whatever the truth: Paxos lets any participant propose at any
 time, and only one value is ever chosen (at worst a live coordinator's COMMIT
-loses to an early ABORT, never both).
+loses to an early ABORT, never both). A YES voted while the view already says the
+coordinator is DEAD (its PREPARE was delayed past its death, or the view came before
+the vote) would miss that change: `coordinator_gone`, a predicate over the view the
+owner injects, is read when such a transaction is tracked, and makes it due at once;
+the questions then go out from its timer, so `track` still only records.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
@@ -110,6 +118,7 @@ class _Doubt:
     proposer: Proposer | None = field(default=None, repr=False)
     accepts: dict[tuple[Ballot, Value], set[str]] = field(default_factory=dict, repr=False)
     floor: Ballot | None = None
+    gone: bool = False  # membership said its coordinator is DEAD (or LEFT)
 
 
 TerminationAction = Learned | Send | PersistBallot
@@ -126,8 +135,12 @@ class Termination:
         resend_s: float,
         backoff_s: float,
         stagger_s: float | None = None,
+        coordinator_gone: Callable[[str], bool] | None = None,
     ) -> None:
+        """`coordinator_gone(domain)`: does membership say it is DEAD (or LEFT) now?
+        Read when a transaction is tracked (see the header); None: never."""
         self.me = me
+        self._gone = coordinator_gone
         self._rng = rng
         self._stagger_s = resend_s if stagger_s is None else stagger_s
         self._query_timeout_s = query_timeout_s
@@ -158,8 +171,10 @@ class Termination:
         `floor`: the last ballot persisted for it (PersistBallot) before a restart.
         """
         if tx.key not in self._doubts:
-            self._doubts[tx.key] = _Doubt(tx, lease_expires, next_at=max(now, lease_expires),
-                                          floor=floor)
+            d = _Doubt(tx, lease_expires, next_at=max(now, lease_expires), floor=floor)
+            if self._gone is not None and self._gone(tx.coordinator):
+                d.gone, d.next_at = True, now  # asked from the timer, at once
+            self._doubts[tx.key] = d
 
     def coordinator_lost(self, now: float, coordinator: str) -> list[Key]:
         """Membership says `coordinator` is DEAD: its transactions in doubt here ask
@@ -169,9 +184,7 @@ class Termination:
         for d in self._doubts.values():
             if d.tx.coordinator != coordinator or d.state is DoubtState.RECOVERING:
                 continue
-            d.state = DoubtState.ASKING
-            self._ask(d, self._everyone(d.tx))
-            d.next_at = min(d.next_at, now + self._turn(d.tx))
+            self._lose(d, now)
             moved.append(d.tx.key)
         return moved
 
@@ -225,6 +238,14 @@ class Termination:
                     continue
             if now < d.next_at:
                 continue
+            if d.state is DoubtState.WAITING and d.gone:
+                if self._gone is not None and self._gone(d.tx.coordinator):
+                    self._lose(d, now)
+                    continue
+                d.gone = False  # ALIVE again before it asked: back to its lease
+                d.next_at = max(now, d.lease_expires)
+                if now < d.next_at:
+                    continue
             if d.state is DoubtState.WAITING:
                 d.state = DoubtState.ASKING
                 self._ask(d, [d.tx.coordinator])
@@ -247,6 +268,16 @@ class Termination:
                 d.next_at = now + self._query_interval_s
 
     # ---- helpers -------------------------------------------------------------------
+
+    def _lose(self, d: _Doubt, now: float) -> None:
+        """Its coordinator is gone: ask everyone now; this participant's ballot after
+        its turn, or when it was due if sooner (but not at once: what is due now is a
+        track's doing, and the turn keeps the participants' ballots apart)."""
+        turn = now + self._turn(d.tx)
+        d.next_at = min(d.next_at, turn) if d.next_at > now else turn
+        d.gone = True
+        d.state = DoubtState.ASKING
+        self._ask(d, self._everyone(d.tx))
 
     def _turn(self, tx: TxInfo) -> float:
         # Participants take turns (by rank) to start a ballot: fewer duels. Acceptors go

@@ -17,6 +17,10 @@ replaced stay in the heap and are skipped when they come up (`_current`). `earli
 is the first current deadline; `due(now)` hands out, once each, the cores whose
 deadline has come, each then looked up (and so asked again at the next refresh).
 A turn thus costs what its own inputs touched, plus O(log n) per deadline.
+
+`preparing_with(domain)` (membership's DEAD or LEFT, member_loss.py) looks only at
+the cores that have a deadline: a round in preparation always has one (its prepare
+timeout), so the scan is over the live cores, not every one ever kept.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from fedorch.core.negotiation.coordinator import Coordinator
+from fedorch.core.negotiation.coordinator import Coordinator, Phase
 
 
 class Coordinators(dict[str, Coordinator]):
@@ -91,6 +95,18 @@ class Coordinators(dict[str, Coordinator]):
                 continue
             del self._deadline[entry[1]]
             yield entry[1], self[entry[1]]  # looked up: asked again at the next refresh
+
+    def preparing_with(self, domain: str) -> list[Coordinator]:
+        """The coordinators preparing a round that asked `domain` (by workflow id),
+        each looked up."""
+        self.refresh()
+        found = []
+        for workflow_id in self._deadline:
+            core = dict.get(self, workflow_id)
+            if core is not None and core.phase is Phase.PREPARING \
+                    and domain in core.placement.values():
+                found.append(workflow_id)
+        return [self[workflow_id] for workflow_id in sorted(found)]
 
     def _current(self, entry: tuple[float, str]) -> bool:
         return self._deadline.get(entry[1]) == entry[0]

@@ -65,6 +65,12 @@ Observers read what it did from the Ready's notes (`acting`, `coordinator_ended`
 from `stats`; what a claim shows (an epoch certificate, a round proof) is checked
 through the `evidence` port the Node is built with, and its own grants are signed
 through the `sign_grant` port (takeover_grants.py).
+
+Membership's DEAD and LEFT act on negotiations whether takeover is on or not
+(member_loss.py): a transaction in doubt here whose coordinator is gone starts its
+recovery at once instead of after its lease; a round this Node prepares aborts at
+once when a participant that has not voted is gone (the refusal names it), and the
+placer leaves gone members out. SUSPECT changes nothing.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ from fedorch.core.node.inputs import (
     Submit,
     Tick,
 )
+from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
@@ -152,6 +159,8 @@ class Node:
             if timing.takeover_after_s is not None else None
         # The driver's membership view (MemberState inputs): domain -> state.
         self.members: dict[str, str] = {}
+        # What the view's DEAD and LEFT do to negotiations (member_loss.py).
+        self.member_loss = MemberLoss(self)
         # Retention of ended workflows (retention.py); None: every one is kept.
         self.retain = Retainer(self, timing.retention) if timing.retention is not None \
             else None
@@ -233,7 +242,7 @@ class Node:
         self.termination = Termination(
             self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,
             query_interval_s=t.query_interval_s, resend_s=t.resend_s, backoff_s=t.backoff_s,
-            stagger_s=t.stagger_s)
+            stagger_s=t.stagger_s, coordinator_gone=self.member_loss.gone)
         self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
@@ -278,10 +287,19 @@ class Node:
 
     def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
         changed = set()
+        was_gone = set()
         for change in changes:  # all applied first: nothing acts on a view half told
             if self.members.get(change.domain) != change.state:
+                if self.member_loss.gone(change.domain):
+                    was_gone.add(change.domain)
                 self.members[change.domain] = change.state
                 changed.add(change.domain)
+        # Gone now and not before (DEAD or LEFT; a DEAD that LEFT is no news): the
+        # in-doubt recover and the rounds waiting for it abort at once (member_loss.py);
+        # SUSPECT changes nothing there.
+        lost = sorted(d for d in changed - was_gone if self.member_loss.gone(d))
+        if lost:
+            self.member_loss.lost(now, lost)
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
 
@@ -339,7 +357,9 @@ class Node:
         def place(excluded) -> Placement:
             assignment, unplaceable = {}, {}
             for s in spec.steps:
-                left = [n for n in self.peers if n not in excluded.get(s.id, ())]
+                # Not on a member the view says is DEAD or LEFT: it would not vote.
+                left = [n for n in self.peers if n not in excluded.get(s.id, ())
+                        and not self.member_loss.gone(n)]
                 if hint and hint.get(s.id) in left:
                     assignment[s.id] = hint[s.id]
                 elif left:

@@ -4,6 +4,13 @@ Members come from the membership view, the workflow list from the store, a
 workflow's status from its coordinator (forwarded there as `fedorch status` is,
 with this agent's own copy when the coordinator cannot be reached). Nothing here
 writes: the console is a reader.
+
+On an agent with `engine: node` the workflows are the Node's, not the store's: the
+list, the local status and the follow read the node engine's read view
+(node_engine/status.py, `agent.node_view`), the spec comes from the Node's tables,
+and since its statuses carry no times, a workflow's creation time is read from its id
+(the coordinator names it by the wall millisecond it took it) and its last change is
+the time of this domain's last audit record of it (node_engine/audit.py).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import grpc
@@ -114,6 +121,9 @@ async def workflows(agent: AgentContext, wanted: ListFilter,
                     limit: int = LIST_LIMIT) -> tuple[list[WorkflowSummary], int]:
     """The workflows this agent knows that match, newest first (at most `limit`), and how
     many matched in all."""
+    node_view = _node_view(agent)
+    if node_view is not None:
+        return await _node_workflows(agent, node_view, wanted, limit)
     rows = await agent.store.list_workflows()
     found = [s for s in (WorkflowSummary(r.id, r.name, r.state, r.coordinator, r.round,
                                          r.reason, r.created_ms, r.updated_ms) for r in rows)
@@ -248,7 +258,7 @@ async def status(agent: AgentContext, workflow_id: str) -> status_pb2.WorkflowSt
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 log.info("coordinator of %s unreachable (%s); showing this agent's copy",
                          workflow_id, e.code().name)
-    return await agent.status(workflow_id)
+    return await _local_status(agent, workflow_id)
 
 
 def _final(s: status_pb2.WorkflowStatus) -> bool:
@@ -275,6 +285,11 @@ async def follow(agent: AgentContext, workflow_id: str) -> AsyncIterator[status_
         except grpc.aio.AioRpcError as e:
             log.info("watch of %s: coordinator unreachable (%s); following locally",
                      workflow_id, e.code().name)
+    node_view = _node_view(agent)
+    if node_view is not None:
+        async for s in _node_follow(agent, node_view, workflow_id):
+            yield s
+        return
     changes = agent.changes
     seen = -1
     while not agent.stopping:
@@ -293,8 +308,12 @@ async def follow(agent: AgentContext, workflow_id: str) -> AsyncIterator[status_
 async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> WorkflowView:
     """A status with what this agent's store adds: dependencies and declared compensation
     from the spec, and the signed decision of each round with its votes."""
-    row = await agent.store.get_workflow(s.id)
-    spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
+    node_view = _node_view(agent)
+    if node_view is not None:
+        spec = _node_spec(node_view, s.id)
+    else:
+        row = await agent.store.get_workflow(s.id)
+        spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
     specs = {st.id: st for st in spec.steps} if spec is not None else {}
     compensations = await _compensations(agent, s.id)
     steps = []
@@ -388,3 +407,95 @@ async def _read_decision(agent: AgentContext, workflow_id: str, view: RoundView)
         view.votes.append(VoteView(domain=vote_body.sender, yes=v.yes, reason=v.reason,
                                    steps=tuple(v.steps), verified=True))
     view.votes.sort(key=lambda v: v.domain)
+
+
+# ---- the node engine (`engine: node`) ----------------------------------------------------
+
+def _node_view(agent: AgentContext):
+    """The node engine's read view (node_engine/status.py); None with the shells."""
+    return getattr(agent, "node_view", None)
+
+
+def created_ms(workflow_id: str) -> int:
+    """When its coordinator took the workflow: the wall millisecond its id begins with
+    (`DOMAIN.` then 12 hex digits; 0 for an id not made so)."""
+    stamp = workflow_id.rpartition(".")[2][:12]
+    try:
+        return int(stamp, 16) if len(stamp) == 12 else 0
+    except ValueError:
+        return 0
+
+
+async def _last_record_ms(agent: AgentContext, workflow_id: str) -> int:
+    """The time of this domain's last audit record of the workflow (0: none)."""
+    rows = await agent.store.select(
+        "SELECT body FROM audit WHERE workflow_id=? ORDER BY seq DESC LIMIT 1",
+        (workflow_id,))
+    if not rows:
+        return 0
+    try:
+        return int(json.loads(rows[0][0]).get("time_ms") or 0)
+    except (ValueError, AttributeError):
+        return 0
+
+
+async def _with_times(agent: AgentContext,
+                      s: status_pb2.WorkflowStatus) -> status_pb2.WorkflowStatus:
+    """A copy of a node-engine status (shared with other readers: never changed in
+    place) with the times it does not carry."""
+    if s.created_at_ms:
+        return s
+    out = status_pb2.WorkflowStatus()
+    out.CopyFrom(s)
+    out.created_at_ms = created_ms(s.id)
+    out.updated_at_ms = await _last_record_ms(agent, s.id) or out.created_at_ms
+    return out
+
+
+async def _local_status(agent: AgentContext,
+                        workflow_id: str) -> status_pb2.WorkflowStatus | None:
+    node_view = _node_view(agent)
+    if node_view is None:
+        return await agent.status(workflow_id)
+    s = await node_view.read(workflow_id)
+    return await _with_times(agent, s) if s is not None else None
+
+
+async def _node_follow(agent: AgentContext, node_view,
+                       workflow_id: str) -> AsyncIterator[status_pb2.WorkflowStatus]:
+    """As `follow`, from the node engine's view: woken by each durable turn."""
+    last = None
+    while not agent.stopping:
+        s = await node_view.read(workflow_id)
+        if s is None:
+            return
+        if s != last:
+            last = s
+            yield await _with_times(agent, s)
+            if _final(s):
+                return
+        await node_view.wait(workflow_id, steps=True, timeout=FOLLOW_HEARTBEAT_S)
+
+
+async def _node_workflows(agent: AgentContext, node_view, wanted: ListFilter,
+                          limit: int) -> tuple[list[WorkflowSummary], int]:
+    found = [w for w in (
+        WorkflowSummary(s.id, s.name, workflow_state_name(s.state), s.coordinator,
+                        s.rounds, s.reason, created_ms(s.id), 0)
+        for s in await node_view.read_all()) if wanted.matches(w)]
+    found.sort(key=lambda w: (w.created_ms, w.id), reverse=True)
+    shown = [replace(w, updated_ms=await _last_record_ms(agent, w.id) or w.created_ms)
+             for w in found[:limit]]
+    return shown, len(found)
+
+
+def _node_spec(node_view, workflow_id: str) -> spec_pb2.WorkflowSpec | None:
+    """The workflow's spec as the Node holds it: its row (coordinated here) or the
+    PREPARE of its committed round (taken part in)."""
+    d = node_view.node.state
+    row = d.rows.get(workflow_id)
+    if row is not None:
+        return row.info.spec
+    committed = d.committed.get(workflow_id)
+    info = d.info.get((workflow_id, committed)) if committed is not None else None
+    return info.spec if info is not None else None

@@ -185,6 +185,10 @@ async def cancel(agent: AgentContext, who: Admitted, workflow_id: str,
     reason = reason or f"by request (console, {who.principal or 'anonymous'})"
     if coordinator and coordinator != agent.domain:
         return await _forward_cancel(agent, coordinator, who, workflow_id, reason)
+    if getattr(agent, "node_view", None) is not None:  # engine: node has no cancel yet
+        raise _json_error(web.HTTPNotImplemented, (
+            "cancel is not supported by this agent's engine (engine: node); run the"
+            " agent with `engine: shells` for it"))
     await agent.audit.client_request("cancel", workflow_id, principal=who.principal,
                                      peer="console")
     known = await agent.run_owned(agent.coordination.cancel(workflow_id, reason), "cancel")

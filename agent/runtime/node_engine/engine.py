@@ -41,12 +41,15 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
   (evidence.py); and membership's view posted as `MemberViews` whenever it changes
   (`_members_changed`, a hook of the membership shell: each member's state as the
   workflows act on it, only what changed since the Node was last told; the whole view
-  at start, since a restored Node knows none).
+  at start, since a restored Node knows none);
+- the audit log (audit.py, `_audit_log`): `AuditedWrites` under the held Durable and
+  `AuditedNode` around what the driver steps turn what node.db committed (and the NO
+  votes leaving) into the shells' records, which one task appends to agent.db's chain.
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
-owns membership and the rest of the Agent's loops), the `DriverLoop`, the peer
-senders, the step attempts and, while node.db cannot be written, the task that
-retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
+owns membership and the rest of the Agent's loops), the `DriverLoop`, the audit
+writer, the peer senders, the step attempts and, while node.db cannot be written,
+the task that retries the kept writes. It ends when the Agent stops (SIGTERM, a fatal error of the
 Agent); a `DriverStopped` (a broken invariant in the Node, a failed commit) stops the
 Agent too, with its message as the reason the daemon exits 1 with, and a restart
 recovers from node.db. A commit that fails for the storage (disk full, I/O error)
@@ -75,6 +78,12 @@ from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
+from fedorch.runtime.node_engine.audit import (
+    AuditedNode,
+    AuditedWrites,
+    NodeAuditLog,
+    Records,
+)
 from fedorch.runtime.node_engine.boundary import (
     AuthorizedNode,
     TurnBoundary,
@@ -163,6 +172,7 @@ class NodeEngineAgent(Agent):
     `gossip.publish_interval_s`, as with the shells)."""
 
     node_participant: Any = None  # the Node's Participant, once the NodeAgent is built
+    node_view: Any = None  # the NodeAgent's read view (status.py): what the console reads
     node_reloaded: Any = None  # told after each reload (NodeAgent._config_reloaded)
 
     async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
@@ -231,14 +241,16 @@ class NodeAgent:
         # new work refused (write_behind.py).
         fault = self.write_behind = WriteFault()
         replayed = Replayed(self.store)
-        self.durable = HeldDurable(WriteNotice(replayed, self.view), fault,
-                                   on_fault=self._write_failed)
+        self.audit = self._audit_log()
+        self.durable = HeldDurable(
+            AuditedWrites(WriteNotice(replayed, self.view), self.audit), fault,
+            on_fault=self._write_failed)
         self.reconfiguring = ReconfiguringNode(
             StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
             self.node, self.executors,
             on_applied=lambda: a.publish_record_if_changed(force=True))
         self.driver = NodeDriver(
-            self.reconfiguring,
+            AuditedNode(self.reconfiguring, self.domain, self.audit),
             clock, self.durable, HeldTransport(self.transport, fault),
             HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
             loopback=self.domain)
@@ -251,9 +263,18 @@ class NodeAgent:
                                      self.post, on_refused=refused)
         if isinstance(a, NodeEngineAgent):
             a.node_participant = self.node.participant
+            a.node_view = self.view
             a.node_reloaded = self._config_reloaded
         a.on_members_change.append(self._members_changed)
         a.metrics.registry.register(NodeEngineCollector(self))
+
+    def _audit_log(self) -> NodeAuditLog:
+        """What the Node decides, appended to agent.db's audit log once node.db holds
+        it (audit.py): the records the shells make of the same acts."""
+        a = self.agent
+        records = Records(self.domain, self.node, self.node.state.results,
+                          policy_sha256=a.audit.policy_hash())
+        return NodeAuditLog(records, a.audit, a.store)
 
     def _stop_leftovers(self, disk: Disk) -> None:
         """Before the Node is restored from `disk`: kill what the attempts it records as
@@ -360,6 +381,7 @@ class NodeAgent:
                 if shells_ready.is_set():
                     self._members_changed()
                     driver = tg.create_task(self._drive(), name="node-driver")
+                    tg.create_task(self.audit.run(), name="node-audit")
                     log.info("node engine running: node.db restored, %d workflows known",
                              len(self.node.state.rows) + len(self.node.state.committed))
                     if ready is not None:
@@ -374,6 +396,7 @@ class NodeAgent:
             self._stopping = True
             self.commits.close()  # a cancelled turn's commit ends before its file closes
             self.store.close()
+            await self.audit.close()  # agent.db stays open until the daemon has run
 
     async def _drive(self) -> None:
         try:

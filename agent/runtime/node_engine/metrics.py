@@ -59,6 +59,18 @@ class NodeEngineCollector(Collector):
                                     "Step attempts the node engine started")
         steps.add_metric([], e.executors.started)
         yield steps
+        audit = CounterMetricFamily(
+            "fedorch_node_audit_records",
+            "The node engine's audit records: appended to agent.db, or lost with a write"
+            " agent.db refused", labels=["outcome"])
+        audit.add_metric(["appended"], e.audit.appended)
+        audit.add_metric(["lost"], e.audit.lost)
+        yield audit
+        audit_tx = CounterMetricFamily("fedorch_node_audit_transactions",
+                                       "agent.db transactions of the node engine's audit"
+                                       " records (at most one per turn and batch window)")
+        audit_tx.add_metric([], e.audit.transactions)
+        yield audit_tx
         yield from _write_fault_metrics(e.write_behind)
 
 

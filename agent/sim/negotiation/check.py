@@ -22,6 +22,10 @@ crash) through hooks the simulated shells call, and checks:
   non-blocking: for a transaction whose coordinator died forever, every live
   YES voter learned the decision within two lease periods after the last lease
   (counted from when the network had healed and the acceptors and the voter were up);
+* with membership views on (runs with takeover): an in-doubt YES voter whose view
+  says its coordinator is DEAD learns the decision within one recovery of being
+  told, not a lease (`_check_undecided_recovery`; its times to resolve are the
+  run's `undecided after coordinator DEAD` stats).
 * cancels (`check_cancels`): a workflow whose coordinator took a client's cancel ends
   CANCELLED (a cancel of an ended one is refused, so the end it had stands), the
   same everywhere it ended; no step attempt of it starts at a domain after that
@@ -45,9 +49,24 @@ if TYPE_CHECKING:
 
 
 
+# The undecided after their coordinator's DEAD, while the network still loses and
+# delays messages: the questions (every query_interval_s) and a ballot's messages (every
+# resend_s) each sent this many times more at most.
+CHAOS_RECOVERY_QUERIES = 2
+
 # A takeover's end: its claim round, then the steps left (each up to 0.6 s, retried) and
 # results resent with backoff to the successor; bounded by two leases of the simulation.
 TAKEOVER_SLACK_LEASES = 2
+
+
+def _bucket(seconds: float | None) -> str:
+    """A time-to-resolve as a bucket of the run's stats (a histogram over seeds)."""
+    if seconds is None:
+        return "never"
+    for edge in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0):
+        if seconds < edge:
+            return f"resolved in < {edge:g} s"
+    return "resolved in >= 16 s"
 
 
 class Checker:
@@ -61,6 +80,7 @@ class Checker:
         self._commit_known: set[tuple[str, str]] = set()  # (agent, workflow)
         self.learned_at: dict[tuple[str, Key], float] = {}
         self.yes: dict[Key, dict[str, float]] = {}  # key -> YES voter -> lease
+        self.yes_at: dict[tuple[str, Key], float] = {}  # (voter, key) -> its first YES
         self.txs: dict[Key, TxInfo] = {}
         self.runs: dict[tuple[str, str, int], str] = {}
         # Coordinator takeover: who acted in which epoch, each coordinator's end, and
@@ -110,6 +130,7 @@ class Checker:
 
     def yes_voted(self, agent: str, tx: TxInfo, lease: float, now: float) -> None:
         self.yes.setdefault(tx.key, {})[agent] = lease
+        self.yes_at.setdefault((agent, tx.key), now)
         self.txs[tx.key] = tx
 
     def step_started(self, agent: str, run: tuple[str, str, int], now: float) -> None:
@@ -222,6 +243,7 @@ class Checker:
         self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
             self._check_takeovers(sim)
+            self._check_undecided_recovery(sim)
         self.check_cancels(sim)
         for key, voters in self.yes.items():
             tx = self.txs[key]
@@ -294,6 +316,65 @@ class Checker:
                     when = "never" if at is None else f"at {at:.2f}"
                     self.fail(f"takeover: {p} ended {wf} {when}, deadline {deadline:.2f}"
                               f" (coordinator {coord} dead for good)")
+
+    def undecided_after_death(self, sim: World) -> list[tuple[str, Key, float, float | None]]:
+        """Each YES voter left in doubt when its Node was told its coordinator is DEAD
+        (or LEFT), as (voter, key, when it could start: the later of that telling, its
+        YES and the calm of its acceptors and itself, when it learned or None), where
+        the bound applies: its view said so until it learned (a coordinator back
+        ALIVE may compete with the recovery), the voter did not restart since, and a
+        majority of the acceptors but the coordinator lives."""
+        samples = []
+        for key, voters in self.yes.items():
+            tx = self.txs[key]
+            live = [a for a in tx.acceptors if a != tx.coordinator
+                    and a not in sim.dead_forever]
+            if len(live) < tx.majority:
+                continue
+            for voter in voters:
+                if voter in sim.dead_forever or not sim.agents[voter].alive:
+                    continue
+                yes = self.yes_at[(voter, key)]
+                learned = self.learned_at.get((voter, key))
+                restart = sim.last_restart.get(voter, 0.0)
+                for start, end in sim.membership.gone_told.get((voter, tx.coordinator), ()):
+                    told = max(start, yes)
+                    if start < restart or learned is not None and learned <= told \
+                            or end is not None and end <= told:
+                        continue
+                    if end is not None and (learned is None or end < learned):
+                        break  # back ALIVE in its view before it learned
+                    calm = sim.calm_since((*live, voter))
+                    samples.append((voter, key, max(told, calm), learned))
+                    break
+        return samples
+
+    def _check_undecided_recovery(self, sim: World) -> None:
+        """Non-blocking, and fast (core/node/member_loss.py): an in-doubt YES voter
+        whose view says its coordinator is DEAD learns the decision within one recovery
+        of being told (`dead_after_s` after the death, or its YES or the calm of its
+        acceptors if later), not after its whole lease: its turn to propose (its rank
+        among the participants × `stagger_s`, + up to `backoff_s`), then one ballot,
+        its two phases each resent once; while the network still loses or delays
+        messages (before `chaos_end`), each hop may need resending too:
+        CHAOS_RECOVERY_QUERIES repeats of the questions and as many of a ballot."""
+        t = sim.config.timing
+        c = sim.config
+        for voter, key, start, learned in self.undecided_after_death(sim):
+            took = None if learned is None else learned - start
+            sim.stats[f"undecided after coordinator DEAD: {_bucket(took)}"] += 1
+            tx = self.txs[key]
+            others = sorted((p for p in tx.participants if p != tx.coordinator),
+                            key=lambda p: (p not in tx.acceptors, p))
+            rank = others.index(voter) if voter in others else len(others)
+            bound = rank * t.stagger_s + t.backoff_s + 2 * t.resend_s
+            if start < c.chaos_end and (c.loss or c.slow):
+                bound += CHAOS_RECOVERY_QUERIES * (t.query_interval_s + t.resend_s)
+            if took is None or took > bound:
+                when = "never" if learned is None else f"at {learned:.2f}"
+                self.fail(f"undecided: {voter} learned {key} {when}, told its coordinator"
+                          f" {tx.coordinator} DEAD and calm at {start:.2f}, bound"
+                          f" {bound:.2f} s (one recovery)")
 
     def _check_results_and_ends(self, sim: World) -> None:
         """Every result an agent holds is of an attempt that ran, and every participant

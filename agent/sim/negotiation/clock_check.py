@@ -19,14 +19,22 @@ once, with the times that break it):
   the agent computed:
   - a participant in doubt starting termination (its first DecisionQuery about a
     transaction) at least `lease_s` after its reservation for it was first written
-    (the lease is the reservation's; the YES may be written later);
+    (the lease is the reservation's; the YES may be written later), unless its
+    Node's membership view says the coordinator is DEAD or LEFT when it asks (with
+    takeover on: what `MembershipFeed` told it; then recovery starts at once,
+    core/node/member_loss.py: a decision on the view, not on a timer);
   - a coordinator's prepare timeout (an ABORT it decides for a round to which no NO
     vote was sent) at least `prepare_timeout_s` after it sent that round's first
     PREPARE, unless it restarted meanwhile (a restarted coordinator aborts a round
-    it was preparing at once: presumed abort, no timer involved) or took a client's
-    cancel of the workflow before (a cancel aborts the round at once: cancels.py);
+    it was preparing at once: presumed abort, no timer involved), took a client's
+    cancel of the workflow before (a cancel aborts the round at once: cancels.py), or
+    its view says a participant of that round is DEAD or LEFT (the round aborts at
+    once then);
   - a participant's takeover claim (with `Timing.takeover_after_s` set: takeover.py)
-    only once the coordinator it follows is DEAD in its membership view, or has been
+    only once the coordinator it follows is DEAD in its membership view (now, or at
+    some look since its last ALIVE there and since the agent's restart: the view of a
+    member that came back and went down again between two looks goes DEAD to
+    SUSPECT, and the takeover core holds it gone until ALIVE), or has been
     silent there for at least `takeover_after_s`: the claim is the write of its own
     grant of the next epoch (the decision; its ClaimMsgs follow, after a restart
     perhaps), and "silent" counts from the first time that agent's membership view
@@ -59,7 +67,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fedorch.core.negotiation.messages import DecisionQuery, Key, Value
+from fedorch.core.negotiation.messages import DecisionQuery, Key, TxInfo, Value
 from fedorch.core.node.ready import PUT, Write
 from fedorch.core.node.records import ClaimAnswerMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.takeover import held_of
@@ -84,12 +92,19 @@ class ClockCheck:
         self._reserved_at: dict[tuple[str, Key], float] = {}  # first written, true time
         self._queried: set[tuple[str, Key]] = set()
         self._prepared_at: dict[tuple[str, Key], float] = {}  # first PREPARE sent
+        self._rounds: dict[Key, TxInfo] = {}  # each round a PREPARE was sent of
+        self.early = 0  # queries and aborts before their timers, on a DEAD in the view
         self._refused: set[tuple[str, Key]] = set()  # (coordinator, key) got a NO
         self.fired = 0  # lease and timeout actions checked
         # Takeover: each agent's membership view as the world answered it, in true time.
         # (observer, member) -> the first view of `member` not ALIVE since it last was.
         self._silent_since: dict[tuple[str, str], float] = {}
         self._last_seen: dict[tuple[str, str], str] = {}  # (observer, member) -> state
+        # (observer, member) -> when its view first said DEAD or LEFT since it last said
+        # ALIVE: the takeover core holds a coordinator gone from then until ALIVE (a
+        # DEAD that turns SUSPECT, the member back and down again between two looks,
+        # is still gone to it).
+        self._gone_since: dict[tuple[str, str], float] = {}
         self.claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch) -> when
         # (claimant, wf, epoch): a denial naming a rival holder of that epoch was sent it.
         self._rival_denied: set[tuple[str, str, int]] = set()
@@ -118,7 +133,12 @@ class ClockCheck:
         self._last_seen[key] = state
         if state == "ALIVE":
             self._silent_since.pop(key, None)
+            self._gone_since.pop(key, None)
             return
+        if state in GONE:
+            gone = self._gone_since.get(key)
+            if gone is None or gone < self.sim.last_restart.get(observer, -1.0):
+                self._gone_since[key] = now
         since = self._silent_since.get(key)
         if since is None or since < self.sim.last_restart.get(observer, -1.0):
             self._silent_since[key] = now  # a restarted observer counts afresh
@@ -137,6 +157,7 @@ class ClockCheck:
         kind = type(msg)
         if kind is PrepareMsg:
             self._prepared_at.setdefault((src, msg.tx.key), self.sim.now)
+            self._rounds.setdefault(msg.tx.key, msg.tx)
         elif kind is VoteMsg:
             if not msg.yes:
                 self._refused.add((dst, msg.key))
@@ -157,6 +178,10 @@ class ClockCheck:
             return
         self.fired += 1
         lease = self.sim.config.timing.lease_s
+        tx = self._rounds.get(msg.key)
+        if tx is not None and self._gone_in_view(src, (tx.coordinator,)):
+            self.early += self.sim.now + EPSILON_S < reserved + lease
+            return  # recovery at once: its coordinator is DEAD in its view
         if self.sim.now + EPSILON_S < reserved + lease:
             self._fail(f"lease fired early: {src} asked about {msg.key} at"
                        f" {self.sim.now:.3f}, {self.sim.now - reserved:.3f} s after its"
@@ -173,10 +198,20 @@ class ClockCheck:
             return  # presumed abort on restart (see the header)
         self.fired += 1
         timeout = self.sim.config.timing.prepare_timeout_s
+        tx = self._rounds.get(key)
+        if tx is not None and self._gone_in_view(agent, tx.participants):
+            self.early += self.sim.now + EPSILON_S < started + timeout
+            return  # a participant of the round is DEAD in its view: aborted at once
         if self.sim.now + EPSILON_S < started + timeout:
             self._fail(f"timeout fired early: {agent} aborted {key} at {self.sim.now:.3f},"
                        f" {self.sim.now - started:.3f} s after its PREPARE (timeout"
                        f" {timeout:g} s) with no NO vote")
+
+    def _gone_in_view(self, agent: str, members: tuple[str, ...]) -> bool:
+        """Does `agent`'s Node hold any of `members` DEAD or LEFT now (as it was told:
+        takeover.MembershipFeed; a restarted Node was told anew)?"""
+        told = self.sim.membership.told.get(agent, {})
+        return any(told.get(m) in GONE for m in members if m != agent)
 
     def _claim(self, agent: str, wf: str, epoch: int, held: tuple[int, str]) -> None:
         if (agent, wf, epoch) in self.claimed_at:
@@ -196,8 +231,10 @@ class ClockCheck:
                            f" {held_epoch} (claim timeout {t.prepare_timeout_s:g} s)")
             return
         state = self._last_seen.get((agent, coordinator))
-        if state in GONE:
-            return
+        gone = self._gone_since.get((agent, coordinator))
+        if state in GONE or gone is not None \
+                and gone >= self.sim.last_restart.get(agent, -1.0):
+            return  # DEAD in its view, and not ALIVE since (nor restarted since)
         since = self._silent_since.get((agent, coordinator))
         if since is None or since < self.sim.last_restart.get(agent, -1.0):
             since = now  # not silent in its view (or not since it restarted)

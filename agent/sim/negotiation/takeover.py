@@ -38,6 +38,7 @@ from fedorch.core.node.inputs import MemberState
 from fedorch.core.node.takeover import acceptors_of, held_of
 from fedorch.core.node.takeover_grants import GrantSigner, SignedEvidence
 from fedorch.core.workflow.acceptor_grant import Round
+from fedorch.core.workflow.takeover import GONE_AT_ONCE
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -84,14 +85,22 @@ class SimEvidence(SignedEvidence):
 
 
 class MembershipFeed:
-    """Each agent's membership view as inputs to its Node (see the header)."""
+    """Each agent's membership view as inputs to its Node (see the header). It also
+    keeps, for the checker, when each Node was told a member is gone (DEAD or LEFT)
+    and until when (`gone_told`): the in-doubt bound counts from there
+    (check.Checker, `_check_undecided_recovery`)."""
 
     def __init__(self, sim: World) -> None:
         self.sim = sim
         self.told: dict[str, dict[str, str]] = {}  # agent -> what its Node was told
+        # (agent, member) -> [start, end]: told DEAD or LEFT at start, and so until end
+        # (None: still) or until the agent's Node was replaced (a boot: `end` then).
+        self.gone_told: dict[tuple[str, str], list[list[float | None]]] = {}
 
     def booted(self, name: str) -> None:
         """A new Node: it knows nothing of the federation until told."""
+        for member in self.told.get(name, {}):
+            self._gone(name, member, False)
         self.told[name] = {}
 
     def changes(self, name: str) -> tuple[MemberState, ...]:
@@ -106,4 +115,13 @@ class MembershipFeed:
             if told.get(member) != state:
                 told[member] = state
                 news.append(MemberState(member, state))
+                self._gone(name, member, state in GONE_AT_ONCE)
         return tuple(news)
+
+    def _gone(self, name: str, member: str, gone: bool) -> None:
+        spans = self.gone_told.setdefault((name, member), [])
+        is_open = bool(spans) and spans[-1][1] is None
+        if gone and not is_open:
+            spans.append([self.sim.now, None])
+        elif not gone and is_open:
+            spans[-1][1] = self.sim.now

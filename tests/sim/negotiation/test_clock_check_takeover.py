@@ -244,6 +244,33 @@ def test_a_claim_counts_silence_from_the_first_view_not_alive() -> None:
     assert failures == []
 
 
+def test_a_coordinator_dead_then_suspect_without_alive_between_may_be_claimed() -> None:
+    """Seed 102347 of the takeover schedule: d0 was DEAD in d1's view, then came back and
+    went down again between two looks (DEAD, then SUSPECT: never ALIVE). The takeover
+    core holds it gone until ALIVE, and so does the check; an ALIVE in between, or a
+    restart of the claimant, starts the count afresh."""
+    check, failures = checker()
+    for at, state in [(1.0, "SUSPECT"), (2.6, "DEAD"), (2.9, "SUSPECT")]:
+        check.sim.now = at
+        check.observed("d1", "d0", state)
+    own_grant(check, Disk(), 3.0, 1)
+    assert failures == []
+    check, failures = checker()
+    for at, state in [(1.0, "DEAD"), (2.0, "ALIVE"), (2.5, "SUSPECT")]:
+        check.sim.now = at
+        check.observed("d1", "d0", state)
+    own_grant(check, Disk(), 3.0, 1)  # silent 0.5 s since its ALIVE
+    assert len(failures) == 1 and "takeover claimed early" in failures[0]
+    check, failures = checker()
+    check.sim.now = 1.0
+    check.observed("d1", "d0", "DEAD")
+    check.sim.last_restart["d1"] = 2.0  # d1 restarted: what it saw before is gone
+    check.sim.now = 2.5
+    check.observed("d1", "d0", "SUSPECT")
+    own_grant(check, Disk(), 3.0, 1)
+    assert len(failures) == 1 and "takeover claimed early" in failures[0]
+
+
 def test_a_claimant_that_took_the_old_coordinators_end_tells_those_that_granted_it() -> None:
     """Seed 1110: d1 claims epoch 1 while d0 is stalled; d2 and d3 grant it. Before the
     claim wins, d0's end (epoch 0) reaches d1, which takes it (its claim has not won),

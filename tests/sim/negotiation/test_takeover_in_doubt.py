@@ -15,6 +15,10 @@ until d1 won epoch 2, about 43 s in, past the checker's takeover deadline (a vio
 (ClaimAnswerMsg.in_doubt, the runtime's TakeoverAnswer.in_doubt), d1 asks again a
 second later (takeover_claims.CLAIM_AGAIN_S), and d2 grants once it has the COMMIT: one
 takeover, epoch 1.
+
+d2's membership never gets past SUSPECT about d0 here: told d0 is DEAD, d2 would start
+its recovery at once (core/node/member_loss.py) and, in some seeds, learn the COMMIT
+before d1's claim reaches it, and there would be no participant in doubt to ask again.
 """
 
 from __future__ import annotations
@@ -49,7 +53,13 @@ def scenario(seed: int) -> tuple[Simulation, list[tuple[float, str]]]:
             return "forever"
         return None
 
-    sim.intercept, sim.crash_hook = intercept, crash_hook
+    seen_by = sim.member_state
+
+    def member_state(observer, name):
+        state = seen_by(observer, name)
+        return "SUSPECT" if (observer, name, state) == ("d2", "d0", "DEAD") else state
+
+    sim.intercept, sim.crash_hook, sim.member_state = intercept, crash_hook, member_state
     return sim, d2_points
 
 

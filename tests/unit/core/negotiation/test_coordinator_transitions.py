@@ -50,6 +50,10 @@ EXPECTED: dict[tuple[Phase, str], set[Phase]] = {
     (D, "query"): {D},
     **{(C, kind): {C} for kind in ("vote", "timer", "cancel", "paxos", "ack", "query")},
     **{(A, kind): {A} for kind in ("vote", "timer", "cancel", "paxos", "ack", "query")},
+    # Membership: a domain is DEAD. A silent participant's round aborts at once (next
+    # round, or over); anywhere else nothing moves.
+    (P, "lost"): {P, A},
+    **{(phase, "lost"): {phase} for phase in (ID, D, C, A)},
 }
 
 
@@ -108,6 +112,7 @@ fitting = st.sampled_from([
       for d in ("c", "p1", "p2")],
     ("paxos", Decision((WF, 1), Value(False), "p1")),
     *[("ack", (d, 1)) for d in ("p1", "p2")],
+    *[("lost", d) for d in ("p1", "p2")],
 ])
 inputs = st.one_of(
     fitting,
@@ -119,6 +124,7 @@ inputs = st.one_of(
     st.tuples(st.just("paxos"), paxos),
     st.tuples(st.just("ack"), st.tuples(domains, rounds)),
     st.tuples(st.just("query"), rounds),
+    st.tuples(st.just("lost"), domains),
 )
 
 
@@ -135,6 +141,8 @@ def feed(core: Coordinator, kind: str, arg: object, now: float) -> None:
         core.receive_paxos(now, arg)
     elif kind == "ack":
         core.receive_ack(now, *arg)  # type: ignore[misc]
+    elif kind == "lost":
+        core.domain_lost(now, arg)  # type: ignore[arg-type]
     else:
         core.answer_query(now, arg)  # type: ignore[arg-type]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from fedorch.core.negotiation import termination as termination_module
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
@@ -202,3 +203,36 @@ def test_a_query_to_the_coordinator_gets_its_timeout_however_late_the_first_time
     assert timer is not None and timer >= now + 2.0
     t.handle_timer(now + 1.999)
     assert t.state(KEY) is ASK
+
+
+def _gone_termination(view: dict[str, str]) -> Termination:
+    return Termination("p1", rng=random.Random(5), query_timeout_s=2.0, query_interval_s=2.0,
+                       resend_s=1.0, backoff_s=1.0,
+                       coordinator_gone=lambda c: view.get(c) in ("DEAD", "LEFT"))
+
+
+def test_a_yes_tracked_while_its_coordinator_is_dead_asks_everyone_at_its_first_timer() -> None:
+    view = {"c": "DEAD"}
+    t = _gone_termination(view)
+    t.track(1.0, TX, LEASE)
+    assert t.next_actions() == [] and t.get_timer() == 1.0  # track only records
+    t.handle_timer(1.0)
+    assert t.state(KEY) is ASK
+    assert sorted(a.to for a in t.next_actions()) == ["c", "p2"]  # the acceptors
+    timer = t.get_timer()
+    assert timer is not None and 1.0 < timer <= 1.0 + 1.0  # its turn (rank 0), not the lease
+    t.handle_timer(timer)
+    assert t.state(KEY) is REC
+
+
+@pytest.mark.parametrize("state", ["ALIVE", "SUSPECT"])
+def test_a_coordinator_back_before_the_first_timer_leaves_the_doubt_to_its_lease(
+        state: str) -> None:
+    view = {"c": "DEAD"}
+    t = _gone_termination(view)
+    t.track(1.0, TX, LEASE)
+    view["c"] = state
+    t.handle_timer(1.0)
+    assert t.state(KEY) is W and t.next_actions() == [] and t.get_timer() == LEASE
+    t.handle_timer(LEASE)
+    assert t.state(KEY) is ASK and [a.to for a in t.next_actions()] == ["c"]

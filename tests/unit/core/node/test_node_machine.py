@@ -123,11 +123,14 @@ class Federation(RuleBasedStateMachine):
     def _sent(self, name: str, to: str, msg: object) -> None:
         """On the network; a participant's first query about a hold is its lease firing:
         never sooner than a lease after the reservation was written, in true time,
-        whatever clocks its boots read."""
+        whatever clocks its boots read; sooner only when its view says the coordinator
+        is DEAD or LEFT (member_loss.py), as the Node was told."""
         if isinstance(msg, DecisionQuery) and (name, msg.key) not in self.queried:
             self.queried.add((name, msg.key))
             reserved = self.reserved_at.get((name, msg.key))
-            assert reserved is None or self.now + EPSILON_S >= reserved + \
+            gone = self.nodes[name].members.get(msg.key[0].partition(".")[0]) \
+                in ("DEAD", "LEFT")
+            assert reserved is None or gone or self.now + EPSILON_S >= reserved + \
                 self.timing.lease_s, f"{name} asked about {msg.key} at {self.now}, its" \
                 f" reservation written at {reserved}: the lease fired early"
         self.net.append((name, to, msg, self.now))
@@ -372,25 +375,20 @@ class Evidence(SignedEvidence):
                    for d in self.m.disks.values())
 
 
-class TakingOverFederation(Federation):
-    """The same federation with coordinator takeover on: membership views come in as
-    `MemberState` inputs (any view, any time: views disagree, come and go), and a
-    restored Node is told its view again. Invariants: at most one domain acts in each
-    epoch of a workflow; a grant is on its granter's disk before its answer leaves; the
-    coordinators of different epochs never end a workflow differently."""
-
-    timing = Timing(max_rounds=2, takeover_after_s=3.0)
+class WatchingFederation(Federation):
+    """The same federation with membership views: they come in as `MemberState` inputs
+    (any view, any time: views disagree, come and go, a DEAD one may be alive), and a
+    restored Node is told its view again. DEAD and LEFT act on negotiations
+    (member_loss.py): in-doubt participants recover at once, rounds waiting for a
+    silent participant abort. The invariants above hold (atomicity: a COMMIT only from
+    every YES, whatever the views say), and a first query comes before its lease only
+    from a Node whose view says the coordinator is gone."""
 
     def __init__(self) -> None:
-        self.acting: dict[tuple[str, int], str] = {}
-        self.ends: dict[str, set[object]] = {}
         self.views = {n: dict.fromkeys((m for m in NAMES if m != n), "ALIVE") for n in NAMES}
         super().__init__()
         for n in NAMES:
             self._tell(n)
-
-    def _evidence(self):
-        return Evidence(self)
 
     def _tell(self, name: str) -> None:
         node = self.nodes[name]
@@ -402,6 +400,68 @@ class TakingOverFederation(Federation):
         super()._restore(name)
         if self.nodes[name].members != self.views[name]:
             self._tell(name)
+
+    @rule(observer=st.sampled_from(NAMES), member=st.sampled_from(NAMES),
+          state=st.sampled_from(["ALIVE", "SUSPECT", "DEAD", "LEFT"]))
+    def membership_changes(self, observer, member, state):
+        if observer == member:
+            return
+        self.views[observer][member] = state
+        self._step(observer, MemberState(member, state))
+
+
+WatchingFederation.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_a_federation_of_nodes_watching_membership = WatchingFederation.TestCase
+
+
+def test_the_watching_federation_recovers_before_the_lease_when_told_dead():
+    """Not vacuous: d0's round is prepared at d1 and d2, whose votes are lost; d0 is
+    DEAD in their views, and they learn ABORT before any lease would have fired."""
+    f = WatchingFederation()
+    f.submit(coordinator="d0", caps=["a", "b"])
+    f.net = [m for m in f.net if m[0] != "d0" or "Prepare" in type(m[2]).__name__]
+    for _ in range(20):  # the PREPAREs arrive; what anyone sends to d0 is lost
+        if not f.net:
+            break
+        src, dst, msg, _ = f.net.pop(0)
+        if dst != "d0":
+            f._step(dst, Message(src, msg))
+    voters = [n for n in ("d1", "d2") if f.nodes[n].termination.in_doubt()]
+    assert voters, "nobody was left in doubt"
+    for n in ("d1", "d2"):
+        f.membership_changes(observer=n, member="d0", state="DEAD")
+    for _ in range(200):
+        if f.net:
+            src, dst, msg, _ = f.net.pop(0)
+            if dst != "d0":
+                f._step(dst, Message(src, msg))
+        elif any(f.nodes[n].termination.in_doubt() for n in voters):
+            f.fire_timer(name=min(voters, key=lambda n: f.nodes[n].get_timer() or 1e9),
+                         dt=0.0)
+        else:
+            break
+    assert f.now < f.timing.lease_s
+    assert all(not f.nodes[n].termination.in_doubt() for n in voters)
+    assert all(not f.disks[n].learned[k].commit for n in voters for k in f.disks[n].learned)
+
+
+class TakingOverFederation(WatchingFederation):
+    """The watching federation with coordinator takeover on. Invariants: at most one
+    domain acts in each epoch of a workflow; a grant is on its granter's disk before
+    its answer leaves; the coordinators of different epochs never end a workflow
+    differently."""
+
+    timing = Timing(max_rounds=2, takeover_after_s=3.0)
+
+    def __init__(self) -> None:
+        self.acting: dict[tuple[str, int], str] = {}
+        self.ends: dict[str, set[object]] = {}
+        super().__init__()
+
+    def _evidence(self):
+        return Evidence(self)
 
     def _written(self, name: str, write) -> None:
         super()._written(name, write)
@@ -432,14 +492,6 @@ class TakingOverFederation(Federation):
                 break
             src, dst, msg, _ = self.net.pop(0)
             self._step(dst, Message(src, msg))
-
-    @rule(observer=st.sampled_from(NAMES), member=st.sampled_from(NAMES),
-          state=st.sampled_from(["ALIVE", "SUSPECT", "DEAD"]))
-    def membership_changes(self, observer, member, state):
-        if observer == member:
-            return
-        self.views[observer][member] = state
-        self._step(observer, MemberState(member, state))
 
 
 TakingOverFederation.TestCase.settings = settings(

@@ -19,6 +19,7 @@ def engine(fault: WriteFault) -> SimpleNamespace:
         transport=SimpleNamespace(envelopes=4, sent={"b": 5}, dropped={"c": 1}),
         boundary=SimpleNamespace(posted=6),
         executors=SimpleNamespace(started=1),
+        audit=SimpleNamespace(appended=7, lost=1, transactions=2),
         write_behind=fault)
 
 
@@ -61,3 +62,6 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_messages_total{outcome="sent"}'] == 5
     assert got['fedorch_node_messages_total{outcome="posted"}'] == 6
     assert got['fedorch_node_inputs_refused_total{input="Message"}'] == 2
+    assert got['fedorch_node_audit_records_total{outcome="appended"}'] == 7
+    assert got['fedorch_node_audit_records_total{outcome="lost"}'] == 1
+    assert got["fedorch_node_audit_transactions_total"] == 2

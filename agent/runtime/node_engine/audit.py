@@ -1,0 +1,374 @@
+"""The node engine's audit log: what the Node decided, appended to the domain's chain.
+
+Theory of operation
+-------------------
+The shells append a record of each act to the audit log (runtime/audit.py) in the
+transaction that makes the act durable. The node engine keeps its state in node.db
+and the audit log stays in agent.db (beside the checkpoints, `fedorch audit` and the
+console read it there), and two SQLite files have no common transaction. So the log
+follows node.db instead: a record is made only of a write group node.db has
+committed, never of one a crash could still undo.
+
+- `AuditedWrites` wraps the Durable port under the held ports of write_behind.py
+  (beside the status view's WriteNotice): its `write` returns only once the turn's
+  groups are committed (or, after a storage fault, once a retry wrote every kept
+  group), and then hands those groups to `NodeAuditLog.written`.
+- `NodeAuditLog.written` reads the groups' ops and notes, in order, and makes the
+  records the shells make for the same acts, of the same kinds and data:
+  `submitted` (a new workflow row, round 0, with the submitter's signed spec and
+  signature), `vote` (a YES: the `yes_voted` note of the prepare
+  record, its steps from the hold written with it), `decision` (a coordinator's
+  decision record newly written: its write-once cell won), `learned` (a decision
+  newly learned here), `step_started` (a run added under its idempotency key),
+  `step_ended` (a step run here reached a final state: "step end"),
+  `result_received` (at the coordinator, a final result of another domain's step:
+  "step result") and `workflow_ended` (at the coordinator, an outcome or a
+  Finished row in a final state). A group written again (a
+  restore that re-decides nothing writes no op) makes no record: records follow
+  ops, and the Node writes a write-once cell, a learned decision or a run once.
+- A NO vote changes no table (presumed abort needs no record), so no group tells of
+  it: `AuditedNode`, around what the driver steps, sees the PREPAREs going in and the
+  Ready's NO votes coming out, and records each NO (with the steps and spec of its
+  PREPARE) when the Ready is taken, as it leaves. A crash may lose that record; it
+  never leaves a record of anything undone, since the vote changed nothing.
+- Cheap: the records of a turn are statements queued in memory; one task
+  (`run`, owned by the engine's TaskGroup) writes everything queued as ONE
+  transaction of agent.db (`Store.apply`, the store's group commit), and whatever
+  queued meanwhile forms the next. It waits `BATCH_S` after the first record queued
+  before it writes (no deadline while nothing is queued): at most one audit
+  transaction per driver turn and at most 1/BATCH_S per second. A transaction costs
+  far more than its records (the hop to aiosqlite's thread and back, BEGIN, COMMIT
+  and its fsync): written as soon as queued, one per turn, the log cost the
+  participants as much as the coordinator, whose records are twice theirs. No signature per record: the chain is signed by the Audit's
+  checkpoints as with the shells. Unlike the shells' records, a submission and an
+  end carry no attestation (`attestation: null`): those two signatures were 40% of
+  what this log cost the coordinator's event loop, and they serve only proofs, which
+  a node-engine workflow cannot have yet (below).
+- `close()` writes what is still queued when the engine stops, before the daemon
+  signs its last checkpoint and closes agent.db, for at most CLOSE_S. While agent.db
+  cannot be written (its store retries a storage fault), records wait in memory up to
+  MAX_QUEUED; beyond, and at a stop that gives up, they are counted as lost
+  (`fedorch_node_audit_records_total{outcome="lost"}`), never silently dropped.
+
+What it cannot say: a crash between node.db's commit and the audit's loses the
+records queued then, at most BATCH_S of them plus one transaction's (the log is
+behind node.db by the queued records, never ahead: a record names only what is
+durable). The node engine signs no single vote,
+decision or result (its envelopes are signed per turn), so a decision record carries
+no certificate and a result no evidence, and with no attestations either,
+`fedorch audit proof` of a node-engine workflow is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fedorch.core.audit import proof as proofs
+from fedorch.core.audit.chain import b64
+from fedorch.core.negotiation.abort_reasons import refusals_text
+from fedorch.core.node.inputs import Message
+from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
+from fedorch.core.node.records import CoordRow, PrepareMsg, VoteMsg
+from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.runtime.node_engine.reload import Reconfigure
+from fedorch.runtime.ports import Durable
+
+__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog", "Records", "spec_sha256"]
+
+log = logging.getLogger("fedorch.node_engine")
+
+# The write groups (the Node's points, core/node) whose rows end a workflow.
+_END_POINTS = frozenset({"workflow outcome", "Finished"})
+
+# One record: (kind, workflow id, data).
+Entry = tuple[str, str, dict[str, object]]
+
+BATCH_S = 0.1  # the records queued this long after the first are one transaction
+# While agent.db cannot be written (its store retries a storage fault until it can),
+# records wait in memory up to this many; more are dropped and counted as lost.
+MAX_QUEUED = 200_000
+CLOSE_S = 5.0  # at a stop, the last records are given this long to be written
+
+
+def spec_sha256(message: Any) -> str:
+    """As the shells hash a PREPARE's spec and the policy (runtime/audit.py `vote`)."""
+    return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _step_state(state: object) -> str:
+    return str(state)  # a StepState is a StrEnum: its value
+
+
+class Records:
+    """The translation of durable write groups and NO votes into audit entries (no I/O).
+
+    `node`: the Node (read for what a group does not carry: a placement, a round's
+    refusals); `results`: the results table as durable now (the restored one), kept
+    in step with the groups to tell which step a results row changed."""
+
+    def __init__(self, domain: str, node: Any, results: Mapping[str, Mapping], *,
+                 policy_sha256: str) -> None:
+        self.domain = domain
+        self.node = node
+        self.results: dict[str, Mapping] = dict(results)
+        self.policy_sha256 = policy_sha256
+        self._infos: dict = {}  # a batch's PREPAREs taken and holds, by transaction
+        self._holds: dict = {}
+        self._ops = {("rows", PUT): self._row, ("records", PUT): self._decision,
+                     ("learned", PUT): self._learned, ("runs", ADD): self._run,
+                     ("results", PUT): self._result, ("results", DELETE): self._forget,
+                     ("info", PUT): self._info, ("holds", PUT): self._hold}
+
+    # ---- durable groups ---------------------------------------------------------------
+
+    def of_writes(self, writes: Sequence[Write]) -> list[Entry]:
+        out: list[Entry] = []
+        self._infos, self._holds = {}, {}
+        ops = self._ops
+        for w in writes:
+            for op in w.ops:
+                handler = ops.get((op.table, op.kind))
+                if handler is not None:
+                    handler(w.point, op.key, op.value, out)
+            for note in w.notes:
+                if note[0] == "yes_voted":
+                    self._yes(note[1], out)
+        return out
+
+    def _info(self, point: str, key: Any, info: Any, out: list[Entry]) -> None:
+        self._infos[key] = info
+
+    def _hold(self, point: str, key: Any, hold: Any, out: list[Entry]) -> None:
+        self._holds[key] = hold
+
+    def _row(self, point: str, wf: str, row: CoordRow, out: list[Entry]) -> None:
+        if row.round == 0 and row.state is WorkflowState.NEGOTIATING and not row.finished:
+            out.append(self._submitted(row))
+        elif row.state in TERMINAL and point in _END_POINTS:
+            out.append(self._ended(row))
+
+    def _submitted(self, row: CoordRow) -> Entry:
+        """As the shells' `submitted` (runtime/audit.py), without its attestation (see
+        the header): the submitter's signed spec and signature."""
+        wf, signed = row.workflow_id, row.info.submission
+        if signed is None:  # the services sign what a client did not (never None there)
+            return (proofs.SUBMITTED, wf, {
+                "spec_sha256": spec_sha256(row.info.spec), "spec": None, "principal": "",
+                "peer": "", "request_id": "", "client_signature": None,
+                "attestation": None})
+        return (proofs.SUBMITTED, wf, {
+            "spec_sha256": hashlib.sha256(signed.spec).hexdigest(), "spec": b64(signed.spec),
+            "principal": signed.principal, "peer": "", "request_id": signed.request_id,
+            "client_signature": b64(signed.signature), "attestation": None})
+
+    def _ended(self, row: CoordRow) -> Entry:
+        """As the shells' `ended`, without its attestation (see the header)."""
+        return (proofs.ENDED, row.workflow_id, {"state": row.state.name,
+                                                "reason": row.reason, "attestation": None})
+
+    def _decision(self, point: str, key: tuple, value: Any, out: list[Entry]) -> None:
+        wf, round_ = key
+        reason = ""
+        if not value.commit:
+            core = self.node.coordinators.get(wf)
+            refused = [r for r in getattr(core, "refusals", ()) if r.round == round_]
+            reason = refusals_text(refused) if refused else ""
+        out.append((proofs.DECISION, wf, {
+            "round": round_, "outcome": "COMMIT" if value.commit else "ABORT",
+            "reason": reason, "certificate": None}))
+
+    def _learned(self, point: str, key: tuple, value: Any, out: list[Entry]) -> None:
+        out.append(("learned", key[0], {"round": key[1],
+                                        "outcome": "COMMIT" if value.commit else "ABORT"}))
+
+    def _run(self, point: str, run: tuple, value: Any, out: list[Entry]) -> None:
+        wf, step, attempt = run
+        out.append(("step_started", wf, {"step": step, "attempt": attempt}))
+
+    def _result(self, point: str, wf: str, now: Mapping, out: list[Entry]) -> None:
+        before = self.results.get(wf, {})
+        self.results[wf] = now
+        for step, result in now.items():
+            if before.get(step) == result:
+                continue
+            attempt, state, outputs, error = result
+            if state not in TERMINAL_STEP_STATES:
+                continue
+            data = {"step": step, "attempt": attempt, "state": _step_state(state),
+                    "outputs_sha256": proofs.outputs_value_hash(outputs), "evidence": None}
+            if point == "step end":  # run here
+                out.append((proofs.STEP_ENDED, wf, {**data, "error": error}))
+            elif wf.rpartition(".")[0] == self.domain:  # another domain's, at its coordinator
+                row = self.node.state.rows.get(wf)
+                domain = row.info.placement.get(step, "") if row is not None else ""
+                out.append((proofs.RESULT, wf, {**data, "domain": domain}))
+
+    def _forget(self, point: str, wf: str, value: Any, out: list[Entry]) -> None:
+        self.results.pop(wf, None)  # compacted by the Node's retention
+
+    def _yes(self, tx: Any, out: list[Entry]) -> None:
+        hold = self._holds.get(tx.key)
+        info = self._infos.get(tx.key) or self.node.state.info.get(tx.key)
+        out.append(self._vote(tx.workflow_id, tx.coordinator, tx.round, True, "",
+                              [s for s, _ in hold.steps] if hold is not None else [],
+                              info.spec if info is not None else None))
+
+    # ---- NO votes ---------------------------------------------------------------------
+
+    def no_vote(self, coordinator: str, vote: VoteMsg, prepare: PrepareMsg | None) -> Entry:
+        steps = [s for s, _ in prepare.steps] if prepare is not None else []
+        return self._vote(vote.key[0], coordinator, vote.key[1], False, vote.reason, steps,
+                          prepare.info.spec if prepare is not None else None)
+
+    def _vote(self, wf: str, coordinator: str, round_: int, yes: bool, reason: str,
+              steps: list[str], spec: Any) -> Entry:
+        return ("vote", wf, {"coordinator": coordinator, "round": round_, "yes": yes,
+                             "reason": reason, "steps": steps,
+                             "policy_sha256": self.policy_sha256,
+                             "spec_sha256": spec_sha256(spec) if spec is not None else ""})
+
+
+class NodeAuditLog:
+    """The records queued for agent.db and the one task that writes them (see the
+    header). `audit`: the Agent's runtime/audit.Audit (its `record` makes a statement
+    and tells the checkpoint loop); `store`: the Agent's Store (agent.db)."""
+
+    def __init__(self, records: Records, audit: Any, store: Any, *,
+                 batch_s: float = BATCH_S) -> None:
+        self.records = records
+        self.audit = audit
+        self.store = store
+        self.batch_s = batch_s
+        self._queued: list = []
+        self._wake = asyncio.Event()
+        self.appended = 0      # records written, in all
+        self.transactions = 0  # agent.db transactions they took
+        self.lost = 0          # records a failed write took with it, or dropped
+        self._overflowing = False  # MAX_QUEUED reached (said once, until a write)
+        self._writing = 0  # records in the transaction out
+
+    def written(self, writes: Sequence[Write]) -> None:
+        """node.db committed these groups (AuditedWrites): queue their records."""
+        self._queue(self.records.of_writes(writes))
+
+    def no_votes(self, entries: list[Entry]) -> None:
+        self._queue(entries)
+
+    def _queue(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        if len(self._queued) >= MAX_QUEUED:
+            if not self._overflowing:
+                self._overflowing = True
+                log.error("audit log: agent.db takes no records; more than %d wait, the"
+                          " node engine's next records are lost (counted)", MAX_QUEUED)
+            self.lost += len(entries)
+            return
+        record = self.audit.record
+        self._queued.extend(record(kind, wf, **data) for kind, wf, data in entries)
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    async def run(self) -> None:
+        """Write what is queued, one transaction at a time, until cancelled: `batch_s`
+        after the first record queued (a window that gathers turns, not a poll)."""
+        while True:
+            await self._wake.wait()
+            if self.batch_s > 0:
+                await asyncio.sleep(self.batch_s)
+            self._wake.clear()
+            await self._write_batch()  # what queues meanwhile waits for its own window
+            if self._queued:
+                self._wake.set()
+
+    async def _write_batch(self) -> None:
+        batch, self._queued = self._queued, []
+        if not batch:
+            return
+        self._writing = len(batch)  # left set if cancelled: close() counts them lost
+        try:
+            await self.store.apply(batch)
+        except Exception as e:  # agent.db refused: the records are lost, said so
+            self._writing = 0
+            self.lost += len(batch)
+            log.error("audit log: %d records of the node engine not written: %s: %s",
+                      len(batch), type(e).__name__, e)
+            return
+        self._writing = 0
+        self.appended += len(batch)
+        self.transactions += 1
+        self._overflowing = False
+
+    async def close(self) -> None:
+        """Write what is still queued (the engine stops; agent.db is still open), for
+        at most CLOSE_S: a disk that takes nothing must not hold the stop."""
+        async def drain() -> None:
+            while self._queued:
+                await self._write_batch()
+        try:
+            await asyncio.wait_for(drain(), CLOSE_S)
+        except TimeoutError:  # the transaction out was cancelled with the drain
+            unwritten = len(self._queued) + self._writing
+            self.lost += unwritten
+            log.error("audit log: %d records of the node engine not written before the"
+                      " stop", unwritten)
+            self._queued, self._writing = [], 0
+
+
+class AuditedWrites:
+    """A Durable port that hands each committed turn's groups to the audit log."""
+
+    def __init__(self, durable: Durable, audit: NodeAuditLog) -> None:
+        self.durable = durable
+        self.audit = audit
+
+    def write(self, writes: Sequence[Write]) -> None:
+        self.durable.write(writes)  # raises unless committed: then nothing is recorded
+        self.audit.written(writes)
+
+
+class AuditedNode:
+    """What the driver steps, around the node it would step: PREPAREs going in are
+    kept for the turn, and the NO votes of the Ready taken are recorded; a reload's
+    Reconfigure (reload.py) changes the policy hash votes are recorded with (a YES of
+    the same turn stepped before it is recorded with the new one: its record is made
+    after the turn's write)."""
+
+    def __init__(self, inner: Any, domain: str, audit: NodeAuditLog) -> None:
+        self.inner = inner
+        self.domain = domain
+        self.audit = audit
+        self._prepares: dict = {}
+
+    def step(self, now: float, event: object) -> None:
+        kind = type(event)
+        if kind is Message and type(event.msg) is PrepareMsg:
+            self._prepares[event.msg.tx.key] = event.msg
+        elif kind is Reconfigure:  # a reload's policy rules the votes from now on
+            self.audit.records.policy_sha256 = spec_sha256(event.policy)
+        self.inner.step(now, event)
+
+    def get_timer(self) -> float | None:
+        return self.inner.get_timer()
+
+    def ready(self) -> Ready:
+        ready = self.inner.ready()
+        prepares, self._prepares = self._prepares, {}
+        noes = [self.audit.records.no_vote(out.to, out.msg, prepares.get(out.msg.key))
+                for outs in (ready.send_now, ready.send_after_write) for out in outs
+                if type(out.msg) is VoteMsg and not out.msg.yes
+                and out.msg.domain == self.domain]
+        if noes:
+            self.audit.no_votes(noes)
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        self.inner.advance(ready)
