@@ -465,11 +465,11 @@ def node_codec() -> NodeCodec:
     global _codec
     if _codec is None:
         from fedorch.core.negotiation import acceptor, messages, participant
-        from fedorch.core.node import records
+        from fedorch.core.node import records, takeover_grants
         from fedorch.core.workflow import acceptor_grant, lifecycle, progress
         from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
         types = _own_types(records, messages, acceptor, participant, acceptor_grant,
-                           lifecycle, progress)
+                           lifecycle, progress, takeover_grants)
         _codec = NodeCodec(types, _proto_types(spec_pb2, config_pb2))
     return _codec

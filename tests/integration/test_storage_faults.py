@@ -162,7 +162,9 @@ def _fill(path: Path) -> Path:
     """Take every free byte of the file system at `path`."""
     filler = path / f"filler-{uuid.uuid4().hex}"
     chunk = b"\0" * (1 << 16)
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file would keep a partly written chunk and raise ENOSPC
+    # again when it is closed, after the loop (how often depends on the room left).
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(chunk)

@@ -57,12 +57,15 @@ __all__ = ["MESSAGE_TYPES", "Refused", "check"]
 
 def check(node: Any, src: str, msg: object,
           vote_raw: Callable[[Key, str, bool], bytes] | None = None, *,
-          proven_epoch: Callable[[str, int, str], bool] | None = None) -> None:
+          proven_epoch: Callable[[str, int, str, Any], bool] | None = None) -> None:
     """Refused unless `src` has authority over `msg`, as `node` (a core.node.Node)
     knows the facts now. `vote_raw`: the Node's stand-in for a signed vote (default:
-    the Node's own). `proven_epoch(workflow, epoch, domain)`: does an epoch certificate
-    show `domain` won that coordinator epoch (the driver's evidence check; None: no
-    end is taken on a certificate)."""
+    the Node's own). `proven_epoch(workflow, epoch, domain, certificate)`: does the
+    certificate show `domain` won that coordinator epoch (default: the Node's takeover
+    part's check through its evidence port; no takeover part: no end is taken on a
+    certificate)."""
+    if proven_epoch is None and getattr(node, "takeover", None) is not None:
+        proven_epoch = node.takeover.proven
     rule = _BY_TYPE.get(type(msg))
     if rule is None:  # a subclass of a message type (the simulator's), or no message
         rule = next((_BY_TYPE[t] for t in type(msg).__mro__ if t in _BY_TYPE), None)
@@ -151,14 +154,14 @@ def _result(node: Any, src: str, msg: ResultMsg, raw: Any, proven: Any) -> None:
 
 
 def _final(node: Any, src: str, msg: FinalMsg, raw: Any,
-           proven_epoch: Callable[[str, int, str], bool] | None) -> None:
+           proven_epoch: Callable[[str, int, str, Any], bool] | None) -> None:
     held, participants = _epoch_of(node.state, msg.workflow_id)
     if msg.epoch > 0 and held is None:
         raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                    " not committed here yet")
     if msg.won and held is not None and msg.epoch == held[0] and src != held[1] \
             and proven_epoch is not None \
-            and proven_epoch(msg.workflow_id, msg.epoch, src):
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
         # Its epoch certificate: the holder of that epoch here claimed it and lost.
         held = (msg.epoch, src)
     if held is not None and msg.epoch < held[0] and msg.workflow_id in node.state.final \

@@ -63,7 +63,8 @@ all applied before any takeover core is watched (`Node.members`: a restored Node
 until its driver posts it again), and its cores' deadlines are part of `get_timer()`.
 Observers read what it did from the Ready's notes (`acting`, `coordinator_ended`) and
 from `stats`; what a claim shows (an epoch certificate, a round proof) is checked
-through the `evidence` port the Node is built with.
+through the `evidence` port the Node is built with, and its own grants are signed
+through the `sign_grant` port (takeover_grants.py).
 
 Membership's DEAD and LEFT act on negotiations whether takeover is on or not
 (member_loss.py): a transaction in doubt here whose coordinator is gone starts its
@@ -100,10 +101,11 @@ from fedorch.core.node.inputs import (
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
-from fedorch.core.node.records import Disk, Timing, WfInfo
+from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
+from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -125,6 +127,7 @@ class Node:
                  timing: Timing, peers: list[str], rng: random.Random,
                  stats: Counter[str] | None = None,
                  evidence: TakeoverEvidence | None = None,
+                 sign_grant: GrantSigner | None = None,
                  vote_raw: Callable[[Key, str, bool], bytes] = default_vote_raw,
                  wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
                  admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
@@ -133,7 +136,9 @@ class Node:
         """`disk` and `now`: restore from that disk at that time (default: a new, empty
         agent); `stated`: the acceptor's check that a round is one its coordinator
         stated (Acceptor); `evidence`: coordinator takeover's checks of a claim's
-        certificate and round proof (takeover.py; default: nothing verifies)."""
+        certificate and round proof (takeover.py; default: nothing verifies);
+        `sign_grant`: signs this agent's takeover grants (takeover_grants.py; default:
+        unsigned, which no evidence that checks signatures believes)."""
         self.name = name
         self.stated = stated
         self.policy = policy
@@ -150,8 +155,8 @@ class Node:
         self.negotiation = Negotiation(self)
         self.cancels = Cancels(self)
         # Coordinator takeover (takeover.py); None: off, the original coordinator only.
-        self.takeover = Takeovers(self, evidence) if timing.takeover_after_s is not None \
-            else None
+        self.takeover = Takeovers(self, evidence, sign_grant) \
+            if timing.takeover_after_s is not None else None
         # The driver's membership view (MemberState inputs): domain -> state.
         self.members: dict[str, str] = {}
         # What the view's DEAD and LEFT do to negotiations (member_loss.py).
@@ -314,6 +319,10 @@ class Node:
         self.out.note(*fact)
 
     def send(self, to: str, msg: object) -> None:
+        if type(msg) is PrepareMsg and self.takeover is not None:
+            # Its round signed for takeover claims, where it has an acceptor holding no
+            # step (takeover_proofs.stated_prepare): the one place every PREPARE passes.
+            msg = self.takeover.proof.stated_prepare(msg)
         self.out.send(to, msg)
 
     def reliable(self, to: str, msg_id: tuple, msg: object) -> None:

@@ -17,6 +17,7 @@ from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import Hold
 from fedorch.core.node.retention import Retention
+from fedorch.core.node.takeover_grants import Certificate, SignedGrant, StatedRound
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -57,6 +58,10 @@ class WfInfo:
     # simulator models it: no signature, but its fields (the coordinator it was signed
     # for, its request id and time) cannot be altered by whoever relays it.
     submission: spec_pb2.SignedSpec | None = None
+    # Coordinator takeover: this round as its coordinator signed it, when it has an
+    # acceptor that holds no step (takeover_grants.StatedRound; set on the PREPARE as it
+    # leaves, kept by the participant with the rest): a claimant's proof of the round.
+    stated: StatedRound | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,10 +97,10 @@ class FinalMsg:
     # Every participant had acknowledged the COMMIT when it was sent: none is in doubt,
     # so none will run a recovery ballot that needs this workflow's acceptor records.
     settled: bool = False
-    # The sender won `epoch` (its epoch certificate, checked like a claim's; the
-    # simulator signs nothing): a member that holds that epoch for a claimant that lost
-    # it follows the winner and takes the end.
-    won: bool = False
+    # The sender won `epoch`: its epoch certificate (the signed grants of a majority,
+    # takeover_grants.py), checked like a claim's; a member that holds that epoch for a
+    # claimant that lost it follows the winner and takes the end. () : none shown.
+    won: Certificate = ()
 
 
 @dataclass(frozen=True)
@@ -107,9 +112,11 @@ class ClaimMsg:
     # To an acceptor holding no step: the committed round the claimant proves (its
     # coordinator's signed round and a COMMIT of it, TakeoverClaim.round_tx / commit).
     proof: Round | None = None
-    # The claimant has won `epoch` (TakeoverClaim.epoch_certificate; the simulator signs
-    # nothing: its checker's record of who acted stands for the signatures).
-    won: bool = False
+    # The claimant has won `epoch`: its epoch certificate (the signed grants of a
+    # majority of the electorate, takeover_grants.py). () : it has not (yet).
+    won: Certificate = ()
+    # With `proof`: that round as the original coordinator signed it (WfInfo.stated).
+    stated: StatedRound | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +128,12 @@ class ClaimAnswerMsg:
     holder: str
     final: WorkflowState | None = None  # the answerer has ended it: how (no grant then)
     in_doubt: bool = False  # it holds a vote, no decision learned (TakeoverAnswer.in_doubt)
-    # The answerer holds a verified certificate of `held_epoch` for `holder` (its own,
-    # or one another member showed it); a denial is followed only on it.
-    won: bool = False
+    # The certificate of `held_epoch` for `holder` the answerer holds, verified (its
+    # own, or one another member showed it); a denial is followed only on it.
+    won: Certificate = ()
+    # A grant: the answerer's signed statement of it (takeover_grants.py), which the
+    # claimant's certificate is made of.
+    grant: SignedGrant | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,9 @@ class Disk:
     # Coordinator takeover: the (epoch, coordinator) followed or acted as, and granted.
     epochs: dict[str, tuple[int, str]] = field(default_factory=dict)
     granted: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # An acting successor's epoch certificate (the grants it won with): workflow ->
+    # (epoch, its grants), written with its Act and shown again after a restart.
+    certificates: dict[str, tuple[int, Certificate]] = field(default_factory=dict)
     # The committed round's acceptors (the takeover electorate), kept at the commit.
     electorates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Signed submissions admitted here: key -> (workflow id, issued at ms).

@@ -53,7 +53,8 @@ that epoch's certificate, so a member that granted it must be able to show it: t
 winner sends its claim, with its certificate (`ClaimMsg.won`), once to every elector
 that granted it as soon as it wins (the core's `_won`), and again with its periodic
 claims; a proven denial relayed by another member shows it too. Each is checked
-through the evidence port and kept here, per workflow, the latest epoch only, and a
+through the evidence port and kept (takeover_proofs.py), per workflow, the latest
+epoch only, and a
 denial naming that (epoch, holder) carries it (`ClaimAnswerMsg.won`). An end notice's
 proof (`FinalMsg.won`) is not kept: the workflow ends here with it, and a claim of an
 ended workflow is answered with its end, not a denial. In memory, not
@@ -64,23 +65,34 @@ two coordinators act). An acceptor holding no step keeps it too (it is the grant
 an original coordinator cut off from the winner may still reach); as such a workflow
 never ends here, at most `PROOFS_KEPT` workflows are kept, the oldest dropped first.
 
-Evidence. A claim's epoch certificate and its proof of the committed round are
-signatures on the wire. The Node is handed the check of them (`TakeoverEvidence`),
-as it is handed the acceptor's check that a round was stated by its coordinator:
-the daemon's would verify the signatures; the simulator, which signs nothing, asks
-its own record of who acted and which round was committed.
+Evidence. Every grant this Node gives is a signed statement made through the signer
+port it is given (`sign_grant`; takeover_grants.py: granter, workflow, epoch, holder,
+electorate), carried by the grant's answer. A claimant counts a grant only once its
+signature verifies as the voter's and it names our claim and our electorate (else the
+answer is dropped and counted): so it acts exactly when it holds the signed grants of a
+majority, and those grants, its own among them, are its epoch certificate, written in
+`certificates` with the Act and carried by its claims, denials and end notices (`won`);
+takeover_proofs.py keeps all of it.
+What a claim or an answer shows is checked through the port the Node is handed
+(`TakeoverEvidence`), as it is handed the acceptor's check that a round was stated by
+its coordinator: a certificate against the electorate this agent holds (the
+daemon's over its trust store, runtime/node_engine/evidence.py; the simulator's over
+fake signatures only the granting agent can make, sim/negotiation/takeover.py); a
+round proof (the committed round an acceptor holding no step is shown) against what
+the port can check of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.node.records import Disk, FinalMsg
 from fedorch.core.node.takeover_claims import Claims, held_of
+from fedorch.core.node.takeover_grants import Certificate, GrantSigner
+from fedorch.core.node.takeover_proofs import NoEvidence, Proofs, TakeoverEvidence
 from fedorch.core.workflow import lifecycle
-from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome
 from fedorch.core.workflow.takeover import (
@@ -99,32 +111,7 @@ from fedorch.core.workflow.takeover import (
 )
 
 __all__ = ["NoEvidence", "TakeoverEvidence", "Takeovers", "acceptors_of", "held_of"]
-
-
-# Workflows whose winner's proof is kept here for our denials (see "Proofs kept").
-PROOFS_KEPT = 10_000
-
-
-class TakeoverEvidence(Protocol):
-    """The checks of what a claim or an answer shows (signatures on the wire)."""
-
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
-        """`coordinator` holds an epoch certificate of `epoch` (a majority granted it)."""
-        ...
-
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
-        """`proof` is the round its coordinator stated, and a COMMIT of it was chosen."""
-        ...
-
-
-class NoEvidence:
-    """Nothing can be verified: no certificate is believed, no proof holds."""
-
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
-        return False
-
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
-        return False
+# NoEvidence and TakeoverEvidence live in takeover_proofs.py, re-exported here.
 
 
 def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
@@ -137,25 +124,29 @@ def acceptors_of(disk: Disk, wf: str) -> tuple[str, ...]:
 
 
 class Takeovers:
-    def __init__(self, node: Any, evidence: TakeoverEvidence | None = None) -> None:
+    def __init__(self, node: Any, evidence: TakeoverEvidence | None = None,
+                 sign: GrantSigner | None = None) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts,
         # never the reverse, so the import graph has no cycle).
         self.n = node
-        self.evidence: TakeoverEvidence = evidence if evidence is not None else NoEvidence()
         self.after_s: float = node.t.takeover_after_s
         self.cores: dict[str, Takeover] = {}
+        # The workflows whose core has a deadline (a dict: insertion-ordered), kept as
+        # cores are built and stepped, so that a turn's get_timer() and a tick look at
+        # those only, not at every running workflow (most follow a live coordinator).
+        self.timed: dict[str, None] = {}
         self.claims = Claims(self)
-        # Workflow -> (epoch, holder) whose certificate was verified here, shown by
-        # another domain (its claim, or a proven denial): our denials carry it.
-        self.proofs: dict[str, tuple[int, str]] = {}
+        # Our signed grants, our certificates, and those shown to us (takeover_proofs.py).
+        self.proof = Proofs(self, evidence, sign)
 
     # ---- restore ------------------------------------------------------------------------
 
     def reset(self) -> None:
         """What an agent holds only in memory: gone on restart (rebuilt by `resume`)."""
         self.cores = {}
+        self.timed = {}
         self.claims.reset()
-        self.proofs = {}
+        self.proof.reset()
 
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
@@ -174,7 +165,7 @@ class Takeovers:
                 continue
             info = n.running.info(wf)
             acked = d.final_acked.get(wf, set())
-            won = self.evidence.certificate_holds(wf, epoch, n.name)  # or a claimant's end
+            won = self.proof.own_certificate(wf, epoch)  # () for a claimant's end
             for dst in sorted((set(info.placement.values()) | {info.coordinator})
                               - {n.name} - acked):
                 n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
@@ -202,6 +193,7 @@ class Takeovers:
                             claim_timeout_s=n.t.prepare_timeout_s,
                             claiming=holder == n.name and not acting)
             self.cores[wf] = core
+            self._retime(wf, core)
         return core
 
     def resumed(self, now: float, wf: str) -> None:
@@ -213,8 +205,9 @@ class Takeovers:
     def forget(self, wf: str) -> None:
         """`wf` ended here: its core has nothing left to do."""
         self.cores.pop(wf, None)
+        self.timed.pop(wf, None)
         self.claims.forget(wf)
-        self.proofs.pop(wf, None)
+        self.proof.forget(wf)
 
     def coordinator_now(self, wf: str) -> str:
         """The coordinator this agent reports to for `wf` (or is): the one it follows, or
@@ -241,8 +234,17 @@ class Takeovers:
         dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
         self.step(now, wf, core, Watch(members.get(core.coordinator, ""), dead))
 
+    def _retime(self, wf: str, core: Takeover) -> None:
+        """After `core` was built or stepped: is it one with a deadline?"""
+        if self.cores.get(wf) is core and core.get_timer() is not None:
+            self.timed[wf] = None
+        else:
+            self.timed.pop(wf, None)
+
     def timer(self) -> float | None:
-        times = [t for wf in self.n.progress if (core := self.cores.get(wf)) is not None
+        progress = self.n.progress
+        times = [t for wf in self.timed if wf in progress
+                 and (core := self.cores.get(wf)) is not None
                  and (t := core.get_timer()) is not None]
         again = self.claims.timer()
         if again is not None:
@@ -250,7 +252,7 @@ class Takeovers:
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
-        for wf in list(self.n.progress):
+        for wf in list(self.timed):
             core = self.cores.get(wf)
             if core is None or wf not in self.n.progress:
                 continue
@@ -271,6 +273,7 @@ class Takeovers:
         coordinator is told at once how the view sees that one."""
         before = core.coordinator
         self.apply(now, wf, core, core.step(now, event))
+        self._retime(wf, core)
         if core.coordinator != before and core.role is Role.FOLLOWING:
             self.watch(now, wf, core)
 
@@ -291,46 +294,56 @@ class Takeovers:
             elif isinstance(x, Act):
                 n.point("takeover act")
                 d.epochs[wf] = (x.epoch, n.name)
+                d.certificates[wf] = (x.epoch, self.proof.certificate_won(wf, core, x.epoch))
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
                 self.successor_outcome(now, wf)
 
-    def follow_proven(self, now: float, wf: str, winner: str, epoch: int) -> bool:
+    # ---- evidence (takeover_proofs.py) ---------------------------------------------------
+
+    @property
+    def evidence(self) -> TakeoverEvidence:
+        return self.proof.evidence
+
+    @property
+    def proofs(self) -> dict[str, tuple[int, str, Certificate]]:
+        return self.proof.proofs
+
+    def proven(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
+        """Does `certificate` prove that `holder` won `epoch` (the authority table's
+        check of an end notice's certificate)?"""
+        return self.proof.proven(wf, epoch, holder, certificate)
+
+    def electorate_of(self, wf: str) -> frozenset[str] | None:
+        """The electorate as this agent holds it: its core's, the committed round's
+        acceptors written here, or an acceptor's records of the workflow; None if none."""
+        core = self.cores.get(wf)
+        if core is not None:
+            return core.electorate
+        d = self.n.state
+        acceptors = acceptors_of(d, wf)
+        if acceptors:
+            return frozenset(acceptors)
+        if wf in d.rows or wf in d.committed:  # classic 2PC: participants and original
+            info = self.n.running.info(wf)
+            return frozenset(info.placement.values()) | {info.coordinator}
+        named = {frozenset(rec.tx.acceptors) for (w, _), rec in d.acceptor.items()
+                 if w == wf and rec.tx is not None and rec.tx.acceptors}
+        return next(iter(named)) if len(named) == 1 else None
+
+    def follow_proven(self, now: float, wf: str, winner: str, epoch: int,
+                      certificate: Certificate) -> bool:
         """A certificate shown by `winner` (its claim, or its answer to ours): the core
         follows it if it holds and its epoch is not below ours (`Proven`)."""
         core = self.core(wf)
-        if core is None or epoch < 1 or not self.saw_proof(wf, epoch, winner):
+        if core is None or epoch < 1 \
+                or not self.proof.saw_proof(wf, epoch, winner, certificate):
             return False
         before = (core.epoch, core.coordinator)
         self.step(now, wf, core, Proven(epoch, winner))
         if (core.epoch, core.coordinator) != before:
             self.n.stats["takeover proven winner followed"] += 1
         return (core.epoch, core.coordinator) == (epoch, winner)
-
-    def saw_proof(self, wf: str, epoch: int, holder: str) -> bool:
-        """A certificate of (epoch, holder) shown to us: kept for our denials if it holds
-        (the latest epoch only). Whether it holds."""
-        if epoch < 1 or holder == self.n.name \
-                or not self.evidence.certificate_holds(wf, epoch, holder):
-            return False
-        kept = self.proofs.get(wf)
-        if kept is None or kept[0] < epoch:
-            self.proofs.pop(wf, None)
-            self.proofs[wf] = (epoch, holder)  # the newest last: the oldest goes first
-            if len(self.proofs) > PROOFS_KEPT:
-                del self.proofs[next(iter(self.proofs))]
-            self.n.stats["takeover proof kept for denials"] += 1
-        return True
-
-    def has_proof(self, wf: str, epoch: int, holder: str) -> bool:
-        """Can a denial naming (epoch, holder) carry that epoch's certificate? Ours if we
-        act in it, else the holder's if verified here."""
-        if epoch < 1:
-            return False
-        if holder == self.n.name:
-            core = self.cores.get(wf)
-            return core is not None and core.role is Role.ACTING and core.epoch == epoch
-        return self.proofs.get(wf) == (epoch, holder)
 
     def report_again(self, wf: str) -> None:
         """A new coordinator is followed here: it collects the results, ours again."""
@@ -353,7 +366,7 @@ class Takeovers:
     # ---- ends ----------------------------------------------------------------------------
 
     def follow_end(self, now: float, wf: str, epoch: int, src: str,
-                   state: WorkflowState, won: bool = False) -> None:
+                   state: WorkflowState, won: Certificate = ()) -> None:
         """An end notice the boundary let through. Of a later epoch than held, or of the
         epoch held here for a claimant that lost it to the sender (its certificate,
         `won`): follow its sender; the original coordinator's row ends as the successor
@@ -364,8 +377,8 @@ class Takeovers:
         d = n.state
         held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
         later = epoch > held_epoch
-        proven = won and epoch == held_epoch >= 1 and src != holder \
-            and self.evidence.certificate_holds(wf, epoch, src)
+        proven = bool(won) and epoch == held_epoch >= 1 and src != holder \
+            and self.proof.proven(wf, epoch, src, won)
         if epoch > 0 and (later or proven):
             core = self.cores.get(wf) if wf in n.progress else None
             if core is not None:
@@ -387,7 +400,9 @@ class Takeovers:
         end. False if the core leaves it to the coordinator it follows."""
         if wf not in self.n.progress:
             return False
-        for x in core.step(now, EndKnown()):
+        actions = core.step(now, EndKnown())
+        self._retime(wf, core)
+        for x in actions:
             if isinstance(x, Announce):
                 self.end_as_successor(now, wf, x.epoch, state)
                 return True
@@ -416,7 +431,9 @@ class Takeovers:
             d.rows[wf] = replace(row, state=state)
         info = n.running.info(wf)
         core = self.cores.get(wf)
-        won = core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1
+        won = self.proof.own_certificate(wf, epoch) \
+            if core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1 \
+            else ()
         n.running.end_here(wf, state)
         n.note("coordinator_ended", wf, epoch, state)
         if d.epochs.get(wf) != (epoch, n.name):

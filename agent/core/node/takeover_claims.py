@@ -29,8 +29,13 @@ meanwhile) is taken and told on; "in doubt" is asked again; a certificate shown 
 rival is followed; a grant or a denial goes to the core (`Grant`, `Deny`), and the
 two ways a split claim settles on the denials are counted.
 
-Proofs in denials. `ClaimAnswerMsg.won` on a denial says "the answerer holds a
-verified certificate of `held_epoch` for `holder`": its own (it acts in that epoch)
+Grants. A grant's answer carries the granter's signed statement of it
+(`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
+participant's core's, an acceptor's the proof's round's. A claimant counts only a grant
+whose statement verifies as its voter's, of its claim, in its own electorate.
+
+Proofs in denials. `ClaimAnswerMsg.won` on a denial carries a verified certificate of
+`held_epoch` for `holder` that the answerer holds: its own (it acts in that epoch)
 or the holder's, shown to it by the holder's claim (the winner sends it once to every
 elector that granted it, at once on winning: the core's `_won`) or by another member's
 proven denial, and kept by the takeover part (`Takeovers.proofs`). A denial is
@@ -44,6 +49,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk
+from fedorch.core.node.takeover_grants import StatedRound
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.takeover import (
     Adopted,
@@ -96,22 +102,25 @@ class Claims:
     def send(self, wf: str, core: Takeover, x: SendClaim) -> None:
         """A claim, with the proof of the round for an acceptor holding no step, and, from
         a claimant that won (it acts in that epoch), its certificate."""
-        won = core.role is Role.ACTING and x.epoch == core.epoch >= 1
-        self.n.send(x.to, ClaimMsg(wf, x.epoch, self._round_proof(wf, core, x.to), won=won))
+        won = self.tk.proof.own_certificate(wf, x.epoch) \
+            if core.role is Role.ACTING and x.epoch == core.epoch >= 1 else ()
+        proof, stated = self._round_proof(wf, core, x.to)
+        self.n.send(x.to, ClaimMsg(wf, x.epoch, proof, won=won, stated=stated))
 
-    def _round_proof(self, wf: str, core: Takeover, to: str) -> Round | None:
+    def _round_proof(self, wf: str, core: Takeover,
+                     to: str) -> tuple[Round | None, StatedRound | None]:
         """What our claim shows an acceptor holding no step: the committed round, as its
-        coordinator signed it at PREPARE, and its COMMIT (runtime.round_proofs)."""
+        coordinator signed it at PREPARE (WfInfo.stated), and its COMMIT."""
         d = self.n.state
         round_ = d.committed.get(wf)
         if to in core.participants or to == core.original or round_ is None:
-            return None
+            return None, None
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))
         if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
-            return None
+            return None, None
         return Round(round_, frozenset(info.placement.values()),
-                     frozenset(d.electorates[wf]), COMMIT)
+                     frozenset(d.electorates[wf]), COMMIT), info.stated
 
     # ---- a claim received -------------------------------------------------------------------
 
@@ -135,23 +144,25 @@ class Claims:
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
             return
         if not may_grant(epoch, holder, msg.epoch, src) and msg.won \
-                and tk.follow_proven(now, wf, src, msg.epoch):
+                and tk.follow_proven(now, wf, src, msg.epoch, msg.won):
             epoch, holder = held_of(d, wf, original)  # it won the epoch held: follow it
         if not may_grant(epoch, holder, msg.epoch, src):
             # Our proof if we act in the epoch held (a rival of our epoch follows us at
             # once), else the holder's if verified here: a claimant of an earlier epoch
             # follows a later one only on its proof.
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
-                                       won=tk.has_proof(wf, epoch, holder)))
+                                       won=tk.proof.proof_of(wf, epoch, holder)))
             return
         if msg.won:  # the claimant won and shows it: checked, kept for our denials
-            tk.saw_proof(wf, msg.epoch, src)
+            tk.proof.saw_proof(wf, msg.epoch, src, msg.won)
         core = tk.core(wf)
+        electorate = core.electorate if core is not None else tk.electorate_of(wf)
         if core is not None:
             tk.step(now, wf, core, Adopted(msg.epoch, src))
         else:
             tk.follow(wf, msg.epoch, src)
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
+        grant = tk.proof.grant(wf, msg.epoch, src, electorate) if electorate else None
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant))
 
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
         """A claim of a workflow with no step here: an acceptor of its round answers, on
@@ -167,8 +178,9 @@ class Claims:
                                      frozenset(rec.tx.acceptors), None if decided is None
                                      else COMMIT if decided.commit else ABORT))
         proof, error = msg.proof, None
-        if proof is not None and not self.tk.evidence.round_proof_holds(wf, proof):
-            proof, error = None, ("bad_round_proof", "not the committed round")
+        if proof is not None \
+                and not self.tk.evidence.round_proof_holds(wf, proof, msg.stated):
+            proof, error = None, ("bad_round_proof", "not the committed round as signed")
         epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
         verdict = acceptor_grant(n.name, src, msg.epoch, (epoch, holder), records,
                                  proof, error)
@@ -179,16 +191,18 @@ class Claims:
             return
         if not verdict.granted:
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
-                                       won=self.tk.has_proof(wf, epoch, holder)))
+                                       won=self.tk.proof.proof_of(wf, epoch, holder)))
             return
         if msg.won:  # the winner tells the acceptors that granted it: kept, relayed
-            self.tk.saw_proof(wf, msg.epoch, src)
+            self.tk.proof.saw_proof(wf, msg.epoch, src, msg.won)
         n.point("takeover epoch")
         d.granted[wf] = (msg.epoch, src)
         n.stats["takeover granted by an acceptor only"] += 1
         if proof is not None and not records:
             n.stats["takeover granted on a proof of the round"] += 1
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src))
+        assert verdict.basis is not None  # a grant names its round and electorate
+        grant = self.tk.proof.grant(wf, msg.epoch, src, verdict.basis.acceptors)
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant))
 
     # ---- an answer to our claim ---------------------------------------------------------------
 
@@ -219,13 +233,15 @@ class Claims:
                     self.again_at = now + CLAIM_AGAIN_S
             return
         if msg.won and not msg.granted and msg.holder == src \
-                and tk.follow_proven(now, wf, src, msg.held_epoch):
+                and tk.follow_proven(now, wf, src, msg.held_epoch, msg.won):
             return
+        if msg.granted and not tk.proof.grant_received(wf, core, src, msg.epoch, msg.grant):
+            return  # a grant we could not show: not counted (a certificate holds it)
         proven = False
         if msg.won and not msg.granted:
-            # A relayed proof: the voter holds the holder's certificate (the runtime
-            # carries it, and checks it here); kept, so that our denials carry it too.
-            proven = tk.saw_proof(wf, msg.held_epoch, msg.holder)
+            # A relayed proof: the voter holds the holder's certificate, carried and
+            # checked here; kept, so that our denials carry it too.
+            proven = tk.proof.saw_proof(wf, msg.held_epoch, msg.holder, msg.won)
             if not proven:
                 n.stats["takeover denial with a proof that does not hold"] += 1
         elif not msg.granted and msg.held_epoch > msg.epoch:

@@ -35,6 +35,13 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 - `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
   before it posts, and the authority check the driver makes before the Node steps a
   message;
+- coordinator takeover (core/node/takeover.py), always on: `Timing.takeover_after_s`
+  from `negotiation.takeover_after_s` (10 s by default); the grants this agent gives
+  signed with its domain key and what others show checked with its trust store
+  (evidence.py); and membership's view posted as `MemberViews` whenever it changes
+  (`_members_changed`, a hook of the membership shell: each member's state as the
+  workflows act on it, only what changed since the Node was last told; the whole view
+  at start, since a restored Node knows none);
 - the audit log (audit.py, `_audit_log`): `AuditedWrites` under the held Durable and
   `AuditedNode` around what the driver steps turn what node.db committed (and the NO
   votes leaving) into the shells' records, which one task appends to agent.db's chain.
@@ -62,9 +69,10 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from fedorch.core.node.inputs import Submit
+from fedorch.core.node.inputs import MemberState, MemberViews, Submit
 from fedorch.core.node.records import Disk, Timing
 from fedorch.core.node.retention import Retention
+from fedorch.core.workflow.takeover import DEFAULT_TAKEOVER_AFTER_S
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
@@ -82,6 +90,7 @@ from fedorch.runtime.node_engine.boundary import (
     signed_submissions,
 )
 from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
+from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
@@ -142,6 +151,9 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         query_timeout_s=neg.prepare_timeout_s or base.query_timeout_s,
         max_rounds=neg.max_rounds or base.max_rounds,
         max_acceptors=neg.max_acceptors or base.max_acceptors,
+        # Coordinator takeover (core/node/takeover.py) is always on in the daemon: a
+        # committed workflow never waits on a dead coordinator.
+        takeover_after_s=neg.takeover_after_s or DEFAULT_TAKEOVER_AFTER_S,
         # The Node's own retention (core/node/retention.py), on the config's bounds;
         # nothing goes within two replay windows of its last mark (a late message).
         retention=Retention(
@@ -211,7 +223,10 @@ class NodeAgent:
             policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
+            evidence=NodeEvidence(a.trust), sign_grant=grant_signer(a.signer),
             disk=disk, now=clock.monotonic())
+        # What the Node was last told of each member's state (MemberState inputs).
+        self._told: dict[str, str] = {}
         self.view = StatusView(self.node)
         self.transport = GrpcTransport(
             self.domain, a.signer, clock, self.codec, self.post, a.endpoint_of,
@@ -326,6 +341,28 @@ class NodeAgent:
 
     def _members_changed(self) -> None:
         self.node.peers = self.live_peers()
+        changes = self.member_changes()
+        if changes:
+            self.post(MemberViews(changes))
+
+    def member_changes(self) -> tuple[MemberState, ...]:
+        """What membership's view shows now that the Node was not told, marked as told:
+        each member's state as the workflows act on it (`state_for_work`: a DEAD verdict
+        once its grace has passed, SUSPECT until then), one look at a time, so the Node
+        applies them together (`MemberViews`). A member no longer in the view reads ""
+        (unknown: not ALIVE, so silent to a takeover)."""
+        membership = self.agent.membership
+        if membership is None:
+            return ()
+        now = {m.domain: membership.state_for_work(m.domain)
+               for m in membership.members() if m.domain and m.domain != self.domain}
+        for gone in set(self._told) - set(now):
+            now[gone] = ""
+        changes = tuple(MemberState(domain, state) for domain, state in sorted(now.items())
+                        if self._told.get(domain) != state)
+        for change in changes:
+            self._told[change.domain] = change.state
+        return changes
 
     # ---- running ------------------------------------------------------------------------
 

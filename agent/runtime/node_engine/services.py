@@ -22,12 +22,14 @@ Node (status.py) and posts everything else the Node must do:
   forwarded call carries `local_only`), which posts `Cancel` to its Node
   (core/node/cancel.py) and answers the workflow's status once it ended CANCELLED and
   that is durable. A workflow that already ended is refused with FAILED_PRECONDITION
-  naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND.
+  naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND;
+  one the Node would refuse (cancel.refusal: with coordinator takeover on, as the node
+  engine runs it, a committed workflow) FAILED_PRECONDITION with the Node's reason.
 A request id is kept with the workflow's row (the Node's `requests` table, in the
 row's write): a retry, in this life or after a restart, is answered the workflow the
 first attempt made; `_by_request` keeps this life's too, so that a retry that comes
 while the first is being placed gets the same id. What the node engine does not do
-yet (fan-out steps, a signed spec not bound to this coordinator, takeover,
+yet (fan-out steps, a signed spec not bound to this coordinator,
 re-placement after a domain's loss, sagas, the audit log) is refused with
 FAILED_PRECONDITION naming the engine, never silently ignored.
 
@@ -50,6 +52,7 @@ import grpc
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import sign_spec
+from fedorch.core.node.cancel import refusal
 from fedorch.core.node.inputs import Cancel
 from fedorch.core.workflow import fanout
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
@@ -265,6 +268,8 @@ class NodeClientService(ClientService):
                                 f"no workflow {request.id!r} coordinated here")
         if status.state in TERMINAL:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
+        if (why := refusal(self.engine.node, request.id)) is not None:  # e.g. takeover on
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
         self.engine.post(Cancel(request.id, request.reason or "by request"))
         deadline = a.clock.monotonic() + CANCEL_DONE_S
         while status.state not in TERMINAL:

@@ -27,8 +27,9 @@ rest until the next durable turn, and always while a commit is out. At most
 `KEPT_STATUSES` are kept (the oldest go first), so the view stays bounded however
 many workflows end; one not kept is built again when read.
 A status is built (`status_of`): its workflow row (coordinator) or committed PREPARE
-(participant), its final state, and each step from the live progress or, once the
-workflow has ended, from the results the Node keeps.
+(participant), its final state, its coordinator and epoch (the one followed or acted
+as here: a successor after a takeover, `epochs`), and each step from the live progress
+or, once the workflow has ended, from the results the Node keeps.
 
 `StatusView` is also the driver's `StatusSink`: a workflow's state change wakes the
 watchers of that workflow, and the submitter waiting for its workflow to be durable
@@ -73,8 +74,11 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         state, reason, rounds = d.final.get(wf, WorkflowState.RUNNING), "", d.committed[wf]
     else:
         return None
+    # The coordinator followed here, or acted as (a takeover's epoch >= 1): the current
+    # one as this agent knows it; the one the id names in epoch 0.
+    epoch, coordinator = d.epochs.get(wf, (0, info.coordinator))
     out = status_pb2.WorkflowStatus(id=wf, name=info.spec.name, state=state,
-                                    coordinator=info.coordinator, reason=reason,
+                                    coordinator=coordinator, epoch=epoch, reason=reason,
                                     rounds=rounds)
     progress = node.progress.get(wf)
     results = d.results.get(wf, {})

@@ -31,8 +31,8 @@ What is the simulated agent's, outside the driver: the authority table
 (boundary.check_input, the envelope check's stand-in) before an input is posted, the
 trust store and its key records (keyring.py), and what coordinator takeover needs
 from a driver (takeover.py): its membership view posted as `MemberState` inputs
-(`members_changed`, called by the run after every event), and the stand-ins for the
-signature checks of claims (`SimEvidence`).
+(`members_changed`, called by the run after every event), and its takeover grants'
+fake signatures and their check (`sim_signer`, `SimEvidence`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from fedorch.sim.negotiation.boundary import (
 from fedorch.sim.negotiation.disk import Disk, Timing
 from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 from fedorch.sim.negotiation.ports import SimClock, SimDisk, SimExecutors, SimTransport
-from fedorch.sim.negotiation.takeover import SimEvidence
+from fedorch.sim.negotiation.takeover import SimEvidence, sim_signer
 
 if TYPE_CHECKING:
     from fedorch.core.negotiation.messages import Key, TxInfo
@@ -112,7 +112,8 @@ class SimAgent:
         self.node = Node(
             self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
             peers=self.sim.names, rng=self.rng, stats=self.sim.stats,
-            evidence=SimEvidence(self.sim), vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
+            evidence=SimEvidence(self.sim), sign_grant=sim_signer(self.name),
+            vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
             admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
             disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),

@@ -21,7 +21,6 @@ from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import authority
 from fedorch.core.node.node import Node
-from fedorch.sim.negotiation.takeover import SimEvidence
 
 if TYPE_CHECKING:
     from fedorch.core.negotiation.messages import Key, TxInfo
@@ -53,8 +52,7 @@ def check_input(agent: Member, src: str, msg: object) -> None:
     """RemoteProtocolError unless `src` has authority over `msg` (the Node's authority
     table, core/node/authority.py, as the daemon's node engine applies it)."""
     try:
-        authority.check(agent.node, src, msg, vote_raw,
-                        proven_epoch=SimEvidence(agent.sim).certificate_holds)
+        authority.check(agent.node, src, msg, vote_raw)  # certificates: the Node's check
     except Refused as e:
         agent.sim.stats[f"refused {e.reason}"] += 1
         raise RemoteProtocolError(e.detail) from None

@@ -16,7 +16,11 @@ Random, so runs replay), answers with a forgery:
 * a client's signed submission, overheard in a PREPARE, replayed as a new workflow of
   its own (coordinated by the liar, to the same participants);
 * key records: rotations and revocations of other domains' keys made with its own
-  keys, and stale genuine records relayed again (keyring.py).
+  keys, and stale genuine records relayed again (keyring.py);
+* takeover answers (core/node/takeover_grants.py): grants in an elector's name and
+  epoch certificates of the electors' grants, all signed with its own (fake) key, the
+  only one it has: a denial relaying such a certificate, a grant to a participant's
+  claim it never made, an end notice carrying one.
 
 The invariant checker must hold for every honest domain all the same.
 """
@@ -43,9 +47,13 @@ from fedorch.core.negotiation.messages import (
     TxInfo,
     Value,
 )
+from fedorch.core.node.records import ClaimAnswerMsg
+from fedorch.core.node.takeover_grants import sign_grant
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
 from fedorch.sim.negotiation.keyring import KeyRecordsMsg
+from fedorch.sim.negotiation.takeover import sim_signer
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -66,6 +74,7 @@ class Liar:
         self.commits: list[tuple[TxInfo, Value]] = []
         self.results: list[ResultMsg] = []
         self.replays = 0
+        self.sign = sim_signer(name)  # its own key: all it can sign with
 
     # ---- what it hears --------------------------------------------------------------
 
@@ -200,7 +209,25 @@ class Liar:
         for dst in honest:
             self._to(dst, KeyRecordsMsg(records))
 
+    def _takeover_answers(self) -> None:
+        tx = self._tx()
+        wf, electorate = tx.workflow_id, tx.acceptors
+        if not electorate or not tx.participants:
+            return
+        for epoch in (1, 2):
+            holder = self.rng.choice(tx.participants)
+            forged = tuple(sign_grant(self.sign, g, wf, epoch, holder, electorate)
+                           for g in sorted(electorate))
+            for dst in sorted({tx.coordinator, *tx.participants}):
+                victim = self.rng.choice(electorate)  # a grant in an elector's name
+                self._to(dst, ClaimAnswerMsg(wf, epoch, True, epoch, dst, grant=sign_grant(
+                    self.sign, victim, wf, epoch, dst, electorate)))
+                self._to(dst, ClaimAnswerMsg(wf, epoch, False, epoch + 1, holder,
+                                             won=forged))
+                self._to(dst, FinalMsg(wf, WorkflowState.FAILED, epoch, won=forged))
+
 
 _FORGERIES = (Liar._accepted_abort, Liar._promise_and_reject, Liar._decide_abort,
               Liar._votes, Liar._replay_prepare, Liar._results, Liar._end_and_acks,
-              Liar._replay_commit, Liar._replay_submission, Liar._key_records)
+              Liar._replay_commit, Liar._replay_submission, Liar._key_records,
+              Liar._takeover_answers)

@@ -15,41 +15,68 @@ simulation supplies two things a daemon's driver would:
   membership knows is its own, not its disk's. Changes that come with time alone (a
   crash becoming DEAD, the end of a pause or of the partition) are events of their
   own (run.py schedules them), so no agent looks at its view on a period.
-- Evidence. A claim's epoch certificate and its proof of the committed round are
-  signatures on the wire; the simulator signs nothing, so `SimEvidence` answers the
-  Node's checks (TakeoverEvidence) from the run's own record: a certificate holds
-  when the checker saw that domain act in that epoch (its `acting` note, written
-  with its Act), whoever shows it: the winner's claim, its own denial, or a granter's
-  denial relaying it (the Node keeps a proof it checked and relays it); a lying
-  relay is refused here like a lying holder. A proof of the round holds when its
-  round is the one its coordinator sent and a COMMIT of it was chosen.
+- Evidence. A claim's epoch certificate is the signed grants of a majority of the
+  electorate (core/node/takeover_grants.py), made by each agent's Node through its
+  `sign_grant` port. The simulator's signatures are fakes (`sim_signer`: an HMAC under
+  a key derived from the agent's name) that only the granting agent's signer makes:
+  the liar (liar.py) is given no signer but its own, so it can sign its own grants
+  and no other's. `SimEvidence` checks certificates as the daemon does
+  (`SignedEvidence`, over `sim_verify`), against the electorate the checking agent
+  holds. A proof of the round (an acceptor holding no step is shown the committed
+  round) holds when the original coordinator's signed statement of that round (made
+  as its PREPARE left, `takeover_proofs.stated_prepare`) verifies and names it, and,
+  from the run's record, a COMMIT of it was chosen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import TYPE_CHECKING
 
 from fedorch.core.node.inputs import MemberState
 from fedorch.core.node.takeover import acceptors_of, held_of
+from fedorch.core.node.takeover_grants import GrantSigner, SignedEvidence
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover import GONE_AT_ONCE
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
-__all__ = ["MembershipFeed", "SimEvidence", "acceptors_of", "held_of"]
+__all__ = ["MembershipFeed", "SimEvidence", "acceptors_of", "held_of", "sim_signer",
+           "sim_verify"]
 
 
-class SimEvidence:
-    """The Node's takeover checks (TakeoverEvidence), answered from the run's record."""
+def _key(name: str) -> bytes:
+    return hashlib.sha256(b"fedorch sim grant key\x00" + name.encode()).digest()
+
+
+def sim_signer(name: str) -> GrantSigner:
+    """`name`'s fake signer: what only that agent's Node is given."""
+    key = _key(name)
+
+    def sign(data: bytes) -> bytes:
+        return hmac.new(key, data, hashlib.sha256).digest()
+
+    return sign
+
+
+def sim_verify(signer: str, data: bytes, signature: bytes) -> bool:
+    return hmac.compare_digest(hmac.new(_key(signer), data, hashlib.sha256).digest(),
+                               signature)
+
+
+class SimEvidence(SignedEvidence):
+    """The Node's takeover checks (TakeoverEvidence): certificates by their (fake)
+    signatures, round proofs from the run's record."""
 
     def __init__(self, sim: World) -> None:
+        super().__init__(sim_verify, self.commit_chosen)
         self.sim = sim
 
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
-        return epoch >= 1 and self.sim.checker.acting_in.get((wf, epoch)) == coordinator
-
-    def round_proof_holds(self, wf: str, proof: Round) -> bool:
+    def commit_chosen(self, wf: str, proof: Round) -> bool:
+        """Beyond the coordinator's signed round: a COMMIT of it was chosen (the run's
+        record stands for the signed votes the Node does not have)."""
         checker = self.sim.checker
         tx = checker.txs.get((wf, proof.round))
         return tx is not None and checker.committed(wf) == proof.round \

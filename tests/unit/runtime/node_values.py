@@ -40,6 +40,7 @@ from fedorch.core.node.records import (
     VoteMsg,
     WfInfo,
 )
+from fedorch.core.node.takeover_grants import SignedGrant, StatedRound
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -75,8 +76,10 @@ signed_specs = st.none() | st.builds(
     lambda p, r, at, c: spec_pb2.SignedSpec(principal=p, request_id=r, issued_at_ms=at,
                                             coordinator=c, public_key=b"k" * 32),
     text, text, st.integers(0, 2**50), names)
+stated_rounds = st.none() | st.builds(StatedRound, names, st.binary(max_size=40),
+                                      st.binary(max_size=64))
 wf_infos = st.builds(WfInfo, specs, st.dictionaries(text, names, max_size=3), names,
-                     signed_specs)
+                     signed_specs, stated_rounds)
 rows = st.builds(CoordRow, wf_ids, wf_infos, st.sampled_from(WorkflowState),
                  st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text)
 json_values = st.recursive(
@@ -91,6 +94,8 @@ rounds = st.builds(Round, st.integers(0, 9), st.frozensets(names, max_size=3),
                    st.frozensets(names, max_size=3),
                    st.sampled_from([None, "COMMIT", "ABORT"]))
 runs = st.tuples(wf_ids, text, st.integers(0, 5))
+signed_grants = st.builds(SignedGrant, names, st.binary(max_size=40), st.binary(max_size=64))
+certificates = st.lists(signed_grants, max_size=3).map(tuple)
 
 TABLE_ROWS = {
     "rows": st.tuples(wf_ids, rows),
@@ -108,6 +113,7 @@ TABLE_ROWS = {
     "ballots": st.tuples(keys, ballots),
     "epochs": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
     "granted": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
+    "certificates": st.tuples(wf_ids, st.tuples(st.integers(0, 9), certificates)),
     "electorates": st.tuples(wf_ids, name_tuples),
     "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
     "endings": st.tuples(wf_ids, st.integers(0, 2**50)),
@@ -123,13 +129,13 @@ MESSAGES = {
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
                          st.sampled_from(StepState), outputs, text),
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
-                        st.booleans()),
+                        st.booleans(), certificates),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
-                        st.booleans()),
+                        certificates, stated_rounds),
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),
                               st.integers(0, 9), names,
                               st.none() | st.sampled_from(WorkflowState), st.booleans(),
-                              st.booleans()),
+                              certificates, st.none() | signed_grants),
     AckMsg: st.builds(AckMsg, st.tuples(text, wf_ids, text, names)
                       | st.tuples(text, wf_ids, names)),
     PaxosPrepare: st.builds(PaxosPrepare, txs, ballots),

@@ -18,6 +18,7 @@ from fedorch.core.node import Cancel, MemberState, Message, Node, StepEnded, Sub
 from fedorch.core.node.ready import apply
 from fedorch.core.node.records import ClaimAnswerMsg, Disk, FinalMsg, Timing, VoteMsg
 from fedorch.core.node.retention import Retention
+from fedorch.core.node.takeover_grants import SignedEvidence
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from hypothesis import HealthCheck, settings
@@ -63,7 +64,8 @@ class Federation(RuleBasedStateMachine):
                     capacities={"a": 2, "b": 1}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name) * 101 + boot),
                     wall_ms=self._wall_ms(self.offsets[name]),
-                    disk=self.disks[name], now=self.clock(name), evidence=self._evidence())
+                    disk=self.disks[name], now=self.clock(name), evidence=self._evidence(),
+                    sign_grant=fake_signer(name))
 
     def _evidence(self):
         return None  # no coordinator takeover: nothing to check
@@ -348,18 +350,25 @@ def test_the_federation_runs_a_workflow_to_its_end_when_nothing_fails():
     assert ran and all(d.final["d0.w1"] is WorkflowState.SUCCEEDED for d in ran)
 
 
-class Evidence:
-    """The takeover checks a signing agent makes, from what the federation wrote: a
-    certificate of (workflow, epoch) holds for the domain that acted in it; a round
-    proof holds when some domain learned a COMMIT of that round of that placement."""
+def fake_signer(name: str):
+    """A signature only `name`'s signer makes (its name and the bytes, as a test key)."""
+    return lambda data: b"signed by " + name.encode() + b":" + data
+
+
+def fake_verify(signer: str, data: bytes, signature: bytes) -> bool:
+    return signature == fake_signer(signer)(data)
+
+
+class Evidence(SignedEvidence):
+    """The takeover checks a signing agent makes: a certificate by its grants' (fake)
+    signatures; a round proof from what the federation wrote: it holds when some domain
+    learned a COMMIT of that round of that placement."""
 
     def __init__(self, machine: TakingOverFederation) -> None:
+        super().__init__(fake_verify, self.commit_learned)
         self.m = machine
 
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
-        return self.m.acting.get((wf, epoch)) == coordinator
-
-    def round_proof_holds(self, wf: str, proof) -> bool:
+    def commit_learned(self, wf: str, proof) -> bool:
         key = (wf, proof.round)
         return any(key in d.learned and d.learned[key].commit and key in d.info
                    and frozenset(d.info[key].placement.values()) == proof.participants

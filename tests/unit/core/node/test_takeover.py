@@ -16,6 +16,7 @@ from fedorch.core.node.records import (
     FinalMsg,
     Timing,
 )
+from fedorch.core.node.takeover_grants import SignedEvidence, sign_grant
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -25,17 +26,36 @@ WF = "d0.w"
 TIMING = Timing(max_rounds=1, takeover_after_s=3.0)
 
 
-class Certified:
-    """The evidence port: d1's certificate of epoch 1 holds once d1 acts in it."""
+def fake_signer(name: str):
+    """A signature only `name`'s signer makes (its name and the bytes, as a test key)."""
+    return lambda data: b"signed by " + name.encode() + b":" + data
+
+
+def fake_verify(signer: str, data: bytes, signature: bytes) -> bool:
+    return signature == fake_signer(signer)(data)
+
+
+class Certified(SignedEvidence):
+    """The evidence port over the fake signatures; `acting`: who acted in which epoch
+    (the Ready's notes), for the tests' assertions."""
 
     def __init__(self) -> None:
+        super().__init__(fake_verify, lambda wf, proof: True)
         self.acting: dict[tuple[str, int], str] = {}
 
-    def certificate_holds(self, wf: str, epoch: int, coordinator: str) -> bool:
-        return self.acting.get((wf, epoch)) == coordinator
 
-    def round_proof_holds(self, wf: str, proof) -> bool:
-        return True
+def certificate(fed: Federation, epoch: int, holder: str, granters: list[str]):
+    """Grants of `epoch` to `holder` signed by `granters`, in the workflow's electorate."""
+    electorate = fed.nodes["d1"].takeover.cores[WF].electorate
+    return tuple(sign_grant(fake_signer(g), g, WF, epoch, holder, electorate)
+                 for g in sorted(granters))
+
+
+def won(fed: Federation, name: str = "d1", epoch: int = 1):
+    """The certificate `name` wrote with its Act of `epoch`."""
+    kept_epoch, cert = fed.disks[name].certificates[WF]
+    assert kept_epoch == epoch and cert
+    return cert
 
 
 class Federation:
@@ -56,7 +76,8 @@ class Federation:
     def _node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
                     timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, disk=self.disks[name], now=self.now)
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    disk=self.disks[name], now=self.now)
 
     def step(self, name: str, *inputs: object) -> Ready:
         node = self.nodes[name]
@@ -138,7 +159,9 @@ def test_a_claim_is_granted_and_written_before_its_answer_leaves() -> None:
     ops = [(op.table, op.key, op.value) for w in ready.writes for op in w.ops]
     assert ("granted", WF, (1, "d1")) in ops and ("epochs", WF, (1, "d1")) in ops
     answers = [o.msg for o in ready.send_after_write if isinstance(o.msg, ClaimAnswerMsg)]
-    assert answers == [ClaimAnswerMsg(WF, 1, True, 1, "d1")]  # after the write only
+    # After the write only, with d2's signed grant.
+    assert answers == [ClaimAnswerMsg(WF, 1, True, 1, "d1",
+                                      grant=certificate(fed, 1, "d1", ["d2"])[0])]
     assert not any(isinstance(o.msg, ClaimAnswerMsg) for o in ready.send_now)
     assert fed.disks["d2"].granted[WF] == (1, "d1")
     # The same epoch to another claimant: denied, naming the holder; nothing written.
@@ -187,12 +210,12 @@ def test_a_returning_coordinator_follows_the_later_epoch() -> None:
     fed.silent.discard("d0")
     d0 = fed.restore("d0")  # back from its disk: it still holds epoch 0 as its own
     assert d0.takeover.cores[WF].role is Role.ACTING and d0.takeover.cores[WF].epoch == 0
-    fed.step("d0", Message("d1", ClaimMsg(WF, 1, won=True)))
+    fed.step("d0", Message("d1", ClaimMsg(WF, 1, won=won(fed))))
     assert fed.disks["d0"].epochs[WF] == (1, "d1")
     assert d0.takeover.coordinator_now(WF) == "d1"
     assert d0.takeover.cores[WF].role is Role.FOLLOWING
     # Its end then comes from d1 in epoch 1, and d0's row ends as d1 ended it.
-    fed.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1, won=True)))
+    fed.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1, won=won(fed))))
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
     assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
 
@@ -294,15 +317,15 @@ def claiming_d1() -> Federation:
 
 def test_a_denial_relaying_a_proof_that_holds_is_followed() -> None:
     fed = claiming_d1()
-    fed.evidence.acting[(WF, 2)] = "d2"  # d2 won epoch 2 (its certificate holds)
+    proof = certificate(fed, 2, "d2", ["d0", "d2", "d3"])  # d2 won epoch 2
     # d0 relays d2's proof: d1 follows d2 at once, and keeps the proof for its denials.
-    fed.step("d1", Message("d0", ClaimAnswerMsg(WF, 1, False, 2, "d2", won=True)))
+    fed.step("d1", Message("d0", ClaimAnswerMsg(WF, 1, False, 2, "d2", won=proof)))
     core = fed.nodes["d1"].takeover.cores[WF]
     assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 2, "d2")
     assert fed.disks["d1"].epochs[WF] == (2, "d2")
-    assert fed.nodes["d1"].takeover.proofs[WF] == (2, "d2")
+    assert fed.nodes["d1"].takeover.proofs[WF] == (2, "d2", proof)
     ready = fed.step("d1", Message("d3", ClaimMsg(WF, 2)))
-    assert sent(ready) == [("d3", ClaimAnswerMsg(WF, 2, False, 2, "d2", won=True))]
+    assert sent(ready) == [("d3", ClaimAnswerMsg(WF, 2, False, 2, "d2", won=proof))]
 
 
 def test_a_denial_without_a_proof_or_with_one_that_fails_is_not_followed() -> None:
@@ -310,8 +333,9 @@ def test_a_denial_without_a_proof_or_with_one_that_fails_is_not_followed() -> No
     d1 = fed.nodes["d1"]
     # The voter's word only: d1 keeps claiming epoch 1.
     fed.step("d1", Message("d0", ClaimAnswerMsg(WF, 1, False, 2, "d2")))
-    # A proof claimed, but the certificate does not hold (nobody won epoch 3).
-    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 3, "d0", won=True)))
+    # A proof claimed, but the certificate does not hold (one grant: no majority).
+    minority = certificate(fed, 3, "d0", ["d0"])
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 3, "d0", won=minority)))
     core = d1.takeover.cores[WF]
     assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
     assert fed.disks["d1"].granted[WF] == (1, "d1")
@@ -322,16 +346,17 @@ def test_a_denial_without_a_proof_or_with_one_that_fails_is_not_followed() -> No
 
 def test_the_winner_tells_its_granters_which_then_prove_their_denials() -> None:
     fed = claiming_d1()
-    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1")))
+    grant = certificate(fed, 1, "d1", ["d2"])[0]  # d2's signed grant
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1", grant=grant)))
     fed.deliver()  # nothing was sent to d2 yet: the grant is handed in by hand
     assert fed.evidence.acting == {(WF, 1): "d1"}
     # On winning, d1 sent its claim, with its proof, to d2, which granted it.
     told = [(to, m) for r in fed.readies["d1"] for to, m in sent(r) if isinstance(m, ClaimMsg)]
-    assert ("d2", ClaimMsg(WF, 1, None, won=True)) in told
-    assert fed.nodes["d2"].takeover.proofs[WF] == (1, "d1")
+    assert ("d2", ClaimMsg(WF, 1, None, won=won(fed))) in told
+    assert fed.nodes["d2"].takeover.proofs[WF] == (1, "d1", won(fed))
     # A claimant of an earlier view (d0 back, claiming the same epoch) is denied with it.
     ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
-    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=True))]
+    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=won(fed)))]
 
 
 def test_a_restarted_granter_denies_without_proof_until_the_winner_shows_it_again() -> None:
@@ -339,13 +364,59 @@ def test_a_restarted_granter_denies_without_proof_until_the_winner_shows_it_agai
     fed.step("d2", Message("d1", ClaimMsg(WF, 1)))  # d2 grants; its answer goes to d1
     fed.deliver()
     assert fed.evidence.acting == {(WF, 1): "d1"}
-    assert fed.nodes["d2"].takeover.proofs[WF] == (1, "d1")
+    assert fed.nodes["d2"].takeover.proofs[WF] == (1, "d1", won(fed))
     # A restart loses the proof (kept in memory): until the winner shows it again, d2's
     # denial is its word only.
     fed.restore("d2")
     assert WF not in fed.nodes["d2"].takeover.proofs
     ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
     assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1"))]
-    fed.step("d2", Message("d1", ClaimMsg(WF, 1, won=True)))  # the winner's claim again
+    fed.step("d2", Message("d1", ClaimMsg(WF, 1, won=won(fed))))  # the winner's claim again
     ready = fed.step("d2", Message("d0", ClaimMsg(WF, 1)))
-    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=True))]
+    assert sent(ready) == [("d0", ClaimAnswerMsg(WF, 1, False, 1, "d1", won=won(fed)))]
+
+
+def test_the_winners_certificate_is_a_majoritys_signed_grants_written_with_its_act() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    fed.step("d1", MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    cert = won(fed)
+    electorate = fed.nodes["d1"].takeover.cores[WF].electorate
+    assert {g.granter for g in cert} >= {"d1"} and len(cert) >= len(electorate) // 2 + 1
+    assert fed.evidence.certificate_holds(WF, 1, "d1", cert, electorate)
+    # The same grants prove nothing for another holder, epoch or workflow.
+    assert not fed.evidence.certificate_holds(WF, 1, "d2", cert, electorate)
+    assert not fed.evidence.certificate_holds(WF, 2, "d1", cert, electorate)
+    assert not fed.evidence.certificate_holds("d0.other", 1, "d1", cert, electorate)
+
+
+def test_a_grant_not_signed_by_its_voter_is_not_counted() -> None:
+    fed = claiming_d1()
+    d1 = fed.nodes["d1"]
+    electorate = d1.takeover.cores[WF].electorate
+    forged = sign_grant(fake_signer("d3"), "d2", WF, 1, "d1", electorate)  # d3 signs for d2
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1", grant=forged)))
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1")))  # none at all
+    other = certificate(fed, 1, "d3", ["d2"])[0]  # d2's, but of another holder
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, True, 1, "d1", grant=other)))
+    assert d1.stats["takeover grant without a valid signed statement"] == 3
+    core = d1.takeover.cores[WF]
+    assert core.role is Role.CLAIMING and not fed.evidence.acting
+    assert WF not in fed.disks["d1"].certificates
+
+
+def test_a_forged_certificate_is_not_followed() -> None:
+    fed = claiming_d1()
+    d1 = fed.nodes["d1"]
+    # d2 shows a certificate of epoch 2 made of grants it signed in d0's and d3's names.
+    forged = tuple(sign_grant(fake_signer("d2"), g, WF, 2, "d2",
+                              d1.takeover.cores[WF].electorate) for g in ("d0", "d2", "d3"))
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 2, "d2", won=forged)))
+    core = d1.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    assert WF not in d1.takeover.proofs
+    assert "signature does not verify" in (fed.evidence.last_refusal or "")
+    # Nor does the authority table take an end on it (the Node's own check).
+    assert not d1.takeover.proven(WF, 2, "d2", forged)

@@ -56,3 +56,9 @@ def test_the_nodes_retention_comes_from_the_retention_config():
     assert timing.retention is not None
     assert (timing.retention.keep_ended_s, timing.retention.max_ended_workflows,
             timing.retention.late_message_s) == (3600, 50, 60)
+
+
+def test_the_node_engine_takes_over_after_the_configured_silence():
+    assert timing_of(_config("engine: node\n")).takeover_after_s == 10.0
+    config = _config("engine: node\nnegotiation: {takeover_after_s: 3}\n")
+    assert timing_of(config).takeover_after_s == 3.0
