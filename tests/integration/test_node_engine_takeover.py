@@ -1,6 +1,6 @@
 """Coordinator takeover on real `engine: node` agents: signed grants, membership from SWIM.
 
-Three node-engine agents; n1 coordinates a workflow whose first step runs at n2 and
+Four node-engine agents; n1 coordinates a workflow whose first step runs at n2 and
 whose second, long, step runs at n3. Once the second step runs (the workflow is
 committed everywhere), n1 is SIGKILLed and never restarted. Its membership view makes
 it DEAD at n2 and n3 (posted to their Nodes as `MemberViews`); the lowest live
@@ -8,7 +8,8 @@ participant, n2, claims epoch 1 from the electorate (n1, n2, n3), wins it on n3'
 grant signed with n3's domain key (checked with n2's trust store), and once the second
 step's result reaches it, ends the workflow SUCCEEDED and tells n3. Both answer
 `status` with the new coordinator and its epoch (asked through them, the dead
-coordinator the id names cannot answer). The 20 s bound is the behaviour asked for;
+coordinator the id names cannot answer), and so does n4, which takes no part in the
+workflow: it asks the live members. The 20 s bound is the behaviour asked for;
 without takeover the workflow stays RUNNING until n1 restarts.
 """
 
@@ -41,10 +42,10 @@ DOMAINS = {
         "gossip": {"profile": "local"},
         "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
                         "takeover_after_s": 3},
-        # n1 coordinates and runs nothing.
-        "capabilities": WORK if name != "n1" else [],
+        # n1 coordinates and runs nothing; n4 takes no part in the workflow.
+        "capabilities": WORK if name in ("n2", "n3") else [],
     }
-    for name in ("n1", "n2", "n3")
+    for name in ("n1", "n2", "n3", "n4")
 }
 
 
@@ -104,3 +105,9 @@ async def test_a_dead_coordinator_is_taken_over_by_signed_grants(tmp_path):
                 "a": ("SUCCEEDED", "n2"), "b": ("SUCCEEDED", "n3")}, (name, answer)
         for step in "ab":  # each step ran once, and completed
             assert runs[step].read_text() == "start\ndone\n", step
+        # n4 knows nothing of the workflow, and the coordinator its id names is dead: it
+        # asks the live members and answers with the successor's status.
+        assert await fed.local_status("n4", wid) is None
+        answer = await fed.status("n4", wid)
+        assert state_name(answer) == "SUCCEEDED", answer
+        assert (answer.coordinator, answer.epoch) == ("n2", 1), answer

@@ -14,7 +14,9 @@ Node (status.py) and posts everything else the Node must do:
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
   asked of (followed at) that coordinator (`local_only`), and answered from this Node
   when it cannot be reached; a workflow this Node knows is followed here, waking on its
-  changes;
+  changes; GetWorkflow of a workflow this Node does not know, whose coordinator did
+  not answer (dead, say, and taken over), asks the live members and answers the
+  status of the highest coordinator epoch (`_asked_of_members`);
 - ListWorkflows: every workflow this Node knows;
 - ListMembers: the membership view, as with the shells (inherited).
 - Cancel: as with the shells, the caller needs the `cancel` permission (the
@@ -43,6 +45,7 @@ FAILED_PRECONDITION: a peer running `engine: shells` cannot negotiate with this 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import OrderedDict
@@ -189,10 +192,36 @@ class NodeClientService(ClientService):
                     log.info("coordinator of %s unreachable (%s); answering locally",
                              request.id, e.code().name)
         status = await self.engine.view.read(request.id)
+        if status is None and not request.local_only:
+            status = await self._asked_of_members(request.id)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no workflow {request.id!r} known here")
         return status
+
+    async def _asked_of_members(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
+        """A workflow this Node does not know, whose coordinator did not answer: the
+        live members are asked (`local_only`, each within FORWARD_TIMEOUT_S, all at
+        once), and the answer of the highest coordinator epoch wins, an ended one
+        before a running one of the same epoch (a participant that took the workflow
+        over, or learned its successor's end, knows more than one that did not)."""
+        named = coordinator_of(workflow_id)
+        asked = [m for m in self.engine.live_peers() if m not in (self.agent.domain, named)]
+        request = client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True)
+
+        async def ask(member: str) -> status_pb2.WorkflowStatus | None:
+            stub = self._stub(member)
+            if stub is None:
+                return None
+            try:
+                return await stub.GetWorkflow(request, timeout=FORWARD_TIMEOUT_S)
+            except grpc.aio.AioRpcError:
+                return None  # does not know it, or cannot answer: the others may
+
+        answers = [a for a in await asyncio.gather(*(ask(m) for m in asked)) if a is not None]
+        if not answers:
+            return None
+        return max(answers, key=lambda s: (s.epoch, s.state in TERMINAL))
 
     async def Watch(self, request, context):
         await _check_id(request.id, context)
