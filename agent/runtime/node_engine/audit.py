@@ -75,6 +75,7 @@ from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
 from fedorch.core.node.records import CoordRow, PrepareMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
 
@@ -335,7 +336,7 @@ class AuditedWrites:
         self.audit.written(writes)
 
 
-class AuditedNode:
+class AuditedNode(NodeLayer):
     """What the driver steps, around the node it would step: PREPAREs going in are
     kept for the turn, and the NO votes of the Ready taken are recorded; a reload's
     Reconfigure (reload.py) changes the policy hash votes are recorded with (a YES of
@@ -343,7 +344,7 @@ class AuditedNode:
     after the turn's write)."""
 
     def __init__(self, inner: Any, domain: str, audit: NodeAuditLog) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.domain = domain
         self.audit = audit
         self._prepares: dict = {}
@@ -356,9 +357,6 @@ class AuditedNode:
             self.audit.records.policy_sha256 = spec_sha256(event.policy)
         self.inner.step(now, event)
 
-    def get_timer(self) -> float | None:
-        return self.inner.get_timer()
-
     def ready(self) -> Ready:
         ready = self.inner.ready()
         prepares, self._prepares = self._prepares, {}
@@ -369,6 +367,3 @@ class AuditedNode:
         if noes:
             self.audit.no_votes(noes)
         return ready
-
-    def advance(self, ready: Ready) -> None:
-        self.inner.advance(ready)

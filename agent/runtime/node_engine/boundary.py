@@ -53,6 +53,7 @@ from fedorch.core.node.inputs import Message
 from fedorch.core.node.node import Node
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import CodecError, NodeCodec
+from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.ports import Clock
 
 __all__ = ["AuthorizedNode", "EnvelopeRefused", "TurnBoundary", "signed_submissions"]
@@ -125,12 +126,13 @@ class TurnBoundary:
         return sender, refused
 
 
-class AuthorizedNode:
+class AuthorizedNode(NodeLayer):
     """The Node as the driver steps it: every `Message` is checked against the
     authority table first (check 4 of the header); a refusal is a RemoteProtocolError,
     which the driver counts and logs, and the Node never sees the message."""
 
     def __init__(self, node: Any, on_refused: Callable[[str], None] | None = None) -> None:
+        super().__init__(node)
         self.node = node
         self.on_refused = on_refused or (lambda reason: None)
         self.refused: Counter[str] = Counter()
@@ -141,7 +143,8 @@ class AuthorizedNode:
                 try:
                     authority.check(self.node, event.src, event.msg)
                 except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
-                    # Decoded types carry no field checks: a field of the wrong shape.
+                    # A value the checked decoding let through that the table cannot
+                    # read (or one stepped without it): a field of the wrong shape.
                     raise Refused("malformed", f"{type(e).__name__}: {e}") from None
             except Refused as e:
                 self.refused[e.reason] += 1
@@ -150,15 +153,6 @@ class AuthorizedNode:
                     f"{type(event.msg).__name__} from {event.src} refused ({e.reason}):"
                     f" {e.detail}") from None
         self.node.step(now, event)
-
-    def get_timer(self) -> float | None:
-        return self.node.get_timer()
-
-    def ready(self):
-        return self.node.ready()
-
-    def advance(self, ready) -> None:
-        self.node.advance(ready)
 
 
 def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:

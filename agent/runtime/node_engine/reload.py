@@ -31,6 +31,7 @@ from typing import Any
 
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.executors.base import Executor
+from fedorch.runtime.node_engine.layer import NodeLayer
 
 __all__ = ["Reconfigure", "ReconfiguringNode", "copied_policy", "reconfigure_of"]
 
@@ -58,7 +59,7 @@ def reconfigure_of(agent: Any) -> Reconfigure:
                        dict(agent.executors))
 
 
-class ReconfiguringNode:
+class ReconfiguringNode(NodeLayer):
     """The node the driver steps: a `Reconfigure` is applied here, in the turn; any
     other input is stepped by `inner` (the StorageGate, and through it the Node)."""
 
@@ -66,7 +67,7 @@ class ReconfiguringNode:
                  on_applied: Callable[[], None] | None = None) -> None:
         """`node`: the Node (`reconfigure`); `executors`: the NodeExecutors
         (`reconfigure`); `on_applied`: told after each one is applied."""
-        self.inner = inner
+        super().__init__(inner)
         self.node = node
         self.executors = executors
         self.on_applied = on_applied
@@ -81,12 +82,3 @@ class ReconfiguringNode:
                 self.on_applied()
             return
         self.inner.step(now, event)
-
-    def get_timer(self) -> float | None:
-        return self.inner.get_timer()
-
-    def ready(self):
-        return self.inner.ready()
-
-    def advance(self, ready) -> None:
-        self.inner.advance(ready)

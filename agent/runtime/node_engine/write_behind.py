@@ -59,6 +59,7 @@ from typing import Any
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.ready import Write
 from fedorch.core.node.records import PrepareMsg, VoteMsg
+from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.node_engine.write_faults import is_storage_fault
 
 __all__ = ["HeldDurable", "HeldExecutors", "HeldStatus", "HeldTransport", "StorageGate",
@@ -192,7 +193,7 @@ class HeldStatus:
             self.status.status_changed(workflow_id, state)
 
 
-class StorageGate:
+class StorageGate(NodeLayer):
     """The node the driver steps: NO to a new PREPARE while writes are pending."""
 
     def __init__(self, inner: Any, node: Any, fault: WriteFault, domain: str,
@@ -200,7 +201,7 @@ class StorageGate:
         """`inner`: what the driver would step (the AuthorizedNode); `node`: the Node,
         read to tell a new transaction; `send`: the transport, not held (a NO waits
         for no write)."""
-        self.inner = inner
+        super().__init__(inner)
         self.node = node
         self.fault = fault
         self.domain = domain
@@ -218,15 +219,6 @@ class StorageGate:
                     " it takes no new work until it can"))
                 return
         self.inner.step(now, event)
-
-    def get_timer(self) -> float | None:
-        return self.inner.get_timer()
-
-    def ready(self):
-        return self.inner.ready()
-
-    def advance(self, ready) -> None:
-        self.inner.advance(ready)
 
 
 async def retry_until_written(durable: HeldDurable,
