@@ -35,8 +35,8 @@ pytestmark = pytest.mark.integration
 
 GATE_STEP = str(pathlib.Path(__file__).parent / "steps" / "counted_gate.py")
 NAMES = ("n1", "n2", "n3")
-# A long suspicion keeps a killed agent from being declared DEAD while it is away
-# (the node engine does not act on a member's death, but the test need not depend on it).
+# A long suspicion keeps a killed agent from being declared DEAD while it is away: these
+# tests restart what they kill (takeover is test_node_engine_takeover.py's).
 DOMAINS = {
     name: {
         "engine": "node",

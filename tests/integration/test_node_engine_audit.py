@@ -14,7 +14,6 @@ import asyncio
 import copy
 import json
 import pathlib
-import sys
 import urllib.request
 from collections import Counter
 
@@ -26,31 +25,15 @@ from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_store import SqliteDurable
 
 from tests.integration.federation import (
-    TEST_TIMINGS,
     started_federation,
     state_name,
     step_states,
     wait_for,
 )
+from tests.integration.test_node_engine import DOMAINS, NAMES  # the same three agents
 
 pytestmark = pytest.mark.integration
 
-GATE_STEP = str(pathlib.Path(__file__).parent / "steps" / "counted_gate.py")
-NAMES = ("n1", "n2", "n3")
-DOMAINS = {
-    name: {
-        "engine": "node",
-        "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
-        "capabilities": [
-            {"name": "test.echo", "capacity": 8,
-             "executor": {"type": "builtin", "name": "echo"}},
-            {"name": "test.gate", "capacity": 4,
-             "executor": {"type": "command", "argv": [sys.executable, GATE_STEP]}},
-        ],
-    }
-    for name in NAMES
-}
 
 
 def _chain(capability: str, params: dict[str, dict] | None = None, retries: int = 0) -> str:
