@@ -9,7 +9,8 @@ grant signed with n3's domain key (checked with n2's trust store), and once the 
 step's result reaches it, ends the workflow SUCCEEDED and tells n3. Both answer
 `status` with the new coordinator and its epoch (asked through them, the dead
 coordinator the id names cannot answer), and so does n4, which takes no part in the
-workflow: it asks the live members. The 20 s bound is the behaviour asked for;
+workflow: it asks the live members, and its watch, begun at n1, follows the end at
+n2. The 20 s bound is the behaviour asked for;
 without takeover the workflow stays RUNNING until n1 restarts.
 """
 
@@ -20,7 +21,9 @@ import pathlib
 import sys
 import time
 
+import grpc
 import pytest
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
 
 from tests.integration.federation import (
     TEST_TIMINGS,
@@ -81,6 +84,13 @@ async def test_a_dead_coordinator_is_taken_over_by_signed_grants(tmp_path):
             status = await fed.local_status(name, wid)
             assert status is not None and state_name(status) == "RUNNING", (name, status)
             assert (status.coordinator, status.epoch) == ("n1", 0), status
+        # n4 takes no part: its watch follows the workflow at n1 until n1 dies, then at
+        # whoever the live members say coordinates it.
+        # (on a channel of its own: the federation's are closed once n1 is killed)
+        watch_channel = grpc.aio.insecure_channel(fed.address("n4"))
+        watch = client_pb2_grpc.ClientStub(watch_channel).Watch(client_pb2.GetWorkflowRequest(
+            id=wid, state_changes_only=True), timeout=SUCCEEDED_WITHIN_S + 30)
+        watched = asyncio.create_task(_collect(watch))
         coordinator = fed.procs["n1"].popen
         fed.kill("n1")  # SIGKILL, reaped by its pid; never restarted
         killed_at = time.monotonic()
@@ -111,3 +121,16 @@ async def test_a_dead_coordinator_is_taken_over_by_signed_grants(tmp_path):
         answer = await fed.status("n4", wid)
         assert state_name(answer) == "SUCCEEDED", answer
         assert (answer.coordinator, answer.epoch) == ("n2", 1), answer
+        try:
+            seen = await asyncio.wait_for(watched, 30)
+        finally:
+            await watch_channel.close()
+        assert [state_name(s) for s in seen] == ["RUNNING", "SUCCEEDED"], seen
+        assert (seen[-1].coordinator, seen[-1].epoch) == ("n2", 1), seen[-1]
+
+
+async def _collect(call) -> list:
+    try:
+        return [status async for status in call]
+    finally:
+        call.cancel()

@@ -16,7 +16,9 @@ Node (status.py) and posts everything else the Node must do:
   when it cannot be reached; a workflow this Node knows is followed here, waking on its
   changes; GetWorkflow of a workflow this Node does not know, whose coordinator did
   not answer (dead, say, and taken over), asks the live members and answers the
-  status of the highest coordinator epoch (`_asked_of_members`);
+  status of the highest coordinator epoch (`_asked_of_members`), and Watch goes on
+  following it at the coordinator that status names (a status already sent is not
+  sent again);
 - ListWorkflows: every workflow this Node knows;
 - ListMembers: the membership view, as with the shells (inherited).
 - Cancel: as with the shells, the caller needs the `cancel` permission (the
@@ -84,13 +86,36 @@ log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
-CANCEL_DONE_S = 10.0  # a cancel not carried out by then is answered with the status it has
+CANCEL_DONE_S = 10.0
+WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often  # a cancel not carried out by then is answered with the status it has
 
 
 def not_in_node_engine(what: str) -> str:
     return (f"{what} is not supported by this agent's engine (engine: node, a first"
             " slice: docs/architecture.md, \"The driver\"); run the agent with"
             " `engine: shells` for it")
+
+
+class _Watched:
+    """Whether a followed stream ended with its workflow (or was cut off)."""
+
+    def __init__(self) -> None:
+        self.ended = False
+
+
+class _Repeats:
+    """A watch that moves from one agent to another sends no status twice."""
+
+    def __init__(self, state_changes_only: bool) -> None:
+        self.state_changes_only = state_changes_only
+        self.last: object = None
+
+    def new(self, status: status_pb2.WorkflowStatus) -> bool:
+        key = status.state if self.state_changes_only else status
+        if key == self.last:
+            return False
+        self.last = key
+        return True
 
 
 class NodeClientService(ClientService):
@@ -225,26 +250,67 @@ class NodeClientService(ClientService):
 
     async def Watch(self, request, context):
         await _check_id(request.id, context)
-        coordinator = coordinator_of(request.id)
-        stub = self._stub(coordinator) if not request.local_only and coordinator \
-            and coordinator != self.agent.domain else None
-        if stub is not None:  # followed where it is coordinated, as GetWorkflow asks there
-            call = stub.Watch(client_pb2.GetWorkflowRequest(
-                id=request.id, local_only=True, state_changes_only=request.state_changes_only),
-                timeout=WATCH_STREAM_S)
-            try:
-                async for status in call:
-                    yield status
-                return
-            except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.NOT_FOUND:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
-                log.info("watch of %s: coordinator %s unreachable (%s); following it here",
-                         request.id, coordinator, e.code().name)
-            finally:
-                call.cancel()
+        seen = _Repeats(request.state_changes_only)
+        named = coordinator_of(request.id)
+        if not request.local_only and named and named != self.agent.domain:
+            # Followed where it is coordinated, as GetWorkflow asks there; if it is not
+            # known here and that coordinator is gone (taken over, say), the live
+            # members say who coordinates it now, and it is followed there.
+            target: str | None = named
+            patience = self.agent.clock.monotonic() + 3 * (self.engine.node.t.takeover_after_s or 10.0)
+            while True:
+                if target is not None:
+                    watched = _Watched()
+                    async for status in self._watch_at(target, request, context, watched):
+                        if seen.new(status):
+                            yield status
+                    if watched.ended:
+                        return
+                if await self.engine.view.read(request.id) is not None:
+                    break  # known here (learned meanwhile): followed here
+                found = await self._asked_of_members(request.id)
+                if found is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND,
+                                        f"no workflow {request.id!r} known here")
+                if seen.new(found):
+                    yield found
+                if found.state in TERMINAL:
+                    return
+                now_at = found.coordinator
+                if now_at and now_at not in (target, named, self.agent.domain):
+                    target = now_at  # a successor: followed there
+                    continue
+                if self.agent.clock.monotonic() > patience:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                        f"the coordinator of {request.id} ({now_at or named}) cannot be"
+                        " reached and no successor is known yet; ask again by id"))
+                target = None  # the one it names is unreachable: ask the members again
+                await asyncio.sleep(WATCH_ASK_AGAIN_S)
         async for status in self._follow(request.id, request.state_changes_only, context):
-            yield status
+            if seen.new(status):
+                yield status
+
+    async def _watch_at(self, domain: str, request, context, watched: _Watched):
+        """The statuses `domain` streams of the workflow (`local_only`), until it ends
+        there (`watched.ended`) or `domain` cannot be reached (a NOT_FOUND is the
+        caller's answer)."""
+        stub = self._stub(domain)
+        if stub is None:
+            return
+        call = stub.Watch(client_pb2.GetWorkflowRequest(
+            id=request.id, local_only=True, state_changes_only=request.state_changes_only),
+            timeout=WATCH_STREAM_S)
+        try:
+            async for status in call:
+                yield status
+            watched.ended = True
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+            log.info("watch of %s: %s unreachable (%s); following it elsewhere",
+                     request.id, domain, e.code().name)
+        finally:
+            call.cancel()
 
     async def _follow(self, workflow_id: str, state_changes_only: bool, context):
         """The statuses of a workflow this Node knows, until it ends: at each change of
