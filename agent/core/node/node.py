@@ -198,7 +198,8 @@ class Node:
         best = self.coordinators.earliest()
         for t in (self.termination.get_timer(), self.participant.expiry_timer(),
                   self.retain.timer() if self.retain is not None else None,
-                  self.takeover.timer() if self.takeover is not None else None):
+                  self.takeover.timer() if self.takeover is not None else None,
+                  self.running.timer()):
             if t is not None and (best is None or t < best):
                 best = t
         for entry in self.pending.values():
@@ -245,6 +246,7 @@ class Node:
             stagger_s=t.stagger_s, coordinator_gone=self.member_loss.gone)
         self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
+        self.running.reset()
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
         self.members = {}  # a restarted agent's view is its membership's: told anew
         if self.takeover is not None:
@@ -277,6 +279,7 @@ class Node:
                 self.mark(h.workflow_id)  # its PREPARE stays on record until retention
         if self.takeover is not None:
             self.takeover.tick(now)
+        self.running.tick(now)  # the fan-out waves whose pause_s is over
         for entry in list(self.pending.values()):
             if entry[2] <= now:
                 entry[3] = min(entry[3] * 2, 8.0)

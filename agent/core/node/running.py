@@ -12,6 +12,15 @@ the coordinator and the owners of downstream steps; the coordinator decides the
 outcome (the lifecycle table), or a cancel ends it (cancel.py), and tells every
 participant, which releases what the workflow still holds here and stops its attempts
 (`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
+
+Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
+coordinator expands at submission; every PREPARE carries it), so instances are steps
+like any other and Progress applies the group rules (wave barriers, `on_failure:
+continue`, `min_success`). A wave with `pause_s` waits from when this Node first saw
+its barrier met: Progress tells when (`next_start_at`), kept here per workflow as a
+deadline in the Node's `get_timer()`; at that time the Tick starts what is ready. The
+moment a barrier was met is not written down: after a restore the pause is counted
+again from the restore, so a wave waits at least its pause_s, never less.
 """
 
 from __future__ import annotations
@@ -31,6 +40,21 @@ class Running:
         # The Node that owns this part (typed loosely: the Node imports its parts,
         # never the reverse, so the import graph has no cycle).
         self.n = node
+        # Workflow -> when a wave waiting out its pause_s here may start (a timer).
+        self.pause_due: dict[str, float] = {}
+
+    def reset(self) -> None:
+        """A restore: the pauses are counted again as the progress is rebuilt."""
+        self.pause_due = {}
+
+    def timer(self) -> float | None:
+        return min(self.pause_due.values(), default=None)
+
+    def tick(self, now: float) -> None:
+        """Start the waves whose pause_s is over."""
+        for wf in [wf for wf, t in self.pause_due.items() if t <= now]:
+            del self.pause_due[wf]
+            self._start_ready(now, wf)
 
     # ---- inputs ----------------------------------------------------------------------
 
@@ -124,8 +148,13 @@ class Running:
         n = self.n
         p = n.progress.get(wf)
         while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf):
-            ready = p.start_ready()
+            ready = p.start_ready(now)
             if not ready:
+                due = p.next_start_at()
+                if due is None:
+                    self.pause_due.pop(wf, None)
+                else:
+                    self.pause_due[wf] = due
                 return
             for a in ready:
                 run = (wf, a.step_id, a.attempt)
@@ -219,6 +248,7 @@ class Running:
         n = self.n
         n.point("workflow over")
         n.state.final[wf] = state
+        self.pause_due.pop(wf, None)
         n.mark(wf, ended=True)
         n.note("ended_here", wf, n.now)
         n.out.status.append((wf, state))

@@ -403,6 +403,10 @@ class Progress:
         met = self._barrier_met_at.setdefault(step_id, now)
         return met + self.groups[group].pause_s
 
+    def inputs(self, step_id: str) -> dict[str, dict]:
+        """The inputs an attempt of `step_id` gets (as in its StartAttempt)."""
+        return self._inputs(self.steps[step_id])
+
     def _inputs(self, step: StepProgress) -> dict[str, dict]:
         """A step's inputs: each need's outputs; a fan-out step's as {domain: outputs} of
         its instances that SUCCEEDED; nothing from an instance's own wave barriers."""

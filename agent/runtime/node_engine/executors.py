@@ -26,8 +26,9 @@ Reload. `reconfigure(executors)` swaps the executors for the attempts started fr
 then on (a config reload, applied in the driver's turn: reload.py); an attempt
 already running keeps the executor it started with.
 
-Fan-out steps (inputs keyed by domain) are not supported by the node engine: a
-step's inputs are the outputs of the steps it needs, by step id.
+Inputs are the Progress's (core/workflow/progress.py): the outputs of the steps a
+step needs, by step id; a fan-out step's as {domain: outputs} of its instances that
+SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -79,8 +80,7 @@ class NodeExecutors:
                                 f"no executor for capability {step.capability!r} in"
                                 f" {self.domain}"))
             return
-        inputs = {need: dict(progress.steps[need].outputs) for need in step.needs
-                  if need in progress.steps}
+        inputs = progress.inputs(step_id)  # a fan-out need's by domain (progress.py)
         marker = run_marker(self.domain, wf, step_id, attempt)
         groups = self.groups
         invocation = StepInvocation(

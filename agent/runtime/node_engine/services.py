@@ -33,7 +33,7 @@ A request id is kept with the workflow's row (the Node's `requests` table, in th
 row's write): a retry, in this life or after a restart, is answered the workflow the
 first attempt made; `_by_request` keeps this life's too, so that a retry that comes
 while the first is being placed gets the same id. What the node engine does not do
-yet (fan-out steps, a signed spec not bound to this coordinator,
+yet (a signed spec not bound to this coordinator,
 re-placement after a domain's loss, sagas, the audit log) is refused with
 FAILED_PRECONDITION naming the engine, never silently ignored.
 
@@ -162,9 +162,17 @@ class NodeClientService(ClientService):
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         candidates = placement_candidates(a)
-        if fanout.expand(spec, candidates, coordinator=a.domain) is not spec:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                not_in_node_engine("a fan-out step"))
+        # Fan-out steps become one instance per eligible domain, once, here, as the
+        # shells do (core/workflow/fanout.py): the row keeps the expanded spec and every
+        # PREPARE carries it, with the signed spec it was expanded from (a participant
+        # checks it is an expansion of that: core/identity/submission.py).
+        expanded = fanout.expand(spec, candidates, coordinator=a.domain)
+        if expanded is not spec:
+            try:
+                validate_spec(expanded, "request (fan-out steps expanded)")
+            except SpecError as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            spec = expanded
         placement = place(spec, candidates, coordinator=a.domain)
         if not placement.ok:
             reasons = "; ".join(f"step {s}: {r}" for s, r in placement.unplaceable.items())

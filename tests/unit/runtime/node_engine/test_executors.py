@@ -26,7 +26,9 @@ ANSWERS = [sys.executable, "-c", "import sys; sys.stdin.read(); print('{\"ok\": 
 def _node(capability: str = "test.cap") -> SimpleNamespace:
     step = SimpleNamespace(capability=capability, needs=(), params={}, timeout_s=None,
                            outputs={})
-    return SimpleNamespace(progress={"w1": SimpleNamespace(steps={"a": step})})
+    # A step that needs nothing: its inputs are empty (Progress.inputs).
+    return SimpleNamespace(progress={"w1": SimpleNamespace(steps={"a": step},
+                                                           inputs=lambda step_id: {})})
 
 
 class _Engine:
