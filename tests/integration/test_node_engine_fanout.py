@@ -10,7 +10,6 @@ runs, so waves that overlapped would interleave their lines.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 
@@ -23,6 +22,7 @@ from tests.integration.federation import (
     state_name,
     step_states,
 )
+from tests.integration.test_waves import _log, _runs  # the rollout step's log, read alike
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +56,6 @@ steps:
     params: {{log: "{log}", collect: true}}
     constraints: {{domains: [alpha]}}
 """
-
-
-def _log(path: pathlib.Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _runs(path: pathlib.Path) -> list[tuple[str, str]]:
-    return [(e["kind"], e["domain"]) for e in _log(path)]
 
 
 @pytest.fixture(scope="module")
