@@ -107,3 +107,6 @@ async def test_a_wave_barrier_holds_the_next_wave_until_the_earlier_one_ended(
     verify = next(s for s in status_to_dict(status)["steps"] if s["id"] == "verify")
     assert verify["outputs"] == {"got": {"deploy": {
         d: {"domain": d, "version": 2} for d in NAMES}}}
+    instances = {s.id: (s.instance_of, s.wave) for s in status.steps if s.instance_of}
+    assert instances == {f"deploy@{d}": ("deploy", wave)
+                         for wave, d in enumerate(NAMES, start=1)}, status

@@ -84,7 +84,8 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
     results = d.results.get(wf, {})
     for s in info.spec.steps:
         domain = info.placement.get(s.id, "")
-        step = out.steps.add(id=s.id, capability=s.capability, domain=domain)
+        step = out.steps.add(id=s.id, capability=s.capability, domain=domain,
+                             instance_of=s.instance_of, wave=s.wave)  # fan-out only
         if progress is not None and s.id in progress.steps:
             p = progress.steps[s.id]
             state_name, attempts, outputs, error = p.state, p.attempts, p.outputs, p.error
