@@ -1,0 +1,182 @@
+"""The Node's sagas (core/node/compensating.py): a FAILED workflow's SUCCEEDED steps
+with a `compensate` block are compensated in reverse dependency order, each in its
+own domain; retries; COMPENSATION_FAILED; an attempt's start is durable before it
+is started; a restart resumes (an interrupted attempt counts as failed)."""
+
+from __future__ import annotations
+
+import random
+
+from fedorch.core.node import Message, Node, StepEnded, Submit
+from fedorch.core.node.compensating import COMPENSATE, INTERRUPTED
+from fedorch.core.node.inputs import CompensationEnded
+from fedorch.core.node.ready import apply
+from fedorch.core.node.records import Disk, Timing
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+NAMES = ["d0", "d1", "d2"]
+WF = "d0.w1"
+NOW = 100.0
+
+
+class Federation:
+    """Three Nodes and an in-order network; each Ready done as a driver does it."""
+
+    def __init__(self) -> None:
+        self.disks = {n: Disk() for n in NAMES}
+        self.nodes = {n: self._node(n) for n in NAMES}
+        self.net: list[tuple[str, str, object]] = []
+        self.running: dict[str, list[tuple]] = {n: [] for n in NAMES}
+        self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry), in order
+
+    def _node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities={"a": 4}, timing=Timing(max_rounds=1), peers=NAMES,
+                    rng=random.Random(NAMES.index(name)), disk=self.disks[name], now=NOW)
+
+    def step(self, name: str, event: object) -> None:
+        node = self.nodes[name]
+        node.step(NOW, event)
+        self.drive(name)
+
+    def drive(self, name: str) -> None:
+        node = self.nodes[name]
+        ready = node.ready()
+        self.net += [(name, o.to, o.msg) for o in ready.send_now]
+        for w in ready.writes:
+            apply(self.disks[name], w.ops)
+        self.net += [(name, o.to, o.msg) for o in ready.send_after_write]
+        for run in ready.start_steps:
+            if len(run) == 4:
+                assert run[3] == COMPENSATE
+                # Its start is durable before it is handed out.
+                assert self.disks[name].comp_runs[run[:3]][0] == "running"
+                self.compensations.append((name, run))
+            self.running[name].append(run)
+        node.advance(ready)
+
+    def restart(self, name: str) -> None:
+        self.running[name] = []
+        self.net = [m for m in self.net if m[0] != name and m[1] != name]
+        self.nodes[name] = self._node(name)
+        self.drive(name)
+
+    def deliver_all(self) -> None:
+        while self.net:
+            src, dst, msg = self.net.pop(0)
+            self.step(dst, Message(src, msg))
+
+    def end(self, name: str, ok: bool, error: str = "") -> tuple:
+        """End the oldest attempt running in `name` (a step's or a compensation's)."""
+        run = self.running[name].pop(0)
+        if len(run) == 4:
+            self.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
+        else:
+            self.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
+        self.deliver_all()
+        return run
+
+
+def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:
+    """s0 (d0) -> s1 (d1) -> s2 (d2): s0 and s1 have a compensate block."""
+    comp = spec_pb2.Compensation(retries=retries, params_json='{"undo": true}')
+    return spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], compensate=comp),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+
+
+def failed_chain(retries: int = 0) -> Federation:
+    """The chain submitted at d0, s0 and s1 SUCCEEDED, s2 FAILED: the workflow FAILED."""
+    f = Federation()
+    f.step("d0", Submit(WF, chain(retries), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver_all()
+    assert f.end("d0", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    assert f.end("d2", False, "boom")[1] == "s2"
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    return f
+
+
+def comp_states(f: Federation) -> dict[str, tuple[str, int]]:
+    return {k[1]: (r.state, r.attempts) for k, r in f.disks["d0"].compensations.items()
+            if k[0] == WF}
+
+
+def test_compensations_run_in_reverse_dependency_order_each_in_its_domain():
+    f = failed_chain()
+    # s1's compensation first, on d1; s0's not before s1's ended.
+    assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]
+    assert comp_states(f) == {"s0": ("PENDING", 0), "s1": ("RUNNING", 1)}
+    f.end("d1", True)
+    assert f.compensations[1] == ("d0", (WF, "s0", 1, COMPENSATE))
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    rows, summary = f.nodes["d0"].compensating.of(WF)
+    assert summary.value == "DONE" and set(rows) == {"s0", "s1"}
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED  # keeps its end
+    assert not f.nodes["d0"].pending and not f.nodes["d1"].pending  # all acknowledged
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)] == ("succeeded", "", True)
+
+
+def test_a_failed_attempt_is_retried_under_the_next_number():
+    f = failed_chain(retries=1)
+    f.end("d1", False, "busy")
+    assert f.compensations[-1] == ("d1", (WF, "s1", 2, COMPENSATE))
+    assert comp_states(f)["s1"] == ("RUNNING", 2)
+    f.end("d1", True)
+    assert comp_states(f)["s1"] == ("COMPENSATED", 2)
+
+
+def test_attempts_used_up_end_compensation_failed_and_the_summary_failed():
+    f = failed_chain(retries=1)
+    f.end("d1", False, "busy")
+    f.end("d1", False, "still busy")
+    row = f.disks["d0"].compensations[(WF, "s1")]
+    assert (row.state, row.attempts, row.error) == ("COMPENSATION_FAILED", 2, "still busy")
+    f.end("d0", True)  # s0's compensation runs once s1's ended, failed or not
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "FAILED"
+
+
+def test_a_succeeded_workflow_owes_nothing():
+    f = Federation()
+    f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver_all()
+    f.end("d0", True)
+    f.end("d1", True)
+    f.end("d2", True)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+    assert comp_states(f) == {} and f.compensations == []
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "NONE"
+
+
+def test_a_restart_of_the_domain_fails_the_interrupted_attempt_and_it_is_retried():
+    f = failed_chain(retries=1)
+    f.restart("d1")  # s1's compensation attempt 1 was running: never started again
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)][:2] == ("failed", INTERRUPTED)
+    f.deliver_all()
+    assert f.compensations[-1] == ("d1", (WF, "s1", 2, COMPENSATE))
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 2)}
+
+
+def test_a_restart_of_the_coordinator_tells_the_running_attempt_again():
+    f = failed_chain()
+    f.restart("d0")  # its CompensateMsg to d1 was acknowledged: told again on restore
+    f.deliver_all()
+    assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]  # not started twice
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+
+
+def test_a_domain_that_ended_before_the_coordinator_heard_reports_again_after_a_restart():
+    f = failed_chain()
+    run = f.running["d1"].pop(0)
+    f.step("d1", CompensationEnded(*run[:3], True))
+    f.net = [m for m in f.net if m[0] != "d1"]  # its report lost with the restart
+    f.restart("d1")
+    f.deliver_all()
+    assert comp_states(f)["s1"] == ("COMPENSATED", 1)
