@@ -38,9 +38,9 @@ from typing import Any
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.records import AckMsg, CompensatedMsg, CompensateMsg, CompRow
 from fedorch.core.workflow.compensation import (
+    Compensation,
     CompState,
     CompStep,
-    Compensation,
     Summary,
     plan,
     summary,
@@ -86,6 +86,8 @@ class Compensating:
         self.cores = {}
         by_wf: dict[str, list[CompStep]] = {}
         for (wf, step), r in d.compensations.items():
+            if not self._known(wf):
+                continue  # compacted by retention (which leaves these rows)
             by_wf.setdefault(wf, []).append(
                 CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                          r.error))
@@ -98,6 +100,8 @@ class Compensating:
             if not core.done():
                 self.cores[wf] = core
         for key, (state, _, reported) in list(d.comp_runs.items()):
+            if not self._known(key[0]):
+                continue
             if state == "running":
                 n.point("compensation interrupted")
                 d.comp_runs[key] = ("failed", INTERRUPTED, False)
@@ -184,10 +188,14 @@ class Compensating:
             self.n.point("compensation reported")
             self.n.state.comp_runs[key] = (known[0], known[1], True)
 
-    def _refusal(self, msg: CompensateMsg) -> str:
+    def _known(self, wf: str) -> bool:
         d = self.n.state
+        return wf in d.rows or (wf in d.committed and (wf, d.committed[wf]) in d.info)
+
+    def _refusal(self, msg: CompensateMsg) -> str:
         wf, step = msg.workflow_id, msg.step_id
-        if wf not in d.rows and wf not in d.committed:
+        d = self.n.state
+        if not self._known(wf):
             return f"workflow {wf} is not known in {self.n.name}"
         info = self.n.running.info(wf)
         if info.placement.get(step) != self.n.name:
@@ -202,6 +210,8 @@ class Compensating:
 
     def _report(self, wf: str, step: str, attempt: int) -> None:
         n = self.n
+        if not self._known(wf):
+            return  # forgotten here: no coordinator to report to
         state, error, _ = n.state.comp_runs[(wf, step, attempt)]
         msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
         coordinator = n.running.info(wf).coordinator

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import random
 
-from fedorch.core.node import Message, Node, StepEnded, Submit
+import pytest
+from fedorch.core.node import Cancel, Message, Node, StepEnded, Submit
+from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE, INTERRUPTED
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.ready import apply
-from fedorch.core.node.records import Disk, Timing
+from fedorch.core.node.records import CompensatedMsg, CompensateMsg, Disk, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -180,3 +182,39 @@ def test_a_domain_that_ended_before_the_coordinator_heard_reports_again_after_a_
     f.restart("d1")
     f.deliver_all()
     assert comp_states(f)["s1"] == ("COMPENSATED", 1)
+
+
+def test_a_cancelled_workflow_compensates_what_succeeded():
+    f = Federation()
+    f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver_all()
+    f.end("d0", True)  # s0 SUCCEEDED; s1 runs in d1
+    f.step("d0", Cancel(WF, "enough"))
+    f.deliver_all()
+    assert f.disks["d0"].rows[WF].state is WorkflowState.CANCELLED
+    assert f.compensations == [("d0", (WF, "s0", 1, COMPENSATE))]  # s1 never succeeded
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+
+
+def test_only_the_coordinator_tells_and_only_the_steps_domain_reports():
+    f = failed_chain()
+    d1, d0 = f.nodes["d1"], f.nodes["d0"]
+    check(d1, "d0", CompensateMsg(WF, "s1", 2))  # the coordinator: taken
+    with pytest.raises(Refused):
+        check(d1, "d2", CompensateMsg(WF, "s1", 2))
+    check(d0, "d1", CompensatedMsg(WF, "s1", 1, True))  # s1's domain: taken
+    with pytest.raises(Refused):
+        check(d0, "d2", CompensatedMsg(WF, "s1", 1, True))
+    with pytest.raises(Refused):
+        check(d1, "d0", CompensateMsg("d0.unknown", "s1", 1))
+
+
+def test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running():
+    f = failed_chain()
+    f.step("d2", Message("d0", CompensateMsg(WF, "s2", 1)))  # s2 FAILED there
+    assert f.disks["d2"].comp_runs[(WF, "s2", 1)][:2] == (
+        "failed", "step s2 is FAILED in d2, not SUCCEEDED")
+    f.step("d1", Message("d0", CompensateMsg(WF, "s0", 1)))  # s0 ran in d0
+    assert "did not run in d1" in f.disks["d1"].comp_runs[(WF, "s0", 1)][1]
+    assert [r for _, r in f.compensations] == [(WF, "s1", 1, COMPENSATE)]  # none started
