@@ -64,10 +64,13 @@ class Federation:
         self.nodes[name] = self._node(name)
         self.drive(name)
 
-    def deliver_all(self) -> None:
+    def deliver_all(self, until=lambda src, dst, msg: False) -> None:
+        """Deliver in order; after a message `until` names, stop (the rest stays)."""
         while self.net:
             src, dst, msg = self.net.pop(0)
             self.step(dst, Message(src, msg))
+            if until(src, dst, msg):
+                return
 
     def end(self, name: str, ok: bool, error: str = "") -> tuple:
         """End the oldest attempt running in `name` (a step's or a compensation's)."""
@@ -218,3 +221,21 @@ def test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running():
     f.step("d1", Message("d0", CompensateMsg(WF, "s0", 1)))  # s0 ran in d0
     assert "did not run in d1" in f.disks["d1"].comp_runs[(WF, "s0", 1)][1]
     assert [r for _, r in f.compensations] == [(WF, "s1", 1, COMPENSATE)]  # none started
+
+
+def test_a_coordinator_that_crashed_before_planning_plans_on_restore():
+    f = Federation()
+    f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver_all()
+    f.end("d0", True)
+    f.end("d1", True)
+    f.running["d2"].pop(0)
+    f.step("d2", StepEnded(WF, "s2", 1, False, {}, "boom"))
+    f.deliver_all(until=lambda src, dst, msg: dst == "d0")  # d0 ends it: its writes lost
+    f.disks["d0"].compensations.clear()  # the crash came after the end's write group
+    f.restart("d0")
+    f.deliver_all()
+    assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
