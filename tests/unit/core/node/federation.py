@@ -2,8 +2,9 @@
 
 Each Node has its own `Disk`; `flush` does a Node's Ready as a driver does (every write
 group applied to the disk, its notes handed to `note`, its messages queued on `net`,
-then `advance`), and `deliver` hands the queued messages on, except to or from the
-`silent` (crashed) Nodes. Time moves only when a test says so: `now` by hand, `tick`
+the attempts it starts and stops kept in `running`, then `advance`), and `deliver`
+hands the queued messages on in order, except to or from the `silent` (crashed) Nodes
+and what a test holds back. Time moves only when a test says so: `now` by hand, `tick`
 (every living Node at one instant) or `run_until` (every deadline in order).
 
 A test file subclasses `Federation` with what is its own: `make_node` (how its Nodes
@@ -14,11 +15,14 @@ attempt a Node starts ends at once, successfully, as a `StepEnded` on the networ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from fedorch.core.node import Message, Node, StepEnded, Tick
 from fedorch.core.node.ready import Ready, apply
 from fedorch.core.node.records import Disk
+
+Run = tuple[str, str, int]  # a step attempt: (workflow, step, attempt)
+Held = Callable[[str, str, object], bool]  # (source, destination, message): held back?
 
 
 class Federation:
@@ -26,14 +30,18 @@ class Federation:
 
     steps_end_at_once = False
 
-    def __init__(self, names: Sequence[str]) -> None:
-        self.now = 0.0
+    def __init__(self, names: Sequence[str], *, start: float = 0.0) -> None:
+        self.now = start
         self.names = list(names)
         self.disks = {n: Disk() for n in self.names}
         self.nodes = {n: self.make_node(n) for n in self.names}
         self.net: list[tuple[str, str, object]] = []
         self.silent: set[str] = set()
         self.readies: dict[str, list[Ready]] = {n: [] for n in self.names}
+        self.points: dict[str, list[str]] = {n: [] for n in self.names}  # write groups
+        self.running: dict[str, set[Run]] = {n: set() for n in self.names}
+        self.started: list[tuple[str, Run]] = []  # (node, attempt) in start order
+        self.stopped: list[tuple[str, Run]] = []
         for n in self.names:
             self.step(n, *self.first_inputs(n))
 
@@ -64,10 +72,17 @@ class Federation:
         ready = node.ready()
         for w in ready.writes:
             apply(self.disks[name], w.ops)
+            self.points[name].append(w.point)
             for what, *facts in w.notes:
                 self.note(name, what, facts)
         for out in ready.send_now + ready.send_after_write:
             self.net.append((name, out.to, out.msg))
+        for run in ready.start_steps:
+            self.started.append((name, run))
+            self.running[name].add(run)
+        for run in ready.stop_steps:
+            self.stopped.append((name, run))
+            self.running[name].discard(run)
         node.advance(ready)
         self.readies[name].append(ready)
         if self.steps_end_at_once:
@@ -75,14 +90,20 @@ class Federation:
                 self.net.append((name, name, StepEnded(*run, ok=True)))
         return ready
 
-    def deliver(self, rounds: int = 200) -> None:
-        """Hand on what is queued, and what that sends, until the network is empty."""
+    def deliver(self, rounds: int = 200, *, keep: Held | None = None) -> None:
+        """Hand on what is queued, and what that sends, in order, until the network is
+        empty; what `keep` says is held back (left on the network, in order)."""
+        kept: list[tuple[str, str, object]] = []
         for _ in range(rounds):
             if not self.net:
+                self.net = kept
                 return
             batch, self.net = self.net, []
             for src, dst, msg in batch:
                 if dst in self.silent or src in self.silent:
+                    continue
+                if keep is not None and keep(src, dst, msg):
+                    kept.append((src, dst, msg))
                     continue
                 event = msg if isinstance(msg, StepEnded) else Message(src, msg)
                 self.step(dst, event)
@@ -110,8 +131,9 @@ class Federation:
             self.deliver()
 
     def restore(self, name: str) -> Node:
-        """`name` restarts from what its disk holds, at `now`."""
+        """`name` restarts from what its disk holds, at `now`; its attempts are gone."""
         self.nodes[name] = self.make_node(name)
+        self.running[name] = set()
         self.flush(name)
         return self.nodes[name]
 
