@@ -61,11 +61,15 @@ class Federation:
     # ---- driving ------------------------------------------------------------------
 
     def step(self, name: str, *inputs: object) -> Ready:
-        """`inputs` to `name` at `now`, then its Ready done."""
+        """`inputs` to `name` at `now`, then its Ready done (done even when an input is
+        refused and raises, as a driver goes on after a peer's bad message)."""
         node = self.nodes[name]
-        for event in inputs:
-            node.step(self.now, event)
-        return self.flush(name)
+        try:
+            for event in inputs:
+                node.step(self.now, event)
+        finally:
+            ready = self.flush(name)
+        return ready
 
     def flush(self, name: str) -> Ready:
         node = self.nodes[name]
