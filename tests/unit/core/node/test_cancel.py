@@ -8,75 +8,43 @@ from __future__ import annotations
 import random
 
 from fedorch.core.negotiation.rounds import Phase
-from fedorch.core.node import Cancel, Message, Node, StepEnded, Submit
+from fedorch.core.node import Cancel, Node, StepEnded, Submit
 from fedorch.core.node.cancel import REQUESTS_KEPT, refusal
-from fedorch.core.node.ready import apply
-from fedorch.core.node.records import Disk, FinalMsg, Timing, VoteMsg
+from fedorch.core.node.ready import Ready, apply
+from fedorch.core.node.records import FinalMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation as Harness
 
 NAMES = ["d0", "d1", "d2"]
 WF = "d0.w1"
 NOW = 100.0
 
 
-class Federation:
+class Federation(Harness):
     """Three Nodes and an in-order network; each Ready done as a driver does it."""
 
     def __init__(self) -> None:
-        self.disks = {n: Disk() for n in NAMES}
-        self.nodes = {n: self._node(n) for n in NAMES}
-        self.net: list[tuple[str, str, object]] = []
-        self.running: dict[str, set[tuple[str, str, int]]] = {n: set() for n in NAMES}
-        self.started: list[tuple[str, tuple[str, str, int]]] = []
-        self.stopped: list[tuple[str, tuple[str, str, int]]] = []
-        self.points: dict[str, list[str]] = {n: [] for n in NAMES}
+        super().__init__(NAMES, start=NOW)
 
-    def _node(self, name: str) -> Node:
+    def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                     capacities={"a": 2, "b": 2}, timing=Timing(max_rounds=1), peers=NAMES,
                     rng=random.Random(NAMES.index(name)), disk=self.disks[name], now=NOW)
 
-    def step(self, name: str, event: object, *, crash_after: int | None = None) -> None:
+    def step(self, name: str, *inputs: object, crash_after: int | None = None) -> Ready:
+        if crash_after is None:
+            return super().step(name, *inputs)
         node = self.nodes[name]
-        node.step(NOW, event)
+        for event in inputs:
+            node.step(self.now, event)
         ready = node.ready()
-        if crash_after is not None:  # the driver dies after that many write groups
-            for w in ready.writes[:crash_after]:
-                apply(self.disks[name], w.ops)
-            self.nodes[name] = self._node(name)
-            self.running[name] = set()
-            self.drive(name)
-            return
-        self.drive(name, ready)
-
-    def drive(self, name: str, ready=None) -> None:
-        node = self.nodes[name]
-        ready = ready if ready is not None else node.ready()
-        self.net += [(name, o.to, o.msg) for o in ready.send_now]
-        for w in ready.writes:
-            self.points[name].append(w.point)
+        for w in ready.writes[:crash_after]:  # the driver dies after that many groups
             apply(self.disks[name], w.ops)
-        self.net += [(name, o.to, o.msg) for o in ready.send_after_write]
-        for run in ready.start_steps:
-            self.started.append((name, run))
-            self.running[name].add(run)
-        for run in ready.stop_steps:
-            self.stopped.append((name, run))
-            self.running[name].discard(run)
-        node.advance(ready)
-
-    def deliver_all(self, *, keep=lambda src, dst, msg: False) -> None:
-        """Deliver in order; `keep` holds back what it says (left on the network)."""
-        kept = []
-        while self.net:
-            src, dst, msg = self.net.pop(0)
-            if keep(src, dst, msg):
-                kept.append((src, dst, msg))
-            else:
-                self.step(dst, Message(src, msg))
-        self.net = kept
+        self.restore(name)
+        return ready
 
     def end_one_step(self, ok: bool = True) -> bool:
         for name, runs in self.running.items():
@@ -103,7 +71,7 @@ def row(f: Federation):
 def test_a_cancel_while_negotiating_aborts_the_round_and_ends_cancelled():
     f = Federation()
     submit(f)
-    f.deliver_all(keep=lambda src, dst, msg: isinstance(msg, VoteMsg))  # votes held
+    f.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg))  # votes held
     assert row(f).state is WorkflowState.NEGOTIATING
     assert f.nodes["d0"].coordinators[WF].phase is Phase.PREPARING
     f.step("d0", Cancel(WF, "changed my mind"))
@@ -111,7 +79,7 @@ def test_a_cancel_while_negotiating_aborts_the_round_and_ends_cancelled():
     assert row(f).reason == "cancelled: changed my mind"
     assert f.disks["d0"].cancels[WF] == "changed my mind"
     assert f.points["d0"].index("cancel") < f.points["d0"].index("Finished")
-    f.deliver_all()
+    f.deliver()
     for name in NAMES:  # every reservation released, nothing started anywhere
         assert not f.nodes[name].participant.keys_of(WF)
         assert not f.disks[name].holds
@@ -121,7 +89,7 @@ def test_a_cancel_while_negotiating_aborts_the_round_and_ends_cancelled():
 def test_a_cancel_while_running_stops_the_steps_everywhere_and_tells_the_participants():
     f = Federation()
     submit(f)
-    f.deliver_all()
+    f.deliver()
     assert row(f).state is WorkflowState.RUNNING
     assert {n for n, _ in f.started} == set(NAMES)
     f.step("d0", Cancel(WF))
@@ -130,7 +98,7 @@ def test_a_cancel_while_running_stops_the_steps_everywhere_and_tells_the_partici
     told = [(dst, m) for src, dst, m in f.net if isinstance(m, FinalMsg)]
     assert sorted(dst for dst, _ in told) == ["d1", "d2"]
     assert all(m.state is WorkflowState.CANCELLED for _, m in told)
-    f.deliver_all()
+    f.deliver()
     for i, name in enumerate(NAMES):
         assert f.disks[name].final[WF] is WorkflowState.CANCELLED
         assert f.running[name] == set()  # every attempt stopped
@@ -143,7 +111,7 @@ def test_a_cancel_while_running_stops_the_steps_everywhere_and_tells_the_partici
 def test_the_end_notice_of_a_cancel_leaves_only_after_the_cancel_is_written():
     f = Federation()
     submit(f)
-    f.deliver_all()
+    f.deliver()
     node = f.nodes["d0"]
     node.step(NOW, Cancel(WF))
     ready = node.ready()
@@ -156,9 +124,9 @@ def test_the_end_notice_of_a_cancel_leaves_only_after_the_cancel_is_written():
 def test_a_cancel_of_an_ended_workflow_is_refused_and_changes_nothing():
     f = Federation()
     submit(f)
-    f.deliver_all()
+    f.deliver()
     while f.end_one_step():
-        f.deliver_all()
+        f.deliver()
     assert row(f).state is WorkflowState.SUCCEEDED
     before = dict(f.disks["d0"].rows), dict(f.disks["d0"].cancels)
     node = f.nodes["d0"]
@@ -176,7 +144,7 @@ def test_a_cancel_of_an_ended_workflow_is_refused_and_changes_nothing():
 def test_a_cancel_elsewhere_than_at_the_coordinator_is_refused():
     f = Federation()
     submit(f)
-    f.deliver_all()
+    f.deliver()
     assert refusal(f.nodes["d1"], WF) == f"{WF} is not coordinated here"
     f.step("d1", Cancel(WF))
     assert f.disks["d1"].final.get(WF) is None and not f.disks["d1"].cancels
@@ -186,11 +154,11 @@ def test_a_cancel_elsewhere_than_at_the_coordinator_is_refused():
 def test_a_cancel_written_before_a_crash_is_carried_out_by_the_restore():
     f = Federation()
     submit(f)
-    f.deliver_all()
+    f.deliver()
     f.step("d0", Cancel(WF), crash_after=1)  # only the "cancel" group is on disk
     assert row(f).state is WorkflowState.CANCELLED
     assert f.disks["d0"].final[WF] is WorkflowState.CANCELLED
-    f.deliver_all()
+    f.deliver()
     assert all(f.disks[n].final[WF] is WorkflowState.CANCELLED for n in NAMES)
     assert f.running["d1"] == f.running["d2"] == set()
 
@@ -199,14 +167,14 @@ def test_a_cancel_while_a_commit_is_decided_waits_then_ends_it_before_any_step_h
     f = Federation()
     submit(f)
     # Votes come in; the Accepts and their answers are held: the round is DECIDING.
-    f.deliver_all(keep=lambda src, dst, msg: not isinstance(msg, VoteMsg)
+    f.deliver(keep=lambda src, dst, msg: not isinstance(msg, VoteMsg)
                   and type(msg).__name__ not in ("PrepareMsg",))
     core = f.nodes["d0"].coordinators[WF]
     assert core.phase is Phase.DECIDING
     f.step("d0", Cancel(WF))
     assert row(f).state is WorkflowState.NEGOTIATING  # a COMMIT proposed: it waits
     assert WF in f.disks["d0"].cancels
-    f.deliver_all()
+    f.deliver()
     assert row(f).state is WorkflowState.CANCELLED and row(f).committed
     assert [n for n, _ in f.started if n == "d0"] == []  # nothing started at d0
     assert all(f.disks[n].final.get(WF) in (None, WorkflowState.CANCELLED) for n in NAMES)
@@ -218,7 +186,7 @@ def test_a_request_id_is_kept_with_the_row_and_a_retry_makes_nothing_new():
     submit(f, request_id="req-1")
     assert f.disks["d0"].requests["req-1"][0] == WF
     assert f.points["d0"][0] == "workflow row"  # in the row's own write group
-    f.nodes["d0"] = f._node("d0")  # a restart: read back from the disk
+    f.nodes["d0"] = f.make_node("d0")  # a restart: read back from the disk
     assert f.nodes["d0"].state.requests["req-1"][0] == WF
     rows = len(f.disks["d0"].rows)
     spec = spec_pb2.WorkflowSpec(name="w2", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
@@ -254,16 +222,16 @@ def test_a_cancel_that_waited_beats_the_outcome_of_results_that_came_first():
     spec = spec_pb2.WorkflowSpec(name="w1", steps=[
         spec_pb2.StepSpec(id=f"s{i}", capability="a") for i in (1, 2)])
     f.step("d0", Submit(WF, spec, placement={"s1": "d1", "s2": "d2"}))
-    f.deliver_all(keep=lambda src, dst, msg: not isinstance(msg, VoteMsg)
+    f.deliver(keep=lambda src, dst, msg: not isinstance(msg, VoteMsg)
                   and type(msg).__name__ != "PrepareMsg")
     assert f.nodes["d0"].coordinators[WF].phase is Phase.DECIDING
     f.step("d0", Cancel(WF))
     to_d0 = lambda src, dst, msg: dst == "d0" and src != "d0"  # noqa: E731
-    f.deliver_all(keep=to_d0)
+    f.deliver(keep=to_d0)
     while f.end_one_step():
-        f.deliver_all(keep=to_d0)
+        f.deliver(keep=to_d0)
     assert {n for n, _ in f.started} == {"d1", "d2"}
     f.net.sort(key=lambda m: type(m[2]).__name__ != "ResultMsg")  # results first
-    f.deliver_all()
+    f.deliver()
     assert row(f).state is WorkflowState.CANCELLED
     assert all(f.disks[n].final[WF] is WorkflowState.CANCELLED for n in ("d1", "d2"))

@@ -8,11 +8,12 @@ import random
 
 import pytest
 from fedorch.core.negotiation.messages import ABORT, DecisionQuery, PaxosPrepare
-from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit, Tick
-from fedorch.core.node.ready import Ready, apply
-from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg
+from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
+from fedorch.core.node.records import PrepareMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation as Harness
 
 NAMES = ["d0", "d1", "d2", "d3"]
 WF = "d0.w"
@@ -27,78 +28,23 @@ PLACED = {"s1": "d1", "s2": "d2"}
 TURNS_S = 1 * TIMING.stagger_s + TIMING.backoff_s
 
 
-class Federation:
-    """Four Nodes, each with its disk. `flush` does a Ready as a driver does and queues
-    its messages; `deliver` hands them on, except to or from the `silent` (crashed)."""
+class Federation(Harness):
+    """Four Nodes, each with its disk; `deliver` hands messages on, except to or from
+    the `silent` (crashed). `learned_at`: when each Node first learned each decision."""
 
     def __init__(self, timing: Timing = TIMING) -> None:
-        self.now = 0.0
         self.timing = timing
-        self.disks = {n: Disk() for n in NAMES}
-        self.nodes = {n: self._node(n) for n in NAMES}
-        self.net: list[tuple[str, str, object]] = []
-        self.silent: set[str] = set()
         self.learned_at: dict[tuple[str, tuple], float] = {}
-        self.readies: dict[str, list[Ready]] = {n: [] for n in NAMES}
-        for n in NAMES:
-            self.flush(n)
+        super().__init__(NAMES)
 
-    def _node(self, name: str) -> Node:
+    def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
                     timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     disk=self.disks[name], now=self.now)
 
-    def step(self, name: str, *inputs: object) -> Ready:
-        node = self.nodes[name]
-        for event in inputs:
-            node.step(self.now, event)
-        return self.flush(name)
-
-    def flush(self, name: str) -> Ready:
-        node = self.nodes[name]
-        ready = node.ready()
-        for w in ready.writes:
-            apply(self.disks[name], w.ops)
-            for what, *facts in w.notes:
-                if what == "learned":
-                    self.learned_at.setdefault((name, facts[0]), self.now)
-        for out in ready.send_now + ready.send_after_write:
-            self.net.append((name, out.to, out.msg))
-        node.advance(ready)
-        self.readies[name].append(ready)
-        return ready
-
-    def deliver(self) -> None:
-        for _ in range(200):
-            if not self.net:
-                return
-            batch, self.net = self.net, []
-            for src, dst, msg in batch:
-                if dst not in self.silent and src not in self.silent:
-                    self.step(dst, Message(src, msg))
-        raise AssertionError("the federation did not settle")
-
-    def run_until(self, end: float) -> None:
-        """Every deadline up to `end`, in order, each followed by what it sent."""
-        while True:
-            due = [(t, n) for n in NAMES if n not in self.silent
-                   and (t := self.nodes[n].get_timer()) is not None and t <= end]
-            if not due:
-                self.now = max(self.now, end)
-                return
-            at, name = min(due)
-            self.now = max(self.now, at)
-            self.step(name, Tick())
-            self.deliver()
-
-    def restore(self, name: str) -> Node:
-        self.nodes[name] = self._node(name)
-        self.flush(name)
-        return self.nodes[name]
-
-    def sent_by(self, name: str, kind: type) -> list[tuple[str, object]]:
-        return [(o.to, o.msg) for r in self.readies[name]
-                for o in r.send_now + r.send_after_write if isinstance(o.msg, kind)]
+    def note(self, name: str, what: str, facts: list) -> None:
+        if what == "learned":
+            self.learned_at.setdefault((name, facts[0]), self.now)
 
 
 def in_doubt() -> Federation:

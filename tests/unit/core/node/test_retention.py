@@ -20,7 +20,7 @@ from fedorch.core.negotiation.messages import (
     DecisionQuery,
 )
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
-from fedorch.core.node.ready import DELETE, apply
+from fedorch.core.node.ready import DELETE, Ready
 from fedorch.core.node.records import (
     TABLES,
     AckMsg,
@@ -35,46 +35,35 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
+from tests.unit.core.node.federation import Federation as Harness
+
 NAMES = ["d0", "d1", "d2"]
 POLICY = Retention(keep_ended_s=60.0, max_ended_workflows=1000, late_message_s=10.0)
 
 
-class Federation:
-    """Three Nodes, a FIFO network that a test may filter, every step succeeding."""
+class Federation(Harness):
+    """Three Nodes, a FIFO network that a test may filter, every step succeeding.
+    `applied`: every write group a driver applied, as (node, point, ops), in order."""
 
     def __init__(self, retention: Retention | None) -> None:
-        self.now = 0.0
         self.timing = Timing(retention=retention)
-        self.disks = {n: Disk() for n in NAMES}
-        self.nodes = {n: self.node(n) for n in NAMES}
-        self.net: deque[tuple[str, str, object]] = deque()
-        self.running: deque[tuple[str, tuple[str, str, int]]] = deque()
+        self.ending: deque[tuple[str, tuple[str, str, int]]] = deque()  # in start order
         self.drop: Callable[[str, str, object], bool] = lambda src, dst, msg: False
-        self.points: list[tuple[str, str, list]] = []  # (node, point, ops) applied
+        self.applied: list[tuple[str, str, list]] = []
         self.submitted = 0
+        super().__init__(NAMES)
 
-    def node(self, name: str, disk: Disk | None = None) -> Node:
+    def make_node(self, name: str, disk: Disk | None = None) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                     capacities={"a": 100}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name)),
                     disk=self.disks[name] if disk is None else disk, now=self.now)
 
-    def drive(self, name: str) -> None:
-        node = self.nodes[name]
-        ready = node.ready()
-        for w in ready.writes:
-            apply(self.disks[name], w.ops)
-            self.points.append((name, w.point, w.ops))
-        for out in (*ready.send_now, *ready.send_after_write):
-            self.net.append((name, out.to, out.msg))
-        self.running.extend((name, run) for run in ready.start_steps)
-        node.advance(ready)
-
-    def step(self, name: str, event: object) -> None:
-        try:
-            self.nodes[name].step(self.now, event)
-        finally:
-            self.drive(name)
+    def flush(self, name: str) -> Ready:
+        ready = super().flush(name)
+        self.applied.extend((name, w.point, w.ops) for w in ready.writes)
+        self.ending.extend((name, run) for run in ready.start_steps)
+        return ready
 
     def submit(self) -> str:
         self.submitted += 1
@@ -85,18 +74,19 @@ class Federation:
         return wf
 
     def run_until(self, until: float) -> None:
-        """Deliver, end steps and fire timers in time order until `until`."""
+        """Deliver, end steps and fire timers in time order until `until`: one message
+        at a time, a step's end only on a quiet network, a timer only when both are."""
         for _ in range(100_000):
             if self.net:
-                src, dst, msg = self.net.popleft()
+                src, dst, msg = self.net.pop(0)
                 if not self.drop(src, dst, msg):
                     try:
                         self.step(dst, Message(src, msg))
                     except RemoteProtocolError:
                         pass
                 continue
-            if self.running:
-                name, (wf, step, attempt) = self.running.popleft()
+            if self.ending:
+                name, (wf, step, attempt) = self.ending.popleft()
                 self.step(name, StepEnded(wf, step, attempt, True, {}, ""))
                 continue
             timers = [(t, n) for n, node in self.nodes.items()
@@ -144,7 +134,7 @@ def test_an_ended_workflow_is_forgotten_everywhere_after_keep_ended_s() -> None:
     for name in NAMES:
         assert f.has(name, wf) == [], (name, f.has(name, wf))
         assert not _held_in_memory(f.nodes[name], wf)
-    forgetting = [(n, ops) for n, point, ops in f.points if point == "retention"]
+    forgetting = [(n, ops) for n, point, ops in f.applied if point == "retention"]
     assert {n for n, _ in forgetting} == set(NAMES)
     assert all(op.kind in (DELETE, "discard") for _, ops in forgetting for op in ops)
 
@@ -232,17 +222,17 @@ def test_a_restored_node_has_forgotten_the_same() -> None:
     before = Disk(**{t: type(v)(v) for t, v in vars(f.disks["d0"]).items()})
     f.run_until(62.0)  # d0's tick forgets the first
     assert f.has("d0", first) == [] and "rows" in f.has("d0", second)
-    restored = f.node("d0")  # from what the driver applied
+    restored = f.make_node("d0")  # from what the driver applied
     assert not dict.__contains__(restored.coordinators, first)
     assert dict.__contains__(restored.coordinators, second)
     assert not restored.has_ready()
     # A Node restored before the tick forgets exactly what the live one did.
     copy = Disk(**{t: type(v)(v) for t, v in vars(before).items()})
-    early = f.node("d0", disk=copy)
+    early = f.make_node("d0", disk=copy)
     f.disks["d0"], live_disk = copy, f.disks["d0"]
     f.nodes["d0"], f.nodes["other"] = early, f.nodes["d0"]
     early.step(62.0, Tick())
-    f.drive("d0")
+    f.flush("d0")
     assert _keys(copy) == _keys(live_disk)
 
 

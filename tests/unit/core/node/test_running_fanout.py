@@ -8,64 +8,34 @@ from __future__ import annotations
 
 import random
 
-from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
-from fedorch.core.node.ready import apply
-from fedorch.core.node.records import Disk, Timing
+from fedorch.core.node import Node, StepEnded, Submit, Tick
+from fedorch.core.node.records import Timing
 from fedorch.core.workflow.fanout import expand_into
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation as Harness
 
 NAMES = ["d0", "d1", "d2"]
 WF = "d0.w1"
 START = 100.0
 
 
-class Federation:
+class Federation(Harness):
     """Three Nodes, an in-order network and a clock; each Ready done as a driver does."""
 
     def __init__(self) -> None:
-        self.now = START
-        self.disks = {n: Disk() for n in NAMES}
-        self.nodes = {n: self._node(n) for n in NAMES}
-        self.net: list[tuple[str, str, object]] = []
-        self.running: dict[str, set[tuple[str, str, int]]] = {n: set() for n in NAMES}
-        self.started: list[tuple[str, str]] = []  # (domain, step) in start order
+        super().__init__(NAMES, start=START)
 
-    def _node(self, name: str) -> Node:
+    def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                     capacities={"a": 4, "join": 1}, timing=Timing(max_rounds=1),
                     peers=NAMES, rng=random.Random(NAMES.index(name)),
                     disk=self.disks[name], now=self.now)
 
-    def step(self, name: str, event: object) -> None:
-        node = self.nodes[name]
-        node.step(self.now, event)
-        self.drive(name)
-
-    def drive(self, name: str) -> None:
-        node = self.nodes[name]
-        ready = node.ready()
-        self.net += [(name, o.to, o.msg) for o in ready.send_now]
-        for w in ready.writes:
-            apply(self.disks[name], w.ops)
-        self.net += [(name, o.to, o.msg) for o in ready.send_after_write]
-        for run in ready.start_steps:
-            self.started.append((name, run[1]))
-            self.running[name].add(run)
-        for run in ready.stop_steps:
-            self.running[name].discard(run)
-        node.advance(ready)
-
-    def restart(self, name: str) -> None:
-        """The agent stops and comes back with what its disk holds, at `now`."""
-        self.nodes[name] = self._node(name)
-        self.running[name] = set()
-        self.drive(name)
-
-    def deliver_all(self) -> None:
-        while self.net:
-            src, dst, msg = self.net.pop(0)
-            self.step(dst, Message(src, msg))
+    def started_steps(self) -> list[tuple[str, str]]:
+        """(domain, step) of every attempt started, in start order."""
+        return [(name, run[1]) for name, run in self.started]
 
     def end(self, step_id: str, ok: bool = True, outputs: dict | None = None) -> None:
         """The running attempt of `step_id` ends; what it causes is delivered."""
@@ -75,7 +45,7 @@ class Federation:
                     runs.discard(run)
                     self.step(name, StepEnded(run[0], step_id, run[2], ok,
                                               outputs or {}, "" if ok else "broke"))
-                    self.deliver_all()
+                    self.deliver()
                     return
         raise AssertionError(f"{step_id} is not running anywhere")
 
@@ -89,7 +59,7 @@ class Federation:
             t = self.nodes[name].get_timer()
             if t is not None and t <= when:
                 self.step(name, Tick())
-        self.deliver_all()
+        self.deliver()
 
 
 def fanned(waves: spec_pb2.Waves | None = None) -> spec_pb2.WorkflowSpec:
@@ -106,7 +76,7 @@ def submit(f: Federation, spec: spec_pb2.WorkflowSpec) -> None:
     placement = {s.id: (s.constraints.domains[0] if s.instance_of else "d0")
                  for s in spec.steps}
     f.step("d0", Submit(WF, spec, placement=placement))
-    f.deliver_all()
+    f.deliver()
 
 
 def state(f: Federation) -> WorkflowState:
@@ -117,13 +87,13 @@ def test_each_instance_runs_in_its_domain_and_the_dependent_sees_all_outputs():
     f = Federation()
     submit(f, fanned())
     assert state(f) is WorkflowState.RUNNING
-    assert sorted(f.started) == [("d0", "probe@d0"), ("d1", "probe@d1"),
-                                 ("d2", "probe@d2")]
+    assert sorted(f.started_steps()) == [("d0", "probe@d0"), ("d1", "probe@d1"),
+                                         ("d2", "probe@d2")]
     for name in NAMES:
         f.end(f"probe@{name}", outputs={"seen": name})
         if name != NAMES[-1]:
             assert "join" not in f.running_steps()  # it needs every instance
-    assert f.started[-1] == ("d0", "join")
+    assert f.started_steps()[-1] == ("d0", "join")
     inputs = f.nodes["d0"].progress[WF].inputs("join")
     assert inputs == {"probe": {n: {"seen": n} for n in NAMES}}
     f.end("join")
@@ -140,7 +110,7 @@ def test_a_wave_barrier_holds_the_next_wave_until_the_earlier_one_succeeded():
     assert f.running_steps() == {"probe@d2"}
     f.end("probe@d2")
     assert f.running_steps() == {"join"}
-    assert [s for _, s in f.started] == ["probe@d0", "probe@d1", "probe@d2", "join"]
+    assert [s for _, s in f.started_steps()] == ["probe@d0", "probe@d1", "probe@d2", "join"]
 
 
 def test_a_failed_instance_stops_the_rollout_by_default():
@@ -148,7 +118,7 @@ def test_a_failed_instance_stops_the_rollout_by_default():
     submit(f, fanned(spec_pb2.Waves(max_parallel=1)))
     f.end("probe@d0", ok=False)
     assert state(f) is WorkflowState.FAILED
-    assert [s for _, s in f.started] == ["probe@d0"]
+    assert [s for _, s in f.started_steps()] == ["probe@d0"]
 
 
 def test_on_failure_continue_goes_on_and_min_success_decides():
@@ -184,7 +154,7 @@ def test_a_restore_counts_the_pause_again_from_the_restore():
     submit(f, fanned(spec_pb2.Waves(max_parallel=1, pause_s=30)))
     f.end("probe@d0")
     f.now = START + 20
-    f.restart("d1")
+    f.restore("d1")
     assert f.running_steps() == set()
     assert f.nodes["d1"].get_timer() == START + 50  # never less than pause_s waited
     f.advance_to(START + 49)

@@ -8,18 +8,14 @@ import random
 
 import pytest
 from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, Tick
-from fedorch.core.node.ready import Ready, apply
-from fedorch.core.node.records import (
-    ClaimAnswerMsg,
-    ClaimMsg,
-    Disk,
-    FinalMsg,
-    Timing,
-)
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg, Timing
 from fedorch.core.node.takeover_grants import SignedEvidence, sign_grant
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation as Harness
+from tests.unit.core.node.federation import sent
 
 NAMES = ["d0", "d1", "d2", "d3"]
 WF = "d0.w"
@@ -58,72 +54,29 @@ def won(fed: Federation, name: str = "d1", epoch: int = 1):
     return cert
 
 
-class Federation:
-    """Four Nodes, each with its disk; `flush` does a Ready as a driver does and queues
-    its messages; `deliver` hands them on (to the living only)."""
+class Federation(Harness):
+    """Four Nodes, each with its disk, told at once that every other is ALIVE; every
+    step attempt ends at once, successfully; `deliver` hands messages on (to the
+    living only)."""
+
+    steps_end_at_once = True
 
     def __init__(self) -> None:
-        self.now = 0.0
         self.evidence = Certified()
-        self.disks = {n: Disk() for n in NAMES}
-        self.nodes = {n: self._node(n) for n in NAMES}
-        self.net: list[tuple[str, str, object]] = []
-        self.silent: set[str] = set()
-        self.readies: dict[str, list[Ready]] = {n: [] for n in NAMES}
-        for n in NAMES:
-            self.step(n, *(MemberState(m, "ALIVE") for m in NAMES if m != n))
+        super().__init__(NAMES)
 
-    def _node(self, name: str) -> Node:
+    def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
                     timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     evidence=self.evidence, sign_grant=fake_signer(name),
                     disk=self.disks[name], now=self.now)
 
-    def step(self, name: str, *inputs: object) -> Ready:
-        node = self.nodes[name]
-        for event in inputs:
-            node.step(self.now, event)
-        return self.flush(name)
+    def first_inputs(self, name: str) -> list[MemberState]:
+        return [MemberState(m, "ALIVE") for m in NAMES if m != name]
 
-    def flush(self, name: str) -> Ready:
-        node = self.nodes[name]
-        ready = node.ready()
-        for w in ready.writes:
-            apply(self.disks[name], w.ops)
-            for what, *facts in w.notes:
-                if what == "acting":
-                    self.evidence.acting[(facts[0], facts[1])] = name
-        for out in ready.send_now + ready.send_after_write:
-            self.net.append((name, out.to, out.msg))
-        node.advance(ready)
-        self.readies[name].append(ready)
-        for run in ready.start_steps:  # every attempt succeeds at once
-            self.net.append((name, name, StepEnded(*run, ok=True)))
-        return ready
-
-    def deliver(self, rounds: int = 200) -> None:
-        for _ in range(rounds):
-            if not self.net:
-                return
-            batch, self.net = self.net, []
-            for src, dst, msg in batch:
-                if dst in self.silent or src in self.silent:
-                    continue
-                event = msg if isinstance(msg, StepEnded) else Message(src, msg)
-                self.step(dst, event)
-        raise AssertionError("the federation did not settle")
-
-    def tick(self, at: float) -> None:
-        self.now = at
-        for n in NAMES:
-            if n not in self.silent:
-                self.step(n, Tick())
-        self.deliver()
-
-    def restore(self, name: str) -> Node:
-        self.nodes[name] = self._node(name)
-        self.flush(name)
-        return self.nodes[name]
+    def note(self, name: str, what: str, facts: list) -> None:
+        if what == "acting":
+            self.evidence.acting[(facts[0], facts[1])] = name
 
 
 def committed(*, steps_end: bool = False) -> Federation:
@@ -147,10 +100,6 @@ def committed(*, steps_end: bool = False) -> Federation:
         fed.deliver()
     assert WF in fed.disks["d1"].committed, "the workflow did not commit at d1"
     return fed
-
-
-def sent(ready: Ready) -> list[tuple[str, object]]:
-    return [(o.to, o.msg) for o in ready.send_now + ready.send_after_write]
 
 
 def test_a_claim_is_granted_and_written_before_its_answer_leaves() -> None:
