@@ -12,74 +12,65 @@ from fedorch.core.node import Cancel, Message, Node, StepEnded, Submit
 from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE, INTERRUPTED
 from fedorch.core.node.inputs import CompensationEnded
-from fedorch.core.node.ready import apply
-from fedorch.core.node.records import CompensatedMsg, CompensateMsg, Disk, Timing
+from fedorch.core.node.ready import Ready
+from fedorch.core.node.records import CompensatedMsg, CompensateMsg, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation
 
 NAMES = ["d0", "d1", "d2"]
 WF = "d0.w1"
 NOW = 100.0
 
 
-class Federation:
-    """Three Nodes and an in-order network; each Ready done as a driver does it."""
+class Sagas(Federation):
+    """Three Nodes on the shared harness; compensation attempts kept in start order."""
 
     def __init__(self) -> None:
-        self.disks = {n: Disk() for n in NAMES}
-        self.nodes = {n: self._node(n) for n in NAMES}
-        self.net: list[tuple[str, str, object]] = []
-        self.running: dict[str, list[tuple]] = {n: [] for n in NAMES}
+        self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}  # running, in order
         self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry), in order
+        super().__init__(NAMES, start=NOW)
 
-    def _node(self, name: str) -> Node:
+    def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                     capacities={"a": 4}, timing=Timing(max_rounds=1), peers=NAMES,
-                    rng=random.Random(NAMES.index(name)), disk=self.disks[name], now=NOW)
+                    rng=random.Random(NAMES.index(name)), disk=self.disks[name],
+                    now=self.now)
 
-    def step(self, name: str, event: object) -> None:
-        node = self.nodes[name]
-        node.step(NOW, event)
-        self.drive(name)
-
-    def drive(self, name: str) -> None:
-        node = self.nodes[name]
-        ready = node.ready()
-        self.net += [(name, o.to, o.msg) for o in ready.send_now]
-        for w in ready.writes:
-            apply(self.disks[name], w.ops)
-        self.net += [(name, o.to, o.msg) for o in ready.send_after_write]
+    def flush(self, name: str) -> Ready:
+        ready = super().flush(name)
         for run in ready.start_steps:
             if len(run) == 4:
                 assert run[3] == COMPENSATE
                 # Its start is durable before it is handed out.
                 assert self.disks[name].comp_runs[run[:3]][0] == "running"
                 self.compensations.append((name, run))
-            self.running[name].append(run)
-        node.advance(ready)
+            self.queue[name].append(run)
+        return ready
 
     def restart(self, name: str) -> None:
-        self.running[name] = []
-        self.net = [m for m in self.net if m[0] != name and m[1] != name]
-        self.nodes[name] = self._node(name)
-        self.drive(name)
+        """`name` crashes (what it sent or was sent is lost) and restarts from its disk."""
+        self.queue[name] = []
+        self.net = [m for m in self.net if name not in (m[0], m[1])]
+        self.restore(name)
 
-    def deliver_all(self, until=lambda src, dst, msg: False) -> None:
-        """Deliver in order; after a message `until` names, stop (the rest stays)."""
+    def deliver_until(self, last) -> None:
+        """Deliver in order, up to and including the first message `last` names."""
         while self.net:
             src, dst, msg = self.net.pop(0)
             self.step(dst, Message(src, msg))
-            if until(src, dst, msg):
+            if last(src, dst, msg):
                 return
 
     def end(self, name: str, ok: bool, error: str = "") -> tuple:
         """End the oldest attempt running in `name` (a step's or a compensation's)."""
-        run = self.running[name].pop(0)
+        run = self.queue[name].pop(0)
         if len(run) == 4:
             self.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
         else:
             self.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
-        self.deliver_all()
+        self.deliver()
         return run
 
 
@@ -92,11 +83,11 @@ def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:
         spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
 
 
-def failed_chain(retries: int = 0) -> Federation:
+def failed_chain(retries: int = 0) -> Sagas:
     """The chain submitted at d0, s0 and s1 SUCCEEDED, s2 FAILED: the workflow FAILED."""
-    f = Federation()
+    f = Sagas()
     f.step("d0", Submit(WF, chain(retries), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
-    f.deliver_all()
+    f.deliver()
     assert f.end("d0", True)[1] == "s0"
     assert f.end("d1", True)[1] == "s1"
     assert f.end("d2", False, "boom")[1] == "s2"
@@ -104,7 +95,7 @@ def failed_chain(retries: int = 0) -> Federation:
     return f
 
 
-def comp_states(f: Federation) -> dict[str, tuple[str, int]]:
+def comp_states(f: Sagas) -> dict[str, tuple[str, int]]:
     return {k[1]: (r.state, r.attempts) for k, r in f.disks["d0"].compensations.items()
             if k[0] == WF}
 
@@ -145,9 +136,9 @@ def test_attempts_used_up_end_compensation_failed_and_the_summary_failed():
 
 
 def test_a_succeeded_workflow_owes_nothing():
-    f = Federation()
+    f = Sagas()
     f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
-    f.deliver_all()
+    f.deliver()
     f.end("d0", True)
     f.end("d1", True)
     f.end("d2", True)
@@ -160,7 +151,7 @@ def test_a_restart_of_the_domain_fails_the_interrupted_attempt_and_it_is_retried
     f = failed_chain(retries=1)
     f.restart("d1")  # s1's compensation attempt 1 was running: never started again
     assert f.disks["d1"].comp_runs[(WF, "s1", 1)][:2] == ("failed", INTERRUPTED)
-    f.deliver_all()
+    f.deliver()
     assert f.compensations[-1] == ("d1", (WF, "s1", 2, COMPENSATE))
     f.end("d1", True)
     f.end("d0", True)
@@ -170,7 +161,7 @@ def test_a_restart_of_the_domain_fails_the_interrupted_attempt_and_it_is_retried
 def test_a_restart_of_the_coordinator_tells_the_running_attempt_again():
     f = failed_chain()
     f.restart("d0")  # its CompensateMsg to d1 was acknowledged: told again on restore
-    f.deliver_all()
+    f.deliver()
     assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]  # not started twice
     f.end("d1", True)
     f.end("d0", True)
@@ -179,21 +170,21 @@ def test_a_restart_of_the_coordinator_tells_the_running_attempt_again():
 
 def test_a_domain_that_ended_before_the_coordinator_heard_reports_again_after_a_restart():
     f = failed_chain()
-    run = f.running["d1"].pop(0)
+    run = f.queue["d1"].pop(0)
     f.step("d1", CompensationEnded(*run[:3], True))
     f.net = [m for m in f.net if m[0] != "d1"]  # its report lost with the restart
     f.restart("d1")
-    f.deliver_all()
+    f.deliver()
     assert comp_states(f)["s1"] == ("COMPENSATED", 1)
 
 
 def test_a_cancelled_workflow_compensates_what_succeeded():
-    f = Federation()
+    f = Sagas()
     f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
-    f.deliver_all()
+    f.deliver()
     f.end("d0", True)  # s0 SUCCEEDED; s1 runs in d1
     f.step("d0", Cancel(WF, "enough"))
-    f.deliver_all()
+    f.deliver()
     assert f.disks["d0"].rows[WF].state is WorkflowState.CANCELLED
     assert f.compensations == [("d0", (WF, "s0", 1, COMPENSATE))]  # s1 never succeeded
     f.end("d0", True)
@@ -224,17 +215,17 @@ def test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running():
 
 
 def test_a_coordinator_that_crashed_before_planning_plans_on_restore():
-    f = Federation()
+    f = Sagas()
     f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
-    f.deliver_all()
+    f.deliver()
     f.end("d0", True)
     f.end("d1", True)
-    f.running["d2"].pop(0)
+    f.queue["d2"].pop(0)
     f.step("d2", StepEnded(WF, "s2", 1, False, {}, "boom"))
-    f.deliver_all(until=lambda src, dst, msg: dst == "d0")  # d0 ends it: its writes lost
+    f.deliver_until(lambda src, dst, msg: dst == "d0")  # d0 ends it: its writes lost
     f.disks["d0"].compensations.clear()  # the crash came after the end's write group
     f.restart("d0")
-    f.deliver_all()
+    f.deliver()
     assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]
     f.end("d1", True)
     f.end("d0", True)
