@@ -47,6 +47,8 @@ from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
     ClaimMsg,
+    CompensatedMsg,
+    CompensateMsg,
     FinalMsg,
     PrepareMsg,
     ResultMsg,
@@ -187,6 +189,27 @@ def _claim_answer(node: Any, src: str, msg: ClaimAnswerMsg, raw: Any, proven: An
     authorize("takeover_answer", src, Facts(workflow_id=msg.workflow_id))
 
 
+def _compensate(node: Any, src: str, msg: CompensateMsg, raw: Any, proven: Any) -> None:
+    # Only the workflow's coordinator tells a compensation (the original one: a
+    # successor after a takeover does not drive them yet, compensating.py).
+    held, _ = _epoch_of(node.state, msg.workflow_id)
+    if held is None:
+        raise Refused("not_known", f"a compensation of {msg.workflow_id}, not committed"
+                                   " here")
+    coordinator = _coordinator_of(node.state, msg.workflow_id)
+    if src != coordinator:
+        raise Refused("not_coordinator", f"{src} told a compensation of"
+                                         f" {msg.workflow_id}, coordinated by {coordinator}")
+
+
+def _compensated(node: Any, src: str, msg: CompensatedMsg, raw: Any, proven: Any) -> None:
+    # Only the step's domain reports its compensation.
+    placed = _placed_on(node.state, msg)  # reads its workflow and step only
+    if placed is not None and src != placed:
+        raise Refused("not_placed", f"{src} reported the compensation of"
+                                    f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")
+
+
 def _ack(node: Any, src: str, msg: AckMsg, raw: Any, proven: Any) -> None:
     if not msg.msg_id or msg.msg_id[-1] != src:
         raise Refused("impersonation", f"{src} acknowledged {msg.msg_id!r}")
@@ -197,7 +220,8 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
     Promise: _paxos_reply, Accepted: _paxos_reply, Reject: _paxos_reply,
     Decision: _decision, DecisionQuery: _decision_query, DecisionAnswer: _decision_answer,
     DecisionAck: _decision_ack, ResultMsg: _result, FinalMsg: _final, ClaimMsg: _claim,
-    ClaimAnswerMsg: _claim_answer, AckMsg: _ack,
+    ClaimAnswerMsg: _claim_answer, AckMsg: _ack, CompensateMsg: _compensate,
+    CompensatedMsg: _compensated,
 }
 # Every message type a Node exchanges with its peers (what `check` has a rule for).
 MESSAGE_TYPES = frozenset(_BY_TYPE)
@@ -213,7 +237,7 @@ def _bound(vote_raw: Callable[[Key, str, bool], bytes], key: Key,
             raise Refused("foreign_vote", f"a vote of another transaction in a value of {key}")
 
 
-def _placed_on(d: Any, msg: ResultMsg) -> str | None:
+def _placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:
     """The step's domain as this Node knows the committed placement. A result of a
     workflow not committed here yet is refused (unacknowledged, so it comes again);
     one of a workflow over here changes nothing and is let through to be acknowledged."""
@@ -228,6 +252,12 @@ def _placed_on(d: Any, msg: ResultMsg) -> str | None:
     else:
         raise Refused("not_known", f"a result of {wf}, not committed here yet")
     return placement.get(msg.step_id, "")
+
+
+def _coordinator_of(d: Any, wf: str) -> str:
+    row = d.rows.get(wf)
+    return row.info.coordinator if row is not None \
+        else d.info[(wf, d.committed[wf])].coordinator
 
 
 def _epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]:

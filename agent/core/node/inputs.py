@@ -51,6 +51,18 @@ class StepEnded:
 
 
 @dataclass(frozen=True)
+class CompensationEnded:
+    """An executor finished a compensation attempt the Node started (a start_steps
+    entry (workflow, step, attempt, "compensate"): compensating.py)."""
+
+    workflow_id: str
+    step_id: str
+    attempt: int
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Tick:
     """The deadline `get_timer()` named has come."""
 

@@ -67,6 +67,8 @@ from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
     ClaimMsg,
+    CompensatedMsg,
+    CompensateMsg,
     CoordRow,
     FinalMsg,
     PrepareMsg,
@@ -99,6 +101,8 @@ class Negotiation:
             ResultMsg: node.running.on_result,
             FinalMsg: node.running.on_final,
             AckMsg: node.running.on_ack,
+            CompensateMsg: node.compensating.on_compensate,
+            CompensatedMsg: node.compensating.on_compensated,
             ClaimMsg: self._on_claim,
             ClaimAnswerMsg: self._on_claim,
         }

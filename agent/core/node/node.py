@@ -88,9 +88,11 @@ from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
 from fedorch.core.node.cancel import Cancels
+from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.inputs import (
     Cancel,
+    CompensationEnded,
     MemberState,
     MemberViews,
     Message,
@@ -110,8 +112,8 @@ from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-__all__ = ["Cancel", "MemberState", "MemberViews", "Message", "Node", "StepEnded", "Submit",
-           "Tick"]
+__all__ = ["Cancel", "CompensationEnded", "MemberState", "MemberViews", "Message", "Node",
+           "StepEnded", "Submit", "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
 
@@ -152,6 +154,7 @@ class Node:
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
         self.running = Running(self)
+        self.compensating = Compensating(self)  # sagas (compensating.py)
         self.negotiation = Negotiation(self)
         self.cancels = Cancels(self)
         # Coordinator takeover (takeover.py); None: off, the original coordinator only.
@@ -190,6 +193,8 @@ class Node:
             self._member_views(now, event.changes)
         elif kind is Cancel:
             self.cancels.cancel(now, event)
+        elif kind is CompensationEnded:
+            self.compensating.compensation_ended(now, event)
         else:
             raise LocalProtocolError(f"not an input of a Node: {event!r}")
 
@@ -255,6 +260,7 @@ class Node:
             self.retain.restore(now)
         self.negotiation.restore(now)
         self.cancels.restore(now)  # a cancel on record not carried out before the crash
+        self.compensating.restore(now)  # compensations owed, attempts interrupted
         if self.takeover is not None:
             self.takeover.restore(now)
 

@@ -137,6 +137,38 @@ class ClaimAnswerMsg:
 
 
 @dataclass(frozen=True)
+class CompensateMsg:
+    """The workflow's coordinator tells the step's domain to run attempt `attempt` of
+    the step's compensation (compensating.py)."""
+
+    workflow_id: str
+    step_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CompensatedMsg:
+    """The step's domain reports how attempt `attempt` of its compensation ended."""
+
+    workflow_id: str
+    step_id: str
+    attempt: int
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CompRow:
+    """The coordinator's record of one step's compensation (compensating.py)."""
+
+    domain: str
+    max_attempts: int
+    state: str = "PENDING"   # a core.workflow.compensation.CompState value
+    attempts: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class AckMsg:
     msg_id: tuple
 
@@ -192,6 +224,13 @@ class Disk:
     # a client's request id -> (workflow id, wall ms) of the submission it made here.
     cancels: dict[str, str] = field(default_factory=dict)
     requests: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Sagas (compensating.py): as coordinator, (workflow, step) -> its compensation;
+    # as the step's domain, (workflow, step, attempt) -> (state, error, reported) of an
+    # attempt run here ("running" written before it starts, "succeeded"/"failed" at its
+    # end; reported: the coordinator acknowledged the report).
+    compensations: dict[tuple[str, str], CompRow] = field(default_factory=dict)
+    comp_runs: dict[tuple[str, str, int], tuple[str, str, bool]] = \
+        field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

@@ -107,6 +107,8 @@ class Running:
             n.point("final acked")
             n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}
             n.mark(wf)
+        elif msg.msg_id[0] == "compensated":
+            n.compensating.report_acked(msg.msg_id)
 
     # ---- progress ----------------------------------------------------------------------
 
@@ -235,6 +237,7 @@ class Running:
         settled = self.settled(wf)
         for dst in sorted(set(row.info.placement.values()) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, settled=settled))
+        n.compensating.ended(now, wf, state)  # a saga's compensations, if it owes any
 
     def settled(self, wf: str) -> bool:
         """As its coordinator: every participant acknowledged the COMMIT (its record was

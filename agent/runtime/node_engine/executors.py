@@ -26,6 +26,13 @@ Reload. `reconfigure(executors)` swaps the executors for the attempts started fr
 then on (a config reload, applied in the driver's turn: reload.py); an attempt
 already running keeps the executor it started with.
 
+Compensations (core/node/compensating.py). A start entry (workflow, step, attempt,
+"compensate") is a compensation attempt, handed out once its start is durable like a
+step's: run by the executor of `compensate.capability` (else the step's), with its
+params and the step's recorded outputs on stdin (StepInvocation.compensating), as the
+shells run them; its end comes back as a `CompensationEnded`. It is not stopped when
+its workflow ends (it runs because the workflow ended).
+
 Inputs are the Progress's (core/workflow/progress.py): the outputs of the steps a
 step needs, by step id; a fan-out step's as {domain: outputs} of its instances that
 SUCCEEDED.
@@ -38,7 +45,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fedorch.core.node.inputs import StepEnded
+from fedorch.core.node.inputs import CompensationEnded, StepEnded
+from fedorch.core.workflow import values
 from fedorch.runtime.executors.base import Executor, StepInvocation, StepOutcome
 from fedorch.runtime.executors.leftovers import run_marker
 from fedorch.runtime.node_engine.step_processes import StepGroups
@@ -68,7 +76,10 @@ class NodeExecutors:
         self.running: dict[Run, asyncio.Task[None]] = {}
         self.started = 0
 
-    def start(self, run: Run) -> None:
+    def start(self, run: Run | tuple[str, str, int, str]) -> None:
+        if len(run) == 4:  # (workflow, step, attempt, "compensate"): compensating.py
+            self._compensate(run[0], run[1], run[2])
+            return
         wf, step_id, attempt = run
         progress = self.node.progress.get(wf)
         step = progress.steps.get(step_id) if progress is not None else None
@@ -93,6 +104,36 @@ class NodeExecutors:
             self.running[run] = task
             self.started += 1
 
+    def _compensate(self, wf: str, step_id: str, attempt: int) -> None:
+        """Start a compensation attempt: the executor of `compensate.capability` (else
+        the step's own), its params, and the step's outputs as the Node recorded them."""
+        node = self.node
+        info = node.running.info(wf)
+        step = next(s for s in info.spec.steps if s.id == step_id)
+        capability = step.compensate.capability or step.capability
+        result = node.state.results.get(wf, {}).get(step_id)
+        outputs = dict(result[2]) if result is not None else {}
+        executor = self.executors.get(capability)
+        if executor is None:
+            self.post(CompensationEnded(wf, step_id, attempt, False,
+                                        f"no executor for capability {capability!r} in"
+                                        f" {self.domain}"))
+            return
+        marker = run_marker(self.domain, wf, f"{step_id}.compensate", attempt)
+        groups = self.groups
+        invocation = StepInvocation(
+            wf, step_id, attempt, values.read_object(step.compensate, "params"), {},
+            step.compensate.timeout_s or None, run_marker=marker,
+            on_started=None if groups is None
+            else lambda pgid: groups.record(marker, pgid),
+            compensating=outputs)
+        run = (wf, f"{step_id}.compensate", attempt)
+        task = self.spawn(self._run(run, executor, invocation, compensation=step_id),
+                          f"compensate {wf}/{step_id}")
+        if task is not None:
+            self.running[run] = task
+            self.started += 1
+
     def stop(self, run: Run) -> None:
         task = self.running.pop(run, None)
         if task is not None:
@@ -102,7 +143,10 @@ class NodeExecutors:
         """The executors of the attempts started from now on (a config reload)."""
         self.executors = executors
 
-    async def _run(self, run: Run, executor: Executor, invocation: StepInvocation) -> None:
+    async def _run(self, run: Run, executor: Executor, invocation: StepInvocation,
+                   compensation: str | None = None) -> None:
+        """`compensation`: the step id whose compensation this attempt is (its end is a
+        CompensationEnded); None: a step's attempt."""
         try:
             outcome = await executor.run(invocation)
         except asyncio.CancelledError:
@@ -115,5 +159,9 @@ class NodeExecutors:
                 del self.running[run]
             if self.groups is not None:  # the executor reaped its group: nothing left
                 self.groups.forget(invocation.run_marker)
+        if compensation is not None:
+            self.post(CompensationEnded(run[0], compensation, run[2], outcome.ok,
+                                        outcome.error))
+            return
         self.post(StepEnded(run[0], run[1], run[2], outcome.ok, dict(outcome.outputs),
                             outcome.error))

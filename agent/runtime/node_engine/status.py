@@ -29,7 +29,9 @@ many workflows end; one not kept is built again when read.
 A status is built (`status_of`): its workflow row (coordinator) or committed PREPARE
 (participant), its final state, its coordinator and epoch (the one followed or acted
 as here: a successor after a takeover, `epochs`), and each step from the live progress
-or, once the workflow has ended, from the results the Node keeps.
+or, once the workflow has ended, from the results the Node keeps. Its coordinator
+adds the compensations (`compensation`, and each compensated step's state); a
+participant leaves them out (the summary reads NONE there).
 
 `StatusView` is also the driver's `StatusSink`: a workflow's state change wakes the
 watchers of that workflow, and the submitter waiting for its workflow to be durable
@@ -99,7 +101,22 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         step.error = error
         if outputs:  # a new message has none to clear: only a result is written
             values.write_object(step, "outputs", outputs)
+    if row is not None:  # the coordinator drives the compensations (compensating.py)
+        _compensations(node, wf, out)
     return out
+
+
+def _compensations(node: Any, wf: str, out: status_pb2.WorkflowStatus) -> None:
+    """Each compensated step's state (COMPENSATED, COMPENSATION_FAILED with its error)
+    and the summary, as the shells' status shows them."""
+    rows, summary = node.compensating.of(wf)
+    for step in out.steps:
+        r = rows.get(step.id)
+        if r is not None and r.state in ("COMPENSATED", "COMPENSATION_FAILED"):
+            step.state = status_pb2.StepState.Value(f"STEP_STATE_{r.state}")
+            step.error = r.error
+    out.compensation = status_pb2.CompensationSummary.Value(
+        f"COMPENSATION_SUMMARY_{summary.value}")
 
 
 KEPT_STATUSES = 8_192  # statuses kept for reads while a commit is out (see the header)

@@ -1,0 +1,239 @@
+"""The Node's sagas: compensations of the SUCCEEDED steps of a workflow that failed.
+
+Theory of operation
+-------------------
+When a workflow this Node coordinates (epoch 0) ends FAILED or CANCELLED (`ended`),
+every step that SUCCEEDED and has a `compensate` block owes a compensation
+(core/workflow/compensation.plan), run in the domain that ran the step, in reverse
+dependency order, `1 + compensate.retries` attempts at most. The order, attempts
+and summary are the pure core's (core/workflow/compensation.Compensation); this
+part makes them durable and moves them between Nodes, like the steps' own attempts.
+
+Who drives: the coordinator, as it tells ends. It writes one `compensations` row
+per owed compensation (records.CompRow) with the end, and each attempt's start
+(RUNNING, its number) before it tells the step's domain (`CompensateMsg`, resent
+until acknowledged; to itself directly). The domain checks the step SUCCEEDED here,
+writes the attempt's start in `comp_runs` (its idempotency key: workflow, step,
+attempt) and hands the driver a start entry (workflow, step, attempt, "compensate")
+in the same Ready, so the executor starts it only once that record is durable. Its
+end (`CompensationEnded`) is written before it is reported (`CompensatedMsg`, resent
+until acknowledged); the coordinator folds the report into the core, writes the row
+and starts what became ready.
+
+Restarts. A domain that finds an attempt started without an end counts it failed
+("interrupted by a restart") and reports that; the coordinator, which finds an
+attempt RUNNING in its rows, tells it again with the same number, and the domain
+answers what it recorded (never running one number twice). A failed attempt with
+attempts left is retried under the next number.
+
+Not built here: a successor coordinator after a takeover does not drive the
+compensations of a workflow it ended (docs/architecture.md); retention does not
+forget the two tables with the workflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.node.inputs import CompensationEnded
+from fedorch.core.node.records import AckMsg, CompensatedMsg, CompensateMsg, CompRow
+from fedorch.core.workflow.compensation import (
+    Compensation,
+    CompState,
+    CompStep,
+    Summary,
+    plan,
+    summary,
+)
+from fedorch.core.workflow.lifecycle import WorkflowState
+
+COMPENSATE = "compensate"  # the fourth field of a compensation's start entry
+INTERRUPTED = "interrupted by a restart"
+OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
+
+
+class Compensating:
+    def __init__(self, node: Any) -> None:
+        self.n = node
+        # As coordinator: the cores of the workflows whose compensations have not ended.
+        self.cores: dict[str, Compensation] = {}
+
+    # ---- coordinator -----------------------------------------------------------------
+
+    def ended(self, now: float, wf: str, state: WorkflowState) -> None:
+        """This Node, the coordinator, ended `wf` in `state`: plan what it owes."""
+        n = self.n
+        d = n.state
+        if state not in OWING:
+            return
+        info = n.running.info(wf)
+        states = {s: _name(r[1]) for s, r in d.results.get(wf, {}).items()}
+        owed = plan(info.spec, states, info.placement)
+        if not owed or (wf, owed[0].step_id) in d.compensations:
+            return
+        n.point("compensations owed")
+        for c in owed:
+            d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
+        self.cores[wf] = Compensation(info.spec, owed)
+        self._drive(now, wf)
+
+    def restore(self, now: float) -> None:
+        """After a restore: rebuild each unfinished core (RUNNING attempts are told
+        again under their number), and resolve the attempts run here that a restart
+        interrupted."""
+        n = self.n
+        d = n.state
+        self.cores = {}
+        by_wf: dict[str, list[CompStep]] = {}
+        for (wf, step), r in d.compensations.items():
+            if not self._known(wf):
+                continue  # compacted by retention (which leaves these rows)
+            by_wf.setdefault(wf, []).append(
+                CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
+                         r.error))
+        for wf, row in d.rows.items():  # ended, and a crash came before it planned
+            if row.state in OWING and d.epochs.get(wf, (0, ""))[0] == 0 \
+                    and wf not in by_wf:
+                self.ended(now, wf, row.state)
+        for wf, steps in by_wf.items():
+            core = Compensation(n.running.info(wf).spec, steps)
+            if not core.done():
+                self.cores[wf] = core
+        for key, (state, _, reported) in list(d.comp_runs.items()):
+            if not self._known(key[0]):
+                continue
+            if state == "running":
+                n.point("compensation interrupted")
+                d.comp_runs[key] = ("failed", INTERRUPTED, False)
+                self._report(*key)
+            elif not reported:  # its report was not acknowledged before the restart
+                self._report(*key)
+        for wf in list(self.cores):
+            self._drive(now, wf)
+
+    def _drive(self, now: float, wf: str) -> None:
+        n = self.n
+        core = self.cores[wf]
+        for a in core.start_ready():
+            s = core.steps[a.step_id]
+            n.point("compensation start")
+            n.state.compensations[(wf, a.step_id)] = _row(s)
+            if a.domain == n.name:
+                self.run_here(now, n.name, CompensateMsg(wf, a.step_id, a.attempt))
+            else:
+                n.reliable(a.domain, (COMPENSATE, wf, a.step_id, a.attempt, a.domain),
+                           CompensateMsg(wf, a.step_id, a.attempt))
+        if core.done():
+            del self.cores[wf]
+            n.note("compensation_ended", wf, core.summary().value)
+            if wf in n.state.final:  # wakes the watchers: the status changed
+                n.out.status.append((wf, n.state.final[wf]))
+
+    def on_compensated(self, now: float, src: str, msg: CompensatedMsg) -> None:
+        n = self.n
+        wf = msg.workflow_id
+        if src != n.name:
+            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
+        core = self.cores.get(wf)
+        if core is None or msg.step_id not in core.steps:
+            return  # over (a duplicate report) or not ours
+        s = core.steps[msg.step_id]
+        before = (s.state, s.attempts)
+        core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
+        if (s.state, s.attempts) != before:
+            n.point("compensation end")
+            n.state.compensations[(wf, msg.step_id)] = _row(s)
+            self._drive(now, wf)
+
+    # ---- the step's domain -------------------------------------------------------------
+
+    def on_compensate(self, now: float, src: str, msg: CompensateMsg) -> None:
+        self.n.send(src, AckMsg((COMPENSATE, msg.workflow_id, msg.step_id, msg.attempt,
+                                 self.n.name)))
+        self.run_here(now, src, msg)
+
+    def run_here(self, now: float, src: str, msg: CompensateMsg) -> None:
+        n = self.n
+        d = n.state
+        key = (msg.workflow_id, msg.step_id, msg.attempt)
+        known = d.comp_runs.get(key)
+        if known is not None:
+            if known[0] != "running":  # told again: the answer it had
+                self._report(*key)
+            return
+        refusal = self._refusal(msg)
+        n.point("compensation run")
+        if refusal:
+            d.comp_runs[key] = ("failed", refusal, False)
+            self._report(*key)
+            return
+        d.comp_runs[key] = ("running", "", False)
+        n.note("compensation_started", key, now)
+        n.out.start.append((*key, COMPENSATE))
+
+    def compensation_ended(self, now: float, e: CompensationEnded) -> None:
+        n = self.n
+        key = (e.workflow_id, e.step_id, e.attempt)
+        if n.state.comp_runs.get(key, ("",))[0] != "running":
+            return
+        n.point("compensation ran")
+        n.state.comp_runs[key] = ("succeeded" if e.ok else "failed", e.error, False)
+        self._report(*key)
+
+    def report_acked(self, msg_id: tuple) -> None:
+        """The coordinator acknowledged a report (`on_ack`): not reported again."""
+        key = msg_id[1:4]
+        known = self.n.state.comp_runs.get(key)
+        if known is not None and not known[2]:
+            self.n.point("compensation reported")
+            self.n.state.comp_runs[key] = (known[0], known[1], True)
+
+    def _known(self, wf: str) -> bool:
+        d = self.n.state
+        return wf in d.rows or (wf in d.committed and (wf, d.committed[wf]) in d.info)
+
+    def _refusal(self, msg: CompensateMsg) -> str:
+        wf, step = msg.workflow_id, msg.step_id
+        d = self.n.state
+        if not self._known(wf):
+            return f"workflow {wf} is not known in {self.n.name}"
+        info = self.n.running.info(wf)
+        if info.placement.get(step) != self.n.name:
+            return f"step {step} of {wf} did not run in {self.n.name}"
+        result = d.results.get(wf, {}).get(step)
+        state = _name(result[1]) if result is not None else "PENDING"
+        if state != "SUCCEEDED":
+            return f"step {step} is {state} in {self.n.name}, not SUCCEEDED"
+        if not any(s.id == step and s.HasField("compensate") for s in info.spec.steps):
+            return f"step {step} has no compensate block"
+        return ""
+
+    def _report(self, wf: str, step: str, attempt: int) -> None:
+        n = self.n
+        if not self._known(wf):
+            return  # forgotten here: no coordinator to report to
+        state, error, _ = n.state.comp_runs[(wf, step, attempt)]
+        msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
+        coordinator = n.running.info(wf).coordinator
+        if coordinator == n.name:
+            n.state.comp_runs[(wf, step, attempt)] = (state, error, True)
+            self.on_compensated(n.now, n.name, msg)
+        else:
+            n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
+
+    # ---- reads --------------------------------------------------------------------------
+
+    def of(self, wf: str) -> tuple[dict[str, CompRow], Summary]:
+        """As coordinator: each compensated step's row, and the summary."""
+        d = self.n.state
+        rows = {s.id: d.compensations[(wf, s.id)] for s in self.n.running.info(wf).spec.steps
+                if (wf, s.id) in d.compensations}
+        return rows, summary(CompState(r.state) for r in rows.values())
+
+
+def _name(state: Any) -> str:
+    return getattr(state, "value", state)
+
+
+def _row(s: CompStep) -> CompRow:
+    return CompRow(s.domain, s.max_attempts, s.state.value, s.attempts, s.error)

@@ -1,0 +1,232 @@
+"""The Node's sagas (core/node/compensating.py): a FAILED workflow's SUCCEEDED steps
+with a `compensate` block are compensated in reverse dependency order, each in its
+own domain; retries; COMPENSATION_FAILED; an attempt's start is durable before it
+is started; a restart resumes (an interrupted attempt counts as failed)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fedorch.core.node import Cancel, Message, Node, StepEnded, Submit
+from fedorch.core.node.authority import Refused, check
+from fedorch.core.node.compensating import COMPENSATE, INTERRUPTED
+from fedorch.core.node.inputs import CompensationEnded
+from fedorch.core.node.ready import Ready
+from fedorch.core.node.records import CompensatedMsg, CompensateMsg, Timing
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation
+
+NAMES = ["d0", "d1", "d2"]
+WF = "d0.w1"
+NOW = 100.0
+
+
+class Sagas(Federation):
+    """Three Nodes on the shared harness; compensation attempts kept in start order."""
+
+    def __init__(self) -> None:
+        self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}  # running, in order
+        self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry), in order
+        super().__init__(NAMES, start=NOW)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities={"a": 4}, timing=Timing(max_rounds=1), peers=NAMES,
+                    rng=random.Random(NAMES.index(name)), disk=self.disks[name],
+                    now=self.now)
+
+    def flush(self, name: str) -> Ready:
+        ready = super().flush(name)
+        for run in ready.start_steps:
+            if len(run) == 4:
+                assert run[3] == COMPENSATE
+                # Its start is durable before it is handed out.
+                assert self.disks[name].comp_runs[run[:3]][0] == "running"
+                self.compensations.append((name, run))
+            self.queue[name].append(run)
+        return ready
+
+    def restart(self, name: str) -> None:
+        """`name` crashes (what it sent or was sent is lost) and restarts from its disk."""
+        self.queue[name] = []
+        self.net = [m for m in self.net if name not in (m[0], m[1])]
+        self.restore(name)
+
+    def deliver_until(self, last) -> None:
+        """Deliver in order, up to and including the first message `last` names."""
+        while self.net:
+            src, dst, msg = self.net.pop(0)
+            self.step(dst, Message(src, msg))
+            if last(src, dst, msg):
+                return
+
+    def end(self, name: str, ok: bool, error: str = "") -> tuple:
+        """End the oldest attempt running in `name` (a step's or a compensation's)."""
+        run = self.queue[name].pop(0)
+        if len(run) == 4:
+            self.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
+        else:
+            self.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
+        self.deliver()
+        return run
+
+
+def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:
+    """s0 (d0) -> s1 (d1) -> s2 (d2): s0 and s1 have a compensate block."""
+    comp = spec_pb2.Compensation(retries=retries, params_json='{"undo": true}')
+    return spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], compensate=comp),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+
+
+def failed_chain(retries: int = 0) -> Sagas:
+    """The chain submitted at d0, s0 and s1 SUCCEEDED, s2 FAILED: the workflow FAILED."""
+    f = Sagas()
+    f.step("d0", Submit(WF, chain(retries), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d0", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    assert f.end("d2", False, "boom")[1] == "s2"
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    return f
+
+
+def comp_states(f: Sagas) -> dict[str, tuple[str, int]]:
+    return {k[1]: (r.state, r.attempts) for k, r in f.disks["d0"].compensations.items()
+            if k[0] == WF}
+
+
+def test_compensations_run_in_reverse_dependency_order_each_in_its_domain():
+    f = failed_chain()
+    # s1's compensation first, on d1; s0's not before s1's ended.
+    assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]
+    assert comp_states(f) == {"s0": ("PENDING", 0), "s1": ("RUNNING", 1)}
+    f.end("d1", True)
+    assert f.compensations[1] == ("d0", (WF, "s0", 1, COMPENSATE))
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    rows, summary = f.nodes["d0"].compensating.of(WF)
+    assert summary.value == "DONE" and set(rows) == {"s0", "s1"}
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED  # keeps its end
+    assert not f.nodes["d0"].pending and not f.nodes["d1"].pending  # all acknowledged
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)] == ("succeeded", "", True)
+
+
+def test_a_failed_attempt_is_retried_under_the_next_number():
+    f = failed_chain(retries=1)
+    f.end("d1", False, "busy")
+    assert f.compensations[-1] == ("d1", (WF, "s1", 2, COMPENSATE))
+    assert comp_states(f)["s1"] == ("RUNNING", 2)
+    f.end("d1", True)
+    assert comp_states(f)["s1"] == ("COMPENSATED", 2)
+
+
+def test_attempts_used_up_end_compensation_failed_and_the_summary_failed():
+    f = failed_chain(retries=1)
+    f.end("d1", False, "busy")
+    f.end("d1", False, "still busy")
+    row = f.disks["d0"].compensations[(WF, "s1")]
+    assert (row.state, row.attempts, row.error) == ("COMPENSATION_FAILED", 2, "still busy")
+    f.end("d0", True)  # s0's compensation runs once s1's ended, failed or not
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "FAILED"
+
+
+def test_a_succeeded_workflow_owes_nothing():
+    f = Sagas()
+    f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    f.end("d0", True)
+    f.end("d1", True)
+    f.end("d2", True)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+    assert comp_states(f) == {} and f.compensations == []
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "NONE"
+
+
+def test_a_restart_of_the_domain_fails_the_interrupted_attempt_and_it_is_retried():
+    f = failed_chain(retries=1)
+    f.restart("d1")  # s1's compensation attempt 1 was running: never started again
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)][:2] == ("failed", INTERRUPTED)
+    f.deliver()
+    assert f.compensations[-1] == ("d1", (WF, "s1", 2, COMPENSATE))
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 2)}
+
+
+def test_a_restart_of_the_coordinator_tells_the_running_attempt_again():
+    f = failed_chain()
+    f.restart("d0")  # its CompensateMsg to d1 was acknowledged: told again on restore
+    f.deliver()
+    assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]  # not started twice
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+
+
+def test_a_domain_that_ended_before_the_coordinator_heard_reports_again_after_a_restart():
+    f = failed_chain()
+    run = f.queue["d1"].pop(0)
+    f.step("d1", CompensationEnded(*run[:3], True))
+    f.net = [m for m in f.net if m[0] != "d1"]  # its report lost with the restart
+    f.restart("d1")
+    f.deliver()
+    assert comp_states(f)["s1"] == ("COMPENSATED", 1)
+
+
+def test_a_cancelled_workflow_compensates_what_succeeded():
+    f = Sagas()
+    f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    f.end("d0", True)  # s0 SUCCEEDED; s1 runs in d1
+    f.step("d0", Cancel(WF, "enough"))
+    f.deliver()
+    assert f.disks["d0"].rows[WF].state is WorkflowState.CANCELLED
+    assert f.compensations == [("d0", (WF, "s0", 1, COMPENSATE))]  # s1 never succeeded
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+
+
+def test_only_the_coordinator_tells_and_only_the_steps_domain_reports():
+    f = failed_chain()
+    d1, d0 = f.nodes["d1"], f.nodes["d0"]
+    check(d1, "d0", CompensateMsg(WF, "s1", 2))  # the coordinator: taken
+    with pytest.raises(Refused):
+        check(d1, "d2", CompensateMsg(WF, "s1", 2))
+    check(d0, "d1", CompensatedMsg(WF, "s1", 1, True))  # s1's domain: taken
+    with pytest.raises(Refused):
+        check(d0, "d2", CompensatedMsg(WF, "s1", 1, True))
+    with pytest.raises(Refused):
+        check(d1, "d0", CompensateMsg("d0.unknown", "s1", 1))
+
+
+def test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running():
+    f = failed_chain()
+    f.step("d2", Message("d0", CompensateMsg(WF, "s2", 1)))  # s2 FAILED there
+    assert f.disks["d2"].comp_runs[(WF, "s2", 1)][:2] == (
+        "failed", "step s2 is FAILED in d2, not SUCCEEDED")
+    f.step("d1", Message("d0", CompensateMsg(WF, "s0", 1)))  # s0 ran in d0
+    assert "did not run in d1" in f.disks["d1"].comp_runs[(WF, "s0", 1)][1]
+    assert [r for _, r in f.compensations] == [(WF, "s1", 1, COMPENSATE)]  # none started
+
+
+def test_a_coordinator_that_crashed_before_planning_plans_on_restore():
+    f = Sagas()
+    f.step("d0", Submit(WF, chain(), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    f.end("d0", True)
+    f.end("d1", True)
+    f.queue["d2"].pop(0)
+    f.step("d2", StepEnded(WF, "s2", 1, False, {}, "boom"))
+    f.deliver_until(lambda src, dst, msg: dst == "d0")  # d0 ends it: its writes lost
+    f.disks["d0"].compensations.clear()  # the crash came after the end's write group
+    f.restart("d0")
+    f.deliver()
+    assert f.compensations == [("d1", (WF, "s1", 1, COMPENSATE))]
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
