@@ -33,6 +33,9 @@ from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
     ClaimMsg,
+    CompensatedMsg,
+    CompensateMsg,
+    CompRow,
     CoordRow,
     FinalMsg,
     PrepareMsg,
@@ -120,6 +123,11 @@ TABLE_ROWS = {
     "settled": st.tuples(wf_ids, st.none()),
     "cancels": st.tuples(wf_ids, text),
     "requests": st.tuples(text, st.tuples(wf_ids, st.integers(0, 2**50))),
+    "compensations": st.tuples(st.tuples(wf_ids, text), st.builds(
+        CompRow, names, st.integers(1, 5), st.sampled_from(["PENDING", "COMPENSATED"]),
+        st.integers(0, 5), text)),
+    "comp_runs": st.tuples(st.tuples(wf_ids, text, st.integers(1, 5)), st.tuples(
+        st.sampled_from(["running", "succeeded", "failed"]), text, st.booleans())),
 }
 
 MESSAGES = {
@@ -136,6 +144,9 @@ MESSAGES = {
                               st.integers(0, 9), names,
                               st.none() | st.sampled_from(WorkflowState), st.booleans(),
                               certificates, st.none() | signed_grants),
+    CompensateMsg: st.builds(CompensateMsg, wf_ids, text, st.integers(1, 5)),
+    CompensatedMsg: st.builds(CompensatedMsg, wf_ids, text, st.integers(1, 5),
+                              st.booleans(), text),
     AckMsg: st.builds(AckMsg, st.tuples(text, wf_ids, text, names)
                       | st.tuples(text, wf_ids, names)),
     PaxosPrepare: st.builds(PaxosPrepare, txs, ballots),
