@@ -54,15 +54,17 @@ DOMAINS = {
 }
 
 
-def _chain(capability: str, params: dict[str, dict] | None = None) -> str:
-    """A workflow a -> b -> c, one step in each of n1, n2, n3."""
+def _chain(capability: str, params: dict[str, dict] | None = None, retries: int = 0) -> str:
+    """A workflow a -> b -> c, one step in each of n1, n2, n3; with `retries`, its steps
+    may run again after a crash cut an attempt short (idempotent)."""
     params = params or {}
+    again = f", retries: {retries}, idempotent: true" if retries else ""
     lines = ["name: chain", "steps:"]
     for i, (step, domain) in enumerate(zip("abc", NAMES, strict=True)):
         needs = f", needs: [{'abc'[i - 1]}]" if i else ""
         p = params.get(step)
         with_params = f", params: {p}" if p else ""
-        lines.append(f"  - {{id: {step}, capability: {capability},"
+        lines.append(f"  - {{id: {step}, capability: {capability}{again},"
                      f" constraints: {{domains: [{domain}]}}{needs}{with_params}}}")
     return "\n".join(lines) + "\n"
 

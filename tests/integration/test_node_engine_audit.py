@@ -30,25 +30,10 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
-from tests.integration.test_node_engine import DOMAINS, NAMES  # the same three agents
+from tests.integration.test_node_engine import DOMAINS, NAMES, _chain  # the same agents
 
 pytestmark = pytest.mark.integration
 
-
-
-def _chain(capability: str, params: dict[str, dict] | None = None, retries: int = 0) -> str:
-    """A workflow a -> b -> c, one step in each of n1, n2, n3; with `retries`, its steps
-    may run again after a crash cut an attempt short (idempotent)."""
-    params = params or {}
-    lines = ["name: chain", "steps:"]
-    for i, (step, domain) in enumerate(zip("abc", NAMES, strict=True)):
-        needs = f", needs: [{'abc'[i - 1]}]" if i else ""
-        p = params.get(step)
-        with_params = f", params: {p}" if p else ""
-        lines.append(f"  - {{id: {step}, capability: {capability}, retries: {retries},"
-                     f" idempotent: {'true' if retries else 'false'},"
-                     f" constraints: {{domains: [{domain}]}}{needs}{with_params}}}")
-    return "\n".join(lines) + "\n"
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
