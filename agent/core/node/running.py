@@ -90,6 +90,7 @@ class Running:
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
             n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
             return  # forgotten here (or never ours): acknowledged, nothing kept
+        n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
         if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
             n.point("settled")
             n.state.settled.add(msg.workflow_id)

@@ -200,8 +200,15 @@ def test_only_the_coordinator_tells_and_only_the_steps_domain_reports():
     check(d0, "d1", CompensatedMsg(WF, "s1", 1, True))  # s1's domain: taken
     with pytest.raises(Refused):
         check(d0, "d2", CompensatedMsg(WF, "s1", 1, True))
-    with pytest.raises(Refused):
-        check(d1, "d0", CompensateMsg("d0.unknown", "s1", 1))
+    # A workflow not committed here (forgotten, or never known) is let through: the
+    # Node answers it failed at once and writes nothing.
+    check(d1, "d0", CompensateMsg("d0.unknown", "s1", 1))
+    before = dict(f.disks["d1"].comp_runs)
+    ready = f.step("d1", Message("d0", CompensateMsg("d0.unknown", "s1", 1)))
+    assert not ready.writes and f.disks["d1"].comp_runs == before
+    answers = [m for _, dst, m in f.net if dst == "d0" and isinstance(m, CompensatedMsg)]
+    assert answers == [CompensatedMsg("d0.unknown", "s1", 1, False,
+                                      "workflow d0.unknown is not known in d1")]
 
 
 def test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running():
