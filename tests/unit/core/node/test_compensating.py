@@ -14,6 +14,7 @@ from fedorch.core.node.compensating import COMPENSATE, INTERRUPTED
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import CompensatedMsg, CompensateMsg, Timing
+from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -27,14 +28,15 @@ NOW = 100.0
 class Sagas(Federation):
     """Three Nodes on the shared harness; compensation attempts kept in start order."""
 
-    def __init__(self) -> None:
+    def __init__(self, timing: Timing = Timing(max_rounds=1)) -> None:
+        self.timing = timing
         self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}  # running, in order
         self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry), in order
         super().__init__(NAMES, start=NOW)
 
     def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
-                    capacities={"a": 4}, timing=Timing(max_rounds=1), peers=NAMES,
+                    capacities={"a": 4}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name)), disk=self.disks[name],
                     now=self.now)
 
@@ -83,9 +85,9 @@ def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:
         spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
 
 
-def failed_chain(retries: int = 0) -> Sagas:
+def failed_chain(retries: int = 0, timing: Timing = Timing(max_rounds=1)) -> Sagas:
     """The chain submitted at d0, s0 and s1 SUCCEEDED, s2 FAILED: the workflow FAILED."""
-    f = Sagas()
+    f = Sagas(timing)
     f.step("d0", Submit(WF, chain(retries), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
     f.deliver()
     assert f.end("d0", True)[1] == "s0"
@@ -237,3 +239,24 @@ def test_a_coordinator_that_crashed_before_planning_plans_on_restore():
     f.end("d1", True)
     f.end("d0", True)
     assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+
+
+def test_retention_forgets_the_saga_tables_with_the_workflow_once_its_saga_is_over():
+    keep = Retention(keep_ended_s=60.0, late_message_s=10.0)
+    f = failed_chain(timing=Timing(max_rounds=1, retention=keep))
+    f.tick(NOW + 1000)  # long past keep_ended_s: the saga is not over
+    assert WF in f.disks["d0"].rows and set(comp_states(f)) == {"s0", "s1"}
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)][0] == "running"  # kept where it runs
+    assert f.nodes["d0"].stats["retention kept: its compensations have not ended"]
+    f.end("d1", True)
+    f.tick(NOW + 1100)
+    assert WF not in f.disks["d1"].final and not f.disks["d1"].comp_runs  # d1: done
+    assert WF in f.disks["d0"].rows  # d0's own compensation of s0 runs still
+    f.end("d0", True)
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    f.tick(NOW + 1200)
+    for name in NAMES:
+        d = f.disks[name]
+        assert WF not in d.rows and WF not in d.final, name
+        assert not d.compensations and not d.comp_runs, name
+    assert [w.point for r in f.readies["d0"] for w in r.writes][-1] == "retention"
