@@ -157,7 +157,9 @@ class Compensating:
             else:
                 n.reliable(a.domain, (COMPENSATE, wf, a.step_id, a.attempt, a.domain),
                            CompensateMsg(wf, a.step_id, a.attempt))
-        if core.done():
+        if core.done() and self.cores.get(wf) is core:
+            # (a report of an attempt here, folded in by the loop above, may have ended
+            # it already, in a nested _drive)
             del self.cores[wf]
             n.note("compensation_ended", wf, core.summary().value)
             n.mark(wf)  # retention may look at it again: its saga is over
@@ -167,25 +169,27 @@ class Compensating:
     def on_compensated(self, now: float, src: str, msg: CompensatedMsg) -> None:
         n = self.n
         wf = msg.workflow_id
-        if src != n.name:
-            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
         core = self.cores.get(wf)
-        if core is None or msg.step_id not in core.steps:
-            return  # over (a duplicate report) or not ours
-        s = core.steps[msg.step_id]
-        before = (s.state, s.attempts)
-        core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
-        if (s.state, s.attempts) != before:
-            n.point("compensation end")
-            n.state.compensations[(wf, msg.step_id)] = _row(s)
-            self._drive(now, wf)
+        if core is not None and msg.step_id in core.steps:  # else over, or not ours
+            s = core.steps[msg.step_id]
+            before = (s.state, s.attempts)
+            core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
+            if (s.state, s.attempts) != before:
+                n.point("compensation end")
+                n.state.compensations[(wf, msg.step_id)] = _row(s)
+                self._drive(now, wf)
+        if src != n.name:  # once the row is written (see on_compensate)
+            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
 
     # ---- the step's domain -------------------------------------------------------------
 
     def on_compensate(self, now: float, src: str, msg: CompensateMsg) -> None:
+        self.run_here(now, src, msg)
+        # After the attempt's start is written (the acknowledgement waits for that write
+        # group): acknowledged before it, a crash in between lost the tell for good, its
+        # driver no longer resending it.
         self.n.send(src, AckMsg((COMPENSATE, msg.workflow_id, msg.step_id, msg.attempt,
                                  self.n.name)))
-        self.run_here(now, src, msg)
 
     def run_here(self, now: float, src: str, msg: CompensateMsg) -> None:
         n = self.n

@@ -93,6 +93,10 @@ class Checker:
         # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
         self.cancelled: dict[str, str] = {}
         self.cancels_refused = 0
+        # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
+        # each saga's summary as its driver ended it.
+        self.comp_runs: dict[tuple[str, str, int], str] = {}
+        self.sagas_ended: dict[str, str] = {}
         self._sim: World | None = None
         self._forgotten: list[tuple[str, str, object, dict]] = []  # (agent, wf, end, results)
 
@@ -142,6 +146,16 @@ class Checker:
         if self.cancelled.get(run[0]) == agent or run[0] in self.cancelled \
                 and (agent, run[0]) in self.ended_at:
             self.fail(f"cancel: {agent} started {run} after it learned the cancel")
+
+    def compensation_started(self, agent: str, run: tuple[str, str, int],
+                             now: float) -> None:
+        if run in self.comp_runs:
+            self.fail(f"saga: compensation attempt {run} started twice"
+                      f" ({self.comp_runs[run]}, then {agent})")
+        self.comp_runs[run] = agent
+
+    def compensation_ended(self, agent: str, wf: str, summary: str) -> None:
+        self.sagas_ended[wf] = summary
 
     def cancel_taken(self, agent: str, wf: str) -> None:
         self.cancelled.setdefault(wf, agent)
@@ -239,6 +253,7 @@ class Checker:
                 continue  # a domain it needs is gone for good
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
+        self._check_sagas(sim)
         self._check_no_replayed_submission(sim)
         self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
@@ -396,6 +411,58 @@ class Checker:
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
+
+    def _check_sagas(self, sim: World) -> None:
+        """Every SUCCEEDED step with a `compensate` block of a workflow its coordinator
+        (of any epoch) ended FAILED or CANCELLED, as that coordinator's results show it,
+        is compensated or COMPENSATION_FAILED by the end of the run; none if it
+        SUCCEEDED. Each attempt started once (compensation_started). Not judged: a
+        workflow whose driver, or a domain of one of its owed compensations, is dead
+        for good (its compensations wait for it), or is down at the end."""
+        dead = sim.dead_forever
+        for summary in self.sagas_ended.values():
+            sim.stats[f"saga ended {summary}"] += 1
+        for name, agent in sim.agents.items():
+            if not agent.alive:
+                continue
+            d = agent.disk
+            for wf, state in d.final.items():
+                if wf not in sim.workflows:
+                    continue
+                info = agent.node.running.info(wf) if wf in d.rows or wf in d.committed \
+                    else None
+                if info is None or agent.node.compensating.driver(wf) != name:
+                    continue
+                rows = {k[1]: r for k, r in d.compensations.items() if k[0] == wf}
+                state = getattr(state, "name", state)  # a lie let through is a str
+                if state == "SUCCEEDED":
+                    if rows:
+                        self.fail(f"saga: {name} compensates {wf}, which SUCCEEDED")
+                    continue
+                if state not in ("FAILED", "CANCELLED"):
+                    continue
+                results = d.results.get(wf, {})
+                owed = {s.id for s in info.spec.steps if s.HasField("compensate")
+                        and s.id in results
+                        and getattr(results[s.id][1], "value", None) == "SUCCEEDED"}
+                if not owed and not rows:
+                    continue
+                if {info.placement.get(s) for s in owed | set(rows)} & dead:
+                    continue
+                sim.stats["saga judged"] += 1
+                if set(rows) != owed:
+                    self.fail(f"saga: {name} ended {wf} {state} owing {sorted(owed)},"
+                              f" its plan {sorted(rows)}")
+                left = {s: r.state for s, r in rows.items()
+                        if r.state not in ("COMPENSATED", "COMPENSATION_FAILED")}
+                if left:
+                    self.fail(f"saga: {name} drives {wf}, compensations not ended at the"
+                              f" end of the run: {left}")
+                for s, r in rows.items():
+                    ran = {k[2] for k in self.comp_runs if k[:2] == (wf, s)}
+                    if r.attempts and ran - set(range(1, r.attempts + 1)):
+                        self.fail(f"saga: {wf}/{s} ran attempts {sorted(ran)}, its driver"
+                                  f" counts {r.attempts}")
 
     def _check_no_replayed_submission(self, sim: World) -> None:
         """No honest domain voted YES in a workflow the liar coordinates: the liar takes

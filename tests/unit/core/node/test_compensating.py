@@ -260,3 +260,30 @@ def test_retention_forgets_the_saga_tables_with_the_workflow_once_its_saga_is_ov
         assert WF not in d.rows and WF not in d.final, name
         assert not d.compensations and not d.comp_runs, name
     assert [w.point for r in f.readies["d0"] for w in r.writes][-1] == "retention"
+
+
+def test_a_tell_is_acknowledged_only_after_the_attempts_start_is_written():
+    # Acknowledged before, a crash in between would lose the tell: its driver no longer
+    # resends it, and the domain has no record of it.
+    f = failed_chain()
+    f.end("d1", True)  # s1 compensated; s0's tell goes to d0 itself, so tell d1 by hand
+    ready = f.step("d1", Message("d0", CompensateMsg(WF, "s1", 9)))
+    acks = [o for o in ready.send_after_write if o.msg.msg_id[:4] == (COMPENSATE, WF,
+                                                                       "s1", 9)]
+    assert acks and not [o for o in ready.send_now if hasattr(o.msg, "msg_id")]
+    assert ready.writes and (WF, "s1", 9) in f.disks["d1"].comp_runs
+
+
+def test_an_attempt_here_already_ended_ends_the_saga_inside_its_own_drive():
+    # d0 compensates s0 itself: on a restore that plans again, the attempt it recorded
+    # answers at once, and the saga ends inside the drive that told it.
+    f = failed_chain()
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    f.disks["d0"].compensations.clear()  # as if the plan had not been written
+    f.restart("d0")
+    f.deliver()
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert not f.nodes["d0"].compensating.cores
+    assert len(f.compensations) == 2  # nothing ran again
