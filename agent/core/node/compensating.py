@@ -58,7 +58,13 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.inputs import CompensationEnded
-from fedorch.core.node.records import AckMsg, CompensatedMsg, CompensateMsg, CompRow
+from fedorch.core.node.records import (
+    AckMsg,
+    CompensatedMsg,
+    CompensateMsg,
+    CompRow,
+    ResultMsg,
+)
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
@@ -180,6 +186,38 @@ class Compensating:
                 self._drive(now, wf)
         if src != n.name:  # once the row is written (see on_compensate)
             n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
+
+    def late_result(self, now: float, msg: ResultMsg) -> None:
+        """A step's result that reached this Node, the driver, after it ended the
+        workflow (it was still on its way: the end cancelled the step in its rows). A
+        SUCCEEDED step with a `compensate` block owes its compensation all the same: it
+        joins the saga (a new core over the rows, so a saga already over starts again
+        for it). Its downstream steps' compensations, if any, were planned and wait for
+        nothing of it, so it runs after them, in order; one of its upstream steps'
+        compensation may have run already (the only order it cannot keep: it had no
+        way of knowing)."""
+        n = self.n
+        d = n.state
+        wf, step = msg.workflow_id, msg.step_id
+        if _name(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
+                or (wf, step) in d.compensations or not self._known(wf) \
+                or self.driver(wf) != n.name:
+            return
+        info = n.running.info(wf)
+        spec = next((s for s in info.spec.steps if s.id == step), None)
+        if spec is None or not spec.HasField("compensate") or not info.placement.get(step):
+            return
+        n.point("compensation owed late")
+        n.stats["compensation owed by a late result"] += 1
+        d.results[wf] = {**d.results.get(wf, {}), step: (
+            msg.attempt, msg.state, msg.outputs, msg.error)}
+        d.compensations[(wf, step)] = CompRow(info.placement[step],
+                                              1 + spec.compensate.retries)
+        rows = self.of(wf)[0]
+        steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
+                          r.error) for s, r in rows.items()]
+        self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
+        self._drive(now, wf)
 
     # ---- the step's domain -------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class Running:
                                                 msg.outputs, msg.error):
                 self.check_outcome(now, wf)
                 self._start_ready(now, wf)
+        else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
+            n.compensating.late_result(now, msg)
         n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:

@@ -287,3 +287,28 @@ def test_an_attempt_here_already_ended_ends_the_saga_inside_its_own_drive():
     assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
     assert not f.nodes["d0"].compensating.cores
     assert len(f.compensations) == 2  # nothing ran again
+
+
+def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_same():
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a")])  # in parallel
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d2"}))
+    f.deliver()
+    run = f.queue["d1"].pop(0)
+    f.step("d1", StepEnded(*run, ok=True, outputs={"of": "s0"}))
+    late = [m for m in f.net if m[0] == "d1"]  # s0's SUCCEEDED, still on its way
+    f.net = [m for m in f.net if m[0] != "d1"]
+    f.end("d2", False, "boom")
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert comp_states(f) == {} and f.compensations == []  # s0 was not known SUCCEEDED
+    f.net.extend(late)
+    f.deliver()
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.disks["d0"].results[WF]["s0"][1].value == "SUCCEEDED"
+    assert f.nodes["d0"].stats["compensation owed by a late result"] == 1
