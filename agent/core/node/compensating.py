@@ -29,6 +29,10 @@ the driver folds the report into the core, writes the row and starts what became
 ready. A duplicate tell (a restarted driver, or a second one while a later epoch
 spreads) is answered with what was recorded, never run twice.
 
+Late results. The driver plans from the results it holds at the end; a step's
+SUCCEEDED still on its way then (another step failed first) reaches it after, and
+joins the saga (`late_result`: its row, a new core over the rows, driven on).
+
 At most one driver: the epoch rule. A coordinator drives only while it holds the
 workflow's epoch as its own; one that hears an end of a later epoch after its own
 end (`later_end`: it ended the workflow, then a claimant told the end on in its
