@@ -19,6 +19,7 @@ import asyncio
 import os
 import random
 import signal
+import urllib.request
 
 import pytest
 
@@ -46,6 +47,15 @@ DOMAINS = {
     "p2": {**NODE, "capabilities": WORK},
 }
 PAUSED = ("coord", "p2")
+
+
+def _fenced_total(fed, name: str) -> float:
+    """`name`'s attempts stopped by self-fencing, from its Prometheus endpoint."""
+    url = f"http://127.0.0.1:{fed.metrics_ports[name]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith('fedorch_node_steps_self_fenced_total{outcome="stopped"}'))
 
 
 def _alive(pid: int) -> bool:
@@ -79,6 +89,7 @@ steps:
             wid = await fed.submit("coord", spec)
             pids = await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30,
                                   "the nap to run")
+            assert await asyncio.to_thread(_fenced_total, fed, "p1") == 0
             for name in PAUSED:
                 fed.signal(name, signal.SIGSTOP)
             try:
@@ -98,6 +109,7 @@ steps:
                 assert (state, domain) == ("FAILED", "p1"), status
                 error = next(s.error for s in status.steps if s.id == "nap")
                 assert error.startswith("fenced: lost contact with coord, p2"), error
+                assert await asyncio.to_thread(_fenced_total, fed, "p1") == 1
             finally:
                 for name in PAUSED:
                     fed.signal(name, signal.SIGCONT)

@@ -98,6 +98,7 @@ class SelfFencing:
         heard_at = self.heard.starting(wf, now)
         contacts = self.contacts(wf)
         if heard_at is not None and rule.fenced(contacts, heard_at, self.lease_s, now):
+            self.n.stats["step not started: fenced"] += 1
             return self._reason(now, contacts, heard_at)
         self.running.add(wf)
         self._look(now, wf)

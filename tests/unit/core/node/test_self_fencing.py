@@ -160,6 +160,7 @@ def test_an_attempt_due_while_cut_off_past_the_lease_is_never_started() -> None:
     attempt, state, _, error = s1_at(fed)
     assert (attempt, state) == (2, StepState.FAILED) and error.startswith("fenced:"), error
     assert (WF, "s1", 2) not in fed.disks["d1"].runs
+    assert fed.nodes["d1"].stats["step not started: fenced"] == 1
 
 
 def test_the_coordinator_never_fences_its_own_steps() -> None:
