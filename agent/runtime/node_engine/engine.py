@@ -123,8 +123,8 @@ from fedorch.runtime.node_engine.write_behind import (
 )
 from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
-from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 from fedorch.runtime.ports import wall_ms_at
+from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
 __all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
            "uses_node_engine"]

@@ -77,7 +77,7 @@ class FenceWatch:
     def crashed(self, agent: str) -> None:
         """Its step processes die with it."""
         if self.on:
-            for (name, run), span in self.runs.items():
+            for (name, _run), span in self.runs.items():
                 if name == agent and span[1] == math.inf:
                     span[1] = self.sim.now
 
