@@ -176,6 +176,9 @@ async def test_a_restart_on_a_full_disk_stops_with_one_line_and_judges_nothing(d
     filler.unlink()
     await fed.close_channels()
     await fed.start("disk")
+    # The restarted agent sees the others ALIVE when start returns; home may still hold
+    # it DEAD from its time away, and a step constrained to it would find no placement.
+    await fed.wait_converged()
     wid = await fed.submit("home", SPEC)
     status = await fed.wait_state("home", wid, deadline_s=60)
     assert state_name(status) == "SUCCEEDED", status

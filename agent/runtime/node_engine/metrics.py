@@ -59,6 +59,13 @@ class NodeEngineCollector(Collector):
                                     "Step attempts the node engine started")
         steps.add_metric([], e.executors.started)
         yield steps
+        fenced = CounterMetricFamily(
+            "fedorch_node_steps_self_fenced",
+            "Step attempts this domain's Node stopped, or never started, cut off from their"
+            " workflow past the step lease (self-fencing)", labels=["outcome"])
+        fenced.add_metric(["stopped"], e.node.stats["step self-fenced"])
+        fenced.add_metric(["not_started"], e.node.stats["step not started: fenced"])
+        yield fenced
         audit = CounterMetricFamily(
             "fedorch_node_audit_records",
             "The node engine's audit records: appended to agent.db, or lost with a write"

@@ -3,6 +3,7 @@ engine's parts, as the Prometheus endpoint shows it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from types import SimpleNamespace
 
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
@@ -19,6 +20,8 @@ def engine(fault: WriteFault) -> SimpleNamespace:
         transport=SimpleNamespace(envelopes=4, sent={"b": 5}, dropped={"c": 1}),
         boundary=SimpleNamespace(posted=6),
         executors=SimpleNamespace(started=1),
+        node=SimpleNamespace(stats=Counter({"step self-fenced": 2,
+                                            "step not started: fenced": 1})),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2),
         write_behind=fault)
 
@@ -65,3 +68,5 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_audit_records_total{outcome="appended"}'] == 7
     assert got['fedorch_node_audit_records_total{outcome="lost"}'] == 1
     assert got["fedorch_node_audit_transactions_total"] == 2
+    assert got['fedorch_node_steps_self_fenced_total{outcome="stopped"}'] == 2
+    assert got['fedorch_node_steps_self_fenced_total{outcome="not_started"}'] == 1
