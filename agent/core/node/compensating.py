@@ -31,7 +31,10 @@ spreads) is answered with what was recorded, never run twice.
 
 Late results. The driver plans from the results it holds at the end; a step's
 SUCCEEDED still on its way then (another step failed first) reaches it after, and
-joins the saga (`late_result`: its row, a new core over the rows, driven on).
+joins the saga (`late_result`: its row, a new core over the rows, driven on). Its
+domain resends it until acknowledged even after the end (`owed_result`: the end
+drops the other resends of results), but not after a restart of that domain: a
+result lost then, with the end already there, is not compensated.
 
 At most one driver: the epoch rule. A coordinator drives only while it holds the
 workflow's epoch as its own; one that hears an end of a later epoch after its own
@@ -222,6 +225,17 @@ class Compensating:
                           r.error) for s, r in rows.items()]
         self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
         self._drive(now, wf)
+
+    def owed_result(self, state: WorkflowState, msg: object) -> bool:
+        """The workflow ended here in `state`: is `msg`, a result still resent, one its
+        driver needs to plan a compensation (a SUCCEEDED step with a `compensate`
+        block)? Then it is resent until acknowledged, as before the end (lost on the
+        way, it would leave that step uncompensated for good)."""
+        if state not in OWING or not isinstance(msg, ResultMsg) \
+                or _name(msg.state) != "SUCCEEDED":
+            return False
+        spec = self.n.running.info(msg.workflow_id).spec
+        return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
 
     # ---- the step's domain -------------------------------------------------------------
 

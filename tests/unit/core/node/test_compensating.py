@@ -312,3 +312,23 @@ def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_sa
     assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
     assert f.disks["d0"].results[WF]["s0"][1].value == "SUCCEEDED"
     assert f.nodes["d0"].stats["compensation owed by a late result"] == 1
+
+
+def test_a_succeeded_result_lost_on_its_way_is_resent_after_the_end():
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a")])  # in parallel
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d2"}))
+    f.deliver()
+    run = f.queue["d1"].pop(0)
+    f.step("d1", StepEnded(*run, ok=True, outputs={"of": "s0"}))
+    f.net = [m for m in f.net if m[0] != "d1"]  # s0's SUCCEEDED lost on its way
+    f.end("d2", False, "boom")
+    assert f.disks["d1"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
+    f.tick(NOW + 30)  # d1 resends it, though the workflow ended there
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+    assert not f.nodes["d1"].pending  # acknowledged: no more resends
