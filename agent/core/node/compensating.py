@@ -289,17 +289,19 @@ class Compensating:
             self.n.mark(key[0])  # retention may look at it again: nothing owed here
 
     def later_end(self, wf: str, epoch: int, src: str) -> None:
-        """An end notice of `wf` from `src` in `epoch`, after this Node ended it: if it
-        drives `wf`'s compensations in an earlier epoch, its epoch is over (a claimant
-        told the end on in its claimed epoch): it follows `src`, which drives them,
-        and drops its core."""
+        """An end notice of `wf` from `src` in `epoch`, after this Node ended it as its
+        coordinator in an earlier epoch: its epoch is over (a claimant told the end on
+        in its claimed epoch): it follows `src`, which drives the compensations, and
+        drops its core if it has one (or it would drive them too, now or when a late
+        result comes)."""
         n = self.n
         d = n.state
         held = d.epochs.get(wf, (0, ""))[0]
-        if wf not in self.cores or epoch <= held or src == n.name:
+        if wf not in d.final or epoch <= held or src == n.name or not self._known(wf) \
+                or self.driver(wf) != n.name:
             return
-        del self.cores[wf]
-        n.stats["compensations left to a later epoch"] += 1
+        if self.cores.pop(wf, None) is not None:
+            n.stats["compensations left to a later epoch"] += 1
         n.point("takeover epoch")
         d.epochs[wf] = (epoch, src)
         if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:

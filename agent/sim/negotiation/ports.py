@@ -139,7 +139,8 @@ class SimExecutors:
 
     def start(self, run: tuple[str, str, int]) -> None:
         agent = self.agent
-        agent.sim.fences.started(agent.name, run)
+        if len(run) == 3:  # a step's attempt; a compensation's is never fenced (nobody
+            agent.sim.fences.started(agent.name, run)  # runs it elsewhere: no failover)
         agent.sim.schedule_step(agent, run, agent.rng.uniform(*STEP_S))
 
     def stop(self, run: tuple[str, str, int]) -> None:

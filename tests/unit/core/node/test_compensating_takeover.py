@@ -22,8 +22,10 @@ from fedorch.core.node.records import (
     CompensatedMsg,
     CompensateMsg,
     FinalMsg,
+    ResultMsg,
     Timing,
 )
+from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -220,3 +222,19 @@ def test_a_report_goes_to_the_epoch_holder_followed() -> None:
     f = taken_over_and_failed(failure_before_death=False)
     f.end("d2", True)
     assert [to for to, _ in f.sent_by("d2", CompensatedMsg)] == ["d1"]  # not to d0
+
+
+def test_an_old_coordinator_that_holds_no_core_follows_a_later_end_and_drives_no_more():
+    # d0 ended the workflow FAILED in epoch 0 and owes nothing it knows of; an end of
+    # epoch 1 comes (a claimant told it on), then a late SUCCEEDED result: d0 follows
+    # epoch 1 and starts no saga of its own (the claimant drives it).
+    f = running_s2()
+    f.disks["d0"].results[WF] = {}  # as if s0 and s1's results had not reached it
+    f.restart("d0")
+    f.end("d2", False, "boom")
+    d0 = f.nodes["d0"]
+    assert f.disks["d0"].final[WF] is WorkflowState.FAILED and WF not in d0.compensating.cores
+    f.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1)))
+    assert f.disks["d0"].epochs[WF] == (1, "d1")
+    f.step("d0", Message("d2", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {}, "")))
+    assert WF not in d0.compensating.cores and not rows(f, "d0")
