@@ -23,12 +23,13 @@ from tests.unit.core.node.federation import Federation
 NAMES = ["d0", "d1", "d2"]
 WF = "d0.w1"
 NOW = 100.0
+TIMING = Timing(max_rounds=1)
 
 
 class Sagas(Federation):
     """Three Nodes on the shared harness; compensation attempts kept in start order."""
 
-    def __init__(self, timing: Timing = Timing(max_rounds=1)) -> None:
+    def __init__(self, timing: Timing = TIMING) -> None:
         self.timing = timing
         self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}  # running, in order
         self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry), in order
@@ -85,7 +86,7 @@ def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:
         spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
 
 
-def failed_chain(retries: int = 0, timing: Timing = Timing(max_rounds=1)) -> Sagas:
+def failed_chain(retries: int = 0, timing: Timing = TIMING) -> Sagas:
     """The chain submitted at d0, s0 and s1 SUCCEEDED, s2 FAILED: the workflow FAILED."""
     f = Sagas(timing)
     f.step("d0", Submit(WF, chain(retries), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))

@@ -25,8 +25,8 @@ from fedorch.core.node.records import (
     ResultMsg,
     Timing,
 )
-from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import Federation
