@@ -23,7 +23,9 @@ Node (status.py) and posts everything else the Node must do:
 - ListMembers: the membership view, as with the shells (inherited).
 - Cancel: as with the shells, the caller needs the `cancel` permission (the
   interceptor); the cancel goes to the workflow's coordinator (its id names it; a
-  forwarded call carries `local_only`), which posts `Cancel` to its Node
+  forwarded call carries `local_only`), which, once it takes the cancel, appends the
+  request to its audit chain as the shells do (a `client_request` record naming the
+  verified caller, written before the Node acts), posts `Cancel` to its Node
   (core/node/cancel.py) and answers the workflow's status once it ended CANCELLED and
   that is durable. A workflow that already ended is refused with FAILED_PRECONDITION
   naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND;
@@ -73,6 +75,7 @@ from fedorch.runtime.client_service import (
     ClientService,
     _check_id,
 )
+from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
 from fedorch.runtime.peer_service import PeerService
 
@@ -373,6 +376,12 @@ class NodeClientService(ClientService):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
         if (why := refusal(self.engine.node, request.id)) is not None:  # e.g. takeover on
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+        # Taken: recorded as the shells record it (client_service.Cancel), on the audit
+        # chain before the Node acts on it, naming the verified caller (also when a peer
+        # forwarded the call for it); written alone, now, so that it precedes the end.
+        caller = CURRENT_CALLER.get()
+        await a.audit.client_request("cancel", request.id, peer=context.peer(),
+                                     principal=caller.describe() if caller else "")
         self.engine.post(Cancel(request.id, request.reason or "by request"))
         deadline = a.clock.monotonic() + CANCEL_DONE_S
         while status.state not in TERMINAL:
