@@ -7,8 +7,9 @@ Node (status.py) and posts everything else the Node must do:
 - Submit / SubmitAndWatch: the spec is checked as the shells check it (signature of a
   signed spec, the spec's own checks), placed from this agent's membership view with
   the shells' placement code (core/workflow/placement.py over
-  runtime/candidates.py), and posted as `Submit(workflow_id, spec, submission,
-  placement)`; the id is answered once the workflow's row is durable;
+  runtime/candidates.py; the checks and placement kept per spec shape and member
+  view: placing.py `SubmissionPlans`), and posted as `Submit(workflow_id, spec,
+  submission, placement)`; the id is answered once the workflow's row is durable;
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
@@ -84,6 +85,7 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
+KNOWN_GOOD_SPEC_BYTES = 64 * 1024  # own spec signatures told to the trust store up to this
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
 CANCEL_DONE_S = 10.0
 WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often  # a cancel not carried out by then is answered with the status it has
@@ -175,8 +177,10 @@ class NodeClientService(ClientService):
             signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
                                issued_at_ms=a.now_ms(), coordinator=a.domain)
             # This domain's own participant checks the signature in the PREPARE it sends
-            # itself (never on the wire): known good, as its own votes are.
-            a.trust.signed_here(a.domain, submission_payload(signed), signed.signature)
+            # itself (never on the wire): known good, as its own votes are. Not for a
+            # large spec: the trust store's cache would keep a copy of its bytes.
+            if len(signed.spec) <= KNOWN_GOOD_SPEC_BYTES:
+                a.trust.signed_here(a.domain, submission_payload(signed), signed.signature)
         try:
             await self.engine.submit(workflow_id, spec, signed, plan.assignment,
                                      request_id=request.request_id)
