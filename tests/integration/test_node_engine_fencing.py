@@ -96,8 +96,10 @@ steps:
                 async def nap_gone():
                     return not any(await asyncio.to_thread(lambda: [_alive(p) for p in pids]))
 
-                # DEAD verdicts (a few seconds with the local profile), then the lease.
-                await wait_for(nap_gone, 40, "p1 to fence its step")
+                # DEAD verdicts (a few seconds with the local profile; SWIM's Lifeguard
+                # stretches them when p1 itself runs slow, as on a loaded machine: a run
+                # beside other suites took over 40 s), their grace, then the lease.
+                await wait_for(nap_gone, 90, "p1 to fence its step")
 
                 async def nap_ended():
                     s = await fed.local_status("p1", wid)

@@ -34,6 +34,14 @@ class NodeEngineCollector(Collector):
         ops = CounterMetricFamily("fedorch_node_store_rows", "Row writes to node.db")
         ops.add_metric([], stats.ops)
         yield ops
+        # The commit thread's CPU in node.db's writes (encoding the rows, SQLite, the
+        # commit), apart from the event loop's: what a workflow costs in that thread.
+        cpu = CounterMetricFamily("fedorch_node_store_cpu_seconds",
+                                  "CPU seconds of node.db's writes in the commit thread",
+                                  labels=["part"])
+        cpu.add_metric(["encode"], stats.encode_cpu_s)
+        cpu.add_metric(["sqlite"], stats.cpu_s - stats.encode_cpu_s)
+        yield cpu
         t = e.transport
         envelopes = CounterMetricFamily("fedorch_node_envelopes",
                                         "NodeTurn envelopes sent (one per peer and turn, or"
