@@ -12,8 +12,19 @@ comes back in the order its dict had: the order a Node restored from the file wa
 its tables in is the order it would walk them in memory.
 
 `write(writes)` makes one Ready's write groups durable as ONE transaction:
-`BEGIN IMMEDIATE`, every op of every group in order (PUT: upsert; DELETE,
-DISCARD: delete; ADD: insert or ignore), `COMMIT`. The database is in WAL mode with
+`BEGIN IMMEDIATE`, the groups' ops, `COMMIT`. The ops are first combined into each
+row's outcome, since only the outcome of a whole turn is ever seen (a turn is all or
+nothing, below): a row written several times in a turn (a workflow's row at each of
+its changes, a results map at each result) is encoded and written once, with its last
+value, in the place of its first write; a row deleted (DELETE, DISCARD) and written
+again in the turn is deleted and inserted anew, at the end, as a dict's key deleted
+and set again moves to the end; a row whose last op deletes it is deleted. Then each
+table gets at most two statements per turn, `executemany` over its rows: one DELETE
+of its deleted rows, then one upsert (PUT: insert, or update in place) or insert-or-
+ignore (ADD) of its written rows, in order, so new rows get rowids in the order the
+dict had them. The file after the turn is the one the ops one by one would give.
+Keys' encodings are remembered (a bounded dict): a Node writes the same keys again and
+again. The database is in WAL mode with
 `synchronous=FULL`, so COMMIT returns only once the WAL is fsynced: the messages
 that wait for the write (`send_after_write`) leave after it. Whatever fails before
 COMMIT (an exception from SQLite, a full disk, the `before_group` hook) rolls the
@@ -72,23 +83,22 @@ class NodeStoreError(RuntimeError):
 class WriteStats:
     transactions: int = 0
     groups: int = 0
-    ops: int = 0
+    ops: int = 0         # the Node's ops in the write groups
+    rows: int = 0        # rows deleted or written: the ops combined, one per row and turn
+    statements: int = 0  # executemany calls: at most two per table and turn
     cpu_s: float = 0.0   # this thread's CPU inside write(): encoding, SQLite, commit
     encode_cpu_s: float = 0.0  # of which encoding the keys and values
     wall_s: float = 0.0  # the same with the fsync's wait
 
 
-def _sql(table: str) -> dict[str, str]:
-    t = f"node_{table}"
-    return {
-        PUT: f"INSERT INTO {t}(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-        DELETE: f"DELETE FROM {t} WHERE k = ?",
-        ADD: f"INSERT OR IGNORE INTO {t}(k, v) VALUES (?, NULL)",
-        DISCARD: f"DELETE FROM {t} WHERE k = ?",
-    }
-
-
-_SQL = {table: _sql(table) for table in TABLES}
+# One statement per table and turn for its deleted rows, one for its written ones: a
+# dict table's rows are upserted (key, value), a set table's inserted or ignored (key,).
+_DELETE = {t: f"DELETE FROM node_{t} WHERE k = ?" for t in TABLES}
+_KEEP = {t: f"INSERT OR IGNORE INTO node_{t}(k, v) VALUES (?, NULL)" if t in SET_TABLES
+         else f"INSERT INTO node_{t}(k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET"
+              " v = excluded.v" for t in TABLES}
+_KEY_TYPES = frozenset({str, int, bytes})  # keys whose encodings are remembered
+MAX_KEYS_REMEMBERED = 100_000
 
 
 class SqliteDurable:
@@ -100,6 +110,7 @@ class SqliteDurable:
         self.codec = codec if codec is not None else node_codec()
         self.before_group = before_group
         self.stats = WriteStats()
+        self._keys: dict[object, bytes] = {}  # key -> its encoding (`_key_bytes`)
         self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._open()
@@ -133,28 +144,22 @@ class SqliteDurable:
     def write(self, writes: Sequence[Write]) -> None:
         """One Ready's write groups as one transaction (see the header)."""
         cpu0, wall0 = time.thread_time(), time.perf_counter()
-        encode = self.codec.encode
-        groups = []  # every row encoded before the transaction opens: it stays short
-        for group in writes:
-            rows = []
-            for op in group.ops:
-                if op.kind == PUT:
-                    rows.append((_SQL[op.table][PUT], (encode(op.key), encode(op.value))))
-                else:
-                    rows.append((_SQL[op.table][op.kind], (encode(op.key),)))
-            groups.append((group.point, rows))
+        # Every row encoded before the transaction opens: it stays short.
+        removed, kept, ops = self._rows(writes)
         cpu1 = time.thread_time()
         con = self._con
         hook = self.before_group
-        ops = 0
+        statements = 0
         con.execute("BEGIN IMMEDIATE")
         try:
-            for point, rows in groups:
-                if hook is not None:
-                    hook(point)
-                for sql, params in rows:
-                    con.execute(sql, params)
-                ops += len(rows)
+            if hook is not None:
+                for group in writes:
+                    hook(group.point)
+            for table, keys in removed.items():
+                con.executemany(_DELETE[table], keys)
+            for table, rows in kept.items():
+                con.executemany(_KEEP[table], rows)
+            statements = len(removed) + len(kept)
             con.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -163,9 +168,72 @@ class SqliteDurable:
         stats.transactions += 1
         stats.groups += len(writes)
         stats.ops += ops
+        stats.rows += sum(map(len, removed.values())) + sum(map(len, kept.values()))
+        stats.statements += statements
         stats.encode_cpu_s += cpu1 - cpu0
         stats.cpu_s += time.thread_time() - cpu0
         stats.wall_s += time.perf_counter() - wall0
+
+    def _rows(self, writes: Sequence[Write]) -> tuple[dict[str, list], dict[str, list], int]:
+        """The turn's ops combined into each row's outcome (see the header), encoded:
+        ({table: [(key,)] to delete}, {table: [(key, value)] or [(key,)] to upsert or
+        add, in order}, how many ops there were)."""
+        key_bytes = self._key_bytes
+        outcome: dict[tuple[str, bytes], list] = {}  # (table, key) -> [kind, value, deleted]
+        ops = 0
+        for group in writes:
+            for op in group.ops:
+                ops += 1
+                slot = (op.table, key_bytes(op.key))
+                kind = op.kind
+                last = outcome.get(slot)
+                if kind == PUT or kind == ADD:
+                    if last is None:
+                        outcome[slot] = [kind, op.value, False]
+                    elif last[0] == DELETE or last[0] == DISCARD:
+                        # Deleted, then written again in this turn: the row goes, and
+                        # comes back last (a dict's key deleted and set again moves to
+                        # its end), so it is deleted and inserted anew.
+                        del outcome[slot]
+                        outcome[slot] = [kind, op.value, True]
+                    else:
+                        last[1] = op.value  # written again: its place stays, the last value
+                else:
+                    if last is None:
+                        outcome[slot] = [kind, None, False]
+                    else:
+                        last[0], last[1] = kind, None
+        encode = self.codec.encode
+        removed: dict[str, list] = {}
+        kept: dict[str, list] = {}
+        for (table, key), (kind, value, deleted) in outcome.items():
+            if kind == PUT:
+                if deleted:
+                    removed.setdefault(table, []).append((key,))
+                kept.setdefault(table, []).append((key, encode(value)))
+            elif kind == ADD:
+                if deleted:
+                    removed.setdefault(table, []).append((key,))
+                kept.setdefault(table, []).append((key,))
+            else:
+                removed.setdefault(table, []).append((key,))
+        return removed, kept, ops
+
+    def _key_bytes(self, key: object) -> bytes:
+        """A key's encoding, remembered: a Node writes the same keys again and again (a
+        workflow's rows at each of its changes). Only a str, an int, bytes, or a tuple
+        of those is remembered: two such keys are equal only when their encodings are
+        (not so with bools and floats: 1 == True == 1.0 as dict keys, not as bytes)."""
+        cls = key.__class__
+        if cls in _KEY_TYPES or cls is tuple and _KEY_TYPES.issuperset(map(type, key)):
+            keys = self._keys
+            data = keys.get(key)
+            if data is None:
+                if len(keys) >= MAX_KEYS_REMEMBERED:
+                    keys.clear()  # a bound on memory: the keys in use come back at once
+                data = keys[key] = self.codec.encode(key)
+            return data
+        return self.codec.encode(key)
 
     def _rollback(self) -> None:
         try:

@@ -83,6 +83,55 @@ def test_every_table_reads_back_as_written(txs):
             same(reopened.load(), memory, "after reopening")
 
 
+def _written(store: SqliteDurable, groups: list[Write]) -> Disk:
+    before = store.stats.statements
+    store.write(groups)
+    return store.load(), store.stats.statements - before
+
+
+def test_a_turns_ops_on_one_row_are_combined_into_its_outcome(tmp_path):
+    """Each row is written once per turn, with its last value, in the place the dict
+    would keep it: a key written again keeps its place, one deleted and written again
+    in the same turn moves to the end, one put and deleted is gone."""
+    memory = Disk()
+    first = [Write("a", [Op("rows", PUT, "w1", 1), Op("rows", PUT, "w2", 2),
+                         Op("rows", PUT, "w3", 3), Op("runs", ADD, ("w1", "d1"))])]
+    second = [Write("b", [Op("rows", PUT, "w1", 10), Op("rows", DELETE, "w2"),
+                          Op("rows", PUT, "w4", 4)]),
+              Write("c", [Op("rows", PUT, "w2", 20), Op("rows", PUT, "w1", 11),
+                          Op("rows", PUT, "w5", 5), Op("rows", DELETE, "w5"),
+                          Op("runs", DISCARD, ("w1", "d1")),
+                          Op("runs", ADD, ("w1", "d1")),
+                          Op("runs", ADD, ("w2", "d1")),
+                          Op("runs", ADD, ("w2", "d1"))])]
+    with SqliteDurable(tmp_path / "node.db") as store:
+        for groups in (first, second):
+            loaded, statements = _written(store, groups)
+            for g in groups:
+                apply(memory, g.ops)
+            same(loaded, memory, "after a turn")
+            # at most one DELETE and one INSERT statement per table touched
+            assert statements <= 2 * len({op.table for g in groups for op in g.ops})
+        assert list(loaded.rows.items()) == [("w1", 11), ("w3", 3), ("w4", 4), ("w2", 20)]
+        assert store.stats.ops == 4 + 11
+        # w1 and w2 once each, w4 and w5 once, w2's delete; the set's two rows, w1's delete
+        assert store.stats.rows == 4 + (2 + 1 + 1 + 1) + (2 + 1)
+
+
+def test_keys_equal_as_dict_keys_but_not_as_bytes_stay_two_rows(tmp_path):
+    """The store remembers keys' encodings, but never lets 1 stand for True or 1.0: the
+    file keeps what the codec makes of each."""
+    codec = node_codec()
+    with SqliteDurable(tmp_path / "node.db") as store:
+        store.write([Write("a", [Op("rows", PUT, ("w", 1), "int")])])
+        store.write([Write("b", [Op("rows", PUT, ("w", True), "bool"),
+                                 Op("rows", PUT, ("w", 1.0), "float")])])
+        rows = store._con.execute("SELECT k, v FROM node_rows ORDER BY rowid").fetchall()
+    assert [(codec.decode(k), codec.decode(v)) for k, v in rows] == [
+        (("w", 1), "int"), (("w", True), "bool"), (("w", 1.0), "float")]
+    assert [type(codec.decode(k)[1]) for k, _ in rows] == [int, bool, float]
+
+
 def test_a_file_of_another_schema_version_is_refused(tmp_path):
     path = tmp_path / "node.db"
     con = sqlite3.connect(path)
