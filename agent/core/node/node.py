@@ -70,7 +70,10 @@ Membership's DEAD and LEFT act on negotiations whether takeover is on or not
 (member_loss.py): a transaction in doubt here whose coordinator is gone starts its
 recovery at once instead of after its lease; a round this Node prepares aborts at
 once when a participant that has not voted is gone (the refusal names it), and the
-placer leaves gone members out. SUSPECT changes nothing.
+placer leaves gone members out. SUSPECT changes nothing. They act on committed
+workflows' steps too (domain_loss.py): the Node that drives a workflow (its
+coordinator, or an acting successor) fails each step placed on a gone domain that is
+not terminal, naming the domain, and the workflow ends as its lifecycle says.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ from fedorch.core.negotiation.termination import Termination
 from fedorch.core.node.cancel import Cancels
 from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
+from fedorch.core.node.domain_loss import DomainLoss
 from fedorch.core.node.inputs import (
     Cancel,
     CompensationEnded,
@@ -164,6 +168,8 @@ class Node:
         self.members: dict[str, str] = {}
         # What the view's DEAD and LEFT do to negotiations (member_loss.py).
         self.member_loss = MemberLoss(self)
+        # What they do to committed workflows' steps placed there (domain_loss.py).
+        self.domain_loss = DomainLoss(self)
         # Retention of ended workflows (retention.py); None: every one is kept.
         self.retain = Retainer(self, timing.retention) if timing.retention is not None \
             else None
@@ -309,6 +315,7 @@ class Node:
         lost = sorted(d for d in changed - was_gone if self.member_loss.gone(d))
         if lost:
             self.member_loss.lost(now, lost)
+            self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
 

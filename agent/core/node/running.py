@@ -72,9 +72,25 @@ class Running:
         wf = msg.workflow_id
         if n.retain is not None and not n.retain.knows(wf):
             pass  # forgotten here (or never ours): acknowledged, nothing kept
-        elif wf not in d.final:
+        elif wf in d.final:
+            # Ended here, and the sender has not acknowledged the end: it is told again
+            # now, not at the resend's backoff (a domain back after a loss resolved its
+            # step learns the end before it could report to anyone else).
+            entry = n.pending.get(("final", wf, src))
+            if entry is not None:
+                n.send(src, entry[1])
+        else:
             known = d.results.get(wf, {}).get(msg.step_id)
-            if known is None or known[0] <= msg.attempt:
+            if known is not None and known[1] in TERMINAL_STEP_STATES \
+                    and known[1:] != (msg.state, msg.outputs, msg.error):
+                # A terminal result on record never changes (as in Progress): a domain
+                # a loss resolved (domain_loss.py), back with its own, is refused.
+                p = n.progress.get(wf)
+                lost = p is not None and msg.step_id in p.steps \
+                    and p.steps[msg.step_id].lost_to == src
+                n.stats["result of a lost placement refused" if lost
+                        else "result after a terminal one refused"] += 1
+            elif known is None or known[0] <= msg.attempt:
                 n.point("step result")
                 d.results[wf] = {**d.results.get(wf, {}), msg.step_id: (
                     msg.attempt, msg.state, msg.outputs, msg.error)}
@@ -145,6 +161,7 @@ class Running:
         self._start_ready(now, wf)
         if n.takeover is not None:
             n.takeover.resumed(now, wf)  # its core, told how the view sees its coordinator
+        n.domain_loss.resolve_gone(now, wf)  # its steps on members already gone
 
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
