@@ -412,8 +412,6 @@ class Membership:
             self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
                                     if self._lost and self.agent.active else None)
             return
-        for hook in self.agent.on_members_change:
-            hook()
         outputs: list[Output] = []
         for event in self.swim.events():
             if event.kind in (EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT):
@@ -440,6 +438,11 @@ class Membership:
         if grace_timer is not None and now >= grace_timer:  # (a grace of 0: at once)
             outputs += self.grace.step(now, GraceTimer())
         self._act(outputs)
+        # After the grace's verdicts of this look: a hook reading `state_for_work` sees
+        # a DEAD that has just stood for its grace (the node engine posts it to its
+        # Node then), not the SUSPECT it read until this look.
+        for hook in self.agent.on_members_change:
+            hook()
         counts = {s.value: 0 for s in MemberState}
         for view in self.swim.members():
             counts[view.state.value] += 1

@@ -71,9 +71,9 @@ Membership's DEAD and LEFT act on negotiations whether takeover is on or not
 recovery at once instead of after its lease; a round this Node prepares aborts at
 once when a participant that has not voted is gone (the refusal names it), and the
 placer leaves gone members out. SUSPECT changes nothing. They act on committed
-workflows' steps too (domain_loss.py): the Node that drives a workflow (its
-coordinator, or an acting successor) fails each step placed on a gone domain that is
-not terminal, naming the domain, and the workflow ends as its lifecycle says.
+workflows' steps too (domain_loss.py): a workflow's original coordinator fails each
+step placed on a gone domain that is not terminal, naming the domain, and the
+workflow ends as its lifecycle says (with takeover, once its participants were told).
 """
 
 from __future__ import annotations
@@ -258,6 +258,7 @@ class Node:
         self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
         self.running.reset()
+        self.domain_loss.reset()
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
         self.members = {}  # a restarted agent's view is its membership's: told anew
         if self.takeover is not None:
@@ -292,6 +293,7 @@ class Node:
         if self.takeover is not None:
             self.takeover.tick(now)
         self.running.tick(now)  # the fan-out waves whose pause_s is over
+        self.domain_loss.tick()  # before the resends: a void verdict's end goes no more
         for entry in list(self.pending.values()):
             if entry[2] <= now:
                 entry[3] = min(entry[3] * 2, 8.0)

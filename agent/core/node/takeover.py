@@ -297,7 +297,6 @@ class Takeovers:
                 d.certificates[wf] = (x.epoch, self.proof.certificate_won(wf, core, x.epoch))
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
-                n.domain_loss.resolve_gone(now, wf)  # steps on gone members (domain_loss.py)
                 self.successor_outcome(now, wf)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------

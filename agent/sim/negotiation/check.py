@@ -87,11 +87,9 @@ class Checker:
         # when each agent ended each workflow.
         self.acting_in: dict[tuple[str, int], str] = {}
         self.ends: dict[str, dict[int, object]] = {}
-        self.ended_by: dict[tuple[str, int], str] = {}  # (wf, epoch) -> who ended it
-        self._ends_differ: list[str] = []  # workflows whose coordinators' ends differ
         self.ended_at: dict[tuple[str, str], float] = {}
-        # Steps a Node resolved as lost with their domain: (agent, (wf, step), domain,
-        # action, now).
+        # Steps a coordinator failed as lost with their domain: (agent, (wf, step),
+        # domain, action, now).
         self.steps_lost: list[tuple[str, tuple[str, str], str, str, float]] = []
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
@@ -163,17 +161,16 @@ class Checker:
     def coordinator_ended(self, agent: str, wf: str, epoch: int, state: object) -> None:
         ends = self.ends.setdefault(wf, {})
         ends.setdefault(epoch, state)
-        self.ended_by.setdefault((wf, epoch), agent)
-        if len(set(ends.values())) > 1 and wf not in self._ends_differ:
-            self._ends_differ.append(wf)  # judged at the finish (_check_coordinator_ends)
+        if len(set(ends.values())) > 1:
+            self.fail(f"takeover: coordinators of {wf} ended it differently: {ends}")
 
     def ended_here(self, agent: str, wf: str, now: float) -> None:
         self.ended_at.setdefault((agent, wf), now)
 
     def step_lost(self, agent: str, step: tuple[str, str], domain: str, action: str,
                   now: float) -> None:
-        """`agent`, driving the workflow, resolved a step on `domain`, gone in its view
-        (core/node/domain_loss.py): kept for the run's report and for tests."""
+        """`agent`, the workflow's coordinator, failed a step on `domain`, gone in its
+        view (core/node/domain_loss.py): kept for the run's report and for tests."""
         self.steps_lost.append((agent, step, domain, action, now))
 
     def attach(self, sim: World) -> None:
@@ -247,13 +244,17 @@ class Checker:
             row = self.row(sim, wf)
             if row is None or row.state in TERMINAL:
                 continue
-            if set(row.info.placement.values()) & dead and row.committed \
-                    and sim.config.timing.takeover_after_s is None:
-                # A domain it needs is gone for good, and no view says so: without
-                # membership views (runs without takeover) no Node learns of the loss.
+            gone = set(row.info.placement.values()) & dead
+            if gone and row.committed and (sim.config.timing.takeover_after_s is None
+                                           or set(row.info.placement.values()) - {coord}
+                                           <= dead):
+                # A domain it needs is gone for good, and either no view says so (runs
+                # without takeover: no membership views), or every participant but the
+                # coordinator is: a loss verdict's end waits for one to acknowledge it
+                # (core/node/domain_loss.py). Otherwise its steps there failed, naming
+                # the domain, and the workflow ended.
                 continue
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
-        self._check_coordinator_ends(sim)
         self._check_results_and_ends(sim)
         self._check_no_replayed_submission(sim)
         self._check_keys_unchanged(sim)
@@ -300,17 +301,17 @@ class Checker:
         participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
         leases after the last fault (the electorate's, or that participant's own
         restart), if a majority of its electorate (the committed
-        round's acceptors; a workflow on two domains too) lives. The steps on the dead
-        coordinator's own domain are failed by the successor as it acts
-        (core/node/domain_loss.py)."""
+        round's acceptors; a workflow on two domains too) lives and no
+        participant died for good (the simulator has no step failover; a coordinator
+        that ran steps itself counts as a participant)."""
         t = sim.config.timing
         for wf, coord in sim.workflows.items():
             round_ = self.committed(wf)
             tx = self.txs.get((wf, round_)) if round_ is not None else None
             if coord not in sim.dead_forever or tx is None:
                 continue
-            # A step on a domain dead for good (the coordinator's own) is resolved by
-            # the successor as it acts (core/node/domain_loss.py): no exception.
+            if set(tx.participants) & sim.dead_forever:
+                continue  # its steps there never end (the coordinator's own too)
             # The takeover electorate: the round's acceptors (Paxos Commit), else these.
             # An extra acceptor that never heard of the round (its Accept was lost, the
             # coordinator died) grants on the claimant's proof of it: every member counts.
@@ -391,30 +392,6 @@ class Checker:
                 self.fail(f"undecided: {voter} learned {key} {when}, told its coordinator"
                           f" {tx.coordinator} DEAD and calm at {start:.2f}, bound"
                           f" {bound:.2f} s (one recovery)")
-
-    def _check_coordinator_ends(self, sim: World) -> None:
-        """Every coordinator epoch of a workflow ended it the same way, with one known
-        exception, counted and not a violation (docs/failures.md): an end a coordinator
-        made on a loss verdict (core/node/domain_loss.py) and told nobody before it died
-        for good, overtaken by a successor that heard the lost domain, back, report its
-        step. Nobody alive ended the workflow that way."""
-        for wf in self._ends_differ:
-            ends = self.ends[wf]
-            last = ends[max(ends)]
-            for epoch, state in sorted(ends.items()):
-                if state == last:
-                    continue
-                by = self.ended_by[(wf, epoch)]
-                verdict = any(a == by and step[0] == wf for a, step, *_ in self.steps_lost)
-                shared = any(name != by and agent.disk.final.get(wf) == state
-                             for name, agent in sim.agents.items()) or any(
-                    name != by and w == wf and end == state
-                    for name, w, end, _ in self._forgotten)
-                if by in sim.dead_forever and verdict and not shared:
-                    sim.stats["loss verdict of a coordinator dead for good overtaken"] += 1
-                    continue
-                self.fail(f"takeover: coordinators of {wf} ended it differently: {ends}")
-                break
 
     def _check_results_and_ends(self, sim: World) -> None:
         """Every result an agent holds is of an attempt that ran, and every participant

@@ -76,14 +76,26 @@ def test_an_idempotent_step_is_not_placed_again_yet_and_fails_naming_the_domain(
     assert sim.agents["d1"].disk.final[WF] is WorkflowState.FAILED
 
 
-def test_the_dead_coordinators_own_step_is_failed_by_its_successor() -> None:
+def test_a_successor_makes_no_verdict_on_the_dead_coordinators_own_step() -> None:
     """d0 runs s2 itself and dies for good mid-step: d1 takes the workflow over and
-    fails s2, naming d0, where it waited for ever before."""
+    leaves s2 as it is (a successor's verdict could contradict the original's end on
+    results, should it come back: docs/architecture.md, "Not built yet")."""
     sim = scenario({"s1": "d1", "s2": "d0", "s3": "d3"})
     dies_mid_step(sim, "d0")
     report = sim.run()
     assert report.violations == [], report.violations
     assert sim.checker.acting_in == {(WF, 1): "d1"}
-    assert "domain d0 was lost (DEAD)" in error_of(sim, "d1", "s2")
-    for name in ("d1", "d3"):
-        assert sim.agents[name].disk.final[WF] is WorkflowState.FAILED, name
+    assert sim.checker.steps_lost == []
+    assert WF not in sim.agents["d1"].disk.final
+
+
+def test_a_verdict_is_held_until_a_live_participant_has_the_end() -> None:
+    """The end a verdict decides is told to the participants first: d0 ends the
+    workflow only after d1 and d3 acknowledged it."""
+    sim = scenario({"s1": "d1", "s2": "d2", "s3": "d3"})
+    dies_mid_step(sim, "d2")
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert report.stats["loss verdict: end told before it is made"] == 1
+    ended = sim.checker.ended_at
+    assert ended[("d0", WF)] >= max(ended[("d1", WF)], ended[("d3", WF)])
