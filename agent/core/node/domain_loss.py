@@ -205,6 +205,8 @@ class DomainLoss:
             return
         self.held.add(wf)
         n.stats["loss verdict: end told before it is made"] += 1
+        n.point("loss verdict told")
+        n.note("end_told", wf, 0, WorkflowState.FAILED)
         row = n.state.rows[wf]
         acked = n.state.final_acked.get(wf, set())
         for dst in sorted(set(row.info.placement.values()) - {n.name} - acked):

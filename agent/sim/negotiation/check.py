@@ -91,6 +91,8 @@ class Checker:
         # Steps a coordinator failed as lost with their domain: (agent, (wf, step),
         # domain, action, now).
         self.steps_lost: list[tuple[str, tuple[str, str], str, str, float]] = []
+        # The ends loss verdicts told before their coordinator made them: wf -> states.
+        self.told_ends: dict[str, set[object]] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
         # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
@@ -166,6 +168,11 @@ class Checker:
 
     def ended_here(self, agent: str, wf: str, now: float) -> None:
         self.ended_at.setdefault((agent, wf), now)
+
+    def end_told(self, agent: str, wf: str, epoch: int, state: object) -> None:
+        """`agent`, coordinator of `wf` at `epoch`, told its participants the end a
+        loss verdict decided before making it (core/node/domain_loss.py)."""
+        self.told_ends.setdefault(wf, set()).add(state)
 
     def step_lost(self, agent: str, step: tuple[str, str], domain: str, action: str,
                   now: float) -> None:
@@ -409,7 +416,11 @@ class Checker:
                 coord = sim.workflows.get(wf)
                 row = self.row(sim, wf)
                 ends = set(self.ends.get(wf, {}).values())  # of every coordinator epoch
-                if name != coord and state not in ends and (row is None or row.state != state):
+                # A loss verdict's end, told before it is made: the participants' end
+                # while no coordinator made one (its coordinator died for good first).
+                told = self.told_ends.get(wf, set()) if not ends else set()
+                if name != coord and state not in ends | told \
+                        and (row is None or row.state != state):
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")

@@ -109,7 +109,7 @@ def test_the_loss_is_written_and_its_end_told_before_the_end_is_made() -> None:
     fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     fed.silent.add("d1")
     ready = fed.step("d0", MemberState("d1", "DEAD"))
-    assert [w.point for w in ready.writes] == ["step lost"]
+    assert [w.point for w in ready.writes] == ["step lost", "loss verdict told"]
     ends = [o for o in ready.send_after_write if isinstance(o.msg, FinalMsg)]
     assert {o.to for o in ends} == {"d1", "d2"}  # the lost one hears it if it comes back
     assert not any(isinstance(o.msg, FinalMsg) for o in ready.send_now)
