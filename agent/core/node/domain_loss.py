@@ -141,16 +141,19 @@ class DomainLoss:
         """A participant acknowledged the end of `wf` (written in `final_acked`)."""
         self._release_if_told(now, wf)
 
-    def tick(self, *_: object) -> None:
+    def tick(self) -> None:
         """Before the Node's resends: a verdict whose coordinator no longer drives the
-        workflow (it follows a later epoch: takeover.py) is void, and its end, never
-        made here, is told no more."""
-        n = self.n
+        workflow (it follows a later epoch: takeover.py; or another end came) is void,
+        and its end, never made here, is told no more."""
         for wf in [wf for wf in self.held if not self.drives(wf)]:
-            self.held.discard(wf)
-            n.stats["loss verdict void: a later coordinator epoch"] += 1
-            n.pending = {k: v for k, v in n.pending.items()
-                         if not (k[0] == "final" and k[1] == wf)}
+            self._void(wf)
+
+    def _void(self, wf: str) -> None:
+        n = self.n
+        self.held.discard(wf)
+        n.stats["loss verdict void: driven or ended elsewhere"] += 1
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "final" and k[1] == wf)}
 
     # ---- the verdict ---------------------------------------------------------------------
 
@@ -217,7 +220,7 @@ class DomainLoss:
         if wf not in self.held:
             return
         if not self.drives(wf):
-            self.held.discard(wf)  # ended, or another epoch's now: nothing to make here
+            self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
         participants = set(n.state.rows[wf].info.placement.values()) - {n.name}

@@ -281,7 +281,6 @@ class Running:
         n = self.n
         n.point("workflow over")
         n.state.final[wf] = state
-        n.domain_loss.held.discard(wf)
         self.pause_due.pop(wf, None)
         n.mark(wf, ended=True)
         n.note("ended_here", wf, n.now)
