@@ -203,6 +203,31 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime
 
 
+# A thread's part of its agent's CPU: the event loop (the process's main thread: the
+# driver, the Node, the services, gRPC's Python side), gRPC's own C threads, and the
+# other Python threads (node.db's commit thread, agent.db's, executors' waits).
+THREAD_PARTS = ("loop", "grpc", "threads")
+_GRPC_THREADS = ("event_engine", "grpc", "default-executo", "resolver", "timer")
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """User + system CPU seconds so far of a process's threads, by THREAD_PARTS (threads
+    that ended meanwhile are no longer counted: read it over a span they all live)."""
+    parts = dict.fromkeys(THREAD_PARTS, 0.0)
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended while it was read
+        part = "loop" if tid == str(pid) else \
+            "grpc" if name.startswith(_GRPC_THREADS) else "threads"
+        parts[part] += (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+    return parts
+
+
 def process_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -224,14 +249,20 @@ def store_statements(net: RealNet) -> dict[str, float]:
 
 
 # The node engine's counters (runtime/node_engine/metrics.py), read per agent.
-NODE_COUNTERS = {"driver_turns": "fedorch_node_driver_turns_total",
-                 "transactions": "fedorch_node_store_transactions_total",
-                 "envelopes_out": "fedorch_node_envelopes_total"}
+NODE_COUNTERS = {"driver_turns": ("fedorch_node_driver_turns_total", {}),
+                 "transactions": ("fedorch_node_store_transactions_total", {}),
+                 "envelopes_out": ("fedorch_node_envelopes_total", {}),
+                 # node.db's commit thread, in CPU ms (see `_peak`)
+                 "store_encode_cpu_ms": ("fedorch_node_store_cpu_seconds_total",
+                                         {"part": "encode"}),
+                 "store_sqlite_cpu_ms": ("fedorch_node_store_cpu_seconds_total",
+                                         {"part": "sqlite"})}
 
 
 def node_counters(net: RealNet) -> dict[str, dict[str, float]]:
     """Each agent's node-engine counters so far (zero for the shells)."""
-    return {d: {name: net.metric(d, metric) for name, metric in NODE_COUNTERS.items()}
+    return {d: {name: net.metric(d, metric, **labels)
+                for name, (metric, labels) in NODE_COUNTERS.items()}
             for d in net.procs}
 
 
@@ -250,10 +281,13 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shell
     driver turns, transactions and envelopes per workflow too)."""
     node_before = await asyncio.to_thread(node_counters, net) if engine == "node" else None
     statements_before = await asyncio.to_thread(store_statements, net)
+    threads_before = {d: thread_cpu_s(proc.pid) for d, proc in net.procs.items()}
     cpu_before = cpu_now(net)
     start = time.monotonic()
     loaded = await _closed_loop(net, total, concurrency)
     cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
+    threads = {d: cpu_ms_per_workflow(threads_before[d], thread_cpu_s(proc.pid), total)
+               for d, proc in net.procs.items()}
     statements = await asyncio.to_thread(store_statements, net)
     committed_at = [r.committed for r in loaded if r.committed is not None]
     finished_at = [r.finished for r in loaded if r.finished is not None]
@@ -264,8 +298,10 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shell
     node = {}
     if node_before is not None:
         after = await asyncio.to_thread(node_counters, net)
+        scale = {k: 1000 if k.endswith("_cpu_ms") else 1 for k in NODE_COUNTERS}
         node = {"node_per_workflow": {
-            d: {k: round((after[d][k] - node_before[d][k]) / total, 2) for k in NODE_COUNTERS}
+            d: {k: round((after[d][k] - node_before[d][k]) * scale[k] / total, 3)
+                for k in NODE_COUNTERS}
             for d in after}}
     return {**node, "concurrency": concurrency,
             "commits_per_s": round(len(committed_at) / (max(committed_at, default=start)
@@ -275,6 +311,8 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shell
             "failed_calls": failed,
             "cpu_ms_per_workflow": cpu["total"],
             "cpu_ms_by_process": cpu,
+            # Each agent's CPU per workflow by thread (THREAD_PARTS).
+            "cpu_ms_by_thread": threads,
             # Each agent's SQL statements per workflow over the loop (c1 coordinates).
             "statements_per_workflow": {
                 d: round((statements[d] - statements_before[d]) / total, 1)
@@ -362,6 +400,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "p99_ms_half_load": round(_pct(half_lat, 0.99), 2),
         "cpu_ms_per_workflow": peak["cpu_ms_per_workflow"],
         "cpu_ms_by_process": peak["cpu_ms_by_process"],
+        "cpu_ms_by_thread": peak["cpu_ms_by_thread"],
         "statements_per_workflow": peak["statements_per_workflow"],
         "workflows": total,
         "concurrency": peak["concurrency"],

@@ -438,9 +438,8 @@ class Membership:
         if grace_timer is not None and now >= grace_timer:  # (a grace of 0: at once)
             outputs += self.grace.step(now, GraceTimer())
         self._act(outputs)
-        # After the grace's verdicts of this look: a hook reading `state_for_work` sees
-        # a DEAD that has just stood for its grace (the node engine posts it to its
-        # Node then), not the SUSPECT it read until this look.
+        # After the grace's step: a DEAD verdict acted on in this look reads DEAD to the
+        # hooks (state_for_work), not the SUSPECT it read before.
         for hook in self.agent.on_members_change:
             hook()
         counts = {s.value: 0 for s in MemberState}

@@ -152,6 +152,19 @@ class Federation(RealNet):
         except grpc.aio.AioRpcError:
             return None
 
+    async def answers_after(self, domain: str, workflow_id: str) -> bool:
+        """`domain` answered a client call. Its reservation is on disk before its vote
+        leaves, so a test that freezes a voter as soon as the reservation shows may keep
+        the vote with it; an answer from the voter's loop comes from a later turn than
+        the vote's reply (NOT_FOUND counts: a voter need not know the workflow yet)."""
+        try:
+            await self.client(domain).GetWorkflow(
+                client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                timeout=RPC_TIMEOUT_S)
+        except grpc.aio.AioRpcError as e:
+            return e.code() == grpc.StatusCode.NOT_FOUND
+        return True
+
     async def wait_state(self, domain: str, workflow_id: str, states=TERMINAL,
                          deadline_s: float = 60) -> status_pb2.WorkflowStatus:
         """Poll until the workflow is in one of `states` (a condition with a deadline)."""

@@ -77,17 +77,6 @@ async def _step_succeeded(fed: Federation, name: str, wid: str, step: str) -> bo
     return step_states(status)[step][0] == "SUCCEEDED"
 
 
-async def _answers(fed: Federation, name: str, wid: str) -> bool:
-    """`name` answered a status call (a learner that only voted does not know the workflow
-    yet: NOT_FOUND is an answer too)."""
-    try:
-        await fed.client(name).GetWorkflow(
-            client_pb2.GetWorkflowRequest(id=wid, local_only=True), timeout=5)
-    except grpc.aio.AioRpcError as e:
-        return e.code() == grpc.StatusCode.NOT_FOUND
-    return True
-
-
 async def test_a_six_domain_workflow_with_three_acceptors_succeeds(tmp_path):
     async with started_federation(tmp_path, _domains()) as fed:
         wid = await fed.submit("c", SPEC)
@@ -153,7 +142,7 @@ async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_kil
         # would keep its vote, and the coordinator would abort the round once its patience
         # ran out (a full run saw this). A status call answered by the learner after the
         # reservation is written shows its event loop went on past the vote's reply.
-        await wait_for(lambda: _answers(fed, learner, wid), 30,
+        await wait_for(lambda: fed.answers_after(learner, wid), 30,
                        f"{learner} to answer a status call after its vote")
         fed.signal(learner, signal.SIGSTOP)
         fed.signal("c", signal.SIGCONT)

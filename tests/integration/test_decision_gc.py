@@ -139,6 +139,7 @@ async def test_a_participant_silent_past_the_end_is_offered_the_commit_again(tmp
         fed.signal("c", signal.SIGSTOP)
         fed.signal("p2", signal.SIGCONT)
         await wait_for(lambda: fed.prepared("p2", wid), 20, "p2 to vote YES")
+        await wait_for(lambda: fed.answers_after("p2", wid), 20, "p2's vote to leave it")
         fed.signal("p2", signal.SIGSTOP)
         fed.signal("c", signal.SIGCONT)
         assert state_name(await fed.wait_state("c", wid)) == "FAILED"

@@ -13,12 +13,16 @@ restarted is answered the workflow the first attempt made, and no other is made.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pathlib
 import signal
 import sys
 
 import grpc
 import pytest
+from click.testing import CliRunner
+from fedorch.cli.main import cli
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2
 
@@ -113,6 +117,45 @@ async def test_a_running_workflows_cancel_is_refused_at_once_naming_why(fed, sec
     assert state_name(await fed.local_status("n1", wid)) == "RUNNING"
     assert state_name(await fed.local_status("n2", wid)) == "RUNNING"
     assert await asyncio.to_thread(naps_running, seconds)
+
+
+async def test_a_negotiating_workflows_cancel_is_carried_out_and_audited(tmp_path):
+    """n2 frozen (SIGSTOP) before it can vote, and a PREPARE timeout long enough that
+    the round waits on it: the cancel through n3 reaches the coordinator n1, which ends
+    the workflow CANCELLED, and n1's audit chain holds the client's request, before the
+    end it led to, as the shells record it."""
+    domains = {name: {**body, "negotiation": {**body["negotiation"],
+                                              "prepare_timeout_s": 60}}
+               for name, body in DOMAINS.items()}
+    async with started_federation(tmp_path, domains) as fed:
+        fed.signal("n2", signal.SIGSTOP)
+        wid = await fed.submit("n1", _echo())
+        assert state_name(await fed.status("n1", wid)) == "NEGOTIATING"
+        code, out, err = await _cli(fed, "n3", "cancel", wid, "--json", "--reason", "enough")
+        fed.signal("n2", signal.SIGCONT)
+        assert code == 0, (code, out, err)
+        assert json.loads(out)["state"] == "CANCELLED", out
+
+        async def recorded() -> list[dict] | None:
+            records = await asyncio.to_thread(_audit_records, tmp_path / "data" / "n1", wid)
+            return records if any(r["kind"] == "workflow_ended" for r in records) else None
+
+        records = await wait_for(recorded, 30, "n1 to record the end")
+        kinds = [r["kind"] for r in records]
+        request = [r for r in records if r["kind"] == "client_request"]
+        assert len(request) == 1 and request[0]["data"]["request"] == "cancel", records
+        assert kinds.index("client_request") < kinds.index("workflow_ended"), kinds
+        assert [r["data"]["state"] for r in records if r["kind"] == "workflow_ended"] \
+            == ["CANCELLED"], records
+
+
+def _audit_records(data: pathlib.Path, wid: str) -> list[dict]:
+    """`fedorch audit show ID --json` of a data dir (agent.db is read beside the
+    running agent)."""
+    result = CliRunner().invoke(cli, ["audit", "show", wid, "--data-dir", str(data),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 async def test_a_cancel_of_an_ended_workflow_is_refused_and_changes_nothing(fed):

@@ -176,6 +176,18 @@ async def test_a_restart_on_a_full_disk_stops_with_one_line_and_judges_nothing(d
     filler.unlink()
     await fed.close_channels()
     await fed.start("disk")
+    # The restarted agent sees the others ALIVE when start returns; home may still hold
+    # it gone from its time away, or ALIVE before its record with its capabilities
+    # came: a step constrained to it would find no placement (a loaded run saw both).
+    await fed.wait_converged()
+
+    async def home_sees_disk_offer_echo() -> bool:
+        return any(m.domain == "disk" and m.state == client_pb2.MEMBER_STATE_ALIVE
+                   and any(c.name == "test.echo" and c.available == c.capacity
+                           for c in m.capabilities)
+                   for m in await fed.members("home"))
+
+    await wait_for(home_sees_disk_offer_echo, 30, "home to see disk offer test.echo again")
     wid = await fed.submit("home", SPEC)
     status = await fed.wait_state("home", wid, deadline_s=60)
-    assert state_name(status) == "SUCCEEDED", status
+    assert state_name(status) == "SUCCEEDED", status.reason

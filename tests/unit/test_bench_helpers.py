@@ -237,3 +237,34 @@ def test_process_threads_counts_a_thread_started_here():
     finally:
         release.set()
         worker.join()
+
+
+def test_thread_cpu_parts_a_busy_python_thread_from_an_idle_event_loop():
+    import subprocess
+    import sys
+    import time
+
+    from fedorch.bench.commit import THREAD_PARTS, thread_cpu_s
+
+    # The main thread waits on stdin (the "loop"); a second Python thread spins, then
+    # waits too (a thread that ended is no longer in /proc).
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import threading, time\n"
+                              "def spin():\n"
+                              "    end = time.thread_time() + 0.3\n"
+                              "    while time.thread_time() < end: pass\n"
+                              "    threading.Event().wait()\n"
+                              "threading.Thread(target=spin, daemon=True).start()\ninput()"],
+                             stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        parts = thread_cpu_s(child.pid)
+        while parts["threads"] < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling another process's counters, with a deadline
+            parts = thread_cpu_s(child.pid)
+        assert set(parts) == set(THREAD_PARTS)
+        assert parts["threads"] >= 0.25
+        assert parts["loop"] < parts["threads"]
+    finally:
+        child.kill()
+        child.wait()

@@ -55,6 +55,7 @@ __all__ = [
     "check_fresh",
     "check_prepare_submission",
     "check_submitted",
+    "principal_of",
     "qualified",
     "sign_spec",
     "submission_payload",
@@ -115,6 +116,16 @@ def qualified(principal: str, vouched_by: str) -> str:
     if principal.startswith(DOMAIN_PRINCIPAL_PREFIX) or "@" in principal:
         return principal
     return f"{principal}@{vouched_by}"
+
+
+def principal_of(signed: spec_pb2.SignedSpec | None, coordinator: str) -> str:
+    """The submitter a PREPARE carries, qualified as `coordinator` vouches for it (what
+    `check_prepare_submission` names once it verified `signed`): ``alice@COORDINATOR``,
+    or ``domain:COORDINATOR`` for a spec the coordinator signed itself (open access) or
+    for a PREPARE with no signed spec at all, which is the coordinator's word alone."""
+    if signed is None or not signed.principal:
+        return DOMAIN_PRINCIPAL_PREFIX + coordinator
+    return qualified(signed.principal, coordinator)
 
 
 def _shape(signed: spec_pb2.SignedSpec) -> None:

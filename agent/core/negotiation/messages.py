@@ -81,9 +81,10 @@ ABORT = Value(False)
 class TxInfo:
     """A transaction as the coordinator fixed it at PREPARE time.
 
-    `round_tx`: the coordinator's signed statement of this transaction (a serialized
-    signed envelope, opaque to the cores), carried by every PaxosPrepare and Accept made
-    of it: an acceptor makes a record only of a round its coordinator stated (see
+    `round_tx`: the coordinator's signed statement of this transaction (the shells: a
+    serialized signed envelope; the Node: its signature of `round_statement`,
+    core/node/takeover_proofs.py; opaque to the cores), carried by every PaxosPrepare
+    and Accept made of it: an acceptor makes a record only of a round its coordinator stated (see
     acceptor.py). Not part of the transaction's identity: two copies of one round are
     equal whether or not, and under which signature, they carry it."""
 

@@ -14,6 +14,11 @@ has no authority. Both drivers use it: the daemon's node engine at its NodeTurn
 boundary (runtime/node_engine/boundary.py) and the negotiation simulator
 (sim/negotiation/boundary.py).
 
+A PaxosPrepare or Accept that would make an acceptor's first record of a round must
+also state a round its coordinator stated (with coordinator takeover composed, whose
+part signs the rounds: takeover_proofs.check_stated), as the shells' acceptor checks
+a round's signature before its first record.
+
 Two checks a signed wire makes with per-message signatures are made here by
 content: a vote inside a COMMIT value must name its own transaction (`vote_raw`, the
 Node's stand-in for a signed vote), and an acknowledgement names the domain that
@@ -101,6 +106,13 @@ def _paxos_in(node: Any, src: str, msg: PaxosPrepare | Accept, raw: Any,
                                participants=tx.participants))
     if isinstance(msg, Accept):
         _bound(raw, msg.tx.key, msg.value)
+    takeover = getattr(node, "takeover", None)
+    if takeover is not None and node.name in msg.tx.acceptors \
+            and node.acceptor.record(msg.tx.key) is None:
+        # Before our acceptor's first record of the round: one its coordinator stated
+        # (takeover_proofs.check_stated: its word, the PREPARE held here, or its
+        # signature of the round, which exists where takeover is composed).
+        takeover.proof.check_stated(src, msg.tx)
 
 
 def _paxos_reply(node: Any, src: str, msg: Promise | Accepted | Reject, raw: Any,

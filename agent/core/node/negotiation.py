@@ -10,6 +10,10 @@ becomes a record of the Node's view (so a driver writes it before the messages t
 follow it leave), a Learned decision is applied.
 
 Rules the Node enforces here rather than leaving to a shell:
+- a PREPARE is voted on by the local policy with its submitter: the principal of the
+  signed spec it carries, qualified by its coordinator (`principal_of`: the shells'
+  `alice@COORDINATOR`, or `domain:COORDINATOR` when the coordinator signed or sent
+  none), so `accept_from`'s principals and the rules see who asked;
 - a COMMIT is believed only with its certificate (`check_value` against the
   transaction known here); a COMMIT of a transaction unknown here is refused;
 - write combining: a learned COMMIT of our own prepared hold is written in the same
@@ -29,6 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.identity.submission import principal_of
 from fedorch.core.negotiation.acceptor import PersistAcceptor
 from fedorch.core.negotiation.coordinator import (
     Coordinator,
@@ -198,7 +203,10 @@ class Negotiation:
         admission = n.admit(n, now, tx, msg.info)
         out = n.participant.reserve(
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
-            data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx)
+            data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx,
+            # The policy weighs the submitter (accept_from's principals, rules), as
+            # `admit` checked its signed spec (the node engine: boundary.py).
+            principal=principal_of(msg.info.submission, tx.coordinator))
         yes = out.yes
         if yes and out.hold is not None:  # RESERVED: the reservation, then the prepare record
             n.point("reservation")

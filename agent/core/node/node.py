@@ -110,6 +110,7 @@ from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
+from fedorch.core.node.self_fencing import SelfFencing
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.workflow.placement import Placement
@@ -173,6 +174,9 @@ class Node:
         # Retention of ended workflows (retention.py); None: every one is kept.
         self.retain = Retainer(self, timing.retention) if timing.retention is not None \
             else None
+        # Self-fencing of the steps run here (self_fencing.py); None: off.
+        self.fencing = SelfFencing(self, timing.step_lease_s) \
+            if timing.step_lease_s is not None else None
         self._handed_out = False
         self.restore(disk if disk is not None else Disk(), now)
 
@@ -186,6 +190,8 @@ class Node:
         self.now = now
         kind = type(event)
         if kind is Message:
+            if self.fencing is not None:  # any message: contact with its sender
+                self.fencing.message_from(now, event.src)
             self.negotiation.deliver(now, event.src, event.msg)
         elif kind is Submit:
             self.negotiation.submit(now, event)
@@ -210,7 +216,8 @@ class Node:
         for t in (self.termination.get_timer(), self.participant.expiry_timer(),
                   self.retain.timer() if self.retain is not None else None,
                   self.takeover.timer() if self.takeover is not None else None,
-                  self.running.timer()):
+                  self.running.timer(),
+                  self.fencing.timer() if self.fencing is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
         for entry in self.pending.values():
@@ -259,6 +266,8 @@ class Node:
         self.progress: dict[str, Progress] = {}
         self.running.reset()
         self.domain_loss.reset()
+        if self.fencing is not None:
+            self.fencing.reset()
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
         self.members = {}  # a restarted agent's view is its membership's: told anew
         if self.takeover is not None:
@@ -294,6 +303,8 @@ class Node:
             self.takeover.tick(now)
         self.running.tick(now)  # the fan-out waves whose pause_s is over
         self.domain_loss.tick()  # before the resends: a void verdict's end goes no more
+        if self.fencing is not None:
+            self.fencing.tick(now)  # the attempts cut off past their step lease
         for entry in list(self.pending.values()):
             if entry[2] <= now:
                 entry[3] = min(entry[3] * 2, 8.0)
@@ -305,8 +316,10 @@ class Node:
     def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
         changed = set()
         was_gone = set()
+        before: dict[str, str | None] = {}
         for change in changes:  # all applied first: nothing acts on a view half told
             if self.members.get(change.domain) != change.state:
+                before.setdefault(change.domain, self.members.get(change.domain))
                 if self.member_loss.gone(change.domain):
                     was_gone.add(change.domain)
                 self.members[change.domain] = change.state
@@ -320,6 +333,8 @@ class Node:
             self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
+        if before and self.fencing is not None:
+            self.fencing.views_changed(now, before)
 
     # ---- what the parts share -------------------------------------------------------
 

@@ -44,6 +44,10 @@ class Timing:
     max_acceptors: int = 5
     # Retention of ended workflows inside the Node (retention.py); None: keep everything.
     retention: Retention | None = None
+    # Self-fencing (self_fencing.py): a participant cut off this long from its
+    # workflow's coordinator and other participants stops its steps; None: off (a
+    # driver that posts no membership view must leave it off).
+    step_lease_s: float | None = None
 
 
 # ---- shell-level messages: what the cores leave to the wire protocol ---------------

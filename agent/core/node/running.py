@@ -188,6 +188,10 @@ class Running:
                 return
             for a in ready:
                 run = (wf, a.step_id, a.attempt)
+                fenced = n.fencing.starting(now, wf) if n.fencing is not None else None
+                if fenced is not None:  # cut off past its lease: never started
+                    self.fenced(now, wf, a.step_id, a.attempt, fenced)
+                    continue
                 n.point("step start")
                 if run in n.state.runs:  # started before a crash: never again
                     state = p.attempt_ended(a.step_id, a.attempt, False, {}, "interrupted")
@@ -196,6 +200,15 @@ class Running:
                 n.state.runs.add(run)
                 n.note("step_started", run, now)
                 n.out.start.append(run)
+
+    def fenced(self, now: float, wf: str, step: str, attempt: int, why: str) -> None:
+        """Self-fencing stopped this attempt, or refused to start it (self_fencing.py):
+        it ends FAILED with `why`, not retried here."""
+        p = self.n.progress.get(wf)
+        if p is None:
+            return  # the workflow ended meanwhile
+        p.steps[step].max_attempts = attempt
+        self._step_end(now, wf, step, p.attempt_ended(step, attempt, False, {}, why))
 
     def _step_end(self, now: float, wf: str, step: str, state: StepState) -> None:
         n = self.n
@@ -303,3 +316,5 @@ class Running:
                      if not (k[0] == "result" and k[1] == wf)}
         if n.takeover is not None:
             n.takeover.forget(wf)
+        if n.fencing is not None:
+            n.fencing.forget(wf)

@@ -259,6 +259,12 @@ class SignedEvidence:
     def grant_holds(self, grant: SignedGrant) -> bool:
         return self.verify(grant.granter, GRANT_CONTEXT + grant.statement, grant.signature)
 
+    def round_signed(self, stated: StatedRound) -> bool:
+        """`stated` is signed by the coordinator it names, over its statement as carried
+        (an acceptor's check of a round before its first record of it)."""
+        return self.verify(stated.coordinator, ROUND_CONTEXT + stated.statement,
+                           stated.signature)
+
     def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
         """The proof's round is one the original coordinator signed (`stated`: its
         signed statement of the round, verified over the bytes as carried, naming the

@@ -19,7 +19,22 @@ statements and the certificate rules are takeover_grants.py). Held here:
   a restart (`own_certificate`);
 - the certificates others showed us (`proofs`, memory only: the winner shows it again),
   verified and kept, the latest epoch per workflow, for our denials (`saw_proof`,
-  `proof_of`); at most `PROOFS_KEPT` workflows, the oldest dropped first.
+  `proof_of`); at most `PROOFS_KEPT` workflows, the oldest dropped first;
+- signed rounds (`stated_prepare`, `check_stated`): the coordinator signs each round
+  of its own once, as its first PREPARE leaves, and the signature rides in the
+  PREPARE's transaction (`TxInfo.round_tx`: the statement is the transaction's own
+  fields, `round_statement`, so the signature alone is carried). A participant keeps
+  it with the transaction of its hold, so every PaxosPrepare and Accept it makes as
+  a recovery proposer carries it. An acceptor makes its first record of a round only
+  if the round is one its coordinator stated (`check_stated`, applied by the
+  authority table before the Node steps the message, core/node/authority.py): the
+  coordinator the workflow id names sends it itself; or this agent holds that round
+  from the coordinator (its PREPARE, its own round) and the message states the same;
+  or the message carries the coordinator's signature of that very round. Anything
+  else is refused (`Refused`, counted by reason): a trusted domain that lies (a
+  participant, which the table lets propose) cannot leave a record of a round of
+  its own making, or of a real round's key with other parties, that would later
+  refuse the honest round or an honest claimant's proof.
 
 Pure: the signer and the checks are ports.
 """
@@ -29,6 +44,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from fedorch.core.identity.authority import Refused
+from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.node.records import PrepareMsg
 from fedorch.core.node.takeover_grants import (
     Certificate,
@@ -69,6 +86,10 @@ class TakeoverEvidence(Protocol):
         it), and a COMMIT of it was chosen."""
         ...
 
+    def round_signed(self, stated: StatedRound) -> bool:
+        """`stated` is signed by the coordinator it names, over its statement."""
+        ...
+
 
 class NoEvidence:
     """Nothing can be verified: no certificate is believed, no proof holds."""
@@ -82,6 +103,9 @@ class NoEvidence:
         return False
 
     def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
+        return False
+
+    def round_signed(self, stated: StatedRound) -> bool:
         return False
 
 
@@ -114,12 +138,13 @@ class Proofs:
         self.proofs.pop(wf, None)
 
     def stated_prepare(self, msg: PrepareMsg) -> PrepareMsg:
-        """A PREPARE of ours as it leaves: with the round signed (WfInfo.stated) when the
-        round has an acceptor that holds no step, which a claimant must show it; signed
-        once per round (its PREPAREs leave one after another)."""
+        """A PREPARE of ours as it leaves: its transaction carries our signature of the
+        round (`round_tx`, for the acceptors' check: see the header), and, when the
+        round has an acceptor that holds no step, which a claimant must show the round,
+        so does its WfInfo (`stated`, the signed statement whole). Signed once per round
+        (its PREPAREs leave one after another)."""
         tx = msg.tx
-        if tx.coordinator != self.n.name or msg.info.stated is not None \
-                or set(tx.acceptors) <= set(tx.participants):
+        if tx.coordinator != self.n.name or tx.round_tx:
             return msg
         raw = round_statement(tx.workflow_id, tx.round, tx.coordinator, tx.participants,
                               tx.acceptors)
@@ -129,7 +154,42 @@ class Proofs:
                                                tx.coordinator, tx.participants,
                                                tx.acceptors)
             self.n.stats["takeover round signed"] += 1
-        return replace(msg, info=replace(msg.info, stated=stated))
+        info = msg.info
+        if info.stated is None and not set(tx.acceptors) <= set(tx.participants):
+            info = replace(info, stated=stated)
+        return replace(msg, tx=replace(tx, round_tx=stated.signature), info=info)
+
+    def check_stated(self, sender: str, tx: TxInfo) -> None:
+        """Refused unless `tx`, which `sender` states to this agent's acceptor before it
+        holds any record of the round, is a round its coordinator stated (see the
+        header): the reasons `round_mismatch`, `no_signed_round` and
+        `bad_signed_round`."""
+        # A round named another's than the coordinator its workflow id names (whose
+        # every round of the Node is) never gets here: the table refuses it first
+        # ("foreign_workflow").
+        wf = tx.workflow_id
+        if sender == tx.coordinator:
+            return  # the coordinator's own word: its envelope states the round
+        known = self.n.tx_of(tx.key)
+        if known is not None:  # its PREPARE came here, or it is our own round
+            if known != tx:
+                self.n.stats["acceptor refused a round unlike the one stated here"] += 1
+                raise Refused("round_mismatch", f"{sender} stated {tx.key} with other"
+                                                " parties than its coordinator did")
+            return
+        if not tx.round_tx:
+            self.n.stats["acceptor refused a round without its signature"] += 1
+            raise Refused("no_signed_round", f"{sender} stated {tx.key} without its"
+                                             " coordinator's signed round: no record is"
+                                             " made of it")
+        stated = StatedRound(tx.coordinator, round_statement(
+            wf, tx.round, tx.coordinator, tx.participants, tx.acceptors), tx.round_tx)
+        if not self.evidence.round_signed(stated):
+            self.n.stats["acceptor refused a round not signed by its coordinator"] += 1
+            raise Refused("bad_signed_round", f"{sender} stated {tx.key} with a signature"
+                                              f" that is not {tx.coordinator}'s of that"
+                                              " round")
+        self.n.stats["acceptor took a round on its coordinator's signature"] += 1
 
     def proven(self, wf: str, epoch: int, holder: str, certificate: Certificate) -> bool:
         """Does `certificate` prove that `holder` won `epoch` (checked through the port,

@@ -26,6 +26,9 @@ committed, never of one a crash could still undo.
   Finished row in a final state). A group written again (a
   restore that re-decides nothing writes no op) makes no record: records follow
   ops, and the Node writes a write-once cell, a learned decision or a run once.
+- A client's cancel, once the coordinator's client service takes it, is recorded
+  there as the shells record it (`client_request`, services.py), written alone
+  before the Node is told: it precedes the `workflow_ended` it leads to.
 - A NO vote changes no table (presumed abort needs no record), so no group tells of
   it: `AuditedNode`, around what the driver steps, sees the PREPAREs going in and the
   Ready's NO votes coming out, and records each NO (with the steps and spec of its

@@ -161,7 +161,9 @@ def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:
     submitter's signature over the spec, by the key its coordinator vouches for, or by
     the coordinator's own key from the trust store for a spec it signed itself; the spec
     to run is the one signed), then bound to one workflow id (`Node.check_submission`).
-    A refusal is a RemoteProtocolError: no vote, and the round times out."""
+    A refusal is a RemoteProtocolError: no vote, and the round times out. Once it
+    passed, the Node's policy weighs the principal it names, qualified as its
+    coordinator vouches for it (negotiation.py, `principal_of`)."""
 
     def admit(node: Any, now: float, tx: Any, info: Any) -> Admission | None:
         signed = info.submission

@@ -35,6 +35,10 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
 - `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
   before it posts, and the authority check the driver makes before the Node steps a
   message;
+- self-fencing (core/node/self_fencing.py), always on: `Timing.step_lease_s` from
+  `negotiation.step_lease_s`, else three times the gossip profile's time to a DEAD
+  verdict, as the default engine takes it (`step_lease_of`); it reads the same
+  membership view as takeover;
 - coordinator takeover (core/node/takeover.py), always on: `Timing.takeover_after_s`
   from `negotiation.takeover_after_s` (10 s by default); the grants this agent gives
   signed with its domain key and what others show checked with its trust store
@@ -69,6 +73,11 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from fedorch.core.membership.swim_profiles import (
+    make_profile,
+    suspicion_bounds,
+    typed_overrides,
+)
 from fedorch.core.node.inputs import MemberState, MemberViews, Submit
 from fedorch.core.node.records import Disk, Timing
 from fedorch.core.node.retention import Retention
@@ -76,6 +85,7 @@ from fedorch.core.workflow.takeover import DEFAULT_TAKEOVER_AFTER_S
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
+from fedorch.runtime.config import gossip_profile_name
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
 from fedorch.runtime.node_engine.audit import (
@@ -114,6 +124,7 @@ from fedorch.runtime.node_engine.write_behind import (
 from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
+from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
 __all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
            "uses_node_engine"]
@@ -154,6 +165,9 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         # Coordinator takeover (core/node/takeover.py) is always on in the daemon: a
         # committed workflow never waits on a dead coordinator.
         takeover_after_s=neg.takeover_after_s or DEFAULT_TAKEOVER_AFTER_S,
+        # Self-fencing (core/node/self_fencing.py) is always on in the daemon, whose
+        # driver posts its membership view.
+        step_lease_s=step_lease_of(config),
         # The Node's own retention (core/node/retention.py), on the config's bounds;
         # nothing goes within two replay windows of its last mark (a late message).
         retention=Retention(
@@ -162,6 +176,23 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
             or keep.max_ended_workflows,
             late_message_s=2 * (neg.replay_window_s or keep.late_message_s / 2)),
     )
+
+
+def step_lease_of(config: config_pb2.AgentConfig) -> float:
+    """The step lease (`negotiation.step_lease_s`), else what the default engine takes
+    (runtime/self_fencing.py): three times the gossip profile's longest time to a DEAD
+    verdict, here for a federation of every domain this agent trusts (the Node's lease
+    is fixed at start; the default engine's follows the members it sees, and a bigger
+    federation only makes it longer, so counting every trusted domain never makes it
+    shorter than that)."""
+    neg = config.negotiation
+    if neg.step_lease_s > 0:
+        return neg.step_lease_s
+    g = config.gossip
+    profile = make_profile(gossip_profile_name(g.profile), **typed_overrides(dict(g.tuning)))
+    members = len(config.trust.key_files) + 1
+    return LEASE_DEAD_TIMES * (profile.probe_interval
+                               + suspicion_bounds(profile, members)[1])
 
 
 class NodeEngineAgent(Agent):

@@ -19,6 +19,12 @@ core's (agent/core/node/takeover_grants.py); what is the daemon's here is the ke
   acts): one made under a key its domain has since rotated away from still counts, as
   stored evidence does (`TrustStore.verify(..., evidence=True)`), unless revoked.
 
+Signed rounds: the Node's coordinator signs each round of its own once, with this
+domain's key (the `grant_signer` port, after the round context), and the signature
+rides in the PREPARE's transaction; an acceptor checks it with the trust store
+(`round_signed`) before its first record of a round a participant states to it
+(takeover_proofs.check_stated).
+
 Round proofs (an acceptor that holds no step is shown the committed round by a
 claimant): the round as the original coordinator signed it with its domain key as its
 PREPARE left (`StatedRound`, takeover_proofs.stated_prepare), checked here with the

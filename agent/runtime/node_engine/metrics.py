@@ -34,6 +34,14 @@ class NodeEngineCollector(Collector):
         ops = CounterMetricFamily("fedorch_node_store_rows", "Row writes to node.db")
         ops.add_metric([], stats.ops)
         yield ops
+        # The commit thread's CPU in node.db's writes (encoding the rows, SQLite, the
+        # commit), apart from the event loop's: what a workflow costs in that thread.
+        cpu = CounterMetricFamily("fedorch_node_store_cpu_seconds",
+                                  "CPU seconds of node.db's writes in the commit thread",
+                                  labels=["part"])
+        cpu.add_metric(["encode"], stats.encode_cpu_s)
+        cpu.add_metric(["sqlite"], stats.cpu_s - stats.encode_cpu_s)
+        yield cpu
         t = e.transport
         envelopes = CounterMetricFamily("fedorch_node_envelopes",
                                         "NodeTurn envelopes sent (one per peer and turn, or"
@@ -59,6 +67,13 @@ class NodeEngineCollector(Collector):
                                     "Step attempts the node engine started")
         steps.add_metric([], e.executors.started)
         yield steps
+        fenced = CounterMetricFamily(
+            "fedorch_node_steps_self_fenced",
+            "Step attempts this domain's Node stopped, or never started, cut off from their"
+            " workflow past the step lease (self-fencing)", labels=["outcome"])
+        fenced.add_metric(["stopped"], e.node.stats["step self-fenced"])
+        fenced.add_metric(["not_started"], e.node.stats["step not started: fenced"])
+        yield fenced
         audit = CounterMetricFamily(
             "fedorch_node_audit_records",
             "The node engine's audit records: appended to agent.db, or lost with a write"

@@ -9,18 +9,29 @@ by). `PlacedNode` is the Node with the daemon's placement instead, as the shells
 liveness), with the refusers excluded. The first round keeps the placement the client
 service chose when it took the submission (`hint`), made by the same code a moment
 before; a restored coordinator's later rounds place anew.
+
+`SubmissionPlans` is that first placement, with the spec's checks and fan-out
+expansion, as the client service makes it for each submission: kept by spec shape and
+member view, so that the same spec submitted again while the view stands is checked
+and placed once (see the class).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from fedorch.core.node.node import Node
+from fedorch.core.workflow import fanout
 from fedorch.core.workflow.placement import Candidate, Placement, place
+from fedorch.core.workflow.spec import check_no_expansion_fields, validate_spec
 from fedorch.gen.fedorch.v1 import spec_pb2
 
-__all__ = ["PlacedNode"]
+__all__ = ["PLANS_KEPT", "Plan", "PlacedNode", "SubmissionPlans", "Unplaceable"]
+
+# Submission plans kept (distinct spec shapes: a few per client in practice).
+PLANS_KEPT = 256
 
 
 class PlacedNode(Node):
@@ -38,3 +49,73 @@ class PlacedNode(Node):
             return place(spec, self.candidates(), coordinator=self.name, excluded=excluded)
 
         return placed
+
+
+class Plan(NamedTuple):
+    """What a submitted spec becomes at its coordinator: checked, its fan-out steps
+    expanded (`spec`), every step placed (`assignment`, the submission's own dict)."""
+
+    spec: spec_pb2.WorkflowSpec
+    assignment: dict[str, str]
+
+
+class Unplaceable(Exception):
+    """No domain can take every step; the message names each step and why."""
+
+
+class SubmissionPlans:
+    """The client service's checks, fan-out expansion and first placement of a submitted
+    spec, made once per spec shape and member view.
+
+    `validate_spec`, `fanout.expand` and `place` are pure functions of the spec, the
+    candidates (each member's record and liveness, as runtime/candidates.py builds them)
+    and this coordinator's name, and a federation's clients submit the same few specs
+    again and again. So a plan is kept by the spec's deterministic bytes, with the
+    candidates it was made from, and reused while the candidates are the same: the same
+    records (membership parses a record once per version, so an unchanged member's is
+    the same object, compared by identity; another one is compared by value, which
+    gives the same answer at a higher cost), the same liveness and revocations, in the
+    same order. Any change of the view makes the plan again. Only a spec that passes
+    and is placed whole is kept: a refusal is made again, so its error is the one the
+    checks give now; nor is one whose fan-out steps were expanded (its expansion is a
+    new message, never shared between workflows). So a submission gets what the checks
+    and `place` would give it now: the spec object it came with, and an assignment
+    dict of its own."""
+
+    def __init__(self, coordinator: str, kept: int = PLANS_KEPT) -> None:
+        self.coordinator = coordinator
+        self.kept = kept
+        self._plans: OrderedDict[bytes, tuple[tuple, dict[str, str]]] = OrderedDict()
+        self.hits = 0    # plans reused
+        self.misses = 0  # plans made
+
+    def plan(self, spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate]) -> Plan:
+        """The checked, expanded, placed spec. Raises SpecError (the spec's fault, as
+        `validate_spec` says it) or Unplaceable."""
+        key = spec.SerializeToString(deterministic=True)
+        view = tuple((c.record, c.alive, c.suspect, c.revoked) for c in candidates)
+        kept = self._plans.get(key)
+        if kept is not None and kept[0] == view:
+            self._plans.move_to_end(key)
+            self.hits += 1
+            return Plan(spec, dict(kept[1]))
+        self.misses += 1
+        check_no_expansion_fields(spec, "request")
+        validate_spec(spec, "request")
+        # Fan-out steps become one instance per eligible domain, once, here, as the
+        # shells do (core/workflow/fanout.py): the row keeps the expanded spec and every
+        # PREPARE carries it, with the signed spec it was expanded from (a participant
+        # checks it is an expansion of that: core/identity/submission.py).
+        expanded = fanout.expand(spec, candidates, coordinator=self.coordinator)
+        if expanded is not spec:
+            validate_spec(expanded, "request (fan-out steps expanded)")
+        placement = place(expanded, candidates, coordinator=self.coordinator)
+        if not placement.ok:
+            raise Unplaceable("no domain can take every step: " + "; ".join(
+                f"step {s}: {r}" for s, r in placement.unplaceable.items()))
+        if expanded is spec:
+            self._plans[key] = (view, dict(placement.assignment))
+            self._plans.move_to_end(key)
+            while len(self._plans) > self.kept:
+                self._plans.popitem(last=False)
+        return Plan(expanded, dict(placement.assignment))

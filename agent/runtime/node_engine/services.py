@@ -7,8 +7,9 @@ Node (status.py) and posts everything else the Node must do:
 - Submit / SubmitAndWatch: the spec is checked as the shells check it (signature of a
   signed spec, the spec's own checks), placed from this agent's membership view with
   the shells' placement code (core/workflow/placement.py over
-  runtime/candidates.py), and posted as `Submit(workflow_id, spec, submission,
-  placement)`; the id is answered once the workflow's row is durable;
+  runtime/candidates.py; the checks and placement kept per spec shape and member
+  view: placing.py `SubmissionPlans`), and posted as `Submit(workflow_id, spec,
+  submission, placement)`; the id is answered once the workflow's row is durable;
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
@@ -23,7 +24,9 @@ Node (status.py) and posts everything else the Node must do:
 - ListMembers: the membership view, as with the shells (inherited).
 - Cancel: as with the shells, the caller needs the `cancel` permission (the
   interceptor); the cancel goes to the workflow's coordinator (its id names it; a
-  forwarded call carries `local_only`), which posts `Cancel` to its Node
+  forwarded call carries `local_only`), which, once it takes the cancel, appends the
+  request to its audit chain as the shells do (a `client_request` record naming the
+  verified caller, written before the Node acts), posts `Cancel` to its Node
   (core/node/cancel.py) and answers the workflow's status once it ended CANCELLED and
   that is durable. A workflow that already ended is refused with FAILED_PRECONDITION
   naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND;
@@ -56,13 +59,11 @@ from typing import TYPE_CHECKING
 import grpc
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
-from fedorch.core.identity.submission import sign_spec
+from fedorch.core.identity.submission import sign_spec, submission_payload
 from fedorch.core.node.cancel import refusal
 from fedorch.core.node.inputs import Cancel
-from fedorch.core.workflow import fanout
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
-from fedorch.core.workflow.placement import place
-from fedorch.core.workflow.spec import SpecError, check_no_expansion_fields, validate_spec
+from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.client_service import (
@@ -73,7 +74,9 @@ from fedorch.runtime.client_service import (
     ClientService,
     _check_id,
 )
+from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
+from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
 from fedorch.runtime.peer_service import PeerService
 
 if TYPE_CHECKING:
@@ -85,6 +88,7 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
+KNOWN_GOOD_SPEC_BYTES = 64 * 1024  # own spec signatures told to the trust store up to this
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
 CANCEL_DONE_S = 10.0
 WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often  # a cancel not carried out by then is answered with the status it has
@@ -126,6 +130,8 @@ class NodeClientService(ClientService):
         # while the first is placed gets the same workflow); across a restart, the
         # Node's `requests` table answers (`_request_recorded`).
         self._by_request: OrderedDict[str, str] = OrderedDict()
+        # Each spec shape's checks and first placement, while the member view stands.
+        self.plans = SubmissionPlans(engine.domain)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -157,27 +163,12 @@ class NodeClientService(ClientService):
                 f"a signed spec not bound to its coordinator (sign it with coordinator"
                 f" {a.domain})"))
         try:
-            check_no_expansion_fields(spec, "request")
-            validate_spec(spec, "request")
+            plan = self.plans.plan(spec, placement_candidates(a))
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        candidates = placement_candidates(a)
-        # Fan-out steps become one instance per eligible domain, once, here, as the
-        # shells do (core/workflow/fanout.py): the row keeps the expanded spec and every
-        # PREPARE carries it, with the signed spec it was expanded from (a participant
-        # checks it is an expansion of that: core/identity/submission.py).
-        expanded = fanout.expand(spec, candidates, coordinator=a.domain)
-        if expanded is not spec:
-            try:
-                validate_spec(expanded, "request (fan-out steps expanded)")
-            except SpecError as e:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-            spec = expanded
-        placement = place(spec, candidates, coordinator=a.domain)
-        if not placement.ok:
-            reasons = "; ".join(f"step {s}: {r}" for s, r in placement.unplaceable.items())
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"no domain can take every step: {reasons}")
+        except Unplaceable as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        spec = plan.spec
         workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
         if request.request_id:
             known = self._by_request.setdefault(request.request_id, workflow_id)
@@ -188,8 +179,13 @@ class NodeClientService(ClientService):
         if signed is None:  # open access: this domain vouches for the spec
             signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
                                issued_at_ms=a.now_ms(), coordinator=a.domain)
+            # This domain's own participant checks the signature in the PREPARE it sends
+            # itself (never on the wire): known good, as its own votes are. Not for a
+            # large spec: the trust store's cache would keep a copy of its bytes.
+            if len(signed.spec) <= KNOWN_GOOD_SPEC_BYTES:
+                a.trust.signed_here(a.domain, submission_payload(signed), signed.signature)
         try:
-            await self.engine.submit(workflow_id, spec, signed, dict(placement.assignment),
+            await self.engine.submit(workflow_id, spec, signed, plan.assignment,
                                      request_id=request.request_id)
         except TimeoutError:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
@@ -373,6 +369,12 @@ class NodeClientService(ClientService):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
         if (why := refusal(self.engine.node, request.id)) is not None:  # e.g. takeover on
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+        # Taken: recorded as the shells record it (client_service.Cancel), on the audit
+        # chain before the Node acts on it, naming the verified caller (also when a peer
+        # forwarded the call for it); written alone, now, so that it precedes the end.
+        caller = CURRENT_CALLER.get()
+        await a.audit.client_request("cancel", request.id, peer=context.peer(),
+                                     principal=caller.describe() if caller else "")
         self.engine.post(Cancel(request.id, request.reason or "by request"))
         deadline = a.clock.monotonic() + CANCEL_DONE_S
         while status.state not in TERMINAL:

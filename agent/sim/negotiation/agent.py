@@ -96,6 +96,7 @@ class SimAgent:
     # ---- life cycle --------------------------------------------------------------
 
     def crash(self) -> None:
+        self.sim.fences.crashed(self.name)  # its step processes die with it
         self.alive = False
         self.incarnation += 1
         self.wake_at = None
@@ -104,6 +105,7 @@ class SimAgent:
         """A new Node from the disk, as a restarted daemon builds it; then its Ready.
         (`now` is the simulation's; the Node reads the clock of this boot.)"""
         self.alive = True
+        self.sim.fences.booted(self.name)
         seed = self.sim.agent_seed(self.name, self.incarnation)
         self.rng = random.Random(seed)
         if self.incarnation:  # a stream of its own: the Node's draws stay as they were
@@ -153,6 +155,7 @@ class SimAgent:
             self._step(now, Message(src, msg))
 
     def step_done(self, now: float, wf: str, step: str, attempt: int) -> None:
+        self.sim.fences.ended(self.name, (wf, step, attempt))
         if wf not in self.node.progress:
             return  # stopped: its workflow ended
         ok = self.rng.random() < 0.9

@@ -86,6 +86,7 @@ class Checker:
         # Coordinator takeover: who acted in which epoch, each coordinator's end, and
         # when each agent ended each workflow.
         self.acting_in: dict[tuple[str, int], str] = {}
+        self.acting_at: dict[tuple[str, int], float] = {}  # when it first acted
         self.ends: dict[str, dict[int, object]] = {}
         self.ended_at: dict[tuple[str, str], float] = {}
         # Steps a coordinator failed as lost with their domain: (agent, (wf, step),
@@ -156,6 +157,7 @@ class Checker:
 
     def acting(self, agent: str, wf: str, epoch: int, now: float) -> None:
         other = self.acting_in.setdefault((wf, epoch), agent)
+        self.acting_at.setdefault((wf, epoch), now)
         if other != agent:
             self.fail(f"takeover: {wf} has two coordinators in epoch {epoch}: {other} and"
                       f" {agent} (at {now:.3f})")

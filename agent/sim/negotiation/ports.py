@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 # boot reads, below what a long-running one wrote) or far above (a host up for days).
 REBOOT_SHARE = 0.5  # of restarts: the rest are process restarts on the same clock
 FAR_ABOVE_S = (10_000.0, 1_000_000.0)
+# How long an attempt runs (drawn between the two); a targeted test may lengthen it.
+STEP_S = (0.05, 0.6)
 
 
 class SimClock:
@@ -137,7 +139,9 @@ class SimExecutors:
 
     def start(self, run: tuple[str, str, int]) -> None:
         agent = self.agent
-        agent.sim.schedule_step(agent, run, agent.rng.uniform(0.05, 0.6))
+        agent.sim.fences.started(agent.name, run)
+        agent.sim.schedule_step(agent, run, agent.rng.uniform(*STEP_S))
 
     def stop(self, run: tuple[str, str, int]) -> None:
-        return None  # ends of a finished workflow are dropped on arrival (agent.step_done)
+        # Its end is dropped on arrival (agent.step_done): the attempt ends now.
+        self.agent.sim.fences.ended(self.agent.name, run)

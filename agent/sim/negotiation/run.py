@@ -57,12 +57,16 @@ from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.clock_check import ClockCheck
 from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.disk import Crash, PrepareMsg
+from fedorch.sim.negotiation.fence_check import FenceWatch
 from fedorch.sim.negotiation.keyring import Keyring
 from fedorch.sim.negotiation.liar import Liar
 from fedorch.sim.negotiation.takeover import MembershipFeed
 
 _DELIVER, _WAKE, _STEP, _SUBMIT, _RESTART, _CRASH, _CLOCK, _MEMBERS, _CANCEL = range(9)
 MAX_EVENTS = 200_000
+# The step lease of the takeover schedule: three times the time to a DEAD verdict
+# (Timing.dead_after_s), as the daemon's default is three times its profile's.
+SIM_STEP_LEASE_S = 4.5
 
 
 class SimulationFailure(AssertionError):
@@ -123,6 +127,8 @@ class Simulation:
         self._views = c.timing.takeover_after_s is not None
         self._views_seen: tuple | None = None  # what the views were last computed from
         self._pauses_seen: dict[str, float] = {}  # a pause's end, once seen (a view change)
+        # Self-fencing's invariant (fence_check.py; on with Timing.step_lease_s).
+        self.fences = FenceWatch(self)
         self.agents = {n: SimAgent(self, n, c.policies[n], c.capacities[n], c.timing)
                        for n in self.names}
         for w in c.workflows:
@@ -202,6 +208,7 @@ class Simulation:
             raise Crash("forever")
         if c.pause is not None and agent.name == c.pause[0] and count == c.pause[1]:
             agent.paused_until = self.now + c.pause[2]
+            self.fences.paused(agent.name, agent.paused_until)
         if self.crashes < c.max_crashes and self.now < c.chaos_end \
                 and self._faults.random() < c.crash_rate:
             raise Crash("crash")
@@ -276,6 +283,7 @@ class Simulation:
             self.events += 1
             if kind == _DELIVER:
                 if agent.alive:
+                    self.fences.delivered(payload[0], agent.name)
                     self._handle(agent, agent.deliver, *payload)
             elif kind == _WAKE:
                 if agent.alive and payload == agent.wake_token:
@@ -308,6 +316,7 @@ class Simulation:
             self.checker.fail(f"livelock: {MAX_EVENTS} events by t={self.now:.2f}")
         else:
             self.checker.finish(self)
+            self.fences.check()
         return self.report()
 
     def report(self) -> Report:
@@ -418,11 +427,14 @@ class Simulation:
 
 def seeded_config(seed: int, takeover_after_s: float | None = None) -> Config:
     """The seed's random federation and faults; with `takeover_after_s`, coordinator
-    takeover on (the takeover schedule: tests/sim/negotiation/test_takeover.py)."""
+    takeover on (the takeover schedule: tests/sim/negotiation/test_takeover.py), and
+    self-fencing with it (its runs post membership views, which the rule reads:
+    SIM_STEP_LEASE_S; fence_check.py)."""
     config = Config.random(random.Random(seed))
     if takeover_after_s is not None:
         config = replace(config, timing=replace(config.timing,
-                                                takeover_after_s=takeover_after_s))
+                                                takeover_after_s=takeover_after_s,
+                                                step_lease_s=SIM_STEP_LEASE_S))
     return config
 
 

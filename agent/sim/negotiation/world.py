@@ -40,6 +40,7 @@ class World(Protocol):
     last_restart: dict[str, float]  # the last restart of each agent
     stated_rounds: set[TxInfo]  # every round a coordinator sent a PREPARE of
     membership: Any  # takeover.MembershipFeed: each agent's view, told to its Node
+    fences: Any  # fence_check.FenceWatch: attempts, boots, pauses, deliveries
 
     def agent_seed(self, name: str, incarnation: int) -> int: ...
     def config_spec(self, workflow_id: str) -> spec_pb2.WorkflowSpec | None: ...

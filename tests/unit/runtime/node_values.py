@@ -63,7 +63,10 @@ ballots = st.builds(Ballot, st.integers(0, 99), names)
 vote_ins = st.builds(VoteIn, st.integers(0, 9), names, st.booleans(), text,
                      st.binary(max_size=24))
 values = st.builds(Value, st.booleans(), st.lists(vote_ins, max_size=3).map(tuple))
-txs = st.builds(TxInfo, wf_ids, st.integers(1, 9), names, name_tuples, name_tuples)
+# With the coordinator's signature of the round (`round_tx`, compare=False), which a
+# PREPARE's transaction and every hold made of it carry (takeover_proofs.py).
+txs = st.builds(TxInfo, wf_ids, st.integers(1, 9), names, name_tuples, name_tuples,
+                round_tx=st.binary(max_size=64))
 acceptor_records = st.builds(AcceptorRecord, txs, st.none() | ballots, st.none() | ballots,
                              st.none() | values, st.none() | values)
 holds = st.builds(Hold, wf_ids, st.integers(0, 9), names, st.sampled_from(HoldState),

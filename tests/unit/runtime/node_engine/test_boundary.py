@@ -241,3 +241,46 @@ def test_a_prepare_is_admitted_only_with_its_submitters_signature():
     ready = node.ready()
     votes = [o.msg for o in (*ready.send_now, *ready.send_after_write)]
     assert [(type(v).__name__, v.yes) for v in votes] == [("VoteMsg", True)]
+
+
+def _vote_on(node: Node, now: float, msg: PrepareMsg) -> VoteMsg:
+    node.step(now, Message("beta", msg))
+    ready = node.ready()
+    node.advance(ready)
+    (vote,) = [o.msg for o in (*ready.send_now, *ready.send_after_write)
+               if type(o.msg) is VoteMsg]
+    return vote
+
+
+def test_the_policy_weighs_the_principal_of_the_prepares_signed_spec():
+    """`accept_from: [{domain: beta, principals: [alice]}]`: a YES for alice's signed
+    spec, a NO naming the rule for bob's, and for a PREPARE that carries none (the
+    coordinator's word alone: principal domain:beta, as the shells name it)."""
+    h = Harness()
+    clients = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob")}
+    policy = config_pb2.Policy(accept_from_principals=[
+        config_pb2.AcceptFrom(domain="beta", principals=["alice"])])
+    node = Node(ME, policy=policy, capacities={"test.echo": 4}, timing=Timing(),
+                peers=[ME, "beta"], rng=random.Random(1), admit=signed_submissions(h.trust),
+                wall_ms=lambda now: time.time_ns() // 1_000_000, now=h.clock.monotonic())
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="a",
+                                                                    capability="test.echo")])
+
+    def prepare(workflow: str, principal: str | None) -> PrepareMsg:
+        signed = None if principal is None else sign_spec(
+            principal, clients[principal].sign, spec,
+            clients[principal].public_key().public_bytes_raw(), request_id=workflow,
+            issued_at_ms=time.time_ns() // 1_000_000, coordinator="beta")
+        tx = TxInfo(f"beta.{workflow}", 1, "beta", ("alpha", "beta"), ("alpha", "beta"))
+        return PrepareMsg(tx, (("a", "test.echo"),),
+                          WfInfo(spec, {"a": "alpha"}, "beta", submission=signed))
+
+    yes = _vote_on(node, h.clock.monotonic(), prepare("wf-alice", "alice"))
+    assert (yes.yes, yes.reason) == (True, "")
+    no = _vote_on(node, h.clock.monotonic(), prepare("wf-bob", "bob"))
+    assert not no.yes
+    assert "accept_from: principal 'bob@beta' is not accepted from coordinator 'beta'" \
+        in no.reason, no.reason
+    unsigned = _vote_on(node, h.clock.monotonic(), prepare("wf-none", None))
+    assert not unsigned.yes and "principal 'domain:beta'" in unsigned.reason, unsigned.reason
+    assert set(node.state.holds) == {("beta.wf-alice", 1)}  # only alice's is held

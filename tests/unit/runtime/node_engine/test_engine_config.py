@@ -4,6 +4,7 @@ refuses at start-up (runtime/node_engine/engine.py)."""
 from __future__ import annotations
 
 import pytest
+from fedorch.core.membership.swim_profiles import make_profile, suspicion_bounds
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import ConfigError, parse_config_text
 from fedorch.runtime.node_engine.engine import (
@@ -12,6 +13,7 @@ from fedorch.runtime.node_engine.engine import (
     timing_of,
     uses_node_engine,
 )
+from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
 MINIMAL = """\
 domain: eu-west
@@ -62,3 +64,17 @@ def test_the_node_engine_takes_over_after_the_configured_silence():
     assert timing_of(_config("engine: node\n")).takeover_after_s == 10.0
     config = _config("engine: node\nnegotiation: {takeover_after_s: 3}\n")
     assert timing_of(config).takeover_after_s == 3.0
+
+
+def test_the_step_lease_is_the_configured_one_else_the_default_engines():
+    assert timing_of(_config("negotiation: {step_lease_s: 7}\n")).step_lease_s == 7.0
+    # Unset: three times the profile's longest time to a DEAD verdict, as the default
+    # engine's self-fencing takes it (runtime/self_fencing.py), for the trusted domains.
+    for profile in ("local", "lan", "wan"):
+        swim = make_profile(profile)
+        expected = LEASE_DEAD_TIMES * (swim.probe_interval + suspicion_bounds(swim, 1)[1])
+        lease = timing_of(_config(f"gossip: {{profile: {profile}}}\n")).step_lease_s
+        assert lease == pytest.approx(expected) and lease > 0, profile
+    # Longer for a slower profile: the lease follows the time to a DEAD verdict.
+    assert timing_of(_config("gossip: {profile: wan}\n")).step_lease_s \
+        > timing_of(_config("gossip: {profile: local}\n")).step_lease_s

@@ -3,6 +3,7 @@ engine's parts, as the Prometheus endpoint shows it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from types import SimpleNamespace
 
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
@@ -15,10 +16,13 @@ from tests.unit.runtime.node_engine.test_write_behind import FlakyDisk, group
 def engine(fault: WriteFault) -> SimpleNamespace:
     return SimpleNamespace(
         driver=SimpleNamespace(turns=3, refused={"Message": 2}),
-        store=SimpleNamespace(stats=SimpleNamespace(transactions=2, ops=9)),
+        store=SimpleNamespace(stats=SimpleNamespace(transactions=2, ops=9, cpu_s=0.75,
+                                                    encode_cpu_s=0.25)),
         transport=SimpleNamespace(envelopes=4, sent={"b": 5}, dropped={"c": 1}),
         boundary=SimpleNamespace(posted=6),
         executors=SimpleNamespace(started=1),
+        node=SimpleNamespace(stats=Counter({"step self-fenced": 2,
+                                            "step not started: fenced": 1})),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2),
         write_behind=fault)
 
@@ -65,3 +69,8 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_audit_records_total{outcome="appended"}'] == 7
     assert got['fedorch_node_audit_records_total{outcome="lost"}'] == 1
     assert got["fedorch_node_audit_transactions_total"] == 2
+    assert got['fedorch_node_steps_self_fenced_total{outcome="stopped"}'] == 2
+    assert got['fedorch_node_steps_self_fenced_total{outcome="not_started"}'] == 1
+    # node.db's commit thread: encoding the rows apart from SQLite's own work
+    assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
+    assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5

@@ -1,0 +1,134 @@
+"""The client service's submission plans (placing.py `SubmissionPlans`): a spec's checks,
+fan-out expansion and first placement, kept by spec shape and member view. What a
+submission gets is always what the checks and `place` give it now."""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.core.workflow import fanout
+from fedorch.core.workflow.placement import Candidate, place
+from fedorch.core.workflow.spec import SpecError, spec_from_mapping
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
+
+ME = "c1"
+
+
+def _record(domain: str, available: int = 4, caps: tuple[str, ...] = ("work",)
+            ) -> peer_pb2.DomainRecord:
+    return peer_pb2.DomainRecord(
+        domain=domain, endpoint=f"{domain}:1", labels={"tier": "prod"},
+        capabilities=[peer_pb2.CapabilityInfo(name=c, capacity=4, available=available)
+                      for c in caps])
+
+
+def _view(records: dict[str, peer_pb2.DomainRecord], states: dict[str, str] | None = None
+          ) -> list[Candidate]:
+    states = states or {}
+    return [Candidate.of(r, states.get(d, "ALIVE")) for d, r in records.items()]
+
+
+def _spec(name: str = "wf", steps: int = 3):
+    return spec_from_mapping({"name": name, "steps": [
+        {"id": f"s{i}", "capability": "work", **({"needs": [f"s{i - 1}"]} if i else {})}
+        for i in range(steps)]})
+
+
+def _placed_now(spec, candidates) -> dict[str, str]:
+    placement = place(spec, candidates, coordinator=ME)
+    assert placement.ok
+    return dict(placement.assignment)
+
+
+def test_the_same_spec_and_view_are_placed_once_and_each_submission_gets_its_own_dict():
+    records = {d: _record(d) for d in ("c1", "c2", "c3")}
+    plans = SubmissionPlans(ME)
+    first = plans.plan(_spec(), _view(records))
+    submitted = _spec()  # a new message of the same shape, as each request parses one
+    second = plans.plan(submitted, _view(records))
+    assert (plans.misses, plans.hits) == (1, 1)
+    assert second.spec is submitted  # the submission's own spec, never a shared one
+    assert second.assignment == first.assignment == _placed_now(submitted, _view(records))
+    second.assignment["s0"] = "elsewhere"  # the Node keeps it: nothing else may see this
+    assert plans.plan(_spec(), _view(records)).assignment == first.assignment
+
+
+def test_a_changed_view_places_again():
+    records = {d: _record(d) for d in ("c1", "c2", "c3")}
+    plans = SubmissionPlans(ME)
+    spec = _spec(steps=1)
+    before = plans.plan(spec, _view(records)).assignment
+    # A new record version (as membership parses it: a new object) changes the load.
+    records[before["s0"]] = _record(before["s0"], available=0)
+    after = plans.plan(spec, _view(records)).assignment
+    assert after == _placed_now(spec, _view(records))
+    assert after != before
+    # A member that dies is no longer a candidate.
+    states = {after["s0"]: "DEAD"}
+    again = plans.plan(spec, _view(records, states)).assignment
+    assert again == _placed_now(spec, _view(records, states)) and again != after
+    assert (plans.misses, plans.hits) == (3, 0)
+
+
+def test_an_equal_record_parsed_again_is_the_same_view():
+    records = {d: _record(d) for d in ("c1", "c2")}
+    plans = SubmissionPlans(ME)
+    plans.plan(_spec(), _view(records))
+    copies = {d: peer_pb2.DomainRecord.FromString(r.SerializeToString())
+              for d, r in records.items()}
+    plans.plan(_spec(), _view(copies))
+    assert (plans.misses, plans.hits) == (1, 1)
+
+
+def test_a_spec_of_another_shape_is_placed_apart():
+    records = {d: _record(d) for d in ("c1", "c2", "c3")}
+    plans = SubmissionPlans(ME)
+    plans.plan(_spec(steps=2), _view(records))
+    three = plans.plan(_spec(steps=3), _view(records))
+    assert sorted(three.assignment) == ["s0", "s1", "s2"]
+    assert (plans.misses, plans.hits) == (2, 0)
+
+
+def test_a_refusal_is_never_kept():
+    records = {d: _record(d, caps=("other",)) for d in ("c1", "c2")}
+    plans = SubmissionPlans(ME)
+    for _ in range(2):
+        with pytest.raises(Unplaceable, match="no domain can take every step: step s0"):
+            plans.plan(_spec(steps=1), _view(records))
+    cyclic = spec_pb2.WorkflowSpec(name="cyc", steps=[
+        spec_pb2.StepSpec(id="a", capability="work", needs=["b"]),
+        spec_pb2.StepSpec(id="b", capability="work", needs=["a"])])
+    for _ in range(2):
+        with pytest.raises(SpecError, match="cycle"):
+            plans.plan(cyclic, _view(records))
+    assert plans.hits == 0
+    # Once a domain offers the capability, the same spec is placed.
+    records["c2"] = _record("c2")
+    assert plans.plan(_spec(steps=1), _view(records)).assignment == {"s0": "c2"}
+
+
+def test_fan_out_is_expanded_each_time_and_never_shared():
+    records = {d: _record(d, caps=("work", "deploy")) for d in ("c1", "c2", "c3")}
+    spec = spec_from_mapping({"name": "rollout", "steps": [
+        {"id": "build", "capability": "work"},
+        {"id": "deploy", "capability": "deploy", "needs": ["build"],
+         "each": {"labels": {"tier": "prod"}}}]})
+    plans = SubmissionPlans(ME)
+    first = plans.plan(spec, _view(records))
+    second = plans.plan(spec, _view(records))
+    assert first.spec is not spec and second.spec is not first.spec
+    assert first.spec == second.spec == fanout.expand(spec, _view(records), coordinator=ME)
+    assert [s.id for s in first.spec.steps] == ["build", "deploy@c1", "deploy@c2",
+                                                "deploy@c3"]
+    assert first.assignment == _placed_now(first.spec, _view(records))
+    assert plans.hits == 0
+
+
+def test_plans_kept_are_bounded():
+    records = {d: _record(d) for d in ("c1", "c2")}
+    plans = SubmissionPlans(ME, kept=2)
+    for name in ("a", "b", "c"):
+        plans.plan(_spec(name), _view(records))
+    plans.plan(_spec("a"), _view(records))  # the oldest went
+    plans.plan(_spec("c"), _view(records))
+    assert (plans.misses, plans.hits) == (4, 1)
