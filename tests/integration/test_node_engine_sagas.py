@@ -1,6 +1,7 @@
-"""Sagas on three real agents on `engine: node` (core/node/compensating.py): a workflow
+"""Sagas on real agents on `engine: node` (core/node/compensating.py): a workflow
 whose last step fails compensates the steps that had succeeded, in reverse dependency
-order, each in the domain that ran it, driven by the workflow's coordinator.
+order, each in the domain that ran it, driven by the workflow's coordinator; and by
+its successor when the coordinator is SIGKILLed (never restarted) before the failure.
 
 Steps and compensations run tests/integration/steps/saga.py, which appends one line per
 run to a log file shared by the agents: the order of its lines is the order of the runs.
@@ -9,6 +10,8 @@ run to a log file shared by the agents: the order of its lines is the order of t
 from __future__ import annotations
 
 import json
+import pathlib
+import sys
 
 import pytest
 from fedorch.cli.render import status_to_dict
@@ -85,3 +88,86 @@ async def test_a_compensation_that_fails_after_its_retries(fed, tmp_path):
     assert _compensations(log) == [("second", "beta", 1), ("second", "beta", 2),
                                    ("first", "alpha", 1)]
     assert states["first"][0] == "COMPENSATED", states
+
+
+FAIL_AT_GATE = str(pathlib.Path(__file__).parent / "steps" / "fail_at_gate.py")
+SAGA_STEP = {"name": "saga.step", "capacity": 4,
+             "executor": {"type": "command", "argv": [sys.executable, str(
+                 pathlib.Path(__file__).parent / "steps" / "saga.py")]}}
+# coord coordinates and runs nothing; alpha and beta run the compensated steps, gamma
+# the last one, which fails when the test opens its gate.
+TAKEOVER_DOMAINS = {
+    name: {
+        "engine": "node",
+        "gossip": {"profile": "local"},
+        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
+                        "takeover_after_s": 3},
+        "capabilities": {
+            "coord": [],
+            "alpha": [SAGA_STEP],
+            "beta": [SAGA_STEP],
+            "gamma": [{"name": "test.fail_at_gate", "capacity": 4,
+                       "executor": {"type": "command", "argv": [sys.executable,
+                                                                FAIL_AT_GATE]}}],
+        }[name],
+    }
+    for name in ("coord", "alpha", "beta", "gamma")
+}
+
+
+def _takeover_spec(log, runs, gate) -> str:
+    return f"""
+name: saga-taken-over
+steps:
+  - id: first
+    capability: saga.step
+    params: {{log: "{log}"}}
+    constraints: {{domains: [alpha]}}
+    compensate: {{params: {{log: "{log}"}}}}
+  - id: second
+    capability: saga.step
+    needs: [first]
+    params: {{log: "{log}"}}
+    constraints: {{domains: [beta]}}
+    compensate: {{params: {{log: "{log}"}}}}
+  - id: third
+    capability: test.fail_at_gate
+    needs: [second]
+    params: {{runs: "{runs}", gate: "{gate}"}}
+    constraints: {{domains: [gamma]}}
+"""
+
+
+async def test_the_successor_of_a_killed_coordinator_runs_the_compensations(tmp_path):
+    log, runs, gate = tmp_path / "saga.log", tmp_path / "runs-third", tmp_path / "gate"
+    async with started_federation(tmp_path, TAKEOVER_DOMAINS) as fed:
+        wid = await fed.submit("coord", _takeover_spec(log, runs, gate))
+
+        async def third_running() -> bool:
+            return runs.exists() and runs.read_text() == "start\n"
+
+        await wait_for(third_running, 30, "step third to start at gamma")
+        coordinator = fed.procs["coord"].popen
+        fed.kill("coord")  # SIGKILL, reaped by its pid; never restarted
+        await fed.close_channels()
+        gate.touch()  # third fails now: only a successor can hear it
+
+        async def compensated():
+            status = await fed.local_status("alpha", wid)
+            return status if status is not None and status.compensation in (
+                status_pb2.COMPENSATION_SUMMARY_DONE,
+                status_pb2.COMPENSATION_SUMMARY_FAILED) else None
+
+        await wait_for(compensated, 60, "the successor alpha to end the compensations")
+        assert coordinator.poll() is not None and "coord" not in fed.procs  # still dead
+        status = await fed.status("alpha", wid)  # asked through a survivor
+        assert state_name(status) == "FAILED", status
+        assert (status.coordinator, status.epoch) == ("alpha", 1), status
+        assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+        states = step_states(status)
+        assert states["first"][0] == "COMPENSATED" and states["second"][0] == "COMPENSATED"
+        assert states["third"][0] == "FAILED", states
+        # Once each, the second first, each in the domain that ran it.
+        assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]
+        shown = json.loads(json.dumps(status_to_dict(status)))  # the CLI's status JSON
+        assert shown["compensation"] == "DONE" and shown["epoch"] == 1, shown

@@ -202,16 +202,21 @@ def _claim_answer(node: Any, src: str, msg: ClaimAnswerMsg, raw: Any, proven: An
 
 
 def _compensate(node: Any, src: str, msg: CompensateMsg, raw: Any, proven: Any) -> None:
-    # Only the workflow's coordinator tells a compensation (the original one: a
-    # successor after a takeover does not drive them yet, compensating.py).
-    held, _ = _epoch_of(node.state, msg.workflow_id)
+    # Only the workflow's coordinator as known here tells a compensation: the holder
+    # of the epoch followed (a successor after a takeover), else the original one; a
+    # coordinator whose epoch is over here is refused (compensating.py).
+    d = node.state
+    held, _ = _epoch_of(d, msg.workflow_id)
     if held is None:
-        raise Refused("not_known", f"a compensation of {msg.workflow_id}, not committed"
-                                   " here")
-    coordinator = _coordinator_of(node.state, msg.workflow_id)
-    if src != coordinator:
+        # Not committed here: forgotten (retention), or never known. The step's domain
+        # had it committed, so this is no tell to take: the Node answers it failed at
+        # once and writes nothing (compensating.run_here), so its driver is not left
+        # resending for ever.
+        return
+    if src != held[1]:
         raise Refused("not_coordinator", f"{src} told a compensation of"
-                                         f" {msg.workflow_id}, coordinated by {coordinator}")
+                                         f" {msg.workflow_id}, coordinated by {held[1]}"
+                                         f" in epoch {held[0]}")
 
 
 def _compensated(node: Any, src: str, msg: CompensatedMsg, raw: Any, proven: Any) -> None:
@@ -264,12 +269,6 @@ def _placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:
     else:
         raise Refused("not_known", f"a result of {wf}, not committed here yet")
     return placement.get(msg.step_id, "")
-
-
-def _coordinator_of(d: Any, wf: str) -> str:
-    row = d.rows.get(wf)
-    return row.info.coordinator if row is not None \
-        else d.info[(wf, d.committed[wf])].coordinator
 
 
 def _epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]:

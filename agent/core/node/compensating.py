@@ -2,33 +2,62 @@
 
 Theory of operation
 -------------------
-When a workflow this Node coordinates (epoch 0) ends FAILED or CANCELLED (`ended`),
+When a workflow ends FAILED or CANCELLED at the coordinator that drives it (`ended`),
 every step that SUCCEEDED and has a `compensate` block owes a compensation
 (core/workflow/compensation.plan), run in the domain that ran the step, in reverse
 dependency order, `1 + compensate.retries` attempts at most. The order, attempts
 and summary are the pure core's (core/workflow/compensation.Compensation); this
 part makes them durable and moves them between Nodes, like the steps' own attempts.
 
-Who drives: the coordinator, as it tells ends. It writes one `compensations` row
-per owed compensation (records.CompRow) with the end, and each attempt's start
-(RUNNING, its number) before it tells the step's domain (`CompensateMsg`, resent
-until acknowledged; to itself directly). The domain checks the step SUCCEEDED here,
-writes the attempt's start in `comp_runs` (its idempotency key: workflow, step,
-attempt) and hands the driver a start entry (workflow, step, attempt, "compensate")
-in the same Ready, so the executor starts it only once that record is durable. Its
-end (`CompensationEnded`) is written before it is reported (`CompensatedMsg`, resent
-until acknowledged); the coordinator folds the report into the core, writes the row
-and starts what became ready.
+Who drives: the workflow's coordinator as known here (`driver`: the epoch holder
+this Node follows or acts as, `epochs`, else the original one the id names), and only
+it, as it tells ends: the original when it ends the workflow (epoch 0), a successor
+when it ends it after a takeover (epoch >= 1: takeover.end_as_successor, its acting
+successor's outcome or a claimant's end told on). It plans from the results it holds
+(every participant reported to it, again, when it followed the new epoch) and writes
+one `compensations` row per owed compensation (records.CompRow) with the end, and
+each attempt's start (RUNNING, its number) before it tells the step's domain
+(`CompensateMsg`, resent until acknowledged; to itself directly). The domain takes a
+tell only from the epoch holder it follows (authority.py: a returning old
+coordinator whose epoch is over is refused where the later epoch is known), checks
+the step SUCCEEDED here, writes the attempt's start in `comp_runs` (its idempotency
+key: workflow, step, attempt) and hands the driver a start entry (workflow, step,
+attempt, "compensate") in the same Ready, so the executor starts it only once that
+record is durable. Its end (`CompensationEnded`) is written before it is reported
+(`CompensatedMsg`, to the epoch holder it follows then, resent until acknowledged);
+the driver folds the report into the core, writes the row and starts what became
+ready. A duplicate tell (a restarted driver, or a second one while a later epoch
+spreads) is answered with what was recorded, never run twice.
+
+Late results. The driver plans from the results it holds at the end; a step's
+SUCCEEDED still on its way then (another step failed first) reaches it after, and
+joins the saga (`late_result`: its row, a new core over the rows, driven on). Its
+domain resends it until acknowledged even after the end (`owed_result`: the end
+drops the other resends of results), but not after a restart of that domain: a
+result lost then, with the end already there, is not compensated.
+
+At most one driver: the epoch rule. A coordinator drives only while it holds the
+workflow's epoch as its own; one that hears an end of a later epoch after its own
+end (`later_end`: it ended the workflow, then a claimant told the end on in its
+claimed epoch) follows it and drops its core, and after a restart it rebuilds no core
+for a workflow whose epoch it does not hold.
 
 Restarts. A domain that finds an attempt started without an end counts it failed
-("interrupted by a restart") and reports that; the coordinator, which finds an
-attempt RUNNING in its rows, tells it again with the same number, and the domain
-answers what it recorded (never running one number twice). A failed attempt with
-attempts left is retried under the next number.
+("interrupted by a restart") and reports that; the driver, which finds an attempt
+RUNNING in its rows, tells it again with the same number, and the domain answers
+what it recorded (never running one number twice). A failed attempt with attempts
+left is retried under the next number.
 
-Not built here: a successor coordinator after a takeover does not drive the
-compensations of a workflow it ended (docs/architecture.md); retention does not
-forget the two tables with the workflow.
+Retention (retention.py) keeps a workflow while its driver's core has not ended and
+while an attempt run here is running or not acknowledged (`kept_because`), and
+forgets both tables' rows with it (`forget`); the end of a saga and an acknowledged
+report mark it, so a parked workflow is looked at again. A tell of a workflow
+forgotten here (or never known) is answered failed at once, nothing written.
+
+Not built here: a coordinator that dies after it ended a workflow FAILED or
+CANCELLED, mid-saga, leaves its compensations waiting for its restart: its
+participants end the workflow on its end notice and drop their takeover cores, and
+the end notice does not carry the owed compensations (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -36,7 +65,13 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.inputs import CompensationEnded
-from fedorch.core.node.records import AckMsg, CompensatedMsg, CompensateMsg, CompRow
+from fedorch.core.node.records import (
+    AckMsg,
+    CompensatedMsg,
+    CompensateMsg,
+    CompRow,
+    ResultMsg,
+)
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
@@ -60,11 +95,17 @@ class Compensating:
 
     # ---- coordinator -----------------------------------------------------------------
 
+    def driver(self, wf: str) -> str:
+        """Who drives `wf`'s compensations as known here: the coordinator epoch's holder
+        followed or acted as, else the original coordinator (epoch 0)."""
+        return self.n.state.epochs.get(wf, (0, self.n.running.info(wf).coordinator))[1]
+
     def ended(self, now: float, wf: str, state: WorkflowState) -> None:
-        """This Node, the coordinator, ended `wf` in `state`: plan what it owes."""
+        """This Node, the coordinator of `wf` (the original, or a successor in its
+        epoch), ended it in `state`: plan what it owes."""
         n = self.n
         d = n.state
-        if state not in OWING:
+        if state not in OWING or self.driver(wf) != n.name:
             return
         info = n.running.info(wf)
         states = {s: _name(r[1]) for s, r in d.results.get(wf, {}).items()}
@@ -86,15 +127,21 @@ class Compensating:
         self.cores = {}
         by_wf: dict[str, list[CompStep]] = {}
         for (wf, step), r in d.compensations.items():
-            if not self._known(wf):
-                continue  # compacted by retention (which leaves these rows)
+            if not self._known(wf) or self.driver(wf) != n.name:
+                continue  # forgotten, or its epoch is over here: another drives them
             by_wf.setdefault(wf, []).append(
                 CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                          r.error))
-        for wf, row in d.rows.items():  # ended, and a crash came before it planned
+        # Ended, and a crash came before it planned: as the original coordinator...
+        for wf, row in d.rows.items():
             if row.state in OWING and d.epochs.get(wf, (0, ""))[0] == 0 \
                     and wf not in by_wf:
                 self.ended(now, wf, row.state)
+        # ...or as a successor that ended it in its epoch.
+        for wf, (epoch, holder) in d.epochs.items():
+            if epoch >= 1 and holder == n.name and d.final.get(wf) in OWING \
+                    and wf not in by_wf and self._known(wf):
+                self.ended(now, wf, d.final[wf])
         for wf, steps in by_wf.items():
             core = Compensation(n.running.info(wf).spec, steps)
             if not core.done():
@@ -123,34 +170,82 @@ class Compensating:
             else:
                 n.reliable(a.domain, (COMPENSATE, wf, a.step_id, a.attempt, a.domain),
                            CompensateMsg(wf, a.step_id, a.attempt))
-        if core.done():
+        if core.done() and self.cores.get(wf) is core:
+            # (a report of an attempt here, folded in by the loop above, may have ended
+            # it already, in a nested _drive)
             del self.cores[wf]
             n.note("compensation_ended", wf, core.summary().value)
+            n.mark(wf)  # retention may look at it again: its saga is over
             if wf in n.state.final:  # wakes the watchers: the status changed
                 n.out.status.append((wf, n.state.final[wf]))
 
     def on_compensated(self, now: float, src: str, msg: CompensatedMsg) -> None:
         n = self.n
         wf = msg.workflow_id
-        if src != n.name:
-            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
         core = self.cores.get(wf)
-        if core is None or msg.step_id not in core.steps:
-            return  # over (a duplicate report) or not ours
-        s = core.steps[msg.step_id]
-        before = (s.state, s.attempts)
-        core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
-        if (s.state, s.attempts) != before:
-            n.point("compensation end")
-            n.state.compensations[(wf, msg.step_id)] = _row(s)
-            self._drive(now, wf)
+        if core is not None and msg.step_id in core.steps:  # else over, or not ours
+            s = core.steps[msg.step_id]
+            before = (s.state, s.attempts)
+            core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
+            if (s.state, s.attempts) != before:
+                n.point("compensation end")
+                n.state.compensations[(wf, msg.step_id)] = _row(s)
+                self._drive(now, wf)
+        if src != n.name:  # once the row is written (see on_compensate)
+            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
+
+    def late_result(self, now: float, msg: ResultMsg) -> None:
+        """A step's result that reached this Node, the driver, after it ended the
+        workflow (it was still on its way: the end cancelled the step in its rows). A
+        SUCCEEDED step with a `compensate` block owes its compensation all the same: it
+        joins the saga (a new core over the rows, so a saga already over starts again
+        for it). Its downstream steps' compensations, if any, were planned and wait for
+        nothing of it, so it runs after them, in order; one of its upstream steps'
+        compensation may have run already (the only order it cannot keep: it had no
+        way of knowing)."""
+        n = self.n
+        d = n.state
+        wf, step = msg.workflow_id, msg.step_id
+        if _name(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
+                or (wf, step) in d.compensations or not self._known(wf) \
+                or self.driver(wf) != n.name:
+            return
+        info = n.running.info(wf)
+        spec = next((s for s in info.spec.steps if s.id == step), None)
+        if spec is None or not spec.HasField("compensate") or not info.placement.get(step):
+            return
+        n.point("compensation owed late")
+        n.stats["compensation owed by a late result"] += 1
+        d.results[wf] = {**d.results.get(wf, {}), step: (
+            msg.attempt, msg.state, msg.outputs, msg.error)}
+        d.compensations[(wf, step)] = CompRow(info.placement[step],
+                                              1 + spec.compensate.retries)
+        rows = self.of(wf)[0]
+        steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
+                          r.error) for s, r in rows.items()]
+        self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
+        self._drive(now, wf)
+
+    def owed_result(self, state: WorkflowState, msg: object) -> bool:
+        """The workflow ended here in `state`: is `msg`, a result still resent, one its
+        driver needs to plan a compensation (a SUCCEEDED step with a `compensate`
+        block)? Then it is resent until acknowledged, as before the end (lost on the
+        way, it would leave that step uncompensated for good)."""
+        if state not in OWING or not isinstance(msg, ResultMsg) \
+                or _name(msg.state) != "SUCCEEDED":
+            return False
+        spec = self.n.running.info(msg.workflow_id).spec
+        return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
 
     # ---- the step's domain -------------------------------------------------------------
 
     def on_compensate(self, now: float, src: str, msg: CompensateMsg) -> None:
+        self.run_here(now, src, msg)
+        # After the attempt's start is written (the acknowledgement waits for that write
+        # group): acknowledged before it, a crash in between lost the tell for good, its
+        # driver no longer resending it.
         self.n.send(src, AckMsg((COMPENSATE, msg.workflow_id, msg.step_id, msg.attempt,
                                  self.n.name)))
-        self.run_here(now, src, msg)
 
     def run_here(self, now: float, src: str, msg: CompensateMsg) -> None:
         n = self.n
@@ -160,6 +255,10 @@ class Compensating:
         if known is not None:
             if known[0] != "running":  # told again: the answer it had
                 self._report(*key)
+            return
+        if not self._known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
+            n.send(src, CompensatedMsg(*key, False, f"workflow {msg.workflow_id} is not"
+                                                    f" known in {n.name}"))
             return
         refusal = self._refusal(msg)
         n.point("compensation run")
@@ -187,6 +286,45 @@ class Compensating:
         if known is not None and not known[2]:
             self.n.point("compensation reported")
             self.n.state.comp_runs[key] = (known[0], known[1], True)
+            self.n.mark(key[0])  # retention may look at it again: nothing owed here
+
+    def later_end(self, wf: str, epoch: int, src: str) -> None:
+        """An end notice of `wf` from `src` in `epoch`, after this Node ended it as its
+        coordinator in an earlier epoch: its epoch is over (a claimant told the end on
+        in its claimed epoch): it follows `src`, which drives the compensations, and
+        drops its core if it has one (or it would drive them too, now or when a late
+        result comes)."""
+        n = self.n
+        d = n.state
+        held = d.epochs.get(wf, (0, ""))[0]
+        if wf not in d.final or epoch <= held or src == n.name or not self._known(wf) \
+                or self.driver(wf) != n.name:
+            return
+        if self.cores.pop(wf, None) is not None:
+            n.stats["compensations left to a later epoch"] += 1
+        n.point("takeover epoch")
+        d.epochs[wf] = (epoch, src)
+        if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
+            d.granted[wf] = (epoch, src)
+
+    # ---- retention ----------------------------------------------------------------------
+
+    def kept_because(self, wf: str) -> str | None:
+        """Why retention may not forget `wf` yet (None: its sagas' rows may go)."""
+        if wf in self.cores:
+            return "its compensations have not ended"
+        for key in self.n.state.comp_runs.of(wf):
+            state, _, reported = self.n.state.comp_runs[key]
+            if state == "running" or not reported:
+                return "a compensation here runs or is not reported"
+        return None
+
+    def forget(self, wf: str) -> None:
+        """Retention forgets `wf`: both tables' rows of it (in its write group)."""
+        d = self.n.state
+        for table in (d.compensations, d.comp_runs):
+            for key in table.of(wf):
+                del table[key]
 
     def _known(self, wf: str) -> bool:
         d = self.n.state
@@ -214,7 +352,7 @@ class Compensating:
             return  # forgotten here: no coordinator to report to
         state, error, _ = n.state.comp_runs[(wf, step, attempt)]
         msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
-        coordinator = n.running.info(wf).coordinator
+        coordinator = self.driver(wf)  # the epoch holder followed now: it drives them
         if coordinator == n.name:
             n.state.comp_runs[(wf, step, attempt)] = (state, error, True)
             self.on_compensated(n.now, n.name, msg)

@@ -196,18 +196,22 @@ class RecordedRounds(Recorded):
 
 # The tables keyed by (workflow, round).
 ROUND_TABLES = ("cells", "records", "learned", "acceptor", "holds", "info", "ballots")
+# The sagas' tables, keyed by (workflow, step[, attempt]): indexed by workflow the same
+# way, so retention forgets a workflow's compensations without a scan.
+SAGA_TABLES = ("compensations", "comp_runs")
 
 
 def recorded_view(disk: Disk, log: Callable[[Op], None], *, by_workflow: bool = False) -> Disk:
     """A copy of `disk` whose tables log every change (values are shared: the Node
     replaces a value, never changes one in place). `by_workflow`: the tables keyed by
-    (workflow, round) also answer the keys of one workflow (`RecordedRounds.of`)."""
+    (workflow, round), and the sagas' tables, also answer the keys of one workflow
+    (`RecordedRounds.of`)."""
     tables = {}
     for name in TABLES:
         current = getattr(disk, name)
         if name == "runs":
             tables[name] = RecordedRuns(name, log, current)
-        elif by_workflow and name in ROUND_TABLES:
+        elif by_workflow and (name in ROUND_TABLES or name in SAGA_TABLES):
             tables[name] = RecordedRounds(name, log, current.items())
         elif isinstance(current, set):
             tables[name] = RecordedSet(name, log, current)

@@ -26,7 +26,10 @@ The rule. A tracked workflow is *kept* (`kept_because`) while
 - as its coordinator: a COMMIT record is still kept (a participant has not
   acknowledged the COMMIT and may ask for it; collected once every one did), or a
   participant has not acknowledged the end notice (it is resent until it is);
-- a successor took it over (coordinator takeover keeps its own tables: not built).
+- a successor took it over (coordinator takeover keeps its own tables: not built);
+- its saga is not over here (compensating.kept_because): as the coordinator that
+  drives them, its compensations have not all ended; as a step's domain, an attempt
+  of a compensation runs here or its report is not acknowledged.
 A kept workflow is *parked*: it costs nothing per tick, and its next mark (the
 acknowledgement, the end, the release that unblocks it) tracks it again.
 
@@ -40,6 +43,10 @@ outcome learned, an ABORT, or a COMMIT whose end notice said every participant h
 acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only. (Since the
 acceptor records and learned decisions are never forgotten, below, this distinction no
 longer protects them; it is kept as the order in which workflows go beyond the count.)
+
+With a workflow go its sagas' rows (`compensations`, `comp_runs`: compensating.forget),
+once its compensations are over; the end of a saga and an acknowledged report mark the
+workflow, so one parked for its saga is looked at again then.
 
 The deletes of one tick are one write group ("retention"), so a driver that applies
 the Ready, and a Node restored from what it applied, forget the same. With it go the
@@ -237,6 +244,9 @@ class Retainer:
             return "a reservation here"
         if wf in d.epochs or wf in d.granted:
             return "taken over"
+        saga = n.compensating.kept_because(wf)
+        if saga is not None:
+            return saga
         if row is not None:
             if any(d.records[k].commit for k in d.records.of(wf)):
                 return "a participant has not acknowledged the COMMIT"
@@ -298,6 +308,7 @@ class Retainer:
                 del table[key]
         for name in WORKFLOW_TABLES:
             getattr(d, name).pop(wf, None)
+        n.compensating.forget(wf)  # the sagas' rows (kept_because: their saga is over)
         d.settled.discard(wf)
         for run in d.runs.of(wf):
             d.runs.discard(run)

@@ -98,6 +98,8 @@ class Running:
                                                     msg.outputs, msg.error):
                     self.check_outcome(now, wf)
                     self._start_ready(now, wf)
+        else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
+            n.compensating.late_result(now, msg)
         if not refused:
             n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
         entry = n.pending.get(("final", wf, src))
@@ -112,6 +114,7 @@ class Running:
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
             n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
             return  # forgotten here (or never ours): acknowledged, nothing kept
+        n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
         if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
             n.point("settled")
             n.state.settled.add(msg.workflow_id)
@@ -313,7 +316,8 @@ class Running:
         for h in n.participant.release_workflow(wf):
             n.state.holds.pop(h.key, None)
         n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "result" and k[1] == wf)}
+                     if not (k[0] == "result" and k[1] == wf)
+                     or n.compensating.owed_result(state, v[1])}  # a saga needs it
         if n.takeover is not None:
             n.takeover.forget(wf)
         if n.fencing is not None:

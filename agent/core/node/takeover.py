@@ -442,3 +442,4 @@ class Takeovers:
             d.epochs[wf] = (epoch, n.name)
         for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
+        n.compensating.ended(now, wf, state)  # the successor drives the saga it owes

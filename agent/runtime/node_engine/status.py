@@ -101,7 +101,9 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         step.error = error
         if outputs:  # a new message has none to clear: only a result is written
             values.write_object(step, "outputs", outputs)
-    if row is not None:  # the coordinator drives the compensations (compensating.py)
+    if row is not None or coordinator == node.name:
+        # The coordinator in its epoch (the original, or a successor) drives the
+        # compensations and holds their rows (compensating.py).
         _compensations(node, wf, out)
     return out
 

@@ -51,6 +51,7 @@ from fedorch.core.node import (
     Submit,
     Tick,
 )
+from fedorch.core.node.inputs import CompensationEnded
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
@@ -161,6 +162,12 @@ class SimAgent:
         ok = self.rng.random() < 0.9
         self._step(now, StepEnded(wf, step, attempt, ok, {"by": self.name} if ok else {},
                                   "" if ok else "executor failed"))
+
+    def compensation_done(self, now: float, wf: str, step: str, attempt: int) -> None:
+        """A compensation attempt ends: it fails as often as a step does."""
+        ok = self.rng.random() < 0.9
+        self._step(now, CompensationEnded(wf, step, attempt, ok,
+                                          "" if ok else "compensation failed"))
 
     def wake(self, now: float) -> None:
         self._step(now, Tick())

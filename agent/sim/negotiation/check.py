@@ -99,6 +99,10 @@ class Checker:
         # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
         self.cancelled: dict[str, str] = {}
         self.cancels_refused = 0
+        # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
+        # each saga's summary as its driver ended it.
+        self.comp_runs: dict[tuple[str, str, int], str] = {}
+        self.sagas_ended: dict[str, str] = {}
         self._sim: World | None = None
         self._forgotten: list[tuple[str, str, object, dict]] = []  # (agent, wf, end, results)
 
@@ -148,6 +152,31 @@ class Checker:
         if self.cancelled.get(run[0]) == agent or run[0] in self.cancelled \
                 and (agent, run[0]) in self.ended_at:
             self.fail(f"cancel: {agent} started {run} after it learned the cancel")
+
+    def compensation_started(self, agent: str, run: tuple[str, str, int],
+                             now: float) -> None:
+        if run in self.comp_runs:
+            self.fail(f"saga: compensation attempt {run} started twice"
+                      f" ({self.comp_runs[run]}, then {agent})")
+        self.comp_runs[run] = agent
+
+    def compensation_ended(self, agent: str, wf: str, summary: str) -> None:
+        """A driver's saga ended: it compensated every step its results show SUCCEEDED
+        with a `compensate` block (a result still on its way joins later: judged at the
+        end of the run, _check_sagas, while retention has not forgotten the saga)."""
+        self.sagas_ended[wf] = summary
+        if self._sim is None:
+            return
+        node = self._sim.agents[agent].node
+        info = node.running.info(wf)
+        results = node.state.results.get(wf, {})
+        planned = {s.id for s in info.spec.steps if (wf, s.id) in node.state.compensations}
+        owed = {s.id for s in info.spec.steps if s.HasField("compensate") and getattr(
+            results.get(s.id, (0, None))[1], "value", None) == "SUCCEEDED"}
+        if owed - planned:
+            self.fail(f"saga: {agent} ended the saga of {wf} ({summary}) without"
+                      f" {sorted(owed - planned)}, SUCCEEDED in its results")
+        self._sim.stats["saga judged at its end"] += 1
 
     def cancel_taken(self, agent: str, wf: str) -> None:
         self.cancelled.setdefault(wf, agent)
@@ -265,6 +294,7 @@ class Checker:
                 continue
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
+        self._check_sagas(sim)
         self._check_no_replayed_submission(sim)
         self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
@@ -426,6 +456,62 @@ class Checker:
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
+
+    def _check_sagas(self, sim: World) -> None:
+        """Each compensation attempt starts once (compensation_started, throughout).
+        At the end: a workflow ended SUCCEEDED has no compensation anywhere; one its
+        coordinator (of any epoch) ended FAILED or CANCELLED has every SUCCEEDED step
+        with a `compensate` block (as a coordinator's results or the step's own domain
+        show it) COMPENSATED or COMPENSATION_FAILED at some coordinator (two epochs may
+        both have ended it: either may have run it), and the coordinator that drives it
+        now has no compensation left unended. Judged only while an agent that ended it
+        as its coordinator still holds it (retention forgets a saga once it is over);
+        not judged when a domain of an owed compensation is dead for good, or down."""
+        dead = sim.dead_forever
+        for summary in self.sagas_ended.values():
+            sim.stats[f"saga ended {summary}"] += 1
+        alive = {name: a for name, a in sim.agents.items() if a.alive}
+        for wf in sim.workflows:
+            holders = [(name, a) for name, a in alive.items() if wf in a.disk.final
+                       and (wf in a.disk.rows or wf in a.disk.committed)]
+            drivers = [(name, a) for name, a in holders
+                       if a.node.compensating.driver(wf) == name]
+            if not drivers:
+                continue
+            info = drivers[0][1].node.running.info(wf)
+            rows = {(name, k[1]): r for name, a in holders
+                    for k, r in a.disk.compensations.items() if k[0] == wf}
+            state = getattr(drivers[0][1].disk.final[wf], "name", None)
+            if state == "SUCCEEDED":
+                if rows:
+                    self.fail(f"saga: {wf} SUCCEEDED and is compensated: {sorted(rows)}")
+                continue
+            if state not in ("FAILED", "CANCELLED"):
+                continue
+            owed = set()
+            for st in info.spec.steps:
+                domain = alive.get(info.placement.get(st.id, ""))
+                views = [a.disk.results.get(wf, {}) for _, a in drivers]
+                if domain is not None:
+                    views.append(domain.disk.results.get(wf, {}))
+                if st.HasField("compensate") and any(
+                        getattr(v.get(st.id, (0, None))[1], "value", None) == "SUCCEEDED"
+                        for v in views):
+                    owed.add(st.id)
+            if {info.placement.get(st) for st in owed} & (dead | (set(sim.agents) - set(alive))):
+                continue
+            sim.stats["saga judged"] += 1
+            ended = {step for (_, step), r in rows.items()
+                     if r.state in ("COMPENSATED", "COMPENSATION_FAILED")}
+            if owed - ended:
+                self.fail(f"saga: {wf} ended {state}, {sorted(owed - ended)} SUCCEEDED and"
+                          f" not compensated (rows {sorted(rows)})")
+            for name, _ in drivers:
+                left = {step: r.state for (holder, step), r in rows.items() if holder == name
+                        and r.state not in ("COMPENSATED", "COMPENSATION_FAILED")}
+                if left:
+                    self.fail(f"saga: {name} drives {wf}, compensations not ended at the"
+                              f" end of the run: {left}")
 
     def _check_no_replayed_submission(self, sim: World) -> None:
         """No honest domain voted YES in a workflow the liar coordinates: the liar takes

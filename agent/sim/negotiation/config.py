@@ -131,10 +131,12 @@ class Config:
 
 def _workflow(rng: random.Random, i: int, names: list[str]) -> Workflow:
     steps = []
-    for j in range(rng.randint(1, 4)):
+    for j in range(count := rng.randint(1, 4)):
         needs = [f"s{rng.randrange(j)}"] if j and rng.random() < 0.6 else []
         steps.append(spec_pb2.StepSpec(id=f"s{j}", capability=rng.choice("ab"), needs=needs,
                                        retries=rng.randint(0, 1)))
+        if j < count - 1:  # sagas: every step but the last compensates (nothing drawn)
+            steps[-1].compensate.retries = j % 2
     data = {"jurisdiction": "EU"} if rng.random() < 0.5 else {}
     coordinator = rng.choice(names)
     spec = spec_pb2.WorkflowSpec(name=f"w{i}", data=data, steps=steps)

@@ -112,6 +112,7 @@ NOTE_TIMES: dict[str, tuple[int, ...]] = {
     "ended_here": (1,),      # (wf, now)
     "acting": (2,),          # (wf, epoch, now)
     "step_lost": (3,),       # ((wf, step), domain, action, now)
+    "compensation_started": (1,),  # (run, now)
 }
 
 
@@ -139,7 +140,8 @@ class SimExecutors:
 
     def start(self, run: tuple[str, str, int]) -> None:
         agent = self.agent
-        agent.sim.fences.started(agent.name, run)
+        if len(run) == 3:  # a step's attempt; a compensation's is never fenced (nobody
+            agent.sim.fences.started(agent.name, run)  # runs it elsewhere: no failover)
         agent.sim.schedule_step(agent, run, agent.rng.uniform(*STEP_S))
 
     def stop(self, run: tuple[str, str, int]) -> None:

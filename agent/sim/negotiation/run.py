@@ -290,9 +290,11 @@ class Simulation:
                     agent.wake_at = None
                     self._handle(agent, agent.wake)
             elif kind == _STEP:
-                incarnation, (wf, step, attempt) = payload
+                incarnation, run = payload
                 if agent.alive and agent.incarnation == incarnation:
-                    self._handle(agent, agent.step_done, wf, step, attempt)
+                    # A compensation's start entry has a fourth field (compensating.py).
+                    done = agent.step_done if len(run) == 3 else agent.compensation_done
+                    self._handle(agent, done, *run[:3])
             elif kind == _SUBMIT:
                 if agent.alive:
                     self._handle(agent, agent.submit, payload.workflow_id, payload.spec,

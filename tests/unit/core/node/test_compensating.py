@@ -14,6 +14,7 @@ from fedorch.core.node.compensating import COMPENSATE, INTERRUPTED
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import CompensatedMsg, CompensateMsg, Timing
+from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -22,19 +23,21 @@ from tests.unit.core.node.federation import Federation
 NAMES = ["d0", "d1", "d2"]
 WF = "d0.w1"
 NOW = 100.0
+TIMING = Timing(max_rounds=1)
 
 
 class Sagas(Federation):
     """Three Nodes on the shared harness; compensation attempts kept in start order."""
 
-    def __init__(self) -> None:
+    def __init__(self, timing: Timing = TIMING) -> None:
+        self.timing = timing
         self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}  # running, in order
         self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry), in order
         super().__init__(NAMES, start=NOW)
 
     def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
-                    capacities={"a": 4}, timing=Timing(max_rounds=1), peers=NAMES,
+                    capacities={"a": 4}, timing=self.timing, peers=NAMES,
                     rng=random.Random(NAMES.index(name)), disk=self.disks[name],
                     now=self.now)
 
@@ -83,9 +86,9 @@ def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:
         spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
 
 
-def failed_chain(retries: int = 0) -> Sagas:
+def failed_chain(retries: int = 0, timing: Timing = TIMING) -> Sagas:
     """The chain submitted at d0, s0 and s1 SUCCEEDED, s2 FAILED: the workflow FAILED."""
-    f = Sagas()
+    f = Sagas(timing)
     f.step("d0", Submit(WF, chain(retries), placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
     f.deliver()
     assert f.end("d0", True)[1] == "s0"
@@ -200,8 +203,15 @@ def test_only_the_coordinator_tells_and_only_the_steps_domain_reports():
     check(d0, "d1", CompensatedMsg(WF, "s1", 1, True))  # s1's domain: taken
     with pytest.raises(Refused):
         check(d0, "d2", CompensatedMsg(WF, "s1", 1, True))
-    with pytest.raises(Refused):
-        check(d1, "d0", CompensateMsg("d0.unknown", "s1", 1))
+    # A workflow not committed here (forgotten, or never known) is let through: the
+    # Node answers it failed at once and writes nothing.
+    check(d1, "d0", CompensateMsg("d0.unknown", "s1", 1))
+    before = dict(f.disks["d1"].comp_runs)
+    ready = f.step("d1", Message("d0", CompensateMsg("d0.unknown", "s1", 1)))
+    assert not ready.writes and f.disks["d1"].comp_runs == before
+    answers = [m for _, dst, m in f.net if dst == "d0" and isinstance(m, CompensatedMsg)]
+    assert answers == [CompensatedMsg("d0.unknown", "s1", 1, False,
+                                      "workflow d0.unknown is not known in d1")]
 
 
 def test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running():
@@ -230,3 +240,96 @@ def test_a_coordinator_that_crashed_before_planning_plans_on_restore():
     f.end("d1", True)
     f.end("d0", True)
     assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+
+
+def test_retention_forgets_the_saga_tables_with_the_workflow_once_its_saga_is_over():
+    keep = Retention(keep_ended_s=60.0, late_message_s=10.0)
+    f = failed_chain(timing=Timing(max_rounds=1, retention=keep))
+    f.tick(NOW + 1000)  # long past keep_ended_s: the saga is not over
+    assert WF in f.disks["d0"].rows and set(comp_states(f)) == {"s0", "s1"}
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)][0] == "running"  # kept where it runs
+    assert f.nodes["d0"].stats["retention kept: its compensations have not ended"]
+    f.end("d1", True)
+    f.tick(NOW + 1100)
+    assert WF not in f.disks["d1"].final and not f.disks["d1"].comp_runs  # d1: done
+    assert WF in f.disks["d0"].rows  # d0's own compensation of s0 runs still
+    f.end("d0", True)
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    f.tick(NOW + 1200)
+    for name in NAMES:
+        d = f.disks[name]
+        assert WF not in d.rows and WF not in d.final, name
+        assert not d.compensations and not d.comp_runs, name
+    assert [w.point for r in f.readies["d0"] for w in r.writes][-1] == "retention"
+
+
+def test_a_tell_is_acknowledged_only_after_the_attempts_start_is_written():
+    # Acknowledged before, a crash in between would lose the tell: its driver no longer
+    # resends it, and the domain has no record of it.
+    f = failed_chain()
+    f.end("d1", True)  # s1 compensated; s0's tell goes to d0 itself, so tell d1 by hand
+    ready = f.step("d1", Message("d0", CompensateMsg(WF, "s1", 9)))
+    acks = [o for o in ready.send_after_write if o.msg.msg_id[:4] == (COMPENSATE, WF,
+                                                                       "s1", 9)]
+    assert acks and not [o for o in ready.send_now if hasattr(o.msg, "msg_id")]
+    assert ready.writes and (WF, "s1", 9) in f.disks["d1"].comp_runs
+
+
+def test_an_attempt_here_already_ended_ends_the_saga_inside_its_own_drive():
+    # d0 compensates s0 itself: on a restore that plans again, the attempt it recorded
+    # answers at once, and the saga ends inside the drive that told it.
+    f = failed_chain()
+    f.end("d1", True)
+    f.end("d0", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    f.disks["d0"].compensations.clear()  # as if the plan had not been written
+    f.restart("d0")
+    f.deliver()
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert not f.nodes["d0"].compensating.cores
+    assert len(f.compensations) == 2  # nothing ran again
+
+
+def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_same():
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a")])  # in parallel
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d2"}))
+    f.deliver()
+    run = f.queue["d1"].pop(0)
+    f.step("d1", StepEnded(*run, ok=True, outputs={"of": "s0"}))
+    late = [m for m in f.net if m[0] == "d1"]  # s0's SUCCEEDED, still on its way
+    f.net = [m for m in f.net if m[0] != "d1"]
+    f.end("d2", False, "boom")
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert comp_states(f) == {} and f.compensations == []  # s0 was not known SUCCEEDED
+    f.net.extend(late)
+    f.deliver()
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.disks["d0"].results[WF]["s0"][1].value == "SUCCEEDED"
+    assert f.nodes["d0"].stats["compensation owed by a late result"] == 1
+
+
+def test_a_succeeded_result_lost_on_its_way_is_resent_after_the_end():
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a")])  # in parallel
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d2"}))
+    f.deliver()
+    run = f.queue["d1"].pop(0)
+    f.step("d1", StepEnded(*run, ok=True, outputs={"of": "s0"}))
+    f.net = [m for m in f.net if m[0] != "d1"]  # s0's SUCCEEDED lost on its way
+    f.end("d2", False, "boom")
+    assert f.disks["d1"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
+    f.tick(NOW + 30)  # d1 resends it, though the workflow ended there
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+    assert not f.nodes["d1"].pending  # acknowledged: no more resends

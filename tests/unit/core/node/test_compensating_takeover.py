@@ -1,0 +1,240 @@
+"""Sagas after a coordinator takeover (core/node/compensating.py, takeover.py): the
+successor that ends a workflow FAILED drives its compensations as the original does,
+each attempt run once; a returning old coordinator drives none, and its tells are
+refused where the later epoch is known.
+
+d0 coordinates and runs nothing; s0 (d1) and s1 (d2, after s0) have a compensate
+block; s2 (d2, after s1) fails. d0 dies while s2 runs; d1, the lowest participant,
+takes over."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit
+from fedorch.core.node.authority import Refused, check
+from fedorch.core.node.compensating import COMPENSATE
+from fedorch.core.node.inputs import CompensationEnded
+from fedorch.core.node.ready import Ready
+from fedorch.core.node.records import (
+    ClaimMsg,
+    CompensatedMsg,
+    CompensateMsg,
+    FinalMsg,
+    ResultMsg,
+    Timing,
+)
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation
+from tests.unit.core.node.test_takeover import Certified, fake_signer
+
+NAMES = ["d0", "d1", "d2", "d3"]
+WF = "d0.w"
+TIMING = Timing(max_rounds=1, takeover_after_s=3.0)
+
+
+class Sagas(Federation):
+    """Four Nodes with takeover on; every attempt (a step's or a compensation's) is
+    kept running until the test ends it."""
+
+    def __init__(self) -> None:
+        self.evidence = Certified()
+        self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}
+        self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry)
+        super().__init__(NAMES)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+                    timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    disk=self.disks[name], now=self.now)
+
+    def first_inputs(self, name: str) -> list[MemberState]:
+        return [MemberState(m, "ALIVE") for m in NAMES if m != name]
+
+    def note(self, name: str, what: str, facts: list) -> None:
+        if what == "acting":
+            self.evidence.acting[(facts[0], facts[1])] = name
+
+    def flush(self, name: str) -> Ready:
+        ready = super().flush(name)
+        for run in ready.start_steps:
+            if len(run) == 4:
+                assert self.disks[name].comp_runs[run[:3]][0] == "running"  # durable first
+                self.compensations.append((name, run))
+            self.queue[name].append(run)
+        return ready
+
+    def end(self, name: str, ok: bool, error: str = "") -> tuple:
+        """End the oldest attempt running in `name`, then deliver."""
+        run = self.queue[name].pop(0)
+        if len(run) == 4:
+            self.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
+        else:
+            self.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
+        self.deliver()
+        return run
+
+    def kill(self, name: str) -> None:
+        """`name` dies: silent from now on, and DEAD in every other view."""
+        self.silent.add(name)
+        self.queue[name] = []
+        for n in NAMES:
+            if n != name:
+                self.step(n, MemberState(name, "DEAD"))
+
+    def restart(self, name: str) -> Node:
+        self.silent.discard(name)
+        self.queue[name] = []
+        self.net = [m for m in self.net if name not in (m[0], m[1])]
+        return self.restore(name)
+
+
+def spec() -> spec_pb2.WorkflowSpec:
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    return spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], compensate=comp),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+
+
+def running_s2() -> Sagas:
+    """s0 and s1 SUCCEEDED (d0 heard both); s2 runs in d2."""
+    f = Sagas()
+    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    assert f.end("d2", True)[1] == "s1"
+    assert [r[1] for r in f.queue["d2"]] == ["s2"]
+    return f
+
+
+def taken_over_and_failed(*, failure_before_death: bool) -> Sagas:
+    """d0 dies while s2 runs (`failure_before_death`: s2 failed and its result to d0
+    was lost with it); d1 takes over, learns s2 FAILED and ends the workflow."""
+    f = running_s2()
+    if failure_before_death:
+        run = f.queue["d2"].pop(0)
+        f.step("d2", StepEnded(*run, ok=False, error="boom"))
+        f.net = []  # its result (to d0) is lost with d0
+    f.kill("d0")
+    f.deliver()
+    assert f.evidence.acting == {(WF, 1): "d1"}
+    if not failure_before_death:
+        f.end("d2", False, "boom")
+    assert f.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert f.disks["d2"].final[WF] is WorkflowState.FAILED
+    return f
+
+
+def rows(f: Sagas, name: str = "d1") -> dict[str, tuple[str, int]]:
+    return {k[1]: (r.state, r.attempts) for k, r in f.disks[name].compensations.items()
+            if k[0] == WF}
+
+
+@pytest.mark.parametrize("failure_before_death", [False, True])
+def test_the_successor_runs_every_compensation_once_in_reverse_order(
+        failure_before_death: bool) -> None:
+    f = taken_over_and_failed(failure_before_death=failure_before_death)
+    # The successor planned with its end, and told s1's domain first.
+    assert f.compensations == [("d2", (WF, "s1", 1, COMPENSATE))]
+    assert rows(f) == {"s0": ("PENDING", 0), "s1": ("RUNNING", 1)}
+    f.end("d2", True)
+    assert f.compensations[1] == ("d1", (WF, "s0", 1, COMPENSATE))  # its own step
+    f.end("d1", True)
+    assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert len(f.compensations) == 2  # each once
+    _, summary = f.nodes["d1"].compensating.of(WF)
+    assert summary.value == "DONE"
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    assert not f.nodes["d1"].compensating.cores
+    assert f.disks["d2"].comp_runs[(WF, "s1", 1)] == ("succeeded", "", True)  # acked
+    assert not rows(f, "d2") and not rows(f, "d0")  # only the successor holds rows
+
+
+def test_a_restarted_successor_tells_the_running_attempt_again_and_it_runs_once() -> None:
+    f = taken_over_and_failed(failure_before_death=False)
+    f.restart("d1")
+    f.deliver()
+    assert f.compensations == [("d2", (WF, "s1", 1, COMPENSATE))]  # not started twice
+    f.end("d2", True)
+    f.end("d1", True)
+    assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+
+
+def test_a_successor_that_crashed_before_planning_plans_on_restore() -> None:
+    f = running_s2()
+    f.kill("d0")
+    f.deliver()
+    run = f.queue["d2"].pop(0)
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d1")  # d1 ends it: its sends lost
+    assert f.disks["d1"].final[WF] is WorkflowState.FAILED
+    f.disks["d1"].compensations.clear()  # the crash came after the end's write group
+    f.net = []
+    f.restart("d1")
+    f.deliver()
+    assert f.compensations == [("d2", (WF, "s1", 1, COMPENSATE))]
+    f.end("d2", True)
+    f.end("d1", True)
+    assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+
+
+def test_a_returning_old_coordinator_drives_none_and_its_tells_are_refused() -> None:
+    f = taken_over_and_failed(failure_before_death=False)
+    cert = f.disks["d1"].certificates[WF][1]
+    d0 = f.restart("d0")  # back from its disk: its row still RUNNING in epoch 0
+    f.step("d0", Message("d1", ClaimMsg(WF, 1, won=cert)))
+    f.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1, won=cert)))
+    f.deliver()
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert not d0.compensating.cores and not rows(f, "d0")
+    assert not f.sent_by("d0", CompensateMsg)
+    # A tell in epoch 0 is refused where epoch 1 is known: only d1 drives.
+    with pytest.raises(Refused):
+        check(f.nodes["d2"], "d0", CompensateMsg(WF, "s1", 1))
+    check(f.nodes["d2"], "d1", CompensateMsg(WF, "s1", 1))
+    f.end("d2", True)
+    f.end("d1", True)
+    assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert len(f.compensations) == 2
+
+
+def test_a_coordinator_whose_end_a_later_epoch_told_on_stops_driving() -> None:
+    # d0 ended the workflow FAILED and drives its saga; then an end of epoch 1 comes
+    # (a claimant told it on): d0 follows it, drops its core and drives no more.
+    f = running_s2()
+    f.end("d2", False, "boom")
+    d0 = f.nodes["d0"]
+    assert WF in d0.compensating.cores
+    f.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1)))
+    assert WF not in d0.compensating.cores
+    assert f.disks["d0"].epochs[WF] == (1, "d1")
+    f.restart("d0")
+    assert WF not in f.nodes["d0"].compensating.cores  # nor after a restart
+
+
+def test_a_report_goes_to_the_epoch_holder_followed() -> None:
+    f = taken_over_and_failed(failure_before_death=False)
+    f.end("d2", True)
+    assert [to for to, _ in f.sent_by("d2", CompensatedMsg)] == ["d1"]  # not to d0
+
+
+def test_an_old_coordinator_that_holds_no_core_follows_a_later_end_and_drives_no_more():
+    # d0 ended the workflow FAILED in epoch 0 and owes nothing it knows of; an end of
+    # epoch 1 comes (a claimant told it on), then a late SUCCEEDED result: d0 follows
+    # epoch 1 and starts no saga of its own (the claimant drives it).
+    f = running_s2()
+    f.disks["d0"].results[WF] = {}  # as if s0 and s1's results had not reached it
+    f.restart("d0")
+    f.end("d2", False, "boom")
+    d0 = f.nodes["d0"]
+    assert f.disks["d0"].final[WF] is WorkflowState.FAILED and WF not in d0.compensating.cores
+    f.step("d0", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1)))
+    assert f.disks["d0"].epochs[WF] == (1, "d1")
+    f.step("d0", Message("d2", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {}, "")))
+    assert WF not in d0.compensating.cores and not rows(f, "d0")
