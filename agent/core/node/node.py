@@ -70,7 +70,10 @@ Membership's DEAD and LEFT act on negotiations whether takeover is on or not
 (member_loss.py): a transaction in doubt here whose coordinator is gone starts its
 recovery at once instead of after its lease; a round this Node prepares aborts at
 once when a participant that has not voted is gone (the refusal names it), and the
-placer leaves gone members out. SUSPECT changes nothing.
+placer leaves gone members out. SUSPECT changes nothing. They act on committed
+workflows' steps too (domain_loss.py): a workflow's original coordinator fails each
+step placed on a gone domain that is not terminal, naming the domain, and the
+workflow ends as its lifecycle says (with takeover, once its participants were told).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ from fedorch.core.negotiation.termination import Termination
 from fedorch.core.node.cancel import Cancels
 from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
+from fedorch.core.node.domain_loss import DomainLoss
 from fedorch.core.node.inputs import (
     Cancel,
     CompensationEnded,
@@ -165,6 +169,8 @@ class Node:
         self.members: dict[str, str] = {}
         # What the view's DEAD and LEFT do to negotiations (member_loss.py).
         self.member_loss = MemberLoss(self)
+        # What they do to committed workflows' steps placed there (domain_loss.py).
+        self.domain_loss = DomainLoss(self)
         # Retention of ended workflows (retention.py); None: every one is kept.
         self.retain = Retainer(self, timing.retention) if timing.retention is not None \
             else None
@@ -259,6 +265,7 @@ class Node:
         self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
         self.running.reset()
+        self.domain_loss.reset()
         if self.fencing is not None:
             self.fencing.reset()
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
@@ -295,6 +302,7 @@ class Node:
         if self.takeover is not None:
             self.takeover.tick(now)
         self.running.tick(now)  # the fan-out waves whose pause_s is over
+        self.domain_loss.tick()  # before the resends: a void verdict's end goes no more
         if self.fencing is not None:
             self.fencing.tick(now)  # the attempts cut off past their step lease
         for entry in list(self.pending.values()):
@@ -322,6 +330,7 @@ class Node:
         lost = sorted(d for d in changed - was_gone if self.member_loss.gone(d))
         if lost:
             self.member_loss.lost(now, lost)
+            self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
         if before and self.fencing is not None:

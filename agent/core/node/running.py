@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, WfInfo, copy_hold
 from fedorch.core.workflow import lifecycle
@@ -70,22 +71,43 @@ class Running:
         n = self.n
         d = n.state
         wf = msg.workflow_id
+        refused = False
         if n.retain is not None and not n.retain.knows(wf):
             pass  # forgotten here (or never ours): acknowledged, nothing kept
         elif wf not in d.final:
             known = d.results.get(wf, {}).get(msg.step_id)
-            if known is None or known[0] <= msg.attempt:
-                n.point("step result")
-                d.results[wf] = {**d.results.get(wf, {}), msg.step_id: (
-                    msg.attempt, msg.state, msg.outputs, msg.error)}
-            p = n.progress.get(wf)
-            if p is not None and p.apply_result(msg.step_id, msg.attempt, msg.state,
-                                                msg.outputs, msg.error):
-                self.check_outcome(now, wf)
-                self._start_ready(now, wf)
+            if known is not None and known[1] in TERMINAL_STEP_STATES \
+                    and known[1:] != (msg.state, msg.outputs, msg.error) \
+                    and (n.domain_loss.drives(wf) or not was_lost(src, known[1], known[3])):
+                # A terminal result on record never changes (as in Progress): a domain
+                # a loss verdict failed the step of (domain_loss.py), back with its
+                # own, is refused, here and in the progress (which may take the
+                # verdict only when its end is made), and not acknowledged: it comes
+                # again until the workflow ended here, or the verdict is void (this
+                # Node follows a later coordinator epoch), and the result is taken.
+                refused = was_lost(src, known[1], known[3])
+                n.stats["result of a lost placement refused" if refused
+                        else "result after a terminal one refused"] += 1
+            else:
+                if known is None or known[0] <= msg.attempt:
+                    n.point("step result")
+                    d.results[wf] = {**d.results.get(wf, {}), msg.step_id: (
+                        msg.attempt, msg.state, msg.outputs, msg.error)}
+                p = n.progress.get(wf)
+                if p is not None and p.apply_result(msg.step_id, msg.attempt, msg.state,
+                                                    msg.outputs, msg.error):
+                    self.check_outcome(now, wf)
+                    self._start_ready(now, wf)
         else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
             n.compensating.late_result(now, msg)
-        n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
+        if not refused:
+            n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
+        entry = n.pending.get(("final", wf, src))
+        if entry is not None and (wf in d.final or n.domain_loss.drives(wf)):
+            # The sender has not acknowledged the end told it: told again now, not at
+            # the resend's backoff (a domain back after a loss verdict on its step
+            # learns the end before it could report to anyone else).
+            n.send(src, entry[1])
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
@@ -110,6 +132,7 @@ class Running:
             n.point("final acked")
             n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}
             n.mark(wf)
+            n.domain_loss.acked(now, wf)  # a loss verdict's end may be made now
         elif msg.msg_id[0] == "compensated":
             n.compensating.report_acked(msg.msg_id)
 
@@ -132,7 +155,11 @@ class Running:
         p = Progress(info.spec, info.placement, n.name)
         n.progress[wf] = p
         for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():
+            if step in p.steps and n.domain_loss.deferred(wf, p.steps[step].domain, state,
+                                                          error):
+                continue  # a loss verdict, taken when its end is made (domain_loss.py)
             p.apply_result(step, attempt, state, outputs, error)
+        n.domain_loss.resumed(wf)  # a loss verdict on record holds its end again
         started: dict[str, int] = {}
         for _, step, attempt in d.runs.of(wf):
             started[step] = max(started.get(step, 0), attempt)
@@ -148,6 +175,7 @@ class Running:
         self._start_ready(now, wf)
         if n.takeover is not None:
             n.takeover.resumed(now, wf)  # its core, told how the view sees its coordinator
+        n.domain_loss.resolve_gone(now, wf)  # its steps on members already gone
 
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
@@ -229,6 +257,8 @@ class Running:
             return
         if n.cancels.holds_back(wf):  # a cancel on record ends it, not its steps' outcome
             n.cancels.carry_out(now, wf)
+            return
+        if n.domain_loss.holds(wf):  # a loss verdict's end, told first (domain_loss.py)
             return
         outcome = p.outcome()
         if outcome is None:

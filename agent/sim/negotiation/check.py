@@ -89,6 +89,11 @@ class Checker:
         self.acting_at: dict[tuple[str, int], float] = {}  # when it first acted
         self.ends: dict[str, dict[int, object]] = {}
         self.ended_at: dict[tuple[str, str], float] = {}
+        # Steps a coordinator failed as lost with their domain: (agent, (wf, step),
+        # domain, action, now).
+        self.steps_lost: list[tuple[str, tuple[str, str], str, str, float]] = []
+        # The ends loss verdicts told before their coordinator made them: wf -> states.
+        self.told_ends: dict[str, set[object]] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
         # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
@@ -195,6 +200,17 @@ class Checker:
     def ended_here(self, agent: str, wf: str, now: float) -> None:
         self.ended_at.setdefault((agent, wf), now)
 
+    def end_told(self, agent: str, wf: str, epoch: int, state: object) -> None:
+        """`agent`, coordinator of `wf` at `epoch`, told its participants the end a
+        loss verdict decided before making it (core/node/domain_loss.py)."""
+        self.told_ends.setdefault(wf, set()).add(state)
+
+    def step_lost(self, agent: str, step: tuple[str, str], domain: str, action: str,
+                  now: float) -> None:
+        """`agent`, the workflow's coordinator, failed a step on `domain`, gone in its
+        view (core/node/domain_loss.py): kept for the run's report and for tests."""
+        self.steps_lost.append((agent, step, domain, action, now))
+
     def attach(self, sim: World) -> None:
         """The run whose agents `compacted` looks at (each agent attaches it)."""
         self._sim = sim
@@ -266,8 +282,16 @@ class Checker:
             row = self.row(sim, wf)
             if row is None or row.state in TERMINAL:
                 continue
-            if set(row.info.placement.values()) & dead and row.committed:
-                continue  # a domain it needs is gone for good
+            gone = set(row.info.placement.values()) & dead
+            if gone and row.committed and (sim.config.timing.takeover_after_s is None
+                                           or set(row.info.placement.values()) - {coord}
+                                           <= dead):
+                # A domain it needs is gone for good, and either no view says so (runs
+                # without takeover: no membership views), or every participant but the
+                # coordinator is: a loss verdict's end waits for one to acknowledge it
+                # (core/node/domain_loss.py). Otherwise its steps there failed, naming
+                # the domain, and the workflow ended.
+                continue
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
         self._check_sagas(sim)
@@ -424,7 +448,11 @@ class Checker:
                 coord = sim.workflows.get(wf)
                 row = self.row(sim, wf)
                 ends = set(self.ends.get(wf, {}).values())  # of every coordinator epoch
-                if name != coord and state not in ends and (row is None or row.state != state):
+                # A loss verdict's end, told before it is made: the participants' end
+                # while no coordinator made one (its coordinator died for good first).
+                told = self.told_ends.get(wf, set()) if not ends else set()
+                if name != coord and state not in ends | told \
+                        and (row is None or row.state != state):
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")

@@ -111,6 +111,7 @@ NOTE_TIMES: dict[str, tuple[int, ...]] = {
     "step_started": (1,),    # (run, now)
     "ended_here": (1,),      # (wf, now)
     "acting": (2,),          # (wf, epoch, now)
+    "step_lost": (3,),       # ((wf, step), domain, action, now)
     "compensation_started": (1,),  # (run, now)
 }
 

@@ -170,6 +170,10 @@ def test_the_coordinator_never_fences_its_own_steps() -> None:
     fed.step("d0", Submit(WF, spec, placement={"s0": "d0", "s1": "d1"}))
     fed.deliver()
     assert (WF, "s0", 1) in fed.running["d0"]
+    # s1 ends at d1 first: a step of a DEAD participant that is not terminal would be
+    # failed by the coordinator's loss verdict (domain_loss.py), ending the workflow.
+    fed.step("d1", StepEnded(WF, "s1", 1, ok=True))
+    fed.deliver()
     fed.silent.add("d1")
     view(fed, 1.0, "d0", d1="DEAD", d2="DEAD", d3="DEAD")
     fed.run_until(10 * LEASE_S)

@@ -1,0 +1,232 @@
+"""What membership's DEAD and LEFT do to a committed workflow's steps, in the Node.
+
+Theory of operation
+-------------------
+member_loss.py acts on negotiations when the view says a member is gone (DEAD or
+LEFT; SUSPECT changes nothing); this part acts on the steps of committed workflows.
+A step placed on a gone domain will never report: its workflow would wait for it for
+ever. So the workflow's original coordinator (its row here, epoch 0, RUNNING, no later
+epoch followed) resolves every step placed there that is not terminal through the pure
+core's loss table (Progress.domain_lost, LOSS_TABLE in core/workflow/domain_loss.py),
+the reasons naming the domain and whether it was DEAD or LEFT:
+
+- a step that had started there (or could have: it was ready) and is not idempotent,
+  or whose spec says `on_domain_loss: fail`, FAILS;
+- a step the table would place again (not started, or idempotent, with `replace`)
+  FAILS too, its reason saying it was not placed again: the Node runs no re-placement
+  round yet (`can_replace=False`; docs/architecture.md, "Not built yet in the node
+  engine"). Nothing waits for a lost domain for ever.
+
+When. On each change of the view that makes a member gone (`lost`, after member_loss),
+and when a round commits while a domain it placed a step on is already gone
+(`resolve_gone`, from Running.resume). A restored Node knows no view until its driver
+posts it again (node.py): the same changes then act as above.
+
+Durable first. A resolved step's FAILED result is written in the results table, in the
+Ready of the view change, under the point "step lost"; whatever it causes follows.
+
+A verdict is one coordinator's, so its end is told before it is made (with coordinator
+takeover composed, as the node engine runs it). A step's own result is the same
+whoever collects it, so any two coordinators of a workflow (the original back from a
+crash, a successor that took it over) end it alike on results; a loss verdict is not:
+the lost domain may come back and report the step it ran, to a successor elected while
+the original was down. So, with takeover:
+- the verdict is worked out on a copy of the workflow's progress and written as the
+  step's result (for status, restore and the fence below); the progress itself takes
+  it only when the end is made (`_apply`; a restored one leaves it out: `deferred`);
+- the original tells the end (FinalMsg, FAILED, resent until acknowledged) to every
+  participant and makes it itself, as on any outcome (running.py: its row, its saga,
+  its notices), once every participant the view does not say is gone, and at least
+  one, acknowledged it (`held`, `acked`). Until then its status shows the workflow
+  RUNNING. A participant that ended the workflow answers a takeover claim with its end
+  (takeover_claims.py), so a successor elected meanwhile takes that end instead of
+  deciding one; one elected without asking any of them (an electorate of five or
+  more, or participants outside it) could still decide otherwise (docs/failures.md);
+- a coordinator that dies holding never made the end: a successor decides, on results.
+  Back, it follows the later epoch, and its verdict is void (`tick`: told no more; the
+  step's own result, refused until then, is taken). A workflow whose participants are
+  all gone waits for the first to come back and acknowledge (it is told the end at
+  once then: running.py, `on_result`).
+The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
+table's for the step's own domain (`was_lost`) is a verdict; the acknowledgements are
+durable (`final_acked`). Without takeover (no other coordinator can exist) the verdict
+goes into the progress and the end is made at once.
+
+Not done here (docs/architecture.md): a successor after a takeover makes no verdict,
+so a step on the dead coordinator's own domain still waits for it (its verdict could
+contradict the original's end on results, should the original come back).
+
+Fencing, what there is of it. While this Node drives the workflow, a step's terminal
+result on record is never replaced by a later report (running.py, `on_result`): a lost
+domain that comes back and reports the step it ran cannot turn the verdict into its
+own result; it is refused, counted in `stats` ("result of a lost placement refused"),
+and left unacknowledged (it comes again: taken if the verdict turns void). Placement
+epochs on the wire (a re-placed step's fencing token) come with re-placement.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fedorch.core.node.records import FinalMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import Outcome, StepState
+
+
+def was_lost(domain: str, state: StepState, error: str) -> bool:
+    """Is this result a loss verdict on a step placed on `domain` (its reason, as
+    core/workflow/domain_loss.py words every one)?"""
+    return state is StepState.FAILED and error.startswith(f"domain {domain} was lost (")
+
+
+class DomainLoss:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts).
+        self.n = node
+        # Workflows whose end a loss verdict decided, told and not yet made here.
+        self.held: set[str] = set()
+
+    def reset(self) -> None:
+        """A restore: rebuilt as each workflow is resumed (`resumed`)."""
+        self.held = set()
+
+    def drives(self, wf: str) -> bool:
+        """Is this Node the original coordinator of `wf`, RUNNING, at epoch 0?"""
+        n = self.n
+        d = n.state
+        row = d.rows.get(wf)
+        return wf in n.progress and wf not in d.final and row is not None \
+            and d.epochs.get(wf, (0, ""))[0] == 0 and row.state is WorkflowState.RUNNING
+
+    def holds(self, wf: str) -> bool:
+        """Does `wf` wait for its participants to acknowledge a verdict's end?"""
+        return wf in self.held
+
+    # ---- inputs ------------------------------------------------------------------------
+
+    def lost(self, now: float, domains: list[str]) -> None:
+        """The view now says each of `domains` is DEAD or LEFT (it did not before)."""
+        for wf in list(self.n.progress):
+            if self.drives(wf):
+                self._resolve(now, wf, domains)
+        for wf in list(self.held):  # a participant gone need not acknowledge
+            self._release_if_told(now, wf)
+
+    def resumed(self, wf: str) -> None:
+        """`wf`'s progress was just rebuilt from the tables (restore): a verdict on
+        record holds its end again, before anything looks at its outcome."""
+        n = self.n
+        if n.takeover is None or not self.drives(wf):
+            return
+        p = n.progress[wf]
+        if any(step in p.steps and was_lost(p.steps[step].domain, state, error)
+               for step, (_, state, _, error) in n.state.results.get(wf, {}).items()):
+            self._hold(wf)
+
+    def resolve_gone(self, now: float, wf: str) -> None:
+        """`wf` has just committed here (or was restored): the steps of every member
+        the view already says is gone are resolved now."""
+        n = self.n
+        if not self.drives(wf):
+            return
+        p = n.progress[wf]
+        placed = {s.domain for s in p.steps.values()}
+        gone = sorted(d for d in placed if n.member_loss.gone(d))
+        if gone:
+            self._resolve(now, wf, gone)
+        self._release_if_told(now, wf)
+
+    def acked(self, now: float, wf: str) -> None:
+        """A participant acknowledged the end of `wf` (written in `final_acked`)."""
+        self._release_if_told(now, wf)
+
+    def tick(self) -> None:
+        """Before the Node's resends: a verdict whose coordinator no longer drives the
+        workflow (it follows a later epoch: takeover.py; or another end came) is void,
+        and its end, never made here, is told no more."""
+        for wf in [wf for wf in self.held if not self.drives(wf)]:
+            self._void(wf)
+
+    def _void(self, wf: str) -> None:
+        n = self.n
+        self.held.discard(wf)
+        n.stats["loss verdict void: driven or ended elsewhere"] += 1
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "final" and k[1] == wf)}
+
+    # ---- the verdict ---------------------------------------------------------------------
+
+    def _resolve(self, now: float, wf: str, domains: list[str]) -> None:
+        n = self.n
+        p = n.progress[wf]
+        # With takeover, the verdict is worked out on a copy: the workflow's progress
+        # takes it only when its end is made (`_release_if_told`), so a coordinator
+        # whose epoch ends meanwhile goes on as a participant its verdict never touched.
+        judged = p if n.takeover is None else copy.deepcopy(p)
+        resolved: list[str] = []
+        for domain in domains:
+            if not n.member_loss.gone(domain):
+                continue
+            for step, action in judged.domain_lost(domain, state=n.members[domain],
+                                                   can_replace=False):
+                n.stats[f"step lost with its domain: {action.value}"] += 1
+                n.note("step_lost", (wf, step), domain, action.value, now)
+                resolved.append(step)
+        if not resolved:
+            return
+        n.point("step lost")
+        results = dict(n.state.results.get(wf, {}))
+        for step in resolved:
+            s = judged.steps[step]
+            results[step] = (s.attempts, s.state, {}, s.error)
+        n.state.results[wf] = results
+        if judged is not p and judged.outcome() is Outcome.FAILED:
+            self._hold(wf)
+            return
+        if judged is not p:  # no end follows from it (a fan-out step goes on): taken now
+            self._apply(wf)
+        n.running.check_outcome(now, wf)  # ends it where nothing holds it
+
+    def _apply(self, wf: str) -> None:
+        """The verdicts on record, into the workflow's progress (FAILED, what is
+        downstream SKIPPED)."""
+        p = self.n.progress[wf]
+        for step, (attempt, state, _, error) in self.n.state.results.get(wf, {}).items():
+            if step in p.steps and was_lost(p.steps[step].domain, state, error):
+                p.apply_result(step, max(attempt, p.steps[step].attempts), state, {}, error)
+
+    def deferred(self, wf: str, step_domain: str, state: StepState, error: str) -> bool:
+        """Is this result on record a verdict a restored progress takes only when its
+        end is made (with takeover; Running.resume leaves it out)?"""
+        return self.n.takeover is not None and was_lost(step_domain, state, error)
+
+    def _hold(self, wf: str) -> None:
+        """The end is FAILED: told to every participant before it is made here."""
+        n = self.n
+        if wf in self.held:
+            return
+        self.held.add(wf)
+        n.stats["loss verdict: end told before it is made"] += 1
+        n.point("loss verdict told")
+        n.note("end_told", wf, 0, WorkflowState.FAILED)
+        row = n.state.rows[wf]
+        acked = n.state.final_acked.get(wf, set())
+        for dst in sorted(set(row.info.placement.values()) - {n.name} - acked):
+            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, WorkflowState.FAILED))
+
+    def _release_if_told(self, now: float, wf: str) -> None:
+        n = self.n
+        if wf not in self.held:
+            return
+        if not self.drives(wf):
+            self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
+            return
+        acked = n.state.final_acked.get(wf, set())
+        participants = set(n.state.rows[wf].info.placement.values()) - {n.name}
+        waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
+        if waiting or not acked & participants:
+            return
+        self.held.discard(wf)
+        self._apply(wf)
+        n.running.check_outcome(now, wf)

@@ -1,0 +1,288 @@
+"""Membership's DEAD and LEFT acting on a committed workflow's steps, in the Node
+(agent/core/node/domain_loss.py), Nodes driven by hand with coordinator takeover on (as
+the node engine composes it): d0 coordinates; the steps are on d1, d2 (and d0 itself in
+the takeover cases); step attempts end only when a test says so."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit
+from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation as Harness
+from tests.unit.core.node.test_takeover import Certified, fake_signer
+
+NAMES = ["d0", "d1", "d2", "d3"]
+WF = "d0.w"
+TIMING = Timing(max_rounds=1, takeover_after_s=3.0)
+
+
+class Federation(Harness):
+    """Four Nodes, each told at once that every other is ALIVE."""
+
+    timing = TIMING
+
+    def __init__(self) -> None:
+        self.evidence = Certified()
+        self.lost: list[tuple[str, tuple, str, str]] = []  # (node, (wf, step), domain, action)
+        super().__init__(NAMES)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    disk=self.disks[name], now=self.now)
+
+    def first_inputs(self, name: str) -> list[MemberState]:
+        return [MemberState(m, "ALIVE") for m in NAMES if m != name]
+
+    def note(self, name: str, what: str, facts: list) -> None:
+        if what == "acting":
+            self.evidence.acting[(facts[0], facts[1])] = name
+        elif what == "step_lost":
+            self.lost.append((name, facts[0], facts[1], facts[2]))
+
+    def end(self, name: str, step: str, *, ok: bool = True) -> None:
+        """`name`'s running attempt of `step` ends, and what it sends is delivered."""
+        runs = [r for r in self.running[name] if r[1] == step]
+        assert len(runs) == 1, (name, step, self.running[name])
+        self.step(name, StepEnded(*runs[0], ok=ok))
+        self.deliver()
+
+
+class NoTakeover(Federation):
+    timing = Timing(max_rounds=1)
+
+
+def step(sid: str, *, needs: tuple[str, ...] = (), idempotent: bool = False,
+         on_loss: str = "") -> spec_pb2.StepSpec:
+    return spec_pb2.StepSpec(id=sid, capability="a", needs=list(needs),
+                             idempotent=idempotent, on_domain_loss=on_loss)
+
+
+def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Federation:
+    """d0's workflow committed everywhere; the first attempts started, none ended."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=steps),
+                          placement=placement))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    return fed
+
+
+def dies(fed: Federation, domain: str, state: str = "DEAD",
+         told: tuple[str, ...] = ("d0", "d1", "d2", "d3")) -> None:
+    """`domain` is gone for good (its attempts with it); the others' views say so."""
+    fed.silent.add(domain)
+    fed.running[domain] = set()
+    for n in told:
+        if n != domain:
+            fed.step(n, MemberState(domain, state))
+    fed.deliver()
+
+
+def result(fed: Federation, name: str, step_id: str) -> tuple:
+    return fed.disks[name].results[WF][step_id]
+
+
+def test_a_started_step_that_is_not_idempotent_fails_naming_its_dead_domain() -> None:
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    assert any(r[1] == "s1" for r in fed.running["d1"])  # s1 runs on d1
+    fed.end("d2", "s2")
+    dies(fed, "d1")
+    _, state, _, error = result(fed, "d0", "s1")
+    assert state is StepState.FAILED
+    assert "domain d1 was lost (DEAD)" in error and "not idempotent" in error
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED  # its end notice came
+    assert fed.lost == [("d0", (WF, "s1"), "d1", "FAIL_STARTED")]
+    assert result(fed, "d0", "s2")[1] is StepState.SUCCEEDED  # what ended stays as it was
+
+
+def test_the_loss_is_written_and_its_end_told_before_the_end_is_made() -> None:
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    ready = fed.step("d0", MemberState("d1", "DEAD"))
+    assert [w.point for w in ready.writes] == ["step lost", "loss verdict told"]
+    ends = [o for o in ready.send_after_write if isinstance(o.msg, FinalMsg)]
+    assert {o.to for o in ends} == {"d1", "d2"}  # the lost one hears it if it comes back
+    assert not any(isinstance(o.msg, FinalMsg) for o in ready.send_now)
+    # Not ended at the coordinator until d2 acknowledged: a successor elected meanwhile
+    # would find d2's end, and a restart here finds the verdict and holds it again.
+    assert WF not in fed.disks["d0"].final
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    d0 = fed.restore("d0")
+    assert d0.state.results[WF]["s1"][1] is StepState.FAILED
+    assert d0.domain_loss.holds(WF) and WF not in d0.state.final
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.deliver()
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert "d2" in fed.disks["d0"].final_acked[WF]
+
+
+def test_without_takeover_the_end_is_made_at_once() -> None:
+    """No other coordinator can exist: nothing to tell first."""
+    fed = NoTakeover()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1")]),
+                          placement={"s1": "d1"}))
+    fed.deliver()
+    fed.silent.add("d1")
+    ready = fed.step("d0", MemberState("d1", "DEAD"))
+    assert [w.point for w in ready.writes][:2] == ["step lost", "workflow outcome"]
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_started_idempotent_step_fails_naming_the_domain_as_it_is_not_placed_again(
+) -> None:
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    _, state, _, error = result(fed, "d0", "s1")
+    assert state is StepState.FAILED
+    assert "domain d1 was lost (DEAD)" in error and "not placed again" in error
+    assert fed.lost == [("d0", (WF, "s1"), "d1", "REPLACE")]
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_workflow_whose_participants_are_all_gone_ends_when_one_comes_back() -> None:
+    """Nobody alive to tell the end first: the coordinator holds it (were it to die
+    now, a successor would decide on results, and no one would have ended it
+    otherwise); the lost domain, back, reports, is told the end at once, and
+    acknowledges it."""
+    fed = committed([step("s1")], {"s1": "d1"})
+    dies(fed, "d1")
+    assert result(fed, "d0", "s1")[1] is StepState.FAILED
+    assert WF not in fed.disks["d0"].final
+    fed.silent.discard("d1")
+    d1 = fed.restore("d1")  # its attempt was running: FAILED, reported to d0
+    fed.step("d1", MemberViews((MemberState("d0", "ALIVE"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.deliver()
+    assert d1.state.final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    # The verdict stands: the result d1 reported (its own FAILED) changed nothing.
+    assert "domain d1 was lost (DEAD)" in result(fed, "d0", "s1")[3]
+
+
+def test_a_step_that_had_not_started_fails_before_it_started() -> None:
+    """s2 on d1 needs s1 on d2, still running: s2 never started on d1."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    assert not any(r[1] == "s2" for r in fed.running["d1"])
+    dies(fed, "d1")
+    _, state, _, error = result(fed, "d0", "s2")
+    assert state is StepState.FAILED
+    assert "domain d1 was lost (DEAD) before the step started" in error
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert not fed.running["d2"]  # s1's attempt was stopped by the end
+
+
+def test_on_domain_loss_fail_says_so_and_left_is_named() -> None:
+    fed = committed([step("s1", idempotent=True, on_loss="fail")], {"s1": "d1"})
+    dies(fed, "d1", "LEFT")
+    error = result(fed, "d0", "s1")[3]
+    assert "domain d1 was lost (LEFT)" in error and "on_domain_loss: fail" in error
+
+
+@pytest.mark.parametrize("state", ["SUSPECT", "ALIVE"])
+def test_suspicion_changes_nothing(state: str) -> None:
+    fed = committed([step("s1")], {"s1": "d1"})
+    dies(fed, "d1", state)
+    assert WF not in fed.disks["d0"].final
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    assert not fed.lost
+
+
+def test_a_participant_that_does_not_drive_the_workflow_changes_nothing() -> None:
+    """d2 runs s2 and hears that d1 is DEAD; its coordinator d0 has not heard yet."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1", told=("d2", "d3"))
+    assert WF not in fed.disks["d2"].final and WF not in fed.disks["d0"].final
+    assert not fed.lost
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.deliver()
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_restored_coordinator_acts_when_its_view_comes_again() -> None:
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.now = 5.0
+    d0 = fed.restore("d0")  # knows no view yet: nothing moves
+    assert d0.members == {} and WF not in fed.disks["d0"].final
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.deliver()
+    assert "domain d1 was lost (DEAD)" in result(fed, "d0", "s1")[3]
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_lost_domain_back_with_its_result_does_not_change_the_failure() -> None:
+    """d1 was only cut off: it comes back and reports s1 SUCCEEDED. The coordinator's
+    record keeps the FAILED the loss wrote (and d1 is told the end)."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.net = [m for m in fed.net if m[1] != "d1"]
+    fed.deliver()
+    fed.silent.discard("d1")
+    ready = fed.step("d0", Message("d1", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED,
+                                                   {"x": 1}, "")))
+    assert result(fed, "d0", "s1")[1] is StepState.FAILED
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    # d1 has not acknowledged the end: told it again at once, not at the resend's time.
+    assert ("d1", FinalMsg(WF, WorkflowState.FAILED)) in [
+        (o.to, o.msg) for o in ready.send_now + ready.send_after_write]
+
+
+def test_the_fence_refuses_a_lost_placements_result_while_the_workflow_goes_on() -> None:
+    """The coordinator's Progress still running the workflow (no end yet, as with a
+    fan-out step that goes on): a result from the domain a loss resolved is refused,
+    and counted."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    d0 = fed.nodes["d0"]
+    p = d0.progress[WF]
+    p.domain_lost("d1", can_replace=False)  # the loss, without the outcome path
+    d0.state.results[WF] = {"s1": (0, StepState.FAILED, {}, p.steps["s1"].error)}
+    fed.flush("d0")
+    fed.step("d0", Message("d1", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {"x": 1}, "")))
+    assert result(fed, "d0", "s1")[1] is StepState.FAILED
+    assert d0.stats["result of a lost placement refused"] == 1
+
+
+def test_a_successor_makes_no_verdict_on_the_dead_coordinators_own_step() -> None:
+    """s0 runs on d0 itself, s1 on d1 (done): d0 dies; d1 takes the workflow over and
+    leaves s0 as it is (its verdict could contradict d0's end on results, should d0
+    come back: docs/architecture.md, "Not built yet")."""
+    fed = committed([step("s0"), step("s1")], {"s0": "d0", "s1": "d1"})
+    fed.end("d1", "s1")
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert WF not in fed.disks["d1"].final and not fed.lost
+
+
+def test_a_workflow_that_commits_after_its_domain_is_dead_fails_that_step_at_once() -> None:
+    """d1 voted YES and died before the COMMIT: the view says DEAD while the round is
+    deciding (its YES stands), and the commit finds s1's domain already gone."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1"), step("s2")]),
+                          placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver(keep=lambda src, dst, msg: src == "d0" and not isinstance(msg, PrepareMsg))
+    assert not any(isinstance(m[2], VoteMsg) for m in fed.net)  # both YES are in
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    fed.step("d0", MemberState("d1", "DEAD"))
+    assert WF not in fed.disks["d0"].committed and not fed.lost  # still deciding
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].committed
+    assert "domain d1 was lost (DEAD)" in result(fed, "d0", "s1")[3]
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
