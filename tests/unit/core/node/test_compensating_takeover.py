@@ -9,8 +9,6 @@ takes over."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit
 from fedorch.core.node.authority import Refused, check
@@ -23,42 +21,25 @@ from fedorch.core.node.records import (
     CompensateMsg,
     FinalMsg,
     ResultMsg,
-    Timing,
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.federation import Federation
-from tests.unit.core.node.test_takeover import Certified, fake_signer
-
-NAMES = ["d0", "d1", "d2", "d3"]
-WF = "d0.w"
-TIMING = Timing(max_rounds=1, takeover_after_s=3.0)
+from tests.unit.core.node.test_takeover import NAMES, WF
+from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
 
-class Sagas(Federation):
-    """Four Nodes with takeover on; every attempt (a step's or a compensation's) is
-    kept running until the test ends it."""
+class Sagas(TakeoverFederation):
+    """The takeover tests' four Nodes (takeover on); every attempt (a step's or a
+    compensation's) is kept running until the test ends it."""
+
+    steps_end_at_once = False
 
     def __init__(self) -> None:
-        self.evidence = Certified()
         self.queue: dict[str, list[tuple]] = {n: [] for n in NAMES}
         self.compensations: list[tuple[str, tuple]] = []  # (domain, start entry)
-        super().__init__(NAMES)
-
-    def make_node(self, name: str) -> Node:
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
-                    timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    disk=self.disks[name], now=self.now)
-
-    def first_inputs(self, name: str) -> list[MemberState]:
-        return [MemberState(m, "ALIVE") for m in NAMES if m != name]
-
-    def note(self, name: str, what: str, facts: list) -> None:
-        if what == "acting":
-            self.evidence.acting[(facts[0], facts[1])] = name
+        super().__init__()
 
     def flush(self, name: str) -> Ready:
         ready = super().flush(name)
