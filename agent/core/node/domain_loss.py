@@ -72,6 +72,7 @@ from typing import Any
 from fedorch.core.node.records import FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import Outcome, StepState
+from fedorch.core.workflow.takeover_events import majority
 
 
 def was_lost(domain: str, state: StepState, error: str) -> bool:
@@ -226,6 +227,15 @@ class DomainLoss:
         participants = set(n.state.rows[wf].info.placement.values()) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
+            return
+        # Gone is not gone for good: electors the view says are gone may come back and,
+        # this coordinator dead meanwhile, elect a successor that decides on results. Its
+        # electing majority must meet an elector that acknowledged the end (it answers
+        # the claim with it): so the electors that have not, this one aside, must be
+        # fewer than a majority.
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        if electorate and len(set(electorate) - {n.name} - acked) >= majority(electorate):
+            n.stats["loss verdict held: too few electors acknowledged"] += 1
             return
         self.held.discard(wf)
         self._apply(wf)
