@@ -70,6 +70,7 @@ from fedorch.core.node.records import (
     CompensatedMsg,
     CompensateMsg,
     CompRow,
+    FinalMsg,
     ResultMsg,
 )
 from fedorch.core.workflow.compensation import (
@@ -83,6 +84,7 @@ from fedorch.core.workflow.compensation import (
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 COMPENSATE = "compensate"  # the fourth field of a compensation's start entry
+SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
 INTERRUPTED = "interrupted by a restart"
 OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
@@ -116,6 +118,7 @@ class Compensating:
         for c in owed:
             d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
         self.cores[wf] = Compensation(info.spec, owed)
+        self.tell_plan(wf)
         self._drive(now, wf)
 
     def restore(self, now: float) -> None:
@@ -155,6 +158,8 @@ class Compensating:
                 self._report(*key)
             elif not reported:  # its report was not acknowledged before the restart
                 self._report(*key)
+        for wf in self._driven():  # what was told before was resent from memory only
+            self.tell_plan(wf, over=wf not in self.cores)
         for wf in list(self.cores):
             self._drive(now, wf)
 
@@ -175,6 +180,7 @@ class Compensating:
             # it already, in a nested _drive)
             del self.cores[wf]
             n.note("compensation_ended", wf, core.summary().value)
+            self.tell_plan(wf, over=True)
             n.mark(wf)  # retention may look at it again: its saga is over
             if wf in n.state.final:  # wakes the watchers: the status changed
                 n.out.status.append((wf, n.state.final[wf]))
@@ -224,6 +230,7 @@ class Compensating:
         steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                           r.error) for s, r in rows.items()]
         self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
+        self.tell_plan(wf)  # the plan grew (or a saga over starts again)
         self._drive(now, wf)
 
     def owed_result(self, state: WorkflowState, msg: object) -> bool:
@@ -236,6 +243,53 @@ class Compensating:
             return False
         spec = self.n.running.info(msg.workflow_id).spec
         return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
+
+    def tell_plan(self, wf: str, over: bool = False) -> None:
+        """As its driver: tell every other participant of `wf` (and its original
+        coordinator) the saga's plan, the compensations owed (`FinalMsg.owed`), or that
+        the saga is over (`FinalMsg.saga_over`), resent until acknowledged under one key
+        per participant (the end replaces a plan not yet acknowledged). Sent after the
+        rows are written (the same Ready: its writes before its messages)."""
+        n = self.n
+        d = n.state
+        state = d.final.get(wf)
+        if state is None:
+            return
+        epoch = d.epochs.get(wf, (0, ""))[0]
+        owed = () if over else tuple(
+            (step, r.domain, r.max_attempts) for step, r in self.of(wf)[0].items())
+        msg = FinalMsg(wf, state, epoch, owed=owed, saga_over=over)
+        info = n.running.info(wf)
+        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+            n.reliable(dst, (SAGA, wf, dst), msg)
+
+    def on_plan(self, src: str, msg: FinalMsg) -> None:
+        """A participant told the saga's plan, or its end, by its driver (after
+        Running.on_final took the end): the plan is written until the saga is over;
+        the end is kept as an empty plan (a plan sent before it and late on the way
+        opens nothing then); a plan that grew (a late result joined) is merged."""
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        if self._known(wf) and self.driver(wf) == src:
+            known = d.plans.get(wf)
+            if msg.saga_over:
+                if known != ():
+                    n.point("saga plan")
+                    d.plans[wf] = ()
+                    n.mark(wf)  # retention may look at it again: its plan is closed
+            elif known != ():
+                merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}
+                plan = tuple(merged[k] for k in sorted(merged))
+                if plan != known:
+                    n.point("saga plan")
+                    d.plans[wf] = plan
+        n.send(src, AckMsg((SAGA, wf, n.name)))
+
+    def _driven(self) -> list[str]:
+        """The workflows whose saga this Node drives (its rows, its epoch)."""
+        wfs = {wf for wf, _ in self.n.state.compensations}
+        return sorted(wf for wf in wfs if self._known(wf) and self.driver(wf) == self.n.name)
 
     # ---- the step's domain -------------------------------------------------------------
 
@@ -302,6 +356,7 @@ class Compensating:
             return
         if self.cores.pop(wf, None) is not None:
             n.stats["compensations left to a later epoch"] += 1
+        n.pending = {k: v for k, v in n.pending.items() if not (k[0] == SAGA and k[1] == wf)}
         n.point("takeover epoch")
         d.epochs[wf] = (epoch, src)
         if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
@@ -313,6 +368,10 @@ class Compensating:
         """Why retention may not forget `wf` yet (None: its sagas' rows may go)."""
         if wf in self.cores:
             return "its compensations have not ended"
+        if self.n.state.plans.get(wf):
+            return "its saga's plan is open (its driver has not told the saga over)"
+        if any(k[0] == SAGA and k[1] == wf for k in self.n.pending):
+            return "its saga's plan or end is not acknowledged by every participant"
         for key in self.n.state.comp_runs.of(wf):
             state, _, reported = self.n.state.comp_runs[key]
             if state == "running" or not reported:
@@ -325,6 +384,7 @@ class Compensating:
         for table in (d.compensations, d.comp_runs):
             for key in table.of(wf):
                 del table[key]
+        d.plans.pop(wf, None)
 
     def _known(self, wf: str) -> bool:
         d = self.n.state
