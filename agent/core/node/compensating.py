@@ -107,7 +107,10 @@ class Compensating:
         epoch), ended it in `state`: plan what it owes."""
         n = self.n
         d = n.state
-        if state not in OWING or self.driver(wf) != n.name:
+        if state not in OWING or self.driver(wf) != n.name or wf in self.cores:
+            return
+        if d.plans.get(wf):  # its driver planned it and told it here: this Node's now
+            self.adopt(now, wf)
             return
         info = n.running.info(wf)
         states = {s: _name(r[1]) for s, r in d.results.get(wf, {}).items()}
@@ -135,6 +138,8 @@ class Compensating:
             by_wf.setdefault(wf, []).append(
                 CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                          r.error))
+        for wf in sorted(d.plans):  # a plan told here, this Node now its epoch's holder
+            self.adopt(now, wf, drive=False)
         # Ended, and a crash came before it planned: as the original coordinator...
         for wf, row in d.rows.items():
             if row.state in OWING and d.epochs.get(wf, (0, ""))[0] == 0 \
@@ -161,6 +166,33 @@ class Compensating:
         for wf in self._driven():  # what was told before was resent from memory only
             self.tell_plan(wf, over=wf not in self.cores)
         for wf in list(self.cores):
+            self._drive(now, wf)
+
+    def adopt(self, now: float, wf: str, drive: bool = True) -> None:
+        """This Node holds a later epoch of `wf`, ended here with a saga plan open (its
+        driver's end notice told it, `plans`): it drives that saga from attempt 1 of
+        each owed compensation. Each domain answers an attempt number it recorded with
+        what it recorded (`run_here`), so the saga goes on from where it was without
+        running an attempt twice: a compensation that ended is folded in at once, one
+        still running is answered when it ends, a failed one is retried under the next
+        number (which its domain may have recorded too)."""
+        n = self.n
+        d = n.state
+        plan = d.plans.get(wf)
+        if not plan or wf in self.cores or not self._known(wf) \
+                or self.driver(wf) != n.name or d.epochs.get(wf, (0, ""))[0] < 1 \
+                or any((wf, step) in d.compensations for step, _, _ in plan):
+            return
+        n.point("compensations adopted")
+        n.stats["saga plan adopted by a successor"] += 1
+        for step, domain, max_attempts in plan:
+            d.compensations[(wf, step)] = CompRow(domain, max_attempts)
+        del d.plans[wf]  # the driver's rows are the plan now
+        self.cores[wf] = Compensation(n.running.info(wf).spec, [
+            CompStep(step, domain, max_attempts, CompState.PENDING, 0, "")
+            for step, domain, max_attempts in plan])
+        self.tell_plan(wf)  # the participants learn the plan again, and who drives it
+        if drive:
             self._drive(now, wf)
 
     def _drive(self, now: float, wf: str) -> None:
@@ -271,6 +303,16 @@ class Compensating:
         n = self.n
         d = n.state
         wf = msg.workflow_id
+        if self._known(wf) and msg.epoch > d.epochs.get(wf, (0, ""))[0] \
+                and src != n.name and self.driver(wf) != n.name:
+            # A later epoch's holder drives the saga now (the boundary let its notice
+            # through, as an end notice of a later epoch): followed, so its tells are
+            # taken and the reports go to it.
+            n.point("takeover epoch")
+            d.epochs[wf] = (msg.epoch, src)
+            if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < msg.epoch:
+                d.granted[wf] = (msg.epoch, src)
+            self._report_again(wf)
         if self._known(wf) and self.driver(wf) == src:
             known = d.plans.get(wf)
             if msg.saga_over:
@@ -285,6 +327,17 @@ class Compensating:
                     n.point("saga plan")
                     d.plans[wf] = plan
         n.send(src, AckMsg((SAGA, wf, n.name)))
+
+    def _report_again(self, wf: str) -> None:
+        """The driver changed: the reports not acknowledged go to it now (and no
+        longer to the one before)."""
+        n = self.n
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "compensated" and k[1] == wf)}
+        for key in [k for k in n.state.comp_runs if k[0] == wf]:
+            state, _, reported = n.state.comp_runs[key]
+            if state != "running" and not reported:
+                self._report(*key)
 
     def _driven(self) -> list[str]:
         """The workflows whose saga this Node drives (its rows, its epoch)."""
