@@ -54,10 +54,31 @@ forgets both tables' rows with it (`forget`); the end of a saga and an acknowled
 report mark it, so a parked workflow is looked at again. A tell of a workflow
 forgotten here (or never known) is answered failed at once, nothing written.
 
-Not built here: a coordinator that dies after it ended a workflow FAILED or
-CANCELLED, mid-saga, leaves its compensations waiting for its restart: its
-participants end the workflow on its end notice and drop their takeover cores, and
-the end notice does not carry the owed compensations (docs/architecture.md).
+The plan outlives its driver. Once it wrote the plan, the driver tells it to every
+other participant and the original coordinator (`tell_plan`: a FinalMsg with
+`owed`, (step, domain, max attempts) of each compensation, under the resend key
+("saga", wf, dst); again when a late result makes it grow), and when the saga is
+over it tells that (`saga_over`, under the same key: it replaces a plan not yet
+acknowledged). A participant writes the plan (`plans`, merged with one it holds)
+and, at the end, an empty plan (closed: a copy of the plan late on the way opens
+nothing). Retention keeps a workflow while its plan is open here, and, at the
+driver, while a notice is not acknowledged. A restarted driver tells every saga it
+drives again (plan or end: what it had sent was resent from memory only).
+A Node that holds a later epoch of the workflow with a plan open (`adopt`, on its
+end, on a restore) writes the plan as its own rows (PENDING, no attempt) and drives
+it from attempt 1: each domain answers an attempt number it recorded with what it
+recorded (one still running: when it ends), so the saga goes on from where it was and
+no attempt runs twice. A participant told a plan by the holder of a later epoch than
+the one it follows follows it (`on_plan`: its tells taken, its reports sent there,
+the unacknowledged ones again); the old coordinator, back, follows it on that notice
+(`later_end`) and drives nothing.
+
+Not built here: the election of that successor once the workflow ended. The
+participants drop their takeover cores at the end and answer a claim on an ended
+workflow with its end, so nothing gives a participant the later epoch: the
+compensations not yet run when a coordinator dies after its end still wait for its
+restart (docs/architecture.md). And a claimant that tells the end on in its claimed
+epoch before it heard the plan plans from the results it holds.
 """
 
 from __future__ import annotations
