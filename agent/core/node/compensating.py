@@ -199,19 +199,29 @@ class Compensating:
         number (which its domain may have recorded too)."""
         n = self.n
         d = n.state
-        plan = d.plans.get(wf)
-        if not plan or wf in self.cores or not self._known(wf) \
+        told = d.plans.get(wf)
+        if not told or wf in self.cores or not self._known(wf) \
                 or self.driver(wf) != n.name or d.epochs.get(wf, (0, ""))[0] < 1 \
-                or any((wf, step) in d.compensations for step, _, _ in plan):
+                or any((wf, step) in d.compensations for step, _, _ in told):
             return
         n.point("compensations adopted")
         n.stats["saga plan adopted by a successor"] += 1
-        for step, domain, max_attempts in plan:
+        # With what the results held here owe (a SUCCEEDED result that reached this
+        # Node but not the driver before it planned, or before it told the plan again).
+        info = n.running.info(wf)
+        states = {st: _name(r[1]) for st, r in d.results.get(wf, {}).items()}
+        steps = {step for step, _, _ in told}
+        owed = told + tuple((c.step_id, c.domain, c.max_attempts)
+                            for c in plan(info.spec, states, info.placement)
+                            if c.step_id not in steps)
+        for step, domain, max_attempts in owed:
             d.compensations[(wf, step)] = CompRow(domain, max_attempts)
         del d.plans[wf]  # the driver's rows are the plan now
+        if n.takeover is not None:
+            n.takeover.forget(wf)  # acting: its core has nothing left to do
         self.cores[wf] = Compensation(n.running.info(wf).spec, [
             CompStep(step, domain, max_attempts, CompState.PENDING, 0, "")
-            for step, domain, max_attempts in plan])
+            for step, domain, max_attempts in owed])
         self.tell_plan(wf)  # the participants learn the plan again, and who drives it
         if drive:
             self._drive(now, wf)
@@ -291,8 +301,11 @@ class Compensating:
         driver needs to plan a compensation (a SUCCEEDED step with a `compensate`
         block)? Then it is resent until acknowledged, as before the end (lost on the
         way, it would leave that step uncompensated for good)."""
-        if state not in OWING or not isinstance(msg, ResultMsg) \
-                or _name(msg.state) != "SUCCEEDED":
+        return state in OWING and self._owes(msg)
+
+    def _owes(self, msg: object) -> bool:
+        """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
+        if not isinstance(msg, ResultMsg) or _name(msg.state) != "SUCCEEDED":
             return False
         spec = self.n.running.info(msg.workflow_id).spec
         return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
@@ -333,7 +346,7 @@ class Compensating:
             d.epochs[wf] = (msg.epoch, src)
             if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < msg.epoch:
                 d.granted[wf] = (msg.epoch, src)
-            self._report_again(wf)
+            self.report_again(wf)
         if self._known(wf) and self.driver(wf) == src:
             known = d.plans.get(wf)
             if msg.saga_over:
@@ -341,15 +354,26 @@ class Compensating:
                     n.point("saga plan")
                     d.plans[wf] = ()
                     n.mark(wf)  # retention may look at it again: its plan is closed
+                    if n.takeover is not None:
+                        n.takeover.forget(wf)  # no successor is needed any more
             elif known != ():
                 merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}
                 plan = tuple(merged[k] for k in sorted(merged))
                 if plan != known:
                     n.point("saga plan")
                     d.plans[wf] = plan
+                    if n.takeover is not None:  # watched: a dead driver is taken over
+                        n.takeover.resumed(n.now, wf)
         n.send(src, AckMsg((SAGA, wf, n.name)))
 
-    def _report_again(self, wf: str) -> None:
+    def plan_open(self, wf: str) -> bool:
+        """A participant's saga plan of `wf` is open here (its driver another Node)."""
+        return bool(self.n.state.plans.get(wf)) and self.driver(wf) != self.n.name
+
+    def open_plans(self) -> list[str]:
+        return sorted(wf for wf in self.n.state.plans if self.plan_open(wf))
+
+    def report_again(self, wf: str) -> None:
         """The driver changed: the reports not acknowledged go to it now (and no
         longer to the one before)."""
         n = self.n
@@ -359,6 +383,16 @@ class Compensating:
             state, _, reported = n.state.comp_runs[key]
             if state != "running" and not reported:
                 self._report(*key)
+        # And the SUCCEEDED results of its steps here that owe a compensation: the new
+        # driver may have planned without them (they join its saga: `late_result`).
+        driver = self.driver(wf)
+        if driver == n.name or not self._known(wf):
+            return
+        placement = n.running.info(wf).placement
+        for step, (attempt, state, outputs, error) in n.state.results.get(wf, {}).items():
+            msg = ResultMsg(wf, step, attempt, state, dict(outputs), error)
+            if placement.get(step) == n.name and self._owes(msg):
+                n.reliable(driver, ("result", wf, step, driver), msg)
 
     def _driven(self) -> list[str]:
         """The workflows whose saga this Node drives (its rows, its epoch)."""
@@ -435,6 +469,7 @@ class Compensating:
         d.epochs[wf] = (epoch, src)
         if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
             d.granted[wf] = (epoch, src)
+        self.report_again(wf)  # what it ran or holds joins the saga of the new driver
 
     # ---- retention ----------------------------------------------------------------------
 
