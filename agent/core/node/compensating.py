@@ -54,31 +54,8 @@ forgets both tables' rows with it (`forget`); the end of a saga and an acknowled
 report mark it, so a parked workflow is looked at again. A tell of a workflow
 forgotten here (or never known) is answered failed at once, nothing written.
 
-The plan outlives its driver. Once it wrote the plan, the driver tells it to every
-other participant and the original coordinator (`tell_plan`: a FinalMsg with
-`owed`, (step, domain, max attempts) of each compensation, under the resend key
-("saga", wf, dst); again when a late result makes it grow), and when the saga is
-over it tells that (`saga_over`, under the same key: it replaces a plan not yet
-acknowledged). A participant writes the plan (`plans`, merged with one it holds)
-and, at the end, an empty plan (closed: a copy of the plan late on the way opens
-nothing). Retention keeps a workflow while its plan is open here, and, at the
-driver, while a notice is not acknowledged. A restarted driver tells every saga it
-drives again (plan or end: what it had sent was resent from memory only).
-A Node that holds a later epoch of the workflow with a plan open (`adopt`, on its
-end, on a restore) writes the plan as its own rows (PENDING, no attempt) and drives
-it from attempt 1: each domain answers an attempt number it recorded with what it
-recorded (one still running: when it ends), so the saga goes on from where it was and
-no attempt runs twice. A participant told a plan by the holder of a later epoch than
-the one it follows follows it (`on_plan`: its tells taken, its reports sent there,
-the unacknowledged ones again); the old coordinator, back, follows it on that notice
-(`later_end`) and drives nothing.
-
-Not built here: the election of that successor once the workflow ended. The
-participants drop their takeover cores at the end and answer a claim on an ended
-workflow with its end, so nothing gives a participant the later epoch: the
-compensations not yet run when a coordinator dies after its end still wait for its
-restart (docs/architecture.md). And a claimant that tells the end on in its claimed
-epoch before it heard the plan plans from the results it holds.
+The plan outlives its driver: it is told to the participants, kept by them, and a
+successor elected while it is open adopts it (saga_plans.py).
 """
 
 from __future__ import annotations
@@ -91,9 +68,9 @@ from fedorch.core.node.records import (
     CompensatedMsg,
     CompensateMsg,
     CompRow,
-    FinalMsg,
     ResultMsg,
 )
+from fedorch.core.node.saga_plans import SAGA, SagaPlans
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
@@ -105,7 +82,6 @@ from fedorch.core.workflow.compensation import (
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 COMPENSATE = "compensate"  # the fourth field of a compensation's start entry
-SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
 INTERRUPTED = "interrupted by a restart"
 OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
@@ -115,6 +91,8 @@ class Compensating:
         self.n = node
         # As coordinator: the cores of the workflows whose compensations have not ended.
         self.cores: dict[str, Compensation] = {}
+        # The saga's plan told to the participants, kept by them, adopted by a successor.
+        self.plans = SagaPlans(self)
 
     # ---- coordinator -----------------------------------------------------------------
 
@@ -131,10 +109,10 @@ class Compensating:
         if state not in OWING or self.driver(wf) != n.name or wf in self.cores:
             return
         if d.plans.get(wf):  # its driver planned it and told it here: this Node's now
-            self.adopt(now, wf)
+            self.plans.adopt(now, wf)
             return
         info = n.running.info(wf)
-        states = {s: _name(r[1]) for s, r in d.results.get(wf, {}).items()}
+        states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
         owed = plan(info.spec, states, info.placement)
         if not owed or (wf, owed[0].step_id) in d.compensations:
             return
@@ -142,8 +120,8 @@ class Compensating:
         for c in owed:
             d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
         self.cores[wf] = Compensation(info.spec, owed)
-        self.tell_plan(wf)
-        self._drive(now, wf)
+        self.plans.tell(wf)
+        self.drive(now, wf)
 
     def restore(self, now: float) -> None:
         """After a restore: rebuild each unfinished core (RUNNING attempts are told
@@ -154,13 +132,13 @@ class Compensating:
         self.cores = {}
         by_wf: dict[str, list[CompStep]] = {}
         for (wf, step), r in d.compensations.items():
-            if not self._known(wf) or self.driver(wf) != n.name:
+            if not self.known(wf) or self.driver(wf) != n.name:
                 continue  # forgotten, or its epoch is over here: another drives them
             by_wf.setdefault(wf, []).append(
                 CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                          r.error))
         for wf in sorted(d.plans):  # a plan told here, this Node now its epoch's holder
-            self.adopt(now, wf, drive=False)
+            self.plans.adopt(now, wf, drive=False)
         # Ended, and a crash came before it planned: as the original coordinator...
         for wf, row in d.rows.items():
             if row.state in OWING and d.epochs.get(wf, (0, ""))[0] == 0 \
@@ -169,64 +147,27 @@ class Compensating:
         # ...or as a successor that ended it in its epoch.
         for wf, (epoch, holder) in d.epochs.items():
             if epoch >= 1 and holder == n.name and d.final.get(wf) in OWING \
-                    and wf not in by_wf and self._known(wf):
+                    and wf not in by_wf and self.known(wf):
                 self.ended(now, wf, d.final[wf])
         for wf, steps in by_wf.items():
             core = Compensation(n.running.info(wf).spec, steps)
             if not core.done():
                 self.cores[wf] = core
         for key, (state, _, reported) in list(d.comp_runs.items()):
-            if not self._known(key[0]):
+            if not self.known(key[0]):
                 continue
             if state == "running":
                 n.point("compensation interrupted")
                 d.comp_runs[key] = ("failed", INTERRUPTED, False)
-                self._report(*key)
+                self.report(*key)
             elif not reported:  # its report was not acknowledged before the restart
-                self._report(*key)
-        for wf in self._driven():  # what was told before was resent from memory only
-            self.tell_plan(wf, over=wf not in self.cores)
+                self.report(*key)
+        for wf in self.plans.driven():  # what was told before was resent from memory only
+            self.plans.tell(wf, over=wf not in self.cores)
         for wf in list(self.cores):
-            self._drive(now, wf)
+            self.drive(now, wf)
 
-    def adopt(self, now: float, wf: str, drive: bool = True) -> None:
-        """This Node holds a later epoch of `wf`, ended here with a saga plan open (its
-        driver's end notice told it, `plans`): it drives that saga from attempt 1 of
-        each owed compensation. Each domain answers an attempt number it recorded with
-        what it recorded (`run_here`), so the saga goes on from where it was without
-        running an attempt twice: a compensation that ended is folded in at once, one
-        still running is answered when it ends, a failed one is retried under the next
-        number (which its domain may have recorded too)."""
-        n = self.n
-        d = n.state
-        told = d.plans.get(wf)
-        if not told or wf in self.cores or not self._known(wf) \
-                or self.driver(wf) != n.name or d.epochs.get(wf, (0, ""))[0] < 1 \
-                or any((wf, step) in d.compensations for step, _, _ in told):
-            return
-        n.point("compensations adopted")
-        n.stats["saga plan adopted by a successor"] += 1
-        # With what the results held here owe (a SUCCEEDED result that reached this
-        # Node but not the driver before it planned, or before it told the plan again).
-        info = n.running.info(wf)
-        states = {st: _name(r[1]) for st, r in d.results.get(wf, {}).items()}
-        steps = {step for step, _, _ in told}
-        owed = told + tuple((c.step_id, c.domain, c.max_attempts)
-                            for c in plan(info.spec, states, info.placement)
-                            if c.step_id not in steps)
-        for step, domain, max_attempts in owed:
-            d.compensations[(wf, step)] = CompRow(domain, max_attempts)
-        del d.plans[wf]  # the driver's rows are the plan now
-        if n.takeover is not None:
-            n.takeover.forget(wf)  # acting: its core has nothing left to do
-        self.cores[wf] = Compensation(n.running.info(wf).spec, [
-            CompStep(step, domain, max_attempts, CompState.PENDING, 0, "")
-            for step, domain, max_attempts in owed])
-        self.tell_plan(wf)  # the participants learn the plan again, and who drives it
-        if drive:
-            self._drive(now, wf)
-
-    def _drive(self, now: float, wf: str) -> None:
+    def drive(self, now: float, wf: str) -> None:
         n = self.n
         core = self.cores[wf]
         for a in core.start_ready():
@@ -243,7 +184,7 @@ class Compensating:
             # it already, in a nested _drive)
             del self.cores[wf]
             n.note("compensation_ended", wf, core.summary().value)
-            self.tell_plan(wf, over=True)
+            self.plans.tell(wf, over=True)
             n.mark(wf)  # retention may look at it again: its saga is over
             if wf in n.state.final:  # wakes the watchers: the status changed
                 n.out.status.append((wf, n.state.final[wf]))
@@ -259,7 +200,7 @@ class Compensating:
             if (s.state, s.attempts) != before:
                 n.point("compensation end")
                 n.state.compensations[(wf, msg.step_id)] = _row(s)
-                self._drive(now, wf)
+                self.drive(now, wf)
         if src != n.name:  # once the row is written (see on_compensate)
             n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
 
@@ -275,8 +216,8 @@ class Compensating:
         n = self.n
         d = n.state
         wf, step = msg.workflow_id, msg.step_id
-        if _name(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
-                or (wf, step) in d.compensations or not self._known(wf) \
+        if name_of(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
+                or (wf, step) in d.compensations or not self.known(wf) \
                 or self.driver(wf) != n.name:
             return
         info = n.running.info(wf)
@@ -293,111 +234,22 @@ class Compensating:
         steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                           r.error) for s, r in rows.items()]
         self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
-        self.tell_plan(wf)  # the plan grew (or a saga over starts again)
-        self._drive(now, wf)
+        self.plans.tell(wf)  # the plan grew (or a saga over starts again)
+        self.drive(now, wf)
 
     def owed_result(self, state: WorkflowState, msg: object) -> bool:
         """The workflow ended here in `state`: is `msg`, a result still resent, one its
         driver needs to plan a compensation (a SUCCEEDED step with a `compensate`
         block)? Then it is resent until acknowledged, as before the end (lost on the
         way, it would leave that step uncompensated for good)."""
-        return state in OWING and self._owes(msg)
+        return state in OWING and self.owes(msg)
 
-    def _owes(self, msg: object) -> bool:
+    def owes(self, msg: object) -> bool:
         """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
-        if not isinstance(msg, ResultMsg) or _name(msg.state) != "SUCCEEDED":
+        if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
             return False
         spec = self.n.running.info(msg.workflow_id).spec
         return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
-
-    def tell_plan(self, wf: str, over: bool = False) -> None:
-        """As its driver: tell every other participant of `wf` (and its original
-        coordinator) the saga's plan, the compensations owed (`FinalMsg.owed`), or that
-        the saga is over (`FinalMsg.saga_over`), resent until acknowledged under one key
-        per participant (the end replaces a plan not yet acknowledged). Sent after the
-        rows are written (the same Ready: its writes before its messages)."""
-        n = self.n
-        d = n.state
-        state = d.final.get(wf)
-        if state is None:
-            return
-        epoch = d.epochs.get(wf, (0, ""))[0]
-        owed = () if over else tuple(
-            (step, r.domain, r.max_attempts) for step, r in self.of(wf)[0].items())
-        msg = FinalMsg(wf, state, epoch, owed=owed, saga_over=over)
-        info = n.running.info(wf)
-        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
-            n.reliable(dst, (SAGA, wf, dst), msg)
-
-    def on_plan(self, src: str, msg: FinalMsg) -> None:
-        """A participant told the saga's plan, or its end, by its driver (after
-        Running.on_final took the end): the plan is written until the saga is over;
-        the end is kept as an empty plan (a plan sent before it and late on the way
-        opens nothing then); a plan that grew (a late result joined) is merged."""
-        n = self.n
-        d = n.state
-        wf = msg.workflow_id
-        if self._known(wf) and msg.epoch > d.epochs.get(wf, (0, ""))[0] \
-                and src != n.name and self.driver(wf) != n.name:
-            # A later epoch's holder drives the saga now (the boundary let its notice
-            # through, as an end notice of a later epoch): followed, so its tells are
-            # taken and the reports go to it.
-            n.point("takeover epoch")
-            d.epochs[wf] = (msg.epoch, src)
-            if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < msg.epoch:
-                d.granted[wf] = (msg.epoch, src)
-            self.report_again(wf)
-        if self._known(wf) and self.driver(wf) == src:
-            known = d.plans.get(wf)
-            if msg.saga_over:
-                if known != ():
-                    n.point("saga plan")
-                    d.plans[wf] = ()
-                    n.mark(wf)  # retention may look at it again: its plan is closed
-                    if n.takeover is not None:
-                        n.takeover.forget(wf)  # no successor is needed any more
-            elif known != ():
-                merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}
-                plan = tuple(merged[k] for k in sorted(merged))
-                if plan != known:
-                    n.point("saga plan")
-                    d.plans[wf] = plan
-                    if n.takeover is not None:  # watched: a dead driver is taken over
-                        n.takeover.resumed(n.now, wf)
-        n.send(src, AckMsg((SAGA, wf, n.name)))
-
-    def plan_open(self, wf: str) -> bool:
-        """A participant's saga plan of `wf` is open here (its driver another Node)."""
-        return bool(self.n.state.plans.get(wf)) and self.driver(wf) != self.n.name
-
-    def open_plans(self) -> list[str]:
-        return sorted(wf for wf in self.n.state.plans if self.plan_open(wf))
-
-    def report_again(self, wf: str) -> None:
-        """The driver changed: the reports not acknowledged go to it now (and no
-        longer to the one before)."""
-        n = self.n
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "compensated" and k[1] == wf)}
-        for key in [k for k in n.state.comp_runs if k[0] == wf]:
-            state, _, reported = n.state.comp_runs[key]
-            if state != "running" and not reported:
-                self._report(*key)
-        # And the SUCCEEDED results of its steps here that owe a compensation: the new
-        # driver may have planned without them (they join its saga: `late_result`).
-        driver = self.driver(wf)
-        if driver == n.name or not self._known(wf):
-            return
-        placement = n.running.info(wf).placement
-        for step, (attempt, state, outputs, error) in n.state.results.get(wf, {}).items():
-            msg = ResultMsg(wf, step, attempt, state, dict(outputs), error)
-            if placement.get(step) == n.name and self._owes(msg):
-                n.reliable(driver, ("result", wf, step, driver), msg)
-
-    def _driven(self) -> list[str]:
-        """The workflows whose saga this Node drives (its rows, its epoch)."""
-        wfs = {wf for wf, _ in self.n.state.compensations}
-        return sorted(wf for wf in wfs if self._known(wf) and self.driver(wf) == self.n.name)
 
     # ---- the step's domain -------------------------------------------------------------
 
@@ -416,9 +268,9 @@ class Compensating:
         known = d.comp_runs.get(key)
         if known is not None:
             if known[0] != "running":  # told again: the answer it had
-                self._report(*key)
+                self.report(*key)
             return
-        if not self._known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
+        if not self.known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
             n.send(src, CompensatedMsg(*key, False, f"workflow {msg.workflow_id} is not"
                                                     f" known in {n.name}"))
             return
@@ -426,7 +278,7 @@ class Compensating:
         n.point("compensation run")
         if refusal:
             d.comp_runs[key] = ("failed", refusal, False)
-            self._report(*key)
+            self.report(*key)
             return
         d.comp_runs[key] = ("running", "", False)
         n.note("compensation_started", key, now)
@@ -439,7 +291,7 @@ class Compensating:
             return
         n.point("compensation ran")
         n.state.comp_runs[key] = ("succeeded" if e.ok else "failed", e.error, False)
-        self._report(*key)
+        self.report(*key)
 
     def report_acked(self, msg_id: tuple) -> None:
         """The coordinator acknowledged a report (`on_ack`): not reported again."""
@@ -459,7 +311,7 @@ class Compensating:
         n = self.n
         d = n.state
         held = d.epochs.get(wf, (0, ""))[0]
-        if wf not in d.final or epoch <= held or src == n.name or not self._known(wf) \
+        if wf not in d.final or epoch <= held or src == n.name or not self.known(wf) \
                 or self.driver(wf) != n.name:
             return
         if self.cores.pop(wf, None) is not None:
@@ -469,7 +321,7 @@ class Compensating:
         d.epochs[wf] = (epoch, src)
         if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
             d.granted[wf] = (epoch, src)
-        self.report_again(wf)  # what it ran or holds joins the saga of the new driver
+        self.plans.report_again(wf)  # what it ran or holds joins the saga of the new driver
 
     # ---- retention ----------------------------------------------------------------------
 
@@ -495,29 +347,29 @@ class Compensating:
                 del table[key]
         d.plans.pop(wf, None)
 
-    def _known(self, wf: str) -> bool:
+    def known(self, wf: str) -> bool:
         d = self.n.state
         return wf in d.rows or (wf in d.committed and (wf, d.committed[wf]) in d.info)
 
     def _refusal(self, msg: CompensateMsg) -> str:
         wf, step = msg.workflow_id, msg.step_id
         d = self.n.state
-        if not self._known(wf):
+        if not self.known(wf):
             return f"workflow {wf} is not known in {self.n.name}"
         info = self.n.running.info(wf)
         if info.placement.get(step) != self.n.name:
             return f"step {step} of {wf} did not run in {self.n.name}"
         result = d.results.get(wf, {}).get(step)
-        state = _name(result[1]) if result is not None else "PENDING"
+        state = name_of(result[1]) if result is not None else "PENDING"
         if state != "SUCCEEDED":
             return f"step {step} is {state} in {self.n.name}, not SUCCEEDED"
         if not any(s.id == step and s.HasField("compensate") for s in info.spec.steps):
             return f"step {step} has no compensate block"
         return ""
 
-    def _report(self, wf: str, step: str, attempt: int) -> None:
+    def report(self, wf: str, step: str, attempt: int) -> None:
         n = self.n
-        if not self._known(wf):
+        if not self.known(wf):
             return  # forgotten here: no coordinator to report to
         state, error, _ = n.state.comp_runs[(wf, step, attempt)]
         msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
@@ -538,7 +390,7 @@ class Compensating:
         return rows, summary(CompState(r.state) for r in rows.values())
 
 
-def _name(state: Any) -> str:
+def name_of(state: Any) -> str:
     return getattr(state, "value", state)
 
 

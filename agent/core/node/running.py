@@ -125,8 +125,8 @@ class Running:
                                   msg.won)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
             self.end_here(msg.workflow_id, msg.state)
-        if saga:  # the plan written (compensating.on_plan acknowledges it)
-            n.compensating.on_plan(src, msg)
+        if saga:  # the plan written (saga_plans.on_plan acknowledges it)
+            n.compensating.plans.on_plan(src, msg)
         else:
             n.send(src, ack)
 

@@ -159,7 +159,7 @@ class Takeovers:
             core = self.core(wf)
             if core is not None and core.role is Role.ACTING and core.epoch > 0:
                 self.successor_outcome(now, wf)  # every result may be in already
-        for wf in n.compensating.open_plans():  # ended, its saga's driver may be gone
+        for wf in n.compensating.plans.open_plans():  # ended, its saga's driver may be gone
             self.resumed(now, wf)
         for wf, state in d.final.items():
             epoch, coordinator = d.epochs.get(wf, (0, ""))
@@ -203,7 +203,7 @@ class Takeovers:
         driver may die before the saga is over: a successor is elected to drive it)."""
         n = self.n
         return wf in n.progress and wf not in n.state.final \
-            or n.compensating.plan_open(wf)
+            or n.compensating.plans.plan_open(wf)
 
     def resumed(self, now: float, wf: str) -> None:
         """`wf` is running here (committed, or restored): its core is told the view."""
@@ -230,7 +230,7 @@ class Takeovers:
     def member_changed(self, now: float, domains: set[str]) -> None:
         """The view of `domains` changed (all of one look, applied): the cores they
         concern are told, once each."""
-        for wf in list(self.n.progress) + self.n.compensating.open_plans():
+        for wf in list(self.n.progress) + self.n.compensating.plans.open_plans():
             core = self.core(wf)
             if core is not None and (core.coordinator in domains
                                      or not domains.isdisjoint(core.participants)):
@@ -296,7 +296,7 @@ class Takeovers:
                     d.epochs[wf] = (x.epoch, x.coordinator)
                     self.report_again(wf)
                     if wf in d.final:  # a saga's: its reports go to the new holder
-                        n.compensating.report_again(wf)
+                        n.compensating.plans.report_again(wf)
                     if wf in d.rows:  # the original coordinator: no longer acts for it
                         n.stats["old coordinator follows"] += 1
             elif isinstance(x, SendClaim):
@@ -422,7 +422,7 @@ class Takeovers:
         """An acting successor ends the workflow once its progress has an outcome (or,
         ended with a saga plan open, drives the plan)."""
         if wf in self.n.state.final:
-            self.n.compensating.adopt(now, wf)
+            self.n.compensating.plans.adopt(now, wf)
             return
         core = self.cores.get(wf)
         p = self.n.progress.get(wf)

@@ -140,7 +140,7 @@ class Claims:
         original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \
             else wf.rpartition(".")[0]
         epoch, holder = held_of(d, wf, original)
-        if wf in d.final and not n.compensating.plan_open(wf):
+        if wf in d.final and not n.compensating.plans.plan_open(wf):
             # An ended workflow is not taken over: its end instead (unless its saga's
             # plan is open here: then a successor may be elected to drive it)
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
