@@ -4,7 +4,8 @@ compensation ran; the holder of a later epoch drives the plan from attempt 1 and
 finishes the rest, each attempt run once; the old coordinator, back, follows.
 
 The later epoch is given to the successor by hand here (its tables written, then a
-restart): the election of a successor after the end is not built (docs/architecture.md).
+restart), takeover off: what adopting a plan does, apart from the election (which
+test_compensating_takeover.py runs).
 """
 
 from __future__ import annotations
