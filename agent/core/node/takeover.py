@@ -27,9 +27,11 @@ agent is a participant or the original coordinator, built when the workflow is
 resumed (at its commit, and on restore from the tables, so a restarted agent rebuilds
 them: the epoch and holder from `granted` and `epochs`, the electorate from the
 committed round's acceptors, `claiming` when its own grant is on record and it never
-acted), and dropped when the workflow ends here. A restored successor that had acted
-ends the workflow at once if every result is in, and tells its end again to whoever
-had not acknowledged it.
+acted), and dropped when the workflow ends here; or kept, for an ended workflow whose
+saga plan is open here (`live`: its driver may die mid-saga, and a successor is
+elected to drive the plan: saga_plans.py), until the plan closes. A restored
+successor that had acted ends the workflow at once if every result is in, and tells
+its end again to whoever had not acknowledged it.
 
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
