@@ -1,7 +1,8 @@
 """Sagas on real agents on `engine: node` (core/node/compensating.py): a workflow
 whose last step fails compensates the steps that had succeeded, in reverse dependency
 order, each in the domain that ran it, driven by the workflow's coordinator; and by
-its successor when the coordinator is SIGKILLed (never restarted) before the failure.
+its successor when the coordinator is SIGKILLed (never restarted) before the failure,
+or after its end, mid-saga (a successor is elected for the saga's plan).
 
 Steps and compensations run tests/integration/steps/saga.py, which appends one line per
 run to a log file shared by the agents: the order of its lines is the order of the runs.
@@ -171,3 +172,43 @@ async def test_the_successor_of_a_killed_coordinator_runs_the_compensations(tmp_
         assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]
         shown = json.loads(json.dumps(status_to_dict(status)))  # the CLI's status JSON
         assert shown["compensation"] == "DONE" and shown["epoch"] == 1, shown
+
+
+async def test_a_coordinator_killed_mid_saga_after_its_end_is_succeeded(tmp_path):
+    log, runs, gate = tmp_path / "saga.log", tmp_path / "runs-third", tmp_path / "gate"
+    held, comp_gate = tmp_path / "held-first", tmp_path / "gate-first"
+    gate.touch()  # third fails at once: coord ends the workflow FAILED itself
+    spec = _takeover_spec(log, runs, gate).replace(
+        f'    compensate: {{params: {{log: "{log}"}}}}\n  - id: second',
+        f'    compensate: {{params: {{log: "{log}", gate: "{comp_gate}",'
+        f' held: "{held}"}}}}\n  - id: second', 1)
+    assert str(comp_gate) in spec
+    async with started_federation(tmp_path, TAKEOVER_DOMAINS) as fed:
+        wid = await fed.submit("coord", spec)
+
+        async def first_compensation_held() -> bool:
+            return held.exists() and held.read_text() == "start\n"
+
+        # second's compensation ran (beta), first's runs at alpha, held at its gate
+        await wait_for(first_compensation_held, 60, "first's compensation to start")
+        coordinator = fed.procs["coord"].popen
+        fed.kill("coord")  # SIGKILL, reaped by its pid; never restarted
+        await fed.close_channels()
+        comp_gate.touch()  # first's compensation ends: only a successor can hear it
+
+        async def compensated():
+            for name in ("alpha", "beta", "gamma"):
+                status = await fed.local_status(name, wid)
+                if status is not None and status.compensation in (
+                        status_pb2.COMPENSATION_SUMMARY_DONE,
+                        status_pb2.COMPENSATION_SUMMARY_FAILED):
+                    return status
+            return None
+
+        status = await wait_for(compensated, 60, "a successor to end the compensations")
+        assert coordinator.poll() is not None and "coord" not in fed.procs  # still dead
+        assert state_name(status) == "FAILED", status
+        assert status.epoch >= 1 and status.coordinator in ("alpha", "beta"), status
+        assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+        # Once each, the second first, each in the domain that ran it.
+        assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]

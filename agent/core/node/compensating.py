@@ -54,10 +54,8 @@ forgets both tables' rows with it (`forget`); the end of a saga and an acknowled
 report mark it, so a parked workflow is looked at again. A tell of a workflow
 forgotten here (or never known) is answered failed at once, nothing written.
 
-Not built here: a coordinator that dies after it ended a workflow FAILED or
-CANCELLED, mid-saga, leaves its compensations waiting for its restart: its
-participants end the workflow on its end notice and drop their takeover cores, and
-the end notice does not carry the owed compensations (docs/architecture.md).
+The plan outlives its driver: it is told to the participants, kept by them, and a
+successor elected while it is open adopts it (saga_plans.py).
 """
 
 from __future__ import annotations
@@ -72,6 +70,7 @@ from fedorch.core.node.records import (
     CompRow,
     ResultMsg,
 )
+from fedorch.core.node.saga_plans import SAGA, SagaPlans
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
@@ -92,6 +91,8 @@ class Compensating:
         self.n = node
         # As coordinator: the cores of the workflows whose compensations have not ended.
         self.cores: dict[str, Compensation] = {}
+        # The saga's plan told to the participants, kept by them, adopted by a successor.
+        self.plans = SagaPlans(self)
 
     # ---- coordinator -----------------------------------------------------------------
 
@@ -105,10 +106,13 @@ class Compensating:
         epoch), ended it in `state`: plan what it owes."""
         n = self.n
         d = n.state
-        if state not in OWING or self.driver(wf) != n.name:
+        if state not in OWING or self.driver(wf) != n.name or wf in self.cores:
+            return
+        if d.plans.get(wf):  # its driver planned it and told it here: this Node's now
+            self.plans.adopt(now, wf)
             return
         info = n.running.info(wf)
-        states = {s: _name(r[1]) for s, r in d.results.get(wf, {}).items()}
+        states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
         owed = plan(info.spec, states, info.placement)
         if not owed or (wf, owed[0].step_id) in d.compensations:
             return
@@ -116,7 +120,8 @@ class Compensating:
         for c in owed:
             d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
         self.cores[wf] = Compensation(info.spec, owed)
-        self._drive(now, wf)
+        self.plans.tell(wf)
+        self.drive(now, wf)
 
     def restore(self, now: float) -> None:
         """After a restore: rebuild each unfinished core (RUNNING attempts are told
@@ -127,11 +132,13 @@ class Compensating:
         self.cores = {}
         by_wf: dict[str, list[CompStep]] = {}
         for (wf, step), r in d.compensations.items():
-            if not self._known(wf) or self.driver(wf) != n.name:
+            if not self.known(wf) or self.driver(wf) != n.name:
                 continue  # forgotten, or its epoch is over here: another drives them
             by_wf.setdefault(wf, []).append(
                 CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                          r.error))
+        for wf in sorted(d.plans):  # a plan told here, this Node now its epoch's holder
+            self.plans.adopt(now, wf, drive=False)
         # Ended, and a crash came before it planned: as the original coordinator...
         for wf, row in d.rows.items():
             if row.state in OWING and d.epochs.get(wf, (0, ""))[0] == 0 \
@@ -140,25 +147,27 @@ class Compensating:
         # ...or as a successor that ended it in its epoch.
         for wf, (epoch, holder) in d.epochs.items():
             if epoch >= 1 and holder == n.name and d.final.get(wf) in OWING \
-                    and wf not in by_wf and self._known(wf):
+                    and wf not in by_wf and self.known(wf):
                 self.ended(now, wf, d.final[wf])
         for wf, steps in by_wf.items():
             core = Compensation(n.running.info(wf).spec, steps)
             if not core.done():
                 self.cores[wf] = core
         for key, (state, _, reported) in list(d.comp_runs.items()):
-            if not self._known(key[0]):
+            if not self.known(key[0]):
                 continue
             if state == "running":
                 n.point("compensation interrupted")
                 d.comp_runs[key] = ("failed", INTERRUPTED, False)
-                self._report(*key)
+                self.report(*key)
             elif not reported:  # its report was not acknowledged before the restart
-                self._report(*key)
+                self.report(*key)
+        for wf in self.plans.driven():  # what was told before was resent from memory only
+            self.plans.tell(wf, over=wf not in self.cores)
         for wf in list(self.cores):
-            self._drive(now, wf)
+            self.drive(now, wf)
 
-    def _drive(self, now: float, wf: str) -> None:
+    def drive(self, now: float, wf: str) -> None:
         n = self.n
         core = self.cores[wf]
         for a in core.start_ready():
@@ -175,6 +184,7 @@ class Compensating:
             # it already, in a nested _drive)
             del self.cores[wf]
             n.note("compensation_ended", wf, core.summary().value)
+            self.plans.tell(wf, over=True)
             n.mark(wf)  # retention may look at it again: its saga is over
             if wf in n.state.final:  # wakes the watchers: the status changed
                 n.out.status.append((wf, n.state.final[wf]))
@@ -190,7 +200,7 @@ class Compensating:
             if (s.state, s.attempts) != before:
                 n.point("compensation end")
                 n.state.compensations[(wf, msg.step_id)] = _row(s)
-                self._drive(now, wf)
+                self.drive(now, wf)
         if src != n.name:  # once the row is written (see on_compensate)
             n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
 
@@ -206,8 +216,8 @@ class Compensating:
         n = self.n
         d = n.state
         wf, step = msg.workflow_id, msg.step_id
-        if _name(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
-                or (wf, step) in d.compensations or not self._known(wf) \
+        if name_of(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
+                or (wf, step) in d.compensations or not self.known(wf) \
                 or self.driver(wf) != n.name:
             return
         info = n.running.info(wf)
@@ -224,15 +234,19 @@ class Compensating:
         steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                           r.error) for s, r in rows.items()]
         self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
-        self._drive(now, wf)
+        self.plans.tell(wf)  # the plan grew (or a saga over starts again)
+        self.drive(now, wf)
 
     def owed_result(self, state: WorkflowState, msg: object) -> bool:
         """The workflow ended here in `state`: is `msg`, a result still resent, one its
         driver needs to plan a compensation (a SUCCEEDED step with a `compensate`
         block)? Then it is resent until acknowledged, as before the end (lost on the
         way, it would leave that step uncompensated for good)."""
-        if state not in OWING or not isinstance(msg, ResultMsg) \
-                or _name(msg.state) != "SUCCEEDED":
+        return state in OWING and self.owes(msg)
+
+    def owes(self, msg: object) -> bool:
+        """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
+        if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
             return False
         spec = self.n.running.info(msg.workflow_id).spec
         return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
@@ -254,9 +268,9 @@ class Compensating:
         known = d.comp_runs.get(key)
         if known is not None:
             if known[0] != "running":  # told again: the answer it had
-                self._report(*key)
+                self.report(*key)
             return
-        if not self._known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
+        if not self.known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
             n.send(src, CompensatedMsg(*key, False, f"workflow {msg.workflow_id} is not"
                                                     f" known in {n.name}"))
             return
@@ -264,7 +278,7 @@ class Compensating:
         n.point("compensation run")
         if refusal:
             d.comp_runs[key] = ("failed", refusal, False)
-            self._report(*key)
+            self.report(*key)
             return
         d.comp_runs[key] = ("running", "", False)
         n.note("compensation_started", key, now)
@@ -277,7 +291,7 @@ class Compensating:
             return
         n.point("compensation ran")
         n.state.comp_runs[key] = ("succeeded" if e.ok else "failed", e.error, False)
-        self._report(*key)
+        self.report(*key)
 
     def report_acked(self, msg_id: tuple) -> None:
         """The coordinator acknowledged a report (`on_ack`): not reported again."""
@@ -297,15 +311,17 @@ class Compensating:
         n = self.n
         d = n.state
         held = d.epochs.get(wf, (0, ""))[0]
-        if wf not in d.final or epoch <= held or src == n.name or not self._known(wf) \
+        if wf not in d.final or epoch <= held or src == n.name or not self.known(wf) \
                 or self.driver(wf) != n.name:
             return
         if self.cores.pop(wf, None) is not None:
             n.stats["compensations left to a later epoch"] += 1
+        n.pending = {k: v for k, v in n.pending.items() if not (k[0] == SAGA and k[1] == wf)}
         n.point("takeover epoch")
         d.epochs[wf] = (epoch, src)
         if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
             d.granted[wf] = (epoch, src)
+        self.plans.report_again(wf)  # what it ran or holds joins the saga of the new driver
 
     # ---- retention ----------------------------------------------------------------------
 
@@ -313,6 +329,10 @@ class Compensating:
         """Why retention may not forget `wf` yet (None: its sagas' rows may go)."""
         if wf in self.cores:
             return "its compensations have not ended"
+        if self.n.state.plans.get(wf):
+            return "its saga's plan is open (its driver has not told the saga over)"
+        if any(k[0] == SAGA and k[1] == wf for k in self.n.pending):
+            return "its saga's plan or end is not acknowledged by every participant"
         for key in self.n.state.comp_runs.of(wf):
             state, _, reported = self.n.state.comp_runs[key]
             if state == "running" or not reported:
@@ -325,30 +345,31 @@ class Compensating:
         for table in (d.compensations, d.comp_runs):
             for key in table.of(wf):
                 del table[key]
+        d.plans.pop(wf, None)
 
-    def _known(self, wf: str) -> bool:
+    def known(self, wf: str) -> bool:
         d = self.n.state
         return wf in d.rows or (wf in d.committed and (wf, d.committed[wf]) in d.info)
 
     def _refusal(self, msg: CompensateMsg) -> str:
         wf, step = msg.workflow_id, msg.step_id
         d = self.n.state
-        if not self._known(wf):
+        if not self.known(wf):
             return f"workflow {wf} is not known in {self.n.name}"
         info = self.n.running.info(wf)
         if info.placement.get(step) != self.n.name:
             return f"step {step} of {wf} did not run in {self.n.name}"
         result = d.results.get(wf, {}).get(step)
-        state = _name(result[1]) if result is not None else "PENDING"
+        state = name_of(result[1]) if result is not None else "PENDING"
         if state != "SUCCEEDED":
             return f"step {step} is {state} in {self.n.name}, not SUCCEEDED"
         if not any(s.id == step and s.HasField("compensate") for s in info.spec.steps):
             return f"step {step} has no compensate block"
         return ""
 
-    def _report(self, wf: str, step: str, attempt: int) -> None:
+    def report(self, wf: str, step: str, attempt: int) -> None:
         n = self.n
-        if not self._known(wf):
+        if not self.known(wf):
             return  # forgotten here: no coordinator to report to
         state, error, _ = n.state.comp_runs[(wf, step, attempt)]
         msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
@@ -369,7 +390,7 @@ class Compensating:
         return rows, summary(CompState(r.state) for r in rows.values())
 
 
-def _name(state: Any) -> str:
+def name_of(state: Any) -> str:
     return getattr(state, "value", state)
 
 

@@ -105,6 +105,13 @@ class FinalMsg:
     # takeover_grants.py), checked like a claim's; a member that holds that epoch for a
     # claimant that lost it follows the winner and takes the end. () : none shown.
     won: Certificate = ()
+    # The saga the sender drives (compensating.py): (step, domain, max attempts) of
+    # each compensation it owes, as planned at the end; each participant writes it
+    # (`plans`) until the sender tells the saga over. () : none owed (or not planned).
+    owed: tuple[tuple[str, str, int], ...] = ()
+    # The saga of this end is over (sent after the end, once its compensations all
+    # ended, under its own resend key): the participants drop their plan.
+    saga_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,10 @@ class Disk:
     compensations: dict[tuple[str, str], CompRow] = field(default_factory=dict)
     comp_runs: dict[tuple[str, str, int], tuple[str, str, bool]] = \
         field(default_factory=dict)
+    # As a participant told an end that owes a saga: workflow -> the owed compensations
+    # (step, domain, max attempts) of its end notice (FinalMsg.owed), until its driver
+    # tells the saga over (FinalMsg.saga_over). Open: retention keeps the workflow.
+    plans: dict[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

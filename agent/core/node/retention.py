@@ -28,7 +28,9 @@ The rule. A tracked workflow is *kept* (`kept_because`) while
   participant has not acknowledged the end notice (it is resent until it is);
 - a successor took it over (coordinator takeover keeps its own tables: not built);
 - its saga is not over here (compensating.kept_because): as the coordinator that
-  drives them, its compensations have not all ended; as a step's domain, an attempt
+  drives them, its compensations have not all ended, or a participant has not
+  acknowledged the saga's plan or end; as a participant, the plan its driver told it
+  is open (the driver has not told the saga over); as a step's domain, an attempt
   of a compensation runs here or its report is not acknowledged.
 A kept workflow is *parked*: it costs nothing per tick, and its next mark (the
 acknowledgement, the end, the release that unblocks it) tracks it again.
@@ -44,8 +46,8 @@ acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only. (Since 
 acceptor records and learned decisions are never forgotten, below, this distinction no
 longer protects them; it is kept as the order in which workflows go beyond the count.)
 
-With a workflow go its sagas' rows (`compensations`, `comp_runs`: compensating.forget),
-once its compensations are over; the end of a saga and an acknowledged report mark the
+With a workflow go its sagas' rows (`compensations`, `comp_runs`, `plans`:
+compensating.forget), once its compensations are over; the end of a saga and an acknowledged report mark the
 workflow, so one parked for its saga is looked at again then.
 
 The deletes of one tick are one write group ("retention"), so a driver that applies

@@ -111,8 +111,10 @@ class Running:
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
+        saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
+        ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name))
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
-            n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
+            n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
         ended = n.state.final.get(msg.workflow_id)
         if ended is not None and ended != msg.state \
@@ -132,7 +134,10 @@ class Running:
                                   msg.won)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
             self.end_here(msg.workflow_id, msg.state)
-        n.send(src, AckMsg(("final", msg.workflow_id, n.name)))
+        if saga:  # the plan written (saga_plans.on_plan acknowledges it)
+            n.compensating.plans.on_plan(src, msg)
+        else:
+            n.send(src, ack)
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
         n = self.n
@@ -144,6 +149,8 @@ class Running:
             n.domain_loss.acked(now, wf)  # a loss verdict's end may be made now
         elif msg.msg_id[0] == "compensated":
             n.compensating.report_acked(msg.msg_id)
+        elif msg.msg_id[0] == "saga":  # retention may look at it again (kept_because)
+            n.mark(msg.msg_id[1])
 
     # ---- progress ----------------------------------------------------------------------
 

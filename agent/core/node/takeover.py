@@ -27,9 +27,11 @@ agent is a participant or the original coordinator, built when the workflow is
 resumed (at its commit, and on restore from the tables, so a restarted agent rebuilds
 them: the epoch and holder from `granted` and `epochs`, the electorate from the
 committed round's acceptors, `claiming` when its own grant is on record and it never
-acted), and dropped when the workflow ends here. A restored successor that had acted
-ends the workflow at once if every result is in, and tells its end again to whoever
-had not acknowledged it.
+acted), and dropped when the workflow ends here; or kept, for an ended workflow whose
+saga plan is open here (`live`: its driver may die mid-saga, and a successor is
+elected to drive the plan: saga_plans.py), until the plan closes. A restored
+successor that had acted ends the workflow at once if every result is in, and tells
+its end again to whoever had not acknowledged it.
 
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
@@ -159,6 +161,8 @@ class Takeovers:
             core = self.core(wf)
             if core is not None and core.role is Role.ACTING and core.epoch > 0:
                 self.successor_outcome(now, wf)  # every result may be in already
+        for wf in n.compensating.plans.open_plans():  # ended, its saga's driver may be gone
+            self.resumed(now, wf)
         for wf, state in d.final.items():
             epoch, coordinator = d.epochs.get(wf, (0, ""))
             if epoch < 1 or coordinator != n.name:
@@ -176,7 +180,7 @@ class Takeovers:
         """The core of a running workflow this agent takes part in (built on first use,
         from the tables); None for any other."""
         n = self.n
-        if wf not in n.progress or wf in n.state.final:
+        if not self.live(wf):
             return None
         core = self.cores.get(wf)
         if core is None:
@@ -195,6 +199,13 @@ class Takeovers:
             self.cores[wf] = core
             self._retime(wf, core)
         return core
+
+    def live(self, wf: str) -> bool:
+        """Does `wf` have a core here: running, or ended with a saga plan open (its
+        driver may die before the saga is over: a successor is elected to drive it)."""
+        n = self.n
+        return wf in n.progress and wf not in n.state.final \
+            or n.compensating.plans.plan_open(wf)
 
     def resumed(self, now: float, wf: str) -> None:
         """`wf` is running here (committed, or restored): its core is told the view."""
@@ -221,14 +232,14 @@ class Takeovers:
     def member_changed(self, now: float, domains: set[str]) -> None:
         """The view of `domains` changed (all of one look, applied): the cores they
         concern are told, once each."""
-        for wf in list(self.n.progress):
+        for wf in list(self.n.progress) + self.n.compensating.plans.open_plans():
             core = self.core(wf)
             if core is not None and (core.coordinator in domains
                                      or not domains.isdisjoint(core.participants)):
                 self.watch(now, wf, core)
 
     def watch(self, now: float, wf: str, core: Takeover) -> None:
-        if core.role is Role.ACTING or core.ended or wf not in self.n.progress:
+        if core.role is Role.ACTING or core.ended or not self.live(wf):
             return
         members = self.n.members
         dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
@@ -242,8 +253,7 @@ class Takeovers:
             self.timed.pop(wf, None)
 
     def timer(self) -> float | None:
-        progress = self.n.progress
-        times = [t for wf in self.timed if wf in progress
+        times = [t for wf in self.timed if self.live(wf)
                  and (core := self.cores.get(wf)) is not None
                  and (t := core.get_timer()) is not None]
         again = self.claims.timer()
@@ -254,12 +264,12 @@ class Takeovers:
     def tick(self, now: float) -> None:
         for wf in list(self.timed):
             core = self.cores.get(wf)
-            if core is None or wf not in self.n.progress:
+            if core is None or not self.live(wf):
                 continue
             timer = core.get_timer()
             if timer is not None and timer <= now:
                 self.step(now, wf, core, Timer())
-                if wf in self.n.progress and core.get_timer() == timer:
+                if self.live(wf) and core.get_timer() == timer:
                     # A deadline that stays due once fired would wake the driver again
                     # at once, for ever: a broken core, stopped here by name.
                     raise LocalProtocolError(f"takeover of {wf}: the deadline {timer} is"
@@ -287,6 +297,8 @@ class Takeovers:
                 if x.coordinator != n.name:
                     d.epochs[wf] = (x.epoch, x.coordinator)
                     self.report_again(wf)
+                    if wf in d.final:  # a saga's: its reports go to the new holder
+                        n.compensating.plans.report_again(wf)
                     if wf in d.rows:  # the original coordinator: no longer acts for it
                         n.stats["old coordinator follows"] += 1
             elif isinstance(x, SendClaim):
@@ -409,7 +421,11 @@ class Takeovers:
         return False
 
     def successor_outcome(self, now: float, wf: str) -> None:
-        """An acting successor ends the workflow once its progress has an outcome."""
+        """An acting successor ends the workflow once its progress has an outcome (or,
+        ended with a saga plan open, drives the plan)."""
+        if wf in self.n.state.final:
+            self.n.compensating.plans.adopt(now, wf)
+            return
         core = self.cores.get(wf)
         p = self.n.progress.get(wf)
         if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:

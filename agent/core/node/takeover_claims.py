@@ -90,7 +90,7 @@ class Claims:
         again, self.again, self.again_at = self.again, {}, None
         for wf, members in sorted(again.items()):
             core = self.tk.cores.get(wf)
-            if core is None or wf not in self.n.progress or core.ended \
+            if core is None or not self.tk.live(wf) or core.ended \
                     or core.coordinator != self.n.name:
                 continue  # the claim is over
             for dst in sorted(members):
@@ -140,7 +140,9 @@ class Claims:
         original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \
             else wf.rpartition(".")[0]
         epoch, holder = held_of(d, wf, original)
-        if wf in d.final:  # an ended workflow is not taken over: its end instead
+        if wf in d.final and not n.compensating.plans.plan_open(wf):
+            # An ended workflow is not taken over: its end instead (unless its saga's
+            # plan is open here: then a successor may be elected to drive it)
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
             return
         if not may_grant(epoch, holder, msg.epoch, src) and msg.won \
@@ -210,8 +212,10 @@ class Claims:
         n, tk = self.n, self.tk
         wf = msg.workflow_id
         core = tk.cores.get(wf)
-        if core is None or wf not in n.progress:
+        if core is None or not tk.live(wf):
             return
+        if msg.final is not None and wf in n.state.final:
+            return  # ended here, a saga plan open: an end is no news, and no grant
         if msg.final is not None and src in core.audience:
             # Ended meanwhile: a member of the workflow says so, as its coordinator told
             # it (a participant's word about its own workflow; one outside the electorate

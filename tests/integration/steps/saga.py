@@ -5,13 +5,16 @@ test, opened O_APPEND, so its lines are in the order the runs happened): the kin
 (step or compensate), the step, the attempt, what it was handed and the agent's
 domain (FEDORCH_STEP_RUN starts with it). As a step it returns {"made": STEP, "n": 7}
 (after napping params.nap seconds, if given). As a compensation: params.fail fails it;
-params.nap makes the first attempt nap (`sleep NAP`) until killed.
+params.nap makes the first attempt nap (`sleep NAP`) until killed; params.gate
+holds it (after it appended `start` to params.held) until the file params.gate exists
+(a gate the test opens; at most 120 s), before it logs its run.
 """
 
 import json
 import os
 import subprocess
 import sys
+import time
 
 job = json.load(sys.stdin)
 params = job["params"]
@@ -19,6 +22,12 @@ compensating = job.get("compensation") is True
 if compensating and params.get("nap") and job["attempt"] == 1:
     subprocess.run(["sleep", str(params["nap"])], check=False)
     sys.exit(1)
+if compensating and params.get("gate"):
+    with open(params["held"], "a") as held:
+        held.write("start\n")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(params["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a file the test creates; no event to wait on
 entry = {
     "kind": "compensate" if compensating else "step",
     "step": job["step"],

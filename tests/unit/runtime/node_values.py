@@ -103,6 +103,9 @@ runs = st.tuples(wf_ids, text, st.integers(0, 5))
 signed_grants = st.builds(SignedGrant, names, st.binary(max_size=40), st.binary(max_size=64))
 certificates = st.lists(signed_grants, max_size=3).map(tuple)
 
+# A saga's plan (FinalMsg.owed, the `plans` table): (step, domain, max attempts).
+owed_steps = st.lists(st.tuples(text, names, st.integers(1, 5)), max_size=3).map(tuple)
+
 TABLE_ROWS = {
     "rows": st.tuples(wf_ids, rows),
     "cells": st.tuples(keys, values),
@@ -131,6 +134,7 @@ TABLE_ROWS = {
         st.integers(0, 5), text)),
     "comp_runs": st.tuples(st.tuples(wf_ids, text, st.integers(1, 5)), st.tuples(
         st.sampled_from(["running", "succeeded", "failed"]), text, st.booleans())),
+    "plans": st.tuples(wf_ids, owed_steps),
 }
 
 MESSAGES = {
@@ -140,7 +144,7 @@ MESSAGES = {
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
                          st.sampled_from(StepState), outputs, text),
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
-                        st.booleans(), certificates),
+                        st.booleans(), certificates, owed_steps, st.booleans()),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
                         certificates, stated_rounds),
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),

@@ -251,15 +251,24 @@ def test_retention_forgets_the_saga_tables_with_the_workflow_once_its_saga_is_ov
     assert f.nodes["d0"].stats["retention kept: its compensations have not ended"]
     f.end("d1", True)
     f.tick(NOW + 1100)
-    assert WF not in f.disks["d1"].final and not f.disks["d1"].comp_runs  # d1: done
+    # d1 ran its part, but the saga's plan its driver told it is open: kept (a
+    # successor would need it, were d0 to die now)
+    assert f.disks["d1"].plans[WF] == (("s0", "d0", 1), ("s1", "d1", 1))
+    assert WF in f.disks["d1"].final
+    assert f.nodes["d1"].stats["retention kept: its saga's plan is open (its driver has"
+                               " not told the saga over)"]
     assert WF in f.disks["d0"].rows  # d0's own compensation of s0 runs still
     f.end("d0", True)
     assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    f.deliver()  # the saga's end told: every plan closed
+    assert all(f.disks[name].plans.get(WF) == () for name in ("d1", "d2"))
+    f.tick(NOW + 1150)
+    assert WF not in f.disks["d1"].final and not f.disks["d1"].comp_runs  # d1: done
     f.tick(NOW + 1200)
     for name in NAMES:
         d = f.disks[name]
         assert WF not in d.rows and WF not in d.final, name
-        assert not d.compensations and not d.comp_runs, name
+        assert not d.compensations and not d.comp_runs and not d.plans, name
     assert [w.point for r in f.readies["d0"] for w in r.writes][-1] == "retention"
 
 

@@ -219,3 +219,33 @@ def test_an_old_coordinator_that_holds_no_core_follows_a_later_end_and_drives_no
     assert f.disks["d0"].epochs[WF] == (1, "d1")
     f.step("d0", Message("d2", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {}, "")))
     assert WF not in d0.compensating.cores and not rows(f, "d0")
+
+
+def test_a_coordinator_dead_mid_saga_after_its_end_is_succeeded_by_an_elected_driver():
+    # d0 ends the workflow FAILED and tells the saga's plan; s1's compensation runs
+    # (d2), s0's is told to d1 and runs there; d0 dies for good. A participant whose
+    # plan is open is elected in epoch 1 and drives the plan from attempt 1.
+    f = running_s2()
+    assert f.end("d2", False, "boom")[1] == "s2"
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    for name in ("d1", "d2"):
+        assert f.disks[name].plans[WF] == (("s0", "d1", 1), ("s1", "d2", 1)), name
+    f.end("d2", True)  # s1 compensated: d0 tells s0's attempt 1 to d1
+    assert f.compensations[-1] == ("d1", (WF, "s0", 1, COMPENSATE))
+    f.kill("d0")
+    f.run_until(f.now + 30.0)
+    holders = {f.disks[n].epochs.get(WF) for n in ("d1", "d2")}
+    assert len(holders) == 1
+    epoch, successor = holders.pop()
+    assert epoch >= 1 and successor in ("d1", "d2")
+    assert f.nodes[successor].stats["saga plan adopted by a successor"] == 1
+    f.end("d1", True)  # s0's compensation ends: reported to the successor
+    rows, summary = f.nodes[successor].compensating.of(WF)
+    assert summary.value == "DONE"
+    assert {s: (r.state, r.attempts) for s, r in rows.items()} == {
+        "s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    # Each compensation attempt ran once, in its own domain.
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]
+    assert all(f.disks[n].plans.get(WF) in (None, ()) for n in ("d1", "d2"))
+    assert f.disks[successor].final[WF] is WorkflowState.FAILED

@@ -1,0 +1,186 @@
+"""The saga's plan, told to every participant, and its adoption by a successor.
+
+Theory of operation
+-------------------
+The plan outlives its driver. Once it wrote the plan, the driver tells it to every
+other participant and the original coordinator (`tell`: a FinalMsg with
+`owed`, (step, domain, max attempts) of each compensation, under the resend key
+("saga", wf, dst); again when a late result makes it grow), and when the saga is
+over it tells that (`saga_over`, under the same key: it replaces a plan not yet
+acknowledged). A participant writes the plan (`plans`, merged with one it holds)
+and, at the end, an empty plan (closed: a copy of the plan late on the way opens
+nothing). Retention keeps a workflow while its plan is open here, and, at the
+driver, while a notice is not acknowledged. A restarted driver tells every saga it
+drives again (plan or end: what it had sent was resent from memory only).
+A Node that holds a later epoch of the workflow with a plan open (`adopt`, on its
+end, on a restore) writes the plan as its own rows (PENDING, no attempt) and drives
+it from attempt 1: each domain answers an attempt number it recorded with what it
+recorded (one still running: when it ends), so the saga goes on from where it was and
+no attempt runs twice. A participant told a plan by the holder of a later epoch than
+the one it follows follows it (`on_plan`: its tells taken, its reports sent there,
+the unacknowledged ones again); the old coordinator, back, follows it on that notice
+(`later_end`) and drives nothing.
+
+Election. A participant keeps its takeover core while its plan is open
+(takeover.py, `live`): its coordinator, the driver, silent or DEAD past
+takeover_after_s, it claims the next epoch as for a running workflow, and a member
+whose plan is open grants it (takeover_claims.py; one whose plan is closed, or the
+driver, answers with the end, which counts for nothing there). The winner's Act adopts
+the plan (`adopt`, with what the results it holds owe besides: a SUCCEEDED result that
+never reached the driver); a member that follows the new epoch (its grant, or the
+winner's notice) reports to it again its SUCCEEDED results that owe a compensation
+(they join its saga: `late_result`) and its unacknowledged compensation reports.
+
+Limits. A compensation owed in the dead driver's own domain waits for its restart
+(its successor tells it until then). No successor is elected without a majority of
+the electorate alive, its plan open (or an acceptor holding no step): the plans stay
+open, and retention keeps the workflow, until then. A claimant that told the end on
+in its own epoch before the plan reached it plans from the results it holds; the
+results the participants report to it again, when they follow it, join that saga.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.node.records import AckMsg, CompRow, FinalMsg, ResultMsg
+from fedorch.core.workflow.compensation import Compensation, CompState, CompStep, plan
+
+SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
+
+
+class SagaPlans:
+    def __init__(self, compensating: Any) -> None:
+        # The Node's saga part that owns this one (typed loosely: it imports this).
+        self.c = compensating
+        self.n = compensating.n
+
+    def adopt(self, now: float, wf: str, drive: bool = True) -> None:
+        """This Node holds a later epoch of `wf`, ended here with a saga plan open (its
+        driver's end notice told it, `plans`): it drives that saga from attempt 1 of
+        each owed compensation. Each domain answers an attempt number it recorded with
+        what it recorded (`run_here`), so the saga goes on from where it was without
+        running an attempt twice: a compensation that ended is folded in at once, one
+        still running is answered when it ends, a failed one is retried under the next
+        number (which its domain may have recorded too)."""
+        n = self.n
+        d = n.state
+        told = d.plans.get(wf)
+        if not told or wf in self.c.cores or not self.c.known(wf) \
+                or self.c.driver(wf) != n.name or d.epochs.get(wf, (0, ""))[0] < 1 \
+                or any((wf, step) in d.compensations for step, _, _ in told):
+            return
+        n.point("compensations adopted")
+        n.stats["saga plan adopted by a successor"] += 1
+        # With what the results held here owe (a SUCCEEDED result that reached this
+        # Node but not the driver before it planned, or before it told the plan again).
+        info = n.running.info(wf)
+        states = {st: name_of(r[1]) for st, r in d.results.get(wf, {}).items()}
+        steps = {step for step, _, _ in told}
+        owed = told + tuple((c.step_id, c.domain, c.max_attempts)
+                            for c in plan(info.spec, states, info.placement)
+                            if c.step_id not in steps)
+        for step, domain, max_attempts in owed:
+            d.compensations[(wf, step)] = CompRow(domain, max_attempts)
+        del d.plans[wf]  # the driver's rows are the plan now
+        if n.takeover is not None:
+            n.takeover.forget(wf)  # acting: its core has nothing left to do
+        self.c.cores[wf] = Compensation(n.running.info(wf).spec, [
+            CompStep(step, domain, max_attempts, CompState.PENDING, 0, "")
+            for step, domain, max_attempts in owed])
+        self.tell(wf)  # the participants learn the plan again, and who drives it
+        if drive:
+            self.c.drive(now, wf)
+
+    def tell(self, wf: str, over: bool = False) -> None:
+        """As its driver: tell every other participant of `wf` (and its original
+        coordinator) the saga's plan, the compensations owed (`FinalMsg.owed`), or that
+        the saga is over (`FinalMsg.saga_over`), resent until acknowledged under one key
+        per participant (the end replaces a plan not yet acknowledged). Sent after the
+        rows are written (the same Ready: its writes before its messages)."""
+        n = self.n
+        d = n.state
+        state = d.final.get(wf)
+        if state is None:
+            return
+        epoch = d.epochs.get(wf, (0, ""))[0]
+        owed = () if over else tuple(
+            (step, r.domain, r.max_attempts) for step, r in self.c.of(wf)[0].items())
+        msg = FinalMsg(wf, state, epoch, owed=owed, saga_over=over)
+        info = n.running.info(wf)
+        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+            n.reliable(dst, (SAGA, wf, dst), msg)
+
+    def on_plan(self, src: str, msg: FinalMsg) -> None:
+        """A participant told the saga's plan, or its end, by its driver (after
+        Running.on_final took the end): the plan is written until the saga is over;
+        the end is kept as an empty plan (a plan sent before it and late on the way
+        opens nothing then); a plan that grew (a late result joined) is merged."""
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        if self.c.known(wf) and msg.epoch > d.epochs.get(wf, (0, ""))[0] \
+                and src != n.name and self.c.driver(wf) != n.name:
+            # A later epoch's holder drives the saga now (the boundary let its notice
+            # through, as an end notice of a later epoch): followed, so its tells are
+            # taken and the reports go to it.
+            n.point("takeover epoch")
+            d.epochs[wf] = (msg.epoch, src)
+            if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < msg.epoch:
+                d.granted[wf] = (msg.epoch, src)
+            self.report_again(wf)
+        if self.c.known(wf) and self.c.driver(wf) == src:
+            known = d.plans.get(wf)
+            if msg.saga_over:
+                if known != ():
+                    n.point("saga plan")
+                    d.plans[wf] = ()
+                    n.mark(wf)  # retention may look at it again: its plan is closed
+                    if n.takeover is not None:
+                        n.takeover.forget(wf)  # no successor is needed any more
+            elif known != ():
+                merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}
+                plan = tuple(merged[k] for k in sorted(merged))
+                if plan != known:
+                    n.point("saga plan")
+                    d.plans[wf] = plan
+                    if n.takeover is not None:  # watched: a dead driver is taken over
+                        n.takeover.resumed(n.now, wf)
+        n.send(src, AckMsg((SAGA, wf, n.name)))
+
+    def plan_open(self, wf: str) -> bool:
+        """A participant's saga plan of `wf` is open here (its driver another Node)."""
+        return bool(self.n.state.plans.get(wf)) and self.c.driver(wf) != self.n.name
+
+    def open_plans(self) -> list[str]:
+        return sorted(wf for wf in self.n.state.plans if self.plan_open(wf))
+
+    def report_again(self, wf: str) -> None:
+        """The driver changed: the reports not acknowledged go to it now (and no
+        longer to the one before)."""
+        n = self.n
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "compensated" and k[1] == wf)}
+        for key in [k for k in n.state.comp_runs if k[0] == wf]:
+            state, _, reported = n.state.comp_runs[key]
+            if state != "running" and not reported:
+                self.c.report(*key)
+        # And the SUCCEEDED results of its steps here that owe a compensation: the new
+        # driver may have planned without them (they join its saga: `late_result`).
+        driver = self.c.driver(wf)
+        if driver == n.name or not self.c.known(wf):
+            return
+        placement = n.running.info(wf).placement
+        for step, (attempt, state, outputs, error) in n.state.results.get(wf, {}).items():
+            msg = ResultMsg(wf, step, attempt, state, dict(outputs), error)
+            if placement.get(step) == n.name and self.c.owes(msg):
+                n.reliable(driver, ("result", wf, step, driver), msg)
+
+    def driven(self) -> list[str]:
+        """The workflows whose saga this Node drives (its rows, its epoch)."""
+        wfs = {wf for wf, _ in self.n.state.compensations}
+        return sorted(wf for wf in wfs if self.c.known(wf) and self.c.driver(wf) == self.n.name)
+
+
+def name_of(state: Any) -> str:
+    return getattr(state, "value", state)
