@@ -299,7 +299,9 @@ def test_an_attempt_here_already_ended_ends_the_saga_inside_its_own_drive():
     assert len(f.compensations) == 2  # nothing ran again
 
 
-def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_same():
+def s0_succeeded_at_d1_unheard() -> tuple[Sagas, list]:
+    """s0 (with a compensate block, at d1) and s1 (at d2) in parallel; s0 SUCCEEDED at
+    d1, its result taken off the network: (the federation, that result)."""
     comp = spec_pb2.Compensation(params_json='{"undo": true}')
     spec = spec_pb2.WorkflowSpec(name="w1", steps=[
         spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
@@ -309,8 +311,13 @@ def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_sa
     f.deliver()
     run = f.queue["d1"].pop(0)
     f.step("d1", StepEnded(*run, ok=True, outputs={"of": "s0"}))
-    late = [m for m in f.net if m[0] == "d1"]  # s0's SUCCEEDED, still on its way
+    late = [m for m in f.net if m[0] == "d1"]
     f.net = [m for m in f.net if m[0] != "d1"]
+    return f, late
+
+
+def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_same():
+    f, late = s0_succeeded_at_d1_unheard()  # s0's SUCCEEDED, still on its way
     f.end("d2", False, "boom")
     assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
     assert comp_states(f) == {} and f.compensations == []  # s0 was not known SUCCEEDED
@@ -325,16 +332,7 @@ def test_a_succeeded_result_that_arrives_after_the_end_is_compensated_all_the_sa
 
 
 def test_a_succeeded_result_lost_on_its_way_is_resent_after_the_end():
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a")])  # in parallel
-    f = Sagas()
-    f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d2"}))
-    f.deliver()
-    run = f.queue["d1"].pop(0)
-    f.step("d1", StepEnded(*run, ok=True, outputs={"of": "s0"}))
-    f.net = [m for m in f.net if m[0] != "d1"]  # s0's SUCCEEDED lost on its way
+    f, _ = s0_succeeded_at_d1_unheard()  # s0's SUCCEEDED lost on its way
     f.end("d2", False, "boom")
     assert f.disks["d1"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
     f.tick(NOW + 30)  # d1 resends it, though the workflow ended there
