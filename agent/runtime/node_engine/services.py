@@ -105,6 +105,7 @@ class _Watched:
 
     def __init__(self) -> None:
         self.ended = False
+        self.unreachable = False  # the stream failed before it ended (not NOT_FOUND)
 
 
 class _Repeats:
@@ -263,8 +264,8 @@ class NodeClientService(ClientService):
             target: str | None = named
             patience = self.agent.clock.monotonic() + 3 * (self.engine.node.t.takeover_after_s or 10.0)
             while True:
+                watched = _Watched()
                 if target is not None:
-                    watched = _Watched()
                     async for status in self._watch_at(target, request, context, watched):
                         if seen.new(status):
                             yield status
@@ -273,6 +274,14 @@ class NodeClientService(ClientService):
                 if await self.engine.view.read(request.id) is not None:
                     break  # known here (learned meanwhile): followed here
                 found = await self._asked_of_members(request.id)
+                if found is None and watched.unreachable \
+                        and self.agent.clock.monotonic() <= patience:
+                    # The coordinator the id names did not answer (a slow channel, a
+                    # loaded host) and no member knows the workflow yet (a fresh one
+                    # reaches its participants a moment later): not NOT_FOUND, which
+                    # only the coordinator itself may answer; asked again.
+                    await asyncio.sleep(WATCH_ASK_AGAIN_S)
+                    continue
                 if found is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND,
                                         f"no workflow {request.id!r} known here")
@@ -300,6 +309,7 @@ class NodeClientService(ClientService):
         caller's answer)."""
         stub = self._stub(domain)
         if stub is None:
+            watched.unreachable = True  # no address known for it (yet)
             return
         call = stub.Watch(client_pb2.GetWorkflowRequest(
             id=request.id, local_only=True, state_changes_only=request.state_changes_only),
@@ -311,6 +321,7 @@ class NodeClientService(ClientService):
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.NOT_FOUND:
                 await context.abort(grpc.StatusCode.NOT_FOUND, e.details())
+            watched.unreachable = True
             log.info("watch of %s: %s unreachable (%s); following it elsewhere",
                      request.id, domain, e.code().name)
         finally:
