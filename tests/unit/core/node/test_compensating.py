@@ -26,6 +26,30 @@ NOW = 100.0
 TIMING = Timing(max_rounds=1)
 
 
+def hold_attempts(f, name: str, ready: Ready) -> Ready:
+    """Keep the attempts `ready` starts at `name` running, in start order (`f.queue`),
+    the compensations apart too (`f.compensations`), each checked durable first."""
+    for run in ready.start_steps:
+        if len(run) == 4:
+            assert run[3] == COMPENSATE
+            assert f.disks[name].comp_runs[run[:3]][0] == "running"  # durable first
+            f.compensations.append((name, run))
+        f.queue[name].append(run)
+    return ready
+
+
+def end_oldest(f, name: str, ok: bool, error: str = "") -> tuple:
+    """End the oldest attempt running in `name` (a step's or a compensation's), then
+    deliver."""
+    run = f.queue[name].pop(0)
+    if len(run) == 4:
+        f.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
+    else:
+        f.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
+    f.deliver()
+    return run
+
+
 class Sagas(Federation):
     """Three Nodes on the shared harness; compensation attempts kept in start order."""
 
@@ -42,15 +66,7 @@ class Sagas(Federation):
                     now=self.now)
 
     def flush(self, name: str) -> Ready:
-        ready = super().flush(name)
-        for run in ready.start_steps:
-            if len(run) == 4:
-                assert run[3] == COMPENSATE
-                # Its start is durable before it is handed out.
-                assert self.disks[name].comp_runs[run[:3]][0] == "running"
-                self.compensations.append((name, run))
-            self.queue[name].append(run)
-        return ready
+        return hold_attempts(self, name, super().flush(name))
 
     def restart(self, name: str) -> None:
         """`name` crashes (what it sent or was sent is lost) and restarts from its disk."""
@@ -67,14 +83,7 @@ class Sagas(Federation):
                 return
 
     def end(self, name: str, ok: bool, error: str = "") -> tuple:
-        """End the oldest attempt running in `name` (a step's or a compensation's)."""
-        run = self.queue[name].pop(0)
-        if len(run) == 4:
-            self.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
-        else:
-            self.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
-        self.deliver()
-        return run
+        return end_oldest(self, name, ok, error)
 
 
 def chain(retries: int = 0) -> spec_pb2.WorkflowSpec:

@@ -13,7 +13,6 @@ import pytest
 from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit
 from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import (
     ClaimMsg,
@@ -26,6 +25,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.test_compensating import end_oldest, hold_attempts
 from tests.unit.core.node.test_takeover import NAMES, WF
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
@@ -42,23 +42,10 @@ class Sagas(TakeoverFederation):
         super().__init__()
 
     def flush(self, name: str) -> Ready:
-        ready = super().flush(name)
-        for run in ready.start_steps:
-            if len(run) == 4:
-                assert self.disks[name].comp_runs[run[:3]][0] == "running"  # durable first
-                self.compensations.append((name, run))
-            self.queue[name].append(run)
-        return ready
+        return hold_attempts(self, name, super().flush(name))
 
     def end(self, name: str, ok: bool, error: str = "") -> tuple:
-        """End the oldest attempt running in `name`, then deliver."""
-        run = self.queue[name].pop(0)
-        if len(run) == 4:
-            self.step(name, CompensationEnded(run[0], run[1], run[2], ok, error))
-        else:
-            self.step(name, StepEnded(run[0], run[1], run[2], ok, {"of": run[1]}, error))
-        self.deliver()
-        return run
+        return end_oldest(self, name, ok, error)
 
     def kill(self, name: str) -> None:
         """`name` dies: silent from now on, and DEAD in every other view."""
