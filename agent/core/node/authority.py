@@ -178,14 +178,19 @@ def _final(node: Any, src: str, msg: FinalMsg, raw: Any,
             and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
         # Its epoch certificate: the holder of that epoch here claimed it and lost.
         held = (msg.epoch, src)
-    if held is not None and msg.epoch < held[0] and msg.workflow_id in node.state.final \
+    if held is not None and msg.epoch < held[0] \
+            and node.state.final.get(msg.workflow_id) == msg.state \
             and participants is not None and src in participants \
             and not msg.won and not msg.settled:
         # An end told on in an epoch since overtaken (a claimant that learned the end
         # before its claim won: the takeover core's Announce), to a member that has
-        # ended the workflow: taken only to be acknowledged (Running.on_final does
-        # nothing else with the end of a workflow ended here), or the claimant would
-        # resend it until the workflow is forgotten, and it is kept until acknowledged.
+        # ended the workflow alike: taken only to be acknowledged (Running.on_final
+        # does nothing else with the end of a workflow ended here), or the claimant
+        # would resend it until the workflow is forgotten, and it is kept until
+        # acknowledged. Another end (an original coordinator's loss verdict,
+        # domain_loss.py, after a successor ended it on results) is refused below,
+        # never acknowledged: the verdict would be made on our word; its sender is
+        # told the later epoch's end and follows it.
         return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
