@@ -192,6 +192,15 @@ def _final(node: Any, src: str, msg: FinalMsg, raw: Any,
         # never acknowledged: the verdict would be made on our word; its sender is
         # told the later epoch's end and follows it.
         return
+    if held is not None and msg.epoch == held[0] >= 1 and src != held[1] \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and participants is not None \
+            and (src in participants or src == msg.workflow_id.rpartition(".")[0]):
+        # A rival claimant's end of the epoch held here for another (two claimants of
+        # one epoch that both told on the end they learned): the same end, taken only
+        # to settle who drives the saga (saga_plans.rival_end: the better end is
+        # followed, the other acknowledged), or both would resend for ever.
+        return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
 
