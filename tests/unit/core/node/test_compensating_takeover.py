@@ -15,6 +15,7 @@ from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import (
+    ClaimAnswerMsg,
     ClaimMsg,
     CompensatedMsg,
     CompensateMsg,
@@ -23,6 +24,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
+from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating import end_oldest, hold_attempts
@@ -236,3 +238,81 @@ def test_a_coordinator_dead_mid_saga_after_its_end_is_succeeded_by_an_elected_dr
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
     assert all(f.disks[n].plans.get(WF) in (None, ()) for n in ("d1", "d2"))
     assert f.disks[successor].final[WF] is WorkflowState.FAILED
+
+
+class Bounded(Sagas):
+    """`Sagas` whose Nodes take a peer's message only once the authority table lets it
+    through, as both drivers do at their boundary (a refused one is dropped: its sender
+    resends it while it waits for an acknowledgement)."""
+
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, str, object]] = []
+        super().__init__()
+
+    def step(self, name: str, *inputs: object) -> Ready:
+        taken = []
+        for event in inputs:
+            if isinstance(event, Message):
+                try:
+                    check(self.nodes[name], event.src, event.msg)
+                except Refused:
+                    self.refused.append((name, event.src, event.msg))
+                    continue
+            taken.append(event)
+        return super().step(name, *taken)
+
+
+def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]]:
+    """d0 ends the workflow FAILED (s2 failed) and dies before its end notices leave;
+    d1 and d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
+    claims held back. d0's end notice, late, reaches each claimant: each tells it on in
+    epoch 1 (a claimant's end, no certificate) and plans the saga."""
+    f = Bounded()
+    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    assert f.end("d2", True)[1] == "s1"
+    run = f.queue["d2"].pop(0)  # s2 fails; its result reaches d0, which ends FAILED
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d0")
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    late = [(dst, msg) for src, dst, msg in f.net
+            if src == "d0" and isinstance(msg, FinalMsg) and not msg.owed]
+    f.net = []
+    f.kill("d0")
+    f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
+    f.restart("d2")
+    return f, late
+
+
+def claims_held(src: str, dst: str, msg: object) -> bool:
+    return isinstance(msg, (ClaimMsg, ClaimAnswerMsg))
+
+
+def test_of_two_claimants_that_told_the_end_on_in_one_epoch_one_drives_the_saga() -> None:
+    f, late = two_claimants_told_the_end_on()
+    f.deliver(keep=claims_held)
+    for name in ("d1", "d2"):
+        core = f.nodes[name].takeover.cores[WF]
+        assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, name)
+    for dst, msg in late:
+        f.step(dst, Message("d0", msg))
+    f.deliver(keep=claims_held)
+    # d2, the worse-ranked claimant, yielded its saga to d1 and follows it; d1 drives.
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    assert WF not in f.nodes["d2"].compensating.cores
+    assert f.nodes["d2"].stats["saga yielded to a better claimant of its epoch"] == 1
+    assert WF in f.nodes["d1"].compensating.cores
+    while any(f.queue[n] for n in NAMES):
+        for name in NAMES:
+            if f.queue[name]:
+                f.end(name, True)
+    f.run_until(f.now + 30.0)
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert not f.nodes["d1"].compensating.cores
+    # Each compensation attempt ran once, in its own domain; nothing is resent for
+    # ever between the living (to d0, dead, the ends wait).
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]
+    for name in ("d1", "d2"):
+        assert all(to == "d0" for to, *_ in f.nodes[name].pending.values()), name
