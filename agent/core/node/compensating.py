@@ -303,24 +303,33 @@ class Compensating:
             self.n.mark(key[0])  # retention may look at it again: nothing owed here
 
     def later_end(self, wf: str, epoch: int, src: str) -> None:
-        """An end notice of `wf` from `src` in `epoch`, after this Node ended it as its
-        coordinator in an earlier epoch: its epoch is over (a claimant told the end on
-        in its claimed epoch): it follows `src`, which drives the compensations, and
-        drops its core if it has one (or it would drive them too, now or when a late
-        result comes)."""
+        """An end notice of `wf` from `src` in `epoch`, after this Node ended it in an
+        earlier epoch: its epoch is over (a claimant told the end on in its claimed
+        epoch), and `src` drives the saga now. It follows `src`. Its coordinator of the
+        earlier epoch drops its core and its tells (or it would drive them too, now or
+        when a late result comes); a participant that ended it on the earlier
+        coordinator's notice takes `src`'s tells from now on. Either reports to `src`
+        again what it ran and holds: a SUCCEEDED result of a step with a `compensate`
+        block joins its saga (`late_result`) even if `src` ended the workflow from
+        results that lacked it, and an attempt that ended unreported is judged there."""
         n = self.n
         d = n.state
         held = d.epochs.get(wf, (0, ""))[0]
-        if wf not in d.final or epoch <= held or src == n.name or not self.known(wf) \
-                or self.driver(wf) != n.name:
+        if wf not in d.final or epoch <= held or src == n.name or not self.known(wf):
             return
-        if self.cores.pop(wf, None) is not None:
-            n.stats["compensations left to a later epoch"] += 1
-        n.pending = {k: v for k, v in n.pending.items() if not (k[0] == SAGA and k[1] == wf)}
+        if self.driver(wf) == n.name:
+            if self.cores.pop(wf, None) is not None:
+                n.stats["compensations left to a later epoch"] += 1
+            self.plans.drop_tells(wf)
+        else:
+            n.stats["saga driver of a later epoch followed"] += 1
         n.point("takeover epoch")
         d.epochs[wf] = (epoch, src)
-        if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
-            d.granted[wf] = (epoch, src)
+        if n.takeover is not None:
+            if d.granted.get(wf, (0, ""))[0] < epoch:
+                d.granted[wf] = (epoch, src)
+            n.takeover.forget(wf)  # rebuilt, if its plan is open, following `src`
+            n.takeover.resumed(n.now, wf)
         self.plans.report_again(wf)  # what it ran or holds joins the saga of the new driver
 
     # ---- retention ----------------------------------------------------------------------

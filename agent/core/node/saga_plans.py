@@ -220,8 +220,7 @@ class SagaPlans:
         if d.epochs[wf][1] == n.name:
             n.stats["saga yielded to a better claimant of its epoch"] += 1
             self.c.cores.pop(wf, None)
-            n.pending = {k: v for k, v in n.pending.items()
-                         if not (k[0] == SAGA and k[1] == wf)}
+            self.drop_tells(wf)
         else:
             n.stats["saga driver changed to a better claimant of its epoch"] += 1
         d.epochs[wf] = (epoch, src)
@@ -230,6 +229,12 @@ class SagaPlans:
         if n.takeover is not None:
             n.takeover.forget(wf)
         self.report_again(wf)
+
+    def drop_tells(self, wf: str) -> None:
+        """This Node drives `wf`'s saga no more: its plan's and its attempts' tells are
+        void (the members refuse them, following the driver now), not resent."""
+        self.n.pending = {k: v for k, v in self.n.pending.items()
+                          if not (k[0] in (SAGA, "compensate") and k[1] == wf)}
 
     def tell_end_again(self, wf: str, epoch: int) -> None:
         """As a certified holder of `epoch` that heard a rival claimant's end: its end,
