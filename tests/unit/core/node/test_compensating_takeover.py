@@ -316,3 +316,44 @@ def test_of_two_claimants_that_told_the_end_on_in_one_epoch_one_drives_the_saga(
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
     for name in ("d1", "d2"):
         assert all(to == "d0" for to, *_ in f.nodes[name].pending.values()), name
+
+
+def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs_saga():
+    # d0 ends the workflow FAILED and dies once its end notice and its tell of s0's
+    # attempt 1 reached s0's domain d2 (its plan lost with it); d1, which heard
+    # nothing (nor of s0: s1 does not need it), claims epoch 1, learns the end from d2 and tells it on in epoch 1,
+    # planning from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that
+    # later epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the
+    # attempt a restart of d2 interrupted is judged there (retried, never run twice).
+    comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=1)
+    f = Bounded()
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED and plans s0's compensation
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d0")
+    told = [m for src, dst, m in f.net if dst == "d2" and (
+        isinstance(m, FinalMsg) and not m.owed or isinstance(m, CompensateMsg))]
+    f.net = []
+    f.kill("d0")
+    for msg in told[:2]:  # the end notice, then the tell of s0's attempt 1
+        f.step("d2", Message("d0", msg))
+    assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]
+    assert WF not in f.disks["d2"].plans
+    f.deliver()
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    f.restart("d2")  # s0's attempt 1 interrupted: reported failed, to d1
+    f.deliver()
+    f.end("d2", True)  # attempt 2, told by d1
+    f.run_until(f.now + 30.0)
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 2)}
+    assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
+    assert sorted(f.compensations) == [("d2", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s0", 2, COMPENSATE))]
