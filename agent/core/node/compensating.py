@@ -39,8 +39,13 @@ result lost then, with the end already there, is not compensated.
 At most one driver: the epoch rule. A coordinator drives only while it holds the
 workflow's epoch as its own; one that hears an end of a later epoch after its own
 end (`later_end`: it ended the workflow, then a claimant told the end on in its
-claimed epoch) follows it and drops its core, and after a restart it rebuilds no core
-for a workflow whose epoch it does not hold.
+claimed epoch) follows it and drops its core and its tells, and after a restart it
+rebuilds no core for a workflow whose epoch it does not hold. A participant that
+ended the workflow on an earlier epoch's notice follows the later one on that
+notice too, and reports to it again: the later driver may have planned from results
+that lack a step the earlier one planned, which its SUCCEEDED result then adds, and
+the attempt the earlier one asked for is judged there. Two claimants of one epoch
+that both told the end on: one drives (saga_plans.py, `rival_end`).
 
 Restarts. A domain that finds an attempt started without an end counts it failed
 ("interrupted by a restart") and reports that; the driver, which finds an attempt

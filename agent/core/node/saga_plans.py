@@ -31,6 +31,26 @@ never reached the driver); a member that follows the new epoch (its grant, or th
 winner's notice) reports to it again its SUCCEEDED results that owe a compensation
 (they join its saga: `late_result`) and its unacknowledged compensation reports.
 
+Two claimants of one epoch. Claimants of one epoch that both learned the end before
+either won each tell it on in that epoch and plan a saga (a claimant's end writes
+the epoch as its own: takeover.end_as_successor), each followed by the members its
+notice reached first. Left so, the members following one refuse the other's tells,
+and its saga never ends. So the authority table lets a rival claimant's end of the
+epoch held through to a member that ended the workflow alike, and `rival_end`
+judges it, as everyone judges it, by one order: a certified end (the epoch won with
+a majority's signed grants) before a claimant's end (there is at most one winner
+of an epoch), then the better-ranked (lower-named) claimant, as a split claim
+settles (core/workflow/takeover_split.py). The better end is followed
+(`yield_to`): a claimant whose end is the worse drops its core and its tells, and
+members change driver; each reports to the better one again (its SUCCEEDED results
+that owe a compensation join that saga: `late_result`; its unacknowledged reports).
+Nothing runs twice: each domain answers an attempt number it recorded with what it
+recorded, whoever asks. The worse end is acknowledged, so nobody resends for ever.
+Every claimant tells its end to every member, resent until acknowledged, and every
+member judges each rival's notice when it comes, so all end up following the best
+end told (a certified holder that hears a rival's tells its end again, with its
+certificate: its followers may have forgotten it was certified).
+
 Limits. A compensation owed in the dead driver's own domain waits for its restart
 (its successor tells it until then). No successor is elected without a majority of
 the electorate alive, its plan open (or an acceptor holding no step): the plans stay
