@@ -357,3 +357,23 @@ def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs
     assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
     assert sorted(f.compensations) == [("d2", (WF, "s0", 1, COMPENSATE)),
                                        ("d2", (WF, "s0", 2, COMPENSATE))]
+
+
+def test_a_certified_driver_tells_its_end_again_to_a_rival_claimants_followers():
+    # d1 won epoch 1 (its certificate) and drives the saga; a claimant's end of epoch 1
+    # from d0 (better-ranked, no certificate) reaches d2, which no longer keeps d1's
+    # proof: d2 follows d0. The same notice reaches d1, which tells its end again with
+    # its certificate: d2 follows d1 back, and the saga ends there, each attempt once.
+    f = taken_over_and_failed(failure_before_death=False)
+    rival = FinalMsg(WF, WorkflowState.FAILED, 1)
+    f.step("d2", Message("d0", rival))
+    assert f.disks["d2"].epochs[WF] == (1, "d0")
+    f.step("d1", Message("d0", rival))
+    f.deliver()
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    f.end("d2", True)
+    f.end("d1", True)
+    assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]
