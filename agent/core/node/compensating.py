@@ -272,7 +272,13 @@ class Compensating:
         key = (msg.workflow_id, msg.step_id, msg.attempt)
         known = d.comp_runs.get(key)
         if known is not None:
-            if known[0] != "running":  # told again: the answer it had
+            if known[0] != "running" and src not in (n.name, self.driver(msg.workflow_id)):
+                # An earlier epoch's coordinator that asks (authority.py lets only the
+                # original's tell of an ended attempt through): the record, to it.
+                n.stats["compensation record told to an earlier coordinator"] += 1
+                n.reliable(src, ("compensated", *key, src),
+                           CompensatedMsg(*key, known[0] == "succeeded", known[1]))
+            elif known[0] != "running":  # told again: the answer it had
                 self.report(*key)
             return
         if not self.known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
@@ -302,7 +308,7 @@ class Compensating:
         """The coordinator acknowledged a report (`on_ack`): not reported again."""
         key = msg_id[1:4]
         known = self.n.state.comp_runs.get(key)
-        if known is not None and not known[2]:
+        if known is not None and not known[2] and msg_id[4] == self.driver(key[0]):
             self.n.point("compensation reported")
             self.n.state.comp_runs[key] = (known[0], known[1], True)
             self.n.mark(key[0])  # retention may look at it again: nothing owed here

@@ -377,3 +377,38 @@ def test_a_certified_driver_tells_its_end_again_to_a_rival_claimants_followers()
     assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
     assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
+
+
+def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_records():
+    # d0 ends the workflow FAILED and crashes before its notices leave; d1 takes it
+    # over, ends it FAILED in epoch 1 and drives its saga to its end (s0's compensation
+    # at d2), then dies for good before its end reached d0. d0, back, drives its own
+    # saga in epoch 0: d2 answers its tell of the attempt it recorded with that record
+    # (never running it again), so d0's saga ends too.
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    f = Bounded()
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED, its notices lost with it
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d0")
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    f.net = []
+    f.kill("d0")
+    f.deliver()
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    f.end("d2", True)  # s0's compensation, told by d1
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1)}
+    f.kill("d1")  # for good, before its end reached d0
+    f.restart("d0")
+    f.deliver()
+    assert WF not in f.disks["d0"].epochs
+    assert rows(f, "d0") == {"s0": ("COMPENSATED", 1)}
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once
