@@ -45,7 +45,11 @@ ended the workflow on an earlier epoch's notice follows the later one on that
 notice too, and reports to it again: the later driver may have planned from results
 that lack a step the earlier one planned, which its SUCCEEDED result then adds, and
 the attempt the earlier one asked for is judged there. Two claimants of one epoch
-that both told the end on: one drives (saga_plans.py, `rival_end`).
+that both told the end on: one drives (saga_plans.py, `rival_end`). An original
+coordinator that no later epoch's driver told its end (that driver gone for good)
+drives its saga on in epoch 0; a domain following the later epoch answers its tell of
+an attempt that ended there with the record (authority.py lets only that through), so
+its saga ends as the later one did, and nothing runs twice.
 
 Restarts. A domain that finds an attempt started without an end counts it failed
 ("interrupted by a restart") and reports that; the driver, which finds an attempt
