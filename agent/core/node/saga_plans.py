@@ -24,8 +24,10 @@ the unacknowledged ones again); the old coordinator, back, follows it on that no
 Election. A participant keeps its takeover core while its plan is open
 (takeover.py, `live`): its coordinator, the driver, silent or DEAD past
 takeover_after_s, it claims the next epoch as for a running workflow, and a member
-whose plan is open grants it (takeover_claims.py; one whose plan is closed, or the
-driver, answers with the end, which counts for nothing there). The winner's Act adopts
+whose plan is open grants it, its grant carrying the end (takeover_claims.py: a
+claimant that never learned the end makes it its own and drives the saga, never
+ending the workflow on its own results; one whose plan is closed, or the driver,
+answers with the end alone, which counts for nothing there). The winner's Act adopts
 the plan (`adopt`, with what the results it holds owe besides: a SUCCEEDED result that
 never reached the driver); a member that follows the new epoch (its grant, or the
 winner's notice) reports to it again its SUCCEEDED results that owe a compensation

@@ -412,3 +412,33 @@ def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_
     assert rows(f, "d0") == {"s0": ("COMPENSATED", 1)}
     assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
     assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once
+
+
+def test_a_claimant_that_never_learned_the_end_takes_it_from_a_grant_for_the_saga():
+    # d0 ends the workflow CANCELLED while s2 still runs at d2, tells d2 only (the end
+    # and the saga's plan) and dies. d1, which never heard the end, claims epoch 1; d2,
+    # its plan open, grants it, and its grant carries the end: d1 makes it its own
+    # and drives the saga. It never ends the workflow on its own results (s2 ending
+    # SUCCEEDED after that would have made a second end, SUCCEEDED).
+    f = Bounded()
+    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    assert f.end("d2", True)[1] == "s1"
+    plan = (("s0", "d1", 1), ("s1", "d2", 1))
+    f.step("d2", Message("d0", FinalMsg(WF, WorkflowState.CANCELLED, 0)))
+    f.step("d2", Message("d0", FinalMsg(WF, WorkflowState.CANCELLED, 0, owed=plan)))
+    f.kill("d0")
+    f.deliver()
+    f.run_until(f.now + 30.0)
+    assert f.disks["d1"].final[WF] is WorkflowState.CANCELLED
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    while any(f.queue[n] for n in NAMES):  # s2 ends too, and each compensation
+        for name in NAMES:
+            if f.queue[name]:
+                f.end(name, True)
+    f.run_until(f.now + 30.0)
+    assert f.disks["d1"].final[WF] is WorkflowState.CANCELLED
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]
