@@ -5,7 +5,8 @@ refused where the later epoch is known.
 
 d0 coordinates and runs nothing; s0 (d1) and s1 (d2, after s0) have a compensate
 block; s2 (d2, after s1) fails. d0 dies while s2 runs; d1, the lowest participant,
-takes over."""
+takes over. The tests of a `Bounded` federation take messages through the authority
+table, as the drivers do; those that place the steps otherwise say so."""
 
 from __future__ import annotations
 
