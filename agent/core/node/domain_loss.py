@@ -93,12 +93,23 @@ class DomainLoss:
         self.held = set()
 
     def drives(self, wf: str) -> bool:
-        """Is this Node the original coordinator of `wf`, RUNNING, at epoch 0?"""
+        """Does this Node hold the current coordinator epoch of running `wf`: its
+        original coordinator, RUNNING, at epoch 0, or a successor acting in the epoch
+        it won (its certificate on record) and follows no later one?"""
         n = self.n
         d = n.state
-        row = d.rows.get(wf)
-        return wf in n.progress and wf not in d.final and row is not None \
-            and d.epochs.get(wf, (0, ""))[0] == 0 and row.state is WorkflowState.RUNNING
+        if wf not in n.progress or wf in d.final:
+            return False
+        epoch, holder = d.epochs.get(wf, (0, ""))
+        if epoch == 0:
+            row = d.rows.get(wf)
+            return row is not None and row.state is WorkflowState.RUNNING
+        return holder == n.name and n.takeover is not None \
+            and n.takeover.proof.own_certificate(wf, epoch) != ()
+
+    def epoch(self, wf: str) -> int:
+        """The coordinator epoch this Node drives `wf` in (0: the original's)."""
+        return self.n.state.epochs.get(wf, (0, ""))[0]
 
     def holds(self, wf: str) -> bool:
         """Does `wf` wait for its participants to acknowledge a verdict's end?"""
@@ -203,18 +214,36 @@ class DomainLoss:
         return self.n.takeover is not None and was_lost(step_domain, state, error)
 
     def _hold(self, wf: str) -> None:
-        """The end is FAILED: told to every participant before it is made here."""
+        """The end is FAILED: told to every participant (and, by a successor, to the
+        original coordinator) before it is made here, in this Node's epoch."""
         n = self.n
         if wf in self.held:
             return
         self.held.add(wf)
+        epoch = self.epoch(wf)
         n.stats["loss verdict: end told before it is made"] += 1
         n.point("loss verdict told")
-        n.note("end_told", wf, 0, WorkflowState.FAILED)
-        row = n.state.rows[wf]
+        n.note("end_told", wf, epoch, WorkflowState.FAILED)
         acked = n.state.final_acked.get(wf, set())
-        for dst in sorted(set(row.info.placement.values()) - {n.name} - acked):
-            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, WorkflowState.FAILED))
+        for dst in sorted(self._told(wf) - acked):
+            n.reliable(dst, ("final", wf, dst), self._notice(wf, epoch))
+
+    def _told(self, wf: str) -> set[str]:
+        """Who is told a verdict's end: the participants, and the original coordinator
+        when a successor tells it (as an acting successor tells every end: takeover.py)."""
+        info = self.n.running.info(wf)
+        told = set(info.placement.values())
+        if self.epoch(wf) >= 1:
+            told.add(info.coordinator)
+        return told - {self.n.name}
+
+    def _notice(self, wf: str, epoch: int) -> FinalMsg:
+        """The end notice of a verdict: a successor's carries its epoch and certificate,
+        so a member holding that epoch for a claimant that lost it follows it too."""
+        if epoch < 1:
+            return FinalMsg(wf, WorkflowState.FAILED)
+        won = self.n.takeover.proof.own_certificate(wf, epoch)
+        return FinalMsg(wf, WorkflowState.FAILED, epoch, won=won)
 
     def _release_if_told(self, now: float, wf: str) -> None:
         n = self.n
@@ -224,7 +253,7 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = set(n.state.rows[wf].info.placement.values()) - {n.name}
+        participants = set(n.running.info(wf).placement.values()) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return

@@ -310,6 +310,10 @@ class Takeovers:
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
                 self.successor_outcome(now, wf)
+                # Acting now: the steps of the domains the view already says are gone
+                # (the dead original's own among them) get their verdicts
+                # (domain_loss.py).
+                n.domain_loss.resolve_gone(now, wf)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 
@@ -429,6 +433,8 @@ class Takeovers:
         core = self.cores.get(wf)
         p = self.n.progress.get(wf)
         if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:
+            return
+        if self.n.domain_loss.holds(wf):  # a loss verdict's end, told first
             return
         outcome = p.outcome()
         if outcome is None:

@@ -21,7 +21,9 @@ def member(*, ended: bool, held: tuple[int, str] = (2, "b")) -> SimpleNamespace:
     state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
                             epochs={WF: held}, final={WF: WorkflowState.SUCCEEDED}
                             if ended else {})
-    return SimpleNamespace(state=state, vote_raw=None)
+    # It keeps no proof of a later epoch's end (Running.end_proof).
+    running = SimpleNamespace(end_proof=lambda wf: None)
+    return SimpleNamespace(state=state, vote_raw=None, running=running)
 
 
 def stale_end(**fields) -> FinalMsg:
