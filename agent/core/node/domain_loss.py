@@ -5,10 +5,13 @@ Theory of operation
 member_loss.py acts on negotiations when the view says a member is gone (DEAD or
 LEFT; SUSPECT changes nothing); this part acts on the steps of committed workflows.
 A step placed on a gone domain will never report: its workflow would wait for it for
-ever. So the workflow's original coordinator (its row here, epoch 0, RUNNING, no later
-epoch followed) resolves every step placed there that is not terminal through the pure
+ever. So the coordinator of the workflow's current epoch (`drives`: its original
+coordinator, epoch 0, RUNNING, no later epoch followed; or, after a takeover, the
+successor acting in the epoch it won, its certificate on record, no later epoch
+followed) resolves every step placed there that is not terminal through the pure
 core's loss table (Progress.domain_lost, LOSS_TABLE in core/workflow/domain_loss.py),
-the reasons naming the domain and whether it was DEAD or LEFT:
+the reasons naming the domain and whether it was DEAD or LEFT; the dead original's
+own domain is one like any other to its successor:
 
 - a step that had started there (or could have: it was ready) and is not idempotent,
   or whose spec says `on_domain_loss: fail`, FAILS;
@@ -18,8 +21,10 @@ the reasons naming the domain and whether it was DEAD or LEFT:
   engine"). Nothing waits for a lost domain for ever.
 
 When. On each change of the view that makes a member gone (`lost`, after member_loss),
-and when a round commits while a domain it placed a step on is already gone
-(`resolve_gone`, from Running.resume). A restored Node knows no view until its driver
+when a round commits while a domain it placed a step on is already gone
+(`resolve_gone`, from Running.resume), and when a successor starts acting
+(`resolve_gone`, from the takeover part's Act: the original it took over from is
+usually gone already). A restored Node knows no view until its driver
 posts it again (node.py): the same changes then act as above.
 
 Durable first. A resolved step's FAILED result is written in the results table, in the
@@ -34,17 +39,36 @@ the original was down. So, with takeover:
 - the verdict is worked out on a copy of the workflow's progress and written as the
   step's result (for status, restore and the fence below); the progress itself takes
   it only when the end is made (`_apply`; a restored one leaves it out: `deferred`);
-- the original tells the end (FinalMsg, FAILED, resent until acknowledged) to every
-  participant and makes it itself, as on any outcome (running.py: its row, its saga,
-  its notices), once every participant the view does not say is gone, and at least
-  one, acknowledged it (`held`, `acked`). Until then its status shows the workflow
+- the coordinator tells the end (FinalMsg, FAILED, resent until acknowledged) to every
+  participant (a successor also to the original, in its epoch with its certificate,
+  as it tells any end: takeover.py) and makes it itself, as on any outcome
+  (running.py, or takeover.py for a successor: its row, its saga, its notices), once
+  every participant the view does not say is gone, and at least one, acknowledged it
+  (`held`, `acked`), and the electors that have not acknowledged it, itself aside, are
+  fewer than a majority of the electorate (`_release_if_told`). Until then its status shows the workflow
   RUNNING. A participant that ended the workflow answers a takeover claim with its end
   (takeover_claims.py), so a successor elected meanwhile takes that end instead of
   deciding one; one elected without asking any of them (an electorate of five or
   more, or participants outside it) could still decide otherwise (docs/failures.md);
-- a coordinator that dies holding never made the end: a successor decides, on results.
-  Back, it follows the later epoch, and its verdict is void (`tick`: told no more; the
-  step's own result, refused until then, is taken). A workflow whose participants are
+- why that is safe in any epoch k (0 or a successor's): a later coordinator must win
+  epoch k+1 or above with the grants of a majority of the electorate, and that
+  majority meets every set holding more than a minority, so it holds an elector that
+  acknowledged the end, or this one. An elector acknowledges an end of epoch k only
+  while it holds no later epoch (the authority table refuses an older epoch's end),
+  and, once it ended the workflow, answers every claim with that end instead of a
+  grant (takeover_claims.py): so a later claimant finds the end and announces it, or
+  never wins. This Node grants no later epoch while it drives (an elector that grants
+  one follows it: `drives` is then false and the verdict void, below). The argument
+  reads the same for k = 0 and k >= 1: it uses only that the told end is this epoch's
+  and that electors refuse older epochs once they follow a later one.
+- a coordinator that dies holding never made the end: a successor decides, on results
+  and on its own verdicts. Back, it follows the later epoch, and its verdict is void
+  (`tick`: told no more; the step's own result, refused until then, is taken). If
+  that successor ended the workflow and died for good, the old coordinator's end
+  notice reaches members that hold the later epoch: each that ended it there answers
+  with its end and that end's proof (the successor's certificate, kept with the end
+  in `end_proofs`; Running.answer_overtaken), and the old coordinator follows the
+  proven holder and takes that end (takeover_claims.py). A workflow whose participants are
   all gone waits for the first to come back and acknowledge (it is told the end at
   once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
@@ -52,9 +76,13 @@ table's for the step's own domain (`was_lost`) is a verdict; the acknowledgement
 durable (`final_acked`). Without takeover (no other coordinator can exist) the verdict
 goes into the progress and the end is made at once.
 
-Not done here (docs/architecture.md): a successor after a takeover makes no verdict,
-so a step on the dead coordinator's own domain still waits for it (its verdict could
-contradict the original's end on results, should the original come back).
+Not done here (docs/architecture.md): only the participants are told a verdict's
+end, so where the electors outside them (extra acceptors holding no step) or gone
+ones are a majority, or the coordinator is the only live participant, the end is
+held until one comes back. An original's end made on results is made at once, not
+told first: a successor's verdict can contradict it when that end reached no elector
+before the original died (the step's SUCCEEDED result known to the original alone);
+back, the original keeps its end while the others show the successor's.
 
 Fencing, what there is of it. While this Node drives the workflow, a step's terminal
 result on record is never replaced by a later report (running.py, `on_result`): a lost
