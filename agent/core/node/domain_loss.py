@@ -76,13 +76,19 @@ table's for the step's own domain (`was_lost`) is a verdict; the acknowledgement
 durable (`final_acked`). Without takeover (no other coordinator can exist) the verdict
 goes into the progress and the end is made at once.
 
-Not done here (docs/architecture.md): only the participants are told a verdict's
-end, so where the electors outside them (extra acceptors holding no step) or gone
-ones are a majority, or the coordinator is the only live participant, the end is
-held until one comes back. An original's end made on results is made at once, not
-told first: a successor's verdict can contradict it when that end reached no elector
-before the original died (the step's SUCCEEDED result known to the original alone);
-back, the original keeps its end while the others show the successor's.
+Ends on results are told first too (`tell_end`, from Running.check_outcome and the
+takeover part's successor_outcome), with takeover, while another participant exists:
+made at once, an end that reached no elector before its coordinator died could be
+contradicted by a successor's verdict (a step whose result that coordinator alone
+held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
+maps the workflow to the end told); once released, `released` lets the outcome path
+make it. On restore such an end is told again by that path (check_outcome), and made
+at once if enough had acknowledged it.
+
+Not done here (docs/architecture.md): only the participants (and, by a successor, the
+original) are told a held end, so where the electors outside them (extra acceptors
+holding no step) or gone ones are a majority, or the coordinator is the only live
+participant, the end is held until one comes back.
 
 Fencing, what there is of it. While this Node drives the workflow, a step's terminal
 result on record is never replaced by a later report (running.py, `on_result`): a lost
@@ -113,12 +119,16 @@ class DomainLoss:
     def __init__(self, node: Any) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts).
         self.n = node
-        # Workflows whose end a loss verdict decided, told and not yet made here.
-        self.held: set[str] = set()
+        # Workflows whose end (a loss verdict's, or one on results) is told and not yet
+        # made here: workflow -> that end.
+        self.held: dict[str, WorkflowState] = {}
+        # Those whose told end may now be made (enough acknowledged it).
+        self.released: set[str] = set()
 
     def reset(self) -> None:
-        """A restore: rebuilt as each workflow is resumed (`resumed`)."""
-        self.held = set()
+        """A restore: rebuilt as each workflow is resumed (`resumed`, `tell_end`)."""
+        self.held = {}
+        self.released = set()
 
     def drives(self, wf: str) -> bool:
         """Does this Node hold the current coordinator epoch of running `wf`: its
@@ -142,6 +152,27 @@ class DomainLoss:
     def holds(self, wf: str) -> bool:
         """Does `wf` wait for its participants to acknowledge a verdict's end?"""
         return wf in self.held
+
+    def tell_end(self, now: float, wf: str, state: WorkflowState) -> bool:
+        """The coordinator of the current epoch has an end of `wf` on results: must it
+        wait (True), told first, as a verdict's end is? With takeover only, and while
+        another participant exists (none: no successor can ever be elected, as only a
+        participant claims): a successor elected after this end was made here, no
+        elector told, could decide another end by its own verdict (the step whose result
+        this Node alone held, lost with it)."""
+        n = self.n
+        if wf in self.released:
+            self.released.discard(wf)
+            return False
+        if n.takeover is None or not self.drives(wf) \
+                or not set(n.running.info(wf).placement.values()) - {n.name}:
+            return False
+        self._hold(wf, state)
+        self._release_if_told(now, wf)
+        if wf in self.released:  # enough had acknowledged it already (a restore)
+            self.released.discard(wf)
+            return False
+        return True
 
     # ---- inputs ------------------------------------------------------------------------
 
@@ -190,7 +221,13 @@ class DomainLoss:
 
     def _void(self, wf: str) -> None:
         n = self.n
-        self.held.discard(wf)
+        self.held.pop(wf, None)
+        self.released.discard(wf)
+        if n.state.final.get(wf) is not None and n.state.epochs.get(wf, (0, n.name))[1] \
+                == n.name:
+            # Made here by another path (a claim's answer showed that very end: the
+            # takeover part's Announce): the end notices pending are the made end's.
+            return
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
         n.pending = {k: v for k, v in n.pending.items()
                      if not (k[0] == "final" and k[1] == wf)}
@@ -241,20 +278,29 @@ class DomainLoss:
         end is made (with takeover; Running.resume leaves it out)?"""
         return self.n.takeover is not None and was_lost(step_domain, state, error)
 
-    def _hold(self, wf: str) -> None:
-        """The end is FAILED: told to every participant (and, by a successor, to the
-        original coordinator) before it is made here, in this Node's epoch."""
+    def _hold(self, wf: str, state: WorkflowState = WorkflowState.FAILED) -> None:
+        """The end (a verdict's: FAILED) is told to every participant (and, by a
+        successor, to the original coordinator) before it is made here, in this
+        Node's epoch."""
         n = self.n
         if wf in self.held:
             return
-        self.held.add(wf)
+        self.held[wf] = state
         epoch = self.epoch(wf)
-        n.stats["loss verdict: end told before it is made"] += 1
-        n.point("loss verdict told")
-        n.note("end_told", wf, epoch, WorkflowState.FAILED)
+        verdict = state is WorkflowState.FAILED and self._verdict_on_record(wf)
+        n.stats["loss verdict: end told before it is made" if verdict
+                else "end told before it is made"] += 1
+        n.point("loss verdict told" if verdict else "end told")
+        n.note("end_told", wf, epoch, state)
         acked = n.state.final_acked.get(wf, set())
         for dst in sorted(self._told(wf) - acked):
-            n.reliable(dst, ("final", wf, dst), self._notice(wf, epoch))
+            n.reliable(dst, ("final", wf, dst), self._notice(wf, epoch, state))
+
+    def _verdict_on_record(self, wf: str) -> bool:
+        p = self.n.progress.get(wf)
+        return p is not None and any(
+            step in p.steps and was_lost(p.steps[step].domain, state, error)
+            for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
 
     def _told(self, wf: str) -> set[str]:
         """Who is told a verdict's end: the participants, and the original coordinator
@@ -265,13 +311,13 @@ class DomainLoss:
             told.add(info.coordinator)
         return told - {self.n.name}
 
-    def _notice(self, wf: str, epoch: int) -> FinalMsg:
-        """The end notice of a verdict: a successor's carries its epoch and certificate,
+    def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
+        """The end notice told first: a successor's carries its epoch and certificate,
         so a member holding that epoch for a claimant that lost it follows it too."""
         if epoch < 1:
-            return FinalMsg(wf, WorkflowState.FAILED)
+            return FinalMsg(wf, state)
         won = self.n.takeover.proof.own_certificate(wf, epoch)
-        return FinalMsg(wf, WorkflowState.FAILED, epoch, won=won)
+        return FinalMsg(wf, state, epoch, won=won)
 
     def _release_if_told(self, now: float, wf: str) -> None:
         n = self.n
@@ -294,6 +340,8 @@ class DomainLoss:
         if electorate and len(set(electorate) - {n.name} - acked) >= majority(electorate):
             n.stats["loss verdict held: too few electors acknowledged"] += 1
             return
-        self.held.discard(wf)
+        del self.held[wf]
+        self.released.add(wf)  # `tell_end` lets it be made now
         self._apply(wf)
         n.running.check_outcome(now, wf)
+        self.released.discard(wf)

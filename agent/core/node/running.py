@@ -320,8 +320,10 @@ class Running:
         outcome = p.outcome()
         if outcome is None:
             return
-        n.point("workflow outcome")
         event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        if n.domain_loss.tell_end(now, wf, lifecycle.step(row.state, event)):
+            return  # told first: made once enough acknowledged it (domain_loss.py)
+        n.point("workflow outcome")
         self.end_as_coordinator(now, wf, event)
 
     def end_as_coordinator(self, now: float, wf: str, event: lifecycle.Event) -> None:

@@ -439,10 +439,12 @@ class Takeovers:
         outcome = p.outcome()
         if outcome is None:
             return
-        self.n.point("workflow outcome")
         event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
-        self.end_as_successor(now, wf, core.epoch,
-                              lifecycle.step(WorkflowState.RUNNING, event))
+        state = lifecycle.step(WorkflowState.RUNNING, event)
+        if self.n.domain_loss.tell_end(now, wf, state):
+            return  # told first: made once enough acknowledged it (domain_loss.py)
+        self.n.point("workflow outcome")
+        self.end_as_successor(now, wf, core.epoch, state)
 
     def end_as_successor(self, now: float, wf: str, epoch: int,
                          state: WorkflowState) -> None:

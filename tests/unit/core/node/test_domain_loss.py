@@ -9,8 +9,7 @@ import random
 
 import pytest
 from fedorch.core.identity.authority import Refused
-from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit
-from fedorch.core.node import authority
+from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, authority
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -395,3 +394,33 @@ def test_the_original_back_after_its_successor_ended_and_died_follows_that_end()
     assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
     assert fed.disks["d0"].epochs[WF] == (1, "d1")
     assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_an_end_on_results_is_told_before_it_is_made_so_no_verdict_contradicts_it(
+) -> None:
+    """s0 runs on d0 itself and ends last: d0 has every result, its end SUCCEEDED. Were
+    it made at once and d0 died before telling anyone, d1, taking over, would fail s0
+    (lost with d0) and end FAILED: two ends. Told first, it is not made until a
+    participant acknowledged it; d0 dies with it unmade, and comes back to follow d1's."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    run = next(iter(fed.running["d0"]))
+    fed.step("d0", StepEnded(*run, ok=True))
+    told = [(to, m) for _, to, m in fed.net if isinstance(m, FinalMsg)]
+    assert {to for to, _ in told} == {"d1", "d2"}
+    assert all(m.state is WorkflowState.SUCCEEDED for _, m in told)
+    assert WF not in fed.disks["d0"].final  # told, not made
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    fed.net.clear()  # d0 dies before anything it sent arrives
+    successor_acting(fed)
+    assert "domain d0 was lost (DEAD)" in result(fed, "d1", "s0")[3]
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)  # d1's end notice to d0, resent until acknowledged
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
