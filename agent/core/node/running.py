@@ -172,8 +172,9 @@ class Running:
         n = self.n
         wf = msg.workflow_id
         proof = self.end_proof(wf)
-        if proof is None or msg.epoch >= proof[0] or msg.owed or msg.saga_over:
-            return False
+        if proof is None or msg.epoch >= proof[0] or msg.owed or msg.saga_over \
+                or msg.state is n.state.final[wf]:
+            return False  # the same end told on (an Announce): acknowledged as before
         epoch, holder, won = proof
         n.stats["end of an overtaken epoch answered with the later end"] += 1
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
