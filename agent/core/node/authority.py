@@ -201,6 +201,15 @@ def _final(node: Any, src: str, msg: FinalMsg, raw: Any,
         # to settle who drives the saga (saga_plans.rival_end: the better end is
         # followed, the other acknowledged), or both would resend for ever.
         return
+    if held is not None and msg.epoch < held[0] and participants is not None \
+            and (src in participants or src == msg.workflow_id.rpartition(".")[0]) \
+            and node.running.end_proof(msg.workflow_id) is not None:
+        # An end told in an epoch since overtaken, to a member that ended the workflow
+        # in a later one and keeps that end's proof: let through only to be answered
+        # with that end and proof, never acknowledged nor taken (Running.on_final,
+        # `answer_overtaken`): its sender (an original coordinator back after its
+        # successor ended the workflow and died) follows the later epoch.
+        return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
 

@@ -5,10 +5,13 @@ Theory of operation
 member_loss.py acts on negotiations when the view says a member is gone (DEAD or
 LEFT; SUSPECT changes nothing); this part acts on the steps of committed workflows.
 A step placed on a gone domain will never report: its workflow would wait for it for
-ever. So the workflow's original coordinator (its row here, epoch 0, RUNNING, no later
-epoch followed) resolves every step placed there that is not terminal through the pure
+ever. So the coordinator of the workflow's current epoch (`drives`: its original
+coordinator, epoch 0, RUNNING, no later epoch followed; or, after a takeover, the
+successor acting in the epoch it won, its certificate on record, no later epoch
+followed) resolves every step placed there that is not terminal through the pure
 core's loss table (Progress.domain_lost, LOSS_TABLE in core/workflow/domain_loss.py),
-the reasons naming the domain and whether it was DEAD or LEFT:
+the reasons naming the domain and whether it was DEAD or LEFT; the dead original's
+own domain is one like any other to its successor:
 
 - a step that had started there (or could have: it was ready) and is not idempotent,
   or whose spec says `on_domain_loss: fail`, FAILS;
@@ -18,8 +21,10 @@ the reasons naming the domain and whether it was DEAD or LEFT:
   engine"). Nothing waits for a lost domain for ever.
 
 When. On each change of the view that makes a member gone (`lost`, after member_loss),
-and when a round commits while a domain it placed a step on is already gone
-(`resolve_gone`, from Running.resume). A restored Node knows no view until its driver
+when a round commits while a domain it placed a step on is already gone
+(`resolve_gone`, from Running.resume), and when a successor starts acting
+(`resolve_gone`, from the takeover part's Act: the original it took over from is
+usually gone already). A restored Node knows no view until its driver
 posts it again (node.py): the same changes then act as above.
 
 Durable first. A resolved step's FAILED result is written in the results table, in the
@@ -34,17 +39,36 @@ the original was down. So, with takeover:
 - the verdict is worked out on a copy of the workflow's progress and written as the
   step's result (for status, restore and the fence below); the progress itself takes
   it only when the end is made (`_apply`; a restored one leaves it out: `deferred`);
-- the original tells the end (FinalMsg, FAILED, resent until acknowledged) to every
-  participant and makes it itself, as on any outcome (running.py: its row, its saga,
-  its notices), once every participant the view does not say is gone, and at least
-  one, acknowledged it (`held`, `acked`). Until then its status shows the workflow
+- the coordinator tells the end (FinalMsg, FAILED, resent until acknowledged) to every
+  participant (a successor also to the original, in its epoch with its certificate,
+  as it tells any end: takeover.py) and makes it itself, as on any outcome
+  (running.py, or takeover.py for a successor: its row, its saga, its notices), once
+  every participant the view does not say is gone, and at least one, acknowledged it
+  (`held`, `acked`), and the electors that have not acknowledged it, itself aside, are
+  fewer than a majority of the electorate (`_release_if_told`). Until then its status shows the workflow
   RUNNING. A participant that ended the workflow answers a takeover claim with its end
   (takeover_claims.py), so a successor elected meanwhile takes that end instead of
   deciding one; one elected without asking any of them (an electorate of five or
   more, or participants outside it) could still decide otherwise (docs/failures.md);
-- a coordinator that dies holding never made the end: a successor decides, on results.
-  Back, it follows the later epoch, and its verdict is void (`tick`: told no more; the
-  step's own result, refused until then, is taken). A workflow whose participants are
+- why that is safe in any epoch k (0 or a successor's): a later coordinator must win
+  epoch k+1 or above with the grants of a majority of the electorate, and that
+  majority meets every set holding more than a minority, so it holds an elector that
+  acknowledged the end, or this one. An elector acknowledges an end of epoch k only
+  while it holds no later epoch (the authority table refuses an older epoch's end),
+  and, once it ended the workflow, answers every claim with that end instead of a
+  grant (takeover_claims.py): so a later claimant finds the end and announces it, or
+  never wins. This Node grants no later epoch while it drives (an elector that grants
+  one follows it: `drives` is then false and the verdict void, below). The argument
+  reads the same for k = 0 and k >= 1: it uses only that the told end is this epoch's
+  and that electors refuse older epochs once they follow a later one.
+- a coordinator that dies holding never made the end: a successor decides, on results
+  and on its own verdicts. Back, it follows the later epoch, and its verdict is void
+  (`tick`: told no more; the step's own result, refused until then, is taken). If
+  that successor ended the workflow and died for good, the old coordinator's end
+  notice reaches members that hold the later epoch: each that ended it there answers
+  with its end and that end's proof (the successor's certificate, kept with the end
+  in `end_proofs`; Running.answer_overtaken), and the old coordinator follows the
+  proven holder and takes that end (takeover_claims.py). A workflow whose participants are
   all gone waits for the first to come back and acknowledge (it is told the end at
   once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
@@ -52,9 +76,19 @@ table's for the step's own domain (`was_lost`) is a verdict; the acknowledgement
 durable (`final_acked`). Without takeover (no other coordinator can exist) the verdict
 goes into the progress and the end is made at once.
 
-Not done here (docs/architecture.md): a successor after a takeover makes no verdict,
-so a step on the dead coordinator's own domain still waits for it (its verdict could
-contradict the original's end on results, should the original come back).
+Ends on results are told first too (`tell_end`, from Running.check_outcome and the
+takeover part's successor_outcome), with takeover, while another participant exists:
+made at once, an end that reached no elector before its coordinator died could be
+contradicted by a successor's verdict (a step whose result that coordinator alone
+held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
+maps the workflow to the end told); once released, `released` lets the outcome path
+make it. On restore such an end is told again by that path (check_outcome), and made
+at once if enough had acknowledged it.
+
+Not done here (docs/architecture.md): only the participants (and, by a successor, the
+original) are told a held end, so where the electors outside them (extra acceptors
+holding no step) or gone ones are a majority, or the coordinator is the only live
+participant, the end is held until one comes back.
 
 Fencing, what there is of it. While this Node drives the workflow, a step's terminal
 result on record is never replaced by a later report (running.py, `on_result`): a lost
@@ -85,24 +119,60 @@ class DomainLoss:
     def __init__(self, node: Any) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts).
         self.n = node
-        # Workflows whose end a loss verdict decided, told and not yet made here.
-        self.held: set[str] = set()
+        # Workflows whose end (a loss verdict's, or one on results) is told and not yet
+        # made here: workflow -> that end.
+        self.held: dict[str, WorkflowState] = {}
+        # Those whose told end may now be made (enough acknowledged it).
+        self.released: set[str] = set()
 
     def reset(self) -> None:
-        """A restore: rebuilt as each workflow is resumed (`resumed`)."""
-        self.held = set()
+        """A restore: rebuilt as each workflow is resumed (`resumed`, `tell_end`)."""
+        self.held = {}
+        self.released = set()
 
     def drives(self, wf: str) -> bool:
-        """Is this Node the original coordinator of `wf`, RUNNING, at epoch 0?"""
+        """Does this Node hold the current coordinator epoch of running `wf`: its
+        original coordinator, RUNNING, at epoch 0, or a successor acting in the epoch
+        it won (its certificate on record) and follows no later one?"""
         n = self.n
         d = n.state
-        row = d.rows.get(wf)
-        return wf in n.progress and wf not in d.final and row is not None \
-            and d.epochs.get(wf, (0, ""))[0] == 0 and row.state is WorkflowState.RUNNING
+        if wf not in n.progress or wf in d.final:
+            return False
+        epoch, holder = d.epochs.get(wf, (0, ""))
+        if epoch == 0:
+            row = d.rows.get(wf)
+            return row is not None and row.state is WorkflowState.RUNNING
+        return holder == n.name and n.takeover is not None \
+            and n.takeover.proof.own_certificate(wf, epoch) != ()
+
+    def epoch(self, wf: str) -> int:
+        """The coordinator epoch this Node drives `wf` in (0: the original's)."""
+        return self.n.state.epochs.get(wf, (0, ""))[0]
 
     def holds(self, wf: str) -> bool:
         """Does `wf` wait for its participants to acknowledge a verdict's end?"""
         return wf in self.held
+
+    def tell_end(self, now: float, wf: str, state: WorkflowState) -> bool:
+        """The coordinator of the current epoch has an end of `wf` on results: must it
+        wait (True), told first, as a verdict's end is? With takeover only, and while
+        another participant exists (none: no successor can ever be elected, as only a
+        participant claims): a successor elected after this end was made here, no
+        elector told, could decide another end by its own verdict (the step whose result
+        this Node alone held, lost with it)."""
+        n = self.n
+        if wf in self.released:
+            self.released.discard(wf)
+            return False
+        if n.takeover is None or not self.drives(wf) \
+                or not set(n.running.info(wf).placement.values()) - {n.name}:
+            return False
+        self._hold(wf, state)
+        self._release_if_told(now, wf)
+        if wf in self.released:  # enough had acknowledged it already (a restore)
+            self.released.discard(wf)
+            return False
+        return True
 
     # ---- inputs ------------------------------------------------------------------------
 
@@ -151,7 +221,13 @@ class DomainLoss:
 
     def _void(self, wf: str) -> None:
         n = self.n
-        self.held.discard(wf)
+        self.held.pop(wf, None)
+        self.released.discard(wf)
+        if n.state.final.get(wf) is not None and n.state.epochs.get(wf, (0, n.name))[1] \
+                == n.name:
+            # Made here by another path (a claim's answer showed that very end: the
+            # takeover part's Announce): the end notices pending are the made end's.
+            return
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
         n.pending = {k: v for k, v in n.pending.items()
                      if not (k[0] == "final" and k[1] == wf)}
@@ -202,19 +278,46 @@ class DomainLoss:
         end is made (with takeover; Running.resume leaves it out)?"""
         return self.n.takeover is not None and was_lost(step_domain, state, error)
 
-    def _hold(self, wf: str) -> None:
-        """The end is FAILED: told to every participant before it is made here."""
+    def _hold(self, wf: str, state: WorkflowState = WorkflowState.FAILED) -> None:
+        """The end (a verdict's: FAILED) is told to every participant (and, by a
+        successor, to the original coordinator) before it is made here, in this
+        Node's epoch."""
         n = self.n
         if wf in self.held:
             return
-        self.held.add(wf)
-        n.stats["loss verdict: end told before it is made"] += 1
-        n.point("loss verdict told")
-        n.note("end_told", wf, 0, WorkflowState.FAILED)
-        row = n.state.rows[wf]
+        self.held[wf] = state
+        epoch = self.epoch(wf)
+        verdict = state is WorkflowState.FAILED and self._verdict_on_record(wf)
+        n.stats["loss verdict: end told before it is made" if verdict
+                else "end told before it is made"] += 1
+        n.point("loss verdict told" if verdict else "end told")
+        n.note("end_told", wf, epoch, state)
         acked = n.state.final_acked.get(wf, set())
-        for dst in sorted(set(row.info.placement.values()) - {n.name} - acked):
-            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, WorkflowState.FAILED))
+        for dst in sorted(self._told(wf) - acked):
+            n.reliable(dst, ("final", wf, dst), self._notice(wf, epoch, state))
+
+    def _verdict_on_record(self, wf: str) -> bool:
+        p = self.n.progress.get(wf)
+        return p is not None and any(
+            step in p.steps and was_lost(p.steps[step].domain, state, error)
+            for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
+
+    def _told(self, wf: str) -> set[str]:
+        """Who is told a verdict's end: the participants, and the original coordinator
+        when a successor tells it (as an acting successor tells every end: takeover.py)."""
+        info = self.n.running.info(wf)
+        told = set(info.placement.values())
+        if self.epoch(wf) >= 1:
+            told.add(info.coordinator)
+        return told - {self.n.name}
+
+    def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
+        """The end notice told first: a successor's carries its epoch and certificate,
+        so a member holding that epoch for a claimant that lost it follows it too."""
+        if epoch < 1:
+            return FinalMsg(wf, state)
+        won = self.n.takeover.proof.own_certificate(wf, epoch)
+        return FinalMsg(wf, state, epoch, won=won)
 
     def _release_if_told(self, now: float, wf: str) -> None:
         n = self.n
@@ -224,7 +327,7 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = set(n.state.rows[wf].info.placement.values()) - {n.name}
+        participants = set(n.running.info(wf).placement.values()) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return
@@ -237,6 +340,8 @@ class DomainLoss:
         if electorate and len(set(electorate) - {n.name} - acked) >= majority(electorate):
             n.stats["loss verdict held: too few electors acknowledged"] += 1
             return
-        self.held.discard(wf)
+        del self.held[wf]
+        self.released.add(wf)  # `tell_end` lets it be made now
         self._apply(wf)
         n.running.check_outcome(now, wf)
+        self.released.discard(wf)

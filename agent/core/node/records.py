@@ -223,6 +223,10 @@ class Disk:
     # An acting successor's epoch certificate (the grants it won with): workflow ->
     # (epoch, its grants), written with its Act and shown again after a restart.
     certificates: dict[str, tuple[int, Certificate]] = field(default_factory=dict)
+    # A later epoch's end taken here: workflow -> (epoch, its coordinator, its epoch
+    # certificate), written with the end, shown to a coordinator of an older epoch that
+    # still tells another end (Running.on_final), so that it follows this one.
+    end_proofs: dict[str, tuple[int, str, Certificate]] = field(default_factory=dict)
     # The committed round's acceptors (the takeover electorate), kept at the commit.
     electorates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Signed submissions admitted here: key -> (workflow id, issued at ms).

@@ -30,7 +30,14 @@ from typing import Any
 
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.inputs import StepEnded
-from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, WfInfo, copy_hold
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    FinalMsg,
+    ResultMsg,
+    WfInfo,
+    copy_hold,
+)
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
@@ -116,6 +123,8 @@ class Running:
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
             n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
+        if self.answer_overtaken(src, msg):
+            return
         n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
         n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
                                        msg.won)  # a rival's end of our epoch: one drives
@@ -123,6 +132,7 @@ class Running:
             n.point("settled")
             n.state.settled.add(msg.workflow_id)
         if msg.workflow_id not in n.state.final and n.takeover is not None:
+            self.keep_end_proof(src, msg)
             n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state,
                                   msg.won)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
@@ -131,6 +141,47 @@ class Running:
             n.compensating.plans.on_plan(src, msg)
         else:
             n.send(src, ack)
+
+    def keep_end_proof(self, src: str, msg: FinalMsg) -> None:
+        """A later epoch's end, about to be taken here with its certificate: the proof
+        kept with it (`end_proofs`, in the same write as the end), for `answer_overtaken`."""
+        n = self.n
+        wf = msg.workflow_id
+        if msg.epoch >= 1 and msg.won and not msg.owed and not msg.saga_over \
+                and n.takeover.proven(wf, msg.epoch, src, msg.won):
+            n.point("end proof kept")
+            n.state.end_proofs[wf] = (msg.epoch, src, msg.won)
+
+    def end_proof(self, wf: str) -> tuple[int, str, tuple] | None:
+        """The proof of the end made here of `wf` in a later epoch: the certificate of
+        the successor whose end was taken, or our own when we made it as one."""
+        d = self.n.state
+        if wf not in d.final:
+            return None
+        epoch, holder = d.epochs.get(wf, (0, ""))
+        if holder == self.n.name and epoch >= 1 and self.n.takeover is not None:
+            won = self.n.takeover.proof.own_certificate(wf, epoch)
+            return (epoch, holder, won) if won else None
+        kept = d.end_proofs.get(wf)
+        return kept if kept is not None and kept[0] == epoch else None
+
+    def answer_overtaken(self, src: str, msg: FinalMsg) -> bool:
+        """An end notice of an epoch older than the end made here (the original
+        coordinator back after its successor ended the workflow and died, telling a
+        loss verdict's end): answered with our end and its proof, as an answer to a
+        claim is (`ClaimAnswerMsg.final`, `won`), never acknowledged, so its sender
+        follows the later epoch and takes that end (takeover_claims.py)."""
+        n = self.n
+        wf = msg.workflow_id
+        proof = self.end_proof(wf)
+        if proof is None or msg.epoch >= proof[0] or msg.owed or msg.saga_over \
+                or msg.state is n.state.final[wf]:
+            return False  # the same end told on (an Announce): acknowledged as before
+        epoch, holder, won = proof
+        n.stats["end of an overtaken epoch answered with the later end"] += 1
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
+                                   won=won))
+        return True
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
         n = self.n
@@ -272,8 +323,10 @@ class Running:
         outcome = p.outcome()
         if outcome is None:
             return
-        n.point("workflow outcome")
         event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        if n.domain_loss.tell_end(now, wf, lifecycle.step(row.state, event)):
+            return  # told first: made once enough acknowledged it (domain_loss.py)
+        n.point("workflow outcome")
         self.end_as_coordinator(now, wf, event)
 
     def end_as_coordinator(self, now: float, wf: str, event: lifecycle.Event) -> None:

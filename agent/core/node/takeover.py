@@ -310,6 +310,10 @@ class Takeovers:
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
                 self.successor_outcome(now, wf)
+                # Acting now: the steps of the domains the view already says are gone
+                # (the dead original's own among them) get their verdicts
+                # (domain_loss.py).
+                n.domain_loss.resolve_gone(now, wf)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 
@@ -430,13 +434,17 @@ class Takeovers:
         p = self.n.progress.get(wf)
         if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:
             return
+        if self.n.domain_loss.holds(wf):  # a loss verdict's end, told first
+            return
         outcome = p.outcome()
         if outcome is None:
             return
-        self.n.point("workflow outcome")
         event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
-        self.end_as_successor(now, wf, core.epoch,
-                              lifecycle.step(WorkflowState.RUNNING, event))
+        state = lifecycle.step(WorkflowState.RUNNING, event)
+        if self.n.domain_loss.tell_end(now, wf, state):
+            return  # told first: made once enough acknowledged it (domain_loss.py)
+        self.n.point("workflow outcome")
+        self.end_as_successor(now, wf, core.epoch, state)
 
     def end_as_successor(self, now: float, wf: str, epoch: int,
                          state: WorkflowState) -> None:

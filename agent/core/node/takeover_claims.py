@@ -229,8 +229,13 @@ class Claims:
             # that end its own and tells everyone, those that granted its claim and follow
             # it too: there is one end.
             n.stats["takeover found the end"] += 1
+            # With its proof (a later epoch's end: Running.answer_overtaken), the
+            # epoch's holder is followed, not the member that told it.
+            holder = msg.holder if msg.won and msg.held_epoch >= 1 \
+                and tk.proof.proven(wf, msg.held_epoch, msg.holder, msg.won) else src
             if not tk.announce(now, wf, core, msg.final):
-                tk.follow_end(now, wf, msg.held_epoch, src, msg.final)
+                tk.follow_end(now, wf, msg.held_epoch, holder, msg.final,
+                              msg.won if holder != src else ())
                 if wf not in n.state.final:
                     n.running.end_here(wf, msg.final)
             return

@@ -76,17 +76,20 @@ def test_an_idempotent_step_is_not_placed_again_yet_and_fails_naming_the_domain(
     assert sim.agents["d1"].disk.final[WF] is WorkflowState.FAILED
 
 
-def test_a_successor_makes_no_verdict_on_the_dead_coordinators_own_step() -> None:
-    """d0 runs s2 itself and dies for good mid-step: d1 takes the workflow over and
-    leaves s2 as it is (a successor's verdict could contradict the original's end on
-    results, should it come back: docs/architecture.md, "Not built yet")."""
+def test_a_successor_fails_the_dead_coordinators_own_step() -> None:
+    """d0 runs s2 itself and dies for good mid-step: d1 takes the workflow over and, as
+    the coordinator of epoch 1, fails s2 naming d0; d1 and d3 end the workflow FAILED
+    (the checker: every workflow terminal, one end)."""
     sim = scenario({"s1": "d1", "s2": "d0", "s3": "d3"})
     dies_mid_step(sim, "d0")
     report = sim.run()
     assert report.violations == [], report.violations
     assert sim.checker.acting_in == {(WF, 1): "d1"}
-    assert sim.checker.steps_lost == []
-    assert WF not in sim.agents["d1"].disk.final
+    assert [(a, step, d) for a, step, d, *_ in sim.checker.steps_lost] == [
+        ("d1", (WF, "s2"), "d0")]
+    assert "domain d0 was lost (DEAD)" in error_of(sim, "d1", "s2")
+    for name in ("d1", "d3"):
+        assert sim.agents[name].disk.final[WF] is WorkflowState.FAILED, name
 
 
 def test_a_verdict_is_held_until_a_live_participant_has_the_end() -> None:

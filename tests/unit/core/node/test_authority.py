@@ -15,13 +15,17 @@ from fedorch.gen.fedorch.v1 import spec_pb2
 WF = "co.w1"  # coordinated by co; a and b run its steps
 
 
-def member(*, ended: bool, held: tuple[int, str] = (2, "b")) -> SimpleNamespace:
-    """A participant that follows `held` (epoch 2, b's) and has or has not ended WF."""
+def member(*, ended: bool, held: tuple[int, str] = (2, "b"),
+           proof: tuple | None = None) -> SimpleNamespace:
+    """A participant that follows `held` (epoch 2, b's) and has or has not ended WF
+    (with `proof`: the later end's proof it keeps, Running.end_proof)."""
     info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b", "s3": "c"}, "co")
     state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
                             epochs={WF: held}, final={WF: WorkflowState.SUCCEEDED}
                             if ended else {})
-    return SimpleNamespace(state=state, vote_raw=None)
+    # It keeps no proof of a later epoch's end (Running.end_proof).
+    running = SimpleNamespace(end_proof=lambda wf: proof)
+    return SimpleNamespace(state=state, vote_raw=None, running=running)
 
 
 def stale_end(**fields) -> FinalMsg:
@@ -57,3 +61,17 @@ def test_the_holders_end_is_taken_and_anothers_in_its_epoch_refused():
     with pytest.raises(Refused) as refused:
         check(member(ended=False), "c", FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=2))
     assert refused.value.reason == "not_coordinator"
+
+
+def test_a_stale_differing_end_reaches_a_member_keeping_the_later_ends_proof():
+    """The original coordinator back (epoch 0, its own verdict's FAILED) after b ended
+    the workflow SUCCEEDED in epoch 2: let through to be answered with b's end and its
+    proof (Running.answer_overtaken), never taken; refused without a proof kept, or
+    from a domain outside the workflow."""
+    told = FinalMsg(WF, WorkflowState.FAILED)
+    proof = (2, "b", ("b's certificate",))
+    check(member(ended=True, proof=proof), "co", told)
+    with pytest.raises(Refused):
+        check(member(ended=True), "co", told)
+    with pytest.raises(Refused):
+        check(member(ended=True, proof=proof), "mallory", told)

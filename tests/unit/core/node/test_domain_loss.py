@@ -8,7 +8,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit
+from fedorch.core.identity.authority import Refused
+from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, authority
+from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -30,6 +32,7 @@ class Federation(Harness):
     def __init__(self) -> None:
         self.evidence = Certified()
         self.lost: list[tuple[str, tuple, str, str]] = []  # (node, (wf, step), domain, action)
+        self.refused: list[tuple[str, str]] = []  # (node, reason) of each message refused
         super().__init__(NAMES)
 
     def make_node(self, name: str) -> Node:
@@ -46,6 +49,22 @@ class Federation(Harness):
             self.evidence.acting[(facts[0], facts[1])] = name
         elif what == "step_lost":
             self.lost.append((name, facts[0], facts[1], facts[2]))
+
+    def step(self, name: str, *inputs: object) -> Ready:
+        """As a driver steps its Node: a peer's message without authority (the table
+        of core/node/authority.py, the boundary both drivers apply) is refused, counted,
+        and never reaches the Node."""
+        node = self.nodes[name]
+        allowed = []
+        for event in inputs:
+            try:
+                if isinstance(event, Message):
+                    authority.check(node, event.src, event.msg)
+            except Refused as e:
+                self.refused.append((name, e.reason))
+                continue
+            allowed.append(event)
+        return super().step(name, *allowed)
 
     def end(self, name: str, step: str, *, ok: bool = True) -> None:
         """`name`'s running attempt of `step` ends, and what it sends is delivered."""
@@ -259,17 +278,6 @@ def test_the_fence_refuses_a_lost_placements_result_while_the_workflow_goes_on()
     assert d0.stats["result of a lost placement refused"] == 1
 
 
-def test_a_successor_makes_no_verdict_on_the_dead_coordinators_own_step() -> None:
-    """s0 runs on d0 itself, s1 on d1 (done): d0 dies; d1 takes the workflow over and
-    leaves s0 as it is (its verdict could contradict d0's end on results, should d0
-    come back: docs/architecture.md, "Not built yet")."""
-    fed = committed([step("s0"), step("s1")], {"s0": "d0", "s1": "d1"})
-    fed.end("d1", "s1")
-    dies(fed, "d0")
-    assert fed.evidence.acting == {(WF, 1): "d1"}
-    assert WF not in fed.disks["d1"].final and not fed.lost
-
-
 def test_a_workflow_that_commits_after_its_domain_is_dead_fails_that_step_at_once() -> None:
     """d1 voted YES and died before the COMMIT: the view says DEAD while the round is
     deciding (its YES stands), and the commit finds s1's domain already gone."""
@@ -286,3 +294,133 @@ def test_a_workflow_that_commits_after_its_domain_is_dead_fails_that_step_at_onc
     assert fed.disks["d0"].rows[WF].committed
     assert "domain d1 was lost (DEAD)" in result(fed, "d0", "s1")[3]
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+
+
+# ---- a successor's verdicts -----------------------------------------------------------
+
+
+def successor_acting(fed: Federation) -> None:
+    """d0 died for good: d1 (the lowest live participant) took the workflow over."""
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+
+
+def test_a_successor_fails_the_dead_coordinators_own_step_at_every_live_participant(
+) -> None:
+    """s0 runs on d0 itself, s1 on d1 and s2 on d2 (both done): d0 dies for good. Its
+    successor d1 fails s0 naming d0 (its workflow would wait for d0 for ever), tells
+    the end in its epoch with its certificate, and makes it once d2 acknowledged."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    successor_acting(fed)
+    assert fed.lost == [("d1", (WF, "s0"), "d0", "FAIL_STARTED")]
+    _, state, _, error = result(fed, "d1", "s0")
+    assert state is StepState.FAILED and "domain d0 was lost (DEAD)" in error
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+    ends = fed.sent_by("d1", FinalMsg)
+    assert ends and all(m.epoch == 1 and m.won and m.state is WorkflowState.FAILED
+                        for _, m in ends)
+    assert {to for to, _ in ends} == {"d0", "d2"}
+    assert "d2" in fed.disks["d1"].final_acked[WF]
+
+
+def test_a_successors_verdict_is_told_before_it_is_made() -> None:
+    """Until d2 acknowledged it, d1 holds the end (its status RUNNING): a later
+    successor elected meanwhile would find d2's end."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    fed.step("d1", MemberState("d0", "DEAD"))  # d2 has not heard: it grants d1's claim
+    held = fed.nodes["d1"].domain_loss
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg))
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert held.holds(WF) and WF not in fed.disks["d1"].final
+    assert "domain d0 was lost" in result(fed, "d1", "s0")[3]
+    fed.deliver()
+    assert not held.holds(WF)
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_participant_lost_after_the_takeover_fails_its_step_at_the_successor() -> None:
+    """d0 dies with s0 done (d1 heard it: s1 needs it); d1 takes over; then d3,
+    running s3, dies for good: d1 fails s3 naming d3, and d1 and d2 end the workflow
+    FAILED."""
+    fed = committed([step("s0"), step("s1", needs=("s0",)), step("s2"), step("s3")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2", "s3": "d3"})
+    fed.end("d0", "s0")
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    successor_acting(fed)
+    assert WF not in fed.disks["d1"].final  # s3 still runs on d3
+    dies(fed, "d3")
+    assert ("d1", (WF, "s3"), "d3", "FAIL_STARTED") in fed.lost
+    assert "domain d3 was lost (DEAD)" in result(fed, "d1", "s3")[3]
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+
+
+def test_the_original_back_after_its_successor_ended_and_died_follows_that_end() -> None:
+    """d0 stalls (DEAD in every view); d1 takes over and ends the workflow SUCCEEDED on
+    results, then dies for good. d0 comes back, sees d1 DEAD, and fails s1 (its last
+    result never reached d0): it tells that FAILED in epoch 0. d2, which ended the
+    workflow in epoch 1, answers with that end and d1's certificate, and d0 follows it:
+    one end, SUCCEEDED, everywhere."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    fed.end("d1", "s1")
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
+    dies(fed, "d1", told=("d2", "d3"))
+    fed.silent.discard("d0")
+    fed.net.clear()
+    d0 = fed.restore("d0")
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.deliver()
+    assert d0.stats["loss verdict: end told before it is made"] == 1
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_an_end_on_results_is_told_before_it_is_made_so_no_verdict_contradicts_it(
+) -> None:
+    """s0 runs on d0 itself and ends last: d0 has every result, its end SUCCEEDED. Were
+    it made at once and d0 died before telling anyone, d1, taking over, would fail s0
+    (lost with d0) and end FAILED: two ends. Told first, it is not made until a
+    participant acknowledged it; d0 dies with it unmade, and comes back to follow d1's."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    run = next(iter(fed.running["d0"]))
+    fed.step("d0", StepEnded(*run, ok=True))
+    told = [(to, m) for _, to, m in fed.net if isinstance(m, FinalMsg)]
+    assert {to for to, _ in told} == {"d1", "d2"}
+    assert all(m.state is WorkflowState.SUCCEEDED for _, m in told)
+    assert WF not in fed.disks["d0"].final  # told, not made
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    fed.net.clear()  # d0 dies before anything it sent arrives
+    successor_acting(fed)
+    assert "domain d0 was lost (DEAD)" in result(fed, "d1", "s0")[3]
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)  # d1's end notice to d0, resent until acknowledged
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED

@@ -226,13 +226,15 @@ def test_restore_rebuilds_followers_and_an_acting_successor() -> None:
     core = d2.takeover.cores[WF]
     assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 1, "d1")
     # d1's attempt of s1 was running when it stopped: it counts as failed on restore,
-    # and the restored successor (acting in epoch 1) ends the workflow at once.
+    # and the restored successor (acting in epoch 1) tells the end at once, in its
+    # epoch with its certificate, and makes it once d2 acknowledged it.
     fed.restore("d1")
-    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     ends = [m for to, m in sent(fed.readies["d1"][-1]) if isinstance(m, FinalMsg)]
-    assert ends and all(m.epoch == 1 and m.won for m in ends)
+    assert ends and all(m.epoch == 1 and m.won and m.state is WorkflowState.FAILED
+                        for m in ends)
     fed.deliver()
     assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
 
 
 def test_takeover_off_refuses_claims() -> None:
