@@ -21,7 +21,7 @@ def member(*, ended: bool, held: tuple[int, str] = (2, "b")) -> SimpleNamespace:
     state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
                             epochs={WF: held}, final={WF: WorkflowState.SUCCEEDED}
                             if ended else {})
-    return SimpleNamespace(state=state, vote_raw=None)
+    return SimpleNamespace(state=state, votes=None)
 
 
 def stale_end(**fields) -> FinalMsg:
