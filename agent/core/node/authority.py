@@ -26,8 +26,11 @@ a Promise, an Accepted, a decision, an answer): each vote must be its named vote
 signed, of this very round. A forged, missing or foreign vote, or one whose voter is
 not trusted (or revoked) where the port checks trust, refuses the whole message
 (`forged_vote`), so a coordinator, acceptor or claimant that lies cannot speak for
-another domain. Whether the votes cover every participant is the Node's check of the
-value (check_value). An acknowledgement names the domain that sends it. Types this table does not know pass through untouched: a driver that takes
+another domain. A value this Node already holds for that round (its own proposal or
+decision, its acceptor's, a decision it learned) is not checked again: each of its
+votes was checked as it was taken here, and every Accepted and decision of a round
+repeats the certificate. Whether the votes cover every participant is the Node's
+check of the value (check_value). An acknowledgement names the domain that sends it. Types this table does not know pass through untouched: a driver that takes
 other inputs (the simulator's key records) checks those itself, and one that takes
 only the Node's messages (the node engine) refuses every other type before this.
 
@@ -112,7 +115,7 @@ def _paxos_in(node: Any, src: str, msg: PaxosPrepare | Accept, votes: Any,
                                coordinator=msg.tx.coordinator,
                                participants=tx.participants))
     if isinstance(msg, Accept):
-        _bound(votes, msg.tx.key, msg.value)
+        _bound(node, votes, msg.tx.key, msg.value)
     takeover = getattr(node, "takeover", None)
     if takeover is not None and node.name in msg.tx.acceptors \
             and node.acceptor.record(msg.tx.key) is None:
@@ -133,9 +136,9 @@ def _paxos_reply(node: Any, src: str, msg: Promise | Accepted | Reject, votes: A
         workflow_id=msg.key[0], named=named,
         acceptors=tx.acceptors if tx is not None else None))
     if isinstance(msg, Promise):
-        _bound(votes, msg.key, msg.accepted_value)
+        _bound(node, votes, msg.key, msg.accepted_value)
     elif isinstance(msg, Accepted):
-        _bound(votes, msg.key, msg.value)
+        _bound(node, votes, msg.key, msg.value)
 
 
 def _decision(node: Any, src: str, msg: Decision, votes: Any, proven: Any) -> None:
@@ -144,7 +147,7 @@ def _decision(node: Any, src: str, msg: Decision, votes: Any, proven: Any) -> No
     tx = node.tx_of(msg.key)
     authorize("decision_notice", src, Facts(
         workflow_id=msg.key[0], participants=tx.participants if tx else ()))
-    _bound(votes, msg.key, msg.value)
+    _bound(node, votes, msg.key, msg.value)
 
 
 def _decision_query(node: Any, src: str, msg: DecisionQuery, votes: Any,
@@ -158,7 +161,7 @@ def _decision_answer(node: Any, src: str, msg: DecisionAnswer, votes: Any,
     authorize("decision_answer", src, Facts(
         workflow_id=msg.key[0], named=msg.sender,
         participants=tx.participants if tx is not None else ()))
-    _bound(votes, msg.key, msg.value)
+    _bound(node, votes, msg.key, msg.value)
 
 
 def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any) -> None:
@@ -256,10 +259,10 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
 MESSAGE_TYPES = frozenset(_BY_TYPE)
 
 
-def _bound(votes: Any, key: Key, value: Value | None) -> None:
+def _bound(node: Any, votes: Any, key: Key, value: Value | None) -> None:
     """Every vote of a COMMIT value is its voter's signed vote of this transaction
     (votes.Votes.holds: no replay from another, no vote made for another domain)."""
-    if value is None or not value.commit:
+    if value is None or not value.commit or _held(node, key, value):
         return
     for v in value.votes:
         if v.round != key[1]:
@@ -267,6 +270,19 @@ def _bound(votes: Any, key: Key, value: Value | None) -> None:
         if not votes.holds(key, v.domain, v.yes, v.raw):
             raise Refused("forged_vote", f"a vote of {v.domain} in a COMMIT of {key} that"
                                          f" is not {v.domain}'s signed vote")
+
+
+def _held(node: Any, key: Key, value: Value) -> bool:
+    """`value` is one this Node already holds for `key` (its own proposal or decision,
+    its acceptor's accepted or decided value, a decision it learned): each of its votes
+    was checked as it was taken here, so a copy of it (every Accepted, decision and
+    answer of a round repeats the certificate) is not checked again."""
+    d = node.state
+    if value == d.learned.get(key) or value == d.records.get(key) \
+            or value == d.cells.get(key):
+        return True
+    rec = node.acceptor.record(key)
+    return rec is not None and (value == rec.accepted_value or value == rec.decided)
 
 
 def _placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:

@@ -66,6 +66,13 @@ from `stats`; what a claim shows (an epoch certificate, a round proof) is checke
 through the `evidence` port the Node is built with, and its own grants are signed
 through the `sign_grant` port (takeover_grants.py).
 
+Votes are signed (votes.py): a YES the Node sends is sealed as its Ready is handed
+out, with the turn's other YES votes, under one signature of their Merkle root made
+through the `sign_vote` port; the authority table checks the votes of every
+certificate through `verify_vote` (authority.py). Default ports: a stand-in keyed by
+the domain's name (votes.py), for tests; the daemon passes its domain key and trust
+store (runtime/node_engine/evidence.py).
+
 Membership's DEAD and LEFT act on negotiations whether takeover is on or not
 (member_loss.py): a transaction in doubt here whose coordinator is gone starts its
 recovery at once instead of after its lease; a round this Node prepares aborts at

@@ -40,6 +40,11 @@ A trusted domain that lies can sign only its own grants: it cannot make another 
 checker knows it (3); elsewhere the electorate must still hold the original coordinator
 and a majority of honest members' grants naming it (2, 4).
 
+A round proof (`check_round`, an acceptor holding no step shown the committed round)
+is the original coordinator's signed round and its COMMIT's certificate, a signed YES
+of every participant of that round (`check_commit`, over core/node/votes.py's
+evidence, verified with the same verifier).
+
 Pure: no I/O, no keys; the signer and the verifier are passed in.
 """
 
@@ -260,9 +265,9 @@ class Collected:
 class SignedEvidence:
     """The takeover part's evidence port (takeover.TakeoverEvidence) over signed
     statements: `verify` checks one signature (the daemon's trust store, the simulator's
-    fake keys); `commit_known`, what more a round proof must meet (the simulator: its
-    record says a COMMIT of that round was chosen; None: the claimant's word, see
-    `round_proof_holds`)."""
+    fake keys), a grant's, a signed round's or a vote root's; `commit_known`, what more
+    a round proof must meet beyond its signed round and its COMMIT's signed votes (a
+    test's hook; None: nothing more, as in the daemon and the simulator)."""
 
     def __init__(self, verify: GrantVerifier,
                  commit_known: Callable[[str, Round], bool] | None = None) -> None:

@@ -61,10 +61,15 @@ _LEAF, _INNER = b"\x00", b"\x01"
 MAX_PATH = 40  # a tree of up to 2**40 votes: far beyond any turn
 
 
+_string = json.encoder.encode_basestring  # a JSON string, as json.dumps writes it
+
+
 def vote_statement(key: Key, domain: str, yes: bool) -> bytes:
-    """The bytes a vote states (one encoding per fact)."""
-    return json.dumps(["vote", key[0], key[1], domain, bool(yes)],
-                      separators=(",", ":"), ensure_ascii=False).encode()
+    """The bytes a vote states (one encoding per fact): the canonical JSON array
+    `["vote",workflow,round,domain,yes]` (json.dumps's, compact, not ASCII-escaped),
+    written directly: it is made for every vote checked."""
+    return (f'["vote",{_string(key[0])},{int(key[1])},{_string(domain)},'
+            f'{"true" if yes else "false"}]').encode("utf-8", "surrogatepass")
 
 
 def _leaf(statement: bytes) -> bytes:

@@ -181,3 +181,32 @@ def test_every_vote_of_a_sealed_batch_holds_and_no_changed_byte_does(n, data):
     at = data.draw(st.integers(0, len(raw) - 1))
     changed = raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:]
     assert not evidence_holds(stand_in_verify, (f"d0.w{i}", 1), "d1", True, changed)
+
+
+@given(wf=st.text(max_size=12), round_=st.integers(0, 2**62), domain=st.text(max_size=8),
+       yes=st.booleans())
+def test_a_statement_is_the_canonical_json_of_its_facts(wf, round_, domain, yes):
+    import json
+    assert vote_statement((wf, round_), domain, yes) == json.dumps(
+        ["vote", wf, round_, domain, yes], separators=(",", ":"),
+        ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def test_a_certificate_held_here_is_not_checked_again():
+    """Every Accepted and decision of a round repeats its certificate: a copy of a value
+    this Node took (each vote checked then) is taken without checking again, and a
+    value that differs in one vote is checked."""
+    fed, votes = prepared()
+    checked = []
+    node = fed.nodes["d1"]
+    holds = node.votes.holds
+    node.votes.holds = lambda *a: checked.append(a[1]) or holds(*a)
+    value = Value(True, (vote_in(votes["d1"]), vote_in(votes["d2"])))
+    decide(fed, "d1", *value.votes)
+    assert len(checked) == 2
+    check(node, "d0", Decision(KEY, value, "d0"))  # the value it learned: not again
+    assert len(checked) == 2
+    with pytest.raises(Refused):
+        check(node, "d0", Decision(KEY, Value(True, (value.votes[0], forged("d2", by="d0"))),
+                                   "d0"))
+    assert len(checked) == 4
