@@ -30,9 +30,12 @@ another domain. A value this Node already holds for that round (its own proposal
 decision, its acceptor's, a decision it learned) is not checked again: each of its
 votes was checked as it was taken here, and every Accepted and decision of a round
 repeats the certificate. Whether the votes cover every participant is the Node's
-check of the value (check_value). An acknowledgement names the domain that sends it. Types this table does not know pass through untouched: a driver that takes
-other inputs (the simulator's key records) checks those itself, and one that takes
-only the Node's messages (the node engine) refuses every other type before this.
+check of the value (check_value).
+
+An acknowledgement names the domain that sends it. Types this table does not know
+pass through untouched: a driver that takes other inputs (the simulator's key
+records) checks those itself, and one that takes only the Node's messages (the node
+engine) refuses every other type before this.
 
 Pure: reads the Node, changes nothing.
 """
