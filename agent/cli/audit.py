@@ -122,7 +122,7 @@ _LONG = {"certificate", "evidence", "attestation", "spec"}
 def show(workflow_id: str, data_dir: Path, as_json: bool) -> None:
     """This domain's records of one workflow, in log order."""
     with _reader(data_dir) as reader:
-        records = [_record_dict(r) for r in reader.records(workflow_id)]
+        records = [_record_dict(r) for r in reader.acts(workflow_id)]
     if not records:
         raise CliError(f"no audit records of {workflow_id!r} in {data_dir}", EXIT_USAGE)
     if as_json:
@@ -144,7 +144,7 @@ def proof(workflow_id: str, data_dir: Path) -> None:
     from fedorch.core.audit.proof import ProofError, build_proof, dumps
 
     with _reader(data_dir) as reader:
-        bodies = [r.decoded() for r in reader.records(workflow_id)]
+        bodies = [r.decoded() for r in reader.acts(workflow_id)]
     try:
         click.echo(dumps(build_proof(workflow_id, bodies)), nl=False)
     except ProofError as e:

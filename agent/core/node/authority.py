@@ -205,6 +205,15 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # never acknowledged: the verdict would be made on our word; its sender is
         # told the later epoch's end and follows it.
         return
+    if held is not None and msg.epoch == held[0] >= 1 and src != held[1] \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and participants is not None \
+            and (src in participants or src == msg.workflow_id.rpartition(".")[0]):
+        # A rival claimant's end of the epoch held here for another (two claimants of
+        # one epoch that both told on the end they learned): the same end, taken only
+        # to settle who drives the saga (saga_plans.rival_end: the better end is
+        # followed, the other acknowledged), or both would resend for ever.
+        return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
 
@@ -231,10 +240,20 @@ def _compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any
         # once and writes nothing (compensating.run_here), so its driver is not left
         # resending for ever.
         return
-    if src != held[1]:
+    if src != held[1] and not _recorded_for_the_original(d, src, msg):
         raise Refused("not_coordinator", f"{src} told a compensation of"
                                          f" {msg.workflow_id}, coordinated by {held[1]}"
                                          f" in epoch {held[0]}")
+
+
+def _recorded_for_the_original(d: Any, src: str, msg: CompensateMsg) -> bool:
+    """A tell from the workflow's original coordinator of an attempt that ended here:
+    answered with its record, never run (the record is the attempt's idempotency key).
+    An original that a later epoch's driver never told its end (that driver gone for
+    good) drives the saga on in epoch 0: so its saga ends too."""
+    recorded = d.comp_runs.get((msg.workflow_id, msg.step_id, msg.attempt))
+    return recorded is not None and recorded[0] != "running" \
+        and src == msg.workflow_id.rpartition(".")[0]
 
 
 def _compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:

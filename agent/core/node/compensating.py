@@ -39,8 +39,17 @@ result lost then, with the end already there, is not compensated.
 At most one driver: the epoch rule. A coordinator drives only while it holds the
 workflow's epoch as its own; one that hears an end of a later epoch after its own
 end (`later_end`: it ended the workflow, then a claimant told the end on in its
-claimed epoch) follows it and drops its core, and after a restart it rebuilds no core
-for a workflow whose epoch it does not hold.
+claimed epoch) follows it and drops its core and its tells, and after a restart it
+rebuilds no core for a workflow whose epoch it does not hold. A participant that
+ended the workflow on an earlier epoch's notice follows the later one on that
+notice too, and reports to it again: the later driver may have planned from results
+that lack a step the earlier one planned, which its SUCCEEDED result then adds, and
+the attempt the earlier one asked for is judged there. Two claimants of one epoch
+that both told the end on: one drives (saga_plans.py, `rival_end`). An original
+coordinator that no later epoch's driver told its end (that driver gone for good)
+drives its saga on in epoch 0; a domain following the later epoch answers its tell of
+an attempt that ended there with the record (authority.py lets only that through), so
+its saga ends as the later one did, and nothing runs twice.
 
 Restarts. A domain that finds an attempt started without an end counts it failed
 ("interrupted by a restart") and reports that; the driver, which finds an attempt
@@ -267,7 +276,13 @@ class Compensating:
         key = (msg.workflow_id, msg.step_id, msg.attempt)
         known = d.comp_runs.get(key)
         if known is not None:
-            if known[0] != "running":  # told again: the answer it had
+            if known[0] != "running" and src not in (n.name, self.driver(msg.workflow_id)):
+                # An earlier epoch's coordinator that asks (authority.py lets only the
+                # original's tell of an ended attempt through): the record, to it.
+                n.stats["compensation record told to an earlier coordinator"] += 1
+                n.reliable(src, ("compensated", *key, src),
+                           CompensatedMsg(*key, known[0] == "succeeded", known[1]))
+            elif known[0] != "running":  # told again: the answer it had
                 self.report(*key)
             return
         if not self.known(msg.workflow_id):  # forgotten here: nothing to run, nor keep
@@ -297,30 +312,39 @@ class Compensating:
         """The coordinator acknowledged a report (`on_ack`): not reported again."""
         key = msg_id[1:4]
         known = self.n.state.comp_runs.get(key)
-        if known is not None and not known[2]:
+        if known is not None and not known[2] and msg_id[4] == self.driver(key[0]):
             self.n.point("compensation reported")
             self.n.state.comp_runs[key] = (known[0], known[1], True)
             self.n.mark(key[0])  # retention may look at it again: nothing owed here
 
     def later_end(self, wf: str, epoch: int, src: str) -> None:
-        """An end notice of `wf` from `src` in `epoch`, after this Node ended it as its
-        coordinator in an earlier epoch: its epoch is over (a claimant told the end on
-        in its claimed epoch): it follows `src`, which drives the compensations, and
-        drops its core if it has one (or it would drive them too, now or when a late
-        result comes)."""
+        """An end notice of `wf` from `src` in `epoch`, after this Node ended it in an
+        earlier epoch: its epoch is over (a claimant told the end on in its claimed
+        epoch), and `src` drives the saga now. It follows `src`. Its coordinator of the
+        earlier epoch drops its core and its tells (or it would drive them too, now or
+        when a late result comes); a participant that ended it on the earlier
+        coordinator's notice takes `src`'s tells from now on. Either reports to `src`
+        again what it ran and holds: a SUCCEEDED result of a step with a `compensate`
+        block joins its saga (`late_result`) even if `src` ended the workflow from
+        results that lacked it, and an attempt that ended unreported is judged there."""
         n = self.n
         d = n.state
         held = d.epochs.get(wf, (0, ""))[0]
-        if wf not in d.final or epoch <= held or src == n.name or not self.known(wf) \
-                or self.driver(wf) != n.name:
+        if wf not in d.final or epoch <= held or src == n.name or not self.known(wf):
             return
-        if self.cores.pop(wf, None) is not None:
-            n.stats["compensations left to a later epoch"] += 1
-        n.pending = {k: v for k, v in n.pending.items() if not (k[0] == SAGA and k[1] == wf)}
+        if self.driver(wf) == n.name:
+            if self.cores.pop(wf, None) is not None:
+                n.stats["compensations left to a later epoch"] += 1
+            self.plans.drop_tells(wf)
+        else:
+            n.stats["saga driver of a later epoch followed"] += 1
         n.point("takeover epoch")
         d.epochs[wf] = (epoch, src)
-        if n.takeover is not None and d.granted.get(wf, (0, ""))[0] < epoch:
-            d.granted[wf] = (epoch, src)
+        if n.takeover is not None:
+            if d.granted.get(wf, (0, ""))[0] < epoch:
+                d.granted[wf] = (epoch, src)
+            n.takeover.forget(wf)  # rebuilt, if its plan is open, following `src`
+            n.takeover.resumed(n.now, wf)
         self.plans.report_again(wf)  # what it ran or holds joins the saga of the new driver
 
     # ---- retention ----------------------------------------------------------------------

@@ -117,6 +117,8 @@ class Running:
             n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
         n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
+        n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
+                                       msg.won)  # a rival's end of our epoch: one drives
         if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
             n.point("settled")
             n.state.settled.add(msg.workflow_id)

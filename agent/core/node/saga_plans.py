@@ -24,12 +24,34 @@ the unacknowledged ones again); the old coordinator, back, follows it on that no
 Election. A participant keeps its takeover core while its plan is open
 (takeover.py, `live`): its coordinator, the driver, silent or DEAD past
 takeover_after_s, it claims the next epoch as for a running workflow, and a member
-whose plan is open grants it (takeover_claims.py; one whose plan is closed, or the
-driver, answers with the end, which counts for nothing there). The winner's Act adopts
+whose plan is open grants it, its grant carrying the end (takeover_claims.py: a
+claimant that never learned the end makes it its own and drives the saga, never
+ending the workflow on its own results; one whose plan is closed, or the driver,
+answers with the end alone, which counts for nothing there). The winner's Act adopts
 the plan (`adopt`, with what the results it holds owe besides: a SUCCEEDED result that
 never reached the driver); a member that follows the new epoch (its grant, or the
 winner's notice) reports to it again its SUCCEEDED results that owe a compensation
 (they join its saga: `late_result`) and its unacknowledged compensation reports.
+
+Two claimants of one epoch. Claimants of one epoch that both learned the end before
+either won each tell it on in that epoch and plan a saga (a claimant's end writes
+the epoch as its own: takeover.end_as_successor), each followed by the members its
+notice reached first. Left so, the members following one refuse the other's tells,
+and its saga never ends. So the authority table lets a rival claimant's end of the
+epoch held through to a member that ended the workflow alike, and `rival_end`
+judges it, as everyone judges it, by one order: a certified end (the epoch won with
+a majority's signed grants) before a claimant's end (there is at most one winner
+of an epoch), then the better-ranked (lower-named) claimant, as a split claim
+settles (core/workflow/takeover_split.py). The better end is followed
+(`yield_to`): a claimant whose end is the worse drops its core and its tells, and
+members change driver; each reports to the better one again (its SUCCEEDED results
+that owe a compensation join that saga: `late_result`; its unacknowledged reports).
+Nothing runs twice: each domain answers an attempt number it recorded with what it
+recorded, whoever asks. The worse end is acknowledged, so nobody resends for ever.
+Every claimant tells its end to every member, resent until acknowledged, and every
+member judges each rival's notice when it comes, so all end up following the best
+end told (a certified holder that hears a rival's tells its end again, with its
+certificate: its followers may have forgotten it was certified).
 
 Limits. A compensation owed in the dead driver's own domain waits for its restart
 (its successor tells it until then). No successor is elected without a majority of
@@ -175,6 +197,78 @@ class SagaPlans:
             msg = ResultMsg(wf, step, attempt, state, dict(outputs), error)
             if placement.get(step) == n.name and self.c.owes(msg):
                 n.reliable(driver, ("result", wf, step, driver), msg)
+
+    def rival_end(self, now: float, wf: str, epoch: int, src: str, state: object,
+                  won: tuple) -> None:
+        """An end notice of `wf` from `src` in the epoch held here for another holder,
+        the workflow ended here alike (the authority table let it through: two
+        claimants of one epoch that both told on the end they learned). One of them
+        drives the saga: a certified end beats a claimant's end, and of two claimants'
+        ends the better-ranked (lower-named) claimant's. The better end is followed
+        (a holder yields its saga: `yield_to`); the other is only acknowledged, and a
+        certified holder tells its end again, so the rival and its followers follow
+        it."""
+        n = self.n
+        d = n.state
+        held = d.epochs.get(wf)
+        if held is None or epoch < 1 or held[0] != epoch or src in (held[1], n.name) \
+                or d.final.get(wf) != state or not self.c.known(wf):
+            return
+        holder = held[1]
+        tk = n.takeover
+        rival_proven = bool(won) and tk is not None and tk.proven(wf, epoch, src, won)
+        if holder == n.name:
+            ours_proven = d.certificates.get(wf, (0, ()))[0] == epoch
+        else:  # a certificate of the holder shown here and still kept (in memory)
+            kept = tk.proofs.get(wf) if tk is not None else None
+            ours_proven = kept is not None and kept[:2] == (epoch, holder)
+        if rival_proven == ours_proven and src > holder or ours_proven and not rival_proven:
+            if ours_proven and holder == n.name:
+                self.tell_end_again(wf, epoch)
+            return
+        self.yield_to(now, wf, epoch, src)
+
+    def yield_to(self, now: float, wf: str, epoch: int, src: str) -> None:
+        """Follow `src`, the better holder of `epoch`: its saga is the one. A holder
+        that drove one drops its core and its plan's tells (its rows stay: they are
+        no longer driven); a member drops the plan it held of the other (void), and
+        learns the better one's from its tells. Both report to `src` again what they
+        ran and hold (the results that owe a compensation join its saga:
+        `late_result`; an attempt it tells again is answered with what was recorded,
+        never run twice)."""
+        n = self.n
+        d = n.state
+        n.point("takeover epoch")
+        if d.epochs[wf][1] == n.name:
+            n.stats["saga yielded to a better claimant of its epoch"] += 1
+            self.c.cores.pop(wf, None)
+            self.drop_tells(wf)
+        else:
+            n.stats["saga driver changed to a better claimant of its epoch"] += 1
+        d.epochs[wf] = (epoch, src)
+        d.plans.pop(wf, None)
+        n.mark(wf)  # retention may look at it again: it drives nothing here
+        if n.takeover is not None:
+            n.takeover.forget(wf)
+        self.report_again(wf)
+
+    def drop_tells(self, wf: str) -> None:
+        """This Node drives `wf`'s saga no more: its plan's and its attempts' tells are
+        void (the members refuse them, following the driver now), not resent."""
+        self.n.pending = {k: v for k, v in self.n.pending.items()
+                          if not (k[0] in (SAGA, "compensate") and k[1] == wf)}
+
+    def tell_end_again(self, wf: str, epoch: int) -> None:
+        """As a certified holder of `epoch` that heard a rival claimant's end: its end,
+        with its certificate, and its saga, to every member again."""
+        n = self.n
+        d = n.state
+        info = n.running.info(wf)
+        won = n.takeover.proof.own_certificate(wf, epoch)
+        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, d.final[wf], epoch, won=won))
+        if any(k[0] == wf for k in d.compensations):
+            self.tell(wf, over=wf not in self.c.cores)
 
     def driven(self) -> list[str]:
         """The workflows whose saga this Node drives (its rows, its epoch)."""

@@ -168,7 +168,12 @@ class Claims:
         else:
             tk.follow(wf, msg.epoch, src)
         grant = tk.proof.grant(wf, msg.epoch, src, electorate) if electorate else None
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant))
+        # Ended here (its saga's plan open: a successor is elected to drive it): the
+        # end goes with the grant, so a claimant that never learned it makes that end
+        # its own (there is one end), never one of its own results (a step that ended
+        # after a loss verdict's end was made).
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src,
+                                   final=d.final.get(wf), grant=grant))
 
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
         """A claim of a workflow with no step here: an acceptor of its round answers, on
@@ -219,9 +224,9 @@ class Claims:
         core = tk.cores.get(wf)
         if core is None or not tk.live(wf):
             return
-        if msg.final is not None and wf in n.state.final:
+        if msg.final is not None and wf in n.state.final and not msg.granted:
             return  # ended here, a saga plan open: an end is no news, and no grant
-        if msg.final is not None and src in core.audience:
+        if msg.final is not None and wf not in n.state.final and src in core.audience:
             # Ended meanwhile: a member of the workflow says so, as its coordinator told
             # it (a participant's word about its own workflow; one outside the electorate
             # too: it may have been the coordinator of an epoch that ended it, and its

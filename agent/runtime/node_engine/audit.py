@@ -14,7 +14,7 @@ committed, never of one a crash could still undo.
   groups are committed (or, after a storage fault, once a retry wrote every kept
   group), and then hands those groups to `NodeAuditLog.written`.
 - `NodeAuditLog.written` reads the groups' ops and notes, in order, and makes the
-  records the shells make for the same acts, of the same kinds and data:
+  acts the shells record for the same acts, of the same kinds and data:
   `submitted` (a new workflow row, round 0, with the submitter's signed spec and
   signature), `vote` (a YES: the `yes_voted` note of the prepare
   record, its steps from the hold written with it), `decision` (a coordinator's
@@ -24,7 +24,7 @@ committed, never of one a crash could still undo.
   `result_received` (at the coordinator, a final result of another domain's step:
   "step result") and `workflow_ended` (at the coordinator, an outcome or a
   Finished row in a final state). A group written again (a
-  restore that re-decides nothing writes no op) makes no record: records follow
+  restore that re-decides nothing writes no op) makes no act: acts follow
   ops, and the Node writes a write-once cell, a learned decision or a run once.
 - A client's cancel, once the coordinator's client service takes it, is recorded
   there as the shells record it (`client_request`, services.py), written alone
@@ -34,28 +34,40 @@ committed, never of one a crash could still undo.
   Ready's NO votes coming out, and records each NO (with the steps and spec of its
   PREPARE) when the Ready is taken, as it leaves. A crash may lose that record; it
   never leaves a record of anything undone, since the vote changed nothing.
-- Cheap: the records of a turn are statements queued in memory; one task
-  (`run`, owned by the engine's TaskGroup) writes everything queued as ONE
-  transaction of agent.db (`Store.apply`, the store's group commit), and whatever
-  queued meanwhile forms the next. It waits `BATCH_S` after the first record queued
-  before it writes (no deadline while nothing is queued): at most one audit
-  transaction per driver turn and at most 1/BATCH_S per second. A transaction costs
-  far more than its records (the hop to aiosqlite's thread and back, BEGIN, COMMIT
-  and its fsync): written as soon as queued, one per turn, the log cost the
-  participants as much as the coordinator, whose records are twice theirs. No signature per record: the chain is signed by the Audit's
-  checkpoints as with the shells. Unlike the shells' records, a submission and an
-  end carry no attestation (`attestation: null`): those two signatures were 40% of
-  what this log cost the coordinator's event loop, and they serve only proofs, which
-  a node-engine workflow cannot have yet (below).
+- Cheap: the acts of a turn are queued in memory as they are (kind, workflow,
+  data, wall time); one task (`run`, owned by the engine's TaskGroup) writes
+  everything queued as ONE transaction of agent.db (`Store.apply`, the store's group
+  commit), and whatever queued meanwhile forms the next. It waits `BATCH_S` after the
+  first act queued before it writes (no deadline while nothing is queued): at most one
+  audit transaction per driver turn and at most 1/BATCH_S per second. A transaction
+  costs far more than its records (the hop to aiosqlite's thread and back, BEGIN,
+  COMMIT and its fsync): written as soon as queued, one per turn, the log cost the
+  participants as much as the coordinator, whose records are twice theirs.
+- One record per workflow and batch: the acts of one workflow in a batch are ONE
+  record of kind `acts` (audit_table.ACTS: `{"acts": [{"kind", "time_ms", "data"},
+  ...]}`, in the order they came, each with its own time), encoded and chained once
+  (`take`, when the batch is written). A record costs more than an act (its row and
+  its index entry, its hash, its canonical JSON call): 17 acts per three-domain
+  workflow over the three agents were 17 records, and at the peak are about 10
+  (a workflow spans several batches), fewer at lower rates. The readers of a
+  workflow's records (`fedorch audit show` and `proof`, the console) read an `acts`
+  record as its acts, each with the record's seq and hash (audit_table.acts); the
+  chain, the checkpoints and `verify` see records, as before. No signature per
+  record: the chain is signed by the Audit's checkpoints as with the shells. Unlike
+  the shells' records, a submission and an end carry no attestation (`attestation:
+  null`): those two signatures were 40% of what this log cost the coordinator's
+  event loop, and they serve only proofs, which a node-engine workflow cannot have
+  yet (below).
 - `close()` writes what is still queued when the engine stops, before the daemon
   signs its last checkpoint and closes agent.db, for at most CLOSE_S. While agent.db
-  cannot be written (its store retries a storage fault), records wait in memory up to
+  cannot be written (its store retries a storage fault), acts wait in memory up to
   MAX_QUEUED; beyond, and at a stop that gives up, they are counted as lost
-  (`fedorch_node_audit_records_total{outcome="lost"}`), never silently dropped.
+  (`fedorch_node_audit_records_total{outcome="lost"}`, which counts acts), never
+  silently dropped.
 
 What it cannot say: a crash between node.db's commit and the audit's loses the
-records queued then, at most BATCH_S of them plus one transaction's (the log is
-behind node.db by the queued records, never ahead: a record names only what is
+acts queued then, at most BATCH_S of them plus one transaction's (the log is
+behind node.db by the queued acts, never ahead: an act recorded names only what is
 durable). The node engine signs no single vote,
 decision or result (its envelopes are signed per turn), so a decision record carries
 no certificate and a result no evidence, and with no attestations either,
@@ -67,11 +79,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fedorch.core.audit import proof as proofs
-from fedorch.core.audit.chain import b64
+from fedorch.core.audit.chain import b64, canonical
 from fedorch.core.negotiation.abort_reasons import refusals_text
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
@@ -81,8 +94,10 @@ from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
+from fedorch.runtime.store.audit_table import ACTS
 
-__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog", "Records", "spec_sha256"]
+__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog", "Records", "acts_records",
+           "spec_sha256"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -92,16 +107,28 @@ _END_POINTS = frozenset({"workflow outcome", "Finished"})
 # One record: (kind, workflow id, data).
 Entry = tuple[str, str, dict[str, object]]
 
-BATCH_S = 0.1  # the records queued this long after the first are one transaction
+BATCH_S = 0.1  # the acts queued this long after the first are one transaction
 # While agent.db cannot be written (its store retries a storage fault until it can),
-# records wait in memory up to this many; more are dropped and counted as lost.
+# acts wait in memory up to this many; more are dropped and counted as lost.
 MAX_QUEUED = 200_000
-CLOSE_S = 5.0  # at a stop, the last records are given this long to be written
+CLOSE_S = 5.0  # at a stop, the last acts are given this long to be written
 
 
 def spec_sha256(message: Any) -> str:
     """As the shells hash a PREPARE's spec and the policy (runtime/audit.py `vote`)."""
     return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+
+
+def outputs_sha256(outputs: Any) -> str:
+    """`proofs.outputs_value_hash` without its check of the value: the Node holds only
+    outputs its boundary took as JSON data, whose canonical text is the same (one
+    encoder, the same options); anything else is hashed (and refused) the long way."""
+    if type(outputs) is dict:
+        try:
+            return hashlib.sha256(canonical(outputs)).hexdigest()
+        except (TypeError, ValueError):
+            pass
+    return proofs.outputs_value_hash(outputs)
 
 
 def _step_state(state: object) -> str:
@@ -197,6 +224,9 @@ class Records:
     def _result(self, point: str, wf: str, now: Mapping, out: list[Entry]) -> None:
         before = self.results.get(wf, {})
         self.results[wf] = now
+        here = point == "step end"  # a step run here ended
+        if not here and wf.rpartition(".")[0] != self.domain:
+            return  # another domain's result, not at its coordinator: nothing to record
         for step, result in now.items():
             if before.get(step) == result:
                 continue
@@ -204,13 +234,14 @@ class Records:
             if state not in TERMINAL_STEP_STATES:
                 continue
             data = {"step": step, "attempt": attempt, "state": _step_state(state),
-                    "outputs_sha256": proofs.outputs_value_hash(outputs), "evidence": None}
-            if point == "step end":  # run here
-                out.append((proofs.STEP_ENDED, wf, {**data, "error": error}))
-            elif wf.rpartition(".")[0] == self.domain:  # another domain's, at its coordinator
+                    "outputs_sha256": outputs_sha256(outputs), "evidence": None}
+            if here:
+                data["error"] = error
+                out.append((proofs.STEP_ENDED, wf, data))
+            else:  # another domain's, at its coordinator
                 row = self.node.state.rows.get(wf)
-                domain = row.info.placement.get(step, "") if row is not None else ""
-                out.append((proofs.RESULT, wf, {**data, "domain": domain}))
+                data["domain"] = row.info.placement.get(step, "") if row is not None else ""
+                out.append((proofs.RESULT, wf, data))
 
     def _forget(self, point: str, wf: str, value: Any, out: list[Entry]) -> None:
         self.results.pop(wf, None)  # compacted by the Node's retention
@@ -237,27 +268,46 @@ class Records:
                              "spec_sha256": spec_sha256(spec) if spec is not None else ""})
 
 
+def acts_records(queued: Sequence[tuple[str, str, dict, int]]) -> list[Entry]:
+    """Acts queued (kind, workflow, data, wall ms) as one ACTS record per workflow, in
+    the order each workflow's first act came, its acts in the order they came (read
+    back as those acts by audit_table.acts)."""
+    by_workflow: dict[str, list[dict[str, object]]] = {}
+    for kind, wf, data, time_ms in queued:
+        act = {"kind": kind, "time_ms": time_ms, "data": data}
+        acts = by_workflow.get(wf)
+        if acts is None:
+            by_workflow[wf] = [act]
+        else:
+            acts.append(act)
+    return [(ACTS, wf, {"acts": acts}) for wf, acts in by_workflow.items()]
+
+
 class NodeAuditLog:
-    """The records queued for agent.db and the one task that writes them (see the
+    """The acts queued for agent.db and the one task that writes them (see the
     header). `audit`: the Agent's runtime/audit.Audit (its `record` makes a statement
-    and tells the checkpoint loop); `store`: the Agent's Store (agent.db)."""
+    and tells the checkpoint loop); `store`: the Agent's Store (agent.db); `now_ms`:
+    wall milliseconds, each act's time."""
 
     def __init__(self, records: Records, audit: Any, store: Any, *,
-                 batch_s: float = BATCH_S) -> None:
+                 batch_s: float = BATCH_S,
+                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.records = records
         self.audit = audit
         self.store = store
         self.batch_s = batch_s
-        self._queued: list = []
+        self.now_ms = now_ms
+        self._queued: list[tuple[str, str, dict, int]] = []
         self._wake = asyncio.Event()
-        self.appended = 0      # records written, in all
+        self.appended = 0      # acts written, in all
+        self.written_records = 0  # the ACTS records they were written as
         self.transactions = 0  # agent.db transactions they took
-        self.lost = 0          # records a failed write took with it, or dropped
+        self.lost = 0          # acts a failed write took with it, or dropped
         self._overflowing = False  # MAX_QUEUED reached (said once, until a write)
-        self._writing = 0  # records in the transaction out
+        self._writing = 0  # acts in the transaction out
 
     def written(self, writes: Sequence[Write]) -> None:
-        """node.db committed these groups (AuditedWrites): queue their records."""
+        """node.db committed these groups (AuditedWrites): queue their acts."""
         self._queue(self.records.of_writes(writes))
 
     def no_votes(self, entries: list[Entry]) -> None:
@@ -269,21 +319,29 @@ class NodeAuditLog:
         if len(self._queued) >= MAX_QUEUED:
             if not self._overflowing:
                 self._overflowing = True
-                log.error("audit log: agent.db takes no records; more than %d wait, the"
-                          " node engine's next records are lost (counted)", MAX_QUEUED)
+                log.error("audit log: agent.db takes no records; more than %d acts wait,"
+                          " the node engine's next are lost (counted)", MAX_QUEUED)
             self.lost += len(entries)
             return
-        record = self.audit.record
-        self._queued.extend(record(kind, wf, **data) for kind, wf, data in entries)
+        now = self.now_ms()
+        self._queued.extend((kind, wf, data, now) for kind, wf, data in entries)
         self._wake.set()
 
     @property
     def queued(self) -> int:
         return len(self._queued)
 
+    def take(self) -> tuple[int, list]:
+        """What is queued, taken: how many acts, and the statements of their records
+        (one ACTS record per workflow, made here: bodies encoded once, per batch)."""
+        queued, self._queued = self._queued, []
+        record = self.audit.record
+        return len(queued), [record(kind, wf, **data)
+                             for kind, wf, data in acts_records(queued)]
+
     async def run(self) -> None:
         """Write what is queued, one transaction at a time, until cancelled: `batch_s`
-        after the first record queued (a window that gathers turns, not a poll)."""
+        after the first act queued (a window that gathers turns, not a poll)."""
         while True:
             await self._wake.wait()
             if self.batch_s > 0:
@@ -294,20 +352,21 @@ class NodeAuditLog:
                 self._wake.set()
 
     async def _write_batch(self) -> None:
-        batch, self._queued = self._queued, []
-        if not batch:
+        if not self._queued:
             return
-        self._writing = len(batch)  # left set if cancelled: close() counts them lost
+        acts, batch = self.take()
+        self._writing = acts  # left set if cancelled: close() counts them lost
         try:
             await self.store.apply(batch)
         except Exception as e:  # agent.db refused: the records are lost, said so
             self._writing = 0
-            self.lost += len(batch)
-            log.error("audit log: %d records of the node engine not written: %s: %s",
-                      len(batch), type(e).__name__, e)
+            self.lost += acts
+            log.error("audit log: %d acts of the node engine not written: %s: %s",
+                      acts, type(e).__name__, e)
             return
         self._writing = 0
-        self.appended += len(batch)
+        self.appended += acts
+        self.written_records += len(batch)
         self.transactions += 1
         self._overflowing = False
 
@@ -322,7 +381,7 @@ class NodeAuditLog:
         except TimeoutError:  # the transaction out was cancelled with the drain
             unwritten = len(self._queued) + self._writing
             self.lost += unwritten
-            log.error("audit log: %d records of the node engine not written before the"
+            log.error("audit log: %d acts of the node engine not written before the"
                       " stop", unwritten)
             self._queued, self._writing = [], 0
 

@@ -307,7 +307,7 @@ class NodeAgent:
         a = self.agent
         records = Records(self.domain, self.node, self.node.state.results,
                           policy_sha256=a.audit.policy_hash())
-        return NodeAuditLog(records, a.audit, a.store)
+        return NodeAuditLog(records, a.audit, a.store, now_ms=a.now_ms)
 
     def _stop_leftovers(self, disk: Disk) -> None:
         """Before the Node is restored from `disk`: kill what the attempts it records as

@@ -76,11 +76,17 @@ class NodeEngineCollector(Collector):
         yield fenced
         audit = CounterMetricFamily(
             "fedorch_node_audit_records",
-            "The node engine's audit records: appended to agent.db, or lost with a write"
+            "The node engine's audited acts: appended to agent.db, or lost with a write"
             " agent.db refused", labels=["outcome"])
         audit.add_metric(["appended"], e.audit.appended)
         audit.add_metric(["lost"], e.audit.lost)
         yield audit
+        stored = CounterMetricFamily(
+            "fedorch_node_audit_stored_records",
+            "The records of agent.db's audit log the appended acts took (one per"
+            " workflow and batch)")
+        stored.add_metric([], e.audit.written_records)
+        yield stored
         audit_tx = CounterMetricFamily("fedorch_node_audit_transactions",
                                        "agent.db transactions of the node engine's audit"
                                        " records (at most one per turn and batch window)")

@@ -8,15 +8,22 @@ and hash come from the head of the log that the store, its only writer, keeps in
 gap, and records of concurrent writes chain in the order they commit. The records of
 one transaction are inserted as one statement just before it commits.
 
-The sync reads (`read_log`) serve the CLI, which opens a data dir read-only and
+The sync reads (`LogReader`) serve the CLI, which opens a data dir read-only and
 offline, even while its agent runs (WAL).
+
+A record of kind ACTS (the node engine's: runtime/node_engine/audit.py) tells of
+several acts of one workflow, each with its own time; readers of a workflow's acts
+(`acts`: `fedorch audit show` and `proof`, the console) read it as those acts, each
+with the record's seq and hash, its body what that act's own record would hold.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sqlite3
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from fedorch.core.audit.chain import (
     GENESIS,
@@ -53,6 +60,10 @@ MIGRATION = """
 """
 
 Statement = tuple[str, tuple]
+
+# The node engine's record of acts of one workflow: data {"acts": [{"kind", "time_ms",
+# "data"}, ...]}, in the order they happened.
+ACTS = "acts"
 
 
 # The statements an append is made of: markers the store recognises (Database.write runs
@@ -136,6 +147,32 @@ def checkpoint_from(row: tuple) -> Checkpoint:
     return Checkpoint(row[0], int(row[1]), bytes(row[2]), int(row[3]), bytes(row[4]))
 
 
+@dataclass(frozen=True)
+class Act(Record):
+    """One act of an ACTS record: the record's seq, prev, body and hash (what the chain
+    covers), read as the act's own record would be (`decoded`, `kind`)."""
+
+    act: dict = field(default_factory=dict)
+
+    def decoded(self) -> dict:
+        return self.act
+
+
+def acts(record: Record) -> list[Record]:
+    """A record as the acts it tells of: itself, or each act of an ACTS record (an
+    ACTS body that is not one is left whole: `verify` names what is wrong with it)."""
+    if record.kind != ACTS:
+        return [record]
+    try:
+        body = json.loads(record.body)
+        return [Act(record.seq, record.workflow, str(a["kind"]), record.prev, record.body,
+                    record.hash, act={"kind": a["kind"], "workflow": body["workflow"],
+                                      "time_ms": a["time_ms"], "data": a["data"]})
+                for a in body["data"]["acts"]]
+    except (ValueError, KeyError, TypeError):
+        return [record]
+
+
 class NoLog(Exception):
     """The data dir has no agent database or no audit log."""
 
@@ -171,6 +208,11 @@ class LogReader:
                                         (workflow_id,))
         for row in cursor:
             yield record_from(row)
+
+    def acts(self, workflow_id: str) -> Iterator[Record]:
+        """The workflow's acts in log order (ACTS records read as the acts they hold)."""
+        for record in self.records(workflow_id):
+            yield from acts(record)
 
     def checkpoints(self) -> list[Checkpoint]:
         return [checkpoint_from(r) for r in self._conn.execute(f"{CHECKPOINTS} ORDER BY seq")]

@@ -436,5 +436,8 @@ class Store:
         await self._write([audit_table.checkpoint_statement(checkpoint)])
 
     async def audit_records(self, workflow_id: str) -> list[Record]:
-        return [audit_table.record_from(r) for r in await self._all(
-            f"{audit_table.RECORDS} WHERE workflow_id=? ORDER BY seq", (workflow_id,))]
+        """The workflow's acts in log order (the node engine's ACTS records read as
+        the acts they hold: audit_table.acts)."""
+        return [act for r in await self._all(
+            f"{audit_table.RECORDS} WHERE workflow_id=? ORDER BY seq", (workflow_id,))
+            for act in audit_table.acts(audit_table.record_from(r))]

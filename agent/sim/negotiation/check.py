@@ -490,6 +490,13 @@ class Checker:
                        if a.node.compensating.driver(wf) == name]
             if not drivers:
                 continue
+            sagas = sorted((a.disk.epochs.get(wf, (0, name))[0], name) for name, a in drivers
+                           if any(k[0] == wf for k in a.disk.compensations))
+            if len({epoch for epoch, _ in sagas}) < len(sagas):
+                # Two claimants of one epoch that both told the end on: one drives the
+                # saga, the other yields it to it (saga_plans.rival_end).
+                self.fail(f"saga: {wf} has two drivers of one epoch at the end of the"
+                          f" run: {sagas}")
             info = drivers[0][1].node.running.info(wf)
             rows = {(name, k[1]): r for name, a in holders
                     for k, r in a.disk.compensations.items() if k[0] == wf}

@@ -89,8 +89,9 @@ def test_the_old_coordinator_back_follows_the_successor_and_runs_nothing():
     make_successor(f, "d2")
     f.deliver()
     f.end("d1", True)
-    # d0 comes back: it finds s0's attempt RUNNING in its rows and tells it again, but
-    # d1 follows epoch 1 (refused), and d2's notices, resent to d0, make it follow.
+    # d0 comes back: it finds s0's attempt RUNNING in its rows and tells it again; d1
+    # follows epoch 1 but recorded that attempt's end: it answers d0 with the record
+    # (never running it again), and d2's notices, resent to d0, make it follow.
     f.silent.discard("d0")
     f.restart("d0")
     f.deliver()
@@ -98,7 +99,7 @@ def test_the_old_coordinator_back_follows_the_successor_and_runs_nothing():
         f.tick(NOW + 10 * t)
     assert f.disks["d0"].epochs[WF] == (1, "d2")
     assert WF not in f.nodes["d0"].compensating.cores
-    assert f.nodes["d0"].stats["compensations left to a later epoch"] == 1
+    assert f.nodes["d1"].stats["compensation record told to an earlier coordinator"] == 1
     assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
     assert f.nodes["d2"].compensating.of(WF)[1].value == "DONE"

@@ -5,7 +5,8 @@ refused where the later epoch is known.
 
 d0 coordinates and runs nothing; s0 (d1) and s1 (d2, after s0) have a compensate
 block; s2 (d2, after s1) fails. d0 dies while s2 runs; d1, the lowest participant,
-takes over."""
+takes over. The tests of a `Bounded` federation take messages through the authority
+table, as the drivers do; those that place the steps otherwise say so."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import (
+    ClaimAnswerMsg,
     ClaimMsg,
     CompensatedMsg,
     CompensateMsg,
@@ -23,6 +25,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
+from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating import end_oldest, hold_attempts
@@ -236,3 +239,207 @@ def test_a_coordinator_dead_mid_saga_after_its_end_is_succeeded_by_an_elected_dr
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
     assert all(f.disks[n].plans.get(WF) in (None, ()) for n in ("d1", "d2"))
     assert f.disks[successor].final[WF] is WorkflowState.FAILED
+
+
+class Bounded(Sagas):
+    """`Sagas` whose Nodes take a peer's message only once the authority table lets it
+    through, as both drivers do at their boundary (a refused one is dropped: its sender
+    resends it while it waits for an acknowledgement)."""
+
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, str, object]] = []
+        super().__init__()
+
+    def step(self, name: str, *inputs: object) -> Ready:
+        taken = []
+        for event in inputs:
+            if isinstance(event, Message):
+                try:
+                    check(self.nodes[name], event.src, event.msg)
+                except Refused:
+                    self.refused.append((name, event.src, event.msg))
+                    continue
+            taken.append(event)
+        return super().step(name, *taken)
+
+
+def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]]:
+    """d0 ends the workflow FAILED (s2 failed) and dies before its end notices leave;
+    d1 and d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
+    claims held back. d0's end notice, late, reaches each claimant: each tells it on in
+    epoch 1 (a claimant's end, no certificate) and plans the saga."""
+    f = Bounded()
+    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    assert f.end("d2", True)[1] == "s1"
+    run = f.queue["d2"].pop(0)  # s2 fails; its result reaches d0, which ends FAILED
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d0")
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    late = [(dst, msg) for src, dst, msg in f.net
+            if src == "d0" and isinstance(msg, FinalMsg) and not msg.owed]
+    f.net = []
+    f.kill("d0")
+    f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
+    f.restart("d2")
+    return f, late
+
+
+def claims_held(src: str, dst: str, msg: object) -> bool:
+    return isinstance(msg, (ClaimMsg, ClaimAnswerMsg))
+
+
+def test_of_two_claimants_that_told_the_end_on_in_one_epoch_one_drives_the_saga() -> None:
+    f, late = two_claimants_told_the_end_on()
+    f.deliver(keep=claims_held)
+    for name in ("d1", "d2"):
+        core = f.nodes[name].takeover.cores[WF]
+        assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, name)
+    for dst, msg in late:
+        f.step(dst, Message("d0", msg))
+    f.deliver(keep=claims_held)
+    # d2, the worse-ranked claimant, yielded its saga to d1 and follows it; d1 drives.
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    assert WF not in f.nodes["d2"].compensating.cores
+    assert f.nodes["d2"].stats["saga yielded to a better claimant of its epoch"] == 1
+    assert WF in f.nodes["d1"].compensating.cores
+    while any(f.queue[n] for n in NAMES):
+        for name in NAMES:
+            if f.queue[name]:
+                f.end(name, True)
+    f.run_until(f.now + 30.0)
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert not f.nodes["d1"].compensating.cores
+    # Each compensation attempt ran once, in its own domain; nothing is resent for
+    # ever between the living (to d0, dead, the ends wait).
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]
+    for name in ("d1", "d2"):
+        assert all(to == "d0" for to, *_ in f.nodes[name].pending.values()), name
+
+
+def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs_saga():
+    # d0 ends the workflow FAILED and dies once its end notice and its tell of s0's
+    # attempt 1 reached s0's domain d2 (its plan lost with it); d1, which heard
+    # nothing (nor of s0: s1 does not need it), claims epoch 1, learns the end from d2 and tells it on in epoch 1,
+    # planning from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that
+    # later epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the
+    # attempt a restart of d2 interrupted is judged there (retried, never run twice).
+    comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=1)
+    f = Bounded()
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED and plans s0's compensation
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d0")
+    told = [m for src, dst, m in f.net if dst == "d2" and (
+        isinstance(m, FinalMsg) and not m.owed or isinstance(m, CompensateMsg))]
+    f.net = []
+    f.kill("d0")
+    for msg in told[:2]:  # the end notice, then the tell of s0's attempt 1
+        f.step("d2", Message("d0", msg))
+    assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]
+    assert WF not in f.disks["d2"].plans
+    f.deliver()
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    f.restart("d2")  # s0's attempt 1 interrupted: reported failed, to d1
+    f.deliver()
+    f.end("d2", True)  # attempt 2, told by d1
+    f.run_until(f.now + 30.0)
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 2)}
+    assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
+    assert sorted(f.compensations) == [("d2", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s0", 2, COMPENSATE))]
+
+
+def test_a_certified_driver_tells_its_end_again_to_a_rival_claimants_followers():
+    # d1 won epoch 1 (its certificate) and drives the saga; a claimant's end of epoch 1
+    # from d0 (better-ranked, no certificate) reaches d2, which no longer keeps d1's
+    # proof: d2 follows d0. The same notice reaches d1, which tells its end again with
+    # its certificate: d2 follows d1 back, and the saga ends there, each attempt once.
+    f = taken_over_and_failed(failure_before_death=False)
+    rival = FinalMsg(WF, WorkflowState.FAILED, 1)
+    f.step("d2", Message("d0", rival))
+    assert f.disks["d2"].epochs[WF] == (1, "d0")
+    f.step("d1", Message("d0", rival))
+    f.deliver()
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    f.end("d2", True)
+    f.end("d1", True)
+    assert rows(f) == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]
+
+
+def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_records():
+    # d0 ends the workflow FAILED and crashes before its notices leave; d1 takes it
+    # over, ends it FAILED in epoch 1 and drives its saga to its end (s0's compensation
+    # at d2), then dies for good before its end reached d0. d0, back, drives its own
+    # saga in epoch 0: d2 answers its tell of the attempt it recorded with that record
+    # (never running it again), so d0's saga ends too.
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    f = Bounded()
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED, its notices lost with it
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: src == "d0")
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    f.net = []
+    f.kill("d0")
+    f.deliver()
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    f.end("d2", True)  # s0's compensation, told by d1
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1)}
+    f.kill("d1")  # for good, before its end reached d0
+    f.restart("d0")
+    f.deliver()
+    assert WF not in f.disks["d0"].epochs
+    assert rows(f, "d0") == {"s0": ("COMPENSATED", 1)}
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once
+
+
+def test_a_claimant_that_never_learned_the_end_takes_it_from_a_grant_for_the_saga():
+    # d0 ends the workflow CANCELLED while s2 still runs at d2, tells d2 only (the end
+    # and the saga's plan) and dies. d1, which never heard the end, claims epoch 1; d2,
+    # its plan open, grants it, and its grant carries the end: d1 makes it its own
+    # and drives the saga. It never ends the workflow on its own results (s2 ending
+    # SUCCEEDED after that would have made a second end, SUCCEEDED).
+    f = Bounded()
+    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    assert f.end("d2", True)[1] == "s1"
+    plan = (("s0", "d1", 1), ("s1", "d2", 1))
+    f.step("d2", Message("d0", FinalMsg(WF, WorkflowState.CANCELLED, 0)))
+    f.step("d2", Message("d0", FinalMsg(WF, WorkflowState.CANCELLED, 0, owed=plan)))
+    f.kill("d0")
+    f.deliver()
+    f.run_until(f.now + 30.0)
+    assert f.disks["d1"].final[WF] is WorkflowState.CANCELLED
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    while any(f.queue[n] for n in NAMES):  # s2 ends too, and each compensation
+        for name in NAMES:
+            if f.queue[name]:
+                f.end(name, True)
+    f.run_until(f.now + 30.0)
+    assert f.disks["d1"].final[WF] is WorkflowState.CANCELLED
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
+    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
+                                       ("d2", (WF, "s1", 1, COMPENSATE))]

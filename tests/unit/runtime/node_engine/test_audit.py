@@ -1,6 +1,7 @@
-"""The node engine's audit log (runtime/node_engine/audit.py): the records the shells
-make, made from what node.db committed; none for a write that failed, none again for
-what a restored Node re-decides; NO votes as they leave; one transaction per batch."""
+"""The node engine's audit log (runtime/node_engine/audit.py): the acts the shells
+record, made from what node.db committed; none for a write that failed, none again for
+what a restored Node re-decides; NO votes as they leave; one transaction per batch, one
+ACTS record per workflow in it."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from fedorch.runtime.node_engine.audit import (
     AuditedWrites,
     NodeAuditLog,
     Records,
+    acts_records,
     spec_sha256,
 )
 from fedorch.runtime.node_engine.reload import Reconfigure
+from fedorch.runtime.store.audit_table import ACTS
 
 from tests.unit.runtime.test_driver import NAMES, WAIT_S, MemoryDisk
 
@@ -41,13 +44,19 @@ class StepClock:
 
 
 class FakeAudit:
-    """runtime/audit.Audit's `record`: the entries it was asked to make, in order."""
+    """runtime/audit.Audit's `record`: the records it was asked to make, and the acts
+    they hold (an ACTS record read as audit_table.acts reads it), in order."""
 
     def __init__(self) -> None:
+        self.records: list[tuple[str, str, dict]] = []
         self.entries: list[tuple[str, str, dict]] = []
 
     def record(self, kind: str, workflow_id: str, **data: object) -> tuple:
-        self.entries.append((kind, workflow_id, data))
+        self.records.append((kind, workflow_id, data))
+        if kind == ACTS:
+            self.entries.extend((a["kind"], workflow_id, a["data"]) for a in data["acts"])
+        else:
+            self.entries.append((kind, workflow_id, data))
         return (kind, workflow_id, data)
 
     def kinds(self, wf: str) -> list[str]:
@@ -83,7 +92,7 @@ class Agent:
         self.audit = FakeAudit()
         self.log = NodeAuditLog(
             Records(name, self.node, self.node.state.results, policy_sha256="p" * 64),
-            self.audit, Store())
+            self.audit, Store(), now_ms=fed.clock.wall_ms)
         self.inbox: deque = deque()
         self.driver = NodeDriver(AuditedNode(self.node, name, self.log), fed.clock,
                                  AuditedWrites(self.disk, self.log), self, self,
@@ -119,6 +128,8 @@ class Federation:
                 deadlines = [d for a in self.agents.values()
                              if (d := a.driver.next_deadline()) is not None]
                 if not deadlines or min(deadlines) > self.clock.now + 60:
+                    for a in self.agents.values():  # the batch each writer would write
+                        a.log.take()
                     return
                 self.clock.now = max(self.clock.now, min(deadlines))
                 for a in self.agents.values():
@@ -225,6 +236,8 @@ def test_a_write_that_fails_makes_no_record():
     d0.inbox.append(Submit("d0.w1", spec, signed(spec), dict(EVERYWHERE)))
     with pytest.raises(OSError):
         d0.driver.turn(list(d0.inbox))
+    assert d0.log.queued == 0
+    d0.log.take()
     assert d0.audit.entries == []
 
 
@@ -295,7 +308,9 @@ async def test_records_queued_within_the_batch_window_are_one_transaction():
             log.no_votes([("vote", "d0.w2", {"yes": False})])
         await asyncio.wait_for(store.until_transactions(1), WAIT_S)
         writer.cancel()
-    assert [len(t) for t in store.transactions] == [4]
+    # Four acts of two workflows: one transaction, one record per workflow.
+    assert [len(t) for t in store.transactions] == [2]
+    assert (log.appended, log.written_records, log.transactions) == (4, 2, 1)
 
 
 class Inner:
@@ -334,3 +349,26 @@ async def test_records_beyond_the_bound_are_counted_lost_and_a_stuck_stop_gives_
     await log.close()  # the two taken, stuck in the store, then given up
     assert store.entered.is_set()
     assert (log.queued, log.appended, log.lost) == (0, 0, 5)
+
+
+def test_a_batch_is_one_record_per_workflow_its_acts_in_order_each_with_its_time():
+    queued = [("vote", "d0.w1", {"yes": True}, 1), ("vote", "d0.w2", {"yes": False}, 1),
+              ("learned", "d0.w1", {"round": 1}, 2), ("step_started", "d0.w1", {"step": "a"}, 3)]
+    assert acts_records(queued) == [
+        (ACTS, "d0.w1", {"acts": [{"kind": "vote", "time_ms": 1, "data": {"yes": True}},
+                                  {"kind": "learned", "time_ms": 2, "data": {"round": 1}},
+                                  {"kind": "step_started", "time_ms": 3,
+                                   "data": {"step": "a"}}]}),
+        (ACTS, "d0.w2", {"acts": [{"kind": "vote", "time_ms": 1, "data": {"yes": False}}]})]
+
+
+def test_a_workflow_settled_within_one_batch_is_one_record_per_agent():
+    fed = Federation({n: {"a": 2} for n in NAMES})
+    spec = chain()
+    fed.agents["d0"].inbox.append(Submit("d0.w1", spec, signed(spec), dict(EVERYWHERE)))
+    fed.settle()
+    for name, acts in (("d0", 9), ("d1", 4), ("d2", 4)):
+        records = fed.agents[name].audit.records
+        assert [(kind, wf) for kind, wf, _ in records] == [(ACTS, "d0.w1")], (name, records)
+        times = [a["time_ms"] for a in records[0][2]["acts"]]
+        assert len(times) == acts and times == sorted(times), (name, times)

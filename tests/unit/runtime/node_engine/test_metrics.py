@@ -23,7 +23,7 @@ def engine(fault: WriteFault) -> SimpleNamespace:
         executors=SimpleNamespace(started=1),
         node=SimpleNamespace(stats=Counter({"step self-fenced": 2,
                                             "step not started: fenced": 1})),
-        audit=SimpleNamespace(appended=7, lost=1, transactions=2),
+        audit=SimpleNamespace(appended=7, lost=1, transactions=2, written_records=3),
         write_behind=fault)
 
 
@@ -69,6 +69,7 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_audit_records_total{outcome="appended"}'] == 7
     assert got['fedorch_node_audit_records_total{outcome="lost"}'] == 1
     assert got["fedorch_node_audit_transactions_total"] == 2
+    assert got["fedorch_node_audit_stored_records_total"] == 3
     assert got['fedorch_node_steps_self_fenced_total{outcome="stopped"}'] == 2
     assert got['fedorch_node_steps_self_fenced_total{outcome="not_started"}'] == 1
     # node.db's commit thread: encoding the rows apart from SQLite's own work

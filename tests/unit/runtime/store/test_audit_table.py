@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.audit.chain import Verified, make_checkpoint, verify
-from fedorch.runtime.store.audit_table import LogReader, append_statement
+from fedorch.runtime.store.audit_table import ACTS, LogReader, append_statement
 from fedorch.runtime.store.store import Store
 
 
@@ -81,3 +81,38 @@ async def test_the_chain_goes_on_across_a_reopen_and_a_group_appends_in_one_stat
         records = list(reader.records())
     assert [r.seq for r in records] == list(range(1, 11))
     assert verify(records, [], trusted=None) == Verified(10, 0, "", 10)
+
+
+ACTS_DATA = {"acts": [{"kind": "vote", "time_ms": 7, "data": {"yes": True}},
+                      {"kind": "learned", "time_ms": 8, "data": {"outcome": "COMMIT"}}]}
+
+
+async def test_an_acts_record_reads_back_as_its_acts_and_an_edit_of_it_is_named(tmp_path):
+    store = await Store.open(tmp_path)
+    try:
+        await store.apply([append_statement("vote", "w.1", 5, {"yes": False}),
+                           append_statement(ACTS, "w.1", 9, ACTS_DATA)])
+        seen = await store.audit_records("w.1")  # the console's read
+    finally:
+        await store.close()
+    with LogReader(tmp_path) as reader:
+        acts = list(reader.acts("w.1"))  # `fedorch audit show` and `proof`
+        records = list(reader.records())
+    for read in (seen, acts):
+        assert [(a.seq, a.kind, a.decoded()["time_ms"], a.decoded()["data"]) for a in read] == [
+            (1, "vote", 5, {"yes": False}), (2, "vote", 7, {"yes": True}),
+            (2, "learned", 8, {"outcome": "COMMIT"})]
+        assert all(a.decoded()["workflow"] == "w.1" for a in read)
+        assert read[1].hash == read[2].hash == records[1].hash
+    assert verify(records, [], trusted=None) == Verified(2, 0, "", 2)
+    con = sqlite3.connect(tmp_path / "agent.db")
+    try:  # one act of the record changed: its record is named
+        con.execute("UPDATE audit SET body = CAST(replace(body, 'COMMIT', 'ABORT') AS BLOB)"
+                    " WHERE seq = 2")
+        con.commit()
+    finally:
+        con.close()
+    with LogReader(tmp_path) as reader:
+        problem = verify(reader.records(), [], trusted=None)
+        assert [a.decoded()["data"] for a in reader.acts("w.1")][2] == {"outcome": "ABORT"}
+    assert problem.seq == 2 and "changed" in problem.reason, problem
