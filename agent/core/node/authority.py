@@ -19,12 +19,23 @@ also state a round its coordinator stated (with coordinator takeover composed, w
 part signs the rounds: takeover_proofs.check_stated), as the shells' acceptor checks
 a round's signature before its first record.
 
-Two checks a signed wire makes with per-message signatures are made here by
-content: a vote inside a COMMIT value must name its own transaction (`vote_raw`, the
-Node's stand-in for a signed vote), and an acknowledgement names the domain that
-sends it. Types this table does not know pass through untouched: a driver that takes
-other inputs (the simulator's key records) checks those itself, and one that takes
-only the Node's messages (the node engine) refuses every other type before this.
+Votes are evidence (votes.py): a YES carries its voter's signed statement, checked
+here through the Node's vote port (`node.votes`) over the bytes as received, when it
+reaches its coordinator and inside every COMMIT value a message carries (an Accept,
+a Promise, an Accepted, a decision, an answer): each vote must be its named voter's,
+signed, of this very round. A forged, missing or foreign vote, or one whose voter is
+not trusted (or revoked) where the port checks trust, refuses the whole message
+(`forged_vote`), so a coordinator, acceptor or claimant that lies cannot speak for
+another domain. A value this Node already holds for that round (its own proposal or
+decision, its acceptor's, a decision it learned) is not checked again: each of its
+votes was checked as it was taken here, and every Accepted and decision of a round
+repeats the certificate. Whether the votes cover every participant is the Node's
+check of the value (check_value).
+
+An acknowledgement names the domain that sends it. Types this table does not know
+pass through untouched: a driver that takes other inputs (the simulator's key
+records) checks those itself, and one that takes only the Node's messages (the node
+engine) refuses every other type before this.
 
 Pure: reads the Node, changes nothing.
 """
@@ -62,12 +73,11 @@ from fedorch.core.node.records import (
 
 __all__ = ["MESSAGE_TYPES", "Refused", "check"]
 
-def check(node: Any, src: str, msg: object,
-          vote_raw: Callable[[Key, str, bool], bytes] | None = None, *,
+def check(node: Any, src: str, msg: object, *,
           proven_epoch: Callable[[str, int, str, Any], bool] | None = None) -> None:
     """Refused unless `src` has authority over `msg`, as `node` (a core.node.Node)
-    knows the facts now. `vote_raw`: the Node's stand-in for a signed vote (default:
-    the Node's own). `proven_epoch(workflow, epoch, domain, certificate)`: does the
+    knows the facts now; votes checked through `node.votes` (votes.py).
+    `proven_epoch(workflow, epoch, domain, certificate)`: does the
     certificate show `domain` won that coordinator epoch (default: the Node's takeover
     part's check through its evidence port; no takeover part: no end is taken on a
     certificate)."""
@@ -78,26 +88,29 @@ def check(node: Any, src: str, msg: object,
         rule = next((_BY_TYPE[t] for t in type(msg).__mro__ if t in _BY_TYPE), None)
         if rule is None:
             return  # a type this table does not know (see the header)
-    rule(node, src, msg, vote_raw if vote_raw is not None else node.vote_raw, proven_epoch)
+    rule(node, src, msg, node.votes, proven_epoch)
 
 
 # One rule per message type, found by the message's type: the check runs on every
 # message a Node steps, so it looks its rule up once rather than testing each type.
 
-def _prepare(node: Any, src: str, msg: PrepareMsg, raw: Any, proven: Any) -> None:
+def _prepare(node: Any, src: str, msg: PrepareMsg, votes: Any, proven: Any) -> None:
     authorize("prepare", src, Facts(workflow_id=msg.tx.workflow_id,
                                     coordinator=msg.tx.coordinator))
 
 
-def _vote(node: Any, src: str, msg: VoteMsg, raw: Any, proven: Any) -> None:
+def _vote(node: Any, src: str, msg: VoteMsg, votes: Any, proven: Any) -> None:
     core = node.coordinators.get(msg.key[0])
     tx = core.tx() if core is not None else None
     authorize("vote", src, Facts(
         workflow_id=msg.key[0], named=msg.domain,
         participants=tx.participants if tx is not None and tx.key == msg.key else None))
+    if msg.yes and not votes.holds(msg.key, msg.domain, True, msg.evidence):
+        raise Refused("forged_vote", f"{src}'s YES of {msg.key} without its signed"
+                                     " statement")
 
 
-def _paxos_in(node: Any, src: str, msg: PaxosPrepare | Accept, raw: Any,
+def _paxos_in(node: Any, src: str, msg: PaxosPrepare | Accept, votes: Any,
               proven: Any) -> None:
     tx = node.tx_of(msg.tx.key) or msg.tx
     kind = "paxos_prepare" if isinstance(msg, PaxosPrepare) else "paxos_accept"
@@ -105,7 +118,7 @@ def _paxos_in(node: Any, src: str, msg: PaxosPrepare | Accept, raw: Any,
                                coordinator=msg.tx.coordinator,
                                participants=tx.participants))
     if isinstance(msg, Accept):
-        _bound(raw, msg.tx.key, msg.value)
+        _bound(node, votes, msg.tx.key, msg.value)
     takeover = getattr(node, "takeover", None)
     if takeover is not None and node.name in msg.tx.acceptors \
             and node.acceptor.record(msg.tx.key) is None:
@@ -115,7 +128,7 @@ def _paxos_in(node: Any, src: str, msg: PaxosPrepare | Accept, raw: Any,
         takeover.proof.check_stated(src, msg.tx)
 
 
-def _paxos_reply(node: Any, src: str, msg: Promise | Accepted | Reject, raw: Any,
+def _paxos_reply(node: Any, src: str, msg: Promise | Accepted | Reject, votes: Any,
                  proven: Any) -> None:
     tx = node.tx_of(msg.key)
     # Our own acceptor passes on a proposer's vouched acceptance (never the wire).
@@ -126,35 +139,35 @@ def _paxos_reply(node: Any, src: str, msg: Promise | Accepted | Reject, raw: Any
         workflow_id=msg.key[0], named=named,
         acceptors=tx.acceptors if tx is not None else None))
     if isinstance(msg, Promise):
-        _bound(raw, msg.key, msg.accepted_value)
+        _bound(node, votes, msg.key, msg.accepted_value)
     elif isinstance(msg, Accepted):
-        _bound(raw, msg.key, msg.value)
+        _bound(node, votes, msg.key, msg.value)
 
 
-def _decision(node: Any, src: str, msg: Decision, raw: Any, proven: Any) -> None:
+def _decision(node: Any, src: str, msg: Decision, votes: Any, proven: Any) -> None:
     # Announced by a party only (of a transaction unknown here, as in classic 2PC:
     # the coordinator); a COMMIT also by its certificate (the Node's own check).
     tx = node.tx_of(msg.key)
     authorize("decision_notice", src, Facts(
         workflow_id=msg.key[0], participants=tx.participants if tx else ()))
-    _bound(raw, msg.key, msg.value)
+    _bound(node, votes, msg.key, msg.value)
 
 
-def _decision_query(node: Any, src: str, msg: DecisionQuery, raw: Any,
+def _decision_query(node: Any, src: str, msg: DecisionQuery, votes: Any,
                     proven: Any) -> None:
     authorize("decision_query", src, Facts(workflow_id=msg.key[0]))
 
 
-def _decision_answer(node: Any, src: str, msg: DecisionAnswer, raw: Any,
+def _decision_answer(node: Any, src: str, msg: DecisionAnswer, votes: Any,
                      proven: Any) -> None:
     tx = node.tx_of(msg.key)
     authorize("decision_answer", src, Facts(
         workflow_id=msg.key[0], named=msg.sender,
         participants=tx.participants if tx is not None else ()))
-    _bound(raw, msg.key, msg.value)
+    _bound(node, votes, msg.key, msg.value)
 
 
-def _decision_ack(node: Any, src: str, msg: DecisionAck, raw: Any, proven: Any) -> None:
+def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any) -> None:
     core = node.coordinators.get(msg.key[0])
     tx = core.tx() if core is not None else None
     authorize("decision_ack", src, Facts(
@@ -162,12 +175,12 @@ def _decision_ack(node: Any, src: str, msg: DecisionAck, raw: Any, proven: Any) 
         participants=tx.participants if tx is not None else None))
 
 
-def _result(node: Any, src: str, msg: ResultMsg, raw: Any, proven: Any) -> None:
+def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
     authorize("step_result", src, Facts(workflow_id=msg.workflow_id,
                                         placed_on=_placed_on(node.state, msg)))
 
 
-def _final(node: Any, src: str, msg: FinalMsg, raw: Any,
+def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
            proven_epoch: Callable[[str, int, str, Any], bool] | None) -> None:
     held, participants = _epoch_of(node.state, msg.workflow_id)
     if msg.epoch > 0 and held is None:
@@ -214,17 +227,17 @@ def _final(node: Any, src: str, msg: FinalMsg, raw: Any,
                                    held=held, participants=participants))
 
 
-def _claim(node: Any, src: str, msg: ClaimMsg, raw: Any, proven: Any) -> None:
+def _claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:
     authorize("takeover_claim", src, Facts(
         workflow_id=msg.workflow_id, epoch=msg.epoch,
         participants=_epoch_of(node.state, msg.workflow_id)[1]))
 
 
-def _claim_answer(node: Any, src: str, msg: ClaimAnswerMsg, raw: Any, proven: Any) -> None:
+def _claim_answer(node: Any, src: str, msg: ClaimAnswerMsg, votes: Any, proven: Any) -> None:
     authorize("takeover_answer", src, Facts(workflow_id=msg.workflow_id))
 
 
-def _compensate(node: Any, src: str, msg: CompensateMsg, raw: Any, proven: Any) -> None:
+def _compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any) -> None:
     # Only the workflow's coordinator as known here tells a compensation: the holder
     # of the epoch followed (a successor after a takeover), else the original one; a
     # coordinator whose epoch is over here is refused (compensating.py).
@@ -252,7 +265,7 @@ def _recorded_for_the_original(d: Any, src: str, msg: CompensateMsg) -> bool:
         and src == msg.workflow_id.rpartition(".")[0]
 
 
-def _compensated(node: Any, src: str, msg: CompensatedMsg, raw: Any, proven: Any) -> None:
+def _compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:
     # Only the step's domain reports its compensation.
     placed = _placed_on(node.state, msg)  # reads its workflow and step only
     if placed is not None and src != placed:
@@ -260,7 +273,7 @@ def _compensated(node: Any, src: str, msg: CompensatedMsg, raw: Any, proven: Any
                                     f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")
 
 
-def _ack(node: Any, src: str, msg: AckMsg, raw: Any, proven: Any) -> None:
+def _ack(node: Any, src: str, msg: AckMsg, votes: Any, proven: Any) -> None:
     if not msg.msg_id or msg.msg_id[-1] != src:
         raise Refused("impersonation", f"{src} acknowledged {msg.msg_id!r}")
 
@@ -277,14 +290,30 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
 MESSAGE_TYPES = frozenset(_BY_TYPE)
 
 
-def _bound(vote_raw: Callable[[Key, str, bool], bytes], key: Key,
-           value: Value | None) -> None:
-    """Every vote of a COMMIT value is one of this transaction (no replay from another)."""
-    if value is None or not value.commit:
+def _bound(node: Any, votes: Any, key: Key, value: Value | None) -> None:
+    """Every vote of a COMMIT value is its voter's signed vote of this transaction
+    (votes.Votes.holds: no replay from another, no vote made for another domain)."""
+    if value is None or not value.commit or _held(node, key, value):
         return
     for v in value.votes:
-        if v.raw != vote_raw(key, v.domain, v.yes) or v.round != key[1]:
+        if v.round != key[1]:
             raise Refused("foreign_vote", f"a vote of another transaction in a value of {key}")
+        if not votes.holds(key, v.domain, v.yes, v.raw):
+            raise Refused("forged_vote", f"a vote of {v.domain} in a COMMIT of {key} that"
+                                         f" is not {v.domain}'s signed vote")
+
+
+def _held(node: Any, key: Key, value: Value) -> bool:
+    """`value` is one this Node already holds for `key` (its own proposal or decision,
+    its acceptor's accepted or decided value, a decision it learned): each of its votes
+    was checked as it was taken here, so a copy of it (every Accepted, decision and
+    answer of a round repeats the certificate) is not checked again."""
+    d = node.state
+    if value == d.learned.get(key) or value == d.records.get(key) \
+            or value == d.cells.get(key):
+        return True
+    rec = node.acceptor.record(key)
+    return rec is not None and (value == rec.accepted_value or value == rec.decided)
 
 
 def _placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:

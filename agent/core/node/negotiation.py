@@ -15,7 +15,11 @@ Rules the Node enforces here rather than leaving to a shell:
   `alice@COORDINATOR`, or `domain:COORDINATOR` when the coordinator signed or sent
   none), so `accept_from`'s principals and the rules see who asked;
 - a COMMIT is believed only with its certificate (`check_value` against the
-  transaction known here); a COMMIT of a transaction unknown here is refused;
+  transaction known here: a YES of every participant, each one's signed evidence
+  checked at the boundary, authority.py); a COMMIT of a transaction unknown here is
+  refused;
+- our YES votes are signed once per turn, as the Ready is handed out (Node.ready,
+  votes.py);
 - write combining: a learned COMMIT of our own prepared hold is written in the same
   group as the hold's commit; every other decision is written on its own first;
 - a decision applied to a hold releases it (ABORT) or commits it and starts the
@@ -234,8 +238,9 @@ class Negotiation:
         core = self.n.coordinators.get(msg.key[0])
         if core is None or src != msg.domain:
             raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
-        raw = self.n.vote_raw(msg.key, src, msg.yes)
-        core.receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason, raw))
+        # A YES's evidence, as received (the boundary checked it: authority.py), goes
+        # into the certificate.
+        core.receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason, msg.evidence))
         self.run(now, core.next_actions(), core)
 
     def _on_acceptor_input(self, now: float, src: str, msg: PaxosPrepare | Accept) -> None:

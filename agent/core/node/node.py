@@ -66,6 +66,13 @@ from `stats`; what a claim shows (an epoch certificate, a round proof) is checke
 through the `evidence` port the Node is built with, and its own grants are signed
 through the `sign_grant` port (takeover_grants.py).
 
+Votes are signed (votes.py): a YES the Node sends is sealed as its Ready is handed
+out, with the turn's other YES votes, under one signature of their Merkle root made
+through the `sign_vote` port; the authority table checks the votes of every
+certificate through `verify_vote` (authority.py). Default ports: a stand-in keyed by
+the domain's name (votes.py), for tests; the daemon passes its domain key and trust
+store (runtime/node_engine/evidence.py).
+
 Membership's DEAD and LEFT act on negotiations whether takeover is on or not
 (member_loss.py): a transaction in doubt here whose coordinator is gone starts its
 recovery at once instead of after its lease; a round this Node prepares aborts at
@@ -81,6 +88,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from fedorch.core.identity.submission import SubmissionError
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
@@ -107,12 +115,13 @@ from fedorch.core.node.inputs import (
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
-from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
+from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.self_fencing import SelfFencing
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
+from fedorch.core.node.votes import Votes
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -123,19 +132,14 @@ __all__ = ["Cancel", "CompensationEnded", "MemberState", "MemberViews", "Message
 SUBMISSION_WINDOW_MS = 3_600_000
 
 
-def default_vote_raw(key: Key, domain: str, yes: bool) -> bytes:
-    """What stands for a signed vote where votes are not signed: it names its
-    transaction (the wire's vote envelope does, signed)."""
-    return f"{key[0]}/{key[1]}/{domain}/{'yes' if yes else 'no'}".encode()
-
-
 class Node:
     def __init__(self, name: str, *, policy: config_pb2.Policy, capacities: dict[str, int],
                  timing: Timing, peers: list[str], rng: random.Random,
                  stats: Counter[str] | None = None,
                  evidence: TakeoverEvidence | None = None,
                  sign_grant: GrantSigner | None = None,
-                 vote_raw: Callable[[Key, str, bool], bytes] = default_vote_raw,
+                 sign_vote: Callable[[bytes], bytes] | None = None,
+                 verify_vote: Callable[[str, bytes, bytes], bool] | None = None,
                  wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
                  admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
                  | None = None, disk: Disk | None = None, now: float = 0.0,
@@ -145,7 +149,9 @@ class Node:
         stated (Acceptor); `evidence`: coordinator takeover's checks of a claim's
         certificate and round proof (takeover.py; default: nothing verifies);
         `sign_grant`: signs this agent's takeover grants (takeover_grants.py; default:
-        unsigned, which no evidence that checks signatures believes)."""
+        unsigned, which no evidence that checks signatures believes); `sign_vote` and
+        `verify_vote`: the vote port (votes.py: this domain's signer of its votes' roots,
+        and the check of a domain's signature; default: the stand-in keyed by name)."""
         self.name = name
         self.stated = stated
         self.policy = policy
@@ -154,7 +160,8 @@ class Node:
         self.peers = list(peers)
         self.rng = rng
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        self.vote_raw = vote_raw
+        self.votes = Votes(name, sign_vote, verify_vote)
+        self._unsealed = 0  # YES votes sent this turn whose evidence is not made yet
         self.wall_ms = wall_ms
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
@@ -228,6 +235,8 @@ class Node:
 
     def ready(self) -> Ready:
         self._handed_out = True
+        if self._unsealed:
+            self._seal_votes()
         return self.out.ready()
 
     def advance(self, ready: Ready) -> None:
@@ -251,6 +260,7 @@ class Node:
         from the tables; what must happen again (resends, releases) in the next Ready."""
         self.now = now
         self.out.clear()
+        self._unsealed = 0
         self._handed_out = False
         self.state = recorded_view(disk, self.out.op, by_workflow=self.retain is not None)
         t = self.t
@@ -356,7 +366,21 @@ class Node:
             # Its round signed for takeover claims, where it has an acceptor holding no
             # step (takeover_proofs.stated_prepare): the one place every PREPARE passes.
             msg = self.takeover.proof.stated_prepare(msg)
+        elif type(msg) is VoteMsg and msg.yes and not msg.evidence:
+            self._unsealed += 1  # signed with the turn's others as it is handed out
         self.out.send(to, msg)
+
+    def _seal_votes(self) -> None:
+        """Our YES votes of this turn get their evidence: one signature over the root of
+        their Merkle tree (votes.py), made as the Ready is handed out."""
+        out = self.out
+        at = [(q, i) for q in (out.send_now, out.send_after) for i, o in enumerate(q)
+              if type(o.msg) is VoteMsg and o.msg.yes and not o.msg.evidence]
+        evidence = self.votes.seal([(q[i].msg.key, True) for q, i in at])
+        for (q, i), raw in zip(at, evidence, strict=True):
+            q[i] = replace(q[i], msg=replace(q[i].msg, evidence=raw))
+        self._unsealed = 0
+        self.stats["vote roots signed"] += 1
 
     def reliable(self, to: str, msg_id: tuple, msg: object) -> None:
         """Send until acknowledged (resends are in memory; restore re-reports)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from fedorch.core.negotiation.acceptor import AcceptorRecord
-from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
+from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value, VoteIn
 from fedorch.core.negotiation.participant import Hold
 from fedorch.core.node.retention import Retention
 from fedorch.core.node.takeover_grants import Certificate, SignedGrant, StatedRound
@@ -81,6 +81,10 @@ class VoteMsg:
     domain: str
     yes: bool
     reason: str
+    # A YES: the voter's signed statement of it (votes.py: its turn's Merkle path and
+    # root signature), which goes into the COMMIT certificate as received. A NO needs
+    # none (it goes into no certificate): b"".
+    evidence: bytes = b""
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +132,9 @@ class ClaimMsg:
     won: Certificate = ()
     # With `proof`: that round as the original coordinator signed it (WfInfo.stated).
     stated: StatedRound | None = None
+    # With `proof`: its COMMIT's certificate (the signed YES of every participant, as
+    # the claimant learned it, votes.py), without which the proof shows no COMMIT.
+    commit: tuple[VoteIn, ...] = ()
 
 
 @dataclass(frozen=True)

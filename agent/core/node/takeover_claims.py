@@ -8,7 +8,8 @@ grant is written (`granted`, and `epochs` when it follows) before its answer lea
 as both are records and messages of the same Ready.
 
 Sending. A claim carries, to an acceptor that holds no step, the proof of the round
-(the committed round as its coordinator stated it, and its COMMIT: `Round`), and from
+(the committed round as its coordinator stated it, and its COMMIT: `Round`, with the
+COMMIT's certificate as we learned it, every participant's signed YES), and from
 a claimant that won (it acts in that epoch) its certificate (`won`).
 
 Answering a claim (`on_claim`):
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedorch.core.negotiation.messages import VoteIn
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk
 from fedorch.core.node.takeover_grants import StatedRound
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
@@ -104,23 +106,25 @@ class Claims:
         a claimant that won (it acts in that epoch), its certificate."""
         won = self.tk.proof.own_certificate(wf, x.epoch) \
             if core.role is Role.ACTING and x.epoch == core.epoch >= 1 else ()
-        proof, stated = self._round_proof(wf, core, x.to)
-        self.n.send(x.to, ClaimMsg(wf, x.epoch, proof, won=won, stated=stated))
+        proof, stated, commit = self._round_proof(wf, core, x.to)
+        self.n.send(x.to, ClaimMsg(wf, x.epoch, proof, won=won, stated=stated,
+                                   commit=commit))
 
-    def _round_proof(self, wf: str, core: Takeover,
-                     to: str) -> tuple[Round | None, StatedRound | None]:
+    def _round_proof(self, wf: str, core: Takeover, to: str
+                     ) -> tuple[Round | None, StatedRound | None, tuple[VoteIn, ...]]:
         """What our claim shows an acceptor holding no step: the committed round, as its
-        coordinator signed it at PREPARE (WfInfo.stated), and its COMMIT."""
+        coordinator signed it at PREPARE (WfInfo.stated), and its COMMIT (the
+        certificate we learned: every participant's signed YES)."""
         d = self.n.state
         round_ = d.committed.get(wf)
         if to in core.participants or to == core.original or round_ is None:
-            return None, None
+            return None, None, ()
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))
         if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
-            return None, None
+            return None, None, ()
         return Round(round_, frozenset(info.placement.values()),
-                     frozenset(d.electorates[wf]), COMMIT), info.stated
+                     frozenset(d.electorates[wf]), COMMIT), info.stated, learned.votes
 
     # ---- a claim received -------------------------------------------------------------------
 
@@ -186,7 +190,8 @@ class Claims:
                                      else COMMIT if decided.commit else ABORT))
         proof, error = msg.proof, None
         if proof is not None \
-                and not self.tk.evidence.round_proof_holds(wf, proof, msg.stated):
+                and not self.tk.evidence.round_proof_holds(wf, proof, msg.stated,
+                                                           msg.commit):
             proof, error = None, ("bad_round_proof", "not the committed round as signed")
         epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
         verdict = acceptor_grant(n.name, src, msg.epoch, (epoch, holder), records,

@@ -40,6 +40,11 @@ A trusted domain that lies can sign only its own grants: it cannot make another 
 checker knows it (3); elsewhere the electorate must still hold the original coordinator
 and a majority of honest members' grants naming it (2, 4).
 
+A round proof (`check_round`, an acceptor holding no step shown the committed round)
+is the original coordinator's signed round and its COMMIT's certificate, a signed YES
+of every participant of that round (`check_commit`, over core/node/votes.py's
+evidence, verified with the same verifier).
+
 Pure: no I/O, no keys; the signer and the verifier are passed in.
 """
 
@@ -49,13 +54,15 @@ import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from fedorch.core.negotiation.messages import VoteIn
+from fedorch.core.node.votes import evidence_holds
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover_events import majority
 
 __all__ = ["GRANT_CONTEXT", "ROUND_CONTEXT", "Certificate", "Collected", "GrantFacts",
            "GrantSigner", "GrantVerifier", "SignedEvidence", "SignedGrant", "StatedRound",
-           "check", "check_round", "parse", "round_statement", "sign_grant", "sign_round",
-           "statement"]
+           "check", "check_commit", "check_round", "parse", "round_statement", "sign_grant",
+           "sign_round", "statement"]
 
 GRANT_CONTEXT = b"fedorch/v1 node takeover grant\x00"
 
@@ -209,6 +216,27 @@ def check_round(stated: StatedRound | None, verify: GrantVerifier, *, workflow_i
     return None
 
 
+def check_commit(commit: tuple[VoteIn, ...], verify: GrantVerifier, *, workflow_id: str,
+                 proof: Round) -> str | None:
+    """Why `commit` is not a COMMIT certificate of `proof`'s round (a signed YES of that
+    round from each of its participants, core/node/votes.py); None if it is. A vote
+    that does not verify as its named voter's refuses the whole proof."""
+    if not isinstance(commit, tuple) or not commit:
+        return f"the COMMIT of round {proof.round} is shown without its certificate"
+    key = (workflow_id, proof.round)
+    yes = set()
+    for v in commit:
+        if not isinstance(v, VoteIn) or v.round != proof.round \
+                or not evidence_holds(verify, key, v.domain, v.yes, v.raw):
+            return f"a vote in the COMMIT of round {proof.round} that is not its voter's"
+        if v.yes:
+            yes.add(v.domain)
+    if not proof.participants <= yes:
+        return (f"the COMMIT of round {proof.round} lacks a signed YES of"
+                f" {sorted(proof.participants - yes)}")
+    return None
+
+
 class Collected:
     """The grants a claimant received for the epoch it claims, per workflow (memory)."""
 
@@ -237,9 +265,9 @@ class Collected:
 class SignedEvidence:
     """The takeover part's evidence port (takeover.TakeoverEvidence) over signed
     statements: `verify` checks one signature (the daemon's trust store, the simulator's
-    fake keys); `commit_known`, what more a round proof must meet (the simulator: its
-    record says a COMMIT of that round was chosen; None: the claimant's word, see
-    `round_proof_holds`)."""
+    fake keys), a grant's, a signed round's or a vote root's; `commit_known`, what more
+    a round proof must meet beyond its signed round and its COMMIT's signed votes (a
+    test's hook; None: nothing more, as in the daemon and the simulator)."""
 
     def __init__(self, verify: GrantVerifier,
                  commit_known: Callable[[str, Round], bool] | None = None) -> None:
@@ -265,13 +293,16 @@ class SignedEvidence:
         return self.verify(stated.coordinator, ROUND_CONTEXT + stated.statement,
                            stated.signature)
 
-    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
+    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None,
+                          commit: tuple[VoteIn, ...] = ()) -> bool:
         """The proof's round is one the original coordinator signed (`stated`: its
         signed statement of the round, verified over the bytes as carried, naming the
-        proof's participants and acceptors), shown COMMIT. The COMMIT is the claimant's
-        word (plus `commit_known`): the Node's votes are not signed, so no certificate
-        of it can be shown; see check_round."""
-        why = check_round(stated, self.verify, workflow_id=wf, proof=proof)
+        proof's participants and acceptors), shown COMMIT with its certificate
+        (`commit`: a signed YES of that round from every participant it names, each
+        checked as its voter's through `verify`, core/node/votes.py; see
+        check_commit), and `commit_known` if set."""
+        why = check_round(stated, self.verify, workflow_id=wf, proof=proof) \
+            or check_commit(commit, self.verify, workflow_id=wf, proof=proof)
         if why is not None:
             self.last_refusal = why
             return False

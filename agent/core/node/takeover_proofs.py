@@ -8,7 +8,8 @@ statements and the certificate rules are takeover_grants.py). Held here:
 
 - the ports: `sign` (this agent's grants; `unsigned` when the Node is given none) and
   `evidence` (`TakeoverEvidence`: a certificate against the electorate held here, one
-  grant's signature, a round proof);
+  grant's signature, a round proof: the original coordinator's signed round and its
+  COMMIT's certificate, every participant's signed YES of it, votes.py);
 - our grants (`grant`): each one signed, naming the electorate it counts in, carried by
   the answer that grants it;
 - the grants of our claim (`collected`, memory only: a restarted claimant is granted
@@ -45,7 +46,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from fedorch.core.identity.authority import Refused
-from fedorch.core.negotiation.messages import TxInfo
+from fedorch.core.negotiation.messages import TxInfo, VoteIn
 from fedorch.core.node.records import PrepareMsg
 from fedorch.core.node.takeover_grants import (
     Certificate,
@@ -81,9 +82,11 @@ class TakeoverEvidence(Protocol):
         """`grant`'s signature is its granter's, over its statement as carried."""
         ...
 
-    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
+    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None,
+                          commit: tuple[VoteIn, ...] = ()) -> bool:
         """`proof` is the round its coordinator stated (`stated`, its signed statement of
-        it), and a COMMIT of it was chosen."""
+        it), and a COMMIT of it was chosen (`commit`: its certificate, every
+        participant's signed YES of that round)."""
         ...
 
     def round_signed(self, stated: StatedRound) -> bool:
@@ -102,7 +105,8 @@ class NoEvidence:
     def grant_holds(self, grant: SignedGrant) -> bool:
         return False
 
-    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None) -> bool:
+    def round_proof_holds(self, wf: str, proof: Round, stated: StatedRound | None,
+                          commit: tuple[VoteIn, ...] = ()) -> bool:
         return False
 
     def round_signed(self, stated: StatedRound) -> bool:

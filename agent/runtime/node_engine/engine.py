@@ -100,7 +100,7 @@ from fedorch.runtime.node_engine.boundary import (
     signed_submissions,
 )
 from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
-from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer
+from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer, vote_signer
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
 from fedorch.runtime.node_engine.placing import PlacedNode
@@ -249,12 +249,14 @@ class NodeAgent:
 
     def _build(self, disk: Disk) -> None:
         a, clock = self.agent, self.clock
+        evidence = NodeEvidence(a.trust)
         self.node = PlacedNode(
             self.domain, candidates=lambda: placement_candidates(a),
             policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
-            evidence=NodeEvidence(a.trust), sign_grant=grant_signer(a.signer),
+            evidence=evidence, sign_grant=grant_signer(a.signer),
+            sign_vote=vote_signer(a.signer, a.trust), verify_vote=evidence.verify_vote,
             disk=disk, now=clock.monotonic())
         # What the Node was last told of each member's state (MemberState inputs).
         self._told: dict[str, str] = {}

@@ -25,15 +25,24 @@ rides in the PREPARE's transaction; an acceptor checks it with the trust store
 (`round_signed`) before its first record of a round a participant states to it
 (takeover_proofs.check_stated).
 
+Signed votes (core/node/votes.py): the Node signs its YES votes once per driver turn,
+over the Merkle root of that turn's votes, through `vote_signer(signer, trust)`: this
+domain's Ed25519 key after VOTE_CONTEXT (the trust store is told the signature is its
+own, so the root verifies without a verification when our vote comes back inside an
+Accept or a decision). `NodeEvidence.verify_vote` checks a root's signature with the
+trust store as its named voter's, over the bytes as received; evidence, like a grant,
+so a vote signed under a key since rotated away from still counts and a revoked or
+untrusted domain's counts for nothing. The trust store remembers what it verified
+(keyed by domain, signature and bytes, dropped when that domain's keys change), so a
+root shared by the many votes of one turn is verified once per agent.
+
 Round proofs (an acceptor that holds no step is shown the committed round by a
 claimant): the round as the original coordinator signed it with its domain key as its
 PREPARE left (`StatedRound`, takeover_proofs.stated_prepare), checked here with the
-trust store against the round the proof names. Its COMMIT is the claimant's word: the
-node engine's votes are not signed (the Node's `vote_raw` stand-in), so no COMMIT
-certificate can be shown; a participant of a round that aborted could show that
-round as committed, and an extra acceptor that missed every record of the workflow
-would grant in it. Its certificate would then name that round's electorate, which
-every member that knows the committed one refuses (check's known electorate).
+trust store against the round the proof names, and its COMMIT's certificate
+(`ClaimMsg.commit`): a signed YES of that round from every participant the proof
+names, each verified as its voter's (takeover_grants.check_commit). A participant of
+a round that aborted cannot show it committed: it holds no YES of the others.
 """
 
 from __future__ import annotations
@@ -42,12 +51,25 @@ from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.node.takeover_grants import GrantSigner, SignedEvidence
 
-__all__ = ["NodeEvidence", "grant_signer"]
+__all__ = ["NodeEvidence", "grant_signer", "vote_signer"]
 
 
 def grant_signer(signer: Signer) -> GrantSigner:
     """This domain's takeover grants, signed with its key (see the header)."""
     return signer.sign
+
+
+def vote_signer(signer: Signer, trust: TrustStore) -> GrantSigner:
+    """This domain's vote roots, signed with its key; the trust store remembers each
+    signature as its own (see the header)."""
+    domain = signer.domain
+
+    def sign(data: bytes) -> bytes:
+        signature = signer.sign(data)
+        trust.signed_here(domain, data, signature)
+        return signature
+
+    return sign
 
 
 class NodeEvidence(SignedEvidence):
@@ -59,3 +81,7 @@ class NodeEvidence(SignedEvidence):
 
     def _verify(self, granter: str, data: bytes, signature: bytes) -> bool:
         return self.trust.verify(granter, data, signature, evidence=True)
+
+    def verify_vote(self, voter: str, data: bytes, signature: bytes) -> bool:
+        """A vote root's signature is `voter`'s (the Node's vote port, see the header)."""
+        return self.trust.verify(voter, data, signature, evidence=True)

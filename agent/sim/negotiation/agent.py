@@ -58,12 +58,11 @@ from fedorch.sim.negotiation.boundary import (
     check_input,
     check_submission,
     sim_ms,
-    vote_raw,
 )
 from fedorch.sim.negotiation.disk import Disk, Timing
 from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 from fedorch.sim.negotiation.ports import SimClock, SimDisk, SimExecutors, SimTransport
-from fedorch.sim.negotiation.takeover import SimEvidence, sim_signer
+from fedorch.sim.negotiation.takeover import SimEvidence, sim_signer, sim_verify
 
 if TYPE_CHECKING:
     from fedorch.core.negotiation.messages import Key, TxInfo
@@ -116,7 +115,8 @@ class SimAgent:
             self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
             peers=self.sim.names, rng=self.rng, stats=self.sim.stats,
             evidence=SimEvidence(self.sim), sign_grant=sim_signer(self.name),
-            vote_raw=vote_raw, wall_ms=self.clock.wall_ms_at,
+            sign_vote=sim_signer(self.name), verify_vote=sim_verify,
+            wall_ms=self.clock.wall_ms_at,
             admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
             disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
         self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),

@@ -5,8 +5,9 @@ who sent it, unforgeable. What `src` may say is the authority table's business
 (agent.core.identity.authority), consulted here with the facts the simulated
 agent holds, before a core sees the message. The table's application to the Node's
 messages is the Node's own (core/node/authority.py), shared with the daemon's node
-engine; what is the simulator's here is the stand-in for a signed vote (`vote_raw`),
-the counting of refusals in the simulation's stats, and the submission check. A
+engine (votes are checked through the Node's vote port, signed with the simulator's
+fake keys: agent.py); what is the simulator's here is the counting of refusals in
+the simulation's stats, and the submission check. A
 PREPARE's signed submission is checked as a participant's shell checks it
 (runtime/votes.py): signed for this coordinator, admitted under one workflow id only
 (core/identity/submission_guard.py).
@@ -23,7 +24,7 @@ from fedorch.core.node import authority
 from fedorch.core.node.node import Node
 
 if TYPE_CHECKING:
-    from fedorch.core.negotiation.messages import Key, TxInfo
+    from fedorch.core.negotiation.messages import TxInfo
     from fedorch.sim.negotiation.disk import WfInfo
     from fedorch.sim.negotiation.world import Member
 
@@ -43,16 +44,11 @@ def check_submission(agent, now: float, tx: TxInfo, info: WfInfo) -> Admission |
     return Node.check_submission(agent.node, now, tx, info)
 
 
-def vote_raw(key: Key, domain: str, yes: bool) -> bytes:
-    """What stands for a signed vote in the simulator: it names its transaction."""
-    return f"{key[0]}/{key[1]}/{domain}/{'yes' if yes else 'no'}".encode()
-
-
 def check_input(agent: Member, src: str, msg: object) -> None:
     """RemoteProtocolError unless `src` has authority over `msg` (the Node's authority
     table, core/node/authority.py, as the daemon's node engine applies it)."""
     try:
-        authority.check(agent.node, src, msg, vote_raw)  # certificates: the Node's check
+        authority.check(agent.node, src, msg)  # certificates: the Node's check
     except Refused as e:
         agent.sim.stats[f"refused {e.reason}"] += 1
         raise RemoteProtocolError(e.detail) from None

@@ -20,7 +20,16 @@ Random, so runs replay), answers with a forgery:
 * takeover answers (core/node/takeover_grants.py): grants in an elector's name and
   epoch certificates of the electors' grants, all signed with its own (fake) key, the
   only one it has: a denial relaying such a certificate, a grant to a participant's
-  claim it never made, an end notice carrying one.
+  claim it never made, an end notice carrying one;
+* COMMIT certificates (core/node/votes.py): a YES of every participant of a
+  transaction it overheard, each vote signed with its own key in the participant's
+  name, or carrying the old unsigned stand-in, or nothing, in decisions, Accepts,
+  Promises and answers; YES votes with such evidence to the coordinator; and claims
+  with a round proof (the coordinator's genuine signed round, overheard in a PREPARE,
+  shown COMMIT with such a certificate) to the acceptors that hold no step. Counted
+  in the run's stats ("liar forged COMMIT certificate", "liar forged round proof");
+  tests/sim/negotiation/test_liar.py asks that no honest domain holds a COMMIT whose
+  votes are not every participant's own.
 
 The invariant checker must hold for every honest domain all the same.
 """
@@ -46,9 +55,12 @@ from fedorch.core.negotiation.messages import (
     Reject,
     TxInfo,
     Value,
+    VoteIn,
 )
-from fedorch.core.node.records import ClaimAnswerMsg
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg
 from fedorch.core.node.takeover_grants import sign_grant
+from fedorch.core.node.votes import seal_votes, vote_statement
+from fedorch.core.workflow.acceptor_grant import COMMIT, Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.sim.negotiation.disk import AckMsg, FinalMsg, PrepareMsg, ResultMsg, VoteMsg
@@ -226,8 +238,51 @@ class Liar:
                                              won=forged))
                 self._to(dst, FinalMsg(wf, WorkflowState.FAILED, epoch, won=forged))
 
+    def _forged_votes(self, tx: TxInfo) -> tuple[VoteIn, ...]:
+        """A YES of every participant of `tx`, none of them its own (see the header)."""
+        kind = self.rng.randrange(3)
+        statements = [vote_statement(tx.key, p, True) for p in tx.participants]
+        if kind == 0:  # signed, with the only key it has
+            raws = seal_votes(self.sign, statements)
+        elif kind == 1:  # what stood for a vote before votes were signed
+            raws = [f"{tx.workflow_id}/{tx.round}/{p}/yes".encode() for p in tx.participants]
+        else:
+            raws = [b""] * len(statements)
+        return tuple(VoteIn(tx.round, p, True, "", raw)
+                     for p, raw in zip(tx.participants, raws, strict=True))
+
+    def _forged_commits(self) -> None:
+        tx = self._tx()
+        votes = self._forged_votes(tx)
+        value = Value(True, votes)
+        self.sim.stats["liar forged COMMIT certificate"] += 1
+        ballot = Ballot(self.rng.randint(1, 5), self.name)
+        self._to_all(tx, Decision(tx.key, value, self.name))
+        for a in tx.acceptors:
+            self._to(a, Accept(tx, ballot, value))
+        for p in tx.participants:
+            self._to(p, DecisionAnswer(tx.key, self.name, AnswerStatus.DECIDED, value))
+            self._to(p, Promise(tx.key, ballot, self.name, ballot, value))
+        victim = votes[0]
+        self._to(tx.coordinator, VoteMsg(tx.key, victim.domain, True, "", victim.raw))
+        self._to(tx.coordinator, VoteMsg(tx.key, self.name, True, "", victim.raw))
+
+    def _forged_round_proof(self) -> None:
+        """A claim to each acceptor holding no step of an overheard round, proving it
+        committed with the coordinator's genuine signed round and forged votes."""
+        stated = [m for m in self.prepares if m.info.stated is not None]
+        if not stated:
+            return
+        msg = self.rng.choice(stated)
+        tx = msg.tx
+        proof = Round(tx.round, frozenset(tx.participants), frozenset(tx.acceptors), COMMIT)
+        self.sim.stats["liar forged round proof"] += 1
+        for a in sorted(set(tx.acceptors) - set(tx.participants)):
+            self._to(a, ClaimMsg(tx.workflow_id, 1, proof, stated=msg.info.stated,
+                                 commit=self._forged_votes(tx)))
+
 
 _FORGERIES = (Liar._accepted_abort, Liar._promise_and_reject, Liar._decide_abort,
               Liar._votes, Liar._replay_prepare, Liar._results, Liar._end_and_acks,
               Liar._replay_commit, Liar._replay_submission, Liar._key_records,
-              Liar._takeover_answers)
+              Liar._takeover_answers, Liar._forged_commits, Liar._forged_round_proof)

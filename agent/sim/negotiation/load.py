@@ -95,7 +95,7 @@ def held(agent: Any) -> Held:
 # What a Node refers to but does not own: the simulation behind its ports, the
 # counters and randomness it shares, its configuration (and, below, the evidence port
 # its takeover part is handed).
-_NOT_THE_NODES = ("stats", "rng", "policy", "vote_raw", "wall_ms", "admit")
+_NOT_THE_NODES = ("stats", "rng", "policy", "votes", "wall_ms", "admit")
 _CODE = (type, types.ModuleType, types.FunctionType, types.MethodType,
          types.BuiltinFunctionType)
 

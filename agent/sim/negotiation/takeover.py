@@ -20,12 +20,13 @@ simulation supplies two things a daemon's driver would:
   `sign_grant` port. The simulator's signatures are fakes (`sim_signer`: an HMAC under
   a key derived from the agent's name) that only the granting agent's signer makes:
   the liar (liar.py) is given no signer but its own, so it can sign its own grants
-  and no other's. `SimEvidence` checks certificates as the daemon does
+  and votes and no other's. `SimEvidence` checks certificates as the daemon does
   (`SignedEvidence`, over `sim_verify`), against the electorate the checking agent
   holds. A proof of the round (an acceptor holding no step is shown the committed
-  round) holds when the original coordinator's signed statement of that round (made
-  as its PREPARE left, `takeover_proofs.stated_prepare`) verifies and names it, and,
-  from the run's record, a COMMIT of it was chosen.
+  round) holds, as in the daemon, when the original coordinator's signed statement of
+  that round (made as its PREPARE left, `takeover_proofs.stated_prepare`) verifies and
+  names it, and its COMMIT's certificate holds a signed YES of every participant
+  (the Node's votes, core/node/votes.py, signed with the same fake keys).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from typing import TYPE_CHECKING
 from fedorch.core.node.inputs import MemberState
 from fedorch.core.node.takeover import acceptors_of, held_of
 from fedorch.core.node.takeover_grants import GrantSigner, SignedEvidence
-from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover import GONE_AT_ONCE
 
 if TYPE_CHECKING:
@@ -67,21 +67,12 @@ def sim_verify(signer: str, data: bytes, signature: bytes) -> bool:
 
 
 class SimEvidence(SignedEvidence):
-    """The Node's takeover checks (TakeoverEvidence): certificates by their (fake)
-    signatures, round proofs from the run's record."""
+    """The Node's takeover checks (TakeoverEvidence): certificates, signed rounds and
+    round proofs' COMMITs by their (fake) signatures, as the daemon checks them."""
 
     def __init__(self, sim: World) -> None:
-        super().__init__(sim_verify, self.commit_chosen)
+        super().__init__(sim_verify)
         self.sim = sim
-
-    def commit_chosen(self, wf: str, proof: Round) -> bool:
-        """Beyond the coordinator's signed round: a COMMIT of it was chosen (the run's
-        record stands for the signed votes the Node does not have)."""
-        checker = self.sim.checker
-        tx = checker.txs.get((wf, proof.round))
-        return tx is not None and checker.committed(wf) == proof.round \
-            and (frozenset(tx.participants), frozenset(tx.acceptors)) \
-            == (proof.participants, proof.acceptors)
 
 
 class MembershipFeed:

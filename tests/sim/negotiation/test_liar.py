@@ -8,8 +8,10 @@ import random
 from collections import Counter
 
 import fedorch.sim.negotiation.agent as sim_agent
+from fedorch.core.node.votes import evidence_holds
 from fedorch.sim.negotiation.config import Config
-from fedorch.sim.negotiation.run import Simulation, run
+from fedorch.sim.negotiation.run import Simulation, run, seeded_config
+from fedorch.sim.negotiation.takeover import sim_verify
 
 
 def _with_liar(seed: int) -> Config:
@@ -68,3 +70,48 @@ def test_the_checker_sees_a_view_of_anothers_keys_changed(monkeypatch):
         report = Simulation(seed, _with_liar(seed)).run()
         broken.update(v.split(":")[0] for v in report.violations)
     assert broken["keys"] > 0
+
+
+def _certificates_hold(sim: Simulation) -> int:
+    """Every COMMIT an honest agent holds (learned, recorded, proposed) carries a YES of
+    each participant signed by that participant; how many were looked at."""
+    seen = 0
+    for agent in sim.agents.values():
+        d = agent.durable
+        for table in (d.learned, d.records, d.cells):
+            for key, value in table.items():
+                if not value.commit:
+                    continue
+                seen += 1
+                tx = sim.checker.txs[key]
+                yes = {v.domain for v in value.votes if v.yes and evidence_holds(
+                    sim_verify, key, v.domain, True, v.raw)}
+                assert set(tx.participants) <= yes, (key, value)
+                assert all(evidence_holds(sim_verify, key, v.domain, v.yes, v.raw)
+                           for v in value.votes), (key, value)
+    return seen
+
+
+def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused():
+    """The liar shows COMMITs with every participant's YES made without their keys (its
+    own key in their names, the old unsigned stand-in, nothing), in decisions,
+    Accepts, answers, votes and round proofs to acceptors holding no step: none is
+    taken. No honest domain holds a COMMIT whose votes are not its voters' own, and
+    none granted the liar an epoch on a forged round proof."""
+    stats: Counter[str] = Counter()
+    checked = 0
+    for seed in range(60):
+        config = seeded_config(seed, 3.0)
+        config.liar = "liar"
+        sim = Simulation(seed, config)
+        report = sim.run()
+        assert not report.violations, report.violations
+        stats.update(report.stats)
+        checked += _certificates_hold(sim)
+        for agent in sim.agents.values():
+            assert all(holder != "liar" for _, holder in agent.durable.granted.values())
+    assert checked > 100
+    assert stats["liar forged COMMIT certificate"] > 20
+    assert stats["liar forged round proof"] > 20
+    assert stats["refused forged_vote"] > 0
+    assert stats["takeover claim refused bad_round_proof"] > 0

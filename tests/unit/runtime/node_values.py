@@ -141,13 +141,14 @@ TABLE_ROWS = {
 MESSAGES = {
     PrepareMsg: st.builds(PrepareMsg, txs, st.lists(st.tuples(text, text), max_size=3)
                           .map(tuple), wf_infos),
-    VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text),
+    VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text, st.binary(max_size=200)),
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
                          st.sampled_from(StepState), outputs, text),
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
                         st.booleans(), certificates, owed_steps, st.booleans()),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
-                        certificates, stated_rounds),
+                        certificates, stated_rounds,
+                        st.lists(vote_ins, max_size=3).map(tuple)),
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),
                               st.integers(0, 9), names,
                               st.none() | st.sampled_from(WorkflowState), st.booleans(),

@@ -25,7 +25,7 @@ def member(*, ended: bool, held: tuple[int, str] = (2, "b"),
                             if ended else {})
     # It keeps no proof of a later epoch's end (Running.end_proof).
     running = SimpleNamespace(end_proof=lambda wf: proof)
-    return SimpleNamespace(state=state, vote_raw=None, running=running)
+    return SimpleNamespace(state=state, votes=None, running=running)
 
 
 def stale_end(**fields) -> FinalMsg:

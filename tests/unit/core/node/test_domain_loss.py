@@ -17,7 +17,7 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import Federation as Harness
-from tests.unit.core.node.test_takeover import Certified, fake_signer
+from tests.unit.core.node.test_takeover import Certified, fake_signer, fake_verify
 
 NAMES = ["d0", "d1", "d2", "d3"]
 WF = "d0.w"
@@ -39,6 +39,7 @@ class Federation(Harness):
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
                     timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
                     disk=self.disks[name], now=self.now)
 
     def first_inputs(self, name: str) -> list[MemberState]:

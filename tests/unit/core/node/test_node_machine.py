@@ -65,7 +65,8 @@ class Federation(RuleBasedStateMachine):
                     rng=random.Random(NAMES.index(name) * 101 + boot),
                     wall_ms=self._wall_ms(self.offsets[name]),
                     disk=self.disks[name], now=self.clock(name), evidence=self._evidence(),
-                    sign_grant=fake_signer(name))
+                    sign_grant=fake_signer(name), sign_vote=fake_signer(name),
+                    verify_vote=fake_verify)
 
     def _evidence(self):
         return None  # no coordinator takeover: nothing to check

@@ -69,6 +69,7 @@ class Federation(Harness):
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
                     timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
                     disk=self.disks[name], now=self.now)
 
     def first_inputs(self, name: str) -> list[MemberState]:

@@ -197,7 +197,7 @@ def test_arbitrary_signed_bytes_post_only_peer_messages(payload):
 
 def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
     """Its key an int: the checked decoding refuses the envelope, nothing is posted."""
-    payload = msgpack.packb(["t", ["VoteMsg", 5, "beta", True, ""]])
+    payload = msgpack.packb(["t", ["VoteMsg", 5, "beta", True, "", b""]])
     assert h.refused_envelope(h.envelope("beta", (), payload=payload)) == "undecodable"
     assert h.posted == [] and h.boundary.refused == {"undecodable": 1}
 
@@ -205,7 +205,7 @@ def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
 def test_a_wrong_shape_that_got_past_the_decoding_is_refused_by_the_gate(h):
     """The gate's own check stays: a value built unchecked (a row's decoding) with a
     key of the wrong shape is refused there, and the driver goes on."""
-    (vote,) = node_codec().decode(msgpack.packb(["t", ["VoteMsg", 5, "beta", True, ""]]))
+    (vote,) = node_codec().decode(msgpack.packb(["t", ["VoteMsg", 5, "beta", True, "", b""]]))
     h.driver.turn([Message("beta", vote)])
     assert h.gate.refused == {"malformed": 1} and h.driver.stopped is None
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer
+from fedorch.core.identity.key_records import make_revocation
 from fedorch.core.identity.trust import TrustStore
-from fedorch.core.node.records import ClaimAnswerMsg, FinalMsg
+from fedorch.core.negotiation.messages import VoteIn
+from fedorch.core.node.records import ClaimAnswerMsg, FinalMsg, VoteMsg
 from fedorch.core.node.takeover_grants import (
     GRANT_CONTEXT,
     SignedGrant,
@@ -15,10 +17,11 @@ from fedorch.core.node.takeover_grants import (
     sign_round,
     statement,
 )
+from fedorch.core.node.votes import Votes, seal_votes, vote_statement
 from fedorch.core.workflow.acceptor_grant import COMMIT, Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.runtime.node_codec import node_codec
-from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer
+from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer, vote_signer
 
 WF = "d0.0001"  # coordinated by d0, the domain its id names
 ELECTORATE = frozenset({"d0", "d1", "d2"})
@@ -132,17 +135,74 @@ def test_a_round_proof_holds_only_as_the_original_coordinator_signed_it() -> Non
     participants, acceptors = frozenset({"d1"}), frozenset({"d0", "d1", "d2"})
     proof = Round(1, participants, acceptors, COMMIT)
     stated = sign_round(SIGNERS["d0"], WF, 1, "d0", participants, acceptors)
-    assert evidence.round_proof_holds(WF, proof, stated)
-    assert not evidence.round_proof_holds(WF, proof, None)
+    commit = (yes("d1"),)
+    assert evidence.round_proof_holds(WF, proof, stated, commit)
+    assert not evidence.round_proof_holds(WF, proof, None, commit)
     # Signed by the claimant, or a trusted liar, not by d0 whom the id names.
     assert not evidence.round_proof_holds(
-        WF, proof, sign_round(SIGNERS["d1"], WF, 1, "d0", participants, acceptors))
+        WF, proof, sign_round(SIGNERS["d1"], WF, 1, "d0", participants, acceptors), commit)
     assert not evidence.round_proof_holds(
-        WF, proof, sign_round(SIGNERS["liar"], WF, 1, "liar", participants, acceptors))
+        WF, proof, sign_round(SIGNERS["liar"], WF, 1, "liar", participants, acceptors),
+        commit)
     # Another round, other participants or acceptors than the proof shows.
     for other in (Round(2, participants, acceptors, COMMIT),
                   Round(1, frozenset({"d1", "liar"}), acceptors, COMMIT),
                   Round(1, participants, frozenset({"d0", "d1", "liar"}), COMMIT)):
-        assert not evidence.round_proof_holds(WF, other, stated)
+        assert not evidence.round_proof_holds(WF, other, stated, commit)
     # Not shown committed.
-    assert not evidence.round_proof_holds(WF, Round(1, participants, acceptors, None), stated)
+    assert not evidence.round_proof_holds(WF, Round(1, participants, acceptors, None), stated,
+                                          commit)
+
+
+def yes(voter: str, *, signed_by: str | None = None, round_: int = 1,
+        wf: str = WF) -> VoteIn:
+    """`voter`'s YES of (wf, round_), signed with `signed_by`'s key (its own by default)."""
+    (raw,) = seal_votes(SIGNERS[signed_by or voter], [vote_statement((wf, round_), voter, True)])
+    return VoteIn(round_, voter, True, "", raw)
+
+
+def test_a_round_proofs_commit_is_believed_only_with_every_participants_signed_yes() -> None:
+    evidence = NodeEvidence(trust())
+    participants, acceptors = frozenset({"d1", "d2"}), frozenset({"d0", "d1", "d2", "liar"})
+    proof = Round(1, participants, acceptors, COMMIT)
+    stated = sign_round(SIGNERS["d0"], WF, 1, "d0", participants, acceptors)
+    assert evidence.round_proof_holds(WF, proof, stated, (yes("d1"), yes("d2")))
+    for commit in ((),  # the claimant's word alone
+                   (yes("d1"),),  # a participant's YES missing
+                   (yes("d1"), yes("d2", signed_by="liar")),  # made by a trusted liar
+                   (yes("d1"), yes("d2", signed_by="stranger")),  # an untrusted key
+                   (yes("d1"), yes("d2", round_=2)),  # a vote of another round
+                   (yes("d1"), yes("d2", wf="d0.0002")),  # of another workflow
+                   (yes("d1"), VoteIn(1, "d2", True, "", b"d0.0001/1/d2/yes"))):  # unsigned
+        evidence.last_refusal = None
+        assert not evidence.round_proof_holds(WF, proof, stated, commit), commit
+        assert "COMMIT of round 1" in (evidence.last_refusal or "")
+
+
+def test_a_vote_holds_as_its_voters_signature_over_the_bytes_as_received() -> None:
+    store = trust()
+    evidence = NodeEvidence(store)
+    own = Votes("d1", vote_signer(Signer("d1", KEYS["d1"]), store), evidence.verify_vote)
+    key = (WF, 1)
+    codec = node_codec()
+    batch = [(key, True), (("d0.0002", 1), True), (("d0.0003", 2), True)]
+    sealed = own.seal(batch)  # one signature for the turn's three votes
+    for (k, _), raw in zip(batch, sealed, strict=True):
+        msg = codec.decode(codec.encode(VoteMsg(k, "d1", True, "", raw)))
+        assert own.holds(k, "d1", True, msg.evidence)
+    checker = Votes("d0", SIGNERS["d0"], evidence.verify_vote)
+    raw = sealed[0]
+    assert checker.holds(key, "d1", True, raw)
+    assert not checker.holds(key, "d1", False, raw)  # the statement says YES
+    assert not checker.holds(key, "d2", True, raw)  # and names d1
+    assert not checker.holds((WF, 2), "d1", True, raw)
+    assert not checker.holds(key, "d1", True, raw[:-1] + bytes([raw[-1] ^ 1]))  # signature
+    assert not checker.holds(key, "d1", True, raw[:-70] + bytes([raw[-70] ^ 1]) + raw[-69:])
+    assert not checker.holds(key, "d1", True, b"")
+    assert not checker.holds(key, "d1", True, f"{WF}/1/d1/yes".encode())
+    # d1 revokes its key: its votes count for nothing, those verified before included.
+    d1 = KEYS["d1"]
+    changed, refused = store.learn([make_revocation("d1", d1.public_key(), d1, serial=1,
+                                                    now_ms=1_800_000_000_000)])
+    assert changed and refused == 0
+    assert not checker.holds(key, "d1", True, raw)

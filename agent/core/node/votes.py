@@ -1,0 +1,172 @@
+"""Signed votes in the Node: one signature per turn over a Merkle root of its votes.
+
+Theory of operation
+-------------------
+A COMMIT is believed only with a YES of every participant (its certificate). For the
+certificate to be evidence, and not its holder's word, each YES is signed by its voter:
+a coordinator, acceptor or claimant that lies can show only the votes the voters made,
+and no domain can speak for another (a vote signed by one domain names that domain).
+
+A vote's statement is canonical bytes naming what it says, one encoding per fact:
+
+    ["vote", workflow, round, domain, yes]
+
+Signing each vote alone would cost a signature per vote and a verification per vote
+and per agent that sees the certificate (every acceptor, every participant). So the
+Node signs once per turn (`seal`, called as its Ready is handed out): the YES votes
+the turn made are the leaves of a Merkle tree (SHA-256; a leaf is hashed after 0x00,
+an inner node after 0x01, so neither can pass for the other; an odd node at a level
+goes up unchanged), and its root is signed through the Node's signer port, after
+VOTE_CONTEXT (so a root's signature is never an envelope, a grant or a stated round).
+A vote's evidence (`VoteIn.raw`, `VoteMsg.evidence`) is then
+
+    statement length (2 bytes, big-endian) | statement
+    | path length (1 byte) | per step: side (1 byte, 0: sibling on the left) + hash (32)
+    | the root's signature (the rest)
+
+`holds` checks evidence over the bytes as received: the statement must be the one the
+vote claims (workflow, round, domain, yes), the path leads from its leaf to a root, and
+the root's signature verifies as the named domain's through the verifier port (the
+daemon's trust store: an untrusted or revoked domain's signature counts for nothing; it
+also remembers what it verified, so a root shared by many votes is verified once per
+agent). Nothing is re-serialised: the facts are compared with the bytes carried.
+
+Ports: `sign(data) -> signature` (this domain's key) and `verify(domain, data,
+signature) -> bool`. A Node given none uses `stand_in_signer(name)` and
+`stand_in_verify`: keyed digests whose key is derived from the domain's name, which the
+unit tests and the simulator give only to that domain's Node (so a liar given its own
+cannot make another's); they are no secret, and the daemon never uses them.
+
+Pure: hashing only; the signer and the verifier are passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+
+from fedorch.core.negotiation.messages import Key
+
+__all__ = ["VOTE_CONTEXT", "Votes", "evidence_holds", "seal_votes", "stand_in_signer",
+           "stand_in_verify", "vote_statement"]
+
+VOTE_CONTEXT = b"fedorch/v1 node vote root\x00"
+
+Signer = Callable[[bytes], bytes]
+Verifier = Callable[[str, bytes, bytes], bool]
+
+_LEAF, _INNER = b"\x00", b"\x01"
+MAX_PATH = 40  # a tree of up to 2**40 votes: far beyond any turn
+
+
+_string = json.encoder.encode_basestring  # a JSON string, as json.dumps writes it
+
+
+def vote_statement(key: Key, domain: str, yes: bool) -> bytes:
+    """The bytes a vote states (one encoding per fact): the canonical JSON array
+    `["vote",workflow,round,domain,yes]` (json.dumps's, compact, not ASCII-escaped),
+    written directly: it is made for every vote checked."""
+    return (f'["vote",{_string(key[0])},{int(key[1])},{_string(domain)},'
+            f'{"true" if yes else "false"}]').encode("utf-8", "surrogatepass")
+
+
+def _leaf(statement: bytes) -> bytes:
+    return hashlib.sha256(_LEAF + statement).digest()
+
+
+def _inner(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(_INNER + left + right).digest()
+
+
+def seal_votes(sign: Signer, statements: list[bytes]) -> list[bytes]:
+    """The evidence of each statement (in order): one signature over their tree's root."""
+    level = [_leaf(s) for s in statements]
+    paths: list[list[bytes]] = [[] for _ in statements]
+    at = list(range(len(statements)))  # each statement's index at the current level
+    while len(level) > 1:
+        up = [_inner(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            up.append(level[-1])  # an odd node goes up unchanged
+        for s, i in enumerate(at):
+            sibling = i ^ 1
+            if sibling < len(level):
+                side = b"\x00" if sibling < i else b"\x01"
+                paths[s].append(side + level[sibling])
+            at[s] = i // 2
+        level = up
+    signature = sign(VOTE_CONTEXT + level[0]) if level else b""
+    return [len(s).to_bytes(2, "big") + s + bytes([len(p)]) + b"".join(p) + signature
+            for s, p in zip(statements, paths, strict=True)]
+
+
+def _root_of(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(statement, root, signature) of evidence as carried; None if it is none."""
+    if not isinstance(raw, bytes) or len(raw) < 3:
+        return None
+    n = int.from_bytes(raw[:2], "big")
+    statement = raw[2:2 + n]
+    at = 2 + n
+    if len(statement) != n or len(raw) <= at:
+        return None
+    steps = raw[at]
+    at += 1
+    if steps > MAX_PATH or len(raw) < at + 33 * steps:
+        return None
+    node = _leaf(statement)
+    for _ in range(steps):
+        side, sibling = raw[at], raw[at + 1:at + 33]
+        if side == 0:
+            node = _inner(sibling, node)
+        elif side == 1:
+            node = _inner(node, sibling)
+        else:
+            return None
+        at += 33
+    return statement, node, raw[at:]
+
+
+def evidence_holds(verify: Verifier, key: Key, domain: str, yes: bool, raw: bytes) -> bool:
+    """`raw` is `domain`'s signed vote `yes` in round `key` (see the header)."""
+    parts = _root_of(raw)
+    if parts is None:
+        return False
+    statement, root, signature = parts
+    if statement != vote_statement(key, domain, yes):
+        return False
+    try:
+        return bool(verify(domain, VOTE_CONTEXT + root, signature))
+    except Exception:  # a port's junk-argument failure: no vote
+        return False
+
+
+def _stand_in_key(name: str) -> bytes:
+    return hashlib.sha256(b"fedorch node vote stand-in key\x00" + name.encode()).digest()
+
+
+def stand_in_signer(name: str) -> Signer:
+    """`name`'s stand-in signer (see the header): given to that domain's Node only."""
+    key = _stand_in_key(name)
+    return lambda data: hmac.new(key, data, hashlib.sha256).digest()
+
+
+def stand_in_verify(domain: str, data: bytes, signature: bytes) -> bool:
+    expected = hmac.new(_stand_in_key(domain), data, hashlib.sha256).digest()
+    return isinstance(signature, bytes) and hmac.compare_digest(expected, signature)
+
+
+class Votes:
+    """A Node's vote port: signs the YES votes of each turn, checks others' evidence."""
+
+    def __init__(self, name: str, sign: Signer | None, verify: Verifier | None) -> None:
+        self.name = name
+        self.sign = sign if sign is not None else stand_in_signer(name)
+        self.verify = verify if verify is not None else stand_in_verify
+
+    def holds(self, key: Key, domain: str, yes: bool, raw: bytes) -> bool:
+        return evidence_holds(self.verify, key, domain, yes, raw)
+
+    def seal(self, key_votes: list[tuple[Key, bool]]) -> list[bytes]:
+        """Evidence for this domain's votes of one turn (one signature)."""
+        return seal_votes(self.sign, [vote_statement(k, self.name, y) for k, y in key_votes])

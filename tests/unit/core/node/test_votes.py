@@ -1,0 +1,212 @@
+"""Signed votes in the Node (core/node/votes.py, authority.py): a COMMIT is believed
+only with every participant's own signed YES, whoever shows it."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from fedorch.core.identity.authority import Refused
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import Decision, TxInfo, Value, VoteIn
+from fedorch.core.node import Message, Node, Submit
+from fedorch.core.node.authority import check
+from fedorch.core.node.records import PrepareMsg, Timing, VoteMsg, WfInfo
+from fedorch.core.node.votes import (
+    evidence_holds,
+    seal_votes,
+    stand_in_signer,
+    stand_in_verify,
+    vote_statement,
+)
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.core.node.federation import Federation
+
+NAMES = ["d0", "d1", "d2"]
+WF = "d0.w"
+KEY = (WF, 1)
+
+
+class Voting(Federation):
+    """d0 coordinates WF over d1 and d2; each Node checks every message it is handed
+    against the authority table first, as a driver does, counting refusals by reason.
+    `trusted`: whose signatures the vote port believes (a revoked domain leaves it)."""
+
+    def __init__(self) -> None:
+        self.trusted = set(NAMES)
+        self.refused: Counter[str] = Counter()
+        super().__init__(NAMES)
+
+    def verify(self, domain: str, data: bytes, signature: bytes) -> bool:
+        return domain in self.trusted and stand_in_verify(domain, data, signature)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+                    timing=Timing(max_rounds=1), peers=NAMES,
+                    rng=random.Random(NAMES.index(name)), verify_vote=self.verify,
+                    disk=self.disks[name], now=self.now)
+
+    def step(self, name: str, *inputs: object):
+        for event in inputs:
+            if type(event) is Message:
+                try:
+                    check(self.nodes[name], event.src, event.msg)
+                except Refused as e:
+                    self.refused[e.reason] += 1
+                    raise RemoteProtocolError(e.detail) from None
+        return super().step(name, *inputs)
+
+
+def prepared() -> tuple[Voting, dict[str, VoteMsg]]:
+    """WF prepared at d1 and d2 (both voted YES); their votes held back from d0."""
+    fed = Voting()
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"), spec_pb2.StepSpec(id="s2", capability="a")])
+    fed.step("d0", Submit(WF, spec, placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver(keep=lambda src, dst, msg: type(msg) is VoteMsg)
+    votes = {msg.domain: msg for _, _, msg in fed.net if type(msg) is VoteMsg}
+    assert set(votes) == {"d1", "d2"} and all(v.yes and v.evidence for v in votes.values())
+    fed.net = []
+    return fed, votes
+
+
+def vote_in(msg: VoteMsg) -> VoteIn:
+    return VoteIn(msg.key[1], msg.domain, msg.yes, msg.reason, msg.evidence)
+
+
+def forged(voter: str, *, by: str, key=KEY) -> VoteIn:
+    """`voter`'s YES of `key`, signed with `by`'s key."""
+    (raw,) = seal_votes(stand_in_signer(by), [vote_statement(key, voter, True)])
+    return VoteIn(key[1], voter, True, "", raw)
+
+
+def decide(fed: Voting, at: str, *votes: VoteIn) -> None:
+    """d0 (a party: the coordinator) tells `at` a COMMIT with these votes."""
+    fed.step(at, Message("d0", Decision(KEY, Value(True, votes), "d0")))
+
+
+def test_a_commit_with_every_participants_signed_yes_is_taken():
+    fed, votes = prepared()
+    decide(fed, "d1", vote_in(votes["d1"]), vote_in(votes["d2"]))
+    assert fed.disks["d1"].learned[KEY].commit and WF in fed.disks["d1"].committed
+    assert not fed.refused
+
+
+@pytest.mark.parametrize("case", ["another domain's key", "the voter's stand-in text",
+                                  "no evidence", "another round", "another workflow",
+                                  "a NO's evidence"])
+def test_a_commit_whose_vote_another_domain_made_is_refused_and_counted(case):
+    """A lying coordinator cannot speak for d2: every way of making d2's YES without
+    d2's key refuses the whole message (`forged_vote`), and nothing is learned."""
+    fed, votes = prepared()
+    d2 = {"another domain's key": forged("d2", by="d0"),
+          "the voter's stand-in text": VoteIn(1, "d2", True, "", b"d0.w/1/d2/yes"),
+          "no evidence": VoteIn(1, "d2", True, "", b""),
+          "another round": VoteIn(1, "d2", True, "", forged("d2", by="d2", key=(WF, 2)).raw),
+          "another workflow": VoteIn(1, "d2", True, "",
+                                     forged("d2", by="d2", key=("d0.x", 1)).raw),
+          "a NO's evidence": VoteIn(1, "d2", True, "", seal_votes(
+              stand_in_signer("d2"), [vote_statement(KEY, "d2", False)])[0])}[case]
+    with pytest.raises(RemoteProtocolError):
+        decide(fed, "d1", vote_in(votes["d1"]), d2)
+    assert fed.refused == Counter({"forged_vote": 1})
+    assert KEY not in fed.disks["d1"].learned
+
+
+def test_a_commit_missing_a_participants_vote_is_refused():
+    fed, votes = prepared()
+    with pytest.raises(RemoteProtocolError, match="lacks a YES vote"):
+        decide(fed, "d1", vote_in(votes["d1"]))
+    assert KEY not in fed.disks["d1"].learned
+
+
+def test_a_revoked_voters_vote_counts_for_nothing():
+    fed, votes = prepared()
+    fed.trusted.discard("d2")  # d2's key revoked (or never trusted) at d1
+    with pytest.raises(RemoteProtocolError):
+        decide(fed, "d1", vote_in(votes["d1"]), vote_in(votes["d2"]))
+    assert fed.refused == Counter({"forged_vote": 1})
+    assert KEY not in fed.disks["d1"].learned
+
+
+def test_a_yes_reaches_its_coordinator_only_with_its_voters_signature():
+    fed, votes = prepared()
+    bad = VoteMsg(KEY, "d2", True, "", forged("d2", by="d1").raw)
+    with pytest.raises(RemoteProtocolError):
+        fed.step("d0", Message("d2", bad))
+    assert fed.refused == Counter({"forged_vote": 1})
+    fed.step("d0", Message("d1", votes["d1"]), Message("d2", votes["d2"]))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].committed
+    assert all(fed.disks[n].learned[KEY].commit for n in ("d1", "d2"))
+    # The certificate every party holds is the voters' evidence as they sent it.
+    assert {v.raw for v in fed.disks["d1"].learned[KEY].votes} \
+        == {votes["d1"].evidence, votes["d2"].evidence}
+
+
+def test_a_participant_signs_its_votes_of_one_turn_once():
+    fed = Voting()
+    node = fed.nodes["d1"]
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    signed_before = node.stats["vote roots signed"]
+    prepares = [PrepareMsg(TxInfo(wf, 1, "d0", ("d1",), ("d0", "d1")), (("s", "a"),),
+                           WfInfo(spec, {"s": "d1"}, "d0")) for wf in ("d0.a", "d0.b", "d0.c")]
+    ready = fed.step("d1", *[Message("d0", p) for p in prepares])
+    sent = [o.msg for o in ready.send_after_write if type(o.msg) is VoteMsg]
+    assert len(sent) == 3 and all(v.yes for v in sent)
+    assert node.stats["vote roots signed"] == signed_before + 1
+    # One root signature, at the end of each evidence; each vote holds on its own.
+    assert len({v.evidence[-32:] for v in sent}) == 1
+    assert all(node.votes.holds(v.key, "d1", True, v.evidence) for v in sent)
+
+
+@given(n=st.integers(1, 40), data=st.data())
+def test_every_vote_of_a_sealed_batch_holds_and_no_changed_byte_does(n, data):
+    """Any number of votes in one turn: each one's path leads to the one signed root;
+    a byte changed anywhere (statement, path, signature) and it holds no more."""
+    sign = stand_in_signer("d1")
+    statements = [vote_statement((f"d0.w{i}", 1), "d1", True) for i in range(n)]
+    sealed = seal_votes(sign, statements)
+    roots = set()
+    for i, raw in enumerate(sealed):
+        assert evidence_holds(stand_in_verify, (f"d0.w{i}", 1), "d1", True, raw)
+        roots.add(raw[-32:])
+    assert len(roots) == 1  # one signature for the batch
+    i = data.draw(st.integers(0, n - 1))
+    raw = sealed[i]
+    at = data.draw(st.integers(0, len(raw) - 1))
+    changed = raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:]
+    assert not evidence_holds(stand_in_verify, (f"d0.w{i}", 1), "d1", True, changed)
+
+
+@given(wf=st.text(max_size=12), round_=st.integers(0, 2**62), domain=st.text(max_size=8),
+       yes=st.booleans())
+def test_a_statement_is_the_canonical_json_of_its_facts(wf, round_, domain, yes):
+    import json
+    assert vote_statement((wf, round_), domain, yes) == json.dumps(
+        ["vote", wf, round_, domain, yes], separators=(",", ":"),
+        ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def test_a_certificate_held_here_is_not_checked_again():
+    """Every Accepted and decision of a round repeats its certificate: a copy of a value
+    this Node took (each vote checked then) is taken without checking again, and a
+    value that differs in one vote is checked."""
+    fed, votes = prepared()
+    checked = []
+    node = fed.nodes["d1"]
+    holds = node.votes.holds
+    node.votes.holds = lambda *a: checked.append(a[1]) or holds(*a)
+    value = Value(True, (vote_in(votes["d1"]), vote_in(votes["d2"])))
+    decide(fed, "d1", *value.votes)
+    assert len(checked) == 2
+    check(node, "d0", Decision(KEY, value, "d0"))  # the value it learned: not again
+    assert len(checked) == 2
+    with pytest.raises(Refused):
+        check(node, "d0", Decision(KEY, Value(True, (value.votes[0], forged("d2", by="d0"))),
+                                   "d0"))
+    assert len(checked) == 4
