@@ -1,0 +1,510 @@
+"""A step lost with its domain, placed again by a new negotiation round, in the Node.
+
+Theory of operation
+-------------------
+domain_loss.py resolves the steps of a gone domain through the loss table; a step the
+table would place again (not started, or started and `idempotent: true`, with
+`on_domain_loss: replace`, the default) comes here instead of failing. The workflow's
+original coordinator (the one that `drives` it: epoch 0, RUNNING) runs, one step at a
+time, a negotiation round for that step only:
+
+- the Coordinator core in classic mode (one participant: the new domain), its rounds
+  numbered after every round the workflow used (the committed one, and every
+  re-placement round before: `replaced_rounds`, written before the first PREPARE, so
+  a restart never reuses a number), a placer that keeps every other step where it is
+  and leaves out every domain the step was lost on and every member the view says is
+  gone. The PREPARE is the workflow's own (its signed spec, WfInfo.lost naming the
+  lost domain): the candidate's policy votes as usual and its YES holds a reservation;
+- on COMMIT the decision is written with the step's new placement (`placements`:
+  epoch, domain, lost); the coordinator's progress takes it (Progress.placed_again: the
+  step's placement epoch, its fencing token, becomes the round's number); every
+  participant, and the new domain, is told (PlacedMsg, resent until acknowledged:
+  they write it, re-report the results the step needs, and the coordinator's copy of
+  the needs' outputs rides along for needs whose own domain is gone);
+- on ABORT (refusals, silence, no candidate left after `max_rounds`) the step FAILS,
+  naming the lost domain and why (Progress.replacement_failed), and the workflow goes
+  on as after any failed step.
+
+Told before made. With coordinator takeover composed, a successor elected while this
+coordinator is down decides on what the participants know, so a new placement must be
+known to them before it can run: the COMMIT goes to the new domain only once every
+participant the view does not say is gone (and at least one), the new domain included,
+acknowledged the PlacedMsg, and the electors that have not are fewer than a majority
+(as for a loss verdict's end, domain_loss.py). Until then its DecisionQuery is
+answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
+and a recovery ballot of the new domain is refused here (`refuses_paxos`), so it cannot
+learn the decision any other way. A failure to place again is a verdict like a loss's:
+with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
+no other coordinator can exist: the COMMIT goes at once.
+
+Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
+older placement than the one known here is refused (running.py, `on_result`), counted
+in `stats` and noted ("placement_refused") for the driver to log.
+
+Restore. The placements on record are applied again as the progress is rebuilt
+(`resumed`; the new domain applies its own only once the round's COMMIT is learned
+here). A round cut short by a crash has no decision on record: its candidate's query is
+answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
+progress, is resolved again when the view is posted, in a new round. A COMMIT on record
+whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
+once told.
+
+Not done here (docs/architecture.md): a successor after a takeover places nothing
+again; the new domain of a round whose coordinator died for good mid-round holds its
+reservation until the coordinator comes back; a downstream participant that heard a
+late result of the lost placement before it was told the new one keeps it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+from fedorch.core.negotiation.coordinator import (
+    Coordinator,
+    Finished,
+    PersistDecision,
+    Phase,
+    SendDecision,
+    SendPrepare,
+)
+from fedorch.core.negotiation.messages import (
+    ABORT,
+    AnswerStatus,
+    Decision,
+    DecisionAnswer,
+    Key,
+    TxInfo,
+    VoteIn,
+)
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.workflow.domain_loss import not_replaced_reason
+from fedorch.core.workflow.placement import Placement
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, StepState
+from fedorch.core.workflow.takeover_events import majority
+
+
+class Replacements:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts).
+        self.n = node
+        self.reset()
+
+    def reset(self) -> None:
+        """A restore: rounds under way are gone (see the header)."""
+        # Workflow -> (core, step, lost domain) of the round under way.
+        self.cores: dict[str, tuple[Coordinator, str, str]] = {}
+        # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it.
+        self.telling: dict[Key, tuple[str, Any]] = {}
+        # (workflow, round) -> the domains that acknowledged its PlacedMsg.
+        self.acked: dict[Key, set[str]] = {}
+
+    # ---- what the Node asks ------------------------------------------------------------
+
+    def owns(self, key: Key) -> bool:
+        """Is `key` a re-placement round of a workflow this Node coordinates?"""
+        row = self.n.state.rows.get(key[0])
+        return row is not None and row.committed and key[1] > row.round
+
+    def domains_of(self, wf: str) -> set[str]:
+        """Every domain of the workflow as its coordinator knows it: the committed
+        placement's and each new placement's."""
+        d = self.n.state
+        row = d.rows.get(wf)
+        out = set(row.info.placement.values()) if row is not None else set()
+        out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
+        out.discard("")
+        return out
+
+    def timer(self) -> float | None:
+        return min((t for core, _, _ in self.cores.values()
+                    if (t := core.get_timer()) is not None), default=None)
+
+    def tick(self, now: float) -> None:
+        for wf, (core, _, _) in list(self.cores.items()):
+            t = core.get_timer()
+            if t is not None and t <= now:
+                core.handle_timer(now)
+                self._run(now, wf)
+        for key in list(self.telling):
+            self._send_if_told(key)
+
+    # ---- the coordinator: a lost step, its round ---------------------------------------
+
+    def step_lost(self, wf: str, step: str, domain: str, state: str) -> None:
+        """The loss table sent `step` back to be placed again (on a copy of the progress,
+        with takeover): the workflow's own progress takes it too (a placement no longer
+        reported from: its epoch moves on), unless it already did."""
+        p = self.n.progress[wf]
+        s = p.steps[step]
+        if s.state is StepState.PENDING and not s.domain:
+            return
+        s.epoch += 1
+        s.lost_to, s.lost_as = domain, state
+        s.state, s.domain, s.error = StepState.PENDING, "", ""
+
+    def start(self, now: float, wf: str) -> None:
+        """A round for the first step of `wf` waiting to be placed again, if none runs."""
+        n = self.n
+        d = n.state
+        if wf in self.cores or not n.domain_loss.drives(wf) or n.domain_loss.holds(wf):
+            return
+        p = n.progress[wf]
+        waiting = p.awaiting_placement()
+        if not waiting:
+            return
+        step = waiting[0]
+        s = p.steps[step]
+        row = d.rows[wf]
+        first = max(row.round, d.replaced_rounds.get(wf, 0)) + 1
+        n.point("re-placement round")
+        d.replaced_rounds[wf] = first + n.t.max_rounds - 1
+        core = Coordinator(wf, placer=self._placer(step, {*s.replaced_from, s.lost_to}),
+                           max_rounds=n.t.max_rounds, prepare_timeout_s=n.t.prepare_timeout_s,
+                           first_round=first)
+        self.cores[wf] = (core, step, s.lost_to)
+        n.stats["re-placement round started"] += 1
+        core.start(now)
+        self._run(now, wf)
+
+    def _placer(self, step: str, lost: set[str]):
+        n = self.n
+
+        def place(excluded) -> Placement:
+            left = [m for m in n.peers if m not in lost and m not in excluded.get(step, ())
+                    and not n.member_loss.gone(m)]
+            if not left:
+                return Placement({}, {step: "every domain refused or was lost"})
+            return Placement({step: n.rng.choice(left)}, {})
+        return place
+
+    def lost(self, now: float, domains: list[str]) -> None:
+        """The view says `domains` are gone: a round asking one of them aborts now, and
+        a COMMIT told need not wait for them."""
+        for wf, (core, _, _) in list(self.cores.items()):
+            if core.phase is Phase.PREPARING:
+                for domain in domains:
+                    if domain in core.placement.values():
+                        core.domain_lost(now, domain, self.n.members.get(domain, "DEAD"))
+                self._run(now, wf)
+        for key in list(self.telling):
+            self._send_if_told(key)
+
+    def on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
+        entry = self.cores.get(msg.key[0])
+        if entry is None:
+            return  # a round ended (or cut short by a restart): its ABORT was sent
+        entry[0].receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason,
+                                          self.n.vote_raw(msg.key, src, msg.yes)))
+        self._run(now, msg.key[0])
+
+    def on_decision_ack(self, now: float, src: str, key: Key) -> None:
+        """The new domain learned the COMMIT: its record is no longer needed."""
+        n = self.n
+        placed = n.state.placements.get(key[0], {})
+        if key in n.state.records and any(e == key[1] and dom == src
+                                          for e, dom, _ in placed.values()):
+            n.point("collect record")
+            del n.state.records[key]
+
+    def answer(self, key: Key) -> DecisionAnswer:
+        """A DecisionQuery about a re-placement round, answered from this log."""
+        n = self.n
+        if key in self.telling or key[0] in n.state.final:
+            # Not told yet, or the workflow ended here before it was (its new domain
+            # then hears the end, `ended`, and releases its YES: it must not run).
+            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
+        entry = self.cores.get(key[0])
+        if entry is not None and entry[0].round == key[1] \
+                and entry[0].phase is Phase.PREPARING:
+            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
+        value = n.state.records.get(key)
+        return DecisionAnswer(key, n.name, AnswerStatus.DECIDED,
+                              value if value is not None else ABORT)
+
+    def may_send_commit(self, wf: str, domain: str) -> bool:
+        """May the workflow's own COMMIT go to `domain` now? Not to a domain a step was
+        placed again away from until it acknowledged the new placement: in doubt and
+        back, it would start the old placement's attempt."""
+        n = self.n
+        placed = n.state.placements.get(wf)
+        if not placed:
+            return True
+        for key in n.pending:
+            if key[0] == "placed" and key[1] == wf and key[-1] == domain \
+                    and placed.get(key[2], (0, "", ""))[2] == domain:
+                return False
+        return True
+
+    def refuses_paxos(self, key: Key) -> bool:
+        """A re-placement round is decided by this coordinator's log alone (see the
+        header): no recovery ballot of it is taken part in here."""
+        return self.owns(key)
+
+    # ---- running the core's actions ----------------------------------------------------
+
+    def _run(self, now: float, wf: str, *, ending: bool = False) -> None:
+        """`ending`: the workflow ended here, and the round is cut short for it."""
+        n = self.n
+        d = n.state
+        core, step, lost = self.cores[wf]
+        for a in core.next_actions():
+            if isinstance(a, SendPrepare):
+                row = d.rows[wf]
+                caps = {s.id: s.capability for s in row.info.spec.steps}
+                n.send(a.domain, PrepareMsg(self._tx(wf, a.round, a.domain),
+                                            ((step, caps[step]),),
+                                            self._info(wf, step, a.domain, lost)))
+            elif isinstance(a, PersistDecision):
+                value = core.decision(a.round)
+                if value.commit:  # an ABORT is presumed: no COMMIT of its number can come
+                    n.point("re-placement decision")
+                    d.records[(wf, a.round)] = value
+                    self._placed(now, wf, step, a.placement[step], a.round, lost, value)
+                if not ending:  # cut short by the end: no timer, no verdict (observers)
+                    n.note("decided", (wf, a.round), value, now)
+            elif isinstance(a, SendDecision):
+                value = core.decision(a.round)
+                if value is not None and (wf, a.round) not in self.telling:
+                    n.send(a.domain, Decision((wf, a.round), value, n.name))
+            elif isinstance(a, Finished):
+                # Its COMMIT is on record (answered, told, collected at the new domain's
+                # acknowledgement): the core is done either way.
+                self.cores.pop(wf, None)
+                if not a.committed and not a.cancelled:
+                    self._failed(now, wf, step, lost, a.reason)
+                self.start(now, wf)
+
+    def _tx(self, wf: str, round_: int, domain: str) -> TxInfo:
+        # Classic 2PC (see the header); the acceptors only make a well-formed round.
+        return TxInfo(wf, round_, self.n.name, (domain,), tuple(sorted({self.n.name, domain})))
+
+    def _info(self, wf: str, step: str, domain: str, lost: str) -> WfInfo:
+        row = self.n.state.rows[wf]
+        p = self.n.progress[wf]
+        placement = {sid: s.domain or row.info.placement.get(sid, "")
+                     for sid, s in p.steps.items()}
+        placement[step] = domain
+        return replace(row.info, placement=placement, coordinator=self.n.name, lost=lost,
+                       stated=None)
+
+    def _placed(self, now: float, wf: str, step: str, domain: str, epoch: int, lost: str,
+                value: Any) -> None:
+        """The round committed (its decision in this write): the new placement is
+        written, taken here, and told."""
+        n = self.n
+        d = n.state
+        d.placements[wf] = {**d.placements.get(wf, {}), step: (epoch, domain, lost)}
+        p = n.progress[wf]
+        p.placed_again(step, domain, epoch, lost)
+        n.stats["step placed again"] += 1
+        n.note("placed_again", (wf, step), domain, epoch, p.steps[step].idempotent, now)
+        if n.takeover is not None:
+            self.telling[(wf, epoch)] = (domain, value)
+        self.tell(wf, step)
+        n.running.report_needs(wf, step)  # the needs run here, to the new domain
+        n.running.start_ready(now, wf)
+        if (wf, epoch) in self.telling:
+            self._send_if_told((wf, epoch))
+
+    def tell(self, wf: str, step: str) -> None:
+        """The new placement of `step` to every domain of the workflow, resent until
+        each acknowledges."""
+        n = self.n
+        epoch, domain, lost = n.state.placements[wf][step]
+        p = n.progress.get(wf)
+        needs: tuple = ()
+        if p is not None:
+            needs = tuple((need, p.steps[need].attempts, dict(p.steps[need].outputs))
+                          for need in p.steps[step].needs if need in p.steps
+                          and p.steps[need].state is StepState.SUCCEEDED)
+        msg = PlacedMsg(wf, step, domain, epoch, lost, needs)
+        # The lost domain too: back, it learns its placement is over (and, an elector,
+        # counts among those told).
+        for dst in sorted(self.domains_of(wf) - {n.name}):
+            n.reliable(dst, ("placed", wf, step, epoch, dst), msg)
+
+    def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
+        _, wf, _, epoch, _ = msg_id
+        self.acked.setdefault((wf, epoch), set()).add(src)
+        self._send_if_told((wf, epoch))
+
+    def _send_if_told(self, key: Key) -> None:
+        n = self.n
+        told = self.telling.get(key)
+        if told is None:
+            return
+        wf = key[0]
+        if not n.domain_loss.drives(wf):
+            del self.telling[key]  # ended, or another epoch's: never made here
+            return
+        acked = self.acked.get(key, set())
+        others = self.domains_of(wf) - {n.name}
+        waiting = {m for m in others if not n.member_loss.gone(m)} - acked
+        if waiting or (others and not acked & others):
+            return
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        if electorate and len(set(electorate) - {n.name} - acked) >= majority(electorate):
+            return
+        del self.telling[key]
+        domain, value = told
+        n.stats["re-placement COMMIT sent once told"] += 1
+        n.send(domain, Decision(key, value, n.name))
+
+    def _failed(self, now: float, wf: str, step: str, lost: str, why: str) -> None:
+        """No domain took the step: it FAILS naming the lost domain (a verdict of this
+        coordinator's: with takeover, its end is told before it is made)."""
+        n = self.n
+        p = n.progress.get(wf)
+        if p is None or not n.domain_loss.drives(wf):
+            return
+        s = p.steps[step]
+        reason = not_replaced_reason(lost, p.may_have_started(step),
+                                     f"no domain could take it after {lost} was lost ({why})",
+                                     s.lost_as)
+        judged = p if n.takeover is None else copy.deepcopy(p)
+        if not judged.replacement_failed(step, reason):
+            return
+        n.stats["re-placement failed"] += 1
+        n.point("step lost")
+        js = judged.steps[step]
+        n.state.results[wf] = {**n.state.results.get(wf, {}),
+                               step: (js.attempts, js.state, {}, js.error)}
+        if judged is not p and judged.outcome() is Outcome.FAILED:
+            n.domain_loss.hold_end(wf)
+            return
+        if judged is not p:
+            p.replacement_failed(step, reason)
+        n.running.check_outcome(now, wf)
+
+    def ended(self, now: float, wf: str) -> None:
+        """`wf` ended here: a round under way is aborted, nothing more is told."""
+        entry = self.cores.pop(wf, None)
+        if entry is not None and entry[0].phase is Phase.PREPARING:
+            self.cores[wf] = entry
+            entry[0].cancel(now, "the workflow ended")
+            self._run(now, wf, ending=True)
+            self.cores.pop(wf, None)
+        for key in [k for k in self.telling if k[0] == wf]:
+            # Decided, never told, never sent: the new domain hears the end instead.
+            domain, _ = self.telling.pop(key)
+            if domain != self.n.name:
+                self.n.reliable(domain, ("final", wf, domain),
+                                FinalMsg(wf, self.n.state.final[wf]))
+        for key in [k for k in self.acked if k[0] == wf]:
+            del self.acked[key]
+        n = self.n
+        n.pending = {k: v for k, v in n.pending.items()  # told no more: it is over
+                     if not (k[0] == "placed" and k[1] == wf)}
+        for h in n.participant.holds():
+            info = n.state.info.get(h.key)
+            if h.workflow_id == wf and h.state is HoldState.PREPARED \
+                    and info is not None and info.lost:
+                # A re-placement round's YES here, undecided: the workflow is over, so
+                # its coordinator makes nothing run under it; the slots go now (a COMMIT
+                # that comes later finds nothing held and changes nothing).
+                n.participant.decide(now, h.workflow_id, h.round, False)
+                n.termination.forget(h.key)
+                n.point("hold released")
+                n.state.holds.pop(h.key, None)
+                n.stats["re-placement YES released at the end"] += 1
+
+    # ---- restore -----------------------------------------------------------------------
+
+    def resumed(self, wf: str) -> None:
+        """`wf`'s progress was just built from its committed placement: the placements
+        on record follow (this Node's own only once their COMMIT is learned here)."""
+        n = self.n
+        p = n.progress[wf]
+        for step, (epoch, domain, lost) in n.state.placements.get(wf, {}).items():
+            if step not in p.steps:
+                continue
+            learned = n.state.learned.get((wf, epoch))
+            if domain != n.name or (learned is not None and learned.commit):
+                p.placed_again(step, domain, epoch, lost)
+
+    def retell(self, wf: str) -> None:
+        """A restored coordinator: each COMMIT on record its new domain has not
+        acknowledged is told again, and sent (once told, with takeover)."""
+        n = self.n
+        p = n.progress.get(wf)
+        if p is not None and wf in n.state.rows and n.domain_loss.drives(wf):
+            for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
+                value = n.state.records.get((wf, epoch))
+                if value is not None and value.commit and step in p.steps:
+                    if n.takeover is not None:
+                        self.telling[(wf, epoch)] = (domain, value)
+                    else:
+                        n.send(domain, Decision((wf, epoch), value, n.name))
+                    self.tell(wf, step)
+
+    # ---- a participant: told, or the new domain ------------------------------------------
+
+    def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        ack = AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name))
+        known = d.placements.get(wf, {}).get(msg.step_id)
+        if wf not in d.final and (known is None or known[0] < msg.epoch) \
+                and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
+            n.point("placed again")
+            d.placements[wf] = {**d.placements.get(wf, {}),
+                                msg.step_id: (msg.epoch, msg.domain, msg.lost)}
+            results = dict(d.results.get(wf, {}))
+            for need, attempt, outputs in msg.needs:
+                had = results.get(need)
+                if had is None or had[1] not in TERMINAL_STEP_STATES:
+                    results[need] = (attempt, StepState.SUCCEEDED, dict(outputs), "")
+            d.results[wf] = results
+            p = n.progress.get(wf)
+            if p is not None:
+                for need, attempt, outputs in msg.needs:
+                    p.apply_result(need, attempt, StepState.SUCCEEDED, dict(outputs), "")
+                s = p.steps.get(msg.step_id)
+                if s is not None and s.domain == n.name and s.state is StepState.RUNNING:
+                    # Our placement of it is over (we were lost, and are back): the
+                    # attempt still running here stops; its end changes nothing.
+                    n.stats["attempt of an older placement stopped"] += 1
+                    n.out.stop.append((wf, msg.step_id, s.attempts))
+                if msg.domain != n.name:  # the new domain waits for the round's COMMIT
+                    p.placed_again(msg.step_id, msg.domain, msg.epoch, msg.lost)
+                    n.note("placed_again", (wf, msg.step_id), msg.domain, msg.epoch,
+                           p.steps[msg.step_id].idempotent, now)
+                n.running.report_needs(wf, msg.step_id)
+                n.running.start_ready(now, wf)
+        n.send(src, ack)
+
+    def committed_here(self, now: float, key: Key, steps: list) -> bool:
+        """This Node is the new domain of a re-placement round and learned its COMMIT
+        (the hold committed in this write): the placement is written and taken. False:
+        not a re-placement round (the caller does what a workflow's commit does)."""
+        n = self.n
+        d = n.state
+        info = d.info.get(key)
+        if info is None or not info.lost:
+            return False
+        wf, epoch = key
+        placed = dict(d.placements.get(wf, {}))
+        for step, _ in steps:
+            known = placed.get(step)
+            if known is None or known[0] <= epoch:
+                placed[step] = (epoch, n.name, info.lost)
+        d.placements[wf] = placed
+        if wf in d.final:  # ended meanwhile: what it holds here goes
+            n.running.end_here(wf, d.final[wf])
+            return True
+        if wf not in d.committed:  # new to the workflow: its progress from this round
+            d.committed[wf] = epoch
+            n.running.resume(now, wf)
+            return True
+        p = n.progress.get(wf)
+        if p is not None:
+            for step, _ in steps:
+                if p.placed_again(step, n.name, epoch, info.lost):
+                    n.note("placed_again", (wf, step), n.name, epoch,
+                           p.steps[step].idempotent, now)
+            n.running.start_ready(now, wf)
+        return True
