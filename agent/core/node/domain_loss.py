@@ -235,8 +235,11 @@ class DomainLoss:
         n.stats["loss verdict: end told before it is made"] += 1
         n.point("loss verdict told")
         n.note("end_told", wf, 0, WorkflowState.FAILED)
+        # The committed round's participants (a successor's electorate and those it
+        # asks); a domain a step was placed on again hears the end once it is made.
+        row = n.state.rows[wf]
         acked = n.state.final_acked.get(wf, set())
-        for dst in sorted(n.replacement.domains_of(wf) - {n.name} - acked):
+        for dst in sorted(set(row.info.placement.values()) - {n.name} - acked):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, WorkflowState.FAILED))
 
     def _release_if_told(self, now: float, wf: str) -> None:
@@ -247,7 +250,7 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = n.replacement.domains_of(wf) - {n.name}
+        participants = set(n.state.rows[wf].info.placement.values()) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return

@@ -202,6 +202,11 @@ class Negotiation:
         tx = msg.tx
         if src != tx.coordinator:
             raise RemoteProtocolError("a PREPARE comes from its coordinator")
+        if msg.info.lost and tx.workflow_id in n.state.final:
+            # A step placed again in a workflow that ended here (a coordinator back from
+            # a crash, not yet told of the later epoch's end): nothing to run.
+            n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
+            return
         admission = n.admit(n, now, tx, msg.info)
         out = n.participant.reserve(
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
@@ -285,7 +290,7 @@ class Negotiation:
         n = self.n
         core = n.coordinators.get(msg.key[0])
         if n.replacement.owns(msg.key):
-            answer = n.replacement.answer(msg.key)
+            answer = n.replacement.answer(msg.key, src)
         elif core is not None:
             answer = core.answer_query(now, msg.key[1])
             self.run(now, core.next_actions(), core)

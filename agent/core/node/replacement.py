@@ -161,7 +161,7 @@ class Replacements:
         first = max(row.round, d.replaced_rounds.get(wf, 0)) + 1
         n.point("re-placement round")
         d.replaced_rounds[wf] = first + n.t.max_rounds - 1
-        core = Coordinator(wf, placer=self._placer(step, {*s.replaced_from, s.lost_to}),
+        core = Coordinator(wf, placer=self._placer(wf, step, {*s.replaced_from, s.lost_to}),
                            max_rounds=n.t.max_rounds, prepare_timeout_s=n.t.prepare_timeout_s,
                            first_round=first)
         self.cores[wf] = (core, step, s.lost_to)
@@ -169,15 +169,21 @@ class Replacements:
         core.start(now)
         self._run(now, wf)
 
-    def _placer(self, step: str, lost: set[str]):
+    def _placer(self, wf: str, step: str, lost: set[str]):
+        """The Node's own placement (a daemon's: capabilities, labels, residency, free
+        capacity), for `step` alone, its lost domains and gone members left out."""
         n = self.n
+        whole = n.placer(n.state.rows[wf].info.spec)
 
         def place(excluded) -> Placement:
-            left = [m for m in n.peers if m not in lost and m not in excluded.get(step, ())
-                    and not n.member_loss.gone(m)]
-            if not left:
-                return Placement({}, {step: "every domain refused or was lost"})
-            return Placement({step: n.rng.choice(left)}, {})
+            refused = {k: set(v) for k, v in excluded.items()}
+            refused.setdefault(step, set()).update(lost)
+            full = whole(refused)
+            domain = full.assignment.get(step)
+            if domain is None or domain in lost or n.member_loss.gone(domain):
+                return Placement({}, {step: full.unplaceable.get(
+                    step, "every domain refused or was lost")})
+            return Placement({step: domain}, {})
         return place
 
     def lost(self, now: float, domains: list[str]) -> None:
@@ -209,18 +215,22 @@ class Replacements:
             n.point("collect record")
             del n.state.records[key]
 
-    def answer(self, key: Key) -> DecisionAnswer:
-        """A DecisionQuery about a re-placement round, answered from this log."""
+    def answer(self, key: Key, src: str) -> DecisionAnswer:
+        """A DecisionQuery of `src` about a re-placement round, answered from this log."""
         n = self.n
-        if key in self.telling or key[0] in n.state.final:
-            # Not told yet, or the workflow ended here before it was (its new domain
-            # then hears the end, `ended`, and releases its YES: it must not run).
+        value = n.state.records.get(key)
+        ended = n.state.final.get(key[0])
+        if ended is not None and value is not None and value.commit:
+            # The workflow ended here before its new domain had the COMMIT (`ended`):
+            # it hears the end again instead, and releases its YES: nothing may run.
+            n.send(src, FinalMsg(key[0], ended))
+            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
+        if key in self.telling:  # not told yet
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
         entry = self.cores.get(key[0])
         if entry is not None and entry[0].round == key[1] \
                 and entry[0].phase is Phase.PREPARING:
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        value = n.state.records.get(key)
         return DecisionAnswer(key, n.name, AnswerStatus.DECIDED,
                               value if value is not None else ABORT)
 
