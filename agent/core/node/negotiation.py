@@ -111,7 +111,7 @@ class Negotiation:
             CompensatedMsg: node.compensating.on_compensated,
             ClaimMsg: self._on_claim,
             ClaimAnswerMsg: self._on_claim,
-            PlacedMsg: node.replacement.on_placed,
+            PlacedMsg: node.placed_here.on_placed,
         }
 
     # ---- inputs ----------------------------------------------------------------------
@@ -475,7 +475,7 @@ class Negotiation:
             if learning:
                 self._write_learned(now, key, value)
             d.holds[key] = copy_hold(hold)
-            if n.replacement.committed_here(now, key, hold.steps):
+            if n.placed_here.committed_here(now, key, hold.steps):
                 pass  # a step placed again here (replacement.py)
             else:
                 d.committed[key[0]] = key[1]

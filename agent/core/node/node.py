@@ -109,6 +109,7 @@ from fedorch.core.node.inputs import (
 )
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
+from fedorch.core.node.placed_here import PlacedHere
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, Timing, WfInfo
 from fedorch.core.node.replacement import Replacements
@@ -165,6 +166,7 @@ class Node:
         self.running = Running(self)
         # The steps the loss table places again, in rounds of their own (replacement.py).
         self.replacement = Replacements(self)
+        self.placed_here = PlacedHere(self)  # a participant's side of it (placed_here.py)
         self.compensating = Compensating(self)  # sagas (compensating.py)
         self.negotiation = Negotiation(self)
         self.cancels = Cancels(self)

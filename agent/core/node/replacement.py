@@ -42,9 +42,8 @@ older placement than the one known here is refused (running.py, `on_result`), co
 in `stats` and noted ("placement_refused") for the driver to log.
 
 Restore. The placements on record are applied again as the progress is rebuilt
-(`resumed`; the new domain applies its own only once the round's COMMIT is learned
-here). A round cut short by a crash has no decision on record: its candidate's query is
-answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
+(placed_here.py, every participant's side: told, or the new domain). A round cut short
+by a crash has no decision on record: its candidate's query is answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
 progress, is resolved again when the view is posted, in a new round. A COMMIT on record
 whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
 once told.
@@ -78,11 +77,10 @@ from fedorch.core.negotiation.messages import (
     TxInfo,
     VoteIn,
 )
-from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.node.records import FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Placement
-from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, StepState
+from fedorch.core.workflow.progress import Outcome, StepState
 from fedorch.core.workflow.takeover_events import majority
 
 
@@ -408,32 +406,9 @@ class Replacements:
         n = self.n
         n.pending = {k: v for k, v in n.pending.items()  # told no more: it is over
                      if not (k[0] == "placed" and k[1] == wf)}
-        for h in n.participant.holds():
-            info = n.state.info.get(h.key)
-            if h.workflow_id == wf and h.state is HoldState.PREPARED \
-                    and info is not None and info.lost:
-                # A re-placement round's YES here, undecided: the workflow is over, so
-                # its coordinator makes nothing run under it; the slots go now (a COMMIT
-                # that comes later finds nothing held and changes nothing).
-                n.participant.decide(now, h.workflow_id, h.round, False)
-                n.termination.forget(h.key)
-                n.point("hold released")
-                n.state.holds.pop(h.key, None)
-                n.stats["re-placement YES released at the end"] += 1
+        n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
 
     # ---- restore -----------------------------------------------------------------------
-
-    def resumed(self, wf: str) -> None:
-        """`wf`'s progress was just built from its committed placement: the placements
-        on record follow (this Node's own only once their COMMIT is learned here)."""
-        n = self.n
-        p = n.progress[wf]
-        for step, (epoch, domain, lost) in n.state.placements.get(wf, {}).items():
-            if step not in p.steps:
-                continue
-            learned = n.state.learned.get((wf, epoch))
-            if domain != n.name or (learned is not None and learned.commit):
-                p.placed_again(step, domain, epoch, lost)
 
     def retell(self, wf: str) -> None:
         """A restored coordinator: each COMMIT on record its new domain has not
@@ -449,72 +424,3 @@ class Replacements:
                     else:
                         n.send(domain, Decision((wf, epoch), value, n.name))
                     self.tell(wf, step)
-
-    # ---- a participant: told, or the new domain ------------------------------------------
-
-    def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
-        n = self.n
-        d = n.state
-        wf = msg.workflow_id
-        ack = AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name))
-        known = d.placements.get(wf, {}).get(msg.step_id)
-        if wf not in d.final and (known is None or known[0] < msg.epoch) \
-                and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
-            n.point("placed again")
-            d.placements[wf] = {**d.placements.get(wf, {}),
-                                msg.step_id: (msg.epoch, msg.domain, msg.lost)}
-            results = dict(d.results.get(wf, {}))
-            for need, attempt, outputs in msg.needs:
-                had = results.get(need)
-                if had is None or had[1] not in TERMINAL_STEP_STATES:
-                    results[need] = (attempt, StepState.SUCCEEDED, dict(outputs), "")
-            d.results[wf] = results
-            p = n.progress.get(wf)
-            if p is not None:
-                for need, attempt, outputs in msg.needs:
-                    p.apply_result(need, attempt, StepState.SUCCEEDED, dict(outputs), "")
-                s = p.steps.get(msg.step_id)
-                if s is not None and s.domain == n.name and s.state is StepState.RUNNING:
-                    # Our placement of it is over (we were lost, and are back): the
-                    # attempt still running here stops; its end changes nothing.
-                    n.stats["attempt of an older placement stopped"] += 1
-                    n.out.stop.append((wf, msg.step_id, s.attempts))
-                if msg.domain != n.name:  # the new domain waits for the round's COMMIT
-                    p.placed_again(msg.step_id, msg.domain, msg.epoch, msg.lost)
-                    n.note("placed_again", (wf, msg.step_id), msg.domain, msg.epoch,
-                           p.steps[msg.step_id].idempotent, now)
-                n.running.report_needs(wf, msg.step_id)
-                n.running.start_ready(now, wf)
-        n.send(src, ack)
-
-    def committed_here(self, now: float, key: Key, steps: list) -> bool:
-        """This Node is the new domain of a re-placement round and learned its COMMIT
-        (the hold committed in this write): the placement is written and taken. False:
-        not a re-placement round (the caller does what a workflow's commit does)."""
-        n = self.n
-        d = n.state
-        info = d.info.get(key)
-        if info is None or not info.lost:
-            return False
-        wf, epoch = key
-        placed = dict(d.placements.get(wf, {}))
-        for step, _ in steps:
-            known = placed.get(step)
-            if known is None or known[0] <= epoch:
-                placed[step] = (epoch, n.name, info.lost)
-        d.placements[wf] = placed
-        if wf in d.final:  # ended meanwhile: what it holds here goes
-            n.running.end_here(wf, d.final[wf])
-            return True
-        if wf not in d.committed:  # new to the workflow: its progress from this round
-            d.committed[wf] = epoch
-            n.running.resume(now, wf)
-            return True
-        p = n.progress.get(wf)
-        if p is not None:
-            for step, _ in steps:
-                if p.placed_again(step, n.name, epoch, info.lost):
-                    n.note("placed_again", (wf, step), n.name, epoch,
-                           p.steps[step].idempotent, now)
-            n.running.start_ready(now, wf)
-        return True

@@ -179,7 +179,7 @@ class Running:
         info = self.info(wf)
         p = Progress(info.spec, info.placement, n.name)
         n.progress[wf] = p
-        n.replacement.resumed(wf)  # the steps placed again since, on record
+        n.placed_here.resumed(wf)  # the steps placed again since, on record
         for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():
             if step in p.steps and n.domain_loss.deferred(wf, p.steps[step].domain, state,
                                                           error):
