@@ -213,6 +213,18 @@ class Replacements:
             n.point("collect record")
             del n.state.records[key]
 
+    def end_acked(self, wf: str, src: str) -> None:
+        """`src` acknowledged the end of `wf`: the COMMIT record of a round that placed a
+        step on it, if it never had it (`ended`), is of no more use (retention would
+        keep the workflow for it)."""
+        n = self.n
+        if wf not in n.state.final:
+            return
+        for epoch, domain, _ in n.state.placements.get(wf, {}).values():
+            if domain == src and (wf, epoch) in n.state.records:
+                n.point("collect record")
+                del n.state.records[(wf, epoch)]
+
     def answer(self, key: Key, src: str) -> DecisionAnswer:
         """A DecisionQuery of `src` about a re-placement round, answered from this log."""
         n = self.n

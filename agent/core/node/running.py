@@ -154,6 +154,7 @@ class Running:
             n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}
             n.mark(wf)
             n.domain_loss.acked(now, wf)  # a loss verdict's end may be made now
+            n.replacement.end_acked(wf, src)  # a COMMIT it will never need
         elif msg.msg_id[0] == "placed":  # a new placement told (replacement.py)
             n.replacement.placed_acked(now, src, msg.msg_id)
         elif msg.msg_id[0] == "compensated":
