@@ -194,6 +194,7 @@ class Negotiation:
         for wf in list(d.committed):
             if wf not in d.final:
                 n.running.resume(now, wf)
+        n.replacement.restored(now)  # its own YES of a round a crash cut short
 
     # ---- message handlers ----------------------------------------------------------
 

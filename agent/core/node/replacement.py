@@ -26,11 +26,12 @@ time, a negotiation round for that step only:
   on as after any failed step.
 
 Told before made. With coordinator takeover composed, a successor elected while this
-coordinator is down decides on what the participants know, so a new placement must be
-known to them before it can run: the COMMIT goes to the new domain only once every
-participant the view does not say is gone (and at least one), the new domain included,
-acknowledged the PlacedMsg, and the electors that have not are fewer than a majority
-(as for a loss verdict's end, domain_loss.py). Until then its DecisionQuery is
+coordinator is down decides on what it knows, so a new placement must be known before
+it can run: the COMMIT goes to the new domain only once every domain of the workflow
+and every member of its electorate the view does not say is gone (and at least one),
+the new domain included, acknowledged the PlacedMsg. (Not a majority rule, as for a
+loss verdict's end: an elector that is gone may come back, but it never runs the step,
+and the successor it may elect among the told ones knows the placement.) Until then its DecisionQuery is
 answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
 and a recovery ballot of the new domain is refused here (`refuses_paxos`), so it cannot
 learn the decision any other way. A failure to place again is a verdict like a loss's:
@@ -77,11 +78,11 @@ from fedorch.core.negotiation.messages import (
     TxInfo,
     VoteIn,
 )
+from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
-from fedorch.core.workflow.takeover_events import majority
 
 
 class Replacements:
@@ -169,13 +170,15 @@ class Replacements:
 
     def _placer(self, wf: str, step: str, lost: set[str]):
         """The Node's own placement (a daemon's: capabilities, labels, residency, free
-        capacity), for `step` alone, its lost domains and gone members left out."""
+        capacity), for `step` alone, its lost domains, gone members and this Node left
+        out: the coordinator's progress is its participant's too, and would start the
+        step before the new placement is told and its COMMIT learned."""
         n = self.n
         whole = n.placer(n.state.rows[wf].info.spec)
 
         def place(excluded) -> Placement:
             refused = {k: set(v) for k, v in excluded.items()}
-            refused.setdefault(step, set()).update(lost)
+            refused.setdefault(step, set()).update(lost | {n.name})
             full = whole(refused)
             domain = full.assignment.get(step)
             if domain is None or domain in lost or n.member_loss.gone(domain):
@@ -235,7 +238,11 @@ class Replacements:
             # it hears the end again instead, and releases its YES: nothing may run.
             n.send(src, FinalMsg(key[0], ended))
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        if key in self.telling:  # not told yet
+        if key in self.telling or value is not None and value.commit \
+                and not n.domain_loss.drives(key[0]):
+            # Not told yet; or this Node follows a later epoch now, which may not know
+            # the new placement: the COMMIT is not handed out (the new domain hears the
+            # end once the workflow ends here, above).
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
         entry = self.cores.get(key[0])
         if entry is not None and entry[0].round == key[1] \
@@ -341,10 +348,18 @@ class Replacements:
                           for need in p.steps[step].needs if need in p.steps
                           and p.steps[need].state is StepState.SUCCEEDED)
         msg = PlacedMsg(wf, step, domain, epoch, lost, needs)
-        # The lost domain too: back, it learns its placement is over (and, an elector,
-        # counts among those told).
-        for dst in sorted(self.domains_of(wf) - {n.name}):
+        # The lost domain too: back, it learns its placement is over.
+        for dst in sorted(self._told_to(wf)):
             n.reliable(dst, ("placed", wf, step, epoch, dst), msg)
+
+    def _told_to(self, wf: str) -> set[str]:
+        """Who is told a new placement: every domain of the workflow, and, with takeover,
+        every member of its electorate (an acceptor that holds no step may be elected)."""
+        n = self.n
+        out = self.domains_of(wf)
+        if n.takeover is not None:
+            out |= set(n.takeover.electorate_of(wf) or ())
+        return out - {n.name}
 
     def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
         _, wf, _, epoch, _ = msg_id
@@ -361,12 +376,9 @@ class Replacements:
             del self.telling[key]  # ended, or another epoch's: never made here
             return
         acked = self.acked.get(key, set())
-        others = self.domains_of(wf) - {n.name}
+        others = self._told_to(wf)
         waiting = {m for m in others if not n.member_loss.gone(m)} - acked
         if waiting or (others and not acked & others):
-            return
-        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
-        if electorate and len(set(electorate) - {n.name} - acked) >= majority(electorate):
             return
         del self.telling[key]
         domain, value = told
@@ -421,6 +433,17 @@ class Replacements:
         n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
 
     # ---- restore -----------------------------------------------------------------------
+
+    def restored(self, now: float) -> None:
+        """After a restore: this Node's own YES in a re-placement round it coordinated,
+        with no decision on record, is decided ABORT by its log (presumed: the round's
+        core is gone, and its number is never used again)."""
+        n = self.n
+        for h in list(n.participant.holds()):
+            if h.state is HoldState.PREPARED and h.coordinator == n.name \
+                    and self.owns(h.key) and h.key not in n.state.records:
+                n.stats["re-placement YES of a round cut short released"] += 1
+                n.negotiation.learn(now, h.key, ABORT, h.tx)
 
     def retell(self, wf: str) -> None:
         """A restored coordinator: each COMMIT on record its new domain has not
