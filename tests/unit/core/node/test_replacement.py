@@ -30,7 +30,7 @@ from tests.unit.core.node.test_takeover import fake_signer
 def new_domain(fed: Federation, step_id: str) -> str:
     """Where the coordinator placed `step_id` again (its placement on record)."""
     epoch, domain, lost = fed.disks["d0"].placements[WF][step_id]
-    assert lost == "d1" and domain not in ("d1", "")
+    assert lost == "d1" and domain not in ("d1", "d0", "")  # never the coordinator itself
     assert epoch > fed.disks["d0"].rows[WF].round  # a round number never used before
     return domain
 
