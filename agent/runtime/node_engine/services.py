@@ -10,6 +10,8 @@ Node (status.py) and posts everything else the Node must do:
   runtime/candidates.py; the checks and placement kept per spec shape and member
   view: placing.py `SubmissionPlans`), and posted as `Submit(workflow_id, spec,
   submission, placement)`; the id is answered once the workflow's row is durable;
+  SubmitAndWatch then streams its statuses as Watch does, those of the `states` asked
+  for only (and the terminal one), when the request names some;
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import os
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -100,6 +102,25 @@ def not_in_node_engine(what: str) -> str:
             " `engine: shells` for it")
 
 
+class _RandomSuffixes:
+    """The random part of workflow ids (8 hex digits each, as `secrets.token_hex(4)`
+    gives), read from the OS's CSPRNG 4 KiB at a time rather than with one system call
+    per submission."""
+
+    CHUNK = 4096
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def next(self) -> str:
+        if self._at >= len(self._hex):
+            self._hex, self._at = os.urandom(self.CHUNK).hex(), 0
+        at = self._at
+        self._at = at + 8
+        return self._hex[at:at + 8]
+
+
 class _Watched:
     """Whether a followed stream ended with its workflow (or was cut off)."""
 
@@ -133,6 +154,7 @@ class NodeClientService(ClientService):
         self._by_request: OrderedDict[str, str] = OrderedDict()
         # Each spec shape's checks and first placement, while the member view stands.
         self.plans = SubmissionPlans(engine.domain)
+        self._id_suffixes = _RandomSuffixes()
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -170,7 +192,7 @@ class NodeClientService(ClientService):
         except Unplaceable as e:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         spec = plan.spec
-        workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
+        workflow_id = f"{a.domain}.{a.now_ms():012x}{self._id_suffixes.next()}"
         if request.request_id:
             known = self._by_request.setdefault(request.request_id, workflow_id)
             if known != workflow_id:  # a concurrent retry was placed first
@@ -201,8 +223,12 @@ class NodeClientService(ClientService):
 
     async def SubmitAndWatch(self, request, context):
         workflow_id = await self._submit(request.submit, context)
+        # `states` (with state_changes_only): the statuses of other states are left out,
+        # one gRPC message fewer each (client.proto); a terminal one is always sent.
+        wanted = frozenset(request.states) if request.state_changes_only else frozenset()
         async for status in self._follow(workflow_id, request.state_changes_only, context):
-            yield status
+            if not wanted or status.state in wanted or status.state in TERMINAL:
+                yield status
 
     # ---- reads -------------------------------------------------------------------------
 
