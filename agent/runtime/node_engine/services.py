@@ -60,13 +60,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
-from fedorch.core.identity.submission import sign_spec, submission_payload
 from fedorch.core.node.cancel import refusal
 from fedorch.core.node.inputs import Cancel
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.spec import SpecError
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.client_service import (
     FORWARD_TIMEOUT_S,
@@ -78,6 +76,7 @@ from fedorch.runtime.client_service import (
 )
 from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
+from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
 from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
 from fedorch.runtime.peer_service import PeerService
 
@@ -90,11 +89,6 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
-KNOWN_GOOD_SPEC_BYTES = 64 * 1024  # own spec signatures told to the trust store up to this
-# An own spec signature is used again for the same spec bytes this long (_OwnSpecSignatures),
-# for at most this many spec shapes.
-SPEC_SIGNATURE_REUSE_MS = 1_000
-OWN_SIGNATURES_KEPT = 256
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
 CANCEL_DONE_S = 10.0
 WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often  # a cancel not carried out by then is answered with the status it has
@@ -104,54 +98,6 @@ def not_in_node_engine(what: str) -> str:
     return (f"{what} is not supported by this agent's engine (engine: node, a first"
             " slice: docs/architecture.md, \"The driver\"); run the agent with"
             " `engine: shells` for it")
-
-
-class _OwnSpecSignatures:
-    """The signed specs this domain vouches for under open access, one signature per
-    spec shape (its deterministic bytes) for up to `SPEC_SIGNATURE_REUSE_MS`.
-
-    A domain's own spec signature names no submission (no request id: the participants'
-    SubmissionGuard admits it under any workflow id, core/identity/submission_guard.py),
-    so the signature of the same bytes made a moment ago says what a new one would, with
-    an `issued_at_ms` up to that much older. Reused, it costs no signature here, and the
-    participants' trust stores verify it once, not once per workflow (their cache is
-    keyed by the signed bytes and the signature). A new one is made when the signing key
-    changed (a rotation), the kept one is older than the reuse span or from a wall
-    clock that stepped back, or the spec is larger than KNOWN_GOOD_SPEC_BYTES (not kept
-    at all). Each submission gets its own copy of the message."""
-
-    def __init__(self, kept: int = OWN_SIGNATURES_KEPT) -> None:
-        self.kept = kept
-        self._signed: OrderedDict[bytes, tuple[spec_pb2.SignedSpec, object]] = OrderedDict()
-        self.made = 0    # signatures made (for tests and the benchmark note)
-        self.reused = 0  # submissions that took a kept one
-
-    def signed(self, a, spec: spec_pb2.WorkflowSpec) -> spec_pb2.SignedSpec:
-        now_ms = a.now_ms()
-        key_now = a.signer.private_key()
-        shape = spec.SerializeToString(deterministic=True)
-        kept = self._signed.get(shape)
-        if kept is not None and kept[1] is key_now \
-                and 0 <= now_ms - kept[0].issued_at_ms < SPEC_SIGNATURE_REUSE_MS:
-            self.reused += 1
-            copy = spec_pb2.SignedSpec()
-            copy.CopyFrom(kept[0])
-            return copy
-        signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
-                           issued_at_ms=now_ms, coordinator=a.domain)
-        self.made += 1
-        # This domain's own participant checks the signature in the PREPARE it sends
-        # itself (never on the wire): known good, as its own votes are. Not for a large
-        # spec: the trust store's cache would keep a copy of its bytes (and so would this).
-        if len(signed.spec) <= KNOWN_GOOD_SPEC_BYTES:
-            a.trust.signed_here(a.domain, submission_payload(signed), signed.signature)
-            kept_copy = spec_pb2.SignedSpec()
-            kept_copy.CopyFrom(signed)
-            self._signed[shape] = (kept_copy, key_now)
-            self._signed.move_to_end(shape)
-            while len(self._signed) > self.kept:
-                self._signed.popitem(last=False)
-        return signed
 
 
 class _RandomSuffixes:
@@ -207,7 +153,7 @@ class NodeClientService(ClientService):
         # Each spec shape's checks and first placement, while the member view stands.
         self.plans = SubmissionPlans(engine.domain)
         self._id_suffixes = _RandomSuffixes()
-        self._own_signatures = _OwnSpecSignatures()
+        self._own_signatures = OwnSpecSignatures()
 
     # ---- submit ------------------------------------------------------------------------
 

@@ -10,11 +10,8 @@ from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.submission import check_prepare_submission
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.workflow.spec import parse_spec_text
-from fedorch.runtime.node_engine.services import (
-    SPEC_SIGNATURE_REUSE_MS,
-    _OwnSpecSignatures,
-    _RandomSuffixes,
-)
+from fedorch.runtime.node_engine.own_specs import SPEC_SIGNATURE_REUSE_MS, OwnSpecSignatures
+from fedorch.runtime.node_engine.services import _RandomSuffixes
 
 
 def test_id_suffixes_are_eight_hex_digits_and_differ_across_refills():
@@ -29,7 +26,7 @@ def test_id_suffixes_are_eight_hex_digits_and_differ_across_refills():
 
 
 class _Agent:
-    """What _OwnSpecSignatures reads of the agent: its domain, key, trust store, clock."""
+    """What OwnSpecSignatures reads of the agent: its domain, key, trust store, clock."""
 
     def __init__(self) -> None:
         self.domain = "c1"
@@ -55,7 +52,7 @@ def _check(agent: _Agent, signed) -> None:
 
 
 def test_an_own_spec_signature_is_used_again_for_the_same_bytes_within_its_span():
-    agent, signatures = _Agent(), _OwnSpecSignatures()
+    agent, signatures = _Agent(), OwnSpecSignatures()
     first = signatures.signed(agent, SPEC)
     agent.wall_ms += SPEC_SIGNATURE_REUSE_MS - 1
     again = signatures.signed(agent, SPEC)
@@ -71,7 +68,7 @@ def test_an_own_spec_signature_is_used_again_for_the_same_bytes_within_its_span(
 
 
 def test_an_own_spec_signature_is_made_anew_after_its_span_a_clock_step_back_or_a_new_key():
-    agent, signatures = _Agent(), _OwnSpecSignatures()
+    agent, signatures = _Agent(), OwnSpecSignatures()
     first = signatures.signed(agent, SPEC)
     agent.wall_ms += SPEC_SIGNATURE_REUSE_MS  # the span is over
     later = signatures.signed(agent, SPEC)
