@@ -174,7 +174,7 @@ class DomainLoss:
             self.released.discard(wf)
             return False
         if n.takeover is None or not self.drives(wf) \
-                or not set(n.running.info(wf).placement.values()) - {n.name}:
+                or not n.replacement.domains_of(wf) - {n.name}:
             return False
         self._hold(wf, state)
         self._release_if_told(now, wf)
@@ -256,12 +256,15 @@ class DomainLoss:
             if not n.member_loss.gone(domain):
                 continue
             # Only the original coordinator places a step again (replacement.py: a
-            # successor's round would need the electorate's word, not built).
+            # successor's round would need the electorate's word, not built): a
+            # successor's REPLACE fails the step, as the table's FAIL_* do (its copy
+            # says so), never leaves it waiting for a round nobody runs.
+            can_replace = self.epoch(wf) == 0
             for step, action in judged.domain_lost(domain, state=n.members[domain],
-                                                   can_replace=self.epoch(wf) == 0):
+                                                   can_replace=can_replace):
                 n.stats[f"step lost with its domain: {action.value}"] += 1
                 n.note("step_lost", (wf, step), domain, action.value, now)
-                if action is LossAction.REPLACE:  # a new round places it (replacement.py)
+                if action is LossAction.REPLACE and can_replace:  # a new round (replacement.py)
                     n.replacement.step_lost(wf, step, domain, n.members[domain])
                     replaced = True
                 else:
@@ -332,7 +335,7 @@ class DomainLoss:
         """Who is told a verdict's end: the participants, and the original coordinator
         when a successor tells it (as an acting successor tells every end: takeover.py)."""
         info = self.n.running.info(wf)
-        told = set(info.placement.values())
+        told = self.n.replacement.domains_of(wf)  # those placed again on too
         if self.epoch(wf) >= 1:
             told.add(info.coordinator)
         return told - {self.n.name}
@@ -353,7 +356,7 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = set(n.running.info(wf).placement.values()) - {n.name}
+        participants = n.replacement.domains_of(wf) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return

@@ -66,6 +66,12 @@ class PlacedHere:
                 if had is None or had[1] not in TERMINAL_STEP_STATES:
                     results[need] = (attempt, StepState.SUCCEEDED, dict(outputs), "")
             d.results[wf] = results
+            if msg.electorate and wf not in d.committed and wf not in d.rows:
+                # New to the workflow (its new domain): the electorate is the committed
+                # round's, the same as everywhere, not its own round's two acceptors.
+                d.electorates[wf] = msg.electorate
+            if n.takeover is not None:  # it hears our claims and ends (takeover.py)
+                n.takeover.placed(wf, msg.domain)
             p = n.progress.get(wf)
             if p is not None:
                 for need, attempt, outputs in msg.needs:

@@ -108,11 +108,14 @@ class Replacements:
         return row is not None and row.committed and key[1] > row.round
 
     def domains_of(self, wf: str) -> set[str]:
-        """Every domain of the workflow as its coordinator knows it: the committed
-        placement's and each new placement's."""
+        """Every domain of the workflow as this Node knows it: the committed placement's
+        and each new placement's on record (a successor's are those it was told, as an
+        elector, before their COMMIT: it tells its epoch and its end to them too)."""
         d = self.n.state
         row = d.rows.get(wf)
         out = set(row.info.placement.values()) if row is not None else set()
+        if row is None and wf in d.committed:
+            out.update(self.n.running.info(wf).placement.values())
         out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
         out.discard("")
         return out
@@ -332,6 +335,7 @@ class Replacements:
         n.note("placed_again", (wf, step), domain, epoch, p.steps[step].idempotent, now)
         if n.takeover is not None:
             self.telling[(wf, epoch)] = (domain, value)
+            n.takeover.placed(wf, domain)
         self.tell(wf, step)
         n.running.report_needs(wf, step)  # the needs run here, to the new domain
         n.running.start_ready(now, wf)
@@ -349,7 +353,8 @@ class Replacements:
             needs = tuple((need, p.steps[need].attempts, dict(p.steps[need].outputs))
                           for need in p.steps[step].needs if need in p.steps
                           and p.steps[need].state is StepState.SUCCEEDED)
-        msg = PlacedMsg(wf, step, domain, epoch, lost, needs)
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        msg = PlacedMsg(wf, step, domain, epoch, lost, needs, tuple(sorted(electorate or ())))
         # The lost domain too: back, it learns its placement is over.
         for dst in sorted(self._told_to(wf)):
             n.reliable(dst, ("placed", wf, step, epoch, dst), msg)
