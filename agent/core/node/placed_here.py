@@ -61,6 +61,16 @@ class PlacedHere:
             d.placements[wf] = {**d.placements.get(wf, {}),
                                 msg.step_id: (msg.epoch, msg.domain, msg.lost)}
             results = dict(d.results.get(wf, {}))
+            p = n.progress.get(wf)
+            s = p.steps.get(msg.step_id) if p is not None else None
+            # This Node was the lost domain and its attempt ended here (interrupted by
+            # its restart, say) before it was told: a result of a placement that is
+            # over, refused everywhere by its epoch, so not kept here either (this
+            # Node may be elected and decide on its own progress), which is rebuilt.
+            stale = s is not None and s.domain == n.name != msg.domain \
+                and s.state in TERMINAL_STEP_STATES
+            if stale:
+                results.pop(msg.step_id, None)
             for need, attempt, outputs in msg.needs:
                 had = results.get(need)
                 if had is None or had[1] not in TERMINAL_STEP_STATES:
@@ -72,7 +82,11 @@ class PlacedHere:
                 d.electorates[wf] = msg.electorate
             if n.takeover is not None:  # it hears our claims and ends (takeover.py)
                 n.takeover.placed(wf, msg.domain)
-            p = n.progress.get(wf)
+            if stale:
+                n.stats["result of an older placement dropped here"] += 1
+                del n.progress[wf]
+                n.running.resume(now, wf)  # as a restart would: the new placement taken
+                p = n.progress.get(wf)
             if p is not None:
                 for need, attempt, outputs in msg.needs:
                     p.apply_result(need, attempt, StepState.SUCCEEDED, dict(outputs), "")

@@ -242,3 +242,32 @@ def test_a_successor_hears_from_the_new_domain_and_tells_it_the_end() -> None:
         assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
     assert runs_of(fed, "s1") == [(new, 1)]
     assert not fed.refused
+
+
+def test_the_lost_domain_back_drops_its_interrupted_attempt_of_the_old_placement() -> None:
+    """s1, idempotent, ran on d1; d1 dies and d0 places s1 again on d3. d1 restarts
+    before it is told: its attempt ends there, interrupted by the restart, FAILED. Told
+    the new placement, d1 drops that result of a placement that is over (refused
+    everywhere by its epoch): elected when d0 then dies for good, it decides on s1's
+    result from d3, not on its own stale FAILED."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.end("d2", "s2")
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    assert result(fed, "d1", "s1")[1] is StepState.FAILED  # interrupted by the restart
+    fed.step("d1", *[MemberState(m, "ALIVE") for m in NAMES if m != "d1"])
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"))
+    fed.tick(fed.now + 2.0)  # the new placement, resent, reaches d1
+    assert "s1" not in fed.disks["d1"].results[WF]
+    assert fed.nodes["d1"].stats["result of an older placement dropped here"] == 1
+    assert fed.nodes["d1"].progress[WF].steps["s1"].domain == new
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert WF not in fed.disks["d1"].final  # s1 still runs on d3
+    fed.end(new, "s1")
+    fed.tick(fed.now + 2.0)
+    for n in ("d1", "d2", new):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
