@@ -16,7 +16,8 @@ own domain is one like any other to its successor:
 - a step that had started there (or could have: it was ready) and is not idempotent,
   or whose spec says `on_domain_loss: fail`, FAILS;
 - a step the table would place again (not started, or idempotent, with `replace`)
-  is sent back to be placed again: a negotiation round of its own places it on
+  FAILS at a successor (only the original runs re-placement rounds), and at the
+  original is sent back to be placed again: a negotiation round of its own places it on
   another domain (replacement.py), or, none taking it, it FAILS naming the domain
   (a verdict like the ones here: with takeover, its end told before it is made,
   `hold_end`). Nothing waits for a lost domain for ever.

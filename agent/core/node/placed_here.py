@@ -10,7 +10,10 @@ other Node's (and the coordinator's own, where it is a participant too):
   acknowledged; the needs' outputs it carries are recorded; a committed progress takes
   it (Progress.placed_again: results of older placements are refused from now on),
   re-reports the results of the step's needs run here (to the new domain), and, where
-  this Node was the lost domain and is back, stops the attempt still running here. The
+  this Node was the lost domain and is back, stops the attempt still running here, or
+  drops the result its attempt ended with here meanwhile (interrupted by its restart:
+  a placement that is over) and rebuilds the progress without it. A new domain new to
+  the workflow keeps the electorate the message carries (takeover claims). The
   new domain itself waits for the round's COMMIT before it takes its own placement;
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
   the hold): the placement is written and taken; a Node new to the workflow builds its

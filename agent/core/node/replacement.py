@@ -49,8 +49,13 @@ progress, is resolved again when the view is posted, in a new round. A COMMIT on
 whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
 once told.
 
+With takeover, the domains of the new placements are the workflow's like the others
+(`domains_of`, every Node's view): a successor's claim and end reach them, the told
+PlacedMsg carries the electorate for a new domain new to the workflow, and the
+takeover part counts them (takeover.py, `placed`).
+
 Not done here (docs/architecture.md): a successor after a takeover places nothing
-again; the new domain of a round whose coordinator died for good mid-round holds its
+again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a round whose coordinator died for good mid-round holds its
 reservation until the coordinator comes back; a downstream participant that heard a
 late result of the lost placement before it was told the new one keeps it.
 """
