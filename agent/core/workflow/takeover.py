@@ -293,12 +293,13 @@ class Takeover:
     def joined(self, domain: str) -> None:
         """A step was placed again on `domain` (re-placement): a participant now, outside
         the electorate (which never changes), so it hears our claims and ends and sends
-        its results to the epoch's holder. An acting coordinator tells it at once."""
+        its results to the epoch's holder. An acting successor tells it at once (its
+        claim, with its certificate); the original, at epoch 0, claims nothing."""
         if domain in self.audience:
             return
         self.participants |= {domain}
         self.audience |= {domain}
-        if self.role is Role.ACTING and not self.ended:
+        if self.role is Role.ACTING and self.epoch > 0 and not self.ended:
             self._claim_deadline = float("-inf")
 
     # ---- handlers ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections import Counter
 
 from fedorch.core.negotiation.messages import Decision
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
-from fedorch.core.node.records import PlacedMsg, ResultMsg
+from fedorch.core.node.records import ClaimMsg, PlacedMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -271,3 +271,19 @@ def test_the_lost_domain_back_drops_its_interrupted_attempt_of_the_old_placement
     fed.tick(fed.now + 2.0)
     for n in ("d1", "d2", new):
         assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_the_original_counts_the_new_domain_but_claims_nothing() -> None:
+    """The original coordinator's takeover core takes the new domain into its audience,
+    and, acting at epoch 0, sends no claim for it (an epoch-0 claim answered with the
+    end it told first would end the workflow beside its row, left RUNNING: the takeover
+    soak's seed 1700816)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert new in fed.nodes["d0"].takeover.cores[WF].audience
+    fed.tick(fed.now + 2.0)
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    assert not fed.sent_by("d0", ClaimMsg)
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
