@@ -175,7 +175,7 @@ class DomainLoss:
             self.released.discard(wf)
             return False
         if n.takeover is None or not self.drives(wf) \
-                or not n.replacement.domains_of(wf) - {n.name}:
+                or not set(n.running.info(wf).placement.values()) - {n.name}:
             return False
         self._hold(wf, state)
         self._release_if_told(now, wf)
@@ -357,7 +357,9 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = n.replacement.domains_of(wf) - {n.name}
+        # The committed placement's participants (the electors' side of the argument
+        # above); a domain a step was placed again on is told (`_told`), not waited for.
+        participants = set(n.running.info(wf).placement.values()) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return
