@@ -10,7 +10,7 @@ from collections import Counter
 
 from fedorch.core.negotiation.messages import Decision
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
-from fedorch.core.node.records import ClaimMsg, PlacedMsg, ResultMsg
+from fedorch.core.node.records import ClaimMsg, PlacedMsg, PrepareMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -287,3 +287,36 @@ def test_the_original_counts_the_new_domain_but_claims_nothing() -> None:
     fed.tick(fed.now + 2.0)
     assert not fed.sent_by("d0", ClaimMsg)
     assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+
+
+def test_a_verdicts_end_told_before_a_new_placement_waits_for_the_told_only() -> None:
+    """d2 dies: s2 goes to be placed again (its round's PREPARE to d3 held back); d1
+    dies: s1, started and not idempotent, FAILS, and that end is told to the
+    participants before it is made. The round then commits on d3, which was never told
+    that end: once d1 is back and acknowledges, the end is made (d3 hears it then),
+    where waiting for d3 too held it for ever (the takeover soak's seed 1700602)."""
+    fed = committed([step("s1"), step("s2", idempotent=True)], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d2")
+    fed.running["d2"] = set()
+    for n in ("d0", "d1", "d3"):
+        fed.step(n, MemberState("d2", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PrepareMsg))
+    assert [(dst, type(msg)) for _, dst, msg in fed.net] == [("d3", PrepareMsg)]
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    assert fed.nodes["d0"].domain_loss.holds(WF)
+    fed.deliver()
+    assert fed.disks["d0"].placements[WF]["s2"][1] == "d3"
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # d1, told, is gone: nobody acknowledged
+    fed.silent.discard("d1")  # d1 restarts, and every view says it is back
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d2" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    for n in ("d0", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"))
+    fed.tick(fed.now + 2.0)
+    assert not fed.nodes["d0"].domain_loss.holds(WF)
+    for n in ("d0", "d1", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
