@@ -336,7 +336,10 @@ class DomainLoss:
         """Who is told a verdict's end: the participants, and the original coordinator
         when a successor tells it (as an acting successor tells every end: takeover.py)."""
         info = self.n.running.info(wf)
-        told = self.n.replacement.domains_of(wf)  # those placed again on too
+        # The committed placement's participants only: a domain a step was placed again
+        # on, outside the electorate, would take an end not yet made and tell it on as a
+        # claimant; it hears the end once made (Running/Takeovers: `domains_of`).
+        told = set(info.placement.values())
         if self.epoch(wf) >= 1:
             told.add(info.coordinator)
         return told - {self.n.name}

@@ -10,7 +10,7 @@ from collections import Counter
 
 from fedorch.core.negotiation.messages import Decision
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
-from fedorch.core.node.records import ClaimMsg, PlacedMsg, PrepareMsg, ResultMsg
+from fedorch.core.node.records import ClaimMsg, FinalMsg, PlacedMsg, PrepareMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -320,3 +320,18 @@ def test_a_verdicts_end_told_before_a_new_placement_waits_for_the_told_only() ->
     assert not fed.nodes["d0"].domain_loss.holds(WF)
     for n in ("d0", "d1", "d3"):
         assert fed.disks[n].final[WF] is WorkflowState.FAILED
+
+
+def test_a_held_end_is_not_told_to_a_new_domain_outside_the_electorate() -> None:
+    """s2 is placed again on d3 (outside the electorate d0, d1, d2); then d1 dies with
+    s1 started: its verdict's end is told first to the committed participants only. d3
+    would end the workflow on a told end not yet made and, claiming as the successor it
+    takes itself for, tell it on in its epoch beside the real successor's other end
+    (the takeover run's seed 237): it hears the end once made."""
+    fed = committed([step("s1"), step("s2", idempotent=True)], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d2")
+    assert fed.disks["d0"].placements[WF]["s2"][1:] == ("d3", "d2")
+    dies(fed, "d1")
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # d1, d2 told and gone: held
+    assert not [m for to, m in fed.sent_by("d0", FinalMsg) if to == "d3"]
+    assert WF not in fed.disks["d3"].final
