@@ -175,7 +175,7 @@ class DomainLoss:
             self.released.discard(wf)
             return False
         if n.takeover is None or not self.drives(wf) \
-                or not set(n.running.info(wf).placement.values()) - {n.name}:
+                or not self.participants(wf) - {n.name}:
             return False
         self._hold(wf, state)
         self._release_if_told(now, wf)
@@ -332,14 +332,25 @@ class DomainLoss:
             step in p.steps and was_lost(_placed(p, step), state, error)
             for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
 
+    def participants(self, wf: str) -> set[str]:
+        """The participants a held end is told to and waits for: the committed
+        placement's, and each domain a step was placed again on that is an elector. Not
+        one outside the electorate: it would end the workflow on an end not yet made
+        and, claiming as the successor it takes itself for, tell it on beside the real
+        successor's other end (seed 237 of the takeover runs); it hears the end once
+        made (`Replacements.domains_of`)."""
+        n = self.n
+        out = set(n.running.info(wf).placement.values())
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        if electorate:
+            out |= n.replacement.domains_of(wf) & set(electorate)
+        return out
+
     def _told(self, wf: str) -> set[str]:
         """Who is told a verdict's end: the participants, and the original coordinator
         when a successor tells it (as an acting successor tells every end: takeover.py)."""
         info = self.n.running.info(wf)
-        # The committed placement's participants only: a domain a step was placed again
-        # on, outside the electorate, would take an end not yet made and tell it on as a
-        # claimant; it hears the end once made (Running/Takeovers: `domains_of`).
-        told = set(info.placement.values())
+        told = self.participants(wf)
         if self.epoch(wf) >= 1:
             told.add(info.coordinator)
         return told - {self.n.name}
@@ -360,9 +371,11 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        # The committed placement's participants (the electors' side of the argument
-        # above); a domain a step was placed again on is told (`_told`), not waited for.
-        participants = set(n.running.info(wf).placement.values()) - {n.name}
+        participants = self.participants(wf) - {n.name}
+        for dst in sorted(participants - acked):
+            if ("final", wf, dst) not in n.pending:  # placed on after the end was told
+                n.reliable(dst, ("final", wf, dst),
+                           self._notice(wf, self.epoch(wf), self.held[wf]))
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return

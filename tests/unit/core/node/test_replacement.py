@@ -10,7 +10,14 @@ from collections import Counter
 
 from fedorch.core.negotiation.messages import Decision
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
-from fedorch.core.node.records import ClaimMsg, FinalMsg, PlacedMsg, PrepareMsg, ResultMsg
+from fedorch.core.node.records import (
+    ClaimMsg,
+    FinalMsg,
+    PlacedMsg,
+    PrepareMsg,
+    ResultMsg,
+    Timing,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -24,7 +31,7 @@ from tests.unit.core.node.test_domain_loss import (
     result,
     step,
 )
-from tests.unit.core.node.test_takeover import fake_signer
+from tests.unit.core.node.test_takeover import fake_signer, fake_verify
 
 
 def new_domain(fed: Federation, step_id: str) -> str:
@@ -335,3 +342,38 @@ def test_a_held_end_is_not_told_to_a_new_domain_outside_the_electorate() -> None
     assert fed.nodes["d0"].domain_loss.holds(WF)  # d1, d2 told and gone: held
     assert not [m for to, m in fed.sent_by("d0", FinalMsg) if to == "d3"]
     assert WF not in fed.disks["d3"].final
+
+
+class NoRoomAtD3(Federation):
+    """d3 has no room: a step lost with d1 is placed again on d2, an elector."""
+
+    timing = Timing(max_rounds=3, takeover_after_s=3.0)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities={"a": 0 if name == "d3" else 4}, timing=self.timing,
+                    peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def test_an_end_on_results_is_told_to_and_waits_for_a_new_domain_that_is_an_elector(
+) -> None:
+    """s1, the only step, on d1; d1 dies for good and s1 is placed again on d2 (d3
+    refuses), an elector (d0, d1, d2). Its result ends the workflow: that end is told
+    first, to the committed participant d1 (gone) and to d2, and made once d2
+    acknowledged it, where it was held until d1 came back (the node engine's
+    `test_an_idempotent_step_of_a_participant_killed_for_good_runs_elsewhere`)."""
+    fed = NoRoomAtD3()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1", idempotent=True)]), placement={"s1": "d1"}))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d1")
+    assert fed.disks["d0"].placements[WF]["s1"][1:] == ("d2", "d1")
+    end_everything(fed)
+    assert not fed.nodes["d0"].domain_loss.holds(WF)
+    assert "d2" in fed.disks["d0"].final_acked[WF]
+    for n in ("d0", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
