@@ -266,21 +266,24 @@ class Bounded(Sagas):
 
 
 def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]]:
-    """d0 ends the workflow FAILED (s2 failed) and dies before its end notices leave;
-    d1 and d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
-    claims held back. d0's end notice, late, reaches each claimant: each tells it on in
+    """d0 has an end, FAILED (s2 failed), and dies before the notices that tell it
+    leave (with takeover an end is told before it is made: d0 never made it); d1 and
+    d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
+    claims held back. d0's told end, late, reaches each claimant: each tells it on in
     epoch 1 (a claimant's end, no certificate) and plans the saga."""
     f = Bounded()
     f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
     f.deliver()
     assert f.end("d1", True)[1] == "s0"
     assert f.end("d2", True)[1] == "s1"
-    run = f.queue["d2"].pop(0)  # s2 fails; its result reaches d0, which ends FAILED
+    run = f.queue["d2"].pop(0)  # s2 fails; its result reaches d0, which tells FAILED
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
     f.deliver(keep=lambda src, dst, msg: src == "d0")
-    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert f.nodes["d0"].domain_loss.held == {WF: WorkflowState.FAILED}
+    assert f.disks["d0"].rows[WF].state is WorkflowState.RUNNING  # told, not made
     late = [(dst, msg) for src, dst, msg in f.net
             if src == "d0" and isinstance(msg, FinalMsg) and not msg.owed]
+    assert {dst for dst, _ in late} == {"d1", "d2"}
     f.net = []
     f.kill("d0")
     f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
