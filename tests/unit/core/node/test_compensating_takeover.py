@@ -325,12 +325,15 @@ def test_of_two_claimants_that_told_the_end_on_in_one_epoch_one_drives_the_saga(
 
 
 def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs_saga():
-    # d0 ends the workflow FAILED and dies once its end notice and its tell of s0's
-    # attempt 1 reached s0's domain d2 (its plan lost with it); d1, which heard
-    # nothing (nor of s0: s1 does not need it), claims epoch 1, learns the end from d2 and tells it on in epoch 1,
-    # planning from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that
-    # later epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the
-    # attempt a restart of d2 interrupted is judged there (retried, never run twice).
+    # d0's view says d1 is DEAD (d1 lives: only cut off from d0). s2 fails; d0 tells
+    # its end FAILED, d2 acknowledges it, and that is enough to make it (the only
+    # live participant in d0's view; fewer than a majority of electors have not):
+    # d0 makes the end and dies once its tell of s0's attempt 1 reached s0's domain d2
+    # (its plan lost with it). d1, which heard nothing (nor of s0: s1 does not need
+    # it), claims epoch 1, learns the end from d2 and tells it on in epoch 1, planning
+    # from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that later
+    # epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the attempt
+    # a restart of d2 interrupted is judged there (retried, never run twice).
     comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=1)
     f = Bounded()
     f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
@@ -341,15 +344,20 @@ def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs
     f.deliver()
     assert f.end("d2", True)[1] == "s0"
     assert f.end("d1", True)[1] == "s1"
-    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED and plans s0's compensation
+    f.step("d0", MemberState("d1", "DEAD"))
+
+    def held(src: str, dst: str, msg: object) -> bool:
+        # d0 and d1 cut off from each other; d0's saga plan never leaves it.
+        return {src, dst} == {"d0", "d1"} or (
+            src == "d0" and isinstance(msg, FinalMsg) and bool(msg.owed))
+
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
-    f.deliver(keep=lambda src, dst, msg: src == "d0")
-    told = [m for src, dst, m in f.net if dst == "d2" and (
-        isinstance(m, FinalMsg) and not m.owed or isinstance(m, CompensateMsg))]
+    f.deliver(keep=held)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED  # made, and planned
+    assert f.disks["d2"].final[WF] is WorkflowState.FAILED
     f.net = []
     f.kill("d0")
-    for msg in told[:2]:  # the end notice, then the tell of s0's attempt 1
-        f.step("d2", Message("d0", msg))
     assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]
     assert WF not in f.disks["d2"].plans
     f.deliver()
