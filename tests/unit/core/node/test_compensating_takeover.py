@@ -394,11 +394,13 @@ def test_a_certified_driver_tells_its_end_again_to_a_rival_claimants_followers()
 
 
 def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_records():
-    # d0 ends the workflow FAILED and crashes before its notices leave; d1 takes it
-    # over, ends it FAILED in epoch 1 and drives its saga to its end (s0's compensation
-    # at d2), then dies for good before its end reached d0. d0, back, drives its own
-    # saga in epoch 0: d2 answers its tell of the attempt it recorded with that record
-    # (never running it again), so d0's saga ends too.
+    # d0's view says d1 is DEAD (d1 lives: only cut off from d0). s2 fails; d0 tells
+    # its end FAILED, d2 acknowledges it, which is enough to make it; d0 makes it and
+    # crashes before the notices after it (its saga's plan and tells) leave. d1 takes
+    # it over, learns the end from d2, ends it FAILED in epoch 1 and drives its saga to
+    # its end (s0's compensation at d2), then dies for good before its end reached d0.
+    # d0, back, drives its own saga in epoch 0: d2 answers its tell of the attempt it
+    # recorded with that record (never running it again), so d0's saga ends too.
     comp = spec_pb2.Compensation(params_json='{"undo": true}')
     f = Bounded()
     f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
@@ -409,10 +411,20 @@ def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_
     f.deliver()
     assert f.end("d2", True)[1] == "s0"
     assert f.end("d1", True)[1] == "s1"
-    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED, its notices lost with it
+    f.step("d0", MemberState("d1", "DEAD"))
+
+    def held(src: str, dst: str, msg: object) -> bool:
+        # d0 and d1 cut off from each other; of d0's messages to d2 only the told end
+        # leaves before it crashes.
+        return {src, dst} == {"d0", "d1"} or (
+            src == "d0" and not (isinstance(msg, FinalMsg) and not msg.owed))
+
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
-    f.deliver(keep=lambda src, dst, msg: src == "d0")
-    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    f.deliver(keep=held)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED  # made, and planned
+    assert rows(f, "d0") == {"s0": ("RUNNING", 1)}  # its saga planned, its tell lost
+    assert not f.compensations  # d0's tells lost with it
     f.net = []
     f.kill("d0")
     f.deliver()
