@@ -14,8 +14,10 @@ import pytest
 from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit
 from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
+from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import (
+    AckMsg,
     ClaimAnswerMsg,
     ClaimMsg,
     CompensatedMsg,
@@ -468,3 +470,74 @@ def test_a_claimant_that_never_learned_the_end_takes_it_from_a_grant_for_the_sag
     assert rows(f, "d1") == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
     assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
+
+
+class Held(Bounded):
+    """`Bounded`, whose network holds back what `hold` says in every delivery (the
+    timers' too, as `run_until` delivers)."""
+
+    hold = None
+
+    def deliver(self, rounds: int = 200, *, keep=None) -> None:
+        super().deliver(rounds, keep=keep or self.hold)
+
+
+def test_a_report_that_reaches_a_claimant_before_the_end_is_not_acknowledged():
+    # d0's view says d1 is DEAD; d2's acknowledgement lets d0 make its end FAILED and
+    # tell s0's compensation at d2, which runs; d0 dies before its report arrives.
+    # d2, a claimant of epoch 1 too, is denied by d1 (better-ranked) and follows it:
+    # its report goes to d1, which does not know the end yet (d2's answer to d1's
+    # claim, which carries it, is late). Acknowledged then, the report would be
+    # dropped and marked done: d1's later tell of the attempt is answered from the
+    # record, that answer is lost, and a late duplicate of the first acknowledgement
+    # ends its resends: d1's saga would wait for ever.
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    f = Held()
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    f.step("d0", MemberState("d1", "DEAD"))
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: {src, dst} == {"d0", "d1"})
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    run = f.queue["d2"].pop(0)  # s0's compensation, attempt 1, ends; d0 dies
+    assert run == (WF, "s0", 1, COMPENSATE)
+    f.step("d2", CompensationEnded(WF, "s0", 1, True, ""))
+    f.net = []
+    f.kill("d0")
+    f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
+    f.restart("d2")
+    sent_before = len(f.sent_by("d1", AckMsg))
+
+    def end_late(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, ClaimAnswerMsg) and src == "d2" and msg.final is not None
+
+    f.hold = end_late
+    f.run_until(f.now + 1.0)  # d2's claim is denied by d1; d1's own waits its answer
+    assert ("d1", CompensatedMsg(WF, "s0", 1, True, "")) in f.sent_by("d2", CompensatedMsg)
+    assert WF not in f.disks["d1"].final
+    acks = [m for _, m in f.sent_by("d1", AckMsg)[sent_before:]
+            if m.msg_id[0] == "compensated"]
+    assert not acks  # nothing taken: nothing acknowledged
+    assert f.nodes["d1"].stats["compensation report before the end: not acknowledged"] >= 1
+
+    def answer_lost(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, CompensatedMsg) and src == "d2"
+
+    f.hold = answer_lost
+    f.run_until(f.now + 30.0)  # d2's answer to d1's claim: d1 ends and tells
+    assert f.disks["d1"].final[WF] is WorkflowState.FAILED
+    f.net = [m for m in f.net if not answer_lost(*m)]  # the answers to d1's tell lost
+    for ack in acks[:1]:  # a late duplicate of an acknowledgement given before
+        f.step("d2", Message("d1", ack))
+    f.hold = None
+    f.run_until(f.now + 60.0)
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1)}
+    assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
+    assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once
