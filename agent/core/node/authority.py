@@ -176,8 +176,16 @@ def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any
 
 
 def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
+    placed = _placed_on(node.state, msg)
+    if placed is not None and src != placed and node.member_loss.gone(placed):
+        held, _ = _epoch_of(node.state, msg.workflow_id)
+        if held is not None and src == held[1]:
+            # The coordinator followed here relays the result of a step whose domain
+            # this Node's view says is gone (Running.relay_gone_results: it held it,
+            # the producer died before it reached this Node).
+            return
     authorize("step_result", src, Facts(workflow_id=msg.workflow_id,
-                                        placed_on=_placed_on(node.state, msg)))
+                                        placed_on=placed))
 
 
 def _final(node: Any, src: str, msg: FinalMsg, votes: Any,

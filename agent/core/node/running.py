@@ -116,6 +116,35 @@ class Running:
             # learns the end before it could report to anyone else).
             n.send(src, entry[1])
 
+    def relay_gone_results(self, wf: str, domains: list[str]) -> None:
+        """As the coordinator driving `wf`, the view now saying each of `domains` is
+        gone: the SUCCEEDED results of their steps on record here go to the domains of
+        the steps that need them, not ended there, resent until acknowledged. A
+        producer that died for good before its result reached a consumer (lost, or
+        refused there before that domain knew the commit) never resends it, and the
+        step waiting on it would wait for ever (takeover soak seeds 920659, 1600618);
+        the coordinator holds every result it was told. The consumer takes it only
+        from the coordinator it follows, and only while its own view says the step's
+        domain is gone (authority.py)."""
+        n = self.n
+        info = self.info(wf)
+        results = n.state.results.get(wf, {})
+        p = n.progress.get(wf)
+        for spec in info.spec.steps:
+            consumer = info.placement.get(spec.id)
+            if consumer in (None, n.name) or n.member_loss.gone(consumer) \
+                    or p is None or p.steps[spec.id].state in TERMINAL_STEP_STATES:
+                continue
+            for need in spec.needs:
+                if info.placement.get(need) not in domains or need not in results:
+                    continue
+                attempt, state, outputs, error = results[need]
+                if state is not StepState.SUCCEEDED:
+                    continue
+                n.stats["result of a gone domain relayed by the coordinator"] += 1
+                n.reliable(consumer, ("result", wf, need, consumer),
+                           ResultMsg(wf, need, attempt, state, dict(outputs), error))
+
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
         saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
