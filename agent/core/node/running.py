@@ -8,10 +8,12 @@ under its idempotency key (workflow, step, attempt) and handed to the driver in
 `start_steps` of the same Ready, so it starts only once that record is durable; it
 is never started again: an attempt found started after a restart counts as failed.
 Its end comes back as a `StepEnded` input. Results go, resent until acknowledged, to
-the coordinator and the owners of downstream steps; the coordinator decides the
-outcome (the lifecycle table), or a cancel ends it (cancel.py), and tells every
-participant, which releases what the workflow still holds here and stops its attempts
-(`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
+the coordinator and the owners of downstream steps (and, once the view says a step's
+domain is gone, the coordinator relays that step's SUCCEEDED result to those owners:
+`relay_gone_results`, as the producer may have died before it reached them); the
+coordinator decides the outcome (the lifecycle table), or a cancel ends it
+(cancel.py), and tells every participant, which releases what the workflow still
+holds here and stops its attempts (`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
 
 Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
 coordinator expands at submission; every PREPARE carries it), so instances are steps
