@@ -212,6 +212,10 @@ class NodeDriver:
                 self.executors.stop(run)
             for wf, state in ready.status_changes:
                 self.status.status_changed(wf, state)
+            for w in ready.writes:
+                for note in w.notes:
+                    if note[0] in _LOGGED_NOTES:
+                        _LOGGED_NOTES[note[0]](*note[1:])
         except BaseException as e:
             self.stopped = e  # half done: the Node no longer matches what was done
             raise
@@ -227,6 +231,23 @@ class NodeDriver:
     def next_deadline(self) -> float | None:
         """The monotonic instant a Tick is due (None: no timer)."""
         return self.node.get_timer()
+
+
+def _log_placed_again(step: tuple, domain: str, epoch: int, idempotent: bool,
+                      now: float) -> None:
+    log.info("%s: step %s placed again on %s (placement epoch %d)", step[0], step[1],
+                domain, epoch)
+
+
+def _log_placement_refused(step: tuple, src: str, epoch: int, current: int) -> None:
+    log.info("%s: refused a result of step %s from %s: its placement epoch %d is over"
+                " (the step is at epoch %d)", step[0], step[1], src, epoch, current)
+
+
+# The Node's notes (ready.py) the driver logs: a step placed again, and fencing's
+# refusals of an older placement's results (core/node/replacement.py).
+_LOGGED_NOTES = {"placed_again": _log_placed_again,
+                 "placement_refused": _log_placement_refused}
 
 
 def _name(event: object) -> str:

@@ -19,7 +19,7 @@ from fedorch.core.identity.keys import load_public_key_file
 from fedorch.core.identity.submission import sign_spec
 from fedorch.core.identity.tls import trust_bundle
 from fedorch.core.workflow.spec import parse_spec_text
-from fedorch.gen.fedorch.v1 import client_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
 from tests.integration.federation import (
     TEST_TIMINGS,
@@ -103,6 +103,25 @@ async def test_watch_follows_a_workflow_to_its_end(fed):
     states = [state_name(s) async for s in watch]
     assert states[-1] == "SUCCEEDED", states
     assert "RUNNING" in states
+
+
+async def test_submit_and_watch_sends_only_the_states_asked_for_and_the_end(fed):
+    spec = parse_spec_text(_chain("test.echo"), "test")
+
+    async def watched(**asked) -> list[str]:
+        watch = fed.client("n1").SubmitAndWatch(client_pb2.SubmitAndWatchRequest(
+            submit=client_pb2.SubmitRequest(spec=spec), state_changes_only=True,
+            **asked), timeout=30)
+        return [state_name(s) async for s in watch]
+
+    every = await watched()
+    assert every[0] == "NEGOTIATING" and every[-1] == "SUCCEEDED", every
+    asked = await watched(states=[status_pb2.WORKFLOW_STATE_RUNNING])
+    assert asked[-1] == "SUCCEEDED", asked
+    assert set(asked) <= {"RUNNING", "SUCCEEDED"}, asked  # no NEGOTIATING
+    # Only terminal statuses wanted: the end alone.
+    assert await watched(states=[status_pb2.WORKFLOW_STATE_SUCCEEDED]) == \
+        ["SUCCEEDED"]
 
 
 async def test_participant_killed_after_commit_recovers_from_node_db(fed, tmp_path):

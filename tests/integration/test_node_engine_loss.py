@@ -11,8 +11,14 @@ every step that can run runs, n2 is SIGKILLed and never restarted. n1's membersh
 makes it DEAD (posted to its Node as `MemberViews`), and n1's Node fails each step
 placed there (core/node/domain_loss.py), naming n2, tells n3 the end, and ends the
 workflow FAILED once n3 acknowledged it, within a bound, where without it the
-workflows stayed RUNNING until n2 came back. The idempotent and the waiting steps are not placed again yet (the node
-engine runs no re-placement round): they fail naming the domain too, saying so.
+workflows stayed RUNNING until n2 came back. The idempotent and the waiting steps would be
+placed again (core/node/replacement.py), but their constraint names n2 alone: the
+round finds no domain and they fail naming n2 too, saying so.
+
+A second test kills whichever of n2 and n3 runs a workflow's one idempotent step, held
+at its gate: the step is placed again on the other, runs there once the gate opens, and
+the workflow SUCCEEDS; the step's side-effect file shows one completed run (the killed
+agent's step process died with it).
 """
 
 from __future__ import annotations
@@ -116,13 +122,13 @@ async def test_the_steps_of_a_participant_killed_for_good_fail_naming_it(tmp_pat
             status = await wait_for(lambda wid=wid: ended("n1", wid), ENDED_WITHIN_S + 5,
                                     f"the {kind} workflow to end FAILED at n1")
             assert time.monotonic() - killed_at <= ENDED_WITHIN_S, kind
-            errors = {s.id: s.error for s in status.steps}
+            errors = {st.id: st.error for st in status.steps}
             assert step_states(status)["at-n2"][:2] == ("FAILED", "n2"), status
             assert "domain n2 was lost (DEAD)" in errors["at-n2"], (kind, errors)
             if kind == "started":
                 assert "not idempotent" in errors["at-n2"], errors
-            else:  # would be placed again; the node engine does not do that yet
-                assert "not placed again" in errors["at-n2"], errors
+            else:  # a round tried to place it again: its constraint allows n2 alone
+                assert "could not place the step again" in errors["at-n2"], errors
             if kind == "waiting":
                 assert "before the step started" in errors["at-n2"], errors
             # n3 took part: it had the end first (the coordinator tells a verdict's end
@@ -132,3 +138,48 @@ async def test_the_steps_of_a_participant_killed_for_good_fail_naming_it(tmp_pat
         for path in [runs["started"], runs["idempotent"], runs["n3"], *besides]:
             assert path.read_text() == "start\n", path
         assert not runs["waiting"].exists()
+
+
+async def _async(value):
+    return value
+
+
+async def test_an_idempotent_step_of_a_participant_killed_for_good_runs_elsewhere(tmp_path):
+    gate, runs = tmp_path / "gate", tmp_path / "runs"
+    spec = f"""
+name: replaced
+steps:
+  - id: long
+    capability: test.gate
+    idempotent: true
+    params: {{runs: "{runs}", gate: "{gate}"}}
+"""
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        wid = await fed.submit("n1", spec)
+        await wait_for(lambda: _async(runs.exists() and runs.read_text() == "start\n"), 30,
+                       "the step to run")
+        status = await fed.local_status("n1", wid)
+        assert status is not None and state_name(status) == "RUNNING", status
+        first = step_states(status)["long"][1]
+        assert first in ("n2", "n3"), status
+        other = "n3" if first == "n2" else "n2"
+        fed.kill(first)  # SIGKILL, reaped by its pid; never restarted
+
+        async def moved():
+            s = await fed.local_status("n1", wid)
+            return s if s is not None and step_states(s)["long"][1] == other else None
+
+        await wait_for(moved, ENDED_WITHIN_S + 5, f"the step to be placed again on {other}")
+        await wait_for(lambda: _async(runs.read_text() == "start\nstart\n"), 30,
+                       f"the step to start again, at {other}")
+        gate.touch()  # the run at `other` may end now; the killed one's process is gone
+
+        async def succeeded():
+            s = await fed.local_status("n1", wid)
+            return s if s is not None and state_name(s) == "SUCCEEDED" else None
+
+        status = await wait_for(succeeded, 30, "the workflow to succeed at n1")
+        assert step_states(status)["long"] == ("SUCCEEDED", other, 1), status
+        # One completed run: the killed agent's attempt never got past its gate.
+        assert runs.read_text() == "start\nstart\ndone\n"
+        assert state_name(await fed.local_status(other, wid)) == "SUCCEEDED"

@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fedorch.core.identity.authority import Facts, Refused, authorize
+from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
 from fedorch.core.negotiation.messages import (
     Accept,
     Accepted,
@@ -66,6 +66,7 @@ from fedorch.core.node.records import (
     CompensatedMsg,
     CompensateMsg,
     FinalMsg,
+    PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
@@ -170,6 +171,8 @@ def _decision_answer(node: Any, src: str, msg: DecisionAnswer, votes: Any,
 def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any) -> None:
     core = node.coordinators.get(msg.key[0])
     tx = core.tx() if core is not None else None
+    if tx is not None and tx.key != msg.key:
+        tx = None  # another round's (a re-placement round's: replacement.py checks it)
     authorize("decision_ack", src, Facts(
         workflow_id=msg.key[0], named=msg.sender,
         participants=tx.participants if tx is not None else None))
@@ -177,15 +180,34 @@ def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any
 
 def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
     placed = _placed_on(node.state, msg)
-    if placed is not None and src != placed and node.member_loss.gone(placed):
+    moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
+    if moved is not None and src in (moved[1], moved[2]):
+        # A step placed again (replacement.py): its new domain speaks for it, and the
+        # one it was lost with may still report; the Node refuses an older placement's
+        # result by its epoch (running.py), and counts it.
+        placed = src
+    elif placed is not None and src != placed and node.member_loss.gone(placed):
         held, _ = _epoch_of(node.state, msg.workflow_id)
         if held is not None and src == held[1]:
             # The coordinator followed here relays the result of a step whose domain
             # this Node's view says is gone (Running.relay_gone_results: it held it,
             # the producer died before it reached this Node).
             return
-    authorize("step_result", src, Facts(workflow_id=msg.workflow_id,
-                                        placed_on=placed))
+    authorize("step_result", src, Facts(workflow_id=msg.workflow_id, placed_on=placed))
+
+
+def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:
+    # A new placement is told by the workflow's coordinator as known here: the epoch
+    # followed, or, not committed here yet (the new domain), the coordinator of the
+    # re-placement round this Node voted in.
+    d = node.state
+    held, _ = _epoch_of(d, msg.workflow_id)
+    # Not committed here (in doubt, or the new domain before the COMMIT): its
+    # original coordinator, the one that places steps again.
+    coordinator = held[1] if held is not None else coordinator_of(msg.workflow_id)
+    if src != coordinator:
+        raise Refused("not_coordinator", f"{src} told a new placement in"
+                                         f" {msg.workflow_id}, coordinated by {coordinator}")
 
 
 def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
@@ -292,7 +314,7 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
     Decision: _decision, DecisionQuery: _decision_query, DecisionAnswer: _decision_answer,
     DecisionAck: _decision_ack, ResultMsg: _result, FinalMsg: _final, ClaimMsg: _claim,
     ClaimAnswerMsg: _claim_answer, AckMsg: _ack, CompensateMsg: _compensate,
-    CompensatedMsg: _compensated,
+    CompensatedMsg: _compensated, PlacedMsg: _placed,
 }
 # Every message type a Node exchanges with its peers (what `check` has a rule for).
 MESSAGE_TYPES = frozenset(_BY_TYPE)

@@ -16,9 +16,10 @@ own domain is one like any other to its successor:
 - a step that had started there (or could have: it was ready) and is not idempotent,
   or whose spec says `on_domain_loss: fail`, FAILS;
 - a step the table would place again (not started, or idempotent, with `replace`)
-  FAILS too, its reason saying it was not placed again: the Node runs no re-placement
-  round yet (`can_replace=False`; docs/architecture.md, "Not built yet in the node
-  engine"). Nothing waits for a lost domain for ever.
+  is sent back to be placed again: a negotiation round of its own places it on
+  another domain (replacement.py), or, none taking it, it FAILS naming the domain
+  (a verdict like the ones here: with takeover, its end told before it is made,
+  `hold_end`). Nothing waits for a lost domain for ever.
 
 When. On each change of the view that makes a member gone (`lost`, after member_loss),
 when a round commits while a domain it placed a step on is already gone
@@ -94,8 +95,9 @@ Fencing, what there is of it. While this Node drives the workflow, a step's term
 result on record is never replaced by a later report (running.py, `on_result`): a lost
 domain that comes back and reports the step it ran cannot turn the verdict into its
 own result; it is refused, counted in `stats` ("result of a lost placement refused"),
-and left unacknowledged (it comes again: taken if the verdict turns void). Placement
-epochs on the wire (a re-placed step's fencing token) come with re-placement.
+and left unacknowledged (it comes again: taken if the verdict turns void). A step
+placed again carries a placement epoch its results carry too (replacement.py): a
+result of an older placement is refused by it.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ import copy
 from typing import Any
 
 from fedorch.core.node.records import FinalMsg
+from fedorch.core.workflow.domain_loss import LossAction
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import Outcome, StepState
 from fedorch.core.workflow.takeover_events import majority
@@ -113,6 +116,12 @@ def was_lost(domain: str, state: StepState, error: str) -> bool:
     """Is this result a loss verdict on a step placed on `domain` (its reason, as
     core/workflow/domain_loss.py words every one)?"""
     return state is StepState.FAILED and error.startswith(f"domain {domain} was lost (")
+
+
+def _placed(p: Any, step: str) -> str:
+    """The domain a step is (or, waiting to be placed again, was last) placed on."""
+    s = p.steps[step]
+    return s.domain or s.lost_to
 
 
 class DomainLoss:
@@ -192,7 +201,7 @@ class DomainLoss:
         if n.takeover is None or not self.drives(wf):
             return
         p = n.progress[wf]
-        if any(step in p.steps and was_lost(p.steps[step].domain, state, error)
+        if any(step in p.steps and was_lost(_placed(p, step), state, error)
                for step, (_, state, _, error) in n.state.results.get(wf, {}).items()):
             self._hold(wf)
 
@@ -244,14 +253,24 @@ class DomainLoss:
         # whose epoch ends meanwhile goes on as a participant its verdict never touched.
         judged = p if n.takeover is None else copy.deepcopy(p)
         resolved: list[str] = []
+        replaced = False
         for domain in domains:
             if not n.member_loss.gone(domain):
                 continue
+            # Only the original coordinator places a step again (replacement.py: a
+            # successor's round would need the electorate's word, not built).
             for step, action in judged.domain_lost(domain, state=n.members[domain],
-                                                   can_replace=False):
+                                                   can_replace=self.epoch(wf) == 0):
                 n.stats[f"step lost with its domain: {action.value}"] += 1
                 n.note("step_lost", (wf, step), domain, action.value, now)
-                resolved.append(step)
+                if action is LossAction.REPLACE:  # a new round places it (replacement.py)
+                    n.replacement.step_lost(wf, step, domain, n.members[domain])
+                    replaced = True
+                else:
+                    resolved.append(step)
+        if replaced and not resolved:
+            n.replacement.start(now, wf)
+            return
         if not resolved:
             return
         n.point("step lost")
@@ -261,24 +280,31 @@ class DomainLoss:
             results[step] = (s.attempts, s.state, {}, s.error)
         n.state.results[wf] = results
         if judged is not p and judged.outcome() is Outcome.FAILED:
-            self._hold(wf)
+            self._hold(wf)  # nothing is placed again: the workflow's end is coming
             return
         if judged is not p:  # no end follows from it (a fan-out step goes on): taken now
             self._apply(wf)
         n.running.check_outcome(now, wf)  # ends it where nothing holds it
+        if replaced and wf in n.progress:
+            n.replacement.start(now, wf)
 
     def _apply(self, wf: str) -> None:
         """The verdicts on record, into the workflow's progress (FAILED, what is
         downstream SKIPPED)."""
         p = self.n.progress[wf]
         for step, (attempt, state, _, error) in self.n.state.results.get(wf, {}).items():
-            if step in p.steps and was_lost(p.steps[step].domain, state, error):
+            if step in p.steps and was_lost(_placed(p, step), state, error):
                 p.apply_result(step, max(attempt, p.steps[step].attempts), state, {}, error)
 
     def deferred(self, wf: str, step_domain: str, state: StepState, error: str) -> bool:
         """Is this result on record a verdict a restored progress takes only when its
         end is made (with takeover; Running.resume leaves it out)?"""
         return self.n.takeover is not None and was_lost(step_domain, state, error)
+
+    def hold_end(self, wf: str) -> None:
+        """A verdict of this coordinator's made elsewhere (a step that could not be
+        placed again: replacement.py) whose end is FAILED: held like a loss's."""
+        self._hold(wf)
 
     def _hold(self, wf: str, state: WorkflowState = WorkflowState.FAILED) -> None:
         """The end (a verdict's: FAILED) is told to every participant (and, by a
@@ -301,7 +327,7 @@ class DomainLoss:
     def _verdict_on_record(self, wf: str) -> bool:
         p = self.n.progress.get(wf)
         return p is not None and any(
-            step in p.steps and was_lost(p.steps[step].domain, state, error)
+            step in p.steps and was_lost(_placed(p, step), state, error)
             for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
 
     def _told(self, wf: str) -> set[str]:

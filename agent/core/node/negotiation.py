@@ -80,6 +80,7 @@ from fedorch.core.node.records import (
     CompensateMsg,
     CoordRow,
     FinalMsg,
+    PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
@@ -114,6 +115,7 @@ class Negotiation:
             CompensatedMsg: node.compensating.on_compensated,
             ClaimMsg: self._on_claim,
             ClaimAnswerMsg: self._on_claim,
+            PlacedMsg: node.placed_here.on_placed,
         }
 
     # ---- inputs ----------------------------------------------------------------------
@@ -182,7 +184,7 @@ class Negotiation:
                     n.running.end_here(wf, row.state)
                 acked = d.final_acked.get(wf, set())
                 settled = n.running.settled(wf)
-                for p in sorted(set(row.info.placement.values()) - {n.name} - acked):
+                for p in sorted(n.replacement.domains_of(wf) - {n.name} - acked):
                     n.reliable(p, ("final", wf, p), FinalMsg(wf, row.state, settled=settled))
         for h in holds:  # our own reservations in rounds we coordinate: our log decides
             core = n.coordinators.get(h.workflow_id)
@@ -196,6 +198,7 @@ class Negotiation:
         for wf in list(d.committed):
             if wf not in d.final:
                 n.running.resume(now, wf)
+        n.replacement.restored(now)  # its own YES of a round a crash cut short
 
     # ---- message handlers ----------------------------------------------------------
 
@@ -204,6 +207,11 @@ class Negotiation:
         tx = msg.tx
         if src != tx.coordinator:
             raise RemoteProtocolError("a PREPARE comes from its coordinator")
+        if msg.info.lost and tx.workflow_id in n.state.final:
+            # A step placed again in a workflow that ended here (a coordinator back from
+            # a crash, not yet told of the later epoch's end): nothing to run.
+            n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
+            return
         admission = n.admit(n, now, tx, msg.info)
         out = n.participant.reserve(
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
@@ -238,12 +246,17 @@ class Negotiation:
         core = self.n.coordinators.get(msg.key[0])
         if core is None or src != msg.domain:
             raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
+        if self.n.replacement.owns(msg.key):  # a step placed again (replacement.py)
+            self.n.replacement.on_vote(now, src, msg)
+            return
         # A YES's evidence, as received (the boundary checked it: authority.py), goes
         # into the certificate.
         core.receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason, msg.evidence))
         self.run(now, core.next_actions(), core)
 
     def _on_acceptor_input(self, now: float, src: str, msg: PaxosPrepare | Accept) -> None:
+        if self.n.replacement.refuses_paxos(msg.tx.key):
+            raise RemoteProtocolError("a re-placement round is decided by its coordinator")
         self.n.acceptor.receive(src, msg)
         self.run(now, self.n.acceptor.next_actions())
 
@@ -274,7 +287,7 @@ class Negotiation:
                 return
             raise RemoteProtocolError(f"a COMMIT of {msg.key}, a transaction unknown here")
         core = self.n.coordinators.get(msg.key[0])
-        if core is not None:
+        if core is not None and not self.n.replacement.owns(msg.key):
             core.receive_paxos(now, msg)
             self.run(now, core.next_actions(), core)
         self.learn(now, msg.key, msg.value, tx)
@@ -282,9 +295,14 @@ class Negotiation:
     def _on_query(self, now: float, src: str, msg: DecisionQuery) -> None:
         n = self.n
         core = n.coordinators.get(msg.key[0])
-        if core is not None:
+        if n.replacement.owns(msg.key):
+            answer = n.replacement.answer(msg.key, src)
+        elif core is not None:
             answer = core.answer_query(now, msg.key[1])
             self.run(now, core.next_actions(), core)
+            if answer.value is not None and answer.value.commit \
+                    and not n.replacement.may_send_commit(msg.key[0], src):
+                answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         elif n.retain is not None and n.retain.forgotten_here(msg.key[0]):
             # Ours, and forgotten: nothing is presumed and nothing written (a collected
             # COMMIT went with it); the asker goes to a recovery ballot.
@@ -309,6 +327,9 @@ class Negotiation:
             takeover.claims.on_claim_answer(now, src, msg)
 
     def _on_ack_decision(self, now: float, src: str, msg: DecisionAck) -> None:
+        if self.n.replacement.owns(msg.key):
+            self.n.replacement.on_decision_ack(now, src, msg.key)
+            return
         core = self.n.coordinators.get(msg.key[0])
         if core is None:
             return
@@ -379,7 +400,8 @@ class Negotiation:
             n.note("decided", (wf, a.round), value, now)
         elif isinstance(a, SendDecision):
             value = core.decision(a.round)
-            if value is not None:
+            if value is not None and (not value.commit
+                                      or n.replacement.may_send_commit(wf, a.domain)):
                 n.send(a.domain, Decision((wf, a.round), value, n.name))
         elif isinstance(a, Finished):
             n.point("Finished")
@@ -459,14 +481,19 @@ class Negotiation:
             if learning:
                 self._write_learned(now, key, value)
             d.holds[key] = copy_hold(hold)
-            d.committed[key[0]] = key[1]
-            d.electorates[key[0]] = hold.tx.acceptors if hold.tx is not None else ()
-            if key[0] in d.final:
-                n.running.end_here(key[0], d.final[key[0]])
+            if n.placed_here.committed_here(now, key, hold.steps):
+                pass  # a step placed again here (replacement.py)
             else:
-                n.running.resume(now, key[0])
+                d.committed[key[0]] = key[1]
+                d.electorates[key[0]] = hold.tx.acceptors if hold.tx is not None else ()
+                if key[0] in d.final:
+                    n.running.end_here(key[0], d.final[key[0]])
+                else:
+                    n.running.resume(now, key[0])
         if value.commit and tx is not None and tx.coordinator != n.name:
             n.send(tx.coordinator, DecisionAck(key, n.name))
+        elif value.commit and n.replacement.owns(key):
+            n.replacement.on_decision_ack(now, n.name, key)
         elif value.commit and key[0] in n.coordinators:
             core = n.coordinators[key[0]]
             core.receive_ack(now, n.name, key[1])

@@ -80,7 +80,10 @@ once when a participant that has not voted is gone (the refusal names it), and t
 placer leaves gone members out. SUSPECT changes nothing. They act on committed
 workflows' steps too (domain_loss.py): a workflow's original coordinator fails each
 step placed on a gone domain that is not terminal, naming the domain, and the
-workflow ends as its lifecycle says (with takeover, once its participants were told).
+workflow ends as its lifecycle says (with takeover, once its participants were told);
+a step the loss table would place again gets a negotiation round of its own
+(replacement.py), and each placement of a step carries an epoch its results carry too
+(a fencing token: a result of an older placement is refused).
 """
 
 from __future__ import annotations
@@ -114,8 +117,10 @@ from fedorch.core.node.inputs import (
 )
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
+from fedorch.core.node.placed_here import PlacedHere
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg, WfInfo
+from fedorch.core.node.replacement import Replacements
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.self_fencing import SelfFencing
@@ -166,6 +171,9 @@ class Node:
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
         self.running = Running(self)
+        # The steps the loss table places again, in rounds of their own (replacement.py).
+        self.replacement = Replacements(self)
+        self.placed_here = PlacedHere(self)  # a participant's side of it (placed_here.py)
         self.compensating = Compensating(self)  # sagas (compensating.py)
         self.negotiation = Negotiation(self)
         self.cancels = Cancels(self)
@@ -223,7 +231,7 @@ class Node:
         for t in (self.termination.get_timer(), self.participant.expiry_timer(),
                   self.retain.timer() if self.retain is not None else None,
                   self.takeover.timer() if self.takeover is not None else None,
-                  self.running.timer(),
+                  self.running.timer(), self.replacement.timer(),
                   self.fencing.timer() if self.fencing is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
@@ -276,6 +284,7 @@ class Node:
         self.progress: dict[str, Progress] = {}
         self.running.reset()
         self.domain_loss.reset()
+        self.replacement.reset()
         if self.fencing is not None:
             self.fencing.reset()
         self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
@@ -313,6 +322,7 @@ class Node:
             self.takeover.tick(now)
         self.running.tick(now)  # the fan-out waves whose pause_s is over
         self.domain_loss.tick()  # before the resends: a void verdict's end goes no more
+        self.replacement.tick(now)  # the re-placement rounds' deadlines
         if self.fencing is not None:
             self.fencing.tick(now)  # the attempts cut off past their step lease
         for entry in list(self.pending.values()):
@@ -341,6 +351,7 @@ class Node:
         if lost:
             self.member_loss.lost(now, lost)
             self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
+            self.replacement.lost(now, lost)  # re-placement rounds asking them
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
         if before and self.fencing is not None:

@@ -66,6 +66,10 @@ class WfInfo:
     # acceptor that holds no step (takeover_grants.StatedRound; set on the PREPARE as it
     # leaves, kept by the participant with the rest): a claimant's proof of the round.
     stated: StatedRound | None = None
+    # A re-placement round (replacement.py): the domain the round's step was lost
+    # with; "" for a workflow's own rounds. The participant asked keeps it with the
+    # PREPARE, and takes the round's COMMIT as a new placement of that step.
+    lost: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +99,26 @@ class ResultMsg:
     state: StepState
     outputs: dict
     error: str
+    # The placement epoch (fencing token) of the step in the sender's view: 0 for a
+    # step's first placement, the re-placement round's number after (replacement.py).
+    # A result from an older placement than the receiver knows is refused.
+    epoch: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class PlacedMsg:
+    """The workflow's coordinator tells a participant that a re-placement round
+    committed (replacement.py): `step_id` is on `domain` from placement `epoch` (the
+    round's number) on, after `lost` was lost. `needs`: the results the coordinator
+    holds of the steps it needs that SUCCEEDED, (step, attempt, outputs), so the new
+    domain has its inputs even when their own domain is gone."""
+
+    workflow_id: str
+    step_id: str
+    domain: str
+    epoch: int
+    lost: str
+    needs: tuple[tuple[str, int, dict], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,6 +281,13 @@ class Disk:
     # (step, domain, max attempts) of its end notice (FinalMsg.owed), until its driver
     # tells the saga over (FinalMsg.saga_over). Open: retention keeps the workflow.
     plans: dict[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
+    # Re-placement (replacement.py): workflow -> {step: (epoch, domain, lost)} of each
+    # step placed again by a committed round (the coordinator's, written with the
+    # round's decision; a participant's, when told; the new domain's at the COMMIT);
+    # and, at the coordinator, workflow -> the last round number a re-placement round
+    # may have used (written before its first PREPARE: a restart never reuses one).
+    placements: dict[str, dict[str, tuple[int, str, str]]] = field(default_factory=dict)
+    replaced_rounds: dict[str, int] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

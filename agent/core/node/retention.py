@@ -96,7 +96,8 @@ MAIN, AGE_ONLY, PARKED = "main", "age only", "parked"
 NEVER_FORGOTTEN = ("acceptor", "learned")
 FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
-                   "granted", "electorates", "endings", "cancels", "end_proofs")
+                   "granted", "electorates", "endings", "cancels", "end_proofs",
+                   "placements", "replaced_rounds")
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,11 @@ class Running:
                 refused = was_lost(src, known[1], known[3])
                 n.stats["result of a lost placement refused" if refused
                         else "result after a terminal one refused"] += 1
+            elif (over := self._older_placement(wf, src, msg)) is not None:
+                # Fencing (replacement.py): the step was placed again since; what its
+                # older placement reports is over. Acknowledged, so it stops.
+                n.stats["result of an older placement refused"] += 1
+                n.note("placement_refused", (wf, msg.step_id), src, msg.epoch, over)
             else:
                 if known is None or known[0] <= msg.attempt:
                     n.point("step result")
@@ -124,7 +129,7 @@ class Running:
         the steps that need them, not ended there, resent until acknowledged. A
         producer that died for good before its result reached a consumer (lost, or
         refused there before that domain knew the commit) never resends it, and the
-        step waiting on it would wait for ever (takeover soak seeds 920659, 1600618);
+        step waiting on it would wait for ever (takeover soak seed 1600618);
         the coordinator holds every result it was told. The consumer takes it only
         from the coordinator it follows, and only while its own view says the step's
         domain is gone (authority.py)."""
@@ -132,8 +137,9 @@ class Running:
         info = self.info(wf)
         results = n.state.results.get(wf, {})
         p = n.progress.get(wf)
+        moved = n.state.placements.get(wf, {})  # steps placed again: their new domain
         for spec in info.spec.steps:
-            consumer = info.placement.get(spec.id)
+            consumer = moved[spec.id][1] if spec.id in moved else info.placement.get(spec.id)
             if consumer in (None, n.name) or n.member_loss.gone(consumer) \
                     or p is None or p.steps[spec.id].state in TERMINAL_STEP_STATES:
                 continue
@@ -145,7 +151,19 @@ class Running:
                     continue
                 n.stats["result of a gone domain relayed by the coordinator"] += 1
                 n.reliable(consumer, ("result", wf, need, consumer),
-                           ResultMsg(wf, need, attempt, state, dict(outputs), error))
+                           ResultMsg(wf, need, attempt, state, dict(outputs), error,
+                                     p.steps[need].epoch))
+
+    def _older_placement(self, wf: str, src: str, msg: ResultMsg) -> int | None:
+        """The step's placement epoch here, if `msg` is from an older one (else None)."""
+        p = self.n.progress.get(wf)
+        s = p.steps.get(msg.step_id) if p is not None else None
+        if s is not None and msg.epoch < s.epoch:
+            return s.epoch
+        placed = self.n.state.placements.get(wf, {}).get(msg.step_id)
+        if placed is not None and msg.epoch < placed[0] and src != placed[1]:
+            return placed[0]
+        return None
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
@@ -222,6 +240,9 @@ class Running:
             n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}
             n.mark(wf)
             n.domain_loss.acked(now, wf)  # a loss verdict's end may be made now
+            n.replacement.end_acked(wf, src)  # a COMMIT it will never need
+        elif msg.msg_id[0] == "placed":  # a new placement told (replacement.py)
+            n.replacement.placed_acked(now, src, msg.msg_id)
         elif msg.msg_id[0] == "compensated":
             n.compensating.report_acked(msg.msg_id)
         elif msg.msg_id[0] == "saga":  # retention may look at it again (kept_because)
@@ -245,6 +266,7 @@ class Running:
         info = self.info(wf)
         p = Progress(info.spec, info.placement, n.name)
         n.progress[wf] = p
+        n.placed_here.resumed(wf)  # the steps placed again since, on record
         for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():
             if step in p.steps and n.domain_loss.deferred(wf, p.steps[step].domain, state,
                                                           error):
@@ -267,6 +289,22 @@ class Running:
         if n.takeover is not None:
             n.takeover.resumed(now, wf)  # its core, told how the view sees its coordinator
         n.domain_loss.resolve_gone(now, wf)  # its steps on members already gone
+        n.replacement.retell(wf)  # a COMMIT of a new placement its domain may not have
+
+    def start_ready(self, now: float, wf: str) -> None:
+        """Start what is ready of `wf` here (a step placed again, its inputs told)."""
+        self._start_ready(now, wf)
+
+    def report_needs(self, wf: str, step: str) -> None:
+        """The results of `step`'s needs run here, reported again: `step` was placed
+        again, and its new domain needs them (replacement.py)."""
+        p = self.n.progress.get(wf)
+        if p is None or step not in p.steps:
+            return
+        for need in p.steps[step].needs:
+            s = p.steps.get(need)
+            if s is not None and s.domain == self.n.name and s.state in TERMINAL_STEP_STATES:
+                self.report(wf, need)
 
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
@@ -327,7 +365,7 @@ class Running:
         if p is None:
             return
         s = p.steps[step]
-        msg = ResultMsg(wf, step, s.attempts, s.state, dict(s.outputs), s.error)
+        msg = ResultMsg(wf, step, s.attempts, s.state, dict(s.outputs), s.error, s.epoch)
         coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
             else self.info(wf).coordinator
         for dst in p.result_recipients(step, coordinator):
@@ -374,7 +412,7 @@ class Running:
         n.note("coordinator_ended", wf, 0, state)
         self.end_here(wf, state)
         settled = self.settled(wf)
-        for dst in sorted(set(row.info.placement.values()) - {n.name}):
+        for dst in sorted(n.replacement.domains_of(wf) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, settled=settled))
         n.compensating.ended(now, wf, state)  # a saga's compensations, if it owes any
 
@@ -391,6 +429,7 @@ class Running:
         n.point("workflow over")
         n.state.final[wf] = state
         self.pause_due.pop(wf, None)
+        n.replacement.ended(n.now, wf)  # a re-placement round under way aborts
         n.mark(wf, ended=True)
         n.note("ended_here", wf, n.now)
         n.out.status.append((wf, state))

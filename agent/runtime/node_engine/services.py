@@ -10,6 +10,8 @@ Node (status.py) and posts everything else the Node must do:
   runtime/candidates.py; the checks and placement kept per spec shape and member
   view: placing.py `SubmissionPlans`), and posted as `Submit(workflow_id, spec,
   submission, placement)`; the id is answered once the workflow's row is durable;
+  SubmitAndWatch then streams its statuses as Watch does, those of the `states` asked
+  for only (and the terminal one), when the request names some;
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
@@ -52,14 +54,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import os
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import grpc
 from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
-from fedorch.core.identity.submission import sign_spec, submission_payload
 from fedorch.core.node.cancel import refusal
 from fedorch.core.node.inputs import Cancel
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
@@ -76,6 +76,7 @@ from fedorch.runtime.client_service import (
 )
 from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
+from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
 from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
 from fedorch.runtime.peer_service import PeerService
 
@@ -88,7 +89,6 @@ __all__ = ["NodeClientService", "NodePeerService", "not_in_node_engine"]
 log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
-KNOWN_GOOD_SPEC_BYTES = 64 * 1024  # own spec signatures told to the trust store up to this
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
 CANCEL_DONE_S = 10.0
 WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often  # a cancel not carried out by then is answered with the status it has
@@ -98,6 +98,25 @@ def not_in_node_engine(what: str) -> str:
     return (f"{what} is not supported by this agent's engine (engine: node, a first"
             " slice: docs/architecture.md, \"The driver\"); run the agent with"
             " `engine: shells` for it")
+
+
+class _RandomSuffixes:
+    """The random part of workflow ids (8 hex digits each, as `secrets.token_hex(4)`
+    gives), read from the OS's CSPRNG 4 KiB at a time rather than with one system call
+    per submission."""
+
+    CHUNK = 4096
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def next(self) -> str:
+        if self._at >= len(self._hex):
+            self._hex, self._at = os.urandom(self.CHUNK).hex(), 0
+        at = self._at
+        self._at = at + 8
+        return self._hex[at:at + 8]
 
 
 class _Watched:
@@ -133,6 +152,8 @@ class NodeClientService(ClientService):
         self._by_request: OrderedDict[str, str] = OrderedDict()
         # Each spec shape's checks and first placement, while the member view stands.
         self.plans = SubmissionPlans(engine.domain)
+        self._id_suffixes = _RandomSuffixes()
+        self._own_signatures = OwnSpecSignatures()
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -170,7 +191,7 @@ class NodeClientService(ClientService):
         except Unplaceable as e:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         spec = plan.spec
-        workflow_id = f"{a.domain}.{a.now_ms():012x}{secrets.token_hex(4)}"
+        workflow_id = f"{a.domain}.{a.now_ms():012x}{self._id_suffixes.next()}"
         if request.request_id:
             known = self._by_request.setdefault(request.request_id, workflow_id)
             if known != workflow_id:  # a concurrent retry was placed first
@@ -178,13 +199,7 @@ class NodeClientService(ClientService):
             while len(self._by_request) > REQUEST_IDS_KEPT:
                 self._by_request.popitem(last=False)
         if signed is None:  # open access: this domain vouches for the spec
-            signed = sign_spec(DOMAIN_PRINCIPAL_PREFIX + a.domain, a.signer.sign, spec,
-                               issued_at_ms=a.now_ms(), coordinator=a.domain)
-            # This domain's own participant checks the signature in the PREPARE it sends
-            # itself (never on the wire): known good, as its own votes are. Not for a
-            # large spec: the trust store's cache would keep a copy of its bytes.
-            if len(signed.spec) <= KNOWN_GOOD_SPEC_BYTES:
-                a.trust.signed_here(a.domain, submission_payload(signed), signed.signature)
+            signed = self._own_signatures.signed(a, spec)
         try:
             await self.engine.submit(workflow_id, spec, signed, plan.assignment,
                                      request_id=request.request_id)
@@ -201,8 +216,12 @@ class NodeClientService(ClientService):
 
     async def SubmitAndWatch(self, request, context):
         workflow_id = await self._submit(request.submit, context)
+        # `states` (with state_changes_only): the statuses of other states are left out,
+        # one gRPC message fewer each (client.proto); a terminal one is always sent.
+        wanted = frozenset(request.states) if request.state_changes_only else frozenset()
         async for status in self._follow(workflow_id, request.state_changes_only, context):
-            yield status
+            if not wanted or status.state in wanted or status.state in TERMINAL:
+                yield status
 
     # ---- reads -------------------------------------------------------------------------
 

@@ -84,8 +84,9 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
                                     rounds=rounds)
     progress = node.progress.get(wf)
     results = d.results.get(wf, {})
+    moved = d.placements.get(wf, {})  # steps placed again (core/node/replacement.py)
     for s in info.spec.steps:
-        domain = info.placement.get(s.id, "")
+        domain = moved[s.id][1] if s.id in moved else info.placement.get(s.id, "")
         step = out.steps.add(id=s.id, capability=s.capability, domain=domain,
                              instance_of=s.instance_of, wave=s.wave)  # fan-out only
         if progress is not None and s.id in progress.steps:

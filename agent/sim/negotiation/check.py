@@ -92,6 +92,12 @@ class Checker:
         # Steps a coordinator failed as lost with their domain: (agent, (wf, step),
         # domain, action, now).
         self.steps_lost: list[tuple[str, tuple[str, str], str, str, float]] = []
+        # Re-placement (core/node/replacement.py): (wf, step) -> the domains it was
+        # placed again on; the rounds that placed one (committed beside the first).
+        self.placed: dict[tuple[str, str], set[str]] = {}
+        self.replacement_rounds: set[Key] = set()
+        self.idempotent: dict[tuple[str, str], bool] = {}
+        self.placements_refused = 0
         # The ends loss verdicts told before their coordinator made them: wf -> states.
         self.told_ends: dict[str, set[object]] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
@@ -144,7 +150,12 @@ class Checker:
         self.txs[tx.key] = tx
 
     def step_started(self, agent: str, run: tuple[str, str, int], now: float) -> None:
-        if run in self.runs:
+        if run in self.runs and (self.runs[run] == agent or run[:2] not in self.placed
+                                 or not self.idempotent.get(run[:2], False)):
+            # The attempt numbers of a step placed again start anew in its new domain
+            # (one attempt per placement), and an idempotent step's lost domain, in doubt
+            # and back, may still run its own before it hears (its result is refused);
+            # anywhere else, a number is started once.
             self.fail(f"step attempt {run} started twice ({self.runs[run]}, then {agent})")
         self.runs[run] = agent
         if (agent, run[0]) not in self._commit_known:
@@ -205,6 +216,21 @@ class Checker:
         loss verdict decided before making it (core/node/domain_loss.py)."""
         self.told_ends.setdefault(wf, set()).add(state)
 
+    def placed_again(self, agent: str, step: tuple[str, str], domain: str, epoch: int,
+                     idempotent: bool, now: float) -> None:
+        """`agent` took a new placement of `step` on `domain` (core/node/replacement.py).
+        That a step that is not idempotent runs once is checked where it counts, at each
+        start (`step_started`): a coordinator back from a crash may place again a step
+        that ran while it was down, which then never starts again (the workflow ended)."""
+        self.replacement_rounds.add((step[0], epoch))
+        self.placed.setdefault(step, set()).add(domain)
+        self.idempotent[step] = idempotent
+
+    def placement_refused(self, agent: str, step: tuple[str, str], src: str, epoch: int,
+                          current: int) -> None:
+        """`agent` refused a result of an older placement (fencing)."""
+        self.placements_refused += 1
+
     def step_lost(self, agent: str, step: tuple[str, str], domain: str, action: str,
                   now: float) -> None:
         """`agent`, the workflow's coordinator, failed a step on `domain`, gone in its
@@ -248,7 +274,7 @@ class Checker:
         seen.add(commit)
         if len(seen) > 1:
             self.fail(f"atomicity: {key} decided both COMMIT and ABORT ({who})")
-        if commit:
+        if commit and key not in self.replacement_rounds:
             rounds = self._committed_rounds.setdefault(key[0], set())
             rounds.add(key[1])
             if len(rounds) > 1:

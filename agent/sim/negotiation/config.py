@@ -135,6 +135,12 @@ def _workflow(rng: random.Random, i: int, names: list[str]) -> Workflow:
         needs = [f"s{rng.randrange(j)}"] if j and rng.random() < 0.6 else []
         steps.append(spec_pb2.StepSpec(id=f"s{j}", capability=rng.choice("ab"), needs=needs,
                                        retries=rng.randint(0, 1)))
+        # Re-placement (core/node/replacement.py): some steps idempotent, a few
+        # `on_domain_loss: fail`, drawn apart so that the schedule drawn above stays.
+        own = random.Random(f"{i}/{j}/{len(names)}")
+        steps[-1].idempotent = own.random() < 0.4
+        if own.random() < 0.1:
+            steps[-1].on_domain_loss = "fail"
         if j < count - 1:  # sagas: every step but the last compensates (nothing drawn)
             steps[-1].compensate.retries = j % 2
     data = {"jurisdiction": "EU"} if rng.random() < 0.5 else {}

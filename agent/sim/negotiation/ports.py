@@ -112,6 +112,7 @@ NOTE_TIMES: dict[str, tuple[int, ...]] = {
     "ended_here": (1,),      # (wf, now)
     "acting": (2,),          # (wf, epoch, now)
     "step_lost": (3,),       # ((wf, step), domain, action, now)
+    "placed_again": (4,),    # ((wf, step), domain, epoch, idempotent, now)
     "compensation_started": (1,),  # (run, now)
 }
 

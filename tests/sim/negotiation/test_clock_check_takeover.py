@@ -151,9 +151,13 @@ def test_the_stalled_schedule_holds_every_invariant() -> None:
     for step_s in CLOCK_STEPS_S:
         assert stats[f"clock stepped {step_s:+g} s"] > 0, step_s
     assert stats["takeover"] > 20 and checked > 30, (stats["takeover"], checked)
-    # A claimant took its predecessor's end and told it on in its epoch (seed 74 among
-    # others): the path seed 1110 needs, below, is taken in this schedule too.
-    assert stats["takeover claimant told an earlier epoch's end on"] > 0, stats
+    # A claimant learned its predecessor's end before its claim won: from the claim
+    # answers (an end on results is told before it is made, so the stalled coordinator's
+    # participants know it), or from its late notice, told on in its epoch (the path
+    # seed 1110 needs, below; the random takeover schedule takes it too:
+    # tests/sim/negotiation/test_takeover.py).
+    assert stats["takeover found the end"] + \
+        stats["takeover claimant told an earlier epoch's end on"] > 0, stats
 
 
 def test_the_stalled_schedule_with_wall_clock_takeovers_fails() -> None:

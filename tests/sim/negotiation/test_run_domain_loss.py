@@ -1,6 +1,7 @@
 """A domain dying for good while its steps run, in the negotiation simulator (the real
 Node, core/node/domain_loss.py): the Node driving the workflow fails its steps there,
-naming the domain, and the workflow ends everywhere alive; the checker's invariants
+naming the domain, or places them again (core/node/replacement.py), and the workflow
+ends everywhere alive; the checker's invariants
 hold (no attempt twice, every participant ends as a coordinator did, every workflow
 terminal though a domain it needs is gone for good)."""
 
@@ -67,13 +68,24 @@ def test_a_participant_dead_for_good_mid_step_fails_its_step_and_the_workflow() 
         ("d0", (WF, "s2"), "d2")]
 
 
-def test_an_idempotent_step_is_not_placed_again_yet_and_fails_naming_the_domain() -> None:
+def test_an_idempotent_step_is_placed_again_and_the_workflow_succeeds() -> None:
+    """core/node/replacement.py: a round of its own places s2 on a live domain."""
     sim = scenario({"s1": "d1", "s2": "d2", "s3": "d3"}, idempotent=True)
     dies_mid_step(sim, "d2")
     report = sim.run()
     assert report.violations == [], report.violations
-    assert "not placed again" in error_of(sim, "d0", "s2")
-    assert sim.agents["d1"].disk.final[WF] is WorkflowState.FAILED
+    epoch, domain, lost = sim.agents["d0"].disk.placements[WF]["s2"]
+    assert lost == "d2" and domain not in ("d2", "") and epoch > 1
+    assert report.stats["step placed again"] == 1
+    # Its result is its new domain's run (its executor may fail, as any may here).
+    attempts, state, outputs, error = sim.agents["d0"].disk.results[WF]["s2"]
+    assert state is StepState.SUCCEEDED and outputs == {"by": domain} \
+        or error == "executor failed", (state, error)
+    end = sim.agents["d0"].disk.final[WF]
+    assert end is (WorkflowState.SUCCEEDED if state is StepState.SUCCEEDED
+                   else WorkflowState.FAILED)
+    for name in ("d1", "d3"):
+        assert sim.agents[name].disk.final[WF] is end, name
 
 
 def test_a_successor_fails_the_dead_coordinators_own_step() -> None:

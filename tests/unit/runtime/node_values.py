@@ -38,6 +38,7 @@ from fedorch.core.node.records import (
     CompRow,
     CoordRow,
     FinalMsg,
+    PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
@@ -85,7 +86,7 @@ signed_specs = st.none() | st.builds(
 stated_rounds = st.none() | st.builds(StatedRound, names, st.binary(max_size=40),
                                       st.binary(max_size=64))
 wf_infos = st.builds(WfInfo, specs, st.dictionaries(text, names, max_size=3), names,
-                     signed_specs, stated_rounds)
+                     signed_specs, stated_rounds, names)
 rows = st.builds(CoordRow, wf_ids, wf_infos, st.sampled_from(WorkflowState),
                  st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text)
 json_values = st.recursive(
@@ -136,6 +137,10 @@ TABLE_ROWS = {
     "comp_runs": st.tuples(st.tuples(wf_ids, text, st.integers(1, 5)), st.tuples(
         st.sampled_from(["running", "succeeded", "failed"]), text, st.booleans())),
     "plans": st.tuples(wf_ids, owed_steps),
+    # (epoch, domain, lost) of each step placed again, by step.
+    "placements": st.tuples(wf_ids, st.dictionaries(
+        text, st.tuples(st.integers(0, 2**40), names, names), max_size=3)),
+    "replaced_rounds": st.tuples(wf_ids, st.integers(0, 2**40)),
 }
 
 MESSAGES = {
@@ -143,7 +148,10 @@ MESSAGES = {
                           .map(tuple), wf_infos),
     VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text, st.binary(max_size=200)),
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
-                         st.sampled_from(StepState), outputs, text),
+                         st.sampled_from(StepState), outputs, text, st.integers(0, 2**40)),
+    PlacedMsg: st.builds(PlacedMsg, wf_ids, text, names, st.integers(0, 2**40), names,
+                         st.lists(st.tuples(text, st.integers(0, 5), outputs), max_size=2)
+                         .map(tuple)),
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
                         st.booleans(), certificates, owed_steps, st.booleans()),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,

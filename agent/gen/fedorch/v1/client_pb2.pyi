@@ -40,12 +40,14 @@ class SubmitReply(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class SubmitAndWatchRequest(_message.Message):
-    __slots__ = ("submit", "state_changes_only")
+    __slots__ = ("submit", "state_changes_only", "states")
     SUBMIT_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     submit: SubmitRequest
     state_changes_only: bool
-    def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., state_changes_only: _Optional[bool] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[_status_pb2.WorkflowState]
+    def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., state_changes_only: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_status_pb2.WorkflowState, str]]] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("id", "local_only", "state_changes_only")

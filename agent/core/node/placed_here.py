@@ -1,0 +1,133 @@
+"""A participant's side of re-placement: a step's new placement told, or taken here.
+
+Theory of operation
+-------------------
+replacement.py runs the rounds at the workflow's coordinator; this part is every
+other Node's (and the coordinator's own, where it is a participant too):
+
+- told (PlacedMsg, from the workflow's coordinator as known here: the epoch followed,
+  else the coordinator the id names): the new placement is written (`placements`) and
+  acknowledged; the needs' outputs it carries are recorded; a committed progress takes
+  it (Progress.placed_again: results of older placements are refused from now on),
+  re-reports the results of the step's needs run here (to the new domain), and, where
+  this Node was the lost domain and is back, stops the attempt still running here. The
+  new domain itself waits for the round's COMMIT before it takes its own placement;
+- the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
+  the hold): the placement is written and taken; a Node new to the workflow builds its
+  progress from the round's PREPARE (its whole placement);
+- restore (`resumed`): the placements on record are taken again as the progress is
+  rebuilt (this Node's own only once the round's COMMIT is learned here);
+- the workflow ended here (`ended`): a YES of a re-placement round still undecided is
+  released (its coordinator makes nothing run under it; a COMMIT that comes later finds
+  nothing held and changes nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.negotiation.messages import Key
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node.records import AckMsg, PlacedMsg
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
+
+
+class PlacedHere:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts).
+        self.n = node
+
+    def resumed(self, wf: str) -> None:
+        """`wf`'s progress was just built from its committed placement: the placements
+        on record follow (this Node's own only once their COMMIT is learned here)."""
+        n = self.n
+        p = n.progress[wf]
+        for step, (epoch, domain, lost) in n.state.placements.get(wf, {}).items():
+            if step not in p.steps:
+                continue
+            learned = n.state.learned.get((wf, epoch))
+            if domain != n.name or (learned is not None and learned.commit):
+                p.placed_again(step, domain, epoch, lost)
+
+    def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        ack = AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name))
+        known = d.placements.get(wf, {}).get(msg.step_id)
+        if wf not in d.final and (known is None or known[0] < msg.epoch) \
+                and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
+            n.point("placed again")
+            d.placements[wf] = {**d.placements.get(wf, {}),
+                                msg.step_id: (msg.epoch, msg.domain, msg.lost)}
+            results = dict(d.results.get(wf, {}))
+            for need, attempt, outputs in msg.needs:
+                had = results.get(need)
+                if had is None or had[1] not in TERMINAL_STEP_STATES:
+                    results[need] = (attempt, StepState.SUCCEEDED, dict(outputs), "")
+            d.results[wf] = results
+            p = n.progress.get(wf)
+            if p is not None:
+                for need, attempt, outputs in msg.needs:
+                    p.apply_result(need, attempt, StepState.SUCCEEDED, dict(outputs), "")
+                s = p.steps.get(msg.step_id)
+                if s is not None and s.domain == n.name and s.state is StepState.RUNNING:
+                    # Our placement of it is over (we were lost, and are back): the
+                    # attempt still running here stops; its end changes nothing.
+                    n.stats["attempt of an older placement stopped"] += 1
+                    n.out.stop.append((wf, msg.step_id, s.attempts))
+                if msg.domain != n.name:  # the new domain waits for the round's COMMIT
+                    p.placed_again(msg.step_id, msg.domain, msg.epoch, msg.lost)
+                    n.note("placed_again", (wf, msg.step_id), msg.domain, msg.epoch,
+                           p.steps[msg.step_id].idempotent, now)
+                n.running.report_needs(wf, msg.step_id)
+                n.running.start_ready(now, wf)
+        n.send(src, ack)
+
+    def committed_here(self, now: float, key: Key, steps: list) -> bool:
+        """This Node is the new domain of a re-placement round and learned its COMMIT
+        (the hold committed in this write): the placement is written and taken. False:
+        not a re-placement round (the caller does what a workflow's commit does)."""
+        n = self.n
+        d = n.state
+        info = d.info.get(key)
+        if info is None or not info.lost:
+            return False
+        wf, epoch = key
+        placed = dict(d.placements.get(wf, {}))
+        for step, _ in steps:
+            known = placed.get(step)
+            if known is None or known[0] <= epoch:
+                placed[step] = (epoch, n.name, info.lost)
+        d.placements[wf] = placed
+        if wf in d.final:  # ended meanwhile: what it holds here goes
+            n.running.end_here(wf, d.final[wf])
+            return True
+        if wf not in d.committed:  # new to the workflow: its progress from this round
+            d.committed[wf] = epoch
+            n.running.resume(now, wf)
+            return True
+        p = n.progress.get(wf)
+        if p is not None:
+            for step, _ in steps:
+                if p.placed_again(step, n.name, epoch, info.lost):
+                    n.note("placed_again", (wf, step), n.name, epoch,
+                           p.steps[step].idempotent, now)
+            n.running.start_ready(now, wf)
+        return True
+
+    def ended(self, now: float, wf: str) -> None:
+        """`wf` ended here: a re-placement round's YES, undecided, is released."""
+        n = self.n
+        for h in n.participant.holds():
+            info = n.state.info.get(h.key)
+            if h.workflow_id == wf and h.state is HoldState.PREPARED \
+                    and info is not None and info.lost:
+                # A re-placement round's YES here, undecided: the workflow is over, so
+                # its coordinator makes nothing run under it; the slots go now (a COMMIT
+                # that comes later finds nothing held and changes nothing).
+                n.participant.decide(now, h.workflow_id, h.round, False)
+                n.termination.forget(h.key)
+                n.point("hold released")
+                n.state.holds.pop(h.key, None)
+                n.stats["re-placement YES released at the end"] += 1

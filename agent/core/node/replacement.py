@@ -1,0 +1,463 @@
+"""A step lost with its domain, placed again by a new negotiation round, in the Node.
+
+Theory of operation
+-------------------
+domain_loss.py resolves the steps of a gone domain through the loss table; a step the
+table would place again (not started, or started and `idempotent: true`, with
+`on_domain_loss: replace`, the default) comes here instead of failing. The workflow's
+original coordinator (the one that `drives` it: epoch 0, RUNNING) runs, one step at a
+time, a negotiation round for that step only:
+
+- the Coordinator core in classic mode (one participant: the new domain), its rounds
+  numbered after every round the workflow used (the committed one, and every
+  re-placement round before: `replaced_rounds`, written before the first PREPARE, so
+  a restart never reuses a number), a placer that keeps every other step where it is
+  and leaves out every domain the step was lost on and every member the view says is
+  gone. The PREPARE is the workflow's own (its signed spec, WfInfo.lost naming the
+  lost domain): the candidate's policy votes as usual and its YES holds a reservation;
+- on COMMIT the decision is written with the step's new placement (`placements`:
+  epoch, domain, lost); the coordinator's progress takes it (Progress.placed_again: the
+  step's placement epoch, its fencing token, becomes the round's number); every
+  participant, and the new domain, is told (PlacedMsg, resent until acknowledged:
+  they write it, re-report the results the step needs, and the coordinator's copy of
+  the needs' outputs rides along for needs whose own domain is gone);
+- on ABORT (refusals, silence, no candidate left after `max_rounds`) the step FAILS,
+  naming the lost domain and why (Progress.replacement_failed), and the workflow goes
+  on as after any failed step.
+
+Told before made. With coordinator takeover composed, a successor elected while this
+coordinator is down decides on what it knows, so a new placement must be known before
+it can run: the COMMIT goes to the new domain only once every domain of the workflow
+and every member of its electorate the view does not say is gone (and at least one),
+the new domain included, acknowledged the PlacedMsg. (Not a majority rule, as for a
+loss verdict's end: an elector that is gone may come back, but it never runs the step,
+and the successor it may elect among the told ones knows the placement.) Until then its DecisionQuery is
+answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
+and a recovery ballot of the new domain is refused here (`refuses_paxos`), so it cannot
+learn the decision any other way. A failure to place again is a verdict like a loss's:
+with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
+no other coordinator can exist: the COMMIT goes at once.
+
+Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
+older placement than the one known here is refused (running.py, `on_result`), counted
+in `stats` and noted ("placement_refused") for the driver to log.
+
+Restore. The placements on record are applied again as the progress is rebuilt
+(placed_here.py, every participant's side: told, or the new domain). A round cut short
+by a crash has no decision on record: its candidate's query is answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
+progress, is resolved again when the view is posted, in a new round. A COMMIT on record
+whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
+once told.
+
+Not done here (docs/architecture.md): a successor after a takeover places nothing
+again; the new domain of a round whose coordinator died for good mid-round holds its
+reservation until the coordinator comes back; a downstream participant that heard a
+late result of the lost placement before it was told the new one keeps it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+from fedorch.core.negotiation.coordinator import (
+    Coordinator,
+    Finished,
+    PersistDecision,
+    Phase,
+    SendDecision,
+    SendPrepare,
+)
+from fedorch.core.negotiation.messages import (
+    ABORT,
+    AnswerStatus,
+    Decision,
+    DecisionAnswer,
+    Key,
+    TxInfo,
+    VoteIn,
+)
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node.records import FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.workflow.domain_loss import not_replaced_reason
+from fedorch.core.workflow.placement import Placement
+from fedorch.core.workflow.progress import Outcome, StepState
+
+
+class Replacements:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts).
+        self.n = node
+        self.reset()
+
+    def reset(self) -> None:
+        """A restore: rounds under way are gone (see the header)."""
+        # Workflow -> (core, step, lost domain) of the round under way.
+        self.cores: dict[str, tuple[Coordinator, str, str]] = {}
+        # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it.
+        self.telling: dict[Key, tuple[str, Any]] = {}
+        # (workflow, round) -> the domains that acknowledged its PlacedMsg.
+        self.acked: dict[Key, set[str]] = {}
+
+    # ---- what the Node asks ------------------------------------------------------------
+
+    def owns(self, key: Key) -> bool:
+        """Is `key` a re-placement round of a workflow this Node coordinates?"""
+        row = self.n.state.rows.get(key[0])
+        return row is not None and row.committed and key[1] > row.round
+
+    def domains_of(self, wf: str) -> set[str]:
+        """Every domain of the workflow as its coordinator knows it: the committed
+        placement's and each new placement's."""
+        d = self.n.state
+        row = d.rows.get(wf)
+        out = set(row.info.placement.values()) if row is not None else set()
+        out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
+        out.discard("")
+        return out
+
+    def timer(self) -> float | None:
+        return min((t for core, _, _ in self.cores.values()
+                    if (t := core.get_timer()) is not None), default=None)
+
+    def tick(self, now: float) -> None:
+        for wf, (core, _, _) in list(self.cores.items()):
+            t = core.get_timer()
+            if t is not None and t <= now:
+                core.handle_timer(now)
+                self._run(now, wf)
+        for key in list(self.telling):
+            self._send_if_told(key)
+
+    # ---- the coordinator: a lost step, its round ---------------------------------------
+
+    def step_lost(self, wf: str, step: str, domain: str, state: str) -> None:
+        """The loss table sent `step` back to be placed again (on a copy of the progress,
+        with takeover): the workflow's own progress takes it too (a placement no longer
+        reported from: its epoch moves on), unless it already did."""
+        p = self.n.progress[wf]
+        s = p.steps[step]
+        if s.state is StepState.PENDING and not s.domain:
+            return
+        s.epoch += 1
+        s.lost_to, s.lost_as = domain, state
+        s.state, s.domain, s.error = StepState.PENDING, "", ""
+
+    def start(self, now: float, wf: str) -> None:
+        """A round for the first step of `wf` waiting to be placed again, if none runs."""
+        n = self.n
+        d = n.state
+        if wf in self.cores or not n.domain_loss.drives(wf) or n.domain_loss.epoch(wf) != 0 \
+                or n.domain_loss.holds(wf):
+            return
+        p = n.progress[wf]
+        waiting = p.awaiting_placement()
+        if not waiting:
+            return
+        step = waiting[0]
+        s = p.steps[step]
+        row = d.rows[wf]
+        first = max(row.round, d.replaced_rounds.get(wf, 0)) + 1
+        n.point("re-placement round")
+        d.replaced_rounds[wf] = first + n.t.max_rounds - 1
+        core = Coordinator(wf, placer=self._placer(wf, step, {*s.replaced_from, s.lost_to}),
+                           max_rounds=n.t.max_rounds, prepare_timeout_s=n.t.prepare_timeout_s,
+                           first_round=first)
+        self.cores[wf] = (core, step, s.lost_to)
+        n.stats["re-placement round started"] += 1
+        core.start(now)
+        self._run(now, wf)
+
+    def _placer(self, wf: str, step: str, lost: set[str]):
+        """The Node's own placement (a daemon's: capabilities, labels, residency, free
+        capacity), for `step` alone, its lost domains, gone members and this Node left
+        out: the coordinator's progress is its participant's too, and would start the
+        step before the new placement is told and its COMMIT learned."""
+        n = self.n
+        whole = n.placer(n.state.rows[wf].info.spec)
+
+        def place(excluded) -> Placement:
+            refused = {k: set(v) for k, v in excluded.items()}
+            refused.setdefault(step, set()).update(lost | {n.name})
+            full = whole(refused)
+            domain = full.assignment.get(step)
+            if domain is None or domain in lost or n.member_loss.gone(domain):
+                return Placement({}, {step: full.unplaceable.get(
+                    step, "every domain refused or was lost")})
+            return Placement({step: domain}, {})
+        return place
+
+    def lost(self, now: float, domains: list[str]) -> None:
+        """The view says `domains` are gone: a round asking one of them aborts now, and
+        a COMMIT told need not wait for them."""
+        for wf, (core, _, _) in list(self.cores.items()):
+            if core.phase is Phase.PREPARING:
+                for domain in domains:
+                    if domain in core.placement.values():
+                        core.domain_lost(now, domain, self.n.members.get(domain, "DEAD"))
+                self._run(now, wf)
+        for key in list(self.telling):
+            self._send_if_told(key)
+
+    def on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
+        entry = self.cores.get(msg.key[0])
+        if entry is None:
+            return  # a round ended (or cut short by a restart): its ABORT was sent
+        # A YES's evidence, as received (the boundary checked it: authority.py).
+        entry[0].receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason,
+                                          msg.evidence))
+        self._run(now, msg.key[0])
+
+    def on_decision_ack(self, now: float, src: str, key: Key) -> None:
+        """The new domain learned the COMMIT: its record is no longer needed."""
+        n = self.n
+        placed = n.state.placements.get(key[0], {})
+        if key in n.state.records and any(e == key[1] and dom == src
+                                          for e, dom, _ in placed.values()):
+            n.point("collect record")
+            del n.state.records[key]
+
+    def end_acked(self, wf: str, src: str) -> None:
+        """`src` acknowledged the end of `wf`: the COMMIT record of a round that placed a
+        step on it, if it never had it (`ended`), is of no more use (retention would
+        keep the workflow for it)."""
+        n = self.n
+        if wf not in n.state.final:
+            return
+        for epoch, domain, _ in n.state.placements.get(wf, {}).values():
+            if domain == src and (wf, epoch) in n.state.records:
+                n.point("collect record")
+                del n.state.records[(wf, epoch)]
+
+    def answer(self, key: Key, src: str) -> DecisionAnswer:
+        """A DecisionQuery of `src` about a re-placement round, answered from this log."""
+        n = self.n
+        value = n.state.records.get(key)
+        ended = n.state.final.get(key[0])
+        if ended is not None and value is not None and value.commit:
+            # The workflow ended here before its new domain had the COMMIT (`ended`):
+            # it hears the end again instead, and releases its YES: nothing may run.
+            n.send(src, FinalMsg(key[0], ended))
+            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
+        if key in self.telling or value is not None and value.commit \
+                and not n.domain_loss.drives(key[0]):
+            # Not told yet; or this Node follows a later epoch now, which may not know
+            # the new placement: the COMMIT is not handed out (the new domain hears the
+            # end once the workflow ends here, above).
+            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
+        entry = self.cores.get(key[0])
+        if entry is not None and entry[0].round == key[1] \
+                and entry[0].phase is Phase.PREPARING:
+            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
+        return DecisionAnswer(key, n.name, AnswerStatus.DECIDED,
+                              value if value is not None else ABORT)
+
+    def may_send_commit(self, wf: str, domain: str) -> bool:
+        """May the workflow's own COMMIT go to `domain` now? Not to a domain a step was
+        placed again away from until it acknowledged the new placement: in doubt and
+        back, it would start the old placement's attempt."""
+        n = self.n
+        placed = n.state.placements.get(wf)
+        if not placed:
+            return True
+        for key in n.pending:
+            if key[0] == "placed" and key[1] == wf and key[-1] == domain \
+                    and placed.get(key[2], (0, "", ""))[2] == domain:
+                return False
+        return True
+
+    def refuses_paxos(self, key: Key) -> bool:
+        """A re-placement round is decided by this coordinator's log alone (see the
+        header): no recovery ballot of it is taken part in here."""
+        return self.owns(key)
+
+    # ---- running the core's actions ----------------------------------------------------
+
+    def _run(self, now: float, wf: str, *, ending: bool = False) -> None:
+        """`ending`: the workflow ended here, and the round is cut short for it."""
+        n = self.n
+        d = n.state
+        core, step, lost = self.cores[wf]
+        for a in core.next_actions():
+            if isinstance(a, SendPrepare):
+                row = d.rows[wf]
+                caps = {s.id: s.capability for s in row.info.spec.steps}
+                n.send(a.domain, PrepareMsg(self._tx(wf, a.round, a.domain),
+                                            ((step, caps[step]),),
+                                            self._info(wf, step, a.domain, lost)))
+            elif isinstance(a, PersistDecision):
+                value = core.decision(a.round)
+                if value.commit:  # an ABORT is presumed: no COMMIT of its number can come
+                    n.point("re-placement decision")
+                    d.records[(wf, a.round)] = value
+                    self._placed(now, wf, step, a.placement[step], a.round, lost, value)
+                if not ending:  # cut short by the end: no timer, no verdict (observers)
+                    n.note("decided", (wf, a.round), value, now)
+            elif isinstance(a, SendDecision):
+                value = core.decision(a.round)
+                if value is not None and (wf, a.round) not in self.telling:
+                    n.send(a.domain, Decision((wf, a.round), value, n.name))
+            elif isinstance(a, Finished):
+                # Its COMMIT is on record (answered, told, collected at the new domain's
+                # acknowledgement): the core is done either way.
+                self.cores.pop(wf, None)
+                if not a.committed and not a.cancelled:
+                    self._failed(now, wf, step, lost, a.reason)
+                self.start(now, wf)
+
+    def _tx(self, wf: str, round_: int, domain: str) -> TxInfo:
+        # Classic 2PC (see the header); the acceptors only make a well-formed round.
+        return TxInfo(wf, round_, self.n.name, (domain,), tuple(sorted({self.n.name, domain})))
+
+    def _info(self, wf: str, step: str, domain: str, lost: str) -> WfInfo:
+        row = self.n.state.rows[wf]
+        p = self.n.progress[wf]
+        placement = {sid: s.domain or row.info.placement.get(sid, "")
+                     for sid, s in p.steps.items()}
+        placement[step] = domain
+        return replace(row.info, placement=placement, coordinator=self.n.name, lost=lost,
+                       stated=None)
+
+    def _placed(self, now: float, wf: str, step: str, domain: str, epoch: int, lost: str,
+                value: Any) -> None:
+        """The round committed (its decision in this write): the new placement is
+        written, taken here, and told."""
+        n = self.n
+        d = n.state
+        d.placements[wf] = {**d.placements.get(wf, {}), step: (epoch, domain, lost)}
+        p = n.progress[wf]
+        p.placed_again(step, domain, epoch, lost)
+        n.stats["step placed again"] += 1
+        n.note("placed_again", (wf, step), domain, epoch, p.steps[step].idempotent, now)
+        if n.takeover is not None:
+            self.telling[(wf, epoch)] = (domain, value)
+        self.tell(wf, step)
+        n.running.report_needs(wf, step)  # the needs run here, to the new domain
+        n.running.start_ready(now, wf)
+        if (wf, epoch) in self.telling:
+            self._send_if_told((wf, epoch))
+
+    def tell(self, wf: str, step: str) -> None:
+        """The new placement of `step` to every domain of the workflow, resent until
+        each acknowledges."""
+        n = self.n
+        epoch, domain, lost = n.state.placements[wf][step]
+        p = n.progress.get(wf)
+        needs: tuple = ()
+        if p is not None:
+            needs = tuple((need, p.steps[need].attempts, dict(p.steps[need].outputs))
+                          for need in p.steps[step].needs if need in p.steps
+                          and p.steps[need].state is StepState.SUCCEEDED)
+        msg = PlacedMsg(wf, step, domain, epoch, lost, needs)
+        # The lost domain too: back, it learns its placement is over.
+        for dst in sorted(self._told_to(wf)):
+            n.reliable(dst, ("placed", wf, step, epoch, dst), msg)
+
+    def _told_to(self, wf: str) -> set[str]:
+        """Who is told a new placement: every domain of the workflow, and, with takeover,
+        every member of its electorate (an acceptor that holds no step may be elected)."""
+        n = self.n
+        out = self.domains_of(wf)
+        if n.takeover is not None:
+            out |= set(n.takeover.electorate_of(wf) or ())
+        return out - {n.name}
+
+    def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
+        _, wf, _, epoch, _ = msg_id
+        self.acked.setdefault((wf, epoch), set()).add(src)
+        self._send_if_told((wf, epoch))
+
+    def _send_if_told(self, key: Key) -> None:
+        n = self.n
+        told = self.telling.get(key)
+        if told is None:
+            return
+        wf = key[0]
+        if not n.domain_loss.drives(wf):
+            del self.telling[key]  # ended, or another epoch's: never made here
+            return
+        acked = self.acked.get(key, set())
+        others = self._told_to(wf)
+        waiting = {m for m in others if not n.member_loss.gone(m)} - acked
+        if waiting or (others and not acked & others):
+            return
+        del self.telling[key]
+        domain, value = told
+        n.stats["re-placement COMMIT sent once told"] += 1
+        n.send(domain, Decision(key, value, n.name))
+
+    def _failed(self, now: float, wf: str, step: str, lost: str, why: str) -> None:
+        """No domain took the step: it FAILS naming the lost domain (a verdict of this
+        coordinator's: with takeover, its end is told before it is made)."""
+        n = self.n
+        p = n.progress.get(wf)
+        if p is None or not n.domain_loss.drives(wf):
+            return
+        s = p.steps[step]
+        reason = not_replaced_reason(lost, p.may_have_started(step),
+                                     f"no domain could take it after {lost} was lost ({why})",
+                                     s.lost_as)
+        judged = p if n.takeover is None else copy.deepcopy(p)
+        if not judged.replacement_failed(step, reason):
+            return
+        n.stats["re-placement failed"] += 1
+        n.point("step lost")
+        js = judged.steps[step]
+        n.state.results[wf] = {**n.state.results.get(wf, {}),
+                               step: (js.attempts, js.state, {}, js.error)}
+        if judged is not p and judged.outcome() is Outcome.FAILED:
+            n.domain_loss.hold_end(wf)
+            return
+        if judged is not p:
+            p.replacement_failed(step, reason)
+        n.running.check_outcome(now, wf)
+
+    def ended(self, now: float, wf: str) -> None:
+        """`wf` ended here: a round under way is aborted, nothing more is told."""
+        entry = self.cores.pop(wf, None)
+        if entry is not None and entry[0].phase is Phase.PREPARING:
+            self.cores[wf] = entry
+            entry[0].cancel(now, "the workflow ended")
+            self._run(now, wf, ending=True)
+            self.cores.pop(wf, None)
+        for key in [k for k in self.telling if k[0] == wf]:
+            # Decided, never told, never sent: the new domain hears the end instead.
+            domain, _ = self.telling.pop(key)
+            if domain != self.n.name:
+                self.n.reliable(domain, ("final", wf, domain),
+                                FinalMsg(wf, self.n.state.final[wf]))
+        for key in [k for k in self.acked if k[0] == wf]:
+            del self.acked[key]
+        n = self.n
+        n.pending = {k: v for k, v in n.pending.items()  # told no more: it is over
+                     if not (k[0] == "placed" and k[1] == wf)}
+        n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
+
+    # ---- restore -----------------------------------------------------------------------
+
+    def restored(self, now: float) -> None:
+        """After a restore: this Node's own YES in a re-placement round it coordinated,
+        with no decision on record, is decided ABORT by its log (presumed: the round's
+        core is gone, and its number is never used again)."""
+        n = self.n
+        for h in list(n.participant.holds()):
+            if h.state is HoldState.PREPARED and h.coordinator == n.name \
+                    and self.owns(h.key) and h.key not in n.state.records:
+                n.stats["re-placement YES of a round cut short released"] += 1
+                n.negotiation.learn(now, h.key, ABORT, h.tx)
+
+    def retell(self, wf: str) -> None:
+        """A restored coordinator: each COMMIT on record its new domain has not
+        acknowledged is told again, and sent (once told, with takeover)."""
+        n = self.n
+        p = n.progress.get(wf)
+        if p is not None and wf in n.state.rows and n.domain_loss.drives(wf):
+            for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
+                value = n.state.records.get((wf, epoch))
+                if value is not None and value.commit and step in p.steps:
+                    if n.takeover is not None:
+                        self.telling[(wf, epoch)] = (domain, value)
+                    else:
+                        n.send(domain, Decision((wf, epoch), value, n.name))
+                    self.tell(wf, step)

@@ -1,0 +1,82 @@
+"""The node engine's client service: the random part of the workflow ids it makes, and
+the spec signatures it makes for open-access submissions."""
+
+from __future__ import annotations
+
+import re
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.envelope import Signer
+from fedorch.core.identity.submission import check_prepare_submission
+from fedorch.core.identity.trust import TrustStore
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.runtime.node_engine.own_specs import SPEC_SIGNATURE_REUSE_MS, OwnSpecSignatures
+from fedorch.runtime.node_engine.services import _RandomSuffixes
+
+
+def test_id_suffixes_are_eight_hex_digits_and_differ_across_refills():
+    suffixes = _RandomSuffixes()
+    per_chunk = _RandomSuffixes.CHUNK // 4  # 4 random bytes per suffix
+    drawn = [suffixes.next() for _ in range(3 * per_chunk + 5)]  # three refills and more
+    assert all(re.fullmatch(r"[0-9a-f]{8}", s) for s in drawn), drawn[:5]
+    # 32 random bits each: ~3,000 draws collide with odds of about 1 in 1,000.
+    assert len(set(drawn)) >= len(drawn) - 1
+    # A refill reads new bytes: the next chunk does not repeat the first.
+    assert drawn[:per_chunk] != drawn[per_chunk:2 * per_chunk]
+
+
+class _Agent:
+    """What OwnSpecSignatures reads of the agent: its domain, key, trust store, clock."""
+
+    def __init__(self) -> None:
+        self.domain = "c1"
+        self.signer = Signer("c1", Ed25519PrivateKey.generate())
+        self.trust = TrustStore({"c1": self.signer.public_key()})
+        self.wall_ms = 1_000_000
+
+    def now_ms(self) -> int:
+        return self.wall_ms
+
+
+SPEC = parse_spec_text("""
+name: s
+steps:
+  - {id: a, capability: x}
+""", "s")
+
+
+def _check(agent: _Agent, signed) -> None:
+    # What a participant checks of the PREPARE's signed spec: it verifies, by c1's key.
+    assert check_prepare_submission(signed, coordinator="c1", spec=SPEC,
+                                    trust=TrustStore({"c1": agent.signer.public_key()}))
+
+
+def test_an_own_spec_signature_is_used_again_for_the_same_bytes_within_its_span():
+    agent, signatures = _Agent(), OwnSpecSignatures()
+    first = signatures.signed(agent, SPEC)
+    agent.wall_ms += SPEC_SIGNATURE_REUSE_MS - 1
+    again = signatures.signed(agent, SPEC)
+    assert (signatures.made, signatures.reused) == (1, 1)
+    assert again == first and again is not first  # the same signature, a copy of its own
+    again.issued_at_ms = 1  # a submission's copy changes nothing kept
+    assert signatures.signed(agent, SPEC) == first
+    _check(agent, first)
+    # Another spec is signed anew.
+    other = parse_spec_text("name: t\nsteps:\n  - {id: b, capability: x}\n", "t")
+    assert signatures.signed(agent, other).spec != first.spec
+    assert signatures.made == 2
+
+
+def test_an_own_spec_signature_is_made_anew_after_its_span_a_clock_step_back_or_a_new_key():
+    agent, signatures = _Agent(), OwnSpecSignatures()
+    first = signatures.signed(agent, SPEC)
+    agent.wall_ms += SPEC_SIGNATURE_REUSE_MS  # the span is over
+    later = signatures.signed(agent, SPEC)
+    assert later.issued_at_ms == agent.wall_ms and later.signature != first.signature
+    agent.wall_ms -= 2 * SPEC_SIGNATURE_REUSE_MS  # the wall clock stepped back
+    assert signatures.signed(agent, SPEC).issued_at_ms == agent.wall_ms
+    assert signatures.made == 3
+    agent.signer.rekey(Ed25519PrivateKey.generate())  # a rotation: the old one is not used
+    rotated = signatures.signed(agent, SPEC)
+    assert signatures.made == 4
+    _check(agent, rotated)
