@@ -334,10 +334,18 @@ class DomainLoss:
         """Who is told a verdict's end: the participants, and the original coordinator
         when a successor tells it (as an acting successor tells every end: takeover.py)."""
         info = self.n.running.info(wf)
-        told = set(info.placement.values())
+        told = self._participants(wf)
         if self.epoch(wf) >= 1:
             told.add(info.coordinator)
         return told - {self.n.name}
+
+    def _participants(self, wf: str) -> set[str]:
+        """The committed round's participants and the domains a step was placed on
+        again (replacement.py): a step's new domain takes part as its lost one did, and
+        may be the only one left to acknowledge an end."""
+        n = self.n
+        placed = {domain for _, domain, _ in n.state.placements.get(wf, {}).values()}
+        return set(n.running.info(wf).placement.values()) | placed
 
     def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
         """The end notice told first: a successor's carries its epoch and certificate,
@@ -355,7 +363,7 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = set(n.running.info(wf).placement.values()) - {n.name}
+        participants = self._participants(wf) - {n.name}
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return
