@@ -61,11 +61,10 @@ from typing import TYPE_CHECKING
 import grpc
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.cancel import refusal
-from fedorch.core.node.inputs import Cancel
+from fedorch.core.node.inputs import Cancel, Submit
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
-from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.client_service import (
     FORWARD_TIMEOUT_S,
     REJOIN_RETRY_S,
@@ -77,7 +76,8 @@ from fedorch.runtime.client_service import (
 from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
 from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
-from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
+from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans, Unplaceable
+from fedorch.runtime.node_engine.submit_stream import SubmissionStream
 from fedorch.runtime.peer_service import PeerService
 
 if TYPE_CHECKING:
@@ -154,6 +154,9 @@ class NodeClientService(ClientService):
         self.plans = SubmissionPlans(engine.domain)
         self._id_suffixes = _RandomSuffixes()
         self._own_signatures = OwnSpecSignatures()
+        # Placement's candidates, kept while the member view stands (placing.py).
+        self.candidates = KeptCandidates(engine.agent)
+        engine.agent.on_members_change.append(self.candidates.changed)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -168,6 +171,21 @@ class NodeClientService(ClientService):
         return client_pb2.SubmitReply(id=await self._submit(request, context))
 
     async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
+        taken = await self._take(request, context)
+        if isinstance(taken, str):  # a retry of a submission taken here
+            return taken
+        try:
+            await self.engine.submit(taken.workflow_id, taken.spec, taken.submission,
+                                     taken.placement or {}, request_id=taken.request_id)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"{taken.workflow_id} was not written in time; it may still run")
+        return taken.workflow_id
+
+    async def _take(self, request: client_pb2.SubmitRequest, context) -> Submit | str:
+        """A submission checked and placed, as the Node's `Submit` to post; or the id of
+        the workflow a retry of it (its request id) made. Refused with `context.abort`
+        (a SubmitStream's context refuses that submission alone: submit_stream.py)."""
         a = self.agent
         refusal = self._refuses_work()
         if refusal is not None:
@@ -185,7 +203,7 @@ class NodeClientService(ClientService):
                 f"a signed spec not bound to its coordinator (sign it with coordinator"
                 f" {a.domain})"))
         try:
-            plan = self.plans.plan(spec, placement_candidates(a))
+            plan = self.plans.plan(spec, self.candidates.now())
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except Unplaceable as e:
@@ -200,13 +218,8 @@ class NodeClientService(ClientService):
                 self._by_request.popitem(last=False)
         if signed is None:  # open access: this domain vouches for the spec
             signed = self._own_signatures.signed(a, spec)
-        try:
-            await self.engine.submit(workflow_id, spec, signed, plan.assignment,
-                                     request_id=request.request_id)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"{workflow_id} was not written in time; it may still run")
-        return workflow_id
+        return Submit(workflow_id, spec, signed, plan.assignment,
+                      request_id=request.request_id)
 
     def _request_recorded(self, request_id: str) -> str | None:
         """The workflow a submission with this request id made here, as the Node's
@@ -222,6 +235,11 @@ class NodeClientService(ClientService):
         async for status in self._follow(workflow_id, request.state_changes_only, context):
             if not wanted or status.state in wanted or status.state in TERMINAL:
                 yield status
+
+    async def SubmitStream(self, request_iterator, context):
+        """Many submissions in one call (submit_stream.py)."""
+        async for update in SubmissionStream(self, context).run(request_iterator):
+            yield update
 
     # ---- reads -------------------------------------------------------------------------
 
