@@ -1,0 +1,101 @@
+"""Real agents on `engine: node`: many submissions in one SubmitStream call.
+
+A stream of workflows, one of them with a bad spec, runs every good one to SUCCEEDED
+and refuses the bad one alone with its reason; a submission retried with the same
+request id, in the stream and by Submit, is one workflow; the Python client's
+`submit_many` does the same through the library.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from fedorch.client import AsyncClient, OperationFailed
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+
+from tests.integration.federation import started_federation, state_name
+from tests.integration.test_node_engine import DOMAINS, _chain
+
+pytestmark = pytest.mark.integration
+
+GOOD = 6  # with the retried one, 7 at once: within test.echo's 8 slots per domain
+TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "CANCELLED"}
+
+
+def _bad_spec() -> spec_pb2.WorkflowSpec:
+    """A spec the agent's checks refuse: its step needs a step it does not have."""
+    return spec_pb2.WorkflowSpec(name="bad", steps=[spec_pb2.StepSpec(
+        id="a", capability="test.echo", needs=["nowhere"])])
+
+
+def _unplaceable_spec() -> spec_pb2.WorkflowSpec:
+    """A valid spec no member can take (the client's own checks pass it)."""
+    return parse_spec_text("name: nowhere\nsteps:\n  - {id: a, capability: test.nowhere}\n",
+                           "test")
+
+
+async def test_a_stream_runs_the_good_submissions_and_refuses_the_bad_one_alone(tmp_path):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        good = parse_spec_text(_chain("test.echo"), "test")
+        requests = [client_pb2.SubmitStreamRequest(
+            submit=client_pb2.SubmitRequest(spec=good), token=f"good-{i}",
+            state_changes_only=True, states=[status_pb2.WORKFLOW_STATE_RUNNING])
+            for i in range(GOOD)]
+        requests.insert(3, client_pb2.SubmitStreamRequest(
+            submit=client_pb2.SubmitRequest(spec=_bad_spec()), token="bad"))
+        # The same request id twice in the stream: one workflow, both tokens told of it.
+        retried = client_pb2.SubmitRequest(spec=good, request_id="stream-retried")
+        requests += [client_pb2.SubmitStreamRequest(submit=retried, token="retry-1"),
+                     client_pb2.SubmitStreamRequest(submit=retried, token="retry-2")]
+        call = fed.client("n1").SubmitStream(iter(requests), timeout=60)
+        updates: dict[str, list[client_pb2.SubmitStreamUpdate]] = {}
+        async for update in call:
+            updates.setdefault(update.token, []).append(update)
+
+        assert set(updates) == {r.token for r in requests}
+        (refused,) = updates["bad"]
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "nowhere" in refused.reason and not refused.id
+        ids = set()
+        for token, told in updates.items():
+            if token == "bad":
+                continue
+            assert told[0].id and not told[0].HasField("status"), told  # accepted first
+            states = [state_name(u.status) for u in told[1:]]
+            assert states[-1] == "SUCCEEDED", (token, states, told[-1].status.reason)
+            assert all(u.id == told[0].id for u in told)
+            if token.startswith("good"):
+                assert states == ["RUNNING", "SUCCEEDED"], (token, states)
+            ids.add(told[0].id)
+        assert updates["retry-1"][0].id == updates["retry-2"][0].id
+        assert len(ids) == GOOD + 1  # the retried pair made one workflow
+
+        # Retried again, by Submit: the same workflow; the coordinator lists it once.
+        again = await fed.client("n1").Submit(retried, timeout=5)
+        assert again.id == updates["retry-1"][0].id
+        listed = await fed.client("n1").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                      timeout=5)
+        listed_ids = [w.id for w in listed.workflows]
+        assert listed_ids.count(again.id) == 1
+        assert ids <= set(listed_ids)
+        assert all(state_name(w) == "SUCCEEDED" for w in listed.workflows if w.id in ids)
+
+
+async def test_submit_many_through_the_python_client(tmp_path):
+    async with started_federation(tmp_path, DOMAINS) as fed:
+        good = parse_spec_text(_chain("test.echo"), "test")
+        async with AsyncClient(fed.address("n1"), identity="") as client:
+            done = await client.submit_many([good, _unplaceable_spec(), good], wait=True,
+                                            timeout=60)
+            assert [d.index for d in done] == [0, 1, 2]
+            assert isinstance(done[1].error, OperationFailed) and not done[1].id
+            assert done[1].error.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert "test.nowhere" in str(done[1].error)
+            for d in (done[0], done[2]):
+                assert d.ok and d.status is not None and d.status.id == d.id
+                assert d.status.state == "SUCCEEDED", d
+            assert done[0].id != done[2].id
+            # Without wait: the ids once accepted; a repeated request id, the same one.
+            ids = await client.submit_many([good, good], request_ids=["same", "same"])
+            assert ids[0].ok and ids[0].id == ids[1].id and ids[0].status is None
