@@ -7,11 +7,16 @@ Node (status.py) and posts everything else the Node must do:
 - Submit / SubmitAndWatch: the spec is checked as the shells check it (signature of a
   signed spec, the spec's own checks), placed from this agent's membership view with
   the shells' placement code (core/workflow/placement.py over
-  runtime/candidates.py; the checks and placement kept per spec shape and member
-  view: placing.py `SubmissionPlans`), and posted as `Submit(workflow_id, spec,
-  submission, placement)`; the id is answered once the workflow's row is durable;
-  SubmitAndWatch then streams its statuses as Watch does, those of the `states` asked
-  for only (and the terminal one), when the request names some;
+  runtime/candidates.py, kept per member view: placing.py `KeptCandidates`; the
+  checks and placement kept per spec shape and member view: `SubmissionPlans`), and
+  posted as `Submit(workflow_id, spec, submission, placement)` (`_take`); the id is
+  answered once the workflow's row is durable; SubmitAndWatch then streams its
+  statuses, those of the `states` asked for only (and the terminal one), when the
+  request names some: with `state_changes_only`, a new submission's from a listener
+  of the view registered before the post (submit_stream.py `watched_submit`: no
+  status built for a state not asked for), else, and for a retry, as Watch does;
+- SubmitStream: many submissions in one call, each taken as Submit takes it and
+  refused alone (submit_stream.py);
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
@@ -77,7 +82,7 @@ from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
 from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
 from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans, Unplaceable
-from fedorch.runtime.node_engine.submit_stream import SubmissionStream
+from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
 from fedorch.runtime.peer_service import PeerService
 
 if TYPE_CHECKING:
@@ -228,9 +233,17 @@ class NodeClientService(ClientService):
         return entry[0] if entry is not None else None
 
     async def SubmitAndWatch(self, request, context):
-        workflow_id = await self._submit(request.submit, context)
         # `states` (with state_changes_only): the statuses of other states are left out,
         # one gRPC message fewer each (client.proto); a terminal one is always sent.
+        if request.state_changes_only:
+            taken = await self._take(request.submit, context)
+            if isinstance(taken, Submit):  # a new one: heard of from its first change
+                async for status in watched_submit(self.engine, taken, request.states, context):
+                    yield status
+                return
+            workflow_id = taken  # a retry: followed as it stands
+        else:  # every status, each step's progress too: followed
+            workflow_id = await self._submit(request.submit, context)
         wanted = frozenset(request.states) if request.state_changes_only else frozenset()
         async for status in self._follow(workflow_id, request.state_changes_only, context):
             if not wanted or status.state in wanted or status.state in TERMINAL:

@@ -37,17 +37,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 from fedorch.core.node.inputs import Submit
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
-if TYPE_CHECKING:
-    from fedorch.runtime.node_engine.services import NodeClientService
+__all__ = ["Refused", "SubmissionStream", "Taking"]
 
-__all__ = ["Refused", "SubmissionStream"]
+
+class Taking(Protocol):
+    """What a stream needs of the client service (services.py `NodeClientService`)."""
+
+    engine: Any  # its `view` (status.py) and `post`
+
+    async def _take(self, request: client_pb2.SubmitRequest, context: Any) -> Submit | str:
+        """The submission checked and placed, or the id a retry of it made."""
 
 
 class Refused(Exception):
@@ -117,10 +123,57 @@ class _Follower:
         return self.done
 
 
+class StatesWatch:
+    """SubmitAndWatch's listener (with `state_changes_only`): the statuses of the states
+    asked for (every state if none) and the terminal one, queued for its handler, each
+    state once; the view builds no status of another state for it."""
+
+    def __init__(self, states: Any) -> None:
+        self.states = frozenset(states)
+        self.statuses: asyncio.Queue[status_pb2.WorkflowStatus] = asyncio.Queue()
+        self.last_state: Any = None
+
+    def wants(self, state: Any) -> bool:
+        return not self.states or state in self.states or state in TERMINAL
+
+    def heard(self, workflow_id: str, state: Any,
+              status: status_pb2.WorkflowStatus | None) -> bool:
+        if status is not None and state != self.last_state:
+            self.last_state = state
+            self.statuses.put_nowait(status)
+        return state in TERMINAL
+
+
+async def watched_submit(engine: Any, taken: Submit, states: Any, context: Any
+                         ) -> AsyncIterator[status_pb2.WorkflowStatus]:
+    """SubmitAndWatch (with `state_changes_only`) of a new submission: posted, answered
+    once its row is durable (else UNAVAILABLE, as Submit answers), and its statuses of
+    the `states` asked for, and the end, from a `StatesWatch` registered before the
+    post, each change told by the driver (no polling, no status built for a state not
+    asked for)."""
+    view = engine.view
+    watch = StatesWatch(states)
+    view.listen(taken.workflow_id, watch)
+    try:
+        try:
+            await engine.submit(taken.workflow_id, taken.spec, taken.submission,
+                                taken.placement or {}, request_id=taken.request_id)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                f"{taken.workflow_id} was not written in time; it may still run"))
+        while True:
+            status = await watch.statuses.get()
+            yield status
+            if status.state in TERMINAL:
+                return
+    finally:
+        view.unlisten(taken.workflow_id, watch)
+
+
 class SubmissionStream:
     """One SubmitStream call (see the header)."""
 
-    def __init__(self, service: NodeClientService, context: Any) -> None:
+    def __init__(self, service: Taking, context: Any) -> None:
         self.service = service
         self.context = context
         self.view = service.engine.view

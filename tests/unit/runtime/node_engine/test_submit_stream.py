@@ -13,7 +13,9 @@ from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.node_engine.submit_stream import SubmissionStream
 
-WAIT_S = 10.0
+from tests.unit.runtime.test_driver import _until
+
+WAIT_S = 10.0  # a consumer's end
 
 
 class _View:
@@ -84,12 +86,6 @@ def _request(token: str, name: str = "good", request_id: str = "", **asked):
     return client_pb2.SubmitStreamRequest(
         submit=client_pb2.SubmitRequest(spec=spec_pb2.WorkflowSpec(name=name),
                                         request_id=request_id), token=token, **asked)
-
-
-async def _until(predicate) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while not predicate():
-            await asyncio.sleep(0)  # other tasks run: the reader, the handler
 
 
 async def test_a_bad_submission_is_refused_alone_and_the_others_are_followed_to_their_end():
