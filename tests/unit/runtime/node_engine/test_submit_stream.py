@@ -11,7 +11,7 @@ from fedorch.core.node.inputs import Submit
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.client_service import ClientService
-from fedorch.runtime.node_engine.submit_stream import SubmissionStream
+from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
 
 from tests.unit.runtime.test_driver import _until
 
@@ -26,10 +26,12 @@ class _View:
     def listen(self, wf, listener) -> None:
         self.listeners.setdefault(wf, []).append(listener)
 
-    def unlisten(self, wf, listener) -> None:
-        self.listeners[wf].remove(listener)
-        if not self.listeners[wf]:
-            del self.listeners[wf]
+    def unlisten(self, wf, listener) -> None:  # as status.py's: one not listening is fine
+        listeners = self.listeners.get(wf, [])
+        if listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                del self.listeners[wf]
 
     async def read(self, wf):
         return self.statuses.get(wf)
@@ -180,3 +182,33 @@ async def _aiter(items):
     for item in items:
         yield item
 
+
+
+async def test_submit_and_watch_of_a_new_submission_gets_the_states_asked_for_from_a_listener():
+    view = _View()
+    changes = [WorkflowState.NEGOTIATING, WorkflowState.RUNNING, WorkflowState.RUNNING,
+               WorkflowState.SUCCEEDED]
+
+    class _Submitting(_Engine):
+        async def submit(self, wf, spec, submission, placement, request_id=""):
+            self.post(Submit(wf, spec, submission, placement, request_id=request_id))
+            view.change(wf, changes[0])  # the row durable: the submitter is answered
+
+    engine = _Submitting(view)
+    watched = watched_submit(engine, Submit("c1.1", spec_pb2.WorkflowSpec(name="good")),
+                             [status_pb2.WORKFLOW_STATE_RUNNING], _Call())
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for status in watched:
+            got.append(status.state)
+
+    async with asyncio.TaskGroup() as group:
+        consumer = group.create_task(consume())
+        await _until(lambda: len(engine.posted) == 1)
+        for state in changes[1:]:
+            view.change("c1.1", state)
+        await asyncio.wait_for(consumer, WAIT_S)
+    # NEGOTIATING not asked for (and never built: `wants`); RUNNING once; the end.
+    assert got == [WorkflowState.RUNNING, WorkflowState.SUCCEEDED]
+    assert view.listeners == {}
