@@ -3,16 +3,22 @@
 A stream of workflows, one of them with a bad spec, runs every good one to SUCCEEDED
 and refuses the bad one alone with its reason; a submission retried with the same
 request id, in the stream and by Submit, is one workflow; the Python client's
-`submit_many` does the same through the library.
+`submit_many` does the same through the library; agents that require signed calls
+take a signed stream and its signed specs, refuse an unsigned spec in it alone, and
+an unsigned call whole.
 """
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from fedorch.client import AsyncClient, OperationFailed
+from fedorch.core.identity.clients import init_client_keys, load_identity
+from fedorch.core.identity.submission import sign_spec
 from fedorch.core.workflow.spec import parse_spec_text
-from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
 
 from tests.integration.federation import started_federation, state_name
 from tests.integration.test_node_engine import DOMAINS, _chain
@@ -99,3 +105,35 @@ async def test_submit_many_through_the_python_client(tmp_path):
             # Without wait: the ids once accepted; a repeated request id, the same one.
             ids = await client.submit_many([good, good], request_ids=["same", "same"])
             assert ids[0].ok and ids[0].id == ids[1].id and ids[0].status is None
+
+
+async def test_a_stream_to_agents_that_require_signed_calls(tmp_path):
+    init_client_keys("alice", tmp_path / "clients")
+    alice = load_identity(tmp_path / "clients" / "alice.key")
+    closed = {"clients": {"key_files": [str(tmp_path / "clients" / "alice.pub")]},
+              "access": [{"principals": ["alice"], "allow": ["submit", "read"]}]}
+    async with started_federation(tmp_path, {n: {**DOMAINS[n], **closed} for n in DOMAINS},
+                                  alice) as fed:
+        spec = parse_spec_text(_chain("test.echo"), "test")
+        signed = sign_spec(alice.principal, alice.key.sign, spec, request_id="signed-1",
+                           issued_at_ms=int(time.time() * 1000), coordinator="n1")
+        requests = [
+            client_pb2.SubmitStreamRequest(token="signed", submit=client_pb2.SubmitRequest(
+                request_id="signed-1", signed_spec=signed)),
+            # In a signed call, but its spec not signed: refused alone.
+            client_pb2.SubmitStreamRequest(token="unsigned-spec", submit=client_pb2.SubmitRequest(
+                spec=spec, request_id="unsigned-1"))]
+        updates = [u async for u in fed.client("n1").SubmitStream(iter(requests), timeout=60)]
+        by_token: dict[str, list] = {}
+        for u in updates:
+            by_token.setdefault(u.token, []).append(u)
+        (refused,) = by_token["unsigned-spec"]
+        assert refused.code == grpc.StatusCode.UNAUTHENTICATED.value[0]
+        assert "not signed" in refused.reason
+        assert state_name(by_token["signed"][-1].status) == "SUCCEEDED"
+        # A call not signed at all is refused whole, before any submission is read.
+        unsigned = client_pb2_grpc.ClientStub(fed._channels["n1"])
+        with pytest.raises(grpc.aio.AioRpcError) as whole:
+            async for _ in unsigned.SubmitStream(iter(requests[1:]), timeout=10):
+                pass
+        assert whole.value.code() == grpc.StatusCode.UNAUTHENTICATED
