@@ -1,4 +1,4 @@
-"""`fedorch submit` with several files: one SubmitStream call, a line (or JSON object)
+"""workflows.py: `fedorch submit` with several files: one SubmitStream call, a line (or JSON object)
 per file, a refused file told alone, exit 1 if any was refused or did not succeed."""
 
 from __future__ import annotations
