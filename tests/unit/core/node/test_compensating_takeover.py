@@ -293,6 +293,23 @@ def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]
     return f, late
 
 
+def s0_s1_done_d1_dead_at_d0(f: Bounded, retries: int = 0) -> Bounded:
+    """d0 coordinates s0 (with a compensation) on d2 and s1 on d1, both SUCCEEDED, and
+    s2 on d2 needing both, running; d0's view then says d1 is DEAD (d1 lives: only cut
+    off from d0), so an acknowledgement from d2 alone lets d0 make an end it told."""
+    comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=retries)
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    f.step("d0", MemberState("d1", "DEAD"))
+    return f
+
+
 def claims_held(src: str, dst: str, msg: object) -> bool:
     return isinstance(msg, (ClaimMsg, ClaimAnswerMsg))
 
@@ -336,17 +353,7 @@ def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs
     # from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that later
     # epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the attempt
     # a restart of d2 interrupted is judged there (retried, never run twice).
-    comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=1)
-    f = Bounded()
-    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
-        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
-    f.deliver()
-    assert f.end("d2", True)[1] == "s0"
-    assert f.end("d1", True)[1] == "s1"
-    f.step("d0", MemberState("d1", "DEAD"))
+    f = s0_s1_done_d1_dead_at_d0(Bounded(), retries=1)
 
     def held(src: str, dst: str, msg: object) -> bool:
         # d0 and d1 cut off from each other; d0's saga plan never leaves it.
@@ -403,17 +410,7 @@ def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_
     # its end (s0's compensation at d2), then dies for good before its end reached d0.
     # d0, back, drives its own saga in epoch 0: d2 answers its tell of the attempt it
     # recorded with that record (never running it again), so d0's saga ends too.
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    f = Bounded()
-    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
-        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
-    f.deliver()
-    assert f.end("d2", True)[1] == "s0"
-    assert f.end("d1", True)[1] == "s1"
-    f.step("d0", MemberState("d1", "DEAD"))
+    f = s0_s1_done_d1_dead_at_d0(Bounded())
 
     def held(src: str, dst: str, msg: object) -> bool:
         # d0 and d1 cut off from each other; of d0's messages to d2 only the told end
@@ -491,17 +488,7 @@ def test_a_report_that_reaches_a_claimant_before_the_end_is_not_acknowledged():
     # dropped and marked done: d1's later tell of the attempt is answered from the
     # record, that answer is lost, and a late duplicate of the first acknowledgement
     # ends its resends: d1's saga would wait for ever.
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    f = Held()
-    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
-        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
-    f.deliver()
-    assert f.end("d2", True)[1] == "s0"
-    assert f.end("d1", True)[1] == "s1"
-    f.step("d0", MemberState("d1", "DEAD"))
+    f = s0_s1_done_d1_dead_at_d0(Held())
     run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
     f.deliver(keep=lambda src, dst, msg: {src, dst} == {"d0", "d1"})
