@@ -153,7 +153,72 @@ async def _one(net: RealNet, run: _Run) -> None:
         watch.cancel()  # the stream ends with the workflow; do not leave it to the GC
 
 
-async def _closed_loop(net: RealNet, total: int, concurrency: int) -> list[_Run]:
+# The stream mode's submissions (SubmitStream, node engine): one call carries a closed
+# loop's every workflow, `concurrency` of them in flight. Each request is this one's
+# bytes, serialized once, with its token (field 2) appended: a message's fields may
+# come in any order, so the agent parses the same request a copy would give.
+_STREAM_REQUEST = client_pb2.SubmitStreamRequest(
+    submit=client_pb2.SubmitRequest(spec=SPEC), state_changes_only=True,
+    states=[RUNNING]).SerializeToString()
+STREAM_DEADLINE_S = 600.0
+
+
+def _stream_request(token: str) -> bytes:
+    data = token.encode()
+    assert len(data) < 128  # one byte of length
+    return _STREAM_REQUEST + bytes((0x12, len(data))) + data
+
+
+async def _stream_loop(net: RealNet, total: int, concurrency: int) -> list[_Run]:
+    """A closed loop over one SubmitStream: a new submission as each workflow ends."""
+    runs = [_Run() for _ in range(total)]
+    net.client(DOMAINS[0])  # the channel, opened if need be
+    call_of = net._channels[DOMAINS[0]].stream_stream(
+        "/fedorch.v1.Client/SubmitStream", request_serializer=None,
+        response_deserializer=client_pb2.SubmitStreamUpdate.FromString)
+    free = asyncio.Semaphore(concurrency)
+
+    async def requests():
+        for i, run in enumerate(runs):
+            await free.acquire()
+            run.submitted = time.monotonic()
+            yield _stream_request(str(i))
+
+    call = call_of(requests(), timeout=STREAM_DEADLINE_S)
+    try:
+        async for update in call:
+            run = runs[int(update.token)]
+            if update.code:
+                run.error = grpc.StatusCode.UNKNOWN.name if update.code not in _CODE_NAMES \
+                    else _CODE_NAMES[update.code]
+                free.release()
+                continue
+            run.id = update.id
+            if update.HasField("status"):
+                state = update.status.state
+                if run.committed is None and state in (RUNNING, *TERMINAL):
+                    run.committed = time.monotonic()
+                if state in TERMINAL:
+                    run.finished = time.monotonic()
+                    free.release()
+    except grpc.aio.AioRpcError as e:  # the rest of the loop's runs failed with it
+        for run in runs:
+            if run.finished is None and not run.error:
+                run.error = e.code().name
+    finally:
+        call.cancel()
+    return runs
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+async def _closed_loop(net: RealNet, total: int, concurrency: int,
+                       submit: str = "call") -> list[_Run]:
+    """`total` workflows, `concurrency` in flight: each in its own SubmitAndWatch call
+    (`submit` "call") or all in one SubmitStream ("stream")."""
+    if submit == "stream":
+        return await _stream_loop(net, total, concurrency)
     runs = [_Run() for _ in range(total)]
     queue = list(runs)
 
@@ -277,7 +342,8 @@ def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
     return per
 
 
-async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shells") -> dict:
+async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shells",
+                submit: str = "call") -> dict:
     """One closed loop of `total` workflows with `concurrency` submitters: its rates and
     the CPU the agents and the client spent per workflow (with the node engine, its
     driver turns, transactions and envelopes per workflow too)."""
@@ -286,7 +352,7 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shell
     threads_before = {d: thread_cpu_s(proc.pid) for d, proc in net.procs.items()}
     cpu_before = cpu_now(net)
     start = time.monotonic()
-    loaded = await _closed_loop(net, total, concurrency)
+    loaded = await _closed_loop(net, total, concurrency, submit)
     cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
     threads = {d: cpu_ms_per_workflow(threads_before[d], thread_cpu_s(proc.pid), total)
                for d, proc in net.procs.items()}
@@ -368,12 +434,16 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
                            batching: bool = True, engine: str = "shells",
-                           profile: Path | None = None) -> dict:
+                           profile: Path | None = None, submit: str = "call") -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
     default). `profile`: a file where the coordinator's event-loop profile over the
-    closed loops is written (cProfile, fedorch.bench.profiled_agent)."""
+    closed loops is written (cProfile, fedorch.bench.profiled_agent). `submit`: "call",
+    one SubmitAndWatch call per workflow, or "stream", each closed loop's workflows in
+    one SubmitStream call (node engine only; the half-load open loop makes calls)."""
+    if submit == "stream" and engine != "node":
+        raise ValueError("SubmitStream is the node engine's: submit 'stream' needs engine node")
     if not concurrency or min(concurrency) < 1 or total < 1:
         raise ValueError("the bench needs at least one workflow and one submitter")
     echo = await echo_calls_per_s()
@@ -381,10 +451,10 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
         async with _federation(Path(tmp), commit, batching, engine=engine,
                                profiled=profile) as net:
-            unloaded = await _closed_loop(net, 30, 1)
+            unloaded = await _closed_loop(net, 30, 1, submit)
             if profile is not None:
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR1)
-            loops = [await _peak(net, total, n, engine) for n in concurrency]
+            loops = [await _peak(net, total, n, engine, submit) for n in concurrency]
             if profile is not None:
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR2)
                 await _written(profile)
@@ -410,5 +480,6 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "commit": commit,
         "batching": batching,
         "engine": engine,
+        "submit": submit,
         "forced_write_ms": round(fsync_ms, 2),
     }

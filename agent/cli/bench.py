@@ -103,7 +103,7 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
             data_dir: str | None = None, commit: str = "paxos", batching: bool = True,
-            engine: str = "shells") -> dict:
+            engine: str = "shells", submit: str = "call") -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -112,12 +112,13 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
         total=total, concurrency=concurrency, workdir=Path(data_dir) if data_dir else None,
-        commit=commit, batching=batching, engine=engine))
+        commit=commit, batching=batching, engine=engine, submit=submit))
 
 
 def _print_commit(r: dict) -> None:
     table = Table(title=f"{r['commit']} commit, three-domain workflows on 127.0.0.1"
                         f" (batching {'on' if r['batching'] else 'off'},"
+                        f" submitted by {r.get('submit', 'call')},"
                         f" engine {r.get('engine', 'shells')})")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -168,13 +169,19 @@ def _print_commit(r: dict) -> None:
 @click.option("--no-batching", is_flag=True, help="negotiation.batching: false.")
 @click.option("--engine", type=click.Choice(["shells", "node"]), default="shells",
               show_default=True, help="engine of the agents (node: one Node and one driver).")
+@click.option("--submit", "submit", type=click.Choice(["call", "stream"]), default="call",
+              show_default=True,
+              help="call: one SubmitAndWatch call per workflow; stream: each closed loop's"
+                   " workflows in one SubmitStream call (--engine node).")
 def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
-           protocol: str, no_batching: bool, engine: str) -> None:
+           protocol: str, no_batching: bool, engine: str, submit: str) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
     if engine == "node" and protocol == "2pc":
         raise click.UsageError("--engine node runs Paxos Commit only (no --commit 2pc)")
+    if submit == "stream" and engine != "node":
+        raise click.UsageError("--submit stream needs --engine node (SubmitStream)")
     result = _commit(workflows, _submitters(concurrency), data_dir, protocol, not no_batching,
-                     engine)
+                     engine, submit)
     if as_json:
         click.echo(json.dumps(result))
     else:

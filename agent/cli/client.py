@@ -137,6 +137,17 @@ class AgentClient:
             state_changes_only=True)
         return _statuses(self.stub.SubmitAndWatch(request, timeout=stream_deadline_s))
 
+    def submit_request(self, spec: spec_pb2.WorkflowSpec, request_id: str
+                       ) -> client_pb2.SubmitRequest:
+        """The SubmitRequest `submit` sends (the spec signed with the identity, if any)."""
+        return self._submit_request(spec, request_id)
+
+    def submit_stream(self, requests, stream_deadline_s: float):
+        """Many submissions in one call (SubmitStream, engine: node): `requests` an
+        iterable or async iterable of SubmitStreamRequest; returns the call, an async
+        iterator of SubmitStreamUpdate (cancel it to stop early)."""
+        return self.stub.SubmitStream(requests, timeout=stream_deadline_s)
+
     async def cancel(self, workflow_id: str, reason: str = "") -> status_pb2.WorkflowStatus:
         request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
         reply = await self.stub.Cancel(request, timeout=self.rpc_timeout)

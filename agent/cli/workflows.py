@@ -27,7 +27,7 @@ from fedorch.cli.render import (
     workflow_state_name,
     workflows_table,
 )
-from fedorch.gen.fedorch.v1 import spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from rich.live import Live
 
 DEFAULT_WAIT_S = 300.0
@@ -71,7 +71,8 @@ def fail_unless_succeeded(status: status_pb2.WorkflowStatus) -> None:
 
 
 @click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", metavar="FILE...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @peer_option
 @identity_option
 @click.option("--wait", is_flag=True, help="Wait for a terminal state and print the status.")
@@ -85,9 +86,18 @@ def fail_unless_succeeded(status: status_pb2.WorkflowStatus) -> None:
     help="With --wait: give up after S seconds (exit 1).",
 )
 @json_option
-def submit(file: Path, peer: str, wait: bool, limit_s: float, as_json: bool) -> None:
-    """Submit the workflow spec FILE; print its id, or with --wait its final status."""
-    spec = load_spec(file)
+def submit(files: tuple[Path, ...], peer: str, wait: bool, limit_s: float,
+           as_json: bool) -> None:
+    """Submit the workflow spec FILE; print its id, or with --wait its final status.
+
+    Several FILEs go in one call (SubmitStream: an agent on `engine: node`): one line
+    per file, its id or why it was refused (with --json, one object per file); a
+    refused one does not stop the others; exit 1 if any was refused (with --wait: or
+    did not succeed)."""
+    if len(files) > 1:
+        submit_many(files, peer, wait, limit_s, as_json)
+        return
+    spec = load_spec(files[0])
     request_id = uuid.uuid4().hex
 
     async def go() -> tuple[str, status_pb2.WorkflowStatus | None]:
@@ -104,6 +114,64 @@ def submit(file: Path, peer: str, wait: bool, limit_s: float, as_json: bool) -> 
         return
     print_status(status, as_json)
     fail_unless_succeeded(status)
+
+
+def submit_many(files: tuple[Path, ...], peer: str, wait: bool, limit_s: float,
+                as_json: bool) -> None:
+    specs = [load_spec(f) for f in files]  # every file checked before anything is sent
+
+    async def go() -> list[dict[str, Any]]:
+        async with client_for(peer) as client:
+            requests = [client_pb2.SubmitStreamRequest(
+                submit=client.submit_request(spec, uuid.uuid4().hex), token=str(i))
+                for i, spec in enumerate(specs)]
+            told: list[dict[str, Any]] = [{"file": str(f)} for f in files]
+            open_ones = len(files)
+            with rpc_errors(peer):
+                # The deadline: the wait's with --wait, else one call's.
+                call = client.submit_stream(requests, limit_s if wait else client.rpc_timeout)
+                try:
+                    async for update in call:
+                        one = told[int(update.token)]
+                        if update.code:  # refused: told in full
+                            one["error"] = update.reason
+                            open_ones -= 1
+                        elif update.HasField("status"):  # the end (no state asked for)
+                            if wait:  # else only the ids are printed
+                                one["status"] = update.status
+                                open_ones -= 1
+                        else:  # accepted
+                            one["id"] = update.id
+                            open_ones -= not wait
+                        if open_ones == 0:
+                            break
+                finally:
+                    call.cancel()
+            return told
+
+    told = run(go())
+    failed = 0
+    for one in told:
+        status = one.pop("status", None)
+        if "error" in one or (wait and (status is None or status.state
+                                        != status_pb2.WORKFLOW_STATE_SUCCEEDED)):
+            failed += 1
+        if as_json:
+            if status is not None:
+                one["status"] = status_to_dict(status)
+            continue
+        if "error" in one:
+            click.echo(f"{one['file']}: refused: {one['error']}")
+        elif status is not None:
+            reason = f" ({status.reason})" if status.reason else ""
+            click.echo(f"{one['file']}: {one['id']} {workflow_state_name(status.state)}{reason}")
+        else:
+            click.echo(f"{one['file']}: {one.get('id', '')}")
+    if as_json:
+        click.echo(to_json(told))
+    if failed:
+        raise CliError(f"{failed} of {len(told)} specs " + (
+            "were refused or did not succeed" if wait else "were refused"), EXIT_FAILED)
 
 
 # ---- status ----------------------------------------------------------------------------

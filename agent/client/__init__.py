@@ -20,7 +20,14 @@ from fedorch.client.errors import (
     Unreachable,
     WaitTimedOut,
 )
-from fedorch.client.models import Capability, Member, Refusal, StepStatus, WorkflowStatus
+from fedorch.client.models import (
+    Capability,
+    Member,
+    Refusal,
+    StepStatus,
+    Submitted,
+    WorkflowStatus,
+)
 from fedorch.client.sync_client import Client
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "Refusal",
     "SpecLike",
     "StepStatus",
+    "Submitted",
     "Unreachable",
     "WaitTimedOut",
     "WorkflowStatus",

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -24,10 +24,11 @@ from fedorch.client.errors import (
     FedorchError,
     InvalidSpec,
     WaitTimedOut,
+    from_code,
     from_rpc_error,
 )
 from fedorch.client.follow import statuses
-from fedorch.client.models import Member, WorkflowStatus
+from fedorch.client.models import Member, Submitted, WorkflowStatus
 from fedorch.core.identity.clients import ClientIdentity, load_identity
 from fedorch.core.identity.keys import KeyFileError, load_public_key_file
 from fedorch.core.workflow.spec import (
@@ -36,10 +37,18 @@ from fedorch.core.workflow.spec import (
     spec_from_mapping,
     validate_spec,
 )
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 
 IdentityLike = ClientIdentity | str | os.PathLike[str]
 """A client identity: a key file made by `fedorch keys init --client`, or one loaded."""
+
+# submit_many with wait and no timeout: the whole call's deadline.
+STREAM_WAIT_S = 3600.0
+TERMINAL_PROTO = frozenset((status_pb2.WORKFLOW_STATE_SUCCEEDED, status_pb2.WORKFLOW_STATE_FAILED,
+                            status_pb2.WORKFLOW_STATE_ABORTED,
+                            status_pb2.WORKFLOW_STATE_CANCELLED))
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 SpecLike = spec_pb2.WorkflowSpec | Mapping[str, Any] | str | os.PathLike[str]
 """A spec: a YAML file's path, a mapping in the YAML file's shape, or the message."""
@@ -178,6 +187,63 @@ class AsyncClient:
         if not wait:
             return workflow_id
         return await self.wait(workflow_id, timeout=timeout)
+
+    async def submit_many(self, specs: Iterable[SpecLike], *, wait: bool = False,
+                          timeout: float | None = None,
+                          request_ids: Sequence[str] | None = None) -> list[Submitted]:
+        """Submit many workflows in one call (SubmitStream; an agent on ``engine: node``
+        only, else OperationFailed naming the engine). Returns one ``Submitted`` per
+        spec, in order: its workflow id, and with ``wait=True`` its final status; a spec
+        the agent refused has ``error`` (its typed error) and the others go on.
+
+        ``timeout`` bounds the whole call (default: ``rpc_timeout`` without wait, one
+        hour with it); WaitTimedOut if it runs out. ``request_ids`` (one per spec) make
+        a retry idempotent, as with ``submit``; fresh ones are made if unset."""
+        messages = [load_spec(spec) for spec in specs]
+        if request_ids is not None and len(request_ids) != len(messages):
+            raise InvalidSpec(f"request_ids: {len(request_ids)} given for"
+                              f" {len(messages)} specs")
+        ids = list(request_ids) if request_ids is not None \
+            else [uuid.uuid4().hex for _ in messages]
+        deadline = timeout if timeout is not None \
+            else (STREAM_WAIT_S if wait else self.rpc_timeout)
+        agent = await self._ensure_open()
+        requests = [client_pb2.SubmitStreamRequest(
+            # Without state_changes_only: the terminal status only (client.proto).
+            submit=agent.submit_request(message, ids[i]), token=str(i))
+            for i, message in enumerate(messages)]
+        results: dict[int, Submitted] = {}
+        open_ones = len(messages)  # specs not yet answered in full
+        call = agent.submit_stream(requests, deadline)
+        try:
+            async for update in call:
+                index = int(update.token)
+                if update.code:
+                    results[index] = Submitted(index, error=from_code(
+                        _CODES.get(update.code, grpc.StatusCode.UNKNOWN), update.reason, self.peer))
+                    open_ones -= 1
+                elif update.HasField("status"):
+                    if update.status.state in TERMINAL_PROTO and wait:
+                        results[index] = Submitted(index, update.id,
+                                                   WorkflowStatus.from_proto(update.status))
+                        open_ones -= 1
+                elif index not in results:  # accepted
+                    results[index] = Submitted(index, update.id)
+                    if not wait:
+                        open_ones -= 1
+                if open_ones == 0:
+                    break
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise WaitTimedOut(f"submit_many: {open_ones} of {len(messages)} specs"
+                                   f" not answered in full within {deadline:g} s") from None
+            raise from_rpc_error(exc, self.peer) from None
+        finally:
+            call.cancel()
+        if open_ones:
+            raise FedorchError(f"the agent at {self.peer} ended the stream with"
+                               f" {open_ones} specs not answered in full")
+        return [results[i] for i in range(len(messages))]
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """The workflow's status, from any agent (it asks the coordinator if need be)."""

@@ -66,7 +66,14 @@ _REFUSED_BY = {grpc.StatusCode.UNAUTHENTICATED: "not authenticated by",
 def from_rpc_error(exc: grpc.RpcError, peer: str) -> FedorchError:
     """The typed error for a failed call to the agent at ``peer``."""
     code = exc.code() if hasattr(exc, "code") else None
-    details = " ".join((exc.details() or "").split()) if hasattr(exc, "details") else ""
+    details = exc.details() if hasattr(exc, "details") else ""
+    return from_code(code, details, peer)
+
+
+def from_code(code: grpc.StatusCode | None, details: str | None, peer: str) -> FedorchError:
+    """The typed error for a refusal with this code and message (a failed call, or one
+    submission of a stream refused alone)."""
+    details = " ".join((details or "").split())
     kind = _BY_CODE.get(code, OperationFailed) if code is not None else OperationFailed
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"agent unreachable at {peer}: {details or 'unavailable'}"
@@ -91,5 +98,6 @@ __all__ = [
     "OperationFailed",
     "Unreachable",
     "WaitTimedOut",
+    "from_code",
     "from_rpc_error",
 ]

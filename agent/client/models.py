@@ -165,5 +165,29 @@ class Member:
                 "last_heard_ms": self.last_heard_ms, "self": self.is_self}
 
 
-__all__ = ["Capability", "Member", "Refusal", "StepStatus", "TERMINAL_STATES",
+__all__ = ["Capability", "Member", "Refusal", "StepStatus", "Submitted", "TERMINAL_STATES",
            "WorkflowStatus"]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One spec of ``submit_many``, in the order given: the id of the workflow it
+    started (or, for a repeated request id, found), its final status with
+    ``wait=True``, or ``error`` if the agent refused this spec (the others go on)."""
+
+    index: int
+    id: str = ""
+    status: WorkflowStatus | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "id": self.id}
+        if self.status is not None:
+            out["status"] = self.status.to_dict()
+        if self.error is not None:
+            out["error"] = str(self.error)
+        return out

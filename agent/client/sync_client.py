@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from fedorch.cli.client import DEFAULT_RPC_TIMEOUT_S
 from fedorch.client.async_client import AsyncClient, IdentityLike, SpecLike
-from fedorch.client.models import Member, WorkflowStatus
+from fedorch.client.models import Member, Submitted, WorkflowStatus
 
 T = TypeVar("T")
 
@@ -99,6 +99,13 @@ class Client:
         AsyncClient.submit)."""
         return self._run(self._async.submit(spec, wait=wait, timeout=timeout,  # type: ignore[call-overload]
                                             request_id=request_id))
+
+    def submit_many(self, specs: Iterable[SpecLike], *, wait: bool = False,
+                    timeout: float | None = None,
+                    request_ids: Sequence[str] | None = None) -> list[Submitted]:
+        """Many workflows in one call (see AsyncClient.submit_many)."""
+        return self._run(self._async.submit_many(specs, wait=wait, timeout=timeout,
+                                                 request_ids=request_ids))
 
     def status(self, workflow_id: str) -> WorkflowStatus:
         """The workflow's status, from any agent."""

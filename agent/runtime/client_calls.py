@@ -35,9 +35,17 @@ class SignedClientStub:
         self._on_behalf = on_behalf
         self._clock = clock
         self._calls: dict[str, Any] = {}
+        self._streaming: set[str] = set()  # client-streaming methods
         for method in SERVICE.methods:
             path = f"/{SERVICE.full_name}/{method.name}"
             reply = GetMessageClass(method.output_type).FromString
+            if method.client_streaming:  # SubmitStream: each request serialized as sent
+                self._calls[method.name] = channel.stream_stream(
+                    path, request_serializer=GetMessageClass(
+                        method.input_type).SerializeToString,
+                    response_deserializer=reply)
+                self._streaming.add(method.name)
+                continue
             make = channel.unary_stream if method.server_streaming else channel.unary_unary
             # No request serializer: the request goes out as the bytes we signed.
             self._calls[method.name] = make(path, request_serializer=None,
@@ -55,6 +63,17 @@ class SignedClientStub:
         if method not in calls:
             raise AttributeError(method)
         multicallable = calls[method]
+
+        if method in self.__dict__.get("_streaming", ()):
+            def streaming(requests, *, timeout: float, metadata=(), **kwargs):
+                # A client stream's call is signed over no request bytes (its requests
+                # are not known when it opens): the signature proves the caller and the
+                # time; each request carries its own proof (a signed spec).
+                signed = self.metadata(method, b"")
+                return multicallable(requests, timeout=timeout,
+                                     metadata=[*signed, *metadata], **kwargs)
+
+            return streaming
 
         def call(request, *, timeout: float, metadata=(), **kwargs):
             data = request.SerializeToString()

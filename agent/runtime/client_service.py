@@ -181,6 +181,13 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 last = status
                 yield status
 
+    async def SubmitStream(self, request_iterator, context):
+        """Many submissions in one call: the node engine's (node_engine/submit_stream.py)."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, (
+            "SubmitStream is not supported by this agent's engine (engine: shells); run"
+            " the agents with `engine: node` for it, or submit each workflow alone"))
+        yield  # not reached: a generator, as gRPC serves a stream
+
     async def _status(self, workflow_id: str, local_only: bool, context):
         row = None if local_only or workflow_id in self.agent.active \
             else await self.agent.store.get_workflow(workflow_id)

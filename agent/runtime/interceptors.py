@@ -219,7 +219,21 @@ class ClientAuthInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 streaming, request_deserializer=_keep_bytes(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
-        return handler  # the Client service has no client-streaming methods
+        if handler.stream_stream is not None:  # SubmitStream
+            requests_stream = handler.stream_stream
+
+            async def bidi(request_iterator, context):
+                # Admitted once, at the call's opening, by its signature over no request
+                # bytes (client_calls.py); each submission's signed spec binds it to
+                # its principal (client_service.py `_signed_spec`).
+                await _admit(auth, method, _Received(b"", None), context)
+                async for item in requests_stream(request_iterator, context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                bidi, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler
 
 
 def is_loopback_listen(listen: str) -> bool:

@@ -57,6 +57,7 @@ MD_SIGNATURE = "x-fedorch-signature-bin"
 METHOD_PERMISSIONS: Mapping[str, str] = {
     "Submit": "submit",
     "SubmitAndWatch": "submit",
+    "SubmitStream": "submit",  # many submissions, each followed as SubmitAndWatch follows
     "GetWorkflow": "read",
     "Watch": "read",
     "ListWorkflows": "read",

@@ -186,6 +186,13 @@ def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> Non
         # one it was lost with may still report; the Node refuses an older placement's
         # result by its epoch (running.py), and counts it.
         placed = src
+    elif placed is not None and src != placed and node.member_loss.gone(placed):
+        held, _ = _epoch_of(node.state, msg.workflow_id)
+        if held is not None and src == held[1]:
+            # The coordinator followed here relays the result of a step whose domain
+            # this Node's view says is gone (Running.relay_gone_results: it held it,
+            # the producer died before it reached this Node).
+            return
     authorize("step_result", src, Facts(workflow_id=msg.workflow_id, placed_on=placed))
 
 

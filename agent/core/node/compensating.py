@@ -29,6 +29,11 @@ the driver folds the report into the core, writes the row and starts what became
 ready. A duplicate tell (a restarted driver, or a second one while a later epoch
 spreads) is answered with what was recorded, never run twice.
 
+A report that reaches a Node before it knows the end (a claimant its domain follows
+already, before a grant showed it the end) is not acknowledged: an acknowledgement
+means the report was taken, and one given for a report dropped would end its resends
+(`on_compensated`).
+
 Late results. The driver plans from the results it holds at the end; a step's
 SUCCEEDED still on its way then (another step failed first) reaches it after, and
 joins the saga (`late_result`: its row, a new core over the rows, driven on). Its
@@ -202,6 +207,15 @@ class Compensating:
         n = self.n
         wf = msg.workflow_id
         core = self.cores.get(wf)
+        if core is None and self.known(wf) and wf not in n.state.final:
+            # The end is not known here yet (a claimant its domain follows, before a
+            # grant shows it the end): nothing taken, so not acknowledged. Its domain
+            # resends it until the saga is planned here or it follows another driver;
+            # acknowledged now, the report would be marked done, and the answer to
+            # this Node's later tell could be lost for good (a late duplicate of this
+            # acknowledgement clearing its resend: takeover soak seed 1401769).
+            n.stats["compensation report before the end: not acknowledged"] += 1
+            return
         if core is not None and msg.step_id in core.steps:  # else over, or not ours
             s = core.steps[msg.step_id]
             before = (s.state, s.attempts)

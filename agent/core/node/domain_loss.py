@@ -191,6 +191,7 @@ class DomainLoss:
         for wf in list(self.n.progress):
             if self.drives(wf):
                 self._resolve(now, wf, domains)
+                self.n.running.relay_gone_results(wf, domains)
         for wf in list(self.held):  # a participant gone need not acknowledge
             self._release_if_told(now, wf)
 
@@ -216,6 +217,7 @@ class DomainLoss:
         gone = sorted(d for d in placed if n.member_loss.gone(d))
         if gone:
             self._resolve(now, wf, gone)
+            n.running.relay_gone_results(wf, gone)
         self._release_if_told(now, wf)
 
     def acked(self, now: float, wf: str) -> None:

@@ -8,10 +8,12 @@ under its idempotency key (workflow, step, attempt) and handed to the driver in
 `start_steps` of the same Ready, so it starts only once that record is durable; it
 is never started again: an attempt found started after a restart counts as failed.
 Its end comes back as a `StepEnded` input. Results go, resent until acknowledged, to
-the coordinator and the owners of downstream steps; the coordinator decides the
-outcome (the lifecycle table), or a cancel ends it (cancel.py), and tells every
-participant, which releases what the workflow still holds here and stops its attempts
-(`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
+the coordinator and the owners of downstream steps (and, once the view says a step's
+domain is gone, the coordinator relays that step's SUCCEEDED result to those owners:
+`relay_gone_results`, as the producer may have died before it reached them); the
+coordinator decides the outcome (the lifecycle table), or a cancel ends it
+(cancel.py), and tells every participant, which releases what the workflow still
+holds here and stops its attempts (`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
 
 Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
 coordinator expands at submission; every PREPARE carries it), so instances are steps
@@ -120,6 +122,37 @@ class Running:
             # the resend's backoff (a domain back after a loss verdict on its step
             # learns the end before it could report to anyone else).
             n.send(src, entry[1])
+
+    def relay_gone_results(self, wf: str, domains: list[str]) -> None:
+        """As the coordinator driving `wf`, the view now saying each of `domains` is
+        gone: the SUCCEEDED results of their steps on record here go to the domains of
+        the steps that need them, not ended there, resent until acknowledged. A
+        producer that died for good before its result reached a consumer (lost, or
+        refused there before that domain knew the commit) never resends it, and the
+        step waiting on it would wait for ever (takeover soak seed 1600618);
+        the coordinator holds every result it was told. The consumer takes it only
+        from the coordinator it follows, and only while its own view says the step's
+        domain is gone (authority.py)."""
+        n = self.n
+        info = self.info(wf)
+        results = n.state.results.get(wf, {})
+        p = n.progress.get(wf)
+        moved = n.state.placements.get(wf, {})  # steps placed again: their new domain
+        for spec in info.spec.steps:
+            consumer = moved[spec.id][1] if spec.id in moved else info.placement.get(spec.id)
+            if consumer in (None, n.name) or n.member_loss.gone(consumer) \
+                    or p is None or p.steps[spec.id].state in TERMINAL_STEP_STATES:
+                continue
+            for need in spec.needs:
+                if info.placement.get(need) not in domains or need not in results:
+                    continue
+                attempt, state, outputs, error = results[need]
+                if state is not StepState.SUCCEEDED:
+                    continue
+                n.stats["result of a gone domain relayed by the coordinator"] += 1
+                n.reliable(consumer, ("result", wf, need, consumer),
+                           ResultMsg(wf, need, attempt, state, dict(outputs), error,
+                                     p.steps[need].epoch))
 
     def _older_placement(self, wf: str, src: str, msg: ResultMsg) -> int | None:
         """The step's placement epoch here, if `msg` is from an older one (else None)."""

@@ -14,6 +14,14 @@ before; a restored coordinator's later rounds place anew.
 expansion, as the client service makes it for each submission: kept by spec shape and
 member view, so that the same spec submitted again while the view stands is checked
 and placed once (see the class).
+
+`KeptCandidates` is the candidates themselves (runtime/candidates.py
+`placement_candidates`: one `Candidate` per member, each with its key's revocation
+looked up), kept while the member view stands instead of built for every submission:
+made again after membership's hook says the view may have changed
+(`on_members_change`, each look membership takes), and at least every
+`CANDIDATES_KEPT_S` seconds, since a key revocation reaches the trust store, not
+membership.
 """
 
 from __future__ import annotations
@@ -27,11 +35,47 @@ from fedorch.core.workflow import fanout
 from fedorch.core.workflow.placement import Candidate, Placement, place
 from fedorch.core.workflow.spec import check_no_expansion_fields, validate_spec
 from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.runtime.candidates import placement_candidates
 
-__all__ = ["PLANS_KEPT", "Plan", "PlacedNode", "SubmissionPlans", "Unplaceable"]
+__all__ = ["CANDIDATES_KEPT_S", "KeptCandidates", "PLANS_KEPT", "Plan", "PlacedNode",
+           "SubmissionPlans", "Unplaceable"]
 
 # Submission plans kept (distinct spec shapes: a few per client in practice).
 PLANS_KEPT = 256
+# Placement's candidates are made again at least this often (a revoked key reaches the
+# trust store, which tells membership nothing).
+CANDIDATES_KEPT_S = 1.0
+
+
+class KeptCandidates:
+    """`placement_candidates(agent)`, made once per member view (see the header).
+
+    `build` makes them (tests give their own); `monotonic` is the agent's clock."""
+
+    def __init__(self, agent: Any, *,
+                 build: Callable[[Any], Sequence[Candidate]] | None = None,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        self.agent = agent
+        self._build = build if build is not None else placement_candidates
+        self._monotonic = monotonic if monotonic is not None else agent.clock.monotonic
+        self._kept: Sequence[Candidate] | None = None
+        self._made_at = 0.0
+        self.made = 0  # times made (for tests and the benchmark note)
+
+    def now(self) -> Sequence[Candidate]:
+        """The candidates as the member view stands."""
+        at = self._monotonic()
+        kept = self._kept
+        # Made again also if the clock went back (a monotonic port never does; a fake may).
+        if kept is None or not 0 <= at - self._made_at < CANDIDATES_KEPT_S:
+            kept = self._kept = list(self._build(self.agent))
+            self._made_at = at
+            self.made += 1
+        return kept
+
+    def changed(self) -> None:
+        """Membership's hook: the view may have changed; made again when next asked."""
+        self._kept = None
 
 
 class PlacedNode(Node):

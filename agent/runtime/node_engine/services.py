@@ -7,11 +7,16 @@ Node (status.py) and posts everything else the Node must do:
 - Submit / SubmitAndWatch: the spec is checked as the shells check it (signature of a
   signed spec, the spec's own checks), placed from this agent's membership view with
   the shells' placement code (core/workflow/placement.py over
-  runtime/candidates.py; the checks and placement kept per spec shape and member
-  view: placing.py `SubmissionPlans`), and posted as `Submit(workflow_id, spec,
-  submission, placement)`; the id is answered once the workflow's row is durable;
-  SubmitAndWatch then streams its statuses as Watch does, those of the `states` asked
-  for only (and the terminal one), when the request names some;
+  runtime/candidates.py, kept per member view: placing.py `KeptCandidates`; the
+  checks and placement kept per spec shape and member view: `SubmissionPlans`), and
+  posted as `Submit(workflow_id, spec, submission, placement)` (`_take`); the id is
+  answered once the workflow's row is durable; SubmitAndWatch then streams its
+  statuses, those of the `states` asked for only (and the terminal one), when the
+  request names some: with `state_changes_only`, a new submission's from a listener
+  of the view registered before the post (submit_stream.py `watched_submit`: no
+  status built for a state not asked for), else, and for a retry, as Watch does;
+- SubmitStream: many submissions in one call, each taken as Submit takes it and
+  refused alone (submit_stream.py);
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
@@ -61,11 +66,10 @@ from typing import TYPE_CHECKING
 import grpc
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.cancel import refusal
-from fedorch.core.node.inputs import Cancel
+from fedorch.core.node.inputs import Cancel, Submit
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
-from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.client_service import (
     FORWARD_TIMEOUT_S,
     REJOIN_RETRY_S,
@@ -77,7 +81,8 @@ from fedorch.runtime.client_service import (
 from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
 from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
-from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
+from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans, Unplaceable
+from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
 from fedorch.runtime.peer_service import PeerService
 
 if TYPE_CHECKING:
@@ -154,6 +159,9 @@ class NodeClientService(ClientService):
         self.plans = SubmissionPlans(engine.domain)
         self._id_suffixes = _RandomSuffixes()
         self._own_signatures = OwnSpecSignatures()
+        # Placement's candidates, kept while the member view stands (placing.py).
+        self.candidates = KeptCandidates(engine.agent)
+        engine.agent.on_members_change.append(self.candidates.changed)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -168,6 +176,21 @@ class NodeClientService(ClientService):
         return client_pb2.SubmitReply(id=await self._submit(request, context))
 
     async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
+        taken = await self._take(request, context)
+        if isinstance(taken, str):  # a retry of a submission taken here
+            return taken
+        try:
+            await self.engine.submit(taken.workflow_id, taken.spec, taken.submission,
+                                     taken.placement or {}, request_id=taken.request_id)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"{taken.workflow_id} was not written in time; it may still run")
+        return taken.workflow_id
+
+    async def _take(self, request: client_pb2.SubmitRequest, context) -> Submit | str:
+        """A submission checked and placed, as the Node's `Submit` to post; or the id of
+        the workflow a retry of it (its request id) made. Refused with `context.abort`
+        (a SubmitStream's context refuses that submission alone: submit_stream.py)."""
         a = self.agent
         refusal = self._refuses_work()
         if refusal is not None:
@@ -185,7 +208,7 @@ class NodeClientService(ClientService):
                 f"a signed spec not bound to its coordinator (sign it with coordinator"
                 f" {a.domain})"))
         try:
-            plan = self.plans.plan(spec, placement_candidates(a))
+            plan = self.plans.plan(spec, self.candidates.now())
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except Unplaceable as e:
@@ -200,13 +223,8 @@ class NodeClientService(ClientService):
                 self._by_request.popitem(last=False)
         if signed is None:  # open access: this domain vouches for the spec
             signed = self._own_signatures.signed(a, spec)
-        try:
-            await self.engine.submit(workflow_id, spec, signed, plan.assignment,
-                                     request_id=request.request_id)
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"{workflow_id} was not written in time; it may still run")
-        return workflow_id
+        return Submit(workflow_id, spec, signed, plan.assignment,
+                      request_id=request.request_id)
 
     def _request_recorded(self, request_id: str) -> str | None:
         """The workflow a submission with this request id made here, as the Node's
@@ -215,13 +233,26 @@ class NodeClientService(ClientService):
         return entry[0] if entry is not None else None
 
     async def SubmitAndWatch(self, request, context):
-        workflow_id = await self._submit(request.submit, context)
         # `states` (with state_changes_only): the statuses of other states are left out,
         # one gRPC message fewer each (client.proto); a terminal one is always sent.
+        if request.state_changes_only:
+            taken = await self._take(request.submit, context)
+            if isinstance(taken, Submit):  # a new one: heard of from its first change
+                async for status in watched_submit(self.engine, taken, request.states, context):
+                    yield status
+                return
+            workflow_id = taken  # a retry: followed as it stands
+        else:  # every status, each step's progress too: followed
+            workflow_id = await self._submit(request.submit, context)
         wanted = frozenset(request.states) if request.state_changes_only else frozenset()
         async for status in self._follow(workflow_id, request.state_changes_only, context):
             if not wanted or status.state in wanted or status.state in TERMINAL:
                 yield status
+
+    async def SubmitStream(self, request_iterator, context):
+        """Many submissions in one call (submit_stream.py)."""
+        async for update in SubmissionStream(self, context).run(request_iterator):
+            yield update
 
     # ---- reads -------------------------------------------------------------------------
 

@@ -18,11 +18,15 @@ of the file by the writes kept in memory, and a read may show what a crash now w
 make it learn again (the status changes, and the submitter's answer, are held until
 the write).
 
-A status is built once per change that someone waits for, not once per reader: when
-the driver reports a workflow's state change (after its write), the status of a
-workflow someone follows or submitted is built there and kept, and the readers it
-wakes take that one; a follower of steps has its workflow's status rebuilt after each
-durable turn (a step's result changes no workflow state). A kept status is used at
+A status is built once per change that someone will read, not once per reader and
+not at every change: when the driver reports a workflow's state change (after its
+write), the status of a workflow someone follows is built there and kept, and the
+readers it wakes take that one; a listener (`listen`: a SubmitStream's submission)
+has it built only for the states it asked for, and is told the others by state alone;
+the submitter waiting for its row to be durable (`submitted`) needs no status. A kept
+status no one waits for is dropped at a change instead of built (a later read builds
+it). A follower of steps has its workflow's status rebuilt after each durable turn (a
+step's result changes no workflow state). A kept status is used at
 rest until the next durable turn, and always while a commit is out. At most
 `KEPT_STATUSES` are kept (the oldest go first), so the view stays bounded however
 many workflows end; one not kept is built again when read.
@@ -47,7 +51,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from fedorch.core.node.ready import Write
 from fedorch.core.workflow import values
@@ -56,7 +60,7 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import status_pb2
 from fedorch.runtime.ports import Durable
 
-__all__ = ["StatusView", "WriteNotice", "status_of"]
+__all__ = ["Listener", "StatusView", "WriteNotice", "status_of"]
 
 
 # A step's state (a StepState or its value) -> the proto's enum number.
@@ -122,6 +126,17 @@ def _compensations(node: Any, wf: str, out: status_pb2.WorkflowStatus) -> None:
         f"COMPENSATION_SUMMARY_{summary.value}")
 
 
+class Listener(Protocol):
+    """Told each durable state change of one workflow, in the driver's `finish`."""
+
+    def wants(self, state: Any) -> bool:
+        """Will it read the status of a change to `state`? (Then it is built.)"""
+
+    def heard(self, workflow_id: str, state: Any,
+              status: status_pb2.WorkflowStatus | None) -> bool:
+        """The change (`status`: built if wanted, else None); True: it listens no more."""
+
+
 KEPT_STATUSES = 8_192  # statuses kept for reads while a commit is out (see the header)
 COMMIT_WAIT_S = 2.0  # a reader waiting for a commit looks again after this (a fault)
 
@@ -139,6 +154,7 @@ class StatusView:
         self._turn = 0  # durable turns heard of (`written`)
         # Reads that wait for the commit out: (workflow ids or None for all, future).
         self._wanted: list[tuple[list[str] | None, asyncio.Future[list[Any]]]] = []
+        self._listeners: dict[str, list[Listener]] = {}
         self.built = 0  # statuses built, in all (for tests and the benchmark note)
 
     # ---- reads ---------------------------------------------------------------------
@@ -217,6 +233,19 @@ class StatusView:
     def abandon(self, wf: str) -> None:
         self._submitted.pop(wf, None)
 
+    def listen(self, wf: str, listener: Listener) -> None:
+        """Tell `listener` each durable state change of `wf` from now on, until its
+        `heard` says enough or `unlisten`. Register before the change can happen (before
+        posting the Submit), so none is missed."""
+        self._listeners.setdefault(wf, []).append(listener)
+
+    def unlisten(self, wf: str, listener: Listener) -> None:
+        listeners = self._listeners.get(wf)
+        if listeners is not None and listener in listeners:
+            listeners.remove(listener)
+            if not listeners:
+                del self._listeners[wf]
+
     async def wait(self, wf: str, *, steps: bool, timeout: float) -> None:
         """Until `wf`'s state changes (with `steps`: until any turn is durable), at most
         `timeout` seconds. Register-then-await: call it right after reading."""
@@ -244,10 +273,19 @@ class StatusView:
 
     def status_changed(self, workflow_id: str, state: object) -> None:
         # The driver tells this after the write, the Node at rest: the one build of this
-        # change, for everyone it wakes (their reads may come while the next commit is out).
-        if workflow_id in self._kept or workflow_id in self._submitted \
-                or workflow_id in self._state_waiters:
-            self._build(workflow_id)
+        # change, for everyone it wakes (their reads may come while the next commit is
+        # out), if anyone will read it.
+        listeners = self._listeners.get(workflow_id)
+        status = None
+        if workflow_id in self._state_waiters or \
+                listeners is not None and any(li.wants(state) for li in listeners):
+            status = self._build(workflow_id)
+        elif workflow_id in self._kept:  # behind now: built again when read
+            del self._kept[workflow_id]
+        if listeners is not None:
+            for listener in tuple(listeners):
+                if listener.heard(workflow_id, state, status):
+                    self.unlisten(workflow_id, listener)
         fut = self._submitted.pop(workflow_id, None)
         if fut is not None and not fut.done():
             fut.set_result(None)

@@ -49,6 +49,32 @@ class SubmitAndWatchRequest(_message.Message):
     states: _containers.RepeatedScalarFieldContainer[_status_pb2.WorkflowState]
     def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., state_changes_only: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_status_pb2.WorkflowState, str]]] = ...) -> None: ...
 
+class SubmitStreamRequest(_message.Message):
+    __slots__ = ("submit", "token", "state_changes_only", "states")
+    SUBMIT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_CHANGES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    submit: SubmitRequest
+    token: str
+    state_changes_only: bool
+    states: _containers.RepeatedScalarFieldContainer[_status_pb2.WorkflowState]
+    def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., token: _Optional[str] = ..., state_changes_only: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_status_pb2.WorkflowState, str]]] = ...) -> None: ...
+
+class SubmitStreamUpdate(_message.Message):
+    __slots__ = ("token", "id", "code", "reason", "status")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    id: str
+    code: int
+    reason: str
+    status: _status_pb2.WorkflowStatus
+    def __init__(self, token: _Optional[str] = ..., id: _Optional[str] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.WorkflowStatus, _Mapping]] = ...) -> None: ...
+
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("id", "local_only", "state_changes_only")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class ClientStub:
                 request_serializer=fedorch_dot_v1_dot_client__pb2.SubmitAndWatchRequest.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_status__pb2.WorkflowStatus.FromString,
                 _registered_method=True)
+        self.SubmitStream = channel.stream_stream(
+                '/fedorch.v1.Client/SubmitStream',
+                request_serializer=fedorch_dot_v1_dot_client__pb2.SubmitStreamRequest.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_client__pb2.SubmitStreamUpdate.FromString,
+                _registered_method=True)
         self.Cancel = channel.unary_unary(
                 '/fedorch.v1.Client/Cancel',
                 request_serializer=fedorch_dot_v1_dot_client__pb2.CancelRequest.SerializeToString,
@@ -99,6 +104,16 @@ class ClientServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitStream(self, request_iterator, context):
+        """Many submissions in one call (engine: node; an agent on `engine: shells` answers
+        UNIMPLEMENTED): updates come back as each workflow moves, in no set order across
+        submissions; the stream ends once the caller closed its side and every accepted
+        workflow ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Cancel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -139,6 +154,11 @@ def add_ClientServicer_to_server(servicer, server):
                     servicer.SubmitAndWatch,
                     request_deserializer=fedorch_dot_v1_dot_client__pb2.SubmitAndWatchRequest.FromString,
                     response_serializer=fedorch_dot_v1_dot_status__pb2.WorkflowStatus.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=fedorch_dot_v1_dot_client__pb2.SubmitStreamRequest.FromString,
+                    response_serializer=fedorch_dot_v1_dot_client__pb2.SubmitStreamUpdate.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
@@ -264,6 +284,33 @@ class Client:
             '/fedorch.v1.Client/SubmitAndWatch',
             fedorch_dot_v1_dot_client__pb2.SubmitAndWatchRequest.SerializeToString,
             fedorch_dot_v1_dot_status__pb2.WorkflowStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedorch.v1.Client/SubmitStream',
+            fedorch_dot_v1_dot_client__pb2.SubmitStreamRequest.SerializeToString,
+            fedorch_dot_v1_dot_client__pb2.SubmitStreamUpdate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,8 +14,10 @@ import pytest
 from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit
 from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
+from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import (
+    AckMsg,
     ClaimAnswerMsg,
     ClaimMsg,
     CompensatedMsg,
@@ -266,26 +268,46 @@ class Bounded(Sagas):
 
 
 def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]]:
-    """d0 ends the workflow FAILED (s2 failed) and dies before its end notices leave;
-    d1 and d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
-    claims held back. d0's end notice, late, reaches each claimant: each tells it on in
+    """d0 has an end, FAILED (s2 failed), and dies before the notices that tell it
+    leave (with takeover an end is told before it is made: d0 never made it); d1 and
+    d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
+    claims held back. d0's told end, late, reaches each claimant: each tells it on in
     epoch 1 (a claimant's end, no certificate) and plans the saga."""
     f = Bounded()
     f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
     f.deliver()
     assert f.end("d1", True)[1] == "s0"
     assert f.end("d2", True)[1] == "s1"
-    run = f.queue["d2"].pop(0)  # s2 fails; its result reaches d0, which ends FAILED
+    run = f.queue["d2"].pop(0)  # s2 fails; its result reaches d0, which tells FAILED
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
     f.deliver(keep=lambda src, dst, msg: src == "d0")
-    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert f.nodes["d0"].domain_loss.held == {WF: WorkflowState.FAILED}
+    assert f.disks["d0"].rows[WF].state is WorkflowState.RUNNING  # told, not made
     late = [(dst, msg) for src, dst, msg in f.net
             if src == "d0" and isinstance(msg, FinalMsg) and not msg.owed]
+    assert {dst for dst, _ in late} == {"d1", "d2"}
     f.net = []
     f.kill("d0")
     f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
     f.restart("d2")
     return f, late
+
+
+def s0_s1_done_d1_dead_at_d0(f: Bounded, retries: int = 0) -> Bounded:
+    """d0 coordinates s0 (with a compensation) on d2 and s1 on d1, both SUCCEEDED, and
+    s2 on d2 needing both, running; d0's view then says d1 is DEAD (d1 lives: only cut
+    off from d0), so an acknowledgement from d2 alone lets d0 make an end it told."""
+    comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=retries)
+    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
+        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d2", True)[1] == "s0"
+    assert f.end("d1", True)[1] == "s1"
+    f.step("d0", MemberState("d1", "DEAD"))
+    return f
 
 
 def claims_held(src: str, dst: str, msg: object) -> bool:
@@ -322,31 +344,29 @@ def test_of_two_claimants_that_told_the_end_on_in_one_epoch_one_drives_the_saga(
 
 
 def test_a_step_domain_that_ended_on_the_originals_notice_follows_a_later_epochs_saga():
-    # d0 ends the workflow FAILED and dies once its end notice and its tell of s0's
-    # attempt 1 reached s0's domain d2 (its plan lost with it); d1, which heard
-    # nothing (nor of s0: s1 does not need it), claims epoch 1, learns the end from d2 and tells it on in epoch 1,
-    # planning from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that
-    # later epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the
-    # attempt a restart of d2 interrupted is judged there (retried, never run twice).
-    comp = spec_pb2.Compensation(params_json='{"undo": true}', retries=1)
-    f = Bounded()
-    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
-        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
-    f.deliver()
-    assert f.end("d2", True)[1] == "s0"
-    assert f.end("d1", True)[1] == "s1"
-    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED and plans s0's compensation
+    # d0's view says d1 is DEAD (d1 lives: only cut off from d0). s2 fails; d0 tells
+    # its end FAILED, d2 acknowledges it, and that is enough to make it (the only
+    # live participant in d0's view; fewer than a majority of electors have not):
+    # d0 makes the end and dies once its tell of s0's attempt 1 reached s0's domain d2
+    # (its plan lost with it). d1, which heard nothing (nor of s0: s1 does not need
+    # it), claims epoch 1, learns the end from d2 and tells it on in epoch 1, planning
+    # from results that lack s0 (it never heard s0 SUCCEEDED). d2, told that later
+    # epoch's end, follows d1 and reports s0 to it: d1's saga owes it, and the attempt
+    # a restart of d2 interrupted is judged there (retried, never run twice).
+    f = s0_s1_done_d1_dead_at_d0(Bounded(), retries=1)
+
+    def held(src: str, dst: str, msg: object) -> bool:
+        # d0 and d1 cut off from each other; d0's saga plan never leaves it.
+        return {src, dst} == {"d0", "d1"} or (
+            src == "d0" and isinstance(msg, FinalMsg) and bool(msg.owed))
+
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
-    f.deliver(keep=lambda src, dst, msg: src == "d0")
-    told = [m for src, dst, m in f.net if dst == "d2" and (
-        isinstance(m, FinalMsg) and not m.owed or isinstance(m, CompensateMsg))]
+    f.deliver(keep=held)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED  # made, and planned
+    assert f.disks["d2"].final[WF] is WorkflowState.FAILED
     f.net = []
     f.kill("d0")
-    for msg in told[:2]:  # the end notice, then the tell of s0's attempt 1
-        f.step("d2", Message("d0", msg))
     assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]
     assert WF not in f.disks["d2"].plans
     f.deliver()
@@ -383,25 +403,27 @@ def test_a_certified_driver_tells_its_end_again_to_a_rival_claimants_followers()
 
 
 def test_an_original_never_told_a_later_epochs_end_has_its_saga_answered_by_the_records():
-    # d0 ends the workflow FAILED and crashes before its notices leave; d1 takes it
-    # over, ends it FAILED in epoch 1 and drives its saga to its end (s0's compensation
-    # at d2), then dies for good before its end reached d0. d0, back, drives its own
-    # saga in epoch 0: d2 answers its tell of the attempt it recorded with that record
-    # (never running it again), so d0's saga ends too.
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    f = Bounded()
-    f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s0", "s1"])]),
-        placement={"s0": "d2", "s1": "d1", "s2": "d2"}))
-    f.deliver()
-    assert f.end("d2", True)[1] == "s0"
-    assert f.end("d1", True)[1] == "s1"
-    run = f.queue["d2"].pop(0)  # s2 fails; d0 ends FAILED, its notices lost with it
+    # d0's view says d1 is DEAD (d1 lives: only cut off from d0). s2 fails; d0 tells
+    # its end FAILED, d2 acknowledges it, which is enough to make it; d0 makes it and
+    # crashes before the notices after it (its saga's plan and tells) leave. d1 takes
+    # it over, learns the end from d2, ends it FAILED in epoch 1 and drives its saga to
+    # its end (s0's compensation at d2), then dies for good before its end reached d0.
+    # d0, back, drives its own saga in epoch 0: d2 answers its tell of the attempt it
+    # recorded with that record (never running it again), so d0's saga ends too.
+    f = s0_s1_done_d1_dead_at_d0(Bounded())
+
+    def held(src: str, dst: str, msg: object) -> bool:
+        # d0 and d1 cut off from each other; of d0's messages to d2 only the told end
+        # leaves before it crashes.
+        return {src, dst} == {"d0", "d1"} or (
+            src == "d0" and not (isinstance(msg, FinalMsg) and not msg.owed))
+
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
     f.step("d2", StepEnded(*run, ok=False, error="boom"))
-    f.deliver(keep=lambda src, dst, msg: src == "d0")
-    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    f.deliver(keep=held)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED  # made, and planned
+    assert rows(f, "d0") == {"s0": ("RUNNING", 1)}  # its saga planned, its tell lost
+    assert not f.compensations  # d0's tells lost with it
     f.net = []
     f.kill("d0")
     f.deliver()
@@ -445,3 +467,64 @@ def test_a_claimant_that_never_learned_the_end_takes_it_from_a_grant_for_the_sag
     assert rows(f, "d1") == {"s0": ("COMPENSATED", 1), "s1": ("COMPENSATED", 1)}
     assert sorted(f.compensations) == [("d1", (WF, "s0", 1, COMPENSATE)),
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
+
+
+class Held(Bounded):
+    """`Bounded`, whose network holds back what `hold` says in every delivery (the
+    timers' too, as `run_until` delivers)."""
+
+    hold = None
+
+    def deliver(self, rounds: int = 200, *, keep=None) -> None:
+        super().deliver(rounds, keep=keep or self.hold)
+
+
+def test_a_report_that_reaches_a_claimant_before_the_end_is_not_acknowledged():
+    # d0's view says d1 is DEAD; d2's acknowledgement lets d0 make its end FAILED and
+    # tell s0's compensation at d2, which runs; d0 dies before its report arrives.
+    # d2, a claimant of epoch 1 too, is denied by d1 (better-ranked) and follows it:
+    # its report goes to d1, which does not know the end yet (d2's answer to d1's
+    # claim, which carries it, is late). Acknowledged then, the report would be
+    # dropped and marked done: d1's later tell of the attempt is answered from the
+    # record, that answer is lost, and a late duplicate of the first acknowledgement
+    # ends its resends: d1's saga would wait for ever.
+    f = s0_s1_done_d1_dead_at_d0(Held())
+    run = f.queue["d2"].pop(0)  # s2 fails; d0 tells FAILED, d2 acknowledges it
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=lambda src, dst, msg: {src, dst} == {"d0", "d1"})
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    run = f.queue["d2"].pop(0)  # s0's compensation, attempt 1, ends; d0 dies
+    assert run == (WF, "s0", 1, COMPENSATE)
+    f.step("d2", CompensationEnded(WF, "s0", 1, True, ""))
+    f.net = []
+    f.kill("d0")
+    f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
+    f.restart("d2")
+    sent_before = len(f.sent_by("d1", AckMsg))
+
+    def end_late(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, ClaimAnswerMsg) and src == "d2" and msg.final is not None
+
+    f.hold = end_late
+    f.run_until(f.now + 1.0)  # d2's claim is denied by d1; d1's own waits its answer
+    assert ("d1", CompensatedMsg(WF, "s0", 1, True, "")) in f.sent_by("d2", CompensatedMsg)
+    assert WF not in f.disks["d1"].final
+    acks = [m for _, m in f.sent_by("d1", AckMsg)[sent_before:]
+            if m.msg_id[0] == "compensated"]
+    assert not acks  # nothing taken: nothing acknowledged
+    assert f.nodes["d1"].stats["compensation report before the end: not acknowledged"] >= 1
+
+    def answer_lost(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, CompensatedMsg) and src == "d2"
+
+    f.hold = answer_lost
+    f.run_until(f.now + 30.0)  # d2's answer to d1's claim: d1 ends and tells
+    assert f.disks["d1"].final[WF] is WorkflowState.FAILED
+    f.net = [m for m in f.net if not answer_lost(*m)]  # the answers to d1's tell lost
+    for ack in acks[:1]:  # a late duplicate of an acknowledgement given before
+        f.step("d2", Message("d1", ack))
+    f.hold = None
+    f.run_until(f.now + 60.0)
+    assert rows(f, "d1") == {"s0": ("COMPENSATED", 1)}
+    assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
+    assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once

@@ -420,3 +420,35 @@ def test_an_end_on_results_is_told_before_it_is_made_so_no_verdict_contradicts_i
     fed.run_until(fed.now + 30.0)  # d1's end notice to d0, resent until acknowledged
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
     assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+
+
+def test_a_gone_producers_result_that_never_reached_its_consumer_is_relayed_by_the_coordinator():
+    # s1's result reaches d0 and is lost on its way to d2 (s2 needs it); d1 dies for
+    # good before resending it. d0 holds every result: it relays s1's to d2, which
+    # takes it from its coordinator (its own view says d1 is gone), runs s2, and the
+    # workflow ends SUCCEEDED; without it, s2 would wait on s1 for ever.
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d1", "s2": "d2"})
+    runs = [r for r in fed.running["d1"] if r[1] == "s1"]
+    fed.step("d1", StepEnded(*runs[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: src == "d1" and dst == "d2")
+    fed.net = []  # s1's result to d2 lost, d1's resends die with it
+    assert result(fed, "d0", "s1")[1] is StepState.SUCCEEDED
+    assert "s1" not in fed.disks["d2"].results.get(WF, {})
+    dies(fed, "d1")
+    assert result(fed, "d2", "s1")[1] is StepState.SUCCEEDED
+    assert fed.nodes["d0"].stats["result of a gone domain relayed by the coordinator"] == 1
+    fed.end("d2", "s2")
+    fed.run_until(fed.now + 30.0)
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+    assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_result_relayed_by_another_than_the_coordinator_or_of_a_live_domain_is_refused():
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d1", "s2": "d2"})
+    relayed = ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {}, "")
+    with pytest.raises(Refused):  # d1 is alive in d2's view: only d1 reports s1
+        authority.check(fed.nodes["d2"], "d0", relayed)
+    fed.step("d2", MemberState("d1", "DEAD"))
+    with pytest.raises(Refused):  # gone, but d3 is not the coordinator
+        authority.check(fed.nodes["d2"], "d3", relayed)
+    authority.check(fed.nodes["d2"], "d0", relayed)  # the coordinator's relay: taken

@@ -74,6 +74,22 @@ def test_a_step_that_had_not_started_is_placed_again_and_succeeds_elsewhere() ->
     assert not fed.nodes[new].participant.holds()  # its reservation released
 
 
+def test_a_step_whose_domain_was_the_only_participant_ends_at_its_new_domain() -> None:
+    """The workflow's one step was on d1, which dies (d3 is gone already): it is placed
+    again on d2, the round's extra acceptor, the only participant left to acknowledge
+    the end told first (with takeover), so it counts as one (domain_loss.py,
+    `_participants`), or the end would wait for d1 for ever."""
+    fed = committed([step("s1", idempotent=True)], {"s1": "d1"})
+    dies(fed, "d3")
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert new == "d2"
+    end_everything(fed)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks[new].final[WF] is WorkflowState.SUCCEEDED
+    assert runs_of(fed, "s1") == [("d1", 1), (new, 1)]
+
+
 def test_a_started_idempotent_step_is_run_again_elsewhere_once() -> None:
     fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
     assert runs_of(fed, "s1") == [("d1", 1)]

@@ -9,7 +9,12 @@ from fedorch.core.workflow import fanout
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.spec import SpecError, spec_from_mapping
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
-from fedorch.runtime.node_engine.placing import SubmissionPlans, Unplaceable
+from fedorch.runtime.node_engine.placing import (
+    CANDIDATES_KEPT_S,
+    KeptCandidates,
+    SubmissionPlans,
+    Unplaceable,
+)
 
 ME = "c1"
 
@@ -132,3 +137,34 @@ def test_plans_kept_are_bounded():
     plans.plan(_spec("a"), _view(records))  # the oldest went
     plans.plan(_spec("c"), _view(records))
     assert (plans.misses, plans.hits) == (4, 1)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_candidates_are_kept_until_the_view_changes_or_their_span_ends():
+    records = {d: _record(d) for d in ("c1", "c2", "c3")}
+    clock = _Clock()
+    kept = KeptCandidates(object(), build=lambda agent: _view(records),
+                          monotonic=clock.monotonic)
+    first = kept.now()
+    assert kept.now() is first and kept.made == 1  # many submissions, one build
+    # Membership's hook: the next ask builds them from the view as it is now.
+    records["c2"] = _record("c2", available=0)
+    kept.changed()
+    second = kept.now()
+    assert kept.made == 2 and second is not first
+    assert [c.record for c in second] == [records[d] for d in ("c1", "c2", "c3")]
+    # A revoked key tells membership nothing: the span bounds how long it is missed.
+    clock.now += CANDIDATES_KEPT_S / 2
+    assert kept.now() is second
+    clock.now += CANDIDATES_KEPT_S
+    assert kept.now() is not second and kept.made == 3
+    clock.now -= 5.0  # a clock that goes back (a fake one may): built again
+    kept.now()
+    assert kept.made == 4

@@ -99,7 +99,9 @@ async def test_a_read_during_a_held_commit_shows_the_state_before_it():
             live = status_of(node, wf)
             shown = view.status(wf)
             durable = view.durable_states.get(wf)
-            assert (shown.state if shown is not None else None) == durable
+            # Kept and shown, or (no one read it since it changed: none kept) read once
+            # the commit returned, below; never the live state ahead of node.db.
+            assert shown is None or shown.state == durable
             if live is not None and live.state != durable:
                 seen_ahead += 1
             pending = asyncio.ensure_future(view.read(wf)) if shown is None else None
@@ -187,3 +189,61 @@ async def test_a_reader_is_answered_after_a_commit_kept_for_a_storage_fault(monk
     node.advance(ready)
     status = await asyncio.wait_for(reader, WAIT_S)
     assert status is not None and status.id == wf
+
+
+class _Told:
+    """A listener (status.py `Listener`) that wants the statuses of `wanted` states."""
+
+    def __init__(self, wanted: set) -> None:
+        self.wanted = wanted
+        self.heard_of: list[tuple[int, int | None]] = []  # (state, status's state or None)
+
+    def wants(self, state) -> bool:
+        return state in self.wanted
+
+    def heard(self, workflow_id, state, status) -> bool:
+        self.heard_of.append((int(state), status.state if status is not None else None))
+        return state in TERMINAL
+
+
+async def test_statuses_are_built_for_the_states_a_listener_reads_only():
+    net = Network()
+    parts = [viewed_agent(n, net, MemoryDisk()) for n in NAMES]
+    node, view, loop, _ = parts[0]
+    wf = "d0.w1"
+    told = _Told({WorkflowState.SUCCEEDED, WorkflowState.FAILED, WorkflowState.ABORTED})
+    async with asyncio.TaskGroup() as group:
+        tasks = [p[2].start(group) for p in parts]
+        submitted = view.submitted(wf)  # a submitter waiting for the row: no status read
+        view.listen(wf, told)
+        loop.post(Submit(wf, spec("a", "b"), placement={"s0": "d1", "s1": "d2"}))
+        await asyncio.wait_for(submitted, WAIT_S)
+        await _until(lambda: wf not in view._listeners)  # it heard the end
+        for task in tasks:
+            task.cancel()
+    for p in parts:
+        p[3].close()
+    states = [state for state, _ in told.heard_of]
+    assert states[0] == WorkflowState.NEGOTIATING and WorkflowState.RUNNING in states
+    assert states[-1] == WorkflowState.SUCCEEDED
+    # Every change told; a status built for the end alone, which it reads.
+    assert [shown for _, shown in told.heard_of] == [None] * (len(states) - 1) + \
+        [WorkflowState.SUCCEEDED]
+    assert view.built == 1
+
+
+def test_a_kept_status_no_one_waits_for_is_dropped_at_a_change_not_built():
+    node = _lone_node()
+    view = StatusView(node)
+    wf = "d0.w1"
+    node.step(time.monotonic(), Submit(wf, spec("a"), placement={"s0": "d0"}))
+    ready = node.ready()
+    view.written()
+    for changed, state in ready.status_changes:
+        view.status_changed(changed, state)
+    node.advance(ready)
+    assert view.built == 0  # no one read it
+    first = view.status(wf)
+    assert first is not None and view.built == 1 and wf in view._kept
+    view.status_changed(wf, WorkflowState.RUNNING)  # a change no one waits for
+    assert wf not in view._kept and view.built == 1
