@@ -372,4 +372,11 @@ def _epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]
         return None, None
     # The coordinator followed (or acted as): our own claim, not yet won, is no
     # coordinator, so the end its predecessor made meanwhile is still taken.
-    return d.epochs.get(wf, (0, info.coordinator)), set(info.placement.values())
+    # The participants: the committed placement's, and each step's placed again since
+    # (replacement.py): its new domain and the one it was lost on (a new domain knows
+    # of the lost one only so, and hears its takeover claims).
+    participants = set(info.placement.values())
+    for _, domain, lost in d.placements.get(wf, {}).values():
+        participants |= {domain, lost}
+    participants.discard("")
+    return d.epochs.get(wf, (0, info.coordinator)), participants

@@ -16,7 +16,8 @@ own domain is one like any other to its successor:
 - a step that had started there (or could have: it was ready) and is not idempotent,
   or whose spec says `on_domain_loss: fail`, FAILS;
 - a step the table would place again (not started, or idempotent, with `replace`)
-  is sent back to be placed again: a negotiation round of its own places it on
+  FAILS at a successor (only the original runs re-placement rounds), and at the
+  original is sent back to be placed again: a negotiation round of its own places it on
   another domain (replacement.py), or, none taking it, it FAILS naming the domain
   (a verdict like the ones here: with takeover, its end told before it is made,
   `hold_end`). Nothing waits for a lost domain for ever.
@@ -174,7 +175,7 @@ class DomainLoss:
             self.released.discard(wf)
             return False
         if n.takeover is None or not self.drives(wf) \
-                or not set(n.running.info(wf).placement.values()) - {n.name}:
+                or not self.participants(wf) - {n.name}:
             return False
         self._hold(wf, state)
         self._release_if_told(now, wf)
@@ -258,12 +259,15 @@ class DomainLoss:
             if not n.member_loss.gone(domain):
                 continue
             # Only the original coordinator places a step again (replacement.py: a
-            # successor's round would need the electorate's word, not built).
+            # successor's round would need the electorate's word, not built): a
+            # successor's REPLACE fails the step, as the table's FAIL_* do (its copy
+            # says so), never leaves it waiting for a round nobody runs.
+            can_replace = self.epoch(wf) == 0
             for step, action in judged.domain_lost(domain, state=n.members[domain],
-                                                   can_replace=self.epoch(wf) == 0):
+                                                   can_replace=can_replace):
                 n.stats[f"step lost with its domain: {action.value}"] += 1
                 n.note("step_lost", (wf, step), domain, action.value, now)
-                if action is LossAction.REPLACE:  # a new round places it (replacement.py)
+                if action is LossAction.REPLACE and can_replace:  # a new round (replacement.py)
                     n.replacement.step_lost(wf, step, domain, n.members[domain])
                     replaced = True
                 else:
@@ -330,22 +334,28 @@ class DomainLoss:
             step in p.steps and was_lost(_placed(p, step), state, error)
             for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
 
+    def participants(self, wf: str) -> set[str]:
+        """The participants a held end is told to and waits for: the committed
+        placement's, and each domain a step was placed again on that is an elector. Not
+        one outside the electorate: it would end the workflow on an end not yet made
+        and, claiming as the successor it takes itself for, tell it on beside the real
+        successor's other end (seed 237 of the takeover runs); it hears the end once
+        made (`Replacements.domains_of`)."""
+        n = self.n
+        out = set(n.running.info(wf).placement.values())
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        if electorate:
+            out |= n.replacement.domains_of(wf) & set(electorate)
+        return out
+
     def _told(self, wf: str) -> set[str]:
         """Who is told a verdict's end: the participants, and the original coordinator
         when a successor tells it (as an acting successor tells every end: takeover.py)."""
         info = self.n.running.info(wf)
-        told = self._participants(wf)
+        told = self.participants(wf)
         if self.epoch(wf) >= 1:
             told.add(info.coordinator)
         return told - {self.n.name}
-
-    def _participants(self, wf: str) -> set[str]:
-        """The committed round's participants and the domains a step was placed on
-        again (replacement.py): a step's new domain takes part as its lost one did, and
-        may be the only one left to acknowledge an end."""
-        n = self.n
-        placed = {domain for _, domain, _ in n.state.placements.get(wf, {}).values()}
-        return set(n.running.info(wf).placement.values()) | placed
 
     def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
         """The end notice told first: a successor's carries its epoch and certificate,
@@ -363,7 +373,11 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = self._participants(wf) - {n.name}
+        participants = self.participants(wf) - {n.name}
+        for dst in sorted(participants - acked):
+            if ("final", wf, dst) not in n.pending:  # placed on after the end was told
+                n.reliable(dst, ("final", wf, dst),
+                           self._notice(wf, self.epoch(wf), self.held[wf]))
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         if waiting or not acked & participants:
             return

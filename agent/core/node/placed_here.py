@@ -10,7 +10,10 @@ other Node's (and the coordinator's own, where it is a participant too):
   acknowledged; the needs' outputs it carries are recorded; a committed progress takes
   it (Progress.placed_again: results of older placements are refused from now on),
   re-reports the results of the step's needs run here (to the new domain), and, where
-  this Node was the lost domain and is back, stops the attempt still running here. The
+  this Node was the lost domain and is back, stops the attempt still running here, or
+  drops the result its attempt ended with here meanwhile (interrupted by its restart:
+  a placement that is over) and rebuilds the progress without it. A new domain new to
+  the workflow keeps the electorate the message carries (takeover claims). The
   new domain itself waits for the round's COMMIT before it takes its own placement;
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
   the hold): the placement is written and taken; a Node new to the workflow builds its
@@ -61,12 +64,32 @@ class PlacedHere:
             d.placements[wf] = {**d.placements.get(wf, {}),
                                 msg.step_id: (msg.epoch, msg.domain, msg.lost)}
             results = dict(d.results.get(wf, {}))
+            p = n.progress.get(wf)
+            s = p.steps.get(msg.step_id) if p is not None else None
+            # This Node was the lost domain and its attempt ended here (interrupted by
+            # its restart, say) before it was told: a result of a placement that is
+            # over, refused everywhere by its epoch, so not kept here either (this
+            # Node may be elected and decide on its own progress), which is rebuilt.
+            stale = s is not None and s.domain == n.name != msg.domain \
+                and s.state in TERMINAL_STEP_STATES
+            if stale:
+                results.pop(msg.step_id, None)
             for need, attempt, outputs in msg.needs:
                 had = results.get(need)
                 if had is None or had[1] not in TERMINAL_STEP_STATES:
                     results[need] = (attempt, StepState.SUCCEEDED, dict(outputs), "")
             d.results[wf] = results
-            p = n.progress.get(wf)
+            if msg.electorate and wf not in d.committed and wf not in d.rows:
+                # New to the workflow (its new domain): the electorate is the committed
+                # round's, the same as everywhere, not its own round's two acceptors.
+                d.electorates[wf] = msg.electorate
+            if n.takeover is not None:  # it hears our claims and ends (takeover.py)
+                n.takeover.placed(wf, msg.domain)
+            if stale:
+                n.stats["result of an older placement dropped here"] += 1
+                del n.progress[wf]
+                n.running.resume(now, wf)  # as a restart would: the new placement taken
+                p = n.progress.get(wf)
             if p is not None:
                 for need, attempt, outputs in msg.needs:
                     p.apply_result(need, attempt, StepState.SUCCEEDED, dict(outputs), "")

@@ -111,7 +111,10 @@ class PlacedMsg:
     committed (replacement.py): `step_id` is on `domain` from placement `epoch` (the
     round's number) on, after `lost` was lost. `needs`: the results the coordinator
     holds of the steps it needs that SUCCEEDED, (step, attempt, outputs), so the new
-    domain has its inputs even when their own domain is gone."""
+    domain has its inputs even when their own domain is gone. `electorate`: the
+    workflow's takeover electorate (the committed round's acceptors), which a new
+    domain, new to the workflow, keeps as its own (its re-placement round, classic
+    2PC, names none the others share)."""
 
     workflow_id: str
     step_id: str
@@ -119,6 +122,7 @@ class PlacedMsg:
     epoch: int
     lost: str
     needs: tuple[tuple[str, int, dict], ...] = ()
+    electorate: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,13 @@ progress, is resolved again when the view is posted, in a new round. A COMMIT on
 whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
 once told.
 
+With takeover, the domains of the new placements are the workflow's like the others
+(`domains_of`, every Node's view): a successor's claim and end reach them, the told
+PlacedMsg carries the electorate for a new domain new to the workflow, and the
+takeover part counts them (takeover.py, `placed`).
+
 Not done here (docs/architecture.md): a successor after a takeover places nothing
-again; the new domain of a round whose coordinator died for good mid-round holds its
+again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a round whose coordinator died for good mid-round holds its
 reservation until the coordinator comes back; a downstream participant that heard a
 late result of the lost placement before it was told the new one keeps it.
 """
@@ -108,11 +113,14 @@ class Replacements:
         return row is not None and row.committed and key[1] > row.round
 
     def domains_of(self, wf: str) -> set[str]:
-        """Every domain of the workflow as its coordinator knows it: the committed
-        placement's and each new placement's."""
+        """Every domain of the workflow as this Node knows it: the committed placement's
+        and each new placement's on record (a successor's are those it was told, as an
+        elector, before their COMMIT: it tells its epoch and its end to them too)."""
         d = self.n.state
         row = d.rows.get(wf)
         out = set(row.info.placement.values()) if row is not None else set()
+        if row is None and wf in d.committed:
+            out.update(self.n.running.info(wf).placement.values())
         out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
         out.discard("")
         return out
@@ -332,6 +340,7 @@ class Replacements:
         n.note("placed_again", (wf, step), domain, epoch, p.steps[step].idempotent, now)
         if n.takeover is not None:
             self.telling[(wf, epoch)] = (domain, value)
+            n.takeover.placed(wf, domain)
         self.tell(wf, step)
         n.running.report_needs(wf, step)  # the needs run here, to the new domain
         n.running.start_ready(now, wf)
@@ -349,7 +358,8 @@ class Replacements:
             needs = tuple((need, p.steps[need].attempts, dict(p.steps[need].outputs))
                           for need in p.steps[step].needs if need in p.steps
                           and p.steps[need].state is StepState.SUCCEEDED)
-        msg = PlacedMsg(wf, step, domain, epoch, lost, needs)
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        msg = PlacedMsg(wf, step, domain, epoch, lost, needs, tuple(sorted(electorate or ())))
         # The lost domain too: back, it learns its placement is over.
         for dst in sorted(self._told_to(wf)):
             n.reliable(dst, ("placed", wf, step, epoch, dst), msg)

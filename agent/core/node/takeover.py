@@ -170,7 +170,7 @@ class Takeovers:
             info = n.running.info(wf)
             acked = d.final_acked.get(wf, set())
             won = self.proof.own_certificate(wf, epoch)  # () for a claimant's end
-            for dst in sorted((set(info.placement.values()) | {info.coordinator})
+            for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator})
                               - {n.name} - acked):
                 n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
 
@@ -186,13 +186,18 @@ class Takeovers:
         if core is None:
             d = n.state
             info = n.running.info(wf)
-            participants = set(info.placement.values())
+            committed = set(info.placement.values())
+            # The domains steps were placed again on (replacement.py) hear our claims
+            # and ends (the core's audience: they send their results to the epoch's
+            # holder); the electorate stays the committed round's, the same everywhere.
+            participants = committed | n.replacement.domains_of(wf)
             if n.name not in participants | {info.coordinator}:
                 return None
             epoch, holder = held_of(d, wf, info.coordinator)
             acting = d.epochs.get(wf, (0, info.coordinator))[1] == n.name
             core = Takeover(n.name, info.coordinator, participants,
-                            acceptors=acceptors_of(d, wf), epoch=epoch, coordinator=holder,
+                            acceptors=acceptors_of(d, wf) or committed | {info.coordinator},
+                            epoch=epoch, coordinator=holder,
                             takeover_after_s=self.after_s,
                             claim_timeout_s=n.t.prepare_timeout_s,
                             claiming=holder == n.name and not acting)
@@ -219,6 +224,14 @@ class Takeovers:
         self.timed.pop(wf, None)
         self.claims.forget(wf)
         self.proof.forget(wf)
+
+    def placed(self, wf: str, domain: str) -> None:
+        """A step of `wf` was placed again on `domain` (told here, or decided here): the
+        core counts it among the participants that hear claims and ends."""
+        core = self.cores.get(wf)
+        if core is not None:
+            core.joined(domain)
+            self._retime(wf, core)
 
     def coordinator_now(self, wf: str) -> str:
         """The coordinator this agent reports to for `wf` (or is): the one it follows, or
@@ -464,6 +477,6 @@ class Takeovers:
             # A claimant's end, in the same write as the end: a restart tells it again
             # (restore), and the claim is never taken for won (no core is rebuilt).
             d.epochs[wf] = (epoch, n.name)
-        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+        for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
         n.compensating.ended(now, wf, state)  # the successor drives the saga it owes

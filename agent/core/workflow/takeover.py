@@ -290,6 +290,18 @@ class Takeover:
             return self._waiting[1] + self.takeover_after_s
         return None
 
+    def joined(self, domain: str) -> None:
+        """A step was placed again on `domain` (re-placement): a participant now, outside
+        the electorate (which never changes), so it hears our claims and ends and sends
+        its results to the epoch's holder. An acting successor tells it at once (its
+        claim, with its certificate); the original, at epoch 0, claims nothing."""
+        if domain in self.audience:
+            return
+        self.participants |= {domain}
+        self.audience |= {domain}
+        if self.role is Role.ACTING and self.epoch > 0 and not self.ended:
+            self._claim_deadline = float("-inf")
+
     # ---- handlers ----------------------------------------------------------------------
 
     def _watch(self, now: float, ev: Watch) -> list[Action]:

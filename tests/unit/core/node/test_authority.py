@@ -21,7 +21,8 @@ def member(*, ended: bool, held: tuple[int, str] = (2, "b"),
     (with `proof`: the later end's proof it keeps, Running.end_proof)."""
     info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b", "s3": "c"}, "co")
     state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
-                            epochs={WF: held}, final={WF: WorkflowState.SUCCEEDED}
+                            epochs={WF: held}, placements={},
+                            final={WF: WorkflowState.SUCCEEDED}
                             if ended else {})
     # It keeps no proof of a later epoch's end (Running.end_proof).
     running = SimpleNamespace(end_proof=lambda wf: proof)

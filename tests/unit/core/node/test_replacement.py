@@ -10,7 +10,14 @@ from collections import Counter
 
 from fedorch.core.negotiation.messages import Decision
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
-from fedorch.core.node.records import PlacedMsg, ResultMsg
+from fedorch.core.node.records import (
+    ClaimMsg,
+    FinalMsg,
+    PlacedMsg,
+    PrepareMsg,
+    ResultMsg,
+    Timing,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -24,7 +31,7 @@ from tests.unit.core.node.test_domain_loss import (
     result,
     step,
 )
-from tests.unit.core.node.test_takeover import fake_signer
+from tests.unit.core.node.test_takeover import fake_signer, fake_verify
 
 
 def new_domain(fed: Federation, step_id: str) -> str:
@@ -203,3 +210,186 @@ def test_a_restarted_coordinator_keeps_the_new_placement() -> None:
     end_everything(fed)
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
     assert [r for r in runs_of(fed, "s1") if r[0] == new] == [(new, 1)]
+
+
+# ---- re-placement and coordinator takeover together --------------------------------
+
+
+def test_a_successor_fails_a_step_it_cannot_place_again_instead_of_waiting() -> None:
+    """s0, idempotent, runs on d0 itself; d0 dies for good and d1 takes over. The loss
+    table says REPLACE, but only the original places a step again: the successor fails
+    s0 naming d0 and the workflow ends FAILED, where the step was left waiting for a
+    round nobody runs (the takeover soak's seed 194)."""
+    fed = committed([step("s0", idempotent=True), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.lost == [("d1", (WF, "s0"), "d0", "REPLACE")]
+    _, state, _, error = result(fed, "d1", "s0")
+    assert state is StepState.FAILED and "domain d0 was lost (DEAD)" in error
+    assert "cannot run a new round" in error
+    assert fed.nodes["d1"].progress.get(WF) is None  # ended there
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+    assert not fed.disks["d1"].placements  # nothing placed again
+
+
+def test_a_successor_hears_from_the_new_domain_and_tells_it_the_end() -> None:
+    """s1 on d1 waits for s2 on d2; d1 dies and d0 places s1 again on d3, outside the
+    electorate (d0, d1, d2); d1 comes back, and d0 dies for good before s1 ends. The
+    successor d1 counts d3 among the participants: d3 hears its claim (and learned the
+    electorate from the new placement), sends its result to d1, not to the dead d0, and
+    hears the end (the stalled schedule's seed 135, where the workflow stayed RUNNING)."""
+    fed = committed([step("s1", needs=("s2",)), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert new not in fed.disks["d0"].rows[WF].acceptors
+    assert fed.disks[new].electorates[WF] == fed.disks["d0"].rows[WF].acceptors
+    fed.silent.discard("d1")  # d1 restarts, and every view says it is back
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "ALIVE") for m in NAMES if m != "d1"])
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"))
+    fed.tick(fed.now + 2.0)  # d1 acknowledges the new placement, resent
+    assert fed.disks["d1"].placements[WF]["s1"][1] == new
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks[new].epochs[WF] == (1, "d1")  # it follows the successor
+    fed.end("d2", "s2")
+    fed.end(new, "s1")
+    fed.tick(fed.now + 2.0)
+    assert result(fed, "d1", "s1")[1] is StepState.SUCCEEDED
+    for n in ("d1", "d2", new):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert runs_of(fed, "s1") == [(new, 1)]
+    assert not fed.refused
+
+
+def test_the_lost_domain_back_drops_its_interrupted_attempt_of_the_old_placement() -> None:
+    """s1, idempotent, ran on d1; d1 dies and d0 places s1 again on d3. d1 restarts
+    before it is told: its attempt ends there, interrupted by the restart, FAILED. Told
+    the new placement, d1 drops that result of a placement that is over (refused
+    everywhere by its epoch): elected when d0 then dies for good, it decides on s1's
+    result from d3, not on its own stale FAILED."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.end("d2", "s2")
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    assert result(fed, "d1", "s1")[1] is StepState.FAILED  # interrupted by the restart
+    fed.step("d1", *[MemberState(m, "ALIVE") for m in NAMES if m != "d1"])
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"))
+    fed.tick(fed.now + 2.0)  # the new placement, resent, reaches d1
+    assert "s1" not in fed.disks["d1"].results[WF]
+    assert fed.nodes["d1"].stats["result of an older placement dropped here"] == 1
+    assert fed.nodes["d1"].progress[WF].steps["s1"].domain == new
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert WF not in fed.disks["d1"].final  # s1 still runs on d3
+    fed.end(new, "s1")
+    fed.tick(fed.now + 2.0)
+    for n in ("d1", "d2", new):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_the_original_counts_the_new_domain_but_claims_nothing() -> None:
+    """The original coordinator's takeover core takes the new domain into its audience,
+    and, acting at epoch 0, sends no claim for it (an epoch-0 claim answered with the
+    end it told first would end the workflow beside its row, left RUNNING: the takeover
+    soak's seed 1700816)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert new in fed.nodes["d0"].takeover.cores[WF].audience
+    fed.tick(fed.now + 2.0)
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    assert not fed.sent_by("d0", ClaimMsg)
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+
+
+def test_a_verdicts_end_told_before_a_new_placement_waits_for_the_told_only() -> None:
+    """d2 dies: s2 goes to be placed again (its round's PREPARE to d3 held back); d1
+    dies: s1, started and not idempotent, FAILS, and that end is told to the
+    participants before it is made. The round then commits on d3, which was never told
+    that end: once d1 is back and acknowledges, the end is made (d3 hears it then),
+    where waiting for d3 too held it for ever (the takeover soak's seed 1700602)."""
+    fed = committed([step("s1"), step("s2", idempotent=True)], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d2")
+    fed.running["d2"] = set()
+    for n in ("d0", "d1", "d3"):
+        fed.step(n, MemberState("d2", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PrepareMsg))
+    assert [(dst, type(msg)) for _, dst, msg in fed.net] == [("d3", PrepareMsg)]
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    assert fed.nodes["d0"].domain_loss.holds(WF)
+    fed.deliver()
+    assert fed.disks["d0"].placements[WF]["s2"][1] == "d3"
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # d1, told, is gone: nobody acknowledged
+    fed.silent.discard("d1")  # d1 restarts, and every view says it is back
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d2" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    for n in ("d0", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"))
+    fed.tick(fed.now + 2.0)
+    assert not fed.nodes["d0"].domain_loss.holds(WF)
+    for n in ("d0", "d1", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+
+
+def test_a_held_end_is_not_told_to_a_new_domain_outside_the_electorate() -> None:
+    """s2 is placed again on d3 (outside the electorate d0, d1, d2); then d1 dies with
+    s1 started: its verdict's end is told first to the committed participants only. d3
+    would end the workflow on a told end not yet made and, claiming as the successor it
+    takes itself for, tell it on in its epoch beside the real successor's other end
+    (the takeover run's seed 237): it hears the end once made."""
+    fed = committed([step("s1"), step("s2", idempotent=True)], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d2")
+    assert fed.disks["d0"].placements[WF]["s2"][1:] == ("d3", "d2")
+    dies(fed, "d1")
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # d1, d2 told and gone: held
+    assert not [m for to, m in fed.sent_by("d0", FinalMsg) if to == "d3"]
+    assert WF not in fed.disks["d3"].final
+
+
+class NoRoomAtD3(Federation):
+    """d3 has no room: a step lost with d1 is placed again on d2, an elector."""
+
+    timing = Timing(max_rounds=3, takeover_after_s=3.0)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities={"a": 0 if name == "d3" else 4}, timing=self.timing,
+                    peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def test_an_end_on_results_is_told_to_and_waits_for_a_new_domain_that_is_an_elector(
+) -> None:
+    """s1, the only step, on d1; d1 dies for good and s1 is placed again on d2 (d3
+    refuses), an elector (d0, d1, d2). Its result ends the workflow: that end is told
+    first, to the committed participant d1 (gone) and to d2, and made once d2
+    acknowledged it, where it was held until d1 came back (the node engine's
+    `test_an_idempotent_step_of_a_participant_killed_for_good_runs_elsewhere`)."""
+    fed = NoRoomAtD3()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1", idempotent=True)]), placement={"s1": "d1"}))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d1")
+    assert fed.disks["d0"].placements[WF]["s1"][1:] == ("d2", "d1")
+    end_everything(fed)
+    assert not fed.nodes["d0"].domain_loss.holds(WF)
+    assert "d2" in fed.disks["d0"].final_acked[WF]
+    for n in ("d0", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
