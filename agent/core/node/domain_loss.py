@@ -379,7 +379,10 @@ class DomainLoss:
                 n.reliable(dst, ("final", wf, dst),
                            self._notice(wf, self.epoch(wf), self.held[wf]))
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
-        if waiting or not acked & participants:
+        # At least one other than this Node must hold the end: a participant, or, told
+        # by a successor, the original coordinator (an elector that then answers claims
+        # with it), so a successor whose other participants are all gone is not held.
+        if waiting or not acked & (participants | self._told(wf)):
             return
         # Gone is not gone for good: electors the view says are gone may come back and,
         # this coordinator dead meanwhile, elect a successor that decides on results. Its

@@ -452,3 +452,26 @@ def test_a_result_relayed_by_another_than_the_coordinator_or_of_a_live_domain_is
     with pytest.raises(Refused):  # gone, but d3 is not the coordinator
         authority.check(fed.nodes["d2"], "d3", relayed)
     authority.check(fed.nodes["d2"], "d0", relayed)  # the coordinator's relay: taken
+
+
+def test_a_successor_whose_other_participants_are_gone_makes_its_end_on_the_originals_word(
+) -> None:
+    """s1 on d1 is done, s2 runs on d2; d1's view says the coordinator d0 and d2 are
+    DEAD (d0 lives: only cut off from d1's view), d2 dies for good. d1 takes the
+    workflow over (d0 grants), fails s2 naming d2 and tells the end; its only other
+    participant is gone, so the original coordinator's acknowledgement (an elector
+    that answers claims with the end) lets it make its verdict's end. Before, it held
+    it for d2 for ever, and ended only if the original's own end reached it (here it
+    does; in takeover soak seed 1801868 it did not: a reservation held at the
+    successor)."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.silent.add("d2")
+    fed.running["d2"] = set()
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert "domain d2 was lost (DEAD)" in result(fed, "d1", "s2")[3]
+    assert "d0" in fed.disks["d1"].final_acked[WF]
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert not fed.nodes["d1"].participant.holds()  # its reservation released
