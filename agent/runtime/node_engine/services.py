@@ -95,8 +95,8 @@ log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
-CANCEL_DONE_S = 10.0
-WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often  # a cancel not carried out by then is answered with the status it has
+CANCEL_DONE_S = 10.0  # a cancel not carried out by then is answered with the status it has
+WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often
 
 
 def not_in_node_engine(what: str) -> str:
