@@ -5,50 +5,37 @@ the takeover cases); step attempts end only when a test says so."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from fedorch.core.identity.authority import Refused
-from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, authority
+from fedorch.core.node import MemberState, MemberViews, Message, StepEnded, Submit, authority
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.federation import Federation as Harness
-from tests.unit.core.node.test_takeover import Certified, fake_signer, fake_verify
+from tests.unit.core.node.test_takeover import NAMES
+from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
-NAMES = ["d0", "d1", "d2", "d3"]
+__all__ = ["NAMES", "WF", "Federation", "committed", "dies", "result", "step"]
+
 WF = "d0.w"
-TIMING = Timing(max_rounds=1, takeover_after_s=3.0)
 
 
-class Federation(Harness):
-    """Four Nodes, each told at once that every other is ALIVE."""
+class Federation(TakeoverFederation):
+    """Four Nodes, each told at once that every other is ALIVE (test_takeover.py's),
+    whose step attempts end only when a test says so."""
 
-    timing = TIMING
+    steps_end_at_once = False
 
     def __init__(self) -> None:
-        self.evidence = Certified()
         self.lost: list[tuple[str, tuple, str, str]] = []  # (node, (wf, step), domain, action)
         self.refused: list[tuple[str, str]] = []  # (node, reason) of each message refused
-        super().__init__(NAMES)
-
-    def make_node(self, name: str) -> Node:
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
-                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
-
-    def first_inputs(self, name: str) -> list[MemberState]:
-        return [MemberState(m, "ALIVE") for m in NAMES if m != name]
+        super().__init__()
 
     def note(self, name: str, what: str, facts: list) -> None:
-        if what == "acting":
-            self.evidence.acting[(facts[0], facts[1])] = name
-        elif what == "step_lost":
+        super().note(name, what, facts)
+        if what == "step_lost":
             self.lost.append((name, facts[0], facts[1], facts[2]))
 
     def step(self, name: str, *inputs: object) -> Ready:

@@ -60,6 +60,7 @@ class Federation(Harness):
     living only)."""
 
     steps_end_at_once = True
+    timing = TIMING
 
     def __init__(self) -> None:
         self.evidence = Certified()
@@ -67,7 +68,7 @@ class Federation(Harness):
 
     def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
-                    timing=TIMING, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     evidence=self.evidence, sign_grant=fake_signer(name),
                     sign_vote=fake_signer(name), verify_vote=fake_verify,
                     disk=self.disks[name], now=self.now)
