@@ -40,6 +40,17 @@ TEST_TIMINGS = {
 }
 
 
+
+def node_engine_domains(names: tuple[str, ...], capabilities, *,
+                        takeover_after_s: float = 3) -> dict[str, dict]:
+    """Configs of `engine: node` agents with coordinator takeover after
+    `takeover_after_s` and Paxos Commit; `capabilities(name)`: what each offers."""
+    return {name: {"engine": "node", "gossip": {"profile": "local"},
+                   "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
+                                   "takeover_after_s": takeover_after_s},
+                   "capabilities": capabilities(name)}
+            for name in names}
+
 def state_name(status: status_pb2.WorkflowStatus) -> str:
     return status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
 

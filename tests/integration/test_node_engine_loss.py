@@ -30,7 +30,7 @@ import time
 import pytest
 
 from tests.integration.federation import (
-    TEST_TIMINGS,
+    node_engine_domains,
     started_federation,
     state_name,
     step_states,
@@ -43,16 +43,8 @@ GATE_STEP = str(pathlib.Path(__file__).parent / "steps" / "counted_gate.py")
 ENDED_WITHIN_S = 20  # DEAD's delay (a few seconds with the local profile) and the end
 WORK = [{"name": "test.gate", "capacity": 8,
          "executor": {"type": "command", "argv": [sys.executable, GATE_STEP]}}]
-DOMAINS = {
-    name: {
-        "engine": "node",
-        "gossip": {"profile": "local"},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
-                        "takeover_after_s": 3},
-        "capabilities": WORK if name in ("n2", "n3") else [],  # n1 runs nothing
-    }
-    for name in ("n1", "n2", "n3")
-}
+DOMAINS = node_engine_domains(  # n1 runs nothing
+    ("n1", "n2", "n3"), lambda name: WORK if name in ("n2", "n3") else [])
 
 
 def _spec(name: str, runs: pathlib.Path, gate: pathlib.Path, *, idempotent: bool = False,

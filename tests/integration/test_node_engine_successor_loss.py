@@ -22,7 +22,7 @@ import time
 import pytest
 
 from tests.integration.federation import (
-    TEST_TIMINGS,
+    node_engine_domains,
     started_federation,
     state_name,
     step_states,
@@ -41,16 +41,9 @@ QUICK = {"name": "test.gate", "capacity": 4,
          "executor": {"type": "command", "argv": [sys.executable, GATE_STEP]}}
 SLEEP = {"name": "test.sleep", "capacity": 2,
          "executor": {"type": "command", "argv": ["sleep", "600"]}}
-DOMAINS = {
-    name: {
-        "engine": "node",
-        "gossip": {"profile": "local"},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
-                        "takeover_after_s": TAKEOVER_AFTER_S},
-        "capabilities": [SLEEP] if name == "n1" else [QUICK],
-    }
-    for name in ("n1", "n2", "n3")
-}
+DOMAINS = node_engine_domains(
+    ("n1", "n2", "n3"), lambda name: [SLEEP] if name == "n1" else [QUICK],
+    takeover_after_s=TAKEOVER_AFTER_S)
 
 
 def _spec(runs: dict[str, pathlib.Path], gate: pathlib.Path) -> str:

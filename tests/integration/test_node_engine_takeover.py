@@ -26,7 +26,7 @@ import pytest
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc
 
 from tests.integration.federation import (
-    TEST_TIMINGS,
+    node_engine_domains,
     started_federation,
     state_name,
     step_states,
@@ -39,17 +39,9 @@ GATE_STEP = str(pathlib.Path(__file__).parent / "steps" / "counted_gate.py")
 SUCCEEDED_WITHIN_S = 20
 WORK = [{"name": "test.gate", "capacity": 4,
          "executor": {"type": "command", "argv": [sys.executable, GATE_STEP]}}]
-DOMAINS = {
-    name: {
-        "engine": "node",
-        "gossip": {"profile": "local"},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
-                        "takeover_after_s": 3},
-        # n1 coordinates and runs nothing; n4 takes no part in the workflow.
-        "capabilities": WORK if name in ("n2", "n3") else [],
-    }
-    for name in ("n1", "n2", "n3", "n4")
-}
+# n1 coordinates and runs nothing; n4 takes no part in the workflow.
+DOMAINS = node_engine_domains(
+    ("n1", "n2", "n3", "n4"), lambda name: WORK if name in ("n2", "n3") else [])
 
 
 def _spec(runs: dict[str, pathlib.Path], gates: dict[str, pathlib.Path]) -> str:
