@@ -172,6 +172,8 @@ class Compensating:
                     and wf not in by_wf and self.known(wf):
                 self.ended(now, wf, d.final[wf])
         for wf, steps in by_wf.items():
+            if wf in self.cores:  # a plan adopted above: its rows replaced these
+                continue
             core = Compensation(n.running.info(wf).spec, steps)
             if not core.done():
                 self.cores[wf] = core
