@@ -55,11 +55,12 @@ end told (a certified holder that hears a rival's tells its end again, with its
 certificate: its followers may have forgotten it was certified).
 
 Limits. A compensation owed in the dead driver's own domain ends COMPENSATION_FAILED
-at its successor once the view says that domain is gone (saga_loss.py). No successor is elected without a majority of
-the electorate alive, its plan open (or an acceptor holding no step): the plans stay
-open, and retention keeps the workflow, until then. A claimant that told the end on
-in its own epoch before the plan reached it plans from the results it holds; the
-results the participants report to it again, when they follow it, join that saga.
+at its successor once the view says that domain is gone (saga_loss.py). No successor
+is elected without a majority of the electorate alive, its plan open (or an acceptor
+holding no step): the plans stay open, and retention keeps the workflow, until then.
+A claimant that told the end on in its own epoch before the plan reached it plans
+from the results it holds; the results the participants report to it again, when
+they follow it, join that saga.
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@ meanwhile) is taken and told on; a claimant that had ended the workflow already 
 claims for its open saga plan) and is denied with the end by a member holding a
 lower epoch, once a domain of the workflow granted it, tells the end on in its
 claimed epoch and drives the saga, so those that granted it are not left refusing
-the lower epoch's notices for ever (`_ended_claim_denied`); "in doubt" is asked again; a certificate shown by a
-rival is followed; a grant or a denial goes to the core (`Grant`, `Deny`), and the
-two ways a split claim settles on the denials are counted.
+the lower epoch's notices for ever (`_ended_claim_denied`); "in doubt" is asked
+again; a certificate shown by a rival is followed; a grant or a denial goes to the
+core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
+counted.
 
 Grants. A grant's answer carries the granter's signed statement of it
 (`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
@@ -296,7 +297,6 @@ class Claims:
             elif core.epoch > before[1] and core.coordinator == n.name:
                 n.stats["takeover next epoch claimed on the denials"] += 1
 
-
     def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
         """Our claim of `core.epoch`, made for the open saga plan of a workflow that
         ended here, is denied with the end by a member that holds a lower epoch: the
@@ -304,17 +304,17 @@ class Claims:
         domains of the workflow that granted one of our claims meanwhile (`granters`:
         one back from a restart that never heard the end, say) follow us in that epoch
         and refuse the lower epoch's end and tells for ever, keeping what they hold
-        (takeover soak seed 1601312). With none, nobody is held: the claim goes on, and
-        ends when the plan closes (the driver tells the saga over), or here, at the
-        next denial after a domain granted it. Nothing
-        but a notice of our epoch or a later one moves them, and only its holder, us,
-        may send one: so we tell the end on in our epoch, as a claimant that learns
-        the end from a denial does (the core's Announce, takeover.py), and drive the
-        saga in it (its plan adopted: compensating.ended); the driver of the lower
-        epoch, told that later end, follows us and drives no more (Compensating.
-        later_end), so there is still one driver, and each domain answers an attempt
-        it recorded with its record. The end is the one end there is: ours is the
-        driver's, which it told us. Our core is dropped with the plan: no more claims."""
+        (takeover soak seed 1601312). Nothing but a notice of our epoch or a later one
+        moves them, and only its holder, us, may send one: so we tell the end on in
+        our epoch, as a claimant that learns the end from a denial does (the core's
+        Announce, takeover.py), and drive the saga in it (its plan adopted:
+        compensating.ended); the driver of the lower epoch, told that later end,
+        follows us and drives no more (Compensating.later_end), so there is still one
+        driver, and each domain answers an attempt it recorded with its record. The
+        end is the one end there is: ours is the one the driver told us. Our core is
+        dropped with the plan: no more claims. Called only once a domain granted us
+        (the caller): with none, nobody is held, the saga stays with its driver, and
+        the claims end when the plan closes (the driver tells the saga over)."""
         n = self.n
         d = n.state
         state = d.final[wf]

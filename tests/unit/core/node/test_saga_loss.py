@@ -16,6 +16,7 @@ from tests.unit.core.node import test_compensating_takeover as taken
 from tests.unit.core.node.test_compensating import WF, comp_states, failed_chain
 
 LOST_D1 = "domain d1 was lost (DEAD) while attempt 1 of its compensation was out"
+WF_T = taken.WF  # the takeover federation's workflow
 
 
 def tells_to(f, name: str, dst: str) -> list:
@@ -52,7 +53,7 @@ def test_suspect_is_not_dead_the_compensation_waits_for_its_domain():
     assert comp_states(f)["s1"] == ("COMPENSATED", 1)
 
 
-def test_a_domain_already_gone_is_never_told_and_a_left_one_is_judged_alike():
+def test_the_drivers_own_domain_is_never_judged_and_one_left_before_the_end_never_told():
     f = failed_chain()
     f.end("d1", True)  # s1 compensated; s0's is d0's own: never judged (d0 is here)
     f.step("d0", MemberState("d0", "DEAD"))  # a view naming this Node itself
@@ -110,9 +111,6 @@ def test_a_coordinator_that_follows_a_later_epoch_judges_nothing():
     f.step("d0", MemberState("d2", "DEAD"))
     assert f.disks["d0"].compensations[(WF_T, "s1")].state == "RUNNING"  # not its saga
     assert f.nodes["d0"].stats["compensation failed: its domain was lost"] == 0
-
-
-WF_T = taken.WF
 
 
 def test_a_successor_elected_for_the_plan_fails_the_compensation_owed_in_the_dead_original():

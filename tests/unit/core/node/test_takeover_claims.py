@@ -37,8 +37,8 @@ def granted_by_a_member_that_never_heard_the_end(*, d3_back: bool = True) -> Hel
     """d3 is down when d0 ends the workflow FAILED (s1 failed) and tells the saga's
     plan (s0's compensation, running at d1); d2 then dies for good. d0 is cut off from
     d1 past the takeover delay: d1, its plan open, claims epoch 1; d3, back from its
-    restart without the end (d0's notices to it late), grants it (a majority is out of d1's reach: d2 is dead,
-    d0 cut off). Then the cut heals."""
+    restart without the end (d0's notices to it late), grants it (a majority is out
+    of d1's reach: d2 is dead, d0 cut off). Then the cut heals."""
     f = Held()
     f.step("d0", Submit(WF, spec(), placement=PLACEMENT))
     f.deliver()
