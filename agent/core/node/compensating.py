@@ -56,6 +56,11 @@ drives its saga on in epoch 0; a domain following the later epoch answers its te
 an attempt that ended there with the record (authority.py lets only that through), so
 its saga ends as the later one did, and nothing runs twice.
 
+Domains gone for good. A compensation runs only in its step's domain; one owed in a
+domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends
+COMPENSATION_FAILED, naming the domain, so the saga ends (saga_loss.py: its verdict,
+and why a report from that domain back is acknowledged and the verdict stands).
+
 Restarts. A domain that finds an attempt started without an end counts it failed
 ("interrupted by a restart") and reports that; the driver, which finds an attempt
 RUNNING in its rows, tells it again with the same number, and the domain answers
@@ -84,6 +89,7 @@ from fedorch.core.node.records import (
     CompRow,
     ResultMsg,
 )
+from fedorch.core.node.saga_loss import SagaLoss
 from fedorch.core.node.saga_plans import SAGA, SagaPlans
 from fedorch.core.workflow.compensation import (
     Compensation,
@@ -107,6 +113,8 @@ class Compensating:
         self.cores: dict[str, Compensation] = {}
         # The saga's plan told to the participants, kept by them, adopted by a successor.
         self.plans = SagaPlans(self)
+        # A compensation owed in a domain gone for good: the driver's verdict.
+        self.loss = SagaLoss(self)
 
     # ---- coordinator -----------------------------------------------------------------
 
@@ -164,6 +172,8 @@ class Compensating:
                     and wf not in by_wf and self.known(wf):
                 self.ended(now, wf, d.final[wf])
         for wf, steps in by_wf.items():
+            if wf in self.cores:  # a plan adopted above: its rows replaced these
+                continue
             core = Compensation(n.running.info(wf).spec, steps)
             if not core.done():
                 self.cores[wf] = core
@@ -184,6 +194,7 @@ class Compensating:
     def drive(self, now: float, wf: str) -> None:
         n = self.n
         core = self.cores[wf]
+        self.loss.judge(wf)  # none is told to a domain the view says is gone
         for a in core.start_ready():
             s = core.steps[a.step_id]
             n.point("compensation start")
@@ -216,7 +227,9 @@ class Compensating:
             # acknowledgement clearing its resend: takeover soak seed 1401769).
             n.stats["compensation report before the end: not acknowledged"] += 1
             return
-        if core is not None and msg.step_id in core.steps:  # else over, or not ours
+        if self.loss.fenced(wf, msg):
+            pass  # its domain back: the loss verdict stands (saga_loss.py)
+        elif core is not None and msg.step_id in core.steps:  # else over, or not ours
             s = core.steps[msg.step_id]
             before = (s.state, s.attempts)
             core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
@@ -417,6 +430,10 @@ class Compensating:
             self.on_compensated(n.now, n.name, msg)
         else:
             n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
+
+    def write_row(self, wf: str, step: str) -> None:
+        """As driver: the row of `wf`'s compensation of `step`, as its core has it."""
+        self.n.state.compensations[(wf, step)] = _row(self.cores[wf].steps[step])
 
     # ---- reads --------------------------------------------------------------------------
 

@@ -352,6 +352,7 @@ class Node:
             self.member_loss.lost(now, lost)
             self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
             self.replacement.lost(now, lost)  # re-placement rounds asking them
+            self.compensating.loss.lost(now, lost)  # compensations owed there (saga_loss.py)
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
         if before and self.fencing is not None:

@@ -13,8 +13,9 @@ nothing). Retention keeps a workflow while its plan is open here, and, at the
 driver, while a notice is not acknowledged. A restarted driver tells every saga it
 drives again (plan or end: what it had sent was resent from memory only).
 A Node that holds a later epoch of the workflow with a plan open (`adopt`, on its
-end, on a restore) writes the plan as its own rows (PENDING, no attempt) and drives
-it from attempt 1: each domain answers an attempt number it recorded with what it
+end, on a restore) writes the plan as its own rows (PENDING, no attempt; rows of its
+own from a saga it drove in an earlier epoch are replaced) and drives it from
+attempt 1: each domain answers an attempt number it recorded with what it
 recorded (one still running: when it ends), so the saga goes on from where it was and
 no attempt runs twice. A participant told a plan by the holder of a later epoch than
 the one it follows follows it (`on_plan`: its tells taken, its reports sent there,
@@ -53,12 +54,13 @@ member judges each rival's notice when it comes, so all end up following the bes
 end told (a certified holder that hears a rival's tells its end again, with its
 certificate: its followers may have forgotten it was certified).
 
-Limits. A compensation owed in the dead driver's own domain waits for its restart
-(its successor tells it until then). No successor is elected without a majority of
-the electorate alive, its plan open (or an acceptor holding no step): the plans stay
-open, and retention keeps the workflow, until then. A claimant that told the end on
-in its own epoch before the plan reached it plans from the results it holds; the
-results the participants report to it again, when they follow it, join that saga.
+Limits. A compensation owed in the dead driver's own domain ends COMPENSATION_FAILED
+at its successor once the view says that domain is gone (saga_loss.py). No successor
+is elected without a majority of the electorate alive, its plan open (or an acceptor
+holding no step): the plans stay open, and retention keeps the workflow, until then.
+A claimant that told the end on in its own epoch before the plan reached it plans
+from the results it holds; the results the participants report to it again, when
+they follow it, join that saga.
 """
 
 from __future__ import annotations
@@ -89,8 +91,7 @@ class SagaPlans:
         d = n.state
         told = d.plans.get(wf)
         if not told or wf in self.c.cores or not self.c.known(wf) \
-                or self.c.driver(wf) != n.name or d.epochs.get(wf, (0, ""))[0] < 1 \
-                or any((wf, step) in d.compensations for step, _, _ in told):
+                or self.c.driver(wf) != n.name or d.epochs.get(wf, (0, ""))[0] < 1:
             return
         n.point("compensations adopted")
         n.stats["saga plan adopted by a successor"] += 1
@@ -102,6 +103,14 @@ class SagaPlans:
         owed = told + tuple((c.step_id, c.domain, c.max_attempts)
                             for c in plan(info.spec, states, info.placement)
                             if c.step_id not in steps)
+        # Rows of its own from an earlier epoch it drove (then followed a later one,
+        # whose plan it now adopts) are that saga's, driven no more: the plan replaces
+        # them (left, they would keep the plan from being adopted, and its saga stalled).
+        stale = [(wf, st.id) for st in info.spec.steps if (wf, st.id) in d.compensations]
+        if stale:
+            n.stats["saga rows of an earlier epoch replaced by an adopted plan"] += 1
+        for key in stale:
+            del d.compensations[key]
         for step, domain, max_attempts in owed:
             d.compensations[(wf, step)] = CompRow(domain, max_attempts)
         del d.plans[wf]  # the driver's rows are the plan now

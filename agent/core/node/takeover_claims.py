@@ -26,9 +26,14 @@ Answering a claim (`on_claim`):
   `Adopted` by our core (or followed where no core is kept).
 
 Answers to our claim (`on_claim_answer`): a member's end (the workflow ended
-meanwhile) is taken and told on; "in doubt" is asked again; a certificate shown by a
-rival is followed; a grant or a denial goes to the core (`Grant`, `Deny`), and the
-two ways a split claim settles on the denials are counted.
+meanwhile) is taken and told on; a claimant that had ended the workflow already (it
+claims for its open saga plan) and is denied with the end by a member holding a
+lower epoch, once a domain of the workflow granted it, tells the end on in its
+claimed epoch and drives the saga, so those that granted it are not left refusing
+the lower epoch's notices for ever (`_ended_claim_denied`); "in doubt" is asked
+again; a certificate shown by a rival is followed; a grant or a denial goes to the
+core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
+counted.
 
 Grants. A grant's answer carries the granter's signed statement of it
 (`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
@@ -50,7 +55,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.negotiation.messages import VoteIn
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
 from fedorch.core.node.takeover_grants import StatedRound
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.takeover import (
@@ -75,13 +80,19 @@ class Claims:
         # (workflow -> members).
         self.again: dict[str, set[str]] = {}
         self.again_at: float | None = None
+        # The workflow's domains that granted one of our claims (any epoch): they
+        # follow us since (workflow -> domains; in memory: a granter grants the same
+        # claim again when asked, so a restart only delays what it serves).
+        self.granters: dict[str, set[str]] = {}
 
     def reset(self) -> None:
         self.again = {}
         self.again_at = None
+        self.granters = {}
 
     def forget(self, wf: str) -> None:
         self.again.pop(wf, None)
+        self.granters.pop(wf, None)
 
     def timer(self) -> float | None:
         return self.again_at if self.again else None
@@ -225,7 +236,14 @@ class Claims:
         if core is None or not tk.live(wf):
             return
         if msg.final is not None and wf in n.state.final and not msg.granted:
-            return  # ended here, a saga plan open: an end is no news, and no grant
+            # Ended here, a saga plan open: the end is no news, and no grant. But a
+            # member that granted our claim follows us and refuses every notice of
+            # a lower epoch: so, denied by one that holds a lower epoch, the claim is
+            # over and the end is told on in its epoch (`_ended_claim_denied`).
+            if core.role is Role.CLAIMING and core.coordinator == n.name \
+                    and msg.held_epoch < core.epoch and self.granters.get(wf):
+                self._ended_claim_denied(now, wf, core)
+            return
         if msg.final is not None and wf not in n.state.final and src in core.audience:
             # Ended meanwhile: a member of the workflow says so, as its coordinator told
             # it (a participant's word about its own workflow; one outside the electorate
@@ -256,6 +274,9 @@ class Claims:
             return
         if msg.granted and not tk.proof.grant_received(wf, core, src, msg.epoch, msg.grant):
             return  # a grant we could not show: not counted (a certificate holds it)
+        if msg.granted and src != n.name and (src in core.participants
+                                              or src == core.original):
+            self.granters.setdefault(wf, set()).add(src)
         proven = False
         if msg.won and not msg.granted:
             # A relayed proof: the voter holds the holder's certificate, carried and
@@ -275,6 +296,38 @@ class Claims:
                 n.stats["takeover claimant yielded to a better-ranked rival"] += 1
             elif core.epoch > before[1] and core.coordinator == n.name:
                 n.stats["takeover next epoch claimed on the denials"] += 1
+
+    def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
+        """Our claim of `core.epoch`, made for the open saga plan of a workflow that
+        ended here, is denied with the end by a member that holds a lower epoch: the
+        driver we claimed from is alive after all (or the saga is over there). The
+        domains of the workflow that granted one of our claims meanwhile (`granters`:
+        one back from a restart that never heard the end, say) follow us in that epoch
+        and refuse the lower epoch's end and tells for ever, keeping what they hold
+        (takeover soak seed 1601312). Nothing but a notice of our epoch or a later one
+        moves them, and only its holder, us, may send one: so we tell the end on in
+        our epoch, as a claimant that learns the end from a denial does (the core's
+        Announce, takeover.py), and drive the saga in it (its plan adopted:
+        compensating.ended); the driver of the lower epoch, told that later end,
+        follows us and drives no more (Compensating.later_end), so there is still one
+        driver, and each domain answers an attempt it recorded with its record. The
+        end is the one end there is: ours is the one the driver told us. Our core is
+        dropped with the plan: no more claims. Called only once a domain granted us
+        (the caller): with none, nobody is held, the saga stays with its driver, and
+        the claims end when the plan closes (the driver tells the saga over)."""
+        n = self.n
+        d = n.state
+        state = d.final[wf]
+        n.stats["takeover claimant that ended told the end on"] += 1
+        n.point("takeover epoch")
+        # In the write of its notices: a restart tells them again (Takeovers.restore)
+        # and adopts the plan (Compensating.restore).
+        d.epochs[wf] = (core.epoch, n.name)
+        n.note("coordinator_ended", wf, core.epoch, state)
+        info = n.running.info(wf)
+        for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
+            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, core.epoch))
+        n.compensating.ended(now, wf, state)
 
 
 def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:

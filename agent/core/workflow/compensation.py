@@ -152,6 +152,18 @@ class Compensation:
             s.state, s.error = CompState.COMPENSATION_FAILED, error
         return s.state
 
+    def lost(self, step_id: str, error: str) -> bool:
+        """The domain of this compensation is gone for good as far as its driver can
+        tell: it ends COMPENSATION_FAILED with `error`, whatever attempt was out (not
+        told again after a restart either). An answer that comes later changes nothing
+        (`attempt_ended` folds in a RUNNING one only). False if it had ended already."""
+        s = self.steps[step_id]
+        if s.state in ENDED:
+            return False
+        s.state, s.error = CompState.COMPENSATION_FAILED, error
+        self._resend = [a for a in self._resend if a.step_id != step_id]
+        return True
+
     def done(self) -> bool:
         return all(s.state in ENDED for s in self.steps.values())
 

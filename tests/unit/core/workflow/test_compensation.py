@@ -5,6 +5,7 @@ from __future__ import annotations
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
+    CompStep,
     Summary,
     plan,
     summary,
@@ -90,6 +91,23 @@ def test_a_restored_running_attempt_is_sent_again_with_its_number():
     assert core.start_ready() == []  # b still waits for c
     core.attempt_ended("c", 1, True, "")
     assert [x.step_id for x in core.start_ready()] == ["b"]
+
+
+def test_a_lost_compensation_ends_failed_is_not_sent_again_and_an_answer_changes_nothing():
+    spec = _chain()
+    restored = [CompStep("c", "z", 2, CompState.RUNNING, 1),
+                CompStep("b", "y", 1), CompStep("a", "x", 1)]
+    core = Compensation(spec, restored)  # c's attempt 1 was out at a restart
+    assert core.lost("c", "domain z was lost (DEAD)")
+    assert not core.lost("c", "again")  # ended already
+    # Not sent again under its number; b, upstream of it, may start now.
+    assert [(a.step_id, a.attempt) for a in core.start_ready()] == [("b", 1)]
+    assert core.attempt_ended("c", 1, True, "") is CompState.COMPENSATION_FAILED
+    assert core.steps["c"].error == "domain z was lost (DEAD)"
+    core.attempt_ended("b", 1, True, "")
+    core.start_ready()
+    core.attempt_ended("a", 1, True, "")
+    assert core.done() and core.summary() is Summary.FAILED
 
 
 def test_summary():

@@ -1,0 +1,116 @@
+"""Takeover claims of a workflow that ended, its saga's plan open (core/node/
+takeover_claims.py): a claimant that ended the workflow already and is denied with
+the end, while the original coordinator still drives the saga, tells the end on in
+its claimed epoch, so a member that granted it that epoch without knowing the end
+takes the end and releases what it holds; the claimant drives the saga, the original
+follows it, each compensation attempt runs once (takeover soak seed 1601312)."""
+
+from __future__ import annotations
+
+from fedorch.core.node import MemberState, Submit
+from fedorch.core.node.compensating import COMPENSATE
+from fedorch.core.node.records import ClaimMsg, FinalMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.takeover import Role
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+from tests.unit.core.node.test_compensating_takeover import WF, Held
+
+# s0 (d1, with a compensate block) -> s1 (d2, fails) -> s2 (d3); d0 coordinates. The
+# electorate is the four of them (a majority is three).
+PLACEMENT = {"s0": "d1", "s1": "d2", "s2": "d3"}
+
+
+def spec() -> spec_pb2.WorkflowSpec:
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    return spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"]),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+
+
+def views(f: Held, name: str, **states: str) -> None:
+    f.step(name, *(MemberState(m, s) for m, s in sorted(states.items())))
+
+
+def granted_by_a_member_that_never_heard_the_end(*, d3_back: bool = True) -> Held:
+    """d3 is down when d0 ends the workflow FAILED (s1 failed) and tells the saga's
+    plan (s0's compensation, running at d1); d2 then dies for good. d0 is cut off from
+    d1 past the takeover delay: d1, its plan open, claims epoch 1; d3, back from its
+    restart without the end (d0's notices to it late), grants it (a majority is out
+    of d1's reach: d2 is dead, d0 cut off). Then the cut heals."""
+    f = Held()
+    f.step("d0", Submit(WF, spec(), placement=PLACEMENT))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    f.kill("d3")
+    assert f.end("d2", False, "boom")[1] == "s1"
+    f.run_until(f.now + 5.0)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert f.disks["d1"].plans[WF] == (("s0", "d1", 1),)
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]  # runs at d1
+    assert WF not in f.disks["d3"].final and f.disks["d3"].holds
+    f.kill("d2")  # for good
+
+    def cut(src: str, dst: str, msg: object) -> bool:
+        # d0 and d1 cut off from each other; d0's end notices to d3 late.
+        return {src, dst} == {"d0", "d1"} or (src, dst) == ("d0", "d3")
+
+    f.hold = cut
+    views(f, "d1", d0="SUSPECT")
+    if d3_back:
+        f.restart("d3")  # its view comes again with the restart
+        views(f, "d3", d0="ALIVE", d1="ALIVE", d2="DEAD")
+        for name in ("d0", "d1"):
+            views(f, name, d3="ALIVE")
+    f.run_until(f.now + 5.0)
+    core = f.nodes["d1"].takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    if d3_back:
+        assert f.disks["d3"].epochs[WF] == (1, "d1")  # granted, the end unknown there
+    f.hold = None
+    f.net = [m for m in f.net if not cut(*m)]
+    views(f, "d1", d0="ALIVE")
+    return f
+
+
+def test_a_claimant_that_ended_denied_with_the_end_tells_it_on_and_its_grantor_ends():
+    f = granted_by_a_member_that_never_heard_the_end()
+    f.run_until(f.now + 30.0)
+    # d0's denial carried the end: d1 told it on in epoch 1, and d3, which follows
+    # epoch 1, took it (the original's notices of epoch 0 it refuses) and holds nothing.
+    assert f.nodes["d1"].stats["takeover claimant that ended told the end on"] == 1
+    assert f.disks["d3"].final[WF] is WorkflowState.FAILED
+    assert not [h for h in f.disks["d3"].holds if h[0] == WF]
+    assert f.sent_by("d1", FinalMsg)[0][1] == FinalMsg(WF, WorkflowState.FAILED, 1)
+    # One driver: d1 drives the saga in epoch 1 (its plan adopted), d0 follows it.
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    assert f.disks["d0"].epochs[WF] == (1, "d1")
+    assert WF not in f.nodes["d0"].compensating.cores
+    assert WF not in f.nodes["d1"].takeover.cores  # it claims no more
+    claims = len(f.sent_by("d1", ClaimMsg))
+    f.end("d1", True)  # s0's compensation (attempt 1, told by d0) ends: to d1
+    f.run_until(f.now + 30.0)
+    assert len(f.sent_by("d1", ClaimMsg)) == claims
+    rows = f.disks["d1"].compensations
+    assert (rows[(WF, "s0")].state, rows[(WF, "s0")].attempts) == ("COMPENSATED", 1)
+    assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]  # run once
+    assert f.disks["d3"].plans[WF] == ()  # the saga's end told to every member
+
+
+def test_a_claimant_that_ended_and_that_no_domain_granted_leaves_the_saga_to_its_driver():
+    # d3 stays down: nobody granted d1's claim, nobody is held by it. d0's denials
+    # with the end change nothing; d0 drives the saga to its end, which closes d1's
+    # plan and ends its claims.
+    f = granted_by_a_member_that_never_heard_the_end(d3_back=False)
+    f.run_until(f.now + 10.0)
+    assert f.nodes["d1"].stats["takeover claimant that ended told the end on"] == 0
+    assert WF not in f.disks["d0"].epochs and WF not in f.disks["d1"].epochs
+    assert WF in f.nodes["d0"].compensating.cores
+    f.end("d1", True)
+    f.run_until(f.now + 10.0)
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.disks["d1"].plans[WF] == ()
+    assert WF not in f.nodes["d1"].takeover.cores  # no claim any more
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
