@@ -22,6 +22,11 @@ What it holds, each piece signed by the domain with authority over it:
   proof whose summary differs, so that nothing in the file is unchecked.
 
 `check_proof` raises ProofError naming the first thing that does not hold.
+
+A node-engine workflow's records hold evidence sealed in batches instead (one
+signature per batch of statements, core/node/votes.py): its proof is format
+"fedorch-audit-proof/2" (proof_node.py). `build_proof` makes it from such records,
+`check_proof` checks either format by the file's `format`.
 """
 
 from __future__ import annotations
@@ -72,6 +77,15 @@ def outputs_value_hash(outputs: Mapping[str, values.JsonValue]) -> str:
 def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     """A proof from the decoded audit records of one workflow at its coordinator (in log
     order); ProofError when they lack what a proof needs."""
+    from fedorch.core.audit import proof_node  # it uses this module's submitter check
+
+    records = list(records)
+    if any(body.get("kind") == SUBMITTED and body.get("workflow") == workflow_id
+           and proof_node.is_node_submission(body.get("data", {})) for body in records):
+        try:  # the node engine's evidence: format 2 (proof_node.py)
+            return proof_node.build_node_proof(workflow_id, records)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ProofError(str(e)) from None
     submission = certificate = final = None
     results: dict[str, tuple[int, str]] = {}  # step -> (attempt, evidence)
     for body in records:
@@ -92,9 +106,10 @@ def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     if submission is None:
         raise ProofError(f"no submission of {workflow_id} in this log: is this domain its"
                          " coordinator?")
-    if submission["attestation"] is None:  # engine: node attests nothing yet (docs/audit.md)
-        raise ProofError(f"{workflow_id}: its records carry no attestations (an agent on"
-                         " engine: node keeps them so), so no proof can be built")
+    if submission["attestation"] is None:  # engine: node, run without its evidence
+        raise ProofError(f"{workflow_id}: its records carry no attestations (written by"
+                         " an agent on engine: node before it kept them), so no proof can"
+                         " be built")
     if final is None:
         raise ProofError(f"{workflow_id} has not ended (or its end is not in this log)")
     proof = {"format": FORMAT, "workflow": workflow_id, "submission": submission,
@@ -109,6 +124,15 @@ def check_proof(proof: object, trust: TrustStore, clients: ClientKeys | None = N
     """Check a proof with the public keys in `trust`; returns its summary. `clients`:
     client keys the checker holds; the key the coordinator vouched for a principal
     listed there must be that one."""
+    from fedorch.core.audit import proof_node  # it uses this module's submitter check
+
+    if isinstance(proof, dict) and proof.get("format") == proof_node.FORMAT:
+        try:  # a node-engine workflow's proof (proof_node.py)
+            return proof_node.check_node_proof(proof, trust, clients)
+        except ProofError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise ProofError(str(e)) from None
     if not isinstance(proof, dict) or set(proof) != _KEYS:
         raise ProofError(f"not a proof: expected exactly the keys {sorted(_KEYS)}")
     if proof["format"] != FORMAT:
