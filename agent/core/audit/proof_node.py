@@ -65,7 +65,7 @@ _RAN = frozenset({"SUCCEEDED", "FAILED"})
 SUBMITTED, DECISION, RESULT, ENDED = ("submitted", "decision", "result_received",
                                       "workflow_ended")
 
-__all__ = ["FORMAT", "build_node_proof", "check_node_proof", "is_node_submission"]
+__all__ = ["FORMAT", "build_node_proof", "check_node_proof", "gather", "is_node_submission"]
 
 
 def is_node_submission(data: Mapping) -> bool:
@@ -76,7 +76,14 @@ def is_node_submission(data: Mapping) -> bool:
 
 def build_node_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     """A format-2 proof from the decoded audit records (acts) of one workflow at its
-    coordinator, in log order; ValueError naming what is missing."""
+    coordinator, in log order; ValueError naming what is missing or does not agree."""
+    proof = gather(workflow_id, records)
+    proof["summary"] = _summary(proof, None, None)
+    return proof
+
+
+def gather(workflow_id: str, records: Iterable[Mapping]) -> dict:
+    """The pieces of a proof as the records hold them, its summary still empty."""
     submission = final = None
     certificates: dict[str, list[str]] = {}
     results: dict[str, tuple[int, str]] = {}  # step -> (attempt, evidence)
@@ -103,12 +110,10 @@ def build_node_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
         raise ValueError(f"{workflow_id} has not ended here (or its end carries no"
                          " attestation): a proof is built from the log of the coordinator"
                          " that ended it")
-    proof = {"format": FORMAT, "workflow": workflow_id, "submission": submission,
-             "certificates": dict(sorted(certificates.items())),
-             "results": {step: ev for step, (_, ev) in sorted(results.items())},
-             "final": final, "summary": {}}
-    proof["summary"] = _summary(proof, None, None)
-    return proof
+    return {"format": FORMAT, "workflow": workflow_id, "submission": submission,
+            "certificates": dict(sorted(certificates.items())),
+            "results": {step: ev for step, (_, ev) in sorted(results.items())},
+            "final": final, "summary": {}}
 
 
 def check_node_proof(proof: dict, trust: TrustStore, clients: ClientKeys | None) -> dict:
