@@ -15,7 +15,7 @@ from dataclasses import replace
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.audit.proof_node import gather
 from fedorch.core.identity.trust import TrustStore
-from fedorch.core.node import Message, Submit
+from fedorch.core.node import Submit
 from fedorch.core.node.records import ResultMsg
 from fedorch.core.node.votes import (
     carried,

@@ -16,6 +16,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.runtime.node_engine import audit as audit_module
+from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.audit import (
     AuditedNode,
     AuditedWrites,
@@ -25,7 +26,6 @@ from fedorch.runtime.node_engine.audit import (
     outputs_sha256,
     spec_sha256,
 )
-from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.store.audit_table import ACTS
 
