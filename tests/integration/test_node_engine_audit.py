@@ -196,6 +196,9 @@ def _proof_checks_and_refuses_every_edit(tmp_path: pathlib.Path, data: pathlib.P
     assert code == 0, (out, err)
     summary = json.loads(out)
     assert summary["state"] == "SUCCEEDED" and summary["signed"] is True, summary
+    code, out, err = _cli("audit", "check", str(tmp_path / "proof.json"), "--trust",
+                          str(keys))
+    assert code == 0 and out.startswith(f"proof holds: {wid} SUCCEEDED"), (out, err)
     assert summary["placement"] == dict(zip("abc", NAMES, strict=True)), summary
     assert summary["votes"] == {"1": sorted(NAMES)}, summary
     assert set(proof["results"]) == {"b", "c"}  # a, run at the coordinator, is in its end
