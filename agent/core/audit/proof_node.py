@@ -46,7 +46,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 from fedorch.core.audit.chain import canonical, unb64
-from fedorch.core.audit.proof import _submitter_signature  # format 1's, the same check
+from fedorch.core.audit.proof_submission import submitter_signature  # as format 1's
 from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.node.votes import (
@@ -218,7 +218,7 @@ def _summary(proof: dict, trust: TrustStore | None, clients: ClientKeys | None) 
     spec_bytes = unb64(sub["spec"], "submission.spec")
     if submitted.get("spec_sha256") != hashlib.sha256(spec_bytes).hexdigest():
         raise ValueError("submission: the spec's hash differs from the signed one")
-    signed = _submitter_signature(sub, submitted, spec_bytes, coordinator, trust, clients)
+    signed = submitter_signature(sub, submitted, spec_bytes, coordinator, trust, clients)
     try:
         spec = spec_pb2.WorkflowSpec.FromString(spec_bytes)
     except Exception:  # DecodeError or anything the parser throws at junk
