@@ -80,6 +80,9 @@ class Attestations:
         self.outputs_sha256 = outputs_sha256
         self._heard: dict[tuple[str, str, int], tuple[str, ResultMsg]] = {}
         self._pending: list[tuple[dict, bytes]] = []  # (act data, its statement)
+        # The outputs' hashes the coordinator's records computed, for its end's
+        # attestation: workflow -> {step: (the result recorded, its hash)}.
+        self._hashes: dict[str, dict[str, tuple[tuple, str]]] = {}
         self.roots_signed = 0  # signatures made here (results' and attestations')
         self.refused = 0       # results heard whose evidence did not hold
 
@@ -184,10 +187,19 @@ class Attestations:
             "signed_request_id": signed.request_id, "signed_at_ms": signed.issued_at_ms,
             "signed_coordinator": signed.coordinator})
 
+    def hashed(self, wf: str, step: str, result: tuple, digest: str) -> None:
+        """The coordinator recorded `result` of `step`, whose outputs hash `digest`:
+        kept for the end's attestation, which then hashes none of them again."""
+        self._hashes.setdefault(wf, {})[step] = (result, digest)
+
+    def forget(self, wf: str) -> None:
+        self._hashes.pop(wf, None)
+
     def final(self, row: CoordRow, results: Mapping[str, tuple], data: dict) -> None:
         """A workflow's end: its state and reason, its committed round, and each
         step's state, attempt, domain, placement epoch and outputs' hash."""
         wf = row.workflow_id
+        hashed = self._hashes.pop(wf, {})
         moved = self.node.state.placements.get(wf, {})
         progress = self.node.progress.get(wf)
         steps = {}
@@ -198,7 +210,9 @@ class Attestations:
             result = results.get(sid)
             if result is not None:
                 attempt, state, outputs, _ = result
-                digest = self.outputs_sha256(outputs)
+                known = hashed.get(sid)
+                digest = known[1] if known is not None and known[0] is result \
+                    else self.outputs_sha256(outputs)
             elif progress is not None and sid in progress.steps:
                 s = progress.steps[sid]
                 attempt, state, digest = s.attempts, s.state, ""

@@ -250,8 +250,11 @@ class Records:
             attempt, state, outputs, error = result
             if state not in TERMINAL_STEP_STATES:
                 continue
+            digest = outputs_sha256(outputs)
+            if self.evidence is not None and wf.rpartition(".")[0] == self.domain:
+                self.evidence.hashed(wf, step, result, digest)  # for the end's attestation
             data = {"step": step, "attempt": attempt, "state": _step_state(state),
-                    "outputs_sha256": outputs_sha256(outputs), "evidence": None}
+                    "outputs_sha256": digest, "evidence": None}
             if here:
                 data["error"] = error
                 out.append((proofs.STEP_ENDED, wf, data))
@@ -269,6 +272,8 @@ class Records:
 
     def _forget(self, point: str, wf: str, value: Any, out: list[Entry]) -> None:
         self.results.pop(wf, None)  # compacted by the Node's retention
+        if self.evidence is not None:
+            self.evidence.forget(wf)
 
     def _yes(self, tx: Any, out: list[Entry]) -> None:
         hold = self._holds.get(tx.key)
