@@ -35,7 +35,10 @@ signature over its root; a statement's evidence is statement + path + signature)
 A step run at the coordinator needs no result of its own: the end it signs names it.
 
 Bounded: the evidence heard and not yet recorded is kept for at most HEARD_MAX results
-(oldest dropped first: a result that never reaches a record, being refused, for one).
+(oldest dropped first: a result that never reaches a record, being refused, for one),
+and the outputs' hashes kept for the end's attestation (`hashed`: so the end hashes
+no outputs again) for at most HEARD_MAX workflows (one whose end is made elsewhere
+never takes them; one dropped is hashed again at its end).
 """
 
 from __future__ import annotations
@@ -190,7 +193,10 @@ class Attestations:
     def hashed(self, wf: str, step: str, result: tuple, digest: str) -> None:
         """The coordinator recorded `result` of `step`, whose outputs hash `digest`:
         kept for the end's attestation, which then hashes none of them again."""
-        self._hashes.setdefault(wf, {})[step] = (result, digest)
+        hashes = self._hashes
+        hashes.setdefault(wf, {})[step] = (result, digest)
+        if len(hashes) > HEARD_MAX:  # workflows that end elsewhere (a successor's end)
+            del hashes[next(iter(hashes))]
 
     def forget(self, wf: str) -> None:
         self._hashes.pop(wf, None)

@@ -82,6 +82,10 @@ def test_the_coordinators_records_hold_evidence_under_each_signers_key():
     assert {s: (v["domain"], v["state"], v["attempt"], v["epoch"])
             for s, v in final["steps"].items()} == {
         s: (d, "SUCCEEDED", 1, 0) for s, d in EVERYWHERE.items()}
+    recorded = {r["step"]: r["outputs_sha256"]
+                for r in d0.of("result_received") + d0.of("step_ended")}
+    assert {s: v["outputs_sha256"] for s, v in final["steps"].items()} == recorded
+    assert not fed.agents["d0"].evidence._hashes  # taken by the end
     # The pieces as a proof gathers them from the records (its acts, in order).
     bodies = [{"kind": k, "workflow": w, "data": d} for k, w, d in d0.entries]
     proof = gather(WF, bodies)
@@ -154,3 +158,13 @@ def test_evidence_heard_is_bounded(monkeypatch):
         d0.heard("d1", ResultMsg(WF, f"s{i}", 1, "SUCCEEDED", {}, "", evidence=b"x"))
     d0.heard("d1", ResultMsg("d1.w", "s", 1, "SUCCEEDED", {}, "", evidence=b"x"))
     assert [k[1] for k in d0._heard] == ["s2", "s3", "s4"]  # not its own: not kept
+
+
+def test_the_hashes_kept_for_ends_are_bounded(monkeypatch):
+    from fedorch.runtime.node_engine import attestations
+
+    monkeypatch.setattr(attestations, "HEARD_MAX", 2)
+    d0 = federation().agents["d0"].evidence
+    for i in range(3):
+        d0.hashed(f"d0.w{i}", "s0", ("result",), "kept")
+    assert list(d0._hashes) == ["d0.w1", "d0.w2"]  # the oldest dropped
