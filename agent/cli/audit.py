@@ -140,7 +140,8 @@ def show(workflow_id: str, data_dir: Path, as_json: bool) -> None:
 @click.argument("workflow_id")
 @DATA_DIR
 def proof(workflow_id: str, data_dir: Path) -> None:
-    """Print a self-contained JSON proof of one workflow coordinated by this domain."""
+    """Print a self-contained JSON proof of one workflow coordinated by this domain
+    (format 1 for the shells' records, format 2 for the node engine's)."""
     from fedorch.core.audit.proof import ProofError, build_proof, dumps
 
     with _reader(data_dir) as reader:
@@ -173,11 +174,15 @@ def check(proof_file: Path, trust_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
+    # Format 1 names the committed round's voters, format 2 each committed round's.
+    voters = summary["voters"] if "voters" in summary else sorted(
+        {d for domains in summary["votes"].values() for d in domains})
     click.echo(f"proof holds: {summary['workflow']} {summary['state']}"
                f" (coordinator {summary['coordinator']}, round {summary['round']},"
-               f" voters {', '.join(summary['voters']) or 'none'})")
+               f" voters {', '.join(voters) or 'none'})")
     signed = "signed by" if summary["signed"] else "unsigned, in the coordinator's word:"
     click.echo(f"  spec {signed} {summary['principal'] or 'unknown'}")
     for step, s in summary["steps"].items():
-        click.echo(f"  {step}: {s['state']} on {s['domain'] or '-'} attempt {s['attempt']}"
-                   f" outputs sha256 {s['outputs_sha256'] or '-'}")
+        epoch = f" epoch {s['epoch']}" if s.get("epoch") else ""
+        click.echo(f"  {step}: {s['state']} on {s['domain'] or '-'}{epoch} attempt"
+                   f" {s['attempt']} outputs sha256 {s['outputs_sha256'] or '-'}")

@@ -3,7 +3,8 @@
 Three agents run a three-domain workflow to SUCCEEDED: the console of its coordinator
 lists it and shows its page, steps and audit records; each one's log then verifies
 (`fedorch audit verify`, with the domains' public keys too) and holds its part, of the
-kinds the shells record. An agent SIGKILLed while its step runs, and restarted, still
+kinds the shells record; the coordinator's proof of it (format 2) checks with the
+domains' .pub files alone, and each of its fields edited fails. An agent SIGKILLed while its step runs, and restarted, still
 verifies, and every record it holds of the workflow names what its node.db holds: the
 log is never ahead of the node store.
 """
@@ -11,9 +12,11 @@ log is never ahead of the node store.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import pathlib
+import shutil
 import urllib.request
 from collections import Counter
 
@@ -113,10 +116,12 @@ async def test_each_domains_log_verifies_and_holds_its_part(tmp_path):
     # The submission's record is first, the end's last, as they happened.
     assert coordinator[0]["kind"] == "submitted"
     assert coordinator[-1]["kind"] in ("workflow_ended", "learned")
-    # The node engine signs no single vote nor attests a submission, so a proof is
-    # refused, naming what it lacks (docs/audit.md).
-    code, out, err = _cli("audit", "proof", wid, "--data-dir", str(data["n1"]))
-    assert code == 1 and "no attestations" in err, (code, out, err)
+    # Its evidence: the COMMIT's certificate (every participant's signed YES), each
+    # other domain's signed result, checked as recorded, the sealed attestations.
+    assert len(by_kind["decision"]["certificate"]["votes"]) == 3
+    assert all(r["data"]["evidence"] for r in coordinator if r["kind"] == "result_received")
+    assert by_kind["submitted"]["attestation"] and by_kind["workflow_ended"]["attestation"]
+    _proof_checks_and_refuses_every_edit(tmp_path, data["n1"], wid)
 
     for name, step in (("n2", "b"), ("n3", "c")):
         records = _records(data[name], wid)
@@ -126,6 +131,93 @@ async def test_each_domains_log_verifies_and_holds_its_part(tmp_path):
         assert "submitted" not in kinds and "workflow_ended" not in kinds, (name, kinds)
         ended = next(r["data"] for r in records if r["kind"] == "step_ended")
         assert (ended["step"], ended["attempt"], ended["state"]) == (step, 1, "SUCCEEDED")
+
+
+def _public_keys_only(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A trust dir of the domains' .pub files alone: a third party's."""
+    public = tmp_path / "public"
+    public.mkdir()
+    for pub in (tmp_path / "keys").glob("*.pub"):
+        shutil.copy(pub, public / pub.name)
+    return public
+
+
+def _check(tmp_path: pathlib.Path, proof: dict, keys: pathlib.Path) -> tuple[int, str, str]:
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    return _cli("audit", "check", str(path), "--trust", str(keys), "--json")
+
+
+def _leaves(value: object, at: tuple = ()) -> list[tuple]:
+    """The path of every leaf (text, number, flag, null) of a JSON value."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaves(v, (*at, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _leaves(v, (*at, i))]
+    return [at]
+
+
+def _edited(proof: dict, at: tuple) -> dict:
+    """A copy of `proof` with the leaf at `at` changed: base64 text by one byte of what
+    it encodes (its last: a signature's, or a statement's), other text by a character,
+    a number by one, a flag or null flipped."""
+    edited = json.loads(json.dumps(proof))
+    parent = edited
+    for k in at[:-1]:
+        parent = parent[k]
+    value = parent[at[-1]]
+    if isinstance(value, str):
+        try:
+            raw = bytearray(base64.b64decode(value, validate=True))
+        except ValueError:
+            raw = None
+        if raw and base64.b64encode(bytes(raw)).decode() == value and len(raw) > 8:
+            raw[-1] ^= 1
+            parent[at[-1]] = base64.b64encode(bytes(raw)).decode()
+        else:
+            parent[at[-1]] = value + "x"
+    elif isinstance(value, bool) or value is None:
+        parent[at[-1]] = not value if isinstance(value, bool) else 0
+    else:
+        parent[at[-1]] = value + 1
+    return edited
+
+
+def _proof_checks_and_refuses_every_edit(tmp_path: pathlib.Path, data: pathlib.Path,
+                                         wid: str) -> None:
+    """`fedorch audit proof` on the coordinator's data dir, checked with the public keys
+    only; every field edited (one at a time), and a vote dropped, fails with exit 1."""
+    code, out, err = _cli("audit", "proof", wid, "--data-dir", str(data))
+    assert code == 0, (out, err)
+    proof = json.loads(out)
+    assert proof["format"] == "fedorch-audit-proof/2"
+    keys = _public_keys_only(tmp_path)
+    code, out, err = _check(tmp_path, proof, keys)
+    assert code == 0, (out, err)
+    summary = json.loads(out)
+    assert summary["state"] == "SUCCEEDED" and summary["signed"] is True, summary
+    code, out, err = _cli("audit", "check", str(tmp_path / "proof.json"), "--trust",
+                          str(keys))
+    assert code == 0 and out.startswith(f"proof holds: {wid} SUCCEEDED"), (out, err)
+    assert summary["placement"] == dict(zip("abc", NAMES, strict=True)), summary
+    assert summary["votes"] == {"1": sorted(NAMES)}, summary
+    assert set(proof["results"]) == {"b", "c"}  # a, run at the coordinator, is in its end
+    leaves = _leaves(proof)
+    assert len(leaves) >= 20, leaves
+    for at in leaves:
+        code, out, err = _check(tmp_path, _edited(proof, at), keys)
+        assert code == 1 and "proof does not hold" in err, (at, out, err)
+    dropped = json.loads(json.dumps(proof))
+    dropped["certificates"]["1"].pop()
+    code, _, err = _check(tmp_path, dropped, keys)
+    assert code == 1 and "no YES" in err, err
+    lacking = tmp_path / "lacking"
+    lacking.mkdir()
+    for pub in keys.glob("*.pub"):
+        if pub.name != "n3.pub":
+            shutil.copy(pub, lacking / pub.name)
+    code, _, err = _check(tmp_path, proof, lacking)
+    assert code == 1 and "proof does not hold" in err, err
 
 
 def _node_disk(data: pathlib.Path):

@@ -22,6 +22,11 @@ What it holds, each piece signed by the domain with authority over it:
   proof whose summary differs, so that nothing in the file is unchecked.
 
 `check_proof` raises ProofError naming the first thing that does not hold.
+
+A node-engine workflow's records hold evidence sealed in batches instead (one
+signature per batch of statements, core/node/votes.py): its proof is format
+"fedorch-audit-proof/2" (proof_node.py). `build_proof` makes it from such records,
+`check_proof` checks either format by the file's `format`.
 """
 
 from __future__ import annotations
@@ -30,18 +35,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
+from fedorch.core.audit import proof_node
 from fedorch.core.audit.chain import canonical, open_attestation, sha256_hex, unb64
+from fedorch.core.audit.proof_submission import ProofError, submitter_signature
 from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.envelope import AuthError, open_evidence
-from fedorch.core.identity.submission import (
-    SubmissionError,
-    check_prepare_submission,
-    qualified,
-)
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
-from google.protobuf.message import DecodeError
 
 FORMAT = "fedorch-audit-proof/1"
 _KEYS = {"format", "workflow", "summary", "submission", "certificate", "results", "final"}
@@ -52,10 +53,6 @@ DECISION = "decision"
 RESULT = "result_received"
 STEP_ENDED = "step_ended"
 ENDED = "workflow_ended"
-
-
-class ProofError(ValueError):
-    """The proof does not hold; the message says where."""
 
 
 def outputs_hash(result: peer_pb2.StepResult) -> str:
@@ -72,6 +69,13 @@ def outputs_value_hash(outputs: Mapping[str, values.JsonValue]) -> str:
 def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     """A proof from the decoded audit records of one workflow at its coordinator (in log
     order); ProofError when they lack what a proof needs."""
+    records = list(records)
+    if any(body.get("kind") == SUBMITTED and body.get("workflow") == workflow_id
+           and proof_node.is_node_submission(body.get("data", {})) for body in records):
+        try:  # the node engine's evidence: format 2 (proof_node.py)
+            return proof_node.build_node_proof(workflow_id, records)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ProofError(str(e)) from None
     submission = certificate = final = None
     results: dict[str, tuple[int, str]] = {}  # step -> (attempt, evidence)
     for body in records:
@@ -92,9 +96,10 @@ def build_proof(workflow_id: str, records: Iterable[Mapping]) -> dict:
     if submission is None:
         raise ProofError(f"no submission of {workflow_id} in this log: is this domain its"
                          " coordinator?")
-    if submission["attestation"] is None:  # engine: node attests nothing yet (docs/audit.md)
-        raise ProofError(f"{workflow_id}: its records carry no attestations (an agent on"
-                         " engine: node keeps them so), so no proof can be built")
+    if submission["attestation"] is None:  # engine: node, run without its evidence
+        raise ProofError(f"{workflow_id}: its records carry no attestations (written by"
+                         " an agent on engine: node before it kept them), so no proof can"
+                         " be built")
     if final is None:
         raise ProofError(f"{workflow_id} has not ended (or its end is not in this log)")
     proof = {"format": FORMAT, "workflow": workflow_id, "submission": submission,
@@ -109,6 +114,13 @@ def check_proof(proof: object, trust: TrustStore, clients: ClientKeys | None = N
     """Check a proof with the public keys in `trust`; returns its summary. `clients`:
     client keys the checker holds; the key the coordinator vouched for a principal
     listed there must be that one."""
+    if isinstance(proof, dict) and proof.get("format") == proof_node.FORMAT:
+        try:  # a node-engine workflow's proof (proof_node.py)
+            return proof_node.check_node_proof(proof, trust, clients)
+        except ProofError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise ProofError(str(e)) from None
     if not isinstance(proof, dict) or set(proof) != _KEYS:
         raise ProofError(f"not a proof: expected exactly the keys {sorted(_KEYS)}")
     if proof["format"] != FORMAT:
@@ -145,7 +157,7 @@ def _summary(proof: dict, trust: TrustStore | None, clients: ClientKeys | None =
                              f" {coordinator}")
     if hashlib.sha256(spec_bytes).hexdigest() != submitted.get("spec_sha256"):
         raise ProofError("submission: the spec's hash differs from the signed one")
-    signed = _submitter_signature(sub, submitted, spec_bytes, coordinator, trust, clients)
+    signed = submitter_signature(sub, submitted, spec_bytes, coordinator, trust, clients)
     try:
         spec = spec_pb2.WorkflowSpec.FromString(spec_bytes)
     except Exception:  # DecodeError or anything the parser throws at junk
@@ -175,52 +187,6 @@ def _summary(proof: dict, trust: TrustStore | None, clients: ClientKeys | None =
         "state": final.get("state"), "reason": final.get("reason", ""),
         "steps": {k: dict(v) for k, v in sorted(steps.items())},
     }
-
-
-def _signed_field(submitted: Mapping, name: str, kind: type, default):
-    """A field the submitter signed with the spec, as the attestation records it."""
-    value = submitted.get(name, default)
-    if not isinstance(value, kind) or isinstance(value, bool) \
-            or (kind is int and not 0 <= value < 1 << 64):
-        raise ValueError(f"submission: {name} is not a valid {kind.__name__}")
-    return value
-
-
-def _submitter_signature(sub: dict, submitted: Mapping, spec_bytes: bytes, coordinator: str,
-                         trust: TrustStore | None, clients: ClientKeys | None) -> bool:
-    """Check the submitter's signature over the spec bytes; whether there is one (a log
-    from before signed submissions has none, and its attestation no `client_key`)."""
-    if "client_key" not in submitted:
-        if sub["client_signature"] is not None:
-            raise ProofError("submission: a client signature the attestation does not cover")
-        return False
-    principal = submitted.get("principal")
-    if not isinstance(principal, str) or not principal:
-        raise ProofError("submission: no principal")
-    try:
-        signed = spec_pb2.SignedSpec(
-            principal=principal, spec=spec_bytes,
-            signature=unb64(sub["client_signature"], "submission.client_signature"),
-            public_key=unb64(submitted["client_key"], "submission.client_key"),
-            request_id=_signed_field(submitted, "signed_request_id", str, ""),
-            issued_at_ms=_signed_field(submitted, "signed_at_ms", int, 0),
-            coordinator=_signed_field(submitted, "signed_coordinator", str, ""))
-    except ValueError as e:
-        raise ProofError(str(e)) from None
-    if trust is None:
-        return True  # building: the checker verifies
-    try:
-        check_prepare_submission(signed, coordinator=coordinator,
-                                 spec=spec_pb2.WorkflowSpec.FromString(spec_bytes), trust=trust)
-    except (SubmissionError, DecodeError) as e:
-        raise ProofError(f"submission: {e}") from None
-    if clients is not None:
-        for name in dict.fromkeys((principal, qualified(principal, coordinator))):
-            known = clients.public_bytes(name)
-            if known is not None and known != signed.public_key:
-                raise ProofError(f"submission: {coordinator} vouched for another key of"
-                                 f" {principal} than the one held here")
-    return True
 
 
 def _certificate(certificate: object, trust: TrustStore | None, workflow_id: str,

@@ -103,6 +103,11 @@ class ResultMsg:
     # step's first placement, the re-placement round's number after (replacement.py).
     # A result from an older placement than the receiver knows is refused.
     epoch: int = 0
+    # A final result sent to the workflow's coordinator by the domain that ran the
+    # step: that domain's signed statement of it (votes.result_statement, sealed with
+    # its turn's other results: votes.py), kept by the coordinator's audit log as
+    # evidence for proofs (docs/audit.md). b"": none (other results, the simulator's).
+    evidence: bytes = b""
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,6 +31,21 @@ daemon's trust store: an untrusted or revoked domain's signature counts for noth
 also remembers what it verified, so a root shared by many votes is verified once per
 agent). Nothing is re-serialised: the facts are compared with the bytes carried.
 
+Other statements, the same way (audit evidence, docs/audit.md). A domain that runs a
+step signs its final result as a statement of its own, batched like votes (the results
+of one driver turn are the leaves of one tree, one signature), and a coordinator signs
+its audit attestations (a workflow's submission and end) per audit batch:
+
+    ["result", workflow, step, attempt, state, outputs sha256, placement epoch, domain]
+    {"kind": "submission" | "final", "workflow": ..., "domain": ...}  (canonical JSON)
+
+Their roots are signed after STATEMENT_CONTEXT, not VOTE_CONTEXT: a root of votes is
+never a root of statements, and the reverse, so a vote can never be shown as a result
+or an attestation (nor one of these as a vote), whatever its bytes. `seal_statements`
+makes their evidence (the layout above), `statement_holds` checks it over the bytes as
+received against the statement expected, `carried` reads the statement carried (for a
+checker that learns the facts from it, such as a proof's).
+
 Ports: `sign(data) -> signature` (this domain's key) and `verify(domain, data,
 signature) -> bool`. A Node given none uses `stand_in_signer(name)` and
 `stand_in_verify`: keyed digests whose key is derived from the domain's name, which the
@@ -49,10 +64,13 @@ from collections.abc import Callable
 
 from fedorch.core.negotiation.messages import Key
 
-__all__ = ["VOTE_CONTEXT", "Votes", "evidence_holds", "seal_votes", "stand_in_signer",
-           "stand_in_verify", "vote_statement"]
+__all__ = ["STATEMENT_CONTEXT", "VOTE_CONTEXT", "Votes", "carried", "evidence_holds",
+           "result_statement", "seal_statements", "seal_votes", "stand_in_signer",
+           "stand_in_verify", "statement_holds", "vote_statement"]
 
 VOTE_CONTEXT = b"fedorch/v1 node vote root\x00"
+STATEMENT_CONTEXT = b"fedorch/v1 node statement root\x00"
+MAX_STATEMENT = 0xFFFF  # its length is carried in 2 bytes
 
 Signer = Callable[[bytes], bytes]
 Verifier = Callable[[str, bytes, bytes], bool]
@@ -72,6 +90,16 @@ def vote_statement(key: Key, domain: str, yes: bool) -> bytes:
             f'{"true" if yes else "false"}]').encode("utf-8", "surrogatepass")
 
 
+def result_statement(workflow: str, step: str, attempt: int, state: str,
+                     outputs_sha256: str, epoch: int, domain: str) -> bytes:
+    """The bytes a final result states: the canonical JSON array `["result",workflow,
+    step,attempt,state,outputs_sha256,epoch,domain]` (`domain`: the one that ran it;
+    `epoch`: the placement it ran under), written directly like a vote's."""
+    return (f'["result",{_string(workflow)},{_string(step)},{int(attempt)},'
+            f'{_string(state)},{_string(outputs_sha256)},{int(epoch)},'
+            f'{_string(domain)}]').encode("utf-8", "surrogatepass")
+
+
 def _leaf(statement: bytes) -> bytes:
     return hashlib.sha256(_LEAF + statement).digest()
 
@@ -81,7 +109,20 @@ def _inner(left: bytes, right: bytes) -> bytes:
 
 
 def seal_votes(sign: Signer, statements: list[bytes]) -> list[bytes]:
-    """The evidence of each statement (in order): one signature over their tree's root."""
+    """The evidence of each vote statement (in order): one signature over their tree's
+    root, after VOTE_CONTEXT."""
+    return _seal(sign, VOTE_CONTEXT, statements)
+
+
+def seal_statements(sign: Signer, statements: list[bytes]) -> list[bytes]:
+    """The evidence of each other statement (results, attestations; in order): one
+    signature over their tree's root, after STATEMENT_CONTEXT."""
+    return _seal(sign, STATEMENT_CONTEXT, statements)
+
+
+def _seal(sign: Signer, context: bytes, statements: list[bytes]) -> list[bytes]:
+    if any(len(s) > MAX_STATEMENT for s in statements):
+        raise ValueError("a statement longer than its 2-byte length can say")
     level = [_leaf(s) for s in statements]
     paths: list[list[bytes]] = [[] for _ in statements]
     at = list(range(len(statements)))  # each statement's index at the current level
@@ -96,7 +137,7 @@ def seal_votes(sign: Signer, statements: list[bytes]) -> list[bytes]:
                 paths[s].append(side + level[sibling])
             at[s] = i // 2
         level = up
-    signature = sign(VOTE_CONTEXT + level[0]) if level else b""
+    signature = sign(context + level[0]) if level else b""
     return [len(s).to_bytes(2, "big") + s + bytes([len(p)]) + b"".join(p) + signature
             for s, p in zip(statements, paths, strict=True)]
 
@@ -138,6 +179,25 @@ def evidence_holds(verify: Verifier, key: Key, domain: str, yes: bool, raw: byte
     try:
         return bool(verify(domain, VOTE_CONTEXT + root, signature))
     except Exception:  # a port's junk-argument failure: no vote
+        return False
+
+
+def carried(raw: object) -> bytes | None:
+    """The statement `raw` carries, unchecked (None if `raw` is no evidence): a checker
+    reads the facts from it, then checks it with `statement_holds`."""
+    parts = _root_of(raw) if isinstance(raw, bytes) else None
+    return parts[0] if parts is not None else None
+
+
+def statement_holds(verify: Verifier, domain: str, statement: bytes, raw: bytes) -> bool:
+    """`raw` is `domain`'s signed `statement` (a result or an attestation: signed after
+    STATEMENT_CONTEXT), checked over the bytes as received."""
+    parts = _root_of(raw)
+    if parts is None or parts[0] != statement:
+        return False
+    try:
+        return bool(verify(domain, STATEMENT_CONTEXT + parts[1], parts[2]))
+    except Exception:  # a port's junk-argument failure: no statement
         return False
 
 

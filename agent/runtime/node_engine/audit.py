@@ -53,11 +53,16 @@ committed, never of one a crash could still undo.
   workflow's records (`fedorch audit show` and `proof`, the console) read an `acts`
   record as its acts, each with the record's seq and hash (audit_table.acts); the
   chain, the checkpoints and `verify` see records, as before. No signature per
-  record: the chain is signed by the Audit's checkpoints as with the shells. Unlike
-  the shells' records, a submission and an end carry no attestation (`attestation:
-  null`): those two signatures were 40% of what this log cost the coordinator's
-  event loop, and they serve only proofs, which a node-engine workflow cannot have
-  yet (below).
+  record: the chain is signed by the Audit's checkpoints as with the shells.
+- Evidence for proofs (attestations.py, given as `Records(evidence=...)`): a COMMIT's
+  `decision` keeps its certificate (the round and every participant's signed YES, as
+  the value holds them); a `result_received` keeps the result as the domain that ran
+  it signed it, checked as it is recorded; a `submitted` and a `workflow_ended` keep
+  the coordinator's attestation, sealed with the batch's others when the batch is
+  taken (one signature per audit transaction: signed one by one, those two
+  signatures were 40% of what this log cost the coordinator's event loop). The
+  results this domain sends its coordinators are sealed per turn by `AuditedNode`.
+  Without `evidence`, none of them (null), and no proof can be built.
 - `close()` writes what is still queued when the engine stops, before the daemon
   signs its last checkpoint and closes agent.db, for at most CLOSE_S. While agent.db
   cannot be written (its store retries a storage fault), acts wait in memory up to
@@ -68,10 +73,8 @@ committed, never of one a crash could still undo.
 What it cannot say: a crash between node.db's commit and the audit's loses the
 acts queued then, at most BATCH_S of them plus one transaction's (the log is
 behind node.db by the queued acts, never ahead: an act recorded names only what is
-durable). The node engine signs no single vote,
-decision or result (its envelopes are signed per turn), so a decision record carries
-no certificate and a result no evidence, and with no attestations either,
-`fedorch audit proof` of a node-engine workflow is refused.
+durable). A proof needs the original coordinator's records of the whole workflow
+(docs/audit.md: not one a successor ended).
 """
 
 from __future__ import annotations
@@ -88,9 +91,10 @@ from fedorch.core.audit.chain import b64, canonical
 from fedorch.core.negotiation.abort_reasons import refusals_text
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
-from fedorch.core.node.records import CoordRow, PrepareMsg, VoteMsg
+from fedorch.core.node.records import CoordRow, PrepareMsg, ResultMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
@@ -140,12 +144,15 @@ class Records:
 
     `node`: the Node (read for what a group does not carry: a placement, a round's
     refusals); `results`: the results table as durable now (the restored one), kept
-    in step with the groups to tell which step a results row changed."""
+    in step with the groups to tell which step a results row changed; `evidence`:
+    the signing and checking of what proofs need (attestations.py; None: records
+    without it)."""
 
     def __init__(self, domain: str, node: Any, results: Mapping[str, Mapping], *,
-                 policy_sha256: str) -> None:
+                 policy_sha256: str, evidence: Attestations | None = None) -> None:
         self.domain = domain
         self.node = node
+        self.evidence = evidence
         self.results: dict[str, Mapping] = dict(results)
         self.policy_sha256 = policy_sha256
         self._infos: dict = {}  # a batch's PREPAREs taken and holds, by transaction
@@ -184,23 +191,29 @@ class Records:
             out.append(self._ended(row))
 
     def _submitted(self, row: CoordRow) -> Entry:
-        """As the shells' `submitted` (runtime/audit.py), without its attestation (see
-        the header): the submitter's signed spec and signature."""
+        """As the shells' `submitted` (runtime/audit.py): the submitter's signed spec and
+        signature, and the attestation sealed with the batch (see the header)."""
         wf, signed = row.workflow_id, row.info.submission
         if signed is None:  # the services sign what a client did not (never None there)
             return (proofs.SUBMITTED, wf, {
                 "spec_sha256": spec_sha256(row.info.spec), "spec": None, "principal": "",
                 "peer": "", "request_id": "", "client_signature": None,
                 "attestation": None})
-        return (proofs.SUBMITTED, wf, {
+        data: dict[str, object] = {
             "spec_sha256": hashlib.sha256(signed.spec).hexdigest(), "spec": b64(signed.spec),
             "principal": signed.principal, "peer": "", "request_id": signed.request_id,
-            "client_signature": b64(signed.signature), "attestation": None})
+            "client_signature": b64(signed.signature), "attestation": None}
+        if self.evidence is not None:
+            self.evidence.submission(row, data)
+        return (proofs.SUBMITTED, wf, data)
 
     def _ended(self, row: CoordRow) -> Entry:
-        """As the shells' `ended`, without its attestation (see the header)."""
-        return (proofs.ENDED, row.workflow_id, {"state": row.state.name,
-                                                "reason": row.reason, "attestation": None})
+        """As the shells' `ended`, with the attestation sealed with the batch."""
+        data: dict[str, object] = {"state": row.state.name, "reason": row.reason,
+                                   "attestation": None}
+        if self.evidence is not None:
+            self.evidence.final(row, self.results.get(row.workflow_id, {}), data)
+        return (proofs.ENDED, row.workflow_id, data)
 
     def _decision(self, point: str, key: tuple, value: Any, out: list[Entry]) -> None:
         wf, round_ = key
@@ -209,9 +222,13 @@ class Records:
             core = self.node.coordinators.get(wf)
             refused = [r for r in getattr(core, "refusals", ()) if r.round == round_]
             reason = refusals_text(refused) if refused else ""
+        certificate = None
+        if value.commit and self.evidence is not None:
+            # Every participant's signed YES as the COMMIT holds it (votes.py evidence).
+            certificate = {"round": round_, "votes": [b64(v.raw) for v in value.votes]}
         out.append((proofs.DECISION, wf, {
             "round": round_, "outcome": "COMMIT" if value.commit else "ABORT",
-            "reason": reason, "certificate": None}))
+            "reason": reason, "certificate": certificate}))
 
     def _learned(self, point: str, key: tuple, value: Any, out: list[Entry]) -> None:
         out.append(("learned", key[0], {"round": key[1],
@@ -233,18 +250,30 @@ class Records:
             attempt, state, outputs, error = result
             if state not in TERMINAL_STEP_STATES:
                 continue
+            digest = outputs_sha256(outputs)
+            if self.evidence is not None and wf.rpartition(".")[0] == self.domain:
+                self.evidence.hashed(wf, step, result, digest)  # for the end's attestation
             data = {"step": step, "attempt": attempt, "state": _step_state(state),
-                    "outputs_sha256": outputs_sha256(outputs), "evidence": None}
+                    "outputs_sha256": digest, "evidence": None}
             if here:
                 data["error"] = error
                 out.append((proofs.STEP_ENDED, wf, data))
             else:  # another domain's, at its coordinator
                 row = self.node.state.rows.get(wf)
-                data["domain"] = row.info.placement.get(step, "") if row is not None else ""
+                moved = self.node.state.placements.get(wf, {}).get(step)
+                epoch, domain = (moved[0], moved[1]) if moved is not None else \
+                    (0, row.info.placement.get(step, "") if row is not None else "")
+                if self.evidence is not None:
+                    epoch, data["evidence"] = self.evidence.result_evidence(
+                        wf, step, attempt, data["state"], data["outputs_sha256"], domain,
+                        epoch)
+                data["domain"], data["epoch"] = domain, epoch
                 out.append((proofs.RESULT, wf, data))
 
     def _forget(self, point: str, wf: str, value: Any, out: list[Entry]) -> None:
         self.results.pop(wf, None)  # compacted by the Node's retention
+        if self.evidence is not None:
+            self.evidence.forget(wf)
 
     def _yes(self, tx: Any, out: list[Entry]) -> None:
         hold = self._holds.get(tx.key)
@@ -335,6 +364,9 @@ class NodeAuditLog:
         """What is queued, taken: how many acts, and the statements of their records
         (one ACTS record per workflow, made here: bodies encoded once, per batch)."""
         queued, self._queued = self._queued, []
+        evidence = getattr(self.records, "evidence", None)
+        if evidence is not None:  # the batch's attestations: one signature
+            evidence.seal_pending()
         record = self.audit.record
         return len(queued), [record(kind, wf, **data)
                              for kind, wf, data in acts_records(queued)]
@@ -400,7 +432,9 @@ class AuditedWrites:
 
 class AuditedNode(NodeLayer):
     """What the driver steps, around the node it would step: PREPAREs going in are
-    kept for the turn, and the NO votes of the Ready taken are recorded; a reload's
+    kept for the turn, and the NO votes of the Ready taken are recorded; with
+    evidence (attestations.py), the results going in are kept for their records and
+    the final results the Ready sends its coordinators are sealed; a reload's
     Reconfigure (reload.py) changes the policy hash votes are recorded with (a YES of
     the same turn stepped before it is recorded with the new one: its record is made
     after the turn's write)."""
@@ -409,12 +443,15 @@ class AuditedNode(NodeLayer):
         super().__init__(inner)
         self.domain = domain
         self.audit = audit
+        self.evidence = audit.records.evidence
         self._prepares: dict = {}
 
     def step(self, now: float, event: object) -> None:
         kind = type(event)
         if kind is Message and type(event.msg) is PrepareMsg:
             self._prepares[event.msg.tx.key] = event.msg
+        elif kind is Message and type(event.msg) is ResultMsg and self.evidence is not None:
+            self.evidence.heard(event.src, event.msg)
         elif kind is Reconfigure:  # a reload's policy rules the votes from now on
             self.audit.records.policy_sha256 = spec_sha256(event.policy)
         self.inner.step(now, event)
@@ -428,4 +465,4 @@ class AuditedNode(NodeLayer):
                 and out.msg.domain == self.domain]
         if noes:
             self.audit.no_votes(noes)
-        return ready
+        return self.evidence.seal_results(ready) if self.evidence is not None else ready

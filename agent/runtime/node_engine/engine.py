@@ -88,11 +88,13 @@ from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.config import gossip_profile_name
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
+from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.audit import (
     AuditedNode,
     AuditedWrites,
     NodeAuditLog,
     Records,
+    outputs_sha256,
 )
 from fedorch.runtime.node_engine.boundary import (
     AuthorizedNode,
@@ -305,8 +307,14 @@ class NodeAgent:
         """What the Node decides, appended to agent.db's audit log once node.db holds
         it (audit.py): the records the shells make of the same acts."""
         a = self.agent
+        # Evidence for proofs (attestations.py): signed with the domain key, checked
+        # with the trust store as evidence (a key rotated away from still counts).
+        evidence = Attestations(
+            self.domain, self.node, a.signer.sign,
+            lambda domain, data, sig: a.trust.verify(domain, data, sig, evidence=True),
+            outputs_sha256)
         records = Records(self.domain, self.node, self.node.state.results,
-                          policy_sha256=a.audit.policy_hash())
+                          policy_sha256=a.audit.policy_hash(), evidence=evidence)
         return NodeAuditLog(records, a.audit, a.store, now_ms=a.now_ms)
 
     def _stop_leftovers(self, disk: Disk) -> None:

@@ -24,7 +24,11 @@ def test_a_data_dir_without_a_database_is_bad_input(tmp_path):
 def test_a_proof_that_is_not_json_or_not_a_proof_does_not_hold(tmp_path):
     keys = tmp_path / "keys"
     init_keys("eu", keys)
-    for text in ("{not json", json.dumps({"format": "fedorch-audit-proof/1"}), "[]"):
+    for text in ("{not json", json.dumps({"format": "fedorch-audit-proof/1"}), "[]",
+                 json.dumps({"format": "fedorch-audit-proof/2"}),
+                 json.dumps({"format": "fedorch-audit-proof/2", "workflow": 1,
+                             "submission": {}, "certificates": {}, "results": {},
+                             "final": "", "summary": {}})):
         path = tmp_path / "proof.json"
         path.write_text(text)
         result = _run("audit", "check", str(path), "--trust", str(keys))

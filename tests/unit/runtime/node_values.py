@@ -148,7 +148,8 @@ MESSAGES = {
                           .map(tuple), wf_infos),
     VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text, st.binary(max_size=200)),
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
-                         st.sampled_from(StepState), outputs, text, st.integers(0, 2**40)),
+                         st.sampled_from(StepState), outputs, text, st.integers(0, 2**40),
+                         st.binary(max_size=200)),
     PlacedMsg: st.builds(PlacedMsg, wf_ids, text, names, st.integers(0, 2**40), names,
                          st.lists(st.tuples(text, st.integers(0, 5), outputs), max_size=2)
                          .map(tuple)),

@@ -1,5 +1,6 @@
 """Signed votes in the Node (core/node/votes.py, authority.py): a COMMIT is believed
-only with every participant's own signed YES, whoever shows it."""
+only with every participant's own signed YES, whoever shows it; other statements
+(results, attestations) sealed the same way, never confused with votes."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from fedorch.core.node import Message, Node, Submit
 from fedorch.core.node.authority import check
 from fedorch.core.node.records import PrepareMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.node.votes import (
+    carried,
     evidence_holds,
+    result_statement,
+    seal_statements,
     seal_votes,
     stand_in_signer,
     stand_in_verify,
+    statement_holds,
     vote_statement,
 )
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -210,3 +215,54 @@ def test_a_certificate_held_here_is_not_checked_again():
         check(node, "d0", Decision(KEY, Value(True, (value.votes[0], forged("d2", by="d0"))),
                                    "d0"))
     assert len(checked) == 4
+
+
+# ---- other statements: results and attestations (audit evidence) ---------------------
+
+
+@given(n=st.integers(1, 20), data=st.data())
+def test_every_statement_of_a_sealed_batch_holds_and_no_changed_byte_does(n, data):
+    """Results sealed in one turn (seal_statements): each holds as its domain's, under
+    one signature; a byte changed anywhere, or another domain named, and it does not."""
+    statements = [result_statement("d0.w", f"s{i}", 1, "SUCCEEDED", "ab" * 32, 0, "d1")
+                  for i in range(n)]
+    sealed = seal_statements(stand_in_signer("d1"), statements)
+    assert len({raw[-32:] for raw in sealed}) == 1
+    for statement, raw in zip(statements, sealed, strict=True):
+        assert carried(raw) == statement
+        assert statement_holds(stand_in_verify, "d1", statement, raw)
+        assert not statement_holds(stand_in_verify, "d2", statement, raw)
+    i = data.draw(st.integers(0, n - 1))
+    at = data.draw(st.integers(0, len(sealed[i]) - 1))
+    changed = sealed[i][:at] + bytes([sealed[i][at] ^ 1]) + sealed[i][at + 1:]
+    assert not statement_holds(stand_in_verify, "d1", statements[i], changed)
+
+
+def test_a_vote_is_never_a_statement_nor_a_statement_a_vote():
+    """Their roots are signed after different contexts: the same bytes sealed as votes
+    do not hold as statements, and the reverse."""
+    vote = vote_statement(KEY, "d1", True)
+    as_vote = seal_votes(stand_in_signer("d1"), [vote])[0]
+    as_statement = seal_statements(stand_in_signer("d1"), [vote])[0]
+    assert evidence_holds(stand_in_verify, KEY, "d1", True, as_vote)
+    assert not evidence_holds(stand_in_verify, KEY, "d1", True, as_statement)
+    assert statement_holds(stand_in_verify, "d1", vote, as_statement)
+    assert not statement_holds(stand_in_verify, "d1", vote, as_vote)
+
+
+@given(wf=st.text(max_size=12), step=st.text(max_size=6), attempt=st.integers(0, 2**40),
+       state=st.sampled_from(["SUCCEEDED", "FAILED"]), digest=st.text(max_size=64),
+       epoch=st.integers(0, 2**40), domain=st.text(max_size=8))
+def test_a_result_statement_is_the_canonical_json_of_its_facts(wf, step, attempt, state,
+                                                               digest, epoch, domain):
+    import json
+    assert result_statement(wf, step, attempt, state, digest, epoch, domain) == json.dumps(
+        ["result", wf, step, attempt, state, digest, epoch, domain], separators=(",", ":"),
+        ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def test_junk_is_no_statement():
+    for junk in (b"", b"\x00", b"\xff\xff\x00", b"\x00\x01a\xff"):
+        assert carried(junk) is None
+        assert not statement_holds(stand_in_verify, "d1", b"a", junk)
+    assert carried("text") is None

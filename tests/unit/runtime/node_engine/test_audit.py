@@ -16,12 +16,14 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.runtime.node_engine import audit as audit_module
+from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.audit import (
     AuditedNode,
     AuditedWrites,
     NodeAuditLog,
     Records,
     acts_records,
+    outputs_sha256,
     spec_sha256,
 )
 from fedorch.runtime.node_engine.reload import Reconfigure
@@ -85,13 +87,19 @@ class Agent:
                  disk: MemoryDisk | None = None) -> None:
         self.name, self.fed = name, fed
         self.disk = disk or MemoryDisk()
+        keys = fed.keys  # (sign, verify) of each domain: evidence for proofs, or None
         self.node = Node(name, policy=config_pb2.Policy(accept_from=["*"]),
                          capacities=capacities, timing=Timing(max_rounds=1), peers=NAMES,
                          rng=random.Random(NAMES.index(name)), now=fed.clock.now,
-                         disk=self.disk.disk if disk is not None else None)
+                         disk=self.disk.disk if disk is not None else None,
+                         sign_vote=keys[name][0] if keys else None,
+                         verify_vote=keys[name][1] if keys else None)
         self.audit = FakeAudit()
+        self.evidence = Attestations(name, self.node, *keys[name], outputs_sha256) \
+            if keys else None
         self.log = NodeAuditLog(
-            Records(name, self.node, self.node.state.results, policy_sha256="p" * 64),
+            Records(name, self.node, self.node.state.results, policy_sha256="p" * 64,
+                    evidence=self.evidence),
             self.audit, Store(), now_ms=fed.clock.wall_ms)
         self.inbox: deque = deque()
         self.driver = NodeDriver(AuditedNode(self.node, name, self.log), fed.clock,
@@ -110,7 +118,12 @@ class Agent:
 
 
 class Federation:
-    def __init__(self, capacities: dict[str, dict[str, int]]) -> None:
+    """`keys`: each domain's (sign, verify) for its evidence (attestations.py); None:
+    the Nodes' stand-in vote signers and no evidence recorded."""
+
+    def __init__(self, capacities: dict[str, dict[str, int]],
+                 keys: dict[str, tuple] | None = None) -> None:
+        self.keys = keys
         self.clock = StepClock()
         self.agents = {n: Agent(n, self, capacities[n]) for n in NAMES}
 
