@@ -26,11 +26,15 @@ crash) through hooks the simulated shells call, and checks:
   says its coordinator is DEAD learns the decision within one recovery of being
   told, not a lease (`_check_undecided_recovery`; its times to resolve are the
   run's `undecided after coordinator DEAD` stats).
-* cancels (`check_cancels`): a workflow whose coordinator took a client's cancel ends
-  CANCELLED (a cancel of an ended one is refused, so the end it had stands), the
-  same everywhere it ended; no step attempt of it starts at a domain after that
-  domain learned the cancel (took it, or ended the workflow); no reservation is left
-  (the leak check above).
+* cancels (`check_cancels`): a workflow whose coordinator (of any epoch) took a
+  client's cancel ends CANCELLED, the same everywhere it ended, unless the caller was
+  told why not: a cancel of an ended one, or of one whose other end is told, is
+  refused, so the end it had stands; a taker overtaken by a later epoch before its
+  end was made notes the cancel void (`cancel_void`; the client sends it on to that
+  epoch's holder, cancels.py), and a taker dead for good carries nothing out. No step
+  attempt of it starts at a domain after that domain learned the cancel (took it and
+  drives the workflow, or ended the workflow); no reservation is left (the leak
+  check above).
 """
 
 from __future__ import annotations
@@ -102,8 +106,12 @@ class Checker:
         self.told_ends: dict[str, set[object]] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
-        # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
+        # Cancels (core/node/cancel.py): workflow -> the coordinator that first took its
+        # cancel; every coordinator (of any epoch) that took it; (agent, workflow) of each
+        # cancel overtaken by a later epoch at its taker (its caller told so).
         self.cancelled: dict[str, str] = {}
+        self.cancel_takers: dict[str, set[str]] = {}
+        self.cancels_void: set[tuple[str, str]] = set()
         self.cancels_refused = 0
         # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
         # each saga's summary as its driver ended it.
@@ -160,8 +168,9 @@ class Checker:
         self.runs[run] = agent
         if (agent, run[0]) not in self._commit_known:
             self.fail(f"{agent} started {run} without knowing a COMMIT of {run[0]}")
-        if self.cancelled.get(run[0]) == agent or run[0] in self.cancelled \
-                and (agent, run[0]) in self.ended_at:
+        took = agent in self.cancel_takers.get(run[0], ()) \
+            and (agent, run[0]) not in self.cancels_void
+        if took or run[0] in self.cancelled and (agent, run[0]) in self.ended_at:
             self.fail(f"cancel: {agent} started {run} after it learned the cancel")
 
     def compensation_started(self, agent: str, run: tuple[str, str, int],
@@ -191,6 +200,13 @@ class Checker:
 
     def cancel_taken(self, agent: str, wf: str) -> None:
         self.cancelled.setdefault(wf, agent)
+        self.cancel_takers.setdefault(wf, set()).add(agent)
+        self.cancels_void.discard((agent, wf))  # taken again, in the epoch it drives
+
+    def cancel_void(self, agent: str, wf: str, epoch: int, holder: str) -> None:
+        """`agent`'s cancel of `wf` was overtaken by `holder`'s later `epoch` before its
+        end was made: not carried out there; its caller is told (and sends it on)."""
+        self.cancels_void.add((agent, wf))
 
     def cancel_refused(self, agent: str, wf: str, why: str) -> None:
         self.cancels_refused += 1
@@ -347,14 +363,20 @@ class Checker:
                               f"deadline {deadline:.2f} (coordinator dead)")
 
     def check_cancels(self, sim: World) -> None:
-        """Every workflow whose cancel its coordinator took ended CANCELLED there and
-        wherever it ended (held or forgotten), unless that coordinator died for good
-        first (then nobody carries the cancel out)."""
-        for wf, coord in self.cancelled.items():
-            if coord in sim.dead_forever:
+        """Every workflow whose cancel a coordinator (of any epoch) took ended CANCELLED
+        at its original coordinator (unless that one died for good) and wherever it
+        ended (held or forgotten), unless every taker's cancel was void (its caller
+        told: cancel_void) or its taker died for good first (then nobody carries the
+        cancel out)."""
+        for wf in self.cancelled:
+            standing = sorted(a for a in self.cancel_takers.get(wf, ())
+                              if a not in sim.dead_forever and (a, wf) not in self.cancels_void)
+            if not standing:
                 continue
+            coord = standing[0]
             row = self.row(sim, wf)
-            if row is None or row.state.name != "CANCELLED":
+            if sim.workflows.get(wf) not in sim.dead_forever \
+                    and (row is None or row.state.name != "CANCELLED"):
                 self.fail(f"cancel: {coord} took the cancel of {wf}, which ended"
                           f" {row.state.name if row is not None else 'nowhere'}")
             ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]

@@ -135,7 +135,7 @@ class Simulation:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
         if config is None if cancels is None else cancels:
             for at, wf, coordinator in client_cancels.draw(seed, c.workflows):
-                self._push(at, _CANCEL, self.agents[coordinator], wf)
+                self._push(at, _CANCEL, self.agents[coordinator], (wf, 0))
         for name, at, step_s in c.clock_steps:
             self.step_clock_at(name, at, step_s)
         if self._views and c.partition is not None:  # views change as it starts and heals
@@ -258,6 +258,24 @@ class Simulation:
 
     # ---- the event loop ------------------------------------------------------------
 
+    def _cancel(self, at: float, agent: SimAgent, wf: str, tries: int) -> None:
+        """A client's cancel asked of `agent`: sent on to the epoch holder it names (or,
+        `agent` down, the one the live members name), asked again while none is found,
+        and, once taken, asked again until its workflow ended there (the client
+        service's wait: a cancel made void meanwhile is sent on to the later holder)."""
+        if tries > client_cancels.TRIES:
+            return
+        to = client_cancels.route(self.agents, agent.name, wf, takeover=self._views)
+        if to is None:
+            self._push(at + client_cancels.RETRY_S, _CANCEL, agent, (wf, tries + 1))
+        elif to != agent.name:
+            self.stats["cancel sent on to the epoch holder"] += 1
+            self._push(at + client_cancels.HOP_S, _CANCEL, self.agents[to], (wf, tries + 1))
+        else:
+            self._handle(agent, agent.cancel, wf)
+            if self._views and client_cancels.waiting(agent, wf):
+                self._push(at + client_cancels.RETRY_S, _CANCEL, agent, (wf, tries + 1))
+
     def run(self) -> Report:
         c = self.config
         self._push(c.chaos_end, _RESTART, self.agents[self.names[0]], "heal")
@@ -299,11 +317,8 @@ class Simulation:
                 if agent.alive:
                     self._handle(agent, agent.submit, payload.workflow_id, payload.spec,
                                  payload.placement)
-            elif kind == _CANCEL:  # the client tries again while the coordinator is down
-                if agent.alive:
-                    self._handle(agent, agent.cancel, payload)
-                else:
-                    self._push(at + client_cancels.RETRY_S, _CANCEL, agent, payload)
+            elif kind == _CANCEL:  # routed as the client service routes it (cancels.py)
+                self._cancel(at, agent, *payload)
             elif kind == _RESTART:
                 if payload == "heal":
                     for a in self.agents.values():
