@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import grpc
 from fedorch.core.identity.authority import coordinator_of
@@ -45,9 +45,6 @@ from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 from fedorch.runtime.client_service import FORWARD_TIMEOUT_S, _check_id
 from fedorch.runtime.interceptors import CURRENT_CALLER
 
-if TYPE_CHECKING:
-    from fedorch.runtime.node_engine.services import NodeClientService
-
 __all__ = ["CANCEL_DONE_S", "Cancels"]
 
 log = logging.getLogger("fedorch.node_engine")
@@ -56,10 +53,22 @@ CANCEL_DONE_S = 10.0  # a cancel not carried out by then is answered with the st
 ASK_AGAIN_S = 1.0  # no coordinator to take it found yet: the members are asked again
 
 
+class _Service(Protocol):
+    """What the call uses of the client service that owns it (services.py, which
+    imports this module: named by shape, so the import graph has no cycle)."""
+
+    engine: Any
+    agent: Any
+
+    def _stub(self, domain: str) -> Any: ...
+
+    async def _asked_of_members(self, workflow_id: str) -> Any: ...
+
+
 class Cancels:
     """The Cancel call of one client service (its stubs and its members' status)."""
 
-    def __init__(self, service: NodeClientService) -> None:
+    def __init__(self, service: _Service) -> None:
         self.service = service
         self.engine = service.engine
         self.agent = service.agent
