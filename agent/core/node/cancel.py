@@ -193,11 +193,12 @@ class Cancels:
 
     def void(self, wf: str) -> None:
         """The CANCELLED end told here is void, or the cancel on record can no longer be
-        carried out here: a later epoch's holder decides `wf`'s end. Noted (the caller
-        is answered what happened: the client service sends the cancel on to that
-        holder), never carried out here in this epoch."""
+        carried out here: a later epoch's holder decides `wf`'s end (or has ended it
+        already: its end was taken here). Noted (the caller is answered what happened:
+        the client service sends the cancel on to that holder, or answers the end),
+        never carried out here in this epoch."""
         n = self.n
-        if wf not in n.state.cancels or wf in n.state.final:
+        if wf not in n.state.cancels:
             return
         later = holder_elsewhere(n, wf)
         n.stats["cancel void: a later epoch's holder decides"] += 1
