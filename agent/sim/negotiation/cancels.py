@@ -24,7 +24,7 @@ from typing import Any
 
 from fedorch.core.node.cancel import holder_elsewhere
 from fedorch.core.node.takeover_claims import held_of
-from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 
 CANCEL_SHARE = 0.15
 LATEST_S = 8.0  # a cancel comes up to this long after its workflow's submission
@@ -32,6 +32,8 @@ SOON_S = 0.5
 RETRY_S = 1.0   # the client's retry while the coordinator is down
 HOP_S = 0.01    # an agent sends a cancel on to the epoch holder it names
 TRIES = 120     # then the client gives up (a run's chaos is over by then)
+AFTER_DEATH_SHARE = 0.3  # takeover runs: a running workflow cancelled after its coordinator died
+AFTER_DEATH_S = (0.5, 12.0)  # that long after the death (before and after a successor acts)
 
 
 def route(agents: Mapping[str, Any], asked: str, wf: str, *, takeover: bool) -> str | None:
@@ -71,3 +73,47 @@ def draw(seed: int, workflows: Sequence[Any]) -> list[tuple[float, str, str]]:
             after = rng.uniform(0.0, LATEST_S if late else SOON_S)
             out.append((w.at + after, w.workflow_id, w.coordinator))
     return out
+
+
+class Client:
+    """The clients' side of a run's cancels: each asked, routed, asked again (`ask`);
+    and, under the takeover schedule, cancels of workflows that run on while their
+    coordinator is dead (`coordinator_died`), drawn from a stream of their own so that
+    the rest of a seed's run is drawn as before."""
+
+    def __init__(self, sim: Any, push: Any) -> None:
+        self.sim = sim
+        self.push = push  # push(at, agent, workflow id, tries): a _CANCEL event
+        self.rng = random.Random(f"cancels after a death {sim.seed}")
+
+    def ask(self, at: float, agent: Any, wf: str, tries: int) -> None:
+        """A client's cancel asked of `agent`: sent on to the epoch holder it names (or,
+        `agent` down, the one the live members name), asked again while none is found,
+        and, once taken, asked again until its workflow ended there (the client
+        service's wait: a cancel made void meanwhile is sent on to the later holder)."""
+        sim = self.sim
+        if tries > TRIES:
+            return
+        takeover = sim.config.timing.takeover_after_s is not None
+        to = route(sim.agents, agent.name, wf, takeover=takeover)
+        if to is None:
+            self.push(at + RETRY_S, agent, wf, tries + 1)
+        elif to != agent.name:
+            sim.stats["cancel sent on to the epoch holder"] += 1
+            self.push(at + HOP_S, sim.agents[to], wf, tries + 1)
+        else:
+            sim._handle(agent, agent.cancel, wf)
+            if takeover and waiting(agent, wf):
+                self.push(at + RETRY_S, agent, wf, tries + 1)
+
+    def coordinator_died(self, agent: Any) -> None:
+        """`agent` just crashed: a share of the committed workflows it coordinates that
+        still run is cancelled by its client a while later (asked of `agent`, and so,
+        while it is down, of the epoch holder the live members name)."""
+        d = agent.durable
+        for wf in sorted(d.rows):
+            row = d.rows[wf]
+            if row.state is WorkflowState.RUNNING and self.rng.random() < AFTER_DEATH_SHARE:
+                self.sim.stats["cancel drawn after its coordinator died"] += 1
+                self.push(self.sim.now + self.rng.uniform(*AFTER_DEATH_S), agent, wf, 0)
+

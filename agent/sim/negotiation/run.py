@@ -133,7 +133,12 @@ class Simulation:
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
-        if config is None if cancels is None else cancels:
+        # The clients' cancels (cancels.py): drawn for a seed's random run, asked by a
+        # targeted test (`cancel_client.push`).
+        self.cancel_client = client_cancels.Client(
+            self, lambda at, agent, wf, tries: self._push(at, _CANCEL, agent, (wf, tries)))
+        self._cancels = config is None if cancels is None else cancels
+        if self._cancels:
             for at, wf, coordinator in client_cancels.draw(seed, c.workflows):
                 self._push(at, _CANCEL, self.agents[coordinator], (wf, 0))
         for name, at, step_s in c.clock_steps:
@@ -258,24 +263,6 @@ class Simulation:
 
     # ---- the event loop ------------------------------------------------------------
 
-    def _cancel(self, at: float, agent: SimAgent, wf: str, tries: int) -> None:
-        """A client's cancel asked of `agent`: sent on to the epoch holder it names (or,
-        `agent` down, the one the live members name), asked again while none is found,
-        and, once taken, asked again until its workflow ended there (the client
-        service's wait: a cancel made void meanwhile is sent on to the later holder)."""
-        if tries > client_cancels.TRIES:
-            return
-        to = client_cancels.route(self.agents, agent.name, wf, takeover=self._views)
-        if to is None:
-            self._push(at + client_cancels.RETRY_S, _CANCEL, agent, (wf, tries + 1))
-        elif to != agent.name:
-            self.stats["cancel sent on to the epoch holder"] += 1
-            self._push(at + client_cancels.HOP_S, _CANCEL, self.agents[to], (wf, tries + 1))
-        else:
-            self._handle(agent, agent.cancel, wf)
-            if self._views and client_cancels.waiting(agent, wf):
-                self._push(at + client_cancels.RETRY_S, _CANCEL, agent, (wf, tries + 1))
-
     def run(self) -> Report:
         c = self.config
         self._push(c.chaos_end, _RESTART, self.agents[self.names[0]], "heal")
@@ -318,7 +305,7 @@ class Simulation:
                     self._handle(agent, agent.submit, payload.workflow_id, payload.spec,
                                  payload.placement)
             elif kind == _CANCEL:  # routed as the client service routes it (cancels.py)
-                self._cancel(at, agent, *payload)
+                self.cancel_client.ask(at, agent, *payload)
             elif kind == _RESTART:
                 if payload == "heal":
                     for a in self.agents.values():
@@ -375,6 +362,8 @@ class Simulation:
         agent.crash()
         self.crashes += 1
         self.died_at[agent.name] = self.now
+        if self._views and self._cancels:
+            self.cancel_client.coordinator_died(agent)  # its clients may cancel meanwhile
         if self._views:  # DEAD in every view dead_after_s later
             dead_at = self.now + self.config.timing.dead_after_s
             while dead_at - self.now < self.config.timing.dead_after_s:
