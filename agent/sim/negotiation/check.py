@@ -26,9 +26,9 @@ crash) through hooks the simulated shells call, and checks:
   says its coordinator is DEAD learns the decision within one recovery of being
   told, not a lease (`_check_undecided_recovery`; its times to resolve are the
   run's `undecided after coordinator DEAD` stats).
-* cancels (`check_cancels`): a workflow whose coordinator (of any epoch) took a
-  client's cancel ends CANCELLED, the same everywhere it ended, unless the caller was
-  told why not: a cancel of an ended one, or of one whose other end is told, is
+* cancels (`check_cancels`, cancel_check.py): a workflow whose coordinator (of any
+  epoch) took a client's cancel ends CANCELLED, the same everywhere it ended, unless
+  the caller was told why not: a cancel of an ended one, or of one whose other end is told, is
   refused, so the end it had stands; a taker overtaken by a later epoch before its
   end was made notes the cancel void (`cancel_void`; the client sends it on to that
   epoch's holder, cancels.py), and a taker dead for good carries nothing out. No step
@@ -46,6 +46,7 @@ from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.sim.negotiation.cancel_check import CancelCheck
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -106,13 +107,10 @@ class Checker:
         self.told_ends: dict[str, set[object]] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
-        # Cancels (core/node/cancel.py): workflow -> the coordinator that first took its
-        # cancel; every coordinator (of any epoch) that took it; (agent, workflow) of each
-        # cancel overtaken by a later epoch at its taker (its caller told so).
-        self.cancelled: dict[str, str] = {}
-        self.cancel_takers: dict[str, set[str]] = {}
-        self.cancels_void: set[tuple[str, str]] = set()
-        self.cancels_refused = 0
+        # Cancels (core/node/cancel.py): who took, gave up and was refused each
+        # (cancel_check.py); `cancelled`: workflow -> the coordinator that first took it.
+        self.cancels = CancelCheck(self)
+        self.cancelled = self.cancels.cancelled
         # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
         # each saga's summary as its driver ended it.
         self.comp_runs: dict[tuple[str, str, int], str] = {}
@@ -168,9 +166,8 @@ class Checker:
         self.runs[run] = agent
         if (agent, run[0]) not in self._commit_known:
             self.fail(f"{agent} started {run} without knowing a COMMIT of {run[0]}")
-        took = agent in self.cancel_takers.get(run[0], ()) \
-            and (agent, run[0]) not in self.cancels_void
-        if took or run[0] in self.cancelled and (agent, run[0]) in self.ended_at:
+        if self.cancels.learned(agent, run[0]) \
+                or run[0] in self.cancelled and (agent, run[0]) in self.ended_at:
             self.fail(f"cancel: {agent} started {run} after it learned the cancel")
 
     def compensation_started(self, agent: str, run: tuple[str, str, int],
@@ -199,17 +196,13 @@ class Checker:
         self._sim.stats["saga judged at its end"] += 1
 
     def cancel_taken(self, agent: str, wf: str) -> None:
-        self.cancelled.setdefault(wf, agent)
-        self.cancel_takers.setdefault(wf, set()).add(agent)
-        self.cancels_void.discard((agent, wf))  # taken again, in the epoch it drives
+        self.cancels.taken(agent, wf)
 
     def cancel_void(self, agent: str, wf: str, epoch: int, holder: str) -> None:
-        """`agent`'s cancel of `wf` was overtaken by `holder`'s later `epoch` before its
-        end was made: not carried out there; its caller is told (and sends it on)."""
-        self.cancels_void.add((agent, wf))
+        self.cancels.void(agent, wf)
 
     def cancel_refused(self, agent: str, wf: str, why: str) -> None:
-        self.cancels_refused += 1
+        self.cancels.refused += 1
 
     def acting(self, agent: str, wf: str, epoch: int, now: float) -> None:
         other = self.acting_in.setdefault((wf, epoch), agent)
@@ -363,48 +356,7 @@ class Checker:
                               f"deadline {deadline:.2f} (coordinator dead)")
 
     def check_cancels(self, sim: World) -> None:
-        """Every workflow whose cancel a coordinator (of any epoch) took ended CANCELLED
-        at its original coordinator (unless that one died for good) and wherever it
-        ended (held or forgotten), unless every taker's cancel was void (its caller
-        told: cancel_void) or its taker died for good first (then nobody carries the
-        cancel out)."""
-        for wf in self.cancelled:
-            standing = sorted(a for a in self.cancel_takers.get(wf, ())
-                              if a not in sim.dead_forever and (a, wf) not in self.cancels_void)
-            if not standing:
-                continue
-            coord = standing[0]
-            row = self.row(sim, wf)
-            ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]
-            ends += [(name, end) for name, w, end, _ in self._forgotten if w == wf]
-            if not any(end is not None for _, end in ends) and self._unacknowledgeable(sim, wf):
-                # Its CANCELLED end, told first, is made once enough electors
-                # acknowledged it (domain_loss.py): with the participants gone for good
-                # those left cannot be enough (docs/architecture.md, "Not built yet").
-                sim.stats["cancel held: its end unacknowledgeable, a domain gone for good"] += 1
-                continue
-            if sim.workflows.get(wf) not in sim.dead_forever \
-                    and (row is None or row.state.name != "CANCELLED"):
-                self.fail(f"cancel: {coord} took the cancel of {wf}, which ended"
-                          f" {row.state.name if row is not None else 'nowhere'}")
-            for name, end in ends:
-                if end is not None and end.name != "CANCELLED":
-                    self.fail(f"cancel: {name} ended {wf} {end.name} after its cancel")
-
-    def _unacknowledgeable(self, sim: World, wf: str) -> bool:
-        """With takeover on, a held end of committed `wf` cannot be acknowledged by
-        enough electors: a participant is gone for good, and the live participants are
-        fewer than two or outside a majority of the electorate (as _check_takeovers
-        judges a verdict's end)."""
-        round_ = self.committed(wf)
-        tx = self.txs.get((wf, round_)) if round_ is not None else None
-        if sim.config.timing.takeover_after_s is None or tx is None:
-            return False
-        electorate = set(tx.acceptors) or set(tx.participants) | {sim.workflows[wf]}
-        live_participants = set(tx.participants) - sim.dead_forever
-        return bool(set(tx.participants) & sim.dead_forever) and (
-            len(live_participants) < 2
-            or len(electorate - live_participants) >= len(electorate) // 2 + 1)
+        self.cancels.check(sim)  # cancel_check.py
 
     def _check_takeovers(self, sim: World) -> None:
         """A committed workflow whose coordinator died for good ends at every live

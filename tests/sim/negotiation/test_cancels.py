@@ -103,7 +103,7 @@ def test_a_cancel_while_the_coordinator_is_dead_goes_to_its_successor():
     report = sim.run()
     assert report.violations == [], report.violations
     assert sim.checker.acting_in == {(TWF, 1): "d1"}
-    assert sim.checker.cancel_takers[TWF] == {"d1"}
+    assert sim.checker.cancels.takers[TWF] == {"d1"}
     assert report.stats["cancel sent on to the epoch holder"] >= 1
     assert {n: a.disk.final.get(TWF) for n, a in sim.agents.items() if n != "d0"} == {
         n: WorkflowState.CANCELLED for n in ("d1", "d2", "d3")}
