@@ -243,13 +243,13 @@ class DomainLoss:
         n = self.n
         told = self.held.pop(wf, None)
         self.released.discard(wf)
-        if told is WorkflowState.CANCELLED:
-            n.cancels.void(wf)  # the cancel's caller is answered what happened
         if n.state.final.get(wf) is not None and n.state.epochs.get(wf, (0, n.name))[1] \
                 == n.name:
             # Made here by another path (a claim's answer showed that very end: the
             # takeover part's Announce): the end notices pending are the made end's.
             return
+        if told is WorkflowState.CANCELLED:
+            n.cancels.void(wf)  # the cancel's caller is answered what happened
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
         n.pending = {k: v for k, v in n.pending.items()
                      if not (k[0] == "final" and k[1] == wf)}
