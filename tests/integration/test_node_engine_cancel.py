@@ -158,6 +158,7 @@ steps:
         reply = json.loads(out)
         assert reply["state"] == "CANCELLED", reply
         assert (reply["coordinator"], reply["epoch"]) == ("n2", 1), reply
+        assert reply["reason"] == "cancelled: enough", reply
         await wait_for(lambda: _gone(pids, seconds), 20, "the nap's process to be stopped")
         status = await wait_for(lambda: _cancelled_at(fed, "n3", wid), 20, "n3 to end it")
         assert step_states(status)["nap"][0] == "CANCELLED", status
