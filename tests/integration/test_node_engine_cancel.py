@@ -1,13 +1,17 @@
-"""Cancel and durable request ids on three real agents running `engine: node`.
+"""Cancel and durable request ids on real agents running `engine: node`.
 
-A RUNNING workflow whose step naps on n2, cancelled with `fedorch cancel --json`
-through n3 (which takes no part in its decision, so the cancel goes to its
-coordinator n1): refused at once naming why (coordinator takeover is on in the node
-engine, and a committed workflow's cancel is not yet agreed by the takeover
-electorate), and the workflow runs on. A cancel of an ended workflow is refused
-(exit 1, naming its end) and changes nothing. A submission retried with the same
-request id after its coordinator was SIGKILLed (right after it answered) and
-restarted is answered the workflow the first attempt made, and no other is made.
+A RUNNING workflow whose step naps on n2 is cancelled with `fedorch cancel --json`
+through n3, which takes no part in its decision: the cancel reaches its coordinator
+n1, whose CANCELLED end is told to n2 first (coordinator takeover is always composed
+in the node engine) and then made; the workflow ends CANCELLED at both, and the nap's
+process is gone (by its pid). With the coordinator SIGKILLed while a step naps, the
+successor that took the workflow over takes the cancel asked of an agent outside the
+workflow (the coordinator the id names cannot answer: the live members name the
+successor) and ends it CANCELLED in its epoch, the nap stopped. A cancel of an ended
+workflow is refused (exit 1, naming its end) and changes nothing. A submission
+retried with the same request id after its coordinator was SIGKILLed (right after it
+answered) and restarted is answered the workflow the first attempt made, and no other
+is made.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
     naps_running,
+    node_engine_domains,
     started_federation,
     state_name,
+    step_states,
     wait_for,
 )
 from tests.integration.test_orphan_steps import NAPS
@@ -98,25 +104,75 @@ async def fed(tmp_path):
         yield fed
 
 
-async def test_a_running_workflows_cancel_is_refused_at_once_naming_why(fed, seconds):
-    """The node engine composes coordinator takeover (always on), and a cancel of a
-    committed workflow is not yet an act of the takeover electorate: a successor that
-    won an epoch before hearing of it could end the workflow another way. So it is
-    refused at once with the Node's reason (the Node's own cancel of a running workflow
-    is tested without takeover: tests/unit/core/node/test_cancel.py, the simulator's
-    cancels), and the workflow runs on."""
+async def test_a_running_workflow_is_cancelled_everywhere_and_its_step_process_is_gone(
+        fed, seconds):
     wid = await fed.submit("n1", _napping(seconds))
-    await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30, "the nap to run")
+    pids = await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30,
+                          "the nap to run")
     assert state_name(await fed.status("n1", wid)) == "RUNNING"
 
     code, out, err = await _cli(fed, "n3", "cancel", wid, "--json", "--reason", "enough")
-    assert code == 1, (code, out, err)
-    assert out == ""
-    assert "FAILED_PRECONDITION" in err, err
-    assert f"{wid} is committed: with coordinator takeover on" in err, err
-    assert state_name(await fed.local_status("n1", wid)) == "RUNNING"
-    assert state_name(await fed.local_status("n2", wid)) == "RUNNING"
-    assert await asyncio.to_thread(naps_running, seconds)
+    assert code == 0, (code, out, err)
+    reply = json.loads(out)
+    assert reply["state"] == "CANCELLED", reply
+    assert reply["reason"] == "cancelled: enough", reply
+    assert reply["coordinator"] == "n1", reply
+    await wait_for(lambda: _gone(pids, seconds), 20, "the nap step's process to be stopped")
+    status = await wait_for(lambda: _cancelled_at(fed, "n2", wid), 20, "n2 to end it")
+    assert step_states(status)["nap"][0] == "CANCELLED", status
+    assert state_name(await fed.local_status("n1", wid)) == "CANCELLED"
+
+
+async def test_a_cancel_after_the_coordinator_was_killed_is_taken_by_its_successor(
+        tmp_path, seconds):
+    """n1 coordinates and runs nothing; `quick` runs at n2, the nap at n3; n4 takes no
+    part. n1 is SIGKILLed (never restarted) while the nap runs: n2 takes the workflow
+    over in epoch 1. The cancel asked of n4 finds n1 unreachable, asks the members, and
+    goes to n2, which tells its CANCELLED end to n3 (stopping the nap) and makes it."""
+    domains = node_engine_domains(
+        ("n1", "n2", "n3", "n4"),
+        lambda name: {"n2": ECHO, "n3": NAPS}.get(name, []))
+    async with started_federation(tmp_path, domains) as fed:
+        wid = await fed.submit("n1", f"""
+name: napping-on
+steps:
+  - {{id: quick, capability: test.echo, constraints: {{domains: [n2]}}}}
+  - id: nap
+    capability: test.nap
+    params: {{seconds: "{seconds}"}}
+    needs: [quick]
+    constraints: {{domains: [n3]}}
+""")
+        pids = await wait_for(lambda: asyncio.to_thread(naps_running, seconds), 30,
+                              "the nap to run")
+        fed.kill("n1")  # SIGKILL, reaped by its pid; never restarted
+        await fed.close_channels()
+
+        async def taken_over():
+            s = await fed.local_status("n2", wid)
+            return s if s is not None and (s.coordinator, s.epoch) == ("n2", 1) else None
+
+        await wait_for(taken_over, 30, "n2 to take the workflow over")
+        code, out, err = await _cli(fed, "n4", "cancel", wid, "--json", "--reason", "enough")
+        assert code == 0, (code, out, err)
+        reply = json.loads(out)
+        assert reply["state"] == "CANCELLED", reply
+        assert (reply["coordinator"], reply["epoch"]) == ("n2", 1), reply
+        assert reply["reason"] == "cancelled: enough", reply
+        await wait_for(lambda: _gone(pids, seconds), 20, "the nap's process to be stopped")
+        status = await wait_for(lambda: _cancelled_at(fed, "n3", wid), 20, "n3 to end it")
+        assert step_states(status)["nap"][0] == "CANCELLED", status
+        assert "n1" not in fed.procs  # still dead
+
+
+async def _gone(pids: list[int], seconds: str) -> bool:
+    """None of `pids` is a live nap any more (a zombie has no command line)."""
+    return not set(pids) & set(await asyncio.to_thread(naps_running, seconds))
+
+
+async def _cancelled_at(fed: Federation, name: str, wid: str):
+    s = await fed.local_status(name, wid)
+    return s if s is not None and state_name(s) == "CANCELLED" else None
 
 
 async def test_a_negotiating_workflows_cancel_is_carried_out_and_audited(tmp_path):

@@ -2,13 +2,16 @@
 
 Theory of operation
 -------------------
-Only a workflow's coordinator takes a `Cancel` (the driver's client service routes it
-there and checks who may ask). A cancel is durable before anything it causes: its
-reason goes into the `cancels` table in a write group of its own ("cancel") of the
-Ready that carries it out, ahead of the round's ABORT or the end notices it sends,
-so a crash between the two finds it on disk and `restore` carries it out again.
-What it does depends on where the workflow is (the coordinator's row, the lifecycle
-core's state):
+Only the coordinator of a workflow's current epoch takes a `Cancel`: its original
+coordinator while the workflow negotiates, or while it runs at epoch 0 and follows no
+later epoch; after a takeover, the successor acting in the epoch it won
+(DomainLoss.drives says which). The driver's client service routes a cancel there
+(to the holder of the highest epoch its members know) and checks who may ask. A
+cancel is durable before anything it causes: its reason goes into the `cancels`
+table in a write group of its own ("cancel") of the Ready that carries it out, ahead
+of the round's ABORT or the end notices it sends, so a crash between the two finds it
+on disk and `restore` carries it out again. What it does depends on where the
+workflow is (the coordinator's row, the lifecycle core's state):
 
     (row state,   coordinator phase)  -> effect
     (NEGOTIATING, PREPARING)   the round is aborted (Coordinator.cancel): ABORT to the
@@ -17,23 +20,44 @@ core's state):
                                waits on record; once the round is decided, a COMMIT
                                ends it as a running one (below), an ABORT ends it
                                CANCELLED (`finished_cancelled`), a next round is aborted
-    (RUNNING,     -)           lifecycle Cancelled: the row CANCELLED, its steps here
-                               stopped (`stop_steps`), what it holds here released, an
-                               end notice (FinalMsg CANCELLED) sent to every participant
-                               until acknowledged; a participant that takes it stops its
-                               steps and releases its holds (Running.end_here)
+    (RUNNING,     -) / acting  the CANCELLED end, told first (below); once made: its
+                               steps here stopped (`stop_steps`), what it holds here
+                               released, the end notices resent until acknowledged,
+                               the saga it owes run (compensating.py); a participant
+                               that takes the end stops its steps and releases its
+                               holds (Running.end_here)
     (terminal,    -)           refused: the workflow keeps its end, nothing is written
+    an end told, not CANCELLED refused: that end (a loss verdict's, or one on results)
+                               reached electors already and stands
+    a later epoch held         refused, naming its holder (the client service cancels
+                               there)
     (no row here, -)           refused: not coordinated here (or forgotten)
 
-While a cancel waits on record, no step attempt of the workflow starts here
-(`holds_back`): a COMMIT decided after the cancel starts nothing at the coordinator.
-A workflow taken over by a successor (coordinator takeover: an epoch above 0 on
-record) is refused here: its successor decides its end. With coordinator takeover
-composed, a cancel of a committed workflow (or one whose COMMIT is proposed) is
-refused: a claimant that won an epoch before it heard of the cancel would end it
-otherwise, and two ends would stand (making the cancel an act of the electorate, as
-a claim is, is not built); a cancel while the round is prepared stays safe, since
-only a committed workflow is taken over.
+Why a running workflow's cancel is safe with coordinator takeover. A cancel is one
+coordinator's decision, as a loss verdict is: a claimant that won a later epoch before
+it heard of the cancel could end the workflow otherwise on its results. So the
+CANCELLED end is told before it is made, exactly as a verdict's end is
+(domain_loss.py, `tell_end`, `held`, `_release_if_told`): the end notice (FinalMsg
+CANCELLED, in this Node's epoch, with its certificate for a successor) goes to every
+participant, and the end is made here only once each participant not gone, and enough
+electors that a majority of the electorate must meet one, acknowledged it. An elector
+acknowledges an end of epoch k only while it holds no later epoch and then answers
+every claim with that end: a later claimant finds CANCELLED and announces it, or never
+wins. Until then the status shows the workflow RUNNING and no attempt starts here
+(`holds_back`); a step's outcome or a loss verdict that comes meanwhile does not
+replace the end told (`_hold` keeps CANCELLED while the cancel is on record).
+
+A cancel overtaken. If this Node learns a later epoch before the CANCELLED end is
+made (it granted a claim, or a claimant's end or certificate reached it), its told end
+is void (DomainLoss.tick): its notices go no more, nothing holds its attempts back
+(the epoch holder it now follows decides), and the cancel is noted void
+(`cancel_void`, naming the holder). It is not carried out here, but it does not
+vanish: the caller is answered what happened. The client service, still waiting on
+the cancel, sends it on to the holder it names (`holder_elsewhere`), which takes it
+in its own epoch (or refuses it with the end it made); a caller whose deadline
+passed is answered the status with its `coordinator` and `epoch`, and cancels again
+there. A cancel on record is carried out again should this Node drive the workflow
+once more (it wins a later epoch: the takeover part's Act, `successor_outcome`).
 
 Request ids. A client's retry of a submission carries its request id; the
 coordinator keeps (request id -> workflow id, wall ms) in the `requests` table, in
@@ -49,10 +73,11 @@ from typing import Any
 
 from fedorch.core.negotiation.rounds import Phase
 from fedorch.core.node.inputs import Cancel
+from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 
-__all__ = ["REQUESTS_KEPT", "REQUEST_WINDOW_MS", "Cancels", "refusal"]
+__all__ = ["REQUESTS_KEPT", "REQUEST_WINDOW_MS", "Cancels", "holder_elsewhere", "refusal"]
 
 REQUESTS_KEPT = 16_384
 REQUEST_WINDOW_MS = 3_600_000  # a client retries within the hour its submission is valid
@@ -63,27 +88,44 @@ def refusal(node: Any, workflow_id: str) -> str | None:
     asked when it steps a `Cancel` (the node engine's client service refuses an ended
     workflow's cancel from its durable status before it posts one)."""
     d = node.state
-    row = d.rows.get(workflow_id)
-    if row is None:
-        return f"{workflow_id} is not coordinated here"
-    if row.state in TERMINAL:
+    wf = workflow_id
+    row = d.rows.get(wf)
+    if row is not None and row.state in TERMINAL:
         how = f" ({row.reason})" if row.reason else ""
-        return f"{workflow_id} already ended {row.state.name}{how}: nothing to cancel"
-    if d.epochs.get(workflow_id, (0, ""))[0] > 0:
-        return f"{workflow_id} was taken over by {d.epochs[workflow_id][1]}: cancel it there"
-    if node.takeover is not None and committing(node, workflow_id):
-        return (f"{workflow_id} is committed: with coordinator takeover on, a cancel of a"
-                " committed workflow is not built (a successor could end it otherwise)")
-    return None
+        return f"{wf} already ended {row.state.name}{how}: nothing to cancel"
+    if wf in d.final:
+        return f"{wf} already ended {d.final[wf].name}: nothing to cancel"
+    if node.domain_loss.drives(wf):
+        told = node.domain_loss.held.get(wf)
+        if told is not None and told is not WorkflowState.CANCELLED:
+            return (f"{wf} is ending {told.name} (that end is told to its participants"
+                    " already): nothing to cancel")
+        return None
+    if row is not None and row.state is WorkflowState.NEGOTIATING:
+        return None  # no epoch before a commit: the original alone decides
+    later = holder_elsewhere(node, wf)
+    if later is not None:
+        return (f"{wf} was taken over by {later[1]} (coordinator epoch {later[0]}):"
+                " cancel it there")
+    if claiming(node, wf):
+        return (f"{wf}: {node.name} claims a later coordinator epoch and has not won it"
+                " yet; cancel again shortly")
+    return f"{wf} is not coordinated here"
 
 
-def committing(node: Any, workflow_id: str) -> bool:
-    """Its COMMIT is proposed (DECIDING) or decided (RUNNING)."""
-    row = node.state.rows[workflow_id]
-    if row.state is WorkflowState.RUNNING:
-        return True
-    core = node.coordinators.get(workflow_id)
-    return core is not None and core.phase is not Phase.PREPARING
+def holder_elsewhere(node: Any, wf: str) -> tuple[int, str] | None:
+    """The later coordinator epoch this Node holds for `wf` and its holder, if another
+    domain: where a cancel of `wf` goes instead (None: none, or this Node's own)."""
+    epoch, holder = held_of(node.state, wf, wf.rpartition(".")[0])
+    if epoch < 1 or holder == node.name or not holder:
+        return None
+    return epoch, holder
+
+
+def claiming(node: Any, wf: str) -> bool:
+    """This Node claims a later epoch of `wf` and does not act in it (yet)."""
+    epoch, holder = held_of(node.state, wf, wf.rpartition(".")[0])
+    return epoch >= 1 and holder == node.name and not node.domain_loss.drives(wf)
 
 
 class Cancels:
@@ -103,21 +145,31 @@ class Cancels:
             n.stats["cancel refused"] += 1
             n.note("cancel_refused", wf, why)
             return
-        if wf in d.cancels:
-            return  # taken already: it is being carried out
-        n.point("cancel")
-        d.cancels[wf] = c.reason
+        if wf not in d.cancels:
+            n.point("cancel")
+            d.cancels[wf] = c.reason
+            n.stats["cancel taken"] += 1
+        # Noted on each taking, in the epoch this Node drives (a successor may take the
+        # cancel its original had to give up: the checker's `cancel_taken`).
         n.note("cancel_taken", wf)
-        n.stats["cancel taken"] += 1
         self.carry_out(now, wf)
-        if d.rows[wf].state is WorkflowState.NEGOTIATING:
+        if d.rows.get(wf) is not None and d.rows[wf].state is WorkflowState.NEGOTIATING:
             n.stats["cancel waits for a COMMIT proposed"] += 1
 
     # ---- what the other parts call -----------------------------------------------------
 
     def holds_back(self, wf: str) -> bool:
-        """A cancel of `wf` is on record here: none of its attempts may start."""
-        return wf in self.n.state.cancels
+        """A cancel of `wf` is on record here and this Node decides the workflow's end
+        (it negotiates it, or drives the current epoch): none of its attempts may start,
+        and no end but CANCELLED is told. A cancel overtaken by a later epoch (void:
+        `void`) holds nothing back; the holder of that epoch decides."""
+        n = self.n
+        if wf not in n.state.cancels:
+            return False
+        row = n.state.rows.get(wf)
+        if row is not None and row.state is WorkflowState.NEGOTIATING:
+            return True
+        return n.domain_loss.drives(wf)
 
     def finished_cancelled(self, wf: str) -> bool:
         """Its admission ended without a commit while a cancel waited: CANCELLED."""
@@ -131,33 +183,56 @@ class Cancels:
 
     def restore(self, now: float) -> None:
         """A cancel on record whose workflow has not ended (a crash between the cancel's
-        write and the writes that carry it out): carried out again."""
+        write and the writes that carry it out): carried out again, where this Node
+        still decides the end (else it is void: `void`)."""
         d = self.n.state
         for wf in list(d.cancels):
             row = d.rows.get(wf)
-            if row is not None and row.state not in TERMINAL:
+            if wf not in d.final and (row is None or row.state not in TERMINAL):
                 self.carry_out(now, wf)
+
+    def void(self, wf: str) -> None:
+        """The CANCELLED end told here is void, or the cancel on record can no longer be
+        carried out here: a later epoch's holder decides `wf`'s end (or has ended it
+        already: its end was taken here). Noted (the caller is answered what happened:
+        the client service sends the cancel on to that holder, or answers the end),
+        never carried out here in this epoch."""
+        n = self.n
+        if wf not in n.state.cancels:
+            return
+        later = holder_elsewhere(n, wf)
+        n.stats["cancel void: a later epoch's holder decides"] += 1
+        n.note("cancel_void", wf, *(later if later is not None else (0, "")))
 
     # ---- carrying it out -----------------------------------------------------------------
 
     def carry_out(self, now: float, wf: str) -> None:
         n = self.n
         d = n.state
-        row = d.rows.get(wf)
-        if row is None or row.state in TERMINAL or d.epochs.get(wf, (0, ""))[0] > 0:
+        if wf in d.final:
             return
+        row = d.rows.get(wf)
         reason = d.cancels[wf]
-        if row.state is WorkflowState.NEGOTIATING:
+        if row is not None and row.state is WorkflowState.NEGOTIATING:
             core = n.coordinators.get(wf)
             if core is not None and core.phase is Phase.PREPARING:
                 n.stats["cancel aborted a round"] += 1
                 core.cancel(now, reason)  # its Finished makes the row CANCELLED
                 n.negotiation.run(now, core.next_actions(), core)
             return  # DECIDING: a COMMIT proposed; carried out once it is decided
-        if row.state is WorkflowState.RUNNING and wf not in d.final:
-            n.stats["cancel ended a running workflow"] += 1
-            n.point("workflow cancelled")
+        if not n.domain_loss.drives(wf):
+            if holder_elsewhere(n, wf) is not None:
+                self.void(wf)  # another epoch's holder decides (restore found it so)
+            return  # else not running here yet (its progress is built as it commits)
+        if n.domain_loss.tell_end(now, wf, WorkflowState.CANCELLED):
+            return  # told first: made once enough acknowledged it (domain_loss.py)
+        n.stats["cancel ended a running workflow"] += 1
+        n.point("workflow cancelled")
+        epoch = n.domain_loss.epoch(wf)
+        if epoch == 0:
             n.running.end_as_coordinator(now, wf, lifecycle.Cancelled(f"cancelled: {reason}"))
+        else:  # a successor, in the epoch it won
+            n.takeover.end_as_successor(now, wf, epoch, WorkflowState.CANCELLED)
 
     # ---- request ids -----------------------------------------------------------------------
 

@@ -87,6 +87,14 @@ maps the workflow to the end told); once released, `released` lets the outcome p
 make it. On restore such an end is told again by that path (check_outcome), and made
 at once if enough had acknowledged it.
 
+A cancel's end (CANCELLED, cancel.py) is told first the same way, by the coordinator
+of the current epoch that took the cancel (`tell_end`, from Cancels.carry_out): held
+as CANCELLED while the cancel is on record (`_hold`: no outcome or verdict replaces
+it), made once released as any held end is, the outcome path going to the cancel
+first (Running.check_outcome, the takeover part's successor_outcome). Made void by a
+later epoch (`_void`), the cancel is noted void (Cancels.void) so that its caller is
+answered what happened.
+
 Not done here (docs/architecture.md): only the participants (and, by a successor, the
 original) are told a held end, so where the electors outside them (extra acceptors
 holding no step) or gone ones are a majority, or the coordinator is the only live
@@ -233,13 +241,15 @@ class DomainLoss:
 
     def _void(self, wf: str) -> None:
         n = self.n
-        self.held.pop(wf, None)
+        told = self.held.pop(wf, None)
         self.released.discard(wf)
         if n.state.final.get(wf) is not None and n.state.epochs.get(wf, (0, n.name))[1] \
                 == n.name:
             # Made here by another path (a claim's answer showed that very end: the
             # takeover part's Announce): the end notices pending are the made end's.
             return
+        if told is WorkflowState.CANCELLED:
+            n.cancels.void(wf)  # the cancel's caller is answered what happened
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
         n.pending = {k: v for k, v in n.pending.items()
                      if not (k[0] == "final" and k[1] == wf)}
@@ -311,12 +321,16 @@ class DomainLoss:
         self._hold(wf)
 
     def _hold(self, wf: str, state: WorkflowState = WorkflowState.FAILED) -> None:
-        """The end (a verdict's: FAILED) is told to every participant (and, by a
-        successor, to the original coordinator) before it is made here, in this
-        Node's epoch."""
+        """The end (a verdict's: FAILED; one on results; a cancel's: CANCELLED,
+        cancel.py) is told to every participant (and, by a successor, to the original
+        coordinator) before it is made here, in this Node's epoch."""
         n = self.n
         if wf in self.held:
             return
+        if n.cancels.holds_back(wf):
+            # A cancel on record here is what ends it: a verdict resolved meanwhile (or
+            # rebuilt on restore before the cancel is) never replaces the end told.
+            state = WorkflowState.CANCELLED
         self.held[wf] = state
         epoch = self.epoch(wf)
         verdict = state is WorkflowState.FAILED and self._verdict_on_record(wf)

@@ -438,14 +438,17 @@ class Takeovers:
         return False
 
     def successor_outcome(self, now: float, wf: str) -> None:
-        """An acting successor ends the workflow once its progress has an outcome (or,
-        ended with a saga plan open, drives the plan)."""
+        """An acting successor ends the workflow once its progress has an outcome, or
+        on a cancel it took (or, ended with a saga plan open, drives the plan)."""
         if wf in self.n.state.final:
             self.n.compensating.plans.adopt(now, wf)
             return
         core = self.cores.get(wf)
         p = self.n.progress.get(wf)
         if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:
+            return
+        if self.n.cancels.holds_back(wf):  # a cancel it took ends it (cancel.py)
+            self.n.cancels.carry_out(now, wf)
             return
         if self.n.domain_loss.holds(wf):  # a loss verdict's end, told first
             return
@@ -465,7 +468,9 @@ class Takeovers:
         d = n.state
         row = d.rows.get(wf)
         if row is not None:  # the original coordinator, back and acting in a later epoch
-            d.rows[wf] = replace(row, state=state)
+            cancelled = state is WorkflowState.CANCELLED and wf in d.cancels
+            d.rows[wf] = replace(row, state=state, reason=f"cancelled: {d.cancels[wf]}") \
+                if cancelled else replace(row, state=state)
         info = n.running.info(wf)
         core = self.cores.get(wf)
         won = self.proof.own_certificate(wf, epoch) \

@@ -29,16 +29,10 @@ Node (status.py) and posts everything else the Node must do:
   sent again);
 - ListWorkflows: every workflow this Node knows;
 - ListMembers: the membership view, as with the shells (inherited).
-- Cancel: as with the shells, the caller needs the `cancel` permission (the
-  interceptor); the cancel goes to the workflow's coordinator (its id names it; a
-  forwarded call carries `local_only`), which, once it takes the cancel, appends the
-  request to its audit chain as the shells do (a `client_request` record naming the
-  verified caller, written before the Node acts), posts `Cancel` to its Node
-  (core/node/cancel.py) and answers the workflow's status once it ended CANCELLED and
-  that is durable. A workflow that already ended is refused with FAILED_PRECONDITION
-  naming its end (the CLI exits 1), and nothing changes; one unknown here NOT_FOUND;
-  one the Node would refuse (cancel.refusal: with coordinator takeover on, as the node
-  engine runs it, a committed workflow) FAILED_PRECONDITION with the Node's reason.
+- Cancel: cancels.py (the caller needs the `cancel` permission; the cancel goes to
+  the coordinator of the workflow's current epoch, the successor after a takeover,
+  which answers the status once it ended CANCELLED and that is durable; an ended
+  workflow FAILED_PRECONDITION naming its end, an unknown one NOT_FOUND).
 A request id is kept with the workflow's row (the Node's `requests` table, in the
 row's write): a retry, in this life or after a restart, is answered the workflow the
 first attempt made; `_by_request` keeps this life's too, so that a retry that comes
@@ -65,9 +59,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.node.cancel import refusal
-from fedorch.core.node.inputs import Cancel, Submit
-from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
+from fedorch.core.node.inputs import Submit
+from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import SpecError
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
 from fedorch.runtime.client_service import (
@@ -78,8 +71,8 @@ from fedorch.runtime.client_service import (
     ClientService,
     _check_id,
 )
-from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
+from fedorch.runtime.node_engine.cancels import Cancels
 from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
 from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans, Unplaceable
 from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
@@ -95,7 +88,6 @@ log = logging.getLogger("fedorch.node_engine")
 
 REQUEST_IDS_KEPT = 16_384
 _TAKEN = peer_pb2.Envelope()  # NodeTurns' answer to each envelope it posted
-CANCEL_DONE_S = 10.0  # a cancel not carried out by then is answered with the status it has
 WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members this often
 
 
@@ -162,6 +154,7 @@ class NodeClientService(ClientService):
         # Placement's candidates, kept while the member view stands (placing.py).
         self.candidates = KeptCandidates(engine.agent)
         engine.agent.on_members_change.append(self.candidates.changed)
+        self._cancels = Cancels(self)  # the Cancel call (cancels.py)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -403,60 +396,7 @@ class NodeClientService(ClientService):
     # ---- cancel ---------------------------------------------------------------------------
 
     async def Cancel(self, request, context):
-        await _check_id(request.id, context)
-        a = self.agent
-        coordinator = coordinator_of(request.id)
-        if coordinator and coordinator != a.domain:  # only its coordinator decides
-            if request.local_only:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, (
-                    f"{a.domain} does not coordinate {request.id}: {coordinator} does"))
-            stub = self._stub(coordinator)
-            if stub is None:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, (
-                    f"the coordinator of {request.id} ({coordinator}) is not known here;"
-                    " cancel it there"))
-            forwarded = client_pb2.CancelRequest(id=request.id, reason=request.reason,
-                                                 local_only=True)
-            try:
-                return await stub.Cancel(forwarded, timeout=FORWARD_TIMEOUT_S)
-            except grpc.aio.AioRpcError as e:
-                await context.abort(e.code(), e.details())
-        view = self.engine.view
-        status = await view.read(request.id)
-        if status is None or request.id not in self.engine.node.state.rows:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no workflow {request.id!r} coordinated here")
-        if status.state in TERMINAL:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
-        if (why := refusal(self.engine.node, request.id)) is not None:  # e.g. takeover on
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
-        # Taken: recorded as the shells record it (client_service.Cancel), on the audit
-        # chain before the Node acts on it, naming the verified caller (also when a peer
-        # forwarded the call for it); written alone, now, so that it precedes the end.
-        caller = CURRENT_CALLER.get()
-        await a.audit.client_request("cancel", request.id, peer=context.peer(),
-                                     principal=caller.describe() if caller else "")
-        self.engine.post(Cancel(request.id, request.reason or "by request"))
-        deadline = a.clock.monotonic() + CANCEL_DONE_S
-        while status.state not in TERMINAL:
-            left = deadline - a.clock.monotonic()
-            if left <= 0:  # on record (a COMMIT being decided): carried out once decided
-                return client_pb2.CancelReply(status=status)
-            await view.wait(request.id, steps=False, timeout=left)
-            status = await view.read(request.id)
-            if status is None:
-                await context.abort(grpc.StatusCode.NOT_FOUND,
-                                    f"no workflow {request.id!r} coordinated here")
-        if status.state != WorkflowState.CANCELLED:  # it ended before the cancel came
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
-        return client_pb2.CancelReply(status=status)
-
-
-def _ended(status) -> str:
-    state = status_pb2.WorkflowState.Name(status.state).removeprefix("WORKFLOW_STATE_")
-    why = f" ({status.reason})" if status.reason else ""
-    return f"{status.id} already ended {state}{why}: nothing to cancel"
-
+        return await self._cancels.cancel(request, context)  # cancels.py
 
 class NodePeerService(PeerService):
     def __init__(self, engine: NodeAgent) -> None:

@@ -78,6 +78,8 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
     elif wf in d.committed and (wf, d.committed[wf]) in d.info:  # a participant
         info = d.info[(wf, d.committed[wf])]
         state, reason, rounds = d.final.get(wf, WorkflowState.RUNNING), "", d.committed[wf]
+        if state is WorkflowState.CANCELLED and wf in d.cancels:  # it took, as a successor
+            reason = f"cancelled: {d.cancels[wf]}"
     else:
         return None
     # The coordinator followed here, or acted as (a takeover's epoch >= 1): the current

@@ -26,11 +26,15 @@ crash) through hooks the simulated shells call, and checks:
   says its coordinator is DEAD learns the decision within one recovery of being
   told, not a lease (`_check_undecided_recovery`; its times to resolve are the
   run's `undecided after coordinator DEAD` stats).
-* cancels (`check_cancels`): a workflow whose coordinator took a client's cancel ends
-  CANCELLED (a cancel of an ended one is refused, so the end it had stands), the
-  same everywhere it ended; no step attempt of it starts at a domain after that
-  domain learned the cancel (took it, or ended the workflow); no reservation is left
-  (the leak check above).
+* cancels (`check_cancels`, cancel_check.py): a workflow whose coordinator (of any
+  epoch) took a client's cancel ends CANCELLED, the same everywhere it ended, unless
+  the caller was told why not: a cancel of an ended one, or of one whose other end is told, is
+  refused, so the end it had stands; a taker overtaken by a later epoch before its
+  end was made notes the cancel void (`cancel_void`; the client sends it on to that
+  epoch's holder, cancels.py), and a taker dead for good carries nothing out. No step
+  attempt of it starts at a domain after that domain learned the cancel (took it and
+  drives the workflow, or ended the workflow); no reservation is left (the leak
+  check above).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from fedorch.core.negotiation.acceptor import AcceptorRecord
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.sim.negotiation.cancel_check import CancelCheck
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -102,9 +107,10 @@ class Checker:
         self.told_ends: dict[str, set[object]] = {}
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
-        # Cancels (core/node/cancel.py): workflow -> the coordinator that took its cancel.
-        self.cancelled: dict[str, str] = {}
-        self.cancels_refused = 0
+        # Cancels (core/node/cancel.py): who took, gave up and was refused each
+        # (cancel_check.py); `cancelled`: workflow -> the coordinator that first took it.
+        self.cancels = CancelCheck(self)
+        self.cancelled = self.cancels.cancelled
         # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
         # each saga's summary as its driver ended it.
         self.comp_runs: dict[tuple[str, str, int], str] = {}
@@ -160,8 +166,8 @@ class Checker:
         self.runs[run] = agent
         if (agent, run[0]) not in self._commit_known:
             self.fail(f"{agent} started {run} without knowing a COMMIT of {run[0]}")
-        if self.cancelled.get(run[0]) == agent or run[0] in self.cancelled \
-                and (agent, run[0]) in self.ended_at:
+        if self.cancels.learned(agent, run[0]) \
+                or run[0] in self.cancelled and (agent, run[0]) in self.ended_at:
             self.fail(f"cancel: {agent} started {run} after it learned the cancel")
 
     def compensation_started(self, agent: str, run: tuple[str, str, int],
@@ -190,10 +196,13 @@ class Checker:
         self._sim.stats["saga judged at its end"] += 1
 
     def cancel_taken(self, agent: str, wf: str) -> None:
-        self.cancelled.setdefault(wf, agent)
+        self.cancels.taken(agent, wf)
+
+    def cancel_void(self, agent: str, wf: str, epoch: int, holder: str) -> None:
+        self.cancels.void(agent, wf)
 
     def cancel_refused(self, agent: str, wf: str, why: str) -> None:
-        self.cancels_refused += 1
+        self.cancels.refused += 1
 
     def acting(self, agent: str, wf: str, epoch: int, now: float) -> None:
         other = self.acting_in.setdefault((wf, epoch), agent)
@@ -347,21 +356,7 @@ class Checker:
                               f"deadline {deadline:.2f} (coordinator dead)")
 
     def check_cancels(self, sim: World) -> None:
-        """Every workflow whose cancel its coordinator took ended CANCELLED there and
-        wherever it ended (held or forgotten), unless that coordinator died for good
-        first (then nobody carries the cancel out)."""
-        for wf, coord in self.cancelled.items():
-            if coord in sim.dead_forever:
-                continue
-            row = self.row(sim, wf)
-            if row is None or row.state.name != "CANCELLED":
-                self.fail(f"cancel: {coord} took the cancel of {wf}, which ended"
-                          f" {row.state.name if row is not None else 'nowhere'}")
-            ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]
-            ends += [(name, end) for name, w, end, _ in self._forgotten if w == wf]
-            for name, end in ends:
-                if end is not None and end.name != "CANCELLED":
-                    self.fail(f"cancel: {name} ended {wf} {end.name} after its cancel")
+        self.cancels.check(sim)  # cancel_check.py
 
     def _check_takeovers(self, sim: World) -> None:
         """A committed workflow whose coordinator died for good ends at every live

@@ -133,9 +133,14 @@ class Simulation:
                        for n in self.names}
         for w in c.workflows:
             self._push(w.at, _SUBMIT, self.agents[w.coordinator], w)
-        if config is None if cancels is None else cancels:
+        # The clients' cancels (cancels.py): drawn for a seed's random run, asked by a
+        # targeted test (`cancel_client.push`).
+        self.cancel_client = client_cancels.Client(
+            self, lambda at, agent, wf, tries: self._push(at, _CANCEL, agent, (wf, tries)))
+        self._cancels = config is None if cancels is None else cancels
+        if self._cancels:
             for at, wf, coordinator in client_cancels.draw(seed, c.workflows):
-                self._push(at, _CANCEL, self.agents[coordinator], wf)
+                self._push(at, _CANCEL, self.agents[coordinator], (wf, 0))
         for name, at, step_s in c.clock_steps:
             self.step_clock_at(name, at, step_s)
         if self._views and c.partition is not None:  # views change as it starts and heals
@@ -299,11 +304,8 @@ class Simulation:
                 if agent.alive:
                     self._handle(agent, agent.submit, payload.workflow_id, payload.spec,
                                  payload.placement)
-            elif kind == _CANCEL:  # the client tries again while the coordinator is down
-                if agent.alive:
-                    self._handle(agent, agent.cancel, payload)
-                else:
-                    self._push(at + client_cancels.RETRY_S, _CANCEL, agent, payload)
+            elif kind == _CANCEL:  # routed as the client service routes it (cancels.py)
+                self.cancel_client.ask(at, agent, *payload)
             elif kind == _RESTART:
                 if payload == "heal":
                     for a in self.agents.values():
@@ -360,6 +362,8 @@ class Simulation:
         agent.crash()
         self.crashes += 1
         self.died_at[agent.name] = self.now
+        if self._views and self._cancels:
+            self.cancel_client.coordinator_died(agent)  # its clients may cancel meanwhile
         if self._views:  # DEAD in every view dead_after_s later
             dead_at = self.now + self.config.timing.dead_after_s
             while dead_at - self.now < self.config.timing.dead_after_s:

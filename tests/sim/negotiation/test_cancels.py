@@ -1,7 +1,10 @@
 """The seeded runs' cancels (agent/sim/negotiation/cancels.py) and the checker's hold on
 them (check.py, `Checker.check_cancels` and the step-start check): seeded runs cancel
 workflows in every phase with no violation, and the checker names a cancelled workflow
-that ended otherwise, and an attempt started after its domain learned the cancel."""
+that ended otherwise, and an attempt started after its domain learned the cancel. Under
+the takeover schedule: cancels of running workflows (also while their coordinator is
+dead) hold the same invariants, and one asked while the coordinator is dead for good
+is taken by its successor."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from fedorch.sim.negotiation import cancels
 from fedorch.sim.negotiation.check import Checker
 from fedorch.sim.negotiation.config import Workflow
 from fedorch.sim.negotiation.run import Simulation, run, seeded_config
+
+from tests.sim.negotiation.test_takeover import WF as TWF
+from tests.sim.negotiation.test_takeover import at_d0s_first, scenario
 
 SEEDS = range(0, 80)
 
@@ -82,3 +88,34 @@ def test_the_checker_names_an_attempt_started_after_the_cancel():
 
 def _commit() -> Value:
     return Value(True)
+
+
+def test_a_cancel_while_the_coordinator_is_dead_goes_to_its_successor():
+    """takeover schedule: d0 dies for good once s1's result came; s3 runs long on d3.
+    The client's cancel, asked of d0 while it is down, goes to the epoch holder the live
+    agents name once d1 acts, which tells its CANCELLED end first and makes it: CANCELLED
+    everywhere, s3 stopped, the checker's cancel invariants hold."""
+    sim = scenario()
+    sim.crash_hook = at_d0s_first("step result", "forever")
+    sim.schedule_step = lambda agent, run, delay: Simulation.schedule_step(  # type: ignore
+        sim, agent, run, 30.0 if run[1] == "s3" else delay)
+    sim.cancel_client.push(4.0, sim.agents["d0"], TWF, 0)  # before d1 acts: asked again
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert sim.checker.acting_in == {(TWF, 1): "d1"}
+    assert sim.checker.cancels.takers[TWF] == {"d1"}
+    assert report.stats["cancel sent on to the epoch holder"] >= 1
+    assert {n: a.disk.final.get(TWF) for n, a in sim.agents.items() if n != "d0"} == {
+        n: WorkflowState.CANCELLED for n in ("d1", "d2", "d3")}
+    # s3 ran once, and its 30 s were cut short: d3 ended it (stopping the attempt) first.
+    assert [r for r in sim.checker.runs if r[:2] == (TWF, "s3")] == [(TWF, "s3", 1)]
+    assert sim.checker.ended_at[("d3", TWF)] < 30.0
+
+
+def test_seeded_takeover_runs_cancel_running_workflows_and_hold_every_invariant():
+    stats: Counter[str] = Counter()
+    for seed in range(0, 60):
+        stats.update(run(seed, takeover_after_s=3.0).stats)  # raises on any violation
+    assert stats["cancel ended a running workflow"] > 0  # told first, then made
+    assert stats["end told before it is made"] > 0
+    assert stats["cancel drawn after its coordinator died"] > 0

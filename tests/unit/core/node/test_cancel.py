@@ -1,22 +1,43 @@
 """The Node's cancel part (core/node/cancel.py): a cancel while the workflow negotiates,
 while a COMMIT is being decided, while it runs, after it ended; durable before what it
-causes, carried out again after a crash between its write and its effects; and the
-request ids kept with the workflow's row, bounded."""
+causes, carried out again after a crash between its write and its effects; with
+coordinator takeover, a running workflow's CANCELLED end told first, taken by a
+successor in its epoch, found by a later claimant, void (and noted) once a later epoch
+overtakes it; and the request ids kept with the workflow's row, bounded."""
 
 from __future__ import annotations
 
 import random
 
 from fedorch.core.negotiation.rounds import Phase
-from fedorch.core.node import Cancel, Node, StepEnded, Submit
-from fedorch.core.node.cancel import REQUESTS_KEPT, refusal
+from fedorch.core.node import (
+    Cancel,
+    MemberState,
+    MemberViews,
+    Message,
+    Node,
+    StepEnded,
+    Submit,
+    Tick,
+)
+from fedorch.core.node.cancel import REQUESTS_KEPT, holder_elsewhere, refusal
 from fedorch.core.node.ready import Ready, apply
-from fedorch.core.node.records import FinalMsg, Timing, VoteMsg
+from fedorch.core.node.records import ClaimMsg, FinalMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import Federation as Harness
+from tests.unit.core.node.test_domain_loss import WF as TWF
+from tests.unit.core.node.test_domain_loss import Federation as TakeoverFed
+from tests.unit.core.node.test_domain_loss import (
+    committed,
+    dies,
+    result,
+    step,
+    successor_acting,
+)
+from tests.unit.core.node.test_takeover import won
 
 NAMES = ["d0", "d1", "d2"]
 WF = "d0.w1"
@@ -235,3 +256,144 @@ def test_a_cancel_that_waited_beats_the_outcome_of_results_that_came_first():
     f.deliver()
     assert row(f).state is WorkflowState.CANCELLED
     assert all(f.disks[n].final[WF] is WorkflowState.CANCELLED for n in ("d1", "d2"))
+
+
+# ---- with coordinator takeover composed (as the node engine runs it) ---------------------
+# test_domain_loss.py's federation: four Nodes, takeover on, attempts end when told.
+
+
+def _taken(fed: TakeoverFed, name: str, reason: str = "by request") -> Ready:
+    ready = fed.step(name, Cancel(TWF, reason))
+    assert refusal(fed.nodes[name], TWF) is None or TWF in fed.disks[name].cancels
+    return ready
+
+
+def _three() -> TakeoverFed:
+    return committed([step("s0"), step("s1"), step("s2")],
+                     {"s0": "d0", "s1": "d1", "s2": "d2"})
+
+
+def test_with_takeover_a_running_workflows_cancel_is_told_first_then_made_everywhere():
+    fed = _three()
+    assert refusal(fed.nodes["d0"], TWF) is None
+    ready = _taken(fed, "d0", "changed my mind")
+    assert [w.point for w in ready.writes][:2] == ["cancel", "end told"]
+    told = [(o.to, o.msg) for o in ready.send_after_write if isinstance(o.msg, FinalMsg)]
+    assert sorted(to for to, _ in told) == ["d1", "d2"]
+    assert all(m.state is WorkflowState.CANCELLED and m.epoch == 0 for _, m in told)
+    assert not any(isinstance(o.msg, FinalMsg) for o in ready.send_now)
+    d0 = fed.disks["d0"]
+    assert TWF not in d0.final and d0.rows[TWF].state is WorkflowState.RUNNING  # told only
+    assert fed.nodes["d0"].cancels.holds_back(TWF)
+    fed.deliver()
+    assert d0.rows[TWF].state is WorkflowState.CANCELLED
+    assert d0.rows[TWF].reason == "cancelled: changed my mind"
+    for name in ("d0", "d1", "d2"):
+        assert fed.disks[name].final[TWF] is WorkflowState.CANCELLED
+        assert fed.running[name] == set()  # every attempt stopped
+        assert not fed.disks[name].holds
+    assert len(fed.started) == 3  # none started after the cancel
+
+
+def test_a_cancel_told_first_is_found_by_a_successor_elected_before_it_was_made():
+    """d0 tells the CANCELLED end; only d1 hears it (and ends the workflow there); d0
+    dies before d1's acknowledgement reaches it. d2 claims epoch 1: d1 answers with the
+    end, and d2 announces CANCELLED, never an end of its own on results."""
+    fed = _three()
+    fed.end("d2", "s2")
+    _taken(fed, "d0")
+    fed.deliver(keep=lambda src, dst, msg: src == "d0" and dst == "d2" or dst == "d0")
+    assert fed.disks["d1"].final[TWF] is WorkflowState.CANCELLED
+    fed.net.clear()  # d0 dies with what it had not yet heard
+    dies(fed, "d0")
+    fed.run_until(fed.now + 60.0)  # d2's claim, once d1 (ended) does not claim
+    assert fed.disks["d2"].final[TWF] is WorkflowState.CANCELLED
+    assert fed.disks["d2"].epochs[TWF] == (1, "d2")
+    assert TWF not in fed.disks["d0"].final  # never made there: it died holding it
+
+
+def test_a_successor_takes_a_cancel_in_its_epoch_and_tells_it_with_its_certificate():
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    successor_acting(fed)
+    assert TWF not in fed.disks["d1"].final  # nothing of it was on d0: it runs on
+    fed.net.clear()
+    assert refusal(fed.nodes["d2"], TWF) == \
+        f"{TWF} was taken over by d1 (coordinator epoch 1): cancel it there"
+    assert holder_elsewhere(fed.nodes["d2"], TWF) == (1, "d1")
+    ready = _taken(fed, "d1", "not needed")
+    assert TWF in fed.disks["d1"].cancels and TWF not in fed.disks["d1"].final
+    told = [(o.to, o.msg) for o in ready.send_after_write if isinstance(o.msg, FinalMsg)]
+    assert {to for to, _ in told} == {"d0", "d2"}  # the original too, as a successor tells
+    assert all(m.state is WorkflowState.CANCELLED and m.epoch == 1 and m.won
+               for _, m in told)
+    fed.deliver()
+    for name in ("d1", "d2"):
+        assert fed.disks[name].final[TWF] is WorkflowState.CANCELLED
+        assert fed.running[name] == set()
+    assert fed.nodes["d1"].stats["cancel ended a running workflow"] == 1
+
+
+def test_a_cancel_overtaken_by_a_later_epoch_is_void_and_names_its_holder():
+    """d0 takes the cancel, but its notices never arrive: d0 stalls, the others see it
+    DEAD and d1 wins epoch 1. Back, d0 learns epoch 1: its told end is void, noted with
+    the holder (the caller is answered that, and cancels there), its attempts held back
+    no more; d1 then takes the cancel and the workflow ends CANCELLED everywhere."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    _taken(fed, "d0")
+    fed.net.clear()  # d0's end notices lost: it stalls
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(TWF, 1): "d1"}
+    fed.silent.discard("d0")
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    fed.step("d0", Message("d1", ClaimMsg(TWF, 1, won=won(fed))))
+    fed.step("d0", Tick())
+    assert ("d0", "cancel_void", TWF, 1, "d1") in notes
+    d0 = fed.nodes["d0"]
+    assert not d0.cancels.holds_back(TWF) and not d0.domain_loss.holds(TWF)
+    assert not [k for k in d0.pending if k[0] == "final"]  # told no more
+    assert holder_elsewhere(d0, TWF) == (1, "d1")
+    _taken(fed, "d1")
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)
+    for name in ("d0", "d1", "d2"):
+        assert fed.disks[name].final[TWF] is WorkflowState.CANCELLED, name
+
+
+def test_a_cancel_is_refused_while_another_end_is_told():
+    fed = _three()
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    run = next(iter(fed.running["d0"]))
+    fed.step("d0", StepEnded(*run, ok=True))  # SUCCEEDED, told first, not made
+    assert TWF not in fed.disks["d0"].final
+    why = refusal(fed.nodes["d0"], TWF)
+    assert why == (f"{TWF} is ending SUCCEEDED (that end is told to its participants"
+                   " already): nothing to cancel")
+    fed.step("d0", Cancel(TWF))
+    assert TWF not in fed.disks["d0"].cancels
+    fed.deliver()
+    assert all(fed.disks[n].final[TWF] is WorkflowState.SUCCEEDED for n in ("d0", "d1", "d2"))
+
+
+def test_a_cancel_told_first_stays_cancelled_through_a_verdict_and_a_restart():
+    """The cancel's end told, unacknowledged; d2 dies (its step's verdict, FAILED, goes on
+    record); d0 restarts: the end it tells again is CANCELLED, not the verdict's."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    _taken(fed, "d0")
+    fed.net.clear()
+    fed.silent.add("d2")
+    fed.running["d2"] = set()
+    fed.step("d0", MemberState("d2", "DEAD"))
+    fed.net.clear()
+    assert "domain d2 was lost" in result(fed, "d0", "s2")[3]
+    fed.restore("d0")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "DEAD" if m == "d2" else "ALIVE")
+                                     for m in ("d1", "d2", "d3"))))
+    fed.deliver()
+    assert fed.nodes["d0"].domain_loss.held == {}
+    for name in ("d0", "d1"):
+        assert fed.disks[name].final[TWF] is WorkflowState.CANCELLED, name

@@ -144,8 +144,12 @@ class Federation(RuleBasedStateMachine):
                 or msg.key[0] in disk.final, f"{name} voted YES on {msg.key} before writing it"
         if isinstance(msg, FinalMsg) and msg.state is WorkflowState.CANCELLED \
                 and msg.workflow_id in disk.rows:
-            assert msg.workflow_id in disk.cancels \
-                and disk.rows[msg.workflow_id].state is WorkflowState.CANCELLED, \
+            # Made before it is told; or, with takeover, told before it is made
+            # (cancel.py): the row still RUNNING, the cancel on record all the same.
+            told_first = self.timing.takeover_after_s is not None \
+                and disk.rows[msg.workflow_id].state is WorkflowState.RUNNING
+            assert msg.workflow_id in disk.cancels and (
+                told_first or disk.rows[msg.workflow_id].state is WorkflowState.CANCELLED), \
                 f"{name} told {msg.workflow_id} CANCELLED before recording its cancel"
         if isinstance(msg, Decision) and msg.value.commit and msg.sender == name \
                 and msg.key[0] in disk.rows:
@@ -280,9 +284,11 @@ class Federation(RuleBasedStateMachine):
         ended workflow has no attempt running where it ended."""
         for name, disk in self.disks.items():
             for wf in disk.cancels:
-                row = disk.rows[wf]
-                assert row.state in (WorkflowState.NEGOTIATING, WorkflowState.RUNNING,
-                                     WorkflowState.CANCELLED), \
+                row = disk.rows.get(wf)  # none at a successor that took it
+                void = disk.epochs.get(wf, (0, name))[1] != name  # a later epoch's holder
+                assert row is None or void or row.state in (
+                    WorkflowState.NEGOTIATING, WorkflowState.RUNNING,
+                    WorkflowState.CANCELLED), \
                     f"{wf}: cancel taken at {name}, ended {row.state.name}"
             for wf, row in disk.rows.items():
                 if row.state is WorkflowState.CANCELLED and row.committed:

@@ -1,0 +1,91 @@
+"""The seeded runs' checks of clients' cancels (core/node/cancel.py), for check.py.
+
+A workflow whose cancel a coordinator (of any epoch) took ends CANCELLED, the same
+everywhere it ended, unless the caller was told why not: a cancel of an ended
+workflow, or of one whose other end is told, is refused (the end it had stands); a
+taker overtaken by a later epoch before its end was made notes the cancel void
+(`cancel_void`; the client sends it on to that epoch's holder: cancels.py); a taker
+dead for good carries nothing out. No step attempt starts at a domain that took the
+cancel and drives the workflow (`learned`; check.py also fails an attempt started
+where the workflow had ended). A held end its electors cannot acknowledge (a
+participant gone for good, those left too few) is skipped and counted, as the
+takeover check skips a loss verdict's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedorch.sim.negotiation.world import World
+
+
+class CancelCheck:
+    def __init__(self, checker: Any) -> None:
+        # The run's Checker (check.py), whose records of rounds and ends are read.
+        self.c = checker
+        # workflow -> the coordinator that first took its cancel; every coordinator (of
+        # any epoch) that took it; (agent, workflow) of each cancel overtaken by a later
+        # epoch at its taker (its caller told so); how many cancels were refused.
+        self.cancelled: dict[str, str] = {}
+        self.takers: dict[str, set[str]] = {}
+        self.void_at: set[tuple[str, str]] = set()
+        self.refused = 0
+
+    def taken(self, agent: str, wf: str) -> None:
+        self.cancelled.setdefault(wf, agent)
+        self.takers.setdefault(wf, set()).add(agent)
+        self.void_at.discard((agent, wf))  # taken again, in the epoch it drives
+
+    def void(self, agent: str, wf: str) -> None:
+        """`agent`'s cancel of `wf` was overtaken by a later epoch before its end was
+        made: not carried out there; its caller is told (and sends it on)."""
+        self.void_at.add((agent, wf))
+
+    def learned(self, agent: str, wf: str) -> bool:
+        """`agent` took the cancel of `wf` and it stands there (not void)."""
+        return agent in self.takers.get(wf, ()) and (agent, wf) not in self.void_at
+
+    def check(self, sim: World) -> None:
+        """Every workflow whose cancel a coordinator (of any epoch) took ended CANCELLED
+        at its original coordinator (unless that one died for good) and wherever it
+        ended (held or forgotten), unless every taker's cancel was void (its caller
+        told: cancel_void) or its taker died for good first (then nobody carries the
+        cancel out)."""
+        for wf in self.cancelled:
+            standing = sorted(a for a in self.takers.get(wf, ())
+                              if a not in sim.dead_forever and (a, wf) not in self.void_at)
+            if not standing:
+                continue
+            coord = standing[0]
+            row = self.c.row(sim, wf)
+            ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]
+            ends += [(name, end) for name, w, end, _ in self.c._forgotten if w == wf]
+            if not any(end is not None for _, end in ends) and self.unacknowledgeable(sim, wf):
+                # Its CANCELLED end, told first, is made once enough electors
+                # acknowledged it (domain_loss.py): with the participants gone for good
+                # those left cannot be enough (docs/architecture.md, "Not built yet").
+                sim.stats["cancel held: its end unacknowledgeable, a domain gone for good"] += 1
+                continue
+            if sim.workflows.get(wf) not in sim.dead_forever \
+                    and (row is None or row.state.name != "CANCELLED"):
+                self.c.fail(f"cancel: {coord} took the cancel of {wf}, which ended"
+                          f" {row.state.name if row is not None else 'nowhere'}")
+            for name, end in ends:
+                if end is not None and end.name != "CANCELLED":
+                    self.c.fail(f"cancel: {name} ended {wf} {end.name} after its cancel")
+
+    def unacknowledgeable(self, sim: World, wf: str) -> bool:
+        """With takeover on, a held end of committed `wf` cannot be acknowledged by
+        enough electors: a participant is gone for good, and the live participants are
+        fewer than two or outside a majority of the electorate (as _check_takeovers
+        judges a verdict's end)."""
+        round_ = self.c.committed(wf)
+        tx = self.c.txs.get((wf, round_)) if round_ is not None else None
+        if sim.config.timing.takeover_after_s is None or tx is None:
+            return False
+        electorate = set(tx.acceptors) or set(tx.participants) | {sim.workflows[wf]}
+        live_participants = set(tx.participants) - sim.dead_forever
+        return bool(set(tx.participants) & sim.dead_forever) and (
+            len(live_participants) < 2
+            or len(electorate - live_participants) >= len(electorate) // 2 + 1)
