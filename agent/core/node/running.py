@@ -416,8 +416,13 @@ class Running:
         n.note("coordinator_ended", wf, 0, state)
         self.end_here(wf, state)
         settled = self.settled(wf)
-        for dst in sorted(n.replacement.domains_of(wf) - {n.name}):
+        # Those that acknowledged this very end told first (domain_loss.py) hold it:
+        # not told again, their acknowledgement taken as the made end's would be.
+        told = n.domain_loss.acknowledged_as_made(wf, state, settled)
+        for dst in sorted(n.replacement.domains_of(wf) - {n.name} - told):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, settled=settled))
+        for dst in sorted(told):
+            n.replacement.end_acked(wf, dst)
         n.compensating.ended(now, wf, state)  # a saga's compensations, if it owes any
 
     def settled(self, wf: str) -> bool:
