@@ -84,7 +84,10 @@ made at once, an end that reached no elector before its coordinator died could b
 contradicted by a successor's verdict (a step whose result that coordinator alone
 held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
 maps the workflow to the end told); once released, `released` lets the outcome path
-make it. On restore such an end is told again by that path (check_outcome), and made
+make it. A participant that acknowledged the told end holds it (it takes the first end
+it hears), so the made end's notice is not told to it again (`acknowledged_as_made`):
+the original's told notice says `settled` as the made one would, and the made one goes
+to all only when it says settled and the told one did not. On restore such an end is told again by that path (check_outcome), and made
 at once if enough had acknowledged it.
 
 Not done here (docs/architecture.md): only the participants (and, by a successor, the
