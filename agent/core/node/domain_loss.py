@@ -84,7 +84,10 @@ made at once, an end that reached no elector before its coordinator died could b
 contradicted by a successor's verdict (a step whose result that coordinator alone
 held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
 maps the workflow to the end told); once released, `released` lets the outcome path
-make it. On restore such an end is told again by that path (check_outcome), and made
+make it. A participant that acknowledged the told end holds it (it takes the first end
+it hears), so the made end's notice is not told to it again (`acknowledged_as_made`):
+the original's told notice says `settled` as the made one would, and the made one goes
+to all only when it says settled and the told one did not. On restore such an end is told again by that path (check_outcome), and made
 at once if enough had acknowledged it.
 
 A cancel's end (CANCELLED, cancel.py) is told first the same way, by the coordinator
@@ -142,11 +145,18 @@ class DomainLoss:
         self.held: dict[str, WorkflowState] = {}
         # Those whose told end may now be made (enough acknowledged it).
         self.released: set[str] = set()
+        # The notice each held end is told with (one per hold, so every participant
+        # hears the same), and the one being released while its end is made: those
+        # that acknowledged it are not told the made end again (`acknowledged_as_made`).
+        self.notices: dict[str, FinalMsg] = {}
+        self._releasing: FinalMsg | None = None
 
     def reset(self) -> None:
         """A restore: rebuilt as each workflow is resumed (`resumed`, `tell_end`)."""
         self.held = {}
         self.released = set()
+        self.notices = {}
+        self._releasing = None
 
     def drives(self, wf: str) -> bool:
         """Does this Node hold the current coordinator epoch of running `wf`: its
@@ -242,6 +252,7 @@ class DomainLoss:
     def _void(self, wf: str) -> None:
         n = self.n
         told = self.held.pop(wf, None)
+        self.notices.pop(wf, None)
         self.released.discard(wf)
         if n.state.final.get(wf) is not None and n.state.epochs.get(wf, (0, n.name))[1] \
                 == n.name:
@@ -339,8 +350,9 @@ class DomainLoss:
         n.point("loss verdict told" if verdict else "end told")
         n.note("end_told", wf, epoch, state)
         acked = n.state.final_acked.get(wf, set())
+        notice = self.notices[wf] = self._notice(wf, epoch, state)
         for dst in sorted(self._told(wf) - acked):
-            n.reliable(dst, ("final", wf, dst), self._notice(wf, epoch, state))
+            n.reliable(dst, ("final", wf, dst), notice)
 
     def _verdict_on_record(self, wf: str) -> bool:
         p = self.n.progress.get(wf)
@@ -373,9 +385,11 @@ class DomainLoss:
 
     def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
         """The end notice told first: a successor's carries its epoch and certificate,
-        so a member holding that epoch for a claimant that lost it follows it too."""
+        so a member holding that epoch for a claimant that lost it follows it too; the
+        original's says whether the workflow is settled, as the made end's does
+        (Running.settled), so that the made end need not be told again."""
         if epoch < 1:
-            return FinalMsg(wf, state)
+            return FinalMsg(wf, state, settled=self.n.running.settled(wf))
         won = self.n.takeover.proof.own_certificate(wf, epoch)
         return FinalMsg(wf, state, epoch, won=won)
 
@@ -390,8 +404,11 @@ class DomainLoss:
         participants = self.participants(wf) - {n.name}
         for dst in sorted(participants - acked):
             if ("final", wf, dst) not in n.pending:  # placed on after the end was told
-                n.reliable(dst, ("final", wf, dst),
-                           self._notice(wf, self.epoch(wf), self.held[wf]))
+                notice = self.notices.get(wf)
+                if notice is None:  # held before a restore: told anew
+                    notice = self.notices[wf] = self._notice(wf, self.epoch(wf),
+                                                             self.held[wf])
+                n.reliable(dst, ("final", wf, dst), notice)
         waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
         # At least one other than this Node must hold the end: a participant, or, told
         # by a successor, the original coordinator (an elector that then answers claims
@@ -410,5 +427,22 @@ class DomainLoss:
         del self.held[wf]
         self.released.add(wf)  # `tell_end` lets it be made now
         self._apply(wf)
-        n.running.check_outcome(now, wf)
+        self._releasing = self.notices.pop(wf, None)
+        try:
+            n.running.check_outcome(now, wf)
+        finally:
+            self._releasing = None
         self.released.discard(wf)
+
+    def acknowledged_as_made(self, wf: str, state: WorkflowState,
+                             settled: bool) -> set[str]:
+        """The participants the end of `wf` being made now (`state`, `settled`) need not
+        be told again: the end released in this very step, told by the original
+        coordinator (epoch 0) with that state and at least as settled, which they
+        acknowledged. They hold it already (a participant takes the first end it hears,
+        running.py `on_final`), so the made end's notice would change nothing there."""
+        notice = self._releasing
+        if notice is None or notice.workflow_id != wf or notice.epoch != 0 \
+                or notice.state is not state or (settled and not notice.settled):
+            return set()
+        return self.n.state.final_acked.get(wf, set()) & self.participants(wf)

@@ -81,6 +81,9 @@ class Running:
         d = n.state
         wf = msg.workflow_id
         refused = False
+        # The end told the sender before this result (resent below); one this result
+        # makes is told by whoever makes it (domain_loss.py, end_as_coordinator).
+        told_before = n.pending.get(("final", wf, src))
         if n.retain is not None and not n.retain.knows(wf):
             pass  # forgotten here (or never ours): acknowledged, nothing kept
         elif wf not in d.final:
@@ -117,7 +120,8 @@ class Running:
         if not refused:
             n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
         entry = n.pending.get(("final", wf, src))
-        if entry is not None and (wf in d.final or n.domain_loss.drives(wf)):
+        if entry is not None and entry is told_before \
+                and (wf in d.final or n.domain_loss.drives(wf)):
             # The sender has not acknowledged the end told it: told again now, not at
             # the resend's backoff (a domain back after a loss verdict on its step
             # learns the end before it could report to anyone else).
@@ -412,8 +416,13 @@ class Running:
         n.note("coordinator_ended", wf, 0, state)
         self.end_here(wf, state)
         settled = self.settled(wf)
-        for dst in sorted(n.replacement.domains_of(wf) - {n.name}):
+        # Those that acknowledged this very end told first (domain_loss.py) hold it:
+        # not told again, their acknowledgement taken as the made end's would be.
+        told = n.domain_loss.acknowledged_as_made(wf, state, settled)
+        for dst in sorted(n.replacement.domains_of(wf) - {n.name} - told):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, settled=settled))
+        for dst in sorted(told):
+            n.replacement.end_acked(wf, dst)
         n.compensating.ended(now, wf, state)  # a saga's compensations, if it owes any
 
     def settled(self, wf: str) -> bool:

@@ -1,0 +1,105 @@
+"""How a workflow's end is told to its participants (agent/core/node/running.py, with
+the told-first end of domain_loss.py): each end notice goes once to each participant,
+and again only when it was not acknowledged."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fedorch.core.negotiation.messages import DecisionAck
+from fedorch.core.node import Message, StepEnded, Submit
+from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, Timing
+from fedorch.core.node.retention import Retention
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+from tests.unit.core.node.federation import sent
+from tests.unit.core.node.test_takeover import WF, committed
+from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
+
+
+def _finals(fed, name: str) -> list[Counter]:
+    """Per Ready of `name`: its FinalMsgs by destination."""
+    return [Counter(to for to, msg in sent(ready) if type(msg) is FinalMsg)
+            for ready in fed.readies[name]]
+
+
+def test_the_result_that_ends_a_workflow_gets_its_sender_one_end_notice() -> None:
+    # d2's result is the last: d0 tells the end in the Ready that takes it. The end
+    # told in that very step was once sent a second time to d2, as if it were an
+    # earlier, unacknowledged one.
+    fed = committed(steps_end=True)
+    for _ in range(5):
+        fed.deliver()
+    assert all(n == "d3" or fed.nodes[n].state.final.get(WF) for n in fed.names)
+    per_ready = _finals(fed, "d0")
+    assert all(count <= 1 for c in per_ready for count in c.values())
+    total = sum(per_ready, Counter())
+    assert total["d1"] == total["d2"]  # told, then made: the same for each participant
+
+
+def test_an_end_told_before_and_not_acknowledged_is_told_again_with_a_result() -> None:
+    # The rule the first test narrows: an end told earlier whose acknowledgement is not
+    # back goes again at once when its participant reports (not at the resend's
+    # backoff).
+    fed = committed()  # no attempt ended yet
+    fed.net = [(n, n, StepEnded(*run, ok=True)) for n in fed.names for run in fed.running[n]]
+    fed.deliver(keep=lambda src, dst, msg: (src, dst, type(msg)) == ("d2", "d0", AckMsg))
+    assert ("final", WF, "d2") in fed.nodes["d0"].pending  # told, not acknowledged
+    result = next(msg for to, msg in fed.sent_by("d2", ResultMsg) if to == "d0")
+    fed.net = []
+    ready = fed.step("d0", Message("d2", result))
+    assert [to for to, msg in sent(ready) if type(msg) is FinalMsg] == ["d2"]
+
+
+def test_participants_that_acknowledged_the_told_end_are_not_told_the_made_one() -> None:
+    # With takeover the end is told first and made once every participant
+    # acknowledged it (domain_loss.py): the made end's notice would tell them nothing.
+    fed = committed(steps_end=True)
+    for name in ("d1", "d2"):
+        assert fed.nodes[name].state.final[WF] is WorkflowState.SUCCEEDED
+        assert [to for to, msg in fed.sent_by("d0", FinalMsg)].count(name) == 1
+    assert fed.nodes["d0"].state.final_acked[WF] == {"d1", "d2"}
+    assert not [k for k in fed.nodes["d0"].pending if k[0] == "final"]
+
+
+class Retaining(TakeoverFederation):
+    timing = Timing(max_rounds=1, takeover_after_s=3.0, retention=Retention())
+
+
+def _retaining() -> Retaining:
+    fed = Retaining()
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+    fed.step("d0", Submit(WF, spec, placement={"s1": "d1", "s2": "d2"}))
+    return fed
+
+
+def test_the_told_end_says_settled_and_is_the_only_one() -> None:
+    fed = _retaining()
+    fed.deliver()
+    finals = fed.sent_by("d0", FinalMsg)
+    assert sorted(to for to, _ in finals) == ["d1", "d2"]
+    assert all(msg.settled for _, msg in finals)
+    assert all(WF in fed.disks[name].settled for name in ("d1", "d2"))
+
+
+def test_the_made_end_is_told_again_when_it_says_settled_and_the_told_one_did_not() -> None:
+    # d1's acknowledgement of the COMMIT comes only after the end was told (unsettled),
+    # and before the end is made (settled then): the participants hear the made end.
+    fed = _retaining()
+    late = lambda src, dst, msg: (src, dst, type(msg)) in (  # noqa: E731
+        ("d1", "d0", DecisionAck), ("d2", "d0", AckMsg))
+    fed.deliver(keep=late)
+    told = fed.sent_by("d0", FinalMsg)
+    assert told and not any(msg.settled for _, msg in told)
+    held = fed.net
+    fed.net = [m for m in held if type(m[2]) is DecisionAck]
+    fed.deliver()  # the COMMIT acknowledged: the workflow is settled now
+    fed.net = [m for m in held if type(m[2]) is not DecisionAck]
+    fed.deliver()  # the told end acknowledged: made, and told again, settled
+    made = fed.sent_by("d0", FinalMsg)[len(told):]
+    assert sorted(to for to, _ in made) == ["d1", "d2"]
+    assert all(msg.settled for _, msg in made)
+    assert all(WF in fed.disks[name].settled for name in ("d1", "d2"))
