@@ -205,6 +205,13 @@ def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> Non
     # Not committed here (in doubt, or the new domain before the COMMIT): its
     # original coordinator, the one that places steps again.
     coordinator = held[1] if held is not None else coordinator_of(msg.workflow_id)
+    if src != coordinator and msg.held_epoch >= 1 and msg.won and proven is not None \
+            and (held is None or msg.held_epoch >= held[0]) \
+            and proven(msg.workflow_id, msg.held_epoch, src, msg.won):
+        # A successor tells it, showing its epoch's certificate: a new domain not
+        # committed here yet, or a member that has not followed it yet, takes it from
+        # the holder (replacement_handover.py).
+        return
     if src != coordinator:
         raise Refused("not_coordinator", f"{src} told a new placement in"
                                          f" {msg.workflow_id}, coordinated by {coordinator}")

@@ -85,6 +85,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
@@ -94,13 +95,16 @@ class Replacements:
     def __init__(self, node: Any) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts).
         self.n = node
+        # A successor's part: it hands out a told placement's COMMIT.
+        self.handover = Handover(self)
         self.reset()
 
     def reset(self) -> None:
         """A restore: rounds under way are gone (see the header)."""
         # Workflow -> (core, step, lost domain) of the round under way.
         self.cores: dict[str, tuple[Coordinator, str, str]] = {}
-        # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it.
+        # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it (None:
+        # a successor's handover, replacement_handover.py).
         self.telling: dict[Key, tuple[str, Any]] = {}
         # (workflow, round) -> the domains that acknowledged its PlacedMsg.
         self.acked: dict[Key, set[str]] = {}
@@ -136,7 +140,7 @@ class Replacements:
                 core.handle_timer(now)
                 self._run(now, wf)
         for key in list(self.telling):
-            self._send_if_told(key)
+            self.send_if_told(key)
 
     # ---- the coordinator: a lost step, its round ---------------------------------------
 
@@ -206,7 +210,7 @@ class Replacements:
                         core.domain_lost(now, domain, self.n.members.get(domain, "DEAD"))
                 self._run(now, wf)
         for key in list(self.telling):
-            self._send_if_told(key)
+            self.send_if_told(key)
 
     def on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         entry = self.cores.get(msg.key[0])
@@ -345,11 +349,19 @@ class Replacements:
         n.running.report_needs(wf, step)  # the needs run here, to the new domain
         n.running.start_ready(now, wf)
         if (wf, epoch) in self.telling:
-            self._send_if_told((wf, epoch))
+            self.send_if_told((wf, epoch))
 
     def tell(self, wf: str, step: str) -> None:
         """The new placement of `step` to every domain of the workflow, resent until
         each acknowledges."""
+        msg = self.message(wf, step)
+        # The lost domain too: back, it learns its placement is over.
+        for dst in sorted(self._told_to(wf)):
+            self.n.reliable(dst, ("placed", wf, step, msg.epoch, dst), msg)
+
+    def message(self, wf: str, step: str) -> PlacedMsg:
+        """The PlacedMsg of `step`'s placement on record, from this Node: a successor's
+        names its epoch and shows its certificate (replacement_handover.py)."""
         n = self.n
         epoch, domain, lost = n.state.placements[wf][step]
         p = n.progress.get(wf)
@@ -359,10 +371,11 @@ class Replacements:
                           for need in p.steps[step].needs if need in p.steps
                           and p.steps[need].state is StepState.SUCCEEDED)
         electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
-        msg = PlacedMsg(wf, step, domain, epoch, lost, needs, tuple(sorted(electorate or ())))
-        # The lost domain too: back, it learns its placement is over.
-        for dst in sorted(self._told_to(wf)):
-            n.reliable(dst, ("placed", wf, step, epoch, dst), msg)
+        held = n.domain_loss.epoch(wf) if n.domain_loss.drives(wf) else 0
+        won = n.takeover.proof.own_certificate(wf, held) \
+            if held >= 1 and n.takeover is not None else ()
+        return PlacedMsg(wf, step, domain, epoch, lost, needs,
+                         tuple(sorted(electorate or ())), held, won)
 
     def _told_to(self, wf: str) -> set[str]:
         """Who is told a new placement: every domain of the workflow, and, with takeover,
@@ -376,9 +389,9 @@ class Replacements:
     def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
         _, wf, _, epoch, _ = msg_id
         self.acked.setdefault((wf, epoch), set()).add(src)
-        self._send_if_told((wf, epoch))
+        self.send_if_told((wf, epoch))
 
-    def _send_if_told(self, key: Key) -> None:
+    def send_if_told(self, key: Key) -> None:
         n = self.n
         told = self.telling.get(key)
         if told is None:
@@ -394,6 +407,9 @@ class Replacements:
             return
         del self.telling[key]
         domain, value = told
+        if value is None:  # a successor's handover: the COMMIT it hands out
+            self.handover.make(key, domain)
+            return
         n.stats["re-placement COMMIT sent once told"] += 1
         n.send(domain, Decision(key, value, n.name))
 
@@ -462,7 +478,10 @@ class Replacements:
         acknowledged is told again, and sent (once told, with takeover)."""
         n = self.n
         p = n.progress.get(wf)
-        if p is not None and wf in n.state.rows and n.domain_loss.drives(wf):
+        if wf not in n.state.rows:
+            self.handover.adopt(wf)  # a restored successor hands out what it was told
+            return
+        if p is not None and n.domain_loss.drives(wf):
             for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
                 value = n.state.records.get((wf, epoch))
                 if value is not None and value.commit and step in p.steps:

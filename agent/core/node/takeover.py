@@ -327,6 +327,9 @@ class Takeovers:
                 # (the dead original's own among them) get their verdicts
                 # (domain_loss.py).
                 n.domain_loss.resolve_gone(now, wf)
+                # A placement told before we won whose COMMIT its new domain may never
+                # have had: handed out, told everywhere again first.
+                n.replacement.handover.adopt(wf)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 
