@@ -160,4 +160,5 @@ class PlacedHere:
                 n.termination.forget(h.key)
                 n.point("hold released")
                 n.state.holds.pop(h.key, None)
+                n.note("released_at_end", h.key, now)
                 n.stats["re-placement YES released at the end"] += 1

@@ -474,8 +474,12 @@ class Replacements:
                 n.negotiation.learn(now, h.key, ABORT, h.tx)
 
     def retell(self, wf: str) -> None:
-        """A restored coordinator: each COMMIT on record its new domain has not
-        acknowledged is told again, and sent (once told, with takeover)."""
+        """A restored coordinator: every placement on record is told again (who
+        acknowledged it was known in memory only: a domain down when it was told, the
+        lost one or an elector, learns it so, and with it who the new domain is, whose
+        takeover claim it may then answer: takeover soak seed 1800599); each COMMIT on
+        record its new domain has not acknowledged is sent again (once told, with
+        takeover)."""
         n = self.n
         p = n.progress.get(wf)
         if wf not in n.state.rows:
@@ -483,10 +487,13 @@ class Replacements:
             return
         if p is not None and n.domain_loss.drives(wf):
             for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
+                if step not in p.steps:
+                    continue
                 value = n.state.records.get((wf, epoch))
-                if value is not None and value.commit and step in p.steps:
+                if value is not None and value.commit:
                     if n.takeover is not None:
                         self.telling[(wf, epoch)] = (domain, value)
                     else:
                         n.send(domain, Decision((wf, epoch), value, n.name))
+                if n.takeover is not None or value is not None and value.commit:
                     self.tell(wf, step)
