@@ -121,7 +121,11 @@ class Claims:
             return None, None, ()
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))
-        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
+        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit \
+                or info.lost:
+            # A new domain's committed round here is its re-placement round (classic
+            # 2PC, its own acceptors): no proof of the workflow's committed round, which
+            # it never held; the acceptor refuses it for want of one, as it would.
             return None, None, ()
         return Round(round_, frozenset(info.placement.values()),
                      frozenset(d.electorates[wf]), COMMIT), info.stated, learned.votes
