@@ -212,6 +212,13 @@ def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> Non
         # committed here yet, or a member that has not followed it yet, takes it from
         # the holder (replacement_handover.py).
         return
+    known = d.placements.get(msg.workflow_id, {}).get(msg.step_id)
+    if src != coordinator and src == coordinator_of(msg.workflow_id) and not msg.made \
+            and known is not None and known[:2] == (msg.epoch, msg.domain):
+        # The original's tell of a placement known here, resent to a member that has
+        # followed a later epoch since: taken only to be acknowledged (it changes
+        # nothing), or it would be resent until the workflow ends.
+        return
     if src != coordinator:
         raise Refused("not_coordinator", f"{src} told a new placement in"
                                          f" {msg.workflow_id}, coordinated by {coordinator}")
