@@ -227,6 +227,12 @@ def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> Non
 def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
            proven_epoch: Callable[[str, int, str, Any], bool] | None) -> None:
     held, participants = _epoch_of(node.state, msg.workflow_id)
+    if held is None and msg.epoch >= 1 and msg.won and proven_epoch is not None \
+            and _replacement_yes(node, msg.workflow_id) \
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
+        # The holder of a later epoch answers a new domain in doubt on a re-placement
+        # round with the end it made (replacement_handover.py): its YES is released.
+        return
     if msg.epoch > 0 and held is None:
         raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                    " not committed here yet")
@@ -269,6 +275,12 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
         return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
+
+
+def _replacement_yes(node: Any, wf: str) -> bool:
+    """Does this Node hold a YES of a re-placement round of `wf` (replacement.py)?"""
+    d = node.state
+    return any(getattr(d.info.get(k), "lost", "") for k in node.participant.keys_of(wf))
 
 
 def _claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:

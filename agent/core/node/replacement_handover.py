@@ -52,9 +52,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fedorch.core.negotiation.messages import Key, Value, VoteIn
+from fedorch.core.negotiation.messages import DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import PlacedMsg  # noqa: TC001 - read at run time
+from fedorch.core.node.records import FinalMsg, PlacedMsg
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 
 
@@ -114,3 +114,50 @@ class Handover:
         if n.takeover is not None and msg.held_epoch >= 1 and msg.won \
                 and msg.workflow_id in n.progress:
             n.takeover.follow_proven(now, msg.workflow_id, src, msg.held_epoch, msg.won)
+
+    # ---- a new domain in doubt asks the workflow's members ---------------------------
+
+    def asked(self, key: Key, to: str) -> None:
+        """Our termination asks `to` about `key`: if it is a re-placement round we hold
+        a YES of, PREPARED, and `to` its coordinator, the workflow's other members we
+        know of are asked too (the PREPARE's placement, the lost domain, the electorate
+        if told): its coordinator may be gone for good or follow a later epoch, and the
+        holder of that epoch, or a member that ended the workflow, answers (`answered`)."""
+        n = self.n
+        info = n.state.info.get(key)
+        hold = n.participant.hold(key)
+        if info is None or not info.lost or hold is None or hold.tx is None \
+                or hold.state is not HoldState.PREPARED or to != hold.tx.coordinator:
+            return
+        members = set(info.placement.values()) | {info.lost} \
+            | set(n.state.electorates.get(key[0], ()))
+        for dst in sorted(members - {n.name, to, ""}):
+            n.send(dst, DecisionQuery(key, n.name))
+
+    def answered(self, key: Key, src: str) -> bool:
+        """`src` asks about re-placement round `key` of a workflow this Node does not
+        coordinate in epoch 0: the workflow ended here, by our own end or the
+        original's: its end goes to `src` (its YES is released at the end, placed_here.py);
+        we act in a later epoch and know `src`'s placement of that round: handed out
+        (`adopt`). Else False: answered as any query is."""
+        n = self.n
+        wf, epoch = key
+        d = n.state
+        if n.takeover is None or wf in d.rows:
+            return False
+        end = d.final.get(wf)
+        if end is not None:
+            held, holder = d.epochs.get(wf, (0, ""))
+            won = n.takeover.proof.own_certificate(wf, held) if holder == n.name else ()
+            if held >= 1 and won:
+                n.stats["re-placement asked: the end told"] += 1
+                n.send(src, FinalMsg(wf, end, held, won=won))
+                return True
+            return False
+        placed = n.state.placements.get(wf, {})
+        if any(e == epoch and dom == src for e, dom, _ in placed.values()) \
+                and n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1:
+            n.stats["re-placement asked: handed over"] += 1
+            self.adopt(wf)
+            return True
+        return False
