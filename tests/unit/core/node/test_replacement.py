@@ -18,6 +18,7 @@ from fedorch.core.node.records import (
     PrepareMsg,
     ResultMsg,
     Timing,
+    VoteMsg,
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -503,3 +504,74 @@ def test_a_new_domain_shows_no_proof_of_a_round_it_never_held() -> None:
     core = node.takeover.core(WF)
     assert core is not None
     assert node.takeover.claims._round_proof(WF, core, "d9") == (None, None, ())
+
+
+def test_a_new_domain_in_doubt_hears_the_end_from_the_successor_it_asks() -> None:
+    """d1 dies; d0 places s1 again on d3 and dies for good before deciding (d3's YES
+    never reached it): d3 is in doubt on a round whose coordinator is gone, unknown to
+    everyone else. d1 comes back and takes over with d2; s1 runs again on d1, the
+    workflow ends there. d3, asking its coordinator, asks the workflow's other members
+    too: the successor answers with the end it made, and d3's YES is released, where it
+    was held for ever (takeover soak seeds 3400363, 3401622). (The end is FAILED: s1's
+    attempt on d1 was interrupted by its restart, a not-retried failure.)"""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
+    fed.net = []
+    key = next(h.key for h in fed.nodes["d3"].participant.holds() if h.workflow_id == WF)
+    assert fed.nodes["d3"].participant.status(key) == "prepared"
+    fed.silent.add("d0")  # gone for good, undecided
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d0" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    for n in ("d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    for _ in range(3):
+        end_everything(fed)
+        fed.tick(fed.now + 2.0)
+    assert WF in fed.disks["d1"].final
+    assert WF not in fed.disks["d1"].placements  # the successor never knew the round
+    fed.run_until(fed.now + 30.0)
+    assert fed.nodes["d1"].stats["re-placement asked: the end told"] >= 1
+    assert not fed.nodes["d3"].participant.holds()
+    assert fed.nodes["d3"].stats["re-placement YES released at the end"] == 1
+    assert key not in fed.disks["d3"].learned  # released, no decision made up
+    assert [r for r in runs_of(fed, "s1") if r[0] == "d3"] == []
+
+
+def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_acceptor(
+) -> None:
+    """s0 runs on d0 itself, s1 on d1; the electorate is d0, d1 and d2, an extra
+    acceptor. d3 is gone; d1 dies and d0 places s1 again on d2, which votes YES; d0 dies
+    for good before deciding. d2 is in doubt on that round only: it answers d1's claim
+    as the acceptor of the committed round it is (on the claim's proof), where it
+    answered "in doubt" for ever and d1 could never win (takeover soak seed 3400228).
+    Its electorate is the committed round's, not the re-placement round's two."""
+    fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d3")
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
+    fed.net = []
+    key = next(h.key for h in fed.nodes["d2"].participant.holds() if h.workflow_id == WF)
+    assert key[1] > 1 and fed.nodes["d2"].participant.status(key) == "prepared"
+    assert fed.nodes["d2"].takeover.electorate_of(WF) == frozenset({"d0", "d1", "d2"})
+    fed.silent.add("d0")
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "ALIVE" if m == "d2" else "DEAD")
+                     for m in NAMES if m != "d1"])
+    fed.step("d2", MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d2"].granted[WF] == (1, "d1")
+    assert not fed.nodes["d2"].stats["takeover claim answered in doubt"]
