@@ -25,7 +25,11 @@ other Node's (and the coordinator's own, where it is a participant too):
   rebuilt (this Node's own only once the round's COMMIT is learned here);
 - the workflow ended here (`ended`): a YES of a re-placement round still undecided is
   released (its coordinator makes nothing run under it; a COMMIT that comes later finds
-  nothing held and changes nothing).
+  nothing held and changes nothing), noted (`released_at_end`: the simulator's checker
+  counts it as resolving the YES). In doubt before that, the new domain asks the
+  workflow's other members too (replacement_handover.py, `asked`), and a successor's
+  end reaches it so (authority.py lets the end of a proven holder through to a Node
+  holding such a YES only).
 """
 
 from __future__ import annotations

@@ -42,12 +42,16 @@ Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result 
 older placement than the one known here is refused (running.py, `on_result`), counted
 in `stats` and noted ("placement_refused") for the driver to log.
 
+Handed over: a COMMIT an original following a later epoch never sent, by a successor
+told the placement; a new domain in doubt asks (replacement_handover.py: why safe).
+
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
 by a crash has no decision on record: its candidate's query is answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
-progress, is resolved again when the view is posted, in a new round. A COMMIT on record
-whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
-once told.
+progress, is resolved again when the view is posted, in a new round. Every placement
+on record is told again (acknowledgements were in memory: a domain down when told would
+never learn it, and refuse the new domain's claim for ever), and a COMMIT its new domain
+had not acknowledged is sent again once told.
 
 With takeover, the domains of the new placements are the workflow's like the others
 (`domains_of`, every Node's view): a successor's claim and end reach them, the told
@@ -55,9 +59,11 @@ PlacedMsg carries the electorate for a new domain new to the workflow, and the
 takeover part counts them (takeover.py, `placed`).
 
 Not done here (docs/architecture.md): a successor after a takeover places nothing
-again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a round whose coordinator died for good mid-round holds its
-reservation until the coordinator comes back; a downstream participant that heard a
-late result of the lost placement before it was told the new one keeps it.
+again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a
+round whose coordinator died for good mid-round, unknown to the successor, holds its
+reservation until the workflow's end reaches it (it asks; a successor whose end waits
+answers nothing until it is made); a downstream participant that heard a late result
+of the lost placement before it was told the new one keeps it.
 """
 
 from __future__ import annotations
@@ -360,8 +366,7 @@ class Replacements:
             self.n.reliable(dst, ("placed", wf, step, msg.epoch, dst), msg)
 
     def message(self, wf: str, step: str) -> PlacedMsg:
-        """The PlacedMsg of `step`'s placement on record, from this Node: a successor's
-        names its epoch and shows its certificate (replacement_handover.py)."""
+        """`step`'s placement on record, told (a successor's: its epoch, certificate)."""
         n = self.n
         epoch, domain, lost = n.state.placements[wf][step]
         p = n.progress.get(wf)
@@ -474,26 +479,21 @@ class Replacements:
                 n.negotiation.learn(now, h.key, ABORT, h.tx)
 
     def retell(self, wf: str) -> None:
-        """A restored coordinator: every placement on record is told again (who
-        acknowledged it was known in memory only: a domain down when it was told, the
-        lost one or an elector, learns it so, and with it who the new domain is, whose
-        takeover claim it may then answer: takeover soak seed 1800599); each COMMIT on
-        record its new domain has not acknowledged is sent again (once told, with
-        takeover)."""
+        """A restored coordinator tells every placement on record again (see the
+        header: takeover soak seed 1800599) and sends again each COMMIT on record (once
+        told, with takeover); a restored successor hands out what it was told."""
         n = self.n
         p = n.progress.get(wf)
         if wf not in n.state.rows:
-            self.handover.adopt(wf)  # a restored successor hands out what it was told
+            self.handover.adopt(wf)
             return
         if p is not None and n.domain_loss.drives(wf):
             for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
-                if step not in p.steps:
-                    continue
-                value = n.state.records.get((wf, epoch))
+                value = n.state.records.get((wf, epoch)) if step in p.steps else None
                 if value is not None and value.commit:
                     if n.takeover is not None:
                         self.telling[(wf, epoch)] = (domain, value)
                     else:
                         n.send(domain, Decision((wf, epoch), value, n.name))
-                if n.takeover is not None or value is not None and value.commit:
+                if step in p.steps and (n.takeover is not None or value is not None):
                     self.tell(wf, step)
