@@ -143,8 +143,9 @@ class Handover:
         n = self.n
         wf, epoch = key
         d = n.state
-        if n.takeover is None or wf in d.rows:
-            return False
+        if n.takeover is None or wf in d.rows or epoch <= d.committed.get(wf, 0) \
+                or key in d.learned or n.tx_of(key) is not None:
+            return False  # a round known here (the committed one): answered as usual
         end = d.final.get(wf)
         if end is not None:
             held, holder = d.epochs.get(wf, (0, ""))

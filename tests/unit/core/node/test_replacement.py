@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from fedorch.core.negotiation.messages import Decision
+from fedorch.core.negotiation.messages import Decision, DecisionQuery
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
 from fedorch.core.node.records import (
     AckMsg,
@@ -24,6 +24,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
+from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_domain_loss import (
     NAMES,
     WF,
@@ -543,6 +544,9 @@ def test_a_new_domain_in_doubt_hears_the_end_from_the_successor_it_asks() -> Non
     assert fed.nodes["d3"].stats["re-placement YES released at the end"] == 1
     assert key not in fed.disks["d3"].learned  # released, no decision made up
     assert [r for r in runs_of(fed, "s1") if r[0] == "d3"] == []
+    # A query about the committed round is answered with its decision, as ever.
+    ready = fed.step("d1", Message("d2", DecisionQuery((WF, 1), "d2")))
+    assert [type(m).__name__ for _, m in sent(ready)] == ["DecisionAnswer"]
 
 
 def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_acceptor(
