@@ -123,15 +123,16 @@ class Replacements:
         return row is not None and row.committed and key[1] > row.round
 
     def domains_of(self, wf: str) -> set[str]:
-        """Every domain of the workflow as this Node knows it: the committed placement's
-        and each new placement's on record (a successor's are those it was told, as an
-        elector, before their COMMIT: it tells its epoch and its end to them too)."""
+        """Every domain of the workflow as known here: the committed placement's, each
+        new placement's on record and the one it was lost on (a new domain's placement
+        is its round's: the lost one is named only so; stalled schedule seed 135)."""
         d = self.n.state
         row = d.rows.get(wf)
         out = set(row.info.placement.values()) if row is not None else set()
         if row is None and wf in d.committed:
             out.update(self.n.running.info(wf).placement.values())
-        out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
+        for _, dom, lost in d.placements.get(wf, {}).values():
+            out.update((dom, lost))
         out.discard("")
         return out
 

@@ -579,3 +579,15 @@ def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_accepto
     assert fed.evidence.acting == {(WF, 1): "d1"}
     assert fed.disks["d2"].granted[WF] == (1, "d1")
     assert not fed.nodes["d2"].stats["takeover claim answered in doubt"]
+
+
+def test_a_new_domain_counts_the_lost_domain_among_the_workflows_domains() -> None:
+    """A new domain new to the workflow knows it from its own round's PREPARE, whose
+    placement no longer names the lost domain: it counts it from the placement, so that,
+    elected, it tells it its end (the lost domain holds the committed round: the stalled
+    schedule's seed 135, where it held it for ever)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert "d1" not in fed.disks[new].info[(WF, fed.disks[new].committed[WF])].placement.values()
+    assert fed.nodes[new].replacement.domains_of(WF) == {"d1", "d2", new}
