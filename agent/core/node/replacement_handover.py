@@ -135,17 +135,21 @@ class Handover:
             n.send(dst, DecisionQuery(key, n.name))
 
     def answered(self, key: Key, src: str) -> bool:
-        """`src` asks about re-placement round `key` of a workflow this Node does not
-        coordinate in epoch 0: the workflow ended here, by our own end or the
-        original's: its end goes to `src` (its YES is released at the end, placed_here.py);
-        we act in a later epoch and know `src`'s placement of that round: handed out
-        (`adopt`). Else False: answered as any query is."""
+        """`src` asks about round `key` of a workflow known here, a round this Node has
+        no part in (a re-placement round's new domain asking everyone, `asked`): if we
+        ended the workflow as the holder of a later epoch, our end and certificate go to
+        `src` (its YES is released at the end, placed_here.py); if we act in a later
+        epoch and know `src`'s placement of that round, it is handed out (`adopt`); else
+        nothing is said (we know nothing of that round: an answer would be refused there
+        as a stranger's). False: a round or workflow we take part in or coordinate,
+        answered as any query is."""
         n = self.n
         wf, epoch = key
         d = n.state
         if n.takeover is None or wf in d.rows or epoch <= d.committed.get(wf, 0) \
-                or key in d.learned or n.tx_of(key) is not None:
-            return False  # a round known here (the committed one): answered as usual
+                or key in d.learned or n.tx_of(key) is not None \
+                or wf not in d.committed and wf not in d.final:
+            return False
         end = d.final.get(wf)
         if end is not None:
             held, holder = d.epochs.get(wf, (0, ""))
@@ -153,12 +157,10 @@ class Handover:
             if held >= 1 and won:
                 n.stats["re-placement asked: the end told"] += 1
                 n.send(src, FinalMsg(wf, end, held, won=won))
-                return True
-            return False
+            return True
         placed = n.state.placements.get(wf, {})
         if any(e == epoch and dom == src for e, dom, _ in placed.values()) \
                 and n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1:
             n.stats["re-placement asked: handed over"] += 1
             self.adopt(wf)
-            return True
-        return False
+        return True
