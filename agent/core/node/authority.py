@@ -205,6 +205,20 @@ def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> Non
     # Not committed here (in doubt, or the new domain before the COMMIT): its
     # original coordinator, the one that places steps again.
     coordinator = held[1] if held is not None else coordinator_of(msg.workflow_id)
+    if src != coordinator and msg.held_epoch >= 1 and msg.won and proven is not None \
+            and (held is None or msg.held_epoch >= held[0]) \
+            and proven(msg.workflow_id, msg.held_epoch, src, msg.won):
+        # A successor tells it, showing its epoch's certificate: a new domain not
+        # committed here yet, or a member that has not followed it yet, takes it from
+        # the holder (replacement_handover.py).
+        return
+    known = d.placements.get(msg.workflow_id, {}).get(msg.step_id)
+    if src != coordinator and src == coordinator_of(msg.workflow_id) and not msg.made \
+            and known is not None and known[:2] == (msg.epoch, msg.domain):
+        # The original's tell of a placement known here, resent to a member that has
+        # followed a later epoch since: taken only to be acknowledged (it changes
+        # nothing), or it would be resent until the workflow ends.
+        return
     if src != coordinator:
         raise Refused("not_coordinator", f"{src} told a new placement in"
                                          f" {msg.workflow_id}, coordinated by {coordinator}")
@@ -213,6 +227,12 @@ def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> Non
 def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
            proven_epoch: Callable[[str, int, str, Any], bool] | None) -> None:
     held, participants = _epoch_of(node.state, msg.workflow_id)
+    if held is None and msg.epoch >= 1 and msg.won and proven_epoch is not None \
+            and _replacement_yes(node, msg.workflow_id) \
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
+        # The holder of a later epoch answers a new domain in doubt on a re-placement
+        # round with the end it made (replacement_handover.py): its YES is released.
+        return
     if msg.epoch > 0 and held is None:
         raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                    " not committed here yet")
@@ -255,6 +275,12 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
         return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
+
+
+def _replacement_yes(node: Any, wf: str) -> bool:
+    """Does this Node hold a YES of a re-placement round of `wf` (replacement.py)?"""
+    d = node.state
+    return any(getattr(d.info.get(k), "lost", "") for k in node.participant.keys_of(wf))
 
 
 def _claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:

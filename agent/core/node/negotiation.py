@@ -303,6 +303,8 @@ class Negotiation:
             if answer.value is not None and answer.value.commit \
                     and not n.replacement.may_send_commit(msg.key[0], src):
                 answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
+        elif n.replacement.handover.answered(msg.key, src):
+            return  # its end, or its COMMIT handed out (replacement_handover.py)
         elif n.retain is not None and n.retain.forgotten_here(msg.key[0]):
             # Ours, and forgotten: nothing is presumed and nothing written (a collected
             # COMMIT went with it); the asker goes to a recovery ballot.
@@ -344,6 +346,8 @@ class Negotiation:
             kind = type(a)
             if kind is Send:
                 n.send(a.to, a.msg)
+                if type(a.msg) is DecisionQuery:  # in doubt on a re-placement round?
+                    n.replacement.handover.asked(a.msg.key, a.to)
             elif kind is PersistAcceptor:
                 n.point("PersistAcceptor")
                 n.state.acceptor[a.key] = a.record

@@ -15,6 +15,9 @@ other Node's (and the coordinator's own, where it is a participant too):
   a placement that is over) and rebuilds the progress without it. A new domain new to
   the workflow keeps the electorate the message carries (takeover claims). The
   new domain itself waits for the round's COMMIT before it takes its own placement;
+- told by a successor (the holder of a later epoch, its certificate shown: authority.py)
+  the same; and, `made`, the COMMIT of our own placement handed out by it once told
+  everywhere again (replacement_handover.py, `made_here`): our YES, PREPARED, commits;
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
   the hold): the placement is written and taken; a Node new to the workflow builds its
   progress from the round's PREPARE (its whole placement);
@@ -22,7 +25,11 @@ other Node's (and the coordinator's own, where it is a participant too):
   rebuilt (this Node's own only once the round's COMMIT is learned here);
 - the workflow ended here (`ended`): a YES of a re-placement round still undecided is
   released (its coordinator makes nothing run under it; a COMMIT that comes later finds
-  nothing held and changes nothing).
+  nothing held and changes nothing), noted (`released_at_end`: the simulator's checker
+  counts it as resolving the YES). In doubt before that, the new domain asks the
+  workflow's other members too (replacement_handover.py, `asked`), and a successor's
+  end reaches it so (authority.py lets the end of a proven holder through to a Node
+  holding such a YES only).
 """
 
 from __future__ import annotations
@@ -105,6 +112,10 @@ class PlacedHere:
                            p.steps[msg.step_id].idempotent, now)
                 n.running.report_needs(wf, msg.step_id)
                 n.running.start_ready(now, wf)
+        if msg.made and msg.domain == n.name and wf not in d.final:
+            # The holder of a later epoch hands out our round's COMMIT, told everywhere
+            # again first (replacement_handover.py).
+            n.replacement.handover.made_here(now, src, msg)
         n.send(src, ack)
 
     def committed_here(self, now: float, key: Key, steps: list) -> bool:
@@ -153,4 +164,5 @@ class PlacedHere:
                 n.termination.forget(h.key)
                 n.point("hold released")
                 n.state.holds.pop(h.key, None)
+                n.note("released_at_end", h.key, now)
                 n.stats["re-placement YES released at the end"] += 1

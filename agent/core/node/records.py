@@ -119,7 +119,12 @@ class PlacedMsg:
     domain has its inputs even when their own domain is gone. `electorate`: the
     workflow's takeover electorate (the committed round's acceptors), which a new
     domain, new to the workflow, keeps as its own (its re-placement round, classic
-    2PC, names none the others share)."""
+    2PC, names none the others share).
+
+    Told by a successor (replacement_handover.py): `held_epoch` is the coordinator
+    epoch it acts in and `won` its certificate (a new domain not committed here takes
+    the tell on it); `made`: the round's COMMIT handed out to its new domain, once every
+    other member was told again."""
 
     workflow_id: str
     step_id: str
@@ -128,6 +133,9 @@ class PlacedMsg:
     lost: str
     needs: tuple[tuple[str, int, dict], ...] = ()
     electorate: tuple[str, ...] = ()
+    held_epoch: int = 0
+    won: Certificate = ()
+    made: bool = False
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,16 @@ Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result 
 older placement than the one known here is refused (running.py, `on_result`), counted
 in `stats` and noted ("placement_refused") for the driver to log.
 
+Handed over: a COMMIT an original following a later epoch never sent, by a successor
+told the placement; a new domain in doubt asks (replacement_handover.py: why safe).
+
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
 by a crash has no decision on record: its candidate's query is answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
-progress, is resolved again when the view is posted, in a new round. A COMMIT on record
-whose new domain had not acknowledged it is told again (PlacedMsg to everyone) and sent
-once told.
+progress, is resolved again when the view is posted, in a new round. Every placement
+on record is told again (acknowledgements were in memory: a domain down when told would
+never learn it, and refuse the new domain's claim for ever), and a COMMIT its new domain
+had not acknowledged is sent again once told.
 
 With takeover, the domains of the new placements are the workflow's like the others
 (`domains_of`, every Node's view): a successor's claim and end reach them, the told
@@ -55,9 +59,11 @@ PlacedMsg carries the electorate for a new domain new to the workflow, and the
 takeover part counts them (takeover.py, `placed`).
 
 Not done here (docs/architecture.md): a successor after a takeover places nothing
-again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a round whose coordinator died for good mid-round holds its
-reservation until the coordinator comes back; a downstream participant that heard a
-late result of the lost placement before it was told the new one keeps it.
+again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a
+round whose coordinator died for good mid-round, unknown to the successor, holds its
+reservation until the workflow's end reaches it (it asks; a successor whose end waits
+answers nothing until it is made); a downstream participant that heard a late result
+of the lost placement before it was told the new one keeps it.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
@@ -94,13 +101,16 @@ class Replacements:
     def __init__(self, node: Any) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts).
         self.n = node
+        # A successor's part: it hands out a told placement's COMMIT.
+        self.handover = Handover(self)
         self.reset()
 
     def reset(self) -> None:
         """A restore: rounds under way are gone (see the header)."""
         # Workflow -> (core, step, lost domain) of the round under way.
         self.cores: dict[str, tuple[Coordinator, str, str]] = {}
-        # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it.
+        # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it (None:
+        # a successor's handover, replacement_handover.py).
         self.telling: dict[Key, tuple[str, Any]] = {}
         # (workflow, round) -> the domains that acknowledged its PlacedMsg.
         self.acked: dict[Key, set[str]] = {}
@@ -113,15 +123,16 @@ class Replacements:
         return row is not None and row.committed and key[1] > row.round
 
     def domains_of(self, wf: str) -> set[str]:
-        """Every domain of the workflow as this Node knows it: the committed placement's
-        and each new placement's on record (a successor's are those it was told, as an
-        elector, before their COMMIT: it tells its epoch and its end to them too)."""
+        """Every domain of the workflow as known here: the committed placement's, each
+        new placement's on record and the one it was lost on (a new domain's placement
+        is its round's: the lost one is named only so; stalled schedule seed 135)."""
         d = self.n.state
         row = d.rows.get(wf)
         out = set(row.info.placement.values()) if row is not None else set()
         if row is None and wf in d.committed:
             out.update(self.n.running.info(wf).placement.values())
-        out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
+        for _, dom, lost in d.placements.get(wf, {}).values():
+            out.update((dom, lost))
         out.discard("")
         return out
 
@@ -136,7 +147,7 @@ class Replacements:
                 core.handle_timer(now)
                 self._run(now, wf)
         for key in list(self.telling):
-            self._send_if_told(key)
+            self.send_if_told(key)
 
     # ---- the coordinator: a lost step, its round ---------------------------------------
 
@@ -206,7 +217,7 @@ class Replacements:
                         core.domain_lost(now, domain, self.n.members.get(domain, "DEAD"))
                 self._run(now, wf)
         for key in list(self.telling):
-            self._send_if_told(key)
+            self.send_if_told(key)
 
     def on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         entry = self.cores.get(msg.key[0])
@@ -345,11 +356,18 @@ class Replacements:
         n.running.report_needs(wf, step)  # the needs run here, to the new domain
         n.running.start_ready(now, wf)
         if (wf, epoch) in self.telling:
-            self._send_if_told((wf, epoch))
+            self.send_if_told((wf, epoch))
 
     def tell(self, wf: str, step: str) -> None:
         """The new placement of `step` to every domain of the workflow, resent until
         each acknowledges."""
+        msg = self.message(wf, step)
+        # The lost domain too: back, it learns its placement is over.
+        for dst in sorted(self._told_to(wf)):
+            self.n.reliable(dst, ("placed", wf, step, msg.epoch, dst), msg)
+
+    def message(self, wf: str, step: str) -> PlacedMsg:
+        """`step`'s placement on record, told (a successor's: its epoch, certificate)."""
         n = self.n
         epoch, domain, lost = n.state.placements[wf][step]
         p = n.progress.get(wf)
@@ -359,10 +377,11 @@ class Replacements:
                           for need in p.steps[step].needs if need in p.steps
                           and p.steps[need].state is StepState.SUCCEEDED)
         electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
-        msg = PlacedMsg(wf, step, domain, epoch, lost, needs, tuple(sorted(electorate or ())))
-        # The lost domain too: back, it learns its placement is over.
-        for dst in sorted(self._told_to(wf)):
-            n.reliable(dst, ("placed", wf, step, epoch, dst), msg)
+        held = n.domain_loss.epoch(wf) if n.domain_loss.drives(wf) else 0
+        won = n.takeover.proof.own_certificate(wf, held) \
+            if held >= 1 and n.takeover is not None else ()
+        return PlacedMsg(wf, step, domain, epoch, lost, needs,
+                         tuple(sorted(electorate or ())), held, won)
 
     def _told_to(self, wf: str) -> set[str]:
         """Who is told a new placement: every domain of the workflow, and, with takeover,
@@ -376,9 +395,9 @@ class Replacements:
     def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
         _, wf, _, epoch, _ = msg_id
         self.acked.setdefault((wf, epoch), set()).add(src)
-        self._send_if_told((wf, epoch))
+        self.send_if_told((wf, epoch))
 
-    def _send_if_told(self, key: Key) -> None:
+    def send_if_told(self, key: Key) -> None:
         n = self.n
         told = self.telling.get(key)
         if told is None:
@@ -394,6 +413,9 @@ class Replacements:
             return
         del self.telling[key]
         domain, value = told
+        if value is None:  # a successor's handover: the COMMIT it hands out
+            self.handover.make(key, domain)
+            return
         n.stats["re-placement COMMIT sent once told"] += 1
         n.send(domain, Decision(key, value, n.name))
 
@@ -458,16 +480,21 @@ class Replacements:
                 n.negotiation.learn(now, h.key, ABORT, h.tx)
 
     def retell(self, wf: str) -> None:
-        """A restored coordinator: each COMMIT on record its new domain has not
-        acknowledged is told again, and sent (once told, with takeover)."""
+        """A restored coordinator tells every placement on record again (see the
+        header: takeover soak seed 1800599) and sends again each COMMIT on record (once
+        told, with takeover); a restored successor hands out what it was told."""
         n = self.n
         p = n.progress.get(wf)
-        if p is not None and wf in n.state.rows and n.domain_loss.drives(wf):
+        if wf not in n.state.rows:
+            self.handover.adopt(wf)
+            return
+        if p is not None and n.domain_loss.drives(wf):
             for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
-                value = n.state.records.get((wf, epoch))
-                if value is not None and value.commit and step in p.steps:
+                value = n.state.records.get((wf, epoch)) if step in p.steps else None
+                if value is not None and value.commit:
                     if n.takeover is not None:
                         self.telling[(wf, epoch)] = (domain, value)
                     else:
                         n.send(domain, Decision((wf, epoch), value, n.name))
+                if step in p.steps and (n.takeover is not None or value is not None):
                     self.tell(wf, step)

@@ -327,6 +327,9 @@ class Takeovers:
                 # (the dead original's own among them) get their verdicts
                 # (domain_loss.py).
                 n.domain_loss.resolve_gone(now, wf)
+                # A placement told before we won whose COMMIT its new domain may never
+                # have had: handed out, told everywhere again first.
+                n.replacement.handover.adopt(wf)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 
@@ -356,8 +359,10 @@ class Takeovers:
         if wf in d.rows or wf in d.committed:  # classic 2PC: participants and original
             info = self.n.running.info(wf)
             return frozenset(info.placement.values()) | {info.coordinator}
-        named = {frozenset(rec.tx.acceptors) for (w, _), rec in d.acceptor.items()
-                 if w == wf and rec.tx is not None and rec.tx.acceptors}
+        # Not a re-placement round's (classic 2PC: its coordinator and new domain).
+        named = {frozenset(rec.tx.acceptors) for (w, r), rec in d.acceptor.items()
+                 if w == wf and rec.tx is not None and rec.tx.acceptors
+                 and not getattr(d.info.get((w, r)), "lost", "")}
         return next(iter(named)) if len(named) == 1 else None
 
     def follow_proven(self, now: float, wf: str, winner: str, epoch: int,

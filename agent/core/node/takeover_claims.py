@@ -132,7 +132,11 @@ class Claims:
             return None, None, ()
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))
-        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit:
+        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit \
+                or info.lost:
+            # A new domain's committed round here is its re-placement round (classic
+            # 2PC, its own acceptors): no proof of the workflow's committed round, which
+            # it never held; the acceptor refuses it for want of one, as it would.
             return None, None, ()
         return Round(round_, frozenset(info.placement.values()),
                      frozenset(d.electorates[wf]), COMMIT), info.stated, learned.votes
@@ -144,9 +148,13 @@ class Claims:
         wf = msg.workflow_id
         d = n.state
         if wf not in d.committed and wf not in d.rows and wf not in d.final:
-            if n.participant.keys_of(wf):
+            if any(not getattr(d.info.get(k), "lost", "") for k in n.participant.keys_of(wf)):
                 # A vote of ours, no decision learned: "in doubt here", no grant, no
-                # refusal (the runtime's TakeoverAnswer.in_doubt); asked again soon.
+                # refusal (the runtime's TakeoverAnswer.in_doubt); asked again soon. Not
+                # for a re-placement round's vote only (replacement.py): in doubt on it
+                # for as long as its coordinator is gone, we answer as the acceptor we
+                # are of the committed round, or the claim could never win (takeover
+                # soak seed 3400228).
                 n.stats["takeover claim answered in doubt"] += 1
                 n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, "", in_doubt=True))
                 return

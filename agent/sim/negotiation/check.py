@@ -21,7 +21,8 @@ crash) through hooks the simulated shells call, and checks:
   doubt), every workflow whose domains are all up again is terminal, and
   non-blocking: for a transaction whose coordinator died forever, every live
   YES voter learned the decision within two lease periods after the last lease
-  (counted from when the network had healed and the acceptors and the voter were up);
+  (counted from when the network had healed and the acceptors and the voter were up),
+  or, for a re-placement round, released its YES as the workflow ended there;
 * with membership views on (runs with takeover): an in-doubt YES voter whose view
   says its coordinator is DEAD learns the decision within one recovery of being
   told, not a lease (`_check_undecided_recovery`; its times to resolve are the
@@ -84,6 +85,9 @@ class Checker:
         self._committed_rounds: dict[str, set[int]] = {}
         self._commit_known: set[tuple[str, str]] = set()  # (agent, workflow)
         self.learned_at: dict[tuple[str, Key], float] = {}
+        # A re-placement round's YES in doubt, released as its workflow ended there
+        # (core/node/placed_here.py): nothing can run under it, so it blocks nothing.
+        self.released_at: dict[tuple[str, Key], float] = {}
         self.yes: dict[Key, dict[str, float]] = {}  # key -> YES voter -> lease
         self.yes_at: dict[tuple[str, Key], float] = {}  # (voter, key) -> its first YES
         self.txs: dict[Key, TxInfo] = {}
@@ -149,6 +153,9 @@ class Checker:
         self.learned_at.setdefault((agent, key), now)
         if value.commit:
             self._commit_known.add((agent, key[0]))
+
+    def released_at_end(self, agent: str, key: Key, now: float) -> None:
+        self.released_at.setdefault((agent, key), now)
 
     def yes_voted(self, agent: str, tx: TxInfo, lease: float, now: float) -> None:
         self.yes.setdefault(tx.key, {})[agent] = lease
@@ -349,7 +356,9 @@ class Checker:
                 # again from the restore (core/negotiation/participant.restarted).
                 calm = sim.calm_since((*tx.acceptors, voter))
                 deadline = max(max(voters.values()), calm) + 2 * lease
-                at = self.learned_at.get((voter, key))
+                # A re-placement round (classic 2PC, decided by its coordinator's log
+                # alone) is resolved for its new domain by the workflow's end too.
+                at = self.learned_at.get((voter, key), self.released_at.get((voter, key)))
                 if at is None or at > deadline:
                     when = "never" if at is None else f"at {at:.2f}"
                     self.fail(f"blocking: {voter} learned {key} {when}, "

@@ -108,6 +108,7 @@ NOTE_TIMES: dict[str, tuple[int, ...]] = {
     "yes_voted": (1, 2),     # (tx, lease, now)
     "decided": (2,),         # (key, value, now)
     "learned": (2,),         # (key, value, now)
+    "released_at_end": (1,),  # (key, now): a re-placement YES, the workflow ended
     "step_started": (1,),    # (run, now)
     "ended_here": (1,),      # (wf, now)
     "acting": (2,),          # (wf, epoch, now)

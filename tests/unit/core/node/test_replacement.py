@@ -8,20 +8,23 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from fedorch.core.negotiation.messages import Decision
+from fedorch.core.negotiation.messages import Decision, DecisionQuery
 from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
 from fedorch.core.node.records import (
+    AckMsg,
     ClaimMsg,
     FinalMsg,
     PlacedMsg,
     PrepareMsg,
     ResultMsg,
     Timing,
+    VoteMsg,
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
+from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_domain_loss import (
     NAMES,
     WF,
@@ -393,3 +396,198 @@ def test_an_end_on_results_is_told_to_and_waits_for_a_new_domain_that_is_an_elec
     assert "d2" in fed.disks["d0"].final_acked[WF]
     for n in ("d0", "d2"):
         assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+# ---- a told placement whose original follows a later epoch (replacement_handover.py) ----
+
+
+def half_told(fed: Federation) -> tuple[str, int]:
+    """d1 dies; d0 places s1 again on d3 (outside the electorate d0, d1, d2) and tells
+    it, but d3's acknowledgement is held back: d0 has the COMMIT on record, told to d2,
+    and has not sent it. Returns (new domain, round)."""
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+
+    def d3_acknowledges(src: str, dst: str, msg: object) -> bool:
+        return src == "d3" and isinstance(msg, AckMsg) and msg.msg_id[0] == "placed"
+
+    fed.deliver(keep=d3_acknowledges)
+    fed.net = []  # lost
+    epoch, new, lost = fed.disks["d0"].placements[WF]["s1"]
+    assert (new, lost) == ("d3", "d1")
+    assert fed.disks["d2"].placements[WF]["s1"] == (epoch, "d3", "d1")  # d2 was told
+    assert not [m for _, m in fed.sent_by("d0", Decision) if m.key == (WF, epoch)]
+    assert fed.nodes["d3"].participant.status((WF, epoch)) == "prepared"  # in doubt
+    return new, epoch
+
+
+def test_a_successor_told_a_placement_hands_its_commit_out_to_the_new_domain() -> None:
+    """Half told (above), d0 then grants d2's claim (d2's view says d0 is DEAD) and
+    follows epoch 1: it never sends the COMMIT (the later epoch may not know the
+    placement). d2, told, hands it out itself: told again everywhere, then `made` to d3,
+    which commits its YES, follows d2, runs s1 and reports to it; the workflow ends,
+    where d3 held its YES in doubt and d2 waited for s1 for ever (takeover soak seeds
+    1700831, 1701689)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    new, epoch = half_told(fed)
+    fed.step("d2", MemberState("d0", "DEAD"))  # d0 lives on: it grants d2's claim
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d2"}
+    assert fed.disks["d0"].epochs[WF] == (1, "d2")  # the original follows
+    fed.tick(fed.now + 2.0)
+    assert fed.nodes["d2"].stats["re-placement COMMIT handed out by a successor"] == 1
+    assert fed.disks[new].learned[(WF, epoch)].commit
+    assert fed.disks[new].epochs[WF] == (1, "d2")  # its result goes to the successor
+    assert runs_of(fed, "s1") == [("d1", 1), (new, 1)]
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    for n in ("d0", "d2", new):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert not fed.nodes[new].participant.holds()
+    assert not [r for n, r in fed.refused if n == new]
+
+
+def test_a_successor_not_told_the_placement_hands_nothing_out() -> None:
+    """As above, but d2 never heard of the placement (its tell lost): it hands nothing
+    out (a COMMIT it cannot know of is never made to run). It fails s1 (a successor
+    places nothing again), and the end, told to the original, reaches d3 from it: d3's
+    YES, in doubt, is released at the end, s1 never run there."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2"
+                or isinstance(msg, AckMsg) and src == "d3" and msg.msg_id[0] == "placed")
+    fed.net = []
+    epoch = fed.disks["d0"].placements[WF]["s1"][0]
+    fed.step("d2", MemberState("d0", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2")
+    assert fed.evidence.acting == {(WF, 1): "d2"}
+    assert WF not in fed.disks["d2"].placements
+    assert not fed.nodes["d2"].stats["re-placement handed over by a successor"]
+    fed.tick(fed.now + 2.0)
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert (WF, epoch) not in fed.disks["d3"].learned
+    assert not fed.nodes["d3"].participant.holds()
+    assert fed.nodes["d3"].stats["re-placement YES released at the end"] == 1
+    assert runs_of(fed, "s1") == [("d1", 1)]
+
+
+def test_a_restored_original_tells_every_placement_again() -> None:
+    """s1 is placed again on d3 while d1, its lost domain and an elector, is down: d1
+    never hears it. d0 restarts (its resends were in memory): it tells the placement
+    again to everyone, so d1, back, learns it, and with it that d3 takes part (it may
+    then answer d3's claim, which it refused for ever as a stranger's: takeover soak
+    seed 1800599)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert (WF, fed.disks["d0"].placements[WF]["s1"][0]) not in fed.disks["d0"].records
+    fed.restore("d0")
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in NAMES if m != "d0")))
+    fed.deliver()
+    assert fed.disks["d1"].placements[WF]["s1"][1] == new
+
+
+def test_a_new_domain_shows_no_proof_of_a_round_it_never_held() -> None:
+    """A new domain's committed round here is its re-placement round: its claim carries
+    no proof to an acceptor that holds no step (it showed its own round with the
+    workflow's electorate, a proof no acceptor can check)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    node = fed.nodes[new]
+    core = node.takeover.core(WF)
+    assert core is not None
+    assert node.takeover.claims._round_proof(WF, core, "d9") == (None, None, ())
+
+
+def test_a_new_domain_in_doubt_hears_the_end_from_the_successor_it_asks() -> None:
+    """d1 dies; d0 places s1 again on d3 and dies for good before deciding (d3's YES
+    never reached it): d3 is in doubt on a round whose coordinator is gone, unknown to
+    everyone else. d1 comes back and takes over with d2; s1 runs again on d1, the
+    workflow ends there. d3, asking its coordinator, asks the workflow's other members
+    too: the successor answers with the end it made, and d3's YES is released, where it
+    was held for ever (takeover soak seeds 3400363, 3401622). (The end is FAILED: s1's
+    attempt on d1 was interrupted by its restart, a not-retried failure.)"""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
+    fed.net = []
+    key = next(h.key for h in fed.nodes["d3"].participant.holds() if h.workflow_id == WF)
+    assert fed.nodes["d3"].participant.status(key) == "prepared"
+    fed.silent.add("d0")  # gone for good, undecided
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d0" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    for n in ("d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    for _ in range(3):
+        end_everything(fed)
+        fed.tick(fed.now + 2.0)
+    assert WF in fed.disks["d1"].final
+    assert WF not in fed.disks["d1"].placements  # the successor never knew the round
+    fed.run_until(fed.now + 30.0)
+    assert fed.nodes["d1"].stats["re-placement asked: the end told"] >= 1
+    assert not fed.nodes["d3"].participant.holds()
+    assert fed.nodes["d3"].stats["re-placement YES released at the end"] == 1
+    assert key not in fed.disks["d3"].learned  # released, no decision made up
+    assert [r for r in runs_of(fed, "s1") if r[0] == "d3"] == []
+    # A query about the committed round is answered with its decision, as ever.
+    ready = fed.step("d1", Message("d2", DecisionQuery((WF, 1), "d2")))
+    assert [type(m).__name__ for _, m in sent(ready)] == ["DecisionAnswer"]
+
+
+def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_acceptor(
+) -> None:
+    """s0 runs on d0 itself, s1 on d1; the electorate is d0, d1 and d2, an extra
+    acceptor. d3 is gone; d1 dies and d0 places s1 again on d2, which votes YES; d0 dies
+    for good before deciding. d2 is in doubt on that round only: it answers d1's claim
+    as the acceptor of the committed round it is (on the claim's proof), where it
+    answered "in doubt" for ever and d1 could never win (takeover soak seed 3400228).
+    Its electorate is the committed round's, not the re-placement round's two."""
+    fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d3")
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
+    fed.net = []
+    key = next(h.key for h in fed.nodes["d2"].participant.holds() if h.workflow_id == WF)
+    assert key[1] > 1 and fed.nodes["d2"].participant.status(key) == "prepared"
+    assert fed.nodes["d2"].takeover.electorate_of(WF) == frozenset({"d0", "d1", "d2"})
+    fed.silent.add("d0")
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "ALIVE" if m == "d2" else "DEAD")
+                     for m in NAMES if m != "d1"])
+    fed.step("d2", MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d2"].granted[WF] == (1, "d1")
+    assert not fed.nodes["d2"].stats["takeover claim answered in doubt"]
+
+
+def test_a_new_domain_counts_the_lost_domain_among_the_workflows_domains() -> None:
+    """A new domain new to the workflow knows it from its own round's PREPARE, whose
+    placement no longer names the lost domain: it counts it from the placement, so that,
+    elected, it tells it its end (the lost domain holds the committed round: the stalled
+    schedule's seed 135, where it held it for ever)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert "d1" not in fed.disks[new].info[(WF, fed.disks[new].committed[WF])].placement.values()
+    assert fed.nodes[new].replacement.domains_of(WF) == {"d1", "d2", new}
