@@ -67,6 +67,8 @@ from fedorch.core.node.records import (
     CompensateMsg,
     FinalMsg,
     PlacedMsg,
+    PlacementAnswer,
+    PlacementQuery,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
@@ -210,6 +212,29 @@ def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> Non
                                          f" {msg.workflow_id}, coordinated by {coordinator}")
 
 
+def _placement_query(node: Any, src: str, msg: PlacementQuery, votes: Any,
+                     proven: Any) -> None:
+    # A restarted participant asks where the steps are (restart_check.py): one of the
+    # workflow's domains as known here (unknown here: nothing is answered anyway).
+    _, participants = _epoch_of(node.state, msg.workflow_id)
+    if participants is not None and src not in participants:
+        raise Refused("not_party", f"{src} asked the placements of {msg.workflow_id},"
+                                   " in which it places no step")
+
+
+def _placement_answer(node: Any, src: str, msg: PlacementAnswer, votes: Any,
+                      proven: Any) -> None:
+    # Only the coordinator asked, the one followed or granted here, answers it.
+    d = node.state
+    held, _ = _epoch_of(d, msg.workflow_id)
+    granted = d.granted.get(msg.workflow_id, (0, ""))
+    holder = granted[1] if held is not None and granted[0] > held[0] \
+        else held[1] if held is not None else None
+    if src != holder:
+        raise Refused("not_coordinator", f"{src} answered where the steps of"
+                                         f" {msg.workflow_id} are, coordinated by {holder}")
+
+
 def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
            proven_epoch: Callable[[str, int, str, Any], bool] | None) -> None:
     held, participants = _epoch_of(node.state, msg.workflow_id)
@@ -314,7 +339,8 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
     Decision: _decision, DecisionQuery: _decision_query, DecisionAnswer: _decision_answer,
     DecisionAck: _decision_ack, ResultMsg: _result, FinalMsg: _final, ClaimMsg: _claim,
     ClaimAnswerMsg: _claim_answer, AckMsg: _ack, CompensateMsg: _compensate,
-    CompensatedMsg: _compensated, PlacedMsg: _placed,
+    CompensatedMsg: _compensated, PlacedMsg: _placed, PlacementQuery: _placement_query,
+    PlacementAnswer: _placement_answer,
 }
 # Every message type a Node exchanges with its peers (what `check` has a rule for).
 MESSAGE_TYPES = frozenset(_BY_TYPE)

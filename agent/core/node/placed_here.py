@@ -7,7 +7,12 @@ other Node's (and the coordinator's own, where it is a participant too):
 
 - told (PlacedMsg, from the workflow's coordinator as known here: the epoch followed,
   else the coordinator the id names): the new placement is written (`placements`) and
-  acknowledged; the needs' outputs it carries are recorded; a committed progress takes
+  acknowledged, unless this Node granted a later coordinator epoch (then it is
+  written, never acknowledged: the original counts an acknowledgement as a member of
+  the majority that must hold the placement before its COMMIT leaves, and a claimant
+  that won on our grant may not know it); the same placement answered to a restarted
+  Node (restart_check.py) or carried by a grant of our claim
+  (`ClaimAnswerMsg.placements`, `learn_from_grant`) is taken the same way (`take`); the needs' outputs it carries are recorded; a committed progress takes
   it (Progress.placed_again: results of older placements are refused from now on),
   re-reports the results of the step's needs run here (to the new domain), and, where
   this Node was the lost domain and is back, stops the attempt still running here, or
@@ -32,6 +37,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import AckMsg, PlacedMsg
+from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
@@ -52,11 +58,41 @@ class PlacedHere:
             if domain != n.name or (learned is not None and learned.commit):
                 p.placed_again(step, domain, epoch, lost)
 
+    def known(self, wf: str) -> tuple[tuple[str, int, str, str], ...]:
+        """The placements on record of `wf`: (step, epoch, domain, lost) of each step
+        placed again, as a grant or a placement answer carries them."""
+        return tuple((step, epoch, domain, lost) for step, (epoch, domain, lost)
+                     in sorted(self.n.state.placements.get(wf, {}).items()))
+
     def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
         n = self.n
         d = n.state
         wf = msg.workflow_id
-        ack = AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name))
+        self.take(now, msg)
+        original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \
+            else wf.rpartition(".")[0]
+        if held_of(d, wf, original)[0] > 0:
+            # We granted a later coordinator epoch (its claimant may have won without
+            # our word of this placement): taken, never acknowledged, so the original
+            # never counts us among the majority that must hold the placement before
+            # its COMMIT leaves (replacement.py, restart_check.py).
+            n.stats["placement told after a later epoch's grant not acknowledged"] += 1
+            return
+        n.send(src, AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name)))
+
+    def learn_from_grant(self, now: float, wf: str,
+                         placements: tuple[tuple[str, int, str, str], ...]) -> None:
+        """A grant of our claim carries its granter's placements: taken before it counts,
+        so that, acting, we know every placement whose COMMIT left (restart_check.py)."""
+        for step, epoch, domain, lost in placements:
+            self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
+
+    def take(self, now: float, msg: PlacedMsg) -> None:
+        """A new placement of a step, told (a PlacedMsg), answered (a placement answer)
+        or carried by a grant: written and taken, if it is news here."""
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
         known = d.placements.get(wf, {}).get(msg.step_id)
         if wf not in d.final and (known is None or known[0] < msg.epoch) \
                 and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
@@ -105,7 +141,6 @@ class PlacedHere:
                            p.steps[msg.step_id].idempotent, now)
                 n.running.report_needs(wf, msg.step_id)
                 n.running.start_ready(now, wf)
-        n.send(src, ack)
 
     def committed_here(self, now: float, key: Key, steps: list) -> bool:
         """This Node is the new domain of a re-placement round and learned its COMMIT

@@ -29,10 +29,15 @@ Told before made. With coordinator takeover composed, a successor elected while 
 coordinator is down decides on what it knows, so a new placement must be known before
 it can run: the COMMIT goes to the new domain only once every domain of the workflow
 and every member of its electorate the view does not say is gone (and at least one),
-the new domain included, acknowledged the PlacedMsg. (Not a majority rule, as for a
-loss verdict's end: an elector that is gone may come back, but it never runs the step,
-and the successor it may elect among the told ones knows the placement.) Until then its DecisionQuery is
-answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
+the new domain included, acknowledged the PlacedMsg, and those with this coordinator
+are a majority of the electorate (a member that granted a later epoch never
+acknowledges, placed_here.py, and a grant carries the granter's placements: every
+successor knows a placement whose COMMIT left, so a restarted lost domain that asks
+it before it starts anything, restart_check.py, learns its placement is over). Every
+live one, not only a majority: a member not told would keep reporting to the lost
+domain. A majority too: the lost domain, back while this coordinator is down, may be
+elected by members that were gone when the placement was told (takeover soak seed
+1700761). Until then its DecisionQuery is answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
 and a recovery ballot of the new domain is refused here (`refuses_paxos`), so it cannot
 learn the decision any other way. A failure to place again is a verdict like a loss's:
 with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
@@ -391,6 +396,13 @@ class Replacements:
         others = self._told_to(wf)
         waiting = {m for m in others if not n.member_loss.gone(m)} - acked
         if waiting or (others and not acked & others):
+            return
+        electorate = set(n.takeover.electorate_of(wf) or ())
+        if 2 * len(({n.name} | acked) & electorate) <= len(electorate) \
+                or n.state.granted.get(wf, (0, ""))[0] > 0:
+            # Not yet held by a majority of the electorate (every successor's majority
+            # must meet one that tells it: restart_check.py), or we granted a later
+            # epoch (its claimant may win without this placement): not sent.
             return
         del self.telling[key]
         domain, value = told

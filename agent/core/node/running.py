@@ -309,7 +309,8 @@ class Running:
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
-        while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf):
+        while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf) \
+                and not n.restart_check.holds_back(wf):  # restored, not confirmed yet
             ready = p.start_ready(now)
             if not ready:
                 due = p.next_start_at()
@@ -454,3 +455,4 @@ class Running:
             n.takeover.forget(wf)
         if n.fencing is not None:
             n.fencing.forget(wf)
+        n.restart_check.forget(wf)
