@@ -199,14 +199,11 @@ def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> Non
 
 
 def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:
-    # A new placement is told by the workflow's coordinator as known here: the epoch
-    # followed, or, not committed here yet (the new domain), the coordinator of the
-    # re-placement round this Node voted in.
-    d = node.state
-    held, _ = _epoch_of(d, msg.workflow_id)
-    # Not committed here (in doubt, or the new domain before the COMMIT): its
-    # original coordinator, the one that places steps again.
-    coordinator = held[1] if held is not None else coordinator_of(msg.workflow_id)
+    # A new placement is told by the original coordinator, the only one that places
+    # steps again (replacement.py), whatever epoch is followed here: it tells on a
+    # placement it decided after it follows a later epoch, and the holder of that
+    # epoch and its followers take it (a committed round's fact) and acknowledge it.
+    coordinator = coordinator_of(msg.workflow_id)
     if src != coordinator:
         raise Refused("not_coordinator", f"{src} told a new placement in"
                                          f" {msg.workflow_id}, coordinated by {coordinator}")

@@ -7,12 +7,11 @@ other Node's (and the coordinator's own, where it is a participant too):
 
 - told (PlacedMsg, from the workflow's coordinator as known here: the epoch followed,
   else the coordinator the id names): the new placement is written (`placements`) and
-  acknowledged, unless this Node granted a later coordinator epoch (then it is
-  written, never acknowledged: the original counts an acknowledgement as a member of
-  the majority that must hold the placement before its COMMIT leaves, and a claimant
-  that won on our grant may not know it); the same placement answered to a restarted
-  Node (restart_check.py) or carried by a grant of our claim
-  (`ClaimAnswerMsg.placements`, `learn_from_grant`) is taken the same way (`take`); the needs' outputs it carries are recorded; a committed progress takes
+  acknowledged (the original counts an elector's acknowledgement toward the majority
+  that must hold the placement before its COMMIT leaves: replacement.py); the same
+  placement answered to a restarted Node (restart_check.py) or carried by a grant of
+  our claim (`ClaimAnswerMsg.placements`, `learn_from_grant`) is taken the same way
+  (`take`); the needs' outputs it carries are recorded; a committed progress takes
   it (Progress.placed_again: results of older placements are refused from now on),
   re-reports the results of the step's needs run here (to the new domain), and, where
   this Node was the lost domain and is back, stops the attempt still running here, or
@@ -37,7 +36,6 @@ from typing import Any
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import AckMsg, PlacedMsg
-from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
@@ -65,20 +63,9 @@ class PlacedHere:
                      in sorted(self.n.state.placements.get(wf, {}).items()))
 
     def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
-        n = self.n
-        d = n.state
-        wf = msg.workflow_id
         self.take(now, msg)
-        original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \
-            else wf.rpartition(".")[0]
-        if held_of(d, wf, original)[0] > 0:
-            # We granted a later coordinator epoch (its claimant may have won without
-            # our word of this placement): taken, never acknowledged, so the original
-            # never counts us among the majority that must hold the placement before
-            # its COMMIT leaves (replacement.py, restart_check.py).
-            n.stats["placement told after a later epoch's grant not acknowledged"] += 1
-            return
-        n.send(src, AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name)))
+        self.n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch,
+                                 self.n.name)))
 
     def learn_from_grant(self, now: float, wf: str,
                          placements: tuple[tuple[str, int, str, str], ...]) -> None:

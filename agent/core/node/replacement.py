@@ -30,10 +30,11 @@ coordinator is down decides on what it knows, so a new placement must be known b
 it can run: the COMMIT goes to the new domain only once every domain of the workflow
 and every member of its electorate the view does not say is gone (and at least one),
 the new domain included, acknowledged the PlacedMsg, and those with this coordinator
-are a majority of the electorate (a member that granted a later epoch never
-acknowledges, placed_here.py, and a grant carries the granter's placements: every
-successor knows a placement whose COMMIT left, so a restarted lost domain that asks
-it before it starts anything, restart_check.py, learns its placement is over). Every
+are a majority of the electorate (a grant carries the granter's placements, so a
+successor elected by a majority knows a placement whose COMMIT left, and a restarted
+lost domain that asks it before it starts anything, restart_check.py, learns its
+placement is over; the one gap, an elector that acknowledges after it granted a later
+epoch, is named there). Every
 live one, not only a majority: a member not told would keep reporting to the lost
 domain. A majority too: the lost domain, back while this coordinator is down, may be
 elected by members that were gone when the placement was told (takeover soak seed
@@ -126,7 +127,11 @@ class Replacements:
         out = set(row.info.placement.values()) if row is not None else set()
         if row is None and wf in d.committed:
             out.update(self.n.running.info(wf).placement.values())
-        out.update(dom for _, dom, _ in d.placements.get(wf, {}).values())
+        for _, dom, lost in d.placements.get(wf, {}).values():
+            # The lost domain too: a new domain new to the workflow knows of it only so,
+            # and, as a successor, must tell it the end (back, it may hold the old
+            # round's COMMIT and follow this epoch, refusing the original's end).
+            out.update((dom, lost))
         out.discard("")
         return out
 
@@ -253,11 +258,9 @@ class Replacements:
             # it hears the end again instead, and releases its YES: nothing may run.
             n.send(src, FinalMsg(key[0], ended))
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        if key in self.telling or value is not None and value.commit \
-                and not n.domain_loss.drives(key[0]):
-            # Not told yet; or this Node follows a later epoch now, which may not know
-            # the new placement: the COMMIT is not handed out (the new domain hears the
-            # end once the workflow ends here, above).
+        if key in self.telling:
+            # Not told yet: the COMMIT is not handed out (see `_send_if_told`; the new
+            # domain hears the end instead if the workflow ends here first, above).
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
         entry = self.cores.get(key[0])
         if entry is not None and entry[0].round == key[1] \
@@ -389,8 +392,8 @@ class Replacements:
         if told is None:
             return
         wf = key[0]
-        if not n.domain_loss.drives(wf):
-            del self.telling[key]  # ended, or another epoch's: never made here
+        if wf in n.state.final or wf not in n.progress:
+            del self.telling[key]  # ended here: the new domain hears the end instead
             return
         acked = self.acked.get(key, set())
         others = self._told_to(wf)
@@ -398,11 +401,9 @@ class Replacements:
         if waiting or (others and not acked & others):
             return
         electorate = set(n.takeover.electorate_of(wf) or ())
-        if 2 * len(({n.name} | acked) & electorate) <= len(electorate) \
-                or n.state.granted.get(wf, (0, ""))[0] > 0:
-            # Not yet held by a majority of the electorate (every successor's majority
-            # must meet one that tells it: restart_check.py), or we granted a later
-            # epoch (its claimant may win without this placement): not sent.
+        if 2 * len(({n.name} | acked) & electorate) <= len(electorate):
+            # Not yet held by a majority of the electorate: a successor's majority must
+            # meet one whose grant carries it (restart_check.py).
             return
         del self.telling[key]
         domain, value = told
@@ -474,7 +475,7 @@ class Replacements:
         acknowledged is told again, and sent (once told, with takeover)."""
         n = self.n
         p = n.progress.get(wf)
-        if p is not None and wf in n.state.rows and n.domain_loss.drives(wf):
+        if p is not None and wf in n.state.rows and wf not in n.state.final:
             for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
                 value = n.state.records.get((wf, epoch))
                 if value is not None and value.commit and step in p.steps:

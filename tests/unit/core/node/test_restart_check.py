@@ -7,9 +7,8 @@ says so (test_domain_loss.py's federation)."""
 from __future__ import annotations
 
 from fedorch.core.negotiation.messages import Decision
-from fedorch.core.node import MemberState, Message
+from fedorch.core.node import MemberState, Message, Tick
 from fedorch.core.node.records import (
-    AckMsg,
     PlacedMsg,
     PlacementAnswer,
     PlacementQuery,
@@ -162,21 +161,45 @@ def test_a_new_placement_is_sent_only_once_a_majority_of_the_electorate_holds_it
     assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
 
 
-def test_a_member_that_granted_a_later_epoch_does_not_acknowledge_a_new_placement(
-) -> None:
-    """s1 alone, on d1: d2 is the round's acceptor holding no step. d1 takes d0 for
-    dead and wins epoch 1, d2 granting it as an acceptor (it follows no one). A
-    placement d0 tells d2 after that (d0 alive all along) is written there, never
-    acknowledged: the claimant may have won without d2's word of it, so d2 must not
-    count among the majority that holds it before its COMMIT leaves."""
-    fed = committed([step("s1")], {"s1": "d1"})
-    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
-    fed.silent.add("d0")
-    fed.step("d1", MemberState("d0", "DEAD"))
-    fed.run_until(fed.now + 10.0)
-    assert fed.disks["d2"].granted[WF] == (1, "d1") and WF not in fed.disks["d2"].epochs
-    fed.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", 7, "d1")))
-    assert fed.disks["d2"].placements[WF]["s1"] == (7, "d3", "d1")
-    assert not fed.sent_by("d2", AckMsg)
-    assert fed.nodes["d2"].stats[
-        "placement told after a later epoch's grant not acknowledged"] == 1
+def test_a_new_domain_counts_the_lost_domain_among_the_workflows_domains() -> None:
+    """d3, new to the workflow, knows d1 only as the domain s2 was lost with: it counts
+    it among the workflow's domains all the same, so that, elected, it tells d1 its end
+    (d1, back, may follow d3's epoch and refuse the original's end: it kept the old
+    round's reservation for ever, takeover soak seed 3201757)."""
+    fed = placed_again_on_d3()
+    assert "d1" in fed.nodes["d3"].replacement.domains_of(WF)
+
+
+def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> None:
+    """s1 (on d1, idempotent) is placed again on d3; its PlacedMsg to d2 is held. d2
+    takes d0 for dead and wins epoch 1, d0's grant carrying the new placement, and d0
+    follows d2. Once d2 acknowledges the placement (it holds it, as its grant showed
+    it), a majority of the electorate holds it and d0 still sends the round's COMMIT
+    (where it dropped it: the new domain kept its reservation for ever and the
+    successor waited for the step)."""
+    def to_d2(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, PlacedMsg) and dst == "d2"
+
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=to_d2)
+    fed.step("d2", MemberState("d0", "DEAD"))
+    for _ in range(20):
+        fed.now += 0.5
+        for n in ("d0", "d2", "d3"):
+            fed.step(n, Tick())
+        fed.deliver(keep=to_d2)
+    assert fed.evidence.acting == {(WF, 1): "d2"}
+    assert not fed.nodes["d0"].domain_loss.drives(WF)
+    assert fed.disks["d2"].placements[WF]["s1"][1] == "d3"  # from d0's grant
+
+    def commits() -> list:
+        return [m for to, m in fed.sent_by("d0", Decision) if to == "d3" and m.value.commit]
+
+    assert commits() == [] and runs_of(fed, "s1") == [("d1", 1)]
+    fed.deliver()  # the held placement reaches d2, which acknowledges it
+    assert len(commits()) == 1
+    assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
