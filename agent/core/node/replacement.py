@@ -30,17 +30,21 @@ coordinator is down decides on what it knows, so a new placement must be known b
 it can run: the COMMIT goes to the new domain only once every domain of the workflow
 and every member of its electorate the view does not say is gone (and at least one),
 the new domain included, acknowledged the PlacedMsg, and those with this coordinator
-are a majority of the electorate (a grant carries the granter's placements, so a
-successor elected by a majority knows a placement whose COMMIT left, and a restarted
-lost domain that asks it before it starts anything, restart_check.py, learns its
-placement is over; the one gap, an elector that acknowledges after it granted a later
-epoch, is named there). Every
-live one, not only a majority: a member not told would keep reporting to the lost
-domain. A majority too: the lost domain, back while this coordinator is down, may be
-elected by members that were gone when the placement was told (takeover soak seed
-1700761). Until then its DecisionQuery is answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
-and a recovery ballot of the new domain is refused here (`refuses_paxos`), so it cannot
-learn the decision any other way. A failure to place again is a verdict like a loss's:
+are a majority of the electorate. Every live one: a member not told would keep
+reporting to the lost domain. A majority too: the lost domain, back while this
+coordinator is down, may be elected by members that were gone when the placement was
+told (takeover soak seed 1700761); a grant carries the granter's placements, so a
+successor elected by a majority knows every placement whose COMMIT left, and a
+restarted lost domain, which asks the coordinator it follows before it starts
+anything (restart_check.py, where the one gap is named), learns its placement is
+over. The same holds once this coordinator follows a later epoch (the epoch's holder
+and its followers take and acknowledge our PlacedMsg, a committed round's fact): the
+COMMIT is still sent when so held, never dropped (dropped, the new domain held its YES
+for ever and the successor, which knew the placement from our grant, waited for the
+step: seed 3201726). Until then its DecisionQuery is answered UNKNOWN; the round
+is classic 2PC, decided by this coordinator's log alone, and a recovery ballot of the
+new domain is refused here (`refuses_paxos`), so it cannot learn the decision any
+other way. A failure to place again is a verdict like a loss's:
 with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
 no other coordinator can exist: the COMMIT goes at once.
 

@@ -38,20 +38,24 @@ The rule:
   moves the step away, the workflow's end lets it go, or a later coordinator (a
   successor, which knows every placement whose COMMIT left, below) confirms it.
 
-Why it is safe. Steps are placed again only by the original coordinator while it
-drives at epoch 0 (replacement.py). Answered by it, a confirmation says that no
-COMMIT placing the step elsewhere exists (its progress takes a new placement in the
-write of the round's decision, before any COMMIT leaves). Answered by a successor,
-the confirmation holds because a new placement's COMMIT leaves the original only
-once a majority of the workflow's electorate (the original counting) holds the
-placement and none of those answered a later epoch's claim before (replacement.py,
-`_send_if_told`; placed_here.py leaves a placement told after a grant of a later
-epoch unacknowledged), and a grant carries the granter's placements
-(`ClaimAnswerMsg.placements`), which the claimant takes before it counts the grant:
-any majority that elects a successor meets that majority in a member that told it.
-A step confirmed here and then lost again is the ordinary loss case (the loss table,
-domain_loss.py). What is held is in memory only: a restart holds everything again
-and asks again, so nothing of it is written.
+Why it is safe. Steps are placed again only by the original coordinator, at epoch 0
+(replacement.py). Answered by it while it drives, a confirmation says that no COMMIT
+placing the step elsewhere exists (its progress takes a new placement in the write of
+the round's decision, before any COMMIT leaves). Answered by a successor, the
+confirmation holds because a new placement's COMMIT leaves the original only once a
+majority of the workflow's electorate (the original counting) holds the placement
+(replacement.py, `_send_if_told`), and a grant carries the granter's placements
+(`ClaimAnswerMsg.placements`), which the claimant takes before it counts the grant
+(placed_here.py, `learn_from_grant`): a majority that elects a successor meets that
+majority in a member that holds the placement, and so tells it, if it acknowledged
+the placement before it granted. The gap: an elector that acknowledges the placement
+only after it granted the successor's epoch counts toward the original's majority
+while the successor may have won without its word of it. Refusing that
+acknowledgement closes it but leaves such a placement half-done for ever (its COMMIT
+never sent, the new domain's reservation held) until the successor can complete a
+placement it learns of; not built. A step confirmed here and then lost again is the
+ordinary loss case (the loss table, domain_loss.py). What is held is in memory only:
+a restart holds everything again and asks again, so nothing of it is written.
 
 Nothing waits for ever on it: a coordinator gone for good is replaced by a
 successor (takeover.py), which answers once it acts; a workflow that ends is let go
