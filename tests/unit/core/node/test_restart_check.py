@@ -6,7 +6,12 @@ says so (test_domain_loss.py's federation)."""
 
 from __future__ import annotations
 
-from fedorch.core.negotiation.messages import Decision
+from fedorch.core.negotiation.messages import (
+    AnswerStatus,
+    Decision,
+    DecisionAnswer,
+    DecisionQuery,
+)
 from fedorch.core.node import MemberState, Message, Tick
 from fedorch.core.node.records import (
     PlacedMsg,
@@ -200,6 +205,13 @@ def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> N
         return [m for to, m in fed.sent_by("d0", Decision) if to == "d3" and m.value.commit]
 
     assert commits() == [] and runs_of(fed, "s1") == [("d1", 1)]
-    fed.deliver()  # the held placement reaches d2, which acknowledges it
-    assert len(commits()) == 1
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, Decision) and dst == "d3")
+    assert len(commits()) == 1  # sent: the held placement reached d2, which acknowledged
+    # The COMMIT lost on its way: its new domain, asking, is answered with it.
+    fed.net = []
+    key = commits()[0].key
+    fed.step("d0", Message("d3", DecisionQuery(key, "d3")))
+    answers = [m for to, m in fed.sent_by("d0", DecisionAnswer) if m.key == key]
+    assert answers[-1].status is AnswerStatus.DECIDED and answers[-1].value.commit
+    fed.deliver()
     assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
