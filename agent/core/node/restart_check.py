@@ -16,7 +16,11 @@ The default engine's participants wait the same way after a restart.
 
 The rule:
 - at restore every committed workflow not ended here is held (`hold_all`, before the
-  progress is rebuilt and its ready steps are started); once the Node is whole
+  progress is rebuilt and its ready steps are started), and every one in doubt here
+  (its COMMIT may come from the acceptors' recovery, not from the coordinator that
+  would tell it a placement is over: held, with no deadline, until its progress is
+  built, `resumed`, then asked about; one that aborts stays held, in memory, with
+  nothing to start); once the Node is whole
   (`restored`), a workflow with no unfinished step here, or that this Node drives
   itself (its original coordinator at epoch 0, or a successor acting in the epoch it
   won), is let go at once: its own tables are the placements' authority;
@@ -65,6 +69,7 @@ ask. Without coordinator takeover the original alone answers, as the shells' rul
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fedorch.core.node.records import PlacedMsg, PlacementAnswer, PlacementQuery
@@ -96,7 +101,8 @@ class RestartCheck:
         return wf in self.held
 
     def timer(self) -> float | None:
-        return min((entry[0] for entry in self.held.values()), default=None)
+        t = min((entry[0] for entry in self.held.values()), default=math.inf)
+        return None if t == math.inf else t  # in doubt here: no deadline, `resumed`
 
     def forget(self, wf: str) -> None:
         """`wf` ended here: nothing of it starts any more, nothing to ask."""
@@ -105,10 +111,21 @@ class RestartCheck:
     # ---- restore ---------------------------------------------------------------------------
 
     def hold_all(self, now: float) -> None:
-        """A restore, before the progress is rebuilt: every committed workflow held."""
+        """A restore, before the progress is rebuilt: every committed workflow held,
+        and every one in doubt here (it may learn its COMMIT from the acceptors, not
+        from the coordinator that would tell it its placement is over)."""
         d = self.n.state
-        self.held = {wf: [now, self.n.t.reliable_resend_s]
-                     for wf in d.committed if wf not in d.final}
+        resend = self.n.t.reliable_resend_s
+        self.held = {wf: [math.inf, resend] for wf in sorted(
+            {h.workflow_id for h in d.holds.values()}) if wf not in d.final}
+        self.held.update({wf: [now, resend] for wf in d.committed if wf not in d.final})
+
+    def resumed(self, wf: str) -> None:
+        """`wf` committed here (its progress built): held in doubt since the restore, it
+        is asked about at the next tick (now)."""
+        entry = self.held.get(wf)
+        if entry is not None and entry[0] == math.inf:
+            entry[0] = self.n.now
 
     def restored(self, now: float) -> None:
         """The Node is whole again: what needs no answer goes, the rest is asked."""
@@ -122,13 +139,17 @@ class RestartCheck:
     def _ask(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
+        entry = self.held[wf]
+        if p is None and wf not in n.state.committed and wf not in n.state.final \
+                and any(h.workflow_id == wf for h in n.participant.holds()):
+            entry[0] = math.inf  # still in doubt here: asked about once committed
+            return
+        entry[0] = now + entry[1]
+        entry[1] = min(entry[1] * 2, ASK_AT_MOST_S)
         if p is None or wf in n.state.final or n.domain_loss.drives(wf) \
                 or not any(s.state not in TERMINAL_STEP_STATES for s in p.local_steps()):
             self._let_go(now, wf)
             return
-        entry = self.held[wf]
-        entry[0] = now + entry[1]
-        entry[1] = min(entry[1] * 2, ASK_AT_MOST_S)
         target = n.takeover.coordinator_now(wf) if n.takeover is not None \
             else n.running.info(wf).coordinator
         if target != n.name:  # our own claim, not won yet: asked again, then driving

@@ -293,6 +293,7 @@ class Running:
             n.takeover.resumed(now, wf)  # its core, told how the view sees its coordinator
         n.domain_loss.resolve_gone(now, wf)  # its steps on members already gone
         n.replacement.retell(wf)  # a COMMIT of a new placement its domain may not have
+        n.restart_check.resumed(wf)  # in doubt at a restore: asked about now
 
     def start_ready(self, now: float, wf: str) -> None:
         """Start what is ready of `wf` here (a step placed again, its inputs told)."""

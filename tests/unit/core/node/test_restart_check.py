@@ -7,12 +7,13 @@ says so (test_domain_loss.py's federation)."""
 from __future__ import annotations
 
 from fedorch.core.negotiation.messages import (
+    Accept,
     AnswerStatus,
     Decision,
     DecisionAnswer,
     DecisionQuery,
 )
-from fedorch.core.node import MemberState, Message, Tick
+from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import (
     PlacedMsg,
     PlacementAnswer,
@@ -21,6 +22,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_domain_loss import (
     NAMES,
@@ -215,3 +217,29 @@ def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> N
     assert answers[-1].status is AnswerStatus.DECIDED and answers[-1].value.commit
     fed.deliver()
     assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
+
+
+def test_a_participant_in_doubt_at_its_restart_asks_once_it_learns_the_commit() -> None:
+    """d1 voted YES and restarts before it learns the decision: it may learn the COMMIT
+    from an acceptor (here d0's Accept, as a recovery would), not from the coordinator
+    that would tell it its placement is over. It is held, with no deadline, while in
+    doubt; committed, it asks at once (its next tick) and starts s1 on the answer."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1"), step("s2")]), placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver(keep=lambda src, dst, msg: dst == "d1" and isinstance(msg, Accept))
+    held = fed.net
+    fed.net = []
+    assert WF not in fed.disks["d1"].committed and fed.disks["d1"].holds
+    fed.restore("d1")
+    assert fed.nodes["d1"].restart_check.holds_back(WF)
+    assert fed.nodes["d1"].get_timer() is None or fed.nodes["d1"].get_timer() > fed.now
+    fed.net = held
+    fed.deliver()
+    assert WF in fed.disks["d1"].committed and runs_of(fed, "s1") == []
+    assert fed.nodes["d1"].get_timer() == fed.now  # asked at once
+    fed.step("d1", Tick())
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacementAnswer))
+    assert runs_of(fed, "s1") == [] and [type(m) for _, _, m in fed.net] == [PlacementAnswer]
+    fed.deliver()
+    assert runs_of(fed, "s1") == [("d1", 1)]
