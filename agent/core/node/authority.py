@@ -67,6 +67,8 @@ from fedorch.core.node.records import (
     CompensateMsg,
     FinalMsg,
     PlacedMsg,
+    PlacementAnswer,
+    PlacementQuery,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
@@ -197,31 +199,51 @@ def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> Non
 
 
 def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:
-    # A new placement is told by the workflow's coordinator as known here: the epoch
-    # followed, or, not committed here yet (the new domain), the coordinator of the
-    # re-placement round this Node voted in.
+    # A new placement is told by the original coordinator, the only one that places
+    # steps again (replacement.py), whatever epoch is followed here: it tells on a
+    # placement it decided after it follows a later epoch, and the holder of that
+    # epoch and its followers take it (a committed round's fact) and acknowledge it.
     d = node.state
+    coordinator = coordinator_of(msg.workflow_id)
+    if src == coordinator:
+        return
     held, _ = _epoch_of(d, msg.workflow_id)
-    # Not committed here (in doubt, or the new domain before the COMMIT): its
-    # original coordinator, the one that places steps again.
-    coordinator = held[1] if held is not None else coordinator_of(msg.workflow_id)
-    if src != coordinator and msg.held_epoch >= 1 and msg.won and proven is not None \
+    if held is not None and src == held[1]:
+        # The holder of the epoch followed here tells it again, handing the round's
+        # COMMIT out (replacement_handover.py).
+        return
+    if msg.held_epoch >= 1 and msg.won and proven is not None \
             and (held is None or msg.held_epoch >= held[0]) \
             and proven(msg.workflow_id, msg.held_epoch, src, msg.won):
         # A successor tells it, showing its epoch's certificate: a new domain not
         # committed here yet, or a member that has not followed it yet, takes it from
         # the holder (replacement_handover.py).
         return
-    known = d.placements.get(msg.workflow_id, {}).get(msg.step_id)
-    if src != coordinator and src == coordinator_of(msg.workflow_id) and not msg.made \
-            and known is not None and known[:2] == (msg.epoch, msg.domain):
-        # The original's tell of a placement known here, resent to a member that has
-        # followed a later epoch since: taken only to be acknowledged (it changes
-        # nothing), or it would be resent until the workflow ends.
-        return
-    if src != coordinator:
-        raise Refused("not_coordinator", f"{src} told a new placement in"
-                                         f" {msg.workflow_id}, coordinated by {coordinator}")
+    raise Refused("not_coordinator", f"{src} told a new placement in"
+                                     f" {msg.workflow_id}, coordinated by {coordinator}")
+
+
+def _placement_query(node: Any, src: str, msg: PlacementQuery, votes: Any,
+                     proven: Any) -> None:
+    # A restarted participant asks where the steps are (restart_check.py): one of the
+    # workflow's domains as known here (unknown here: nothing is answered anyway).
+    _, participants = _epoch_of(node.state, msg.workflow_id)
+    if participants is not None and src not in participants:
+        raise Refused("not_party", f"{src} asked the placements of {msg.workflow_id},"
+                                   " in which it places no step")
+
+
+def _placement_answer(node: Any, src: str, msg: PlacementAnswer, votes: Any,
+                      proven: Any) -> None:
+    # Only the coordinator asked, the one followed or granted here, answers it.
+    d = node.state
+    held, _ = _epoch_of(d, msg.workflow_id)
+    granted = d.granted.get(msg.workflow_id, (0, ""))
+    holder = granted[1] if held is not None and granted[0] > held[0] \
+        else held[1] if held is not None else None
+    if src != holder:
+        raise Refused("not_coordinator", f"{src} answered where the steps of"
+                                         f" {msg.workflow_id} are, coordinated by {holder}")
 
 
 def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
@@ -340,7 +362,8 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
     Decision: _decision, DecisionQuery: _decision_query, DecisionAnswer: _decision_answer,
     DecisionAck: _decision_ack, ResultMsg: _result, FinalMsg: _final, ClaimMsg: _claim,
     ClaimAnswerMsg: _claim_answer, AckMsg: _ack, CompensateMsg: _compensate,
-    CompensatedMsg: _compensated, PlacedMsg: _placed,
+    CompensatedMsg: _compensated, PlacedMsg: _placed, PlacementQuery: _placement_query,
+    PlacementAnswer: _placement_answer,
 }
 # Every message type a Node exchanges with its peers (what `check` has a rule for).
 MESSAGE_TYPES = frozenset(_BY_TYPE)

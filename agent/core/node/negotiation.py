@@ -113,9 +113,9 @@ class Negotiation:
             AckMsg: node.running.on_ack,
             CompensateMsg: node.compensating.on_compensate,
             CompensatedMsg: node.compensating.on_compensated,
-            ClaimMsg: self._on_claim,
-            ClaimAnswerMsg: self._on_claim,
+            ClaimMsg: self._on_claim, ClaimAnswerMsg: self._on_claim,
             PlacedMsg: node.placed_here.on_placed,
+            **node.restart_check.handlers(),  # PlacementQuery, PlacementAnswer
         }
 
     # ---- inputs ----------------------------------------------------------------------

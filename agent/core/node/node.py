@@ -121,6 +121,7 @@ from fedorch.core.node.placed_here import PlacedHere
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.node.replacement import Replacements
+from fedorch.core.node.restart_check import RestartCheck
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.self_fencing import SelfFencing
@@ -174,6 +175,7 @@ class Node:
         # The steps the loss table places again, in rounds of their own (replacement.py).
         self.replacement = Replacements(self)
         self.placed_here = PlacedHere(self)  # a participant's side of it (placed_here.py)
+        self.restart_check = RestartCheck(self)  # nothing starts after a restart unasked
         self.compensating = Compensating(self)  # sagas (compensating.py)
         self.negotiation = Negotiation(self)
         self.cancels = Cancels(self)
@@ -231,7 +233,7 @@ class Node:
         for t in (self.termination.get_timer(), self.participant.expiry_timer(),
                   self.retain.timer() if self.retain is not None else None,
                   self.takeover.timer() if self.takeover is not None else None,
-                  self.running.timer(), self.replacement.timer(),
+                  self.running.timer(), self.replacement.timer(), self.restart_check.timer(),
                   self.fencing.timer() if self.fencing is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
@@ -293,11 +295,13 @@ class Node:
             self.takeover.reset()
         if self.retain is not None:  # first: what restore ends or learns marks it again
             self.retain.restore(now)
+        self.restart_check.hold_all(now)  # before the restored progress starts anything
         self.negotiation.restore(now)
         self.cancels.restore(now)  # a cancel on record not carried out before the crash
         self.compensating.restore(now)  # compensations owed, attempts interrupted
         if self.takeover is not None:
             self.takeover.restore(now)
+        self.restart_check.restored(now)  # the coordinator asked where the steps are now
 
     # ---- timers -------------------------------------------------------------------
 
@@ -323,6 +327,7 @@ class Node:
         self.running.tick(now)  # the fan-out waves whose pause_s is over
         self.domain_loss.tick()  # before the resends: a void verdict's end goes no more
         self.replacement.tick(now)  # the re-placement rounds' deadlines
+        self.restart_check.tick(now)  # restored workflows asked about again
         if self.fencing is not None:
             self.fencing.tick(now)  # the attempts cut off past their step lease
         for entry in list(self.pending.values()):

@@ -7,7 +7,11 @@ other Node's (and the coordinator's own, where it is a participant too):
 
 - told (PlacedMsg, from the workflow's coordinator as known here: the epoch followed,
   else the coordinator the id names): the new placement is written (`placements`) and
-  acknowledged; the needs' outputs it carries are recorded; a committed progress takes
+  acknowledged (the original counts an elector's acknowledgement toward the majority
+  that must hold the placement before its COMMIT leaves: replacement.py); the same
+  placement answered to a restarted Node (restart_check.py) or carried by a grant of
+  our claim (`ClaimAnswerMsg.placements`, `learn_from_grant`) is taken the same way
+  (`take`); the needs' outputs it carries are recorded; a committed progress takes
   it (Progress.placed_again: results of older placements are refused from now on),
   re-reports the results of the step's needs run here (to the new domain), and, where
   this Node was the lost domain and is back, stops the attempt still running here, or
@@ -59,11 +63,34 @@ class PlacedHere:
             if domain != n.name or (learned is not None and learned.commit):
                 p.placed_again(step, domain, epoch, lost)
 
+    def known(self, wf: str) -> tuple[tuple[str, int, str, str], ...]:
+        """The placements on record of `wf`: (step, epoch, domain, lost) of each step
+        placed again, as a grant or a placement answer carries them."""
+        return tuple((step, epoch, domain, lost) for step, (epoch, domain, lost)
+                     in sorted(self.n.state.placements.get(wf, {}).items()))
+
     def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
+        n = self.n
+        self.take(now, msg)
+        if msg.made and msg.domain == n.name and msg.workflow_id not in n.state.final:
+            # The holder of a later epoch hands out our round's COMMIT, told everywhere
+            # again first (replacement_handover.py).
+            n.replacement.handover.made_here(now, src, msg)
+        n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch, n.name)))
+
+    def learn_from_grant(self, now: float, wf: str,
+                         placements: tuple[tuple[str, int, str, str], ...]) -> None:
+        """A grant of our claim carries its granter's placements: taken before it counts,
+        so that, acting, we know every placement whose COMMIT left (restart_check.py)."""
+        for step, epoch, domain, lost in placements:
+            self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
+
+    def take(self, now: float, msg: PlacedMsg) -> None:
+        """A new placement of a step, told (a PlacedMsg), answered (a placement answer)
+        or carried by a grant: written and taken, if it is news here."""
         n = self.n
         d = n.state
         wf = msg.workflow_id
-        ack = AckMsg(("placed", wf, msg.step_id, msg.epoch, n.name))
         known = d.placements.get(wf, {}).get(msg.step_id)
         if wf not in d.final and (known is None or known[0] < msg.epoch) \
                 and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
@@ -112,11 +139,6 @@ class PlacedHere:
                            p.steps[msg.step_id].idempotent, now)
                 n.running.report_needs(wf, msg.step_id)
                 n.running.start_ready(now, wf)
-        if msg.made and msg.domain == n.name and wf not in d.final:
-            # The holder of a later epoch hands out our round's COMMIT, told everywhere
-            # again first (replacement_handover.py).
-            n.replacement.handover.made_here(now, src, msg)
-        n.send(src, ack)
 
     def committed_here(self, now: float, key: Key, steps: list) -> bool:
         """This Node is the new domain of a re-placement round and learned its COMMIT

@@ -139,6 +139,27 @@ class PlacedMsg:
 
 
 @dataclass(frozen=True)
+class PlacementQuery:
+    """A restarted participant asks the coordinator it follows where the workflow's
+    steps are placed now, before it starts any of them (restart_check.py)."""
+
+    workflow_id: str
+
+
+@dataclass(frozen=True, eq=False)
+class PlacementAnswer:
+    """The coordinator that drives the workflow (in `epoch`) answers a PlacementQuery:
+    its progress's view of every step, (step, placement epoch, domain: "" for a step
+    lost and waiting for its new round), and its placements on record, (step, epoch,
+    domain, lost), each taken as a PlacedMsg is (restart_check.py)."""
+
+    workflow_id: str
+    epoch: int
+    steps: tuple[tuple[str, int, str], ...]
+    placements: tuple[tuple[str, int, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class FinalMsg:
     workflow_id: str
     state: WorkflowState
@@ -193,6 +214,11 @@ class ClaimAnswerMsg:
     # A grant: the answerer's signed statement of it (takeover_grants.py), which the
     # claimant's certificate is made of.
     grant: SignedGrant | None = None
+    # A grant: the granter's placements on record, (step, epoch, domain, lost) of each
+    # step placed again (replacement.py), which the claimant takes before it counts
+    # the grant: a successor knows every new placement whose COMMIT left (the
+    # original sends one only once a majority of the electorate holds it).
+    placements: tuple[tuple[str, int, str, str], ...] = ()
 
 
 @dataclass(frozen=True)

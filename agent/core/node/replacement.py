@@ -29,12 +29,22 @@ Told before made. With coordinator takeover composed, a successor elected while 
 coordinator is down decides on what it knows, so a new placement must be known before
 it can run: the COMMIT goes to the new domain only once every domain of the workflow
 and every member of its electorate the view does not say is gone (and at least one),
-the new domain included, acknowledged the PlacedMsg. (Not a majority rule, as for a
-loss verdict's end: an elector that is gone may come back, but it never runs the step,
-and the successor it may elect among the told ones knows the placement.) Until then its DecisionQuery is
-answered UNKNOWN; the round is classic 2PC, decided by this coordinator's log alone,
-and a recovery ballot of the new domain is refused here (`refuses_paxos`), so it cannot
-learn the decision any other way. A failure to place again is a verdict like a loss's:
+the new domain included, acknowledged the PlacedMsg, and those with this coordinator
+are a majority of the electorate. Every live one: a member not told would keep
+reporting to the lost domain. A majority too: the lost domain, back while this
+coordinator is down, may be elected by members that were gone when the placement was
+told (takeover soak seed 1700761); a grant carries the granter's placements, so a
+successor elected by a majority knows every placement whose COMMIT left, and a
+restarted lost domain, which asks the coordinator it follows before it starts
+anything (restart_check.py, where the one gap is named), learns its placement is
+over. The same holds once this coordinator follows a later epoch (the epoch's holder
+and its followers take and acknowledge our PlacedMsg, a committed round's fact): the
+COMMIT is still sent when so held, never dropped (dropped, the new domain held its YES
+for ever and the successor, which knew the placement from our grant, waited for the
+step: seed 3201726). Until then its DecisionQuery is answered UNKNOWN; the round
+is classic 2PC, decided by this coordinator's log alone, and a recovery ballot of the
+new domain is refused here (`refuses_paxos`), so it cannot learn the decision any
+other way. A failure to place again is a verdict like a loss's:
 with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
 no other coordinator can exist: the COMMIT goes at once.
 
@@ -132,6 +142,9 @@ class Replacements:
         if row is None and wf in d.committed:
             out.update(self.n.running.info(wf).placement.values())
         for _, dom, lost in d.placements.get(wf, {}).values():
+            # The lost domain too: a new domain new to the workflow knows of it only so,
+            # and, as a successor, must tell it the end (back, it may hold the old
+            # round's COMMIT and follow this epoch, refusing the original's end).
             out.update((dom, lost))
         out.discard("")
         return out
@@ -259,11 +272,9 @@ class Replacements:
             # it hears the end again instead, and releases its YES: nothing may run.
             n.send(src, FinalMsg(key[0], ended))
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        if key in self.telling or value is not None and value.commit \
-                and not n.domain_loss.drives(key[0]):
-            # Not told yet; or this Node follows a later epoch now, which may not know
-            # the new placement: the COMMIT is not handed out (the new domain hears the
-            # end once the workflow ends here, above).
+        if key in self.telling:
+            # Not told yet: the COMMIT is not handed out (see `_send_if_told`; the new
+            # domain hears the end instead if the workflow ends here first, above).
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
         entry = self.cores.get(key[0])
         if entry is not None and entry[0].round == key[1] \
@@ -403,13 +414,18 @@ class Replacements:
         if told is None:
             return
         wf = key[0]
-        if not n.domain_loss.drives(wf):
-            del self.telling[key]  # ended, or another epoch's: never made here
+        if wf in n.state.final or wf not in n.progress:
+            del self.telling[key]  # ended here: the new domain hears the end instead
             return
         acked = self.acked.get(key, set())
         others = self._told_to(wf)
         waiting = {m for m in others if not n.member_loss.gone(m)} - acked
         if waiting or (others and not acked & others):
+            return
+        electorate = set(n.takeover.electorate_of(wf) or ())
+        if 2 * len(({n.name} | acked) & electorate) <= len(electorate):
+            # Not yet held by a majority of the electorate: a successor's majority must
+            # meet one whose grant carries it (restart_check.py).
             return
         del self.telling[key]
         domain, value = told
@@ -488,7 +504,9 @@ class Replacements:
         if wf not in n.state.rows:
             self.handover.adopt(wf)
             return
-        if p is not None and n.domain_loss.drives(wf):
+        # The original tells its placements and sends its COMMITs whatever epoch it
+        # follows (a placement it decided is a committed round's fact).
+        if p is not None and wf not in n.state.final:
             for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
                 value = n.state.records.get((wf, epoch)) if step in p.steps else None
                 if value is not None and value.commit:

@@ -13,7 +13,10 @@ domain is gone, the coordinator relays that step's SUCCEEDED result to those own
 `relay_gone_results`, as the producer may have died before it reached them); the
 coordinator decides the outcome (the lifecycle table), or a cancel ends it
 (cancel.py), and tells every participant, which releases what the workflow still
-holds here and stops its attempts (`stop_steps`). No attempt starts while a cancel of its workflow is on record here.
+holds here and stops its attempts (`stop_steps`). No attempt starts while a cancel of its workflow is on record here,
+nor, after a restart, before the coordinator it follows confirmed where the workflow's
+steps are placed now (restart_check.py: a step placed again while this Node was down
+must not start here again).
 
 Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
 coordinator expands at submission; every PREPARE carries it), so instances are steps
@@ -294,6 +297,7 @@ class Running:
             n.takeover.resumed(now, wf)  # its core, told how the view sees its coordinator
         n.domain_loss.resolve_gone(now, wf)  # its steps on members already gone
         n.replacement.retell(wf)  # a COMMIT of a new placement its domain may not have
+        n.restart_check.resumed(wf)  # in doubt at a restore: asked about now
 
     def start_ready(self, now: float, wf: str) -> None:
         """Start what is ready of `wf` here (a step placed again, its inputs told)."""
@@ -313,7 +317,8 @@ class Running:
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
-        while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf):
+        while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf) \
+                and not n.restart_check.holds_back(wf):  # restored, not confirmed yet
             ready = p.start_ready(now)
             if not ready:
                 due = p.next_start_at()
@@ -463,3 +468,4 @@ class Running:
             n.takeover.forget(wf)
         if n.fencing is not None:
             n.fencing.forget(wf)
+        n.restart_check.forget(wf)

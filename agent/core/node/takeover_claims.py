@@ -38,7 +38,10 @@ counted.
 Grants. A grant's answer carries the granter's signed statement of it
 (`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
 participant's core's, an acceptor's the proof's round's. A claimant counts only a grant
-whose statement verifies as its voter's, of its claim, in its own electorate.
+whose statement verifies as its voter's, of its claim, in its own electorate. It
+carries the granter's placements on record too (`placements`), taken by the claimant
+before the grant counts (placed_here.py), so a successor knows every new placement
+whose COMMIT left (restart_check.py says why that holds).
 
 Proofs in denials. `ClaimAnswerMsg.won` on a denial carries a verified certificate of
 `held_epoch` for `holder` that the answerer holds: its own (it acts in that epoch)
@@ -192,7 +195,8 @@ class Claims:
         # its own (there is one end), never one of its own results (a step that ended
         # after a loss verdict's end was made).
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src,
-                                   final=d.final.get(wf), grant=grant))
+                                   final=d.final.get(wf), grant=grant,
+                                   placements=n.placed_here.known(wf)))
 
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
         """A claim of a workflow with no step here: an acceptor of its round answers, on
@@ -233,7 +237,8 @@ class Claims:
             n.stats["takeover granted on a proof of the round"] += 1
         assert verdict.basis is not None  # a grant names its round and electorate
         grant = self.tk.proof.grant(wf, msg.epoch, src, verdict.basis.acceptors)
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant))
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant,
+                                   placements=n.placed_here.known(wf)))
 
     # ---- an answer to our claim ---------------------------------------------------------------
 
@@ -285,6 +290,8 @@ class Claims:
         if msg.granted and src != n.name and (src in core.participants
                                               or src == core.original):
             self.granters.setdefault(wf, set()).add(src)
+        if msg.granted:  # its placements known before it counts (restart_check.py)
+            n.placed_here.learn_from_grant(now, wf, msg.placements)
         proven = False
         if msg.won and not msg.granted:
             # A relayed proof: the voter holds the holder's certificate, carried and

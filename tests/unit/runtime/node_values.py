@@ -39,6 +39,8 @@ from fedorch.core.node.records import (
     CoordRow,
     FinalMsg,
     PlacedMsg,
+    PlacementAnswer,
+    PlacementQuery,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
@@ -104,6 +106,11 @@ runs = st.tuples(wf_ids, text, st.integers(0, 5))
 signed_grants = st.builds(SignedGrant, names, st.binary(max_size=40), st.binary(max_size=64))
 certificates = st.lists(signed_grants, max_size=3).map(tuple)
 
+# Steps placed again, as grants and placement answers carry them: (step, epoch,
+# domain, lost).
+placed_steps = st.lists(st.tuples(text, st.integers(0, 2**40), names, names),
+                        max_size=3).map(tuple)
+
 # A saga's plan (FinalMsg.owed, the `plans` table): (step, domain, max attempts).
 owed_steps = st.lists(st.tuples(text, names, st.integers(1, 5)), max_size=3).map(tuple)
 
@@ -162,7 +169,11 @@ MESSAGES = {
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),
                               st.integers(0, 9), names,
                               st.none() | st.sampled_from(WorkflowState), st.booleans(),
-                              certificates, st.none() | signed_grants),
+                              certificates, st.none() | signed_grants, placed_steps),
+    PlacementQuery: st.builds(PlacementQuery, wf_ids),
+    PlacementAnswer: st.builds(PlacementAnswer, wf_ids, st.integers(0, 9), st.lists(
+        st.tuples(text, st.integers(0, 2**40), st.just("") | names), max_size=3).map(tuple),
+        placed_steps),
     CompensateMsg: st.builds(CompensateMsg, wf_ids, text, st.integers(1, 5)),
     CompensatedMsg: st.builds(CompensatedMsg, wf_ids, text, st.integers(1, 5),
                               st.booleans(), text),

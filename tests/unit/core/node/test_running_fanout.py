@@ -155,6 +155,7 @@ def test_a_restore_counts_the_pause_again_from_the_restore():
     f.end("probe@d0")
     f.now = START + 20
     f.restore("d1")
+    f.deliver()  # its coordinator confirms where its steps are (restart_check.py)
     assert f.running_steps() == set()
     assert f.nodes["d1"].get_timer() == START + 50  # never less than pause_s waited
     f.advance_to(START + 49)

@@ -192,10 +192,13 @@ def test_off_without_a_step_lease() -> None:
 
 def test_a_restored_participant_counts_the_lease_from_its_new_start() -> None:
     """A restart forgets the moments heard (memory only); the interrupted attempt's
-    retry starts anew and gets a lease from that start."""
+    retry starts anew, once its coordinator confirmed the placement
+    (restart_check.py), and gets a lease from that start."""
     fed = running(retries=1, idempotent=True)
     fed.now = 3.0
     fed.restore("d1")
+    assert fed.running["d1"] == set()  # asked first
+    fed.deliver()
     assert (WF, "s1", 2) in fed.running["d1"]
     fed.silent |= {"d0", "d2"}
     view(fed, 3.0, "d1", d0="DEAD", d2="DEAD")  # a restored Node is told its view anew

@@ -1,0 +1,200 @@
+"""A restarted participant asks before it starts: the restart rule of the Node.
+
+Theory of operation
+-------------------
+A Node restored from its tables (a restart) holds back every step attempt of each
+committed workflow it restores (`holds_back`, read by running.py before any start)
+until the coordinator it follows confirms where the workflow's steps are placed now.
+Why: while this Node was down, its coordinator may have judged it lost (DEAD) and
+placed one of its steps again (replacement.py), the new domain may have run it, and
+the PlacedMsg telling this Node that its placement is over may still be on its way,
+or held by a coordinator that is down. The restored progress still says the step is
+here, and the first message that makes it ready (a need's result, from a domain
+that reports to this Node as the coordinator it follows) would start an attempt the
+new domain ran already: a non-idempotent step twice (takeover soak seed 1700761).
+The default engine's participants wait the same way after a restart.
+
+The rule:
+- at restore every committed workflow not ended here is held (`hold_all`, before the
+  progress is rebuilt and its ready steps are started), and every one in doubt here
+  (its COMMIT may come from the acceptors' recovery, not from the coordinator that
+  would tell it a placement is over: held, with no deadline, until its progress is
+  built, `resumed`, then asked about; one that aborts stays held, in memory, with
+  nothing to start); once the Node is whole
+  (`restored`), a workflow with no unfinished step here, or that this Node drives
+  itself (its original coordinator at epoch 0, or a successor acting in the epoch it
+  won), is let go at once: its own tables are the placements' authority;
+- any other is asked about: `PlacementQuery` to the coordinator it follows
+  (`Takeovers.coordinator_now`: the holder of the epoch followed or granted, else the
+  original), asked again every `reliable_resend_s`, doubling to `ASK_AT_MOST_S`, of
+  whoever it follows by then (it may follow a successor meanwhile), until answered;
+- only a Node that drives the workflow and has granted no later epoch answers
+  (`PlacementAnswer`): its placements on record (every step placed again, with
+  epoch, domain and lost domain) and its progress's view of every step (placement
+  epoch and domain, "" for one lost and waiting for its new round);
+- the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
+  written, an attempt of a placement that is over stopped or its result dropped);
+  then, if every unfinished step still placed here is confirmed (the coordinator has
+  it here at the same placement epoch), the workflow is let go. If one is not (the
+  coordinator's epoch of it is later: lost, its new round under way, or failed by a
+  loss verdict; or the coordinator is behind this Node), nothing starts and the
+  coordinator is asked again: the new placement (a PlacedMsg, or the next answer)
+  moves the step away, the workflow's end lets it go, or a later coordinator (a
+  successor, which knows every placement whose COMMIT left, below) confirms it.
+
+Why it is safe. Steps are placed again only by the original coordinator, at epoch 0
+(replacement.py). Answered by it while it drives, a confirmation says that no COMMIT
+placing the step elsewhere exists (its progress takes a new placement in the write of
+the round's decision, before any COMMIT leaves). Answered by a successor, the
+confirmation holds because a new placement's COMMIT leaves the original only once a
+majority of the workflow's electorate (the original counting) holds the placement
+(replacement.py, `_send_if_told`), and a grant carries the granter's placements
+(`ClaimAnswerMsg.placements`), which the claimant takes before it counts the grant
+(placed_here.py, `learn_from_grant`): a majority that elects a successor meets that
+majority in a member that holds the placement, and so tells it, if it acknowledged
+the placement before it granted. The gap: an elector that acknowledges the placement
+only after it granted the successor's epoch counts toward the original's majority
+while the successor may have won without its word of it. Refusing that
+acknowledgement closes it but leaves such a placement half-done for ever (its COMMIT
+never sent, the new domain's reservation held) until the successor can complete a
+placement it learns of; not built. A step confirmed here and then lost again is the
+ordinary loss case (the loss table, domain_loss.py). What is held is in memory only:
+a restart holds everything again and asks again, so nothing of it is written.
+
+Nothing waits for ever on it: a coordinator gone for good is replaced by a
+successor (takeover.py), which answers once it acts; a workflow that ends is let go
+(`forget`, at its end); a Node that becomes the driver itself lets go at its next
+ask. Without coordinator takeover the original alone answers, as the shells' rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fedorch.core.node.records import PlacedMsg, PlacementAnswer, PlacementQuery
+from fedorch.core.node.takeover_claims import held_of
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+
+# The longest wait between two asks of one workflow's coordinator.
+ASK_AT_MOST_S = 4.0
+
+
+class RestartCheck:
+    def __init__(self, node: Any) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts).
+        self.n = node
+        self.reset()
+
+    def reset(self) -> None:
+        # Workflow -> [when to ask next, the wait after that]: held, not yet confirmed.
+        self.held: dict[str, list[float]] = {}
+
+    # ---- what the Node and its parts ask ------------------------------------------------
+
+    def handlers(self) -> dict:
+        """The messages of this part, by type, for the Node's routing (negotiation.py)."""
+        return {PlacementQuery: self.on_query, PlacementAnswer: self.on_answer}
+
+    def holds_back(self, wf: str) -> bool:
+        """May no attempt of `wf` start here yet (restored, not confirmed)?"""
+        return wf in self.held
+
+    def timer(self) -> float | None:
+        t = min((entry[0] for entry in self.held.values()), default=math.inf)
+        return None if t == math.inf else t  # in doubt here: no deadline, `resumed`
+
+    def forget(self, wf: str) -> None:
+        """`wf` ended here: nothing of it starts any more, nothing to ask."""
+        self.held.pop(wf, None)
+
+    # ---- restore ---------------------------------------------------------------------------
+
+    def hold_all(self, now: float) -> None:
+        """A restore, before the progress is rebuilt: every committed workflow held,
+        and every one in doubt here (it may learn its COMMIT from the acceptors, not
+        from the coordinator that would tell it its placement is over)."""
+        d = self.n.state
+        resend = self.n.t.reliable_resend_s
+        self.held = {wf: [math.inf, resend] for wf in sorted(
+            {h.workflow_id for h in d.holds.values()}) if wf not in d.final}
+        self.held.update({wf: [now, resend] for wf in d.committed if wf not in d.final})
+
+    def resumed(self, wf: str) -> None:
+        """`wf` committed here (its progress built): held in doubt since the restore, it
+        is asked about at the next tick (now)."""
+        entry = self.held.get(wf)
+        if entry is not None and entry[0] == math.inf:
+            entry[0] = self.n.now
+
+    def restored(self, now: float) -> None:
+        """The Node is whole again: what needs no answer goes, the rest is asked."""
+        for wf in sorted(self.held):
+            self._ask(now, wf)
+
+    def tick(self, now: float) -> None:
+        for wf in sorted(wf for wf, entry in self.held.items() if entry[0] <= now):
+            self._ask(now, wf)
+
+    def _ask(self, now: float, wf: str) -> None:
+        n = self.n
+        p = n.progress.get(wf)
+        entry = self.held[wf]
+        if p is None and wf not in n.state.committed and wf not in n.state.final \
+                and any(h.workflow_id == wf for h in n.participant.holds()):
+            entry[0] = math.inf  # still in doubt here: asked about once committed
+            return
+        entry[0] = now + entry[1]
+        entry[1] = min(entry[1] * 2, ASK_AT_MOST_S)
+        if p is None or wf in n.state.final or n.domain_loss.drives(wf) \
+                or not any(s.state not in TERMINAL_STEP_STATES for s in p.local_steps()):
+            self._let_go(now, wf)
+            return
+        target = n.takeover.coordinator_now(wf) if n.takeover is not None \
+            else n.running.info(wf).coordinator
+        if target != n.name:  # our own claim, not won yet: asked again, then driving
+            n.stats["placement asked after a restart"] += 1
+            n.send(target, PlacementQuery(wf))
+
+    def _let_go(self, now: float, wf: str) -> None:
+        if self.held.pop(wf, None) is not None:
+            self.n.running.start_ready(now, wf)
+
+    # ---- the coordinator's side ---------------------------------------------------------------
+
+    def on_query(self, now: float, src: str, msg: PlacementQuery) -> None:
+        """Answered only by the coordinator that drives the workflow and has granted no
+        later epoch (see the header); anyone else is silent: the asker asks again."""
+        n = self.n
+        wf = msg.workflow_id
+        if not n.domain_loss.drives(wf) \
+                or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
+            return
+        p = n.progress[wf]
+        steps = tuple((s.id, s.epoch, s.domain) for s in p.steps.values())
+        n.send(src, PlacementAnswer(wf, n.domain_loss.epoch(wf), steps,
+                                    n.placed_here.known(wf)))
+
+    # ---- the restarted participant's side -------------------------------------------------------
+
+    def on_answer(self, now: float, src: str, msg: PlacementAnswer) -> None:
+        n = self.n
+        wf = msg.workflow_id
+        if wf not in self.held or wf not in n.progress or n.takeover is not None \
+                and n.takeover.coordinator_now(wf) != src:
+            return  # not asked (any more), or not of the coordinator we follow now
+        for step, epoch, domain, lost in msg.placements:
+            n.placed_here.take(now, PlacedMsg(wf, step, domain, epoch, lost))
+        p = n.progress.get(wf)
+        if p is None:
+            return
+        theirs = {step: (epoch, domain) for step, epoch, domain in msg.steps}
+        unconfirmed = [s for s in p.local_steps() if s.state not in TERMINAL_STEP_STATES
+                       and theirs.get(s.id) != (s.epoch, n.name)]
+        if unconfirmed:  # asked again: a new placement, or the end, is on its way
+            over = any(theirs.get(s.id, (-1, ""))[0] > s.epoch for s in unconfirmed)
+            n.stats["step of a placement over here held after a restart" if over
+                    else "placement answer behind this domain"] += 1
+            return
+        n.stats["placement confirmed after a restart"] += 1
+        self._let_go(now, wf)

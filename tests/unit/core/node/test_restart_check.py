@@ -1,0 +1,245 @@
+"""A restarted participant asks before it starts (agent/core/node/restart_check.py), and
+a new placement is known wherever a successor may be elected (replacement.py's told
+majority, placed_here.py's grants): Nodes driven by hand with coordinator takeover on
+(as the node engine composes it), d0 coordinating; step attempts end only when a test
+says so (test_domain_loss.py's federation)."""
+
+from __future__ import annotations
+
+from fedorch.core.negotiation.messages import (
+    Accept,
+    AnswerStatus,
+    Decision,
+    DecisionAnswer,
+    DecisionQuery,
+)
+from fedorch.core.node import MemberState, Message, Submit, Tick
+from fedorch.core.node.records import (
+    PlacedMsg,
+    PlacementAnswer,
+    PlacementQuery,
+    ResultMsg,
+)
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+from tests.unit.core.node.test_domain_loss import (
+    NAMES,
+    WF,
+    Federation,
+    committed,
+    dies,
+    step,
+)
+
+
+def runs_of(fed: Federation, step_id: str) -> list[tuple[str, int]]:
+    """Every attempt of `step_id` started anywhere, as (domain, attempt), in order."""
+    return [(node, run[2]) for node, run in fed.started if run[1] == step_id]
+
+
+def back(fed: Federation, name: str, *, dead: tuple[str, ...] = ()) -> None:
+    """`name` restarts from its disk; its view and the others' say it is back (and
+    each of `dead` gone)."""
+    fed.silent.discard(name)
+    fed.restore(name)
+    fed.step(name, *[MemberState(m, "DEAD" if m in dead else "ALIVE")
+                     for m in NAMES if m != name])
+    for n in NAMES:
+        if n != name and n not in fed.silent:
+            fed.step(n, MemberState(name, "ALIVE"))
+
+
+def s1_done(fed: Federation) -> Message:
+    """s1's SUCCEEDED result from its domain d2, as d2 reports it to whoever it takes
+    for the coordinator or an owner of a step that needs it."""
+    return Message("d2", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {}, "", 0))
+
+
+def placed_again_on_d3() -> Federation:
+    """s2 on d1 needs s1 on d2 (running): s2 has not started when d1 dies, and d0 places
+    it again on d3, outside the electorate (d0, d1, d2)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    dies(fed, "d1")
+    assert fed.disks["d0"].placements[WF]["s2"][1:] == ("d3", "d1")
+    return fed
+
+
+def test_a_lost_domain_back_while_its_coordinator_is_down_starts_nothing_until_told(
+) -> None:
+    """d1 restarts while d0 does not answer; s1's result reaches d1 (from a domain that
+    reports to it). Its restored progress still has s2 here: without the rule it
+    started s2, which d3 may run already (takeover soak seed 1700761). It asks d0 and
+    waits; d0's answer carries the new placement, and s2 never starts on d1."""
+    fed = placed_again_on_d3()
+    fed.silent.add("d0")  # down for a while: not DEAD in any view
+    back(fed, "d1")
+    fed.step("d1", s1_done(fed))
+    fed.deliver()
+    assert runs_of(fed, "s2") == []
+    assert fed.nodes["d1"].restart_check.holds_back(WF)
+    assert [m for to, m in fed.sent_by("d1", PlacementQuery) if to == "d0"]
+    fed.silent.discard("d0")
+    fed.tick(fed.now + 2.0)  # asked again: d0 answers
+    assert not fed.nodes["d1"].restart_check.holds_back(WF)
+    assert fed.nodes["d1"].progress[WF].steps["s2"].domain == "d3"
+    assert fed.disks["d1"].placements[WF]["s2"][1] == "d3"
+    fed.end("d2", "s1")
+    fed.end("d3", "s2")
+    fed.tick(fed.now + 2.0)
+    assert runs_of(fed, "s2") == [("d3", 1)]  # once, at its new domain only
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_restarted_participant_starts_its_step_once_its_coordinator_confirms() -> None:
+    """Nothing was lost: d1 restarts, s1's result reaches it, and s2 starts only once
+    d0 confirmed s2 is still placed on d1 in its placement epoch."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    fed.restore("d1")
+    fed.step("d1", s1_done(fed))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacementAnswer))
+    assert runs_of(fed, "s2") == []
+    assert [type(m) for _, _, m in fed.net] == [PlacementAnswer]
+    fed.deliver()
+    assert runs_of(fed, "s2") == [("d1", 1)]
+    assert fed.nodes["d1"].stats["placement confirmed after a restart"] == 1
+
+
+def test_a_workflow_with_nothing_left_to_run_here_is_not_asked_about() -> None:
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    fed.restore("d2")  # its s1 was running: interrupted, FAILED (no retries)
+    assert not fed.nodes["d2"].restart_check.holds_back(WF)
+    assert not fed.sent_by("d2", PlacementQuery)
+
+
+def test_only_the_coordinator_that_drives_the_workflow_answers() -> None:
+    """A participant asked where the steps are says nothing (it does not drive)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    fed.step("d2", Message("d1", PlacementQuery(WF)))
+    assert not fed.sent_by("d2", PlacementAnswer)
+    fed.step("d0", Message("d1", PlacementQuery(WF)))
+    [(to, answer)] = fed.sent_by("d0", PlacementAnswer)
+    assert to == "d1" and answer.epoch == 0
+    assert dict((s, (e, d)) for s, e, d in answer.steps) == {"s1": (0, "d2"),
+                                                            "s2": (0, "d1")}
+
+
+def test_a_successor_learns_the_new_placement_from_the_grants_and_never_runs_it() -> None:
+    """The seed's story: s2 placed again on d3 while d1 was down; d0 then dies for good
+    and d1, back, is elected (d1 and d2 of d0, d1, d2). d2's grant carries the new
+    placement, so d1, acting, knows s2 is d3's and never starts it when s1's result
+    comes; without it, d1 confirmed s2 to itself and ran it beside d3."""
+    fed = placed_again_on_d3()
+    dies(fed, "d0")
+    back(fed, "d1", dead=("d0",))
+    fed.tick(fed.now + 2.0)
+    fed.run_until(fed.now + 10.0)
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d1"].placements[WF]["s2"][1] == "d3"
+    assert not fed.nodes["d1"].restart_check.holds_back(WF)
+    fed.step("d1", s1_done(fed))
+    fed.deliver()
+    assert not [r for r in runs_of(fed, "s2") if r[0] == "d1"]
+    fed.end("d2", "s1")
+    fed.end("d3", "s2")
+    fed.tick(fed.now + 2.0)
+    assert runs_of(fed, "s2") == [("d3", 1)]
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_new_placement_is_sent_only_once_a_majority_of_the_electorate_holds_it(
+) -> None:
+    """Electorate d0, d1, d2: s2 (on d2) ended, d2 dies; s1 (on d1, idempotent) is lost
+    with d1 and placed again on d3, which acknowledges. Every live member told is not
+    enough: d0 and d3 hold it, d3 is no elector; d1 and d2, back, could elect one of
+    them that never heard of it. The COMMIT goes once d2, back, holds it too."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.end("d2", "s2")
+    dies(fed, "d2")
+    dies(fed, "d1")
+    assert fed.disks["d0"].placements[WF]["s1"][1:] == ("d3", "d1")
+    commits = [m for to, m in fed.sent_by("d0", Decision) if to == "d3" and m.value.commit]
+    assert commits == [] and runs_of(fed, "s1") == [("d1", 1)]
+    back(fed, "d2", dead=("d1",))
+    fed.tick(fed.now + 2.0)  # told again: d2 acknowledges
+    commits = [m for to, m in fed.sent_by("d0", Decision) if to == "d3" and m.value.commit]
+    assert len(commits) == 1
+    assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
+
+
+def test_a_new_domain_counts_the_lost_domain_among_the_workflows_domains() -> None:
+    """d3, new to the workflow, knows d1 only as the domain s2 was lost with: it counts
+    it among the workflow's domains all the same, so that, elected, it tells d1 its end
+    (d1, back, may follow d3's epoch and refuse the original's end: it kept the old
+    round's reservation for ever, takeover soak seed 3201757)."""
+    fed = placed_again_on_d3()
+    assert "d1" in fed.nodes["d3"].replacement.domains_of(WF)
+
+
+def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> None:
+    """s1 (on d1, idempotent) is placed again on d3; its PlacedMsg to d2 is held. d2
+    takes d0 for dead and wins epoch 1, d0's grant carrying the new placement, and d0
+    follows d2. Once d2 acknowledges the placement (it holds it, as its grant showed
+    it), a majority of the electorate holds it and d0 still sends the round's COMMIT
+    (where it dropped it: the new domain kept its reservation for ever and the
+    successor waited for the step)."""
+    def to_d2(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, PlacedMsg) and dst == "d2"
+
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=to_d2)
+    fed.step("d2", MemberState("d0", "DEAD"))
+    for _ in range(20):
+        fed.now += 0.5
+        for n in ("d0", "d2", "d3"):
+            fed.step(n, Tick())
+        fed.deliver(keep=to_d2)
+    assert fed.evidence.acting == {(WF, 1): "d2"}
+    assert not fed.nodes["d0"].domain_loss.drives(WF)
+    assert fed.disks["d2"].placements[WF]["s1"][1] == "d3"  # from d0's grant
+
+    def commits() -> list:
+        return [m for to, m in fed.sent_by("d0", Decision) if to == "d3" and m.value.commit]
+
+    assert commits() == [] and runs_of(fed, "s1") == [("d1", 1)]
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, Decision) and dst == "d3")
+    assert len(commits()) == 1  # sent: the held placement reached d2, which acknowledged
+    # The COMMIT lost on its way: its new domain, asking, is answered with it.
+    fed.net = []
+    key = commits()[0].key
+    fed.step("d0", Message("d3", DecisionQuery(key, "d3")))
+    answers = [m for to, m in fed.sent_by("d0", DecisionAnswer) if m.key == key]
+    assert answers[-1].status is AnswerStatus.DECIDED and answers[-1].value.commit
+    fed.deliver()
+    assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
+
+
+def test_a_participant_in_doubt_at_its_restart_asks_once_it_learns_the_commit() -> None:
+    """d1 voted YES and restarts before it learns the decision: it may learn the COMMIT
+    from an acceptor (here d0's Accept, as a recovery would), not from the coordinator
+    that would tell it its placement is over. It is held, with no deadline, while in
+    doubt; committed, it asks at once (its next tick) and starts s1 on the answer."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1"), step("s2")]), placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver(keep=lambda src, dst, msg: dst == "d1" and isinstance(msg, Accept))
+    held = fed.net
+    fed.net = []
+    assert WF not in fed.disks["d1"].committed and fed.disks["d1"].holds
+    fed.restore("d1")
+    assert fed.nodes["d1"].restart_check.holds_back(WF)
+    assert fed.nodes["d1"].get_timer() is None or fed.nodes["d1"].get_timer() > fed.now
+    fed.net = held
+    fed.deliver()
+    assert WF in fed.disks["d1"].committed and runs_of(fed, "s1") == []
+    assert fed.nodes["d1"].get_timer() == fed.now  # asked at once
+    fed.step("d1", Tick())
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacementAnswer))
+    assert runs_of(fed, "s1") == [] and [type(m) for _, _, m in fed.net] == [PlacementAnswer]
+    fed.deliver()
+    assert runs_of(fed, "s1") == [("d1", 1)]
