@@ -185,7 +185,9 @@ def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> N
     (where it dropped it: the new domain kept its reservation for ever and the
     successor waited for the step)."""
     def to_d2(src: str, dst: str, msg: object) -> bool:
-        return isinstance(msg, PlacedMsg) and dst == "d2"
+        # d0's tell to d2 held; and d2's own tells, so that the successor does not hand
+        # the COMMIT out itself (replacement_handover.py): only d0's rule is at work.
+        return isinstance(msg, PlacedMsg) and (dst == "d2" or src == "d2")
 
     fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
     fed.silent.add("d1")
@@ -207,7 +209,8 @@ def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> N
         return [m for to, m in fed.sent_by("d0", Decision) if to == "d3" and m.value.commit]
 
     assert commits() == [] and runs_of(fed, "s1") == [("d1", 1)]
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, Decision) and dst == "d3")
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, Decision) and dst == "d3"
+                or isinstance(msg, PlacedMsg) and src == "d2")
     assert len(commits()) == 1  # sent: the held placement reached d2, which acknowledged
     # The COMMIT lost on its way: its new domain, asking, is answered with it.
     fed.net = []
