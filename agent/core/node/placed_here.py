@@ -25,6 +25,10 @@ other Node's (and the coordinator's own, where it is a participant too):
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
   the hold): the placement is written and taken; a Node new to the workflow builds its
   progress from the round's PREPARE (its whole placement);
+- learned after this Node ended the workflow as the holder of a later epoch (told by
+  an original that did not know that epoch, or carried by a grant answering the claim
+  it told its end on with): the new domain, following the original, would never hear
+  the end, so it is told it with the epoch's certificate (`_end_to_new_domain`);
 - restore (`resumed`): the placements on record are taken again as the progress is
   rebuilt (this Node's own only once the round's COMMIT is learned here);
 - the workflow ended here (`ended`): a YES of a re-placement round still undecided is
@@ -42,7 +46,7 @@ from typing import Any
 
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import AckMsg, PlacedMsg
+from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
@@ -92,6 +96,8 @@ class PlacedHere:
         d = n.state
         wf = msg.workflow_id
         known = d.placements.get(wf, {}).get(msg.step_id)
+        if wf in d.final and (known is None or known[0] < msg.epoch):
+            self._end_to_new_domain(wf, msg.domain)
         if wf not in d.final and (known is None or known[0] < msg.epoch) \
                 and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
             n.point("placed again")
@@ -139,6 +145,24 @@ class PlacedHere:
                            p.steps[msg.step_id].idempotent, now)
                 n.running.report_needs(wf, msg.step_id)
                 n.running.start_ready(now, wf)
+
+    def _end_to_new_domain(self, wf: str, domain: str) -> None:
+        """A placement learned after this Node ended `wf` as the holder of a later
+        epoch: the original, unaware of that epoch (down when it was won), placed a step
+        again, and the majority that held the placement counted an elector that had
+        granted our epoch already (takeover soak seed 3701345). Its new domain, which
+        learned the round's COMMIT and follows the original, would never hear our end:
+        it is told it, with our certificate, as the workflow's other domains were."""
+        n = self.n
+        d = n.state
+        epoch, holder = d.epochs.get(wf, (0, ""))
+        if epoch < 1 or holder != n.name or domain == n.name or n.takeover is None:
+            return
+        if domain in n.replacement.domains_of(wf) and domain in d.final_acked.get(wf, set()):
+            return  # told already
+        n.stats["end told to a new domain placed after it"] += 1
+        won = n.takeover.proof.own_certificate(wf, epoch)
+        n.reliable(domain, ("final", wf, domain), FinalMsg(wf, d.final[wf], epoch, won=won))
 
     def committed_here(self, now: float, key: Key, steps: list) -> bool:
         """This Node is the new domain of a re-placement round and learned its COMMIT

@@ -246,6 +246,10 @@ class Claims:
         n, tk = self.n, self.tk
         wf = msg.workflow_id
         core = tk.cores.get(wf)
+        if msg.granted and msg.placements and wf in n.state.final:
+            # Ended here already (a claimant's end told on, its core gone): a placement
+            # the granter knows and we did not gets our end (placed_here.py).
+            n.placed_here.learn_from_grant(now, wf, msg.placements)
         if core is None or not tk.live(wf):
             return
         if msg.final is not None and wf in n.state.final and not msg.granted:

@@ -591,3 +591,23 @@ def test_a_new_domain_counts_the_lost_domain_among_the_workflows_domains() -> No
     new = new_domain(fed, "s1")
     assert "d1" not in fed.disks[new].info[(WF, fed.disks[new].committed[WF])].placement.values()
     assert fed.nodes[new].replacement.domains_of(WF) == {"d1", "d2", new}
+
+
+def test_a_successor_that_ended_tells_its_end_to_a_placement_it_learns_later() -> None:
+    """d0 dies; d1 wins epoch 1 and the workflow ends FAILED there (s0 lost with d0).
+    d0, back unaware of epoch 1, tells a placement of s2 on d3 it made meanwhile (its
+    majority counted an elector that had granted epoch 1 already): d1 learns it only
+    after its end. d3, which would follow d0 and never hear d1's end, is told it, with
+    d1's certificate (the takeover soak's seed 3701345, where d3 kept its hold)."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    dies(fed, "d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    fed.net = []
+    fed.step("d1", Message("d0", PlacedMsg(WF, "s2", "d3", 99, "d2")))
+    ends = [m for to, m in fed.sent_by("d1", FinalMsg) if to == "d3"]
+    assert ends and ends[-1].epoch == 1 and ends[-1].state is WorkflowState.FAILED
+    assert ends[-1].won  # its certificate, which d3 checks
+    assert fed.nodes["d1"].stats["end told to a new domain placed after it"] == 1
