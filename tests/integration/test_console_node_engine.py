@@ -1,4 +1,4 @@
-"""The console's cancel on real agents running `engine: node`.
+"""The console's cancel and rounds on real agents running `engine: node`.
 
 n3 serves the console and knows alice (submit, read, cancel) and bob (read only); n1
 coordinates a workflow whose step naps on n2, so n3 takes no part in it. Through n3's
@@ -7,7 +7,8 @@ cancel goes where `fedorch cancel` goes (n1, the coordinator of the current epoc
 which audits it naming alice via n3 and ends the workflow CANCELLED at n1 and n2, the
 nap's process stopped (by its pid). Cancelled again, it is refused with 409 naming its
 end; an id no agent knows is 404. n1's own console (open access: no `clients:`, a
-loopback listen) cancels a workflow n1 coordinates, taken there by its own node.
+loopback listen) cancels a workflow n1 coordinates, taken there by its own node, and
+shows a workflow's COMMIT round with its voters' signed YES from n1's audit log.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
-from tests.integration.test_node_engine_cancel import DOMAINS, _cancelled_at, _gone, _napping
+from tests.integration.test_node_engine_cancel import (
+    DOMAINS,
+    _cancelled_at,
+    _echo,
+    _gone,
+    _napping,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +127,26 @@ async def test_the_coordinators_own_console_cancels_what_it_coordinates(console_
     requests = [json.loads(b)["data"] for (b,) in fed.rows(
         "n1", "SELECT body FROM audit WHERE workflow_id=? AND kind='client_request'", (wid,))]
     assert [r["request"] for r in requests] == ["cancel"], requests
+
+
+async def test_the_coordinators_console_shows_the_commit_round_and_its_voters(console_fed):
+    """n1 coordinates a workflow run at n2 and n3: its page shows round 1 COMMIT from
+    n1's decision audit record, with the signed YES of n2 and n3, each verified."""
+    fed = console_fed
+    wid = await fed.submit("n1", _echo())
+    await fed.wait_state("n1", wid, states={"SUCCEEDED"})
+
+    async def shown() -> str | None:
+        async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=HTTP_DEADLINE_S)) as s:
+            async with s.get(f"{fed.own_console_url}/fragments/workflows/{wid}") as r:
+                html = await r.text()
+        # The audit log is appended just after node.db's commit: looked at until then.
+        return html if "signed YES" in html else None
+
+    html = await wait_for(shown, 20, "the COMMIT's audit record on the page")
+    assert 'data-round="1"' in html and "state-COMMIT" in html
+    assert "with 2 signed YES (2 verified)" in html, html
+    votes = html[html.index('<table class="votes">'):]
+    votes = votes[:votes.index("</table>")]
+    assert [d for d in ("n1", "n2", "n3") if f'data-domain="{d}"' in votes] == ["n2", "n3"]
