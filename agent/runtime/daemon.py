@@ -189,9 +189,9 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         # the database): the anchors start from the trust store, not from the files.
         trust_changed()
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-    client_pb2_grpc.add_ClientServicer_to_server(
-        ClientService(agent, auth) if engine is None else NodeClientService(engine, auth),
-        server)
+    client_service = (ClientService(agent, auth) if engine is None
+                      else NodeClientService(engine, auth))
+    client_pb2_grpc.add_ClientServicer_to_server(client_service, server)
     peer_pb2_grpc.add_PeerServicer_to_server(
         PeerService(agent) if engine is None else NodePeerService(engine), server)
     health_servicer = health.aio.HealthServicer()
@@ -219,7 +219,9 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         raise StartupError(f"cannot serve metrics on {config.metrics_listen}: "
                            f"{e.strerror or e}") from None
     try:
-        console = await start_console(config.console_listen, agent, auth)
+        # A node-engine agent's console cancels through its Client service's Cancel.
+        console = await start_console(config.console_listen, agent, auth,
+                                      client_service if engine is not None else None)
     except ConsoleError as e:
         if metrics_server is not None:
             metrics_server.shutdown()

@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 __all__ = ["ConsoleError", "start_console"]
 
 
-async def start_console(listen: str, agent: AgentContext,
-                        auth: ClientAuth | None = None) -> Console | None:
+async def start_console(listen: str, agent: AgentContext, auth: ClientAuth | None = None,
+                        client: object | None = None) -> Console | None:
     """The console when `listen` is set (None otherwise), started. With `auth` (the
     Client service's client keys and access rules) it serves write actions behind them;
-    without, it is read-only."""
+    without, it is read-only. `client`: the agent's Client service on a node-engine
+    agent, whose Cancel the console's cancel calls (console/writes.py)."""
     if not listen:
         return None
     from fedorch.runtime.console.server import Console
@@ -31,6 +32,6 @@ async def start_console(listen: str, agent: AgentContext,
 
     gate = (WriteGate(agent.domain, auth.clients, auth.policy, auth.clock)
             if auth is not None else None)
-    console = Console(agent, listen, gate)
+    console = Console(agent, listen, gate, client)
     await console.start()
     return console

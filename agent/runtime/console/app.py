@@ -50,6 +50,9 @@ STREAM_WAKE_S = 1.0  # how soon an open stream notices that the console is closi
 
 # The write actions' gate; absent: the console registers no write route at all.
 GATE = web.AppKey("gate", WriteGate)
+# The agent's own Client service, on an agent with `engine: node`: a cancel is its
+# Cancel, called in-process (writes.py). Absent: the shells' cancel path.
+CLIENT = web.AppKey("client", object)
 
 
 def _when(ms: int) -> str:
@@ -111,10 +114,11 @@ async def loopback_hosts_only(request: web.Request, handler):
 
 
 def make_app(agent: AgentContext, gate: WriteGate | None = None, *,
-             loopback: bool = True) -> web.Application:
+             loopback: bool = True, client: object | None = None) -> web.Application:
     """The console. `gate`: write actions are served, each admitted by it (None: the
     console is read-only). `loopback`: it listens on a loopback address, so requests
-    must name a loopback host too (see loopback_hosts_only)."""
+    must name a loopback host too (see loopback_hosts_only). `client`: the agent's own
+    Client service, given on a node-engine agent (its Cancel is the console's)."""
     app = web.Application(middlewares=[loopback_hosts_only] if loopback else [])
     templates = make_templates()
     app[AGENT] = agent
@@ -137,6 +141,8 @@ def make_app(agent: AgentContext, gate: WriteGate | None = None, *,
     ])
     if gate is not None:
         app[GATE] = gate
+        if client is not None:
+            app[CLIENT] = client
         app.add_routes([
             web.post("/workflows/{id}/cancel", cancel_action),
             web.post("/api/identity", identity_check),
@@ -226,14 +232,17 @@ def _refused(request: web.Request, action: str, e: web.HTTPException) -> web.HTT
 
 async def cancel_action(request: web.Request) -> web.Response:
     """POST /workflows/ID/cancel, JSON body {"reason": optional text}: the workflow's
-    status after the cancel as JSON, or 400/401/403/404 with {"error": why}."""
+    status after the cancel as JSON, or 400/401/403/404 with {"error": why} (and on a
+    node-engine agent 409 for an ended workflow, naming its end, 503 while no
+    coordinator can take it: writes.http_error)."""
     workflow_id = request.match_info["id"]
     try:
         who = request.app[GATE].admit(request, "cancel", workflow_id)
     except (web.HTTPUnauthorized, web.HTTPForbidden) as e:
         raise _refused(request, "ConsoleCancel", e) from None
     reason = writes.check_cancel(workflow_id, await writes.read_json_body(request))
-    status = await writes.cancel(request.app[AGENT], who, workflow_id, reason)
+    status = await writes.cancel(request.app[AGENT], who, workflow_id, reason,
+                                 request.app.get(CLIENT))
     view = await views.workflow_view(request.app[AGENT], status)
     return web.json_response({"id": view.id, "state": view.state,
                               "principal": who.principal})

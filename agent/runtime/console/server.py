@@ -23,10 +23,12 @@ SHUTDOWN_TIMEOUT_S = 2.0
 class Console:
     """The console's HTTP server and its change feed, both owned here."""
 
-    def __init__(self, agent: AgentContext, listen: str, gate: WriteGate | None = None) -> None:
+    def __init__(self, agent: AgentContext, listen: str, gate: WriteGate | None = None,
+                 client: object | None = None) -> None:
         self.agent = agent
         self.listen = listen
-        self.app = make_app(agent, gate, loopback=is_loopback(parse_host_port(listen)[0]))
+        self.app = make_app(agent, gate, loopback=is_loopback(parse_host_port(listen)[0]),
+                            client=client)
         self._runner: web.AppRunner | None = None
         self._feed_task: asyncio.Task | None = None
         self.port = 0  # the bound port, once started

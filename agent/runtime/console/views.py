@@ -22,12 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import grpc
-from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.workflow import values
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
-from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, spec_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
+from fedorch.runtime.console.rounds import RoundView, node_decisions, read_decision
 from fedorch.runtime.convert import step_state_name, workflow_state_name
-from google.protobuf.message import DecodeError
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -153,26 +152,6 @@ class StepView:
     compensation_state: str = ""
     compensation_attempts: int = 0
     compensation_max: int = 0
-
-
-@dataclass(frozen=True)
-class VoteView:
-    domain: str
-    yes: bool
-    reason: str
-    steps: tuple[str, ...]
-    verified: bool
-
-
-@dataclass
-class RoundView:
-    round: int
-    outcome: str = ""  # COMMIT | ABORT | "" (no decision on record here)
-    decided_by: str = ""
-    verified: bool = False
-    collected: bool = False  # a COMMIT whose certificate was collected keeps no votes
-    votes: list[VoteView] = field(default_factory=list)
-    refusals: list[status_pb2.Refusal] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -335,16 +314,19 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
     rounds = {r: RoundView(r) for r in range(1, s.rounds + 1)}
     for refusal in s.refusals:
         rounds.setdefault(refusal.round, RoundView(refusal.round)).refusals.append(refusal)
-    if _coordinator_of(s.id) == agent.domain:
+    records = await agent.store.audit_records(s.id)
+    if node_view is not None:  # its decisions are in its audit log (rounds.py)
+        node_decisions(agent, s, rounds, records)
+    elif _coordinator_of(s.id) == agent.domain:
         for view in rounds.values():
-            await _read_decision(agent, s.id, view)
+            await read_decision(agent, s.id, view)
     return WorkflowView(
         id=s.id, name=s.name, state=workflow_state_name(s.state), coordinator=s.coordinator,
         reason=s.reason, created_ms=s.created_at_ms, updated_ms=s.updated_at_ms,
         steps=steps, rounds=[rounds[r] for r in sorted(rounds)], spec_known=spec is not None,
         compensation=status_pb2.CompensationSummary.Name(s.compensation).removeprefix(
             "COMPENSATION_SUMMARY_") if s.compensation else "NONE",
-        audit=await _audit(agent, s.id),
+        audit=_audit(records),
     )
 
 
@@ -366,10 +348,10 @@ async def _compensations(agent: AgentContext, workflow_id: str) -> dict[str, dic
                    "compensation_max": r[3]} for r in rows}
 
 
-async def _audit(agent: AgentContext, workflow_id: str) -> list[AuditView]:
-    """This domain's audit records of the workflow, in log order."""
+def _audit(records: list) -> list[AuditView]:
+    """This domain's audit records of the workflow (store.audit_records), in log order."""
     out = []
-    for record in await agent.store.audit_records(workflow_id):
+    for record in records:
         body = record.decoded()
         data = body.get("data", {}) if isinstance(body, dict) else {}
         out.append(AuditView(
@@ -379,34 +361,6 @@ async def _audit(agent: AgentContext, workflow_id: str) -> list[AuditView]:
             holds=", ".join(sorted(k for k in LONG_AUDIT_FIELDS if data.get(k))),
             hash=record.hash.hex()[:16]))
     return out
-
-
-async def _read_decision(agent: AgentContext, workflow_id: str, view: RoundView) -> None:
-    """The round's decision as recorded here, its signature and its votes' checked over
-    the bytes as stored."""
-    recorded = await agent.store.get_decision(workflow_id, view.round)
-    if recorded is None:
-        return
-    view.outcome, raw = recorded
-    if not raw:
-        view.collected = True
-        return
-    try:
-        body = open_evidence(peer_pb2.Envelope.FromString(raw), agent.trust,
-                             expect="decision")
-    except (AuthError, DecodeError) as e:
-        log.warning("decision of %s round %d does not verify: %s", workflow_id, view.round, e)
-        return
-    view.decided_by, view.verified = body.sender, True
-    for envelope in body.decision.votes:
-        try:
-            vote_body = open_evidence(envelope, agent.trust, expect="vote")
-        except AuthError:
-            continue  # shown as missing: only verified votes are evidence
-        v = vote_body.vote
-        view.votes.append(VoteView(domain=vote_body.sender, yes=v.yes, reason=v.reason,
-                                   steps=tuple(v.steps), verified=True))
-    view.votes.sort(key=lambda v: v.domain)
 
 
 # ---- the node engine (`engine: node`) ----------------------------------------------------

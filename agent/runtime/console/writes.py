@@ -12,6 +12,14 @@ body (a cross-site form cannot send one without a CORS preflight, which the cons
 answers), and a request whose `Origin` or `Sec-Fetch-Site` says another site sent it is
 refused with 403. Every refusal changes nothing; an allowed cancel is audited with its
 principal, as a CLI cancel is.
+
+On an agent with `engine: node` an admitted cancel is the agent's own Client service's
+Cancel (node_engine/cancels.py), called in-process (`ClientCall`) with the admitted
+caller as the verified one: it goes where `fedorch cancel` goes (the coordinator of the
+workflow's current epoch, a successor after a takeover), is audited there as a CLI cancel
+is (peer "console"), and is refused as it refuses one. Its gRPC refusals become HTTP
+statuses (`http_error`): unknown 404, ended 409 naming the end, no coordinator to take it
+503 (cancel again), not allowed 403.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from fedorch.core.identity.clients import (
 from fedorch.core.identity.console_token import ConsoleGrant, verify_token
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 from fedorch.runtime.client_calls import SignedClientStub
+from fedorch.runtime.interceptors import CURRENT_CALLER
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -176,19 +185,23 @@ def check_cancel(workflow_id: str, body: dict) -> str:
     return reason.strip()
 
 
-async def cancel(agent: AgentContext, who: Admitted, workflow_id: str,
-                 reason: str) -> status_pb2.WorkflowStatus:
+async def cancel(agent: AgentContext, who: Admitted, workflow_id: str, reason: str,
+                 client: object | None = None) -> status_pb2.WorkflowStatus:
     """Cancel as the Client service's Cancel does: at the coordinator, which is this agent
-    or the one the call is forwarded to (signed by this domain, acting for the caller)."""
+    or the one the call is forwarded to (signed by this domain, acting for the caller).
+    `client`, the agent's own Client service, is given on a node-engine agent: its Cancel
+    routes and takes the cancel (see the module doc)."""
+    reason = reason or f"by request (console, {who.principal or 'anonymous'})"
+    if client is not None:
+        request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
+        reply = await ClientCall(who.caller).run(client.Cancel, request)
+        log.info("%s cancelled from the console by %s", workflow_id,
+                 who.principal or "anonymous")
+        return reply.status
     active = agent.active.get(workflow_id)
     coordinator = active.row.coordinator if active is not None else coordinator_of(workflow_id)
-    reason = reason or f"by request (console, {who.principal or 'anonymous'})"
     if coordinator and coordinator != agent.domain:
         return await _forward_cancel(agent, coordinator, who, workflow_id, reason)
-    if getattr(agent, "node_view", None) is not None:  # engine: node has no cancel yet
-        raise _json_error(web.HTTPNotImplemented, (
-            "cancel is not supported by this agent's engine (engine: node); run the"
-            " agent with `engine: shells` for it"))
     await agent.audit.client_request("cancel", workflow_id, principal=who.principal,
                                      peer="console")
     known = await agent.run_owned(agent.coordination.cancel(workflow_id, reason), "cancel")
@@ -212,12 +225,65 @@ async def _forward_cancel(agent: AgentContext, coordinator: str, who: Admitted,
         reply = await stub.Cancel(client_pb2.CancelRequest(id=workflow_id, reason=reason),
                                   timeout=FORWARD_TIMEOUT_S)
     except grpc.aio.AioRpcError as e:
-        code, detail = e.code(), f"{coordinator}: {e.details()}"
-        if code == grpc.StatusCode.NOT_FOUND:
-            raise _json_error(web.HTTPNotFound, detail) from None
-        if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-            raise forbidden(detail) from None
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            raise bad_request(detail) from None
-        raise _json_error(web.HTTPBadGateway, f"{detail} ({code.name})") from None
+        raise http_error(e.code(), f"{coordinator}: {e.details()}") from None
     return reply.status
+
+
+def http_error(code: grpc.StatusCode, detail: str) -> web.HTTPException:
+    """The HTTP answer to a Client-service refusal, {"error": detail}: the same cases the
+    CLI tells apart by exit code."""
+    status = _HTTP_OF_GRPC.get(code)
+    if status is None:
+        return _json_error(web.HTTPBadGateway, f"{detail} ({code.name})")
+    return _json_error(status, detail)
+
+
+_HTTP_OF_GRPC: dict[grpc.StatusCode, type[web.HTTPException]] = {
+    grpc.StatusCode.NOT_FOUND: web.HTTPNotFound,
+    grpc.StatusCode.PERMISSION_DENIED: web.HTTPForbidden,
+    grpc.StatusCode.UNAUTHENTICATED: web.HTTPForbidden,
+    grpc.StatusCode.INVALID_ARGUMENT: web.HTTPBadRequest,
+    # An ended workflow (its end named), or another end already told: nothing changed.
+    grpc.StatusCode.FAILED_PRECONDITION: web.HTTPConflict,
+    # No coordinator could take it yet (a takeover under way): cancel again by id.
+    grpc.StatusCode.UNAVAILABLE: web.HTTPServiceUnavailable,
+}
+
+
+class CallAborted(Exception):
+    """What a Client-service handler called in-process ended with (context.abort)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class ClientCall:
+    """One Client-service call made in-process for the console: the handler runs as it
+    does for a gRPC call the interceptor admitted with `caller` (None: unsigned, in open
+    mode), which it reads to audit the call and to sign what it forwards on the caller's
+    behalf. Its aborts become HTTP errors (http_error)."""
+
+    def __init__(self, caller: Caller | None) -> None:
+        self.caller = caller
+
+    async def run(self, handler, request):
+        token = CURRENT_CALLER.set(self.caller)
+        try:
+            return await handler(request, self)
+        except CallAborted as e:
+            raise http_error(e.code, e.details) from None
+        finally:
+            CURRENT_CALLER.reset(token)
+
+    # ---- the part of grpc.aio.ServicerContext the Client service's handlers use ----
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata=()):
+        raise CallAborted(code, details)
+
+    def peer(self) -> str:
+        return "console"
+
+    def invocation_metadata(self) -> tuple:
+        return ()

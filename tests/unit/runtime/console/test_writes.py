@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import time
 
+import grpc
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from fedorch.core.identity.clients import (
     AccessPolicy,
     AccessRule,
+    Caller,
     ClientKeys,
     init_client_keys,
     load_identity,
 )
 from fedorch.core.identity.console_token import issue_token
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.console.app import make_app
 from fedorch.runtime.console.writes import WriteGate
+from fedorch.runtime.interceptors import CURRENT_CALLER
 from fedorch.runtime.store.store import StepRow, WorkflowRow
 
 WID = "alpha.w1"
@@ -146,3 +149,66 @@ def test_open_access_admits_the_consoles_own_page_only(people):
     named = gate.admit(_request({"Authorization": f"Bearer {_token(people['alice'])}"}),
                        "cancel", WID)
     assert named.principal == "alice"
+
+
+class _NodeClientService:
+    """The Cancel of a node-engine agent's Client service, as the console sees it: it
+    answers as told and keeps what each call saw (caller, peer, request)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, str, object]] = []
+        self.answer: tuple[grpc.StatusCode, str] | None = None
+
+    async def Cancel(self, request, context):
+        self.calls.append((CURRENT_CALLER.get(), context.peer(), request))
+        if self.answer is not None:
+            await context.abort(*self.answer)
+        status = status_pb2.WorkflowStatus(id=request.id, coordinator="alpha",
+                                           state=status_pb2.WORKFLOW_STATE_CANCELLED)
+        return client_pb2.CancelReply(status=status)
+
+
+@pytest.fixture
+async def node_client(agent, people):
+    service = _NodeClientService()
+    app = make_app(agent, _gate(people), client=service)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        c.service = service
+        yield c
+
+
+async def test_a_node_engine_cancel_is_the_client_services_with_the_admitted_caller(
+        agent, node_client, people):
+    """On `engine: node` the console's cancel is the agent's Client service's Cancel, called
+    as a call from the admitted principal (which it audits and forwards for), never the
+    shells' path; the caller it saw is not left behind."""
+    await _save(agent)  # a shells row too: the node engine's cancel must not touch it
+    reply = await _post(node_client, _token(people["alice"]))
+    assert reply.status == 200, await reply.text()
+    assert await reply.json() == {"id": WID, "state": "CANCELLED", "principal": "alice"}
+    [(caller, peer, request)] = node_client.service.calls
+    assert caller == Caller("alice") and peer == "console"
+    assert (request.id, request.reason, request.local_only) == (WID, "test", False)
+    assert CURRENT_CALLER.get() is None
+    await _unchanged(agent)
+    # Refused before the call: the gate still decides who may cancel.
+    assert (await _post(node_client, _token(people["bob"]))).status == 403
+    assert len(node_client.service.calls) == 1
+
+
+@pytest.mark.parametrize(("code", "http"), [
+    (grpc.StatusCode.NOT_FOUND, 404),
+    (grpc.StatusCode.FAILED_PRECONDITION, 409),
+    (grpc.StatusCode.UNAVAILABLE, 503),
+    (grpc.StatusCode.PERMISSION_DENIED, 403),
+    (grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (grpc.StatusCode.INTERNAL, 502),
+])
+async def test_a_node_engine_cancels_refusal_is_an_http_error_saying_why(
+        node_client, people, code, http):
+    why = f"{WID} already ended SUCCEEDED: nothing to cancel"
+    node_client.service.answer = (code, why)
+    reply = await _post(node_client, _token(people["alice"]))
+    assert reply.status == http, await reply.text()
+    assert why in (await reply.json())["error"]
+    assert CURRENT_CALLER.get() is None
