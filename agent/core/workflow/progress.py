@@ -240,7 +240,7 @@ class Progress:
         resolved = []
         # Every case first, from the view before the loss: resolving one step must not
         # change what another step, later in the chain on the same domain, may have done.
-        cases = {step.id: LossCase(self._may_have_started(step, domain), step.idempotent,
+        cases = {step.id: LossCase(self._may_have_started(step), step.idempotent,
                                    step.on_domain_loss == "fail")
                  for step in self.steps.values()
                  if step.domain == domain and step.state not in TERMINAL_STEP_STATES}
@@ -312,23 +312,47 @@ class Progress:
     def may_have_started(self, step_id: str) -> bool:
         """Could the step have started in its placement (a loss's reason says so)?"""
         step = self.steps[step_id]
-        return self._may_have_started(step, step.lost_to or step.domain)
+        return self._may_have_started(step)
 
-    def _may_have_started(self, step: StepProgress, lost: str) -> bool:
+    def _may_have_started(self, step: StepProgress) -> bool:
         # Known to have started (a RUNNING report or an attempt), or ready to: a step
         # starts without a word for its first 0.2 s, so ready counts as started. Ready
-        # as far as `lost` could know: a need on `lost` itself may have succeeded there
-        # and started the step at once, its result lost with the domain.
+        # as far as its domain could know: every need's result may have reached it
+        # (`_may_have_succeeded`; the argument is in domain_loss.py's header).
         return step.attempts > 0 or step.state is StepState.RUNNING or all(
-            self._may_have_succeeded(n, lost) for n in step.needs)
+            self._need_may_be_met(step.id, n) for n in step.needs)
 
-    def _may_have_succeeded(self, step_id: str, lost: str) -> bool:
+    def _need_may_be_met(self, step_id: str, need: str) -> bool:
+        """`_need_met` as the step's domain may have seen it, for all this Progress knows."""
+        group = self._group_of.get(need)
+        if group is None:
+            return self._may_have_succeeded(need)
+        if self._group_of.get(step_id) == group:  # a wave barrier
+            return self._may_have_succeeded(need) or (
+                self.groups[group].keeps_going
+                and self.steps[need].state in TERMINAL_STEP_STATES)
+        outcome = self.group_outcome(group)
+        if outcome is not None:
+            return outcome is Outcome.SUCCEEDED
+        return sum(self._may_have_succeeded(i)
+                   for i in self.groups[group].instances) >= self.groups[group].need
+
+    def _may_have_succeeded(self, step_id: str) -> bool:
+        """Could this need have SUCCEEDED somewhere and its result reached a downstream
+        domain, for all this Progress can know? Yes if known SUCCEEDED; no if known
+        ended otherwise, or if it is placed here and never was elsewhere (this domain
+        runs it: it would know the success, written before any result leaves it); else
+        yes as soon as it may have started: its producer reports the result to its
+        downstream domains in the same turn as to the coordinator, so a result not yet
+        here (delayed, or sent while this coordinator was down) may be there already."""
         step = self.steps[step_id]
         if step.state is StepState.SUCCEEDED:
             return True
-        if step.domain != lost or step.state in TERMINAL_STEP_STATES:
+        if step.state in TERMINAL_STEP_STATES:
             return False
-        return all(self._may_have_succeeded(n, lost) for n in step.needs)
+        if step.domain == self.me and not step.replaced_from:
+            return False
+        return self._may_have_started(step)
 
     # ---- queries -----------------------------------------------------------------
 
