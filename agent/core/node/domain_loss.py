@@ -13,8 +13,11 @@ core's loss table (Progress.domain_lost, LOSS_TABLE in core/workflow/domain_loss
 the reasons naming the domain and whether it was DEAD or LEFT; the dead original's
 own domain is one like any other to its successor:
 
-- a step that had started there (or could have: it was ready) and is not idempotent,
-  or whose spec says `on_domain_loss: fail`, FAILS;
+- a step that had started there (or could have: it was ready as far as the lost
+  domain could know: a restored coordinator counts a need's result it may have missed
+  while down as there already, core/workflow/domain_loss.py) and is not idempotent, or
+  whose spec says
+  `on_domain_loss: fail`, FAILS;
 - a step the table would place again (not started, or idempotent, with `replace`)
   FAILS at a successor (only the original runs re-placement rounds), and at the
   original is sent back to be placed again: a negotiation round of its own places it on
@@ -215,8 +218,11 @@ class DomainLoss:
 
     def resumed(self, wf: str) -> None:
         """`wf`'s progress was just rebuilt from the tables (restore): a verdict on
-        record holds its end again, before anything looks at its outcome."""
+        record holds its end again, before anything looks at its outcome. Results sent
+        while this Node was down may be elsewhere and not here yet: its losses judge
+        needs on third domains as possibly SUCCEEDED (core/workflow/domain_loss.py)."""
         n = self.n
+        n.progress[wf].reports_missed = True
         if n.takeover is None or not self.drives(wf):
             return
         p = n.progress[wf]

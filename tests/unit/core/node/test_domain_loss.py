@@ -178,9 +178,8 @@ def test_a_workflow_whose_participants_are_all_gone_ends_when_one_comes_back() -
 
 
 def test_a_step_that_had_not_started_is_placed_again() -> None:
-    """s2 on d1 needs s1 on d0, still running there: d0, the coordinator, runs s1 and
-    knows its result went nowhere, so s2 never started on d1."""
-    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d0", "s2": "d1"})
+    """s2 on d1 needs s1 on d2, still running: s2 never started on d1."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
     assert not any(r[1] == "s2" for r in fed.running["d1"])
     dies(fed, "d1")
     assert fed.lost == [("d0", (WF, "s2"), "d1", "REPLACE")]

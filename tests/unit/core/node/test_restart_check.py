@@ -58,11 +58,9 @@ def s1_done(fed: Federation) -> Message:
 
 
 def placed_again_on_d3() -> Federation:
-    """s2 on d1 needs s1 on d2 (running): s2, idempotent, is placed again by d0 when d1
-    dies (on d3, outside the electorate: d0, d1, d2), though s1's result may have
-    reached d1 unseen (a step not idempotent would fail: core/workflow/domain_loss.py)."""
-    fed = committed([step("s1"), step("s2", needs=("s1",), idempotent=True)],
-                    {"s1": "d2", "s2": "d1"})
+    """s2 on d1 needs s1 on d2 (running): s2 has not started when d1 dies, and d0 places
+    it again on d3, outside the electorate (d0, d1, d2)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
     dies(fed, "d1")
     assert fed.disks["d0"].placements[WF]["s2"][1:] == ("d3", "d1")
     return fed

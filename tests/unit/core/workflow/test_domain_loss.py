@@ -83,7 +83,7 @@ def test_a_domain_that_left_is_named_as_left_in_every_reason() -> None:
     graceful stop (LEFT) is not reported as a death."""
     p = Progress(spec(step("a"), step("b", "a"), step("c", "d", on_loss="fail"),
                       step("d"), step("e", "d")),
-                 {"a": OTHER, "b": LOST, "c": LOST, "d": ME, "e": LOST}, ME)
+                 {"a": OTHER, "b": LOST, "c": LOST, "d": OTHER, "e": LOST}, ME)
     assert p.apply_result("a", 1, StepState.SUCCEEDED, {}, "")
     resolved = dict(p.domain_lost(LOST, state="LEFT", can_replace=True))
     assert resolved == {"b": LossAction.FAIL_STARTED, "c": LossAction.FAIL_BY_SPEC,
@@ -109,7 +109,7 @@ def test_a_domain_that_left_is_named_as_left_in_every_reason() -> None:
 
 
 def test_suspect_or_another_domain_changes_nothing() -> None:
-    p = Progress(spec(step("a"), step("b", "a")), {"a": ME, "b": OTHER}, ME)
+    p = Progress(spec(step("a"), step("b", "a")), {"a": LOST, "b": OTHER}, ME)
     assert p.domain_lost(OTHER) == [("b", LossAction.REPLACE)]  # b is on OTHER, not started
     q = Progress(spec(step("a")), {"a": LOST}, ME)
     assert q.domain_lost(ME) == []  # an agent never loses itself
@@ -128,7 +128,7 @@ def test_a_succeeded_step_keeps_its_result() -> None:
 def test_without_re_placement_a_replaceable_step_fails_naming_the_domain() -> None:
     # A caller that can run no round (can_replace False, the default).
     p = Progress(spec(step("a"), step("b", "a"), step("c", idempotent=True)),
-                 {"a": ME, "b": LOST, "c": LOST}, ME)
+                 {"a": OTHER, "b": LOST, "c": LOST}, ME)
     assert p.apply_result("c", 1, StepState.RUNNING, {}, "")
     resolved = dict(p.domain_lost(LOST))
     assert resolved == {"b": LossAction.REPLACE, "c": LossAction.REPLACE}
@@ -140,7 +140,7 @@ def test_without_re_placement_a_replaceable_step_fails_naming_the_domain() -> No
 
 
 def test_with_re_placement_a_replaceable_step_goes_back_to_pending_unplaced() -> None:
-    p = Progress(spec(step("a"), step("b", "a")), {"a": ME, "b": LOST}, ME)
+    p = Progress(spec(step("a"), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
     assert p.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
     b = p.steps["b"]
     assert (b.state, b.domain, b.epoch, b.lost_to) == (StepState.PENDING, "", 1, LOST)
@@ -149,7 +149,7 @@ def test_with_re_placement_a_replaceable_step_goes_back_to_pending_unplaced() ->
 
 def test_on_domain_loss_fail_fails_even_a_step_that_never_started() -> None:
     p = Progress(spec(step("a"), step("b", "a", on_loss="fail", idempotent=True)),
-                 {"a": ME, "b": LOST}, ME)
+                 {"a": OTHER, "b": LOST}, ME)
     assert p.domain_lost(LOST) == [("b", LossAction.FAIL_BY_SPEC)]
     assert p.steps["b"].error == ("domain us-east was lost (DEAD) before the step started;"
                                   " not placed again: on_domain_loss: fail")
@@ -162,35 +162,51 @@ def test_a_ready_step_without_a_report_counts_as_started() -> None:
     assert p.domain_lost(LOST) == [("b", LossAction.FAIL_STARTED)]
 
 
-def test_a_need_not_known_succeeded_elsewhere_may_have_reached_the_lost_domain() -> None:
+def test_after_a_restart_a_need_elsewhere_may_have_reached_the_lost_domain() -> None:
     """The producer of a need reports its result to the step's domain in the same turn
-    as to the coordinator: one not yet here (delayed, or sent while the coordinator was
-    down: takeover soak seed 3201512) may have started the step there. Only a need this
-    coordinator runs itself, and never ran elsewhere, is known not to have reached it,
-    and what needs an unfinished one of those cannot have started either."""
+    as to the coordinator; what it sent while the coordinator was down may be there and
+    not here (takeover soak seeds 3201512, 3201726). A restored Progress
+    (`reports_missed`) counts such a need, on a third domain and not known ended, as
+    possibly SUCCEEDED; a need it runs itself, never placed elsewhere, it knows."""
+    def restored(placement: dict[str, str], *steps: spec_pb2.StepSpec) -> Progress:
+        p = Progress(spec(*steps), placement, ME)
+        p.reports_missed = True
+        return p
+
     # a on OTHER, RUNNING as far as the coordinator knows: b may have started.
-    p = Progress(spec(step("a"), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
+    p = restored({"a": OTHER, "b": LOST}, step("a"), step("b", "a"))
     assert p.apply_result("a", 1, StepState.RUNNING, {}, "")
     assert p.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
     assert p.steps["b"].error.startswith("domain us-east was lost (DEAD) while the step")
-    # Not even reported started: a, with no needs, may have run and succeeded unseen.
-    q = Progress(spec(step("a"), step("b", "a", idempotent=True)), {"a": OTHER, "b": LOST}, ME)
+    # Never restored: a's report comes here as it goes to b's domain; b not started.
+    q = Progress(spec(step("a"), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
+    assert q.apply_result("a", 1, StepState.RUNNING, {}, "")
     assert q.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
-    assert q.may_have_started("b")  # placed again, for all that it may have run
     # a here, running: its result went nowhere, so b never started.
-    r = Progress(spec(step("a"), step("b", "a")), {"a": ME, "b": LOST}, ME)
+    r = restored({"a": ME, "b": LOST}, step("a"), step("b", "a"))
     r.start_ready()
     assert r.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
-    # a here now, but placed here after its first domain was lost: that one may have.
-    t = Progress(spec(step("a", idempotent=True), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
+    # a here now, but placed here after its first domain was lost: that one may have run
+    # it and reported to b's domain.
+    t = restored({"a": OTHER, "b": LOST}, step("a", idempotent=True), step("b", "a"))
+    assert t.apply_result("a", 1, StepState.RUNNING, {}, "")
     t.domain_lost(OTHER, can_replace=True)
     assert t.placed_again("a", ME, 2, OTHER)
     assert t.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
-    # A chain: m on OTHER needs a here (not ended), so m cannot have succeeded, and b,
+    # A chain: m on OTHER needs a here (not ended): m cannot have succeeded, and b,
     # after m, never started.
-    u = Progress(spec(step("a"), step("m", "a"), step("b", "m")),
-                 {"a": ME, "m": OTHER, "b": LOST}, ME)
+    u = restored({"a": ME, "m": OTHER, "b": LOST}, step("a"), step("m", "a"),
+                 step("b", "m"))
     assert u.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    # A fan-out need: met as its group is (enough instances that may have succeeded).
+    # Every instance must succeed, and the one here has not: b never started.
+    f1, f2 = (spec_pb2.StepSpec(id=f"f@{d}", capability="cap", instance_of="f")
+              for d in (OTHER, ME))
+    v = restored({f1.id: OTHER, f2.id: ME, "b": LOST}, f1, f2, step("b", f1.id, f2.id))
+    assert v.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    w = restored({f1.id: OTHER, f2.id: ME, "b": LOST}, f1, f2, step("b", f1.id, f2.id))
+    assert w.apply_result(f2.id, 1, StepState.SUCCEEDED, {}, "")
+    assert w.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
 
 
 def test_reports_from_the_lost_placement_are_refused_and_never_applied() -> None:
@@ -214,17 +230,14 @@ REPORTS = st.sampled_from(["none", "running", "succeeded", "failed"])
 @settings(deadline=None)  # pure and quick; the deadline only measures a loaded machine
 @given(upstream=REPORTS, target=REPORTS, idempotent=st.booleans(),
        on_loss=st.sampled_from(["", "replace", "fail"]), can_replace=st.booleans(),
-       lost=st.sampled_from([LOST, OTHER, ME]), how=st.sampled_from(["DEAD", "LEFT"]),
-       up=st.sampled_from([OTHER, ME]))
+       lost=st.sampled_from([LOST, OTHER, ME]), how=st.sampled_from(["DEAD", "LEFT"]))
 def test_any_state_any_loss(upstream, target, idempotent, on_loss, can_replace,
-                            lost, how, up) -> None:
-    """Upstream `a` on `up` (another domain, or here), target `b` on LOST, downstream `c`
-    here: whatever each has reported, a loss changes only unfinished steps of the lost
-    domain, as the table says, and what was SUCCEEDED stays so. `b` counts as not started
-    only when `a`'s result cannot have reached it: `a` ended otherwise, or runs here and
-    has not SUCCEEDED (elsewhere it may have, unseen)."""
+                            lost, how) -> None:
+    """Upstream `a` on OTHER, target `b` on LOST, downstream `c` here: whatever each has
+    reported, a loss changes only unfinished steps of the lost domain, as the table says,
+    and what was SUCCEEDED stays so."""
     p = Progress(spec(step("a"), step("b", "a", idempotent=idempotent, on_loss=on_loss),
-                      step("c", "b")), {"a": up, "b": LOST, "c": ME}, ME)
+                      step("c", "b")), {"a": OTHER, "b": LOST, "c": ME}, ME)
     for sid, report in (("a", upstream), ("b", target)):
         if report != "none":
             p.apply_result(sid, 1, StepState(report.upper()), {}, "boom")
@@ -240,11 +253,8 @@ def test_any_state_any_loss(upstream, target, idempotent, on_loss, can_replace,
         assert s.domain in (lost, "") and lost != ME
         assert was_state not in TERMINAL_STEP_STATES
         assert s.epoch == was_epoch + 1 and s.lost_to == lost
-        a_state = before["a"][0]
-        a_may_have_succeeded = a_state is StepState.SUCCEEDED or (
-            up != ME and a_state not in TERMINAL_STEP_STATES)
         started = (was_state is StepState.RUNNING
-                   or a_may_have_succeeded) if sid == "b" else True
+                   or before["a"][0] is StepState.SUCCEEDED) if sid == "b" else True
         action = loss_action(LossCase(started, s.idempotent, s.on_domain_loss == "fail"))
         assert resolved[sid] is action
         if action is LossAction.REPLACE and can_replace:

@@ -20,10 +20,8 @@ NEW = "sa-east"
 
 
 def lost_and_pending(*, idempotent: bool = False) -> Progress:
-    # `a` runs here, on the coordinator, not yet ended: its result went nowhere, so `b`
-    # never started (on another domain it may have reached `b` unseen).
     p = Progress(spec(step("a"), step("b", "a", idempotent=idempotent), step("c", "b")),
-                 {"a": ME, "b": LOST, "c": ME}, ME)
+                 {"a": OTHER, "b": LOST, "c": ME}, ME)
     assert p.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
     return p
 
