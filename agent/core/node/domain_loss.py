@@ -13,8 +13,10 @@ core's loss table (Progress.domain_lost, LOSS_TABLE in core/workflow/domain_loss
 the reasons naming the domain and whether it was DEAD or LEFT; the dead original's
 own domain is one like any other to its successor:
 
-- a step that had started there (or could have: it was ready) and is not idempotent,
-  or whose spec says `on_domain_loss: fail`, FAILS;
+- a step that had started there (or could have: it was ready as far as the lost
+  domain could know: a restored coordinator counts a need's result it may have missed
+  while down as there already, core/workflow/domain_loss.py) and is not idempotent, or
+  whose spec says `on_domain_loss: fail`, FAILS;
 - a step the table would place again (not started, or idempotent, with `replace`)
   FAILS at a successor (only the original runs re-placement rounds), and at the
   original is sent back to be placed again: a negotiation round of its own places it on
@@ -150,6 +152,9 @@ class DomainLoss:
         # that acknowledged it are not told the made end again (`acknowledged_as_made`).
         self.notices: dict[str, FinalMsg] = {}
         self._releasing: FinalMsg | None = None
+        # The workflows known here at the last restore, not ended: results sent to this
+        # Node while it was down may have reached other domains first (`resumed`).
+        self.restored: set[str] = set()
 
     def reset(self) -> None:
         """A restore: rebuilt as each workflow is resumed (`resumed`, `tell_end`)."""
@@ -157,6 +162,8 @@ class DomainLoss:
         self.released = set()
         self.notices = {}
         self._releasing = None
+        d = self.n.state
+        self.restored = (set(d.committed) | set(d.rows)) - set(d.final)
 
     def drives(self, wf: str) -> bool:
         """Does this Node hold the current coordinator epoch of running `wf`: its
@@ -215,8 +222,13 @@ class DomainLoss:
 
     def resumed(self, wf: str) -> None:
         """`wf`'s progress was just rebuilt from the tables (restore): a verdict on
-        record holds its end again, before anything looks at its outcome."""
+        record holds its end again, before anything looks at its outcome. A workflow
+        known here before the restore: results sent while this Node was down may be
+        elsewhere and not here yet, so its losses judge needs on third domains as
+        possibly SUCCEEDED (core/workflow/domain_loss.py)."""
         n = self.n
+        if wf in self.restored:
+            n.progress[wf].reports_missed = True
         if n.takeover is None or not self.drives(wf):
             return
         p = n.progress[wf]

@@ -11,10 +11,8 @@ whether the domain died or was stopped. Three facts
 decide, read from the step and the coordinator's view of the workflow:
 
 - `may_have_started`: the step reported RUNNING or a result, or every step it
-  needs had SUCCEEDED (a step starts without a word for its first 0.2 s, so a
-  ready step counts as started), or may have there: a need placed on the lost
-  domain itself and not known to have ended may have succeeded there and started
-  the step at once, its result lost with the domain;
+  needs may have SUCCEEDED as far as the lost domain could know (a step starts
+  without a word for its first 0.2 s, so a ready step counts as started; below);
 - `idempotent`: the spec says running it again is harmless;
 - `fail_on_loss`: the spec says `on_domain_loss: fail`.
 
@@ -23,6 +21,33 @@ decide, read from the step and the coordinator's view of the workflow:
     (False, True,  False)                        -> FAIL_STARTED  (at most once: never again)
     (False, True,  True)                         -> REPLACE       (run again elsewhere)
     (False, False, any)                          -> REPLACE       (it never ran)
+
+"Not started" is a claim about what the lost domain saw, made by the coordinator
+from what it saw. The producer of a need sends its result to the coordinator and to
+the domains of the steps that need it in the same turn (Progress.result_recipients,
+reliably: resent until acknowledged). A coordinator restarted meanwhile does not have
+what was sent while it was down (the resends come later), though the step's domain may
+have it and have started the step (takeover soak seeds 3201512 and 3201726: placed
+again, a not-idempotent step ran twice, in the lost domain and in its new one). So a
+need counts as possibly SUCCEEDED (Progress._may_have_succeeded) unless:
+- it ended otherwise (FAILED, SKIPPED, CANCELLED): it never will;
+- it is placed on the coordinator's own domain and never was elsewhere: its producer
+  is this very agent, whose result is written before it leaves, so a need not
+  SUCCEEDED here was reported nowhere, restart or not;
+- it cannot have started itself: one of its own needs cannot have succeeded, by the
+  same rule (a need placed again after a loss counts its earlier domains);
+- it is placed on a third domain and the coordinator missed no report (its progress
+  was not rebuilt after a restart: `reports_missed`): its result comes here in the
+  same turn as it goes there.
+A fan-out need is met as its group is (`_need_met`): its outcome if known, else
+whether enough instances may have succeeded. The first three hold whatever the
+network does. The last does not, strictly: a result delayed on its way to a coordinator
+that never stopped (lost, resent, slow) for longer than the lost domain takes to be
+DEAD and its loss grace, while it reached the step's domain in time, is still missed
+(docs/architecture.md, "Not built"); treating every third-domain need as possibly
+SUCCEEDED would close that too, but would fail every not-idempotent step whose
+upstream runs elsewhere (it could no longer be placed again when it never started);
+the mend that keeps both is to ask the need's producer, which knows whom it told.
 
 REPLACE sends the step back to PENDING, unplaced, with its epoch moved on; the
 coordinator then runs a new negotiation round for that step only, the lost domain

@@ -21,7 +21,10 @@ Domain loss (the coordinator's input `domain_lost`, when membership says a domai
 is DEAD; never on SUSPECT) resolves each unfinished step placed there through one
 table, LOSS_TABLE in agent/core/workflow/domain_loss.py; the loss ends that
 placement (its epoch moves on), and `refuse_result` then turns away whatever the
-lost placement still reports (fencing).
+lost placement still reports (fencing). Whether the step may have started there is
+judged from what the lost domain may have seen: after a restart (`reports_missed`) a
+need's result not yet here may be there (`_may_have_succeeded`; the argument is in
+domain_loss.py's header).
 
 Fan-out (agent/core/workflow/fanout.py): the instances of a fan-out step form a group.
 Within a group a need is a wave barrier: met when the instance of the earlier wave
@@ -127,6 +130,10 @@ class Progress:
                 idempotent=s.idempotent,
                 on_domain_loss=s.on_domain_loss or "replace",
             )
+        # Rebuilt from the tables after a restart (set by the caller): results sent
+        # while this agent was down may have reached other domains and not yet come
+        # here, so a domain loss judges needs on third domains as possibly SUCCEEDED.
+        self.reports_missed = False
         self.groups = fanout.groups(spec)
         self._group_of = {i: g.id for g in self.groups.values() for i in g.instances}
         # Instance id -> when this Progress first saw its wave barrier met (for pause_s).
@@ -317,18 +324,46 @@ class Progress:
     def _may_have_started(self, step: StepProgress, lost: str) -> bool:
         # Known to have started (a RUNNING report or an attempt), or ready to: a step
         # starts without a word for its first 0.2 s, so ready counts as started. Ready
-        # as far as `lost` could know: a need on `lost` itself may have succeeded there
-        # and started the step at once, its result lost with the domain.
+        # as far as `lost` could know: every need's result may have reached it
+        # (`_may_have_succeeded`; the argument is in domain_loss.py's header).
         return step.attempts > 0 or step.state is StepState.RUNNING or all(
-            self._may_have_succeeded(n, lost) for n in step.needs)
+            self._need_may_be_met(step.id, n, lost) for n in step.needs)
+
+    def _need_may_be_met(self, step_id: str, need: str, lost: str) -> bool:
+        """`_need_met` as `lost` may have seen it, for all this Progress knows."""
+        group = self._group_of.get(need)
+        if group is None:
+            return self._may_have_succeeded(need, lost)
+        if self._group_of.get(step_id) == group:  # a wave barrier
+            return self._may_have_succeeded(need, lost) or (
+                self.groups[group].keeps_going
+                and self.steps[need].state in TERMINAL_STEP_STATES)
+        outcome = self.group_outcome(group)
+        if outcome is not None:
+            return outcome is Outcome.SUCCEEDED
+        return sum(self._may_have_succeeded(i, lost)
+                   for i in self.groups[group].instances) >= self.groups[group].need
 
     def _may_have_succeeded(self, step_id: str, lost: str) -> bool:
+        """Could this need have SUCCEEDED and its result have reached `lost`, for all this
+        Progress knows? Yes if known SUCCEEDED; no if known ended otherwise, or if it is
+        placed here and never was elsewhere (this domain runs it: the success would be
+        on record here, written before any result leaves). Else, if it may have started
+        itself: placed on `lost`, yes (it may have succeeded there, its result lost with
+        it); placed on a third domain, yes where reports may have been missed here
+        (`reports_missed`: its producer reports to `lost` and to the coordinator in the
+        same turn, and what it sent while this coordinator was down is not here yet),
+        no otherwise (its result comes here as it goes there)."""
         step = self.steps[step_id]
         if step.state is StepState.SUCCEEDED:
             return True
-        if step.domain != lost or step.state in TERMINAL_STEP_STATES:
+        if step.state in TERMINAL_STEP_STATES:
             return False
-        return all(self._may_have_succeeded(n, lost) for n in step.needs)
+        if step.domain == self.me and not step.replaced_from:
+            return False
+        if step.domain != lost and not self.reports_missed:
+            return False
+        return self._may_have_started(step, lost)
 
     # ---- queries -----------------------------------------------------------------
 

@@ -77,6 +77,29 @@ def test_a_step_that_had_not_started_is_placed_again_and_succeeds_elsewhere() ->
     assert not fed.nodes[new].participant.holds()  # its reservation released
 
 
+def test_a_restarted_coordinator_counts_a_need_reported_while_it_was_down() -> None:
+    """Seed 3201512 of the takeover soak: s2 on d1 needs s1 on d2. d0 is down when s1
+    SUCCEEDS: its result reaches d1, which starts s2, and not d0. d0 restarts, then d1
+    dies. d0's restored progress has s1 running, yet results sent while it was down may
+    be elsewhere: s2, not idempotent, FAILS naming d1 and never runs again elsewhere
+    (placed again, it ran twice: d1, then its new domain)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    fed.silent.add("d0")
+    fed.end("d2", "s1")
+    assert runs_of(fed, "s2") == [("d1", 1)]
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    assert fed.nodes["d0"].progress[WF].steps["s1"].state is not StepState.SUCCEEDED
+    dies(fed, "d1")
+    assert fed.lost == [("d0", (WF, "s2"), "d1", "FAIL_STARTED")]
+    error = result(fed, "d0", "s2")[3]
+    assert error.startswith("domain d1 was lost (DEAD) while the step ran")
+    assert WF not in fed.disks["d0"].placements  # no round places it again
+    fed.tick(fed.now + 2.0)  # s1's result, resent, reaches d0 at last: too late to matter
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert runs_of(fed, "s2") == [("d1", 1)]  # once, in its first domain only
+
+
 def test_a_step_whose_domain_was_the_only_participant_ends_at_its_new_domain() -> None:
     """The workflow's one step was on d1, which dies (d3 is gone already): it is placed
     again on d2, the round's extra acceptor, the only participant left to acknowledge

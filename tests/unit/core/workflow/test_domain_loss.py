@@ -162,6 +162,53 @@ def test_a_ready_step_without_a_report_counts_as_started() -> None:
     assert p.domain_lost(LOST) == [("b", LossAction.FAIL_STARTED)]
 
 
+def test_after_a_restart_a_need_elsewhere_may_have_reached_the_lost_domain() -> None:
+    """The producer of a need reports its result to the step's domain in the same turn
+    as to the coordinator; what it sent while the coordinator was down may be there and
+    not here (takeover soak seeds 3201512, 3201726). A restored Progress
+    (`reports_missed`) counts such a need, on a third domain and not known ended, as
+    possibly SUCCEEDED; a need it runs itself, never placed elsewhere, it knows."""
+    def restored(placement: dict[str, str], *steps: spec_pb2.StepSpec) -> Progress:
+        p = Progress(spec(*steps), placement, ME)
+        p.reports_missed = True
+        return p
+
+    # a on OTHER, RUNNING as far as the coordinator knows: b may have started.
+    p = restored({"a": OTHER, "b": LOST}, step("a"), step("b", "a"))
+    assert p.apply_result("a", 1, StepState.RUNNING, {}, "")
+    assert p.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
+    assert p.steps["b"].error.startswith("domain us-east was lost (DEAD) while the step")
+    # Never restored: a's report comes here as it goes to b's domain; b not started.
+    q = Progress(spec(step("a"), step("b", "a")), {"a": OTHER, "b": LOST}, ME)
+    assert q.apply_result("a", 1, StepState.RUNNING, {}, "")
+    assert q.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    # a here, running: its result went nowhere, so b never started.
+    r = restored({"a": ME, "b": LOST}, step("a"), step("b", "a"))
+    r.start_ready()
+    assert r.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    # a here now, but placed here after its first domain was lost: that one may have run
+    # it and reported to b's domain.
+    t = restored({"a": OTHER, "b": LOST}, step("a", idempotent=True), step("b", "a"))
+    assert t.apply_result("a", 1, StepState.RUNNING, {}, "")
+    t.domain_lost(OTHER, can_replace=True)
+    assert t.placed_again("a", ME, 2, OTHER)
+    assert t.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
+    # A chain: m on OTHER needs a here (not ended): m cannot have succeeded, and b,
+    # after m, never started.
+    u = restored({"a": ME, "m": OTHER, "b": LOST}, step("a"), step("m", "a"),
+                 step("b", "m"))
+    assert u.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    # A fan-out need: met as its group is (enough instances that may have succeeded).
+    # Every instance must succeed, and the one here has not: b never started.
+    f1, f2 = (spec_pb2.StepSpec(id=f"f@{d}", capability="cap", instance_of="f")
+              for d in (OTHER, ME))
+    v = restored({f1.id: OTHER, f2.id: ME, "b": LOST}, f1, f2, step("b", f1.id, f2.id))
+    assert v.domain_lost(LOST, can_replace=True) == [("b", LossAction.REPLACE)]
+    w = restored({f1.id: OTHER, f2.id: ME, "b": LOST}, f1, f2, step("b", f1.id, f2.id))
+    assert w.apply_result(f2.id, 1, StepState.SUCCEEDED, {}, "")
+    assert w.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
+
+
 def test_reports_from_the_lost_placement_are_refused_and_never_applied() -> None:
     p = Progress(spec(step("a"), step("b")), {"a": LOST, "b": ME}, ME)
     assert p.apply_result("a", 1, StepState.RUNNING, {}, "")
