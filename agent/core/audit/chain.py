@@ -69,6 +69,18 @@ def unb64(text: object, what: str) -> bytes:
     return data
 
 
+def canonical_object(payload: bytes, what: str) -> dict:
+    """`payload` read as a JSON object, which it must be in canonical form (so that
+    the signed bytes and the value say the same); ValueError otherwise."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        raise ValueError(f"{what}: statement is not JSON") from None
+    if not isinstance(value, dict) or canonical(value) != payload:
+        raise ValueError(f"{what}: statement is not canonical JSON of an object")
+    return value
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -286,12 +298,7 @@ def open_attestation(attestation: object, verifier: Verifier, what: str) -> dict
         raise ValueError(f"{what}: expected {{statement, signature}}")
     payload = unb64(attestation["statement"], f"{what}.statement")
     signature = unb64(attestation["signature"], f"{what}.signature")
-    try:
-        statement = json.loads(payload)
-    except ValueError:
-        raise ValueError(f"{what}: statement is not JSON") from None
-    if not isinstance(statement, dict) or canonical(statement) != payload:
-        raise ValueError(f"{what}: statement is not canonical JSON of an object")
+    statement = canonical_object(payload, what)
     domain = statement.get("domain")
     if not isinstance(domain, str) or not verifier(domain, ATTESTATION_PREFIX + payload,
                                                    signature):

@@ -45,7 +45,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
-from fedorch.core.audit.chain import canonical, unb64
+from fedorch.core.audit.chain import canonical, canonical_object, unb64
 from fedorch.core.audit.proof_submission import submitter_signature  # as format 1's
 from fedorch.core.identity.clients import ClientKeys
 from fedorch.core.identity.trust import TrustStore
@@ -136,12 +136,7 @@ def _attested(text: object, what: str, kind: str, workflow_id: str, coordinator:
     statement = carried(raw)
     if statement is None:
         raise ValueError(f"{what}: not sealed evidence")
-    try:
-        value = json.loads(statement)
-    except ValueError:
-        raise ValueError(f"{what}: statement is not JSON") from None
-    if not isinstance(value, dict) or canonical(value) != statement:
-        raise ValueError(f"{what}: statement is not canonical JSON of an object")
+    value = canonical_object(statement, what)
     if value.get("kind") != kind or value.get("workflow") != workflow_id:
         raise ValueError(f"{what}: not the {kind} of {workflow_id}")
     if value.get("domain") != coordinator:
