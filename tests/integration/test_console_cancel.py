@@ -58,18 +58,24 @@ steps:
 """
 
 
-@pytest.fixture
-async def console_fed(tmp_path):
-    keys = tmp_path / "clients"
+def alice_and_bob(keys) -> tuple[dict, dict]:
+    """Two client identities made in `keys` (alice may submit, read and cancel; bob
+    may only read), and the agent config that knows them and says so."""
     people = {name: load_identity(init_client_keys(name, keys)[0]) for name in ("alice", "bob")}
-    domains = copy.deepcopy(DOMAINS)
-    port = pick_free_ports(1)[0]
-    domains["eu-west"].update({
-        "console_listen": f"127.0.0.1:{port}",
+    config = {
         "clients": {"key_files": [str(keys / "alice.pub"), str(keys / "bob.pub")]},
         "access": [{"principals": ["alice"], "allow": ["submit", "read", "cancel"]},
                    {"principals": ["bob"], "allow": ["read"]}],
-    })
+    }
+    return people, config
+
+
+@pytest.fixture
+async def console_fed(tmp_path):
+    people, access = alice_and_bob(tmp_path / "clients")
+    domains = copy.deepcopy(DOMAINS)
+    port = pick_free_ports(1)[0]
+    domains["eu-west"].update({"console_listen": f"127.0.0.1:{port}", **access})
     async with started_federation(tmp_path / "fed", domains, identity=people["alice"]) as fed:
         fed.console_url = f"http://127.0.0.1:{port}"
         fed.people = people

@@ -21,7 +21,6 @@ import time
 import aiohttp
 import pytest
 from fedorch.cli.demo import pick_free_ports
-from fedorch.core.identity.clients import init_client_keys, load_identity
 from fedorch.core.identity.console_token import issue_token
 
 from tests.integration.federation import (
@@ -31,6 +30,7 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
+from tests.integration.test_console_cancel import alice_and_bob
 from tests.integration.test_node_engine_cancel import (
     DOMAINS,
     _cancelled_at,
@@ -46,17 +46,11 @@ HTTP_DEADLINE_S = 60  # the cancel answers once CANCELLED is durable, or at its 
 
 @pytest.fixture
 async def console_fed(tmp_path):
-    keys = tmp_path / "clients"
-    people = {name: load_identity(init_client_keys(name, keys)[0]) for name in ("alice", "bob")}
+    people, access = alice_and_bob(tmp_path / "clients")
     domains = copy.deepcopy(DOMAINS)
     port, own_port = pick_free_ports(2)
     domains["n1"]["console_listen"] = f"127.0.0.1:{own_port}"
-    domains["n3"].update({
-        "console_listen": f"127.0.0.1:{port}",
-        "clients": {"key_files": [str(keys / "alice.pub"), str(keys / "bob.pub")]},
-        "access": [{"principals": ["alice"], "allow": ["submit", "read", "cancel"]},
-                   {"principals": ["bob"], "allow": ["read"]}],
-    })
+    domains["n3"].update({"console_listen": f"127.0.0.1:{port}", **access})
     async with started_federation(tmp_path / "fed", domains, identity=people["alice"]) as fed:
         fed.console_url = f"http://127.0.0.1:{port}"
         fed.own_console_url = f"http://127.0.0.1:{own_port}"
