@@ -32,6 +32,10 @@ TERMINAL = TERMINAL_NAMES
 # The commit protocol the federations run (FEDORCH_TEST_COMMIT=2pc runs the suite with
 # classic two-phase commit; the default is the daemon's, Paxos Commit).
 COMMIT = os.environ.get("FEDORCH_TEST_COMMIT", "paxos")
+# The engine the federations run where a test names none (FEDORCH_TEST_ENGINE=node runs
+# the suite on the node engine, except configs with classic 2PC, which it does not run;
+# unset: the daemon's default).
+ENGINE = os.environ.get("FEDORCH_TEST_ENGINE", "")
 # Fast timings so that tests about liveness and leases finish quickly.
 TEST_TIMINGS = {
     "log_level": "info",
@@ -39,6 +43,20 @@ TEST_TIMINGS = {
     "negotiation": {"prepare_timeout_s": 2, "lease_s": 4, "max_rounds": 3, "commit": COMMIT},
 }
 
+
+
+def with_test_engine(domains: dict[str, dict]) -> dict[str, dict]:
+    """`domains` with FEDORCH_TEST_ENGINE as the engine of each config that names none
+    and runs Paxos Commit (a body's `negotiation` replaces the test timings' whole)."""
+    if not ENGINE:
+        return domains
+    def commit(body: dict) -> str:
+        if "negotiation" in body:
+            return body["negotiation"].get("commit", "paxos")
+        return COMMIT
+    return {name: body if "engine" in body or commit(body) == "2pc"
+            else {**body, "engine": ENGINE}
+            for name, body in domains.items()}
 
 
 def node_engine_domains(names: tuple[str, ...], capabilities, *,
@@ -66,7 +84,8 @@ def step_states(status: status_pb2.WorkflowStatus) -> dict[str, tuple[str, str, 
 class Federation(RealNet):
     def __init__(self, workdir: Path, domains: dict[str, dict],
                  identity: ClientIdentity | None = None) -> None:
-        super().__init__(workdir, list(domains), bodies=domains, extra=TEST_TIMINGS)
+        super().__init__(workdir, list(domains), bodies=with_test_engine(domains),
+                         extra=TEST_TIMINGS)
         # Signs the test's client calls, for agents that have `clients:` configured.
         self.identity = identity
 
