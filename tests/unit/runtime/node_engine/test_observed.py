@@ -11,7 +11,7 @@ from collections import deque
 import pytest
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.records import Timing
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime import telemetry
 from fedorch.runtime.driver import NodeDriver
 from fedorch.runtime.metrics import AgentMetrics
