@@ -60,6 +60,7 @@ class _NoAttempt:
 
 _NO_ATTEMPT = _NoAttempt()
 _NO_TRACE = contextlib.nullcontext(_NO_ATTEMPT)  # reusable: it holds no state
+NO_TRACE = _NO_TRACE  # what an attempt is traced in while tracing is off
 
 
 # ---- the agent's tracing: hooks that cost nothing while it is off ----------------------
@@ -153,6 +154,21 @@ def forget(workflow_id: str) -> None:
     """Drop everything kept of a workflow retention removed (see Tracing.forget)."""
     if _tracing is not None:
         _tracing.forget(workflow_id)
+
+
+def tracing() -> Tracing | None:
+    """The tracing the hooks use (None: off); the node engine's spans go straight to it
+    (`Tracing.derived`, `derived_span`)."""
+    return _tracing
+
+
+def derived_span(workflow_id: str, name: str, key: tuple, parent_key: tuple | None,
+                 attributes: Mapping[str, object]):
+    """A context manager around one attempt of the node engine, a span whose id is
+    derived from (workflow, `key`) under the one `parent_key` names (see Tracing)."""
+    if _tracing is None:
+        return _NO_TRACE
+    return _tracing.derived_span(name, workflow_id, key, parent_key, attributes)
 
 
 def result_received(sender: str, result: peer_pb2.StepResult) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 # Workflows (and step attempts) whose span contexts this agent keeps as parents for the
@@ -36,14 +37,29 @@ _RUNNING = status_pb2.StepState.Value("STEP_STATE_RUNNING")
 
 # The workflow a root span being started belongs to (read by _WorkflowTraceIds).
 _root_of: contextvars.ContextVar[str] = contextvars.ContextVar("fedorch_trace_root", default="")
+# The span id a derived span being started gets (0: a random one).
+_span_of: contextvars.ContextVar[int] = contextvars.ContextVar("fedorch_span_id", default=0)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class _WorkflowTraceIds(RandomIdGenerator):
-    """A root span of a workflow gets the workflow's trace id; span ids stay random."""
+    """A root span of a workflow gets the workflow's trace id; a derived span the id
+    derived from what it is (`span_id_of`); other span ids stay random."""
 
     def generate_trace_id(self) -> int:
         workflow_id = _root_of.get()
         return trace_id_of(workflow_id) if workflow_id else super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        return _span_of.get() or super().generate_span_id()
+
+
+def span_id_of(workflow_id: str, key: tuple) -> int:
+    """The span id of the span `key` names in the workflow's trace (the node engine's
+    spans: ("round", 2), ("vote", domain, 2), ...): every domain derives the same one,
+    so a span's parent is known without carrying its context (8 bytes, never 0)."""
+    text = "\x1f".join(str(part) for part in (workflow_id, *key))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") or 1
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -111,17 +127,58 @@ class Tracing:
     # ---- spans -----------------------------------------------------------------------
 
     def _start(self, name: str, workflow_id: str, parent: SpanContext | None,
-               attributes: Mapping[str, object]) -> trace.Span:
+               attributes: Mapping[str, object], start_ns: int | None = None) -> trace.Span:
         attrs = {"fedorch.domain": self.domain, "fedorch.workflow": workflow_id, **attributes}
         if parent is not None and parent.is_valid \
                 and parent.trace_id == trace_id_of(workflow_id):
             context = trace.set_span_in_context(NonRecordingSpan(parent))
-            return self.tracer.start_span(name, context=context, attributes=attrs)
+            return self.tracer.start_span(name, context=context, attributes=attrs,
+                                          start_time=start_ns)
         token = _root_of.set(workflow_id)
         try:  # the top of the workflow's trace, under its trace id
-            return self.tracer.start_span(name, context=trace.Context(), attributes=attrs)
+            return self.tracer.start_span(name, context=trace.Context(), attributes=attrs,
+                                          start_time=start_ns)
         finally:
             _root_of.reset(token)
+
+    # ---- derived spans (the node engine's: no context travels) --------------------------
+
+    def _start_derived(self, name: str, workflow_id: str, key: tuple,
+                       parent_key: tuple | None, attributes: Mapping[str, object],
+                       start_ns: int | None) -> trace.Span:
+        parent = None if parent_key is None else SpanContext(
+            trace_id_of(workflow_id), span_id_of(workflow_id, parent_key), is_remote=True,
+            trace_flags=_SAMPLED)
+        token = _span_of.set(span_id_of(workflow_id, key))
+        try:
+            return self._start(name, workflow_id, parent, attributes, start_ns)
+        finally:
+            _span_of.reset(token)
+
+    def derived(self, name: str, workflow_id: str, key: tuple, parent_key: tuple | None,
+                attributes: Mapping[str, object], *, start_ns: int | None = None,
+                end_ns: int | None = None, error: str = "") -> None:
+        """One finished span whose id is derived from (workflow, `key`), under the span
+        `parent_key` names (None: the top of the trace), wherever that one is made."""
+        span = self._start_derived(name, workflow_id, key, parent_key, attributes, start_ns)
+        if error:
+            span.set_status(Status(StatusCode.ERROR, error[:256]))
+        span.end(end_time=end_ns)
+
+    @contextlib.contextmanager
+    def derived_span(self, name: str, workflow_id: str, key: tuple,
+                     parent_key: tuple | None,
+                     attributes: Mapping[str, object]) -> Iterator[_Attempt]:
+        """A derived span around a block (an attempt); `.ended(ok, error)` its outcome."""
+        span = self._start_derived(name, workflow_id, key, parent_key, attributes, None)
+        traced = _Attempt(span)
+        try:
+            yield traced
+        except BaseException as e:  # cancelled (the workflow ended, the agent stops)
+            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+            raise
+        finally:
+            span.end()
 
     @staticmethod
     def _remember(memory: OrderedDict, key: object, context: object) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from tests.integration.federation import Federation, running_federation, state_name
+from tests.integration.node_tables import runs_node_engine
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +43,34 @@ def _batches(fed: Federation, name: str, direction: str) -> tuple[float, float]:
             fed.metric(name, "fedorch_peer_batch_items_sum", direction=direction))
 
 
+def _node_batches(fed: Federation, name: str) -> tuple[float, float]:
+    """The node engine's (envelopes, messages in them) an agent sent: each NodeTurns
+    envelope carries every message of a turn (or of the turns while one is out) to one
+    peer."""
+    return (fed.metric(name, "fedorch_node_envelopes_total"),
+            fed.metric(name, "fedorch_node_messages_total", outcome="sent"))
+
+
 async def test_a_burst_of_workflows_shares_batch_calls_and_all_succeed(bfed):
+    node_engine = runs_node_engine(bfed, "b1")
     before = {n: _batches(bfed, n, "in") for n in DOMAINS}
+    sent_before = _node_batches(bfed, "b1") if node_engine else (0.0, 0.0)
     ids = await asyncio.gather(*(bfed.submit("b1", SPEC) for _ in range(BURST)))
     finals = await asyncio.gather(*(bfed.wait_state("b1", wid) for wid in ids))
     assert [state_name(s) for s in finals] == ["SUCCEEDED"] * BURST
     for status in finals:  # each step ran once, where it was placed
         assert {(s.id, s.domain, s.attempts) for s in status.steps} == \
             {("a", "b1", 1), ("b", "b2", 1), ("c", "b3", 1)}
+    if node_engine:
+        # The coordinator's messages to its peers shared envelopes, and the writes of
+        # a turn (and of the turns while a commit was out) one node.db transaction.
+        envelopes, messages = (a - b for a, b in zip(_node_batches(bfed, "b1"),
+                                                      sent_before, strict=True))
+        assert messages > envelopes >= 1, (envelopes, messages)
+        groups = bfed.metric("b1", "fedorch_node_store_groups_total")
+        transactions = bfed.metric("b1", "fedorch_node_store_transactions_total")
+        assert groups > transactions >= 1, (groups, transactions)
+        return
     # The coordinator's requests to b2 and b3 (prepares, accepts, commits, end
     # notices) travelled in batches: fewer Batch calls than the items they carried.
     for peer in ("b2", "b3"):

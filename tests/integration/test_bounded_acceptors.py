@@ -20,6 +20,7 @@ import grpc
 import pytest
 from fedorch.gen.fedorch.v1 import client_pb2
 
+from tests.integration import node_tables
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
@@ -59,13 +60,29 @@ def _domains() -> dict[str, dict]:
 
 
 def _acceptors(fed: Federation, wid: str) -> list[str]:
-    """The round's acceptors, as the coordinator wrote them before any PREPARE left."""
+    """The round's acceptors, as the coordinator wrote them before any PREPARE left
+    (its workflow row, in either engine's tables)."""
+    rows = node_tables.node_table(fed, "c", "rows")
+    if rows is not None:
+        return list(rows[wid].acceptors) if wid in rows else []
     rows = fed.rows("c", "SELECT acceptors FROM workflows WHERE id=?", (wid,))
     return json.loads(rows[0][0]) if rows else []
 
 
-def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
-    return fed.rows(name, "SELECT round, outcome FROM learned WHERE workflow_id=?", (wid,))
+_learned = node_tables.learned
+_step_runs = node_tables.step_runs
+
+
+def _acceptor_records(fed: Federation, name: str, wid: str) -> list:
+    """The acceptor records of `wid`'s rounds at `name`, either engine."""
+    records = node_tables.node_table(fed, name, "acceptor")
+    if records is not None:
+        return [key for key in records if key[0] == wid]
+    return fed.rows(name, "SELECT * FROM acceptor_records WHERE workflow_id=?", (wid,))
+
+
+async def _prepared(fed: Federation, name: str, wid: str) -> bool:
+    return node_tables.prepared(fed, name, wid)
 
 
 async def _step_succeeded(fed: Federation, name: str, wid: str, step: str) -> bool:
@@ -89,13 +106,11 @@ async def test_a_six_domain_workflow_with_three_acceptors_succeeds(tmp_path):
         # Every participant, acceptor or not, learned the COMMIT and ran its step once.
         for i, p in enumerate(PARTICIPANTS, start=1):
             assert _learned(fed, p, wid) == [(1, "COMMIT")], p
-            assert fed.rows(p, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?",
-                            (wid,)) == [(f"s{i}", 1)], p
+            assert _step_runs(fed, p, wid) == [(f"s{i}", 1)], p
         # A learner accepts nothing: no acceptor record of the round anywhere but at the
         # acceptors.
         for p in learners:
-            assert fed.rows(p, "SELECT * FROM acceptor_records WHERE workflow_id=?",
-                            (wid,)) == [], p
+            assert _acceptor_records(fed, p, wid) == [], p
 
 
 async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_killed(
@@ -133,11 +148,11 @@ async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_kil
         for p in others:
             fed.signal(p, signal.SIGCONT)
         for p in others:
-            await wait_for(lambda p=p: fed.prepared(p, wid), 30, f"{p} to vote YES")
+            await wait_for(lambda p=p: _prepared(fed, p, wid), 30, f"{p} to vote YES")
         # The learner votes into a stopped coordinator, then stops before the COMMIT.
         fed.signal("c", signal.SIGSTOP)
         fed.signal(learner, signal.SIGCONT)
-        await wait_for(lambda: fed.prepared(learner, wid), 30, f"{learner} to vote YES")
+        await wait_for(lambda: _prepared(fed, learner, wid), 30, f"{learner} to vote YES")
         # The reservation is on disk before the vote is sent: a learner stopped right then
         # would keep its vote, and the coordinator would abort the round once its patience
         # ran out (a full run saw this). A status call answered by the learner after the
@@ -154,8 +169,7 @@ async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_kil
         # The coordinator dies for good; so does whatever was on its way to the learner.
         fed.kill("c")
         fed.kill(learner)
-        assert fed.rows(learner, "SELECT state FROM reservations WHERE workflow_id=?",
-                        (wid,)) == [("prepared",)]
+        assert node_tables.prepared(fed, learner, wid)
         assert _learned(fed, learner, wid) == []
         await fed.close_channels()
         await fed.start(learner)
@@ -163,8 +177,6 @@ async def test_a_learner_in_doubt_learns_the_commit_after_the_coordinator_is_kil
         await wait_for(lambda: _step_succeeded(fed, learner, wid, learner_step),
                        6 * LEASE_S, f"{learner} to learn the COMMIT and run {learner_step}")
         assert _learned(fed, learner, wid) == [(1, "COMMIT")]
-        assert fed.rows(learner, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?",
-                        (wid,)) == [(learner_step, 1)]
+        assert _step_runs(fed, learner, wid) == [(learner_step, 1)]
         # It never became an acceptor of the round: it proposed nothing and accepted nothing.
-        assert fed.rows(learner, "SELECT * FROM acceptor_records WHERE workflow_id=?",
-                        (wid,)) == []
+        assert _acceptor_records(fed, learner, wid) == []

@@ -23,6 +23,7 @@ from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import TERMINAL, Federation, state_name
+from tests.integration.node_tables import node_table, runs_node_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -131,16 +132,39 @@ def _rows(fed: Federation, name: str, sql: str, args: tuple = ()) -> list[tuple]
         db.close()
 
 
-def _check_invariants(fed: Federation, owners: dict[str, str], finals: dict[str, str]) -> None:
+def _node_facts(fed: Federation) -> tuple[dict, dict, dict[str, list], dict[str, list],
+                                           dict[str, list]]:
+    """The same facts from node.db (the node engine's tables): decisions (coordinators'
+    records and what participants learned), each workflow's placements (its committed
+    one, and any step placed again after a domain was lost), and, by agent, the holds
+    left, the step attempts started and the final states known."""
     decisions: dict[str, dict[int, str]] = {}
-    placements: dict[str, dict] = {}
+    placements: dict[str, dict[str, set[str]]] = {}
+    holds, runs, ends = {}, {}, {}
     for name in NAMES:
-        for wid, rnd, outcome in _rows(fed, name, "SELECT workflow_id, round, outcome "
-                                                  "FROM decisions"):
-            decisions.setdefault(wid, {})[rnd] = outcome
-        for wid, placement in _rows(fed, name, "SELECT id, placement FROM workflows "
-                                               "WHERE coordinator = ?", (name,)):
-            placements[wid] = json.loads(placement)
+        for table in ("records", "learned"):
+            for (wid, rnd), value in node_table(fed, name, table).items():
+                decisions.setdefault(wid, {})[rnd] = "COMMIT" if value.commit else "ABORT"
+        for wid, row in node_table(fed, name, "rows").items():
+            for step, domain in row.info.placement.items():
+                placements.setdefault(wid, {}).setdefault(step, set()).add(domain)
+        for wid, moved in node_table(fed, name, "placements").items():
+            for step, (_, domain, _) in moved.items():
+                placements.setdefault(wid, {}).setdefault(step, set()).add(domain)
+        holds[name] = sorted(node_table(fed, name, "holds"))
+        runs[name] = sorted((wid, step) for wid, step, _ in node_table(fed, name, "runs"))
+        rows = node_table(fed, name, "rows")
+        ends[name] = [(wid, row.state.name) for wid, row in rows.items()] + [
+            (wid, state.name) for wid, state in node_table(fed, name, "final").items()
+            if wid not in rows]
+    return decisions, placements, holds, runs, ends
+
+
+def _check_invariants(fed: Federation, owners: dict[str, str], finals: dict[str, str]) -> None:
+    if runs_node_engine(fed, NAMES[0]):
+        decisions, placements, holds, runs, ends = _node_facts(fed)
+    else:
+        decisions, placements, holds, runs, ends = _shell_facts(fed)
     for wid, final in finals.items():
         commits = [r for r, o in decisions.get(wid, {}).items() if o == "COMMIT"]
         # Atomicity: at most one committed round; a workflow that ran has one.
@@ -151,17 +175,38 @@ def _check_invariants(fed: Federation, owners: dict[str, str], finals: dict[str,
             assert not commits, (wid, decisions.get(wid))
     for name in NAMES:
         # No reservation outlives its workflow.
-        assert _rows(fed, name, "SELECT workflow_id, round FROM reservations") == [], name
-        # Steps ran only where their committed placement put them, each attempt once
-        # (the primary key of step_runs), and only for committed workflows.
-        for wid, step in _rows(fed, name, "SELECT workflow_id, step_id FROM step_runs"):
+        assert holds[name] == [], name
+        # Steps ran only where a committed placement put them, each attempt once
+        # (the attempt is the key of its run record), and only for committed workflows.
+        for wid, step in runs[name]:
             assert wid in owners, wid
             assert any(o == "COMMIT" for o in decisions.get(wid, {}).values()), (wid, name)
-            assert placements[wid].get(step) == name, (wid, step, name, placements[wid])
+            assert name in placements[wid].get(step, ()), (wid, step, name, placements[wid])
         # Every participant that knows a final state agrees with the coordinator.
-        for wid, state in _rows(fed, name, "SELECT id, state FROM workflows"):
+        for wid, state in ends[name]:
             if wid in finals and state in TERMINAL:
                 assert state == finals[wid], (wid, name, state, finals[wid])
+
+
+def _shell_facts(fed: Federation) -> tuple[dict, dict, dict[str, list], dict[str, list],
+                                            dict[str, list]]:
+    """The facts the invariants read, from the shells' agent.db (see _node_facts)."""
+    decisions: dict[str, dict[int, str]] = {}
+    placements: dict[str, dict] = {}
+    for name in NAMES:
+        for wid, rnd, outcome in _rows(fed, name, "SELECT workflow_id, round, outcome "
+                                                  "FROM decisions"):
+            decisions.setdefault(wid, {})[rnd] = outcome
+        for wid, placement in _rows(fed, name, "SELECT id, placement FROM workflows "
+                                               "WHERE coordinator = ?", (name,)):
+            placements[wid] = {step: {domain}
+                               for step, domain in json.loads(placement).items()}
+    holds = {name: _rows(fed, name, "SELECT workflow_id, round FROM reservations")
+             for name in NAMES}
+    runs = {name: _rows(fed, name, "SELECT workflow_id, step_id FROM step_runs")
+            for name in NAMES}
+    ends = {name: _rows(fed, name, "SELECT id, state FROM workflows") for name in NAMES}
+    return decisions, placements, holds, runs, ends
 
 
 async def test_chaos_kills_and_restarts_keep_every_invariant(tmp_path):

@@ -27,6 +27,7 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
+from tests.integration.node_tables import node_table
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +92,28 @@ async def _compensation_ended(fed, wid: str) -> status_pb2.WorkflowStatus:
     return await wait_for(ended, 60, f"the compensation of {wid} to end")
 
 
+def _planned(fed, name: str, wid: str) -> list[tuple[str, str, int]]:
+    """(step, state, attempts) of each compensation the coordinator `name` planned for
+    `wid`, as either engine keeps its saga's plan on disk."""
+    plan = node_table(fed, name, "compensations")
+    if plan is None:
+        return sorted(fed.rows(name, "SELECT step_id, state, attempts FROM compensations"
+                                     " WHERE workflow_id=?", (wid,)))
+    return sorted((step, row.state, row.attempts) for (w, step), row in plan.items()
+                  if w == wid)
+
+
+def _runs(fed, name: str) -> list[tuple[str, int, str, str]]:
+    """(step, attempt, state, error) of each compensation attempt run at `name`, as
+    either engine records it before it starts and at its end."""
+    runs = node_table(fed, name, "comp_runs")
+    if runs is None:
+        return sorted(fed.rows(name, "SELECT step_id, attempt, state, error FROM"
+                                     " compensation_runs"))
+    return sorted((step, attempt, state, error)
+                  for (_, step, attempt), (state, error, _) in runs.items())
+
+
 @pytest.fixture
 async def fed(tmp_path):
     async with started_federation(tmp_path, DOMAINS) as fed:
@@ -113,15 +136,28 @@ async def test_a_failed_third_step_compensates_the_first_two_in_reverse(fed, tmp
     assert entry["keys"] == ["attempt", "compensation", "outputs", "params", "step",
                              "workflow"]
     # Durable at both ends: the coordinator's plan, each domain's run record.
-    assert sorted(fed.rows("alpha", "SELECT step_id, state, attempts FROM compensations"
-                                    " WHERE workflow_id=?", (wid,))) == [
+    assert _planned(fed, "alpha", wid) == [
         ("first", "COMPENSATED", 1), ("second", "COMPENSATED", 1)]
-    assert fed.rows("beta", "SELECT step_id, attempt, state FROM compensation_runs") == [
-        ("second", 1, "succeeded")]
+    assert _runs(fed, "beta") == [("second", 1, "succeeded", "")]
     # Any agent answers the same (a non-coordinator forwards to the coordinator).
     assert (await fed.status("gamma", wid)).compensation == \
         status_pb2.COMPENSATION_SUMMARY_DONE
-    await _duplicates_and_strangers_change_nothing(fed, wid, log)
+
+
+# The shells' Compensate RPC. On the node engine a compensation is told in NodeTurn
+# messages, whose rules are the authority table's and the Node's: tests/unit/core/node/
+# test_compensating.py (test_only_the_coordinator_tells_and_only_the_steps_domain_reports,
+# test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running).
+SHELL_DOMAINS = {name: {**body, "engine": "shells"} for name, body in DOMAINS.items()}
+
+
+async def test_a_duplicate_or_a_strangers_compensate_changes_nothing(tmp_path):
+    log = tmp_path / "saga.log"
+    async with started_federation(tmp_path, SHELL_DOMAINS) as fed:
+        wid = await fed.submit("alpha", _spec(log))
+        status = await _compensation_ended(fed, wid)
+        assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
+        await _duplicates_and_strangers_change_nothing(fed, wid, log)
 
 
 def _seal(fed, sender: str, recipient: str, **payload) -> peer_pb2.Envelope:
@@ -150,8 +186,7 @@ async def _duplicates_and_strangers_change_nothing(fed, wid: str, log: pathlib.P
                 workflow_id=wid, step_id="second", attempt=2)))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value
     assert _log(log) == before
-    assert fed.rows("beta", "SELECT step_id, attempt, state FROM compensation_runs") == [
-        ("second", 1, "succeeded")]
+    assert _runs(fed, "beta") == [("second", 1, "succeeded", "")]
 
 
 async def test_a_compensation_that_fails_after_its_retries(fed, tmp_path):
@@ -172,8 +207,9 @@ async def test_a_cancel_mid_run_compensates_what_succeeded(fed, tmp_path):
     log = tmp_path / "saga.log"
     wid = await fed.submit("alpha", _spec(log, last="nap"))
 
-    async def third_running():
-        return step_states(await fed.status("alpha", wid))["third"][0] == "RUNNING"
+    async def third_running():  # as its own domain shows it
+        status = await fed.local_status("gamma", wid)
+        return status is not None and step_states(status)["third"][0] == "RUNNING"
 
     await wait_for(third_running, 30, "the third step to run")
     await fed.client("alpha").Cancel(client_pb2.CancelRequest(id=wid, reason="enough"),
@@ -195,8 +231,7 @@ async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp
         return len(naps_running(seconds)) == 1
 
     await wait_for(compensating, 60, "the second step's compensation to run")
-    assert fed.rows("beta", "SELECT attempt, state FROM compensation_runs") == [
-        (1, "running")]
+    assert [(a, state) for _, a, state, _ in _runs(fed, "beta")] == [(1, "running")]
     fed.kill("beta")
     await fed.close_channels()
     await fed.start("beta")
@@ -204,8 +239,9 @@ async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp
     assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
     # Attempt 1 was resolved as interrupted; attempt 2 ran; then the first step.
     assert _compensations(log) == [("second", "beta", 2), ("first", "alpha", 1)]
-    runs = sorted(fed.rows("beta", "SELECT attempt, state, error FROM compensation_runs"))
-    assert runs == [(1, "failed", "interrupted by an agent restart"), (2, "succeeded", "")]
+    runs = [(a, state, error) for _, a, state, error in _runs(fed, "beta")]
+    assert runs[1:] == [(2, "succeeded", "")] and runs[0][:2] == (1, "failed"), runs
+    assert runs[0][2].startswith("interrupted by"), runs  # an agent restart
     assert not naps_running(seconds)
 
 

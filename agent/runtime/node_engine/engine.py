@@ -48,7 +48,10 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
   at start, since a restored Node knows none);
 - the audit log (audit.py, `_audit_log`): `AuditedWrites` under the held Durable and
   `AuditedNode` around what the driver steps turn what node.db committed (and the NO
-  votes leaving) into the shells' records, which one task appends to agent.db's chain.
+  votes leaving) into the shells' records, which one task appends to agent.db's chain;
+- what an operator sees of those acts (observed.py): `ObservedWrites` and
+  `ObservedNode`, beside the audit's, count them in the shells' metrics, log each NO
+  vote as the shells do, and make the workflow's trace spans when tracing is on.
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
 owns membership and the rest of the Agent's loops), the `DriverLoop`, the audit
@@ -105,6 +108,7 @@ from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
 from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer, vote_signer
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.node_engine.observed import Observed, ObservedNode, ObservedWrites
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.reload import (
     ReconfiguringNode,
@@ -267,7 +271,8 @@ class NodeAgent:
             self.domain, a.signer, clock, self.codec, self.post, a.endpoint_of,
             a.peers.stub, self.spawn)
         self.executors = NodeExecutors(self.domain, self.node, a.executors, self.post,
-                                       self.spawn, groups=self.step_groups)
+                                       self.spawn, groups=self.step_groups,
+                                       attempts=a.metrics.steps)
         def refused(reason: str) -> None:
             a.metrics.rejected_messages.labels(reason).inc()
 
@@ -277,15 +282,18 @@ class NodeAgent:
         fault = self.write_behind = WriteFault()
         replayed = Replayed(self.store)
         self.audit = self._audit_log()
+        # Counters, log lines and spans of the Node's acts (observed.py).
+        self.observed = Observed(self.domain, self.node, a.metrics)
         self.durable = HeldDurable(
-            AuditedWrites(WriteNotice(replayed, self.view), self.audit), fault,
-            on_fault=self._write_failed)
+            ObservedWrites(AuditedWrites(WriteNotice(replayed, self.view), self.audit),
+                           self.observed), fault, on_fault=self._write_failed)
         self.reconfiguring = ReconfiguringNode(
             StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
             self.node, self.executors,
             on_applied=lambda: a.publish_record_if_changed(force=True))
         self.driver = NodeDriver(
-            AuditedNode(self.reconfiguring, self.domain, self.audit),
+            ObservedNode(AuditedNode(self.reconfiguring, self.domain, self.audit),
+                         self.domain, self.observed),
             clock, self.durable, HeldTransport(self.transport, fault),
             HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
             loopback=self.domain)

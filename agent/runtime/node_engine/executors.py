@@ -33,6 +33,13 @@ params and the step's recorded outputs on stdin (StepInvocation.compensating), a
 shells run them; its end comes back as a `CompensationEnded`. It is not stopped when
 its workflow ends (it runs because the workflow ended).
 
+Observed (observed.py). Each attempt, a step's or a compensation's, runs inside a span
+of the workflow's trace when tracing is on (its id derived from the domain, step and
+attempt; a step attempt's parent is this domain's vote of the round that committed
+it, a compensation attempt's the step attempt it undoes), and inside `logs.about`,
+so what is logged meanwhile names its workflow and step; its end is counted in
+`fedorch_step_attempts_total{result}` (a step's, as the shells count them).
+
 Inputs are the Progress's (core/workflow/progress.py): the outputs of the steps a
 step needs, by step id; a fan-out step's as {domain: outputs} of its instances that
 SUCCEEDED.
@@ -47,6 +54,7 @@ from typing import Any
 
 from fedorch.core.node.inputs import CompensationEnded, StepEnded
 from fedorch.core.workflow import values
+from fedorch.runtime import logs, telemetry
 from fedorch.runtime.executors.base import Executor, StepInvocation, StepOutcome
 from fedorch.runtime.executors.leftovers import run_marker
 from fedorch.runtime.node_engine.step_processes import StepGroups
@@ -62,11 +70,12 @@ class NodeExecutors:
     def __init__(self, domain: str, node: Any, executors: Mapping[str, Executor],
                  post: Callable[[object], None],
                  spawn: Callable[[Awaitable[None], str], asyncio.Task[None] | None],
-                 groups: StepGroups | None = None) -> None:
+                 groups: StepGroups | None = None, attempts: Any = None) -> None:
         """`executors`: capability -> Executor (AgentContext.executors, from the config);
         `post`: the driver loop's; `spawn`: a task of the engine's TaskGroup, or None
         when it is stopping; `groups`: where attempts' process groups are kept (None:
-        nowhere, their markers alone find them after a restart)."""
+        nowhere, their markers alone find them after a restart); `attempts`: the
+        counter of step attempts by result (AgentMetrics.steps; None: not counted)."""
         self.domain = domain
         self.node = node
         self.executors = executors
@@ -75,6 +84,8 @@ class NodeExecutors:
         self.groups = groups
         self.running: dict[Run, asyncio.Task[None]] = {}
         self.started = 0
+        self._ended = None if attempts is None else {
+            True: attempts.labels("ok"), False: attempts.labels("failed")}
 
     def start(self, run: Run | tuple[str, str, int, str]) -> None:
         if len(run) == 4:  # (workflow, step, attempt, "compensate"): compensating.py
@@ -99,7 +110,14 @@ class NodeExecutors:
             run_marker=marker,
             on_started=None if groups is None
             else lambda pgid: groups.record(marker, pgid))
-        task = self.spawn(self._run(run, executor, invocation), f"step {wf}/{step_id}")
+        # The span's parent: this domain's vote of the round that committed the step.
+        traced = None if telemetry.tracing() is None else (
+            "fedorch.step.attempt", ("attempt", self.domain, step_id, attempt),
+            ("vote", self.domain, self.node.state.committed.get(wf, 0)),
+            {"fedorch.step": step_id, "fedorch.attempt": attempt,
+             "fedorch.capability": step.capability})
+        task = self.spawn(self._run(run, executor, invocation, traced=traced),
+                          f"step {wf}/{step_id}")
         if task is not None:
             self.running[run] = task
             self.started += 1
@@ -128,8 +146,14 @@ class NodeExecutors:
             else lambda pgid: groups.record(marker, pgid),
             compensating=outputs)
         run = (wf, f"{step_id}.compensate", attempt)
-        task = self.spawn(self._run(run, executor, invocation, compensation=step_id),
-                          f"compensate {wf}/{step_id}")
+        # The span's parent: the attempt it undoes (the step's result's, run here).
+        traced = None if telemetry.tracing() is None else (
+            "fedorch.compensation.attempt", ("compensation", self.domain, step_id, attempt),
+            ("attempt", self.domain, step_id, result[0] if result is not None else 0),
+            {"fedorch.step": step_id, "fedorch.attempt": attempt,
+             "fedorch.capability": capability})
+        task = self.spawn(self._run(run, executor, invocation, compensation=step_id,
+                                    traced=traced), f"compensate {wf}/{step_id}")
         if task is not None:
             self.running[run] = task
             self.started += 1
@@ -144,16 +168,23 @@ class NodeExecutors:
         self.executors = executors
 
     async def _run(self, run: Run, executor: Executor, invocation: StepInvocation,
-                   compensation: str | None = None) -> None:
+                   compensation: str | None = None, traced: tuple | None = None) -> None:
         """`compensation`: the step id whose compensation this attempt is (its end is a
-        CompensationEnded); None: a step's attempt."""
+        CompensationEnded); None: a step's attempt. `traced`: its span's name, key,
+        parent key and attributes (see the header); None: tracing is off."""
         try:
-            outcome = await executor.run(invocation)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # an executor's bug fails the attempt, not the agent
-            log.error("executor of %s/%s failed", run[0], run[1], exc_info=e)
-            outcome = StepOutcome.failure(f"executor error: {type(e).__name__}: {e}")
+            with logs.about(run[0], compensation or run[1]), \
+                    telemetry.derived_span(run[0], *traced) if traced is not None \
+                    else telemetry.NO_TRACE as span:
+                try:
+                    outcome = await executor.run(invocation)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # an executor's bug fails the attempt, not the agent
+                    log.error("executor of %s/%s failed", run[0], run[1], exc_info=e)
+                    outcome = StepOutcome.failure(
+                        f"executor error: {type(e).__name__}: {e}")
+                span.ended(outcome.ok, outcome.error)
         finally:
             if self.running.get(run) is asyncio.current_task():
                 del self.running[run]
@@ -163,5 +194,7 @@ class NodeExecutors:
             self.post(CompensationEnded(run[0], compensation, run[2], outcome.ok,
                                         outcome.error))
             return
+        if self._ended is not None:
+            self._ended[outcome.ok].inc()
         self.post(StepEnded(run[0], run[1], run[2], outcome.ok, dict(outcome.outputs),
                             outcome.error))

@@ -31,6 +31,12 @@ class NodeEngineCollector(Collector):
                                  "Transactions committed to node.db (one per turn with writes)")
         tx.add_metric([], stats.transactions)
         yield tx
+        groups = CounterMetricFamily(
+            "fedorch_node_store_groups",
+            "Write groups committed to node.db; groups / transactions is how many writes one"
+            " fsync served (group commit)")
+        groups.add_metric([], stats.groups)
+        yield groups
         ops = CounterMetricFamily("fedorch_node_store_rows", "Row writes to node.db")
         ops.add_metric([], stats.ops)
         yield ops
