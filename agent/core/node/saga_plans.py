@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedorch.core.node.records import AckMsg, CompRow, FinalMsg, ResultMsg
+from fedorch.core.node.records import AckMsg, CompRow, FinalMsg
 from fedorch.core.workflow.compensation import Compensation, CompState, CompStep, plan
 
 SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
@@ -197,32 +197,8 @@ class SagaPlans:
             if state != "running" and not reported:
                 self.c.report(*key)
         # And the SUCCEEDED results of its steps here that owe a compensation: the new
-        # driver may have planned without them (they join its saga: `late_result`).
-        self.report_results(wf)
-
-    def report_results(self, wf: str, skip_planned: bool = False) -> int:
-        """The SUCCEEDED results of `wf`'s steps run here that owe a compensation, to
-        its driver (another Node), resent until acknowledged: the driver may have
-        planned without them (they join its saga: `late_result`; one it holds
-        already changes nothing there). A step placed again elsewhere since is not
-        ours to report (its result here is an older placement's). `skip_planned`: not
-        those the plan told here names (its driver has them). How many were sent."""
-        n = self.n
-        d = n.state
-        driver = self.c.driver(wf)
-        if driver == n.name or not self.c.known(wf):
-            return 0
-        placement = n.running.info(wf).placement
-        moved = d.placements.get(wf, {})
-        planned = {o[0] for o in d.plans.get(wf) or ()} if skip_planned else set()
-        sent = 0
-        for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():
-            msg = ResultMsg(wf, step, attempt, state, dict(outputs), error)
-            here = moved[step][1] if step in moved else placement.get(step)
-            if here == n.name and step not in planned and self.c.owes(msg):
-                n.reliable(driver, ("result", wf, step, driver), msg)
-                sent += 1
-        return sent
+        # driver may have planned without them (they join its saga: saga_results.py).
+        self.c.results.report(wf)
 
     def rival_end(self, now: float, wf: str, epoch: int, src: str, state: object,
                   won: tuple) -> None:
