@@ -53,9 +53,10 @@ drives its saga on in epoch 0; a domain following the later epoch answers its te
 an attempt that ended there with the record (authority.py lets that through), so its
 saga ends as the later one did, and nothing runs twice. A domain whose view says the
 later holder it follows is gone (DEAD or LEFT) takes the original's tell of an
-attempt not recorded there too, and reports to the original (`reports_to`): that
-holder will never tell it (it died before its plan reached the domain: takeover soak
-seed 4003619), and the original's saga would wait for ever. Two drivers may then
+attempt not recorded there too, and reports to the original as well as to that
+holder (`reports_to`): that holder will never tell it (it died before its plan
+reached the domain: takeover soak seed 4003619), and the original's saga would wait
+for ever. Two drivers may then
 ask one domain (the holder was only cut off): each attempt number still runs once
 there, answered from its record to whoever asks, so a compensation runs at most
 `1 + retries` times in all, and only where its step SUCCEEDED.
@@ -252,20 +253,21 @@ class Compensating:
         if src != n.name:  # once the row is written (see on_compensate)
             n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
 
-    def reports_to(self, wf: str) -> str:
+    def reports_to(self, wf: str) -> list[str]:
         """Where this Node, a step's domain, reports `wf`'s compensations: to its
-        driver, unless that is a later epoch's holder its view says is gone (DEAD or
-        LEFT) while the original coordinator is not. The original, which no later
-        end reached, drives its own saga in epoch 0, and its tells are taken here then
-        (authority.py): its report goes to it (takeover soak seed 4003619). A holder
-        seen again answers for the saga again: each attempt's record answers it."""
+        driver, and to the original coordinator too while the view says that driver,
+        a later epoch's holder, is gone (DEAD or LEFT) and the original is not. The
+        original, which no later end reached, drives its own saga in epoch 0, and its
+        tells are taken here then (authority.py): its report goes to it (takeover soak
+        seed 4003619). The holder still gets its own, should it be back (it may have
+        told the attempt itself). An acknowledgement from either is the report's."""
         n = self.n
         driver = self.driver(wf)
         original = n.running.info(wf).coordinator
         if driver not in (n.name, original) and n.member_loss.gone(driver) \
                 and not n.member_loss.gone(original):
-            return original
-        return driver
+            return [driver, original]
+        return [driver]
 
     def late_result(self, now: float, msg: ResultMsg) -> None:
         self.results.late(now, msg)  # saga_results.py
@@ -329,7 +331,7 @@ class Compensating:
         key = msg_id[1:4]
         known = self.n.state.comp_runs.get(key)
         if known is not None and not known[2] \
-                and msg_id[4] in (self.driver(key[0]), self.reports_to(key[0])):
+                and msg_id[4] in self.reports_to(key[0]):
             self.n.point("compensation reported")
             self.n.state.comp_runs[key] = (known[0], known[1], True)
             self.n.mark(key[0])  # retention may look at it again: nothing owed here
@@ -414,12 +416,14 @@ class Compensating:
             return  # forgotten here: no coordinator to report to
         state, error, _ = n.state.comp_runs[(wf, step, attempt)]
         msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
-        coordinator = self.reports_to(wf)  # the epoch holder followed now: it drives them
-        if coordinator == n.name:
-            n.state.comp_runs[(wf, step, attempt)] = (state, error, True)
-            self.on_compensated(n.now, n.name, msg)
-        else:
-            n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
+        # The epoch holder followed now (it drives them), and the original too while the
+        # view says that holder is gone (`reports_to`).
+        for coordinator in self.reports_to(wf):
+            if coordinator == n.name:
+                n.state.comp_runs[(wf, step, attempt)] = (state, error, True)
+                self.on_compensated(n.now, n.name, msg)
+            else:
+                n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
 
     def write_row(self, wf: str, step: str) -> None:
         """As driver: the row of `wf`'s compensation of `step`, as its core has it."""
