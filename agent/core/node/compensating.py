@@ -56,10 +56,10 @@ later holder it follows is gone (DEAD or LEFT) takes the original's tell of an
 attempt not recorded there too, and reports to the original as well as to that
 holder (`reports_to`): that holder will never tell it (it died before its plan
 reached the domain: takeover soak seed 4003619), and the original's saga would wait
-for ever. Two drivers may then
-ask one domain (the holder was only cut off): each attempt number still runs once
-there, answered from its record to whoever asks, so a compensation runs at most
-`1 + retries` times in all, and only where its step SUCCEEDED.
+for ever. Two drivers may then ask one domain (the holder was only cut off): each
+attempt number still runs once there, answered from its record to whoever asks, so a
+compensation runs at most `1 + retries` times in all, and only where its step
+SUCCEEDED.
 
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
 domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends
@@ -263,6 +263,8 @@ class Compensating:
         told the attempt itself). An acknowledgement from either is the report's."""
         n = self.n
         driver = self.driver(wf)
+        if not self.known(wf):
+            return [driver]
         original = n.running.info(wf).coordinator
         if driver not in (n.name, original) and n.member_loss.gone(driver) \
                 and not n.member_loss.gone(original):
