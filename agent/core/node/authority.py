@@ -327,7 +327,8 @@ def _compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any
         # once and writes nothing (compensating.run_here), so its driver is not left
         # resending for ever.
         return
-    if src != held[1] and not _recorded_for_the_original(d, src, msg):
+    if src != held[1] and not _recorded_for_the_original(d, src, msg) \
+            and not _original_of_a_gone_holder(node, src, msg, held):
         raise Refused("not_coordinator", f"{src} told a compensation of"
                                          f" {msg.workflow_id}, coordinated by {held[1]}"
                                          f" in epoch {held[0]}")
@@ -341,6 +342,16 @@ def _recorded_for_the_original(d: Any, src: str, msg: CompensateMsg) -> bool:
     recorded = d.comp_runs.get((msg.workflow_id, msg.step_id, msg.attempt))
     return recorded is not None and recorded[0] != "running" \
         and src == msg.workflow_id.rpartition(".")[0]
+
+
+def _original_of_a_gone_holder(node: Any, src: str, msg: CompensateMsg,
+                               held: tuple[int, str]) -> bool:
+    """A tell from the workflow's original coordinator while the holder of the later
+    epoch followed here is gone in this Node's view (DEAD or LEFT): that holder will
+    never tell it, and the original, which no later end reached, drives the saga in
+    epoch 0; the tell is taken and reported to it (compensating.py, `reports_to`)."""
+    return held[0] >= 1 and src == msg.workflow_id.rpartition(".")[0] \
+        and node.member_loss.gone(held[1])
 
 
 def _compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:

@@ -35,11 +35,8 @@ means the report was taken, and one given for a report dropped would end its res
 (`on_compensated`).
 
 Late results. The driver plans from the results it holds at the end; a step's
-SUCCEEDED still on its way then (another step failed first) reaches it after, and
-joins the saga (`late_result`: its row, a new core over the rows, driven on). Its
-domain resends it until acknowledged even after the end (`owed_result`: the end
-drops the other resends of results), but not after a restart of that domain: a
-result lost then, with the end already there, is not compensated.
+SUCCEEDED still on its way then, or reported again after its domain's restart, joins
+the saga later (saga_results.py: when, and why that is safe).
 
 At most one driver: the epoch rule. A coordinator drives only while it holds the
 workflow's epoch as its own; one that hears an end of a later epoch after its own
@@ -53,8 +50,16 @@ the attempt the earlier one asked for is judged there. Two claimants of one epoc
 that both told the end on: one drives (saga_plans.py, `rival_end`). An original
 coordinator that no later epoch's driver told its end (that driver gone for good)
 drives its saga on in epoch 0; a domain following the later epoch answers its tell of
-an attempt that ended there with the record (authority.py lets only that through), so
-its saga ends as the later one did, and nothing runs twice.
+an attempt that ended there with the record (authority.py lets that through), so its
+saga ends as the later one did, and nothing runs twice. A domain whose view says the
+later holder it follows is gone (DEAD or LEFT) takes the original's tell of an
+attempt not recorded there too, and reports to the original as well as to that
+holder (`reports_to`): that holder will never tell it (it died before its plan
+reached the domain: takeover soak seed 4003619), and the original's saga would wait
+for ever. Two drivers may then ask one domain (the holder was only cut off): each
+attempt number still runs once there, answered from its record to whoever asks, so a
+compensation runs at most `1 + retries` times in all, and only where its step
+SUCCEEDED.
 
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
 domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends
@@ -91,6 +96,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.node.saga_loss import SagaLoss
 from fedorch.core.node.saga_plans import SAGA, SagaPlans
+from fedorch.core.node.saga_results import SagaResults
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
@@ -115,6 +121,8 @@ class Compensating:
         self.plans = SagaPlans(self)
         # A compensation owed in a domain gone for good: the driver's verdict.
         self.loss = SagaLoss(self)
+        # SUCCEEDED results that reach the driver after the end (saga_results.py).
+        self.results = SagaResults(self)
 
     # ---- coordinator -----------------------------------------------------------------
 
@@ -186,6 +194,11 @@ class Compensating:
                 self.report(*key)
             elif not reported:  # its report was not acknowledged before the restart
                 self.report(*key)
+        # A SUCCEEDED result of a step run here that owes a compensation, of a workflow
+        # ended here FAILED or CANCELLED and driven by another Node: its resend was in
+        # memory only, and the driver may never have had it (takeover soak seeds
+        # 4000605, 3700970): reported again (`SagaResults.again`).
+        self.results.again()
         for wf in self.plans.driven():  # what was told before was resent from memory only
             self.plans.tell(wf, over=wf not in self.cores)
         for wf in list(self.cores):
@@ -240,52 +253,32 @@ class Compensating:
         if src != n.name:  # once the row is written (see on_compensate)
             n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
 
-    def late_result(self, now: float, msg: ResultMsg) -> None:
-        """A step's result that reached this Node, the driver, after it ended the
-        workflow (it was still on its way: the end cancelled the step in its rows). A
-        SUCCEEDED step with a `compensate` block owes its compensation all the same: it
-        joins the saga (a new core over the rows, so a saga already over starts again
-        for it). Its downstream steps' compensations, if any, were planned and wait for
-        nothing of it, so it runs after them, in order; one of its upstream steps'
-        compensation may have run already (the only order it cannot keep: it had no
-        way of knowing)."""
+    def reports_to(self, wf: str) -> list[str]:
+        """Where this Node, a step's domain, reports `wf`'s compensations: to its
+        driver, and to the original coordinator too while the view says that driver,
+        a later epoch's holder, is gone (DEAD or LEFT) and the original is not. The
+        original, which no later end reached, drives its own saga in epoch 0, and its
+        tells are taken here then (authority.py): its report goes to it (takeover soak
+        seed 4003619). The holder still gets its own, should it be back (it may have
+        told the attempt itself). An acknowledgement from either is the report's."""
         n = self.n
-        d = n.state
-        wf, step = msg.workflow_id, msg.step_id
-        if name_of(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
-                or (wf, step) in d.compensations or not self.known(wf) \
-                or self.driver(wf) != n.name:
-            return
-        info = n.running.info(wf)
-        spec = next((s for s in info.spec.steps if s.id == step), None)
-        if spec is None or not spec.HasField("compensate") or not info.placement.get(step):
-            return
-        n.point("compensation owed late")
-        n.stats["compensation owed by a late result"] += 1
-        d.results[wf] = {**d.results.get(wf, {}), step: (
-            msg.attempt, msg.state, msg.outputs, msg.error)}
-        d.compensations[(wf, step)] = CompRow(info.placement[step],
-                                              1 + spec.compensate.retries)
-        rows = self.of(wf)[0]
-        steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
-                          r.error) for s, r in rows.items()]
-        self.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again: answered
-        self.plans.tell(wf)  # the plan grew (or a saga over starts again)
-        self.drive(now, wf)
+        driver = self.driver(wf)
+        if not self.known(wf):
+            return [driver]
+        original = n.running.info(wf).coordinator
+        if driver not in (n.name, original) and n.member_loss.gone(driver) \
+                and not n.member_loss.gone(original):
+            return [driver, original]
+        return [driver]
+
+    def late_result(self, now: float, msg: ResultMsg) -> None:
+        self.results.late(now, msg)  # saga_results.py
 
     def owed_result(self, state: WorkflowState, msg: object) -> bool:
-        """The workflow ended here in `state`: is `msg`, a result still resent, one its
-        driver needs to plan a compensation (a SUCCEEDED step with a `compensate`
-        block)? Then it is resent until acknowledged, as before the end (lost on the
-        way, it would leave that step uncompensated for good)."""
-        return state in OWING and self.owes(msg)
+        return self.results.owed(state, msg)  # saga_results.py
 
     def owes(self, msg: object) -> bool:
-        """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
-        if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
-            return False
-        spec = self.n.running.info(msg.workflow_id).spec
-        return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
+        return self.results.owes(msg)  # saga_results.py
 
     # ---- the step's domain -------------------------------------------------------------
 
@@ -339,7 +332,8 @@ class Compensating:
         """The coordinator acknowledged a report (`on_ack`): not reported again."""
         key = msg_id[1:4]
         known = self.n.state.comp_runs.get(key)
-        if known is not None and not known[2] and msg_id[4] == self.driver(key[0]):
+        if known is not None and not known[2] \
+                and msg_id[4] in self.reports_to(key[0]):
             self.n.point("compensation reported")
             self.n.state.comp_runs[key] = (known[0], known[1], True)
             self.n.mark(key[0])  # retention may look at it again: nothing owed here
@@ -424,12 +418,14 @@ class Compensating:
             return  # forgotten here: no coordinator to report to
         state, error, _ = n.state.comp_runs[(wf, step, attempt)]
         msg = CompensatedMsg(wf, step, attempt, state == "succeeded", error)
-        coordinator = self.driver(wf)  # the epoch holder followed now: it drives them
-        if coordinator == n.name:
-            n.state.comp_runs[(wf, step, attempt)] = (state, error, True)
-            self.on_compensated(n.now, n.name, msg)
-        else:
-            n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
+        # The epoch holder followed now (it drives them), and the original too while the
+        # view says that holder is gone (`reports_to`).
+        for coordinator in self.reports_to(wf):
+            if coordinator == n.name:
+                n.state.comp_runs[(wf, step, attempt)] = (state, error, True)
+                self.on_compensated(n.now, n.name, msg)
+            else:
+                n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
 
     def write_row(self, wf: str, step: str) -> None:
         """As driver: the row of `wf`'s compensation of `step`, as its core has it."""

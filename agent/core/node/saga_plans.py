@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedorch.core.node.records import AckMsg, CompRow, FinalMsg, ResultMsg
+from fedorch.core.node.records import AckMsg, CompRow, FinalMsg
 from fedorch.core.workflow.compensation import Compensation, CompState, CompStep, plan
 
 SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
@@ -197,15 +197,8 @@ class SagaPlans:
             if state != "running" and not reported:
                 self.c.report(*key)
         # And the SUCCEEDED results of its steps here that owe a compensation: the new
-        # driver may have planned without them (they join its saga: `late_result`).
-        driver = self.c.driver(wf)
-        if driver == n.name or not self.c.known(wf):
-            return
-        placement = n.running.info(wf).placement
-        for step, (attempt, state, outputs, error) in n.state.results.get(wf, {}).items():
-            msg = ResultMsg(wf, step, attempt, state, dict(outputs), error)
-            if placement.get(step) == n.name and self.c.owes(msg):
-                n.reliable(driver, ("result", wf, step, driver), msg)
+        # driver may have planned without them (they join its saga: saga_results.py).
+        self.c.results.report(wf)
 
     def rival_end(self, now: float, wf: str, epoch: int, src: str, state: object,
                   won: tuple) -> None:

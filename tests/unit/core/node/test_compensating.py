@@ -349,3 +349,4 @@ def test_a_succeeded_result_lost_on_its_way_is_resent_after_the_end():
     f.end("d1", True)
     assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
     assert not f.nodes["d1"].pending  # acknowledged: no more resends
+

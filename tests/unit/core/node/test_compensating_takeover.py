@@ -528,3 +528,47 @@ def test_a_report_that_reaches_a_claimant_before_the_end_is_not_acknowledged():
     assert rows(f, "d1") == {"s0": ("COMPENSATED", 1)}
     assert f.nodes["d1"].compensating.of(WF)[1].value == "DONE"
     assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once
+
+
+def test_a_domain_following_a_later_epochs_holder_gone_takes_the_originals_tells():
+    # s2 fails at d2; d0 makes its end FAILED (d2 acknowledged it) and plans its saga,
+    # its tells held on the way. A claimant, d1, then tells d2 its end in epoch 1 (from
+    # results that lack nothing here), d2 follows it, and d1 dies for good before it
+    # tells its saga. d0, never told epoch 1, drives its own saga in epoch 0. d2's view
+    # says d1 is gone: it takes d0's tell of s1's compensation (refused for ever
+    # before: d1 would never tell it) and reports to d0, so d0's saga ends (s0's
+    # compensation at d1, gone, fails naming it). Takeover soak seed 4003619.
+    f = Bounded()
+    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
+    f.deliver()
+    assert f.end("d1", True)[1] == "s0"
+    assert f.end("d2", True)[1] == "s1"
+
+    def tells(src: str, dst: str, msg: object) -> bool:  # d0's saga, held on the way
+        return src == "d0" and (isinstance(msg, CompensateMsg) or
+                                isinstance(msg, FinalMsg) and bool(msg.owed))
+
+    run = f.queue["d2"].pop(0)
+    f.step("d2", StepEnded(*run, ok=False, error="boom"))
+    f.deliver(keep=tells)
+    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert rows(f, "d0") == {"s0": ("PENDING", 0), "s1": ("RUNNING", 1)}
+    held = f.net
+    f.net = []
+    f.step("d2", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1)))
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    f.net = [m for m in f.net if "d1" not in m[:2]]
+    f.kill("d1")
+    f.net = held
+    f.deliver()
+    assert WF not in f.disks["d0"].epochs  # epoch 0: its own saga
+    assert f.compensations == [("d2", (WF, "s1", 1, COMPENSATE))]  # taken at d2
+    f.end("d2", True)
+    assert ("d0", CompensatedMsg(WF, "s1", 1, True)) in f.sent_by("d2", CompensatedMsg)
+    assert rows(f, "d0") == {"s0": ("COMPENSATION_FAILED", 0), "s1": ("COMPENSATED", 1)}
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "FAILED"
+    assert f.disks["d2"].comp_runs[(WF, "s1", 1)] == ("succeeded", "", True)  # acked
+    # While d2's view says that holder lives, the original's tell is refused there.
+    f.step("d2", MemberState("d1", "ALIVE"))
+    with pytest.raises(Refused):
+        check(f.nodes["d2"], "d0", CompensateMsg(WF, "s0", 1))
