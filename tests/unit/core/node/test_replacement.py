@@ -634,3 +634,40 @@ def test_a_successor_that_ended_tells_its_end_to_a_placement_it_learns_later() -
     assert ends and ends[-1].epoch == 1 and ends[-1].state is WorkflowState.FAILED
     assert ends[-1].won  # its certificate, which d3 checks
     assert fed.nodes["d1"].stats["end told to a new domain placed after it"] == 1
+
+
+def test_a_new_domain_starts_no_step_of_a_round_still_in_doubt_there() -> None:
+    """sa and sb on d1 both wait for s1 on d2; d1 dies and both are placed again on d3,
+    new to the workflow, one round each. sa's placement is decided but not yet held by a
+    majority (d2's acknowledgement is late), so its COMMIT waits; sb's is told and
+    committed. d3 learns the workflow from sb's round, whose whole placement already
+    names d3 for sa: sa waits for its own COMMIT, then runs once under its epoch, and
+    the workflow ends (takeover soak seed 3900560: sa ran under sb's COMMIT, its result
+    of epoch 0 was refused at d0, and d0 waited for it for ever)."""
+    fed = committed([step("s1"), step("sa", needs=("s1",)), step("sb", needs=("s1",))],
+                    {"s1": "d2", "sa": "d1", "sb": "d1"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+
+    def late_ack_of_sa(src: str, dst: str, msg: object) -> bool:
+        return src == "d2" and isinstance(msg, AckMsg) and msg.msg_id[:3] == (
+            "placed", WF, "sa")
+
+    fed.deliver(keep=late_ack_of_sa)
+    late, fed.net = fed.net, []
+    placed = fed.disks["d0"].placements[WF]
+    assert placed["sa"][1] == placed["sb"][1] == "d3"
+    assert fed.disks["d3"].committed[WF] == placed["sb"][0]  # new to it by sb's round
+    assert fed.disks["d3"].info[(WF, placed["sb"][0])].placement["sa"] == "d3"
+    fed.end("d2", "s1")
+    assert runs_of(fed, "sa") == []  # its COMMIT not learned at d3 yet
+    assert runs_of(fed, "sb") == [("d3", 1)]
+    fed.net = late
+    fed.deliver()
+    assert fed.disks["d3"].learned[(WF, placed["sa"][0])].commit
+    assert runs_of(fed, "sa") == [("d3", 1)]
+    end_everything(fed)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.nodes["d0"].stats["result of an older placement refused"] == 0
