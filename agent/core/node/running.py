@@ -105,8 +105,13 @@ class Running:
                         else "result after a terminal one refused"] += 1
             elif (over := self._older_placement(wf, src, msg)) is not None:
                 # Fencing (replacement.py): the step was placed again since; what its
-                # older placement reports is over. Acknowledged, so it stops.
-                n.stats["result of an older placement refused"] += 1
+                # older placement reports is over. Acknowledged, so it stops; but not
+                # while the step only waits to be placed again by this Node: should it
+                # stop driving the workflow (it follows a later epoch), its loss is
+                # void, and the result, sent again, is taken (`_older_placement`).
+                refused = self._awaiting_placement(wf, msg.step_id)
+                n.stats["result of a step awaiting placement refused" if refused
+                        else "result of an older placement refused"] += 1
                 n.note("placement_refused", (wf, msg.step_id), src, msg.epoch, over)
             else:
                 if known is None or known[0] <= msg.attempt:
@@ -162,15 +167,28 @@ class Running:
                                      p.steps[need].epoch))
 
     def _older_placement(self, wf: str, src: str, msg: ResultMsg) -> int | None:
-        """The step's placement epoch here, if `msg` is from an older one (else None)."""
+        """The step's placement epoch here, if `msg` is from an older one (else None).
+        The progress's epoch counts only while this Node drives the workflow, or where
+        a placement on record has it: the original's own loss of a step (its epoch
+        moved on, the step waiting to be placed again: replacement.py) is its verdict
+        and void once it follows a later epoch, whose holder decides on the step's
+        result (takeover soak seed 4001691: refused, the original waited for ever on a
+        need its successor had taken)."""
         p = self.n.progress.get(wf)
         s = p.steps.get(msg.step_id) if p is not None else None
-        if s is not None and msg.epoch < s.epoch:
-            return s.epoch
         placed = self.n.state.placements.get(wf, {}).get(msg.step_id)
+        if s is not None and msg.epoch < s.epoch and (
+                self.n.domain_loss.drives(wf) or (placed is not None
+                                                  and msg.epoch < placed[0])):
+            return s.epoch
         if placed is not None and msg.epoch < placed[0] and src != placed[1]:
             return placed[0]
         return None
+
+    def _awaiting_placement(self, wf: str, step: str) -> bool:
+        """Was `step` lost here and not placed again yet (this Node drives `wf`)?"""
+        p = self.n.progress.get(wf)
+        return p is not None and step in p.awaiting_placement()
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n

@@ -5,19 +5,30 @@ the takeover cases); step attempts end only when a test says so."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from fedorch.core.identity.authority import Refused
-from fedorch.core.node import MemberState, MemberViews, Message, StepEnded, Submit, authority
+from fedorch.core.node import (
+    MemberState,
+    MemberViews,
+    Message,
+    Node,
+    StepEnded,
+    Submit,
+    authority,
+)
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-from tests.unit.core.node.test_takeover import NAMES
+from tests.unit.core.node.test_takeover import NAMES, fake_signer, fake_verify
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
-__all__ = ["NAMES", "WF", "Federation", "committed", "dies", "result", "step"]
+__all__ = ["NAMES", "WF", "Federation", "committed", "d1_back_wins_epoch_1", "dies",
+           "lost_where_no_other_domain_takes_it", "result", "step"]
 
 WF = "d0.w"
 
@@ -64,6 +75,51 @@ class Federation(TakeoverFederation):
 
 class NoTakeover(Federation):
     timing = Timing(max_rounds=1)
+
+
+class OnlyD1TakesA(Federation):
+    """Only d1 offers capability a (and d0 b): a step of d1's can be placed nowhere else."""
+
+    def make_node(self, name: str) -> Node:
+        caps = {"d0": {"b": 4}, "d1": {"a": 4}}.get(name, {"c": 4})
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def lost_where_no_other_domain_takes_it() -> Federation:
+    """s1 on d1 SUCCEEDS, its result lost on the way to d0 (s2 on d0 needs it), and d1
+    stalls (DEAD): d0 sends s1 back to be placed again (its placement epoch moves on),
+    no domain takes it, and the verdict's end waits for d1, told it only."""
+    fed = OnlyD1TakesA()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a", idempotent=True),
+        spec_pb2.StepSpec(id="s2", capability="b", needs=["s1"])]),
+        placement={"s1": "d1", "s2": "d0"}))
+    fed.deliver()
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg))
+    fed.net = []  # lost
+    dies(fed, "d1")
+    assert fed.nodes["d0"].stats["re-placement failed"] == 1
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # told d1 only, which is gone
+    return fed
+
+
+def d1_back_wins_epoch_1(fed: Federation, *, results_lost: bool = False) -> None:
+    """d1 comes back and claims epoch 1 (its view says d0 DEAD, then, before it acts,
+    ALIVE again); d0's end notices to d1 are lost meanwhile, and, `results_lost`, d1's
+    results too."""
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+             MemberState("d3", "ALIVE"))
+    fed.step("d1", MemberState("d0", "ALIVE"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg) and src == "d0"
+                or results_lost and isinstance(msg, ResultMsg) and src == "d1")
+    fed.net = []
 
 
 def step(sid: str, *, needs: tuple[str, ...] = (), idempotent: bool = False,
@@ -462,3 +518,4 @@ def test_a_successor_whose_other_participants_are_gone_makes_its_end_on_the_orig
     assert "d0" in fed.disks["d1"].final_acked[WF]
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert not fed.nodes["d1"].participant.holds()  # its reservation released
+

@@ -30,7 +30,9 @@ from tests.unit.core.node.test_domain_loss import (
     WF,
     Federation,
     committed,
+    d1_back_wins_epoch_1,
     dies,
+    lost_where_no_other_domain_takes_it,
     result,
     step,
 )
@@ -671,3 +673,43 @@ def test_a_new_domain_starts_no_step_of_a_round_still_in_doubt_there() -> None:
     end_everything(fed)
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
     assert fed.nodes["d0"].stats["result of an older placement refused"] == 0
+
+
+
+def test_the_original_following_a_later_epoch_takes_the_result_of_a_step_it_had_lost(
+) -> None:
+    """s1 on d1 SUCCEEDS, its result lost on the way to d0, and d1 stalls (DEAD): d0
+    sends s1 back to be placed again (its placement epoch moves on), no domain takes it,
+    and the verdict's end waits for d1. d1 comes back, wins epoch 1 (d0 grants it) and
+    reports s1 again: d0, which follows d1 now, takes it (its own loss is void with its
+    verdict), runs s2, which needs s1, and the workflow ends SUCCEEDED (takeover soak
+    seed 4001691: the result was refused as of an older placement, and d1 waited for
+    s2 for ever)."""
+    fed = lost_where_no_other_domain_takes_it()
+    fed.step("d0", MemberState("d1", "ALIVE"))
+    d1_back_wins_epoch_1(fed)
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    fed.tick(fed.now + 5.0)  # d1's result, sent again
+    assert fed.nodes["d0"].stats["result of an older placement refused"] == 0
+    assert runs_of(fed, "s2") == [("d0", 1)]
+    fed.end("d0", "s2")
+    fed.tick(fed.now + 5.0)
+    for n in ("d0", "d1"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_result_of_a_step_waiting_to_be_placed_again_is_refused_unacknowledged() -> None:
+    """While d0's round for s1 is under way, d1 (lost, back) reports s1: refused by the
+    fence, and not acknowledged, so that it comes again, to be taken should d0 follow a
+    later epoch before the round ends (the test above)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.net = []  # the round's PREPARE, held: s1 waits to be placed again
+    assert fed.nodes["d0"].progress[WF].awaiting_placement() == ["s1"]
+    ready = fed.step("d0", Message("d1", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED,
+                                                   {}, "", 0)))
+    assert fed.nodes["d0"].stats["result of a step awaiting placement refused"] == 1
+    assert not [m for _, m in sent(ready) if isinstance(m, AckMsg)]
+    assert "s1" not in fed.disks["d0"].results.get(WF, {})
