@@ -16,6 +16,7 @@ from fedorch.core.node import (
     Node,
     StepEnded,
     Submit,
+    Tick,
     authority,
 )
 from fedorch.core.node.ready import Ready
@@ -519,3 +520,41 @@ def test_a_successor_whose_other_participants_are_gone_makes_its_end_on_the_orig
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert not fed.nodes["d1"].participant.holds()  # its reservation released
 
+
+def test_an_end_held_across_a_later_epoch_this_node_won_is_told_anew_in_it() -> None:
+    """d0's verdict on s1 (no domain takes it again) waits for d1. d1, back, wins epoch
+    1, then d0, which followed it and whose view says d1 DEAD still, wins epoch 2 before
+    it looked again: its verdict stands (d1's report of s1 is lost), and d1, which
+    follows epoch 2, refuses the notice of epoch 0 for ever. It is told anew in epoch 2,
+    acknowledged, and the end made (takeover soak seed 3900244)."""
+    fed = lost_where_no_other_domain_takes_it()
+    d1_back_wins_epoch_1(fed, results_lost=True)
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")
+    assert fed.nodes["d0"].domain_loss.holds(WF)
+    for _ in range(6):
+        fed.now += 3.0
+        for n in ("d0", "d1", "d2", "d3"):
+            fed.step(n, Tick())
+        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
+        fed.net = []
+    assert fed.nodes["d0"].stats["held end told again in a later epoch"] == 1
+    for n in ("d0", "d1"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+
+
+def test_an_end_held_across_a_later_epoch_that_no_longer_stands_is_void() -> None:
+    """As above, but d1's report of s1 reaches d0 while d0 follows epoch 1 (taken:
+    running.py): d0, acting in epoch 2, holds no verdict any more; the end told in
+    epoch 0 is void, never told again, and s2 runs."""
+    fed = lost_where_no_other_domain_takes_it()
+    d1_back_wins_epoch_1(fed)
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")
+    fed.tick(fed.now + 5.0)
+    fed.tick(fed.now + 5.0)
+    d0 = fed.nodes["d0"]
+    assert not d0.domain_loss.holds(WF)
+    assert d0.stats["held end told again in a later epoch"] == 0
+    assert d0.stats["loss verdict void: driven or ended elsewhere"] == 1
+    assert WF not in fed.disks["d1"].final
+    assert any(r[1] == "s2" for r in fed.running["d0"])
