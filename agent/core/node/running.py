@@ -125,6 +125,11 @@ class Running:
                     self._start_ready(now, wf)
         else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
             n.compensating.late_result(now, msg)
+            # From the original coordinator, ended here in a later epoch: it is back
+            # and drives on, unaware (its successor died before telling it). Not
+            # acknowledged, so that it comes again until the original follows, unless
+            # a saga needs it (resent after its sender's end too).
+            refused = self.tell_overtaken(src, wf) and not n.compensating.owes(msg)
         if not refused:
             n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
         entry = n.pending.get(("final", wf, src))
@@ -255,6 +260,23 @@ class Running:
         n.stats["end of an overtaken epoch answered with the later end"] += 1
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
                                    won=won))
+        return True
+
+    def tell_overtaken(self, src: str, wf: str) -> bool:
+        """`src`, the original coordinator of `wf`, reports as one that drives it, and
+        this Node ended it in a later epoch, whose proof it keeps: answered as its end
+        notice would be (`answer_overtaken`), with our end and that proof, so it follows
+        the later epoch. An original back after its successor ended the workflow and
+        died for good sends no end notice while its steps are on live domains: it waits
+        for their results, and their domains, ended, never send them (takeover soak
+        seed 4003045). True if answered."""
+        n = self.n
+        proof = self.end_proof(wf)
+        if proof is None or src != self.info(wf).coordinator or src == proof[1]:
+            return False
+        epoch, holder, won = proof
+        n.stats["original coordinator told the later end"] += 1
+        n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder, n.state.final[wf], won=won))
         return True
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:

@@ -521,6 +521,42 @@ def test_a_successor_whose_other_participants_are_gone_makes_its_end_on_the_orig
     assert not fed.nodes["d1"].participant.holds()  # its reservation released
 
 
+def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_reports_to(
+) -> None:
+    """d0 stalls with its own s0 running (DEAD in every view); d1 takes over, fails s0
+    (placed again by no successor), ends the workflow FAILED with d2 and dies for good.
+    d0 comes back seeing every other member ALIVE: no verdict of its own, no end to
+    tell; it runs s0 again (idempotent) and reports it to d2, whose s2 needs it. d2,
+    which ended the workflow in epoch 1, answers with that end and d1's certificate (and
+    does not acknowledge), and d0 follows it (takeover soak seed 4003045: d2
+    acknowledged, and d0 stayed RUNNING for ever)."""
+    s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1)
+    fed = committed([s0, step("s1"), step("s2", needs=("s0",))],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    fed.silent.add("d1")  # dead for good, unknown to d0
+    fed.silent.discard("d0")
+    fed.net.clear()
+    d0 = fed.restore("d0")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
+    fed.deliver()
+    fed.end("d0", "s0")
+    fed.tick(fed.now + 2.0)
+    assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    assert not d0.domain_loss.holds(WF)
+
+
 def test_an_end_held_across_a_later_epoch_this_node_won_is_told_anew_in_it() -> None:
     """d0's verdict on s1 (no domain takes it again) waits for d1. d1, back, wins epoch
     1, then d0, which followed it and whose view says d1 DEAD still, wins epoch 2 before
