@@ -104,12 +104,11 @@ class Running:
                 n.stats["result of a lost placement refused" if refused
                         else "result after a terminal one refused"] += 1
             elif (over := self._older_placement(wf, src, msg)) is not None:
-                # Fencing (replacement.py): the step was placed again since; what its
-                # older placement reports is over. Acknowledged, so it stops; but not
-                # while the step only waits to be placed again by this Node: should it
-                # stop driving the workflow (it follows a later epoch), its loss is
-                # void, and the result, sent again, is taken (`_older_placement`).
-                refused = self._awaiting_placement(wf, msg.step_id)
+                # Fencing (replacement.py): placed again since, its older placement is
+                # over. Acknowledged, so it stops; not while it waits to be placed again
+                # here: it is taken if this Node follows a later epoch first.
+                p = n.progress.get(wf)
+                refused = p is not None and msg.step_id in p.awaiting_placement()
                 n.stats["result of a step awaiting placement refused" if refused
                         else "result of an older placement refused"] += 1
                 n.note("placement_refused", (wf, msg.step_id), src, msg.epoch, over)
@@ -125,10 +124,8 @@ class Running:
                     self._start_ready(now, wf)
         else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
             n.compensating.late_result(now, msg)
-            # From the original coordinator, ended here in a later epoch: it is back
-            # and drives on, unaware (its successor died before telling it). Not
-            # acknowledged, so that it comes again until the original follows, unless
-            # a saga needs it (resent after its sender's end too).
+            # From the original, unaware of our later end: unacknowledged, it comes
+            # again until it follows (unless a saga needs it: resent after its end).
             refused = self.tell_overtaken(src, wf) and not n.compensating.owes(msg)
         if not refused:
             n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
@@ -173,12 +170,11 @@ class Running:
 
     def _older_placement(self, wf: str, src: str, msg: ResultMsg) -> int | None:
         """The step's placement epoch here, if `msg` is from an older one (else None).
-        The progress's epoch counts only while this Node drives the workflow, or where
-        a placement on record has it: the original's own loss of a step (its epoch
-        moved on, the step waiting to be placed again: replacement.py) is its verdict
-        and void once it follows a later epoch, whose holder decides on the step's
-        result (takeover soak seed 4001691: refused, the original waited for ever on a
-        need its successor had taken)."""
+        The progress's epoch counts while this Node drives the workflow, or where a
+        placement on record has it: the original's own loss of a step (the step waits
+        to be placed again: replacement.py) is void once it follows a later epoch, whose
+        holder decides (takeover soak seed 4001691: the result refused, the original
+        waited for ever on a need its successor had taken)."""
         p = self.n.progress.get(wf)
         s = p.steps.get(msg.step_id) if p is not None else None
         placed = self.n.state.placements.get(wf, {}).get(msg.step_id)
@@ -189,11 +185,6 @@ class Running:
         if placed is not None and msg.epoch < placed[0] and src != placed[1]:
             return placed[0]
         return None
-
-    def _awaiting_placement(self, wf: str, step: str) -> bool:
-        """Was `step` lost here and not placed again yet (this Node drives `wf`)?"""
-        p = self.n.progress.get(wf)
-        return p is not None and step in p.awaiting_placement()
 
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
@@ -265,10 +256,9 @@ class Running:
     def tell_overtaken(self, src: str, wf: str) -> bool:
         """`src`, the original coordinator of `wf`, reports as one that drives it, and
         this Node ended it in a later epoch, whose proof it keeps: answered as its end
-        notice would be (`answer_overtaken`), with our end and that proof, so it follows
-        the later epoch. An original back after its successor ended the workflow and
-        died for good sends no end notice while its steps are on live domains: it waits
-        for their results, and their domains, ended, never send them (takeover soak
+        notice is (`answer_overtaken`), so it follows the later epoch. Back after its
+        successor ended the workflow and died for good, with no verdict to tell, it
+        would wait for ever for results their ended domains never send (takeover soak
         seed 4003045). True if answered."""
         n = self.n
         proof = self.end_proof(wf)
