@@ -713,3 +713,57 @@ def test_a_result_of_a_step_waiting_to_be_placed_again_is_refused_unacknowledged
     assert fed.nodes["d0"].stats["result of a step awaiting placement refused"] == 1
     assert not [m for _, m in sent(ready) if isinstance(m, AckMsg)]
     assert "s1" not in fed.disks["d0"].results.get(WF, {})
+
+
+class XOnD2YOnD3(Federation):
+    """d2 offers x, d3 y (d1 both, and d0 and d2 a): a step on x can go only to d2, one
+    on y only to d3 (a round each refused there is followed by another)."""
+
+    timing = Timing(max_rounds=3, takeover_after_s=3.0)
+
+    def make_node(self, name: str) -> Node:
+        caps = {"d0": {"a": 4}, "d1": {"x": 4, "y": 4}, "d2": {"a": 4, "x": 4},
+                "d3": {"y": 4}}[name]
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def test_a_placement_still_told_is_told_to_a_domain_that_joins_the_workflow_meanwhile(
+) -> None:
+    """sx and sy on d1 wait for s1 on d2; d1 dies. sx is placed again on d2, and its
+    COMMIT waits for d2's acknowledgement (late); meanwhile sy is placed on d3, new to
+    the workflow: a live domain of it now, which sx's COMMIT waits for too. d3 is told
+    sx's placement, acknowledges it, and sx's COMMIT goes (takeover soak seeds 4200157,
+    4200171: d3 was never told, the COMMIT never went, d2 held its YES for ever)."""
+    fed = XOnD2YOnD3()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="sx", capability="x", needs=["s1"]),
+        spec_pb2.StepSpec(id="sy", capability="y", needs=["s1"])]),
+        placement={"s1": "d2", "sx": "d1", "sy": "d1"}))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+
+    def late_ack_of_sx(src: str, dst: str, msg: object) -> bool:
+        return src == "d2" and isinstance(msg, AckMsg) and msg.msg_id[:3] == (
+            "placed", WF, "sx")
+
+    fed.deliver(keep=late_ack_of_sx)
+    late, fed.net = fed.net, []
+    placed = fed.disks["d0"].placements[WF]
+    assert (placed["sx"][1], placed["sy"][1]) == ("d2", "d3")
+    assert fed.disks["d3"].placements[WF]["sx"] == placed["sx"]  # told, as a domain now
+    fed.net = late
+    fed.deliver()
+    assert fed.disks["d2"].learned[(WF, placed["sx"][0])].commit
+    fed.end("d2", "s1")
+    end_everything(fed)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert not fed.nodes["d2"].participant.holds()
