@@ -71,8 +71,11 @@ the original was down. So, with takeover:
   that successor ended the workflow and died for good, the old coordinator's end
   notice reaches members that hold the later epoch: each that ended it there answers
   with its end and that end's proof (the successor's certificate, kept with the end
-  in `end_proofs`; Running.answer_overtaken), and the old coordinator follows the
-  proven holder and takes that end (takeover_claims.py). A workflow whose participants are
+  in `end_proofs`; Running.answer_overtaken; a result it reports to one is answered
+  so too, Running.tell_overtaken), and the old coordinator follows the proven holder
+  and takes that end (takeover_claims.py). A coordinator that followed a later epoch
+  and won one itself before its next look tells its held end anew in its own epoch
+  if what made it stands, else drops it (`_retell`). A workflow whose participants are
   all gone waits for the first to come back and acknowledge (it is told the end at
   once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
