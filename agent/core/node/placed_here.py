@@ -26,7 +26,7 @@ other Node's (and the coordinator's own, where it is a participant too):
   the hold): the placement is written and taken; a Node new to the workflow builds its
   progress from the round's PREPARE (its whole placement), but a step that placement
   names it for by another re-placement round whose YES it holds in doubt is left
-  unplaced (`resumed`, Progress.placed_elsewhere_first) until that round's own COMMIT:
+  unplaced (`resumed`, Progress.placement_in_doubt) until that round's own COMMIT:
   the coordinator's log decided it, yet its COMMIT waits until a majority of the
   electorate holds the placement (replacement.py, "Told before made"), and a step run
   before then runs where a successor may not know it is, its result of no placement
@@ -78,7 +78,7 @@ class PlacedHere:
                 # successor may never learn, and its result, of no epoch, be refused
                 # for ever (takeover soak seed 3900560).
                 for step, _ in h.steps:
-                    if p.placed_elsewhere_first(step):
+                    if p.placement_in_doubt(step):
                         n.stats["step placed here by a round in doubt held back"] += 1
         for step, (epoch, domain, lost) in n.state.placements.get(wf, {}).items():
             if step not in p.steps:

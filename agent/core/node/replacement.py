@@ -32,13 +32,13 @@ and every member of its electorate the view does not say is gone (and at least o
 the new domain included, acknowledged the PlacedMsg, and those with this coordinator
 are a majority of the electorate. Every live one: a member not told would keep
 reporting to the lost domain; a domain that joins the workflow meanwhile (a later
-round's new domain) is told it too, or that COMMIT would wait for it for ever. A majority too: the lost domain, back while this
-coordinator is down, may be elected by members that were gone when the placement was
-told (takeover soak seed 1700761); a grant carries the granter's placements, so a
-successor elected by a majority knows every placement whose COMMIT left, and a
-restarted lost domain, which asks the coordinator it follows before it starts
-anything (restart_check.py, where the one gap is named), learns its placement is
-over. The same holds once this coordinator follows a later epoch (the epoch's holder
+round's new domain) is told it too, or that COMMIT would wait for it for ever. A
+majority too: the lost domain, back while this coordinator is down, may be elected by
+members that were gone when the placement was told (takeover soak seed 1700761); a
+grant carries the granter's placements, so a successor elected by a majority knows
+every placement whose COMMIT left, and a restarted lost domain, which asks the
+coordinator it follows before it starts anything (restart_check.py, where the one gap
+is named), learns its placement is over. The same holds once this coordinator follows a later epoch (the epoch's holder
 and its followers take and acknowledge our PlacedMsg, a committed round's fact): the
 COMMIT is still sent when so held, never dropped (dropped, the new domain held its YES
 for ever and the successor, which knew the placement from our grant, waited for the

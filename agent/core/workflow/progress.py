@@ -278,7 +278,8 @@ class Progress:
         domain is never a candidate for the step again, so it is that same placement);
         starting it afresh would run its attempt 1 a second time beside the first. (A
         step placed here by a round still in doubt here never starts before that round's
-        COMMIT: `placed_elsewhere_first`.) Returns whether anything changed (False for a repeat or an older placement)."""
+        COMMIT: `placement_in_doubt`.) Returns whether anything changed (False for a
+        repeat or an older placement)."""
         step = self.steps.get(step_id)
         if step is None or epoch < step.epoch or (epoch == step.epoch
                                                   and step.domain == domain):
@@ -292,7 +293,7 @@ class Progress:
                 StepState.WAITING, 0, {}, "")
         return True
 
-    def placed_elsewhere_first(self, step_id: str) -> bool:
+    def placement_in_doubt(self, step_id: str) -> bool:
         """The placement this Progress was built from names this agent for `step_id`, but
         by a round whose COMMIT it has not learned (a re-placement round's PREPARE carries
         the coordinator's whole placement, a step placed again on us by another round

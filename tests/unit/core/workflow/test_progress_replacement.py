@@ -210,16 +210,16 @@ def test_placed_again_where_it_already_runs_keeps_its_attempt_and_moves_its_epoc
         StepState.SUCCEEDED, 1, 3)
 
 
-def test_a_step_placed_here_by_a_round_in_doubt_waits_unplaced_for_that_round() -> None:
+def test_a_step_whose_placement_here_is_in_doubt_waits_unplaced_for_its_round() -> None:
     # The new domain set the workflow up from a later round's COMMIT, whose whole
     # placement names it for "b" too; b's own round is still in doubt here: "b" is left
     # unplaced, and starts only when that round's placement is taken, under its epoch.
     p = Progress(spec(step("a"), step("b", idempotent=True)), {"a": ME, "b": ME}, ME)
-    assert p.placed_elsewhere_first("b")
-    assert not p.placed_elsewhere_first("b")  # not ours any more: nothing to do
-    assert not p.placed_elsewhere_first("nope")
+    assert p.placement_in_doubt("b")
+    assert not p.placement_in_doubt("b")  # not ours any more: nothing to do
+    assert not p.placement_in_doubt("nope")
     assert [x.step_id for x in p.start_ready()] == ["a"]
-    assert not p.placed_elsewhere_first("a")  # started here already: it stays
+    assert not p.placement_in_doubt("a")  # started here already: it stays
     assert p.placed_again("b", ME, 2, LOST)
     assert [(x.step_id, x.attempt) for x in p.start_ready()] == [("b", 1)]
     assert p.steps["b"].epoch == 2
