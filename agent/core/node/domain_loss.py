@@ -71,8 +71,11 @@ the original was down. So, with takeover:
   that successor ended the workflow and died for good, the old coordinator's end
   notice reaches members that hold the later epoch: each that ended it there answers
   with its end and that end's proof (the successor's certificate, kept with the end
-  in `end_proofs`; Running.answer_overtaken), and the old coordinator follows the
-  proven holder and takes that end (takeover_claims.py). A workflow whose participants are
+  in `end_proofs`; Running.answer_overtaken; a result it reports to one is answered
+  so too, Running.tell_overtaken), and the old coordinator follows the proven holder
+  and takes that end (takeover_claims.py). A coordinator that followed a later epoch
+  and won one itself before its next look tells its held end anew in its own epoch
+  if what made it stands, else drops it (`_retell`). A workflow whose participants are
   all gone waits for the first to come back and acknowledge (it is told the end at
   once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
@@ -260,6 +263,39 @@ class DomainLoss:
         and its end, never made here, is told no more."""
         for wf in [wf for wf in self.held if not self.drives(wf)]:
             self._void(wf)
+        for wf in [wf for wf, notice in self.notices.items()
+                   if wf in self.held and notice.epoch != self.epoch(wf)]:
+            self._retell(wf)
+
+    def _retell(self, wf: str) -> None:
+        """This Node holds an end told in an epoch it drives no more, yet it drives the
+        workflow again: it followed a later epoch (between two looks) and then won one
+        itself. If what made the end still stands (the verdict on record, the outcome
+        of its progress, the cancel), it is its end in the later epoch too, told anew in
+        it (the argument above reads the same for any k; a restore would hold it so,
+        `resumed`): the members that follow the later epoch refuse the older epoch's
+        notice for ever (the authority table), and the end was never made (takeover soak
+        seed 3900244). Those that acknowledged the older notice hold that very end, and
+        answer every claim with it, so they count as they did. If it does not stand (a
+        result taken while this Node followed: running.py), the end is void, as it
+        would have been at a look between the two epochs."""
+        n = self.n
+        state = self.held[wf]
+        p = n.progress.get(wf)
+        outcome = p.outcome() if p is not None else None
+        stands = n.cancels.holds_back(wf) if state is WorkflowState.CANCELLED \
+            else state is WorkflowState.FAILED and self._verdict_on_record(wf) \
+            or outcome is not None and outcome.value == state.name
+        if not stands:
+            self._void(wf)
+            return
+        epoch = self.epoch(wf)
+        n.stats["held end told again in a later epoch"] += 1
+        notice = self.notices[wf] = self._notice(wf, epoch, self.held[wf])
+        n.note("end_told", wf, epoch, self.held[wf])
+        acked = n.state.final_acked.get(wf, set())
+        for dst in sorted(self._told(wf) - acked):
+            n.reliable(dst, ("final", wf, dst), notice)
 
     def _void(self, wf: str) -> None:
         n = self.n

@@ -24,7 +24,13 @@ other Node's (and the coordinator's own, where it is a participant too):
   everywhere again (replacement_handover.py, `made_here`): our YES, PREPARED, commits;
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
   the hold): the placement is written and taken; a Node new to the workflow builds its
-  progress from the round's PREPARE (its whole placement);
+  progress from the round's PREPARE (its whole placement), but a step that placement
+  names it for by another re-placement round whose YES it holds in doubt is left
+  unplaced (`resumed`, Progress.placement_in_doubt) until that round's own COMMIT:
+  the coordinator's log decided it, yet its COMMIT waits until a majority of the
+  electorate holds the placement (replacement.py, "Told before made"), and a step run
+  before then runs where a successor may not know it is, its result of no placement
+  epoch refused by the coordinator for ever (takeover soak seed 3900560);
 - learned after this Node ended the workflow as the holder of a later epoch (told by
   an original that did not know that epoch, or carried by a grant answering the claim
   it told its end on with): the new domain, following the original, would never hear
@@ -60,6 +66,20 @@ class PlacedHere:
         on record follow (this Node's own only once their COMMIT is learned here)."""
         n = self.n
         p = n.progress[wf]
+        for h in n.participant.holds():
+            info = n.state.info.get(h.key)
+            if h.workflow_id == wf and h.state is HoldState.PREPARED \
+                    and info is not None and info.lost:
+                # Our YES of another re-placement round, in doubt: the whole placement
+                # this progress was built from (a later round's, committed here first)
+                # may name us for its steps already, as decided in the coordinator's
+                # log but not yet told to a majority. Not ours until its COMMIT comes
+                # (`committed_here`): started now, it would run under a placement a
+                # successor may never learn, and its result, of no epoch, be refused
+                # for ever (takeover soak seed 3900560).
+                for step, _ in h.steps:
+                    if p.placement_in_doubt(step):
+                        n.stats["step placed here by a round in doubt held back"] += 1
         for step, (epoch, domain, lost) in n.state.placements.get(wf, {}).items():
             if step not in p.steps:
                 continue

@@ -31,13 +31,14 @@ it can run: the COMMIT goes to the new domain only once every domain of the work
 and every member of its electorate the view does not say is gone (and at least one),
 the new domain included, acknowledged the PlacedMsg, and those with this coordinator
 are a majority of the electorate. Every live one: a member not told would keep
-reporting to the lost domain. A majority too: the lost domain, back while this
-coordinator is down, may be elected by members that were gone when the placement was
-told (takeover soak seed 1700761); a grant carries the granter's placements, so a
-successor elected by a majority knows every placement whose COMMIT left, and a
-restarted lost domain, which asks the coordinator it follows before it starts
-anything (restart_check.py, where the one gap is named), learns its placement is
-over. The same holds once this coordinator follows a later epoch (the epoch's holder
+reporting to the lost domain; a domain that joins the workflow meanwhile (a later
+round's new domain) is told it too, or that COMMIT would wait for it for ever. A
+majority too: the lost domain, back while this coordinator is down, may be elected by
+members that were gone when the placement was told (takeover soak seed 1700761); a
+grant carries the granter's placements, so a successor elected by a majority knows
+every placement whose COMMIT left, and a restarted lost domain, which asks the
+coordinator it follows before it starts anything (restart_check.py, where the one gap
+is named), learns its placement is over. The same holds once this coordinator follows a later epoch (the epoch's holder
 and its followers take and acknowledge our PlacedMsg, a committed round's fact): the
 COMMIT is still sent when so held, never dropped (dropped, the new domain held its YES
 for ever and the successor, which knew the placement from our grant, waited for the
@@ -364,6 +365,12 @@ class Replacements:
             self.telling[(wf, epoch)] = (domain, value)
             n.takeover.placed(wf, domain)
         self.tell(wf, step)
+        for other, (e, _, _) in d.placements[wf].items():
+            # A placement still told waits for every live domain of the workflow: the
+            # new one too (seeds 4200157, 4200171: it was never told, and that COMMIT
+            # waited for it for ever).
+            if (wf, e) in self.telling and e != epoch and domain != n.name:
+                n.reliable(domain, ("placed", wf, other, e, domain), self.message(wf, other))
         n.running.report_needs(wf, step)  # the needs run here, to the new domain
         n.running.start_ready(now, wf)
         if (wf, epoch) in self.telling:

@@ -104,9 +104,13 @@ class Running:
                 n.stats["result of a lost placement refused" if refused
                         else "result after a terminal one refused"] += 1
             elif (over := self._older_placement(wf, src, msg)) is not None:
-                # Fencing (replacement.py): the step was placed again since; what its
-                # older placement reports is over. Acknowledged, so it stops.
-                n.stats["result of an older placement refused"] += 1
+                # Fencing (replacement.py): placed again since, its older placement is
+                # over. Acknowledged, so it stops; not while it waits to be placed again
+                # here: it is taken if this Node follows a later epoch first.
+                p = n.progress.get(wf)
+                refused = p is not None and msg.step_id in p.awaiting_placement()
+                n.stats["result of a step awaiting placement refused" if refused
+                        else "result of an older placement refused"] += 1
                 n.note("placement_refused", (wf, msg.step_id), src, msg.epoch, over)
             else:
                 if known is None or known[0] <= msg.attempt:
@@ -120,6 +124,9 @@ class Running:
                     self._start_ready(now, wf)
         else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
             n.compensating.late_result(now, msg)
+            # From the original, unaware of our later end: unacknowledged, it comes
+            # again until it follows (unless a saga needs it: resent after its end).
+            refused = self.tell_overtaken(src, wf) and not n.compensating.owes(msg)
         if not refused:
             n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
         entry = n.pending.get(("final", wf, src))
@@ -162,12 +169,19 @@ class Running:
                                      p.steps[need].epoch))
 
     def _older_placement(self, wf: str, src: str, msg: ResultMsg) -> int | None:
-        """The step's placement epoch here, if `msg` is from an older one (else None)."""
+        """The step's placement epoch here, if `msg` is from an older one (else None).
+        The progress's epoch counts while this Node drives the workflow, or where a
+        placement on record has it: the original's own loss of a step (the step waits
+        to be placed again: replacement.py) is void once it follows a later epoch, whose
+        holder decides (takeover soak seed 4001691: the result refused, the original
+        waited for ever on a need its successor had taken)."""
         p = self.n.progress.get(wf)
         s = p.steps.get(msg.step_id) if p is not None else None
-        if s is not None and msg.epoch < s.epoch:
-            return s.epoch
         placed = self.n.state.placements.get(wf, {}).get(msg.step_id)
+        if s is not None and msg.epoch < s.epoch and (
+                self.n.domain_loss.drives(wf) or (placed is not None
+                                                  and msg.epoch < placed[0])):
+            return s.epoch
         if placed is not None and msg.epoch < placed[0] and src != placed[1]:
             return placed[0]
         return None
@@ -237,6 +251,22 @@ class Running:
         n.stats["end of an overtaken epoch answered with the later end"] += 1
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
                                    won=won))
+        return True
+
+    def tell_overtaken(self, src: str, wf: str) -> bool:
+        """`src`, the original coordinator of `wf`, reports as one that drives it, and
+        this Node ended it in a later epoch, whose proof it keeps: answered as its end
+        notice is (`answer_overtaken`), so it follows the later epoch. Back after its
+        successor ended the workflow and died for good, with no verdict to tell, it
+        would wait for ever for results their ended domains never send (takeover soak
+        seed 4003045). True if answered."""
+        n = self.n
+        proof = self.end_proof(wf)
+        if proof is None or src != self.info(wf).coordinator or src == proof[1]:
+            return False
+        epoch, holder, won = proof
+        n.stats["original coordinator told the later end"] += 1
+        n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder, n.state.final[wf], won=won))
         return True
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:

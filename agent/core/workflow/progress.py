@@ -273,11 +273,13 @@ class Progress:
         before it). A step not terminal starts afresh there (WAITING, attempts counted
         anew under the new epoch); reports of earlier placements are refused from now on.
         A step already on `domain` here keeps its state and attempts, only its epoch
-        moves on: the new domain may have learned its own placement first from another
-        round's COMMIT, which carries the whole placement, and started it then (a lost
+        moves on: a Progress its new domain rebuilt (a restore) from a round whose whole
+        placement names it already holds what ran under this very placement (a lost
         domain is never a candidate for the step again, so it is that same placement);
-        starting it afresh would run its attempt 1 a second time beside the first.
-        Returns whether anything changed (False for a repeat or an older placement)."""
+        starting it afresh would run its attempt 1 a second time beside the first. (A
+        step placed here by a round still in doubt here never starts before that round's
+        COMMIT: `placement_in_doubt`.) Returns whether anything changed (False for a
+        repeat or an older placement)."""
         step = self.steps.get(step_id)
         if step is None or epoch < step.epoch or (epoch == step.epoch
                                                   and step.domain == domain):
@@ -289,6 +291,20 @@ class Progress:
         if step.state not in TERMINAL_STEP_STATES and not same_placement:
             step.state, step.attempts, step.outputs, step.error = (
                 StepState.WAITING, 0, {}, "")
+        return True
+
+    def placement_in_doubt(self, step_id: str) -> bool:
+        """The placement this Progress was built from names this agent for `step_id`, but
+        by a round whose COMMIT it has not learned (a re-placement round's PREPARE carries
+        the coordinator's whole placement, a step placed again on us by another round
+        still in doubt here among it): the step is left unplaced, never started here,
+        until `placed_again` names this agent under that round's epoch. False if it is
+        not this agent's and waiting."""
+        step = self.steps.get(step_id)
+        if step is None or step.domain != self.me or step.state is not StepState.WAITING \
+                or step.attempts:
+            return False
+        step.domain = ""
         return True
 
     def replacement_failed(self, step_id: str, reason: str) -> bool:

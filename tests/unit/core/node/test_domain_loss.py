@@ -5,19 +5,31 @@ the takeover cases); step attempts end only when a test says so."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from fedorch.core.identity.authority import Refused
-from fedorch.core.node import MemberState, MemberViews, Message, StepEnded, Submit, authority
+from fedorch.core.node import (
+    MemberState,
+    MemberViews,
+    Message,
+    Node,
+    StepEnded,
+    Submit,
+    Tick,
+    authority,
+)
 from fedorch.core.node.ready import Ready
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-from tests.unit.core.node.test_takeover import NAMES
+from tests.unit.core.node.test_takeover import NAMES, fake_signer, fake_verify
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
-__all__ = ["NAMES", "WF", "Federation", "committed", "dies", "result", "step"]
+__all__ = ["NAMES", "WF", "Federation", "committed", "d1_back_wins_epoch_1", "dies",
+           "lost_where_no_other_domain_takes_it", "result", "step"]
 
 WF = "d0.w"
 
@@ -64,6 +76,51 @@ class Federation(TakeoverFederation):
 
 class NoTakeover(Federation):
     timing = Timing(max_rounds=1)
+
+
+class OnlyD1TakesA(Federation):
+    """Only d1 offers capability a (and d0 b): a step of d1's can be placed nowhere else."""
+
+    def make_node(self, name: str) -> Node:
+        caps = {"d0": {"b": 4}, "d1": {"a": 4}}.get(name, {"c": 4})
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def lost_where_no_other_domain_takes_it() -> Federation:
+    """s1 on d1 SUCCEEDS, its result lost on the way to d0 (s2 on d0 needs it), and d1
+    stalls (DEAD): d0 sends s1 back to be placed again (its placement epoch moves on),
+    no domain takes it, and the verdict's end waits for d1, told it only."""
+    fed = OnlyD1TakesA()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a", idempotent=True),
+        spec_pb2.StepSpec(id="s2", capability="b", needs=["s1"])]),
+        placement={"s1": "d1", "s2": "d0"}))
+    fed.deliver()
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg))
+    fed.net = []  # lost
+    dies(fed, "d1")
+    assert fed.nodes["d0"].stats["re-placement failed"] == 1
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # told d1 only, which is gone
+    return fed
+
+
+def d1_back_wins_epoch_1(fed: Federation, *, results_lost: bool = False) -> None:
+    """d1 comes back and claims epoch 1 (its view says d0 DEAD, then, before it acts,
+    ALIVE again); d0's end notices to d1 are lost meanwhile, and, `results_lost`, d1's
+    results too."""
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+             MemberState("d3", "ALIVE"))
+    fed.step("d1", MemberState("d0", "ALIVE"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg) and src == "d0"
+                or results_lost and isinstance(msg, ResultMsg) and src == "d1")
+    fed.net = []
 
 
 def step(sid: str, *, needs: tuple[str, ...] = (), idempotent: bool = False,
@@ -462,3 +519,78 @@ def test_a_successor_whose_other_participants_are_gone_makes_its_end_on_the_orig
     assert "d0" in fed.disks["d1"].final_acked[WF]
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert not fed.nodes["d1"].participant.holds()  # its reservation released
+
+
+def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_reports_to(
+) -> None:
+    """d0 stalls with its own s0 running (DEAD in every view); d1 takes over, fails s0
+    (placed again by no successor), ends the workflow FAILED with d2 and dies for good.
+    d0 comes back seeing every other member ALIVE: no verdict of its own, no end to
+    tell; it runs s0 again (idempotent) and reports it to d2, whose s2 needs it. d2,
+    which ended the workflow in epoch 1, answers with that end and d1's certificate (and
+    does not acknowledge), and d0 follows it (takeover soak seed 4003045: d2
+    acknowledged, and d0 stayed RUNNING for ever)."""
+    s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1)
+    fed = committed([s0, step("s1"), step("s2", needs=("s0",))],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    fed.silent.add("d1")  # dead for good, unknown to d0
+    fed.silent.discard("d0")
+    fed.net.clear()
+    d0 = fed.restore("d0")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
+    fed.deliver()
+    fed.end("d0", "s0")
+    fed.tick(fed.now + 2.0)
+    assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    assert not d0.domain_loss.holds(WF)
+
+
+def test_an_end_held_across_a_later_epoch_this_node_won_is_told_anew_in_it() -> None:
+    """d0's verdict on s1 (no domain takes it again) waits for d1. d1, back, wins epoch
+    1, then d0, which followed it and whose view says d1 DEAD still, wins epoch 2 before
+    it looked again: its verdict stands (d1's report of s1 is lost), and d1, which
+    follows epoch 2, refuses the notice of epoch 0 for ever. It is told anew in epoch 2,
+    acknowledged, and the end made (takeover soak seed 3900244)."""
+    fed = lost_where_no_other_domain_takes_it()
+    d1_back_wins_epoch_1(fed, results_lost=True)
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")
+    assert fed.nodes["d0"].domain_loss.holds(WF)
+    for _ in range(6):
+        fed.now += 3.0
+        for n in ("d0", "d1", "d2", "d3"):
+            fed.step(n, Tick())
+        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
+        fed.net = []
+    assert fed.nodes["d0"].stats["held end told again in a later epoch"] == 1
+    for n in ("d0", "d1"):
+        assert fed.disks[n].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+
+
+def test_an_end_held_across_a_later_epoch_that_no_longer_stands_is_void() -> None:
+    """As above, but d1's report of s1 reaches d0 while d0 follows epoch 1 (taken:
+    running.py): d0, acting in epoch 2, holds no verdict any more; the end told in
+    epoch 0 is void, never told again, and s2 runs."""
+    fed = lost_where_no_other_domain_takes_it()
+    d1_back_wins_epoch_1(fed)
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")
+    fed.tick(fed.now + 5.0)
+    fed.tick(fed.now + 5.0)
+    d0 = fed.nodes["d0"]
+    assert not d0.domain_loss.holds(WF)
+    assert d0.stats["held end told again in a later epoch"] == 0
+    assert d0.stats["loss verdict void: driven or ended elsewhere"] == 1
+    assert WF not in fed.disks["d1"].final
+    assert any(r[1] == "s2" for r in fed.running["d0"])

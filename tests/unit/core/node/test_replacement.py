@@ -30,7 +30,9 @@ from tests.unit.core.node.test_domain_loss import (
     WF,
     Federation,
     committed,
+    d1_back_wins_epoch_1,
     dies,
+    lost_where_no_other_domain_takes_it,
     result,
     step,
 )
@@ -634,3 +636,134 @@ def test_a_successor_that_ended_tells_its_end_to_a_placement_it_learns_later() -
     assert ends and ends[-1].epoch == 1 and ends[-1].state is WorkflowState.FAILED
     assert ends[-1].won  # its certificate, which d3 checks
     assert fed.nodes["d1"].stats["end told to a new domain placed after it"] == 1
+
+
+def test_a_new_domain_starts_no_step_of_a_round_still_in_doubt_there() -> None:
+    """sa and sb on d1 both wait for s1 on d2; d1 dies and both are placed again on d3,
+    new to the workflow, one round each. sa's placement is decided but not yet held by a
+    majority (d2's acknowledgement is late), so its COMMIT waits; sb's is told and
+    committed. d3 learns the workflow from sb's round, whose whole placement already
+    names d3 for sa: sa waits for its own COMMIT, then runs once under its epoch, and
+    the workflow ends (takeover soak seed 3900560: sa ran under sb's COMMIT, its result
+    of epoch 0 was refused at d0, and d0 waited for it for ever)."""
+    fed = committed([step("s1"), step("sa", needs=("s1",)), step("sb", needs=("s1",))],
+                    {"s1": "d2", "sa": "d1", "sb": "d1"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+
+    def late_ack_of_sa(src: str, dst: str, msg: object) -> bool:
+        return src == "d2" and isinstance(msg, AckMsg) and msg.msg_id[:3] == (
+            "placed", WF, "sa")
+
+    fed.deliver(keep=late_ack_of_sa)
+    late, fed.net = fed.net, []
+    placed = fed.disks["d0"].placements[WF]
+    assert placed["sa"][1] == placed["sb"][1] == "d3"
+    assert fed.disks["d3"].committed[WF] == placed["sb"][0]  # new to it by sb's round
+    assert fed.disks["d3"].info[(WF, placed["sb"][0])].placement["sa"] == "d3"
+    fed.end("d2", "s1")
+    assert runs_of(fed, "sa") == []  # its COMMIT not learned at d3 yet
+    assert runs_of(fed, "sb") == [("d3", 1)]
+    fed.net = late
+    fed.deliver()
+    assert fed.disks["d3"].learned[(WF, placed["sa"][0])].commit
+    assert runs_of(fed, "sa") == [("d3", 1)]
+    end_everything(fed)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.nodes["d0"].stats["result of an older placement refused"] == 0
+
+
+
+def test_the_original_following_a_later_epoch_takes_the_result_of_a_step_it_had_lost(
+) -> None:
+    """s1 on d1 SUCCEEDS, its result lost on the way to d0, and d1 stalls (DEAD): d0
+    sends s1 back to be placed again (its placement epoch moves on), no domain takes it,
+    and the verdict's end waits for d1. d1 comes back, wins epoch 1 (d0 grants it) and
+    reports s1 again: d0, which follows d1 now, takes it (its own loss is void with its
+    verdict), runs s2, which needs s1, and the workflow ends SUCCEEDED (takeover soak
+    seed 4001691: the result was refused as of an older placement, and d1 waited for
+    s2 for ever)."""
+    fed = lost_where_no_other_domain_takes_it()
+    fed.step("d0", MemberState("d1", "ALIVE"))
+    d1_back_wins_epoch_1(fed)
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    fed.tick(fed.now + 5.0)  # d1's result, sent again
+    assert fed.nodes["d0"].stats["result of an older placement refused"] == 0
+    assert runs_of(fed, "s2") == [("d0", 1)]
+    fed.end("d0", "s2")
+    fed.tick(fed.now + 5.0)
+    for n in ("d0", "d1"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_result_of_a_step_waiting_to_be_placed_again_is_refused_unacknowledged() -> None:
+    """While d0's round for s1 is under way, d1 (lost, back) reports s1: refused by the
+    fence, and not acknowledged, so that it comes again, to be taken should d0 follow a
+    later epoch before the round ends (the test above)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.net = []  # the round's PREPARE, held: s1 waits to be placed again
+    assert fed.nodes["d0"].progress[WF].awaiting_placement() == ["s1"]
+    ready = fed.step("d0", Message("d1", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED,
+                                                   {}, "", 0)))
+    assert fed.nodes["d0"].stats["result of a step awaiting placement refused"] == 1
+    assert not [m for _, m in sent(ready) if isinstance(m, AckMsg)]
+    assert "s1" not in fed.disks["d0"].results.get(WF, {})
+
+
+class XOnD2YOnD3(Federation):
+    """d2 offers x, d3 y (d1 both, and d0 and d2 a): a step on x can go only to d2, one
+    on y only to d3 (a round each refused there is followed by another)."""
+
+    timing = Timing(max_rounds=3, takeover_after_s=3.0)
+
+    def make_node(self, name: str) -> Node:
+        caps = {"d0": {"a": 4}, "d1": {"x": 4, "y": 4}, "d2": {"a": 4, "x": 4},
+                "d3": {"y": 4}}[name]
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def test_a_placement_still_told_is_told_to_a_domain_that_joins_the_workflow_meanwhile(
+) -> None:
+    """sx and sy on d1 wait for s1 on d2; d1 dies. sx is placed again on d2, and its
+    COMMIT waits for d2's acknowledgement (late); meanwhile sy is placed on d3, new to
+    the workflow: a live domain of it now, which sx's COMMIT waits for too. d3 is told
+    sx's placement, acknowledges it, and sx's COMMIT goes (takeover soak seeds 4200157,
+    4200171: d3 was never told, the COMMIT never went, d2 held its YES for ever)."""
+    fed = XOnD2YOnD3()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="sx", capability="x", needs=["s1"]),
+        spec_pb2.StepSpec(id="sy", capability="y", needs=["s1"])]),
+        placement={"s1": "d2", "sx": "d1", "sy": "d1"}))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+
+    def late_ack_of_sx(src: str, dst: str, msg: object) -> bool:
+        return src == "d2" and isinstance(msg, AckMsg) and msg.msg_id[:3] == (
+            "placed", WF, "sx")
+
+    fed.deliver(keep=late_ack_of_sx)
+    late, fed.net = fed.net, []
+    placed = fed.disks["d0"].placements[WF]
+    assert (placed["sx"][1], placed["sy"][1]) == ("d2", "d3")
+    assert fed.disks["d3"].placements[WF]["sx"] == placed["sx"]  # told, as a domain now
+    fed.net = late
+    fed.deliver()
+    assert fed.disks["d2"].learned[(WF, placed["sx"][0])].commit
+    fed.end("d2", "s1")
+    end_everything(fed)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert not fed.nodes["d2"].participant.holds()

@@ -190,9 +190,10 @@ def test_a_step_after_an_upstream_step_on_the_lost_domain_may_have_started() -> 
 
 
 def test_placed_again_where_it_already_runs_keeps_its_attempt_and_moves_its_epoch() -> None:
-    # The new domain set the workflow up from a later round's COMMIT, whose whole
-    # placement already named it for "b", and started "b" then; the COMMIT of b's own
-    # round comes after. Attempt 1 runs on: starting it afresh would run it twice here.
+    # A Progress whose placement names this domain for "b" already (a new domain's,
+    # rebuilt by a restore from a later round's PREPARE), "b" started under it; the
+    # placement of b's own round is taken after. Attempt 1 runs on: starting it afresh
+    # would run it twice here.
     p = Progress(spec(step("a"), step("b", idempotent=True, retries=1)),
                  {"a": ME, "b": ME}, ME)
     assert [x.step_id for x in p.start_ready()] == ["a", "b"]
@@ -207,3 +208,18 @@ def test_placed_again_where_it_already_runs_keeps_its_attempt_and_moves_its_epoc
     assert p.placed_again("b", ME, 3, LOST)
     assert (p.steps["b"].state, p.steps["b"].attempts, p.steps["b"].epoch) == (
         StepState.SUCCEEDED, 1, 3)
+
+
+def test_a_step_whose_placement_here_is_in_doubt_waits_unplaced_for_its_round() -> None:
+    # The new domain set the workflow up from a later round's COMMIT, whose whole
+    # placement names it for "b" too; b's own round is still in doubt here: "b" is left
+    # unplaced, and starts only when that round's placement is taken, under its epoch.
+    p = Progress(spec(step("a"), step("b", idempotent=True)), {"a": ME, "b": ME}, ME)
+    assert p.placement_in_doubt("b")
+    assert not p.placement_in_doubt("b")  # not ours any more: nothing to do
+    assert not p.placement_in_doubt("nope")
+    assert [x.step_id for x in p.start_ready()] == ["a"]
+    assert not p.placement_in_doubt("a")  # started here already: it stays
+    assert p.placed_again("b", ME, 2, LOST)
+    assert [(x.step_id, x.attempt) for x in p.start_ready()] == [("b", 1)]
+    assert p.steps["b"].epoch == 2
