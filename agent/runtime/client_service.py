@@ -412,3 +412,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 policy=m.record.policy, self=m.domain == a.domain,
             ))
         return reply
+
+    async def GetAgent(self, request, context):
+        # A signing client binds its spec to this domain as its coordinator (client.proto).
+        return client_pb2.AgentInfo(domain=self.agent.domain)
