@@ -196,7 +196,8 @@ async def test_a_replayed_submit_is_refused(fed, keyring):
         from fedorch.core.workflow.spec import parse_spec_text
 
         signed = sign_spec(alice.principal, alice.key.sign, parse_spec_text(LONG, "test"),
-                           request_id="r-replayed", issued_at_ms=int(time.time() * 1000))
+                           request_id="r-replayed", issued_at_ms=int(time.time() * 1000),
+                           coordinator="eu-west")
         data = client_pb2.SubmitRequest(signed_spec=signed,
                                         request_id="r-replayed").SerializeToString()
         metadata = stub.metadata("Submit", data)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.clients import init_client_keys, load_identity
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.identity.submission import sign_spec
 from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, VoteMsg, WfInfo
+from fedorch.core.node.takeover_grants import sign_round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.spec import parse_spec_text
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.node_codec import node_codec
 
 from tests.integration.federation import (
@@ -175,3 +180,72 @@ async def test_a_result_for_a_step_the_liar_did_not_run_is_refused(fed):
     after = await fed.status("eu-west", workflow_id)
     assert state_name(after) == "SUCCEEDED"
     assert step_states(after)["extract"] == ("SUCCEEDED", "eu-west", 1)
+
+
+def _submission(alice, spec, *, coordinator: str = "eu-west", age_s: float = 0.0):
+    """alice's signed spec, with the key its coordinator vouches for."""
+    return sign_spec(alice.principal, alice.key.sign, spec,
+                     public_key=alice.key.public_key().public_bytes_raw(),
+                     request_id=uuid.uuid4().hex,
+                     issued_at_ms=int((time.time() - age_s) * 1000), coordinator=coordinator)
+
+
+def _prepare_for(fed, spec, submission) -> PrepareMsg:
+    """A PREPARE of a fresh workflow of eu-west's for partner, made as eu-west makes one:
+    its round signed by eu-west (`round_tx`, `stated`), so that a YES left in doubt
+    (eu-west's agent never heard of the round) is resolved by partner's recovery
+    ballot, an ABORT, once its lease passes, and its slot is free again."""
+    workflow_id = f"eu-west.{uuid.uuid4().hex[:20]}"
+    acceptors = ("eu-west", "partner")
+    stated = sign_round(fed.signer("eu-west").sign, workflow_id, 1, "eu-west", ("partner",),
+                        acceptors)
+    tx = TxInfo(workflow_id, 1, "eu-west", ("partner",), acceptors,
+                round_tx=stated.signature)
+    return PrepareMsg(tx, (("report", "report.publish"),),
+                      WfInfo(spec, {"report": "partner"}, "eu-west", submission=submission,
+                             stated=stated))
+
+
+async def test_a_coordinator_that_alters_replays_or_strips_a_signed_spec_is_refused(
+        fed, tmp_path):
+    """eu-west lies as coordinator (the test holds its key): partner, checking the signed
+    spec every PREPARE carries (boundary.py `signed_submissions`), takes none of an
+    altered spec, a signature by another key, an empty signed spec, alice's submission
+    replayed under a second workflow id, one signed two hours ago, or one signed for
+    another coordinator; each is refused (no vote, nothing held: the Node never takes
+    it) and logged with its reason. The genuine first one is taken."""
+    alice = load_identity(init_client_keys("alice", tmp_path)[0])
+    altered = parse_spec_text("name: lie\nsteps:\n  - {id: report, capability:"
+                              " report.publish, params: {table: wages}}\n", "test")
+    genuine = _submission(alice, SPEC)
+    forged = _submission(alice, SPEC)
+    forged.signature = Ed25519PrivateKey.generate().sign(b"anything")
+    lies = {
+        "differs from the one alice signed": _prepare_for(fed, altered, _submission(alice, SPEC)),
+        "bad signature": _prepare_for(fed, SPEC, forged),
+        "signed spec: no principal": _prepare_for(fed, SPEC, spec_pb2.SignedSpec()),
+        "was admitted here as workflow": _prepare_for(fed, SPEC, genuine),
+        "older than the 3600 s window": _prepare_for(fed, SPEC, _submission(alice, SPEC,
+                                                                       age_s=7200)),
+        "signed for coordinator us-east, not eu-west": _prepare_for(
+            fed, SPEC, _submission(alice, SPEC, coordinator="us-east")),
+    }
+    log = fed.workdir / "partner.log"
+    refusal = "refused Message(PrepareMsg from eu-west): submission: "
+
+    def refusals() -> list[str]:
+        return [line for line in log.read_text().splitlines() if refusal in line]
+
+    before = len(await asyncio.to_thread(refusals))
+    # The genuine PREPARE first, in the same envelope as its replay: stepped in order.
+    await _tell(fed, fed.signer("eu-west"), "partner", _prepare_for(fed, SPEC, genuine),
+                *lies.values())
+
+    async def all_refused() -> bool:
+        return len(await asyncio.to_thread(refusals)) >= before + len(lies)
+
+    await wait_for(all_refused, 20, "partner to refuse every lie")
+    made = (await asyncio.to_thread(refusals))[before:]
+    assert len(made) == len(lies), made  # the genuine one was taken
+    for reason in lies:
+        assert any(reason in line for line in made), (reason, made)
