@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.clients import init_client_keys, load_identity
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.submission import sign_spec
-from fedorch.core.negotiation.messages import TxInfo
+from fedorch.core.negotiation.messages import Accept, Ballot, Decision, TxInfo, Value, VoteIn
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, VoteMsg, WfInfo
 from fedorch.core.node.takeover_grants import sign_round
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -249,3 +249,44 @@ async def test_a_coordinator_that_alters_replays_or_strips_a_signed_spec_is_refu
     assert len(made) == len(lies), made  # the genuine one was taken
     for reason in lies:
         assert any(reason in line for line in made), (reason, made)
+
+
+async def test_forged_decisions_and_ballots_are_refused_and_commit_nothing(fed, tmp_path):
+    """partner holds a YES in a round of eu-west's (the PREPARE made as eu-west makes
+    one); then COMMITs without partner's signed YES (none at all, from the coordinator;
+    a YES of partner made by another key), an ABORT and a COMMIT from us-east (no party
+    to the round), and us-east's recovery ballot carrying a partial certificate: each is
+    refused, and partner starts nothing of the workflow (no COMMIT reached its Node)."""
+    alice = load_identity(init_client_keys("alice", tmp_path)[0])
+    prepare = _prepare_for(fed, SPEC, _submission(alice, SPEC))
+    tx, key = prepare.tx, prepare.tx.key
+    eu_west, liar = fed.signer("eu-west"), fed.signer(LIAR)
+    log = fed.workdir / "partner.log"
+
+    def refused_lines() -> list[str]:
+        return [line for line in log.read_text().splitlines() if "refused Message(" in line
+                and any(kind in line for kind in ("Decision from", "Accept from"))]
+
+    before = len(await asyncio.to_thread(refused_lines))
+    await _tell(fed, eu_west, "partner", prepare)
+    forged_yes = VoteIn(1, "partner", True, "", b"not partner's signed vote")
+    forgeries = [
+        (eu_west, Decision(key, Value(True), "eu-west")),  # no certificate at all
+        (eu_west, Decision(key, Value(True, (forged_yes,)), "eu-west")),
+        (liar, Decision(key, Value(False), LIAR)),
+        (liar, Decision(key, Value(True, (forged_yes,)), LIAR)),
+        (liar, Accept(tx, Ballot(2, LIAR), Value(True, (forged_yes,)))),
+    ]
+    for signer, forged in forgeries:
+        await _tell(fed, signer, "partner", forged)
+
+    async def all_refused() -> list[str] | None:
+        made = (await asyncio.to_thread(refused_lines))[before:]
+        return made if len(made) >= len(forgeries) else None
+
+    made = await wait_for(all_refused, 20, "partner to refuse every forgery")
+    assert len(made) == len(forgeries), made
+    whys = ("lacks a YES vote", "(forged_vote)", "(not_party)", "(not_party)", "(not_proposer)")
+    for why, line in zip(whys, made, strict=True):
+        assert why in line, (why, line)
+    assert await fed.local_status("partner", tx.workflow_id) is None  # nothing committed
