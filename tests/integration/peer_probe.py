@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import grpc
-from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.config import load_config
 from fedorch.runtime.node_codec import node_codec
@@ -18,14 +18,16 @@ def runs_node_engine(fed, name: str) -> bool:
     return uses_node_engine(load_config(fed.configs[name]))
 
 
-def probe(fed, sender: str, recipient: str) -> tuple[str, peer_pb2.Envelope]:
-    """The Peer method and a fresh envelope signed by `sender` for `recipient`."""
+def probe(fed, sender: str | Signer, recipient: str) -> tuple[str, peer_pb2.Envelope]:
+    """The Peer method and a fresh envelope signed by `sender` (a domain of `fed`, signing
+    with its key file, or a Signer: another key of it) for `recipient`."""
+    signer = fed.signer(sender) if isinstance(sender, str) else sender
     now_ms = int(time.time() * 1000)
     if runs_node_engine(fed, recipient):
-        return "NodeTurn", seal(fed.signer(sender), recipient=recipient, now_ms=now_ms,
+        return "NodeTurn", seal(signer, recipient=recipient, now_ms=now_ms,
                                 nonce=new_nonce(),
                                 node_turn=peer_pb2.NodeTurn(messages=node_codec().encode(())))
-    return "QueryDecision", seal(fed.signer(sender), recipient=recipient, now_ms=now_ms,
+    return "QueryDecision", seal(signer, recipient=recipient, now_ms=now_ms,
                                  nonce=new_nonce(), decision_query=peer_pb2.DecisionQuery(
                                      workflow_id=f"{recipient}.absent", round=1))
 
