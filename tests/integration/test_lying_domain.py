@@ -273,8 +273,7 @@ async def test_a_prepare_placing_a_step_against_its_own_constraints_gets_no(
         fed, constraints, why):
     """The liar coordinates its own workflow (authority holds) but places the step where
     the submitter's spec forbids: partner checks the step's constraints against its own
-    name and labels, votes NO saying why, and holds nothing. (A node-engine participant
-    does not check them yet: docs/architecture.md, "Not built yet in the node engine".)"""
+    name and labels, votes NO saying why, and holds nothing."""
     spec = parse_spec_text("name: bound\nsteps:\n  - {id: report, capability: report.publish}\n",
                            "test")
     spec.steps[0].constraints.domains.extend(constraints.get("domains", []))

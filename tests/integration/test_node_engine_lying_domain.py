@@ -47,6 +47,7 @@ DOMAINS = node_engine_domains(("eu-west", "us-east", "partner"), lambda name: {
     "partner": [{"name": "report.publish", "capacity": 2, "executor": ECHO},
                 {"name": "test.sleep", "capacity": 2, "executor": SLEEP}],
 }[name])
+DOMAINS["partner"]["labels"] = {"cloud": "onprem"}
 SPEC = parse_spec_text("name: lie\nsteps:\n  - {id: report, capability: report.publish}\n",
                        "test")
 LONG = """
@@ -290,3 +291,33 @@ async def test_forged_decisions_and_ballots_are_refused_and_commit_nothing(fed, 
     for why, line in zip(whys, made, strict=True):
         assert why in line, (why, line)
     assert await fed.local_status("partner", tx.workflow_id) is None  # nothing committed
+
+
+@pytest.mark.parametrize(("constraints", "why"), [
+    ({"domains": ["eu-west"]}, "may run only in eu-west, not partner"),
+    ({"labels": {"cloud": "aws"}}, "wants cloud=aws; partner has cloud=onprem"),
+])
+async def test_a_prepare_placing_a_step_against_its_own_constraints_is_refused(
+        fed, tmp_path, constraints, why):
+    """The liar coordinates its own workflow (authority holds) but places the step where
+    the submitter's signed spec forbids: partner checks the step's constraints against
+    its own name and labels, refuses the PREPARE saying why, and holds nothing."""
+    alice = load_identity(init_client_keys("alice", tmp_path)[0])
+    spec = parse_spec_text("name: bound\nsteps:\n  - {id: report, capability: report.publish}\n",
+                           "test")
+    spec.steps[0].constraints.domains.extend(constraints.get("domains", []))
+    spec.steps[0].constraints.labels.update(constraints.get("labels", {}))
+    workflow_id = f"{LIAR}.{uuid.uuid4().hex[:20]}"
+    tx = TxInfo(workflow_id, 1, LIAR, ("partner",), (LIAR, "partner"))
+    prepare = PrepareMsg(tx, (("report", "report.publish"),), WfInfo(
+        spec, {"report": "partner"}, LIAR,
+        submission=_submission(alice, spec, coordinator=LIAR)))
+    log = fed.workdir / "partner.log"
+    expected = f"invalid PREPARE: constraints: step 'report' {why}"
+
+    async def refused() -> bool:
+        return expected in await asyncio.to_thread(log.read_text)
+
+    await _tell(fed, fed.signer(LIAR), "partner", prepare)
+    await wait_for(refused, 20, "partner to refuse the PREPARE")
+    assert await fed.local_status("partner", workflow_id) is None
