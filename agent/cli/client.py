@@ -52,6 +52,7 @@ class AgentClient:
         self.agent_key = agent_key
         self._channel: grpc.aio.Channel | None = None
         self._stub: SignedClientStub | None = None
+        self._coordinator: str | None = None  # coordinator(): known once asked
 
     async def __aenter__(self) -> AgentClient:
         identity = self.identity
@@ -78,6 +79,7 @@ class AgentClient:
         await self.close()
 
     async def close(self) -> None:
+        self._coordinator = None  # the next connection asks again
         if self._channel is not None:
             channel, self._channel, self._stub = self._channel, None, None
             await channel.close(grace=None)
@@ -88,29 +90,49 @@ class AgentClient:
             raise RuntimeError("AgentClient used outside 'async with'")
         return self._stub
 
-    def _submit_request(self, spec: spec_pb2.WorkflowSpec,
-                        request_id: str) -> client_pb2.SubmitRequest:
+    async def coordinator(self) -> str:
+        """The domain a signed spec names as its coordinator: the principal's home domain
+        (`alice@eu-west`), else the domain of the agent key, else the domain the agent
+        itself says it is (GetAgent, asked once per connection; "" from an agent too old
+        to answer it, which then takes the spec unbound, as before)."""
+        if self._coordinator is None:
+            coordinator = home_domain(self.identity.principal) if self.identity else ""
+            if not coordinator and self.agent_key:
+                try:
+                    coordinator = load_public_key_file(self.agent_key)[0]
+                except KeyFileError:  # the federation CA's certificate: it names no domain
+                    coordinator = ""
+            if not coordinator:
+                coordinator = await self._answering_domain()
+            self._coordinator = coordinator
+        return self._coordinator
+
+    async def _answering_domain(self) -> str:
+        try:
+            reply = await self.stub.GetAgent(client_pb2.GetAgentRequest(),
+                                             timeout=self.rpc_timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED:  # an agent older than the call
+                return ""
+            raise
+        return reply.domain
+
+    async def _submit_request(self, spec: spec_pb2.WorkflowSpec,
+                              request_id: str) -> client_pb2.SubmitRequest:
         """With an identity, the spec travels signed (its bytes as signed, not `spec`):
         every domain that votes on it verifies that this principal asked for exactly it."""
         if self.identity is None:
             return client_pb2.SubmitRequest(spec=spec, request_id=request_id)
-        # Signed with the spec: this request, now, to this coordinator (when known: the
-        # principal's home domain, or the domain of the agent key), so that nobody can
-        # start the signed spec again as another workflow (docs/security.md).
+        # Signed with the spec: this request, now, to this coordinator, so that nobody
+        # can start the signed spec again as another workflow (docs/security.md).
         request_id = request_id or uuid.uuid4().hex
-        coordinator = home_domain(self.identity.principal)
-        if not coordinator and self.agent_key:
-            try:
-                coordinator = load_public_key_file(self.agent_key)[0]
-            except KeyFileError:  # the federation CA's certificate: it names no domain
-                coordinator = ""
         signed = sign_spec(self.identity.principal, self.identity.key.sign, spec,
                            request_id=request_id, issued_at_ms=int(time.time() * 1000),
-                           coordinator=coordinator)
+                           coordinator=await self.coordinator())
         return client_pb2.SubmitRequest(signed_spec=signed, request_id=request_id)
 
     async def submit(self, spec: spec_pb2.WorkflowSpec, request_id: str) -> str:
-        request = self._submit_request(spec, request_id)
+        request = await self._submit_request(spec, request_id)
         reply = await self.stub.Submit(request, timeout=self.rpc_timeout)
         return reply.id
 
@@ -127,20 +149,25 @@ class AgentClient:
             id=workflow_id, state_changes_only=state_changes_only)
         return _statuses(self.stub.Watch(request, timeout=stream_deadline_s))
 
-    def submit_and_watch(
+    async def submit_and_watch(
         self, spec: spec_pb2.WorkflowSpec, request_id: str, stream_deadline_s: float
     ) -> AsyncIterator[status_pb2.WorkflowStatus]:
         """Submit, then stream the workflow's changes of state (SubmitAndWatch); the
         first status names the workflow."""
         request = client_pb2.SubmitAndWatchRequest(
-            submit=self._submit_request(spec, request_id),
+            submit=await self._submit_request(spec, request_id),
             state_changes_only=True)
-        return _statuses(self.stub.SubmitAndWatch(request, timeout=stream_deadline_s))
+        call = self.stub.SubmitAndWatch(request, timeout=stream_deadline_s)
+        try:
+            async for status in call:
+                yield status
+        finally:  # the reader stopped early (or the stream ended): the call goes
+            call.cancel()
 
-    def submit_request(self, spec: spec_pb2.WorkflowSpec, request_id: str
-                       ) -> client_pb2.SubmitRequest:
+    async def submit_request(self, spec: spec_pb2.WorkflowSpec, request_id: str
+                             ) -> client_pb2.SubmitRequest:
         """The SubmitRequest `submit` sends (the spec signed with the identity, if any)."""
-        return self._submit_request(spec, request_id)
+        return await self._submit_request(spec, request_id)
 
     def submit_stream(self, requests, stream_deadline_s: float):
         """Many submissions in one call (SubmitStream, engine: node): `requests` an

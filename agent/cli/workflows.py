@@ -122,12 +122,12 @@ def submit_many(files: tuple[Path, ...], peer: str, wait: bool, limit_s: float,
 
     async def go() -> list[dict[str, Any]]:
         async with client_for(peer) as client:
-            requests = [client_pb2.SubmitStreamRequest(
-                submit=client.submit_request(spec, uuid.uuid4().hex), token=str(i))
-                for i, spec in enumerate(specs)]
             told: list[dict[str, Any]] = [{"file": str(f)} for f in files]
             open_ones = len(files)
             with rpc_errors(peer):
+                requests = [client_pb2.SubmitStreamRequest(
+                    submit=await client.submit_request(spec, uuid.uuid4().hex), token=str(i))
+                    for i, spec in enumerate(specs)]
                 # The deadline: the wait's with --wait, else one call's.
                 call = client.submit_stream(requests, limit_s if wait else client.rpc_timeout)
                 try:

@@ -207,11 +207,11 @@ class AsyncClient:
             else [uuid.uuid4().hex for _ in messages]
         deadline = timeout if timeout is not None \
             else (STREAM_WAIT_S if wait else self.rpc_timeout)
-        agent = await self._ensure_open()
-        requests = [client_pb2.SubmitStreamRequest(
-            # Without state_changes_only: the terminal status only (client.proto).
-            submit=agent.submit_request(message, ids[i]), token=str(i))
-            for i, message in enumerate(messages)]
+        async with self._calling() as agent:  # signing may ask the agent its domain
+            requests = [client_pb2.SubmitStreamRequest(
+                # Without state_changes_only: the terminal status only (client.proto).
+                submit=await agent.submit_request(message, ids[i]), token=str(i))
+                for i, message in enumerate(messages)]
         results: dict[int, Submitted] = {}
         open_ones = len(messages)  # specs not yet answered in full
         call = agent.submit_stream(requests, deadline)

@@ -148,18 +148,23 @@ class ClientService(client_pb2_grpc.ClientServicer):
         keys = self.agent.trust.keys_of(self.agent.domain)
         return keys is not None and keys.current is None and bool(keys.revoked)
 
-    async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
-        refusal = self._refuses_work()
-        if refusal is not None:
-            context.set_trailing_metadata((("retry-after-ms",
-                                            str(int(REJOIN_RETRY_S * 1000))),))
-            await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+    async def _refuse_without_a_valid_key(self, context) -> None:
+        """A submission to a domain that has no valid key: FAILED_PRECONDITION with the
+        reason, audited as refused (both engines)."""
         if self._has_no_valid_key():
             reason = (f"domain {self.agent.domain} has no valid key (its key is revoked), so"
                       " no peer accepts what it signs: submit to another domain, or"
                       " re-establish this domain's trust with a new key first")
             await self.agent.audit.refused("submit", reason, peer=context.peer())
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
+
+    async def _submit(self, request: client_pb2.SubmitRequest, context) -> str:
+        refusal = self._refuses_work()
+        if refusal is not None:
+            context.set_trailing_metadata((("retry-after-ms",
+                                            str(int(REJOIN_RETRY_S * 1000))),))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+        await self._refuse_without_a_valid_key(context)
         spec, signed = await self._signed_spec(request, context)
         try:
             return await self.agent.run_owned(
@@ -412,3 +417,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
                 policy=m.record.policy, self=m.domain == a.domain,
             ))
         return reply
+
+    async def GetAgent(self, request, context):
+        # A signing client binds its spec to this domain as its coordinator (client.proto).
+        return client_pb2.AgentInfo(domain=self.agent.domain)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 from fedorch.bench.realnet import RPC_TIMEOUT_S, RealNet
-from fedorch.core.identity.clients import ClientIdentity
+from fedorch.core.identity.clients import ClientIdentity, home_domain
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.keys import load_private_key
 from fedorch.core.identity.submission import sign_spec
@@ -88,6 +88,7 @@ class Federation(RealNet):
                          extra=TEST_TIMINGS)
         # Signs the test's client calls, for agents that have `clients:` configured.
         self.identity = identity
+        self._answering: dict[str, str] = {}  # agent name -> its domain (GetAgent)
 
     def client(self, name: str):
         if self.identity is None:
@@ -163,9 +164,22 @@ class Federation(RealNet):
             request_id = uuid.uuid4().hex  # signed with the spec: one submission
             request = client_pb2.SubmitRequest(request_id=request_id, signed_spec=sign_spec(
                 self.identity.principal, self.identity.key.sign, spec, request_id=request_id,
-                issued_at_ms=int(time.time() * 1000)))
+                issued_at_ms=int(time.time() * 1000),
+                coordinator=await self.coordinator(domain)))
         reply = await self.client(domain).Submit(request, timeout=RPC_TIMEOUT_S)
         return reply.id
+
+    async def coordinator(self, domain: str) -> str:
+        """The domain a signed spec submitted to `domain`'s agent names as its
+        coordinator: the principal's home domain, else what the agent says it is
+        (GetAgent, as the CLI asks it), asked once per agent."""
+        home = home_domain(self.identity.principal) if self.identity is not None else ""
+        if home:
+            return home
+        if domain not in self._answering:
+            self._answering[domain] = (await self.client(domain).GetAgent(
+                client_pb2.GetAgentRequest(), timeout=RPC_TIMEOUT_S)).domain
+        return self._answering[domain]
 
     async def status(self, domain: str, workflow_id: str) -> status_pb2.WorkflowStatus:
         return await self.client(domain).GetWorkflow(

@@ -186,6 +186,24 @@ async def test_forwarded_calls_act_for_the_caller(fed, keyring):
                   identity=keyring["carol@us-east"]), "unknown client 'carol@us-east'")
 
 
+async def test_get_agent_names_the_agents_domain_to_a_submitter(fed, keyring):
+    """What a client signs its specs for: the domain of the agent it submits to, told
+    to a caller allowed to submit (bob at eu-west); refused like Submit to one that is
+    not (alice at us-east, which grants her read and cancel only)."""
+    bob = load_identity(keyring["bob"])
+    async with grpc.aio.insecure_channel(fed.address("eu-west")) as channel:
+        stub = SignedClientStub(channel, bob.principal, bob.key.sign)
+        reply = await stub.GetAgent(client_pb2.GetAgentRequest(), timeout=5)
+    assert reply.domain == "eu-west"
+    alice = load_identity(keyring["alice@eu-west"])
+    async with grpc.aio.insecure_channel(fed.address("us-east")) as channel:
+        stub = SignedClientStub(channel, alice.principal, alice.key.sign)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetAgent(client_pb2.GetAgentRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "'submit'" in refused.value.details()
+
+
 # ---- replay and fuzzing of the authentication metadata -----------------------------------
 
 async def test_a_replayed_submit_is_refused(fed, keyring):
@@ -196,7 +214,8 @@ async def test_a_replayed_submit_is_refused(fed, keyring):
         from fedorch.core.workflow.spec import parse_spec_text
 
         signed = sign_spec(alice.principal, alice.key.sign, parse_spec_text(LONG, "test"),
-                           request_id="r-replayed", issued_at_ms=int(time.time() * 1000))
+                           request_id="r-replayed", issued_at_ms=int(time.time() * 1000),
+                           coordinator="eu-west")
         data = client_pb2.SubmitRequest(signed_spec=signed,
                                         request_id="r-replayed").SerializeToString()
         metadata = stub.metadata("Submit", data)

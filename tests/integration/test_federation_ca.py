@@ -20,15 +20,14 @@ import grpc
 import pytest
 from fedorch.cli.demo import start_agents
 from fedorch.core.identity.clients import init_client_keys, load_identity
-from fedorch.core.identity.envelope import new_nonce, seal
 from fedorch.core.identity.federation_ca import issue_domain_cert, make_ca
 from fedorch.core.identity.tls import CLIENT_KIND, mint_leaf
-from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.client_calls import SignedClientStub
 from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.integration.federation import Federation, state_name, wait_for
+from tests.integration.peer_probe import answered, send_probe
 
 pytestmark = pytest.mark.integration
 
@@ -143,33 +142,23 @@ steps:
     assert {s.domain for s in status.steps} == set(NAMES)
 
 
-def _query(fed, sender: str, recipient: str) -> peer_pb2.Envelope:
-    return seal(fed.signer(sender), recipient=recipient, now_ms=int(time.time() * 1000),
-                nonce=new_nonce(),
-                decision_query=peer_pb2.DecisionQuery(workflow_id=f"{recipient}.absent",
-                                                      round=1))
-
-
 async def test_a_peer_presenting_the_cas_certificate_of_another_domain_is_refused(fed):
     # partner's CA certificate, a message genuinely signed by eu-west: refused.
     async with fed.domain_channel("us-east", "partner") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await peer_pb2_grpc.PeerStub(channel).QueryDecision(
-                _query(fed, "eu-west", "us-east"), timeout=5)
+            await send_probe(channel, fed, "eu-west", "us-east")
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "TLS identity 'partner' is not the sender 'eu-west'" in refused.value.details()
     # A certificate the CA issued to a domain nobody trusts names no domain here.
     async with fed.domain_channel("us-east", "mallory") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as untrusted:
-            await peer_pb2_grpc.PeerStub(channel).QueryDecision(
-                _query(fed, "eu-west", "us-east"), timeout=5)
+            await send_probe(channel, fed, "eu-west", "us-east")
     assert untrusted.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "TLS identity 'unknown' is not the sender 'eu-west'" in untrusted.value.details()
     # eu-west's own certificate carries its message.
     async with fed.domain_channel("us-east", "eu-west") as channel:
-        reply = await peer_pb2_grpc.PeerStub(channel).QueryDecision(
-            _query(fed, "eu-west", "us-east"), timeout=5)
-    assert reply.signature
+        reply = await send_probe(channel, fed, "eu-west", "us-east")
+    assert answered(fed, "us-east", reply)
 
 
 async def test_a_certificate_from_another_ca_cannot_connect(fed, tmp_path):

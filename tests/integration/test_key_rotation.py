@@ -21,11 +21,12 @@ import time
 import grpc
 import pytest
 import yaml
-from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.keys import load_private_key
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
 from tests.integration.federation import Federation, state_name, wait_for
+from tests.integration.peer_probe import probe
 
 pytestmark = pytest.mark.integration
 
@@ -108,11 +109,8 @@ class _Started:
 
 async def _query(fed: Federation, signer: Signer, recipient: str) -> grpc.StatusCode | None:
     """A signed question from `signer` to `recipient`: None when answered, else the code."""
-    query = seal(signer, recipient=recipient, now_ms=int(time.time() * 1000),
-                 nonce=new_nonce(),
-                 decision_query=peer_pb2.DecisionQuery(workflow_id=f"{recipient}.x", round=1))
     try:
-        await fed.peer_call(recipient, "QueryDecision", query)
+        await fed.peer_call(recipient, *probe(fed, signer, recipient))
     except grpc.aio.AioRpcError as e:
         return e.code()
     return None
@@ -133,9 +131,10 @@ async def test_rotation_mid_workflow_keeps_it_running(tmp_path):
         gate = tmp_path / "gate"
         wf = await fed.submit("home", _spec(gate))
 
-        async def waiting() -> bool:
-            steps = {s.id: s for s in (await fed.status("home", wf)).steps}
-            return steps["wait"].state == status_pb2.STEP_STATE_RUNNING
+        async def waiting() -> bool:  # as worker, which runs it, shows it
+            status = await fed.local_status("worker", wf)
+            steps = {s.id: s for s in status.steps} if status is not None else {}
+            return "wait" in steps and steps["wait"].state == status_pb2.STEP_STATE_RUNNING
         await wait_for(waiting, 60, "the gated step to run on worker")
 
         code, out = _fedorch("keys", "rotate", "--dir", str(keys), "--domain", "worker")

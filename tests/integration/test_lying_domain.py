@@ -24,10 +24,35 @@ from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2, swim_pb2
 from fedorch.runtime.claim_signing import ClaimSigner
 
-from tests.integration.federation import state_name, step_states
+from tests.integration.conftest import DOMAINS
+from tests.integration.federation import running_federation, state_name, step_states
+from tests.integration.peer_probe import runs_node_engine
 from tests.submissions import signed
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    # The forgeries below go through the shells' peer RPCs (Prepare, Paxos, Decide,
+    # ReportStep, CancelWorkflow): test_node_engine_lying_domain.py sends the same lies
+    # as NodeTurn messages to node-engine agents.
+    shells = {name: {**body, "engine": "shells"} for name, body in DOMAINS.items()}
+    with running_federation(tmp_path_factory.mktemp("liars"), shells) as fed:
+        yield fed
+
+
+@pytest.fixture(scope="module")
+def any_engine(tmp_path_factory):
+    """The federation on the engine the suite runs (membership is the same code on both)."""
+    with running_federation(tmp_path_factory.mktemp("gossip-liars"), DOMAINS) as fed:
+        yield fed
+
+
+@pytest.fixture
+async def gossip_fed(any_engine):
+    yield any_engine
+    await any_engine.close_channels()
 
 LIAR = "us-east"
 SPEC = parse_spec_text("name: lie\nsteps:\n  - {id: report, capability: report.publish}\n",
@@ -188,7 +213,8 @@ async def _member(fed, observer: str, domain: str) -> client_pb2.MemberInfo:
     return next(m for m in reply.members if m.domain == domain)
 
 
-async def test_liveness_claims_and_records_speak_only_for_their_own_domain(fed):
+async def test_liveness_claims_and_records_speak_only_for_their_own_domain(gossip_fed):
+    fed = gossip_fed
     liar = fed.signer(LIAR)
     address = fed.address(LIAR)
     top = MAX_INCARNATION - 1
@@ -219,9 +245,16 @@ async def test_liveness_claims_and_records_speak_only_for_their_own_domain(fed):
     assert "zone" not in (await _member(fed, "eu-west", "partner")).labels
     assert await asyncio.to_thread(_rejected, fed, "eu-west", "record_not_own") >= 1
     # A step wanting zone=vault finds no domain: nothing ran on partner.
-    workflow_id = await fed.submit("eu-west", "name: v\nsteps:\n  - {id: s, capability:"
-                                   " report.publish, constraints: {labels: {zone: vault}}}\n")
-    assert state_name(await fed.wait_state("eu-west", workflow_id)) == "ABORTED"
+    wants_vault = ("name: v\nsteps:\n  - {id: s, capability: report.publish,"
+                   " constraints: {labels: {zone: vault}}}\n")
+    if runs_node_engine(fed, "eu-west"):  # refuses what it cannot place at once
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await fed.submit("eu-west", wants_vault)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "partner: no label zone" in refused.value.details()
+    else:
+        workflow_id = await fed.submit("eu-west", wants_vault)
+        assert state_name(await fed.wait_state("eu-west", workflow_id)) == "ABORTED"
     # us-east, seeing a claim of its own it did not make, outbids it: it comes back whole.
     async def whole() -> bool:
         m = await _member(fed, "eu-west", LIAR)

@@ -23,15 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fedorch.cli.demo import start_agents
 from fedorch.core.identity.clients import init_client_keys, load_identity
-from fedorch.core.identity.envelope import new_nonce, seal
 from fedorch.core.identity.keys import init_keys, load_private_key, load_public_key_file
 from fedorch.core.identity.tls import CLIENT_KIND, DOMAIN_KIND, mint_leaf, trust_bundle
-from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.client_calls import SignedClientStub
 from fedorch.runtime.transport import TLS_CHANNEL_OPTIONS
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.integration.federation import Federation, state_name, wait_for
+from tests.integration.peer_probe import answered, send_probe
 
 pytestmark = pytest.mark.integration
 
@@ -161,26 +160,17 @@ def test_the_cli_talks_tls_to_the_agent_its_key_names(tls_fed):
     assert plain.returncode == 3, (plain.stdout, plain.stderr)
 
 
-def _query(fed, sender: str, recipient: str) -> peer_pb2.Envelope:
-    signer = fed.signer(sender)
-    return seal(signer, recipient=recipient, now_ms=int(time.time() * 1000), nonce=new_nonce(),
-                decision_query=peer_pb2.DecisionQuery(workflow_id=f"{recipient}.absent",
-                                                      round=1))
-
-
 async def test_a_peer_presenting_another_domains_certificate_is_refused(fed):
     # partner's certificate, a message genuinely signed by eu-west: refused.
     async with fed.domain_channel("us-east", "partner") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await peer_pb2_grpc.PeerStub(channel).QueryDecision(
-                _query(fed, "eu-west", "us-east"), timeout=5)
+            await send_probe(channel, fed, "eu-west", "us-east")
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "TLS identity 'partner' is not the sender 'eu-west'" in refused.value.details()
     # The same kind of message over eu-west's own certificate is answered.
     async with fed.domain_channel("us-east", "eu-west") as channel:
-        reply = await peer_pb2_grpc.PeerStub(channel).QueryDecision(
-            _query(fed, "eu-west", "us-east"), timeout=5)
-    assert reply.signature
+        reply = await send_probe(channel, fed, "eu-west", "us-east")
+    assert answered(fed, "us-east", reply)
 
 
 def _forged_leaf(fed, signer_domain: str, claimed: str) -> tuple[bytes, bytes]:
@@ -206,8 +196,7 @@ async def test_a_certificate_made_in_another_domains_name_is_refused(fed):
     # the certificate is partner's, so it cannot carry eu-west's messages.
     async with fed.channel("us-east", *_forged_leaf(fed, "partner", "eu-west")) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await peer_pb2_grpc.PeerStub(channel).QueryDecision(
-                _query(fed, "eu-west", "us-east"), timeout=5)
+            await send_probe(channel, fed, "eu-west", "us-east")
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "is not the sender 'eu-west'" in refused.value.details()
 

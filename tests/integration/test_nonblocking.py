@@ -69,8 +69,11 @@ def _domains(**negotiation: float) -> dict[str, dict]:
                    "negotiation": timings} for name in ("c", "p1", "p2", "x")}
 
 
-def _federation(tmp_path, **negotiation: float):
-    return started_federation(tmp_path, _domains(**negotiation))
+def _federation(tmp_path, engine: str = "", **negotiation: float):
+    domains = _domains(**negotiation)
+    if engine:
+        domains = {name: {**body, "engine": engine} for name, body in domains.items()}
+    return started_federation(tmp_path, domains)
 
 
 def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
@@ -253,7 +256,9 @@ async def _peer(fed: Federation, domain: str, method: str, envelope: peer_pb2.En
 
 async def test_forged_decisions_from_trusted_domains_are_refused_and_change_nothing(tmp_path):
     # A long lease: p1 stays in doubt (c waits for p2's vote) while it is lied to.
-    async with _federation(tmp_path, lease_s=60) as fed:
+    # The shells' Decide and Paxos RPCs and agent.db: the node engine's refusals of the
+    # same forgeries are test_node_engine_lying_domain.py's forged decisions and ballots.
+    async with _federation(tmp_path, "shells", lease_s=60) as fed:
         fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")

@@ -14,9 +14,20 @@ from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.integration.conftest import DOMAINS
+from tests.integration.federation import running_federation
 from tests.submissions import signed
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    # The shells' peer RPCs (Prepare, Batch, QueryDecision...): the node engine's NodeTurn
+    # boundary is checked for the same refusals in test_node_engine_security.py.
+    shells = {name: {**body, "engine": "shells"} for name, body in DOMAINS.items()}
+    with running_federation(tmp_path_factory.mktemp("federation"), shells) as fed:
+        yield fed
 
 SPEC = parse_spec_text("""
 name: sneaky

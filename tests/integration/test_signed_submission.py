@@ -30,6 +30,7 @@ from fedorch.core.identity.clients import (
 )
 from fedorch.core.identity.envelope import new_nonce, seal
 from fedorch.core.identity.submission import sign_spec, submission_payload
+from fedorch.core.node.votes import carried
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
 
@@ -60,10 +61,9 @@ def keyring(tmp_path_factory) -> dict[str, Path]:
     return {name: init_client_keys(name, folder)[0] for name in ("alice", "bob")}
 
 
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory, keyring):
+def _domains(keyring) -> dict[str, dict]:
     clients = keyring["alice"].parent
-    domains = {
+    return {
         "eu-west": {
             "capabilities": [ECHO],
             "clients": {"key_files": [str(clients / "alice.pub"), str(clients / "bob.pub")]},
@@ -77,9 +77,32 @@ def federation(tmp_path_factory, keyring):
                                                    "principals": ["alice"]}]},
         },
     }
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, keyring):
     alice = load_identity(keyring["alice"])
-    with running_federation(tmp_path_factory.mktemp("signed"), domains, identity=alice) as fed:
+    with running_federation(tmp_path_factory.mktemp("signed"), _domains(keyring),
+                            identity=alice) as fed:
         yield fed
+
+
+@pytest.fixture(scope="module")
+def shells_federation(tmp_path_factory, keyring):
+    # PREPAREs sent by hand through the shells' Prepare RPC, whose votes come back in
+    # its reply, and their reservations and admitted submissions read from agent.db:
+    # test_node_engine_lying_domain.py sends the same PREPAREs to node-engine agents.
+    domains = {name: {**body, "engine": "shells"} for name, body in _domains(keyring).items()}
+    alice = load_identity(keyring["alice"])
+    with running_federation(tmp_path_factory.mktemp("signed-shells"), domains,
+                            identity=alice) as fed:
+        yield fed
+
+
+@pytest.fixture
+async def shells_fed(shells_federation):
+    yield shells_federation
+    await shells_federation.close_channels()
 
 
 @pytest.fixture
@@ -139,7 +162,8 @@ def _rejected(fed, domain: str) -> float:
     return fed.metric(domain, "fedorch_rejected_messages_total", reason="bad_submission") or 0.0
 
 
-async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(fed, keyring):
+async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(shells_fed, keyring):
+    fed = shells_fed
     alice = load_identity(keyring["alice"])
     spec = parse_spec_text(ACROSS, "test")
     submission = sign_spec(alice.principal, alice.key.sign, spec,
@@ -170,7 +194,8 @@ async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(
     assert _reservations(fed, "us-east", vote.workflow_id) == [("prepared",)]
 
 
-async def test_a_signed_spec_replayed_as_another_workflow_or_stale_gets_a_no(fed, keyring):
+async def test_a_signed_spec_replayed_as_another_workflow_or_stale_gets_a_no(shells_fed, keyring):
+    fed = shells_fed
     """The submission is admitted under its first workflow id only; signed long ago, or
     for another coordinator, it is not admitted at all. Nothing is held for a NO."""
     alice = load_identity(keyring["alice"])
@@ -271,7 +296,11 @@ async def test_a_proof_holds_the_submitters_signature_and_check_verifies_it(
     spec_bytes = base64.b64decode(proof["submission"]["spec"])
     signature = base64.b64decode(proof["submission"]["client_signature"])
     _, key = load_client_public_key_file(public / "alice.pub")
-    statement = json.loads(base64.b64decode(proof["submission"]["attestation"]["statement"]))
+    attestation = proof["submission"]["attestation"]
+    if isinstance(attestation, dict):  # format 1 (the shells): {statement, signature}
+        statement = json.loads(base64.b64decode(attestation["statement"]))
+    else:  # format 2 (engine: node): the statement sealed with its audit batch
+        statement = json.loads(carried(base64.b64decode(attestation)))
     signed = spec_pb2.SignedSpec(principal="alice", spec=spec_bytes,
                                  request_id=statement["signed_request_id"],
                                  issued_at_ms=statement["signed_at_ms"],

@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 import yaml
-from fedorch.core.identity.envelope import new_nonce, seal
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc
+from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import started_federation, wait_for
+from tests.integration.peer_probe import probe, refusal_label, send_probe
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +42,8 @@ async def _state_of(fed, observer: str, subject: str):
 
 async def _query_refused(fed, sender: str, recipient: str) -> bool:
     """`sender` asks `recipient` a signed question: True when it is refused as unknown."""
-    query = seal(fed.signer(sender), recipient=recipient, now_ms=int(time.time() * 1000),
-                 nonce=new_nonce(),
-                 decision_query=peer_pb2.DecisionQuery(workflow_id="a.x.1", round=1))
     try:
-        await fed.peer_call(recipient, "QueryDecision", query)
+        await fed.peer_call(recipient, *probe(fed, sender, recipient))
     except grpc.aio.AioRpcError as e:
         assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
         return True
@@ -55,7 +51,7 @@ async def _query_refused(fed, sender: str, recipient: str) -> bool:
 
 
 def _refusals(fed, name: str) -> float:
-    return fed.metric(name, "fedorch_rejected_messages_total", reason="decision_query")
+    return fed.metric(name, "fedorch_rejected_messages_total", reason=refusal_label(fed, name))
 
 
 async def _removed_at(fed, remover: str, removed: str) -> None:
@@ -168,12 +164,9 @@ async def tls_fed(tmp_path):
 async def _tls_query(fed, sender: str, recipient: str) -> grpc.StatusCode | None:
     """A signed question over a new connection presenting `sender`'s own certificate:
     None when answered, else the refusal's status code."""
-    query = seal(fed.signer(sender), recipient=recipient, now_ms=int(time.time() * 1000),
-                 nonce=new_nonce(),
-                 decision_query=peer_pb2.DecisionQuery(workflow_id=f"{recipient}.x", round=1))
     async with fed.domain_channel(recipient, sender) as channel:
         try:
-            await peer_pb2_grpc.PeerStub(channel).QueryDecision(query, timeout=5)
+            await send_probe(channel, fed, sender, recipient)
         except grpc.aio.AioRpcError as e:
             return e.code()
     return None

@@ -62,6 +62,8 @@ METHOD_PERMISSIONS: Mapping[str, str] = {
     "Watch": "read",
     "ListWorkflows": "read",
     "ListMembers": "read",
+    # Asked by a submitter before it signs its spec for this agent's domain.
+    "GetAgent": "submit",
     "Cancel": "cancel",
 }
 

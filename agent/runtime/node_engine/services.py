@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 `NodeClientService` answers the client calls the node engine supports from the
 Node (status.py) and posts everything else the Node must do:
-- Submit / SubmitAndWatch: the spec is checked as the shells check it (signature of a
-  signed spec, the spec's own checks), placed from this agent's membership view with
-  the shells' placement code (core/workflow/placement.py over
-  runtime/candidates.py, kept per member view: placing.py `KeptCandidates`; the
+- Submit / SubmitAndWatch: refused, as the shells refuse it, by a domain whose own key
+  is revoked with none after it (FAILED_PRECONDITION, audited); the spec is checked as
+  the shells check it (signature of a signed spec, the spec's own checks), placed
+  from this agent's membership view with the shells' placement code
+  (core/workflow/placement.py over runtime/candidates.py, kept per member view:
+  placing.py `KeptCandidates`; the
   checks and placement kept per spec shape and member view: `SubmissionPlans`), and
   posted as `Submit(workflow_id, spec, submission, placement)` (`_take`); the id is
   answered once the workflow's row is durable; SubmitAndWatch then streams its
@@ -37,9 +39,9 @@ A request id is kept with the workflow's row (the Node's `requests` table, in th
 row's write): a retry, in this life or after a restart, is answered the workflow the
 first attempt made; `_by_request` keeps this life's too, so that a retry that comes
 while the first is being placed gets the same id. What the node engine does not do
-yet (a signed spec not bound to this coordinator,
-re-placement after a domain's loss, sagas, the audit log) is refused with
-FAILED_PRECONDITION naming the engine, never silently ignored.
+yet (a signed spec not bound to this coordinator, which a client of this version
+binds: it asks GetAgent, the shells' ClientService) is refused with FAILED_PRECONDITION
+naming the engine, never silently ignored.
 
 `NodePeerService` keeps the peer RPCs the node engine shares with the shells
 (Swim: membership) and adds the node engine's negotiation and progress RPCs:
@@ -190,6 +192,7 @@ class NodeClientService(ClientService):
             context.set_trailing_metadata((("retry-after-ms",
                                             str(int(REJOIN_RETRY_S * 1000))),))
             await context.abort(grpc.StatusCode.UNAVAILABLE, refusal)
+        await self._refuse_without_a_valid_key(context)  # every peer would refuse it
         known = self._by_request.get(request.request_id) or \
             self._request_recorded(request.request_id) if request.request_id else None
         if known is not None:  # a retry of a submission taken here
@@ -199,7 +202,7 @@ class NodeClientService(ClientService):
             # Participants' Nodes take a submission signed for its coordinator only.
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(
                 f"a signed spec not bound to its coordinator (sign it with coordinator"
-                f" {a.domain})"))
+                f" {a.domain}, the domain GetAgent answers)"))
         try:
             plan = self.plans.plan(spec, self.candidates.now())
         except SpecError as e:

@@ -75,6 +75,11 @@ class ClientStub:
                 request_serializer=fedorch_dot_v1_dot_client__pb2.ListMembersRequest.SerializeToString,
                 response_deserializer=fedorch_dot_v1_dot_client__pb2.ListMembersReply.FromString,
                 _registered_method=True)
+        self.GetAgent = channel.unary_unary(
+                '/fedorch.v1.Client/GetAgent',
+                request_serializer=fedorch_dot_v1_dot_client__pb2.GetAgentRequest.SerializeToString,
+                response_deserializer=fedorch_dot_v1_dot_client__pb2.AgentInfo.FromString,
+                _registered_method=True)
 
 
 class ClientServicer:
@@ -132,6 +137,12 @@ class ClientServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAgent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClientServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +185,11 @@ def add_ClientServicer_to_server(servicer, server):
                     servicer.ListMembers,
                     request_deserializer=fedorch_dot_v1_dot_client__pb2.ListMembersRequest.FromString,
                     response_serializer=fedorch_dot_v1_dot_client__pb2.ListMembersReply.SerializeToString,
+            ),
+            'GetAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgent,
+                    request_deserializer=fedorch_dot_v1_dot_client__pb2.GetAgentRequest.FromString,
+                    response_serializer=fedorch_dot_v1_dot_client__pb2.AgentInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +408,33 @@ class Client:
             '/fedorch.v1.Client/ListMembers',
             fedorch_dot_v1_dot_client__pb2.ListMembersRequest.SerializeToString,
             fedorch_dot_v1_dot_client__pb2.ListMembersReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedorch.v1.Client/GetAgent',
+            fedorch_dot_v1_dot_client__pb2.GetAgentRequest.SerializeToString,
+            fedorch_dot_v1_dot_client__pb2.AgentInfo.FromString,
             options,
             channel_credentials,
             insecure,

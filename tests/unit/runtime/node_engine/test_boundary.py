@@ -284,3 +284,38 @@ def test_the_policy_weighs_the_principal_of_the_prepares_signed_spec():
     unsigned = _vote_on(node, h.clock.monotonic(), prepare("wf-none", None))
     assert not unsigned.yes and "principal 'domain:beta'" in unsigned.reason, unsigned.reason
     assert set(node.state.holds) == {("beta.wf-alice", 1)}  # only alice's is held
+
+
+@pytest.mark.parametrize("constraints, labels, why", [
+    ({"domains": ["beta"]}, {}, "constraints: step 'a' may run only in beta, not alpha"),
+    ({"labels": {"zone": "vault"}}, {"zone": "open"},
+     "constraints: step 'a' wants zone=vault; alpha has zone=open"),
+])
+def test_a_prepare_placing_a_step_against_its_constraints_is_refused(constraints, labels, why):
+    """The spec is the submitter's, the placement only its coordinator's word: a step
+    placed here against the spec's own constraints is refused, nothing held; placed
+    where they allow (this domain's labels as they are now), it is voted on."""
+    h = Harness()
+    now_labels = dict(labels)
+    node = Node(ME, policy=config_pb2.Policy(accept_from=["*"]), capacities={"test.echo": 1},
+                timing=Timing(), peers=[ME, "beta"], rng=random.Random(1),
+                admit=signed_submissions(h.trust, lambda: now_labels), now=h.clock.monotonic())
+    step = spec_pb2.StepSpec(id="a", capability="test.echo")
+    step.constraints.domains.extend(constraints.get("domains", []))
+    step.constraints.labels.update(constraints.get("labels", {}))
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[step])
+    signed = sign_spec("domain:beta", Signer("beta", KEYS["beta"]).sign, spec,
+                       coordinator="beta")
+    with pytest.raises(RemoteProtocolError, match=f"invalid PREPARE: {why}"):
+        node.step(h.clock.monotonic(), Message("beta", _prepare(signed, spec)))
+    ready = node.ready()
+    assert len(node.state.holds) == 0 and not ready.send_now and not ready.writes
+    node.advance(ready)
+    # Allowed here (its labels changed, or the step unbound): voted on, YES.
+    now_labels.update(constraints.get("labels", {}))
+    del step.constraints.domains[:]
+    allowed = spec_pb2.WorkflowSpec(name="w", steps=[step])
+    signed = sign_spec("domain:beta", Signer("beta", KEYS["beta"]).sign, allowed,
+                       coordinator="beta")
+    vote = _vote_on(node, h.clock.monotonic(), _prepare(signed, allowed))
+    assert vote.yes, vote.reason

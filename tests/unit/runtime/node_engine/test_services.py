@@ -80,3 +80,76 @@ def test_an_own_spec_signature_is_made_anew_after_its_span_a_clock_step_back_or_
     rotated = signatures.signed(agent, SPEC)
     assert signatures.made == 4
     _check(agent, rotated)
+
+
+# ---- a domain whose own key is revoked takes no submission ---------------------------
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    def set_trailing_metadata(self, metadata) -> None:
+        pass
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    async def abort(self, code, details):
+        raise _Aborted(code, details)
+
+
+class _Keys:
+    def __init__(self, revoked: bool) -> None:
+        self.current = None if revoked else object()
+        self.revoked = {b"old"} if revoked else set()
+
+
+class _SubmittedTo:
+    """What the client service reads of the agent before it looks at a submission."""
+
+    def __init__(self, revoked: bool) -> None:
+        self.domain = "c1"
+        self.trust = type("Trust", (), {"keys_of": lambda _, d: _Keys(revoked)})()
+        self.store = type("Store", (), {"write_fault": None})()
+        self.membership = type("Membership", (), {"rejoined": lambda _: True})()
+        self.refused: list[tuple[str, str]] = []
+        agent = self
+
+        class _Audit:
+            async def refused(self, request: str, reason: str, **_) -> None:
+                agent.refused.append((request, reason))
+
+        self.audit = _Audit()
+
+
+def _service(revoked: bool):
+    import collections
+
+    from fedorch.runtime.node_engine.services import NodeClientService
+
+    service = NodeClientService.__new__(NodeClientService)
+    service.agent = _SubmittedTo(revoked)
+    service.engine = type("Engine", (), {"write_fault": None})()
+    service._by_request = collections.OrderedDict(r1="c1.known")
+    return service
+
+
+async def test_a_domain_whose_key_is_revoked_refuses_submissions_naming_why():
+    import grpc
+    from fedorch.gen.fedorch.v1 import client_pb2
+
+    request = client_pb2.SubmitRequest(request_id="r1")
+    # With a valid key the submission goes on (here: a retry, answered its workflow).
+    assert await _service(revoked=False)._take(request, _Context()) == "c1.known"
+    service = _service(revoked=True)
+    try:
+        await service._take(request, _Context())
+    except _Aborted as e:
+        code, details = e.args
+    else:
+        raise AssertionError("a domain without a valid key took a submission")
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "domain c1 has no valid key (its key is revoked)" in details
+    assert service.agent.refused == [("submit", details)]  # audited, as the shells do

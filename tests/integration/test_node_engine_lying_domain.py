@@ -1,0 +1,323 @@
+"""A trusted domain that lies, on real `engine: node` agents: the test holds us-east's
+key (a compromised partner) and sends each forgery as a NodeTurn message, signed and
+fresh, so that the boundary's authentication passes (runtime/node_engine/boundary.py);
+the Node's authority table (core/node/authority.py, applied by the driver right before
+the Node steps a message) refuses each for want of authority, the agent counts it in
+`fedorch_rejected_messages_total{reason}`, and nothing changes. The same lies, sent
+through the shells' peer RPCs, are tests/integration/test_lying_domain.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fedorch.core.identity.clients import init_client_keys, load_identity
+from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.identity.submission import sign_spec
+from fedorch.core.negotiation.messages import Accept, Ballot, Decision, TxInfo, Value, VoteIn
+from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, VoteMsg, WfInfo
+from fedorch.core.node.takeover_grants import sign_round
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
+from fedorch.runtime.node_codec import node_codec
+
+from tests.integration.federation import (
+    node_engine_domains,
+    running_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
+from tests.submissions import signed
+
+pytestmark = pytest.mark.integration
+
+LIAR = "us-east"
+ECHO = {"type": "builtin", "name": "echo"}
+SLEEP = {"type": "builtin", "name": "sleep"}
+DOMAINS = node_engine_domains(("eu-west", "us-east", "partner"), lambda name: {
+    "eu-west": [{"name": "data.extract", "capacity": 4, "executor": ECHO}],
+    "us-east": [],
+    "partner": [{"name": "report.publish", "capacity": 2, "executor": ECHO},
+                {"name": "test.sleep", "capacity": 2, "executor": SLEEP}],
+}[name])
+DOMAINS["partner"]["labels"] = {"cloud": "onprem"}
+SPEC = parse_spec_text("name: lie\nsteps:\n  - {id: report, capability: report.publish}\n",
+                       "test")
+LONG = """
+name: long
+steps:
+  - id: nap
+    capability: test.sleep
+    params: {seconds: 120}
+    constraints: {domains: [partner]}
+"""
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    with running_federation(tmp_path_factory.mktemp("node-liars"), DOMAINS) as fed:
+        yield fed
+
+
+@pytest.fixture
+async def fed(federation):
+    yield federation
+    await federation.close_channels()
+
+
+async def _tell(fed, signer: Signer, recipient: str, *msgs: object) -> None:
+    """The messages in one NodeTurn: authenticated, so posted (answered OK); what the
+    Node makes of them is decided in the recipient's next driver turn."""
+    envelope = seal(signer, recipient=recipient, now_ms=int(time.time() * 1000),
+                    nonce=new_nonce(),
+                    node_turn=peer_pb2.NodeTurn(messages=node_codec().encode(msgs)))
+    assert await fed.peer_call(recipient, "NodeTurn", envelope) == peer_pb2.Envelope()
+
+
+def _rejected(fed, domain: str, reason: str) -> float:
+    return fed.metric(domain, "fedorch_rejected_messages_total", reason=reason)
+
+
+async def _refused(fed, domain: str, expected: dict[str, int], send) -> None:
+    """`send()` makes `domain`'s Node refuse, by authority, exactly `expected` (reason ->
+    count) more messages; waited for, since the refusal happens in a driver turn."""
+    reasons = sorted(expected)
+
+    def counts() -> dict[str, float]:
+        return {r: _rejected(fed, domain, r) for r in reasons}
+
+    before = await asyncio.to_thread(counts)
+    await send()
+    wanted = {r: before[r] + n for r, n in expected.items()}
+
+    async def counted() -> bool:
+        return await asyncio.to_thread(counts) == wanted
+
+    await wait_for(counted, 20, f"{domain} to refuse {expected}")
+
+
+def _prepare(workflow_id: str, coordinator: str) -> PrepareMsg:
+    tx = TxInfo(workflow_id, 1, coordinator, ("partner",), ("eu-west", "partner"))
+    return PrepareMsg(tx, (("report", "report.publish"),),
+                      WfInfo(SPEC, {"report": "partner"}, coordinator, submission=signed(SPEC)))
+
+
+async def test_prepares_for_another_coordinators_workflow_or_a_bad_id_are_refused(fed):
+    liar = fed.signer(LIAR)
+    bad_ids = (f"{LIAR}.../../etc", f"{LIAR}.a\x00b", f"{LIAR}.a\nb", f"{LIAR}.")
+
+    async def send() -> None:
+        # In eu-west's name, and as its own coordinator of eu-west's workflow.
+        await _tell(fed, liar, "partner", _prepare("eu-west.0123456789abcdef0123", "eu-west"),
+                    _prepare("eu-west.0123456789abcdef0124", LIAR))
+        await _tell(fed, liar, "partner", *(_prepare(w, LIAR) for w in bad_ids))
+
+    await _refused(fed, "partner", {"not_coordinator": 1, "foreign_workflow": 1,
+                                    "bad_workflow_id": len(bad_ids)}, send)
+    # No PREPARE was taken: partner knows no such workflow, and the same id check guards
+    # the Client API.
+    listed = await fed.client("partner").ListWorkflows(client_pb2.ListWorkflowsRequest(),
+                                                       timeout=5)
+    assert not [w.id for w in listed.workflows if w.id.startswith("eu-west.0123")]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await fed.client("partner").GetWorkflow(
+            client_pb2.GetWorkflowRequest(id="eu-west.../x"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_outsiders_cannot_end_a_workflow_nor_vote_or_report_for_others(fed):
+    """eu-west coordinates a workflow whose step runs at partner; the liar, no party to
+    it, tells partner the workflow FAILED, and tells eu-west partner's NO vote and a
+    FAILED result of partner's step. Each is refused; the step keeps running; eu-west's
+    own cancel ends it."""
+    liar = fed.signer(LIAR)
+    workflow_id = await fed.submit("eu-west", LONG)
+
+    async def running_at_partner() -> bool:  # as partner, which runs it, shows it
+        status = await fed.local_status("partner", workflow_id)
+        return status is not None and step_states(status)["nap"][0] == "RUNNING"
+
+    await wait_for(running_at_partner, 30, "the step to run at partner")
+
+    async def end_it() -> None:
+        await _tell(fed, liar, "partner", FinalMsg(workflow_id, WorkflowState.FAILED))
+
+    await _refused(fed, "partner", {"not_coordinator": 1}, end_it)
+
+    async def speak_for_partner() -> None:
+        await _tell(fed, liar, "eu-west",
+                    VoteMsg((workflow_id, 1), "partner", False, "a lie"),
+                    ResultMsg(workflow_id, "nap", 1, StepState.FAILED, {}, "forged"))
+
+    await _refused(fed, "eu-west", {"impersonation": 1, "not_step_domain": 1},
+                   speak_for_partner)
+    for domain in ("eu-west", "partner"):
+        status = await fed.local_status(domain, workflow_id)
+        assert status is not None and state_name(status) == "RUNNING", (domain, status)
+        assert step_states(status)["nap"][0] != "FAILED", (domain, status)
+    assert await running_at_partner()
+    await fed.client("eu-west").Cancel(client_pb2.CancelRequest(id=workflow_id), timeout=15)
+    assert state_name(await fed.wait_state("eu-west", workflow_id)) == "CANCELLED"
+
+
+async def test_a_result_for_a_step_the_liar_did_not_run_is_refused(fed):
+    workflow_id = await fed.submit("eu-west", "name: r\nsteps:\n"
+                                   "  - {id: extract, capability: data.extract}\n")
+    status = await fed.wait_state("eu-west", workflow_id)
+    assert state_name(status) == "SUCCEEDED"
+
+    async def report() -> None:
+        await _tell(fed, fed.signer(LIAR), "eu-west", ResultMsg(
+            workflow_id, "extract", 999, StepState.FAILED, {}, "forged by the liar"))
+
+    await _refused(fed, "eu-west", {"not_step_domain": 1}, report)
+    after = await fed.status("eu-west", workflow_id)
+    assert state_name(after) == "SUCCEEDED"
+    assert step_states(after)["extract"] == ("SUCCEEDED", "eu-west", 1)
+
+
+def _submission(alice, spec, *, coordinator: str = "eu-west", age_s: float = 0.0):
+    """alice's signed spec, with the key its coordinator vouches for."""
+    return sign_spec(alice.principal, alice.key.sign, spec,
+                     public_key=alice.key.public_key().public_bytes_raw(),
+                     request_id=uuid.uuid4().hex,
+                     issued_at_ms=int((time.time() - age_s) * 1000), coordinator=coordinator)
+
+
+def _prepare_for(fed, spec, submission) -> PrepareMsg:
+    """A PREPARE of a fresh workflow of eu-west's for partner, made as eu-west makes one:
+    its round signed by eu-west (`round_tx`, `stated`), so that a YES left in doubt
+    (eu-west's agent never heard of the round) is resolved by partner's recovery
+    ballot, an ABORT, once its lease passes, and its slot is free again."""
+    workflow_id = f"eu-west.{uuid.uuid4().hex[:20]}"
+    acceptors = ("eu-west", "partner")
+    stated = sign_round(fed.signer("eu-west").sign, workflow_id, 1, "eu-west", ("partner",),
+                        acceptors)
+    tx = TxInfo(workflow_id, 1, "eu-west", ("partner",), acceptors,
+                round_tx=stated.signature)
+    return PrepareMsg(tx, (("report", "report.publish"),),
+                      WfInfo(spec, {"report": "partner"}, "eu-west", submission=submission,
+                             stated=stated))
+
+
+async def test_a_coordinator_that_alters_replays_or_strips_a_signed_spec_is_refused(
+        fed, tmp_path):
+    """eu-west lies as coordinator (the test holds its key): partner, checking the signed
+    spec every PREPARE carries (boundary.py `signed_submissions`), takes none of an
+    altered spec, a signature by another key, an empty signed spec, alice's submission
+    replayed under a second workflow id, one signed two hours ago, or one signed for
+    another coordinator; each is refused (no vote, nothing held: the Node never takes
+    it) and logged with its reason. The genuine first one is taken."""
+    alice = load_identity(init_client_keys("alice", tmp_path)[0])
+    altered = parse_spec_text("name: lie\nsteps:\n  - {id: report, capability:"
+                              " report.publish, params: {table: wages}}\n", "test")
+    genuine = _submission(alice, SPEC)
+    forged = _submission(alice, SPEC)
+    forged.signature = Ed25519PrivateKey.generate().sign(b"anything")
+    lies = {
+        "differs from the one alice signed": _prepare_for(fed, altered, _submission(alice, SPEC)),
+        "bad signature": _prepare_for(fed, SPEC, forged),
+        "signed spec: no principal": _prepare_for(fed, SPEC, spec_pb2.SignedSpec()),
+        "was admitted here as workflow": _prepare_for(fed, SPEC, genuine),
+        "older than the 3600 s window": _prepare_for(fed, SPEC, _submission(alice, SPEC,
+                                                                       age_s=7200)),
+        "signed for coordinator us-east, not eu-west": _prepare_for(
+            fed, SPEC, _submission(alice, SPEC, coordinator="us-east")),
+    }
+    log = fed.workdir / "partner.log"
+    refusal = "refused Message(PrepareMsg from eu-west): submission: "
+
+    def refusals() -> list[str]:
+        return [line for line in log.read_text().splitlines() if refusal in line]
+
+    before = len(await asyncio.to_thread(refusals))
+    # The genuine PREPARE first, in the same envelope as its replay: stepped in order.
+    await _tell(fed, fed.signer("eu-west"), "partner", _prepare_for(fed, SPEC, genuine),
+                *lies.values())
+
+    async def all_refused() -> bool:
+        return len(await asyncio.to_thread(refusals)) >= before + len(lies)
+
+    await wait_for(all_refused, 20, "partner to refuse every lie")
+    made = (await asyncio.to_thread(refusals))[before:]
+    assert len(made) == len(lies), made  # the genuine one was taken
+    for reason in lies:
+        assert any(reason in line for line in made), (reason, made)
+
+
+async def test_forged_decisions_and_ballots_are_refused_and_commit_nothing(fed, tmp_path):
+    """partner holds a YES in a round of eu-west's (the PREPARE made as eu-west makes
+    one); then COMMITs without partner's signed YES (none at all, from the coordinator;
+    a YES of partner made by another key), an ABORT and a COMMIT from us-east (no party
+    to the round), and us-east's recovery ballot carrying a partial certificate: each is
+    refused, and partner starts nothing of the workflow (no COMMIT reached its Node)."""
+    alice = load_identity(init_client_keys("alice", tmp_path)[0])
+    prepare = _prepare_for(fed, SPEC, _submission(alice, SPEC))
+    tx, key = prepare.tx, prepare.tx.key
+    eu_west, liar = fed.signer("eu-west"), fed.signer(LIAR)
+    log = fed.workdir / "partner.log"
+
+    def refused_lines() -> list[str]:
+        return [line for line in log.read_text().splitlines() if "refused Message(" in line
+                and any(kind in line for kind in ("Decision from", "Accept from"))]
+
+    before = len(await asyncio.to_thread(refused_lines))
+    await _tell(fed, eu_west, "partner", prepare)
+    forged_yes = VoteIn(1, "partner", True, "", b"not partner's signed vote")
+    forgeries = [
+        (eu_west, Decision(key, Value(True), "eu-west")),  # no certificate at all
+        (eu_west, Decision(key, Value(True, (forged_yes,)), "eu-west")),
+        (liar, Decision(key, Value(False), LIAR)),
+        (liar, Decision(key, Value(True, (forged_yes,)), LIAR)),
+        (liar, Accept(tx, Ballot(2, LIAR), Value(True, (forged_yes,)))),
+    ]
+    for signer, forged in forgeries:
+        await _tell(fed, signer, "partner", forged)
+
+    async def all_refused() -> list[str] | None:
+        made = (await asyncio.to_thread(refused_lines))[before:]
+        return made if len(made) >= len(forgeries) else None
+
+    made = await wait_for(all_refused, 20, "partner to refuse every forgery")
+    assert len(made) == len(forgeries), made
+    whys = ("lacks a YES vote", "(forged_vote)", "(not_party)", "(not_party)", "(not_proposer)")
+    for why, line in zip(whys, made, strict=True):
+        assert why in line, (why, line)
+    assert await fed.local_status("partner", tx.workflow_id) is None  # nothing committed
+
+
+@pytest.mark.parametrize(("constraints", "why"), [
+    ({"domains": ["eu-west"]}, "may run only in eu-west, not partner"),
+    ({"labels": {"cloud": "aws"}}, "wants cloud=aws; partner has cloud=onprem"),
+])
+async def test_a_prepare_placing_a_step_against_its_own_constraints_is_refused(
+        fed, tmp_path, constraints, why):
+    """The liar coordinates its own workflow (authority holds) but places the step where
+    the submitter's signed spec forbids: partner checks the step's constraints against
+    its own name and labels, refuses the PREPARE saying why, and holds nothing."""
+    alice = load_identity(init_client_keys("alice", tmp_path)[0])
+    spec = parse_spec_text("name: bound\nsteps:\n  - {id: report, capability: report.publish}\n",
+                           "test")
+    spec.steps[0].constraints.domains.extend(constraints.get("domains", []))
+    spec.steps[0].constraints.labels.update(constraints.get("labels", {}))
+    workflow_id = f"{LIAR}.{uuid.uuid4().hex[:20]}"
+    tx = TxInfo(workflow_id, 1, LIAR, ("partner",), (LIAR, "partner"))
+    prepare = PrepareMsg(tx, (("report", "report.publish"),), WfInfo(
+        spec, {"report": "partner"}, LIAR,
+        submission=_submission(alice, spec, coordinator=LIAR)))
+    log = fed.workdir / "partner.log"
+    expected = f"invalid PREPARE: constraints: step 'report' {why}"
+
+    async def refused() -> bool:
+        return expected in await asyncio.to_thread(log.read_text)
+
+    await _tell(fed, fed.signer(LIAR), "partner", prepare)
+    await wait_for(refused, 20, "partner to refuse the PREPARE")
+    assert await fed.local_status("partner", workflow_id) is None
