@@ -70,9 +70,13 @@ never acted on, since it never leaves (1, 2) and the holder, which drives the
 workflow, never takes it (3): the step stays where the holder has it (on its lost
 domain, judged by the holder's loss table) and ends with the workflow.
 
-Not done here: a successor that is itself the new domain of a told placement
-(its progress waits on the lost domain, its own placement untaken before the COMMIT)
-hands nothing out to itself; a new domain that never kept the workflow's electorate
+A successor that is itself the new domain of a placement it was told (its progress
+still has the step on the lost domain: a new domain takes its own placement only with
+the COMMIT) hands the COMMIT out to itself the same way, its YES still PREPARED: the
+original, following it, no longer sends it (replacement.py; takeover soak seed
+3200734, where that COMMIT was the only way out).
+
+Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
 refuses its tell, so the handover waits for the end. A void is not carried to a
 later epoch: should the holder lose its epoch before its end, a later holder elected
@@ -112,8 +116,17 @@ class Handover:
             return
         for step, (epoch, domain, _) in sorted(n.state.placements.get(wf, {}).items()):
             s = p.steps.get(step)
-            if s is None or domain == n.name or (s.domain, s.epoch) != (domain, epoch) \
-                    or s.state in TERMINAL_STEP_STATES or (wf, epoch) in r.telling:
+            if s is None or s.state in TERMINAL_STEP_STATES or (wf, epoch) in r.telling:
+                continue
+            if domain == n.name:
+                # We are its new domain, our YES of the round still PREPARED (told the
+                # placement, so the round committed): the COMMIT is made to ourselves,
+                # told everywhere first, as to another (our progress takes the
+                # placement only then: it still has the step where it was lost).
+                hold = n.participant.hold((wf, epoch))
+                if hold is None or hold.state is not HoldState.PREPARED:
+                    continue
+            elif (s.domain, s.epoch) != (domain, epoch):
                 continue
             n.stats["re-placement handed over by a successor"] += 1
             r.telling[(wf, epoch)] = (domain, None)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from fedorch.core.negotiation.messages import Decision, DecisionQuery
-from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
+from fedorch.core.negotiation.messages import Decision, DecisionQuery, PaxosPrepare
+from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit, Tick
 from fedorch.core.node.records import (
     AckMsg,
     ClaimMsg,
@@ -736,3 +736,44 @@ def test_a_successor_takes_no_placement_from_a_grant_that_comes_after_it_acts() 
     fed.flush("d1")
     assert WF not in fed.disks["d1"].placements
     assert stats["placements of a late grant left: acting already"] == before + 1
+
+
+def test_a_successor_that_is_the_new_domain_hands_the_commit_out_to_itself() -> None:
+    """d3 is gone; d1 dies and d0 places s1 again on d2, which votes YES and is told
+    the placement (its acknowledgement lost); d0 dies. d2 takes over with d1's grant
+    and knows the placement (told, so the round committed) but its progress still has
+    s1 on d1: it tells the placement everywhere in its epoch, then makes the COMMIT to
+    itself, and runs s1. The original, back and following d2, no longer sends its
+    COMMIT, so this was the only way out (takeover soak seed 3200734, where d2 held its
+    YES and the workflow waited for ever)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d3")
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, AckMsg) and src == "d2"
+                and msg.msg_id[0] == "placed")
+    fed.net = []
+    epoch, new, _ = fed.disks["d0"].placements[WF]["s1"]
+    assert new == "d2" and fed.disks["d2"].placements[WF]["s1"][1] == "d2"
+    assert fed.nodes["d2"].participant.status((WF, epoch)) == "prepared"
+    fed.silent.add("d0")
+    fed.silent.discard("d1")
+    fed.restore("d1")  # its view: d0 alive still (it claims nothing, it grants)
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d3" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    fed.step("d2", MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PaxosPrepare))
+    fed.net = []
+    for _ in range(4):
+        fed.now += 1.0
+        for n in ("d1", "d2"):
+            fed.step(n, Tick())
+        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PaxosPrepare))
+        fed.net = []
+    assert fed.evidence.acting == {(WF, 1): "d2"}
+    assert fed.nodes["d2"].stats["re-placement COMMIT handed out by a successor"] == 1
+    assert fed.disks["d2"].learned[(WF, epoch)].commit
+    assert fed.disks["d1"].placements[WF]["s1"][1] == "d2"  # its placement is over
+    assert ("d2", 1) in runs_of(fed, "s1")
