@@ -37,8 +37,7 @@ on the new domain (the placement was taken there as it was told), so nothing it 
 disagrees with the step running there. Told before made keeps its reason: a successor
 elected after this one is elected by electors every one of which the view did not say
 was gone was told the placement, so it knows it too. A holder that does not know the
-placement hands nothing out: the new domain stays in doubt until the workflow's end
-reaches it (placed_here.py, `ended`), as the original's "never told, never sent".
+placement hands nothing out: it answers the round void instead (below).
 
 Void. A new domain in doubt asks the workflow's members too (`asked`). The holder of
 a later epoch e >= 1 that acts (drives, certificate on record), has not ended the
@@ -239,10 +238,10 @@ class Handover:
         """The holder of a later epoch (its certificate checked at the boundary:
         authority.py) answers our round void: our YES of it, PREPARED, is released, as
         at the workflow's end (placed_here.py, `ended`): nothing ever runs under it, and
-        a COMMIT that came later would find nothing held. We follow that holder (its
-        epoch granted here, an older epoch's tell is refused from now on: placed_here.py).
-        A void from an epoch older than one we grant or follow changes nothing: that
-        epoch's holder may know the placement."""
+        a COMMIT that came later would find nothing held. Where we keep the workflow's
+        progress we follow that holder (an older epoch's tell is then refused here:
+        placed_here.py). A void from an epoch older than one we grant or follow changes
+        nothing: that epoch's holder may know the placement."""
         n = self.n
         wf = msg.workflow_id
         key = (wf, msg.epoch)
