@@ -19,6 +19,12 @@ other Node's (and the coordinator's own, where it is a participant too):
   a placement that is over) and rebuilds the progress without it. A new domain new to
   the workflow keeps the electorate the message carries (takeover claims). The
   new domain itself waits for the round's COMMIT before it takes its own placement;
+- a grant is a promise: once this Node granted (or follows) an epoch e >= 1, a new
+  placement told by a coordinator of an older epoch (the original, at 0) is neither
+  taken nor acknowledged (`promised`, `on_placed`), so it never counts toward the
+  majority that lets the original's COMMIT leave; and a claimant acting in its epoch
+  takes no placement from a grant that comes after (`learn_from_grant`): together
+  they let the holder answer a round it does not know void (replacement_handover.py);
 - told by a successor (the holder of a later epoch, its certificate shown: authority.py)
   the same; and, `made`, the COMMIT of our own placement handed out by it once told
   everywhere again (replacement_handover.py, `made_here`): our YES, PREPARED, commits;
@@ -43,7 +49,8 @@ other Node's (and the coordinator's own, where it is a participant too):
   counts it as resolving the YES). In doubt before that, the new domain asks the
   workflow's other members too (replacement_handover.py, `asked`), and a successor's
   end reaches it so (authority.py lets the end of a proven holder through to a Node
-  holding such a YES only).
+  holding such a YES only), or its answer that the round is void (a PlacedMsg with
+  `void`: the YES is released the same way, `voided_here`).
 """
 
 from __future__ import annotations
@@ -93,8 +100,35 @@ class PlacedHere:
         return tuple((step, epoch, domain, lost) for step, (epoch, domain, lost)
                      in sorted(self.n.state.placements.get(wf, {}).items()))
 
+    def promised(self, wf: str) -> int:
+        """The latest coordinator epoch of `wf` this Node granted, follows or acts in
+        (0: none): a tell of an older epoch's coordinator is no longer acknowledged here
+        (`on_placed`)."""
+        d = self.n.state
+        return max(d.granted.get(wf, (0, ""))[0], d.epochs.get(wf, (0, ""))[0])
+
     def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
         n = self.n
+        if msg.void:
+            # The holder of a later epoch knows no placement of our round (answering
+            # our query): our YES goes (replacement_handover.py, `voided_here`).
+            n.replacement.handover.voided_here(now, src, msg)
+            return
+        wf = msg.workflow_id
+        known = n.state.placements.get(wf, {}).get(msg.step_id)
+        if msg.held_epoch < self.promised(wf) and (known is None or known[0] < msg.epoch):
+            # A placement new here, told by the coordinator of an epoch older than one
+            # granted or followed here: neither taken nor acknowledged, so it never
+            # counts toward the majority that lets its COMMIT leave. Once a successor's
+            # majority granted its epoch, a placement none of them held cannot be held
+            # by a majority any more: the successor knows every placement whose COMMIT
+            # can ever leave, and may answer a round it does not know void
+            # (replacement_handover.py). Ended here as that epoch's holder, its new
+            # domain is told our end (it learns no COMMIT any more: it asks, above).
+            n.stats["placement of an older epoch refused: a later one granted"] += 1
+            if wf in n.state.final:
+                self._end_to_new_domain(wf, msg.domain)
+            return
         self.take(now, msg)
         if msg.made and msg.domain == n.name and msg.workflow_id not in n.state.final:
             # The holder of a later epoch hands out our round's COMMIT, told everywhere
@@ -105,7 +139,14 @@ class PlacedHere:
     def learn_from_grant(self, now: float, wf: str,
                          placements: tuple[tuple[str, int, str, str], ...]) -> None:
         """A grant of our claim carries its granter's placements: taken before it counts,
-        so that, acting, we know every placement whose COMMIT left (restart_check.py)."""
+        so that, acting, we know every placement whose COMMIT left (restart_check.py).
+        Not once we act in that epoch (a late grant): what we know then is what we may
+        have answered void since (replacement_handover.py); the majority we won with
+        carried every placement that can ever leave its COMMIT."""
+        n = self.n
+        if n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1:
+            n.stats["placements of a late grant left: acting already"] += 1
+            return
         for step, epoch, domain, lost in placements:
             self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
 

@@ -124,7 +124,12 @@ class PlacedMsg:
     Told by a successor (replacement_handover.py): `held_epoch` is the coordinator
     epoch it acts in and `won` its certificate (a new domain not committed here takes
     the tell on it); `made`: the round's COMMIT handed out to its new domain, once every
-    other member was told again."""
+    other member was told again.
+
+    `void`: the holder of a later epoch (`held_epoch`, `won`) answers the new domain
+    `domain`, in doubt on re-placement round `epoch`, that it knows no placement of that
+    round and none can leave its COMMIT any more: the new domain releases its YES
+    (replacement_handover.py, `void`; `step_id` and `lost` are empty)."""
 
     workflow_id: str
     step_id: str
@@ -136,6 +141,7 @@ class PlacedMsg:
     held_epoch: int = 0
     won: Certificate = ()
     made: bool = False
+    void: bool = False
 
 
 @dataclass(frozen=True)

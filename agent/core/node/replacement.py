@@ -32,17 +32,18 @@ and every member of its electorate the view does not say is gone (and at least o
 the new domain included, acknowledged the PlacedMsg, and those with this coordinator
 are a majority of the electorate. Every live one: a member not told would keep
 reporting to the lost domain; a domain that joins the workflow meanwhile (a later
-round's new domain) is told it too, or that COMMIT would wait for it for ever. A
-majority too: the lost domain, back while this coordinator is down, may be elected by
-members that were gone when the placement was told (takeover soak seed 1700761); a
-grant carries the granter's placements, so a successor elected by a majority knows
-every placement whose COMMIT left, and a restarted lost domain, which asks the
-coordinator it follows before it starts anything (restart_check.py, where the one gap
-is named), learns its placement is over. The same holds once this coordinator follows a later epoch (the epoch's holder
-and its followers take and acknowledge our PlacedMsg, a committed round's fact): the
-COMMIT is still sent when so held, never dropped (dropped, the new domain held its YES
-for ever and the successor, which knew the placement from our grant, waited for the
-step: seed 3201726). Until then its DecisionQuery is answered UNKNOWN; the round
+round's new domain) is told it too, or that COMMIT would wait for it for ever. A majority too: the lost domain, back while this
+coordinator is down, may be elected by members that were gone when the placement was
+told (takeover soak seed 1700761); a grant carries the granter's placements, so a
+successor elected by a majority knows every placement whose COMMIT left, and a
+restarted lost domain, which asks the coordinator it follows before it starts
+anything (restart_check.py), learns its placement is over. A grant is a promise: a
+member that granted (or follows) a later epoch acknowledges no placement told in an
+older one that it does not hold already (placed_here.py), and once this coordinator
+granted or follows a later epoch held by another, its COMMIT no longer leaves at all,
+however held: that epoch's holder hands it out if it knows the placement, or answers
+the round void to the new domain if it does not (replacement_handover.py, where the
+argument is). Until then its DecisionQuery is answered UNKNOWN; the round
 is classic 2PC, decided by this coordinator's log alone, and a recovery ballot of the
 new domain is refused here (`refuses_paxos`), so it cannot learn the decision any
 other way. A failure to place again is a verdict like a loss's:
@@ -70,11 +71,11 @@ PlacedMsg carries the electorate for a new domain new to the workflow, and the
 takeover part counts them (takeover.py, `placed`).
 
 Not done here (docs/architecture.md): a successor after a takeover places nothing
-again (its loss table's REPLACE fails the step: domain_loss.py); the new domain of a
-round whose coordinator died for good mid-round, unknown to the successor, holds its
-reservation until the workflow's end reaches it (it asks; a successor whose end waits
-answers nothing until it is made); a downstream participant that heard a late result
-of the lost placement before it was told the new one keeps it.
+again (its loss table's REPLACE fails the step: domain_loss.py); a downstream
+participant that heard a late result of the lost placement before it was told the new
+one keeps it. (The new domain of a round whose coordinator died for good mid-round
+asks the workflow's members, and the holder of a later epoch answers: the COMMIT
+handed out, the end, or the round void: replacement_handover.py.)
 """
 
 from __future__ import annotations
@@ -434,8 +435,13 @@ class Replacements:
             # Not yet held by a majority of the electorate: a successor's majority must
             # meet one whose grant carries it (restart_check.py).
             return
-        del self.telling[key]
         domain, value = told
+        if value is not None and self.handover.later_holder(wf):
+            # Ours, and we granted (or follow) a later epoch since: its holder hands the
+            # COMMIT out if it knows the placement (replacement_handover.py), or answers
+            # the round void if it does not, so ours must not leave (see the header).
+            return
+        del self.telling[key]
         if value is None:  # a successor's handover: the COMMIT it hands out
             self.handover.make(key, domain)
             return
@@ -476,10 +482,13 @@ class Replacements:
             entry[0].cancel(now, "the workflow ended")
             self._run(now, wf, ending=True)
             self.cores.pop(wf, None)
+        later = self.handover.later_holder(wf)
         for key in [k for k in self.telling if k[0] == wf]:
-            # Decided, never told, never sent: the new domain hears the end instead.
+            # Decided, never told, never sent: the new domain hears the end instead
+            # (from the later epoch's holder, where one is: it follows it, or was
+            # answered void; or from us when it asks, `answer`).
             domain, _ = self.telling.pop(key)
-            if domain != self.n.name:
+            if domain != self.n.name and not later:
                 self.n.reliable(domain, ("final", wf, domain),
                                 FinalMsg(wf, self.n.state.final[wf]))
         for key in [k for k in self.acked if k[0] == wf]:

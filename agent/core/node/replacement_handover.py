@@ -37,14 +37,52 @@ on the new domain (the placement was taken there as it was told), so nothing it 
 disagrees with the step running there. Told before made keeps its reason: a successor
 elected after this one is elected by electors every one of which the view did not say
 was gone was told the placement, so it knows it too. A holder that does not know the
-placement hands nothing out: the new domain stays in doubt until the workflow's end
-reaches it (placed_here.py, `ended`), as the original's "never told, never sent".
+placement hands nothing out: it answers the round void instead (below).
 
-Not done here: a successor that is itself the new domain of a told placement
-(its progress waits on the lost domain, its own placement untaken before the COMMIT)
-hands nothing out to itself; a new domain that never kept the workflow's electorate
+Void. A new domain in doubt asks the workflow's members too (`asked`). The holder of
+a later epoch e >= 1 that acts (drives, certificate on record), has not ended the
+workflow, and knows no placement of the asked round answers it void (`void`: a
+PlacedMsg with `void` set, carrying e and its certificate), and the new domain
+releases its YES (`voided_here`), as at the workflow's end: no decision is made up
+(the checker counts it as resolving the YES), nothing runs under it, and a COMMIT that
+came later would find nothing held. Why no COMMIT of that round can leave after the
+holder's answer, so that nobody ever waits for the step there:
+1. the original sends a round's COMMIT only once a majority of the electorate (it
+   counting) holds the placement (replacement.py), and not at all once it granted or
+   follows a later epoch held by another (`later_holder`);
+2. a member that granted (or follows) epoch e acknowledges no placement told in an
+   older epoch that it does not hold already (placed_here.py, `on_placed`): so, after
+   the majority M that elected the holder granted e, a placement none of M held can
+   never be held by a majority (every majority meets M) and its COMMIT never leaves
+   the original;
+3. a grant carries the granter's placements, taken before it counts
+   (`learn_from_grant`), so the holder knows every placement some member of M held
+   when it granted; and once it acts it takes no more (a late grant's, or an older
+   epoch's tell: `on_placed`), so what it does not know when it answers it never
+   hands out (`adopt` hands out only what it knows);
+4. the original, if it decided COMMIT after it granted e, is covered by 1; the holder
+   answers only for its own epoch, and a new domain takes a void only from the holder
+   of the latest epoch it grants or follows (a later holder may know the placement).
+The YES is released, not decided ABORT: the original may have the round's COMMIT on
+its record (it decided it and was cut off before a majority held it); that COMMIT is
+never acted on, since it never leaves (1, 2) and the holder, which drives the
+workflow, never takes it (3): the step stays where the holder has it (on its lost
+domain, judged by the holder's loss table) and ends with the workflow.
+
+A successor that is itself the new domain of a placement it was told (its progress
+still has the step on the lost domain: a new domain takes its own placement only with
+the COMMIT) hands the COMMIT out to itself the same way, its YES still PREPARED: the
+original, following it, no longer sends it (replacement.py; takeover soak seed
+3200734, where that COMMIT was the only way out).
+
+Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
-refuses its tell, so the handover waits for the end.
+refuses its tell, so the handover waits for the end. A void is not carried to a
+later epoch: should the holder lose its epoch before its end, a later holder elected
+with a grant of a member outside M that held the voided placement takes it and waits
+for the step at the new domain, which released it (a liveness gap, never a second
+run); a member that only followed an end (not its holder) answers nothing, so the
+new domain then waits for the holder or the end notice.
 """
 
 from __future__ import annotations
@@ -77,8 +115,17 @@ class Handover:
             return
         for step, (epoch, domain, _) in sorted(n.state.placements.get(wf, {}).items()):
             s = p.steps.get(step)
-            if s is None or domain == n.name or (s.domain, s.epoch) != (domain, epoch) \
-                    or s.state in TERMINAL_STEP_STATES or (wf, epoch) in r.telling:
+            if s is None or s.state in TERMINAL_STEP_STATES or (wf, epoch) in r.telling:
+                continue
+            if domain == n.name:
+                # We are its new domain, our YES of the round still PREPARED (told the
+                # placement, so the round committed): the COMMIT is made to ourselves,
+                # told everywhere first, as to another (our progress takes the
+                # placement only then: it still has the step where it was lost).
+                hold = n.participant.hold((wf, epoch))
+                if hold is None or hold.state is not HoldState.PREPARED:
+                    continue
+            elif (s.domain, s.epoch) != (domain, epoch):
                 continue
             n.stats["re-placement handed over by a successor"] += 1
             r.telling[(wf, epoch)] = (domain, None)
@@ -114,6 +161,13 @@ class Handover:
         if n.takeover is not None and msg.held_epoch >= 1 and msg.won \
                 and msg.workflow_id in n.progress:
             n.takeover.follow_proven(now, msg.workflow_id, src, msg.held_epoch, msg.won)
+
+    def later_holder(self, wf: str) -> bool:
+        """Did this Node grant, or does it follow, a later epoch held by another? (The
+        original's COMMIT of a round is then left to that holder: replacement.py.)"""
+        d = self.n.state
+        epoch, holder = max(d.granted.get(wf, (0, "")), d.epochs.get(wf, (0, "")))
+        return epoch >= 1 and holder != self.n.name
 
     # ---- a new domain in doubt asks the workflow's members ---------------------------
 
@@ -159,8 +213,49 @@ class Handover:
                 n.send(src, FinalMsg(wf, end, held, won=won))
             return True
         placed = n.state.placements.get(wf, {})
-        if any(e == epoch and dom == src for e, dom, _ in placed.values()) \
-                and n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1:
+        acting = n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1
+        if any(e == epoch and dom == src for e, dom, _ in placed.values()) and acting:
             n.stats["re-placement asked: handed over"] += 1
             self.adopt(wf)
+        elif acting and not any(e == epoch for e, _, _ in placed.values()):
+            self.void(key, src)
         return True
+
+    def void(self, key: Key, src: str) -> None:
+        """We act in epoch e >= 1 and know no placement of round `key`, which `src`
+        holds a YES of: none can ever leave its COMMIT (see the header), so `src` is
+        told so, with our certificate, and releases its YES (`voided_here`)."""
+        n = self.n
+        wf, round_ = key
+        held = n.domain_loss.epoch(wf)
+        won = n.takeover.proof.own_certificate(wf, held)
+        if not won:
+            return
+        n.stats["re-placement asked: answered void"] += 1
+        n.send(src, PlacedMsg(wf, "", src, round_, "", held_epoch=held, won=won, void=True))
+
+    def voided_here(self, now: float, src: str, msg: PlacedMsg) -> None:
+        """The holder of a later epoch (its certificate checked at the boundary:
+        authority.py) answers our round void: our YES of it, PREPARED, is released, as
+        at the workflow's end (placed_here.py, `ended`): nothing ever runs under it, and
+        a COMMIT that came later would find nothing held. Where we keep the workflow's
+        progress we follow that holder (an older epoch's tell is then refused here:
+        placed_here.py). A void from an epoch older than one we grant or follow changes
+        nothing: that epoch's holder may know the placement."""
+        n = self.n
+        wf = msg.workflow_id
+        key = (wf, msg.epoch)
+        hold = n.participant.hold(key)
+        info = n.state.info.get(key)
+        if hold is None or hold.state is not HoldState.PREPARED or info is None \
+                or not info.lost or msg.domain != n.name or msg.held_epoch < 1 \
+                or src == hold.coordinator or msg.held_epoch < n.placed_here.promised(wf):
+            return
+        n.participant.decide(now, wf, msg.epoch, False)
+        n.termination.forget(key)
+        n.point("hold released")
+        n.state.holds.pop(key, None)
+        n.note("released_void", key, now)
+        n.stats["re-placement YES released: void in a later epoch"] += 1
+        if n.takeover is not None and msg.won and wf in n.progress:
+            n.takeover.follow_proven(now, wf, src, msg.held_epoch, msg.won)

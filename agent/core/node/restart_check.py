@@ -52,12 +52,13 @@ majority of the workflow's electorate (the original counting) holds the placemen
 (`ClaimAnswerMsg.placements`), which the claimant takes before it counts the grant
 (placed_here.py, `learn_from_grant`): a majority that elects a successor meets that
 majority in a member that holds the placement, and so tells it, if it acknowledged
-the placement before it granted. The gap: an elector that acknowledges the placement
-only after it granted the successor's epoch counts toward the original's majority
-while the successor may have won without its word of it. Refusing that
-acknowledgement closes it but leaves such a placement half-done for ever (its COMMIT
-never sent, the new domain's reservation held) until the successor can complete a
-placement it learns of; not built. A step confirmed here and then lost again is the
+the placement before it granted. After it granted, it acknowledges no placement told
+in an older epoch that it does not hold already (placed_here.py), and the original
+sends no COMMIT once it granted or follows a later epoch (replacement.py): so no
+placement the successor's majority did not carry can be held by a majority, nor leave
+its COMMIT, later. Such a placement, half-done, is completed by the successor if it
+knows it (it hands the COMMIT out) or answered void to its new domain, which releases
+its reservation (replacement_handover.py). A step confirmed here and then lost again is the
 ordinary loss case (the loss table, domain_loss.py). What is held is in memory only:
 a restart holds everything again and asks again, so nothing of it is written.
 

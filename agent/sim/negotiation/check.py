@@ -22,7 +22,8 @@ crash) through hooks the simulated shells call, and checks:
   non-blocking: for a transaction whose coordinator died forever, every live
   YES voter learned the decision within two lease periods after the last lease
   (counted from when the network had healed and the acceptors and the voter were up),
-  or, for a re-placement round, released its YES as the workflow ended there;
+  or, for a re-placement round, released its YES as the workflow ended there or as
+  the holder of a later epoch answered the round void;
 * with membership views on (runs with takeover): an in-doubt YES voter whose view
   says its coordinator is DEAD learns the decision within one recovery of being
   told, not a lease (`_check_undecided_recovery`; its times to resolve are the
@@ -155,6 +156,12 @@ class Checker:
             self._commit_known.add((agent, key[0]))
 
     def released_at_end(self, agent: str, key: Key, now: float) -> None:
+        self.released_at.setdefault((agent, key), now)
+
+    def released_void(self, agent: str, key: Key, now: float) -> None:
+        """A re-placement YES released on a later epoch's holder's word that it knows no
+        placement of that round (core/node/replacement_handover.py): resolved, as at
+        the end, never learned."""
         self.released_at.setdefault((agent, key), now)
 
     def yes_voted(self, agent: str, tx: TxInfo, lease: float, now: float) -> None:
@@ -357,7 +364,8 @@ class Checker:
                 calm = sim.calm_since((*tx.acceptors, voter))
                 deadline = max(max(voters.values()), calm) + 2 * lease
                 # A re-placement round (classic 2PC, decided by its coordinator's log
-                # alone) is resolved for its new domain by the workflow's end too.
+                # alone) is resolved for its new domain by the workflow's end too, or
+                # by a later epoch's holder answering it void.
                 at = self.learned_at.get((voter, key), self.released_at.get((voter, key)))
                 if at is None or at > deadline:
                     when = "never" if at is None else f"at {at:.2f}"

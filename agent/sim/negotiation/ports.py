@@ -109,6 +109,7 @@ NOTE_TIMES: dict[str, tuple[int, ...]] = {
     "decided": (2,),         # (key, value, now)
     "learned": (2,),         # (key, value, now)
     "released_at_end": (1,),  # (key, now): a re-placement YES, the workflow ended
+    "released_void": (1,),   # (key, now): a re-placement YES, its round answered void
     "step_started": (1,),    # (run, now)
     "ended_here": (1,),      # (wf, now)
     "acting": (2,),          # (wf, epoch, now)

@@ -160,7 +160,7 @@ MESSAGES = {
     PlacedMsg: st.builds(PlacedMsg, wf_ids, text, names, st.integers(0, 2**40), names,
                          st.lists(st.tuples(text, st.integers(0, 5), outputs), max_size=2)
                          .map(tuple), st.lists(names, max_size=3).map(tuple),
-                         st.integers(0, 9), certificates, st.booleans()),
+                         st.integers(0, 9), certificates, st.booleans(), st.booleans()),
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
                         st.booleans(), certificates, owed_steps, st.booleans()),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from fedorch.core.negotiation.messages import Decision, DecisionQuery
-from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit
+from fedorch.core.negotiation.messages import Decision, DecisionQuery, PaxosPrepare
+from fedorch.core.node import MemberState, MemberViews, Message, Node, Submit, Tick
 from fedorch.core.node.records import (
     AckMsg,
     ClaimMsg,
@@ -767,3 +767,146 @@ def test_a_placement_still_told_is_told_to_a_domain_that_joins_the_workflow_mean
     end_everything(fed)
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
     assert not fed.nodes["d2"].participant.holds()
+
+
+# ---- a round its successor does not know: answered void (replacement_handover.py) ----
+
+
+def in_doubt_with_the_coordinator_gone() -> tuple[Federation, tuple[str, int]]:
+    """s1 (on d1) needs s2 (on d2, left running): d1 dies before s1 starts; d0 places
+    s1 again on d3 and dies for good before deciding (d3's YES never reached it). d1
+    comes back and takes over with d2; the workflow runs on there, s1 waiting for s2 at
+    d1. Returns the federation and d3's round."""
+    fed = committed([step("s1", needs=("s2",)), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
+    fed.net = []
+    key = next(h.key for h in fed.nodes["d3"].participant.holds() if h.workflow_id == WF)
+    assert fed.nodes["d3"].participant.status(key) == "prepared"
+    fed.silent.add("d0")  # gone for good, undecided
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d0" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    for n in ("d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    return fed, key
+
+
+def test_a_new_domain_in_doubt_is_answered_void_by_a_successor_that_does_not_know_it(
+) -> None:
+    """As above, the workflow running on at d1, its end far off (or held for ever: a
+    verdict no participant left can acknowledge). d3, asking the workflow's members, is
+    answered by d1, which acts in epoch 1 and knows no placement of d3's round (none
+    can ever leave its COMMIT: a majority granted epoch 1 without it, and a grant is a
+    promise to acknowledge no older epoch's placement): the round is void, and d3
+    releases its YES at once, where it held it until the end reached it, or for ever
+    (takeover soak seeds 3700979, 3701200). No decision is made up, nothing runs at
+    d3."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    assert WF not in fed.disks["d1"].placements
+    fed.run_until(fed.now + 10.0)
+    assert WF not in fed.disks["d1"].final  # s2 still runs at d2
+    assert fed.nodes["d1"].stats["re-placement asked: answered void"] >= 1
+    assert fed.nodes["d3"].stats["re-placement YES released: void in a later epoch"] == 1
+    assert not fed.nodes["d3"].participant.holds()
+    assert key not in fed.disks["d3"].holds and key not in fed.disks["d3"].learned
+    assert [r for r in runs_of(fed, "s1") if r[0] == "d3"] == []
+    assert not [r for n, r in fed.refused if n == "d3"]
+
+
+def test_a_void_of_an_older_epoch_than_one_followed_or_of_another_domain_changes_nothing(
+) -> None:
+    """A void is taken from the holder of the latest epoch known here only (a later
+    holder may know the placement and hand it out), and for our own YES only."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    won = fed.nodes["d1"].takeover.proof.own_certificate(WF, 1)
+    d3 = fed.nodes["d3"]
+    fed.disks["d3"].granted[WF] = (2, "d2")  # as if it had granted a later epoch since
+    d3.state.granted[WF] = (2, "d2")
+    fed.step("d3", Message("d1", PlacedMsg(WF, "", "d3", key[1], "", held_epoch=1, won=won,
+                                           void=True)))
+    fed.step("d3", Message("d1", PlacedMsg(WF, "", "d2", key[1], "", held_epoch=1, won=won,
+                                           void=True)))
+    assert d3.participant.status(key) == "prepared"
+    assert not d3.stats["re-placement YES released: void in a later epoch"]
+
+
+def test_a_member_that_granted_a_later_epoch_neither_takes_nor_acknowledges_an_older_tell(
+) -> None:
+    """d2 granted d1's epoch 1: a new placement told by the original (epoch 0) is not
+    written there nor acknowledged, so it never counts toward the majority that lets
+    the original's COMMIT leave: the majority that elected d1 carried every placement
+    whose COMMIT may ever leave (restart_check.py), which is what lets d1 answer a
+    round it does not know void. A placement it holds already is acknowledged again."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    assert fed.disks["d2"].granted[WF][0] == 1
+    fed.net = []
+    fed.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", key[1], "d1")))
+    assert WF not in fed.disks["d2"].placements
+    assert not fed.sent_by("d2", AckMsg) or all(
+        m.msg_id[0] != "placed" for _, m in fed.sent_by("d2", AckMsg))
+    assert fed.nodes["d2"].stats["placement of an older epoch refused: a later one granted"] == 1
+    fed.disks["d2"].placements[WF] = {"s1": (key[1], "d3", "d1")}
+    fed.nodes["d2"].state.placements[WF] = {"s1": (key[1], "d3", "d1")}
+    fed.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", key[1], "d1")))
+    assert [m.msg_id[0] for _, m in fed.sent_by("d2", AckMsg)][-1] == "placed"
+
+
+def test_a_successor_takes_no_placement_from_a_grant_that_comes_after_it_acts() -> None:
+    """Acting, what d1 knows of the placements is what it may have answered void since:
+    a late grant's placement is left (its majority carried every one whose COMMIT can
+    ever leave)."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    stats = fed.nodes["d1"].stats
+    before = stats["placements of a late grant left: acting already"]
+    fed.nodes["d1"].placed_here.learn_from_grant(fed.now, WF, (("s1", key[1], "d3", "d1"),))
+    fed.flush("d1")
+    assert WF not in fed.disks["d1"].placements
+    assert stats["placements of a late grant left: acting already"] == before + 1
+
+
+def test_a_successor_that_is_the_new_domain_hands_the_commit_out_to_itself() -> None:
+    """d3 is gone; d1 dies and d0 places s1 again on d2, which votes YES and is told
+    the placement (its acknowledgement lost); d0 dies. d2 takes over with d1's grant
+    and knows the placement (told, so the round committed) but its progress still has
+    s1 on d1: it tells the placement everywhere in its epoch, then makes the COMMIT to
+    itself, and runs s1. The original, back and following d2, no longer sends its
+    COMMIT, so this was the only way out (takeover soak seed 3200734, where d2 held its
+    YES and the workflow waited for ever)."""
+    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
+    dies(fed, "d3")
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, AckMsg) and src == "d2"
+                and msg.msg_id[0] == "placed")
+    fed.net = []
+    epoch, new, _ = fed.disks["d0"].placements[WF]["s1"]
+    assert new == "d2" and fed.disks["d2"].placements[WF]["s1"][1] == "d2"
+    assert fed.nodes["d2"].participant.status((WF, epoch)) == "prepared"
+    fed.silent.add("d0")
+    fed.silent.discard("d1")
+    fed.restore("d1")  # its view: d0 alive still (it claims nothing, it grants)
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d3" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    fed.step("d2", MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PaxosPrepare))
+    fed.net = []
+    for _ in range(4):
+        fed.now += 1.0
+        for n in ("d1", "d2"):
+            fed.step(n, Tick())
+        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PaxosPrepare))
+        fed.net = []
+    assert fed.evidence.acting == {(WF, 1): "d2"}
+    assert fed.nodes["d2"].stats["re-placement COMMIT handed out by a successor"] == 1
+    assert fed.disks["d2"].learned[(WF, epoch)].commit
+    assert fed.disks["d1"].placements[WF]["s1"][1] == "d2"  # its placement is over
+    assert ("d2", 1) in runs_of(fed, "s1")

@@ -12,6 +12,7 @@ from fedorch.core.negotiation.messages import (
     Decision,
     DecisionAnswer,
     DecisionQuery,
+    PaxosPrepare,
 )
 from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import (
@@ -177,16 +178,17 @@ def test_a_new_domain_counts_the_lost_domain_among_the_workflows_domains() -> No
     assert "d1" in fed.nodes["d3"].replacement.domains_of(WF)
 
 
-def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> None:
+def test_an_original_that_follows_a_later_epoch_leaves_its_commit_to_the_holder() -> None:
     """s1 (on d1, idempotent) is placed again on d3; its PlacedMsg to d2 is held. d2
     takes d0 for dead and wins epoch 1, d0's grant carrying the new placement, and d0
-    follows d2. Once d2 acknowledges the placement (it holds it, as its grant showed
-    it), a majority of the electorate holds it and d0 still sends the round's COMMIT
-    (where it dropped it: the new domain kept its reservation for ever and the
-    successor waited for the step)."""
+    follows d2. d0 no longer sends the round's COMMIT, even once d2 acknowledges the
+    placement (a successor that did not know it answers the round void to its new
+    domain: replacement_handover.py; ours leaving then would start the step beside the
+    successor's word), nor answers it to d3's query: d2, which knows the placement,
+    hands it out, and s1 runs once at d3."""
     def to_d2(src: str, dst: str, msg: object) -> bool:
         # d0's tell to d2 held; and d2's own tells, so that the successor does not hand
-        # the COMMIT out itself (replacement_handover.py): only d0's rule is at work.
+        # the COMMIT out itself yet (replacement_handover.py).
         return isinstance(msg, PlacedMsg) and (dst == "d2" or src == "d2")
 
     fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
@@ -211,14 +213,22 @@ def test_an_original_that_follows_a_later_epoch_still_sends_a_told_commit() -> N
     assert commits() == [] and runs_of(fed, "s1") == [("d1", 1)]
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, Decision) and dst == "d3"
                 or isinstance(msg, PlacedMsg) and src == "d2")
-    assert len(commits()) == 1  # sent: the held placement reached d2, which acknowledged
-    # The COMMIT lost on its way: its new domain, asking, is answered with it.
+    assert commits() == []  # d2 acknowledged d0's tell: still not sent by d0
+    key = (WF, fed.disks["d0"].placements[WF]["s1"][0])
     fed.net = []
-    key = commits()[0].key
     fed.step("d0", Message("d3", DecisionQuery(key, "d3")))
     answers = [m for to, m in fed.sent_by("d0", DecisionAnswer) if m.key == key]
-    assert answers[-1].status is AnswerStatus.DECIDED and answers[-1].value.commit
-    fed.deliver()
+    assert answers[-1].status is AnswerStatus.UNKNOWN
+    fed.net = []
+    for _ in range(6):  # d2 hands it out: told again, then made
+        fed.now += 1.0
+        for n in ("d0", "d2", "d3"):
+            fed.step(n, Tick())
+        # d3's recovery ballot of the round, which d0 refuses (its log decides it).
+        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PaxosPrepare))
+        fed.net = []
+    assert fed.nodes["d2"].stats["re-placement COMMIT handed out by a successor"] == 1
+    assert commits() == []
     assert runs_of(fed, "s1") == [("d1", 1), ("d3", 1)]
 
 
