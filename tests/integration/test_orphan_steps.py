@@ -7,11 +7,9 @@ unique to the test, so its processes are found by their command line.
 from __future__ import annotations
 
 import pathlib
-import sqlite3
 import sys
 
 import pytest
-from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine.step_processes import GROUPS_DIR, StepGroups
 
 from tests.integration.federation import (
@@ -83,20 +81,12 @@ def _attempts(fed, name: str, wid: str, step: str = "nap") -> list[tuple]:
     node.db's starts (`runs`) and the step's final result (`results`), the group from
     the side file of an attempt whose processes may run (an attempt followed by a later
     one, or by a failed result, ended without success: failed)."""
-    data = fed.workdir / "data" / name
-    if not (data / "node.db").exists():
+    if not fed.on_node_engine(name):
         return fed.rows(name, "SELECT attempt, state, pgid FROM step_runs"
                         " WHERE workflow_id=? AND step_id=? ORDER BY attempt", (wid, step))
-    codec = node_codec()
-    db = sqlite3.connect(f"file:{data / 'node.db'}?mode=ro", uri=True, timeout=5)
-    try:
-        started = sorted(run[2] for run in map(codec.decode, (k for (k,) in db.execute(
-            "SELECT k FROM node_runs"))) if run[:2] == (wid, step))
-        results = {codec.decode(k): codec.decode(v) for k, v in db.execute(
-            "SELECT k, v FROM node_results")}.get(wid, {})
-    finally:
-        db.close()
-    groups = StepGroups(data / GROUPS_DIR).recorded()
+    started = sorted(run[2] for run in fed.node_table(name, "runs") if run[:2] == (wid, step))
+    results = fed.node_table(name, "results").get(wid, {})
+    groups = StepGroups(fed.workdir / "data" / name / GROUPS_DIR).recorded()
     ended = results.get(step)  # (attempt, state, outputs, error)
     rows = []
     for attempt in started:
