@@ -26,6 +26,7 @@ from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, peer_pb2_grpc, spec_pb2, status_pb2
 from fedorch.runtime.client_calls import SignedClientStub
+from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.supervisor import wait_members_alive
 
 TERMINAL = TERMINAL_NAMES
@@ -120,6 +121,22 @@ class Federation(RealNet):
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
             return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def on_node_engine(self, name: str) -> bool:
+        """Agent `name` keeps its workflows in node.db (`engine: node`), not agent.db."""
+        return (self.workdir / "data" / name / "node.db").exists()
+
+    def node_table(self, name: str, table: str) -> dict:
+        """One table of agent `name`'s node.db (`Disk.<table>`, core/node/records.py),
+        decoded, read-only: key -> value (None for a set table's keys)."""
+        path = self.workdir / "data" / name / "node.db"
+        codec = node_codec()
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return {codec.decode(k): None if v is None else codec.decode(v)
+                    for k, v in db.execute(f"SELECT k, v FROM node_{table} ORDER BY rowid")}
         finally:
             db.close()
 

@@ -121,7 +121,7 @@ async def test_a_restart_stops_the_leftovers_then_fails_a_step_that_is_not_idemp
     assert state_name(status) == "FAILED", status
     assert step_states(status)["nap"] == ("FAILED", "worker", 1), status
     error = next(s.error for s in status.steps if s.id == "nap")
-    assert "interrupted by a restart" in error and "not idempotent" in error, error
+    assert "interrupted by an agent restart" in error and "not idempotent" in error, error
     assert _groups_on_record(fed) == {}
     log = fed.procs["worker"].log_path.read_text()
     assert f"left by step attempt worker/{wid}/nap/1 of an earlier run" in log

@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 import pytest
+from fedorch.runtime.node_engine.step_processes import GROUPS_DIR, StepGroups
 
 from tests.integration.federation import (
     naps_running,
@@ -74,6 +75,31 @@ async def _kill_worker_mid_step(fed, seconds: str, naps: int) -> str:
     return wid
 
 
+def _attempts(fed, name: str, wid: str, step: str = "nap") -> list[tuple]:
+    """(attempt, state, process group) of each attempt of `step` that `name` started, as
+    its engine keeps them: the shells' `step_runs` rows in agent.db; on `engine: node`,
+    node.db's starts (`runs`) and the step's final result (`results`), the group from
+    the side file of an attempt whose processes may run (an attempt followed by a later
+    one, or by a failed result, ended without success: failed)."""
+    if not fed.on_node_engine(name):
+        return fed.rows(name, "SELECT attempt, state, pgid FROM step_runs"
+                        " WHERE workflow_id=? AND step_id=? ORDER BY attempt", (wid, step))
+    started = sorted(run[2] for run in fed.node_table(name, "runs") if run[:2] == (wid, step))
+    results = fed.node_table(name, "results").get(wid, {})
+    groups = StepGroups(fed.workdir / "data" / name / GROUPS_DIR).recorded()
+    ended = results.get(step)  # (attempt, state, outputs, error)
+    rows = []
+    for attempt in started:
+        if ended is not None and ended[0] == attempt:
+            state = ended[1].name.lower()
+        elif ended is not None or attempt < started[-1]:
+            state = "failed"
+        else:
+            state = "running"
+        rows.append((attempt, state, groups.get(f"{name}/{wid}/{step}/{attempt}")))
+    return rows
+
+
 async def _worker_step(fed, wid):
     status = await fed.wait_state("home", wid)
     return state_name(status), step_states(status)["nap"], status
@@ -103,7 +129,7 @@ async def test_restart_stops_leftovers_and_fails_a_step_that_is_not_idempotent(f
 
     await wait_for(one_left, 2, "the step's group to die with its agent", interval=0.05)
     assert state_name(await fed.status("home", wid)) == "RUNNING"
-    runs = fed.rows("worker", "SELECT attempt, state, pgid FROM step_runs")
+    runs = _attempts(fed, "worker", wid)
     assert len(runs) == 1 and runs[0][:2] == (1, "running") and runs[0][2], runs
 
     await fed.start("worker")
@@ -116,7 +142,7 @@ async def test_restart_stops_leftovers_and_fails_a_step_that_is_not_idempotent(f
     assert (state, step_state, domain, attempts) == ("FAILED", "FAILED", "worker", 1), status
     error = next(s.error for s in status.steps if s.id == "nap")
     assert "interrupted by an agent restart" in error and "not idempotent" in error, error
-    assert fed.rows("worker", "SELECT attempt, state FROM step_runs") == [(1, "failed")]
+    assert [run[:2] for run in _attempts(fed, "worker", wid)] == [(1, "failed")]
 
 
 async def test_restart_retries_an_idempotent_step(fed, seconds):
@@ -133,5 +159,5 @@ async def test_restart_retries_an_idempotent_step(fed, seconds):
     assert (state, step_state, domain, attempts) == ("SUCCEEDED", "SUCCEEDED", "worker", 2), \
         status
     assert not naps_running(seconds)
-    assert sorted(fed.rows("worker", "SELECT attempt, state FROM step_runs")) == [
+    assert [run[:2] for run in _attempts(fed, "worker", wid)] == [
         (1, "failed"), (2, "succeeded")]

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -143,6 +144,7 @@ DISK_DOMAINS = {
     ]},
 }
 TMPFS_SIZE = "16m"
+WRITE_FAULT = re.compile(r"cannot write its (database|node store)")
 
 
 @contextlib.contextmanager
@@ -216,9 +218,11 @@ async def test_a_full_disk_stops_new_work_keeps_reads_and_resumes(disk_fed):
         return step_states(status)["s"][0] == "RUNNING"
 
     await wait_for(running, 30, "the step to run at disk")
-    # The WAL's room goes first (SQLite would reuse it), then every free byte.
-    with sqlite3.connect(data / "agent.db", timeout=10) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # The WALs' room goes first (SQLite would reuse it), then every free byte: each
+    # database of the agent's engine (agent.db; node.db too on `engine: node`).
+    for db in sorted(data.glob("*.db")):
+        with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     filler = _fill(data)
 
     refusal = None
@@ -229,7 +233,9 @@ async def test_a_full_disk_stops_new_work_keeps_reads_and_resumes(disk_fed):
         if isinstance(answer, grpc.aio.AioRpcError) \
                 and answer.code() == grpc.StatusCode.UNAVAILABLE:
             refusal = answer.details()
-            return "cannot write its database" in refusal
+            # Each engine names the store it cannot write: its database (agent.db), or
+            # its node store (node.db, `engine: node`).
+            return WRITE_FAULT.search(refusal) is not None
         return False
 
     await wait_for(refused, 60, "disk to refuse submissions", interval=0.5)
@@ -248,7 +254,7 @@ async def test_a_full_disk_stops_new_work_keeps_reads_and_resumes(disk_fed):
     elsewhere = await fed.submit("home", _spec("elsewhere", "test.echo"))
     status = await fed.wait_state("home", elsewhere, deadline_s=60)
     assert state_name(status) == "ABORTED", status
-    assert "disk cannot write its database" in str(status), status
+    assert WRITE_FAULT.search(str(status)) and "disk cannot write its" in str(status), status
     # The acknowledged workflow waits, it is not lost or failed.
     assert state_name(await fed.status("home", before)) == "RUNNING"
 

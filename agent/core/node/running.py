@@ -47,6 +47,10 @@ from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
 
+# The error of an attempt a restart found running here, the shells' words (both engines
+# tell a client the same): retried if the step is idempotent, else the step FAILS.
+INTERRUPTED = "interrupted by an agent restart"
+
 
 class Running:
     def __init__(self, node: Any) -> None:
@@ -320,7 +324,7 @@ class Running:
                 self.report(wf, s.id)
             elif started.get(s.id, 0) > s.attempts:  # running when the agent stopped
                 p.apply_result(s.id, started[s.id], StepState.RUNNING, {}, "")
-                self._step_end(now, wf, s.id, p.interrupted(s.id, "interrupted by a restart"))
+                self._step_end(now, wf, s.id, p.interrupted(s.id, INTERRUPTED))
         self.check_outcome(now, wf)
         self._start_ready(now, wf)
         if n.takeover is not None:

@@ -310,6 +310,10 @@ class NodeAgent:
             a.node_view = self.view
             a.node_reloaded = self._config_reloaded
         a.on_members_change.append(self._members_changed)
+        # The counters both engines serve under one name come from the Node here: the
+        # shells' own (never moved on this engine) leave the registry first.
+        for shells_own in (a.metrics.collected_decisions, a.metrics.compacted):
+            a.metrics.registry.unregister(shells_own)
         a.metrics.registry.register(NodeEngineCollector(self))
 
     def _audit_log(self) -> NodeAuditLog:

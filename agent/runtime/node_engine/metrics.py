@@ -99,6 +99,25 @@ class NodeEngineCollector(Collector):
         audit_tx.add_metric([], e.audit.transactions)
         yield audit_tx
         yield from _write_fault_metrics(e.write_behind)
+        yield from _shared_metrics(e.node.stats)
+
+
+def _shared_metrics(stats: Any) -> Iterator[CounterMetricFamily]:
+    """The counters the shells serve under the same names, from the Node's stats (the
+    engine takes the shells' own out of the registry): a dashboard reads either engine."""
+    collected = CounterMetricFamily(
+        "fedorch_decision_records_collected",
+        "COMMIT certificates dropped from the coordinator's log once every participant"
+        " acknowledged them")
+    collected.add_metric([], stats["decision record collected"])
+    yield collected
+    compacted = CounterMetricFamily(
+        "fedorch_compacted",
+        "Records removed by retention (docs/retention.md), by kind: on the node engine,"
+        " workflows (core/node/retention.py forgets each one's rows in one write group)",
+        labels=["kind"])
+    compacted.add_metric(["workflows"], stats["retention: workflow forgotten"])
+    yield compacted
 
 
 def _write_fault_metrics(fault: Any) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

@@ -271,9 +271,18 @@ class NodeClientService(ClientService):
         if status is None and not request.local_only:
             status = await self._asked_of_members(request.id)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no workflow {request.id!r} known here")
+            await context.abort(grpc.StatusCode.NOT_FOUND, self._unknown(request.id))
         return status
+
+    def _unknown(self, workflow_id: str) -> str:
+        """NOT_FOUND's words, as the shells': the Node's retention forgets ended
+        workflows, so the answer says so, or it reads as a typo."""
+        kept = self.engine.node.t.retention
+        if kept is None:
+            return f"no workflow {workflow_id!r} known here"
+        return (f"no workflow {workflow_id!r}: never known here, or ended and removed by"
+                f" retention (keep_ended_s {kept.keep_ended_s:g}, max_ended_workflows"
+                f" {kept.max_ended_workflows})")
 
     async def _asked_of_members(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
         """A workflow this Node does not know, whose coordinator did not answer: the

@@ -17,7 +17,7 @@ the shells:
    carrying it, and its process group when a marked process is in the group on record
    (runtime/executors/leftovers.py). Only then does the Node resolve those attempts by
    its own rule (core/node/running.py: run again when the step is idempotent and has
-   attempts left, else FAILED "interrupted by a restart"), so a retry never runs beside
+   attempts left, else FAILED "interrupted by an agent restart"), so a retry never runs beside
    what is left of the attempt it replaces.
 
 Why the run marker is enough to find an attempt, and the group is kept on the side.

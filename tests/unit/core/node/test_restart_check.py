@@ -256,3 +256,13 @@ def test_a_participant_in_doubt_at_its_restart_asks_once_it_learns_the_commit() 
     assert runs_of(fed, "s1") == [] and [type(m) for _, _, m in fed.net] == [PlacementAnswer]
     fed.deliver()
     assert runs_of(fed, "s1") == [("d1", 1)]
+
+
+def test_a_step_running_at_a_restart_fails_in_the_words_both_engines_use() -> None:
+    """A step not idempotent that was running when its domain stopped FAILS at the
+    restore, its error in the shells' words (a client sees the same either way)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    fed.restore("d2")
+    _, state, _, error = fed.disks["d2"].results[WF]["s1"]
+    assert state is StepState.FAILED
+    assert error.startswith("interrupted by an agent restart; not run again"), error

@@ -22,7 +22,9 @@ def engine(fault: WriteFault) -> SimpleNamespace:
         boundary=SimpleNamespace(posted=6),
         executors=SimpleNamespace(started=1),
         node=SimpleNamespace(stats=Counter({"step self-fenced": 2,
-                                            "step not started: fenced": 1})),
+                                            "step not started: fenced": 1,
+                                            "decision record collected": 4,
+                                            "retention: workflow forgotten": 5})),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2, written_records=3),
         write_behind=fault)
 
@@ -76,3 +78,10 @@ def test_the_engine_counters_are_read_at_scrape_time():
     # node.db's commit thread: encoding the rows apart from SQLite's own work
     assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5
+
+
+def test_the_counters_the_shells_serve_too_have_their_names():
+    """A dashboard of the shells' counters reads the node engine's under one name."""
+    got = scrape(WriteFault())
+    assert got["fedorch_decision_records_collected_total"] == 4
+    assert got['fedorch_compacted_total{kind="workflows"}'] == 5
