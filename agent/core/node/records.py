@@ -331,6 +331,11 @@ class Disk:
     # may have used (written before its first PREPARE: a restart never reuses one).
     placements: dict[str, dict[str, tuple[int, str, str]]] = field(default_factory=dict)
     replaced_rounds: dict[str, int] = field(default_factory=dict)
+    # The coordinator's refusals (core.negotiation.rounds.Refusal): workflow -> (round,
+    # domain, steps, reason) of each, written with the round record that follows them
+    # or with the round's end; shown by its status, given back to a restored core.
+    refusals: dict[str, tuple[tuple[int, str, tuple[str, ...], str], ...]] = \
+        field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:
