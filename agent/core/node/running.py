@@ -451,9 +451,13 @@ class Running:
         if p is not None:
             n.out.stop.extend((wf, s.id, s.attempts) for s in p.local_steps()
                               if s.state is StepState.RUNNING)
-            left = [s.id for s in p.steps.values() if s.state not in TERMINAL_STEP_STATES]
+            # Not ended, or ended here with no result of its own (SKIPPED downstream
+            # of a failed step): kept as results, its status shows them, not PENDING.
+            had = n.state.results.get(wf, {})
+            left = [s.id for s in p.steps.values()
+                    if s.state not in TERMINAL_STEP_STATES or s.id not in had]
             p.cancel(f"workflow {state.name}")
-            if left:  # kept as results: its status shows them CANCELLED, not PENDING
+            if left:
                 results = dict(n.state.results.get(wf, {}))
                 for step in left:
                     s = p.steps[step]

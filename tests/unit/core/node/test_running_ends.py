@@ -11,9 +11,12 @@ from fedorch.core.node import Message, StepEnded, Submit
 from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, Timing
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.federation import sent
+from tests.unit.core.node.test_cancel import WF as CWF
+from tests.unit.core.node.test_cancel import Federation as Three
 from tests.unit.core.node.test_takeover import WF, committed
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
@@ -103,3 +106,22 @@ def test_the_made_end_is_told_again_when_it_says_settled_and_the_told_one_did_no
     assert sorted(to for to, _ in made) == ["d1", "d2"]
     assert all(msg.settled for _, msg in made)
     assert all(WF in fed.disks[name].settled for name in ("d1", "d2"))
+
+
+def test_a_step_skipped_downstream_of_a_failed_one_is_kept_skipped_at_the_end() -> None:
+    # Progress skips what is after a failed step; the end keeps that as the step's
+    # result (it has no result of its own), so its status shows SKIPPED, not PENDING.
+    fed = Three()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="first", capability="a"),
+        spec_pb2.StepSpec(id="then", capability="a", needs=["first"])])
+    fed.step("d0", Submit(CWF, spec, placement={"first": "d1", "then": "d2"}))
+    fed.deliver()
+    assert fed.end_one_step(ok=False)
+    fed.deliver()
+    for name in ("d0", "d1", "d2"):
+        assert fed.disks[name].final[CWF] is WorkflowState.FAILED, name
+    results = fed.disks["d0"].results[CWF]
+    assert results["first"][1] is StepState.FAILED
+    assert results["then"][1] is StepState.SKIPPED
+    assert results["then"][3] == "upstream step first failed"
