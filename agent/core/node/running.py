@@ -83,6 +83,11 @@ class Running:
         n = self.n
         d = n.state
         wf = msg.workflow_id
+        if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
+            p = n.progress.get(wf)
+            if p is not None and self._older_placement(wf, src, msg) is None:
+                p.apply_result(msg.step_id, msg.attempt, msg.state, {}, "")
+            return  # not written, not acknowledged: the ack is the final result's
         refused = False
         # The end told the sender before this result (resent below); one this result
         # makes is told by whoever makes it (domain_loss.py, end_as_coordinator).
@@ -341,6 +346,11 @@ class Running:
                 n.state.runs.add(run)
                 n.note("step_started", run, now)
                 n.out.start.append(run)
+                coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
+                    else self.info(wf).coordinator
+                if coordinator != n.name:  # its status shows the step RUNNING (best effort)
+                    n.send(coordinator, ResultMsg(wf, a.step_id, a.attempt, StepState.RUNNING,
+                                                  {}, "", p.steps[a.step_id].epoch))
 
     def fenced(self, now: float, wf: str, step: str, attempt: int, why: str) -> None:
         """Self-fencing stopped this attempt, or refused to start it (self_fencing.py):

@@ -49,7 +49,8 @@ def test_an_end_told_before_and_not_acknowledged_is_told_again_with_a_result() -
     fed.net = [(n, n, StepEnded(*run, ok=True)) for n in fed.names for run in fed.running[n]]
     fed.deliver(keep=lambda src, dst, msg: (src, dst, type(msg)) == ("d2", "d0", AckMsg))
     assert ("final", WF, "d2") in fed.nodes["d0"].pending  # told, not acknowledged
-    result = next(msg for to, msg in fed.sent_by("d2", ResultMsg) if to == "d0")
+    result = next(msg for to, msg in fed.sent_by("d2", ResultMsg)
+                  if to == "d0" and msg.state is not StepState.RUNNING)
     fed.net = []
     ready = fed.step("d0", Message("d2", result))
     assert [to for to, msg in sent(ready) if type(msg) is FinalMsg] == ["d2"]
@@ -125,3 +126,23 @@ def test_a_step_skipped_downstream_of_a_failed_one_is_kept_skipped_at_the_end() 
     assert results["first"][1] is StepState.FAILED
     assert results["then"][1] is StepState.SKIPPED
     assert results["then"][3] == "upstream step first failed"
+
+
+def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged() -> None:
+    # Its status shows a step RUNNING in another domain; the start is not written there,
+    # nor acknowledged (an acknowledgement would end the resends of the final result,
+    # whose key it shares).
+    fed = Three()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    fed.step("d0", Submit(CWF, spec, placement={"s": "d1"}))
+    fed.deliver(keep=lambda src, dst, msg: type(msg) is ResultMsg)
+    [(src, dst, started)] = [m for m in fed.net if type(m[2]) is ResultMsg]
+    assert (src, dst, started.state, started.attempt) == ("d1", "d0", StepState.RUNNING, 1)
+    fed.net = []
+    ready = fed.step("d0", Message("d1", started))
+    assert fed.nodes["d0"].progress[CWF].steps["s"].state is StepState.RUNNING
+    assert CWF not in fed.disks["d0"].results
+    assert not ready.writes and not sent(ready)
+    assert fed.end_one_step()
+    fed.deliver()
+    assert fed.disks["d0"].final[CWF] is WorkflowState.SUCCEEDED
