@@ -411,7 +411,8 @@ class Running:
         outcome = p.outcome()
         if outcome is None:
             return
-        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED \
+            else lifecycle.Failed("; ".join(p.failure_reasons()))  # its status's reason
         if n.domain_loss.tell_end(now, wf, lifecycle.step(row.state, event)):
             return  # told first: made once enough acknowledged it (domain_loss.py)
         n.point("workflow outcome")

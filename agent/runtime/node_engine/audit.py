@@ -439,10 +439,13 @@ class AuditedNode(NodeLayer):
     the same turn stepped before it is recorded with the new one: its record is made
     after the turn's write)."""
 
-    def __init__(self, inner: Any, domain: str, audit: NodeAuditLog) -> None:
+    def __init__(self, inner: Any, domain: str, audit: NodeAuditLog,
+                 on_votes: Callable[[int, int], None] | None = None) -> None:
+        """`on_votes(yes, no)`: told the votes this domain casts in each Ready."""
         super().__init__(inner)
         self.domain = domain
         self.audit = audit
+        self.on_votes = on_votes
         self.evidence = audit.records.evidence
         self._prepares: dict = {}
 
@@ -459,10 +462,12 @@ class AuditedNode(NodeLayer):
     def ready(self) -> Ready:
         ready = self.inner.ready()
         prepares, self._prepares = self._prepares, {}
+        ours = [out for outs in (ready.send_now, ready.send_after_write) for out in outs
+                if type(out.msg) is VoteMsg and out.msg.domain == self.domain]
         noes = [self.audit.records.no_vote(out.to, out.msg, prepares.get(out.msg.key))
-                for outs in (ready.send_now, ready.send_after_write) for out in outs
-                if type(out.msg) is VoteMsg and not out.msg.yes
-                and out.msg.domain == self.domain]
+                for out in ours if not out.msg.yes]
         if noes:
             self.audit.no_votes(noes)
+        if ours and self.on_votes is not None:
+            self.on_votes(len(ours) - len(noes), len(noes))
         return self.evidence.seal_results(ready) if self.evidence is not None else ready

@@ -104,7 +104,7 @@ from fedorch.runtime.node_engine.boundary import (
 from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
 from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer, vote_signer
 from fedorch.runtime.node_engine.executors import NodeExecutors
-from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector, bind_agent_metrics
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.reload import (
     ReconfiguringNode,
@@ -285,7 +285,9 @@ class NodeAgent:
             self.node, self.executors,
             on_applied=lambda: a.publish_record_if_changed(force=True))
         self.driver = NodeDriver(
-            AuditedNode(self.reconfiguring, self.domain, self.audit),
+            AuditedNode(self.reconfiguring, self.domain, self.audit,
+                        on_votes=bind_agent_metrics(a.metrics, self.node.participant,
+                                                    a.capacities)),
             clock, self.durable, HeldTransport(self.transport, fault),
             HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
             loopback=self.domain)

@@ -12,7 +12,26 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["NodeEngineCollector"]
+__all__ = ["NodeEngineCollector", "bind_agent_metrics"]
+
+
+def bind_agent_metrics(metrics: Any, participant: Any, capabilities: Any) -> Any:
+    """The agent's own metrics that the shells keep and the Node holds the facts of:
+    `fedorch_reserved_slots{capability}` read from the Node's participant at scrape
+    time, and the returned `on_votes(yes, no)` counting `fedorch_votes_total{vote}`
+    (audit.py's AuditedNode tells it the votes of each Ready)."""
+    for cap in capabilities:
+        metrics.reserved_slots.labels(cap).set_function(
+            lambda cap=cap: participant.in_use().get(cap, 0))
+    yes, no = metrics.votes.labels("yes"), metrics.votes.labels("no")
+
+    def on_votes(n_yes: int, n_no: int) -> None:
+        if n_yes:
+            yes.inc(n_yes)
+        if n_no:
+            no.inc(n_no)
+
+    return on_votes
 
 
 class NodeEngineCollector(Collector):

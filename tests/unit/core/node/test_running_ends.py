@@ -126,6 +126,8 @@ def test_a_step_skipped_downstream_of_a_failed_one_is_kept_skipped_at_the_end() 
     assert results["first"][1] is StepState.FAILED
     assert results["then"][1] is StepState.SKIPPED
     assert results["then"][3] == "upstream step first failed"
+    # The coordinator's row says why, as the shells' status does.
+    assert fed.disks["d0"].rows[CWF].reason == "step first failed: "
 
 
 def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from types import SimpleNamespace
 
-from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.metrics import AgentMetrics
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector, bind_agent_metrics
 from fedorch.runtime.node_engine.write_behind import HeldDurable, WriteFault
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -75,3 +76,22 @@ def test_the_engine_counters_are_read_at_scrape_time():
     # node.db's commit thread: encoding the rows apart from SQLite's own work
     assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5
+
+
+def test_the_agents_reserved_slots_and_votes_read_the_nodes_facts():
+    metrics = AgentMetrics()
+    used = {"a": 2}
+    participant = SimpleNamespace(in_use=lambda: dict(used))
+    on_votes = bind_agent_metrics(metrics, participant, ["a", "b"])
+
+    def sample(name, **labels):
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("fedorch_reserved_slots", capability="a") == 2
+    assert sample("fedorch_reserved_slots", capability="b") == 0
+    used["a"] = 0  # read at scrape time: released shows at once
+    assert sample("fedorch_reserved_slots", capability="a") == 0
+    on_votes(2, 1)
+    on_votes(0, 1)
+    assert sample("fedorch_votes_total", vote="yes") == 2
+    assert sample("fedorch_votes_total", vote="no") == 2
