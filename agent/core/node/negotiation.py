@@ -215,12 +215,14 @@ class Negotiation:
             n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
             return
         admission = n.admit(n, now, tx, msg.info)
+        # The policy weighs the submitter (accept_from's principals, rules), as `admit`
+        # checked its signed spec (the node engine: boundary.py), and the data flow.
+        principal = principal_of(msg.info.submission, tx.coordinator)
         out = n.participant.reserve(
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
             data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx,
-            # The policy weighs the submitter (accept_from's principals, rules), as
-            # `admit` checked its signed spec (the node engine: boundary.py).
-            principal=principal_of(msg.info.submission, tx.coordinator))
+            context=n.vote_context(now, msg.info, msg.steps, principal),
+            principal=principal)
         yes = out.yes
         if yes and out.hold is not None:  # RESERVED: the reservation, then the prepare record
             n.point("reservation")

@@ -86,6 +86,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.config import gossip_profile_name
+from fedorch.runtime.dataflow_policy import domain_records
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
 from fedorch.runtime.node_engine.attestations import Attestations
@@ -254,6 +255,7 @@ class NodeAgent:
         evidence = NodeEvidence(a.trust)
         self.node = PlacedNode(
             self.domain, candidates=lambda: placement_candidates(a),
+            records=lambda domains: domain_records(a, domains),
             policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now), admit=signed_submissions(a.trust),
