@@ -103,6 +103,7 @@ from fedorch.runtime.node_engine.boundary import (
     signed_submissions,
 )
 from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
+from fedorch.runtime.node_engine.egress import EgressNode
 from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer, vote_signer
 from fedorch.runtime.node_engine.executors import NodeExecutors
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector, bind_agent_metrics
@@ -287,7 +288,9 @@ class NodeAgent:
             self.node, self.executors,
             on_applied=lambda: a.publish_record_if_changed(force=True))
         self.driver = NodeDriver(
-            AuditedNode(self.reconfiguring, self.domain, self.audit,
+            AuditedNode(EgressNode(self.reconfiguring, self.node, self.domain,
+                                   lambda domains: domain_records(a, domains)),
+                        self.domain, self.audit,
                         on_votes=bind_agent_metrics(a.metrics, self.node.participant,
                                                     a.capacities)),
             clock, self.durable, HeldTransport(self.transport, fault),
