@@ -230,8 +230,16 @@ async def _node_vote(fed, spec, wid: str, train_on: str) -> tuple[bool, str]:
     await fed.peer_call("partner", "NodeTurn", envelope)
 
     def voted() -> list:
-        return [json.loads(body)["data"] for (body,) in fed.rows(
-            "partner", "SELECT body FROM audit WHERE kind='vote' AND workflow_id=?", (wid,))]
+        """partner's votes on `wid`: records of their own, or acts of an `acts` record."""
+        votes = []
+        for kind, body in fed.rows("partner", "SELECT kind, body FROM audit"
+                                   " WHERE workflow_id=?", (wid,)):
+            data = json.loads(body)["data"]
+            if kind == "vote":
+                votes.append(data)
+            elif kind == "acts":
+                votes += [act["data"] for act in data["acts"] if act["kind"] == "vote"]
+        return votes
 
     async def recorded() -> list:
         return voted()
