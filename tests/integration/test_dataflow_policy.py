@@ -309,7 +309,7 @@ def _explain(fed, *args: str) -> subprocess.CompletedProcess:
 async def test_policy_explain_shows_verdicts_and_reserves_nothing(fed, tmp_path):
     spec_file = tmp_path / "score.yaml"
     spec_file.write_text(VAULT_TO_TRAIN)
-    held = {d: held(fed, d) for d in DOMAINS}
+    before = {d: held(fed, d) for d in DOMAINS}
     done = _explain(fed, str(spec_file), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -325,7 +325,7 @@ async def test_policy_explain_shows_verdicts_and_reserves_nothing(fed, tmp_path)
     assert verdicts[("read", "partner")]["chosen"]
     assert verdicts[("read", "partner")]["basis"] == "summary; private rules decide at PREPARE"
     for domain in DOMAINS:  # a dry run: no reservation made anywhere
-        assert held(fed, domain) == held[domain], domain
+        assert held(fed, domain) == before[domain], domain
     spec_file.write_text("name: x\nsteps: [{id: a, capability: c, needs: [zz]}]\n")
     bad = _explain(fed, str(spec_file))
     assert bad.returncode == 2 and "names no step" in bad.stderr, bad.stderr
