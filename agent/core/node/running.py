@@ -346,11 +346,17 @@ class Running:
                 n.state.runs.add(run)
                 n.note("step_started", run, now)
                 n.out.start.append(run)
-                coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
-                    else self.info(wf).coordinator
-                if coordinator != n.name:  # its status shows the step RUNNING (best effort)
-                    n.send(coordinator, ResultMsg(wf, a.step_id, a.attempt, StepState.RUNNING,
-                                                  {}, "", p.steps[a.step_id].epoch))
+                if n.t.tell_starts:
+                    self._tell_start(wf, a.step_id, a.attempt, p.steps[a.step_id].epoch)
+
+    def _tell_start(self, wf: str, step: str, attempt: int, epoch: int) -> None:
+        """Its coordinator's status shows the step RUNNING: told once (best effort),
+        after the start is written; taken into the coordinator's progress only."""
+        n = self.n
+        coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
+            else self.info(wf).coordinator
+        if coordinator != n.name:
+            n.send(coordinator, ResultMsg(wf, step, attempt, StepState.RUNNING, {}, "", epoch))
 
     def fenced(self, now: float, wf: str, step: str, attempt: int, why: str) -> None:
         """Self-fencing stopped this attempt, or refused to start it (self_fencing.py):
