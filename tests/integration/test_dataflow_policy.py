@@ -13,10 +13,15 @@ import time
 import pytest
 import yaml
 from fedorch.core.identity.envelope import new_nonce, seal
+from fedorch.core.identity.submission import sign_spec
+from fedorch.core.negotiation.messages import TxInfo
+from fedorch.core.node.records import PrepareMsg, WfInfo
 from fedorch.core.workflow import values
 from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import peer_pb2
+from fedorch.runtime.node_codec import node_codec
 
+from tests.integration.engine_tables import engine_of, held, runs
 from tests.integration.federation import (
     running_federation,
     state_name,
@@ -113,7 +118,7 @@ async def fed(federation):
 
 
 def _runs(fed, domain: str, workflow_id: str) -> list[tuple]:
-    return fed.rows(domain, "SELECT step_id FROM step_runs WHERE workflow_id=?", (workflow_id,))
+    return [(step,) for step, _ in runs(fed, domain, workflow_id)]
 
 
 async def test_eu_outputs_never_reach_a_us_step_refused_at_vote_then_replaced(fed):
@@ -129,7 +134,7 @@ async def test_eu_outputs_never_reach_a_us_step_refused_at_vote_then_replaced(fe
     assert step_states(status) == {"extract": ("SUCCEEDED", "eu-west", 1),
                                    "train": ("SUCCEEDED", "eu-west", 1)}
     assert _runs(fed, "us-east", wid) == []
-    assert fed.rows("us-east", "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
+    assert held(fed, "us-east", wid) == []
 
 
 async def test_step_data_labels_abort_a_workflow_with_no_compliant_domain(fed):
@@ -158,29 +163,89 @@ async def test_published_egress_keeps_outputs_on_eu_domains(fed):
     assert _runs(fed, "us-east", wid) == []
 
 
-async def test_egress_refuses_at_the_vote_a_placement_sending_outputs_to_a_us_domain(fed):
-    """A coordinator that ignores the published egress (or saw it late) gets a NO."""
-    spec = parse_spec_text(VAULT_TO_TRAIN, "test")
-    request = peer_pb2.PrepareRequest(workflow_id=f"eu-west.egress-{new_nonce().hex()[:8]}",
-                                      round=1, spec=spec, steps=["read"],
-                                      placement={"read": "partner", "train": "us-east"},
-                                      submission=signed(spec))
+EGRESS_REFUSAL = ("egress: step 'read' outputs may not go to us-east: us-east has "
+                  "jurisdiction=US, to_labels allows jurisdiction in [EU]")
+
+
+@pytest.fixture(params=["shells", "node"])
+def engine_federation(request, tmp_path):
+    """This file's domains on one engine, named in each config."""
+    domains = {name: {**body, "engine": request.param} for name, body in DOMAINS.items()}
+    with running_federation(tmp_path / request.param, domains) as started:
+        yield started
+
+
+async def test_egress_refuses_at_the_vote_a_placement_sending_outputs_to_a_us_domain(
+        engine_federation):
+    """A coordinator that ignores the published egress (or saw it late) gets a NO: on
+    the shells a PREPARE through their Prepare RPC, answered with the vote; on the node
+    engine a PrepareMsg in a NodeTurn, its NO in partner's audit log (it goes to eu-west,
+    which coordinates no such workflow)."""
+    fed = engine_federation
+    try:
+        await fed.wait_capacity_free()
+        spec = parse_spec_text(VAULT_TO_TRAIN, "test")
+        wid = f"eu-west.egress-{new_nonce().hex()[:8]}"
+        if engine_of(fed, "partner") == "node":
+            assert await _node_vote(fed, spec, wid, "us-east") == (False, EGRESS_REFUSAL)
+            assert held(fed, "partner", wid) == []
+            # The same PREPARE with train on eu-west is taken.
+            assert await _node_vote(fed, spec, wid + "-ok", "eu-west") == (True, "")
+            return
+        request = peer_pb2.PrepareRequest(workflow_id=wid, round=1, spec=spec,
+                                          steps=["read"],
+                                          placement={"read": "partner", "train": "us-east"},
+                                          submission=signed(spec))
+        envelope = seal(fed.signer("eu-west"), recipient="partner",
+                        now_ms=int(time.time() * 1000), nonce=new_nonce(), prepare=request)
+        reply = await fed.peer_call("partner", "Prepare", envelope)
+        vote = peer_pb2.Body.FromString(reply.body).vote
+        assert not vote.yes
+        assert vote.reason == EGRESS_REFUSAL
+        assert held(fed, "partner", request.workflow_id) == []
+        # The same PREPARE with train on eu-west is taken.
+        request.workflow_id += "-ok"
+        request.placement["train"] = "eu-west"
+        envelope = seal(fed.signer("eu-west"), recipient="partner",
+                        now_ms=int(time.time() * 1000), nonce=new_nonce(), prepare=request)
+        vote = peer_pb2.Body.FromString((await fed.peer_call("partner", "Prepare", envelope)).body)
+        assert vote.vote.yes, vote.vote.reason
+    finally:
+        await fed.close_channels()
+
+
+async def _node_vote(fed, spec, wid: str, train_on: str) -> tuple[bool, str]:
+    """eu-west's PREPARE of `read` on partner (train on `train_on`) through NodeTurn, as
+    a node-engine coordinator sends it; partner's vote, as its audit log records it."""
+    placement = {"read": "partner", "train": train_on}
+    tx = TxInfo(wid, 1, "eu-west", tuple(sorted(set(placement.values()))), ("eu-west",))
+    submission = sign_spec("domain:eu-west", fed.signer("eu-west").sign, spec,
+                           request_id=new_nonce().hex(), issued_at_ms=int(time.time() * 1000),
+                           coordinator="eu-west")
+    prepare = PrepareMsg(tx, (("read", "vault.read"),),
+                         WfInfo(spec, placement, "eu-west", submission=submission))
+    turn = peer_pb2.NodeTurn(messages=node_codec().encode((prepare,)))
     envelope = seal(fed.signer("eu-west"), recipient="partner", now_ms=int(time.time() * 1000),
-                    nonce=new_nonce(), prepare=request)
-    reply = await fed.peer_call("partner", "Prepare", envelope)
-    vote = peer_pb2.Body.FromString(reply.body).vote
-    assert not vote.yes
-    assert vote.reason == ("egress: step 'read' outputs may not go to us-east: us-east has "
-                           "jurisdiction=US, to_labels allows jurisdiction in [EU]")
-    assert fed.rows("partner", "SELECT * FROM reservations WHERE workflow_id=?",
-                    (request.workflow_id,)) == []
-    # The same PREPARE with train on eu-west is taken.
-    request.workflow_id += "-ok"
-    request.placement["train"] = "eu-west"
-    envelope = seal(fed.signer("eu-west"), recipient="partner", now_ms=int(time.time() * 1000),
-                    nonce=new_nonce(), prepare=request)
-    vote = peer_pb2.Body.FromString((await fed.peer_call("partner", "Prepare", envelope)).body)
-    assert vote.vote.yes, vote.vote.reason
+                    nonce=new_nonce(), node_turn=turn)
+    await fed.peer_call("partner", "NodeTurn", envelope)
+
+    def voted() -> list:
+        """partner's votes on `wid`: records of their own, or acts of an `acts` record."""
+        votes = []
+        for kind, body in fed.rows("partner", "SELECT kind, body FROM audit"
+                                   " WHERE workflow_id=?", (wid,)):
+            data = json.loads(body)["data"]
+            if kind == "vote":
+                votes.append(data)
+            elif kind == "acts":
+                votes += [act["data"] for act in data["acts"] if act["kind"] == "vote"]
+        return votes
+
+    async def recorded() -> list:
+        return voted()
+
+    [vote] = await wait_for(recorded, 20, "partner's vote in its audit log")
+    return vote["yes"], vote["reason"]
 
 
 async def test_a_cel_rule_refuses_at_the_vote_with_its_message(fed):
@@ -244,7 +309,7 @@ def _explain(fed, *args: str) -> subprocess.CompletedProcess:
 async def test_policy_explain_shows_verdicts_and_reserves_nothing(fed, tmp_path):
     spec_file = tmp_path / "score.yaml"
     spec_file.write_text(VAULT_TO_TRAIN)
-    held = {d: fed.rows(d, "SELECT * FROM reservations") for d in DOMAINS}
+    before = {d: held(fed, d) for d in DOMAINS}
     done = _explain(fed, str(spec_file), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -260,7 +325,7 @@ async def test_policy_explain_shows_verdicts_and_reserves_nothing(fed, tmp_path)
     assert verdicts[("read", "partner")]["chosen"]
     assert verdicts[("read", "partner")]["basis"] == "summary; private rules decide at PREPARE"
     for domain in DOMAINS:  # a dry run: no reservation made anywhere
-        assert fed.rows(domain, "SELECT * FROM reservations") == held[domain], domain
+        assert held(fed, domain) == before[domain], domain
     spec_file.write_text("name: x\nsteps: [{id: a, capability: c, needs: [zz]}]\n")
     bad = _explain(fed, str(spec_file))
     assert bad.returncode == 2 and "names no step" in bad.stderr, bad.stderr

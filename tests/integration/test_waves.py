@@ -20,6 +20,7 @@ import pytest
 from fedorch.cli.render import status_to_dict
 from fedorch.gen.fedorch.v1 import status_pb2
 
+from tests.integration.engine_tables import runs
 from tests.integration.federation import running_federation, state_name, wait_for
 
 pytestmark = pytest.mark.integration
@@ -111,8 +112,8 @@ async def test_a_rollout_one_domain_at_a_time_runs_its_waves_in_order(fed, tmp_p
                               if "deploy@gamma" in line)
     # Each instance ran once, in its own domain (each domain's own run records).
     for name in ("alpha", "beta", "gamma"):
-        assert fed.rows(name, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?"
-                        " AND step_id LIKE 'deploy@%'", (wid,)) == [(f"deploy@{name}", 1)]
+        assert [r for r in runs(fed, name, wid) if r[0].startswith("deploy@")] == \
+            [(f"deploy@{name}", 1)]
 
 
 async def test_a_failed_wave_stops_the_next_and_compensates_the_one_before(fed, tmp_path):

@@ -43,6 +43,7 @@ from fedorch.core.negotiation.coordinator import (
     Coordinator,
     Finished,
     PersistDecision,
+    Refusal,
     RoundRecord,
     SendDecision,
     SendPrepare,
@@ -169,7 +170,8 @@ class Negotiation:
             record = RoundRecord(
                 row.round, dict(row.info.placement), row.acceptors,
                 d.cells.get((wf, row.round)), d.records.get((wf, row.round)),
-                row.committed, row.finished, ballot=d.ballots.get((wf, row.round)))
+                row.committed, row.finished, ballot=d.ballots.get((wf, row.round)),
+                refusals=tuple(Refusal(*r) for r in d.refusals.get(wf, ())))
             core = Coordinator.restore(wf, record, now=now, placer=n.placer(row.info.spec),
                                        max_rounds=n.t.max_rounds,
                                        prepare_timeout_s=n.t.prepare_timeout_s,
@@ -213,12 +215,14 @@ class Negotiation:
             n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
             return
         admission = n.admit(n, now, tx, msg.info)
+        # The policy weighs the submitter (accept_from's principals, rules), as `admit`
+        # checked its signed spec (the node engine: boundary.py), and the data flow.
+        principal = principal_of(msg.info.submission, tx.coordinator)
         out = n.participant.reserve(
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
             data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx,
-            # The policy weighs the submitter (accept_from's principals, rules), as
-            # `admit` checked its signed spec (the node engine: boundary.py).
-            principal=principal_of(msg.info.submission, tx.coordinator))
+            context=n.vote_context(now, msg.info, msg.steps, principal),
+            principal=principal)
         yes = out.yes
         if yes and out.hold is not None:  # RESERVED: the reservation, then the prepare record
             n.point("reservation")
@@ -378,6 +382,7 @@ class Negotiation:
                               info=replace(row.info, placement=dict(a.placement),
                                            coordinator=n.name))
                 d.rows[wf] = row
+                self._keep_refusals(wf, core)  # why the earlier rounds were redone
             tx = core.tx()
             assert tx is not None and tx.round == a.round
             caps = {s.id: s.capability for s in row.info.spec.steps}
@@ -416,6 +421,7 @@ class Negotiation:
                 if a.cancelled else lifecycle.Aborted(a.reason)
             state = lifecycle.step(row.state, event)
             d.rows[wf] = replace(row, state=state, finished=True, reason=a.reason)
+            self._keep_refusals(wf, core)
             n.out.status.append((wf, state))
             if a.committed:
                 n.running.resume(now, wf)
@@ -424,6 +430,13 @@ class Negotiation:
             self._collect(core)
         else:  # pragma: no cover
             raise LocalProtocolError(f"no route for {a!r}")
+
+    def _keep_refusals(self, wf: str, core: Coordinator) -> None:
+        """The core's refusals so far (it only adds), in the write group under way:
+        the status shows them, a restored core starts from them."""
+        if len(core.refusals) != len(self.n.state.refusals.get(wf, ())):
+            self.n.state.refusals[wf] = tuple(
+                (r.round, r.domain, tuple(r.steps), r.reason) for r in core.refusals)
 
     def _collect(self, core: Coordinator) -> None:
         n = self.n

@@ -128,6 +128,7 @@ from fedorch.core.node.self_fencing import SelfFencing
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.node.votes import Votes
+from fedorch.core.policy.engine import PolicyContext
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -442,6 +443,14 @@ class Node:
                     unplaceable[s.id] = "every domain refused"
             return Placement(assignment, unplaceable)
         return place
+
+    def vote_context(self, now: float, info: WfInfo, steps: tuple[tuple[str, str], ...],
+                     principal: str) -> PolicyContext | None:
+        """What a vote on `steps` of `info` checks residency, egress and rules against
+        beyond its steps: the labels along the DAG, the destinations of their outputs
+        (core/policy/flow.py). None here: this Node knows no domain records (the
+        simulator's world); the daemon's Node reads them from membership (placing.py)."""
+        return None
 
     @staticmethod
     def check_submission(node: Node, now: float, tx: TxInfo,

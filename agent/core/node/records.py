@@ -48,6 +48,10 @@ class Timing:
     # workflow's coordinator and other participants stops its steps; None: off (a
     # driver that posts no membership view must leave it off).
     step_lease_s: float | None = None
+    # A participant tells its workflow's coordinator each attempt it starts (a RUNNING
+    # ResultMsg, best effort: running.py), so that the coordinator's status shows it
+    # RUNNING. Off: the simulator's seeded runs (their message schedules as they were).
+    tell_starts: bool = False
 
 
 # ---- shell-level messages: what the cores leave to the wire protocol ---------------
@@ -337,6 +341,11 @@ class Disk:
     # may have used (written before its first PREPARE: a restart never reuses one).
     placements: dict[str, dict[str, tuple[int, str, str]]] = field(default_factory=dict)
     replaced_rounds: dict[str, int] = field(default_factory=dict)
+    # The coordinator's refusals (core.negotiation.rounds.Refusal): workflow -> (round,
+    # domain, steps, reason) of each, written with the round record that follows them
+    # or with the round's end; shown by its status, given back to a restored core.
+    refusals: dict[str, tuple[tuple[int, str, tuple[str, ...], str], ...]] = \
+        field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

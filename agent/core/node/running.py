@@ -87,6 +87,11 @@ class Running:
         n = self.n
         d = n.state
         wf = msg.workflow_id
+        if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
+            p = n.progress.get(wf)
+            if p is not None and self._older_placement(wf, src, msg) is None:
+                p.apply_result(msg.step_id, msg.attempt, msg.state, {}, "")
+            return  # not written, not acknowledged: the ack is the final result's
         refused = False
         # The end told the sender before this result (resent below); one this result
         # makes is told by whoever makes it (domain_loss.py, end_as_coordinator).
@@ -375,6 +380,17 @@ class Running:
                 n.state.runs.add(run)
                 n.note("step_started", run, now)
                 n.out.start.append(run)
+                if n.t.tell_starts:
+                    self._tell_start(wf, a.step_id, a.attempt, p.steps[a.step_id].epoch)
+
+    def _tell_start(self, wf: str, step: str, attempt: int, epoch: int) -> None:
+        """Its coordinator's status shows the step RUNNING: told once (best effort),
+        after the start is written; taken into the coordinator's progress only."""
+        n = self.n
+        coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
+            else self.info(wf).coordinator
+        if coordinator != n.name:
+            n.send(coordinator, ResultMsg(wf, step, attempt, StepState.RUNNING, {}, "", epoch))
 
     def fenced(self, now: float, wf: str, step: str, attempt: int, why: str) -> None:
         """Self-fencing stopped this attempt, or refused to start it (self_fencing.py):
@@ -435,7 +451,8 @@ class Running:
         outcome = p.outcome()
         if outcome is None:
             return
-        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED \
+            else lifecycle.Failed("; ".join(p.failure_reasons()))  # its status's reason
         if n.domain_loss.tell_end(now, wf, lifecycle.step(row.state, event)):
             return  # told first: made once enough acknowledged it (domain_loss.py)
         n.point("workflow outcome")
@@ -485,9 +502,13 @@ class Running:
         if p is not None:
             n.out.stop.extend((wf, s.id, s.attempts) for s in p.local_steps()
                               if s.state is StepState.RUNNING)
-            left = [s.id for s in p.steps.values() if s.state not in TERMINAL_STEP_STATES]
+            # Not ended, or ended here with no result of its own (SKIPPED downstream
+            # of a failed step): kept as results, its status shows them, not PENDING.
+            had = n.state.results.get(wf, {})
+            left = [s.id for s in p.steps.values()
+                    if s.state not in TERMINAL_STEP_STATES or s.id not in had]
             p.cancel(f"workflow {state.name}")
-            if left:  # kept as results: its status shows them CANCELLED, not PENDING
+            if left:
                 results = dict(n.state.results.get(wf, {}))
                 for step in left:
                     s = p.steps[step]

@@ -89,6 +89,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.config import gossip_profile_name
+from fedorch.runtime.dataflow_policy import domain_records
 from fedorch.runtime.driver import DriverLoop, DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import CodecError, node_codec
 from fedorch.runtime.node_engine.attestations import Attestations
@@ -105,9 +106,10 @@ from fedorch.runtime.node_engine.boundary import (
     signed_submissions,
 )
 from fedorch.runtime.node_engine.commit_thread import EngineCommit, Replayed
+from fedorch.runtime.node_engine.egress import EgressNode
 from fedorch.runtime.node_engine.evidence import NodeEvidence, grant_signer, vote_signer
 from fedorch.runtime.node_engine.executors import NodeExecutors
-from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector, bind_reserved_slots
 from fedorch.runtime.node_engine.observed import Observed, ObservedNode, ObservedWrites
 from fedorch.runtime.node_engine.placing import PlacedNode
 from fedorch.runtime.node_engine.reload import (
@@ -174,6 +176,8 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         # Self-fencing (core/node/self_fencing.py) is always on in the daemon, whose
         # driver posts its membership view.
         step_lease_s=step_lease_of(config),
+        # Its status shows a step running in another domain RUNNING, as the shells'.
+        tell_starts=True,
         # The Node's own retention (core/node/retention.py), on the config's bounds;
         # nothing goes within two replay windows of its last mark (a late message).
         retention=Retention(
@@ -258,6 +262,7 @@ class NodeAgent:
         evidence = NodeEvidence(a.trust)
         self.node = PlacedNode(
             self.domain, candidates=lambda: placement_candidates(a),
+            records=lambda domains: domain_records(a, domains),
             policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now),
@@ -292,9 +297,13 @@ class NodeAgent:
             StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
             self.node, self.executors,
             on_applied=lambda: a.publish_record_if_changed(force=True))
+        bind_reserved_slots(a.metrics, self.node.participant, a.capacities)
         self.driver = NodeDriver(
-            ObservedNode(AuditedNode(self.reconfiguring, self.domain, self.audit),
-                         self.domain, self.observed),
+            ObservedNode(
+                AuditedNode(EgressNode(self.reconfiguring, self.node, self.domain,
+                                       lambda domains: domain_records(a, domains)),
+                            self.domain, self.audit),
+                self.domain, self.observed),
             clock, self.durable, HeldTransport(self.transport, fault),
             HeldExecutors(self.executors, fault), HeldStatus(self.view, fault),
             loopback=self.domain)

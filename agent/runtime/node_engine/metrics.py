@@ -12,7 +12,15 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["NodeEngineCollector"]
+__all__ = ["NodeEngineCollector", "bind_reserved_slots"]
+
+
+def bind_reserved_slots(metrics: Any, participant: Any, capabilities: Any) -> None:
+    """`fedorch_reserved_slots{capability}`, as the shells keep it, read from the Node's
+    participant at scrape time (votes are counted by observed.py, once each)."""
+    for cap in capabilities:
+        metrics.reserved_slots.labels(cap).set_function(
+            lambda cap=cap: participant.in_use().get(cap, 0))
 
 
 class NodeEngineCollector(Collector):

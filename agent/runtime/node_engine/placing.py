@@ -27,14 +27,16 @@ membership.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from fedorch.core.node.node import Node
+from fedorch.core.policy.engine import PolicyContext
+from fedorch.core.policy.flow import vote_context
 from fedorch.core.workflow import fanout
 from fedorch.core.workflow.placement import Candidate, Placement, place
 from fedorch.core.workflow.spec import check_no_expansion_fields, validate_spec
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.candidates import placement_candidates
 
 __all__ = ["CANDIDATES_KEPT_S", "KeptCandidates", "PLANS_KEPT", "Plan", "PlacedNode",
@@ -80,11 +82,29 @@ class KeptCandidates:
 
 class PlacedNode(Node):
     def __init__(self, name: str, *, candidates: Callable[[], Sequence[Candidate]],
-                 **kwargs: Any) -> None:
+                 records: Callable[[Iterable[str]], Mapping[str, peer_pb2.DomainRecord]]
+                 | None = None, **kwargs: Any) -> None:
         """`candidates`: the members placement may choose from, as this agent sees them
-        now; the rest as `Node`'s."""
+        now; `records`: the domain records it knows of some domains (its own current
+        one included; runtime/dataflow_policy.py), for the data flow a vote checks;
+        the rest as `Node`'s."""
         self.candidates = candidates
+        self.records = records
         super().__init__(name, **kwargs)
+
+    def vote_context(self, now: float, info: Any, steps: tuple[tuple[str, str], ...],
+                     principal: str) -> PolicyContext | None:
+        """As the shells vote (dataflow_policy.prepare_context): the labels each asked
+        step would receive along the DAG as placed, where its outputs go, the workflow's
+        name and the wall time for rules; None when the policy checks none of them."""
+        policy = self.policy
+        if self.records is None or not (policy.residency.accept or policy.egress.to_labels
+                                        or policy.egress.to_domains or policy.rules):
+            return None
+        placement = info.placement
+        return vote_context(info.spec, placement, [step for step, _ in steps],
+                            self.records(placement.values()), domain=self.name,
+                            principal=principal, wall_time_s=self.wall_ms(now) / 1000)
 
     def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
         def placed(excluded: Mapping[str, Any]) -> Placement:

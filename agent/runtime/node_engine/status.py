@@ -32,7 +32,8 @@ rest until the next durable turn, and always while a commit is out. At most
 many workflows end; one not kept is built again when read.
 A status is built (`status_of`): its workflow row (coordinator) or committed PREPARE
 (participant), its final state, its coordinator and epoch (the one followed or acted
-as here: a successor after a takeover, `epochs`), and each step from the live progress
+as here: a successor after a takeover, `epochs`), the coordinator's refusals (each
+round's NO votes and silences, `refusals`), and each step from the live progress
 or, once the workflow has ended, from the results the Node keeps. Its coordinator
 adds the compensations (`compensation`, and each compensated step's state); a
 participant leaves them out (the summary reads NONE there).
@@ -88,6 +89,9 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
     out = status_pb2.WorkflowStatus(id=wf, name=info.spec.name, state=state,
                                     coordinator=coordinator, epoch=epoch, reason=reason,
                                     rounds=rounds)
+    if row is not None:  # why earlier rounds were redone, or the workflow aborted
+        for round_, domain, steps, why in d.refusals.get(wf, ()):
+            out.refusals.add(round=round_, domain=domain, steps=steps, reason=why)
     progress = node.progress.get(wf)
     results = d.results.get(wf, {})
     moved = d.placements.get(wf, {})  # steps placed again (core/node/replacement.py)

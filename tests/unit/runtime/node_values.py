@@ -148,6 +148,10 @@ TABLE_ROWS = {
     "placements": st.tuples(wf_ids, st.dictionaries(
         text, st.tuples(st.integers(0, 2**40), names, names), max_size=3)),
     "replaced_rounds": st.tuples(wf_ids, st.integers(0, 2**40)),
+    # (round, domain, steps, reason) of each refusal the coordinator heard.
+    "refusals": st.tuples(wf_ids, st.lists(st.tuples(
+        st.integers(1, 9), names, st.lists(text, max_size=3).map(tuple), text),
+        max_size=3).map(tuple)),
 }
 
 MESSAGES = {

@@ -4,16 +4,20 @@ and again only when it was not acknowledged."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 from fedorch.core.negotiation.messages import DecisionAck
-from fedorch.core.node import Message, StepEnded, Submit
+from fedorch.core.node import Message, Node, StepEnded, Submit
 from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, Timing
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import sent
+from tests.unit.core.node.test_cancel import WF as CWF
+from tests.unit.core.node.test_cancel import Federation as Three
 from tests.unit.core.node.test_takeover import WF, committed
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
@@ -103,3 +107,60 @@ def test_the_made_end_is_told_again_when_it_says_settled_and_the_told_one_did_no
     assert sorted(to for to, _ in made) == ["d1", "d2"]
     assert all(msg.settled for _, msg in made)
     assert all(WF in fed.disks[name].settled for name in ("d1", "d2"))
+
+
+def test_a_step_skipped_downstream_of_a_failed_one_is_kept_skipped_at_the_end() -> None:
+    # Progress skips what is after a failed step; the end keeps that as the step's
+    # result (it has no result of its own), so its status shows SKIPPED, not PENDING.
+    fed = Three()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="first", capability="a"),
+        spec_pb2.StepSpec(id="then", capability="a", needs=["first"])])
+    fed.step("d0", Submit(CWF, spec, placement={"first": "d1", "then": "d2"}))
+    fed.deliver()
+    assert fed.end_one_step(ok=False)
+    fed.deliver()
+    for name in ("d0", "d1", "d2"):
+        assert fed.disks[name].final[CWF] is WorkflowState.FAILED, name
+    results = fed.disks["d0"].results[CWF]
+    assert results["first"][1] is StepState.FAILED
+    assert results["then"][1] is StepState.SKIPPED
+    assert results["then"][3] == "upstream step first failed"
+    # The coordinator's row says why, as the shells' status does.
+    assert fed.disks["d0"].rows[CWF].reason == "step first failed: "
+
+
+class TellingStarts(Three):
+    """Nodes that tell each start to the coordinator (`Timing.tell_starts`, the daemon's)."""
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities={"a": 2, "b": 2},
+                    timing=Timing(max_rounds=1, tell_starts=True), peers=self.names,
+                    rng=random.Random(self.names.index(name)), disk=self.disks[name],
+                    now=self.now)
+
+
+def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged() -> None:
+    # Its status shows a step RUNNING in another domain; the start is not written there,
+    # nor acknowledged (an acknowledgement would end the resends of the final result,
+    # whose key it shares).
+    fed = TellingStarts()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    fed.step("d0", Submit(CWF, spec, placement={"s": "d1"}))
+    fed.deliver(keep=lambda src, dst, msg: type(msg) is ResultMsg)
+    [(src, dst, started)] = [m for m in fed.net if type(m[2]) is ResultMsg]
+    assert (src, dst, started.state, started.attempt) == ("d1", "d0", StepState.RUNNING, 1)
+    fed.net = []
+    ready = fed.step("d0", Message("d1", started))
+    assert fed.nodes["d0"].progress[CWF].steps["s"].state is StepState.RUNNING
+    assert CWF not in fed.disks["d0"].results
+    assert not ready.writes and not sent(ready)
+    assert fed.end_one_step()
+    fed.deliver()
+    assert fed.disks["d0"].final[CWF] is WorkflowState.SUCCEEDED
+    # Off (the simulator's Nodes): no start is told.
+    quiet = Three()
+    quiet.step("d0", Submit(CWF, spec, placement={"s": "d1"}))
+    quiet.deliver(keep=lambda src, dst, msg: type(msg) is ResultMsg)
+    assert not [m for m in quiet.net if type(m[2]) is ResultMsg]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from types import SimpleNamespace
 
-from fedorch.runtime.node_engine.metrics import NodeEngineCollector
+from fedorch.runtime.metrics import AgentMetrics
+from fedorch.runtime.node_engine.metrics import NodeEngineCollector, bind_reserved_slots
 from fedorch.runtime.node_engine.write_behind import HeldDurable, WriteFault
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -85,3 +86,18 @@ def test_the_counters_the_shells_serve_too_have_their_names():
     got = scrape(WriteFault())
     assert got["fedorch_decision_records_collected_total"] == 4
     assert got['fedorch_compacted_total{kind="workflows"}'] == 5
+
+
+def test_the_agents_reserved_slots_read_the_nodes_facts():
+    metrics = AgentMetrics()
+    used = {"a": 2}
+    participant = SimpleNamespace(in_use=lambda: dict(used))
+    bind_reserved_slots(metrics, participant, ["a", "b"])
+
+    def sample(name, **labels):
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("fedorch_reserved_slots", capability="a") == 2
+    assert sample("fedorch_reserved_slots", capability="b") == 0
+    used["a"] = 0  # read at scrape time: released shows at once
+    assert sample("fedorch_reserved_slots", capability="a") == 0

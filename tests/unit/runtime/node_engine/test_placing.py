@@ -4,14 +4,20 @@ submission gets is always what the checks and `place` give it now."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from fedorch.core.negotiation.messages import TxInfo
+from fedorch.core.node.inputs import Message
+from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.workflow import fanout
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.spec import SpecError, spec_from_mapping
-from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.runtime.node_engine.placing import (
     CANDIDATES_KEPT_S,
     KeptCandidates,
+    PlacedNode,
     SubmissionPlans,
     Unplaceable,
 )
@@ -168,3 +174,47 @@ def test_candidates_are_kept_until_the_view_changes_or_their_span_ends():
     clock.now -= 5.0  # a clock that goes back (a fake one may): built again
     kept.now()
     assert kept.made == 4
+
+
+# ---- the vote's data flow (PlacedNode.vote_context) ---------------------------------
+
+
+def _voter(policy: config_pb2.Policy, records: dict[str, peer_pb2.DomainRecord]) -> PlacedNode:
+    return PlacedNode("d2", candidates=lambda: [], records=lambda domains: {
+        d: records[d] for d in domains if d in records}, policy=policy,
+        capacities={"us.score": 2}, timing=Timing(), peers=["d0", "d1", "d2"],
+        rng=random.Random(0), disk=Disk(), now=0.0)
+
+
+def _vote(node: PlacedNode, spec: spec_pb2.WorkflowSpec, placement: dict[str, str],
+          steps: tuple[tuple[str, str], ...]) -> VoteMsg:
+    tx = TxInfo("d0.wf-1", 1, "d0", tuple(sorted(set(placement.values()))), ("d0",))
+    node.step(0.0, Message("d0", PrepareMsg(tx, steps, WfInfo(spec, placement, "d0"))))
+    [vote] = [o.msg for o in (*node.ready().send_now, *node.ready().send_after_write)
+              if type(o.msg) is VoteMsg]
+    return vote
+
+
+def test_a_vote_refuses_the_labels_a_step_would_receive_along_the_dag():
+    # load's own data label makes score's input EU data: the workflow carries none.
+    spec = spec_from_mapping({"name": "eu-score", "steps": [
+        {"id": "load", "capability": "data.load", "data": {"jurisdiction": "EU"}},
+        {"id": "score", "capability": "us.score", "needs": ["load"]}]})
+    policy = config_pb2.Policy(residency=config_pb2.Residency(accept=["US"]))
+    records = {"d1": _record("d1"), "d2": _record("d2", caps=("us.score",))}
+    vote = _vote(_voter(policy, records), spec, {"load": "d1", "score": "d2"},
+                 (("score", "us.score"),))
+    assert not vote.yes
+    assert vote.reason.startswith("residency: step 'score' would receive jurisdiction EU")
+
+
+def test_a_vote_runs_the_rules_on_the_workflows_name():
+    spec = spec_from_mapping({"name": "forbidden", "steps": [
+        {"id": "score", "capability": "us.score"}]})
+    policy = config_pb2.Policy(rules=[config_pb2.PolicyRule(
+        name="no-forbidden", expression='workflow != "forbidden"',
+        message="this workflow is not taken here")])
+    node = _voter(policy, {"d2": _record("d2", caps=("us.score",))})
+    vote = _vote(node, spec, {"score": "d2"}, (("score", "us.score"),))
+    assert (vote.yes, vote.reason) == (
+        False, "rule no-forbidden: this workflow is not taken here (step 'score')")

@@ -8,14 +8,15 @@ import random
 import threading
 import time
 
-from fedorch.core.node import Node, Submit
+from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
-from fedorch.gen.fedorch.v1 import config_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2, status_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
 from fedorch.runtime.node_engine import status as status_module
 from fedorch.runtime.node_engine.status import StatusView, WriteNotice, status_of
 
+from tests.unit.core.node.test_negotiation import WF, Federation
 from tests.unit.runtime.test_driver import (
     NAMES,
     WAIT_S,
@@ -247,3 +248,26 @@ def test_a_kept_status_no_one_waits_for_is_dropped_at_a_change_not_built():
     assert first is not None and view.built == 1 and wf in view._kept
     view.status_changed(wf, WorkflowState.RUNNING)  # a change no one waits for
     assert wf not in view._kept and view.built == 1
+
+
+def test_the_coordinators_status_lists_its_refusals_and_skipped_steps():
+    # Three Nodes by hand (core/node's harness): d2 takes work from no one, so round 1
+    # is refused; the step placed on d1 in round 2 fails, and the one after it is skipped.
+    fed = Federation()
+    spec_ = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s", capability="a"),
+        spec_pb2.StepSpec(id="t", capability="a", needs=["s"])])
+    fed.step("d0", Submit(WF, spec_, placement={"s": "d2", "t": "d0"}))
+    fed.deliver()
+    for name, runs in fed.running.items():
+        for run in sorted(runs):
+            fed.step(name, StepEnded(*run, ok=False, outputs={}, error="broken"))
+    fed.deliver()
+    status = status_of(fed.nodes["d0"], WF)
+    assert [(r.round, r.domain, list(r.steps)) for r in status.refusals] == \
+        [(1, "d2", ["s"])]
+    assert "accept_from" in status.refusals[0].reason
+    assert status.state == status_pb2.WORKFLOW_STATE_FAILED
+    assert status.reason == "step s failed: broken"
+    steps = {s.id: status_pb2.StepState.Name(s.state) for s in status.steps}
+    assert steps == {"s": "STEP_STATE_FAILED", "t": "STEP_STATE_SKIPPED"}

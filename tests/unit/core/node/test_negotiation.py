@@ -1,0 +1,83 @@
+"""The Node's negotiation part (core/node/negotiation.py): the coordinator's refusals
+(each round's NO votes) are written with the round record that redoes the round, or
+with the round's end, and a coordinator restored from its disk starts from them."""
+
+from __future__ import annotations
+
+import random
+
+from fedorch.core.node import Node, Submit
+from fedorch.core.node.records import PrepareMsg, Timing
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.federation import Federation as Harness
+
+NAMES = ["d0", "d1", "d2"]
+WF = "d0.w1"
+NOW = 100.0
+# d2 takes work from no one: its NO names accept_from.
+POLICIES = {"d0": ["*"], "d1": ["*"], "d2": ["nobody"]}
+
+
+class Federation(Harness):
+    max_rounds = 2
+
+    def __init__(self) -> None:
+        super().__init__(NAMES, start=NOW)
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=POLICIES[name]),
+                    capacities={"a": 2}, timing=Timing(max_rounds=self.max_rounds),
+                    peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    disk=self.disks[name], now=NOW)
+
+
+class OneRound(Federation):
+    max_rounds = 1
+
+
+def submit(f: Federation) -> None:
+    """d0 coordinates one step, placed on d2 in round 1."""
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    f.step("d0", Submit(WF, spec, placement={"s": "d2"}))
+
+
+def test_a_refusal_is_written_with_the_next_rounds_record_before_its_prepare():
+    f = Federation()
+    submit(f)
+    f.deliver(keep=lambda src, dst, msg: type(msg) is PrepareMsg and msg.tx.round == 2)
+    [(round_, domain, steps, reason)] = f.disks["d0"].refusals[WF]
+    assert (round_, domain, steps) == (1, "d2", ("s",))
+    assert "accept_from" in reason, reason
+    assert f.disks["d0"].rows[WF].round == 2
+    # Round 2's PREPARE waited for the write that holds the refusal with its round.
+    [ready] = [r for r in f.readies["d0"]
+               if any(type(o.msg) is PrepareMsg and o.msg.tx.round == 2
+                      for o in (*r.send_now, *r.send_after_write))]
+    assert all(type(o.msg) is not PrepareMsg for o in ready.send_now)
+    assert any(op.table == "refusals" for w in ready.writes for op in w.ops)
+    f.deliver()
+    assert f.disks["d0"].rows[WF].state in (WorkflowState.RUNNING, WorkflowState.SUCCEEDED)
+
+
+def test_the_refusals_of_an_aborted_workflow_are_written_with_its_end_and_restored():
+    f = OneRound()
+    submit(f)
+    f.deliver()
+    row = f.disks["d0"].rows[WF]
+    assert row.state is WorkflowState.ABORTED
+    assert [r[:3] for r in f.disks["d0"].refusals[WF]] == [(1, "d2", ("s",))]
+    assert "d2" in row.reason
+    core = f.nodes["d0"].coordinators[WF]
+    restored = f.restore("d0").coordinators[WF]
+    assert restored.refusals == core.refusals
+
+
+def test_a_workflow_with_no_refusal_writes_none():
+    f = Federation()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    f.step("d0", Submit(WF, spec, placement={"s": "d1"}))
+    f.deliver()
+    assert f.disks["d0"].rows[WF].state in (WorkflowState.RUNNING, WorkflowState.SUCCEEDED)
+    assert f.disks["d0"].refusals == {}
