@@ -7,9 +7,10 @@ import asyncio
 import random
 import threading
 import time
+from types import SimpleNamespace
 
 from fedorch.core.node import Node, Submit
-from fedorch.core.node.records import Timing
+from fedorch.core.node.records import Disk, Timing, WfInfo
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
@@ -247,3 +248,17 @@ def test_a_kept_status_no_one_waits_for_is_dropped_at_a_change_not_built():
     assert first is not None and view.built == 1 and wf in view._kept
     view.status_changed(wf, WorkflowState.RUNNING)  # a change no one waits for
     assert wf not in view._kept and view.built == 1
+
+
+def test_a_step_placed_again_names_the_domain_it_was_lost_with():
+    """A participant's status of a workflow whose step `s1` was lost with d1 and placed
+    again on d2 (the Node's `placements`): s1 shows d2, and d1 in `replaced_from`; a step
+    never placed again names none."""
+    wf = "d0.w1"
+    disk = Disk(committed={wf: 1},
+                info={(wf, 1): WfInfo(spec("a", "b"), {"s0": "d0", "s1": "d1"}, "d0")},
+                placements={wf: {"s1": (1, "d2", "d1")}})
+    node = SimpleNamespace(state=disk, progress={}, name="d2")
+    out = status_of(node, wf)
+    steps = {s.id: (s.domain, list(s.replaced_from)) for s in out.steps}
+    assert steps == {"s0": ("d0", []), "s1": ("d2", ["d1"])}, steps
