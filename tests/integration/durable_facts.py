@@ -209,3 +209,17 @@ def forget_the_round(fed: Federation, name: str, workflow_id: str) -> None:
                                  [(k,) for k in keys])
     finally:
         conn.close()
+
+
+def attempt_closed(fed: Federation, name: str, workflow_id: str, step: str,
+                   attempt: int) -> bool:
+    """Agent `name` recorded the end of its `attempt` of `step` (ended failed: an
+    interrupted attempt is closed so when its agent restarts, never run on), or, in the
+    node engine, no longer runs it: its start is on record and its workflow has ended
+    there (the Node stops a workflow's steps at its end and starts none after)."""
+    if not runs_node_engine(fed, name):
+        return fed.rows(name, "SELECT state FROM step_runs WHERE workflow_id=? AND"
+                              " step_id=? AND attempt=?",
+                        (workflow_id, step, attempt)) == [("failed",)]
+    return (workflow_id, step, attempt) in node_table(fed, name, "runs") \
+        and workflow_id in node_table(fed, name, "final")
