@@ -14,6 +14,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.runtime.node_codec import node_codec
 
 from tests.integration.federation import Federation
@@ -62,7 +63,7 @@ def followed_epoch(fed: Federation, name: str, workflow_id: str) -> tuple:
     if not runs_node_engine(fed, name):
         return epoch_row(fed, name, workflow_id)[:2]
     followed = node_table(fed, name, "epochs").get(workflow_id)
-    return tuple(followed) if followed is not None else (0, workflow_id.split(".")[0])
+    return tuple(followed) if followed is not None else (0, coordinator_of(workflow_id))
 
 
 def held_slots(fed: Federation, name: str, workflow_id: str) -> list:

@@ -24,7 +24,8 @@ Node (status.py) and posts everything else the Node must do:
   when it cannot be reached (GetWorkflow at a participant that follows a successor
   then asks that successor: it drives the workflow in its epoch, compensations
   included, which the participant's own status leaves out); a workflow this Node
-  knows is followed here, waking on its changes; GetWorkflow of a workflow this Node does not know, whose coordinator did
+  knows is followed here, waking on its changes; GetWorkflow of a workflow this Node
+  does not know, whose coordinator did
   not answer (dead, say, and taken over), asks the live members and answers the
   status of the highest coordinator epoch (`_asked_of_members`), and Watch goes on
   following it at the coordinator that status names (a status already sent is not
