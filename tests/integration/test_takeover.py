@@ -113,6 +113,8 @@ async def test_a_dead_coordinator_is_taken_over_and_its_workflow_succeeds(tmp_pa
             return s is not None and state_name(s) == "SUCCEEDED"
 
         await wait_for(p2_ended, 10, "p2 to learn the end")
+        log = await asyncio.to_thread((fed.workdir / "p1.log").read_text, errors="replace")
+        assert f"{wid}: took over as coordinator in epoch 1" in log
         # p2 follows p1 in the epoch it granted p1, and holds no slot for the workflow.
         assert epoch_row(fed, "p2", wid) == (1, "p1", 1, "p1")
         assert held_slots(fed, "p2", wid) == []
