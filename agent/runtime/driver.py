@@ -244,10 +244,16 @@ def _log_placement_refused(step: tuple, src: str, epoch: int, current: int) -> N
                 " (the step is at epoch %d)", step[0], step[1], src, epoch, current)
 
 
-# The Node's notes (ready.py) the driver logs: a step placed again, and fencing's
-# refusals of an older placement's results (core/node/replacement.py).
+def _log_acting(workflow_id: str, epoch: int, now: float) -> None:
+    log.info("%s: took over as coordinator in epoch %d", workflow_id, epoch)
+
+
+# The Node's notes (ready.py) the driver logs: a step placed again, fencing's refusals
+# of an older placement's results (core/node/replacement.py), and a takeover won
+# (core/node/takeover.py: this Node acts as the workflow's coordinator from then on).
 _LOGGED_NOTES = {"placed_again": _log_placed_again,
-                 "placement_refused": _log_placement_refused}
+                 "placement_refused": _log_placement_refused,
+                 "acting": _log_acting}
 
 
 def _name(event: object) -> str:

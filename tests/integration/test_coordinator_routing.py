@@ -158,7 +158,10 @@ steps:
 
             status = await wait_for(p2_cancelled, 20, "p2 to learn the cancel")
             assert step_states(status)["nap"][0] == "CANCELLED", status
-            assert "enough" in status.reason, status
+            # Asked through p2, the status is the successor's, with the cancel's reason.
+            answer = await fed.status("p2", wid)
+            assert (answer.coordinator, answer.epoch) == ("p1", 1), answer
+            assert "enough" in answer.reason, answer
     finally:
         for pid in naps_running(seconds):  # leftovers of a failed run
             os.kill(pid, signal.SIGKILL)

@@ -21,6 +21,7 @@ import pytest
 from fedorch.core.workflow import values
 from fedorch.gen.fedorch.v1 import client_pb2
 
+from tests.integration.durable_facts import attempt_closed, started_attempts
 from tests.integration.federation import (
     TERMINAL,
     Federation,
@@ -99,10 +100,8 @@ async def test_a_started_idempotent_step_of_a_domain_that_left_runs_again_elsewh
         assert values.read_object(work, "outputs")["runs"] == 2
         # Two runs started, exactly one completed: the stopped one never wrote `done`.
         assert _effects(tmp_path) == ["start", "start", "done"]
-        # It reported nothing as it stopped: its attempt is on record without an end, or
-        # closed as failed if the end notice reached it while it drained.
-        assert fed.rows(first, "SELECT attempt, state FROM step_runs WHERE workflow_id=?",
-                        (wid,)) in ([(1, "running")], [(1, "failed")])
+        # Its attempt is on record as started, once.
+        assert started_attempts(fed, first, wid) == [("work", 1)]
 
         # Back (a restart: ALIVE, a new incarnation), as a DEAD domain that returns: it
         # ends its interrupted attempt there and runs nothing again. It learns the end
@@ -114,13 +113,13 @@ async def test_a_started_idempotent_step_of_a_domain_that_left_runs_again_elsewh
 
         async def ended_there():
             mine = await fed.local_status(first, wid)
-            closed = fed.rows(first, "SELECT attempt, state FROM step_runs"
-                                     " WHERE workflow_id=?", (wid,)) == [(1, "failed")]
-            return closed and mine is not None and state_name(mine) in TERMINAL
+            return mine is not None and state_name(mine) in TERMINAL \
+                and attempt_closed(fed, first, wid, "work", 1)
 
         await wait_for(ended_there, 30, f"the restarted {first} to learn the end")
         assert state_name(await fed.local_status(first, wid)) == "SUCCEEDED"
         assert _effects(tmp_path) == ["start", "start", "done"]
+        assert started_attempts(fed, first, wid) == [("work", 1)]  # nothing started again
         assert not naps_running(seconds)
         after = await fed.status("home", wid)
         assert state_name(after) == "SUCCEEDED"

@@ -16,6 +16,12 @@ import sys
 
 import pytest
 
+from tests.integration.durable_facts import (
+    held_slots,
+    learned_outcomes,
+    prepared_here,
+    started_attempts,
+)
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
@@ -101,8 +107,7 @@ async def test_a_lost_domain_fails_its_started_step_naming_it_and_never_runs_it_
 
         await wait_for(worker_knows, 30, "the restarted worker to learn the end")
         assert not naps_running(seconds)
-        assert fed.rows("worker", "SELECT attempt, state FROM step_runs WHERE workflow_id=?",
-                        (wid,)) == [(1, "failed")]
+        assert started_attempts(fed, "worker", wid) == [("nap", 1)]
         # Its report (interrupted, FAILED) was refused, not applied: the reason stands.
         after = await fed.status("home", wid)
         assert next(s.error for s in after.steps if s.id == "nap") == error
@@ -131,10 +136,8 @@ async def test_an_idempotent_step_of_a_workflow_that_ended_meanwhile_is_not_retr
             return s is not None and state_name(s) == "FAILED"
 
         await wait_for(worker_knows, 30, "the restarted worker to learn the end")
-        assert fed.rows("worker", "SELECT attempt, state FROM step_runs WHERE workflow_id=?",
-                        (wid,)) == [(1, "failed")]
-        assert fed.rows("worker", "SELECT * FROM reservations WHERE workflow_id=?",
-                        (wid,)) == []
+        assert started_attempts(fed, "worker", wid) == [("nap", 1)]  # attempt 2 never ran
+        assert held_slots(fed, "worker", wid) == []
 
 
 async def test_on_domain_loss_fail_names_the_domain(tmp_path, seconds):
@@ -179,8 +182,11 @@ PREMISE_ATTEMPTS = 3
 
 
 async def _prepared_within(fed: Federation, name: str, wid: str, deadline_s: float) -> bool:
+    async def prepared():
+        return prepared_here(fed, name, wid)
+
     try:
-        await wait_for(lambda: fed.prepared(name, wid), deadline_s, f"{name} to vote YES")
+        await wait_for(prepared, deadline_s, f"{name} to vote YES")
     except AssertionError:
         return False
     return True
@@ -217,8 +223,7 @@ async def test_a_dead_coordinator_does_not_keep_its_participants_waiting_a_lease
         fed.kill("c")  # never restarted
 
         def learned(p: str):
-            return fed.rows(p, "SELECT round, outcome FROM learned WHERE workflow_id=?",
-                            (wid,))
+            return learned_outcomes(fed, p, wid)
 
         async def both_learned():
             return all(learned(p) for p in ("p1", "p2"))

@@ -59,21 +59,19 @@ PREPARE_TIMEOUT_S = 20
 TAKEOVER_AFTER_S = 10  # the default, set here so the bound below reads it
 
 
-def _domains(**negotiation: float) -> dict[str, dict]:
+def _domains(engine: str = "", **negotiation: float) -> dict[str, dict]:
     timings = {**TEST_TIMINGS["negotiation"], "prepare_timeout_s": PREPARE_TIMEOUT_S,
                "takeover_after_s": TAKEOVER_AFTER_S, "commit": "paxos",
                **negotiation}
     work = [{"name": "nb.work", "capacity": 2, "executor": {"type": "builtin", "name": "echo"}}]
     other = [{"name": "nb.other", "capacity": 1, "executor": {"type": "builtin", "name": "echo"}}]
     return {name: {"capabilities": work if name.startswith("p") else other,
-                   "negotiation": timings} for name in ("c", "p1", "p2", "x")}
+                   "negotiation": timings, **({"engine": engine} if engine else {})}
+            for name in ("c", "p1", "p2", "x")}
 
 
 def _federation(tmp_path, engine: str = "", **negotiation: float):
-    domains = _domains(**negotiation)
-    if engine:
-        domains = {name: {**body, "engine": engine} for name, body in domains.items()}
-    return started_federation(tmp_path, domains)
+    return started_federation(tmp_path, _domains(engine, **negotiation))
 
 
 def _learned(fed: Federation, name: str, wid: str) -> list[tuple[int, str]]:
@@ -127,7 +125,9 @@ async def _everyone_voted_yes(fed: Federation, wid: str) -> None:
 
 
 async def test_coordinator_dead_before_deciding_participants_abort_without_it(tmp_path):
-    async with _federation(tmp_path) as fed:
+    # The shells' Prepare RPC counters set the schedule up; the node engine's is
+    # test_domain_loss.py::test_a_dead_coordinator_does_not_keep_its_participants_waiting_a_lease.
+    async with _federation(tmp_path, "shells") as fed:
         fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await _everyone_voted_yes(fed, wid)
@@ -166,7 +166,9 @@ async def test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_i
     timeout (20 s), and p2's own takeover watch claimed the same epoch meanwhile (a duel
     decided at the next epoch). Now p2 answers such a claim "in doubt" and p1 asks again
     at once; p2 grants it once it has the COMMIT, and asks p1 as soon as it follows it."""
-    async with _federation(tmp_path) as fed:
+    # The shells' Prepare RPC counters set the schedule up; the node engine's is
+    # test_node_engine_in_doubt.py::test_a_participant_that_missed_the_commit_runs_its_step_after_the_takeover.
+    async with _federation(tmp_path, "shells") as fed:
         fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
         await _everyone_voted_yes(fed, wid)

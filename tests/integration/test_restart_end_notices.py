@@ -18,15 +18,14 @@ import signal
 import pytest
 from fedorch.gen.fedorch.v1 import client_pb2
 
+from tests.integration.durable_facts import end_notices_owed, held_slots
 from tests.integration.federation import TERMINAL, started_federation, state_name, wait_for
 from tests.integration.test_takeover import DOMAINS, WORK, _taken_over
 
 pytestmark = pytest.mark.integration
 
 
-def _owed(fed, name: str, wid: str) -> list[str]:
-    return [r[0] for r in fed.rows(name, "SELECT domain FROM end_notices WHERE workflow_id=?"
-                                         " ORDER BY domain", (wid,))]
+_owed = end_notices_owed
 
 
 async def test_a_restarted_successor_tells_the_returning_coordinator_the_end(tmp_path):
@@ -103,7 +102,7 @@ async def test_a_frozen_participant_learns_the_cancel_from_its_restarted_coordin
 
         async def cancelled_and_released():
             s = await fed.local_status("p2", wid)
-            return s is not None and state_name(s) == "CANCELLED" and fed.rows(
-                "p2", "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
+            return s is not None and state_name(s) == "CANCELLED" \
+                and held_slots(fed, "p2", wid) == []
 
         await wait_for(cancelled_and_released, 30, "p2 to learn the cancel and release")

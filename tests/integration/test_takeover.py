@@ -19,6 +19,7 @@ import time
 import pytest
 from fedorch.gen.fedorch.v1 import status_pb2
 
+from tests.integration.durable_facts import epoch_row, followed_epoch, held_slots
 from tests.integration.federation import (
     TERMINAL,
     Federation,
@@ -112,9 +113,11 @@ async def test_a_dead_coordinator_is_taken_over_and_its_workflow_succeeds(tmp_pa
             return s is not None and state_name(s) == "SUCCEEDED"
 
         await wait_for(p2_ended, 10, "p2 to learn the end")
-        assert fed.rows("p2", "SELECT epoch, coordinator, granted_epoch, granted_to"
-                              " FROM workflows WHERE id=?", (wid,)) == [(1, "p1", 1, "p1")]
-        assert fed.rows("p2", "SELECT * FROM reservations WHERE workflow_id=?", (wid,)) == []
+        log = await asyncio.to_thread((fed.workdir / "p1.log").read_text, errors="replace")
+        assert f"{wid}: took over as coordinator in epoch 1" in log
+        # p2 follows p1 in the epoch it granted p1, and holds no slot for the workflow.
+        assert epoch_row(fed, "p2", wid) == (1, "p1", 1, "p1")
+        assert held_slots(fed, "p2", wid) == []
 
 
 async def test_a_returning_coordinator_learns_its_epoch_is_over_and_follows(tmp_path):
@@ -135,8 +138,7 @@ async def test_a_returning_coordinator_learns_its_epoch_is_over_and_follows(tmp_
         assert (state_name(answer), answer.coordinator, answer.epoch) == ("SUCCEEDED", "p1", 1)
         # Nothing it did on its return moved the participants back to epoch 0.
         for name in ("p1", "p2"):
-            assert fed.rows(name, "SELECT epoch, coordinator FROM workflows WHERE id=?",
-                            (wid,)) == [(1, "p1")], name
+            assert followed_epoch(fed, name, wid) == (1, "p1"), name
 
 
 async def test_the_successor_compensates_a_workflow_that_failed(tmp_path):

@@ -12,11 +12,11 @@ has no extra acceptors, so this is a Paxos Commit test only.
 from __future__ import annotations
 
 import asyncio
-import json
 import pathlib
 
 import pytest
 
+from tests.integration.durable_facts import electorate, granted_epoch, knows_workflow
 from tests.integration.federation import (
     COMMIT,
     started_federation,
@@ -63,8 +63,7 @@ async def test_a_two_domain_workflow_is_taken_over_with_the_extra_acceptors_gran
             return s is not None and state_name(s) == "RUNNING"
 
         await wait_for(committed_at_p1, 30, "p1 to hold the COMMIT")
-        acceptors = json.loads(fed.rows("coord", "SELECT acceptors FROM workflows WHERE id=?",
-                                        (wid,))[0][0])
+        acceptors = electorate(fed, "coord", wid)
         extra = set(acceptors) - {"coord", "p1"}
         assert len(acceptors) == 3 and len(extra) == 1 and extra <= {"x1", "x2"}, acceptors
         (extra_acceptor,) = extra
@@ -83,12 +82,10 @@ async def test_a_two_domain_workflow_is_taken_over_with_the_extra_acceptors_gran
         assert {k: v[:2] for k, v in step_states(status).items()} == {
             "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", "p1")}
         # p1 copied the round's acceptors into its row: that is the electorate it counted.
-        assert json.loads(fed.rows("p1", "SELECT acceptors FROM workflows WHERE id=?",
-                                   (wid,))[0][0]) == acceptors
+        assert electorate(fed, "p1", wid) == acceptors
         # The extra acceptor holds no workflow row; its grant is durable on its own.
-        assert fed.rows(extra_acceptor, "SELECT id FROM workflows WHERE id=?", (wid,)) == []
-        assert fed.rows(extra_acceptor, "SELECT epoch, holder FROM takeover_grants"
-                                        " WHERE workflow_id=?", (wid,)) == [(1, "p1")]
+        assert not knows_workflow(fed, extra_acceptor, wid)
+        assert granted_epoch(fed, extra_acceptor, wid) == (1, "p1")
         for name in ("p1", "x1", "x2"):  # status from every surviving agent
             answer = await fed.status(name, wid)
             assert state_name(answer) == "SUCCEEDED", (name, answer)

@@ -74,7 +74,11 @@ WORK = [{"name": "claim.sleep", "capacity": 1, "executor": {"type": "builtin", "
 # p1 claims one second after it last saw coord; the others wait far longer for p1's
 # claim before they would claim in its place (see the module's docstring).
 PATIENCE_S = {"coord": 1, "p1": 1, "p2": 30, "p3": 30, "p4": 30}
-DOMAINS = {name: {"negotiation": {**TEST_TIMINGS["negotiation"], "takeover_after_s": patience},
+# The shells: their coordinator makes a cancel's end at once, unheard. The node engine's
+# tells it first and makes it only once heard, so a successor finds it (no such schedule):
+# tests/unit/core/node/test_cancel.py::test_a_cancel_told_first_is_found_by_a_successor_elected_before_it_was_made.
+DOMAINS = {name: {"engine": "shells",
+                  "negotiation": {**TEST_TIMINGS["negotiation"], "takeover_after_s": patience},
                   **({"capabilities": WORK} if name in PARTICIPANTS else {})}
            for name, patience in PATIENCE_S.items()}
 REASON = "the end coord decided"

@@ -15,12 +15,17 @@ Without the proof the extra acceptor grants nothing and the workflow waits for c
 from __future__ import annotations
 
 import asyncio
-import json
-import pathlib
-import sqlite3
 
 import pytest
 
+from tests.integration.durable_facts import (
+    acceptor_records,
+    electorate,
+    epoch_voters,
+    forget_the_round,
+    granted_epoch,
+    keeps_stated_round,
+)
 from tests.integration.federation import (
     COMMIT,
     started_federation,
@@ -34,17 +39,6 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(COMMIT != "paxos", reason="extra acceptors are Paxos Commit's")]
 
 
-def _forget_the_round(db: pathlib.Path, workflow_id: str) -> None:
-    """What a lost Accept leaves at an acceptor holding no step: nothing of the round."""
-    conn = sqlite3.connect(db, timeout=5)
-    try:
-        with conn:
-            conn.execute("DELETE FROM acceptor_records WHERE workflow_id=?", (workflow_id,))
-            conn.execute("DELETE FROM learned WHERE workflow_id=?", (workflow_id,))
-    finally:
-        conn.close()
-
-
 async def test_an_extra_acceptor_that_missed_the_round_grants_on_the_claimants_proof(tmp_path):
     gate = tmp_path / "gate-open"
     async with started_federation(tmp_path, DOMAINS) as fed:
@@ -55,22 +49,17 @@ async def test_an_extra_acceptor_that_missed_the_round_grants_on_the_claimants_p
             return s is not None and state_name(s) == "RUNNING"
 
         await wait_for(committed_at_p1, 30, "p1 to hold the COMMIT")
-        acceptors = json.loads(fed.rows("coord", "SELECT acceptors FROM workflows WHERE id=?",
-                                        (wid,))[0][0])
+        acceptors = electorate(fed, "coord", wid)
         (extra,) = set(acceptors) - {"coord", "p1"}
         # p1 kept coord's signed round with its YES: one acceptor holds no step.
-        kept = fed.rows("p1", "SELECT length(round_tx) FROM hold_txs WHERE workflow_id=?",
-                        (wid,))
-        assert kept and kept[0][0] > 0, kept
+        assert keeps_stated_round(fed, "p1", wid)
 
         fed.kill(extra)
-        await asyncio.to_thread(_forget_the_round,
-                                tmp_path / "data" / extra / "agent.db", wid)
+        await asyncio.to_thread(forget_the_round, fed, extra, wid)
         fed.kill("coord")  # SIGKILL, reaped; never restarted in this test
         await fed.close_channels()
         await fed.start(extra)
-        assert fed.rows(extra, "SELECT count(*) FROM acceptor_records WHERE workflow_id=?",
-                        (wid,)) == [(0,)]
+        assert acceptor_records(fed, extra, wid) == 0
         await asyncio.to_thread(gate.touch)
 
         async def succeeded_at_p1():
@@ -83,11 +72,8 @@ async def test_an_extra_acceptor_that_missed_the_round_grants_on_the_claimants_p
         assert {k: v[:2] for k, v in step_states(status).items()} == {
             "first": ("SUCCEEDED", "p1"), "second": ("SUCCEEDED", "p1")}
         # The extra acceptor granted on the proof alone (it still has no record) ...
-        assert fed.rows(extra, "SELECT count(*) FROM acceptor_records WHERE workflow_id=?",
-                        (wid,)) == [(0,)]
-        assert fed.rows(extra, "SELECT epoch, holder FROM takeover_grants"
-                               " WHERE workflow_id=?", (wid,)) == [(1, "p1")]
+        assert acceptor_records(fed, extra, wid) == 0
+        assert granted_epoch(fed, extra, wid) == (1, "p1")
         # ... naming p1's committed round and electorate: p1 kept it as evidence.
-        voters = {v for (v,) in fed.rows("p1", "SELECT voter FROM epoch_grants"
-                                               " WHERE workflow_id=? AND epoch=1", (wid,))}
+        voters = epoch_voters(fed, "p1", wid, 1)
         assert extra in voters, voters

@@ -324,6 +324,13 @@ class NodeAgent:
         for shells_own in (a.metrics.collected_decisions, a.metrics.compacted):
             a.metrics.registry.unregister(shells_own)
         a.metrics.registry.register(NodeEngineCollector(self))
+        # The shells' gauge, read from the Node: its end notices still unacknowledged
+        # (resent until answered; a successor's are sent again after a restart).
+        a.metrics.end_notices_owed.set_function(self._end_notices_owed)
+
+    def _end_notices_owed(self) -> int:
+        # Read in the scrape's thread: a copy of the keys, not the live dict's iterator.
+        return sum(1 for key in list(self.node.pending) if key[0] == "final")
 
     def _audit_log(self) -> NodeAuditLog:
         """What the Node decides, appended to agent.db's audit log once node.db holds

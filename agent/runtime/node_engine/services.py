@@ -23,8 +23,11 @@ Node (status.py) and posts everything else the Node must do:
   a turn's change whose commit is still out;
 - GetWorkflow and Watch: a workflow another agent coordinates (its id names it) is
   asked of (followed at) that coordinator (`local_only`), and answered from this Node
-  when it cannot be reached; a workflow this Node knows is followed here, waking on its
-  changes; GetWorkflow of a workflow this Node does not know, whose coordinator did
+  when it cannot be reached (GetWorkflow at a participant that follows a successor
+  then asks that successor: it drives the workflow in its epoch, compensations
+  included, which the participant's own status leaves out); a workflow this Node
+  knows is followed here, waking on its changes; GetWorkflow of a workflow this Node
+  does not know, whose coordinator did
   not answer (dead, say, and taken over), asks the live members and answers the
   status of the highest coordinator epoch (`_asked_of_members`), and Watch goes on
   following it at the coordinator that status names (a status already sent is not
@@ -270,6 +273,11 @@ class NodeClientService(ClientService):
         status = await self.engine.view.read(request.id)
         if status is None and not request.local_only:
             status = await self._asked_of_members(request.id)
+        elif status is not None and not request.local_only and status.epoch > 0 \
+                and status.coordinator not in (self.agent.domain, coordinator):
+            # A participant follows a successor: that one drives the workflow now (its
+            # progress, its compensations), so its status is the answer when it can give one.
+            status = await self._asked_of(status.coordinator, request.id) or status
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, self._unknown(request.id))
         return status
@@ -283,6 +291,20 @@ class NodeClientService(ClientService):
         return (f"no workflow {workflow_id!r}: never known here, or ended and removed by"
                 f" retention (keep_ended_s {kept.keep_ended_s:g}, max_ended_workflows"
                 f" {kept.max_ended_workflows})")
+
+    async def _asked_of(self, domain: str,
+                        workflow_id: str) -> status_pb2.WorkflowStatus | None:
+        """What `domain` itself knows of the workflow (`local_only`); None when it cannot
+        say (down, unreachable, or not knowing it)."""
+        stub = self._stub(domain)
+        if stub is None:
+            return None
+        try:
+            return await stub.GetWorkflow(
+                client_pb2.GetWorkflowRequest(id=workflow_id, local_only=True),
+                timeout=FORWARD_TIMEOUT_S)
+        except grpc.aio.AioRpcError:
+            return None
 
     async def _asked_of_members(self, workflow_id: str) -> status_pb2.WorkflowStatus | None:
         """A workflow this Node does not know, whose coordinator did not answer: the

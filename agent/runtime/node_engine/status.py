@@ -34,7 +34,8 @@ A status is built (`status_of`): its workflow row (coordinator) or committed PRE
 (participant), its final state, its coordinator and epoch (the one followed or acted
 as here: a successor after a takeover, `epochs`), the coordinator's refusals (each
 round's NO votes and silences, `refusals`), and each step from the live progress
-or, once the workflow has ended, from the results the Node keeps. Its coordinator
+or, once the workflow has ended, from the results the Node keeps (a step placed again
+names the domain it was lost with: `replaced_from`). Its coordinator
 adds the compensations (`compensation`, and each compensated step's state); a
 participant leaves them out (the summary reads NONE there).
 
@@ -99,6 +100,10 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         domain = moved[s.id][1] if s.id in moved else info.placement.get(s.id, "")
         step = out.steps.add(id=s.id, capability=s.capability, domain=domain,
                              instance_of=s.instance_of, wave=s.wave)  # fan-out only
+        if s.id in moved and moved[s.id][2]:
+            # The domain it was lost with: the Node keeps the latest placement's only,
+            # so a step placed again twice names its last lost domain alone.
+            step.replaced_from.append(moved[s.id][2])
         if progress is not None and s.id in progress.steps:
             p = progress.steps[s.id]
             state_name, attempts, outputs, error = p.state, p.attempts, p.outputs, p.error

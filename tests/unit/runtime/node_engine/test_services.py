@@ -4,14 +4,17 @@ the spec signatures it makes for open-access submissions."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
+import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer
 from fedorch.core.identity.submission import check_prepare_submission
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.workflow.spec import parse_spec_text
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 from fedorch.runtime.node_engine.own_specs import SPEC_SIGNATURE_REUSE_MS, OwnSpecSignatures
-from fedorch.runtime.node_engine.services import _RandomSuffixes
+from fedorch.runtime.node_engine.services import NodeClientService, _RandomSuffixes
 
 
 def test_id_suffixes_are_eight_hex_digits_and_differ_across_refills():
@@ -153,3 +156,69 @@ async def test_a_domain_whose_key_is_revoked_refuses_submissions_naming_why():
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "domain c1 has no valid key (its key is revoked)" in details
     assert service.agent.refused == [("submit", details)]  # audited, as the shells do
+
+
+# ---- GetWorkflow at a participant that follows a successor ------------------------------
+
+WF = "coord.01a245ee5d7c985ee38f"
+
+
+class _Stub:
+    """A peer's client stub that answers GetWorkflow with `status` (None: unreachable)."""
+
+    def __init__(self, status: status_pb2.WorkflowStatus | None) -> None:
+        self.status, self.asked = status, []
+
+    async def GetWorkflow(self, request, timeout):
+        self.asked.append((request.id, request.local_only))
+        if self.status is None:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), "unreachable")
+        return self.status
+
+
+def _participant(local: status_pb2.WorkflowStatus, stubs: dict[str, _Stub]):
+    """The client service of p2, which knows WF as `local`; `stubs`: its peers'."""
+    service = object.__new__(NodeClientService)
+
+    async def read(workflow_id: str):
+        return local if workflow_id == WF else None
+
+    service.engine = SimpleNamespace(view=SimpleNamespace(read=read))
+    service.agent = SimpleNamespace(domain="p2")
+    service._stub = stubs.get
+    return service
+
+
+def _status(coordinator: str, epoch: int, compensation: str) -> status_pb2.WorkflowStatus:
+    return status_pb2.WorkflowStatus(
+        id=WF, coordinator=coordinator, epoch=epoch,
+        state=status_pb2.WORKFLOW_STATE_FAILED,
+        compensation=status_pb2.CompensationSummary.Value(f"COMPENSATION_SUMMARY_{compensation}"))
+
+
+async def test_a_participant_following_a_successor_answers_the_successors_status():
+    successor = _Stub(_status("p1", 1, "DONE"))
+    service = _participant(_status("p1", 1, "NONE"), {"coord": _Stub(None), "p1": successor})
+    answer = await service.GetWorkflow(client_pb2.GetWorkflowRequest(id=WF), context=None)
+    assert answer.compensation == status_pb2.COMPENSATION_SUMMARY_DONE
+    assert successor.asked == [(WF, True)]  # asked for what it knows itself
+
+
+async def test_its_own_status_when_the_successor_cannot_answer_or_local_only_is_asked():
+    local = _status("p1", 1, "NONE")
+    service = _participant(local, {"coord": _Stub(None), "p1": _Stub(None)})
+    assert await service.GetWorkflow(client_pb2.GetWorkflowRequest(id=WF), None) == local
+    successor = _Stub(_status("p1", 1, "DONE"))
+    service = _participant(local, {"p1": successor})
+    answer = await service.GetWorkflow(client_pb2.GetWorkflowRequest(id=WF, local_only=True),
+                                       None)
+    assert answer == local and successor.asked == []
+
+
+async def test_in_epoch_0_the_original_is_the_one_asked_not_a_successor():
+    original = _Stub(_status("coord", 0, "DONE"))
+    service = _participant(_status("coord", 0, "NONE"), {"coord": original})
+    answer = await service.GetWorkflow(client_pb2.GetWorkflowRequest(id=WF), None)
+    assert answer.compensation == status_pb2.COMPENSATION_SUMMARY_DONE
+    assert original.asked == [(WF, True)]

@@ -7,9 +7,10 @@ import asyncio
 import random
 import threading
 import time
+from types import SimpleNamespace
 
 from fedorch.core.node import Node, StepEnded, Submit
-from fedorch.core.node.records import Timing
+from fedorch.core.node.records import Disk, Timing, WfInfo
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2, status_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
@@ -271,3 +272,17 @@ def test_the_coordinators_status_lists_its_refusals_and_skipped_steps():
     assert status.reason == "step s failed: broken"
     steps = {s.id: status_pb2.StepState.Name(s.state) for s in status.steps}
     assert steps == {"s": "STEP_STATE_FAILED", "t": "STEP_STATE_SKIPPED"}
+
+
+def test_a_step_placed_again_names_the_domain_it_was_lost_with():
+    """A participant's status of a workflow whose step `s1` was lost with d1 and placed
+    again on d2 (the Node's `placements`): s1 shows d2, and d1 in `replaced_from`; a step
+    never placed again names none."""
+    wf = "d0.w1"
+    disk = Disk(committed={wf: 1},
+                info={(wf, 1): WfInfo(spec("a", "b"), {"s0": "d0", "s1": "d1"}, "d0")},
+                placements={wf: {"s1": (1, "d2", "d1")}})
+    node = SimpleNamespace(state=disk, progress={}, name="d2")
+    out = status_of(node, wf)
+    steps = {s.id: (s.domain, list(s.replaced_from)) for s in out.steps}
+    assert steps == {"s0": ("d0", []), "s1": ("d2", ["d1"])}, steps
