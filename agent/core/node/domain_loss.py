@@ -257,7 +257,7 @@ class DomainLoss:
         """A participant acknowledged the end of `wf` (written in `final_acked`)."""
         self._release_if_told(now, wf)
 
-    def tick(self) -> None:
+    def tick(self, now: float) -> None:
         """Before the Node's resends: a verdict whose coordinator no longer drives the
         workflow (it follows a later epoch: takeover.py; or another end came) is void,
         and its end, never made here, is told no more."""
@@ -265,9 +265,9 @@ class DomainLoss:
             self._void(wf)
         for wf in [wf for wf, notice in self.notices.items()
                    if wf in self.held and notice.epoch != self.epoch(wf)]:
-            self._retell(wf)
+            self._retell(now, wf)
 
-    def _retell(self, wf: str) -> None:
+    def _retell(self, now: float, wf: str) -> None:
         """This Node holds an end told in an epoch it drives no more, yet it drives the
         workflow again: it followed a later epoch (between two looks) and then won one
         itself. If what made the end still stands (the verdict on record, the outcome
@@ -278,7 +278,11 @@ class DomainLoss:
         seed 3900244). Those that acknowledged the older notice hold that very end, and
         answer every claim with it, so they count as they did. If it does not stand (a
         result taken while this Node followed: running.py), the end is void, as it
-        would have been at a look between the two epochs."""
+        would have been at a look between the two epochs; and as this Node drives the
+        workflow, its outcome is looked at again at once: the hold kept every outcome
+        back meanwhile, and nothing else need come (the last step may have ended while
+        the void end was still held: takeover soak seed 285 with the start tells on,
+        where the workflow then stayed RUNNING for ever)."""
         n = self.n
         state = self.held[wf]
         p = n.progress.get(wf)
@@ -288,6 +292,7 @@ class DomainLoss:
             or outcome is not None and outcome.value == state.name
         if not stands:
             self._void(wf)
+            n.running.check_outcome(now, wf)  # its own end, on results, told first
             return
         epoch = self.epoch(wf)
         n.stats["held end told again in a later epoch"] += 1
