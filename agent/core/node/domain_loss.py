@@ -75,8 +75,10 @@ the original was down. So, with takeover:
   so too, Running.tell_overtaken), and the old coordinator follows the proven holder
   and takes that end (takeover_claims.py). A coordinator that followed a later epoch
   and won one itself before its next look tells its held end anew in its own epoch
-  if what made it stands, else drops it (`_retell`). A workflow whose participants are
-  all gone waits for the first to come back and acknowledge (it is told the end at
+  if what made it stands, else drops it (`_retell`) and looks at its outcome again
+  at once: the hold kept every outcome back, and the one its last result made may
+  have come meanwhile, with nothing after it to look again. A workflow whose
+  participants are all gone waits for the first to come back and acknowledge (it is told the end at
   once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
 table's for the step's own domain (`was_lost`) is a verdict; the acknowledgements are
@@ -278,11 +280,8 @@ class DomainLoss:
         seed 3900244). Those that acknowledged the older notice hold that very end, and
         answer every claim with it, so they count as they did. If it does not stand (a
         result taken while this Node followed: running.py), the end is void, as it
-        would have been at a look between the two epochs; and as this Node drives the
-        workflow, its outcome is looked at again at once: the hold kept every outcome
-        back meanwhile, and nothing else need come (the last step may have ended while
-        the void end was still held: takeover soak seed 285 with the start tells on,
-        where the workflow then stayed RUNNING for ever)."""
+        would have been at a look between the two epochs, and its outcome is looked at
+        again (the header; takeover soak seed 285 with the start tells on)."""
         n = self.n
         state = self.held[wf]
         p = n.progress.get(wf)
