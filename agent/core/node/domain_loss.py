@@ -75,8 +75,10 @@ the original was down. So, with takeover:
   so too, Running.tell_overtaken), and the old coordinator follows the proven holder
   and takes that end (takeover_claims.py). A coordinator that followed a later epoch
   and won one itself before its next look tells its held end anew in its own epoch
-  if what made it stands, else drops it (`_retell`). A workflow whose participants are
-  all gone waits for the first to come back and acknowledge (it is told the end at
+  if what made it stands, else drops it (`_retell`) and looks at its outcome again
+  at once: the hold kept every outcome back, and the one its last result made may
+  have come meanwhile, with nothing after it to look again. A workflow whose
+  participants are all gone waits for the first to come back and acknowledge (it is told the end at
   once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
 table's for the step's own domain (`was_lost`) is a verdict; the acknowledgements are
@@ -257,7 +259,7 @@ class DomainLoss:
         """A participant acknowledged the end of `wf` (written in `final_acked`)."""
         self._release_if_told(now, wf)
 
-    def tick(self) -> None:
+    def tick(self, now: float) -> None:
         """Before the Node's resends: a verdict whose coordinator no longer drives the
         workflow (it follows a later epoch: takeover.py; or another end came) is void,
         and its end, never made here, is told no more."""
@@ -265,9 +267,9 @@ class DomainLoss:
             self._void(wf)
         for wf in [wf for wf, notice in self.notices.items()
                    if wf in self.held and notice.epoch != self.epoch(wf)]:
-            self._retell(wf)
+            self._retell(now, wf)
 
-    def _retell(self, wf: str) -> None:
+    def _retell(self, now: float, wf: str) -> None:
         """This Node holds an end told in an epoch it drives no more, yet it drives the
         workflow again: it followed a later epoch (between two looks) and then won one
         itself. If what made the end still stands (the verdict on record, the outcome
@@ -278,7 +280,8 @@ class DomainLoss:
         seed 3900244). Those that acknowledged the older notice hold that very end, and
         answer every claim with it, so they count as they did. If it does not stand (a
         result taken while this Node followed: running.py), the end is void, as it
-        would have been at a look between the two epochs."""
+        would have been at a look between the two epochs, and its outcome is looked at
+        again (the header; takeover soak seed 285 with the start tells on)."""
         n = self.n
         state = self.held[wf]
         p = n.progress.get(wf)
@@ -288,6 +291,7 @@ class DomainLoss:
             or outcome is not None and outcome.value == state.name
         if not stands:
             self._void(wf)
+            n.running.check_outcome(now, wf)  # its own end, on results, told first
             return
         epoch = self.epoch(wf)
         n.stats["held end told again in a later epoch"] += 1

@@ -326,7 +326,7 @@ class Node:
         if self.takeover is not None:
             self.takeover.tick(now)
         self.running.tick(now)  # the fan-out waves whose pause_s is over
-        self.domain_loss.tick()  # before the resends: a void verdict's end goes no more
+        self.domain_loss.tick(now)  # before the resends: a void verdict's end goes no more
         self.replacement.tick(now)  # the re-placement rounds' deadlines
         self.restart_check.tick(now)  # restored workflows asked about again
         if self.fencing is not None:

@@ -48,10 +48,6 @@ class Timing:
     # workflow's coordinator and other participants stops its steps; None: off (a
     # driver that posts no membership view must leave it off).
     step_lease_s: float | None = None
-    # A participant tells its workflow's coordinator each attempt it starts (a RUNNING
-    # ResultMsg, best effort: running.py), so that the coordinator's status shows it
-    # RUNNING. Off: the simulator's seeded runs (their message schedules as they were).
-    tell_starts: bool = False
 
 
 # ---- shell-level messages: what the cores leave to the wire protocol ---------------

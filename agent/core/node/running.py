@@ -7,6 +7,8 @@ for it, rebuilt from the tables on restore (`resume`). An attempt's start is wri
 under its idempotency key (workflow, step, attempt) and handed to the driver in
 `start_steps` of the same Ready, so it starts only once that record is durable; it
 is never started again: an attempt found started after a restart counts as failed.
+Its start is told the coordinator once, best effort (`_tell_start`): shown RUNNING in
+its status only, neither written nor acknowledged there, and nothing waits on it.
 Its end comes back as a `StepEnded` input. Results go, resent until acknowledged, to
 the coordinator and the owners of downstream steps (and, once the view says a step's
 domain is gone, the coordinator relays that step's SUCCEEDED result to those owners:
@@ -380,8 +382,7 @@ class Running:
                 n.state.runs.add(run)
                 n.note("step_started", run, now)
                 n.out.start.append(run)
-                if n.t.tell_starts:
-                    self._tell_start(wf, a.step_id, a.attempt, p.steps[a.step_id].epoch)
+                self._tell_start(wf, a.step_id, a.attempt, p.steps[a.step_id].epoch)
 
     def _tell_start(self, wf: str, step: str, attempt: int, epoch: int) -> None:
         """Its coordinator's status shows the step RUNNING: told once (best effort),

@@ -176,8 +176,6 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         # Self-fencing (core/node/self_fencing.py) is always on in the daemon, whose
         # driver posts its membership view.
         step_lease_s=step_lease_of(config),
-        # Its status shows a step running in another domain RUNNING, as the shells'.
-        tell_starts=True,
         # The Node's own retention (core/node/retention.py), on the config's bounds;
         # nothing goes within two replay windows of its last mark (a late message).
         retention=Retention(

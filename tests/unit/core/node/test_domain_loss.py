@@ -594,3 +594,23 @@ def test_an_end_held_across_a_later_epoch_that_no_longer_stands_is_void() -> Non
     assert d0.stats["loss verdict void: driven or ended elsewhere"] == 1
     assert WF not in fed.disks["d1"].final
     assert any(r[1] == "s2" for r in fed.running["d0"])
+
+
+def test_a_void_held_end_lets_the_outcome_reached_meanwhile_be_made() -> None:
+    """As above, but s2, the last step, ends at d0 before d0 looks at its held end
+    again: the outcome waited behind the hold, and nothing else comes once the hold is
+    void. d0 looks at its outcome as it voids the hold: the end, told first in epoch 2,
+    is made (takeover soak seed 285 with the start tells on: RUNNING for ever)."""
+    fed = lost_where_no_other_domain_takes_it()
+    d1_back_wins_epoch_1(fed)
+    d0 = fed.nodes["d0"]
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")
+    assert d0.domain_loss.holds(WF)
+    fed.end("d0", "s2")
+    assert WF not in fed.disks["d0"].final  # held: the void end is not looked at yet
+    for _ in range(3):
+        fed.tick(fed.now + 5.0)
+    assert d0.stats["loss verdict void: driven or ended elsewhere"] == 1
+    for n in ("d0", "d1"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
