@@ -302,10 +302,10 @@ class DomainLoss:
             n.reliable(dst, ("final", wf, dst), notice)
 
     def followed(self, wf: str) -> None:
-        """This Node follows another's later epoch of `wf` now: an end held here is void
-        at once, not at the next `tick` (a cancel's caller told before it acts as a
-        follower, an attempt started: takeover soak seed 1701568)."""
-        if wf in self.held and not self.drives(wf):
+        """This Node follows another's later epoch of `wf` now: a cancel's end held here
+        is void at once, not at the next `tick` (its caller told before this Node acts
+        as a follower: seed 1701568). A verdict's waits for `tick` (`_retell`)."""
+        if self.held.get(wf) is WorkflowState.CANCELLED and not self.drives(wf):
             self._void(wf)
 
     def _void(self, wf: str) -> None:
