@@ -423,9 +423,9 @@ def test_a_cancel_beaten_by_a_later_epochs_end_made_before_it_came_is_void():
     results with d2, and dies for good. d0, back and unaware, takes a cancel and tells
     CANCELLED in epoch 0: d2 answers with epoch 1's end and its certificate, and d0
     makes that end (SUCCEEDED, one end everywhere). The cancel it took is noted void:
-    its caller is answered that the workflow ended otherwise (takeover soak seed
-    4401924: the original made the later end in an epoch of its own, and its cancel was
-    never noted)."""
+    its caller is answered that the workflow ended otherwise (the scenario of takeover
+    soak seed 4401924, where the original then claimed an epoch of its own before its
+    next look; the test below holds that case)."""
     fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     fed.end("d2", "s2")
     fed.silent.add("d0")
