@@ -49,9 +49,21 @@ replace the end told (`_hold` keeps CANCELLED while the cancel is on record).
 
 A cancel overtaken. If this Node learns a later epoch before the CANCELLED end is
 made (it granted a claim, or a claimant's end or certificate reached it), its told end
-is void (DomainLoss.tick): its notices go no more, nothing holds its attempts back
-(the epoch holder it now follows decides), and the cancel is noted void
-(`cancel_void`, naming the holder). It is not carried out here, but it does not
+is void in that very step (DomainLoss.followed; `tick` for any other way it stops
+driving): its notices go no more, nothing holds its attempts back (the epoch holder it
+now follows decides), and the cancel is noted void (`cancel_void`, naming the holder)
+before this Node does anything as a follower: an attempt it starts next (a step of its
+own the holder's progress lets start) is never one started under the cancel (takeover
+soak seed 1701568, where the note came a tick late). Likewise when the end made here
+is another than CANCELLED (a later epoch's end, made before this Node heard of it and
+taken from a claim's answer, even in an epoch of its own: the takeover part's
+Announce): the cancel lost to an end that was made first, and is noted void (seed
+4401924). Why that is sound: the end it lost to is the workflow's one end (made by an
+epoch's holder, told first, or found by every later claimant), no CANCELLED was ever
+made anywhere (a told end is made only where it was told, and this one was void
+before), and the caller is answered: the client service, waiting on the cancel, sees
+the later holder (and sends the cancel there, which refuses it with its end) or the
+workflow ended otherwise (FAILED_PRECONDITION naming that end). It is not carried out here, but it does not
 vanish: the caller is answered what happened. The client service, still waiting on
 the cancel, sends it on to the holder it names (`holder_elsewhere`), which takes it
 in its own epoch (or refuses it with the end it made); a caller whose deadline

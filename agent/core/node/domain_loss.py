@@ -301,15 +301,25 @@ class DomainLoss:
         for dst in sorted(self._told(wf) - acked):
             n.reliable(dst, ("final", wf, dst), notice)
 
+    def followed(self, wf: str) -> None:
+        """This Node follows another's later epoch of `wf` now: a cancel's end held here
+        is void at once, not at the next `tick` (its caller told before this Node acts
+        as a follower: seed 1701568). A verdict's waits for `tick` (`_retell`)."""
+        if self.held.get(wf) is WorkflowState.CANCELLED and not self.drives(wf):
+            self._void(wf)
+
     def _void(self, wf: str) -> None:
         n = self.n
         told = self.held.pop(wf, None)
         self.notices.pop(wf, None)
         self.released.discard(wf)
-        if n.state.final.get(wf) is not None and n.state.epochs.get(wf, (0, n.name))[1] \
-                == n.name:
-            # Made here by another path (a claim's answer showed that very end: the
-            # takeover part's Announce): the end notices pending are the made end's.
+        made = n.state.final.get(wf)
+        if made is not None and n.state.epochs.get(wf, (0, n.name))[1] == n.name:
+            # Made here by another path (a claim's answer showed an end: the takeover
+            # part's Announce): the notices pending are the made end's. A cancel told
+            # that a later epoch's other end beat is void (seed 4401924).
+            if told is WorkflowState.CANCELLED and made is not WorkflowState.CANCELLED:
+                n.cancels.void(wf)
             return
         if told is WorkflowState.CANCELLED:
             n.cancels.void(wf)  # the cancel's caller is answered what happened

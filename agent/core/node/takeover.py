@@ -309,6 +309,7 @@ class Takeovers:
                 d.granted[wf] = (x.epoch, x.coordinator)
                 if x.coordinator != n.name:
                     d.epochs[wf] = (x.epoch, x.coordinator)
+                    n.domain_loss.followed(wf)  # an end held here is void now
                     self.report_again(wf)
                     if wf in d.final:  # a saga's: its reports go to the new holder
                         n.compensating.plans.report_again(wf)
@@ -393,6 +394,7 @@ class Takeovers:
         n.point("takeover epoch")
         n.state.granted[wf] = (epoch, coordinator)
         n.state.epochs[wf] = (epoch, coordinator)
+        n.domain_loss.followed(wf)
         self.report_again(wf)
         if wf in n.state.rows:  # the original coordinator: no longer acts for it
             n.stats["old coordinator follows"] += 1

@@ -397,3 +397,73 @@ def test_a_cancel_told_first_stays_cancelled_through_a_verdict_and_a_restart():
     assert fed.nodes["d0"].domain_loss.held == {}
     for name in ("d0", "d1"):
         assert fed.disks[name].final[TWF] is WorkflowState.CANCELLED, name
+
+
+def test_a_cancel_is_void_the_moment_its_taker_follows_a_later_epoch():
+    """As above, but the void is noted in the very step in which d0 grants d1's epoch,
+    before any later look (a Tick): an attempt d0 starts next as d1's follower is never
+    one started under the cancel (takeover soak seed 1701568)."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    _taken(fed, "d0")
+    fed.net.clear()
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    fed.silent.discard("d0")
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    fed.step("d0", Message("d1", ClaimMsg(TWF, 1, won=won(fed))))
+    assert ("d0", "cancel_void", TWF, 1, "d1") in notes
+    assert not fed.nodes["d0"].domain_loss.holds(TWF)
+
+
+def test_a_cancel_beaten_by_a_later_epochs_end_made_before_it_came_is_void():
+    """d0 stalls (DEAD in every view); d1 takes over, ends the workflow SUCCEEDED on
+    results with d2, and dies for good. d0, back and unaware, takes a cancel and tells
+    CANCELLED in epoch 0: d2 answers with epoch 1's end and its certificate, and d0
+    makes that end (SUCCEEDED, one end everywhere). The cancel it took is noted void:
+    its caller is answered that the workflow ended otherwise (the scenario of takeover
+    soak seed 4401924, where the original then claimed an epoch of its own before its
+    next look; the test below holds that case)."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    fed.end("d1", "s1")
+    assert fed.disks["d2"].final[TWF] is WorkflowState.SUCCEEDED
+    dies(fed, "d1", told=("d2", "d3"))
+    fed.silent.discard("d0")
+    fed.net.clear()
+    fed.restore("d0")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    _taken(fed, "d0")
+    fed.step("d0", MemberState("d1", "DEAD"))  # s1's verdict: CANCELLED stays told
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)
+    assert fed.disks["d0"].final[TWF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d2"].final[TWF] is WorkflowState.SUCCEEDED
+    assert [n for n in notes if n[:2] == ("d0", "cancel_void")], notes
+
+
+def test_a_told_cancel_whose_workflow_ended_otherwise_here_in_an_own_epoch_is_void():
+    """The CANCELLED end is told; before the next look the workflow has been ended here
+    otherwise, in an epoch this Node holds itself (as a claimant's Announce of a later
+    epoch's end does: takeover.py, end_as_successor). The told cancel is void and noted
+    so, though the end notices pending are the made end's (seed 4401924, had d0 not
+    followed the later epoch first)."""
+    fed = _three()
+    _taken(fed, "d0")
+    fed.net.clear()
+    d0 = fed.nodes["d0"]
+    d0.state.final[TWF] = WorkflowState.SUCCEEDED
+    d0.state.epochs[TWF] = (2, "d0")
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    fed.step("d0", Tick())
+    assert [n for n in notes if n[:3] == ("d0", "cancel_void", TWF)], notes
+    assert not d0.domain_loss.holds(TWF)
