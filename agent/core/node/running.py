@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import (
@@ -273,7 +274,10 @@ class Running:
         seed 4003045). True if answered."""
         n = self.n
         proof = self.end_proof(wf)
-        if proof is None or src != self.info(wf).coordinator or src == proof[1]:
+        # The original is the coordinator the id names: a Node that took the end without
+        # ever holding the COMMIT (a re-placement's new domain told the end) has no
+        # round to read it from (takeover soak seed 4700416: a KeyError stopped it).
+        if proof is None or src != coordinator_of(wf) or src == proof[1]:
             return False
         epoch, holder, won = proof
         n.stats["original coordinator told the later end"] += 1

@@ -557,6 +557,28 @@ def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_report
     assert not d0.domain_loss.holds(WF)
 
 
+def test_a_member_that_took_the_end_without_the_commit_tells_the_original_too() -> None:
+    """A Node that keeps a later epoch's end and its proof without the round's COMMIT
+    (a re-placement's new domain, in doubt, told the end) answers a report of the
+    original, the coordinator the id names, with that end; another sender is not
+    answered. It read the committed round for the original's name and stopped on a
+    KeyError (takeover soak seed 4700416)."""
+    fed = committed([step("s0"), step("s1"), step("s2", needs=("s0",))],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    holder = fed.nodes["d2"]
+    assert holder.running.end_proof(WF) is not None
+    del holder.state.committed[WF]
+    assert not holder.running.tell_overtaken("d3", WF)
+    assert holder.running.tell_overtaken("d0", WF)
+
+
 def test_an_end_held_across_a_later_epoch_this_node_won_is_told_anew_in_it() -> None:
     """d0's verdict on s1 (no domain takes it again) waits for d1. d1, back, wins epoch
     1, then d0, which followed it and whose view says d1 DEAD still, wins epoch 2 before
