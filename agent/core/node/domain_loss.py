@@ -122,7 +122,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fedorch.core.node.records import FinalMsg
+from fedorch.core.node.records import AckMsg, FinalMsg
 from fedorch.core.workflow.domain_loss import LossAction
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import Outcome, StepState
@@ -423,13 +423,44 @@ class DomainLoss:
         return out
 
     def _told(self, wf: str) -> set[str]:
-        """Who is told a verdict's end: the participants, and the original coordinator
-        when a successor tells it (as an acting successor tells every end: takeover.py)."""
-        info = self.n.running.info(wf)
-        told = self.participants(wf)
+        """Who is told a held end: the participants, every elector (the committed
+        round's acceptors: one holding no step keeps the end, `elector_takes`), and the
+        original coordinator when a successor tells it (as it tells every end:
+        takeover.py)."""
+        n = self.n
+        told = self.participants(wf) | set(n.takeover.electorate_of(wf) or ())
         if self.epoch(wf) >= 1:
-            told.add(info.coordinator)
-        return told - {self.n.name}
+            told.add(n.running.info(wf).coordinator)
+        return told - {n.name}
+
+    def elector_takes(self, src: str, msg: FinalMsg) -> bool:
+        """An end notice at a Node that holds no step of `wf` and no vote of it: an
+        elector of its committed round only (an extra acceptor; one whose Accept was
+        lost knows nothing of the round, yet counts as told: so it too keeps the end
+        rather than acknowledge what it forgets). The boundary let it through
+        (authority.py). It keeps the end (`final`), with its proof when a successor
+        told it (`end_proofs`, and follows that epoch), and acknowledges it, as a
+        participant does (running.py, `on_final`): it answers a later claim with that
+        end (takeover_claims.py). An older epoch's other end is answered with the kept
+        one (Running.answer_overtaken). True if handled here."""
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        if n.takeover is None or msg.owed or msg.saga_over or wf in d.rows \
+                or wf in d.committed or n.participant.keys_of(wf):
+            return False
+        if wf in d.final and n.running.answer_overtaken(src, msg):
+            return True
+        if wf not in d.final:
+            n.point("end kept by an elector holding no step")
+            n.stats["end kept by an elector holding no step"] += 1
+            d.final[wf] = msg.state
+            if msg.epoch >= 1:
+                n.running.keep_end_proof(src, msg)
+                d.epochs[wf] = (msg.epoch, src)
+            n.mark(wf, ended=True)
+        n.send(src, AckMsg(("final", wf, n.name)))
+        return True
 
     def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
         """The end notice told first: a successor's carries its epoch and certificate,
@@ -450,7 +481,7 @@ class DomainLoss:
             return
         acked = n.state.final_acked.get(wf, set())
         participants = self.participants(wf) - {n.name}
-        for dst in sorted(participants - acked):
+        for dst in sorted(self._told(wf) - acked):
             if ("final", wf, dst) not in n.pending:  # placed on after the end was told
                 notice = self.notices.get(wf)
                 if notice is None:  # held before a restore: told anew
@@ -481,6 +512,11 @@ class DomainLoss:
         finally:
             self._releasing = None
         self.released.discard(wf)
+        # Made: an elector holding no step that has not acknowledged it is not needed
+        # (enough did), and the made end's notices go to the workflow's domains only.
+        keep = n.replacement.domains_of(wf) | {n.running.info(wf).coordinator}
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "final" and k[1] == wf and k[2] not in keep)}
 
     def acknowledged_as_made(self, wf: str, state: WorkflowState,
                              settled: bool) -> set[str]:
