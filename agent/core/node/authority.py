@@ -317,14 +317,15 @@ def _final_at_elector(node: Any, src: str, msg: FinalMsg,
     never below the epoch it granted or followed (it acknowledges an end only while it
     holds no later epoch: the argument of domain_loss.py); a successor's with its
     certificate. An older epoch's end reaches it only to be answered with the later end
-    it keeps (Running.answer_overtaken)."""
+    it keeps (Running.answer_overtaken), or, none kept, with the later epoch it holds
+    (DomainLoss.elector_takes)."""
     d = node.state
     wf = msg.workflow_id
     followed = d.epochs.get(wf, (0, coordinator_of(wf)))
     granted = d.granted.get(wf, (0, ""))
     held = granted if granted[0] > followed[0] else followed
-    if msg.epoch < held[0] and node.running.end_proof(wf) is not None:
-        return
+    if msg.epoch < held[0] and (wf not in d.final or node.running.end_proof(wf) is not None):
+        return  # answered, never acknowledged: with the later end, or the later epoch
     if msg.epoch >= 1:
         if not msg.won or proven is None or not proven(wf, msg.epoch, src, msg.won):
             raise Refused("not_coordinator", f"{src} told an end of {wf} in epoch"

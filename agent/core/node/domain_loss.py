@@ -122,7 +122,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fedorch.core.node.records import AckMsg, FinalMsg
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
+from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.domain_loss import LossAction
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import Outcome, StepState
@@ -450,6 +451,15 @@ class DomainLoss:
                 or wf in d.committed or n.participant.keys_of(wf):
             return False
         if wf in d.final and n.running.answer_overtaken(src, msg):
+            return True
+        epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
+        if wf not in d.final and msg.epoch < epoch:
+            # It granted (or follows) a later epoch: not acknowledged; its sender (an
+            # original back, its successor gone) is shown that epoch and its proof, so
+            # it follows it and may claim the next (takeover soak seed 4600665).
+            n.stats["end of an overtaken epoch answered with the later epoch"] += 1
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
+                                       won=n.takeover.proof.proof_of(wf, epoch, holder)))
             return True
         if wf not in d.final:
             n.point("end kept by an elector holding no step")
