@@ -305,7 +305,7 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
 def _elector_only(node: Any, wf: str) -> bool:
     """Does this Node hold no step and no vote of `wf` (with takeover: an elector
     only, an acceptor of its committed round, whether its records say so or its
-    Accept was lost)? It keeps a held end told to it (domain_loss.py, `elector_takes`)."""
+    Accept was lost)? It keeps a held end told to it (elector_ends.py)."""
     d = node.state
     return getattr(node, "takeover", None) is not None and wf not in d.rows \
         and wf not in d.committed and not node.participant.keys_of(wf)
@@ -318,7 +318,7 @@ def _final_at_elector(node: Any, src: str, msg: FinalMsg,
     holds no later epoch: the argument of domain_loss.py); a successor's with its
     certificate. An older epoch's end reaches it only to be answered with the later end
     it keeps (Running.answer_overtaken), or, none kept, with the later epoch it holds
-    (DomainLoss.elector_takes)."""
+    (elector_ends.py)."""
     d = node.state
     wf = msg.workflow_id
     followed = d.epochs.get(wf, (0, coordinator_of(wf)))

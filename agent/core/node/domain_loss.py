@@ -44,20 +44,23 @@ the original was down. So, with takeover:
   step's result (for status, restore and the fence below); the progress itself takes
   it only when the end is made (`_apply`; a restored one leaves it out: `deferred`);
 - the coordinator tells the end (FinalMsg, FAILED, resent until acknowledged) to every
-  participant (a successor also to the original, in its epoch with its certificate,
-  as it tells any end: takeover.py) and makes it itself, as on any outcome
-  (running.py, or takeover.py for a successor: its row, its saga, its notices), once
-  every participant the view does not say is gone, and at least one, acknowledged it
-  (`held`, `acked`), and the electors that have not acknowledged it, itself aside, are
-  fewer than a majority of the electorate (`_release_if_told`). Until then its status shows the workflow
-  RUNNING. A participant that ended the workflow answers a takeover claim with its end
-  (takeover_claims.py), so a successor elected meanwhile takes that end instead of
-  deciding one; one elected without asking any of them (an electorate of five or
-  more, or participants outside it) could still decide otherwise (docs/failures.md);
+  participant and every elector (the committed round's acceptors: an extra acceptor
+  holding no step keeps it, elector_ends.py; a successor tells the original too, in
+  its epoch with its certificate, as it tells any end: takeover.py) and makes it
+  itself, as on any outcome (running.py, or takeover.py for a successor: its row, its
+  saga, its notices), once every participant the view does not say is gone, and one
+  other than itself, acknowledged it (`held`, `acked`), and the electors that have not
+  acknowledged it, itself aside, are fewer than a majority of the electorate
+  (`_release_if_told`); the electors outside the workflow's domains are then told no
+  more. Until then its status shows the workflow RUNNING. An elector that ended the
+  workflow (a participant, or one holding no step) answers a takeover claim with its
+  end (takeover_claims.py), so a successor elected meanwhile takes that end instead of
+  deciding one; only an elector that forgot the end since (retention, after
+  keep_ended_s) could grant one that decides otherwise (docs/failures.md);
 - why that is safe in any epoch k (0 or a successor's): a later coordinator must win
   epoch k+1 or above with the grants of a majority of the electorate, and that
   majority meets every set holding more than a minority, so it holds an elector that
-  acknowledged the end, or this one. An elector acknowledges an end of epoch k only
+  acknowledged the end (any elector: a participant or an extra acceptor), or this one. An elector acknowledges an end of epoch k only
   while it holds no later epoch (the authority table refuses an older epoch's end),
   and, once it ended the workflow, answers every claim with that end instead of a
   grant (takeover_claims.py): so a later claimant finds the end and announces it, or
@@ -73,11 +76,12 @@ the original was down. So, with takeover:
   with its end and that end's proof (the successor's certificate, kept with the end
   in `end_proofs`; Running.answer_overtaken; a result it reports to one is answered
   so too, Running.tell_overtaken), and the old coordinator follows the proven holder
-  and takes that end (takeover_claims.py). A coordinator that followed a later epoch
+  and takes that end (takeover_claims.py); an extra acceptor that granted the later
+  epoch and holds no end shows it that epoch instead (elector_ends.py). A coordinator that followed a later epoch
   and won one itself before its next look tells its held end anew in its own epoch
-  if what made it stands, else drops it (`_retell`). A workflow whose participants are
-  all gone waits for the first to come back and acknowledge (it is told the end at
-  once then: running.py, `on_result`).
+  if what made it stands, else drops it (`_retell`). A workflow whose live electors are
+  no majority, or with no other live participant or elector, waits for the first to
+  come back and acknowledge (told the end at once then: running.py, `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
 table's for the step's own domain (`was_lost`) is a verdict; the acknowledgements are
 durable (`final_acked`). Without takeover (no other coordinator can exist) the verdict
@@ -103,11 +107,6 @@ first (Running.check_outcome, the takeover part's successor_outcome). Made void 
 later epoch (`_void`), the cancel is noted void (Cancels.void) so that its caller is
 answered what happened.
 
-Not done here (docs/architecture.md): only the participants (and, by a successor, the
-original) are told a held end, so where the electors outside them (extra acceptors
-holding no step) or gone ones are a majority, or the coordinator is the only live
-participant, the end is held until one comes back.
-
 Fencing, what there is of it. While this Node drives the workflow, a step's terminal
 result on record is never replaced by a later report (running.py, `on_result`): a lost
 domain that comes back and reports the step it ran cannot turn the verdict into its
@@ -122,8 +121,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
-from fedorch.core.node.takeover_claims import held_of
+from fedorch.core.node.records import FinalMsg
 from fedorch.core.workflow.domain_loss import LossAction
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import Outcome, StepState
@@ -425,7 +423,7 @@ class DomainLoss:
 
     def _told(self, wf: str) -> set[str]:
         """Who is told a held end: the participants, every elector (the committed
-        round's acceptors: one holding no step keeps the end, `elector_takes`), and the
+        round's acceptors: one holding no step keeps the end, elector_ends.py), and the
         original coordinator when a successor tells it (as it tells every end:
         takeover.py)."""
         n = self.n
@@ -433,44 +431,6 @@ class DomainLoss:
         if self.epoch(wf) >= 1:
             told.add(n.running.info(wf).coordinator)
         return told - {n.name}
-
-    def elector_takes(self, src: str, msg: FinalMsg) -> bool:
-        """An end notice at a Node that holds no step of `wf` and no vote of it: an
-        elector of its committed round only (an extra acceptor; one whose Accept was
-        lost knows nothing of the round, yet counts as told: so it too keeps the end
-        rather than acknowledge what it forgets). The boundary let it through
-        (authority.py). It keeps the end (`final`), with its proof when a successor
-        told it (`end_proofs`, and follows that epoch), and acknowledges it, as a
-        participant does (running.py, `on_final`): it answers a later claim with that
-        end (takeover_claims.py). An older epoch's other end is answered with the kept
-        one (Running.answer_overtaken). True if handled here."""
-        n = self.n
-        d = n.state
-        wf = msg.workflow_id
-        if n.takeover is None or msg.owed or msg.saga_over or wf in d.rows \
-                or wf in d.committed or n.participant.keys_of(wf):
-            return False
-        if wf in d.final and n.running.answer_overtaken(src, msg):
-            return True
-        epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
-        if wf not in d.final and msg.epoch < epoch:
-            # It granted (or follows) a later epoch: not acknowledged; its sender (an
-            # original back, its successor gone) is shown that epoch and its proof, so
-            # it follows it and may claim the next (takeover soak seed 4600665).
-            n.stats["end of an overtaken epoch answered with the later epoch"] += 1
-            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
-                                       won=n.takeover.proof.proof_of(wf, epoch, holder)))
-            return True
-        if wf not in d.final:
-            n.point("end kept by an elector holding no step")
-            n.stats["end kept by an elector holding no step"] += 1
-            d.final[wf] = msg.state
-            if msg.epoch >= 1:
-                n.running.keep_end_proof(src, msg)
-                d.epochs[wf] = (msg.epoch, src)
-            n.mark(wf, ended=True)
-        n.send(src, AckMsg(("final", wf, n.name)))
-        return True
 
     def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
         """The end notice told first: a successor's carries its epoch and certificate,
