@@ -5,6 +5,7 @@ the takeover cases); step attempts end only when a test says so."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -21,7 +22,14 @@ from fedorch.core.node import (
     authority,
 )
 from fedorch.core.node.ready import Ready
-from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
+from fedorch.core.node.records import (
+    FinalMsg,
+    PrepareMsg,
+    ResultMsg,
+    Retention,
+    Timing,
+    VoteMsg,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -276,6 +284,25 @@ def test_with_the_extra_acceptor_gone_too_the_end_waits_for_one_to_come_back() -
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
     # The verdict stands: the result d1 reported (its own FAILED) changed nothing.
     assert "domain d1 was lost (DEAD)" in result(fed, "d0", "s1")[3]
+
+
+class Retained(Federation):
+    timing = dataclasses.replace(Federation.timing, retention=Retention(
+        keep_ended_s=1e9, max_ended_workflows=1000, late_message_s=10.0))
+
+
+def test_with_retention_the_extra_acceptor_keeps_the_end_it_acknowledges() -> None:
+    """Retention acknowledges an end of a workflow it knows nothing of without keeping
+    it; an elector holding no step (known here by its acceptor records only) keeps it,
+    or its acknowledgement would count for an end it could not answer a claim with."""
+    fed = Retained()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1")]),
+                          placement={"s1": "d1"}))
+    fed.deliver()
+    dies(fed, "d1")
+    assert fed.nodes["d2"].state.final[WF] is WorkflowState.FAILED
+    assert fed.nodes["d2"].stats["end kept by an elector holding no step"] == 1
+    assert fed.nodes["d0"].state.final[WF] is WorkflowState.FAILED
 
 
 def test_an_extra_acceptor_keeps_no_end_below_the_epoch_it_granted_nor_one_without_proof(
