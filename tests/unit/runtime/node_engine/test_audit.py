@@ -117,6 +117,30 @@ class Agent:
         return None
 
 
+def settle(agents, clock: StepClock, at_rest=lambda: None) -> None:
+    """Turn each driver of `agents` with its inbox until none has input, moving `clock`
+    to the next deadline while any is within a minute; then `at_rest()`."""
+    agents = list(agents)
+    for _ in range(10_000):
+        busy = False
+        for a in agents:
+            if a.inbox or a.driver.looped:
+                inputs = list(a.inbox)
+                a.inbox.clear()
+                a.driver.turn(inputs)
+                busy = True
+        if not busy:
+            deadlines = [d for a in agents if (d := a.driver.next_deadline()) is not None]
+            if not deadlines or min(deadlines) > clock.now + 60:
+                at_rest()
+                return
+            clock.now = max(clock.now, min(deadlines))
+            for a in agents:
+                if (d := a.driver.next_deadline()) is not None and d <= clock.now:
+                    a.inbox.append(Tick())
+    raise AssertionError("the federation never settled")
+
+
 class Federation:
     """`keys`: each domain's (sign, verify) for its evidence (attestations.py); None:
     the Nodes' stand-in vote signers and no evidence recorded."""
@@ -129,26 +153,8 @@ class Federation:
 
     def settle(self) -> None:
         """Turn every agent with input until none has any (timers included)."""
-        for _ in range(10_000):
-            busy = False
-            for a in self.agents.values():
-                if a.inbox or a.driver.looped:
-                    inputs = list(a.inbox)
-                    a.inbox.clear()
-                    a.driver.turn(inputs)
-                    busy = True
-            if not busy:
-                deadlines = [d for a in self.agents.values()
-                             if (d := a.driver.next_deadline()) is not None]
-                if not deadlines or min(deadlines) > self.clock.now + 60:
-                    for a in self.agents.values():  # the batch each writer would write
-                        a.log.take()
-                    return
-                self.clock.now = max(self.clock.now, min(deadlines))
-                for a in self.agents.values():
-                    if (d := a.driver.next_deadline()) is not None and d <= self.clock.now:
-                        a.inbox.append(Tick())
-        raise AssertionError("the federation never settled")
+        settle(self.agents.values(), self.clock,
+               at_rest=lambda: [a.log.take() for a in self.agents.values()])
 
 
 def chain() -> spec_pb2.WorkflowSpec:

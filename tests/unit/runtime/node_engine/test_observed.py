@@ -9,7 +9,7 @@ import random
 from collections import deque
 
 import pytest
-from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import Message, Node, StepEnded, Submit
 from fedorch.core.node.records import Timing
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime import telemetry
@@ -20,7 +20,7 @@ from fedorch.runtime.telemetry import Tracing, trace_id_of
 from fedorch.runtime.telemetry_sdk import span_id_of
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.unit.runtime.node_engine.test_audit import EVERYWHERE, StepClock, chain
+from tests.unit.runtime.node_engine.test_audit import EVERYWHERE, StepClock, chain, settle
 from tests.unit.runtime.test_driver import NAMES, MemoryDisk
 
 WF = "d0.w1"
@@ -61,24 +61,7 @@ class Federation:
         self.agents = {n: Agent(n, self, capacities[n]) for n in NAMES}
 
     def settle(self) -> None:
-        for _ in range(10_000):
-            busy = False
-            for a in self.agents.values():
-                if a.inbox or a.driver.looped:
-                    inputs = list(a.inbox)
-                    a.inbox.clear()
-                    a.driver.turn(inputs)
-                    busy = True
-            if not busy:
-                deadlines = [d for a in self.agents.values()
-                             if (d := a.driver.next_deadline()) is not None]
-                if not deadlines or min(deadlines) > self.clock.now + 60:
-                    return
-                self.clock.now = max(self.clock.now, min(deadlines))
-                for a in self.agents.values():
-                    if (d := a.driver.next_deadline()) is not None and d <= self.clock.now:
-                        a.inbox.append(Tick())
-        raise AssertionError("the federation never settled")
+        settle(self.agents.values(), self.clock)
 
 
 @pytest.fixture
