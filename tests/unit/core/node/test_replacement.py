@@ -540,24 +540,8 @@ def test_a_new_domain_in_doubt_hears_the_end_from_the_successor_it_asks() -> Non
     too: the successor answers with the end it made, and d3's YES is released, where it
     was held for ever (takeover soak seeds 3400363, 3401622). (The end is FAILED: s1's
     attempt on d1 was interrupted by its restart, a not-retried failure.)"""
-    fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
-    fed.net = []
-    key = next(h.key for h in fed.nodes["d3"].participant.holds() if h.workflow_id == WF)
-    assert fed.nodes["d3"].participant.status(key) == "prepared"
-    fed.silent.add("d0")  # gone for good, undecided
-    fed.silent.discard("d1")
-    fed.restore("d1")
-    fed.step("d1", *[MemberState(m, "DEAD" if m == "d0" else "ALIVE")
-                     for m in NAMES if m != "d1"])
-    for n in ("d2", "d3"):
-        fed.step(n, MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
-    fed.deliver()
-    assert fed.evidence.acting == {(WF, 1): "d1"}
+    fed, key = in_doubt_with_the_coordinator_gone(
+        [step("s1", idempotent=True), step("s2")])
     for _ in range(3):
         end_everything(fed)
         fed.tick(fed.now + 2.0)
@@ -772,12 +756,14 @@ def test_a_placement_still_told_is_told_to_a_domain_that_joins_the_workflow_mean
 # ---- a round its successor does not know: answered void (replacement_handover.py) ----
 
 
-def in_doubt_with_the_coordinator_gone() -> tuple[Federation, tuple[str, int]]:
-    """s1 (on d1) needs s2 (on d2, left running): d1 dies before s1 starts; d0 places
-    s1 again on d3 and dies for good before deciding (d3's YES never reached it). d1
-    comes back and takes over with d2; the workflow runs on there, s1 waiting for s2 at
-    d1. Returns the federation and d3's round."""
-    fed = committed([step("s1", needs=("s2",)), step("s2")], {"s1": "d1", "s2": "d2"})
+def in_doubt_with_the_coordinator_gone(steps: list | None = None,
+                                       ) -> tuple[Federation, tuple[str, int]]:
+    """s1 (on d1) needs s2 (on d2, left running), unless `steps` says otherwise: d1 dies
+    before s1 starts; d0 places s1 again on d3 and dies for good before deciding (d3's
+    YES never reached it). d1 comes back and takes over with d2; the workflow runs on
+    there, s1 waiting for s2 at d1. Returns the federation and d3's round."""
+    fed = committed(steps or [step("s1", needs=("s2",)), step("s2")],
+                    {"s1": "d1", "s2": "d2"})
     fed.silent.add("d1")
     fed.running["d1"] = set()
     for n in ("d0", "d2", "d3"):
