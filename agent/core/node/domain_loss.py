@@ -301,6 +301,16 @@ class DomainLoss:
         for dst in sorted(self._told(wf) - acked):
             n.reliable(dst, ("final", wf, dst), notice)
 
+    def verdict_stands(self, wf: str) -> None:
+        """A result of a lost placement was refused by the verdict on record while this
+        Node drives `wf`: that verdict's end is held (told in this Node's epoch) if
+        nothing holds it. Voided while this Node followed a later epoch, then driving
+        again (it won one itself) before the lost domain's results came, the verdict
+        stood with no end told and the results were refused for ever (takeover soak
+        seed 4803186); the verdict stands as `_retell` and `resumed` hold it."""
+        if wf not in self.held and self.drives(wf) and self._verdict_on_record(wf):
+            self._hold(wf)
+
     def followed(self, wf: str) -> None:
         """This Node follows another's later epoch of `wf` now: a cancel's end held here
         is void at once, not at the next `tick` (its caller told before this Node acts

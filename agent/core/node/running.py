@@ -115,6 +115,8 @@ class Running:
                 refused = was_lost(src, known[1], known[3])
                 n.stats["result of a lost placement refused" if refused
                         else "result after a terminal one refused"] += 1
+                if refused:
+                    n.domain_loss.verdict_stands(wf)
             elif (over := self._older_placement(wf, src, msg)) is not None:
                 # Fencing (replacement.py): placed again since, its older placement is
                 # over. Acknowledged, so it stops; not while it waits to be placed again

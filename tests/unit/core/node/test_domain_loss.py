@@ -318,6 +318,27 @@ def test_the_fence_refuses_a_lost_placements_result_while_the_workflow_goes_on()
     assert d0.stats["result of a lost placement refused"] == 1
 
 
+def test_a_verdict_on_record_that_nothing_holds_is_told_again_when_it_refuses_a_result(
+) -> None:
+    """As at a coordinator whose verdict's end was made void while it followed a later
+    epoch, and that drives the workflow again (it won one itself): the verdict on
+    record, no end held. The lost domain's result, refused by it, has its end held and
+    told again in this Node's epoch; before, the result was refused for ever and the
+    workflow stayed RUNNING (takeover soak seed 4803186)."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    d0 = fed.nodes["d0"]
+    p = d0.progress[WF]
+    p.domain_lost("d1", can_replace=False)
+    d0.state.results[WF] = {"s1": (0, StepState.FAILED, {}, p.steps["s1"].error)}
+    fed.flush("d0")
+    assert not d0.domain_loss.holds(WF)
+    fed.step("d0", Message("d1", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, {"x": 1}, "")))
+    assert d0.stats["result of a lost placement refused"] == 1
+    assert d0.domain_loss.holds(WF)
+    fed.deliver()
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+
+
 def test_a_workflow_that_commits_after_its_domain_is_dead_fails_that_step_at_once() -> None:
     """d1 voted YES and died before the COMMIT: the view says DEAD while the round is
     deciding (its YES stands), and the commit finds s1's domain already gone."""
