@@ -622,6 +622,20 @@ def test_a_successor_that_ended_tells_its_end_to_a_placement_it_learns_later() -
     assert fed.nodes["d1"].stats["end told to a new domain placed after it"] == 1
 
 
+def d1_dies_with_d2s_ack_of_placed_held(fed: Federation, step_id: str) -> list:
+    """d1 dies (DEAD in every other view) and its steps are placed again; d2's
+    acknowledgement of `step_id`'s new placement is held back: returned, to deliver
+    later, with the rest of the network delivered."""
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2", "d3"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: src == "d2" and isinstance(msg, AckMsg)
+                and msg.msg_id[:3] == ("placed", WF, step_id))
+    late, fed.net = fed.net, []
+    return late
+
+
 def test_a_new_domain_starts_no_step_of_a_round_still_in_doubt_there() -> None:
     """sa and sb on d1 both wait for s1 on d2; d1 dies and both are placed again on d3,
     new to the workflow, one round each. sa's placement is decided but not yet held by a
@@ -632,17 +646,7 @@ def test_a_new_domain_starts_no_step_of_a_round_still_in_doubt_there() -> None:
     of epoch 0 was refused at d0, and d0 waited for it for ever)."""
     fed = committed([step("s1"), step("sa", needs=("s1",)), step("sb", needs=("s1",))],
                     {"s1": "d2", "sa": "d1", "sb": "d1"})
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-
-    def late_ack_of_sa(src: str, dst: str, msg: object) -> bool:
-        return src == "d2" and isinstance(msg, AckMsg) and msg.msg_id[:3] == (
-            "placed", WF, "sa")
-
-    fed.deliver(keep=late_ack_of_sa)
-    late, fed.net = fed.net, []
+    late = d1_dies_with_d2s_ack_of_placed_held(fed, "sa")
     placed = fed.disks["d0"].placements[WF]
     assert placed["sa"][1] == placed["sb"][1] == "d3"
     assert fed.disks["d3"].committed[WF] == placed["sb"][0]  # new to it by sb's round
@@ -730,17 +734,7 @@ def test_a_placement_still_told_is_told_to_a_domain_that_joins_the_workflow_mean
         placement={"s1": "d2", "sx": "d1", "sy": "d1"}))
     fed.deliver()
     assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-
-    def late_ack_of_sx(src: str, dst: str, msg: object) -> bool:
-        return src == "d2" and isinstance(msg, AckMsg) and msg.msg_id[:3] == (
-            "placed", WF, "sx")
-
-    fed.deliver(keep=late_ack_of_sx)
-    late, fed.net = fed.net, []
+    late = d1_dies_with_d2s_ack_of_placed_held(fed, "sx")
     placed = fed.disks["d0"].placements[WF]
     assert (placed["sx"][1], placed["sy"][1]) == ("d2", "d3")
     assert fed.disks["d3"].placements[WF]["sx"] == placed["sx"]  # told, as a domain now
