@@ -481,8 +481,9 @@ class Node:
         config reload), from the next PREPARE on. What is held stays held: a
         reservation granted under the old capacities keeps its slots, and a capacity
         shrunk below what is reserved refuses new reservations (no slot free) until
-        enough of them end. A restore rebuilds the Participant from these. Called between turns' inputs only, like `step` (the
-        driver applies it in a turn, ordered with the inputs around it)."""
+        enough of them end. A restore rebuilds the Participant from these. Called
+        between turns' inputs only, like `step` (the driver applies it in a turn,
+        ordered with the inputs around it)."""
         if self._handed_out:
             raise LocalProtocolError("reconfigure between ready() and advance()")
         self.policy = policy

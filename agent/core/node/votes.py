@@ -86,8 +86,8 @@ from fedorch.core.workflow.constraints import constraint_refusal
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 __all__ = ["STATEMENT_CONTEXT", "VOTE_CONTEXT", "Votes", "carried", "constraints_refusal",
-           "evidence_holds", "result_statement", "seal_statements", "seal_votes", "stand_in_signer",
-           "stand_in_verify", "statement_holds", "vote_statement"]
+           "evidence_holds", "result_statement", "seal_statements", "seal_votes",
+           "stand_in_signer", "stand_in_verify", "statement_holds", "vote_statement"]
 
 VOTE_CONTEXT = b"fedorch/v1 node vote root\x00"
 STATEMENT_CONTEXT = b"fedorch/v1 node statement root\x00"

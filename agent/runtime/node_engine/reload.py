@@ -13,8 +13,9 @@ reload is not applied to the Node from the signal handler's task: the engine pos
 `Agent.reload` left (copies: the Agent's own config objects change in place on the next
 reload), and `ReconfiguringNode`, the outermost node the driver steps, applies it
 between the turn's other inputs: `Node.reconfigure(policy=..., capacities=...,
-labels=...)` (the labels a step's constraints are checked against; reservations already granted stay, a capacity shrunk below what is reserved refuses
-new ones until under), then the executors of attempts started from then on
+labels=...)` (the labels a step's constraints are checked against; reservations
+already granted stay, a capacity shrunk below what is reserved refuses new ones until
+under), then the executors of attempts started from then on
 (`NodeExecutors.reconfigure`; a running attempt keeps its own), then `on_applied` (the
 engine re-offers its domain record, whose free capacity is the Node's). Every other
 input goes on to the node it wraps, unchanged.
