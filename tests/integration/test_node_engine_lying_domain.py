@@ -3,12 +3,17 @@ key (a compromised partner) and sends each forgery as a NodeTurn message, signed
 fresh, so that the boundary's authentication passes (runtime/node_engine/boundary.py);
 the Node's authority table (core/node/authority.py, applied by the driver right before
 the Node steps a message) refuses each for want of authority, the agent counts it in
-`fedorch_rejected_messages_total{reason}`, and nothing changes. The same lies, sent
-through the shells' peer RPCs, are tests/integration/test_lying_domain.py."""
+`fedorch_rejected_messages_total{reason}`, and nothing changes. A PREPARE placing a
+step against the step's own signed constraints is not refused but voted NO, saying why
+(core/node/votes.py), whether its coordinator lied or placed on a stale record: the
+coordinator's round ends on it at once. The same lies, sent through the shells' peer
+RPCs, are tests/integration/test_lying_domain.py."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import time
 import uuid
 
@@ -18,13 +23,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.clients import init_client_keys, load_identity
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.identity.submission import sign_spec
+from fedorch.core.membership import swim_codec
+from fedorch.core.membership.swim_types import ClaimBody, ClaimKind, Gossip, sign_claim
 from fedorch.core.negotiation.messages import Accept, Ballot, Decision, TxInfo, Value, VoteIn
 from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, VoteMsg, WfInfo
 from fedorch.core.node.takeover_grants import sign_round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.spec import parse_spec_text
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2, swim_pb2
+from fedorch.runtime.claim_signing import ClaimSigner
 from fedorch.runtime.node_codec import node_codec
 
 from tests.integration.federation import (
@@ -293,15 +301,40 @@ async def test_forged_decisions_and_ballots_are_refused_and_commit_nothing(fed, 
     assert await fed.local_status("partner", tx.workflow_id) is None  # nothing committed
 
 
+def _audited_noes(fed, domain: str, workflow_id: str) -> list[dict]:
+    """The NO votes `domain`'s audit log holds for `workflow_id` (each act's data: the
+    node engine writes a workflow's acts of one batch as one `acts` record)."""
+    rows = fed.rows(domain, "SELECT body FROM audit WHERE workflow_id=? AND kind='acts'"
+                    " ORDER BY seq", (workflow_id,))
+    return [act["data"] for (body,) in rows for act in json.loads(body)["data"]["acts"]
+            if act["kind"] == "vote" and not act["data"]["yes"]]
+
+
+async def _no_shown(fed, domain: str, workflow_id: str, coordinator: str,
+                    reason: str) -> None:
+    """`domain` voted NO on `workflow_id`'s round 1 with `reason`, as the shells'
+    participant does: logged ("refused WF round 1 from COORDINATOR: REASON") and in its
+    audit log (records are appended in batches: waited for)."""
+    async def audited() -> list[dict]:
+        return await asyncio.to_thread(_audited_noes, fed, domain, workflow_id)
+
+    [no] = await wait_for(audited, 20, f"{domain}'s NO in its audit log")
+    assert (no["coordinator"], no["round"], no["reason"]) == (coordinator, 1, reason), no
+    line = f"refused {workflow_id} round 1 from {coordinator}: {reason}"
+    assert line in await asyncio.to_thread((fed.workdir / f"{domain}.log").read_text)
+
+
 @pytest.mark.parametrize(("constraints", "why"), [
     ({"domains": ["eu-west"]}, "may run only in eu-west, not partner"),
     ({"labels": {"cloud": "aws"}}, "wants cloud=aws; partner has cloud=onprem"),
 ])
-async def test_a_prepare_placing_a_step_against_its_own_constraints_is_refused(
+async def test_a_prepare_placing_a_step_against_its_own_constraints_gets_a_no(
         fed, tmp_path, constraints, why):
     """The liar coordinates its own workflow (authority holds) but places the step where
     the submitter's signed spec forbids: partner checks the step's constraints against
-    its own name and labels, refuses the PREPARE saying why, and holds nothing."""
+    its own name and labels, votes NO saying why (core/node/votes.py: a vote, not a
+    refusal of the message), and holds nothing. (The liar's agent, which the test
+    speaks for and which runs no such round, refuses the vote.)"""
     alice = load_identity(init_client_keys("alice", tmp_path)[0])
     spec = parse_spec_text("name: bound\nsteps:\n  - {id: report, capability: report.publish}\n",
                            "test")
@@ -312,12 +345,76 @@ async def test_a_prepare_placing_a_step_against_its_own_constraints_is_refused(
     prepare = PrepareMsg(tx, (("report", "report.publish"),), WfInfo(
         spec, {"report": "partner"}, LIAR,
         submission=_submission(alice, spec, coordinator=LIAR)))
-    log = fed.workdir / "partner.log"
-    expected = f"invalid PREPARE: constraints: step 'report' {why}"
-
-    async def refused() -> bool:
-        return expected in await asyncio.to_thread(log.read_text)
-
     await _tell(fed, fed.signer(LIAR), "partner", prepare)
-    await wait_for(refused, 20, "partner to refuse the PREPARE")
+    await _no_shown(fed, "partner", workflow_id, LIAR,
+                    f"invalid PREPARE: constraints: step 'report' {why}")
     assert await fed.local_status("partner", workflow_id) is None
+
+
+async def _member(fed, observer: str, domain: str) -> client_pb2.MemberInfo:
+    reply = await fed.client(observer).ListMembers(client_pb2.ListMembersRequest(), timeout=5)
+    return next(m for m in reply.members if m.domain == domain)
+
+
+def _claim_of(fed, domain: str, recipient: str, body: ClaimBody) -> peer_pb2.Envelope:
+    """A SWIM gossip from `domain` (signed with its key) carrying its own claim `body`."""
+    signer = fed.signer(domain)
+    claim = sign_claim(body, domain, ClaimSigner(signer))
+    batch = swim_pb2.SwimBatch(reply_to=fed.address(domain),
+                               messages=[swim_codec.encode(Gossip(domain, (claim,)))])
+    return seal(signer, recipient=recipient, now_ms=int(time.time() * 1000),
+                nonce=new_nonce(), swim=batch)
+
+
+WANTS_AWS = """
+name: aws
+steps:
+  - {id: report, capability: report.publish, constraints: {labels: {cloud: aws}}}
+"""
+
+
+async def test_a_coordinator_placing_on_a_record_partner_no_longer_matches_hears_why(fed):
+    """eu-west, an honest coordinator, holds a record of partner saying cloud=aws (as
+    partner would have published it before its labels changed: the test makes it with
+    partner's key while partner is frozen, so that partner cannot refute it yet), and
+    places a step wanting cloud=aws there. partner, labelled cloud=onprem, votes NO
+    saying why; eu-west's round ends on that NO (no vote is waited for past the
+    prepare timeout), no other domain offers the step's capability, and the workflow is
+    ABORTED with partner's reason. Once partner is back, its own record replaces the
+    stale one."""
+    before = await _member(fed, "eu-west", "partner")
+    assert before.labels["cloud"] == "onprem"
+    record = peer_pb2.DomainRecord(domain="partner", labels={"cloud": "aws"}, capabilities=[
+        peer_pb2.CapabilityInfo(name=c.name, capacity=c.capacity, available=c.capacity)
+        for c in before.capabilities])
+    stale = ClaimBody(ClaimKind.ALIVE, "partner", before.incarnation + 1, "partner",
+                      fed.address("partner"), record_version=before.version + 1,
+                      record=record.SerializeToString())
+    fed.signal("partner", signal.SIGSTOP)
+    try:
+        await fed.peer_call("eu-west", "Swim", _claim_of(fed, "partner", "eu-west", stale))
+        assert (await _member(fed, "eu-west", "partner")).labels["cloud"] == "aws"
+
+        async def placed() -> str | None:
+            try:
+                return await fed.submit("eu-west", WANTS_AWS)
+            except grpc.aio.AioRpcError as e:
+                # Placement's candidates are made again within a second of a change.
+                assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
+                return None
+
+        workflow_id = await wait_for(placed, 10, "eu-west to place the step on partner")
+    finally:
+        fed.signal("partner", signal.SIGCONT)
+    status = await fed.wait_state("eu-west", workflow_id, deadline_s=30)
+    reason = "invalid PREPARE: constraints: step 'report' wants cloud=aws; partner has" \
+             " cloud=onprem"
+    assert state_name(status) == "ABORTED", status
+    assert f"round 1 partner (report): {reason}" in status.reason, status.reason
+    assert "no vote within" not in status.reason, status.reason
+    await _no_shown(fed, "partner", workflow_id, "eu-west", reason)
+
+    async def refuted() -> bool:
+        return (await _member(fed, "eu-west", "partner")).labels["cloud"] == "onprem"
+
+    await wait_for(refuted, 30, "partner's own record to replace the stale one")

@@ -248,10 +248,14 @@ class Participant:
         tx: TxInfo | None = None,
         context: PolicyContext | None = None,
         principal: str = "",
+        refusal: str = "",
     ) -> VoteOut:
         """First half of a YES: a RESERVED hold; confirm_yes() makes it PREPARED. The
         daemon persists once after both (no await between them); the simulator persists
-        each, so that a crash can fall between them."""
+        each, so that a crash can fall between them. `refusal`: a reason this domain
+        refuses the steps whatever its policy says (a step's own constraints:
+        core/node/votes.py), voted as the policy's NO: a round already held or closed
+        keeps its vote."""
         key = (workflow_id, round)
         if tx is not None and (tx.key != key or tx.coordinator != coordinator
                                or self.domain not in tx.participants):
@@ -272,6 +276,9 @@ class Participant:
             return VoteOut(False, ROUND_DECIDED, now, None, fresh=False)
         if not steps:
             raise RemoteProtocolError("PREPARE asks this domain for no steps")
+        if refusal:
+            self._close(key, "refused", refusal)
+            return VoteOut(False, refusal, now, None, fresh=True)
         verdict = evaluate_prepare(
             self._policy,
             coordinator=coordinator,

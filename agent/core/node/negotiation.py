@@ -13,7 +13,8 @@ Rules the Node enforces here rather than leaving to a shell:
 - a PREPARE is voted on by the local policy with its submitter: the principal of the
   signed spec it carries, qualified by its coordinator (`principal_of`: the shells'
   `alice@COORDINATOR`, or `domain:COORDINATOR` when the coordinator signed or sent
-  none), so `accept_from`'s principals and the rules see who asked;
+  none), so `accept_from`'s principals and the rules see who asked; a step asked
+  here against its own spec's constraints gets a NO saying why (votes.py);
 - a COMMIT is believed only with its certificate (`check_value` against the
   transaction known here: a YES of every participant, each one's signed evidence
   checked at the boundary, authority.py); a COMMIT of a transaction unknown here is
@@ -88,6 +89,7 @@ from fedorch.core.node.records import (
     WfInfo,
     copy_hold,
 )
+from fedorch.core.node.votes import constraints_refusal
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 
@@ -222,7 +224,8 @@ class Negotiation:
             now, workflow_id=tx.workflow_id, round=tx.round, coordinator=tx.coordinator,
             data_labels=dict(msg.info.spec.data), steps=list(msg.steps), tx=tx,
             context=n.vote_context(now, msg.info, msg.steps, principal),
-            principal=principal)
+            principal=principal,  # and the steps' own constraints here (votes.py):
+            refusal=constraints_refusal(n.name, n.labels, msg.info.spec, msg.steps))
         yes = out.yes
         if yes and out.hold is not None:  # RESERVED: the reservation, then the prepare record
             n.point("reservation")

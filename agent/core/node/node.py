@@ -150,7 +150,7 @@ class Node:
                  wall_ms: Callable[[float], int] = lambda now: int(now * 1000),
                  admit: Callable[[Node, float, TxInfo, WfInfo], Admission | None]
                  | None = None, disk: Disk | None = None, now: float = 0.0,
-                 stated: Stated | None = None) -> None:
+                 stated: Stated | None = None, labels: dict[str, str] | None = None) -> None:
         """`disk` and `now`: restore from that disk at that time (default: a new, empty
         agent); `stated`: the acceptor's check that a round is one its coordinator
         stated (Acceptor); `evidence`: coordinator takeover's checks of a claim's
@@ -158,11 +158,14 @@ class Node:
         `sign_grant`: signs this agent's takeover grants (takeover_grants.py; default:
         unsigned, which no evidence that checks signatures believes); `sign_vote` and
         `verify_vote`: the vote port (votes.py: this domain's signer of its votes' roots,
-        and the check of a domain's signature; default: the stand-in keyed by name)."""
+        and the check of a domain's signature; default: the stand-in keyed by name);
+        `labels`: this domain's, which a step's constraints are checked against when a
+        PREPARE asks for it here (votes.py; default: none)."""
         self.name = name
         self.stated = stated
         self.policy = policy
         self.capacities = capacities
+        self.labels = dict(labels or {})
         self.t = timing
         self.peers = list(peers)
         self.rng = rng
@@ -472,15 +475,19 @@ class Node:
 
     # ---- configuration -------------------------------------------------------------
 
-    def reconfigure(self, *, policy: config_pb2.Policy, capacities: dict[str, int]) -> None:
-        """A new local policy and capacities (the daemon's config reload), from the next
-        PREPARE on. What is held stays held: a reservation granted under the old
-        capacities keeps its slots, and a capacity shrunk below what is reserved refuses
-        new reservations (no slot free) until enough of them end. A restore rebuilds the
-        Participant from these. Called between turns' inputs only, like `step` (the
-        driver applies it in a turn, ordered with the inputs around it)."""
+    def reconfigure(self, *, policy: config_pb2.Policy, capacities: dict[str, int],
+                    labels: dict[str, str] | None = None) -> None:
+        """A new local policy, capacities and labels (None: unchanged) (the daemon's
+        config reload), from the next PREPARE on. What is held stays held: a
+        reservation granted under the old capacities keeps its slots, and a capacity
+        shrunk below what is reserved refuses new reservations (no slot free) until
+        enough of them end. A restore rebuilds the Participant from these. Called
+        between turns' inputs only, like `step` (the driver applies it in a turn,
+        ordered with the inputs around it)."""
         if self._handed_out:
             raise LocalProtocolError("reconfigure between ready() and advance()")
         self.policy = policy
         self.capacities = dict(capacities)
+        if labels is not None:
+            self.labels = dict(labels)
         self.participant.reconfigure(policy, self.capacities)

@@ -1,4 +1,4 @@
-"""Signed votes in the Node: one signature per turn over a Merkle root of its votes.
+"""Votes in the Node: signed once per turn over a Merkle root; a NO by the spec's constraints.
 
 Theory of operation
 -------------------
@@ -52,6 +52,25 @@ signature) -> bool`. A Node given none uses `stand_in_signer(name)` and
 unit tests and the simulator give only to that domain's Node (so a liar given its own
 cannot make another's); they are no secret, and the daemon never uses them.
 
+What a participant votes NO on before its policy weighs a PREPARE: the steps asked of
+it that their own spec forbids here (`constraints_refusal`). The spec is the
+submitter's (signed, and checked as such before: the admit hook), the placement only
+its coordinator's word: a step whose `constraints.domains` leave this domain out, or
+whose `constraints.labels` this domain's labels (as the Node holds them now: set at
+construction and by each `reconfigure`) do not match, gets a NO that says which and
+why, in the shells' words ("invalid PREPARE: constraints: ..."). A NO, not a refusal
+of the message: the coordinator aborts the round at once, excludes this domain for
+those steps and places them again (or ends the workflow ABORTED naming the reason),
+where without a vote its round would wait out its timeout and learn nothing. It is
+the participant's to say: a coordinator that lies, or one that placed on an old
+record of ours (labels changed since), is told the same. It is voted like the
+policy's NO (participant.py `reserve`'s `refusal`): a round refused stays refused
+when its PREPARE comes again, and a round already voted YES keeps its YES. Faults of
+the evidence itself (a spec not signed by its submitter, one replayed under another
+workflow id, one signed for another coordinator) stay refusals with no vote: nothing
+is said to a coordinator that relays a forgery, and the reason of a replay, which
+names another workflow, is not told to it.
+
 Pure: hashing only; the signer and the verifier are passed in.
 """
 
@@ -60,13 +79,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from fedorch.core.negotiation.messages import Key
+from fedorch.core.workflow.constraints import constraint_refusal
+from fedorch.gen.fedorch.v1 import spec_pb2
 
-__all__ = ["STATEMENT_CONTEXT", "VOTE_CONTEXT", "Votes", "carried", "evidence_holds",
-           "result_statement", "seal_statements", "seal_votes", "stand_in_signer",
-           "stand_in_verify", "statement_holds", "vote_statement"]
+__all__ = ["STATEMENT_CONTEXT", "VOTE_CONTEXT", "Votes", "carried", "constraints_refusal",
+           "evidence_holds", "result_statement", "seal_statements", "seal_votes",
+           "stand_in_signer", "stand_in_verify", "statement_holds", "vote_statement"]
 
 VOTE_CONTEXT = b"fedorch/v1 node vote root\x00"
 STATEMENT_CONTEXT = b"fedorch/v1 node statement root\x00"
@@ -199,6 +220,20 @@ def statement_holds(verify: Verifier, domain: str, statement: bytes, raw: bytes)
         return bool(verify(domain, STATEMENT_CONTEXT + parts[1], parts[2]))
     except Exception:  # a port's junk-argument failure: no statement
         return False
+
+
+def constraints_refusal(domain: str, labels: Mapping[str, str], spec: spec_pb2.WorkflowSpec,
+                        steps: Sequence[tuple[str, str]]) -> str:
+    """Why `domain`, labelled `labels`, votes NO to a PREPARE asking it for `steps`
+    ((step, capability) pairs) of `spec`: the first asked step, in the order asked,
+    whose own constraints leave it out (see the header); "" when none does. A step the
+    spec lacks is not judged here."""
+    by_id = {s.id: s for s in spec.steps}
+    for step_id, _ in steps:
+        step = by_id.get(step_id)
+        if step is not None and (why := constraint_refusal(step, domain, labels)):
+            return f"invalid PREPARE: {why}"
+    return ""
 
 
 def _stand_in_key(name: str) -> bytes:

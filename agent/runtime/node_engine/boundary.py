@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from fedorch.core.identity.authority import Refused
@@ -51,7 +51,6 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import authority
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.node import Node
-from fedorch.core.workflow.constraints import constraint_refusal
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import CodecError, NodeCodec
 from fedorch.runtime.node_engine.layer import NodeLayer
@@ -156,28 +155,20 @@ class AuthorizedNode(NodeLayer):
         self.node.step(now, event)
 
 
-def signed_submissions(trust: TrustStore, labels: Callable[[], Mapping[str, str]] = dict
-                       ) -> Callable[..., Admission | None]:
+def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:
     """The Node's `admit` hook at a participant: a PREPARE's signed submission is checked
     as the shells check it (core/identity/submission.py `check_prepare_submission`: the
     submitter's signature over the spec, by the key its coordinator vouches for, or by
     the coordinator's own key from the trust store for a spec it signed itself; the spec
     to run is the one signed), then bound to one workflow id (`Node.check_submission`).
-    First, each step the PREPARE places on this domain must be one the spec's own
-    constraints allow here (`constraint_refusal`, against this domain's name and
-    `labels()`, the agent's labels as they are now), as the shells' participant checks
-    them: the spec is the submitter's, the placement only the coordinator's word.
-    A refusal is a RemoteProtocolError: no vote, and the round times out. Once it
-    passed, the Node's policy weighs the principal it names, qualified as its
-    coordinator vouches for it (negotiation.py, `principal_of`)."""
+    A refusal is a RemoteProtocolError: no vote, and nothing is said to a coordinator
+    that relays a forgery. Once it passed, the Node votes: NO, saying why, on a step
+    asked here against the signed spec's own constraints (core/node/votes.py
+    `constraints_refusal`, against the Node's labels), else its policy weighs the
+    principal the spec names, qualified as its coordinator vouches for it
+    (negotiation.py, `principal_of`)."""
 
     def admit(node: Any, now: float, tx: Any, info: Any) -> Admission | None:
-        steps = {s.id: s for s in info.spec.steps}
-        for step_id, domain in sorted(info.placement.items()):
-            step = steps.get(step_id)
-            if domain == node.name and step is not None \
-                    and (why := constraint_refusal(step, node.name, labels())):
-                raise RemoteProtocolError(f"invalid PREPARE: {why}")
         signed = info.submission
         if signed is not None:
             try:

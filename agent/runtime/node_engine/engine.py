@@ -264,7 +264,7 @@ class NodeAgent:
             policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
             wall_ms=lambda now: wall_ms_at(clock, now),
-            admit=signed_submissions(a.trust, lambda: a.config.labels),
+            admit=signed_submissions(a.trust), labels=dict(a.config.labels),
             evidence=evidence, sign_grant=grant_signer(a.signer),
             sign_vote=vote_signer(a.signer, a.trust), verify_vote=evidence.verify_vote,
             disk=disk, now=clock.monotonic())

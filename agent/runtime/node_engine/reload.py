@@ -1,5 +1,5 @@
-"""A config reload (SIGHUP) reaching the node engine: the Node's policy and capacities,
-and the executors of the attempts it starts next.
+"""A config reload (SIGHUP) reaching the node engine: the Node's policy, capacities and
+labels, and the executors of the attempts it starts next.
 
 Theory of operation
 -------------------
@@ -12,15 +12,16 @@ reload is not applied to the Node from the signal handler's task: the engine pos
 `Reconfigure` input to the driver loop (`NodeAgent._config_reloaded`), built from what
 `Agent.reload` left (copies: the Agent's own config objects change in place on the next
 reload), and `ReconfiguringNode`, the outermost node the driver steps, applies it
-between the turn's other inputs: `Node.reconfigure(policy=..., capacities=...)`
-(reservations already granted stay, a capacity shrunk below what is reserved refuses
-new ones until under), then the executors of attempts started from then on
+between the turn's other inputs: `Node.reconfigure(policy=..., capacities=...,
+labels=...)` (the labels a step's constraints are checked against; reservations
+already granted stay, a capacity shrunk below what is reserved refuses new ones until
+under), then the executors of attempts started from then on
 (`NodeExecutors.reconfigure`; a running attempt keeps its own), then `on_applied` (the
 engine re-offers its domain record, whose free capacity is the Node's). Every other
 input goes on to the node it wraps, unchanged.
 
-The Node's policy is a copy of the config's (engine.py builds it so): nothing changes
-the Node's policy but a Reconfigure stepped in a turn.
+The Node's policy and labels are copies of the config's (engine.py builds them so):
+nothing changes them but a Reconfigure stepped in a turn.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Reconfigure:
     policy: config_pb2.Policy
     capacities: Mapping[str, int]
     executors: Mapping[str, Executor]
+    labels: Mapping[str, str] | None = None  # None: unchanged
 
 
 def copied_policy(policy: config_pb2.Policy) -> config_pb2.Policy:
@@ -54,9 +56,9 @@ def copied_policy(policy: config_pb2.Policy) -> config_pb2.Policy:
 
 def reconfigure_of(agent: Any) -> Reconfigure:
     """The Reconfigure of what a reload left in `agent` (its config's policy, its
-    capacities and executors by capability), as copies."""
+    capacities and executors by capability, labels), as copies."""
     return Reconfigure(copied_policy(agent.config.policy), dict(agent.capacities),
-                       dict(agent.executors))
+                       dict(agent.executors), dict(agent.config.labels))
 
 
 class ReconfiguringNode(NodeLayer):
@@ -75,7 +77,9 @@ class ReconfiguringNode(NodeLayer):
 
     def step(self, now: float, event: object) -> None:
         if type(event) is Reconfigure:
-            self.node.reconfigure(policy=event.policy, capacities=dict(event.capacities))
+            self.node.reconfigure(
+                policy=event.policy, capacities=dict(event.capacities),
+                labels=dict(event.labels) if event.labels is not None else None)
             self.executors.reconfigure(event.executors)
             self.applied += 1
             if self.on_applied is not None:

@@ -1,6 +1,7 @@
-"""Signed votes in the Node (core/node/votes.py, authority.py): a COMMIT is believed
-only with every participant's own signed YES, whoever shows it; other statements
-(results, attestations) sealed the same way, never confused with votes."""
+"""Votes in the Node (core/node/votes.py, authority.py): a COMMIT is believed only with
+every participant's own signed YES, whoever shows it; other statements (results,
+attestations) sealed the same way, never confused with votes; a PREPARE asking a step
+here against its spec's own constraints gets a NO saying why, and its round ends."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fedorch.core.node.authority import check
 from fedorch.core.node.records import PrepareMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.node.votes import (
     carried,
+    constraints_refusal,
     evidence_holds,
     result_statement,
     seal_statements,
@@ -25,6 +27,7 @@ from fedorch.core.node.votes import (
     statement_holds,
     vote_statement,
 )
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from hypothesis import given
 from hypothesis import strategies as st
@@ -266,3 +269,109 @@ def test_junk_is_no_statement():
         assert carried(junk) is None
         assert not statement_holds(stand_in_verify, "d1", b"a", junk)
     assert carried("text") is None
+
+
+# ---- a NO by the spec's own constraints ---------------------------------------------
+
+LABELS = {"d0": {}, "d1": {"zone": "open"}, "d2": {"zone": "vault"}}
+
+
+class Bounded(Voting):
+    """Voting's federation, each Node with its labels (LABELS)."""
+
+    def make_node(self, name: str) -> Node:
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+                    timing=Timing(max_rounds=1), peers=NAMES,
+                    rng=random.Random(NAMES.index(name)), verify_vote=self.verify,
+                    disk=self.disks[name], now=self.now, labels=LABELS[name])
+
+
+def bound_spec(**constraints: object) -> spec_pb2.WorkflowSpec:
+    step = spec_pb2.StepSpec(id="s1", capability="a")
+    step.constraints.domains.extend(constraints.get("domains", []))
+    step.constraints.labels.update(constraints.get("labels", {}))
+    return spec_pb2.WorkflowSpec(name="w", steps=[step])
+
+
+CASES = [
+    ({"domains": ["d2"]}, "invalid PREPARE: constraints: step 's1' may run only in d2, not d1"),
+    ({"labels": {"zone": "vault"}},
+     "invalid PREPARE: constraints: step 's1' wants zone=vault; d1 has zone=open"),
+    ({"labels": {"rack": "r1"}},
+     "invalid PREPARE: constraints: step 's1' wants rack=r1; d1 has no label rack"),
+]
+
+
+@pytest.mark.parametrize(("constraints", "why"), CASES)
+def test_a_step_placed_against_its_constraints_gets_a_no_saying_why(constraints, why):
+    """d0 places s1 on d1 where the spec's own constraints forbid it: d1 votes NO with
+    the reason (not a refusal of the message: nothing refused, nothing held), and d0's
+    round ends at once, the workflow ABORTED naming d1's reason; no timer had to pass."""
+    fed = Bounded()
+    fed.step("d0", Submit(WF, bound_spec(**constraints), placement={"s1": "d1"}))
+    fed.deliver(keep=lambda src, dst, msg: type(msg) is VoteMsg)
+    [(_, to, vote)] = [m for m in fed.net if type(m[2]) is VoteMsg]
+    assert (to, vote.domain, vote.yes, vote.reason) == ("d0", "d1", False, why)
+    assert not fed.refused and fed.disks["d1"].holds == {}
+    fed.deliver()
+    row = fed.disks["d0"].rows[WF]
+    assert row.state is WorkflowState.ABORTED and why in row.reason, row.reason
+    assert [r[1:] for r in fed.disks["d0"].refusals[WF]] == [("d1", ("s1",), why)]
+
+
+def test_a_step_its_constraints_allow_here_is_voted_on():
+    """The same constraints, placed where they hold (d2: named, and labelled
+    zone=vault), get a YES, and the workflow runs."""
+    fed = Bounded()
+    fed.step("d0", Submit(WF, bound_spec(domains=["d2"], labels={"zone": "vault"}),
+                          placement={"s1": "d2"}))
+    fed.deliver()
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    assert set(fed.disks["d2"].holds) == {KEY}
+
+
+def test_the_labels_a_reconfigure_gives_are_the_ones_checked_and_a_no_stays_a_no():
+    """d1 refuses zone=vault while labelled zone=open; the same PREPARE again after a
+    reconfigure gave it zone=vault keeps its NO (a round refused stays refused), and a
+    new workflow's PREPARE is now voted YES."""
+    fed = Bounded()
+    spec = bound_spec(labels={"zone": "vault"})
+    fed.step("d0", Submit(WF, spec, placement={"s1": "d1"}))
+    [(_, _, prepare)] = [m for m in fed.net if type(m[2]) is PrepareMsg]
+    fed.deliver()
+    d1 = fed.nodes["d1"]
+    d1.reconfigure(policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+                   labels={"zone": "vault"})
+    fed.step("d1", Message("d0", prepare))
+    [(_, _, again)] = fed.net
+    assert not again.yes and "d1 has zone=open" in again.reason
+    fed.net = []
+    fed.step("d0", Submit("d0.w2", spec, placement={"s1": "d1"}))
+    fed.deliver()
+    assert fed.disks["d0"].rows["d0.w2"].state is WorkflowState.RUNNING
+    assert set(fed.disks["d1"].holds) == {("d0.w2", 1)}
+
+
+def test_a_round_voted_yes_keeps_its_yes_when_the_labels_change():
+    """d1 voted YES with zone=vault; the same PREPARE again after its labels changed
+    is answered YES again (its hold stands), never a NO contradicting its vote."""
+    fed = Bounded()
+    fed.step("d0", Submit(WF, bound_spec(labels={"zone": "vault"}), placement={"s1": "d2"}))
+    [(_, _, prepare)] = [m for m in fed.net if type(m[2]) is PrepareMsg]
+    fed.deliver(keep=lambda src, dst, msg: type(msg) is VoteMsg)
+    fed.net = []
+    fed.nodes["d2"].reconfigure(policy=config_pb2.Policy(accept_from=["*"]),
+                                capacities={"a": 4}, labels={"zone": "open"})
+    fed.step("d2", Message("d0", prepare))
+    [(_, _, again)] = fed.net
+    assert again.yes and set(fed.disks["d2"].holds) == {KEY}
+
+
+@pytest.mark.parametrize(("constraints", "why"), CASES)
+def test_constraints_refusal_names_the_first_step_asked_that_may_not_run_here(
+        constraints, why):
+    spec = bound_spec(**constraints)
+    spec.steps.append(spec_pb2.StepSpec(id="free", capability="a"))
+    assert constraints_refusal("d1", LABELS["d1"], spec, (("free", "a"), ("s1", "a"))) == why
+    assert constraints_refusal("d1", LABELS["d1"], spec, (("free", "a"),)) == ""
+    assert constraints_refusal("d1", LABELS["d1"], spec, (("absent", "a"),)) == ""

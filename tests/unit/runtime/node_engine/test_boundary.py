@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 
 import msgpack
 import pytest
@@ -291,31 +292,33 @@ def test_the_policy_weighs_the_principal_of_the_prepares_signed_spec():
     ({"labels": {"zone": "vault"}}, {"zone": "open"},
      "constraints: step 'a' wants zone=vault; alpha has zone=open"),
 ])
-def test_a_prepare_placing_a_step_against_its_constraints_is_refused(constraints, labels, why):
-    """The spec is the submitter's, the placement only its coordinator's word: a step
-    placed here against the spec's own constraints is refused, nothing held; placed
-    where they allow (this domain's labels as they are now), it is voted on."""
+def test_a_prepare_placing_a_step_against_its_constraints_passes_the_hook_and_gets_a_no(
+        constraints, labels, why):
+    """The spec is the submitter's, the placement only its coordinator's word: a signed
+    spec placed here against its own constraints passes the admit hook (nothing is
+    wrong with its evidence) and gets a NO saying why from the Node (core/node/votes.py),
+    nothing held; placed where they allow (the labels a reconfigure gave), a YES."""
     h = Harness()
-    now_labels = dict(labels)
     node = Node(ME, policy=config_pb2.Policy(accept_from=["*"]), capacities={"test.echo": 1},
                 timing=Timing(), peers=[ME, "beta"], rng=random.Random(1),
-                admit=signed_submissions(h.trust, lambda: now_labels), now=h.clock.monotonic())
+                admit=signed_submissions(h.trust), labels=labels, now=h.clock.monotonic())
     step = spec_pb2.StepSpec(id="a", capability="test.echo")
     step.constraints.domains.extend(constraints.get("domains", []))
     step.constraints.labels.update(constraints.get("labels", {}))
     spec = spec_pb2.WorkflowSpec(name="w", steps=[step])
     signed = sign_spec("domain:beta", Signer("beta", KEYS["beta"]).sign, spec,
                        coordinator="beta")
-    with pytest.raises(RemoteProtocolError, match=f"invalid PREPARE: {why}"):
-        node.step(h.clock.monotonic(), Message("beta", _prepare(signed, spec)))
-    ready = node.ready()
-    assert len(node.state.holds) == 0 and not ready.send_now and not ready.writes
-    node.advance(ready)
-    # Allowed here (its labels changed, or the step unbound): voted on, YES.
-    now_labels.update(constraints.get("labels", {}))
+    vote = _vote_on(node, h.clock.monotonic(), _prepare(signed, spec))
+    assert (vote.yes, vote.reason) == (False, f"invalid PREPARE: {why}")
+    assert len(node.state.holds) == 0
+    # Allowed here (its labels changed, or the step unbound): YES.
+    node.reconfigure(policy=node.policy, capacities=node.capacities,
+                     labels={**labels, **constraints.get("labels", {})})
     del step.constraints.domains[:]
     allowed = spec_pb2.WorkflowSpec(name="w", steps=[step])
     signed = sign_spec("domain:beta", Signer("beta", KEYS["beta"]).sign, allowed,
                        coordinator="beta")
-    vote = _vote_on(node, h.clock.monotonic(), _prepare(signed, allowed))
+    prepare = _prepare(signed, allowed)
+    tx = replace(prepare.tx, workflow_id="beta.wf-2")
+    vote = _vote_on(node, h.clock.monotonic(), replace(prepare, tx=tx))
     assert vote.yes, vote.reason

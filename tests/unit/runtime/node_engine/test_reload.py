@@ -105,6 +105,28 @@ def test_a_shrunk_capacity_keeps_what_is_held_and_refuses_the_rest():
     assert len(d1.participant.holds()) == 2 and d1.participant.in_use() == {"a": 2}
 
 
+def test_a_reload_gives_the_node_the_labels_a_steps_constraints_are_checked_against():
+    """d1 has no label zone: a step wanting zone=vault gets a NO naming it; a reload
+    giving it zone=vault rules the PREPARE stepped after it in the same turn (a YES)."""
+    d1, ports, applied = _node("d1"), _Ports(), []
+    driver, _ = _driver(d1, ports, applied)
+    d0 = _node("d0")
+    step = spec_pb2.StepSpec(id="s", capability="a")
+    step.constraints.labels["zone"] = "vault"
+    for wf in ("w1", "w2"):
+        d0.step(1.0, Submit(wf, spec_pb2.WorkflowSpec(name=wf, steps=[step]),
+                            placement={"s": "d1"}))
+    ready = d0.ready()
+    before, after = [Message("d0", o.msg) for o in (*ready.send_now, *ready.send_after_write)
+                     if o.to == "d1" and isinstance(o.msg, PrepareMsg)]
+    driver.turn([before, Reconfigure(OPEN, {"a": 4}, {}, {"zone": "vault"}), after])
+    votes = {m.key[0]: m for _, m in ports.sent if isinstance(m, VoteMsg)}
+    assert not votes["w1"].yes and "d1 has no label zone" in votes["w1"].reason
+    assert votes["w2"].yes and d1.labels == {"zone": "vault"}
+    driver.turn([Reconfigure(OPEN, {"a": 4}, {})])  # no labels told: they stay
+    assert d1.labels == {"zone": "vault"}
+
+
 def test_other_inputs_go_on_to_the_node_it_wraps():
     stepped = []
 
@@ -123,10 +145,13 @@ def test_other_inputs_go_on_to_the_node_it_wraps():
 def test_the_reconfigure_of_a_reload_is_a_copy_of_the_agents_config():
     config = config_pb2.AgentConfig()
     config.policy.CopyFrom(OPEN)
+    config.labels["zone"] = "open"
     agent = type("Agent", (), {"config": config, "capacities": {"a": 2},
                                "executors": {"a": "exec"}})()
     made = reconfigure_of(agent)
     config.policy.CopyFrom(CLOSED)  # the next reload changes the Agent's objects in place
     agent.capacities["a"] = 9
+    config.labels["zone"] = "vault"
     assert made.policy == OPEN and dict(made.capacities) == {"a": 2}
+    assert dict(made.labels) == {"zone": "open"}
     assert dict(made.executors) == {"a": "exec"}
