@@ -24,8 +24,8 @@ A peer back from a restart. While a peer is down, the channel to it fails each d
 and backs off (up to `grpc.max_reconnect_backoff_ms`, with jitter); in that state
 (TRANSIENT_FAILURE) gRPC fails every call made without wait_for_ready at once, and
 keeps doing so until its backoff ends, even once the peer listens again. A message of
-a new life's (its PREPARE, its gossip) can thus reach this agent while every answer
-this agent sends it back on its own channel fails: a vote dropped twice within a
+the peer's new life (its PREPARE, its gossip) can thus reach this agent while every
+answer this agent sends back on its own channel fails: a vote dropped twice within a
 2 s prepare timeout aborted the restarted coordinator's first round. So a sign of
 life of the peer (an authenticated message it signed, told by the agent: `revive`)
 replaces a channel in TRANSIENT_FAILURE with a new one, which dials at once. The old
