@@ -37,6 +37,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.domain_loss import was_lost
+from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import (
     AckMsg,
@@ -204,6 +205,8 @@ class Running:
         n = self.n
         saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
         ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name))
+        if elector_takes(n, src, msg):
+            return  # an elector holding no step keeps a held end (elector_ends.py)
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
             n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
