@@ -35,7 +35,9 @@ acknowledged: answered with the later end kept here and its proof
 and its certificate where it keeps one, so that the original follows it
 (takeover_claims.py) and a claim of the next epoch can end the workflow. Shown no
 proof (the successor died before it sent its certificate), the original does not
-follow, and its end waits (docs/architecture.md, "Not built yet").
+follow, and its end waits (docs/architecture.md, "Not built yet"). A later epoch's
+proven end that differs from the one kept here replaces it (told_ends.py: the kept
+end was never made) and is followed.
 
 Pure: reads and writes the Node's tables and outbox only.
 """
@@ -46,6 +48,7 @@ from typing import Any
 
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
 from fedorch.core.node.takeover_claims import held_of
+from fedorch.core.node.told_ends import later_end_replaces
 
 
 def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
@@ -59,6 +62,10 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
             or wf in d.committed or n.participant.keys_of(wf):
         return False
     if wf in d.final and n.running.answer_overtaken(src, msg):
+        return True
+    if later_end_replaces(n, src, msg):  # a told end, never made (told_ends.py)
+        d.epochs[wf] = (msg.epoch, src)
+        n.send(src, AckMsg(("final", wf, n.name)))
         return True
     epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
     if wf not in d.final and msg.epoch < epoch:

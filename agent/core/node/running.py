@@ -47,6 +47,7 @@ from fedorch.core.node.records import (
     WfInfo,
     copy_hold,
 )
+from fedorch.core.node.told_ends import later_end_replaces
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
@@ -212,6 +213,7 @@ class Running:
             return  # forgotten here (or never ours): acknowledged, nothing kept
         if self.answer_overtaken(src, msg):
             return
+        later_end_replaces(n, src, msg)  # a told end, never made: followed below
         n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
         n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
                                        msg.won)  # a rival's end of our epoch: one drives
