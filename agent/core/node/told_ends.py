@@ -18,10 +18,14 @@ moment its holder follows a later epoch (`_void`); here it is already kept, so i
 replaced instead.
 
 Why that is sound. The notice is of epoch m >= 1, proven by a majority's signed
-grants (checked here against the electorate held here), later than any epoch this
-Node followed or granted, and its end differs from the one kept here, which this Node
-did not make (the holder of the epoch held here is another). The kept end is then of
-an epoch k < m. Had its teller made it, the electors that acknowledged it with the
+grants (checked here against the electorate held here), not older than any epoch this
+Node followed or granted (of that very epoch only from the holder followed here: a
+saga plan of epoch m may have made this Node follow its sender before the end notice
+came, saga_plans.py), and its end differs from the one kept here, which this Node did
+not make (the holder of the epoch held here is another) and whose proof, if any, is
+of an older epoch. The kept end is then of an epoch k < m: a Node that ended the
+workflow grants no later epoch (takeover_claims.py) and takes no older end once it
+holds a later epoch (authority.py), and the holder of epoch m tells one end in it. Had its teller made it, the electors that acknowledged it with the
 teller would be more than a minority of the electorate; every one of them answers a
 claim with that end instead of a grant, and none acknowledges an end of epoch k once
 it granted a later one (authority.py, takeover_claims.py, elector_ends.py). So the
@@ -63,8 +67,13 @@ def later_end_replaces(n: Any, src: str, msg: FinalMsg) -> bool:
             or not msg.won or msg.owed or msg.saga_over:
         return False
     epoch, holder = held_of(d, wf, coordinator_of(wf))
-    if holder == n.name or msg.epoch <= epoch:
-        return False  # made here, or not later than what this Node followed or granted
+    if holder == n.name:
+        return False  # made here
+    if msg.epoch < epoch or (msg.epoch == epoch and src != holder):
+        return False  # older than the epoch followed or granted here, or a rival's
+    proof = d.end_proofs.get(wf)
+    if proof is not None and proof[0] >= msg.epoch:
+        return False  # the end kept is of that epoch (or a later one) already
     if not n.takeover.proven(wf, msg.epoch, src, msg.won):
         return False
     n.point("told end replaced by a later epoch's")

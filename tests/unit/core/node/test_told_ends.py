@@ -87,3 +87,18 @@ def test_nothing_but_a_proven_later_epoch_replaces_a_told_end() -> None:
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
     assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
     assert fed.nodes["d0"].stats["told end replaced by a later epoch's"] == 0
+
+
+def test_a_participant_that_follows_the_epoch_already_takes_its_holders_proven_end() -> None:
+    """d3 heard of epoch 1 before its holder's proven end: a notice of d1's without the
+    certificate (as a claimant tells on an end, the takeover part's Announce) made it
+    follow d1 (Compensating.later_end) and keep its own end. d1's end with the
+    certificate, of the epoch followed here, from its holder, replaces it."""
+    fed = told_the_originals_end({"s1": "d1", "s2": "d2", "s3": "d3"}, told="d3")
+    fed.step("d3", Message("d1", FinalMsg(WF, WorkflowState.CANCELLED, 1)))
+    assert fed.disks["d3"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d3"].epochs[WF] == (1, "d1")
+    won = certificate(fed, "d1", ("d0", "d1", "d2"))
+    fed.step("d3", Message("d1", FinalMsg(WF, WorkflowState.CANCELLED, 1, won=won)))
+    assert fed.disks["d3"].final[WF] is WorkflowState.CANCELLED
+    assert fed.disks["d3"].end_proofs[WF] == (1, "d1", won)
