@@ -97,10 +97,11 @@ contradicted by a successor's verdict (a step whose result that coordinator alon
 held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
 maps the workflow to the end told); once released, `released` lets the outcome path
 make it. A participant that acknowledged the told end holds it (it takes the first end
-it hears), so the made end's notice is not told to it again (`acknowledged_as_made`):
-the original's told notice says `settled` as the made one would, and the made one goes
-to all only when it says settled and the told one did not. On restore such an end is told again by that path (check_outcome), and made
-at once if enough had acknowledged it.
+it hears; only a later epoch's proven end replaces it, told_ends.py: one never made),
+so the made end's notice is not told to it again (`acknowledged_as_made`): the
+original's told notice says `settled` as the made one would, and the made one goes to
+all only when it says settled and the told one did not. On restore such an end is
+told again by that path (check_outcome), and made at once if enough acknowledged it.
 
 A cancel's end (CANCELLED, cancel.py) is told first the same way, by the coordinator
 of the current epoch that took the cancel (`tell_end`, from Cancels.carry_out): held
