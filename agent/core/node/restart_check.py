@@ -32,8 +32,8 @@ The rule:
   (`PlacementAnswer`): its placements on record (every step placed again, with
   epoch, domain and lost domain) and its progress's view of every step (placement
   epoch and domain, "" for one lost and waiting for its new round); one asked that
-  ended the workflow tells its end instead, in the epoch the asker follows it in
-  (`_tell_end`: the asker may be a lost domain nobody else tells);
+  ended the workflow tells its end instead to a lost domain holding no step of it
+  any more, which nobody else tells (`_tell_end`);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -183,16 +183,23 @@ class RestartCheck:
                                     n.placed_here.known(wf)))
 
     def _tell_end(self, src: str, wf: str) -> None:
-        """Ended here: the asker is told the end, as the coordinator it follows tells it
-        (the original in epoch 0, or the holder of the epoch that made it, with its
-        certificate), so its steps stop and its holds go. Else a lost domain back from a
-        restart, which no domain of the workflow tells the end any more (its placement is
-        over) and which refuses a successor's end it cannot place (the new domain's
-        Announce), would ask for ever and hold its reservation (takeover soak seed
-        4900881). The end is the one kept here: answered so, the asker holds what this
-        Node holds, and a later epoch's proven end replaces it alike (told_ends.py)."""
+        """Ended here, asked by a lost domain back from a restart that holds no step of
+        the workflow any more (each placed again elsewhere): it is told the end, as the
+        coordinator it follows tells it (the original in epoch 0, or the holder of the
+        epoch that made it, with its certificate), so its holds go. Nobody else tells it
+        (its placement is over), and it refuses a successor's end it cannot place (the
+        new domain's Announce): it would ask for ever and hold its reservation (takeover
+        soak seed 4900881). The end is the one kept here: answered so, the asker holds
+        what this Node holds, and a later epoch's proven end replaces it alike
+        (told_ends.py). One that holds a step still is told the end by the saga's
+        driver, with the plan it owes (seed 5200672: told here first, it ended without
+        the plan and later drove a saga that missed a step)."""
         n = self.n
         d = n.state
+        placed = dict(n.running.info(wf).placement)
+        placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
+        if src in placed.values():
+            return  # it holds a step still: the saga's driver tells it the end and plan
         epoch, holder = d.epochs.get(wf, (0, ""))
         if holder == n.name and epoch >= 1:
             won = n.takeover.proof.own_certificate(wf, epoch) if n.takeover else ()
