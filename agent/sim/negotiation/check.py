@@ -374,13 +374,18 @@ class Checker:
 
     def _successor_gone_unproven(self, sim: World, wf: str, row: object) -> bool:
         """Every participant but the original is gone for good, one of them after it
-        acted in a later epoch: the electors that granted it refuse the original's end,
-        and, shown no proof of that epoch (the successor died before it sent its
-        certificate), it claims no next one (docs/architecture.md, "Not built yet")."""
+        acted in a later epoch, or after a live elector granted it one (a claim that
+        never won): the electors that granted it refuse the original's end, and, shown
+        no proof of that epoch (the successor died before it sent its certificate, or
+        never won), it claims no next one (docs/architecture.md, "Not built yet")."""
         placed = set(row.info.placement.values()) - {sim.workflows[wf]}
-        if not placed <= sim.dead_forever or not any(
-                w == wf and epoch >= 1 and agent in sim.dead_forever
-                for (w, epoch), agent in self.acting_in.items()):
+        if not placed <= sim.dead_forever:
+            return False
+        acted = any(w == wf and epoch >= 1 and agent in sim.dead_forever
+                    for (w, epoch), agent in self.acting_in.items())
+        granted = [a.disk.granted.get(wf, (0, "")) for a in sim.agents.values() if a.alive]
+        if not acted and not any(e >= 1 and holder in sim.dead_forever
+                                 for e, holder in granted):
             return False
         sim.stats["original back, its successor gone for good: held end refused"] += 1
         return True
