@@ -25,12 +25,13 @@ came, saga_plans.py), and its end differs from the one kept here, which this Nod
 not make (the holder of the epoch held here is another) and whose proof, if any, is
 of an older epoch. The kept end is then of an epoch k < m: a Node that ended the
 workflow grants no later epoch (takeover_claims.py) and takes no older end once it
-holds a later epoch (authority.py), and the holder of epoch m tells one end in it. Had its teller made it, the electors that acknowledged it with the
-teller would be more than a minority of the electorate; every one of them answers a
-claim with that end instead of a grant, and none acknowledges an end of epoch k once
-it granted a later one (authority.py, takeover_claims.py, elector_ends.py). So the
-majority that granted m would hold one of them, and the claimant would have taken
-that end and announced it, not decided another. The epoch-m end differs: so the kept
+holds a later epoch (authority.py), and the holder of epoch m tells one end in it.
+Had its teller made it, the electors that acknowledged it with the teller would be
+more than a minority of the electorate; every one of them answers a claim with that
+end instead of a grant, and none acknowledges an end of epoch k once it granted a
+later one (authority.py, takeover_claims.py, elector_ends.py). So the majority that
+granted m would hold one of them, and the claimant would have taken that end and
+announced it, not decided another. The epoch-m end differs: so the kept
 end was never made, and never will be (the majority that granted m refuses it). The
 epoch-m end is told first and held the same way, so a yet later epoch's end replaces
 it alike, and one made is the one every later epoch finds.
@@ -38,8 +39,8 @@ it alike, and one made is the one every later epoch finds.
 An end made here (by the original coordinator, or by this Node as a successor) is
 never replaced: by the argument above, a later epoch's end cannot differ from it. An
 end notice without a certificate (a claimant that tells on an end it learned: the
-takeover part's Announce), or of an epoch not later than the one held here, replaces
-nothing either: it is taken as before.
+takeover part's Announce), of an epoch older than the one held here, or of that
+epoch from another than its holder, replaces nothing either: it is taken as before.
 
 Pure: reads and writes the Node's tables and outbox only.
 """
