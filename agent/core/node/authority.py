@@ -255,6 +255,9 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # The holder of a later epoch answers a new domain in doubt on a re-placement
         # round with the end it made (replacement_handover.py): its YES is released.
         return
+    if held is None and _elector_only(node, msg.workflow_id):
+        _final_at_elector(node, src, msg, proven_epoch)
+        return
     if msg.epoch > 0 and held is None:
         raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                    " not committed here yet")
@@ -297,6 +300,39 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
         return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
+
+
+def _elector_only(node: Any, wf: str) -> bool:
+    """Does this Node hold no step and no vote of `wf` (with takeover: an elector
+    only, an acceptor of its committed round, whether its records say so or its
+    Accept was lost)? It keeps a held end told to it (elector_ends.py)."""
+    d = node.state
+    return getattr(node, "takeover", None) is not None and wf not in d.rows \
+        and wf not in d.committed and not node.participant.keys_of(wf)
+
+
+def _final_at_elector(node: Any, src: str, msg: FinalMsg,
+                      proven: Callable[[str, int, str, Any], bool] | None) -> None:
+    """An end at an elector holding no step: from the coordinator of the epoch it names,
+    never below the epoch it granted or followed (it acknowledges an end only while it
+    holds no later epoch: the argument of domain_loss.py); a successor's with its
+    certificate. An older epoch's end reaches it only to be answered with the later end
+    it keeps (Running.answer_overtaken), or, none kept, with the later epoch it holds
+    (elector_ends.py)."""
+    d = node.state
+    wf = msg.workflow_id
+    followed = d.epochs.get(wf, (0, coordinator_of(wf)))
+    granted = d.granted.get(wf, (0, ""))
+    held = granted if granted[0] > followed[0] else followed
+    if msg.epoch < held[0] and (wf not in d.final or node.running.end_proof(wf) is not None):
+        return  # answered, never acknowledged: with the later end, or the later epoch
+    if msg.epoch >= 1:
+        if not msg.won or proven is None or not proven(wf, msg.epoch, src, msg.won):
+            raise Refused("not_coordinator", f"{src} told an end of {wf} in epoch"
+                                             f" {msg.epoch} without its certificate")
+        if msg.epoch == held[0]:
+            held = (msg.epoch, src)  # it won the epoch we granted (to it or a rival)
+    authorize("cancel", src, Facts(workflow_id=wf, epoch=msg.epoch, held=held))
 
 
 def _replacement_yes(node: Any, wf: str) -> bool:

@@ -44,20 +44,23 @@ the original was down. So, with takeover:
   step's result (for status, restore and the fence below); the progress itself takes
   it only when the end is made (`_apply`; a restored one leaves it out: `deferred`);
 - the coordinator tells the end (FinalMsg, FAILED, resent until acknowledged) to every
-  participant (a successor also to the original, in its epoch with its certificate,
-  as it tells any end: takeover.py) and makes it itself, as on any outcome
-  (running.py, or takeover.py for a successor: its row, its saga, its notices), once
-  every participant the view does not say is gone, and at least one, acknowledged it
-  (`held`, `acked`), and the electors that have not acknowledged it, itself aside, are
-  fewer than a majority of the electorate (`_release_if_told`). Until then its status shows the workflow
-  RUNNING. A participant that ended the workflow answers a takeover claim with its end
-  (takeover_claims.py), so a successor elected meanwhile takes that end instead of
-  deciding one; one elected without asking any of them (an electorate of five or
-  more, or participants outside it) could still decide otherwise (docs/failures.md);
+  participant and every elector (the committed round's acceptors: an extra acceptor
+  holding no step keeps it, elector_ends.py; a successor tells the original too, in
+  its epoch with its certificate, as it tells any end: takeover.py) and makes it
+  itself, as on any outcome (running.py, or takeover.py for a successor: its row, its
+  saga, its notices), once every participant the view does not say is gone, and one
+  other than itself, acknowledged it (`held`, `acked`), and the electors that have not
+  acknowledged it, itself aside, are fewer than a majority of the electorate
+  (`_release_if_told`); the electors outside the workflow's domains are then told no
+  more. Until then its status shows the workflow RUNNING. An elector that ended the
+  workflow (a participant, or one holding no step) answers a takeover claim with its
+  end (takeover_claims.py), so a successor elected meanwhile takes that end instead of
+  deciding one; only an elector that forgot the end since (retention, after
+  keep_ended_s) could grant one that decides otherwise (docs/failures.md);
 - why that is safe in any epoch k (0 or a successor's): a later coordinator must win
   epoch k+1 or above with the grants of a majority of the electorate, and that
   majority meets every set holding more than a minority, so it holds an elector that
-  acknowledged the end, or this one. An elector acknowledges an end of epoch k only
+  acknowledged the end (any elector: a participant or an extra acceptor), or this one. An elector acknowledges an end of epoch k only
   while it holds no later epoch (the authority table refuses an older epoch's end),
   and, once it ended the workflow, answers every claim with that end instead of a
   grant (takeover_claims.py): so a later claimant finds the end and announces it, or
@@ -73,13 +76,15 @@ the original was down. So, with takeover:
   with its end and that end's proof (the successor's certificate, kept with the end
   in `end_proofs`; Running.answer_overtaken; a result it reports to one is answered
   so too, Running.tell_overtaken), and the old coordinator follows the proven holder
-  and takes that end (takeover_claims.py). A coordinator that followed a later epoch
+  and takes that end (takeover_claims.py); an extra acceptor that granted the later
+  epoch and holds no end shows it that epoch instead (elector_ends.py). A coordinator that followed a later epoch
   and won one itself before its next look tells its held end anew in its own epoch
   if what made it stands, else drops it (`_retell`) and looks at its outcome again
   at once: the hold kept every outcome back, and the one its last result made may
-  have come meanwhile, with nothing after it to look again. A workflow whose
-  participants are all gone waits for the first to come back and acknowledge (it is told the end at
-  once then: running.py, `on_result`).
+  have come meanwhile, with nothing after it to look again. A workflow whose live
+  electors are no majority, or with no other live participant or elector, waits for
+  the first to come back and acknowledge (told the end at once then: running.py,
+  `on_result`).
 The hold is rebuilt on restore (`resumed`): a FAILED result whose error is the loss
 table's for the step's own domain (`was_lost`) is a verdict; the acknowledgements are
 durable (`final_acked`). Without takeover (no other coordinator can exist) the verdict
@@ -92,10 +97,11 @@ contradicted by a successor's verdict (a step whose result that coordinator alon
 held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
 maps the workflow to the end told); once released, `released` lets the outcome path
 make it. A participant that acknowledged the told end holds it (it takes the first end
-it hears), so the made end's notice is not told to it again (`acknowledged_as_made`):
-the original's told notice says `settled` as the made one would, and the made one goes
-to all only when it says settled and the told one did not. On restore such an end is told again by that path (check_outcome), and made
-at once if enough had acknowledged it.
+it hears; only a later epoch's proven end replaces it, told_ends.py: one never made),
+so the made end's notice is not told to it again (`acknowledged_as_made`): the
+original's told notice says `settled` as the made one would, and the made one goes to
+all only when it says settled and the told one did not. On restore such an end is
+told again by that path (check_outcome), and made at once if enough acknowledged it.
 
 A cancel's end (CANCELLED, cancel.py) is told first the same way, by the coordinator
 of the current epoch that took the cancel (`tell_end`, from Cancels.carry_out): held
@@ -104,11 +110,6 @@ it), made once released as any held end is, the outcome path going to the cancel
 first (Running.check_outcome, the takeover part's successor_outcome). Made void by a
 later epoch (`_void`), the cancel is noted void (Cancels.void) so that its caller is
 answered what happened.
-
-Not done here (docs/architecture.md): only the participants (and, by a successor, the
-original) are told a held end, so where the electors outside them (extra acceptors
-holding no step) or gone ones are a majority, or the coordinator is the only live
-participant, the end is held until one comes back.
 
 Fencing, what there is of it. While this Node drives the workflow, a step's terminal
 result on record is never replaced by a later report (running.py, `on_result`): a lost
@@ -447,13 +448,15 @@ class DomainLoss:
         return out
 
     def _told(self, wf: str) -> set[str]:
-        """Who is told a verdict's end: the participants, and the original coordinator
-        when a successor tells it (as an acting successor tells every end: takeover.py)."""
-        info = self.n.running.info(wf)
-        told = self.participants(wf)
+        """Who is told a held end: the participants, every elector (the committed
+        round's acceptors: one holding no step keeps the end, elector_ends.py), and the
+        original coordinator when a successor tells it (as it tells every end:
+        takeover.py)."""
+        n = self.n
+        told = self.participants(wf) | set(n.takeover.electorate_of(wf) or ())
         if self.epoch(wf) >= 1:
-            told.add(info.coordinator)
-        return told - {self.n.name}
+            told.add(n.running.info(wf).coordinator)
+        return told - {n.name}
 
     def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
         """The end notice told first: a successor's carries its epoch and certificate,
@@ -474,7 +477,7 @@ class DomainLoss:
             return
         acked = n.state.final_acked.get(wf, set())
         participants = self.participants(wf) - {n.name}
-        for dst in sorted(participants - acked):
+        for dst in sorted(self._told(wf) - acked):
             if ("final", wf, dst) not in n.pending:  # placed on after the end was told
                 notice = self.notices.get(wf)
                 if notice is None:  # held before a restore: told anew
@@ -505,6 +508,11 @@ class DomainLoss:
         finally:
             self._releasing = None
         self.released.discard(wf)
+        # Made: an elector holding no step that has not acknowledged it is not needed
+        # (enough did), and the made end's notices go to the workflow's domains only.
+        keep = n.replacement.domains_of(wf) | {n.running.info(wf).coordinator}
+        n.pending = {k: v for k, v in n.pending.items()
+                     if not (k[0] == "final" and k[1] == wf and k[2] not in keep)}
 
     def acknowledged_as_made(self, wf: str, state: WorkflowState,
                              settled: bool) -> set[str]:

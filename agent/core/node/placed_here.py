@@ -171,8 +171,14 @@ class PlacedHere:
             # its restart, say) before it was told: a result of a placement that is
             # over, refused everywhere by its epoch, so not kept here either (this
             # Node may be elected and decide on its own progress), which is rebuilt.
-            stale = s is not None and s.domain == n.name != msg.domain \
-                and s.state in TERMINAL_STEP_STATES
+            # So too the lost domain's failure reported here before the placement
+            # came: kept, it skips the steps that need it here for ever, the new
+            # domain's result refused after a terminal one (takeover soak seed
+            # 4900902); a SUCCEEDED one stays, as what it let start here ran on it.
+            stale = s is not None and s.domain != msg.domain \
+                and s.state in TERMINAL_STEP_STATES and (
+                    s.domain == n.name
+                    or s.domain == msg.lost and s.state is not StepState.SUCCEEDED)
             if stale:
                 results.pop(msg.step_id, None)
             for need, attempt, outputs in msg.needs:

@@ -31,7 +31,9 @@ The rule:
 - only a Node that drives the workflow and has granted no later epoch answers
   (`PlacementAnswer`): its placements on record (every step placed again, with
   epoch, domain and lost domain) and its progress's view of every step (placement
-  epoch and domain, "" for one lost and waiting for its new round);
+  epoch and domain, "" for one lost and waiting for its new round); one asked that
+  ended the workflow tells its end instead to a lost domain holding no step of it
+  any more, which nobody else tells (`_tell_end`);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -73,7 +75,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fedorch.core.node.records import PlacedMsg, PlacementAnswer, PlacementQuery
+from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.records import FinalMsg, PlacedMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 
@@ -168,6 +171,9 @@ class RestartCheck:
         later epoch (see the header); anyone else is silent: the asker asks again."""
         n = self.n
         wf = msg.workflow_id
+        if wf in n.state.final:
+            self._tell_end(src, wf)
+            return
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             return
@@ -175,6 +181,34 @@ class RestartCheck:
         steps = tuple((s.id, s.epoch, s.domain) for s in p.steps.values())
         n.send(src, PlacementAnswer(wf, n.domain_loss.epoch(wf), steps,
                                     n.placed_here.known(wf)))
+
+    def _tell_end(self, src: str, wf: str) -> None:
+        """Ended here, asked by a lost domain back from a restart that holds no step of
+        the workflow any more (each placed again elsewhere): it is told the end, as the
+        coordinator it follows tells it (the original in epoch 0, or the holder of the
+        epoch that made it, with its certificate), so its holds go. Nobody else tells it
+        (its placement is over), and it refuses a successor's end it cannot place (the
+        new domain's Announce): it would ask for ever and hold its reservation (takeover
+        soak seed 4900881). The end is the one kept here: answered so, the asker holds
+        what this Node holds, and a later epoch's proven end replaces it alike
+        (told_ends.py). One that holds a step still is told the end by the saga's
+        driver, with the plan it owes (seed 5200672: told here first, it ended without
+        the plan and later drove a saga that missed a step)."""
+        n = self.n
+        d = n.state
+        placed = dict(n.running.info(wf).placement)
+        placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
+        if src in placed.values():
+            return  # it holds a step still: the saga's driver tells it the end and plan
+        epoch, holder = d.epochs.get(wf, (0, ""))
+        if holder == n.name and epoch >= 1:
+            won = n.takeover.proof.own_certificate(wf, epoch) if n.takeover else ()
+            n.send(src, FinalMsg(wf, d.final[wf], epoch, won=won))
+        elif coordinator_of(wf) == n.name:
+            n.send(src, FinalMsg(wf, d.final[wf]))
+        else:
+            return
+        n.stats["placement asked of an ended workflow: the end told"] += 1
 
     # ---- the restarted participant's side -------------------------------------------------------
 

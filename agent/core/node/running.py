@@ -37,6 +37,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.domain_loss import was_lost
+from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import (
     AckMsg,
@@ -46,6 +47,7 @@ from fedorch.core.node.records import (
     WfInfo,
     copy_hold,
 )
+from fedorch.core.node.told_ends import later_end_replaces
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
@@ -204,11 +206,14 @@ class Running:
         n = self.n
         saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
         ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name))
+        if elector_takes(n, src, msg):
+            return  # an elector holding no step keeps a held end (elector_ends.py)
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
             n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
         if self.answer_overtaken(src, msg):
             return
+        later_end_replaces(n, src, msg)  # a told end, never made: followed below
         n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
         n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
                                        msg.won)  # a rival's end of our epoch: one drives

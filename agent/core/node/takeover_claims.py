@@ -286,8 +286,10 @@ class Claims:
                 if self.again_at is None:
                     self.again_at = now + CLAIM_AGAIN_S
             return
-        if msg.won and not msg.granted and msg.holder == src \
-                and tk.follow_proven(now, wf, src, msg.held_epoch, msg.won):
+        if msg.won and not msg.granted and (msg.holder == src or msg.epoch == 0) \
+                and tk.follow_proven(now, wf, msg.holder, msg.held_epoch, msg.won):
+            # The winner's certificate, shown by it; or, to an original's end notice,
+            # relayed by an elector that granted it (elector_ends.py).
             return
         if msg.granted and not tk.proof.grant_received(wf, core, src, msg.epoch, msg.grant):
             return  # a grant we could not show: not counted (a certificate holds it)

@@ -62,9 +62,8 @@ class CancelCheck:
             ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]
             ends += [(name, end) for name, w, end, _ in self.c._forgotten if w == wf]
             if not any(end is not None for _, end in ends) and self.unacknowledgeable(sim, wf):
-                # Its CANCELLED end, told first, is made once enough electors
-                # acknowledged it (domain_loss.py): with the participants gone for good
-                # those left cannot be enough (docs/architecture.md, "Not built yet").
+                # Its CANCELLED end, told first to every elector, is made once enough
+                # acknowledged it (domain_loss.py): those left are no majority.
                 sim.stats["cancel held: its end unacknowledgeable, a domain gone for good"] += 1
                 continue
             if sim.workflows.get(wf) not in sim.dead_forever \
@@ -77,15 +76,15 @@ class CancelCheck:
 
     def unacknowledgeable(self, sim: World, wf: str) -> bool:
         """With takeover on, a held end of committed `wf` cannot be acknowledged by
-        enough electors: a participant is gone for good, and the live participants are
-        fewer than two or outside a majority of the electorate (as _check_takeovers
-        judges a verdict's end)."""
+        enough electors: a participant is gone for good, and the electors gone for good
+        (the committed round's acceptors, every one told the end) are a majority of the
+        electorate, or no other elector or participant is left to hold it
+        (domain_loss.py)."""
         round_ = self.c.committed(wf)
         tx = self.c.txs.get((wf, round_)) if round_ is not None else None
         if sim.config.timing.takeover_after_s is None or tx is None:
             return False
         electorate = set(tx.acceptors) or set(tx.participants) | {sim.workflows[wf]}
-        live_participants = set(tx.participants) - sim.dead_forever
+        live = (electorate | set(tx.participants)) - sim.dead_forever
         return bool(set(tx.participants) & sim.dead_forever) and (
-            len(live_participants) < 2
-            or len(electorate - live_participants) >= len(electorate) // 2 + 1)
+            len(electorate & live) < len(electorate) // 2 + 1 or len(live) < 2)

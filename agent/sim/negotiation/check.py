@@ -333,11 +333,11 @@ class Checker:
                 continue
             gone = set(row.info.placement.values()) & dead
             if gone and row.committed and (sim.config.timing.takeover_after_s is None
-                                           or set(row.info.placement.values()) - {coord}
-                                           <= dead):
+                                           or self.cancels.unacknowledgeable(sim, wf)
+                                           or self._successor_gone_unproven(sim, wf, row)):
                 # A domain it needs is gone for good, and either no view says so (runs
-                # without takeover: no membership views), or every participant but the
-                # coordinator is: a loss verdict's end waits for one to acknowledge it
+                # without takeover: no membership views), or the electors left are no
+                # majority: a held end waits for one to acknowledge it
                 # (core/node/domain_loss.py). Otherwise its steps there failed, naming
                 # the domain, and the workflow ended: at its original coordinator, or,
                 # taken over, at the successor whose end it follows (an original back
@@ -372,6 +372,24 @@ class Checker:
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
 
+    def _successor_gone_unproven(self, sim: World, wf: str, row: object) -> bool:
+        """Every participant but the original is gone for good, one of them after it
+        acted in a later epoch, or after a live elector granted it one (a claim that
+        never won): the electors that granted it refuse the original's end, and, shown
+        no proof of that epoch (the successor died before it sent its certificate, or
+        never won), it claims no next one (docs/architecture.md, "Not built yet")."""
+        placed = set(row.info.placement.values()) - {sim.workflows[wf]}
+        if not placed <= sim.dead_forever:
+            return False
+        acted = any(w == wf and epoch >= 1 and agent in sim.dead_forever
+                    for (w, epoch), agent in self.acting_in.items())
+        granted = [a.disk.granted.get(wf, (0, "")) for a in sim.agents.values() if a.alive]
+        if not acted and not any(e >= 1 and holder in sim.dead_forever
+                                 for e, holder in granted):
+            return False
+        sim.stats["original back, its successor gone for good: held end refused"] += 1
+        return True
+
     def check_cancels(self, sim: World) -> None:
         self.cancels.check(sim)  # cancel_check.py
 
@@ -382,9 +400,9 @@ class Checker:
         restart, or the death of a participant gone for good), if a majority of its
         electorate (the committed round's acceptors; a workflow on two domains too)
         lives. A participant gone for good (a coordinator that ran steps itself counts
-        as one) has its steps failed by the successor's loss verdict, whose end is made
-        once enough electors acknowledged it: judged where the live participants (the
-        only electors told) can be enough (domain_loss.py)."""
+        as one) has its steps failed by the successor's loss verdict, whose end, told
+        to every elector, is made once enough acknowledged it (domain_loss.py): the
+        live majority is enough."""
         t = sim.config.timing
         for wf, coord in sim.workflows.items():
             round_ = self.committed(wf)
@@ -399,16 +417,6 @@ class Checker:
             if len(live) < len(electorate) // 2 + 1:
                 continue
             lost = set(tx.participants) & sim.dead_forever
-            live_participants = set(tx.participants) - sim.dead_forever
-            if lost and (len(live_participants) < 2 or len(electorate - live_participants)
-                         >= len(electorate) // 2 + 1):
-                # Its steps there end by a successor's loss verdict (domain_loss.py),
-                # whose end is made once enough electors acknowledged it: the live
-                # participants but the successor are the only ones told, and here they
-                # cannot be enough (docs/architecture.md, "Not built yet").
-                sim.stats["takeover with a domain gone for good: verdict unacknowledgeable"] \
-                    += 1
-                continue
             calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0),
                        *(sim.died_at.get(p, 0.0) for p in lost))
             for p in tx.participants:

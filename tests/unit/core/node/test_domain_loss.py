@@ -5,7 +5,9 @@ the takeover cases); step attempts end only when a test says so."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from typing import Any
 
 import pytest
 from fedorch.core.identity.authority import Refused
@@ -20,7 +22,14 @@ from fedorch.core.node import (
     authority,
 )
 from fedorch.core.node.ready import Ready
-from fedorch.core.node.records import FinalMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
+from fedorch.core.node.records import (
+    FinalMsg,
+    PrepareMsg,
+    ResultMsg,
+    Retention,
+    Timing,
+    VoteMsg,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -93,7 +102,8 @@ class OnlyD1TakesA(Federation):
 def lost_where_no_other_domain_takes_it() -> Federation:
     """s1 on d1 SUCCEEDS, its result lost on the way to d0 (s2 on d0 needs it), and d1
     stalls (DEAD): d0 sends s1 back to be placed again (its placement epoch moves on),
-    no domain takes it, and the verdict's end waits for d1, told it only."""
+    no domain takes it, and the verdict's end, its notice to d2 (the round's extra
+    acceptor) lost, waits for d1 or d2 to acknowledge it."""
     fed = OnlyD1TakesA()
     fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
         spec_pb2.StepSpec(id="s1", capability="a", idempotent=True),
@@ -103,9 +113,10 @@ def lost_where_no_other_domain_takes_it() -> Federation:
     fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg))
     fed.net = []  # lost
-    dies(fed, "d1")
+    dies(fed, "d1", keep=lambda src, dst, msg: isinstance(msg, FinalMsg) and dst == "d2")
+    fed.net = []  # lost
     assert fed.nodes["d0"].stats["re-placement failed"] == 1
-    assert fed.nodes["d0"].domain_loss.holds(WF)  # told d1 only, which is gone
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # d1 gone, nothing from d2 yet
     return fed
 
 
@@ -140,14 +151,15 @@ def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Fede
 
 
 def dies(fed: Federation, domain: str, state: str = "DEAD",
-         told: tuple[str, ...] = ("d0", "d1", "d2", "d3")) -> None:
-    """`domain` is gone for good (its attempts with it); the others' views say so."""
+         told: tuple[str, ...] = ("d0", "d1", "d2", "d3"), keep: Any = None) -> None:
+    """`domain` is gone for good (its attempts with it); the others' views say so
+    (what `keep` says is left on the network)."""
     fed.silent.add(domain)
     fed.running[domain] = set()
     for n in told:
         if n != domain:
             fed.step(n, MemberState(domain, state))
-    fed.deliver()
+    fed.deliver(keep=keep)
 
 
 def result(fed: Federation, name: str, step_id: str) -> tuple:
@@ -214,15 +226,55 @@ def test_a_started_idempotent_step_is_not_failed_but_placed_again() -> None:
     assert WF not in fed.disks["d0"].final
 
 
-def test_a_workflow_whose_participants_are_all_gone_ends_when_one_comes_back() -> None:
-    """Nobody alive to tell the end first: the coordinator holds it (were it to die
-    now, a successor would decide on results, and no one would have ended it
-    otherwise); the lost domain, back, reports, is told the end at once, and
-    acknowledges it."""
+def test_an_extra_acceptor_holding_no_step_keeps_the_end_so_it_is_made_without_the_lost_domain(
+) -> None:
+    """s1 on d1 alone; the round's acceptors d0, d1 and d2 (d2 holds no step). d1 dies:
+    the verdict's end is told to d2 too, which keeps it and acknowledges: with d0 that
+    is a majority of the electorate, so d0 makes the end without waiting for d1."""
     fed = committed([step("s1")], {"s1": "d1"})
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d1")
+    assert result(fed, "d0", "s1")[1] is StepState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED  # kept, no step there
+    assert WF not in fed.disks["d2"].committed
+    assert fed.disks["d0"].final_acked[WF] == {"d2"}
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    # The lost domain is still told (it may come back); the extra acceptor no more.
+    assert set(fed.nodes["d0"].pending) == {("final", WF, "d1")}
+    assert WF not in fed.disks["d3"].final  # outside the electorate: told nothing
+
+
+def test_an_extra_acceptor_answers_a_later_claim_with_the_end_it_kept() -> None:
+    """After that end, d0 dies for good and d1 comes back and claims epoch 1: d2, an
+    elector of its majority, answers with the end instead of a grant, and d1 takes that
+    end (never one of its own on results)."""
+    fed = committed([step("s1")], {"s1": "d1"})
+    dies(fed, "d1")
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    fed.net.clear()  # d0's notices to d1 lost: d1 hears the end from d2 only
+    fed.silent.add("d0")
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", MemberViews((MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert (WF, 1) not in fed.evidence.acting  # d2 granted nothing: it ended
+    assert WF not in fed.disks["d2"].granted
+
+
+def test_with_the_extra_acceptor_gone_too_the_end_waits_for_one_to_come_back() -> None:
+    """d1 and d2 both gone: d0 alone is no majority of the electorate (were it to die
+    now, d1 and d2 back could elect a successor that asked nobody holding the end), so
+    it holds the end; d1, back, reports, is told the end at once and acknowledges it."""
+    fed = committed([step("s1")], {"s1": "d1"})
+    fed.silent.add("d2")
     dies(fed, "d1")
     assert result(fed, "d0", "s1")[1] is StepState.FAILED
     assert WF not in fed.disks["d0"].final
+    assert fed.nodes["d0"].stats["loss verdict held: too few electors acknowledged"] >= 0
     fed.silent.discard("d1")
     d1 = fed.restore("d1")  # its attempt was running: FAILED, reported to d0
     fed.step("d1", MemberViews((MemberState("d0", "ALIVE"), MemberState("d2", "ALIVE"),
@@ -232,6 +284,45 @@ def test_a_workflow_whose_participants_are_all_gone_ends_when_one_comes_back() -
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
     # The verdict stands: the result d1 reported (its own FAILED) changed nothing.
     assert "domain d1 was lost (DEAD)" in result(fed, "d0", "s1")[3]
+
+
+class Retained(Federation):
+    timing = dataclasses.replace(Federation.timing, retention=Retention(
+        keep_ended_s=1e9, max_ended_workflows=1000, late_message_s=10.0))
+
+
+def test_with_retention_the_extra_acceptor_keeps_the_end_it_acknowledges() -> None:
+    """Retention acknowledges an end of a workflow it knows nothing of without keeping
+    it; an elector holding no step (known here by its acceptor records only) keeps it,
+    or its acknowledgement would count for an end it could not answer a claim with."""
+    fed = Retained()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1")]),
+                          placement={"s1": "d1"}))
+    fed.deliver()
+    dies(fed, "d1")
+    assert fed.nodes["d2"].state.final[WF] is WorkflowState.FAILED
+    assert fed.nodes["d2"].stats["end kept by an elector holding no step"] == 1
+    assert fed.nodes["d0"].state.final[WF] is WorkflowState.FAILED
+
+
+def test_an_extra_acceptor_keeps_no_end_below_the_epoch_it_granted_nor_one_without_proof(
+) -> None:
+    """The elector's half of the argument: an end of an epoch below one it granted is
+    neither kept nor acknowledged (its sender is shown the later epoch instead), and a
+    successor's end needs its certificate."""
+    fed = committed([step("s1")], {"s1": "d1"})
+    d2 = fed.nodes["d2"]
+    d2.state.granted[WF] = (1, "d1")
+    fed.net.clear()
+    fed.step("d2", Message("d0", FinalMsg(WF, WorkflowState.FAILED)))
+    assert WF not in d2.state.final
+    sent = [(dst, m) for src, dst, m in fed.net if src == "d2"]
+    assert [type(m).__name__ for _, m in sent] == ["ClaimAnswerMsg"], sent
+    assert (sent[0][1].held_epoch, sent[0][1].holder, sent[0][1].granted) == (1, "d1", False)
+    assert d2.stats["end of an overtaken epoch answered with the later epoch"] == 1
+    with pytest.raises(Refused) as e:
+        authority.check(d2, "d1", FinalMsg(WF, WorkflowState.FAILED, 1))
+    assert e.value.reason == "not_coordinator"
 
 
 def test_a_step_that_had_not_started_is_placed_again() -> None:

@@ -16,6 +16,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import (
+    FinalMsg,
     PlacedMsg,
     PlacementAnswer,
     PlacementQuery,
@@ -33,6 +34,7 @@ from tests.unit.core.node.test_domain_loss import (
     dies,
     step,
 )
+from tests.unit.core.node.test_told_ends import certificate
 
 
 def runs_of(fed: Federation, step_id: str) -> list[tuple[str, int]]:
@@ -266,3 +268,40 @@ def test_a_step_running_at_a_restart_fails_in_the_words_both_engines_use() -> No
     _, state, _, error = fed.disks["d2"].results[WF]["s1"]
     assert state is StepState.FAILED
     assert error.startswith("interrupted by an agent restart; not run again"), error
+
+
+
+def test_a_lost_domain_back_after_the_end_is_told_it_by_the_coordinator_it_asks() -> None:
+    """s2 placed again on d3 while d1 was down; then d0 follows d2, which won epoch 1,
+    and takes its end (no end of its own: nobody but d2 tells one). d1 back holds s2's
+    reservation and asks d0, the coordinator it follows: d0 does not drive an ended
+    workflow, and answers with its end, so d1 ends it and lets its hold go (takeover
+    soak seed 4900881: it asked for ever, and refused the successor's end, as one that
+    places no step in the round it knows)."""
+    fed = placed_again_on_d3()
+    won = certificate(fed, "d2", ("d0", "d2"))
+    fed.step("d0", Message("d2", FinalMsg(WF, WorkflowState.SUCCEEDED, 1, won=won)))
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    fed.net.clear()
+    back(fed, "d1")
+    fed.deliver()
+    fed.tick(fed.now + 2.0)
+    assert fed.nodes["d1"].stats["placement asked after a restart"] >= 1
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
+    assert not fed.nodes["d1"].restart_check.holds_back(WF)
+    assert not [h for h in fed.nodes["d1"].participant.holds() if h.workflow_id == WF]
+    assert fed.nodes["d0"].stats["placement asked of an ended workflow: the end told"] == 1
+
+
+def test_a_domain_that_holds_a_step_still_is_told_the_end_by_the_sagas_driver_only() -> None:
+    """Asked by a domain whose step is still placed on it, an ended original tells it
+    nothing: the driver of the epoch that ended the workflow tells it the end with the
+    saga's plan it owes (takeover soak seed 5200672)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    won = certificate(fed, "d2", ("d0", "d2"))
+    fed.step("d0", Message("d2", FinalMsg(WF, WorkflowState.FAILED, 1, won=won)))
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+    fed.net.clear()
+    fed.step("d0", Message("d1", PlacementQuery(WF)))
+    assert not [m for to, m in fed.sent_by("d0", FinalMsg) if to == "d1"]
+    assert fed.nodes["d0"].stats["placement asked of an ended workflow: the end told"] == 0
