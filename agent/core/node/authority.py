@@ -73,6 +73,7 @@ from fedorch.core.node.records import (
     ResultMsg,
     VoteMsg,
 )
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 
 __all__ = ["MESSAGE_TYPES", "Refused", "check"]
 
@@ -98,8 +99,29 @@ def check(node: Any, src: str, msg: object, *,
 # message a Node steps, so it looks its rule up once rather than testing each type.
 
 def _prepare(node: Any, src: str, msg: PrepareMsg, votes: Any, proven: Any) -> None:
-    authorize("prepare", src, Facts(workflow_id=msg.tx.workflow_id,
-                                    coordinator=msg.tx.coordinator))
+    wf = msg.tx.workflow_id
+    epoch = epoch_of_round(msg.tx.round)
+    if epoch == 0:
+        authorize("prepare", src, Facts(workflow_id=wf, coordinator=msg.tx.coordinator))
+        return
+    # A round of a later epoch's range: a successor's re-placement round
+    # (replacement_successor.py), from the holder of that epoch only, its certificate
+    # shown and verified here (a domain new to the workflow included), and refused by
+    # a Node that holds a later epoch (an older epoch's placement is over).
+    certified = None
+    if msg.held_epoch == epoch and msg.won and src == msg.tx.coordinator \
+            and proven is not None and proven(wf, epoch, src, msg.won):
+        certified = (epoch, src)
+    if certified is None:
+        raise Refused("bad_certificate", f"{src} sent a PREPARE of {wf} round"
+                                         f" {msg.tx.round} (epoch {epoch}) without a"
+                                         " certificate of that epoch that holds here")
+    held, _ = _epoch_of(node.state, wf)
+    granted = node.state.granted.get(wf)
+    if granted is not None and (held is None or granted[0] > held[0]):
+        held = granted
+    authorize("prepare", src, Facts(workflow_id=wf, epoch=epoch, certified=certified,
+                                    held=held))
 
 
 def _vote(node: Any, src: str, msg: VoteMsg, votes: Any, proven: Any) -> None:
@@ -151,8 +173,9 @@ def _decision(node: Any, src: str, msg: Decision, votes: Any, proven: Any) -> No
     # Announced by a party only (of a transaction unknown here, as in classic 2PC:
     # the coordinator); a COMMIT also by its certificate (the Node's own check).
     tx = node.tx_of(msg.key)
-    authorize("decision_notice", src, Facts(
-        workflow_id=msg.key[0], participants=tx.participants if tx else ()))
+    if not _successors_round(tx, src):
+        authorize("decision_notice", src, Facts(
+            workflow_id=msg.key[0], participants=tx.participants if tx else ()))
     _bound(node, votes, msg.key, msg.value)
 
 
@@ -164,10 +187,18 @@ def _decision_query(node: Any, src: str, msg: DecisionQuery, votes: Any,
 def _decision_answer(node: Any, src: str, msg: DecisionAnswer, votes: Any,
                      proven: Any) -> None:
     tx = node.tx_of(msg.key)
-    authorize("decision_answer", src, Facts(
-        workflow_id=msg.key[0], named=msg.sender,
-        participants=tx.participants if tx is not None else ()))
+    if not (_successors_round(tx, src) and msg.sender == src):
+        authorize("decision_answer", src, Facts(
+            workflow_id=msg.key[0], named=msg.sender,
+            participants=tx.participants if tx is not None else ()))
     _bound(node, votes, msg.key, msg.value)
+
+
+def _successors_round(tx: Any, src: str) -> bool:
+    """Is `src` the coordinator of a successor's round held here (its epoch's range):
+    one whose PREPARE showed that epoch's certificate here (`_prepare`), so it speaks
+    for its round's decision as the original does for its own?"""
+    return tx is not None and src == tx.coordinator and epoch_of_round(tx.round) >= 1
 
 
 def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any) -> None:
