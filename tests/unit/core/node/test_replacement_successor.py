@@ -5,16 +5,19 @@ d0 dies for good and d1 takes the workflow over in epoch 1; d3 runs nothing of i
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 from fedorch.core.negotiation.messages import AnswerStatus, DecisionAnswer, DecisionQuery
-from fedorch.core.node import MemberState, Message, Tick
-from fedorch.core.node.records import ClaimMsg, PrepareMsg
+from fedorch.core.node import MemberState, Message, Node, Submit, Tick
+from fedorch.core.node.records import ClaimMsg, PrepareMsg, Timing
 from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH, round_range
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.test_domain_loss import (
+    NAMES,
     WF,
     Federation,
     committed,
@@ -22,6 +25,7 @@ from tests.unit.core.node.test_domain_loss import (
     step,
 )
 from tests.unit.core.node.test_replacement import end_everything, runs_of
+from tests.unit.core.node.test_takeover import fake_signer, fake_verify
 
 
 def s0_lost_with_d0(*, keep=None) -> Federation:
@@ -98,6 +102,51 @@ def test_a_successor_without_a_fresh_majority_fails_the_step_and_asks_no_one() -
     assert not fed.disks["d1"].placements
     for n in ("d1", "d2"):  # d2 acknowledged the verdict's end: a majority holds it
         assert fed.disks[n].final[WF] is WorkflowState.FAILED
+
+
+class D2TakesNoA(Federation):
+    """d2 offers capability c only: a step of `a` lost with d0 can go to d3 alone (after
+    d2 refused it: the Node's placer here knows no capabilities)."""
+
+    timing = Timing(max_rounds=2, takeover_after_s=3.0)
+
+    def make_node(self, name: str) -> Node:
+        caps = {"d2": {"c": 4}}.get(name, {"a": 4})
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def test_a_domain_new_to_the_workflow_takes_the_successors_round_and_follows_it() -> None:
+    """s0 may run on d0 or d3 only (d2 offers no `a`): d1 places it on d3, which never saw the workflow. d3
+    checks d1's certificate, takes the submission the original vouched for, commits,
+    follows d1 in epoch 1 (its result goes to d1, not to the dead d0), and the workflow
+    SUCCEEDS."""
+    fed = D2TakesNoA()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s0", idempotent=True), step("s1"),
+        spec_pb2.StepSpec(id="s2", capability="c")]),
+        placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    fed.deliver()
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.disks["d1"].placements[WF]["s0"][1:] == ("d3", "d0")
+    assert fed.disks["d3"].committed[WF] in round_range(1)
+    assert fed.disks["d3"].epochs[WF] == (1, "d1")
+    assert fed.nodes["d3"].stats["successor followed: its re-placement round committed here"] == 1
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    for n in ("d1", "d2", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert runs_of(fed, "s0") == [("d0", 1), ("d3", 1)]
+    assert not fed.refused
 
 
 def test_a_prepare_of_a_later_epochs_range_needs_that_epochs_certificate() -> None:
