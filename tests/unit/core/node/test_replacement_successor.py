@@ -149,6 +149,54 @@ def test_a_domain_new_to_the_workflow_takes_the_successors_round_and_follows_it(
     assert not fed.refused
 
 
+class D3TakesNoA(D2TakesNoA):
+    """d3 offers capability c only."""
+
+    def make_node(self, name: str) -> Node:
+        caps = {"d3": {"c": 4}}.get(name, {"a": 4})
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
+                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
+                    evidence=self.evidence, sign_grant=fake_signer(name),
+                    sign_vote=fake_signer(name), verify_vote=fake_verify,
+                    disk=self.disks[name], now=self.now)
+
+
+def test_the_original_back_and_following_takes_a_step_the_successor_places_on_it() -> None:
+    """s2 on d2 needs s1 on d1. d0 stalls (DEAD everywhere) and d1 takes over; d0 comes
+    back and follows d1; d2 dies before s2 starts. d1 places s2 again on d0 (d3 offers
+    no `a`): the original, its own coordinator core of the workflow still kept, votes on
+    d1's certificate as any candidate, runs s2 under d1's placement, and the workflow
+    SUCCEEDS in epoch 1."""
+    fed = D3TakesNoA()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1"), step("s2", needs=("s1",))]), placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver()
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    fed.silent.discard("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "ALIVE"))
+    fed.tick(fed.now + 5.0)
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    fed.silent.add("d2")
+    fed.running["d2"] = set()
+    for n in ("d0", "d1", "d3"):
+        fed.step(n, MemberState("d2", "DEAD"))
+    fed.deliver()
+    epoch, new, _ = fed.disks["d1"].placements[WF]["s2"]
+    assert new == "d0" and epoch in round_range(1)
+    fed.end("d1", "s1")
+    assert runs_of(fed, "s2") == [("d0", 1)]
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    for n in ("d0", "d1"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert not fed.refused
+
+
 def test_a_prepare_of_a_later_epochs_range_needs_that_epochs_certificate() -> None:
     """The successor's PREPARE, replayed without its certificate, or by another domain,
     is refused before the Node sees it (authority.py): no vote."""
