@@ -230,25 +230,26 @@ def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> Non
 
 
 def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:
-    # A new placement is told by the original coordinator, the only one that places
-    # steps again (replacement.py), whatever epoch is followed here: it tells on a
+    # A new placement is told by the coordinator that placed the step again
+    # (replacement.py): the original, whatever epoch is followed here (it tells on a
     # placement it decided after it follows a later epoch, and the holder of that
-    # epoch and its followers take it (a committed round's fact) and acknowledge it.
+    # epoch and its followers take it, a committed round's fact, and acknowledge it),
+    # or a successor, the holder of its epoch (its own round, or a handover).
     d = node.state
     coordinator = coordinator_of(msg.workflow_id)
     if src == coordinator:
         return
     held, _ = _epoch_of(d, msg.workflow_id)
     if held is not None and src == held[1]:
-        # The holder of the epoch followed here tells it again, handing the round's
-        # COMMIT out (replacement_handover.py).
+        # The holder of the epoch followed here: its own round's placement, or one it
+        # tells again, handing the round's COMMIT out (replacement_handover.py).
         return
     if msg.held_epoch >= 1 and msg.won and proven is not None \
             and (held is None or msg.held_epoch >= held[0]) \
             and proven(msg.workflow_id, msg.held_epoch, src, msg.won):
         # A successor tells it, showing its epoch's certificate: a new domain not
         # committed here yet, or a member that has not followed it yet, takes it from
-        # the holder (replacement_handover.py).
+        # the holder (replacement_successor.py, replacement_handover.py).
         return
     raise Refused("not_coordinator", f"{src} told a new placement in"
                                      f" {msg.workflow_id}, coordinated by {coordinator}")

@@ -4,51 +4,41 @@ Theory of operation
 -------------------
 domain_loss.py resolves the steps of a gone domain through the loss table; a step the
 table would place again (not started, or started and `idempotent: true`, with
-`on_domain_loss: replace`, the default) comes here instead of failing. The workflow's
-original coordinator (the one that `drives` it: epoch 0, RUNNING) runs, one step at a
-time, a negotiation round for that step only:
+`on_domain_loss: replace`, the default) comes here instead of failing. The
+coordinator of the workflow's current epoch (the one that `drives` it: the original,
+epoch 0, RUNNING; or a successor acting in the epoch it won) runs, one step at a
+time, a negotiation round for that step only; a successor only once a fresh majority
+of its electorate granted its epoch again (replacement_successor.py, which says why,
+and what else differs: its epoch's own round numbers, its certificate on the PREPARE):
 
 - the Coordinator core in classic mode (one participant: the new domain), its rounds
-  numbered after every round the workflow used (the committed one, and every
-  re-placement round before: `replaced_rounds`, written before the first PREPARE, so
-  a restart never reuses a number), a placer that keeps every other step where it is
-  and leaves out every domain the step was lost on and every member the view says is
-  gone. The PREPARE is the workflow's own (its signed spec, WfInfo.lost naming the
-  lost domain): the candidate's policy votes as usual and its YES holds a reservation;
+  numbered after every round it used (the committed one, and every re-placement round
+  before: `replaced_rounds`, written before the first PREPARE, so a restart never
+  reuses a number: `Mandates.first_round`), a placer that keeps every other step where
+  it is and leaves out every domain the step was lost on, every member the view says
+  is gone, and this Node. The PREPARE is the workflow's own (its signed spec, WfInfo.lost
+  naming the lost domain, WfInfo.coordinator the original's): the candidate's policy
+  votes as usual and its YES holds a reservation;
 - on COMMIT the decision is written with the step's new placement (`placements`:
   epoch, domain, lost); the coordinator's progress takes it (Progress.placed_again: the
   step's placement epoch, its fencing token, becomes the round's number); every
   participant, and the new domain, is told (PlacedMsg, resent until acknowledged:
   they write it, re-report the results the step needs, and the coordinator's copy of
-  the needs' outputs rides along for needs whose own domain is gone);
+  the needs' outputs rides along for needs whose own domain is gone), and, with
+  takeover, the COMMIT goes to the new domain only once the placement is told to
+  every live member and held by a majority of the electorate (replacement_telling.py:
+  told before made, and why that is safe in any epoch);
 - on ABORT (refusals, silence, no candidate left after `max_rounds`) the step FAILS,
   naming the lost domain and why (Progress.replacement_failed), and the workflow goes
-  on as after any failed step.
+  on as after any failed step. A failure to place again is a verdict like a loss's:
+  with takeover its end is told before it is made (DomainLoss.hold_end).
 
-Told before made. With coordinator takeover composed, a successor elected while this
-coordinator is down decides on what it knows, so a new placement must be known before
-it can run: the COMMIT goes to the new domain only once every domain of the workflow
-and every member of its electorate the view does not say is gone (and at least one),
-the new domain included, acknowledged the PlacedMsg, and those with this coordinator
-are a majority of the electorate. Every live one: a member not told would keep
-reporting to the lost domain; a domain that joins the workflow meanwhile (a later
-round's new domain) is told it too, or that COMMIT would wait for it for ever. A majority too: the lost domain, back while this
-coordinator is down, may be elected by members that were gone when the placement was
-told (takeover soak seed 1700761); a grant carries the granter's placements, so a
-successor elected by a majority knows every placement whose COMMIT left, and a
-restarted lost domain, which asks the coordinator it follows before it starts
-anything (restart_check.py), learns its placement is over. A grant is a promise: a
-member that granted (or follows) a later epoch acknowledges no placement told in an
-older one that it does not hold already (placed_here.py), and once this coordinator
-granted or follows a later epoch held by another, its COMMIT no longer leaves at all,
-however held: that epoch's holder hands it out if it knows the placement, or answers
-the round void to the new domain if it does not (replacement_handover.py, where the
-argument is). Until then its DecisionQuery is answered UNKNOWN; the round
-is classic 2PC, decided by this coordinator's log alone, and a recovery ballot of the
-new domain is refused here (`refuses_paxos`), so it cannot learn the decision any
-other way. A failure to place again is a verdict like a loss's:
-with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
-no other coordinator can exist: the COMMIT goes at once.
+The round is classic 2PC, decided by its coordinator's log alone: a query of its new
+domain is answered UNKNOWN while the placement is being told (`answer`), and a
+recovery ballot of it is refused here (`refuses_paxos`), so it cannot learn the
+decision any other way. Only the rounds of this Node's own range are its own
+(`owns`): the original's log has no word on a successor's round, and never presumes
+ABORT for one.
 
 Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
 older placement than the one known here is refused (running.py, `on_result`), counted
@@ -59,23 +49,21 @@ told the placement; a new domain in doubt asks (replacement_handover.py: why saf
 
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
-by a crash has no decision on record: its candidate's query is answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
-progress, is resolved again when the view is posted, in a new round. Every placement
-on record is told again (acknowledgements were in memory: a domain down when told would
-never learn it, and refuse the new domain's claim for ever), and a COMMIT its new domain
-had not acknowledged is sent again once told.
+by a crash has no decision on record: its candidate's query is answered ABORT
+(presumed, `restored`), and the step, still on its lost domain in the rebuilt
+progress, is resolved again when the view is posted, in a new round. The placements
+on record are told again (replacement_telling.py, `retell`).
 
 With takeover, the domains of the new placements are the workflow's like the others
 (`domains_of`, every Node's view): a successor's claim and end reach them, the told
 PlacedMsg carries the electorate for a new domain new to the workflow, and the
 takeover part counts them (takeover.py, `placed`).
 
-Not done here (docs/architecture.md): a successor after a takeover places nothing
-again (its loss table's REPLACE fails the step: domain_loss.py); a downstream
-participant that heard a late result of the lost placement before it was told the new
-one keeps it. (The new domain of a round whose coordinator died for good mid-round
-asks the workflow's members, and the holder of a later epoch answers: the COMMIT
-handed out, the end, or the round void: replacement_handover.py.)
+Not done here (docs/architecture.md): a downstream participant that heard a late
+result of the lost placement before it was told the new one keeps it. (The new domain
+of a round whose coordinator died for good mid-round asks the workflow's members, and
+the holder of a later epoch answers: the COMMIT handed out, the end, or the round void:
+replacement_handover.py.)
 """
 
 from __future__ import annotations
