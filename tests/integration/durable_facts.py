@@ -224,3 +224,18 @@ def attempt_closed(fed: Federation, name: str, workflow_id: str, step: str,
                         (workflow_id, step, attempt)) == [("failed",)]
     return (workflow_id, step, attempt) in node_table(fed, name, "runs") \
         and workflow_id in node_table(fed, name, "final")
+
+
+def committed_round(fed: Federation, name: str, workflow_id: str) -> tuple:
+    """(round, coordinator) of the round agent `name` committed the workflow in, as it
+    kept it; () when it keeps none. The node engine keeps the round (`committed`) and
+    follows the coordinator it took a successor's round from (`epochs`, as it commits:
+    agent/core/node/placed_here.py), so the coordinator is the one it follows."""
+    if not runs_node_engine(fed, name):
+        rows = fed.rows(name, "SELECT round, coordinator FROM workflows WHERE id=?",
+                        (workflow_id,))
+        return tuple(rows[0]) if rows else ()
+    round_ = node_table(fed, name, "committed").get(workflow_id)
+    if round_ is None:
+        return ()
+    return (round_, followed_epoch(fed, name, workflow_id)[1])

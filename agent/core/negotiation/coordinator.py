@@ -419,8 +419,11 @@ class Coordinator:
 
     def _next_round(self, now: float, rnd: RoundState) -> None:
         if rnd.number >= self._max_rounds:
+            # Counted from this core's first round (a re-placement's start after the
+            # committed one, a successor's in its epoch's range).
             self._finish_aborted(
-                rnd.number, f"no placement agreed after {rnd.number} round(s)"
+                rnd.number,
+                f"no placement agreed after {rnd.number - self._first_round + 1} round(s)",
             )
         else:
             self._begin_round(now, rnd.number + 1)

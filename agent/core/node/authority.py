@@ -73,6 +73,7 @@ from fedorch.core.node.records import (
     ResultMsg,
     VoteMsg,
 )
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 
 __all__ = ["MESSAGE_TYPES", "Refused", "check"]
 
@@ -98,8 +99,29 @@ def check(node: Any, src: str, msg: object, *,
 # message a Node steps, so it looks its rule up once rather than testing each type.
 
 def _prepare(node: Any, src: str, msg: PrepareMsg, votes: Any, proven: Any) -> None:
-    authorize("prepare", src, Facts(workflow_id=msg.tx.workflow_id,
-                                    coordinator=msg.tx.coordinator))
+    wf = msg.tx.workflow_id
+    epoch = epoch_of_round(msg.tx.round)
+    if epoch == 0:
+        authorize("prepare", src, Facts(workflow_id=wf, coordinator=msg.tx.coordinator))
+        return
+    # A round of a later epoch's range: a successor's re-placement round
+    # (replacement_successor.py), from the holder of that epoch only, its certificate
+    # shown and verified here (a domain new to the workflow included), and refused by
+    # a Node that holds a later epoch (an older epoch's placement is over).
+    certified = None
+    if msg.held_epoch == epoch and msg.won and src == msg.tx.coordinator \
+            and proven is not None and proven(wf, epoch, src, msg.won):
+        certified = (epoch, src)
+    if certified is None:
+        raise Refused("bad_certificate", f"{src} sent a PREPARE of {wf} round"
+                                         f" {msg.tx.round} (epoch {epoch}) without a"
+                                         " certificate of that epoch that holds here")
+    held, _ = _epoch_of(node.state, wf)
+    granted = node.state.granted.get(wf)
+    if granted is not None and (held is None or granted[0] > held[0]):
+        held = granted
+    authorize("prepare", src, Facts(workflow_id=wf, epoch=epoch, certified=certified,
+                                    held=held))
 
 
 def _vote(node: Any, src: str, msg: VoteMsg, votes: Any, proven: Any) -> None:
@@ -151,8 +173,9 @@ def _decision(node: Any, src: str, msg: Decision, votes: Any, proven: Any) -> No
     # Announced by a party only (of a transaction unknown here, as in classic 2PC:
     # the coordinator); a COMMIT also by its certificate (the Node's own check).
     tx = node.tx_of(msg.key)
-    authorize("decision_notice", src, Facts(
-        workflow_id=msg.key[0], participants=tx.participants if tx else ()))
+    if not _successors_round(tx, src):
+        authorize("decision_notice", src, Facts(
+            workflow_id=msg.key[0], participants=tx.participants if tx else ()))
     _bound(node, votes, msg.key, msg.value)
 
 
@@ -164,10 +187,18 @@ def _decision_query(node: Any, src: str, msg: DecisionQuery, votes: Any,
 def _decision_answer(node: Any, src: str, msg: DecisionAnswer, votes: Any,
                      proven: Any) -> None:
     tx = node.tx_of(msg.key)
-    authorize("decision_answer", src, Facts(
-        workflow_id=msg.key[0], named=msg.sender,
-        participants=tx.participants if tx is not None else ()))
+    if not (_successors_round(tx, src) and msg.sender == src):
+        authorize("decision_answer", src, Facts(
+            workflow_id=msg.key[0], named=msg.sender,
+            participants=tx.participants if tx is not None else ()))
     _bound(node, votes, msg.key, msg.value)
+
+
+def _successors_round(tx: Any, src: str) -> bool:
+    """Is `src` the coordinator of a successor's round held here (its epoch's range):
+    one whose PREPARE showed that epoch's certificate here (`_prepare`), so it speaks
+    for its round's decision as the original does for its own?"""
+    return tx is not None and src == tx.coordinator and epoch_of_round(tx.round) >= 1
 
 
 def _decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any) -> None:
@@ -199,25 +230,26 @@ def _result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> Non
 
 
 def _placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:
-    # A new placement is told by the original coordinator, the only one that places
-    # steps again (replacement.py), whatever epoch is followed here: it tells on a
+    # A new placement is told by the coordinator that placed the step again
+    # (replacement.py): the original, whatever epoch is followed here (it tells on a
     # placement it decided after it follows a later epoch, and the holder of that
-    # epoch and its followers take it (a committed round's fact) and acknowledge it.
+    # epoch and its followers take it, a committed round's fact, and acknowledge it),
+    # or a successor, the holder of its epoch (its own round, or a handover).
     d = node.state
     coordinator = coordinator_of(msg.workflow_id)
     if src == coordinator:
         return
     held, _ = _epoch_of(d, msg.workflow_id)
     if held is not None and src == held[1]:
-        # The holder of the epoch followed here tells it again, handing the round's
-        # COMMIT out (replacement_handover.py).
+        # The holder of the epoch followed here: its own round's placement, or one it
+        # tells again, handing the round's COMMIT out (replacement_handover.py).
         return
     if msg.held_epoch >= 1 and msg.won and proven is not None \
             and (held is None or msg.held_epoch >= held[0]) \
             and proven(msg.workflow_id, msg.held_epoch, src, msg.won):
         # A successor tells it, showing its epoch's certificate: a new domain not
         # committed here yet, or a member that has not followed it yet, takes it from
-        # the holder (replacement_handover.py).
+        # the holder (replacement_successor.py, replacement_handover.py).
         return
     raise Refused("not_coordinator", f"{src} told a new placement in"
                                      f" {msg.workflow_id}, coordinated by {coordinator}")

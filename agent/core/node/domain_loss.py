@@ -18,9 +18,9 @@ own domain is one like any other to its successor:
   while down as there already, core/workflow/domain_loss.py) and is not idempotent, or
   whose spec says `on_domain_loss: fail`, FAILS;
 - a step the table would place again (not started, or idempotent, with `replace`)
-  FAILS at a successor (only the original runs re-placement rounds), and at the
-  original is sent back to be placed again: a negotiation round of its own places it on
-  another domain (replacement.py), or, none taking it, it FAILS naming the domain
+  is sent back to be placed again: a negotiation round of its own places it on
+  another domain (replacement.py; a successor's only on a fresh majority of its
+  electorate, replacement_successor.py), or, none taking it, it FAILS naming the domain
   (a verdict like the ones here: with takeover, its end told before it is made,
   `hold_end`). Nothing waits for a lost domain for ever.
 
@@ -352,11 +352,9 @@ class DomainLoss:
         for domain in domains:
             if not n.member_loss.gone(domain):
                 continue
-            # Only the original coordinator places a step again (replacement.py: a
-            # successor's round would need the electorate's word, not built): a
-            # successor's REPLACE fails the step, as the table's FAIL_* do (its copy
-            # says so), never leaves it waiting for a round nobody runs.
-            can_replace = self.epoch(wf) == 0
+            # The coordinator of the current epoch places a step again, a successor
+            # on a fresh majority of its electorate (replacement_successor.py).
+            can_replace = True
             for step, action in judged.domain_lost(domain, state=n.members[domain],
                                                    can_replace=can_replace):
                 n.stats[f"step lost with its domain: {action.value}"] += 1

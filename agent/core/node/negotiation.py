@@ -91,6 +91,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.node.votes import constraints_refusal
 from fedorch.core.workflow import lifecycle
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 
@@ -250,12 +251,14 @@ class Negotiation:
         n.send(src, VoteMsg(tx.key, n.name, yes, reason))
 
     def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
+        if src == msg.domain and self.n.replacement.owns(msg.key):
+            # A step placed again (replacement.py), by the original or a successor,
+            # which has no coordinator core of the workflow.
+            self.n.replacement.on_vote(now, src, msg)
+            return
         core = self.n.coordinators.get(msg.key[0])
         if core is None or src != msg.domain:
             raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
-        if self.n.replacement.owns(msg.key):  # a step placed again (replacement.py)
-            self.n.replacement.on_vote(now, src, msg)
-            return
         # A YES's evidence, as received (the boundary checked it: authority.py), goes
         # into the certificate.
         core.receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason, msg.evidence))
@@ -304,7 +307,9 @@ class Negotiation:
         core = n.coordinators.get(msg.key[0])
         if n.replacement.owns(msg.key):
             answer = n.replacement.answer(msg.key, src)
-        elif core is not None:
+        elif core is not None and epoch_of_round(msg.key[1]) == 0:
+            # Not a successor's round (its epoch's range): this core's log has no word
+            # on it, and would presume ABORT for a round it never ran.
             answer = core.answer_query(now, msg.key[1])
             self.run(now, core.next_actions(), core)
             if answer.value is not None and answer.value.commit \

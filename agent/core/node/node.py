@@ -93,6 +93,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.submission import SubmissionError
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
 from fedorch.core.negotiation.acceptor import Acceptor, Stated
@@ -129,6 +130,7 @@ from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.node.votes import Votes
 from fedorch.core.policy.engine import PolicyContext
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -465,9 +467,13 @@ class Node:
         if signed is None:
             return None
         try:
-            if signed.coordinator != tx.coordinator:
+            # A successor's round (a later epoch's range, its certificate checked by the
+            # authority table) relays the submission its original coordinator took.
+            voucher = tx.coordinator if epoch_of_round(tx.round) == 0 \
+                else coordinator_of(tx.workflow_id)
+            if signed.coordinator != voucher:
                 raise SubmissionError(f"signed for coordinator {signed.coordinator}, not"
-                                      f" {tx.coordinator}")
+                                      f" {voucher}")
             return node.submissions.check(signed, tx.workflow_id, node.wall_ms(now))
         except SubmissionError as e:
             node.stats["refused replayed submission"] += 1

@@ -29,7 +29,8 @@ other Node's (and the coordinator's own, where it is a participant too):
   the same; and, `made`, the COMMIT of our own placement handed out by it once told
   everywhere again (replacement_handover.py, `made_here`): our YES, PREPARED, commits;
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
-  the hold): the placement is written and taken; a Node new to the workflow builds its
+  the hold): the placement is written and taken; a successor's round (its epoch's
+  range, its certificate checked at PREPARE) makes it follow that successor; a Node new to the workflow builds its
   progress from the round's PREPARE (its whole placement), but a step that placement
   names it for by another re-placement round whose YES it holds in doubt is left
   unplaced (`resumed`, Progress.placement_in_doubt) until that round's own COMMIT:
@@ -60,7 +61,9 @@ from typing import Any
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
+from fedorch.core.workflow.takeover import Adopted
 
 
 class PlacedHere:
@@ -241,6 +244,7 @@ class PlacedHere:
         if info is None or not info.lost:
             return False
         wf, epoch = key
+        self._follow_successor(now, key)
         placed = dict(d.placements.get(wf, {}))
         for step, _ in steps:
             known = placed.get(step)
@@ -262,6 +266,25 @@ class PlacedHere:
                            p.steps[step].idempotent, now)
             n.running.start_ready(now, wf)
         return True
+
+    def _follow_successor(self, now: float, key: Key) -> None:
+        """A successor's round (its epoch's range) committed here: its PREPARE showed
+        the certificate of that epoch (authority.py), so this Node follows it, as a grant
+        would, unless it holds that epoch or a later one already: its results go to it,
+        and a Node new to the workflow builds its takeover core on it
+        (replacement_successor.py)."""
+        n = self.n
+        epoch = epoch_of_round(key[1])
+        tx = n.tx_of(key)
+        if epoch < 1 or n.takeover is None or tx is None or tx.coordinator == n.name \
+                or self.promised(key[0]) >= epoch:
+            return
+        n.stats["successor followed: its re-placement round committed here"] += 1
+        core = n.takeover.cores.get(key[0])
+        if core is not None:
+            n.takeover.step(now, key[0], core, Adopted(epoch, tx.coordinator))
+        else:
+            n.takeover.follow(key[0], epoch, tx.coordinator)
 
     def ended(self, now: float, wf: str) -> None:
         """`wf` ended here: a re-placement round's YES, undecided, is released."""

@@ -77,6 +77,12 @@ class PrepareMsg:
     tx: TxInfo
     steps: tuple[tuple[str, str], ...]
     info: WfInfo
+    # A successor's re-placement round (replacement_successor.py): the coordinator
+    # epoch it acts in (its rounds are that epoch's range, epoch_certificate.round_range)
+    # and its certificate, checked by the candidate before anything else (authority.py).
+    # 0 and (): the original coordinator's round.
+    held_epoch: int = 0
+    won: Certificate = ()
 
 
 @dataclass(frozen=True)

@@ -4,51 +4,41 @@ Theory of operation
 -------------------
 domain_loss.py resolves the steps of a gone domain through the loss table; a step the
 table would place again (not started, or started and `idempotent: true`, with
-`on_domain_loss: replace`, the default) comes here instead of failing. The workflow's
-original coordinator (the one that `drives` it: epoch 0, RUNNING) runs, one step at a
-time, a negotiation round for that step only:
+`on_domain_loss: replace`, the default) comes here instead of failing. The
+coordinator of the workflow's current epoch (the one that `drives` it: the original,
+epoch 0, RUNNING; or a successor acting in the epoch it won) runs, one step at a
+time, a negotiation round for that step only; a successor only once a fresh majority
+of its electorate granted its epoch again (replacement_successor.py, which says why,
+and what else differs: its epoch's own round numbers, its certificate on the PREPARE):
 
 - the Coordinator core in classic mode (one participant: the new domain), its rounds
-  numbered after every round the workflow used (the committed one, and every
-  re-placement round before: `replaced_rounds`, written before the first PREPARE, so
-  a restart never reuses a number), a placer that keeps every other step where it is
-  and leaves out every domain the step was lost on and every member the view says is
-  gone. The PREPARE is the workflow's own (its signed spec, WfInfo.lost naming the
-  lost domain): the candidate's policy votes as usual and its YES holds a reservation;
+  numbered after every round it used (the committed one, and every re-placement round
+  before: `replaced_rounds`, written before the first PREPARE, so a restart never
+  reuses a number: `Mandates.first_round`), a placer that keeps every other step where
+  it is and leaves out every domain the step was lost on, every member the view says
+  is gone, and this Node. The PREPARE is the workflow's own (its signed spec, WfInfo.lost
+  naming the lost domain, WfInfo.coordinator the original's): the candidate's policy
+  votes as usual and its YES holds a reservation;
 - on COMMIT the decision is written with the step's new placement (`placements`:
   epoch, domain, lost); the coordinator's progress takes it (Progress.placed_again: the
   step's placement epoch, its fencing token, becomes the round's number); every
   participant, and the new domain, is told (PlacedMsg, resent until acknowledged:
   they write it, re-report the results the step needs, and the coordinator's copy of
-  the needs' outputs rides along for needs whose own domain is gone);
+  the needs' outputs rides along for needs whose own domain is gone), and, with
+  takeover, the COMMIT goes to the new domain only once the placement is told to
+  every live member and held by a majority of the electorate (replacement_telling.py:
+  told before made, and why that is safe in any epoch);
 - on ABORT (refusals, silence, no candidate left after `max_rounds`) the step FAILS,
   naming the lost domain and why (Progress.replacement_failed), and the workflow goes
-  on as after any failed step.
+  on as after any failed step. A failure to place again is a verdict like a loss's:
+  with takeover its end is told before it is made (DomainLoss.hold_end).
 
-Told before made. With coordinator takeover composed, a successor elected while this
-coordinator is down decides on what it knows, so a new placement must be known before
-it can run: the COMMIT goes to the new domain only once every domain of the workflow
-and every member of its electorate the view does not say is gone (and at least one),
-the new domain included, acknowledged the PlacedMsg, and those with this coordinator
-are a majority of the electorate. Every live one: a member not told would keep
-reporting to the lost domain; a domain that joins the workflow meanwhile (a later
-round's new domain) is told it too, or that COMMIT would wait for it for ever. A majority too: the lost domain, back while this
-coordinator is down, may be elected by members that were gone when the placement was
-told (takeover soak seed 1700761); a grant carries the granter's placements, so a
-successor elected by a majority knows every placement whose COMMIT left, and a
-restarted lost domain, which asks the coordinator it follows before it starts
-anything (restart_check.py), learns its placement is over. A grant is a promise: a
-member that granted (or follows) a later epoch acknowledges no placement told in an
-older one that it does not hold already (placed_here.py), and once this coordinator
-granted or follows a later epoch held by another, its COMMIT no longer leaves at all,
-however held: that epoch's holder hands it out if it knows the placement, or answers
-the round void to the new domain if it does not (replacement_handover.py, where the
-argument is). Until then its DecisionQuery is answered UNKNOWN; the round
-is classic 2PC, decided by this coordinator's log alone, and a recovery ballot of the
-new domain is refused here (`refuses_paxos`), so it cannot learn the decision any
-other way. A failure to place again is a verdict like a loss's:
-with takeover its end is told before it is made (DomainLoss.hold_end). Without takeover
-no other coordinator can exist: the COMMIT goes at once.
+The round is classic 2PC, decided by its coordinator's log alone: a query of its new
+domain is answered UNKNOWN while the placement is being told (`answer`), and a
+recovery ballot of it is refused here (`refuses_paxos`), so it cannot learn the
+decision any other way. Only the rounds of this Node's own range are its own
+(`owns`): the original's log has no word on a successor's round, and never presumes
+ABORT for one.
 
 Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
 older placement than the one known here is refused (running.py, `on_result`), counted
@@ -59,23 +49,21 @@ told the placement; a new domain in doubt asks (replacement_handover.py: why saf
 
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
-by a crash has no decision on record: its candidate's query is answered ABORT (presumed), and the step, still on its lost domain in the rebuilt
-progress, is resolved again when the view is posted, in a new round. Every placement
-on record is told again (acknowledgements were in memory: a domain down when told would
-never learn it, and refuse the new domain's claim for ever), and a COMMIT its new domain
-had not acknowledged is sent again once told.
+by a crash has no decision on record: its candidate's query is answered ABORT
+(presumed, `restored`), and the step, still on its lost domain in the rebuilt
+progress, is resolved again when the view is posted, in a new round. The placements
+on record are told again (replacement_telling.py, `retell`).
 
 With takeover, the domains of the new placements are the workflow's like the others
 (`domains_of`, every Node's view): a successor's claim and end reach them, the told
 PlacedMsg carries the electorate for a new domain new to the workflow, and the
 takeover part counts them (takeover.py, `placed`).
 
-Not done here (docs/architecture.md): a successor after a takeover places nothing
-again (its loss table's REPLACE fails the step: domain_loss.py); a downstream
-participant that heard a late result of the lost placement before it was told the new
-one keeps it. (The new domain of a round whose coordinator died for good mid-round
-asks the workflow's members, and the holder of a later epoch answers: the COMMIT
-handed out, the end, or the round void: replacement_handover.py.)
+Not done here (docs/architecture.md): a downstream participant that heard a late
+result of the lost placement before it was told the new one keeps it. (The new domain
+of a round whose coordinator died for good mid-round asks the workflow's members, and
+the holder of a later epoch answers: the COMMIT handed out, the end, or the round void:
+replacement_handover.py.)
 """
 
 from __future__ import annotations
@@ -102,9 +90,12 @@ from fedorch.core.negotiation.messages import (
     VoteIn,
 )
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import FinalMsg, PlacedMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.node.replacement_handover import Handover
+from fedorch.core.node.replacement_successor import Mandates
+from fedorch.core.node.replacement_telling import Telling
 from fedorch.core.workflow.domain_loss import not_replaced_reason
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
 
@@ -115,6 +106,10 @@ class Replacements:
         self.n = node
         # A successor's part: it hands out a told placement's COMMIT.
         self.handover = Handover(self)
+        # Told before made (replacement_telling.py).
+        self.told = Telling(self)
+        # A successor's fresh majority before each of its rounds (replacement_successor.py).
+        self.mandates = Mandates(self)
         self.reset()
 
     def reset(self) -> None:
@@ -126,13 +121,21 @@ class Replacements:
         self.telling: dict[Key, tuple[str, Any]] = {}
         # (workflow, round) -> the domains that acknowledged its PlacedMsg.
         self.acked: dict[Key, set[str]] = {}
+        self.mandates.reset()
 
     # ---- what the Node asks ------------------------------------------------------------
 
     def owns(self, key: Key) -> bool:
-        """Is `key` a re-placement round of a workflow this Node coordinates?"""
-        row = self.n.state.rows.get(key[0])
-        return row is not None and row.committed and key[1] > row.round
+        """Is `key` a re-placement round this Node coordinates: the original's (epoch
+        0's range, after the committed round), or a successor's (its epoch's range, up
+        to the last number it wrote: replacement_successor.py)?"""
+        d = self.n.state
+        row = d.rows.get(key[0])
+        epoch = epoch_of_round(key[1])
+        if epoch == 0:
+            return row is not None and row.committed and key[1] > row.round
+        last = d.replaced_rounds.get(key[0], 0)
+        return epoch_of_round(last) == epoch and key[1] <= last
 
     def domains_of(self, wf: str) -> set[str]:
         """Every domain of the workflow as known here: the committed placement's, each
@@ -152,8 +155,8 @@ class Replacements:
         return out
 
     def timer(self) -> float | None:
-        return min((t for core, _, _ in self.cores.values()
-                    if (t := core.get_timer()) is not None), default=None)
+        return min((t for t in (*(core.get_timer() for core, _, _ in self.cores.values()),
+                                self.mandates.timer()) if t is not None), default=None)
 
     def tick(self, now: float) -> None:
         for wf, (core, _, _) in list(self.cores.items()):
@@ -161,8 +164,9 @@ class Replacements:
             if t is not None and t <= now:
                 core.handle_timer(now)
                 self._run(now, wf)
+        self.mandates.tick(now)
         for key in list(self.telling):
-            self.send_if_told(key)
+            self.told.send_if_told(key)
 
     # ---- the coordinator: a lost step, its round ---------------------------------------
 
@@ -178,21 +182,28 @@ class Replacements:
         s.lost_to, s.lost_as = domain, state
         s.state, s.domain, s.error = StepState.PENDING, "", ""
 
-    def start(self, now: float, wf: str) -> None:
-        """A round for the first step of `wf` waiting to be placed again, if none runs."""
+    def start(self, now: float, wf: str, *, mandated: bool = False) -> None:
+        """A round for the first step of `wf` waiting to be placed again, if none runs.
+        A successor's only once a fresh majority of its electorate granted its epoch
+        again (`mandated`: replacement_successor.py asks first, then calls back)."""
         n = self.n
         d = n.state
-        if wf in self.cores or not n.domain_loss.drives(wf) or n.domain_loss.epoch(wf) != 0 \
-                or n.domain_loss.holds(wf):
+        if wf in self.cores or not n.domain_loss.drives(wf) or n.domain_loss.holds(wf):
             return
         p = n.progress[wf]
         waiting = p.awaiting_placement()
         if not waiting:
             return
+        if n.domain_loss.epoch(wf) >= 1 and not mandated:
+            self.mandates.ask(now, wf)
+            return
         step = waiting[0]
         s = p.steps[step]
-        row = d.rows[wf]
-        first = max(row.round, d.replaced_rounds.get(wf, 0)) + 1
+        first = self.mandates.first_round(wf)
+        if first is None:
+            self.failed(now, wf, step, s.lost_to, "this coordinator epoch has no round"
+                                                   " numbers left")
+            return
         n.point("re-placement round")
         d.replaced_rounds[wf] = first + n.t.max_rounds - 1
         core = Coordinator(wf, placer=self._placer(wf, step, {*s.replaced_from, s.lost_to}),
@@ -209,7 +220,7 @@ class Replacements:
         out: the coordinator's progress is its participant's too, and would start the
         step before the new placement is told and its COMMIT learned."""
         n = self.n
-        whole = n.placer(n.state.rows[wf].info.spec)
+        whole = n.placer(n.running.info(wf).spec)
 
         def place(excluded) -> Placement:
             refused = {k: set(v) for k, v in excluded.items()}
@@ -232,7 +243,7 @@ class Replacements:
                         core.domain_lost(now, domain, self.n.members.get(domain, "DEAD"))
                 self._run(now, wf)
         for key in list(self.telling):
-            self.send_if_told(key)
+            self.told.send_if_told(key)
 
     def on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         entry = self.cores.get(msg.key[0])
@@ -285,20 +296,6 @@ class Replacements:
         return DecisionAnswer(key, n.name, AnswerStatus.DECIDED,
                               value if value is not None else ABORT)
 
-    def may_send_commit(self, wf: str, domain: str) -> bool:
-        """May the workflow's own COMMIT go to `domain` now? Not to a domain a step was
-        placed again away from until it acknowledged the new placement: in doubt and
-        back, it would start the old placement's attempt."""
-        n = self.n
-        placed = n.state.placements.get(wf)
-        if not placed:
-            return True
-        for key in n.pending:
-            if key[0] == "placed" and key[1] == wf and key[-1] == domain \
-                    and placed.get(key[2], (0, "", ""))[2] == domain:
-                return False
-        return True
-
     def refuses_paxos(self, key: Key) -> bool:
         """A re-placement round is decided by this coordinator's log alone (see the
         header): no recovery ballot of it is taken part in here."""
@@ -313,11 +310,13 @@ class Replacements:
         core, step, lost = self.cores[wf]
         for a in core.next_actions():
             if isinstance(a, SendPrepare):
-                row = d.rows[wf]
-                caps = {s.id: s.capability for s in row.info.spec.steps}
+                caps = {s.id: s.capability for s in n.running.info(wf).spec.steps}
+                held = n.domain_loss.epoch(wf)  # a successor's: shown with its certificate
+                won = n.takeover.proof.own_certificate(wf, held) \
+                    if held >= 1 and n.takeover is not None else ()
                 n.send(a.domain, PrepareMsg(self._tx(wf, a.round, a.domain),
                                             ((step, caps[step]),),
-                                            self._info(wf, step, a.domain, lost)))
+                                            self._info(wf, step, a.domain, lost), held, won))
             elif isinstance(a, PersistDecision):
                 value = core.decision(a.round)
                 if value.commit:  # an ABORT is presumed: no COMMIT of its number can come
@@ -335,7 +334,8 @@ class Replacements:
                 # acknowledgement): the core is done either way.
                 self.cores.pop(wf, None)
                 if not a.committed and not a.cancelled:
-                    self._failed(now, wf, step, lost, a.reason)
+                    self.failed(now, wf, step, lost,
+                                f"no domain could take it after {lost} was lost ({a.reason})")
                 self.start(now, wf)
 
     def _tx(self, wf: str, round_: int, domain: str) -> TxInfo:
@@ -343,13 +343,15 @@ class Replacements:
         return TxInfo(wf, round_, self.n.name, (domain,), tuple(sorted({self.n.name, domain})))
 
     def _info(self, wf: str, step: str, domain: str, lost: str) -> WfInfo:
-        row = self.n.state.rows[wf]
+        # `coordinator` stays the original's (the one the workflow id names, whom the
+        # submission was signed for), a successor's round too: the round's TxInfo names
+        # who runs it.
+        info = self.n.running.info(wf)
         p = self.n.progress[wf]
-        placement = {sid: s.domain or row.info.placement.get(sid, "")
+        placement = {sid: s.domain or info.placement.get(sid, "")
                      for sid, s in p.steps.items()}
         placement[step] = domain
-        return replace(row.info, placement=placement, coordinator=self.n.name, lost=lost,
-                       stated=None)
+        return replace(info, placement=placement, lost=lost, stated=None)
 
     def _placed(self, now: float, wf: str, step: str, domain: str, epoch: int, lost: str,
                 value: Any) -> None:
@@ -365,100 +367,28 @@ class Replacements:
         if n.takeover is not None:
             self.telling[(wf, epoch)] = (domain, value)
             n.takeover.placed(wf, domain)
-        self.tell(wf, step)
+        self.told.tell(wf, step)
         for other, (e, _, _) in d.placements[wf].items():
             # A placement still told waits for every live domain of the workflow: the
             # new one too (seeds 4200157, 4200171: it was never told, and that COMMIT
             # waited for it for ever).
             if (wf, e) in self.telling and e != epoch and domain != n.name:
-                n.reliable(domain, ("placed", wf, other, e, domain), self.message(wf, other))
+                n.reliable(domain, ("placed", wf, other, e, domain), self.told.message(wf, other))
         n.running.report_needs(wf, step)  # the needs run here, to the new domain
         n.running.start_ready(now, wf)
         if (wf, epoch) in self.telling:
-            self.send_if_told((wf, epoch))
+            self.told.send_if_told((wf, epoch))
 
-    def tell(self, wf: str, step: str) -> None:
-        """The new placement of `step` to every domain of the workflow, resent until
-        each acknowledges."""
-        msg = self.message(wf, step)
-        # The lost domain too: back, it learns its placement is over.
-        for dst in sorted(self._told_to(wf)):
-            self.n.reliable(dst, ("placed", wf, step, msg.epoch, dst), msg)
-
-    def message(self, wf: str, step: str) -> PlacedMsg:
-        """`step`'s placement on record, told (a successor's: its epoch, certificate)."""
-        n = self.n
-        epoch, domain, lost = n.state.placements[wf][step]
-        p = n.progress.get(wf)
-        needs: tuple = ()
-        if p is not None:
-            needs = tuple((need, p.steps[need].attempts, dict(p.steps[need].outputs))
-                          for need in p.steps[step].needs if need in p.steps
-                          and p.steps[need].state is StepState.SUCCEEDED)
-        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
-        held = n.domain_loss.epoch(wf) if n.domain_loss.drives(wf) else 0
-        won = n.takeover.proof.own_certificate(wf, held) \
-            if held >= 1 and n.takeover is not None else ()
-        return PlacedMsg(wf, step, domain, epoch, lost, needs,
-                         tuple(sorted(electorate or ())), held, won)
-
-    def _told_to(self, wf: str) -> set[str]:
-        """Who is told a new placement: every domain of the workflow, and, with takeover,
-        every member of its electorate (an acceptor that holds no step may be elected)."""
-        n = self.n
-        out = self.domains_of(wf)
-        if n.takeover is not None:
-            out |= set(n.takeover.electorate_of(wf) or ())
-        return out - {n.name}
-
-    def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
-        _, wf, _, epoch, _ = msg_id
-        self.acked.setdefault((wf, epoch), set()).add(src)
-        self.send_if_told((wf, epoch))
-
-    def send_if_told(self, key: Key) -> None:
-        n = self.n
-        told = self.telling.get(key)
-        if told is None:
-            return
-        wf = key[0]
-        if wf in n.state.final or wf not in n.progress:
-            del self.telling[key]  # ended here: the new domain hears the end instead
-            return
-        acked = self.acked.get(key, set())
-        others = self._told_to(wf)
-        waiting = {m for m in others if not n.member_loss.gone(m)} - acked
-        if waiting or (others and not acked & others):
-            return
-        electorate = set(n.takeover.electorate_of(wf) or ())
-        if 2 * len(({n.name} | acked) & electorate) <= len(electorate):
-            # Not yet held by a majority of the electorate: a successor's majority must
-            # meet one whose grant carries it (restart_check.py).
-            return
-        domain, value = told
-        if value is not None and self.handover.later_holder(wf):
-            # Ours, and we granted (or follow) a later epoch since: its holder hands the
-            # COMMIT out if it knows the placement (replacement_handover.py), or answers
-            # the round void if it does not, so ours must not leave (see the header).
-            return
-        del self.telling[key]
-        if value is None:  # a successor's handover: the COMMIT it hands out
-            self.handover.make(key, domain)
-            return
-        n.stats["re-placement COMMIT sent once told"] += 1
-        n.send(domain, Decision(key, value, n.name))
-
-    def _failed(self, now: float, wf: str, step: str, lost: str, why: str) -> None:
-        """No domain took the step: it FAILS naming the lost domain (a verdict of this
-        coordinator's: with takeover, its end is told before it is made)."""
+    def failed(self, now: float, wf: str, step: str, lost: str, why: str) -> None:
+        """No domain took the step, or a successor had no fresh majority to run its
+        round (`why`): it FAILS naming the lost domain (a verdict of this coordinator's:
+        with takeover, its end is told before it is made)."""
         n = self.n
         p = n.progress.get(wf)
         if p is None or not n.domain_loss.drives(wf):
             return
         s = p.steps[step]
-        reason = not_replaced_reason(lost, p.may_have_started(step),
-                                     f"no domain could take it after {lost} was lost ({why})",
-                                     s.lost_as)
+        reason = not_replaced_reason(lost, p.may_have_started(step), why, s.lost_as)
         judged = p if n.takeover is None else copy.deepcopy(p)
         if not judged.replacement_failed(step, reason):
             return
@@ -476,6 +406,7 @@ class Replacements:
 
     def ended(self, now: float, wf: str) -> None:
         """`wf` ended here: a round under way is aborted, nothing more is told."""
+        self.mandates.drop(wf)
         entry = self.cores.pop(wf, None)
         if entry is not None and entry[0].phase is Phase.PREPARING:
             self.cores[wf] = entry
@@ -511,24 +442,13 @@ class Replacements:
                 n.stats["re-placement YES of a round cut short released"] += 1
                 n.negotiation.learn(now, h.key, ABORT, h.tx)
 
+    # ---- told before made (replacement_telling.py), as the Node's parts ask -----------
+
+    def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
+        self.told.placed_acked(now, src, msg_id)
+
+    def may_send_commit(self, wf: str, domain: str) -> bool:
+        return self.told.may_send_commit(wf, domain)
+
     def retell(self, wf: str) -> None:
-        """A restored coordinator tells every placement on record again (see the
-        header: takeover soak seed 1800599) and sends again each COMMIT on record (once
-        told, with takeover); a restored successor hands out what it was told."""
-        n = self.n
-        p = n.progress.get(wf)
-        if wf not in n.state.rows:
-            self.handover.adopt(wf)
-            return
-        # The original tells its placements and sends its COMMITs whatever epoch it
-        # follows (a placement it decided is a committed round's fact).
-        if p is not None and wf not in n.state.final:
-            for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
-                value = n.state.records.get((wf, epoch)) if step in p.steps else None
-                if value is not None and value.commit:
-                    if n.takeover is not None:
-                        self.telling[(wf, epoch)] = (domain, value)
-                    else:
-                        n.send(domain, Decision((wf, epoch), value, n.name))
-                if step in p.steps and (n.takeover is not None or value is not None):
-                    self.tell(wf, step)
+        self.told.retell(wf)

@@ -129,8 +129,8 @@ class Handover:
                 continue
             n.stats["re-placement handed over by a successor"] += 1
             r.telling[(wf, epoch)] = (domain, None)
-            r.tell(wf, step)
-            r.send_if_told((wf, epoch))
+            r.told.tell(wf, step)
+            r.told.send_if_told((wf, epoch))
 
     def make(self, key: Key, domain: str) -> None:
         """Told everywhere: the round's COMMIT goes to its new domain (`made`)."""
@@ -141,7 +141,7 @@ class Handover:
         if step is None:
             return
         n.stats["re-placement COMMIT handed out by a successor"] += 1
-        msg = self.r.message(wf, step)
+        msg = self.r.told.message(wf, step)
         n.reliable(domain, ("placed", wf, step, epoch, domain),
                    replace(msg, made=True))
 

@@ -309,6 +309,9 @@ class Claims:
             n.stats["takeover denial without proof"] += 1
         event = Grant(src, msg.epoch) if msg.granted \
             else Deny(src, msg.epoch, msg.held_epoch, msg.holder, proven)
+        if msg.granted:  # a successor's fresh majority (replacement_successor.py), before
+            # the core steps: the grant that wins the epoch is no answer to a re-ask
+            n.replacement.mandates.regranted(now, wf, src, msg.epoch)
         before = (core.role, core.epoch, core.coordinator)
         tk.step(now, wf, core, event)
         if before[0] is Role.CLAIMING and msg.held_epoch == before[1] and not msg.granted:

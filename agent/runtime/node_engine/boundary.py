@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from fedorch.core.identity.authority import Refused
+from fedorch.core.identity.authority import Refused, coordinator_of
 from fedorch.core.identity.envelope import AuthError, open_message
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.submission import SubmissionError, check_prepare_submission
@@ -51,6 +51,7 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import authority
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.node import Node
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import CodecError, NodeCodec
 from fedorch.runtime.node_engine.layer import NodeLayer
@@ -172,7 +173,11 @@ def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:
         signed = info.submission
         if signed is not None:
             try:
-                check_prepare_submission(signed, coordinator=tx.coordinator, spec=info.spec,
+                # A successor's round (a later epoch's range, its certificate checked
+                # by the authority table) relays what the original coordinator vouched for.
+                voucher = tx.coordinator if epoch_of_round(tx.round) == 0 \
+                    else coordinator_of(tx.workflow_id)
+                check_prepare_submission(signed, coordinator=voucher, spec=info.spec,
                                          trust=trust)
             except SubmissionError as e:
                 raise RemoteProtocolError(f"submission: {e}") from None

@@ -156,7 +156,7 @@ TABLE_ROWS = {
 
 MESSAGES = {
     PrepareMsg: st.builds(PrepareMsg, txs, st.lists(st.tuples(text, text), max_size=3)
-                          .map(tuple), wf_infos),
+                          .map(tuple), wf_infos, st.integers(0, 9), certificates),
     VoteMsg: st.builds(VoteMsg, keys, names, st.booleans(), text, st.binary(max_size=200)),
     ResultMsg: st.builds(ResultMsg, wf_ids, text, st.integers(0, 5),
                          st.sampled_from(StepState), outputs, text, st.integers(0, 2**40),

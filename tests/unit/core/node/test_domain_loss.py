@@ -636,13 +636,14 @@ def test_a_successor_whose_other_participants_are_gone_makes_its_end_on_the_orig
 def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_reports_to(
 ) -> None:
     """d0 stalls with its own s0 running (DEAD in every view); d1 takes over, fails s0
-    (placed again by no successor), ends the workflow FAILED with d2 and dies for good.
+    (its spec says `on_domain_loss: fail`), ends the workflow FAILED with d2 and dies for good.
     d0 comes back seeing every other member ALIVE: no verdict of its own, no end to
     tell; it runs s0 again (idempotent) and reports it to d2, whose s2 needs it. d2,
     which ended the workflow in epoch 1, answers with that end and d1's certificate (and
     does not acknowledge), and d0 follows it (takeover soak seed 4003045: d2
     acknowledged, and d0 stayed RUNNING for ever)."""
-    s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1)
+    s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1,
+                           on_domain_loss="fail")
     fed = committed([s0, step("s1"), step("s2", needs=("s0",))],
                     {"s0": "d0", "s1": "d1", "s2": "d2"})
     fed.end("d1", "s1")

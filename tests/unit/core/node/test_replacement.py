@@ -243,27 +243,6 @@ def test_a_restarted_coordinator_keeps_the_new_placement() -> None:
 # ---- re-placement and coordinator takeover together --------------------------------
 
 
-def test_a_successor_fails_a_step_it_cannot_place_again_instead_of_waiting() -> None:
-    """s0, idempotent, runs on d0 itself; d0 dies for good and d1 takes over. The loss
-    table says REPLACE, but only the original places a step again: the successor fails
-    s0 naming d0 and the workflow ends FAILED, where the step was left waiting for a
-    round nobody runs (the takeover soak's seed 194)."""
-    fed = committed([step("s0", idempotent=True), step("s1"), step("s2")],
-                    {"s0": "d0", "s1": "d1", "s2": "d2"})
-    fed.end("d1", "s1")
-    fed.end("d2", "s2")
-    dies(fed, "d0")
-    assert fed.evidence.acting == {(WF, 1): "d1"}
-    assert fed.lost == [("d1", (WF, "s0"), "d0", "REPLACE")]
-    _, state, _, error = result(fed, "d1", "s0")
-    assert state is StepState.FAILED and "domain d0 was lost (DEAD)" in error
-    assert "cannot run a new round" in error
-    assert fed.nodes["d1"].progress.get(WF) is None  # ended there
-    for n in ("d1", "d2"):
-        assert fed.disks[n].final[WF] is WorkflowState.FAILED
-    assert not fed.disks["d1"].placements  # nothing placed again
-
-
 def test_a_successor_hears_from_the_new_domain_and_tells_it_the_end() -> None:
     """s1 on d1 waits for s2 on d2; d1 dies and d0 places s1 again on d3, outside the
     electorate (d0, d1, d2); d1 comes back, and d0 dies for good before s1 ends. The

@@ -1,0 +1,167 @@
+"""A step's new placement told to the workflow's members before its COMMIT is made.
+
+Theory of operation
+-------------------
+replacement.py runs a re-placement round and, on COMMIT, writes the new placement
+(`placements`) in the same write as the decision. This part tells it (PlacedMsg,
+resent until acknowledged) and decides when the COMMIT may go to the new domain.
+
+Told before made. With coordinator takeover composed, a successor elected while the
+round's coordinator is down decides on what it knows, so a new placement must be known
+before it can run: the COMMIT goes to the new domain only once every domain of the
+workflow and every member of its electorate the view does not say is gone (and at
+least one), the new domain included, acknowledged the PlacedMsg, and those with the
+coordinator are a majority of the electorate. Every live one: a member not told would
+keep reporting to the lost domain; a domain that joins the workflow meanwhile (a later
+round's new domain) is told it too, or that COMMIT would wait for it for ever. A
+majority too: the lost domain, back while the coordinator is down, may be elected by
+members that were gone when the placement was told (takeover soak seed 1700761); a
+grant carries the granter's placements, so a successor elected by a majority knows
+every placement whose COMMIT left, and a restarted lost domain, which asks the
+coordinator it follows before it starts anything (restart_check.py), learns its
+placement is over. A grant is a promise: a member that granted (or follows) a later
+epoch acknowledges no placement told in an older one that it does not hold already
+(placed_here.py), and once the coordinator granted or follows a later epoch held by
+another, its COMMIT no longer leaves at all, however held: that epoch's holder hands
+it out if it knows the placement, or answers the round void to the new domain if it
+does not (replacement_handover.py, where the argument is). Until then its
+DecisionQuery is answered UNKNOWN; the round is classic 2PC, decided by its
+coordinator's log alone, and a recovery ballot of the new domain is refused
+(`Replacements.refuses_paxos`), so it cannot learn the decision any other way.
+Without takeover no other coordinator can exist: the COMMIT goes at once.
+
+The argument reads the same for the coordinator of any epoch k: the original (k = 0)
+or a successor acting in k >= 1 (replacement_successor.py), whose PlacedMsg carries k
+and its certificate (`message`): a member that granted a later epoch refuses it, and
+the later epoch's holder learns it from every grant of a member that held it.
+
+Restore (`retell`). A restored coordinator tells every placement on record again
+(acknowledgements were in memory: a domain down when told would never learn it, and
+refuse the new domain's claim for ever; takeover soak seed 1800599), and a COMMIT its
+new domain had not acknowledged is sent again once told. A restored successor hands
+out what it knows (replacement_handover.py, `adopt`): its own rounds' COMMITs as
+any told placement's, made by the new domain's own YES.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.negotiation.messages import Decision, Key
+from fedorch.core.node.records import PlacedMsg
+from fedorch.core.workflow.progress import StepState
+
+
+class Telling:
+    def __init__(self, replacements: Any) -> None:
+        # The re-placement part that owns this one (replacement.py imports it); the
+        # rounds told (`telling`) and their acknowledgements (`acked`) are its state.
+        self.r = replacements
+        self.n = replacements.n
+
+    def tell(self, wf: str, step: str) -> None:
+        """The new placement of `step` to every domain of the workflow, resent until
+        each acknowledges."""
+        msg = self.message(wf, step)
+        # The lost domain too: back, it learns its placement is over.
+        for dst in sorted(self.told_to(wf)):
+            self.n.reliable(dst, ("placed", wf, step, msg.epoch, dst), msg)
+
+    def message(self, wf: str, step: str) -> PlacedMsg:
+        """`step`'s placement on record, told (a successor's: its epoch, certificate)."""
+        n = self.n
+        epoch, domain, lost = n.state.placements[wf][step]
+        p = n.progress.get(wf)
+        needs: tuple = ()
+        if p is not None:
+            needs = tuple((need, p.steps[need].attempts, dict(p.steps[need].outputs))
+                          for need in p.steps[step].needs if need in p.steps
+                          and p.steps[need].state is StepState.SUCCEEDED)
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        held = n.domain_loss.epoch(wf) if n.domain_loss.drives(wf) else 0
+        won = n.takeover.proof.own_certificate(wf, held) \
+            if held >= 1 and n.takeover is not None else ()
+        return PlacedMsg(wf, step, domain, epoch, lost, needs,
+                         tuple(sorted(electorate or ())), held, won)
+
+    def told_to(self, wf: str) -> set[str]:
+        """Who is told a new placement: every domain of the workflow, and, with takeover,
+        every member of its electorate (an acceptor that holds no step may be elected)."""
+        n = self.n
+        out = self.r.domains_of(wf)
+        if n.takeover is not None:
+            out |= set(n.takeover.electorate_of(wf) or ())
+        return out - {n.name}
+
+    def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
+        _, wf, _, epoch, _ = msg_id
+        self.r.acked.setdefault((wf, epoch), set()).add(src)
+        self.send_if_told((wf, epoch))
+
+    def send_if_told(self, key: Key) -> None:
+        n = self.n
+        told = self.r.telling.get(key)
+        if told is None:
+            return
+        wf = key[0]
+        if wf in n.state.final or wf not in n.progress:
+            del self.r.telling[key]  # ended here: the new domain hears the end instead
+            return
+        acked = self.r.acked.get(key, set())
+        others = self.told_to(wf)
+        waiting = {m for m in others if not n.member_loss.gone(m)} - acked
+        if waiting or (others and not acked & others):
+            return
+        electorate = set(n.takeover.electorate_of(wf) or ())
+        if 2 * len(({n.name} | acked) & electorate) <= len(electorate):
+            # Not yet held by a majority of the electorate: a successor's majority must
+            # meet one whose grant carries it (restart_check.py).
+            return
+        domain, value = told
+        if value is not None and self.r.handover.later_holder(wf):
+            # Ours, and we granted (or follow) a later epoch since: its holder hands the
+            # COMMIT out if it knows the placement (replacement_handover.py), or answers
+            # the round void if it does not, so ours must not leave (see the header).
+            return
+        del self.r.telling[key]
+        if value is None:  # a successor's handover: the COMMIT it hands out
+            self.r.handover.make(key, domain)
+            return
+        n.stats["re-placement COMMIT sent once told"] += 1
+        n.send(domain, Decision(key, value, n.name))
+
+    def may_send_commit(self, wf: str, domain: str) -> bool:
+        """May the workflow's own COMMIT go to `domain` now? Not to a domain a step was
+        placed again away from until it acknowledged the new placement: in doubt and
+        back, it would start the old placement's attempt."""
+        n = self.n
+        placed = n.state.placements.get(wf)
+        if not placed:
+            return True
+        for key in n.pending:
+            if key[0] == "placed" and key[1] == wf and key[-1] == domain \
+                    and placed.get(key[2], (0, "", ""))[2] == domain:
+                return False
+        return True
+
+    def retell(self, wf: str) -> None:
+        """A restored coordinator tells every placement on record again (see the
+        header: takeover soak seed 1800599) and sends again each COMMIT on record (once
+        told, with takeover); a restored successor hands out what it was told."""
+        n = self.n
+        p = n.progress.get(wf)
+        if wf not in n.state.rows:
+            self.r.handover.adopt(wf)
+            return
+        # The original tells its placements and sends its COMMITs whatever epoch it
+        # follows (a placement it decided is a committed round's fact).
+        if p is not None and wf not in n.state.final:
+            for step, (epoch, domain, _) in n.state.placements.get(wf, {}).items():
+                value = n.state.records.get((wf, epoch)) if step in p.steps else None
+                if value is not None and value.commit:
+                    if n.takeover is not None:
+                        self.r.telling[(wf, epoch)] = (domain, value)
+                    else:
+                        n.send(domain, Decision((wf, epoch), value, n.name))
+                if step in p.steps and (n.takeover is not None or value is not None):
+                    self.tell(wf, step)
