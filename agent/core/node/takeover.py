@@ -462,22 +462,26 @@ class Takeovers:
         outcome = p.outcome()
         if outcome is None:
             return
-        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED \
+            else lifecycle.Failed("; ".join(p.failure_reasons()))  # as the original's
         state = lifecycle.step(WorkflowState.RUNNING, event)
         if self.n.domain_loss.tell_end(now, wf, state):
             return  # told first: made once enough acknowledged it (domain_loss.py)
         self.n.point("workflow outcome")
-        self.end_as_successor(now, wf, core.epoch, state)
+        self.end_as_successor(now, wf, core.epoch, state, event.reason)
 
     def end_as_successor(self, now: float, wf: str, epoch: int,
-                         state: WorkflowState) -> None:
+                         state: WorkflowState, reason: str = "") -> None:
+        """`reason`: a FAILED end's (its failed steps), kept with the end for its status."""
         n = self.n
         d = n.state
         row = d.rows.get(wf)
         if row is not None:  # the original coordinator, back and acting in a later epoch
             cancelled = state is WorkflowState.CANCELLED and wf in d.cancels
             d.rows[wf] = replace(row, state=state, reason=f"cancelled: {d.cancels[wf]}") \
-                if cancelled else replace(row, state=state)
+                if cancelled else replace(row, state=state, reason=reason or row.reason)
+        elif reason:  # a participant acting: no row of its own holds the end's reason
+            d.end_reasons[wf] = reason
         info = n.running.info(wf)
         core = self.cores.get(wf)
         won = self.proof.own_certificate(wf, epoch) \

@@ -79,7 +79,8 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         reason, rounds = row.reason, row.round
     elif wf in d.committed and (wf, d.committed[wf]) in d.info:  # a participant
         info = d.info[(wf, d.committed[wf])]
-        state, reason, rounds = d.final.get(wf, WorkflowState.RUNNING), "", d.committed[wf]
+        state, rounds = d.final.get(wf, WorkflowState.RUNNING), d.committed[wf]
+        reason = d.end_reasons.get(wf, "")  # an end it made as a successor, if any
         if state is WorkflowState.CANCELLED and wf in d.cancels:  # it took, as a successor
             reason = f"cancelled: {d.cancels[wf]}"
     else:

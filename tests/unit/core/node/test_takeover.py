@@ -151,6 +151,24 @@ def test_a_dead_coordinator_is_taken_over_and_the_successor_ends_the_workflow() 
     assert WF not in fed.nodes["d1"].takeover.cores  # done with
 
 
+def test_a_successors_failed_end_carries_the_failed_steps_as_the_originals_does() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    [run] = sorted(fed.disks["d1"].runs)  # s1, at the successor itself
+    fed.step("d1", StepEnded(*run, ok=False, error="disk on fire"))
+    fed.deliver()
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
+    assert WF not in fed.disks["d2"].end_reasons  # a follower told the end makes none
+    # Kept across a restart, as the end it was written with.
+    fed.restore("d1")
+    assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
+
+
 def test_a_returning_coordinator_follows_the_later_epoch() -> None:
     fed = committed()
     fed.silent.add("d0")
