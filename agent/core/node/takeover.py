@@ -462,19 +462,20 @@ class Takeovers:
         outcome = p.outcome()
         if outcome is None:
             return
-        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED \
-            else lifecycle.Failed("; ".join(p.failure_reasons()))  # as the original's
+        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
         state = lifecycle.step(WorkflowState.RUNNING, event)
         if self.n.domain_loss.tell_end(now, wf, state):
             return  # told first: made once enough acknowledged it (domain_loss.py)
         self.n.point("workflow outcome")
-        self.end_as_successor(now, wf, core.epoch, state, event.reason)
+        self.end_as_successor(now, wf, core.epoch, state)
 
     def end_as_successor(self, now: float, wf: str, epoch: int,
-                         state: WorkflowState, reason: str = "") -> None:
-        """`reason`: a FAILED end's (its failed steps), kept with the end for its status."""
+                         state: WorkflowState) -> None:
         n = self.n
         d = n.state
+        p = n.progress.get(wf)  # a FAILED end names its failed steps, as the original's
+        reason = "; ".join(p.failure_reasons()) \
+            if p is not None and state is WorkflowState.FAILED else ""
         row = d.rows.get(wf)
         if row is not None:  # the original coordinator, back and acting in a later epoch
             cancelled = state is WorkflowState.CANCELLED and wf in d.cancels

@@ -391,3 +391,18 @@ def test_a_forged_certificate_is_not_followed() -> None:
     assert "signature does not verify" in (fed.evidence.last_refusal or "")
     # Nor does the authority table take an end on it (the Node's own check).
     assert not d1.takeover.proven(WF, 2, "d2", forged)
+
+
+def test_a_claimant_that_finds_the_end_names_the_failed_steps_it_knows() -> None:
+    """d1 claims while its own s1 has failed; a participant answers the claim with the
+    end (FAILED): d1 makes that end its own (Announce) with the reason its progress
+    gives, as the original's would."""
+    fed = claiming_d1()
+    [run] = sorted(fed.disks["d1"].runs)
+    fed.step("d1", StepEnded(*run, ok=False, error="disk on fire"))
+    fed.net.clear()  # its result, and anything else, not delivered
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 0, "d0",
+                                                final=WorkflowState.FAILED)))
+    assert fed.nodes["d1"].stats["takeover found the end"] == 1
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
