@@ -432,26 +432,36 @@ def test_a_workflow_that_never_committed_has_a_proof_without_certificate(ran, pr
     import asyncio
 
     # Placeable, but refused at the vote: p2's policy votes NO to b, the one domain it
-    # may run in, so every round aborts. (A spec no member can place at all is refused
-    # at the submission by the node engine, so never has a workflow to prove; the
-    # shells take it and abort it.)
+    # may run in, so every round aborts. And a spec no member can place at all: taken
+    # and ended ABORTED at once, with no round, by either engine.
     refused = SPEC.replace("name: audited", "name: refused")
+    nowhere = "name: nowhere\nsteps:\n  - {id: a, capability: au.none}\n"
     domains = _domains()
     domains["p2"]["policy"] = {"rules": [{
         "name": "closed", "expression": 'capability != "au.work"',
         "message": "p2 takes no work"}]}
 
-    async def go() -> str:
+    async def go() -> tuple[str, str]:
         async with started_federation(tmp_path / "fed", domains) as fed:
             wid = await fed.submit("c", refused)
             status = await fed.wait_state("c", wid)
             assert state_name(status) == "ABORTED", status
+            unplaced = await fed.submit("c", nowhere)
+            status = await fed.wait_state("c", unplaced)
+            assert state_name(status) == "ABORTED", status
+            assert "no placement: a: no eligible domain for 'au.none'" in status.reason
+            assert status.rounds == 0 and not status.refusals, status
+            assert fed.metric("c", "fedorch_workflows_finished_total", state="ABORTED") == 2
             fed.stop()
-            return wid
+            return wid, unplaced
 
-    wid = asyncio.run(go())
+    wid, unplaced = asyncio.run(go())
     data = tmp_path / "fed" / "data" / "c"
     assert _verify(data)[0] == 0
+    code, out, err = _run("audit", "proof", unplaced, "--data-dir", str(data))
+    assert code == 0, err
+    code, out, err = _check(tmp_path, json.loads(out), tmp_path / "fed" / "keys")
+    assert code == 0 and json.loads(out)["state"] == "ABORTED", err
     code, out, err = _run("audit", "proof", wid, "--data-dir", str(data))
     assert code == 0, err
     document = json.loads(out)

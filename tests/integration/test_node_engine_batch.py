@@ -3,7 +3,8 @@
 A stream of workflows, one of them with a bad spec, runs every good one to SUCCEEDED
 and refuses the bad one alone with its reason; a submission retried with the same
 request id, in the stream and by Submit, is one workflow; the Python client's
-`submit_many` does the same through the library; agents that require signed calls
+`submit_many` does the same through the library (a spec no domain can take is
+taken and ends ABORTED with the reason, the others go on); agents that require signed calls
 take a signed stream and its signed specs, refuse an unsigned spec in it alone, and
 an unsigned call whole.
 """
@@ -14,7 +15,7 @@ import time
 
 import grpc
 import pytest
-from fedorch.client import AsyncClient, OperationFailed
+from fedorch.client import AsyncClient
 from fedorch.core.identity.clients import init_client_keys, load_identity
 from fedorch.core.identity.submission import sign_spec
 from fedorch.core.workflow.spec import parse_spec_text
@@ -95,9 +96,11 @@ async def test_submit_many_through_the_python_client(tmp_path):
             done = await client.submit_many([good, _unplaceable_spec(), good], wait=True,
                                             timeout=60)
             assert [d.index for d in done] == [0, 1, 2]
-            assert isinstance(done[1].error, OperationFailed) and not done[1].id
-            assert done[1].error.code == grpc.StatusCode.FAILED_PRECONDITION
-            assert "test.nowhere" in str(done[1].error)
+            # Taken, as the shells take it, and ended ABORTED with why at once.
+            assert done[1].ok and done[1].id and done[1].status is not None, done[1]
+            assert done[1].status.state == "ABORTED", done[1]
+            assert "no placement: a: no eligible domain for 'test.nowhere'" \
+                in done[1].status.reason, done[1].status.reason
             for d in (done[0], done[2]):
                 assert d.ok and d.status is not None and d.status.id == d.id
                 assert d.status.state == "SUCCEEDED", d

@@ -164,6 +164,7 @@ async def test_the_successor_of_a_killed_coordinator_runs_the_compensations(tmp_
         status = await fed.status("alpha", wid)  # asked through a survivor
         assert state_name(status) == "FAILED", status
         assert (status.coordinator, status.epoch) == ("alpha", 1), status
+        assert status.reason.startswith("step third failed"), status.reason  # the successor's
         assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
         states = step_states(status)
         assert states["first"][0] == "COMPENSATED" and states["second"][0] == "COMPENSATED"

@@ -96,6 +96,9 @@ async def test_a_successor_fails_the_step_of_the_coordinator_killed_for_good(tmp
             answer = await fed.status(name, wid)
             assert state_name(answer) == "FAILED", (name, answer)
             assert (answer.coordinator, answer.epoch) == ("n2", 1), (name, answer)
+            # The successor's end names the failed step, as the original's would.
+            assert answer.reason.startswith("step sleep failed: domain n1 was lost"), \
+                (name, answer.reason)
         # The successor holds every step's result, the verdict among them (n3 answers
         # from its own part: its step, and the end it was told).
         answer = await fed.status("n2", wid)

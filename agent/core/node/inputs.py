@@ -23,6 +23,9 @@ class Submit:
     spec: spec_pb2.WorkflowSpec
     submission: spec_pb2.SignedSpec | None = None
     placement: dict[str, str] | None = None  # the placer's first choice, if any
+    # The steps that placer found no domain for, each with why: the workflow is taken
+    # and ends ABORTED with them at once, no round (submitting.py).
+    unplaceable: dict[str, str] | None = None
     # The client's request id: kept with the workflow's row (Disk.requests), so that a
     # retry after a restart is answered with the same workflow (cancel.Requests).
     request_id: str = ""

@@ -5,9 +5,10 @@ Theory of operation
 Each peer message goes to the core that has it (a vote to the workflow's Coordinator,
 a Paxos Prepare or Accept to the Acceptor, a Promise / Accepted / Reject to the
 Coordinator of that workflow or else to Termination, a decision to whoever holds the
-transaction). The cores' actions are run in order (`run`): a Send is sent, a Persist*
-becomes a record of the Node's view (so a driver writes it before the messages that
-follow it leave), a Learned decision is applied.
+transaction; a client's submission starts its Coordinator in submitting.py). The
+cores' actions are run in order (`run`): a Send is sent, a Persist* becomes a record
+of the Node's view (so a driver writes it before the messages that follow it leave),
+a Learned decision is applied.
 
 Rules the Node enforces here rather than leaving to a shell:
 - a PREPARE is voted on by the local policy with its submitter: the principal of the
@@ -73,20 +74,17 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import DecisionEffect, HoldState, restarted
 from fedorch.core.negotiation.termination import answer_query
-from fedorch.core.node.inputs import Submit
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
     ClaimMsg,
     CompensatedMsg,
     CompensateMsg,
-    CoordRow,
     FinalMsg,
     PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
-    WfInfo,
     copy_hold,
 )
 from fedorch.core.node.votes import constraints_refusal
@@ -129,26 +127,6 @@ class Negotiation:
         if handler is None:
             raise RemoteProtocolError(f"unknown message {type(msg).__name__}")
         handler(now, src, msg)
-
-    def submit(self, now: float, s: Submit) -> None:
-        n = self.n
-        if s.request_id and s.request_id in n.state.requests:
-            n.stats["submission of a known request id ignored"] += 1
-            return  # a retry: its workflow is the one on record (cancel.py)
-        n.point("workflow row")
-        if s.request_id:  # in the row's write: a retry after a restart finds it
-            n.cancels.record_request(s.request_id, s.workflow_id)
-        n.state.rows[s.workflow_id] = CoordRow(
-            s.workflow_id, WfInfo(s.spec, {}, n.name, submission=s.submission),
-            state=lifecycle.step(WorkflowState.PENDING, lifecycle.Submitted()))
-        n.out.status.append((s.workflow_id, WorkflowState.NEGOTIATING))
-        core = Coordinator(s.workflow_id, placer=n.placer(s.spec, s.placement),
-                           max_rounds=n.t.max_rounds,
-                           prepare_timeout_s=n.t.prepare_timeout_s,
-                           consensus=n.consensus())
-        n.coordinators[s.workflow_id] = core
-        core.start(now)
-        self.run(now, core.next_actions(), core)
 
     # ---- restore -----------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ from fedorch.core.node.restart_check import RestartCheck
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
 from fedorch.core.node.self_fencing import SelfFencing
+from fedorch.core.node.submitting import take_submission
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.node.votes import Votes
@@ -217,7 +218,7 @@ class Node:
                 self.fencing.message_from(now, event.src)
             self.negotiation.deliver(now, event.src, event.msg)
         elif kind is Submit:
-            self.negotiation.submit(now, event)
+            take_submission(self, now, event)
         elif kind is StepEnded:
             self.running.step_ended(now, event)
         elif kind is Tick:

@@ -313,6 +313,10 @@ class Disk:
     # certificate), written with the end, shown to a coordinator of an older epoch that
     # still tells another end (Running.on_final), so that it follows this one.
     end_proofs: dict[str, tuple[int, str, Certificate]] = field(default_factory=dict)
+    # A FAILED end this Node made as a participant acting in a later epoch: workflow ->
+    # its reason (the failed steps), written with the end, shown by its status (the
+    # original coordinator keeps its end's reason in its row).
+    end_reasons: dict[str, str] = field(default_factory=dict)
     # The committed round's acceptors (the takeover electorate), kept at the commit.
     electorates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Signed submissions admitted here: key -> (workflow id, issued at ms).

@@ -97,7 +97,7 @@ NEVER_FORGOTTEN = ("acceptor", "learned")
 FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
                    "granted", "electorates", "endings", "cancels", "end_proofs",
-                   "placements", "replaced_rounds", "refusals")
+                   "end_reasons", "placements", "replaced_rounds", "refusals")
 
 
 @dataclass(frozen=True)

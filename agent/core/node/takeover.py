@@ -473,11 +473,16 @@ class Takeovers:
                          state: WorkflowState) -> None:
         n = self.n
         d = n.state
+        p = n.progress.get(wf)  # a FAILED end names its failed steps, as the original's
+        reason = "; ".join(p.failure_reasons()) \
+            if p is not None and state is WorkflowState.FAILED else ""
         row = d.rows.get(wf)
         if row is not None:  # the original coordinator, back and acting in a later epoch
             cancelled = state is WorkflowState.CANCELLED and wf in d.cancels
             d.rows[wf] = replace(row, state=state, reason=f"cancelled: {d.cancels[wf]}") \
-                if cancelled else replace(row, state=state)
+                if cancelled else replace(row, state=state, reason=reason or row.reason)
+        elif reason:  # a participant acting: no row of its own holds the end's reason
+            d.end_reasons[wf] = reason
         info = n.running.info(wf)
         core = self.cores.get(wf)
         won = self.proof.own_certificate(wf, epoch) \

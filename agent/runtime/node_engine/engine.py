@@ -85,7 +85,7 @@ from fedorch.core.node.inputs import MemberState, MemberViews, Submit
 from fedorch.core.node.records import Disk, Timing
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.takeover import DEFAULT_TAKEOVER_AFTER_S
-from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.config import gossip_profile_name
@@ -377,17 +377,15 @@ class NodeAgent:
         except Exception as e:  # logged and counted; the engine's own loop is not here
             self.agent.task_failed(name, e)
 
-    async def submit(self, workflow_id: str, spec: spec_pb2.WorkflowSpec,
-                     signed: spec_pb2.SignedSpec | None, placement: dict[str, str],
-                     request_id: str = "") -> None:
+    async def submit(self, taken: Submit) -> None:
         """Post the Submit; return once its workflow row is durable (TimeoutError if
         not within SUBMIT_DURABLE_S)."""
-        durable = self.view.submitted(workflow_id)
-        self.post(Submit(workflow_id, spec, signed, placement, request_id=request_id))
+        durable = self.view.submitted(taken.workflow_id)
+        self.post(taken)
         try:
             await asyncio.wait_for(durable, SUBMIT_DURABLE_S)
         finally:
-            self.view.abandon(workflow_id)
+            self.view.abandon(taken.workflow_id)
 
     @property
     def write_fault(self) -> str | None:

@@ -13,7 +13,9 @@ before; a restored coordinator's later rounds place anew.
 `SubmissionPlans` is that first placement, with the spec's checks and fan-out
 expansion, as the client service makes it for each submission: kept by spec shape and
 member view, so that the same spec submitted again while the view stands is checked
-and placed once (see the class).
+and placed once (see the class). A spec no domain can take whole is not refused: its
+plan names the steps and why (`Plan.unplaceable`), the Node takes the submission and
+ends it ABORTED with that reason (core/node/submitting.py), as the shells do.
 
 `KeptCandidates` is the candidates themselves (runtime/candidates.py
 `placement_candidates`: one `Candidate` per member, each with its key's revocation
@@ -40,7 +42,7 @@ from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.candidates import placement_candidates
 
 __all__ = ["CANDIDATES_KEPT_S", "KeptCandidates", "PLANS_KEPT", "Plan", "PlacedNode",
-           "SubmissionPlans", "Unplaceable"]
+           "SubmissionPlans"]
 
 # Submission plans kept (distinct spec shapes: a few per client in practice).
 PLANS_KEPT = 256
@@ -117,14 +119,13 @@ class PlacedNode(Node):
 
 class Plan(NamedTuple):
     """What a submitted spec becomes at its coordinator: checked, its fan-out steps
-    expanded (`spec`), every step placed (`assignment`, the submission's own dict)."""
+    expanded (`spec`), its steps placed (`assignment`, the submission's own dict), and
+    the steps no domain can take, each with why (`unplaceable`; empty when every step
+    is placed: the workflow ends ABORTED with them at once)."""
 
     spec: spec_pb2.WorkflowSpec
     assignment: dict[str, str]
-
-
-class Unplaceable(Exception):
-    """No domain can take every step; the message names each step and why."""
+    unplaceable: dict[str, str]
 
 
 class SubmissionPlans:
@@ -144,7 +145,8 @@ class SubmissionPlans:
     checks give now; nor is one whose fan-out steps were expanded (its expansion is a
     new message, never shared between workflows). So a submission gets what the checks
     and `place` would give it now: the spec object it came with, and an assignment
-    dict of its own."""
+    dict of its own. A spec some step of which no domain can take is planned too (its
+    `unplaceable` says why), and never kept."""
 
     def __init__(self, coordinator: str, kept: int = PLANS_KEPT) -> None:
         self.coordinator = coordinator
@@ -155,14 +157,14 @@ class SubmissionPlans:
 
     def plan(self, spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate]) -> Plan:
         """The checked, expanded, placed spec. Raises SpecError (the spec's fault, as
-        `validate_spec` says it) or Unplaceable."""
+        `validate_spec` says it)."""
         key = spec.SerializeToString(deterministic=True)
         view = tuple((c.record, c.alive, c.suspect, c.revoked) for c in candidates)
         kept = self._plans.get(key)
         if kept is not None and kept[0] == view:
             self._plans.move_to_end(key)
             self.hits += 1
-            return Plan(spec, dict(kept[1]))
+            return Plan(spec, dict(kept[1]), {})
         self.misses += 1
         check_no_expansion_fields(spec, "request")
         validate_spec(spec, "request")
@@ -175,11 +177,10 @@ class SubmissionPlans:
             validate_spec(expanded, "request (fan-out steps expanded)")
         placement = place(expanded, candidates, coordinator=self.coordinator)
         if not placement.ok:
-            raise Unplaceable("no domain can take every step: " + "; ".join(
-                f"step {s}: {r}" for s, r in placement.unplaceable.items()))
+            return Plan(expanded, dict(placement.assignment), dict(placement.unplaceable))
         if expanded is spec:
             self._plans[key] = (view, dict(placement.assignment))
             self._plans.move_to_end(key)
             while len(self._plans) > self.kept:
                 self._plans.popitem(last=False)
-        return Plan(expanded, dict(placement.assignment))
+        return Plan(expanded, dict(placement.assignment), {})

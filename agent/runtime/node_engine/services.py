@@ -12,11 +12,15 @@ Node (status.py) and posts everything else the Node must do:
   placing.py `KeptCandidates`; the
   checks and placement kept per spec shape and member view: `SubmissionPlans`), and
   posted as `Submit(workflow_id, spec, submission, placement)` (`_take`); the id is
-  answered once the workflow's row is durable; SubmitAndWatch then streams its
-  statuses, those of the `states` asked for only (and the terminal one), when the
-  request names some: with `state_changes_only`, a new submission's from a listener
-  of the view registered before the post (submit_stream.py `watched_submit`: no
-  status built for a state not asked for), else, and for a retry, as Watch does;
+  answered once the workflow's row is durable. A spec no domain can take whole is
+  taken too, as the shells take it, with the steps placement found no domain for and
+  why (`Submit.unplaceable`): the Node ends it ABORTED with that reason at once
+  (core/node/submitting.py), so the client reads why in its status, not in a refusal.
+  SubmitAndWatch then streams its statuses, those of the `states` asked for only (and
+  the terminal one), when the request names some: with `state_changes_only`, a new
+  submission's from a listener of the view registered before the post
+  (submit_stream.py `watched_submit`: no status built for a state not asked for),
+  else, and for a retry, as Watch does;
 - SubmitStream: many submissions in one call, each taken as Submit takes it and
   refused alone (submit_stream.py);
 - GetWorkflow, Watch and ListWorkflows answer the last durable status (status.py), never
@@ -79,7 +83,7 @@ from fedorch.runtime.client_service import (
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
 from fedorch.runtime.node_engine.cancels import Cancels
 from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
-from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans, Unplaceable
+from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans
 from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
 from fedorch.runtime.peer_service import PeerService
 
@@ -178,8 +182,7 @@ class NodeClientService(ClientService):
         if isinstance(taken, str):  # a retry of a submission taken here
             return taken
         try:
-            await self.engine.submit(taken.workflow_id, taken.spec, taken.submission,
-                                     taken.placement or {}, request_id=taken.request_id)
+            await self.engine.submit(taken)
         except TimeoutError:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"{taken.workflow_id} was not written in time; it may still run")
@@ -210,8 +213,6 @@ class NodeClientService(ClientService):
             plan = self.plans.plan(spec, self.candidates.now())
         except SpecError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except Unplaceable as e:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         spec = plan.spec
         workflow_id = f"{a.domain}.{a.now_ms():012x}{self._id_suffixes.next()}"
         if request.request_id:
@@ -222,8 +223,9 @@ class NodeClientService(ClientService):
                 self._by_request.popitem(last=False)
         if signed is None:  # open access: this domain vouches for the spec
             signed = self._own_signatures.signed(a, spec)
+        # Steps no domain can take: the Node takes it and ends it ABORTED, naming them.
         return Submit(workflow_id, spec, signed, plan.assignment,
-                      request_id=request.request_id)
+                      request_id=request.request_id, unplaceable=plan.unplaceable or None)
 
     def _request_recorded(self, request_id: str) -> str | None:
         """The workflow a submission with this request id made here, as the Node's

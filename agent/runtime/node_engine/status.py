@@ -31,11 +31,13 @@ rest until the next durable turn, and always while a commit is out. At most
 `KEPT_STATUSES` are kept (the oldest go first), so the view stays bounded however
 many workflows end; one not kept is built again when read.
 A status is built (`status_of`): its workflow row (coordinator) or committed PREPARE
-(participant), its final state, its coordinator and epoch (the one followed or acted
-as here: a successor after a takeover, `epochs`), the coordinator's refusals (each
-round's NO votes and silences, `refusals`), and each step from the live progress
-or, once the workflow has ended, from the results the Node keeps (a step placed again
-names the domain it was lost with: `replaced_from`). Its coordinator
+(participant), its final state and reason (the row's; a participant's own only for an
+end it made as a successor, `end_reasons`, or a cancel it took), its coordinator and
+epoch (the one followed or acted as here: a successor after a takeover, `epochs`),
+the coordinator's refusals (each round's NO votes and silences, `refusals`), and each
+step from the live progress or, once the workflow has ended, from the results the
+Node keeps (a step placed again names the domain it was lost with: `replaced_from`).
+Its coordinator
 adds the compensations (`compensation`, and each compensated step's state); a
 participant leaves them out (the summary reads NONE there).
 
@@ -79,7 +81,8 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         reason, rounds = row.reason, row.round
     elif wf in d.committed and (wf, d.committed[wf]) in d.info:  # a participant
         info = d.info[(wf, d.committed[wf])]
-        state, reason, rounds = d.final.get(wf, WorkflowState.RUNNING), "", d.committed[wf]
+        state, rounds = d.final.get(wf, WorkflowState.RUNNING), d.committed[wf]
+        reason = d.end_reasons.get(wf, "")  # an end it made as a successor, if any
         if state is WorkflowState.CANCELLED and wf in d.cancels:  # it took, as a successor
             reason = f"cancelled: {d.cancels[wf]}"
     else:

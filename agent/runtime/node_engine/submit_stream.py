@@ -156,8 +156,7 @@ async def watched_submit(engine: Any, taken: Submit, states: Any, context: Any
     view.listen(taken.workflow_id, watch)
     try:
         try:
-            await engine.submit(taken.workflow_id, taken.spec, taken.submission,
-                                taken.placement or {}, request_id=taken.request_id)
+            await engine.submit(taken)
         except TimeoutError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, (
                 f"{taken.workflow_id} was not written in time; it may still run"))

@@ -132,6 +132,7 @@ TABLE_ROWS = {
     "granted": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
     "certificates": st.tuples(wf_ids, st.tuples(st.integers(0, 9), certificates)),
     "end_proofs": st.tuples(wf_ids, st.tuples(st.integers(1, 9), names, certificates)),
+    "end_reasons": st.tuples(wf_ids, text),
     "electorates": st.tuples(wf_ids, name_tuples),
     "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
     "endings": st.tuples(wf_ids, st.integers(0, 2**50)),

@@ -172,14 +172,21 @@ class Federation(RuleBasedStateMachine):
     # ---- rules ---------------------------------------------------------------------
 
     @rule(coordinator=st.sampled_from(NAMES), caps=st.lists(st.sampled_from("ab"),
-                                                              min_size=1, max_size=3))
-    def submit(self, coordinator, caps):
+                                                              min_size=1, max_size=3),
+          unplaceable=st.booleans())
+    def submit(self, coordinator, caps, unplaceable=False):
+        """A submission; `unplaceable`: its placer found no domain for its last step
+        (it ends ABORTED at once, submitting.py)."""
         self.submitted += 1
         steps = [spec_pb2.StepSpec(id=f"s{i}", capability=c) for i, c in enumerate(caps)]
         wf = f"{coordinator}.w{self.submitted}"
         self.workflows.append((coordinator, wf))
+        refused = {steps[-1].id: "no eligible domain"} if unplaceable else None
         self._step(coordinator, Submit(wf, spec_pb2.WorkflowSpec(name="w", steps=steps),
-                                       request_id=f"request-{wf}"))
+                                       request_id=f"request-{wf}", unplaceable=refused))
+        row = self.disks[coordinator].rows.get(wf)
+        if unplaceable and row is not None:  # written (no crash before the row)
+            assert row.state is WorkflowState.ABORTED and row.round == 0, row
 
     @precondition(lambda self: self.workflows)
     @rule(data=st.data())

@@ -151,6 +151,24 @@ def test_a_dead_coordinator_is_taken_over_and_the_successor_ends_the_workflow() 
     assert WF not in fed.nodes["d1"].takeover.cores  # done with
 
 
+def test_a_successors_failed_end_carries_the_failed_steps_as_the_originals_does() -> None:
+    fed = committed()
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    [run] = sorted(fed.disks["d1"].runs)  # s1, at the successor itself
+    fed.step("d1", StepEnded(*run, ok=False, error="disk on fire"))
+    fed.deliver()
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
+    assert WF not in fed.disks["d2"].end_reasons  # a follower told the end makes none
+    # Kept across a restart, as the end it was written with.
+    fed.restore("d1")
+    assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
+
+
 def test_a_returning_coordinator_follows_the_later_epoch() -> None:
     fed = committed()
     fed.silent.add("d0")
@@ -373,3 +391,18 @@ def test_a_forged_certificate_is_not_followed() -> None:
     assert "signature does not verify" in (fed.evidence.last_refusal or "")
     # Nor does the authority table take an end on it (the Node's own check).
     assert not d1.takeover.proven(WF, 2, "d2", forged)
+
+
+def test_a_claimant_that_finds_the_end_names_the_failed_steps_it_knows() -> None:
+    """d1 claims while its own s1 has failed; a participant answers the claim with the
+    end (FAILED): d1 makes that end its own (Announce) with the reason its progress
+    gives, as the original's would."""
+    fed = claiming_d1()
+    [run] = sorted(fed.disks["d1"].runs)
+    fed.step("d1", StepEnded(*run, ok=False, error="disk on fire"))
+    fed.net.clear()  # its result, and anything else, not delivered
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 0, "d0",
+                                                final=WorkflowState.FAILED)))
+    assert fed.nodes["d1"].stats["takeover found the end"] == 1
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"

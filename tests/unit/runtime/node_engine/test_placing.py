@@ -19,7 +19,6 @@ from fedorch.runtime.node_engine.placing import (
     KeptCandidates,
     PlacedNode,
     SubmissionPlans,
-    Unplaceable,
 )
 
 ME = "c1"
@@ -100,12 +99,14 @@ def test_a_spec_of_another_shape_is_placed_apart():
     assert (plans.misses, plans.hits) == (2, 0)
 
 
-def test_a_refusal_is_never_kept():
+def test_a_spec_no_domain_can_take_is_planned_with_why_and_never_kept():
     records = {d: _record(d, caps=("other",)) for d in ("c1", "c2")}
     plans = SubmissionPlans(ME)
     for _ in range(2):
-        with pytest.raises(Unplaceable, match="no domain can take every step: step s0"):
-            plans.plan(_spec(steps=1), _view(records))
+        plan = plans.plan(_spec(steps=1), _view(records))
+        assert plan.assignment == {}
+        assert plan.unplaceable == {"s0": "no eligible domain for 'work' (c1, c2: does not"
+                                          " offer 'work')"}, plan.unplaceable
     cyclic = spec_pb2.WorkflowSpec(name="cyc", steps=[
         spec_pb2.StepSpec(id="a", capability="work", needs=["b"]),
         spec_pb2.StepSpec(id="b", capability="work", needs=["a"])])
@@ -115,7 +116,8 @@ def test_a_refusal_is_never_kept():
     assert plans.hits == 0
     # Once a domain offers the capability, the same spec is placed.
     records["c2"] = _record("c2")
-    assert plans.plan(_spec(steps=1), _view(records)).assignment == {"s0": "c2"}
+    placed = plans.plan(_spec(steps=1), _view(records))
+    assert placed.assignment == {"s0": "c2"} and placed.unplaceable == {}
 
 
 def test_fan_out_is_expanded_each_time_and_never_shared():

@@ -158,6 +158,32 @@ async def test_a_domain_whose_key_is_revoked_refuses_submissions_naming_why():
     assert service.agent.refused == [("submit", details)]  # audited, as the shells do
 
 
+# ---- a spec no domain can take is taken, with why -----------------------------------
+
+
+async def test_a_spec_no_domain_can_take_is_taken_with_the_steps_and_why():
+    import collections
+
+    from fedorch.runtime.node_engine.placing import SubmissionPlans
+
+    service = _service(revoked=False)
+    service._by_request = collections.OrderedDict()
+    service.agent.now_ms = lambda: 1_000
+    service.plans = SubmissionPlans("c1")
+    service.candidates = SimpleNamespace(now=lambda: [])  # no member offers anything
+    service._id_suffixes = _RandomSuffixes()
+    service._own_signatures = SimpleNamespace(signed=lambda agent, spec: None)
+    spec = parse_spec_text("name: nowhere\nsteps:\n  - {id: s, capability: x}\n", "test")
+
+    async def signed_spec(request, context):
+        return request.spec, None
+
+    service._signed_spec = signed_spec
+    taken = await service._take(client_pb2.SubmitRequest(spec=spec), _Context())
+    assert taken.workflow_id.startswith("c1.") and taken.placement == {}
+    assert taken.unplaceable == {"s": "no eligible domain for 'x' (no members known)"}, taken
+
+
 # ---- GetWorkflow at a participant that follows a successor ------------------------------
 
 WF = "coord.01a245ee5d7c985ee38f"

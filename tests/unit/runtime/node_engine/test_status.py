@@ -286,3 +286,22 @@ def test_a_step_placed_again_names_the_domain_it_was_lost_with():
     out = status_of(node, wf)
     steps = {s.id: (s.domain, list(s.replaced_from)) for s in out.steps}
     assert steps == {"s0": ("d0", []), "s1": ("d2", ["d1"])}, steps
+
+
+def test_a_successors_failed_end_shows_its_reason_and_a_followers_none():
+    """A participant that acted in epoch 1 and ended the workflow FAILED shows the
+    reason its end was made with (the Node's `end_reasons`); one that followed it, told
+    the end, shows none (a participant's status carries the coordinator's reason only
+    as the coordinator's own status does)."""
+    wf = "d0.w1"
+    acting = Disk(committed={wf: 1}, final={wf: WorkflowState.FAILED},
+                  info={(wf, 1): WfInfo(spec("a", "b"), {"s0": "d1", "s1": "d2"}, "d0")},
+                  epochs={wf: (1, "d1")}, end_reasons={wf: "step s0 failed: broken"})
+    no_saga = SimpleNamespace(of=lambda wf: ({}, SimpleNamespace(value="NONE")))
+    out = status_of(SimpleNamespace(state=acting, progress={}, name="d1",
+                                    compensating=no_saga), wf)
+    assert (out.state, out.reason, out.epoch, out.coordinator) == (
+        status_pb2.WORKFLOW_STATE_FAILED, "step s0 failed: broken", 1, "d1")
+    following = Disk(committed={wf: 1}, final={wf: WorkflowState.FAILED},
+                     info=dict(acting.info), epochs={wf: (1, "d1")})
+    assert status_of(SimpleNamespace(state=following, progress={}, name="d2"), wf).reason == ""

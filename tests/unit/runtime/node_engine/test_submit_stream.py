@@ -190,9 +190,9 @@ async def test_submit_and_watch_of_a_new_submission_gets_the_states_asked_for_fr
                WorkflowState.SUCCEEDED]
 
     class _Submitting(_Engine):
-        async def submit(self, wf, spec, submission, placement, request_id=""):
-            self.post(Submit(wf, spec, submission, placement, request_id=request_id))
-            view.change(wf, changes[0])  # the row durable: the submitter is answered
+        async def submit(self, taken):
+            self.post(taken)
+            view.change(taken.workflow_id, changes[0])  # durable: the submitter is answered
 
     engine = _Submitting(view)
     watched = watched_submit(engine, Submit("c1.1", spec_pb2.WorkflowSpec(name="good")),
