@@ -39,6 +39,21 @@ and waits, within the envelope deadline, for the receiver to end it) and opens t
 next one at its next envelope, so none goes out on a stream near its deadline.
 Between envelopes the channel's keepalive (runtime/peers.py) watches the connection.
 
+Acknowledgements ride along. An `AckMsg` or `DecisionAck` (a peer's message taken,
+a decision held) is not worth an envelope of its own: it waits for the next envelope
+to its peer and goes in it, first (it was made before what the later turn sends). It
+joins at once a sender that already holds messages waiting for an envelope out, and
+goes alone only if nothing else left for that peer within `ACK_DELAY_S` (one timer
+per peer, never per message). Holding a message back never breaks a durability rule:
+the driver hands over only what may leave (an acknowledgement made after a write,
+after it is durable), and leaving later is always allowed, as for a message the
+network delays; the delay is a tenth of the Node's shortest resend (Timing's
+`resend_s`, `reliable_resend_s`: 1 s), so the peer does not send again what was
+acknowledged. Under load every turn sends to every peer and nothing waits; at a low
+rate most acknowledgements ride on the next workflow's messages instead of costing an
+envelope each (a signature, a verification, a write and an answer on the stream):
+docs/benchmarks.md has the numbers.
+
 Backpressure. A sender holds at most `max_queued` messages; what a turn hands it
 beyond that (the peer slower than this agent, waiting for an answer) is dropped and
 counted, never queued without bound.
@@ -60,12 +75,14 @@ from typing import Any
 
 import grpc
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.negotiation.messages import DecisionAck
 from fedorch.core.node.inputs import Message
+from fedorch.core.node.records import AckMsg
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import NodeCodec
 from fedorch.runtime.ports import Clock
 
-__all__ = ["GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerSender",
+__all__ = ["ACK_DELAY_S", "GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerSender",
            "STREAM_DEADLINE_S", "STREAM_ROTATE_S"]
 
 log = logging.getLogger("fedorch.node_engine")
@@ -77,6 +94,10 @@ NODE_TURN_TIMEOUT_S = 2.0
 # after STREAM_ROTATE_S, well before its deadline.
 STREAM_DEADLINE_S = 120.0
 STREAM_ROTATE_S = 60.0
+# How long an acknowledgement waits at most for other messages to its peer to ride
+# with (a tenth of the Node's shortest resend, 1 s: see the header).
+ACK_DELAY_S = 0.1
+_ACKS = frozenset({AckMsg, DecisionAck})
 # Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
 MAX_QUEUED_MESSAGES = 20_000
 
@@ -208,6 +229,10 @@ class GrpcTransport:
         self.spawn = spawn
         self.max_queued = MAX_QUEUED_MESSAGES
         self._held: dict[str, list[object]] = {}
+        # Acknowledgements waiting for the next envelope to their peer, and each
+        # peer's one timer that sends them alone (ACK_DELAY_S).
+        self._acks: dict[str, list[object]] = {}
+        self._ack_timers: dict[str, asyncio.TimerHandle] = {}
         self._senders: dict[str, PeerSender] = {}
         self.dropped: Counter[str] = Counter()  # messages dropped, by peer
         self.sent: Counter[str] = Counter()     # messages a peer took, by peer
@@ -220,21 +245,52 @@ class GrpcTransport:
         if dst == self.domain:
             self.post(Message(dst, msg))
             return
+        if msg.__class__ in _ACKS:
+            self._acknowledge(dst, msg)
+            return
         if not self._held:  # the turn's first: hand them over once the turn is done
             asyncio.get_running_loop().call_soon(self._flush)
         self._held.setdefault(dst, []).append(msg)
 
+    def _acknowledge(self, dst: str, ack: object) -> None:
+        """An acknowledgement waits for the next envelope to `dst` (see the header)."""
+        sender = self._senders.get(dst)
+        if sender is not None and sender.queued:  # an envelope is out: the next one
+            sender.put([ack])
+            return
+        acks = self._acks.get(dst)
+        if acks is not None:
+            acks.append(ack)
+            return
+        self._acks[dst] = [ack]
+        self._ack_timers[dst] = asyncio.get_running_loop().call_later(
+            ACK_DELAY_S, self._acks_due, dst)
+
+    def _acks_due(self, dst: str) -> None:
+        """Nothing else left for `dst` in time: its acknowledgements go alone."""
+        self._ack_timers.pop(dst, None)
+        acks = self._acks.pop(dst, None)
+        if acks:
+            self._hand(dst, acks)
+
     def _flush(self) -> None:
         held, self._held = self._held, {}
         for dst, msgs in held.items():
-            sender = self._senders.get(dst)
-            if sender is None:
-                sender = PeerSender(self, dst)
-                if self.spawn(sender.run(), f"node-turn sender {dst}") is None:
-                    self.dropped[dst] += len(msgs)  # the engine is stopping
-                    continue
-                self._senders[dst] = sender
-            sender.put(msgs)
+            acks = self._acks.pop(dst, None)
+            if acks is not None:  # they ride along, first
+                self._ack_timers.pop(dst).cancel()
+                msgs = acks + msgs
+            self._hand(dst, msgs)
+
+    def _hand(self, dst: str, msgs: list[object]) -> None:
+        sender = self._senders.get(dst)
+        if sender is None:
+            sender = PeerSender(self, dst)
+            if self.spawn(sender.run(), f"node-turn sender {dst}") is None:
+                self.dropped[dst] += len(msgs)  # the engine is stopping
+                return
+            self._senders[dst] = sender
+        sender.put(msgs)
 
     # ---- one envelope --------------------------------------------------------------------
 
