@@ -39,20 +39,25 @@ and waits, within the envelope deadline, for the receiver to end it) and opens t
 next one at its next envelope, so none goes out on a stream near its deadline.
 Between envelopes the channel's keepalive (runtime/peers.py) watches the connection.
 
-Acknowledgements ride along. An `AckMsg` or `DecisionAck` (a peer's message taken,
-a decision held) is not worth an envelope of its own: it waits for the next envelope
-to its peer and goes in it, first (it was made before what the later turn sends). It
-joins at once a sender that already holds messages waiting for an envelope out, and
-goes alone only if nothing else left for that peer within `ACK_DELAY_S` (one timer
-per peer, never per message). Holding a message back never breaks a durability rule:
-the driver hands over only what may leave (an acknowledgement made after a write,
-after it is durable), and leaving later is always allowed, as for a message the
-network delays; the delay is a tenth of the Node's shortest resend (Timing's
-`resend_s`, `reliable_resend_s`: 1 s), so the peer does not send again what was
-acknowledged. Under load every turn sends to every peer and nothing waits; at a low
-rate most acknowledgements ride on the next workflow's messages instead of costing an
-envelope each (a signature, a verification, a write and an answer on the stream):
-docs/benchmarks.md has the numbers.
+Acknowledgements ride along. A `DecisionAck` (the COMMIT is held here: the
+coordinator may collect its record) or an `AckMsg` of a step result (its sender may
+stop resending it) is not worth an envelope of its own: nothing waits for it but a
+record's collection or a resend timer. It waits for the next envelope to its peer and
+goes in it, first (it was made before what the later turn sends); it joins at once a
+sender that already holds messages waiting for an envelope out; and it goes alone
+only if nothing else left for that peer within `ACK_DELAY_S` (one timer per peer,
+never per message). Holding a message back never breaks a durability rule: the driver
+hands over only what may leave (an acknowledgement made after a write, after it is
+durable), and leaving later is always allowed, as for a message the network delays;
+the delay is a tenth of the Node's shortest resend (Timing's `resend_s`,
+`reliable_resend_s`: 1 s), so the peer does not send again what was acknowledged.
+Every other acknowledgement leaves with its turn: the end of a workflow is made only
+once its participants acknowledged it told (core/node/domain_loss.py), and a new
+placement's, a saga's and a compensation's acknowledgements move their flows on too,
+so holding them would hold the workflow. Under load every turn sends to every peer
+and nothing waits; at a low rate these acknowledgements ride on the next messages to
+their peer instead of costing an envelope each (a signature, a verification, a write
+and an answer on the stream): docs/benchmarks.md has the numbers.
 
 Backpressure. A sender holds at most `max_queued` messages; what a turn hands it
 beyond that (the peer slower than this agent, waiting for an answer) is dropped and
@@ -82,8 +87,8 @@ from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import NodeCodec
 from fedorch.runtime.ports import Clock
 
-__all__ = ["ACK_DELAY_S", "GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerSender",
-           "STREAM_DEADLINE_S", "STREAM_ROTATE_S"]
+__all__ = ["ACK_DELAY_S", "GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S",
+           "PeerSender", "STREAM_DEADLINE_S", "STREAM_ROTATE_S", "rides_along"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -94,10 +99,16 @@ NODE_TURN_TIMEOUT_S = 2.0
 # after STREAM_ROTATE_S, well before its deadline.
 STREAM_DEADLINE_S = 120.0
 STREAM_ROTATE_S = 60.0
-# How long an acknowledgement waits at most for other messages to its peer to ride
-# with (a tenth of the Node's shortest resend, 1 s: see the header).
+# How long an acknowledgement that nothing waits for (see the header) waits at most
+# for other messages to its peer to ride with: a tenth of the Node's shortest resend.
 ACK_DELAY_S = 0.1
-_ACKS = frozenset({AckMsg, DecisionAck})
+
+
+def rides_along(msg: object) -> bool:
+    """An acknowledgement that may wait for the next envelope to its peer: a
+    DecisionAck, or a step result's AckMsg (see the header)."""
+    cls = msg.__class__
+    return cls is DecisionAck or cls is AckMsg and msg.msg_id[:1] == ("result",)
 # Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
 MAX_QUEUED_MESSAGES = 20_000
 
@@ -245,7 +256,7 @@ class GrpcTransport:
         if dst == self.domain:
             self.post(Message(dst, msg))
             return
-        if msg.__class__ in _ACKS:
+        if rides_along(msg):
             self._acknowledge(dst, msg)
             return
         if not self._held:  # the turn's first: hand them over once the turn is done

@@ -340,6 +340,11 @@ async def test_a_refused_envelope_ends_the_stream_and_the_next_opens_another():
     assert beta.transport.streams == 2
 
 
+def result_ack(n: int, to: str) -> AckMsg:
+    """The acknowledgement of a step result, which may ride along (transport.py)."""
+    return AckMsg(("result", f"alpha.wf-{n}", "s", to))
+
+
 def _vote(n: int):
     from fedorch.core.node.records import VoteMsg
     return VoteMsg((f"alpha.wf-{n}", 0), "alpha", True, "")
@@ -371,8 +376,8 @@ def _beta(calls: list, called: asyncio.Event, group: asyncio.TaskGroup,
 
 
 async def test_an_acknowledgement_rides_on_the_next_envelope_to_its_peer(monkeypatch):
-    """An AckMsg or DecisionAck is no envelope of its own: it waits, and goes first in
-    the next turn's envelope to its peer (one envelope, not two)."""
+    """A step result's AckMsg or a DecisionAck is no envelope of its own: it waits, and
+    goes first in the next turn's envelope to its peer (one envelope, not two)."""
     from fedorch.core.negotiation.messages import DecisionAck
 
     monkeypatch.setattr(transport_module, "ACK_DELAY_S", 3600.0)  # never alone here
@@ -381,7 +386,7 @@ async def test_an_acknowledgement_rides_on_the_next_envelope_to_its_peer(monkeyp
     tasks: list[asyncio.Task] = []
     async with asyncio.TaskGroup() as group:
         transport = _beta(calls, called, group, tasks)
-        transport.send("beta", ack(1, "beta"))  # a turn with acknowledgements alone
+        transport.send("beta", result_ack(1, "beta"))  # a turn of acknowledgements
         transport.send("beta", DecisionAck(("alpha.wf-2", 0), "alpha"))
         assert not tasks and not transport._held  # nothing handed to a sender
         transport.send("beta", _vote(3))  # the next turn sends something to beta
@@ -405,7 +410,7 @@ async def test_acknowledgements_with_nothing_to_ride_on_go_alone_in_one_envelope
     async with asyncio.TaskGroup() as group:
         transport = _beta(calls, called, group, tasks)
         for n in range(3):
-            transport.send("beta", ack(n, "beta"))
+            transport.send("beta", result_ack(n, "beta"))
         assert len(transport._ack_timers) == 1
         await _envelopes_until(calls, called, 1)
         for task in tasks:
@@ -422,5 +427,38 @@ async def test_an_acknowledgement_joins_a_sender_that_holds_messages_at_once():
                               lambda coro, name: None)
     sender = transport._senders["beta"] = PeerSender(transport, "beta")
     sender.put([_vote(1)])
-    transport.send("beta", ack(2, "beta"))
+    transport.send("beta", result_ack(2, "beta"))
     assert sender.queued == 2 and not transport._acks and not transport._ack_timers
+
+
+def test_only_acknowledgements_nothing_waits_for_ride_along():
+    """The end of a workflow is made once its participants acknowledged it told, and a
+    placement's, a saga's and a compensation's acknowledgements move their flows on:
+    those leave with their turn. A DecisionAck and a result's AckMsg may wait."""
+    from fedorch.core.negotiation.messages import DecisionAck
+    from fedorch.runtime.node_engine.transport import rides_along
+
+    assert rides_along(DecisionAck(("alpha.wf-1", 0), "beta"))
+    assert rides_along(result_ack(1, "alpha"))
+    for msg_id in (("final", "alpha.wf-1", "beta"), ("saga", "alpha.wf-1", "beta"),
+                   ("placed", "alpha.wf-1", "s", 1, "beta"),
+                   ("compensated", "alpha.wf-1", "s", 1, "beta")):
+        assert not rides_along(AckMsg(msg_id))
+    assert not rides_along(_vote(1))
+
+
+async def test_an_end_acknowledgement_leaves_with_its_turn(monkeypatch):
+    """The acknowledgement of a told end is on the workflow's way to its end: it is
+    handed to its peer's sender with its turn, no timer."""
+    monkeypatch.setattr(transport_module, "ACK_DELAY_S", 3600.0)
+    calls: list = []
+    called = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    async with asyncio.TaskGroup() as group:
+        transport = _beta(calls, called, group, tasks)
+        transport.send("beta", ack(1, "beta"))
+        assert not transport._ack_timers
+        await _envelopes_until(calls, called, 1)
+        for task in tasks:
+            task.cancel()
+    assert [m.msg_id for m in _carried(calls[0])] == [ack(1, "beta").msg_id]
