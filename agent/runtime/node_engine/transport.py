@@ -39,25 +39,28 @@ and waits, within the envelope deadline, for the receiver to end it) and opens t
 next one at its next envelope, so none goes out on a stream near its deadline.
 Between envelopes the channel's keepalive (runtime/peers.py) watches the connection.
 
-Acknowledgements ride along. A `DecisionAck` (the COMMIT is held here: the
-coordinator may collect its record) or an `AckMsg` of a step result (its sender may
-stop resending it) is not worth an envelope of its own: nothing waits for it but a
-record's collection or a resend timer. It waits for the next envelope to its peer and
-goes in it, first (it was made before what the later turn sends); it joins at once a
-sender that already holds messages waiting for an envelope out; and it goes alone
-only if nothing else left for that peer within `ACK_DELAY_S` (one timer per peer,
-never per message). Holding a message back never breaks a durability rule: the driver
-hands over only what may leave (an acknowledgement made after a write, after it is
-durable), and leaving later is always allowed, as for a message the network delays;
-the delay is a tenth of the Node's shortest resend (Timing's `resend_s`,
-`reliable_resend_s`: 1 s), so the peer does not send again what was acknowledged.
-Every other acknowledgement leaves with its turn: the end of a workflow is made only
-once its participants acknowledged it told (core/node/domain_loss.py), and a new
-placement's, a saga's and a compensation's acknowledgements move their flows on too,
-so holding them would hold the workflow. Under load every turn sends to every peer
-and nothing waits; at a low rate these acknowledgements ride on the next messages to
-their peer instead of costing an envelope each (a signature, a verification, a write
-and an answer on the stream): docs/benchmarks.md has the numbers.
+What nothing waits for rides along. A `DecisionAck` (the COMMIT is held here: the
+coordinator may collect its record), an `AckMsg` of a step result (its sender may stop
+resending it) and a step's start told its coordinator (a `ResultMsg` saying RUNNING:
+best effort, shown in the coordinator's status only, core/node/running.py) are not
+worth an envelope of their own: nothing waits for them but a record's collection, a
+resend timer or a status read. Such a message waits for the next envelope to its peer
+and goes in it, first (it was made before what the later turn sends, so a start still
+comes before its step's result); it joins at once a sender that already holds
+messages waiting for an envelope out; and it goes alone only if nothing else left for
+that peer within `ACK_DELAY_S` (one timer per peer, never per message). Holding a
+message back never breaks a durability rule: the driver hands over only what may
+leave (a message that follows a write, after the write is durable), and leaving later
+is always allowed, as for a message the network delays; the delay is a tenth of the
+Node's shortest resend (Timing's `resend_s`, `reliable_resend_s`: 1 s), so the peer
+does not send again what was acknowledged. Every other acknowledgement leaves with
+its turn: the end of a workflow is made only once its participants acknowledged it
+told (core/node/domain_loss.py), and a new placement's, a saga's and a compensation's
+acknowledgements move their flows on too, so holding them would hold the workflow.
+Under load every turn sends to every peer and nothing waits; at a low rate these
+messages ride on the next ones to their peer (a quick step's start on its result)
+instead of costing an envelope each (a signature, a verification, a write and an
+answer on the stream): docs/benchmarks.md has the numbers.
 
 Backpressure. A sender holds at most `max_queued` messages; what a turn hands it
 beyond that (the peer slower than this agent, waiting for an answer) is dropped and
@@ -82,7 +85,8 @@ import grpc
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
 from fedorch.core.negotiation.messages import DecisionAck
 from fedorch.core.node.inputs import Message
-from fedorch.core.node.records import AckMsg
+from fedorch.core.node.records import AckMsg, ResultMsg
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import NodeCodec
 from fedorch.runtime.ports import Clock
@@ -99,18 +103,21 @@ NODE_TURN_TIMEOUT_S = 2.0
 # after STREAM_ROTATE_S, well before its deadline.
 STREAM_DEADLINE_S = 120.0
 STREAM_ROTATE_S = 60.0
-# How long an acknowledgement that nothing waits for (see the header) waits at most
-# for other messages to its peer to ride with: a tenth of the Node's shortest resend.
+# How long a message that nothing waits for (see the header) waits at most for others
+# to its peer to ride with: a tenth of the Node's shortest resend.
 ACK_DELAY_S = 0.1
+# Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
+MAX_QUEUED_MESSAGES = 20_000
 
 
 def rides_along(msg: object) -> bool:
-    """An acknowledgement that may wait for the next envelope to its peer: a
-    DecisionAck, or a step result's AckMsg (see the header)."""
+    """A message that may wait for the next envelope to its peer (see the header): a
+    DecisionAck, a step result's AckMsg, or a step's start told (RUNNING)."""
     cls = msg.__class__
-    return cls is DecisionAck or cls is AckMsg and msg.msg_id[:1] == ("result",)
-# Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
-MAX_QUEUED_MESSAGES = 20_000
+    if cls is AckMsg:
+        return msg.msg_id[:1] == ("result",)
+    return cls is DecisionAck or cls is ResultMsg and msg.state is StepState.RUNNING
+
 
 _FAILED = (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError)
 
@@ -264,7 +271,8 @@ class GrpcTransport:
         self._held.setdefault(dst, []).append(msg)
 
     def _acknowledge(self, dst: str, ack: object) -> None:
-        """An acknowledgement waits for the next envelope to `dst` (see the header)."""
+        """`ack` (a message that rides along) waits for the next envelope to `dst`
+        (see the header)."""
         sender = self._senders.get(dst)
         if sender is not None and sender.queued:  # an envelope is out: the next one
             sender.put([ack])
@@ -278,7 +286,7 @@ class GrpcTransport:
             ACK_DELAY_S, self._acks_due, dst)
 
     def _acks_due(self, dst: str) -> None:
-        """Nothing else left for `dst` in time: its acknowledgements go alone."""
+        """Nothing else left for `dst` in time: what waited goes alone."""
         self._ack_timers.pop(dst, None)
         acks = self._acks.pop(dst, None)
         if acks:

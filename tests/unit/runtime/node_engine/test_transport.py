@@ -431,15 +431,21 @@ async def test_an_acknowledgement_joins_a_sender_that_holds_messages_at_once():
     assert sender.queued == 2 and not transport._acks and not transport._ack_timers
 
 
-def test_only_acknowledgements_nothing_waits_for_ride_along():
+def test_only_messages_nothing_waits_for_ride_along():
     """The end of a workflow is made once its participants acknowledged it told, and a
     placement's, a saga's and a compensation's acknowledgements move their flows on:
-    those leave with their turn. A DecisionAck and a result's AckMsg may wait."""
+    those leave with their turn, as a step's result does. A DecisionAck, a result's
+    AckMsg and a step's start told (RUNNING, best effort, for status only) may wait."""
     from fedorch.core.negotiation.messages import DecisionAck
+    from fedorch.core.node.records import ResultMsg
+    from fedorch.core.workflow.progress import StepState
     from fedorch.runtime.node_engine.transport import rides_along
 
     assert rides_along(DecisionAck(("alpha.wf-1", 0), "beta"))
     assert rides_along(result_ack(1, "alpha"))
+    assert rides_along(ResultMsg("alpha.wf-1", "s", 1, StepState.RUNNING, {}, ""))
+    for state in (StepState.SUCCEEDED, StepState.FAILED):
+        assert not rides_along(ResultMsg("alpha.wf-1", "s", 1, state, {}, ""))
     for msg_id in (("final", "alpha.wf-1", "beta"), ("saga", "alpha.wf-1", "beta"),
                    ("placed", "alpha.wf-1", "s", 1, "beta"),
                    ("compensated", "alpha.wf-1", "s", 1, "beta")):
@@ -462,3 +468,26 @@ async def test_an_end_acknowledgement_leaves_with_its_turn(monkeypatch):
         for task in tasks:
             task.cancel()
     assert [m.msg_id for m in _carried(calls[0])] == [ack(1, "beta").msg_id]
+
+
+async def test_a_steps_start_told_rides_first_on_its_result(monkeypatch):
+    """A quick step's start (RUNNING) and its result go in one envelope, the start
+    first: the coordinator never takes a start after the step's result."""
+    from fedorch.core.node.records import ResultMsg
+    from fedorch.core.workflow.progress import StepState
+
+    monkeypatch.setattr(transport_module, "ACK_DELAY_S", 3600.0)
+    calls: list = []
+    called = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    async with asyncio.TaskGroup() as group:
+        transport = _beta(calls, called, group, tasks)
+        transport.send("beta", ResultMsg("beta.wf-1", "s", 1, StepState.RUNNING, {}, ""))
+        transport._flush()  # the turn's end: the start alone waits
+        assert not tasks
+        transport.send("beta", ResultMsg("beta.wf-1", "s", 1, StepState.SUCCEEDED, {}, ""))
+        await _envelopes_until(calls, called, 1)
+        for task in tasks:
+            task.cancel()
+    assert [m.state for m in _carried(calls[0])] == [StepState.RUNNING,
+                                                     StepState.SUCCEEDED]
