@@ -48,7 +48,7 @@ resend timer or a status read. Such a message waits for the next envelope to its
 and goes in it, first (it was made before what the later turn sends, so a start still
 comes before its step's result); it joins at once a sender that already holds
 messages waiting for an envelope out; and it goes alone only if nothing else left for
-that peer within `ACK_DELAY_S` (one timer per peer, never per message). Holding a
+that peer within `RIDE_ALONG_S` (one timer per peer, never per message). Holding a
 message back never breaks a durability rule: the driver hands over only what may
 leave (a message that follows a write, after the write is durable), and leaving later
 is always allowed, as for a message the network delays; the delay is a tenth of the
@@ -91,8 +91,8 @@ from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import NodeCodec
 from fedorch.runtime.ports import Clock
 
-__all__ = ["ACK_DELAY_S", "GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S",
-           "PeerSender", "STREAM_DEADLINE_S", "STREAM_ROTATE_S", "rides_along"]
+__all__ = ["GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerSender",
+           "RIDE_ALONG_S", "STREAM_DEADLINE_S", "STREAM_ROTATE_S", "rides_along"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -105,7 +105,7 @@ STREAM_DEADLINE_S = 120.0
 STREAM_ROTATE_S = 60.0
 # How long a message that nothing waits for (see the header) waits at most for others
 # to its peer to ride with: a tenth of the Node's shortest resend.
-ACK_DELAY_S = 0.1
+RIDE_ALONG_S = 0.1
 # Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
 MAX_QUEUED_MESSAGES = 20_000
 
@@ -247,10 +247,10 @@ class GrpcTransport:
         self.spawn = spawn
         self.max_queued = MAX_QUEUED_MESSAGES
         self._held: dict[str, list[object]] = {}
-        # Acknowledgements waiting for the next envelope to their peer, and each
-        # peer's one timer that sends them alone (ACK_DELAY_S).
-        self._acks: dict[str, list[object]] = {}
-        self._ack_timers: dict[str, asyncio.TimerHandle] = {}
+        # Messages nothing waits for, waiting for the next envelope to their peer, and
+        # each peer's one timer that sends them alone (RIDE_ALONG_S).
+        self._riding: dict[str, list[object]] = {}
+        self._ride_timers: dict[str, asyncio.TimerHandle] = {}
         self._senders: dict[str, PeerSender] = {}
         self.dropped: Counter[str] = Counter()  # messages dropped, by peer
         self.sent: Counter[str] = Counter()     # messages a peer took, by peer
@@ -264,41 +264,41 @@ class GrpcTransport:
             self.post(Message(dst, msg))
             return
         if rides_along(msg):
-            self._acknowledge(dst, msg)
+            self._ride(dst, msg)
             return
         if not self._held:  # the turn's first: hand them over once the turn is done
             asyncio.get_running_loop().call_soon(self._flush)
         self._held.setdefault(dst, []).append(msg)
 
-    def _acknowledge(self, dst: str, ack: object) -> None:
-        """`ack` (a message that rides along) waits for the next envelope to `dst`
-        (see the header)."""
+    def _ride(self, dst: str, msg: object) -> None:
+        """`msg`, which nothing waits for, waits for the next envelope to `dst` (see the
+        header)."""
         sender = self._senders.get(dst)
         if sender is not None and sender.queued:  # an envelope is out: the next one
-            sender.put([ack])
+            sender.put([msg])
             return
-        acks = self._acks.get(dst)
-        if acks is not None:
-            acks.append(ack)
+        riding = self._riding.get(dst)
+        if riding is not None:
+            riding.append(msg)
             return
-        self._acks[dst] = [ack]
-        self._ack_timers[dst] = asyncio.get_running_loop().call_later(
-            ACK_DELAY_S, self._acks_due, dst)
+        self._riding[dst] = [msg]
+        self._ride_timers[dst] = asyncio.get_running_loop().call_later(
+            RIDE_ALONG_S, self._riders_due, dst)
 
-    def _acks_due(self, dst: str) -> None:
+    def _riders_due(self, dst: str) -> None:
         """Nothing else left for `dst` in time: what waited goes alone."""
-        self._ack_timers.pop(dst, None)
-        acks = self._acks.pop(dst, None)
-        if acks:
-            self._hand(dst, acks)
+        self._ride_timers.pop(dst, None)
+        riding = self._riding.pop(dst, None)
+        if riding:
+            self._hand(dst, riding)
 
     def _flush(self) -> None:
         held, self._held = self._held, {}
         for dst, msgs in held.items():
-            acks = self._acks.pop(dst, None)
-            if acks is not None:  # they ride along, first
-                self._ack_timers.pop(dst).cancel()
-                msgs = acks + msgs
+            riding = self._riding.pop(dst, None)
+            if riding is not None:  # they ride along, first
+                self._ride_timers.pop(dst).cancel()
+                msgs = riding + msgs
             self._hand(dst, msgs)
 
     def _hand(self, dst: str, msgs: list[object]) -> None:

@@ -380,7 +380,7 @@ async def test_an_acknowledgement_rides_on_the_next_envelope_to_its_peer(monkeyp
     goes first in the next turn's envelope to its peer (one envelope, not two)."""
     from fedorch.core.negotiation.messages import DecisionAck
 
-    monkeypatch.setattr(transport_module, "ACK_DELAY_S", 3600.0)  # never alone here
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)  # never alone here
     calls: list = []
     called = asyncio.Event()
     tasks: list[asyncio.Task] = []
@@ -396,14 +396,14 @@ async def test_an_acknowledgement_rides_on_the_next_envelope_to_its_peer(monkeyp
     assert [type(m).__name__ for m in _carried(calls[0])] == [
         "AckMsg", "DecisionAck", "VoteMsg"]
     assert len(calls) == 1 and transport.envelopes == 1
-    assert not transport._ack_timers  # its timer went with them
+    assert not transport._ride_timers  # its timer went with them
 
 
 async def test_acknowledgements_with_nothing_to_ride_on_go_alone_in_one_envelope(
         monkeypatch):
-    """Nothing else for the peer within ACK_DELAY_S: the acknowledgements go alone, all
+    """Nothing else for the peer within RIDE_ALONG_S: the acknowledgements go alone, all
     in one envelope (one timer per peer, not one per acknowledgement)."""
-    monkeypatch.setattr(transport_module, "ACK_DELAY_S", 0.01)
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 0.01)
     calls: list = []
     called = asyncio.Event()
     tasks: list[asyncio.Task] = []
@@ -411,12 +411,12 @@ async def test_acknowledgements_with_nothing_to_ride_on_go_alone_in_one_envelope
         transport = _beta(calls, called, group, tasks)
         for n in range(3):
             transport.send("beta", result_ack(n, "beta"))
-        assert len(transport._ack_timers) == 1
+        assert len(transport._ride_timers) == 1
         await _envelopes_until(calls, called, 1)
         for task in tasks:
             task.cancel()
     assert [m.msg_id[1] for m in _carried(calls[0])] == [f"alpha.wf-{n}" for n in range(3)]
-    assert transport.envelopes == 1 and not transport._acks and not transport._ack_timers
+    assert transport.envelopes == 1 and not transport._riding and not transport._ride_timers
 
 
 async def test_an_acknowledgement_joins_a_sender_that_holds_messages_at_once():
@@ -428,7 +428,7 @@ async def test_an_acknowledgement_joins_a_sender_that_holds_messages_at_once():
     sender = transport._senders["beta"] = PeerSender(transport, "beta")
     sender.put([_vote(1)])
     transport.send("beta", result_ack(2, "beta"))
-    assert sender.queued == 2 and not transport._acks and not transport._ack_timers
+    assert sender.queued == 2 and not transport._riding and not transport._ride_timers
 
 
 def test_only_messages_nothing_waits_for_ride_along():
@@ -456,14 +456,14 @@ def test_only_messages_nothing_waits_for_ride_along():
 async def test_an_end_acknowledgement_leaves_with_its_turn(monkeypatch):
     """The acknowledgement of a told end is on the workflow's way to its end: it is
     handed to its peer's sender with its turn, no timer."""
-    monkeypatch.setattr(transport_module, "ACK_DELAY_S", 3600.0)
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)
     calls: list = []
     called = asyncio.Event()
     tasks: list[asyncio.Task] = []
     async with asyncio.TaskGroup() as group:
         transport = _beta(calls, called, group, tasks)
         transport.send("beta", ack(1, "beta"))
-        assert not transport._ack_timers
+        assert not transport._ride_timers
         await _envelopes_until(calls, called, 1)
         for task in tasks:
             task.cancel()
@@ -476,7 +476,7 @@ async def test_a_steps_start_told_rides_first_on_its_result(monkeypatch):
     from fedorch.core.node.records import ResultMsg
     from fedorch.core.workflow.progress import StepState
 
-    monkeypatch.setattr(transport_module, "ACK_DELAY_S", 3600.0)
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)
     calls: list = []
     called = asyncio.Event()
     tasks: list[asyncio.Task] = []
