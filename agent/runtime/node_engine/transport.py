@@ -39,6 +39,29 @@ and waits, within the envelope deadline, for the receiver to end it) and opens t
 next one at its next envelope, so none goes out on a stream near its deadline.
 Between envelopes the channel's keepalive (runtime/peers.py) watches the connection.
 
+What nothing waits for rides along. A `DecisionAck` (the COMMIT is held here: the
+coordinator may collect its record), an `AckMsg` of a step result (its sender may stop
+resending it) and a step's start told its coordinator (a `ResultMsg` saying RUNNING:
+best effort, shown in the coordinator's status only, core/node/running.py) are not
+worth an envelope of their own: nothing waits for them but a record's collection, a
+resend timer or a status read. Such a message waits for the next envelope to its peer
+and goes in it, first (it was made before what the later turn sends, so a start still
+comes before its step's result); it joins at once a sender that already holds
+messages waiting for an envelope out; and it goes alone only if nothing else left for
+that peer within `RIDE_ALONG_S` (one timer per peer, never per message). Holding a
+message back never breaks a durability rule: the driver hands over only what may
+leave (a message that follows a write, after the write is durable), and leaving later
+is always allowed, as for a message the network delays; the delay is a tenth of the
+Node's shortest resend (Timing's `resend_s`, `reliable_resend_s`: 1 s), so the peer
+does not send again what was acknowledged. Every other acknowledgement leaves with
+its turn: the end of a workflow is made only once its participants acknowledged it
+told (core/node/domain_loss.py), and a new placement's, a saga's and a compensation's
+acknowledgements move their flows on too, so holding them would hold the workflow.
+Under load every turn sends to every peer and nothing waits; at a low rate these
+messages ride on the next ones to their peer (a quick step's start on its result)
+instead of costing an envelope each (a signature, a verification, a write and an
+answer on the stream): docs/benchmarks.md has the numbers.
+
 Backpressure. A sender holds at most `max_queued` messages; what a turn hands it
 beyond that (the peer slower than this agent, waiting for an answer) is dropped and
 counted, never queued without bound.
@@ -64,13 +87,16 @@ from typing import Any
 
 import grpc
 from fedorch.core.identity.envelope import Signer, new_nonce, seal
+from fedorch.core.negotiation.messages import DecisionAck
 from fedorch.core.node.inputs import Message
+from fedorch.core.node.records import AckMsg, ResultMsg
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.node_codec import NodeCodec
 from fedorch.runtime.ports import Clock
 
 __all__ = ["GrpcTransport", "MAX_QUEUED_MESSAGES", "NODE_TURN_TIMEOUT_S", "PeerSender",
-           "STREAM_DEADLINE_S", "STREAM_ROTATE_S"]
+           "RIDE_ALONG_S", "STREAM_DEADLINE_S", "STREAM_ROTATE_S", "rides_along"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -81,8 +107,21 @@ NODE_TURN_TIMEOUT_S = 2.0
 # after STREAM_ROTATE_S, well before its deadline.
 STREAM_DEADLINE_S = 120.0
 STREAM_ROTATE_S = 60.0
+# How long a message that nothing waits for (see the header) waits at most for others
+# to its peer to ride with: a tenth of the Node's shortest resend.
+RIDE_ALONG_S = 0.1
 # Messages one peer's sender holds at most (a few seconds of a busy agent's traffic).
 MAX_QUEUED_MESSAGES = 20_000
+
+
+def rides_along(msg: object) -> bool:
+    """A message that may wait for the next envelope to its peer (see the header): a
+    DecisionAck, a step result's AckMsg, or a step's start told (RUNNING)."""
+    cls = msg.__class__
+    if cls is AckMsg:
+        return msg.msg_id[:1] == ("result",)
+    return cls is DecisionAck or cls is ResultMsg and msg.state is StepState.RUNNING
+
 
 _FAILED = (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError)
 
@@ -212,6 +251,10 @@ class GrpcTransport:
         self.spawn = spawn
         self.max_queued = MAX_QUEUED_MESSAGES
         self._held: dict[str, list[object]] = {}
+        # Messages nothing waits for, waiting for the next envelope to their peer, and
+        # each peer's one timer that sends them alone (RIDE_ALONG_S).
+        self._riding: dict[str, list[object]] = {}
+        self._ride_timers: dict[str, asyncio.TimerHandle] = {}
         self._senders: dict[str, PeerSender] = {}
         self.dropped: Counter[str] = Counter()  # messages dropped, by peer
         self.sent: Counter[str] = Counter()     # messages a peer took, by peer
@@ -224,21 +267,53 @@ class GrpcTransport:
         if dst == self.domain:
             self.post(Message(dst, msg))
             return
+        if rides_along(msg):
+            self._ride(dst, msg)
+            return
         if not self._held:  # the turn's first: hand them over once the turn is done
             asyncio.get_running_loop().call_soon(self._flush)
         self._held.setdefault(dst, []).append(msg)
 
+    def _ride(self, dst: str, msg: object) -> None:
+        """`msg`, which nothing waits for, waits for the next envelope to `dst` (see the
+        header)."""
+        sender = self._senders.get(dst)
+        if sender is not None and sender.queued:  # an envelope is out: the next one
+            sender.put([msg])
+            return
+        riding = self._riding.get(dst)
+        if riding is not None:
+            riding.append(msg)
+            return
+        self._riding[dst] = [msg]
+        self._ride_timers[dst] = asyncio.get_running_loop().call_later(
+            RIDE_ALONG_S, self._riders_due, dst)
+
+    def _riders_due(self, dst: str) -> None:
+        """Nothing else left for `dst` in time: what waited goes alone."""
+        self._ride_timers.pop(dst, None)
+        riding = self._riding.pop(dst, None)
+        if riding:
+            self._hand(dst, riding)
+
     def _flush(self) -> None:
         held, self._held = self._held, {}
         for dst, msgs in held.items():
-            sender = self._senders.get(dst)
-            if sender is None:
-                sender = PeerSender(self, dst)
-                if self.spawn(sender.run(), f"node-turn sender {dst}") is None:
-                    self.dropped[dst] += len(msgs)  # the engine is stopping
-                    continue
-                self._senders[dst] = sender
-            sender.put(msgs)
+            riding = self._riding.pop(dst, None)
+            if riding is not None:  # they ride along, first
+                self._ride_timers.pop(dst).cancel()
+                msgs = riding + msgs
+            self._hand(dst, msgs)
+
+    def _hand(self, dst: str, msgs: list[object]) -> None:
+        sender = self._senders.get(dst)
+        if sender is None:
+            sender = PeerSender(self, dst)
+            if self.spawn(sender.run(), f"node-turn sender {dst}") is None:
+                self.dropped[dst] += len(msgs)  # the engine is stopping
+                return
+            self._senders[dst] = sender
+        sender.put(msgs)
 
     # ---- one envelope --------------------------------------------------------------------
 

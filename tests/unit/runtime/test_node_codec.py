@@ -175,3 +175,29 @@ def test_a_timestamp_reads_as_a_plain_int():
         value = CODEC.decode(data)
         assert value == ns
         assert {type(v) for v in (value if isinstance(value, tuple) else (value,))} == {int}
+
+
+def test_a_lone_surrogate_round_trips_alone_and_with_a_wide_int():
+    """Strings are packed by the strict UTF-8 packer (fast), which refuses a str with no
+    UTF-8 encoding: such a str (a lone surrogate, which JSON text can carry) is still
+    carried as it is, in a tree with an int beyond 64 bits too, and encodes the same
+    each time."""
+    from fedorch.core.node.records import ResultMsg
+    from fedorch.core.workflow.progress import StepState
+
+    values = ["\ud800", ("a", "b\udfff"), {"\udc80": 1},
+              ResultMsg("w", "s", 1, StepState.FAILED, {"x": "\ud83d", "n": 2**70}, "\ud800")]
+    for value in values:
+        data = CODEC.encode(value)
+        same(CODEC.decode(data), value)
+        assert CODEC.encode(CODEC.decode(data)) == data
+
+
+@given(st.text(max_size=20))
+def test_a_str_packs_to_the_bytes_the_surrogate_passing_packer_gives(text):
+    """The strict packer and the surrogate-passing one give the same bytes for every
+    str that has a UTF-8 encoding: no row or message changes bytes with the packer."""
+    tree = ["t", text, [text, 1]]
+    assert CODEC.encode((text, [text, 1])) == msgpack.Packer(
+        unicode_errors="surrogatepass").pack(["t", text, ["l", text, 1]])
+    assert msgpack.packb(tree) == msgpack.Packer(unicode_errors="surrogatepass").pack(tree)

@@ -1,6 +1,8 @@
 """The node engine's Transport port (runtime/node_engine/transport.py): one signed
-envelope per turn and peer on one stream per peer, messages to itself posted back, an
-unreachable or failing peer's messages dropped and counted, a bounded queue per peer,
+envelope per turn and peer on one stream per peer, messages to itself posted back,
+acknowledgements riding on the next envelope to their peer (or alone after a short
+wait), an unreachable or failing peer's messages dropped and counted, a bounded queue
+per peer,
 and, over real gRPC on 127.0.0.1, one stream for many envelopes, a stream ended and
 opened again on time, and a peer reached again after it restarted."""
 
@@ -336,3 +338,156 @@ async def test_a_refused_envelope_ends_the_stream_and_the_next_opens_another():
     assert beta.transport.dropped == {"alpha": 2}  # the refused envelope's messages
     assert _numbers(engine.posted) == [3]
     assert beta.transport.streams == 2
+
+
+def result_ack(n: int, to: str) -> AckMsg:
+    """The acknowledgement of a step result, which may ride along (transport.py)."""
+    return AckMsg(("result", f"alpha.wf-{n}", "s", to))
+
+
+def _vote(n: int):
+    from fedorch.core.node.records import VoteMsg
+    return VoteMsg((f"alpha.wf-{n}", 0), "alpha", True, "")
+
+
+async def _envelopes_until(calls: list, called: asyncio.Event, count: int) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while len(calls) < count:
+            called.clear()
+            await called.wait()
+
+
+def _carried(envelope) -> list[object]:
+    body = open_evidence(envelope, TrustStore({"alpha": KEY.public_key()}),
+                         expect="node_turn")
+    return list(node_codec().decode(body.node_turn.messages))
+
+
+def _beta(calls: list, called: asyncio.Event, group: asyncio.TaskGroup,
+          tasks: list) -> GrpcTransport:
+    stub = Stub(calls, called)
+
+    def spawn(coro, name: str) -> asyncio.Task:
+        tasks.append(group.create_task(coro, name=name))
+        return tasks[-1]
+
+    return GrpcTransport("alpha", Signer("alpha", KEY), Clock(), node_codec(),
+                         lambda e: None, lambda p: "b:1", lambda e: stub, spawn)
+
+
+async def test_an_acknowledgement_rides_on_the_next_envelope_to_its_peer(monkeypatch):
+    """A step result's AckMsg or a DecisionAck is no envelope of its own: it waits, and
+    goes first in the next turn's envelope to its peer (one envelope, not two)."""
+    from fedorch.core.negotiation.messages import DecisionAck
+
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)  # never alone here
+    calls: list = []
+    called = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    async with asyncio.TaskGroup() as group:
+        transport = _beta(calls, called, group, tasks)
+        transport.send("beta", result_ack(1, "beta"))  # a turn of acknowledgements
+        transport.send("beta", DecisionAck(("alpha.wf-2", 0), "alpha"))
+        assert not tasks and not transport._held  # nothing handed to a sender
+        transport.send("beta", _vote(3))  # the next turn sends something to beta
+        await _envelopes_until(calls, called, 1)
+        for task in tasks:
+            task.cancel()
+    assert [type(m).__name__ for m in _carried(calls[0])] == [
+        "AckMsg", "DecisionAck", "VoteMsg"]
+    assert len(calls) == 1 and transport.envelopes == 1
+    assert not transport._ride_timers  # its timer went with them
+
+
+async def test_acknowledgements_with_nothing_to_ride_on_go_alone_in_one_envelope(
+        monkeypatch):
+    """Nothing else for the peer within RIDE_ALONG_S: the acknowledgements go alone, all
+    in one envelope (one timer per peer, not one per acknowledgement)."""
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 0.01)
+    calls: list = []
+    called = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    async with asyncio.TaskGroup() as group:
+        transport = _beta(calls, called, group, tasks)
+        for n in range(3):
+            transport.send("beta", result_ack(n, "beta"))
+        assert len(transport._ride_timers) == 1
+        await _envelopes_until(calls, called, 1)
+        for task in tasks:
+            task.cancel()
+    assert [m.msg_id[1] for m in _carried(calls[0])] == [f"alpha.wf-{n}" for n in range(3)]
+    assert transport.envelopes == 1 and not transport._riding and not transport._ride_timers
+
+
+async def test_an_acknowledgement_joins_a_sender_that_holds_messages_at_once():
+    """A sender holding messages (its envelope out) takes an acknowledgement into its
+    next envelope at once: no wait, no timer."""
+    transport = GrpcTransport("alpha", Signer("alpha", KEY), Clock(), node_codec(),
+                              lambda e: None, lambda p: "b:1", lambda e: None,
+                              lambda coro, name: None)
+    sender = transport._senders["beta"] = PeerSender(transport, "beta")
+    sender.put([_vote(1)])
+    transport.send("beta", result_ack(2, "beta"))
+    assert sender.queued == 2 and not transport._riding and not transport._ride_timers
+
+
+def test_only_messages_nothing_waits_for_ride_along():
+    """The end of a workflow is made once its participants acknowledged it told, and a
+    placement's, a saga's and a compensation's acknowledgements move their flows on:
+    those leave with their turn, as a step's result does. A DecisionAck, a result's
+    AckMsg and a step's start told (RUNNING, best effort, for status only) may wait."""
+    from fedorch.core.negotiation.messages import DecisionAck
+    from fedorch.core.node.records import ResultMsg
+    from fedorch.core.workflow.progress import StepState
+    from fedorch.runtime.node_engine.transport import rides_along
+
+    assert rides_along(DecisionAck(("alpha.wf-1", 0), "beta"))
+    assert rides_along(result_ack(1, "alpha"))
+    assert rides_along(ResultMsg("alpha.wf-1", "s", 1, StepState.RUNNING, {}, ""))
+    for state in (StepState.SUCCEEDED, StepState.FAILED):
+        assert not rides_along(ResultMsg("alpha.wf-1", "s", 1, state, {}, ""))
+    for msg_id in (("final", "alpha.wf-1", "beta"), ("saga", "alpha.wf-1", "beta"),
+                   ("placed", "alpha.wf-1", "s", 1, "beta"),
+                   ("compensated", "alpha.wf-1", "s", 1, "beta")):
+        assert not rides_along(AckMsg(msg_id))
+    assert not rides_along(_vote(1))
+
+
+async def test_an_end_acknowledgement_leaves_with_its_turn(monkeypatch):
+    """The acknowledgement of a told end is on the workflow's way to its end: it is
+    handed to its peer's sender with its turn, no timer."""
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)
+    calls: list = []
+    called = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    async with asyncio.TaskGroup() as group:
+        transport = _beta(calls, called, group, tasks)
+        transport.send("beta", ack(1, "beta"))
+        assert not transport._ride_timers
+        await _envelopes_until(calls, called, 1)
+        for task in tasks:
+            task.cancel()
+    assert [m.msg_id for m in _carried(calls[0])] == [ack(1, "beta").msg_id]
+
+
+async def test_a_steps_start_told_rides_first_on_its_result(monkeypatch):
+    """A quick step's start (RUNNING) and its result go in one envelope, the start
+    first: the coordinator never takes a start after the step's result."""
+    from fedorch.core.node.records import ResultMsg
+    from fedorch.core.workflow.progress import StepState
+
+    monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)
+    calls: list = []
+    called = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    async with asyncio.TaskGroup() as group:
+        transport = _beta(calls, called, group, tasks)
+        transport.send("beta", ResultMsg("beta.wf-1", "s", 1, StepState.RUNNING, {}, ""))
+        transport._flush()  # the turn's end: the start alone waits
+        assert not tasks
+        transport.send("beta", ResultMsg("beta.wf-1", "s", 1, StepState.SUCCEEDED, {}, ""))
+        await _envelopes_until(calls, called, 1)
+        for task in tasks:
+            task.cancel()
+    assert [m.state for m in _carried(calls[0])] == [StepState.RUNNING,
+                                                     StepState.SUCCEEDED]
