@@ -76,9 +76,12 @@ class PlacedHere:
         on record follow (this Node's own only once their COMMIT is learned here)."""
         n = self.n
         p = n.progress[wf]
-        for h in n.participant.holds():
-            info = n.state.info.get(h.key)
-            if h.workflow_id == wf and h.state is HoldState.PREPARED \
+        # Only `wf`'s holds (the participant's index): a scan of every hold made this
+        # cost grow with the workflows in flight, at each one resumed.
+        for key in n.participant.keys_of(wf):
+            h = n.participant.hold(key)
+            info = n.state.info.get(key)
+            if h is not None and h.state is HoldState.PREPARED \
                     and info is not None and info.lost:
                 # Our YES of another re-placement round, in doubt: the whole placement
                 # this progress was built from (a later round's, committed here first)
@@ -289,9 +292,12 @@ class PlacedHere:
     def ended(self, now: float, wf: str) -> None:
         """`wf` ended here: a re-placement round's YES, undecided, is released."""
         n = self.n
-        for h in n.participant.holds():
-            info = n.state.info.get(h.key)
-            if h.workflow_id == wf and h.state is HoldState.PREPARED \
+        # Only `wf`'s holds (the participant's index): a scan of every hold made this
+        # cost grow with the workflows in flight, at each one resumed.
+        for key in n.participant.keys_of(wf):
+            h = n.participant.hold(key)
+            info = n.state.info.get(key)
+            if h is not None and h.state is HoldState.PREPARED \
                     and info is not None and info.lost:
                 # A re-placement round's YES here, undecided: the workflow is over, so
                 # its coordinator makes nothing run under it; the slots go now (a COMMIT
