@@ -125,7 +125,11 @@ class Coordinator:
         prepare_timeout_s: float,
         consensus: ConsensusOptions | None = None,
         first_round: int = 1,
+        me: str = "",
     ) -> None:
+        """`me`: this coordinator's domain in classic mode (consensus mode takes it from
+        ConsensusOptions); with it, `tx()` names a classic round too (no acceptors) and
+        the answers to queries name their sender. Without it (the shells), neither."""
         if max_rounds < 1 or first_round < 1:
             raise LocalProtocolError("max_rounds must be at least 1")
         self.workflow_id = workflow_id
@@ -138,6 +142,7 @@ class Coordinator:
         self._max_rounds = first_round - 1 + max_rounds
         self._timeout = prepare_timeout_s
         self._consensus = consensus
+        self._me = consensus.me if consensus is not None else me
         self._excluded: dict[str, set[str]] = {}
         self._round: RoundState | None = None
         self._aborted_rounds: dict[int, set[str]] = {}  # round -> domains told ABORT
@@ -179,11 +184,12 @@ class Coordinator:
         return self._decided.get(round)
 
     def tx(self) -> TxInfo | None:
-        """The current round as a transaction (consensus mode)."""
+        """The current round as a transaction: consensus mode, or classic mode given `me`
+        (then with no acceptors: its decision is this coordinator's alone)."""
         rnd = self._round
-        if rnd is None or self._consensus is None:
+        if rnd is None or not self._me:
             return None
-        return TxInfo(self.workflow_id, rnd.number, self._consensus.me,
+        return TxInfo(self.workflow_id, rnd.number, self._me,
                       tuple(rnd.participants()), rnd.acceptors)
 
     def collectable(self) -> list[Key]:
@@ -346,7 +352,7 @@ class Coordinator:
 
     def _on_query(self, now: float, round_: object) -> DecisionAnswer:
         assert isinstance(round_, int)
-        me = self._consensus.me if self._consensus else ""
+        me = self._me
         key = (self.workflow_id, round_)
         if round_ < 1 or round_ > self.round:
             raise RemoteProtocolError(f"{self.workflow_id} has no round {round_}")

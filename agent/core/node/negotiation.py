@@ -142,7 +142,7 @@ class Negotiation:
         core = Coordinator(s.workflow_id, placer=n.placer(s.spec, s.placement),
                            max_rounds=n.t.max_rounds,
                            prepare_timeout_s=n.t.prepare_timeout_s,
-                           consensus=n.consensus())
+                           consensus=None if n.t.classic else n.consensus(), me=n.name)
         n.coordinators[s.workflow_id] = core
         core.start(now)
         self.run(now, core.next_actions(), core)
@@ -172,10 +172,14 @@ class Negotiation:
                 d.cells.get((wf, row.round)), d.records.get((wf, row.round)),
                 row.committed, row.finished, ballot=d.ballots.get((wf, row.round)),
                 refusals=tuple(Refusal(*r) for r in d.refusals.get(wf, ())))
+            # The mode its rounds were run in (a classic round has no acceptors), not
+            # the config's now: a restart is no time to change a round's rules.
+            classic = not row.acceptors if row.round else n.t.classic
             core = Coordinator.restore(wf, record, now=now, placer=n.placer(row.info.spec),
                                        max_rounds=n.t.max_rounds,
                                        prepare_timeout_s=n.t.prepare_timeout_s,
-                                       consensus=n.consensus())
+                                       consensus=None if classic else n.consensus(),
+                                       me=n.name)
             n.coordinators[wf] = core
             n.stats[f"coordinator restored {core.phase.value}"] += 1
             self.run(now, core.next_actions(), core)
