@@ -42,7 +42,7 @@ DOMAINS = {
         "engine": "node",
         "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
         # The node engine runs Paxos Commit only, whatever FEDORCH_TEST_COMMIT says.
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+        "negotiation": {**TEST_TIMINGS["negotiation"]},
         "capabilities": [
             {"name": "test.echo", "capacity": 8,
              "executor": {"type": "builtin", "name": "echo"}},

@@ -50,6 +50,8 @@ def restore(
     prepare_timeout_s: float,
     consensus: ConsensusOptions | None = None,
     me: str = "",
+    resend_s: float | None = None,
+    decision_resend_s: float | None = None,
 ) -> CoordinatorT:
     """Rebuild a coordinator from its log and finish what the log says.
 
@@ -61,7 +63,7 @@ def restore(
     """
     core = cls(workflow_id, placer=placer, max_rounds=max_rounds,
                prepare_timeout_s=prepare_timeout_s, consensus=consensus,
-               me=me)
+               me=me, resend_s=resend_s, decision_resend_s=decision_resend_s)
     core._restored = True
     presumed = "coordinator restarted before deciding: presumed abort"
     if record is None or record.round < 1:

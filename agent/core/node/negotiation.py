@@ -142,7 +142,8 @@ class Negotiation:
         core = Coordinator(s.workflow_id, placer=n.placer(s.spec, s.placement),
                            max_rounds=n.t.max_rounds,
                            prepare_timeout_s=n.t.prepare_timeout_s,
-                           consensus=None if n.t.classic else n.consensus(), me=n.name)
+                           consensus=None if n.t.classic else n.consensus(), me=n.name,
+                           resend_s=n.t.resend_s, decision_resend_s=n.t.decision_resend_s)
         n.coordinators[s.workflow_id] = core
         core.start(now)
         self.run(now, core.next_actions(), core)
@@ -179,7 +180,8 @@ class Negotiation:
                                        max_rounds=n.t.max_rounds,
                                        prepare_timeout_s=n.t.prepare_timeout_s,
                                        consensus=None if classic else n.consensus(),
-                                       me=n.name)
+                                       me=n.name, resend_s=n.t.resend_s,
+                                       decision_resend_s=n.t.decision_resend_s)
             n.coordinators[wf] = core
             n.stats[f"coordinator restored {core.phase.value}"] += 1
             self.run(now, core.next_actions(), core)
@@ -355,6 +357,7 @@ class Negotiation:
             if kind is Send:
                 n.send(a.to, a.msg)
                 if type(a.msg) is DecisionQuery:  # in doubt on a re-placement round?
+                    n.stats["in-doubt query"] += 1
                     n.replacement.handover.asked(a.msg.key, a.to)
             elif kind is PersistAcceptor:
                 n.point("PersistAcceptor")

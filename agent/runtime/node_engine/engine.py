@@ -318,7 +318,8 @@ class NodeAgent:
         a.on_members_change.append(self._members_changed)
         # The counters both engines serve under one name come from the Node here: the
         # shells' own (never moved on this engine) leave the registry first.
-        for shells_own in (a.metrics.collected_decisions, a.metrics.compacted):
+        for shells_own in (a.metrics.collected_decisions, a.metrics.compacted,
+                           a.metrics.in_doubt_queries):
             a.metrics.registry.unregister(shells_own)
         a.metrics.registry.register(NodeEngineCollector(self))
         # The shells' gauge, read from the Node: its end notices still unacknowledged

@@ -18,7 +18,7 @@ from fedorch.core.negotiation.messages import (
     Promise,
 )
 from fedorch.core.negotiation.termination import DoubtState
-from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit
+from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.records import ClaimMsg, PrepareMsg, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -155,39 +155,63 @@ def test_a_restarted_coordinator_presumes_abort_and_releases_the_participants() 
     assert fed.sent_everywhere(PAXOS_KINDS) == []
 
 
-def test_a_participant_learns_a_lost_commit_from_the_coordinators_log_after_its_restart(
-) -> None:
+def run_dropping(fed: Federation, end: float, lost) -> None:
+    """Every deadline up to `end`, what `lost(src, dst, msg)` says dropped on the way,
+    and no step attempt ending (what is on the network first)."""
+    while True:
+        for _ in range(50):
+            fed.net = [m for m in fed.net if not isinstance(m[2], StepEnded)
+                       and not lost(*m)]
+            if not fed.net:
+                break
+            batch, fed.net = fed.net, []
+            for src, dst, msg in batch:
+                if src not in fed.silent and dst not in fed.silent:
+                    fed.step(dst, Message(src, msg))
+        due = [(t, n) for n in fed.names if n not in fed.silent
+               and (t := fed.nodes[n].get_timer()) is not None and t <= end]
+        if not due:
+            fed.now = max(fed.now, end)
+            return
+        at, name = min(due)
+        fed.now = max(fed.now, at)
+        fed.step(name, Tick())
+
+
+def commit_lost_to_d2(src: str, dst: str, msg: object) -> bool:
+    return type(msg) is Decision and dst == "d2"
+
+
+def test_a_commit_not_acknowledged_is_sent_again() -> None:
     fed = Federation()
     submit(fed)
-    lost = lambda src, dst, msg: type(msg) is Decision and dst == "d2"  # noqa: E731
-    for _ in range(50):  # the COMMIT to d2 is lost; no step attempt ends
-        fed.net = [m for m in fed.net if not isinstance(m[2], StepEnded) and not lost(*m)]
-        if not fed.net:
-            break
-        batch, fed.net = fed.net, []
-        for src, dst, msg in batch:
-            fed.step(dst, Message(src, msg))
+    run_dropping(fed, fed.now, commit_lost_to_d2)  # the first COMMIT to d2 is lost
     assert fed.disks["d1"].learned[(WF, 1)].commit
     assert (WF, 1) not in fed.disks["d2"].learned
-    fed.restore("d0")  # its COMMIT record, unacknowledged by d2, is kept
-    fed.net = []
-    fed.run_until(LEASE_S + 0.1)
-    assert [to for to, _ in fed.sent_by("d2", DecisionQuery)] == ["d0"]
+    sent_before = len(fed.sent_by("d0", Decision))
+    run_dropping(fed, fed.now + CLASSIC.decision_resend_s + 0.01, lambda *m: False)
+    again = fed.sent_by("d0", Decision)[sent_before:]
+    assert [to for to, m in again if m.value.commit] == ["d2"]  # d1 acknowledged it
     assert fed.disks["d2"].learned[(WF, 1)].commit
+    assert fed.sent_by("d2", DecisionQuery) == []  # told before its lease passed
+
+
+def test_an_in_doubt_participant_learns_the_commit_from_the_coordinators_log() -> None:
+    fed = Federation()
+    submit(fed)
+    run_dropping(fed, LEASE_S - 0.1, commit_lost_to_d2)  # every COMMIT to d2 lost
+    assert (WF, 1) not in fed.disks["d2"].learned
+    fed.restore("d0")  # its COMMIT record, unacknowledged by d2, is kept
+    run_dropping(fed, LEASE_S + 0.1, commit_lost_to_d2)
+    assert [to for to, _ in fed.sent_by("d2", DecisionQuery)] == ["d0"]
+    assert fed.disks["d2"].learned[(WF, 1)].commit  # from the answer to its query
     assert WF in fed.disks["d2"].committed
 
 
 def test_with_the_coordinator_dead_an_in_doubt_participant_asks_the_others() -> None:
     fed = Federation()
     submit(fed)
-    lost = lambda src, dst, msg: type(msg) is Decision and dst == "d2"  # noqa: E731
-    for _ in range(50):
-        fed.net = [m for m in fed.net if not isinstance(m[2], StepEnded) and not lost(*m)]
-        if not fed.net:
-            break
-        batch, fed.net = fed.net, []
-        for src, dst, msg in batch:
-            fed.step(dst, Message(src, msg))
+    run_dropping(fed, fed.now, commit_lost_to_d2)
     fed.silent.add("d0")
     fed.step("d2", MemberState("d0", "DEAD"))
     asked = sorted(to for to, _ in fed.sent_by("d2", DecisionQuery))
