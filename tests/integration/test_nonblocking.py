@@ -259,17 +259,17 @@ async def _everyone_voted_yes_unread(fed: Federation) -> str:
     for _ in range(3):
         fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
-        await wait_for(lambda: fed.prepared("p1", wid), 20, "p1 to vote YES")
+        await wait_for(lambda wid=wid: fed.prepared("p1", wid), 20, "p1 to vote YES")
         fed.signal("c", signal.SIGSTOP)
         fed.signal("p2", signal.SIGCONT)
         try:
-            await wait_for(lambda: fed.prepared("p2", wid), 20, "p2 to vote YES")
+            await wait_for(lambda wid=wid: fed.prepared("p2", wid), 20, "p2 to vote YES")
         except AssertionError:
             fed.signal("c", signal.SIGCONT)  # p2 never had the PREPARE: c ends it
             await fed.wait_state("c", wid, deadline_s=2 * PREPARE_TIMEOUT_S + 20)
             continue
         # An answer from p2's loop comes from a later turn than its vote's send.
-        await wait_for(lambda: fed.answers_after("p2", wid), 20, "p2 to answer")
+        await wait_for(lambda wid=wid: fed.answers_after("p2", wid), 20, "p2 to answer")
         return wid
     raise AssertionError("p2 never had its PREPARE in 3 attempts")
 
