@@ -410,7 +410,8 @@ class Checker:
         for wf, coord in sim.workflows.items():
             round_ = self.committed(wf)
             tx = self.txs.get((wf, round_)) if round_ is not None else None
-            if coord not in sim.dead_forever or tx is None:
+            if coord not in sim.dead_forever or tx is None \
+                    or self._blocked_2pc(sim, tx.key):  # nobody knows it committed
                 continue
             # The takeover electorate: the round's acceptors (Paxos Commit), else these.
             # An extra acceptor that never heard of the round (its Accept was lost, the
