@@ -356,9 +356,9 @@ class Negotiation:
             kind = type(a)
             if kind is Send:
                 n.send(a.to, a.msg)
-                if type(a.msg) is DecisionQuery:  # in doubt on a re-placement round?
-                    n.stats["in-doubt query"] += 1
-                    n.replacement.handover.asked(a.msg.key, a.to)
+                if type(a.msg) is DecisionQuery:
+                    n.stats["in-doubt query"] += 1  # fedorch_in_doubt_queries_total
+                    n.replacement.handover.asked(a.msg.key, a.to)  # a re-placement round?
             elif kind is PersistAcceptor:
                 n.point("PersistAcceptor")
                 n.state.acceptor[a.key] = a.record
