@@ -107,6 +107,7 @@ from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
+from fedorch.core.workflow.takeover_events import majority
 
 
 class Replacements:
@@ -431,9 +432,11 @@ class Replacements:
         if waiting or (others and not acked & others):
             return
         electorate = set(n.takeover.electorate_of(wf) or ())
-        if 2 * len(({n.name} | acked) & electorate) <= len(electorate):
-            # Not yet held by a majority of the electorate: a successor's majority must
-            # meet one whose grant carries it (restart_check.py).
+        if not electorate or len(electorate - {n.name} - acked) >= majority(electorate):
+            # Not yet held by enough of the electorate to meet every majority of it: a
+            # successor's majority must meet one whose grant carries it
+            # (restart_check.py). One fewer than a majority for an even electorate (a
+            # classic 2PC workflow on two domains: the original alone).
             return
         domain, value = told
         if value is not None and self.handover.later_holder(wf):
