@@ -30,12 +30,15 @@ coordinator is down decides on what it knows, so a new placement must be known b
 it can run: the COMMIT goes to the new domain only once every domain of the workflow
 and every member of its electorate the view does not say is gone (and at least one),
 the new domain included, acknowledged the PlacedMsg, and those with this coordinator
-are a majority of the electorate. Every live one: a member not told would keep
+meet every majority of the electorate (n - m + 1 of its n members, m the majority: a
+majority when n is odd, one fewer when it is even, so a classic 2PC workflow on two
+domains, its electorate those two, is placed again by its original alone once the
+other is gone: 2PC takeover soak seeds 5500337, 5501408). Every live one: a member not told would keep
 reporting to the lost domain; a domain that joins the workflow meanwhile (a later
-round's new domain) is told it too, or that COMMIT would wait for it for ever. A majority too: the lost domain, back while this
+round's new domain) is told it too, or that COMMIT would wait for it for ever. Enough to meet every majority too: the lost domain, back while this
 coordinator is down, may be elected by members that were gone when the placement was
-told (takeover soak seed 1700761); a grant carries the granter's placements, so a
-successor elected by a majority knows every placement whose COMMIT left, and a
+told (takeover soak seed 1700761); a grant carries the granter's placements, and a
+successor's majority holds a member that was told, so a successor elected knows every placement whose COMMIT left, and a
 restarted lost domain, which asks the coordinator it follows before it starts
 anything (restart_check.py), learns its placement is over. A grant is a promise: a
 member that granted (or follows) a later epoch acknowledges no placement told in an
