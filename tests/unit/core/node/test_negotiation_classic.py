@@ -249,3 +249,15 @@ def test_one_participant_and_a_dead_coordinator_are_no_majority() -> None:
     no_step_ends(fed)
     fed.run_until(30.0)
     assert fed.evidence.acting == {}  # the electorate of two waits for its coordinator
+
+
+def test_a_prepare_lost_on_the_way_is_sent_again_before_the_deadline() -> None:
+    fed = Federation()
+    submit(fed)
+    fed.net = [m for m in fed.net if not (type(m[2]) is PrepareMsg and m[1] == "d2")]
+    no_step_ends(fed)
+    assert fed.nodes["d2"].participant.status((WF, 1)) is None  # its PREPARE was lost
+    run_dropping(fed, fed.now + CLASSIC.resend_s + 0.01, lambda *m: False)
+    to_d2 = [m for to, m in fed.sent_by("d0", PrepareMsg) if to == "d2"]
+    assert len(to_d2) == 2 and to_d2[0].tx == to_d2[1].tx
+    assert fed.disks["d1"].learned[(WF, 1)].commit  # the round committed, in time
