@@ -34,8 +34,8 @@ TERMINAL = TERMINAL_NAMES
 # classic two-phase commit; the default is the daemon's, Paxos Commit).
 COMMIT = os.environ.get("FEDORCH_TEST_COMMIT", "paxos")
 # The engine the federations run where a test names none (FEDORCH_TEST_ENGINE=node runs
-# the suite on the node engine, except configs with classic 2PC, which it does not run;
-# unset: the daemon's default).
+# the suite on the node engine, classic 2PC configs included; unset: the daemon's
+# default).
 ENGINE = os.environ.get("FEDORCH_TEST_ENGINE", "")
 # Fast timings so that tests about liveness and leases finish quickly.
 TEST_TIMINGS = {
@@ -47,25 +47,21 @@ TEST_TIMINGS = {
 
 
 def with_test_engine(domains: dict[str, dict]) -> dict[str, dict]:
-    """`domains` with FEDORCH_TEST_ENGINE as the engine of each config that names none
-    and runs Paxos Commit (a body's `negotiation` replaces the test timings' whole)."""
+    """`domains` with FEDORCH_TEST_ENGINE as the engine of each config that names none,
+    whatever its commit protocol."""
     if not ENGINE:
         return domains
-    def commit(body: dict) -> str:
-        if "negotiation" in body:
-            return body["negotiation"].get("commit", "paxos")
-        return COMMIT
-    return {name: body if "engine" in body or commit(body) == "2pc"
-            else {**body, "engine": ENGINE}
+    return {name: body if "engine" in body else {**body, "engine": ENGINE}
             for name, body in domains.items()}
 
 
 def node_engine_domains(names: tuple[str, ...], capabilities, *,
                         takeover_after_s: float = 3) -> dict[str, dict]:
     """Configs of `engine: node` agents with coordinator takeover after
-    `takeover_after_s` and Paxos Commit; `capabilities(name)`: what each offers."""
+    `takeover_after_s` and the suite's commit protocol (FEDORCH_TEST_COMMIT: Paxos
+    Commit unless it says 2pc); `capabilities(name)`: what each offers."""
     return {name: {"engine": "node", "gossip": {"profile": "local"},
-                   "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
+                   "negotiation": {**TEST_TIMINGS["negotiation"],
                                    "takeover_after_s": takeover_after_s},
                    "capabilities": capabilities(name)}
             for name in names}
@@ -158,7 +154,11 @@ class Federation(RealNet):
         os.kill(self.procs[name].pid, sig)
 
     async def prepared(self, name: str, workflow_id: str) -> bool:
-        """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote)."""
+        """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote),
+        either engine (the node engine's holds in node.db)."""
+        if self.on_node_engine(name):
+            return [h.state.value for (wf, _), h in self.node_table(name, "holds").items()
+                    if wf == workflow_id] == ["prepared"]
         return self.rows(name, "SELECT state FROM reservations WHERE workflow_id=?",
                          (workflow_id,)) == [("prepared",)]
 

@@ -41,8 +41,8 @@ DOMAINS = {
     name: {
         "engine": "node",
         "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
-        # The node engine runs Paxos Commit only, whatever FEDORCH_TEST_COMMIT says.
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+        # The suite's commit protocol (FEDORCH_TEST_COMMIT), as every federation's.
+        "negotiation": {**TEST_TIMINGS["negotiation"]},
         "capabilities": [
             {"name": "test.echo", "capacity": 8,
              "executor": {"type": "builtin", "name": "echo"}},
@@ -201,12 +201,19 @@ async def test_coordinator_killed_after_commit_finishes_after_restart(fed, tmp_p
         assert runs[step].read_text() == "start\ndone\n", step
 
 
-def test_engine_node_with_classic_two_phase_commit_exits_2_before_any_file(tmp_path):
-    result = _run_agent(_config(tmp_path, engine="node", negotiation={"commit": "2pc"}))
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedorch: error: engine node"), lines
-    assert not (tmp_path / "data").exists()
+async def test_engine_node_with_classic_two_phase_commit_runs_classic_rounds(tmp_path):
+    """`negotiation.commit: 2pc` (once refused at start-up): the rounds name no acceptor
+    and the workflow runs to its end, the certificate's record collected."""
+    classic = {n: {**DOMAINS[n], "negotiation": {**DOMAINS[n]["negotiation"],
+                                                  "commit": "2pc"}} for n in NAMES}
+    async with started_federation(tmp_path, classic) as fed:
+        wid = await fed.submit("n1", _chain("test.echo"))
+        status = await fed.wait_state("n1", wid, deadline_s=30)
+        assert state_name(status) == "SUCCEEDED", status
+        assert fed.node_table("n1", "rows")[wid].acceptors == ()
+        for n in NAMES:
+            assert fed.node_table(n, "electorates").get(wid, ()) == ()
+            assert not any(w == wid for w, _ in fed.node_table(n, "acceptor"))
 
 
 class _NodeTlsFederation(TlsFederation):

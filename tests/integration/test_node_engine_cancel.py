@@ -51,7 +51,7 @@ DOMAINS = {
         "engine": "node",
         # A long suspicion: a killed agent is not declared DEAD while it is away.
         "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+        "negotiation": {**TEST_TIMINGS["negotiation"]},
         "capabilities": [*ECHO, *NAPS],
     }
     for name in NAMES

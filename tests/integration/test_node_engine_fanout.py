@@ -32,7 +32,7 @@ DOMAINS = {
     name: {
         "engine": "node",
         # The node engine runs Paxos Commit only, whatever FEDORCH_TEST_COMMIT says.
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+        "negotiation": {**TEST_TIMINGS["negotiation"]},
         "labels": {"tier": "prod"},
         "capabilities": [{"name": "app.deploy", "capacity": 2, "executor": {
             "type": "command", "argv": [sys.executable, str(ROLLOUT)]}}],

@@ -26,7 +26,7 @@ from tests.integration.test_takeover import WORK
 pytestmark = pytest.mark.integration
 
 NODE = {"engine": "node", "gossip": {"profile": "local"},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
+        "negotiation": {**TEST_TIMINGS["negotiation"],
                         "step_lease_s": LEASE_S}}
 DOMAINS = {
     "coord": NODE,

@@ -44,7 +44,7 @@ def _domains(clients) -> dict[str, dict]:
     domains = {name: {"engine": "node",
                       "gossip": {"profile": "local"},
                       # The node engine runs Paxos Commit only.
-                      "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+                      "negotiation": {**TEST_TIMINGS["negotiation"]},
                       "capabilities": [ECHO], **known}
                for name in NAMES}
     domains["n2"]["policy"] = {"accept_from": ["n3", {"domain": "n1", "principals": ["alice"]}]}

@@ -36,7 +36,7 @@ DOMAINS = {
         "engine": "node",
         "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
         # The node engine runs Paxos Commit only, whatever FEDORCH_TEST_COMMIT says.
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"},
+        "negotiation": {**TEST_TIMINGS["negotiation"]},
     }
     for name, config in SHELL_DOMAINS.items()
 }
@@ -101,7 +101,7 @@ TAKEOVER_DOMAINS = {
     name: {
         "engine": "node",
         "gossip": {"profile": "local"},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos",
+        "negotiation": {**TEST_TIMINGS["negotiation"],
                         "takeover_after_s": 3},
         "capabilities": {
             "coord": [],

@@ -32,7 +32,7 @@ NAP = pathlib.Path(__file__).parent / "steps" / "nap.py"
 # A long suspicion keeps the worker from being declared DEAD while it restarts (these
 # tests are about the restart, not about the loss of a domain).
 NODE = {"engine": "node", "gossip": {"profile": "local", "tuning": {"suspicion_alpha": 60}},
-        "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"}}
+        "negotiation": {**TEST_TIMINGS["negotiation"]}}
 DOMAINS = {
     "home": {**NODE, "capabilities": [
         {"name": "test.echo", "capacity": 2, "executor": {"type": "builtin", "name": "echo"}},

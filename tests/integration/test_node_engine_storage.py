@@ -32,7 +32,7 @@ from tests.integration.test_storage_faults import (
 
 pytestmark = pytest.mark.integration
 
-NODE = {"engine": "node", "negotiation": {**TEST_TIMINGS["negotiation"], "commit": "paxos"}}
+NODE = {"engine": "node", "negotiation": {**TEST_TIMINGS["negotiation"]}}
 
 
 # ---- start-up: only the node.db this agent wrote -----------------------------------------

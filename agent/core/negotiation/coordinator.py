@@ -17,6 +17,10 @@ commit certificate. Any NO, or a missing vote at the timeout, makes it ABORT
 refusers are excluded for the steps they were asked and the workflow is placed
 again, up to `max_rounds`; then the workflow is ABORTED, its reason listing
 every refusal. This blocks while the coordinator is down after all YES votes.
+Given `resend_s` (a transport that drops what a peer does not take: the Node's), a
+PREPARE goes again to the participants that have not voted and, once COMMITTED, the
+COMMIT to those that have not acknowledged it; the shells' calls retry, so theirs is
+None: nothing is resent. Given `me`, `tx()` names a classic round (no acceptors).
 
 Consensus mode (Paxos Commit, non-blocking): each PREPARE carries the round's
 acceptors: the coordinator and participants up to `max_acceptors` (in an order
@@ -51,6 +55,7 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                         -> COMMITTED   classic: all YES
                         -> DECIDING    consensus: all YES, Accept(0, COMMIT)
     (PREPARING, timer)  -> PREPARING   deadline: silent domains refused; resend
+                                       (consensus mode, or classic with resend_s)
     (PREPARING, cancel) -> ABORTED     ABORT the round
     (PREPARING, lost)   -> PREPARING   a silent participant DEAD (or LEFT): refused
                                        now, not at the deadline; ABORT, next round
@@ -62,7 +67,8 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
     (COMMITTED, ack)    -> COMMITTED   count; every participant: collectable
     (COMMITTED, timer)  -> COMMITTED   send COMMIT to the unacknowledged (consensus
                                        mode: first after commit_notice_s, since each
-                                       learns it from the acceptors), then resend
+                                       learns it from the acceptors; classic with
+                                       resend_s: after decision_resend_s), then resend
     (any,       query)  -> same        answer from the log (presumed abort)
     (later,     vote)   -> same        late YES of an aborted round: its ABORT again
     (other,     lost)   -> same        a YES given stands: COMMIT only from every YES
@@ -125,7 +131,17 @@ class Coordinator:
         prepare_timeout_s: float,
         consensus: ConsensusOptions | None = None,
         first_round: int = 1,
+        me: str = "",
+        resend_s: float | None = None,
+        decision_resend_s: float | None = None,
     ) -> None:
+        """`me`: this coordinator's domain in classic mode (consensus mode takes it from
+        ConsensusOptions); with it, `tx()` names a classic round too (no acceptors) and
+        the answers to queries name their sender. Without it (the shells), neither.
+        `resend_s`, `decision_resend_s`: classic mode's resends, for a transport that
+        drops what a peer does not take (the Node's): a PREPARE to a participant that
+        has not voted, a COMMIT to one that has not acknowledged it. None: never (the
+        shells' calls retry)."""
         if max_rounds < 1 or first_round < 1:
             raise LocalProtocolError("max_rounds must be at least 1")
         self.workflow_id = workflow_id
@@ -138,6 +154,9 @@ class Coordinator:
         self._max_rounds = first_round - 1 + max_rounds
         self._timeout = prepare_timeout_s
         self._consensus = consensus
+        self._me = consensus.me if consensus is not None else me
+        self._resend_s = consensus.resend_s if consensus is not None else resend_s
+        self._decision_resend_s = decision_resend_s or resend_s
         self._excluded: dict[str, set[str]] = {}
         self._round: RoundState | None = None
         self._aborted_rounds: dict[int, set[str]] = {}  # round -> domains told ABORT
@@ -159,10 +178,11 @@ class Coordinator:
         if rnd is None:
             return None
         if self.phase is Phase.PREPARING:
-            return min(rnd.deadline, rnd.next_resend) if self._consensus else rnd.deadline
+            return rnd.deadline if self._resend_s is None \
+                else min(rnd.deadline, rnd.next_resend)
         if self.phase is Phase.DECIDING and self._proposer is not None:
             return self._proposer.get_timer()
-        if self.phase is Phase.COMMITTED and self._consensus and self._unacked():
+        if self.phase is Phase.COMMITTED and self._resend_s is not None and self._unacked():
             return rnd.next_resend
         return None
 
@@ -179,11 +199,12 @@ class Coordinator:
         return self._decided.get(round)
 
     def tx(self) -> TxInfo | None:
-        """The current round as a transaction (consensus mode)."""
+        """The current round as a transaction: consensus mode, or classic mode given `me`
+        (then with no acceptors: its decision is this coordinator's alone)."""
         rnd = self._round
-        if rnd is None or self._consensus is None:
+        if rnd is None or not self._me:
             return None
-        return TxInfo(self.workflow_id, rnd.number, self._consensus.me,
+        return TxInfo(self.workflow_id, rnd.number, self._me,
                       tuple(rnd.participants()), rnd.acceptors)
 
     def collectable(self) -> list[Key]:
@@ -285,8 +306,8 @@ class Coordinator:
         assert current is not None
         if now >= current.deadline:
             self._fail_round(now, current, timed_out=True)
-        elif self._consensus is not None and now >= current.next_resend:
-            current.next_resend = now + self._consensus.resend_s
+        elif self._resend_s is not None and now >= current.next_resend:
+            current.next_resend = now + self._resend_s
             for domain, steps in current.participants().items():
                 if domain not in current.votes:
                     self._outbox.append(SendPrepare(domain, current.number, steps,
@@ -338,15 +359,20 @@ class Coordinator:
 
     def _on_timer_committed(self, now: float, _: object) -> None:
         rnd = self._round
-        if rnd is None or self._consensus is None or now < rnd.next_resend:
+        if rnd is None or self._resend_s is None or now < rnd.next_resend:
             return
         c = self._consensus
-        rnd.next_resend = now + c.decision_resend_s * c.notice_scale(len(rnd.participants()))
+        if c is None:  # classic, with resends: the unacknowledged are sent it again
+            assert self._decision_resend_s is not None
+            rnd.next_resend = now + self._decision_resend_s
+        else:
+            rnd.next_resend = now + c.decision_resend_s \
+                * c.notice_scale(len(rnd.participants()))
         self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked())
 
     def _on_query(self, now: float, round_: object) -> DecisionAnswer:
         assert isinstance(round_, int)
-        me = self._consensus.me if self._consensus else ""
+        me = self._me
         key = (self.workflow_id, round_)
         if round_ < 1 or round_ > self.round:
             raise RemoteProtocolError(f"{self.workflow_id} has no round {round_}")
@@ -391,7 +417,8 @@ class Coordinator:
         rnd = RoundState(number, dict(result.assignment), now + self._timeout)
         if self._consensus is not None:
             rnd.acceptors = self._acceptors(list(rnd.participants()))
-            rnd.next_resend = now + self._consensus.resend_s
+        if self._resend_s is not None:
+            rnd.next_resend = now + self._resend_s
         self._round = rnd
         self.phase = Phase.PREPARING
         for domain, steps in rnd.participants().items():
@@ -494,6 +521,8 @@ class Coordinator:
         c = self._consensus
         if c is None:
             self._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
+            if self._decision_resend_s is not None:
+                rnd.next_resend = now + self._decision_resend_s
         else:
             # The participants learn it from the acceptors and acknowledge; the COMMIT
             # goes now only to ourselves, to the others if they are silent (timer).

@@ -49,6 +49,9 @@ def restore(
     max_rounds: int,
     prepare_timeout_s: float,
     consensus: ConsensusOptions | None = None,
+    me: str = "",
+    resend_s: float | None = None,
+    decision_resend_s: float | None = None,
 ) -> CoordinatorT:
     """Rebuild a coordinator from its log and finish what the log says.
 
@@ -59,7 +62,8 @@ def restore(
     ABORT meanwhile.
     """
     core = cls(workflow_id, placer=placer, max_rounds=max_rounds,
-               prepare_timeout_s=prepare_timeout_s, consensus=consensus)
+               prepare_timeout_s=prepare_timeout_s, consensus=consensus,
+               me=me, resend_s=resend_s, decision_resend_s=decision_resend_s)
     core._restored = True
     presumed = "coordinator restarted before deciding: presumed abort"
     if record is None or record.round < 1:

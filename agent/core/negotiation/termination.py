@@ -51,6 +51,22 @@ coordinator is DEAD (its PREPARE was delayed past its death, or the view came be
 the vote) would miss that change: `coordinator_gone`, a predicate over the view the
 owner injects, is read when such a transaction is tracked, and makes it due at once;
 the questions then go out from its timer, so `track` still only records.
+
+Classic 2PC (a TxInfo with no acceptors: `negotiation.commit: 2pc`). The decision is
+the coordinator's alone, so nobody else may propose one: no ballot is ever started.
+At the lease the coordinator is asked, then again every `query_interval_s` for as long
+as the doubt lasts (a restarted coordinator answers from its log, presuming abort).
+Once membership says the coordinator is gone, the other participants are asked too
+(cooperative termination): a participant that learned the decision answers with it (a
+COMMIT with its certificate), which is safe because every decision it can hold came
+from the coordinator; one in doubt itself, or that never voted, tells nothing, and the
+asker keeps waiting (2PC blocks while its coordinator is down and nobody learned).
+
+    (WAITING,  timer at lease)       -> ASKING      DecisionQuery to the coordinator
+    (ASKING,   timer, +query_interval) -> ASKING    the same again (and to the
+                                                    participants, coordinator gone)
+    (WAITING|ASKING, coordinator DEAD) -> ASKING    coordinator and participants asked
+    (any,      Promise/Accepted/Reject) -> error    no acceptor: nobody's ballot
 """
 
 from __future__ import annotations
@@ -246,7 +262,12 @@ class Termination:
                 d.next_at = max(now, d.lease_expires)
                 if now < d.next_at:
                     continue
-            if d.state is DoubtState.WAITING:
+            if not d.tx.acceptors:  # classic 2PC: ask again, never a ballot
+                d.state = DoubtState.ASKING
+                d.gone = self._gone is not None and self._gone(d.tx.coordinator)
+                self._ask(d, self._everyone(d.tx) if d.gone else [d.tx.coordinator])
+                d.next_at = now + self._query_interval_s
+            elif d.state is DoubtState.WAITING:
                 d.state = DoubtState.ASKING
                 self._ask(d, [d.tx.coordinator])
                 # From now, not from the lease: after a restart long past the lease the
@@ -273,7 +294,7 @@ class Termination:
         """Its coordinator is gone: ask everyone now; this participant's ballot after
         its turn, or when it was due if sooner (but not at once: what is due now is a
         track's doing, and the turn keeps the participants' ballots apart)."""
-        turn = now + self._turn(d.tx)
+        turn = now + (self._query_interval_s if not d.tx.acceptors else self._turn(d.tx))
         d.next_at = min(d.next_at, turn) if d.next_at > now else turn
         d.gone = True
         d.state = DoubtState.ASKING
@@ -290,6 +311,10 @@ class Termination:
     def _everyone(self, tx: TxInfo) -> list[str]:
         # The acceptors, the coordinator first: every one of them hears the outcome (the
         # participants among them learn it, the others see its Accept or Decision).
+        # Classic 2PC: the participants, who may have learned it from the coordinator.
+        if not tx.acceptors:
+            return [tx.coordinator, *(p for p in tx.participants
+                                      if p != self.me and p != tx.coordinator)]
         others = [a for a in tx.acceptors if a != self.me and a != tx.coordinator]
         return [tx.coordinator, *others]
 

@@ -153,10 +153,15 @@ class Negotiation:
                 d.cells.get((wf, row.round)), d.records.get((wf, row.round)),
                 row.committed, row.finished, ballot=d.ballots.get((wf, row.round)),
                 refusals=tuple(Refusal(*r) for r in d.refusals.get(wf, ())))
+            # The mode its rounds were run in (a classic round has no acceptors), not
+            # the config's now: a restart is no time to change a round's rules.
+            classic = not row.acceptors if row.round else n.t.classic
             core = Coordinator.restore(wf, record, now=now, placer=n.placer(row.info.spec),
                                        max_rounds=n.t.max_rounds,
                                        prepare_timeout_s=n.t.prepare_timeout_s,
-                                       consensus=n.consensus())
+                                       consensus=None if classic else n.consensus(),
+                                       me=n.name, resend_s=n.t.resend_s,
+                                       decision_resend_s=n.t.decision_resend_s)
             n.coordinators[wf] = core
             n.stats[f"coordinator restored {core.phase.value}"] += 1
             self.run(now, core.next_actions(), core)
@@ -336,8 +341,9 @@ class Negotiation:
             kind = type(a)
             if kind is Send:
                 n.send(a.to, a.msg)
-                if type(a.msg) is DecisionQuery:  # in doubt on a re-placement round?
-                    n.replacement.handover.asked(a.msg.key, a.to)
+                if type(a.msg) is DecisionQuery:
+                    n.stats["in-doubt query"] += 1  # fedorch_in_doubt_queries_total
+                    n.replacement.handover.asked(a.msg.key, a.to)  # a re-placement round?
             elif kind is PersistAcceptor:
                 n.point("PersistAcceptor")
                 n.state.acceptor[a.key] = a.record

@@ -42,6 +42,9 @@ class Timing:
     # Paxos Commit: at most this many acceptors (negotiation.max_acceptors); a
     # participant beyond it only learns the decision.
     max_acceptors: int = 5
+    # `negotiation.commit: 2pc`: the workflow's own rounds in classic two-phase commit
+    # (no acceptors, no Paxos message; decided by the coordinator's log alone).
+    classic: bool = False
     # Retention of ended workflows inside the Node (retention.py); None: keep everything.
     retention: Retention | None = None
     # Self-fencing (self_fencing.py): a participant cut off this long from its

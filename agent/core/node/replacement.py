@@ -26,7 +26,7 @@ and what else differs: its epoch's own round numbers, its certificate on the PRE
   they write it, re-report the results the step needs, and the coordinator's copy of
   the needs' outputs rides along for needs whose own domain is gone), and, with
   takeover, the COMMIT goes to the new domain only once the placement is told to
-  every live member and held by a majority of the electorate (replacement_telling.py:
+  every live member and held by enough of the electorate to meet every majority of it (replacement_telling.py:
   told before made, and why that is safe in any epoch);
 - on ABORT (refusals, silence, no candidate left after `max_rounds`) the step FAILS,
   naming the lost domain and why (Progress.replacement_failed), and the workflow goes

@@ -11,13 +11,17 @@ round's coordinator is down decides on what it knows, so a new placement must be
 before it can run: the COMMIT goes to the new domain only once every domain of the
 workflow and every member of its electorate the view does not say is gone (and at
 least one), the new domain included, acknowledged the PlacedMsg, and those with the
-coordinator are a majority of the electorate. Every live one: a member not told would
-keep reporting to the lost domain; a domain that joins the workflow meanwhile (a later
-round's new domain) is told it too, or that COMMIT would wait for it for ever. A
-majority too: the lost domain, back while the coordinator is down, may be elected by
-members that were gone when the placement was told (takeover soak seed 1700761); a
-grant carries the granter's placements, so a successor elected by a majority knows
-every placement whose COMMIT left, and a restarted lost domain, which asks the
+coordinator meet every majority of the electorate (n - m + 1 of its n members, m the
+majority: a majority when n is odd, one fewer when it is even, so a classic 2PC
+workflow on two domains, its electorate those two, is placed again by its original
+alone once the other is gone: 2PC takeover soak seeds 5500337, 5501408). Every live
+one: a member not told would keep reporting to the lost domain; a domain that joins
+the workflow meanwhile (a later round's new domain) is told it too, or that COMMIT
+would wait for it for ever. Enough to meet every majority too: the lost domain, back
+while the coordinator is down, may be elected by members that were gone when the
+placement was told (takeover soak seed 1700761); a grant carries the granter's
+placements, and a successor's majority holds a member that was told, so a successor
+elected knows every placement whose COMMIT left, and a restarted lost domain, which asks the
 coordinator it follows before it starts anything (restart_check.py), learns its
 placement is over. A grant is a promise: a member that granted (or follows) a later
 epoch acknowledges no placement told in an older one that it does not hold already
@@ -50,6 +54,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import Decision, Key
 from fedorch.core.node.records import PlacedMsg
 from fedorch.core.workflow.progress import StepState
+from fedorch.core.workflow.takeover_events import majority
 
 
 class Telling:
@@ -113,9 +118,11 @@ class Telling:
         if waiting or (others and not acked & others):
             return
         electorate = set(n.takeover.electorate_of(wf) or ())
-        if 2 * len(({n.name} | acked) & electorate) <= len(electorate):
-            # Not yet held by a majority of the electorate: a successor's majority must
-            # meet one whose grant carries it (restart_check.py).
+        if not electorate or len(electorate - {n.name} - acked) >= majority(electorate):
+            # Not yet held by enough of the electorate to meet every majority of it: a
+            # successor's majority must meet one whose grant carries it
+            # (restart_check.py). One fewer than a majority for an even electorate (a
+            # classic 2PC workflow on two domains: the original alone).
             return
         domain, value = told
         if value is not None and self.r.handover.later_holder(wf):

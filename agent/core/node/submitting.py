@@ -60,7 +60,9 @@ def take_submission(n: Any, now: float, s: Submit) -> None:
     else:
         placer = n.placer(s.spec, s.placement)
     core = Coordinator(s.workflow_id, placer=placer, max_rounds=n.t.max_rounds,
-                       prepare_timeout_s=n.t.prepare_timeout_s, consensus=n.consensus())
+                       prepare_timeout_s=n.t.prepare_timeout_s,
+                       consensus=None if n.t.classic else n.consensus(), me=n.name,
+                       resend_s=n.t.resend_s, decision_resend_s=n.t.decision_resend_s)
     n.coordinators[s.workflow_id] = core
     core.start(now)
     n.negotiation.run(now, core.next_actions(), core)

@@ -152,11 +152,9 @@ def uses_node_engine(config: config_pb2.AgentConfig) -> bool:
 
 
 def check_node_config(config: config_pb2.AgentConfig) -> None:
-    """EngineConfigError for what `engine: node` cannot honour (checked at start-up)."""
-    if config.negotiation.commit == config_pb2.COMMIT_PROTOCOL_2PC:
-        raise EngineConfigError(
-            "engine node runs Paxos Commit only: remove `negotiation.commit: 2pc`, or set"
-            " `engine: shells`")
+    """EngineConfigError for what `engine: node` cannot honour (checked at start-up,
+    before any file is opened). Nothing today: it runs every commit protocol the shells
+    run (`negotiation.commit: 2pc` as classic rounds, `Timing.classic`)."""
 
 
 def timing_of(config: config_pb2.AgentConfig) -> Timing:
@@ -170,6 +168,7 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         query_timeout_s=neg.prepare_timeout_s or base.query_timeout_s,
         max_rounds=neg.max_rounds or base.max_rounds,
         max_acceptors=neg.max_acceptors or base.max_acceptors,
+        classic=neg.commit == config_pb2.COMMIT_PROTOCOL_2PC,
         # Coordinator takeover (core/node/takeover.py) is always on in the daemon: a
         # committed workflow never waits on a dead coordinator.
         takeover_after_s=neg.takeover_after_s or DEFAULT_TAKEOVER_AFTER_S,
@@ -319,7 +318,8 @@ class NodeAgent:
         a.on_members_change.append(self._members_changed)
         # The counters both engines serve under one name come from the Node here: the
         # shells' own (never moved on this engine) leave the registry first.
-        for shells_own in (a.metrics.collected_decisions, a.metrics.compacted):
+        for shells_own in (a.metrics.collected_decisions, a.metrics.compacted,
+                           a.metrics.in_doubt_queries):
             a.metrics.registry.unregister(shells_own)
         a.metrics.registry.register(NodeEngineCollector(self))
         # The shells' gauge, read from the Node: its end notices still unacknowledged

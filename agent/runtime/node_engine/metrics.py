@@ -126,6 +126,12 @@ def _shared_metrics(stats: Any) -> Iterator[CounterMetricFamily]:
         labels=["kind"])
     compacted.add_metric(["workflows"], stats["retention: workflow forgotten"])
     yield compacted
+    queries = CounterMetricFamily(
+        "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations"
+        " (on the node engine, one per query sent: the coordinator, and whoever else"
+        " Termination asks)")
+    queries.add_metric([], stats["in-doubt query"])
+    yield queries
 
 
 def _write_fault_metrics(fault: Any) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

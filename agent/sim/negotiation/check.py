@@ -23,7 +23,10 @@ crash) through hooks the simulated shells call, and checks:
   YES voter learned the decision within two lease periods after the last lease
   (counted from when the network had healed and the acceptors and the voter were up),
   or, for a re-placement round, released its YES as the workflow ended there or as
-  the holder of a later epoch answered the round void;
+  the holder of a later epoch answered the round void; under classic 2PC
+  (`Timing.classic`) a voter whose coordinator died for good before any live agent
+  learned the decision blocks, as 2PC does (`_blocked_2pc`: counted, not a failure;
+  with membership views, one that another live agent could tell is held to it);
 * with membership views on (runs with takeover): an in-doubt YES voter whose view
   says its coordinator is DEAD learns the decision within one recovery of being
   told, not a lease (`_check_undecided_recovery`; its times to resolve are the
@@ -316,6 +319,8 @@ class Checker:
             if not agent.alive:
                 continue
             for h in agent.participant.holds():
+                if h.state is HoldState.PREPARED and self._blocked_2pc(sim, h.key):
+                    continue  # counted below, with the voters' check
                 if h.state is not HoldState.COMMITTED:
                     self.fail(f"leak: {name} still holds {h.key} {h.state.value} at the end")
                     continue
@@ -356,6 +361,9 @@ class Checker:
             tx = self.txs[key]
             if tx.coordinator not in dead:
                 continue
+            if self._blocked_2pc(sim, key):
+                sim.stats["2PC blocked: coordinator dead for good, nobody told"] += 1
+                continue
             for voter in voters:
                 if voter in dead or not sim.agents[voter].alive:
                     continue
@@ -390,6 +398,19 @@ class Checker:
         sim.stats["original back, its successor gone for good: held end refused"] += 1
         return True
 
+    def _blocked_2pc(self, sim: World, key: Key) -> bool:
+        """A classic 2PC round (no acceptors) whose coordinator died for good, that no
+        live agent but it learned: its YES voters wait for ever, as 2PC does
+        (docs/limits.md). Without membership views (runs without takeover) a voter asks
+        nobody but the coordinator, so any such round blocks."""
+        tx = self.txs.get(key)
+        if tx is None or tx.acceptors or tx.coordinator not in sim.dead_forever:
+            return False
+        if sim.config.timing.takeover_after_s is None:
+            return True
+        return not any((a, key) in self.learned_at for a, agent in sim.agents.items()
+                       if agent.alive and a not in sim.dead_forever)
+
     def check_cancels(self, sim: World) -> None:
         self.cancels.check(sim)  # cancel_check.py
 
@@ -407,7 +428,8 @@ class Checker:
         for wf, coord in sim.workflows.items():
             round_ = self.committed(wf)
             tx = self.txs.get((wf, round_)) if round_ is not None else None
-            if coord not in sim.dead_forever or tx is None:
+            if coord not in sim.dead_forever or tx is None \
+                    or self._blocked_2pc(sim, tx.key):  # nobody knows it committed
                 continue
             # The takeover electorate: the round's acceptors (Paxos Commit), else these.
             # An extra acceptor that never heard of the round (its Accept was lost, the

@@ -137,7 +137,8 @@ class Liar:
         tx = self._tx()
         ballot = Ballot(self.rng.randint(0, 5), self.name)
         self._to_all(tx, Accepted(tx.key, ballot, self.name, ABORT))
-        victim = self.rng.choice(tx.acceptors)  # in an acceptor's name
+        # In an acceptor's name (a classic 2PC round has none: a participant's).
+        victim = self.rng.choice(tx.acceptors or tx.participants)
         self._to_all(tx, Accepted(tx.key, Ballot(ballot.n, victim), victim, ABORT))
 
     def _promise_and_reject(self) -> None:

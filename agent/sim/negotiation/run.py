@@ -431,12 +431,16 @@ class Simulation:
         self._push(max(t, self.now), _WAKE, agent, agent.wake_token)
 
 
-def seeded_config(seed: int, takeover_after_s: float | None = None) -> Config:
+def seeded_config(seed: int, takeover_after_s: float | None = None, *,
+                  classic: bool = False) -> Config:
     """The seed's random federation and faults; with `takeover_after_s`, coordinator
     takeover on (the takeover schedule: tests/sim/negotiation/test_takeover.py), and
     self-fencing with it (its runs post membership views, which the rule reads:
-    SIM_STEP_LEASE_S; fence_check.py)."""
+    SIM_STEP_LEASE_S; fence_check.py); `classic`: the workflows' own rounds in classic
+    2PC (`--commit 2pc`, the daemon's `negotiation.commit: 2pc`: Timing.classic)."""
     config = Config.random(random.Random(seed))
+    if classic:
+        config = replace(config, timing=replace(config.timing, classic=True))
     if takeover_after_s is not None:
         config = replace(config, timing=replace(config.timing,
                                                 takeover_after_s=takeover_after_s,
@@ -445,26 +449,28 @@ def seeded_config(seed: int, takeover_after_s: float | None = None) -> Config:
 
 
 def run(seed: int, config: Config | None = None, *,
-        takeover_after_s: float | None = None) -> Report:
+        takeover_after_s: float | None = None, classic: bool = False) -> Report:
     """One seeded run; raises SimulationFailure (naming the seed) on any violation."""
     seeded = config is None  # a seed's random run: its clients' cancels too
-    if config is None and takeover_after_s is not None:
-        config = seeded_config(seed, takeover_after_s)
+    if config is None and (takeover_after_s is not None or classic):
+        config = seeded_config(seed, takeover_after_s, classic=classic)
     report = Simulation(seed, config, cancels=seeded).run()
     if report.violations:
         switch = "" if takeover_after_s is None else f" --takeover {takeover_after_s:g}"
+        switch += " --commit 2pc" if classic else ""
         raise SimulationFailure(
             f"seed {seed}: " + "; ".join(report.violations)
             + f" (replay: python -m fedorch.sim.negotiation.run --seed {seed}{switch})")
     return report
 
 
-def _run_range(bounds: tuple[int, int, float | None]) -> tuple[list[Report], list[str]]:
-    start, end, takeover_after_s = bounds
+def _run_range(bounds: tuple[int, int, float | None, bool]
+               ) -> tuple[list[Report], list[str]]:
+    start, end, takeover_after_s, classic = bounds
     reports, failures = [], []
     for seed in range(start, end):
         try:
-            reports.append(run(seed, takeover_after_s=takeover_after_s))
+            reports.append(run(seed, takeover_after_s=takeover_after_s, classic=classic))
         except SimulationFailure as e:
             failures.append(str(e))
     return reports, failures
@@ -480,17 +486,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--takeover", type=float, metavar="SECONDS",
                         help="coordinator takeover on, after SECONDS of a silent or dead"
                              " coordinator (the takeover schedule); off by default")
+    parser.add_argument("--commit", choices=("paxos", "2pc"), default="paxos",
+                        help="the workflows' own rounds in Paxos Commit (default) or"
+                             " classic 2PC")
     args = parser.parse_args(argv)
     if args.takeover is not None and not args.takeover > 0:
         parser.error("--takeover: a number of seconds above 0")
+    classic = args.commit == "2pc"
     if args.seed is not None:
-        report = Simulation(args.seed, seeded_config(args.seed, args.takeover),
+        report = Simulation(args.seed, seeded_config(args.seed, args.takeover,
+                                                     classic=classic),
                             cancels=True).run()
         print(report)
         return 1 if report.violations else 0
     started = time.perf_counter()
     chunk = max(1, min(1000, args.seeds // max(1, args.jobs * 8)))
-    ranges = [(s, min(s + chunk, args.start + args.seeds), args.takeover)
+    ranges = [(s, min(s + chunk, args.start + args.seeds), args.takeover, classic)
               for s in range(args.start, args.start + args.seeds, chunk)]
     reports: list[Report] = []
     failures: list[str] = []

@@ -8,7 +8,6 @@ from fedorch.core.membership.swim_profiles import make_profile, suspicion_bounds
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import ConfigError, parse_config_text
 from fedorch.runtime.node_engine.engine import (
-    EngineConfigError,
     check_node_config,
     timing_of,
     uses_node_engine,
@@ -38,12 +37,12 @@ def test_an_unknown_engine_is_refused_naming_the_field():
         _config("engine: nodes\n")
 
 
-def test_the_node_engine_refuses_classic_two_phase_commit_in_one_line():
+def test_the_node_engine_runs_classic_two_phase_commit_when_the_config_says_2pc():
     config = _config("engine: node\nnegotiation: {commit: 2pc}\n")
-    with pytest.raises(EngineConfigError) as refused:
-        check_node_config(config)
-    assert "\n" not in str(refused.value) and "2pc" in str(refused.value)
-    check_node_config(_config("engine: node\nnegotiation: {commit: paxos}\n"))
+    check_node_config(config)  # no longer refused at start-up
+    assert timing_of(config).classic
+    assert not timing_of(_config("engine: node\nnegotiation: {commit: paxos}\n")).classic
+    assert not timing_of(_config("engine: node\n")).classic  # Paxos Commit by default
 
 
 def test_the_nodes_timings_come_from_the_negotiation_config():

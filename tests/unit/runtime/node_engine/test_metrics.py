@@ -25,7 +25,8 @@ def engine(fault: WriteFault) -> SimpleNamespace:
         node=SimpleNamespace(stats=Counter({"step self-fenced": 2,
                                             "step not started: fenced": 1,
                                             "decision record collected": 4,
-                                            "retention: workflow forgotten": 5})),
+                                            "retention: workflow forgotten": 5,
+                                            "in-doubt query": 8})),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2, written_records=3),
         write_behind=fault)
 
@@ -86,6 +87,7 @@ def test_the_counters_the_shells_serve_too_have_their_names():
     got = scrape(WriteFault())
     assert got["fedorch_decision_records_collected_total"] == 4
     assert got['fedorch_compacted_total{kind="workflows"}'] == 5
+    assert got["fedorch_in_doubt_queries_total"] == 8
 
 
 def test_the_agents_reserved_slots_read_the_nodes_facts():
