@@ -7,8 +7,6 @@ original coordinator. d0 coordinates; the steps are on d1 and d2; d3 holds none.
 
 from __future__ import annotations
 
-import random
-
 from fedorch.core.negotiation.messages import (
     Accept,
     Accepted,
@@ -18,13 +16,12 @@ from fedorch.core.negotiation.messages import (
     Promise,
 )
 from fedorch.core.negotiation.termination import DoubtState
-from fedorch.core.node import MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import MemberState, Message, StepEnded, Submit, Tick
 from fedorch.core.node.records import ClaimMsg, PrepareMsg, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.federation import Federation as Harness
-from tests.unit.core.node.test_takeover import Certified, fake_signer, fake_verify
+from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
 NAMES = ["d0", "d1", "d2", "d3"]
 WF = "d0.w"
@@ -35,26 +32,12 @@ CLASSIC = Timing(max_rounds=1, classic=True, lease_s=LEASE_S,
 PAXOS_KINDS = (PaxosPrepare, Accept, Promise, Accepted)
 
 
-class Federation(Harness):
+class Federation(TakeoverFederation):
+    """The takeover tests' four certified Nodes, on classic rounds, every attempt left
+    running until a test ends it."""
+
+    steps_end_at_once = False
     timing = CLASSIC
-
-    def __init__(self) -> None:
-        self.evidence = Certified()
-        super().__init__(NAMES)
-
-    def make_node(self, name: str) -> Node:
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
-                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
-
-    def first_inputs(self, name: str) -> list[MemberState]:
-        return [MemberState(m, "ALIVE") for m in NAMES if m != name]
-
-    def note(self, name: str, what: str, facts: list) -> None:
-        if what == "acting":
-            self.evidence.acting[(facts[0], facts[1])] = name
 
     def sent_everywhere(self, kind) -> list:
         return [m for n in self.names for _, m in self.sent_by(n, kind)]

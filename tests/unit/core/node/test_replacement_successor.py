@@ -25,7 +25,7 @@ from tests.unit.core.node.test_domain_loss import (
     step,
 )
 from tests.unit.core.node.test_replacement import end_everything, runs_of
-from tests.unit.core.node.test_takeover import fake_signer, fake_verify
+from tests.unit.core.node.test_takeover import d0_dead_and_d1_acting, fake_signer, fake_verify
 
 
 def s0_lost_with_d0(*, keep=None) -> Federation:
@@ -109,9 +109,10 @@ class D2TakesNoA(Federation):
     d2 refused it: the Node's placer here knows no capabilities)."""
 
     timing = Timing(max_rounds=2, takeover_after_s=3.0)
+    only_c = "d2"  # the domain that offers capability c only
 
     def make_node(self, name: str) -> Node:
-        caps = {"d2": {"c": 4}}.get(name, {"a": 4})
+        caps = {"c": 4} if name == self.only_c else {"a": 4}
         return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
                     timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     evidence=self.evidence, sign_grant=fake_signer(name),
@@ -152,13 +153,7 @@ def test_a_domain_new_to_the_workflow_takes_the_successors_round_and_follows_it(
 class D3TakesNoA(D2TakesNoA):
     """d3 offers capability c only."""
 
-    def make_node(self, name: str) -> Node:
-        caps = {"d3": {"c": 4}}.get(name, {"a": 4})
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
-                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
+    only_c = "d3"
 
 
 def test_the_original_back_and_following_takes_a_step_the_successor_places_on_it() -> None:
@@ -171,11 +166,7 @@ def test_the_original_back_and_following_takes_a_step_the_successor_places_on_it
     fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
         step("s1"), step("s2", needs=("s1",))]), placement={"s1": "d1", "s2": "d2"}))
     fed.deliver()
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
-    assert fed.evidence.acting == {(WF, 1): "d1"}
+    d0_dead_and_d1_acting(fed)
     fed.silent.discard("d0")
     for n in ("d1", "d2", "d3"):
         fed.step(n, MemberState("d0", "ALIVE"))

@@ -81,6 +81,16 @@ class Federation(Harness):
             self.evidence.acting[(facts[0], facts[1])] = name
 
 
+def d0_dead_and_d1_acting(fed: Federation) -> None:
+    """d0 goes silent and every other Node sees it DEAD: d1, the lowest participant,
+    takes the workflow over in epoch 1."""
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+
+
 def committed(*, steps_end: bool = False) -> Federation:
     """d0's workflow committed at d1 and d2 (s1 on d1, s2 on d2 after s1); the steps
     run and their results flow only if `steps_end`."""
@@ -153,11 +163,7 @@ def test_a_dead_coordinator_is_taken_over_and_the_successor_ends_the_workflow() 
 
 def test_a_successors_failed_end_carries_the_failed_steps_as_the_originals_does() -> None:
     fed = committed()
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
-    assert fed.evidence.acting == {(WF, 1): "d1"}
+    d0_dead_and_d1_acting(fed)
     [run] = sorted(fed.disks["d1"].runs)  # s1, at the successor itself
     fed.step("d1", StepEnded(*run, ok=False, error="disk on fire"))
     fed.deliver()
@@ -171,11 +177,7 @@ def test_a_successors_failed_end_carries_the_failed_steps_as_the_originals_does(
 
 def test_a_returning_coordinator_follows_the_later_epoch() -> None:
     fed = committed()
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
-    assert fed.evidence.acting == {(WF, 1): "d1"}
+    d0_dead_and_d1_acting(fed)
     fed.silent.discard("d0")
     d0 = fed.restore("d0")  # back from its disk: it still holds epoch 0 as its own
     assert d0.takeover.cores[WF].role is Role.ACTING and d0.takeover.cores[WF].epoch == 0

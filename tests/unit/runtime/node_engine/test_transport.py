@@ -9,6 +9,8 @@ opened again on time, and a peer reached again after it restarted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -375,24 +377,44 @@ def _beta(calls: list, called: asyncio.Event, group: asyncio.TaskGroup,
                          lambda e: None, lambda p: "b:1", lambda e: stub, spawn)
 
 
+@dataclass
+class BetaLink:
+    """alpha's transport to a stub beta, the envelopes beta was handed, and the sender
+    tasks the transport started."""
+
+    calls: list = field(default_factory=list)
+    called: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list = field(default_factory=list)
+    transport: GrpcTransport | None = None
+
+    async def envelopes(self, count: int) -> None:
+        await _envelopes_until(self.calls, self.called, count)
+
+
+@contextlib.asynccontextmanager
+async def _to_beta():
+    """A BetaLink whose sender tasks are cancelled on leaving (their TaskGroup's)."""
+    link = BetaLink()
+    async with asyncio.TaskGroup() as group:
+        link.transport = _beta(link.calls, link.called, group, link.tasks)
+        yield link
+        for task in link.tasks:
+            task.cancel()
+
+
 async def test_an_acknowledgement_rides_on_the_next_envelope_to_its_peer(monkeypatch):
     """A step result's AckMsg or a DecisionAck is no envelope of its own: it waits, and
     goes first in the next turn's envelope to its peer (one envelope, not two)."""
     from fedorch.core.negotiation.messages import DecisionAck
 
     monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)  # never alone here
-    calls: list = []
-    called = asyncio.Event()
-    tasks: list[asyncio.Task] = []
-    async with asyncio.TaskGroup() as group:
-        transport = _beta(calls, called, group, tasks)
+    async with _to_beta() as link:
+        transport, calls, tasks = link.transport, link.calls, link.tasks
         transport.send("beta", result_ack(1, "beta"))  # a turn of acknowledgements
         transport.send("beta", DecisionAck(("alpha.wf-2", 0), "alpha"))
         assert not tasks and not transport._held  # nothing handed to a sender
         transport.send("beta", _vote(3))  # the next turn sends something to beta
-        await _envelopes_until(calls, called, 1)
-        for task in tasks:
-            task.cancel()
+        await link.envelopes(1)
     assert [type(m).__name__ for m in _carried(calls[0])] == [
         "AckMsg", "DecisionAck", "VoteMsg"]
     assert len(calls) == 1 and transport.envelopes == 1
@@ -404,17 +426,12 @@ async def test_acknowledgements_with_nothing_to_ride_on_go_alone_in_one_envelope
     """Nothing else for the peer within RIDE_ALONG_S: the acknowledgements go alone, all
     in one envelope (one timer per peer, not one per acknowledgement)."""
     monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 0.01)
-    calls: list = []
-    called = asyncio.Event()
-    tasks: list[asyncio.Task] = []
-    async with asyncio.TaskGroup() as group:
-        transport = _beta(calls, called, group, tasks)
+    async with _to_beta() as link:
+        transport, calls = link.transport, link.calls
         for n in range(3):
             transport.send("beta", result_ack(n, "beta"))
         assert len(transport._ride_timers) == 1
-        await _envelopes_until(calls, called, 1)
-        for task in tasks:
-            task.cancel()
+        await link.envelopes(1)
     assert [m.msg_id[1] for m in _carried(calls[0])] == [f"alpha.wf-{n}" for n in range(3)]
     assert transport.envelopes == 1 and not transport._riding and not transport._ride_timers
 
@@ -457,16 +474,11 @@ async def test_an_end_acknowledgement_leaves_with_its_turn(monkeypatch):
     """The acknowledgement of a told end is on the workflow's way to its end: it is
     handed to its peer's sender with its turn, no timer."""
     monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)
-    calls: list = []
-    called = asyncio.Event()
-    tasks: list[asyncio.Task] = []
-    async with asyncio.TaskGroup() as group:
-        transport = _beta(calls, called, group, tasks)
+    async with _to_beta() as link:
+        transport, calls = link.transport, link.calls
         transport.send("beta", ack(1, "beta"))
         assert not transport._ride_timers
-        await _envelopes_until(calls, called, 1)
-        for task in tasks:
-            task.cancel()
+        await link.envelopes(1)
     assert [m.msg_id for m in _carried(calls[0])] == [ack(1, "beta").msg_id]
 
 
@@ -477,17 +489,12 @@ async def test_a_steps_start_told_rides_first_on_its_result(monkeypatch):
     from fedorch.core.workflow.progress import StepState
 
     monkeypatch.setattr(transport_module, "RIDE_ALONG_S", 3600.0)
-    calls: list = []
-    called = asyncio.Event()
-    tasks: list[asyncio.Task] = []
-    async with asyncio.TaskGroup() as group:
-        transport = _beta(calls, called, group, tasks)
+    async with _to_beta() as link:
+        transport, calls, tasks = link.transport, link.calls, link.tasks
         transport.send("beta", ResultMsg("beta.wf-1", "s", 1, StepState.RUNNING, {}, ""))
         transport._flush()  # the turn's end: the start alone waits
         assert not tasks
         transport.send("beta", ResultMsg("beta.wf-1", "s", 1, StepState.SUCCEEDED, {}, ""))
-        await _envelopes_until(calls, called, 1)
-        for task in tasks:
-            task.cancel()
+        await link.envelopes(1)
     assert [m.state for m in _carried(calls[0])] == [StepState.RUNNING,
                                                      StepState.SUCCEEDED]
