@@ -137,6 +137,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         # Not over the shells' unfinished work in agent.db: checked read-only, before
         # Store.open writes anything (node_engine/engine_switch.py).
         check_engine_switch(config.data_dir)
+    else:  # nor the shells over the node engine's unfinished work in node.db
+        check_engine_switch(config.data_dir, to_node=False, domain=config.domain)
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     fingerprint = key_fingerprint(key.public_key())

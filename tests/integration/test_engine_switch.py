@@ -5,13 +5,14 @@ drained, it starts on the node engine."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from fedorch.runtime.node_engine.engine_switch import ShellsWork, shells_work
+from fedorch.runtime.node_engine.engine_switch import UnfinishedWork, shells_work
 
 from tests.integration.federation import started_federation, state_name, step_states, wait_for
 from tests.integration.test_storage_faults import _command
@@ -65,8 +66,9 @@ async def test_the_node_engine_refuses_the_shells_unfinished_work_until_drained(
         upgraded = tmp_path / "upgraded.yaml"
         upgraded.write_text(yaml.safe_dump(body))
         before = _files(data)
-        result = subprocess.run(_command(upgraded), capture_output=True, text=True,
-                                timeout=60, stdin=subprocess.DEVNULL)
+        result = await asyncio.to_thread(
+            subprocess.run, _command(upgraded), capture_output=True, text=True, timeout=60,
+            stdin=subprocess.DEVNULL)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fedorch: error: "), result.stderr
@@ -82,7 +84,7 @@ async def test_the_node_engine_refuses_the_shells_unfinished_work_until_drained(
 
         # Drained (every peer's acknowledgement in): the node engine starts.
         async def drained():
-            return shells_work(data / "agent.db") == ShellsWork()
+            return shells_work(data / "agent.db") == UnfinishedWork()
 
         await wait_for(drained, 30, "the shells' work to be drained")
         fed.stop("solo")

@@ -39,19 +39,37 @@ workflows, or every one ended and settled) lets the node engine start. A missing
 empty agent.db has nothing to lose; one that cannot be read is left to `Store.open`,
 which refuses a damaged file with its own line; a table an older schema lacks holds
 nothing of its kind.
+
+The reverse: `engine: shells` over a node.db with the node engine's unfinished work
+(an agent moved back) is refused the same way, by the rule of the Node's retention
+(core/node/retention.py, `kept_because`) as far as its tables alone say it: a
+coordinator row not finished in a terminal state, a workflow committed here without an
+end, a hold, a compensation attempt running, a compensation owed or a saga plan open,
+an end not acknowledged by every other domain of its placement, a COMMIT record kept.
+Two of its reasons are left out, since the Node keeps them for ever and they would
+forbid the move for good: a takeover's epochs and grants, and acceptor records (never
+forgotten, so not "unfinished"). Their loss is the shells' known limit of a move back
+(docs/limits.md, Upgrades). The node.db is read read-only with the node codec; one
+that cannot be read or decoded is not judged (the node engine's own start judges it,
+node_engine/identity.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
+from fedorch.core.workflow.lifecycle import TERMINAL, TERMINAL_NAMES
+from fedorch.runtime.node_codec import CodecError, node_codec
+from fedorch.runtime.node_engine.identity import NODE_DB
 from fedorch.runtime.store.identity import DB_COMPANIONS, DB_FILE, StoreError
 
-__all__ = ["EngineSwitchRefused", "ShellsWork", "check_engine_switch", "shells_work"]
+__all__ = ["EngineSwitchRefused", "UnfinishedWork", "check_engine_switch", "node_work",
+           "shells_work"]
 
 _ENDED = ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
 
@@ -90,7 +108,7 @@ _SAID = {
 
 
 @dataclass(frozen=True)
-class ShellsWork:
+class UnfinishedWork:
     """The shells' unfinished work in one agent.db: how many distinct workflows, and
     how many have each kind (one workflow may have several)."""
 
@@ -110,21 +128,28 @@ class ShellsWork:
 
 
 class EngineSwitchRefused(StoreError):
-    """The node engine would leave the shells' unfinished work in agent.db unserved;
+    """The engine asked for would leave the other engine's unfinished work unserved;
     the message is one line naming the data dir, the work and what to do."""
 
-    def __init__(self, data_dir: Path, work: ShellsWork) -> None:
+    def __init__(self, data_dir: Path, work: UnfinishedWork, *, to_node: bool = True) -> None:
         self.data_dir = data_dir
         self.work = work
         noun = "workflow" if work.workflows == 1 else "workflows"
-        super().__init__(
-            f"{data_dir}: {DB_FILE} holds {work.workflows} unfinished {noun} of the shells"
-            f" engine ({', '.join(work.kinds())}), which the node engine (the default)"
-            f" would not run: set `engine: shells` in this agent's config and run it"
-            f" until they have ended (this check then passes), then remove that line")
+        kinds = ", ".join(work.kinds())
+        if to_node:
+            said = (f"{DB_FILE} holds {work.workflows} unfinished {noun} of the shells"
+                    f" engine ({kinds}), which the node engine (the default) would not run:"
+                    " set `engine: shells` in this agent's config and run it until they"
+                    " have ended (this check then passes), then remove that line")
+        else:
+            said = (f"{NODE_DB} holds {work.workflows} unfinished {noun} of the node engine"
+                    f" ({kinds}), which the shells (`engine: shells`) would not run: run"
+                    " this agent on the node engine (no `engine:` line) until they have"
+                    " ended (this check then passes), then set `engine: shells`")
+        super().__init__(f"{data_dir}: {said}")
 
 
-def _read(con: sqlite3.Connection) -> ShellsWork:
+def _read(con: sqlite3.Connection) -> UnfinishedWork:
     tables = {row[0] for row in con.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     ids: dict[str, set[str]] = {}
@@ -133,12 +158,48 @@ def _read(con: sqlite3.Connection) -> ShellsWork:
             continue  # an older schema: nothing of this kind can exist
         ids.setdefault(kind, set()).update(row[0] for row in con.execute(sql))
     every = set().union(*ids.values()) if ids else set()
-    return ShellsWork(len(every), **{kind: len(found) for kind, found in ids.items()})
+    return UnfinishedWork(len(every), **{kind: len(found) for kind, found in ids.items()})
 
 
-def shells_work(db_path: Path) -> ShellsWork | None:
-    """The shells' unfinished work in `db_path`, read without changing anything; None
-    when the file is missing, empty or cannot be read (Store.open judges those)."""
+def _read_node(con: sqlite3.Connection, domain: str) -> UnfinishedWork:
+    """The node engine's counterpart of `_read`, over the Node's tables (Disk,
+    core/node/records.py), by the rule of its retention (core/node/retention.py,
+    `kept_because`) as far as the tables alone say it."""
+    tables = {row[0] for row in con.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    codec = node_codec()
+
+    def table(name: str) -> dict[Any, Any]:
+        if f"node_{name}" not in tables:
+            return {}
+        return {codec.decode(k): None if v is None else codec.decode(v)
+                for k, v in con.execute(f"SELECT k, v FROM node_{name}")}
+
+    rows, final, acked = table("rows"), table("final"), table("final_acked")
+    ids: dict[str, set[str]] = {
+        "not_ended": {wf for wf, row in rows.items()
+                      if not (row.finished and row.state in TERMINAL)}
+        | {wf for wf in table("committed") if wf not in final},
+        "reservations": {wf for wf, _ in table("holds")},
+        "running_attempts": {key[0] for key, run in table("comp_runs").items()
+                             if run[0] == "running"},
+        "owed_compensations": {key[0] for key, comp in table("compensations").items()
+                               if comp.state in ("PENDING", "RUNNING")}
+        | set(table("plans")),
+        "owed_end_notices": {wf for wf, row in rows.items() if row.committed
+                             and set(row.info.placement.values()) - {domain}
+                             - set(acked.get(wf, ()))},
+        "kept_certificates": {wf for (wf, _), value in table("records").items()
+                              if value.commit},
+    }
+    every = set().union(*ids.values())
+    return UnfinishedWork(len(every), **{kind: len(found) for kind, found in ids.items()})
+
+
+def _read_only(db_path: Path, read: Callable[[sqlite3.Connection], UnfinishedWork]
+               ) -> UnfinishedWork | None:
+    """`read` over `db_path` opened read-only; None when the file is missing, empty or
+    cannot be read (the checks of the engine that owns it judge those)."""
     if not db_path.is_file() or db_path.stat().st_size == 0:
         return None
     companions = [Path(f"{db_path}{suffix}") for suffix in DB_COMPANIONS]
@@ -146,8 +207,8 @@ def shells_work(db_path: Path) -> ShellsWork | None:
     try:
         with contextlib.closing(sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro",
                                                 uri=True)) as con:
-            return _read(con)
-    except sqlite3.Error:
+            return read(con)
+    except (sqlite3.Error, CodecError):
         return None
     finally:
         # An empty WAL and its index that this opening made hold nothing: the data dir
@@ -158,10 +219,25 @@ def shells_work(db_path: Path) -> ShellsWork | None:
                     made.unlink()
 
 
-def check_engine_switch(data_dir: Path | str) -> None:
-    """EngineSwitchRefused when the node engine would start over the shells' unfinished
-    work in this data dir's agent.db. Call it before anything opens agent.db."""
+def shells_work(db_path: Path) -> UnfinishedWork | None:
+    """The shells' unfinished work in agent.db `db_path`, read without changing
+    anything; None when the file is missing, empty or cannot be read."""
+    return _read_only(db_path, _read)
+
+
+def node_work(db_path: Path, domain: str) -> UnfinishedWork | None:
+    """The node engine's unfinished work in node.db `db_path` of `domain`, read
+    without changing anything; None when the file is missing, empty or cannot be read."""
+    return _read_only(db_path, lambda con: _read_node(con, domain))
+
+
+def check_engine_switch(data_dir: Path | str, *, to_node: bool = True,
+                        domain: str = "") -> None:
+    """EngineSwitchRefused when the engine asked for (the node engine when `to_node`,
+    else the shells) would start over the other engine's unfinished work in this data
+    dir. Call it before anything opens agent.db or node.db."""
     data_dir = Path(data_dir)
-    work = shells_work(data_dir / DB_FILE)
+    work = (shells_work(data_dir / DB_FILE) if to_node
+            else node_work(data_dir / NODE_DB, domain))
     if work is not None and work.workflows:
-        raise EngineSwitchRefused(data_dir, work)
+        raise EngineSwitchRefused(data_dir, work, to_node=to_node)
