@@ -109,7 +109,7 @@ _SAID = {
 
 @dataclass(frozen=True)
 class UnfinishedWork:
-    """The shells' unfinished work in one agent.db: how many distinct workflows, and
+    """One engine's unfinished work in its database: how many distinct workflows, and
     how many have each kind (one workflow may have several)."""
 
     workflows: int = 0
@@ -150,6 +150,7 @@ class EngineSwitchRefused(StoreError):
 
 
 def _read(con: sqlite3.Connection) -> UnfinishedWork:
+    """The shells' unfinished work, by the queries of `_KINDS`."""
     tables = {row[0] for row in con.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     ids: dict[str, set[str]] = {}
