@@ -43,6 +43,7 @@ from fedorch.runtime.node_engine.engine import (
     check_node_config,
     uses_node_engine,
 )
+from fedorch.runtime.node_engine.engine_switch import check_engine_switch
 from fedorch.runtime.node_engine.identity import MARKER_KEY as NODE_DB_MARKER
 from fedorch.runtime.node_engine.identity import NODE_DB
 from fedorch.runtime.node_engine.identity import open_checked as open_node_db
@@ -133,6 +134,11 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
             check_node_config(config)  # what the node engine cannot run, before any file
         except EngineConfigError as e:
             raise StartupError(str(e)) from None
+        # Not over the shells' unfinished work in agent.db: checked read-only, before
+        # Store.open writes anything (node_engine/engine_switch.py).
+        check_engine_switch(config.data_dir)
+    else:  # nor the shells over the node engine's unfinished work in node.db
+        check_engine_switch(config.data_dir, to_node=False, domain=config.domain)
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     fingerprint = key_fingerprint(key.public_key())
