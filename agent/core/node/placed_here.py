@@ -60,7 +60,8 @@ from typing import Any
 
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 from fedorch.core.workflow.takeover import Adopted
@@ -134,6 +135,15 @@ class PlacedHere:
             n.stats["placement of an older epoch refused: a later one granted"] += 1
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)
+            elif n.takeover is not None:
+                # Refused with a word back: the epoch granted here and its holder (with
+                # its certificate where kept), as an older epoch's end notice is
+                # (elector_ends.py), so its sender follows a proven live holder or,
+                # that holder gone, claims the next epoch (takeover_overtaken.py).
+                epoch, holder = held_of(n.state, wf, wf.rpartition(".")[0])
+                n.stats["placement of an older epoch answered with the later epoch"] += 1
+                n.send(src, ClaimAnswerMsg(wf, msg.held_epoch, False, epoch, holder,
+                                           won=n.takeover.proof.proof_of(wf, epoch, holder)))
             return
         self.take(now, msg)
         if msg.made and msg.domain == n.name and msg.workflow_id not in n.state.final:

@@ -252,7 +252,9 @@ class Takeovers:
                 self.watch(now, wf, core)
 
     def watch(self, now: float, wf: str, core: Takeover) -> None:
-        if core.role is Role.ACTING or core.ended or not self.live(wf):
+        # An acting core too: it keeps who is gone, to claim past a later epoch's gone
+        # holder when told of one (agent/core/workflow/takeover_overtaken.py).
+        if core.ended or not self.live(wf):
             return
         members = self.n.members
         dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
@@ -331,6 +333,12 @@ class Takeovers:
                 # A placement told before we won whose COMMIT its new domain may never
                 # have had: handed out, told everywhere again first.
                 n.replacement.handover.adopt(wf)
+                if wf in d.rows and wf not in d.final:
+                    # The original, acting in a later epoch (it claimed past a gone
+                    # holder: agent/core/workflow/takeover_overtaken.py): its
+                    # placements told again in that epoch, which the electors that
+                    # granted it take where they refused the older one's.
+                    n.replacement.told.retell(wf)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 

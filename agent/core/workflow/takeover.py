@@ -97,6 +97,9 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING (the claim, with its proof, once to each granter)
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
+    CLAIMING, ACTING --Deny(later epoch, its holder DEAD/LEFT here)--> CLAIMING
+              held_epoch + 1 (takeover_overtaken.py); ACTING --Proven(the same)--> too
+    ACTING, CLAIMING --Watch--> the same role (who is gone noted)
     CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
     CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
@@ -185,6 +188,7 @@ from fedorch.core.workflow.takeover_events import (
     may_grant,
     successor,
 )
+from fedorch.core.workflow.takeover_overtaken import claim_past
 from fedorch.core.workflow.takeover_split import resolve
 
 __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
@@ -315,6 +319,11 @@ class Takeover:
             self._gone = True
         return self._maybe_claim(now)
 
+    def _note_view(self, now: float, ev: Watch) -> list[Action]:
+        # Acting or claiming: only who is gone is kept (takeover_overtaken.py).
+        self._dead = frozenset(ev.dead)
+        return []
+
     def _follow_timer(self, now: float, ev: Timer) -> list[Action]:
         if self._unseen_since is not None \
                 and now >= self._unseen_since + self.takeover_after_s:
@@ -402,6 +411,9 @@ class Takeover:
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
             return []
+        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead)
+        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
+            return self._claim(now, past)
         if ev.proven:  # a later epoch won: ours is over
             return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
         self._unproven.add(ev.voter)
@@ -410,6 +422,9 @@ class Takeover:
     def _deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.holder == self.me:
             return []
+        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead)
+        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
+            return self._claim(now, past)
         if ev.proven:  # the holder's certificate, shown by the voter
             return self._proven(now, Proven(ev.held_epoch, ev.holder))
         if ev.held_epoch > self.epoch:
@@ -501,6 +516,9 @@ class Takeover:
     def _acting_proven(self, now: float, ev: Proven) -> list[Action]:
         if ev.epoch <= self.epoch:
             return []  # ours is agreed: a certificate of it for another cannot exist
+        past = claim_past(self.epoch, self.me, ev.epoch, ev.coordinator, self._dead)
+        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
+            return self._claim(now, past)
         return self._adopt(now, Adopted(ev.epoch, ev.coordinator))
 
     def _end_known(self, now: float, ev: EndKnown) -> list[Action]:
@@ -518,6 +536,8 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Watch): Takeover._watch,
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
+    (Role.ACTING, Watch): Takeover._note_view,
+    (Role.CLAIMING, Watch): Takeover._note_view,
     (Role.CLAIMING, Grant): Takeover._grant,
     (Role.CLAIMING, Deny): Takeover._deny,
     (Role.CLAIMING, Timer): Takeover._claim_timer,
