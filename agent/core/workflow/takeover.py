@@ -97,9 +97,9 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING (the claim, with its proof, once to each granter)
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
-    CLAIMING, ACTING --Deny(later epoch, its holder DEAD/LEFT here)--> CLAIMING
-              held_epoch + 1 (takeover_overtaken.py); ACTING --Proven(the same)--> too
-    ACTING, CLAIMING --Watch--> the same role (who is gone noted)
+    ACTING    --Deny(later epoch, from a member, its holder DEAD/LEFT here), or
+              Proven(the same)--> CLAIMING that epoch + 1 (takeover_overtaken.py)
+    ACTING    --Watch--> ACTING (who is gone noted)
     CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
     CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
@@ -320,7 +320,7 @@ class Takeover:
         return self._maybe_claim(now)
 
     def _note_view(self, now: float, ev: Watch) -> list[Action]:
-        # Acting or claiming: only who is gone is kept (takeover_overtaken.py).
+        # Acting: only who is gone is kept (takeover_overtaken.py).
         self._dead = frozenset(ev.dead)
         return []
 
@@ -331,7 +331,9 @@ class Takeover:
         return self._maybe_claim(now)
 
     def _maybe_claim(self, now: float) -> list[Action]:
-        if not self._gone or self.me not in self.participants:
+        # The original coordinator, no participant, claims last: once no live
+        # participant is left in line (takeover_overtaken.py).
+        if not self._gone or (self.me not in self.participants and self.me != self.original):
             return []
         while True:
             first = successor(self.participants,
@@ -347,7 +349,7 @@ class Takeover:
                 return []
             self._passed.add(first)
         self._waiting = None  # claiming, or nobody left to wait for
-        if first is None:
+        if first is None and self.me != self.original:
             return []
         return self._claim(now, self.epoch + 1)
 
@@ -411,7 +413,9 @@ class Takeover:
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
             return []
-        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead)
+        # A member's word only (a stranger's denial counts for nothing).
+        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead) \
+            if ev.voter in self.electorate else None
         if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
             return self._claim(now, past)
         if ev.proven:  # a later epoch won: ours is over
@@ -422,9 +426,6 @@ class Takeover:
     def _deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.holder == self.me:
             return []
-        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead)
-        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
-            return self._claim(now, past)
         if ev.proven:  # the holder's certificate, shown by the voter
             return self._proven(now, Proven(ev.held_epoch, ev.holder))
         if ev.held_epoch > self.epoch:
@@ -537,7 +538,6 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
     (Role.ACTING, Watch): Takeover._note_view,
-    (Role.CLAIMING, Watch): Takeover._note_view,
     (Role.CLAIMING, Grant): Takeover._grant,
     (Role.CLAIMING, Deny): Takeover._deny,
     (Role.CLAIMING, Timer): Takeover._claim_timer,
