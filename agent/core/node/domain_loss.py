@@ -91,7 +91,8 @@ durable (`final_acked`). Without takeover (no other coordinator can exist) the v
 goes into the progress and the end is made at once.
 
 Ends on results are told first too (`tell_end`, from Running.check_outcome and the
-takeover part's successor_outcome), with takeover, while another participant exists:
+takeover part's successor_outcome), with takeover, while another domain may claim
+(another participant, or the original: core/workflow/takeover_overtaken.py):
 made at once, an end that reached no elector before its coordinator died could be
 contradicted by a successor's verdict (a step whose result that coordinator alone
 held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`

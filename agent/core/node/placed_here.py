@@ -22,7 +22,11 @@ other Node's (and the coordinator's own, where it is a participant too):
 - a grant is a promise: once this Node granted (or follows) an epoch e >= 1, a new
   placement told by a coordinator of an older epoch (the original, at 0) is neither
   taken nor acknowledged (`promised`, `on_placed`), so it never counts toward the
-  majority that lets the original's COMMIT leave; and a claimant acting in its epoch
+  majority that lets the original's COMMIT leave, but answered: with the epoch held
+  here and its holder (its certificate where kept here), or, ended here, with the end
+  and its proof, so that the original follows, or claims past a holder gone in its
+  view (agent/core/workflow/takeover_overtaken.py; takeover soak seed 4900724: told
+  nothing, it told the placement for ever); and a claimant acting in its epoch
   takes no placement from a grant that comes after (`learn_from_grant`): together
   they let the holder answer a round it does not know void (replacement_handover.py);
 - told by a successor (the holder of a later epoch, its certificate shown: authority.py)

@@ -252,8 +252,7 @@ class Takeovers:
                 self.watch(now, wf, core)
 
     def watch(self, now: float, wf: str, core: Takeover) -> None:
-        # An acting core too: it keeps who is gone, to claim past a later epoch's gone
-        # holder when told of one (agent/core/workflow/takeover_overtaken.py).
+        # Acting too: who is gone (core/workflow/takeover_overtaken.py).
         if core.ended or not self.live(wf):
             return
         members = self.n.members
@@ -333,12 +332,8 @@ class Takeovers:
                 # A placement told before we won whose COMMIT its new domain may never
                 # have had: handed out, told everywhere again first.
                 n.replacement.handover.adopt(wf)
-                if wf in d.rows and wf not in d.final:
-                    # The original, acting in a later epoch (it claimed past a gone
-                    # holder: agent/core/workflow/takeover_overtaken.py): its
-                    # placements told again in that epoch, which the electors that
-                    # granted it take where they refused the older one's.
-                    n.replacement.told.retell(wf)
+                if wf in d.rows and wf not in d.final:  # the original, past a gone
+                    n.replacement.told.retell(wf)  # holder: its placements, in its epoch
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 

@@ -78,8 +78,9 @@ holds because the committed round's acceptors are signed into its PREPARE and ne
 change; (b) because a grant is written (the workflow row, or for an acceptor holding
 no step its own grant record) before the answer. Any two majorities of the acceptors
 share a member, which granted that epoch to one claimant only. The claimant is a
-participant (a claim from any other domain is refused), so the winner has steps of
-its own; a winning majority holds the claimant itself unless it is a participant
+participant, or the original coordinator claiming past a gone holder
+(takeover_overtaken.py; a claim from any other domain is refused), so the winner has
+steps of its own or signed the round; a winning majority holds the claimant itself unless it is a participant
 beyond `max_acceptors`, and the participants that granted it refuse, from then on,
 every coordinator message of the older epoch (the others once they hear of it). A
 participant added later by re-placement is no member either: it may claim, but its

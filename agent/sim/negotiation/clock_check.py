@@ -48,9 +48,7 @@ once, with the times that break it):
     the claim timeout (`prepare_timeout_s` here) after its own claim before, unless it
     was sent a denial of that claim naming a rival holder of its epoch: then the
     denials may settle the split at once (agent/core/workflow/takeover_split.py), a
-    decision on answers, not on a timer; or a denial naming a later epoch whose holder
-    its view holds gone: it claims that epoch plus one at once
-    (agent/core/workflow/takeover_overtaken.py).
+    decision on answers, not on a timer.
 
 The self-fencing rule is not in this simulation's agents (their Node has no step
 lease): the re-placement world with partitions runs it (fencing.py), on each cut
@@ -110,9 +108,6 @@ class ClockCheck:
         self.claimed_at: dict[tuple[str, str, int], float] = {}  # (agent, wf, epoch) -> when
         # (claimant, wf, epoch): a denial naming a rival holder of that epoch was sent it.
         self._rival_denied: set[tuple[str, str, int]] = set()
-        # (agent, wf, epoch): a denial naming epoch - 1, held by a member gone in the
-        # agent's view, was sent it (takeover_overtaken.py: it claims past at once).
-        self._past_gone: set[tuple[str, str, int]] = set()
         self.claims = 0  # takeover claims checked
 
     # ---- what the simulation tells it --------------------------------------------------
@@ -171,9 +166,6 @@ class ClockCheck:
         elif kind is ClaimAnswerMsg and not msg.granted and msg.held_epoch == msg.epoch \
                 and msg.holder not in ("", dst):
             self._rival_denied.add((dst, msg.workflow_id, msg.epoch))
-        elif kind is ClaimAnswerMsg and not msg.granted and msg.held_epoch > msg.epoch \
-                and self._gone_in_view(dst, (msg.holder,)):
-            self._past_gone.add((dst, msg.workflow_id, msg.held_epoch + 1))
 
     # ---- the invariants ------------------------------------------------------------------
 
@@ -230,8 +222,7 @@ class ClockCheck:
         held_epoch, coordinator = held
         t = self.sim.config.timing
         if coordinator == agent:  # its own claim of the epoch before met a rival
-            if (agent, wf, held_epoch) in self._rival_denied \
-                    or (agent, wf, epoch) in self._past_gone:
+            if (agent, wf, held_epoch) in self._rival_denied:
                 return  # settled on the denials (see the header), not timed out
             before = self.claimed_at.get((agent, wf, held_epoch))
             if before is not None and now + EPSILON_S < before + t.prepare_timeout_s:
