@@ -374,9 +374,13 @@ def _replacement_yes(node: Any, wf: str) -> bool:
 
 
 def _claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:
+    # A participant claims; so may the original coordinator, told of a later epoch whose
+    # holder is gone (agent/core/workflow/takeover_overtaken.py): grants decide.
+    participants = _epoch_of(node.state, msg.workflow_id)[1]
+    if participants is not None:
+        participants = participants | {coordinator_of(msg.workflow_id)}
     authorize("takeover_claim", src, Facts(
-        workflow_id=msg.workflow_id, epoch=msg.epoch,
-        participants=_epoch_of(node.state, msg.workflow_id)[1]))
+        workflow_id=msg.workflow_id, epoch=msg.epoch, participants=participants))
 
 
 def _claim_answer(node: Any, src: str, msg: ClaimAnswerMsg, votes: Any, proven: Any) -> None:

@@ -91,7 +91,8 @@ durable (`final_acked`). Without takeover (no other coordinator can exist) the v
 goes into the progress and the end is made at once.
 
 Ends on results are told first too (`tell_end`, from Running.check_outcome and the
-takeover part's successor_outcome), with takeover, while another participant exists:
+takeover part's successor_outcome), with takeover, while another domain may claim
+(another participant, or the original: core/workflow/takeover_overtaken.py):
 made at once, an end that reached no elector before its coordinator died could be
 contradicted by a successor's verdict (a step whose result that coordinator alone
 held, lost with it: the takeover soak's seed 1401911). The hold is the same (`held`
@@ -197,16 +198,19 @@ class DomainLoss:
     def tell_end(self, now: float, wf: str, state: WorkflowState) -> bool:
         """The coordinator of the current epoch has an end of `wf` on results: must it
         wait (True), told first, as a verdict's end is? With takeover only, and while
-        another participant exists (none: no successor can ever be elected, as only a
-        participant claims): a successor elected after this end was made here, no
-        elector told, could decide another end by its own verdict (the step whose result
-        this Node alone held, lost with it)."""
+        another domain may claim: another participant, or the original coordinator
+        (it claims past a later epoch's gone holder: core/workflow/takeover_overtaken.py;
+        none: no successor can ever be elected): a successor elected after this end
+        was made here, no elector told, could decide another end by its own verdict
+        (the step whose result this Node alone held, lost with it), or by a cancel
+        (takeover soak seed 4900444: the original, back, claimed past this successor
+        while it was down and cancelled; this one, back, ended it SUCCEEDED)."""
         n = self.n
         if wf in self.released:
             self.released.discard(wf)
             return False
-        if n.takeover is None or not self.drives(wf) \
-                or not self.participants(wf) - {n.name}:
+        claimants = self.participants(wf) | {n.running.info(wf).coordinator}
+        if n.takeover is None or not self.drives(wf) or not claimants - {n.name}:
             return False
         self._hold(wf, state)
         self._release_if_told(now, wf)

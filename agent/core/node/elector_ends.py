@@ -34,8 +34,9 @@ acknowledged: answered with the later end kept here and its proof
 (Running.answer_overtaken), or, none kept, with the later epoch this elector granted
 and its certificate where it keeps one, so that the original follows it
 (takeover_claims.py) and a claim of the next epoch can end the workflow. Shown no
-proof (the successor died before it sent its certificate), the original does not
-follow, and its end waits (docs/architecture.md, "Not built yet"). A later epoch's
+proof (the successor died before it sent its certificate, or never won), the
+original does not follow; where its view holds that holder gone it claims the next
+epoch itself (agent/core/workflow/takeover_overtaken.py), else its end waits. A later epoch's
 proven end that differs from the one kept here replaces it (told_ends.py: the kept
 end was never made) and is followed.
 

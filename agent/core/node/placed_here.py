@@ -22,7 +22,11 @@ other Node's (and the coordinator's own, where it is a participant too):
 - a grant is a promise: once this Node granted (or follows) an epoch e >= 1, a new
   placement told by a coordinator of an older epoch (the original, at 0) is neither
   taken nor acknowledged (`promised`, `on_placed`), so it never counts toward the
-  majority that lets the original's COMMIT leave; and a claimant acting in its epoch
+  majority that lets the original's COMMIT leave, but answered: with the epoch held
+  here and its holder (its certificate where kept here), or, ended here, with the end
+  and its proof, so that the original follows, or claims past a holder gone in its
+  view (agent/core/workflow/takeover_overtaken.py; takeover soak seed 4900724: told
+  nothing, it told the placement for ever); and a claimant acting in its epoch
   takes no placement from a grant that comes after (`learn_from_grant`): together
   they let the holder answer a round it does not know void (replacement_handover.py);
 - told by a successor (the holder of a later epoch, its certificate shown: authority.py)
@@ -60,7 +64,8 @@ from typing import Any
 
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 from fedorch.core.workflow.takeover import Adopted
@@ -134,6 +139,19 @@ class PlacedHere:
             n.stats["placement of an older epoch refused: a later one granted"] += 1
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)
+                # Its sender, the original, is answered with the later end and its
+                # proof, as its end notice would be (Running.tell_overtaken): it follows
+                # that end (takeover soak seed 4900724, the successor's end told first).
+                n.running.tell_overtaken(src, wf)
+            elif n.takeover is not None:
+                # Refused with a word back: the epoch granted here and its holder (with
+                # its certificate where kept), as an older epoch's end notice is
+                # (elector_ends.py), so its sender follows a proven live holder or,
+                # that holder gone, claims the next epoch (takeover_overtaken.py).
+                epoch, holder = held_of(n.state, wf, wf.rpartition(".")[0])
+                n.stats["placement of an older epoch answered with the later epoch"] += 1
+                n.send(src, ClaimAnswerMsg(wf, msg.held_epoch, False, epoch, holder,
+                                           won=n.takeover.proof.proof_of(wf, epoch, holder)))
             return
         self.take(now, msg)
         if msg.made and msg.domain == n.name and msg.workflow_id not in n.state.final:

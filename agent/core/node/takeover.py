@@ -252,7 +252,8 @@ class Takeovers:
                 self.watch(now, wf, core)
 
     def watch(self, now: float, wf: str, core: Takeover) -> None:
-        if core.role is Role.ACTING or core.ended or not self.live(wf):
+        # Acting too: who is gone (core/workflow/takeover_overtaken.py).
+        if core.ended or not self.live(wf):
             return
         members = self.n.members
         dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
@@ -331,6 +332,8 @@ class Takeovers:
                 # A placement told before we won whose COMMIT its new domain may never
                 # have had: handed out, told everywhere again first.
                 n.replacement.handover.adopt(wf)
+                if wf in d.rows and wf not in d.final:  # the original, past a gone
+                    n.replacement.told.retell(wf)  # holder: its placements, in its epoch
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 

@@ -59,7 +59,7 @@ from typing import Any
 
 from fedorch.core.negotiation.messages import VoteIn
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
-from fedorch.core.node.takeover_grants import StatedRound
+from fedorch.core.node.takeover_grants import StatedRound, sign_round
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.takeover import (
     Adopted,
@@ -135,6 +135,8 @@ class Claims:
             return None, None, ()
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))
+        if info is None and wf in d.rows:
+            return self._own_round_proof(wf, core, round_)
         if info is None or not d.electorates.get(wf) or learned is None or not learned.commit \
                 or info.lost:
             # A new domain's committed round here is its re-placement round (classic
@@ -143,6 +145,22 @@ class Claims:
             return None, None, ()
         return Round(round_, frozenset(info.placement.values()),
                      frozenset(d.electorates[wf]), COMMIT), info.stated, learned.votes
+
+    def _own_round_proof(self, wf: str, core: Takeover, round_: int
+                         ) -> tuple[Round | None, StatedRound | None, tuple[VoteIn, ...]]:
+        """The original coordinator's proof of its own committed round (it claims past a
+        later epoch's gone holder: takeover_overtaken.py): its COMMIT as decided or
+        learned here, whose signed YES name the round's participants, and the round
+        signed again by its coordinator, us, with the electorate's acceptors."""
+        d = self.n.state
+        value = d.records.get((wf, round_)) or d.learned.get((wf, round_))
+        if value is None or not value.commit:
+            return None, None, ()
+        participants = frozenset(v.domain for v in value.votes if v.round == round_)
+        stated = sign_round(self.tk.proof.sign, wf, round_, self.n.name, participants,
+                            core.electorate)
+        return Round(round_, participants, frozenset(core.electorate), COMMIT), stated, \
+            value.votes
 
     # ---- a claim received -------------------------------------------------------------------
 
@@ -218,7 +236,7 @@ class Claims:
             proof, error = None, ("bad_round_proof", "not the committed round as signed")
         epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
         verdict = acceptor_grant(n.name, src, msg.epoch, (epoch, holder), records,
-                                 proof, error)
+                                 proof, error, original=wf.rpartition(".")[0])
         if verdict.refused:
             n.stats["takeover claim unknown here"] += 1
             n.stats[f"takeover claim refused {verdict.reason}"] += 1

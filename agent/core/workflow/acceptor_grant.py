@@ -27,7 +27,8 @@ bytes as received and hands this core the facts, or the reason it refused them
     proof of round r, a record of r that differs
       (participants, acceptors) or decided ABORT,
       or a record of a later round decided COMMIT    -> REFUSE proof_disagrees (a lie)
-    claimant no participant of the proof's round     -> REFUSE not_participant
+    claimant no participant of the proof's round,
+      nor the workflow's original coordinator        -> REFUSE not_participant
     the epoch held here forbids it (may_grant)       -> DENY (answered with what is held)
     otherwise                                        -> GRANT naming the proof's round and
                                                         its acceptors as the electorate
@@ -154,12 +155,15 @@ def _refuse(reason: str, detail: str) -> Verdict:
 
 def acceptor_grant(me: str, claimant: str, epoch: int, held: tuple[int, str],
                    records: Collection[Round], proof: Round | None = None,
-                   proof_error: tuple[str, str] | None = None) -> Verdict:
+                   proof_error: tuple[str, str] | None = None,
+                   original: str = "") -> Verdict:
     """May acceptor `me`, holding (`held`) for the workflow and knowing `records` of its
     rounds, grant `epoch` to `claimant`, who showed `proof` (or a proof the shell
     refused: `proof_error` = (reason, detail))? See the table in the module docstring:
     only a proof grants; the records can only refuse one, but a COMMIT of an earlier
-    round the proof outranks (granted all the same, reason COMMIT_OUTRANKED)."""
+    round the proof outranks (granted all the same, reason COMMIT_OUTRANKED).
+    `original`: the workflow's original coordinator (its id names it), which signed the
+    round and may claim past a later epoch's gone holder (takeover_overtaken.py)."""
     if proof_error is not None:
         return _refuse(*proof_error)
     if proof is None:
@@ -184,7 +188,7 @@ def acceptor_grant(me: str, claimant: str, epoch: int, held: tuple[int, str],
                                                   f" round {proof.round}")
             outranked.append(r.round)
     basis = proof
-    if claimant not in basis.participants:
+    if claimant not in basis.participants and (not original or claimant != original):
         return _refuse("not_participant",
                        f"{claimant} is no participant of round {basis.round}")
     if not may_grant(held[0], held[1], epoch, claimant):

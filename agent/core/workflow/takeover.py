@@ -78,8 +78,9 @@ holds because the committed round's acceptors are signed into its PREPARE and ne
 change; (b) because a grant is written (the workflow row, or for an acceptor holding
 no step its own grant record) before the answer. Any two majorities of the acceptors
 share a member, which granted that epoch to one claimant only. The claimant is a
-participant (a claim from any other domain is refused), so the winner has steps of
-its own; a winning majority holds the claimant itself unless it is a participant
+participant, or the original coordinator claiming past a gone holder
+(takeover_overtaken.py; a claim from any other domain is refused), so the winner has
+steps of its own or signed the round; a winning majority holds the claimant itself unless it is a participant
 beyond `max_acceptors`, and the participants that granted it refuse, from then on,
 every coordinator message of the older epoch (the others once they hear of it). A
 participant added later by re-placement is no member either: it may claim, but its
@@ -97,6 +98,9 @@ Roles (`Role`) and the one transition table (`TABLE`):
               takeover_after_s pass without a claim)
     CLAIMING  --Grant: majority--> ACTING (the claim, with its proof, once to each granter)
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
+    ACTING    --Deny(later epoch, from a member, its holder DEAD/LEFT here), or
+              Proven(the same)--> CLAIMING that epoch + 1 (takeover_overtaken.py)
+    ACTING    --Watch--> ACTING (who is gone noted)
     CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
     CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
@@ -185,6 +189,7 @@ from fedorch.core.workflow.takeover_events import (
     may_grant,
     successor,
 )
+from fedorch.core.workflow.takeover_overtaken import claim_past
 from fedorch.core.workflow.takeover_split import resolve
 
 __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
@@ -315,6 +320,11 @@ class Takeover:
             self._gone = True
         return self._maybe_claim(now)
 
+    def _note_view(self, now: float, ev: Watch) -> list[Action]:
+        # Acting: only who is gone is kept (takeover_overtaken.py).
+        self._dead = frozenset(ev.dead)
+        return []
+
     def _follow_timer(self, now: float, ev: Timer) -> list[Action]:
         if self._unseen_since is not None \
                 and now >= self._unseen_since + self.takeover_after_s:
@@ -322,7 +332,9 @@ class Takeover:
         return self._maybe_claim(now)
 
     def _maybe_claim(self, now: float) -> list[Action]:
-        if not self._gone or self.me not in self.participants:
+        # The original coordinator, no participant, claims last: once no live
+        # participant is left in line (takeover_overtaken.py).
+        if not self._gone or (self.me not in self.participants and self.me != self.original):
             return []
         while True:
             first = successor(self.participants,
@@ -338,7 +350,7 @@ class Takeover:
                 return []
             self._passed.add(first)
         self._waiting = None  # claiming, or nobody left to wait for
-        if first is None:
+        if first is None and self.me != self.original:
             return []
         return self._claim(now, self.epoch + 1)
 
@@ -402,6 +414,11 @@ class Takeover:
     def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
         if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
             return []
+        # A member's word only (a stranger's denial counts for nothing).
+        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead) \
+            if ev.voter in self.electorate else None
+        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
+            return self._claim(now, past)
         if ev.proven:  # a later epoch won: ours is over
             return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
         self._unproven.add(ev.voter)
@@ -501,6 +518,9 @@ class Takeover:
     def _acting_proven(self, now: float, ev: Proven) -> list[Action]:
         if ev.epoch <= self.epoch:
             return []  # ours is agreed: a certificate of it for another cannot exist
+        past = claim_past(self.epoch, self.me, ev.epoch, ev.coordinator, self._dead)
+        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
+            return self._claim(now, past)
         return self._adopt(now, Adopted(ev.epoch, ev.coordinator))
 
     def _end_known(self, now: float, ev: EndKnown) -> list[Action]:
@@ -518,6 +538,7 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Watch): Takeover._watch,
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
+    (Role.ACTING, Watch): Takeover._note_view,
     (Role.CLAIMING, Grant): Takeover._grant,
     (Role.CLAIMING, Deny): Takeover._deny,
     (Role.CLAIMING, Timer): Takeover._claim_timer,

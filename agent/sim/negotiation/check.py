@@ -338,8 +338,7 @@ class Checker:
                 continue
             gone = set(row.info.placement.values()) & dead
             if gone and row.committed and (sim.config.timing.takeover_after_s is None
-                                           or self.cancels.unacknowledgeable(sim, wf)
-                                           or self._successor_gone_unproven(sim, wf, row)):
+                                           or self.cancels.unacknowledgeable(sim, wf)):
                 # A domain it needs is gone for good, and either no view says so (runs
                 # without takeover: no membership views), or the electors left are no
                 # majority: a held end waits for one to acknowledge it
@@ -379,24 +378,6 @@ class Checker:
                     when = "never" if at is None else f"at {at:.2f}"
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
-
-    def _successor_gone_unproven(self, sim: World, wf: str, row: object) -> bool:
-        """Every participant but the original is gone for good, one of them after it
-        acted in a later epoch, or after a live elector granted it one (a claim that
-        never won): the electors that granted it refuse the original's end, and, shown
-        no proof of that epoch (the successor died before it sent its certificate, or
-        never won), it claims no next one (docs/architecture.md, "Not built yet")."""
-        placed = set(row.info.placement.values()) - {sim.workflows[wf]}
-        if not placed <= sim.dead_forever:
-            return False
-        acted = any(w == wf and epoch >= 1 and agent in sim.dead_forever
-                    for (w, epoch), agent in self.acting_in.items())
-        granted = [a.disk.granted.get(wf, (0, "")) for a in sim.agents.values() if a.alive]
-        if not acted and not any(e >= 1 and holder in sim.dead_forever
-                                 for e, holder in granted):
-            return False
-        sim.stats["original back, its successor gone for good: held end refused"] += 1
-        return True
 
     def _blocked_2pc(self, sim: World, key: Key) -> bool:
         """A classic 2PC round (no acceptors) whose coordinator died for good, that no

@@ -749,3 +749,30 @@ def test_a_void_held_end_lets_the_outcome_reached_meanwhile_be_made() -> None:
     for n in ("d0", "d1"):
         assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
     assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+
+
+def test_a_successor_that_is_the_only_participant_tells_its_end_first() -> None:
+    """d0's workflow has one step, on d1. d0 dies and d1 wins epoch 1; its step
+    succeeds. The original may claim past d1 once back (core/workflow/
+    takeover_overtaken.py), so d1's end is told to the electors first and made once
+    enough acknowledged it, as with other participants: made at once, no elector told,
+    the original, back while d1 is down, won a later epoch and cancelled, and d1, back,
+    ended the workflow SUCCEEDED (takeover soak seed 4900444)."""
+    fed = committed([step("s1")], {"s1": "d1"})
+    fed.silent.add("d0")
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+
+    def finals(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, FinalMsg)
+
+    fed.net = []
+    runs = [r for r in fed.running["d1"] if r[1] == "s1"]
+    fed.step("d1", StepEnded(*runs[0], ok=True))
+    fed.deliver(keep=finals)
+    assert WF not in fed.disks["d1"].final  # told, not made
+    assert any(dst != "d0" for _, dst, _ in fed.net)
+    fed.deliver()
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED

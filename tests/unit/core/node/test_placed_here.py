@@ -4,12 +4,14 @@ federation); step attempts end only when a test says so."""
 
 from __future__ import annotations
 
-from fedorch.core.node import Message
-from fedorch.core.node.records import PlacedMsg, ResultMsg
+from fedorch.core.negotiation.messages import Accept, PaxosPrepare
+from fedorch.core.node import MemberState, Message
+from fedorch.core.node.records import ClaimAnswerMsg, PlacedMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 
-from tests.unit.core.node.test_domain_loss import WF, committed, dies, step
+from tests.unit.core.node.test_domain_loss import NAMES, WF, committed, dies, step
+from tests.unit.core.node.test_replacement import in_doubt_with_the_coordinator_gone
 
 
 def test_a_lost_domains_failure_told_before_the_new_placement_is_dropped_with_it() -> None:
@@ -42,3 +44,49 @@ def test_a_lost_domains_failure_told_before_the_new_placement_is_dropped_with_it
     fed.end("d2", "s2")
     fed.tick(fed.now + 2.0)
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+
+
+
+def test_an_older_epochs_placement_is_refused_with_the_epoch_granted_and_its_proof(
+) -> None:
+    """d2 granted d1's epoch 1: a new placement told by the original (epoch 0) is
+    neither taken nor acknowledged (test_replacement.py), and now answered with the
+    epoch granted, its holder and the holder's certificate kept here, so that the
+    original follows a live holder or claims past a gone one (takeover soak seed
+    4900724: the refusal said nothing, and the original told it for ever)."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    fed.net = []
+    fed.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", key[1], "d1")))
+    answers = [m for dst, m in fed.sent_by("d2", ClaimAnswerMsg) if dst == "d0"]
+    assert len(answers) == 1
+    a = answers[0]
+    assert (a.epoch, a.granted, a.held_epoch, a.holder) == (0, False, 1, "d1")
+    assert a.won == fed.nodes["d1"].takeover.proof.own_certificate(WF, 1)
+    assert WF not in fed.disks["d2"].placements
+
+
+def test_the_original_back_claims_past_a_gone_holder_of_a_later_epoch() -> None:
+    """d1 won epoch 1 and dies for good; the original d0 comes back acting at epoch 0,
+    its view holding d1 DEAD, and is answered, as above, with d1's epoch 1 and its
+    proof: it claims epoch 2 (agent/core/workflow/takeover_overtaken.py) and wins it
+    with d2's grant, where before it followed d1, dead, and nobody claimed past it."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    fed.silent.add("d1")
+    fed.net = []
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.step("d0", *[MemberState(m, "DEAD" if m == "d1" else "ALIVE")
+                     for m in NAMES if m != "d0"])
+    fed.step("d2", MemberState("d0", "ALIVE"))
+    fed.net = []
+    fed.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", key[1], "d1")))
+
+    def recovery(src: str, dst: str, msg: object) -> bool:
+        # d3's own recovery ballot of its round, which d0 refuses (the coordinator
+        # decides a re-placement round alone): held back.
+        return isinstance(msg, (PaxosPrepare, Accept)) and msg.tx.key == key
+
+    fed.deliver(keep=recovery)
+    assert fed.evidence.acting.get((WF, 2)) == "d0"
+    assert fed.disks["d2"].granted[WF] == (2, "d0")
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")

@@ -268,3 +268,13 @@ def test_one_claimant_per_epoch_whatever_the_proofs(records, proof, claimants):
             granted.add(claimant)
             held = (1, claimant)
     assert len(granted) <= 1
+
+
+def test_the_original_coordinator_may_claim_though_no_participant():
+    """The workflow's original coordinator (its id names it; it signed the round) may
+    claim past a later epoch's gone holder (agent/core/workflow/takeover_overtaken.py);
+    any other non-participant is refused as before."""
+    assert acceptor_grant(ME, "coord", 1, HELD0, [], R1, original="coord").granted
+    assert acceptor_grant(ME, "coord", 1, HELD0, [], R1).reason == "not_participant"
+    assert acceptor_grant(ME, "mallory", 1, HELD0, [], R1,
+                          original="coord").reason == "not_participant"
