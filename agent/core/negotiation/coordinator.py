@@ -17,34 +17,29 @@ commit certificate. Any NO, or a missing vote at the timeout, makes it ABORT
 refusers are excluded for the steps they were asked and the workflow is placed
 again, up to `max_rounds`; then the workflow is ABORTED, its reason listing
 every refusal. This blocks while the coordinator is down after all YES votes.
-Given `resend_s` (a transport that drops what a peer does not take: the Node's), a
-PREPARE goes again to the participants that have not voted and, once COMMITTED, the
-COMMIT to those that have not acknowledged it; the shells' calls retry, so theirs is
-None: nothing is resent. Given `me`, `tx()` names a classic round (no acceptors).
+Given `resend_s`, a PREPARE goes again to the silent and a COMMIT to the
+unacknowledged (coordinator_resends). Given `me`, `tx()` names a classic round.
 
 Consensus mode (Paxos Commit, non-blocking): each PREPARE carries the round's
-acceptors: the coordinator and participants up to `max_acceptors` (in an order
-the workflow id fixes), and extra live members up to `min_acceptors`; a
-participant beyond the bound is a learner only (see messages). On all YES the coordinator compare-and-sets its write-once
-proposal cell to COMMIT (PersistProposal), then sends Accept(ballot 0, COMMIT
-with the YES votes) to its own acceptor and, once that accepted, to every other
-(phase DECIDING), and announces only once a majority accepted: the value is chosen
-(PersistDecision, Finished; the participants learn it from their Accept, which
-says that the coordinator accepted, or from the acceptors' Accepted, and
-acknowledge it, and only one still silent after `commit_notice_s` is sent the
-COMMIT; that wait and the resends' grow with the round's width beyond
-`notice_share` participants). A Reject (a
-participant's recovery got there first) turns it into an ordinary proposer with
-a higher ballot, still preferring its COMMIT; if ABORT was chosen instead, the
-round is aborted and the workflow placed again. On a NO, a timeout or a cancel
-the cell is set to ABORT first; since only the coordinator
-ever proposes COMMIT, and only with that cell holding COMMIT, an ABORT in the
-cell can never be contradicted, so it is announced at once without a ballot.
-Unacknowledged COMMITs are resent; `collectable()` says which decision records
-may be dropped (presumed abort: an ABORT record never needs keeping; a COMMIT
-record once every participant acknowledged it). A restarted coordinator is
-rebuilt with `restore()` from its round record and finishes what its log says
-(see coordinator_recovery).
+acceptors: the coordinator and participants up to `max_acceptors` (in an order the
+workflow id fixes), and extra live members up to `min_acceptors`; a participant
+beyond the bound is a learner only (see messages). On all YES the coordinator
+compare-and-sets its write-once proposal cell to COMMIT (PersistProposal), then
+sends Accept(ballot 0, COMMIT with the YES votes) to its own acceptor and, once that
+accepted, to every other (phase DECIDING), and announces only once a majority
+accepted: the value is chosen (PersistDecision, Finished; the participants learn it
+from their Accept, which says that the coordinator accepted, or from the acceptors'
+Accepted, and acknowledge it; one still silent after `commit_notice_s` is sent the
+COMMIT: coordinator_resends). A Reject (a participant's recovery got there first)
+turns it into an ordinary proposer with a higher ballot, still preferring its
+COMMIT; if ABORT was chosen instead, the round is aborted and the workflow placed
+again. On a NO, a timeout or a cancel the cell is set to ABORT first; since only the
+coordinator ever proposes COMMIT, and only with that cell holding COMMIT, an ABORT
+in the cell can never be contradicted, so it is announced at once without a ballot.
+The cells, the decisions on record, presumed abort's answers and which records
+`collectable()` lets go are the log's (coordinator_log). A restarted coordinator is
+rebuilt with `restore()` from its round record and finishes what its log says (see
+coordinator_recovery).
 
 Transitions (one table, `_TRANSITIONS`, built in coordinator_table; any pair missing from it is a protocol
 error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
@@ -82,13 +77,13 @@ from collections.abc import Set as AbstractSet
 
 from fedorch.core.negotiation.abort_reasons import refusals_text, unplaceable_text
 from fedorch.core.negotiation.acceptor_set import choose_acceptors
+from fedorch.core.negotiation.coordinator_log import CoordinatorLog
 from fedorch.core.negotiation.coordinator_recovery import restore as restore_from_log
+from fedorch.core.negotiation.coordinator_resends import Resends
 from fedorch.core.negotiation.coordinator_table import transitions
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
-    ABORT,
     ROUND_DECIDED,
-    AnswerStatus,
     DecisionAnswer,
     Key,
     PersistBallot,
@@ -138,10 +133,8 @@ class Coordinator:
         """`me`: this coordinator's domain in classic mode (consensus mode takes it from
         ConsensusOptions); with it, `tx()` names a classic round too (no acceptors) and
         the answers to queries name their sender. Without it (the shells), neither.
-        `resend_s`, `decision_resend_s`: classic mode's resends, for a transport that
-        drops what a peer does not take (the Node's): a PREPARE to a participant that
-        has not voted, a COMMIT to one that has not acknowledged it. None: never (the
-        shells' calls retry)."""
+        `resend_s`, `decision_resend_s`: classic mode's resends (coordinator_resends);
+        None: never (the shells' calls retry)."""
         if max_rounds < 1 or first_round < 1:
             raise LocalProtocolError("max_rounds must be at least 1")
         self.workflow_id = workflow_id
@@ -155,14 +148,10 @@ class Coordinator:
         self._timeout = prepare_timeout_s
         self._consensus = consensus
         self._me = consensus.me if consensus is not None else me
-        self._resend_s = consensus.resend_s if consensus is not None else resend_s
-        self._decision_resend_s = decision_resend_s or resend_s
+        self._resends = Resends(consensus, resend_s, decision_resend_s)
         self._excluded: dict[str, set[str]] = {}
         self._round: RoundState | None = None
-        self._aborted_rounds: dict[int, set[str]] = {}  # round -> domains told ABORT
-        self._cells: dict[int, Value] = {}     # write-once proposal cells
-        self._decided: dict[int, Value] = {}   # decisions on record
-        self._collected: set[int] = set()      # COMMIT records dropped after every ack
+        self.log = CoordinatorLog(workflow_id, self._me, cells=consensus is not None)
         self._proposer: Proposer | None = None
         self._restored = False
         self._outbox: list[Action] = []
@@ -178,12 +167,11 @@ class Coordinator:
         if rnd is None:
             return None
         if self.phase is Phase.PREPARING:
-            return rnd.deadline if self._resend_s is None \
-                else min(rnd.deadline, rnd.next_resend)
+            return self._resends.prepare_timer(rnd)
         if self.phase is Phase.DECIDING and self._proposer is not None:
             return self._proposer.get_timer()
-        if self.phase is Phase.COMMITTED and self._resend_s is not None and self._unacked():
-            return rnd.next_resend
+        if self.phase is Phase.COMMITTED:
+            return self._resends.commit_timer(rnd, self._unacked)
         return None
 
     @property
@@ -196,7 +184,7 @@ class Coordinator:
 
     def decision(self, round: int) -> Value | None:
         """The decision on record for `round` (what SendDecision announces)."""
-        return self._decided.get(round)
+        return self.log.decided.get(round)
 
     def tx(self) -> TxInfo | None:
         """The current round as a transaction: consensus mode, or classic mode given `me`
@@ -211,10 +199,9 @@ class Coordinator:
         """Decision records the shell may drop: an ABORT (unless COMMIT was proposed in
         its round: the record spares a recovery ballot after a restart); a COMMIT once
         every participant acknowledged it."""
-        keys = [(self.workflow_id, r) for r, v in sorted(self._decided.items())
-                if not v.commit and not self._cells.get(r, v).commit]
+        keys = self.log.abort_records()
         rnd = self._round
-        if self.phase is Phase.COMMITTED and rnd is not None and rnd.number in self._decided \
+        if self.phase is Phase.COMMITTED and rnd is not None and rnd.number in self.log.decided \
                 and not self._unacked():
             keys.append((self.workflow_id, rnd.number))
         return keys
@@ -228,8 +215,7 @@ class Coordinator:
         rnd = self._round
         if rnd is not None and key == (self.workflow_id, rnd.number) \
                 and self.phase is Phase.COMMITTED:
-            self._decided.pop(rnd.number, None)
-            self._collected.add(rnd.number)
+            self.log.collect(rnd.number)
 
     # ---- inputs: one table of transitions ------------------------------------
 
@@ -306,12 +292,8 @@ class Coordinator:
         assert current is not None
         if now >= current.deadline:
             self._fail_round(now, current, timed_out=True)
-        elif self._resend_s is not None and now >= current.next_resend:
-            current.next_resend = now + self._resend_s
-            for domain, steps in current.participants().items():
-                if domain not in current.votes:
-                    self._outbox.append(SendPrepare(domain, current.number, steps,
-                                                    dict(current.placement), current.acceptors))
+        else:  # to the silent, if resending is on (coordinator_resends)
+            self._outbox.extend(self._resends.prepares_due(now, current))
 
     def _on_cancel_preparing(self, now: float, reason: object) -> None:
         current = self._round
@@ -359,35 +341,15 @@ class Coordinator:
 
     def _on_timer_committed(self, now: float, _: object) -> None:
         rnd = self._round
-        if rnd is None or self._resend_s is None or now < rnd.next_resend:
-            return
-        c = self._consensus
-        if c is None:  # classic, with resends: the unacknowledged are sent it again
-            assert self._decision_resend_s is not None
-            rnd.next_resend = now + self._decision_resend_s
-        else:
-            rnd.next_resend = now + c.decision_resend_s \
-                * c.notice_scale(len(rnd.participants()))
-        self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked())
+        if rnd is not None:  # to the unacknowledged, if resending is on (coordinator_resends)
+            self._outbox.extend(self._resends.commits_due(now, rnd, self._unacked))
 
     def _on_query(self, now: float, round_: object) -> DecisionAnswer:
         assert isinstance(round_, int)
-        me = self._me
-        key = (self.workflow_id, round_)
-        if round_ < 1 or round_ > self.round:
-            raise RemoteProtocolError(f"{self.workflow_id} has no round {round_}")
-        value = self._decided.get(round_)
-        if value is not None:
-            return DecisionAnswer(key, me, AnswerStatus.DECIDED, value)
-        if round_ in self._collected:
-            return DecisionAnswer(key, me, AnswerStatus.FORGOTTEN)
-        if round_ == self.round and self.phase in (Phase.PREPARING, Phase.DECIDING):
-            return DecisionAnswer(key, me, AnswerStatus.UNKNOWN)
-        # No decision on record: presumed abort, written (compare-and-set) first.
-        self._cas(round_, ABORT)
-        self._decided[round_] = ABORT
-        self._outbox.append(PersistDecision(round_, False, {}, (), "no decision on record"))
-        return DecisionAnswer(key, me, AnswerStatus.DECIDED, ABORT)
+        answer, writes = self.log.answer(
+            round_, self.round, self.phase in (Phase.PREPARING, Phase.DECIDING))
+        self._outbox.extend(writes)  # a presumed ABORT, on record before it is told
+        return answer
 
     def _ignore(self, now: float, arg: object) -> None:
         pass
@@ -395,7 +357,7 @@ class Coordinator:
     # ---- helpers -------------------------------------------------------------
 
     def _late_vote(self, vote: VoteIn) -> None:
-        told = self._aborted_rounds.get(vote.round)
+        told = self.log.told_abort.get(vote.round)
         if vote.yes and told is not None:
             # It may have missed the ABORT: tell it again so it releases.
             self._outbox.append(SendDecision(vote.domain, vote.round))
@@ -417,8 +379,7 @@ class Coordinator:
         rnd = RoundState(number, dict(result.assignment), now + self._timeout)
         if self._consensus is not None:
             rnd.acceptors = self._acceptors(list(rnd.participants()))
-        if self._resend_s is not None:
-            rnd.next_resend = now + self._resend_s
+        self._resends.round_begun(now, rnd)
         self._round = rnd
         self.phase = Phase.PREPARING
         for domain, steps in rnd.participants().items():
@@ -456,16 +417,8 @@ class Coordinator:
             self._begin_round(now, rnd.number + 1)
 
     def _cas(self, round_: int, value: Value) -> None:
-        """Compare-and-set the write-once proposal cell (consensus mode)."""
-        if self._consensus is None:
-            return
-        held = self._cells.get(round_)
-        if held is not None:
-            if held != value:
-                raise LocalProtocolError(f"round {round_}: proposal cell already holds another")
-            return
-        self._cells[round_] = value
-        self._outbox.append(PersistProposal(round_, value))
+        """Compare-and-set the round's write-once proposal cell (the log's), written first."""
+        self._outbox.extend(self.log.propose(round_, value))
 
     def _abort_round(self, rnd: RoundState, reason: str, *, everyone: bool = False) -> None:
         # NO voters hold nothing; everyone else may hold a reservation.
@@ -473,11 +426,8 @@ class Coordinator:
             d for d in rnd.participants()
             if everyone or d not in rnd.votes or rnd.votes[d].yes
         ]
-        if not self._cells.get(rnd.number, ABORT).commit:
-            self._cas(rnd.number, ABORT)
-        self._decided[rnd.number] = ABORT
+        self._outbox.extend(self.log.abort(rnd.number, holders))  # the cell first
         self._outbox.append(PersistDecision(rnd.number, False, dict(rnd.placement), (), reason))
-        self._aborted_rounds[rnd.number] = set(holders)
         self._outbox.extend(SendDecision(d, rnd.number) for d in holders)
 
     def _commit(self, now: float, rnd: RoundState) -> None:
@@ -515,25 +465,23 @@ class Coordinator:
 
     def _announce_commit(self, now: float, rnd: RoundState, value: Value) -> None:
         self.phase = Phase.COMMITTED
-        self._decided[rnd.number] = value
+        self.log.decided[rnd.number] = value
         votes = tuple(v.raw for v in value.votes)
         self._outbox.append(PersistDecision(rnd.number, True, dict(rnd.placement), votes, ""))
         c = self._consensus
         if c is None:
             self._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
-            if self._decision_resend_s is not None:
-                rnd.next_resend = now + self._decision_resend_s
         else:
             # The participants learn it from the acceptors and acknowledge; the COMMIT
             # goes now only to ourselves, to the others if they are silent (timer).
             self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked()
                                 if d == c.me)
-            rnd.next_resend = now + c.commit_notice_s * c.notice_scale(len(rnd.participants()))
+        self._resends.commit_announced(now, rnd)
         self._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
 
     def _unacked(self) -> list[str]:
         rnd = self._round
-        if rnd is None or rnd.number in self._collected:
+        if rnd is None or rnd.number in self.log.collected:
             return []
         return [d for d in rnd.participants() if d not in rnd.acked]
 

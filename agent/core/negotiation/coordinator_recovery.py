@@ -76,17 +76,17 @@ def restore(
                  next_resend=now)
     core._round = rnd
     for r in range(1, record.round):
-        core._decided[r] = ABORT  # an earlier round is never the one that commits
-        core._aborted_rounds[r] = set()
+        core.log.decided[r] = ABORT  # an earlier round is never the one that commits
+        core.log.told_abort[r] = set()
     if record.proposal is not None:
-        core._cells[record.round] = record.proposal
+        core.log.cells[record.round] = record.proposal
     decision = record.decision
     if record.committed or decision is not None and decision.commit:
         core.phase = Phase.COMMITTED
         if decision is not None:
-            core._decided[record.round] = decision
+            core.log.decided[record.round] = decision
         else:
-            core._collected.add(record.round)
+            core.log.collected.add(record.round)
         if not record.finished:
             if consensus is None:
                 core._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
@@ -106,8 +106,8 @@ def restore(
         if decision is None:
             core._abort_round(rnd, presumed, everyone=True)
         else:
-            core._decided[rnd.number] = ABORT
-            core._aborted_rounds[rnd.number] = set(rnd.participants())
+            core.log.decided[rnd.number] = ABORT
+            core.log.told_abort[rnd.number] = set(rnd.participants())
             if not record.finished:
                 core._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
         if not record.finished:

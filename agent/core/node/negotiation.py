@@ -8,7 +8,8 @@ Coordinator of that workflow or else to Termination, a decision to whoever holds
 transaction; a client's submission starts its Coordinator in submitting.py). The
 cores' actions are run in order (`run`): a Send is sent, a Persist* becomes a record
 of the Node's view (so a driver writes it before the messages that follow it leave),
-a Learned decision is applied.
+a Learned decision is applied. A restart rebuilds these cores from the tables and lets
+each finish what its log says (negotiation_restore.py).
 
 Rules the Node enforces here rather than leaving to a shell:
 - a PREPARE is voted on by the local policy with its submitter: the principal of the
@@ -45,8 +46,6 @@ from fedorch.core.negotiation.coordinator import (
     Coordinator,
     Finished,
     PersistDecision,
-    Refusal,
-    RoundRecord,
     SendDecision,
     SendPrepare,
 )
@@ -72,8 +71,9 @@ from fedorch.core.negotiation.messages import (
     VoteIn,
     check_value,
 )
-from fedorch.core.negotiation.participant import DecisionEffect, HoldState, restarted
+from fedorch.core.negotiation.participant import DecisionEffect, restarted
 from fedorch.core.negotiation.termination import answer_query
+from fedorch.core.node.negotiation_restore import restore_negotiation
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
@@ -90,7 +90,6 @@ from fedorch.core.node.records import (
 from fedorch.core.node.votes import constraints_refusal
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
-from fedorch.core.workflow.lifecycle import WorkflowState
 
 
 class Negotiation:
@@ -131,62 +130,9 @@ class Negotiation:
     # ---- restore -----------------------------------------------------------------------
 
     def restore(self, now: float) -> None:
-        n = self.n
-        d = n.state
-        # Leases are monotonic instants of the run that wrote them: counted again from
-        # this restore (participant.restarted says why per state). The tables keep the
-        # old instant until the hold is next written; no restore reads it back.
-        holds = [restarted(h, now, n.t.lease_s) for h in d.holds.values()]
-        n.participant.restore(holds, {k: v.commit for k, v in d.learned.items()})
-        n.acceptor.restore(d.acceptor.values(), d.learned)
-        n.submissions.restore((k, wf, at) for k, (wf, at) in d.admitted.items())
-        for h in holds:
-            value = d.learned.get(h.key)
-            if value is not None:  # learned, crashed before the hold followed
-                self._apply(now, h.key, value, h.tx)
-            elif h.state is HoldState.PREPARED and h.tx is not None \
-                    and h.tx.coordinator != n.name:
-                n.termination.track(now, h.tx, h.lease_expires, d.ballots.get(h.key))
-        for wf, row in list(d.rows.items()):
-            record = RoundRecord(
-                row.round, dict(row.info.placement), row.acceptors,
-                d.cells.get((wf, row.round)), d.records.get((wf, row.round)),
-                row.committed, row.finished, ballot=d.ballots.get((wf, row.round)),
-                refusals=tuple(Refusal(*r) for r in d.refusals.get(wf, ())))
-            # The mode its rounds were run in (a classic round has no acceptors), not
-            # the config's now: a restart is no time to change a round's rules.
-            classic = not row.acceptors if row.round else n.t.classic
-            core = Coordinator.restore(wf, record, now=now, placer=n.placer(row.info.spec),
-                                       max_rounds=n.t.max_rounds,
-                                       prepare_timeout_s=n.t.prepare_timeout_s,
-                                       consensus=None if classic else n.consensus(),
-                                       me=n.name, resend_s=n.t.resend_s,
-                                       decision_resend_s=n.t.decision_resend_s)
-            n.coordinators[wf] = core
-            n.stats[f"coordinator restored {core.phase.value}"] += 1
-            self.run(now, core.next_actions(), core)
-            if (row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED)
-                    or row.state is WorkflowState.CANCELLED and row.committed) \
-                    and d.epochs.get(wf, (0, ""))[0] == 0:  # else a successor ended it
-                if wf not in d.final:  # crashed between the outcome and its release
-                    n.running.end_here(wf, row.state)
-                acked = d.final_acked.get(wf, set())
-                settled = n.running.settled(wf)
-                for p in sorted(n.replacement.domains_of(wf) - {n.name} - acked):
-                    n.reliable(p, ("final", wf, p), FinalMsg(wf, row.state, settled=settled))
-        for h in holds:  # our own reservations in rounds we coordinate: our log decides
-            core = n.coordinators.get(h.workflow_id)
-            if core is not None and h.key not in d.learned and h.round <= core.round:
-                answer = core.answer_query(now, h.round)
-                self.run(now, core.next_actions(), core)
-                if answer.value is not None:
-                    self.learn(now, h.key, answer.value, h.tx)
-        for wf in {h.workflow_id for h in n.participant.holds()} & set(d.final):
-            n.running.end_here(wf, d.final[wf])  # crashed between its end and the release
-        for wf in list(d.committed):
-            if wf not in d.final:
-                n.running.resume(now, wf)
-        n.replacement.restored(now)  # its own YES of a round a crash cut short
+        """The cores and their actions as the tables say (negotiation_restore.py), each
+        hold's lease counted again from `now` by participant.restarted."""
+        restore_negotiation(self, now, restarted)
 
     # ---- message handlers ----------------------------------------------------------
 
@@ -456,14 +402,14 @@ class Negotiation:
             n.point("learned")
             self._write_learned(now, key, value)
         n.termination.forget(key)
-        self._apply(now, key, value, tx, learning=with_hold)
+        self.apply_decision(now, key, value, tx, learning=with_hold)
 
     def _write_learned(self, now: float, key: Key, value: Value) -> None:
         self.n.state.learned[key] = value
         self.n.note("learned", key, value, now)
         self.n.mark(key[0])
 
-    def _apply(self, now: float, key: Key, value: Value, tx: TxInfo | None, *,
+    def apply_decision(self, now: float, key: Key, value: Value, tx: TxInfo | None, *,
                learning: bool = False) -> None:
         """`learning`: the decision is not written yet; it goes with the hold's commit."""
         n = self.n

@@ -110,7 +110,7 @@ class SimAgent:
         self.rng = random.Random(seed)
         if self.incarnation:  # a stream of its own: the Node's draws stay as they were
             self.clock.reboot(random.Random(f"boot clock {seed}"))
-        self.sim.membership.booted(self.name)  # its view is told anew (run.py)
+        self.sim.membership.booted(self.name)  # its view is told anew (simulation.py)
         self.node = Node(
             self.name, policy=self.policy, capacities=self.capacities, timing=self.t,
             peers=self.sim.names, rng=self.rng, stats=self.sim.stats,
@@ -144,7 +144,7 @@ class SimAgent:
         self._step(now, Submit(workflow_id, spec, signed, placement))
 
     def cancel(self, now: float, workflow_id: str) -> None:
-        """Its client cancels a workflow it coordinates (run.py draws which and when)."""
+        """Its client cancels a workflow it coordinates (simulation.py draws which and when)."""
         self._step(now, Cancel(workflow_id, "by its client"))
 
     def deliver(self, now: float, src: str, msg: object) -> None:

@@ -1,6 +1,6 @@
 """The seeded runs' cancels: a small share of the workflows is cancelled by its client.
 
-Each seeded run (run.Simulation, with `cancels` on) draws, from a stream of its own
+Each seeded run (simulation.Simulation, with `cancels` on) draws, from a stream of its own
 (so that the rest of a seed's run is drawn as before), which of its workflows a client
 cancels and when: `CANCEL_SHARE` of them, each a random while after its submission, so
 that a cancel finds its workflow negotiating, deciding a COMMIT, running or ended. The

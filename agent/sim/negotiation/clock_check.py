@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each simulated agent has its own wall clock (ports.SimClock): the simulation's time
-plus an offset. A clock-step fault (run.py's `Config.clock_steps`) changes one
+plus an offset. A clock-step fault (simulation.py's `Config.clock_steps`) changes one
 agent's offset by +2 s, -2 s, +1 h or -1 h at some moment, as an NTP step or an
 operator's `date -s` does. The Node never sees it: its `now` is the driver's
 monotonic clock; only its wall readings (the submission window) move.
@@ -12,7 +12,7 @@ The invariants, checked as the run goes (a violation is reported to the checker 
 once, with the times that break it):
 
 * no agent raises on a clock step: the agent takes a turn right at the step; an
-  exception there is a violation like any other (run.py's `_handle`);
+  exception there is a violation like any other (simulation.py's `_handle`);
 * no lease fires early: every lease or timeout action happens only after at least
   its configured duration of *true* (monotonic) time since what started it. Both
   ends are observed from outside the agent, in simulation time, never in anything

@@ -3,7 +3,7 @@ then holds, and the CPU a workflow costs.
 
 Three agents, each workflow three steps, one on each agent (the placer's first choice),
 submitted at `rate` a second by the agents in turn; no loss, no crash, no clock step.
-The run is the seeded simulator's own (run.Simulation: the production driver and Node
+The run is the seeded simulator's own (simulation.Simulation: the production driver and Node
 through simulated ports, the invariant checker included), so the CPU per workflow is
 that of the whole simulation divided by its workflows, and what each Node holds is read
 from its tables and cores at the end.
@@ -26,7 +26,7 @@ from typing import Any
 from fedorch.core.node.records import Timing
 from fedorch.core.node.retention import FORGOTTEN_ROUND_TABLES, WORKFLOW_TABLES, Retention
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation import run as sim_run
+from fedorch.sim.negotiation import simulation
 from fedorch.sim.negotiation.config import Config, Workflow
 
 NAMES = ["d0", "d1", "d2"]
@@ -122,20 +122,20 @@ def node_bytes(node: Any) -> int:
 def run_load(workflows: int, retention: Retention | None = LOAD_RETENTION, *,
              rate: float = 100.0, trace: bool = False) -> LoadReport:
     c = config(workflows, retention, rate)
-    limit = sim_run.MAX_EVENTS
-    sim_run.MAX_EVENTS = max(limit, 200 * workflows)  # a livelock guard sized for the load
+    limit = simulation.MAX_EVENTS
+    simulation.MAX_EVENTS = max(limit, 200 * workflows)  # a livelock guard sized for the load
     try:
         if trace:
             tracemalloc.start()
         started = time.process_time()
-        sim = sim_run.Simulation(0, c)
+        sim = simulation.Simulation(0, c)
         report = sim.run()
         cpu = time.process_time() - started
         traced = tracemalloc.get_traced_memory()[0] if trace else None
     finally:
         if trace:
             tracemalloc.stop()
-        sim_run.MAX_EVENTS = limit
+        simulation.MAX_EVENTS = limit
     ended = sum(1 for wf in sim.workflows if sim.checker.row(sim, wf) is not None
                 and sim.checker.row(sim, wf).finished)
     return LoadReport(workflows, ended, cpu, {n: held(a) for n, a in sim.agents.items()},

@@ -5,8 +5,8 @@ from the world, answered by the simulation.
   never steps while the agent is up; a restart may be a reboot, whose monotonic clock
   is another (`reboot`: far below or far above the one the disk was written on).
   `wall_ms()` is the simulation's time plus this host's wall-clock offset, which a
-  clock-step fault changes (run.py's `clock_step`) and a reboot does not. Each agent
-  has its own offsets, as each host its own clocks. `sim_time` turns an instant of the
+  clock-step fault changes (simulation.py's `_clock_step`) and a reboot does not. Each
+  agent has its own offsets, as each host its own clocks. `sim_time` turns an instant of the
   monotonic clock back into the simulation's, for the scheduler and the checker.
 - `SimDisk` (Durable): before each write group a crash point (the simulation may
   stop the agent right there), then the group's ops applied to the agent's `Disk`,

@@ -14,7 +14,7 @@ simulation supplies two things a daemon's driver would:
   told. A new Node (a boot) is told the whole view: what a restarted agent's
   membership knows is its own, not its disk's. Changes that come with time alone (a
   crash becoming DEAD, the end of a pause or of the partition) are events of their
-  own (run.py schedules them), so no agent looks at its view on a period.
+  own (simulation.py schedules them), so no agent looks at its view on a period.
 - Evidence. A claim's epoch certificate is the signed grants of a majority of the
   electorate (core/node/takeover_grants.py), made by each agent's Node through its
   `sign_grant` port. The simulator's signatures are fakes (`sim_signer`: an HMAC under

@@ -1,9 +1,9 @@
 """What the simulator's parts see of each other, as Protocols.
 
-The run (run.py) builds the agents, the checker and the liar, and they call back into
-it; the boundary checks an agent's inputs. Typing those call-backs against these
-Protocols, not against the classes, keeps the imports one way (run imports its parts,
-never the reverse).
+The run (simulation.py) builds the agents, the checker and the liar, and they call
+back into it; the boundary checks an agent's inputs. Typing those call-backs against
+these Protocols, not against the classes, keeps the imports one way (the simulation
+imports its parts, never the reverse).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SIM_RETENTION = Retention(keep_ended_s=30.0, max_ended_workflows=2, late_message
 
 
 class World(Protocol):
-    """The simulation as its agents, checker and liar use it (run.Simulation)."""
+    """The simulation as its agents, checker and liar use it (simulation.Simulation)."""
 
     names: list[str]
     now: float
