@@ -8,7 +8,10 @@ under its idempotency key (workflow, step, attempt) and handed to the driver in
 `start_steps` of the same Ready, so it starts only once that record is durable; it
 is never started again: an attempt found started after a restart counts as failed.
 Its start is told the coordinator once, best effort (`_tell_start`): shown RUNNING in
-its status only, neither written nor acknowledged there, and nothing waits on it.
+its status only, neither written nor acknowledged there, and nothing waits on it. The
+coordinator counts the starts it takes in (`starts_shown`): a turn that folds only
+such a tell writes nothing, and the read view, which keeps a status until the next
+write, would show the step WAITING until then (its result, a step's whole run later).
 Its end comes back as a `StepEnded` input. Results go, resent until acknowledged, to
 the coordinator and the owners of downstream steps (and, once the view says a step's
 domain is gone, the coordinator relays that step's SUCCEEDED result to those owners:
@@ -64,6 +67,11 @@ class Running:
         self.n = node
         # Workflow -> when a wave waiting out its pause_s here may start (a timer).
         self.pause_due: dict[str, float] = {}
+        # Starts told by their domains and taken into a progress here (`on_result`),
+        # counted since this Node was made (a restore keeps the count): such a start
+        # changes a status without a write, so the read view (runtime status.py), which
+        # keeps a status until the next write, counts them to see a kept one is behind.
+        self.starts_shown = 0
 
     def reset(self) -> None:
         """A restore: the pauses are counted again as the progress is rebuilt."""
@@ -94,8 +102,9 @@ class Running:
         wf = msg.workflow_id
         if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
             p = n.progress.get(wf)
-            if p is not None and self._older_placement(wf, src, msg) is None:
-                p.apply_result(msg.step_id, msg.attempt, msg.state, {}, "")
+            if p is not None and self._older_placement(wf, src, msg) is None \
+                    and p.apply_result(msg.step_id, msg.attempt, msg.state, {}, ""):
+                self.starts_shown += 1
             return  # not written, not acknowledged: the ack is the final result's
         refused = False
         # The end told the sender before this result (resent below); one this result

@@ -27,7 +27,11 @@ the submitter waiting for its row to be durable (`submitted`) needs no status. A
 status no one waits for is dropped at a change instead of built (a later read builds
 it). A follower of steps has its workflow's status rebuilt after each durable turn (a
 step's result changes no workflow state). A kept status is used at
-rest until the next durable turn, and always while a commit is out. At most
+rest until the next durable turn, or the next start the Node took in without a write
+(a step started at another domain, told its coordinator: core/node/running.py
+`starts_shown`; the turn that folds it alone writes nothing, and the status kept
+before it would show the step WAITING until some later write), and always while a
+commit is out. At most
 `KEPT_STATUSES` are kept (the oldest go first), so the view stays bounded however
 many workflows end; one not kept is built again when read.
 A status is built (`status_of`): its workflow row (coordinator) or committed PREPARE
@@ -163,8 +167,9 @@ class StatusView:
         self._state_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._turn_waiters: list[tuple[str, asyncio.Future[None]]] = []
         self._submitted: dict[str, asyncio.Future[None]] = {}
-        self._kept: OrderedDict[str, tuple[int, status_pb2.WorkflowStatus | None]] = \
-            OrderedDict()
+        # Workflow -> (what it was built at: `_version`, its status).
+        self._kept: OrderedDict[str, tuple[tuple[int, int],
+                                           status_pb2.WorkflowStatus | None]] = OrderedDict()
         self._turn = 0  # durable turns heard of (`written`)
         # Reads that wait for the commit out: (workflow ids or None for all, future).
         self._wanted: list[tuple[list[str] | None, asyncio.Future[list[Any]]]] = []
@@ -185,7 +190,7 @@ class StatusView:
         kept = self._kept.get(wf)
         if not self.at_rest():
             return kept[1] if kept is not None else None
-        if kept is not None and kept[0] == self._turn:
+        if kept is not None and kept[0] == self._version():
             return kept[1]
         return self._build(wf)
 
@@ -224,11 +229,17 @@ class StatusView:
         status = status_of(self.node, wf)
         self.built += 1
         kept = self._kept
-        kept[wf] = (self._turn, status)
+        kept[wf] = (self._version(), status)
         kept.move_to_end(wf)
         while len(kept) > KEPT_STATUSES:
             kept.popitem(last=False)
         return status
+
+    def _version(self) -> tuple[int, int]:
+        """What a kept status was built at: the durable turns heard of, and the starts
+        the Node took in without a write (a step started at another domain, told its
+        coordinator: core/node/running.py), which change a status all the same."""
+        return self._turn, self.node.running.starts_shown
 
     def workflow_ids(self) -> Iterator[str]:
         """Every workflow known here: coordinated here, then taken part in."""

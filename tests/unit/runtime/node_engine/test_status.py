@@ -10,8 +10,9 @@ import time
 from types import SimpleNamespace
 
 from fedorch.core.node import Node, StepEnded, Submit
-from fedorch.core.node.records import Disk, Timing, WfInfo
+from fedorch.core.node.records import Disk, ResultMsg, Timing, WfInfo
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2, status_pb2
 from fedorch.runtime.driver import DriverLoop, NodeDriver, ThreadedWrite
 from fedorch.runtime.node_engine import status as status_module
@@ -305,3 +306,28 @@ def test_a_successors_failed_end_shows_its_reason_and_a_followers_none():
     following = Disk(committed={wf: 1}, final={wf: WorkflowState.FAILED},
                      info=dict(acting.info), epochs={wf: (1, "d1")})
     assert status_of(SimpleNamespace(state=following, progress={}, name="d2"), wf).reason == ""
+
+
+def test_a_start_told_without_a_write_is_shown_at_once_not_at_the_next_write():
+    """A step's start told its coordinator is taken into the progress there and written
+    nowhere: the status kept from the last write (the step WAITING) is behind it, and a
+    read shows the step RUNNING at once, not once some later turn writes."""
+    fed = Federation()
+    spec_ = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    fed.step("d0", Submit(WF, spec_, placement={"s": "d1"}))
+
+    def start_told(src, dst, msg) -> bool:
+        return type(msg) is ResultMsg and msg.state is StepState.RUNNING
+
+    fed.deliver(keep=start_told)  # committed, s started at d1, its start not yet told
+    coordinator = fed.nodes["d0"]
+    view = StatusView(coordinator)
+    waiting = view.status(WF)
+    assert {s.id: s.state for s in waiting.steps} == {"s": status_pb2.STEP_STATE_WAITING}
+    assert len(fed.net) == 1  # the start told, held back
+    fed.deliver()  # a turn of d0 that writes nothing: no write notice reaches the view
+    assert not any(w for r in fed.readies["d0"][-1:] for w in r.writes)
+    shown = view.status(WF)
+    assert {s.id: s.state for s in shown.steps} == {"s": status_pb2.STEP_STATE_RUNNING}
+    assert coordinator.running.starts_shown == 1
+    assert view.status(WF) is shown  # kept again: built once for its readers
