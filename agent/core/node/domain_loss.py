@@ -351,6 +351,12 @@ class DomainLoss:
         # takes it only when its end is made (`_release_if_told`), so a coordinator
         # whose epoch ends meanwhile goes on as a participant its verdict never touched.
         judged = p if n.takeover is None else copy.deepcopy(p)
+        if self.epoch(wf) >= 1:
+            # A successor's progress is a participant's: producers report to the
+            # original coordinator and to their consumers, not to it, so a need on a
+            # third domain may have reached the lost one unheard here (seed 4800265:
+            # re-placed as not started, the step ran twice).
+            judged.reports_missed = True
         resolved: list[str] = []
         replaced = False
         for domain in domains:

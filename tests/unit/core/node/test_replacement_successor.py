@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from fedorch.core.negotiation.messages import AnswerStatus, DecisionAnswer, DecisionQuery
 from fedorch.core.node import MemberState, Message, Node, Submit, Tick
-from fedorch.core.node.records import ClaimMsg, PrepareMsg, Timing
+from fedorch.core.node.records import ClaimMsg, PrepareMsg, ResultMsg, Timing
 from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH, round_range
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -212,3 +212,29 @@ def test_the_original_answers_nothing_of_a_successors_round() -> None:
     fed.step("d0", Message("d3", DecisionQuery((WF, ROUNDS_PER_EPOCH + 3), "d3")))
     answers = [m for _, m in fed.sent_by("d0", DecisionAnswer)][before:]
     assert all(a.status is not AnswerStatus.DECIDED for a in answers), answers
+
+
+def test_a_successor_counts_a_lost_step_started_when_a_need_may_have_reached_it_unheard():
+    """s0 on d0 needs s1, which runs on d2: s1's result goes to d0 (s0's domain and the
+    coordinator), never to d1. d0 takes it, starts s0 and dies for good. d1, the
+    successor, has not heard s1 end, but s0 may have started at d0: not idempotent, it
+    FAILS naming d0 and is never placed again to run twice (takeover soak seed 4800265:
+    judged not started and placed again, it ran twice)."""
+    fed = committed([step("s0", needs=("s1",)), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d2", "s2": "d1"})
+    fed.end("d2", "s1")
+    assert runs_of(fed, "s0") == [("d0", 1)]  # started at d0 on s1's result
+    assert "s1" not in fed.disks["d1"].results.get(WF, {})  # unheard at the successor-to-be
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+
+    def result_of_s1_to_d1(src: str, dst: str, msg: object) -> bool:
+        # d2 reports s1 to the successor once it follows it: not before d1 judges.
+        return isinstance(msg, ResultMsg) and dst == "d1" and msg.step_id == "s1"
+
+    fed.deliver(keep=result_of_s1_to_d1)
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.lost == [("d1", (WF, "s0"), "d0", "FAIL_STARTED")]
+    assert runs_of(fed, "s0") == [("d0", 1)]  # never anywhere else
