@@ -45,19 +45,26 @@ def _files(data: Path) -> dict[str, bytes]:
             for p in sorted(data.iterdir())}
 
 
+async def _killed_mid_step(fed, gate) -> str:
+    """A workflow submitted to solo, its step running (waiting at `gate`) when solo is
+    SIGKILLed by pid: its id."""
+    wid = await fed.submit("solo", SPEC.format(gate=gate))
+
+    async def step_running():
+        status = await fed.local_status("solo", wid)
+        return status is not None and step_states(status)["wait"][0] == "RUNNING"
+
+    await wait_for(step_running, 30, "the step to run, waiting at its gate")
+    fed.kill("solo")
+    await fed.close_channels()
+    return wid
+
+
 async def test_the_node_engine_refuses_the_shells_unfinished_work_until_drained(tmp_path):
     gate = tmp_path / "gate"
     async with started_federation(tmp_path, DOMAINS) as fed:
         data = fed.workdir / "data" / "solo"
-        wid = await fed.submit("solo", SPEC.format(gate=gate))
-
-        async def step_running():
-            status = await fed.local_status("solo", wid)
-            return status is not None and step_states(status)["wait"][0] == "RUNNING"
-
-        await wait_for(step_running, 30, "the step to run, waiting at its gate")
-        fed.kill("solo")  # by pid
-        await fed.close_channels()
+        wid = await _killed_mid_step(fed, gate)
 
         # The same agent switched to the node engine.
         shells_config = fed.configs["solo"]
@@ -98,15 +105,7 @@ async def test_the_shells_refuse_the_node_engines_unfinished_work(tmp_path):
     node = {"solo": {**DOMAINS["solo"], "engine": "node"}}
     async with started_federation(tmp_path, node) as fed:
         data = fed.workdir / "data" / "solo"
-        wid = await fed.submit("solo", SPEC.format(gate=gate))
-
-        async def step_running():
-            status = await fed.local_status("solo", wid)
-            return status is not None and step_states(status)["wait"][0] == "RUNNING"
-
-        await wait_for(step_running, 30, "the step to run, waiting at its gate")
-        fed.kill("solo")  # by pid
-        await fed.close_channels()
+        wid = await _killed_mid_step(fed, gate)
 
         body = yaml.safe_load(fed.configs["solo"].read_text())
         body["engine"] = "shells"

@@ -11,6 +11,7 @@ goes through depends on `revive` alone, never on when gRPC dials again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import grpc
@@ -90,67 +91,62 @@ async def _failing_channel(channels: PeerChannels) -> tuple[grpc.aio.Server, str
     return server, endpoint
 
 
-async def test_a_sign_of_life_replaces_a_channel_failing_since_its_peer_was_down(
-        long_backoff) -> None:
+@contextlib.asynccontextmanager
+async def _failing_since_down(spawn=None):
+    """PeerChannels on a hand clock, and the endpoint of a peer that was down while its
+    channel dialled and is back (its channel still failing): closed on leaving."""
     clock = Clock()
-    channels = PeerChannels(A, TRUST, ReplayGuard(60_000), clock=clock)
+    kwargs = {"spawn": spawn} if spawn is not None else {}
+    channels = PeerChannels(A, TRUST, ReplayGuard(60_000), clock=clock, **kwargs)
     server = None
     try:
         server, endpoint = await _failing_channel(channels)
+        yield clock, channels, endpoint
+    finally:
+        await channels.close()
+        if server is not None:
+            await server.stop(None)
+
+
+async def test_a_sign_of_life_replaces_a_channel_failing_since_its_peer_was_down(
+        long_backoff) -> None:
+    async with _failing_since_down() as (clock, channels, endpoint):
         clock.now += REVIVE_MIN_AGE_S
         assert channels.revive(endpoint)
         await _report(channels, endpoint)  # a new channel: it dials at once
         assert channels.revived == 1
         assert not channels.revive(endpoint)  # READY now: nothing to replace
-    finally:
-        await channels.close()
-        if server is not None:
-            await server.stop(None)
 
 
 async def test_a_channel_younger_than_the_revive_age_is_left_to_its_backoff(
         long_backoff) -> None:
-    clock = Clock()
-    channels = PeerChannels(A, TRUST, ReplayGuard(60_000), clock=clock)
-    server = None
-    try:
-        server, endpoint = await _failing_channel(channels)
+    async with _failing_since_down() as (clock, channels, endpoint):
         clock.now += REVIVE_MIN_AGE_S / 2
         assert not channels.revive(endpoint)
         with pytest.raises(PeerCallError):
             await _report(channels, endpoint)
         assert channels.revived == 0
-    finally:
-        await channels.close()
-        if server is not None:
-            await server.stop(None)
 
 
 async def test_the_replaced_channel_is_closed_by_a_task_of_the_owner(long_backoff) -> None:
-    clock = Clock()
     spawned: dict[str, asyncio.Task] = {}
 
     def spawn(coro, name: str):
         spawned[name] = task = asyncio.create_task(coro)
         return task
 
-    channels = PeerChannels(A, TRUST, ReplayGuard(60_000), clock=clock, spawn=spawn)
-    server = None
     try:
-        server, endpoint = await _failing_channel(channels)
-        clock.now += REVIVE_MIN_AGE_S
-        old = channels.channel(endpoint)
-        assert channels.revive(endpoint)
-        closing = spawned[f"retired channel to {endpoint}"]
-        async with asyncio.timeout(30):  # no call is on it: closed without the grace
-            await closing
-        assert old.get_state() is grpc.ChannelConnectivity.SHUTDOWN
+        async with _failing_since_down(spawn) as (clock, channels, endpoint):
+            clock.now += REVIVE_MIN_AGE_S
+            old = channels.channel(endpoint)
+            assert channels.revive(endpoint)
+            closing = spawned[f"retired channel to {endpoint}"]
+            async with asyncio.timeout(30):  # no call is on it: closed without the grace
+                await closing
+            assert old.get_state() is grpc.ChannelConnectivity.SHUTDOWN
     finally:
         for task in spawned.values():
             task.cancel()
-        await channels.close()
-        if server is not None:
-            await server.stop(None)
 
 
 async def test_an_authenticated_message_revives_the_channel_to_its_sender(
