@@ -6,7 +6,6 @@ the takeover cases); step attempts end only when a test says so."""
 from __future__ import annotations
 
 import dataclasses
-import random
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from fedorch.core.node import (
     MemberState,
     MemberViews,
     Message,
-    Node,
     StepEnded,
     Submit,
     Tick,
@@ -32,9 +30,9 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.test_takeover import NAMES, fake_signer, fake_verify
+from tests.unit.core.node.test_takeover import NAMES
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
 __all__ = ["NAMES", "WF", "Federation", "committed", "d1_back_wins_epoch_1", "dies",
@@ -90,13 +88,8 @@ class NoTakeover(Federation):
 class OnlyD1TakesA(Federation):
     """Only d1 offers capability a (and d0 b): a step of d1's can be placed nowhere else."""
 
-    def make_node(self, name: str) -> Node:
-        caps = {"d0": {"b": 4}, "d1": {"a": 4}}.get(name, {"c": 4})
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
-                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
+    def capacities_of(self, name: str) -> dict[str, int]:
+        return {"d0": {"b": 4}, "d1": {"a": 4}}.get(name, {"c": 4})
 
 
 def lost_where_no_other_domain_takes_it() -> Federation:

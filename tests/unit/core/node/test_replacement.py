@@ -36,7 +36,7 @@ from tests.unit.core.node.test_domain_loss import (
     result,
     step,
 )
-from tests.unit.core.node.test_takeover import fake_signer, fake_verify
+from tests.unit.core.node.test_takeover import fake_signer
 
 
 def new_domain(fed: Federation, step_id: str) -> str:
@@ -372,13 +372,8 @@ class NoRoomAtD3(Federation):
 
     timing = Timing(max_rounds=3, takeover_after_s=3.0)
 
-    def make_node(self, name: str) -> Node:
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
-                    capacities={"a": 0 if name == "d3" else 4}, timing=self.timing,
-                    peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
+    def capacities_of(self, name: str) -> dict[str, int]:
+        return {"a": 0 if name == "d3" else 4}
 
 
 def test_an_end_on_results_is_told_to_and_waits_for_a_new_domain_that_is_an_elector(
@@ -688,14 +683,9 @@ class XOnD2YOnD3(Federation):
 
     timing = Timing(max_rounds=3, takeover_after_s=3.0)
 
-    def make_node(self, name: str) -> Node:
-        caps = {"d0": {"a": 4}, "d1": {"x": 4, "y": 4}, "d2": {"a": 4, "x": 4},
+    def capacities_of(self, name: str) -> dict[str, int]:
+        return {"d0": {"a": 4}, "d1": {"x": 4, "y": 4}, "d2": {"a": 4, "x": 4},
                 "d3": {"y": 4}}[name]
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
-                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
 
 
 def test_a_placement_still_told_is_told_to_a_domain_that_joins_the_workflow_meanwhile(

@@ -5,19 +5,17 @@ d0 dies for good and d1 takes the workflow over in epoch 1; d3 runs nothing of i
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 
 from fedorch.core.negotiation.messages import AnswerStatus, DecisionAnswer, DecisionQuery
-from fedorch.core.node import MemberState, Message, Node, Submit, Tick
+from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import ClaimMsg, PrepareMsg, ResultMsg, Timing
 from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH, round_range
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_domain_loss import (
-    NAMES,
     WF,
     Federation,
     committed,
@@ -25,7 +23,7 @@ from tests.unit.core.node.test_domain_loss import (
     step,
 )
 from tests.unit.core.node.test_replacement import end_everything, runs_of
-from tests.unit.core.node.test_takeover import d0_dead_and_d1_acting, fake_signer, fake_verify
+from tests.unit.core.node.test_takeover import d0_dead_and_d1_acting
 
 
 def s0_lost_with_d0(*, keep=None) -> Federation:
@@ -111,13 +109,8 @@ class D2TakesNoA(Federation):
     timing = Timing(max_rounds=2, takeover_after_s=3.0)
     only_c = "d2"  # the domain that offers capability c only
 
-    def make_node(self, name: str) -> Node:
-        caps = {"c": 4} if name == self.only_c else {"a": 4}
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities=caps,
-                    timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
-                    evidence=self.evidence, sign_grant=fake_signer(name),
-                    sign_vote=fake_signer(name), verify_vote=fake_verify,
-                    disk=self.disks[name], now=self.now)
+    def capacities_of(self, name: str) -> dict[str, int]:
+        return {"c": 4} if name == self.only_c else {"a": 4}
 
 
 def test_a_domain_new_to_the_workflow_takes_the_successors_round_and_follows_it() -> None:

@@ -66,8 +66,13 @@ class Federation(Harness):
         self.evidence = Certified()
         super().__init__(NAMES)
 
+    def capacities_of(self, name: str) -> dict[str, int]:
+        """What `name` offers (a test's federation may say otherwise)."""
+        return {"a": 4}
+
     def make_node(self, name: str) -> Node:
-        return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 4},
+        return Node(name, policy=config_pb2.Policy(accept_from=["*"]),
+                    capacities=self.capacities_of(name),
                     timing=self.timing, peers=NAMES, rng=random.Random(NAMES.index(name)),
                     evidence=self.evidence, sign_grant=fake_signer(name),
                     sign_vote=fake_signer(name), verify_vote=fake_verify,
