@@ -133,6 +133,16 @@ def step(sid: str, *, needs: tuple[str, ...] = (), idempotent: bool = False,
                              idempotent=idempotent, on_domain_loss=on_loss)
 
 
+def d0_dies_for_good(fed: Federation, keep=None) -> None:
+    """d0, the coordinator, goes silent with its attempts, and every other Node sees it
+    DEAD; what follows is delivered (`keep`: what is held back)."""
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver(keep=keep)
+
+
 def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Federation:
     """d0's workflow committed everywhere; the first attempts started, none ended."""
     fed = Federation()
@@ -640,11 +650,7 @@ def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_report
     fed = committed([s0, step("s1"), step("s2", needs=("s0",))],
                     {"s0": "d0", "s1": "d1", "s2": "d2"})
     fed.end("d1", "s1")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    d0_dies_for_good(fed)
     assert fed.evidence.acting == {(WF, 1): "d1"}
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
@@ -672,11 +678,7 @@ def test_a_member_that_took_the_end_without_the_commit_tells_the_original_too() 
     fed = committed([step("s0"), step("s1"), step("s2", needs=("s0",))],
                     {"s0": "d0", "s1": "d1", "s2": "d2"})
     fed.end("d1", "s1")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    d0_dies_for_good(fed)
     assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
     holder = fed.nodes["d2"]
     assert holder.running.end_proof(WF) is not None

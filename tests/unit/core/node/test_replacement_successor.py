@@ -19,6 +19,7 @@ from tests.unit.core.node.test_domain_loss import (
     WF,
     Federation,
     committed,
+    d0_dies_for_good,
     result,
     step,
 )
@@ -34,11 +35,7 @@ def s0_lost_with_d0(*, keep=None) -> Federation:
     assert sorted(fed.disks["d0"].rows[WF].acceptors) == ["d0", "d1", "d2"]
     fed.end("d1", "s1")
     fed.end("d2", "s2")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver(keep=keep)
+    d0_dies_for_good(fed, keep=keep)
     assert fed.evidence.acting == {(WF, 1): "d1"}
     assert fed.lost == [("d1", (WF, "s0"), "d0", "REPLACE")]
     return fed
@@ -126,11 +123,7 @@ def test_a_domain_new_to_the_workflow_takes_the_successors_round_and_follows_it(
     fed.deliver()
     fed.end("d1", "s1")
     fed.end("d2", "s2")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    d0_dies_for_good(fed)
     assert fed.disks["d1"].placements[WF]["s0"][1:] == ("d3", "d0")
     assert fed.disks["d3"].committed[WF] in round_range(1)
     assert fed.disks["d3"].epochs[WF] == (1, "d1")
