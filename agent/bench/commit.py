@@ -357,7 +357,7 @@ def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
     return per
 
 
-async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shells",
+async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "node",
                 submit: str = "call") -> dict:
     """One closed loop of `total` workflows with `concurrency` submitters: its rates and
     the CPU the agents and the client spent per workflow (with the node engine, its
@@ -404,7 +404,7 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "shell
 
 @contextlib.asynccontextmanager
 async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None,
-                      engine: str = "shells", profiled: Path | None = None):
+                      engine: str = "node", profiled: Path | None = None):
     """The bench's three agents, started, converged, and stopped by pid at the end.
     `engine`: the agents' `engine` (shells, or node: runtime/node_engine). `profiled`:
     the coordinator (c1) runs under fedorch.bench.profiled_agent, its profile to that
@@ -448,7 +448,7 @@ async def _written(path: Path, deadline_s: float = 30.0) -> None:
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
-                           batching: bool = True, engine: str = "shells",
+                           batching: bool = True, engine: str = "node",
                            profile: Path | None = None, submit: str = "call") -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:

@@ -103,7 +103,7 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
             data_dir: str | None = None, commit: str = "paxos", batching: bool = True,
-            engine: str = "shells", submit: str = "call") -> dict:
+            engine: str = "node", submit: str = "call") -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -119,7 +119,7 @@ def _print_commit(r: dict) -> None:
     table = Table(title=f"{r['commit']} commit, three-domain workflows on 127.0.0.1"
                         f" (batching {'on' if r['batching'] else 'off'},"
                         f" submitted by {r.get('submit', 'call')},"
-                        f" engine {r.get('engine', 'shells')})")
+                        f" engine {r.get('engine', 'node')})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -167,7 +167,7 @@ def _print_commit(r: dict) -> None:
 @click.option("--commit", "protocol", type=click.Choice(["paxos", "2pc"]), default="paxos",
               show_default=True, help="negotiation.commit of the agents.")
 @click.option("--no-batching", is_flag=True, help="negotiation.batching: false.")
-@click.option("--engine", type=click.Choice(["shells", "node"]), default="shells",
+@click.option("--engine", type=click.Choice(["shells", "node"]), default="node",
               show_default=True, help="engine of the agents (node: one Node and one driver).")
 @click.option("--submit", "submit", type=click.Choice(["call", "stream"]), default="call",
               show_default=True,

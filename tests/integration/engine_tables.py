@@ -10,8 +10,8 @@ from fedorch.runtime.node_store import SqliteDurable
 
 
 def engine_of(fed, domain: str) -> str:
-    """The engine `domain`'s config runs ("shells" when it names none)."""
-    return yaml.safe_load(fed.configs[domain].read_text()).get("engine", "shells")
+    """The engine `domain`'s config runs ("node" when it names none)."""
+    return yaml.safe_load(fed.configs[domain].read_text()).get("engine", "node")
 
 
 def node_disk(fed, domain: str) -> Disk:

@@ -33,9 +33,9 @@ TERMINAL = TERMINAL_NAMES
 # The commit protocol the federations run (FEDORCH_TEST_COMMIT=2pc runs the suite with
 # classic two-phase commit; the default is the daemon's, Paxos Commit).
 COMMIT = os.environ.get("FEDORCH_TEST_COMMIT", "paxos")
-# The engine the federations run where a test names none (FEDORCH_TEST_ENGINE=node runs
-# the suite on the node engine, classic 2PC configs included; unset: the daemon's
-# default).
+# The engine the federations run where a test names none (FEDORCH_TEST_ENGINE=shells
+# runs the suite on the shells, the engine before the node engine; unset: the daemon's
+# default, the node engine).
 ENGINE = os.environ.get("FEDORCH_TEST_ENGINE", "")
 # Fast timings so that tests about liveness and leases finish quickly.
 TEST_TIMINGS = {

@@ -7,7 +7,7 @@ could replace it (a partition, or every one of them died). The other side may th
 declare it DEAD and place its step elsewhere; the two copies must not both keep
 running. So the cut-off domain stops the step itself once it has been out of contact
 for the step lease (`Timing.step_lease_s`; None: self-fencing off, as in a Node whose
-driver posts no membership view). The rule is the default engine's, reused as it is
+driver posts no membership view). The rule is the shells', reused as it is
 (agent/core/workflow/self_fencing.py): this part only feeds it what the Node knows.
 
 Contacts. Per workflow with an attempt running here: the coordinator this Node follows
@@ -23,11 +23,11 @@ on suspicion alone); DEAD, LEFT and unknown are not.
 Last heard. The rule counts the lease from the last moment anything was heard from a
 contact. The Node sees every message's sender (any message from a contact counts,
 whatever workflow it is about), but not membership's own probes and acks. The view
-stands in for them as the default engine's `last_heard` does: a contact the view says
+stands in for them as the shells' `last_heard` does: a contact the view says
 is ALIVE is heard from up to the moment the view stops saying so (a change away from
 ALIVE, or to it, is a moment heard). That moment is at most a probe period or so
 after membership last heard it, so the lease here runs at most that much longer than
-the default engine's. The workflow's own moment (`heard_at`, `WorkflowHeard`) is
+the shells'. The workflow's own moment (`heard_at`, `WorkflowHeard`) is
 its first attempt's start here, which follows the COMMIT or the result it needed.
 
 When. `deadline` is kept per workflow whose contacts are all lost (`due`); while any
@@ -49,7 +49,7 @@ here, a fan-out's next wave) is never started: it ends FAILED the same way.
 A restart blanks all of it: `heard_from` and `heard_at` are in memory only (a write
 per message would cost the hot path), and an attempt found started at a restore ends
 as interrupted. A workflow restored here gets a lease from its first start in the new
-life. The default engine's stricter rule for that case (nothing of a restored
+life. The shells' stricter rule for that case (nothing of a restored
 workflow starts until its coordinator says the step is still placed here) is not
 built here yet (docs/architecture.md).
 """

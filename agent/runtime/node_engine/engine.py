@@ -1,8 +1,8 @@
-"""`NodeAgent`: the daemon's second engine, one Node core driven by one NodeDriver.
+"""`NodeAgent`: the daemon's default engine, one Node core driven by one NodeDriver.
 
 Theory of operation
 -------------------
-With `engine: node` in its config (config.proto `Engine`), the daemon builds a
+Unless its config says `engine: shells` (config.proto `Engine`), the daemon builds a
 NodeAgent around the usual `Agent` instead of running the negotiation and the steps
 in the shells. The Agent is kept for what the node engine does not replace yet: its
 store (agent.db: identity, incarnation, key records), trust, signing, the replay
@@ -37,7 +37,7 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
   message;
 - self-fencing (core/node/self_fencing.py), always on: `Timing.step_lease_s` from
   `negotiation.step_lease_s`, else three times the gossip profile's time to a DEAD
-  verdict, as the default engine takes it (`step_lease_of`); it reads the same
+  verdict, as the shells take it (`step_lease_of`); it reads the same
   membership view as takeover;
 - coordinator takeover (core/node/takeover.py), always on: `Timing.takeover_after_s`
   from `negotiation.takeover_after_s` (10 s by default); the grants this agent gives
@@ -148,7 +148,8 @@ class EngineConfigError(ValueError):
 
 
 def uses_node_engine(config: config_pb2.AgentConfig) -> bool:
-    return config.engine == config_pb2.ENGINE_NODE
+    """The node engine is the default: only `engine: shells` keeps the shells."""
+    return config.engine != config_pb2.ENGINE_SHELLS
 
 
 def check_node_config(config: config_pb2.AgentConfig) -> None:
@@ -186,10 +187,10 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
 
 
 def step_lease_of(config: config_pb2.AgentConfig) -> float:
-    """The step lease (`negotiation.step_lease_s`), else what the default engine takes
+    """The step lease (`negotiation.step_lease_s`), else what the shells take
     (runtime/self_fencing.py): three times the gossip profile's longest time to a DEAD
     verdict, here for a federation of every domain this agent trusts (the Node's lease
-    is fixed at start; the default engine's follows the members it sees, and a bigger
+    is fixed at start; the shells' follows the members it sees, and a bigger
     federation only makes it longer, so counting every trusted domain never makes it
     shorter than that)."""
     neg = config.negotiation

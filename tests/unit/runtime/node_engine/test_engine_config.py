@@ -26,8 +26,8 @@ def _config(extra: str = "") -> config_pb2.AgentConfig:
     return parse_config_text(MINIMAL + extra, "agent.yaml", "/etc/fedorch")
 
 
-def test_the_default_engine_is_the_shells():
-    assert not uses_node_engine(_config())
+def test_the_default_engine_is_the_node_engine():
+    assert uses_node_engine(_config())
     assert not uses_node_engine(_config("engine: shells\n"))
     assert uses_node_engine(_config("engine: node\n"))
 
