@@ -120,6 +120,23 @@ async def fed(tmp_path):
         yield fed
 
 
+# The tests that kill an agent and start it again check what a restart resumes, so the
+# restart must come before its peers act on the death: a DEAD verdict that stands for
+# `loss_grace` makes the saga's driver judge the compensations owed there FAILED
+# (core/node/saga_loss.py), which a restart slowed by a loaded machine can miss with
+# the local profile's 3 s. What a loss does is tested by
+# tests/unit/core/node/test_saga_loss.py.
+RESTART_DOMAINS = {name: {**body, "gossip": {"profile": "local",
+                                             "tuning": {"loss_grace": 20}}}
+                   for name, body in DOMAINS.items()}
+
+
+@pytest.fixture
+async def restart_fed(tmp_path):
+    async with started_federation(tmp_path, RESTART_DOMAINS) as fed:
+        yield fed
+
+
 async def test_a_failed_third_step_compensates_the_first_two_in_reverse(fed, tmp_path):
     log = tmp_path / "saga.log"
     wid = await fed.submit("alpha", _spec(log))
@@ -223,7 +240,8 @@ async def test_a_cancel_mid_run_compensates_what_succeeded(fed, tmp_path):
     assert _compensations(log) == [("second", "beta", 1), ("first", "alpha", 1)]
 
 
-async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp_path, seconds):
+async def test_a_participant_killed_during_a_compensation_still_ends_it(restart_fed, tmp_path, seconds):
+    fed = restart_fed
     log = tmp_path / "saga.log"
     wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{seconds}\""))
 
@@ -245,7 +263,8 @@ async def test_a_participant_killed_during_a_compensation_still_ends_it(fed, tmp
     assert not naps_running(seconds)
 
 
-async def test_a_restarted_coordinator_resumes_unfinished_compensation(fed, tmp_path, seconds):
+async def test_a_restarted_coordinator_resumes_unfinished_compensation(restart_fed, tmp_path, seconds):
+    fed = restart_fed
     log = tmp_path / "saga.log"
     wid = await fed.submit("alpha", _spec(log, second_compensate=f", nap: \"{seconds}\""))
 
