@@ -29,7 +29,7 @@ from fedorch.core.node.votes import (
 )
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.core.node.federation import Federation
@@ -172,9 +172,6 @@ def test_a_participant_signs_its_votes_of_one_turn_once():
     assert all(node.votes.holds(v.key, "d1", True, v.evidence) for v in sent)
 
 
-# No deadline: up to 40 signatures and their checks per example, which a loaded machine
-# slows past Hypothesis's 200 ms (seen as a FlakyFailure in a full run).
-@settings(deadline=None)
 @given(n=st.integers(1, 40), data=st.data())
 def test_every_vote_of_a_sealed_batch_holds_and_no_changed_byte_does(n, data):
     """Any number of votes in one turn: each one's path leads to the one signed root;
