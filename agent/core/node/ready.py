@@ -92,7 +92,7 @@ def unchanged(old: object, new: object) -> bool:
     if cls is tuple:
         return len(old) == len(new) and all(  # type: ignore[arg-type]
             a.__class__ is b.__class__ and a.__class__ in _SCALARS and a == b
-            for a, b in zip(old, new))  # type: ignore[call-overload]
+            for a, b in zip(old, new, strict=True))  # type: ignore[call-overload]
     return old == new
 
 
