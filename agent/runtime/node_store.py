@@ -57,8 +57,9 @@ two writes out, and `load()` runs before the first one.
 
 `before_group(point)` is called before each group inside the transaction: a test's
 crash point (it may drop the connection and raise, as a killed process would).
-`stats` counts transactions, groups and ops, and the thread CPU and wall seconds
-spent in `write` (fsync included in the wall time; the encoding's CPU apart). Every
+`stats` counts transactions, groups, ops, the rows they came to and the bytes of
+those written, and the thread CPU and wall seconds spent in `write` (fsync included
+in the wall time; the encoding's CPU apart). Every
 row is encoded before `BEGIN`, so a value the codec refuses fails the turn with the
 file untouched, and the write lock is held for SQLite's own work only.
 """
@@ -95,6 +96,7 @@ class WriteStats:
     ops: int = 0         # the Node's ops in the write groups
     rows: int = 0        # rows deleted or written: the ops combined, one per row and turn
     statements: int = 0  # executemany calls: at most two per table and turn
+    bytes: int = 0       # the encoded keys and values of the rows written (not deleted)
     cpu_s: float = 0.0   # this thread's CPU inside write(): encoding, SQLite, commit
     encode_cpu_s: float = 0.0  # of which encoding the keys and values
     wall_s: float = 0.0  # the same with the fsync's wait
@@ -195,6 +197,7 @@ class SqliteDurable:
         stats.groups += len(writes)
         stats.ops += ops
         stats.rows += sum(map(len, removed.values())) + sum(map(len, kept.values()))
+        stats.bytes += sum(sum(map(len, row)) for rows in kept.values() for row in rows)
         stats.statements += statements
         stats.encode_cpu_s += cpu1 - cpu0
         stats.cpu_s += time.thread_time() - cpu0
