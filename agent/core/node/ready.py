@@ -7,7 +7,11 @@ Everything a Node wants done outside itself goes through one `Outbox`:
 - a durable change is an `Op` (table, put/delete/add, key, value) on the Node's view of
   its `Disk` (records.py). The view's tables are `Recorded` dicts and sets: changing one
   logs the op, so the code that decides reads and writes its tables as plain dicts and
-  can never change state without saying so. Ops are grouped in `Write`s, one per
+  can never change state without saying so. A table's op says what changed, no more:
+  the results table, a dict of maps, says each step's result as its own row
+  (`RecordedResults`), and an int, str, bytes or bool (or a tuple of those) set again
+  equal to the one there says nothing (`unchanged`: it is on disk, or in a write not
+  handed out yet, which anything sent after it waits for). Ops are grouped in `Write`s, one per
   *point* (a name such as "reservation" or "PersistDecision"): a point is where a
   driver may crash (the simulator does), so a group is what is applied between two.
 - a message is sent *now* when no write is waiting to be handed out, and *after the
@@ -143,8 +147,9 @@ class RecordedResults(Recorded):
     step's result is the same when it is the same object (the Node replaces a result,
     never changes one in place, and keeps the others of a map it copies). A map that
     drops a step is said as every row of the workflow deleted and the rest written
-    anew (the view moves the workflow last, as the rows do; no Node part drops one
-    step). An empty map is no map: the workflow has no rows."""
+    anew (the view moves the workflow last, as the rows do; only a result of a
+    placement that is over is dropped so: placed_here.py). An empty map is no map:
+    the workflow has no rows."""
 
     def __setitem__(self, wf, results) -> None:
         old = dict.get(self, wf)
