@@ -334,6 +334,9 @@ NODE_COUNTERS = {"driver_turns": ("fedorch_node_driver_turns_total", {}),
                  # Node messages a peer took from this agent, and posted here from peers
                  "messages_out": ("fedorch_node_messages_total", {"outcome": "sent"}),
                  "messages_in": ("fedorch_node_messages_total", {"outcome": "posted"}),
+                 # node.db's rows (each once per transaction) and their bytes
+                 "store_rows": ("fedorch_node_store_combined_rows_total", {}),
+                 "store_bytes": ("fedorch_node_store_bytes_total", {}),
                  # node.db's commit thread, in CPU ms (see `_peak`)
                  "store_encode_cpu_ms": ("fedorch_node_store_cpu_seconds_total",
                                          {"part": "encode"}),

@@ -272,6 +272,8 @@ class Federation:
             "sqlite_wall": sum(s.wall_s for s in stats),
             "transactions": sum(s.transactions for s in stats),
             "ops": sum(s.ops for s in stats),
+            "rows": sum(s.rows for s in stats),
+            "bytes": sum(s.bytes for s in stats),
             "turns": sum(a.driver.turns for a in self.agents.values()
                          if a.driver is not None),
             "looped_back": sum(a.driver.looped_back for a in self.agents.values()
@@ -322,6 +324,10 @@ def _peak(before: dict, after: dict, n: int, cpu_s: float, wall_s: float,
             "bytes_on_wire": round(cnt["bytes"] / n),
             "transactions": round((after["transactions"] - before["transactions"]) / n, 2),
             "rows_written": round((after["ops"] - before["ops"]) / n, 2),
+            # The same writes once per row and transaction (a turn's ops on a row
+            # combined: what SQLite writes), and the bytes of the rows written.
+            "rows_combined": round((after["rows"] - before["rows"]) / n, 2),
+            "bytes_written": round((after["bytes"] - before["bytes"]) / n),
             "driver_turns": round((after["turns"] - before["turns"]) / n, 2),
         },
     }

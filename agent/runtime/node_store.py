@@ -6,7 +6,10 @@ A Node (agent/core/node) keeps its durable state as a `Disk`: one dict or set pe
 table (records.py). Here each of those is one SQLite table, `node_<field>`, of rows
 (k BLOB UNIQUE, v BLOB): the key and the value encoded by `NodeCodec`
 (node_codec.py), whose key encodings are canonical, so a row is found again by its
-key's bytes. A set table's rows have no value. Rows are read back in rowid order and
+key's bytes. A set table's rows have no value. The results table is the one whose
+rows are not its dict's items: the Node says each step's result as its own row,
+keyed (workflow, step) (core/node/ready.py, RecordedResults), and `load` groups them
+back into workflow -> {step: result}, workflows in the order of their first row. Rows are read back in rowid order and
 a PUT of a present key updates its row in place (an upsert, not a replace), so a table
 comes back in the order its dict had: the order a Node restored from the file walks
 its tables in is the order it would walk them in memory.
@@ -37,8 +40,11 @@ nothing, and no group is durable without the earlier ones).
 `load()` reads every table back into a `Disk` for `Node.restore` (or the Node's
 `disk=`): what a restarted agent starts from. A file of another version is refused
 with a NodeStoreError naming both (version 1 held the codec's JSON rows, version 2
-its MessagePack ones; no agent ran on version 1, so there is no migration). A table
-added to the `Disk` since a file was made is created, empty, when it is opened.
+its MessagePack ones with a workflow's results in one row, version 3 one row per
+step's result; no agent ran on version 1, so there is no migration from it, and a
+version 2 file's results are rewritten one row per step, in their order, in the
+transaction that marks it version 3, when it is first opened). A table added to the
+`Disk` since a file was made is created, empty, when it is opened.
 
 Which thread: `write` runs wherever it is called. The simulator and tests call it in
 the driver's turn; the daemon hands it to one worker thread (the driver's
@@ -51,8 +57,9 @@ two writes out, and `load()` runs before the first one.
 
 `before_group(point)` is called before each group inside the transaction: a test's
 crash point (it may drop the connection and raise, as a killed process would).
-`stats` counts transactions, groups and ops, and the thread CPU and wall seconds
-spent in `write` (fsync included in the wall time; the encoding's CPU apart). Every
+`stats` counts transactions, groups, ops, the rows they came to and the bytes of
+those written, and the thread CPU and wall seconds spent in `write` (fsync included
+in the wall time; the encoding's CPU apart). Every
 row is encoded before `BEGIN`, so a value the codec refuses fails the turn with the
 file untouched, and the write lock is held for SQLite's own work only.
 """
@@ -71,7 +78,10 @@ from fedorch.runtime.node_codec import NodeCodec, node_codec
 
 __all__ = ["NodeStoreError", "SqliteDurable", "WriteStats"]
 
-SCHEMA_VERSION = 2  # PRAGMA user_version of a node store file; 1: rows in JSON
+# PRAGMA user_version of a node store file; 1: rows in JSON; 2: a workflow's results
+# in one row (read and rewritten as version 3 when opened: `_results_by_step`).
+SCHEMA_VERSION = 3
+RESULTS_BY_WORKFLOW = 2
 SET_TABLES = frozenset(name for name in TABLES if isinstance(getattr(Disk(), name), set))
 
 
@@ -86,6 +96,7 @@ class WriteStats:
     ops: int = 0         # the Node's ops in the write groups
     rows: int = 0        # rows deleted or written: the ops combined, one per row and turn
     statements: int = 0  # executemany calls: at most two per table and turn
+    bytes: int = 0       # the encoded keys and values of the rows written (not deleted)
     cpu_s: float = 0.0   # this thread's CPU inside write(): encoding, SQLite, commit
     encode_cpu_s: float = 0.0  # of which encoding the keys and values
     wall_s: float = 0.0  # the same with the fsync's wait
@@ -121,7 +132,7 @@ class SqliteDurable:
     def _open(self) -> None:
         con = self._con
         version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, RESULTS_BY_WORKFLOW, SCHEMA_VERSION):
             raise NodeStoreError(f"{self.path}: node store version {version}; this code "
                                  f"reads version {SCHEMA_VERSION}")
         con.execute("PRAGMA journal_mode=WAL")
@@ -131,13 +142,30 @@ class SqliteDurable:
         missing = [t for t in TABLES if con.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
             (f"node_{t}",)).fetchone() is None]
-        if version == 0 or missing:
+        if version != SCHEMA_VERSION or missing:
             con.execute("BEGIN IMMEDIATE")
-            for table in missing:
-                con.execute(f"CREATE TABLE IF NOT EXISTS node_{table}"
-                            " (k BLOB NOT NULL UNIQUE, v BLOB)")
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            con.execute("COMMIT")
+            try:
+                for table in missing:
+                    con.execute(f"CREATE TABLE IF NOT EXISTS node_{table}"
+                                " (k BLOB NOT NULL UNIQUE, v BLOB)")
+                if version == RESULTS_BY_WORKFLOW and "results" not in missing:
+                    self._results_by_step()
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                con.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _results_by_step(self) -> None:
+        """A version 2 file's results, one row per workflow (its whole map), rewritten
+        as one row per (workflow, step) in the same order, in the open transaction."""
+        con, decode, encode = self._con, self.codec.decode, self.codec.encode
+        rows = con.execute("SELECT k, v FROM node_results ORDER BY rowid").fetchall()
+        con.execute("DELETE FROM node_results")
+        con.executemany("INSERT INTO node_results(k, v) VALUES (?, ?)", [
+            (encode((wf, step)), encode(result))
+            for wf, results in ((decode(k), decode(v)) for k, v in rows)
+            for step, result in results.items()])
 
     # ---- the Durable port -------------------------------------------------------------
 
@@ -169,6 +197,7 @@ class SqliteDurable:
         stats.groups += len(writes)
         stats.ops += ops
         stats.rows += sum(map(len, removed.values())) + sum(map(len, kept.values()))
+        stats.bytes += sum(sum(map(len, row)) for rows in kept.values() for row in rows)
         stats.statements += statements
         stats.encode_cpu_s += cpu1 - cpu0
         stats.cpu_s += time.thread_time() - cpu0
@@ -252,6 +281,12 @@ class SqliteDurable:
             rows = self._con.execute(f"SELECT k, v FROM node_{table} ORDER BY rowid")
             if table in SET_TABLES:
                 tables[table] = {decode(k) for k, _ in rows}
+            elif table == "results":  # (workflow, step) rows: workflow -> {step: result}
+                results: dict[str, dict] = {}
+                for k, v in rows:
+                    wf, step = decode(k)
+                    results.setdefault(wf, {})[step] = decode(v)
+                tables[table] = results
             else:
                 tables[table] = {decode(k): decode(v) for k, v in rows}
         return Disk(**tables)

@@ -24,7 +24,11 @@ Rules the Node enforces here rather than leaving to a shell:
 - our YES votes are signed once per turn, as the Ready is handed out (Node.ready,
   votes.py);
 - write combining: a learned COMMIT of our own prepared hold is written in the same
-  group as the hold's commit; every other decision is written on its own first;
+  group as the hold's commit; every other decision is written on its own first. The
+  hold's row is not written at its commit: a PREPARED hold with a COMMIT learned is a
+  committed one (negotiation_restore.py decides it so again), so a hold is written
+  when it is reserved and prepared (its YES waits for that), and again only when its
+  steps change or it goes;
 - a decision applied to a hold releases it (ABORT) or commits it and starts the
   workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator;
 - the coordinator's decision records are collected once `collectable()` says so;
@@ -435,7 +439,9 @@ class Negotiation:
             n.point("hold committed")
             if learning:
                 self._write_learned(now, key, value)
-            d.holds[key] = copy_hold(hold)
+            # The hold's row stays PREPARED: the COMMIT on record beside it (learned,
+            # in this write or before it) says it committed, and a restore decides it
+            # again from the two (negotiation_restore.py), so its state is not written.
             if n.placed_here.committed_here(now, key, hold.steps):
                 pass  # a step placed again here (replacement.py)
             else:

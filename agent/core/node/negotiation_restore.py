@@ -11,9 +11,14 @@ says, in an order chosen so that nothing is decided twice or left undecided:
    later step reads them. A hold's lease is a monotonic instant of the run that wrote
    it, and the host may have rebooted since: it is counted again from this restore's
    `now` (participant.restarted says why per state), never read back;
-2. a hold whose decision was learned, but which crashed before the hold followed, is
-   decided now (a decision is written on its own before it is applied, unless it is
-   a COMMIT of our prepared hold: negotiation.py's write combining);
+2. a hold whose decision was learned is decided now: a committed hold is always one
+   (its row stays PREPARED at the commit, the COMMIT learned beside it says the rest:
+   negotiation.py), and so is one whose crash came before the hold followed its
+   decision (a decision is written on its own before it is applied, unless it is a
+   COMMIT of our prepared hold, written with the hold's commit: write combining). The
+   decision applied again writes only what it had not written (the same committed
+   round and electorate are no new row: ready.py, `unchanged`) and acknowledges the
+   COMMIT again;
    a PREPARED hold of a round another domain coordinates is tracked by Termination,
    which asks about it once its lease passes (from the ballot on record, if any);
 3. each workflow this Node coordinates gets its Coordinator back from its round

@@ -7,7 +7,11 @@ Everything a Node wants done outside itself goes through one `Outbox`:
 - a durable change is an `Op` (table, put/delete/add, key, value) on the Node's view of
   its `Disk` (records.py). The view's tables are `Recorded` dicts and sets: changing one
   logs the op, so the code that decides reads and writes its tables as plain dicts and
-  can never change state without saying so. Ops are grouped in `Write`s, one per
+  can never change state without saying so. A table's op says what changed, no more:
+  the results table, a dict of maps, says each step's result as its own row
+  (`RecordedResults`), and an int, str, bytes or bool (or a tuple of those) set again
+  equal to the one there says nothing (`unchanged`: it is on disk, or in a write not
+  handed out yet, which anything sent after it waits for). Ops are grouped in `Write`s, one per
   *point* (a name such as "reservation" or "PersistDecision"): a point is where a
   driver may crash (the simulator does), so a group is what is applied between two.
 - a message is sent *now* when no write is waiting to be handed out, and *after the
@@ -75,6 +79,27 @@ class Ready:
                     or self.start_steps or self.stop_steps or self.status_changes)
 
 
+# Values that cannot change in place, and whose equality is their encoding's (not so
+# with floats: 0.0 == -0.0), tuples of them too: one set again equal to the one in the
+# table is not written again (a workflow's committed round at its coordinator, told
+# once by its own decision and once by its hold's commit).
+_PLAIN = frozenset({int, str, bytes, bool, tuple})
+_SCALARS = frozenset({int, str, bytes, bool})
+_ABSENT = object()
+
+
+def unchanged(old: object, new: object) -> bool:
+    """`new` is `old` again, as bytes would say (see _PLAIN)."""
+    cls = new.__class__
+    if old.__class__ is not cls:
+        return False
+    if cls is tuple:
+        return len(old) == len(new) and all(  # type: ignore[arg-type]
+            a.__class__ is b.__class__ and a.__class__ in _SCALARS and a == b
+            for a, b in zip(old, new, strict=True))  # type: ignore[call-overload]
+    return old == new
+
+
 class Recorded(dict):
     """A table of the Node's durable view: every change is logged as an `Op`."""
 
@@ -83,6 +108,8 @@ class Recorded(dict):
         self._table, self._log = table, log
 
     def __setitem__(self, key, value) -> None:
+        if value.__class__ in _PLAIN and unchanged(dict.get(self, key, _ABSENT), value):
+            return  # already said: the row holds it, or a write not yet handed out does
         super().__setitem__(key, value)
         self._log(Op(self._table, PUT, key, value))
 
@@ -110,6 +137,48 @@ class Recorded(dict):
         raise TypeError(f"table {self._table}: change it key by key, so each change is said")
 
     update = clear = popitem = __ior__ = _refuse  # type: ignore[assignment]
+
+
+class RecordedResults(Recorded):
+    """The results table, read as workflow -> {step: (attempt, state, outputs, error)}
+    and written as one row per (workflow, step): a map set for a workflow says only the
+    steps whose result it changes (a PUT keyed (workflow, step), the result as value),
+    so a result is written once, not again with every later result of its workflow. A
+    step's result is the same when it is the same object (the Node replaces a result,
+    never changes one in place, and keeps the others of a map it copies). A map that
+    drops a step is said as every row of the workflow deleted and the rest written
+    anew (the view moves the workflow last, as the rows do; only a result of a
+    placement that is over is dropped so: placed_here.py). An empty map is no map:
+    the workflow has no rows."""
+
+    def __setitem__(self, wf, results) -> None:
+        old = dict.get(self, wf)
+        if not results:
+            if old is not None:
+                del self[wf]
+            return
+        log = self._log
+        if old is not None and not old.keys() <= results.keys():
+            del self[wf]  # a step dropped: the workflow's rows written anew, last
+            old = None
+        dict.__setitem__(self, wf, results)
+        for step, result in results.items():
+            if old is None or old.get(step, _ABSENT) is not result:
+                log(Op(self._table, PUT, (wf, step), result))
+
+    def __delitem__(self, wf) -> None:
+        old = dict.pop(self, wf)
+        for step in old:
+            self._log(Op(self._table, DELETE, (wf, step)))
+
+    def pop(self, wf, default=Recorded._missing):
+        if wf in self:
+            results = dict.get(self, wf)
+            del self[wf]
+            return results
+        if default is Recorded._missing:
+            raise KeyError(wf)
+        return default
 
 
 class RecordedSet(set):
@@ -211,6 +280,8 @@ def recorded_view(disk: Disk, log: Callable[[Op], None], *, by_workflow: bool = 
         current = getattr(disk, name)
         if name == "runs":
             tables[name] = RecordedRuns(name, log, current)
+        elif name == "results":
+            tables[name] = RecordedResults(name, log, current.items())
         elif by_workflow and (name in ROUND_TABLES or name in SAGA_TABLES):
             tables[name] = RecordedRounds(name, log, current.items())
         elif isinstance(current, set):
@@ -223,6 +294,9 @@ def recorded_view(disk: Disk, log: Callable[[Op], None], *, by_workflow: bool = 
 def apply(disk: Disk, ops: Iterable[Op]) -> None:
     """What a driver does with a Write's ops on its own copy of the tables."""
     for op in ops:
+        if op.table == "results":
+            _apply_result(disk.results, op)
+            continue
         table = getattr(disk, op.table)
         if op.kind == PUT:
             table[op.key] = op.value
@@ -234,6 +308,21 @@ def apply(disk: Disk, ops: Iterable[Op]) -> None:
             table.discard(op.key)
         else:  # pragma: no cover - the four kinds above are all there are
             raise ValueError(f"unknown op {op.kind!r}")
+
+
+def _apply_result(results: dict[str, dict[str, tuple]], op: Op) -> None:
+    """A results row, (workflow, step), on a copy of the table: the workflow's map is
+    replaced, never changed in place (its old map may be the view's too)."""
+    wf, step = op.key
+    old = results.get(wf, {})
+    if op.kind == PUT:
+        results[wf] = {**old, step: op.value}
+    elif step in old:
+        left = {s: r for s, r in old.items() if s != step}
+        if left:
+            results[wf] = left
+        else:
+            del results[wf]
 
 
 class Outbox:

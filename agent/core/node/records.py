@@ -298,10 +298,15 @@ class Disk:
     acceptor: dict[Key, AcceptorRecord] = field(default_factory=dict)
     # Each Hold's lease_expires is a monotonic instant of the run that wrote it: a
     # restore counts it again from its own `now` (participant.restarted), never reads it.
+    # A committed hold stays PREPARED here: the COMMIT in `learned` says the rest
+    # (negotiation.py; negotiation_restore.py decides it again).
     holds: dict[Key, Hold] = field(default_factory=dict)
     info: dict[Key, WfInfo] = field(default_factory=dict)        # PREPAREs taken part in
     committed: dict[str, int] = field(default_factory=dict)      # workflow -> committed round
     runs: set[tuple[str, str, int]] = field(default_factory=set)
+    # workflow -> {step: (attempt, state, outputs, error)}, each step's result its own
+    # row, keyed (workflow, step) (ready.RecordedResults): written once, not again with
+    # every later result of its workflow.
     results: dict[str, dict[str, tuple]] = field(default_factory=dict)
     final: dict[str, WorkflowState] = field(default_factory=dict)
     final_acked: dict[str, set[str]] = field(default_factory=dict)

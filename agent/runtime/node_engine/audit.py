@@ -238,18 +238,19 @@ class Records:
         wf, step, attempt = run
         out.append(("step_started", wf, {"step": step, "attempt": attempt}))
 
-    def _result(self, point: str, wf: str, now: Mapping, out: list[Entry]) -> None:
+    def _result(self, point: str, key: tuple[str, str], result: tuple,
+                out: list[Entry]) -> None:
+        """One results row, (workflow, step) (core/node/ready.py, RecordedResults)."""
+        wf, step = key
         before = self.results.get(wf, {})
-        self.results[wf] = now
+        if before.get(step) == result:
+            return  # the same result again
+        self.results[wf] = {**before, step: result}
         here = point == "step end"  # a step run here ended
         if not here and wf.rpartition(".")[0] != self.domain:
             return  # another domain's result, not at its coordinator: nothing to record
-        for step, result in now.items():
-            if before.get(step) == result:
-                continue
-            attempt, state, outputs, error = result
-            if state not in TERMINAL_STEP_STATES:
-                continue
+        attempt, state, outputs, error = result
+        if state in TERMINAL_STEP_STATES:
             digest = outputs_sha256(outputs)
             if self.evidence is not None and wf.rpartition(".")[0] == self.domain:
                 self.evidence.hashed(wf, step, result, digest)  # for the end's attestation
@@ -270,7 +271,13 @@ class Records:
                 data["domain"], data["epoch"] = domain, epoch
                 out.append((proofs.RESULT, wf, data))
 
-    def _forget(self, point: str, wf: str, value: Any, out: list[Entry]) -> None:
+    def _forget(self, point: str, key: tuple[str, str], value: Any,
+                out: list[Entry]) -> None:
+        wf, step = key
+        left = {s: r for s, r in self.results.get(wf, {}).items() if s != step}
+        if left:
+            self.results[wf] = left
+            return
         self.results.pop(wf, None)  # compacted by the Node's retention
         if self.evidence is not None:
             self.evidence.forget(wf)

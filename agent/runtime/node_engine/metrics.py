@@ -48,6 +48,17 @@ class NodeEngineCollector(Collector):
         ops = CounterMetricFamily("fedorch_node_store_rows", "Row writes to node.db")
         ops.add_metric([], stats.ops)
         yield ops
+        # What those writes came to: each row written or deleted once per transaction
+        # (a turn's ops on one row combined), and the bytes of the rows written.
+        combined = CounterMetricFamily("fedorch_node_store_combined_rows",
+                                       "Rows written or deleted in node.db, once per"
+                                       " transaction each")
+        combined.add_metric([], stats.rows)
+        yield combined
+        written = CounterMetricFamily("fedorch_node_store_bytes",
+                                      "Bytes of the keys and values written to node.db")
+        written.add_metric([], stats.bytes)
+        yield written
         # The commit thread's CPU in node.db's writes (encoding the rows, SQLite, the
         # commit), apart from the event loop's: what a workflow costs in that thread.
         cpu = CounterMetricFamily("fedorch_node_store_cpu_seconds",

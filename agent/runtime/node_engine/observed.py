@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fedorch.core.negotiation.abort_reasons import refusals_text
@@ -93,7 +93,7 @@ class Observed:
         self._rounds: dict[str, tuple[int, int]] = {}
         self._seen: dict[str, int] = {}  # the last round of each row written
         self._aborted: dict[str, tuple[int, int, int, str]] = {}
-        self._results: dict[str, Mapping] = {}
+        self._results: dict[tuple[str, str], tuple] = {}  # (workflow, step) -> result
 
     # ---- durable groups ---------------------------------------------------------------
 
@@ -184,17 +184,18 @@ class Observed:
                         {"fedorch.round": round_, "fedorch.verdict": "yes" if yes else "no",
                          "fedorch.reason": reason})
 
-    def _result(self, point: str, wf: str, now: Mapping, tracing: Any) -> None:
-        before = self._results.get(wf, {})
-        self._results[wf] = now
+    def _result(self, point: str, key: tuple[str, str], result: tuple,
+                tracing: Any) -> None:
+        """One results row, (workflow, step) (core/node/ready.py, RecordedResults)."""
+        before = self._results.get(key)
+        self._results[key] = result
         if point == "step end":
             return  # a step run here: its attempt's span is its record
-        for step, result in now.items():
-            if before.get(step) == result or result[1] not in _RAN:
-                continue
-            producer = step_domain(self.node, wf, step)
-            if not producer or producer == self.domain:
-                continue
+        if before == result or result[1] not in _RAN:
+            return
+        wf, step = key
+        producer = step_domain(self.node, wf, step)
+        if producer and producer != self.domain:
             attempt, state = result[0], result[1]
             tracing.derived("fedorch.step.result", wf, ("result", self.domain, step, attempt),
                             ("attempt", producer, step, attempt),

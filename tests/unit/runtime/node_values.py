@@ -96,9 +96,9 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
     max_leaves=8)
 outputs = st.dictionaries(text, json_values, max_size=3)
-results = st.dictionaries(
-    text, st.tuples(st.integers(0, 5), st.sampled_from(StepState), outputs, text),
-    max_size=3)
+# A step's result (attempt, state, outputs, error): one row of the results table, keyed
+# (workflow, step) (core/node/ready.py, RecordedResults).
+results = st.tuples(st.integers(0, 5), st.sampled_from(StepState), outputs, text)
 rounds = st.builds(Round, st.integers(0, 9), st.frozensets(names, max_size=3),
                    st.frozensets(names, max_size=3),
                    st.sampled_from([None, "COMMIT", "ABORT"]))
@@ -124,7 +124,7 @@ TABLE_ROWS = {
     "info": st.tuples(keys, wf_infos),
     "committed": st.tuples(wf_ids, st.integers(0, 9)),
     "runs": st.tuples(runs, st.none()),
-    "results": st.tuples(wf_ids, results),
+    "results": st.tuples(st.tuples(wf_ids, text), results),
     "final": st.tuples(wf_ids, st.sampled_from(WorkflowState)),
     "final_acked": st.tuples(wf_ids, st.sets(names, max_size=3)),
     "ballots": st.tuples(keys, ballots),

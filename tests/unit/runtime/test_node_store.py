@@ -20,9 +20,20 @@ from pathlib import Path
 import pytest
 from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.inputs import Message, Tick
-from fedorch.core.node.ready import ADD, DELETE, DISCARD, PUT, Op, Write, apply
+from fedorch.core.node.ready import (
+    ADD,
+    DELETE,
+    DISCARD,
+    PUT,
+    Op,
+    Outbox,
+    Write,
+    apply,
+    recorded_view,
+)
 from fedorch.core.node.records import TABLES, Disk, Timing
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import DriverStopped, NodeDriver
 from fedorch.runtime.node_codec import node_codec
@@ -66,6 +77,16 @@ def transactions(draw) -> list[list[Write]]:
     return out
 
 
+def _results_sorted(disk: Disk) -> Disk:
+    """`disk` with its results' workflows in one order (each one's steps as they are):
+    drawn ops may delete one step of a workflow whose first row it was, and the file
+    then has the workflow where its next row is; no Node deletes one step alone
+    (RecordedResults), and `test_results_come_back_in_the_order_a_node_writes_them`
+    holds the store to the Node's order."""
+    disk.results = dict(sorted(disk.results.items(), key=lambda item: repr(item[0])))
+    return disk
+
+
 @settings(max_examples=60, deadline=None)
 @given(transactions())
 def test_every_table_reads_back_as_written(txs):
@@ -77,10 +98,73 @@ def test_every_table_reads_back_as_written(txs):
                 store.write(groups)
                 for g in groups:
                     apply(memory, g.ops)
-            same(store.load(), memory, "after writing")
+            same(_results_sorted(store.load()), _results_sorted(memory), "after writing")
             assert store.stats.transactions == len(txs)
         with SqliteDurable(path) as reopened:  # what a restarted process reads
-            same(reopened.load(), memory, "after reopening")
+            same(_results_sorted(reopened.load()), memory, "after reopening")
+
+
+def test_results_come_back_in_the_order_a_node_writes_them(tmp_path):
+    """Through the Node's view (RecordedResults): a step's result is its own row, written
+    once, and the table reads back as the view has it, workflows and steps in order,
+    also across a workflow forgotten and written again."""
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    memory = Disk()
+
+    def turn(*changes: Callable[[], None]) -> list[Op]:
+        for change in changes:
+            change()
+        ready = out.ready()
+        store.write(ready.writes)
+        for w in ready.writes:
+            apply(memory, w.ops)
+        out.advance(ready)
+        return [op for w in ready.writes for op in w.ops]
+
+    def result(wf: str, step: str, attempt: int = 1) -> Callable[[], None]:
+        def put() -> None:
+            view.results[wf] = {**view.results.get(wf, {}),
+                                step: (attempt, StepState.SUCCEEDED, {"n": attempt}, "")}
+        return put
+
+    with SqliteDurable(tmp_path / "node.db") as store:
+        assert turn(result("w1", "a")) == [
+            Op("results", PUT, ("w1", "a"), (1, StepState.SUCCEEDED, {"n": 1}, ""))]
+        assert [op.key for op in turn(result("w2", "a"), result("w1", "b"))] == [
+            ("w2", "a"), ("w1", "b")]  # each result alone, not w1's map again
+        assert [op.key for op in turn(result("w1", "a", 2))] == [("w1", "a")]
+        turn(lambda: view.results.pop("w1"), result("w3", "a"), result("w1", "c"))
+        turn(result("w2", "b"))
+        for disk in (store.load(), memory):
+            same(disk.results, dict(view.results), "results")
+        assert list(view.results) == ["w2", "w3", "w1"]
+        assert list(view.results["w2"]) == ["a", "b"]
+        assert store.stats.rows == 1 + 2 + 1 + (2 + 2) + 1
+
+
+def test_a_version_2_files_results_are_rewritten_one_row_per_step(tmp_path):
+    """A file written before results had a row per step: each workflow's map is read
+    back as it was, in order, and the file is version 3 from then on."""
+    codec = node_codec()
+    path = tmp_path / "node.db"
+    maps = {"w2": {"b": (1, StepState.SUCCEEDED, {}, ""), "a": (2, StepState.FAILED, {},
+                                                                 "boom")},
+            "w1": {"a": (1, StepState.SUCCEEDED, {"x": [1]}, "")}}
+    with SqliteDurable(path) as store:  # a version 3 file, made version 2 by hand
+        store.write([Write("a", [Op("final", PUT, "w1", WorkflowState.SUCCEEDED)])])
+        store._con.execute("DELETE FROM node_results")
+        store._con.executemany("INSERT INTO node_results(k, v) VALUES (?, ?)", [
+            (codec.encode(wf), codec.encode(m)) for wf, m in maps.items()])
+        store._con.execute("PRAGMA user_version = 2")
+    with SqliteDurable(path) as store:
+        assert store._con.execute("PRAGMA user_version").fetchone()[0] == 3
+        loaded = store.load()
+        same(loaded.results, maps, "results")
+        assert loaded.final == {"w1": WorkflowState.SUCCEEDED}
+        store.write([Write("b", [Op("results", PUT, ("w1", "b"),
+                                    (1, StepState.SUCCEEDED, {}, ""))])])
+        assert list(store.load().results["w1"]) == ["a", "b"]
 
 
 def _written(store: SqliteDurable, groups: list[Write]) -> Disk:

@@ -1,12 +1,15 @@
 """The Node's negotiation part (core/node/negotiation.py): the coordinator's refusals
 (each round's NO votes) are written with the round record that redoes the round, or
-with the round's end, and a coordinator restored from its disk starts from them."""
+with the round's end, and a coordinator restored from its disk starts from them; a
+participant's hold is written when prepared, not again at its commit."""
 
 from __future__ import annotations
 
 import random
 
-from fedorch.core.node import Node, Submit
+from fedorch.core.negotiation.messages import DecisionAck
+from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.records import PrepareMsg, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -81,3 +84,35 @@ def test_a_workflow_with_no_refusal_writes_none():
     f.deliver()
     assert f.disks["d0"].rows[WF].state in (WorkflowState.RUNNING, WorkflowState.SUCCEEDED)
     assert f.disks["d0"].refusals == {}
+
+
+def test_a_hold_is_written_prepared_and_not_again_at_its_commit():
+    """The COMMIT learned beside a PREPARED hold says it committed: the hold's row is
+    not written again at the commit (its DecisionAck waits for the COMMIT's write), and
+    a restore from that disk holds the step's slot as committed, runs the step again
+    (an idempotent one, retried), and frees the slot at its end."""
+    f = Federation()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(
+        id="s", capability="a", retries=1, idempotent=True)])
+    f.step("d0", Submit(WF, spec, placement={"s": "d1"}))
+    f.deliver()
+    key = (WF, 1)
+    assert f.running["d1"] == {(WF, "s", 1)}  # committed and started, not ended
+    assert f.nodes["d1"].participant.hold(key).state is HoldState.COMMITTED
+    assert f.disks["d1"].holds[key].state is HoldState.PREPARED
+    assert f.disks["d1"].learned[key].commit
+    [commit] = [r for r in f.readies["d1"]
+                if any(type(o.msg) is DecisionAck for o in r.send_after_write)]
+    assert [op.table for w in commit.writes for op in w.ops
+            if w.point == "hold committed"] == ["learned", "committed", "electorates"]
+    restored = f.restore("d1")
+    assert restored.participant.hold(key).state is HoldState.COMMITTED
+    assert restored.participant.hold(key).steps == [("s", "a")]
+    [again] = f.readies["d1"][-1:]
+    assert not [op for w in again.writes for op in w.ops if op.table == "holds"]
+    f.deliver()  # its placement confirmed by d0 (restart_check.py)
+    assert f.running["d1"] == {(WF, "s", 2)}  # the first attempt interrupted, retried
+    f.step("d1", StepEnded(WF, "s", 2, ok=True))
+    f.deliver()
+    assert f.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+    assert key not in f.disks["d1"].holds and restored.participant.holds() == []

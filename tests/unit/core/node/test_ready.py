@@ -108,3 +108,64 @@ def test_restore_from_the_applied_writes_rebuilds_the_coordinator():
     again = _node(disk=disk, name="d0")
     assert set(again.coordinators) == {"d0.w"}
     assert again.state.rows["d0.w"].round == node.state.rows["d0.w"].round
+
+
+def _ops(out: Outbox) -> list[Op]:
+    ready = out.ready()
+    out.advance(ready)
+    return [op for w in ready.writes for op in w.ops]
+
+
+def test_a_step_result_is_said_as_its_own_row_and_only_when_it_changes():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    disk = Disk()
+    a1, b1, a2 = (1, "SUCCEEDED", {}, ""), (1, "FAILED", {}, "x"), (2, "SUCCEEDED", {}, "")
+    view.results["w"] = {"a": a1}
+    view.results["w"] = {**view.results["w"], "b": b1}  # a kept: the same object
+    view.results["v"] = {"a": a1}
+    ops = _ops(out)
+    assert ops == [Op("results", "put", ("w", "a"), a1), Op("results", "put", ("w", "b"), b1),
+                   Op("results", "put", ("v", "a"), a1)]
+    apply(disk, ops)
+    view.results["w"] = dict(view.results["w"])  # a copy of the same results: nothing new
+    view.results["w"] = {**view.results["w"], "a": a2}
+    ops = _ops(out)
+    assert ops == [Op("results", "put", ("w", "a"), a2)]
+    apply(disk, ops)
+    assert disk.results == view.results and list(disk.results) == ["w", "v"]
+    # A step dropped (no Node part does): the workflow's rows written anew, last.
+    view.results["w"] = {"b": b1}
+    ops = _ops(out)
+    assert ops == [Op("results", "delete", ("w", "a")), Op("results", "delete", ("w", "b")),
+                   Op("results", "put", ("w", "b"), b1)]
+    apply(disk, ops)
+    assert disk.results == view.results and list(disk.results) == list(view.results) \
+        == ["v", "w"]
+    # Forgotten (retention): every row of it goes; an empty map is no map.
+    view.results.pop("w")
+    view.results["v"] = {}
+    ops = _ops(out)
+    assert ops == [Op("results", "delete", ("w", "b")), Op("results", "delete", ("v", "a"))]
+    apply(disk, ops)
+    assert disk.results == view.results == {}
+
+
+def test_a_plain_value_set_again_equal_is_not_written_again():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    view.committed["w"] = 1
+    view.electorates["w"] = ("d0", "d1")
+    assert len(_ops(out)) == 2
+    view.committed["w"] = 1
+    view.electorates["w"] = ("d0", "d1")
+    out.send("d1", "ack")  # what the equal value says is durable: nothing waits
+    ready = out.ready()
+    assert not ready.writes and [o.msg for o in ready.send_now] == ["ack"]
+    out.advance(ready)
+    # Equal as Python says, not as the bytes would: written.
+    view.committed["w"] = True
+    view.electorates["w"] = ("d0", 1)
+    view.endings["w"] = 1
+    view.endings["w"] = 1.0
+    assert [op.value for op in _ops(out)] == [True, ("d0", 1), 1, 1.0]

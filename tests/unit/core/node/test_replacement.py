@@ -291,7 +291,7 @@ def test_the_lost_domain_back_drops_its_interrupted_attempt_of_the_old_placement
     for n in ("d0", "d2", "d3"):
         fed.step(n, MemberState("d1", "ALIVE"))
     fed.tick(fed.now + 2.0)  # the new placement, resent, reaches d1
-    assert "s1" not in fed.disks["d1"].results[WF]
+    assert "s1" not in fed.disks["d1"].results.get(WF, {})
     assert fed.nodes["d1"].stats["result of an older placement dropped here"] == 1
     assert fed.nodes["d1"].progress[WF].steps["s1"].domain == new
     dies(fed, "d0")

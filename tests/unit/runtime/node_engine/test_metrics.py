@@ -17,7 +17,8 @@ from tests.unit.runtime.node_engine.test_write_behind import FlakyDisk, group
 def engine(fault: WriteFault) -> SimpleNamespace:
     return SimpleNamespace(
         driver=SimpleNamespace(turns=3, refused={"Message": 2}),
-        store=SimpleNamespace(stats=SimpleNamespace(transactions=2, groups=5, ops=9, cpu_s=0.75,
+        store=SimpleNamespace(stats=SimpleNamespace(transactions=2, groups=5, ops=9, rows=7,
+                                                    bytes=640, cpu_s=0.75,
                                                     encode_cpu_s=0.25)),
         transport=SimpleNamespace(envelopes=4, sent={"b": 5}, dropped={"c": 1}),
         boundary=SimpleNamespace(posted=6),
@@ -68,6 +69,10 @@ def test_the_engine_counters_are_read_at_scrape_time():
     got = scrape(WriteFault())
     assert got["fedorch_node_driver_turns_total"] == 3
     assert got["fedorch_node_store_groups_total"] == 5
+    # node.db's ops, the rows they came to (once per transaction each), their bytes
+    assert got["fedorch_node_store_rows_total"] == 9
+    assert got["fedorch_node_store_combined_rows_total"] == 7
+    assert got["fedorch_node_store_bytes_total"] == 640
     assert got['fedorch_node_messages_total{outcome="sent"}'] == 5
     assert got['fedorch_node_messages_total{outcome="posted"}'] == 6
     assert got['fedorch_node_inputs_refused_total{input="Message"}'] == 2
