@@ -19,6 +19,20 @@ RPC (UNIMPLEMENTED) is sent single calls from then on.
 `call()` waits for its answer on the caller's task, at most its timeout
 (DEADLINE_EXCEEDED, whether the request was still queued or out); a request cut short
 when the agent stops fails UNAVAILABLE, or CANCELLED.
+
+A peer back from a restart. While a peer is down, the channel to it fails each dial
+and backs off (up to `grpc.max_reconnect_backoff_ms`, with jitter); in that state
+(TRANSIENT_FAILURE) gRPC fails every call made without wait_for_ready at once, and
+keeps doing so until its backoff ends, even once the peer listens again. A message of
+the peer's new life (its PREPARE, its gossip) can thus reach this agent while every
+answer this agent sends back on its own channel fails: a vote dropped twice within a
+2 s prepare timeout aborted the restarted coordinator's first round. So a sign of
+life of the peer (an authenticated message it signed, told by the agent: `revive`)
+replaces a channel in TRANSIENT_FAILURE with a new one, which dials at once. The old
+one is closed once the calls still on it have ended (`RETIRED_GRACE_S`). A channel
+younger than `REVIVE_MIN_AGE_S` is left to its own backoff (still short then), so a
+peer that can reach this agent but not be reached costs one new channel a second at
+most, not one per message.
 """
 
 from __future__ import annotations
@@ -50,6 +64,10 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Each channel dials on its own connection: with gRPC's process-wide subchannel
+    # pool, a channel opened afresh to a peer back from a restart (`revive`) would
+    # share the failing one's connection and wait out its backoff all the same.
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
 
@@ -75,6 +93,13 @@ MAX_BATCH_ITEMS = 256  # the receiver refuses more than 1024 (peer_service)
 MAX_BATCH_BYTES = 1024 * 1024
 
 Spawn = Callable[[Awaitable, str], object]
+
+# A channel is revived (replaced) at most once this long after it was opened: before
+# that its own reconnect backoff is still shorter than a second.
+REVIVE_MIN_AGE_S = 1.0
+# A replaced channel is closed after the calls on it end, at most this long: the
+# longest deadline a call on a peer channel is given (compensation.CALL_TIMEOUT_S).
+RETIRED_GRACE_S = 60.0
 
 
 class PeerCallError(Exception):
@@ -134,13 +159,16 @@ class PeerChannels:
         # Told the signer of each reply that authenticates: it was alive to answer.
         self._on_heard = on_heard or (lambda domain: None)
         self._channels: dict[str, tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]] = {}
+        self._opened_at: dict[str, float] = {}  # monotonic time each channel was opened
+        self.revived = 0  # channels replaced on a sign of life (see `revive`)
         self._lanes: dict[tuple[str, str, bool, str], _Lane] = {}
         self._no_batch: set[str] = set()  # endpoints that answered Batch with UNIMPLEMENTED
         # Mutual TLS: a source of (generation, credentials); None means plaintext.
         self._tls: Callable[[], tuple[int, grpc.ChannelCredentials]] | None = None
         self._tls_options: tuple[tuple[str, str], ...] = ()
         self._tls_generation = 0
-        self._retired: list[grpc.aio.Channel] = []  # opened with a renewed-away certificate
+        # Opened with a renewed-away certificate, or revived away with no task to close it.
+        self._retired: list[grpc.aio.Channel] = []
 
     def use_tls(self, credentials: Callable[[], tuple[int, grpc.ChannelCredentials]],
                 options: tuple[tuple[str, str], ...] = ()) -> None:
@@ -173,7 +201,30 @@ class PeerChannels:
                                                   options=CHANNEL_OPTIONS + list(self._tls_options))
             entry = (channel, peer_pb2_grpc.PeerStub(channel))
             self._channels[endpoint] = entry
+            self._opened_at[endpoint] = self._clock.monotonic()
         return entry
+
+    def revive(self, endpoint: str) -> bool:
+        """The peer at `endpoint` showed a sign of life: if the channel to it is in
+        TRANSIENT_FAILURE (failing every call at once until its backoff ends), the next
+        call opens a new one, which dials at once (see the header). True if replaced."""
+        entry = self._channels.get(endpoint)
+        if entry is None:
+            return False
+        channel = entry[0]
+        if channel.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            return False
+        if self._clock.monotonic() - self._opened_at.get(endpoint, 0.0) < REVIVE_MIN_AGE_S:
+            return False
+        del self._channels[endpoint]
+        self.revived += 1
+        # Calls still waiting on it (wait_for_ready) end there, within their deadlines.
+        closing = channel.close(RETIRED_GRACE_S)
+        if self._spawn is None or self._spawn(closing, f"retired channel to {endpoint}") \
+                is None:
+            closing.close()  # not started (no owner, or it is stopping): closed at close()
+            self._retired.append(channel)
+        return True
 
     async def call(
         self,
