@@ -6,6 +6,11 @@ A small Peer server runs in this process on 127.0.0.1 and is stopped and started
 on the same port, as a restarted agent is. The channels' backoff is made a minute long
 here, so that a channel left to it stays failing for the whole test: whether a call
 goes through depends on `revive` alone, never on when gRPC dials again.
+
+The replacement must be safe for the calls still waiting on the old channel (a
+Compensate call of a saga waits there for as long as its step's undo may take): none is
+cut short by the replacement, and the old channel is closed once they have ended, or
+when the agent stops.
 """
 
 from __future__ import annotations
@@ -65,6 +70,31 @@ async def _report(channels: PeerChannels, endpoint: str) -> None:
     await channels.call(endpoint, "ReportStep", recipient="beta", expect="ack",
                         timeout=5.0, wait_for_ready=False,
                         step_result=peer_pb2.StepResult(workflow_id="w", step_id="s"))
+
+
+def _waiting_compensate(channels: PeerChannels, endpoint: str, timeout: float) -> asyncio.Task:
+    """A Compensate call (a single call, made with wait_for_ready as every saga's is)
+    waiting on the failing channel to `endpoint` for a connection."""
+    return asyncio.create_task(channels.call(
+        endpoint, "Compensate", recipient="beta", expect="compensation_result",
+        timeout=timeout, compensate=peer_pb2.CompensateRequest(workflow_id="w",
+                                                               step_id="s", attempt=1)))
+
+
+async def _until_waiting() -> None:
+    # One turn of the loop: the call's task runs up to its wait for a connection (the
+    # call is made before its task first yields: a single call, no lane).
+    await asyncio.sleep(0)
+
+
+def _spawner() -> tuple[dict[str, asyncio.Task], object]:
+    spawned: dict[str, asyncio.Task] = {}
+
+    def spawn(coro, name: str):
+        spawned[name] = task = asyncio.create_task(coro)
+        return task
+
+    return spawned, spawn
 
 
 @pytest.fixture
@@ -132,12 +162,7 @@ async def test_a_channel_younger_than_the_revive_age_is_left_to_its_backoff(
 
 
 async def test_the_replaced_channel_is_closed_by_a_task_of_the_owner(long_backoff) -> None:
-    spawned: dict[str, asyncio.Task] = {}
-
-    def spawn(coro, name: str):
-        spawned[name] = task = asyncio.create_task(coro)
-        return task
-
+    spawned, spawn = _spawner()
     try:
         async with _failing_since_down(spawn) as (clock, channels, endpoint):
             clock.now += REVIVE_MIN_AGE_S
@@ -150,6 +175,58 @@ async def test_the_replaced_channel_is_closed_by_a_task_of_the_owner(long_backof
     finally:
         for task in spawned.values():
             task.cancel()
+
+
+async def test_a_call_waiting_on_the_replaced_channel_is_not_cut_short(
+        long_backoff, monkeypatch) -> None:
+    # Whatever fixed grace the old channel were closed with, some call waits longer
+    # (a Compensate call: its undo's timeout and a margin): here, one shorter than the
+    # call's deadline, which must not matter.
+    monkeypatch.setattr(peers_module, "RETIRED_GRACE_S", 0.2, raising=False)
+    spawned, spawn = _spawner()
+    try:
+        async with _failing_since_down(spawn) as (clock, channels, endpoint):
+            old = channels.channel(endpoint)
+            waiting = _waiting_compensate(channels, endpoint, timeout=3.0)
+            await _until_waiting()
+            clock.now += REVIVE_MIN_AGE_S
+            assert channels.revive(endpoint)
+            with pytest.raises(PeerCallError) as ended:
+                await waiting
+            # It ended by its own deadline (its peer never answered on the old channel,
+            # still backing off), not cancelled by the replacement.
+            assert ended.value.code == "DEADLINE_EXCEEDED", ended.value
+            async with asyncio.timeout(30):  # then the old channel is closed
+                await spawned[f"retired channel to {endpoint}"]
+            assert old.get_state() is grpc.ChannelConnectivity.SHUTDOWN
+    finally:
+        for task in spawned.values():
+            task.cancel()
+
+
+async def test_a_replaced_channel_still_waited_on_is_closed_when_the_agent_stops(
+        long_backoff) -> None:
+    spawned, spawn = _spawner()
+    async with _failing_since_down(spawn) as (clock, channels, endpoint):
+        old = channels.channel(endpoint)
+        waiting = _waiting_compensate(channels, endpoint, timeout=30.0)
+        await _until_waiting()
+        clock.now += REVIVE_MIN_AGE_S
+        assert channels.revive(endpoint)
+        # The agent stops: its tasks are cancelled (the one that was to close the old
+        # channel included), then its channels closed.
+        retiring = spawned[f"retired channel to {endpoint}"]
+        retiring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retiring
+        await channels.close()
+        assert old.get_state() is grpc.ChannelConnectivity.SHUTDOWN
+        # Cut short by the stop, not left waiting; and a failure its caller handles, not
+        # a cancellation of the caller's task (gRPC's own way to end a call whose
+        # channel closed under it).
+        with pytest.raises(PeerCallError) as ended:
+            await waiting
+        assert ended.value.code == "CANCELLED", ended.value
 
 
 async def test_an_authenticated_message_revives_the_channel_to_its_sender(
