@@ -309,9 +309,13 @@ class AgentContext:
 
     def heard_from(self, domain: str) -> None:
         """A message `domain` signed reached this agent just now (a peer call, or the
-        answer to one of ours): membership counts it as a sign of life."""
+        answer to one of ours): membership counts it as a sign of life, and a channel
+        to it failing since it was down is opened afresh (PeerChannels.revive)."""
         if self.membership is not None:
             self.membership.heard_from(domain)
+            endpoint = self.membership.endpoint(domain)
+            if endpoint is not None:
+                self.peers.revive(endpoint)
 
     def current_record(self) -> peer_pb2.DomainRecord:
         available = self.participant.available()

@@ -18,12 +18,40 @@ RPC (UNIMPLEMENTED) is sent single calls from then on.
 
 `call()` waits for its answer on the caller's task, at most its timeout
 (DEADLINE_EXCEEDED, whether the request was still queued or out); a request cut short
-when the agent stops fails UNAVAILABLE, or CANCELLED.
+when the agent stops fails UNAVAILABLE, or CANCELLED (a PeerCallError: gRPC ends a call
+cancelled by its channel's close with a CancelledError, told apart here from the
+caller's own cancellation).
+
+A peer back from a restart. While a peer is down, the channel to it fails each dial
+and backs off (up to `grpc.max_reconnect_backoff_ms`, with jitter); in that state
+(TRANSIENT_FAILURE) gRPC fails every call made without wait_for_ready at once, and
+keeps doing so until its backoff ends, even once the peer listens again. A message of
+the peer's new life (its PREPARE, its gossip) can thus reach this agent while every
+answer this agent sends back on its own channel fails: a vote dropped twice within a
+2 s prepare timeout aborted the restarted coordinator's first round. So a sign of
+life of the peer (an authenticated message it signed, told by the agent: `revive`)
+replaces a channel in TRANSIENT_FAILURE with a new one, which dials at once.
+
+Why replacing is safe. Only a channel in TRANSIENT_FAILURE is replaced: it has no
+connection, so nothing is out on it; the only calls on it are ones made with
+wait_for_ready, still waiting for a connection (other calls fail at once there, and a
+stream or a forwarded call never waits), and every such call is made by `call()`,
+which counts them per channel. Those calls are left to end where they are, each by
+its own deadline or its answer once that channel dials again: none is cancelled and
+sent again (it might have left in the meantime, and a request sent twice is not
+always harmless), and none is cut short by a fixed grace (a Compensate call may wait
+longer than any such grace for its step's undo). The old channel is closed when its
+last call has ended, by a task of the agent's, or by `close()` if the agent stops
+first. A channel younger than `REVIVE_MIN_AGE_S` is left to its own backoff (still
+short then), so a peer that can reach this agent but not be reached costs one new
+channel a second at most, not one per message; a peer that is fine (its channel
+READY, IDLE or CONNECTING) costs nothing but the look at its channel's state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,6 +71,8 @@ from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime.ports import Clock, SystemClock
 
+log = logging.getLogger("fedorch.peers")
+
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     # gRPC's default reconnect backoff grows to two minutes; a peer that was
@@ -50,6 +80,10 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Each channel dials on its own connection: with gRPC's process-wide subchannel
+    # pool, a channel opened afresh to a peer back from a restart (`revive`) would
+    # share the failing one's connection and wait out its backoff all the same.
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
 
@@ -76,6 +110,10 @@ MAX_BATCH_BYTES = 1024 * 1024
 
 Spawn = Callable[[Awaitable, str], object]
 
+# A channel is revived (replaced) at most once this long after it was opened: before
+# that its own reconnect backoff is still shorter than a second.
+REVIVE_MIN_AGE_S = 1.0
+
 
 class PeerCallError(Exception):
     """A peer could not be reached or answered badly; `code` names why."""
@@ -95,6 +133,28 @@ class _Request:
     deadline: float  # time.monotonic()
     future: asyncio.Future
     size: int  # the payload's serialized bytes
+
+
+@dataclass(eq=False)  # kept in a set by identity
+class _Conn:
+    """One channel to an endpoint, and the calls `call()` has waiting or out on it."""
+    channel: grpc.aio.Channel
+    stub: peer_pb2_grpc.PeerStub
+    opened_at: float  # monotonic
+    calls: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def started(self) -> None:
+        self.calls += 1
+        self.idle.clear()
+
+    def ended(self) -> None:
+        self.calls -= 1
+        if self.calls == 0:
+            self.idle.set()
 
 
 @dataclass
@@ -133,14 +193,18 @@ class PeerChannels:
         self._on_batch = on_batch or (lambda n: None)
         # Told the signer of each reply that authenticates: it was alive to answer.
         self._on_heard = on_heard or (lambda domain: None)
-        self._channels: dict[str, tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]] = {}
+        self._channels: dict[str, _Conn] = {}
+        self.revived = 0  # channels replaced on a sign of life (see `revive`)
+        # Replaced by `revive`, closed by a task of the owner once their calls end.
+        self._retiring: set[_Conn] = set()
         self._lanes: dict[tuple[str, str, bool, str], _Lane] = {}
         self._no_batch: set[str] = set()  # endpoints that answered Batch with UNIMPLEMENTED
         # Mutual TLS: a source of (generation, credentials); None means plaintext.
         self._tls: Callable[[], tuple[int, grpc.ChannelCredentials]] | None = None
         self._tls_options: tuple[tuple[str, str], ...] = ()
         self._tls_generation = 0
-        self._retired: list[grpc.aio.Channel] = []  # opened with a renewed-away certificate
+        # Opened with a renewed-away certificate, or revived away with no task to close it.
+        self._retired: list[grpc.aio.Channel] = []
 
     def use_tls(self, credentials: Callable[[], tuple[int, grpc.ChannelCredentials]],
                 options: tuple[tuple[str, str], ...] = ()) -> None:
@@ -151,29 +215,59 @@ class PeerChannels:
         self._tls_options = options
 
     def channel(self, endpoint: str) -> grpc.aio.Channel:
-        return self._entry(endpoint)[0]
+        return self._conn(endpoint).channel
 
     def stub(self, endpoint: str) -> peer_pb2_grpc.PeerStub:
-        return self._entry(endpoint)[1]
+        return self._conn(endpoint).stub
 
-    def _entry(self, endpoint: str) -> tuple[grpc.aio.Channel, peer_pb2_grpc.PeerStub]:
+    def _conn(self, endpoint: str) -> _Conn:
         credentials = None
         if self._tls is not None:
             generation, credentials = self._tls()
             if generation != self._tls_generation:  # renewed: calls in flight finish
                 self._tls_generation = generation
-                self._retired.extend(channel for channel, _ in self._channels.values())
+                self._retired.extend(conn.channel for conn in self._channels.values())
                 self._channels.clear()
-        entry = self._channels.get(endpoint)
-        if entry is None:
+        conn = self._channels.get(endpoint)
+        if conn is None:
             if credentials is None:
                 channel = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
             else:
                 channel = grpc.aio.secure_channel(endpoint, credentials,
                                                   options=CHANNEL_OPTIONS + list(self._tls_options))
-            entry = (channel, peer_pb2_grpc.PeerStub(channel))
-            self._channels[endpoint] = entry
-        return entry
+            conn = _Conn(channel, peer_pb2_grpc.PeerStub(channel), self._clock.monotonic())
+            self._channels[endpoint] = conn
+        return conn
+
+    def revive(self, endpoint: str) -> bool:
+        """The peer at `endpoint` showed a sign of life: if the channel to it is in
+        TRANSIENT_FAILURE (failing every call at once until its backoff ends), the next
+        call opens a new one, which dials at once (see the header). True if replaced."""
+        conn = self._channels.get(endpoint)
+        if conn is None:
+            return False
+        if conn.channel.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            return False
+        if self._clock.monotonic() - conn.opened_at < REVIVE_MIN_AGE_S:
+            return False
+        del self._channels[endpoint]
+        self.revived += 1
+        log.info("channel to %s reopened on a sign of life of its peer (%d call(s) left"
+                 " waiting on the old one)", endpoint, conn.calls)
+        self._retiring.add(conn)
+        if self._spawn is None or self._spawn(self._retire(conn),
+                                              f"retired channel to {endpoint}") is None:
+            self._retiring.discard(conn)  # no owner, or it is stopping: closed at close()
+            self._retired.append(conn.channel)
+        return True
+
+    async def _retire(self, conn: _Conn) -> None:
+        """Close a replaced channel once the calls waiting on it have ended (each by its
+        own deadline, or its answer: see the header), never cutting one short."""
+        # Cancelled (the agent stopping), it stays in `_retiring` for close().
+        await conn.idle.wait()
+        self._retiring.discard(conn)
+        await conn.channel.close()
 
     async def call(
         self,
@@ -330,8 +424,10 @@ class PeerChannels:
         request = seal(self._signer, recipient=recipient, now_ms=self._clock.wall_ms(),
                        nonce=new_nonce(),
                        **payload)
-        rpc = getattr(self.stub(endpoint), method)
+        conn = self._conn(endpoint)
+        rpc = getattr(conn.stub, method)
         self._on_bytes(method, "out", request.ByteSize())
+        conn.started()
         try:
             # wait_for_ready: ride out a reconnect instead of failing fast;
             # the deadline still bounds the call.
@@ -339,6 +435,18 @@ class PeerChannels:
         except grpc.aio.AioRpcError as e:
             self._on_error(method, e.code().name)
             raise PeerCallError(e.code().name, e.details() or "") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this caller was cancelled: not the call's failure
+            # gRPC cancelled the call itself: its channel was closed under it (the agent
+            # stopping, a renewed certificate). A failure like any other, which callers
+            # handle (a saga's Compensate call is made again), never a cancellation that
+            # would end the caller's task without a word (a saga then waits for ever).
+            self._on_error(method, "CANCELLED")
+            raise PeerCallError("CANCELLED", "its channel was closed") from None
+        finally:
+            conn.ended()
         self._on_bytes(method, "in", reply.ByteSize())
         return self._open_reply(method, recipient, expect, reply), reply
 
@@ -357,9 +465,14 @@ class PeerChannels:
         return body
 
     async def close(self) -> None:
-        for channel, _ in self._channels.values():
-            await channel.close()
+        for conn in self._channels.values():
+            await conn.channel.close()
         self._channels.clear()
+        # Replaced channels whose calls had not ended: the agent stops, so do they (the
+        # task that would have closed them may have been cancelled with the others).
+        for conn in list(self._retiring):
+            await conn.channel.close()
+        self._retiring.clear()
         for channel in self._retired:
             await channel.close()
         self._retired.clear()

@@ -25,9 +25,13 @@ async def fed(tmp_path):
         yield fed
 
 
-async def _labels_seen(fed, observer: str, subject: str) -> dict[str, str] | None:
+async def _member(fed, observer: str, subject: str) -> client_pb2.MemberInfo | None:
     reply = await fed.client(observer).ListMembers(client_pb2.ListMembersRequest(), timeout=5)
-    member = next((m for m in reply.members if m.domain == subject), None)
+    return next((m for m in reply.members if m.domain == subject), None)
+
+
+async def _labels_seen(fed, observer: str, subject: str) -> dict[str, str] | None:
+    member = await _member(fed, observer, subject)
     return dict(member.labels) if member is not None and member.state == 1 else None
 
 
@@ -71,6 +75,15 @@ steps:
 """
     fed.kill("beta")
     await fed.close_channels()
+
+    async def dead_at_gamma():
+        member = await _member(fed, "gamma", "beta")
+        return member is not None and member.state == client_pb2.MEMBER_STATE_DEAD
+
+    # Down long enough for gamma to give up on it (as a slow restart is): gamma's
+    # channel to beta has backed off its dials to the longest by then, and the vote it
+    # sends back to beta's first round must not wait for that backoff to end.
+    await wait_for(dead_at_gamma, 30, "gamma to see beta DEAD")
     await fed.start("beta")
     accepted: list[str] = []
     refusals: list[str] = []

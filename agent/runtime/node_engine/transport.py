@@ -70,7 +70,11 @@ Delivery is not promised (the Node resends what must arrive): a peer whose addre
 membership does not know, a stream that cannot be opened, a write that fails or
 passes its deadline, and the messages it carried are dropped and counted
 (`dropped`, by peer), never retried here; the next envelope opens a new stream, so a
-restarted peer is reached again by the next turn's messages after that.
+restarted peer is reached again by the next turn's messages after that. The stream
+opens on the peer's shared channel, which fails at once while its dials back off from
+the peer's downtime; the restarted peer's first message to this agent reopens that
+channel (runtime/peers.py `revive`), so what answers its new life (a vote to its first
+round) is not dropped until the backoff ends.
 """
 
 from __future__ import annotations
