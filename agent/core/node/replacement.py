@@ -145,7 +145,10 @@ class Replacements:
         row = d.rows.get(wf)
         out = set(row.info.placement.values()) if row is not None else set()
         if row is None and wf in d.committed:
-            out.update(self.n.running.info(wf).placement.values())
+            info = self.n.running.info(wf)
+            # And the domain its round replaced, when that is how this Node came in:
+            # a participant as everywhere (authority.py's `_epoch_of` says why).
+            out.update((*info.placement.values(), info.lost))
         for _, dom, lost in d.placements.get(wf, {}).values():
             # The lost domain too: a new domain new to the workflow knows of it only so,
             # and, as a successor, must tell it the end (back, it may hold the old
