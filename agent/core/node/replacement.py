@@ -217,6 +217,18 @@ class Replacements:
         core.start(now)
         self._run(now, wf)
 
+    def acting(self, now: float, wf: str) -> None:
+        """This Node starts acting in an epoch of `wf` it won (takeover.py). A placement
+        told before it won, whose COMMIT its new domain may never have had, is handed
+        out, told everywhere again first (replacement_handover.py). A step still waiting
+        to be placed again gets its round: one of ours cut short when our drive lapsed
+        (we granted or followed a later epoch meanwhile: `failed` and `start` did
+        nothing then) waits for no loss to come, as its lost domain may be back by now
+        (2PC takeover soak seed 4920841: the step waited for ever, its domain told it
+        was placed nowhere)."""
+        self.handover.adopt(wf)
+        self.start(now, wf)
+
     def _placer(self, wf: str, step: str, lost: set[str]):
         """The Node's own placement (a daemon's: capabilities, labels, residency, free
         capacity), for `step` alone, its lost domains, gone members and this Node left
