@@ -506,12 +506,10 @@ def _epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]
     # coordinator, so the end its predecessor made meanwhile is still taken.
     # The participants: the committed placement's, and each step's placed again since
     # (replacement.py): its new domain and the one it was lost on (a new domain knows
-    # of the lost one only so, and hears its takeover claims). A new domain committed
-    # by its own re-placement round knows the domain that round replaced from the
-    # round's `lost` too: its own placement may be over already (placed again since,
-    # so the record names the later round's domains), and that lost domain, a
-    # successor now, tells it the end (2PC takeover soak seed 4920613: refused, it
-    # held its reservation for ever).
+    # of the lost one only so, and hears its takeover claims); a new domain committed by
+    # its own round knows it from the round's `lost` too, its own placement maybe over
+    # (2PC takeover soak seed 4920613: that domain's end refused, a reservation held for
+    # ever). Safe: a participant at every other Node; this view only comes to agree.
     participants = set(info.placement.values()) | {info.lost}
     for _, domain, lost in d.placements.get(wf, {}).values():
         participants |= {domain, lost}

@@ -40,6 +40,14 @@ decision any other way. Only the rounds of this Node's own range are its own
 (`owns`): the original's log has no word on a successor's round, and never presumes
 ABORT for one.
 
+Acting. A coordinator that starts acting in an epoch it won (takeover.py's Act) starts
+the round of each step still waiting to be placed again (`acting`): a round of its own
+that ended while it followed another's epoch (`failed` and `start` do nothing then)
+left the step waiting, and its lost domain may be back, so no loss would start one.
+Safe as any round of a driver is: the step's lost placement is over already (its epoch
+moved on when it was sent back, and its results are fenced), a successor's round waits
+for its fresh majority (replacement_successor.py), and its COMMIT is told before made.
+
 Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
 older placement than the one known here is refused (running.py, `on_result`), counted
 in `stats` and noted ("placement_refused") for the driver to log.
