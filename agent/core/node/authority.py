@@ -506,8 +506,11 @@ def _epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]
     # coordinator, so the end its predecessor made meanwhile is still taken.
     # The participants: the committed placement's, and each step's placed again since
     # (replacement.py): its new domain and the one it was lost on (a new domain knows
-    # of the lost one only so, and hears its takeover claims).
-    participants = set(info.placement.values())
+    # of the lost one only so, and hears its takeover claims); a new domain committed by
+    # its own round knows it from the round's `lost` too, its own placement maybe over
+    # (2PC takeover soak seed 4920613: that domain's end refused, a reservation held for
+    # ever). Safe: a participant at every other Node; this view only comes to agree.
+    participants = set(info.placement.values()) | {info.lost}
     for _, domain, lost in d.placements.get(wf, {}).values():
         participants |= {domain, lost}
     participants.discard("")

@@ -40,6 +40,14 @@ decision any other way. Only the rounds of this Node's own range are its own
 (`owns`): the original's log has no word on a successor's round, and never presumes
 ABORT for one.
 
+Acting. A coordinator that starts acting in an epoch it won (takeover.py's Act) starts
+the round of each step still waiting to be placed again (`acting`): a round of its own
+that ended while it followed another's epoch (`failed` and `start` do nothing then)
+left the step waiting, and its lost domain may be back, so no loss would start one.
+Safe as any round of a driver is: the step's lost placement is over already (its epoch
+moved on when it was sent back, and its results are fenced), a successor's round waits
+for its fresh majority (replacement_successor.py), and its COMMIT is told before made.
+
 Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
 older placement than the one known here is refused (running.py, `on_result`), counted
 in `stats` and noted ("placement_refused") for the driver to log.
@@ -145,7 +153,10 @@ class Replacements:
         row = d.rows.get(wf)
         out = set(row.info.placement.values()) if row is not None else set()
         if row is None and wf in d.committed:
-            out.update(self.n.running.info(wf).placement.values())
+            info = self.n.running.info(wf)
+            # And the domain its round replaced, when that is how this Node came in:
+            # a participant as everywhere (authority.py's `_epoch_of` says why).
+            out.update((*info.placement.values(), info.lost))
         for _, dom, lost in d.placements.get(wf, {}).values():
             # The lost domain too: a new domain new to the workflow knows of it only so,
             # and, as a successor, must tell it the end (back, it may hold the old
@@ -213,6 +224,18 @@ class Replacements:
         n.stats["re-placement round started"] += 1
         core.start(now)
         self._run(now, wf)
+
+    def acting(self, now: float, wf: str) -> None:
+        """This Node starts acting in an epoch of `wf` it won (takeover.py). A placement
+        told before it won, whose COMMIT its new domain may never have had, is handed
+        out, told everywhere again first (replacement_handover.py). A step still waiting
+        to be placed again gets its round: one of ours cut short when our drive lapsed
+        (we granted or followed a later epoch meanwhile: `failed` and `start` did
+        nothing then) waits for no loss to come, as its lost domain may be back by now
+        (2PC takeover soak seed 4920841: the step waited for ever, its domain told it
+        was placed nowhere)."""
+        self.handover.adopt(wf)
+        self.start(now, wf)
 
     def _placer(self, wf: str, step: str, lost: set[str]):
         """The Node's own placement (a daemon's: capabilities, labels, residency, free

@@ -51,10 +51,15 @@ take it, and nothing is asked of a domain outside the workflow. A grant answer t
 was on its way before the re-ask began is counted as fresh (a claim carries no
 nonce): it only lets a round run that the telling then fences.
 
+A coordinator that starts acting in an epoch it won (the original past a holder gone
+in its view included: its rounds are then that epoch's, its certificate on the
+PREPARE as any holder's) asks at once for each step still waiting to be placed
+again (replacement.py, `acting`): a round of its own cut short while it followed
+another's epoch left the step neither placed nor failed, and no loss would come to
+start another.
+
 Not done here: the mandate is in memory (a restart forgets it: the step is resolved
-again when the view is posted, and asked for again); a successor that won a later
-epoch while its mandate of an earlier one was out drops it and asks again in the
-new epoch on the next loss only.
+again when the view is posted, and asked for again).
 """
 
 from __future__ import annotations

@@ -329,9 +329,9 @@ class Takeovers:
                 # (the dead original's own among them) get their verdicts
                 # (domain_loss.py).
                 n.domain_loss.resolve_gone(now, wf)
-                # A placement told before we won whose COMMIT its new domain may never
-                # have had: handed out, told everywhere again first.
-                n.replacement.handover.adopt(wf)
+                # Placements told before we won, and steps still waiting for one
+                # (replacement.py, `acting`).
+                n.replacement.acting(now, wf)
                 if wf in d.rows and wf not in d.final:  # the original, past a gone
                     n.replacement.told.retell(wf)  # holder: its placements, in its epoch
 

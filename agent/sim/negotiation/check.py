@@ -383,14 +383,30 @@ class Checker:
         """A classic 2PC round (no acceptors) whose coordinator died for good, that no
         live agent but it learned: its YES voters wait for ever, as 2PC does
         (docs/limits.md). Without membership views (runs without takeover) a voter asks
-        nobody but the coordinator, so any such round blocks."""
+        nobody but the coordinator, so any such round blocks. A re-placement round (a
+        round after the workflow's committed one: classic 2PC too, its two acceptors
+        only making a well-formed round) blocks the same way where no successor can
+        ever answer its new domain: the workflow's electorate has no live majority
+        (the workflow is left undecided then too: `_check_takeovers`)."""
         tx = self.txs.get(key)
-        if tx is None or tx.acceptors or tx.coordinator not in sim.dead_forever:
+        if tx is None or tx.coordinator not in sim.dead_forever:
+            return False
+        if tx.acceptors and not self._no_successor_for(sim, key):
             return False
         if sim.config.timing.takeover_after_s is None:
             return True
         return not any((a, key) in self.learned_at for a, agent in sim.agents.items()
                        if agent.alive and a not in sim.dead_forever)
+
+    def _no_successor_for(self, sim: World, key: Key) -> bool:
+        """Is `key` a re-placement round of a workflow whose takeover electorate has
+        fewer live members than a majority (so none is ever elected)?"""
+        committed = self.committed(key[0])
+        tx = self.txs.get((key[0], committed)) if committed is not None else None
+        if tx is None or key[1] <= committed:
+            return False
+        electorate = set(tx.acceptors) or set(tx.participants) | {tx.coordinator}
+        return len(electorate - sim.dead_forever) < len(electorate) // 2 + 1
 
     def check_cancels(self, sim: World) -> None:
         self.cancels.check(sim)  # cancel_check.py

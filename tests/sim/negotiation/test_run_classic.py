@@ -42,3 +42,15 @@ def test_the_soak_command_takes_the_commit_protocol(capsys) -> None:
     assert main(["--seeds", "20", "--start", str(START), "--jobs", "1",
                  "--commit", "2pc"]) == 0
     assert "in-doubt query" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", [4920613, 4920841, 8400444, 8401953])
+def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
+    """2PC takeover soak seeds: a new domain refused the end of the domain its round
+    replaced (4920613, 8400444), a step left waiting to be placed when its coordinator's drive
+    lapsed (4920841), and a re-placement round whose coordinator died for good in a
+    workflow left no live majority of its electorate: it blocks its new domain, as 2PC
+    does, and is counted (8401953)."""
+    report = run(seed, takeover_after_s=3.0, classic=True)
+    if seed == 8401953:
+        assert report.stats["2PC blocked: coordinator dead for good, nobody told"] > 0

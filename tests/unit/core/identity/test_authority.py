@@ -291,8 +291,12 @@ def test_a_prepare_of_a_later_epoch_needs_its_certificate_to_name_the_sender():
                                              certified=(1, "beta"))) == "not_coordinator"
     # Without a certificate (epoch 0) only the coordinator the id names.
     assert _refused("prepare", "beta", Facts(workflow_id=WF)) == "not_coordinator"
-    # The original coordinator has none to show.
-    assert _refused("prepare", "acme.eu", Facts(workflow_id=WF, epoch=1)) == "bad_certificate"
+    # The original coordinator, once it won a later epoch (it claims past a holder gone
+    # in its view), shows its certificate as any holder does; another's proves nothing.
+    assert authorize("prepare", "acme.eu", Facts(workflow_id=WF, epoch=2,
+                                                 certified=(2, "acme.eu"))) is RULES["prepare"]
+    assert _refused("prepare", "acme.eu", Facts(workflow_id=WF, epoch=2,
+                                                certified=(2, "beta"))) == "not_coordinator"
 
 
 def test_a_certified_prepare_below_the_epoch_held_is_refused():

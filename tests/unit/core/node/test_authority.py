@@ -76,3 +76,25 @@ def test_a_stale_differing_end_reaches_a_member_keeping_the_later_ends_proof():
         check(member(ended=True), "co", told)
     with pytest.raises(Refused):
         check(member(ended=True, proof=proof), "mallory", told)
+
+
+def new_domain_placed_over() -> SimpleNamespace:
+    """n, committed by its own re-placement round 2 of s2 (lost with b), whose placement
+    is over already: the record names the later round 3's (s2 on x, lost with n)."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "n", "s3": "c"}, "co",
+                  lost="b")
+    state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={WF: 2},
+                            epochs={}, placements={WF: {"s2": (3, "x", "n")}}, final={})
+    return SimpleNamespace(state=state, votes=None,
+                           running=SimpleNamespace(end_proof=lambda wf: None))
+
+
+def test_a_new_domain_takes_the_end_of_the_domain_its_own_round_replaced():
+    """b, lost, is a participant there as everywhere (its round's `lost`): b's end in
+    the epoch it won is taken, not refused for ever while n holds its reservation
+    (2PC takeover soak seed 4920613); a domain outside the workflow is still refused."""
+    check(new_domain_placed_over(), "b", FinalMsg(WF, WorkflowState.FAILED, epoch=1))
+    with pytest.raises(Refused) as refused:
+        check(new_domain_placed_over(), "mallory", FinalMsg(WF, WorkflowState.FAILED,
+                                                            epoch=1))
+    assert refused.value.reason == "not_participant"
