@@ -44,19 +44,23 @@ The rule:
   moves the step away, the workflow's end lets it go, or a later coordinator (a
   successor, which knows every placement whose COMMIT left, below) confirms it.
 
-Why it is safe. Steps are placed again only by the original coordinator, at epoch 0
-(replacement.py). Answered by it while it drives, a confirmation says that no COMMIT
-placing the step elsewhere exists (its progress takes a new placement in the write of
-the round's decision, before any COMMIT leaves). Answered by a successor, the
-confirmation holds because a new placement's COMMIT leaves the original only once a
-majority of the workflow's electorate (the original counting) holds the placement
-(replacement.py, `_send_if_told`), and a grant carries the granter's placements
+Why it is safe. Steps are placed again only by the Node that drives the workflow: the
+original coordinator in epoch 0 (replacement.py), or the holder of a later epoch,
+in its epoch's own range of round numbers (replacement_successor.py). Answered by the
+Node that drives, a confirmation says that no COMMIT of its own placing the step
+elsewhere exists (its progress takes a new placement in the write of the round's
+decision, before any COMMIT leaves). Answered by the holder of a later epoch, it holds
+for the placements of earlier epochs too, because a new placement's COMMIT leaves the
+Node that placed it only once a majority of the workflow's electorate that had granted
+no later epoch holds the placement (replacement.py, `_send_if_told`;
+replacement_successor.py for a successor's rounds), and a grant carries the granter's placements
 (`ClaimAnswerMsg.placements`), which the claimant takes before it counts the grant
 (placed_here.py, `learn_from_grant`): a majority that elects a successor meets that
 majority in a member that holds the placement, and so tells it, if it acknowledged
 the placement before it granted. After it granted, it acknowledges no placement told
-in an older epoch that it does not hold already (placed_here.py), and the original
-sends no COMMIT once it granted or follows a later epoch (replacement.py): so no
+in an older epoch that it does not hold already (placed_here.py), and a Node
+that placed a step sends no COMMIT once it granted or follows a later epoch
+(replacement.py): so no
 placement the successor's majority did not carry can be held by a majority, nor leave
 its COMMIT, later. Such a placement, half-done, is completed by the successor if it
 knows it (it hands the COMMIT out) or answered void to its new domain, which releases
