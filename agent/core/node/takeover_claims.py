@@ -291,8 +291,8 @@ class Claims:
             # epoch's holder is followed, not the member that told it.
             holder = msg.holder if msg.won and msg.held_epoch >= 1 \
                 and tk.proof.proven(wf, msg.held_epoch, msg.holder, msg.won) else src
-            if not tk.announce(now, wf, core, msg.final):
-                tk.follow_end(now, wf, msg.held_epoch, holder, msg.final,
+            if not tk.ends.announce(now, wf, core, msg.final):
+                tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
                               msg.won if holder != src else ())
                 if wf not in n.state.final:
                     n.running.end_here(wf, msg.final)
