@@ -21,6 +21,24 @@ result is in (takeover.py's restore asks `successor_outcome`), and the ends this
 agent made as a successor (or told on as a claimant, `epochs` naming it) go again to
 whoever has not acknowledged them (`restore`): what it sent before was in memory only.
 
+Taken. An end of the epoch granted here, from the domain it was granted to, makes
+that domain followed (`follow_end`), where nothing did before. An acceptor's grant (no
+step here, or a participant in doubt on a re-placement round only: takeover_claims.py)
+is written to `granted`, not `epochs`: such a Node follows no coordinator. Taking that
+epoch's end with its certificate, it kept the proof (`end_proofs`) but never showed
+it, as an end's proof is shown only for the epoch followed (Running.end_proof): the
+original coordinator back in epoch 0 told its own end, was refused as of a stale epoch
+for ever, and, its successor dead for good, stayed RUNNING (takeover soak seed
+4802097). Following it, the Node answers that end with the later end and its proof,
+as a participant that granted the claim does (Running.answer_overtaken), and the
+original follows it, or, the end being the same, makes it, acknowledged. Why it is
+safe: no grant changes (`granted` names that very holder for that epoch already, and
+`may_grant` reads the higher of the two); the end is taken as before; following only
+says where our results go (to the domain that ended the workflow) and which proof
+our answers carry (one verified here, of that epoch and holder). A participant's
+grant follows its claimant at once (its core's `Adopted`): only an acceptor's grant
+lacked it.
+
 Pure: reads and writes the Node's tables and outbox only.
 """
 
@@ -66,16 +84,22 @@ class Ends:
         """An end notice the boundary let through. Of a later epoch than held, or of the
         epoch held here for a claimant that lost it to the sender (its certificate,
         `won`): follow its sender; the original coordinator's row ends as the successor
-        ended it. Of an earlier epoch than our own claim (taken: the claim had not won):
-        the claimant tells it on, in its epoch, and ends the workflow here (see
-        Announce)."""
+        ended it; of the epoch granted here to its sender, unfollowed, too (header).
+        Of an earlier epoch than our own claim (taken: the claim had not won): the
+        claimant tells it on, in its epoch, and ends the workflow here (see Announce)."""
         n = self.n
         d = n.state
         held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
         later = epoch > held_epoch
         proven = bool(won) and epoch == held_epoch >= 1 and src != holder \
             and self.tk.proof.proven(wf, epoch, src, won)
-        if epoch > 0 and (later or proven):
+        if epoch == held_epoch >= 1 and src == holder \
+                and d.epochs.get(wf, (0, ""))[0] < epoch:
+            # Granted here as an acceptor, never followed: its teller is followed, so
+            # that the end's proof is shown to an older epoch's coordinator (header).
+            n.stats["takeover end of the epoch granted here followed"] += 1
+            self.tk.follow(wf, epoch, src)
+        elif epoch > 0 and (later or proven):
             core = self.tk.cores.get(wf) if wf in n.progress else None
             if core is not None:
                 self.tk.step(now, wf, core, Adopted(epoch, src) if later else Proven(epoch, src))
