@@ -36,7 +36,13 @@ its end again to whoever had not acknowledged it.
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
 epoch", before any message of the same turn leaves; `Act` writes `epochs` as our own
-under "takeover act" and notes `acting` (the simulator's checker takes it);
+under "takeover act" and notes `acting` (the simulator's checker takes it); acting,
+the Node judges the steps of the domains its view holds gone (domain_loss.py), and
+asks for a round for a step already waiting to be placed again (replacement.py):
+one whose round an older epoch's coordinator, this Node too, cut short by following
+another epoch, which nothing else would ask for again (takeover soak seed 8301778).
+It is the ordinary successor's round, behind its fresh majority
+(replacement_successor.py), so it is as safe as one asked on a loss seen while acting;
 `SendClaim` is a `ClaimMsg` (takeover_claims.py). The ends an acting successor or a
 claimant makes, and those it takes: takeover_ends.py (`ends`).
 
@@ -308,6 +314,10 @@ class Takeovers:
                 # (the dead original's own among them) get their verdicts
                 # (domain_loss.py).
                 n.domain_loss.resolve_gone(now, wf)
+                # A step sent back to be placed again whose round an older epoch cut
+                # short (its coordinator followed another meanwhile, and nothing asked
+                # again: takeover soak seed 8301778) gets its round in ours.
+                n.replacement.start(now, wf)
                 # A placement told before we won whose COMMIT its new domain may never
                 # have had: handed out, told everywhere again first.
                 n.replacement.handover.adopt(wf)
