@@ -244,7 +244,7 @@ class Cancels:
         if epoch == 0:
             n.running.end_as_coordinator(now, wf, lifecycle.Cancelled(f"cancelled: {reason}"))
         else:  # a successor, in the epoch it won
-            n.takeover.end_as_successor(now, wf, epoch, WorkflowState.CANCELLED)
+            n.takeover.ends.end_as_successor(now, wf, epoch, WorkflowState.CANCELLED)
 
     # ---- request ids -----------------------------------------------------------------------
 

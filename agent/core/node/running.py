@@ -231,7 +231,7 @@ class Running:
             n.state.settled.add(msg.workflow_id)
         if msg.workflow_id not in n.state.final and n.takeover is not None:
             self.keep_end_proof(src, msg)
-            n.takeover.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state,
+            n.takeover.ends.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state,
                                   msg.won)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
             self.end_here(msg.workflow_id, msg.state)
@@ -460,7 +460,7 @@ class Running:
         p = n.progress.get(wf)
         if row is None or d.epochs.get(wf, (0, ""))[0] > 0:
             if n.takeover is not None:  # a takeover's coordinator, if acting
-                n.takeover.successor_outcome(now, wf)
+                n.takeover.ends.successor_outcome(now, wf)
             return
         if p is None or row.state is not WorkflowState.RUNNING:
             return

@@ -134,8 +134,19 @@ class SagaResults:
         """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
         if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
             return False
-        spec = self.n.running.info(msg.workflow_id).spec
-        return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
+        spec = self._spec(msg.workflow_id)
+        return spec is not None \
+            and any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
+
+    def _spec(self, wf: str) -> Any:
+        """The workflow's spec, from any round of it held here: a re-placement's new
+        domain that took a later epoch's end never held the committed round (its own
+        round only), and stopped on a KeyError when the original reported to it
+        (takeover soak seed 8300333). None if no round of it is held here."""
+        d = self.n.state
+        if wf in d.rows or wf in d.committed:
+            return self.n.running.info(wf).spec
+        return next((info.spec for (w, _), info in d.info.items() if w == wf), None)
 
 
 def name_of(state: Any) -> str:

@@ -36,16 +36,15 @@ its end again to whoever had not acknowledged it.
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
 epoch", before any message of the same turn leaves; `Act` writes `epochs` as our own
-under "takeover act" and notes `acting` (the simulator's checker takes it);
-`SendClaim` is a `ClaimMsg` (takeover_claims.py). An acting successor ends the
-workflow once its progress has an outcome and tells every participant and the
-original coordinator with its epoch (`FinalMsg.epoch`, resent until acknowledged) and
-its certificate (`FinalMsg.won`): a member that holds that very epoch for a claimant
-that lost it (it heard the loser's claim first, e.g. the original coordinator back from
-a stall) follows the winner and takes its end, where it would refuse it for ever (its
-core follows a live domain, which never acts). A claimant that learns the end before
-its claim won tells it on in its claimed epoch (the core's `Announce`, with no
-certificate), as those that granted it refuse the lower epoch's notice.
+under "takeover act" and notes `acting` (the simulator's checker takes it); acting,
+the Node judges the steps of the domains its view holds gone (domain_loss.py), and
+asks for a round for a step already waiting to be placed again (replacement.py):
+one whose round an older epoch's coordinator, this Node too, cut short by following
+another epoch, which nothing else would ask for again (takeover soak seed 8301778).
+It is the ordinary successor's round, behind its fresh majority
+(replacement_successor.py), so it is as safe as one asked on a loss seen while acting;
+`SendClaim` is a `ClaimMsg` (takeover_claims.py). The ends an acting successor or a
+claimant makes, and those it takes: takeover_ends.py (`ends`).
 
 Claims received, answers to ours, and what a claim shows an acceptor that holds no
 step: takeover_claims.py.
@@ -86,23 +85,18 @@ the port can check of it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from fedorch.core.negotiation.errors import LocalProtocolError
-from fedorch.core.node.records import Disk, FinalMsg
+from fedorch.core.node.records import Disk
 from fedorch.core.node.takeover_claims import Claims, held_of
+from fedorch.core.node.takeover_ends import Ends
 from fedorch.core.node.takeover_grants import Certificate, GrantSigner
 from fedorch.core.node.takeover_proofs import NoEvidence, Proofs, TakeoverEvidence
-from fedorch.core.workflow import lifecycle
-from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
     GONE_AT_ONCE,
     Act,
-    Adopted,
-    Announce,
-    EndKnown,
     Persist,
     Proven,
     Role,
@@ -140,6 +134,7 @@ class Takeovers:
         self.claims = Claims(self)
         # Our signed grants, our certificates, and those shown to us (takeover_proofs.py).
         self.proof = Proofs(self, evidence, sign)
+        self.ends = Ends(self)  # the ends it makes and takes (takeover_ends.py)
 
     # ---- restore ------------------------------------------------------------------------
 
@@ -156,23 +151,13 @@ class Takeovers:
         a successor go again to whoever has not acknowledged them (what it sent before
         was in memory only)."""
         n = self.n
-        d = n.state
         for wf in list(n.progress):
             core = self.core(wf)
             if core is not None and core.role is Role.ACTING and core.epoch > 0:
-                self.successor_outcome(now, wf)  # every result may be in already
+                self.ends.successor_outcome(now, wf)  # every result may be in already
         for wf in n.compensating.plans.open_plans():  # ended, its saga's driver may be gone
             self.resumed(now, wf)
-        for wf, state in d.final.items():
-            epoch, coordinator = d.epochs.get(wf, (0, ""))
-            if epoch < 1 or coordinator != n.name:
-                continue
-            info = n.running.info(wf)
-            acked = d.final_acked.get(wf, set())
-            won = self.proof.own_certificate(wf, epoch)  # () for a claimant's end
-            for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator})
-                              - {n.name} - acked):
-                n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
+        self.ends.restore()
 
     # ---- cores --------------------------------------------------------------------------
 
@@ -202,7 +187,7 @@ class Takeovers:
                             claim_timeout_s=n.t.prepare_timeout_s,
                             claiming=holder == n.name and not acting)
             self.cores[wf] = core
-            self._retime(wf, core)
+            self.retime(wf, core)
         return core
 
     def live(self, wf: str) -> bool:
@@ -231,7 +216,7 @@ class Takeovers:
         core = self.cores.get(wf)
         if core is not None:
             core.joined(domain)
-            self._retime(wf, core)
+            self.retime(wf, core)
 
     def coordinator_now(self, wf: str) -> str:
         """The coordinator this agent reports to for `wf` (or is): the one it follows, or
@@ -259,7 +244,7 @@ class Takeovers:
         dead = frozenset(p for p in core.participants if members.get(p) in GONE_AT_ONCE)
         self.step(now, wf, core, Watch(members.get(core.coordinator, ""), dead))
 
-    def _retime(self, wf: str, core: Takeover) -> None:
+    def retime(self, wf: str, core: Takeover) -> None:
         """After `core` was built or stepped: is it one with a deadline?"""
         if self.cores.get(wf) is core and core.get_timer() is not None:
             self.timed[wf] = None
@@ -297,7 +282,7 @@ class Takeovers:
         coordinator is told at once how the view sees that one."""
         before = core.coordinator
         self.apply(now, wf, core, core.step(now, event))
-        self._retime(wf, core)
+        self.retime(wf, core)
         if core.coordinator != before and core.role is Role.FOLLOWING:
             self.watch(now, wf, core)
 
@@ -324,13 +309,13 @@ class Takeovers:
                 d.certificates[wf] = (x.epoch, self.proof.certificate_won(wf, core, x.epoch))
                 n.stats["takeover"] += 1
                 n.note("acting", wf, x.epoch, now)
-                self.successor_outcome(now, wf)
+                self.ends.successor_outcome(now, wf)
                 # Acting now: the steps of the domains the view already says are gone
                 # (the dead original's own among them) get their verdicts
                 # (domain_loss.py).
                 n.domain_loss.resolve_gone(now, wf)
                 # Placements told before we won, and steps still waiting for one
-                # (replacement.py, `acting`).
+                # (replacement.py, `acting`: takeover soak seeds 4920841, 8301778).
                 n.replacement.acting(now, wf)
                 if wf in d.rows and wf not in d.final:  # the original, past a gone
                     n.replacement.told.retell(wf)  # holder: its placements, in its epoch
@@ -401,102 +386,3 @@ class Takeovers:
         self.report_again(wf)
         if wf in n.state.rows:  # the original coordinator: no longer acts for it
             n.stats["old coordinator follows"] += 1
-
-    # ---- ends ----------------------------------------------------------------------------
-
-    def follow_end(self, now: float, wf: str, epoch: int, src: str,
-                   state: WorkflowState, won: Certificate = ()) -> None:
-        """An end notice the boundary let through. Of a later epoch than held, or of the
-        epoch held here for a claimant that lost it to the sender (its certificate,
-        `won`): follow its sender; the original coordinator's row ends as the successor
-        ended it. Of an earlier epoch than our own claim (taken: the claim had not won):
-        the claimant tells it on, in its epoch, and ends the workflow here (see
-        Announce)."""
-        n = self.n
-        d = n.state
-        held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
-        later = epoch > held_epoch
-        proven = bool(won) and epoch == held_epoch >= 1 and src != holder \
-            and self.proof.proven(wf, epoch, src, won)
-        if epoch > 0 and (later or proven):
-            core = self.cores.get(wf) if wf in n.progress else None
-            if core is not None:
-                self.step(now, wf, core, Adopted(epoch, src) if later else Proven(epoch, src))
-            else:
-                self.follow(wf, epoch, src)
-            if proven:
-                n.stats["takeover end of a proven winner followed"] += 1
-        row = d.rows.get(wf)
-        if row is not None and epoch > 0 and row.state is not state:
-            d.rows[wf] = replace(row, state=state)
-        core = self.core(wf)
-        if core is not None and self.announce(now, wf, core, state):
-            n.stats["takeover claimant told an earlier epoch's end on"] += 1
-
-    def announce(self, now: float, wf: str, core: Takeover, state: WorkflowState) -> bool:
-        """The end is known here: a claimant (or acting successor) makes it its own and
-        tells everyone, those that granted its claim and follow it too: there is one
-        end. False if the core leaves it to the coordinator it follows."""
-        if wf not in self.n.progress:
-            return False
-        actions = core.step(now, EndKnown())
-        self._retime(wf, core)
-        for x in actions:
-            if isinstance(x, Announce):
-                self.end_as_successor(now, wf, x.epoch, state)
-                return True
-        return False
-
-    def successor_outcome(self, now: float, wf: str) -> None:
-        """An acting successor ends the workflow once its progress has an outcome, or
-        on a cancel it took (or, ended with a saga plan open, drives the plan)."""
-        if wf in self.n.state.final:
-            self.n.compensating.plans.adopt(now, wf)
-            return
-        core = self.cores.get(wf)
-        p = self.n.progress.get(wf)
-        if core is None or p is None or core.role is not Role.ACTING or core.epoch < 1:
-            return
-        if self.n.cancels.holds_back(wf):  # a cancel it took ends it (cancel.py)
-            self.n.cancels.carry_out(now, wf)
-            return
-        if self.n.domain_loss.holds(wf):  # a loss verdict's end, told first
-            return
-        outcome = p.outcome()
-        if outcome is None:
-            return
-        event = lifecycle.Succeeded() if outcome is Outcome.SUCCEEDED else lifecycle.Failed()
-        state = lifecycle.step(WorkflowState.RUNNING, event)
-        if self.n.domain_loss.tell_end(now, wf, state):
-            return  # told first: made once enough acknowledged it (domain_loss.py)
-        self.n.point("workflow outcome")
-        self.end_as_successor(now, wf, core.epoch, state)
-
-    def end_as_successor(self, now: float, wf: str, epoch: int,
-                         state: WorkflowState) -> None:
-        n = self.n
-        d = n.state
-        p = n.progress.get(wf)  # a FAILED end names its failed steps, as the original's
-        reason = "; ".join(p.failure_reasons()) \
-            if p is not None and state is WorkflowState.FAILED else ""
-        row = d.rows.get(wf)
-        if row is not None:  # the original coordinator, back and acting in a later epoch
-            cancelled = state is WorkflowState.CANCELLED and wf in d.cancels
-            d.rows[wf] = replace(row, state=state, reason=f"cancelled: {d.cancels[wf]}") \
-                if cancelled else replace(row, state=state, reason=reason or row.reason)
-        elif reason:  # a participant acting: no row of its own holds the end's reason
-            d.end_reasons[wf] = reason
-        info = n.running.info(wf)
-        core = self.cores.get(wf)
-        won = self.proof.own_certificate(wf, epoch) \
-            if core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1 \
-            else ()
-        n.running.end_here(wf, state)
-        n.note("coordinator_ended", wf, epoch, state)
-        if d.epochs.get(wf) != (epoch, n.name):
-            # A claimant's end, in the same write as the end: a restart tells it again
-            # (restore), and the claim is never taken for won (no core is rebuilt).
-            d.epochs[wf] = (epoch, n.name)
-        for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
-            n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
-        n.compensating.ended(now, wf, state)  # the successor drives the saga it owes

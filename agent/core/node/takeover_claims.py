@@ -10,7 +10,12 @@ as both are records and messages of the same Ready.
 Sending. A claim carries, to an acceptor that holds no step, the proof of the round
 (the committed round as its coordinator stated it, and its COMMIT: `Round`, with the
 COMMIT's certificate as we learned it, every participant's signed YES), and from
-a claimant that won (it acts in that epoch) its certificate (`won`).
+a claimant that won (it acts in that epoch) its certificate (`won`). The original
+coordinator claiming past a gone holder shows its own COMMIT: its decision record,
+or, that collected once every participant acknowledged it, the COMMIT its own
+acceptor record of the round holds. That is as good a proof: the same signed YES of
+every participant, which the acceptor checks, of the round its row says committed; an
+ABORT there shows nothing, as before.
 
 Answering a claim (`on_claim`):
 - of a workflow unknown here but for our vote (no decision learned): "in doubt", no
@@ -154,6 +159,12 @@ class Claims:
         signed again by its coordinator, us, with the electorate's acceptors."""
         d = self.n.state
         value = d.records.get((wf, round_)) or d.learned.get((wf, round_))
+        accepted = d.acceptor.get((wf, round_))
+        if value is None and accepted is not None and d.rows[wf].committed:
+            # Its decision record collected once every participant acknowledged it: the
+            # COMMIT it decided, as its own acceptor record of the round holds it
+            # (takeover soak seed 8300672: no proof, the claim was refused for ever).
+            value = accepted.decided or accepted.accepted_value
         if value is None or not value.commit:
             return None, None, ()
         participants = frozenset(v.domain for v in value.votes if v.round == round_)
@@ -291,8 +302,8 @@ class Claims:
             # epoch's holder is followed, not the member that told it.
             holder = msg.holder if msg.won and msg.held_epoch >= 1 \
                 and tk.proof.proven(wf, msg.held_epoch, msg.holder, msg.won) else src
-            if not tk.announce(now, wf, core, msg.final):
-                tk.follow_end(now, wf, msg.held_epoch, holder, msg.final,
+            if not tk.ends.announce(now, wf, core, msg.final):
+                tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
                               msg.won if holder != src else ())
                 if wf not in n.state.final:
                     n.running.end_here(wf, msg.final)

@@ -31,7 +31,7 @@ bytes (`parse`), never from the carrier's word.
    daemon's trust store, so an untrusted or revoked key signs nothing), and its
    statement names this workflow, epoch and holder, and that granter;
 2. every grant names the same electorate, which holds the original coordinator (the one
-   the id names) and the holder;
+   the id names), and the holder where the checker does not know the electorate;
 3. where the checker knows the electorate itself (it takes part in the workflow), it is
    that one;
 4. the distinct granters that are members of it are a majority of it.
@@ -39,6 +39,14 @@ A trusted domain that lies can sign only its own grants: it cannot make another 
 (1), nor count a domain outside the electorate (4), nor shrink the electorate where the
 checker knows it (3); elsewhere the electorate must still hold the original coordinator
 and a majority of honest members' grants naming it (2, 4).
+The holder need be a member only for a checker that does not know the electorate (2):
+there it makes a majority at least two signers, one of them not the holder. A checker
+that knows it counts a majority of its members' grants, as a claim wins (a participant
+beyond `max_acceptors` claims and wins so, its own grant not counted:
+agent/core/workflow/takeover.py), and each member grants an epoch once: such a
+certificate proves the epoch won whoever holds it. Before, it was refused everywhere:
+a rival claimant of that epoch never followed the winner, and both drove the
+workflow's saga (takeover soak seed 8302142).
 
 A round proof (`check_round`, an acceptor holding no step shown the committed round)
 is the original coordinator's signed round and its COMMIT's certificate, a signed YES
@@ -157,12 +165,13 @@ def check(cert: Certificate, verify: GrantVerifier, *, workflow_id: str, epoch: 
         granters.add(g.granter)
     assert named is not None
     electorate = frozenset(named)
-    if original not in electorate or holder not in electorate:
+    knows = known is not None and bool(frozenset(known))
+    if original not in electorate or holder not in electorate and not knows:
         return (f"the electorate {sorted(electorate)} lacks the original coordinator"
                 f" {original} or the holder {holder}")
-    if known is not None and frozenset(known) and frozenset(known) != electorate:
+    if knows and frozenset(known or ()) != electorate:
         return (f"the grants name the electorate {sorted(electorate)}; here it is"
-                f" {sorted(known)}")
+                f" {sorted(known or ())}")
     voters = granters & electorate
     if len(voters) < majority(electorate):
         return (f"{len(voters)} grant(s) of {len(electorate)} electors; a majority is"

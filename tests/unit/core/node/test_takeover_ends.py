@@ -1,0 +1,82 @@
+"""Ends in the Node's takeover part (agent/core/node/takeover.py, `follow_end`), Nodes
+driven by hand through the boundary (test_domain_loss.py's Federation): d0 coordinates;
+the committed round's electorate is its acceptors, d0, d1 and d2."""
+
+from __future__ import annotations
+
+from fedorch.core.node import MemberState
+from fedorch.core.node.records import VoteMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
+
+from tests.unit.core.node.test_domain_loss import NAMES, WF, Federation, committed, dies, step
+
+
+def views(fed: Federation, name: str, alive: tuple[str, ...]) -> None:
+    """`name`'s membership view: `alive` ALIVE, every other member DEAD."""
+    fed.step(name, *[MemberState(m, "ALIVE" if m in alive else "DEAD")
+                     for m in NAMES if m != name])
+
+
+def ended_by_a_successor_d2_granted_as_an_acceptor() -> Federation:
+    """s0 runs on d0 itself, s1 on d1; d2 is the extra acceptor. d3 is gone; d1 dies and
+    d0 places s1 again on d2, which votes YES (lost on the way); d0 dies before deciding.
+    d2, in doubt on that round only, grants d1's claim of epoch 1 as the acceptor of the
+    committed round it is: `granted`, no coordinator followed. d1, back, wins, fails s0
+    (not idempotent, lost with d0) and tells d2 its end with its certificate; d2 takes
+    it (its re-placement YES released)."""
+    fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d3")
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in ("d0", "d2"):
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
+    fed.net = []
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    views(fed, "d1", alive=("d2",))
+    views(fed, "d2", alive=("d1",))
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert fed.nodes["d2"].stats["re-placement YES released at the end"] == 1
+    return fed
+
+
+def test_an_end_of_the_epoch_granted_as_an_acceptor_makes_its_teller_followed() -> None:
+    """d2 granted epoch 1 to d1 as an acceptor only; taking d1's end of that epoch, it
+    follows d1 in it, so the end's proof it keeps is the one it shows (Running.end_proof
+    shows a kept proof only of the epoch followed)."""
+    fed = ended_by_a_successor_d2_granted_as_an_acceptor()
+    d2 = fed.nodes["d2"]
+    assert fed.disks["d2"].granted[WF] == (1, "d1")
+    assert fed.disks["d2"].epochs[WF] == (1, "d1")
+    assert d2.stats["takeover end of the epoch granted here followed"] == 1
+    proof = d2.running.end_proof(WF)
+    assert proof is not None and proof[:2] == (1, "d1")
+
+
+def test_the_original_back_after_that_successor_died_ends_the_workflow() -> None:
+    """Then d1 dies for good; d0 comes back in epoch 0, telling the end it holds. d2
+    answers it as the holder of epoch 1's end (the same end: acknowledged), where it
+    refused it for ever as of a stale epoch and d0 stayed RUNNING (takeover soak seed
+    4802097)."""
+    fed = ended_by_a_successor_d2_granted_as_an_acceptor()
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    fed.silent.discard("d0")
+    fed.net = []
+    fed.refused.clear()
+    fed.restore("d0")
+    views(fed, "d0", alive=("d2",))
+    views(fed, "d2", alive=("d0",))
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)
+    assert ("d2", "stale_epoch") not in fed.refused
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
+    assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
+
