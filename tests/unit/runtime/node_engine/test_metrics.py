@@ -16,7 +16,7 @@ from tests.unit.runtime.node_engine.test_write_behind import FlakyDisk, group
 
 def engine(fault: WriteFault) -> SimpleNamespace:
     return SimpleNamespace(
-        driver=SimpleNamespace(turns=3, refused={"Message": 2}),
+        driver=SimpleNamespace(turns=3, inputs=11, refused={"Message": 2}),
         store=SimpleNamespace(stats=SimpleNamespace(transactions=2, groups=5, ops=9, cpu_s=0.75,
                                                     encode_cpu_s=0.25)),
         transport=SimpleNamespace(envelopes=4, sent={"b": 5}, dropped={"c": 1}),
@@ -67,6 +67,7 @@ def test_a_full_disk_shows_while_it_lasts_and_is_counted_after():
 def test_the_engine_counters_are_read_at_scrape_time():
     got = scrape(WriteFault())
     assert got["fedorch_node_driver_turns_total"] == 3
+    assert got["fedorch_node_driver_inputs_total"] == 11
     assert got["fedorch_node_store_groups_total"] == 5
     assert got['fedorch_node_messages_total{outcome="sent"}'] == 5
     assert got['fedorch_node_messages_total{outcome="posted"}'] == 6
