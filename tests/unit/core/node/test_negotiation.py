@@ -81,3 +81,56 @@ def test_a_workflow_with_no_refusal_writes_none():
     f.deliver()
     assert f.disks["d0"].rows[WF].state in (WorkflowState.RUNNING, WorkflowState.SUCCEEDED)
     assert f.disks["d0"].refusals == {}
+
+
+def _acks_held_back(batched: bool) -> tuple:
+    """The commit_acks chain, its DecisionAcks sent at once, every acknowledgement to
+    d0 held back to the end, then taken by d0 one message each or one `Acks` input per
+    sender: what d0 then holds (its tables, resends, counters)."""
+    from fedorch.core.negotiation.messages import DecisionAck
+    from fedorch.core.node import Acks, Message, StepEnded
+    from fedorch.core.node.records import AckMsg
+
+    from tests.unit.core.node.test_commit_acks import CHAIN, PLACED, AtOnce
+    fed = AtOnce()
+    held = lambda src, dst, msg: dst == "d0" and type(msg) in (AckMsg, DecisionAck)  # noqa: E731
+    fed.step("d0", Submit(WF, CHAIN, placement=PLACED))
+    fed.deliver(keep=held)
+    fed.net, kept = [], fed.net
+    for name in ("d0", "d1", "d2"):
+        (run,) = [r for r in fed.running[name] if r[0] == WF]
+        fed.running[name].discard(run)
+        fed.step(name, StepEnded(*run, ok=True))
+        fed.deliver(keep=held)
+        kept, fed.net = kept + fed.net, []
+    assert {type(m) for _, _, m in kept} == {AckMsg, DecisionAck}
+    for src in ("d1", "d2"):
+        acks = tuple(m for s, _, m in kept if s == src)
+        if batched:
+            fed.step("d0", Acks(src, acks))
+        else:
+            for ack in acks:
+                fed.step("d0", Message(src, ack))
+    d = fed.disks["d0"]
+    return (dict(d.records), {k: set(v) for k, v in d.final_acked.items()},
+            sorted(fed.nodes["d0"].pending), fed.nodes["d0"].stats["decision record collected"],
+            fed.nodes["d0"].coordinators[WF].awaiting_acks())
+
+
+def test_the_acknowledgements_of_one_input_do_what_their_messages_did() -> None:
+    one_each = _acks_held_back(batched=False)
+    assert one_each[1] == {WF: {"d1", "d2"}} and not one_each[4]  # they did something
+    assert _acks_held_back(batched=True) == one_each
+
+
+def test_a_refused_acknowledgement_leaves_the_others_of_its_input_applied() -> None:
+    import pytest
+    from fedorch.core.negotiation.errors import RemoteProtocolError
+    from fedorch.core.node import Acks
+    from fedorch.core.node.records import AckMsg
+    f = OneRound()
+    node = f.nodes["d0"]
+    node.pending[("result", WF, "s", "d1")] = ["d1", None, NOW + 1, 1.0]
+    with pytest.raises(RemoteProtocolError, match="1 of 2"):
+        node.step(NOW, Acks("d1", ("no acknowledgement", AckMsg(("result", WF, "s", "d1")))))
+    assert ("result", WF, "s", "d1") not in node.pending
