@@ -25,10 +25,14 @@ for a result or start tell of its own to go to that coordinator first (`defer`,
 `reported`): the two acknowledgements of a three-domain chain's remote participants
 are not sent at all when their steps start within that time. A participant whose
 step does not start in time (it waits for a long upstream step, or is skipped after a
-failure) sends its DecisionAck when the time is up (`tick`). The wait is well under
-the coordinator's first COMMIT notice (`commit_notice_s`, 1 s by default), so it draws
-no notice it would not draw anyway; a notice that comes is acknowledged at once (the
-hold committed already: `apply_decision` sends it), as is a COMMIT learned again.
+failure) sends its DecisionAck when the time is up (`tick`). The coordinator's first COMMIT
+notice to a participant that has not acknowledged comes as much later (the Node's
+`commit_notice_s` is the core's 1 s plus `decision_ack_s`: node.py, `consensus`), so
+the wait draws no notice it would not have drawn before (with the notice at 1 s, an
+overloaded bench sent one for about a fifth of the participants' acknowledgements on
+their way: docs/benchmarks.md); a notice that comes is acknowledged at once (the hold committed already:
+`apply_decision` sends it), as is a COMMIT learned again. A participant that never
+learned the COMMIT is sent it that much later, where it has not asked itself first.
 
 Reliability is as before: a DecisionAck is sent once and not resent (a lost one is
 answered by the coordinator's notice); a start tell that stands for it is sent once

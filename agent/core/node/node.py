@@ -144,6 +144,7 @@ __all__ = ["Acks", "Cancel", "CompensationEnded", "MemberState", "MemberViews", 
            "Node", "StepEnded", "Submit", "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
+COMMIT_NOTICE_S = ConsensusOptions.commit_notice_s  # a participant's DecisionAck waits more
 
 
 class Node:
@@ -444,9 +445,12 @@ class Node:
             return self.rng.sample(others, len(others))
 
         t = self.t
+        # The first COMMIT notice as late again as a participant's DecisionAck may wait
+        # for a result to stand for it (commit_acks.py): it asks for nothing owed.
         return ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
                                 backoff_s=t.backoff_s, decision_resend_s=t.decision_resend_s,
-                                max_acceptors=t.max_acceptors)
+                                max_acceptors=t.max_acceptors,
+                                commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s)
 
     def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
         def place(excluded) -> Placement:

@@ -136,3 +136,14 @@ def test_a_result_counts_for_nothing_once_the_step_was_placed_again() -> None:
     fed.step("d0", Message("d1", start))
     assert d0.stats["result counted as a DecisionAck"] == 0
     assert d0.coordinators[WF].awaiting_acks()
+
+
+def test_the_first_commit_notice_comes_as_much_later_as_the_wait() -> None:
+    # Else a participant whose acknowledgement waited its decision_ack_s would be sent
+    # the COMMIT while its acknowledgement is on its way.
+    fed = Federation()
+    chain(fed)  # committed at fed.now, no time passed
+    core = fed.nodes["d0"].coordinators[WF]
+    assert core.get_timer() == fed.now + 1.0 + fed.timing.decision_ack_s
+    fed.run_until(fed.now + 1.0 + fed.timing.decision_ack_s)
+    assert [to for to, msg in fed.sent_by("d0", Decision) if to != "d0"] == []
