@@ -22,13 +22,15 @@ POLICIES = {"d0": ["*"], "d1": ["*"], "d2": ["nobody"]}
 
 class Federation(Harness):
     max_rounds = 2
+    decision_ack_s = Timing.decision_ack_s
 
     def __init__(self) -> None:
         super().__init__(NAMES, start=NOW)
 
     def make_node(self, name: str) -> Node:
         return Node(name, policy=config_pb2.Policy(accept_from=POLICIES[name]),
-                    capacities={"a": 2}, timing=Timing(max_rounds=self.max_rounds),
+                    capacities={"a": 2}, timing=Timing(max_rounds=self.max_rounds,
+                                                       decision_ack_s=self.decision_ack_s),
                     peers=NAMES, rng=random.Random(NAMES.index(name)),
                     disk=self.disks[name], now=NOW)
 
