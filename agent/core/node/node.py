@@ -43,7 +43,8 @@ the one they were written on. So no monotonic instant is read back from the tabl
 Messages come in *authenticated*: the driver has verified who sent them (on the wire,
 an envelope's signature) and checked the sender's authority (core/identity/authority)
 before `step`. A peer's acknowledgements of one run of an envelope come as one `Acks`
-input (checked in one pass: authority.check_acks), a step for all of them. Between `ready()` and `advance()` the driver does not step the Node.
+input (checked in one pass: authority.check_acks), a step for all of them. Between
+`ready()` and `advance()` the driver does not step the Node.
 
 Drivers. There is one: `NodeDriver` (agent/runtime/driver.py), with its ports
 (runtime/ports.py: Clock, Durable, Transport, Executors) and an asyncio adapter,
