@@ -329,6 +329,7 @@ def store_statements(net: RealNet) -> dict[str, float]:
 
 # The node engine's counters (runtime/node_engine/metrics.py), read per agent.
 NODE_COUNTERS = {"driver_turns": ("fedorch_node_driver_turns_total", {}),
+                 "driver_inputs": ("fedorch_node_driver_inputs_total", {}),  # Node steps
                  "transactions": ("fedorch_node_store_transactions_total", {}),
                  "envelopes_out": ("fedorch_node_envelopes_total", {}),
                  # Node messages a peer took from this agent, and posted here from peers

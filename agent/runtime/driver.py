@@ -125,6 +125,7 @@ class NodeDriver:
         self.on_refused = on_refused
         self.refused: Counter[str] = Counter()  # refused inputs by input type
         self.turns = 0
+        self.inputs = 0  # inputs stepped: the Node's steps (a looped message's too)
         self.stopped: BaseException | None = None
         self.loopback = loopback
         self.looped: list[Message] = []  # own messages, for the next turn's start
@@ -148,6 +149,7 @@ class NodeDriver:
             looped, self.looped = self.looped, []
             inputs = [*looped, *inputs]
         for event in inputs:
+            self.inputs += 1
             try:
                 node.step(now, event)
             except RemoteProtocolError as e:

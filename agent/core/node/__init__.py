@@ -1,6 +1,7 @@
 """One agent's cores and the routing between them: the Node (see node.py)."""
 
 from fedorch.core.node.node import (
+    Acks,
     Cancel,
     MemberState,
     MemberViews,
@@ -12,4 +13,4 @@ from fedorch.core.node.node import (
 )
 from fedorch.core.node.ready import Ready
 
-__all__ = ["Cancel", "MemberState", "MemberViews", "Message", "Node", "Ready", "StepEnded", "Submit", "Tick"]
+__all__ = ["Acks", "Cancel", "MemberState", "MemberViews", "Message", "Node", "Ready", "StepEnded", "Submit", "Tick"]

@@ -32,7 +32,9 @@ votes was checked as it was taken here, and every Accepted and decision of a rou
 repeats the certificate. Whether the votes cover every participant is the Node's
 check of the value (check_value).
 
-An acknowledgement names the domain that sends it. Types this table does not know
+An acknowledgement names the domain that sends it. The acknowledgements of one run of
+an envelope come in as one `Acks` input (inputs.py): `check_acks` applies each one's
+rule in one pass and keeps those that hold, so one that does not is refused alone. Types this table does not know
 pass through untouched: a driver that takes other inputs (the simulator's key
 records) checks those itself, and one that takes only the Node's messages (the node
 engine) refuses every other type before this.
@@ -75,7 +77,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 
-__all__ = ["MESSAGE_TYPES", "Refused", "check"]
+__all__ = ["ACK_TYPES", "MESSAGE_TYPES", "Refused", "check", "check_acks"]
 
 def check(node: Any, src: str, msg: object, *,
           proven_epoch: Callable[[str, int, str, Any], bool] | None = None) -> None:
@@ -432,6 +434,36 @@ def _compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: A
     if placed is not None and src != placed:
         raise Refused("not_placed", f"{src} reported the compensation of"
                                     f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")
+
+
+def check_acks(node: Any, src: str, acks: tuple[object, ...]
+               ) -> tuple[tuple[object, ...], list[Refused]]:
+    """The acknowledgements of an `Acks` input (inputs.py) `src` has authority over, and
+    a refusal for each other one: each checked by its own rule, as its own message
+    would be, in one pass (the rule looked up once per type, the sender verified once
+    for the envelope). A field the rule cannot read is refused as `malformed`."""
+    kept: list[object] = []
+    refused: list[Refused] = []
+    for ack in acks:
+        cls = type(ack)
+        try:
+            if cls is AckMsg:
+                _ack(node, src, ack, None, None)
+            elif cls is DecisionAck:
+                _decision_ack(node, src, ack, None, None)
+            else:
+                raise Refused("not_an_ack", f"{cls.__name__} in acknowledgements from {src}")
+        except Refused as e:
+            refused.append(e)
+            continue
+        except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
+            refused.append(Refused("malformed", f"{type(e).__name__}: {e}"))
+            continue
+        kept.append(ack)
+    return (acks if not refused else tuple(kept)), refused
+
+
+ACK_TYPES = frozenset({AckMsg, DecisionAck})  # what an `Acks` input carries
 
 
 def _ack(node: Any, src: str, msg: AckMsg, votes: Any, proven: Any) -> None:

@@ -16,6 +16,19 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Acks:
+    """Acknowledgements from one peer, taken in one step (negotiation.py, `take_acks`):
+    the `AckMsg`s and `DecisionAck`s of one run of consecutive messages of one envelope,
+    in their order, its sender verified once and each checked against the authority table
+    (authority.check_acks). Nothing an acknowledgement does depends on a message between
+    it and the next one of the run (there is none), so one step does what one step per
+    acknowledgement did, for one pass of the driver's layers and one step of the Node."""
+
+    src: str
+    acks: tuple[object, ...]
+
+
+@dataclass(frozen=True)
 class Submit:
     """A client's workflow, taken here: this agent coordinates it."""
 

@@ -30,8 +30,14 @@ Rules the Node enforces here rather than leaving to a shell:
   when it is reserved and prepared (its YES waits for that), and again only when its
   steps change or it goes;
 - a decision applied to a hold releases it (ABORT) or commits it and starts the
-  workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator;
-- the coordinator's decision records are collected once `collectable()` says so;
+  workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator: for a
+  workflow's own round, first learned here, the DecisionAck waits for a start or
+  result of ours that stands for it (commit_acks.py);
+- a peer's acknowledgements of one envelope come as one `Acks` input (`take_acks`):
+  each applied in its order as its own message would be, one refused leaving the
+  others applied;
+- the coordinator's decision records are collected once `collectable()` says so
+  (a participant's start or result counts as its acknowledgement: commit_acks.py);
 - the workflow lifecycle (core/workflow/lifecycle) moves on the coordinator's
   Finished, with an explicit cancelled flag (also when a cancel waited on record
   while a COMMIT was proposed and ABORT was chosen: cancel.py); after each run of a
@@ -273,6 +279,26 @@ class Negotiation:
         else:
             takeover.claims.on_claim_answer(now, src, msg)
 
+    def take_acks(self, now: float, src: str, acks: tuple[object, ...]) -> None:
+        """An `Acks` input: each acknowledgement applied in its order, as its own
+        message would be; one refused (RemoteProtocolError) leaves the others applied,
+        and the refusals are raised together at the end."""
+        refused: list[str] = []
+        on_ack = self.n.running.on_ack
+        for ack in acks:
+            try:
+                if type(ack) is AckMsg:
+                    on_ack(now, src, ack)
+                elif type(ack) is DecisionAck:
+                    self._on_ack_decision(now, src, ack)
+                else:
+                    raise RemoteProtocolError(f"{type(ack).__name__} is no acknowledgement")
+            except RemoteProtocolError as e:
+                refused.append(str(e))
+        if refused:
+            raise RemoteProtocolError(f"{len(refused)} of {len(acks)} acknowledgements"
+                                      f" refused: {'; '.join(refused)}")
+
     def _on_ack_decision(self, now: float, src: str, msg: DecisionAck) -> None:
         if self.n.replacement.owns(msg.key):
             self.n.replacement.on_decision_ack(now, src, msg.key)
@@ -281,7 +307,7 @@ class Negotiation:
         if core is None:
             return
         core.receive_ack(now, src, msg.key[1])
-        self._collect(core)
+        self.collect(core)
 
     # ---- running the cores' actions, in order ----------------------------------------
 
@@ -369,7 +395,7 @@ class Negotiation:
                 n.running.resume(now, wf)
             else:
                 n.mark(wf, ended=True)
-            self._collect(core)
+            self.collect(core)
         else:  # pragma: no cover
             raise LocalProtocolError(f"no route for {a!r}")
 
@@ -380,7 +406,7 @@ class Negotiation:
             self.n.state.refusals[wf] = tuple(
                 (r.round, r.domain, tuple(r.steps), r.reason) for r in core.refusals)
 
-    def _collect(self, core: Coordinator) -> None:
+    def collect(self, core: Coordinator) -> None:
         n = self.n
         for key in core.collectable():
             if key in n.state.records:
@@ -429,6 +455,7 @@ class Negotiation:
                 n.participant.decide(now, key[0], key[1], False)  # closed: no late reserve
             return  # an acceptor only, a NO voter, or the PREPARE never came
         effect = n.participant.decide(now, key[0], key[1], value.commit)
+        deferred = False  # our DecisionAck waits for a result to stand for it (commit_acks.py)
         assert not learning or effect is DecisionEffect.COMMITTED  # a prepared hold commits
         if effect is DecisionEffect.RELEASED:
             n.point("hold released")
@@ -450,12 +477,15 @@ class Negotiation:
                 if key[0] in d.final:
                     n.running.end_here(key[0], d.final[key[0]])
                 else:
+                    # Owed before the steps start: a start told may stand for it.
+                    deferred = tx is not None and tx.coordinator != n.name \
+                        and n.commit_acks.defer(now, key, tx)
                     n.running.resume(now, key[0])
-        if value.commit and tx is not None and tx.coordinator != n.name:
+        if value.commit and tx is not None and tx.coordinator != n.name and not deferred:
             n.send(tx.coordinator, DecisionAck(key, n.name))
         elif value.commit and n.replacement.owns(key):
             n.replacement.on_decision_ack(now, n.name, key)
         elif value.commit and key[0] in n.coordinators:
             core = n.coordinators[key[0]]
             core.receive_ack(now, n.name, key[1])
-            self._collect(core)  # our own acknowledgement may be the last one
+            self.collect(core)  # our own acknowledgement may be the last one

@@ -13,7 +13,8 @@ acknowledges decisions, resends what must arrive, and ends workflows.
 
 Its interface is raft-rs's RawNode/Ready:
 
-    node.step(now, input)  # Message | Submit | Cancel | StepEnded | MemberState(s) | Tick
+    node.step(now, input)  # Message | Acks | Submit | Cancel | StepEnded | MemberState(s)
+                           # | CompensationEnded | Tick
     node.get_timer()       # the earliest deadline of any core inside (None: none)
     ready = node.ready()   # writes (one transaction, in order), send_now,
                            # send_after_write, start_steps, stop_steps, status_changes
@@ -41,7 +42,9 @@ the one they were written on. So no monotonic instant is read back from the tabl
 
 Messages come in *authenticated*: the driver has verified who sent them (on the wire,
 an envelope's signature) and checked the sender's authority (core/identity/authority)
-before `step`. Between `ready()` and `advance()` the driver does not step the Node.
+before `step`. A peer's acknowledgements of one run of an envelope come as one `Acks`
+input (checked in one pass: authority.check_acks), a step for all of them. Between
+`ready()` and `advance()` the driver does not step the Node.
 
 Drivers. There is one: `NodeDriver` (agent/runtime/driver.py), with its ports
 (runtime/ports.py: Clock, Durable, Transport, Executors) and an asyncio adapter,
@@ -103,10 +106,12 @@ from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
 from fedorch.core.node.cancel import Cancels
+from fedorch.core.node.commit_acks import CommitAcks
 from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.domain_loss import DomainLoss
 from fedorch.core.node.inputs import (
+    Acks,
     Cancel,
     CompensationEnded,
     MemberState,
@@ -120,7 +125,7 @@ from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.placed_here import PlacedHere
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
-from fedorch.core.node.records import Disk, PrepareMsg, Timing, VoteMsg, WfInfo
+from fedorch.core.node.records import Disk, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.node.replacement import Replacements
 from fedorch.core.node.restart_check import RestartCheck
 from fedorch.core.node.retention import Retainer
@@ -136,10 +141,11 @@ from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
-__all__ = ["Cancel", "CompensationEnded", "MemberState", "MemberViews", "Message", "Node",
-           "StepEnded", "Submit", "Tick"]
+__all__ = ["Acks", "Cancel", "CompensationEnded", "MemberState", "MemberViews", "Message",
+           "Node", "StepEnded", "Submit", "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
+COMMIT_NOTICE_S = ConsensusOptions.commit_notice_s  # a participant's DecisionAck waits more
 
 
 class Node:
@@ -185,6 +191,7 @@ class Node:
         self.restart_check = RestartCheck(self)  # nothing starts after a restart unasked
         self.compensating = Compensating(self)  # sagas (compensating.py)
         self.negotiation = Negotiation(self)
+        self.commit_acks = CommitAcks(self)  # DecisionAcks a result stands for
         self.cancels = Cancels(self)
         # Coordinator takeover (takeover.py); None: off, the original coordinator only.
         self.takeover = Takeovers(self, evidence, sign_grant) \
@@ -217,6 +224,10 @@ class Node:
             if self.fencing is not None:  # any message: contact with its sender
                 self.fencing.message_from(now, event.src)
             self.negotiation.deliver(now, event.src, event.msg)
+        elif kind is Acks:  # one peer's acknowledgements, in one step (negotiation.py)
+            if self.fencing is not None:
+                self.fencing.message_from(now, event.src)
+            self.negotiation.take_acks(now, event.src, event.acks)
         elif kind is Submit:
             take_submission(self, now, event)
         elif kind is StepEnded:
@@ -241,6 +252,7 @@ class Node:
                   self.retain.timer() if self.retain is not None else None,
                   self.takeover.timer() if self.takeover is not None else None,
                   self.running.timer(), self.replacement.timer(), self.restart_check.timer(),
+                  self.commit_acks.timer(),
                   self.fencing.timer() if self.fencing is not None else None):
             if t is not None and (best is None or t < best):
                 best = t
@@ -292,6 +304,7 @@ class Node:
         self.coordinators = Coordinators()
         self.progress: dict[str, Progress] = {}
         self.running.reset()
+        self.commit_acks.reset()
         self.domain_loss.reset()
         self.replacement.reset()
         if self.fencing is not None:
@@ -335,6 +348,7 @@ class Node:
         self.domain_loss.tick(now)  # before the resends: a void verdict's end goes no more
         self.replacement.tick(now)  # the re-placement rounds' deadlines
         self.restart_check.tick(now)  # restored workflows asked about again
+        self.commit_acks.tick(now)  # DecisionAcks no result stood for in time
         if self.fencing is not None:
             self.fencing.tick(now)  # the attempts cut off past their step lease
         for entry in list(self.pending.values()):
@@ -392,6 +406,8 @@ class Node:
             msg = self.takeover.proof.stated_prepare(msg)
         elif type(msg) is VoteMsg and msg.yes and not msg.evidence:
             self._unsealed += 1  # signed with the turn's others as it is handed out
+        elif type(msg) is ResultMsg and self.commit_acks.owed:
+            self.commit_acks.reported(to, msg)  # it may stand for our DecisionAck
         self.out.send(to, msg)
 
     def _seal_votes(self) -> None:
@@ -430,9 +446,12 @@ class Node:
             return self.rng.sample(others, len(others))
 
         t = self.t
+        # The first COMMIT notice as late again as a participant's DecisionAck may wait
+        # for a result to stand for it (commit_acks.py): it asks for nothing owed.
         return ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
                                 backoff_s=t.backoff_s, decision_resend_s=t.decision_resend_s,
-                                max_acceptors=t.max_acceptors)
+                                max_acceptors=t.max_acceptors,
+                                commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s)
 
     def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
         def place(excluded) -> Placement:

@@ -34,6 +34,9 @@ class Timing:
     backoff_s: float = 0.5
     decision_resend_s: float = 3.0
     reliable_resend_s: float = 1.0
+    # A participant's DecisionAck waits this long for a result of its own to stand for
+    # it (commit_acks.py); 0: sent at once. Under the coordinator's commit_notice_s.
+    decision_ack_s: float = 0.5
     stagger_s: float = 1.0   # participants start recovery ballots in turn, this far apart
     max_rounds: int = 2
     # Coordinator takeover (agent/core/workflow/takeover.py); None: off, as before it.

@@ -100,6 +100,7 @@ class Running:
         n = self.n
         d = n.state
         wf = msg.workflow_id
+        n.commit_acks.result_from(now, src, msg)  # as good as its DecisionAck (commit_acks.py)
         if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
             p = n.progress.get(wf)
             if p is not None and self._older_placement(wf, src, msg) is None \

@@ -290,6 +290,14 @@ class Claims:
                     and msg.held_epoch < core.epoch and self.granters.get(wf):
                 self._ended_claim_denied(now, wf, core)
             return
+        if msg.final is not None and msg.holder == n.name and not msg.granted \
+                and n.domain_loss.held.get(wf) is msg.final \
+                and msg.held_epoch == n.domain_loss.epoch(wf):
+            # Our own end, told first and not made yet (domain_loss.py), as the member
+            # keeps it: no news; it is made once enough acknowledged it, with its
+            # verdict's reasons (taken as a found end, the steps it failed were shown
+            # CANCELLED: sim test_a_successor_fails_the_dead_coordinators_own_step).
+            return
         if msg.final is not None and wf not in n.state.final and src in core.audience:
             # Ended meanwhile: a member of the workflow says so, as its coordinator told
             # it (a participant's word about its own workflow; one outside the electorate

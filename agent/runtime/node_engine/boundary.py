@@ -21,7 +21,13 @@ Nothing a peer sends reaches the Node before four checks, in this order:
 
 1-3 are checked here, on receipt (`TurnBoundary.receive`): a refused envelope posts
 nothing, a message of a refused type is dropped alone and the others are posted as
-`Message(sender, msg)` to the driver loop. 4 is checked inside the driver's turn,
+`Message(sender, msg)` to the driver loop, but for acknowledgements (`AckMsg`,
+`DecisionAck`): each run of consecutive ones is posted as ONE `Acks(sender, acks)`
+input (core/node/inputs.py), in its place among the others, so the Node and the layers
+around it take a peer's acknowledgements in one step instead of one step each (they
+ride first in an envelope: runtime/node_engine/transport.py), and 4 is checked for
+them in one pass (authority.check_acks: an acknowledgement without authority is
+refused alone, the others are stepped). 4 is checked inside the driver's turn,
 right before the Node steps the message (`AuthorizedNode`, the Node as the driver
 sees it): the facts it reads may be in flight when the envelope arrives. A decision
 posted from one envelope and not stepped yet, and the step result that follows it in
@@ -49,7 +55,7 @@ from fedorch.core.identity.submission_guard import Admission
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import authority
-from fedorch.core.node.inputs import Message
+from fedorch.core.node.inputs import Acks, Message
 from fedorch.core.node.node import Node
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.gen.fedorch.v1 import peer_pb2
@@ -84,7 +90,8 @@ class TurnBoundary:
         self.post = post
         self.on_refused = on_refused or (lambda reason: None)
         self.refused: Counter[str] = Counter()
-        self.posted = 0
+        self.posted = 0  # messages posted
+        self.inputs = 0  # inputs they were posted as (a run of acknowledgements: one)
 
     def _refuse(self, reason: str) -> None:
         self.refused[reason] += 1
@@ -114,8 +121,17 @@ class TurnBoundary:
             self._refuse("undecodable")
             raise EnvelopeRefused("undecodable", "messages are not a tuple")
         refused: list[Refused] = []
+        acks: list[object] = []  # the run of acknowledgements under way
+        post, ack_types = self.post, authority.ACK_TYPES
         for msg in msgs:
-            if type(msg) not in authority.MESSAGE_TYPES:
+            cls = type(msg)
+            if cls in ack_types:
+                acks.append(msg)
+                continue
+            if acks:
+                self._post_acks(sender, acks)
+                acks = []
+            if cls not in authority.MESSAGE_TYPES:
                 e = Refused("not_a_message",
                             f"{type(msg).__name__} is not a message a peer may send")
                 self._refuse(e.reason)
@@ -123,8 +139,17 @@ class TurnBoundary:
                 refused.append(e)
                 continue
             self.posted += 1
-            self.post(Message(sender, msg))
+            self.inputs += 1
+            post(Message(sender, msg))
+        if acks:
+            self._post_acks(sender, acks)
         return sender, refused
+
+    def _post_acks(self, sender: str, acks: list[object]) -> None:
+        """A run of consecutive acknowledgements: one `Acks` input (see the header)."""
+        self.posted += len(acks)
+        self.inputs += 1
+        self.post(Acks(sender, tuple(acks)))
 
 
 class AuthorizedNode(NodeLayer):
@@ -139,6 +164,9 @@ class AuthorizedNode(NodeLayer):
         self.refused: Counter[str] = Counter()
 
     def step(self, now: float, event: object) -> None:
+        if type(event) is Acks:
+            self._step_acks(now, event)
+            return
         if type(event) is Message:
             try:
                 try:
@@ -154,6 +182,22 @@ class AuthorizedNode(NodeLayer):
                     f"{type(event.msg).__name__} from {event.src} refused ({e.reason}):"
                     f" {e.detail}") from None
         self.node.step(now, event)
+
+
+    def _step_acks(self, now: float, event: Acks) -> None:
+        """Each acknowledgement checked by its own rule (authority.check_acks): those
+        that hold are stepped as one input; each other one is counted and logged, and
+        refused as one RemoteProtocolError after the rest was stepped."""
+        acks, refusals = authority.check_acks(self.node, event.src, event.acks)
+        for e in refusals:
+            self.refused[e.reason] += 1
+            self.on_refused(e.reason)
+        if acks:
+            self.node.step(now, event if not refusals else Acks(event.src, acks))
+        if refusals:
+            raise RemoteProtocolError(
+                f"{len(refusals)} acknowledgements from {event.src} refused"
+                f" ({refusals[0].reason}): {refusals[0].detail}")
 
 
 def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:

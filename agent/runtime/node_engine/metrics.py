@@ -34,6 +34,10 @@ class NodeEngineCollector(Collector):
                                     "Turns of the node engine's driver")
         turns.add_metric([], e.driver.turns)
         yield turns
+        inputs = CounterMetricFamily("fedorch_node_driver_inputs",
+                                     "Inputs the node engine's driver stepped: the Node's steps")
+        inputs.add_metric([], e.driver.inputs)
+        yield inputs
         stats = e.store.stats
         tx = CounterMetricFamily("fedorch_node_store_transactions",
                                  "Transactions committed to node.db (one per turn with writes)")

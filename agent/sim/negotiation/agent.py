@@ -28,7 +28,9 @@ clock the new Node reads is another (ports.SimClock.reboot), near zero or far ab
 the one its disk was written on, drawn from the restart's own seed.
 
 What is the simulated agent's, outside the driver: the authority table
-(boundary.check_input, the envelope check's stand-in) before an input is posted, the
+(boundary.check_input, the envelope check's stand-in) before an input is posted (an
+acknowledgement is posted as the node engine's boundary posts a run of them, an
+`Acks` input, here of one: the simulated network delivers each message alone), the
 trust store and its key records (keyring.py), and what coordinator takeover needs
 from a driver (takeover.py): its membership view posted as `MemberState` inputs
 (`members_changed`, called by the run after every event), and its takeover grants'
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node import (
+    Acks,
     Cancel,
     MemberState,
     MemberViews,
@@ -50,11 +53,13 @@ from fedorch.core.node import (
     StepEnded,
     Submit,
     Tick,
+    authority,
 )
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
+    check_acks,
     check_input,
     check_submission,
     sim_ms,
@@ -148,6 +153,9 @@ class SimAgent:
         self._step(now, Cancel(workflow_id, "by its client"))
 
     def deliver(self, now: float, src: str, msg: object) -> None:
+        if type(msg) in authority.ACK_TYPES:  # as the node engine's boundary posts them
+            self._step(now, Acks(src, check_acks(self, src, (msg,))))
+            return
         own = _HANDLERS.get(type(msg))
         check_input(self, src, msg)  # the authority table, before the Node sees it
         if own is not None:

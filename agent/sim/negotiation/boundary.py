@@ -52,3 +52,15 @@ def check_input(agent: Member, src: str, msg: object) -> None:
     except Refused as e:
         agent.sim.stats[f"refused {e.reason}"] += 1
         raise RemoteProtocolError(e.detail) from None
+
+
+def check_acks(agent: Member, src: str, acks: tuple[object, ...]) -> tuple[object, ...]:
+    """The acknowledgements of an `Acks` input `src` has authority over (the Node's
+    authority table in one pass, authority.check_acks, as the node engine's boundary
+    applies it); RemoteProtocolError when none has."""
+    kept, refused = authority.check_acks(agent.node, src, acks)
+    for e in refused:
+        agent.sim.stats[f"refused {e.reason}"] += 1
+    if not kept:
+        raise RemoteProtocolError(refused[0].detail)
+    return kept

@@ -158,6 +158,7 @@ async def test_one_turn_drains_every_queued_input_into_one_transaction():
     written = {op.key for w in first for op in w.ops if op.table == "rows"}
     assert written == {"d0.w0", "d0.w1", "d0.w2"}
     assert loop.driver.turns == 1  # the three Submits were one turn
+    assert loop.driver.inputs == 3  # and three steps of the Node
 
 
 async def test_a_deadline_fires_through_call_at_with_no_other_input():
@@ -185,7 +186,7 @@ async def test_a_refused_input_is_counted_and_the_rest_of_its_turn_goes_through(
         task.cancel()
     assert loop.driver.refused == {"Message": 1}
     assert "d0.w1" in durable.disk.rows
-    assert loop.driver.turns == 1
+    assert loop.driver.turns == 1 and loop.driver.inputs == 2  # a refused one counts
 
 
 class NotAnInput:

@@ -98,3 +98,18 @@ def test_a_new_domain_takes_the_end_of_the_domain_its_own_round_replaced():
         check(new_domain_placed_over(), "mallory", FinalMsg(WF, WorkflowState.FAILED,
                                                             epoch=1))
     assert refused.value.reason == "not_participant"
+
+
+def test_acknowledgements_are_checked_each_by_its_rule_and_refused_alone():
+    """An `Acks` input (check_acks): the ones in the sender's own name are kept, in
+    order; one in another's name, or no acknowledgement at all, is refused alone."""
+    from fedorch.core.negotiation.messages import DecisionAck
+    from fedorch.core.node.authority import check_acks
+    from fedorch.core.node.records import AckMsg
+    node = SimpleNamespace(coordinators={})  # coordinates no workflow of these
+    own = (AckMsg(("final", WF, "a")), DecisionAck((WF, 1), "a"))
+    assert check_acks(node, "a", own) == (own, [])
+    forged = (AckMsg(("final", WF, "b")), DecisionAck((WF, 1), "b"), stale_end())
+    kept, refused = check_acks(node, "a", (forged[0], own[0], forged[1], own[1], forged[2]))
+    assert kept == own
+    assert [r.reason for r in refused] == ["impersonation", "impersonation", "not_an_ack"]

@@ -14,7 +14,17 @@ import random
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Value
-from fedorch.core.node import Cancel, MemberState, Message, Node, StepEnded, Submit, Tick
+from fedorch.core.node import (
+    Acks,
+    Cancel,
+    MemberState,
+    Message,
+    Node,
+    StepEnded,
+    Submit,
+    Tick,
+)
+from fedorch.core.node.authority import ACK_TYPES
 from fedorch.core.node.ready import apply
 from fedorch.core.node.records import ClaimAnswerMsg, Disk, FinalMsg, Timing, VoteMsg
 from fedorch.core.node.retention import Retention
@@ -222,6 +232,19 @@ class Federation(RuleBasedStateMachine):
     def deliverable(self, sent_at: float) -> bool:
         """Whether a message sent then is still taken (any age, here)."""
         return True
+
+    @precondition(lambda self: any(type(m[2]) in ACK_TYPES for m in self.net))
+    @rule(data=st.data())
+    def deliver_acks(self, data):
+        """The acknowledgements queued from one Node to another, in their order, as one
+        `Acks` input (an envelope's run of them: boundary.py)."""
+        pairs = sorted({(m[0], m[1]) for m in self.net if type(m[2]) in ACK_TYPES})
+        src, dst = data.draw(st.sampled_from(pairs))
+        run = [m for m in self.net if (m[0], m[1]) == (src, dst) and type(m[2]) in ACK_TYPES]
+        self.net = [m for m in self.net if not any(m is r for r in run)]
+        acks = tuple(m[2] for m in run if self.deliverable(m[3]))
+        if acks:
+            self._step(dst, Acks(src, acks))
 
     @precondition(lambda self: self.net)
     @rule(data=st.data(), copy=st.booleans())

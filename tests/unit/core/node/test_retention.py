@@ -51,6 +51,7 @@ class Federation(Harness):
         self.drop: Callable[[str, str, object], bool] = lambda src, dst, msg: False
         self.applied: list[tuple[str, str, list]] = []
         self.submitted = 0
+        self.failing: set[str] = set()  # steps whose attempts fail
         super().__init__(NAMES)
 
     def make_node(self, name: str, disk: Disk | None = None) -> Node:
@@ -65,10 +66,14 @@ class Federation(Harness):
         self.ending.extend((name, run) for run in ready.start_steps)
         return ready
 
-    def submit(self) -> str:
+    def submit(self, needs: dict[str, str] | None = None) -> str:
+        """A step on each Node (s0 on d0, s1 on d1, s2 on d2); `needs`: step -> the
+        one it needs."""
         self.submitted += 1
         wf = f"d0.w{self.submitted}"
-        steps = [spec_pb2.StepSpec(id=f"s{i}", capability="a") for i in range(3)]
+        steps = [spec_pb2.StepSpec(id=f"s{i}", capability="a",
+                                   needs=[(needs or {})[f"s{i}"]] if f"s{i}" in (needs or {})
+                                   else []) for i in range(3)]
         self.step("d0", Submit(wf, spec_pb2.WorkflowSpec(name="w", steps=steps),
                                placement={f"s{i}": n for i, n in enumerate(NAMES)}))
         return wf
@@ -87,7 +92,8 @@ class Federation(Harness):
                 continue
             if self.ending:
                 name, (wf, step, attempt) = self.ending.popleft()
-                self.step(name, StepEnded(wf, step, attempt, True, {}, ""))
+                self.step(name, StepEnded(wf, step, attempt, step not in self.failing, {},
+                                          "failed" if step in self.failing else ""))
                 continue
             timers = [(t, n) for n, node in self.nodes.items()
                       if (t := node.get_timer()) is not None]
@@ -171,9 +177,13 @@ def test_the_coordinator_keeps_it_while_a_participant_has_not_acknowledged_the_e
 
 
 def test_the_coordinator_keeps_it_while_the_commit_is_not_acknowledged() -> None:
+    # d1's step never runs (the step it needs fails): nothing but its DecisionAck
+    # says it holds the COMMIT (a result or a start would: commit_acks.py), and that
+    # is lost.
     f = Federation(POLICY)
+    f.failing = {"s0"}
     f.drop = lambda src, dst, msg: src == "d1" and isinstance(msg, DecisionAck)
-    wf = f.submit()
+    wf = f.submit(needs={"s1": "s0"})
     f.run_until(200.0)
     assert (wf, 1) in f.disks["d0"].records  # the COMMIT certificate, kept
     assert f.nodes["d0"].stats["retention kept: a participant has not acknowledged the COMMIT"]
@@ -258,10 +268,11 @@ def test_an_unsettled_acceptor_record_goes_by_age_only() -> None:
     acknowledgements were lost until after the end): d2, an acceptor, keeps the
     workflow past the count, until keep_ended_s."""
     f = Federation(Retention(keep_ended_s=100.0, max_ended_workflows=0, late_message_s=5.0))
+    f.failing = {"s0"}  # d1's step never runs: no result of its stands for its ack
     f.drop = lambda src, dst, msg: src == "d1" and isinstance(msg, DecisionAck)
-    wf = f.submit()
+    wf = f.submit(needs={"s1": "s0"})
     f.run_until(1.0)
-    assert f.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
+    assert f.disks["d0"].rows[wf].state is WorkflowState.FAILED
     f.drop = lambda src, dst, msg: False
     f.run_until(40.0)
     assert wf not in f.disks["d2"].settled and "final" in f.has("d2", wf)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from fedorch.core.negotiation.messages import DecisionAck
-from fedorch.core.node import Message, StepEnded, Submit
+from fedorch.core.node import Message, StepEnded, Submit, Tick
 from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, Timing
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -92,16 +92,29 @@ def test_the_told_end_says_settled_and_is_the_only_one() -> None:
 def test_the_made_end_is_told_again_when_it_says_settled_and_the_told_one_did_not() -> None:
     # d1's acknowledgement of the COMMIT comes only after the end was told (unsettled),
     # and before the end is made (settled then): the participants hear the made end.
-    fed = _retaining()
-    late = lambda src, dst, msg: (src, dst, type(msg)) in (  # noqa: E731
-        ("d1", "d0", DecisionAck), ("d2", "d0", AckMsg))
+    # d1's step never runs (the one it needs, on d2, fails): nothing but its
+    # DecisionAck, which waits decision_ack_s for a report (commit_acks.py), says it
+    # holds the COMMIT.
+    fed = Retaining()
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a"),
+        spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"])])
+    fed.step("d0", Submit(WF, spec, placement={"s0": "d2", "s1": "d1"}))
+    fed.deliver(keep=lambda src, dst, msg: type(msg) is StepEnded)
+    [(_, at, ended)] = [m for m in fed.net if type(m[2]) is StepEnded]
+    fed.net = []
+    late = lambda src, dst, msg: (src, dst, type(msg)) == ("d2", "d0", AckMsg)  # noqa: E731
+    fed.step(at, StepEnded(ended.workflow_id, ended.step_id, ended.attempt, ok=False,
+                           error="broken"))
     fed.deliver(keep=late)
     told = fed.sent_by("d0", FinalMsg)
     assert told and not any(msg.settled for _, msg in told)
-    held = fed.net
-    fed.net = [m for m in held if type(m[2]) is DecisionAck]
+    held, fed.net = fed.net, []
+    fed.now += fed.timing.decision_ack_s
+    fed.step("d1", Tick())
+    assert [m[2] for m in fed.net] == [DecisionAck((WF, 1), "d1")]
     fed.deliver()  # the COMMIT acknowledged: the workflow is settled now
-    fed.net = [m for m in held if type(m[2]) is not DecisionAck]
+    fed.net = held
     fed.deliver()  # the told end acknowledged: made, and told again, settled
     made = fed.sent_by("d0", FinalMsg)[len(told):]
     assert sorted(to for to, _ in made) == ["d1", "d2"]
@@ -144,7 +157,9 @@ def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged()
     ready = fed.step("d0", Message("d1", started))
     assert fed.nodes["d0"].progress[CWF].steps["s"].state is StepState.RUNNING
     assert CWF not in fed.disks["d0"].results
-    assert not ready.writes and not sent(ready)
+    # Written: only the COMMIT record collected, the start standing for d1's
+    # DecisionAck (commit_acks.py); nothing sent back.
+    assert [w.point for w in ready.writes] == ["collect record"] and not sent(ready)
     assert fed.end_one_step()
     fed.deliver()
     assert fed.disks["d0"].final[CWF] is WorkflowState.SUCCEEDED

@@ -141,6 +141,7 @@ def test_pause_s_is_a_deadline_in_get_timer_and_the_tick_starts_the_wave():
     f.end("probe@d0")
     assert f.running_steps() == set()  # probe@d1 waits out the pause
     met = f.now
+    f.advance_to(met + 1)  # d1's DecisionAck, which waited for a report (commit_acks.py)
     assert f.nodes["d1"].get_timer() == met + 30
     f.advance_to(met + 29)
     assert f.running_steps() == set()

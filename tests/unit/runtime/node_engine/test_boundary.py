@@ -16,9 +16,9 @@ from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.submission import sign_spec
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.negotiation.messages import DecisionQuery, TxInfo
-from fedorch.core.node import Message, Node
-from fedorch.core.node.authority import MESSAGE_TYPES
+from fedorch.core.negotiation.messages import DecisionAck, DecisionQuery, TxInfo
+from fedorch.core.node import Acks, Message, Node
+from fedorch.core.node.authority import ACK_TYPES, MESSAGE_TYPES
 from fedorch.core.node.records import AckMsg, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
@@ -135,7 +135,8 @@ def test_an_envelope_for_another_domain_or_seen_before_is_refused(h):
     envelope = h.envelope("beta", (AckMsg(("x", "beta")),))
     h.boundary.receive(envelope)
     h.refused_envelope(envelope)  # a replay of the same envelope
-    assert len(h.posted) == 1 and sum(h.boundary.refused.values()) == 2
+    assert h.posted == [Acks("beta", (AckMsg(("x", "beta")),))]
+    assert sum(h.boundary.refused.values()) == 2
 
 
 def test_bytes_that_do_not_decode_are_refused(h):
@@ -148,7 +149,7 @@ def test_a_value_that_is_no_peer_message_is_dropped_alone(h):
     ack = AckMsg(("final", "alpha.wf-1", "beta"))
     sender, refused = h.boundary.receive(h.envelope("beta", (Timing(), ack)))
     assert [r.reason for r in refused] == ["not_a_message"]
-    assert h.posted == [Message("beta", ack)]
+    assert h.posted == [Acks("beta", (ack,))]
     assert h.boundary.refused == {"not_a_message": 1}
 
 
@@ -163,11 +164,12 @@ def test_a_value_that_is_no_peer_message_is_dropped_alone(h):
 def test_a_message_without_authority_never_reaches_the_node(h, msg, reason):
     h.boundary.receive(h.envelope("beta", (msg,)))
     # Signed and well formed: posted, and checked in the turn (ResultMsg has no __eq__).
-    assert repr(h.posted) == repr([Message("beta", msg)])
+    posted = Acks("beta", (msg,)) if type(msg) is AckMsg else Message("beta", msg)
+    assert repr(h.posted) == repr([posted])
     before = (dict(h.node.state.rows), dict(h.node.state.results), dict(h.node.pending))
     h.driver.turn(h.posted)
     assert h.gate.refused == {reason: 1} and h.metric == [reason]
-    assert h.driver.refused == {"Message": 1}
+    assert h.driver.refused == {type(posted).__name__: 1}
     assert (dict(h.node.state.rows), dict(h.node.state.results), dict(h.node.pending)) \
         == before
     assert h.ports.sent == [] and h.ports.writes == []
@@ -193,7 +195,10 @@ def test_arbitrary_signed_bytes_post_only_peer_messages(payload):
     except EnvelopeRefused as e:
         assert h.posted == [] and h.boundary.refused[e.reason] == 1
         return
-    assert all(type(m.msg) in MESSAGE_TYPES and m.src == "beta" for m in h.posted)
+    assert all(m.src == "beta" for m in h.posted)
+    assert all(type(m.msg) in MESSAGE_TYPES if type(m) is Message
+               else type(m) is Acks and m.acks and set(map(type, m.acks)) <= ACK_TYPES
+               for m in h.posted)
 
 
 def test_a_message_with_fields_of_the_wrong_shape_is_refused(h):
@@ -322,3 +327,28 @@ def test_a_prepare_placing_a_step_against_its_constraints_passes_the_hook_and_ge
     tx = replace(prepare.tx, workflow_id="beta.wf-2")
     vote = _vote_on(node, h.clock.monotonic(), replace(prepare, tx=tx))
     assert vote.yes, vote.reason
+
+
+def test_each_run_of_acknowledgements_is_posted_as_one_input_in_its_place(h):
+    acks = (AckMsg(("result", "alpha.wf-1", "s", "beta")), DecisionAck(("alpha.wf-1", 1), "beta"))
+    query = DecisionQuery(("beta.wf-1", 1), "beta")
+    last = AckMsg(("final", "alpha.wf-2", "beta"))
+    h.boundary.receive(h.envelope("beta", (*acks, query, last)))
+    assert h.posted == [Acks("beta", acks), Message("beta", query), Acks("beta", (last,))]
+    assert (h.boundary.posted, h.boundary.inputs) == (4, 3)
+    h.driver.turn(h.posted)
+    assert h.driver.refused == {} and h.gate.refused == {}
+
+
+def test_an_acknowledgement_without_authority_is_refused_alone(h):
+    # beta acknowledges in gamma's name once, in its own once: the second is stepped.
+    h.node.pending[("final", "alpha.wf-1", "beta")] = ["beta", None, 1e18, 1.0]
+    h.node.pending[("final", "alpha.wf-1", "gamma")] = ["gamma", None, 1e18, 1.0]
+    forged = AckMsg(("final", "alpha.wf-1", "gamma"))
+    own = AckMsg(("final", "alpha.wf-1", "beta"))
+    h.boundary.receive(h.envelope("beta", (forged, own)))
+    h.driver.turn(h.posted)
+    assert h.gate.refused == {"impersonation": 1} and h.metric == ["impersonation"]
+    assert h.driver.refused == {"Acks": 1}
+    assert ("final", "alpha.wf-1", "beta") not in h.node.pending
+    assert ("final", "alpha.wf-1", "gamma") in h.node.pending

@@ -16,7 +16,7 @@ from tests.unit.runtime.node_engine.test_write_behind import FlakyDisk, group
 
 def engine(fault: WriteFault) -> SimpleNamespace:
     return SimpleNamespace(
-        driver=SimpleNamespace(turns=3, refused={"Message": 2}),
+        driver=SimpleNamespace(turns=3, inputs=11, refused={"Message": 2}),
         store=SimpleNamespace(stats=SimpleNamespace(transactions=2, groups=5, ops=9, rows=7,
                                                     bytes=640, cpu_s=0.75,
                                                     encode_cpu_s=0.25)),
@@ -68,6 +68,7 @@ def test_a_full_disk_shows_while_it_lasts_and_is_counted_after():
 def test_the_engine_counters_are_read_at_scrape_time():
     got = scrape(WriteFault())
     assert got["fedorch_node_driver_turns_total"] == 3
+    assert got["fedorch_node_driver_inputs_total"] == 11
     assert got["fedorch_node_store_groups_total"] == 5
     # node.db's ops, the rows they came to (once per transaction each), their bytes
     assert got["fedorch_node_store_rows_total"] == 9

@@ -308,11 +308,18 @@ def test_a_successors_failed_end_shows_its_reason_and_a_followers_none():
     assert status_of(SimpleNamespace(state=following, progress={}, name="d2"), wf).reason == ""
 
 
+class AcksAtOnce(Federation):
+    """d1 acknowledges the COMMIT at once (core/node/commit_acks.py: else its start
+    told stands for its acknowledgement, and d0 collects its record on it)."""
+
+    decision_ack_s = 0.0
+
+
 def test_a_start_told_without_a_write_is_shown_at_once_not_at_the_next_write():
     """A step's start told its coordinator is taken into the progress there and written
     nowhere: the status kept from the last write (the step WAITING) is behind it, and a
     read shows the step RUNNING at once, not once some later turn writes."""
-    fed = Federation()
+    fed = AcksAtOnce()  # else the start collects the COMMIT record: a write
     spec_ = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
     fed.step("d0", Submit(WF, spec_, placement={"s": "d1"}))
 
