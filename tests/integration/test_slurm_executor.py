@@ -192,6 +192,19 @@ async def wait_until(condition, what: str, deadline_s: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def settled_new_jobs(slurm_env: dict, before: set[str]) -> dict[str, str]:
+    """The jobs not in `before`, with their states, once none is COMPLETING: Slurm shows a
+    cancelled job COMPLETING while its node cleans up, then CANCELLED (seen on a loaded
+    machine between the job's process dying and the controller's next state)."""
+    def new_jobs() -> dict[str, str]:
+        return {job: state for job, state in job_states(slurm_env).items()
+                if job not in before}
+
+    await wait_until(lambda: "COMPLETING" not in new_jobs().values(),
+                     "the cancelled job to finish completing")
+    return new_jobs()
+
+
 async def test_a_step_runs_as_a_slurm_job_with_exact_values(slurm, tmp_path) -> None:
     outcome = await slurm_executor(slurm, tmp_path / "jobs").run(
         invocation({"mode": "sum", "a": 1, "b": 2, "big": BIG})
@@ -218,7 +231,7 @@ async def test_cancelling_the_attempt_cancels_the_slurm_job(slurm, tmp_path) -> 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    new_jobs = {job: state for job, state in job_states(slurm).items() if job not in before}
+    new_jobs = await settled_new_jobs(slurm, before)
     assert list(new_jobs.values()) == ["CANCELLED"]
     await wait_until(lambda: process_gone(pid), "the job's process to be killed")
 
@@ -230,7 +243,7 @@ async def test_a_timed_out_step_is_cancelled_in_slurm(slurm, tmp_path) -> None:
     )
     assert not outcome.ok
     assert outcome.error == "timed out after 8.0s"
-    new_jobs = {job: state for job, state in job_states(slurm).items() if job not in before}
+    new_jobs = await settled_new_jobs(slurm, before)
     assert list(new_jobs.values()) == ["CANCELLED"]
     pid = read_pid(tmp_path)
     assert pid is not None, "the job never started within the timeout"
@@ -260,5 +273,5 @@ async def test_a_job_whose_id_never_came_back_is_cancelled_by_its_name(slurm, tm
     with pytest.raises(asyncio.CancelledError):
         await task
     await wait_until(lambda: process_gone(pid), "the job's process to be killed")
-    new_jobs = {job: state for job, state in job_states(slurm).items() if job not in before}
+    new_jobs = await settled_new_jobs(slurm, before)
     assert list(new_jobs.values()) == ["CANCELLED"]
