@@ -40,6 +40,22 @@ again; a certificate shown by a rival is followed; a grant or a denial goes to t
 core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
 counted.
 
+A found end against a told one. A successor acting in epoch m that holds an end it
+told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
+not take a different end a member answers it without a proof of epoch m or later
+(`_told_end_stands`); its own stays held. Why that is safe: it won m with the grants of
+a majority of the electorate, and an elector that ended the workflow grants no later
+epoch, one that granted m takes no older epoch's end (authority.py); an end made in an
+epoch below m was acknowledged by more than a minority of the electorate, so that
+majority would hold one of them. So no end of an older epoch was made or ever will be:
+the member's is one told and never made (the original's, say, told to that
+participant alone before it granted a later epoch), and the epoch-m notice replaces it
+there (told_ends.py). Why it is needed: the told end may be kept already by electors
+(elector_ends.py keeps it at once) that will answer a later claim with it; taking the
+member's end made a second end of epoch m, and a later claimant found the first
+(takeover soak seed 8450680: epoch 3 told FAILED, then took SUCCEEDED from a
+participant the original had told it to).
+
 Grants. A grant's answer carries the granter's signed statement of it
 (`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
 participant's core's, an acceptor's the proof's round's. A claimant counts only a grant
@@ -305,11 +321,14 @@ class Claims:
             # end is then the only one there is). A claimant (or acting successor) makes
             # that end its own and tells everyone, those that granted its claim and follow
             # it too: there is one end.
-            n.stats["takeover found the end"] += 1
             # With its proof (a later epoch's end: Running.answer_overtaken), the
             # epoch's holder is followed, not the member that told it.
-            holder = msg.holder if msg.won and msg.held_epoch >= 1 \
-                and tk.proof.proven(wf, msg.held_epoch, msg.holder, msg.won) else src
+            proven = msg.won and msg.held_epoch >= 1 \
+                and tk.proof.proven(wf, msg.held_epoch, msg.holder, msg.won)
+            if self._told_end_stands(wf, core, msg, proven):
+                return
+            n.stats["takeover found the end"] += 1
+            holder = msg.holder if proven else src
             if not tk.ends.announce(now, wf, core, msg.final):
                 tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
                               msg.won if holder != src else ())
@@ -357,6 +376,20 @@ class Claims:
                 n.stats["takeover claimant yielded to a better-ranked rival"] += 1
             elif core.epoch > before[1] and core.coordinator == n.name:
                 n.stats["takeover next epoch claimed on the denials"] += 1
+
+    def _told_end_stands(self, wf: str, core: Takeover, msg: ClaimAnswerMsg,
+                         proven: bool) -> bool:
+        """A member's end, answered to the successor acting in the epoch it won, while
+        it holds another end it told in that epoch: its own told end stands (see the
+        header, "A found end against a told one"). True if the member's is not taken."""
+        n = self.n
+        if core.role is not Role.ACTING or core.coordinator != n.name or core.epoch < 1:
+            return False
+        held = n.domain_loss.held.get(wf)
+        if held is None or held is msg.final or (proven and msg.held_epoch >= core.epoch):
+            return False
+        n.stats["found end of an older epoch left: a told end of ours stands"] += 1
+        return True
 
     def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
         """Our claim of `core.epoch`, made for the open saga plan of a workflow that

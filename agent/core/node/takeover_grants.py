@@ -31,7 +31,12 @@ bytes (`parse`), never from the carrier's word.
    daemon's trust store, so an untrusted or revoked key signs nothing), and its
    statement names this workflow, epoch and holder, and that granter;
 2. every grant names the same electorate, which holds the original coordinator (the one
-   the id names), and the holder where the checker does not know the electorate;
+   the id names). Not necessarily the holder: a participant beyond `max_acceptors` is
+   no elector, yet may claim and win on the electors' grants (core/workflow/takeover.py);
+   its certificate must prove it like any other, or its end notices would replace no
+   told end kept elsewhere (told_ends.py; takeover soak seed 8450680). Nothing is lost
+   by it: what makes a certificate is (4), a majority of the electorate's own grants
+   naming that holder, which no one but those electors can sign;
 3. where the checker knows the electorate itself (it takes part in the workflow), it is
    that one;
 4. the distinct granters that are members of it are a majority of it.
@@ -39,14 +44,16 @@ A trusted domain that lies can sign only its own grants: it cannot make another 
 (1), nor count a domain outside the electorate (4), nor shrink the electorate where the
 checker knows it (3); elsewhere the electorate must still hold the original coordinator
 and a majority of honest members' grants naming it (2, 4).
-The holder need be a member only for a checker that does not know the electorate (2):
-there it makes a majority at least two signers, one of them not the holder. A checker
-that knows it counts a majority of its members' grants, as a claim wins (a participant
-beyond `max_acceptors` claims and wins so, its own grant not counted:
-agent/core/workflow/takeover.py), and each member grants an epoch once: such a
-certificate proves the epoch won whoever holds it. Before, it was refused everywhere:
-a rival claimant of that epoch never followed the winner, and both drove the
-workflow's saga (takeover soak seed 8302142).
+The holder need not be a member, for any checker: a participant beyond
+`max_acceptors` claims and wins on a majority of the members' grants, its own not
+counted (agent/core/workflow/takeover.py), and each member grants an epoch once, so
+such a certificate proves the epoch won whoever holds it. Refused, a rival claimant of
+that epoch never followed the winner and both drove the workflow's saga (takeover soak
+seed 8302142), and a candidate new to the workflow refused the winner's PREPARE of a
+step placed again. Asking membership of the holder bought nothing: with the electorate
+holding the original coordinator, a majority of it needs a signer other than one liar
+unless the original is that liar, who could then name an electorate of itself alone
+either way.
 
 A round proof (`check_round`, an acceptor holding no step shown the committed round)
 is the original coordinator's signed round and its COMMIT's certificate, a signed YES
@@ -165,11 +172,10 @@ def check(cert: Certificate, verify: GrantVerifier, *, workflow_id: str, epoch: 
         granters.add(g.granter)
     assert named is not None
     electorate = frozenset(named)
-    knows = known is not None and bool(frozenset(known))
-    if original not in electorate or holder not in electorate and not knows:
+    if original not in electorate:
         return (f"the electorate {sorted(electorate)} lacks the original coordinator"
-                f" {original} or the holder {holder}")
-    if knows and frozenset(known or ()) != electorate:
+                f" {original}")
+    if known is not None and frozenset(known) and frozenset(known) != electorate:
         return (f"the grants name the electorate {sorted(electorate)}; here it is"
                 f" {sorted(known or ())}")
     voters = granters & electorate

@@ -158,6 +158,9 @@ def test_a_restore_counts_the_pause_again_from_the_restore():
     f.restore("d1")
     f.deliver()  # its coordinator confirms where its steps are (restart_check.py)
     assert f.running_steps() == set()
+    # The COMMIT is applied again at the restore (its hold is on disk as PREPARED beside
+    # the COMMIT learned): its DecisionAck waits for a report first (commit_acks.py).
+    f.advance_to(START + 21)
     assert f.nodes["d1"].get_timer() == START + 50  # never less than pause_s waited
     f.advance_to(START + 49)
     assert f.running_steps() == set()

@@ -7,14 +7,15 @@ follows it, each compensation attempt runs once (takeover soak seed 1601312)."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Submit
+from fedorch.core.node import MemberState, Message, Submit
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import ClaimMsg, FinalMsg
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating_takeover import WF, Held
+from tests.unit.core.node.test_domain_loss import committed, step
 
 # s0 (d1, with a compensate block) -> s1 (d2, fails) -> s2 (d3); d0 coordinates. The
 # electorate is the four of them (a majority is three).
@@ -114,3 +115,32 @@ def test_a_claimant_that_ended_and_that_no_domain_granted_leaves_the_saga_to_its
     assert f.disks["d1"].plans[WF] == ()
     assert WF not in f.nodes["d1"].takeover.cores  # no claim any more
     assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+
+
+def test_an_acting_successor_keeps_the_end_it_told_against_a_members_older_end() -> None:
+    """d1 wins epoch 1 and tells its verdict's end (d0's own step lost: FAILED) before
+    making it; a participant then answers its claim with another end, SUCCEEDED, shown
+    with no proof of epoch 1 or later: one the original told it and never made (the
+    electors' grants of epoch 1 say no older end was made). d1's told end stands: it
+    is not replaced by the answer's, and is the one made once acknowledged. Taking the
+    answer's made a second end of epoch 1 against the one electors already kept
+    (takeover soak seed 8450680)."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    fed.step("d1", MemberState("d0", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg))
+    d1 = fed.nodes["d1"]
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert d1.domain_loss.held[WF] is WorkflowState.FAILED
+    fed.step("d1", Message("d2", ClaimAnswerMsg(WF, 1, False, 1, "d1",
+                                                 WorkflowState.SUCCEEDED)))
+    assert d1.stats["found end of an older epoch left: a told end of ours stands"] == 1
+    assert d1.domain_loss.held[WF] is WorkflowState.FAILED
+    assert WF not in fed.disks["d1"].final
+    fed.deliver()
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
