@@ -4,7 +4,11 @@ Theory of operation
 -------------------
 When a workflow ends FAILED or CANCELLED at the coordinator that drives it (`ended`),
 every step that SUCCEEDED and has a `compensate` block owes a compensation
-(core/workflow/compensation.plan), run in the domain that ran the step, in reverse
+(core/workflow/compensation.plan), run in the domain that ran the step (`placement`:
+the committed placement, a step placed again in its new domain; the plan, the
+domain's check before it runs one and the authority table's check of a report all
+read it, so a compensation never runs in the lost domain of a step placed again,
+where it never ran: takeover soak seed 8101787), in reverse
 dependency order, `1 + compensate.retries` attempts at most. The order, attempts
 and summary are the pure core's (core/workflow/compensation.Compensation); this
 part makes them durable and moves them between Nodes, like the steps' own attempts.
@@ -143,7 +147,7 @@ class Compensating:
             return
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
-        owed = plan(info.spec, states, info.placement)
+        owed = plan(info.spec, states, self.placement(wf))
         if not owed or (wf, owed[0].step_id) in d.compensations:
             return
         n.point("compensations owed")
@@ -270,6 +274,15 @@ class Compensating:
                 and not n.member_loss.gone(original):
             return [driver, original]
         return [driver]
+
+    def placement(self, wf: str) -> dict[str, str]:
+        """Where each step of `wf` runs as known here: its committed placement, a step
+        placed again (replacement.py, `placements`) in its new domain. A compensation
+        is owed there, and only there: the committed placement alone named the lost
+        domain, where the step never ran (takeover soak seed 8101787)."""
+        moved = self.n.state.placements.get(wf, {})
+        return {**self.n.running.info(wf).placement,
+                **{step: domain for step, (_, domain, _) in moved.items()}}
 
     def late_result(self, now: float, msg: ResultMsg) -> None:
         self.results.late(now, msg)  # saga_results.py
@@ -402,7 +415,7 @@ class Compensating:
         if not self.known(wf):
             return f"workflow {wf} is not known in {self.n.name}"
         info = self.n.running.info(wf)
-        if info.placement.get(step) != self.n.name:
+        if self.placement(wf).get(step) != self.n.name:
             return f"step {step} of {wf} did not run in {self.n.name}"
         result = d.results.get(wf, {}).get(step)
         state = name_of(result[1]) if result is not None else "PENDING"

@@ -1,14 +1,23 @@
 """SUCCEEDED results that reach a saga's driver after the end (core/node/saga_results.py):
 a step's domain that restarts after the end reports its owed results again, but not
-those the plan told it names, nor an older placement's."""
+those the plan told it names, nor an older placement's; a step placed again is
+compensated in its new domain only; an owed result acknowledged by a Node that does
+not drive the saga yet is kept for the saga it may drive."""
 
 from __future__ import annotations
 
+import pytest
+from fedorch.core.node import Message, Submit
+from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
+from fedorch.core.node.records import AckMsg, CompensatedMsg, CompensateMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating import (
     WF,
+    Sagas,
     comp_states,
     failed_chain,
     s0_succeeded_at_d1_unheard,
@@ -52,3 +61,80 @@ def test_a_result_of_a_step_placed_again_elsewhere_is_not_reported_again_on_rest
     assert not f.nodes["d1"].stats["owed results reported again after a restart"]
     f.deliver()
     assert comp_states(f) == {} and f.compensations == []
+
+
+def succeeded(f: Sagas, name: str) -> None:
+    """`name` holds s0 SUCCEEDED (as if it ran it)."""
+    d = f.nodes[name].state
+    d.results[WF] = {**d.results[WF], "s0": (1, StepState.SUCCEEDED, {"of": "s0"}, "")}
+
+
+def s0_placed_again_on_d1_after_d0_lost_it() -> Sagas:
+    """s0 (compensate, first placed on d0), s1 (d1) and s2 (d2) in parallel; s0 placed
+    again on d1 (as replacement.py records it: its epoch, new domain, lost domain),
+    where it SUCCEEDED, its result unheard at d0 when s2 FAILED the workflow."""
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a")])
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    f.queue["d0"].pop(0)  # s0's first attempt at d0: its placement is over
+    assert f.end("d1", True)[1] == "s1"
+    for name in ("d0", "d1"):
+        f.nodes[name].state.placements[WF] = {"s0": (1, "d1", "d0")}
+    assert f.end("d2", False, "boom")[1] == "s2"
+    succeeded(f, "d1")  # its run there (the end marked the step CANCELLED in its view)
+    assert f.disks["d0"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
+    return f
+
+
+def test_a_late_result_of_a_step_placed_again_is_compensated_in_its_new_domain():
+    # The committed placement names d0, the driver, for s0; s0 ran on d1. Planned by
+    # the committed placement, the compensation ran in d0, where nothing SUCCEEDED
+    # (d0 held the late result itself, so its own check passed: takeover soak seed
+    # 8101787), and d1's report of its own run was refused.
+    f = s0_placed_again_on_d1_after_d0_lost_it()
+    result = ResultMsg(WF, "s0", 1, StepState.SUCCEEDED, {"of": "s0"}, "", 1)
+    check(f.nodes["d0"], "d1", result)
+    f.step("d0", Message("d1", result))
+    f.deliver()
+    assert f.disks["d0"].compensations[(WF, "s0")].domain == "d1"
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    check(f.nodes["d0"], "d1", CompensatedMsg(WF, "s0", 1, True))  # its new domain
+    with pytest.raises(Refused):
+        check(f.nodes["d0"], "d0", CompensatedMsg(WF, "s0", 1, True))  # the lost one
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+
+
+def test_a_step_placed_again_elsewhere_is_not_compensated_in_its_first_domain():
+    # A tell that names the step's first domain (a driver that planned by the committed
+    # placement) is refused there: the step runs elsewhere now.
+    f = s0_placed_again_on_d1_after_d0_lost_it()
+    succeeded(f, "d0")
+    f.step("d0", Message("d0", CompensateMsg(WF, "s0", 1)))
+    assert f.compensations == []
+    assert f.disks["d0"].comp_runs[(WF, "s0", 1)][1] == f"step s0 of {WF} did not run in d0"
+
+
+def test_an_owed_result_a_claimant_acknowledges_before_it_drives_joins_its_saga():
+    # d1's SUCCEEDED of s0 reaches d2 while d2 follows d0, the driver (d1 follows d2, a
+    # claimant it granted). Acknowledged, it is resent no more: d2 keeps it, and the
+    # saga d2 drives once it holds an epoch owes it (takeover soak seed 8202446: it was
+    # dropped, and the winner's saga never compensated s0).
+    f, late = s0_succeeded_at_d1_unheard()
+    f.end("d2", False, "boom")
+    assert f.disks["d2"].final[WF] is WorkflowState.FAILED
+    (result,) = [m[2] for m in late if m[1] == "d0" and isinstance(m[2], ResultMsg)]
+    f.step("d2", Message("d1", result))
+    assert ("d2", "d1", AckMsg(("result", WF, "s0", "d2"))) in f.net
+    assert f.disks["d2"].results[WF]["s0"][1] is StepState.SUCCEEDED
+    assert f.nodes["d2"].stats["owed result kept for a later saga"] == 1
+    assert (WF, "s0") not in f.disks["d2"].compensations  # d0 drives: nothing planned
+    f.nodes["d2"].state.epochs[WF] = (1, "d2")  # as if d2 won epoch 1 and ended it there
+    f.nodes["d2"].compensating.ended(f.now, WF, WorkflowState.FAILED)
+    f.flush("d2")
+    assert f.disks["d2"].compensations[(WF, "s0")].domain == "d1"
