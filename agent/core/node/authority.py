@@ -427,12 +427,8 @@ def _original_of_a_gone_holder(node: Any, src: str, msg: CompensateMsg,
 
 
 def _compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:
-    # Only the step's domain reports its compensation: a step placed again
-    # (replacement.py) is compensated in its new domain only (compensating.placement).
+    # Only the step's domain reports its compensation.
     placed = _placed_on(node.state, msg)  # reads its workflow and step only
-    moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
-    if placed is not None and moved is not None:
-        placed = moved[1]
     if placed is not None and src != placed:
         raise Refused("not_placed", f"{src} reported the compensation of"
                                     f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")

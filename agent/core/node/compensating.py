@@ -4,11 +4,7 @@ Theory of operation
 -------------------
 When a workflow ends FAILED or CANCELLED at the coordinator that drives it (`ended`),
 every step that SUCCEEDED and has a `compensate` block owes a compensation
-(core/workflow/compensation.plan), run in the domain that ran the step (`placement`:
-the committed placement, a step placed again in its new domain; the plan, the
-domain's check before it runs one and the authority table's check of a report all
-read it, so a compensation never runs in the lost domain of a step placed again,
-where it never ran: takeover soak seed 8101787), in reverse
+(core/workflow/compensation.plan), run in the domain that ran the step, in reverse
 dependency order, `1 + compensate.retries` attempts at most. The order, attempts
 and summary are the pure core's (core/workflow/compensation.Compensation); this
 part makes them durable and moves them between Nodes, like the steps' own attempts.
@@ -64,6 +60,16 @@ for ever. Two drivers may then ask one domain (the holder was only cut off): eac
 attempt number still runs once there, answered from its record to whoever asks, so a
 compensation runs at most `1 + retries` times in all, and only where its step
 SUCCEEDED.
+
+Steps placed again. The plan names the committed placement's domain; the domain
+told checks the step runs there *now* (`placement`: a step placed again, in its new
+domain) before it runs anything, so a compensation never runs in the lost domain of
+a step placed again, where the step did not run: that domain may hold the step's
+late SUCCEEDED itself, as the saga's driver (takeover soak seed 8101787: it ran it).
+It ends COMPENSATION_FAILED there ("did not run in"), naming the domain. Not built:
+planning it in the new domain. Tried, it made the new domain the one told, and a new
+domain that ended the workflow on a successor's notice without following its epoch
+refused that successor's tells for ever (tests/sim takeover seed 198).
 
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
 domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends
@@ -147,7 +153,7 @@ class Compensating:
             return
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
-        owed = plan(info.spec, states, self.placement(wf))
+        owed = plan(info.spec, states, info.placement)
         if not owed or (wf, owed[0].step_id) in d.compensations:
             return
         n.point("compensations owed")
@@ -278,8 +284,7 @@ class Compensating:
     def placement(self, wf: str) -> dict[str, str]:
         """Where each step of `wf` runs as known here: its committed placement, a step
         placed again (replacement.py, `placements`) in its new domain. A compensation
-        is owed there, and only there: the committed placement alone named the lost
-        domain, where the step never ran (takeover soak seed 8101787)."""
+        runs only where its step runs now (`_refusal`)."""
         moved = self.n.state.placements.get(wf, {})
         return {**self.n.running.info(wf).placement,
                 **{step: domain for step, (_, domain, _) in moved.items()}}

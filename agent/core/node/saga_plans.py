@@ -108,7 +108,7 @@ class SagaPlans:
         states = {st: name_of(r[1]) for st, r in d.results.get(wf, {}).items()}
         steps = {step for step, _, _ in told}
         owed = told + tuple((c.step_id, c.domain, c.max_attempts)
-                            for c in plan(info.spec, states, self.c.placement(wf))
+                            for c in plan(info.spec, states, info.placement)
                             if c.step_id not in steps)
         # Rows of its own from an earlier epoch it drove (then followed a later one,
         # whose plan it now adopts) are that saga's, driven no more: the plan replaces
