@@ -162,8 +162,9 @@ class SagaResults:
 
     def owes(self, msg: object) -> bool:
         """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
-        if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
-            return False
+        if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED" \
+                or not self.c.known(msg.workflow_id):
+            return False  # (ended here without its spec: no saga of it here to owe)
         spec = self.n.running.info(msg.workflow_id).spec
         return any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
 

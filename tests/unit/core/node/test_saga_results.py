@@ -133,3 +133,13 @@ def test_an_owed_result_a_claimant_acknowledges_before_it_drives_joins_its_saga(
     f.nodes["d2"].compensating.ended(f.now, WF, WorkflowState.FAILED)
     f.flush("d2")
     assert f.disks["d2"].compensations[(WF, "s0")].domain == "d1"
+
+
+def test_a_result_of_a_workflow_ended_here_without_its_spec_owes_nothing_here():
+    # Ended here but never committed here (no spec): asked whether a result owes a
+    # compensation, the answer is no, not a KeyError that stops the driver (takeover
+    # soak seed 8910240).
+    f = Sagas()
+    f.nodes["d0"].state.final["d2.w9"] = WorkflowState.FAILED
+    msg = ResultMsg("d2.w9", "s0", 1, StepState.SUCCEEDED, {}, "")
+    assert not f.nodes["d0"].compensating.owes(msg)
