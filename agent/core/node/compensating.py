@@ -61,6 +61,16 @@ attempt number still runs once there, answered from its record to whoever asks, 
 compensation runs at most `1 + retries` times in all, and only where its step
 SUCCEEDED.
 
+Steps placed again. The plan names the committed placement's domain; the domain
+told checks the step runs there *now* (`placement`: a step placed again, in its new
+domain) before it runs anything, so a compensation never runs in the lost domain of
+a step placed again, where the step did not run: that domain may hold the step's
+late SUCCEEDED itself, as the saga's driver (takeover soak seed 8101787: it ran it).
+It ends COMPENSATION_FAILED there ("did not run in"), naming the domain. Not built:
+planning it in the new domain. Tried, it made the new domain the one told, and a new
+domain that ended the workflow on a successor's notice without following its epoch
+refused that successor's tells for ever (tests/sim takeover seed 198).
+
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
 domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends
 COMPENSATION_FAILED, naming the domain, so the saga ends (saga_loss.py: its verdict,
@@ -271,6 +281,14 @@ class Compensating:
             return [driver, original]
         return [driver]
 
+    def placement(self, wf: str) -> dict[str, str]:
+        """Where each step of `wf` runs as known here: its committed placement, a step
+        placed again (replacement.py, `placements`) in its new domain. A compensation
+        runs only where its step runs now (`_refusal`)."""
+        moved = self.n.state.placements.get(wf, {})
+        return {**self.n.running.info(wf).placement,
+                **{step: domain for step, (_, domain, _) in moved.items()}}
+
     def late_result(self, now: float, msg: ResultMsg) -> None:
         self.results.late(now, msg)  # saga_results.py
 
@@ -402,7 +420,7 @@ class Compensating:
         if not self.known(wf):
             return f"workflow {wf} is not known in {self.n.name}"
         info = self.n.running.info(wf)
-        if info.placement.get(step) != self.n.name:
+        if self.placement(wf).get(step) != self.n.name:
             return f"step {step} of {wf} did not run in {self.n.name}"
         result = d.results.get(wf, {}).get(step)
         state = name_of(result[1]) if result is not None else "PENDING"

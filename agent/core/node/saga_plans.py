@@ -49,6 +49,13 @@ members change driver; each reports to the better one again (its SUCCEEDED resul
 that owe a compensation join that saga: `late_result`; its unacknowledged reports).
 Nothing runs twice: each domain answers an attempt number it recorded with what it
 recorded, whoever asks. The worse end is acknowledged, so nobody resends for ever.
+Before the order, liveness: of the two, one the member's view says is gone (DEAD or
+LEFT) never drives, so the live one is followed, whatever the order says (takeover
+soak seed 8901582: the certified holder died for good after telling its end, and
+the members that followed it refused the live claimant's tells for ever). Views
+differ, so members may follow different holders for a while; as with the original
+of a gone holder (compensating.py), each attempt number still runs once at its
+domain, answered from its record to whoever asks.
 Every claimant tells its end to every member, resent until acknowledged, and every
 member judges each rival's notice when it comes, so all end up following the best
 end told (a certified holder that hears a rival's tells its end again, with its
@@ -217,6 +224,18 @@ class SagaPlans:
                 or d.final.get(wf) != state or not self.c.known(wf):
             return
         holder = held[1]
+        gone = n.member_loss.gone
+        if gone(holder) != gone(src):
+            # One of the two is gone (DEAD or LEFT) in this Node's view: the live one
+            # drives, whatever the order says. Following a gone holder, this Node
+            # refused the live rival's tells for ever and the saga never ended
+            # (takeover soak seed 8901582: the holder, certified, died for good after
+            # its end). Nothing runs twice: each domain answers an attempt number it
+            # recorded with its record, whoever asks.
+            if gone(holder):
+                n.stats["saga driver gone: a live claimant of its epoch followed"] += 1
+                self.yield_to(now, wf, epoch, src)
+            return
         tk = n.takeover
         rival_proven = bool(won) and tk is not None and tk.proven(wf, epoch, src, won)
         if holder == n.name:

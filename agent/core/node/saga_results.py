@@ -24,8 +24,18 @@ elsewhere since (the result held is an older placement's, not the workflow's). N
 record says which results a driver acknowledged, so each restart reports the rest
 once more: one message each, acknowledged at once.
 
-Why it is safe. Only the driver of the epoch held takes a late result (`late`: a
-Node whose epoch is over ignores it); a result it holds or planned already changes
+A Node that does not drive the saga (yet) and is sent such a result (its domain
+follows it: a claimant it granted, before the claimant won) acknowledges it, so the
+domain resends it no more; it keeps the result in its results (`keep`), so the saga
+it drives if it wins (a claimant's end plans from its results, an adopted plan adds
+what they owe) owes it (takeover soak seed 8202446: dropped, the winner's saga
+never compensated the step).
+
+Why it is safe. Only the driver of the epoch held takes a late result into a saga
+(`late`: a Node whose epoch is over, or that does not drive yet, only keeps it); a
+result kept changes what a later saga of this Node owes, never what runs: a domain
+runs a compensation only for a step its own record says SUCCEEDED there. A result
+it holds or planned already changes
 nothing (its row exists), so a repeated report neither plans twice nor runs
 anything twice. A report only makes the saga *owe* a compensation: the domain runs
 one only for a step its own record says SUCCEEDED there (Compensating._refusal), so
@@ -67,25 +77,45 @@ class SagaResults:
         d = n.state
         wf, step = msg.workflow_id, msg.step_id
         if name_of(msg.state) != "SUCCEEDED" or d.final.get(wf) not in OWING \
-                or (wf, step) in d.compensations or not self.c.known(wf) \
-                or self.c.driver(wf) != n.name:
+                or not self.c.known(wf):
             return
         info = n.running.info(wf)
         spec = next((s for s in info.spec.steps if s.id == step), None)
-        if spec is None or not spec.HasField("compensate") or not info.placement.get(step):
+        domain = info.placement.get(step)
+        if spec is None or not spec.HasField("compensate") or not domain:
+            return
+        if self.c.driver(wf) != n.name:
+            self.keep(msg)
+            return
+        if (wf, step) in d.compensations:
             return
         n.point("compensation owed late")
         n.stats["compensation owed by a late result"] += 1
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
-        d.compensations[(wf, step)] = CompRow(info.placement[step],
-                                              1 + spec.compensate.retries)
+        d.compensations[(wf, step)] = CompRow(domain, 1 + spec.compensate.retries)
         rows = self.c.of(wf)[0]
         steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
                           r.error) for s, r in rows.items()]
         self.c.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again
         self.c.plans.tell(wf)  # the plan grew (or a saga over starts again)
         self.c.drive(now, wf)
+
+    def keep(self, msg: ResultMsg) -> None:
+        """An owed SUCCEEDED result that reached this Node while another drives the
+        saga (a claimant its domain follows already, before it won): acknowledged (its
+        domain stops resending it), so it is kept, and the saga this Node may drive
+        later (a claimant's end, an adopted plan) plans it (takeover soak seed
+        8202446: dropped, the winner's saga never owed it)."""
+        d = self.n.state
+        wf, step = msg.workflow_id, msg.step_id
+        held = d.results.get(wf, {}).get(step)
+        if held is not None and name_of(held[1]) == "SUCCEEDED":
+            return
+        self.n.point("step result")
+        self.n.stats["owed result kept for a later saga"] += 1
+        d.results[wf] = {**d.results.get(wf, {}), step: (
+            msg.attempt, msg.state, msg.outputs, msg.error)}
 
     def again(self) -> None:
         """After a restore: the SUCCEEDED results of steps run here that owe a
@@ -142,7 +172,8 @@ class SagaResults:
         """The workflow's spec, from any round of it held here: a re-placement's new
         domain that took a later epoch's end never held the committed round (its own
         round only), and stopped on a KeyError when the original reported to it
-        (takeover soak seed 8300333). None if no round of it is held here."""
+        (takeover soak seed 8300333); a Node that ended it without committing it holds
+        no spec either (seed 8910240). None if no round of it is held here."""
         d = self.n.state
         if wf in d.rows or wf in d.committed:
             return self.n.running.info(wf).spec

@@ -388,6 +388,8 @@ def test_a_certified_driver_tells_its_end_again_to_a_rival_claimants_followers()
     # proof: d2 follows d0. The same notice reaches d1, which tells its end again with
     # its certificate: d2 follows d1 back, and the saga ends there, each attempt once.
     f = taken_over_and_failed(failure_before_death=False)
+    for name in ("d1", "d2"):  # d0 back in their views: a gone rival is never followed
+        f.step(name, MemberState("d0", "ALIVE"))
     rival = FinalMsg(WF, WorkflowState.FAILED, 1)
     f.step("d2", Message("d0", rival))
     assert f.disks["d2"].epochs[WF] == (1, "d0")

@@ -1,15 +1,24 @@
 """The saga's plan adopted by the holder of a later epoch (core/node/saga_plans.py):
 a coordinator that drove a saga in an earlier epoch, then followed a later one whose
-plan it holds, adopts that plan when it wins the next epoch, its own rows replaced."""
+plan it holds, adopts that plan when it wins the next epoch, its own rows replaced;
+of two holders of one epoch that told the end alike, one gone in a member's view
+never drives there."""
 
 from __future__ import annotations
 
-from fedorch.core.node import Message, Submit
+from fedorch.core.node import MemberState, Message, Submit
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.records import FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_compensating_takeover import WF, Sagas, rows, spec
+from tests.unit.core.node.test_compensating_takeover import (
+    WF,
+    Sagas,
+    claims_held,
+    rows,
+    spec,
+    two_claimants_told_the_end_on,
+)
 
 
 def test_a_coordinator_that_drove_a_saga_then_wins_a_later_epoch_adopts_that_epochs_plan():
@@ -44,3 +53,36 @@ def test_a_coordinator_that_drove_a_saga_then_wins_a_later_epoch_adopts_that_epo
     assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
     assert sorted(f.compensations) == [("d0", (WF, "s0", 1, COMPENSATE)),
                                        ("d2", (WF, "s1", 1, COMPENSATE))]
+
+
+def test_a_claimant_keeps_its_saga_when_the_better_ranked_rival_is_gone_in_its_view():
+    # d1 and d2 both told d0's end on in epoch 1; d1 ranks better, but d2's view says
+    # d1 is DEAD: a gone holder never drives, so d2 keeps driving its own saga.
+    f, late = two_claimants_told_the_end_on()
+    f.deliver(keep=claims_held)
+    f.step("d2", MemberState("d1", "DEAD"))
+    for dst, msg in late:
+        f.step(dst, Message("d0", msg))
+    f.deliver(keep=claims_held)
+    assert f.disks["d2"].epochs[WF] == (1, "d2")
+    assert WF in f.nodes["d2"].compensating.cores
+    assert not f.nodes["d2"].stats["saga yielded to a better claimant of its epoch"]
+
+
+def test_a_member_following_a_gone_holder_follows_a_live_rival_of_its_epoch():
+    # d2 yielded to d1, the better-ranked claimant of epoch 1, whose certificate it was
+    # shown; d1 then dies for good (takeover soak seed 8901582: the certified winner
+    # died after its end). A rival's end of that epoch, told alike, uncertified, is
+    # followed all the same: a gone holder never drives.
+    f, late = two_claimants_told_the_end_on()
+    f.deliver(keep=claims_held)
+    for dst, msg in late:
+        f.step(dst, Message("d0", msg))
+    f.deliver(keep=claims_held)
+    assert f.disks["d2"].epochs[WF] == (1, "d1")
+    f.nodes["d2"].takeover.proofs[WF] = (1, "d1", ())  # as if shown d1's certificate
+    f.step("d2", MemberState("d1", "DEAD"))
+    plans = f.nodes["d2"].compensating.plans
+    plans.rival_end(f.now, WF, 1, "d0", WorkflowState.FAILED, ())
+    assert f.nodes["d2"].state.epochs[WF] == (1, "d0")
+    assert f.nodes["d2"].stats["saga driver gone: a live claimant of its epoch followed"] == 1

@@ -1,12 +1,15 @@
 """SUCCEEDED results that reach a saga's driver after the end (core/node/saga_results.py):
 a step's domain that restarts after the end reports its owed results again, but not
-those the plan told it names, nor an older placement's."""
+those the plan told it names, nor an older placement's; a step placed again never
+has its compensation run in its lost domain; an owed result acknowledged by a Node that does
+not drive the saga yet is kept for the saga it may drive."""
 
 from __future__ import annotations
 
-from fedorch.core.node import Message
+from fedorch.core.node import Message, Submit
+from fedorch.core.node.authority import check
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, ResultMsg
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, CompensateMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -14,6 +17,7 @@ from fedorch.gen.fedorch.v1 import spec_pb2
 from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_compensating import (
     WF,
+    Sagas,
     comp_states,
     failed_chain,
     s0_succeeded_at_d1_unheard,
@@ -79,3 +83,86 @@ def test_a_member_that_took_a_later_end_without_the_commit_weighs_the_originals_
                                                    {}, "")))
     answers = [type(m) for dst, m in sent(ready) if dst == "d0"]
     assert ClaimAnswerMsg in answers and AckMsg in answers
+
+
+def succeeded(f: Sagas, name: str) -> None:
+    """`name` holds s0 SUCCEEDED (as if it ran it)."""
+    d = f.nodes[name].state
+    d.results[WF] = {**d.results[WF], "s0": (1, StepState.SUCCEEDED, {"of": "s0"}, "")}
+
+
+def s0_placed_again_on_d1_after_d0_lost_it() -> Sagas:
+    """s0 (compensate, first placed on d0), s1 (d1) and s2 (d2) in parallel; s0 placed
+    again on d1 (as replacement.py records it: its epoch, new domain, lost domain),
+    where it SUCCEEDED, its result unheard at d0 when s2 FAILED the workflow."""
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a")])
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    f.deliver()
+    f.queue["d0"].pop(0)  # s0's first attempt at d0: its placement is over
+    assert f.end("d1", True)[1] == "s1"
+    for name in ("d0", "d1"):
+        f.nodes[name].state.placements[WF] = {"s0": (1, "d1", "d0")}
+    assert f.end("d2", False, "boom")[1] == "s2"
+    succeeded(f, "d1")  # its run there (the end marked the step CANCELLED in its view)
+    assert f.disks["d0"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
+    return f
+
+
+def test_a_late_result_of_a_step_placed_again_never_runs_its_compensation_in_the_lost_domain():
+    # The committed placement names d0, the driver, for s0; s0 ran on d1. The saga plans
+    # by the committed placement, so d0 is told; d0 holds the late result it just took,
+    # yet s0 does not run there now: refused, COMPENSATION_FAILED, nothing run (takeover
+    # soak seed 8101787: it ran the compensation where the step never ran).
+    f = s0_placed_again_on_d1_after_d0_lost_it()
+    result = ResultMsg(WF, "s0", 1, StepState.SUCCEEDED, {"of": "s0"}, "", 1)
+    check(f.nodes["d0"], "d1", result)
+    f.step("d0", Message("d1", result))
+    f.deliver()
+    assert f.compensations == []
+    assert comp_states(f) == {"s0": ("COMPENSATION_FAILED", 1)}
+    assert f.disks["d0"].comp_runs[(WF, "s0", 1)][1] == f"step s0 of {WF} did not run in d0"
+
+
+def test_a_step_placed_again_elsewhere_is_not_compensated_in_its_first_domain():
+    # A tell that names the step's first domain (a driver that planned by the committed
+    # placement) is refused there: the step runs elsewhere now.
+    f = s0_placed_again_on_d1_after_d0_lost_it()
+    succeeded(f, "d0")
+    f.step("d0", Message("d0", CompensateMsg(WF, "s0", 1)))
+    assert f.compensations == []
+    assert f.disks["d0"].comp_runs[(WF, "s0", 1)][1] == f"step s0 of {WF} did not run in d0"
+
+
+def test_an_owed_result_a_claimant_acknowledges_before_it_drives_joins_its_saga():
+    # d1's SUCCEEDED of s0 reaches d2 while d2 follows d0, the driver (d1 follows d2, a
+    # claimant it granted). Acknowledged, it is resent no more: d2 keeps it, and the
+    # saga d2 drives once it holds an epoch owes it (takeover soak seed 8202446: it was
+    # dropped, and the winner's saga never compensated s0).
+    f, late = s0_succeeded_at_d1_unheard()
+    f.end("d2", False, "boom")
+    assert f.disks["d2"].final[WF] is WorkflowState.FAILED
+    (result,) = [m[2] for m in late if m[1] == "d0" and isinstance(m[2], ResultMsg)]
+    f.step("d2", Message("d1", result))
+    assert ("d2", "d1", AckMsg(("result", WF, "s0", "d2"))) in f.net
+    assert f.disks["d2"].results[WF]["s0"][1] is StepState.SUCCEEDED
+    assert f.nodes["d2"].stats["owed result kept for a later saga"] == 1
+    assert (WF, "s0") not in f.disks["d2"].compensations  # d0 drives: nothing planned
+    f.nodes["d2"].state.epochs[WF] = (1, "d2")  # as if d2 won epoch 1 and ended it there
+    f.nodes["d2"].compensating.ended(f.now, WF, WorkflowState.FAILED)
+    f.flush("d2")
+    assert f.disks["d2"].compensations[(WF, "s0")].domain == "d1"
+
+
+def test_a_result_of_a_workflow_ended_here_without_its_spec_owes_nothing_here():
+    # Ended here but never committed here (no spec): asked whether a result owes a
+    # compensation, the answer is no, not a KeyError that stops the driver (takeover
+    # soak seed 8910240).
+    f = Sagas()
+    f.nodes["d0"].state.final["d2.w9"] = WorkflowState.FAILED
+    msg = ResultMsg("d2.w9", "s0", 1, StepState.SUCCEEDED, {}, "")
+    assert not f.nodes["d0"].compensating.owes(msg)
