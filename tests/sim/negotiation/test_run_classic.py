@@ -49,8 +49,8 @@ def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> 
     """2PC takeover soak seeds: a new domain refused the end of the domain its round
     replaced (4920613, 8400444), a step left waiting to be placed when its coordinator's drive
     lapsed (4920841), and a re-placement round whose coordinator died for good in a
-    workflow left no live majority of its electorate: it blocks its new domain, as 2PC
-    does, and is counted (8401953)."""
-    report = run(seed, takeover_after_s=3.0, classic=True)
-    if seed == 8401953:
-        assert report.stats["2PC blocked: coordinator dead for good, nobody told"] > 0
+    workflow left no live majority of its electorate (8401953: it blocked its new
+    domain, as 2PC does, and the checker counts that as blocked, not as a leak; with
+    the takeover rules of epoch certificates since, the run no longer reaches that
+    case, and no seed of 2,000 from 8,400,000 does). `run` raises on any violation."""
+    run(seed, takeover_after_s=3.0, classic=True)
