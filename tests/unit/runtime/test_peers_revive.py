@@ -17,34 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fedorch.core.identity.envelope import Signer, new_nonce, open_message, seal
 from fedorch.core.identity.replay import ReplayGuard
-from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
 from fedorch.runtime import peers as peers_module
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.peers import REVIVE_MIN_AGE_S, PeerCallError, PeerChannels
 from fedorch.runtime.ports import SystemClock
 
-A_KEY, B_KEY = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-A, B = Signer("alpha", A_KEY), Signer("beta", B_KEY)
-TRUST = TrustStore({"alpha": A_KEY.public_key(), "beta": B_KEY.public_key()})
+# The keys, trust and the peer that answers ReportStep of the sign-of-life tests.
+from tests.unit.runtime.test_membership_heard_from import TRUST, A, Beta
+
 LONG_BACKOFF = [("grpc.initial_reconnect_backoff_ms", 60_000),
                 ("grpc.min_reconnect_backoff_ms", 60_000),
                 ("grpc.max_reconnect_backoff_ms", 60_000)]
-
-
-class Beta(peer_pb2_grpc.PeerServicer):
-    async def ReportStep(self, request, context):
-        body = open_message(request, TRUST, ReplayGuard(60_000), me="beta",
-                            now_ms=int(time.time() * 1000), expect="step_result")
-        return seal(B, recipient=body.sender, now_ms=int(time.time() * 1000),
-                    nonce=new_nonce(), ack=peer_pb2.Ack(ok=True))
 
 
 class Clock(SystemClock):

@@ -153,6 +153,18 @@ def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Fede
     return fed
 
 
+def s1_s2_ended_and_d0_silent() -> Federation:
+    """d0's workflow of s0 (on d0 itself), s1 (d1) and s2 (d2), committed; s1 and s2
+    SUCCEEDED; d0 silent with its attempt of s0, no Node told yet."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    return fed
+
+
 def dies(fed: Federation, domain: str, state: str = "DEAD",
          told: tuple[str, ...] = ("d0", "d1", "d2", "d3"), keep: Any = None) -> None:
     """`domain` is gone for good (its attempts with it); the others' views say so
@@ -485,12 +497,7 @@ def test_a_successor_fails_the_dead_coordinators_own_step_at_every_live_particip
 def test_a_successors_verdict_is_told_before_it_is_made() -> None:
     """Until d2 acknowledged it, d1 holds the end (its status RUNNING): a later
     successor elected meanwhile would find d2's end."""
-    fed = committed([step("s0"), step("s1"), step("s2")],
-                    {"s0": "d0", "s1": "d1", "s2": "d2"})
-    fed.end("d1", "s1")
-    fed.end("d2", "s2")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
+    fed = s1_s2_ended_and_d0_silent()
     fed.step("d1", MemberState("d0", "DEAD"))  # d2 has not heard: it grants d1's claim
     held = fed.nodes["d1"].domain_loss
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg))

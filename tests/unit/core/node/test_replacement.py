@@ -532,14 +532,10 @@ def test_a_new_domain_in_doubt_hears_the_end_from_the_successor_it_asks() -> Non
     assert [type(m).__name__ for _, m in sent(ready)] == ["DecisionAnswer"]
 
 
-def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_acceptor(
-) -> None:
-    """s0 runs on d0 itself, s1 on d1; the electorate is d0, d1 and d2, an extra
-    acceptor. d3 is gone; d1 dies and d0 places s1 again on d2, which votes YES; d0 dies
-    for good before deciding. d2 is in doubt on that round only: it answers d1's claim
-    as the acceptor of the committed round it is (on the claim's proof), where it
-    answered "in doubt" for ever and d1 could never win (takeover soak seed 3400228).
-    Its electorate is the committed round's, not the re-placement round's two."""
+def d0_places_s1_again_on_d2_whose_vote_is_lost() -> Federation:
+    """s0 runs on d0 itself, s1 (idempotent) on d1; the electorate is d0, d1 and d2, an
+    extra acceptor. d3 is gone; d1 dies and d0 places s1 again on d2, whose YES is lost
+    on the way: d2 holds a re-placement round in doubt, d0 has not decided it."""
     fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
     assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
     dies(fed, "d3")
@@ -549,6 +545,18 @@ def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_accepto
         fed.step(n, MemberState("d1", "DEAD"))
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
     fed.net = []
+    return fed
+
+
+def test_an_extra_acceptor_in_doubt_on_a_re_placement_round_grants_as_an_acceptor(
+) -> None:
+    """s0 runs on d0 itself, s1 on d1; the electorate is d0, d1 and d2, an extra
+    acceptor. d3 is gone; d1 dies and d0 places s1 again on d2, which votes YES; d0 dies
+    for good before deciding. d2 is in doubt on that round only: it answers d1's claim
+    as the acceptor of the committed round it is (on the claim's proof), where it
+    answered "in doubt" for ever and d1 could never win (takeover soak seed 3400228).
+    Its electorate is the committed round's, not the re-placement round's two."""
+    fed = d0_places_s1_again_on_d2_whose_vote_is_lost()
     key = next(h.key for h in fed.nodes["d2"].participant.holds() if h.workflow_id == WF)
     assert key[1] > 1 and fed.nodes["d2"].participant.status(key) == "prepared"
     assert fed.nodes["d2"].takeover.electorate_of(WF) == frozenset({"d0", "d1", "d2"})

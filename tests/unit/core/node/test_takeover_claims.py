@@ -15,7 +15,7 @@ from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating_takeover import WF, Held
-from tests.unit.core.node.test_domain_loss import committed, step
+from tests.unit.core.node.test_domain_loss import s1_s2_ended_and_d0_silent
 
 # s0 (d1, with a compensate block) -> s1 (d2, fails) -> s2 (d3); d0 coordinates. The
 # electorate is the four of them (a majority is three).
@@ -125,12 +125,7 @@ def test_an_acting_successor_keeps_the_end_it_told_against_a_members_older_end()
     is not replaced by the answer's, and is the one made once acknowledged. Taking the
     answer's made a second end of epoch 1 against the one electors already kept
     (takeover soak seed 8450680)."""
-    fed = committed([step("s0"), step("s1"), step("s2")],
-                    {"s0": "d0", "s1": "d1", "s2": "d2"})
-    fed.end("d1", "s1")
-    fed.end("d2", "s2")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
+    fed = s1_s2_ended_and_d0_silent()
     fed.step("d1", MemberState("d0", "DEAD"))
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg))
     d1 = fed.nodes["d1"]

@@ -5,10 +5,10 @@ the committed round's electorate is its acceptors, d0, d1 and d2."""
 from __future__ import annotations
 
 from fedorch.core.node import MemberState
-from fedorch.core.node.records import VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_domain_loss import NAMES, WF, Federation, committed, dies, step
+from tests.unit.core.node.test_domain_loss import NAMES, WF, Federation
+from tests.unit.core.node.test_replacement import d0_places_s1_again_on_d2_whose_vote_is_lost
 
 
 def views(fed: Federation, name: str, alive: tuple[str, ...]) -> None:
@@ -24,15 +24,7 @@ def ended_by_a_successor_d2_granted_as_an_acceptor() -> Federation:
     committed round it is: `granted`, no coordinator followed. d1, back, wins, fails s0
     (not idempotent, lost with d0) and tells d2 its end with its certificate; d2 takes
     it (its re-placement YES released)."""
-    fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
-    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
-    dies(fed, "d3")
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
-    fed.net = []
+    fed = d0_places_s1_again_on_d2_whose_vote_is_lost()
     fed.silent.add("d0")
     fed.running["d0"] = set()
     fed.silent.discard("d1")
