@@ -85,7 +85,8 @@ def _attempts(fed, name: str, wid: str, step: str = "nap") -> list[tuple]:
         return fed.rows(name, "SELECT attempt, state, pgid FROM step_runs"
                         " WHERE workflow_id=? AND step_id=? ORDER BY attempt", (wid, step))
     started = sorted(run[2] for run in fed.node_table(name, "runs") if run[:2] == (wid, step))
-    results = fed.node_table(name, "results").get(wid, {})
+    results = {step_id: result for (wf, step_id), result
+               in fed.node_table(name, "results").items() if wf == wid}  # a row per step
     groups = StepGroups(fed.workdir / "data" / name / GROUPS_DIR).recorded()
     ended = results.get(step)  # (attempt, state, outputs, error)
     rows = []
