@@ -378,9 +378,16 @@ def _replacement_yes(node: Any, wf: str) -> bool:
 def _claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:
     # A participant claims; so may the original coordinator, told of a later epoch whose
     # holder is gone (agent/core/workflow/takeover_overtaken.py): grants decide.
-    participants = _epoch_of(node.state, msg.workflow_id)[1]
+    d = node.state
+    participants = _epoch_of(d, msg.workflow_id)[1]
     if participants is not None:
         participants = participants | {coordinator_of(msg.workflow_id)}
+        # And the claimant granted an epoch here: a rival our claim yielded to
+        # (core/workflow/takeover_split.py: it "wins with our vote"), maybe a new domain
+        # whose placement never reached us; refused, it never could (2PC seed 9100469).
+        granted = d.granted.get(msg.workflow_id, (0, ""))
+        if granted[0] >= 1:
+            participants.add(granted[1])
     authorize("takeover_claim", src, Facts(
         workflow_id=msg.workflow_id, epoch=msg.epoch, participants=participants))
 

@@ -44,7 +44,7 @@ def test_the_soak_command_takes_the_commit_protocol(capsys) -> None:
     assert "in-doubt query" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("seed", [4920613, 4920841, 8400444, 8401953])
+@pytest.mark.parametrize("seed", [4920613, 4920841, 8400444, 8401953, 9100469])
 def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
     """2PC takeover soak seeds: a new domain refused the end of the domain its round
     replaced (4920613, 8400444), a step left waiting to be placed when its coordinator's drive
@@ -52,5 +52,8 @@ def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> 
     workflow left no live majority of its electorate (8401953: it blocked its new
     domain, as 2PC does, and the checker counts that as blocked, not as a leak; with
     the takeover rules of epoch certificates since, the run no longer reaches that
-    case, and no seed of 2,000 from 8,400,000 does). `run` raises on any violation."""
+    case, and no seed of 2,000 from 8,400,000 does), a lost domain back that yielded
+    its claim to a new domain whose placement it never took, then refused that
+    domain's claim as no party's (9100469: the workflow waited for ever).
+    `run` raises on any violation."""
     run(seed, takeover_after_s=3.0, classic=True)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from fedorch.core.identity.authority import Refused
 from fedorch.core.node.authority import check
-from fedorch.core.node.records import FinalMsg, WfInfo
+from fedorch.core.node.records import ClaimMsg, FinalMsg, WfInfo
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
@@ -98,6 +98,31 @@ def test_a_new_domain_takes_the_end_of_the_domain_its_own_round_replaced():
         check(new_domain_placed_over(), "mallory", FinalMsg(WF, WorkflowState.FAILED,
                                                             epoch=1))
     assert refused.value.reason == "not_participant"
+
+
+def lost_domain_that_yielded(granted: tuple[int, str] | None) -> SimpleNamespace:
+    """b, the domain WF's only step ran on, back after co placed that step again on n
+    (a placement b refused, having claimed epoch 1 itself: placed_here.py); denied by
+    co, which granted n epoch 1, b yielded to n (`granted`: takeover_split.py)."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "b"}, "co")
+    state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
+                            epochs={} if granted is None else {WF: granted},
+                            granted={} if granted is None else {WF: granted},
+                            placements={}, final={})
+    return SimpleNamespace(state=state, votes=None,
+                           running=SimpleNamespace(end_proof=lambda wf: None))
+
+
+def test_a_claim_of_the_rival_granted_here_is_let_through():
+    """b's placement of n never came, yet b yielded to n: n's claim reaches b's core
+    (which grants it again), or n never wins the epoch b and co hold for it and the
+    workflow waits for ever (2PC takeover soak seed 9100469). One from a domain b never
+    granted is still refused as no party."""
+    check(lost_domain_that_yielded((1, "n")), "n", ClaimMsg(WF, 1, None))
+    for granted, claimant in (((1, "n"), "mallory"), (None, "n")):
+        with pytest.raises(Refused) as refused:
+            check(lost_domain_that_yielded(granted), claimant, ClaimMsg(WF, 1, None))
+        assert refused.value.reason == "not_participant"
 
 
 def test_acknowledgements_are_checked_each_by_its_rule_and_refused_alone():
