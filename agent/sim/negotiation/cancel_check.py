@@ -9,12 +9,17 @@ dead for good carries nothing out. No step attempt starts at a domain that took 
 cancel and drives the workflow (`learned`; check.py also fails an attempt started
 where the workflow had ended). A held end its electors cannot acknowledge (a
 participant gone for good, those left too few) is skipped and counted, as the
-takeover check skips a loss verdict's.
+takeover check skips a loss verdict's: its taker's row stays RUNNING until one comes
+back (domain_loss.py, docs/failures.md), whoever holds the told end meanwhile (a
+participant takes the first end it hears, and may die for good before its
+acknowledgement leaves); every end held anywhere is still checked CANCELLED.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -61,12 +66,17 @@ class CancelCheck:
             row = self.c.row(sim, wf)
             ends = [(name, agent.disk.final.get(wf)) for name, agent in sim.agents.items()]
             ends += [(name, end) for name, w, end, _ in self.c._forgotten if w == wf]
-            if not any(end is not None for _, end in ends) and self.unacknowledgeable(sim, wf):
+            held = (row is None or row.state.name not in TERMINAL_NAMES) \
+                and self.unacknowledgeable(sim, wf)
+            if held:
                 # Its CANCELLED end, told first to every elector, is made once enough
-                # acknowledged it (domain_loss.py): those left are no majority.
+                # acknowledged it (domain_loss.py): those left are no majority. A
+                # participant told it holds it meanwhile (told_ends.py), one gone for
+                # good since too (2PC takeover soak seed 9100973: it took the end and
+                # died before its acknowledgement left): each end there is is still
+                # checked below.
                 sim.stats["cancel held: its end unacknowledgeable, a domain gone for good"] += 1
-                continue
-            if sim.workflows.get(wf) not in sim.dead_forever \
+            elif sim.workflows.get(wf) not in sim.dead_forever \
                     and (row is None or row.state.name != "CANCELLED"):
                 self.c.fail(f"cancel: {coord} took the cancel of {wf}, which ended"
                           f" {row.state.name if row is not None else 'nowhere'}")

@@ -57,3 +57,13 @@ def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> 
     domain's claim as no party's (9100469: the workflow waited for ever).
     `run` raises on any violation."""
     run(seed, takeover_after_s=3.0, classic=True)
+
+
+@pytest.mark.parametrize("seed", [9100973])
+def test_classic_takeover_seeds_the_checker_once_failed_hold_every_invariant(seed: int) -> None:
+    """2PC takeover soak seeds where the cores did as documented and the checker asked
+    more: the CANCELLED end of a workflow on two domains, one gone for good, held at
+    its coordinator, which waits for the other to come back and acknowledge it
+    (docs/failures.md), while the gone one had taken the told end before it died
+    (9100973: counted as held, its end at the gone one still checked CANCELLED)."""
+    run(seed, takeover_after_s=3.0, classic=True)
