@@ -21,7 +21,9 @@ crash) through hooks the simulated shells call, and checks:
   doubt), every workflow whose domains are all up again is terminal, and
   non-blocking: for a transaction whose coordinator died forever, every live
   YES voter learned the decision within two lease periods after the last lease
-  (counted from when the network had healed and the acceptors and the voter were up),
+  (counted from when the network had healed and the acceptors and the voter were up;
+  for a classic 2PC round, decided in its coordinator's log alone, the coordinator
+  and the voter: up and not paused),
   or, for a re-placement round, released its YES as the workflow ended there or as
   the holder of a later epoch answered the round void; under classic 2PC
   (`Timing.classic`) a voter whose coordinator died for good before any live agent
@@ -367,8 +369,11 @@ class Checker:
                 if voter in dead or not sim.agents[voter].alive:
                     continue
                 # From the voter's own last start too: a restored hold's lease counts
-                # again from the restore (core/negotiation/participant.restarted).
-                calm = sim.calm_since((*tx.acceptors, voter))
+                # again from the restore (core/negotiation/participant.restarted). A
+                # classic 2PC round (no acceptors) is decided in its coordinator's log
+                # alone: its voters wait while it is down or stalled, as 2PC does
+                # (docs/failures.md), so from its own last return too (restart, pause).
+                calm = sim.calm_since((*(tx.acceptors or (tx.coordinator,)), voter))
                 deadline = max(max(voters.values()), calm) + 2 * lease
                 # A re-placement round (classic 2PC, decided by its coordinator's log
                 # alone) is resolved for its new domain by the workflow's end too, or

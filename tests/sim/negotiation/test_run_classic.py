@@ -59,11 +59,16 @@ def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> 
     run(seed, takeover_after_s=3.0, classic=True)
 
 
-@pytest.mark.parametrize("seed", [9100973])
+@pytest.mark.parametrize("seed", [9100973, 9100347])
 def test_classic_takeover_seeds_the_checker_once_failed_hold_every_invariant(seed: int) -> None:
     """2PC takeover soak seeds where the cores did as documented and the checker asked
     more: the CANCELLED end of a workflow on two domains, one gone for good, held at
     its coordinator, which waits for the other to come back and acknowledge it
     (docs/failures.md), while the gone one had taken the told end before it died
-    (9100973: counted as held, its end at the gone one still checked CANCELLED)."""
+    (9100973: counted as held, its end at the gone one still checked CANCELLED); a
+    voter of a first round whose coordinator, back, stalled (paused) before its
+    ABORT left, then died for good as the pause ended, its last answers still
+    reaching the voter: 2PC blocks while its coordinator is stalled, so the voter's
+    bound counts from the coordinator's last return, not the voter's alone (9100347,
+    the other participant never prepared)."""
     run(seed, takeover_after_s=3.0, classic=True)
