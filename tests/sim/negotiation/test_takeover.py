@@ -114,10 +114,11 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # Takeover soak seeds once failing, each mended by a rule of the Node's (its unit test
 # names the seed): 8101707, a void loss verdict left on record refused the result of
 # the step's new placement (core/node/replacement.py); 8700249, a claimant that told
-# on an earlier epoch's end showed no proof of it to the original back (running.py);
+# on an earlier epoch's end showed no proof of it to the original back (running.py),
+# and 8303778, it refused the end's own holder, whose end was never made (the same rule);
 # 8101903, a new domain held the lost domain's success of the step placed on it and
 # never ran it (placed_here.py).
-ONCE_FAILING = (8101707, 8700249, 8101903)
+ONCE_FAILING = (8101707, 8700249, 8303778, 8101903)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)

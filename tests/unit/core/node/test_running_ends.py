@@ -174,15 +174,11 @@ def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged()
     assert fed.disks["d0"].final[CWF] is WorkflowState.SUCCEEDED
 
 
-def test_a_claimant_that_told_on_an_earlier_epochs_end_answers_the_original_with_it(
-) -> None:
+def d2_told_d1s_end_on_in_an_epoch_it_never_won() -> tuple:
     """d0's workflow: s2 on d2 SUCCEEDED, then d0 dies; d1 wins epoch 1. d2, whose view
     says d1 DEAD too, claims epoch 2 (its claims lost); d1's s1 ends and d1 tells its end
     in epoch 1, with its certificate: d2 takes it and tells it on in the epoch it never
-    won. d0, back, tells d2 its own end (FAILED, epoch 0): d2 answers with the end it
-    made and epoch 1's certificate, kept with it, and d0 takes that end (takeover soak
-    seed 8700249: d2 kept no proof it could show, refused d0's notice, and d0 stayed
-    RUNNING for ever)."""
+    won. Returns the federation and d1's notice."""
     fed = loss_committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     wf = "d0.w"
     fed.end("d2", "s2")
@@ -202,13 +198,24 @@ def test_a_claimant_that_told_on_an_earlier_epochs_end_answers_the_original_with
     fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
     fed.deliver(keep=lambda src, dst, msg: (src, dst) == ("d1", "d2") or d2s_claims(src,
                                                                                   dst, msg))
-    told = [(src, msg) for src, dst, msg in fed.net if type(msg) is FinalMsg]
+    told = [msg for src, dst, msg in fed.net if type(msg) is FinalMsg]
     fed.net = []
-    assert [m.epoch for _, m in told] == [1] and told[0][1].won
-    fed.step("d2", Message(*told[0]))
+    assert [m.epoch for m in told] == [1] and told[0].won
+    fed.step("d2", Message("d1", told[0]))
     assert fed.nodes["d2"].stats["takeover claimant told an earlier epoch's end on"] == 1
     assert fed.disks["d2"].final[wf] is WorkflowState.SUCCEEDED
     fed.net = []
+    return fed, told[0]
+
+
+def test_a_claimant_that_told_on_an_earlier_epochs_end_answers_the_original_with_it(
+) -> None:
+    """d0, back, tells d2 its own end (FAILED, epoch 0): d2 answers with the end it made
+    and epoch 1's certificate, kept with it, and d0 takes that end (takeover soak seed
+    8700249: d2 kept no proof it could show, refused d0's notice, and d0 stayed RUNNING
+    for ever)."""
+    fed, _ = d2_told_d1s_end_on_in_an_epoch_it_never_won()
+    wf = "d0.w"
     ready = fed.step("d2", Message("d0", FinalMsg(wf, WorkflowState.FAILED)))
     answers = [m for to, m in sent(ready) if to == "d0" and type(m) is ClaimAnswerMsg]
     assert [(a.held_epoch, a.holder, a.final) for a in answers] == [
@@ -217,3 +224,14 @@ def test_a_claimant_that_told_on_an_earlier_epochs_end_answers_the_original_with
     fed.restore("d0")
     fed.step("d0", Message("d2", answers[0]))
     assert fed.disks["d0"].final[wf] is WorkflowState.SUCCEEDED
+
+
+def test_a_claimant_that_told_on_an_earlier_epochs_end_acknowledges_that_end() -> None:
+    """d1's notice again (not acknowledged yet: d1 makes its end once enough did): d2,
+    which ended the workflow alike on it, acknowledges it, so d1 makes its end (takeover
+    soak seed 8303778: refused, as of an epoch older than d2's claim, d1's end was never
+    made)."""
+    fed, told = d2_told_d1s_end_on_in_an_epoch_it_never_won()
+    ready = fed.step("d2", Message("d1", told))
+    assert fed.refused == []
+    assert ("d1", AckMsg(("final", "d0.w", "d2"))) in sent(ready)
