@@ -34,7 +34,10 @@ other Node's (and the coordinator's own, where it is a participant too):
   everywhere again (replacement_handover.py, `made_here`): our YES, PREPARED, commits;
 - the new domain learns the round's COMMIT (`committed_here`, from the Node's commit of
   the hold): the placement is written and taken; a successor's round (its epoch's
-  range, its certificate checked at PREPARE) makes it follow that successor; a Node new to the workflow builds its
+  range, its certificate checked at PREPARE) makes it follow that successor; the lost
+  domain's own result of an idempotent step now ours, held here (it reached us, not the
+  coordinator that placed it again), is dropped then, and the step runs here (its
+  older placement's result is refused by that coordinator); a Node new to the workflow builds its
   progress from the round's PREPARE (its whole placement), but a step that placement
   names it for by another re-placement round whose YES it holds in doubt is left
   unplaced (`resumed`, Progress.placement_in_doubt) until that round's own COMMIT:
@@ -280,9 +283,21 @@ class PlacedHere:
             n.running.resume(now, wf)
             return True
         p = n.progress.get(wf)
+        lost_ran = [step for step, _ in steps if p is not None and step in p.steps
+                    and p.steps[step].domain == info.lost and p.steps[step].idempotent
+                    and p.steps[step].state in TERMINAL_STEP_STATES]
+        if lost_ran:
+            # The lost domain's own result of a step now ours, reported here before we
+            # took it (its SUCCEEDED reached us, not the coordinator that placed it
+            # again): of a placement that is over, refused by that coordinator, and, kept,
+            # it would have us never run the step, the workflow waiting on it for ever
+            # (takeover soak seed 8101903). Idempotent, placed again so: it runs here.
+            n.stats["result of an older placement dropped here"] += 1
+            d.results[wf] = {k: v for k, v in d.results.get(wf, {}).items()
+                             if k not in lost_ran}
         if p is not None:
             for step, _ in steps:
-                if p.placed_again(step, n.name, epoch, info.lost):
+                if p.placed_again(step, n.name, epoch, info.lost, afresh=step in lost_ran):
                     n.note("placed_again", (wf, step), n.name, epoch,
                            p.steps[step].idempotent, now)
             n.running.start_ready(now, wf)

@@ -148,7 +148,7 @@ class RecordedResults(Recorded):
     never changes one in place, and keeps the others of a map it copies). A map that
     drops a step is said as every row of the workflow deleted and the rest written
     anew (the view moves the workflow last, as the rows do; only a result of a
-    placement that is over is dropped so: placed_here.py). An empty map is no map:
+    placement that is over is dropped so: placed_here.py, replacement.py). An empty map is no map:
     the workflow has no rows."""
 
     def __setitem__(self, wf, results) -> None:

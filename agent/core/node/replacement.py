@@ -98,6 +98,7 @@ from fedorch.core.negotiation.messages import (
     VoteIn,
 )
 from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.node.replacement_successor import Mandates
@@ -385,6 +386,15 @@ class Replacements:
         d.placements[wf] = {**d.placements.get(wf, {}), step: (epoch, domain, lost)}
         p = n.progress[wf]
         p.placed_again(step, domain, epoch, lost)
+        verdict = d.results.get(wf, {}).get(step)
+        if verdict is not None and was_lost(lost, verdict[1], verdict[3]) \
+                and not n.domain_loss.holds(wf):
+            # A verdict of ours on the lost placement whose end was never made (void:
+            # this Node followed a later epoch, then drove again) is over with it: left
+            # on record, it would refuse the new placement's result as one after a
+            # terminal one, and the workflow would wait for ever (takeover soak seed
+            # 8101707). A verdict still held keeps its end told.
+            d.results[wf] = {k: v for k, v in d.results[wf].items() if k != step}
         n.stats["step placed again"] += 1
         n.note("placed_again", (wf, step), domain, epoch, p.steps[step].idempotent, now)
         if n.takeover is not None:

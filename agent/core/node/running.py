@@ -253,15 +253,19 @@ class Running:
 
     def end_proof(self, wf: str) -> tuple[int, str, tuple] | None:
         """The proof of the end made here of `wf` in a later epoch: the certificate of
-        the successor whose end was taken, or our own when we made it as one."""
+        the successor whose end was taken, or our own when we made it as one; a
+        claimant that never won its epoch told on the end it learned, whose proof it
+        kept (takeover soak seed 8700249: no proof, the original refused for ever)."""
         d = self.n.state
         if wf not in d.final:
             return None
         epoch, holder = d.epochs.get(wf, (0, ""))
+        kept = d.end_proofs.get(wf)
         if holder == self.n.name and epoch >= 1 and self.n.takeover is not None:
             won = self.n.takeover.proof.own_certificate(wf, epoch)
-            return (epoch, holder, won) if won else None
-        kept = d.end_proofs.get(wf)
+            if won:
+                return (epoch, holder, won)
+            return kept if kept is not None and kept[0] < epoch else None
         return kept if kept is not None and kept[0] == epoch else None
 
     def answer_overtaken(self, src: str, msg: FinalMsg) -> bool:

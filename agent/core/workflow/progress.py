@@ -267,7 +267,8 @@ class Progress:
             resolved.append((step.id, action))
         return resolved
 
-    def placed_again(self, step_id: str, domain: str, epoch: int, lost: str) -> bool:
+    def placed_again(self, step_id: str, domain: str, epoch: int, lost: str, *,
+                     afresh: bool = False) -> bool:
         """A committed round placed `step_id` again, on `domain`, after `lost` was lost;
         `epoch`: the placement's fencing token (the round's number, above every epoch
         before it). A step not terminal starts afresh there (WAITING, attempts counted
@@ -279,7 +280,8 @@ class Progress:
         starting it afresh would run its attempt 1 a second time beside the first. (A
         step placed here by a round still in doubt here never starts before that round's
         COMMIT: `placement_in_doubt`.) Returns whether anything changed (False for a
-        repeat or an older placement)."""
+        repeat or an older placement). `afresh`: a terminal step too (its new domain
+        drops the lost one's result it held: placed_here.py)."""
         step = self.steps.get(step_id)
         if step is None or epoch < step.epoch or (epoch == step.epoch
                                                   and step.domain == domain):
@@ -288,7 +290,7 @@ class Progress:
             step.replaced_from.append(lost)
         same_placement = step.domain == domain
         step.domain, step.epoch, step.lost_to = domain, epoch, lost
-        if step.state not in TERMINAL_STEP_STATES and not same_placement:
+        if (afresh or step.state not in TERMINAL_STEP_STATES) and not same_placement:
             step.state, step.attempts, step.outputs, step.error = (
                 StepState.WAITING, 0, {}, "")
         return True

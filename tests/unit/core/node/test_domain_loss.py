@@ -35,7 +35,7 @@ from fedorch.gen.fedorch.v1 import spec_pb2
 from tests.unit.core.node.test_takeover import NAMES
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
-__all__ = ["NAMES", "WF", "Federation", "committed", "d1_back_wins_epoch_1", "dies",
+__all__ = ["NAMES", "WF", "Federation", "OnlyD1TakesA", "committed", "d1_back_wins_epoch_1", "dies",
            "lost_where_no_other_domain_takes_it", "result", "step"]
 
 WF = "d0.w"
@@ -92,12 +92,13 @@ class OnlyD1TakesA(Federation):
         return {"d0": {"b": 4}, "d1": {"a": 4}}.get(name, {"c": 4})
 
 
-def lost_where_no_other_domain_takes_it() -> Federation:
+def lost_where_no_other_domain_takes_it(federation: type[Federation] = OnlyD1TakesA
+                                        ) -> Federation:
     """s1 on d1 SUCCEEDS, its result lost on the way to d0 (s2 on d0 needs it), and d1
     stalls (DEAD): d0 sends s1 back to be placed again (its placement epoch moves on),
     no domain takes it, and the verdict's end, its notice to d2 (the round's extra
     acceptor) lost, waits for d1 or d2 to acknowledge it."""
-    fed = OnlyD1TakesA()
+    fed = federation()
     fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
         spec_pb2.StepSpec(id="s1", capability="a", idempotent=True),
         spec_pb2.StepSpec(id="s2", capability="b", needs=["s1"])]),

@@ -5,12 +5,20 @@ federation); step attempts end only when a test says so."""
 from __future__ import annotations
 
 from fedorch.core.negotiation.messages import Accept, PaxosPrepare
-from fedorch.core.node import MemberState, Message
-from fedorch.core.node.records import ClaimAnswerMsg, PlacedMsg, ResultMsg
+from fedorch.core.node import MemberState, Message, StepEnded, Submit
+from fedorch.core.node.records import ClaimAnswerMsg, PlacedMsg, ResultMsg, Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
+from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.test_domain_loss import NAMES, WF, committed, dies, step
+from tests.unit.core.node.test_domain_loss import (
+    NAMES,
+    WF,
+    Federation,
+    committed,
+    dies,
+    step,
+)
 from tests.unit.core.node.test_replacement import in_doubt_with_the_coordinator_gone
 
 
@@ -90,3 +98,41 @@ def test_the_original_back_claims_past_a_gone_holder_of_a_later_epoch() -> None:
     assert fed.evidence.acting.get((WF, 2)) == "d0"
     assert fed.disks["d2"].granted[WF] == (2, "d0")
     assert fed.disks["d0"].epochs[WF] == (2, "d0")
+
+
+class OnlyD1AndD2TakeA(Federation):
+    """d1 and d2 offer a (d0 b, d3 c): a step of d1's can be placed again on d2 only
+    (a round refused at d3 is followed by another)."""
+
+    timing = Timing(max_rounds=3, takeover_after_s=3.0)
+
+    def capacities_of(self, name: str) -> dict[str, int]:
+        return {"d0": {"b": 4}, "d1": {"a": 4}, "d2": {"a": 4}}.get(name, {"c": 4})
+
+
+def test_the_new_domain_runs_a_step_whose_lost_domain_reported_success_to_it_only(
+) -> None:
+    """s1 (idempotent) on d1 SUCCEEDS; its result reaches d2 (s2 there needs it) and not
+    d0. d1 dies: d0, not knowing s1 ran, places it again on d2, the only other domain
+    offering a. d2 held d1's SUCCEEDED, a result of a placement that is over, which d0
+    refuses: kept, d2 would never run s1 and d0 would wait for it for ever (takeover
+    soak seed 8101903). It is dropped when d2 takes its placement, and s1 runs there."""
+    fed = OnlyD1AndD2TakeA()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1", idempotent=True), step("s2", needs=("s1",))]),
+        placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver()
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: (src, dst) == ("d1", "d0"))
+    fed.net = []
+    assert fed.disks["d2"].results[WF]["s1"][1] is StepState.SUCCEEDED
+    assert "s1" not in fed.disks["d0"].results.get(WF, {})
+    dies(fed, "d1")
+    assert fed.disks["d0"].placements[WF]["s1"][1] == "d2"
+    assert fed.nodes["d2"].stats["result of an older placement dropped here"] == 1
+    assert [run for node, run in fed.started if node == "d2" and run[1] == "s1"] == [
+        (WF, "s1", 1)]
+    fed.end("d2", "s1")
+    fed.end("d2", "s2")
+    fed.tick(fed.now + 3.0)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED

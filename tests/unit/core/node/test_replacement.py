@@ -29,6 +29,7 @@ from tests.unit.core.node.test_domain_loss import (
     NAMES,
     WF,
     Federation,
+    OnlyD1TakesA,
     committed,
     d1_back_wins_epoch_1,
     dies,
@@ -867,3 +868,63 @@ def test_a_successor_that_is_the_new_domain_hands_the_commit_out_to_itself() -> 
     assert fed.disks["d2"].learned[(WF, epoch)].commit
     assert fed.disks["d1"].placements[WF]["s1"][1] == "d2"  # its placement is over
     assert ("d2", 1) in runs_of(fed, "s1")
+
+
+class D3TakesAWhenBack(OnlyD1TakesA):
+    """Only d1 offers a, until d3 comes back offering it too (`d3_offers_a`)."""
+
+    d3_offers_a = False
+
+    def capacities_of(self, name: str) -> dict[str, int]:
+        if name == "d3" and self.d3_offers_a:
+            return {"a": 4}
+        return super().capacities_of(name)
+
+
+def test_a_void_verdict_on_the_lost_placement_yields_to_a_new_placement() -> None:
+    """d0's verdict on s1 (no domain takes it again) waits for d1. d1, back, wins epoch
+    1 and d0 follows it (its reports of s1 lost on the way): the verdict is void, its end
+    never made, yet on record. d0, whose view says d1 DEAD, wins epoch 2 and, d3 offering
+    a by then, places s1 again there: d3's result is taken, not refused as one after the
+    void verdict (a terminal result), and the workflow ends SUCCEEDED (takeover soak
+    seed 8101707: RUNNING for ever)."""
+    fed = lost_where_no_other_domain_takes_it(D3TakesAWhenBack)
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+             MemberState("d3", "ALIVE"))
+    fed.step("d1", MemberState("d0", "ALIVE"))
+
+    def d1s_reports(src: str, dst: str, msg: object) -> bool:
+        return src == "d1" and isinstance(msg, ResultMsg)
+
+    fed.deliver(keep=lambda src, dst, msg: d1s_reports(src, dst, msg)
+                or src == "d0" and isinstance(msg, (FinalMsg, ClaimMsg)))
+    claims = [m for m in fed.net if isinstance(m[2], ClaimMsg)]
+    fed.net = []
+    d0 = fed.nodes["d0"]
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    fed.step("d0", Tick())
+    assert not d0.domain_loss.holds(WF)
+    assert d0.stats["loss verdict void: driven or ended elsewhere"] == 1
+    assert result(fed, "d0", "s1")[1] is StepState.FAILED  # on record still
+    fed.d3_offers_a = True
+    fed.restore("d3")
+    fed.step("d3", *fed.first_inputs("d3"))
+    fed.net = claims
+    for _ in range(2):
+        fed.now += 3.0
+        for n in NAMES:
+            fed.step(n, Tick())
+        fed.deliver(keep=d1s_reports)
+        fed.net = []
+    assert fed.disks["d0"].epochs[WF] == (2, "d0")
+    assert fed.disks["d0"].placements[WF]["s1"][1] == "d3"
+    fed.end("d3", "s1")
+    assert d0.stats["result after a terminal one refused"] == 0
+    assert result(fed, "d0", "s1")[1] is StepState.SUCCEEDED
+    fed.end("d0", "s2")
+    for _ in range(3):
+        fed.tick(fed.now + 3.0)
+        fed.net = []
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED

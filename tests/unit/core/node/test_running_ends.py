@@ -7,8 +7,15 @@ from __future__ import annotations
 from collections import Counter
 
 from fedorch.core.negotiation.messages import DecisionAck
-from fedorch.core.node import Message, StepEnded, Submit, Tick
-from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg, Timing
+from fedorch.core.node import MemberState, Message, StepEnded, Submit, Tick
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
+    FinalMsg,
+    ResultMsg,
+    Timing,
+)
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -17,6 +24,8 @@ from fedorch.gen.fedorch.v1 import spec_pb2
 from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_cancel import WF as CWF
 from tests.unit.core.node.test_cancel import Federation as Three
+from tests.unit.core.node.test_domain_loss import committed as loss_committed
+from tests.unit.core.node.test_domain_loss import step
 from tests.unit.core.node.test_takeover import WF, committed
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
@@ -163,3 +172,66 @@ def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged()
     assert fed.end_one_step()
     fed.deliver()
     assert fed.disks["d0"].final[CWF] is WorkflowState.SUCCEEDED
+
+
+def d2_told_d1s_end_on_in_an_epoch_it_never_won() -> tuple:
+    """d0's workflow: s2 on d2 SUCCEEDED, then d0 dies; d1 wins epoch 1. d2, whose view
+    says d1 DEAD too, claims epoch 2 (its claims lost); d1's s1 ends and d1 tells its end
+    in epoch 1, with its certificate: d2 takes it and tells it on in the epoch it never
+    won. Returns the federation and d1's notice."""
+    fed = loss_committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    wf = "d0.w"
+    fed.end("d2", "s2")
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for n in ("d1", "d2", "d3"):
+        fed.step(n, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert fed.evidence.acting == {(wf, 1): "d1"}
+
+    def d2s_claims(src: str, dst: str, msg: object) -> bool:
+        return src == "d2" and isinstance(msg, ClaimMsg)
+
+    fed.step("d2", MemberState("d1", "DEAD"))
+    fed.net = [m for m in fed.net if not d2s_claims(*m)]
+    assert fed.disks["d2"].granted[wf] == (2, "d2")  # claimed, never won
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: (src, dst) == ("d1", "d2") or d2s_claims(src,
+                                                                                  dst, msg))
+    told = [msg for src, dst, msg in fed.net if type(msg) is FinalMsg]
+    fed.net = []
+    assert [m.epoch for m in told] == [1] and told[0].won
+    fed.step("d2", Message("d1", told[0]))
+    assert fed.nodes["d2"].stats["takeover claimant told an earlier epoch's end on"] == 1
+    assert fed.disks["d2"].final[wf] is WorkflowState.SUCCEEDED
+    fed.net = []
+    return fed, told[0]
+
+
+def test_a_claimant_that_told_on_an_earlier_epochs_end_answers_the_original_with_it(
+) -> None:
+    """d0, back, tells d2 its own end (FAILED, epoch 0): d2 answers with the end it made
+    and epoch 1's certificate, kept with it, and d0 takes that end (takeover soak seed
+    8700249: d2 kept no proof it could show, refused d0's notice, and d0 stayed RUNNING
+    for ever)."""
+    fed, _ = d2_told_d1s_end_on_in_an_epoch_it_never_won()
+    wf = "d0.w"
+    ready = fed.step("d2", Message("d0", FinalMsg(wf, WorkflowState.FAILED)))
+    answers = [m for to, m in sent(ready) if to == "d0" and type(m) is ClaimAnswerMsg]
+    assert [(a.held_epoch, a.holder, a.final) for a in answers] == [
+        (1, "d1", WorkflowState.SUCCEEDED)]
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.step("d0", Message("d2", answers[0]))
+    assert fed.disks["d0"].final[wf] is WorkflowState.SUCCEEDED
+
+
+def test_a_claimant_that_told_on_an_earlier_epochs_end_acknowledges_that_end() -> None:
+    """d1's notice again (not acknowledged yet: d1 makes its end once enough did): d2,
+    which ended the workflow alike on it, acknowledges it, so d1 makes its end (takeover
+    soak seed 8303778: refused, as of an epoch older than d2's claim, d1's end was never
+    made)."""
+    fed, told = d2_told_d1s_end_on_in_an_epoch_it_never_won()
+    ready = fed.step("d2", Message("d1", told))
+    assert fed.refused == []
+    assert ("d1", AckMsg(("final", "d0.w", "d2"))) in sent(ready)
