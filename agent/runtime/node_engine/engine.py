@@ -134,8 +134,7 @@ from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
 from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
-__all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
-           "uses_node_engine"]
+__all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config"]
 
 log = logging.getLogger("fedorch.node_engine")
 
@@ -145,11 +144,6 @@ SUBMIT_DURABLE_S = 10.0  # a submission not durable by then is answered UNAVAILA
 
 class EngineConfigError(ValueError):
     """A config the node engine cannot run; one line saying what to change."""
-
-
-def uses_node_engine(config: config_pb2.AgentConfig) -> bool:
-    """The node engine is the default: only `engine: shells` keeps the shells."""
-    return config.engine != config_pb2.ENGINE_SHELLS
 
 
 def check_node_config(config: config_pb2.AgentConfig) -> None:
