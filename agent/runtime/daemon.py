@@ -38,7 +38,6 @@ from fedorch.runtime.key_changes import earlier_key_fingerprints
 from fedorch.runtime.node_engine.engine import (
     EngineConfigError,
     NodeAgent,
-    NodeEngineAgent,
     check_node_config,
 )
 from fedorch.runtime.node_engine.engine_switch import check_engine_switch
@@ -140,7 +139,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     store = await Store.open(config.data_dir, domain=config.domain, key=fingerprint,
                              start_fresh=start_fresh, earlier_keys=earlier_keys)
     try:
-        agent = NodeEngineAgent(config, store)
+        agent = Agent(config, store)
         agent.config_path = config_path
         # Membership before the port serves: the first gossip may come at once.
         await agent.open()
@@ -215,7 +214,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         raise StartupError(f"cannot serve metrics on {config.metrics_listen}: "
                            f"{e.strerror or e}") from None
     try:
-        # A node-engine agent's console cancels through its Client service's Cancel.
+        # The console cancels through the Client service's Cancel.
         console = await start_console(config.console_listen, agent, auth,
                                       client_service)
     except ConsoleError as e:

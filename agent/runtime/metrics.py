@@ -45,14 +45,6 @@ class AgentMetrics:
         self.decisions = Counter(
             "fedorch_decisions", "Round decisions this agent made as coordinator",
             ["outcome"], registry=r)
-        self.collected_decisions = Counter(
-            "fedorch_decision_records_collected",
-            "COMMIT certificates dropped from the coordinator's log once every participant"
-            " acknowledged them", registry=r)
-        self.compacted = Counter(
-            "fedorch_compacted",
-            "Records removed by retention (docs/retention.md), by kind: workflows, and the"
-            " rows of each table that went with them", ["kind"], registry=r)
         self.kept_certificates = Gauge(
             "fedorch_commit_certificates_kept",
             "COMMIT certificates in the coordinator's log, as the last sweep counted them:"
@@ -79,9 +71,6 @@ class AgentMetrics:
             "fedorch_steps_self_fenced",
             "Step attempts this agent stopped itself, cut off from their workflow's"
             " coordinator and every other participant for the step lease", registry=r)
-        self.in_doubt_queries = Counter(
-            "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations",
-            registry=r)
         self.admission_seconds = Histogram(
             "fedorch_admission_seconds", "Submit to decision", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

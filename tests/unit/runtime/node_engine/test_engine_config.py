@@ -8,10 +8,10 @@ from fedorch.core.membership.swim_profiles import make_profile, suspicion_bounds
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import ConfigError, parse_config_text
 from fedorch.runtime.node_engine.engine import (
+    LEASE_DEAD_TIMES,
     check_node_config,
     timing_of,
 )
-from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
 MINIMAL = """\
 domain: eu-west

@@ -1,6 +1,6 @@
 """check_engine_switch: the node engine refuses to start over the older engine's
-(`shells`, removed) unfinished work in agent.db, reading it without changing anything; an agent.db with nothing unfinished
-(or none at all) lets it start."""
+(`shells`, removed) unfinished work in agent.db, reading it without changing anything;
+an agent.db with nothing unfinished (or none at all) lets it start."""
 
 from __future__ import annotations
 
