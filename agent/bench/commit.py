@@ -132,7 +132,7 @@ class _Run:
 # Every submission of the bench is this request (no request id: each is a new workflow),
 # built once rather than copying the spec per call. The bench times the commit (RUNNING)
 # and the end: it asks for those statuses only (`states`; a terminal one always comes),
-# so the node engine sends two per workflow, not three (the shells send every change).
+# so the agent sends two per workflow, not three.
 REQUEST = client_pb2.SubmitAndWatchRequest(submit=client_pb2.SubmitRequest(spec=SPEC),
                                            state_changes_only=True, states=[RUNNING])
 
@@ -346,7 +346,7 @@ NODE_COUNTERS = {"driver_turns": ("fedorch_node_driver_turns_total", {}),
 
 
 def node_counters(net: RealNet) -> dict[str, dict[str, float]]:
-    """Each agent's node-engine counters so far (zero for the shells)."""
+    """Each agent's node-engine counters so far."""
     return {d: {name: net.metric(d, metric, **labels)
                 for name, (metric, labels) in NODE_COUNTERS.items()}
             for d in net.procs}
@@ -361,12 +361,11 @@ def cpu_ms_per_workflow(before: dict[str, float], after: dict[str, float],
     return per
 
 
-async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "node",
-                submit: str = "call") -> dict:
+async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call") -> dict:
     """One closed loop of `total` workflows with `concurrency` submitters: its rates and
-    the CPU the agents and the client spent per workflow (with the node engine, its
-    driver turns, transactions and envelopes per workflow too)."""
-    node_before = await asyncio.to_thread(node_counters, net) if engine == "node" else None
+    the CPU the agents and the client spent per workflow, and the driver turns,
+    transactions and envelopes per workflow."""
+    node_before = await asyncio.to_thread(node_counters, net)
     statements_before = await asyncio.to_thread(store_statements, net)
     threads_before = {d: thread_cpu_s(proc.pid) for d, proc in net.procs.items()}
     cpu_before = cpu_now(net)
@@ -382,14 +381,12 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "node"
     for r in loaded:
         if r.error:
             failed[r.error] = failed.get(r.error, 0) + 1
-    node = {}
-    if node_before is not None:
-        after = await asyncio.to_thread(node_counters, net)
-        scale = {k: 1000 if k.endswith("_cpu_ms") else 1 for k in NODE_COUNTERS}
-        node = {"node_per_workflow": {
-            d: {k: round((after[d][k] - node_before[d][k]) * scale[k] / total, 3)
-                for k in NODE_COUNTERS}
-            for d in after}}
+    after = await asyncio.to_thread(node_counters, net)
+    scale = {k: 1000 if k.endswith("_cpu_ms") else 1 for k in NODE_COUNTERS}
+    node = {"node_per_workflow": {
+        d: {k: round((after[d][k] - node_before[d][k]) * scale[k] / total, 3)
+            for k in NODE_COUNTERS}
+        for d in after}}
     return {**node, "concurrency": concurrency,
             "commits_per_s": round(len(committed_at) / (max(committed_at, default=start)
                                                         - start or 1), 1),
@@ -408,12 +405,12 @@ async def _peak(net: RealNet, total: int, concurrency: int, engine: str = "node"
 
 @contextlib.asynccontextmanager
 async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None,
-                      engine: str = "node", profiled: Path | None = None):
+                      profiled: Path | None = None):
     """The bench's three agents, started, converged, and stopped by pid at the end.
-    `engine`: the agents' `engine` (shells, or node: runtime/node_engine). `profiled`:
+    `profiled`:
     the coordinator (c1) runs under fedorch.bench.profiled_agent, its profile to that
     file (switched on and off by SIGUSR1 / SIGUSR2)."""
-    extra = {"engine": engine, **(extra or {})}
+    extra = extra or {}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
         {"name": "bench.noop", "capacity": 100_000,
          "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
@@ -452,28 +449,24 @@ async def _written(path: Path, deadline_s: float = 30.0) -> None:
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
-                           batching: bool = True, engine: str = "node",
-                           profile: Path | None = None, submit: str = "call") -> dict:
+                           batching: bool = True, profile: Path | None = None, submit: str = "call") -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
     default). `profile`: a file where the coordinator's event-loop profile over the
     closed loops is written (cProfile, fedorch.bench.profiled_agent). `submit`: "call",
     one SubmitAndWatch call per workflow, or "stream", each closed loop's workflows in
-    one SubmitStream call (node engine only; the half-load open loop makes calls)."""
-    if submit == "stream" and engine != "node":
-        raise ValueError("SubmitStream is the node engine's: submit 'stream' needs engine node")
+    one SubmitStream call (the half-load open loop makes calls)."""
     if not concurrency or min(concurrency) < 1 or total < 1:
         raise ValueError("the bench needs at least one workflow and one submitter")
     echo = await echo_calls_per_s()
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
-        async with _federation(Path(tmp), commit, batching, engine=engine,
-                               profiled=profile) as net:
+        async with _federation(Path(tmp), commit, batching, profiled=profile) as net:
             unloaded = await _closed_loop(net, 30, 1, submit)
             if profile is not None:
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR1)
-            loops = [await _peak(net, total, n, engine, submit) for n in concurrency]
+            loops = [await _peak(net, total, n, submit) for n in concurrency]
             if profile is not None:
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR2)
                 await _written(profile)
@@ -498,7 +491,6 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "closed_loops": loops,
         "commit": commit,
         "batching": batching,
-        "engine": engine,
         "submit": submit,
         "forced_write_ms": round(fsync_ms, 2),
     }

@@ -29,7 +29,7 @@ the rest is the Node, the driver and asyncio; and the garbage collector's CPU ap
 (it falls inside the other parts). `gc_threshold` sets the collector's first threshold
 for the run. What it leaves out, and `bench commit`
 has: gRPC (calls, streams, the poller thread), the client's SubmitAndWatch stream, the
-daemon's shells, audit log, membership gossip and metrics. So it measures what the
+daemon's audit log, membership gossip and metrics. So it measures what the
 Node path costs with disk and crypto, the floor under a daemon built on it.
 """
 

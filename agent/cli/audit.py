@@ -141,7 +141,8 @@ def show(workflow_id: str, data_dir: Path, as_json: bool) -> None:
 @DATA_DIR
 def proof(workflow_id: str, data_dir: Path) -> None:
     """Print a self-contained JSON proof of one workflow coordinated by this domain
-    (format 1 for the shells' records, format 2 for the node engine's)."""
+    (format 1 for the records of the older engine, `shells`; format 2 for the node
+    engine's)."""
     from fedorch.core.audit.proof import ProofError, build_proof, dumps
 
     with _reader(data_dir) as reader:

@@ -103,7 +103,7 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
             data_dir: str | None = None, commit: str = "paxos", batching: bool = True,
-            engine: str = "node", submit: str = "call") -> dict:
+            submit: str = "call") -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -112,14 +112,13 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
         total=total, concurrency=concurrency, workdir=Path(data_dir) if data_dir else None,
-        commit=commit, batching=batching, engine=engine, submit=submit))
+        commit=commit, batching=batching, submit=submit))
 
 
 def _print_commit(r: dict) -> None:
     table = Table(title=f"{r['commit']} commit, three-domain workflows on 127.0.0.1"
                         f" (batching {'on' if r['batching'] else 'off'},"
-                        f" submitted by {r.get('submit', 'call')},"
-                        f" engine {r.get('engine', 'node')})")
+                        f" submitted by {r.get('submit', 'call')})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -167,21 +166,15 @@ def _print_commit(r: dict) -> None:
 @click.option("--commit", "protocol", type=click.Choice(["paxos", "2pc"]), default="paxos",
               show_default=True, help="negotiation.commit of the agents.")
 @click.option("--no-batching", is_flag=True, help="negotiation.batching: false.")
-@click.option("--engine", type=click.Choice(["shells", "node"]), default="node",
-              show_default=True, help="engine of the agents (node: one Node and one driver).")
 @click.option("--submit", "submit", type=click.Choice(["call", "stream"]), default="call",
               show_default=True,
               help="call: one SubmitAndWatch call per workflow; stream: each closed loop's"
-                   " workflows in one SubmitStream call (--engine node).")
+                   " workflows in one SubmitStream call.")
 def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
-           protocol: str, no_batching: bool, engine: str, submit: str) -> None:
+           protocol: str, no_batching: bool, submit: str) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
-    if engine == "node" and protocol == "2pc":
-        raise click.UsageError("--engine node runs Paxos Commit only (no --commit 2pc)")
-    if submit == "stream" and engine != "node":
-        raise click.UsageError("--submit stream needs --engine node (SubmitStream)")
     result = _commit(workflows, _submitters(concurrency), data_dir, protocol, not no_batching,
-                     engine, submit)
+                     submit)
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -397,7 +390,7 @@ def node(as_json: bool, workflows: int, concurrency: str, envelope: str, crypto:
          layout: str, gc_threshold: int | None, data_dir: str | None) -> None:
     """The Node path alone: three NodeDrivers in one process with SQLite and signatures.
 
-    No gRPC, no client stream, no daemon shells: each message is encoded, signed and
+    No gRPC, no client stream, no daemon: each message is encoded, signed and
     verified, then posted to the receiver's driver loop in memory. What it prints is
     the floor under a daemon built on the Node, not the daemon's cost (bench commit)."""
     envelopes = ("message", "turn") if envelope == "both" else (envelope,)

@@ -1,4 +1,4 @@
-"""Signing and checking SWIM claims with the domain's key (the membership shell's).
+"""Signing and checking SWIM claims with the domain's key (membership's).
 
 The SWIM core signs its claims through a `ClaimSigner` and checks others' through a
 `ClaimVerifier` (agent/core/membership/swim_types.py's Signer and Verifier). Both put

@@ -28,6 +28,7 @@ from fedorch.runtime.config_checks import (
     LOG_LEVELS,
     check,
     check_clients,
+    check_engine,
     check_explicit_empty,
     check_relations,
     gossip_profile_name,
@@ -94,6 +95,7 @@ def parse_config_text(
     _expand_egress_labels(data, source)
     check_explicit_empty(data, source)
     _split_accept_from(data, source)
+    check_engine(data, source)
     check_fields(data, config_pb2.AgentConfig.DESCRIPTOR, source, ConfigError, BOUNDS)
     config = config_pb2.AgentConfig()
     to_message(data, config, source, ConfigError)

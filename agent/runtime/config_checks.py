@@ -18,6 +18,7 @@ from fedorch.runtime.yaml_proto import (
     ConfigError,
     at_least,
     between,
+    describe,
     enum_short_name,
     join_path,
     positive,
@@ -62,6 +63,24 @@ def check_explicit_empty(data: Mapping[str, Any], source: str) -> None:
             "must not be empty; omit it to accept any trusted domain, "
             "or list this domain's own name to take only its own work",
         )
+
+
+# `engine: shells` named the older engine, removed since; a config naming it (or anything
+# but node) gets this one line, checked on the YAML before the schema walk, which would
+# otherwise offer `shells` among the choices.
+ENGINE_REMOVED = ("must be node (the only engine), got {got}: the older engine `shells` was"
+                  " removed; an agent.db with its unfinished work must first be drained by"
+                  " the previous release")
+
+
+def check_engine(data: Mapping[str, Any], source: str) -> None:
+    """ConfigError unless `engine` is absent or `node`."""
+    if "engine" not in data:
+        return
+    value = data["engine"]
+    if not (isinstance(value, str) and value.lower() == "node"):
+        got = repr(value) if isinstance(value, str) else describe(value)
+        raise ConfigError(source, "engine", ENGINE_REMOVED.format(got=got))
 
 
 def _require(value: str, source: str, path: str, hint: str) -> None:

@@ -25,8 +25,7 @@ from fedorch.core.identity.tls import trust_bundle
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
 from fedorch.runtime import logs, telemetry
-from fedorch.runtime.agent import Agent, run_until_stopped
-from fedorch.runtime.client_service import ClientService
+from fedorch.runtime.agent import Agent
 from fedorch.runtime.config import ConfigError, load_config
 from fedorch.runtime.console import ConsoleError, start_console
 from fedorch.runtime.interceptors import (
@@ -39,9 +38,7 @@ from fedorch.runtime.key_changes import earlier_key_fingerprints
 from fedorch.runtime.node_engine.engine import (
     EngineConfigError,
     NodeAgent,
-    NodeEngineAgent,
     check_node_config,
-    uses_node_engine,
 )
 from fedorch.runtime.node_engine.engine_switch import check_engine_switch
 from fedorch.runtime.node_engine.identity import MARKER_KEY as NODE_DB_MARKER
@@ -49,7 +46,6 @@ from fedorch.runtime.node_engine.identity import NODE_DB
 from fedorch.runtime.node_engine.identity import open_checked as open_node_db
 from fedorch.runtime.node_engine.services import NodeClientService, NodePeerService
 from fedorch.runtime.node_store import NodeStoreError
-from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
 from fedorch.runtime.transport import (
@@ -129,16 +125,13 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     key = load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
     ClientKeys.from_files(config.clients.key_files)
-    if uses_node_engine(config):
-        try:
-            check_node_config(config)  # what the node engine cannot run, before any file
-        except EngineConfigError as e:
-            raise StartupError(str(e)) from None
-        # Not over the shells' unfinished work in agent.db: checked read-only, before
-        # Store.open writes anything (node_engine/engine_switch.py).
-        check_engine_switch(config.data_dir)
-    else:  # nor the shells over the node engine's unfinished work in node.db
-        check_engine_switch(config.data_dir, to_node=False, domain=config.domain)
+    try:
+        check_node_config(config)  # what the node engine cannot run, before any file
+    except EngineConfigError as e:
+        raise StartupError(str(e)) from None
+    # Not over the older engine's unfinished work in agent.db: checked read-only, before
+    # Store.open writes anything (node_engine/engine_switch.py).
+    check_engine_switch(config.data_dir)
     # Only the database this domain wrote, undamaged (or, with start_fresh, an empty one
     # with the refused file moved aside).
     fingerprint = key_fingerprint(key.public_key())
@@ -146,17 +139,15 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     store = await Store.open(config.data_dir, domain=config.domain, key=fingerprint,
                              start_fresh=start_fresh, earlier_keys=earlier_keys)
     try:
-        agent = (NodeEngineAgent if uses_node_engine(config) else Agent)(config, store)
+        agent = Agent(config, store)
         agent.config_path = config_path
         # Membership before the port serves: the first gossip may come at once.
         await agent.open()
-        # `engine: node`: the negotiation and the steps run on one Node and its driver
-        # (runtime/node_engine); the Agent keeps membership, trust and signing.
-        engine = None
-        if uses_node_engine(config):
-            # Only the node.db this agent wrote (node_engine/identity.py), as for agent.db.
-            await check_node_store(config, store, fingerprint, earlier_keys, start_fresh)
-            engine = NodeAgent(agent)
+        # The negotiation and the steps run on one Node and its driver
+        # (runtime/node_engine); the Agent keeps membership, trust and signing. Only the
+        # node.db this agent wrote (node_engine/identity.py), as for agent.db.
+        await check_node_store(config, store, fingerprint, earlier_keys, start_fresh)
+        engine = NodeAgent(agent)
     except (EngineConfigError, NodeStoreError) as e:
         await store.close()
         raise StartupError(str(e)) from None
@@ -195,11 +186,9 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         # the database): the anchors start from the trust store, not from the files.
         trust_changed()
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-    client_service = (ClientService(agent, auth) if engine is None
-                      else NodeClientService(engine, auth))
+    client_service = NodeClientService(engine, auth)
     client_pb2_grpc.add_ClientServicer_to_server(client_service, server)
-    peer_pb2_grpc.add_PeerServicer_to_server(
-        PeerService(agent) if engine is None else NodePeerService(engine), server)
+    peer_pb2_grpc.add_PeerServicer_to_server(NodePeerService(engine), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -225,9 +214,9 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         raise StartupError(f"cannot serve metrics on {config.metrics_listen}: "
                            f"{e.strerror or e}") from None
     try:
-        # A node-engine agent's console cancels through its Client service's Cancel.
+        # The console cancels through the Client service's Cancel.
         console = await start_console(config.console_listen, agent, auth,
-                                      client_service if engine is not None else None)
+                                      client_service)
     except ConsoleError as e:
         if metrics_server is not None:
             metrics_server.shutdown()
@@ -242,7 +231,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     await server.start()
     ready = asyncio.Event()
     runner = asyncio.create_task(
-        run_until_stopped(agent, ready) if engine is None else engine.run(ready), name="agent")
+        engine.run(ready), name="agent")
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait([runner, waiter], return_when=asyncio.FIRST_COMPLETED)
     if ready.is_set():

@@ -5,9 +5,8 @@ trust store match it. What a removed domain loses, and where:
 - its signatures no longer verify (TrustStore.remove): every peer message it sends is
   refused at the input boundary and counted in fedorch_rejected_messages_total, and its
   gossip claims no longer count;
-- it leaves the members view (Membership.members), so nothing is placed on it;
-- work it does for workflows coordinated here is resolved as if it had died, and
-  transactions it coordinates that are in doubt here recover without it;
+- it leaves the members view (Membership.members), so nothing is placed on it, and the
+  Node's member view reads it unknown from its next update (on_members_change);
 - with mutual TLS, its certificate root leaves the server's and channels' roots for new
   handshakes (the daemon's on_trust_change hook).
 """
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING
 from fedorch.core.identity.key_records import raw_key
 from fedorch.core.identity.keys import KeyFileError
 from fedorch.core.identity.trust import TrustStore
-from fedorch.core.workflow.domain_loss import UNTRUSTED
 from fedorch.gen.fedorch.v1 import config_pb2
 
 if TYPE_CHECKING:
@@ -48,13 +46,6 @@ def reload_trust(agent: AgentContext, config: config_pb2.AgentConfig) -> tuple[l
                     ", ".join(added) or "none", ", ".join(removed) or "none")
         for hook in agent.on_trust_change:
             hook()
-    if removed and agent.membership is not None:
-        # Work it does for workflows coordinated here is lost as if it had died
-        # (its results would be refused anyway); transactions it coordinates that are
-        # in doubt here recover without it.
-        agent.coordination.domains_dead(dict.fromkeys(removed, UNTRUSTED))
-        for domain in removed:
-            agent.consensus.coordinator_dead(domain)
     return added, removed
 
 

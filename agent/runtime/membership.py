@@ -1,4 +1,4 @@
-"""Membership shell: drives the SWIM core (agent.membership.swim) over gRPC.
+"""Membership: drives the SWIM core (agent.membership.swim) over gRPC.
 
 A DEAD verdict reaches the rest of the agent (the workflows: domain loss, in-doubt
 recovery, takeover) only once it has stood for the profile's `loss_grace` without a
@@ -64,16 +64,10 @@ PUSH_PULL_TIMEOUT_S = 5.0
 # An agent whose seeds all stay silent this long after it started takes work anyway,
 # with what it knows (itself at least): it may be the first of its federation up.
 JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
-# How often the coordinator is told again of every member that is lost (DEAD or LEFT),
-# while one is and work is active here (see _observe).
-DEAD_SWEEP_S = 5.0
 # The member states in which a domain is lost to the workflows it takes part in: DEAD
 # (crashed, or cut off for good) and LEFT (stopped gracefully: its agent kills its
 # steps' processes as it stops, and whether it ever comes back is not known).
 LOST_STATES = frozenset({MemberState.DEAD, MemberState.LEFT})
-# Member events that change a member's state (the takeover shell watches those).
-STATE_EVENTS = frozenset({EventKind.ALIVE, EventKind.SUSPECT, EventKind.DEAD, EventKind.LEFT,
-                          EventKind.REAPED})
 
 
 # A round's PREPAREs all leave from the coordinator's one event loop and its votes all
@@ -123,14 +117,11 @@ class Membership:
         self._leaving = False
         self._started = agent.now()
         self._rejoined = False
-        self._dead_swept_at = float("-inf")
-        self._dead_sweep_due: float | None = None  # while a member is lost
         self._publish_due: float | None = None  # a changed record held back until then
         self._offered_at = float("-inf")  # when the loop last offered the record
         # Member name by address, for the recipient of each outgoing call; checked
         # against the core on every use, rebuilt when it no longer holds.
         self._names: dict[str, str] = {}
-        self._lost: dict[str, str] = {}  # lost members acted on (and how), as of the last look
         # DEAD verdicts held for the grace before the workflows act on them.
         self.grace = LossGrace(self.profile.loss_grace)
         agent.metrics.registry.register(SwimCollector(self.swim))
@@ -263,11 +254,11 @@ class Membership:
         while not a.stopping:
             self._flush()
             self._observe()
-            # Until the core's next deadline (probe, suspicion, push-pull...) or the dead
-            # sweep's, whichever is first; a message that changed either, or a record to
-            # publish, wakes it (_wake_if_needed).
-            timers = [t for t in (self.swim.get_timer(), self._dead_sweep_due,
-                                  self._publish_due, self.grace.get_timer()) if t is not None]
+            # Until the core's next deadline (probe, suspicion, push-pull...), the loss
+            # grace's or a held record's, whichever is first; a message that changed
+            # one, or a record to publish, wakes it (_wake_if_needed).
+            timers = [t for t in (self.swim.get_timer(), self._publish_due,
+                                  self.grace.get_timer()) if t is not None]
             await self.sleep.until(min(timers) if timers else None)
             if self.swim.stopped:
                 return
@@ -405,12 +396,9 @@ class Membership:
         now = self.agent.now()
         grace_timer = self.grace.get_timer()
         grace_due = grace_timer is not None and now >= grace_timer
-        if not self.swim.has_events and not grace_due and not (
-                self._dead_sweep_due is not None and now >= self._dead_sweep_due):
-            # Nothing changed since the last look: the counts and the dead sweep's
-            # deadline stand (a turn for a probe timer need not scan every member).
-            self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
-                                    if self._lost and self.agent.active else None)
+        if not self.swim.has_events and not grace_due:
+            # Nothing changed since the last look: the counts stand (a turn for a probe
+            # timer need not scan every member).
             return
         outputs: list[Output] = []
         for event in self.swim.events():
@@ -421,8 +409,6 @@ class Membership:
                 log.info("member %s is ALIVE (incarnation %d)", event.name, event.incarnation)
             if event.name == self.agent.domain:
                 continue
-            if event.kind in STATE_EVENTS:
-                self.agent.takeovers.member_changed(event.name)
             # The one place a loss reaches the rest of the agent (never a SUSPECT: a
             # suspect may be only slow), through the grace: a LEFT at once, a DEAD verdict
             # once it stood for the grace (_act).
@@ -445,16 +431,6 @@ class Membership:
         counts = {s.value: 0 for s in MemberState}
         for view in self.swim.members():
             counts[view.state.value] += 1
-        lost = self.grace.losses()  # domain -> DEAD or LEFT, acted on
-        self._lost = lost
-        if lost and self.agent.active and now - self._dead_swept_at >= DEAD_SWEEP_S:
-            # Losses whose event came before the workflow could act on it.
-            self._dead_swept_at = now
-            self.agent.coordination.domains_dead(lost)
-        # Armed only while it has something to look at: a lost member and active work
-        # (new work that comes meanwhile waits at most until the core's next timer).
-        self._dead_sweep_due = (self._dead_swept_at + DEAD_SWEEP_S
-                                if lost and self.agent.active else None)
         for state, n in counts.items():
             self.agent.metrics.members.labels(state).set(n)
 
@@ -464,19 +440,15 @@ class Membership:
         a = self.agent
         for out in outputs:
             if isinstance(out, Acted):
-                # Its steps are resolved where this agent coordinates, its in-doubt
-                # transactions recover without it, and the takeover watch looks again
-                # at the workflows it coordinates. A graceful leave is a loss as a death
-                # is: its steps stop with it, and what it still reports (before it
-                # stops, or back at a new incarnation) comes from a placement the loss
-                # ended, and is refused.
+                # The workflows act on it once the hooks (on_members_change) tell the Node
+                # (state_for_work reads it DEAD or LEFT now). A graceful leave is a loss
+                # as a death is: its steps stop with it, and what it still reports
+                # (before it stops, or back at a new incarnation) comes from a placement
+                # the loss ended, and is refused.
                 if out.state == "DEAD":
                     log.warning("member %s: DEAD verdict (incarnation %d) stood for the"
                                 " grace (%.1f s) without a sign of life: acted on",
                                 out.name, out.incarnation, self.grace.grace)
-                a.coordination.domain_dead(out.name, out.state)
-                a.consensus.coordinator_dead(out.name)
-                a.takeovers.member_changed(out.name)
             elif isinstance(out, Held):
                 log.info("member %s: DEAD verdict (incarnation %d) held for the grace"
                          " (%.1f s) before its loss is acted on", out.name, out.incarnation,

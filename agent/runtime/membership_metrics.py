@@ -1,4 +1,4 @@
-"""The membership shell's Prometheus counters, read from its cores at scrape time."""
+"""Membership's Prometheus counters, read from its cores at scrape time."""
 
 from __future__ import annotations
 

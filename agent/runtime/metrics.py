@@ -24,10 +24,6 @@ class AgentMetrics:
             "fedorch_client_refusals",
             "Client calls refused: not authenticated, not allowed, or a submission whose "
             "signed spec does not hold", ["method", "code"], registry=r)
-        self.takeovers = Counter(
-            "fedorch_coordinator_takeovers",
-            "Committed workflows this agent took over as coordinator (its predecessor gone)",
-            registry=r)
         self.rpc_errors = Counter(
             "fedorch_peer_rpc_errors", "Outgoing peer RPCs that failed", ["method", "code"],
             registry=r)
@@ -45,22 +41,6 @@ class AgentMetrics:
         self.decisions = Counter(
             "fedorch_decisions", "Round decisions this agent made as coordinator",
             ["outcome"], registry=r)
-        self.collected_decisions = Counter(
-            "fedorch_decision_records_collected",
-            "COMMIT certificates dropped from the coordinator's log once every participant"
-            " acknowledged them", registry=r)
-        self.compacted = Counter(
-            "fedorch_compacted",
-            "Records removed by retention (docs/retention.md), by kind: workflows, and the"
-            " rows of each table that went with them", ["kind"], registry=r)
-        self.kept_certificates = Gauge(
-            "fedorch_commit_certificates_kept",
-            "COMMIT certificates in the coordinator's log, as the last sweep counted them:"
-            " those of live workflows, and those awaiting a silent participant", registry=r)
-        self.commit_offers = Counter(
-            "fedorch_commit_offers",
-            "COMMITs offered again by the certificate sweep to participants of ended"
-            " workflows, by answer", ["answer"], registry=r)
         self.end_notices_owed = Gauge(
             "fedorch_end_notices_owed",
             "End notices of workflows coordinated here not yet acknowledged (on disk, sent"
@@ -71,20 +51,6 @@ class AgentMetrics:
         self.steps = Counter(
             "fedorch_step_attempts", "Step attempts run here, by result", ["result"],
             registry=r)
-        self.steps_replaced = Counter(
-            "fedorch_steps_replaced", "Steps a lost domain sent back to be placed again, by"
-            " outcome (replaced: a new round committed; failed: none could)", ["outcome"],
-            registry=r)
-        self.steps_self_fenced = Counter(
-            "fedorch_steps_self_fenced",
-            "Step attempts this agent stopped itself, cut off from their workflow's"
-            " coordinator and every other participant for the step lease", registry=r)
-        self.in_doubt_queries = Counter(
-            "fedorch_in_doubt_queries", "Decision queries made for in-doubt reservations",
-            registry=r)
-        self.admission_seconds = Histogram(
-            "fedorch_admission_seconds", "Submit to decision", registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.task_errors = Counter(
             "fedorch_task_errors", "Exceptions that ended one of the agent's tasks, by kind"
             " of task (each is logged with its traceback)", ["task"], registry=r)

@@ -1,16 +1,14 @@
-"""What an agent keeps on disk about a workflow, read the same way for either engine.
+"""What an agent keeps on disk about a workflow, read from its node.db.
 
-The shells keep their rows in agent.db (`workflows`, `reservations`, ...); the node
-engine keeps its Node's tables in node.db (`node_<table>`, rows of MessagePack keys and
-values, agent/runtime/node_store.py). A test that checks a durable fact both engines
-have (the epoch an agent follows and the one it granted, the slots it still holds, the
-electorate of the committed round) asks it here, and the answer has one shape whichever
-engine the agent runs. Files are opened read-only: the agent goes on writing (WAL).
+The node engine keeps its Node's tables in node.db (`node_<table>`, rows of MessagePack
+keys and values, agent/runtime/node_store.py). A test that checks a durable fact (the
+epoch an agent follows and the one it granted, the slots it still holds, the electorate
+of the committed round) asks it here, in one shape. Files are opened read-only: the
+agent goes on writing (WAL).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -27,7 +25,8 @@ def _data(fed: Federation, name: str) -> Path:
 
 
 def runs_node_engine(fed: Federation, name: str) -> bool:
-    """Agent `name` runs `engine: node`: it keeps a node.db beside its agent.db."""
+    """Agent `name` runs the node engine: it keeps a node.db beside its agent.db (every
+    agent does once started; the older engine, `shells`, was removed)."""
     return (_data(fed, name) / "node.db").exists()
 
 
@@ -47,10 +46,6 @@ def node_table(fed: Federation, name: str, table: str) -> dict | set:
 def epoch_row(fed: Federation, name: str, workflow_id: str) -> tuple:
     """(epoch, coordinator) the agent follows or acts in, then (epoch, holder) it granted
     (0, "" when it granted none); () when it keeps no such row for the workflow."""
-    if not runs_node_engine(fed, name):
-        rows = fed.rows(name, "SELECT epoch, coordinator, granted_epoch, granted_to"
-                              " FROM workflows WHERE id=?", (workflow_id,))
-        return tuple(rows[0]) if rows else ()
     followed = node_table(fed, name, "epochs").get(workflow_id)
     granted = node_table(fed, name, "granted").get(workflow_id, (0, ""))
     return (*followed, *granted) if followed is not None else ()
@@ -60,27 +55,19 @@ def followed_epoch(fed: Federation, name: str, workflow_id: str) -> tuple:
     """(epoch, coordinator) the agent follows or acts in; () when it keeps none. The node
     engine writes no row for epoch 0 (the original, named by the workflow's id) until a
     takeover moved it: its absence there is (0, the original coordinator)."""
-    if not runs_node_engine(fed, name):
-        return epoch_row(fed, name, workflow_id)[:2]
     followed = node_table(fed, name, "epochs").get(workflow_id)
     return tuple(followed) if followed is not None else (0, coordinator_of(workflow_id))
 
 
 def held_slots(fed: Federation, name: str, workflow_id: str) -> list:
-    """The reservations (shells) or holds (node engine) agent `name` keeps for the
-    workflow: [] once every slot it took for it is released."""
-    if not runs_node_engine(fed, name):
-        return fed.rows(name, "SELECT * FROM reservations WHERE workflow_id=?",
-                        (workflow_id,))
+    """The holds agent `name` keeps for the workflow: [] once every slot it took for it
+    is released."""
     return [hold for key, hold in node_table(fed, name, "holds").items()
             if key[0] == workflow_id]
 
 
 def electorate(fed: Federation, name: str, workflow_id: str) -> list[str]:
     """The committed round's acceptors as agent `name` kept them ([] if it keeps none)."""
-    if not runs_node_engine(fed, name):
-        rows = fed.rows(name, "SELECT acceptors FROM workflows WHERE id=?", (workflow_id,))
-        return json.loads(rows[0][0]) if rows and rows[0][0] else []
     row = node_table(fed, name, "rows").get(workflow_id)  # its coordinator's row
     if row is not None and row.acceptors:
         return list(row.acceptors)
@@ -90,18 +77,12 @@ def electorate(fed: Federation, name: str, workflow_id: str) -> list[str]:
 def granted_epoch(fed: Federation, name: str, workflow_id: str) -> tuple:
     """(epoch, holder) agent `name` granted for the workflow, kept on its own even where
     it holds no row of the workflow (an extra acceptor); () when it granted none."""
-    if not runs_node_engine(fed, name):
-        rows = fed.rows(name, "SELECT epoch, holder FROM takeover_grants"
-                              " WHERE workflow_id=?", (workflow_id,))
-        return tuple(rows[0]) if rows else ()
     return tuple(node_table(fed, name, "granted").get(workflow_id, ()))
 
 
 def knows_workflow(fed: Federation, name: str, workflow_id: str) -> bool:
     """Agent `name` keeps the workflow itself (a row as its coordinator, or a committed
     part of it), beyond an acceptor's record or a grant."""
-    if not runs_node_engine(fed, name):
-        return bool(fed.rows(name, "SELECT id FROM workflows WHERE id=?", (workflow_id,)))
     return workflow_id in node_table(fed, name, "rows") \
         or workflow_id in node_table(fed, name, "committed")
 
@@ -109,9 +90,6 @@ def knows_workflow(fed: Federation, name: str, workflow_id: str) -> bool:
 def started_attempts(fed: Federation, name: str, workflow_id: str) -> list[tuple[str, int]]:
     """(step, attempt) of every attempt agent `name` recorded as started for the workflow
     (written before its process starts: an attempt is never started twice), in order."""
-    if not runs_node_engine(fed, name):
-        return sorted(fed.rows(name, "SELECT step_id, attempt FROM step_runs"
-                                     " WHERE workflow_id=?", (workflow_id,)))
     return sorted((step, attempt) for wf, step, attempt in node_table(fed, name, "runs")
                   if wf == workflow_id)
 
@@ -119,17 +97,11 @@ def started_attempts(fed: Federation, name: str, workflow_id: str) -> list[tuple
 def prepared_here(fed: Federation, name: str, workflow_id: str) -> bool:
     """Agent `name` voted YES: its PREPARED reservation (hold) is on disk (written before
     the vote leaves), and it holds nothing else for the workflow."""
-    if not runs_node_engine(fed, name):
-        return fed.rows(name, "SELECT state FROM reservations WHERE workflow_id=?",
-                        (workflow_id,)) == [("prepared",)]
     return [h.state.value for h in held_slots(fed, name, workflow_id)] == ["prepared"]
 
 
 def learned_outcomes(fed: Federation, name: str, workflow_id: str) -> list[tuple[int, str]]:
     """(round, "COMMIT" | "ABORT") of each decision of the workflow agent `name` learned."""
-    if not runs_node_engine(fed, name):
-        return fed.rows(name, "SELECT round, outcome FROM learned WHERE workflow_id=?",
-                        (workflow_id,))
     return sorted((rnd, "COMMIT" if value.commit else "ABORT")
                   for (wf, rnd), value in node_table(fed, name, "learned").items()
                   if wf == workflow_id)
@@ -138,11 +110,7 @@ def learned_outcomes(fed: Federation, name: str, workflow_id: str) -> list[tuple
 def end_notices_owed(fed: Federation, name: str, workflow_id: str) -> list[str]:
     """The domains agent `name`, as the successor that ended the workflow, still owes its
     end (kept on disk until each answers, and sent again after a restart), sorted. An
-    original coordinator keeps none on disk under either engine: [] there."""
-    if not runs_node_engine(fed, name):
-        return [r[0] for r in fed.rows(name, "SELECT domain FROM end_notices"
-                                             " WHERE workflow_id=? ORDER BY domain",
-                                       (workflow_id,))]
+    original coordinator keeps none on disk: [] there."""
     epoch, coordinator = node_table(fed, name, "epochs").get(workflow_id, (0, ""))
     if workflow_id not in node_table(fed, name, "final") or epoch < 1 or coordinator != name:
         return []
@@ -160,10 +128,6 @@ def end_notices_owed(fed: Federation, name: str, workflow_id: str) -> list[str]:
 
 def epoch_voters(fed: Federation, name: str, workflow_id: str, epoch: int) -> set[str]:
     """The members whose grants agent `name` keeps as the proof of its `epoch`."""
-    if not runs_node_engine(fed, name):
-        return {v for (v,) in fed.rows(name, "SELECT voter FROM epoch_grants"
-                                             " WHERE workflow_id=? AND epoch=?",
-                                       (workflow_id, epoch))}
     won, certificate = node_table(fed, name, "certificates").get(workflow_id, (0, ()))
     return {grant.granter for grant in certificate} if won == epoch else set()
 
@@ -171,36 +135,19 @@ def epoch_voters(fed: Federation, name: str, workflow_id: str, epoch: int) -> se
 def keeps_stated_round(fed: Federation, name: str, workflow_id: str) -> bool:
     """Agent `name` kept, with its YES, the round as its coordinator signed it (a
     claimant's proof of the round for an acceptor that holds no step)."""
-    if not runs_node_engine(fed, name):
-        kept = fed.rows(name, "SELECT length(round_tx) FROM hold_txs WHERE workflow_id=?",
-                        (workflow_id,))
-        return bool(kept) and kept[0][0] > 0
     return any(wf == workflow_id and info.stated is not None
                for (wf, _), info in node_table(fed, name, "info").items())
 
 
 def acceptor_records(fed: Federation, name: str, workflow_id: str) -> int:
     """How many acceptor records of the workflow agent `name` keeps."""
-    if not runs_node_engine(fed, name):
-        return fed.rows(name, "SELECT count(*) FROM acceptor_records WHERE workflow_id=?",
-                        (workflow_id,))[0][0]
     return sum(1 for wf, _ in node_table(fed, name, "acceptor") if wf == workflow_id)
 
 
 def forget_the_round(fed: Federation, name: str, workflow_id: str) -> None:
     """Erase, in the files of agent `name` (stopped), its acceptor records and learned
     decisions of the workflow: what a lost Accept leaves at an acceptor holding no step."""
-    data = _data(fed, name)
-    conn = sqlite3.connect(data / "agent.db", timeout=5)
-    try:
-        with conn:
-            conn.execute("DELETE FROM acceptor_records WHERE workflow_id=?", (workflow_id,))
-            conn.execute("DELETE FROM learned WHERE workflow_id=?", (workflow_id,))
-    finally:
-        conn.close()
-    if not runs_node_engine(fed, name):
-        return
-    conn = sqlite3.connect(data / "node.db", timeout=5)
+    conn = sqlite3.connect(_data(fed, name) / "node.db", timeout=5)
     try:
         with conn:
             for table in ("acceptor", "learned"):
@@ -218,10 +165,6 @@ def attempt_closed(fed: Federation, name: str, workflow_id: str, step: str,
     interrupted attempt is closed so when its agent restarts, never run on), or, in the
     node engine, no longer runs it: its start is on record and its workflow has ended
     there (the Node stops a workflow's steps at its end and starts none after)."""
-    if not runs_node_engine(fed, name):
-        return fed.rows(name, "SELECT state FROM step_runs WHERE workflow_id=? AND"
-                              " step_id=? AND attempt=?",
-                        (workflow_id, step, attempt)) == [("failed",)]
     return (workflow_id, step, attempt) in node_table(fed, name, "runs") \
         and workflow_id in node_table(fed, name, "final")
 
@@ -231,10 +174,6 @@ def committed_round(fed: Federation, name: str, workflow_id: str) -> tuple:
     kept it; () when it keeps none. The node engine keeps the round (`committed`) and
     follows the coordinator it took a successor's round from (`epochs`, as it commits:
     agent/core/node/placed_here.py), so the coordinator is the one it follows."""
-    if not runs_node_engine(fed, name):
-        rows = fed.rows(name, "SELECT round, coordinator FROM workflows WHERE id=?",
-                        (workflow_id,))
-        return tuple(rows[0]) if rows else ()
     round_ = node_table(fed, name, "committed").get(workflow_id)
     if round_ is None:
         return ()

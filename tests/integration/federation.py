@@ -33,10 +33,6 @@ TERMINAL = TERMINAL_NAMES
 # The commit protocol the federations run (FEDORCH_TEST_COMMIT=2pc runs the suite with
 # classic two-phase commit; the default is the daemon's, Paxos Commit).
 COMMIT = os.environ.get("FEDORCH_TEST_COMMIT", "paxos")
-# The engine the federations run where a test names none (FEDORCH_TEST_ENGINE=shells
-# runs the suite on the shells, the engine before the node engine; unset: the daemon's
-# default, the node engine).
-ENGINE = os.environ.get("FEDORCH_TEST_ENGINE", "")
 # Fast timings so that tests about liveness and leases finish quickly.
 TEST_TIMINGS = {
     "log_level": "info",
@@ -44,15 +40,6 @@ TEST_TIMINGS = {
     "negotiation": {"prepare_timeout_s": 2, "lease_s": 4, "max_rounds": 3, "commit": COMMIT},
 }
 
-
-
-def with_test_engine(domains: dict[str, dict]) -> dict[str, dict]:
-    """`domains` with FEDORCH_TEST_ENGINE as the engine of each config that names none,
-    whatever its commit protocol."""
-    if not ENGINE:
-        return domains
-    return {name: body if "engine" in body else {**body, "engine": ENGINE}
-            for name, body in domains.items()}
 
 
 def node_engine_domains(names: tuple[str, ...], capabilities, *,
@@ -81,7 +68,7 @@ def step_states(status: status_pb2.WorkflowStatus) -> dict[str, tuple[str, str, 
 class Federation(RealNet):
     def __init__(self, workdir: Path, domains: dict[str, dict],
                  identity: ClientIdentity | None = None) -> None:
-        super().__init__(workdir, list(domains), bodies=with_test_engine(domains),
+        super().__init__(workdir, list(domains), bodies=domains,
                          extra=TEST_TIMINGS)
         # Signs the test's client calls, for agents that have `clients:` configured.
         self.identity = identity
@@ -112,17 +99,14 @@ class Federation(RealNet):
         await self.close()
 
     def rows(self, name: str, sql: str, args: tuple = ()) -> list[tuple]:
-        """Read an agent's SQLite file (read-only; WAL lets it go on writing)."""
+        """Read an agent's agent.db (its audit log, key records, meta), read-only: WAL
+        lets it go on writing."""
         path = self.workdir / "data" / name / "agent.db"
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
             return db.execute(sql, args).fetchall()
         finally:
             db.close()
-
-    def on_node_engine(self, name: str) -> bool:
-        """Agent `name` keeps its workflows in node.db (`engine: node`), not agent.db."""
-        return (self.workdir / "data" / name / "node.db").exists()
 
     def node_table(self, name: str, table: str) -> dict:
         """One table of agent `name`'s node.db (`Disk.<table>`, core/node/records.py),
@@ -154,13 +138,9 @@ class Federation(RealNet):
         os.kill(self.procs[name].pid, sig)
 
     async def prepared(self, name: str, workflow_id: str) -> bool:
-        """`name` voted YES: its PREPARED reservation is on disk (it is, before the vote),
-        either engine (the node engine's holds in node.db)."""
-        if self.on_node_engine(name):
-            return [h.state.value for (wf, _), h in self.node_table(name, "holds").items()
-                    if wf == workflow_id] == ["prepared"]
-        return self.rows(name, "SELECT state FROM reservations WHERE workflow_id=?",
-                         (workflow_id,)) == [("prepared",)]
+        """`name` voted YES: its PREPARED hold is in node.db (it is, before the vote)."""
+        return [h.state.value for (wf, _), h in self.node_table(name, "holds").items()
+                if wf == workflow_id] == ["prepared"]
 
     def signer(self, domain: str) -> Signer:
         """Sign as `domain` (its key from this federation's key dir)."""

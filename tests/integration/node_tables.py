@@ -1,9 +1,9 @@
-"""What an agent on `engine: node` keeps in node.db, read by a test as the shells' tables
-in agent.db are (read-only: WAL lets the agent go on writing).
+"""What an agent keeps in node.db, read by a test (read-only: WAL lets the agent go on
+writing).
 
 Each table is the Node's own (core/node/records.py `Disk`), decoded with the codec the
-agent writes it with (runtime/node_store.py). `None` for an agent that has no node.db:
-it runs the shells, whose facts are in agent.db.
+agent writes it with (runtime/node_store.py). `None` for an agent that has no node.db
+(not started yet).
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ def node_db(fed: Any, name: str) -> Path:
 
 
 def runs_node_engine(fed: Any, name: str) -> bool:
+    """The agent keeps a node.db: every agent once started (the node engine is the only
+    one)."""
     return node_db(fed, name).exists()
 
 
 def node_table(fed: Any, name: str, table: str) -> dict | set | None:
     """One of the Node's tables at agent `name` as node.db holds it now (None: no
-    node.db, the agent runs the shells)."""
+    node.db yet)."""
     path = node_db(fed, name)
     if not path.exists():
         return None
@@ -44,30 +46,20 @@ def node_table(fed: Any, name: str, table: str) -> dict | set | None:
 
 
 def learned(fed: Any, name: str, wid: str) -> list[tuple[int, str]]:
-    """(round, COMMIT|ABORT) of each decision of `wid` learned at `name`, either engine."""
-    table = node_table(fed, name, "learned")
-    if table is None:
-        return fed.rows(name, "SELECT round, outcome FROM learned WHERE workflow_id=?",
-                        (wid,))
+    """(round, COMMIT|ABORT) of each decision of `wid` learned at `name`."""
+    table = node_table(fed, name, "learned") or {}
     return sorted((r, "COMMIT" if v.commit else "ABORT") for (w, r), v in table.items()
                   if w == wid)
 
 
 def step_runs(fed: Any, name: str, wid: str) -> list[tuple[str, int]]:
-    """(step, attempt) of each attempt of `wid` started at `name`, either engine."""
-    table = node_table(fed, name, "runs")
-    if table is None:
-        return fed.rows(name, "SELECT step_id, attempt FROM step_runs WHERE workflow_id=?",
-                        (wid,))
+    """(step, attempt) of each attempt of `wid` started at `name`."""
+    table = node_table(fed, name, "runs") or set()
     return sorted((s, a) for w, s, a in table if w == wid)
 
 
 def prepared(fed: Any, name: str, wid: str) -> bool:
-    """`name` voted YES on `wid` and holds it PREPARED (on disk before the vote leaves),
-    either engine."""
-    table = node_table(fed, name, "holds")
-    if table is None:
-        return fed.rows(name, "SELECT state FROM reservations WHERE workflow_id=?",
-                        (wid,)) == [("prepared",)]
+    """`name` voted YES on `wid` and holds it PREPARED (on disk before the vote leaves)."""
+    table = node_table(fed, name, "holds") or {}
     return [str(h.state.value).lower() for (w, _), h in table.items() if w == wid] == [
         "prepared"]

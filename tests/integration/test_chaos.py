@@ -11,9 +11,7 @@ left, every committed workflow terminal.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import sqlite3
 import time
 
 import grpc
@@ -23,7 +21,7 @@ from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.federation import TERMINAL, Federation, state_name
-from tests.integration.node_tables import node_table, runs_node_engine
+from tests.integration.node_tables import node_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -124,17 +122,9 @@ async def _quiescent(fed: Federation, deadline_s: float) -> None:
         await asyncio.sleep(0.2)
 
 
-def _rows(fed: Federation, name: str, sql: str, args: tuple = ()) -> list[tuple]:
-    db = sqlite3.connect(f"file:{fed.workdir / 'data' / name / 'agent.db'}?mode=ro", uri=True)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
 def _node_facts(fed: Federation) -> tuple[dict, dict, dict[str, list], dict[str, list],
                                            dict[str, list]]:
-    """The same facts from node.db (the node engine's tables): decisions (coordinators'
+    """The facts the invariants read, from node.db: decisions (coordinators'
     records and what participants learned), each workflow's placements (its committed
     one, and any step placed again after a domain was lost), and, by agent, the holds
     left, the step attempts started and the final states known."""
@@ -161,10 +151,7 @@ def _node_facts(fed: Federation) -> tuple[dict, dict, dict[str, list], dict[str,
 
 
 def _check_invariants(fed: Federation, owners: dict[str, str], finals: dict[str, str]) -> None:
-    if runs_node_engine(fed, NAMES[0]):
-        decisions, placements, holds, runs, ends = _node_facts(fed)
-    else:
-        decisions, placements, holds, runs, ends = _shell_facts(fed)
+    decisions, placements, holds, runs, ends = _node_facts(fed)
     for wid, final in finals.items():
         commits = [r for r, o in decisions.get(wid, {}).items() if o == "COMMIT"]
         # Atomicity: at most one committed round; a workflow that ran has one.
@@ -186,27 +173,6 @@ def _check_invariants(fed: Federation, owners: dict[str, str], finals: dict[str,
         for wid, state in ends[name]:
             if wid in finals and state in TERMINAL:
                 assert state == finals[wid], (wid, name, state, finals[wid])
-
-
-def _shell_facts(fed: Federation) -> tuple[dict, dict, dict[str, list], dict[str, list],
-                                            dict[str, list]]:
-    """The facts the invariants read, from the shells' agent.db (see _node_facts)."""
-    decisions: dict[str, dict[int, str]] = {}
-    placements: dict[str, dict] = {}
-    for name in NAMES:
-        for wid, rnd, outcome in _rows(fed, name, "SELECT workflow_id, round, outcome "
-                                                  "FROM decisions"):
-            decisions.setdefault(wid, {})[rnd] = outcome
-        for wid, placement in _rows(fed, name, "SELECT id, placement FROM workflows "
-                                               "WHERE coordinator = ?", (name,)):
-            placements[wid] = {step: {domain}
-                               for step, domain in json.loads(placement).items()}
-    holds = {name: _rows(fed, name, "SELECT workflow_id, round FROM reservations")
-             for name in NAMES}
-    runs = {name: _rows(fed, name, "SELECT workflow_id, step_id FROM step_runs")
-            for name in NAMES}
-    ends = {name: _rows(fed, name, "SELECT id, state FROM workflows") for name in NAMES}
-    return decisions, placements, holds, runs, ends
 
 
 async def test_chaos_kills_and_restarts_keep_every_invariant(tmp_path):

@@ -21,14 +21,13 @@ from fedorch.core.workflow.spec import parse_spec_text
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import node_codec
 
-from tests.integration.engine_tables import engine_of, held, runs
+from tests.integration.engine_tables import held, runs
 from tests.integration.federation import (
     running_federation,
     state_name,
     step_states,
     wait_for,
 )
-from tests.submissions import signed
 
 pytestmark = pytest.mark.integration
 
@@ -167,49 +166,27 @@ EGRESS_REFUSAL = ("egress: step 'read' outputs may not go to us-east: us-east ha
                   "jurisdiction=US, to_labels allows jurisdiction in [EU]")
 
 
-@pytest.fixture(params=["shells", "node"])
-def engine_federation(request, tmp_path):
-    """This file's domains on one engine, named in each config."""
-    domains = {name: {**body, "engine": request.param} for name, body in DOMAINS.items()}
-    with running_federation(tmp_path / request.param, domains) as started:
+@pytest.fixture
+def engine_federation(tmp_path):
+    """This file's domains, in a federation of this test's own."""
+    with running_federation(tmp_path / "node", DOMAINS) as started:
         yield started
 
 
 async def test_egress_refuses_at_the_vote_a_placement_sending_outputs_to_a_us_domain(
         engine_federation):
-    """A coordinator that ignores the published egress (or saw it late) gets a NO: on
-    the shells a PREPARE through their Prepare RPC, answered with the vote; on the node
-    engine a PrepareMsg in a NodeTurn, its NO in partner's audit log (it goes to eu-west,
-    which coordinates no such workflow)."""
+    """A coordinator that ignores the published egress (or saw it late) gets a NO: a
+    PrepareMsg in a NodeTurn, its NO in partner's audit log (it goes to eu-west, which
+    coordinates no such workflow)."""
     fed = engine_federation
     try:
         await fed.wait_capacity_free()
         spec = parse_spec_text(VAULT_TO_TRAIN, "test")
         wid = f"eu-west.egress-{new_nonce().hex()[:8]}"
-        if engine_of(fed, "partner") == "node":
-            assert await _node_vote(fed, spec, wid, "us-east") == (False, EGRESS_REFUSAL)
-            assert held(fed, "partner", wid) == []
-            # The same PREPARE with train on eu-west is taken.
-            assert await _node_vote(fed, spec, wid + "-ok", "eu-west") == (True, "")
-            return
-        request = peer_pb2.PrepareRequest(workflow_id=wid, round=1, spec=spec,
-                                          steps=["read"],
-                                          placement={"read": "partner", "train": "us-east"},
-                                          submission=signed(spec))
-        envelope = seal(fed.signer("eu-west"), recipient="partner",
-                        now_ms=int(time.time() * 1000), nonce=new_nonce(), prepare=request)
-        reply = await fed.peer_call("partner", "Prepare", envelope)
-        vote = peer_pb2.Body.FromString(reply.body).vote
-        assert not vote.yes
-        assert vote.reason == EGRESS_REFUSAL
-        assert held(fed, "partner", request.workflow_id) == []
+        assert await _node_vote(fed, spec, wid, "us-east") == (False, EGRESS_REFUSAL)
+        assert held(fed, "partner", wid) == []
         # The same PREPARE with train on eu-west is taken.
-        request.workflow_id += "-ok"
-        request.placement["train"] = "eu-west"
-        envelope = seal(fed.signer("eu-west"), recipient="partner",
-                        now_ms=int(time.time() * 1000), nonce=new_nonce(), prepare=request)
-        vote = peer_pb2.Body.FromString((await fed.peer_call("partner", "Prepare", envelope)).body)
-        assert vote.vote.yes, vote.vote.reason
+        assert await _node_vote(fed, spec, wid + "-ok", "eu-west") == (True, "")
     finally:
         await fed.close_channels()
 

@@ -255,7 +255,7 @@ async def test_a_signed_submission_runs_over_mutual_tls(tmp_path):
         fed.stop()
 
 
-async def test_a_refused_round_is_placed_again_elsewhere_by_the_shells_placement(tmp_path):
+async def test_a_refused_round_is_placed_again_elsewhere(tmp_path):
     pick = {"name": "test.pick", "capacity": 4,
             "executor": {"type": "builtin", "name": "echo"}}
     domains = {

@@ -2,8 +2,8 @@
 
 Three agents run a three-domain workflow to SUCCEEDED: the console of its coordinator
 lists it and shows its page, steps and audit records; each one's log then verifies
-(`fedorch audit verify`, with the domains' public keys too) and holds its part, of the
-kinds the shells record; the coordinator's proof of it (format 2) checks with the
+(`fedorch audit verify`, with the domains' public keys too) and holds its part; the
+coordinator's proof of it (format 2) checks with the
 domains' .pub files alone, and each of its fields edited fails. An agent SIGKILLed while its step runs, and restarted, still
 verifies, and every record it holds of the workflow names what its node.db holds: the
 log is never ahead of the node store.

@@ -96,7 +96,7 @@ async def test_submit_many_through_the_python_client(tmp_path):
             done = await client.submit_many([good, _unplaceable_spec(), good], wait=True,
                                             timeout=60)
             assert [d.index for d in done] == [0, 1, 2]
-            # Taken, as the shells take it, and ended ABORTED with why at once.
+            # Taken, and ended ABORTED with why at once.
             assert done[1].ok and done[1].id and done[1].status is not None, done[1]
             assert done[1].status.state == "ABORTED", done[1]
             assert "no placement: a: no eligible domain for 'test.nowhere'" \

@@ -179,7 +179,7 @@ async def test_a_negotiating_workflows_cancel_is_carried_out_and_audited(tmp_pat
     """n2 frozen (SIGSTOP) before it can vote, and a PREPARE timeout long enough that
     the round waits on it: the cancel through n3 reaches the coordinator n1, which ends
     the workflow CANCELLED, and n1's audit chain holds the client's request, before the
-    end it led to, as the shells record it."""
+    end it led to."""
     domains = {name: {**body, "negotiation": {**body["negotiation"],
                                               "prepare_timeout_s": 60}}
                for name, body in DOMAINS.items()}

@@ -15,10 +15,6 @@ process is stopped; then the premise is set up again with a new workflow):
    holds its YES and no decision. It learns the COMMIT from the acceptors (p1 and
    itself, without c), runs its step once, and p1, which took the workflow over once c
    was DEAD, ends it SUCCEEDED in epoch 1.
-
-The same user-visible behaviour as test_nonblocking.py's
-test_coordinator_dead_after_commit_a_participant_that_missed_it_runs_its_step, whose
-schedule counts the shells' Prepare RPC bytes.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ the Node steps a message) refuses each for want of authority, the agent counts i
 `fedorch_rejected_messages_total{reason}`, and nothing changes. A PREPARE placing a
 step against the step's own signed constraints is not refused but voted NO, saying why
 (core/node/votes.py), whether its coordinator lied or placed on a stale record: the
-coordinator's round ends on it at once. The same lies, sent through the shells' peer
-RPCs, are tests/integration/test_lying_domain.py."""
+coordinator's round ends on it at once. Lies in gossip are
+tests/integration/test_lying_domain.py's."""
 
 from __future__ import annotations
 
@@ -312,9 +312,9 @@ def _audited_noes(fed, domain: str, workflow_id: str) -> list[dict]:
 
 async def _no_shown(fed, domain: str, workflow_id: str, coordinator: str,
                     reason: str) -> None:
-    """`domain` voted NO on `workflow_id`'s round 1 with `reason`, as the shells'
-    participant does: logged ("refused WF round 1 from COORDINATOR: REASON") and in its
-    audit log (records are appended in batches: waited for)."""
+    """`domain` voted NO on `workflow_id`'s round 1 with `reason`: logged ("refused WF
+    round 1 from COORDINATOR: REASON") and in its audit log (records are appended in
+    batches: waited for)."""
     async def audited() -> list[dict]:
         return await asyncio.to_thread(_audited_noes, fed, domain, workflow_id)
 

@@ -1,6 +1,5 @@
-"""Peer-message security on real `engine: node` agents: the NodeTurn boundary
-(runtime/node_engine/boundary.py) refuses what tests/integration/test_security.py shows
-the shells refusing, with the status codes a peer sees there: an untrusted key, a forged
+"""Peer-message security on real agents: the NodeTurn boundary
+(runtime/node_engine/boundary.py) refuses, with the status codes a peer sees: an untrusted key, a forged
 sender, a tampered body, a replay, a wrong recipient and a stale timestamp are
 UNAUTHENTICATED; bytes that are no envelope, or messages that do not decode, are
 UNAUTHENTICATED or INVALID_ARGUMENT, never a crash; an envelope past the server's
@@ -253,6 +252,18 @@ async def test_the_shells_peer_calls_are_refused_naming_the_engine(fed):
         await fed.peer_call("partner", "QueryDecision", query)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "engine: node" in err.value.details()
+
+
+async def test_reflection_lists_the_services(fed):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(fed.address("partner")) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for reply in stub.ServerReflectionInfo(iter([request]), timeout=5):
+            names = {s.name for s in reply.list_services_response.service}
+            break
+    assert {"fedorch.v1.Client", "fedorch.v1.Peer", "grpc.health.v1.Health"} <= names
 
 
 async def test_after_every_refusal_a_workflow_still_runs_across_all_three(fed):

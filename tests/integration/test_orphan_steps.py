@@ -77,13 +77,9 @@ async def _kill_worker_mid_step(fed, seconds: str, naps: int) -> str:
 
 def _attempts(fed, name: str, wid: str, step: str = "nap") -> list[tuple]:
     """(attempt, state, process group) of each attempt of `step` that `name` started, as
-    its engine keeps them: the shells' `step_runs` rows in agent.db; on `engine: node`,
-    node.db's starts (`runs`) and the step's final result (`results`), the group from
-    the side file of an attempt whose processes may run (an attempt followed by a later
-    one, or by a failed result, ended without success: failed)."""
-    if not fed.on_node_engine(name):
-        return fed.rows(name, "SELECT attempt, state, pgid FROM step_runs"
-                        " WHERE workflow_id=? AND step_id=? ORDER BY attempt", (wid, step))
+    node.db keeps them: its starts (`runs`) and the step's final result (`results`),
+    the group from the side file of an attempt whose processes may run (an attempt
+    followed by a later one, or by a failed result, ended without success: failed)."""
     started = sorted(run[2] for run in fed.node_table(name, "runs") if run[:2] == (wid, step))
     results = {step_id: result for (wf, step_id), result
                in fed.node_table(name, "results").items() if wf == wid}  # a row per step

@@ -7,16 +7,12 @@ still succeeds."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 import pytest
-from fedorch.core.identity.envelope import new_nonce, seal
 from fedorch.core.node.retention import FORGOTTEN_ROUND_TABLES, WORKFLOW_TABLES
-from fedorch.gen.fedorch.v1 import peer_pb2
 
 from tests.integration.federation import (
-    TERMINAL,
     TEST_TIMINGS,
     started_federation,
     state_name,
@@ -49,18 +45,14 @@ def _domains(commit: str, keep_ended_s: float) -> dict[str, dict]:
 
 # What node.db keeps of a workflow (core/node/retention.py): the tables retention forgets
 # it from. Never the acceptor's records nor the decisions learned (NEVER_FORGOTTEN: a
-# recovery ballot may need them), where the shells compact theirs once settled.
+# recovery ballot may need them).
 NODE_TABLES = (*WORKFLOW_TABLES, *FORGOTTEN_ROUND_TABLES)
-SHELLS_TABLES = ("steps", "decisions", "acceptor_records", "learned", "step_runs",
-                 "reservations")
 
 
 def _ended(fed, name: str) -> set[str]:
-    """The ended workflows agent `name` keeps, from its engine's own store."""
-    if fed.on_node_engine(name):  # all but live ones: those of the test ended
-        return {_workflow(k) for t in NODE_TABLES for k in fed.node_table(name, t)}
-    terminal = ", ".join(f"'{s}'" for s in TERMINAL)
-    return {r[0] for r in fed.rows(name, f"SELECT id FROM workflows WHERE state IN ({terminal})")}
+    """The ended workflows agent `name` keeps in node.db (all it keeps: every workflow
+    of the test ended)."""
+    return {_workflow(k) for t in NODE_TABLES for k in fed.node_table(name, t)}
 
 
 def _workflow(key) -> str:
@@ -69,11 +61,8 @@ def _workflow(key) -> str:
 
 def _rows_of(fed, name: str, wid: str) -> dict[str, int]:
     """Table -> the rows of `wid` agent `name` still has there (those it may compact)."""
-    if fed.on_node_engine(name):
-        return {t: sum(_workflow(k) == wid for k in fed.node_table(name, t))
-                for t in NODE_TABLES}
-    return {t: fed.rows(name, f"SELECT count(*) FROM {t} WHERE workflow_id=?", (wid,))[0][0]
-            for t in SHELLS_TABLES}
+    return {t: sum(_workflow(k) == wid for k in fed.node_table(name, t))
+            for t in NODE_TABLES}
 
 
 @pytest.mark.parametrize("commit, keep_ended_s", [("paxos", 1), ("2pc", 3600)])
@@ -104,21 +93,9 @@ async def test_each_agent_keeps_at_most_max_ended_workflows(tmp_path, commit, ke
             assert not any(_rows_of(fed, name, old).values()), (name, _rows_of(fed, name, old))
         # ... but the audit log's, which is never compacted.
         assert fed.rows("c", "SELECT count(*) FROM audit WHERE workflow_id=?", (old,))[0][0] > 0
-        if not fed.on_node_engine("c"):
-            # A participant silent past retention asking about it gets no presumed ABORT
-            # (the round committed), and nothing is written for it. Through the shells'
-            # QueryDecision RPC; the node engine's Node answers such a query UNKNOWN,
-            # writing nothing: tests/unit/core/node/test_retention.py
-            # ::test_a_query_about_a_forgotten_workflow_is_answered_unknown.
-            query = seal(fed.signer("p1"), recipient="c", now_ms=int(time.time() * 1000),
-                         nonce=new_nonce(),
-                         decision_query=peer_pb2.DecisionQuery(workflow_id=old, round=1))
-            reply = await fed.peer_call("c", "QueryDecision", query)
-            answer = peer_pb2.Body.FromString(reply.body).decision_answer
-            assert not answer.known and not answer.final_state, answer
-            for table in ("decisions", "proposals"):
-                assert fed.rows("c", f"SELECT count(*) FROM {table} WHERE workflow_id=?",
-                                (old,)) == [(0,)], table
+        # A participant silent past retention asking about it is answered UNKNOWN, with
+        # nothing written: tests/unit/core/node/test_retention.py
+        # ::test_a_query_about_a_forgotten_workflow_is_answered_unknown.
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await fed.status("c", old)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -12,12 +12,9 @@ import os
 import pathlib
 import signal
 import sys
-import time
 
-import grpc
 import pytest
-from fedorch.core.identity.envelope import new_nonce, seal
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, status_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
 
 from tests.integration.federation import (
     RPC_TIMEOUT_S,
@@ -94,22 +91,16 @@ async def _compensation_ended(fed, wid: str) -> status_pb2.WorkflowStatus:
 
 def _planned(fed, name: str, wid: str) -> list[tuple[str, str, int]]:
     """(step, state, attempts) of each compensation the coordinator `name` planned for
-    `wid`, as either engine keeps its saga's plan on disk."""
-    plan = node_table(fed, name, "compensations")
-    if plan is None:
-        return sorted(fed.rows(name, "SELECT step_id, state, attempts FROM compensations"
-                                     " WHERE workflow_id=?", (wid,)))
+    `wid`, as node.db keeps its saga's plan."""
+    plan = node_table(fed, name, "compensations") or {}
     return sorted((step, row.state, row.attempts) for (w, step), row in plan.items()
                   if w == wid)
 
 
 def _runs(fed, name: str) -> list[tuple[str, int, str, str]]:
     """(step, attempt, state, error) of each compensation attempt run at `name`, as
-    either engine records it before it starts and at its end."""
-    runs = node_table(fed, name, "comp_runs")
-    if runs is None:
-        return sorted(fed.rows(name, "SELECT step_id, attempt, state, error FROM"
-                                     " compensation_runs"))
+    node.db records it before it starts and at its end."""
+    runs = node_table(fed, name, "comp_runs") or {}
     return sorted((step, attempt, state, error)
                   for (_, step, attempt), (state, error, _) in runs.items())
 
@@ -159,51 +150,6 @@ async def test_a_failed_third_step_compensates_the_first_two_in_reverse(fed, tmp
     # Any agent answers the same (a non-coordinator forwards to the coordinator).
     assert (await fed.status("gamma", wid)).compensation == \
         status_pb2.COMPENSATION_SUMMARY_DONE
-
-
-# The shells' Compensate RPC. On the node engine a compensation is told in NodeTurn
-# messages, whose rules are the authority table's and the Node's: tests/unit/core/node/
-# test_compensating.py (test_only_the_coordinator_tells_and_only_the_steps_domain_reports,
-# test_a_compensation_of_a_step_that_did_not_run_here_fails_without_running).
-SHELL_DOMAINS = {name: {**body, "engine": "shells"} for name, body in DOMAINS.items()}
-
-
-async def test_a_duplicate_or_a_strangers_compensate_changes_nothing(tmp_path):
-    log = tmp_path / "saga.log"
-    async with started_federation(tmp_path, SHELL_DOMAINS) as fed:
-        wid = await fed.submit("alpha", _spec(log))
-        status = await _compensation_ended(fed, wid)
-        assert status.compensation == status_pb2.COMPENSATION_SUMMARY_DONE, status
-        await _duplicates_and_strangers_change_nothing(fed, wid, log)
-
-
-def _seal(fed, sender: str, recipient: str, **payload) -> peer_pb2.Envelope:
-    return seal(fed.signer(sender), recipient=recipient, now_ms=int(time.time() * 1000),
-                nonce=new_nonce(), **payload)
-
-
-async def _duplicates_and_strangers_change_nothing(fed, wid: str, log: pathlib.Path):
-    before = _log(log)
-    # A duplicate of an attempt that ended: its recorded answer, nothing runs again.
-    reply = await fed.peer_call("beta", "Compensate", _seal(
-        fed, "alpha", "beta",
-        compensate=peer_pb2.CompensateRequest(workflow_id=wid, step_id="second", attempt=1)))
-    result = peer_pb2.Body.FromString(reply.body).compensation_result
-    assert (result.ok, result.domain, result.attempt) == (True, "beta", 1), result
-    # The coordinator, about a step beta did not run: refused in the answer.
-    reply = await fed.peer_call("beta", "Compensate", _seal(
-        fed, "alpha", "beta",
-        compensate=peer_pb2.CompensateRequest(workflow_id=wid, step_id="third", attempt=1)))
-    result = peer_pb2.Body.FromString(reply.body).compensation_result
-    assert not result.ok and "did not run here" in result.error, result
-    # Another domain, not the workflow's coordinator: refused at the boundary.
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await fed.peer_call("beta", "Compensate", _seal(
-            fed, "gamma", "beta", compensate=peer_pb2.CompensateRequest(
-                workflow_id=wid, step_id="second", attempt=2)))
-    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, err.value
-    assert _log(log) == before
-    assert _runs(fed, "beta") == [("second", 1, "succeeded", "")]
 
 
 async def test_a_compensation_that_fails_after_its_retries(fed, tmp_path):

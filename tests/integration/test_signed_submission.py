@@ -28,11 +28,10 @@ from fedorch.core.identity.clients import (
     load_client_public_key_file,
     load_identity,
 )
-from fedorch.core.identity.envelope import new_nonce, seal
 from fedorch.core.identity.submission import sign_spec, submission_payload
 from fedorch.core.node.votes import carried
 from fedorch.core.workflow.spec import parse_spec_text
-from fedorch.gen.fedorch.v1 import client_pb2, peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2
 
 from tests.integration.federation import running_federation, wait_for
 
@@ -87,24 +86,6 @@ def federation(tmp_path_factory, keyring):
         yield fed
 
 
-@pytest.fixture(scope="module")
-def shells_federation(tmp_path_factory, keyring):
-    # PREPAREs sent by hand through the shells' Prepare RPC, whose votes come back in
-    # its reply, and their reservations and admitted submissions read from agent.db:
-    # test_node_engine_lying_domain.py sends the same PREPAREs to node-engine agents.
-    domains = {name: {**body, "engine": "shells"} for name, body in _domains(keyring).items()}
-    alice = load_identity(keyring["alice"])
-    with running_federation(tmp_path_factory.mktemp("signed-shells"), domains,
-                            identity=alice) as fed:
-        yield fed
-
-
-@pytest.fixture
-async def shells_fed(shells_federation):
-    yield shells_federation
-    await shells_federation.close_channels()
-
-
 @pytest.fixture
 async def fed(federation):
     yield federation
@@ -116,11 +97,6 @@ def _submit(fed, identity: Path) -> subprocess.CompletedProcess[str]:
     spec.write_text(ACROSS)
     return _cli("submit", str(spec), "--peer", fed.address("eu-west"), "--wait",
                 "--timeout", "60", "--json", identity=identity)
-
-
-def _reservations(fed, domain: str, workflow_id: str) -> list[tuple]:
-    return fed.rows(domain, "SELECT state FROM reservations WHERE workflow_id=?",
-                    (workflow_id,))
 
 
 async def test_a_principal_a_participant_does_not_take_ends_aborted_naming_it(fed, keyring):
@@ -140,89 +116,9 @@ async def test_a_principal_a_participant_does_not_take_ends_aborted_naming_it(fe
                                                                 "there": "us-east"}
 
 
-async def _prepare_to_us_east(fed, spec: spec_pb2.WorkflowSpec,
-                              submission: spec_pb2.SignedSpec, tag: str) -> peer_pb2.Vote:
-    """A PREPARE as eu-west (the test holds its key) would send it to us-east."""
-    request = peer_pb2.PrepareRequest(
-        workflow_id=f"eu-west.{tag}{new_nonce().hex()[:8]}", round=1, spec=spec,
-        steps=["there"], placement={"here": "eu-west", "there": "us-east"},
-        coordinator_endpoint=fed.address("eu-west"), lease_ms=4000, submission=submission)
-    envelope = seal(fed.signer("eu-west"), recipient="us-east",
-                    now_ms=int(time.time() * 1000), nonce=new_nonce(), prepare=request)
-    reply = await fed.peer_call("us-east", "Prepare", envelope)
-    return peer_pb2.Body.FromString(reply.body).vote
-
-
 def _bound() -> dict:
     """What binds a signed spec to one submission: a fresh request id, signed now."""
     return {"request_id": uuid.uuid4().hex, "issued_at_ms": int(time.time() * 1000)}
-
-
-def _rejected(fed, domain: str) -> float:
-    return fed.metric(domain, "fedorch_rejected_messages_total", reason="bad_submission") or 0.0
-
-
-async def test_a_coordinator_that_alters_the_spec_gets_a_no_and_nothing_is_held(shells_fed, keyring):
-    fed = shells_fed
-    alice = load_identity(keyring["alice"])
-    spec = parse_spec_text(ACROSS, "test")
-    submission = sign_spec(alice.principal, alice.key.sign, spec,
-                           public_key=alice.key.public_key().public_bytes_raw(),
-                           **_bound())
-    before = _rejected(fed, "us-east")
-    # Altered: the params of a step changed after alice signed.
-    altered = spec_pb2.WorkflowSpec()
-    altered.CopyFrom(spec)
-    altered.steps[1].params["table"] = "wages"
-    vote = await _prepare_to_us_east(fed, altered, submission, "altered")
-    assert not vote.yes
-    assert "differs from the one alice signed" in vote.reason, vote.reason
-    assert _reservations(fed, "us-east", vote.workflow_id) == []
-    # Re-signed by the coordinator under a key of its own, claimed to be alice's.
-    mallory = Ed25519PrivateKey.generate()
-    forged = sign_spec("alice", mallory.sign, altered, public_key=submission.public_key,
-                       **_bound())
-    vote = await _prepare_to_us_east(fed, altered, forged, "forged")
-    assert not vote.yes and "bad signature" in vote.reason, vote.reason
-    # Missing altogether.
-    vote = await _prepare_to_us_east(fed, spec, spec_pb2.SignedSpec(), "unsigned")
-    assert not vote.yes and "signed spec: no principal" in vote.reason, vote.reason
-    assert _rejected(fed, "us-east") == before + 3
-    # The genuine spec, as alice signed it: the same PREPARE is taken.
-    vote = await _prepare_to_us_east(fed, spec, submission, "genuine")
-    assert vote.yes, vote.reason
-    assert _reservations(fed, "us-east", vote.workflow_id) == [("prepared",)]
-
-
-async def test_a_signed_spec_replayed_as_another_workflow_or_stale_gets_a_no(shells_fed, keyring):
-    fed = shells_fed
-    """The submission is admitted under its first workflow id only; signed long ago, or
-    for another coordinator, it is not admitted at all. Nothing is held for a NO."""
-    alice = load_identity(keyring["alice"])
-    spec = parse_spec_text(ACROSS, "test")
-    public = alice.key.public_key().public_bytes_raw()
-    submission = sign_spec(alice.principal, alice.key.sign, spec, public_key=public,
-                           coordinator="eu-west", **_bound())
-    before = _rejected(fed, "us-east")
-    first = await _prepare_to_us_east(fed, spec, submission, "first")
-    assert first.yes, first.reason
-    replayed = await _prepare_to_us_east(fed, spec, submission, "again")
-    assert not replayed.yes
-    assert f"was admitted here as workflow {first.workflow_id}: replayed as" \
-        f" {replayed.workflow_id}" in replayed.reason, replayed.reason
-    assert _reservations(fed, "us-east", replayed.workflow_id) == []
-    stale = sign_spec(alice.principal, alice.key.sign, spec, public_key=public,
-                      request_id=uuid.uuid4().hex,
-                      issued_at_ms=int((time.time() - 7200) * 1000))
-    vote = await _prepare_to_us_east(fed, spec, stale, "stale")
-    assert not vote.yes and "older than the 3600 s window" in vote.reason, vote.reason
-    elsewhere = sign_spec(alice.principal, alice.key.sign, spec, public_key=public,
-                          coordinator="us-east", **_bound())
-    vote = await _prepare_to_us_east(fed, spec, elsewhere, "elsewhere")
-    assert not vote.yes and "signed for coordinator us-east, not eu-west" in vote.reason
-    assert _rejected(fed, "us-east") == before + 3
-    admitted = fed.rows("us-east", "SELECT workflow_id FROM admitted_submissions")
-    assert (first.workflow_id,) in admitted and (replayed.workflow_id,) not in admitted
 
 
 async def test_the_agent_takes_only_a_spec_signed_by_the_caller(fed, keyring):
@@ -297,10 +193,8 @@ async def test_a_proof_holds_the_submitters_signature_and_check_verifies_it(
     signature = base64.b64decode(proof["submission"]["client_signature"])
     _, key = load_client_public_key_file(public / "alice.pub")
     attestation = proof["submission"]["attestation"]
-    if isinstance(attestation, dict):  # format 1 (the shells): {statement, signature}
-        statement = json.loads(base64.b64decode(attestation["statement"]))
-    else:  # format 2 (engine: node): the statement sealed with its audit batch
-        statement = json.loads(carried(base64.b64decode(attestation)))
+    # Format 2: the statement sealed with its audit batch.
+    statement = json.loads(carried(base64.b64decode(attestation)))
     signed = spec_pb2.SignedSpec(principal="alice", spec=spec_bytes,
                                  request_id=statement["signed_request_id"],
                                  issued_at_ms=statement["signed_at_ms"],

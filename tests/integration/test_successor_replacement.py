@@ -126,23 +126,16 @@ async def test_a_successor_whose_electors_died_fails_the_lost_step_naming_its_do
         fed.kill(doomed)  # `second` has not started: its input waits at the gate
         await fed.close_channels()
 
-        if fed.on_node_engine("p1"):
-            # The node engine holds the verdict's end until enough of the electorate
-            # holds it to meet every majority (coord and doomed, two of three, are
-            # dead), the step shown PENDING meanwhile, where the shells' successor
-            # ends the workflow at once: an end that a later successor elected by
-            # those two, back, could contradict. It is made once doomed is back and
-            # acknowledges it.
-            await wait_for(lambda: _end_owed_at_p1(fed), 40,
-                           "p1 to fail second and tell the end, with no fresh majority")
-            held = await fed.local_status("p1", wid)
-            assert state_name(held) == "RUNNING", held
-            await asyncio.to_thread(gate.touch)
-            await fed.start(doomed)
-        else:
-            await wait_for(lambda: _second_failed_at_p1(fed, wid), 40,
-                           "p1 to fail second, with no fresh majority to place it")
-            await asyncio.to_thread(gate.touch)
+        # The successor holds the verdict's end until enough of the electorate holds it
+        # to meet every majority (coord and doomed, two of three, are dead), the step
+        # shown PENDING meanwhile: an end that a later successor elected by those two,
+        # back, could contradict. It is made once doomed is back and acknowledges it.
+        await wait_for(lambda: _end_owed_at_p1(fed), 40,
+                       "p1 to fail second and tell the end, with no fresh majority")
+        held = await fed.local_status("p1", wid)
+        assert state_name(held) == "RUNNING", held
+        await asyncio.to_thread(gate.touch)
+        await fed.start(doomed)
 
         status = await wait_for(lambda: _ended_at_p1(fed, wid), 40,
                                 "the successor to end the workflow")
@@ -163,14 +156,6 @@ async def test_a_successor_whose_electors_died_fails_the_lost_step_naming_its_do
 
 async def _end_owed_at_p1(fed) -> bool:
     return await asyncio.to_thread(fed.metric, "p1", "fedorch_end_notices_owed") >= 1
-
-
-async def _second_failed_at_p1(fed, wid: str):
-    s = await fed.local_status("p1", wid)
-    if s is None:
-        return None
-    second = next(x for x in s.steps if x.id == "second")
-    return second if step_states(s)["second"][0] == "FAILED" else None
 
 
 async def _coord_follows_p1(fed, wid: str) -> bool:

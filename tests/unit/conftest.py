@@ -24,7 +24,7 @@ async def _agent(tmp_path, extra: str = ""):
 @pytest.fixture
 async def agent(tmp_path):
     """An agent object for domain alpha on a temporary data dir, not started: no server,
-    no membership; tests drive its shells directly."""
+    no membership; tests drive its parts directly."""
     async for a in _agent(tmp_path):
         yield a
 

@@ -44,7 +44,7 @@ def test_bench_commit_passes_each_submitter_count_on(monkeypatch):
     assert (seen["total"], seen["concurrency"]) == (50, (8, 32))
 
 
-def test_bench_commit_passes_the_engine_on_and_refuses_node_with_2pc(monkeypatch):
+def test_bench_commit_has_no_engine_choice_and_runs_2pc(monkeypatch):
     seen = {}
 
     async def fake_bench(**kwargs):
@@ -52,14 +52,11 @@ def test_bench_commit_passes_the_engine_on_and_refuses_node_with_2pc(monkeypatch
         return {}
 
     monkeypatch.setattr("fedorch.bench.commit.run_commit_bench", fake_bench)
-    result = CliRunner().invoke(cli, ["bench", "commit", "--json", "--engine", "node"])
+    result = CliRunner().invoke(cli, ["bench", "commit", "--json", "--commit", "2pc"])
     assert result.exit_code == 0, result.output
-    assert seen["engine"] == "node"
-    seen.clear()
-    result = CliRunner().invoke(cli, ["bench", "commit", "--json", "--engine", "node",
-                                      "--commit", "2pc"])
-    assert result.exit_code == 2 and "Paxos Commit only" in result.output
-    assert seen == {}
+    assert seen["commit"] == "2pc" and "engine" not in seen
+    result = CliRunner().invoke(cli, ["bench", "commit", "--json", "--engine", "node"])
+    assert result.exit_code == 2 and "--engine" in result.output
 
 
 async def test_the_commit_bench_refuses_an_empty_climb_before_starting_anything():

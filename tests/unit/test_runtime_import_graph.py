@@ -1,6 +1,6 @@
-"""The runtime's shells are composed, not mixed in, and the import graph shows it: no
+"""The agent's parts are composed, not mixed in, and the import graph shows it: no
 module imports a module that imports it back (imports under TYPE_CHECKING and inside
-functions count too), and the shared context imports no shell."""
+functions count too), and the shared context imports no part."""
 
 from __future__ import annotations
 
@@ -10,22 +10,12 @@ import inspect
 from pathlib import Path
 
 import fedorch
-from fedorch.runtime import (
-    coordination,
-    coordination_decisions,
-    coordination_driver,
-    coordination_log,
-    coordination_loss,
-    coordination_outcomes,
-    in_doubt,
-    participation,
-    step_runs,
-    votes,
-)
+from fedorch.runtime import audit, key_changes, live_trust, membership
+from fedorch.runtime.node_engine import engine
 
 ROOT = Path(fedorch.__file__).parent
-SHELLS = (coordination, coordination_decisions, coordination_driver, coordination_log,
-          coordination_loss, coordination_outcomes, participation, step_runs, in_doubt, votes)
+# What runtime/agent.py composes around the shared context, and the engine around it.
+PARTS = (membership, audit, key_changes, live_trust, engine)
 
 
 def _module_name(path: Path) -> str:
@@ -58,8 +48,8 @@ def _graph() -> dict[str, set[str]]:
 
 def test_no_module_imports_a_module_that_imports_it_back() -> None:
     graph = _graph()
-    assert "fedorch.runtime.coordination" in graph  # the walk found the tree
-    assert "fedorch.runtime.coordination_log" in graph["fedorch.runtime.coordination"]
+    assert "fedorch.runtime.agent" in graph  # the walk found the tree
+    assert "fedorch.runtime.membership" in graph["fedorch.runtime.agent"]
     back = sorted((a, b) for a, targets in graph.items() for b in targets
                   if a < b and a in graph.get(b, ()))
     assert back == []
@@ -74,13 +64,13 @@ def test_no_import_cycle_of_any_length() -> None:
         raise AssertionError(f"import cycle: {' -> '.join(cycle.args[1])}") from None
 
 
-def test_the_context_imports_no_shell() -> None:
-    shells = {m.__name__ for m in SHELLS} | {"fedorch.runtime.agent"}
-    assert _graph()["fedorch.runtime.context"] & shells == set()
+def test_the_context_imports_no_part() -> None:
+    parts = {m.__name__ for m in PARTS} | {"fedorch.runtime.agent"}
+    assert _graph()["fedorch.runtime.context"] & parts == set()
 
 
-def test_no_shell_class_inherits_from_another_class_of_the_project() -> None:
-    for module in SHELLS:
+def test_no_part_class_inherits_from_another_class_of_the_project() -> None:
+    for module in PARTS:
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ != module.__name__:
                 continue

@@ -23,8 +23,8 @@ async def start_console(listen: str, agent: AgentContext, auth: ClientAuth | Non
                         client: object | None = None) -> Console | None:
     """The console when `listen` is set (None otherwise), started. With `auth` (the
     Client service's client keys and access rules) it serves write actions behind them;
-    without, it is read-only. `client`: the agent's Client service on a node-engine
-    agent, whose Cancel the console's cancel calls (console/writes.py)."""
+    without, it is read-only. `client`: the agent's Client service, whose Cancel the
+    console's cancel calls (console/writes.py)."""
     if not listen:
         return None
     from fedorch.runtime.console.server import Console

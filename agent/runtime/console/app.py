@@ -50,8 +50,7 @@ STREAM_WAKE_S = 1.0  # how soon an open stream notices that the console is closi
 
 # The write actions' gate; absent: the console registers no write route at all.
 GATE = web.AppKey("gate", WriteGate)
-# The agent's own Client service, on an agent with `engine: node`: a cancel is its
-# Cancel, called in-process (writes.py). Absent: the shells' cancel path.
+# The agent's own Client service: a cancel is its Cancel, called in-process (writes.py).
 CLIENT = web.AppKey("client", object)
 
 
@@ -118,7 +117,7 @@ def make_app(agent: AgentContext, gate: WriteGate | None = None, *,
     """The console. `gate`: write actions are served, each admitted by it (None: the
     console is read-only). `loopback`: it listens on a loopback address, so requests
     must name a loopback host too (see loopback_hosts_only). `client`: the agent's own
-    Client service, given on a node-engine agent (its Cancel is the console's)."""
+    Client service (its Cancel is the console's)."""
     app = web.Application(middlewares=[loopback_hosts_only] if loopback else [])
     templates = make_templates()
     app[AGENT] = agent

@@ -1,12 +1,7 @@
 """A workflow's negotiation rounds as the console shows them: each decision and its votes.
 
-With the shells, the decision of a round this agent coordinated is its signed decision
-as the decisions table keeps it (`read_decision`): its signature and its votes' are
-checked over the bytes as stored; a COMMIT whose certificate was collected keeps none.
-
-The node engine keeps no signed decision in agent.db's decisions table (the shells'
-`read_decision` source): what it decided is in this domain's hash-chained audit log,
-one `decision` record per round it decided (node_engine/audit.py, docs/audit.md). A
+What the Node decided is in this domain's hash-chained audit log, one `decision`
+record per round it decided (node_engine/audit.py, docs/audit.md). A
 COMMIT's record holds its certificate, `{"round", "votes"}`: each participant's YES as
 the COMMIT holds it, sealed by its voter (core/node/votes.py: the statement
 `["vote", workflow, round, domain, true]`, a Merkle path and the root's signature).
@@ -15,11 +10,10 @@ So a round's outcome is read from the record, and each vote is shown only
 once it is checked over the bytes as stored: the statement it carries names this
 workflow and round, and its root's signature verifies as the domain the statement
 names (the trust store, as evidence: a key rotated away from still counts). A vote
-that does not check is left out, as the shells' page leaves out an unverified one; the
-page says how many were on record. The record names no signer (it is this domain's
+that does not check is left out (only verified votes are evidence); the page says how
+many were on record. The record names no signer (it is this domain's
 own act, in its own log): the round is decided by this domain, the one whose log it
-is. An ABORT's record holds no votes (its refusals are in the status, as with the
-shells). The steps a voter said YES for are not in its statement: those shown are the
+is. An ABORT's record holds no votes (its refusals are in the status). The steps a voter said YES for are not in its statement: those shown are the
 steps the workflow's status places on that domain.
 """
 
@@ -33,16 +27,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fedorch.core.identity.envelope import AuthError, open_evidence
 from fedorch.core.node.votes import carried, evidence_holds
-from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
-from google.protobuf.message import DecodeError
+from fedorch.gen.fedorch.v1 import status_pb2
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
 
-__all__ = ["DecidedRound", "RoundView", "VoteView", "decided_rounds", "node_decisions",
-           "read_decision"]
+__all__ = ["DecidedRound", "RoundView", "VoteView", "decided_rounds", "node_decisions"]
 
 log = logging.getLogger("fedorch.console")
 
@@ -70,36 +61,6 @@ class RoundView:
     votes: list[VoteView] = field(default_factory=list)
     refusals: list[status_pb2.Refusal] = field(default_factory=list)
 
-
-async def read_decision(agent: AgentContext, workflow_id: str, view: RoundView) -> None:
-    """The round's decision as recorded here, its signature and its votes' checked over
-    the bytes as stored."""
-    recorded = await agent.store.get_decision(workflow_id, view.round)
-    if recorded is None:
-        return
-    view.outcome, raw = recorded
-    if not raw:
-        view.collected = True
-        return
-    try:
-        body = open_evidence(peer_pb2.Envelope.FromString(raw), agent.trust,
-                             expect="decision")
-    except (AuthError, DecodeError) as e:
-        log.warning("decision of %s round %d does not verify: %s", workflow_id, view.round, e)
-        return
-    view.decided_by, view.verified = body.sender, True
-    for envelope in body.decision.votes:
-        try:
-            vote_body = open_evidence(envelope, agent.trust, expect="vote")
-        except AuthError:
-            continue  # shown as missing: only verified votes are evidence
-        v = vote_body.vote
-        view.votes.append(VoteView(domain=vote_body.sender, yes=v.yes, reason=v.reason,
-                                   steps=tuple(v.steps), verified=True))
-    view.votes.sort(key=lambda v: v.domain)
-
-
-# ---- the node engine (`engine: node`) ----------------------------------------------------
 
 def node_decisions(agent: AgentContext, s: status_pb2.WorkflowStatus,
                  rounds: dict[int, RoundView], records: list) -> None:

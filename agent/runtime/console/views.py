@@ -1,16 +1,15 @@
 """What the console shows, read from the agent the way its Client service reads it.
 
-Members come from the membership view, the workflow list from the store, a
-workflow's status from its coordinator (forwarded there as `fedorch status` is,
-with this agent's own copy when the coordinator cannot be reached). Nothing here
-writes: the console is a reader.
+Members come from the membership view; a workflow's status from its coordinator
+(forwarded there as `fedorch status` is, with this agent's own copy when the
+coordinator cannot be reached). Nothing here writes: the console is a reader.
 
-On an agent with `engine: node` the workflows are the Node's, not the store's: the
-list, the local status and the follow read the node engine's read view
-(node_engine/status.py, `agent.node_view`), the spec comes from the Node's tables,
-and since its statuses carry no times, a workflow's creation time is read from its id
-(the coordinator names it by the wall millisecond it took it) and its last change is
-the time of this domain's last audit record of it (node_engine/audit.py).
+The workflows are the Node's: the list, the local status and the follow read the node
+engine's read view (node_engine/status.py, `agent.node_view`), the spec comes from the
+Node's tables, and since its statuses carry no times, a workflow's creation time is
+read from its id (the coordinator names it by the wall millisecond it took it) and its
+last change is the time of this domain's last audit record of it
+(node_engine/audit.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import grpc
 from fedorch.core.workflow import values
 from fedorch.core.workflow.lifecycle import TERMINAL_NAMES
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, spec_pb2, status_pb2
-from fedorch.runtime.console.rounds import RoundView, node_decisions, read_decision
+from fedorch.runtime.console.rounds import RoundView, node_decisions
 from fedorch.runtime.convert import step_state_name, workflow_state_name
 
 if TYPE_CHECKING:
@@ -120,15 +119,7 @@ async def workflows(agent: AgentContext, wanted: ListFilter,
                     limit: int = LIST_LIMIT) -> tuple[list[WorkflowSummary], int]:
     """The workflows this agent knows that match, newest first (at most `limit`), and how
     many matched in all."""
-    node_view = _node_view(agent)
-    if node_view is not None:
-        return await _node_workflows(agent, node_view, wanted, limit)
-    rows = await agent.store.list_workflows()
-    found = [s for s in (WorkflowSummary(r.id, r.name, r.state, r.coordinator, r.round,
-                                         r.reason, r.created_ms, r.updated_ms) for r in rows)
-             if wanted.matches(s)]
-    found.reverse()  # the store lists oldest first
-    return found[:limit], len(found)
+    return await _node_workflows(agent, agent.node_view, wanted, limit)
 
 
 # ---- one workflow ------------------------------------------------------------------------
@@ -264,37 +255,15 @@ async def follow(agent: AgentContext, workflow_id: str) -> AsyncIterator[status_
         except grpc.aio.AioRpcError as e:
             log.info("watch of %s: coordinator unreachable (%s); following locally",
                      workflow_id, e.code().name)
-    node_view = _node_view(agent)
-    if node_view is not None:
-        async for s in _node_follow(agent, node_view, workflow_id):
-            yield s
-        return
-    changes = agent.changes
-    seen = -1
-    while not agent.stopping:
-        version = changes.version(workflow_id)
-        if version != seen:
-            seen = version
-            s = await agent.status(workflow_id)
-            if s is None:
-                return
-            yield s
-            if _final(s):
-                return
-        await changes.wait_past(workflow_id, seen, FOLLOW_HEARTBEAT_S)
+    async for s in _node_follow(agent, agent.node_view, workflow_id):
+        yield s
 
 
 async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> WorkflowView:
     """A status with what this agent's store adds: dependencies and declared compensation
     from the spec, and the signed decision of each round with its votes."""
-    node_view = _node_view(agent)
-    if node_view is not None:
-        spec = _node_spec(node_view, s.id)
-    else:
-        row = await agent.store.get_workflow(s.id)
-        spec = spec_pb2.WorkflowSpec.FromString(row.spec) if row is not None else None
+    spec = _node_spec(agent.node_view, s.id)
     specs = {st.id: st for st in spec.steps} if spec is not None else {}
-    compensations = await _compensations(agent, s.id)
     steps = []
     for st in s.steps:
         declared = specs.get(st.id)
@@ -309,17 +278,12 @@ async def workflow_view(agent: AgentContext, s: status_pb2.WorkflowStatus) -> Wo
             retries=declared.retries if declared is not None else 0,
             compensate=compensate if compensate is not None else "",
             instance_of=st.instance_of, wave=st.wave,
-            **compensations.get(st.id, {}),
         ))
     rounds = {r: RoundView(r) for r in range(1, s.rounds + 1)}
     for refusal in s.refusals:
         rounds.setdefault(refusal.round, RoundView(refusal.round)).refusals.append(refusal)
     records = await agent.store.audit_records(s.id)
-    if node_view is not None:  # its decisions are in its audit log (rounds.py)
-        node_decisions(agent, s, rounds, records)
-    elif _coordinator_of(s.id) == agent.domain:
-        for view in rounds.values():
-            await read_decision(agent, s.id, view)
+    node_decisions(agent, s, rounds, records)  # its decisions are in its audit log
     return WorkflowView(
         id=s.id, name=s.name, state=workflow_state_name(s.state), coordinator=s.coordinator,
         reason=s.reason, created_ms=s.created_at_ms, updated_ms=s.updated_at_ms,
@@ -339,15 +303,6 @@ def _json_text(message, name: str) -> str:
         return f"(not a JSON object: {e})"
 
 
-async def _compensations(agent: AgentContext, workflow_id: str) -> dict[str, dict]:
-    """The compensations this agent drives for the workflow (as its coordinator), by step."""
-    rows = await agent.store.select(
-        "SELECT step_id, state, attempts, max_attempts FROM compensations"
-        " WHERE workflow_id=?", (workflow_id,))
-    return {r[0]: {"compensation_state": r[1], "compensation_attempts": r[2],
-                   "compensation_max": r[3]} for r in rows}
-
-
 def _audit(records: list) -> list[AuditView]:
     """This domain's audit records of the workflow (store.audit_records), in log order."""
     out = []
@@ -363,12 +318,7 @@ def _audit(records: list) -> list[AuditView]:
     return out
 
 
-# ---- the node engine (`engine: node`) ----------------------------------------------------
-
-def _node_view(agent: AgentContext):
-    """The node engine's read view (node_engine/status.py); None with the shells."""
-    return getattr(agent, "node_view", None)
-
+# ---- the Node's read view ------------------------------------------------------------------
 
 def created_ms(workflow_id: str) -> int:
     """When its coordinator took the workflow: the wall millisecond its id begins with
@@ -408,10 +358,7 @@ async def _with_times(agent: AgentContext,
 
 async def _local_status(agent: AgentContext,
                         workflow_id: str) -> status_pb2.WorkflowStatus | None:
-    node_view = _node_view(agent)
-    if node_view is None:
-        return await agent.status(workflow_id)
-    s = await node_view.read(workflow_id)
+    s = await agent.node_view.read(workflow_id)
     return await _with_times(agent, s) if s is not None else None
 
 

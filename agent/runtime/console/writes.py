@@ -13,7 +13,7 @@ answers), and a request whose `Origin` or `Sec-Fetch-Site` says another site sen
 refused with 403. Every refusal changes nothing; an allowed cancel is audited with its
 principal, as a CLI cancel is.
 
-On an agent with `engine: node` an admitted cancel is the agent's own Client service's
+An admitted cancel is the agent's own Client service's
 Cancel (node_engine/cancels.py), called in-process (`ClientCall`) with the admitted
 caller as the verified one: it goes where `fedorch cancel` goes (the coordinator of the
 workflow's current epoch, a successor after a takeover), is audited there as a CLI cancel
@@ -33,10 +33,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
-from fedorch.core.identity.authority import InvalidWorkflowId, check_workflow_id, coordinator_of
+from fedorch.core.identity.authority import InvalidWorkflowId, check_workflow_id
 from fedorch.core.identity.clients import (
-    ANONYMOUS,
-    DOMAIN_PRINCIPAL_PREFIX,
     AccessPolicy,
     Caller,
     ClientAuthError,
@@ -44,7 +42,6 @@ from fedorch.core.identity.clients import (
 )
 from fedorch.core.identity.console_token import ConsoleGrant, verify_token
 from fedorch.gen.fedorch.v1 import client_pb2, status_pb2
-from fedorch.runtime.client_calls import SignedClientStub
 from fedorch.runtime.interceptors import CURRENT_CALLER
 
 if TYPE_CHECKING:
@@ -187,45 +184,15 @@ def check_cancel(workflow_id: str, body: dict) -> str:
 
 async def cancel(agent: AgentContext, who: Admitted, workflow_id: str, reason: str,
                  client: object | None = None) -> status_pb2.WorkflowStatus:
-    """Cancel as the Client service's Cancel does: at the coordinator, which is this agent
-    or the one the call is forwarded to (signed by this domain, acting for the caller).
-    `client`, the agent's own Client service, is given on a node-engine agent: its Cancel
-    routes and takes the cancel (see the module doc)."""
+    """Cancel as the Client service's Cancel does: `client`, the agent's own Client
+    service, routes and takes the cancel (see the module doc)."""
+    if client is None:  # a console built without the agent's Client service
+        raise _json_error(web.HTTPServiceUnavailable, "this console cannot cancel")
     reason = reason or f"by request (console, {who.principal or 'anonymous'})"
-    if client is not None:
-        request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
-        reply = await ClientCall(who.caller).run(client.Cancel, request)
-        log.info("%s cancelled from the console by %s", workflow_id,
-                 who.principal or "anonymous")
-        return reply.status
-    active = agent.active.get(workflow_id)
-    coordinator = active.row.coordinator if active is not None else coordinator_of(workflow_id)
-    if coordinator and coordinator != agent.domain:
-        return await _forward_cancel(agent, coordinator, who, workflow_id, reason)
-    await agent.audit.client_request("cancel", workflow_id, principal=who.principal,
-                                     peer="console")
-    known = await agent.run_owned(agent.coordination.cancel(workflow_id, reason), "cancel")
-    status = await agent.status(workflow_id) if known else None
-    if status is None:
-        raise _json_error(web.HTTPNotFound, f"no workflow {workflow_id!r}")
-    log.info("%s cancelled from the console by %s", workflow_id, who.principal or "anonymous")
-    return status
-
-
-async def _forward_cancel(agent: AgentContext, coordinator: str, who: Admitted,
-                          workflow_id: str, reason: str) -> status_pb2.WorkflowStatus:
-    endpoint = agent.endpoint_of(coordinator)
-    if endpoint is None:
-        raise _json_error(web.HTTPBadGateway, f"the coordinator {coordinator} is not known here")
-    stub = SignedClientStub(agent.peers.channel(endpoint),
-                            DOMAIN_PRINCIPAL_PREFIX + agent.domain, agent.signer.sign,
-                            on_behalf=(who.caller or ANONYMOUS).principal,
-                            clock=lambda: agent.now_ms() / 1000)  # wall clock
-    try:
-        reply = await stub.Cancel(client_pb2.CancelRequest(id=workflow_id, reason=reason),
-                                  timeout=FORWARD_TIMEOUT_S)
-    except grpc.aio.AioRpcError as e:
-        raise http_error(e.code(), f"{coordinator}: {e.details()}") from None
+    request = client_pb2.CancelRequest(id=workflow_id, reason=reason)
+    reply = await ClientCall(who.caller).run(client.Cancel, request)
+    log.info("%s cancelled from the console by %s", workflow_id,
+             who.principal or "anonymous")
     return reply.status
 
 

@@ -28,7 +28,7 @@ signature over its root; a statement's evidence is statement + path + signature)
   result whose evidence does not hold is recorded without (a warning names it), and a
   proof of that workflow fails for that step;
 - the coordinator's attestations (a workflow's submission, its end) are canonical
-  JSON objects (as the shells', with "domain"), made with the acts they belong to and
+  JSON objects (with "domain"), made with the acts they belong to and
   sealed together when the audit batch is written (`seal_pending`, from
   NodeAuditLog.take): one signature per audit transaction, at most 1/BATCH_S a second.
 
@@ -177,7 +177,7 @@ class Attestations:
         self.roots_signed += 1
 
     def submission(self, row: CoordRow, data: dict) -> None:
-        """A submission's attestation, as the shells' (runtime/audit.py `submitted`):
+        """A submission's attestation:
         the spec's hash, the principal and the key vouched for, the request id and
         what the submitter signed with the spec."""
         signed = row.info.submission

@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-The shells append a record of each act to the audit log (runtime/audit.py) in the
-transaction that makes the act durable. The node engine keeps its state in node.db
+The older engine (`shells`, removed) appended a record of each act to the audit log in
+the transaction that made the act durable. The node engine keeps its state in node.db
 and the audit log stays in agent.db (beside the checkpoints, `fedorch audit` and the
 console read it there), and two SQLite files have no common transaction. So the log
 follows node.db instead: a record is made only of a write group node.db has
@@ -14,7 +14,7 @@ committed, never of one a crash could still undo.
   groups are committed (or, after a storage fault, once a retry wrote every kept
   group), and then hands those groups to `NodeAuditLog.written`.
 - `NodeAuditLog.written` reads the groups' ops and notes, in order, and makes the
-  acts the shells record for the same acts, of the same kinds and data:
+  records of the same kinds and data the older engine wrote:
   `submitted` (a new workflow row, round 0, with the submitter's signed spec and
   signature), `vote` (a YES: the `yes_voted` note of the prepare
   record, its steps from the hold written with it), `decision` (a coordinator's
@@ -27,7 +27,7 @@ committed, never of one a crash could still undo.
   restore that re-decides nothing writes no op) makes no act: acts follow
   ops, and the Node writes a write-once cell, a learned decision or a run once.
 - A client's cancel, once the coordinator's client service takes it, is recorded
-  there as the shells record it (`client_request`, services.py), written alone
+  there (`client_request`, cancels.py), written alone
   before the Node is told: it precedes the `workflow_ended` it leads to.
 - A NO vote changes no table (presumed abort needs no record), so no group tells of
   it: `AuditedNode`, around what the driver steps, sees the PREPAREs going in and the
@@ -53,7 +53,7 @@ committed, never of one a crash could still undo.
   workflow's records (`fedorch audit show` and `proof`, the console) read an `acts`
   record as its acts, each with the record's seq and hash (audit_table.acts); the
   chain, the checkpoints and `verify` see records, as before. No signature per
-  record: the chain is signed by the Audit's checkpoints as with the shells.
+  record: the chain is signed by the Audit's checkpoints.
 - Evidence for proofs (attestations.py, given as `Records(evidence=...)`): a COMMIT's
   `decision` keeps its certificate (the round and every participant's signed YES, as
   the value holds them); a `result_received` keeps the result as the domain that ran
@@ -119,7 +119,7 @@ CLOSE_S = 5.0  # at a stop, the last acts are given this long to be written
 
 
 def spec_sha256(message: Any) -> str:
-    """As the shells hash a PREPARE's spec and the policy (runtime/audit.py `vote`)."""
+    """The hash of a PREPARE's spec or of the policy, as the `vote` records carry it."""
     return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -191,7 +191,7 @@ class Records:
             out.append(self._ended(row))
 
     def _submitted(self, row: CoordRow) -> Entry:
-        """As the shells' `submitted` (runtime/audit.py): the submitter's signed spec and
+        """The `submitted` record: the submitter's signed spec and
         signature, and the attestation sealed with the batch (see the header)."""
         wf, signed = row.workflow_id, row.info.submission
         if signed is None:  # the services sign what a client did not (never None there)
@@ -208,7 +208,7 @@ class Records:
         return (proofs.SUBMITTED, wf, data)
 
     def _ended(self, row: CoordRow) -> Entry:
-        """As the shells' `ended`, with the attestation sealed with the batch."""
+        """The `workflow_ended` record, with the attestation sealed with the batch."""
         data: dict[str, object] = {"state": row.state.name, "reason": row.reason,
                                    "attestation": None}
         if self.evidence is not None:

@@ -202,7 +202,7 @@ class AuthorizedNode(NodeLayer):
 
 def signed_submissions(trust: TrustStore) -> Callable[..., Admission | None]:
     """The Node's `admit` hook at a participant: a PREPARE's signed submission is checked
-    as the shells check it (core/identity/submission.py `check_prepare_submission`: the
+    (core/identity/submission.py `check_prepare_submission`: the
     submitter's signature over the spec, by the key its coordinator vouches for, or by
     the coordinator's own key from the trust store for a spec it signed itself; the spec
     to run is the one signed), then bound to one workflow id (`Node.check_submission`).

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The caller needs the `cancel` permission (the interceptor), as with the shells. Only
+The caller needs the `cancel` permission (the interceptor). Only
 the coordinator of the workflow's current epoch takes a cancel (core/node/cancel.py):
 its original coordinator, or after a takeover the successor acting in the epoch it
 won. So an agent asked (`cancel`) sends the cancel on (`local_only`) to the later
@@ -14,8 +14,7 @@ there, each domain tried once; while none is in place yet (no successor acts), t
 members are asked again each `ASK_AGAIN_S`, within the call's deadline
 (`CANCEL_DONE_S`).
 
-Where it is taken (`_cancel_here`), the request is appended to the audit chain as the
-shells do (a `client_request` record naming the verified caller, written before the
+Where it is taken (`_cancel_here`), the request is appended to the audit chain (a `client_request` record naming the verified caller, written before the
 Node acts), `Cancel` is posted to the Node, and the workflow's status is answered
 once it ended CANCELLED and that is durable. With coordinator takeover the CANCELLED
 end is told before it is made: the status shows RUNNING meanwhile, so the wait wakes
@@ -145,7 +144,7 @@ class Cancels:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, _ended(status))
         if (why := refusal(node, request.id)) is not None:
             await self._refused(request, context, why)
-        # Taken: recorded as the shells record it (client_service.Cancel), on the audit
+        # Taken: recorded (a `client_request` record), on the audit
         # chain before the Node acts on it, naming the verified caller (also when a peer
         # forwarded the call for it); written alone, now, so that it precedes the end.
         caller = CURRENT_CALLER.get()

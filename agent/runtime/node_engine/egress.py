@@ -5,8 +5,8 @@ Theory of operation
 -------------------
 A vote checks egress against the destinations a step's outputs would have as placed
 (core/policy/flow.py, through `PlacedNode.vote_context`); the policy may change after
-the vote (a SIGHUP) or a destination's labels may, so the shells check again as each
-result leaves (runtime/dataflow_policy.py `egress_checked`), and so does this layer.
+the vote (a SIGHUP) or a destination's labels may, so this layer checks again as each
+result leaves.
 `EgressNode` sits between the Node and the audit layer (which seals the final
 results it sends: attestations.py), and rewrites each `ResultMsg` of the Ready with
 outputs bound for another domain that this domain's egress refuses (the Node's own

@@ -1,20 +1,16 @@
-"""`NodeAgent`: the daemon's default engine, one Node core driven by one NodeDriver.
+"""`NodeAgent`: the daemon's engine, one Node core driven by one NodeDriver.
 
 Theory of operation
 -------------------
-Unless its config says `engine: shells` (config.proto `Engine`), the daemon builds a
-NodeAgent around the usual `Agent` instead of running the negotiation and the steps
-in the shells. The Agent is kept for what the node engine does not replace yet: its
-store (agent.db: identity, incarnation, key records), trust, signing, the replay
-guard, peer channels, metrics, and membership (SWIM and signed domain records, run
-by the Agent's own TaskGroup exactly as with the shells; as `NodeEngineAgent`, its
-record publishes the Node's free capacity). Its negotiation shells are
-built but given no work: the node engine's client and peer services never call them
-(services.py), and refuse their RPCs.
+The daemon builds a NodeAgent around the `Agent` (runtime/agent.py), which keeps what
+is not the Node's: its store (agent.db: identity, incarnation, key records, audit log),
+trust, signing, the replay guard, peer channels, metrics, and membership (SWIM and
+signed domain records, run by the Agent's own TaskGroup; its record publishes the
+Node's free capacity, `Agent.node_participant`).
 
 What the NodeAgent composes, on the ports of runtime/ports.py:
-- a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the shells'
-  placement code over the members this agent sees), restored from `node.db` in the data dir
+- a `Node` (agent/core/node; `PlacedNode`, placing.py: each round placed by the
+  placement code of core/workflow/placement.py over the members this agent sees), restored from `node.db` in the data dir
   (`SqliteDurable`: one transaction per driver turn, committed in a thread of its
   own while the event loop runs (commit_thread.py), WAL, synchronous=FULL), its
   policy and capacities from the config, its timings from `negotiation` and its
@@ -29,7 +25,7 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
   (`stop_leftovers`), so that the Node resolves them with nothing of them left;
 - `ReconfiguringNode` (reload.py): a SIGHUP reload reaches the Node (policy,
   capacities) and the executors as a `Reconfigure` input, applied in the driver's
-  turn (`_config_reloaded`, told by `NodeEngineAgent.reload`);
+  turn (`_config_reloaded`, told by `Agent.reload`);
 - `StatusView` (status.py): the StatusSink, and the read view the client service
   answers from;
 - `TurnBoundary` and `AuthorizedNode` (boundary.py): what the NodeTurn RPC checks
@@ -37,21 +33,22 @@ What the NodeAgent composes, on the ports of runtime/ports.py:
   message;
 - self-fencing (core/node/self_fencing.py), always on: `Timing.step_lease_s` from
   `negotiation.step_lease_s`, else three times the gossip profile's time to a DEAD
-  verdict, as the shells take it (`step_lease_of`); it reads the same
+  verdict (`step_lease_of`); it reads the same
   membership view as takeover;
 - coordinator takeover (core/node/takeover.py), always on: `Timing.takeover_after_s`
   from `negotiation.takeover_after_s` (10 s by default); the grants this agent gives
   signed with its domain key and what others show checked with its trust store
   (evidence.py); and membership's view posted as `MemberViews` whenever it changes
-  (`_members_changed`, a hook of the membership shell: each member's state as the
+  (`_members_changed`, a hook of membership: each member's state as the
   workflows act on it, only what changed since the Node was last told; the whole view
   at start, since a restored Node knows none);
 - the audit log (audit.py, `_audit_log`): `AuditedWrites` under the held Durable and
   `AuditedNode` around what the driver steps turn what node.db committed (and the NO
-  votes leaving) into the shells' records, which one task appends to agent.db's chain;
+  votes leaving) into the audit log's records, which one task appends to agent.db's
+  chain;
 - what an operator sees of those acts (observed.py): `ObservedWrites` and
-  `ObservedNode`, beside the audit's, count them in the shells' metrics, log each NO
-  vote as the shells do, and make the workflow's trace spans when tracing is on.
+  `ObservedNode`, beside the audit's, count them in the agent's metrics, log each NO
+  vote, and make the workflow's trace spans when tracing is on.
 
 `run(ready)` owns every task of the engine in one TaskGroup: the Agent's run (which
 owns membership and the rest of the Agent's loops), the `DriverLoop`, the audit
@@ -74,7 +71,6 @@ import logging
 import sqlite3
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
 
 from fedorch.core.membership.swim_profiles import (
     make_profile,
@@ -85,7 +81,7 @@ from fedorch.core.node.inputs import MemberState, MemberViews, Submit
 from fedorch.core.node.records import Disk, Timing
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.takeover import DEFAULT_TAKEOVER_AFTER_S
-from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2
+from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.candidates import placement_candidates
 from fedorch.runtime.config import gossip_profile_name
@@ -132,30 +128,26 @@ from fedorch.runtime.node_engine.write_behind import (
 from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
 from fedorch.runtime.ports import wall_ms_at
-from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
-__all__ = ["EngineConfigError", "NodeAgent", "NodeEngineAgent", "check_node_config",
-           "uses_node_engine"]
+__all__ = ["EngineConfigError", "NodeAgent", "check_node_config"]
 
 log = logging.getLogger("fedorch.node_engine")
 
 NODE_DB = "node.db"
 SUBMIT_DURABLE_S = 10.0  # a submission not durable by then is answered UNAVAILABLE
+# The step lease, unless the config sets one: this many times the gossip profile's
+# longest time to a DEAD verdict (`step_lease_of`).
+LEASE_DEAD_TIMES = 3
 
 
 class EngineConfigError(ValueError):
     """A config the node engine cannot run; one line saying what to change."""
 
 
-def uses_node_engine(config: config_pb2.AgentConfig) -> bool:
-    """The node engine is the default: only `engine: shells` keeps the shells."""
-    return config.engine != config_pb2.ENGINE_SHELLS
-
-
 def check_node_config(config: config_pb2.AgentConfig) -> None:
     """EngineConfigError for what `engine: node` cannot honour (checked at start-up,
-    before any file is opened). Nothing today: it runs every commit protocol the shells
-    run (`negotiation.commit: 2pc` as classic rounds, `Timing.classic`)."""
+    before any file is opened). Nothing today: it runs both commit protocols
+    (`negotiation.commit: 2pc` as classic rounds, `Timing.classic`)."""
 
 
 def timing_of(config: config_pb2.AgentConfig) -> Timing:
@@ -187,12 +179,11 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
 
 
 def step_lease_of(config: config_pb2.AgentConfig) -> float:
-    """The step lease (`negotiation.step_lease_s`), else what the shells take
-    (runtime/self_fencing.py): three times the gossip profile's longest time to a DEAD
-    verdict, here for a federation of every domain this agent trusts (the Node's lease
-    is fixed at start; the shells' follows the members it sees, and a bigger
-    federation only makes it longer, so counting every trusted domain never makes it
-    shorter than that)."""
+    """The step lease (`negotiation.step_lease_s`), else three times the gossip
+    profile's longest time to a DEAD verdict, for a federation of every domain this
+    agent trusts (the lease is fixed at start; a bigger federation only makes it
+    longer, so counting every trusted domain never makes it shorter than one counting
+    only the members seen)."""
     neg = config.negotiation
     if neg.step_lease_s > 0:
         return neg.step_lease_s
@@ -201,32 +192,6 @@ def step_lease_of(config: config_pb2.AgentConfig) -> float:
     members = len(config.trust.key_files) + 1
     return LEASE_DEAD_TIMES * (profile.probe_interval
                                + suspicion_bounds(profile, members)[1])
-
-
-class NodeEngineAgent(Agent):
-    """The Agent as the node engine keeps it (for membership, trust, signing): the free
-    capacity its domain record publishes is the Node's, whose participant holds this
-    domain's reservations (the shells' holds none). Membership offers the record again
-    every probe period, so a reservation shows within about one (rate-limited by
-    `gossip.publish_interval_s`, as with the shells)."""
-
-    node_participant: Any = None  # the Node's Participant, once the NodeAgent is built
-    node_view: Any = None  # the NodeAgent's read view (status.py): what the console reads
-    node_reloaded: Any = None  # told after each reload (NodeAgent._config_reloaded)
-
-    async def reload(self, config: config_pb2.AgentConfig) -> list[str]:
-        fixed = await super().reload(config)
-        if self.node_reloaded is not None:
-            self.node_reloaded()
-        return fixed
-
-    def current_record(self) -> peer_pb2.DomainRecord:
-        record = super().current_record()
-        if self.node_participant is not None:
-            available = self.node_participant.available()
-            for capability in record.capabilities:
-                capability.available = available.get(capability.name, capability.capacity)
-        return record
 
 
 class NodeAgent:
@@ -312,18 +277,13 @@ class NodeAgent:
         self.loop = DriverLoop(self.driver, write=self.commits)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
-        if isinstance(a, NodeEngineAgent):
-            a.node_participant = self.node.participant
-            a.node_view = self.view
-            a.node_reloaded = self._config_reloaded
+        a.node_participant = self.node.participant
+        a.node_view = self.view
+        a.node_reloaded = self._config_reloaded
         a.on_members_change.append(self._members_changed)
-        # The counters both engines serve under one name come from the Node here: the
-        # shells' own (never moved on this engine) leave the registry first.
-        for shells_own in (a.metrics.collected_decisions, a.metrics.compacted,
-                           a.metrics.in_doubt_queries):
-            a.metrics.registry.unregister(shells_own)
+        # The Node's counters (metrics.py), served under the agent's registry.
         a.metrics.registry.register(NodeEngineCollector(self))
-        # The shells' gauge, read from the Node: its end notices still unacknowledged
+        # A gauge read from the Node: its end notices still unacknowledged
         # (resent until answered; a successor's are sent again after a restart).
         a.metrics.end_notices_owed.set_function(self._end_notices_owed)
 
@@ -333,7 +293,7 @@ class NodeAgent:
 
     def _audit_log(self) -> NodeAuditLog:
         """What the Node decides, appended to agent.db's audit log once node.db holds
-        it (audit.py): the records the shells make of the same acts."""
+        it (audit.py)."""
         a = self.agent
         # Evidence for proofs (attestations.py): signed with the domain key, checked
         # with the trust store as evidence (a key rotated away from still counts).
@@ -436,16 +396,16 @@ class NodeAgent:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Run the Agent (membership) and the driver until the Agent stops (see the
         header); a DriverStopped stops the Agent with its reason."""
-        shells_ready = asyncio.Event()
+        agent_ready = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                shells = tg.create_task(run_until_stopped(self.agent, shells_ready),
+                agent = tg.create_task(run_until_stopped(self.agent, agent_ready),
                                         name="agent")
-                waiter = tg.create_task(shells_ready.wait(), name="agent ready")
-                await asyncio.wait([shells, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter = tg.create_task(agent_ready.wait(), name="agent ready")
+                await asyncio.wait([agent, waiter], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                if shells_ready.is_set():
+                if agent_ready.is_set():
                     self._members_changed()
                     driver = tg.create_task(self._drive(), name="node-driver")
                     tg.create_task(self.audit.run(), name="node-audit")
@@ -453,7 +413,7 @@ class NodeAgent:
                              len(self.node.state.rows) + len(self.node.state.committed))
                     if ready is not None:
                         ready.set()
-                    await asyncio.wait([shells, driver], return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait([agent, driver], return_when=asyncio.FIRST_COMPLETED)
                 self._stopping = True
                 self.agent.stop()
                 raise _EngineStop()

@@ -29,8 +29,7 @@ already running keeps the executor it started with.
 Compensations (core/node/compensating.py). A start entry (workflow, step, attempt,
 "compensate") is a compensation attempt, handed out once its start is durable like a
 step's: run by the executor of `compensate.capability` (else the step's), with its
-params and the step's recorded outputs on stdin (StepInvocation.compensating), as the
-shells run them; its end comes back as a `CompensationEnded`. It is not stopped when
+params and the step's recorded outputs on stdin (StepInvocation.compensating); its end comes back as a `CompensationEnded`. It is not stopped when
 its workflow ends (it runs because the workflow ended).
 
 Observed (observed.py). Each attempt, a step's or a compensation's, runs inside a span
@@ -38,7 +37,7 @@ of the workflow's trace when tracing is on (its id derived from the domain, step
 attempt; a step attempt's parent is this domain's vote of the round that committed
 it, a compensation attempt's the step attempt it undoes), and inside `logs.about`,
 so what is logged meanwhile names its workflow and step; its end is counted in
-`fedorch_step_attempts_total{result}` (a step's, as the shells count them).
+`fedorch_step_attempts_total{result}`.
 
 Inputs are the Progress's (core/workflow/progress.py): the outputs of the steps a
 step needs, by step id; a fan-out step's as {domain: outputs} of its instances that
@@ -71,7 +70,7 @@ class NodeExecutors:
                  post: Callable[[object], None],
                  spawn: Callable[[Awaitable[None], str], asyncio.Task[None] | None],
                  groups: StepGroups | None = None, attempts: Any = None) -> None:
-        """`executors`: capability -> Executor (AgentContext.executors, from the config);
+        """`executors`: capability -> Executor (Agent.executors, from the config);
         `post`: the driver loop's; `spawn`: a task of the engine's TaskGroup, or None
         when it is stopping; `groups`: where attempts' process groups are kept (None:
         nowhere, their markers alone find them after a restart); `attempts`: the

@@ -16,7 +16,7 @@ __all__ = ["NodeEngineCollector", "bind_reserved_slots"]
 
 
 def bind_reserved_slots(metrics: Any, participant: Any, capabilities: Any) -> None:
-    """`fedorch_reserved_slots{capability}`, as the shells keep it, read from the Node's
+    """`fedorch_reserved_slots{capability}`, read from the Node's
     participant at scrape time (votes are counted by observed.py, once each)."""
     for cap in capabilities:
         metrics.reserved_slots.labels(cap).set_function(
@@ -126,8 +126,8 @@ class NodeEngineCollector(Collector):
 
 
 def _shared_metrics(stats: Any) -> Iterator[CounterMetricFamily]:
-    """The counters the shells serve under the same names, from the Node's stats (the
-    engine takes the shells' own out of the registry): a dashboard reads either engine."""
+    """The counters the older engine served under the same names, from the Node's stats:
+    a dashboard made for it reads them still."""
     collected = CounterMetricFamily(
         "fedorch_decision_records_collected",
         "COMMIT certificates dropped from the coordinator's log once every participant"

@@ -2,8 +2,7 @@
 
 Theory of operation
 -------------------
-The shells count, log and trace each act where they make it (votes.py, step_runs.py,
-coordination.py). The node engine's acts are made in the Node, which has no I/O, so
+The agent counts, logs and traces each act it makes. The node engine's acts are made in the Node, which has no I/O, so
 they are read here from what leaves it, as the audit log reads them (audit.py):
 
 - `ObservedWrites` wraps the Durable port beside the audit's: once a turn's groups
@@ -17,7 +16,7 @@ they are read here from what leaves it, as the audit log reads them (audit.py):
   once durable.
 - `ObservedNode`, a layer around what the driver steps, sees the PREPAREs going in
   and the Ready's NO votes coming out: a NO changes no table (presumed abort), so no
-  group tells of it. Each NO is logged as the shells log it ("refused WF round R from
+  group tells of it. Each NO is logged ("refused WF round R from
   COORDINATOR: REASON", naming the workflow, so its JSON line carries the workflow
   and trace id: logs.py), counted, and traced; a NO sent again for the same round (a
   PREPARE repeated) is not counted again.
@@ -29,8 +28,8 @@ derived from what it is (telemetry_sdk.span_id_of: the workflow and, e.g., ("vot
 domain, round)), so the domain that makes a span names its parent without being told
 (the vote's parent is ("round", round), the attempt's the vote of its domain in the
 committed round, a hand-off's the attempt that produced the result). The layout is
-the shells' (telemetry.py); a parent span a domain did not export (tracing off there)
-is missing from the trace, as with the shells. No span is made twice: each comes from
+telemetry.py's; a parent span a domain did not export (tracing off there) is missing
+from the trace. No span is made twice: each comes from
 an act made once (a duplicate id would make two spans one). Nothing here costs
 anything but a counter while tracing is off.
 """

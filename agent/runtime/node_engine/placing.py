@@ -1,9 +1,9 @@
-"""The node engine's placement: the shells' placement code behind the Node's placer.
+"""The node engine's placement: the daemon's placement code behind the Node's placer.
 
 A Node places each round of a workflow it coordinates through `Node.placer(spec,
 hint)`: a function of the domains the earlier rounds' refusals excluded. The Node's
 own placer picks any peer not excluded (the simulator's world has no records to place
-by). `PlacedNode` is the Node with the daemon's placement instead, as the shells place:
+by). `PlacedNode` is the Node with the daemon's placement instead:
 `core/workflow/placement.place` over the members this agent sees
 (runtime/candidates.py: capabilities, labels, residency, egress, free capacity,
 liveness), with the refusers excluded. The first round keeps the placement the client
@@ -15,7 +15,7 @@ expansion, as the client service makes it for each submission: kept by spec shap
 member view, so that the same spec submitted again while the view stands is checked
 and placed once (see the class). A spec no domain can take whole is not refused: its
 plan names the steps and why (`Plan.unplaceable`), the Node takes the submission and
-ends it ABORTED with that reason (core/node/submitting.py), as the shells do.
+ends it ABORTED with that reason (core/node/submitting.py).
 
 `KeptCandidates` is the candidates themselves (runtime/candidates.py
 `placement_candidates`: one `Candidate` per member, each with its key's revocation
@@ -96,7 +96,7 @@ class PlacedNode(Node):
 
     def vote_context(self, now: float, info: Any, steps: tuple[tuple[str, str], ...],
                      principal: str) -> PolicyContext | None:
-        """As the shells vote (dataflow_policy.prepare_context): the labels each asked
+        """What a vote judges: the labels each asked
         step would receive along the DAG as placed, where its outputs go, the workflow's
         name and the wall time for rules; None when the policy checks none of them."""
         policy = self.policy
@@ -168,8 +168,8 @@ class SubmissionPlans:
         self.misses += 1
         check_no_expansion_fields(spec, "request")
         validate_spec(spec, "request")
-        # Fan-out steps become one instance per eligible domain, once, here, as the
-        # shells do (core/workflow/fanout.py): the row keeps the expanded spec and every
+        # Fan-out steps become one instance per eligible domain, once, here
+        # (core/workflow/fanout.py): the row keeps the expanded spec and every
         # PREPARE carries it, with the signed spec it was expanded from (a participant
         # checks it is an expansion of that: core/identity/submission.py).
         expanded = fanout.expand(spec, candidates, coordinator=self.coordinator)

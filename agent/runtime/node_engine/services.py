@@ -4,16 +4,15 @@ Theory of operation
 -------------------
 `NodeClientService` answers the client calls the node engine supports from the
 Node (status.py) and posts everything else the Node must do:
-- Submit / SubmitAndWatch: refused, as the shells refuse it, by a domain whose own key
-  is revoked with none after it (FAILED_PRECONDITION, audited); the spec is checked as
-  the shells check it (signature of a signed spec, the spec's own checks), placed
-  from this agent's membership view with the shells' placement code
-  (core/workflow/placement.py over runtime/candidates.py, kept per member view:
+- Submit / SubmitAndWatch: refused by a domain whose own key is revoked with none
+  after it (FAILED_PRECONDITION, audited); the spec is checked (signature of a signed
+  spec, client_service.py; the spec's own checks), placed from this agent's membership
+  view (core/workflow/placement.py over runtime/candidates.py, kept per member view:
   placing.py `KeptCandidates`; the
   checks and placement kept per spec shape and member view: `SubmissionPlans`), and
   posted as `Submit(workflow_id, spec, submission, placement)` (`_take`); the id is
   answered once the workflow's row is durable. A spec no domain can take whole is
-  taken too, as the shells take it, with the steps placement found no domain for and
+  taken too, with the steps placement found no domain for and
   why (`Submit.unplaceable`): the Node ends it ABORTED with that reason at once
   (core/node/submitting.py), so the client reads why in its status, not in a refusal.
   SubmitAndWatch then streams its statuses, those of the `states` asked for only (and
@@ -37,7 +36,7 @@ Node (status.py) and posts everything else the Node must do:
   following it at the coordinator that status names (a status already sent is not
   sent again);
 - ListWorkflows: every workflow this Node knows;
-- ListMembers: the membership view, as with the shells (inherited).
+- ListMembers and GetAgent: the membership view, this domain (client_service.py).
 - Cancel: cancels.py (the caller needs the `cancel` permission; the cancel goes to
   the coordinator of the workflow's current epoch, the successor after a takeover,
   which answers the status once it ended CANCELLED and that is durable; an ended
@@ -47,15 +46,16 @@ row's write): a retry, in this life or after a restart, is answered the workflow
 first attempt made; `_by_request` keeps this life's too, so that a retry that comes
 while the first is being placed gets the same id. What the node engine does not do
 yet (a signed spec not bound to this coordinator, which a client of this version
-binds: it asks GetAgent, the shells' ClientService) is refused with FAILED_PRECONDITION
-naming the engine, never silently ignored.
+binds: it asks GetAgent) is refused with FAILED_PRECONDITION naming the engine, never
+silently ignored.
 
-`NodePeerService` keeps the peer RPCs the node engine shares with the shells
-(Swim: membership) and adds the node engine's negotiation and progress RPCs:
+`NodePeerService` keeps membership's peer RPC (Swim, peer_service.py) and adds the
+node engine's negotiation and progress RPCs:
 `NodeTurns`, one long-lived stream of envelopes per peer (what this agent's
 transport sends), and `NodeTurn`, one envelope per call (kept for a peer one version
-older); boundary.py checks every envelope of either alike. The shells' negotiation RPCs are refused with
-FAILED_PRECONDITION: a peer running `engine: shells` cannot negotiate with this one.
+older); boundary.py checks every envelope of either alike. The older engine's
+negotiation RPCs, still in peer.proto, are refused with FAILED_PRECONDITION: a peer of
+a release running `engine: shells` cannot negotiate with this one.
 """
 
 from __future__ import annotations
@@ -101,9 +101,8 @@ WATCH_ASK_AGAIN_S = 1.0  # a watch whose coordinator is gone asks the members th
 
 
 def not_in_node_engine(what: str) -> str:
-    return (f"{what} is not supported by this agent's engine (engine: node, a first"
-            " slice: docs/architecture.md, \"The driver\"); run the agent with"
-            " `engine: shells` for it")
+    return (f"{what} is not supported by this agent's engine (engine: node:"
+            " docs/architecture.md, \"The driver\")")
 
 
 class _RandomSuffixes:
@@ -285,8 +284,8 @@ class NodeClientService(ClientService):
         return status
 
     def _unknown(self, workflow_id: str) -> str:
-        """NOT_FOUND's words, as the shells': the Node's retention forgets ended
-        workflows, so the answer says so, or it reads as a typo."""
+        """NOT_FOUND's words: the Node's retention forgets ended workflows, so the
+        answer says so, or it reads as a typo."""
         kept = self.engine.node.t.retention
         if kept is None:
             return f"no workflow {workflow_id!r} known here"
@@ -477,7 +476,8 @@ class NodePeerService(PeerService):
 
     async def _refuse(self, request, context):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(
-            "the shells' negotiation protocol (Prepare, Paxos, Batch...)"))
+            "the older engine's negotiation protocol (Prepare, Paxos, Batch...; `engine:"
+            " shells`, removed)"))
 
     Prepare = Decide = QueryDecision = ReportStep = CancelWorkflow = _refuse
     Paxos = Batch = Compensate = Takeover = _refuse

@@ -133,7 +133,7 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
 
 def _compensations(node: Any, wf: str, out: status_pb2.WorkflowStatus) -> None:
     """Each compensated step's state (COMPENSATED, COMPENSATION_FAILED with its error)
-    and the summary, as the shells' status shows them."""
+    and the summary."""
     rows, summary = node.compensating.of(wf)
     for step in out.steps:
         r = rows.get(step.id)

@@ -2,8 +2,7 @@
 
 Theory of operation
 -------------------
-Two lines keep a step's processes from outliving the agent that started them, as with
-the shells:
+Two lines keep a step's processes from outliving the agent that started them:
 
 1. The command executor (runtime/executors/command.py) runs every attempt in a process
    group of its own whose leader, the step guard (step_guard.py), holds a parent-death

@@ -15,8 +15,8 @@ A group runs as one call on the connection's thread (`_apply_group`), not one
 hop per statement: cheaper, and no read queued meanwhile can run inside the
 open transaction and see a write that is not yet committed.
 
-The tables' own statements and rows are made elsewhere (store.py, paxos_tables.py,
-reservation_tables.py, the table modules); this module runs them.
+The tables' own statements and rows are made elsewhere (store.py, audit_table.py);
+this module runs them.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """Durable state of one agent: one SQLite file in WAL mode, written with
 `synchronous=FULL` through a group commit (database.py says how).
 
-`Store` is what the shells hold. It opens the data dir's database (refusing one that
-is not this agent's: identity.py), and holds the workflow and step rows, written as
-what changed since the last write known to be on disk (written.py), the meta and key
-records, and the audit log's reads. The tables of the commit decision
-(paxos_tables.py) and of holds and step runs (reservation_tables.py) are their own
-modules; the methods here of the same names call them. Rows are dataclasses
-(rows.py), re-exported here with the errors, as callers import them from this module.
+`Store` is the agent's. It opens the data dir's database (refusing one that is not
+this agent's: identity.py), and holds the meta (identity, incarnation, the node store's
+marker), the key records and the audit log. The workflows are the Node's, in node.db
+(runtime/node_store.py). agent.db's schema (schema.py) still has the tables the older
+engine (`shells`, removed) kept its workflows in: nothing writes them; the node engine's
+start check reads them (node_engine/engine_switch.py).
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ from dataclasses import replace
 import aiosqlite
 from fedorch.core.audit.chain import Checkpoint, Record
 from fedorch.gen.fedorch.v1 import keys_pb2
-from fedorch.runtime.store import audit_table, paxos_tables, reservation_tables
+from fedorch.runtime.store import audit_table
 from fedorch.runtime.store import identity as ident
-from fedorch.runtime.store import workflow_table as wt
 from fedorch.runtime.store.database import (
     Database,
     Statement,
@@ -32,25 +30,15 @@ from fedorch.runtime.store.database import (
     unreadable_storage,
 )
 from fedorch.runtime.store.identity import BadDatabase, Identity, StoreError
-from fedorch.runtime.store.rows import (
-    AcceptorRow,
-    HoldTxRow,
-    ReservationRow,
-    StepRow,
-    WorkflowRow,
-)
-from fedorch.runtime.store.written import Written
 
 log = logging.getLogger("fedorch.store")
-__all__ = ["AcceptorRow", "BadDatabase", "HoldTxRow", "ReservationRow", "Statement",
-           "StepRow", "Store", "StoreError", "WorkflowRow", "is_storage_fault"]
+__all__ = ["BadDatabase", "Statement", "Store", "StoreError", "is_storage_fault"]
 
 
 class Store:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._db: aiosqlite.Connection = database.connection
-        self._written = Written()  # the last rows written of each workflow (written.py)
 
     # ---- the group commit's counters and state (database.py) ---------------------------
 
@@ -163,7 +151,7 @@ class Store:
         return await self._database.all(sql, args)
 
     async def select(self, sql: str, args: tuple = ()) -> list[tuple]:
-        """Rows of a read made by a table's own module (e.g. runtime/compensation.py)."""
+        """Rows of a read made elsewhere (the console's audit reads)."""
         return await self._database.all(sql, args)
 
     async def _write(self, statements: list[Statement]) -> list[int]:
@@ -203,224 +191,6 @@ class Store:
     async def set_meta(self, key: str, value: str) -> None:
         await self._write([("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))])
 
-    # ---- workflows and steps ---------------------------------------------------
-
-    # Encoded through the class, so a save's encodings can be counted.
-    _step_args_of = staticmethod(wt.step_args_of)
-
-    async def save_workflow(self, w: WorkflowRow, steps: list[StepRow] = (),
-                            reservation: ReservationRow | None = None,
-                            also: Sequence[Statement] = ()) -> list[int]:
-        """Insert or update a workflow and (some of) its steps in one transaction, with the
-        statements in `also` (a step attempt's start or end, a reservation's change, a
-        decision); returns how many rows each statement of `also` changed. Only the
-        columns and step rows that changed since the last write are written, when that
-        write is known to be on disk (store/written.py).
-
-        Raises sqlite3.IntegrityError when another workflow holds w.request_id, or when
-        `also` starts an attempt that was started before (nothing is written then).
-        """
-        row = wt.wf_args(w)
-        step_values = [wt.step_values(s) for s in steps]
-        known, token = self._written.begin(w.id)
-        if known is not None and row == known.row:
-            known = None  # nothing changed (an UPDATE would set nothing): write in full
-        stmts = [wt.row_write(row, known.row if known is not None else None)]
-        # Step rows against what is on disk, also while another write of the workflow is
-        # on its way (written.py): only those that changed, and those that write writes.
-        on_disk, being_written = self._written.step_base(w.id)
-        rows = []
-        for v in step_values:
-            latest = being_written.get(v[1])
-            if latest is not None:  # written again; encoded again only if it changed
-                rows.append((v[1], v, latest[1] if latest[0] == v else self._step_args_of(v)))
-            elif on_disk is None or on_disk.get(v[1]) != v:
-                rows.append((v[1], v, self._step_args_of(v)))
-        wrote = [step_id for step_id, _, _ in rows]
-        if rows:
-            stmts.append(wt.steps_write([encoded for _, _, encoded in rows]))
-        if reservation is not None:
-            stmts.append(reservation_tables.reservation_statement(reservation))
-        written: tuple | None = None
-        self._written.writing(w.id, rows)  # ended by `end` below, whatever happens
-        try:
-            counts = await self._write([*stmts, *also])
-            written = row
-        finally:
-            self._written.end(w.id, token, written, ((v[1], v) for v in step_values), wrote)
-        if known is not None and counts[0] == 0:
-            # The row was not there to update (nothing should delete it unseen): put it
-            # back whole, and its steps.
-            log.error("workflow %s: its row was missing on update; writing it again", w.id)
-            self._written.forget([w.id])
-            await self._write([(wt.WF_UPSERT, row), *(
-                [wt.steps_write([self._step_args_of(v) for v in step_values])]
-                if step_values else [])])
-        return counts[len(stmts):]
-
-    async def save_steps(self, steps: list[StepRow]) -> None:
-        if steps:
-            self._written.forget({s.workflow_id for s in steps})
-            await self._write([wt.step_write(wt.step_args(s)) for s in steps])
-
-    def forget_written(self, workflow_ids: Collection[str]) -> None:
-        """These workflows' rows are about to change by a write not made by save_workflow
-        (retention deleting them): the next save writes them in full."""
-        self._written.forget(workflow_ids)
-
-    async def save_step_result(self, s: StepRow) -> None:
-        """Keep a step result that came before its workflow is known here, unless what is
-        kept is newer: a later attempt, or the same attempt already ended (results are
-        resent and overtake each other, so a RUNNING note can arrive after the end)."""
-        self._written.forget([s.workflow_id])
-        await self._write([wt.step_result_statement(s)])
-
-    async def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
-        row = await self._one(f"SELECT {wt.WF_COLS} FROM workflows WHERE id=?", (workflow_id,))
-        return wt.wf_from(row) if row else None
-
-    async def get_workflow_with_steps(
-            self, workflow_id: str) -> tuple[WorkflowRow | None, dict[str, StepRow]]:
-        """A workflow and its steps in one hop to the connection's thread."""
-        def read(db: aiosqlite.Connection) -> tuple[list, list]:
-            conn = db._conn
-            return (conn.execute(f"SELECT {wt.WF_COLS} FROM workflows WHERE id=?",
-                                 (workflow_id,)).fetchall(),
-                    conn.execute(wt.STEPS_OF, (workflow_id,)).fetchall())
-
-        rows, steps = await self._db._execute(read, self._db)
-        return (wt.wf_from(rows[0]) if rows else None,
-                {r[1]: wt.step_from(r) for r in steps})
-
-    async def find_by_request_id(self, request_id: str) -> WorkflowRow | None:
-        row = await self._one(
-            f"SELECT {wt.WF_COLS} FROM workflows WHERE request_id=?", (request_id,)
-        )
-        return wt.wf_from(row) if row else None
-
-    async def list_workflows(self) -> list[WorkflowRow]:
-        rows = await self._all(f"SELECT {wt.WF_COLS} FROM workflows ORDER BY created_ms, id")
-        return [wt.wf_from(r) for r in rows]
-
-    async def get_steps(self, workflow_id: str) -> list[StepRow]:
-        return [wt.step_from(r) for r in await self._all(wt.STEPS_OF, (workflow_id,))]
-
-    # ---- decisions, proposals, learned, ballots, acceptor records (paxos_tables.py) -----
-
-    decision_statement = staticmethod(paxos_tables.decision_statement)
-    collect_commit_statement = staticmethod(paxos_tables.collect_commit_statement)
-    acceptor_statement = staticmethod(paxos_tables.acceptor_statement)
-    proposal_statement = staticmethod(paxos_tables.proposal_statement)
-    spent_proposal_statements = staticmethod(paxos_tables.spent_proposal_statements)
-    learn_statement = staticmethod(paxos_tables.learn_statement)
-
-    async def record_decision(
-        self, workflow_id: str, round_: int, outcome: str, envelope: bytes,
-        also: Sequence[Statement] = (),
-    ) -> tuple[str, bytes]:
-        """Compare-and-set: the first decision for (workflow, round) wins; the statements
-        in `also` are written in the same transaction, whoever won.
-
-        Returns the decision that holds after the call, which may be an
-        earlier one: a caller must act on what this returns, not on what it asked.
-        """
-        return await paxos_tables.write_once(self._database, "decisions", workflow_id, round_,
-                                             outcome, envelope, also, column="envelope")
-
-    async def collect_commit(self, workflow_id: str, round_: int) -> None:
-        await self._write([paxos_tables.collect_commit_statement(workflow_id, round_)])
-
-    async def kept_certificates(self, ended: Collection[str],
-                                limit: int) -> list[tuple[str, int]]:
-        return await paxos_tables.kept_certificates(self._database, ended, limit)
-
-    async def count_kept_certificates(self) -> int:
-        return await paxos_tables.count_kept_certificates(self._database)
-
-    async def get_decision(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
-        return await paxos_tables.get_decision(self._database, workflow_id, round_)
-
-    async def get_commit(self, workflow_id: str) -> tuple[int, bytes] | None:
-        return await paxos_tables.get_commit(self._database, workflow_id)
-
-    async def save_acceptor(self, r: AcceptorRow) -> None:
-        """Replace this transaction's acceptor record (durable before the acceptor replies)."""
-        await self._write([paxos_tables.acceptor_statement(r)])
-
-    async def has_acceptor_records(self) -> bool:
-        return await paxos_tables.has_acceptor_records(self._database)
-
-    async def get_acceptor_record(self, workflow_id: str, round_: int) -> AcceptorRow | None:
-        return await paxos_tables.get_acceptor_record(self._database, workflow_id, round_)
-
-    async def propose(self, workflow_id: str, round_: int, outcome: str,
-                      value: bytes) -> tuple[str, bytes]:
-        """Compare-and-set the coordinator's write-once proposal cell for (workflow, round).
-
-        Returns what the cell holds after the call: act on that, not on what was asked.
-        """
-        return await paxos_tables.write_once(self._database, "proposals", workflow_id,
-                                             round_, outcome, value)
-
-    async def get_proposal(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
-        return await paxos_tables.get_once(self._database, "proposals", workflow_id, round_)
-
-    async def learn(self, workflow_id: str, round_: int, outcome: str,
-                    value: bytes, also: Sequence[Statement] = ()) -> tuple[str, bytes]:
-        """Record a decision learned to be chosen; write-once: returns the one that holds.
-        `also` goes in the same transaction, right after the compare-and-set."""
-        return await paxos_tables.write_once(self._database, "learned", workflow_id, round_,
-                                             outcome, value, also)
-
-    async def get_learned(self, workflow_id: str, round_: int) -> tuple[str, bytes] | None:
-        return await paxos_tables.get_once(self._database, "learned", workflow_id, round_)
-
-    async def list_learned(self) -> list[tuple[str, int, str, bytes]]:
-        return await paxos_tables.list_learned(self._database)
-
-    async def save_ballot(self, workflow_id: str, round_: int, n: int, proposer: str) -> None:
-        """The highest ballot used as proposer (durable before its PaxosPrepare)."""
-        await self._write([paxos_tables.ballot_statement(workflow_id, round_, n, proposer)])
-
-    async def get_ballot(self, workflow_id: str, round_: int) -> tuple[int, str] | None:
-        return await paxos_tables.get_ballot(self._database, workflow_id, round_)
-
-    # ---- reservations, hold_txs, step runs (reservation_tables.py) ----------------------
-
-    reservation_statement = staticmethod(reservation_tables.reservation_statement)
-    delete_reservation_statement = staticmethod(reservation_tables.delete_reservation_statement)
-    start_run_statement = staticmethod(reservation_tables.start_run_statement)
-    end_run_statement = staticmethod(reservation_tables.end_run_statement)
-
-    async def save_reservation(self, r: ReservationRow, tx: HoldTxRow | None = None,
-                               also: Sequence[Statement] = ()) -> None:
-        """Save a reservation and, in the same transaction, the PREPARE behind it and the
-        statements in `also`."""
-        stmts = [reservation_tables.reservation_statement(r), *also]
-        if tx is not None:
-            stmts.append(reservation_tables.hold_tx_statement(tx))
-        await self._write(stmts)
-
-    async def get_hold_tx(self, workflow_id: str, round_: int) -> HoldTxRow | None:
-        return await reservation_tables.get_hold_tx(self._database, workflow_id, round_)
-
-    async def delete_reservation(self, workflow_id: str, round_: int) -> None:
-        await self._write([reservation_tables.delete_reservation_statement(workflow_id, round_)])
-
-    async def list_reservations(self) -> list[ReservationRow]:
-        return await reservation_tables.list_reservations(self._database)
-
-    async def set_run_pgid(self, workflow_id: str, step_id: str, attempt: int,
-                           pgid: int) -> None:
-        """The process group an attempt runs in (written once its processes exist)."""
-        await self._write([reservation_tables.run_pgid_statement(workflow_id, step_id,
-                                                                 attempt, pgid)])
-
-    async def unfinished_runs(self) -> list[tuple[str, str, int, int | None]]:
-        return await reservation_tables.unfinished_runs(self._database)
-
-    async def runs_of(self, workflow_id: str) -> list[tuple[str, int, str]]:
-        return await reservation_tables.runs_of(self._database, workflow_id)
     # ---- audit log (statements: audit_table.append_statement) -----------------------
 
     async def audit_head(self) -> tuple[int, bytes]:

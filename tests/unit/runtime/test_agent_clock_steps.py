@@ -1,9 +1,9 @@
-"""Wall clock steps (NTP, `date -s`) of ±2 s and ±1 h: the cores run on the monotonic
-clock, so nothing raises, no lease fires early and gossip goes on; envelopes still pass
-the replay guard, which still refuses replays; a lease stored before a restart is
-re-based on the wall clock at load. In-process agents with a fake clock; their
-membership shells gossip through the real input boundary (PeerService, PeerChannels),
-datagrams handed over by the test instead of gRPC."""
+"""Wall clock steps (NTP, `date -s`) of ±2 s and ±1 h: membership runs on the monotonic
+clock, so nothing raises and gossip goes on; envelopes still pass the replay guard, which
+still refuses replays. In-process agents with a fake clock; their membership gossips
+through the real input boundary (PeerService, PeerChannels), datagrams handed over by
+the test instead of gRPC. (The Node's leases across clock steps: the simulator's
+clock-step runs, tests/sim.)"""
 
 from __future__ import annotations
 
@@ -13,14 +13,11 @@ from fedorch.core.identity.envelope import new_nonce
 from fedorch.core.identity.keys import init_keys
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.membership import swim_codec
-from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, swim_pb2
+from fedorch.gen.fedorch.v1 import swim_pb2
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.config import parse_config_text
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.store.store import Store
-from google.protobuf import json_format
-
-from tests.submissions import signed
 
 STEPS_S = (-2.0, 2.0, -3600.0, 3600.0)
 LEASE_S = 30.0
@@ -156,58 +153,6 @@ async def test_gossip_goes_on_across_wall_steps(make, together: bool) -> None:
     alpha = agents["alpha"]
     heard = {m.domain: m.last_heard for m in alpha.membership.members()}
     assert abs(heard["beta"] - alpha.now_ms() / 1000) < 2.0
-
-
-SPEC = json_format.ParseDict({"name": "one", "steps": [{"id": "s1", "capability": "x"}]},
-                             spec_pb2.WorkflowSpec())
-
-
-async def _vote_yes(agent: Agent, workflow_id: str) -> peer_pb2.Vote:
-    request = peer_pb2.PrepareRequest(
-        workflow_id=workflow_id, round=1, spec=SPEC, steps=["s1"], placement={"s1": "alpha"},
-        coordinator_endpoint="127.0.0.1:2", lease_ms=int(LEASE_S * 1000),
-        submission=signed(SPEC, issued_at_ms=agent.now_ms()))  # signed by its wall clock
-    envelope = await agent.participation.prepare("beta", request)
-    vote = peer_pb2.Body.FromString(envelope.body).vote
-    assert vote.yes, vote.reason
-    return vote
-
-
-@pytest.mark.parametrize("step", STEPS_S)
-async def test_a_lease_fires_after_its_duration_whatever_the_wall_clock_does(
-        make, step: float) -> None:
-    clock = FakeClock()
-    alpha = await make("alpha", clock)
-    vote = await _vote_yes(alpha, "beta.1")
-    assert vote.lease_expires_at_ms == WALL_START_MS + LEASE_S * 1000  # wall, for people
-    p = alpha.participant
-    clock.advance(1.0)
-    clock.step_wall(step)
-    clock.advance(LEASE_S - 2.0)
-    assert p.due_queries(alpha.now()) == [] and p.expire(alpha.now()) == []
-    clock.advance(1.5)  # the lease's full duration has passed, on the monotonic clock
-    assert [h.workflow_id for h in p.due_queries(alpha.now())] == ["beta.1"]
-
-
-@pytest.mark.parametrize(("down_s", "step", "remaining"), [
-    (10.0, 0.0, LEASE_S - 10.0),  # down 10 s: 20 s of the lease are left
-    (10.0, -3600.0, LEASE_S),  # the wall clock went back meanwhile: at most a full lease
-    (10.0, 3600.0, 0.0),  # forward: due at once (safe: a YES voter only asks)
-    (10.0, -2.0, LEASE_S - 8.0),
-])
-async def test_a_stored_lease_is_rebased_on_the_wall_clock_after_a_restart(
-        make, down_s: float, step: float, remaining: float) -> None:
-    clock = FakeClock(mono=50_000.0)
-    alpha = await make("alpha", clock)
-    await _vote_yes(alpha, "beta.1")
-    # A new process: its monotonic clock has another origin; the wall clock went on (and
-    # maybe stepped) while it was down.
-    later = FakeClock(mono=3.0, wall_ms=clock.wall + round((down_s + step) * 1000))
-    restarted = Agent(alpha.config, alpha.store, clock=later)
-    await restarted.participation.recover()
-    (hold,) = restarted.participant.holds()
-    left = max(0.0, hold.lease_expires - later.monotonic())
-    assert left == pytest.approx(remaining, abs=0.01)
 
 
 def test_the_replay_guard_follows_a_local_wall_step_and_still_refuses_replays() -> None:

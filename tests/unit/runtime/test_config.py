@@ -406,3 +406,17 @@ def test_every_gossip_profile_is_a_swim_profile() -> None:
     assert set(enum_choices(config_pb2.GossipProfile.DESCRIPTOR)) == set(PROFILES)
     assert gossip_profile_name(config_pb2.GOSSIP_PROFILE_WAN) == "wan"
     assert gossip_profile_name(config_pb2.GOSSIP_PROFILE_UNSPECIFIED) == "lan"
+
+
+def test_engine_node_is_the_only_engine() -> None:
+    assert _parse(MINIMAL + "engine: node\n").engine == config_pb2.ENGINE_NODE
+    assert _parse(MINIMAL).engine == config_pb2.ENGINE_UNSPECIFIED  # the node engine
+
+
+@pytest.mark.parametrize("value", ["shells", "Shells", "raft", "1", "[node]"])
+def test_engine_other_than_node_is_refused_in_one_line(value: str) -> None:
+    message = _error(MINIMAL + f"engine: {value}\n")
+    assert "eu.yaml: engine: must be node" in message
+    assert "shells` was removed" in message
+    assert "drained by the previous release" in message
+    assert "got" in message

@@ -1,10 +1,9 @@
-"""The membership shell acts on a DEAD verdict only once it stood for the loss grace.
+"""Membership acts on a DEAD verdict only once it stood for the loss grace.
 
-Agent alpha's shell hears beta (a real SWIM core with its own key) join; carol, a third
-trusted domain, then tells alpha that beta is DEAD. Within the grace nothing reaches the
-workflows: no domain loss where alpha coordinates, no in-doubt recovery of what beta
-coordinates, no takeover claim of a workflow beta coordinates; SWIM's own view (members)
-shows DEAD all the same. A refutation within the grace withdraws the verdict for good; a
+Agent alpha's membership hears beta (a real SWIM core with its own key) join; carol, a
+third trusted domain, then tells alpha that beta is DEAD. Within the grace nothing
+reaches the workflows: the hooks that post the Node's member view read beta SUSPECT
+(`state_for_work`), never DEAD; SWIM's own view (members) shows DEAD all the same. A refutation within the grace withdraws the verdict for good; a
 verdict that stands is acted on, once; a sign of life from beta starts the grace again;
 and halfway through a silent grace alpha checks beta directly, whose answer refutes.
 """
@@ -28,20 +27,15 @@ from fedorch.core.membership.swim_types import (
     MemberState,
     sign_claim,
 )
-from fedorch.core.negotiation.messages import TxInfo
-from fedorch.core.negotiation.termination import DoubtState
-from fedorch.core.workflow.progress import StepState
-from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import swim_pb2
 from fedorch.runtime.claim_signing import ClaimSigner, ClaimVerifier
 from fedorch.runtime.config import gossip_profile_name
-from fedorch.runtime.membership import DEAD_SWEEP_S, Membership
+from fedorch.runtime.membership import Membership
 
 from tests.unit.conftest import _agent
 from tests.unit.runtime.test_config import MINIMAL, _error, _parse
 from tests.unit.runtime.test_membership_left import BETA_ADDRESS
 from tests.unit.runtime.test_membership_left import _alpha_with_beta as _left_harness
-from tests.unit.runtime.test_membership_left import _running as _running_workflow
 from tests.unit.runtime.test_wakeups import _running, _until
 
 CAROL_ADDRESS = "127.0.0.1:3"
@@ -66,19 +60,20 @@ def _alpha_with_beta(agent, monkeypatch):
 
 
 class Calls:
-    """What the membership shell handed to the workflows, by hook."""
+    """The losses membership's hooks (on_members_change, which post the Node's member
+    view) were shown: each time a look told them beta's state for the workflows became
+    DEAD, the state the Node acts on."""
 
-    def __init__(self, agent, monkeypatch) -> None:
-        self.domain_dead: list[tuple[str, str]] = []
-        self.coordinator_dead: list[str] = []
-        for obj, name, into in ((agent.coordination, "domain_dead", self.domain_dead),
-                                (agent.consensus, "coordinator_dead", self.coordinator_dead)):
-            real = getattr(obj, name)
+    def __init__(self, agent) -> None:
+        self.acted: list[str] = []
+        self._last = ""
 
-            def spy(*args, _real=real, _into=into):
-                _into.append(args if len(args) > 1 else args[0])
-                return _real(*args)
-            monkeypatch.setattr(obj, name, spy)
+        def hook() -> None:
+            state = agent.membership.state_for_work("beta")
+            if state == "DEAD" and self._last != "DEAD":
+                self.acted.append("beta")
+            self._last = state
+        agent.on_members_change.append(hook)
 
 
 def _carol_says_beta_is_dead(alpha, now: float) -> None:
@@ -92,7 +87,7 @@ def _carol_says_beta_is_dead(alpha, now: float) -> None:
 
 
 def _sent(alpha, monkeypatch) -> list:
-    """What alpha's shell sends from now on, (address, message), instead of sending it."""
+    """What alpha's membership sends from now on, (address, message), instead of sending it."""
     sent: list = []
     monkeypatch.setattr(alpha, "_flush", lambda: sent.extend(alpha.swim.datagrams_to_send()))
     return sent
@@ -107,23 +102,10 @@ def _beta_answers(alpha, beta, sent: list, now: float) -> None:
     beta.deliver(now)
 
 
-@pytest.fixture
-def beta_coordinates(agent):
-    """A workflow alpha coordinates with a step on beta, and a transaction beta
-    coordinates in which alpha is in doubt."""
-    def make(clock):
-        agent.active["wf"] = _running_workflow(agent, "wf", {"x": "beta", "y": "alpha"})
-        tx = TxInfo("beta.1", 1, "beta", ("alpha", "beta"), ("alpha", "beta"))
-        agent.consensus.termination.track(clock(), tx, lease_expires=clock() + 300)
-        return tx
-    return make
-
-
 async def test_a_verdict_refuted_within_the_grace_acts_on_nothing(
-        agent, monkeypatch, beta_coordinates) -> None:
+        agent, monkeypatch) -> None:
     alpha, beta, clock = _alpha_with_beta(agent, monkeypatch)
-    tx = beta_coordinates(clock)
-    calls = Calls(agent, monkeypatch)
+    calls = Calls(agent)
     sent = _sent(alpha, monkeypatch)
     clock.t += 1
     _carol_says_beta_is_dead(alpha, clock())
@@ -146,12 +128,10 @@ async def test_a_verdict_refuted_within_the_grace_acts_on_nothing(
     assert alpha.grace.standing("beta") is Standing.NONE
     assert alpha.grace.stats["withdrawn"] == 1
 
-    for _ in range(3):  # well past the grace, and past a dead sweep
-        clock.t += max(alpha.grace.grace, DEAD_SWEEP_S)
+    for _ in range(3):  # well past the grace
+        clock.t += alpha.grace.grace
         alpha._observe()
-    assert calls.domain_dead == [] and calls.coordinator_dead == []
-    assert agent.active["wf"].progress.steps["x"].state is StepState.WAITING
-    assert agent.consensus.termination.state(tx.key) is DoubtState.WAITING
+    assert calls.acted == [] and alpha.state_for_work("beta") == "ALIVE"
 
 
 def _dead_claim(alpha):
@@ -160,10 +140,9 @@ def _dead_claim(alpha):
 
 
 async def test_a_verdict_that_stands_for_the_grace_is_acted_on_once(
-        agent, monkeypatch, beta_coordinates) -> None:
+        agent, monkeypatch) -> None:
     alpha, beta, clock = _alpha_with_beta(agent, monkeypatch)
-    tx = beta_coordinates(clock)
-    calls = Calls(agent, monkeypatch)
+    calls = Calls(agent)
     _sent(alpha, monkeypatch)  # the direct check goes nowhere: beta is gone
     clock.t += 1
     verdict_at = clock()
@@ -176,27 +155,22 @@ async def test_a_verdict_that_stands_for_the_grace_is_acted_on_once(
     assert alpha.grace.get_timer() == verdict_at + alpha.grace.grace
     clock.t = verdict_at + alpha.grace.grace - 0.01
     alpha._observe()
-    assert calls.domain_dead == [] and calls.coordinator_dead == []
-    assert agent.active["wf"].progress.steps["x"].state is StepState.WAITING
+    assert calls.acted == [] and alpha.state_for_work("beta") == "SUSPECT"
 
     clock.t = verdict_at + alpha.grace.grace
     alpha._observe()
-    assert calls.domain_dead == [("beta", "DEAD")] and calls.coordinator_dead == ["beta"]
+    assert calls.acted == ["beta"]
     assert alpha.lost("beta") == "DEAD" and alpha.state_for_work("beta") == "DEAD"
-    x = agent.active["wf"].progress.steps["x"]
-    assert x.state is StepState.FAILED and "domain beta was lost (DEAD)" in x.error, x
-    assert agent.consensus.termination.state(tx.key) is DoubtState.ASKING
     for _ in range(3):
-        clock.t += DEAD_SWEEP_S
+        clock.t += alpha.grace.grace
         alpha._observe()
-    assert calls.domain_dead == [("beta", "DEAD")] and calls.coordinator_dead == ["beta"]
+    assert calls.acted == ["beta"]
 
 
 async def test_a_sign_of_life_during_the_grace_starts_it_again(
-        agent, monkeypatch, beta_coordinates) -> None:
+        agent, monkeypatch) -> None:
     alpha, beta, clock = _alpha_with_beta(agent, monkeypatch)
-    beta_coordinates(clock)
-    calls = Calls(agent, monkeypatch)
+    calls = Calls(agent)
     _sent(alpha, monkeypatch)
     clock.t += 1
     _carol_says_beta_is_dead(alpha, clock())
@@ -208,17 +182,16 @@ async def test_a_sign_of_life_during_the_grace_starts_it_again(
     assert alpha.grace.standing("beta") is Standing.HEARD
     clock.t += 2  # past the verdict's grace, not past the sign of life's
     alpha._observe()
-    assert calls.domain_dead == []
+    assert calls.acted == []
     clock.t = heard_at + grace
     alpha._observe()
-    assert calls.domain_dead == [("beta", "DEAD")]
+    assert calls.acted == ["beta"]
 
 
 async def test_the_direct_check_halfway_through_the_grace_gets_the_refutation(
-        agent, monkeypatch, beta_coordinates) -> None:
+        agent, monkeypatch) -> None:
     alpha, beta, clock = _alpha_with_beta(agent, monkeypatch)
-    beta_coordinates(clock)
-    calls = Calls(agent, monkeypatch)
+    calls = Calls(agent)
     sent = _sent(alpha, monkeypatch)
     clock.t += 1
     _carol_says_beta_is_dead(alpha, clock())
@@ -234,38 +207,7 @@ async def test_the_direct_check_halfway_through_the_grace_gets_the_refutation(
     assert alpha.grace.standing("beta") is Standing.NONE
     clock.t += 2 * alpha.grace.grace
     alpha._observe()
-    assert calls.domain_dead == [] and calls.coordinator_dead == []
-
-
-async def test_the_takeover_watch_claims_only_once_the_verdict_stood(
-        agent, monkeypatch) -> None:
-    await agent.open()
-    alpha, beta, clock = _alpha_with_beta(agent, monkeypatch)
-    _sent(alpha, monkeypatch)
-    wid = "beta.0123abcd"  # coordinated by beta; alpha runs its step
-    active = _running_workflow(agent, wid, {"x": "alpha"})
-    active.row.coordinator = "beta"
-    agent.active[wid] = active
-    claims: list = []
-    monkeypatch.setattr(agent.takeovers, "claim",
-                        lambda active, core, action: claims.append(action))
-    await agent.takeovers._look(wid)
-    core = agent.takeovers.core_of(wid)
-    assert core is not None and core.role is Role.FOLLOWING
-
-    clock.t += 1
-    verdict_at = clock()
-    _carol_says_beta_is_dead(alpha, clock())
-    alpha._observe()
-    await agent.takeovers._look(wid)  # a member change woke it: beta reads SUSPECT
-    assert core.role is Role.FOLLOWING and claims == []
-
-    clock.t = verdict_at + alpha.grace.grace
-    alpha._observe()  # acted on: the takeover watch is woken for beta's workflows
-    assert wid in agent.takeovers._due
-    await agent.takeovers._look(wid)
-    assert core.role is Role.CLAIMING and core.epoch == 1
-    assert [c.to for c in claims] == ["beta"]
+    assert calls.acted == []
 
 
 def test_the_grace_is_the_profiles_and_gossip_tuning_overrides_it(agent) -> None:

@@ -1,4 +1,4 @@
-"""The membership shell's parsed-record cache never shows one record for another."""
+"""Membership's parsed-record cache never shows one record for another."""
 
 from __future__ import annotations
 

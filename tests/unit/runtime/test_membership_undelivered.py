@@ -1,4 +1,4 @@
-"""The membership shell tells its core which gossip did not arrive: a SWIM call that
+"""Membership tells its core which gossip did not arrive: a SWIM call that
 failed (a loaded peer, a timeout), or an answer built after its caller gave up. That
 gossip is sent again, so a freed slot is not left unseen until the next push-pull."""
 
@@ -53,7 +53,7 @@ async def test_a_failed_call_owes_its_gossip(agent, monkeypatch) -> None:
         raise PeerCallError("DEADLINE_EXCEEDED", "deadline exceeded")
 
     monkeypatch.setattr(agent.peers, "call", timed_out)
-    # The same message, sent by this shell on a call that times out.
+    # The same message, sent by membership on a call that times out.
     await m._send("127.0.0.1:2", answers)
     rest, _ = _acks_carrying_own_record(m, agent.domain, limit + 3)
     assert first + rest == limit + 1  # the lost one was sent again

@@ -25,7 +25,6 @@ from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import ABORT, Accepted, Ballot, TxInfo
 from fedorch.core.negotiation.termination import Termination
 from fedorch.gen.fedorch.v1 import peer_pb2
-from fedorch.runtime.paxos_wire import PAXOS_REQUESTS
 
 WF = "acme.eu.0123456789abcdef0123"  # coordinator "acme.eu"
 TX = dict(workflow_id=WF, acceptors=("acme.eu", "beta", "gamma"),
@@ -78,7 +77,12 @@ ROWS = {
 }
 
 
-def test_every_request_the_peer_service_takes_has_one_row_and_one_test():
+# The Paxos Commit requests of peer.proto's Body (the acceptor's and the ballots').
+PAXOS_REQUESTS = frozenset({"paxos_prepare", "paxos_accept", "paxos_promise", "paxos_accepted",
+                            "paxos_reject", "decision_ack"})
+
+
+def test_every_request_of_peer_proto_has_one_row_and_one_test():
     handled = {"prepare", "decision_notice", "decision_query", "step_result", "cancel",
                "swim", "batch", "compensate", "takeover_claim"} | PAXOS_REQUESTS
     # and the replies checked, and the key records every envelope may carry

@@ -274,34 +274,6 @@ def test_policy_explain_cli_prints_verdicts_and_refuses_a_bad_file(tmp_path, mon
     assert bad.exit_code == 2 and "names no step" in bad.output
 
 
-# ---- egress when a result is sent -----------------------------------------------------------
-
-
-def test_a_result_sent_where_egress_refuses_travels_without_its_outputs() -> None:
-    from types import SimpleNamespace
-
-    from fedorch.core.workflow import values
-    from fedorch.runtime.dataflow_policy import egress_checked
-
-    policy = config_pb2.Policy(egress=_egress({"jurisdiction": ["EU"]}))
-    own = _record("eu", {}, labels={"jurisdiction": "EU"})
-    agent = SimpleNamespace(domain="eu", config=config_pb2.AgentConfig(policy=policy),
-                            membership=None, current_record=lambda: own)
-    result = peer_pb2.StepResult(workflow_id="eu.w", step_id="s", domain="eu", state=3)
-    values.write_object(result, "outputs", {"rows": 42})
-    assert egress_checked(agent, "eu", result) is result  # to itself: always
-    withheld = egress_checked(agent, "us", result)  # labels unknown here: refused
-    assert values.read_object(withheld, "outputs") == {}
-    assert withheld.state == result.state and withheld.step_id == "s"
-    assert withheld.error == "outputs withheld by eu: egress: us's labels are unknown"
-    assert values.read_object(result, "outputs") == {"rows": 42}  # the original is intact
-    empty = peer_pb2.StepResult(workflow_id="eu.w", step_id="s", domain="eu", state=2)
-    values.write_object(empty, "outputs", {})
-    assert egress_checked(agent, "us", empty) is empty  # nothing to withhold
-    agent.config.policy.ClearField("egress")
-    assert egress_checked(agent, "us", result) is result
-
-
 def test_a_voter_that_lacks_an_upstream_record_refuses_under_residency() -> None:
     spec = parse_spec_text(SPEC, "flow.yaml")
     placement = {"extract": "eu", "clean": "mid", "other": "us", "train": "us"}

@@ -26,7 +26,6 @@ from fedorch.core.workflow.spec import (
     validate_spec,
 )
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2, status_pb2
-from fedorch.runtime.convert import status_message
 from fedorch.runtime.executors.base import StepInvocation
 from fedorch.runtime.executors.command import (
     CommandExecutor,
@@ -34,12 +33,9 @@ from fedorch.runtime.executors.command import (
     _outcome_from,
     _stdin_document,
 )
-from fedorch.runtime.store.store import StepRow, Store, WorkflowRow
 from google.protobuf import struct_pb2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from tests.unit.runtime.test_step_runs_on_result import _result, _setup
 
 BIG = 2**60
 SCALARS = (
@@ -125,26 +121,16 @@ def test_params_and_outputs_keep_their_types_along_the_whole_path(params, output
     inv = StepInvocation("w.1", "down", 1, second.params, second.inputs, None)
     assert same(json.loads(_stdin_document(inv))["inputs"], {"up": outputs})
 
-    # 6. The status a client reads, and the CLI's status JSON.
-    row = WorkflowRow("w.1", "exact", "me", "RUNNING", spec.SerializeToString(),
-                      placement={"up": "me", "down": "me"})
-    status = status_message(row, {"up": StepRow("w.1", "up", "me", "SUCCEEDED", 1, carried)})
+    # 6. The status a client reads (its outputs written as the status view writes them),
+    # and the CLI's status JSON.
+    status = status_pb2.WorkflowStatus(id="w.1", name="exact")
+    for step_id, outputs_of in (("up", carried), ("down", {})):
+        values.write_object(status.steps.add(id=step_id, capability="c", domain="me"),
+                            "outputs", outputs_of)
     status = status_pb2.WorkflowStatus.FromString(status.SerializeToString())
     shown = json.loads(render.to_json(render.status_to_dict(status)))
     assert same(shown["steps"][0]["outputs"], outputs)
     assert shown["steps"][1]["outputs"] == {}
-
-
-async def test_store_keeps_output_types(tmp_path: Path) -> None:
-    outputs = {"n": 1, "big": BIG, "f": 1.0, "neg": -(2**70), "deep": [{"x": [2, 2.5]}],
-               "text": "zürich ✓ 東京"}
-    store = await Store.open(tmp_path / "data")
-    try:
-        await store.save_step_result(StepRow("w.1", "up", "me", "SUCCEEDED", 1, outputs))
-        (row,) = await store.get_steps("w.1")
-    finally:
-        await store.close()
-    assert same(row.outputs, outputs)
 
 
 async def test_a_real_program_receives_and_returns_integers(tmp_path: Path) -> None:
@@ -231,27 +217,6 @@ def test_the_wire_form_is_not_written_by_hand() -> None:
     with pytest.raises(SpecError, match=r"steps\[0\]\.params_json: write params:"):
         spec_from_mapping({"name": "w", "steps": [
             {"id": "s", "capability": "c", "params_json": "{}"}]}, "w.yaml")
-
-
-async def test_a_peer_result_keeps_integers_and_bad_text_changes_nothing(agent) -> None:
-    """A step result from the step's domain, through the agent's handler: exact outputs in
-    the progress and the status; outputs that are not a JSON object are refused."""
-    active, _ = _setup(agent, "alpha", {"a": "beta", "b": "gamma", "c": "gamma"})
-    await agent.save(active)
-    bad = _result("alpha.1", "a", "beta")
-    bad.outputs_json = '{"n": NaN}'
-    before = agent.store.writes
-    ack = await agent.participation.on_result("beta", bad)
-    assert not ack.ok and "outputs of a" in ack.error and "NaN" in ack.error
-    assert agent.store.writes == before and active.progress.steps["a"].state.value != "SUCCEEDED"
-
-    good = _result("alpha.1", "a", "beta")
-    values.write_object(good, "outputs", {"n": 1, "big": BIG})
-    good = peer_pb2.StepResult.FromString(good.SerializeToString())
-    assert (await agent.participation.on_result("beta", good)).ok
-    assert same(active.progress.steps["a"].outputs, {"n": 1, "big": BIG})
-    status = await agent.status("alpha.1")
-    assert same(values.read_object(status.steps[0], "outputs"), {"n": 1, "big": BIG})
 
 
 MAX_NESTED = values.MAX_DEPTH

@@ -18,28 +18,33 @@ from fedorch.runtime.console import ConsoleError, start_console
 from fedorch.runtime.console.app import FEED, make_app
 from fedorch.runtime.console.views import ListFilter, WorkflowSummary
 from fedorch.runtime.membership import Member
-from fedorch.runtime.store.store import StepRow, WorkflowRow
 
+from tests.unit.runtime.console.given_view import GivenView
 from tests.unit.runtime.test_wakeups import _until
 
 BASE = "domain: alpha\nlisten: 127.0.0.1:7101\ndata_dir: data\nkey_file: k.key\n"
 
 
-def _spec() -> bytes:
+def _spec() -> spec_pb2.WorkflowSpec:
     return spec_pb2.WorkflowSpec(name="demo", steps=[
         spec_pb2.StepSpec(id="a", capability="x"),
         spec_pb2.StepSpec(id="b", capability="y", needs=["a"]),
-    ]).SerializeToString()
+    ])
 
 
 async def _save(agent, wid: str, state: str) -> None:
-    row = WorkflowRow(id=wid, name="demo", coordinator="alpha", state=state, spec=_spec(),
-                      placement={"a": "alpha", "b": "beta"}, round=1, created_ms=1, updated_ms=2)
-    await agent.store.save_workflow(row, [StepRow(wid, "a", "alpha", "SUCCEEDED", 1, {"n": 1})])
+    if not isinstance(agent.node_view, GivenView):
+        agent.node_view = GivenView()
+    agent.node_view.show(wid, _spec(), state, placement={"a": "alpha", "b": "beta"},
+                         steps={"a": ("SUCCEEDED", 1, {"n": 1})})
+    # What the Node did, appended to agent.db's audit log once node.db holds it
+    # (node_engine/audit.py): the commit the console's feed wakes on.
+    await agent.audit.append("acts", wid, acts=[])
 
 
 @pytest.fixture
 async def client(agent):
+    agent.node_view = GivenView()
     async with TestClient(TestServer(make_app(agent), host="127.0.0.1")) as c:
         yield c
 
@@ -168,6 +173,7 @@ async def test_the_feed_looks_only_when_something_changed(agent, monkeypatch):
 # ---- the server ---------------------------------------------------------------------------------
 
 async def test_console_starts_and_stops(agent):
+    agent.node_view = GivenView()
     assert await start_console("", agent) is None
     port = pick_free_ports(1)[0]
     console = await start_console(f"127.0.0.1:{port}", agent)

@@ -10,11 +10,13 @@ from fedorch.core.workflow.placement import Candidate
 from fedorch.core.workflow.spec import spec_from_mapping
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.console.app import make_app
-from fedorch.runtime.store.store import StepRow, WorkflowRow
+
+from tests.unit.runtime.console.given_view import GivenView
 
 
 @pytest.fixture
 async def client(agent):
+    agent.node_view = GivenView()
     async with TestClient(TestServer(make_app(agent), host="127.0.0.1")) as c:
         yield c
 
@@ -26,11 +28,9 @@ async def test_the_workflow_page_shows_instances_and_waves(agent, client):
     spec = fanout.expand(spec_from_mapping({"name": "rollout", "steps": [
         {"id": "deploy", "capability": "app.deploy", "each": {},
          "waves": {"max_parallel": 1}}]}), members, coordinator="alpha")
-    row = WorkflowRow(id="alpha.w1", name="rollout", coordinator="alpha", state="RUNNING",
-                      spec=spec.SerializeToString(), round=1, created_ms=1, updated_ms=2,
-                      placement={"deploy@alpha": "alpha", "deploy@beta": "beta"})
-    await agent.store.save_workflow(row, [
-        StepRow("alpha.w1", "deploy@alpha", "alpha", "SUCCEEDED", 1, {"v": 2})])
+    agent.node_view.show("alpha.w1", spec, "RUNNING",
+                         placement={"deploy@alpha": "alpha", "deploy@beta": "beta"},
+                         steps={"deploy@alpha": ("SUCCEEDED", 1, {"v": 2})})
     html = await (await client.get("/workflows/alpha.w1")).text()
     assert "<th>wave</th>" in html
     assert "deploy · wave 2" in html

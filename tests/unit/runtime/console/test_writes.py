@@ -23,7 +23,8 @@ from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
 from fedorch.runtime.console.app import make_app
 from fedorch.runtime.console.writes import WriteGate
 from fedorch.runtime.interceptors import CURRENT_CALLER
-from fedorch.runtime.store.store import StepRow, WorkflowRow
+
+from tests.unit.runtime.console.given_view import GivenView
 
 WID = "alpha.w1"
 
@@ -50,10 +51,10 @@ def _token(identity, domain: str = "alpha", **kwargs) -> str:
 
 async def _save(agent, state: str = "RUNNING") -> None:
     spec = spec_pb2.WorkflowSpec(name="demo", steps=[spec_pb2.StepSpec(id="a", capability="x")])
-    row = WorkflowRow(id=WID, name="demo", coordinator="alpha", state=state,
-                      spec=spec.SerializeToString(), placement={"a": "alpha"}, round=1,
-                      created_ms=1, updated_ms=2)
-    await agent.store.save_workflow(row, [StepRow(WID, "a", "alpha", "RUNNING", 1, {})])
+    if not isinstance(agent.node_view, GivenView):
+        agent.node_view = GivenView()
+    agent.node_view.show(WID, spec, state, placement={"a": "alpha"},
+                         steps={"a": ("RUNNING", 1, {})})
 
 
 @pytest.fixture
@@ -69,8 +70,7 @@ def _post(client, token: str = "", **headers: str):
 
 
 async def _unchanged(agent) -> None:
-    row = await agent.store.get_workflow(WID)
-    assert row.state == "RUNNING"
+    assert (await agent.node_view.read(WID)).state == status_pb2.WORKFLOW_STATE_RUNNING
     assert await agent.store.audit_records(WID) == []
 
 
@@ -152,7 +152,7 @@ def test_open_access_admits_the_consoles_own_page_only(people):
 
 
 class _NodeClientService:
-    """The Cancel of a node-engine agent's Client service, as the console sees it: it
+    """The Cancel of the agent's Client service, as the console sees it: it
     answers as told and keeps what each call saw (caller, peer, request)."""
 
     def __init__(self) -> None:
@@ -177,12 +177,12 @@ async def node_client(agent, people):
         yield c
 
 
-async def test_a_node_engine_cancel_is_the_client_services_with_the_admitted_caller(
+async def test_a_cancel_is_the_client_services_with_the_admitted_caller(
         agent, node_client, people):
-    """On `engine: node` the console's cancel is the agent's Client service's Cancel, called
-    as a call from the admitted principal (which it audits and forwards for), never the
-    shells' path; the caller it saw is not left behind."""
-    await _save(agent)  # a shells row too: the node engine's cancel must not touch it
+    """The console's cancel is the agent's Client service's Cancel, called as a call from
+    the admitted principal (which it audits and forwards for); the caller it saw is not
+    left behind, and the console itself changes nothing."""
+    await _save(agent)
     reply = await _post(node_client, _token(people["alice"]))
     assert reply.status == 200, await reply.text()
     assert await reply.json() == {"id": WID, "state": "CANCELLED", "principal": "alice"}
@@ -204,7 +204,7 @@ async def test_a_node_engine_cancel_is_the_client_services_with_the_admitted_cal
     (grpc.StatusCode.INVALID_ARGUMENT, 400),
     (grpc.StatusCode.INTERNAL, 502),
 ])
-async def test_a_node_engine_cancels_refusal_is_an_http_error_saying_why(
+async def test_a_cancels_refusal_is_an_http_error_saying_why(
         node_client, people, code, http):
     why = f"{WID} already ended SUCCEEDED: nothing to cancel"
     node_client.service.answer = (code, why)

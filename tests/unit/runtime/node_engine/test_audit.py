@@ -1,5 +1,5 @@
-"""The node engine's audit log (runtime/node_engine/audit.py): the acts the shells
-record, made from what node.db committed; none for a write that failed, none again for
+"""The node engine's audit log (runtime/node_engine/audit.py): the records of its acts,
+made from what node.db committed; none for a write that failed, none again for
 what a restored Node re-decides; NO votes as they leave; one transaction per batch, one
 ACTS record per workflow in it."""
 

@@ -261,7 +261,7 @@ def _vote_on(node: Node, now: float, msg: PrepareMsg) -> VoteMsg:
 def test_the_policy_weighs_the_principal_of_the_prepares_signed_spec():
     """`accept_from: [{domain: beta, principals: [alice]}]`: a YES for alice's signed
     spec, a NO naming the rule for bob's, and for a PREPARE that carries none (the
-    coordinator's word alone: principal domain:beta, as the shells name it)."""
+    coordinator's word alone: principal domain:beta)."""
     h = Harness()
     clients = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob")}
     policy = config_pb2.Policy(accept_from_principals=[

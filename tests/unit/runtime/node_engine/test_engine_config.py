@@ -8,11 +8,10 @@ from fedorch.core.membership.swim_profiles import make_profile, suspicion_bounds
 from fedorch.gen.fedorch.v1 import config_pb2
 from fedorch.runtime.config import ConfigError, parse_config_text
 from fedorch.runtime.node_engine.engine import (
+    LEASE_DEAD_TIMES,
     check_node_config,
     timing_of,
-    uses_node_engine,
 )
-from fedorch.runtime.self_fencing import LEASE_DEAD_TIMES
 
 MINIMAL = """\
 domain: eu-west
@@ -24,12 +23,6 @@ key_file: keys/eu-west.key
 
 def _config(extra: str = "") -> config_pb2.AgentConfig:
     return parse_config_text(MINIMAL + extra, "agent.yaml", "/etc/fedorch")
-
-
-def test_the_default_engine_is_the_node_engine():
-    assert uses_node_engine(_config())
-    assert not uses_node_engine(_config("engine: shells\n"))
-    assert uses_node_engine(_config("engine: node\n"))
 
 
 def test_an_unknown_engine_is_refused_naming_the_field():

@@ -1,6 +1,6 @@
-"""check_engine_switch: the node engine refuses to start over the shells' unfinished work
-in agent.db, reading it without changing anything; an agent.db with nothing unfinished
-(or none at all) lets it start."""
+"""check_engine_switch: the node engine refuses to start over the older engine's
+(`shells`, removed) unfinished work in agent.db, reading it without changing anything;
+an agent.db with nothing unfinished (or none at all) lets it start."""
 
 from __future__ import annotations
 
@@ -9,25 +9,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from fedorch.core.negotiation.messages import Value
-from fedorch.core.negotiation.participant import Hold, HoldState
-from fedorch.core.node.ready import PUT, Op, Write
-from fedorch.core.node.records import CompRow, CoordRow, WfInfo
-from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.runtime.node_engine.engine_switch import (
     EngineSwitchRefused,
     UnfinishedWork,
     check_engine_switch,
-    node_work,
     shells_work,
 )
-from fedorch.runtime.node_store import SqliteDurable
 from fedorch.runtime.store.schema import MIGRATIONS
 
 
 def _agent_db(data: Path, *rows: str, migrations: int = len(MIGRATIONS)) -> Path:
-    """An agent.db of the shells' schema (its first `migrations`) holding `rows`."""
+    """An agent.db of the older engine's schema (its first `migrations`) holding `rows`."""
     data.mkdir(parents=True, exist_ok=True)
     db = data / "agent.db"
     with contextlib.closing(sqlite3.connect(db)) as con:
@@ -117,8 +109,9 @@ def test_each_kind_of_unfinished_work_refuses_the_start(tmp_path, what):
     assert refused.value.work == UnfinishedWork(workflows=1, **{kind: 1})
     line = str(refused.value)
     assert "\n" not in line
-    assert line.startswith(f"{data}: agent.db holds 1 unfinished workflow of the shells")
-    assert "`engine: shells`" in line and "then switch it" in line
+    assert line.startswith(f"{data}: agent.db holds 1 unfinished workflow of the older"
+                           " engine `shells`")
+    assert "with the previous release" in line and "then upgrade" in line
     assert _files(data) == before  # read without changing anything
 
 
@@ -165,76 +158,3 @@ def test_work_still_in_the_wal_of_a_killed_agent_counts(tmp_path):
         with pytest.raises(EngineSwitchRefused) as refused:
             check_engine_switch(tmp_path)
         assert refused.value.work == UnfinishedWork(workflows=1, not_ended=1)
-
-
-# ---- the reverse: the shells over the node engine's unfinished work in node.db ----------
-
-def _row(wf: str, state: WorkflowState, *, committed: bool = True,
-         finished: bool = True) -> CoordRow:
-    info = WfInfo(spec=spec_pb2.WorkflowSpec(), placement={"a": "home", "b": "peer"},
-                  coordinator="home")
-    return CoordRow(wf, info, state=state, committed=committed, finished=finished)
-
-
-def _hold(wf: str) -> Hold:
-    return Hold(wf, 1, "c", HoldState.PREPARED, [("s", "x")], 0.0)
-
-
-NODE_ENDED = [
-    Op("rows", PUT, "home.1", _row("home.1", WorkflowState.SUCCEEDED)),
-    Op("final_acked", PUT, "home.1", {"peer"}),
-    Op("rows", PUT, "home.2", _row("home.2", WorkflowState.ABORTED, committed=False)),
-    Op("committed", PUT, "c.1", 1), Op("final", PUT, "c.1", WorkflowState.FAILED),
-    Op("records", PUT, ("home.2", 1), Value(False)),  # an ABORT record: nobody asks
-    Op("compensations", PUT, ("c.1", "s"), CompRow("home", 1, state="COMPENSATED")),
-    Op("comp_runs", PUT, ("c.1", "s", 1), ("succeeded", "", True)),
-]
-
-NODE_UNFINISHED = {
-    "negotiating": ([Op("rows", PUT, "home.9", _row("home.9", WorkflowState.NEGOTIATING,
-                                                    committed=False, finished=False))],
-                    "not_ended"),
-    "committed here, no end": ([Op("committed", PUT, "c.9", 1)], "not_ended"),
-    "hold": ([Op("holds", PUT, ("c.9", 1), _hold("c.9"))], "reservations"),
-    "running compensation attempt": ([Op("comp_runs", PUT, ("c.9", "s", 1),
-                                         ("running", "", False))], "running_attempts"),
-    "owed compensation": ([Op("compensations", PUT, ("home.9", "s"), CompRow("peer", 1))],
-                          "owed_compensations"),
-    "open saga plan": ([Op("plans", PUT, "c.9", (("s", "home", 1),))],
-                       "owed_compensations"),
-    "end not acknowledged": ([Op("rows", PUT, "home.9",
-                                 _row("home.9", WorkflowState.SUCCEEDED))],
-                             "owed_end_notices"),
-    "kept COMMIT record": ([Op("records", PUT, ("home.9", 1), Value(True))],
-                           "kept_certificates"),
-}
-
-
-def _node_db(data: Path, *ops: Op) -> Path:
-    data.mkdir(parents=True, exist_ok=True)
-    with SqliteDurable(data / "node.db") as store:
-        if ops:
-            store.write([Write("test", list(ops))])
-    return data / "node.db"
-
-
-def test_an_empty_or_fully_ended_node_db_lets_the_shells_start(tmp_path):
-    check_engine_switch(tmp_path, to_node=False, domain="home")  # no node.db
-    _node_db(tmp_path, *NODE_ENDED)
-    assert node_work(tmp_path / "node.db", "home") == UnfinishedWork()
-    check_engine_switch(tmp_path, to_node=False, domain="home")
-
-
-@pytest.mark.parametrize("what", sorted(NODE_UNFINISHED))
-def test_each_kind_of_the_node_engines_unfinished_work_refuses_the_shells(tmp_path, what):
-    ops, kind = NODE_UNFINISHED[what]
-    _node_db(tmp_path, *NODE_ENDED, *ops)
-    before = _files(tmp_path)
-    with pytest.raises(EngineSwitchRefused) as refused:
-        check_engine_switch(tmp_path, to_node=False, domain="home")
-    assert refused.value.work == UnfinishedWork(workflows=1, **{kind: 1})
-    line = str(refused.value)
-    assert line.startswith(f"{tmp_path}: node.db holds 1 unfinished workflow of the node")
-    assert "then set `engine: shells`" in line and "\n" not in line
-    assert {k: v for k, v in _files(tmp_path).items() if not k.endswith("-shm")} == \
-        {k: v for k, v in before.items() if not k.endswith("-shm")}

@@ -88,8 +88,8 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5
 
 
-def test_the_counters_the_shells_serve_too_have_their_names():
-    """A dashboard of the shells' counters reads the node engine's under one name."""
+def test_the_counters_the_older_engine_served_keep_their_names():
+    """A dashboard of the older engine's counters reads the node engine's, same names."""
     got = scrape(WriteFault())
     assert got["fedorch_decision_records_collected_total"] == 4
     assert got['fedorch_compacted_total{kind="workflows"}'] == 5

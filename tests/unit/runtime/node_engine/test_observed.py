@@ -1,5 +1,5 @@
 """What the node engine shows of its Nodes' acts (runtime/node_engine/observed.py): the
-shells' counters, a log line per NO vote naming its workflow, and trace spans whose
+agent's counters, a log line per NO vote naming its workflow, and trace spans whose
 ids are derived from what they are, so every domain names its parent's id itself."""
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ async def test_a_domain_whose_key_is_revoked_refuses_submissions_naming_why():
         raise AssertionError("a domain without a valid key took a submission")
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "domain c1 has no valid key (its key is revoked)" in details
-    assert service.agent.refused == [("submit", details)]  # audited, as the shells do
+    assert service.agent.refused == [("submit", details)]  # audited
 
 
 # ---- a spec no domain can take is taken, with why -----------------------------------

@@ -10,7 +10,6 @@ import grpc
 from fedorch.core.node.inputs import Submit
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import client_pb2, spec_pb2, status_pb2
-from fedorch.runtime.client_service import ClientService
 from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
 
 from tests.unit.runtime.test_driver import _until
@@ -156,26 +155,6 @@ async def test_a_retry_is_answered_its_first_workflow_and_a_call_ended_early_sto
         assert len(view.listeners["c1.1"]) == 2
         consumer.cancel()  # the call ends (a deadline, a cancel) before the workflow
     assert view.listeners == {}  # nothing left listening; the workflow goes on
-
-
-async def test_the_default_engine_answers_submit_stream_unimplemented_naming_the_engine():
-    class _Aborted(Exception):
-        pass
-
-    class _Context:
-        async def abort(self, code, details):
-            self.code, self.details = code, details
-            raise _Aborted
-
-    context = _Context()
-    service = ClientService.__new__(ClientService)  # the handler reads nothing of it
-    try:
-        async for _ in service.SubmitStream(_aiter([]), context):
-            raise AssertionError("an update from the default engine")
-    except _Aborted:
-        pass
-    assert context.code == grpc.StatusCode.UNIMPLEMENTED
-    assert "engine: node" in context.details
 
 
 async def _aiter(items):

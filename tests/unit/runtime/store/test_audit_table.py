@@ -12,10 +12,20 @@ from fedorch.runtime.store.audit_table import ACTS, LogReader, append_statement
 from fedorch.runtime.store.store import Store
 
 
+def _once(key: str):
+    """A statement that fails when written again (the key of what it records)."""
+    return ("INSERT INTO meta(key, value) VALUES(?, '1')", (key,))
+
+
+def _cell(key: str, value: str):
+    """A write-once cell: a later write changes no row."""
+    return ("INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+
 async def test_records_chain_and_a_failed_write_leaves_no_gap(tmp_path):
     store = await Store.open(tmp_path)
     try:
-        start = store.start_run_statement("w.1", "a", 1, 1)
+        start = _once("run w.1/a/1")
         await store.apply([start, append_statement("step_started", "w.1", 1, {"step": "a"})])
         # The same attempt again fails on its key: its record must not stay.
         with pytest.raises(sqlite3.IntegrityError):
@@ -48,7 +58,7 @@ async def test_a_write_once_record_is_kept_only_if_the_cell_was_won(tmp_path):
     try:
         for outcome in ("COMMIT", "ABORT"):
             await store.apply([
-                store.decision_statement("w.1", 1, outcome, b"x"),
+                _cell("decision w.1/1", outcome),
                 append_statement("decision", "w.1", 1, {"outcome": outcome}, if_changed=True)])
         records = await store.audit_records("w.1")
     finally:
@@ -66,7 +76,7 @@ async def test_the_chain_goes_on_across_a_reopen_and_a_group_appends_in_one_stat
     store = await Store.open(tmp_path)  # the head is read back from the file
     try:
         before = store.statements
-        start = store.start_run_statement("w.2", "a", 1, 1)
+        start = _once("run w.2/a/1")
         await asyncio.gather(*(store.apply([append_statement("vote", f"w.{i}", i, {}),
                                             append_statement("vote", f"w.{i}", i, {})])
                                for i in range(3, 7)),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.runtime.store.identity import IDENTITY_FILE, BadDatabase, key_fingerprint
-from fedorch.runtime.store.store import Store, StoreError, WorkflowRow
+from fedorch.runtime.store.store import Store, StoreError
 
 KEY = key_fingerprint(Ed25519PrivateKey.generate().public_key())
 OTHER_KEY = key_fingerprint(Ed25519PrivateKey.generate().public_key())
@@ -25,7 +25,7 @@ async def _open(data: Path, domain: str = "alpha", key: str = KEY, **kw) -> Stor
 async def _make(data: Path, domain: str = "alpha", workflows: int = 1) -> None:
     s = await _open(data, domain)
     for i in range(workflows):
-        await s.save_workflow(WorkflowRow(f"wf-{i}", "n", domain, "RUNNING", b"x" * 200))
+        await s.set_meta(f"wf-{i}", "x" * 200)
     await s.close()
 
 
@@ -53,7 +53,7 @@ async def test_a_new_data_dir_gets_an_identity_in_both_places(tmp_path: Path) ->
     s = await _open(data)
     try:
         assert await s.get_meta("identity.database") == recorded["database"]
-        assert await s.get_workflow("wf-0") is not None
+        assert await s.get_meta("wf-0") is not None
     finally:
         await s.close()
 
@@ -137,12 +137,12 @@ async def test_a_database_without_identity_where_one_was_recorded_is_refused(
 async def test_a_data_dir_from_before_identity_records_is_adopted(tmp_path: Path) -> None:
     data = tmp_path / "data"
     s = await Store.open(data)
-    await s.save_workflow(WorkflowRow("wf-old", "n", "alpha", "RUNNING", b"x"))
+    await s.set_meta("wf-old", "x")
     await s.close()
     assert IDENTITY_FILE not in _files(data)
     s = await _open(data)
     try:
-        assert await s.get_workflow("wf-old") is not None
+        assert await s.get_meta("wf-old") == "x"
     finally:
         await s.close()
     assert json.loads((data / IDENTITY_FILE).read_text())["domain"] == "alpha"
@@ -176,7 +176,7 @@ async def test_start_fresh_moves_the_refused_file_aside(tmp_path: Path) -> None:
     (data / "agent.db").write_bytes(garbage)
     s = await _open(data, start_fresh=True)
     try:
-        assert await s.get_workflow("wf-0") is None
+        assert await s.get_meta("wf-0") is None
         new_id = await s.get_meta("identity.database")
     finally:
         await s.close()
@@ -194,7 +194,7 @@ async def test_start_fresh_leaves_a_good_database_alone(tmp_path: Path) -> None:
     await _make(data)
     s = await _open(data, start_fresh=True)
     try:
-        assert await s.get_workflow("wf-0") is not None
+        assert await s.get_meta("wf-0") is not None
     finally:
         await s.close()
     assert not [n for n in _files(data) if n.startswith("agent.db.bad-")]

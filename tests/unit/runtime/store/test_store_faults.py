@@ -9,7 +9,7 @@ import time
 
 import pytest
 from fedorch.runtime.store import database as store_module
-from fedorch.runtime.store.store import Store, WorkflowRow, is_storage_fault
+from fedorch.runtime.store.store import Store, is_storage_fault
 
 
 @pytest.fixture
@@ -48,8 +48,8 @@ class Disk:
         monkeypatch.setattr(store_module, "_apply_group", apply)
 
 
-def _row(i: int) -> WorkflowRow:
-    return WorkflowRow(f"wf-{i}", "n", "alpha", "RUNNING", b"spec")
+def _write(store: Store, i: int):
+    return store.set_meta(f"wf-{i}", "RUNNING")
 
 
 async def _until(predicate, what: str, deadline_s: float = 10.0) -> None:
@@ -74,31 +74,31 @@ async def test_failing_writes_wait_and_land_once_the_disk_has_room(
         store: Store, monkeypatch, per_writer: bool) -> None:
     disk = Disk(monkeypatch)
     disk.per_writer = per_writer
-    await store.save_workflow(_row(0))
+    await _write(store, 0)
     assert store.writable
 
     disk.full = True
-    pending = [asyncio.create_task(store.save_workflow(_row(i))) for i in (1, 2)]
+    pending = [asyncio.create_task(_write(store, i)) for i in (1, 2)]
     await _until(lambda: not store.writable, "the fault to show")
     assert "disk is full" in store.write_fault
     await _until(lambda: disk.refused >= 2, "a retry")
     assert not any(t.done() for t in pending)  # kept, not failed
     # Reads are served meanwhile.
-    assert (await store.get_workflow("wf-0")).state == "RUNNING"
-    assert await store.get_workflow("wf-1") is None
+    assert await store.get_meta("wf-0") == "RUNNING"
+    assert await store.get_meta("wf-1") is None
 
     disk.full = False
     await asyncio.wait_for(asyncio.gather(*pending), 10)
     assert store.writable
-    assert {r.id for r in await store.list_workflows()} == {"wf-0", "wf-1", "wf-2"}
+    assert [await store.get_meta(f"wf-{i}") for i in range(3)] == ["RUNNING"] * 3
 
 
 async def test_a_statement_error_is_still_its_callers(store: Store, monkeypatch) -> None:
     Disk(monkeypatch)
-    assert await store.propose("wf-1", 1, "COMMIT", b"a") == ("COMMIT", b"a")
+    await store.set_meta("a", "1")
+    insert = ("INSERT INTO meta(key, value) VALUES('b', '1')", ())
     with pytest.raises(sqlite3.IntegrityError):
-        await store.apply([Store.start_run_statement("wf-1", "s", 1, 5),
-                           Store.start_run_statement("wf-1", "s", 1, 6)])
+        await store.apply([insert, insert])
     assert store.writable
 
 
@@ -106,7 +106,7 @@ async def test_closing_gives_up_the_writes_still_failing(tmp_path, monkeypatch) 
     store = await Store.open(tmp_path / "data")
     disk = Disk(monkeypatch)
     disk.full = True
-    pending = asyncio.create_task(store.save_workflow(_row(1)))
+    pending = asyncio.create_task(_write(store, 1))
     await _until(lambda: not store.writable, "the fault to show")
     await asyncio.wait_for(store.close(), 10)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):

@@ -11,10 +11,8 @@ import logging
 
 from fedorch.core.membership.swim_types import LocalProtocolError as SwimMisuse
 from fedorch.core.negotiation.errors import LocalProtocolError
-from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime import membership as membership_module
 from fedorch.runtime.agent import Agent, run_until_stopped
-from fedorch.runtime.peer_service import PeerService
 
 
 def task_errors(agent: Agent, kind: str) -> float:
@@ -61,22 +59,6 @@ async def test_a_broken_invariant_in_a_task_stops_the_agent(agent: Agent, caplog
     assert [r.exc_info[0] for r in caplog.records] == [LocalProtocolError]
 
 
-async def test_a_broken_invariant_in_a_handler_stops_the_agent_and_reaches_its_caller(
-        agent: Agent) -> None:
-    async def handler():
-        raise LocalProtocolError("no reservation for ('beta.1', 1) to confirm")
-
-    async with asyncio.TaskGroup() as tg:
-        agent._tg = tg
-        try:
-            await agent.run_owned(handler(), "prepare")
-        except LocalProtocolError:
-            pass
-        else:
-            raise AssertionError("the caller did not see the error")
-    assert agent.stopping and "no reservation" in agent.fatal
-
-
 async def test_a_broken_invariant_in_the_membership_loop_ends_run(agent: Agent,
                                                                    monkeypatch) -> None:
     async def broken_loop(self):
@@ -91,69 +73,12 @@ async def test_a_broken_invariant_in_the_membership_loop_ends_run(agent: Agent,
 
 async def test_any_exception_in_one_of_the_agents_loops_ends_run(agent: Agent,
                                                                  monkeypatch) -> None:
-    """Without its in-doubt loop an agent would hold reservations for ever: it stops."""
+    """Without its key records loop an agent would miss rotations' ends: it stops."""
     async def broken_loop(self):
-        raise KeyError("hold")
+        raise KeyError("record")
 
-    monkeypatch.setattr(type(agent.participation), "timer_loop", broken_loop)
+    monkeypatch.setattr(type(agent.key_changes), "run", broken_loop)
     async with asyncio.timeout(30):
         await run_until_stopped(agent)
-    assert agent.fatal == "the in-doubt loop failed: KeyError: 'hold'"
-    assert task_errors(agent, "in-doubt") == 1
-
-
-async def test_a_failed_batch_item_is_counted_and_a_broken_invariant_in_one_stops_the_agent(
-        agent: Agent) -> None:
-    service = PeerService(agent)
-    outer = peer_pb2.Body(sender="beta", recipient="alpha", sent_at_ms=1)
-
-    async def broken(body):
-        raise ValueError("bad row")
-
-    async def broken_core(body):
-        raise LocalProtocolError("no transition for Accept")
-
-    # A result that passes the authority check at the boundary (a well-formed id, in its
-    # sender's own name), so that the handler itself is what fails.
-    item = peer_pb2.Body(step_result=peer_pb2.StepResult(workflow_id="alpha.wf1", domain="beta"))
-    service._handlers["step_result"] = broken
-    result = peer_pb2.BatchResult()
-    await service._batch_item(outer, item, result)
-    assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 1
-    assert not agent.stopping
-
-    service._handlers["step_result"] = broken_core
-    result = peer_pb2.BatchResult()
-    await service._batch_item(outer, item, result)
-    assert result.error_code == "INTERNAL" and task_errors(agent, "batch") == 2
-    assert agent.fatal.startswith("broken invariant in task 'batch step_result from beta'")
-
-
-async def test_a_run_owned_caller_that_goes_away_leaves_the_change_to_finish(
-        agent: Agent) -> None:
-    """gRPC cancels a handler whose caller went away: the change it started finishes."""
-    release, started = asyncio.Event(), asyncio.Event()
-    finished: list[str] = []
-
-    async def change() -> str:
-        started.set()
-        await release.wait()
-        finished.append("written")
-        return "answer"
-
-    async with asyncio.timeout(30):
-        async with asyncio.TaskGroup() as tg:
-            agent._tg = tg
-            caller = asyncio.create_task(agent.run_owned(change(), "prepare"))
-            await started.wait()
-            caller.cancel()
-            try:
-                await caller
-            except asyncio.CancelledError:
-                pass
-            else:
-                raise AssertionError("the cancelled caller got an answer")
-            assert finished == []
-            release.set()  # the owned task goes on, and ends with the group
-        agent._tg = None
-    assert finished == ["written"] and task_errors(agent, "prepare") == 0
+    assert agent.fatal == "the key records loop failed: KeyError: 'record'"
+    assert task_errors(agent, "key") == 1
