@@ -153,10 +153,11 @@ class Compensating:
             return
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
-        owed = plan(info.spec, states, info.placement)
+        owed = plan(info.spec, states, self.placement(wf))
         if not owed or (wf, owed[0].step_id) in d.compensations:
             return
         n.point("compensations owed")
+        self.count_moved(wf, [c.step_id for c in owed])
         for c in owed:
             d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
         self.cores[wf] = Compensation(info.spec, owed)
@@ -288,6 +289,14 @@ class Compensating:
         moved = self.n.state.placements.get(wf, {})
         return {**self.n.running.info(wf).placement,
                 **{step: domain for step, (_, domain, _) in moved.items()}}
+
+    def count_moved(self, wf: str, steps: list[str]) -> None:
+        """Count the compensations of `steps` planned in a new domain (a step placed
+        again), where the committed placement named its lost domain."""
+        moved = self.n.state.placements.get(wf, {})
+        if any(step in moved for step in steps):
+            self.n.stats["compensation planned in a step's new domain"] += \
+                sum(step in moved for step in steps)
 
     def late_result(self, now: float, msg: ResultMsg) -> None:
         self.results.late(now, msg)  # saga_results.py

@@ -81,7 +81,7 @@ class SagaResults:
             return
         info = n.running.info(wf)
         spec = next((s for s in info.spec.steps if s.id == step), None)
-        domain = info.placement.get(step)
+        domain = self.c.placement(wf).get(step)
         if spec is None or not spec.HasField("compensate") or not domain:
             return
         if self.c.driver(wf) != n.name:
@@ -90,6 +90,7 @@ class SagaResults:
         if (wf, step) in d.compensations:
             return
         n.point("compensation owed late")
+        self.c.count_moved(wf, [step])
         n.stats["compensation owed by a late result"] += 1
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
