@@ -61,15 +61,20 @@ attempt number still runs once there, answered from its record to whoever asks, 
 compensation runs at most `1 + retries` times in all, and only where its step
 SUCCEEDED.
 
-Steps placed again. The plan names the committed placement's domain; the domain
-told checks the step runs there *now* (`placement`: a step placed again, in its new
-domain) before it runs anything, so a compensation never runs in the lost domain of
-a step placed again, where the step did not run: that domain may hold the step's
-late SUCCEEDED itself, as the saga's driver (takeover soak seed 8101787: it ran it).
-It ends COMPENSATION_FAILED there ("did not run in"), naming the domain. Not built:
-planning it in the new domain. Tried, it made the new domain the one told, and a new
-domain that ended the workflow on a successor's notice without following its epoch
-refused that successor's tells for ever (tests/sim takeover seed 198).
+Steps placed again. A compensation is planned where its step runs now (`placement`:
+the committed placement, a step placed again in its new domain): the plan at the end,
+a plan adopted, a late result's row (saga_results.py) read it, and the plan is told
+to each domain it names (saga_plans.py). The authority table takes the report from
+the new domain (and from the lost one, which answers a tell it refuses). The domain
+told checks the step runs there *now* before it runs anything, so a compensation
+never runs in the lost domain of a step placed again, where the step did not run
+(takeover soak seed 8101787: the lost domain, the saga's driver, ran it): a tell
+that reaches it ends COMPENSATION_FAILED there ("did not run in"). Planned in the
+lost domain, the step that ran in its new domain went uncompensated (seed 8100080).
+The new domain takes the driver's tells as it follows the driver's epoch: a
+successor's round committed there makes it follow the successor (placed_here.py), an
+end of an epoch it granted makes it follow the end's teller (takeover_ends.py); a
+first try without the latter broke tests/sim takeover seed 198 (refused for ever).
 
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
 domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends

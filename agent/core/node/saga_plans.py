@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 The plan outlives its driver. Once it wrote the plan, the driver tells it to every
-other participant and the original coordinator (`tell`: a FinalMsg with
+other participant, each domain a compensation is owed in (a step placed again owes it
+in its new domain, which the committed placement does not name) and the original
+coordinator (`tell`: a FinalMsg with
 `owed`, (step, domain, max attempts) of each compensation, under the resend key
 ("saga", wf, dst); again when a late result makes it grow), and when the saga is
 over it tells that (`saga_over`, under the same key: it replaces a plan not yet

@@ -29,7 +29,8 @@ follows it: a claimant it granted, before the claimant won) acknowledges it, so 
 domain resends it no more; it keeps the result in its results (`keep`), so the saga
 it drives if it wins (a claimant's end plans from its results, an adopted plan adds
 what they owe) owes it (takeover soak seed 8202446: dropped, the winner's saga
-never compensated the step).
+never compensated the step). Its row is the step's domain as known here: a step
+placed again has its compensation in its new domain (Compensating.placement).
 
 Why it is safe. Only the driver of the epoch held takes a late result into a saga
 (`late`: a Node whose epoch is over, or that does not drive yet, only keeps it); a
