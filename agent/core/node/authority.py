@@ -436,8 +436,14 @@ def _original_of_a_gone_holder(node: Any, src: str, msg: CompensateMsg,
 
 
 def _compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:
-    # Only the step's domain reports its compensation.
+    # Only the step's domain reports its compensation: a step placed again
+    # (replacement.py), its new domain, where it ran and its compensation is planned
+    # now, or the one it was lost with (which answers a tell it refuses, or one its
+    # driver made before it knew the new placement).
     placed = _placed_on(node.state, msg)  # reads its workflow and step only
+    moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
+    if moved is not None and src in (moved[1], moved[2]):
+        return
     if placed is not None and src != placed:
         raise Refused("not_placed", f"{src} reported the compensation of"
                                     f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")

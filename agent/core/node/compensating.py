@@ -61,15 +61,22 @@ attempt number still runs once there, answered from its record to whoever asks, 
 compensation runs at most `1 + retries` times in all, and only where its step
 SUCCEEDED.
 
-Steps placed again. The plan names the committed placement's domain; the domain
-told checks the step runs there *now* (`placement`: a step placed again, in its new
-domain) before it runs anything, so a compensation never runs in the lost domain of
-a step placed again, where the step did not run: that domain may hold the step's
-late SUCCEEDED itself, as the saga's driver (takeover soak seed 8101787: it ran it).
-It ends COMPENSATION_FAILED there ("did not run in"), naming the domain. Not built:
-planning it in the new domain. Tried, it made the new domain the one told, and a new
-domain that ended the workflow on a successor's notice without following its epoch
-refused that successor's tells for ever (tests/sim takeover seed 198).
+Steps placed again. A compensation is planned where its step runs now (`placement`:
+the committed placement, a step placed again in its new domain): the plan at the end,
+a plan adopted, a late result's row (saga_results.py) read it, and the plan is told
+to each domain it names (saga_plans.py). The authority table takes the report from
+the new domain (and from the lost one, which answers a tell it refuses). The domain
+told checks the step runs there *now* before it runs anything, so a compensation
+never runs in the lost domain of a step placed again, where the step did not run
+(takeover soak seed 8101787: the lost domain, the saga's driver, ran it): a tell
+that reaches it ends COMPENSATION_FAILED there ("did not run in"). Planned in the
+lost domain, the step that ran in its new domain went uncompensated (seed 8100080).
+The new domain takes the driver's tells as it follows the driver's epoch: a
+successor's round committed there makes it follow the successor (placed_here.py), an
+end of an epoch it granted makes it follow the end's teller (takeover_ends.py), and
+so does an end of a later epoch than followed taken while it holds a grant of a still
+later one (Running.on_final, `later_end`); a first try without those broke tests/sim
+takeover seed 198 (refused for ever).
 
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
 domain the driver's view says is gone (DEAD past the loss grace, or LEFT) ends
@@ -153,10 +160,11 @@ class Compensating:
             return
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
-        owed = plan(info.spec, states, info.placement)
+        owed = plan(info.spec, states, self.placement(wf))
         if not owed or (wf, owed[0].step_id) in d.compensations:
             return
         n.point("compensations owed")
+        self.count_moved(wf, [c.step_id for c in owed])
         for c in owed:
             d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
         self.cores[wf] = Compensation(info.spec, owed)
@@ -289,6 +297,14 @@ class Compensating:
         return {**self.n.running.info(wf).placement,
                 **{step: domain for step, (_, domain, _) in moved.items()}}
 
+    def count_moved(self, wf: str, steps: list[str]) -> None:
+        """Count the compensations of `steps` planned in a new domain (a step placed
+        again), where the committed placement named its lost domain."""
+        moved = self.n.state.placements.get(wf, {})
+        if any(step in moved for step in steps):
+            self.n.stats["compensation planned in a step's new domain"] += \
+                sum(step in moved for step in steps)
+
     def late_result(self, now: float, msg: ResultMsg) -> None:
         self.results.late(now, msg)  # saga_results.py
 
@@ -365,7 +381,10 @@ class Compensating:
         coordinator's notice takes `src`'s tells from now on. Either reports to `src`
         again what it ran and holds: a SUCCEEDED result of a step with a `compensate`
         block joins its saga (`late_result`) even if `src` ended the workflow from
-        results that lacked it, and an attempt that ended unreported is judged there."""
+        results that lacked it, and an attempt that ended unreported is judged there.
+        Called too as the end is first taken here (Running.on_final), where follow_end
+        followed no one: a grant here of a still later epoch to another claimant
+        kept it from that (the grant stands: `granted` is never lowered)."""
         n = self.n
         d = n.state
         held = d.epochs.get(wf, (0, ""))[0]

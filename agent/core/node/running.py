@@ -236,6 +236,10 @@ class Running:
                                   msg.won)
         if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
             self.end_here(msg.workflow_id, msg.state)
+            # Its teller followed, of a later epoch than followed here, where follow_end
+            # did not (a grant here of a still later epoch, to a claimant not known to
+            # have won): it drives the saga, and its tells are taken.
+            n.compensating.later_end(msg.workflow_id, msg.epoch, src)
         if saga:  # the plan written (saga_plans.on_plan acknowledges it)
             n.compensating.plans.on_plan(src, msg)
         else:

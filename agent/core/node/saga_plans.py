@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 The plan outlives its driver. Once it wrote the plan, the driver tells it to every
-other participant and the original coordinator (`tell`: a FinalMsg with
+other participant, each domain a compensation is owed in (a step placed again owes it
+in its new domain, which the committed placement does not name) and the original
+coordinator (`tell`: a FinalMsg with
 `owed`, (step, domain, max attempts) of each compensation, under the resend key
 ("saga", wf, dst); again when a late result makes it grow), and when the saga is
 over it tells that (`saga_over`, under the same key: it replaces a plan not yet
@@ -107,9 +109,10 @@ class SagaPlans:
         info = n.running.info(wf)
         states = {st: name_of(r[1]) for st, r in d.results.get(wf, {}).items()}
         steps = {step for step, _, _ in told}
-        owed = told + tuple((c.step_id, c.domain, c.max_attempts)
-                            for c in plan(info.spec, states, info.placement)
-                            if c.step_id not in steps)
+        more = [c for c in plan(info.spec, states, self.c.placement(wf))
+                if c.step_id not in steps]
+        self.c.count_moved(wf, [c.step_id for c in more])
+        owed = told + tuple((c.step_id, c.domain, c.max_attempts) for c in more)
         # Rows of its own from an earlier epoch it drove (then followed a later one,
         # whose plan it now adopts) are that saga's, driven no more: the plan replaces
         # them (left, they would keep the plan from being adopted, and its saga stalled).
@@ -142,11 +145,17 @@ class SagaPlans:
         if state is None:
             return
         epoch = d.epochs.get(wf, (0, ""))[0]
+        rows = self.c.of(wf)[0]
         owed = () if over else tuple(
-            (step, r.domain, r.max_attempts) for step, r in self.c.of(wf)[0].items())
+            (step, r.domain, r.max_attempts) for step, r in rows.items())
         msg = FinalMsg(wf, state, epoch, owed=owed, saga_over=over)
         info = n.running.info(wf)
-        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+        # And each domain a compensation is owed in: a step placed again owes it in its
+        # new domain, which the committed placement does not name (it keeps the
+        # workflow while the plan is open, as every participant does).
+        owing = {r.domain for r in rows.values()}
+        for dst in sorted((set(info.placement.values()) | owing | {info.coordinator})
+                          - {n.name}):
             n.reliable(dst, (SAGA, wf, dst), msg)
 
     def on_plan(self, src: str, msg: FinalMsg) -> None:

@@ -29,7 +29,8 @@ follows it: a claimant it granted, before the claimant won) acknowledges it, so 
 domain resends it no more; it keeps the result in its results (`keep`), so the saga
 it drives if it wins (a claimant's end plans from its results, an adopted plan adds
 what they owe) owes it (takeover soak seed 8202446: dropped, the winner's saga
-never compensated the step).
+never compensated the step). Its row is the step's domain as known here: a step
+placed again has its compensation in its new domain (Compensating.placement).
 
 Why it is safe. Only the driver of the epoch held takes a late result into a saga
 (`late`: a Node whose epoch is over, or that does not drive yet, only keeps it); a
@@ -81,7 +82,7 @@ class SagaResults:
             return
         info = n.running.info(wf)
         spec = next((s for s in info.spec.steps if s.id == step), None)
-        domain = info.placement.get(step)
+        domain = self.c.placement(wf).get(step)
         if spec is None or not spec.HasField("compensate") or not domain:
             return
         if self.c.driver(wf) != n.name:
@@ -90,6 +91,7 @@ class SagaResults:
         if (wf, step) in d.compensations:
             return
         n.point("compensation owed late")
+        self.c.count_moved(wf, [step])
         n.stats["compensation owed by a late result"] += 1
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}

@@ -37,7 +37,12 @@ safe: no grant changes (`granted` names that very holder for that epoch already,
 says where our results go (to the domain that ended the workflow) and which proof
 our answers carry (one verified here, of that epoch and holder). A participant's
 grant follows its claimant at once (its core's `Adopted`): only an acceptor's grant
-lacked it.
+lacked it. An end of a later epoch than the one followed, taken while this Node holds
+a grant of a still later epoch to another claimant (not known here to have won), is
+followed too, once taken (Running.on_final, Compensating.later_end: `epochs` only, the
+grant stands): its teller drives the saga, and a step's domain that refused its tells
+as not its coordinator's would leave the saga RUNNING for ever; should that claimant
+win, it learns the end from this Node's denial and tells it on, and is followed then.
 
 Pure: reads and writes the Node's tables and outbox only.
 """

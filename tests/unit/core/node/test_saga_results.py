@@ -1,15 +1,23 @@
 """SUCCEEDED results that reach a saga's driver after the end (core/node/saga_results.py):
 a step's domain that restarts after the end reports its owed results again, but not
 those the plan told it names, nor an older placement's; a step placed again never
-has its compensation run in its lost domain; an owed result acknowledged by a Node that does
+has its compensation run in its lost domain, but in its new domain; an owed result acknowledged by a Node that does
 not drive the saga yet is kept for the saga it may drive."""
 
 from __future__ import annotations
 
-from fedorch.core.node import Message, Submit
-from fedorch.core.node.authority import check
+import pytest
+from fedorch.core.node import Message, StepEnded, Submit
+from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, CompensateMsg, ResultMsg
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    CompensatedMsg,
+    CompensateMsg,
+    FinalMsg,
+    ResultMsg,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -91,10 +99,11 @@ def succeeded(f: Sagas, name: str) -> None:
     d.results[WF] = {**d.results[WF], "s0": (1, StepState.SUCCEEDED, {"of": "s0"}, "")}
 
 
-def s0_placed_again_on_d1_after_d0_lost_it() -> Sagas:
+def s0_placed_again_on_d1_after_d0_lost_it(result_before_the_end: bool = False) -> Sagas:
     """s0 (compensate, first placed on d0), s1 (d1) and s2 (d2) in parallel; s0 placed
     again on d1 (as replacement.py records it: its epoch, new domain, lost domain),
-    where it SUCCEEDED, its result unheard at d0 when s2 FAILED the workflow."""
+    where it SUCCEEDED, its result unheard at d0 when s2 FAILED the workflow (or,
+    `result_before_the_end`, heard before)."""
     comp = spec_pb2.Compensation(params_json='{"undo": true}')
     spec = spec_pb2.WorkflowSpec(name="w1", steps=[
         spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
@@ -107,25 +116,53 @@ def s0_placed_again_on_d1_after_d0_lost_it() -> Sagas:
     assert f.end("d1", True)[1] == "s1"
     for name in ("d0", "d1"):
         f.nodes[name].state.placements[WF] = {"s0": (1, "d1", "d0")}
+    if result_before_the_end:
+        f.step("d0", Message("d1", ResultMsg(WF, "s0", 1, StepState.SUCCEEDED,
+                                             {"of": "s0"}, "", 1)))
+        run = f.queue["d2"].pop(0)
+        f.step("d2", StepEnded(*run, False, {}, "boom"))
+        f.deliver_until(lambda src, dst, m: dst == "d1" and isinstance(m, FinalMsg))
+        succeeded(f, "d1")  # its run there, as the end marks the step in its view
+        f.deliver()
+        return f
     assert f.end("d2", False, "boom")[1] == "s2"
     succeeded(f, "d1")  # its run there (the end marked the step CANCELLED in its view)
     assert f.disks["d0"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
     return f
 
 
-def test_a_late_result_of_a_step_placed_again_never_runs_its_compensation_in_the_lost_domain():
+def test_a_late_result_of_a_step_placed_again_is_compensated_in_its_new_domain():
     # The committed placement names d0, the driver, for s0; s0 ran on d1. The saga plans
-    # by the committed placement, so d0 is told; d0 holds the late result it just took,
-    # yet s0 does not run there now: refused, COMPENSATION_FAILED, nothing run (takeover
-    # soak seed 8101787: it ran the compensation where the step never ran).
+    # where the step runs now: d1 is told, runs it, and its report is taken at d0 (the
+    # authority table reads the new domain too). Before, d0 was told and refused it
+    # (COMPENSATION_FAILED, "did not run in d0"), or, before that, ran it where the step
+    # never ran (takeover soak seed 8101787).
     f = s0_placed_again_on_d1_after_d0_lost_it()
     result = ResultMsg(WF, "s0", 1, StepState.SUCCEEDED, {"of": "s0"}, "", 1)
     check(f.nodes["d0"], "d1", result)
     f.step("d0", Message("d1", result))
+    assert f.disks["d0"].compensations[(WF, "s0")].domain == "d1"
+    assert f.nodes["d0"].stats["compensation planned in a step's new domain"] == 1
     f.deliver()
-    assert f.compensations == []
-    assert comp_states(f) == {"s0": ("COMPENSATION_FAILED", 1)}
-    assert f.disks["d0"].comp_runs[(WF, "s0", 1)][1] == f"step s0 of {WF} did not run in d0"
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    report = CompensatedMsg(WF, "s0", 1, True)
+    check(f.nodes["d0"], "d1", report)  # the new domain reports it
+    with pytest.raises(Refused):
+        check(f.nodes["d0"], "d2", report)  # no other domain does
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
+    assert (WF, "s0", 1) not in f.disks["d0"].comp_runs  # nothing at the lost domain
+
+
+def test_a_step_placed_again_that_succeeded_before_the_end_is_compensated_in_its_new_domain():
+    # d0 holds s0's SUCCEEDED from d1, its new domain, when s2 fails the workflow: the
+    # saga it plans at the end names d1 for s0, and tells d1 its plan.
+    f = s0_placed_again_on_d1_after_d0_lost_it(result_before_the_end=True)
+    assert f.disks["d0"].compensations[(WF, "s0")].domain == "d1"
+    assert f.disks["d1"].plans[WF] == (("s0", "d1", 1),)
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
 
 
 def test_a_step_placed_again_elsewhere_is_not_compensated_in_its_first_domain():

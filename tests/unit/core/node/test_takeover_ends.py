@@ -1,13 +1,22 @@
-"""Ends in the Node's takeover part (agent/core/node/takeover.py, `follow_end`), Nodes
+"""Ends in the Node's takeover part (agent/core/node/takeover.py, `follow_end`; an end
+of a later epoch than followed makes its teller followed, Running.on_final), Nodes
 driven by hand through the boundary (test_domain_loss.py's Federation): d0 coordinates;
 the committed round's electorate is its acceptors, d0, d1 and d2."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState
+from fedorch.core.node import MemberState, Message, authority
+from fedorch.core.node.records import CompensateMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_domain_loss import NAMES, WF, Federation
+from tests.unit.core.node.test_domain_loss import (
+    NAMES,
+    WF,
+    Federation,
+    committed,
+    d0_dies_for_good,
+    step,
+)
 from tests.unit.core.node.test_replacement import d0_places_s1_again_on_d2_whose_vote_is_lost
 
 
@@ -72,3 +81,35 @@ def test_the_original_back_after_that_successor_died_ends_the_workflow() -> None
     assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED
 
+
+
+def test_an_end_of_a_later_epoch_than_followed_makes_its_teller_followed_at_once() -> None:
+    """d2 follows no later epoch (d0's, 0) but granted epoch 2 to d3, a claimant not
+    known here to have won, when d1's end of epoch 1 comes, with d1's certificate:
+    taken, it makes d1 followed on that one notice (its tells taken, its saga's
+    reports sent there), the grant to d3 kept. Before, d2 ended the workflow and
+    refused d1's compensation tells as not its coordinator's (`not_coordinator`:
+    coordinated by d0 in epoch 0) until another notice came, and for ever if none did
+    (the shape of tests/sim takeover seed 198's failure: an end taken, its teller not
+    followed)."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+
+    def end_to_d2(src: str, dst: str, msg: object) -> bool:
+        return src == "d1" and dst == "d2" and isinstance(msg, FinalMsg)
+
+    d0_dies_for_good(fed, keep=end_to_d2)
+    (end,) = [m for src, dst, m in fed.net if end_to_d2(src, dst, m)]
+    assert end.epoch == 1 and end.won
+    fed.disks["d2"].epochs.pop(WF, None)  # as if d2 had granted d3 and never d1
+    fed.disks["d2"].granted[WF] = (2, "d3")
+    fed.restore("d2")
+    fed.net = []
+    fed.step("d2", Message("d1", end))
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].epochs.get(WF) == (1, "d1")
+    assert fed.disks["d2"].granted[WF] == (2, "d3")  # the promise stands
+    authority.check(fed.nodes["d2"], "d1", CompensateMsg(WF, "s2", 1))
+    assert not fed.refused
