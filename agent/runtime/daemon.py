@@ -46,6 +46,7 @@ from fedorch.runtime.node_engine.identity import NODE_DB
 from fedorch.runtime.node_engine.identity import open_checked as open_node_db
 from fedorch.runtime.node_engine.services import NodeClientService, NodePeerService
 from fedorch.runtime.node_store import NodeStoreError
+from fedorch.runtime.peers import PING_POLICY
 from fedorch.runtime.store.identity import key_fingerprint
 from fedorch.runtime.store.store import Store, StoreError
 from fedorch.runtime.transport import (
@@ -62,6 +63,7 @@ log = logging.getLogger("fedorch.daemon")
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # two agents must never share a port by accident
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    *PING_POLICY,  # the keepalive pings of the peers' channels (runtime/peers.py)
 ]
 DRAIN_GRACE_S = 5.0
 LEAVE_GRACE_S = 1.0

@@ -73,8 +73,21 @@ from fedorch.runtime.ports import Clock, SystemClock
 
 log = logging.getLogger("fedorch.peers")
 
+# A peer channel pings its connection after this long without activity, so a
+# NodeTurns stream idle between turns notices a dead connection.
+KEEPALIVE_MS = 30_000
+# What every agent's server accepts of those pings (runtime/daemon.py SERVER_OPTIONS).
+# gRPC's server default is one ping per 5 minutes without data and two strikes: a peer
+# pinging every 30 s on an idle stream got a GOAWAY `too_many_pings` (ENHANCE_YOUR_CALM)
+# after about 90 s, an error line in its log and a reconnect. A server takes a ping as
+# often as half the keepalive time, and counts no strikes below that.
+PING_POLICY = [
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+    ("grpc.http2.max_ping_strikes", 2),
+]
+
 CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
     # gRPC's default reconnect backoff grows to two minutes; a peer that was
     # down while we first dialled it must be usable again within seconds.
     ("grpc.initial_reconnect_backoff_ms", 100),
