@@ -28,15 +28,15 @@ from tests.integration.federation import (
     wait_for,
 )
 from tests.integration.test_orphan_steps import NAPS
-from tests.integration.test_takeover import WORK
+from tests.integration.test_takeover import TAKEOVER, WORK
 
 pytestmark = pytest.mark.integration
 
-DOMAINS = {
-    "coord": {},       # takes the submission; runs nothing
-    "p1": {"capabilities": WORK},
-    "p2": {"capabilities": [*WORK, *NAPS]},
-    "outside": {},     # no part in the workflow
+DOMAINS = {  # takeover after 3 s of coord not seen ALIVE (test_takeover.py)
+    "coord": {**TAKEOVER},  # takes the submission; runs nothing
+    "p1": {**TAKEOVER, "capabilities": WORK},
+    "p2": {**TAKEOVER, "capabilities": [*WORK, *NAPS]},
+    "outside": {**TAKEOVER},  # no part in the workflow
 }
 CLI_DEADLINE_S = 90
 

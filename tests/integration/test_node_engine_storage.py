@@ -24,10 +24,11 @@ from tests.integration.federation import (
 )
 from tests.integration.test_storage_faults import (
     _command,
+    _copy_written,
     _fill,
     _refused_then_started_fresh,
-    _solo,
     _tmpfs,
+    _written,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,13 +39,18 @@ NODE = {"engine": "node", "negotiation": {**TEST_TIMINGS["negotiation"]}}
 # ---- start-up: only the node.db this agent wrote -----------------------------------------
 
 
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    return _written(tmp_path_factory.mktemp("written"), **NODE)
+
+
 @pytest.mark.parametrize("how, says", [
     ("missing", "missing, but agent.db records node store"),
     ("empty", "empty (zero bytes)"),
     ("garbage", "not a node store this agent can read"),
 ])
-def test_a_bad_node_db_stops_the_start_with_one_line(tmp_path, how, says):
-    config = _solo(tmp_path, **NODE)
+def test_a_bad_node_db_stops_the_start_with_one_line(tmp_path, written, how, says):
+    config = _copy_written(written, tmp_path)
     aside = _refused_then_started_fresh(tmp_path, config, "node.db", how, says)
     assert bool(aside) == (how != "missing"), aside
 

@@ -10,7 +10,13 @@ import yaml
 from fedorch.gen.fedorch.v1 import client_pb2
 
 from tests.integration.conftest import DOMAINS
-from tests.integration.federation import started_federation, state_name, step_states, wait_for
+from tests.integration.federation import (
+    running_federation,
+    started_federation,
+    state_name,
+    step_states,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +135,30 @@ async def test_graceful_restart_keeps_history_and_serves(fresh):
     assert state_name(await fresh.wait_state("eu-west", again)) == "SUCCEEDED"
 
 
-async def test_sighup_reload_publishes_a_new_capability(fresh):
+@pytest.fixture(scope="module")
+def reloading(tmp_path_factory):
+    """eu-west and partner (the SIGHUP tests need no third agent), shared by the tests
+    that reload partner: none of them restarts or stops an agent. Yields the federation
+    and partner's config file as written at the start."""
+    domains = {name: PATIENT[name] for name in ("eu-west", "partner")}
+    with running_federation(tmp_path_factory.mktemp("reload"), domains) as fed:
+        yield fed, fed.configs["partner"].read_text()
+
+
+@pytest.fixture
+async def reload_fed(reloading):
+    """The shared federation with partner's config file as it was at the start (what a
+    test reloads is its own change alone), every slot free again, and gRPC channels
+    bound to this test's event loop."""
+    fed, original = reloading
+    fed.configs["partner"].write_text(original)
+    await fed.wait_capacity_free()
+    yield fed
+    await fed.close_channels()
+
+
+async def test_sighup_reload_publishes_a_new_capability(reload_fed):
+    fresh = reload_fed
     config = yaml.safe_load(fresh.configs["partner"].read_text())
     config["capabilities"].append(
         {"name": "bench.fresh", "capacity": 3, "executor": {"type": "builtin", "name": "echo"}})
@@ -159,7 +188,8 @@ steps:
     assert "configuration reloaded" not in log.split("reload: log level info -> warning")[1]
 
 
-async def test_sighup_with_a_broken_config_keeps_the_running_one(fresh):
+async def test_sighup_with_a_broken_config_keeps_the_running_one(reload_fed):
+    fresh = reload_fed
     fresh.configs["partner"].write_text("domain: [not, a, name]\n")
     os.kill(fresh.procs["partner"].pid, signal.SIGHUP)
 

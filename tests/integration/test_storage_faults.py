@@ -50,6 +50,29 @@ def _solo(tmp_path: Path, **extra: object) -> Path:
     return path
 
 
+def _written(tmp_path: Path, **extra: object) -> Path:
+    """One agent's config (as `_solo`) whose data dir the agent has written: started
+    until it served, then stopped. Made once per module and copied (`_copy_written`)
+    into each test, which then starts from the files that agent left."""
+    config = _solo(tmp_path, **extra)
+    _run_until_healthy_then_stop(tmp_path, config)
+    return config
+
+
+def _copy_written(written: Path, tmp_path: Path) -> Path:
+    """The agent of `written`, its keys and data dir copied under tmp_path (none of its
+    processes runs), on a port of its own: its config."""
+    for part in ("keys", "data"):
+        shutil.copytree(written.parent / part, tmp_path / part)
+    body = yaml.safe_load(written.read_text())
+    [port] = pick_free_ports(1)
+    body.update(listen=f"127.0.0.1:{port}", data_dir=str(tmp_path / "data"),
+                key_file=str(tmp_path / "keys" / "solo.key"))
+    path = tmp_path / "solo.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
 def _command(config: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "fedorch.cli.main", "agent", "run", "--config", str(config),
             *extra]
@@ -92,6 +115,11 @@ def _damage(data: Path, how: str, name: str = "agent.db") -> None:
         shutil.copy(other / "agent.db", db)
 
 
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> Path:
+    return _written(tmp_path_factory.mktemp("written"))
+
+
 # Each kind in tests/unit/runtime/store/test_identity.py; here, a few through the real command.
 @pytest.mark.parametrize("how, says", [
     ("missing", "missing, but identity.json says this data dir had a database"),
@@ -99,20 +127,20 @@ def _damage(data: Path, how: str, name: str = "agent.db") -> None:
     ("truncated", "agent.db: "),
     ("foreign", "belongs to domain 'someone-else', not 'solo'"),
 ])
-def test_a_bad_database_stops_the_start_with_one_line(tmp_path, how, says):
-    config = _solo(tmp_path)
+def test_a_bad_database_stops_the_start_with_one_line(tmp_path, written, how, says):
+    config = _copy_written(written, tmp_path)
     aside = _refused_then_started_fresh(tmp_path, config, "agent.db", how, says)
     assert aside, sorted(p.name for p in (tmp_path / "data").iterdir())
 
 
 def _refused_then_started_fresh(tmp_path: Path, config: Path, name: str, how: str,
                                 says: str) -> list[str]:
-    """The agent writes its database `name`, which is then damaged (`how`): the start is
-    refused with one line naming the file, `says` and what to do, touching nothing; with
-    --start-fresh it starts, and again without. Returns the files moved aside."""
+    """The agent of `config` wrote its database `name` (`_copy_written`), which is then
+    damaged (`how`): the start is refused with one line naming the file, `says` and what
+    to do, touching nothing; with --start-fresh it starts, and again without. Returns
+    the files moved aside."""
     data = tmp_path / "data"
-    _run_until_healthy_then_stop(tmp_path, config)  # it wrote its database
-    assert (data / name).stat().st_size > 0
+    assert (data / name).stat().st_size > 0  # the agent wrote it
     _damage(data, how, name)
     before = sorted(p.name for p in data.iterdir())
 

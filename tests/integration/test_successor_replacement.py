@@ -44,17 +44,17 @@ from tests.integration.federation import (
     step_states,
     wait_for,
 )
-from tests.integration.test_takeover import WORK
+from tests.integration.test_takeover import TAKEOVER, WORK
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(COMMIT != "paxos",
                                  reason="asserts the electorate as the Paxos Commit round's acceptors")]
 
 DOMAINS = {
-    "coord": {},  # takes the submission; runs nothing
-    "p1": {"capabilities": WORK},
-    "p2": {"capabilities": WORK},
-    "p3": {"capabilities": WORK},
+    "coord": {**TAKEOVER},  # takes the submission; runs nothing
+    "p1": {**TAKEOVER, "capabilities": WORK},
+    "p2": {**TAKEOVER, "capabilities": WORK},
+    "p3": {**TAKEOVER, "capabilities": WORK},
 }
 
 

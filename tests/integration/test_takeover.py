@@ -6,7 +6,8 @@ electorate (the participants and the original coordinator), collects the results
 ends the workflow SUCCEEDED; every surviving agent, the one outside the workflow too,
 answers `status` with the new coordinator and its epoch. The 20 s bound is the
 behaviour asked for (without a takeover the workflow stays RUNNING until the coordinator
-restarts), far above what it needs: DEAD after ~4 s with the `local` gossip profile.
+restarts), far above what it needs: the coordinator not seen ALIVE for `takeover_after_s`
+(3 s here) or DEAD after ~4 s with the `local` gossip profile and its loss grace.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fedorch.gen.fedorch.v1 import status_pb2
 from tests.integration.durable_facts import epoch_row, followed_epoch, held_slots
 from tests.integration.federation import (
     TERMINAL,
+    TEST_TIMINGS,
     Federation,
     started_federation,
     state_name,
@@ -34,11 +36,15 @@ pytestmark = pytest.mark.integration
 GATE = pathlib.Path(__file__).parent / "steps" / "gate.py"
 WORK = [{"name": "test.gated", "capacity": 2,
          "executor": {"type": "command", "argv": [sys.executable, str(GATE)]}}]
+# A coordinator not seen ALIVE for 3 s is taken over (the default is 10 s): the same
+# takeover as after DEAD and the loss grace (about 7 s after the SIGKILL at `local`),
+# whichever comes first, sooner.
+TAKEOVER = {"negotiation": {**TEST_TIMINGS["negotiation"], "takeover_after_s": 3}}
 DOMAINS = {
-    "coord": {},       # takes the submission; runs nothing
-    "p1": {"capabilities": WORK},
-    "p2": {"capabilities": WORK},
-    "outside": {},     # no part in the workflow
+    "coord": {**TAKEOVER},  # takes the submission; runs nothing
+    "p1": {**TAKEOVER, "capabilities": WORK},
+    "p2": {**TAKEOVER, "capabilities": WORK},
+    "outside": {**TAKEOVER},  # no part in the workflow
 }
 SUCCEEDED_WITHIN_S = 20
 

@@ -107,18 +107,35 @@ def test_a_run_under_host_load_stops_its_busy_processes_and_reports_the_load(
 
 
 def test_a_failing_expectation_exits_1_and_says_what_was_seen(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
     wrong = SMALL.replace("steps_on: {first: a, second: b}", "steps_on: {first: b}").replace(
         "equals: 1, domain: b", "at_least: 2")
     workdir = tmp_path / "run"
     path = write(tmp_path, wrong)
-    result = invoke("scenario", "run", str(path), "--json", "--workdir", str(workdir / "j"))
-    assert result.exit_code == 1, result.stdout
-    report = json.loads(result.stdout)
+    # Two runs of the same scenario, each with its own agents and ports: the report as
+    # JSON (a process of its own) while the same run as people read it goes on here.
+    as_json = subprocess.Popen(
+        [sys.executable, "-m", "fedorch.cli.main", "scenario", "run", str(path), "--json",
+         "--workdir", str(workdir / "j")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        result = invoke("scenario", "run", str(path), "--workdir", str(workdir / "t"))
+        stdout, stderr = as_json.communicate(timeout=300)
+    finally:
+        if as_json.poll() is None:  # it stops its agents on SIGTERM
+            as_json.terminate()
+            try:
+                as_json.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                as_json.kill()
+                as_json.wait()
+    assert as_json.returncode == 1, (stdout, stderr)
+    report = json.loads(stdout)
     assert report["passed"] is False
     assert [e["ok"] for e in report["expectations"]] == [False, False, True]
     assert_all_stopped(report["pids"])
-    # The same run as people read it.
-    result = invoke("scenario", "run", str(path), "--workdir", str(workdir / "t"))
     assert result.exit_code == 1, result.stdout
     out = result.stdout
     assert "✗ w SUCCEEDED with first on b within 60s  (seen: step first ran on a)" in out
