@@ -190,7 +190,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     client_service = NodeClientService(engine, auth)
     client_pb2_grpc.add_ClientServicer_to_server(client_service, server)
-    peer_pb2_grpc.add_PeerServicer_to_server(NodePeerService(engine), server)
+    peer_service = NodePeerService(engine)
+    peer_pb2_grpc.add_PeerServicer_to_server(peer_service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -252,6 +253,8 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         await agent.membership.leave(LEAVE_GRACE_S)  # members see LEFT, not DEAD
     if console is not None:
         await console.stop()
+    # The peers' idle NodeTurns streams would hold the drain for its whole grace.
+    peer_service.inbound.stop()
     await server.stop(DRAIN_GRACE_S)
     agent.stop()
     try:

@@ -82,6 +82,7 @@ from fedorch.runtime.client_service import (
 )
 from fedorch.runtime.node_engine.boundary import EnvelopeRefused
 from fedorch.runtime.node_engine.cancels import Cancels
+from fedorch.runtime.node_engine.inbound_streams import InboundStreams
 from fedorch.runtime.node_engine.own_specs import OwnSpecSignatures
 from fedorch.runtime.node_engine.placing import KeptCandidates, SubmissionPlans
 from fedorch.runtime.node_engine.submit_stream import SubmissionStream, watched_submit
@@ -437,6 +438,7 @@ class NodePeerService(PeerService):
     def __init__(self, engine: NodeAgent) -> None:
         super().__init__(engine.agent)
         self.engine = engine
+        self.inbound = InboundStreams()  # ended at once when the agent stops
 
     async def NodeTurn(self, request, context):
         """One NodeTurn envelope (a peer one version older sends them so)."""
@@ -455,7 +457,7 @@ class NodePeerService(PeerService):
         counted (boundary.py), and the stream goes on. Its deadline is the sender's
         (gRPC enforces it here too)."""
         await self._check_ready(context)
-        async for envelope in request_iterator:
+        async for envelope in self.inbound.envelopes(request_iterator):
             await self._take(envelope, context)
             yield _TAKEN
 
