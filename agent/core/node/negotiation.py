@@ -61,6 +61,7 @@ from fedorch.core.negotiation.coordinator import (
 )
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
+    ABORT,
     Accept,
     Accepted,
     AnswerStatus,
@@ -256,9 +257,14 @@ class Negotiation:
                 answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         elif n.replacement.handover.answered(msg.key, src):
             return  # its end, or its COMMIT handed out (replacement_handover.py)
+        elif n.retain is not None and n.retain.presumes_abort(msg.key):
+            # A classic round of our own range, and the workflow forgotten: presumed
+            # ABORT, nothing written (retention.py says why no COMMIT can be meant).
+            n.stats["query about a forgotten round: ABORT presumed"] += 1
+            answer = DecisionAnswer(msg.key, n.name, AnswerStatus.DECIDED, ABORT)
         elif n.retain is not None and n.retain.forgotten_here(msg.key[0]):
-            # Ours, and forgotten: nothing is presumed and nothing written (a collected
-            # COMMIT went with it); the asker goes to a recovery ballot.
+            # Ours, and forgotten, under Paxos Commit (or a successor's round): nothing
+            # is presumed and nothing written; the asker goes to a recovery ballot.
             n.stats["query about a forgotten workflow"] += 1
             answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         else:

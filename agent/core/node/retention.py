@@ -85,6 +85,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.core.workflow.retention import presumes_abort
 
 __all__ = ["Retainer", "Retention"]
 
@@ -184,6 +185,14 @@ class Retainer:
         (the Node writes a workflow's row before any PREPARE leaves)."""
         return coordinator_of(wf) == self.n.name and wf not in self.n.state.rows
 
+    def presumes_abort(self, key: tuple[str, int]) -> bool:
+        """A query about round `key` is answered ABORT by presumption: a classic round
+        of this Node's own range of a workflow it named and forgot (workflow/retention
+        .presumes_abort; safe by the rule `kept_because` keeps, see the top)."""
+        n = self.n
+        return presumes_abort(key[0], key[1], me=n.name, known=key[0] in n.state.rows,
+                              classic=n.t.classic)
+
     def tracked(self) -> int:
         return len(self._entries)
 
@@ -247,6 +256,8 @@ class Retainer:
             return "a reservation here"
         if wf in d.epochs or wf in d.granted:
             return "taken over"
+        if wf in n.replacement.cores or any(k[0] == wf for k in n.replacement.telling):
+            return "a re-placement round under way"  # undecided, or its COMMIT not sent
         saga = n.compensating.kept_because(wf)
         if saga is not None:
             return saga
