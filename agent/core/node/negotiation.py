@@ -38,6 +38,9 @@ Rules the Node enforces here rather than leaving to a shell:
   others applied;
 - the coordinator's decision records are collected once `collectable()` says so
   (a participant's start or result counts as its acknowledgement: commit_acks.py);
+- a DecisionQuery about a classic round of our own range of a workflow retention
+  forgot is answered ABORT, presumed, nothing written (retention.py: why safe); about
+  any other round of a forgotten workflow of ours, UNKNOWN;
 - the workflow lifecycle (core/workflow/lifecycle) moves on the coordinator's
   Finished, with an explicit cancelled flag (also when a cancel waited on record
   while a COMMIT was proposed and ABORT was chosen: cancel.py); after each run of a

@@ -23,6 +23,12 @@ than `keep_ended_s` ago, never for the count bound alone: a participant in doubt
 asks the acceptors, and one silent longer than `keep_ended_s` is the documented limit.
 Everything else that ended goes once it is older than `keep_ended_s` or beyond the
 newest `max_ended_workflows`.
+
+What a coordinator answers about a round of a workflow it no longer has a record of:
+`forgotten_here` (the older engine's store: UNKNOWN for an id no newer than its
+horizon) and `presumes_abort` (the Node, whose retention keeps every undecided round
+and every COMMIT not all participants acknowledged: ABORT for a classic round of its
+own range; node/retention.py says why safe).
 """
 
 from __future__ import annotations

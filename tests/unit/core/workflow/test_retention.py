@@ -4,6 +4,7 @@ is selected is old enough or beyond the count, oldest first."""
 from __future__ import annotations
 
 import pytest
+from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH
 from fedorch.core.workflow.retention import (
     EndedWorkflow,
     Leftover,
@@ -12,6 +13,7 @@ from fedorch.core.workflow.retention import (
     forgotten_here,
     leftovers_compactable,
     may_be_asked,
+    presumes_abort,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -123,3 +125,22 @@ def test_a_leftover_goes_only_decided_and_created_long_enough_ago(items, now_ms,
         created = created_ms_of(workflow_id)
         assert not by_id[workflow_id].acceptor_undecided
         assert created is not None and now_ms - created > max(keep, settle) * 1000
+
+
+@given(st.sampled_from(["eu.west", "us", "eu"]), st.integers(0, 3 * ROUNDS_PER_EPOCH),
+       st.booleans(), st.booleans())
+def test_abort_is_presumed_only_of_a_forgotten_classic_round_of_ones_own_range(
+        me, round_, known, classic):
+    workflow_id = "eu.west.0000000003e8deadbeef"
+    expected = me == "eu.west" and round_ < ROUNDS_PER_EPOCH and not known and classic
+    assert presumes_abort(workflow_id, round_, me=me, known=known,
+                          classic=classic) == expected
+
+
+def test_a_successors_round_is_never_presumed_aborted_by_the_original():
+    workflow_id = "eu.west.0000000003e8deadbeef"
+    assert presumes_abort(workflow_id, 1, me="eu.west", known=False, classic=True)
+    assert not presumes_abort(workflow_id, ROUNDS_PER_EPOCH, me="eu.west", known=False,
+                              classic=True)
+    assert not presumes_abort(workflow_id, ROUNDS_PER_EPOCH + 1, me="us", known=False,
+                              classic=True)
