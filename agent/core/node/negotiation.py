@@ -38,6 +38,9 @@ Rules the Node enforces here rather than leaving to a shell:
   others applied;
 - the coordinator's decision records are collected once `collectable()` says so
   (a participant's start or result counts as its acknowledgement: commit_acks.py);
+- a DecisionQuery about a classic round of our own range of a workflow retention
+  forgot is answered ABORT, presumed, nothing written (retention.py: why safe); about
+  any other round of a forgotten workflow of ours, UNKNOWN;
 - the workflow lifecycle (core/workflow/lifecycle) moves on the coordinator's
   Finished, with an explicit cancelled flag (also when a cancel waited on record
   while a COMMIT was proposed and ABORT was chosen: cancel.py); after each run of a
@@ -61,6 +64,7 @@ from fedorch.core.negotiation.coordinator import (
 )
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
+    ABORT,
     Accept,
     Accepted,
     AnswerStatus,
@@ -256,9 +260,14 @@ class Negotiation:
                 answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         elif n.replacement.handover.answered(msg.key, src):
             return  # its end, or its COMMIT handed out (replacement_handover.py)
+        elif n.retain is not None and n.retain.presumes_abort(msg.key):
+            # A classic round of our own range, and the workflow forgotten: presumed
+            # ABORT, nothing written (retention.py says why no COMMIT can be meant).
+            n.stats["query about a forgotten round: ABORT presumed"] += 1
+            answer = DecisionAnswer(msg.key, n.name, AnswerStatus.DECIDED, ABORT)
         elif n.retain is not None and n.retain.forgotten_here(msg.key[0]):
-            # Ours, and forgotten: nothing is presumed and nothing written (a collected
-            # COMMIT went with it); the asker goes to a recovery ballot.
+            # Ours, and forgotten, under Paxos Commit (or a successor's round): nothing
+            # is presumed and nothing written; the asker goes to a recovery ballot.
             n.stats["query about a forgotten workflow"] += 1
             answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         else:

@@ -64,9 +64,24 @@ and choose it. Being settled here does not prove that no participant anywhere is
 doubt about any round of the workflow, so these stay (a record per round per acceptor;
 the seeded soak found the violation, seed 201539 of range 200000, with them forgotten).
 
+Presumed abort (`presumes_abort`, the rule in core/workflow/presumed_abort.py). Under
+classic 2PC a participant in doubt has only its coordinator to ask: no acceptors, no
+recovery ballot. Asked about a round of its own range (epoch 0; a later epoch's round
+is a successor's, of which it has no word) of a workflow it named and has no row of,
+this Node answers ABORT, writing nothing. Safe because the rule above keeps what
+presumed abort asks for: a workflow stays while its row has not finished in a
+terminal state (every round of its own decided: a re-placement round under way is
+aborted when the workflow ends, replacement.py `ended`) and while a COMMIT record of
+it is kept (collected only once each participant acknowledged the COMMIT or started
+a step of it, so none of them is in doubt about it); a restarted coordinator presumes
+ABORT of any round it had not decided (Coordinator.restore, replacement.restored).
+So a forgotten round of its own was aborted, or committed with every participant
+knowing it. An id it named but never saved had no PREPARE sent (the row goes first).
+
 What a late message about a forgotten workflow gets (node.py, negotiation.py,
-running.py): a decision query at its coordinator is answered UNKNOWN (nothing is
-presumed, nothing written: a participant in doubt that long goes to a recovery ballot),
+running.py): a decision query at its coordinator is answered ABORT as above under
+classic 2PC, else UNKNOWN (nothing is presumed, nothing written: a participant in
+doubt that long goes to a recovery ballot),
 an end notice or a step result of a workflow unknown here is acknowledged and not kept,
 a vote or an acknowledgement finds no core (refused, or ignored), as for any unknown
 workflow.
@@ -85,6 +100,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.core.workflow.presumed_abort import presumes_abort
 
 __all__ = ["Retainer", "Retention"]
 
@@ -183,6 +199,14 @@ class Retainer:
         """`wf` is named by this Node and it has no core of it: retention forgot it
         (the Node writes a workflow's row before any PREPARE leaves)."""
         return coordinator_of(wf) == self.n.name and wf not in self.n.state.rows
+
+    def presumes_abort(self, key: tuple[str, int]) -> bool:
+        """A query about round `key` is answered ABORT by presumption: a classic round
+        of this Node's own range of a workflow it named and forgot (workflow/presumed_abort
+        .presumes_abort; safe by the rule `kept_because` keeps, see the top)."""
+        n = self.n
+        return presumes_abort(key[0], key[1], me=n.name, known=key[0] in n.state.rows,
+                              classic=n.t.classic)
 
     def tracked(self) -> int:
         return len(self._entries)

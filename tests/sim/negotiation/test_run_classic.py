@@ -72,3 +72,15 @@ def test_classic_takeover_seeds_the_checker_once_failed_hold_every_invariant(see
     bound counts from the coordinator's last return, not the voter's alone (9100347,
     the other participant never prepared)."""
     run(seed, takeover_after_s=3.0, classic=True)
+
+
+@pytest.mark.parametrize("seed", [9301034, 9700817])
+def test_classic_takeover_seeds_of_a_forgotten_round_hold_every_invariant(seed: int) -> None:
+    """2PC takeover soak seeds 9301034, 9700817: a coordinator aborted a round, a voter never
+    heard the ABORT, and the coordinator forgot the workflow (retention) before the
+    voter's query got through; answered UNKNOWN for ever, the voter held its YES (a
+    classic round has no acceptors to ask). Its coordinator now presumes ABORT of a
+    classic round of its own it has no record of (docs/negotiation.md, "Presumed
+    abort"). `run` raises on any violation."""
+    report = run(seed, takeover_after_s=3.0, classic=True)
+    assert report.stats["query about a forgotten round: ABORT presumed"] > 0

@@ -13,8 +13,10 @@ from dataclasses import fields
 import pytest
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
+    ABORT,
     Accepted,
     AnswerStatus,
+    Decision,
     DecisionAck,
     DecisionAnswer,
     DecisionQuery,
@@ -31,6 +33,7 @@ from fedorch.core.node.records import (
     VoteMsg,
 )
 from fedorch.core.node.retention import NEVER_FORGOTTEN, Retention
+from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
@@ -45,8 +48,9 @@ class Federation(Harness):
     """Three Nodes, a FIFO network that a test may filter, every step succeeding.
     `applied`: every write group a driver applied, as (node, point, ops), in order."""
 
-    def __init__(self, retention: Retention | None) -> None:
-        self.timing = Timing(retention=retention)
+    def __init__(self, retention: Retention | None, *, classic: bool = False,
+                 max_rounds: int = 2) -> None:
+        self.timing = Timing(retention=retention, classic=classic, max_rounds=max_rounds)
         self.ending: deque[tuple[str, tuple[str, str, int]]] = deque()  # in start order
         self.drop: Callable[[str, str, object], bool] = lambda src, dst, msg: False
         self.applied: list[tuple[str, str, list]] = []
@@ -324,3 +328,45 @@ def test_a_late_vote_finds_no_workflow() -> None:
     f, wf = _forgotten()
     with pytest.raises(RemoteProtocolError):
         f.nodes["d0"].step(f.now, Message("d1", VoteMsg((wf, 1), "d1", True, "")))
+
+
+# ---- presumed abort under classic 2PC ----------------------------------------------
+
+
+def test_a_classic_participant_in_doubt_about_a_forgotten_round_hears_abort() -> None:
+    """d1 is silent, so d0 aborts round 1; d2 never hears the ABORT, nor an answer to
+    its queries, until d0 has forgotten the workflow. Asked then, d0 presumes ABORT
+    (nothing written) and d2 releases its reservation (takeover soak seed 9301034)."""
+    f = Federation(POLICY, classic=True, max_rounds=1)
+    forgotten = False
+
+    def cut(src: str, dst: str, msg: object) -> bool:
+        return src == "d1" and isinstance(msg, VoteMsg) or not forgotten and dst == "d2" \
+            and isinstance(msg, (Decision, DecisionAnswer))
+
+    f.drop = cut
+    wf = f.submit()
+    f.run_until(100.0)
+    assert f.disks["d0"].rows == {} and "rows" not in f.has("d0", wf)
+    assert f.nodes["d2"].participant.status((wf, 1)) == "prepared"
+    out = _answer(f, "d0", "d2", DecisionQuery((wf, 1), "d2"))
+    assert out == [("d2", DecisionAnswer((wf, 1), "d0", AnswerStatus.DECIDED, ABORT))]
+    forgotten = True
+    f.run_until(200.0)
+    assert not f.nodes["d2"].participant.keys_of(wf)
+    assert f.nodes["d0"].stats["query about a forgotten round: ABORT presumed"] > 0
+
+
+def test_no_abort_is_presumed_of_a_successors_round_nor_under_paxos_commit() -> None:
+    """A round of a later epoch's range is a successor's: the original's log has no word
+    on it, forgotten or not. Under Paxos Commit the acceptors answer: UNKNOWN as before."""
+    f = Federation(POLICY, classic=True)
+    wf = f.submit()
+    f.run_until(100.0)
+    assert f.has("d0", wf) == []
+    later = ROUNDS_PER_EPOCH + 1
+    out = _answer(f, "d0", "d1", DecisionQuery((wf, later), "d1"))
+    assert out == [("d1", DecisionAnswer((wf, later), "d0", AnswerStatus.UNKNOWN))]
+    f, wf = _forgotten()  # Paxos Commit
+    out = _answer(f, "d0", "d1", DecisionQuery((wf, 1), "d1"))
+    assert out == [("d1", DecisionAnswer((wf, 1), "d0", AnswerStatus.UNKNOWN))]
