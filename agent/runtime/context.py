@@ -85,8 +85,7 @@ class AgentContext:
             self.signer, self.trust, self.guard, self.clock,
             on_error=lambda m, c: self.metrics.rpc_errors.labels(m, c).inc(),
             on_bytes=lambda m, d, n: self.metrics.peer_bytes.labels(m, d).inc(n),
-            spawn=self.spawn if config.negotiation.batching else None,
-            on_batch=lambda n: self.metrics.batch_items.labels("out").observe(n),
+            spawn=self.spawn,
             on_heard=self.heard_from,
         )
         self._set_capabilities(config)

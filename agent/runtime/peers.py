@@ -3,24 +3,12 @@
 Every call carries a deadline, and every reply is itself a signed envelope that
 goes through the same input boundary (open_message) as a request would.
 
-Batching and pipelining. Requests of the kinds in BATCHED_METHODS wait in a
-lane per (endpoint, recipient, LANE_CLASS of the method); a lane sends at once
-while fewer than MAX_IN_FLIGHT of its calls are out, and otherwise lets requests
-gather until one returns, then sends them together in one signed Batch call (at
-most MAX_BATCH_ITEMS requests and MAX_BATCH_BYTES of them). So an idle
-agent pays no delay (one request goes out as its own RPC), and a busy one
-sends one message per peer per round trip instead of one per workflow: the
-prepares (and commits, Paxos messages, step results) of many workflows bound
-for one peer share one signature, one replay check and one gRPC call. The
-answers come back the same way; only votes are signed one by one, since each
-goes into commit certificates on its own. A peer that does not know the Batch
-RPC (UNIMPLEMENTED) is sent single calls from then on.
-
-`call()` waits for its answer on the caller's task, at most its timeout
-(DEADLINE_EXCEEDED, whether the request was still queued or out); a request cut short
-when the agent stops fails UNAVAILABLE, or CANCELLED (a PeerCallError: gRPC ends a call
-cancelled by its channel's close with a CancelledError, told apart here from the
-caller's own cancellation).
+`call()` is one RPC, on the caller's task, at most its timeout (DEADLINE_EXCEEDED):
+membership's Swim calls are made with it. The node engine's NodeTurns streams
+(`stub`, node_engine/transport.py) and forwarded client calls (`channel`) use these
+channels too. A request cut short when the agent stops fails UNAVAILABLE, or CANCELLED
+(a PeerCallError: gRPC ends a call cancelled by its channel's close with a
+CancelledError, told apart here from the caller's own cancellation).
 
 A peer back from a restart. While a peer is down, the channel to it fails each dial
 and backs off (up to `grpc.max_reconnect_backoff_ms`, with jitter); in that state
@@ -39,10 +27,9 @@ stream or a forwarded call never waits), and every such call is made by `call()`
 which counts them per channel. Those calls are left to end where they are, each by
 its own deadline or its answer once that channel dials again: none is cancelled and
 sent again (it might have left in the meantime, and a request sent twice is not
-always harmless), and none is cut short by a fixed grace (a Compensate call may wait
-longer than any such grace for its step's undo). The old channel is closed when its
-last call has ended, by a task of the agent's, or by `close()` if the agent stops
-first. A channel younger than `REVIVE_MIN_AGE_S` is left to its own backoff (still
+always harmless), and none is cut short by a fixed grace (each waits as long as its
+own deadline says). The old channel is closed when its last call has ended, by a task
+of the agent's, or by `close()` if the agent stops first. A channel younger than `REVIVE_MIN_AGE_S` is left to its own backoff (still
 short then), so a peer that can reach this agent but not be reached costs one new
 channel a second at most, not one per message; a peer that is fine (its channel
 READY, IDLE or CONNECTING) costs nothing but the look at its channel's state.
@@ -52,16 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
 from fedorch.core.identity.envelope import (
-    AuthError,
     Signer,
-    check_kind,
     new_nonce,
     open_message,
     seal,
@@ -100,27 +83,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
 
-# The lane class of each batched method: a request waits only behind calls of its own
-# class. Admission (a workflow's PREPAREs, its Paxos round, its decision notices) never
-# waits for the step reports and end notices of workflows already running or ended:
-# in the commit bench, one unloaded workflow in two had its PREPARE held ~2.5 ms (a
-# round trip) behind the end notice of the workflow before it. Under load each class
-# still sends one message per peer per round trip.
-LANE_CLASS = {"Prepare": "admission", "Paxos": "admission", "Decide": "admission",
-              "ReportStep": "progress", "CancelWorkflow": "progress"}
-# QueryDecision stays a single call: its answer may carry a whole decision (spec and
-# certificate), and a batch reply must stay small.
-BATCHED_METHODS = frozenset(LANE_CLASS)
-# Calls out per lane before requests start to gather. One: while a call is out, the
-# next requests wait for it and leave together. At moderate load that is what makes
-# batches at all (in the commit bench at 85 workflows/s, submit-to-committed p50 was
-# 35-45 ms with one against 65-110 ms with four), and it costs an idle agent nothing.
-MAX_IN_FLIGHT = 1
-MAX_BATCH_ITEMS = 256  # the receiver refuses more than 1024 (peer_service)
-# Request bytes in one batch: well under the 4 MiB a server accepts (daemon.py), since
-# a PREPARE or a decision carries its workflow's spec (up to 1 MiB each).
-MAX_BATCH_BYTES = 1024 * 1024
-
 Spawn = Callable[[Awaitable, str], object]
 
 # A channel is revived (replaced) at most once this long after it was opened: before
@@ -135,17 +97,6 @@ class PeerCallError(Exception):
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
-
-
-@dataclass
-class _Request:
-    method: str
-    kind: str
-    msg: object
-    expect: str | frozenset[str]
-    deadline: float  # time.monotonic()
-    future: asyncio.Future
-    size: int  # the payload's serialized bytes
 
 
 @dataclass(eq=False)  # kept in a set by identity
@@ -170,16 +121,6 @@ class _Conn:
             self.idle.set()
 
 
-@dataclass
-class _Lane:
-    endpoint: str
-    recipient: str
-    wait_for_ready: bool
-    pending: deque[_Request] = field(default_factory=deque)
-    in_flight: int = 0
-    flush_scheduled: bool = False
-
-
 class PeerChannels:
     def __init__(
         self,
@@ -190,11 +131,10 @@ class PeerChannels:
         on_error: Callable[[str, str], None] | None = None,
         on_bytes: Callable[[str, str, int], None] | None = None,
         spawn: Spawn | None = None,
-        on_batch: Callable[[int], None] | None = None,
         on_heard: Callable[[str], None] | None = None,
     ) -> None:
-        """`spawn` (start a task its owner keeps; returns None when it will not) turns
-        batching on; without it every request is its own RPC. `clock` stamps envelopes
+        """`spawn` (start a task its owner keeps; returns None when it will not) closes a
+        revived channel once its calls end (without it, at `close()`). `clock` stamps envelopes
         (wall) and tells the replay guard how long it has held each nonce (monotonic)."""
         self._signer = signer
         self._trust = trust
@@ -203,15 +143,12 @@ class PeerChannels:
         self._on_error = on_error or (lambda method, code: None)
         self._on_bytes = on_bytes or (lambda rpc, direction, n: None)
         self._spawn = spawn
-        self._on_batch = on_batch or (lambda n: None)
         # Told the signer of each reply that authenticates: it was alive to answer.
         self._on_heard = on_heard or (lambda domain: None)
         self._channels: dict[str, _Conn] = {}
         self.revived = 0  # channels replaced on a sign of life (see `revive`)
         # Replaced by `revive`, closed by a task of the owner once their calls end.
         self._retiring: set[_Conn] = set()
-        self._lanes: dict[tuple[str, str, bool, str], _Lane] = {}
-        self._no_batch: set[str] = set()  # endpoints that answered Batch with UNIMPLEMENTED
         # Mutual TLS: a source of (generation, credentials); None means plaintext.
         self._tls: Callable[[], tuple[int, grpc.ChannelCredentials]] | None = None
         self._tls_options: tuple[tuple[str, str], ...] = ()
@@ -295,148 +232,9 @@ class PeerChannels:
     ) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
         """Seal, send with a deadline, verify the signed reply; PeerCallError on any failure.
 
-        Returns the reply's body and the envelope as received: the reply's own,
-        or for an answer that came unsigned in a batch, the batch reply's (votes
-        always come signed alone: they go into commit certificates byte for byte)."""
-        if (self._spawn is None or method not in BATCHED_METHODS or not recipient
-                or endpoint in self._no_batch):
-            return await self._call_one(endpoint, method, recipient, expect, timeout,
-                                        wait_for_ready, payload)
-        if len(payload) != 1:
-            raise TypeError(f"call() takes exactly one payload keyword, got {sorted(payload)}")
-        ((kind, msg),) = payload.items()
-        key = (endpoint, recipient, wait_for_ready, LANE_CLASS[method])
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = _Lane(endpoint, recipient, wait_for_ready)
-        request = _Request(method, kind, msg, expect, time.monotonic() + timeout,
-                           asyncio.get_running_loop().create_future(), msg.ByteSize())
-        lane.pending.append(request)
-        self._schedule_flush(lane)
-        try:
-            # The future is this caller's alone (the shared call sets it, never awaits
-            # it): a caller that gives up cancels only its own request.
-            async with asyncio.timeout(timeout):
-                return await request.future
-        except TimeoutError:
-            self._on_error(method, "DEADLINE_EXCEEDED")
-            raise PeerCallError("DEADLINE_EXCEEDED", "deadline exceeded") from None
-        finally:
-            if not request.future.done():  # never sent, or its answer is no longer wanted
-                request.future.cancel()
-
-    # ---- lanes ---------------------------------------------------------------------
-
-    def _schedule_flush(self, lane: _Lane) -> None:
-        # After the current callbacks: requests made in the same turn of the loop
-        # leave together.
-        if not lane.flush_scheduled:
-            lane.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush, lane)
-
-    def _flush(self, lane: _Lane) -> None:
-        lane.flush_scheduled = False
-        now = time.monotonic()
-        while lane.pending and lane.in_flight < MAX_IN_FLIGHT:
-            requests: list[_Request] = []
-            size = 0
-            while lane.pending and len(requests) < MAX_BATCH_ITEMS:
-                r = lane.pending[0]
-                if requests and size + r.size > MAX_BATCH_BYTES:
-                    break  # the next batch takes it (one request alone always goes)
-                lane.pending.popleft()
-                if not r.future.done() and r.deadline > now:  # else its caller gave up
-                    requests.append(r)
-                    size += r.size
-            if not requests:
-                break
-            assert self._spawn is not None
-            lane.in_flight += 1
-            if self._spawn(self._send(lane, requests), f"peer calls to {lane.recipient}") is None:
-                lane.in_flight -= 1  # the owner is stopping: nothing more goes out
-                for r in requests:
-                    _fail(r, PeerCallError("UNAVAILABLE", "the agent is stopping"))
-
-    async def _send(self, lane: _Lane, requests: list[_Request]) -> None:
-        try:
-            if len(requests) == 1:  # no gather: one task less on an idle agent's path
-                await self._send_one(lane, requests[0])
-            elif lane.endpoint in self._no_batch:
-                await asyncio.gather(*(self._send_one(lane, r) for r in requests))
-            else:
-                await self._send_batch(lane, requests)
-        finally:
-            lane.in_flight -= 1
-            for r in requests:  # cancelled before an answer: the callers must not hang
-                _fail(r, PeerCallError("CANCELLED", "the call was cancelled"))
-            if lane.pending:
-                self._schedule_flush(lane)
-
-    async def _send_one(self, lane: _Lane, r: _Request) -> None:
-        try:
-            result = await self._call_one(
-                lane.endpoint, r.method, lane.recipient, r.expect,
-                max(0.001, r.deadline - time.monotonic()), lane.wait_for_ready,
-                {r.kind: r.msg})
-        except PeerCallError as e:
-            _fail(r, e)
-        else:
-            if not r.future.done():
-                r.future.set_result(result)
-
-    async def _send_batch(self, lane: _Lane, requests: list[_Request]) -> None:
-        self._on_batch(len(requests))
-        batch = peer_pb2.BatchRequest(items=[peer_pb2.Body(**{r.kind: r.msg}) for r in requests])
-        timeout = max(0.001, max(r.deadline for r in requests) - time.monotonic())
-        try:
-            body, envelope = await self._call_one(lane.endpoint, "Batch", lane.recipient,
-                                                  "batch_reply", timeout, lane.wait_for_ready,
-                                                  {"batch": batch})
-        except PeerCallError as e:
-            if e.code == grpc.StatusCode.UNIMPLEMENTED.name:  # an agent without batching
-                self._no_batch.add(lane.endpoint)
-                await asyncio.gather(*(self._send_one(lane, r) for r in requests))
-                return
-            for r in requests:
-                _fail(r, e)
-            return
-        results = body.batch_reply.results
-        if len(results) != len(requests):
-            for r in requests:
-                _fail(r, PeerCallError("BAD_REPLY", f"{len(results)} answers to "
-                                                    f"{len(requests)} requests"))
-            return
-        for r, result in zip(requests, results, strict=True):
-            if result.error_code:
-                self._on_error(r.method, result.error_code)
-                _fail(r, PeerCallError(result.error_code, result.error))
-                continue
-            try:
-                if result.HasField("body"):  # vouched for by the BatchReply's signature
-                    item, item_envelope = result.body, envelope
-                    item.sender, item.recipient = body.sender, body.recipient
-                    try:
-                        check_kind(item, r.expect)
-                    except AuthError as e:
-                        self._on_error(r.method, "BAD_REPLY")
-                        raise PeerCallError("BAD_REPLY", e.reason) from None
-                else:  # signed alone (a vote): evidence as received
-                    item_envelope = result.reply
-                    item = self._open_reply(r.method, lane.recipient, r.expect, item_envelope)
-            except PeerCallError as e:
-                _fail(r, e)
-                continue
-            if not r.future.done():
-                r.future.set_result((item, item_envelope))
-
-    # ---- one RPC ---------------------------------------------------------------------
-
-    async def _call_one(self, endpoint: str, method: str, recipient: str,
-                        expect: str | frozenset[str], timeout: float, wait_for_ready: bool,
-                        payload: dict[str, object]) -> tuple[peer_pb2.Body, peer_pb2.Envelope]:
+        Returns the reply's body and the envelope as received."""
         request = seal(self._signer, recipient=recipient, now_ms=self._clock.wall_ms(),
-                       nonce=new_nonce(),
-                       **payload)
+                       nonce=new_nonce(), **payload)
         conn = self._conn(endpoint)
         rpc = getattr(conn.stub, method)
         self._on_bytes(method, "out", request.ByteSize())
@@ -454,8 +252,8 @@ class PeerChannels:
                 raise  # this caller was cancelled: not the call's failure
             # gRPC cancelled the call itself: its channel was closed under it (the agent
             # stopping, a renewed certificate). A failure like any other, which callers
-            # handle (a saga's Compensate call is made again), never a cancellation that
-            # would end the caller's task without a word (a saga then waits for ever).
+            # handle, never a cancellation that would end the caller's task without a
+            # word (its owner would then wait for it for ever).
             self._on_error(method, "CANCELLED")
             raise PeerCallError("CANCELLED", "its channel was closed") from None
         finally:
@@ -490,8 +288,3 @@ class PeerChannels:
             await channel.close()
         self._retired.clear()
 
-
-def _fail(request: _Request, error: Exception) -> None:
-    if not request.future.done():
-        request.future.set_exception(error)
-        request.future.exception()  # retrieved: a caller that gave up leaves no warning

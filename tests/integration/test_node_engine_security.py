@@ -244,14 +244,18 @@ async def test_garbage_bytes_and_oversized_envelopes_never_crash_an_agent(fed, m
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_the_shells_peer_calls_are_refused_naming_the_engine(fed):
-    query = seal(fed.signer("eu-west"), recipient="partner", now_ms=int(time.time() * 1000),
-                 nonce=new_nonce(), decision_query=peer_pb2.DecisionQuery(
-                     workflow_id="partner.0123456789abcdef0123", round=1))
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await fed.peer_call("partner", "QueryDecision", query)
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "engine: node" in err.value.details()
+async def test_the_older_engines_peer_calls_are_unimplemented(fed):
+    # A peer of an earlier release still calls QueryDecision (or Prepare, Batch...):
+    # those RPCs are gone from the Peer service, so gRPC itself answers.
+    turn = seal(fed.signer("eu-west"), recipient="partner", now_ms=int(time.time() * 1000),
+                nonce=new_nonce(), node_turn=peer_pb2.NodeTurn())
+    for method in ("QueryDecision", "Prepare", "Batch", "Takeover"):
+        async with grpc.aio.insecure_channel(fed.address("partner")) as channel:
+            raw = channel.unary_unary(f"/fedorch.v1.Peer/{method}",
+                                      request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await raw(turn.SerializeToString(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
 
 
 async def test_reflection_lists_the_services(fed):

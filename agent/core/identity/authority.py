@@ -6,13 +6,14 @@ taken only from the domain with authority over it (the fault model, ARCHITECTURE
 section 5): a coordinator for its own workflows, a round's acceptors for that round,
 a step's domain for that step's result, a domain for its own record and liveness.
 
-`RULES` holds one row per peer payload kind. `authorize(kind, sender, facts)`
-checks a message against its row with the facts the receiver has: the message's
-own fields first (at the peer service, before anything else looks at it), and the
-transaction or placement the receiver knows as soon as it has looked it up (the
-consensus and participation shells, and the simulator's shell, call the same
-function). A refusal raises `Refused`, whose `reason` is a short fixed word: it
-labels `fedorch_rejected_messages_total{reason}`, so the label set stays bounded.
+`RULES` holds one row per kind of message: the negotiation and progress messages a
+Node takes from its peers (agent/core/node/authority.py applies the rows to them), the
+key records every envelope may carry (TrustStore.learn), and membership's claims (the
+`swim` row; its checks are `record_is_own` and `accusation_in_reach` below).
+`authorize(kind, sender, facts)` checks a message against its row with the facts the
+receiver has: the message's own fields and what the receiver holds of its transaction,
+placement or epoch. A refusal raises `Refused`, whose `reason` is a short fixed word:
+it labels `fedorch_rejected_messages_total{reason}`, so the label set stays bounded.
 
 Workflow ids are checked here too, by the one function the client service uses
 for ids from clients: `<coordinator domain>.<local part>`, the local part without
@@ -30,7 +31,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from fedorch.core.identity.keys import is_valid_domain
-from fedorch.gen.fedorch.v1 import peer_pb2
 
 # The local part: what Coordination.submit makes (hex), and what tests and the
 # simulator use (letters, digits, '_', '-'); never a dot, a slash or a control byte.
@@ -80,7 +80,6 @@ def coordinator_of(workflow_id: str) -> str:
 class Who(enum.Enum):
     """Who has authority over a kind of message."""
 
-    COORDINATOR = "the coordinator its workflow id names"
     EPOCH_COORDINATOR = ("the coordinator of the epoch it names: epoch 0 the one its workflow"
                          " id names, a later one the participant that took the workflow over")
     CERTIFIED_COORDINATOR = ("the coordinator its workflow id names, or the coordinator of"
@@ -149,7 +148,6 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
     Rule("swim", Who.SUBJECT,
          "ALIVE/LEFT claims and domain records by their own domain; SUSPECT/DEAD by any",
          "accusations at most ACCUSATION_LEAD above the incarnation held for the subject"),
-    Rule("batch", Who.ANY, "items, each checked against its own row", "each item's own"),
     # Key rotation and revocation records ride outside the envelope's signature, relayed
     # by anyone: the "sender" is the domain whose key signed the record. Only a domain's
     # own keys (current or earlier, of its chain) rotate or revoke its key
@@ -158,21 +156,9 @@ RULES: dict[str, Rule] = {r.kind: r for r in (
          "a rotation or revocation of the signing domain's own key, signed by keys of its"
          " chain (rotation: old and new; revocation: the key itself or its successor)",
          "a rotation's serial above the one before it in the chain"),
-    # Sagas: the recipient also checks that it ran the step and that it SUCCEEDED there
-    # (agent/runtime/compensation.py), and that the step has a compensate block.
-    Rule("compensate", Who.EPOCH_COORDINATOR,
-         "a step of the sender's workflow that the recipient ran and that SUCCEEDED there",
-         "the attempt it names: (workflow, step, attempt) is the idempotency key"),
     # Replies: taken only as the answer of the domain asked, and checked as these rows say.
     Rule("vote", Who.PARTICIPANT, "a round the recipient coordinates, in the voter's name",
          "the round asked; a later round's vote is late"),
-    Rule("compensation_result", Who.STEP_DOMAIN,
-         "the compensation the recipient asked of the sender, in the sender's name",
-         "the attempt asked"),
-    # A Paxos Commit round as its coordinator states it (evidence a takeover claimant
-    # shows an acceptor that missed the round): the original coordinator alone.
-    Rule("round_tx", Who.COORDINATOR, "a round of the sender's own workflow (epoch 0)",
-         "the round it names, proven committed by a COMMIT decision of that round"),
     Rule("decision_answer", Who.PARTY,
          "a transaction the sender was asked about: a COMMIT with its certificate",
          "the round asked"),
@@ -209,28 +195,6 @@ class Facts(NamedTuple):
 
 
 _NO_FACTS = Facts()
-
-
-def facts_of(body: peer_pb2.Body) -> Facts:
-    """What a message says about itself: checked before the receiver looks anything up."""
-    kind = body.WhichOneof("payload")
-    msg = getattr(body, kind) if kind else None
-    if kind == "prepare":
-        return Facts(workflow_id=msg.workflow_id, epoch=msg.epoch_certificate.epoch
-                     if msg.HasField("epoch_certificate") else 0)
-    if kind in ("decision_query", "decision_ack"):
-        return Facts(workflow_id=msg.workflow_id)
-    if kind in ("cancel", "takeover_claim", "compensate"):
-        return Facts(workflow_id=msg.workflow_id, epoch=msg.epoch)
-    if kind == "vote":
-        return Facts(workflow_id=msg.workflow_id, named=msg.domain)
-    if kind in ("step_result", "compensation_result"):
-        return Facts(workflow_id=msg.workflow_id, named=msg.domain)
-    if kind in ("paxos_prepare", "paxos_accept"):
-        return Facts(workflow_id=msg.tx.workflow_id, coordinator=msg.tx.coordinator)
-    if kind in ("paxos_promise", "paxos_accepted", "paxos_reject"):
-        return Facts(workflow_id=msg.workflow_id, named=msg.acceptor)
-    return Facts()  # decision_notice: opened as evidence; swim, batch: per claim / item
 
 
 def authorize(kind: str, sender: str, facts: Facts = _NO_FACTS) -> Rule:
@@ -361,7 +325,6 @@ def _nothing_more(kind: str, sender: str, facts: Facts) -> None:
 
 
 _CHECKS = {
-    Who.COORDINATOR: _coordinator,
     Who.EPOCH_COORDINATOR: _epoch_coordinator,
     Who.CERTIFIED_COORDINATOR: _certified_coordinator,
     Who.CLAIMANT: _claimant,

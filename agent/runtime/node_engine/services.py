@@ -54,8 +54,8 @@ node engine's negotiation and progress RPCs:
 `NodeTurns`, one long-lived stream of envelopes per peer (what this agent's
 transport sends), and `NodeTurn`, one envelope per call (kept for a peer one version
 older); boundary.py checks every envelope of either alike. The older engine's
-negotiation RPCs, still in peer.proto, are refused with FAILED_PRECONDITION: a peer of
-a release running `engine: shells` cannot negotiate with this one.
+negotiation RPCs are gone from peer.proto: gRPC answers a call of one UNIMPLEMENTED, so
+a peer of a release running `engine: shells` cannot negotiate with this one.
 """
 
 from __future__ import annotations
@@ -475,11 +475,3 @@ class NodePeerService(PeerService):
             raise  # abort raises
         self.agent.heard_from(sender)
         return sender, refused
-
-    async def _refuse(self, request, context):
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, not_in_node_engine(
-            "the older engine's negotiation protocol (Prepare, Paxos, Batch...; `engine:"
-            " shells`, removed)"))
-
-    Prepare = Decide = QueryDecision = ReportStep = CancelWorkflow = _refuse
-    Paxos = Batch = Compensate = Takeover = _refuse

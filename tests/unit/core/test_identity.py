@@ -340,7 +340,8 @@ def test_seal_takes_exactly_one_known_payload():
     with pytest.raises(TypeError):
         seal(EU, recipient="us-east", now_ms=NOW, nonce=new_nonce())
     with pytest.raises(TypeError):
-        seal(EU, recipient="x", now_ms=NOW, nonce=new_nonce(), vote=vote(), ack=peer_pb2.Ack())
+        seal(EU, recipient="x", now_ms=NOW, nonce=new_nonce(), vote=vote(),
+             node_turn=peer_pb2.NodeTurn())
     with pytest.raises(TypeError):
         seal(EU, recipient="x", now_ms=NOW, nonce=new_nonce(), bogus=vote())
 
@@ -379,9 +380,9 @@ def test_wrong_recipient():
 def test_wrong_payload_kind():
     env = sealed_vote()
     reason = reason_of(
-        open_message, env, trust(), guard(), me="us-east", now_ms=NOW, expect="prepare"
+        open_message, env, trust(), guard(), me="us-east", now_ms=NOW, expect="node_turn"
     )
-    assert reason == "expected prepare, got vote"
+    assert reason == "expected node_turn, got vote"
 
 
 def test_replay_of_same_envelope():
@@ -405,8 +406,9 @@ def test_forged_or_misdirected_messages_do_not_burn_the_nonce():
     assert reason_of(open_vote, forged, g) == "bad signature from 'eu-west'"
     misdirected = sealed_vote(to="eu-west", nonce=nonce)
     assert reason_of(open_vote, misdirected, g).startswith("message for 'eu-west'")
-    wrong_kind = seal(EU, recipient="us-east", now_ms=NOW, nonce=nonce, ack=peer_pb2.Ack())
-    assert reason_of(open_vote, wrong_kind, g) == "expected vote, got ack"
+    wrong_kind = seal(EU, recipient="us-east", now_ms=NOW, nonce=nonce,
+                      node_turn=peer_pb2.NodeTurn())
+    assert reason_of(open_vote, wrong_kind, g) == "expected vote, got node_turn"
     assert g.remembered == 0
     assert open_vote(genuine, g).nonce == nonce
     assert reason_of(open_vote, genuine, g) == "replayed nonce"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity.envelope import Signer, new_nonce, open_message, seal
 from fedorch.core.identity.replay import ReplayGuard
 from fedorch.core.identity.trust import TrustStore
-from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from fedorch.gen.fedorch.v1 import peer_pb2_grpc, swim_pb2
 from fedorch.runtime.agent import Agent, run_until_stopped
 from fedorch.runtime.peer_service import PeerService
 from fedorch.runtime.peers import PeerCallError, PeerChannels
@@ -27,11 +27,11 @@ TRUST = TrustStore({"alpha": A_KEY.public_key(), "beta": B_KEY.public_key()})
 
 
 class Beta(peer_pb2_grpc.PeerServicer):
-    async def ReportStep(self, request, context):
+    async def Swim(self, request, context):
         body = open_message(request, TRUST, ReplayGuard(60_000), me="beta",
-                            now_ms=int(time.time() * 1000), expect="step_result")
+                            now_ms=int(time.time() * 1000), expect="swim")
         return seal(B, recipient=body.sender, now_ms=int(time.time() * 1000),
-                    nonce=new_nonce(), ack=peer_pb2.Ack(ok=True))
+                    nonce=new_nonce(), swim=swim_pb2.SwimBatch())
 
 
 async def test_an_answer_that_authenticates_is_a_sign_of_life_of_its_signer() -> None:
@@ -43,14 +43,13 @@ async def test_an_answer_that_authenticates_is_a_sign_of_life_of_its_signer() ->
     channels = None
     try:
         channels = PeerChannels(A, TRUST, ReplayGuard(60_000), on_heard=heard.append)
-        step = peer_pb2.StepResult(workflow_id="w", step_id="s")
-        await channels.call(f"127.0.0.1:{port}", "ReportStep", recipient="beta",
-                            expect="ack", timeout=5.0, step_result=step)
+        await channels.call(f"127.0.0.1:{port}", "Swim", recipient="beta",
+                            expect="swim", timeout=5.0, swim=swim_pb2.SwimBatch())
         assert heard == ["beta"]
         # Signed by beta, but we called "gamma": no sign of life of anyone.
         with pytest.raises(PeerCallError):
-            await channels.call(f"127.0.0.1:{port}", "ReportStep", recipient="gamma",
-                                expect="ack", timeout=5.0, step_result=step)
+            await channels.call(f"127.0.0.1:{port}", "Swim", recipient="gamma",
+                                expect="swim", timeout=5.0, swim=swim_pb2.SwimBatch())
         assert heard == ["beta"]
     finally:
         if channels is not None:

@@ -7,9 +7,8 @@ on the same port, as a restarted agent is. The channels' backoff is made a minut
 here, so that a channel left to it stays failing for the whole test: whether a call
 goes through depends on `revive` alone, never on when gRPC dials again.
 
-The replacement must be safe for the calls still waiting on the old channel (a
-Compensate call of a saga waits there for as long as its step's undo may take): none is
-cut short by the replacement, and the old channel is closed once they have ended, or
+The replacement must be safe for the calls still waiting on the old channel (a call
+made with wait_for_ready waits there as long as its deadline allows): none is cut short by the replacement, and the old channel is closed once they have ended, or
 when the agent stops.
 """
 
@@ -21,13 +20,13 @@ import contextlib
 import grpc
 import pytest
 from fedorch.core.identity.replay import ReplayGuard
-from fedorch.gen.fedorch.v1 import peer_pb2, peer_pb2_grpc
+from fedorch.gen.fedorch.v1 import peer_pb2_grpc, swim_pb2
 from fedorch.runtime import peers as peers_module
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.peers import REVIVE_MIN_AGE_S, PeerCallError, PeerChannels
 from fedorch.runtime.ports import SystemClock
 
-# The keys, trust and the peer that answers ReportStep of the sign-of-life tests.
+# The keys, trust and the peer that answers Swim of the sign-of-life tests.
 from tests.unit.runtime.test_membership_heard_from import TRUST, A, Beta
 
 LONG_BACKOFF = [("grpc.initial_reconnect_backoff_ms", 60_000),
@@ -54,19 +53,18 @@ async def _serve(port: int = 0) -> tuple[grpc.aio.Server, int]:
 
 
 async def _report(channels: PeerChannels, endpoint: str) -> None:
-    """One call that fails at once while the channel is failing (no wait_for_ready)."""
-    await channels.call(endpoint, "ReportStep", recipient="beta", expect="ack",
-                        timeout=5.0, wait_for_ready=False,
-                        step_result=peer_pb2.StepResult(workflow_id="w", step_id="s"))
+    """One call that fails at once while the channel is failing (no wait_for_ready, as
+    membership's are)."""
+    await channels.call(endpoint, "Swim", recipient="beta", expect="swim",
+                        timeout=5.0, wait_for_ready=False, swim=swim_pb2.SwimBatch())
 
 
-def _waiting_compensate(channels: PeerChannels, endpoint: str, timeout: float) -> asyncio.Task:
-    """A Compensate call (a single call, made with wait_for_ready as every saga's is)
-    waiting on the failing channel to `endpoint` for a connection."""
+def _waiting_call(channels: PeerChannels, endpoint: str, timeout: float) -> asyncio.Task:
+    """A call made with wait_for_ready, waiting on the failing channel to `endpoint` for
+    a connection."""
     return asyncio.create_task(channels.call(
-        endpoint, "Compensate", recipient="beta", expect="compensation_result",
-        timeout=timeout, compensate=peer_pb2.CompensateRequest(workflow_id="w",
-                                                               step_id="s", attempt=1)))
+        endpoint, "Swim", recipient="beta", expect="swim", timeout=timeout,
+        swim=swim_pb2.SwimBatch()))
 
 
 async def _until_waiting() -> None:
@@ -168,14 +166,14 @@ async def test_the_replaced_channel_is_closed_by_a_task_of_the_owner(long_backof
 async def test_a_call_waiting_on_the_replaced_channel_is_not_cut_short(
         long_backoff, monkeypatch) -> None:
     # Whatever fixed grace the old channel were closed with, some call waits longer
-    # (a Compensate call: its undo's timeout and a margin): here, one shorter than the
+    # (its deadline is the caller's to choose): here, one shorter than the
     # call's deadline, which must not matter.
     monkeypatch.setattr(peers_module, "RETIRED_GRACE_S", 0.2, raising=False)
     spawned, spawn = _spawner()
     try:
         async with _failing_since_down(spawn) as (clock, channels, endpoint):
             old = channels.channel(endpoint)
-            waiting = _waiting_compensate(channels, endpoint, timeout=3.0)
+            waiting = _waiting_call(channels, endpoint, timeout=3.0)
             await _until_waiting()
             clock.now += REVIVE_MIN_AGE_S
             assert channels.revive(endpoint)
@@ -197,7 +195,7 @@ async def test_a_replaced_channel_still_waited_on_is_closed_when_the_agent_stops
     spawned, spawn = _spawner()
     async with _failing_since_down(spawn) as (clock, channels, endpoint):
         old = channels.channel(endpoint)
-        waiting = _waiting_compensate(channels, endpoint, timeout=30.0)
+        waiting = _waiting_call(channels, endpoint, timeout=30.0)
         await _until_waiting()
         clock.now += REVIVE_MIN_AGE_S
         assert channels.revive(endpoint)

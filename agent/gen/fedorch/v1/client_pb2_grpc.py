@@ -110,10 +110,9 @@ class ClientServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitStream(self, request_iterator, context):
-        """Many submissions in one call (engine: node; an agent on `engine: shells` answers
-        UNIMPLEMENTED): updates come back as each workflow moves, in no set order across
-        submissions; the stream ends once the caller closed its side and every accepted
-        workflow ended.
+        """Many submissions in one call: updates come back as each workflow moves, in no
+        set order across submissions; the stream ends once the caller closed its side and
+        every accepted workflow ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -33,94 +33,34 @@ class Envelope(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_records: _Optional[_Iterable[_Union[_keys_pb2.KeyRecord, _Mapping]]] = ...) -> None: ...
 
 class Body(_message.Message):
-    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "prepare", "vote", "decision", "decision_notice", "decision_query", "decision_answer", "step_result", "cancel", "ack", "swim", "paxos_prepare", "paxos_promise", "paxos_accept", "paxos_accepted", "paxos_reject", "decision_ack", "batch", "batch_reply", "compensate", "compensation_result", "takeover_claim", "takeover_answer", "round_tx", "node_turn")
+    __slots__ = ("sender", "recipient", "nonce", "sent_at_ms", "vote", "decision", "step_result", "swim", "takeover_answer", "node_turn")
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
-    PREPARE_FIELD_NUMBER: _ClassVar[int]
     VOTE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
-    DECISION_NOTICE_FIELD_NUMBER: _ClassVar[int]
-    DECISION_QUERY_FIELD_NUMBER: _ClassVar[int]
-    DECISION_ANSWER_FIELD_NUMBER: _ClassVar[int]
     STEP_RESULT_FIELD_NUMBER: _ClassVar[int]
-    CANCEL_FIELD_NUMBER: _ClassVar[int]
-    ACK_FIELD_NUMBER: _ClassVar[int]
     SWIM_FIELD_NUMBER: _ClassVar[int]
-    PAXOS_PREPARE_FIELD_NUMBER: _ClassVar[int]
-    PAXOS_PROMISE_FIELD_NUMBER: _ClassVar[int]
-    PAXOS_ACCEPT_FIELD_NUMBER: _ClassVar[int]
-    PAXOS_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
-    PAXOS_REJECT_FIELD_NUMBER: _ClassVar[int]
-    DECISION_ACK_FIELD_NUMBER: _ClassVar[int]
-    BATCH_FIELD_NUMBER: _ClassVar[int]
-    BATCH_REPLY_FIELD_NUMBER: _ClassVar[int]
-    COMPENSATE_FIELD_NUMBER: _ClassVar[int]
-    COMPENSATION_RESULT_FIELD_NUMBER: _ClassVar[int]
-    TAKEOVER_CLAIM_FIELD_NUMBER: _ClassVar[int]
     TAKEOVER_ANSWER_FIELD_NUMBER: _ClassVar[int]
-    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
     NODE_TURN_FIELD_NUMBER: _ClassVar[int]
     sender: str
     recipient: str
     nonce: bytes
     sent_at_ms: int
-    prepare: PrepareRequest
     vote: Vote
     decision: Decision
-    decision_notice: DecisionNotice
-    decision_query: DecisionQuery
-    decision_answer: DecisionAnswer
     step_result: StepResult
-    cancel: CancelNotice
-    ack: Ack
     swim: _swim_pb2.SwimBatch
-    paxos_prepare: PaxosPrepare
-    paxos_promise: PaxosPromise
-    paxos_accept: PaxosAccept
-    paxos_accepted: PaxosAccepted
-    paxos_reject: PaxosReject
-    decision_ack: DecisionAck
-    batch: BatchRequest
-    batch_reply: BatchReply
-    compensate: CompensateRequest
-    compensation_result: CompensationResult
-    takeover_claim: TakeoverClaim
     takeover_answer: TakeoverAnswer
-    round_tx: PaxosTx
     node_turn: NodeTurn
-    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., prepare: _Optional[_Union[PrepareRequest, _Mapping]] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., decision_notice: _Optional[_Union[DecisionNotice, _Mapping]] = ..., decision_query: _Optional[_Union[DecisionQuery, _Mapping]] = ..., decision_answer: _Optional[_Union[DecisionAnswer, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., paxos_prepare: _Optional[_Union[PaxosPrepare, _Mapping]] = ..., paxos_promise: _Optional[_Union[PaxosPromise, _Mapping]] = ..., paxos_accept: _Optional[_Union[PaxosAccept, _Mapping]] = ..., paxos_accepted: _Optional[_Union[PaxosAccepted, _Mapping]] = ..., paxos_reject: _Optional[_Union[PaxosReject, _Mapping]] = ..., decision_ack: _Optional[_Union[DecisionAck, _Mapping]] = ..., batch: _Optional[_Union[BatchRequest, _Mapping]] = ..., batch_reply: _Optional[_Union[BatchReply, _Mapping]] = ..., compensate: _Optional[_Union[CompensateRequest, _Mapping]] = ..., compensation_result: _Optional[_Union[CompensationResult, _Mapping]] = ..., takeover_claim: _Optional[_Union[TakeoverClaim, _Mapping]] = ..., takeover_answer: _Optional[_Union[TakeoverAnswer, _Mapping]] = ..., round_tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., node_turn: _Optional[_Union[NodeTurn, _Mapping]] = ...) -> None: ...
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., nonce: _Optional[bytes] = ..., sent_at_ms: _Optional[int] = ..., vote: _Optional[_Union[Vote, _Mapping]] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., step_result: _Optional[_Union[StepResult, _Mapping]] = ..., swim: _Optional[_Union[_swim_pb2.SwimBatch, _Mapping]] = ..., takeover_answer: _Optional[_Union[TakeoverAnswer, _Mapping]] = ..., node_turn: _Optional[_Union[NodeTurn, _Mapping]] = ...) -> None: ...
 
 class NodeTurn(_message.Message):
     __slots__ = ("messages",)
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     messages: bytes
     def __init__(self, messages: _Optional[bytes] = ...) -> None: ...
-
-class BatchRequest(_message.Message):
-    __slots__ = ("items",)
-    ITEMS_FIELD_NUMBER: _ClassVar[int]
-    items: _containers.RepeatedCompositeFieldContainer[Body]
-    def __init__(self, items: _Optional[_Iterable[_Union[Body, _Mapping]]] = ...) -> None: ...
-
-class BatchResult(_message.Message):
-    __slots__ = ("reply", "error_code", "error", "body")
-    REPLY_FIELD_NUMBER: _ClassVar[int]
-    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    BODY_FIELD_NUMBER: _ClassVar[int]
-    reply: Envelope
-    error_code: str
-    error: str
-    body: Body
-    def __init__(self, reply: _Optional[_Union[Envelope, _Mapping]] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ..., body: _Optional[_Union[Body, _Mapping]] = ...) -> None: ...
-
-class BatchReply(_message.Message):
-    __slots__ = ("results",)
-    RESULTS_FIELD_NUMBER: _ClassVar[int]
-    results: _containers.RepeatedCompositeFieldContainer[BatchResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[BatchResult, _Mapping]]] = ...) -> None: ...
 
 class CapabilityInfo(_message.Message):
     __slots__ = ("name", "capacity", "available", "cost", "produces")
@@ -307,151 +247,6 @@ class Replacement(_message.Message):
     coordinator: str
     def __init__(self, step_id: _Optional[str] = ..., lost_domain: _Optional[str] = ..., placement: _Optional[_Mapping[str, str]] = ..., inputs_json: _Optional[_Mapping[str, str]] = ..., coordinator_epoch: _Optional[int] = ..., coordinator: _Optional[str] = ...) -> None: ...
 
-class DecisionNotice(_message.Message):
-    __slots__ = ("decision",)
-    DECISION_FIELD_NUMBER: _ClassVar[int]
-    decision: Envelope
-    def __init__(self, decision: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
-
-class DecisionQuery(_message.Message):
-    __slots__ = ("workflow_id", "round")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
-
-class DecisionAnswer(_message.Message):
-    __slots__ = ("workflow_id", "known", "decision", "final_state", "step_epochs", "final_reason", "epoch_certificate")
-    class StepEpochsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: int
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    KNOWN_FIELD_NUMBER: _ClassVar[int]
-    DECISION_FIELD_NUMBER: _ClassVar[int]
-    FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
-    STEP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
-    FINAL_REASON_FIELD_NUMBER: _ClassVar[int]
-    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    known: bool
-    decision: Envelope
-    final_state: _status_pb2.WorkflowState
-    step_epochs: _containers.ScalarMap[str, int]
-    final_reason: str
-    epoch_certificate: EpochCertificate
-    def __init__(self, workflow_id: _Optional[str] = ..., known: _Optional[bool] = ..., decision: _Optional[_Union[Envelope, _Mapping]] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., step_epochs: _Optional[_Mapping[str, int]] = ..., final_reason: _Optional[str] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
-
-class Ballot(_message.Message):
-    __slots__ = ("n", "proposer")
-    N_FIELD_NUMBER: _ClassVar[int]
-    PROPOSER_FIELD_NUMBER: _ClassVar[int]
-    n: int
-    proposer: str
-    def __init__(self, n: _Optional[int] = ..., proposer: _Optional[str] = ...) -> None: ...
-
-class PaxosTx(_message.Message):
-    __slots__ = ("workflow_id", "round", "coordinator", "participants", "acceptors")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    COORDINATOR_FIELD_NUMBER: _ClassVar[int]
-    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    coordinator: str
-    participants: _containers.RepeatedScalarFieldContainer[str]
-    acceptors: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., coordinator: _Optional[str] = ..., participants: _Optional[_Iterable[str]] = ..., acceptors: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class PaxosValue(_message.Message):
-    __slots__ = ("outcome", "votes")
-    OUTCOME_FIELD_NUMBER: _ClassVar[int]
-    VOTES_FIELD_NUMBER: _ClassVar[int]
-    outcome: Outcome
-    votes: _containers.RepeatedCompositeFieldContainer[Envelope]
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., votes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
-
-class PaxosPrepare(_message.Message):
-    __slots__ = ("tx", "ballot", "round_tx")
-    TX_FIELD_NUMBER: _ClassVar[int]
-    BALLOT_FIELD_NUMBER: _ClassVar[int]
-    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
-    tx: PaxosTx
-    ballot: Ballot
-    round_tx: Envelope
-    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
-
-class PaxosPromise(_message.Message):
-    __slots__ = ("workflow_id", "round", "ballot", "acceptor", "accepted_ballot", "accepted_value")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    BALLOT_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTOR_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTED_BALLOT_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTED_VALUE_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    ballot: Ballot
-    acceptor: str
-    accepted_ballot: Ballot
-    accepted_value: PaxosValue
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., accepted_ballot: _Optional[_Union[Ballot, _Mapping]] = ..., accepted_value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
-
-class PaxosAccept(_message.Message):
-    __slots__ = ("tx", "ballot", "value", "proposer_accepted", "round_tx")
-    TX_FIELD_NUMBER: _ClassVar[int]
-    BALLOT_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    PROPOSER_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
-    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
-    tx: PaxosTx
-    ballot: Ballot
-    value: PaxosValue
-    proposer_accepted: bool
-    round_tx: Envelope
-    def __init__(self, tx: _Optional[_Union[PaxosTx, _Mapping]] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ..., proposer_accepted: _Optional[bool] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
-
-class PaxosAccepted(_message.Message):
-    __slots__ = ("workflow_id", "round", "ballot", "acceptor", "value")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    BALLOT_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTOR_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    ballot: Ballot
-    acceptor: str
-    value: PaxosValue
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., value: _Optional[_Union[PaxosValue, _Mapping]] = ...) -> None: ...
-
-class PaxosReject(_message.Message):
-    __slots__ = ("workflow_id", "round", "ballot", "acceptor", "promised")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    BALLOT_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTOR_FIELD_NUMBER: _ClassVar[int]
-    PROMISED_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    ballot: Ballot
-    acceptor: str
-    promised: Ballot
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., ballot: _Optional[_Union[Ballot, _Mapping]] = ..., acceptor: _Optional[str] = ..., promised: _Optional[_Union[Ballot, _Mapping]] = ...) -> None: ...
-
-class DecisionAck(_message.Message):
-    __slots__ = ("workflow_id", "round")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
-
 class StepResult(_message.Message):
     __slots__ = ("workflow_id", "step_id", "attempt", "domain", "state", "outputs", "error", "outputs_json", "attestation", "placement_epoch", "trace_parent")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -477,72 +272,6 @@ class StepResult(_message.Message):
     placement_epoch: int
     trace_parent: str
     def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[_status_pb2.StepState, str]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., outputs_json: _Optional[str] = ..., attestation: _Optional[_Union[Envelope, _Mapping]] = ..., placement_epoch: _Optional[int] = ..., trace_parent: _Optional[str] = ...) -> None: ...
-
-class CancelNotice(_message.Message):
-    __slots__ = ("workflow_id", "reason", "final_state", "epoch")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    REASON_FIELD_NUMBER: _ClassVar[int]
-    FINAL_STATE_FIELD_NUMBER: _ClassVar[int]
-    EPOCH_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    reason: str
-    final_state: _status_pb2.WorkflowState
-    epoch: int
-    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ..., final_state: _Optional[_Union[_status_pb2.WorkflowState, str]] = ..., epoch: _Optional[int] = ...) -> None: ...
-
-class Ack(_message.Message):
-    __slots__ = ("ok", "error", "retry_later", "end")
-    OK_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    RETRY_LATER_FIELD_NUMBER: _ClassVar[int]
-    END_FIELD_NUMBER: _ClassVar[int]
-    ok: bool
-    error: str
-    retry_later: bool
-    end: CancelNotice
-    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., retry_later: _Optional[bool] = ..., end: _Optional[_Union[CancelNotice, _Mapping]] = ...) -> None: ...
-
-class CompensateRequest(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt", "epoch")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_ID_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
-    EPOCH_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    step_id: str
-    attempt: int
-    epoch: int
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
-
-class CompensationResult(_message.Message):
-    __slots__ = ("workflow_id", "step_id", "attempt", "domain", "ok", "error")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    STEP_ID_FIELD_NUMBER: _ClassVar[int]
-    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
-    DOMAIN_FIELD_NUMBER: _ClassVar[int]
-    OK_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    step_id: str
-    attempt: int
-    domain: str
-    ok: bool
-    error: str
-    def __init__(self, workflow_id: _Optional[str] = ..., step_id: _Optional[str] = ..., attempt: _Optional[int] = ..., domain: _Optional[str] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
-
-class TakeoverClaim(_message.Message):
-    __slots__ = ("workflow_id", "epoch", "round_tx", "commit", "epoch_certificate")
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    EPOCH_FIELD_NUMBER: _ClassVar[int]
-    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
-    COMMIT_FIELD_NUMBER: _ClassVar[int]
-    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    epoch: int
-    round_tx: Envelope
-    commit: Envelope
-    epoch_certificate: EpochCertificate
-    def __init__(self, workflow_id: _Optional[str] = ..., epoch: _Optional[int] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ..., commit: _Optional[_Union[Envelope, _Mapping]] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ...) -> None: ...
 
 class TakeoverAnswer(_message.Message):
     __slots__ = ("workflow_id", "epoch", "granted", "held_epoch", "holder", "error", "final_state", "reason", "committed_round", "electorate", "in_doubt", "epoch_certificate")

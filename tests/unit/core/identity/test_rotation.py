@@ -229,7 +229,7 @@ def test_derive_is_a_function_of_the_set():
 
 def _envelope(signer: Signer, recipient: str = "beta") -> peer_pb2.Envelope:
     return seal(signer, recipient=recipient, now_ms=T0, nonce=new_nonce(),
-                decision_query=peer_pb2.DecisionQuery(workflow_id="eu.x", round=1))
+                node_turn=peer_pb2.NodeTurn())
 
 
 def test_a_message_under_the_new_key_carries_what_makes_it_verify():
@@ -237,7 +237,7 @@ def test_a_message_under_the_new_key_carries_what_makes_it_verify():
     signer = Signer("eu", K2)
     signer.key_records = [R12]
     body = open_message(_envelope(signer), store, ReplayGuard(60_000), me="beta",
-                        now_ms=T0, expect="decision_query")
+                        now_ms=T0, expect="node_turn")
     assert body.sender == "eu" and raw_key(store.key("eu")) == raw_key(_pub(K2))
 
 
@@ -246,10 +246,10 @@ def test_a_message_under_a_revoked_key_is_refused_as_such():
     store.learn([R12, REV1])
     with pytest.raises(AuthError) as refused:
         open_message(_envelope(Signer("eu", K1)), store, ReplayGuard(60_000), me="beta",
-                     now_ms=T0, expect="decision_query")
+                     now_ms=T0, expect="node_turn")
     assert refused.value.label == "revoked_key"
     with pytest.raises(AuthError):
-        open_evidence(_envelope(Signer("eu", K1)), store, expect="decision_query")
+        open_evidence(_envelope(Signer("eu", K1)), store, expect="node_turn")
 
 
 def test_an_envelope_with_too_many_records_is_refused_before_any_is_read():
@@ -258,7 +258,7 @@ def test_an_envelope_with_too_many_records_is_refused_before_any_is_read():
     store = _store()
     with pytest.raises(AuthError, match="key records"):
         open_message(_envelope(signer), store, ReplayGuard(60_000), me="beta",
-                     now_ms=T0, expect="decision_query")
+                     now_ms=T0, expect="node_turn")
     assert raw_key(store.key("eu")) == raw_key(_pub(K1))
 
 
