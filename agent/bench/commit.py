@@ -263,8 +263,9 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-# Submitters of the closed loops that find the peak. Batching makes the cost of a
-# workflow fall as more are in flight (its messages share calls, signatures and fsyncs),
+# Submitters of the closed loops that find the peak. The cost of a workflow falls as
+# more are in flight (one driver turn's messages for a peer share one envelope, its
+# signature and the turn's fsync),
 # so the peak is found by climbing: on 2 cores, 64 submitters reached about four fifths
 # of the peak, which came at 256 or 512.
 CONCURRENCY = (64, 256, 512)
@@ -404,7 +405,7 @@ async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call"
 
 
 @contextlib.asynccontextmanager
-async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None = None,
+async def _federation(tmp: Path, commit: str, extra: dict | None = None,
                       profiled: Path | None = None):
     """The bench's three agents, started, converged, and stopped by pid at the end.
     `profiled`:
@@ -415,8 +416,7 @@ async def _federation(tmp: Path, commit: str, batching: bool, extra: dict | None
         {"name": "bench.noop", "capacity": 100_000,
          "executor": {"type": "builtin", "name": "echo"}}]} for d in DOMAINS},
         extra={"gossip": {"profile": "local"}, **extra,
-               "negotiation": {"commit": commit, "batching": batching,
-                               **extra.get("negotiation", {})}})
+               "negotiation": {"commit": commit, **extra.get("negotiation", {})}})
     net.write_configs()
     coordinator_config = str(net.configs[DOMAINS[0]])
 
@@ -449,7 +449,7 @@ async def _written(path: Path, deadline_s: float = 30.0) -> None:
 async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                            concurrency: Sequence[int] = CONCURRENCY,
                            workdir: Path | None = None, commit: str = "paxos",
-                           batching: bool = True, profile: Path | None = None, submit: str = "call") -> dict:
+                           profile: Path | None = None, submit: str = "call") -> dict:
     """`total` workflows in each closed loop, one loop per number of submitters in
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
@@ -462,7 +462,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
     echo = await echo_calls_per_s()
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
         fsync_ms = await asyncio.to_thread(forced_write_ms, Path(tmp))
-        async with _federation(Path(tmp), commit, batching, profiled=profile) as net:
+        async with _federation(Path(tmp), commit, profiled=profile) as net:
             unloaded = await _closed_loop(net, 30, 1, submit)
             if profile is not None:
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR1)
@@ -490,7 +490,6 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "concurrency": peak["concurrency"],
         "closed_loops": loops,
         "commit": commit,
-        "batching": batching,
         "submit": submit,
         "forced_write_ms": round(fsync_ms, 2),
     }

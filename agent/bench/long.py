@@ -171,7 +171,7 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
     extra = retention_config(keep_ended, keep_ended_s) if keep_ended is not None else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
-        async with _federation(Path(tmp), "paxos", True, extra) as net:
+        async with _federation(Path(tmp), "paxos", extra) as net:
             done = 0
             for n in sizes:
                 loop = await _peak(net, n, concurrency)

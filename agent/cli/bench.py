@@ -102,8 +102,7 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
-            data_dir: str | None = None, commit: str = "paxos", batching: bool = True,
-            submit: str = "call") -> dict:
+            data_dir: str | None = None, commit: str = "paxos", submit: str = "call") -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -112,13 +111,12 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
         total=total, concurrency=concurrency, workdir=Path(data_dir) if data_dir else None,
-        commit=commit, batching=batching, submit=submit))
+        commit=commit, submit=submit))
 
 
 def _print_commit(r: dict) -> None:
     table = Table(title=f"{r['commit']} commit, three-domain workflows on 127.0.0.1"
-                        f" (batching {'on' if r['batching'] else 'off'},"
-                        f" submitted by {r.get('submit', 'call')})")
+                        f" (submitted by {r.get('submit', 'call')})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")
@@ -165,16 +163,14 @@ def _print_commit(r: dict) -> None:
                    "its forced-write time is printed.")
 @click.option("--commit", "protocol", type=click.Choice(["paxos", "2pc"]), default="paxos",
               show_default=True, help="negotiation.commit of the agents.")
-@click.option("--no-batching", is_flag=True, help="negotiation.batching: false.")
 @click.option("--submit", "submit", type=click.Choice(["call", "stream"]), default="call",
               show_default=True,
               help="call: one SubmitAndWatch call per workflow; stream: each closed loop's"
                    " workflows in one SubmitStream call.")
 def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
-           protocol: str, no_batching: bool, submit: str) -> None:
+           protocol: str, submit: str) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
-    result = _commit(workflows, _submitters(concurrency), data_dir, protocol, not no_batching,
-                     submit)
+    result = _commit(workflows, _submitters(concurrency), data_dir, protocol, submit)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -58,7 +58,7 @@ __all__ = [
     "between", "check_fields", "describe", "enum_choices", "enum_short_name",
     "gossip_profile_name", "join_path", "load_config", "load_yaml_mapping",
     "parse_config_text", "parse_host_port", "positive", "read_source", "to_message",
-    "trust_overlap_s",
+    "trust_overlap_s", "without_effect",
 ]
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -157,8 +157,6 @@ def _apply_defaults(config: config_pb2.AgentConfig) -> None:
         config.policy.accept_from.append("*")  # with principal entries only: just those
     if not config.policy.HasField("publish"):
         config.policy.publish = True
-    if not config.negotiation.HasField("batching"):
-        config.negotiation.batching = True
     for name, value in GOSSIP_DEFAULTS.items():
         if not getattr(config.gossip, name):
             setattr(config.gossip, name, value)
@@ -202,3 +200,16 @@ def trust_overlap_s(config: config_pb2.AgentConfig) -> float:
     60 s when unset)."""
     t = config.trust
     return t.rotation_overlap_s if t.HasField("rotation_overlap_s") else 60.0
+
+
+def without_effect(config: config_pb2.AgentConfig) -> list[str]:
+    """What the config sets that this version no longer acts on, one warning each. Such
+    a field still loads (an operator's config from before keeps working) and the daemon
+    logs these once at start, so that nobody tunes a knob that turns nothing."""
+    warnings = []
+    if config.negotiation.HasField("batching"):
+        warnings.append(
+            "negotiation.batching has no effect: the node engine sends one signed "
+            "envelope per peer and turn, carrying every message of that turn for the "
+            "peer, so there is nothing left to batch; remove the field")
+    return warnings

@@ -26,7 +26,7 @@ from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
 from fedorch.runtime import logs, telemetry
 from fedorch.runtime.agent import Agent
-from fedorch.runtime.config import ConfigError, load_config
+from fedorch.runtime.config import ConfigError, load_config, without_effect
 from fedorch.runtime.console import ConsoleError, start_console
 from fedorch.runtime.interceptors import (
     ClientAuthInterceptor,
@@ -107,6 +107,8 @@ def main(config_path: str, start_fresh: bool = False) -> int:
         print(f"fedorch: error: {e}", file=sys.stderr)
         return 2
     logs.setup(config.domain, config.log_level, config.log_format)
+    for warning in without_effect(config):
+        log.warning("config: %s", warning)
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         telemetry.setup(config)  # off unless the config has `telemetry:`

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 from fedorch.gen.fedorch.v1 import config_pb2
-from fedorch.runtime.config import ConfigError, load_config, parse_config_text, parse_host_port
+from fedorch.runtime.config import (
+    ConfigError,
+    load_config,
+    parse_config_text,
+    parse_host_port,
+    without_effect,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "scenarios" / "demo"
@@ -108,10 +114,23 @@ def test_defaults_applied() -> None:
     n = config.negotiation
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
     assert n.commit == config_pb2.COMMIT_PROTOCOL_PAXOS
-    assert n.batching is True and n.certificate_sweep_s == 30
+    assert not n.HasField("batching") and n.certificate_sweep_s == 30
     assert n.max_acceptors == 5
     assert config.log_level == "info"
     assert not config.seeds and not config.capabilities and not config.metrics_listen
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_batching_still_loads_with_one_warning(value: str) -> None:
+    # The node engine sends one envelope per peer and turn: the old knob turns nothing,
+    # but a config that sets it must keep loading, and the operator is told once.
+    config = _parse(MINIMAL + f"negotiation: {{batching: {value}}}\n")
+    warnings = without_effect(config)
+    assert len(warnings) == 1 and "negotiation.batching has no effect" in warnings[0]
+
+
+def test_no_warning_without_batching() -> None:
+    assert without_effect(_parse(MINIMAL)) == []
 
 
 def test_max_acceptors_kept_when_valid() -> None:
@@ -127,7 +146,7 @@ def test_explicit_values_kept() -> None:
     assert dict(config.gossip.tuning) == {"probe_interval": 4, "indirect_checks": 5}
     assert config.negotiation.max_rounds == 5
     assert config.negotiation.commit == config_pb2.COMMIT_PROTOCOL_2PC
-    assert config.negotiation.batching is False  # an explicit false is not a missing value
+    assert config.negotiation.HasField("batching")  # kept, though it has no effect
     assert config.policy.publish is False
     assert config.policy.quotas.max_steps_per_coordinator == 3
     assert config.log_level == "debug"
