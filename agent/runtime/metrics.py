@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -30,9 +30,6 @@ class AgentMetrics:
         self.peer_bytes = Counter(
             "fedorch_peer_bytes", "Envelope bytes of peer RPCs sent and received, by RPC",
             ["rpc", "direction"], registry=r)
-        self.batch_items = Histogram(
-            "fedorch_peer_batch_items", "Requests per Batch call, sent and received",
-            ["direction"], registry=r, buckets=(2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
         self.members = Gauge(
             "fedorch_members", "Members by state as this agent sees them", ["state"],
             registry=r)
