@@ -1,5 +1,5 @@
 """The OpenTelemetry half of fedorch's traces: the tracer, its exporters and the span
-contexts kept per workflow (see telemetry.py for the trace layout).
+ids derived from what each span is (see telemetry.py for the trace layout).
 
 Imported by telemetry.setup only when the config has `telemetry:`: the SDK (with psutil
 for its resource detection) is a tenth of a second of CPU that an agent without tracing,
@@ -13,10 +13,8 @@ import contextvars
 import hashlib
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 
-from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime.trace_ids import TelemetryError, trace_id_of
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -24,16 +22,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-# Workflows (and step attempts) whose span contexts this agent keeps as parents for the
-# spans that follow; past this many the oldest are forgotten (their later spans start at
-# the top of the workflow's trace).
-REMEMBERED = 16_384
 EXPORT_DELAY_MS = 1000  # how long finished spans wait to leave together
 OTLP_TIMEOUT_S = 5.0  # one export to the collector, retries included
-_PROPAGATOR = TraceContextTextMapPropagator()
-_RUNNING = status_pb2.StepState.Value("STEP_STATE_RUNNING")
 
 # The workflow a root span being started belongs to (read by _WorkflowTraceIds).
 _root_of: contextvars.ContextVar[str] = contextvars.ContextVar("fedorch_trace_root", default="")
@@ -103,7 +94,7 @@ def otlp_exporter(endpoint: str) -> SpanExporter:
 
 
 class Tracing:
-    """One agent's tracer and the span contexts it keeps per workflow."""
+    """One agent's tracer; its spans' ids are derived (span_id_of), so it keeps none."""
 
     def __init__(self, domain: str, exporters: Sequence[SpanExporter],
                  export_delay_ms: int = EXPORT_DELAY_MS) -> None:
@@ -115,22 +106,13 @@ class Tracing:
             self.provider.add_span_processor(
                 BatchSpanProcessor(exporter, schedule_delay_millis=export_delay_ms))
         self.tracer = self.provider.get_tracer("fedorch")
-        # Coordinator: each workflow's submit span (the parent of its rounds) and its
-        # round still open. Participant: the vote that admitted its steps here, and the
-        # last attempt of each step (the parent of the result's hand-off).
-        self._submits: OrderedDict[str, SpanContext] = OrderedDict()
-        self._rounds: dict[str, trace.Span] = {}
-        self._votes: OrderedDict[str, SpanContext] = OrderedDict()
-        # workflow -> step -> its last attempt's span context
-        self._attempts: OrderedDict[str, dict[str, SpanContext]] = OrderedDict()
 
     # ---- spans -----------------------------------------------------------------------
 
     def _start(self, name: str, workflow_id: str, parent: SpanContext | None,
                attributes: Mapping[str, object], start_ns: int | None = None) -> trace.Span:
         attrs = {"fedorch.domain": self.domain, "fedorch.workflow": workflow_id, **attributes}
-        if parent is not None and parent.is_valid \
-                and parent.trace_id == trace_id_of(workflow_id):
+        if parent is not None:
             context = trace.set_span_in_context(NonRecordingSpan(parent))
             return self.tracer.start_span(name, context=context, attributes=attrs,
                                           start_time=start_ns)
@@ -180,113 +162,6 @@ class Tracing:
         finally:
             span.end()
 
-    @staticmethod
-    def _remember(memory: OrderedDict, key: object, context: object) -> None:
-        memory[key] = context
-        memory.move_to_end(key)
-        while len(memory) > REMEMBERED:
-            memory.popitem(last=False)
-
-    def submitted(self, workflow_id: str, name: str) -> None:
-        span = self._start("fedorch.submit", workflow_id, None, {"fedorch.workflow_name": name})
-        span.end()
-        self._remember(self._submits, workflow_id, span.get_span_context())
-
-    def round_started(self, workflow_id: str, round_: int, placement: Mapping[str, str]) -> None:
-        self._end_round(workflow_id, "redone", "")
-        self._rounds[workflow_id] = self._start(
-            "fedorch.negotiation.round", workflow_id, self._submits.get(workflow_id),
-            {"fedorch.round": round_,
-             "fedorch.participants": sorted(set(placement.values()))})
-
-    def _end_round(self, workflow_id: str, outcome: str, reason: str) -> None:
-        span = self._rounds.pop(workflow_id, None)
-        if span is not None:
-            span.set_attribute("fedorch.outcome", outcome)
-            if reason:
-                span.set_attribute("fedorch.reason", reason)
-            span.end()
-
-    def admission_ended(self, workflow_id: str, outcome: str, reason: str = "") -> None:
-        self._end_round(workflow_id, outcome, reason)
-        self._submits.pop(workflow_id, None)
-
-    def round_parent(self, workflow_id: str) -> str:
-        span = self._rounds.get(workflow_id)
-        return _format(span.get_span_context()) if span is not None else ""
-
-    def voted(self, request: peer_pb2.PrepareRequest, vote: peer_pb2.Vote) -> None:
-        span = self._start("fedorch.negotiation.vote", request.workflow_id,
-                           _parse(request.trace_parent),
-                           {"fedorch.round": request.round, "fedorch.steps": list(request.steps),
-                            "fedorch.verdict": "yes" if vote.yes else "no",
-                            "fedorch.reason": vote.reason})
-        span.end()
-        if vote.yes:
-            self._remember(self._votes, request.workflow_id, span.get_span_context())
-
-    @contextlib.contextmanager
-    def step_attempt(self, workflow_id: str, step_id: str, attempt: int) -> Iterator[_Attempt]:
-        span = self._start("fedorch.step.attempt", workflow_id, self._votes.get(workflow_id),
-                           {"fedorch.step": step_id, "fedorch.attempt": attempt})
-        steps = self._attempts.get(workflow_id) or {}
-        steps[step_id] = span.get_span_context()
-        self._remember(self._attempts, workflow_id, steps)
-        traced = _Attempt(span)
-        try:
-            yield traced
-        except BaseException as e:  # cancelled (the workflow ended) or an error
-            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            raise
-        finally:
-            span.end()
-
-    @contextlib.contextmanager
-    def compensation_attempt(self, workflow_id: str, step_id: str, attempt: int,
-                             capability: str) -> Iterator[_Attempt]:
-        # Its parent is the step attempt it undoes (this domain ran it); after a restart
-        # this agent no longer knows that span, and the vote's or the trace's top is used.
-        parent = self._attempts.get(workflow_id, {}).get(step_id) or self._votes.get(workflow_id)
-        span = self._start("fedorch.compensation.attempt", workflow_id, parent,
-                           {"fedorch.step": step_id, "fedorch.attempt": attempt,
-                            "fedorch.capability": capability})
-        traced = _Attempt(span)
-        try:
-            yield traced
-        except BaseException as e:  # cancelled (the agent stops) or an error
-            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-            raise
-        finally:
-            span.end()
-
-    def result_parent(self, workflow_id: str, step_id: str) -> str:
-        context = self._attempts.get(workflow_id, {}).get(step_id)
-        return _format(context) if context is not None else ""
-
-    def ended(self, workflow_id: str) -> None:
-        """The workflow ended here: no round or submit span of it follows. Its vote and
-        step attempts stay parents (a compensation attempt comes after the end, under
-        the attempt it undoes) until retention forgets the workflow, or REMEMBERED
-        newer ones push them out."""
-        self._end_round(workflow_id, "ended", "")
-        self._submits.pop(workflow_id, None)
-
-    def forget(self, workflow_id: str) -> None:
-        """Retention removed the workflow: no span of it follows that needs a parent."""
-        self.ended(workflow_id)
-        self._votes.pop(workflow_id, None)
-        self._attempts.pop(workflow_id, None)
-
-    def result_received(self, sender: str, result: peer_pb2.StepResult) -> None:
-        if result.state == _RUNNING:
-            return  # a progress note, not the hand-off
-        span = self._start("fedorch.step.result", result.workflow_id, _parse(result.trace_parent),
-                           {"fedorch.step": result.step_id, "fedorch.attempt": result.attempt,
-                            "fedorch.from": sender,
-                            "fedorch.state": status_pb2.StepState.Name(result.state)
-                            .removeprefix("STEP_STATE_")})
-        span.end()
-
     def shutdown(self) -> None:
         self.provider.shutdown()  # exports what is left
 
@@ -299,17 +174,3 @@ class _Attempt:
         self._span.set_attribute("fedorch.ok", ok)
         if not ok:
             self._span.set_status(Status(StatusCode.ERROR, error[:256]))
-
-
-def _format(context: SpanContext) -> str:
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, trace.set_span_in_context(NonRecordingSpan(context)))
-    return carrier.get("traceparent", "")
-
-
-def _parse(traceparent: str) -> SpanContext | None:
-    if not traceparent:
-        return None
-    context = trace.get_current_span(_PROPAGATOR.extract({"traceparent": traceparent}))
-    span_context = context.get_span_context()
-    return span_context if span_context.is_valid else None

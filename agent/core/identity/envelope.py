@@ -98,7 +98,7 @@ def new_nonce() -> bytes:
 def seal(
     signer: Signer, *, recipient: str, now_ms: int, nonce: bytes, **payload
 ) -> peer_pb2.Envelope:
-    """Build and sign a Body carrying exactly one payload (e.g. `prepare=PrepareRequest(...)`)."""
+    """Build and sign a Body carrying exactly one payload (e.g. `node_turn=NodeTurn(...)`)."""
     if len(payload) != 1:
         raise TypeError(f"seal() takes exactly one payload keyword, got {sorted(payload)}")
     ((kind, msg),) = payload.items()

@@ -1,5 +1,5 @@
 """Traces and JSON logs, in one process: the SDK's in-memory exporter, one Tracing per
-domain, trace contexts carried in real (serialized) peer messages."""
+domain, each naming its spans' parents by the ids derived from what they are."""
 
 from __future__ import annotations
 
@@ -9,19 +9,13 @@ import subprocess
 import sys
 
 import pytest
-from fedorch.gen.fedorch.v1 import peer_pb2, status_pb2
 from fedorch.runtime import logs, telemetry
 from fedorch.runtime.config import ConfigError, parse_config_text
 from fedorch.runtime.telemetry import JsonLinesSpanExporter, Tracing, trace_id_of
+from fedorch.runtime.telemetry_sdk import span_id_of
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 WF = "coord.0123456789abcdef0123"
-SUCCEEDED = status_pb2.StepState.Value("STEP_STATE_SUCCEEDED")
-
-
-def _wire(message):
-    """What the receiver parses: the message as serialized (as inside a signed body)."""
-    return type(message).FromString(message.SerializeToString())
 
 
 @pytest.fixture
@@ -43,113 +37,60 @@ def _finished(domains) -> list:
     return spans
 
 
-def test_spans_of_two_domains_form_one_trace(domains):
+def test_derived_spans_of_two_domains_form_one_trace(domains):
+    # Each domain names its span's parent by what the parent is: nothing travels.
     coord, part = domains["coord"][0], domains["part"][0]
-    coord.submitted(WF, "demo")
-    coord.round_started(WF, 1, {"a": "part"})
-    prepare = _wire(peer_pb2.PrepareRequest(workflow_id=WF, round=1, steps=["a"],
-                                            trace_parent=coord.round_parent(WF)))
-    part.voted(prepare, peer_pb2.Vote(workflow_id=WF, round=1, yes=True))
-    coord.admission_ended(WF, "committed", "")
-    with part.step_attempt(WF, "a", 1) as traced:
+    coord.derived("fedorch.submit", WF, ("submit",), None, {"fedorch.workflow_name": "demo"})
+    coord.derived("fedorch.negotiation.round", WF, ("round", 1), ("submit",),
+                  {"fedorch.round": 1})
+    part.derived("fedorch.negotiation.vote", WF, ("vote", "part", 1), ("round", 1),
+                 {"fedorch.verdict": "yes"})
+    with part.derived_span("fedorch.step.attempt", WF, ("attempt", "part", "a", 1),
+                           ("vote", "part", 1), {"fedorch.step": "a"}) as traced:
         traced.ended(True, "")
-    result = _wire(peer_pb2.StepResult(workflow_id=WF, step_id="a", attempt=1, domain="part",
-                                       state=SUCCEEDED, trace_parent=part.result_parent(WF, "a")))
-    coord.result_received("part", result)
+    coord.derived("fedorch.step.result", WF, ("result", "coord", "a", 1),
+                  ("attempt", "part", "a", 1), {"fedorch.from": "part"})
 
     spans = {s.name: s for s in _finished(domains)}
-    assert set(spans) == {"fedorch.submit", "fedorch.negotiation.round",
-                          "fedorch.negotiation.vote", "fedorch.step.attempt",
-                          "fedorch.step.result"}
-    assert {s.context.trace_id for s in spans.values()} == {trace_id_of(WF)}
     chain = ["fedorch.submit", "fedorch.negotiation.round", "fedorch.negotiation.vote",
              "fedorch.step.attempt", "fedorch.step.result"]
+    assert set(spans) == set(chain)
+    assert {s.context.trace_id for s in spans.values()} == {trace_id_of(WF)}
     assert spans["fedorch.submit"].parent is None
     for parent, child in zip(chain, chain[1:], strict=False):
         assert spans[child].parent.span_id == spans[parent].context.span_id, child
+    assert spans["fedorch.step.attempt"].context.span_id == span_id_of(
+        WF, ("attempt", "part", "a", 1))
     assert spans["fedorch.negotiation.vote"].resource.attributes["service.instance.id"] == "part"
-    assert spans["fedorch.negotiation.vote"].attributes["fedorch.verdict"] == "yes"
-    assert spans["fedorch.negotiation.round"].attributes["fedorch.outcome"] == "committed"
-
-
-def test_a_new_round_ends_the_one_before(domains):
-    coord = domains["coord"][0]
-    coord.submitted(WF, "demo")
-    coord.round_started(WF, 1, {"a": "part"})
-    coord.round_started(WF, 2, {"a": "coord"})
-    coord.admission_ended(WF, "aborted", "nobody can run a")
-    rounds = sorted((s for s in _finished(domains) if s.name == "fedorch.negotiation.round"),
-                    key=lambda s: s.attributes["fedorch.round"])
-    assert [s.attributes["fedorch.outcome"] for s in rounds] == ["redone", "aborted"]
-    assert rounds[1].attributes["fedorch.reason"] == "nobody can run a"
-    assert coord.round_parent(WF) == ""
-
-
-@pytest.mark.parametrize("carried", [
-    "not a traceparent",
-    # Well formed, but another workflow's trace: a peer cannot graft spans onto it.
-    f"00-{trace_id_of('other.0123456789abcdef0123'):032x}-00f067aa0ba902b7-01",
-])
-def test_a_bad_or_foreign_context_starts_at_the_workflows_trace(domains, carried):
-    part = domains["part"][0]
-    part.voted(peer_pb2.PrepareRequest(workflow_id=WF, round=1, trace_parent=carried),
-               peer_pb2.Vote(workflow_id=WF, round=1, yes=False, reason="policy"))
-    (vote,) = _finished(domains)
-    assert vote.parent is None
-    assert vote.context.trace_id == trace_id_of(WF)
-    assert vote.attributes["fedorch.verdict"] == "no"
+    assert spans["fedorch.step.attempt"].attributes["fedorch.ok"] is True
 
 
 def test_an_attempt_cut_short_is_an_error_span(domains):
     part = domains["part"][0]
-    with pytest.raises(RuntimeError), part.step_attempt(WF, "a", 2):
+    with pytest.raises(RuntimeError), part.derived_span(
+            "fedorch.step.attempt", WF, ("attempt", "part", "a", 2), None,
+            {"fedorch.attempt": 2}):
         raise RuntimeError("cancelled")
     (attempt,) = _finished(domains)
     assert attempt.status.is_ok is False
     assert attempt.attributes["fedorch.attempt"] == 2
 
 
-def test_a_compensation_attempt_is_a_span_under_the_attempt_it_undoes(domains):
-    part = domains["part"][0]
-    with part.step_attempt(WF, "a", 1) as traced:
-        traced.ended(True, "")
-    with part.compensation_attempt(WF, "a", 1, "x.undo") as traced:
-        traced.ended(False, "undo failed")
-    spans = {s.name: s for s in _finished(domains)}
-    undone, compensation = spans["fedorch.step.attempt"], spans["fedorch.compensation.attempt"]
-    assert compensation.parent.span_id == undone.context.span_id
-    assert compensation.context.trace_id == trace_id_of(WF)
-    assert compensation.attributes["fedorch.ok"] is False
-    assert compensation.attributes["fedorch.capability"] == "x.undo"
-    assert compensation.status.description == "undo failed"
-
-
-def test_a_compensation_this_agent_has_no_attempt_for_starts_at_the_trace(domains):
-    part = domains["part"][0]  # e.g. restarted since the step ran
-    with part.compensation_attempt(WF, "a", 1, "x") as traced:
-        traced.ended(True, "")
-    (compensation,) = _finished(domains)
-    assert compensation.parent is None and compensation.context.trace_id == trace_id_of(WF)
-
-
-def test_off_by_default_hooks_do_nothing():
+def test_off_by_default_spans_cost_nothing():
     telemetry.install(None)
-    telemetry.submitted(WF, "demo")
-    telemetry.round_started(WF, 1, {})
-    assert telemetry.round_parent(WF) == ""
-    with telemetry.step_attempt(WF, "a", 1) as traced:
-        traced.ended(False, "boom")
-    assert telemetry.result_parent(WF, "a") == ""
-    with telemetry.compensation_attempt(WF, "a", 1, "x") as traced:
-        traced.ended(True, "")
+    assert telemetry.tracing() is None
+    traced = telemetry.derived_span(WF, "fedorch.step.attempt", ("attempt", "d", "a", 1),
+                                    None, {})
+    assert traced is telemetry.NO_TRACE
+    with traced as attempt:
+        attempt.ended(False, "boom")
 
 
 def test_file_exporter_writes_one_json_object_per_span(tmp_path):
     path = tmp_path / "spans" / "out.jsonl"
     tracing = Tracing("coord", [JsonLinesSpanExporter(str(path))])
-    tracing.submitted(WF, "demo")
-    tracing.round_started(WF, 1, {"a": "coord"})
-    tracing.admission_ended(WF, "committed")
+    tracing.derived("fedorch.submit", WF, ("submit",), None, {})
+    tracing.derived("fedorch.negotiation.round", WF, ("round", 1), ("submit",), {})
     tracing.shutdown()
     lines = path.read_text().splitlines()
     assert [json.loads(line)["name"] for line in lines] == \

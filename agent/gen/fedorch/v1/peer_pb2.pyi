@@ -124,41 +124,6 @@ class DomainRecord(_message.Message):
     signing_key: bytes
     def __init__(self, domain: _Optional[str] = ..., endpoint: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityInfo, _Mapping]]] = ..., policy: _Optional[_Union[PolicySummary, _Mapping]] = ..., leaving: _Optional[bool] = ..., signing_key: _Optional[bytes] = ...) -> None: ...
 
-class PrepareRequest(_message.Message):
-    __slots__ = ("workflow_id", "round", "spec", "steps", "placement", "lease_ms", "coordinator_endpoint", "acceptors", "trace_parent", "submission", "epoch_certificate", "round_tx")
-    class PlacementEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    SPEC_FIELD_NUMBER: _ClassVar[int]
-    STEPS_FIELD_NUMBER: _ClassVar[int]
-    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
-    LEASE_MS_FIELD_NUMBER: _ClassVar[int]
-    COORDINATOR_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
-    ACCEPTORS_FIELD_NUMBER: _ClassVar[int]
-    TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
-    SUBMISSION_FIELD_NUMBER: _ClassVar[int]
-    EPOCH_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
-    ROUND_TX_FIELD_NUMBER: _ClassVar[int]
-    workflow_id: str
-    round: int
-    spec: _spec_pb2.WorkflowSpec
-    steps: _containers.RepeatedScalarFieldContainer[str]
-    placement: _containers.ScalarMap[str, str]
-    lease_ms: int
-    coordinator_endpoint: str
-    acceptors: _containers.RepeatedScalarFieldContainer[str]
-    trace_parent: str
-    submission: _spec_pb2.SignedSpec
-    epoch_certificate: EpochCertificate
-    round_tx: Envelope
-    def __init__(self, workflow_id: _Optional[str] = ..., round: _Optional[int] = ..., spec: _Optional[_Union[_spec_pb2.WorkflowSpec, _Mapping]] = ..., steps: _Optional[_Iterable[str]] = ..., placement: _Optional[_Mapping[str, str]] = ..., lease_ms: _Optional[int] = ..., coordinator_endpoint: _Optional[str] = ..., acceptors: _Optional[_Iterable[str]] = ..., trace_parent: _Optional[str] = ..., submission: _Optional[_Union[_spec_pb2.SignedSpec, _Mapping]] = ..., epoch_certificate: _Optional[_Union[EpochCertificate, _Mapping]] = ..., round_tx: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
-
 class Vote(_message.Message):
     __slots__ = ("workflow_id", "round", "domain", "yes", "reason", "steps", "lease_expires_at_ms")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
