@@ -29,16 +29,11 @@ WATCHED: tuple[tuple[str, str, str], ...] = (
     ("loop callbacks run", "asyncio/events.py", "_run"),
     ("JSON encodings", "json/__init__.py", "dumps"),
     ("JSON decodings", "json/__init__.py", "loads"),
-    ("peer calls out (call)", "runtime/peers.py", "call"),
-    ("peer calls out (submit)", "runtime/peers.py", "submit"),
-    ("RPCs sent single", "runtime/peers.py", "_send_one"),
-    ("RPCs sent as Batch", "runtime/peers.py", "_send_batch"),
-    ("Batch RPCs received", "runtime/peer_service.py", "Batch"),
-    ("PREPAREs received", "runtime/peer_service.py", "_prepare"),
-    ("decisions received", "runtime/peer_service.py", "_decide"),
-    ("Paxos messages received", "runtime/peer_service.py", "_paxos"),
-    ("step reports received", "runtime/peer_service.py", "_report_step"),
-    ("decision queries received", "runtime/peer_service.py", "_query_decision"),
+    ("peer calls out (Swim)", "runtime/peers.py", "call"),
+    # The node engine: one NodeTurn envelope per peer and driver turn, each way.
+    ("NodeTurn envelopes sealed", "node_engine/transport.py", "seal"),
+    ("NodeTurn envelopes received", "node_engine/boundary.py", "receive"),
+    ("driver turns", "runtime/driver.py", "begin"),
 )
 SLACK = 1.5
 MIN_CALLS_PER_FANOUT = 5.0

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import cProfile
 import json
+import re
+from pathlib import Path
 
 from fedorch.bench.fanout import domain_names, fan_out_spec
-from fedorch.bench.fanout_counts import counts_per_fanout, faster_than_width
+from fedorch.bench.fanout_counts import WATCHED, counts_per_fanout, faster_than_width
 
 
 def test_the_fan_out_has_a_step_pinned_to_each_domain_and_a_fan_in_on_the_first() -> None:
@@ -54,3 +56,16 @@ def test_what_grows_faster_than_the_width_is_named_and_the_rest_is_not(tmp_path)
                                                                       (wide, 3, 20))}
     assert grown.get("json/__init__.py:299(loads)") == 4.0  # N²: twice as wide, 4x calls
     assert not any("dumps" in name for name in grown)
+
+
+def test_every_watched_function_exists() -> None:
+    # A watched row whose function is gone counts 0 for ever: it reads as "never
+    # called" instead of "not there" (the older engine's RPC rows did).
+    root = Path(__file__).resolve().parents[3]
+    files = [*(root / "agent").rglob("*.py")]
+    for what, suffix, func in WATCHED:
+        if not suffix.startswith(("identity/", "runtime/", "node_engine/")):
+            continue  # the standard library's and PyNaCl's
+        found = [f for f in files if f.as_posix().endswith(suffix)
+                 and re.search(rf"^\s*(async )?def {func}\(", f.read_text(), re.MULTILINE)]
+        assert found, (what, suffix, func)
