@@ -91,7 +91,7 @@ def retention_config(keep_ended: int, keep_ended_s: float) -> dict:
     second, and the replay window is short (nothing is compacted in the first two windows
     after its end, docs/retention.md), so the bound shows within a short run."""
     return {"retention": {"keep_ended_s": keep_ended_s, "max_ended_workflows": keep_ended},
-            "negotiation": {"certificate_sweep_s": 1.0, "replay_window_s": BENCH_REPLAY_WINDOW_S}}
+            "negotiation": {"replay_window_s": BENCH_REPLAY_WINDOW_S}}
 
 
 def _read_only(tmp: Path, domain: str) -> sqlite3.Connection:

@@ -70,7 +70,6 @@ NEGOTIATION_DEFAULTS = {
     "lease_s": 30.0,
     "replay_window_s": 60.0,
     "signed_spec_window_s": 3600.0,
-    "certificate_sweep_s": 30.0,
     "takeover_after_s": 10.0,
     "max_acceptors": 5,
     "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,
@@ -212,4 +211,10 @@ def without_effect(config: config_pb2.AgentConfig) -> list[str]:
             "negotiation.batching has no effect: the node engine sends one signed "
             "envelope per peer and turn, carrying every message of that turn for the "
             "peer, so there is nothing left to batch; remove the field")
+    if config.negotiation.certificate_sweep_s:  # unset is 0 (an explicit 0 is refused)
+        warnings.append(
+            "negotiation.certificate_sweep_s has no effect: the node engine has no "
+            "certificate sweep (the Node resends a COMMIT until each participant "
+            "acknowledges it, on its own timer) and its retention runs on its own "
+            "ticks; remove the field")
     return warnings

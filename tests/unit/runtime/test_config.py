@@ -114,7 +114,7 @@ def test_defaults_applied() -> None:
     n = config.negotiation
     assert (n.prepare_timeout_s, n.max_rounds, n.lease_s, n.replay_window_s) == (3, 3, 30, 60)
     assert n.commit == config_pb2.COMMIT_PROTOCOL_PAXOS
-    assert not n.HasField("batching") and n.certificate_sweep_s == 30
+    assert not n.HasField("batching") and n.certificate_sweep_s == 0  # no effect: unset
     assert n.max_acceptors == 5
     assert config.log_level == "info"
     assert not config.seeds and not config.capabilities and not config.metrics_listen
@@ -129,7 +129,15 @@ def test_batching_still_loads_with_one_warning(value: str) -> None:
     assert len(warnings) == 1 and "negotiation.batching has no effect" in warnings[0]
 
 
-def test_no_warning_without_batching() -> None:
+def test_certificate_sweep_still_loads_with_one_warning() -> None:
+    # The node engine has no certificate sweep: the knob turns nothing.
+    config = _parse(MINIMAL + "negotiation: {certificate_sweep_s: 30}\n")
+    assert config.negotiation.certificate_sweep_s == 30
+    warnings = without_effect(config)
+    assert len(warnings) == 1 and "certificate_sweep_s has no effect" in warnings[0]
+
+
+def test_no_warning_without_them() -> None:
     assert without_effect(_parse(MINIMAL)) == []
 
 
