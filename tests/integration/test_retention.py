@@ -35,10 +35,10 @@ def _domains(commit: str, keep_ended_s: float) -> dict[str, dict]:
     work = [{"name": "rt.work", "capacity": 32, "executor": {"type": "builtin", "name": "echo"}}]
     return {name: {
         "capabilities": work if name != "c" else [],
-        # A short sweep, and a short replay window: nothing goes in the first two windows
-        # after its end (docs/retention.md).
+        # A short replay window: nothing goes in the first two windows after its end
+        # (docs/retention.md).
         "negotiation": {**TEST_TIMINGS["negotiation"], "commit": commit,
-                        "certificate_sweep_s": 0.5, "replay_window_s": 3},
+                        "replay_window_s": 3},
         "retention": {"keep_ended_s": keep_ended_s, "max_ended_workflows": MAX_ENDED},
     } for name in DOMAINS}
 
