@@ -295,6 +295,14 @@ def _final(node: Any, src: str, msg: FinalMsg, votes: Any,
     if msg.epoch > 0 and held is None:
         raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                    " not committed here yet")
+    if held is None:
+        # Not committed here (a new domain), it may still have granted a later epoch to
+        # a claimant, as an acceptor: an elector takes an end only while it holds no
+        # later epoch (domain_loss.py), or the winner drives on while it has ended the
+        # workflow (takeover soak seed 10000987). Our own claim is no coordinator yet.
+        granted = node.state.granted.get(msg.workflow_id, (0, ""))
+        if granted[0] > msg.epoch and granted[1] != node.name:
+            held = granted
     if msg.won and held is not None and msg.epoch == held[0] and src != held[1] \
             and proven_epoch is not None \
             and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):

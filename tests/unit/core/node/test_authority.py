@@ -138,3 +138,26 @@ def test_acknowledgements_are_checked_each_by_its_rule_and_refused_alone():
     kept, refused = check_acks(node, "a", (forged[0], own[0], forged[1], own[1], forged[2]))
     assert kept == own
     assert [r.reason for r in refused] == ["impersonation", "impersonation", "not_an_ack"]
+
+
+def new_domain_that_granted(granted: tuple[int, str]) -> SimpleNamespace:
+    """n, the new domain of s2 (lost with b), its re-placement round 2 not learned
+    committed here (a YES held), which granted `granted` as an acceptor of round 1."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s2": "n"}, "co", lost="b")
+    state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={}, epochs={},
+                            granted={WF: granted}, placements={}, final={})
+    return SimpleNamespace(name="n", state=state, votes=None,
+                           running=SimpleNamespace(end_proof=lambda wf: None))
+
+
+def test_a_new_domain_that_granted_a_later_epoch_refuses_the_originals_end():
+    """co's end (its loss verdict, told before it is made) reaches n after n granted
+    epoch 1 to b: taken, it is an end b's grants never showed it; b drives on, handing
+    s2 over to n, which has ended the workflow and never runs it, RUNNING for ever
+    (takeover soak seed 10000987). n's own claim of epoch 1, not yet won, holds no
+    epoch: co's end is still taken."""
+    told = FinalMsg(WF, WorkflowState.FAILED)
+    with pytest.raises(Refused) as refused:
+        check(new_domain_that_granted((1, "b")), "co", told)
+    assert refused.value.reason == "stale_epoch"
+    check(new_domain_that_granted((1, "n")), "co", told)
