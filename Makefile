@@ -77,6 +77,11 @@ slurm:
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
+# Fails when the committed generated code is not what `make proto` makes (make test runs
+# the same check).
+proto-check: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_gen_fresh.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agent tests scripts
 
