@@ -12,7 +12,6 @@ or held by a coordinator that is down. The restored progress still says the step
 here, and the first message that makes it ready (a need's result, from a domain
 that reports to this Node as the coordinator it follows) would start an attempt the
 new domain ran already: a non-idempotent step twice (takeover soak seed 1700761).
-The shells' participants wait the same way after a restart.
 
 The rule:
 - at restore every committed workflow not ended here is held (`hold_all`, before the

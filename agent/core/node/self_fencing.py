@@ -49,9 +49,8 @@ here, a fan-out's next wave) is never started: it ends FAILED the same way.
 A restart blanks all of it: `heard_from` and `heard_at` are in memory only (a write
 per message would cost the hot path), and an attempt found started at a restore ends
 as interrupted. A workflow restored here gets a lease from its first start in the new
-life. The shells' stricter rule for that case (nothing of a restored
-workflow starts until its coordinator says the step is still placed here) is not
-built here yet (docs/architecture.md).
+life. Nothing of a restored workflow starts before its coordinator says the step
+is still placed here: that rule is restart_check.py's.
 """
 
 from __future__ import annotations
