@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from fedorch.core.node import Message, Node, StepEnded, Tick
+from fedorch.core.node import MemberState, Message, Node, StepEnded, Tick
 from fedorch.core.node.ready import Ready, apply
 from fedorch.core.node.records import Disk
 
@@ -140,6 +140,17 @@ class Federation:
         self.running[name] = set()
         self.flush(name)
         return self.nodes[name]
+
+    def goes_silent_and_dead(self, name: str, *, seen_by: Iterable[str] | None = None,
+                             keep: Held | None = None) -> None:
+        """`name` crashes for good (silent, its attempts gone with it); each of `seen_by`
+        (every other Node unless named), in order, is told its view says `name` is DEAD;
+        then what that sends is delivered (`keep`: what is held back)."""
+        self.silent.add(name)
+        self.running[name] = set()
+        for n in [n for n in self.names if n != name] if seen_by is None else seen_by:
+            self.step(n, MemberState(name, "DEAD"))
+        self.deliver(keep=keep)
 
     # ---- reading ------------------------------------------------------------------
 

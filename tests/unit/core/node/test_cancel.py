@@ -341,10 +341,7 @@ def test_a_cancel_overtaken_by_a_later_epoch_is_void_and_names_its_holder():
     fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     _taken(fed, "d0")
     fed.net.clear()  # d0's end notices lost: it stalls
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(TWF, 1): "d1"}
     fed.silent.discard("d0")
     notes: list[tuple] = []
@@ -406,10 +403,7 @@ def test_a_cancel_is_void_the_moment_its_taker_follows_a_later_epoch():
     fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     _taken(fed, "d0")
     fed.net.clear()
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     fed.silent.discard("d0")
     notes: list[tuple] = []
     fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
@@ -428,10 +422,7 @@ def test_a_cancel_beaten_by_a_later_epochs_end_made_before_it_came_is_void():
     next look; the test below holds that case)."""
     fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     fed.end("d2", "s2")
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     fed.end("d1", "s1")
     assert fed.disks["d2"].final[TWF] is WorkflowState.SUCCEEDED
     dies(fed, "d1", told=("d2", "d3"))

@@ -137,11 +137,7 @@ def step(sid: str, *, needs: tuple[str, ...] = (), idempotent: bool = False,
 def d0_dies_for_good(fed: Federation, keep=None) -> None:
     """d0, the coordinator, goes silent with its attempts, and every other Node sees it
     DEAD; what follows is delivered (`keep`: what is held back)."""
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver(keep=keep)
+    fed.goes_silent_and_dead("d0", keep=keep)
 
 
 def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Federation:
@@ -537,10 +533,7 @@ def test_the_original_back_after_its_successor_ended_and_died_follows_that_end()
     one end, SUCCEEDED, everywhere."""
     fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     fed.end("d2", "s2")
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(WF, 1): "d1"}
     fed.end("d1", "s1")
     assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
@@ -762,10 +755,7 @@ def test_a_successor_that_is_the_only_participant_tells_its_end_first() -> None:
     the original, back while d1 is down, won a later epoch and cancelled, and d1, back,
     ended the workflow SUCCEEDED (takeover soak seed 4900444)."""
     fed = committed([step("s1")], {"s1": "d1"})
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(WF, 1): "d1"}
 
     def finals(src: str, dst: str, msg: object) -> bool:

@@ -146,11 +146,7 @@ def test_the_new_placement_is_told_before_its_commit_is_sent() -> None:
             return True
         return False
 
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=keep_told)
+    fed.goes_silent_and_dead("d1", keep=keep_told)
     new = new_domain(fed, "s1")
     assert held  # told, not yet acknowledged by the other participant
 
@@ -327,11 +323,7 @@ def test_a_verdicts_end_told_before_a_new_placement_waits_for_the_told_only() ->
     that end: once d1 is back and acknowledges, the end is made (d3 hears it then),
     where waiting for d3 too held it for ever (the takeover soak's seed 1700602)."""
     fed = committed([step("s1"), step("s2", idempotent=True)], {"s1": "d1", "s2": "d2"})
-    fed.silent.add("d2")
-    fed.running["d2"] = set()
-    for n in ("d0", "d1", "d3"):
-        fed.step(n, MemberState("d2", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PrepareMsg))
+    fed.goes_silent_and_dead("d2", keep=lambda src, dst, msg: isinstance(msg, PrepareMsg))
     assert [(dst, type(msg)) for _, dst, msg in fed.net] == [("d3", PrepareMsg)]
     fed.silent.add("d1")
     fed.running["d1"] = set()
@@ -454,12 +446,9 @@ def test_a_successor_told_the_placement_only_by_a_grant_hands_it_out() -> None:
     (a grant carries the granter's placements: restart_check.py) and hands the COMMIT
     out as a successor told it would. s1 runs once at d3, and the workflow ends."""
     fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2"
-                or isinstance(msg, AckMsg) and src == "d3" and msg.msg_id[0] == "placed")
+    fed.goes_silent_and_dead(
+        "d1", keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2"
+        or isinstance(msg, AckMsg) and src == "d3" and msg.msg_id[0] == "placed")
     fed.net = []
     fed.step("d2", MemberState("d0", "DEAD"))
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2"
@@ -540,11 +529,9 @@ def d0_places_s1_again_on_d2_whose_vote_is_lost() -> Federation:
     fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
     assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
     dies(fed, "d3")
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
+    fed.goes_silent_and_dead(
+        "d1", seen_by=("d0", "d2"),
+        keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d2")
     fed.net = []
     return fed
 
@@ -609,12 +596,9 @@ def d1_dies_with_d2s_ack_of_placed_held(fed: Federation, step_id: str) -> list:
     """d1 dies (DEAD in every other view) and its steps are placed again; d2's
     acknowledgement of `step_id`'s new placement is held back: returned, to deliver
     later, with the rest of the network delivered."""
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: src == "d2" and isinstance(msg, AckMsg)
-                and msg.msg_id[:3] == ("placed", WF, step_id))
+    fed.goes_silent_and_dead(
+        "d1", keep=lambda src, dst, msg: src == "d2" and isinstance(msg, AckMsg)
+        and msg.msg_id[:3] == ("placed", WF, step_id))
     late, fed.net = fed.net, []
     return late
 
@@ -736,11 +720,8 @@ def in_doubt_with_the_coordinator_gone(steps: list | None = None,
     there, s1 waiting for s2 at d1. Returns the federation and d3's round."""
     fed = committed(steps or [step("s1", needs=("s2",)), step("s2")],
                     {"s1": "d1", "s2": "d2"})
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
+    fed.goes_silent_and_dead(
+        "d1", keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
     fed.net = []
     key = next(h.key for h in fed.nodes["d3"].participant.holds() if h.workflow_id == WF)
     assert fed.nodes["d3"].participant.status(key) == "prepared"
@@ -839,12 +820,10 @@ def test_a_successor_that_is_the_new_domain_hands_the_commit_out_to_itself() -> 
     YES and the workflow waited for ever)."""
     fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
     dies(fed, "d3")
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, AckMsg) and src == "d2"
-                and msg.msg_id[0] == "placed")
+    fed.goes_silent_and_dead(
+        "d1", seen_by=("d0", "d2"),
+        keep=lambda src, dst, msg: isinstance(msg, AckMsg) and src == "d2"
+        and msg.msg_id[0] == "placed")
     fed.net = []
     epoch, new, _ = fed.disks["d0"].placements[WF]["s1"]
     assert new == "d2" and fed.disks["d2"].placements[WF]["s1"][1] == "d2"

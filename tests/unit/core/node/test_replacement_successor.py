@@ -158,11 +158,7 @@ def test_the_original_back_and_following_takes_a_step_the_successor_places_on_it
         fed.step(n, MemberState("d0", "ALIVE"))
     fed.tick(fed.now + 5.0)
     assert fed.disks["d0"].epochs[WF] == (1, "d1")
-    fed.silent.add("d2")
-    fed.running["d2"] = set()
-    for n in ("d0", "d1", "d3"):
-        fed.step(n, MemberState("d2", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d2")
     epoch, new, _ = fed.disks["d1"].placements[WF]["s2"]
     assert new == "d0" and epoch in round_range(1)
     fed.end("d1", "s1")

@@ -194,11 +194,7 @@ def test_an_original_that_follows_a_later_epoch_leaves_its_commit_to_the_holder(
         return isinstance(msg, PlacedMsg) and (dst == "d2" or src == "d2")
 
     fed = committed([step("s1", idempotent=True), step("s2")], {"s1": "d1", "s2": "d2"})
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-    fed.deliver(keep=to_d2)
+    fed.goes_silent_and_dead("d1", keep=to_d2)
     fed.step("d2", MemberState("d0", "DEAD"))
     for _ in range(20):
         fed.now += 0.5

@@ -182,11 +182,7 @@ def d2_told_d1s_end_on_in_an_epoch_it_never_won() -> tuple:
     fed = loss_committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
     wf = "d0.w"
     fed.end("d2", "s2")
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(wf, 1): "d1"}
 
     def d2s_claims(src: str, dst: str, msg: object) -> bool:

@@ -89,10 +89,7 @@ class Federation(Harness):
 def d0_dead_and_d1_acting(fed: Federation) -> None:
     """d0 goes silent and every other Node sees it DEAD: d1, the lowest participant,
     takes the workflow over in epoch 1."""
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(WF, 1): "d1"}
 
 

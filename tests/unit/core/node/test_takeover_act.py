@@ -35,10 +35,7 @@ def test_a_step_left_waiting_by_a_round_an_older_epoch_cut_short_gets_a_round() 
     fed.step("d0", Submit(WF, spec, placement={"s0": "d0", "s1": "d2"}))
     fed.deliver()
     fed.end("d0", "s0")
-    fed.silent.add("d0")
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(WF, 1): "d2"}
     certificate = won(fed, "d2")
     fed.silent.add("d2")

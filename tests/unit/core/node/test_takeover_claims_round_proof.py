@@ -20,11 +20,7 @@ def d1_won_and_died_for_good() -> Federation:
     d0 = fed.disks["d0"]
     assert d0.rows[WF].acceptors == ("d0", "d1", "d2")
     assert not [k for k in d0.records if k[0] == WF]  # collected
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for n in ("d1", "d2", "d3"):
-        fed.step(n, MemberState("d0", "DEAD"))
-    fed.deliver()
+    fed.goes_silent_and_dead("d0")
     assert fed.evidence.acting == {(WF, 1): "d1"}
     assert fed.disks["d2"].granted[WF] == (1, "d1")
     fed.silent.add("d1")
