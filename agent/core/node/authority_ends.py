@@ -8,7 +8,7 @@ original, or a successor that showed its epoch's certificate), never below the e
 this Node holds, except where it is let through only to be acknowledged or answered
 and never taken: the same end told on from an overtaken epoch, a rival claimant's end
 of the epoch held here, or an older epoch's end answered with the later end and its
-proof (Running.answer_overtaken). A Node not committed to the workflow takes an end
+proof (EndNotices.answer_overtaken). A Node not committed to the workflow takes an end
 only from a proven holder of a later epoch (a new domain in doubt on a re-placement
 round), or as an elector holding no step (elector_ends.py), and never below an epoch
 it granted (the argument of domain_loss.py). A takeover claim comes from a participant,
@@ -62,7 +62,7 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
             and not msg.won and not msg.settled:
         # An end told on in an epoch since overtaken (a claimant that learned the end
         # before its claim won: the takeover core's Announce), to a member that has
-        # ended the workflow alike: taken only to be acknowledged (Running.on_final
+        # ended the workflow alike: taken only to be acknowledged (EndNotices.on_final
         # does nothing else with the end of a workflow ended here), or the claimant
         # would resend it until the workflow is forgotten, and it is kept until
         # acknowledged. Another end (an original coordinator's loss verdict,
@@ -81,10 +81,10 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         return
     if held is not None and msg.epoch < held[0] and participants is not None \
             and (src in participants or src == msg.workflow_id.rpartition(".")[0]) \
-            and node.running.end_proof(msg.workflow_id) is not None:
+            and node.end_notices.end_proof(msg.workflow_id) is not None:
         # An end told in an epoch since overtaken, to a member that ended the workflow
         # in a later one and keeps that end's proof: let through only to be answered
-        # with that end and proof, never acknowledged nor taken (Running.on_final,
+        # with that end and proof, never acknowledged nor taken (EndNotices.on_final,
         # `answer_overtaken`): its sender (an original coordinator back after its
         # successor ended the workflow and died) follows the later epoch.
         return
@@ -107,14 +107,14 @@ def _final_at_elector(node: Any, src: str, msg: FinalMsg,
     never below the epoch it granted or followed (it acknowledges an end only while it
     holds no later epoch: the argument of domain_loss.py); a successor's with its
     certificate. An older epoch's end reaches it only to be answered with the later end
-    it keeps (Running.answer_overtaken), or, none kept, with the later epoch it holds
+    it keeps (EndNotices.answer_overtaken), or, none kept, with the later epoch it holds
     (elector_ends.py)."""
     d = node.state
     wf = msg.workflow_id
     followed = d.epochs.get(wf, (0, coordinator_of(wf)))
     granted = d.granted.get(wf, (0, ""))
     held = granted if granted[0] > followed[0] else followed
-    if msg.epoch < held[0] and (wf not in d.final or node.running.end_proof(wf) is not None):
+    if msg.epoch < held[0] and (wf not in d.final or node.end_notices.end_proof(wf) is not None):
         return  # answered, never acknowledged: with the later end, or the later epoch
     if msg.epoch >= 1:
         if not msg.won or proven is None or not proven(wf, msg.epoch, src, msg.won):
