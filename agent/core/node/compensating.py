@@ -75,7 +75,7 @@ The new domain takes the driver's tells as it follows the driver's epoch: a
 successor's round committed there makes it follow the successor (placed_here.py), an
 end of an epoch it granted makes it follow the end's teller (takeover_ends.py), and
 so does an end of a later epoch than followed taken while it holds a grant of a still
-later one (Running.on_final, `later_end`); a first try without those broke tests/sim
+later one (EndNotices.on_final, `later_end`); a first try without those broke tests/sim
 takeover seed 198 (refused for ever).
 
 Domains gone for good. A compensation runs only in its step's domain; one owed in a
@@ -382,7 +382,7 @@ class Compensating:
         again what it ran and holds: a SUCCEEDED result of a step with a `compensate`
         block joins its saga (`late_result`) even if `src` ended the workflow from
         results that lacked it, and an attempt that ended unreported is judged there.
-        Called too as the end is first taken here (Running.on_final), where follow_end
+        Called too as the end is first taken here (EndNotices.on_final), where follow_end
         followed no one: a grant here of a still later epoch to another claimant
         kept it from that (the grant stands: `granted` is never lowered)."""
         n = self.n

@@ -74,8 +74,8 @@ the original was down. So, with takeover:
   that successor ended the workflow and died for good, the old coordinator's end
   notice reaches members that hold the later epoch: each that ended it there answers
   with its end and that end's proof (the successor's certificate, kept with the end
-  in `end_proofs`; Running.answer_overtaken; a result it reports to one is answered
-  so too, Running.tell_overtaken), and the old coordinator follows the proven holder
+  in `end_proofs`; EndNotices.answer_overtaken; a result it reports to one is answered
+  so too, EndNotices.tell_overtaken), and the old coordinator follows the proven holder
   and takes that end (takeover_claims.py); an extra acceptor that granted the later
   epoch and holds no end shows it that epoch instead (elector_ends.py). A coordinator that followed a later epoch
   and won one itself before its next look tells its held end anew in its own epoch

@@ -31,7 +31,7 @@ holds and no steps to stop.
 
 An older epoch's end (the original coordinator back after its successor acted) is not
 acknowledged: answered with the later end kept here and its proof
-(Running.answer_overtaken), or, none kept, with the later epoch this elector granted
+(EndNotices.answer_overtaken), or, none kept, with the later epoch this elector granted
 and its certificate where it keeps one, so that the original follows it
 (takeover_claims.py) and a claim of the next epoch can end the workflow. Shown no
 proof (the successor died before it sent its certificate, or never won), the
@@ -62,7 +62,7 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
     if n.takeover is None or msg.owed or msg.saga_over or wf in d.rows \
             or wf in d.committed or n.participant.keys_of(wf):
         return False
-    if wf in d.final and n.running.answer_overtaken(src, msg):
+    if wf in d.final and n.end_notices.answer_overtaken(src, msg):
         return True
     if later_end_replaces(n, src, msg):  # a told end, never made (told_ends.py)
         d.epochs[wf] = (msg.epoch, src)
@@ -81,7 +81,7 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
         n.stats["end kept by an elector holding no step"] += 1
         d.final[wf] = msg.state
         if msg.epoch >= 1:
-            n.running.keep_end_proof(src, msg)
+            n.end_notices.keep_end_proof(src, msg)
             d.epochs[wf] = (msg.epoch, src)
         n.mark(wf, ended=True)
     n.send(src, AckMsg(("final", wf, n.name)))

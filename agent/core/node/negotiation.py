@@ -124,7 +124,7 @@ class Negotiation:
             DecisionAnswer: self._on_answer,
             DecisionAck: self._on_ack_decision,
             ResultMsg: node.running.on_result,
-            FinalMsg: node.running.on_final,
+            FinalMsg: node.end_notices.on_final,
             AckMsg: node.running.on_ack,
             CompensateMsg: node.compensating.on_compensate,
             CompensatedMsg: node.compensating.on_compensated,

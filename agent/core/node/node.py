@@ -130,6 +130,7 @@ from fedorch.core.node.replacement import Replacements
 from fedorch.core.node.restart_check import RestartCheck
 from fedorch.core.node.retention import Retainer
 from fedorch.core.node.running import Running
+from fedorch.core.node.running_ends import EndNotices
 from fedorch.core.node.self_fencing import SelfFencing
 from fedorch.core.node.submitting import take_submission
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
@@ -185,6 +186,7 @@ class Node:
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
         self.running = Running(self)
+        self.end_notices = EndNotices(self)  # end notices told here (running_ends.py)
         # The steps the loss table places again, in rounds of their own (replacement.py).
         self.replacement = Replacements(self)
         self.placed_here = PlacedHere(self)  # a participant's side of it (placed_here.py)

@@ -143,9 +143,9 @@ class PlacedHere:
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)
                 # Its sender, the original, is answered with the later end and its
-                # proof, as its end notice would be (Running.tell_overtaken): it follows
+                # proof, as its end notice would be (EndNotices.tell_overtaken): it follows
                 # that end (takeover soak seed 4900724, the successor's end told first).
-                n.running.tell_overtaken(src, wf)
+                n.end_notices.tell_overtaken(src, wf)
             elif n.takeover is not None:
                 # Refused with a word back: the epoch granted here and its holder (with
                 # its certificate where kept), as an older epoch's end notice is

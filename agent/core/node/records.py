@@ -322,7 +322,7 @@ class Disk:
     certificates: dict[str, tuple[int, Certificate]] = field(default_factory=dict)
     # A later epoch's end taken here: workflow -> (epoch, its coordinator, its epoch
     # certificate), written with the end, shown to a coordinator of an older epoch that
-    # still tells another end (Running.on_final), so that it follows this one.
+    # still tells another end (EndNotices.on_final), so that it follows this one.
     end_proofs: dict[str, tuple[int, str, Certificate]] = field(default_factory=dict)
     # A FAILED end this Node made as a participant acting in a later epoch: workflow ->
     # its reason (the failed steps), written with the end, shown by its status (the

@@ -18,7 +18,9 @@ domain is gone, the coordinator relays that step's SUCCEEDED result to those own
 `relay_gone_results`, as the producer may have died before it reached them); the
 coordinator decides the outcome (the lifecycle table), or a cancel ends it
 (cancel.py), and tells every participant, which releases what the workflow still
-holds here and stops its attempts (`stop_steps`). No attempt starts while a cancel of its workflow is on record here,
+holds here and stops its attempts (`stop_steps`): `end_here`, which a participant
+reaches through the end notice it is told (running_ends.py takes it, or answers one
+of an overtaken epoch with the later end). No attempt starts while a cancel of its workflow is on record here,
 nor, after a restart, before the coordinator it follows confirmed where the workflow's
 steps are placed now (restart_check.py: a step placed again while this Node was down
 must not start here again).
@@ -38,19 +40,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.domain_loss import was_lost
-from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import (
     AckMsg,
-    ClaimAnswerMsg,
     FinalMsg,
     ResultMsg,
     WfInfo,
     copy_hold,
 )
-from fedorch.core.node.told_ends import later_end_replaces
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
@@ -152,7 +150,7 @@ class Running:
             n.compensating.late_result(now, msg)
             # From the original, unaware of our later end: unacknowledged, it comes
             # again until it follows (unless a saga needs it: resent after its end).
-            refused = self.tell_overtaken(src, wf) and not n.compensating.owes(msg)
+            refused = n.end_notices.tell_overtaken(src, wf) and not n.compensating.owes(msg)
         if not refused:
             n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
         entry = n.pending.get(("final", wf, src))
@@ -211,103 +209,6 @@ class Running:
         if placed is not None and msg.epoch < placed[0] and src != placed[1]:
             return placed[0]
         return None
-
-    def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
-        n = self.n
-        saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
-        ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name))
-        if elector_takes(n, src, msg):
-            return  # an elector holding no step keeps a held end (elector_ends.py)
-        if n.retain is not None and not n.retain.knows(msg.workflow_id):
-            n.send(src, ack)
-            return  # forgotten here (or never ours): acknowledged, nothing kept
-        if self.answer_overtaken(src, msg):
-            return
-        later_end_replaces(n, src, msg)  # a told end, never made: followed below
-        n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
-        n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
-                                       msg.won)  # a rival's end of our epoch: one drives
-        if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
-            n.point("settled")
-            n.state.settled.add(msg.workflow_id)
-        if msg.workflow_id not in n.state.final and n.takeover is not None:
-            self.keep_end_proof(src, msg)
-            n.takeover.ends.follow_end(now, msg.workflow_id, msg.epoch, src, msg.state,
-                                  msg.won)
-        if msg.workflow_id not in n.state.final:  # a claimant that told it on ended it
-            self.end_here(msg.workflow_id, msg.state)
-            # Its teller followed, of a later epoch than followed here, where follow_end
-            # did not (a grant here of a still later epoch, to a claimant not known to
-            # have won): it drives the saga, and its tells are taken.
-            n.compensating.later_end(msg.workflow_id, msg.epoch, src)
-        if saga:  # the plan written (saga_plans.on_plan acknowledges it)
-            n.compensating.plans.on_plan(src, msg)
-        else:
-            n.send(src, ack)
-
-    def keep_end_proof(self, src: str, msg: FinalMsg) -> None:
-        """A later epoch's end, about to be taken here with its certificate: the proof
-        kept with it (`end_proofs`, in the same write as the end), for `answer_overtaken`."""
-        n = self.n
-        wf = msg.workflow_id
-        if msg.epoch >= 1 and msg.won and not msg.owed and not msg.saga_over \
-                and n.takeover.proven(wf, msg.epoch, src, msg.won):
-            n.point("end proof kept")
-            n.state.end_proofs[wf] = (msg.epoch, src, msg.won)
-
-    def end_proof(self, wf: str) -> tuple[int, str, tuple] | None:
-        """The proof of the end made here of `wf` in a later epoch: the certificate of
-        the successor whose end was taken, or our own when we made it as one; a
-        claimant that never won its epoch told on the end it learned, whose proof it
-        kept (takeover soak seed 8700249: no proof, the original refused for ever)."""
-        d = self.n.state
-        if wf not in d.final:
-            return None
-        epoch, holder = d.epochs.get(wf, (0, ""))
-        kept = d.end_proofs.get(wf)
-        if holder == self.n.name and epoch >= 1 and self.n.takeover is not None:
-            won = self.n.takeover.proof.own_certificate(wf, epoch)
-            if won:
-                return (epoch, holder, won)
-            return kept if kept is not None and kept[0] < epoch else None
-        return kept if kept is not None and kept[0] == epoch else None
-
-    def answer_overtaken(self, src: str, msg: FinalMsg) -> bool:
-        """An end notice of an epoch older than the end made here (the original
-        coordinator back after its successor ended the workflow and died, telling a
-        loss verdict's end): answered with our end and its proof, as an answer to a
-        claim is (`ClaimAnswerMsg.final`, `won`), never acknowledged, so its sender
-        follows the later epoch and takes that end (takeover_claims.py)."""
-        n = self.n
-        wf = msg.workflow_id
-        proof = self.end_proof(wf)
-        if proof is None or msg.epoch >= proof[0] or msg.owed or msg.saga_over \
-                or msg.state is n.state.final[wf]:
-            return False  # the same end told on (an Announce): acknowledged as before
-        epoch, holder, won = proof
-        n.stats["end of an overtaken epoch answered with the later end"] += 1
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
-                                   won=won))
-        return True
-
-    def tell_overtaken(self, src: str, wf: str) -> bool:
-        """`src`, the original coordinator of `wf`, reports as one that drives it, and
-        this Node ended it in a later epoch, whose proof it keeps: answered as its end
-        notice is (`answer_overtaken`), so it follows the later epoch. Back after its
-        successor ended the workflow and died for good, with no verdict to tell, it
-        would wait for ever for results their ended domains never send (takeover soak
-        seed 4003045). True if answered."""
-        n = self.n
-        proof = self.end_proof(wf)
-        # The original is the coordinator the id names: a Node that took the end without
-        # ever holding the COMMIT (a re-placement's new domain told the end) has no
-        # round to read it from (takeover soak seed 4700416: a KeyError stopped it).
-        if proof is None or src != coordinator_of(wf) or src == proof[1]:
-            return False
-        epoch, holder, won = proof
-        n.stats["original coordinator told the later end"] += 1
-        n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder, n.state.final[wf], won=won))
-        return True
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
         n = self.n

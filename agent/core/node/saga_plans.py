@@ -160,7 +160,7 @@ class SagaPlans:
 
     def on_plan(self, src: str, msg: FinalMsg) -> None:
         """A participant told the saga's plan, or its end, by its driver (after
-        Running.on_final took the end): the plan is written until the saga is over;
+        EndNotices.on_final took the end): the plan is written until the saga is over;
         the end is kept as an empty plan (a plan sent before it and late on the way
         opens nothing then); a plan that grew (a late result joined) is merged."""
         n = self.n

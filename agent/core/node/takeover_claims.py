@@ -326,7 +326,7 @@ class Claims:
             # end is then the only one there is). A claimant (or acting successor) makes
             # that end its own and tells everyone, those that granted its claim and follow
             # it too: there is one end.
-            # With its proof (a later epoch's end: Running.answer_overtaken), the
+            # With its proof (a later epoch's end: EndNotices.answer_overtaken), the
             # epoch's holder is followed, not the member that told it.
             proven = msg.won and msg.held_epoch >= 1 \
                 and tk.proof.proven(wf, msg.held_epoch, msg.holder, msg.won)

@@ -26,11 +26,11 @@ that domain followed (`follow_end`), where nothing did before. An acceptor's gra
 step here, or a participant in doubt on a re-placement round only: takeover_claims.py)
 is written to `granted`, not `epochs`: such a Node follows no coordinator. Taking that
 epoch's end with its certificate, it kept the proof (`end_proofs`) but never showed
-it, as an end's proof is shown only for the epoch followed (Running.end_proof): the
+it, as an end's proof is shown only for the epoch followed (EndNotices.end_proof): the
 original coordinator back in epoch 0 told its own end, was refused as of a stale epoch
 for ever, and, its successor dead for good, stayed RUNNING (takeover soak seed
 4802097). Following it, the Node answers that end with the later end and its proof,
-as a participant that granted the claim does (Running.answer_overtaken), and the
+as a participant that granted the claim does (EndNotices.answer_overtaken), and the
 original follows it, or, the end being the same, makes it, acknowledged. Why it is
 safe: no grant changes (`granted` names that very holder for that epoch already, and
 `may_grant` reads the higher of the two); the end is taken as before; following only
@@ -39,7 +39,7 @@ our answers carry (one verified here, of that epoch and holder). A participant's
 grant follows its claimant at once (its core's `Adopted`): only an acceptor's grant
 lacked it. An end of a later epoch than the one followed, taken while this Node holds
 a grant of a still later epoch to another claimant (not known here to have won), is
-followed too, once taken (Running.on_final, Compensating.later_end: `epochs` only, the
+followed too, once taken (EndNotices.on_final, Compensating.later_end: `epochs` only, the
 grant stands): its teller drives the saga, and a step's domain that refused its tells
 as not its coordinator's would leave the saga RUNNING for ever; should that claimant
 win, it learns the end from this Node's denial and tells it on, and is followed then.

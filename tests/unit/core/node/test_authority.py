@@ -18,15 +18,15 @@ WF = "co.w1"  # coordinated by co; a and b run its steps
 def member(*, ended: bool, held: tuple[int, str] = (2, "b"),
            proof: tuple | None = None) -> SimpleNamespace:
     """A participant that follows `held` (epoch 2, b's) and has or has not ended WF
-    (with `proof`: the later end's proof it keeps, Running.end_proof)."""
+    (with `proof`: the later end's proof it keeps, EndNotices.end_proof)."""
     info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b", "s3": "c"}, "co")
     state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
                             epochs={WF: held}, placements={},
                             final={WF: WorkflowState.SUCCEEDED}
                             if ended else {})
-    # It keeps no proof of a later epoch's end (Running.end_proof).
-    running = SimpleNamespace(end_proof=lambda wf: proof)
-    return SimpleNamespace(state=state, votes=None, running=running)
+    # It keeps no proof of a later epoch's end (EndNotices.end_proof).
+    end_notices = SimpleNamespace(end_proof=lambda wf: proof)
+    return SimpleNamespace(state=state, votes=None, end_notices=end_notices)
 
 
 def stale_end(**fields) -> FinalMsg:
@@ -67,7 +67,7 @@ def test_the_holders_end_is_taken_and_anothers_in_its_epoch_refused():
 def test_a_stale_differing_end_reaches_a_member_keeping_the_later_ends_proof():
     """The original coordinator back (epoch 0, its own verdict's FAILED) after b ended
     the workflow SUCCEEDED in epoch 2: let through to be answered with b's end and its
-    proof (Running.answer_overtaken), never taken; refused without a proof kept, or
+    proof (EndNotices.answer_overtaken), never taken; refused without a proof kept, or
     from a domain outside the workflow."""
     told = FinalMsg(WF, WorkflowState.FAILED)
     proof = (2, "b", ("b's certificate",))
@@ -86,7 +86,7 @@ def new_domain_placed_over() -> SimpleNamespace:
     state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={WF: 2},
                             epochs={}, placements={WF: {"s2": (3, "x", "n")}}, final={})
     return SimpleNamespace(state=state, votes=None,
-                           running=SimpleNamespace(end_proof=lambda wf: None))
+                           end_notices=SimpleNamespace(end_proof=lambda wf: None))
 
 
 def test_a_new_domain_takes_the_end_of_the_domain_its_own_round_replaced():
@@ -110,7 +110,7 @@ def lost_domain_that_yielded(granted: tuple[int, str] | None) -> SimpleNamespace
                             granted={} if granted is None else {WF: granted},
                             placements={}, final={})
     return SimpleNamespace(state=state, votes=None,
-                           running=SimpleNamespace(end_proof=lambda wf: None))
+                           end_notices=SimpleNamespace(end_proof=lambda wf: None))
 
 
 def test_a_claim_of_the_rival_granted_here_is_let_through():
@@ -147,7 +147,7 @@ def new_domain_that_granted(granted: tuple[int, str]) -> SimpleNamespace:
     state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={}, epochs={},
                             granted={WF: granted}, placements={}, final={})
     return SimpleNamespace(name="n", state=state, votes=None,
-                           running=SimpleNamespace(end_proof=lambda wf: None))
+                           end_notices=SimpleNamespace(end_proof=lambda wf: None))
 
 
 def test_a_new_domain_that_granted_a_later_epoch_refuses_the_originals_end():

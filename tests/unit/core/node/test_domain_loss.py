@@ -682,10 +682,10 @@ def test_a_member_that_took_the_end_without_the_commit_tells_the_original_too() 
     d0_dies_for_good(fed)
     assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
     holder = fed.nodes["d2"]
-    assert holder.running.end_proof(WF) is not None
+    assert holder.end_notices.end_proof(WF) is not None
     del holder.state.committed[WF]
-    assert not holder.running.tell_overtaken("d3", WF)
-    assert holder.running.tell_overtaken("d0", WF)
+    assert not holder.end_notices.tell_overtaken("d3", WF)
+    assert holder.end_notices.tell_overtaken("d0", WF)
 
 
 def test_an_end_held_across_a_later_epoch_this_node_won_is_told_anew_in_it() -> None:

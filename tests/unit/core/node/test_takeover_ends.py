@@ -1,5 +1,5 @@
 """Ends in the Node's takeover part (agent/core/node/takeover.py, `follow_end`; an end
-of a later epoch than followed makes its teller followed, Running.on_final), Nodes
+of a later epoch than followed makes its teller followed, EndNotices.on_final), Nodes
 driven by hand through the boundary (test_domain_loss.py's Federation): d0 coordinates;
 the committed round's electorate is its acceptors, d0, d1 and d2."""
 
@@ -50,14 +50,14 @@ def ended_by_a_successor_d2_granted_as_an_acceptor() -> Federation:
 
 def test_an_end_of_the_epoch_granted_as_an_acceptor_makes_its_teller_followed() -> None:
     """d2 granted epoch 1 to d1 as an acceptor only; taking d1's end of that epoch, it
-    follows d1 in it, so the end's proof it keeps is the one it shows (Running.end_proof
+    follows d1 in it, so the end's proof it keeps is the one it shows (EndNotices.end_proof
     shows a kept proof only of the epoch followed)."""
     fed = ended_by_a_successor_d2_granted_as_an_acceptor()
     d2 = fed.nodes["d2"]
     assert fed.disks["d2"].granted[WF] == (1, "d1")
     assert fed.disks["d2"].epochs[WF] == (1, "d1")
     assert d2.stats["takeover end of the epoch granted here followed"] == 1
-    proof = d2.running.end_proof(WF)
+    proof = d2.end_notices.end_proof(WF)
     assert proof is not None and proof[:2] == (1, "d1")
 
 

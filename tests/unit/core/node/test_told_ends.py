@@ -52,7 +52,7 @@ def test_a_participant_that_granted_no_later_epoch_takes_its_proven_end_instead(
     assert (WF, WorkflowState.CANCELLED) in ready.status_changes
     assert d3.stats["told end replaced by a later epoch's"] == 1
     # Asked by a later claimant, it answers with the end it holds now.
-    assert d3.running.end_proof(WF) == (1, "d1", won)
+    assert d3.end_notices.end_proof(WF) == (1, "d1", won)
 
 
 def test_an_extra_acceptor_holding_no_step_takes_the_proven_end_instead() -> None:

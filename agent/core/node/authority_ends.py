@@ -1,0 +1,152 @@
+"""Who tells a workflow's end and who claims its coordination: the authority rules of
+end notices and takeover claims.
+
+Theory of operation
+-------------------
+An end notice (`FinalMsg`) comes from the coordinator of the epoch held here (the
+original, or a successor that showed its epoch's certificate), never below the epoch
+this Node holds, except where it is let through only to be acknowledged or answered
+and never taken: the same end told on from an overtaken epoch, a rival claimant's end
+of the epoch held here, or an older epoch's end answered with the later end and its
+proof (EndNotices.answer_overtaken). A Node not committed to the workflow takes an end
+only from a proven holder of a later epoch (a new domain in doubt on a re-placement
+round), or as an elector holding no step (elector_ends.py), and never below an epoch
+it granted (the argument of domain_loss.py). A takeover claim comes from a participant,
+the original coordinator, or a claimant that was granted an epoch here; its answer
+from anyone (the claim core checks what it says).
+
+Pure: reads the Node, changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
+from fedorch.core.node.authority_steps import epoch_of
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
+
+
+def final(node: Any, src: str, msg: FinalMsg, votes: Any,
+           proven_epoch: Callable[[str, int, str, Any], bool] | None) -> None:
+    held, participants = epoch_of(node.state, msg.workflow_id)
+    if held is None and msg.epoch >= 1 and msg.won and proven_epoch is not None \
+            and _replacement_yes(node, msg.workflow_id) \
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
+        # The holder of a later epoch answers a new domain in doubt on a re-placement
+        # round with the end it made (replacement_handover.py): its YES is released.
+        return
+    if held is None and _elector_only(node, msg.workflow_id):
+        _final_at_elector(node, src, msg, proven_epoch)
+        return
+    if msg.epoch > 0 and held is None:
+        raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
+                                   " not committed here yet")
+    if held is None:
+        # Not committed here (a new domain), it may still have granted a later epoch to
+        # a claimant, as an acceptor: an elector takes an end only while it holds no
+        # later epoch (domain_loss.py), or the winner drives on while it has ended the
+        # workflow (takeover soak seed 10000987). Our own claim is no coordinator yet.
+        granted = node.state.granted.get(msg.workflow_id, (0, ""))
+        if granted[0] > msg.epoch and granted[1] != node.name:
+            held = granted
+    if msg.won and held is not None and msg.epoch == held[0] and src != held[1] \
+            and proven_epoch is not None \
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
+        # Its epoch certificate: the holder of that epoch here claimed it and lost.
+        held = (msg.epoch, src)
+    if held is not None and msg.epoch < held[0] \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and participants is not None and src in participants \
+            and not msg.won and not msg.settled:
+        # An end told on in an epoch since overtaken (a claimant that learned the end
+        # before its claim won: the takeover core's Announce), to a member that has
+        # ended the workflow alike: taken only to be acknowledged (EndNotices.on_final
+        # does nothing else with the end of a workflow ended here), or the claimant
+        # would resend it until the workflow is forgotten, and it is kept until
+        # acknowledged. Another end (an original coordinator's loss verdict,
+        # domain_loss.py, after a successor ended it on results) is refused below,
+        # never acknowledged: the verdict would be made on our word; its sender is
+        # told the later epoch's end and follows it.
+        return
+    if held is not None and msg.epoch == held[0] >= 1 and src != held[1] \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and participants is not None \
+            and (src in participants or src == msg.workflow_id.rpartition(".")[0]):
+        # A rival claimant's end of the epoch held here for another (two claimants of
+        # one epoch that both told on the end they learned): the same end, taken only
+        # to settle who drives the saga (saga_plans.rival_end: the better end is
+        # followed, the other acknowledged), or both would resend for ever.
+        return
+    if held is not None and msg.epoch < held[0] and participants is not None \
+            and (src in participants or src == msg.workflow_id.rpartition(".")[0]) \
+            and node.end_notices.end_proof(msg.workflow_id) is not None:
+        # An end told in an epoch since overtaken, to a member that ended the workflow
+        # in a later one and keeps that end's proof: let through only to be answered
+        # with that end and proof, never acknowledged nor taken (EndNotices.on_final,
+        # `answer_overtaken`): its sender (an original coordinator back after its
+        # successor ended the workflow and died) follows the later epoch.
+        return
+    authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
+                                   held=held, participants=participants))
+
+
+def _elector_only(node: Any, wf: str) -> bool:
+    """Does this Node hold no step and no vote of `wf` (with takeover: an elector
+    only, an acceptor of its committed round, whether its records say so or its
+    Accept was lost)? It keeps a held end told to it (elector_ends.py)."""
+    d = node.state
+    return getattr(node, "takeover", None) is not None and wf not in d.rows \
+        and wf not in d.committed and not node.participant.keys_of(wf)
+
+
+def _final_at_elector(node: Any, src: str, msg: FinalMsg,
+                      proven: Callable[[str, int, str, Any], bool] | None) -> None:
+    """An end at an elector holding no step: from the coordinator of the epoch it names,
+    never below the epoch it granted or followed (it acknowledges an end only while it
+    holds no later epoch: the argument of domain_loss.py); a successor's with its
+    certificate. An older epoch's end reaches it only to be answered with the later end
+    it keeps (EndNotices.answer_overtaken), or, none kept, with the later epoch it holds
+    (elector_ends.py)."""
+    d = node.state
+    wf = msg.workflow_id
+    followed = d.epochs.get(wf, (0, coordinator_of(wf)))
+    granted = d.granted.get(wf, (0, ""))
+    held = granted if granted[0] > followed[0] else followed
+    if msg.epoch < held[0] and (wf not in d.final or node.end_notices.end_proof(wf) is not None):
+        return  # answered, never acknowledged: with the later end, or the later epoch
+    if msg.epoch >= 1:
+        if not msg.won or proven is None or not proven(wf, msg.epoch, src, msg.won):
+            raise Refused("not_coordinator", f"{src} told an end of {wf} in epoch"
+                                             f" {msg.epoch} without its certificate")
+        if msg.epoch == held[0]:
+            held = (msg.epoch, src)  # it won the epoch we granted (to it or a rival)
+    authorize("cancel", src, Facts(workflow_id=wf, epoch=msg.epoch, held=held))
+
+
+def _replacement_yes(node: Any, wf: str) -> bool:
+    """Does this Node hold a YES of a re-placement round of `wf` (replacement.py)?"""
+    d = node.state
+    return any(getattr(d.info.get(k), "lost", "") for k in node.participant.keys_of(wf))
+
+
+def claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:
+    # A participant claims; so may the original coordinator, told of a later epoch whose
+    # holder is gone (agent/core/workflow/takeover_overtaken.py): grants decide.
+    d = node.state
+    participants = epoch_of(d, msg.workflow_id)[1]
+    if participants is not None:
+        participants = participants | {coordinator_of(msg.workflow_id)}
+        # And the claimant granted an epoch here: a rival our claim yielded to
+        # (core/workflow/takeover_split.py: it "wins with our vote"), maybe a new domain
+        # whose placement never reached us; refused, it never could (2PC seed 9100469).
+        granted = d.granted.get(msg.workflow_id, (0, ""))
+        if granted[0] >= 1:
+            participants.add(granted[1])
+    authorize("takeover_claim", src, Facts(
+        workflow_id=msg.workflow_id, epoch=msg.epoch, participants=participants))
+
+
+def claim_answer(node: Any, src: str, msg: ClaimAnswerMsg, votes: Any, proven: Any) -> None:
+    authorize("takeover_answer", src, Facts(workflow_id=msg.workflow_id))

@@ -1,0 +1,195 @@
+"""Who speaks for a step: the authority rules of results, placements and compensations.
+
+Theory of operation
+-------------------
+A step's result, and the report of its compensation, come from the domain the
+committed placement puts it on (`placed_on`), or, for a step placed again
+(replacement.py), from its new domain or the one it was lost with; the coordinator
+followed here may relay a result whose domain this Node's view says is gone. A new
+placement is told, and where steps are asked after a restart is answered, by the
+workflow's coordinator as known here: the original, or the holder of the epoch
+followed (a successor showing its epoch's certificate may tell one to a Node that
+has not followed it yet). Only the workflow's parties ask where its steps are. A
+compensation is told by the coordinator as known here, or by the original one when
+the attempt already ended here or the later epoch's holder is gone in this Node's
+view (compensating.py).
+
+`epoch_of` is the fact most rules start from: the coordinator epoch held here for a
+workflow and its participants (the committed placement's and each step's placed
+again since); authority_rounds.py and authority_ends.py read it too.
+
+Pure: reads the Node, changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.identity.authority import Facts, Refused, authorize, coordinator_of
+from fedorch.core.node.records import (
+    CompensatedMsg,
+    CompensateMsg,
+    PlacedMsg,
+    PlacementAnswer,
+    PlacementQuery,
+    ResultMsg,
+)
+
+
+def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
+    placed = placed_on(node.state, msg)
+    moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
+    if moved is not None and src in (moved[1], moved[2]):
+        # A step placed again (replacement.py): its new domain speaks for it, and the
+        # one it was lost with may still report; the Node refuses an older placement's
+        # result by its epoch (running.py), and counts it.
+        placed = src
+    elif placed is not None and src != placed and node.member_loss.gone(placed):
+        held, _ = epoch_of(node.state, msg.workflow_id)
+        if held is not None and src == held[1]:
+            # The coordinator followed here relays the result of a step whose domain
+            # this Node's view says is gone (Running.relay_gone_results: it held it,
+            # the producer died before it reached this Node).
+            return
+    authorize("step_result", src, Facts(workflow_id=msg.workflow_id, placed_on=placed))
+
+
+def placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:
+    # A new placement is told by the coordinator that placed the step again
+    # (replacement.py): the original, whatever epoch is followed here (it tells on a
+    # placement it decided after it follows a later epoch, and the holder of that
+    # epoch and its followers take it, a committed round's fact, and acknowledge it),
+    # or a successor, the holder of its epoch (its own round, or a handover).
+    d = node.state
+    coordinator = coordinator_of(msg.workflow_id)
+    if src == coordinator:
+        return
+    held, _ = epoch_of(d, msg.workflow_id)
+    if held is not None and src == held[1]:
+        # The holder of the epoch followed here: its own round's placement, or one it
+        # tells again, handing the round's COMMIT out (replacement_handover.py).
+        return
+    if msg.held_epoch >= 1 and msg.won and proven is not None \
+            and (held is None or msg.held_epoch >= held[0]) \
+            and proven(msg.workflow_id, msg.held_epoch, src, msg.won):
+        # A successor tells it, showing its epoch's certificate: a new domain not
+        # committed here yet, or a member that has not followed it yet, takes it from
+        # the holder (replacement_successor.py, replacement_handover.py).
+        return
+    raise Refused("not_coordinator", f"{src} told a new placement in"
+                                     f" {msg.workflow_id}, coordinated by {coordinator}")
+
+
+def placement_query(node: Any, src: str, msg: PlacementQuery, votes: Any,
+                     proven: Any) -> None:
+    # A restarted participant asks where the steps are (restart_check.py): one of the
+    # workflow's domains as known here (unknown here: nothing is answered anyway).
+    _, participants = epoch_of(node.state, msg.workflow_id)
+    if participants is not None and src not in participants:
+        raise Refused("not_party", f"{src} asked the placements of {msg.workflow_id},"
+                                   " in which it places no step")
+
+
+def placement_answer(node: Any, src: str, msg: PlacementAnswer, votes: Any,
+                      proven: Any) -> None:
+    # Only the coordinator asked, the one followed or granted here, answers it.
+    d = node.state
+    held, _ = epoch_of(d, msg.workflow_id)
+    granted = d.granted.get(msg.workflow_id, (0, ""))
+    holder = granted[1] if held is not None and granted[0] > held[0] \
+        else held[1] if held is not None else None
+    if src != holder:
+        raise Refused("not_coordinator", f"{src} answered where the steps of"
+                                         f" {msg.workflow_id} are, coordinated by {holder}")
+
+
+def compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any) -> None:
+    # Only the workflow's coordinator as known here tells a compensation: the holder
+    # of the epoch followed (a successor after a takeover), else the original one; a
+    # coordinator whose epoch is over here is refused (compensating.py).
+    d = node.state
+    held, _ = epoch_of(d, msg.workflow_id)
+    if held is None:
+        # Not committed here: forgotten (retention), or never known. The step's domain
+        # had it committed, so this is no tell to take: the Node answers it failed at
+        # once and writes nothing (compensating.run_here), so its driver is not left
+        # resending for ever.
+        return
+    if src != held[1] and not _recorded_for_the_original(d, src, msg) \
+            and not _original_of_a_gone_holder(node, src, msg, held):
+        raise Refused("not_coordinator", f"{src} told a compensation of"
+                                         f" {msg.workflow_id}, coordinated by {held[1]}"
+                                         f" in epoch {held[0]}")
+
+
+def _recorded_for_the_original(d: Any, src: str, msg: CompensateMsg) -> bool:
+    """A tell from the workflow's original coordinator of an attempt that ended here:
+    answered with its record, never run (the record is the attempt's idempotency key).
+    An original that a later epoch's driver never told its end (that driver gone for
+    good) drives the saga on in epoch 0: so its saga ends too."""
+    recorded = d.comp_runs.get((msg.workflow_id, msg.step_id, msg.attempt))
+    return recorded is not None and recorded[0] != "running" \
+        and src == msg.workflow_id.rpartition(".")[0]
+
+
+def _original_of_a_gone_holder(node: Any, src: str, msg: CompensateMsg,
+                               held: tuple[int, str]) -> bool:
+    """A tell from the workflow's original coordinator while the holder of the later
+    epoch followed here is gone in this Node's view (DEAD or LEFT): that holder will
+    never tell it, and the original, which no later end reached, drives the saga in
+    epoch 0; the tell is taken and reported to it (compensating.py, `reports_to`)."""
+    return held[0] >= 1 and src == msg.workflow_id.rpartition(".")[0] \
+        and node.member_loss.gone(held[1])
+
+
+def compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:
+    # Only the step's domain reports its compensation: a step placed again
+    # (replacement.py), its new domain, where it ran and its compensation is planned
+    # now, or the one it was lost with (which answers a tell it refuses, or one its
+    # driver made before it knew the new placement).
+    placed = placed_on(node.state, msg)  # reads its workflow and step only
+    moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
+    if moved is not None and src in (moved[1], moved[2]):
+        return
+    if placed is not None and src != placed:
+        raise Refused("not_placed", f"{src} reported the compensation of"
+                                    f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")
+
+
+def placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:
+    """The step's domain as this Node knows the committed placement. A result of a
+    workflow not committed here yet is refused (unacknowledged, so it comes again);
+    one of a workflow over here changes nothing and is let through to be acknowledged."""
+    wf = msg.workflow_id
+    row = d.rows.get(wf)
+    if row is not None:
+        placement = row.info.placement
+    elif wf in d.committed and (wf, d.committed[wf]) in d.info:
+        placement = d.info[(wf, d.committed[wf])].placement
+    elif wf in d.final:
+        return None
+    else:
+        raise Refused("not_known", f"a result of {wf}, not committed here yet")
+    return placement.get(msg.step_id, "")
+
+
+def epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]:
+    """The coordinator epoch held here for `wf` and its participants, if committed here."""
+    row = d.rows.get(wf)
+    info = row.info if row is not None else d.info.get((wf, d.committed[wf])) \
+        if wf in d.committed else None
+    if info is None or not info.placement:
+        return None, None
+    # The coordinator followed (or acted as): our own claim, not yet won, is no
+    # coordinator, so the end its predecessor made meanwhile is still taken.
+    # The participants: the committed placement's, and each step's placed again since
+    # (replacement.py): its new domain and the one it was lost on (a new domain knows
+    # of the lost one only so, and hears its takeover claims); a new domain committed by
+    # its own round knows it from the round's `lost` too, its own placement maybe over
+    # (2PC takeover soak seed 4920613: that domain's end refused, a reservation held for
+    # ever). Safe: a participant at every other Node; this view only comes to agree.
+    participants = set(info.placement.values()) | {info.lost}
+    for _, domain, lost in d.placements.get(wf, {}).values():
+        participants |= {domain, lost}
+    participants.discard("")
+    return d.epochs.get(wf, (0, info.coordinator)), participants
