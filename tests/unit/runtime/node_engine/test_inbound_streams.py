@@ -85,9 +85,10 @@ async def test_a_stream_opened_after_the_stop_takes_nothing(served):
     service, _, stub = served
     service.inbound.stop()
     call = stub.NodeTurns(timeout=60)
-    await call.write(peer_pb2.Envelope())
+    # Nothing written: the stream may be over before a write could go (it would fail).
     async with asyncio.timeout(DEADLINE_S):
         assert await call.read() is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
     assert service.taken == 0
 
 
