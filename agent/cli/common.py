@@ -131,7 +131,3 @@ def console() -> Console:
     if not con.is_terminal and not os.environ.get("COLUMNS"):
         con = Console(highlight=False, width=PIPE_WIDTH)
     return con
-
-
-def err_console() -> Console:
-    return Console(stderr=True, highlight=False)

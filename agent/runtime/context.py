@@ -33,7 +33,7 @@ from fedorch.runtime.executors import build_from_config
 from fedorch.runtime.executors.base import Executor
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.peers import PeerChannels
-from fedorch.runtime.ports import Clock, SystemClock, wall_ms_at
+from fedorch.runtime.ports import Clock, SystemClock
 from fedorch.runtime.store.store import Store
 
 log = logging.getLogger("fedorch.agent")
@@ -120,10 +120,6 @@ class AgentContext:
         """Wall milliseconds: envelope timestamps, incarnations, ids, times for people."""
         return self.clock.wall_ms()
 
-    def wall_ms_at(self, monotonic: float) -> int:
-        """A monotonic instant as wall milliseconds, to show or store."""
-        return wall_ms_at(self.clock, monotonic)
-
     def seal(self, recipient: str, **payload: object) -> peer_pb2.Envelope:
         return seal(self.signer, recipient=recipient, now_ms=self.now_ms(),
                     nonce=new_nonce(), **payload)
@@ -182,14 +178,6 @@ class AgentContext:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
-
-    async def sleep(self, seconds: float) -> bool:
-        """Wait, but wake at once when the agent stops; returns False when stopping."""
-        try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            return True
-        return False
 
     # ---- this domain's record ------------------------------------------------------
 

@@ -5,16 +5,8 @@ from __future__ import annotations
 from fedorch.gen.fedorch.v1 import status_pb2
 
 
-def workflow_state(name: str) -> int:
-    return status_pb2.WorkflowState.Value(f"WORKFLOW_STATE_{name}")
-
-
 def workflow_state_name(value: int) -> str:
     return status_pb2.WorkflowState.Name(value).removeprefix("WORKFLOW_STATE_")
-
-
-def step_state(name: str) -> int:
-    return status_pb2.StepState.Value(f"STEP_STATE_{name}")
 
 
 def step_state_name(value: int) -> str:

@@ -70,23 +70,6 @@ JOIN_PATIENCE_S = 2 * PUSH_PULL_TIMEOUT_S
 LOST_STATES = frozenset({MemberState.DEAD, MemberState.LEFT})
 
 
-# A round's PREPAREs all leave from the coordinator's one event loop and its votes all
-# come back to it: the negotiation's prepare timeout is the patience for PREPARE_SHARE
-# participants, and grows in proportion beyond that (a 50-domain fan-out on one host
-# costs its coordinator five times the CPU of a 10-domain one before the last vote is
-# in). Lifeguard's local health multiplies it, as it does probe timeouts: a coordinator
-# that finds itself slow waits longer rather than count live domains as silent. Capped,
-# so that a domain that died mid-round still costs a bounded wait.
-PREPARE_SHARE = 10
-PREPARE_PATIENCE_CAP = 10
-
-
-def prepare_patience(base_s: float, participants: int, health: int) -> float:
-    """Seconds a coordinator waits for a round's votes (see PREPARE_SHARE)."""
-    scale = max(1.0, participants / PREPARE_SHARE) * (1 + max(0, health))
-    return base_s * min(scale, PREPARE_PATIENCE_CAP)
-
-
 @dataclass(frozen=True)
 class Member:
     """A member as the rest of the agent sees it."""
@@ -143,11 +126,6 @@ class Membership:
         heard = None if view.last_heard is None else view.last_heard + to_wall
         return Member(view.name, view.address, view.state.value, view.incarnation,
                       heard, record, view.record_version)
-
-    def prepare_timeout(self, base_s: float, steps: int) -> float:
-        """The prepare timeout for a workflow of `steps` steps placed now: at most one
-        participant per step and per live member (see prepare_patience)."""
-        return prepare_patience(base_s, min(steps, self.swim.live), self.swim.health)
 
     def rejoined(self) -> bool:
         """May this agent place work yet? Once its own record is out and it has heard

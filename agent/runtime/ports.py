@@ -16,9 +16,9 @@ Two clocks, for two different questions:
   time written for people or kept across a restart (`created_ms`, a lease's expiry on
   disk). A monotonic reading means nothing to another process or after a reboot.
 
-Converting between them (`wall_ms_at`, `monotonic_at`) uses the offset of this moment:
-a deadline that is still ahead is shown, or stored, as the wall time it would fall at
-if the wall clock does not step meanwhile.
+Converting a monotonic instant to wall time (`wall_ms_at`) uses the offset of this
+moment: a deadline that is still ahead is shown, or stored, as the wall time it would
+fall at if the wall clock does not step meanwhile.
 """
 
 from __future__ import annotations
@@ -54,11 +54,6 @@ class SystemClock:
 def wall_ms_at(clock: Clock, monotonic: float) -> int:
     """The wall time (ms) that a monotonic instant corresponds to at this moment."""
     return clock.wall_ms() + round((monotonic - clock.monotonic()) * 1000)
-
-
-def monotonic_at(clock: Clock, wall_ms: int) -> float:
-    """The monotonic instant that a wall time (ms) corresponds to at this moment."""
-    return clock.monotonic() + (wall_ms - clock.wall_ms()) / 1000
 
 
 class Durable(Protocol):

@@ -18,7 +18,6 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
-import aiosqlite
 from fedorch.core.audit.chain import Checkpoint, Record
 from fedorch.gen.fedorch.v1 import keys_pb2
 from fedorch.runtime.store import audit_table
@@ -38,7 +37,6 @@ __all__ = ["BadDatabase", "Statement", "Store", "StoreError", "is_storage_fault"
 class Store:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._db: aiosqlite.Connection = database.connection
 
     # ---- the group commit's counters and state (database.py) ---------------------------
 
@@ -69,10 +67,6 @@ class Store:
     @write_fault.setter
     def write_fault(self, fault: str | None) -> None:
         self._database.write_fault = fault
-
-    @property
-    def writable(self) -> bool:
-        return self.write_fault is None
 
     # ---- opening and closing -------------------------------------------------------------
 

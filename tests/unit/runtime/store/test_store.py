@@ -22,7 +22,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def pragma(store: Store, name: str) -> object:
-    async with store._db.execute(f"PRAGMA {name}") as cur:
+    async with store._database.connection.execute(f"PRAGMA {name}") as cur:
         row = await cur.fetchone()
     return row[0]
 
@@ -34,7 +34,7 @@ async def test_schema_is_created_with_wal_and_full_sync(store: Store, tmp_path: 
     assert await pragma(store, "journal_mode") == "wal"
     assert await pragma(store, "synchronous") == 2  # FULL
     assert await store.get_meta("schema_version") == str(SCHEMA_VERSION)
-    async with store._db.execute(
+    async with store._database.connection.execute(
         "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
     ) as cur:
         tables = {r[0] for r in await cur.fetchall()}

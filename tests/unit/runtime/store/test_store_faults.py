@@ -75,11 +75,11 @@ async def test_failing_writes_wait_and_land_once_the_disk_has_room(
     disk = Disk(monkeypatch)
     disk.per_writer = per_writer
     await _write(store, 0)
-    assert store.writable
+    assert store.write_fault is None
 
     disk.full = True
     pending = [asyncio.create_task(_write(store, i)) for i in (1, 2)]
-    await _until(lambda: not store.writable, "the fault to show")
+    await _until(lambda: store.write_fault is not None, "the fault to show")
     assert "disk is full" in store.write_fault
     await _until(lambda: disk.refused >= 2, "a retry")
     assert not any(t.done() for t in pending)  # kept, not failed
@@ -89,7 +89,7 @@ async def test_failing_writes_wait_and_land_once_the_disk_has_room(
 
     disk.full = False
     await asyncio.wait_for(asyncio.gather(*pending), 10)
-    assert store.writable
+    assert store.write_fault is None
     assert [await store.get_meta(f"wf-{i}") for i in range(3)] == ["RUNNING"] * 3
 
 
@@ -99,7 +99,7 @@ async def test_a_statement_error_is_still_its_callers(store: Store, monkeypatch)
     insert = ("INSERT INTO meta(key, value) VALUES('b', '1')", ())
     with pytest.raises(sqlite3.IntegrityError):
         await store.apply([insert, insert])
-    assert store.writable
+    assert store.write_fault is None
 
 
 async def test_closing_gives_up_the_writes_still_failing(tmp_path, monkeypatch) -> None:
@@ -107,7 +107,7 @@ async def test_closing_gives_up_the_writes_still_failing(tmp_path, monkeypatch) 
     disk = Disk(monkeypatch)
     disk.full = True
     pending = asyncio.create_task(_write(store, 1))
-    await _until(lambda: not store.writable, "the fault to show")
+    await _until(lambda: store.write_fault is not None, "the fault to show")
     await asyncio.wait_for(store.close(), 10)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         await pending
