@@ -12,8 +12,18 @@ the coordinator); then phase 2. The value is chosen when a majority accepted it
 in one ballot. A proposer need not be an acceptor (a participant beyond
 `max_acceptors`): it then sends its Accept to every acceptor at once and counts
 only theirs. A Reject (an acceptor promised higher) sends the proposer into a
-random backoff (injected random.Random), then a higher ballot; unanswered
-messages are resent every `resend_s`. A Decision from anyone ends it at once.
+backoff, then a higher ballot; unanswered messages are resent every `resend_s`.
+Recovery proposers are given `order`, the participants in their turn to propose
+(Termination's rank): one pre-empted by a ballot of a proposer before it in that order
+yields, for `resend_s` × 2 × (its rank + 1), doubled with each yield (to 4 times),
+long enough for the earlier one's two phases to end even while messages take a second
+or two; one pre-empted by a later proposer retries after `backoff_s` alone. Two
+proposers then never duel for long: the later one stands aside, the earlier one wins,
+whatever the delays, with no randomness (a random backoff lets two ballots pre-empt
+each other for as long as chance keeps their retries within a round trip). A dead
+earlier proposer only delays the later one by its yield, which is finite: liveness
+stands. Without an order (the coordinator's own proposer, or a rival outside the
+order) the backoff is random (injected random.Random) and doubles with each Reject. A Decision from anyone ends it at once.
 Every phase 1 first emits PersistBallot: a restarted proposer is given that
 ballot back as `floor` and starts above it, so a ballot never carries two values.
 
@@ -23,7 +33,9 @@ Transitions (one table, `_PROPOSER_TABLE`):
     (PHASE1,  Promise b=mine) -> PHASE1   count; majority -> PHASE2, Accept to all
     (PHASE2,  Accepted b=mine)-> PHASE2   count; majority -> DONE, value chosen
     (any,     Accepted any b) -> DONE     when a majority accepted one value in b (learner)
-    (PHASE1|2, Reject b=mine) -> BACKOFF  wait a random while, then a higher ballot
+    (PHASE1|2, Reject b=mine) -> BACKOFF  wait (yield to an earlier proposer in `order`,
+                                          `backoff_s` after a later one, else a random
+                                          while), then a higher ballot
     (BACKOFF, timer)          -> PHASE1   PaxosPrepare with the next ballot
     (PHASE1|2, timer)         -> same     resend to the acceptors still silent
     (any,     Decision)       -> DONE     the value is chosen (learned)
@@ -77,7 +89,9 @@ class Proposer:
         backoff_s: float,
         fast: bool = False,
         floor: Ballot | None = None,
+        order: tuple[str, ...] = (),
     ) -> None:
+        """`order`: the proposers in their turn to propose (see the header); () none."""
         if fast and me != tx.coordinator:
             raise RemoteProtocolError("only the coordinator owns ballot 0")
         if me not in tx.acceptors and me not in tx.participants:
@@ -102,6 +116,8 @@ class Proposer:
         self._accepts: dict[tuple[Ballot, Value], set[str]] = {}
         self._next_at = 0.0
         self._rejections = 0
+        self._order = order
+        self._yields = 0
         self._vouched = False  # our own acceptor accepted our current phase 2
         self._outbox: list[Send | PersistBallot] = []
 
@@ -167,7 +183,7 @@ class Proposer:
         self._highest_seen = max(self._highest_seen, msg.promised)
         if msg.ballot == self._ballot and self.phase is not ProposerPhase.BACKOFF \
                 and msg.promised > self._ballot:
-            self._backoff(now)
+            self._backoff(now, msg.promised.proposer)
 
     def _on_decision(self, now: float, msg: Decision) -> None:
         self._learn(msg.value)
@@ -224,9 +240,18 @@ class Proposer:
                 best = (p.accepted_ballot, p.accepted_value)
         return best[1] if best is not None else self.preferred
 
-    def _backoff(self, now: float) -> None:
+    def _backoff(self, now: float, rival: str) -> None:
         self.phase = ProposerPhase.BACKOFF
         self._rejections += 1
+        if self.me in self._order and rival in self._order:
+            rank = self._order.index(self.me)
+            if self._order.index(rival) < rank:  # the rival's turn came first: yield
+                self._yields += 1
+                wait = self._resend_s * 2 * (rank + 1) * 2 ** min(self._yields - 1, 2)
+            else:  # ours came first: the rival yields to us, so no need to wait long
+                wait = self._backoff_s
+            self._next_at = now + wait
+            return
         spread = self._backoff_s * (2 ** min(self._rejections, 5))
         self._next_at = now + self._rng.uniform(0.0, spread)
 

@@ -21,7 +21,8 @@ coordinator.
     (WAITING,    timer at lease)     -> ASKING      DecisionQuery to the coordinator
     (ASKING,     timer, +query_t/o)  -> RECOVERING  queries to the acceptors; Proposer
                                                     (participants start in turn, by rank:
-                                                    acceptors first)
+                                                    acceptors first; a later one pre-empted
+                                                    by an earlier one yields to it)
     (any,        majority Accepted)  -> (gone)      Learned (from the acceptors, ours too;
                                                     `by_coordinator` when in ballot 0
                                                     and still WAITING)
@@ -280,7 +281,7 @@ class Termination:
                 d.next_at = now + self._query_interval_s
                 d.proposer = Proposer(
                     self.me, d.tx, preferred=ABORT, rng=self._rng, resend_s=self._resend_s,
-                    backoff_s=self._backoff_s, floor=d.floor,
+                    backoff_s=self._backoff_s, floor=d.floor, order=self._order(d.tx),
                 )
                 d.proposer.start(now)
                 self._drain(d)
@@ -300,11 +301,16 @@ class Termination:
         d.state = DoubtState.ASKING
         self._ask(d, self._everyone(d.tx))
 
+    @staticmethod
+    def _order(tx: TxInfo) -> tuple[str, ...]:
+        # Participants take turns (by rank) to start a ballot, and a proposer pre-empted
+        # by an earlier one yields to it (proposer.py): no duels. Acceptors go first: one
+        # accepts its own proposal, which spares a round trip.
+        return tuple(sorted((p for p in tx.participants if p != tx.coordinator),
+                            key=lambda p: (p not in tx.acceptors, p)))
+
     def _turn(self, tx: TxInfo) -> float:
-        # Participants take turns (by rank) to start a ballot: fewer duels. Acceptors go
-        # first: one accepts its own proposal, which spares a round trip.
-        others = sorted((p for p in tx.participants if p != tx.coordinator),
-                        key=lambda p: (p not in tx.acceptors, p))
+        others = self._order(tx)
         rank = others.index(self.me) if self.me in others else len(others)
         return rank * self._stagger_s + self._rng.uniform(0.0, self._backoff_s)
 

@@ -124,8 +124,11 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # end, void since, and never ran the step handed over to it (core/node/authority.py);
 # 10001968, a grant that reached a claimant after its claim was over (its saga plan
 # closed) held its granter in that epoch, refusing the end's notices for ever
-# (core/node/takeover_claims.py, `_late_grant`).
-ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968)
+# (core/node/takeover_claims.py, `_late_grant`); 10002160, two participants' recovery
+# ballots, their coordinator dead for good and messages slow, pre-empted each other for
+# ten seconds (core/negotiation/proposer.py: the later in turn yields to the earlier).
+ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
+                10002160)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)

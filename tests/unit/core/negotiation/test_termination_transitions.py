@@ -24,6 +24,7 @@ from fedorch.core.negotiation.messages import (
     Decision,
     DecisionAnswer,
     Learned,
+    PersistBallot,
     Promise,
     Reject,
     TxInfo,
@@ -236,3 +237,39 @@ def test_a_coordinator_back_before_the_first_timer_leaves_the_doubt_to_its_lease
     assert t.state(KEY) is W and t.next_actions() == [] and t.get_timer() == LEASE
     t.handle_timer(LEASE)
     assert t.state(KEY) is ASK and [a.to for a in t.next_actions()] == ["c"]
+
+
+def _recovering(me: str) -> tuple[Termination, Ballot, float]:
+    """`me` in TX, its coordinator DEAD, recovering: its first ballot sent."""
+    t = Termination(me, rng=random.Random(7), query_timeout_s=2.0, query_interval_s=60.0,
+                    resend_s=1.0, backoff_s=1.0, coordinator_gone=lambda c: c == "c")
+    t.track(1.0, TX, LEASE)
+    t.handle_timer(1.0)
+    while t.state(KEY) is not REC:
+        timer = t.get_timer()
+        assert timer is not None
+        t.handle_timer(timer)
+    now = t.get_timer()
+    assert now is not None
+    ballots = [a.ballot for a in t.next_actions() if isinstance(a, PersistBallot)]
+    return t, ballots[-1], now
+
+
+def test_a_recovery_proposer_pre_empted_by_an_earlier_ones_ballot_yields_to_it() -> None:
+    # p1 runs its ballot first (rank 0), p2 second: pre-empted by p1's ballot, p2 waits
+    # for p1's two phases (2 × resend_s × (rank + 1)), not a random while in which its
+    # next ballot would pre-empt p1's in turn (seed 10002160 of the takeover soak).
+    t, mine, now = _recovering("p2")
+    t.receive(now, Reject(KEY, mine, "c", Ballot(mine.n + 1, "p1")))
+    assert t.get_timer() == now + 4.0
+    t.handle_timer(now + 3.999)
+    assert t.next_actions() == []  # no new ballot while it yields
+
+
+def test_a_recovery_proposer_pre_empted_by_a_later_ones_ballot_retries_soon() -> None:
+    # p1 first in turn: p2 yields to it, so p1 goes again after backoff_s, no longer.
+    t, mine, now = _recovering("p1")
+    t.receive(now, Reject(KEY, mine, "c", Ballot(mine.n + 1, "p2")))
+    assert t.get_timer() == now + 1.0
+    t.handle_timer(now + 1.0)
+    assert [type(a).__name__ for a in t.next_actions()][:1] == ["PersistBallot"]
