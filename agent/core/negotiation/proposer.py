@@ -23,7 +23,8 @@ whatever the delays, with no randomness (a random backoff lets two ballots pre-e
 each other for as long as chance keeps their retries within a round trip). A dead
 earlier proposer only delays the later one by its yield, which is finite: liveness
 stands. Without an order (the coordinator's own proposer, or a rival outside the
-order) the backoff is random (injected random.Random) and doubles with each Reject. A Decision from anyone ends it at once.
+order) the backoff is random (injected random.Random) and doubles with each Reject. A
+Decision from anyone ends it at once.
 Every phase 1 first emits PersistBallot: a restarted proposer is given that
 ballot back as `floor` and starts above it, so a ballot never carries two values.
 

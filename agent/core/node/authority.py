@@ -21,12 +21,12 @@ asked, its compensation), authority_ends.py who tells a workflow's end and who c
 its coordination (end notices, takeover claims and their answers). This module holds
 the table of one rule per message type and the two entry points.
 
-An acknowledgement names the domain that sends it. The acknowledgements of one run of
-an envelope come in as one `Acks` input (inputs.py): `check_acks` applies each one's
-rule in one pass and keeps those that hold, so one that does not is refused alone. Types this table does not know
-pass through untouched: a driver that takes other inputs (the simulator's key
-records) checks those itself, and one that takes only the Node's messages (the node
-engine) refuses every other type before this.
+An acknowledgement names the domain that sends it. The acknowledgements of one run of an
+envelope come in as one `Acks` input (inputs.py): `check_acks` applies each one's rule
+in one pass and keeps those that hold, so one that does not is refused alone. Types this
+table does not know pass through untouched: a driver that takes other inputs (the
+simulator's key records) checks those itself, and one that takes only the Node's
+messages (the node engine) refuses every other type before this.
 
 Pure: reads the Node, changes nothing.
 """

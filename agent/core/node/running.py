@@ -19,11 +19,11 @@ domain is gone, the coordinator relays that step's SUCCEEDED result to those own
 coordinator decides the outcome (the lifecycle table), or a cancel ends it
 (cancel.py), and tells every participant, which releases what the workflow still
 holds here and stops its attempts (`stop_steps`): `end_here`, which a participant
-reaches through the end notice it is told (running_ends.py takes it, or answers one
-of an overtaken epoch with the later end). No attempt starts while a cancel of its workflow is on record here,
-nor, after a restart, before the coordinator it follows confirmed where the workflow's
-steps are placed now (restart_check.py: a step placed again while this Node was down
-must not start here again).
+reaches through the end notice it is told (running_ends.py takes it, or answers one of
+an overtaken epoch with the later end). No attempt starts while a cancel of its workflow
+is on record here, nor, after a restart, before the coordinator it follows confirmed
+where the workflow's steps are placed now (restart_check.py: a step placed again while
+this Node was down must not start here again).
 
 Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
 coordinator expands at submission; every PREPARE carries it), so instances are steps
