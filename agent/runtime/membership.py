@@ -258,11 +258,14 @@ class Membership:
         return self._leaving
 
     async def leave(self, grace_s: float) -> None:
-        """Announce a graceful leave and give it a moment to spread."""
+        """Announce a graceful leave and give it a moment to spread: none when no other
+        member is live, since nobody is there to hear it (a lone agent stops at once)."""
+        others = self.swim.live - 1  # `live` counts this member too
         self._leaving = True
         self.swim.leave(self.agent.now())
         self._flush()
-        await asyncio.sleep(min(grace_s, self.profile.leave_grace))
+        if others > 0:
+            await asyncio.sleep(min(grace_s, self.profile.leave_grace))
 
     def _flush(self) -> None:
         by_address: dict[str, list[Message]] = {}

@@ -9,6 +9,7 @@ back (ALIVE, a higher incarnation) is no longer lost.
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -119,3 +120,25 @@ async def test_a_left_member_back_at_a_higher_incarnation_is_lost_no_more(
     assert alpha.swim.member("beta").state is MemberState.ALIVE
     alpha._observe()  # the ALIVE event
     assert seen[-1] == "ALIVE" and alpha.state_for_work("beta") == "ALIVE"
+
+
+async def test_a_lone_member_leaves_without_waiting_and_a_member_with_peers_waits(
+        agent, monkeypatch) -> None:
+    """The leave's grace lets the LEFT claim spread; with no other member live there is
+    nobody to tell, so a lone agent's graceful stop does not wait for it."""
+    waits: list[float] = []
+
+    async def recorded_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    alone = Membership(agent, incarnation=5)
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+    await alone.leave(10.0)
+    monkeypatch.undo()
+    assert alone.leaving and waits == []
+
+    alpha, _beta, _clock = _alpha_with_beta(agent, monkeypatch)
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
+    await alpha.leave(10.0)
+    monkeypatch.undo()
+    assert waits == [min(10.0, alpha.profile.leave_grace)]
