@@ -10,6 +10,11 @@ events, refusals, the paths taken and the messages sent): for the same seeds, th
 same summary whatever the number of jobs, but for the time it took.
 
     python -m fedorch.sim.negotiation.run --seeds 100000 [--start 0] [--jobs 2] [--takeover 3]
+    python -m fedorch.sim.negotiation.run --seed 11 [--takeover 3] [--trace d2.w1]
+
+`--seed` replays one run and prints its report; `--trace TEXT` prints, as it goes, each
+message delivered, cut by the partition or lost whose text holds TEXT, and every
+crash, restart and clock step: how one seed's failure is read.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 
 from fedorch.sim.negotiation.config import Config
@@ -82,6 +88,20 @@ def _run_range(bounds: tuple[int, int, float | None, bool]
     return reports, failures
 
 
+ALWAYS_TRACED = frozenset({"crash", "restart", "clock"})
+
+
+def tracer(text: str, out: Callable[[str], None]) -> Callable[[float, str, str, object], None]:
+    """A Simulation.trace that prints, one line each, the events whose text contains
+    `text`, and every crash, restart and clock step (what a message met depends on them)."""
+    def trace(now: float, kind: str, who: str, what: object) -> None:
+        # One line an event: a spec's protobuf text spans lines of its own.
+        shown = what if isinstance(what, str) else " ".join(repr(what).split())
+        if kind in ALWAYS_TRACED or text in shown:
+            out(f"{now:10.4f}  {kind:8} {who:14} {shown}")
+    return trace
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fedorch.sim.negotiation.run",
                                      description="Soak the commit protocol in simulation.")
@@ -95,14 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", choices=("paxos", "2pc"), default="paxos",
                         help="the workflows' own rounds in Paxos Commit (default) or"
                              " classic 2PC")
+    parser.add_argument("--trace", metavar="TEXT",
+                        help="with --seed: print each message delivered, cut or lost"
+                             " whose text contains TEXT (a workflow id, say; '' for"
+                             " every one), with every crash, restart and clock step")
     args = parser.parse_args(argv)
+    if args.trace is not None and args.seed is None:
+        parser.error("--trace: only with --seed")
     if args.takeover is not None and not args.takeover > 0:
         parser.error("--takeover: a number of seconds above 0")
     classic = args.commit == "2pc"
     if args.seed is not None:
-        report = Simulation(args.seed, seeded_config(args.seed, args.takeover,
-                                                     classic=classic),
-                            cancels=True).run()
+        sim = Simulation(args.seed, seeded_config(args.seed, args.takeover,
+                                                  classic=classic), cancels=True)
+        if args.trace is not None:
+            sim.trace = tracer(args.trace, print)
+        report = sim.run()
         print(report)
         return 1 if report.violations else 0
     started = time.perf_counter()

@@ -102,6 +102,9 @@ class Simulation:
         # "crash" or "forever" at the crash point before `what` is written or sent.
         self.intercept: Callable[[str, str, object, float], object] | None = None
         self.crash_hook: Callable[[SimAgent, float, str], str | None] | None = None
+        # A replay's trace (run.py `--trace`): told each event as it happens, as
+        # trace(now, kind, who, what); None in the soaks, where it would cost the run.
+        self.trace: Callable[[float, str, str, object], None] | None = None
         self._net = random.Random(seed * 7_919 + 17)
         self._faults = random.Random(seed * 104_729 + 3)
         self._heap: list[tuple[float, int, int, SimAgent, object]] = []
@@ -176,8 +179,10 @@ class Simulation:
         if chaos and c.partition is not None:
             start, end, group = c.partition
             if start <= now < end and (src in group) != (dst in group):
+                self._traced("cut", f"{src}->{dst}", msg)
                 return
         if chaos and c.loss and net.random() < c.loss:
+            self._traced("lost", f"{src}->{dst}", msg)
             return
         copies = 2 if chaos and c.duplicate and net.random() < c.duplicate else 1
         for _ in range(copies):
@@ -276,6 +281,7 @@ class Simulation:
             self.events += 1
             if kind == _DELIVER:
                 if agent.alive:
+                    self._traced("deliver", f"{payload[0]}->{agent.name}", payload[1])
                     self.fences.delivered(payload[0], agent.name)
                     self._handle(agent, agent.deliver, *payload)
             elif kind == _WAKE:
@@ -290,6 +296,7 @@ class Simulation:
                     self._handle(agent, done, *run[:3])
             elif kind == _SUBMIT:
                 if agent.alive:
+                    self._traced("submit", agent.name, payload.workflow_id)
                     self._handle(agent, agent.submit, payload.workflow_id, payload.spec,
                                  payload.placement)
             elif kind == _CANCEL:  # routed as the client service routes it (cancels.py)
@@ -346,7 +353,12 @@ class Simulation:
             return
         self._reschedule(agent)
 
+    def _traced(self, kind: str, who: str, what: object) -> None:
+        if self.trace is not None:
+            self.trace(self.now, kind, who, what)
+
     def _crash(self, agent: SimAgent, *, forever: bool) -> None:
+        self._traced("crash", agent.name, "for good" if forever else "")
         agent.crash()
         self.crashes += 1
         self.died_at[agent.name] = self.now
@@ -366,6 +378,7 @@ class Simulation:
         self._push(at, _RESTART, agent, agent.incarnation)
 
     def _clock_step(self, agent: SimAgent, step_s: float) -> None:
+        self._traced("clock", agent.name, f"{step_s:+g} s")
         agent.clock.offset_s += step_s
         self.clock_check.stepped(agent.name, step_s)
         if agent.alive and agent.paused_until <= self.now:
@@ -405,6 +418,7 @@ class Simulation:
         self._views_seen = self._views_from()
 
     def _restart(self, agent: SimAgent) -> None:
+        self._traced("restart", agent.name, "")
         self.last_restart[agent.name] = self.now
         self._handle(agent, agent.boot)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from fedorch.sim.negotiation.run import Simulation, main, run
+from fedorch.sim.negotiation.run import Simulation, main, run, tracer
 
 RUNS = 2_000
 BLOCK = 100
@@ -51,3 +51,26 @@ def test_the_soak_command_runs_the_takeover_schedule_on_request(capsys) -> None:
     assert "takeover granted" in paths
     assert main(["--seeds", "40", "--start", "1000", "--jobs", "1"]) == 0
     assert "takeover granted" not in capsys.readouterr().out  # off by default
+
+
+def test_a_trace_shows_a_workflows_messages_and_every_crash_without_changing_the_run(
+        capsys) -> None:
+    seed = next(s for s in range(100) if Simulation(s).run().crashes > 0)
+    plain = Simulation(seed).run()
+    traced = Simulation(seed)
+    lines: list[str] = []
+    workflow = next(iter(traced.workflows))
+    traced.trace = tracer(workflow, lines.append)
+    assert traced.run() == plain  # watching changes nothing
+    kinds = [line.split()[1] for line in lines]
+    assert kinds.count("crash") == plain.crashes
+    assert "deliver" in kinds and "submit" in kinds
+    for line, kind in zip(lines, kinds, strict=True):
+        assert kind in ("crash", "restart", "clock") or workflow in line, line
+    times = [float(line.split()[0]) for line in lines]
+    assert times == sorted(times)
+    # From the command line: the replay's report follows its trace.
+    assert main(["--seed", str(seed), "--trace", workflow]) in (0, 1)
+    out = capsys.readouterr().out.splitlines()
+    assert any(" deliver " in line and workflow in line for line in out)
+    assert out[-1].startswith("Report(")
