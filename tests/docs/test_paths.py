@@ -11,7 +11,9 @@ references, and are left out):
 - a bare module (`placed_here.py`): some file of that name in the repository, unless the
   page says it is gone, `(removed` right after it.
 docs/benchmarks.md is a dated record of runs (its older entries name code of their
-time) and is left out.
+time) and is left out. (test_examples.py checks the root paths written in code spans
+of every page, benchmarks.md included; this test reaches the shortened and bare names
+too, and the prose around the code spans.)
 """
 
 from __future__ import annotations
