@@ -26,12 +26,29 @@ Cores. One per workflow in `Node.progress` (committed, not ended here) of which 
 agent is a participant or the original coordinator, built when the workflow is
 resumed (at its commit, and on restore from the tables, so a restarted agent rebuilds
 them: the epoch and holder from `granted` and `epochs`, the electorate from the
-committed round's acceptors, `claiming` when its own grant is on record and it never
-acted), and dropped when the workflow ends here; or kept, for an ended workflow whose
-saga plan is open here (`live`: its driver may die mid-saga, and a successor is
-elected to drive the plan: saga_plans.py), until the plan closes. A restored
-successor that had acted ends the workflow at once if every result is in, and tells
-its end again to whoever had not acknowledged it.
+committed round's acceptors, claiming or acting as below), and dropped when the
+workflow ends here; or kept, for an ended workflow whose saga plan is open here
+(`live`: its driver may die mid-saga, and a successor is elected to drive the plan:
+saga_plans.py), until the plan closes. A restored successor that had acted ends the
+workflow at once if every result is in, and tells its end again to whoever had not
+acknowledged it.
+
+Acting or claiming, on restore. Where the epoch held here is ours (e, us), the core is
+rebuilt acting only if the tables hold the act of that very epoch: `epochs` holding
+(e, us), which an `Act` writes with its certificate, or, for the original coordinator,
+epoch 0 (no `epochs` entry: the commit made it the epoch-0 coordinator). Else our own
+grant of e is a claim that had not won (`claiming`): claimed again at once, acting only
+on a majority's grants as before the restart. Why by the epoch and not by the name:
+`epochs` keeps the epoch followed or acted in, and a claim writes `granted` alone; the
+original claiming past a gone holder without ever writing the holder's epoch (a proven
+denial of the holder's epoch, its holder DEAD: the core claims the next epoch in the
+same step) reads as (0, itself), and a successor that acted in e and claims past a
+later holder keeps (e, itself). Rebuilt by name, either acted in an epoch no majority
+granted it: never a certificate, its end told in an older epoch every elector refuses,
+the workflow RUNNING for ever (takeover soak seed 11000176); and, every result in, it
+would make the successor's end of an epoch a rival may yet win. Rebuilt claiming, it acts exactly when it would have, had it not
+restarted; a claim again is safe (a member grants the same epoch to the same claimant
+again, `may_grant`).
 
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
@@ -179,7 +196,9 @@ class Takeovers:
             if n.name not in participants | {info.coordinator}:
                 return None
             epoch, holder = held_of(d, wf, info.coordinator)
-            acting = d.epochs.get(wf, (0, info.coordinator))[1] == n.name
+            # Acting only in the epoch an Act (or the commit, epoch 0) wrote: see
+            # "Acting or claiming, on restore".
+            acting = d.epochs.get(wf, (0, info.coordinator)) == (epoch, n.name)
             core = Takeover(n.name, info.coordinator, participants,
                             acceptors=acceptors_of(d, wf) or committed | {info.coordinator},
                             epoch=epoch, coordinator=holder,

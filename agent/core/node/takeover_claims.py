@@ -37,7 +37,9 @@ lower epoch, once a domain of the workflow granted it, tells the end on in its
 claimed epoch and drives the saga, so those that granted it are not left refusing
 the lower epoch's notices for ever (`_ended_claim_denied`); a grant that comes once
 the claim is over (the plan closed) gets that end in the granted epoch, for the same
-reason (`_late_grant`); "in doubt" is asked
+reason (`_late_grant`), and so does every domain that granted the claim before the
+plan closed, when it closes (`claim_over`, called as the saga-over notice drops our
+core: saga_plans.py); "in doubt" is asked
 again; a certificate shown by a rival is followed; a grant or a denial goes to the
 core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
 counted.
@@ -427,6 +429,27 @@ class Claims:
         for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, core.epoch))
         n.compensating.ended(now, wf, state)
+
+    def claim_over(self, wf: str) -> None:
+        """Our claim of an epoch, made for the open saga plan of a workflow that ended
+        here, is over without a win: the saga's driver told the saga over (its plan
+        closed here, our core is dropped). The domains that granted the claim meanwhile
+        (`granters`) follow us in that epoch and refuse every notice of a lower one,
+        the driver's end among them, their hold of the workflow's round kept for ever
+        (takeover soak seed 11001793: a participant back from a restart granted the
+        claim, then the original, back too, ended the saga in epoch 0). So each gets
+        our end in that epoch, as a grant that comes after the claim does
+        (`_late_grant`, which says why that is the one end there is); nothing is left
+        to drive. A claim no domain granted leaves nobody held: nothing is sent."""
+        n = self.n
+        d = n.state
+        epoch, holder = d.granted.get(wf, (0, ""))
+        if holder != n.name or epoch < 1 or wf not in d.final \
+                or d.epochs.get(wf) == (epoch, n.name):
+            return  # no claim of ours, or one that acted or told its end already
+        for src in sorted(self.granters.get(wf, ())):
+            n.stats["takeover claim over: end told to a granter"] += 1
+            n.reliable(src, ("final", wf, src), FinalMsg(wf, d.final[wf], epoch))
 
     def _late_grant(self, src: str, wf: str, epoch: int) -> None:
         """A grant of our claim of `epoch`, made for the open saga plan of a workflow

@@ -18,6 +18,7 @@ from fedorch.core.negotiation.messages import Ballot, PaxosPrepare, TxInfo
 from fedorch.core.node.records import ClaimMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation import ports
 from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import Timing
 from fedorch.sim.negotiation.run import Simulation, run, seeded_config
@@ -126,9 +127,15 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # closed) held its granter in that epoch, refusing the end's notices for ever
 # (core/node/takeover_claims.py, `_late_grant`); 10002160, two participants' recovery
 # ballots, their coordinator dead for good and messages slow, pre-empted each other for
-# ten seconds (core/negotiation/proposer.py: the later in turn yields to the earlier).
+# ten seconds (core/negotiation/proposer.py: the later in turn yields to the earlier);
+# 11000176, the original coordinator, restarted while claiming past its dead successor,
+# came back acting in the epoch it had only claimed (core/node/takeover.py, "Acting or
+# claiming, on restore"; the schedule below); 11001793, a grant that reached a claimant
+# before its claim was over (its saga plan closed by the driver's saga-over notice, no
+# denial having reached it) held its granter in that epoch for ever, as 10001968 did
+# (core/node/takeover_claims.py, `claim_over`).
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
-                10002160)
+                10002160, 11000176, 11001793)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)
@@ -265,3 +272,47 @@ def test_a_round_planted_at_the_extra_acceptor_leaves_no_record(seed, round_) ->
     assert sim.agents[extra].disk.granted[WF] == (1, "d1")  # never the liar's
     assert sim.checker.acting_in == {(WF, 1): "d1"}
     assert sim.agents["d1"].disk.final[WF] in TERMINAL
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_an_original_restarted_while_claiming_past_its_dead_successor_ends_it(
+        seed, monkeypatch) -> None:
+    """Seed 11000176's faults as a schedule: d0 crashes once its round committed; d1
+    wins epoch 1 and dies for good right after telling its win, its steps still running
+    (they take 20 s here). d0, back, fails them (d1 gone) and tells its end in epoch 0;
+    the extra acceptor answers with d1's proven epoch, and d0 claims epoch 2 past it.
+    d0 crashes right after writing that claim. Restarted, it claims again, wins epoch 2
+    and ends the workflow FAILED; rebuilt acting in the epoch it had only claimed, it
+    never won it and the workflow stayed RUNNING (core/node/takeover.py)."""
+    monkeypatch.setattr(ports, "STEP_S", (20.0, 21.0))
+    sim = two_domains(seed)
+    seen: dict[str, object] = {"d0": "up", "d1 acted": False, "d1 told": False}
+
+    def hook(agent, now, label):
+        state = agent.node.state
+        if agent.name == "d0":
+            row = state.rows.get(WF)
+            if seen["d0"] == "up" and row is not None and row.committed:
+                seen["d0"] = "back"
+                return "crash"
+            if seen["d0"] == "back" and label == "takeover epoch" \
+                    and state.granted.get(WF, (0, ""))[1] == "d0" \
+                    and WF not in state.epochs:
+                seen["d0"] = "claimed"  # its own claim, no epoch followed written
+                return None
+            if seen["d0"] == "claimed":
+                seen["d0"] = "restarted"
+                return "crash"
+        if agent.name == "d1" and not seen["d1 told"]:
+            seen["d1 acted"] = seen["d1 acted"] or label == "takeover act"
+            seen["d1 told"] = seen["d1 acted"] and label == "send ClaimMsg"
+        elif agent.name == "d1" and "d1" not in sim.dead_forever:
+            return "forever"
+        return None
+    sim.crash_hook = hook
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert seen["d0"] == "restarted" and sim.dead_forever == {"d1"}, seen
+    assert report.stats["takeover proven winner followed"] >= 1
+    assert sim.checker.acting_in == {(WF, 1): "d1", (WF, 2): "d0"}
+    assert sim.agents["d0"].disk.rows[WF].state.name == "FAILED"

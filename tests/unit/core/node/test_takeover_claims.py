@@ -136,6 +136,31 @@ def test_a_grant_that_comes_after_the_claim_is_over_gets_the_end_in_its_epoch():
     assert f.sent_by("d1", FinalMsg)[told:] == [("d3", FinalMsg(WF, WorkflowState.FAILED, 1))]
     assert d1.stats["takeover grant after the claim: end told to the granter"] == 1
 
+def test_a_claim_closed_with_the_saga_tells_the_end_to_its_granters_in_its_epoch():
+    """d3 granted d1's claim of epoch 1 (d3 never heard the end); d1's claims and d0's
+    denials are lost on the way, and d0 drives the saga to its end: its saga-over notice
+    closes d1's plan and drops d1's claim. d3 follows d1 in epoch 1 and refuses d0's
+    notices of epoch 0: d1 tells it the end in epoch 1, and d3 ends the workflow and
+    releases its hold; before, it kept it for ever (takeover soak seed 11001793)."""
+    f = granted_by_a_member_that_never_heard_the_end()
+
+    def claims_lost(src: str, dst: str, msg: object) -> bool:
+        return {src, dst} == {"d0", "d1"} and isinstance(msg, (ClaimMsg, ClaimAnswerMsg))
+
+    f.hold = claims_lost
+    f.end("d1", True)  # s0's compensation ends: d0's saga is over
+    f.run_until(f.now + 10.0)
+    d1 = f.nodes["d1"]
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.disks["d1"].plans[WF] == () and WF not in d1.takeover.cores
+    assert d1.stats["takeover claimant that ended told the end on"] == 0  # no denial came
+    assert d1.stats["takeover claim over: end told to a granter"] == 1
+    assert ("d3", FinalMsg(WF, WorkflowState.FAILED, 1)) in f.sent_by("d1", FinalMsg)
+    assert f.disks["d3"].final[WF] is WorkflowState.FAILED
+    assert not [h for h in f.disks["d3"].holds if h[0] == WF]
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]  # run once
+
+
 def test_an_acting_successor_keeps_the_end_it_told_against_a_members_older_end() -> None:
     """d1 wins epoch 1 and tells its verdict's end (d0's own step lost: FAILED) before
     making it; a participant then answers its claim with another end, SUCCEEDED, shown
