@@ -20,8 +20,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from fedorch.core.audit.acts import ACTS
+from fedorch.core.audit.acts import record_body as acts_body
 from fedorch.core.audit.chain import STARTED, make_checkpoint
 from fedorch.core.identity.keys import public_key_line
 from fedorch.runtime.store import audit_table
@@ -55,11 +58,21 @@ class Audit:
                **data: object) -> Statement:
         """A record to write with the change it records (in the caller's transaction);
         `if_changed`: only if the statement just before it changed a row."""
+        self._counted()
+        return audit_table.append_statement(kind, workflow_id, self.agent.now_ms(), data,
+                                            if_changed=if_changed)
+
+    def record_acts(self, workflow_id: str, acts: Sequence[str]) -> Statement:
+        """The node engine's record of a workflow's acts, each already written as its
+        canonical JSON (core/audit/acts.py `act_text`): one ACTS record."""
+        self._counted()
+        return audit_table.append_encoded(
+            ACTS, workflow_id, acts_body(workflow_id, self.agent.now_ms(), acts))
+
+    def _counted(self) -> None:
         self._since_checkpoint += 1
         if self._since_checkpoint == 1 or self._since_checkpoint >= CHECKPOINT_EVERY:
             self.sleep.wake()  # the first: arm the interval; enough: checkpoint now
-        return audit_table.append_statement(kind, workflow_id, self.agent.now_ms(), data,
-                                            if_changed=if_changed)
 
     async def append(self, kind: str, workflow_id: str, **data: object) -> None:
         """A record of an act that changes nothing else: written alone, now."""

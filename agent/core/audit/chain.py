@@ -53,6 +53,11 @@ def canonical(value: object) -> bytes:
     return _CANONICAL.encode(value).encode("utf-8")
 
 
+def canonical_text(value: object) -> str:
+    """`canonical` before its UTF-8 encoding (for bodies joined from parts: acts.py)."""
+    return _CANONICAL.encode(value)
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
