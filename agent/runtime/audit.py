@@ -1,7 +1,8 @@
 """This domain's audit log: what it did and why, one record per act.
 
-The Node's acts are recorded by node_engine/audit.py once node.db holds them (`record`,
-appended in batches); this module keeps the log itself (agent.db's chain, its
+The Node's acts are recorded by node_engine/audit.py once node.db holds them
+(`record_acts`, appended in batches, each act already written as canonical JSON by
+core/audit/acts.py); this module keeps the log itself (agent.db's chain, its
 checkpoints) and the records of acts that are not the Node's: the agent's start, the
 policy in force, a refused or taken client request, a trust change. Acts that change no
 state (a refused client request) are appended alone before anyone hears of them. The

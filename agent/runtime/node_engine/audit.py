@@ -46,7 +46,9 @@ committed, never of one a crash could still undo.
 - One record per workflow and batch: the acts of one workflow in a batch are ONE
   record of kind `acts` (audit_table.ACTS: `{"acts": [{"kind", "time_ms", "data"},
   ...]}`, in the order they came, each with its own time), encoded and chained once
-  (`take`, when the batch is written). A record costs more than an act (its row and
+  (`take`, when the batch is written): each act written as canonical JSON by its
+  kind's writer (core/audit/acts.py, the same bytes as `canonical` at a fraction of
+  its cost), the record's body joined from them. A record costs more than an act (its row and
   its index entry, its hash, its canonical JSON call): 17 acts per three-domain
   workflow over the three agents were 17 records, and at the peak are about 10
   (a workflow spans several batches), fewer at lower rates. The readers of a
