@@ -105,13 +105,13 @@ def test_every_kind_of_the_node_engines_log_has_a_writer():
     assert set(acts._WRITERS) == set(SHAPES)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(shaped(exact=True))
 def test_an_act_of_its_kinds_shape_is_written_as_canonical_writes_it(act):
     assert _outcome(act_text, *act) == _outcome(_canonical_act, *act)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(shaped(exact=False))
 def test_an_act_outside_its_kinds_shape_is_written_as_canonical_writes_it(act):
     assert _outcome(act_text, *act) == _outcome(_canonical_act, *act)
@@ -129,7 +129,7 @@ def test_a_long_string_is_written_as_the_c_encoder_writes_it(text):
                                                   text)
 
 
-@settings(max_examples=500)
+@settings(max_examples=300)
 @given(st.one_of(TEXT, OTHER), st.one_of(INT, st.just(Round.ONE)),
        st.lists(st.one_of(shaped(exact=True), shaped(exact=False)), max_size=4))
 def test_a_records_body_is_chain_record_bodys(workflow, time_ms, queued):

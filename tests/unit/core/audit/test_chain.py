@@ -193,7 +193,7 @@ def _dumps(value: object) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
-@settings(max_examples=1000)
+@settings(max_examples=500)
 @given(_VALUES)
 def test_canonical_is_json_dumps_with_its_options_for_any_value(value):
     assert _outcome(canonical, value) == _outcome(_dumps, value)
