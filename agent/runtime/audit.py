@@ -1,7 +1,8 @@
 """This domain's audit log: what it did and why, one record per act.
 
-The Node's acts are recorded by node_engine/audit.py once node.db holds them (`record`,
-appended in batches); this module keeps the log itself (agent.db's chain, its
+The Node's acts are recorded by node_engine/audit.py once node.db holds them
+(`record_acts`, appended in batches, each act already written as canonical JSON by
+core/audit/acts.py); this module keeps the log itself (agent.db's chain, its
 checkpoints) and the records of acts that are not the Node's: the agent's start, the
 policy in force, a refused or taken client request, a trust change. Acts that change no
 state (a refused client request) are appended alone before anyone hears of them. The
@@ -20,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from fedorch.core.audit.acts import ACTS
+from fedorch.core.audit.acts import record_body as acts_body
 from fedorch.core.audit.chain import STARTED, make_checkpoint
 from fedorch.core.identity.keys import public_key_line
 from fedorch.runtime.store import audit_table
@@ -55,11 +59,21 @@ class Audit:
                **data: object) -> Statement:
         """A record to write with the change it records (in the caller's transaction);
         `if_changed`: only if the statement just before it changed a row."""
+        self._counted()
+        return audit_table.append_statement(kind, workflow_id, self.agent.now_ms(), data,
+                                            if_changed=if_changed)
+
+    def record_acts(self, workflow_id: str, acts: Sequence[str]) -> Statement:
+        """The node engine's record of a workflow's acts, each already written as its
+        canonical JSON (core/audit/acts.py `act_text`): one ACTS record."""
+        self._counted()
+        return audit_table.append_encoded(
+            ACTS, workflow_id, acts_body(workflow_id, self.agent.now_ms(), acts))
+
+    def _counted(self) -> None:
         self._since_checkpoint += 1
         if self._since_checkpoint == 1 or self._since_checkpoint >= CHECKPOINT_EVERY:
             self.sleep.wake()  # the first: arm the interval; enough: checkpoint now
-        return audit_table.append_statement(kind, workflow_id, self.agent.now_ms(), data,
-                                            if_changed=if_changed)
 
     async def append(self, kind: str, workflow_id: str, **data: object) -> None:
         """A record of an act that changes nothing else: written alone, now."""

@@ -46,7 +46,9 @@ committed, never of one a crash could still undo.
 - One record per workflow and batch: the acts of one workflow in a batch are ONE
   record of kind `acts` (audit_table.ACTS: `{"acts": [{"kind", "time_ms", "data"},
   ...]}`, in the order they came, each with its own time), encoded and chained once
-  (`take`, when the batch is written). A record costs more than an act (its row and
+  (`take`, when the batch is written): each act written as canonical JSON by its
+  kind's writer (core/audit/acts.py, the same bytes as `canonical` at a fraction of
+  its cost), the record's body joined from them. A record costs more than an act (its row and
   its index entry, its hash, its canonical JSON call): 17 acts per three-domain
   workflow over the three agents were 17 records, and at the peak are about 10
   (a workflow spans several batches), fewer at lower rates. The readers of a
@@ -87,6 +89,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fedorch.core.audit import proof as proofs
+from fedorch.core.audit.acts import act_text
 from fedorch.core.audit.chain import b64, canonical
 from fedorch.core.negotiation.abort_reasons import refusals_text
 from fedorch.core.node.inputs import Message
@@ -98,9 +101,8 @@ from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
-from fedorch.runtime.store.audit_table import ACTS
 
-__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog", "Records", "acts_records",
+__all__ = ["AuditedNode", "AuditedWrites", "NodeAuditLog", "Records", "acts_texts",
            "spec_sha256"]
 
 log = logging.getLogger("fedorch.node_engine")
@@ -161,18 +163,21 @@ class Records:
                      ("learned", PUT): self._learned, ("runs", ADD): self._run,
                      ("results", PUT): self._result, ("results", DELETE): self._forget,
                      ("info", PUT): self._info, ("holds", PUT): self._hold}
+        # Most of a turn's ops are of tables no act is made of: passed over by name.
+        self._tables = frozenset(table for table, _ in self._ops)
 
     # ---- durable groups ---------------------------------------------------------------
 
     def of_writes(self, writes: Sequence[Write]) -> list[Entry]:
         out: list[Entry] = []
         self._infos, self._holds = {}, {}
-        ops = self._ops
+        ops, tables = self._ops, self._tables
         for w in writes:
             for op in w.ops:
-                handler = ops.get((op.table, op.kind))
-                if handler is not None:
-                    handler(w.point, op.key, op.value, out)
+                if op.table in tables:
+                    handler = ops.get((op.table, op.kind))
+                    if handler is not None:
+                        handler(w.point, op.key, op.value, out)
             for note in w.notes:
                 if note[0] == "yes_voted":
                     self._yes(note[1], out)
@@ -304,19 +309,20 @@ class Records:
                              "spec_sha256": spec_sha256(spec) if spec is not None else ""})
 
 
-def acts_records(queued: Sequence[tuple[str, str, dict, int]]) -> list[Entry]:
-    """Acts queued (kind, workflow, data, wall ms) as one ACTS record per workflow, in
-    the order each workflow's first act came, its acts in the order they came (read
-    back as those acts by audit_table.acts)."""
-    by_workflow: dict[str, list[dict[str, object]]] = {}
+def acts_texts(queued: Sequence[tuple[str, str, dict, int]]) -> list[tuple[str, list[str]]]:
+    """Acts queued (kind, workflow, data, wall ms) as each workflow's acts written as
+    canonical JSON (`act_text`), in the order each workflow's first act came, its
+    acts in the order they came: one ACTS record each (read back as those acts by
+    audit_table.acts)."""
+    by_workflow: dict[str, list[str]] = {}
     for kind, wf, data, time_ms in queued:
-        act = {"kind": kind, "time_ms": time_ms, "data": data}
-        acts = by_workflow.get(wf)
-        if acts is None:
-            by_workflow[wf] = [act]
+        text = act_text(kind, time_ms, data)
+        texts = by_workflow.get(wf)
+        if texts is None:
+            by_workflow[wf] = [text]
         else:
-            acts.append(act)
-    return [(ACTS, wf, {"acts": acts}) for wf, acts in by_workflow.items()]
+            texts.append(text)
+    return list(by_workflow.items())
 
 
 class NodeAuditLog:
@@ -369,14 +375,14 @@ class NodeAuditLog:
 
     def take(self) -> tuple[int, list]:
         """What is queued, taken: how many acts, and the statements of their records
-        (one ACTS record per workflow, made here: bodies encoded once, per batch)."""
+        (one ACTS record per workflow; each act written as canonical JSON once, by
+        its kind's writer, and the record's body joined from them: core/audit/acts.py)."""
         queued, self._queued = self._queued, []
         evidence = getattr(self.records, "evidence", None)
         if evidence is not None:  # the batch's attestations: one signature
             evidence.seal_pending()
-        record = self.audit.record
-        return len(queued), [record(kind, wf, **data)
-                             for kind, wf, data in acts_records(queued)]
+        record = self.audit.record_acts
+        return len(queued), [record(wf, texts) for wf, texts in acts_texts(queued)]
 
     async def run(self) -> None:
         """Write what is queued, one transaction at a time, until cancelled: `batch_s`

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from fedorch.core.audit.acts import ACTS as _ACTS
 from fedorch.core.audit.chain import (
     GENESIS,
     Checkpoint,
@@ -62,8 +63,8 @@ MIGRATION = """
 Statement = tuple[str, tuple]
 
 # The node engine's record of acts of one workflow: data {"acts": [{"kind", "time_ms",
-# "data"}, ...]}, in the order they happened.
-ACTS = "acts"
+# "data"}, ...]}, in the order they happened (its body written by core/audit/acts.py).
+ACTS = _ACTS
 
 
 # The statements an append is made of: markers the store recognises (Database.write runs
@@ -79,8 +80,14 @@ def append_statement(kind: str, workflow_id: str, time_ms: int,
     """Append one record after the log's head, inside the caller's transaction.
     `if_changed`: only if the statement just before it changed a row (a write-once
     cell this record tells of was won, not found full)."""
-    return (APPEND_IF_CHANGED if if_changed else APPEND,
-            (workflow_id, kind, record_body(kind, workflow_id, time_ms, data)))
+    return append_encoded(kind, workflow_id, record_body(kind, workflow_id, time_ms, data),
+                          if_changed=if_changed)
+
+
+def append_encoded(kind: str, workflow_id: str, body: bytes, *,
+                   if_changed: bool = False) -> Statement:
+    """`append_statement` of a body already encoded (`chain.record_body`'s bytes)."""
+    return (APPEND_IF_CHANGED if if_changed else APPEND, (workflow_id, kind, body))
 
 
 class Chain:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +16,7 @@ from fedorch.core.audit.chain import (
     Record,
     Verified,
     attest,
+    canonical,
     make_checkpoint,
     open_attestation,
     record_body,
@@ -22,6 +24,8 @@ from fedorch.core.audit.chain import (
     verify,
 )
 from fedorch.core.identity.trust import TrustStore
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 KEY = Ed25519PrivateKey.generate()
 OTHER = Ed25519PrivateKey.generate()
@@ -163,3 +167,46 @@ def test_attestations_verify_only_unchanged_and_signed_by_the_domain_they_name()
                                             KEY.sign)["statement"])
     with pytest.raises(ValueError, match="bad signature"):
         open_attestation(changed, trust.verify, "final")
+
+
+# ---- canonical JSON: the C encoder made once says what json.dumps says -------------
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                     st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF,
+                                           blacklist_categories=())))
+_KEYS = st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.floats())
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.tuples(inner, inner),
+    st.dictionaries(st.text(), inner, max_size=4),
+    st.dictionaries(_KEYS, inner, max_size=3)), max_leaves=20)
+
+
+def _outcome(f, value) -> tuple[str, object]:
+    try:
+        return ("ok", f(value))
+    except Exception as e:  # the same value must fail the same way
+        return ("raises", type(e))
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+@settings(max_examples=500)
+@given(_VALUES)
+def test_canonical_is_json_dumps_with_its_options_for_any_value(value):
+    assert _outcome(canonical, value) == _outcome(_dumps, value)
+
+
+def test_canonical_of_a_circular_value_raises_as_json_dumps_does():
+    loop: list = []
+    loop.append(loop)
+    cycle: dict = {}
+    cycle["self"] = [cycle]
+    for value in (loop, cycle):
+        with pytest.raises(ValueError, match="Circular reference"):
+            canonical(value)
+        with pytest.raises(ValueError, match="Circular reference"):
+            _dumps(value)
+    assert canonical({"b": [1, 2.5, None], "a": "é\n"}) == '{"a":"é\\n","b":[1,2.5,null]}'.encode()

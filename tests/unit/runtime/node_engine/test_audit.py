@@ -6,6 +6,7 @@ ACTS record per workflow in it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import deque
 
@@ -22,7 +23,7 @@ from fedorch.runtime.node_engine.audit import (
     AuditedWrites,
     NodeAuditLog,
     Records,
-    acts_records,
+    acts_texts,
     outputs_sha256,
     spec_sha256,
 )
@@ -46,8 +47,9 @@ class StepClock:
 
 
 class FakeAudit:
-    """runtime/audit.Audit's `record`: the records it was asked to make, and the acts
-    they hold (an ACTS record read as audit_table.acts reads it), in order."""
+    """runtime/audit.Audit's `record` and `record_acts`: the records it was asked to
+    make, and the acts they hold (an ACTS record read as audit_table.acts reads it:
+    each act's canonical JSON decoded), in order."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, str, dict]] = []
@@ -60,6 +62,9 @@ class FakeAudit:
         else:
             self.entries.append((kind, workflow_id, data))
         return (kind, workflow_id, data)
+
+    def record_acts(self, workflow_id: str, acts: list[str]) -> tuple:
+        return self.record(ACTS, workflow_id, acts=[json.loads(a) for a in acts])
 
     def kinds(self, wf: str) -> list[str]:
         return [k for k, w, _ in self.entries if w == wf]
@@ -373,12 +378,11 @@ async def test_records_beyond_the_bound_are_counted_lost_and_a_stuck_stop_gives_
 def test_a_batch_is_one_record_per_workflow_its_acts_in_order_each_with_its_time():
     queued = [("vote", "d0.w1", {"yes": True}, 1), ("vote", "d0.w2", {"yes": False}, 1),
               ("learned", "d0.w1", {"round": 1}, 2), ("step_started", "d0.w1", {"step": "a"}, 3)]
-    assert acts_records(queued) == [
-        (ACTS, "d0.w1", {"acts": [{"kind": "vote", "time_ms": 1, "data": {"yes": True}},
-                                  {"kind": "learned", "time_ms": 2, "data": {"round": 1}},
-                                  {"kind": "step_started", "time_ms": 3,
-                                   "data": {"step": "a"}}]}),
-        (ACTS, "d0.w2", {"acts": [{"kind": "vote", "time_ms": 1, "data": {"yes": False}}]})]
+    assert [(wf, [json.loads(t) for t in texts]) for wf, texts in acts_texts(queued)] == [
+        ("d0.w1", [{"kind": "vote", "time_ms": 1, "data": {"yes": True}},
+                   {"kind": "learned", "time_ms": 2, "data": {"round": 1}},
+                   {"kind": "step_started", "time_ms": 3, "data": {"step": "a"}}]),
+        ("d0.w2", [{"kind": "vote", "time_ms": 1, "data": {"yes": False}}])]
 
 
 def test_a_workflow_settled_within_one_batch_is_one_record_per_agent():
