@@ -339,8 +339,7 @@ class DomainLoss:
         if told is WorkflowState.CANCELLED:
             n.cancels.void(wf)  # the cancel's caller is answered what happened
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "final" and k[1] == wf)}
+        n.pending.drop(wf, lambda k, v: k[0] == "final")
 
     # ---- the verdict ---------------------------------------------------------------------
 
@@ -519,8 +518,7 @@ class DomainLoss:
         # Made: an elector holding no step that has not acknowledged it is not needed
         # (enough did), and the made end's notices go to the workflow's domains only.
         keep = n.replacement.domains_of(wf) | {n.running.info(wf).coordinator}
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "final" and k[1] == wf and k[2] not in keep)}
+        n.pending.drop(wf, lambda k, v: k[0] == "final" and k[2] not in keep)
 
     def acknowledged_as_made(self, wf: str, state: WorkflowState,
                              settled: bool) -> set[str]:

@@ -123,6 +123,7 @@ from fedorch.core.node.inputs import (
 )
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
+from fedorch.core.node.pending import Pending
 from fedorch.core.node.placed_here import PlacedHere
 from fedorch.core.node.ready import Outbox, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
@@ -311,7 +312,7 @@ class Node:
         self.replacement.reset()
         if self.fencing is not None:
             self.fencing.reset()
-        self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
+        self.pending = Pending()  # reliable sends: id -> [to, msg, at, backoff]
         self.members = {}  # a restarted agent's view is its membership's: told anew
         if self.takeover is not None:
             self.takeover.reset()
