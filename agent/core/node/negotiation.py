@@ -94,11 +94,13 @@ from fedorch.core.node.records import (
     ClaimMsg,
     CompensatedMsg,
     CompensateMsg,
+    CoordRow,
     FinalMsg,
     PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
+    WfInfo,
     copy_hold,
 )
 from fedorch.core.node.votes import constraints_refusal
@@ -355,9 +357,12 @@ class Negotiation:
         if isinstance(a, SendPrepare):
             if row.round != a.round:  # the round record, before any PREPARE of it
                 n.point("round record")
-                row = replace(row, round=a.round, acceptors=a.acceptors,
-                              info=replace(row.info, placement=dict(a.placement),
-                                           coordinator=n.name))
+                info = row.info  # built directly: dataclasses.replace is generic, slow
+                row = CoordRow(row.workflow_id,
+                               WfInfo(info.spec, dict(a.placement), n.name,
+                                      info.submission, info.stated, info.lost),
+                               row.state, a.round, a.acceptors, row.committed,
+                               row.finished, row.reason)
                 d.rows[wf] = row
                 self._keep_refusals(wf, core)  # why the earlier rounds were redone
             tx = core.tx()
