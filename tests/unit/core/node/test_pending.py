@@ -57,3 +57,24 @@ def test_changes_that_would_bypass_the_index_are_refused():
         with pytest.raises(TypeError):
             change()
     assert len(t) == 5
+
+
+def test_a_workflows_end_cuts_its_own_resends_in_place_and_no_other_workflows():
+    # The Node keeps its table (the index goes with it) and another workflow's resends
+    # keep their entries and their order: the end walks its own workflow's ids only.
+    from fedorch.core.node import StepEnded
+
+    from tests.unit.core.node.test_takeover import WF, committed
+
+    fed = committed()  # no attempt ended yet
+    d1 = fed.nodes["d1"]
+    other = [("result", "d0.other", "s", "d9"), ("final", "d0.other", "d9")]
+    for key in other:
+        d1.pending[key] = ["d9", None, 1e18, 1.0]
+    table = d1.pending
+    fed.net = [(n, n, StepEnded(*run, ok=True)) for n in fed.names for run in fed.running[n]]
+    fed.deliver()
+    assert WF in d1.state.final  # ended at d1
+    assert d1.pending is table and type(table) is Pending
+    assert not [k for k in table if k[1] == WF]
+    assert [k for k in table if k[1] == "d0.other"] == other == table.of("d0.other")
