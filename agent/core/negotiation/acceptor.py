@@ -200,7 +200,8 @@ class Acceptor:
         # `restore` merges it back. A record is not needed for safety once decided; its
         # promise and accepted value, which are, were persisted when they changed.
         base = current if current is not None else AcceptorRecord(tx)
-        self._records[tx.key] = replace(base, decided=value)
+        self._records[tx.key] = AcceptorRecord(base.tx, base.promised, base.accepted_ballot,
+                                               base.accepted_value, value)  # not replace(): hot
 
     # ---- handlers ------------------------------------------------------------------
 
@@ -227,8 +228,7 @@ class Acceptor:
         if rec.accepted_ballot != msg.ballot or rec.accepted_value != msg.value:
             if rec.accepted_ballot == msg.ballot:
                 raise RemoteProtocolError(f"two values proposed in ballot {msg.ballot}")
-            rec = replace(rec, promised=msg.ballot, accepted_ballot=msg.ballot,
-                          accepted_value=msg.value)
+            rec = AcceptorRecord(rec.tx, msg.ballot, msg.ballot, msg.value, rec.decided)
             self._store(rec)
         accepted = Accepted(msg.tx.key, msg.ballot, self.me, msg.value)
         self._reply(sender, accepted)

@@ -413,7 +413,7 @@ class Compensating:
             return "its compensations have not ended"
         if self.n.state.plans.get(wf):
             return "its saga's plan is open (its driver has not told the saga over)"
-        if any(k[0] == SAGA and k[1] == wf for k in self.n.pending):
+        if any(k[0] == SAGA for k in self.n.pending.of(wf)):
             return "its saga's plan or end is not acknowledged by every participant"
         for key in self.n.state.comp_runs.of(wf):
             state, _, reported = self.n.state.comp_runs[key]

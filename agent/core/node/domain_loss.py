@@ -339,8 +339,7 @@ class DomainLoss:
         if told is WorkflowState.CANCELLED:
             n.cancels.void(wf)  # the cancel's caller is answered what happened
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "final" and k[1] == wf)}
+        n.pending.drop(wf, lambda k, v: k[0] == "final")
 
     # ---- the verdict ---------------------------------------------------------------------
 
@@ -455,13 +454,14 @@ class DomainLoss:
             out |= n.replacement.domains_of(wf) & set(electorate)
         return out
 
-    def _told(self, wf: str) -> set[str]:
+    def _told(self, wf: str, participants: set[str] | None = None) -> set[str]:
         """Who is told a held end: the participants, every elector (the committed
         round's acceptors: one holding no step keeps the end, elector_ends.py), and the
         original coordinator when a successor tells it (as it tells every end:
         takeover.py)."""
         n = self.n
-        told = self.participants(wf) | set(n.takeover.electorate_of(wf) or ())
+        told = (self.participants(wf) if participants is None else participants) \
+            | set(n.takeover.electorate_of(wf) or ())
         if self.epoch(wf) >= 1:
             told.add(n.running.info(wf).coordinator)
         return told - {n.name}
@@ -484,8 +484,10 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = self.participants(wf) - {n.name}
-        for dst in sorted(self._told(wf) - acked):
+        participants = self.participants(wf)
+        told = self._told(wf, participants)  # once: nothing below changes who is told
+        participants = participants - {n.name}
+        for dst in sorted(told - acked):
             if ("final", wf, dst) not in n.pending:  # placed on after the end was told
                 notice = self.notices.get(wf)
                 if notice is None:  # held before a restore: told anew
@@ -496,7 +498,7 @@ class DomainLoss:
         # At least one other than this Node must hold the end: a participant, or, told
         # by a successor, the original coordinator (an elector that then answers claims
         # with it), so a successor whose other participants are all gone is not held.
-        if waiting or not acked & (participants | self._told(wf)):
+        if waiting or not acked & (participants | told):
             return
         # Gone is not gone for good: electors the view says are gone may come back and,
         # this coordinator dead meanwhile, elect a successor that decides on results. Its
@@ -519,8 +521,7 @@ class DomainLoss:
         # Made: an elector holding no step that has not acknowledged it is not needed
         # (enough did), and the made end's notices go to the workflow's domains only.
         keep = n.replacement.domains_of(wf) | {n.running.info(wf).coordinator}
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "final" and k[1] == wf and k[2] not in keep)}
+        n.pending.drop(wf, lambda k, v: k[0] == "final" and k[2] not in keep)
 
     def acknowledged_as_made(self, wf: str, state: WorkflowState,
                              settled: bool) -> set[str]:

@@ -94,11 +94,13 @@ from fedorch.core.node.records import (
     ClaimMsg,
     CompensatedMsg,
     CompensateMsg,
+    CoordRow,
     FinalMsg,
     PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
+    WfInfo,
     copy_hold,
 )
 from fedorch.core.node.votes import constraints_refusal
@@ -355,9 +357,11 @@ class Negotiation:
         if isinstance(a, SendPrepare):
             if row.round != a.round:  # the round record, before any PREPARE of it
                 n.point("round record")
-                row = replace(row, round=a.round, acceptors=a.acceptors,
-                              info=replace(row.info, placement=dict(a.placement),
-                                           coordinator=n.name))
+                i = row.info  # built directly: dataclasses.replace is generic, slow
+                row = CoordRow(row.workflow_id, WfInfo(i.spec, dict(a.placement), n.name,
+                                                       i.submission, i.stated, i.lost),
+                               row.state, a.round, a.acceptors, row.committed,
+                               row.finished, row.reason)
                 d.rows[wf] = row
                 self._keep_refusals(wf, core)  # why the earlier rounds were redone
             tx = core.tx()
@@ -378,8 +382,9 @@ class Negotiation:
                 d.records[(wf, a.round)] = value
             elif d.records[(wf, a.round)] != value:
                 raise LocalProtocolError(f"{wf} round {a.round}: the decision record changed")
-            if value.commit:
-                d.rows[wf] = replace(d.rows[wf], committed=True)
+            if value.commit:  # rows built directly: dataclasses.replace is slow
+                d.rows[wf] = CoordRow(row.workflow_id, row.info, row.state, row.round,
+                                      row.acceptors, True, row.finished, row.reason)
                 d.committed[wf] = a.round
             elif d.cells.get((wf, a.round), value).commit:
                 n.stats["coordinator proposed commit, abort chosen"] += 1
@@ -397,7 +402,8 @@ class Negotiation:
             event = lifecycle.Committed() if a.committed else lifecycle.Cancelled(a.reason) \
                 if a.cancelled else lifecycle.Aborted(a.reason)
             state = lifecycle.step(row.state, event)
-            d.rows[wf] = replace(row, state=state, finished=True, reason=a.reason)
+            d.rows[wf] = CoordRow(row.workflow_id, row.info, state, row.round,
+                                  row.acceptors, row.committed, True, a.reason)
             self._keep_refusals(wf, core)
             n.out.status.append((wf, state))
             if a.committed:

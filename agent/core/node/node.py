@@ -94,7 +94,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.identity.submission import SubmissionError
@@ -123,8 +122,9 @@ from fedorch.core.node.inputs import (
 )
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.negotiation import Negotiation
+from fedorch.core.node.pending import Pending
 from fedorch.core.node.placed_here import PlacedHere
-from fedorch.core.node.ready import Outbox, Ready, recorded_view
+from fedorch.core.node.ready import Outbox, Outgoing, Ready, recorded_view
 from fedorch.core.node.records import Disk, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.node.replacement import Replacements
 from fedorch.core.node.restart_check import RestartCheck
@@ -311,7 +311,7 @@ class Node:
         self.replacement.reset()
         if self.fencing is not None:
             self.fencing.reset()
-        self.pending: dict[tuple, list] = {}  # reliable sends: id -> [to, msg, at, backoff]
+        self.pending = Pending()  # reliable sends: id -> [to, msg, at, backoff]
         self.members = {}  # a restarted agent's view is its membership's: told anew
         if self.takeover is not None:
             self.takeover.reset()
@@ -419,8 +419,9 @@ class Node:
         at = [(q, i) for q in (out.send_now, out.send_after) for i, o in enumerate(q)
               if type(o.msg) is VoteMsg and o.msg.yes and not o.msg.evidence]
         evidence = self.votes.seal([(q[i].msg.key, True) for q, i in at])
-        for (q, i), raw in zip(at, evidence, strict=True):
-            q[i] = replace(q[i], msg=replace(q[i].msg, evidence=raw))
+        for (q, i), raw in zip(at, evidence, strict=True):  # built directly: every YES
+            v = q[i].msg
+            q[i] = Outgoing(q[i].to, VoteMsg(v.key, v.domain, v.yes, v.reason, raw))
         self._unsealed = 0
         self.stats["vote roots signed"] += 1
 

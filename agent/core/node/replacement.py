@@ -458,8 +458,7 @@ class Replacements:
         for key in [k for k in self.acked if k[0] == wf]:
             del self.acked[key]
         n = self.n
-        n.pending = {k: v for k, v in n.pending.items()  # told no more: it is over
-                     if not (k[0] == "placed" and k[1] == wf)}
+        n.pending.drop(wf, lambda k, v: k[0] == "placed")  # told no more: it is over
         n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
 
     # ---- restore -----------------------------------------------------------------------

@@ -145,8 +145,8 @@ class Telling:
         placed = n.state.placements.get(wf)
         if not placed:
             return True
-        for key in n.pending:
-            if key[0] == "placed" and key[1] == wf and key[-1] == domain \
+        for key in n.pending.of(wf):
+            if key[0] == "placed" and key[-1] == domain \
                     and placed.get(key[2], (0, "", ""))[2] == domain:
                 return False
         return True

@@ -341,8 +341,7 @@ class Retainer:
             d.runs.discard(run)
         if wf in n.coordinators:
             del n.coordinators[wf]
-        if any(k[1] == wf for k in n.pending):
-            n.pending = {k: v for k, v in n.pending.items() if k[1] != wf}
+        n.pending.drop(wf)
         del self._entries[wf]
         n.stats["retention: workflow forgotten"] += 1
 

@@ -447,9 +447,8 @@ class Running:
                 n.state.results[wf] = results
         for h in n.participant.release_workflow(wf):
             n.state.holds.pop(h.key, None)
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "result" and k[1] == wf)
-                     or n.compensating.owed_result(state, v[1])}  # a saga needs it
+        n.pending.drop(wf, lambda k, v: k[0] == "result"
+                       and not n.compensating.owed_result(state, v[1]))  # a saga needs it
         if n.takeover is not None:
             n.takeover.forget(wf)
         if n.fencing is not None:

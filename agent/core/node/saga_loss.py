@@ -100,8 +100,7 @@ class SagaLoss:
             n.point("compensation lost")
             n.stats["compensation failed: its domain was lost"] += 1
             self.c.write_row(wf, step)
-            n.pending = {k: v for k, v in n.pending.items()
-                         if not (k[0] == "compensate" and k[1:3] == (wf, step))}
+            n.pending.drop(wf, lambda k, v, step=step: k[0] == "compensate" and k[2] == step)
 
     def fenced(self, wf: str, msg: CompensatedMsg) -> bool:
         """Is `msg` a report of a compensation this Node ended on a loss verdict (its

@@ -208,8 +208,7 @@ class SagaPlans:
         """The driver changed: the reports not acknowledged go to it now (and no
         longer to the one before)."""
         n = self.n
-        n.pending = {k: v for k, v in n.pending.items()
-                     if not (k[0] == "compensated" and k[1] == wf)}
+        n.pending.drop(wf, lambda k, v: k[0] == "compensated")
         for key in [k for k in n.state.comp_runs if k[0] == wf]:
             state, _, reported = n.state.comp_runs[key]
             if state != "running" and not reported:
@@ -287,8 +286,7 @@ class SagaPlans:
     def drop_tells(self, wf: str) -> None:
         """This Node drives `wf`'s saga no more: its plan's and its attempts' tells are
         void (the members refuse them, following the driver now), not resent."""
-        self.n.pending = {k: v for k, v in self.n.pending.items()
-                          if not (k[0] in (SAGA, "compensate") and k[1] == wf)}
+        self.n.pending.drop(wf, lambda k, v: k[0] in (SAGA, "compensate"))
 
     def tell_end_again(self, wf: str, epoch: int) -> None:
         """As a certified holder of `epoch` that heard a rival claimant's end: its end,

@@ -42,12 +42,11 @@ Pure: the signer and the checks are ports.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Protocol
 
 from fedorch.core.identity.authority import Refused
 from fedorch.core.negotiation.messages import TxInfo, VoteIn
-from fedorch.core.node.records import PrepareMsg
+from fedorch.core.node.records import PrepareMsg, WfInfo
 from fedorch.core.node.takeover_grants import (
     Certificate,
     Collected,
@@ -132,6 +131,9 @@ class Proofs:
         # domain (its claim, or a proven denial): our denials carry it.
         self.proofs: dict[str, tuple[int, str, Certificate]] = {}
         self._stated: StatedRound | None = None  # the last round we signed
+        # The transaction fields `_stated` was checked against: the PREPAREs of one round
+        # carry the same ones, so its statement is made once per round, not per PREPARE.
+        self._stated_of: tuple | None = None
 
     def reset(self) -> None:
         self.collected.reset()
@@ -150,18 +152,22 @@ class Proofs:
         tx = msg.tx
         if tx.coordinator != self.n.name or tx.round_tx:
             return msg
-        raw = round_statement(tx.workflow_id, tx.round, tx.coordinator, tx.participants,
-                              tx.acceptors)
+        of = (tx.workflow_id, tx.round, tx.coordinator, tx.participants, tx.acceptors)
         stated = self._stated
-        if stated is None or stated.statement != raw:
-            stated = self._stated = sign_round(self.sign, tx.workflow_id, tx.round,
-                                               tx.coordinator, tx.participants,
-                                               tx.acceptors)
-            self.n.stats["takeover round signed"] += 1
+        if stated is None or self._stated_of != of:
+            raw = round_statement(*of)  # a function of `of`: equal `of`, equal statement
+            if stated is None or stated.statement != raw:
+                stated = self._stated = sign_round(self.sign, *of)
+                self.n.stats["takeover round signed"] += 1
+            self._stated_of = of
         info = msg.info
         if info.stated is None and not set(tx.acceptors) <= set(tx.participants):
-            info = replace(info, stated=stated)
-        return replace(msg, tx=replace(tx, round_tx=stated.signature), info=info)
+            info = WfInfo(info.spec, info.placement, info.coordinator, info.submission,
+                          stated, info.lost)
+        # Built directly (dataclasses.replace is generic, and this is every PREPARE).
+        return PrepareMsg(TxInfo(tx.workflow_id, tx.round, tx.coordinator, tx.participants,
+                                 tx.acceptors, stated.signature),
+                          msg.steps, info, msg.held_epoch, msg.won)
 
     def check_stated(self, sender: str, tx: TxInfo) -> None:
         """Refused unless `tx`, which `sender` states to this agent's acceptor before it

@@ -176,13 +176,14 @@ def _root_of(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     at += 1
     if steps > MAX_PATH or len(raw) < at + 33 * steps:
         return None
-    node = _leaf(statement)
+    sha256 = hashlib.sha256  # _leaf and _inner inlined: every vote checked walks its path
+    node = sha256(_LEAF + statement).digest()
     for _ in range(steps):
         side, sibling = raw[at], raw[at + 1:at + 33]
         if side == 0:
-            node = _inner(sibling, node)
+            node = sha256(_INNER + sibling + node).digest()
         elif side == 1:
-            node = _inner(node, sibling)
+            node = sha256(_INNER + node + sibling).digest()
         else:
             return None
         at += 33
