@@ -71,7 +71,7 @@ from typing import Any
 
 import msgpack
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.runtime.node_codec_types import field_checks
+from fedorch.runtime.node_codec_types import check_source, field_checks
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -233,6 +233,8 @@ class NodeCodec:
                 raise CodecError("an encoded container starts with its tag")
             return decoder(tree)
 
+        # Every tag's checked decoder: a dataclass's checks its fields, a container's
+        # and an enum's are the unchecked ones (one table: one lookup per array).
         checked_decoders: dict[str, Callable[[list], Any]] = {}
         get_checked = checked_decoders.get
 
@@ -241,7 +243,7 @@ class NodeCodec:
             tag = tree[0] if tree else None
             decoder = get_checked(tag) if tag.__class__ is str else None
             if decoder is None:
-                return array(tree)  # a container, or no tag: `array` says what is wrong
+                return array(tree)  # an unknown tag, or none: `array` says what is wrong
             return decoder(tree)
 
         def items(values: Iterable[Any]) -> list:
@@ -321,19 +323,19 @@ class NodeCodec:
         namespace = {"new": _new, "enc": enc, "scalars": _SCALARS, "prefix_t": prefix_t,
                      "all_scalars": all_scalars,
                      "CodecError": CodecError}
+        known = frozenset(self._by_name.values()) | frozenset(self._protos.values())
         for name, cls in self._by_name.items():
             names = self._fields.get(cls)
             if names is None:
                 encoders[cls], decoders[name] = _enum_walks(cls)
             else:
-                encoders[cls], decoders[name] = _dataclass_walks(
-                    cls, names, _declared(cls, self._fields), namespace)
+                encoders[cls], decoders[name], checked_decoders[name] = _dataclass_walks(
+                    cls, names, _declared(cls, self._fields), namespace,
+                    field_checks(cls, names, known), known)
         for name, cls in self._by_name.items():
             namespace[f"E_{name}"], namespace[f"C_{name}"] = encoders[cls], cls
-        for name, cls in self._by_name.items():
-            if cls in self._fields:
-                checked_decoders[name] = _checked_decoder(
-                    cls, self._fields[cls], decoders[name], self._by_name, self._protos)
+        for tag, decoder in decoders.items():  # containers and enums: nothing to check
+            checked_decoders.setdefault(tag, decoder)
         return enc, array, checked_array
 
 
@@ -413,48 +415,60 @@ def _field_tree(field: str, declared: dict[str, tuple]) -> str:
 
 
 def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tuple],
-                     namespace: dict[str, Any]) -> tuple[Callable, Callable]:
-    """A dataclass's encoder and decoder, generated: one expression per field."""
+                     namespace: dict[str, Any], checks: tuple, known: frozenset[type]
+                     ) -> tuple[Callable, Callable, Callable]:
+    """A dataclass's encoder and decoders (unchecked, and checked: `checks`, the
+    `field_checks` of its fields), generated: one expression per field."""
     name = cls.__name__
     field_trees = ", ".join(_field_tree(f, declared) for f in names)
+    size = len(names) + 1
+    fields = [f"tree[{i + 1}]" for i in range(len(names))]
+    if _builds_by_dict(cls):
+        build = ["    obj = new(cls)", "    d = obj.__dict__"]
+        build += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields, strict=True)]
+        build += ["    return obj"]
+    else:
+        build = [f"    return cls({', '.join(fields)})"]
+    size_check = [
+        f"    if len(tree) != {size}:",
+        f"        raise CodecError(f'{name} has {size - 1} fields, not {{len(tree) - 1}}')",
+    ]
+    # The checked decoder: the expression of each checked field
+    # (node_codec_types.py `check_source`); when one is false, `refuse` runs the
+    # predicates to name the field.
+    tests = [t for t in (check_source(hint, known, f"tree[{i}]", namespace)
+                         for i, _, hint, _ in checks) if t is not None]
+    test = ["    if not (" + "\n            and ".join(tests) + "):",
+            "        refuse(tree)"] if tests else []
     lines = [
         "def encode(value, enc=enc, scalars=scalars, prefix_t=prefix_t,"
         " all_scalars=all_scalars):",
         f"    return [{name!r}, {field_trees}]",
         "def decode(tree, cls=cls, new=new):",
-        f"    if len(tree) != {len(names) + 1}:",
-        f"        raise CodecError(f'{name} has {len(names)} fields, not {{len(tree) - 1}}')",
+        *size_check, *build,
+        "def checked(tree, cls=cls, new=new, refuse=refuse):",
+        *size_check, *test, *build,
     ]
-    fields = [f"tree[{i + 1}]" for i in range(len(names))]
-    if _builds_by_dict(cls):
-        lines += ["    obj = new(cls)", "    d = obj.__dict__"]
-        lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields, strict=True)]
-        lines += ["    return obj"]
-    else:
-        lines += [f"    return cls({', '.join(fields)})"]
     namespace["cls"] = cls  # bound as a default argument, so each decode keeps its own
+    namespace["refuse"] = _refusal(name, checks)
     exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
-    return namespace.pop("encode"), namespace.pop("decode")
+    return namespace.pop("encode"), namespace.pop("decode"), namespace.pop("checked")
 
 
-def _checked_decoder(cls: type, names: tuple[str, ...], decode: Callable[[list], Any],
-                     registered: dict[str, type], protos: dict[str, type[ProtoMessage]]
-                     ) -> Callable[[list], Any]:
-    """`decode`, after checking each field of the tree against its declared type."""
-    checks = field_checks(cls, names, frozenset(registered.values())
-                          | frozenset(protos.values()))
-    name, size = cls.__name__, len(names) + 1
+def _refusal(name: str, checks: tuple) -> Callable[[list], None]:
+    """What a checked decoder calls when a field's expression is false: the CodecError
+    naming the first field whose predicate (`field_checks`) fails."""
 
-    def checked(tree: list) -> Any:
-        if len(tree) != size:
-            raise CodecError(f"{name} has {size - 1} fields, not {len(tree) - 1}")
+    def refuse(tree: list) -> None:
         for i, field, declared, check in checks:
             if not check(tree[i]):
                 raise CodecError(f"{name}.{field}: a {type(tree[i]).__name__} is not"
                                  f" of its declared type {declared}")
-        return decode(tree)
+        # The expressions and the predicates are made from the same hints by the same
+        # rules (a test holds them equal): one false and none failing is a codec bug.
+        raise CodecError(f"{name}: its field checks disagree")
 
-    return checked
+    return refuse
 
 
 def _own_types(*modules: types.ModuleType) -> list[type]:
