@@ -161,7 +161,7 @@ class NodeCodec:
         # values: the decoding walk runs in msgpack's C loop, not in a Python one. A
         # timestamp extension reads as its nanoseconds (a plain int), so that no
         # msgpack.Timestamp ever lands in a value.
-        self._options = {"raw": False, "unicode_errors": "surrogatepass",
+        self._options = {"raw": False, "use_list": False, "unicode_errors": "surrogatepass",
                          "list_hook": array, "object_pairs_hook": _no_map,
                          "ext_hook": _no_ext, "timestamp": 2}
         self._checked_options = dict(self._options, list_hook=checked_array)
@@ -223,14 +223,16 @@ class NodeCodec:
             cls = type(value)
             raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
 
-        def array(tree: list) -> Any:
+        def array(tree: tuple) -> Any:
             """An array of the tree, its items already decoded: the value it encodes."""
             tag = tree[0] if tree else None
-            decoder = get_decoder(tag) if tag.__class__ is str else None
-            if decoder is None:
-                if tag.__class__ is str:
-                    raise CodecError(f"unknown type {tag!r}")
+            if tag.__class__ is not str:
                 raise CodecError("an encoded container starts with its tag")
+            if tag == "t":  # the most common array (keys, names, messages): no call
+                return tree[1:]
+            decoder = get_decoder(tag)
+            if decoder is None:
+                raise CodecError(f"unknown type {tag!r}")
             return decoder(tree)
 
         # Every tag's checked decoder: a dataclass's checks its fields, a container's
@@ -238,12 +240,16 @@ class NodeCodec:
         checked_decoders: dict[str, Callable[[list], Any]] = {}
         get_checked = checked_decoders.get
 
-        def checked_array(tree: list) -> Any:
+        def checked_array(tree: tuple) -> Any:
             """As `array`, with every dataclass's fields checked against their types."""
             tag = tree[0] if tree else None
-            decoder = get_checked(tag) if tag.__class__ is str else None
+            if tag.__class__ is not str:
+                raise CodecError("an encoded container starts with its tag")
+            if tag == "t":
+                return tree[1:]
+            decoder = get_checked(tag)
             if decoder is None:
-                return array(tree)  # an unknown tag, or none: `array` says what is wrong
+                raise CodecError(f"unknown type {tag!r}")
             return decoder(tree)
 
         def items(values: Iterable[Any]) -> list:
@@ -308,8 +314,8 @@ class NodeCodec:
             frozenset: lambda v: ["f", *sorted_items(v)],
         })
         decoders.update({
-            "t": lambda t: tuple(t[1:]),
-            "l": lambda t: t[1:],
+            "t": lambda t: t[1:],  # (the hooks take it themselves)
+            "l": lambda t: list(t[1:]),
             "d": dec_dict,
             "s": lambda t: set(t[1:]),
             "f": lambda t: frozenset(t[1:]),
