@@ -47,16 +47,22 @@ Node's table keys are.
 Speed: every row a Node writes and every message it sends passes through here, so the
 walks are made once, when the codec is built, not worked out per value. A table maps
 each type (encoding) or tag (decoding) to its function; each registered dataclass has
-an encoder and a decoder generated for it, one expression per field (no
-`dataclasses.fields()`, no isinstance chain), and a field declared as a registered
-dataclass (or a tuple of one) calls that class's encoder directly. A scalar, and a
-tuple or list of scalars, is kept or joined to its tag without a Python loop. Decoding
-runs inside msgpack's parser: it hands each array, its items already values, to the
-decoder of its tag (`list_hook`). A dataclass with no `__post_init__` is decoded by
-filling a fresh instance's `__dict__`, all its generated `__init__` would do, at a third
-of the cost; one with a `__post_init__` (its own checks), slots or an `__init__` of its
-own is built by calling it. An enum member's tree is made once. The measurements are in
-docs/benchmarks.md (the bench node section).
+an encoder and decoders generated for it (node_codec_walks.py), one expression per
+field (no `dataclasses.fields()`, no isinstance chain), and a field declared as a
+registered dataclass (or a tuple of one) calls that class's encoder directly. A
+scalar, and a tuple or list of scalars, is kept or joined to its tag without a Python
+loop. Decoding runs inside msgpack's parser: it hands each array, its items already
+values and the array itself a tuple (`use_list=False`), to the hook (`list_hook`),
+which slices a tuple's items off its tag itself (the most common array: no further
+call) and hands any other array to its tag's decoder. The checked decoding has a table
+of its own: the same decoders, but a dataclass's generated with its field checks
+inline (an expression per field, node_codec_types.py `check_source`), so a
+well-typed message costs no call per field. A dataclass with no `__post_init__` is
+decoded by filling a fresh instance's `__dict__`, all its generated `__init__` would
+do, at a third of the cost; one with a `__post_init__` (its own checks), slots or an
+`__init__` of its own is built by calling it. An enum member's tree is made once. The
+measurements are in docs/benchmarks.md (the bench node section, and "The runtime's
+cost per workflow").
 """
 
 from __future__ import annotations
@@ -65,21 +71,17 @@ import dataclasses
 import enum
 import threading
 import types
-import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.runtime.node_codec_types import field_checks
+from fedorch.runtime.node_codec_walks import CodecError, dataclass_walks, declared, enum_walks
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
 __all__ = ["CodecError", "NodeCodec", "node_codec"]
-
-
-class CodecError(ValueError):
-    """Bytes that are not the encoding of a value this codec knows."""
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what a MessagePack integer holds
@@ -161,7 +163,7 @@ class NodeCodec:
         # values: the decoding walk runs in msgpack's C loop, not in a Python one. A
         # timestamp extension reads as its nanoseconds (a plain int), so that no
         # msgpack.Timestamp ever lands in a value.
-        self._options = {"raw": False, "unicode_errors": "surrogatepass",
+        self._options = {"raw": False, "use_list": False, "unicode_errors": "surrogatepass",
                          "list_hook": array, "object_pairs_hook": _no_map,
                          "ext_hook": _no_ext, "timestamp": 2}
         self._checked_options = dict(self._options, list_hook=checked_array)
@@ -223,25 +225,33 @@ class NodeCodec:
             cls = type(value)
             raise CodecError(f"no encoding for a {cls.__module__}.{cls.__qualname__}")
 
-        def array(tree: list) -> Any:
+        def array(tree: tuple) -> Any:
             """An array of the tree, its items already decoded: the value it encodes."""
             tag = tree[0] if tree else None
-            decoder = get_decoder(tag) if tag.__class__ is str else None
-            if decoder is None:
-                if tag.__class__ is str:
-                    raise CodecError(f"unknown type {tag!r}")
+            if tag.__class__ is not str:
                 raise CodecError("an encoded container starts with its tag")
+            if tag == "t":  # the most common array (keys, names, messages): no call
+                return tree[1:]
+            decoder = get_decoder(tag)
+            if decoder is None:
+                raise CodecError(f"unknown type {tag!r}")
             return decoder(tree)
 
+        # Every tag's checked decoder: a dataclass's checks its fields, a container's
+        # and an enum's are the unchecked ones (one table: one lookup per array).
         checked_decoders: dict[str, Callable[[list], Any]] = {}
         get_checked = checked_decoders.get
 
-        def checked_array(tree: list) -> Any:
+        def checked_array(tree: tuple) -> Any:
             """As `array`, with every dataclass's fields checked against their types."""
             tag = tree[0] if tree else None
-            decoder = get_checked(tag) if tag.__class__ is str else None
+            if tag.__class__ is not str:
+                raise CodecError("an encoded container starts with its tag")
+            if tag == "t":
+                return tree[1:]
+            decoder = get_checked(tag)
             if decoder is None:
-                return array(tree)  # a container, or no tag: `array` says what is wrong
+                raise CodecError(f"unknown type {tag!r}")
             return decoder(tree)
 
         def items(values: Iterable[Any]) -> list:
@@ -306,8 +316,8 @@ class NodeCodec:
             frozenset: lambda v: ["f", *sorted_items(v)],
         })
         decoders.update({
-            "t": lambda t: tuple(t[1:]),
-            "l": lambda t: t[1:],
+            "t": lambda t: t[1:],  # (the hooks take it themselves)
+            "l": lambda t: list(t[1:]),
             "d": dec_dict,
             "s": lambda t: set(t[1:]),
             "f": lambda t: frozenset(t[1:]),
@@ -321,19 +331,19 @@ class NodeCodec:
         namespace = {"new": _new, "enc": enc, "scalars": _SCALARS, "prefix_t": prefix_t,
                      "all_scalars": all_scalars,
                      "CodecError": CodecError}
+        known = frozenset(self._by_name.values()) | frozenset(self._protos.values())
         for name, cls in self._by_name.items():
             names = self._fields.get(cls)
             if names is None:
-                encoders[cls], decoders[name] = _enum_walks(cls)
+                encoders[cls], decoders[name] = enum_walks(cls)
             else:
-                encoders[cls], decoders[name] = _dataclass_walks(
-                    cls, names, _declared(cls, self._fields), namespace)
+                encoders[cls], decoders[name], checked_decoders[name] = dataclass_walks(
+                    cls, names, declared(cls, self._fields), namespace,
+                    field_checks(cls, names, known), known)
         for name, cls in self._by_name.items():
             namespace[f"E_{name}"], namespace[f"C_{name}"] = encoders[cls], cls
-        for name, cls in self._by_name.items():
-            if cls in self._fields:
-                checked_decoders[name] = _checked_decoder(
-                    cls, self._fields[cls], decoders[name], self._by_name, self._protos)
+        for tag, decoder in decoders.items():  # containers and enums: nothing to check
+            checked_decoders.setdefault(tag, decoder)
         return enc, array, checked_array
 
 
@@ -343,118 +353,6 @@ def _same(value: Any) -> Any:
 
 def _proto(value: ProtoMessage) -> list:
     return ["pb", value.DESCRIPTOR.full_name, value.SerializeToString(deterministic=True)]
-
-
-def _enum_walks(cls: type[enum.Enum]) -> tuple[Callable, Callable]:
-    """An enum member's tree is made once (the packer only reads it)."""
-    name = cls.__name__
-    trees = {member: [name, member._value_] for member in cls}
-    by_value = dict(cls._value2member_map_)
-
-    def decode(tree: list) -> enum.Enum:
-        if len(tree) != 2:
-            raise CodecError(f"{name} is [{name!r}, value]")
-        member = by_value.get(tree[1])
-        return member if member is not None else cls(tree[1])
-
-    return trees.__getitem__, decode
-
-
-def _builds_by_dict(cls: type) -> bool:
-    """May a decoded instance be built by filling a fresh `__dict__`? Only when that is
-    all the class's own generated `__init__` would do."""
-    init = cls.__dict__.get("__init__")
-    return (init is not None and getattr(init, "__code__", None) is not None
-            and init.__code__.co_filename == "<string>"  # made by dataclasses
-            and not hasattr(cls, "__post_init__") and cls.__dictoffset__ != 0)
-
-
-def _declared(cls: type, registered: dict[type, tuple[str, ...]]) -> dict[str, tuple]:
-    """The fields declared as a registered dataclass X (or X | None): ("one", X), or as
-    tuple[X, ...]: ("tuple", X). Their encoding calls X's encoder without a lookup; a
-    value of another type at run time takes the general way."""
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - an annotation that does not resolve: none
-        return {}
-    declared = {}
-    for name in registered[cls]:
-        hint = hints.get(name)
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-        if origin is typing.Union or origin is types.UnionType:
-            inner = [a for a in args if a is not type(None)]
-            if len(inner) == 1 and inner[0] in registered:
-                declared[name] = ("one", inner[0])
-        elif hint in registered:
-            declared[name] = ("one", hint)
-        elif origin is tuple and len(args) == 2 and args[1] is Ellipsis \
-                and args[0] in registered:
-            declared[name] = ("tuple", args[0])
-        elif origin is tuple and args and all(a in _SCALARS or a is Ellipsis for a in args):
-            declared[name] = ("scalars", None)  # a key, names: (str, int), (str, ...)
-    return declared
-
-
-def _field_tree(field: str, declared: dict[str, tuple]) -> str:
-    """The expression for one field's tree in a generated encoder."""
-    kind, of = declared.get(field, (None, None))
-    if kind == "one":
-        n = of.__name__
-        return (f"_x if (_x := value.{field}).__class__ in scalars"
-                f" else (E_{n}(_x) if _x.__class__ is C_{n} else enc(_x))")
-    if kind == "scalars":
-        return (f"prefix_t + _x if (_x := value.{field}).__class__ is tuple"
-                f" and all_scalars(map(type, _x)) else enc(_x)")
-    if kind == "tuple":
-        n = of.__name__
-        return (f"['t', *[E_{n}(_v) if _v.__class__ is C_{n} else enc(_v) for _v in _x]]"
-                f" if (_x := value.{field}).__class__ is tuple else enc(_x)")
-    return f"_x if (_x := value.{field}).__class__ in scalars else enc(_x)"
-
-
-def _dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tuple],
-                     namespace: dict[str, Any]) -> tuple[Callable, Callable]:
-    """A dataclass's encoder and decoder, generated: one expression per field."""
-    name = cls.__name__
-    field_trees = ", ".join(_field_tree(f, declared) for f in names)
-    lines = [
-        "def encode(value, enc=enc, scalars=scalars, prefix_t=prefix_t,"
-        " all_scalars=all_scalars):",
-        f"    return [{name!r}, {field_trees}]",
-        "def decode(tree, cls=cls, new=new):",
-        f"    if len(tree) != {len(names) + 1}:",
-        f"        raise CodecError(f'{name} has {len(names)} fields, not {{len(tree) - 1}}')",
-    ]
-    fields = [f"tree[{i + 1}]" for i in range(len(names))]
-    if _builds_by_dict(cls):
-        lines += ["    obj = new(cls)", "    d = obj.__dict__"]
-        lines += [f"    d[{f!r}] = {expr}" for f, expr in zip(names, fields, strict=True)]
-        lines += ["    return obj"]
-    else:
-        lines += [f"    return cls({', '.join(fields)})"]
-    namespace["cls"] = cls  # bound as a default argument, so each decode keeps its own
-    exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
-    return namespace.pop("encode"), namespace.pop("decode")
-
-
-def _checked_decoder(cls: type, names: tuple[str, ...], decode: Callable[[list], Any],
-                     registered: dict[str, type], protos: dict[str, type[ProtoMessage]]
-                     ) -> Callable[[list], Any]:
-    """`decode`, after checking each field of the tree against its declared type."""
-    checks = field_checks(cls, names, frozenset(registered.values())
-                          | frozenset(protos.values()))
-    name, size = cls.__name__, len(names) + 1
-
-    def checked(tree: list) -> Any:
-        if len(tree) != size:
-            raise CodecError(f"{name} has {size - 1} fields, not {len(tree) - 1}")
-        for i, field, declared, check in checks:
-            if not check(tree[i]):
-                raise CodecError(f"{name}.{field}: a {type(tree[i]).__name__} is not"
-                                 f" of its declared type {declared}")
-        return decode(tree)
-
-    return checked
 
 
 def _own_types(*modules: types.ModuleType) -> list[type]:

@@ -209,7 +209,9 @@ class StorageGate(NodeLayer):
         self.refused = 0
 
     def step(self, now: float, event: object) -> None:
-        if self.fault.active and type(event) is Message and type(event.msg) is PrepareMsg:
+        # (`fault.error`, not the `active` property: every input of every turn asks)
+        if self.fault.error is not None and type(event) is Message \
+                and type(event.msg) is PrepareMsg:
             tx = event.msg.tx
             if event.src == tx.coordinator and tx.key not in self.node.state.info:
                 self.refused += 1
