@@ -148,8 +148,8 @@ class Takeovers:
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
         restored successor that acted ends it if it can), and the ends this agent made as
-        a successor go again to whoever has not acknowledged them (what it sent before
-        was in memory only)."""
+        a successor, or told to a late grant's granter, go again to whoever has not
+        acknowledged them (what it sent before was in memory only)."""
         n = self.n
         for wf in list(n.progress):
             core = self.core(wf)
@@ -158,6 +158,7 @@ class Takeovers:
         for wf in n.compensating.plans.open_plans():  # ended, its saga's driver may be gone
             self.resumed(now, wf)
         self.ends.restore()
+        self.claims.restore()  # a late grant's end, told again (takeover_claims.py)
 
     # ---- cores --------------------------------------------------------------------------
 

@@ -37,10 +37,21 @@ lower epoch, once a domain of the workflow granted it, tells the end on in its
 claimed epoch and drives the saga, so those that granted it are not left refusing
 the lower epoch's notices for ever (`_ended_claim_denied`); a grant that comes once
 the claim is over (the plan closed) gets that end in the granted epoch, for the same
-reason (`_late_grant`); "in doubt" is asked
+reason (`_late_grant`, below); "in doubt" is asked
 again; a certificate shown by a rival is followed; a grant or a denial goes to the
 core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
 counted.
+
+Late grants. `_late_grant`'s tell is all that releases its granter: it refuses the
+lower epoch's notices, and its view sees us alive, so it never claims past us. So
+the tell is durable: granter and epoch are written (`late_grants`) before it leaves,
+dropped with the granter's acknowledgement, and told again by a restored Node
+(`restore`). Chosen over the granter asking (one held past a lease by a grant asks
+for the end): that needs a new question, its timer and an answer at every member,
+where the claimant knows the case already; the row is one per late grant (rare), of
+a workflow retention keeps anyway (claimed here: "taken over"), and goes with it.
+Safe as the tell itself: the one end there is, in an epoch the granter granted us;
+told again, it is acknowledged again and changes nothing there.
 
 A found end against a told one. A successor acting in epoch m that holds an end it
 told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
@@ -436,11 +447,48 @@ class Claims:
         soak seed 10001968: the grant came 8 s late, the end of the epoch below refused
         there every time): so we tell it our end in that epoch, which it takes from the
         holder it follows. The end is the one end there is, as in `_ended_claim_denied`;
-        the saga is over, so nothing more is driven. In memory: a restart before it is
-        acknowledged leaves that granter as it was (docs/sagas.md)."""
+        the saga is over, so nothing more is driven. Written first (`late_grants`, see
+        the header, "Late grants"): a restart before the granter acknowledges it tells
+        it again (`restore`)."""
         n = self.n
+        d = n.state
         n.stats["takeover grant after the claim: end told to the granter"] += 1
-        n.reliable(src, ("final", wf, src), FinalMsg(wf, n.state.final[wf], epoch))
+        told = d.late_grants.get(wf, {})
+        if told.get(src, 0) < epoch:
+            n.point("takeover late grant")
+            d.late_grants[wf] = {**told, src: epoch}
+        # The latest epoch it granted us is the one it follows (grants come in any order).
+        epoch = max(epoch, told.get(src, 0))
+        n.reliable(src, ("final", wf, src), FinalMsg(wf, d.final[wf], epoch))
+
+    def late_grant_acked(self, wf: str, src: str) -> None:
+        """`src` acknowledged an end we told it (running.py): a late grant's tell is done."""
+        d = self.n.state
+        told = d.late_grants.get(wf)
+        if told is None or src not in told:
+            return
+        left = {g: e for g, e in told.items() if g != src}
+        if left:
+            d.late_grants[wf] = left
+        else:
+            del d.late_grants[wf]
+
+    def restore(self) -> None:
+        """After a restore, once the ends this Node made went again (takeover_ends.py):
+        each late grant's tell not acknowledged goes again, unless a notice of its epoch
+        or a later one goes to that granter already."""
+        n = self.n
+        d = n.state
+        for wf, told in sorted(d.late_grants.items()):
+            state = d.final.get(wf)
+            if state is None:
+                continue
+            for src, epoch in sorted(told.items()):
+                going = n.pending.get(("final", wf, src))
+                if going is not None and getattr(going[1], "epoch", -1) >= epoch:
+                    continue
+                n.stats["takeover late grant: end told again after a restart"] += 1
+                n.reliable(src, ("final", wf, src), FinalMsg(wf, state, epoch))
 
 
 def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:

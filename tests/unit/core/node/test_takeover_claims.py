@@ -136,6 +136,49 @@ def test_a_grant_that_comes_after_the_claim_is_over_gets_the_end_in_its_epoch():
     assert f.sent_by("d1", FinalMsg)[told:] == [("d3", FinalMsg(WF, WorkflowState.FAILED, 1))]
     assert d1.stats["takeover grant after the claim: end told to the granter"] == 1
 
+def test_a_late_grants_end_is_told_again_after_the_claimants_restart():
+    """As above, but d3 is back and grants d1's claim of epoch 1 itself (that claim
+    late on the network, d0's notices to d3 later still): d3 follows d1 in epoch 1 and
+    holds its reservation. d1 tells it the end in epoch 1 and crashes before d3
+    acknowledges it (the tell lost with it). Restored, d1 tells it again, from the
+    row written with the first tell (`late_grants`): d3 takes the end and releases
+    its hold, and its acknowledgement drops the row. Before, the tell was resent from
+    memory only, and d3 kept its hold for ever."""
+    f = granted_by_a_member_that_never_heard_the_end(d3_back=False)
+    f.end("d1", True)
+    f.run_until(f.now + 10.0)
+    assert WF not in f.nodes["d1"].takeover.cores
+    claim = [m for to, m in f.sent_by("d1", ClaimMsg) if to == "d3" and m.epoch == 1][-1]
+
+    def originals_late(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d3")
+
+    def tell_lost(src: str, dst: str, msg: object) -> bool:
+        return originals_late(src, dst, msg) \
+            or (src, dst) == ("d1", "d3") and isinstance(msg, FinalMsg)
+
+    f.hold = tell_lost
+    f.restart("d3")
+    views(f, "d3", d0="ALIVE", d1="ALIVE", d2="DEAD")
+    f.step("d3", Message("d1", claim))
+    f.deliver()
+    assert f.disks["d3"].epochs[WF] == (1, "d1") and WF not in f.disks["d3"].final
+    assert [h for h in f.disks["d3"].holds if h[0] == WF]
+    assert f.nodes["d1"].stats["takeover grant after the claim: end told to the granter"] == 1
+    assert f.disks["d1"].late_grants == {WF: {"d3": 1}}  # written with the tell
+    f.net = [m for m in f.net if not tell_lost(*m)]  # lost with d1's crash
+    d1 = f.restart("d1")
+    f.hold = originals_late
+    f.run_until(f.now + 30.0)
+    assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
+    assert not [h for h in f.disks["d3"].holds if h[0] == WF]
+    assert d1.stats["takeover late grant: end told again after a restart"] == 1
+    assert WF not in f.disks["d1"].late_grants  # acknowledged: told no more
+    f.restart("d1")
+    f.run_until(f.now + 10.0)
+    assert f.nodes["d1"].stats["takeover late grant: end told again after a restart"] == 0
+
+
 def test_an_acting_successor_keeps_the_end_it_told_against_a_members_older_end() -> None:
     """d1 wins epoch 1 and tells its verdict's end (d0's own step lost: FAILED) before
     making it; a participant then answers its claim with another end, SUCCEEDED, shown
