@@ -43,15 +43,14 @@ core (`Grant`, `Deny`), and the two ways a split claim settles on the denials ar
 counted.
 
 Late grants. `_late_grant`'s tell is all that releases its granter: it refuses the
-lower epoch's notices, and its view sees us alive, so it never claims past us. So
-the tell is durable: granter and epoch are written (`late_grants`) before it leaves,
-dropped with the granter's acknowledgement, and told again by a restored Node
-(`restore`). Chosen over the granter asking (one held past a lease by a grant asks
-for the end): that needs a new question, its timer and an answer at every member,
-where the claimant knows the case already; the row is one per late grant (rare), of
-a workflow retention keeps anyway (claimed here: "taken over"), and goes with it.
-Safe as the tell itself: the one end there is, in an epoch the granter granted us;
-told again, it is acknowledged again and changes nothing there.
+lower epoch's notices, and its view sees us alive, so it never claims past us. So the
+tell is durable: granter and epoch are written (`late_grants`) before it leaves,
+dropped with the granter's acknowledgement, told again by a restored Node (`restore`).
+Chosen over the granter asking for the end once held past a lease: that needs a new
+question, its timer and an answer at every member, where the claimant knows the case
+already; the row is one per late grant, of a workflow retention keeps anyway (claimed
+here: "taken over"), and goes with it. Safe as the tell itself: the one end there is,
+in an epoch the granter granted us; told again, it is acknowledged again, no more.
 
 A found end against a told one. A successor acting in epoch m that holds an end it
 told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
@@ -447,11 +446,15 @@ class Claims:
         soak seed 10001968: the grant came 8 s late, the end of the epoch below refused
         there every time): so we tell it our end in that epoch, which it takes from the
         holder it follows. The end is the one end there is, as in `_ended_claim_denied`;
-        the saga is over, so nothing more is driven. Written first (`late_grants`, see
-        the header, "Late grants"): a restart before the granter acknowledges it tells
-        it again (`restore`)."""
+        the saga is over, so nothing more is driven. Durable (header, "Late grants").
+        Not to an elector holding no step: it holds nothing, and refuses an end of
+        epoch >= 1 without the certificate a claimant that never won lacks
+        (authority_ends.py; resent for ever: takeover soak seed 10000294)."""
         n = self.n
         d = n.state
+        if src not in n.replacement.domains_of(wf) and src != wf.rpartition(".")[0]:
+            n.stats["takeover grant after the claim by an elector holding no step"] += 1
+            return
         n.stats["takeover grant after the claim: end told to the granter"] += 1
         told = d.late_grants.get(wf, {})
         if told.get(src, 0) < epoch:

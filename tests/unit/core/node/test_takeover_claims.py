@@ -136,6 +136,22 @@ def test_a_grant_that_comes_after_the_claim_is_over_gets_the_end_in_its_epoch():
     assert f.sent_by("d1", FinalMsg)[told:] == [("d3", FinalMsg(WF, WorkflowState.FAILED, 1))]
     assert d1.stats["takeover grant after the claim: end told to the granter"] == 1
 
+def test_a_late_grant_of_an_elector_holding_no_step_gets_no_end():
+    """As above, but the late grant comes from an elector holding no step of the
+    workflow (an extra acceptor, "d9"): it holds nothing to release, and it refuses a
+    claimant's end of epoch 1 (no certificate: authority_ends.py), so a tell would be
+    resent to it for ever (takeover soak seed 10000294): nothing is told, or written."""
+    f = granted_by_a_member_that_never_heard_the_end(d3_back=False)
+    f.end("d1", True)
+    f.run_until(f.now + 10.0)
+    told = len(f.sent_by("d1", FinalMsg))
+    f.nodes["d1"].step(f.now, Message("d9", ClaimAnswerMsg(WF, 1, True, 1, "d1")))
+    f.flush("d1")
+    assert len(f.sent_by("d1", FinalMsg)) == told
+    assert WF not in f.disks["d1"].late_grants
+    assert f.nodes["d1"].stats["takeover grant after the claim by an elector holding no step"] == 1
+
+
 def test_a_late_grants_end_is_told_again_after_the_claimants_restart():
     """As above, but d3 is back and grants d1's claim of epoch 1 itself (that claim
     late on the network, d0's notices to d3 later still): d3 follows d1 in epoch 1 and
