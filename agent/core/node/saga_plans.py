@@ -184,6 +184,7 @@ class SagaPlans:
                     d.plans[wf] = ()
                     n.mark(wf)  # retention may look at it again: its plan is closed
                     if n.takeover is not None:
+                        n.takeover.late.plan_closed(wf)  # our claim's granters: the end
                         n.takeover.forget(wf)  # no successor is needed any more
             elif known != ():
                 merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}

@@ -36,21 +36,12 @@ claims for its open saga plan) and is denied with the end by a member holding a
 lower epoch, once a domain of the workflow granted it, tells the end on in its
 claimed epoch and drives the saga, so those that granted it are not left refusing
 the lower epoch's notices for ever (`_ended_claim_denied`); a grant that comes once
-the claim is over (the plan closed) gets that end in the granted epoch, for the same
-reason (`_late_grant`, below); "in doubt" is asked
+the claim is over (the plan closed), and one that came while it ran when the plan
+closes before a denial told the end, gets that end in the granted epoch, for the
+same reason (takeover_late_grants.py, which keeps the tell durable); "in doubt" is asked
 again; a certificate shown by a rival is followed; a grant or a denial goes to the
 core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
 counted.
-
-Late grants. `_late_grant`'s tell is all that releases its granter: it refuses the
-lower epoch's notices, and its view sees us alive, so it never claims past us. So the
-tell is durable: granter and epoch are written (`late_grants`) before it leaves,
-dropped with the granter's acknowledgement, told again by a restored Node (`restore`).
-Chosen over the granter asking for the end once held past a lease: that needs a new
-question, its timer and an answer at every member, where the claimant knows the case
-already; the row is one per late grant, of a workflow retention keeps anyway (claimed
-here: "taken over"), and goes with it. Safe as the tell itself: the one end there is,
-in an epoch the granter granted us; told again, it is acknowledged again, no more.
 
 A found end against a told one. A successor acting in epoch m that holds an end it
 told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
@@ -310,7 +301,7 @@ class Claims:
         if core is None or not tk.live(wf):
             if msg.granted and wf in n.state.final \
                     and n.state.granted.get(wf) == (msg.epoch, n.name):
-                self._late_grant(src, wf, msg.epoch)
+                tk.late.told(src, wf, msg.epoch)
             return
         if msg.final is not None and wf in n.state.final and not msg.granted:
             # Ended here, a saga plan open: the end is no news, and no grant. But a
@@ -437,61 +428,6 @@ class Claims:
         for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, core.epoch))
         n.compensating.ended(now, wf, state)
-
-    def _late_grant(self, src: str, wf: str, epoch: int) -> None:
-        """A grant of our claim of `epoch`, made for the open saga plan of a workflow
-        that ended here, reaches us after the claim is over (the plan closed: the saga's
-        driver told it over). The granter follows us in that epoch and refuses every
-        notice of a lower one, its hold of the workflow's round kept for ever (takeover
-        soak seed 10001968: the grant came 8 s late, the end of the epoch below refused
-        there every time): so we tell it our end in that epoch, which it takes from the
-        holder it follows. The end is the one end there is, as in `_ended_claim_denied`;
-        the saga is over, so nothing more is driven. Durable (header, "Late grants").
-        Not to an elector holding no step: it holds nothing, and refuses an end of
-        epoch >= 1 without the certificate a claimant that never won lacks
-        (authority_ends.py; resent for ever: takeover soak seed 10000294)."""
-        n = self.n
-        d = n.state
-        if src not in n.replacement.domains_of(wf) and src != wf.rpartition(".")[0]:
-            n.stats["takeover grant after the claim by an elector holding no step"] += 1
-            return
-        n.stats["takeover grant after the claim: end told to the granter"] += 1
-        told = d.late_grants.get(wf, {})
-        if told.get(src, 0) < epoch:
-            n.point("takeover late grant")
-            d.late_grants[wf] = {**told, src: epoch}
-        # The latest epoch it granted us is the one it follows (grants come in any order).
-        epoch = max(epoch, told.get(src, 0))
-        n.reliable(src, ("final", wf, src), FinalMsg(wf, d.final[wf], epoch))
-
-    def late_grant_acked(self, wf: str, src: str) -> None:
-        """`src` acknowledged an end we told it (running.py): a late grant's tell is done."""
-        d = self.n.state
-        told = d.late_grants.get(wf)
-        if told is None or src not in told:
-            return
-        left = {g: e for g, e in told.items() if g != src}
-        if left:
-            d.late_grants[wf] = left
-        else:
-            del d.late_grants[wf]
-
-    def restore(self) -> None:
-        """After a restore, once the ends this Node made went again (takeover_ends.py):
-        each late grant's tell not acknowledged goes again, unless a notice of its epoch
-        or a later one goes to that granter already."""
-        n = self.n
-        d = n.state
-        for wf, told in sorted(d.late_grants.items()):
-            state = d.final.get(wf)
-            if state is None:
-                continue
-            for src, epoch in sorted(told.items()):
-                going = n.pending.get(("final", wf, src))
-                if going is not None and getattr(going[1], "epoch", -1) >= epoch:
-                    continue
-                n.stats["takeover late grant: end told again after a restart"] += 1
-                n.reliable(src, ("final", wf, src), FinalMsg(wf, state, epoch))
 
 
 def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:

@@ -151,6 +151,22 @@ def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
     assert stats["takeover claimant told an earlier epoch's end on"] > 0, stats
 
 
+def test_a_late_grants_end_is_told_again_after_the_claimants_restart() -> None:
+    """Seed 10008139 of the takeover soak: a claimant that ended the workflow told a
+    late grant's granter the end, and restarted before the granter acknowledged it;
+    restored, it tells it again from its `late_grants` row
+    (core/node/takeover_late_grants.py; the rule's own tests:
+    tests/unit/core/node/test_takeover_late_grants.py). Seed 10000294: a late grant of
+    an elector holding no step, told nothing (it would refuse the end for ever). The
+    paths are rare (the first seed after 10,006,000 to take the restart's), so a change
+    to the runs' messages may move them to other seeds: run a range and read these
+    counters in the stats."""
+    report = run(10008139, takeover_after_s=3.0)
+    assert report.stats["takeover late grant: end told again after a restart"] >= 1
+    report = run(10000294, takeover_after_s=3.0)
+    assert report.stats["takeover grant after the claim by an elector holding no step"] >= 1
+
+
 def two_domains(seed: int = 1) -> Simulation:
     """d0 coordinates one workflow whose steps are all on d1: two domains take part.
     d2 and d3 have no step; the Paxos Commit round adds one of them as an acceptor."""
