@@ -58,8 +58,20 @@ again (replacement.py, `acting`): a round of its own cut short while it followed
 another's epoch left the step neither placed nor failed, and no loss would come to
 start another.
 
-Not done here: the mandate is in memory (a restart forgets it: the step is resolved
-again when the view is posted, and asked for again).
+Restarts. The mandate is in memory, and needs no row: nothing of it is acted on
+before its verdict, and each verdict is durable in its own write (PLACE: the round's
+numbers, `replaced_rounds`, before its PREPARE; NO_MAJORITY: the step's FAILED
+result). A restart loses the grants gathered and the lease's start, nothing else:
+the restored successor still acts in its epoch (its `epochs` and certificate), its
+rebuilt progress has the step on its lost domain (the send-back was in memory too),
+and once its view says that domain is gone its loss table sends the step back again
+and a fresh majority is asked anew, with a new lease (so a step fails for want of one
+at most one lease after the view came back, not after the first ask). A round cut short
+has no decision on record: its candidate's YES is answered ABORT when it asks (its
+lease: replacement.py, `answer`), and the next round takes a number above the written
+ones. A grant on its way before the restart counts for the new ask, as any grant
+before a re-ask does (above). Tests: test_replacement_successor.py, the successor
+restarted while it asks and mid-round.
 """
 
 from __future__ import annotations

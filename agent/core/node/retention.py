@@ -113,7 +113,8 @@ NEVER_FORGOTTEN = ("acceptor", "learned")
 FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
                    "granted", "electorates", "endings", "cancels", "end_proofs",
-                   "end_reasons", "placements", "replaced_rounds", "refusals")
+                   "end_reasons", "placements", "replaced_rounds", "refusals",
+                   "late_grants")
 
 
 @dataclass(frozen=True)

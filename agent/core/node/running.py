@@ -219,6 +219,8 @@ class Running:
             n.mark(wf)
             n.domain_loss.acked(now, wf)  # a loss verdict's end may be made now
             n.replacement.end_acked(wf, src)  # a COMMIT it will never need
+            if n.takeover is not None and wf in n.state.late_grants:
+                n.takeover.late.acked(wf, src)  # a granter's tell is done
         elif msg.msg_id[0] == "placed":  # a new placement told (replacement.py)
             n.replacement.placed_acked(now, src, msg.msg_id)
         elif msg.msg_id[0] == "compensated":

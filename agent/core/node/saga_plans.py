@@ -183,10 +183,9 @@ class SagaPlans:
                     n.point("saga plan")
                     d.plans[wf] = ()
                     n.mark(wf)  # retention may look at it again: its plan is closed
-                    if n.takeover is not None:  # no successor is needed any more;
-                        # those that granted our claim of it hear the end in its epoch
-                        n.takeover.claims.claim_over(wf)
-                        n.takeover.forget(wf)
+                    if n.takeover is not None:
+                        n.takeover.late.plan_closed(wf)  # our claim's granters: the end
+                        n.takeover.forget(wf)  # no successor is needed any more
             elif known != ():
                 merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}
                 plan = tuple(merged[k] for k in sorted(merged))

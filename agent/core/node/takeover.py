@@ -109,6 +109,7 @@ from fedorch.core.node.records import Disk
 from fedorch.core.node.takeover_claims import Claims, held_of
 from fedorch.core.node.takeover_ends import Ends
 from fedorch.core.node.takeover_grants import Certificate, GrantSigner
+from fedorch.core.node.takeover_late_grants import LateGrants
 from fedorch.core.node.takeover_proofs import NoEvidence, Proofs, TakeoverEvidence
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.core.workflow.takeover import (
@@ -152,6 +153,7 @@ class Takeovers:
         # Our signed grants, our certificates, and those shown to us (takeover_proofs.py).
         self.proof = Proofs(self, evidence, sign)
         self.ends = Ends(self)  # the ends it makes and takes (takeover_ends.py)
+        self.late = LateGrants(self)  # granters held by a claim over (takeover_late_grants.py)
 
     # ---- restore ------------------------------------------------------------------------
 
@@ -165,8 +167,8 @@ class Takeovers:
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
         restored successor that acted ends it if it can), and the ends this agent made as
-        a successor go again to whoever has not acknowledged them (what it sent before
-        was in memory only)."""
+        a successor, or told to a claim's granters, go again to whoever has not
+        acknowledged them (what it sent before was in memory only)."""
         n = self.n
         for wf in list(n.progress):
             core = self.core(wf)
@@ -175,6 +177,7 @@ class Takeovers:
         for wf in n.compensating.plans.open_plans():  # ended, its saga's driver may be gone
             self.resumed(now, wf)
         self.ends.restore()
+        self.late.restore()  # ends told to a claim's granters (takeover_late_grants.py)
 
     # ---- cores --------------------------------------------------------------------------
 

@@ -36,10 +36,9 @@ claims for its open saga plan) and is denied with the end by a member holding a
 lower epoch, once a domain of the workflow granted it, tells the end on in its
 claimed epoch and drives the saga, so those that granted it are not left refusing
 the lower epoch's notices for ever (`_ended_claim_denied`); a grant that comes once
-the claim is over (the plan closed) gets that end in the granted epoch, for the same
-reason (`_late_grant`), and so does every domain that granted the claim before the
-plan closed, when it closes (`claim_over`, called as the saga-over notice drops our
-core: saga_plans.py); "in doubt" is asked
+the claim is over (the plan closed), and one that came while it ran when the plan
+closes before a denial told the end, gets that end in the granted epoch, for the
+same reason (takeover_late_grants.py, which keeps the tell durable); "in doubt" is asked
 again; a certificate shown by a rival is followed; a grant or a denial goes to the
 core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
 counted.
@@ -302,7 +301,7 @@ class Claims:
         if core is None or not tk.live(wf):
             if msg.granted and wf in n.state.final \
                     and n.state.granted.get(wf) == (msg.epoch, n.name):
-                self._late_grant(src, wf, msg.epoch)
+                tk.late.told(src, wf, msg.epoch)
             return
         if msg.final is not None and wf in n.state.final and not msg.granted:
             # Ended here, a saga plan open: the end is no news, and no grant. But a
@@ -429,41 +428,6 @@ class Claims:
         for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, core.epoch))
         n.compensating.ended(now, wf, state)
-
-    def claim_over(self, wf: str) -> None:
-        """Our claim of an epoch, made for the open saga plan of a workflow that ended
-        here, is over without a win: the saga's driver told the saga over (its plan
-        closed here, our core is dropped). The domains that granted the claim meanwhile
-        (`granters`) follow us in that epoch and refuse every notice of a lower one,
-        the driver's end among them, their hold of the workflow's round kept for ever
-        (takeover soak seed 11001793: a participant back from a restart granted the
-        claim, then the original, back too, ended the saga in epoch 0). So each gets
-        our end in that epoch, as a grant that comes after the claim does
-        (`_late_grant`, which says why that is the one end there is); nothing is left
-        to drive. A claim no domain granted leaves nobody held: nothing is sent."""
-        n = self.n
-        d = n.state
-        epoch, holder = d.granted.get(wf, (0, ""))
-        if holder != n.name or epoch < 1 or wf not in d.final \
-                or d.epochs.get(wf) == (epoch, n.name):
-            return  # no claim of ours, or one that acted or told its end already
-        for src in sorted(self.granters.get(wf, ())):
-            n.stats["takeover claim over: end told to a granter"] += 1
-            n.reliable(src, ("final", wf, src), FinalMsg(wf, d.final[wf], epoch))
-
-    def _late_grant(self, src: str, wf: str, epoch: int) -> None:
-        """A grant of our claim of `epoch`, made for the open saga plan of a workflow
-        that ended here, reaches us after the claim is over (the plan closed: the saga's
-        driver told it over). The granter follows us in that epoch and refuses every
-        notice of a lower one, its hold of the workflow's round kept for ever (takeover
-        soak seed 10001968: the grant came 8 s late, the end of the epoch below refused
-        there every time): so we tell it our end in that epoch, which it takes from the
-        holder it follows. The end is the one end there is, as in `_ended_claim_denied`;
-        the saga is over, so nothing more is driven. In memory: a restart before it is
-        acknowledged leaves that granter as it was (docs/sagas.md)."""
-        n = self.n
-        n.stats["takeover grant after the claim: end told to the granter"] += 1
-        n.reliable(src, ("final", wf, src), FinalMsg(wf, n.state.final[wf], epoch))
 
 
 def held_of(disk: Disk, wf: str, original: str) -> tuple[int, str]:

@@ -133,7 +133,7 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # claiming, on restore"; the schedule below); 11001793, a grant that reached a claimant
 # before its claim was over (its saga plan closed by the driver's saga-over notice, no
 # denial having reached it) held its granter in that epoch for ever, as 10001968 did
-# (core/node/takeover_claims.py, `claim_over`).
+# (core/node/takeover_late_grants.py, `plan_closed`).
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
                 10002160, 11000176, 11001793)
 
@@ -156,6 +156,22 @@ def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
         assert report.violations == [], f"seed {seed}: {report.violations}"
         stats.update(report.stats)
     assert stats["takeover claimant told an earlier epoch's end on"] > 0, stats
+
+
+def test_a_late_grants_end_is_told_again_after_the_claimants_restart() -> None:
+    """Seed 10008139 of the takeover soak: a claimant that ended the workflow told a
+    late grant's granter the end, and restarted before the granter acknowledged it;
+    restored, it tells it again from its `late_grants` row
+    (core/node/takeover_late_grants.py; the rule's own tests:
+    tests/unit/core/node/test_takeover_late_grants.py). Seed 10000294: a late grant of
+    an elector holding no step, told nothing (it would refuse the end for ever). The
+    paths are rare (the first seed after 10,006,000 to take the restart's), so a change
+    to the runs' messages may move them to other seeds: run a range and read these
+    counters in the stats."""
+    report = run(10008139, takeover_after_s=3.0)
+    assert report.stats["takeover late grant: end told again after a restart"] >= 1
+    report = run(10000294, takeover_after_s=3.0)
+    assert report.stats["takeover grant after the claim by an elector holding no step"] >= 1
 
 
 def two_domains(seed: int = 1) -> Simulation:

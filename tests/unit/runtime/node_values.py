@@ -131,6 +131,9 @@ TABLE_ROWS = {
     "epochs": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
     "granted": st.tuples(wf_ids, st.tuples(st.integers(0, 9), names)),
     "certificates": st.tuples(wf_ids, st.tuples(st.integers(0, 9), certificates)),
+    # A late grant's granter -> the epoch its end was told in.
+    "late_grants": st.tuples(wf_ids, st.dictionaries(names, st.integers(1, 9), min_size=1,
+                                                     max_size=3)),
     "end_proofs": st.tuples(wf_ids, st.tuples(st.integers(1, 9), names, certificates)),
     "end_reasons": st.tuples(wf_ids, text),
     "electorates": st.tuples(wf_ids, name_tuples),

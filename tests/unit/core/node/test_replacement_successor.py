@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from fedorch.core.negotiation.messages import AnswerStatus, DecisionAnswer, DecisionQuery
 from fedorch.core.node import MemberState, Message, Submit, Tick
-from fedorch.core.node.records import ClaimMsg, PrepareMsg, ResultMsg, Timing
+from fedorch.core.node.records import ClaimMsg, PrepareMsg, ResultMsg, Timing, VoteMsg
 from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH, round_range
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -220,3 +220,65 @@ def test_a_successor_counts_a_lost_step_started_when_a_need_may_have_reached_it_
     assert fed.evidence.acting == {(WF, 1): "d1"}
     assert fed.lost == [("d1", (WF, "s0"), "d0", "FAIL_STARTED")]
     assert runs_of(fed, "s0") == [("d0", 1)]  # never anywhere else
+
+
+def test_a_successor_restarted_while_it_asks_asks_again_when_its_view_comes() -> None:
+    """d1's re-ask is lost on its way to d2 and d1 restarts: the fresh majority it was
+    gathering was in memory, and nothing of it is on record (no round number taken, no
+    verdict). Restored, d1 still acts in epoch 1; once its view says d0 is DEAD again,
+    its loss table sends s0 back again, the fresh majority is asked anew (a new lease),
+    d2 grants it, and the round places s0 once: the workflow SUCCEEDS. Nothing is lost
+    but the grants gathered and the time: the mandate needs no row."""
+    def re_ask_lost(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, ClaimMsg) and src == "d1" and dst == "d2" and bool(msg.won)
+
+    fed = s0_lost_with_d0(keep=re_ask_lost)
+    assert WF in fed.nodes["d1"].replacement.mandates.asking
+    fed.net = []  # lost
+    assert WF not in fed.disks["d1"].replaced_rounds and "s0" not in fed.disks["d1"].results[WF]
+    d1 = fed.restore("d1")
+    assert not d1.replacement.mandates.asking
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+             MemberState("d3", "ALIVE"))
+    assert fed.lost[-2:] == [("d1", (WF, "s0"), "d0", "REPLACE")] * 2  # judged again
+    assert d1.stats["re-placement: fresh majority asked"] == 1
+    fed.deliver()
+    assert d1.stats["re-placement: fresh majority granted"] == 1
+    epoch, new, lost = fed.disks["d1"].placements[WF]["s0"]
+    assert lost == "d0" and epoch in round_range(1)
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert runs_of(fed, "s0") == [("d0", 1), (new, 1)]
+    assert not fed.refused
+
+
+def test_a_successor_restarted_mid_round_releases_its_candidate_and_places_anew() -> None:
+    """The fresh majority granted, d1's round for s0 runs: its candidate's YES is lost
+    on the way and d1 restarts before any decision. The round's number was written
+    before its PREPARE (`replaced_rounds`): the candidate's query is answered ABORT
+    (presumed, d1's own range), and once d1's view says d0 is DEAD again, a new round,
+    asked for on a fresh majority again, takes the next number and places s0 once."""
+    def vote_lost(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, VoteMsg) and dst == "d1"
+
+    fed = s0_lost_with_d0(keep=vote_lost)
+    [(candidate, prepare)] = fed.sent_by("d1", PrepareMsg)
+    first = prepare.tx.round
+    assert fed.disks["d1"].replaced_rounds[WF] == first
+    assert (WF, first) in fed.disks[candidate].holds
+    fed.net = []  # lost
+    d1 = fed.restore("d1")
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+             MemberState("d3", "ALIVE"))
+    fed.deliver()
+    fed.run_until(fed.now + 2 * d1.t.lease_s)  # the candidate asks at its lease
+    assert (WF, first) not in fed.disks[candidate].holds  # its YES released
+    epoch, new, _ = fed.disks["d1"].placements[WF]["s0"]
+    assert epoch > first and epoch in round_range(1)
+    assert d1.stats["re-placement: fresh majority granted"] == 1
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
+    assert runs_of(fed, "s0") == [("d0", 1), (new, 1)]
