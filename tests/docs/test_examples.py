@@ -205,10 +205,13 @@ def _slug(heading: str) -> str:
 
 
 def anchors(path: Path) -> set[str]:
+    """The headings' anchors, and those a page keeps by name (`<a id="..."></a>`: a
+    heading renamed keeps its old anchor, so links from elsewhere still land)."""
     text = path.read_text(encoding="utf-8")
     for block in fenced_blocks(text, path):
         text = text.replace(block.text, "")
-    return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", text, re.M)}
+    return ({_slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", text, re.M)}
+            | set(re.findall(r'<a id="([\w-]+)"></a>', text)))
 
 
 def broken_links(path: Path) -> list[str]:
@@ -236,9 +239,10 @@ def test_relative_links_resolve(path: Path) -> None:
 
 
 def test_broken_links_are_found(tmp_path: Path) -> None:
-    (tmp_path / "there.md").write_text("# A heading\n")
+    (tmp_path / "there.md").write_text('<a id="its-old-name"></a>\n\n# A heading\n')
     page = tmp_path / "page.md"
     page.write_text("[ok](there.md) [ok](there.md#a-heading) [web](https://x.org/y)\n"
+                    "[kept](there.md#its-old-name)\n"
                     "[gone](missing.md) [bad anchor](there.md#nope) [self](#top)\n"
                     "# Top\n```md\n[in code](ignored.md)\n```\n")
     assert broken_links(page) == ["missing.md (no such file)",
