@@ -62,7 +62,16 @@ holds a YES of an earlier round that aborted) can find another value accepted at
 minority (the coordinator's COMMIT that reached one acceptor before the round aborted)
 and choose it. Being settled here does not prove that no participant anywhere is in
 doubt about any round of the workflow, so these stay (a record per round per acceptor;
-the seeded soak found the violation, seed 201539 of range 200000, with them forgotten).
+the seeded soak found the violation, seed 201539 of range 200000, with them forgotten:
+an extra acceptor, told of no end, forgot by age a COMMIT chosen with the coordinator
+that died, while the one participant, paused and restarted, was still in doubt).
+Forgetting them safely needs more than a rule of who may still ask: an acceptor with
+no record of a round answers as if it never heard of it, so a forgotten decision is a
+blank that any later ballot (a participant counted as knowing that does not, a lying
+one) can fill with the other value. A forgotten round must be refused, never blank:
+docs/retention.md ("Forgetting acceptor records: not built yet") names what that
+needs (a creation time in the signed round statement, a round life every acceptor
+enforces, a per-coordinator horizon of what it forgot).
 
 Presumed abort (`presumes_abort`, the rule in core/workflow/presumed_abort.py). Under
 classic 2PC a participant in doubt has only its coordinator to ask: no acceptors, no

@@ -28,6 +28,7 @@ from fedorch.core.node.records import (
     AckMsg,
     Disk,
     FinalMsg,
+    PrepareMsg,
     ResultMsg,
     Timing,
     VoteMsg,
@@ -288,6 +289,35 @@ def test_an_unsettled_acceptor_record_goes_by_age_only() -> None:
     # of the acceptors could be chosen over).
     assert any(k[0] == wf for k in f.disks["d2"].acceptor)
     assert any(k[0] == wf for k in f.disks["d2"].learned)
+
+
+def test_an_extra_acceptor_keeps_a_chosen_commit_for_a_participant_in_doubt_past_it() -> None:
+    """The soak's seed 201539 (range 200000), by hand: d0's one step is placed on d2, so
+    d1 is an extra acceptor. d0's COMMIT reaches d1 (d0 and d1: a majority, chosen) and
+    d0 is cut off for good before d2 hears it. d2, in doubt, is cut off past d1's
+    keep_ended_s; d1 forgets the workflow by age. d2's recovery ballot then asks d1 and
+    d2: it must find the COMMIT at d1, or it chooses ABORT over a chosen COMMIT."""
+    f = Federation(Retention(keep_ended_s=20.0, max_ended_workflows=0, late_message_s=5.0))
+    wf = "d0.w1"
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
+    key = (wf, 1)
+    f.drop = lambda src, dst, msg: src == "d0" and dst == "d2" \
+        and not isinstance(msg, PrepareMsg)
+    f.step("d0", Submit(wf, spec, placement={"s0": "d2"}))
+    f.run_until(0.5)
+    assert f.disks["d1"].acceptor[key].tx.acceptors == ("d0", "d1", "d2")
+    assert f.disks["d1"].acceptor[key].tx.participants == ("d2",)
+    assert f.disks["d1"].acceptor[key].accepted_value.commit  # with d0's own: chosen
+    assert key not in f.disks["d2"].learned
+    cut_off = {"d0", "d2"}
+    f.drop = lambda src, dst, msg: src != dst and bool({src, dst} & cut_off)
+    f.run_until(60.0)
+    assert f.has("d1", wf) == []  # forgotten by age, but not its acceptor record
+    assert f.nodes["d2"].participant.keys_of(wf) and key not in f.disks["d2"].learned
+    cut_off = {"d0"}
+    f.run_until(100.0)
+    learned = f.disks["d2"].learned.get(key)
+    assert learned is not None and learned.commit, learned  # the COMMIT chosen at 0.5
 
 
 # ---- late messages about a forgotten workflow --------------------------------------
