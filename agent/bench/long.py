@@ -4,9 +4,10 @@ memory and data stay bounded.
 `total` three-domain workflows go through the same three agents in consecutive closed
 loops of `every` workflows (the last one takes what is left). After each loop it reads,
 for each agent: its RSS and the CPU it spent per workflow of that loop (/proc), the size
-of its `agent.db` with the WAL, the bytes in use in it split into the audit log (never
-compacted) and the rest, and how many workflows it holds. A bench reports; it asserts
-nothing.
+of its `node.db` (the Node's tables: every workflow it holds) with the WAL and that of its
+`agent.db` (identity, meta, key changes and the audit log), the bytes in use in both split
+into the audit log (never compacted) and the rest, and how many workflows its `node.db`
+holds. A bench reports; it asserts nothing.
 
 RSS is also read by mapping kind (`rss_by_mapping`, from /proc/<pid>/smaps), so a reading
 says where resident memory lives: glibc's main heap, its per-thread malloc arenas, the
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from fedorch.bench.commit import DOMAINS, _federation, _peak, process_rss_mb
 from fedorch.bench.realnet import RealNet
+from fedorch.runtime.node_engine.identity import NODE_DB  # the Node's tables
 
 EVERY = 10_000  # workflows between two readings (the issue's target compares the first
 # and the last 10,000)
@@ -78,12 +80,25 @@ def process_threads(pid: int) -> int:
     raise ValueError(f"no Threads line in /proc/{pid}/status")
 
 
-def data_mb(tmp: Path, domain: str) -> float:
-    """The size of one agent's SQLite database with its WAL."""
-    base = tmp / "data" / domain / "agent.db"
+AGENT_DB = "agent.db"  # identity, meta, key changes, the audit log (runtime/store)
+AUDIT_TABLES = ("audit", "audit_workflow", "audit_checkpoints")
+
+
+def _file_mb(tmp: Path, domain: str, name: str) -> float:
+    base = tmp / "data" / domain / name
     total = sum(Path(f"{base}{s}").stat().st_size
                 for s in ("", "-wal") if Path(f"{base}{s}").exists())
     return round(total / 2**20, 1)
+
+
+def data_mb(tmp: Path, domain: str) -> float:
+    """The size of one agent's `node.db` (its workflows) with its WAL."""
+    return _file_mb(tmp, domain, NODE_DB)
+
+
+def agent_db_mb(tmp: Path, domain: str) -> float:
+    """The size of one agent's `agent.db` (the audit log and its records) with its WAL."""
+    return _file_mb(tmp, domain, AGENT_DB)
 
 
 def retention_config(keep_ended: int, keep_ended_s: float) -> dict:
@@ -94,36 +109,54 @@ def retention_config(keep_ended: int, keep_ended_s: float) -> dict:
             "negotiation": {"replay_window_s": BENCH_REPLAY_WINDOW_S}}
 
 
-def _read_only(tmp: Path, domain: str) -> sqlite3.Connection:
+def _read_only(tmp: Path, domain: str, name: str) -> sqlite3.Connection:
     # Read-only; WAL lets the agent write on meanwhile.
-    return sqlite3.connect(f"file:{tmp / 'data' / domain / 'agent.db'}?mode=ro", uri=True,
+    return sqlite3.connect(f"file:{tmp / 'data' / domain / name}?mode=ro", uri=True,
                            timeout=5)
 
 
 def ended_kept(tmp: Path, domain: str) -> int:
-    """How many workflows one agent's database holds, all ended once a loop is over."""
-    db = _read_only(tmp, domain)
+    """How many workflows one agent's `node.db` holds an end of (`node_final`: every
+    workflow it took part in, once a loop is over, until retention forgets it); 0
+    before the Node made the file."""
+    if not (tmp / "data" / domain / NODE_DB).exists():
+        return 0
+    db = _read_only(tmp, domain, NODE_DB)
     try:
-        return int(db.execute("SELECT count(*) FROM workflows").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM node_final").fetchone()[0])
     finally:
         db.close()
 
 
+def _in_use(db: sqlite3.Connection) -> int:
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    return (db.execute("PRAGMA page_count").fetchone()[0]
+            - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+
+
 def live_mb(tmp: Path, domain: str) -> dict[str, float | None]:
-    """The bytes in use in one agent's database (free pages, which SQLite reuses, not
-    counted), split into the audit log (never compacted) and everything else. None
+    """The bytes in use in one agent's two databases (free pages, which SQLite reuses,
+    not counted), split into the audit log (`agent.db`, never compacted) and the rest
+    (`node.db` whole, which retention bounds, and `agent.db`'s other tables). None
     where this SQLite has no dbstat table to tell."""
-    db = _read_only(tmp, domain)
+    node = 0
+    if (tmp / "data" / domain / NODE_DB).exists():
+        db = _read_only(tmp, domain, NODE_DB)
+        try:
+            node = _in_use(db)
+        finally:
+            db.close()
+    db = _read_only(tmp, domain, AGENT_DB)
     try:
-        page = db.execute("PRAGMA page_size").fetchone()[0]
-        used = (db.execute("PRAGMA page_count").fetchone()[0]
-                - db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        used = _in_use(db)
         try:
             audit = db.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN"
-                               " ('audit', 'audit_workflow', 'audit_checkpoints')").fetchone()[0]
+                               f" ({', '.join('?' * len(AUDIT_TABLES))})",
+                               AUDIT_TABLES).fetchone()[0]
         except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
             return {"audit": None, "rest": None}
-        return {"audit": round(audit / 2**20, 1), "rest": round((used - audit) / 2**20, 1)}
+        return {"audit": round(audit / 2**20, 1),
+                "rest": round((node + used - audit) / 2**20, 1)}
     finally:
         db.close()
 
@@ -185,7 +218,8 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
                              "rss_by_mapping_mb": {d: rss_by_mapping(p.pid)
                                                    for d, p in net.procs.items()},
                              "threads": {d: process_threads(p.pid) for d, p in net.procs.items()},
-                             "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS}})
+                             "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS},
+                             "agent_db_mb": {d: agent_db_mb(Path(tmp), d) for d in DOMAINS}})
                 if on_reading is not None:
                     on_reading(rows[-1])
     cpu_growth = growth(rows)

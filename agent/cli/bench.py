@@ -181,7 +181,7 @@ def _print_long(r: dict) -> None:
     table = Table(title=f"{r['workflows']} three-domain workflows on the same agents,"
                         f" {r['concurrency']} submitters, read every {r['every']}")
     for column in ("after workflows", "agent", "CPU ms per workflow", "RSS MB",
-                   "file MB (db + wal)", "in use: the rest MB", "in use: audit log MB",
+                   "node.db MB (+ wal)", "agent.db MB (+ wal)", "in use: the rest MB", "in use: audit log MB",
                    "workflows kept"):
         table.add_column(column, justify="right")
     for part in r["parts"]:
@@ -189,12 +189,13 @@ def _print_long(r: dict) -> None:
         for domain, rss in part["rss_mb"].items():
             live = part["live_mb"][domain]
             table.add_row(str(part["after_workflows"]), domain, str(cpu[domain]), str(rss),
-                          str(part["data_mb"][domain]), str(live["rest"]),
+                          str(part["data_mb"][domain]),
+                          str(part.get("agent_db_mb", {}).get(domain, "")), str(live["rest"]),
                           str(live["audit"]), str(part["ended_kept"][domain]))
         failed = "".join(f", {n} {code}" for code, n in part.get("failed_calls", {}).items())
         table.add_row(str(part["after_workflows"]),
                       f"all ({part['workflows_per_s']} workflows/s{failed})",
-                      f"{cpu['total']} ({cpu['client']} the client)", "", "", "", "", "",
+                      f"{cpu['total']} ({cpu['client']} the client)", "", "", "", "", "", "",
                       end_section=True)
     console().print(table)
     if r.get("keep_ended"):
@@ -230,7 +231,8 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
                    f"after {reading['after_workflows']}: {reading['workflows_per_s']}"
                    f" workflows/s (failed calls {reading.get('failed_calls', {})});"
                    f" CPU ms per workflow {reading['cpu_ms_by_process']};"
-                   f" RSS MB {reading['rss_mb']}; file MB {reading['data_mb']}", err=True)
+                   f" RSS MB {reading['rss_mb']}; node.db MB {reading['data_mb']};"
+                   f" workflows held {reading['ended_kept']}", err=True)
 
     result = asyncio.run(run_long_bench(workflows, concurrency, every,
                                         keep_ended=keep_ended, keep_ended_s=keep_ended_s,
