@@ -19,11 +19,13 @@ agent's thread count, since every thread may take a malloc arena that outlives i
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fedorch.bench.commit import DOMAINS, _federation, _peak, process_rss_mb
@@ -171,6 +173,12 @@ async def _settled(net: RealNet, keep_ended: int, deadline_s: float) -> None:
         await asyncio.sleep(0.5)
 
 
+def when() -> dict[str, str | float]:
+    """A reading's UTC time and the 1-minute load average (the machine may be shared)."""
+    return {"utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "load_1m": os.getloadavg()[0]}
+
+
 def segments(total: int, every: int) -> list[int]:
     """The sizes of the consecutive loops: `every` each, the last one what is left."""
     if total < 1 or every < 1:
@@ -211,7 +219,7 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
                 done += n
                 if keep_ended is not None:  # let a sweep pass after the loop ends
                     await _settled(net, keep_ended, 2 * BENCH_REPLAY_WINDOW_S + keep_ended_s + 5.0)
-                rows.append({"after_workflows": done, **loop,
+                rows.append({"after_workflows": done, **loop, **when(),
                              "ended_kept": {d: ended_kept(Path(tmp), d) for d in DOMAINS},
                              "live_mb": {d: live_mb(Path(tmp), d) for d in DOMAINS},
                              "rss_mb": {d: process_rss_mb(p.pid) for d, p in net.procs.items()},
