@@ -14,6 +14,10 @@ says where resident memory lives: glibc's main heap, its per-thread malloc arena
 other anonymous mappings (CPython's own 1 MiB object arenas, large allocations, thread
 stacks), or files (the interpreter, shared libraries, SQLite's WAL index); and each
 agent's thread count, since every thread may take a malloc arena that outlives it.
+With `trace_memory` the agents run under fedorch.bench.traced_agent, and each reading
+after the first says what each agent allocated since the one before and still holds,
+per workflow, by allocating line and by type (docs/benchmarks.md, "Memory per ended
+workflow").
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sqlite3
 import tempfile
 import time
@@ -30,6 +35,7 @@ from pathlib import Path
 
 from fedorch.bench.commit import DOMAINS, _federation, _peak, process_rss_mb
 from fedorch.bench.realnet import RealNet
+from fedorch.bench.traced_agent import diff, reading_paths
 from fedorch.runtime.node_engine.identity import NODE_DB  # the Node's tables
 
 EVERY = 10_000  # workflows between two readings (the issue's target compares the first
@@ -196,14 +202,37 @@ def growth(rows: list[dict]) -> dict[str, float | None]:
             for name in first}
 
 
+async def _traced_readings(net: RealNet, traced: Path, n: int,
+                           deadline_s: float = 600.0) -> dict[str, str]:
+    """Ask every traced agent for its reading `n` (SIGUSR1, fedorch.bench.traced_agent)
+    and wait until each has written it: where each is, by domain."""
+    for d in DOMAINS:
+        os.kill(net.procs[d].pid, signal.SIGUSR1)
+    deadline = time.monotonic() + deadline_s
+    waiting = set(DOMAINS)
+    while waiting and time.monotonic() < deadline:
+        waiting = {d for d in waiting
+                   if not all(p.exists() for p in reading_paths(traced / d, n))}
+        if waiting:
+            await asyncio.sleep(0.5)
+    if waiting:
+        raise TimeoutError(f"no memory reading {n} from {sorted(waiting)}")
+    return {d: str(traced / f"{d}.{n}") for d in DOMAINS}
+
+
 async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int = EVERY,
                          workdir: Path | None = None, keep_ended: int | None = None,
                          keep_ended_s: float = 10.0,
-                         on_reading: Callable[[dict], None] | None = None) -> dict:
+                         on_reading: Callable[[dict], None] | None = None,
+                         trace_memory: Path | None = None) -> dict:
     """`total` workflows on the same agents, read every `every` (see the module doc).
     With `keep_ended`, the agents keep at most that many ended workflows (and none
     older than `keep_ended_s`), and each reading waits for retention to catch up.
-    `on_reading` gets each reading as it is made (a long run shows progress)."""
+    `on_reading` gets each reading as it is made (a long run shows progress).
+    `trace_memory`: a directory; the agents run traced (fedorch.bench.traced_agent),
+    each reading also writes their allocations there (`traced`: where), and the result
+    says what each agent allocated and still holds per workflow between each two
+    readings (`memory_per_workflow`, from the second on)."""
     sizes = segments(total, every)
     if concurrency < 1:
         raise ValueError("the long bench needs a submitter")
@@ -212,7 +241,7 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
     extra = retention_config(keep_ended, keep_ended_s) if keep_ended is not None else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="fedorch-bench-", dir=workdir) as tmp:
-        async with _federation(Path(tmp), "paxos", extra) as net:
+        async with _federation(Path(tmp), "paxos", extra, traced=trace_memory) as net:
             done = 0
             for n in sizes:
                 loop = await _peak(net, n, concurrency)
@@ -228,6 +257,12 @@ async def run_long_bench(total: int = 30_000, concurrency: int = 256, every: int
                              "threads": {d: process_threads(p.pid) for d, p in net.procs.items()},
                              "data_mb": {d: data_mb(Path(tmp), d) for d in DOMAINS},
                              "agent_db_mb": {d: agent_db_mb(Path(tmp), d) for d in DOMAINS}})
+                if trace_memory is not None:
+                    rows[-1]["traced"] = await _traced_readings(net, trace_memory, len(rows))
+                    if len(rows) > 1:
+                        rows[-1]["memory_per_workflow"] = {
+                            d: diff(rows[-2]["traced"][d], rows[-1]["traced"][d], n)
+                            for d in DOMAINS}
                 if on_reading is not None:
                     on_reading(rows[-1])
     cpu_growth = growth(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from pathlib import Path
 
 import click
 from fedorch.bench.commit import CONCURRENCY, WORKFLOWS_PER_LOOP
@@ -218,8 +219,12 @@ def _print_long(r: dict) -> None:
                    " replay window and sweep), waiting after each reading for retention.")
 @click.option("--keep-ended-s", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, help="With --keep-ended: retention.keep_ended_s.")
+@click.option("--trace-memory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Run the agents with their allocations traced, write their"
+                                 " readings to this directory, and say what each holds per"
+                                 " workflow between two readings (slower: for memory only).")
 def long(as_json: bool, workflows: int, concurrency: int, every: int,
-         keep_ended: int | None, keep_ended_s: float) -> None:
+         keep_ended: int | None, keep_ended_s: float, trace_memory: Path | None) -> None:
     """Whether a workflow's cost stays flat as work grows; the agents' memory and data."""
     from fedorch.bench.long import run_long_bench
 
@@ -234,9 +239,12 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
                    f" RSS MB {reading['rss_mb']}; node.db MB {reading['data_mb']};"
                    f" workflows held {reading['ended_kept']}", err=True)
 
+    if trace_memory is not None:
+        trace_memory.mkdir(parents=True, exist_ok=True)
+        trace_memory = trace_memory.resolve()
     result = asyncio.run(run_long_bench(workflows, concurrency, every,
                                         keep_ended=keep_ended, keep_ended_s=keep_ended_s,
-                                        on_reading=progress))
+                                        on_reading=progress, trace_memory=trace_memory))
     if as_json:
         click.echo(json.dumps(result))
     else:
