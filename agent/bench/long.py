@@ -124,14 +124,15 @@ def _read_only(tmp: Path, domain: str, name: str) -> sqlite3.Connection:
 
 
 def ended_kept(tmp: Path, domain: str) -> int:
-    """How many workflows one agent's `node.db` holds an end of (`node_final`: every
-    workflow it took part in, once a loop is over, until retention forgets it); 0
-    before the Node made the file."""
+    """How many workflows one agent's `node.db` holds (`node_endings`, retention's stamp
+    of each: every workflow it coordinated or took part in, ended once a loop is over,
+    until retention forgets it; an end alone would leave out a round aborted before any
+    COMMIT, whose end is its coordinator's row); 0 before the Node made the file."""
     if not (tmp / "data" / domain / NODE_DB).exists():
         return 0
     db = _read_only(tmp, domain, NODE_DB)
     try:
-        return int(db.execute("SELECT count(*) FROM node_final").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM node_endings").fetchone()[0])
     finally:
         db.close()
 

@@ -37,11 +37,13 @@ from fedorch.runtime.store.store import Store
 
 
 def _node_db(tmp: Path, domain: str, ended: int, pad: int = 0) -> None:
-    """A node.db as the Node writes it: `ended` workflows with an end, each with a
-    PREPARE-sized padding row in another table when `pad`."""
+    """A node.db as the Node writes it: `ended` workflows with retention's stamp, an
+    end row for half of them (at a coordinator, a round aborted before any COMMIT
+    ends in its row alone), each with a padding row in another table when `pad`."""
     (tmp / "data" / domain).mkdir(parents=True, exist_ok=True)
     with SqliteDurable(tmp / "data" / domain / NODE_DB) as store:
-        ops = [Op("final", PUT, f"w.{i}", WorkflowState.SUCCEEDED) for i in range(ended)]
+        ops = [Op("endings", PUT, f"w.{i}", 1_000 + i) for i in range(ended)]
+        ops += [Op("final", PUT, f"w.{i}", WorkflowState.SUCCEEDED) for i in range(ended // 2)]
         ops += [Op("cancels", PUT, f"w.{i}", "x" * pad) for i in range(ended if pad else 0)]
         store.write([Write("ends", ops)])
 
