@@ -406,11 +406,12 @@ async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call"
 
 @contextlib.asynccontextmanager
 async def _federation(tmp: Path, commit: str, extra: dict | None = None,
-                      profiled: Path | None = None):
+                      profiled: Path | None = None, traced: Path | None = None):
     """The bench's three agents, started, converged, and stopped by pid at the end.
     `profiled`:
     the coordinator (c1) runs under fedorch.bench.profiled_agent, its profile to that
-    file (switched on and off by SIGUSR1 / SIGUSR2)."""
+    file (switched on and off by SIGUSR1 / SIGUSR2). `traced`: every agent runs under
+    fedorch.bench.traced_agent, its readings to `traced/<domain>.N` (on SIGUSR1)."""
     extra = extra or {}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
         {"name": "bench.noop", "capacity": 100_000,
@@ -421,6 +422,10 @@ async def _federation(tmp: Path, commit: str, extra: dict | None = None,
     coordinator_config = str(net.configs[DOMAINS[0]])
 
     def command(config: Path) -> list[str]:
+        if traced is not None:
+            domain = next(d for d in DOMAINS if str(net.configs[d]) == str(config))
+            return [*agent_command(config)[:2], "fedorch.bench.traced_agent",
+                    str(traced / domain), "agent", "run", "--config", str(config)]
         if profiled is None or str(config) != coordinator_config:
             return agent_command(config)
         return [*agent_command(config)[:2], "fedorch.bench.profiled_agent", str(profiled),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from pathlib import Path
 
 import click
 from fedorch.bench.commit import CONCURRENCY, WORKFLOWS_PER_LOOP
@@ -181,7 +182,7 @@ def _print_long(r: dict) -> None:
     table = Table(title=f"{r['workflows']} three-domain workflows on the same agents,"
                         f" {r['concurrency']} submitters, read every {r['every']}")
     for column in ("after workflows", "agent", "CPU ms per workflow", "RSS MB",
-                   "file MB (db + wal)", "in use: the rest MB", "in use: audit log MB",
+                   "node.db MB (+ wal)", "agent.db MB (+ wal)", "in use: the rest MB", "in use: audit log MB",
                    "workflows kept"):
         table.add_column(column, justify="right")
     for part in r["parts"]:
@@ -189,12 +190,13 @@ def _print_long(r: dict) -> None:
         for domain, rss in part["rss_mb"].items():
             live = part["live_mb"][domain]
             table.add_row(str(part["after_workflows"]), domain, str(cpu[domain]), str(rss),
-                          str(part["data_mb"][domain]), str(live["rest"]),
+                          str(part["data_mb"][domain]),
+                          str(part.get("agent_db_mb", {}).get(domain, "")), str(live["rest"]),
                           str(live["audit"]), str(part["ended_kept"][domain]))
         failed = "".join(f", {n} {code}" for code, n in part.get("failed_calls", {}).items())
         table.add_row(str(part["after_workflows"]),
                       f"all ({part['workflows_per_s']} workflows/s{failed})",
-                      f"{cpu['total']} ({cpu['client']} the client)", "", "", "", "", "",
+                      f"{cpu['total']} ({cpu['client']} the client)", "", "", "", "", "", "",
                       end_section=True)
     console().print(table)
     if r.get("keep_ended"):
@@ -217,8 +219,12 @@ def _print_long(r: dict) -> None:
                    " replay window and sweep), waiting after each reading for retention.")
 @click.option("--keep-ended-s", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, help="With --keep-ended: retention.keep_ended_s.")
+@click.option("--trace-memory", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Run the agents with their allocations traced, write their"
+                                 " readings to this directory, and say what each holds per"
+                                 " workflow between two readings (slower: for memory only).")
 def long(as_json: bool, workflows: int, concurrency: int, every: int,
-         keep_ended: int | None, keep_ended_s: float) -> None:
+         keep_ended: int | None, keep_ended_s: float, trace_memory: Path | None) -> None:
     """Whether a workflow's cost stays flat as work grows; the agents' memory and data."""
     from fedorch.bench.long import run_long_bench
 
@@ -230,11 +236,15 @@ def long(as_json: bool, workflows: int, concurrency: int, every: int,
                    f"after {reading['after_workflows']}: {reading['workflows_per_s']}"
                    f" workflows/s (failed calls {reading.get('failed_calls', {})});"
                    f" CPU ms per workflow {reading['cpu_ms_by_process']};"
-                   f" RSS MB {reading['rss_mb']}; file MB {reading['data_mb']}", err=True)
+                   f" RSS MB {reading['rss_mb']}; node.db MB {reading['data_mb']};"
+                   f" workflows held {reading['ended_kept']}", err=True)
 
+    if trace_memory is not None:
+        trace_memory.mkdir(parents=True, exist_ok=True)
+        trace_memory = trace_memory.resolve()
     result = asyncio.run(run_long_bench(workflows, concurrency, every,
                                         keep_ended=keep_ended, keep_ended_s=keep_ended_s,
-                                        on_reading=progress))
+                                        on_reading=progress, trace_memory=trace_memory))
     if as_json:
         click.echo(json.dumps(result))
     else:

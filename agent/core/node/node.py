@@ -179,6 +179,7 @@ class Node:
         self.t = timing
         self.peers = list(peers)
         self.rng = rng
+        self._consensus: tuple[tuple[str, ...], ConsensusOptions] | None = None
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self.votes = Votes(name, sign_vote, verify_vote)
         self._unsealed = 0  # YES votes sent this turn whose evidence is not made yet
@@ -443,7 +444,13 @@ class Node:
         return tx if tx is not None and tx.key == key else None
 
     def consensus(self) -> ConsensusOptions:
-        others = [n for n in self.peers if n != self.name]
+        # One (frozen) set of options per view of the peers, shared by the Coordinators
+        # made under it: each is kept until retention forgets its workflow, and its own
+        # copy with its closure cost some 600 bytes a workflow.
+        peers = tuple(self.peers)
+        if self._consensus is not None and self._consensus[0] == peers:
+            return self._consensus[1]
+        others = [n for n in peers if n != self.name]
 
         def extras() -> list[str]:
             return self.rng.sample(others, len(others))
@@ -451,10 +458,13 @@ class Node:
         t = self.t
         # The first COMMIT notice as late again as a participant's DecisionAck may wait
         # for a result to stand for it (commit_acks.py): it asks for nothing owed.
-        return ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
-                                backoff_s=t.backoff_s, decision_resend_s=t.decision_resend_s,
-                                max_acceptors=t.max_acceptors,
-                                commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s)
+        options = ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
+                                   backoff_s=t.backoff_s,
+                                   decision_resend_s=t.decision_resend_s,
+                                   max_acceptors=t.max_acceptors,
+                                   commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s)
+        self._consensus = (peers, options)
+        return options
 
     def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
         def place(excluded) -> Placement:

@@ -202,6 +202,47 @@ class RecordedSet(set):
     remove = update = clear = pop = __ior__ = __isub__ = _refuse  # type: ignore[assignment]
 
 
+class KeysOf:
+    """The keys of each workflow in a table keyed by (workflow, ...). Most workflows
+    have one (one round, one run here), kept as the key itself, and a second makes
+    them a set: a set of one costs some 200 bytes, for every workflow the Node holds
+    until retention forgets it."""
+
+    __slots__ = ("_of",)
+
+    def __init__(self, keys: Iterable[tuple] = ()) -> None:
+        self._of: dict[str, tuple | set[tuple]] = {}
+        for key in keys:
+            self.add(key)
+
+    def add(self, key: tuple) -> None:
+        held = self._of.get(key[0])
+        if held is None:
+            self._of[key[0]] = key
+        elif held.__class__ is set:
+            held.add(key)  # type: ignore[union-attr]
+        elif held != key:
+            self._of[key[0]] = {held, key}  # type: ignore[arg-type]
+
+    def discard(self, key: tuple) -> None:
+        held = self._of.get(key[0])
+        if held.__class__ is set:
+            held.discard(key)  # type: ignore[union-attr]
+            if not held:
+                del self._of[key[0]]
+        elif held == key:
+            del self._of[key[0]]
+
+    def of(self, workflow_id: str) -> tuple[tuple, ...]:
+        held = self._of.get(workflow_id)
+        if held is None:
+            return ()
+        return tuple(held) if held.__class__ is set else (held,)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:  # the workflows with a key
+        return len(self._of)
+
+
 class RecordedRuns(RecordedSet):
     """The step runs table, (workflow, step, attempt) items, with the runs of each
     workflow at hand: resuming a committed workflow must not scan every run the
@@ -209,24 +250,18 @@ class RecordedRuns(RecordedSet):
 
     def __init__(self, table: str, log: Callable[[Op], None], items: Iterable = ()) -> None:
         super().__init__(table, log, items)
-        self._of: dict[str, set[tuple[str, str, int]]] = {}
-        for item in self:
-            self._of.setdefault(item[0], set()).add(item)
+        self._of = KeysOf(self)
 
     def add(self, item) -> None:
         super().add(item)
-        self._of.setdefault(item[0], set()).add(item)
+        self._of.add(item)
 
     def discard(self, item) -> None:
         super().discard(item)
-        runs = self._of.get(item[0])
-        if runs is not None:
-            runs.discard(item)
-            if not runs:
-                del self._of[item[0]]
+        self._of.discard(item)
 
     def of(self, workflow_id: str) -> frozenset[tuple[str, str, int]]:
-        return frozenset(self._of.get(workflow_id, ()))
+        return frozenset(self._of.of(workflow_id))
 
 
 class RecordedRounds(Recorded):
@@ -235,32 +270,23 @@ class RecordedRounds(Recorded):
 
     def __init__(self, table: str, log: Callable[[Op], None], items: Iterable = ()) -> None:
         super().__init__(table, log, items)
-        self._of: dict[str, set] = {}
-        for key in self:
-            self._of.setdefault(key[0], set()).add(key)
+        self._of = KeysOf(self)
 
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
-        self._of.setdefault(key[0], set()).add(key)
+        self._of.add(key)
 
     def __delitem__(self, key) -> None:
         super().__delitem__(key)
-        self._unindex(key)
+        self._of.discard(key)
 
     def pop(self, key, default=Recorded._missing):
         if key in self:
-            self._unindex(key)
+            self._of.discard(key)
         return super().pop(key, default)
 
-    def _unindex(self, key) -> None:
-        keys = self._of.get(key[0])
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._of[key[0]]
-
     def of(self, workflow_id: str) -> list:
-        return sorted(self._of.get(workflow_id, ()))
+        return sorted(self._of.of(workflow_id))
 
 
 # The tables keyed by (workflow, round).

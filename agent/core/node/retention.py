@@ -140,7 +140,7 @@ class Retention:
     tick_s: float = 1.0
 
 
-@dataclass
+@dataclass(slots=True)  # one for every workflow tracked: no __dict__ of its own
 class _Entry:
     stamp: int      # wall ms of the last mark (the `endings` row)
     since: float    # monotonic time of the last mark, or of the restore

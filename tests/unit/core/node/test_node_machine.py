@@ -563,3 +563,15 @@ def test_the_taking_over_federation_takes_a_workflow_over():
     assert ran, "the workflow did not commit"
     assert f.acting and set(f.acting.values()) <= set(ran)
     assert all(f.disks[n].final["d0.w1"] in {WorkflowState.SUCCEEDED} for n in ran)
+
+
+def test_coordinators_made_under_one_view_of_the_peers_share_their_options():
+    node = Node("c1", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
+                timing=Timing(), peers=["c1", "c2", "c3"], rng=random.Random(1), now=0.0)
+    first = node.consensus()
+    assert node.consensus() is first  # not one copy per workflow kept
+    assert sorted(first.extra_acceptors()) == ["c2", "c3"]
+    node.peers = ["c1", "c2", "c4"]  # the membership view changed: new options
+    later = node.consensus()
+    assert later is not first and sorted(later.extra_acceptors()) == ["c2", "c4"]
+    assert sorted(first.extra_acceptors()) == ["c2", "c3"]  # made under the old view

@@ -169,3 +169,32 @@ def test_a_plain_value_set_again_equal_is_not_written_again():
     view.endings["w"] = 1
     view.endings["w"] = 1.0
     assert [op.value for op in _ops(out)] == [True, ("d0", 1), 1, 1.0]
+
+
+def test_the_keys_of_a_workflow_are_at_hand_one_held_as_itself():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op, by_workflow=True)
+    view.acceptor[("w", 1)] = "r1"
+    view.acceptor[("v", 1)] = "r1"
+    assert view.acceptor.of("w") == [("w", 1)]
+    # One key of a workflow is held as the key: no set for each of the workflows kept.
+    assert not any(isinstance(k, set) for k in view.acceptor._of._of.values())
+    view.acceptor[("w", 2)] = "r2"
+    view.acceptor[("w", 1)] = "r1 again"
+    assert view.acceptor.of("w") == [("w", 1), ("w", 2)]
+    del view.acceptor[("w", 1)]
+    assert view.acceptor.of("w") == [("w", 2)]
+    view.acceptor.pop(("w", 2))
+    view.acceptor.pop(("w", 3), None)
+    assert view.acceptor.of("w") == [] and view.acceptor.of("v") == [("v", 1)]
+    view.runs.add(("w", "a", 1))
+    view.runs.add(("w", "b", 1))
+    view.runs.add(("v", "a", 1))
+    view.runs.discard(("w", "a", 1))
+    assert view.runs.of("w") == frozenset({("w", "b", 1)})
+    view.runs.discard(("w", "b", 1))
+    assert view.runs.of("w") == frozenset() and len(view.runs._of) == 1
+    # A view made over tables with rows indexes them as it goes.
+    again = recorded_view(Disk(acceptor={("w", 1): "a", ("w", 2): "b", ("v", 1): "c"}),
+                          out.op, by_workflow=True)
+    assert again.acceptor.of("w") == [("w", 1), ("w", 2)]
