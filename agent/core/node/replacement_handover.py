@@ -72,9 +72,14 @@ domain, judged by the holder's loss table) and ends with the workflow.
 A member's end. A member of the workflow (committed to it) that has ended it but
 holds no certificate to show (the original's own end, epoch 0, or one a claimant took
 on a member's word) answers the asking new domain with that end, in epoch 0, on its
-word; the new domain takes it from a domain its round's PREPARE names (the placement,
-the lost domain; not past an epoch it granted or followed: authority_ends.py) and
-releases its YES, as at any end (placed_here.py, `ended`). Safe: releasing decides nothing (no COMMIT or ABORT is made
+word (the round's coordinator answers so too: replacement.py, `answer`); the new
+domain takes it from a domain its round's PREPARE names (the coordinator, the
+placement, the lost domain; not past an epoch it granted or followed that another
+holds: authority_ends.py) and releases its YES, as at any end (placed_here.py,
+`ended`). From the holder of the epoch granted here it is that epoch's one end: the
+claimant it granted, having learned the end, tells it, never another (takeover soak
+seed 115435: the original, its claim of epoch 2 granted by the new domain, answered
+the new domain's three rounds with its end, refused there as below epoch 2). Safe: releasing decides nothing (no COMMIT or ABORT is made
 up); an ended workflow runs no step, so nothing waits for the step at the new domain;
 and a participant's word about its own workflow is what a claimant takes its end on
 already (takeover_claims.py). Without it, an original that ended the workflow and died

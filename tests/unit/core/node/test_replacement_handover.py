@@ -66,3 +66,19 @@ def test_an_unproven_end_is_not_taken_past_an_epoch_granted_here() -> None:
     fed.step("d3", Message("d2", FinalMsg(WF, WorkflowState.FAILED, 0)))
     assert d3.participant.status(key) == "prepared"
     assert WF not in fed.disks["d3"].final
+
+
+def test_a_new_domain_takes_the_end_of_the_claimant_it_granted_its_epoch() -> None:
+    """The new domain (an elector too) granted epoch 1 to the original, which then ended
+    the workflow on an end it learned and, asked about its round, answers with that end
+    (epoch 0, no certificate: it never won epoch 1): its holder tells the one end of its
+    epoch, so the YES is released, where the end, below the epoch granted here, was
+    refused for ever (takeover soak seed 115435)."""
+    fed, key = ended_by_the_original_that_then_dies()
+    d3 = fed.nodes["d3"]
+    fed.disks["d3"].granted[WF] = (1, "d0")  # as if it had granted d0's claim of epoch 1
+    d3.state.granted[WF] = (1, "d0")
+    fed.step("d3", Message("d0", FinalMsg(WF, WorkflowState.FAILED, 0)))
+    assert not d3.participant.holds()
+    assert d3.stats["re-placement YES released at the end"] == 1
+    assert fed.disks["d3"].final[WF] is WorkflowState.FAILED
