@@ -10,7 +10,9 @@ and never taken: the same end told on from an overtaken epoch, a rival claimant'
 of the epoch held here, or an older epoch's end answered with the later end and its
 proof (EndNotices.answer_overtaken). A Node not committed to the workflow takes an end
 only from a proven holder of a later epoch (a new domain in doubt on a re-placement
-round), or as an elector holding no step (elector_ends.py), and never below an epoch
+round), or, in epoch 0 and unproven, from a domain that round's PREPARE names (a
+member's word: replacement_handover.py) while it holds no later epoch of another, or
+as an elector holding no step (elector_ends.py), and never below an epoch
 it granted (the argument of domain_loss.py). A takeover claim comes from a participant,
 the original coordinator, or a claimant that was granted an epoch here; its answer
 from anyone (the claim core checks what it says).
@@ -36,6 +38,16 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
             and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
         # The holder of a later epoch answers a new domain in doubt on a re-placement
         # round with the end it made (replacement_handover.py): its YES is released.
+        return
+    if held is None and msg.epoch == 0 and not msg.won \
+            and _no_other_holder(node, msg.workflow_id, src) \
+            and src in _replacement_members(node, msg.workflow_id):
+        # A member of the workflow, asked by a new domain in doubt on a re-placement
+        # round, answers with the end it holds and cannot prove (replacement_handover.py,
+        # "A member's end"): its YES is released, as a claimant takes a member's word.
+        # Never past an epoch granted or followed here held by another: a Node that
+        # holds a later epoch takes no older end (told_ends.py says why); the holder
+        # itself tells the one end of its epoch (takeover soak seed 115435).
         return
     if held is None and _elector_only(node, msg.workflow_id):
         _final_at_elector(node, src, msg, proven_epoch)
@@ -129,6 +141,26 @@ def _replacement_yes(node: Any, wf: str) -> bool:
     """Does this Node hold a YES of a re-placement round of `wf` (replacement.py)?"""
     d = node.state
     return any(getattr(d.info.get(k), "lost", "") for k in node.participant.keys_of(wf))
+
+
+def _replacement_members(node: Any, wf: str) -> set[str]:
+    """The domains the PREPARE of a re-placement round of `wf` we hold a YES of names
+    (its coordinator, its placement and the lost domain), this Node aside."""
+    d = node.state
+    members: set[str] = set()
+    for k in node.participant.keys_of(wf):
+        info = d.info.get(k)
+        if getattr(info, "lost", ""):
+            members |= set(info.placement.values()) | {info.lost, info.coordinator}
+    members.discard(node.name)
+    return members
+
+
+def _no_other_holder(node: Any, wf: str, src: str) -> bool:
+    """Does this Node grant or follow no epoch >= 1 of `wf`, or only one `src` holds?"""
+    d = node.state
+    epoch, holder = max(d.granted.get(wf, (0, "")), d.epochs.get(wf, (0, "")))
+    return epoch == 0 or holder == src
 
 
 def claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:

@@ -69,6 +69,23 @@ never acted on, since it never leaves (1, 2) and the holder, which drives the
 workflow, never takes it (3): the step stays where the holder has it (on its lost
 domain, judged by the holder's loss table) and ends with the workflow.
 
+A member's end. A member of the workflow (committed to it) that has ended it but
+holds no certificate to show (the original's own end, epoch 0, or one a claimant took
+on a member's word) answers the asking new domain with that end, in epoch 0, on its
+word (the round's coordinator answers so too: replacement.py, `answer`); the new
+domain takes it from a domain its round's PREPARE names (the coordinator, the
+placement, the lost domain; not past an epoch it granted or followed that another
+holds: authority_ends.py) and releases its YES, as at any end (placed_here.py,
+`ended`). From the holder of the epoch granted here it is that epoch's one end: the
+claimant it granted, having learned the end, tells it, never another (takeover soak
+seed 115435: the original, its claim of epoch 2 granted by the new domain, answered
+the new domain's three rounds with its end, refused there as below epoch 2). Safe: releasing decides nothing (no COMMIT or ABORT is made
+up); an ended workflow runs no step, so nothing waits for the step at the new domain;
+and a participant's word about its own workflow is what a claimant takes its end on
+already (takeover_claims.py). Without it, an original that ended the workflow and died
+for good before its ABORT of the round left held the YES for ever: no successor is
+elected for an ended workflow (takeover soak seed 101675).
+
 A successor that is itself the new domain of a placement it was told (its progress
 still has the step on the lost domain: a new domain takes its own placement only with
 the COMMIT) hands the COMMIT out to itself the same way, its YES still PREPARED: the
@@ -81,8 +98,8 @@ refuses its tell, so the handover waits for the end. A void is not carried to a
 later epoch: should the holder lose its epoch before its end, a later holder elected
 with a grant of a member outside M that held the voided placement takes it and waits
 for the step at the new domain, which released it (a liveness gap, never a second
-run); a member that only followed an end (not its holder) answers nothing, so the
-new domain then waits for the holder or the end notice.
+run); a member that is not committed to the workflow (an elector holding no step)
+answers nothing, so the new domain then waits for the holder or the end notice.
 """
 
 from __future__ import annotations
@@ -211,6 +228,12 @@ class Handover:
             if held >= 1 and won:
                 n.stats["re-placement asked: the end told"] += 1
                 n.send(src, FinalMsg(wf, end, held, won=won))
+            elif wf in d.committed:
+                # No certificate to show (the original's end, or one a claimant took on
+                # a member's word): a member's word, as a claimant takes it (see the
+                # header, "A member's end").
+                n.stats["re-placement asked: the end told on a member's word"] += 1
+                n.send(src, FinalMsg(wf, end, 0))
             return True
         placed = n.state.placements.get(wf, {})
         acting = n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1
