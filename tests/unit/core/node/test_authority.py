@@ -181,3 +181,21 @@ def test_a_later_epochs_end_is_taken_from_its_proven_holder_unknown_here():
         with pytest.raises(Refused) as refused:
             check(member(ended=False), src, msg, proven_epoch=proven)
         assert refused.value.reason == "not_participant"
+
+
+def test_a_later_epochs_end_is_taken_from_the_original_that_won_it_placing_no_step():
+    """co, the original coordinator, placing no step, claimed past b's epoch 1 (b gone
+    in its view: takeover_overtaken.py), won epoch 2 and cancelled the workflow: its end
+    with the certificate is taken by a member that follows b's epoch 1, which never
+    learned of epoch 2 otherwise, or that member keeps its reservation for ever
+    (takeover soak seed 117530). Without the certificate, co is no participant here."""
+    told = FinalMsg(WF, WorkflowState.CANCELLED, epoch=2, won=("co's certificate",))
+
+    def proven(wf: str, epoch: int, holder: str, certificate: tuple) -> bool:
+        return (wf, epoch, holder, certificate) == (WF, 2, "co", ("co's certificate",))
+
+    check(member(ended=False, held=(1, "b")), "co", told, proven_epoch=proven)
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False, held=(1, "b")), "co",
+              FinalMsg(WF, WorkflowState.CANCELLED, epoch=2), proven_epoch=proven)
+    assert refused.value.reason == "not_participant"
