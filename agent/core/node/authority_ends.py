@@ -4,18 +4,21 @@ end notices and takeover claims.
 Theory of operation
 -------------------
 An end notice (`FinalMsg`) comes from the coordinator of the epoch held here (the
-original, or a successor that showed its epoch's certificate), never below the epoch
-this Node holds, except where it is let through only to be acknowledged or answered
-and never taken: the same end told on from an overtaken epoch, a rival claimant's end
-of the epoch held here, or an older epoch's end answered with the later end and its
-proof (EndNotices.answer_overtaken). A Node not committed to the workflow takes an end
-only from a proven holder of a later epoch (a new domain in doubt on a re-placement
-round), or, in epoch 0 and unproven, from a domain that round's PREPARE names (a
-member's word: replacement_handover.py) while it holds no later epoch of another, or
-as an elector holding no step (elector_ends.py), and never below an epoch
-it granted (the argument of domain_loss.py). A takeover claim comes from a participant,
-the original coordinator, or a claimant that was granted an epoch here; its answer
-from anyone (the claim core checks what it says).
+original, or a successor that showed its epoch's certificate), or of a later one (a
+participant known here, or any domain that shows that epoch's certificate: a new
+domain this Node never learned of, or the original placing no step that won a later
+epoch, is still the proven coordinator, takeover soak seeds 114857, 117530), never
+below the epoch this Node holds, except where it is let through only to be
+acknowledged or answered and never taken: the same end told on from an overtaken
+epoch, a rival claimant's end of the epoch held here, or an older epoch's end
+answered with the later end and its proof (EndNotices.answer_overtaken). A Node
+not committed to the workflow takes an end only from a proven holder of a later epoch
+(a new domain in doubt on a re-placement round), or, in epoch 0 and unproven, from a
+domain that round's PREPARE names (a member's word: replacement_handover.py) while it
+holds no later epoch of another, or as an elector holding no step (elector_ends.py),
+and never below an epoch it granted (the argument of domain_loss.py). A takeover claim
+comes from a participant, the original coordinator, or a claimant that was granted an
+epoch here; its answer from anyone (the claim core checks what it says).
 
 Pure: reads the Node, changes nothing.
 """
@@ -90,6 +93,19 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # one epoch that both told on the end they learned): the same end, taken only
         # to settle who drives the saga (saga_plans.rival_end: the better end is
         # followed, the other acknowledged), or both would resend for ever.
+        return
+    if held is not None and msg.epoch > held[0] and msg.won \
+            and src not in (participants or ()) and proven_epoch is not None \
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
+        # The end of a later epoch from its proven holder, a domain this Node does not
+        # know as a participant (a new domain whose placement it refused, told in an
+        # older epoch than one it granted: placed_here.py): the certificate, a majority
+        # of the electorate's signed grants, names the coordinator of that epoch, as a
+        # placement known here would. Refused, this Node, back as the lost domain and
+        # asking a holder that granted the later epoch since (which answers no more),
+        # would hold its step for ever (takeover soak seed 114857). So too the original
+        # coordinator, a participant nowhere, that won a later epoch past a holder gone
+        # in its view (takeover_overtaken.py) and ended the workflow (seed 117530).
         return
     if held is not None and msg.epoch < held[0] and participants is not None \
             and (src in participants or src == msg.workflow_id.rpartition(".")[0]) \

@@ -19,9 +19,11 @@ other Node's (and the coordinator's own, where it is a participant too):
   a placement that is over) and rebuilds the progress without it. A new domain new to
   the workflow keeps the electorate the message carries (takeover claims). The
   new domain itself waits for the round's COMMIT before it takes its own placement;
-- a grant is a promise: once this Node granted (or follows) an epoch e >= 1, a new
-  placement told by a coordinator of an older epoch (the original, at 0) is neither
-  taken nor acknowledged (`promised`, `on_placed`), so it never counts toward the
+- a grant is a promise: once this Node granted (or follows) an epoch e >= 1, a
+  placement told by a coordinator of an older epoch (the original, at 0) that is not
+  the round on record here (a later round of the step known here is no sign that this
+  one was held when we granted: takeover soak seed 102364) is neither taken nor
+  acknowledged (`promised`, `on_placed`), so it never counts toward the
   majority that lets the original's COMMIT leave, but answered: with the epoch held
   here and its holder (its certificate where kept here), or, ended here, with the end
   and its proof, so that the original follows, or claims past a holder gone in its
@@ -130,15 +132,20 @@ class PlacedHere:
             return
         wf = msg.workflow_id
         known = n.state.placements.get(wf, {}).get(msg.step_id)
-        if msg.held_epoch < self.promised(wf) and (known is None or known[0] < msg.epoch):
-            # A placement new here, told by the coordinator of an epoch older than one
-            # granted or followed here: neither taken nor acknowledged, so it never
-            # counts toward the majority that lets its COMMIT leave. Once a successor's
-            # majority granted its epoch, a placement none of them held cannot be held
-            # by a majority any more: the successor knows every placement whose COMMIT
-            # can ever leave, and may answer a round it does not know void
-            # (replacement_handover.py). Ended here as that epoch's holder, its new
-            # domain is told our end (it learns no COMMIT any more: it asks, above).
+        if msg.held_epoch < self.promised(wf) and (known is None or known[0] != msg.epoch):
+            # A placement not held here, told by the coordinator of an epoch older than
+            # one granted or followed here: neither taken nor acknowledged, so it never
+            # counts toward the majority that lets its COMMIT leave. Not held is any
+            # round but the one on record: a later round known here (a successor's,
+            # placing the step again) is no sign that this one was held when we granted
+            # (takeover soak seed 102364: the original, back, placed again a step its
+            # successor had placed and ended with, and counted that successor). Once a
+            # successor's majority granted its epoch, a placement none of them held
+            # cannot be held by a majority any more: the successor knows every
+            # placement whose COMMIT can ever leave, and may answer a round it does
+            # not know void (replacement_handover.py). Ended here as that epoch's
+            # holder, its new domain is told our end (it learns no COMMIT any more: it
+            # asks, above).
             n.stats["placement of an older epoch refused: a later one granted"] += 1
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)

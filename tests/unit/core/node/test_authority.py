@@ -161,3 +161,41 @@ def test_a_new_domain_that_granted_a_later_epoch_refuses_the_originals_end():
         check(new_domain_that_granted((1, "b")), "co", told)
     assert refused.value.reason == "stale_epoch"
     check(new_domain_that_granted((1, "n")), "co", told)
+
+
+def test_a_later_epochs_end_is_taken_from_its_proven_holder_unknown_here():
+    """n, a new domain this member never learned of (it refused the placement, told in
+    an older epoch than b's, which it granted: placed_here.py), won epoch 3 and ended
+    the workflow: its end, with the certificate that proves n won epoch 3, is taken,
+    or this member, back as a lost domain and asking b (which answers no more, having
+    granted epoch 3), holds its step for ever (takeover soak seed 114857). Without the
+    certificate, or with one that does not hold, n is still no participant here."""
+    told = FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=3, won=("n's certificate",))
+
+    def proven(wf: str, epoch: int, holder: str, certificate: tuple) -> bool:
+        return (wf, epoch, holder, certificate) == (WF, 3, "n", ("n's certificate",))
+
+    check(member(ended=False), "n", told, proven_epoch=proven)
+    for src, msg in (("n", FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=3)),
+                     ("mallory", told)):
+        with pytest.raises(Refused) as refused:
+            check(member(ended=False), src, msg, proven_epoch=proven)
+        assert refused.value.reason == "not_participant"
+
+
+def test_a_later_epochs_end_is_taken_from_the_original_that_won_it_placing_no_step():
+    """co, the original coordinator, placing no step, claimed past b's epoch 1 (b gone
+    in its view: takeover_overtaken.py), won epoch 2 and cancelled the workflow: its end
+    with the certificate is taken by a member that follows b's epoch 1, which never
+    learned of epoch 2 otherwise, or that member keeps its reservation for ever
+    (takeover soak seed 117530). Without the certificate, co is no participant here."""
+    told = FinalMsg(WF, WorkflowState.CANCELLED, epoch=2, won=("co's certificate",))
+
+    def proven(wf: str, epoch: int, holder: str, certificate: tuple) -> bool:
+        return (wf, epoch, holder, certificate) == (WF, 2, "co", ("co's certificate",))
+
+    check(member(ended=False, held=(1, "b")), "co", told, proven_epoch=proven)
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False, held=(1, "b")), "co",
+              FinalMsg(WF, WorkflowState.CANCELLED, epoch=2), proven_epoch=proven)
+    assert refused.value.reason == "not_participant"

@@ -797,6 +797,25 @@ def test_a_member_that_granted_a_later_epoch_neither_takes_nor_acknowledges_an_o
     assert [m.msg_id[0] for _, m in fed.sent_by("d2", AckMsg)][-1] == "placed"
 
 
+def test_a_member_that_granted_a_later_epoch_refuses_an_older_tell_of_a_step_placed_since(
+) -> None:
+    """As above, d2 knowing a later round of s1 already (a successor's, placing it
+    again): that is no sign d2 held the original's round when it granted, so the
+    original's tell is refused all the same. Acknowledged, it let the original, back
+    after its successor had placed the step again and ended, send its round's COMMIT:
+    the new domain held a reservation of a workflow that was over (takeover soak seed
+    102364)."""
+    fed, key = in_doubt_with_the_coordinator_gone()
+    later = (1 << 20) + 1  # a round of epoch 1's range
+    for state in (fed.disks["d2"], fed.nodes["d2"].state):
+        state.placements[WF] = {"s1": (later, "d4", "d1")}
+    fed.net = []
+    fed.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", key[1], "d1")))
+    assert fed.disks["d2"].placements[WF] == {"s1": (later, "d4", "d1")}
+    assert all(m.msg_id[0] != "placed" for _, m in fed.sent_by("d2", AckMsg))
+    assert fed.nodes["d2"].stats["placement of an older epoch refused: a later one granted"] == 1
+
+
 def test_a_successor_takes_no_placement_from_a_grant_that_comes_after_it_acts() -> None:
     """Acting, what d1 knows of the placements is what it may have answered void since:
     a late grant's placement is left (its majority carried every one whose COMMIT can
