@@ -10,12 +10,13 @@ and never taken: the same end told on from an overtaken epoch, a rival claimant'
 of the epoch held here, or an older epoch's end answered with the later end and its
 proof (EndNotices.answer_overtaken), or, the original coordinator's at a participant
 that ended the workflow with no such proof, with the later epoch and its holder
-(EndNotices.show_later_epoch: an answer grants nothing and says only what is held). A Node not committed to the workflow takes an end
-only from a proven holder of a later epoch (a new domain in doubt on a re-placement
-round), or as an elector holding no step (elector_ends.py), and never below an epoch
-it granted (the argument of domain_loss.py). A takeover claim comes from a participant,
-the original coordinator, or a claimant that was granted an epoch here; its answer
-from anyone (the claim core checks what it says).
+(EndNotices.show_later_epoch: an answer grants nothing and says only what is held). A
+Node not committed to the workflow takes an end only from a proven holder of a later
+epoch (a new domain in doubt on a re-placement round), or as an elector holding no
+step (elector_ends.py), and never below an epoch it granted (the argument of
+domain_loss.py). A takeover claim comes from a participant, the original coordinator,
+or a claimant that was granted an epoch here; its answer from anyone (the claim core
+checks what it says).
 
 Pure: reads the Node, changes nothing.
 """
