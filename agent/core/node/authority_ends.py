@@ -11,14 +11,17 @@ epoch, is still the proven coordinator, takeover soak seeds 114857, 117530), nev
 below the epoch this Node holds, except where it is let through only to be
 acknowledged or answered and never taken: the same end told on from an overtaken
 epoch, a rival claimant's end of the epoch held here, or an older epoch's end
-answered with the later end and its proof (EndNotices.answer_overtaken). A Node
-not committed to the workflow takes an end only from a proven holder of a later epoch
-(a new domain in doubt on a re-placement round), or, in epoch 0 and unproven, from a
-domain that round's PREPARE names (a member's word: replacement_handover.py) while it
-holds no later epoch of another, or as an elector holding no step (elector_ends.py),
-and never below an epoch it granted (the argument of domain_loss.py). A takeover claim
-comes from a participant, the original coordinator, or a claimant that was granted an
-epoch here; its answer from anyone (the claim core checks what it says).
+answered with the later end and its proof (EndNotices.answer_overtaken), or, the
+original coordinator's at a participant that ended the workflow with no such proof,
+with the later epoch and its holder (EndNotices.show_later_epoch: an answer grants
+nothing and says only what is held). A Node not committed to the workflow takes an
+end only from a proven holder of a later epoch (a new domain in doubt on a
+re-placement round), or, in epoch 0 and unproven, from a domain that round's PREPARE
+names (a member's word: replacement_handover.py) while it holds no later epoch of
+another, or as an elector holding no step (elector_ends.py), and never below an epoch
+it granted (the argument of domain_loss.py). A takeover claim comes from a
+participant, the original coordinator, or a claimant that was granted an epoch here;
+its answer from anyone (the claim core checks what it says).
 
 Pure: reads the Node, changes nothing.
 """
@@ -116,8 +119,29 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # `answer_overtaken`): its sender (an original coordinator back after its
         # successor ended the workflow and died) follows the later epoch.
         return
+    if shows_later_epoch(node, src, msg):
+        # The original coordinator's end of an older epoch, at a participant that ended
+        # the workflow in a later one with no proof kept (its end came from an epoch-0
+        # notice or a claimant's Announce): let through only to be answered with the
+        # later epoch and its holder (EndNotices.show_later_epoch), never acknowledged
+        # nor taken, so the original claims past a gone holder (takeover soak seed
+        # 101830: refused silently, it stayed RUNNING for ever).
+        return
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
+
+
+def shows_later_epoch(node: Any, src: str, msg: FinalMsg) -> bool:
+    """Is `msg` the original coordinator's end notice of an epoch older than the one
+    followed here, at a participant that ended the workflow and keeps no proof of that
+    end (EndNotices.show_later_epoch answers it with the later epoch)? Not where the
+    original is a participant too (its same end is taken only to be acknowledged)."""
+    wf = msg.workflow_id
+    held, participants = epoch_of(node.state, wf)
+    return held is not None and participants is not None and msg.epoch < held[0] \
+        and src == coordinator_of(wf) and src not in participants \
+        and wf in node.state.final and not msg.owed and not msg.saga_over \
+        and node.end_notices.end_proof(wf) is None
 
 
 def _elector_only(node: Any, wf: str) -> bool:

@@ -17,6 +17,19 @@ the one that drives the workflow (`tell_overtaken`) get the later end and its pr
 as an answer to a takeover claim does, never an acknowledgement, so it follows the
 later epoch (takeover_claims.py) instead of waiting for ever.
 
+Ended in a later epoch with no proof kept (its end came from an epoch-0 notice, or
+from a claimant's Announce, which carries none), a participant answers the original
+coordinator's older-epoch end notice as an elector that holds no end does
+(elector_ends.py): a denial naming the later epoch it holds and its holder, with the
+holder's certificate where one is kept (`show_later_epoch`). Never acknowledged: it
+holds that later epoch, and an acknowledgement given then would count toward a
+majority that a claimant of that epoch may not meet (domain_loss.py). The denial
+grants nothing and says only what is held here; with it the original, where its view
+holds that holder gone, claims the next epoch (core/workflow/takeover_overtaken.py)
+and takes the end the electors answer its claim with. Refused silently instead, the
+original resent its end for ever and stayed RUNNING once that holder died for good
+(takeover soak seed 101830).
+
 Pure: no clock, no I/O; what it says goes through the Node's outbox.
 """
 
@@ -25,8 +38,10 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.authority_ends import shows_later_epoch
 from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
+from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.node.told_ends import later_end_replaces
 
 
@@ -45,7 +60,7 @@ class EndNotices:
         if n.retain is not None and not n.retain.knows(msg.workflow_id):
             n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
-        if self.answer_overtaken(src, msg):
+        if self.answer_overtaken(src, msg) or self.show_later_epoch(src, msg):
             return
         later_end_replaces(n, src, msg)  # a told end, never made: followed below
         n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
@@ -112,6 +127,23 @@ class EndNotices:
         n.stats["end of an overtaken epoch answered with the later end"] += 1
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
                                    won=won))
+        return True
+
+    def show_later_epoch(self, src: str, msg: FinalMsg) -> bool:
+        """The original coordinator's end notice of an epoch older than the one held
+        here, at a participant that ended `wf` and keeps no proof of it (the header):
+        answered with the later epoch and its holder, never acknowledged. Not the end
+        of an original that is a participant too (authority_ends.py takes it only to
+        be acknowledged: authority_ends.shows_later_epoch). True if answered."""
+        n = self.n
+        d = n.state
+        wf = msg.workflow_id
+        if not shows_later_epoch(n, src, msg):
+            return False
+        epoch, holder = held_of(d, wf, src)
+        n.stats["end of an overtaken epoch answered with the later epoch"] += 1
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
+                                   won=n.takeover.proof.proof_of(wf, epoch, holder)))
         return True
 
     def tell_overtaken(self, src: str, wf: str) -> bool:

@@ -24,6 +24,15 @@ Answering a claim (`on_claim`):
   checked against our records (agent/core/workflow/acceptor_grant.py decides), the
   grant kept in `granted` before the answer;
 - of a workflow ended here: its end, no grant (an ended workflow is not taken over);
+- from a claimant outside the committed round (a re-placement's new domain), where
+  the electors that could grant it, not gone in our view, are no majority: denied with
+  what we hold (`_cannot_win`). An acceptor holding no step grants only on a proof of
+  the committed round, which such a claimant never holds: only the round's
+  participants and the original coordinator can. Granted, the claim could never win,
+  yet we would follow it and refuse the older epoch: the original, alive, stopped
+  driving, and the workflow stayed RUNNING for ever (takeover soak seed 108549). Safe:
+  a denial grants nothing (grants alone decide who acts), and liveness is kept: asked
+  again once a gone elector is back, we grant as before;
 - otherwise by `may_grant`: at most one claimant per epoch, never below the held one.
   A claim that may not be granted but shows a certificate of the epoch held is
   followed (`Proven`); a refusal names what we hold, and shows our own certificate
@@ -82,6 +91,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.negotiation.messages import VoteIn
+from fedorch.core.node.authority_steps import epoch_of
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
 from fedorch.core.node.takeover_grants import StatedRound, sign_round
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
@@ -94,6 +104,7 @@ from fedorch.core.workflow.takeover import (
     Takeover,
     may_grant,
 )
+from fedorch.core.workflow.takeover_events import majority
 
 CLAIM_AGAIN_S = 1.0
 
@@ -222,6 +233,14 @@ class Claims:
         if not may_grant(epoch, holder, msg.epoch, src) and msg.won \
                 and tk.follow_proven(now, wf, src, msg.epoch, msg.won):
             epoch, holder = held_of(d, wf, original)  # it won the epoch held: follow it
+        if may_grant(epoch, holder, msg.epoch, src) and (epoch, holder) != (msg.epoch, src) \
+                and self._cannot_win(wf, src):
+            # A claimant outside the committed round whose claim no majority could grant
+            # (the header): denied with what we hold, so we drive or follow on.
+            n.stats["takeover claim denied: no majority could grant it"] += 1
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
+                                       won=tk.proof.proof_of(wf, epoch, holder)))
+            return
         if not may_grant(epoch, holder, msg.epoch, src):
             # Our proof if we act in the epoch held (a rival of our epoch follows us at
             # once), else the holder's if verified here: a claimant of an earlier epoch
@@ -245,6 +264,23 @@ class Claims:
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src,
                                    final=d.final.get(wf), grant=grant,
                                    placements=n.placed_here.known(wf)))
+
+    def _cannot_win(self, wf: str, src: str) -> bool:
+        """Is `src` a claimant outside the committed round (a re-placement's new domain)
+        whose claim the electors that could grant it, not gone in our view, are too few
+        to win? An acceptor holding no step grants only on a proof of the committed round,
+        which such a claimant never holds (`_round_proof`): only the round's participants
+        and the original coordinator could."""
+        n = self.n
+        info = n.running.info(wf)
+        if info.lost or src == info.coordinator or src in info.placement.values():
+            return False  # ours is no committed round's view, or it is of that round
+        electorate = self.tk.electorate_of(wf)
+        if not electorate:
+            return False
+        granting = (epoch_of(n.state, wf)[1] or set()) | {info.coordinator}
+        live = {m for m in granting & set(electorate) if not n.member_loss.gone(m)}
+        return len(live) < majority(electorate)
 
     def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
         """A claim of a workflow with no step here: an acceptor of its round answers, on

@@ -231,3 +231,44 @@ def test_a_claimant_that_told_on_an_earlier_epochs_end_acknowledges_that_end() -
     ready = fed.step("d2", Message("d1", told))
     assert fed.refused == []
     assert ("d1", AckMsg(("final", "d0.w", "d2"))) in sent(ready)
+
+
+def test_the_originals_end_is_answered_with_a_later_epoch_whose_end_has_no_proof() -> None:
+    """d0's loss verdict (d1 DEAD) reaches d3 alone, which takes it (its acknowledgement
+    lost: d0 crashes). d2, never told, claims epoch 1, finds the end at d3, tells it on
+    (an Announce: no certificate, so d3 keeps no proof) and dies for good. d0, back,
+    tells its end again: d3 follows epoch 1 and may not acknowledge it, but answers it
+    with that epoch and its holder, so d0 claims past the gone holder and takes the end
+    (takeover soak seed 101830: refused silently, d0 stayed RUNNING for ever)."""
+    fed = loss_committed([step("s1"), step("s2"), step("s3")],
+                         {"s1": "d1", "s2": "d2", "s3": "d3"})
+    wf = "d0.w"
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.net = [m for m in fed.net if type(m[2]) is not FinalMsg or m[1] == "d3"]
+    fed.deliver(keep=lambda src, dst, msg: (src, dst) == ("d3", "d0"))
+    fed.net = []
+    assert fed.disks["d3"].final[wf] is WorkflowState.FAILED and wf not in fed.disks["d2"].final
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    for name in ("d2", "d3"):
+        fed.step(name, MemberState("d0", "DEAD"))
+    fed.run_until(fed.now + 10)
+    assert fed.disks["d3"].epochs[wf] == (1, "d2") and wf not in fed.disks["d3"].end_proofs
+    fed.silent.add("d2")
+    fed.running["d2"] = set()
+    fed.net = []
+    fed.step("d3", MemberState("d2", "DEAD"))
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    before = len(fed.readies["d3"])
+    fed.step("d0", MemberState("d1", "DEAD"), MemberState("d2", "DEAD"))
+    fed.run_until(fed.now + 30)
+    since = [(to, m) for r in fed.readies["d3"][before:] for to, m in sent(r) if to == "d0"]
+    answers = [m for _, m in since if type(m) is ClaimAnswerMsg and m.epoch == 0]
+    assert answers and all((m.held_epoch, m.holder, m.final) == (1, "d2", None)
+                           for m in answers)
+    assert AckMsg(("final", wf, "d3")) not in [m for _, m in since]  # never acknowledged
+    assert fed.disks["d0"].rows[wf].state is WorkflowState.FAILED
+    assert fed.disks["d0"].final[wf] is WorkflowState.FAILED

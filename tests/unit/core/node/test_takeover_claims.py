@@ -3,11 +3,13 @@ takeover_claims.py): a claimant that ended the workflow already and is denied wi
 the end, while the original coordinator still drives the saga, tells the end on in
 its claimed epoch, so a member that granted it that epoch without knowing the end
 takes the end and releases what it holds; the claimant drives the saga, the original
-follows it, each compensation attempt runs once (takeover soak seed 1601312)."""
+follows it, each compensation attempt runs once (takeover soak seed 1601312). And a
+claim no majority could grant, from a re-placement's new domain: denied by the
+original coordinator, which drives on (takeover soak seed 108549)."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Message, Submit
+from fedorch.core.node import MemberState, Message, StepEnded, Submit
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -15,7 +17,9 @@ from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating_takeover import WF, Held
-from tests.unit.core.node.test_domain_loss import s1_s2_ended_and_d0_silent
+from tests.unit.core.node.test_domain_loss import WF as LOSS_WF
+from tests.unit.core.node.test_domain_loss import committed, dies, s1_s2_ended_and_d0_silent, step
+from tests.unit.core.node.test_replacement import new_domain
 
 # s0 (d1, with a compensate block) -> s1 (d2, fails) -> s2 (d3); d0 coordinates. The
 # electorate is the four of them (a majority is three).
@@ -164,3 +168,31 @@ def test_an_acting_successor_keeps_the_end_it_told_against_a_members_older_end()
     fed.deliver()
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_new_domain_whose_claim_no_live_majority_could_grant_is_denied() -> None:
+    """s0 on d0 (the coordinator), s1 (idempotent) on d1; the electorate is d0, d1 and
+    the extra acceptor d2. d1 dies for good and d0 places s1 again on d3, outside the
+    round: d2, holding no step, grants d3 nothing (d3 holds no proof of the committed
+    round), so with d1 gone d0's grant could never make d3's claim win. d3 ran s1 (its
+    result cut on the way to d0) and, its view saying d0 DEAD, claims epoch 1: d0
+    denies it, keeps driving, takes the result and ends the workflow (takeover soak
+    seed 108549: d0 granted it, followed a claimant that never won, RUNNING for ever)."""
+    wf = LOSS_WF
+    fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
+    assert fed.disks["d0"].rows[wf].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    fed.end("d0", "s0")
+    fed.step(new, StepEnded(*sorted(fed.running[new])[0], ok=True))
+    fed.net = [m for m in fed.net if (m[0], m[1]) != (new, "d0")]  # cut
+    fed.deliver()
+    fed.step(new, MemberState("d0", "DEAD"))
+    fed.deliver()
+    assert [(a.granted, a.held_epoch, a.holder) for _, a in fed.sent_by("d0", ClaimAnswerMsg)
+            ] == [(False, 0, "d0")]
+    assert wf not in fed.disks["d0"].epochs and wf not in fed.disks["d0"].granted
+    fed.step(new, MemberState("d0", "ALIVE"))
+    fed.run_until(fed.now + 20.0)
+    assert fed.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
+    assert fed.disks[new].final[wf] is WorkflowState.SUCCEEDED
