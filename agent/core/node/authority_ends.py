@@ -13,7 +13,9 @@ only from a proven holder of a later epoch (a new domain in doubt on a re-placem
 round), or as an elector holding no step (elector_ends.py), and never below an epoch
 it granted (the argument of domain_loss.py). A takeover claim comes from a participant,
 the original coordinator, or a claimant that was granted an epoch here; its answer
-from anyone (the claim core checks what it says).
+from anyone (the claim core checks what it says). An end of a later epoch than held
+comes from a participant or the original coordinator, both claimants alike (takeover
+soak seed 103863: the original's, where it places no step, was refused for ever).
 
 Pure: reads the Node, changes nothing.
 """
@@ -88,6 +90,14 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # `answer_overtaken`): its sender (an original coordinator back after its
         # successor ended the workflow and died) follows the later epoch.
         return
+    if participants is not None:
+        # The original coordinator may claim a later epoch as a participant may (past a
+        # holder gone in its view: `claim` below, takeover_overtaken.py): won, its end
+        # of that epoch is taken as a participant claimant's is. Refused as a stranger's
+        # where it places no step, a claimant of an older epoch drove a saga there that
+        # the members following the original refused for ever (takeover soak seed
+        # 103863).
+        participants = participants | {coordinator_of(msg.workflow_id)}
     authorize("cancel", src, Facts(workflow_id=msg.workflow_id, epoch=msg.epoch,
                                    held=held, participants=participants))
 

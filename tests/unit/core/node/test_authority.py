@@ -161,3 +161,17 @@ def test_a_new_domain_that_granted_a_later_epoch_refuses_the_originals_end():
         check(new_domain_that_granted((1, "b")), "co", told)
     assert refused.value.reason == "stale_epoch"
     check(new_domain_that_granted((1, "n")), "co", told)
+
+
+def test_the_original_coordinators_end_of_a_later_epoch_is_taken_as_a_participants():
+    """co places no step of WF; claiming past a holder gone in its view, it may win a
+    later epoch (takeover_overtaken.py) and end the workflow in it: that end is taken
+    by a member following an older epoch, as a participant claimant's is. Refused as a
+    stranger's, the member that told the end on in its older epoch drove a saga there
+    for ever (takeover soak seed 103863). A stranger's is still refused."""
+    later = FinalMsg(WF, WorkflowState.FAILED, epoch=3)
+    check(member(ended=True, held=(1, "c")), "co", later)
+    check(member(ended=False, held=(1, "c")), "co", later)
+    with pytest.raises(Refused) as refused:
+        check(member(ended=True, held=(1, "c")), "mallory", later)
+    assert refused.value.reason == "not_participant"
