@@ -7,7 +7,7 @@ An end notice (`FinalMsg`) comes from the coordinator of the epoch held here (th
 original, or a successor that showed its epoch's certificate), or of a later one (a
 participant known here, or any domain that shows that epoch's certificate: a new
 domain this Node never learned of, or the original placing no step that won a later
-epoch, is still the proven coordinator, takeover soak seeds 114857, 117530), never
+epoch, is still the proven coordinator, takeover soak seeds 114857, 117530, 103863), never
 below the epoch this Node holds, except where it is let through only to be
 acknowledged or answered and never taken: the same end told on from an overtaken
 epoch, a rival claimant's end of the epoch held here, or an older epoch's end

@@ -58,7 +58,9 @@ soak seed 1701568, where the note came a tick late). Likewise when the end made 
 is another than CANCELLED (a later epoch's end, made before this Node heard of it and
 taken from a claim's answer, even in an epoch of its own: the takeover part's
 Announce): the cancel lost to an end that was made first, and is noted void (seed
-4401924). Why that is sound: the end it lost to is the workflow's one end (made by an
+4401924). So too a cancel that waited for a COMMIT proposed, this Node granting a later
+epoch meanwhile: void as the round commits, before the progress starts anything
+(`before_start`, seed 116571). Why that is sound: the end it lost to is the workflow's one end (made by an
 epoch's holder, told first, or found by every later claimant), no CANCELLED was ever
 made anywhere (a told end is made only where it was told, and this one was void
 before), and the caller is answered: the client service, waiting on the cancel, sees
@@ -192,6 +194,18 @@ class Cancels:
         carried out as far as the core's phase now allows."""
         if wf in self.n.state.cancels:
             self.carry_out(now, wf)
+
+    def before_start(self, wf: str) -> None:
+        """Our round of `wf` committed, its progress not built yet, with a cancel that
+        waited for it (a COMMIT proposed) while this Node granted (or follows) a later
+        epoch: void now, before the progress starts a step of ours as a follower (after
+        it, the attempt started under a cancel the caller was never told had lost:
+        takeover soak seed 116571). Driving the workflow, nothing here: `after_run`
+        carries the cancel out, its attempts held back meanwhile (`holds_back`)."""
+        n = self.n
+        if wf in n.state.cancels and wf not in n.state.final \
+                and holder_elsewhere(n, wf) is not None:
+            self.void(wf)
 
     def restore(self, now: float) -> None:
         """A cancel on record whose workflow has not ended (a crash between the cancel's

@@ -407,6 +407,7 @@ class Negotiation:
             self._keep_refusals(wf, core)
             n.out.status.append((wf, state))
             if a.committed:
+                n.cancels.before_start(wf)  # a waiting cancel overtaken: void first
                 n.running.resume(now, wf)
             else:
                 n.mark(wf, ended=True)

@@ -30,7 +30,12 @@ other Node's (and the coordinator's own, where it is a participant too):
   view (agent/core/workflow/takeover_overtaken.py; takeover soak seed 4900724: told
   nothing, it told the placement for ever); and a claimant acting in its epoch
   takes no placement from a grant that comes after (`learn_from_grant`): together
-  they let the holder answer a round it does not know void (replacement_handover.py);
+  they let the holder answer a round it does not know void (replacement_handover.py).
+  Refused by a Node that ended the workflow in that later epoch, the placement is still
+  written (`_note_new_domain`, never acknowledged: it counts toward no majority), as
+  the committed round's fact it is: its new domain is a member here, whose end, a
+  rival claimant's of our epoch, is judged (saga_plans.rival_end), not refused as a
+  stranger's (takeover soak seed 119616: two drivers of epoch 1's saga for ever);
 - told by a successor (the holder of a later epoch, its certificate shown: authority.py)
   the same; and, `made`, the COMMIT of our own placement handed out by it once told
   everywhere again (replacement_handover.py, `made_here`): our YES, PREPARED, commits;
@@ -149,6 +154,7 @@ class PlacedHere:
             n.stats["placement of an older epoch refused: a later one granted"] += 1
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)
+                self._note_new_domain(msg)
                 # Its sender, the original, is answered with the later end and its
                 # proof, as its end notice would be (EndNotices.tell_overtaken): it follows
                 # that end (takeover soak seed 4900724, the successor's end told first).
@@ -264,6 +270,24 @@ class PlacedHere:
         n.stats["end told to a new domain placed after it"] += 1
         won = n.takeover.proof.own_certificate(wf, epoch)
         n.reliable(domain, ("final", wf, domain), FinalMsg(wf, d.final[wf], epoch, won=won))
+
+    def _note_new_domain(self, msg: PlacedMsg) -> None:
+        """An older epoch's placement refused by a Node that ended the workflow as a
+        claimant or holder of a later epoch: still a committed round's fact (a PlacedMsg
+        leaves only once the original wrote its COMMIT), so its new domain is written as
+        one of the workflow's domains (`placements`, never acknowledged: it counts toward
+        no majority). It is told our end (`_end_to_new_domain`), and a rival claimant of
+        our epoch may be that domain: its end must be judged here (saga_plans.rival_end),
+        or we drive a saga the members following it refuse for ever (takeover soak seed
+        119616)."""
+        d = self.n.state
+        wf = msg.workflow_id
+        known = d.placements.get(wf, {}).get(msg.step_id)
+        if known is not None and known[0] >= msg.epoch:
+            return
+        self.n.point("placed again")
+        d.placements[wf] = {**d.placements.get(wf, {}),
+                            msg.step_id: (msg.epoch, msg.domain, msg.lost)}
 
     def committed_here(self, now: float, key: Key, steps: list) -> bool:
         """This Node is the new domain of a re-placement round and learned its COMMIT

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from fedorch.core.negotiation.messages import Accepted, Decision
 from fedorch.core.negotiation.rounds import Phase
 from fedorch.core.node import (
     Cancel,
@@ -458,3 +459,35 @@ def test_a_told_cancel_whose_workflow_ended_otherwise_here_in_an_own_epoch_is_vo
     fed.step("d0", Tick())
     assert [n for n in notes if n[:3] == ("d0", "cancel_void", TWF)], notes
     assert not d0.domain_loss.holds(TWF)
+
+
+def test_a_cancel_waiting_for_a_commit_is_void_before_a_step_starts_under_a_later_epoch():
+    """d0 took a cancel while its round's COMMIT was being decided (it waits), then
+    granted d1's claim of epoch 1; the round commits at d0 only then. d0 follows d1:
+    its own step s0 starts as d1's follower, and the cancel is noted void before that
+    start, not after it (takeover soak seed 116571: the attempt counted as started
+    under the cancel)."""
+    fed = TakeoverFed()
+    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(
+        name="w", steps=[step("s0"), step("s1"), step("s2")]),
+        placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+
+    def to_d0(src: str, dst: str, msg: object) -> bool:
+        return dst == "d0" and isinstance(msg, (Accepted, Decision))
+
+    fed.deliver(keep=to_d0)
+    held = [m for m in fed.net if to_d0(*m)]
+    fed.net = []
+    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
+    _taken(fed, "d0")
+    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    fed.step("d0", Message("d1", ClaimMsg(TWF, 1)))
+    assert fed.disks["d0"].granted[TWF] == (1, "d1")
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    for src, dst, msg in held:
+        fed.step(dst, Message(src, msg))
+    fed.deliver()
+    at_d0 = [n[1] for n in notes if n[0] == "d0"]
+    assert "step_started" in at_d0
+    assert "cancel_void" in at_d0[:at_d0.index("step_started")], at_d0

@@ -6,11 +6,19 @@ from __future__ import annotations
 
 from fedorch.core.negotiation.messages import Accept, PaxosPrepare
 from fedorch.core.node import MemberState, Message, StepEnded, Submit
-from fedorch.core.node.records import ClaimAnswerMsg, PlacedMsg, ResultMsg, Timing
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    FinalMsg,
+    PlacedMsg,
+    ResultMsg,
+    Timing,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.test_compensating_takeover import two_claimants_told_the_end_on
 from tests.unit.core.node.test_domain_loss import (
     NAMES,
     WF,
@@ -136,3 +144,33 @@ def test_the_new_domain_runs_a_step_whose_lost_domain_reported_success_to_it_onl
     fed.end("d2", "s2")
     fed.tick(fed.now + 3.0)
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_placement_refused_after_an_end_in_a_later_epoch_names_a_domain_whose_end_is_judged(
+) -> None:
+    """d2 told the original's end on in epoch 1, its claim not won (a claimant's end),
+    and drives the saga. The original, back at epoch 0, tells d2 a placement of its
+    re-placement round on d3: refused (an older epoch's), yet a committed round's fact,
+    so d3 is written as one of the workflow's domains here. A rival claimant of epoch 1
+    there, its end is judged (and acknowledged, the worse one) where it was refused as
+    a non-member's, and the members following it refused d2's tells for ever (takeover
+    soak seed 119616: d2 and d1, the new domain, both drove the saga of epoch 1)."""
+    f, late = two_claimants_told_the_end_on()
+    for dst, msg in late:
+        if dst == "d2":
+            f.step("d2", Message("d0", msg))
+    assert f.disks["d2"].epochs[WF] == (1, "d2")
+    assert WF in f.disks["d2"].final
+    f.net = []
+    rival = FinalMsg(WF, f.disks["d2"].final[WF], 1)
+    f.step("d2", Message("d3", rival))
+    assert [m for n, src, m in f.refused if (n, src) == ("d2", "d3")] == [rival]
+    f.step("d2", Message("d0", PlacedMsg(WF, "s1", "d3", 2, "d2")))
+    assert not [m for dst, m in f.sent_by("d2", AckMsg) if m.msg_id[0] == "placed"]
+    f.net = []
+    f.step("d2", Message("d3", rival))
+    assert [m for n, src, m in f.refused if (n, src) == ("d2", "d3")] == [rival]
+    assert [m.msg_id for dst, m in f.sent_by("d2", AckMsg) if dst == "d3"] == [
+        ("final", WF, "d2")]
+    assert f.disks["d2"].epochs[WF] == (1, "d2")  # d2 ranks better: it drives on
+    assert f.disks["d2"].placements[WF]["s1"] == (2, "d3", "d2")
